@@ -1,0 +1,87 @@
+import type { Brand } from '../shared/brand.js';
+
+/** Agent names: a letter, then letters, digits, `-`, `_` or `.`; at most 64; never `..`; unique case-insensitively. */
+export type AgentName = Brand<string, 'AgentName'>;
+/** Capabilities: lower-case `a-z0-9` words joined by `-`, `_` or `.`. */
+export type Capability = Brand<string, 'Capability'>;
+/** Tool names as an agent refers to them: `http_client`, `server.tool`, `server.*`. */
+export type ToolName = Brand<string, 'ToolName'>;
+
+export const AGENT_NAME_RE = /^[A-Za-z][A-Za-z0-9_.-]{0,63}$/;
+export const CAPABILITY_RE = /^[a-z0-9]+(?:[-_.][a-z0-9]+)*$/;
+export const TOOL_NAME_RE = /^[A-Za-z0-9_][A-Za-z0-9_.:*-]{0,127}$/;
+
+export type AgentFormat = 'toml' | 'markdown' | 'json';
+export type MemoryScope = 'agent' | 'workspace' | 'global';
+export type IsolationMode = 'context' | 'worker' | 'process';
+export const ISOLATION_MODES: readonly IsolationMode[] = ['context', 'worker', 'process'];
+
+export interface LlmSettings {
+  /** Provider name from `[llm.providers.NAME]` in caxton.toml; absent: the server default. */
+  provider?: string;
+  /** Model id; absent: the provider's default model. */
+  model?: string;
+  temperature?: number;
+  max_tokens?: number;
+  top_p?: number;
+  stop?: string[];
+  /** Providers tried, in order, when the primary one fails. Never implicit. */
+  fallbacks?: string[];
+}
+
+export interface MemorySettings {
+  enabled: boolean;
+  scope: MemoryScope;
+  auto_store: boolean;
+  search_limit: number;
+  min_similarity: number;
+}
+
+export interface Limits {
+  max_turns: number;
+  /** Total time allowed for one request, in milliseconds. */
+  timeout_ms: number;
+  /** Largest accepted request or message, in bytes. */
+  max_message_size: number;
+}
+
+export interface ConversationSettings {
+  /** How many earlier messages of a conversation are rendered into the prompt. */
+  history_limit: number;
+  /** Most turns (messages) a conversation may have before it is stopped. */
+  max_turns: number;
+  /** Conversation expiry after inactivity, in milliseconds. */
+  ttl_ms: number;
+}
+
+export interface ExecutionSettings {
+  /** Overrides the server-wide isolation mode for this agent. */
+  isolation?: IsolationMode;
+}
+
+/** The one typed form both agent file formats (and JSON) are parsed into. */
+export interface AgentDefinition {
+  name: AgentName;
+  version: string;
+  description: string;
+  capabilities: Capability[];
+  tools: ToolName[];
+  system_prompt: string;
+  user_prompt_template: string;
+  documentation?: string;
+  llm: LlmSettings;
+  memory: MemorySettings;
+  parameters: Record<string, unknown>;
+  limits: Limits;
+  conversation: ConversationSettings;
+  execution: ExecutionSettings;
+  /** Provenance notes, e.g. the original Claude Code tool list and model alias. */
+  metadata: Record<string, unknown>;
+}
+
+export const DEFAULT_USER_PROMPT_TEMPLATE = '{{request}}';
+
+/** Agent names are unique regardless of case; this is the key they are stored under. */
+export function agentKey(name: string): string {
+  return name.toLowerCase();
+}

@@ -1,0 +1,413 @@
+import { parse as parseToml, TomlError } from 'smol-toml';
+import { LineCounter, parseDocument, isMap, isNode, type Document } from 'yaml';
+import type { z } from 'zod';
+import { closest } from '../shared/suggest.js';
+import { decodeUtf8 } from '../shared/utf8.js';
+import { mapClaudeTools, splitToolList } from './claude.js';
+import { agentKey, type AgentDefinition, type AgentFormat, type Capability } from './definition.js';
+import { fieldPath, type AgentIssue, type Locator } from './issues.js';
+import { agentDocumentSchema, TABLE_KEYS, TOP_LEVEL_KEYS, TOP_LEVEL_VALUE_KEYS } from './schema.js';
+import { scanTomlKeys, tomlLocator } from './toml-locator.js';
+
+export interface ParseOptions {
+  /** Format to parse as; when absent it is taken from the file name, then sniffed from the content. */
+  format?: AgentFormat;
+  /** File name used in messages and for format detection. */
+  file?: string;
+}
+
+export type ParseResult =
+  | { ok: true; format: AgentFormat; definition: AgentDefinition; warnings: AgentIssue[] }
+  | { ok: false; format: AgentFormat; errors: AgentIssue[]; warnings: AgentIssue[] };
+
+export function detectFormat(file: string | undefined, text: string): AgentFormat {
+  const lower = file?.toLowerCase() ?? '';
+  if (lower.endsWith('.toml')) return 'toml';
+  if (lower.endsWith('.md') || lower.endsWith('.markdown')) return 'markdown';
+  if (lower.endsWith('.json')) return 'json';
+  const head = text.trimStart();
+  if (head.startsWith('---')) return 'markdown';
+  if (head.startsWith('{')) return 'json';
+  return 'toml';
+}
+
+interface Raw {
+  doc: Record<string, unknown>;
+  locate: Locator;
+  issues: AgentIssue[];
+}
+
+/** Parses an agent file (bytes or text) into a validated AgentDefinition, or every error found. */
+export function parseAgent(input: string | Uint8Array, opts: ParseOptions = {}): ParseResult {
+  const file = opts.file;
+  let text: string;
+  if (typeof input === 'string') text = input;
+  else {
+    const dec = decodeUtf8(input);
+    if (!dec.ok) {
+      const format = opts.format ?? detectFormat(file, '');
+      return {
+        ok: false,
+        format,
+        warnings: [],
+        errors: [
+          {
+            severity: 'error',
+            code: 'not_utf8',
+            message: `the file is not valid UTF-8 (invalid byte at offset ${dec.offset})`,
+            ...(file !== undefined && { file }),
+            line: dec.line,
+            column: dec.column,
+            suggestion: 'save the file as UTF-8 (e.g. `iconv -f LATIN1 -t UTF-8 in > out`)',
+          },
+        ],
+      };
+    }
+    text = dec.text;
+  }
+  if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
+  const format = opts.format ?? detectFormat(file, text);
+  const at = (i: Omit<AgentIssue, 'file'>): AgentIssue => (file !== undefined ? { ...i, file } : i);
+
+  let raw: Raw | { errors: AgentIssue[] };
+  switch (format) {
+    case 'toml':
+      raw = readToml(text, at);
+      break;
+    case 'markdown':
+      raw = readMarkdown(text, at);
+      break;
+    case 'json':
+      raw = readJson(text, at);
+      break;
+    default: {
+      const never: never = format;
+      throw new Error(`unhandled format ${String(never)}`);
+    }
+  }
+  if ('errors' in raw) return { ok: false, format, errors: raw.errors, warnings: [] };
+  return validateDocument(raw, format, at);
+}
+
+function validateDocument(raw: Raw, format: AgentFormat, at: (i: Omit<AgentIssue, 'file'>) => AgentIssue): ParseResult {
+  const warnings = raw.issues.filter((i) => i.severity === 'warning');
+  const errors = raw.issues.filter((i) => i.severity === 'error');
+  const doc = structuredClone(raw.doc);
+  const withPos = (path: readonly (string | number)[], i: Omit<AgentIssue, 'file' | 'line' | 'column' | 'field'>): AgentIssue => {
+    const pos = raw.locate(path);
+    return at({ ...i, ...(path.length > 0 && { field: fieldPath(path) }), ...(pos && { line: pos.line, column: pos.column }) });
+  };
+
+  // Unknown keys are warnings; strip them and validate what remains.
+  let result = agentDocumentSchema.safeParse(doc);
+  for (let guard = 0; !result.success && guard < 8; guard++) {
+    const unknown = result.error.issues.filter((i) => i.code === 'unrecognized_keys');
+    if (unknown.length === 0) break;
+    for (const issue of unknown) {
+      const parentPath = issue.path as (string | number)[];
+      const parent = parentPath.reduce<unknown>((o, k) => (o as Record<string | number, unknown>)[k], doc) as Record<string, unknown>;
+      const known = parentPath.length === 0 ? TOP_LEVEL_KEYS : (TABLE_KEYS[String(parentPath[0])] ?? []);
+      for (const key of (issue as z.core.$ZodIssueUnrecognizedKeys).keys) {
+        delete parent[key];
+        const guess = closest(key, known);
+        warnings.push(
+          withPos([...parentPath, key], {
+            severity: 'warning',
+            code: 'unknown_key',
+            message: `unknown key "${key}" is ignored`,
+            ...(guess && { suggestion: `did you mean "${guess}"?` }),
+          }),
+        );
+      }
+    }
+    result = agentDocumentSchema.safeParse(doc);
+  }
+
+  if (!result.success) {
+    for (const issue of result.error.issues) {
+      const path = issue.path as (string | number)[];
+      const top = String(path[0] ?? '');
+      const missing = issue.code === 'invalid_type' && pathValue(doc, path) === undefined;
+      const suggestion = suggestionFor(top, missing, format);
+      errors.push(
+        withPos(path, {
+          severity: 'error',
+          code: missing ? 'missing_field' : issue.code === 'invalid_type' ? 'invalid_type' : 'invalid_value',
+          message: missing ? `required field "${fieldPath(path)}" is missing` : issue.message,
+          ...(issue.code === 'invalid_type' && { expected: issue.expected }),
+          ...(suggestion && { suggestion }),
+        }),
+      );
+    }
+  }
+  if (errors.length > 0 || !result.success) return { ok: false, format, errors, warnings };
+
+  const def = result.data;
+  if (def.capabilities.length === 0) {
+    const cap = agentKey(def.name).replace(/[^a-z0-9]+/g, '-').replace(/^-+|-+$/g, '') as Capability;
+    def.capabilities = [cap];
+    warnings.push(
+      withPos(['capabilities'], {
+        severity: 'warning',
+        code: 'default_capability',
+        message: `no capabilities declared; the agent provides "${cap}" (derived from its name)`,
+        suggestion: 'declare what the agent can do, e.g. capabilities = ["data-analysis"]',
+      }),
+    );
+  }
+  return { ok: true, format, definition: def, warnings };
+}
+
+function pathValue(doc: unknown, path: readonly (string | number)[]): unknown {
+  let cur: unknown = doc;
+  for (const k of path) {
+    if (cur === null || typeof cur !== 'object') return undefined;
+    cur = (cur as Record<string | number, unknown>)[k];
+  }
+  return cur;
+}
+
+function suggestionFor(top: string, missing: boolean, format: AgentFormat): string | undefined {
+  if (top === 'name' && missing) return format === 'markdown' ? 'add `name: my-agent` to the frontmatter' : 'add name = "my-agent" at the top of the file';
+  if (top === 'system_prompt' && missing)
+    return format === 'markdown'
+      ? 'write the system prompt as the Markdown body after the closing ---'
+      : "add system_prompt = '''...''' before the first [table] header";
+  if (top === 'name') return 'use letters, digits, "-", "_" or ".", starting with a letter, e.g. "data-analyzer"';
+  if (top === 'version') return 'use semantic versioning, e.g. version = "1.0.0"';
+  if (top === 'capabilities') return 'e.g. capabilities = ["data-analysis", "report-generation"]';
+  if (top === 'tools') return 'e.g. tools = ["http_client", "csv_parser"]';
+  return undefined;
+}
+
+// ---------------------------------------------------------------------------------------------
+// TOML
+
+function readToml(text: string, at: (i: Omit<AgentIssue, 'file'>) => AgentIssue): Raw | { errors: AgentIssue[] } {
+  let doc: Record<string, unknown>;
+  try {
+    doc = parseToml(text) as Record<string, unknown>;
+  } catch (e) {
+    if (e instanceof TomlError) {
+      const first = e.message.split('\n')[0] ?? e.message;
+      return {
+        errors: [
+          at({
+            severity: 'error',
+            code: 'toml_syntax',
+            message: `TOML syntax error: ${first.replace(/^Invalid TOML document: /, '')}`,
+            line: e.line,
+            column: e.column,
+            suggestion: 'check quotes, brackets and `key = value` pairs on this line; multi-line text needs \'\'\'...\'\'\'',
+          }),
+        ],
+      };
+    }
+    throw e;
+  }
+  const issues: AgentIssue[] = [];
+  const keys = scanTomlKeys(text);
+  // The classic mistake: `system_prompt = ...` written after a [table] header lands inside that table.
+  for (const table of Object.keys(doc)) {
+    const v = doc[table];
+    if (v === null || typeof v !== 'object' || Array.isArray(v)) continue;
+    for (const key of TOP_LEVEL_VALUE_KEYS) {
+      if (!Object.hasOwn(v, key)) continue;
+      if (table === 'tools' && key === 'tools') continue;
+      const info = keys.get(`${table}.${key}`);
+      const headerLine = keys.get(table)?.line;
+      const topLevelToo = Object.hasOwn(doc, key);
+      const loc = info ? { line: info.line, column: info.column } : {};
+      const moved = `"${key}" is inside the [${table}] table because it comes after the [${table}] header${headerLine ? ` on line ${headerLine}` : ''}; TOML puts every key after a table header into that table`;
+      const fix = `move ${key} = ... above the first [table] header${headerLine ? ` (line ${headerLine})` : ''}`;
+      if (topLevelToo || table === 'parameters') {
+        if (table === 'parameters' && !topLevelToo) {
+          issues.push(at({ severity: 'error', code: 'misplaced_key', message: moved, field: `${table}.${key}`, ...loc, suggestion: fix }));
+          // Keep validating as if it were written where it was meant, so other errors are found too.
+          doc[key] = (v as Record<string, unknown>)[key];
+          delete (v as Record<string, unknown>)[key];
+        } else if (table === 'parameters') {
+          issues.push(at({ severity: 'warning', code: 'shadowed_key', message: `parameters.${key} looks like a top-level key written after [parameters]`, field: `${table}.${key}`, ...loc, suggestion: fix }));
+        }
+        continue;
+      }
+      issues.push(at({ severity: 'error', code: 'misplaced_key', message: moved, field: `${table}.${key}`, ...loc, suggestion: fix }));
+      doc[key] = (v as Record<string, unknown>)[key];
+      delete (v as Record<string, unknown>)[key];
+    }
+  }
+  return { doc, locate: tomlLocator(text), issues };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Markdown with YAML frontmatter (Claude Code subagent format)
+
+const FRONTMATTER_RE = /^---[ \t]*\r?\n([\s\S]*?)\r?\n?---[ \t]*(?:\r?\n|$)/;
+
+function readMarkdown(text: string, at: (i: Omit<AgentIssue, 'file'>) => AgentIssue): Raw | { errors: AgentIssue[] } {
+  const m = FRONTMATTER_RE.exec(text);
+  if (!m) {
+    return {
+      errors: [
+        at({
+          severity: 'error',
+          code: 'missing_frontmatter',
+          message: 'a Markdown agent must start with YAML frontmatter between --- lines',
+          line: 1,
+          column: 1,
+          suggestion: 'start the file with:\n---\nname: my-agent\ndescription: What it does\n---',
+        }),
+      ],
+    };
+  }
+  const yamlText = m[1]!;
+  const body = text.slice(m[0].length);
+  const bodyLine = m[0].split('\n').length; // 1-based line where the body starts
+  let lineCounter = new LineCounter();
+  let ydoc = parseDocument(yamlText, { lineCounter, prettyErrors: true, uniqueKeys: true });
+  const issues: AgentIssue[] = [];
+  if (ydoc.errors.length > 0) {
+    // Claude Code reads `description: Use when: ...` (an unquoted ": " inside a value) as plain
+    // text, and community files rely on it; strict YAML does not. Retry with such values quoted.
+    const lenient = quoteUnsafePlainScalars(yamlText);
+    if (lenient.changed.length > 0) {
+      const lc2 = new LineCounter();
+      const retry = parseDocument(lenient.text, { lineCounter: lc2, prettyErrors: true, uniqueKeys: true });
+      if (retry.errors.length === 0) {
+        ydoc = retry;
+        lineCounter = lc2;
+        for (const c of lenient.changed) {
+          issues.push(at({ severity: 'warning', code: 'yaml_unquoted_colon', message: `the value of "${c.key}" contains ": " and is not quoted; read as plain text as Claude Code does`, field: c.key, line: c.line + 1, column: 1, suggestion: `quote it: ${c.key}: "..."` }));
+        }
+      }
+    }
+  }
+  if (ydoc.errors.length > 0) {
+    return {
+      errors: ydoc.errors.map((e) => {
+        const pos = e.linePos?.[0];
+        return at({
+          severity: 'error',
+          code: 'yaml_syntax',
+          message: `YAML syntax error in frontmatter: ${e.message.split('\n')[0]}`,
+          ...(pos && { line: pos.line + 1, column: pos.col }),
+          suggestion: 'quote values that contain ": " or start with a special character, e.g. description: "Use when: ..."',
+        });
+      }),
+    };
+  }
+  const front = ydoc.toJS() as unknown;
+  if (front === null || typeof front !== 'object' || Array.isArray(front)) {
+    return { errors: [at({ severity: 'error', code: 'invalid_frontmatter', message: 'the frontmatter must be a mapping of keys to values', line: 2, column: 1 })] };
+  }
+  const fm = front as Record<string, unknown>;
+  const doc: Record<string, unknown> = { ...fm };
+  const metadata: Record<string, unknown> = { ...(isRecord(fm.metadata) ? fm.metadata : {}) };
+
+  // tools: "Read, Write" or a list; Claude names are mapped, originals kept.
+  if (fm.tools !== undefined) {
+    const list = splitToolList(fm.tools);
+    if (Array.isArray(list) && list.every((t) => typeof t === 'string')) {
+      const mapped = mapClaudeTools(list);
+      doc.tools = mapped.tools;
+      metadata.claude_tools = list;
+      if (mapped.dropped.length > 0) metadata.claude_tools_dropped = mapped.dropped;
+    } else doc.tools = list;
+  }
+  // model: a Claude alias or a model id becomes llm.model; "inherit" means the server default.
+  if (fm.model !== undefined) {
+    delete doc.model;
+    if (typeof fm.model === 'string') {
+      metadata.claude_model = fm.model;
+      if (fm.model !== 'inherit') doc.llm = { ...(isRecord(fm.llm) ? fm.llm : {}), model: fm.model };
+    } else {
+      issues.push(at({ severity: 'error', code: 'invalid_type', message: 'model must be a string such as "sonnet", "haiku", "inherit" or a model id', field: 'model', ...yamlPos(ydoc, lineCounter, ['model']) }));
+    }
+  }
+  for (const claudeOnly of ['color', 'permissionMode', 'permission_mode']) {
+    if (fm[claudeOnly] !== undefined) {
+      metadata[claudeOnly] = fm[claudeOnly];
+      delete doc[claudeOnly];
+    }
+  }
+  if (Object.keys(metadata).length > 0) doc.metadata = metadata;
+  if (doc.system_prompt === undefined) doc.system_prompt = body.trim();
+
+  const locate: Locator = (path) => {
+    const top = String(path[0] ?? '');
+    if (top === 'system_prompt' && fm.system_prompt === undefined) return { line: bodyLine, column: 1 };
+    if (top === 'llm' && path[1] === 'model' && fm.model !== undefined) return yamlPosOpt(ydoc, lineCounter, ['model']);
+    if (top === 'tools') return yamlPosOpt(ydoc, lineCounter, fm.tools !== undefined && typeof fm.tools !== 'string' ? path : ['tools']);
+    for (let n = path.length; n > 0; n--) {
+      const pos = yamlPosOpt(ydoc, lineCounter, path.slice(0, n));
+      if (pos) return pos;
+    }
+    return undefined;
+  };
+  return { doc, locate, issues };
+}
+
+/** Quotes top-level `key: value` lines whose plain value contains ": " (invalid in strict YAML). */
+function quoteUnsafePlainScalars(yamlText: string): { text: string; changed: { key: string; line: number }[] } {
+  const changed: { key: string; line: number }[] = [];
+  const lines = yamlText.split('\n').map((line, i) => {
+    const m = /^([A-Za-z_][\w-]*):[ \t]+(.*?)\s*$/.exec(line);
+    if (!m) return line;
+    const value = m[2]!;
+    if (/^["'[{|>&*!%@`#]/.test(value) || !value.includes(': ')) return line;
+    changed.push({ key: m[1]!, line: i + 1 });
+    return `${m[1]}: ${JSON.stringify(value)}`;
+  });
+  return { text: lines.join('\n'), changed };
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === 'object' && !Array.isArray(v);
+}
+
+function yamlPosOpt(doc: Document, lc: LineCounter, path: readonly (string | number)[]): { line: number; column: number } | undefined {
+  // The frontmatter starts on line 2 of the file (after the opening ---).
+  let node: unknown;
+  if (path.length === 1 && isMap(doc.contents)) {
+    const pair = doc.contents.items.find((p) => isNode(p.key) && (p.key as { value?: unknown }).value === path[0]);
+    node = pair?.key;
+  } else node = doc.getIn(path, true);
+  if (!isNode(node) || !node.range) return undefined;
+  const p = lc.linePos(node.range[0]);
+  return { line: p.line + 1, column: p.col };
+}
+
+function yamlPos(doc: Document, lc: LineCounter, path: readonly (string | number)[]): { line?: number; column?: number } {
+  return yamlPosOpt(doc, lc, path) ?? {};
+}
+
+// ---------------------------------------------------------------------------------------------
+// JSON
+
+function readJson(text: string, at: (i: Omit<AgentIssue, 'file'>) => AgentIssue): Raw | { errors: AgentIssue[] } {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch (e) {
+    const msg = e instanceof Error ? e.message : String(e);
+    const pos = /position (\d+)/.exec(msg);
+    const lineCol = pos ? offsetToLineCol(text, Number(pos[1])) : {};
+    return { errors: [at({ severity: 'error', code: 'json_syntax', message: `JSON syntax error: ${msg}`, ...lineCol })] };
+  }
+  if (!isRecord(doc)) {
+    return { errors: [at({ severity: 'error', code: 'invalid_type', message: 'an agent document must be a JSON object', expected: 'object', line: 1, column: 1 })] };
+  }
+  return { doc, locate: () => undefined, issues: [] };
+}
+
+export function offsetToLineCol(text: string, offset: number): { line: number; column: number } {
+  let line = 1;
+  let last = -1;
+  for (let i = 0; i < offset && i < text.length; i++) {
+    if (text.charCodeAt(i) === 10) {
+      line++;
+      last = i;
+    }
+  }
+  return { line, column: offset - last };
+}

@@ -1,0 +1,192 @@
+import { z } from 'zod';
+import { parseDuration, parseSize } from '../shared/units.js';
+import {
+  AGENT_NAME_RE,
+  CAPABILITY_RE,
+  DEFAULT_USER_PROMPT_TEMPLATE,
+  ISOLATION_MODES,
+  TOOL_NAME_RE,
+  type AgentDefinition,
+  type AgentName,
+  type Capability,
+  type ToolName,
+} from './definition.js';
+
+/**
+ * The agent document schema: what a TOML file, a Markdown frontmatter (after Claude mapping)
+ * or a JSON body must look like. Objects are strict so unknown keys surface as
+ * `unrecognized_keys` issues, which the validator turns into warnings.
+ */
+
+const SEMVER_RE =
+  /^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?$/;
+
+const duration = z.union([z.number(), z.string()]).transform((v, ctx) => {
+  const ms = parseDuration(v);
+  if (ms === undefined) {
+    ctx.addIssue({ code: 'custom', message: 'expected a duration: seconds as a number, or a string such as "500ms", "30s", "2m"' });
+    return z.NEVER;
+  }
+  return ms;
+});
+
+const size = z.union([z.number(), z.string()]).transform((v, ctx) => {
+  const bytes = parseSize(v);
+  if (bytes === undefined) {
+    ctx.addIssue({ code: 'custom', message: 'expected a size: bytes as a whole number, or a string such as "64KB", "1MB"' });
+    return z.NEVER;
+  }
+  return bytes;
+});
+
+export const agentNameSchema = z
+  .string({ error: 'expected a string' })
+  .regex(AGENT_NAME_RE, {
+    message: 'expected a name that starts with a letter and has only letters, digits, "-", "_" or "." (at most 64 characters)',
+  })
+  .refine((s) => !s.includes('..'), { message: 'a name must not contain ".."' })
+  .transform((s) => s as AgentName);
+
+const capabilitySchema = z
+  .string({ error: 'expected a string' })
+  .regex(CAPABILITY_RE, { message: 'expected lower-case letters and digits joined by "-", "_" or "." (e.g. "data-analysis")' })
+  .transform((s) => s as Capability);
+
+const toolSchema = z
+  .string({ error: 'expected a string' })
+  .regex(TOOL_NAME_RE, { message: 'expected a tool name such as "http_client" or "server.tool"' })
+  .transform((s) => s as ToolName);
+
+const llmSchema = z.strictObject({
+  provider: z.string().min(1).optional(),
+  model: z.string().min(1).optional(),
+  temperature: z.number().min(0).max(2).optional(),
+  max_tokens: z.number().int().positive().optional(),
+  top_p: z.number().min(0).max(1).optional(),
+  stop: z.array(z.string()).optional(),
+  fallbacks: z.array(z.string().min(1)).optional(),
+});
+
+const memorySchema = z.strictObject({
+  enabled: z.boolean().default(false),
+  scope: z
+    .enum(['agent', 'agent-only', 'workspace', 'global'], { error: 'expected one of "agent", "workspace", "global"' })
+    .default('agent')
+    .transform((s) => (s === 'agent-only' ? 'agent' : s)),
+  auto_store: z.boolean().default(false),
+  search_limit: z.number().int().min(1).max(100).default(5),
+  min_similarity: z.number().min(0).max(1).default(0.5),
+});
+
+const limitsSchema = z
+  .strictObject({
+    max_turns: z.number().int().min(1).max(100).default(10),
+    timeout: duration.optional(),
+    timeout_ms: z.number().int().positive().optional(),
+    max_message_size: size.default(256 * 1024),
+  })
+  .transform(({ max_turns, timeout, timeout_ms, max_message_size }) => ({
+    max_turns,
+    timeout_ms: timeout_ms ?? timeout ?? 120_000,
+    max_message_size,
+  }));
+
+const conversationSchema = z
+  .strictObject({
+    history_limit: z.number().int().min(0).max(1000).default(20),
+    max_turns: z.number().int().min(1).max(10_000).default(50),
+    ttl: duration.optional(),
+    ttl_ms: z.number().int().positive().optional(),
+  })
+  .transform(({ history_limit, max_turns, ttl, ttl_ms }) => ({
+    history_limit,
+    max_turns,
+    ttl_ms: ttl_ms ?? ttl ?? 3_600_000,
+  }));
+
+const executionSchema = z.strictObject({
+  isolation: z.enum(ISOLATION_MODES as [string, ...string[]], { error: 'expected "context", "worker" or "process"' }).optional(),
+});
+
+/** Upstream's `[tools] available = [...]` form. */
+const toolsTableSchema = z.strictObject({ available: z.array(toolSchema) }).transform((t) => t.available);
+
+export const agentDocumentSchema = z
+  .strictObject({
+    name: agentNameSchema,
+    version: z.string({ error: 'expected a string' }).regex(SEMVER_RE, { message: 'expected a semantic version such as "1.0.0"' }).default('1.0.0'),
+    description: z.string({ error: 'expected a string' }).default(''),
+    capabilities: z.array(capabilitySchema, { error: 'expected an array of strings' }).optional(),
+    tools: z.union([z.array(toolSchema), toolsTableSchema], { error: 'expected an array of tool names, e.g. tools = ["http_client"]' }).default([]),
+    system_prompt: z.string({ error: 'expected a string' }).min(1, { message: 'must not be empty' }),
+    user_prompt_template: z.string({ error: 'expected a string' }).default(DEFAULT_USER_PROMPT_TEMPLATE),
+    documentation: z.string({ error: 'expected a string' }).optional(),
+    llm: llmSchema.default({}),
+    memory: memorySchema.default({ enabled: false, scope: 'agent', auto_store: false, search_limit: 5, min_similarity: 0.5 }),
+    parameters: z.record(z.string(), z.unknown()).default({}),
+    limits: limitsSchema.default({ max_turns: 10, timeout_ms: 120_000, max_message_size: 256 * 1024 }),
+    conversation: conversationSchema.default({ history_limit: 20, max_turns: 50, ttl_ms: 3_600_000 }),
+    execution: executionSchema.default({}),
+    metadata: z.record(z.string(), z.unknown()).default({}),
+  })
+  .transform((d): AgentDefinition => {
+    const def: AgentDefinition = {
+      name: d.name,
+      version: d.version,
+      description: d.description,
+      capabilities: d.capabilities ?? [],
+      tools: [...new Set(d.tools)],
+      system_prompt: d.system_prompt,
+      user_prompt_template: d.user_prompt_template,
+      llm: d.llm,
+      memory: d.memory as AgentDefinition['memory'],
+      parameters: d.parameters,
+      limits: d.limits,
+      conversation: d.conversation,
+      execution: d.execution as AgentDefinition['execution'],
+      metadata: d.metadata,
+    };
+    if (d.documentation !== undefined) def.documentation = d.documentation;
+    return def;
+  });
+
+/** Top-level keys of an agent document, for typo suggestions and misplaced-key detection. */
+export const TOP_LEVEL_KEYS = [
+  'name',
+  'version',
+  'description',
+  'capabilities',
+  'tools',
+  'system_prompt',
+  'user_prompt_template',
+  'documentation',
+  'llm',
+  'memory',
+  'parameters',
+  'limits',
+  'conversation',
+  'execution',
+  'metadata',
+] as const;
+
+/** Top-level keys that are plain values (not tables), which a TOML table header can swallow. */
+export const TOP_LEVEL_VALUE_KEYS = [
+  'name',
+  'version',
+  'description',
+  'capabilities',
+  'tools',
+  'system_prompt',
+  'user_prompt_template',
+  'documentation',
+] as const;
+
+/** Keys known inside each table, for "did you mean" suggestions. */
+export const TABLE_KEYS: Record<string, readonly string[]> = {
+  llm: ['provider', 'model', 'temperature', 'max_tokens', 'top_p', 'stop', 'fallbacks'],
+  memory: ['enabled', 'scope', 'auto_store', 'search_limit', 'min_similarity'],
+  limits: ['max_turns', 'timeout', 'timeout_ms', 'max_message_size'],
+  conversation: ['history_limit', 'max_turns', 'ttl', 'ttl_ms'],
+  execution: ['isolation'],
+  tools: ['available'],
+};

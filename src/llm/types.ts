@@ -1,0 +1,134 @@
+import { CaxtonError } from '../shared/errors.js';
+
+/**
+ * The provider-neutral chat model Caxton speaks. Each provider client (OpenAI-compatible,
+ * Anthropic Messages, scripted) translates to and from its wire format.
+ */
+
+export type ProviderType = 'openai' | 'anthropic' | 'scripted';
+export const PROVIDER_TYPES: readonly ProviderType[] = ['openai', 'anthropic', 'scripted'];
+
+/** JSON Schema for a tool's input, as both OpenAI and Anthropic accept it. */
+export type JsonSchema = Record<string, unknown>;
+
+export interface ToolSpec {
+  name: string;
+  description: string;
+  input_schema: JsonSchema;
+}
+
+export interface ToolCall {
+  /** Provider-assigned id that the tool result must echo. */
+  id: string;
+  name: string;
+  /** Parsed arguments (an object for well-behaved models). */
+  arguments: Record<string, unknown>;
+}
+
+export type ChatMessage =
+  | { role: 'system'; content: string }
+  | { role: 'user'; content: string }
+  | { role: 'assistant'; content: string; tool_calls?: ToolCall[] }
+  | { role: 'tool'; tool_call_id: string; name: string; content: string; is_error?: boolean };
+
+export interface ChatRequest {
+  model: string;
+  messages: ChatMessage[];
+  tools?: ToolSpec[];
+  temperature?: number;
+  max_tokens?: number;
+  top_p?: number;
+  stop?: string[];
+  /** Aborts the call (client disconnected, deadline passed). */
+  signal?: AbortSignal;
+}
+
+export interface Usage {
+  input_tokens: number;
+  output_tokens: number;
+  total_tokens: number;
+}
+
+export type FinishReason = 'stop' | 'tool_calls' | 'length' | 'content_filter';
+
+export interface ChatResponse {
+  provider: string;
+  model: string;
+  content: string;
+  tool_calls: ToolCall[];
+  usage: Usage;
+  finish_reason: FinishReason;
+}
+
+export type StreamEvent =
+  | { type: 'text_delta'; text: string }
+  | { type: 'tool_call'; call: ToolCall }
+  | { type: 'done'; response: ChatResponse };
+
+export interface LlmProvider {
+  /** The `[llm.providers.NAME]` name. */
+  readonly name: string;
+  readonly type: ProviderType;
+  readonly defaultModel: string | undefined;
+  chat(req: ChatRequest): Promise<ChatResponse>;
+  /** Streams deltas; always ends with one `done` event carrying the full response. */
+  stream(req: ChatRequest): AsyncIterable<StreamEvent>;
+}
+
+/** `[llm.providers.NAME]` in caxton.toml. */
+export interface ProviderConfig {
+  type: ProviderType;
+  base_url?: string;
+  /** Name of the environment variable holding the API key (never the key itself). */
+  api_key_env?: string;
+  model?: string;
+  /** Per-call timeout in milliseconds. */
+  timeout_ms: number;
+  /** Retries after the first attempt on 429, 5xx, timeouts and connection errors. */
+  max_retries: number;
+  /** First backoff delay in milliseconds; doubled each retry, with jitter; Retry-After wins when given. */
+  retry_base_ms: number;
+  /** Extra HTTP headers sent with every call. */
+  headers?: Record<string, string>;
+  /** For `scripted`: the reply file. */
+  script?: string;
+  /** For `scripted`: artificial latency per call in milliseconds (default 0). */
+  latency_ms?: number;
+}
+
+export type LlmErrorKind =
+  | 'missing_key'
+  | 'unauthorized'
+  | 'forbidden'
+  | 'rate_limited'
+  | 'server_error'
+  | 'timeout'
+  | 'connection'
+  | 'malformed_response'
+  | 'unknown_model'
+  | 'bad_request'
+  | 'cancelled'
+  | 'script';
+
+/** Every provider failure: names the provider, the model and the cause. */
+export class LlmError extends CaxtonError {
+  readonly provider: string;
+  readonly model: string;
+  readonly kind: LlmErrorKind;
+  readonly httpStatus: number | undefined;
+  /** Whether another attempt may succeed (429, 5xx, timeout, connection). */
+  readonly retryable: boolean;
+
+  constructor(
+    init: { provider: string; model: string; kind: LlmErrorKind; message: string; httpStatus?: number; retryable?: boolean },
+    options?: { cause?: unknown },
+  ) {
+    super(init.kind === 'cancelled' ? 'cancelled' : init.kind === 'timeout' ? 'timeout' : 'llm_error', `LLM provider "${init.provider}" (model "${init.model}"): ${init.message}`, { provider: init.provider, model: init.model, kind: init.kind, http_status: init.httpStatus }, options);
+    this.name = 'LlmError';
+    this.provider = init.provider;
+    this.model = init.model;
+    this.kind = init.kind;
+    this.httpStatus = init.httpStatus;
+    this.retryable = init.retryable ?? false;
+  }
+}

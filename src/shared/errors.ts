@@ -1,0 +1,61 @@
+/**
+ * Typed errors. Every error Caxton raises on purpose is a CaxtonError with a stable
+ * machine-readable code; the API maps the code to an HTTP status and the CLI to an exit code.
+ */
+
+export const ERROR_CODES = {
+  invalid_request: 400,
+  validation_failed: 422,
+  invalid_agent: 422,
+  invalid_config: 422,
+  not_utf8: 400,
+  unsupported_media_type: 415,
+  payload_too_large: 413,
+  not_found: 404,
+  agent_not_found: 404,
+  route_not_found: 404,
+  conflict: 409,
+  agent_exists: 409,
+  agent_managed_by_file: 409,
+  not_ready: 503,
+  timeout: 504,
+  cancelled: 499,
+  rate_limited: 429,
+  llm_error: 502,
+  tool_error: 500,
+  tool_not_allowed: 403,
+  isolation_failure: 500,
+  internal: 500,
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export function httpStatusFor(code: ErrorCode): number {
+  return ERROR_CODES[code];
+}
+
+export class CaxtonError extends Error {
+  readonly code: ErrorCode;
+  readonly details: unknown;
+
+  constructor(code: ErrorCode, message: string, details?: unknown, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'CaxtonError';
+    this.code = code;
+    this.details = details;
+  }
+
+  get status(): number {
+    return httpStatusFor(this.code);
+  }
+}
+
+export function isCaxtonError(e: unknown): e is CaxtonError {
+  return e instanceof CaxtonError;
+}
+
+/** A message suitable for a human, never a stack trace. */
+export function describeError(e: unknown): string {
+  if (e instanceof Error) return e.message;
+  return String(e);
+}
