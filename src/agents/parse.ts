@@ -5,9 +5,9 @@ import { closest } from '../shared/suggest.js';
 import { decodeUtf8 } from '../shared/utf8.js';
 import { mapClaudeTools, splitToolList } from './claude.js';
 import { agentKey, type AgentDefinition, type AgentFormat, type Capability } from './definition.js';
-import { fieldPath, type AgentIssue, type Locator } from './issues.js';
+import { fieldPath, type SourceIssue as AgentIssue, type Locator } from '../shared/issues.js';
 import { agentDocumentSchema, TABLE_KEYS, TOP_LEVEL_KEYS, TOP_LEVEL_VALUE_KEYS } from './schema.js';
-import { scanTomlKeys, tomlLocator } from './toml-locator.js';
+import { scanTomlKeys, tomlLocator } from '../shared/toml-locator.js';
 
 export interface ParseOptions {
   /** Format to parse as; when absent it is taken from the file name, then sniffed from the content. */

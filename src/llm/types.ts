@@ -41,6 +41,11 @@ export interface ChatRequest {
   stop?: string[];
   /** Aborts the call (client disconnected, deadline passed). */
   signal?: AbortSignal;
+  /**
+   * When the caller gives up (ms since the epoch, `Date.now()` clock). A retry whose wait
+   * (backoff or Retry-After) would end past it fails at once instead of sleeping.
+   */
+  deadline?: number;
 }
 
 export interface Usage {
@@ -118,12 +123,24 @@ export class LlmError extends CaxtonError {
   readonly httpStatus: number | undefined;
   /** Whether another attempt may succeed (429, 5xx, timeout, connection). */
   readonly retryable: boolean;
+  /** The cause alone, without the provider/model prefix `message` carries. */
+  readonly reason: string;
 
   constructor(
-    init: { provider: string; model: string; kind: LlmErrorKind; message: string; httpStatus?: number; retryable?: boolean },
+    init: {
+      provider: string;
+      model: string;
+      kind: LlmErrorKind;
+      message: string;
+      httpStatus?: number;
+      retryable?: boolean;
+      /** Extra fields merged into `details` (e.g. the earlier attempts of a fallback chain). */
+      details?: Record<string, unknown>;
+    },
     options?: { cause?: unknown },
   ) {
-    super(init.kind === 'cancelled' ? 'cancelled' : init.kind === 'timeout' ? 'timeout' : 'llm_error', `LLM provider "${init.provider}" (model "${init.model}"): ${init.message}`, { provider: init.provider, model: init.model, kind: init.kind, http_status: init.httpStatus }, options);
+    super(init.kind === 'cancelled' ? 'cancelled' : init.kind === 'timeout' ? 'timeout' : 'llm_error', `LLM provider "${init.provider}" (model "${init.model}"): ${init.message}`, { provider: init.provider, model: init.model, kind: init.kind, http_status: init.httpStatus, ...init.details }, options);
+    this.reason = init.message;
     this.name = 'LlmError';
     this.provider = init.provider;
     this.model = init.model;

@@ -1,5 +1,5 @@
-/** One problem found in an agent file: where it is, what was expected, and what to do. */
-export interface AgentIssue {
+/** One problem found in a configuration or agent file: where it is, what was expected, and what to do. */
+export interface SourceIssue {
   severity: 'error' | 'warning';
   /** Stable machine-readable code, e.g. `toml_syntax`, `invalid_type`, `misplaced_key`, `unknown_key`. */
   code: string;
@@ -26,7 +26,7 @@ export function fieldPath(path: readonly PropertyKey[]): string {
 }
 
 /** `file:line:column: error: message (field) — suggestion`, the one-line form used by the CLI and logs. */
-export function formatIssue(i: AgentIssue): string {
+export function formatIssue(i: SourceIssue): string {
   const where = [i.file ?? '<input>', i.line, i.column].filter((x) => x !== undefined).join(':');
   const field = i.field ? ` [${i.field}]` : '';
   const expected = i.expected ? ` (expected ${i.expected})` : '';

@@ -1,0 +1,98 @@
+import { EventEmitter } from 'node:events';
+import { agentKey, type AgentDefinition, type AgentFormat, type Capability } from './definition.js';
+
+export type AgentOrigin = { kind: 'file'; path: string } | { kind: 'api' };
+
+export interface DeployedAgent {
+  readonly definition: AgentDefinition;
+  readonly format: AgentFormat;
+  readonly origin: AgentOrigin;
+  /** Increments on every update. */
+  readonly revision: number;
+  readonly deployed_at: string;
+  readonly updated_at: string;
+}
+
+export type RegistryEvent =
+  | { type: 'deployed'; agent: DeployedAgent }
+  | { type: 'updated'; agent: DeployedAgent; previous: DeployedAgent }
+  | { type: 'removed'; agent: DeployedAgent };
+
+export interface ListOptions {
+  capability?: string;
+  limit?: number;
+  offset?: number;
+}
+
+/**
+ * The in-memory view of every deployed agent, indexed by (case-insensitive) name and by
+ * capability so capability lookups cost O(providers), not O(agents). Later components (the
+ * router, the directory facilitator) subscribe to its `change` events.
+ */
+export class AgentRegistry extends EventEmitter<{ change: [RegistryEvent] }> {
+  readonly #byKey = new Map<string, DeployedAgent>();
+  readonly #byCapability = new Map<Capability, Map<string, DeployedAgent>>();
+
+  get size(): number {
+    return this.#byKey.size;
+  }
+
+  get(name: string): DeployedAgent | undefined {
+    return this.#byKey.get(agentKey(name));
+  }
+
+  has(name: string): boolean {
+    return this.#byKey.has(agentKey(name));
+  }
+
+  /** Agents sorted by name, optionally only those providing `capability`. */
+  list(opts: ListOptions = {}): { agents: DeployedAgent[]; total: number } {
+    const source = opts.capability !== undefined ? this.#byCapability.get(opts.capability as Capability) : this.#byKey;
+    if (!source) return { agents: [], total: 0 };
+    const all = [...source.values()].sort((a, b) => (a.definition.name < b.definition.name ? -1 : a.definition.name > b.definition.name ? 1 : 0));
+    const offset = opts.offset ?? 0;
+    return { agents: all.slice(offset, offset + (opts.limit ?? all.length)), total: all.length };
+  }
+
+  /** Every capability with the names of the agents providing it. */
+  capabilities(): { capability: Capability; agents: string[] }[] {
+    return [...this.#byCapability.entries()]
+      .map(([capability, m]) => ({ capability, agents: [...m.values()].map((a) => a.definition.name as string).sort() }))
+      .sort((a, b) => (a.capability < b.capability ? -1 : 1));
+  }
+
+  providersOf(capability: string): DeployedAgent[] {
+    return [...(this.#byCapability.get(capability as Capability)?.values() ?? [])];
+  }
+
+  upsert(agent: DeployedAgent): void {
+    const key = agentKey(agent.definition.name);
+    const previous = this.#byKey.get(key);
+    if (previous) this.#unindex(key, previous);
+    this.#byKey.set(key, agent);
+    for (const c of agent.definition.capabilities) {
+      let m = this.#byCapability.get(c);
+      if (!m) this.#byCapability.set(c, (m = new Map()));
+      m.set(key, agent);
+    }
+    this.emit('change', previous ? { type: 'updated', agent, previous } : { type: 'deployed', agent });
+  }
+
+  remove(name: string): DeployedAgent | undefined {
+    const key = agentKey(name);
+    const agent = this.#byKey.get(key);
+    if (!agent) return undefined;
+    this.#unindex(key, agent);
+    this.#byKey.delete(key);
+    this.emit('change', { type: 'removed', agent });
+    return agent;
+  }
+
+  #unindex(key: string, agent: DeployedAgent): void {
+    for (const c of agent.definition.capabilities) {
+      const m = this.#byCapability.get(c);
+      m?.delete(key);
+      if (m?.size === 0) this.#byCapability.delete(c);
+    }
+  }
+}

@@ -1,0 +1,183 @@
+import { CaxtonError } from '../shared/errors.js';
+import type { SourceIssue } from '../shared/issues.js';
+import { agentKey, type AgentFormat } from './definition.js';
+import { parseAgent, type ParseResult } from './parse.js';
+import type { AgentRegistry, DeployedAgent } from './registry.js';
+import type { AgentStore } from './store.js';
+
+export interface DeployInput {
+  body: string | Uint8Array;
+  format?: AgentFormat;
+  /** Shown in messages; defaults to `<request body>`. */
+  file?: string;
+}
+
+export interface DeployOutcome {
+  agent: DeployedAgent;
+  warnings: SourceIssue[];
+  created: boolean;
+}
+
+/** A file in agents_dir whose current content does not load (the last good version keeps running). */
+export interface FileStatus {
+  path: string;
+  state: 'loaded' | 'invalid' | 'ignored';
+  agent?: string;
+  errors?: SourceIssue[];
+  updated_at: string;
+}
+
+function invalid(result: Extract<ParseResult, { ok: false }>): CaxtonError {
+  const first = result.errors[0];
+  const where = first ? `${first.file ?? ''}${first.line ? `:${first.line}:${first.column ?? 1}` : ''}` : '';
+  return new CaxtonError(
+    'invalid_agent',
+    `agent definition is invalid (${result.errors.length} error${result.errors.length === 1 ? '' : 's'}); first: ${where ? `${where} ` : ''}${first?.message ?? ''}`,
+    { errors: result.errors, warnings: result.warnings },
+  );
+}
+
+/**
+ * Deploy, update and remove agents, whichever way they arrive (REST API or agents_dir), keeping
+ * the registry and the store consistent: validation happens first, storage second, the
+ * registry last — so a failure never leaves a half-deployed agent.
+ */
+export class AgentService {
+  readonly registry: AgentRegistry;
+  readonly #store: AgentStore;
+  readonly #files = new Map<string, FileStatus>();
+  /** File path → agent key it provides. */
+  readonly #fileAgents = new Map<string, string>();
+
+  constructor(registry: AgentRegistry, store: AgentStore) {
+    this.registry = registry;
+    this.#store = store;
+  }
+
+  /** Loads every API-deployed agent persisted in the store. */
+  loadPersisted(): number {
+    let n = 0;
+    for (const s of this.#store.loadAll()) {
+      this.registry.upsert({ definition: s.definition, format: s.format, origin: { kind: 'api' }, revision: s.revision, deployed_at: s.deployed_at, updated_at: s.updated_at });
+      n++;
+    }
+    return n;
+  }
+
+  validate(input: DeployInput): ParseResult {
+    return parseAgent(input.body, { file: input.file ?? '<request body>', ...(input.format && { format: input.format }) });
+  }
+
+  /** Deploys a new agent (mode `create`) or replaces an API-deployed one (mode `update`). */
+  deploy(input: DeployInput, mode: 'create' | 'update', expectName?: string): DeployOutcome {
+    const result = this.validate(input);
+    if (!result.ok) throw invalid(result);
+    const def = result.definition;
+    if (expectName !== undefined && agentKey(expectName) !== agentKey(def.name)) {
+      throw new CaxtonError('invalid_request', `the body defines agent "${def.name}" but the URL names "${expectName}"`, { field: 'name' });
+    }
+    const existing = this.registry.get(def.name);
+    if (existing?.origin.kind === 'file') {
+      throw new CaxtonError('agent_managed_by_file', `agent "${existing.definition.name}" is defined by the file ${existing.origin.path}; edit or delete that file instead`, { path: existing.origin.path });
+    }
+    if (mode === 'create' && existing) {
+      throw new CaxtonError('agent_exists', `an agent named "${existing.definition.name}" is already deployed (names are unique regardless of case)`, { name: existing.definition.name, hint: 'use PUT /api/v1/agents/{name} to update it' });
+    }
+    if (mode === 'update' && !existing) {
+      throw new CaxtonError('agent_not_found', `no agent named "${def.name}" is deployed`, { name: def.name });
+    }
+    const now = new Date().toISOString();
+    const source = typeof input.body === 'string' ? input.body : Buffer.from(input.body).toString('utf8');
+    const agent: DeployedAgent = {
+      definition: def,
+      format: result.format,
+      origin: { kind: 'api' },
+      revision: (existing?.revision ?? 0) + 1,
+      deployed_at: existing?.deployed_at ?? now,
+      updated_at: now,
+    };
+    this.#store.save({ ...agent, source });
+    this.registry.upsert(agent);
+    return { agent, warnings: result.warnings, created: !existing };
+  }
+
+  remove(name: string): DeployedAgent {
+    const existing = this.registry.get(name);
+    if (!existing) throw new CaxtonError('agent_not_found', `no agent named "${name}" is deployed`, { name });
+    if (existing.origin.kind === 'file') {
+      throw new CaxtonError('agent_managed_by_file', `agent "${existing.definition.name}" is defined by the file ${existing.origin.path}; delete that file to remove it`, { path: existing.origin.path });
+    }
+    this.#store.delete(name);
+    this.registry.remove(name);
+    return existing;
+  }
+
+  /** The original text an agent was deployed from (API agents only). */
+  source(name: string): string | undefined {
+    return this.#store.source(name);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // agents_dir
+
+  /** Applies a new or changed file. An invalid file keeps the last good version running. */
+  applyFile(path: string, bytes: Uint8Array): FileStatus {
+    const now = new Date().toISOString();
+    const result = parseAgent(bytes, { file: path });
+    if (!result.ok) {
+      if (result.format === 'markdown' && result.errors.every((e) => e.code === 'missing_frontmatter')) {
+        // A README or notes file among the agents: not an agent, not an error.
+        const status: FileStatus = { path, state: 'ignored', updated_at: now };
+        this.#files.set(path, status);
+        this.removeFile(path, { keepStatus: true });
+        return status;
+      }
+      const status: FileStatus = { path, state: 'invalid', errors: result.errors, updated_at: now, ...(this.#fileAgents.has(path) && { agent: this.registry.get(this.#fileAgents.get(path)!)?.definition.name }) };
+      this.#files.set(path, status);
+      return status;
+    }
+    const def = result.definition;
+    const key = agentKey(def.name);
+    const holder = this.registry.get(def.name);
+    const previousKey = this.#fileAgents.get(path);
+    if (holder && !(holder.origin.kind === 'file' && holder.origin.path === path)) {
+      const by = holder.origin.kind === 'file' ? `the file ${holder.origin.path}` : 'an agent deployed through the API';
+      const status: FileStatus = {
+        path,
+        state: 'invalid',
+        updated_at: now,
+        errors: [{ severity: 'error', code: 'duplicate_name', file: path, field: 'name', message: `agent name "${def.name}" is already used by ${by}`, suggestion: 'give this agent a different name' }],
+      };
+      this.#files.set(path, status);
+      return status;
+    }
+    if (previousKey !== undefined && previousKey !== key) this.registry.remove(previousKey);
+    this.registry.upsert({
+      definition: def,
+      format: result.format,
+      origin: { kind: 'file', path },
+      revision: (holder?.revision ?? 0) + 1,
+      deployed_at: holder?.deployed_at ?? now,
+      updated_at: now,
+    });
+    this.#fileAgents.set(path, key);
+    const status: FileStatus = { path, state: 'loaded', agent: def.name, updated_at: now };
+    if (result.warnings.length > 0) status.errors = result.warnings;
+    this.#files.set(path, status);
+    return status;
+  }
+
+  removeFile(path: string, opts: { keepStatus?: boolean } = {}): void {
+    const key = this.#fileAgents.get(path);
+    if (key !== undefined) {
+      const agent = this.registry.get(key);
+      if (agent?.origin.kind === 'file' && agent.origin.path === path) this.registry.remove(key);
+      this.#fileAgents.delete(path);
+    }
+    if (!opts.keepStatus) this.#files.delete(path);
+  }
+
+  fileStatuses(): FileStatus[] {
+    return [...this.#files.values()].sort((a, b) => (a.path < b.path ? -1 : 1));
+  }
+}

@@ -1,0 +1,83 @@
+import type { Db, Migration } from '../storage/index.js';
+import { agentKey, type AgentDefinition, type AgentFormat } from './definition.js';
+
+export const AGENT_MIGRATIONS: readonly Migration[] = [
+  {
+    id: 'agents-001-create',
+    sql: `CREATE TABLE agents (
+      key         TEXT PRIMARY KEY,
+      name        TEXT NOT NULL,
+      format      TEXT NOT NULL,
+      source      TEXT NOT NULL,
+      definition  TEXT NOT NULL,
+      revision    INTEGER NOT NULL,
+      deployed_at TEXT NOT NULL,
+      updated_at  TEXT NOT NULL
+    )`,
+  },
+];
+
+export interface StoredAgent {
+  definition: AgentDefinition;
+  format: AgentFormat;
+  source: string;
+  revision: number;
+  deployed_at: string;
+  updated_at: string;
+}
+
+interface Row {
+  format: string;
+  source: string;
+  definition: string;
+  revision: number;
+  deployed_at: string;
+  updated_at: string;
+}
+
+/** Persists API-deployed agents (file agents live in agents_dir) so they survive restarts. */
+export class AgentStore {
+  readonly #upsert;
+  readonly #delete;
+  readonly #all;
+  readonly #source;
+
+  constructor(db: Db) {
+    this.#upsert = db.prepare(
+      `INSERT INTO agents (key, name, format, source, definition, revision, deployed_at, updated_at)
+       VALUES (@key, @name, @format, @source, @definition, @revision, @deployed_at, @updated_at)
+       ON CONFLICT(key) DO UPDATE SET name = excluded.name, format = excluded.format, source = excluded.source,
+         definition = excluded.definition, revision = excluded.revision, updated_at = excluded.updated_at`,
+    );
+    this.#delete = db.prepare('DELETE FROM agents WHERE key = ?');
+    this.#all = db.prepare('SELECT format, source, definition, revision, deployed_at, updated_at FROM agents ORDER BY key');
+    this.#source = db.prepare('SELECT source FROM agents WHERE key = ?').pluck();
+  }
+
+  save(a: StoredAgent): void {
+    this.#upsert.run({
+      key: agentKey(a.definition.name),
+      name: a.definition.name,
+      format: a.format,
+      source: a.source,
+      definition: JSON.stringify(a.definition),
+      revision: a.revision,
+      deployed_at: a.deployed_at,
+      updated_at: a.updated_at,
+    });
+  }
+
+  delete(name: string): void {
+    this.#delete.run(agentKey(name));
+  }
+
+  source(name: string): string | undefined {
+    return this.#source.get(agentKey(name)) as string | undefined;
+  }
+
+  *loadAll(): Generator<Omit<StoredAgent, 'source'>> {
+    for (const r of this.#all.iterate() as Iterable<Row>) {
+      yield { definition: JSON.parse(r.definition) as AgentDefinition, format: r.format as AgentFormat, revision: r.revision, deployed_at: r.deployed_at, updated_at: r.updated_at };
+    }
+  }
+}

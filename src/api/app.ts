@@ -1,0 +1,115 @@
+import { randomUUID } from 'node:crypto';
+import swagger from '@fastify/swagger';
+import { SpanStatusCode, type Tracer } from '@opentelemetry/api';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import { jsonSchemaTransform, validatorCompiler } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { agentDocumentSchema, type AgentService } from '../agents/index.js';
+import type { ServerConfig } from '../config/index.js';
+import type { Logger, Metrics } from '../observability/index.js';
+import { envelope, sendError, toEnvelope } from './envelope.js';
+import { agentRoutes } from './routes/agents.js';
+import { systemRoutes, type Lifecycle } from './routes/system.js';
+
+export interface ApiDeps {
+  config: ServerConfig;
+  service: AgentService;
+  logger: Logger;
+  metrics: Metrics;
+  tracer: Tracer;
+  lifecycle: Lifecycle;
+  /** Later components (execution, messaging, tools, memory) register their routes here. */
+  plugins?: ((app: FastifyInstance) => Promise<void>)[];
+}
+
+const REQUEST_ID_RE = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/** Builds the REST API. Listening is the caller's job, so tests can inject or listen on port 0. */
+export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
+  const { config, metrics, tracer } = deps;
+  const bodyLimit = config.server.max_body_size;
+  const app: FastifyInstance = Fastify({
+    loggerInstance: deps.logger as unknown as FastifyBaseLogger,
+    logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'request_id' }),
+    bodyLimit,
+    genReqId: (req) => {
+      const given = req.headers['x-request-id'];
+      return typeof given === 'string' && REQUEST_ID_RE.test(given) ? given : randomUUID();
+    },
+    return503OnClosing: true,
+    forceCloseConnections: false,
+  });
+  app.setValidatorCompiler(validatorCompiler);
+  // Responses are documented by schemas but serialized plainly: validating every response costs time.
+  app.setSerializerCompiler(() => (data) => JSON.stringify(data));
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: { title: 'Caxton API', version: deps.lifecycle.version, description: 'Management API of the Caxton multi-agent orchestration server' },
+    },
+    transform: jsonSchemaTransform,
+  });
+
+  app.addHook('onRequest', async (req, reply) => {
+    reply.header('x-request-id', req.id);
+    const span = tracer.startSpan(`HTTP ${req.method}`, { attributes: { 'http.request.method': req.method, 'url.path': req.url.split('?')[0] } });
+    (req as unknown as { span: typeof span }).span = span;
+  });
+  app.addHook('onResponse', async (req, reply) => {
+    const route = req.routeOptions.url ?? 'unmatched';
+    const status = String(reply.statusCode);
+    metrics.httpRequests.inc({ method: req.method, route, status });
+    metrics.httpDuration.observe({ method: req.method, route }, reply.elapsedTime / 1000);
+    const span = (req as unknown as { span?: import('@opentelemetry/api').Span }).span;
+    if (span) {
+      span.updateName(`${req.method} ${route}`);
+      span.setAttribute('http.route', route);
+      span.setAttribute('http.response.status_code', reply.statusCode);
+      if (reply.statusCode >= 500) span.setStatus({ code: SpanStatusCode.ERROR });
+      span.end();
+    }
+    const level = reply.statusCode >= 500 ? 'error' : 'debug';
+    req.log[level]({ method: req.method, url: req.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime * 100) / 100 }, 'request completed');
+  });
+
+  app.setErrorHandler((err, req, reply) => {
+    const { status, body, code } = toEnvelope(err, req, bodyLimit);
+    metrics.errors.inc({ code: String(code) });
+    if (status >= 500) req.log.error({ err }, 'request failed');
+    else req.log.info({ code, message: body.error.message }, 'request rejected');
+    return sendError(reply, status, body);
+  });
+  app.setNotFoundHandler((req, reply) =>
+    sendError(reply, 404, envelope('route_not_found', `no route ${req.method} ${req.url.split('?')[0]}; see /api/v1/openapi.json`, null, String(req.id))),
+  );
+
+  await app.register(systemRoutes, { service: deps.service, config, lifecycle: deps.lifecycle });
+  await app.register(agentRoutes, { prefix: '/api/v1', service: deps.service });
+  for (const plugin of deps.plugins ?? []) await app.register(plugin, { prefix: '/api/v1' });
+
+  app.get('/api/v1/openapi.json', { schema: { hide: true } }, async () => openApiDocument(app));
+  return app;
+}
+
+let agentBodySchema: unknown;
+
+/** The generated document, plus the agent body schemas the deploy routes parse themselves. */
+function openApiDocument(app: FastifyInstance): unknown {
+  const doc = app.swagger() as { paths?: Record<string, Record<string, Record<string, unknown>>> };
+  agentBodySchema ??= z.toJSONSchema(agentDocumentSchema, { io: 'input', unrepresentable: 'any' });
+  const requestBody = {
+    required: true,
+    description: 'An agent definition: TOML (primary), Markdown with YAML frontmatter (Claude Code subagent format), or JSON',
+    content: {
+      'application/toml': { schema: { type: 'string' } },
+      'text/markdown': { schema: { type: 'string' } },
+      'application/json': { schema: agentBodySchema },
+    },
+  };
+  for (const [path, method] of [['/api/v1/agents', 'post'], ['/api/v1/agents/validate', 'post'], ['/api/v1/agents/{name}', 'put']] as const) {
+    const op = doc.paths?.[path]?.[method];
+    if (op) op.requestBody = requestBody;
+  }
+  return doc;
+}

@@ -1,0 +1,51 @@
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
+import { CaxtonError, type ErrorCode } from '../shared/errors.js';
+
+/** The one error shape of the whole API. */
+export interface ErrorEnvelope {
+  error: { code: string; message: string; details: unknown; request_id: string };
+}
+
+export function envelope(code: string, message: string, details: unknown, requestId: string): ErrorEnvelope {
+  return { error: { code, message, details: details ?? null, request_id: requestId } };
+}
+
+function humanSize(bytes: number): string {
+  return bytes >= 1024 * 1024 ? `${(bytes / 1024 / 1024).toFixed(bytes % (1024 * 1024) ? 1 : 0)} MiB` : `${Math.round(bytes / 1024)} KiB`;
+}
+
+/** Maps any thrown error to (status, envelope). Unknown errors become 500 without internals. */
+export function toEnvelope(err: unknown, req: FastifyRequest, bodyLimit: number): { status: number; body: ErrorEnvelope; code: ErrorCode | string } {
+  const id = String(req.id);
+  if (err instanceof CaxtonError) return { status: err.status, body: envelope(err.code, err.message, err.details, id), code: err.code };
+  if (hasZodFastifySchemaValidationErrors(err)) {
+    const issues = err.validation.map((v) => ({ field: v.instancePath.replace(/^\//, '').replace(/\//g, '.'), message: v.message }));
+    const where = err.validationContext ?? 'request';
+    return {
+      status: 400,
+      body: envelope('invalid_request', `invalid ${where}: ${issues.map((i) => `${i.field || where}: ${i.message}`).join('; ')}`, { issues }, id),
+      code: 'invalid_request',
+    };
+  }
+  const fe = err as FastifyError;
+  switch (fe.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return { status: 413, body: envelope('payload_too_large', `request body is larger than the ${humanSize(bodyLimit)} limit`, { limit_bytes: bodyLimit, hint: 'raise [server] max_body_size in caxton.toml if this is intended' }, id), code: 'payload_too_large' };
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return { status: 415, body: envelope('unsupported_media_type', `unsupported content type "${req.headers['content-type'] ?? ''}"`, { supported: ['application/json', 'application/toml', 'text/markdown'] }, id), code: 'unsupported_media_type' };
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+      return { status: 400, body: envelope('invalid_request', `request body is not valid JSON: ${fe.message}`, null, id), code: 'invalid_request' };
+    default:
+      break;
+  }
+  if (typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {
+    return { status: fe.statusCode, body: envelope('invalid_request', fe.message, null, id), code: 'invalid_request' };
+  }
+  return { status: 500, body: envelope('internal', 'internal server error; see the server log for this request id', null, id), code: 'internal' };
+}
+
+export function sendError(reply: FastifyReply, status: number, body: ErrorEnvelope): FastifyReply {
+  return reply.code(status).header('content-type', 'application/json; charset=utf-8').send(body);
+}

@@ -1,0 +1,3 @@
+export { createApi, type ApiDeps } from './app.js';
+export { envelope, type ErrorEnvelope } from './envelope.js';
+export type { Lifecycle } from './routes/system.js';

@@ -1,0 +1,119 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import type { AgentFormat, AgentService, DeployedAgent } from '../../agents/index.js';
+import { CaxtonError } from '../../shared/errors.js';
+import {
+  agentDetailSchema,
+  agentListSchema,
+  agentNameParams,
+  capabilityListSchema,
+  deployResponseSchema,
+  errorEnvelopeSchema,
+  listAgentsQuery,
+  validateResponseSchema,
+} from '../schemas.js';
+
+const CONTENT_FORMATS: Record<string, AgentFormat | undefined> = {
+  'application/toml': 'toml',
+  'application/x-toml': 'toml',
+  'text/toml': 'toml',
+  'text/x-toml': 'toml',
+  'text/markdown': 'markdown',
+  'text/x-markdown': 'markdown',
+  'application/json': 'json',
+  'text/plain': undefined,
+};
+
+export function summary(a: DeployedAgent) {
+  const d = a.definition;
+  return {
+    name: d.name as string,
+    version: d.version,
+    description: d.description,
+    capabilities: d.capabilities as string[],
+    tools: d.tools as string[],
+    format: a.format,
+    origin: a.origin,
+    revision: a.revision,
+    deployed_at: a.deployed_at,
+    updated_at: a.updated_at,
+  };
+}
+
+export function detail(a: DeployedAgent) {
+  return { ...summary(a), definition: a.definition as unknown as Record<string, unknown> };
+}
+
+function bodyOf(req: FastifyRequest): { body: Buffer; format: AgentFormat | undefined } {
+  const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+  const body = req.body;
+  if (!Buffer.isBuffer(body) || body.length === 0) {
+    throw new CaxtonError('invalid_request', 'the request body is empty; send an agent definition as TOML (application/toml), Markdown (text/markdown) or JSON (application/json)');
+  }
+  return { body, format: CONTENT_FORMATS[type] };
+}
+
+const errors = { 400: errorEnvelopeSchema, 404: errorEnvelopeSchema, 409: errorEnvelopeSchema, 413: errorEnvelopeSchema, 415: errorEnvelopeSchema, 422: errorEnvelopeSchema };
+
+/** Agent management: list, get, deploy, validate, update, remove; capabilities. */
+export async function agentRoutes(app: FastifyInstance, opts: { service: AgentService }): Promise<void> {
+  const { service } = opts;
+  const registry = service.registry;
+  const r = app.withTypeProvider<ZodTypeProvider>();
+
+  // Agent bodies are parsed by the agent parser (with line/column errors), not by fastify.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser(Object.keys(CONTENT_FORMATS), { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+
+  r.get('/agents', { schema: { summary: 'List agents', tags: ['agents'], querystring: listAgentsQuery, response: { 200: agentListSchema, 400: errorEnvelopeSchema } } }, async (req) => {
+    const { capability, limit, offset } = req.query;
+    const { agents, total } = registry.list({ ...(capability !== undefined && { capability }), limit, offset });
+    return { agents: agents.map(summary), total, limit, offset };
+  });
+
+  r.get('/agents/:name', { schema: { summary: 'Get one agent', tags: ['agents'], params: agentNameParams, response: { 200: agentDetailSchema, 404: errorEnvelopeSchema } } }, async (req) => {
+    const a = registry.get(req.params.name);
+    if (!a) throw new CaxtonError('agent_not_found', `no agent named "${req.params.name}" is deployed`, { name: req.params.name });
+    return detail(a);
+  });
+
+  r.get('/agents/:name/source', { schema: { summary: 'The text an API-deployed agent was deployed from', tags: ['agents'], params: agentNameParams, response: { 200: z.string(), 404: errorEnvelopeSchema } } }, async (req, reply) => {
+    const a = registry.get(req.params.name);
+    if (!a) throw new CaxtonError('agent_not_found', `no agent named "${req.params.name}" is deployed`, { name: req.params.name });
+    const src = a.origin.kind === 'api' ? service.source(a.definition.name) : undefined;
+    if (src === undefined) throw new CaxtonError('not_found', `agent "${a.definition.name}" comes from a file; read ${a.origin.kind === 'file' ? a.origin.path : 'it'} instead`);
+    const type = a.format === 'toml' ? 'application/toml' : a.format === 'markdown' ? 'text/markdown' : 'application/json';
+    return reply.type(`${type}; charset=utf-8`).send(src);
+  });
+
+  r.post('/agents', { schema: { summary: 'Deploy an agent (TOML, Markdown or JSON body)', tags: ['agents'], response: { 201: deployResponseSchema, ...errors } } }, async (req, reply) => {
+    const { body, format } = bodyOf(req);
+    const out = service.deploy({ body, ...(format && { format }) }, 'create');
+    req.log.info({ agent: out.agent.definition.name }, 'agent deployed');
+    return reply.code(201).header('location', `/api/v1/agents/${encodeURIComponent(out.agent.definition.name)}`).send({ agent: detail(out.agent), warnings: out.warnings });
+  });
+
+  r.post('/agents/validate', { schema: { summary: 'Validate an agent definition; deploys nothing', tags: ['agents'], response: { 200: validateResponseSchema, 400: errorEnvelopeSchema, 413: errorEnvelopeSchema, 415: errorEnvelopeSchema } } }, async (req) => {
+    const { body, format } = bodyOf(req);
+    const res = service.validate({ body, ...(format && { format }) });
+    return res.ok
+      ? { valid: true, format: res.format, name: res.definition.name as string, errors: [], warnings: res.warnings }
+      : { valid: false, format: res.format, errors: res.errors, warnings: res.warnings };
+  });
+
+  r.put('/agents/:name', { schema: { summary: 'Update an API-deployed agent', tags: ['agents'], params: agentNameParams, response: { 200: deployResponseSchema, ...errors } } }, async (req) => {
+    const { body, format } = bodyOf(req);
+    const out = service.deploy({ body, ...(format && { format }) }, 'update', req.params.name);
+    req.log.info({ agent: out.agent.definition.name, revision: out.agent.revision }, 'agent updated');
+    return { agent: detail(out.agent), warnings: out.warnings };
+  });
+
+  r.delete('/agents/:name', { schema: { summary: 'Remove an API-deployed agent', tags: ['agents'], params: agentNameParams, response: { 204: z.null(), 404: errorEnvelopeSchema, 409: errorEnvelopeSchema } } }, async (req, reply) => {
+    const removed = service.remove(req.params.name);
+    req.log.info({ agent: removed.definition.name }, 'agent removed');
+    return reply.code(204).send(null);
+  });
+
+  r.get('/capabilities', { schema: { summary: 'Capabilities and the agents providing each', tags: ['agents'], response: { 200: capabilityListSchema } } }, async () => ({ capabilities: registry.capabilities() }));
+}

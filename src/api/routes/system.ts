@@ -1,0 +1,48 @@
+import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import type { AgentService } from '../../agents/index.js';
+import { redactSecrets, type ServerConfig } from '../../config/index.js';
+import { errorEnvelopeSchema, healthSchema, statusSchema } from '../schemas.js';
+
+export interface Lifecycle {
+  state: 'starting' | 'ready' | 'stopping';
+  startedAt: number;
+  version: string;
+}
+
+/** Liveness, readiness, status and effective configuration. */
+export async function systemRoutes(app: FastifyInstance, opts: { service: AgentService; config: ServerConfig; lifecycle: Lifecycle }): Promise<void> {
+  const { service, config, lifecycle } = opts;
+  const r = app.withTypeProvider<ZodTypeProvider>();
+
+  r.get('/health', { schema: { summary: 'Liveness: the process is up and serving HTTP', tags: ['system'], response: { 200: healthSchema } } }, async () => ({
+    status: lifecycle.state === 'ready' ? ('ok' as const) : lifecycle.state,
+  }));
+
+  r.get('/ready', { schema: { summary: 'Readiness: agents loaded and storage open', tags: ['system'], response: { 200: healthSchema, 503: healthSchema } } }, async (_req, reply) =>
+    lifecycle.state === 'ready' ? { status: 'ok' as const } : reply.code(503).send({ status: lifecycle.state }),
+  );
+
+  r.get('/api/v1/status', { schema: { summary: 'Server status', tags: ['system'], response: { 200: statusSchema } } }, async () => {
+    const files = service.fileStatuses();
+    const all = service.registry.list().agents;
+    const fromFiles = all.filter((a) => a.origin.kind === 'file').length;
+    const mem = process.memoryUsage();
+    return {
+      version: lifecycle.version,
+      uptime_seconds: Math.round((Date.now() - lifecycle.startedAt) / 1000),
+      ready: lifecycle.state === 'ready',
+      agents: { total: all.length, from_files: fromFiles, from_api: all.length - fromFiles, capabilities: service.registry.capabilities().length },
+      agent_files: {
+        loaded: files.filter((f) => f.state === 'loaded').length,
+        invalid: files.filter((f) => f.state === 'invalid').map((f) => ({ path: f.path, ...(f.agent !== undefined && { agent: f.agent }), errors: f.errors ?? [] })),
+        ignored: files.filter((f) => f.state === 'ignored').map((f) => f.path),
+      },
+      memory: { rss_bytes: mem.rss, heap_used_bytes: mem.heapUsed },
+      config: { file: config.source.file, agents_dir: config.agents_dir, data_dir: config.data_dir },
+    };
+  });
+
+  r.get('/api/v1/config', { schema: { summary: 'Effective server configuration, secrets redacted', tags: ['system'], response: { 200: z.record(z.string(), z.unknown()), 500: errorEnvelopeSchema } } }, async () => redactSecrets(config) as Record<string, unknown>);
+}

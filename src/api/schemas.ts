@@ -1,0 +1,85 @@
+import { z } from 'zod';
+
+/** Request and response schemas: they validate requests and generate /api/v1/openapi.json. */
+
+export const errorEnvelopeSchema = z
+  .object({
+    error: z.object({
+      code: z.string().describe('stable machine-readable error code'),
+      message: z.string(),
+      details: z.unknown(),
+      request_id: z.string(),
+    }),
+  })
+  .describe('Every error response');
+
+export const issueSchema = z.object({
+  severity: z.enum(['error', 'warning']),
+  code: z.string(),
+  message: z.string(),
+  file: z.string().optional(),
+  line: z.number().int().optional(),
+  column: z.number().int().optional(),
+  field: z.string().optional(),
+  expected: z.string().optional(),
+  suggestion: z.string().optional(),
+});
+
+export const agentNameParams = z.object({
+  name: z.string().min(1).max(200).describe('agent name (case-insensitive)'),
+});
+
+export const listAgentsQuery = z.object({
+  capability: z.string().min(1).max(200).optional().describe('only agents providing this capability'),
+  limit: z.coerce.number().int().min(1).max(10_000).default(1000),
+  offset: z.coerce.number().int().min(0).default(0),
+});
+
+const originSchema = z.union([z.object({ kind: z.literal('file'), path: z.string() }), z.object({ kind: z.literal('api') })]);
+
+export const agentSummarySchema = z.object({
+  name: z.string(),
+  version: z.string(),
+  description: z.string(),
+  capabilities: z.array(z.string()),
+  tools: z.array(z.string()),
+  format: z.enum(['toml', 'markdown', 'json']),
+  origin: originSchema,
+  revision: z.number().int(),
+  deployed_at: z.string(),
+  updated_at: z.string(),
+});
+
+export const agentDetailSchema = agentSummarySchema.extend({
+  definition: z.record(z.string(), z.unknown()).describe('the full normalized AgentDefinition'),
+});
+
+export const agentListSchema = z.object({ agents: z.array(agentSummarySchema), total: z.number().int(), limit: z.number().int(), offset: z.number().int() });
+
+export const deployResponseSchema = z.object({ agent: agentDetailSchema, warnings: z.array(issueSchema) });
+
+export const validateResponseSchema = z.object({
+  valid: z.boolean(),
+  format: z.enum(['toml', 'markdown', 'json']),
+  name: z.string().optional(),
+  errors: z.array(issueSchema),
+  warnings: z.array(issueSchema),
+});
+
+export const capabilityListSchema = z.object({
+  capabilities: z.array(z.object({ capability: z.string(), agents: z.array(z.string()) })),
+});
+
+export const healthSchema = z.object({ status: z.enum(['ok', 'starting', 'stopping']) });
+
+export const statusSchema = z.object({
+  version: z.string(),
+  uptime_seconds: z.number(),
+  ready: z.boolean(),
+  agents: z.object({ total: z.number().int(), from_files: z.number().int(), from_api: z.number().int(), capabilities: z.number().int() }),
+  agent_files: z.object({ loaded: z.number().int(), invalid: z.array(z.object({ path: z.string(), agent: z.string().optional(), errors: z.array(issueSchema) })), ignored: z.array(z.string()) }),
+  memory: z.object({ rss_bytes: z.number(), heap_used_bytes: z.number() }),
+  config: z.object({ file: z.string().nullable(), agents_dir: z.string(), data_dir: z.string() }),
+});
+
+export const agentQueryContentTypes = ['application/toml', 'text/markdown', 'application/json'] as const;

@@ -1,0 +1,58 @@
+/**
+ * Messages exchanged between the parent and a worker thread / child process. Both channels
+ * use structured clone (worker postMessage, and fork() with serialization: 'advanced').
+ * This module has no runtime dependencies so the worker entry and process runner stay light.
+ */
+
+/** An error as it crosses the thread/process boundary. */
+export interface WireError {
+  name: string;
+  message: string;
+  stack?: string;
+  /** `code` property of the thrown error, when it is a string (e.g. a CaxtonError code). */
+  code?: string;
+  /** `details` of the thrown error, when present and serializable. */
+  details?: unknown;
+}
+
+export type ParentMessage = { type: 'run'; id: number; payload: unknown };
+
+export type ChildMessage =
+  | { type: 'ready' }
+  | { type: 'init-error'; error: WireError }
+  | { type: 'event'; id: number; event: unknown }
+  | { type: 'result'; id: number; value: unknown }
+  | { type: 'error'; id: number; error: WireError }
+  /** An uncaught exception / unhandled rejection; the sender exits right after. */
+  | { type: 'fatal'; error: WireError };
+
+function cloneable(value: unknown): boolean {
+  try {
+    structuredClone(value);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export function toWireError(e: unknown): WireError {
+  if (e instanceof Error) {
+    const out: WireError = { name: e.name, message: e.message };
+    if (e.stack !== undefined) out.stack = e.stack;
+    const { code, details } = e as { code?: unknown; details?: unknown };
+    if (typeof code === 'string') out.code = code;
+    if (details !== undefined && cloneable(details)) out.details = details;
+    return out;
+  }
+  let message: string;
+  try {
+    message = typeof e === 'string' ? e : (JSON.stringify(e) ?? String(e));
+  } catch {
+    message = String(e);
+  }
+  return { name: 'Error', message };
+}
+
+export function isChildMessage(m: unknown): m is ChildMessage {
+  return typeof m === 'object' && m !== null && typeof (m as { type?: unknown }).type === 'string';
+}

@@ -1,0 +1,99 @@
+/**
+ * Public types of the isolation layer: a generic job runner that executes a "task module"
+ * in-process (`context`), on a pooled worker thread (`worker`) or in a pre-started, single-use
+ * OS process (`process`). It knows nothing about what the task does.
+ */
+
+export type IsolationMode = 'context' | 'worker' | 'process';
+
+/** What a task's `run` receives besides its payload. */
+export interface TaskContext {
+  /**
+   * Sends a progress event to the caller's `onEvent`, in order. In `worker` and `process` mode
+   * the event must be structured-clone serializable; `emit` throws synchronously if it is not.
+   */
+  emit(event: unknown): void;
+  /**
+   * Aborted when the job times out or is cancelled. Only `context` mode can rely on it: in
+   * `worker` and `process` mode the thread or process is terminated instead, so the task never
+   * observes the abort (it simply stops running).
+   */
+  readonly signal: AbortSignal;
+}
+
+/**
+ * The function a task module exports as `run` (a named export, or `run` on the default export).
+ * Workers are reused across jobs, so `run` must build its state per call: module-level state
+ * survives from one job to the next in `worker` and `context` mode (never in `process` mode).
+ */
+export type TaskFunction = (payload: unknown, ctx: TaskContext) => Promise<unknown>;
+
+export interface RunOptions {
+  /** Cancels the job: the job fails with code 'cancelled' and its worker/process is killed. */
+  signal?: AbortSignal;
+  /** Deadline for the whole job, including any wait for a free worker/process. */
+  timeoutMs: number;
+  /** Receives the task's `ctx.emit` events in order. If it throws, the job fails ('internal'). */
+  onEvent?: (event: unknown) => void;
+}
+
+export interface IsolationOptions {
+  /** Absolute path or file: URL of the task module (an ES module exporting `run`). */
+  taskModule: string;
+  /**
+   * `worker`: number of worker threads (default max(2, os.availableParallelism())).
+   * `process`: number of pre-started spare processes kept ready (default 2); processes busy
+   * with a job are not counted, each job consumes one spare and a replacement is started.
+   * Ignored by `context`.
+   */
+  poolSize?: number;
+  /** Heap cap per worker/process in MB (default 512). Ignored by `context`. */
+  maxOldGenerationSizeMb?: number;
+  /** Extra Node.js flags for workers/processes. The parent's own execArgv is never inherited. */
+  execArgv?: string[];
+  /** Extra environment variables, layered over the parent's `process.env`. */
+  env?: Record<string, string>;
+  /** How long a worker/process may take to load the task module and report ready (default 30 s). */
+  startTimeoutMs?: number;
+  /** Whether the stdout/stderr of workers/processes reach the parent's (default 'inherit'). */
+  output?: 'inherit' | 'ignore';
+}
+
+export interface IsolationStats {
+  mode: IsolationMode;
+  /** Configured pool size (1 for `context`). */
+  size: number;
+  /** Idle workers/processes ready to take a job (`context`: 1 once the module is loaded). */
+  ready: number;
+  /** Jobs currently running. */
+  busy: number;
+  /** Workers/processes being started (loading the task module). */
+  starting: number;
+  /** Jobs waiting for a free worker/process. */
+  queued: number;
+  /** Workers/processes started since creation. */
+  started: number;
+  /** Workers/processes that died unexpectedly (crash, exit, out of memory, killed from outside). */
+  crashed: number;
+  /** Workers/processes terminated by the runner because their job timed out or was cancelled. */
+  killed: number;
+  /** Jobs that returned a result. */
+  completed: number;
+  /** Jobs that failed (task error, crash, timeout, cancellation). */
+  failed: number;
+}
+
+export interface Isolation {
+  readonly mode: IsolationMode;
+  /** Runs one job. Rejects with a CaxtonError (see index.ts for the codes). */
+  run(payload: unknown, opts: RunOptions): Promise<unknown>;
+  /**
+   * Resolves once the pool is fully started (every worker/spare process has loaded the task
+   * module; `context`: the module is imported). Rejects with 'isolation_failure' when the task
+   * module cannot be loaded. Optional before `run`, useful for benchmarks and readiness probes.
+   */
+  warm(): Promise<void>;
+  stats(): IsolationStats;
+  /** Kills every worker/process; queued and running jobs fail with 'not_ready'. Idempotent. */
+  close(): Promise<void>;
+}

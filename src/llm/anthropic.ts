@@ -1,0 +1,226 @@
+/**
+ * Anthropic Messages API client (`POST {base_url}/v1/messages`, `x-api-key`,
+ * `anthropic-version: 2023-06-01`). Plain fetch, no SDK.
+ *
+ * Wire mapping:
+ * - System messages → the top-level `system` string (several are joined by a blank line).
+ * - ToolSpec → `{name, description, input_schema}`.
+ * - Assistant tool calls → `tool_use` content blocks after the text; tool results → `tool_result`
+ *   blocks (with `is_error: true` when set) in a user message. Consecutive user-side messages
+ *   (tool results, user text) are merged into one user message, as the API expects.
+ * - `max_tokens` is required by the API: 4096 when the request does not say.
+ * - Usage: input_tokens (plus cache creation/read tokens when reported) and output_tokens.
+ */
+import { asString, count, isRecord, makeUsage, parseToolArguments } from './decode.js';
+import { joinUrl, malformed, postJson, postSse, readApiKey, type HttpTarget } from './http.js';
+import { LlmError, type ChatMessage, type ChatRequest, type ChatResponse, type FinishReason, type LlmProvider, type ProviderConfig, type StreamEvent, type ToolCall } from './types.js';
+
+export const ANTHROPIC_DEFAULT_BASE_URL = 'https://api.anthropic.com';
+export const ANTHROPIC_VERSION = '2023-06-01';
+export const ANTHROPIC_DEFAULT_MAX_TOKENS = 4096;
+
+type Block = Record<string, unknown>;
+interface WireMessage {
+  role: 'user' | 'assistant';
+  content: string | Block[];
+}
+
+export class AnthropicProvider implements LlmProvider {
+  readonly type = 'anthropic' as const;
+  readonly defaultModel: string | undefined;
+  private readonly baseUrl: string;
+
+  constructor(
+    readonly name: string,
+    private readonly config: ProviderConfig,
+  ) {
+    this.defaultModel = config.model;
+    this.baseUrl = config.base_url ?? ANTHROPIC_DEFAULT_BASE_URL;
+  }
+
+  async chat(req: ChatRequest): Promise<ChatResponse> {
+    const { target, post } = this.prepare(req, false);
+    return parseResponse(target, await postJson(target, post));
+  }
+
+  async *stream(req: ChatRequest): AsyncGenerator<StreamEvent> {
+    const { target, post } = this.prepare(req, true);
+    const events = await postSse(target, post);
+    let model = target.model;
+    let content = '';
+    let input = 0;
+    let output = 0;
+    let stopReason: string | undefined;
+    let stopped = false;
+    const blocks = new Map<number, { type: string; id: string; name: string; json: string }>();
+    const calls: ToolCall[] = [];
+
+    for await (const ev of events) {
+      const data = parseEvent(target, ev.data);
+      const type = asString(data.type) ?? ev.event;
+      const index = typeof data.index === 'number' ? data.index : 0;
+      if (type === 'message_start' && isRecord(data.message)) {
+        model = asString(data.message.model) ?? model;
+        if (isRecord(data.message.usage)) [input, output] = [inputTokens(data.message.usage), count(data.message.usage.output_tokens)];
+      } else if (type === 'content_block_start' && isRecord(data.content_block)) {
+        const b = data.content_block;
+        blocks.set(index, { type: asString(b.type) ?? '', id: asString(b.id) ?? '', name: asString(b.name) ?? '', json: '' });
+        const text = asString(b.text);
+        if (text) {
+          content += text;
+          yield { type: 'text_delta', text };
+        }
+      } else if (type === 'content_block_delta' && isRecord(data.delta)) {
+        const text = asString(data.delta.text);
+        if (data.delta.type === 'text_delta' && text) {
+          content += text;
+          yield { type: 'text_delta', text };
+        } else if (data.delta.type === 'input_json_delta') {
+          const block = blocks.get(index);
+          if (block) block.json += asString(data.delta.partial_json) ?? '';
+        }
+      } else if (type === 'content_block_stop') {
+        const block = blocks.get(index);
+        if (block?.type === 'tool_use') {
+          const call: ToolCall = { id: block.id, name: block.name, arguments: parseToolArguments(target, block.name, block.json) };
+          calls.push(call);
+          yield { type: 'tool_call', call };
+        }
+        blocks.delete(index);
+      } else if (type === 'message_delta') {
+        if (isRecord(data.delta)) stopReason = asString(data.delta.stop_reason) ?? stopReason;
+        if (isRecord(data.usage)) {
+          output = count(data.usage.output_tokens) || output;
+          input = inputTokens(data.usage) || input;
+        }
+      } else if (type === 'message_stop') {
+        stopped = true;
+        break;
+      } else if (type === 'error') {
+        throw errorEvent(target, data.error);
+      }
+    }
+    if (!stopped) throw malformed(target, 'the stream ended before message_stop');
+    yield { type: 'done', response: { provider: this.name, model, content, tool_calls: calls, usage: makeUsage(input, output), finish_reason: mapStop(stopReason) } };
+  }
+
+  private prepare(req: ChatRequest, stream: boolean): { target: HttpTarget; post: Parameters<typeof postJson>[1] } {
+    const model = req.model || this.defaultModel || '';
+    if (model === '') throw new LlmError({ provider: this.name, model: '(none)', kind: 'bad_request', message: 'no model given and the provider has no default model' });
+    const key = readApiKey(this.name, model, this.config);
+    const target: HttpTarget = { provider: this.name, model, baseUrl: this.baseUrl, config: this.config };
+    const headers: Record<string, string> = { ...(key !== undefined && { 'x-api-key': key }), 'anthropic-version': ANTHROPIC_VERSION, ...this.config.headers };
+    return { target, post: { url: joinUrl(this.baseUrl, '/v1/messages'), headers, body: buildBody(req, model, stream), signal: req.signal, deadline: req.deadline } };
+  }
+}
+
+export function buildBody(req: ChatRequest, model: string, stream: boolean): Record<string, unknown> {
+  const { system, messages } = toWireMessages(req.messages);
+  const body: Record<string, unknown> = { model, max_tokens: req.max_tokens ?? ANTHROPIC_DEFAULT_MAX_TOKENS };
+  if (system !== undefined) body.system = system;
+  body.messages = messages;
+  if (req.tools && req.tools.length > 0) body.tools = req.tools.map((t) => ({ name: t.name, description: t.description, input_schema: t.input_schema }));
+  if (req.temperature !== undefined) body.temperature = req.temperature;
+  if (req.top_p !== undefined) body.top_p = req.top_p;
+  if (req.stop && req.stop.length > 0) body.stop_sequences = req.stop;
+  if (stream) body.stream = true;
+  return body;
+}
+
+export function toWireMessages(messages: ChatMessage[]): { system: string | undefined; messages: WireMessage[] } {
+  const system: string[] = [];
+  const out: WireMessage[] = [];
+  const pushUser = (block: Block): void => {
+    const last = out[out.length - 1];
+    if (last?.role === 'user') {
+      if (typeof last.content === 'string') last.content = [{ type: 'text', text: last.content }];
+      last.content.push(block);
+    } else if (block.type === 'text') {
+      out.push({ role: 'user', content: block.text as string });
+    } else {
+      out.push({ role: 'user', content: [block] });
+    }
+  };
+  for (const m of messages) {
+    if (m.role === 'system') system.push(m.content);
+    else if (m.role === 'user') pushUser({ type: 'text', text: m.content });
+    else if (m.role === 'tool') pushUser({ type: 'tool_result', tool_use_id: m.tool_call_id, content: m.content, ...(m.is_error && { is_error: true }) });
+    else {
+      const calls = m.tool_calls ?? [];
+      if (calls.length === 0) {
+        // The API rejects empty assistant turns.
+        if (m.content !== '') out.push({ role: 'assistant', content: m.content });
+        continue;
+      }
+      const blocks: Block[] = m.content === '' ? [] : [{ type: 'text', text: m.content }];
+      for (const c of calls) blocks.push({ type: 'tool_use', id: c.id, name: c.name, input: c.arguments });
+      out.push({ role: 'assistant', content: blocks });
+    }
+  }
+  return { system: system.length > 0 ? system.join('\n\n') : undefined, messages: out };
+}
+
+function parseResponse(t: HttpTarget, body: unknown): ChatResponse {
+  if (!isRecord(body)) throw malformed(t, 'the response body is not a JSON object');
+  if (body.type === 'error') throw errorEvent(t, body.error);
+  if (!Array.isArray(body.content)) throw malformed(t, 'the response has no content array');
+  let content = '';
+  const calls: ToolCall[] = [];
+  for (const b of body.content as unknown[]) {
+    if (!isRecord(b)) continue;
+    if (b.type === 'text') content += asString(b.text) ?? '';
+    else if (b.type === 'tool_use') {
+      const name = asString(b.name);
+      const id = asString(b.id);
+      if (!name || !id) throw malformed(t, 'a tool_use block has no id or name');
+      const args = b.input === undefined ? {} : b.input;
+      if (!isRecord(args)) throw malformed(t, `the input of tool call "${name}" is not a JSON object`);
+      calls.push({ id, name, arguments: args });
+    }
+  }
+  const usage = isRecord(body.usage) ? body.usage : {};
+  return {
+    provider: t.provider,
+    model: asString(body.model) ?? t.model,
+    content,
+    tool_calls: calls,
+    usage: makeUsage(inputTokens(usage), count(usage.output_tokens)),
+    finish_reason: mapStop(asString(body.stop_reason)),
+  };
+}
+
+function parseEvent(t: HttpTarget, data: string): Record<string, unknown> {
+  try {
+    const v = JSON.parse(data) as unknown;
+    if (isRecord(v)) return v;
+  } catch {
+    // fall through
+  }
+  throw malformed(t, `a stream event is not a JSON object: ${data.slice(0, 200)}`);
+}
+
+function inputTokens(u: Record<string, unknown>): number {
+  return count(u.input_tokens) + count(u.cache_creation_input_tokens) + count(u.cache_read_input_tokens);
+}
+
+/** An `error` event (or error body with a 200): overloaded / rate limit / anything else. */
+function errorEvent(t: HttpTarget, error: unknown): LlmError {
+  const type = isRecord(error) ? asString(error.type) : undefined;
+  const message = (isRecord(error) ? asString(error.message) : undefined) ?? JSON.stringify(error) ?? 'unknown error';
+  const kind = type === 'rate_limit_error' ? 'rate_limited' : type === 'overloaded_error' || type === 'api_error' ? 'server_error' : type === 'not_found_error' ? 'unknown_model' : 'server_error';
+  return new LlmError({ provider: t.provider, model: t.model, kind, message: `the server reported ${type ?? 'an error'}: ${message.slice(0, 300)}` });
+}
+
+function mapStop(reason: string | undefined): FinishReason {
+  switch (reason) {
+    case 'tool_use':
+      return 'tool_calls';
+    case 'max_tokens':
+      return 'length';
+    case 'refusal':
+      return 'content_filter';
+    default:
+      // end_turn, stop_sequence, pause_turn, or absent.
+      return 'stop';
+  }
+}

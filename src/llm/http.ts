@@ -1,0 +1,263 @@
+/**
+ * The HTTP layer both provider clients share: POST a JSON body with the per-attempt timeout,
+ * the caller's cancellation, bounded retries (see retry.ts), and every failure mapped to an
+ * LlmError that names the provider, the model and the cause.
+ *
+ * Timeouts: `timeout_ms` bounds each attempt of a plain call (request to last body byte). For a
+ * stream it bounds the wait for the response headers and then every silence between two chunks,
+ * so a long but lively generation is never cut off. Streams are retried only until the response
+ * headers arrive; once the body is being consumed a failure is final.
+ */
+import type { LlmErrorKind, ProviderConfig } from './types.js';
+import { LlmError } from './types.js';
+import { RETRYABLE_STATUSES, parseRetryAfter, retryDelay, sleep } from './retry.js';
+import { readSse, type SseEvent } from './sse.js';
+
+/** Who is being called: for error messages and the retry policy. */
+export interface HttpTarget {
+  /** The provider's configured name. */
+  provider: string;
+  model: string;
+  baseUrl: string;
+  config: ProviderConfig;
+}
+
+export interface PostRequest {
+  url: string;
+  headers: Record<string, string>;
+  body: unknown;
+  signal?: AbortSignal;
+  /** The caller's deadline (ms since the epoch): no retry wait may run past it. */
+  deadline?: number;
+}
+
+/** Provider error text is quoted up to this many characters. */
+const MAX_DETAIL = 300;
+
+const TIMEOUT_CODES = new Set(['ETIMEDOUT', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
+
+/** `base` + `path` without doubled slashes. */
+export function joinUrl(base: string, path: string): string {
+  return base.replace(/\/+$/, '') + path;
+}
+
+/**
+ * The API key from `process.env[config.api_key_env]`; undefined when the provider needs none.
+ * Throws `missing_key` when the variable is named but unset or empty.
+ */
+export function readApiKey(provider: string, model: string, config: ProviderConfig): string | undefined {
+  const env = config.api_key_env;
+  if (env === undefined || env === '') return undefined;
+  const key = process.env[env];
+  if (key === undefined || key.trim() === '') {
+    throw new LlmError({ provider, model, kind: 'missing_key', message: `environment variable ${env} is not set (api_key_env = "${env}"); export the API key in it` });
+  }
+  return key.trim();
+}
+
+/** POSTs and returns the parsed JSON body of a 2xx response, retrying transient failures. */
+export async function postJson(t: HttpTarget, r: PostRequest): Promise<unknown> {
+  const text = await withRetries(t, r, async (signal, timer) => {
+    const res = await send(t, r, signal, 'application/json');
+    const body = await res.text();
+    timer.clear();
+    return body;
+  });
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    throw malformed(t, `the response body is not JSON: ${excerpt(text) || '(empty)'}`);
+  }
+}
+
+/**
+ * POSTs with retries until a 2xx response arrives, then returns its body as SSE events. Errors
+ * while reading the body (timeout, cancellation, dropped connection) surface as LlmErrors.
+ */
+export async function postSse(t: HttpTarget, r: PostRequest): Promise<AsyncGenerator<SseEvent>> {
+  const { res, timer } = await withRetries(t, r, async (signal, timer) => ({ res: await send(t, r, signal, 'text/event-stream'), timer }));
+  const type = res.headers.get('content-type') ?? '';
+  if (res.body === null || (type !== '' && !type.includes('text/event-stream'))) {
+    timer.clear();
+    const text = await res.text().catch(() => '');
+    throw malformed(t, `expected an event stream, got ${type || 'no content type'}: ${excerpt(text) || '(empty)'}`);
+  }
+  return readStream(t, r, res.body, timer);
+}
+
+async function* readStream(t: HttpTarget, r: PostRequest, body: ReadableStream<Uint8Array>, timer: AttemptTimer): AsyncGenerator<SseEvent> {
+  timer.arm();
+  try {
+    yield* readSse(body, () => timer.arm());
+  } catch (e) {
+    throw classifyThrown(t, e, r.signal, timer, 'streaming').error;
+  } finally {
+    timer.clear();
+  }
+}
+
+/** One failed attempt: the error, and the server's requested wait if any. */
+class AttemptFailure {
+  constructor(
+    readonly error: LlmError,
+    readonly retryAfterMs?: number,
+  ) {}
+}
+
+/** The per-attempt timeout, re-armable so a stream can treat it as an idle timeout. */
+class AttemptTimer {
+  private readonly controller = new AbortController();
+  private handle: ReturnType<typeof setTimeout> | undefined;
+  fired = false;
+
+  constructor(readonly ms: number) {
+    this.arm();
+  }
+
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  arm(): void {
+    clearTimeout(this.handle);
+    if (this.fired) return;
+    this.handle = setTimeout(() => {
+      this.fired = true;
+      this.controller.abort(new Error(`timed out after ${this.ms} ms`));
+    }, this.ms);
+  }
+
+  clear(): void {
+    clearTimeout(this.handle);
+  }
+}
+
+async function withRetries<T>(t: HttpTarget, r: PostRequest, once: (signal: AbortSignal, timer: AttemptTimer) => Promise<T>): Promise<T> {
+  const maxRetries = Math.max(0, Math.floor(t.config.max_retries));
+  for (let retry = 0; ; retry++) {
+    if (r.signal?.aborted) throw cancelled(t);
+    const timer = new AttemptTimer(t.config.timeout_ms);
+    const signal = r.signal ? AbortSignal.any([r.signal, timer.signal]) : timer.signal;
+    let failure: AttemptFailure;
+    try {
+      return await once(signal, timer);
+    } catch (e) {
+      timer.clear();
+      failure = e instanceof AttemptFailure ? e : classifyThrown(t, e, r.signal, timer, 'waiting for a response');
+    }
+    const err = failure.error;
+    if (err.kind === 'cancelled') throw err;
+    const attempts = retry + 1;
+    if (!err.retryable || retry >= maxRetries) throw attempts > 1 ? rewrap(err, `${err.reason} (gave up after ${attempts} attempts)`) : err;
+    const delay = retryDelay(retry, t.config.retry_base_ms, failure.retryAfterMs);
+    if (r.deadline !== undefined && Date.now() + delay > r.deadline) {
+      throw rewrap(err, `${err.reason} (not retrying: the ${delay} ms wait would pass the caller's deadline)`);
+    }
+    try {
+      await sleep(delay, r.signal);
+    } catch {
+      throw cancelled(t);
+    }
+  }
+}
+
+/** One fetch; a non-2xx status becomes an AttemptFailure. */
+async function send(t: HttpTarget, r: PostRequest, signal: AbortSignal, accept: string): Promise<Response> {
+  const res = await fetch(r.url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', accept, ...r.headers },
+    body: JSON.stringify(r.body),
+    signal,
+  });
+  if (res.ok) return res;
+  const text = await res.text().catch(() => '');
+  throw httpFailure(t, r.url, res.status, text, res.headers.get('retry-after'));
+}
+
+function httpFailure(t: HttpTarget, url: string, status: number, bodyText: string, retryAfter: string | null): AttemptFailure {
+  const detail = providerDetail(bodyText);
+  const said = detail ? `: ${detail}` : '';
+  const make = (kind: LlmErrorKind, message: string, retryable = false): LlmError => new LlmError({ provider: t.provider, model: t.model, kind, message, httpStatus: status, retryable });
+  const env = t.config.api_key_env;
+  if (status === 401) {
+    const hint = env ? `check the API key in the environment variable ${env}` : 'the server wants an API key: set api_key_env for this provider';
+    return new AttemptFailure(make('unauthorized', `HTTP 401 unauthorized${said} (${hint})`));
+  }
+  if (status === 403) return new AttemptFailure(make('forbidden', `HTTP 403 forbidden${said} (the API key has no access to this model or endpoint)`));
+  if (status === 404) return new AttemptFailure(make('unknown_model', `HTTP 404 from ${url}${said} (unknown model "${t.model}", or a wrong base_url)`));
+  if (status === 429) return new AttemptFailure(make('rate_limited', `HTTP 429 rate limited${said}`, true), parseRetryAfter(retryAfter));
+  if (status === 408) return new AttemptFailure(make('timeout', `HTTP 408 request timeout${said}`, true), parseRetryAfter(retryAfter));
+  if (status >= 500) return new AttemptFailure(make('server_error', `HTTP ${status} server error${said}`, RETRYABLE_STATUSES.has(status)), parseRetryAfter(retryAfter));
+  if (looksLikeUnknownModel(bodyText)) return new AttemptFailure(make('unknown_model', `HTTP ${status}${said} (unknown model "${t.model}")`));
+  return new AttemptFailure(make('bad_request', `HTTP ${status} bad request${said}`));
+}
+
+/** Maps a thrown fetch/body error to a failure. */
+function classifyThrown(t: HttpTarget, e: unknown, callerSignal: AbortSignal | undefined, timer: AttemptTimer, phase: string): AttemptFailure {
+  if (e instanceof LlmError) return new AttemptFailure(e);
+  const make = (kind: LlmErrorKind, message: string, retryable: boolean): AttemptFailure => new AttemptFailure(new LlmError({ provider: t.provider, model: t.model, kind, message, retryable }, { cause: e }));
+  if (callerSignal?.aborted) return new AttemptFailure(cancelled(t, e));
+  if (timer.fired) return make('timeout', `timed out: no data for ${timer.ms} ms while ${phase} (timeout_ms = ${timer.ms})`, true);
+  const code = errorCode(e);
+  if (code !== undefined && TIMEOUT_CODES.has(code)) return make('timeout', `timed out while ${phase} (${code})`, true);
+  if (code === 'ERR_INVALID_URL' || (e instanceof TypeError && /invalid url/i.test(e.message))) {
+    return make('connection', `invalid base_url "${t.baseUrl}"`, false);
+  }
+  const why = code ?? innermostMessage(e);
+  return make('connection', `cannot reach ${t.baseUrl} (${why}) while ${phase}`, true);
+}
+
+function cancelled(t: HttpTarget, cause?: unknown): LlmError {
+  return new LlmError({ provider: t.provider, model: t.model, kind: 'cancelled', message: 'the call was cancelled' }, { cause });
+}
+
+export function malformed(t: { provider: string; model: string }, message: string): LlmError {
+  return new LlmError({ provider: t.provider, model: t.model, kind: 'malformed_response', message });
+}
+
+function rewrap(err: LlmError, message: string): LlmError {
+  return new LlmError({ provider: err.provider, model: err.model, kind: err.kind, message, httpStatus: err.httpStatus, retryable: err.retryable }, { cause: err });
+}
+
+/** The first `code` string along the cause chain (undici wraps socket errors in "fetch failed"). */
+function errorCode(e: unknown): string | undefined {
+  for (let cur = e, depth = 0; cur !== null && typeof cur === 'object' && depth < 5; cur = (cur as { cause?: unknown }).cause, depth++) {
+    const code = (cur as { code?: unknown }).code;
+    if (typeof code === 'string') return code;
+  }
+  return undefined;
+}
+
+function innermostMessage(e: unknown): string {
+  let msg = e instanceof Error ? e.message : String(e);
+  for (let cur = e, depth = 0; cur instanceof Error && depth < 5; cur = cur.cause, depth++) msg = cur.message;
+  return msg;
+}
+
+/** The provider's own error message from an error body, shortened. */
+export function providerDetail(bodyText: string): string {
+  let text = bodyText.trim();
+  try {
+    const body = JSON.parse(text) as unknown;
+    const pick = (v: unknown): string | undefined => (typeof v === 'string' && v.trim() !== '' ? v : undefined);
+    if (body !== null && typeof body === 'object') {
+      const b = body as { error?: unknown; message?: unknown; detail?: unknown };
+      const err = b.error;
+      const fromErr = err !== null && typeof err === 'object' ? pick((err as { message?: unknown }).message) : pick(err);
+      text = fromErr ?? pick(b.message) ?? pick(b.detail) ?? text;
+    }
+  } catch {
+    // Not JSON: quote the raw text.
+  }
+  return excerpt(text);
+}
+
+function excerpt(text: string): string {
+  const flat = text.replace(/\s+/g, ' ').trim();
+  return flat.length > MAX_DETAIL ? `${flat.slice(0, MAX_DETAIL)}…` : flat;
+}
+
+function looksLikeUnknownModel(bodyText: string): boolean {
+  if (/model_not_found/i.test(bodyText)) return true;
+  return /model/i.test(bodyText) && /(not[ _-]?found|does not exist|doesn't exist|unknown model|no such model|not available)/i.test(bodyText);
+}

@@ -1,0 +1,38 @@
+import { trace, type Tracer } from '@opentelemetry/api';
+import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
+import { resourceFromAttributes } from '@opentelemetry/resources';
+import { BatchSpanProcessor, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
+import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from '@opentelemetry/semantic-conventions';
+
+export interface Tracing {
+  tracer: Tracer;
+  /** Whether spans leave the process (OTLP endpoint configured). */
+  exporting: boolean;
+  shutdown(): Promise<void>;
+}
+
+/**
+ * Sets up the OpenTelemetry tracer. Nothing is exported by default; when
+ * OTEL_EXPORTER_OTLP_ENDPOINT (or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) is set, spans go there
+ * over OTLP/HTTP. Extra processors (tests use an in-memory exporter) can be passed in.
+ */
+export function setupTracing(opts: { version: string; env?: NodeJS.ProcessEnv; processors?: SpanProcessor[] }): Tracing {
+  const env = opts.env ?? process.env;
+  const processors: SpanProcessor[] = [...(opts.processors ?? [])];
+  const exporting = Boolean(env.OTEL_EXPORTER_OTLP_ENDPOINT || env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT);
+  if (exporting) processors.push(new BatchSpanProcessor(new OTLPTraceExporter()));
+  const provider = new NodeTracerProvider({
+    resource: resourceFromAttributes({ [ATTR_SERVICE_NAME]: env.OTEL_SERVICE_NAME ?? 'caxton', [ATTR_SERVICE_VERSION]: opts.version }),
+    spanProcessors: processors,
+  });
+  provider.register();
+  return {
+    tracer: trace.getTracer('caxton', opts.version),
+    exporting,
+    shutdown: async () => {
+      await provider.shutdown();
+      trace.disable();
+    },
+  };
+}

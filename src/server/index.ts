@@ -1,0 +1,1 @@
+export { startServer, type CaxtonServer, type StartOptions } from './server.js';

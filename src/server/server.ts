@@ -1,0 +1,118 @@
+import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
+import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
+import type { FastifyInstance } from 'fastify';
+import { AGENT_MIGRATIONS, AgentDirectoryWatcher, AgentRegistry, AgentService, AgentStore } from '../agents/index.js';
+import { createApi, type Lifecycle } from '../api/index.js';
+import type { ServerConfig } from '../config/index.js';
+import { createLogger, Metrics, setupTracing, type Logger } from '../observability/index.js';
+import { VERSION } from '../shared/version.js';
+import { migrate, openDatabase, type Db } from '../storage/index.js';
+import { startMetricsServer } from './metrics-server.js';
+
+export interface StartOptions {
+  config: ServerConfig;
+  logger?: Logger;
+  /** Extra span processors (tests pass an in-memory exporter). */
+  spanProcessors?: SpanProcessor[];
+  /** Set false to build everything without listening (tests using inject). */
+  listen?: boolean;
+}
+
+export interface CaxtonServer {
+  readonly app: FastifyInstance;
+  readonly config: ServerConfig;
+  readonly service: AgentService;
+  readonly registry: AgentRegistry;
+  readonly metrics: Metrics;
+  readonly logger: Logger;
+  readonly db: Db;
+  /** Base URL of the API, e.g. http://127.0.0.1:8080 (empty when not listening). */
+  readonly url: string;
+  readonly metricsUrl: string | undefined;
+  close(): Promise<void>;
+}
+
+const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1']);
+
+/** The composition root: storage, registry, file watcher, API and metrics, started in that order. */
+export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
+  const { config } = opts;
+  const logger = opts.logger ?? createLogger(config.logging.level);
+  const lifecycle: Lifecycle = { state: 'starting', startedAt: Date.now(), version: VERSION };
+  if (!LOOPBACK.has(config.server.host) && !config.security.allow_remote) {
+    logger.warn({ host: config.server.host }, 'binding beyond loopback: the API has no authentication yet, so anyone who can reach this address can deploy and remove agents');
+  }
+
+  const tracing = setupTracing({ version: VERSION, ...(opts.spanProcessors && { processors: opts.spanProcessors }) });
+  const metrics = new Metrics();
+  const db = openDatabase(config.data_dir);
+  migrate(db, AGENT_MIGRATIONS);
+
+  const registry = new AgentRegistry();
+  const service = new AgentService(registry, new AgentStore(db));
+  const persisted = service.loadPersisted();
+  registry.on('change', (e) => metrics.agentEvents.inc({ event: e.type }));
+
+  const watcher = new AgentDirectoryWatcher(config.agents_dir, service, {
+    onApplied: (s) => {
+      if (s.state === 'invalid') {
+        metrics.agentEvents.inc({ event: 'invalid_file' });
+        logger.warn({ file: s.path, agent: s.agent, errors: s.errors }, s.agent ? 'agent file is invalid; the last good version keeps running' : 'agent file is invalid; not loaded');
+      } else if (s.state === 'loaded') logger.info({ file: s.path, agent: s.agent }, 'agent file loaded');
+    },
+    onRemoved: (p) => logger.info({ file: p }, 'agent file removed'),
+  });
+  const statuses = watcher.loadAll();
+  await watcher.start();
+  const updateGauge = () => {
+    const all = registry.list().agents;
+    const files = all.filter((a) => a.origin.kind === 'file').length;
+    metrics.agentsDeployed.set({ origin: 'file' }, files);
+    metrics.agentsDeployed.set({ origin: 'api' }, all.length - files);
+  };
+  registry.on('change', updateGauge);
+  updateGauge();
+
+  const app = await createApi({ config, service, logger, metrics, tracer: tracing.tracer, lifecycle });
+  let url = '';
+  let metricsServer: Server | undefined;
+  let metricsUrl: string | undefined;
+  try {
+    if (opts.listen !== false) {
+      await app.listen({ host: config.server.host, port: config.server.port });
+      const addr = app.server.address() as AddressInfo;
+      url = `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
+      if (config.metrics.enabled) {
+        const m = await startMetricsServer(metrics.registry, config.metrics.host, config.metrics.port);
+        metricsServer = m.server;
+        metricsUrl = m.url;
+      }
+    } else await app.ready();
+  } catch (e) {
+    await app.close();
+    await watcher.close();
+    db.close();
+    await tracing.shutdown();
+    throw e;
+  }
+  lifecycle.state = 'ready';
+  logger.info(
+    { url, metrics: metricsUrl, agents: registry.size, from_api: persisted, files: statuses.length, invalid_files: statuses.filter((s) => s.state === 'invalid').length, agents_dir: config.agents_dir, data_dir: config.data_dir },
+    'caxton ready',
+  );
+
+  let closing: Promise<void> | undefined;
+  const close = () =>
+    (closing ??= (async () => {
+      lifecycle.state = 'stopping';
+      await watcher.close();
+      await app.close(); // waits for in-flight requests
+      if (metricsServer) await new Promise<void>((r) => metricsServer!.close(() => r()));
+      db.close();
+      await tracing.shutdown();
+      logger.info('caxton stopped');
+    })());
+
+  return { app, config, service, registry, metrics, logger, db, url, metricsUrl, close };
+}

@@ -1,0 +1,1 @@
+export { openDatabase, migrate, type Db, type Migration } from './database.js';
