@@ -1,0 +1,182 @@
+import { readFileSync, statSync } from 'node:fs';
+import { SingleBar } from 'cli-progress';
+import type { Command } from 'commander';
+import { detectFormat, parseAgent } from '../../agents/index.js';
+import type { SourceIssue } from '../../shared/issues.js';
+import { ApiError, type ApiClient } from '../client.js';
+import { CliError } from '../errors.js';
+import { issuesText, table, truncate, type Output } from '../output.js';
+
+export interface CliContext {
+  client(): ApiClient;
+  output(): Output;
+}
+
+interface AgentSummary {
+  name: string;
+  version: string;
+  description: string;
+  capabilities: string[];
+  tools: string[];
+  format: string;
+  origin: { kind: 'file'; path: string } | { kind: 'api' };
+  revision: number;
+  updated_at: string;
+}
+
+const CONTENT_TYPES: Record<string, string> = { toml: 'application/toml', markdown: 'text/markdown', json: 'application/json' };
+
+function readAgentFile(file: string): Buffer {
+  try {
+    if (statSync(file).isDirectory()) throw new CliError(`${file} is a directory; pass agent files (e.g. ${file}/*.toml)`);
+    return readFileSync(file);
+  } catch (e) {
+    if (e instanceof CliError) throw e;
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new CliError(`cannot read ${file}: ${code === 'ENOENT' ? 'no such file' : (code ?? String(e))}`);
+  }
+}
+
+function progress(total: number, out: Output): { tick(): void; stop(): void } {
+  if (out.json || total < 5 || !process.stderr.isTTY) return { tick() {}, stop() {} };
+  const bar = new SingleBar({ format: 'deploying [{bar}] {value}/{total} agents', stream: process.stderr, hideCursor: true });
+  bar.start(total, 0);
+  return { tick: () => bar.increment(), stop: () => bar.stop() };
+}
+
+export function registerAgentCommands(program: Command, ctx: CliContext): void {
+  const agent = program.command('agent').description('deploy, validate, list, show and remove agents');
+
+  agent
+    .command('validate')
+    .description('check agent files offline (no server needed); prints every error with file, line and column')
+    .argument('<file...>', 'agent files (.toml, .md or .json)')
+    .action((files: string[]) => {
+      const out = ctx.output();
+      const results = files.map((file) => {
+        const r = parseAgent(readAgentFile(file), { file });
+        return r.ok
+          ? { file, valid: true, format: r.format, name: r.definition.name as string, errors: [] as SourceIssue[], warnings: r.warnings }
+          : { file, valid: false, format: r.format, errors: r.errors, warnings: r.warnings };
+      });
+      const invalid = results.filter((r) => !r.valid).length;
+      if (out.json) out.data({ valid: invalid === 0, files: results });
+      else {
+        for (const r of results) {
+          if (r.valid) out.out(`ok       ${r.file} (${r.name}, ${r.format})`);
+          else out.err(`invalid  ${r.file}`);
+          if (r.errors.length) out.err(issuesText(r.errors).replace(/^/gm, '  '));
+          if (r.warnings.length) out.err(issuesText(r.warnings).replace(/^/gm, '  '));
+        }
+        out.out(`${results.length - invalid} valid, ${invalid} invalid`);
+      }
+      if (invalid > 0) process.exitCode = 1;
+    });
+
+  agent
+    .command('deploy')
+    .description('deploy agent files to the server (an agent already deployed through the API is updated)')
+    .argument('<file...>', 'agent files (.toml, .md or .json)')
+    .option('--no-update', 'fail instead of updating an agent that already exists')
+    .action(async (files: string[], opts: { update: boolean }) => {
+      const out = ctx.output();
+      const client = ctx.client();
+      const bar = progress(files.length, out);
+      const results: { file: string; ok: boolean; name?: string; action?: 'created' | 'updated'; revision?: number; error?: ApiError['body']['error'] | { code: string; message: string }; warnings?: SourceIssue[] }[] = [];
+      for (const file of files) {
+        const body = readAgentFile(file);
+        const contentType = CONTENT_TYPES[detectFormat(file, body.subarray(0, 64).toString('utf8'))]!;
+        try {
+          let res: { agent: { name: string; revision: number }; warnings: SourceIssue[] };
+          let action: 'created' | 'updated' = 'created';
+          try {
+            res = (await client.request<typeof res>('POST', '/api/v1/agents', { body, contentType })).data;
+          } catch (e) {
+            if (!(e instanceof ApiError) || e.body.error.code !== 'agent_exists' || !opts.update) throw e;
+            const name = (e.body.error.details as { name: string }).name;
+            res = (await client.request<typeof res>('PUT', `/api/v1/agents/${encodeURIComponent(name)}`, { body, contentType })).data;
+            action = 'updated';
+          }
+          results.push({ file, ok: true, name: res.agent.name, action, revision: res.agent.revision, warnings: res.warnings });
+        } catch (e) {
+          if (e instanceof ApiError) results.push({ file, ok: false, error: e.body.error });
+          else throw e;
+        }
+        bar.tick();
+      }
+      bar.stop();
+      const failed = results.filter((r) => !r.ok).length;
+      if (out.json) out.data({ deployed: results.length - failed, failed, results });
+      else {
+        for (const r of results) {
+          if (r.ok) out.out(`${r.action === 'updated' ? 'updated ' : 'deployed'} ${r.name} (revision ${r.revision}) from ${r.file}`);
+          else {
+            out.err(`failed   ${r.file}: ${r.error?.message}`);
+            const details = (r.error as { details?: { errors?: SourceIssue[] } }).details;
+            if (details?.errors) out.err(issuesText(details.errors.map((i) => ({ ...i, file: r.file }))).replace(/^/gm, '  '));
+          }
+          if (r.warnings?.length) out.err(issuesText(r.warnings.map((i) => ({ ...i, file: r.file }))).replace(/^/gm, '  '));
+        }
+        if (files.length > 1) out.out(`${results.length - failed} deployed, ${failed} failed`);
+      }
+      if (failed > 0) process.exitCode = 1;
+    });
+
+  agent
+    .command('list')
+    .description('list deployed agents')
+    .option('-c, --capability <capability>', 'only agents providing this capability')
+    .action(async (opts: { capability?: string }) => {
+      const out = ctx.output();
+      const q = new URLSearchParams({ limit: '10000' });
+      if (opts.capability) q.set('capability', opts.capability);
+      const res = await ctx.client().get<{ agents: AgentSummary[]; total: number }>(`/api/v1/agents?${q}`);
+      if (out.json) return out.data(res);
+      if (res.agents.length === 0) return out.out(opts.capability ? `no agent provides "${opts.capability}"` : 'no agents deployed');
+      out.out(
+        table(
+          ['NAME', 'VERSION', 'CAPABILITIES', 'SOURCE', 'DESCRIPTION'],
+          res.agents.map((a) => [a.name, a.version, truncate(a.capabilities.join(','), 40), a.origin.kind === 'file' ? 'file' : 'api', truncate(a.description, 60)]),
+        ),
+      );
+    });
+
+  agent
+    .command('show')
+    .description('show one agent in full')
+    .argument('<name>', 'agent name')
+    .action(async (name: string) => {
+      const out = ctx.output();
+      const a = await ctx.client().get<AgentSummary & { definition: Record<string, unknown> & { system_prompt: string; llm: Record<string, unknown>; memory: Record<string, unknown>; limits: Record<string, unknown> } }>(`/api/v1/agents/${encodeURIComponent(name)}`);
+      if (out.json) return out.data(a);
+      const d = a.definition;
+      out.out(
+        [
+          `name:         ${a.name}`,
+          `version:      ${a.version}`,
+          `description:  ${a.description}`,
+          `capabilities: ${a.capabilities.join(', ')}`,
+          `tools:        ${a.tools.join(', ') || '(none)'}`,
+          `source:       ${a.origin.kind === 'file' ? `file ${a.origin.path}` : 'api'} (${a.format}, revision ${a.revision}, updated ${a.updated_at})`,
+          `llm:          ${JSON.stringify(d.llm)}`,
+          `memory:       ${JSON.stringify(d.memory)}`,
+          `limits:       ${JSON.stringify(d.limits)}`,
+          '',
+          'system prompt:',
+          d.system_prompt.replace(/^/gm, '  '),
+        ].join('\n'),
+      );
+    });
+
+  agent
+    .command('remove')
+    .alias('rm')
+    .description('remove an agent deployed through the API')
+    .argument('<name>', 'agent name')
+    .action(async (name: string) => {
+      const out = ctx.output();
+      await ctx.client().request('DELETE', `/api/v1/agents/${encodeURIComponent(name)}`);
+      if (out.json) out.data({ removed: name });
+      else out.out(`removed ${name}`);
+    });
+}

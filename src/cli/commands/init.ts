@@ -1,0 +1,50 @@
+import { copyFileSync, existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Command } from 'commander';
+import { CliError, usageError } from '../errors.js';
+import type { CliContext } from './agent.js';
+
+/** templates/ sits at the package root; src/cli/commands and dist/cli/commands are both three levels down. */
+export const TEMPLATES_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '../../../templates');
+
+function listFiles(dir: string): string[] {
+  return readdirSync(dir).flatMap((f) => {
+    const p = join(dir, f);
+    return statSync(p).isDirectory() ? listFiles(p) : [p];
+  });
+}
+
+export function templateNames(): string[] {
+  return existsSync(TEMPLATES_DIR) ? readdirSync(TEMPLATES_DIR).filter((f) => statSync(join(TEMPLATES_DIR, f)).isDirectory()).sort() : [];
+}
+
+export function registerInit(program: Command, ctx: CliContext): void {
+  program
+    .command('init')
+    .description('scaffold a new Caxton project: caxton.toml plus example agents')
+    .argument('<dir>', 'directory to create (may exist, but files are never overwritten without --force)')
+    .option('-t, --template <name>', `template to use (${templateNames().join(', ') || 'basic'})`, 'basic')
+    .option('--force', 'overwrite files that already exist')
+    .action((dir: string, opts: { template: string; force?: boolean }) => {
+      const out = ctx.output();
+      const names = templateNames();
+      if (!names.includes(opts.template)) throw usageError(`unknown template "${opts.template}"; available: ${names.join(', ')}`);
+      const src = join(TEMPLATES_DIR, opts.template);
+      const dest = resolve(dir);
+      const files = listFiles(src).map((f) => relative(src, f));
+      const clashes = files.filter((f) => existsSync(join(dest, f)));
+      if (clashes.length > 0 && !opts.force) {
+        throw new CliError(`refusing to overwrite existing files in ${dest}: ${clashes.join(', ')}`, { lines: ['pass --force to overwrite them'] });
+      }
+      for (const f of files) {
+        mkdirSync(dirname(join(dest, f)), { recursive: true });
+        copyFileSync(join(src, f), join(dest, f));
+      }
+      mkdirSync(join(dest, 'agents'), { recursive: true });
+      if (out.json) return out.data({ dir: dest, template: opts.template, files });
+      out.out(`created ${dest} from template "${opts.template}":`);
+      for (const f of files) out.out(`  ${f}`);
+      out.out(`\nnext:\n  caxton agent validate ${join(dir, 'agents')}/*\n  caxton serve --config ${join(dir, 'caxton.toml')}`);
+    });
+}

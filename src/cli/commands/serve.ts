@@ -1,0 +1,65 @@
+import type { Command } from 'commander';
+import { loadServerConfig, type ConfigFlags } from '../../config/index.js';
+import { startServer } from '../../server/index.js';
+
+function toInt(name: string) {
+  return (v: string) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 0 || n > 65535) throw new Error(`${name} must be a port number (0-65535), got "${v}"`);
+    return n;
+  };
+}
+
+export function configFlags(opts: Record<string, unknown>): ConfigFlags {
+  const flags: ConfigFlags = {};
+  if (opts.host !== undefined) flags.host = String(opts.host);
+  if (opts.port !== undefined) flags.port = opts.port as number;
+  if (opts.metricsPort !== undefined) flags.metricsPort = opts.metricsPort as number;
+  if (opts.dataDir !== undefined) flags.dataDir = String(opts.dataDir);
+  if (opts.agentsDir !== undefined) flags.agentsDir = String(opts.agentsDir);
+  if (opts.logLevel !== undefined) flags.logLevel = String(opts.logLevel);
+  return flags;
+}
+
+export function addServerConfigOptions(cmd: Command): Command {
+  return cmd
+    .option('--config <file>', 'caxton.toml to use (default: $CAXTON_CONFIG, else built-in defaults)')
+    .option('--host <host>', 'address to bind the API to (default 127.0.0.1)')
+    .option('-p, --port <port>', 'API port (default 8080)', toInt('--port'))
+    .option('--metrics-port <port>', 'Prometheus metrics port (default 9090)', toInt('--metrics-port'))
+    .option('--data-dir <dir>', 'where SQLite data is kept')
+    .option('--agents-dir <dir>', 'directory of agent files to load and watch')
+    .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent');
+}
+
+export function registerServe(program: Command): void {
+  addServerConfigOptions(program.command('serve').description('start the Caxton server: REST API, agents_dir watcher and metrics')).action(async (opts: Record<string, unknown>) => {
+    const config = loadServerConfig({ ...(opts.config !== undefined && { file: String(opts.config) }), flags: configFlags(opts) });
+    const server = await startServer({ config });
+    process.stderr.write(`caxton listening on ${server.url} (metrics ${server.metricsUrl ?? 'off'}); ${server.registry.size} agents loaded. Ctrl-C to stop.\n`);
+    let signals = 0;
+    const stop = (signal: string) => {
+      signals++;
+      if (signals > 1) {
+        server.logger.warn({ signal }, 'second signal: exiting immediately');
+        process.exit(1);
+      }
+      server.logger.info({ signal }, 'shutting down: finishing in-flight requests');
+      const force = setTimeout(() => {
+        server.logger.error({ timeout_ms: config.server.shutdown_timeout }, 'shutdown timed out; exiting');
+        process.exit(1);
+      }, config.server.shutdown_timeout);
+      force.unref();
+      server
+        .close()
+        .then(() => process.exit(0))
+        .catch((e: unknown) => {
+          server.logger.error({ err: e }, 'error during shutdown');
+          process.exit(1);
+        });
+    };
+    process.on('SIGINT', () => stop('SIGINT'));
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    await new Promise(() => {}); // run until a signal
+  });
+}

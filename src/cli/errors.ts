@@ -1,0 +1,25 @@
+import { CaxtonError } from '../shared/errors.js';
+
+/** Exit codes shared by every command. */
+export const EXIT = { ok: 0, failure: 1, usage: 2 } as const;
+
+/** A failure the CLI reports as one clear message (plus optional detail lines), exit code 1. */
+export class CliError extends Error {
+  readonly exitCode: number;
+  readonly lines: string[];
+  readonly json: unknown;
+  constructor(message: string, opts: { lines?: string[]; exitCode?: number; json?: unknown } = {}) {
+    super(message);
+    this.exitCode = opts.exitCode ?? EXIT.failure;
+    this.lines = opts.lines ?? [];
+    this.json = opts.json;
+  }
+}
+
+export function usageError(message: string): CliError {
+  return new CliError(message, { exitCode: EXIT.usage });
+}
+
+export function fromCaxtonError(e: CaxtonError): CliError {
+  return new CliError(e.message, { json: { error: { code: e.code, message: e.message, details: e.details ?? null } } });
+}
