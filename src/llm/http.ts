@@ -200,12 +200,23 @@ function classifyThrown(t: HttpTarget, e: unknown, callerSignal: AbortSignal | u
   if (timer.fired) return make('timeout', `timed out: no data for ${timer.ms} ms while ${phase} (timeout_ms = ${timer.ms})`, true);
   const code = errorCode(e);
   if (code !== undefined && TIMEOUT_CODES.has(code)) return make('timeout', `timed out while ${phase} (${code})`, true);
-  if (code === 'ERR_INVALID_URL' || (e instanceof TypeError && /invalid url/i.test(e.message))) {
-    return make('connection', `invalid base_url "${t.baseUrl}"`, false);
+  const inner = innermostMessage(e);
+  if (code === 'ERR_INVALID_URL' || /invalid url|bad port/i.test(inner)) {
+    return make('connection', `invalid base_url "${t.baseUrl}" (${inner})`, false);
   }
-  const why = code ?? innermostMessage(e);
-  return make('connection', `cannot reach ${t.baseUrl} (${why}) while ${phase}`, true);
+  const why = code !== undefined ? `${CONNECTION_CODES[code] ?? inner} (${code})` : inner;
+  return make('connection', `cannot reach ${t.baseUrl}: ${why} while ${phase}`, true);
 }
+
+const CONNECTION_CODES: Record<string, string> = {
+  ECONNREFUSED: 'connection refused',
+  ECONNRESET: 'connection reset',
+  ENOTFOUND: 'host not found',
+  EAI_AGAIN: 'DNS lookup failed',
+  EHOSTUNREACH: 'host unreachable',
+  ENETUNREACH: 'network unreachable',
+  UND_ERR_SOCKET: 'the connection was closed',
+};
 
 function cancelled(t: HttpTarget, cause?: unknown): LlmError {
   return new LlmError({ provider: t.provider, model: t.model, kind: 'cancelled', message: 'the call was cancelled' }, { cause });

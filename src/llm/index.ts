@@ -1,0 +1,7 @@
+/** The LLM layer's one entry point: provider-neutral types, the provider clients and the registry. */
+export * from './types.js';
+export { createProvider, ProviderRegistry, chatWithFallbacks, type ModelAttempt, type AgentLlmChoice, type ResolveDefaults } from './registry.js';
+export { OpenAiProvider, OPENAI_DEFAULT_BASE_URL } from './openai.js';
+export { AnthropicProvider, ANTHROPIC_DEFAULT_BASE_URL, ANTHROPIC_VERSION, ANTHROPIC_DEFAULT_MAX_TOKENS } from './anthropic.js';
+export { ScriptedProvider, createScriptedProvider, scriptSchema, type Script } from './scripted.js';
+export { parseRetryAfter, backoffDelay } from './retry.js';

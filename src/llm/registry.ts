@@ -1,0 +1,143 @@
+/**
+ * Named providers (`[llm.providers.NAME]`), model resolution for an agent (its provider and
+ * model, Claude-style aliases, explicit fallbacks) and the fallback loop. A fallback is only
+ * ever tried when the agent lists it: there is no implicit one.
+ */
+import { CaxtonError } from '../shared/errors.js';
+import { closest } from '../shared/suggest.js';
+import { AnthropicProvider } from './anthropic.js';
+import { OpenAiProvider } from './openai.js';
+import { ScriptedProvider } from './scripted.js';
+import { LlmError, type ChatRequest, type ChatResponse, type LlmProvider, type ProviderConfig } from './types.js';
+
+/** One provider + model to try. */
+export interface ModelAttempt {
+  provider: string;
+  model: string;
+}
+
+/** What an agent asks for (`llm.provider`, `llm.model`, `llm.fallbacks`). */
+export interface AgentLlmChoice {
+  provider?: string;
+  model?: string;
+  fallbacks?: string[];
+}
+
+export interface ResolveDefaults {
+  /** The server's default provider name. */
+  provider: string;
+  /** `[llm.model_aliases]`: alias → model, optionally on another provider. */
+  modelAliases: Record<string, { provider?: string; model: string }>;
+}
+
+export function createProvider(name: string, config: ProviderConfig): LlmProvider {
+  switch (config.type) {
+    case 'openai':
+      return new OpenAiProvider(name, config);
+    case 'anthropic':
+      return new AnthropicProvider(name, config);
+    case 'scripted':
+      return new ScriptedProvider(name, config);
+    default:
+      throw new CaxtonError('invalid_config', `LLM provider "${name}": unknown type "${String((config as { type: unknown }).type)}" (expected openai, anthropic or scripted)`);
+  }
+}
+
+export class ProviderRegistry {
+  private readonly providers = new Map<string, LlmProvider>();
+
+  constructor(providers: Iterable<LlmProvider> = []) {
+    for (const p of providers) this.add(p);
+  }
+
+  /** A registry with one provider per `[llm.providers.NAME]` table. */
+  static fromConfig(configs: Record<string, ProviderConfig>): ProviderRegistry {
+    return new ProviderRegistry(Object.entries(configs).map(([name, config]) => createProvider(name, config)));
+  }
+
+  add(provider: LlmProvider): void {
+    if (this.providers.has(provider.name)) throw new CaxtonError('invalid_config', `LLM provider "${provider.name}" is configured twice`);
+    this.providers.set(provider.name, provider);
+  }
+
+  has(name: string): boolean {
+    return this.providers.has(name);
+  }
+
+  names(): string[] {
+    return [...this.providers.keys()];
+  }
+
+  get(name: string): LlmProvider {
+    const p = this.providers.get(name);
+    if (p) return p;
+    const names = this.names();
+    const guess = closest(name, names);
+    const listed = names.length > 0 ? `configured providers: ${names.join(', ')}` : 'no providers are configured (add a [llm.providers.NAME] table to caxton.toml)';
+    throw new CaxtonError('invalid_request', `unknown LLM provider "${name}"${guess ? ` (did you mean "${guess}"?)` : ''}; ${listed}`, { provider: name, configured: names });
+  }
+
+  /**
+   * The attempts for an agent, in order: its provider (else the server default) with its model
+   * (else the provider's default; an alias key maps through `modelAliases`, possibly to another
+   * provider), then each listed fallback provider with that provider's default model.
+   */
+  resolve(agentLlm: AgentLlmChoice, defaults: ResolveDefaults): ModelAttempt[] {
+    let provider = agentLlm.provider ?? defaults.provider;
+    let model = agentLlm.model ?? this.get(provider).defaultModel;
+    const alias = model !== undefined && Object.hasOwn(defaults.modelAliases, model) ? defaults.modelAliases[model] : undefined;
+    if (alias) {
+      provider = alias.provider ?? provider;
+      model = alias.model;
+    }
+    const primary = { provider, model: this.requireModel(provider, model) };
+    const attempts: ModelAttempt[] = [primary];
+    for (const fb of agentLlm.fallbacks ?? []) {
+      const attempt = { provider: fb, model: this.requireModel(fb, this.get(fb).defaultModel) };
+      if (!attempts.some((a) => a.provider === attempt.provider && a.model === attempt.model)) attempts.push(attempt);
+    }
+    return attempts;
+  }
+
+  private requireModel(provider: string, model: string | undefined): string {
+    this.get(provider);
+    if (model === undefined || model === '') {
+      throw new CaxtonError('invalid_request', `LLM provider "${provider}" has no default model: set model in [llm.providers.${provider}] or llm.model on the agent`, { provider });
+    }
+    return model;
+  }
+}
+
+/**
+ * Tries each attempt in order, moving on only when a provider fails with an LlmError (never on
+ * cancellation, never on other errors). When all fail, throws the last error with the earlier
+ * failures in `details.attempts`.
+ */
+export async function chatWithFallbacks(registry: ProviderRegistry, attempts: readonly ModelAttempt[], req: Omit<ChatRequest, 'model'>): Promise<ChatResponse> {
+  if (attempts.length === 0) throw new CaxtonError('invalid_request', 'no LLM provider to call');
+  const failures: LlmError[] = [];
+  for (const a of attempts) {
+    try {
+      return await registry.get(a.provider).chat({ ...req, model: a.model });
+    } catch (e) {
+      if (!(e instanceof LlmError) || e.kind === 'cancelled' || req.signal?.aborted) throw e;
+      failures.push(e);
+    }
+  }
+  const last = failures[failures.length - 1] as LlmError;
+  if (failures.length === 1) throw last;
+  const earlier = failures.slice(0, -1);
+  const summary = earlier.map((f) => `${f.provider}/${f.model}: ${f.kind}`).join(', ');
+  throw new LlmError(
+    {
+      provider: last.provider,
+      model: last.model,
+      kind: last.kind,
+      message: `${last.reason} (all ${failures.length} attempts failed; earlier: ${summary})`,
+      httpStatus: last.httpStatus,
+      retryable: last.retryable,
+      details: { attempts: failures.map((f) => ({ provider: f.provider, model: f.model, kind: f.kind, http_status: f.httpStatus, message: f.reason })) },
+    },
+    { cause: last },
+  );
+}

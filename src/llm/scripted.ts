@@ -1,0 +1,306 @@
+/**
+ * The `scripted` provider: canned replies from a file, for offline tests, benchmarks and a demo
+ * that needs no API key. Full description: docs/scripted-provider.md.
+ *
+ * Format (TOML shown; JSON has the same shape, chosen by the .toml / .json extension):
+ *
+ *   latency_ms = 0                    # optional delay before every reply (a rule may override)
+ *   fallback = "No script for that."  # optional reply when no rule matches (else: error)
+ *
+ *   [[rules]]
+ *   name = "weather"                  # optional, for messages
+ *   match = "weather|forecast"        # optional JS regex, case-insensitive, on the latest user message
+ *   [[rules.turns]]                   # turn 0: no assistant message yet
+ *   tool_calls = [{ name = "http_client", arguments = { url = "https://wttr.in/{{request}}" } }]
+ *   [[rules.turns]]                   # turn 1: one assistant message already
+ *   content = "Forecast: {{tool_result.http_client}}"
+ *
+ *   [[rules]]                         # no match: matches everything
+ *   content = "You said: {{request}}" # shorthand for one turn
+ *
+ * Selection is stateless: the first rule whose `match` finds the latest user message, then turn
+ * number N = the count of assistant messages already in the request. Past the last turn the last
+ * turn without tool calls repeats (or, when every turn calls tools, `fallback` or a fixed notice),
+ * so a tool loop always ends. Placeholders in `content` and in string tool arguments:
+ * `{{request}}`, `{{last_tool_result}}`, `{{tool_results}}` (all, one per line) and
+ * `{{tool_result.NAME}}` (the latest result of tool NAME); unknown ones are rejected at load.
+ * Usage is approximated as characters / 4 (at least 1). The file is cached and re-read when its
+ * modification time or size changes.
+ */
+import { readFile, stat } from 'node:fs/promises';
+import { extname } from 'node:path';
+import { parse as parseToml, TomlError } from 'smol-toml';
+import { z } from 'zod';
+import { makeUsage } from './decode.js';
+import { sleep } from './retry.js';
+import { LlmError, type ChatMessage, type ChatRequest, type ChatResponse, type LlmProvider, type ProviderConfig, type StreamEvent, type ToolCall } from './types.js';
+
+const toolCallSchema = z.strictObject({
+  name: z.string().min(1),
+  arguments: z.record(z.string(), z.unknown()).default({}),
+  id: z.string().min(1).optional(),
+});
+
+const turnSchema = z
+  .strictObject({ content: z.string().optional(), tool_calls: z.array(toolCallSchema).optional() })
+  .refine((t) => t.content !== undefined || (t.tool_calls?.length ?? 0) > 0, { error: 'a turn needs content and/or tool_calls' });
+
+const ruleSchema = z
+  .strictObject({
+    name: z.string().optional(),
+    match: z.string().optional(),
+    latency_ms: z.number().int().min(0).optional(),
+    turns: z.array(turnSchema).min(1).optional(),
+    content: z.string().optional(),
+    tool_calls: z.array(toolCallSchema).optional(),
+  })
+  .refine((r) => (r.turns !== undefined) !== (r.content !== undefined || r.tool_calls !== undefined), { error: 'a rule needs either turns = [...] or content / tool_calls (not both)' });
+
+export const scriptSchema = z
+  .strictObject({
+    latency_ms: z.number().int().min(0).optional(),
+    fallback: z.string().optional(),
+    rules: z.array(ruleSchema).default([]),
+  })
+  .refine((s) => s.rules.length > 0 || s.fallback !== undefined, { error: 'a script needs at least one [[rules]] entry or a fallback' });
+
+/** A script as written (the file's content, or an in-memory object of the same shape). */
+export type Script = z.input<typeof scriptSchema>;
+
+interface Turn {
+  content?: string;
+  tool_calls?: { name: string; arguments: Record<string, unknown>; id?: string }[];
+}
+interface CompiledRule {
+  label: string;
+  match: RegExp | undefined;
+  latency_ms: number | undefined;
+  turns: Turn[];
+}
+interface CompiledScript {
+  latency_ms: number | undefined;
+  fallback: string | undefined;
+  rules: CompiledRule[];
+}
+
+const PLACEHOLDER = /\{\{\s*([A-Za-z_][\w.:*-]*)\s*\}\}/g;
+const IN_MEMORY = '<in-memory script>';
+
+export class ScriptedProvider implements LlmProvider {
+  readonly type = 'scripted' as const;
+  readonly defaultModel: string | undefined;
+  private cache: { mtimeMs: number; size: number; script: CompiledScript } | undefined;
+  private readonly inline: CompiledScript | undefined;
+
+  constructor(
+    readonly name: string,
+    private readonly config: ProviderConfig,
+    script?: unknown,
+  ) {
+    this.defaultModel = config.model ?? 'scripted';
+    if (script !== undefined) this.inline = compile(script, IN_MEMORY, (m) => this.fail(this.defaultModel ?? 'scripted', m));
+    else if (!config.script) throw this.fail(this.defaultModel ?? 'scripted', 'no script file configured: set script = "replies.toml" for this provider');
+  }
+
+  async chat(req: ChatRequest): Promise<ChatResponse> {
+    const { response, latency } = await this.reply(req);
+    await this.wait(latency, req);
+    return response;
+  }
+
+  async *stream(req: ChatRequest): AsyncGenerator<StreamEvent> {
+    const { response, latency } = await this.reply(req);
+    await this.wait(latency, req);
+    for (const text of response.content.split(/(?<=\s)(?=\S)/)) if (text !== '') yield { type: 'text_delta', text };
+    for (const call of response.tool_calls) yield { type: 'tool_call', call };
+    yield { type: 'done', response };
+  }
+
+  private async reply(req: ChatRequest): Promise<{ response: ChatResponse; latency: number }> {
+    const model = req.model || this.defaultModel || 'scripted';
+    if (req.signal?.aborted) throw new LlmError({ provider: this.name, model, kind: 'cancelled', message: 'the call was cancelled' });
+    const script = this.inline ?? (await this.load(model));
+    const request = latest(req.messages, 'user');
+    const rule = script.rules.find((r) => r.match === undefined || r.match.test(request));
+    const turnIndex = req.messages.filter((m) => m.role === 'assistant').length;
+    let turn: Turn;
+    if (rule === undefined) {
+      if (script.fallback === undefined) throw this.fail(model, `no rule matches the request ${JSON.stringify(request.slice(0, 100))} and the script has no fallback`);
+      turn = { content: script.fallback };
+    } else {
+      turn = rule.turns[turnIndex] ?? rule.turns.findLast((t) => !t.tool_calls?.length) ?? { content: script.fallback ?? `[scripted provider: ${rule.label} has no more turns]` };
+    }
+    const vars = templateVars(req.messages, request);
+    const content = render(turn.content ?? '', vars);
+    const calls: ToolCall[] = (turn.tool_calls ?? []).map((c, i) => ({ id: c.id ?? `call_${turnIndex}_${i}`, name: c.name, arguments: renderValue(c.arguments, vars) as Record<string, unknown> }));
+    const inputChars = req.messages.reduce((n, m) => n + m.content.length, 0);
+    const outputChars = content.length + calls.reduce((n, c) => n + c.name.length + JSON.stringify(c.arguments).length, 0);
+    const response: ChatResponse = {
+      provider: this.name,
+      model,
+      content,
+      tool_calls: calls,
+      usage: makeUsage(approxTokens(inputChars), approxTokens(outputChars)),
+      finish_reason: calls.length > 0 ? 'tool_calls' : 'stop',
+    };
+    return { response, latency: rule?.latency_ms ?? script.latency_ms ?? this.config.latency_ms ?? 0 };
+  }
+
+  private async wait(ms: number, req: ChatRequest): Promise<void> {
+    if (ms <= 0) return;
+    try {
+      await sleep(ms, req.signal);
+    } catch (e) {
+      throw new LlmError({ provider: this.name, model: req.model || this.defaultModel || 'scripted', kind: 'cancelled', message: 'the call was cancelled' }, { cause: e });
+    }
+  }
+
+  /** The parsed script file, re-read when its mtime or size changed. */
+  private async load(model: string): Promise<CompiledScript> {
+    const file = this.config.script ?? '';
+    let info;
+    try {
+      info = await stat(file);
+    } catch (e) {
+      throw this.fail(model, `cannot read script file "${file}": ${(e as NodeJS.ErrnoException).code ?? String(e)}`, e);
+    }
+    if (this.cache && this.cache.mtimeMs === info.mtimeMs && this.cache.size === info.size) return this.cache.script;
+    const fail = (m: string, cause?: unknown): LlmError => this.fail(model, `script file "${file}": ${m}`, cause);
+    let text: string;
+    try {
+      text = await readFile(file, 'utf8');
+    } catch (e) {
+      throw fail(`cannot read it (${(e as NodeJS.ErrnoException).code ?? String(e)})`, e);
+    }
+    const script = compile(parseText(text, extname(file).toLowerCase(), fail), file, fail);
+    this.cache = { mtimeMs: info.mtimeMs, size: info.size, script };
+    return script;
+  }
+
+  private fail(model: string, message: string, cause?: unknown): LlmError {
+    return new LlmError({ provider: this.name, model, kind: 'script', message }, { cause });
+  }
+}
+
+export function createScriptedProvider(name: string, config: ProviderConfig, script?: Script): ScriptedProvider {
+  return new ScriptedProvider(name, config, script);
+}
+
+function parseText(text: string, ext: string, fail: (m: string, cause?: unknown) => LlmError): unknown {
+  if (ext === '.toml') {
+    try {
+      return parseToml(text);
+    } catch (e) {
+      if (e instanceof TomlError) {
+        const first = (e.message.split('\n')[0] ?? e.message).replace(/^Invalid TOML document: /, '');
+        throw fail(`TOML syntax error at line ${e.line}, column ${e.column}: ${first}`, e);
+      }
+      throw fail(`cannot parse TOML: ${String(e)}`, e);
+    }
+  }
+  if (ext === '.json') {
+    try {
+      return JSON.parse(text) as unknown;
+    } catch (e) {
+      const msg = e instanceof Error ? e.message : String(e);
+      const pos = /at position (\d+)/.exec(msg);
+      if (pos && !/line \d+/.test(msg)) {
+        const before = text.slice(0, Number(pos[1]));
+        const line = before.split('\n').length;
+        const column = before.length - before.lastIndexOf('\n');
+        throw fail(`JSON syntax error at line ${line}, column ${column}: ${msg}`, e);
+      }
+      throw fail(`JSON syntax error: ${msg}`, e);
+    }
+  }
+  throw fail(`unsupported extension "${ext || '(none)'}": use .toml or .json`);
+}
+
+function compile(raw: unknown, file: string, fail: (m: string) => LlmError): CompiledScript {
+  const where = file === IN_MEMORY ? `${IN_MEMORY}: ` : '';
+  const parsed = scriptSchema.safeParse(raw);
+  if (!parsed.success) {
+    const issues = parsed.error.issues.slice(0, 5).map((i) => `${formatPath(i.path) || '(top level)'}: ${i.message}`);
+    throw fail(`${where}invalid script: ${issues.join('; ')}`);
+  }
+  const s = parsed.data;
+  const rules = s.rules.map((r, i): CompiledRule => {
+    const path = `rules[${i}]`;
+    const label = r.name !== undefined ? `rule "${r.name}"` : `rule ${i + 1}`;
+    let match: RegExp | undefined;
+    if (r.match !== undefined) {
+      try {
+        match = new RegExp(r.match, 'i');
+      } catch (e) {
+        throw fail(`${where}${path}.match: invalid regular expression: ${(e as Error).message}`);
+      }
+    }
+    const turns: Turn[] = r.turns ?? [{ content: r.content, tool_calls: r.tool_calls }];
+    turns.forEach((t, j) => {
+      const at = r.turns ? `${path}.turns[${j}]` : path;
+      checkPlaceholders(t.content, `${at}.content`, where, fail);
+      t.tool_calls?.forEach((c, k) => checkPlaceholders(c.arguments, `${at}.tool_calls[${k}].arguments`, where, fail));
+    });
+    return { label, match, latency_ms: r.latency_ms, turns };
+  });
+  if (s.fallback !== undefined) checkPlaceholders(s.fallback, 'fallback', where, fail);
+  return { latency_ms: s.latency_ms, fallback: s.fallback, rules };
+}
+
+function checkPlaceholders(value: unknown, path: string, where: string, fail: (m: string) => LlmError): void {
+  if (typeof value === 'string') {
+    for (const m of value.matchAll(PLACEHOLDER)) {
+      const key = m[1] ?? '';
+      const ok = key === 'request' || key === 'last_tool_result' || key === 'tool_results' || (key.startsWith('tool_result.') && key.length > 'tool_result.'.length);
+      if (!ok) throw fail(`${where}${path}: unknown placeholder {{${key}}} (known: {{request}}, {{last_tool_result}}, {{tool_results}}, {{tool_result.NAME}})`);
+    }
+  } else if (Array.isArray(value)) value.forEach((v) => checkPlaceholders(v, path, where, fail));
+  else if (value !== null && typeof value === 'object') for (const v of Object.values(value)) checkPlaceholders(v, path, where, fail);
+}
+
+function formatPath(path: readonly PropertyKey[]): string {
+  return path.map((p, i) => (typeof p === 'number' ? `[${p}]` : `${i === 0 ? '' : '.'}${String(p)}`)).join('');
+}
+
+interface TemplateVars {
+  request: string;
+  results: { name: string; content: string }[];
+}
+
+function templateVars(messages: ChatMessage[], request: string): TemplateVars {
+  return { request, results: messages.flatMap((m) => (m.role === 'tool' ? [{ name: m.name, content: m.content }] : [])) };
+}
+
+function render(template: string, v: TemplateVars): string {
+  return template.replace(PLACEHOLDER, (whole, key: string) => {
+    if (key === 'request') return v.request;
+    if (key === 'last_tool_result') return v.results.at(-1)?.content ?? '';
+    if (key === 'tool_results') return v.results.map((r) => r.content).join('\n');
+    if (key.startsWith('tool_result.')) {
+      const name = key.slice('tool_result.'.length);
+      return v.results.findLast((r) => r.name === name)?.content ?? '';
+    }
+    return whole;
+  });
+}
+
+function renderValue(value: unknown, v: TemplateVars): unknown {
+  if (typeof value === 'string') return render(value, v);
+  if (Array.isArray(value)) return value.map((x) => renderValue(x, v));
+  if (value !== null && typeof value === 'object' && !(value instanceof Date)) {
+    return Object.fromEntries(Object.entries(value).map(([k, x]) => [k, renderValue(x, v)]));
+  }
+  return value;
+}
+
+function latest(messages: ChatMessage[], role: 'user'): string {
+  for (let i = messages.length - 1; i >= 0; i--) {
+    const m = messages[i];
+    if (m?.role === role) return m.content;
+  }
+  return '';
+}
+
+function approxTokens(chars: number): number {
+  return Math.max(1, Math.ceil(chars / 4));
+}

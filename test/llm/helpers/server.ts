@@ -1,0 +1,111 @@
+/**
+ * Real HTTP test servers on 127.0.0.1 (port 0) that emulate provider endpoints, so the clients'
+ * actual fetch / SSE / retry code runs. Each request is recorded as a Hit.
+ */
+import { createServer, type IncomingHttpHeaders, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { ProviderConfig } from '../../../src/llm/index.js';
+
+export interface Hit {
+  method: string;
+  path: string;
+  headers: IncomingHttpHeaders;
+  /** The parsed JSON body (undefined when not JSON). */
+  body: unknown;
+  at: number;
+}
+
+/** Answers hit number `n` (0-based). */
+export type Handler = (res: ServerResponse, hit: Hit, n: number) => void | Promise<void>;
+
+export interface TestServer {
+  url: string;
+  hits: Hit[];
+  close(): Promise<void>;
+}
+
+/** Starts a server; with a list of handlers, hit n uses handlers[n] (the last one repeats). */
+export async function startServer(handlers: Handler | Handler[]): Promise<TestServer> {
+  const list = Array.isArray(handlers) ? handlers : [handlers];
+  const hits: Hit[] = [];
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const raw = Buffer.concat(chunks).toString('utf8');
+      let body: unknown;
+      try {
+        body = JSON.parse(raw);
+      } catch {
+        body = undefined;
+      }
+      const hit: Hit = { method: req.method ?? '', path: req.url ?? '', headers: req.headers, body, at: Date.now() };
+      const n = hits.push(hit) - 1;
+      const handler = list[Math.min(n, list.length - 1)]!;
+      void Promise.resolve(handler(res, hit, n)).catch(() => res.destroy());
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    hits,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+/** A URL on which nothing listens: a server is started, then closed. */
+export async function deadUrl(): Promise<string> {
+  const s = await startServer(() => undefined);
+  await s.close();
+  return s.url;
+}
+
+export function json(status: number, body: unknown, headers: Record<string, string> = {}): Handler {
+  return (res) => {
+    res.writeHead(status, { 'content-type': 'application/json', ...headers });
+    res.end(JSON.stringify(body));
+  };
+}
+
+export function text(status: number, body: string, contentType = 'text/plain'): Handler {
+  return (res) => {
+    res.writeHead(status, { 'content-type': contentType });
+    res.end(body);
+  };
+}
+
+/** Never answers. */
+export const hang: Handler = () => undefined;
+
+/** One SSE frame. `data` is JSON-encoded unless it is a string. */
+export function frame(data: unknown, event?: string): string {
+  return `${event !== undefined ? `event: ${event}\n` : ''}data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`;
+}
+
+/**
+ * An SSE response written in pieces: each frame separately, or (with `splitEvery`) the whole
+ * payload cut every N bytes to exercise chunk boundaries. `thenHang` leaves the stream open.
+ */
+export function sse(frames: string[], opts: { splitEvery?: number; thenHang?: boolean } = {}): Handler {
+  return async (res) => {
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+    const payload = Buffer.from(frames.join(''), 'utf8');
+    const pieces: Buffer[] = [];
+    if (opts.splitEvery) for (let i = 0; i < payload.length; i += opts.splitEvery) pieces.push(payload.subarray(i, i + opts.splitEvery));
+    else for (const f of frames) pieces.push(Buffer.from(f, 'utf8'));
+    for (const p of pieces) {
+      res.write(p);
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    if (!opts.thenHang) res.end();
+  };
+}
+
+export function providerConfig(overrides: Partial<ProviderConfig> & Pick<ProviderConfig, 'type'>): ProviderConfig {
+  return { timeout_ms: 5_000, max_retries: 2, retry_base_ms: 10, ...overrides };
+}
