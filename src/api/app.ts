@@ -8,7 +8,10 @@ import { agentDocumentSchema, type AgentService } from '../agents/index.js';
 import type { ServerConfig } from '../config/index.js';
 import type { Logger, Metrics } from '../observability/index.js';
 import { envelope, sendError, toEnvelope } from './envelope.js';
+import type { Executor } from '../execution/index.js';
 import { agentRoutes } from './routes/agents.js';
+import { invokeRoutes } from './routes/invoke.js';
+import { openAiRoutes } from './routes/openai-compat.js';
 import { systemRoutes, type Lifecycle } from './routes/system.js';
 
 export interface ApiDeps {
@@ -18,6 +21,8 @@ export interface ApiDeps {
   metrics: Metrics;
   tracer: Tracer;
   lifecycle: Lifecycle;
+  /** Runs agents (invoke and the OpenAI-compatible endpoints); absent: those routes are not served. */
+  executor?: Executor;
   /** Later components (execution, messaging, tools, memory) register their routes here. */
   plugins?: ((app: FastifyInstance) => Promise<void>)[];
 }
@@ -38,6 +43,13 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
     },
     return503OnClosing: true,
     forceCloseConnections: false,
+    // Errors raised by the router before any route runs (an undecodable URL such as
+    // /api/v1/agents/%ff, an over-long path parameter) get the same envelope as every other error.
+    frameworkErrors: (err, req, reply) => {
+      const status = typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 400;
+      reply.header('x-request-id', req.id);
+      return sendError(reply, status, envelope('invalid_request', `invalid request URL: ${err.message}`, { reason: err.code }, String(req.id)));
+    },
   });
   app.setValidatorCompiler(validatorCompiler);
   // Responses are documented by schemas but serialized plainly: validating every response costs time.
@@ -86,6 +98,10 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
 
   await app.register(systemRoutes, { service: deps.service, config, lifecycle: deps.lifecycle });
   await app.register(agentRoutes, { prefix: '/api/v1', service: deps.service });
+  if (deps.executor) {
+    await app.register(invokeRoutes, { prefix: '/api/v1', executor: deps.executor, bodyLimit });
+    await app.register(openAiRoutes, { executor: deps.executor, registry: deps.service.registry, bodyLimit });
+  }
   for (const plugin of deps.plugins ?? []) await app.register(plugin, { prefix: '/api/v1' });
 
   app.get('/api/v1/openapi.json', { schema: { hide: true } }, async () => openApiDocument(app));

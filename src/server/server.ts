@@ -3,7 +3,8 @@ import type { Server } from 'node:http';
 import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import type { FastifyInstance } from 'fastify';
 import { AGENT_MIGRATIONS, AgentDirectoryWatcher, AgentRegistry, AgentService, AgentStore } from '../agents/index.js';
-import { createApi, type Lifecycle } from '../api/index.js';
+import { Executor } from '../execution/index.js';
+import { createApi, type ApiDeps, type Lifecycle } from '../api/index.js';
 import type { ServerConfig } from '../config/index.js';
 import { createLogger, Metrics, setupTracing, type Logger } from '../observability/index.js';
 import { VERSION } from '../shared/version.js';
@@ -17,6 +18,8 @@ export interface StartOptions {
   spanProcessors?: SpanProcessor[];
   /** Set false to build everything without listening (tests using inject). */
   listen?: boolean;
+  /** Extra route plugins passed to the API (registered under /api/v1). */
+  plugins?: ApiDeps['plugins'];
 }
 
 export interface CaxtonServer {
@@ -24,6 +27,7 @@ export interface CaxtonServer {
   readonly config: ServerConfig;
   readonly service: AgentService;
   readonly registry: AgentRegistry;
+  readonly executor: Executor;
   readonly metrics: Metrics;
   readonly logger: Logger;
   readonly db: Db;
@@ -74,7 +78,9 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
   registry.on('change', updateGauge);
   updateGauge();
 
-  const app = await createApi({ config, service, logger, metrics, tracer: tracing.tracer, lifecycle });
+  const executor = new Executor(config, registry);
+  const warming = executor.warm().catch((e: unknown) => logger.error({ err: e }, 'isolation pool failed to start'));
+  const app = await createApi({ config, service, logger, metrics, tracer: tracing.tracer, lifecycle, executor, ...(opts.plugins && { plugins: opts.plugins }) });
   let url = '';
   let metricsServer: Server | undefined;
   let metricsUrl: string | undefined;
@@ -89,8 +95,10 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
         metricsUrl = m.url;
       }
     } else await app.ready();
+    await warming;
   } catch (e) {
     await app.close();
+    await executor.close();
     await watcher.close();
     db.close();
     await tracing.shutdown();
@@ -108,11 +116,12 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
       lifecycle.state = 'stopping';
       await watcher.close();
       await app.close(); // waits for in-flight requests
+      await executor.close();
       if (metricsServer) await new Promise<void>((r) => metricsServer!.close(() => r()));
       db.close();
       await tracing.shutdown();
       logger.info('caxton stopped');
     })());
 
-  return { app, config, service, registry, metrics, logger, db, url, metricsUrl, close };
+  return { app, config, service, registry, executor, metrics, logger, db, url, metricsUrl, close };
 }

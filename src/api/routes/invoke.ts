@@ -1,0 +1,83 @@
+import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import type { Executor, ExecutionEvent } from '../../execution/index.js';
+import { toEnvelope } from '../envelope.js';
+import { agentNameParams, errorEnvelopeSchema } from '../schemas.js';
+import { disconnectSignal, openSse, wantsEventStream } from '../sse.js';
+
+export const invokeBodySchema = z.strictObject({
+  request: z.string().min(1, { message: 'must not be empty' }).describe('what the agent is asked to do ({{request}})'),
+  context: z.union([z.string(), z.record(z.string(), z.unknown()), z.array(z.unknown())]).optional().describe('rendered as {{context}}'),
+  parameters: z.record(z.string(), z.unknown()).optional().describe('override the agent\'s [parameters] ({{parameters.NAME}})'),
+  conversation_id: z.string().min(1).max(200).optional(),
+  capability: z.string().min(1).max(200).optional().describe('fail unless the agent provides this capability'),
+});
+
+const usageSchema = z.object({ input_tokens: z.number(), output_tokens: z.number(), total_tokens: z.number() });
+export const agentResponseSchema = z.object({
+  id: z.string(),
+  execution_id: z.string(),
+  agent: z.string(),
+  conversation_id: z.string().optional(),
+  content: z.string(),
+  tool_calls: z.array(z.object({ id: z.string(), name: z.string(), arguments: z.record(z.string(), z.unknown()), result: z.string(), is_error: z.boolean(), duration_ms: z.number() })),
+  usage: usageSchema,
+  execution_time_ms: z.number(),
+  finish_reason: z.enum(['stop', 'length', 'content_filter', 'max_turns']),
+  provider: z.string(),
+  model: z.string(),
+  turns: z.number().int(),
+  isolation: z.enum(['context', 'worker', 'process']),
+});
+
+/** POST /api/v1/agents/{name}/invoke: JSON, or server-sent events with Accept: text/event-stream. */
+export async function invokeRoutes(app: FastifyInstance, opts: { executor: Executor; bodyLimit: number }): Promise<void> {
+  const { executor } = opts;
+  app.withTypeProvider<ZodTypeProvider>().post(
+    '/agents/:name/invoke',
+    {
+      schema: {
+        summary: 'Run an agent on a request',
+        description: 'With `Accept: text/event-stream` the answer streams as SSE events `token`, `tool_call`, `tool_result`, then `response` (the AgentResponse) or `error` (the error envelope).',
+        tags: ['execution'],
+        params: agentNameParams,
+        body: invokeBodySchema,
+        response: { 200: agentResponseSchema, 400: errorEnvelopeSchema, 404: errorEnvelopeSchema, 413: errorEnvelopeSchema, 502: errorEnvelopeSchema, 504: errorEnvelopeSchema },
+      },
+    },
+    async (req, reply) => {
+      const body = req.body;
+      const request = {
+        request: body.request,
+        ...(body.context !== undefined && { context: body.context }),
+        ...(body.parameters !== undefined && { parameters: body.parameters }),
+        ...(body.conversation_id !== undefined && { conversation_id: body.conversation_id }),
+        ...(body.capability !== undefined && { capability: body.capability }),
+      };
+      if (!wantsEventStream(req)) {
+        const signal = disconnectSignal(req, reply);
+        return executor.invoke(req.params.name, request, { signal });
+      }
+      const sse = openSse(req, reply);
+      try {
+        const response = await executor.invoke(req.params.name, request, {
+          signal: sse.signal,
+          stream: true,
+          onEvent: (e: ExecutionEvent) => {
+            const { type, ...data } = e;
+            sse.send(type, data);
+          },
+        });
+        sse.send('response', response);
+      } catch (e) {
+        const { body: env } = toEnvelope(e, req, opts.bodyLimit);
+        if (!sse.signal.aborted) req.log.info({ code: env.error.code, message: env.error.message }, 'streamed execution failed');
+        sse.send('error', env);
+      } finally {
+        sse.end();
+      }
+      return reply;
+    },
+  );
+}

@@ -1,0 +1,45 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
+
+/** A server-sent-events response on a hijacked reply; `signal` aborts when the client goes away. */
+export interface SseStream {
+  send(event: string | undefined, data: unknown): void;
+  end(): void;
+  readonly signal: AbortSignal;
+}
+
+export function wantsEventStream(req: FastifyRequest): boolean {
+  return (req.headers.accept ?? '').includes('text/event-stream');
+}
+
+/** Aborts when the client disconnects before the response is complete. */
+export function disconnectSignal(req: FastifyRequest, reply: FastifyReply): AbortSignal {
+  const ac = new AbortController();
+  reply.raw.on('close', () => {
+    if (!reply.raw.writableFinished) ac.abort();
+  });
+  req.raw.on('aborted', () => ac.abort());
+  return ac.signal;
+}
+
+export function openSse(req: FastifyRequest, reply: FastifyReply): SseStream {
+  const signal = disconnectSignal(req, reply);
+  reply.hijack();
+  const raw = reply.raw;
+  raw.writeHead(200, {
+    'content-type': 'text/event-stream; charset=utf-8',
+    'cache-control': 'no-cache, no-transform',
+    connection: 'keep-alive',
+    'x-accel-buffering': 'no',
+    'x-request-id': String(req.id),
+  });
+  return {
+    signal,
+    send(event, data) {
+      if (raw.writableEnded) return;
+      raw.write(`${event ? `event: ${event}\n` : ''}data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`);
+    },
+    end() {
+      if (!raw.writableEnded) raw.end();
+    },
+  };
+}

@@ -1,0 +1,38 @@
+import type { ServerConfig } from '../config/index.js';
+import { DEFAULT_MODEL_ALIASES } from '../config/index.js';
+import { ProviderRegistry, type ProviderConfig, type ResolveDefaults } from '../llm/index.js';
+import { builtinTools } from '../tools/index.js';
+import type { ExecutionDeps } from './run-agent.js';
+
+/** The serializable part of the configuration an execution needs (crosses into workers and processes). */
+export interface LlmSetup {
+  providers: Record<string, ProviderConfig>;
+  defaults: ResolveDefaults;
+}
+
+export function llmSetup(cfg: ServerConfig): LlmSetup {
+  const providers: Record<string, ProviderConfig> = {};
+  for (const [name, p] of Object.entries(cfg.llm.providers)) {
+    providers[name] = {
+      type: p.type,
+      timeout_ms: p.timeout,
+      max_retries: p.max_retries,
+      retry_base_ms: p.retry_base,
+      ...(p.base_url !== undefined && { base_url: p.base_url }),
+      ...(p.api_key_env !== undefined && { api_key_env: p.api_key_env }),
+      ...(p.model !== undefined && { model: p.model }),
+      ...(p.headers !== undefined && { headers: p.headers }),
+      ...(p.script !== undefined && { script: p.script }),
+      ...(p.latency > 0 && { latency_ms: p.latency }),
+    };
+  }
+  const names = Object.keys(providers);
+  const defaultProvider = cfg.llm.default_provider ?? (names.length === 1 ? names[0]! : '');
+  return { providers, defaults: { provider: defaultProvider, modelAliases: { ...DEFAULT_MODEL_ALIASES, ...cfg.llm.model_aliases } } };
+}
+
+/** Provider clients and the built-in tools for a setup. */
+export function buildDeps(setup: LlmSetup): ExecutionDeps {
+  const providers = ProviderRegistry.fromConfig(setup.providers);
+  return { providers, tools: builtinTools(providers, setup.defaults.provider || undefined), llmDefaults: setup.defaults };
+}

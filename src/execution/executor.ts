@@ -1,0 +1,122 @@
+import { randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import type { AgentRegistry, IsolationMode } from '../agents/index.js';
+import type { ServerConfig } from '../config/index.js';
+import { CaxtonError } from '../shared/errors.js';
+import { buildDeps, llmSetup, type LlmSetup } from './deps.js';
+import { createIsolation, type Isolation } from './isolation/index.js';
+import { runAgent, type ExecutionDeps } from './run-agent.js';
+import type { TaskPayload } from './task.js';
+import type { AgentResponse, ExecutionEvent, ExecutionJob, InvokeRequest } from './types.js';
+
+export interface InvokeOptions {
+  /** Aborted when the client goes away. */
+  signal?: AbortSignal;
+  stream?: boolean;
+  onEvent?: (e: ExecutionEvent) => void;
+}
+
+/** The compiled task module (workers and child processes load JavaScript, never the .ts sources). */
+function taskModulePath(): string {
+  const here = fileURLToPath(import.meta.url);
+  const js = here.replace(/executor\.(ts|js)$/, 'task.js');
+  if (existsSync(js)) return js;
+  return js.replace(/([\\/])src([\\/])execution([\\/])task\.js$/, '$1dist$2execution$3task.js');
+}
+
+/**
+ * Runs agent requests: checks the request against the agent's current definition, builds a fresh
+ * execution (deadline, allowed tools, prompts) and runs it in the agent's isolation mode.
+ */
+export class Executor {
+  readonly #registry: AgentRegistry;
+  readonly #config: ServerConfig;
+  readonly #setup: LlmSetup;
+  readonly #deps: ExecutionDeps;
+  readonly #pools = new Map<IsolationMode, Isolation>();
+
+  constructor(config: ServerConfig, registry: AgentRegistry) {
+    this.#config = config;
+    this.#registry = registry;
+    this.#setup = llmSetup(config);
+    this.#deps = buildDeps(this.#setup);
+  }
+
+  get deps(): ExecutionDeps {
+    return this.#deps;
+  }
+
+  /** Starts the server-wide isolation pool ahead of the first request. */
+  async warm(): Promise<void> {
+    const mode = this.#config.execution.isolation;
+    if (mode !== 'context') await this.#pool(mode).warm();
+  }
+
+  #pool(mode: 'worker' | 'process'): Isolation {
+    let pool = this.#pools.get(mode);
+    if (!pool) {
+      pool = createIsolation(mode, {
+        taskModule: taskModulePath(),
+        maxOldGenerationSizeMb: this.#config.execution.max_memory_mb,
+        ...(this.#config.execution.pool_size !== undefined && { poolSize: this.#config.execution.pool_size }),
+      });
+      this.#pools.set(mode, pool);
+    }
+    return pool;
+  }
+
+  stats() {
+    return [...this.#pools.values()].map((p) => p.stats());
+  }
+
+  async invoke(name: string, req: InvokeRequest, opts: InvokeOptions = {}): Promise<AgentResponse> {
+    const agent = this.#registry.get(name);
+    if (!agent) throw new CaxtonError('agent_not_found', `no agent named "${name}" is deployed`, { name });
+    const def = agent.definition;
+    if (typeof req.request !== 'string' || req.request.length === 0) throw new CaxtonError('invalid_request', '"request" must be a non-empty string', { field: 'request' });
+    const size = Buffer.byteLength(req.request) + (req.context === undefined ? 0 : Buffer.byteLength(typeof req.context === 'string' ? req.context : JSON.stringify(req.context)));
+    if (size > def.limits.max_message_size) {
+      throw new CaxtonError('payload_too_large', `the request is ${size} bytes; agent "${def.name}" accepts at most ${def.limits.max_message_size} (limits.max_message_size)`, { size, limit: def.limits.max_message_size });
+    }
+    if (req.capability !== undefined && !def.capabilities.includes(req.capability as never)) {
+      throw new CaxtonError('invalid_request', `agent "${def.name}" does not provide capability "${req.capability}"; it provides ${def.capabilities.join(', ')}`, { field: 'capability' });
+    }
+    if (!def.llm.provider && !this.#setup.defaults.provider) {
+      throw new CaxtonError('invalid_config', `agent "${def.name}" names no LLM provider and the server has no default: set [llm] default_provider in caxton.toml or llm.provider in the agent`);
+    }
+
+    const isolation = def.execution.isolation ?? this.#config.execution.isolation;
+    const timeoutMs = def.limits.timeout_ms;
+    const job: ExecutionJob = { execution_id: `exec_${randomUUID()}`, definition: def, request: req, deadline: Date.now() + timeoutMs, stream: opts.stream === true, isolation };
+    const timeoutError = new CaxtonError('timeout', `agent "${def.name}" did not finish within ${timeoutMs} ms (limits.timeout)`, { timeout_ms: timeoutMs });
+
+    if (isolation === 'context') {
+      const timer = AbortSignal.timeout(timeoutMs);
+      const signal = opts.signal ? AbortSignal.any([opts.signal, timer]) : timer;
+      try {
+        return await runAgent(job, this.#deps, { signal, ...(opts.onEvent && { emit: opts.onEvent }) });
+      } catch (e) {
+        if (timer.aborted) throw timeoutError;
+        if (opts.signal?.aborted) throw new CaxtonError('cancelled', 'the client went away; the execution was cancelled');
+        throw e;
+      }
+    }
+    const payload: TaskPayload = { job, setup: this.#setup };
+    try {
+      return (await this.#pool(isolation).run(payload, {
+        timeoutMs,
+        ...(opts.signal && { signal: opts.signal }),
+        ...(opts.onEvent && { onEvent: (e: unknown) => opts.onEvent!(e as ExecutionEvent) }),
+      })) as AgentResponse;
+    } catch (e) {
+      if (e instanceof CaxtonError && e.code === 'timeout') throw timeoutError;
+      throw e;
+    }
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.#pools.values()].map((p) => p.close()));
+    this.#pools.clear();
+  }
+}

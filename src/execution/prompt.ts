@@ -1,0 +1,27 @@
+import type { AgentDefinition } from '../agents/definition.js';
+import type { InvokeRequest } from './types.js';
+
+const PLACEHOLDER_RE = /\{\{\s*([A-Za-z_][\w.-]*)\s*\}\}/g;
+
+function text(v: unknown): string {
+  if (v === undefined || v === null) return '';
+  return typeof v === 'string' ? v : JSON.stringify(v, null, 2);
+}
+
+/**
+ * Renders `{{request}}`, `{{context}}`, `{{memory_context}}`, `{{parameters.NAME}}` and
+ * `{{agent.name}}`; request parameters override the agent's. Unknown placeholders render empty.
+ */
+export function renderTemplate(template: string, def: AgentDefinition, req: InvokeRequest, memoryContext = ''): string {
+  const params = { ...def.parameters, ...(req.parameters ?? {}) };
+  const out = template.replace(PLACEHOLDER_RE, (_m, key: string) => {
+    if (key === 'request') return req.request;
+    if (key === 'context') return text(req.context);
+    if (key === 'memory_context') return memoryContext;
+    if (key === 'agent.name') return def.name;
+    if (key === 'agent.description') return def.description;
+    if (key.startsWith('parameters.')) return text(params[key.slice('parameters.'.length)]);
+    return '';
+  });
+  return out.replace(/\n{3,}/g, '\n\n').trim();
+}

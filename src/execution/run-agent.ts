@@ -1,0 +1,116 @@
+import { randomUUID } from 'node:crypto';
+import { LlmError, type ChatMessage, type ChatRequest, type ChatResponse, type ModelAttempt, type ProviderRegistry, type ResolveDefaults, type ToolCall, type Usage } from '../llm/index.js';
+import { CaxtonError } from '../shared/errors.js';
+import type { ToolRegistry } from '../tools/index.js';
+import { renderTemplate } from './prompt.js';
+import type { AgentResponse, ExecutionEvent, ExecutionJob, ToolCallRecord } from './types.js';
+
+export interface ExecutionDeps {
+  providers: ProviderRegistry;
+  tools: ToolRegistry;
+  llmDefaults: ResolveDefaults;
+}
+
+/** One model call, streamed or not, trying explicit fallbacks in order before any output. */
+async function callModel(deps: ExecutionDeps, attempts: readonly ModelAttempt[], req: Omit<ChatRequest, 'model'>, stream: boolean, emit: (e: ExecutionEvent) => void): Promise<ChatResponse> {
+  const failures: LlmError[] = [];
+  for (const a of attempts) {
+    const provider = deps.providers.get(a.provider);
+    let emitted = false;
+    try {
+      if (!stream) return await provider.chat({ ...req, model: a.model });
+      for await (const ev of provider.stream({ ...req, model: a.model })) {
+        if (ev.type === 'text_delta') {
+          emitted = true;
+          emit({ type: 'token', text: ev.text });
+        } else if (ev.type === 'done') return ev.response;
+      }
+      throw new LlmError({ provider: a.provider, model: a.model, kind: 'malformed_response', message: 'the stream ended without a final response' });
+    } catch (e) {
+      if (!(e instanceof LlmError) || e.kind === 'cancelled' || req.signal?.aborted || emitted) throw e;
+      failures.push(e);
+    }
+  }
+  const last = failures[failures.length - 1]!;
+  if (failures.length > 1) {
+    throw new LlmError({ provider: last.provider, model: last.model, kind: last.kind, message: `${last.reason} (all ${failures.length} providers failed: ${failures.map((f) => `${f.provider}/${f.model}: ${f.kind}`).join(', ')})`, ...(last.httpStatus !== undefined && { httpStatus: last.httpStatus }) });
+  }
+  throw last;
+}
+
+function addUsage(a: Usage, b: Usage): Usage {
+  return { input_tokens: a.input_tokens + b.input_tokens, output_tokens: a.output_tokens + b.output_tokens, total_tokens: a.total_tokens + b.total_tokens };
+}
+
+/**
+ * Runs one agent execution: render prompts, call the model, execute the tools it asks for (only
+ * those its definition allows), feed results back, until it answers or `max_turns` is reached.
+ * Everything it builds is local to this call: nothing leaks into the next execution.
+ */
+export async function runAgent(job: ExecutionJob, deps: ExecutionDeps, opts: { signal: AbortSignal; emit?: (e: ExecutionEvent) => void }): Promise<AgentResponse> {
+  const started = performance.now();
+  const def = job.definition;
+  const emit = opts.emit ?? (() => {});
+  const attempts = deps.providers.resolve(def.llm, deps.llmDefaults);
+  const allowed = def.tools as string[];
+  const toolSpecs = deps.tools.specsFor(allowed);
+
+  const messages: ChatMessage[] = [{ role: 'system', content: def.system_prompt }];
+  for (const h of job.request.history ?? []) messages.push({ role: h.role, content: h.content });
+  messages.push({ role: 'user', content: renderTemplate(def.user_prompt_template, def, job.request) });
+
+  const base: Omit<ChatRequest, 'model' | 'messages'> = {
+    ...(toolSpecs.length > 0 && { tools: toolSpecs }),
+    ...(def.llm.temperature !== undefined && { temperature: def.llm.temperature }),
+    ...(def.llm.max_tokens !== undefined && { max_tokens: def.llm.max_tokens }),
+    ...(def.llm.top_p !== undefined && { top_p: def.llm.top_p }),
+    ...(def.llm.stop !== undefined && { stop: def.llm.stop }),
+    signal: opts.signal,
+  };
+
+  const records: ToolCallRecord[] = [];
+  let usage: Usage = { input_tokens: 0, output_tokens: 0, total_tokens: 0 };
+  let last: ChatResponse | undefined;
+  let turns = 0;
+  for (; turns < def.limits.max_turns; ) {
+    if (opts.signal.aborted) throw opts.signal.reason instanceof CaxtonError ? opts.signal.reason : new CaxtonError('cancelled', 'the execution was cancelled');
+    turns++;
+    last = await callModel(deps, attempts, { ...base, messages }, job.stream, emit);
+    usage = addUsage(usage, last.usage);
+    messages.push({ role: 'assistant', content: last.content, ...(last.tool_calls.length > 0 && { tool_calls: last.tool_calls }) });
+    if (last.tool_calls.length === 0) break;
+    for (const call of last.tool_calls as ToolCall[]) {
+      emit({ type: 'tool_call', call, turn: turns });
+      const t0 = performance.now();
+      const result = await deps.tools.invoke(allowed, call.name, call.arguments, {
+        agent: def.name,
+        execution_id: job.execution_id,
+        ...(job.request.conversation_id !== undefined && { conversation_id: job.request.conversation_id }),
+        deadline: job.deadline,
+        signal: opts.signal,
+      });
+      const duration_ms = Math.round((performance.now() - t0) * 1000) / 1000;
+      const is_error = result.is_error === true;
+      records.push({ ...call, result: result.content, is_error, duration_ms });
+      emit({ type: 'tool_result', id: call.id, name: call.name, content: result.content, is_error, duration_ms });
+      messages.push({ role: 'tool', tool_call_id: call.id, name: call.name, content: result.content, ...(is_error && { is_error: true }) });
+    }
+  }
+  const finished = last!;
+  const hitLimit = finished.tool_calls.length > 0;
+  return {
+    id: `resp_${randomUUID()}`,
+    execution_id: job.execution_id,
+    agent: def.name,
+    ...(job.request.conversation_id !== undefined && { conversation_id: job.request.conversation_id }),
+    content: finished.content,
+    tool_calls: records,
+    usage,
+    execution_time_ms: Math.round((performance.now() - started) * 1000) / 1000,
+    finish_reason: hitLimit ? 'max_turns' : finished.finish_reason === 'tool_calls' ? 'stop' : finished.finish_reason,
+    provider: finished.provider,
+    model: finished.model,
+    turns,
+    isolation: job.isolation,
+  };
+}

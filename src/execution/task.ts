@@ -1,0 +1,23 @@
+/**
+ * The task module run by `worker` and `process` isolation (see isolation/index.ts): one agent
+ * execution per call. Provider clients and tools are built per setup; a worker thread caches them
+ * between jobs (they hold no per-request state), a process runs exactly one job.
+ */
+import type { TaskContext } from './isolation/index.js';
+import { buildDeps, type LlmSetup } from './deps.js';
+import { runAgent, type ExecutionDeps } from './run-agent.js';
+import type { ExecutionEvent, ExecutionJob } from './types.js';
+
+export interface TaskPayload {
+  job: ExecutionJob;
+  setup: LlmSetup;
+}
+
+let cached: { key: string; deps: ExecutionDeps } | undefined;
+
+export async function run(payload: unknown, ctx: TaskContext): Promise<unknown> {
+  const { job, setup } = payload as TaskPayload;
+  const key = JSON.stringify(setup);
+  if (cached?.key !== key) cached = { key, deps: buildDeps(setup) };
+  return runAgent(job, cached.deps, { signal: ctx.signal, emit: (e: ExecutionEvent) => ctx.emit(e) });
+}

@@ -1,0 +1,19 @@
+export type { Tool, ToolContext, ToolResult } from './types.js';
+export { ToolRegistry } from './registry.js';
+export { calculatorTool, evaluate } from './builtin/calculator.js';
+export { currentTimeTool } from './builtin/current-time.js';
+export { llmChatTool } from './builtin/llm-chat.js';
+import type { ProviderRegistry } from '../llm/index.js';
+import { calculatorTool } from './builtin/calculator.js';
+import { currentTimeTool } from './builtin/current-time.js';
+import { llmChatTool } from './builtin/llm-chat.js';
+import { ToolRegistry } from './registry.js';
+
+/** A registry with every built-in tool. */
+export function builtinTools(providers: ProviderRegistry, defaultProvider: string | undefined): ToolRegistry {
+  const r = new ToolRegistry();
+  r.register(calculatorTool);
+  r.register(currentTimeTool);
+  r.register(llmChatTool(providers, defaultProvider));
+  return r;
+}

@@ -1,0 +1,69 @@
+import { CaxtonError } from '../shared/errors.js';
+import type { ToolSpec } from '../llm/types.js';
+import type { Tool, ToolContext, ToolResult } from './types.js';
+
+function allows(allowed: readonly string[], name: string): boolean {
+  for (const a of allowed) {
+    if (a === name) return true;
+    if (a.endsWith('.*') && name.startsWith(a.slice(0, -1))) return true;
+  }
+  return false;
+}
+
+/**
+ * All tools the server offers. An agent sees only the tools its `tools` list allows (exact names,
+ * or `server.*` for every tool of a server); anything else it asks for is refused, never run.
+ */
+export class ToolRegistry {
+  readonly #tools = new Map<string, Tool>();
+
+  register(tool: Tool): void {
+    if (this.#tools.has(tool.name)) throw new CaxtonError('conflict', `a tool named "${tool.name}" is already registered`);
+    this.#tools.set(tool.name, tool);
+  }
+
+  unregister(name: string): boolean {
+    return this.#tools.delete(name);
+  }
+
+  get(name: string): Tool | undefined {
+    return this.#tools.get(name);
+  }
+
+  list(): Tool[] {
+    return [...this.#tools.values()].sort((a, b) => (a.name < b.name ? -1 : 1));
+  }
+
+  /** The tools an agent may call, as specs for the model. */
+  specsFor(allowed: readonly string[]): ToolSpec[] {
+    return this.list()
+      .filter((t) => allows(allowed, t.name))
+      .map((t) => ({ name: t.name, description: t.description, input_schema: t.input_schema }));
+  }
+
+  /**
+   * Runs a tool for an agent. Refusals and failures come back as error results for the model,
+   * so one bad call never ends the execution; only cancellation propagates.
+   */
+  async invoke(allowed: readonly string[], name: string, args: Record<string, unknown>, ctx: ToolContext): Promise<ToolResult> {
+    if (!allows(allowed, name)) {
+      return { content: `tool "${name}" is not allowed for agent "${ctx.agent}"; allowed tools: ${allowed.join(', ') || '(none)'}`, is_error: true };
+    }
+    const tool = this.#tools.get(name);
+    if (!tool) return { content: `tool "${name}" is not available on this server`, is_error: true };
+    const remaining = ctx.deadline - Date.now();
+    if (remaining <= 0) return { content: `tool "${name}" was not run: the request deadline has passed`, is_error: true };
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<ToolResult>((resolve) => {
+      timer = setTimeout(() => resolve({ content: `tool "${name}" timed out after ${remaining} ms`, is_error: true }), remaining);
+    });
+    try {
+      return await Promise.race([tool.invoke(args, ctx), timeout]);
+    } catch (e) {
+      if (ctx.signal.aborted) throw e;
+      return { content: `tool "${name}" failed: ${e instanceof Error ? e.message : String(e)}`, is_error: true };
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}

@@ -1,0 +1,28 @@
+import type { JsonSchema } from '../llm/types.js';
+
+/** What a tool knows about the call it serves. */
+export interface ToolContext {
+  agent: string;
+  execution_id: string;
+  conversation_id?: string;
+  /** Absolute time (ms since epoch) by which the call must finish. */
+  deadline: number;
+  signal: AbortSignal;
+}
+
+export interface ToolResult {
+  /** Text fed back to the model. */
+  content: string;
+  is_error?: boolean;
+}
+
+/**
+ * The interface every tool implements: built-ins now, sandboxed WASM tool servers and mounted MCP
+ * servers later. Names are what agents list in `tools` (`calculator`, `server.tool`).
+ */
+export interface Tool {
+  readonly name: string;
+  readonly description: string;
+  readonly input_schema: JsonSchema;
+  invoke(args: Record<string, unknown>, ctx: ToolContext): Promise<ToolResult>;
+}
