@@ -33,7 +33,8 @@ export class ApiClient {
         signal: AbortSignal.timeout(opts.timeoutMs ?? 30_000),
       });
     } catch (e) {
-      const cause = (e as { cause?: { code?: string } }).cause?.code ?? (e as Error).name;
+      const c = (e as { cause?: { code?: string; message?: string } }).cause;
+      const cause = c?.code ?? c?.message ?? (e as Error).name;
       throw new CliError(`cannot reach the Caxton server at ${this.base} (${cause === 'TimeoutError' ? 'timed out' : cause === 'ECONNREFUSED' ? 'connection refused' : cause})`, {
         lines: ['start it with `caxton serve`, or point to it with --server URL (or $CAXTON_SERVER_URL)'],
         json: { error: { code: 'server_unreachable', message: `cannot reach ${this.base}`, details: { cause } } },

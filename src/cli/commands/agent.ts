@@ -3,14 +3,11 @@ import { SingleBar } from 'cli-progress';
 import type { Command } from 'commander';
 import { detectFormat, parseAgent } from '../../agents/index.js';
 import type { SourceIssue } from '../../shared/issues.js';
-import { ApiError, type ApiClient } from '../client.js';
+import { ApiError } from '../client.js';
+import type { CliContext } from '../context.js';
 import { CliError } from '../errors.js';
 import { issuesText, table, truncate, type Output } from '../output.js';
-
-export interface CliContext {
-  client(): ApiClient;
-  output(): Output;
-}
+import { registerRun } from './run.js';
 
 interface AgentSummary {
   name: string;
@@ -45,7 +42,8 @@ function progress(total: number, out: Output): { tick(): void; stop(): void } {
 }
 
 export function registerAgentCommands(program: Command, ctx: CliContext): void {
-  const agent = program.command('agent').description('deploy, validate, list, show and remove agents');
+  const agent = program.command('agent').description('deploy, validate, list, show, run and remove agents');
+  registerRun(agent, ctx);
 
   agent
     .command('validate')

@@ -3,7 +3,7 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { CliError, usageError } from '../errors.js';
-import type { CliContext } from './agent.js';
+import type { CliContext } from '../context.js';
 
 /** templates/ sits at the package root; src/cli/commands and dist/cli/commands are both three levels down. */
 export const TEMPLATES_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '../../../templates');

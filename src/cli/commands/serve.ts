@@ -1,11 +1,11 @@
-import type { Command } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
 import { loadServerConfig, type ConfigFlags } from '../../config/index.js';
 import { startServer } from '../../server/index.js';
 
 function toInt(name: string) {
   return (v: string) => {
     const n = Number(v);
-    if (!Number.isInteger(n) || n < 0 || n > 65535) throw new Error(`${name} must be a port number (0-65535), got "${v}"`);
+    if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError(`${name} must be a port number (0-65535), got "${v}"`);
     return n;
   };
 }
@@ -38,24 +38,29 @@ export function registerServe(program: Command): void {
     const server = await startServer({ config });
     process.stderr.write(`caxton listening on ${server.url} (metrics ${server.metricsUrl ?? 'off'}); ${server.registry.size} agents loaded. Ctrl-C to stop.\n`);
     let signals = 0;
+    // The logger writes asynchronously: flush it before exiting, or the last lines ("caxton stopped") are lost.
+    const exit = (code: number) => {
+      setTimeout(() => process.exit(code), 1000).unref();
+      server.logger.flush(() => process.exit(code));
+    };
     const stop = (signal: string) => {
       signals++;
       if (signals > 1) {
         server.logger.warn({ signal }, 'second signal: exiting immediately');
-        process.exit(1);
+        return exit(1);
       }
       server.logger.info({ signal }, 'shutting down: finishing in-flight requests');
       const force = setTimeout(() => {
         server.logger.error({ timeout_ms: config.server.shutdown_timeout }, 'shutdown timed out; exiting');
-        process.exit(1);
+        exit(1);
       }, config.server.shutdown_timeout);
       force.unref();
       server
         .close()
-        .then(() => process.exit(0))
+        .then(() => exit(0))
         .catch((e: unknown) => {
           server.logger.error({ err: e }, 'error during shutdown');
-          process.exit(1);
+          exit(1);
         });
     };
     process.on('SIGINT', () => stop('SIGINT'));

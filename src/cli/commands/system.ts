@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { loadServerConfig, redactSecrets } from '../../config/index.js';
 import { stringify as tomlStringify } from 'smol-toml';
 import { table } from '../output.js';
-import type { CliContext } from './agent.js';
+import type { CliContext } from '../context.js';
 import { addServerConfigOptions, configFlags } from './serve.js';
 
 interface Status {

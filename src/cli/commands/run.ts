@@ -1,0 +1,107 @@
+import type { Command } from 'commander';
+import { ApiError, type ApiClient } from '../client.js';
+import { CliError } from '../errors.js';
+import type { CliContext } from '../context.js';
+
+interface AgentResponse {
+  content: string;
+  tool_calls: { name: string; arguments: unknown; result: string; is_error: boolean }[];
+  usage: { input_tokens: number; output_tokens: number; total_tokens: number };
+  execution_time_ms: number;
+  finish_reason: string;
+  provider: string;
+  model: string;
+}
+
+function parseParams(pairs: string[]): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const p of pairs) {
+    const eq = p.indexOf('=');
+    if (eq <= 0) throw new CliError(`--param expects NAME=VALUE, got "${p}"`, { exitCode: 2 });
+    const raw = p.slice(eq + 1);
+    let v: unknown = raw;
+    try {
+      v = JSON.parse(raw);
+    } catch {
+      /* a plain string */
+    }
+    out[p.slice(0, eq)] = v;
+  }
+  return out;
+}
+
+/** Reads an SSE stream, calling `on` for each event. */
+async function readSse(res: Response, on: (event: string, data: string) => void): Promise<void> {
+  const decoder = new TextDecoder();
+  let buf = '';
+  for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+    buf += decoder.decode(chunk, { stream: true });
+    let at: number;
+    while ((at = buf.indexOf('\n\n')) >= 0) {
+      const block = buf.slice(0, at);
+      buf = buf.slice(at + 2);
+      let event = 'message';
+      const data: string[] = [];
+      for (const line of block.split('\n')) {
+        if (line.startsWith('event:')) event = line.slice(6).trim();
+        else if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
+      }
+      on(event, data.join('\n'));
+    }
+  }
+}
+
+async function streamRun(client: ApiClient, name: string, body: string, json: boolean): Promise<AgentResponse> {
+  let res: Response;
+  try {
+    res = await fetch(`${client.base}/api/v1/agents/${encodeURIComponent(name)}/invoke`, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'text/event-stream' }, body });
+  } catch {
+    return (await client.request<AgentResponse>('POST', `/api/v1/agents/${encodeURIComponent(name)}/invoke`, { body, contentType: 'application/json' })).data; // reports the connection error
+  }
+  if (res.status >= 400 || !(res.headers.get('content-type') ?? '').includes('event-stream')) {
+    const parsed = (await res.json().catch(() => null)) as ApiError['body'] | null;
+    if (parsed?.error) throw new ApiError(res.status, parsed);
+    throw new CliError(`HTTP ${res.status} from ${client.base}`);
+  }
+  let final: AgentResponse | undefined;
+  let failure: ApiError['body'] | undefined;
+  await readSse(res, (event, data) => {
+    const d = JSON.parse(data) as Record<string, unknown>;
+    if (event === 'token' && !json) process.stdout.write(String(d.text));
+    else if (event === 'tool_call' && !json) process.stderr.write(`\n[tool ${String((d.call as { name: string }).name)} ${JSON.stringify((d.call as { arguments: unknown }).arguments)}]\n`);
+    else if (event === 'tool_result' && !json) process.stderr.write(`[${d.is_error ? 'tool error' : 'result'}: ${String(d.content).slice(0, 200)}]\n`);
+    else if (event === 'response') final = d as unknown as AgentResponse;
+    else if (event === 'error') failure = d as unknown as ApiError['body'];
+  });
+  if (failure) throw new ApiError(500, failure);
+  if (!final) throw new CliError('the stream ended without a response');
+  if (!json) process.stdout.write('\n');
+  return final;
+}
+
+export function registerRun(agent: Command, ctx: CliContext): void {
+  agent
+    .command('run')
+    .description('run an agent on a request and print its answer')
+    .argument('<name>', 'agent name')
+    .argument('<request>', 'what to ask the agent')
+    .option('--stream', 'print the answer as it is generated')
+    .option('--context <text>', 'extra context ({{context}} in the prompt)')
+    .option('--param <name=value>', 'set a prompt parameter ({{parameters.NAME}}); repeatable', (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option('--conversation <id>', 'conversation id to attach the request to')
+    .action(async (name: string, request: string, opts: { stream?: boolean; context?: string; param: string[]; conversation?: string }) => {
+      const out = ctx.output();
+      const client = ctx.client();
+      const params = parseParams(opts.param);
+      const body = JSON.stringify({ request, ...(opts.context && { context: opts.context }), ...(opts.param.length > 0 && { parameters: params }), ...(opts.conversation && { conversation_id: opts.conversation }) });
+      const res = opts.stream
+        ? await streamRun(client, name, body, out.json)
+        : (await client.request<AgentResponse>('POST', `/api/v1/agents/${encodeURIComponent(name)}/invoke`, { body, contentType: 'application/json', timeoutMs: 15 * 60_000 })).data;
+      if (out.json) return out.data(res);
+      if (!opts.stream) {
+        for (const t of res.tool_calls) out.err(`[tool ${t.name} ${JSON.stringify(t.arguments)} -> ${t.is_error ? 'error: ' : ''}${t.result.slice(0, 200)}]`);
+        out.out(res.content);
+      }
+      out.err(`(${res.provider}/${res.model}, ${res.usage.total_tokens} tokens, ${Math.round(res.execution_time_ms)} ms, ${res.finish_reason})`);
+    });
+}
