@@ -1,5 +1,3 @@
-import { CaxtonError } from '../shared/errors.js';
-
 /** Exit codes shared by every command. */
 export const EXIT = { ok: 0, failure: 1, usage: 2 } as const;
 
@@ -18,8 +16,4 @@ export class CliError extends Error {
 
 export function usageError(message: string): CliError {
   return new CliError(message, { exitCode: EXIT.usage });
-}
-
-export function fromCaxtonError(e: CaxtonError): CliError {
-  return new CliError(e.message, { json: { error: { code: e.code, message: e.message, details: e.details ?? null } } });
 }
