@@ -47,9 +47,15 @@ export function startJobControl(opts: RunOptions, executor: string): JobControl 
   return control;
 }
 
-/** Rejects with the signal's reason as soon as it aborts; otherwise settles like `work`. */
+/**
+ * Rejects with the signal's reason as soon as it aborts; otherwise settles like `work`.
+ * A later rejection of `work` is always observed (never an unhandled rejection).
+ */
 export function raceAbort<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason as Error);
+  if (signal.aborted) {
+    work.catch(() => {});
+    return Promise.reject(signal.reason as Error);
+  }
   return new Promise<T>((resolve, reject) => {
     const onAbort = (): void => reject(signal.reason as Error);
     signal.addEventListener('abort', onAbort, { once: true });

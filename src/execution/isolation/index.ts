@@ -1,0 +1,83 @@
+/**
+ * Isolation: runs a "task module" job in-process (`context`), on a pooled worker thread
+ * (`worker`) or in a pre-started, single-use OS process (`process`).
+ *
+ * A task module is an ES module exporting `async function run(payload, ctx)`; `ctx.emit(event)`
+ * streams progress events to the caller and `ctx.signal` is aborted on cancellation (only
+ * observable in `context` mode, the other modes kill the thread/process). Payloads, results and
+ * events must be structured-clone serializable for `worker` and `process`.
+ *
+ * Errors (all CaxtonError):
+ *  - the task threw: its message verbatim; its code if it is a Caxton code, else 'internal';
+ *  - 'timeout' / 'cancelled': deadline passed / RunOptions.signal aborted (the worker thread is
+ *    terminated, the process SIGKILLed, and a replacement started);
+ *  - 'isolation_failure': the worker/process died during the job (crash, exit, out of memory,
+ *    killed from outside) or the task module cannot be loaded;
+ *  - 'not_ready': the isolation was closed; 'invalid_request': bad timeoutMs or unsendable payload.
+ *
+ * `worker` and `process` start their JavaScript entry (worker-entry.js, process-runner.js) from
+ * the compiled output: when this module runs from the TypeScript sources (vitest, tsx), those
+ * come from dist/, so run `npm run build` first (see entry-script.ts).
+ */
+import os from 'node:os';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { CaxtonError } from '../../shared/errors.js';
+import { ContextIsolation } from './context-isolation.js';
+import { PooledIsolation } from './pooled-isolation.js';
+import { ProcessMember } from './process-member.js';
+import type { Isolation, IsolationMode, IsolationOptions } from './types.js';
+import { WarmPool } from './warm-pool.js';
+import { WorkerMember } from './worker-member.js';
+
+export type { Isolation, IsolationMode, IsolationOptions, IsolationStats, RunOptions, TaskContext, TaskFunction } from './types.js';
+
+export const DEFAULT_MAX_OLD_GENERATION_SIZE_MB = 512;
+export const DEFAULT_PROCESS_POOL_SIZE = 2;
+export const DEFAULT_START_TIMEOUT_MS = 30_000;
+
+export function defaultWorkerPoolSize(): number {
+  return Math.max(2, os.availableParallelism());
+}
+
+function moduleUrl(taskModule: string): string {
+  if (taskModule.startsWith('file:')) return new URL(taskModule).href;
+  if (path.isAbsolute(taskModule)) return pathToFileURL(taskModule).href;
+  throw new CaxtonError('invalid_config', `taskModule must be an absolute path or a file: URL, got "${taskModule}"`);
+}
+
+function positiveInt(name: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (!Number.isInteger(value) || value < 1) {
+    throw new CaxtonError('invalid_config', `${name} must be a positive integer, got ${String(value)}`);
+  }
+  return value;
+}
+
+/**
+ * Creates an isolation and, for `worker`/`process`, starts its pool in the background right
+ * away; await `warm()` to know when it is fully started. Close it with `close()`.
+ */
+export function createIsolation(mode: IsolationMode, options: IsolationOptions): Isolation {
+  const url = moduleUrl(options.taskModule);
+  if (mode === 'context') return new ContextIsolation(url);
+  if (mode !== 'worker' && mode !== 'process') {
+    throw new CaxtonError('invalid_config', `unknown isolation mode "${String(mode)}" (expected context, worker or process)`);
+  }
+  const member = {
+    moduleUrl: url,
+    maxOldGenerationSizeMb: positiveInt('maxOldGenerationSizeMb', options.maxOldGenerationSizeMb, DEFAULT_MAX_OLD_GENERATION_SIZE_MB),
+    execArgv: options.execArgv ?? [],
+    env: options.env,
+    output: options.output ?? 'inherit',
+  };
+  const startTimeoutMs = positiveInt('startTimeoutMs', options.startTimeoutMs, DEFAULT_START_TIMEOUT_MS);
+  if (mode === 'worker') {
+    const size = positiveInt('poolSize', options.poolSize, defaultWorkerPoolSize());
+    const pool = new WarmPool({ label: 'worker thread', size, oneShot: false, startTimeoutMs, create: () => new WorkerMember(member) });
+    return new PooledIsolation('worker', pool, 'worker thread');
+  }
+  const size = positiveInt('poolSize', options.poolSize, DEFAULT_PROCESS_POOL_SIZE);
+  const pool = new WarmPool({ label: 'process', size, oneShot: true, startTimeoutMs, create: () => new ProcessMember(member) });
+  return new PooledIsolation('process', pool, 'process');
+}

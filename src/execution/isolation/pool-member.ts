@@ -1,0 +1,32 @@
+/**
+ * What the warm pool needs from one worker thread or child process ("member").
+ */
+
+/** Why a member can no longer take jobs. */
+export type MemberFate =
+  | 'alive' // can take (another) job
+  | 'spent' // one-shot member that finished its job and is exiting on its own
+  | 'killed' // terminated by the runner (timeout, cancellation, close)
+  | 'crashed'; // died on its own (exit, crash, out of memory, killed from outside)
+
+export interface PoolMember {
+  /** Resolves once the task module is loaded; rejects (CaxtonError) if the member fails to start. */
+  readonly ready: Promise<void>;
+  /** Resolves once the thread/process is gone. Never rejects. */
+  readonly gone: Promise<void>;
+  readonly fate: MemberFate;
+  /**
+   * Runs one job. Rejects with the task's error (member stays usable), with a crash error
+   * ('isolation_failure', member gone) or, when `signal` aborts, with `signal.reason` after
+   * killing the member.
+   */
+  execute(payload: unknown, onEvent: (event: unknown) => void, signal: AbortSignal): Promise<unknown>;
+  /** Kills the thread/process (idempotent). */
+  kill(): void;
+  /**
+   * Whether the member keeps the parent's event loop alive. Members hold it while starting and
+   * while running a job; the pool releases it while they wait idle, so an isolation that was
+   * never closed does not keep the parent running.
+   */
+  setActive(active: boolean): void;
+}

@@ -1,0 +1,47 @@
+/**
+ * Entry point of a pooled worker thread (compiled to dist/, loaded by WorkerMember).
+ * Loads the task module, reports 'ready', then runs jobs one at a time as the parent sends them.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { loadTask } from './load-task.js';
+import { toWireError, type ChildMessage, type ParentMessage } from './protocol.js';
+import type { TaskFunction } from './types.js';
+
+const port = parentPort;
+if (!port) throw new Error('worker-entry must run in a worker thread');
+const { taskModule } = workerData as { taskModule: string };
+
+function post(message: ChildMessage): void {
+  port?.postMessage(message);
+}
+
+async function runJob(run: TaskFunction, id: number, payload: unknown): Promise<void> {
+  // Never aborted: on timeout/cancellation the parent terminates the whole thread.
+  const signal = new AbortController().signal;
+  let done = false;
+  const emit = (event: unknown): void => {
+    if (!done) post({ type: 'event', id, event });
+  };
+  try {
+    const value = await run(payload, { emit, signal });
+    done = true;
+    try {
+      post({ type: 'result', id, value });
+    } catch (e) {
+      post({ type: 'error', id, error: toWireError(new Error(`the task's result could not be sent back: ${(e as Error).message}`)) });
+    }
+  } catch (e) {
+    done = true;
+    post({ type: 'error', id, error: toWireError(e) });
+  }
+}
+
+try {
+  const run = await loadTask(taskModule);
+  port.on('message', (m: ParentMessage) => {
+    if (m.type === 'run') void runJob(run, m.id, m.payload);
+  });
+  post({ type: 'ready' });
+} catch (e) {
+  post({ type: 'init-error', error: toWireError(e) });
+}
