@@ -7,7 +7,7 @@ import { mapClaudeTools, splitToolList } from './claude.js';
 import { agentKey, type AgentDefinition, type AgentFormat, type Capability } from './definition.js';
 import { fieldPath, type SourceIssue as AgentIssue, type Locator } from '../shared/issues.js';
 import { agentDocumentSchema, TABLE_KEYS, TOP_LEVEL_KEYS, TOP_LEVEL_VALUE_KEYS } from './schema.js';
-import { scanTomlKeys, tomlLocator } from '../shared/toml-locator.js';
+import { scanTomlKeys, tomlLocator, tomlSyntaxMessage } from '../shared/toml-locator.js';
 
 export interface ParseOptions {
   /** Format to parse as; when absent it is taken from the file name, then sniffed from the content. */
@@ -129,15 +129,17 @@ function validateDocument(raw: Raw, format: AgentFormat, at: (i: Omit<AgentIssue
       const top = String(path[0] ?? '');
       const missing = issue.code === 'invalid_type' && pathValue(doc, path) === undefined;
       const suggestion = suggestionFor(top, missing, format);
-      errors.push(
-        withPos(path, {
-          severity: 'error',
-          code: missing ? 'missing_field' : issue.code === 'invalid_type' ? 'invalid_type' : 'invalid_value',
-          message: missing ? `required field "${fieldPath(path)}" is missing` : issue.message,
-          ...(issue.code === 'invalid_type' && { expected: issue.expected }),
-          ...(suggestion && { suggestion }),
-        }),
-      );
+      const err = withPos(path, {
+        severity: 'error',
+        code: missing ? 'missing_field' : issue.code === 'invalid_type' ? 'invalid_type' : 'invalid_value',
+        message: missing ? `required field "${fieldPath(path)}" is missing` : issue.message,
+        ...(issue.code === 'invalid_type' && { expected: issue.expected }),
+        ...(suggestion && { suggestion }),
+      });
+      // A missing top-level key has no position of its own: point at where it belongs (the top of
+      // the file, or the first frontmatter line).
+      if (missing && path.length === 1 && err.line === undefined) Object.assign(err, format === 'markdown' ? { line: 2, column: 1 } : { line: 1, column: 1 });
+      errors.push(err);
     }
   }
   if (errors.length > 0 || !result.success) return { ok: false, format, errors, warnings };
@@ -189,13 +191,12 @@ function readToml(text: string, at: (i: Omit<AgentIssue, 'file'>) => AgentIssue)
     doc = parseToml(text) as Record<string, unknown>;
   } catch (e) {
     if (e instanceof TomlError) {
-      const first = e.message.split('\n')[0] ?? e.message;
       return {
         errors: [
           at({
             severity: 'error',
             code: 'toml_syntax',
-            message: `TOML syntax error: ${first.replace(/^Invalid TOML document: /, '')}`,
+            message: `TOML syntax error: ${tomlSyntaxMessage(e, text)}`,
             line: e.line,
             column: e.column,
             suggestion: 'check quotes, brackets and `key = value` pairs on this line; multi-line text needs \'\'\'...\'\'\'',
@@ -289,7 +290,8 @@ function readMarkdown(text: string, at: (i: Omit<AgentIssue, 'file'>) => AgentIs
         return at({
           severity: 'error',
           code: 'yaml_syntax',
-          message: `YAML syntax error in frontmatter: ${e.message.split('\n')[0]}`,
+          // yaml's own "at line N, column M" counts from the frontmatter, not the file: drop it, line/column below are the file's.
+          message: `YAML syntax error in frontmatter: ${(e.message.split('\n')[0] ?? '').replace(/ at line \d+, column \d+:?$/, '')}`,
           ...(pos && { line: pos.line + 1, column: pos.col }),
           suggestion: 'quote values that contain ": " or start with a special character, e.g. description: "Use when: ..."',
         });
@@ -391,7 +393,9 @@ function readJson(text: string, at: (i: Omit<AgentIssue, 'file'>) => AgentIssue)
   } catch (e) {
     const msg = e instanceof Error ? e.message : String(e);
     const pos = /position (\d+)/.exec(msg);
-    const lineCol = pos ? offsetToLineCol(text, Number(pos[1])) : {};
+    // Node 20 gives no position for truncated input ("Unexpected end of JSON input"): it is the end of the text.
+    const offset = pos ? Number(pos[1]) : /end of JSON input/i.test(msg) ? text.length : undefined;
+    const lineCol = offset !== undefined ? offsetToLineCol(text, offset) : {};
     return { errors: [at({ severity: 'error', code: 'json_syntax', message: `JSON syntax error: ${msg}`, ...lineCol })] };
   }
   if (!isRecord(doc)) {

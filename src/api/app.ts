@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import swagger from '@fastify/swagger';
-import { SpanStatusCode, type Tracer } from '@opentelemetry/api';
+import { SpanStatusCode, type Span, type Tracer } from '@opentelemetry/api';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { jsonSchemaTransform, validatorCompiler } from 'fastify-type-provider-zod';
 import { z } from 'zod';
@@ -73,7 +73,7 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
     const status = String(reply.statusCode);
     metrics.httpRequests.inc({ method: req.method, route, status });
     metrics.httpDuration.observe({ method: req.method, route }, reply.elapsedTime / 1000);
-    const span = (req as unknown as { span?: import('@opentelemetry/api').Span }).span;
+    const span = (req as unknown as { span?: Span }).span;
     if (span) {
       span.updateName(`${req.method} ${route}`);
       span.setAttribute('http.route', route);

@@ -4,7 +4,7 @@ import { parse as parseToml, TomlError } from 'smol-toml';
 import { CaxtonError } from '../shared/errors.js';
 import { fieldPath, type SourceIssue } from '../shared/issues.js';
 import { closest } from '../shared/suggest.js';
-import { tomlLocator } from '../shared/toml-locator.js';
+import { tomlLocator, tomlSyntaxMessage } from '../shared/toml-locator.js';
 import { decodeUtf8 } from '../shared/utf8.js';
 import { serverConfigSchema, type ServerConfig } from './schema.js';
 
@@ -98,7 +98,7 @@ function readConfigFile(file: string): Record<string, unknown> {
     return parseToml(dec.text) as Record<string, unknown>;
   } catch (e) {
     if (e instanceof TomlError) {
-      throw new ConfigError([{ severity: 'error', code: 'toml_syntax', file, line: e.line, column: e.column, message: `TOML syntax error: ${(e.message.split('\n')[0] ?? '').replace(/^Invalid TOML document: /, '')}` }]);
+      throw new ConfigError([{ severity: 'error', code: 'toml_syntax', file, line: e.line, column: e.column, message: `TOML syntax error: ${tomlSyntaxMessage(e, dec.text)}` }]);
     }
     throw e;
   }

@@ -1,5 +1,5 @@
 /** A deep copy with secrets replaced by "***": safe to print or log. `api_key_env` names a variable, so it stays. */
-const SECRET_KEY_RE = /(secret|token|password|passwd|api_?key|authorization|credential|private_key)/i;
+const SECRET_KEY_RE = /(secret|token|password|passwd|api[_-]?key|authorization|credential|private_key)/i;
 
 export const REDACTED = '***';
 

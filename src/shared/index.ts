@@ -3,6 +3,6 @@ export type { Brand } from './brand.js';
 export { levenshtein, closest } from './suggest.js';
 export { parseDuration, parseSize } from './units.js';
 export { fieldPath, formatIssue, type SourceIssue, type Locator, type Position } from './issues.js';
-export { scanTomlKeys, tomlLocator } from './toml-locator.js';
+export { scanTomlKeys, tomlLocator, tomlSyntaxMessage } from './toml-locator.js';
 export { decodeUtf8 } from './utf8.js';
 export { VERSION } from './version.js';

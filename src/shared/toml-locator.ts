@@ -113,3 +113,14 @@ export function tomlLocator(source: string): Locator {
     return undefined;
   };
 }
+
+/** A readable one-line message for a smol-toml syntax error (without its code-frame). */
+export function tomlSyntaxMessage(e: { message: string; line: number; column: number }, source: string): string {
+  const detail = (e.message.split('\n')[0] ?? e.message).replace(/^Invalid TOML document: /, '');
+  // smol-toml reports a string left open at the end of a line as a "control character" (the newline).
+  const lineText = source.split(/\r?\n/)[e.line - 1];
+  if (/control characters/.test(detail) && lineText !== undefined && e.column > lineText.length) {
+    return 'unterminated string: the closing quote is missing at the end of the line';
+  }
+  return detail;
+}

@@ -1,0 +1,103 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { AGENT_MIGRATIONS, AgentRegistry, AgentService, AgentStore, type RegistryEvent } from '../../src/agents/index.js';
+import { CaxtonError } from '../../src/shared/index.js';
+import { migrate, openDatabase, type Db } from '../../src/storage/index.js';
+import { tomlAgent } from '../helpers/http.js';
+import { makeTempDir, removeTempDirs } from '../helpers/tmp.js';
+
+const open: Db[] = [];
+
+function newService(dataDir: string) {
+  const db = openDatabase(dataDir);
+  open.push(db);
+  migrate(db, AGENT_MIGRATIONS);
+  const registry = new AgentRegistry();
+  const service = new AgentService(registry, new AgentStore(db));
+  return { db, registry, service };
+}
+
+function thrown(fn: () => unknown): CaxtonError {
+  try {
+    fn();
+  } catch (e) {
+    expect(e).toBeInstanceOf(CaxtonError);
+    return e as CaxtonError;
+  }
+  throw new Error('expected an error');
+}
+
+afterEach(() => {
+  for (const db of open.splice(0)) if (db.open) db.close();
+  removeTempDirs();
+});
+
+describe('AgentService with a real SQLite store', () => {
+  it('deploys, updates (revision 2), lists by capability and removes', () => {
+    const { service, registry } = newService(makeTempDir());
+    const events: RegistryEvent['type'][] = [];
+    registry.on('change', (e) => events.push(e.type));
+
+    const a = service.deploy({ body: tomlAgent('Alpha') }, 'create');
+    expect(a.created).toBe(true);
+    expect(a.agent.revision).toBe(1);
+    expect(registry.providersOf('testing').map((x) => x.definition.name)).toEqual(['Alpha']);
+
+    const b = service.deploy({ body: 'name = "alpha"\ncapabilities = ["reporting"]\nsystem_prompt = "v2"\n' }, 'update', 'ALPHA');
+    expect(b.agent.revision).toBe(2);
+    expect(b.agent.deployed_at).toBe(a.agent.deployed_at);
+    // The capability index follows the update: the old capability is gone.
+    expect(registry.providersOf('testing')).toEqual([]);
+    expect(registry.list({ capability: 'reporting' }).total).toBe(1);
+    expect(registry.capabilities()).toEqual([{ capability: 'reporting', agents: ['alpha'] }]);
+    expect(service.source('Alpha')).toContain('v2');
+
+    service.remove('ALPHA');
+    expect(registry.size).toBe(0);
+    expect(registry.capabilities()).toEqual([]);
+    expect(events).toEqual(['deployed', 'updated', 'removed']);
+  });
+
+  it('persists API agents: a new service on the same database file gets them back, same revision', () => {
+    const dir = makeTempDir();
+    const first = newService(dir);
+    first.service.deploy({ body: tomlAgent('keeper') }, 'create');
+    first.service.deploy({ body: tomlAgent('keeper', 'version = "2.0.0"\n') }, 'update', 'keeper');
+    first.service.deploy({ body: tomlAgent('gone') }, 'create');
+    first.service.remove('gone');
+    first.db.close();
+
+    const second = newService(dir);
+    expect(second.service.loadPersisted()).toBe(1);
+    const k = second.registry.get('KEEPER');
+    expect(k?.revision).toBe(2);
+    expect(k?.definition.version).toBe('2.0.0');
+    expect(k?.origin).toEqual({ kind: 'api' });
+    expect(second.registry.get('gone')).toBeUndefined();
+  });
+
+  it('a rejected deploy changes neither the registry nor the store', () => {
+    const dir = makeTempDir();
+    const { service, registry, db } = newService(dir);
+    service.deploy({ body: tomlAgent('one') }, 'create');
+    const count = () => (db.prepare('SELECT count(*) AS n FROM agents').get() as { n: number }).n;
+
+    expect(thrown(() => service.deploy({ body: 'name = "two"\n' }, 'create')).code).toBe('invalid_agent');
+    expect(thrown(() => service.deploy({ body: tomlAgent('ONE') }, 'create')).code).toBe('agent_exists');
+    expect(thrown(() => service.deploy({ body: tomlAgent('other') }, 'update', 'one')).code).toBe('invalid_request');
+    expect(thrown(() => service.deploy({ body: tomlAgent('missing') }, 'update', 'missing')).code).toBe('agent_not_found');
+    expect(thrown(() => service.remove('missing')).code).toBe('agent_not_found');
+
+    expect(registry.list().agents.map((a) => [a.definition.name, a.revision])).toEqual([['one', 1]]);
+    expect(count()).toBe(1);
+  });
+
+  it('a file agent cannot be replaced or removed through the service API', () => {
+    const { service, registry } = newService(makeTempDir());
+    const st = service.applyFile('/agents/f.toml', Buffer.from(tomlAgent('filed')));
+    expect(st.state).toBe('loaded');
+    expect(thrown(() => service.deploy({ body: tomlAgent('Filed') }, 'create')).code).toBe('agent_managed_by_file');
+    expect(thrown(() => service.deploy({ body: tomlAgent('filed') }, 'update', 'filed')).code).toBe('agent_managed_by_file');
+    expect(thrown(() => service.remove('filed')).code).toBe('agent_managed_by_file');
+    expect(registry.get('filed')?.origin).toEqual({ kind: 'file', path: '/agents/f.toml' });
+  });
+});

@@ -1,0 +1,197 @@
+import { mkdirSync, unlinkSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { getJson, http, postAgent, putAgent, tomlAgent } from '../helpers/http.js';
+import { startTestServer, type TestServer } from '../helpers/server.js';
+import { removeTempDirs } from '../helpers/tmp.js';
+import { waitUntil } from '../helpers/wait.js';
+
+/**
+ * The requirement is that a file change shows in the API within 1 s. The assertions allow 1500 ms
+ * so a loaded 2-core CI machine does not make them flaky; in practice it takes ~100-200 ms.
+ */
+const WATCH_LIMIT_MS = 1500;
+
+interface Detail {
+  name: string;
+  revision: number;
+  origin: { kind: string; path?: string };
+  capabilities: string[];
+  definition: { system_prompt: string };
+}
+interface Status {
+  agents: { total: number; from_files: number; from_api: number };
+  agent_files: { loaded: number; invalid: { path: string; agent?: string; errors: { code: string; line?: number; column?: number; message: string }[] }[]; ignored: string[] };
+}
+
+let t: TestServer;
+const file = (rel: string) => join(t.agentsDir, rel);
+function write(rel: string, text: string) {
+  mkdirSync(dirname(file(rel)), { recursive: true });
+  writeFileSync(file(rel), text);
+}
+const agent = (name: string) => getJson<Detail>(t.url, `/api/v1/agents/${name}`);
+const status = async () => (await getJson<Status>(t.url, '/api/v1/status')).json;
+
+/** Waits for `name` to be served with a system prompt satisfying `ok`; returns how long it took. */
+async function waitForAgent(name: string, ok: (d: Detail) => boolean = () => true): Promise<{ value: Detail; elapsedMs: number }> {
+  return waitUntil(
+    async () => {
+      const r = await agent(name);
+      return r.status === 200 && ok(r.json) ? r.json : undefined;
+    },
+    { timeoutMs: WATCH_LIMIT_MS + 500, what: `agent ${name}` },
+  );
+}
+
+beforeAll(async () => {
+  t = await startTestServer({
+    agentFiles: {
+      'top.toml': tomlAgent('top-agent'),
+      'team/nested.toml': tomlAgent('nested-agent'),
+      'team/deeper/deep.md': '---\nname: deep-agent\ndescription: deep\ntools: Read\n---\nDeep prompt\n',
+      'team/json-agent.json': JSON.stringify({ name: 'json-file-agent', system_prompt: 'J' }),
+      'README.md': '# Our agents\n\nThis folder holds the agents.\n',
+      'notes.txt': 'not an agent file',
+      '.hidden/secret.toml': tomlAgent('hidden-agent'),
+      'dup-a.toml': tomlAgent('dup', 'version = "1.0.0"\n'),
+      'dup-b.toml': tomlAgent('DUP', 'version = "9.9.9"\n'),
+      'broken.toml': 'name = "broken"\nsystem_prompt = "oops\n',
+    },
+  });
+});
+afterAll(async () => {
+  await t.close();
+  removeTempDirs();
+});
+
+describe('agents_dir at start', () => {
+  it('loads TOML, Markdown and JSON files recursively, skipping hidden folders and other files', async () => {
+    for (const n of ['top-agent', 'nested-agent', 'deep-agent', 'json-file-agent']) {
+      const r = await agent(n);
+      expect(r.status, n).toBe(200);
+      expect(r.json.origin.kind).toBe('file');
+    }
+    expect((await agent('nested-agent')).json.origin.path).toBe(file('team/nested.toml'));
+    expect((await agent('hidden-agent')).status).toBe(404);
+  });
+
+  it('ignores a README.md without frontmatter (not an error)', async () => {
+    const s = await status();
+    expect(s.agent_files.ignored).toEqual([file('README.md')]);
+    expect(s.agent_files.invalid.map((f) => f.path)).not.toContain(file('README.md'));
+  });
+
+  it('two files with the same agent name: the second is invalid (duplicate_name), the first keeps serving', async () => {
+    const d = await agent('dup');
+    expect(d.status).toBe(200);
+    expect(d.json.origin.path).toBe(file('dup-a.toml'));
+    const s = await status();
+    const inv = s.agent_files.invalid.find((f) => f.path === file('dup-b.toml'));
+    expect(inv?.errors.map((e) => e.code)).toEqual(['duplicate_name']);
+    expect(inv?.errors[0]!.message).toContain('dup-a.toml');
+  });
+
+  it('an invalid file at start is reported with its error position, and not loaded', async () => {
+    const s = await status();
+    const inv = s.agent_files.invalid.find((f) => f.path === file('broken.toml'));
+    expect(inv?.errors[0]).toMatchObject({ code: 'toml_syntax', line: 2 });
+    expect((await agent('broken')).status).toBe(404);
+  });
+});
+
+describe('agents_dir while running', () => {
+  it('a new file appears within 1 s', async () => {
+    write('live.toml', tomlAgent('live-agent'));
+    const { value, elapsedMs } = await waitForAgent('live-agent');
+    expect(elapsedMs).toBeLessThan(WATCH_LIMIT_MS);
+    expect(value.origin).toEqual({ kind: 'file', path: file('live.toml') });
+  });
+
+  it('a new file in a new subfolder appears within 1 s', async () => {
+    write('new-team/sub/fresh.md', '---\nname: fresh-agent\ncapabilities: [fresh]\n---\nFresh prompt\n');
+    const { elapsedMs } = await waitForAgent('fresh-agent');
+    expect(elapsedMs).toBeLessThan(WATCH_LIMIT_MS);
+  });
+
+  it('a changed file is updated within 1 s', async () => {
+    write('live.toml', 'name = "live-agent"\ncapabilities = ["changed"]\nsystem_prompt = "Second version."\n');
+    const { value, elapsedMs } = await waitForAgent('live-agent', (d) => d.definition.system_prompt === 'Second version.');
+    expect(elapsedMs).toBeLessThan(WATCH_LIMIT_MS);
+    expect(value.capabilities).toEqual(['changed']);
+    expect(value.revision).toBe(2);
+    const byCap = await getJson<{ agents: { name: string }[] }>(t.url, '/api/v1/agents?capability=changed');
+    expect(byCap.json.agents.map((a) => a.name)).toEqual(['live-agent']);
+  });
+
+  it('an invalid edit keeps the last good version serving and is listed in /api/v1/status; fixing it applies again', async () => {
+    write('live.toml', 'name = "live-agent"\ncapabilities = ["changed"]\nsystem_prompt = "Third version\n');
+    const { value: inv } = await waitUntil(
+      async () => (await status()).agent_files.invalid.find((f) => f.path === file('live.toml')),
+      { timeoutMs: WATCH_LIMIT_MS + 500, what: 'live.toml reported invalid' },
+    );
+    expect(inv.agent).toBe('live-agent');
+    expect(inv.errors[0]).toMatchObject({ code: 'toml_syntax', line: 3 });
+    expect(inv.errors[0]!.column).toBeGreaterThan(1);
+
+    const still = await agent('live-agent');
+    expect(still.status).toBe(200);
+    expect(still.json.definition.system_prompt).toBe('Second version.');
+    expect(still.json.revision).toBe(2);
+
+    // A schema error (not just syntax) is handled the same way
+    write('live.toml', 'name = "live-agent"\ncapabilities = "changed"\nsystem_prompt = "Third version"\n');
+    await waitUntil(async () => (await status()).agent_files.invalid.find((f) => f.path === file('live.toml'))?.errors[0]?.code === 'invalid_type', {
+      timeoutMs: WATCH_LIMIT_MS + 500,
+      what: 'invalid_type reported',
+    });
+    expect((await agent('live-agent')).json.definition.system_prompt).toBe('Second version.');
+
+    write('live.toml', 'name = "live-agent"\ncapabilities = ["changed"]\nsystem_prompt = "Third version, fixed."\n');
+    const { value, elapsedMs } = await waitForAgent('live-agent', (d) => d.definition.system_prompt === 'Third version, fixed.');
+    expect(elapsedMs).toBeLessThan(WATCH_LIMIT_MS);
+    expect(value.revision).toBe(3);
+    expect((await status()).agent_files.invalid.map((f) => f.path)).not.toContain(file('live.toml'));
+  });
+
+  it('deleting the file removes the agent within 1 s', async () => {
+    unlinkSync(file('live.toml'));
+    const { elapsedMs } = await waitUntil(async () => (await agent('live-agent')).status === 404, { timeoutMs: WATCH_LIMIT_MS + 500, what: 'live-agent removed' });
+    expect(elapsedMs).toBeLessThan(WATCH_LIMIT_MS);
+    const byCap = await getJson<{ total: number }>(t.url, '/api/v1/agents?capability=changed');
+    expect(byCap.json.total).toBe(0);
+  });
+
+  it('a third file with a taken name is reported invalid while the holder keeps serving', async () => {
+    write('dup-c.toml', tomlAgent('Dup', 'version = "3.0.0"\n'));
+    const { value: inv } = await waitUntil(async () => (await status()).agent_files.invalid.find((f) => f.path === file('dup-c.toml')), {
+      timeoutMs: WATCH_LIMIT_MS + 500,
+      what: 'dup-c.toml reported invalid',
+    });
+    expect(inv.errors[0]!.code).toBe('duplicate_name');
+    const d = await agent('dup');
+    expect(d.json.origin.path).toBe(file('dup-a.toml'));
+  });
+
+  it('a file using the name of an API-deployed agent is invalid; the API agent is untouched', async () => {
+    expect((await postAgent(t.url, tomlAgent('api-owned'))).status).toBe(201);
+    write('api-owned.toml', 'name = "api-owned"\ncapabilities = ["x"]\nsystem_prompt = "From a file"\n');
+    const { value: inv } = await waitUntil(async () => (await status()).agent_files.invalid.find((f) => f.path === file('api-owned.toml')), {
+      timeoutMs: WATCH_LIMIT_MS + 500,
+      what: 'api-owned.toml reported invalid',
+    });
+    expect(inv.errors[0]!.code).toBe('duplicate_name');
+    const a = await agent('api-owned');
+    expect(a.json.origin.kind).toBe('api');
+    expect(a.json.definition.system_prompt).toBe('You are api-owned.');
+  });
+
+  it('file agents cannot be changed through the API', async () => {
+    const before = await agent('top-agent');
+    const put = await putAgent(t.url, 'top-agent', tomlAgent('top-agent', 'version = "2.0.0"\n'));
+    expect(put.status).toBe(409);
+    expect((put.json as { error: { code: string } }).error.code).toBe('agent_managed_by_file');
+    expect((await http(t.url, 'DELETE', '/api/v1/agents/top-agent')).status).toBe(409);
+    expect((await agent('top-agent')).json).toEqual(before.json);
+  });
+});
