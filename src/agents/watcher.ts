@@ -78,9 +78,17 @@ export class AgentDirectoryWatcher {
         if (removed) {
           this.#service.removeFile(path);
           this.#hooks.onRemoved?.(path);
+          this.#retryDuplicates();
         } else this.#apply(path);
       }, 30),
     );
+  }
+
+  /** A file refused for a duplicate name may load now that the name's holder is gone. */
+  #retryDuplicates(): void {
+    for (const s of this.#service.fileStatuses()) {
+      if (s.state === 'invalid' && s.errors?.some((e) => e.code === 'duplicate_name')) this.#apply(s.path);
+    }
   }
 
   #rescanRemoved(): void {

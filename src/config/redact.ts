@@ -1,5 +1,5 @@
 /** A deep copy with secrets replaced by "***": safe to print or log. `api_key_env` names a variable, so it stays. */
-const SECRET_KEY_RE = /(secret|token|password|passwd|api[_-]?key|authorization|credential|private_key)/i;
+const SECRET_KEY_RE = /(secret|password|passwd|api[_-]?key|authorization|credential|private[_-]?key|(?:^|[_-])token$)/i;
 
 export const REDACTED = '***';
 

@@ -173,6 +173,20 @@ describe('agents_dir while running', () => {
     expect(d.json.origin.path).toBe(file('dup-a.toml'));
   });
 
+  it('deleting the file that holds a name lets a file refused as its duplicate load', async () => {
+    unlinkSync(file('dup-a.toml'));
+    const { value } = await waitUntil(
+      async () => {
+        const r = await agent('dup');
+        return r.status === 200 && r.json.origin.path !== file('dup-a.toml') ? r.json : undefined;
+      },
+      { timeoutMs: WATCH_LIMIT_MS + 500, what: 'a duplicate taking over the name' },
+    );
+    expect([file('dup-b.toml'), file('dup-c.toml')]).toContain(value.origin.path);
+    const s = await status();
+    expect(s.agent_files.invalid.filter((f) => f.path === value.origin.path)).toEqual([]);
+  });
+
   it('a file using the name of an API-deployed agent is invalid; the API agent is untouched', async () => {
     expect((await postAgent(t.url, tomlAgent('api-owned'))).status).toBe(201);
     write('api-owned.toml', 'name = "api-owned"\ncapabilities = ["x"]\nsystem_prompt = "From a file"\n');
