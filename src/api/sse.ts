@@ -32,6 +32,9 @@ export function openSse(req: FastifyRequest, reply: FastifyReply): SseStream {
     'x-accel-buffering': 'no',
     'x-request-id': String(req.id),
   });
+  // Send the status and headers now: without this Node holds them back until the first event,
+  // so a client would see nothing (not even the 200) until the model's first token.
+  raw.flushHeaders();
   return {
     signal,
     send(event, data) {

@@ -115,7 +115,12 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
     (closing ??= (async () => {
       lifecycle.state = 'stopping';
       await watcher.close();
+      // A keep-alive client whose request was in flight would hold close() open until the shutdown
+      // timeout: close such connections as soon as they fall idle.
+      const idle = setInterval(() => app.server.closeIdleConnections(), 100);
+      idle.unref();
       await app.close(); // waits for in-flight requests
+      clearInterval(idle);
       await executor.close();
       if (metricsServer) await new Promise<void>((r) => metricsServer!.close(() => r()));
       db.close();

@@ -1,6 +1,5 @@
 import { InvalidArgumentError, type Command } from 'commander';
 import { loadServerConfig, type ConfigFlags } from '../../config/index.js';
-import { startServer } from '../../server/index.js';
 
 function toInt(name: string) {
   return (v: string) => {
@@ -35,6 +34,8 @@ export function addServerConfigOptions(cmd: Command): Command {
 export function registerServe(program: Command): void {
   addServerConfigOptions(program.command('serve').description('start the Caxton server: REST API, agents_dir watcher and metrics')).action(async (opts: Record<string, unknown>) => {
     const config = loadServerConfig({ ...(opts.config !== undefined && { file: String(opts.config) }), flags: configFlags(opts) });
+    // Loaded on demand: the server's dependencies (fastify, OpenTelemetry, SQLite) would slow every other command.
+    const { startServer } = await import('../../server/index.js');
     const server = await startServer({ config });
     process.stderr.write(`caxton listening on ${server.url} (metrics ${server.metricsUrl ?? 'off'}); ${server.registry.size} agents loaded. Ctrl-C to stop.\n`);
     let signals = 0;

@@ -1,0 +1,85 @@
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { assertBuilt, cleanup, expectExit, expectNoStackTrace, parseJson, repoRoot, runCli, startServe, stopServe, tempDir } from './helpers/cli.js';
+
+let cwd: string;
+beforeAll(() => {
+  assertBuilt();
+  cwd = tempDir('caxton-init-');
+});
+afterAll(cleanup);
+
+describe('caxton init', () => {
+  it('creates caxton.toml and agents/ from the basic template by default', async () => {
+    const r = await runCli(['init', 'proj'], { cwd });
+    expectExit(r, 0);
+    expect(r.stdout).toContain(`created ${join(cwd, 'proj')} from template "basic"`);
+    expect(r.stdout).toContain('caxton serve --config proj/caxton.toml');
+    const proj = join(cwd, 'proj');
+    expect(statSync(join(proj, 'agents')).isDirectory()).toBe(true);
+    expect(readFileSync(join(proj, 'caxton.toml'), 'utf8')).toBe(readFileSync(join(repoRoot, 'templates/basic/caxton.toml'), 'utf8'));
+    expect(readdirSync(join(proj, 'agents')).sort()).toEqual(readdirSync(join(repoRoot, 'templates/basic/agents')).sort());
+  });
+
+  it('--template minimal creates the minimal project', async () => {
+    const r = await runCli(['init', 'mini', '--template', 'minimal'], { cwd });
+    expectExit(r, 0);
+    expect(r.stdout).toContain('from template "minimal"');
+    expect(readFileSync(join(cwd, 'mini', 'caxton.toml'), 'utf8')).toBe(readFileSync(join(repoRoot, 'templates/minimal/caxton.toml'), 'utf8'));
+    expect(readdirSync(join(cwd, 'mini', 'agents'))).toEqual(['hello.toml']);
+  });
+
+  it('--json reports the directory, template and files', async () => {
+    const r = await runCli(['--json', 'init', 'json-proj', '-t', 'minimal'], { cwd });
+    expectExit(r, 0);
+    const body = parseJson<{ dir: string; template: string; files: string[] }>(r);
+    expect(body.dir).toBe(join(cwd, 'json-proj'));
+    expect(body.template).toBe('minimal');
+    expect(body.files.sort()).toEqual(['agents/hello.toml', 'caxton.toml', 'replies.toml']);
+  });
+
+  it('init into the same dir again exits 1 ("refusing to overwrite") and leaves edited files alone', async () => {
+    const dir = join(cwd, 'twice');
+    expectExit(await runCli(['init', dir, '-t', 'minimal'], { cwd }), 0);
+    writeFileSync(join(dir, 'caxton.toml'), '# edited by hand\n');
+    const r = await runCli(['init', dir, '-t', 'minimal'], { cwd });
+    expectExit(r, 1);
+    expect(r.stderr).toMatch(/refusing to overwrite existing files in .*twice: .*caxton\.toml/);
+    expect(r.stderr).toContain('--force');
+    expect(readFileSync(join(dir, 'caxton.toml'), 'utf8')).toBe('# edited by hand\n');
+    expectNoStackTrace(r);
+
+    const forced = await runCli(['init', dir, '-t', 'minimal', '--force'], { cwd });
+    expectExit(forced, 0);
+    expect(readFileSync(join(dir, 'caxton.toml'), 'utf8')).toBe(readFileSync(join(repoRoot, 'templates/minimal/caxton.toml'), 'utf8'));
+  });
+
+  it('an unknown template exits 2, lists the available ones and creates nothing', async () => {
+    const r = await runCli(['init', 'nope', '--template', 'enterprise'], { cwd });
+    expectExit(r, 2);
+    expect(r.stderr).toMatch(/unknown template "enterprise"; available: basic, minimal/);
+    expect(existsSync(join(cwd, 'nope'))).toBe(false);
+  });
+
+  for (const [template, agents] of [
+    ['basic', ['assistant', 'code-reviewer']],
+    ['minimal', ['hello']],
+  ] as const) {
+    it(`a "${template}" project validates and serves its agents`, async () => {
+      const dir = join(cwd, `served-${template}`);
+      expectExit(await runCli(['init', dir, '--template', template], { cwd }), 0);
+      const files = readdirSync(join(dir, 'agents')).map((f) => join(dir, 'agents', f));
+      expectExit(await runCli(['agent', 'validate', ...files], { cwd }), 0);
+
+      // cwd elsewhere: the paths in caxton.toml are relative to the file, not to the cwd.
+      const serve = await startServe({ cwd, args: ['--config', join(dir, 'caxton.toml')] });
+      const r = await runCli(['--server', serve.url, 'agent', 'list'], { cwd });
+      expectExit(r, 0);
+      for (const a of agents) expect(r.stdout).toMatch(new RegExp(`^${a}\\s.*\\bfile\\b`, 'm'));
+      expect(r.stdout.trimEnd().split('\n')).toHaveLength(agents.length + 1);
+      expect(existsSync(join(dir, 'data'))).toBe(true);
+      expect((await stopServe(serve, 'SIGTERM')).code).toBe(0);
+    });
+  }
+});
