@@ -17,6 +17,9 @@ export interface InvokeOptions {
   onEvent?: (e: ExecutionEvent) => void;
 }
 
+/** How much later than the agent's deadline the isolation pool's own deadline fires (a backstop). */
+const POOL_DEADLINE_SLACK_MS = 1_000;
+
 /** The compiled task module (workers and child processes load JavaScript, never the .ts sources). */
 function taskModulePath(): string {
   const here = fileURLToPath(import.meta.url);
@@ -103,14 +106,19 @@ export class Executor {
       }
     }
     const payload: TaskPayload = { job, setup: this.#setup };
+    // The agent's deadline is our own timer, as in context mode, so that a 'timeout' raised inside
+    // the task (an LLM provider's per-call timeout) is not mistaken for limits.timeout. The pool's
+    // own deadline is only a backstop.
+    const timer = AbortSignal.timeout(timeoutMs);
+    const signal = opts.signal ? AbortSignal.any([opts.signal, timer]) : timer;
     try {
       return (await this.#pool(isolation).run(payload, {
-        timeoutMs,
-        ...(opts.signal && { signal: opts.signal }),
+        timeoutMs: timeoutMs + POOL_DEADLINE_SLACK_MS,
+        signal,
         ...(opts.onEvent && { onEvent: (e: unknown) => opts.onEvent!(e as ExecutionEvent) }),
       })) as AgentResponse;
     } catch (e) {
-      if (e instanceof CaxtonError && e.code === 'timeout') throw timeoutError;
+      if (timer.aborted) throw timeoutError;
       throw e;
     }
   }

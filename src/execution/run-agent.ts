@@ -66,6 +66,8 @@ export async function runAgent(job: ExecutionJob, deps: ExecutionDeps, opts: { s
     ...(def.llm.top_p !== undefined && { top_p: def.llm.top_p }),
     ...(def.llm.stop !== undefined && { stop: def.llm.stop }),
     signal: opts.signal,
+    // Lets the provider clients refuse a retry wait (backoff, Retry-After) that would outlive the request.
+    deadline: job.deadline,
   };
 
   const records: ToolCallRecord[] = [];

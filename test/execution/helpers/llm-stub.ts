@@ -1,0 +1,317 @@
+/**
+ * A real HTTP server on 127.0.0.1 (port 0) that emulates two LLM APIs, so Caxton's real provider
+ * clients (fetch, SSE parsing, retries) run against it:
+ *  - OpenAI chat completions: POST /v1/chat/completions (JSON, or SSE when body.stream);
+ *  - Anthropic Messages:      POST /v1/messages         (JSON, or SSE when body.stream).
+ *
+ * What it answers is scripted per hit: a provider-neutral `Reply` (rendered in the wire format of
+ * the endpoint that was hit, streamed or not) or a raw handler for error cases. Every request is
+ * recorded as a `StubHit`, including whether the client went away before the answer was complete.
+ */
+import { createServer, type IncomingHttpHeaders, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export interface StubHit {
+  method: string;
+  path: string;
+  headers: IncomingHttpHeaders;
+  raw: string;
+  /** The parsed JSON body (undefined when not JSON). Typed loosely: tests navigate it freely. */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  body: any;
+  /** 'openai' for /v1/chat/completions, 'anthropic' for /v1/messages, else 'other'. */
+  api: 'openai' | 'anthropic' | 'other';
+  stream: boolean;
+  /** Set when the client closed the connection before the response was finished. */
+  clientClosed: boolean;
+  at: number;
+}
+
+export interface ScriptedToolCall {
+  id: string;
+  name: string;
+  arguments: Record<string, unknown>;
+}
+
+/** A model reply, independent of the wire format. */
+export interface Reply {
+  content?: string;
+  tool_calls?: ScriptedToolCall[];
+  usage?: { input: number; output: number };
+  model?: string;
+  /** Wait this long before answering (aborted when the client goes away). */
+  delayMs?: number;
+  /** Streaming only: content is sent in pieces of this many characters (default: per word). */
+  chunkSize?: number;
+}
+
+/** Full control over the response (error statuses, malformed bodies, hanging). */
+export type RawHandler = (res: ServerResponse, hit: StubHit) => void | Promise<void>;
+export type Action = Reply | RawHandler;
+/** Picks the answer for hit number `n` (0-based, counting every request to this stub). */
+export type Script = (hit: StubHit, n: number) => Action;
+
+export interface LlmStub {
+  /** http://127.0.0.1:PORT (no trailing slash). */
+  readonly url: string;
+  readonly hits: StubHit[];
+  /** Replaces the script (and keeps the recorded hits). */
+  setScript(script: Script | Action[]): void;
+  /** Forgets the recorded hits and restarts hit numbering. */
+  reset(): void;
+  /** Resolves once at least `n` hits were recorded. */
+  waitForHits(n: number, timeoutMs?: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+function toScript(s: Script | Action[]): Script {
+  if (typeof s === 'function') return s;
+  const list = s;
+  if (list.length === 0) throw new Error('empty stub script');
+  return (_hit, n) => list[Math.min(n, list.length - 1)]!;
+}
+
+export async function startLlmStub(script: Script | Action[] = [{ content: 'ok' }]): Promise<LlmStub> {
+  let current = toScript(script);
+  const hits: StubHit[] = [];
+  const waiters = new Set<() => void>();
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const raw = Buffer.concat(chunks).toString('utf8');
+      let body: unknown;
+      try {
+        body = JSON.parse(raw);
+      } catch {
+        body = undefined;
+      }
+      const path = req.url ?? '';
+      const api = path.endsWith('/chat/completions') ? 'openai' : path.endsWith('/v1/messages') ? 'anthropic' : 'other';
+      const hit: StubHit = {
+        method: req.method ?? '',
+        path,
+        headers: req.headers,
+        raw,
+        body,
+        api,
+        stream: typeof body === 'object' && body !== null && (body as { stream?: unknown }).stream === true,
+        clientClosed: false,
+        at: Date.now(),
+      };
+      res.on('close', () => {
+        if (!res.writableFinished) hit.clientClosed = true;
+      });
+      const n = hits.push(hit) - 1;
+      for (const w of waiters) w();
+      const action = current(hit, n);
+      const run = typeof action === 'function' ? action(res, hit) : reply(res, hit, action);
+      void Promise.resolve(run).catch(() => res.destroy());
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    hits,
+    setScript(s) {
+      current = toScript(s);
+    },
+    reset() {
+      hits.length = 0;
+    },
+    async waitForHits(n, timeoutMs = 10_000) {
+      if (hits.length >= n) return;
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => {
+          waiters.delete(check);
+          reject(new Error(`the LLM stub got ${hits.length} hits, expected ${n} within ${timeoutMs} ms`));
+        }, timeoutMs);
+        const check = (): void => {
+          if (hits.length < n) return;
+          clearTimeout(timer);
+          waiters.delete(check);
+          resolve();
+        };
+        waiters.add(check);
+      });
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw handlers for failure cases.
+
+export function status(code: number, body: unknown, headers: Record<string, string> = {}): RawHandler {
+  return (res) => {
+    res.writeHead(code, { 'content-type': 'application/json', ...headers });
+    res.end(typeof body === 'string' ? body : JSON.stringify(body));
+  };
+}
+
+/** A 200 whose body is not JSON. */
+export const malformedJson: RawHandler = (res) => {
+  res.writeHead(200, { 'content-type': 'application/json' });
+  res.end('{"choices": [ this is not json');
+};
+
+/** Never answers (the socket stays open until the client gives up). */
+export const hang: RawHandler = () => undefined;
+
+/** Starts a stream, sends some tokens, then reports an error inside the stream. */
+export function streamThenError(tokens: string[], message: string): RawHandler {
+  return async (res, hit) => {
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    if (hit.api === 'anthropic') {
+      res.write(sse({ type: 'message_start', message: { id: 'msg_err', type: 'message', role: 'assistant', model: 'claude-test', content: [], usage: { input_tokens: 1, output_tokens: 0 } } }, 'message_start'));
+      res.write(sse({ type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } }, 'content_block_start'));
+      for (const t of tokens) {
+        res.write(sse({ type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: t } }, 'content_block_delta'));
+        await tick();
+      }
+      res.end(sse({ type: 'error', error: { type: 'overloaded_error', message } }, 'error'));
+      return;
+    }
+    for (const t of tokens) {
+      res.write(sse({ id: 'chatcmpl-err', object: 'chat.completion.chunk', model: 'gpt-test', choices: [{ index: 0, delta: { content: t }, finish_reason: null }] }));
+      await tick();
+    }
+    res.end(sse({ error: { message, type: 'server_error' } }));
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rendering a Reply in the wire format of the endpoint that was hit.
+
+const tick = (): Promise<void> => new Promise((r) => setTimeout(r, 1));
+
+function sse(data: unknown, event?: string): string {
+  return `${event !== undefined ? `event: ${event}\n` : ''}data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`;
+}
+
+function pieces(text: string, size: number | undefined): string[] {
+  if (text === '') return [];
+  if (size !== undefined) {
+    const out: string[] = [];
+    for (let i = 0; i < text.length; i += size) out.push(text.slice(i, i + size));
+    return out;
+  }
+  return text.split(/(?<=\s)(?=\S)/);
+}
+
+function waitOrClose(res: ServerResponse, ms: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      res.off('close', onClose);
+      resolve(true);
+    }, ms);
+    const onClose = (): void => {
+      clearTimeout(timer);
+      resolve(false);
+    };
+    res.once('close', onClose);
+  });
+}
+
+async function reply(res: ServerResponse, hit: StubHit, r: Reply): Promise<void> {
+  if (r.delayMs !== undefined && r.delayMs > 0 && !(await waitOrClose(res, r.delayMs))) return;
+  if (hit.api === 'other') {
+    res.writeHead(404, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ error: { message: `no such endpoint ${hit.path}` } }));
+    return;
+  }
+  const calls = r.tool_calls ?? [];
+  const content = r.content ?? '';
+  const usage = r.usage ?? { input: 10, output: 5 };
+  const model = r.model ?? (typeof hit.body?.model === 'string' ? (hit.body.model as string) : 'stub-model');
+  if (hit.api === 'openai') {
+    if (!hit.stream) {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(
+        JSON.stringify({
+          id: 'chatcmpl-stub',
+          object: 'chat.completion',
+          created: Math.floor(Date.now() / 1000),
+          model,
+          choices: [
+            {
+              index: 0,
+              message: {
+                role: 'assistant',
+                content: calls.length > 0 && content === '' ? null : content,
+                ...(calls.length > 0 && { tool_calls: calls.map((c) => ({ id: c.id, type: 'function', function: { name: c.name, arguments: JSON.stringify(c.arguments) } })) }),
+              },
+              finish_reason: calls.length > 0 ? 'tool_calls' : 'stop',
+            },
+          ],
+          usage: { prompt_tokens: usage.input, completion_tokens: usage.output, total_tokens: usage.input + usage.output },
+        }),
+      );
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+    const chunk = (delta: Record<string, unknown>, finish: string | null): string =>
+      sse({ id: 'chatcmpl-stub', object: 'chat.completion.chunk', created: 0, model, choices: [{ index: 0, delta, finish_reason: finish }] });
+    res.write(chunk({ role: 'assistant', content: '' }, null));
+    for (const p of pieces(content, r.chunkSize)) {
+      res.write(chunk({ content: p }, null));
+      await tick();
+    }
+    calls.forEach((c, index) => {
+      const args = JSON.stringify(c.arguments);
+      const half = Math.floor(args.length / 2);
+      res.write(chunk({ tool_calls: [{ index, id: c.id, type: 'function', function: { name: c.name, arguments: args.slice(0, half) } }] }, null));
+      res.write(chunk({ tool_calls: [{ index, function: { arguments: args.slice(half) } }] }, null));
+    });
+    res.write(chunk({}, calls.length > 0 ? 'tool_calls' : 'stop'));
+    res.write(sse({ id: 'chatcmpl-stub', object: 'chat.completion.chunk', created: 0, model, choices: [], usage: { prompt_tokens: usage.input, completion_tokens: usage.output, total_tokens: usage.input + usage.output } }));
+    res.end(sse('[DONE]'));
+    return;
+  }
+  // Anthropic
+  const stopReason = calls.length > 0 ? 'tool_use' : 'end_turn';
+  if (!hit.stream) {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(
+      JSON.stringify({
+        id: 'msg_stub',
+        type: 'message',
+        role: 'assistant',
+        model,
+        content: [...(content !== '' ? [{ type: 'text', text: content }] : []), ...calls.map((c) => ({ type: 'tool_use', id: c.id, name: c.name, input: c.arguments }))],
+        stop_reason: stopReason,
+        stop_sequence: null,
+        usage: { input_tokens: usage.input, output_tokens: usage.output },
+      }),
+    );
+    return;
+  }
+  res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+  res.write(sse({ type: 'message_start', message: { id: 'msg_stub', type: 'message', role: 'assistant', model, content: [], stop_reason: null, usage: { input_tokens: usage.input, output_tokens: 1 } } }, 'message_start'));
+  let index = 0;
+  if (content !== '') {
+    res.write(sse({ type: 'content_block_start', index, content_block: { type: 'text', text: '' } }, 'content_block_start'));
+    for (const p of pieces(content, r.chunkSize)) {
+      res.write(sse({ type: 'content_block_delta', index, delta: { type: 'text_delta', text: p } }, 'content_block_delta'));
+      await tick();
+    }
+    res.write(sse({ type: 'content_block_stop', index }, 'content_block_stop'));
+    index++;
+  }
+  for (const c of calls) {
+    const args = JSON.stringify(c.arguments);
+    const half = Math.floor(args.length / 2);
+    res.write(sse({ type: 'content_block_start', index, content_block: { type: 'tool_use', id: c.id, name: c.name, input: {} } }, 'content_block_start'));
+    res.write(sse({ type: 'content_block_delta', index, delta: { type: 'input_json_delta', partial_json: args.slice(0, half) } }, 'content_block_delta'));
+    res.write(sse({ type: 'content_block_delta', index, delta: { type: 'input_json_delta', partial_json: args.slice(half) } }, 'content_block_delta'));
+    res.write(sse({ type: 'content_block_stop', index }, 'content_block_stop'));
+    index++;
+  }
+  res.write(sse({ type: 'message_delta', delta: { stop_reason: stopReason, stop_sequence: null }, usage: { output_tokens: usage.output } }, 'message_delta'));
+  res.end(sse({ type: 'message_stop' }, 'message_stop'));
+}
