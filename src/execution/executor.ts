@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import type { AgentRegistry, IsolationMode } from '../agents/index.js';
+import type { AgentDefinition, AgentRegistry, IsolationMode } from '../agents/index.js';
 import type { ServerConfig } from '../config/index.js';
 import { CaxtonError } from '../shared/errors.js';
 import { buildDeps, llmSetup, type LlmSetup } from './deps.js';
@@ -73,7 +73,11 @@ export class Executor {
     return [...this.#pools.values()].map((p) => p.stats());
   }
 
-  async invoke(name: string, req: InvokeRequest, opts: InvokeOptions = {}): Promise<AgentResponse> {
+  /**
+   * Checks a request against the agent's current definition without running it; returns the
+   * definition. Streaming routes call it before opening the stream, so such errors keep their status.
+   */
+  check(name: string, req: InvokeRequest): AgentDefinition {
     const agent = this.#registry.get(name);
     if (!agent) throw new CaxtonError('agent_not_found', `no agent named "${name}" is deployed`, { name });
     const def = agent.definition;
@@ -88,7 +92,11 @@ export class Executor {
     if (!def.llm.provider && !this.#setup.defaults.provider) {
       throw new CaxtonError('invalid_config', `agent "${def.name}" names no LLM provider and the server has no default: set [llm] default_provider in caxton.toml or llm.provider in the agent`);
     }
+    return def;
+  }
 
+  async invoke(name: string, req: InvokeRequest, opts: InvokeOptions = {}): Promise<AgentResponse> {
+    const def = this.check(name, req);
     const isolation = def.execution.isolation ?? this.#config.execution.isolation;
     const timeoutMs = def.limits.timeout_ms;
     const job: ExecutionJob = { execution_id: `exec_${randomUUID()}`, definition: def, request: req, deadline: Date.now() + timeoutMs, stream: opts.stream === true, isolation };

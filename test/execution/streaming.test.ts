@@ -4,7 +4,7 @@
  * execution (and the provider call) without hurting the server.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { anthropicProvider, openaiProvider, parseSse, removeTempDirs, setTestKeys, startCaxton, type Caxton, type SseEvent } from './helpers/caxton.js';
+import { anthropicProvider, expectEnvelope, openaiProvider, parseSse, removeTempDirs, setTestKeys, startCaxton, type Caxton, type SseEvent } from './helpers/caxton.js';
 import { startLlmStub, status, streamThenError, type LlmStub, type Reply, type StubHit } from './helpers/llm-stub.js';
 import { assistantTurns, toolResultsOf } from './helpers/wire.js';
 
@@ -89,6 +89,14 @@ describe.each([
     expect(env.error.message).toMatch(/unauthorized/i);
     expect(env.error.request_id).toMatch(/\S/);
     expect(stub().hits).toHaveLength(1);
+  });
+
+  it('an unknown agent or an oversized request fails with its HTTP status before the stream opens', async () => {
+    const missing = await cx.invoke('no-such-agent', { request: 'hi' }, { accept: 'text/event-stream' });
+    expectEnvelope(missing, 404, 'agent_not_found');
+    const big = await cx.invoke(agent, { request: 'x'.repeat(300 * 1024) }, { accept: 'text/event-stream' });
+    expectEnvelope(big, 413, 'payload_too_large');
+    expect(stub().hits).toHaveLength(0);
   });
 
   it('an error in the middle of the stream: the tokens so far, then an `error` event', async () => {

@@ -59,6 +59,7 @@ export async function invokeRoutes(app: FastifyInstance, opts: { executor: Execu
         const signal = disconnectSignal(req, reply);
         return executor.invoke(req.params.name, request, { signal });
       }
+      executor.check(req.params.name, request); // errors before the stream opens keep their HTTP status
       const sse = openSse(req, reply);
       try {
         const response = await executor.invoke(req.params.name, request, {
