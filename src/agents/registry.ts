@@ -24,6 +24,8 @@ export interface ListOptions {
   offset?: number;
 }
 
+const byName = (a: DeployedAgent, b: DeployedAgent): number => (a.definition.name < b.definition.name ? -1 : a.definition.name > b.definition.name ? 1 : 0);
+
 /**
  * The in-memory view of every deployed agent, indexed by (case-insensitive) name and by
  * capability so capability lookups cost O(providers), not O(agents). Later components (the
@@ -32,6 +34,8 @@ export interface ListOptions {
 export class AgentRegistry extends EventEmitter<{ change: [RegistryEvent] }> {
   readonly #byKey = new Map<string, DeployedAgent>();
   readonly #byCapability = new Map<Capability, Map<string, DeployedAgent>>();
+  /** Every agent, kept sorted by name on each change so `list()` never sorts the whole registry. */
+  readonly #sorted: DeployedAgent[] = [];
 
   get size(): number {
     return this.#byKey.size;
@@ -47,9 +51,12 @@ export class AgentRegistry extends EventEmitter<{ change: [RegistryEvent] }> {
 
   /** Agents sorted by name, optionally only those providing `capability`. */
   list(opts: ListOptions = {}): { agents: DeployedAgent[]; total: number } {
-    const source = opts.capability !== undefined ? this.#byCapability.get(opts.capability as Capability) : this.#byKey;
-    if (!source) return { agents: [], total: 0 };
-    const all = [...source.values()].sort((a, b) => (a.definition.name < b.definition.name ? -1 : a.definition.name > b.definition.name ? 1 : 0));
+    let all: DeployedAgent[];
+    if (opts.capability !== undefined) {
+      const providers = this.#byCapability.get(opts.capability as Capability);
+      if (!providers) return { agents: [], total: 0 };
+      all = [...providers.values()].sort(byName);
+    } else all = this.#sorted;
     const offset = opts.offset ?? 0;
     return { agents: all.slice(offset, offset + (opts.limit ?? all.length)), total: all.length };
   }
@@ -70,6 +77,7 @@ export class AgentRegistry extends EventEmitter<{ change: [RegistryEvent] }> {
     const previous = this.#byKey.get(key);
     if (previous) this.#unindex(key, previous);
     this.#byKey.set(key, agent);
+    this.#sorted.splice(this.#position(agent.definition.name), 0, agent);
     for (const c of agent.definition.capabilities) {
       let m = this.#byCapability.get(c);
       if (!m) this.#byCapability.set(c, (m = new Map()));
@@ -88,7 +96,25 @@ export class AgentRegistry extends EventEmitter<{ change: [RegistryEvent] }> {
     return agent;
   }
 
+  /** Where `name` is, or would go, in `#sorted` (binary search; names are unique). */
+  #position(name: string): number {
+    let lo = 0;
+    let hi = this.#sorted.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.#sorted[mid]!.definition.name < name) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
   #unindex(key: string, agent: DeployedAgent): void {
+    const at = this.#position(agent.definition.name);
+    if (this.#sorted[at] === agent) this.#sorted.splice(at, 1);
+    else {
+      const i = this.#sorted.indexOf(agent);
+      if (i >= 0) this.#sorted.splice(i, 1);
+    }
     for (const c of agent.definition.capabilities) {
       const m = this.#byCapability.get(c);
       m?.delete(key);

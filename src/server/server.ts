@@ -69,14 +69,20 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
   });
   const statuses = watcher.loadAll();
   await watcher.start();
-  const updateGauge = () => {
-    const all = registry.list().agents;
-    const files = all.filter((a) => a.origin.kind === 'file').length;
-    metrics.agentsDeployed.set({ origin: 'file' }, files);
-    metrics.agentsDeployed.set({ origin: 'api' }, all.length - files);
+  // Agents per origin, kept from registry events (O(1) per change, so bulk deploys stay linear).
+  const initial = registry.list().agents;
+  const perOrigin = { file: initial.filter((a) => a.origin.kind === 'file').length, api: 0 };
+  perOrigin.api = initial.length - perOrigin.file;
+  const setGauge = () => {
+    metrics.agentsDeployed.set({ origin: 'file' }, perOrigin.file);
+    metrics.agentsDeployed.set({ origin: 'api' }, perOrigin.api);
   };
-  registry.on('change', updateGauge);
-  updateGauge();
+  registry.on('change', (e) => {
+    if (e.type !== 'deployed') perOrigin[(e.type === 'updated' ? e.previous : e.agent).origin.kind]--;
+    if (e.type !== 'removed') perOrigin[e.agent.origin.kind]++;
+    setGauge();
+  });
+  setGauge();
 
   const executor = new Executor(config, registry);
   const warming = executor.warm().catch((e: unknown) => logger.error({ err: e }, 'isolation pool failed to start'));

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { getJson, http, postAgent, tomlAgent } from '../helpers/http.js';
+import { getJson, http, postAgent, putAgent, tomlAgent } from '../helpers/http.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { removeTempDirs } from '../helpers/tmp.js';
 
@@ -96,5 +96,16 @@ describe('system endpoints', () => {
     expect(text).toMatch(/caxton_errors_total\{code="agent_not_found"\} \d+/);
     // the metrics port serves only /metrics
     expect((await fetch(t.server.metricsUrl!.replace('/metrics', '/other'))).status).toBe(404);
+  });
+
+  it('caxton_agents_deployed follows deploys, updates and removals', async () => {
+    const gauge = async () => Number(/caxton_agents_deployed\{origin="api"\} (\d+)/.exec(await (await fetch(t.server.metricsUrl!)).text())?.[1]);
+    const before = await gauge();
+    expect((await postAgent(t.url, tomlAgent('gauged'))).status).toBe(201);
+    expect(await gauge()).toBe(before + 1);
+    expect((await putAgent(t.url, 'gauged', tomlAgent('gauged', 'version = "2.0.0"\n'))).status).toBe(200);
+    expect(await gauge()).toBe(before + 1);
+    expect((await http(t.url, 'DELETE', '/api/v1/agents/gauged')).status).toBe(204);
+    expect(await gauge()).toBe(before);
   });
 });

@@ -1,0 +1,50 @@
+/** Latency statistics over a set of samples (milliseconds unless said otherwise). */
+export interface Summary {
+  n: number;
+  min: number;
+  mean: number;
+  p50: number;
+  p90: number;
+  p99: number;
+  max: number;
+}
+
+/** The p-th percentile (0..100) of sorted samples, nearest-rank method. */
+export function percentile(sorted: ArrayLike<number>, p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  const rank = Math.ceil((p / 100) * sorted.length);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, rank - 1))]!;
+}
+
+export function summarize(samples: ArrayLike<number>): Summary {
+  const sorted = Float64Array.from(samples).sort();
+  let sum = 0;
+  for (const v of sorted) sum += v;
+  return {
+    n: sorted.length,
+    min: sorted.length ? sorted[0]! : Number.NaN,
+    mean: sorted.length ? sum / sorted.length : Number.NaN,
+    p50: percentile(sorted, 50),
+    p90: percentile(sorted, 90),
+    p99: percentile(sorted, 99),
+    max: sorted.length ? sorted[sorted.length - 1]! : Number.NaN,
+  };
+}
+
+/** Milliseconds since `start` (a `process.hrtime.bigint()` value). */
+export function msSince(start: bigint): number {
+  return Number(process.hrtime.bigint() - start) / 1e6;
+}
+
+/** Formats a number with `digits` significant decimals, dropping trailing noise for large values. */
+export function fmt(v: number, digits = 2): string {
+  if (!Number.isFinite(v)) return 'n/a';
+  if (Math.abs(v) >= 1000) return Math.round(v).toLocaleString('en-US');
+  if (Math.abs(v) >= 100) return v.toFixed(Math.min(digits, 1));
+  return v.toFixed(digits);
+}
+
+export const fmtMs = (v: number): string => `${fmt(v)} ms`;
+
+/** Microseconds, for in-process timings too small for milliseconds. */
+export const fmtUs = (ms: number): string => `${fmt(ms * 1000, 1)} µs`;
