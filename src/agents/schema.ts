@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { parseDuration, parseSize } from '../shared/units.js';
+import { durationMs, sizeBytes } from '../shared/zod-units.js';
 import {
   AGENT_NAME_RE,
   CAPABILITY_RE,
@@ -21,23 +21,8 @@ import {
 const SEMVER_RE =
   /^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?$/;
 
-const duration = z.union([z.number(), z.string()]).transform((v, ctx) => {
-  const ms = parseDuration(v);
-  if (ms === undefined) {
-    ctx.addIssue({ code: 'custom', message: 'expected a duration: seconds as a number, or a string such as "500ms", "30s", "2m"' });
-    return z.NEVER;
-  }
-  return ms;
-});
-
-const size = z.union([z.number(), z.string()]).transform((v, ctx) => {
-  const bytes = parseSize(v);
-  if (bytes === undefined) {
-    ctx.addIssue({ code: 'custom', message: 'expected a size: bytes as a whole number, or a string such as "64KB", "1MB"' });
-    return z.NEVER;
-  }
-  return bytes;
-});
+const duration = durationMs();
+const size = sizeBytes();
 
 export const agentNameSchema = z
   .string({ error: 'expected a string' })

@@ -1,33 +1,11 @@
 import { z } from 'zod';
-import { parseDuration, parseSize } from '../shared/units.js';
+import { durationMs, sizeBytes } from '../shared/zod-units.js';
 
 /** caxton.toml. Every section has defaults so an empty file (or none) is a working configuration. */
 
-const duration = (def: number) =>
-  z
-    .union([z.number(), z.string()])
-    .default(def / 1000)
-    .transform((v, ctx) => {
-      const ms = parseDuration(v);
-      if (ms === undefined) {
-        ctx.addIssue({ code: 'custom', message: 'expected a duration: seconds as a number, or "500ms", "30s", "2m"' });
-        return z.NEVER;
-      }
-      return ms;
-    });
-
-const size = (def: number) =>
-  z
-    .union([z.number(), z.string()])
-    .default(def)
-    .transform((v, ctx) => {
-      const b = parseSize(v);
-      if (b === undefined) {
-        ctx.addIssue({ code: 'custom', message: 'expected a size: bytes, or "64KB", "1MB"' });
-        return z.NEVER;
-      }
-      return b;
-    });
+/** Durations default to `def` milliseconds (written as seconds), sizes to `def` bytes. */
+const duration = (def: number) => z.union([z.number(), z.string()]).default(def / 1000).pipe(durationMs());
+const size = (def: number) => z.union([z.number(), z.string()]).default(def).pipe(sizeBytes());
 
 const port = z.number({ error: 'expected a port number' }).int().min(0).max(65535);
 
