@@ -70,8 +70,9 @@ describe('process isolation', () => {
     let childPid = 0;
     const job = own.run({ op: 'pid-then-wait' }, { timeoutMs: OK_TIMEOUT, onEvent: (e) => (childPid = (e as { pid: number }).pid) });
     await eventually(() => childPid !== 0);
+    const outcome = expectCaxtonError(job, 'not_ready'); // handle the rejection before close() triggers it
     await own.close();
-    await expectCaxtonError(job, 'not_ready');
+    await outcome;
     expect(isAlive(childPid)).toBe(false);
   });
 });

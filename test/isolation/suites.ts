@@ -207,8 +207,9 @@ export function pooledSuite(mode: 'worker' | 'process'): void {
       await iso.warm();
       const running = iso.run({ op: 'sleep', ms: 10_000 }, { timeoutMs: OK_TIMEOUT });
       await eventually(() => iso.stats().busy === 1);
+      const outcome = expectCaxtonError(running, 'not_ready', /closed while the job was running/); // handled before close() rejects it
       await iso.close();
-      await expectCaxtonError(running, 'not_ready', /closed while the job was running/);
+      await outcome;
       await expectCaxtonError(iso.run({ op: 'echo' }, { timeoutMs: OK_TIMEOUT }), 'not_ready', /closed/);
       expect(iso.stats()).toMatchObject({ ready: 0, busy: 0 });
     });
