@@ -7,9 +7,10 @@ import { loadavg } from 'node:os';
 import { note } from './lib/progress.js';
 import { machine, machineLine, markdownTable, writeResults, type Suite } from './lib/report.js';
 
-/** Suites by name, loaded on demand. Later issues add execution, messaging, tools and memory. */
+/** Suites by name, loaded on demand. Later issues add messaging, tools and memory. */
 const SUITES: Record<string, () => Promise<Suite>> = {
   agents: async () => (await import('./agents.js')).agentsSuite,
+  execution: async () => (await import('./execution.js')).executionSuite,
 };
 
 async function main(argv: string[]): Promise<number> {

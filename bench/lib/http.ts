@@ -17,16 +17,17 @@ export interface SequentialResult {
 
 /**
  * Sends `n` requests one after the other (after `warmup` unmeasured ones) and summarizes their
- * latency as seen by the client: connection reuse, request, server work, body read.
+ * latency as seen by the client: connection reuse, request, server work, body read. `init`
+ * (method, headers, body) is used for every request; GET when absent.
  */
-export async function sequential(n: number, next: (i: number) => string, opts: { warmup?: number; expectStatus?: number } = {}): Promise<SequentialResult> {
+export async function sequential(n: number, next: (i: number) => string, opts: { warmup?: number; expectStatus?: number; init?: RequestInit } = {}): Promise<SequentialResult> {
   const expect = opts.expectStatus ?? 200;
-  for (let i = 0; i < (opts.warmup ?? 200); i++) await request(next(i));
+  for (let i = 0; i < (opts.warmup ?? 200); i++) await request(next(i), opts.init);
   const samples = new Float64Array(n);
   let errors = 0;
   const t0 = process.hrtime.bigint();
   for (let i = 0; i < n; i++) {
-    const r = await request(next(i));
+    const r = await request(next(i), opts.init);
     if (r.status !== expect) errors++;
     samples[i] = r.ms;
   }

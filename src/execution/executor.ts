@@ -29,6 +29,34 @@ function taskModulePath(): string {
 }
 
 /**
+ * The agent's deadline and the caller's cancellation folded into one signal. Equivalent to
+ * `AbortSignal.any([outer, AbortSignal.timeout(ms)])`, but cheaper, and `dispose()` releases the
+ * timer and the listener as soon as the execution settles: `AbortSignal.timeout` keeps its timer
+ * (120 s by default) until it fires, so under sustained load they pile up by the hundred thousand
+ * (see docs/benchmarks.md, Execution).
+ */
+function deadlineSignal(timeoutMs: number, outer: AbortSignal | undefined): { signal: AbortSignal; timedOut(): boolean; dispose(): void } {
+  const ac = new AbortController();
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    ac.abort(new DOMException('The operation was aborted due to timeout', 'TimeoutError'));
+  }, timeoutMs);
+  timer.unref();
+  const onAbort = (): void => ac.abort(outer?.reason);
+  if (outer?.aborted) ac.abort(outer.reason);
+  else outer?.addEventListener('abort', onAbort, { once: true });
+  return {
+    signal: ac.signal,
+    timedOut: () => timedOut,
+    dispose: () => {
+      clearTimeout(timer);
+      outer?.removeEventListener('abort', onAbort);
+    },
+  };
+}
+
+/**
  * Runs agent requests: checks the request against the agent's current definition, builds a fresh
  * execution (deadline, allowed tools, prompts) and runs it in the agent's isolation mode.
  */
@@ -100,34 +128,37 @@ export class Executor {
     const isolation = def.execution.isolation ?? this.#config.execution.isolation;
     const timeoutMs = def.limits.timeout_ms;
     const job: ExecutionJob = { execution_id: `exec_${randomUUID()}`, definition: def, request: req, deadline: Date.now() + timeoutMs, stream: opts.stream === true, isolation };
-    const timeoutError = new CaxtonError('timeout', `agent "${def.name}" did not finish within ${timeoutMs} ms (limits.timeout)`, { timeout_ms: timeoutMs });
+    // Built only when needed: an Error captures a stack trace, which costs more than a fast execution.
+    const timeoutError = () => new CaxtonError('timeout', `agent "${def.name}" did not finish within ${timeoutMs} ms (limits.timeout)`, { timeout_ms: timeoutMs });
 
-    if (isolation === 'context') {
-      const timer = AbortSignal.timeout(timeoutMs);
-      const signal = opts.signal ? AbortSignal.any([opts.signal, timer]) : timer;
+    // The agent's deadline is our own timer in every mode, so that a 'timeout' raised inside the
+    // task (an LLM provider's per-call timeout) is not mistaken for limits.timeout. In pooled modes
+    // the pool's own deadline is only a backstop.
+    const deadline = deadlineSignal(timeoutMs, opts.signal);
+    const { signal } = deadline;
+    try {
+      if (isolation === 'context') {
+        try {
+          return await runAgent(job, this.#deps, { signal, ...(opts.onEvent && { emit: opts.onEvent }) });
+        } catch (e) {
+          if (deadline.timedOut()) throw timeoutError();
+          if (opts.signal?.aborted) throw new CaxtonError('cancelled', 'the client went away; the execution was cancelled');
+          throw e;
+        }
+      }
+      const payload: TaskPayload = { job, setup: this.#setup };
       try {
-        return await runAgent(job, this.#deps, { signal, ...(opts.onEvent && { emit: opts.onEvent }) });
+        return (await this.#pool(isolation).run(payload, {
+          timeoutMs: timeoutMs + POOL_DEADLINE_SLACK_MS,
+          signal,
+          ...(opts.onEvent && { onEvent: (e: unknown) => opts.onEvent!(e as ExecutionEvent) }),
+        })) as AgentResponse;
       } catch (e) {
-        if (timer.aborted) throw timeoutError;
-        if (opts.signal?.aborted) throw new CaxtonError('cancelled', 'the client went away; the execution was cancelled');
+        if (deadline.timedOut()) throw timeoutError();
         throw e;
       }
-    }
-    const payload: TaskPayload = { job, setup: this.#setup };
-    // The agent's deadline is our own timer, as in context mode, so that a 'timeout' raised inside
-    // the task (an LLM provider's per-call timeout) is not mistaken for limits.timeout. The pool's
-    // own deadline is only a backstop.
-    const timer = AbortSignal.timeout(timeoutMs);
-    const signal = opts.signal ? AbortSignal.any([opts.signal, timer]) : timer;
-    try {
-      return (await this.#pool(isolation).run(payload, {
-        timeoutMs: timeoutMs + POOL_DEADLINE_SLACK_MS,
-        signal,
-        ...(opts.onEvent && { onEvent: (e: unknown) => opts.onEvent!(e as ExecutionEvent) }),
-      })) as AgentResponse;
-    } catch (e) {
-      if (timer.aborted) throw timeoutError;
-      throw e;
+    } finally {
+      deadline.dispose();
     }
   }
 

@@ -27,7 +27,8 @@
  * Usage is approximated as characters / 4 (at least 1). The file is cached and re-read when its
  * modification time or size changes.
  */
-import { readFile, stat } from 'node:fs/promises';
+import { statSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { extname } from 'node:path';
 import { parse as parseToml, TomlError } from 'smol-toml';
 import { z } from 'zod';
@@ -160,7 +161,9 @@ export class ScriptedProvider implements LlmProvider {
     const file = this.config.script ?? '';
     let info;
     try {
-      info = await stat(file);
+      // Synchronous on purpose: this runs on every model call, and a stat of a local file takes
+      // ~2 µs inline against ~30 µs of CPU through the thread pool (fs/promises).
+      info = statSync(file);
     } catch (e) {
       throw this.fail(model, `cannot read script file "${file}": ${(e as NodeJS.ErrnoException).code ?? String(e)}`, e);
     }

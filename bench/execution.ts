@@ -1,0 +1,482 @@
+/**
+ * Issue 3 — agent execution overhead per isolation mode: with a zero-latency scripted provider,
+ * POST /api/v1/agents/{name}/invoke in `context`, `worker` and `process` mode. Reports the latency
+ * Caxton adds (p50/p99) over a fastify hello-world JSON POST and the requests per second, each
+ * beside the hello-world measured in the same run. Targets: context ≤ 0.5 ms p50 added and
+ * ≥ 5,000 req/s; process ≤ 20 ms p50 added on the request path.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { pino } from 'pino';
+import { loadServerConfig } from '../src/config/index.js';
+import { runAgent } from '../src/execution/run-agent.js';
+import type { AgentResponse, ExecutionJob } from '../src/execution/types.js';
+import { createIsolation } from '../src/execution/isolation/index.js';
+import { createLogger } from '../src/observability/index.js';
+import { startServer, type CaxtonServer } from '../src/server/index.js';
+import { startHelloWorld } from './lib/baseline.js';
+import { request, sequential, type SequentialResult } from './lib/http.js';
+import { load, type LoadResult } from './lib/load.js';
+import { note } from './lib/progress.js';
+import type { Row, Suite, SuiteReport } from './lib/report.js';
+import { fmt, fmtMs, fmtUs, msSince, summarize, type Summary } from './lib/stats.js';
+import { tempDir } from './lib/tmp.js';
+
+const env = (name: string, def: number) => {
+  const v = process.env[name];
+  return v !== undefined && /^\d+$/.test(v) ? Number(v) : def;
+};
+
+/** Sizes; the environment overrides them for quick runs (e.g. BENCH_QUERIES=500). */
+const SEQUENTIAL = env('BENCH_QUERIES', 2000);
+const LOAD_SECONDS = env('BENCH_DURATION', 5);
+const CONNECTIONS = env('BENCH_CONNECTIONS', 10);
+const WARMUP = 200;
+const DIRECT_CALLS = 10_000;
+/** Process mode: one fork per request, so far fewer requests. */
+const PROCESS_POOL = 2;
+const PROCESS_WARMUP = 20;
+const PROCESS_PACED = env('BENCH_PROCESS_REQUESTS', 200);
+const PROCESS_BACK_TO_BACK = 50;
+const PROCESS_TOOL = 50;
+const PROCESS_LOAD_SECONDS = 10;
+const PROCESS_CONNECTIONS = PROCESS_POOL;
+const FORKS = 20;
+const READY_SAMPLES = 10;
+
+const CONTEXT_ADDED_P50_MS = 0.5;
+const CONTEXT_REQ_PER_S = 5_000;
+const PROCESS_ADDED_P50_MS = 20;
+const PROCESS_DOC_REQ_PER_S = 1_000;
+const PROCESS_DOC_COLD_START_MS = 20;
+
+type Mode = 'context' | 'worker' | 'process';
+const MODES: readonly Mode[] = ['context', 'worker', 'process'];
+
+const verdict = (ok: boolean) => (ok ? ('pass' as const) : ('fail' as const));
+const p50p99 = (s: { p50: number; p99: number }) => `p50 ${fmtMs(s.p50)} / p99 ${fmtMs(s.p99)}`;
+const signed = (ms: number) => `${ms < 0 ? '−' : '+'}${fmtMs(Math.abs(ms))}`;
+/** Caxton minus the baseline at the same percentile (p99 differences of sub-ms requests are noisy, and may be negative). */
+const added = (s: Summary, b: Summary) => `${signed(s.p50 - b.p50)} p50 / ${signed(s.p99 - b.p99)} p99`;
+/** autocannon's latency histogram has 1 ms resolution, so the mean comes from Little's law. */
+const loadLine = (l: LoadResult) => `${fmt(l.req_per_s, 0)} req/s, mean ${fmtMs((l.connections / l.req_per_s) * 1000)}, p99 ${l.latency_ms.p99} ms${l.non2xx + l.errors + l.timeouts > 0 ? `, ${l.non2xx} non-2xx / ${l.errors} errors / ${l.timeouts} timeouts` : ''}`;
+
+/** The script every agent talks to: a short answer, or one calculator call then an answer. */
+const SCRIPT = `# bench/execution.ts: zero latency (no latency_ms anywhere)
+[[rules]]
+name = "calc"
+match = "^calc"
+[[rules.turns]]
+tool_calls = [{ name = "calculator", arguments = { expression = "6*7" } }]
+[[rules.turns]]
+content = "The answer is {{tool_result.calculator}}."
+
+[[rules]]
+name = "text"
+content = "ok: {{request}}"
+`;
+
+const agentToml = (name: string, mode: Mode, tools: string[]) => `name = "${name}"
+version = "1.0.0"
+description = "Execution benchmark agent (${mode} isolation)"
+capabilities = ["benchmarking"]
+tools = [${tools.map((t) => `"${t}"`).join(', ')}]
+system_prompt = "You are a benchmark agent. Answer briefly."
+
+[execution]
+isolation = "${mode}"
+`;
+
+const TEXT_BODY = JSON.stringify({ request: 'hello' });
+const TOOL_BODY = JSON.stringify({ request: 'calc 6*7' });
+const JSON_HEADERS = { 'content-type': 'application/json' };
+const postInit = (body: string): RequestInit => ({ method: 'POST', headers: JSON_HEADERS, body });
+
+async function startCaxton(dir: string): Promise<{ server: CaxtonServer; ms: number }> {
+  const file = join(dir, 'caxton.toml');
+  writeFileSync(join(dir, 'script.toml'), SCRIPT);
+  writeFileSync(
+    file,
+    `data_dir = "data"\nagents_dir = "agents"\n\n[server]\nhost = "127.0.0.1"\nport = 0\n\n[metrics]\nenabled = false\n\n[logging]\nlevel = "warn"\n\n` +
+      `[llm]\ndefault_provider = "bench"\n\n[llm.providers.bench]\ntype = "scripted"\nscript = "script.toml"\n\n` +
+      // Server-wide context; each agent picks its own mode. pool_size sizes both pools: 2 worker
+      // threads (the default on 2 cores) and 2 pre-started spare processes.
+      `[execution]\nisolation = "context"\npool_size = ${PROCESS_POOL}\n`,
+  );
+  // An empty environment: CAXTON_* variables of the shell must not change what is measured.
+  const config = loadServerConfig({ file, env: {} });
+  const logger = createLogger(config.logging.level, pino.destination({ dest: 2, sync: true }));
+  const t0 = process.hrtime.bigint();
+  const server = await startServer({ config, logger });
+  return { server, ms: msSince(t0) };
+}
+
+/**
+ * Runs `fn` while sampling the event loop's delay (1 ms resolution): how long the server's one
+ * thread was blocked — by a synchronous fork, for instance — while the load ran.
+ */
+async function withLoopDelay<T>(fn: () => Promise<T>): Promise<{ result: T; loop_delay_ms: { p50: number; p99: number; max: number } }> {
+  const h = monitorEventLoopDelay({ resolution: 1 });
+  h.enable();
+  try {
+    const result = await fn();
+    return { result, loop_delay_ms: { p50: h.percentile(50) / 1e6, p99: h.percentile(99) / 1e6, max: h.max / 1e6 } };
+  } finally {
+    h.disable();
+  }
+}
+
+/** Sends one request and fails loudly unless it is a 200 AgentResponse from the expected mode. */
+async function invokeOnce(url: string, body: string, mode: Mode): Promise<{ ms: number; response: AgentResponse }> {
+  const r = await request(url, postInit(body));
+  if (r.status !== 200) throw new Error(`invoke ${url} → ${r.status}: ${r.body.slice(0, 500)}`);
+  const response = JSON.parse(r.body) as AgentResponse;
+  if (response.isolation !== mode) throw new Error(`invoke ${url} ran in ${response.isolation}, expected ${mode}`);
+  return { ms: r.ms, response };
+}
+
+function poolStats(server: CaxtonServer, mode: Mode) {
+  return server.executor.stats().find((s) => s.mode === mode);
+}
+
+/**
+ * Waits until the process pool has `want` started spares (so the next request needs no fork).
+ * The pool is created by the first process-mode request: before that there is nothing to wait for.
+ */
+async function poolReady(server: CaxtonServer, want: number): Promise<number> {
+  const t0 = process.hrtime.bigint();
+  if (poolStats(server, 'process') === undefined) return 0;
+  while (poolStats(server, 'process')!.ready < want) {
+    if (msSince(t0) > 30_000) throw new Error(`the process pool did not get ${want} ready spares within 30 s: ${JSON.stringify(poolStats(server, 'process'))}`);
+    await sleep(1);
+  }
+  return msSince(t0);
+}
+
+interface ModeResult {
+  mode: Mode;
+  text: SequentialResult;
+  tool: SequentialResult;
+  textLoad: LoadResult;
+  toolLoad?: LoadResult;
+  /** Event-loop delay of the (shared) main thread during the short-text autocannon run. */
+  loop_delay_ms: { p50: number; p99: number; max: number };
+  /** Server-side runAgent time (`execution_time_ms`) of a sample of responses. */
+  execution_ms: Summary;
+  response_bytes: number;
+  pool?: unknown;
+}
+
+interface ProcessExtra {
+  backToBack: SequentialResult;
+  /** Time spent waiting for the pool to be full again before each paced request. */
+  refill_ms: Summary;
+}
+
+/** context / worker: warm-up, sequential latency, autocannon; text then one tool call. */
+async function measureInProcessModes(server: CaxtonServer, mode: 'context' | 'worker'): Promise<ModeResult> {
+  const api = `${server.url}/api/v1/agents`;
+  const textUrl = `${api}/text-${mode}/invoke`;
+  const toolUrl = `${api}/tool-${mode}/invoke`;
+  const first = await invokeOnce(textUrl, TEXT_BODY, mode);
+  const tool = await invokeOnce(toolUrl, TOOL_BODY, mode);
+  if (tool.response.content !== 'The answer is 42.' || tool.response.tool_calls.length !== 1) throw new Error(`tool loop answered ${JSON.stringify(tool.response.content)}`);
+  note(`${mode}: ${WARMUP} warm-up + ${SEQUENTIAL} sequential invokes, text then tool; autocannon ${LOAD_SECONDS}s × ${CONNECTIONS} connections each`);
+  const text = await sequential(SEQUENTIAL, () => textUrl, { warmup: WARMUP, init: postInit(TEXT_BODY) });
+  const toolSeq = await sequential(SEQUENTIAL, () => toolUrl, { warmup: WARMUP, init: postInit(TOOL_BODY) });
+  const exec = new Float64Array(200);
+  for (let i = 0; i < exec.length; i++) exec[i] = (await invokeOnce(textUrl, TEXT_BODY, mode)).response.execution_time_ms;
+  const { result: textLoad, loop_delay_ms } = await withLoopDelay(() => load({ url: textUrl, method: 'POST', headers: JSON_HEADERS, body: TEXT_BODY, duration: LOAD_SECONDS, connections: CONNECTIONS }));
+  const toolLoad = await load({ url: toolUrl, method: 'POST', headers: JSON_HEADERS, body: TOOL_BODY, duration: LOAD_SECONDS, connections: CONNECTIONS });
+  return { mode, text, tool: toolSeq, textLoad, toolLoad, loop_delay_ms, execution_ms: summarize(exec), response_bytes: Buffer.byteLength(JSON.stringify(first.response)), pool: poolStats(server, mode) };
+}
+
+/**
+ * process: each request consumes a pre-started process, and its replacement is forked right
+ * away. "Paced" requests wait until the pool is full again, so each finds a warm spare: that is
+ * the cost on the request path. "Back-to-back" requests do not wait: they are spawn-limited.
+ */
+async function measureProcessMode(server: CaxtonServer): Promise<ModeResult & ProcessExtra> {
+  const api = `${server.url}/api/v1/agents`;
+  const textUrl = `${api}/text-process/invoke`;
+  const toolUrl = `${api}/tool-process/invoke`;
+  note(`process: ${PROCESS_WARMUP} warm-up, ${PROCESS_PACED} paced (warm spare each time), ${PROCESS_TOOL} paced with a tool call, ${PROCESS_BACK_TO_BACK} back-to-back; autocannon ${PROCESS_LOAD_SECONDS}s × ${PROCESS_CONNECTIONS} connections`);
+  let first: AgentResponse | undefined;
+  for (let i = 0; i < PROCESS_WARMUP; i++) {
+    await poolReady(server, PROCESS_POOL);
+    first = (await invokeOnce(i % 2 === 0 ? textUrl : toolUrl, i % 2 === 0 ? TEXT_BODY : TOOL_BODY, 'process')).response;
+  }
+  const paced = async (n: number, url: string, body: string) => {
+    const samples = new Float64Array(n);
+    const exec = new Float64Array(n);
+    const refill = new Float64Array(n);
+    const t0 = process.hrtime.bigint();
+    for (let i = 0; i < n; i++) {
+      refill[i] = await poolReady(server, PROCESS_POOL);
+      const r = await invokeOnce(url, body, 'process');
+      samples[i] = r.ms;
+      exec[i] = r.response.execution_time_ms;
+    }
+    const total = msSince(t0);
+    const latency_ms = summarize(samples);
+    return { seq: { latency_ms, errors: 0, req_per_s: (n / total) * 1000 } satisfies SequentialResult, exec: summarize(exec), refill: summarize(refill) };
+  };
+  const text = await paced(PROCESS_PACED, textUrl, TEXT_BODY);
+  const tool = await paced(PROCESS_TOOL, toolUrl, TOOL_BODY);
+  await poolReady(server, PROCESS_POOL);
+  const backToBack = await sequential(PROCESS_BACK_TO_BACK, () => textUrl, { warmup: 0, init: postInit(TEXT_BODY) });
+  await poolReady(server, PROCESS_POOL);
+  const { result: textLoad, loop_delay_ms } = await withLoopDelay(() => load({ url: textUrl, method: 'POST', headers: JSON_HEADERS, body: TEXT_BODY, duration: PROCESS_LOAD_SECONDS, connections: PROCESS_CONNECTIONS }));
+  // autocannon stops with requests still waiting for a process: let them finish before closing.
+  const drainStart = Date.now();
+  const draining = () => {
+    const st = poolStats(server, 'process');
+    return st !== undefined && st.busy + st.queued > 0;
+  };
+  while (draining() && Date.now() - drainStart < 10_000) await sleep(10);
+  return {
+    mode: 'process',
+    text: text.seq,
+    tool: tool.seq,
+    textLoad,
+    loop_delay_ms,
+    execution_ms: text.exec,
+    response_bytes: Buffer.byteLength(JSON.stringify(first)),
+    pool: poolStats(server, 'process'),
+    backToBack,
+    refill_ms: text.refill,
+  };
+}
+
+/** The engine without HTTP: `executor.invoke()` and `runAgent()` in-process, context mode. */
+async function measureDirect(server: CaxtonServer) {
+  const req = { request: 'hello' };
+  const time = async (n: number, call: () => Promise<unknown>) => {
+    for (let i = 0; i < 1000; i++) await call();
+    const samples = new Float64Array(n);
+    const t0 = process.hrtime.bigint();
+    for (let i = 0; i < n; i++) {
+      const t = process.hrtime.bigint();
+      await call();
+      samples[i] = msSince(t);
+    }
+    return { latency_ms: summarize(samples), per_s: (n / msSince(t0)) * 1000 };
+  };
+  const invoke = await time(DIRECT_CALLS, () => server.executor.invoke('text-context', req));
+  const def = server.registry.get('text-context')!.definition;
+  const signal = new AbortController().signal;
+  const job: ExecutionJob = { execution_id: 'exec_bench', definition: def, request: req, deadline: Date.now() + 3_600_000, stream: false, isolation: 'context' };
+  const run = await time(DIRECT_CALLS, () => runAgent(job, server.executor.deps, { signal }));
+  return { invoke, runAgent: run };
+}
+
+/**
+ * Fork cost on this machine: `node -e 0`, spawn to exit; and how long `spawn()` itself blocks
+ * the calling thread (libuv forks the whole process: the cost grows with this process's RSS).
+ */
+async function measureFork() {
+  const samples = new Float64Array(FORKS);
+  const blocking = new Float64Array(FORKS);
+  for (let i = 0; i < FORKS; i++) {
+    const t0 = process.hrtime.bigint();
+    await new Promise<void>((resolve, reject) => {
+      const child = spawn(process.execPath, ['-e', '0'], { stdio: 'ignore' });
+      blocking[i] = msSince(t0);
+      child.once('error', reject);
+      child.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`node -e 0 exited with ${code}`))));
+    });
+    samples[i] = msSince(t0);
+  }
+  return { node_e0_ms: summarize(samples), spawn_call_ms: summarize(blocking), rss_bytes: process.memoryUsage().rss };
+}
+
+/** A process pool member from fork to "ready" (Node started, task module imported), as Caxton does it. */
+async function measureProcessReady() {
+  const here = dirname(fileURLToPath(import.meta.url));
+  const taskModule = join(here, '..', 'dist', 'execution', 'task.js');
+  if (!existsSync(taskModule)) throw new Error(`${taskModule} is missing: run through \`npm run bench\` (it builds first)`);
+  const samples = new Float64Array(READY_SAMPLES);
+  for (let i = 0; i < READY_SAMPLES; i++) {
+    const t0 = process.hrtime.bigint();
+    const iso = createIsolation('process', { taskModule, poolSize: 1 });
+    await iso.warm();
+    samples[i] = msSince(t0);
+    // Idle pool members are unref'd and close() waits on unref'd handles only: keep the loop alive.
+    const keepAlive = setInterval(() => {}, 1000);
+    try {
+      await iso.close();
+    } finally {
+      clearInterval(keepAlive);
+    }
+  }
+  return summarize(samples);
+}
+
+async function run(): Promise<SuiteReport> {
+  // ---- Baseline: fastify hello-world, same process, same client code --------------------------
+  note(`baseline: fastify hello-world (${SEQUENTIAL} sequential GETs and JSON POSTs, autocannon ${LOAD_SECONDS}s × ${CONNECTIONS} connections, GET and POST)`);
+  const hw = await startHelloWorld();
+  let base;
+  try {
+    const echo = `${hw.url}echo`;
+    // Warm the client (fetch/undici, this thread) before anything is measured.
+    await sequential(2000, () => hw.url, { warmup: 0 });
+    const get = await sequential(SEQUENTIAL, () => hw.url);
+    const post = await sequential(SEQUENTIAL, () => echo, { init: postInit(TEXT_BODY) });
+    const getLoad = await load({ url: hw.url, duration: LOAD_SECONDS, connections: CONNECTIONS });
+    const postLoad = await load({ url: echo, method: 'POST', headers: JSON_HEADERS, body: TEXT_BODY, duration: LOAD_SECONDS, connections: CONNECTIONS });
+    const postLoadProcess = await load({ url: echo, method: 'POST', headers: JSON_HEADERS, body: TEXT_BODY, duration: PROCESS_LOAD_SECONDS, connections: PROCESS_CONNECTIONS });
+    base = { start_ms: hw.start_ms, get, post, getLoad, postLoad, postLoadProcess };
+  } finally {
+    await hw.close();
+  }
+
+  const dir = tempDir();
+  try {
+    const { server, ms: startMs } = await startCaxton(dir.path);
+    const results: Partial<Record<Mode, ModeResult>> = {};
+    let proc: (ModeResult & ProcessExtra) | undefined;
+    let direct, health, fork, ready;
+    try {
+      note(`caxton listening on ${server.url} (started in ${fmtMs(startMs)}), data in ${dir.path}`);
+      for (const mode of MODES) {
+        for (const [kind, tools] of [['text', []], ['tool', ['calculator']]] as const) {
+          const r = await request(`${server.url}/api/v1/agents`, { method: 'POST', headers: { 'content-type': 'application/toml' }, body: agentToml(`${kind}-${mode}`, mode, [...tools]) });
+          if (r.status !== 201) throw new Error(`deploy ${kind}-${mode} → ${r.status}: ${r.body.slice(0, 500)}`);
+        }
+      }
+      // Caxton's own floor: the cheapest route, through the same hooks (request id, span).
+      note(`caxton floor: ${SEQUENTIAL} sequential GET /health, autocannon ${LOAD_SECONDS}s × ${CONNECTIONS} connections`);
+      const healthUrl = `${server.url}/health`;
+      health = { sequential: await sequential(SEQUENTIAL, () => healthUrl), load: await load({ url: healthUrl, duration: LOAD_SECONDS, connections: CONNECTIONS }) };
+      results.context = await measureInProcessModes(server, 'context');
+      note(`context: ${SEQUENTIAL} sequential invokes p50 ${fmtMs(results.context.text.latency_ms.p50)}, ${fmt(results.context.textLoad.req_per_s, 0)} req/s`);
+      note(`in-process: ${DIRECT_CALLS} × executor.invoke() and runAgent() (context mode, no HTTP)`);
+      direct = await measureDirect(server);
+      results.worker = await measureInProcessModes(server, 'worker');
+      note(`worker: ${SEQUENTIAL} sequential invokes p50 ${fmtMs(results.worker.text.latency_ms.p50)}, ${fmt(results.worker.textLoad.req_per_s, 0)} req/s`);
+      // Measured here, in the bench process as it now is (Caxton loaded, RSS grown): spawn() forks it.
+      note(`fork cost: ${FORKS} × \`node -e 0\`; process pool member start (fork + task module) ${READY_SAMPLES} times`);
+      fork = await measureFork();
+      ready = await measureProcessReady();
+      proc = await measureProcessMode(server);
+      results.process = proc;
+      note(`process: paced p50 ${fmtMs(proc.text.latency_ms.p50)}, ${fmt(proc.textLoad.req_per_s, 0)} req/s`);
+    } finally {
+      await server.close();
+    }
+
+    // ---- Report --------------------------------------------------------------------------------
+    if (!direct || !health || !fork || !ready || !proc) throw new Error('a measurement is missing');
+    const ctx = results.context!;
+    const wrk = results.worker!;
+    const bp = base.post.latency_ms;
+    const ctxAdded = ctx.text.latency_ms.p50 - bp.p50;
+    const procAdded = proc.text.latency_ms.p50 - bp.p50;
+    const ratio = (a: number, b: number) => `${fmt((a / b) * 100, 0)} % of baseline`;
+    const basePostSeq = `POST /echo ${p50p99(bp)}`;
+    const basePostLoad = `POST /echo ${loadLine(base.postLoad)}`;
+    const rows: Row[] = [
+      {
+        metric: `context: invoke latency, short text (${SEQUENTIAL} sequential)`,
+        value: `${p50p99(ctx.text.latency_ms)} (added ${added(ctx.text.latency_ms, bp)})`,
+        baseline: basePostSeq,
+        target: `≤ ${CONTEXT_ADDED_P50_MS} ms p50 added`,
+        verdict: verdict(ctxAdded <= CONTEXT_ADDED_P50_MS),
+      },
+      {
+        metric: `context: throughput, short text (autocannon ${LOAD_SECONDS}s × ${CONNECTIONS} conn)`,
+        value: `${loadLine(ctx.textLoad)} (${ratio(ctx.textLoad.req_per_s, base.postLoad.req_per_s)})`,
+        baseline: basePostLoad,
+        target: `≥ ${CONTEXT_REQ_PER_S.toLocaleString('en-US')} req/s`,
+        verdict: verdict(ctx.textLoad.req_per_s >= CONTEXT_REQ_PER_S),
+      },
+      {
+        metric: 'Caxton floor: GET /health (same hooks, no execution)',
+        value: `sequential ${p50p99(health.sequential.latency_ms)}; ${loadLine(health.load)}`,
+        baseline: `GET / sequential ${p50p99(base.get.latency_ms)}; ${loadLine(base.getLoad)}`,
+      },
+      { metric: 'context: invoke latency, one calculator call (2 model turns)', value: `${p50p99(ctx.tool.latency_ms)} (added ${added(ctx.tool.latency_ms, bp)})`, baseline: basePostSeq },
+      { metric: 'context: throughput, one calculator call', value: `${loadLine(ctx.toolLoad!)} (${ratio(ctx.toolLoad!.req_per_s, base.postLoad.req_per_s)})`, baseline: basePostLoad },
+      { metric: `context: \`executor.invoke()\` in-process, no HTTP (${DIRECT_CALLS.toLocaleString('en-US')} calls)`, value: `p50 ${fmtUs(direct.invoke.latency_ms.p50)} / p99 ${fmtUs(direct.invoke.latency_ms.p99)} (${fmt(direct.invoke.per_s, 0)} calls/s)`, baseline: 'n/a (no HTTP)' },
+      { metric: `context: \`runAgent()\` alone, no HTTP, no executor checks (${DIRECT_CALLS.toLocaleString('en-US')} calls)`, value: `p50 ${fmtUs(direct.runAgent.latency_ms.p50)} / p99 ${fmtUs(direct.runAgent.latency_ms.p99)}`, baseline: 'n/a (no HTTP)' },
+      { metric: `worker: invoke latency, short text (${SEQUENTIAL} sequential)`, value: `${p50p99(wrk.text.latency_ms)} (added ${added(wrk.text.latency_ms, bp)})`, baseline: basePostSeq },
+      { metric: `worker: throughput, short text (autocannon ${LOAD_SECONDS}s × ${CONNECTIONS} conn, ${PROCESS_POOL} threads)`, value: `${loadLine(wrk.textLoad)} (${ratio(wrk.textLoad.req_per_s, base.postLoad.req_per_s)})`, baseline: basePostLoad },
+      { metric: 'worker: invoke latency, one calculator call', value: `${p50p99(wrk.tool.latency_ms)} (added ${added(wrk.tool.latency_ms, bp)})`, baseline: basePostSeq },
+      { metric: 'worker: throughput, one calculator call', value: `${loadLine(wrk.toolLoad!)} (${ratio(wrk.toolLoad!.req_per_s, base.postLoad.req_per_s)})`, baseline: basePostLoad },
+      {
+        metric: `process: invoke latency, short text, warm spare (${PROCESS_PACED} paced)`,
+        value: `${p50p99(proc.text.latency_ms)} (added ${added(proc.text.latency_ms, bp)})`,
+        baseline: basePostSeq,
+        target: `≤ ${PROCESS_ADDED_P50_MS} ms p50 added`,
+        verdict: verdict(procAdded <= PROCESS_ADDED_P50_MS),
+      },
+      { metric: `process: invoke latency, one calculator call, warm spare (${PROCESS_TOOL} paced)`, value: `${p50p99(proc.tool.latency_ms)} (added ${added(proc.tool.latency_ms, bp)})`, baseline: basePostSeq },
+      {
+        metric: `process: invoke latency, back-to-back (${PROCESS_BACK_TO_BACK} sequential, spawn-limited)`,
+        value: `${p50p99(proc.backToBack.latency_ms)}; ${fmt(proc.backToBack.req_per_s, 1)} req/s`,
+        baseline: `${basePostSeq}; ${fmt(base.post.req_per_s, 0)} req/s`,
+      },
+      {
+        metric: `process: throughput (autocannon ${PROCESS_LOAD_SECONDS}s × ${PROCESS_CONNECTIONS} conn, pool_size ${PROCESS_POOL})`,
+        value: loadLine(proc.textLoad),
+        baseline: `POST /echo, same ${PROCESS_CONNECTIONS} conn: ${loadLine(base.postLoadProcess)}`,
+        target: `${PROCESS_DOC_REQ_PER_S.toLocaleString('en-US')}+ req/s (design documents)`,
+        verdict: verdict(proc.textLoad.req_per_s >= PROCESS_DOC_REQ_PER_S),
+      },
+      {
+        metric: `process: pool member start, fork → task module loaded (${READY_SAMPLES} starts)`,
+        value: `p50 ${fmtMs(ready.p50)} / max ${fmtMs(ready.max)}`,
+        baseline: `\`node -e 0\` spawn → exit p50 ${fmtMs(fork.node_e0_ms.p50)} / max ${fmtMs(fork.node_e0_ms.max)} (${FORKS} runs)`,
+        target: `10–${PROCESS_DOC_COLD_START_MS} ms cold start (design documents)`,
+        verdict: verdict(ready.p50 <= PROCESS_DOC_COLD_START_MS),
+      },
+      {
+        metric: '`spawn()` call alone: how long a fork blocks the server thread',
+        value: `p50 ${fmtMs(fork.spawn_call_ms.p50)} / max ${fmtMs(fork.spawn_call_ms.max)} at ${fmt(fork.rss_bytes / 2 ** 20, 0)} MB RSS`,
+        baseline: 'n/a',
+      },
+      {
+        metric: 'Event-loop delay of the server thread during the short-text autocannon run (p99 / max)',
+        value: MODES.map((m) => `${m} ${fmtMs(results[m]!.loop_delay_ms.p99)} / ${fmtMs(results[m]!.loop_delay_ms.max)}`).join('; '),
+        baseline: 'n/a',
+      },
+      {
+        metric: 'Server-side `execution_time_ms` (runAgent inside the isolation), short text',
+        value: MODES.map((m) => `${m} p50 ${fmtMs(results[m]!.execution_ms.p50)}`).join('; '),
+        baseline: 'n/a',
+      },
+    ];
+    const notes = [
+      `Zero-latency scripted provider (no \`latency_ms\`); one agent per mode and scenario (\`[execution] isolation\` per agent) on a context server with \`[execution] pool_size = ${PROCESS_POOL}\` (2 worker threads, 2 spare processes). Request body ${TEXT_BODY} (${Buffer.byteLength(TEXT_BODY)} bytes); the AgentResponse is ~${fmt(ctx.response_bytes, 0)} bytes of JSON, the echo ${Buffer.byteLength(TEXT_BODY)} bytes.`,
+      `"Added" = Caxton's invoke latency minus the hello-world's POST /echo latency (same body, same client, same run), at the same percentile. Hello-world GET in the same run: sequential ${p50p99(base.get.latency_ms)}; ${loadLine(base.getLoad)}.`,
+      `Process mode: "paced" requests wait until both spares are started (refill wait p50 ${fmtMs(proc.refill_ms.p50)}), so each request finds a warm process; "back-to-back" and autocannon requests do not, and are limited by how fast replacements start (one fork per request).`,
+      `Server, client and (for autocannon) one load-generator worker thread share ${cpus().length} cores; sequential latencies are client-observed (fetch/undici keep-alive). Caxton started in ${fmtMs(startMs)}; hello-world in ${fmtMs(base.start_ms)}.`,
+    ];
+    return {
+      rows,
+      notes,
+      raw: {
+        config: { sequential: SEQUENTIAL, warmup: WARMUP, load_seconds: LOAD_SECONDS, connections: CONNECTIONS, direct_calls: DIRECT_CALLS, process: { pool_size: PROCESS_POOL, warmup: PROCESS_WARMUP, paced: PROCESS_PACED, tool: PROCESS_TOOL, back_to_back: PROCESS_BACK_TO_BACK, load_seconds: PROCESS_LOAD_SECONDS, connections: PROCESS_CONNECTIONS }, script: SCRIPT },
+        baseline: base,
+        fork,
+        process_member_ready_ms: ready,
+        caxton: { start_ms: startMs, health, modes: results, direct },
+        targets: { context_added_p50_ms: CONTEXT_ADDED_P50_MS, context_req_per_s: CONTEXT_REQ_PER_S, process_added_p50_ms: PROCESS_ADDED_P50_MS, process_doc_req_per_s: PROCESS_DOC_REQ_PER_S, process_doc_cold_start_ms: PROCESS_DOC_COLD_START_MS },
+      },
+    };
+  } finally {
+    dir.remove();
+  }
+}
+
+export const executionSuite: Suite = {
+  name: 'execution',
+  description: 'invoke overhead and throughput per isolation mode (context, worker, process) with a zero-latency scripted provider',
+  run,
+};
