@@ -84,10 +84,3 @@ export type ServerConfig = z.output<typeof serverConfigSchema> & {
   /** Where the configuration came from, for `config show` and messages. */
   source: { file: string | null; env: string[]; flags: string[] };
 };
-
-/** Claude model aliases resolve to these unless `[llm.model_aliases]` says otherwise. */
-export const DEFAULT_MODEL_ALIASES: Record<string, { provider?: string; model: string }> = {
-  sonnet: { provider: 'anthropic', model: 'claude-sonnet-4-5' },
-  opus: { provider: 'anthropic', model: 'claude-opus-4-1' },
-  haiku: { provider: 'anthropic', model: 'claude-haiku-4-5' },
-};

@@ -1,6 +1,5 @@
 import type { ServerConfig } from '../config/index.js';
-import { DEFAULT_MODEL_ALIASES } from '../config/index.js';
-import { ProviderRegistry, type ProviderConfig, type ResolveDefaults } from '../llm/index.js';
+import { DEFAULT_MODEL_ALIASES, ProviderRegistry, type ProviderConfig, type ResolveDefaults } from '../llm/index.js';
 import { builtinTools } from '../tools/index.js';
 import type { ExecutionDeps } from './run-agent.js';
 
