@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { LlmError, type ChatMessage, type ChatRequest, type ChatResponse, type ModelAttempt, type ProviderRegistry, type ResolveDefaults, type ToolCall, type Usage } from '../llm/index.js';
+import { chatWithFallbacks, type ChatMessage, type ChatRequest, type ChatResponse, type ProviderRegistry, type ResolveDefaults, type ToolCall, type Usage } from '../llm/index.js';
 import { CaxtonError } from '../shared/errors.js';
 import type { ToolRegistry } from '../tools/index.js';
 import { renderTemplate } from './prompt.js';
@@ -9,33 +9,6 @@ export interface ExecutionDeps {
   providers: ProviderRegistry;
   tools: ToolRegistry;
   llmDefaults: ResolveDefaults;
-}
-
-/** One model call, streamed or not, trying explicit fallbacks in order before any output. */
-async function callModel(deps: ExecutionDeps, attempts: readonly ModelAttempt[], req: Omit<ChatRequest, 'model'>, stream: boolean, emit: (e: ExecutionEvent) => void): Promise<ChatResponse> {
-  const failures: LlmError[] = [];
-  for (const a of attempts) {
-    const provider = deps.providers.get(a.provider);
-    let emitted = false;
-    try {
-      if (!stream) return await provider.chat({ ...req, model: a.model });
-      for await (const ev of provider.stream({ ...req, model: a.model })) {
-        if (ev.type === 'text_delta') {
-          emitted = true;
-          emit({ type: 'token', text: ev.text });
-        } else if (ev.type === 'done') return ev.response;
-      }
-      throw new LlmError({ provider: a.provider, model: a.model, kind: 'malformed_response', message: 'the stream ended without a final response' });
-    } catch (e) {
-      if (!(e instanceof LlmError) || e.kind === 'cancelled' || req.signal?.aborted || emitted) throw e;
-      failures.push(e);
-    }
-  }
-  const last = failures[failures.length - 1]!;
-  if (failures.length > 1) {
-    throw new LlmError({ provider: last.provider, model: last.model, kind: last.kind, message: `${last.reason} (all ${failures.length} providers failed: ${failures.map((f) => `${f.provider}/${f.model}: ${f.kind}`).join(', ')})`, ...(last.httpStatus !== undefined && { httpStatus: last.httpStatus }) });
-  }
-  throw last;
 }
 
 function addUsage(a: Usage, b: Usage): Usage {
@@ -77,7 +50,7 @@ export async function runAgent(job: ExecutionJob, deps: ExecutionDeps, opts: { s
   for (; turns < def.limits.max_turns; ) {
     if (opts.signal.aborted) throw opts.signal.reason instanceof CaxtonError ? opts.signal.reason : new CaxtonError('cancelled', 'the execution was cancelled');
     turns++;
-    last = await callModel(deps, attempts, { ...base, messages }, job.stream, emit);
+    last = await chatWithFallbacks(deps.providers, attempts, { ...base, messages }, job.stream ? (text) => emit({ type: 'token', text }) : undefined);
     usage = addUsage(usage, last.usage);
     messages.push({ role: 'assistant', content: last.content, ...(last.tool_calls.length > 0 && { tool_calls: last.tool_calls }) });
     if (last.tool_calls.length === 0) break;

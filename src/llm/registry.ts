@@ -108,19 +108,33 @@ export class ProviderRegistry {
   }
 }
 
+/** One call to a provider; with `onText` it streams, passing text deltas on as they arrive. */
+async function callOnce(provider: LlmProvider, req: ChatRequest, onText: ((text: string) => void) | undefined, streamed: { any: boolean }): Promise<ChatResponse> {
+  if (!onText) return provider.chat(req);
+  for await (const ev of provider.stream(req)) {
+    if (ev.type === 'text_delta') {
+      streamed.any = true;
+      onText(ev.text);
+    } else if (ev.type === 'done') return ev.response;
+  }
+  throw new LlmError({ provider: provider.name, model: req.model, kind: 'malformed_response', message: 'the stream ended without a final response' });
+}
+
 /**
  * Tries each attempt in order, moving on only when a provider fails with an LlmError (never on
- * cancellation, never on other errors). When all fail, throws the last error with the earlier
- * failures in `details.attempts`.
+ * cancellation, never on other errors, never once streamed text has reached the caller). When all
+ * fail, throws the last error with the earlier failures in `details.attempts`. With `onText` the
+ * calls stream.
  */
-export async function chatWithFallbacks(registry: ProviderRegistry, attempts: readonly ModelAttempt[], req: Omit<ChatRequest, 'model'>): Promise<ChatResponse> {
+export async function chatWithFallbacks(registry: ProviderRegistry, attempts: readonly ModelAttempt[], req: Omit<ChatRequest, 'model'>, onText?: (text: string) => void): Promise<ChatResponse> {
   if (attempts.length === 0) throw new CaxtonError('invalid_request', 'no LLM provider to call');
   const failures: LlmError[] = [];
   for (const a of attempts) {
+    const streamed = { any: false };
     try {
-      return await registry.get(a.provider).chat({ ...req, model: a.model });
+      return await callOnce(registry.get(a.provider), { ...req, model: a.model }, onText, streamed);
     } catch (e) {
-      if (!(e instanceof LlmError) || e.kind === 'cancelled' || req.signal?.aborted) throw e;
+      if (!(e instanceof LlmError) || e.kind === 'cancelled' || req.signal?.aborted || streamed.any) throw e;
       failures.push(e);
     }
   }
