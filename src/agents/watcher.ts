@@ -1,4 +1,4 @@
-import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { watch, type FSWatcher } from 'chokidar';
 import type { AgentService, FileStatus } from './service.js';
@@ -92,13 +92,7 @@ export class AgentDirectoryWatcher {
   }
 
   #rescanRemoved(): void {
-    for (const s of this.#service.fileStatuses()) {
-      try {
-        readFileSync(s.path, { flag: 'r' });
-      } catch {
-        this.#schedule(s.path, true);
-      }
-    }
+    for (const s of this.#service.fileStatuses()) if (!existsSync(s.path)) this.#schedule(s.path, true);
   }
 
   #apply(path: string): FileStatus | undefined {
