@@ -82,9 +82,7 @@ export async function openAiRoutes(app: FastifyInstance, opts: { executor: Execu
         usage: usage(res),
       };
     }
-    // Fail before opening the stream (unknown agent, oversized request), so the client gets the status.
-    if (!registry.get(body.model)) throw new CaxtonError('agent_not_found', `no agent named "${body.model}" is deployed (the model name is the agent name; GET /v1/models lists them)`, { model: body.model });
-    executor.check(body.model, invoke);
+    executor.check(body.model, invoke); // fails before the stream opens (unknown agent, oversized request), keeping the HTTP status
     const sse = openSse(req, reply);
     const chunk = (delta: Record<string, unknown>, finish: string | null, extra: Record<string, unknown> = {}) =>
       sse.send(undefined, { id, object: 'chat.completion.chunk', created, model: body.model, choices: [{ index: 0, delta, finish_reason: finish, logprobs: null }], ...extra });
