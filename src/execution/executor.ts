@@ -4,9 +4,11 @@ import { fileURLToPath } from 'node:url';
 import type { AgentDefinition, AgentRegistry, IsolationMode } from '../agents/index.js';
 import type { ServerConfig } from '../config/index.js';
 import { CaxtonError } from '../shared/errors.js';
+import { ToolRegistry, type Tool, type ToolResult } from '../tools/index.js';
 import { buildDeps, llmSetup, type LlmSetup } from './deps.js';
+import { executionTools, HOST_TOOL_METHOD, parseHostToolCall } from './host-tools.js';
 import { createIsolation, type Isolation } from './isolation/index.js';
-import { runAgent, type ExecutionDeps } from './run-agent.js';
+import { runAgent, toolContext, type ExecutionDeps } from './run-agent.js';
 import type { TaskPayload } from './task.js';
 import type { AgentResponse, ExecutionEvent, ExecutionJob, InvokeRequest } from './types.js';
 
@@ -15,6 +17,11 @@ export interface InvokeOptions {
   signal?: AbortSignal;
   stream?: boolean;
   onEvent?: (e: ExecutionEvent) => void;
+}
+
+export interface ExecutorOptions {
+  /** The registry behind `Executor.hostTools` (default: a new, empty one). */
+  hostTools?: ToolRegistry;
 }
 
 /** How much later than the agent's deadline the isolation pool's own deadline fires (a backstop). */
@@ -61,17 +68,32 @@ function deadlineSignal(timeoutMs: number, outer: AbortSignal | undefined): { si
  * execution (deadline, allowed tools, prompts) and runs it in the agent's isolation mode.
  */
 export class Executor {
+  /**
+   * Tools that run in this (the server) process whatever the agent's isolation mode, because they
+   * use its state (messaging, memory, tool servers). Register and unregister them at any time;
+   * an execution offers the model the built-ins and the host tools its agent's `tools` allows,
+   * as they are when it starts. The built-in tools' names are reserved: registering a host tool
+   * under one throws 'conflict'. From a worker or process, a call reaches the server through the
+   * isolation's host calls (see host-tools.ts).
+   */
+  readonly hostTools: ToolRegistry;
   readonly #registry: AgentRegistry;
   readonly #config: ServerConfig;
   readonly #setup: LlmSetup;
   readonly #deps: ExecutionDeps;
   readonly #pools = new Map<IsolationMode, Isolation>();
 
-  constructor(config: ServerConfig, registry: AgentRegistry) {
+  /** Throws 'conflict' when `opts.hostTools` already holds a tool with a built-in tool's name. */
+  constructor(config: ServerConfig, registry: AgentRegistry, opts: ExecutorOptions = {}) {
     this.#config = config;
     this.#registry = registry;
     this.#setup = llmSetup(config);
     this.#deps = buildDeps(this.#setup);
+    this.hostTools = opts.hostTools ?? new ToolRegistry();
+    this.hostTools.reserve(
+      this.#deps.tools.list().map((t) => t.name),
+      'built-in tool',
+    );
   }
 
   get deps(): ExecutionDeps {
@@ -117,6 +139,12 @@ export class Executor {
     if (req.capability !== undefined && !def.capabilities.includes(req.capability as never)) {
       throw new CaxtonError('invalid_request', `agent "${def.name}" does not provide capability "${req.capability}"; it provides ${def.capabilities.join(', ')}`, { field: 'capability' });
     }
+    if (req.chain !== undefined && !(Array.isArray(req.chain) && req.chain.every((a) => typeof a === 'string'))) {
+      throw new CaxtonError('invalid_request', '"chain" must be an array of agent names', { field: 'chain' });
+    }
+    if (req.traceparent !== undefined && typeof req.traceparent !== 'string') {
+      throw new CaxtonError('invalid_request', '"traceparent" must be a string', { field: 'traceparent' });
+    }
     if (!def.llm.provider && !this.#setup.defaults.provider) {
       throw new CaxtonError('invalid_config', `agent "${def.name}" names no LLM provider and the server has no default: set [llm] default_provider in caxton.toml or llm.provider in the agent`);
     }
@@ -127,7 +155,17 @@ export class Executor {
     const def = this.check(name, req);
     const isolation = def.execution.isolation ?? this.#config.execution.isolation;
     const timeoutMs = def.limits.timeout_ms;
-    const job: ExecutionJob = { execution_id: `exec_${randomUUID()}`, definition: def, request: req, deadline: Date.now() + timeoutMs, stream: opts.stream === true, isolation };
+    // The host tools the agent may call, fixed for this execution.
+    const hostSpecs = this.hostTools.specsFor(def.tools as string[]);
+    const job: ExecutionJob = {
+      execution_id: `exec_${randomUUID()}`,
+      definition: def,
+      request: req,
+      deadline: Date.now() + timeoutMs,
+      stream: opts.stream === true,
+      isolation,
+      host_tools: hostSpecs,
+    };
     // Built only when needed: an Error captures a stack trace, which costs more than a fast execution.
     const timeoutError = () => new CaxtonError('timeout', `agent "${def.name}" did not finish within ${timeoutMs} ms (limits.timeout)`, { timeout_ms: timeoutMs });
 
@@ -138,8 +176,11 @@ export class Executor {
     const { signal } = deadline;
     try {
       if (isolation === 'context') {
+        const host = hostSpecs.map((s) => this.hostTools.get(s.name)).filter((t): t is Tool => t !== undefined);
+        const tools = executionTools(this.#deps.tools, host);
+        const deps = tools === this.#deps.tools ? this.#deps : { ...this.#deps, tools };
         try {
-          return await runAgent(job, this.#deps, { signal, ...(opts.onEvent && { emit: opts.onEvent }) });
+          return await runAgent(job, deps, { signal, ...(opts.onEvent && { emit: opts.onEvent }) });
         } catch (e) {
           if (deadline.timedOut()) throw timeoutError();
           if (opts.signal?.aborted) throw new CaxtonError('cancelled', 'the client went away; the execution was cancelled');
@@ -152,6 +193,7 @@ export class Executor {
           timeoutMs: timeoutMs + POOL_DEADLINE_SLACK_MS,
           signal,
           ...(opts.onEvent && { onEvent: (e: unknown) => opts.onEvent!(e as ExecutionEvent) }),
+          onCall: (method, args) => this.#hostCall(job, signal, method, args),
         })) as AgentResponse;
       } catch (e) {
         if (deadline.timedOut()) throw timeoutError();
@@ -160,6 +202,16 @@ export class Executor {
     } finally {
       deadline.dispose();
     }
+  }
+
+  /**
+   * A host call from the task of a `worker`/`process` execution: runs a host tool with the
+   * allowlist, deadline and signal of the execution as known here (never as the task says).
+   */
+  async #hostCall(job: ExecutionJob, signal: AbortSignal, method: string, args: unknown): Promise<ToolResult> {
+    if (method !== HOST_TOOL_METHOD) throw new CaxtonError('not_supported', `the execution task called the unknown host method "${method}"`, { method });
+    const call = parseHostToolCall(args);
+    return this.hostTools.invoke(job.definition.tools as string[], call.name, call.args, toolContext(job, signal));
   }
 
   async close(): Promise<void> {

@@ -1,14 +1,29 @@
 import { randomUUID } from 'node:crypto';
 import { chatWithFallbacks, type ChatMessage, type ChatRequest, type ChatResponse, type ProviderRegistry, type ResolveDefaults, type ToolCall, type Usage } from '../llm/index.js';
 import { CaxtonError } from '../shared/errors.js';
-import type { ToolRegistry } from '../tools/index.js';
+import type { ToolContext, ToolRegistry } from '../tools/index.js';
 import { renderTemplate } from './prompt.js';
 import type { AgentResponse, ExecutionEvent, ExecutionJob, ToolCallRecord } from './types.js';
 
 export interface ExecutionDeps {
   providers: ProviderRegistry;
+  /** Every tool the execution can reach (built-ins, plus host tools: see host-tools.ts); the agent's allowlist filters them. */
   tools: ToolRegistry;
   llmDefaults: ResolveDefaults;
+}
+
+/** What a tool learns about the execution calling it (the same for every call of one execution). */
+export function toolContext(job: ExecutionJob, signal: AbortSignal): ToolContext {
+  const req = job.request;
+  return {
+    agent: job.definition.name,
+    execution_id: job.execution_id,
+    ...(req.conversation_id !== undefined && { conversation_id: req.conversation_id }),
+    ...(req.chain !== undefined && { chain: [...req.chain] }),
+    ...(req.traceparent !== undefined && { traceparent: req.traceparent }),
+    deadline: job.deadline,
+    signal,
+  };
 }
 
 function addUsage(a: Usage, b: Usage): Usage {
@@ -57,13 +72,7 @@ export async function runAgent(job: ExecutionJob, deps: ExecutionDeps, opts: { s
     for (const call of last.tool_calls as ToolCall[]) {
       emit({ type: 'tool_call', call, turn: turns });
       const t0 = performance.now();
-      const result = await deps.tools.invoke(allowed, call.name, call.arguments, {
-        agent: def.name,
-        execution_id: job.execution_id,
-        ...(job.request.conversation_id !== undefined && { conversation_id: job.request.conversation_id }),
-        deadline: job.deadline,
-        signal: opts.signal,
-      });
+      const result = await deps.tools.invoke(allowed, call.name, call.arguments, toolContext(job, opts.signal));
       const duration_ms = Math.round((performance.now() - t0) * 1000) / 1000;
       const is_error = result.is_error === true;
       records.push({ ...call, result: result.content, is_error, duration_ms });

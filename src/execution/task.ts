@@ -1,10 +1,12 @@
 /**
  * The task module run by `worker` and `process` isolation (see isolation/index.ts): one agent
  * execution per call. Provider clients and tools are built per setup; a worker thread caches them
- * between jobs (they hold no per-request state), a process runs exactly one job.
+ * between jobs (they hold no per-request state), a process runs exactly one job. Host tools
+ * (job.host_tools) are proxies built per job that run the tool in the server (host-tools.ts).
  */
 import type { TaskContext } from './isolation/index.js';
 import { buildDeps, type LlmSetup } from './deps.js';
+import { executionTools, hostToolProxy } from './host-tools.js';
 import { runAgent, type ExecutionDeps } from './run-agent.js';
 import type { ExecutionEvent, ExecutionJob } from './types.js';
 
@@ -19,5 +21,9 @@ export async function run(payload: unknown, ctx: TaskContext): Promise<unknown> 
   const { job, setup } = payload as TaskPayload;
   const key = JSON.stringify(setup);
   if (cached?.key !== key) cached = { key, deps: buildDeps(setup) };
-  return runAgent(job, cached.deps, { signal: ctx.signal, emit: (e: ExecutionEvent) => ctx.emit(e) });
+  const { deps } = cached;
+  // Host tools run in the server: each is a proxy here that asks the server through ctx.call.
+  const host = (job.host_tools ?? []).map((spec) => hostToolProxy(spec, (method, args) => ctx.call(method, args)));
+  const tools = executionTools(deps.tools, host);
+  return runAgent(job, tools === deps.tools ? deps : { ...deps, tools }, { signal: ctx.signal, emit: (e: ExecutionEvent) => ctx.emit(e) });
 }

@@ -1,5 +1,5 @@
 import type { AgentDefinition } from '../agents/definition.js';
-import type { ToolCall, Usage } from '../llm/types.js';
+import type { ToolCall, ToolSpec, Usage } from '../llm/types.js';
 
 /** POST /api/v1/agents/{name}/invoke body. */
 export interface InvokeRequest {
@@ -11,6 +11,10 @@ export interface InvokeRequest {
   capability?: string;
   /** Earlier turns (OpenAI-compatible endpoint): rendered before the request. */
   history?: { role: 'user' | 'assistant'; content: string }[];
+  /** The agents whose executions led to this request, oldest first; copied into every ToolContext. */
+  chain?: string[];
+  /** W3C trace context to continue; copied into every ToolContext. */
+  traceparent?: string;
 }
 
 export interface ToolCallRecord extends ToolCall {
@@ -52,4 +56,9 @@ export interface ExecutionJob {
   deadline: number;
   stream: boolean;
   isolation: 'context' | 'worker' | 'process';
+  /**
+   * The host tools (Executor.hostTools) this agent may call, as specs: they run in the server
+   * process, reached from a worker/process through the isolation's host calls. Absent: none.
+   */
+  host_tools?: ToolSpec[];
 }

@@ -16,10 +16,25 @@ function allows(allowed: readonly string[], name: string): boolean {
  */
 export class ToolRegistry {
   readonly #tools = new Map<string, Tool>();
+  /** Names `register` refuses, with what holds them. */
+  readonly #reserved = new Map<string, string>();
 
   register(tool: Tool): void {
+    const holder = this.#reserved.get(tool.name);
+    if (holder !== undefined) throw new CaxtonError('conflict', `"${tool.name}" is the name of a ${holder} and cannot be registered here`, { name: tool.name });
     if (this.#tools.has(tool.name)) throw new CaxtonError('conflict', `a tool named "${tool.name}" is already registered`);
     this.#tools.set(tool.name, tool);
+  }
+
+  /**
+   * Keeps `names` free from now on: `register` refuses them ('conflict'). Throws 'conflict' if one
+   * is registered already. `holder` names what owns them, for the message ("built-in tool").
+   */
+  reserve(names: Iterable<string>, holder: string): void {
+    const list = [...names];
+    const taken = list.filter((n) => this.#tools.has(n));
+    if (taken.length > 0) throw new CaxtonError('conflict', `${taken.map((n) => `"${n}"`).join(', ')} cannot be registered here: reserved for a ${holder}`, { names: taken });
+    for (const n of list) this.#reserved.set(n, holder);
   }
 
   unregister(name: string): boolean {

@@ -5,6 +5,13 @@ export interface ToolContext {
   agent: string;
   execution_id: string;
   conversation_id?: string;
+  /**
+   * The agents whose executions led to this one, oldest first (not including `agent`); the
+   * messaging layer uses it to detect loops. Absent for a request that came from outside.
+   */
+  chain?: string[];
+  /** W3C trace context of the request (`traceparent` header value), to continue its trace. */
+  traceparent?: string;
   /** Absolute time (ms since epoch) by which the call must finish. */
   deadline: number;
   signal: AbortSignal;

@@ -1,6 +1,18 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createIsolation, type Isolation, type IsolationMode, type IsolationOptions } from '../../src/execution/isolation/index.js';
+import { createIsolation, type Isolation, type IsolationMode, type IsolationOptions, type RunOptions } from '../../src/execution/isolation/index.js';
+import { CaxtonError } from '../../src/shared/errors.js';
 import { ensureBuilt, eventually, expectCaxtonError, fixture, OK_TIMEOUT, TASKS } from './helpers.js';
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** How a task module saw an error (see `describe` in tasks.mjs). */
+interface SeenError {
+  isError: boolean;
+  name: string;
+  message: string;
+  code?: string;
+  details?: unknown;
+}
 
 /** Behaviour every mode shares: results, events, task errors, cancellation. */
 export function commonSuite(mode: IsolationMode, options: Partial<IsolationOptions> = {}): void {
@@ -69,6 +81,150 @@ export function commonSuite(mode: IsolationMode, options: Partial<IsolationOptio
       expect(s.failed).toBeGreaterThanOrEqual(4);
     });
   });
+
+  hostCallSuite(mode, options);
+}
+
+/** The task asks the parent (`ctx.call` → `RunOptions.onCall`); the same cases in every mode. */
+function hostCallSuite(mode: IsolationMode, options: Partial<IsolationOptions>): void {
+  describe(`${mode} isolation: host calls`, () => {
+    let iso: Isolation;
+    beforeAll(async () => {
+      await ensureBuilt();
+      iso = createIsolation(mode, { taskModule: TASKS, poolSize: 2, ...options });
+      await iso.warm();
+    }, 120_000);
+    afterAll(() => iso?.close());
+
+    const echoWorks = async (v: unknown): Promise<void> => {
+      await expect(iso.run({ op: 'echo', v }, { timeoutMs: OK_TIMEOUT })).resolves.toEqual({ op: 'echo', v });
+    };
+
+    it('answers a call from the task with the value the host returned', async () => {
+      const seen: [string, unknown][] = [];
+      const onCall = async (method: string, args: unknown): Promise<unknown> => {
+        seen.push([method, args]);
+        return { answer: 42, echoed: args, when: new Date(0) };
+      };
+      const args = { key: 'k1', list: [1, 2, 3], nested: { ok: true } };
+      await expect(iso.run({ op: 'call', method: 'lookup', args }, { timeoutMs: OK_TIMEOUT, onCall })).resolves.toEqual({ answer: 42, echoed: args, when: new Date(0) });
+      expect(seen).toEqual([['lookup', args]]);
+    });
+
+    it('gives the task the error the host threw, with its code and details', async () => {
+      const onCall = async (): Promise<unknown> => {
+        throw new CaxtonError('tool_not_allowed', 'no such luck', { tool: 'x' });
+      };
+      const { error } = (await iso.run({ op: 'call-catch', method: 'm', args: null }, { timeoutMs: OK_TIMEOUT, onCall })) as { error: SeenError };
+      expect(error).toEqual({ isError: true, name: 'CaxtonError', message: 'no such luck', code: 'tool_not_allowed', details: { tool: 'x' } });
+      // Rethrown by the task, it fails the job with the same code and details.
+      const e = await expectCaxtonError(iso.run({ op: 'call', method: 'm' }, { timeoutMs: OK_TIMEOUT, onCall }), 'tool_not_allowed', /^no such luck$/);
+      expect(e.details).toEqual({ tool: 'x' });
+      // A handler that throws synchronously instead of rejecting.
+      const throwsSync = ((): never => {
+        throw new Error('sync boom');
+      }) as unknown as RunOptions['onCall'];
+      await expectCaxtonError(iso.run({ op: 'call', method: 'm' }, { timeoutMs: OK_TIMEOUT, onCall: throwsSync }), 'internal', /^sync boom$/);
+      await echoWorks('after errors');
+    });
+
+    it('runs concurrent calls of one task side by side and answers each on its own', async () => {
+      const n = 10;
+      const parked: (() => void)[] = [];
+      // Answers only once all n calls are in flight at the same time, in reverse order: calls
+      // handled one after the other would never get there (and the job would time out).
+      const onCall = (method: string, args: unknown): Promise<unknown> =>
+        new Promise((resolve, reject) => {
+          const i = args as number;
+          parked.push(() => (i % 3 === 2 ? reject(new CaxtonError('not_found', `no ${method} for ${i}`, { i })) : resolve(i * 2)));
+          if (parked.length === n) for (const answer of parked.reverse()) answer();
+        });
+      const results = (await iso.run({ op: 'call-many', method: 'double', count: n }, { timeoutMs: OK_TIMEOUT, onCall })) as ({ value: number } | { error: SeenError })[];
+      expect(results).toHaveLength(n);
+      results.forEach((r, i) => {
+        if (i % 3 === 2) expect(r).toEqual({ error: expect.objectContaining({ code: 'not_found', message: `no double for ${i}`, details: { i } }) });
+        else expect(r).toEqual({ value: i * 2 });
+      });
+    });
+
+    it('rejects calls with not_supported when the job has no onCall', async () => {
+      const { error } = (await iso.run({ op: 'call-catch', method: 'anything', args: 1 }, { timeoutMs: OK_TIMEOUT })) as { error: SeenError };
+      expect(error).toMatchObject({ isError: true, code: 'not_supported', details: { method: 'anything' } });
+      expect(error.message).toMatch(/host method "anything".*without a host call handler \(RunOptions\.onCall\)/);
+      await expectCaxtonError(iso.run({ op: 'call', method: 'anything' }, { timeoutMs: OK_TIMEOUT }), 'not_supported', /"anything"/);
+    });
+
+    it('drops the answer of a call in flight when its job is cancelled or times out, then runs the next job', async () => {
+      for (const outcome of ['value', 'error'] as const) {
+        const ac = new AbortController();
+        let answered!: () => void;
+        const done = new Promise<void>((r) => (answered = r));
+        const onCall = async (): Promise<unknown> => {
+          ac.abort();
+          await sleep(50);
+          answered();
+          if (outcome === 'error') throw new CaxtonError('tool_error', 'late failure');
+          return 'late value';
+        };
+        await expectCaxtonError(iso.run({ op: 'call', method: 'slow' }, { timeoutMs: OK_TIMEOUT, signal: ac.signal, onCall }), 'cancelled');
+        await done;
+        await sleep(20); // the late answer goes nowhere
+        await echoWorks(`after cancelled call (${outcome})`);
+      }
+      // Timeout: the handler is still running when the job's deadline passes.
+      let finished = false;
+      const slow = async (): Promise<unknown> => {
+        await sleep(600);
+        finished = true;
+        return 'too late';
+      };
+      await expectCaxtonError(iso.run({ op: 'call', method: 'slow' }, { timeoutMs: 200, onCall: slow }), 'timeout');
+      await eventually(() => finished);
+      await echoWorks('after timed-out call');
+    });
+
+    it('ignores the answer to a call the task left behind when it returned', async () => {
+      let finished = false;
+      const onCall = async (): Promise<unknown> => {
+        await sleep(100);
+        finished = true;
+        return 'for nobody';
+      };
+      await expect(iso.run({ op: 'call-and-return', method: 'slow' }, { timeoutMs: OK_TIMEOUT, onCall })).resolves.toEqual({ returned: true });
+      await eventually(() => finished);
+      await sleep(20);
+      // The next jobs (on the same worker, in worker mode) get their own answers only.
+      for (let i = 0; i < 3; i++) {
+        await expect(iso.run({ op: 'call', method: 'next', args: i }, { timeoutMs: OK_TIMEOUT, onCall: async (_m, a) => ({ got: a }) })).resolves.toEqual({ got: i });
+      }
+    });
+
+    it('never reaches the host with a call made after the job was cancelled', async () => {
+      const late = globalThis as { __caxtonLateCall?: unknown };
+      delete late.__caxtonLateCall;
+      const ac = new AbortController();
+      let calls = 0;
+      const job = iso.run({ op: 'wait-then-call', waitMs: 100 }, {
+        timeoutMs: OK_TIMEOUT,
+        signal: ac.signal,
+        onEvent: () => ac.abort(),
+        onCall: async () => {
+          calls++;
+          return 'must not happen';
+        },
+      });
+      await expectCaxtonError(job, 'cancelled');
+      if (mode === 'context') {
+        // The task keeps running in this process: its call is refused with the job's abort reason.
+        await eventually(() => late.__caxtonLateCall !== undefined);
+        expect(late.__caxtonLateCall).toMatchObject({ error: { code: 'cancelled' } });
+      } else {
+        await sleep(300); // the thread/process was killed: it never gets to call
+      }
+      expect(calls).toBe(0);
+      await echoWorks('after a late call');
+    });
+  });
 }
 
 /** Behaviour of the pooled modes: hangs, crashes and runaway memory fail only their job. */
@@ -103,6 +259,19 @@ export function pooledSuite(mode: 'worker' | 'process'): void {
     it('fails a job whose task throws an uncaught exception, then runs the next job', async () => {
       await expectCaxtonError(iso.run({ op: 'uncaught' }, { timeoutMs: OK_TIMEOUT }), 'isolation_failure', new RegExp(`${executor} crashed during the request: .*uncaught in a timer`));
       await echoWorks(3);
+    });
+
+    it('rejects a host call whose arguments cannot be cloned, in the task', async () => {
+      let calls = 0;
+      const result = await iso.run({ op: 'call-uncloneable' }, { timeoutMs: OK_TIMEOUT, onCall: async () => ++calls });
+      expect(result).toMatchObject({ error: { isError: true, code: 'invalid_request', message: expect.stringMatching(/arguments of host call "m" cannot be sent/) } });
+      expect(calls).toBe(0);
+    });
+
+    it('turns a host answer that cannot be cloned into an error for the task', async () => {
+      const result = await iso.run({ op: 'call-catch', method: 'fn' }, { timeoutMs: OK_TIMEOUT, onCall: async () => () => 1 });
+      expect(result).toMatchObject({ error: { isError: true, code: 'internal', message: expect.stringMatching(new RegExp(`answer to host call "fn" cannot be sent to the ${executor}`)) } });
+      await echoWorks(6);
     });
 
     it('rejects a payload that cannot be cloned, then runs the next job', async () => {

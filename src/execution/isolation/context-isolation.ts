@@ -1,14 +1,15 @@
 import { CaxtonError, describeError } from '../../shared/errors.js';
-import { startJobControl, raceAbort } from './job-control.js';
+import { hostCaller, raceAbort, startJobControl } from './job-control.js';
 import { loadTask } from './load-task.js';
 import { taskErrorFromLocal } from './task-error.js';
-import type { Isolation, IsolationStats, RunOptions, TaskFunction } from './types.js';
+import type { Isolation, IsolationStats, RunOptions, TaskContext, TaskFunction } from './types.js';
 
 /**
  * `context` mode: the task module is imported once into this process and `run` is called
  * directly. No protection against crashes, hangs or memory: a timeout or cancellation aborts
  * `ctx.signal` and fails the job, but a task that ignores the signal keeps running.
- * Payloads, results and events are passed by reference (not cloned).
+ * Payloads, results, events and host calls (`ctx.call`, answered by `RunOptions.onCall`) are
+ * passed by reference (not cloned).
  */
 export class ContextIsolation implements Isolation {
   readonly mode = 'context' as const;
@@ -47,7 +48,8 @@ export class ContextIsolation implements Isolation {
     try {
       const run = await raceAbort(this.#load(), control.signal);
       control.phase = 'running';
-      const ctx = {
+      const hostCall = hostCaller(opts, control.signal);
+      const ctx: TaskContext = {
         signal: control.signal,
         emit: (event: unknown): void => {
           if (settled || control.signal.aborted) return;
@@ -56,6 +58,15 @@ export class ContextIsolation implements Isolation {
           } catch (e) {
             control.fail(new CaxtonError('internal', `the onEvent callback threw: ${describeError(e)}`, undefined, { cause: e }));
           }
+        },
+        call: (method: string, args: unknown): Promise<unknown> => {
+          if (typeof method !== 'string' || method === '') {
+            return Promise.reject(new CaxtonError('invalid_request', `ctx.call: the method must be a non-empty string, got ${typeof method}`));
+          }
+          if (settled && !control.signal.aborted) {
+            return Promise.reject(new CaxtonError('invalid_request', `host call "${method}" was made after its job had ended`));
+          }
+          return hostCall(method, args);
         },
       };
       const work = (async () => run(payload, ctx))();

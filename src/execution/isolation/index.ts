@@ -3,9 +3,11 @@
  * (`worker`) or in a pre-started, single-use OS process (`process`).
  *
  * A task module is an ES module exporting `async function run(payload, ctx)`; `ctx.emit(event)`
- * streams progress events to the caller and `ctx.signal` is aborted on cancellation (only
- * observable in `context` mode, the other modes kill the thread/process). Payloads, results and
- * events must be structured-clone serializable for `worker` and `process`.
+ * streams progress events to the caller, `ctx.call(method, args)` asks the caller to do something
+ * (answered by `RunOptions.onCall` in the caller's thread; 'not_supported' without one) and
+ * `ctx.signal` is aborted on cancellation (only observable in `context` mode, the other modes kill
+ * the thread/process). Payloads, results, events and host call arguments/answers must be
+ * structured-clone serializable for `worker` and `process`.
  *
  * Errors (all CaxtonError):
  *  - the task threw: its message verbatim; its code if it is a Caxton code, else 'internal';

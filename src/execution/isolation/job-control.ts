@@ -1,4 +1,6 @@
 import { CaxtonError, describeError } from '../../shared/errors.js';
+import type { JobHooks } from './pool-member.js';
+import { toWireError, type ChildMessage, type ParentMessage } from './protocol.js';
 import type { RunOptions } from './types.js';
 
 /**
@@ -70,4 +72,63 @@ export function raceAbort<T>(work: Promise<T>, signal: AbortSignal): Promise<T> 
       },
     );
   });
+}
+
+/**
+ * The parent side of `ctx.call` for one job: `RunOptions.onCall`, refused once the job was aborted
+ * and with 'not_supported' when there is none. Always returns a promise (never throws).
+ */
+export function hostCaller(opts: RunOptions, signal: AbortSignal): (method: string, args: unknown) => Promise<unknown> {
+  const { onCall } = opts;
+  return (method, args) => {
+    if (signal.aborted) return Promise.reject(signal.reason as Error);
+    if (!onCall) {
+      return Promise.reject(
+        new CaxtonError('not_supported', `the task called the host method "${method}", but its job was started without a host call handler (RunOptions.onCall)`, { method }),
+      );
+    }
+    try {
+      return Promise.resolve(onCall(method, args));
+    } catch (e) {
+      return Promise.reject(e as Error);
+    }
+  };
+}
+
+/**
+ * Runs a host call a worker thread / child process sent for its job and sends the answer back
+ * with `send`, unless `current()` says by then that the job is over: then the answer is dropped
+ * (the thread or process may be gone or running another job). Never throws, never rejects.
+ */
+export function answerHostCall(
+  call: Extract<ChildMessage, { type: 'call' }>,
+  hooks: JobHooks,
+  current: () => boolean,
+  send: (message: ParentMessage) => void,
+  where: string,
+): void {
+  const { callId, method } = call;
+  if (typeof callId !== 'number') return; // malformed: nothing to answer to
+  const work =
+    typeof method === 'string'
+      ? hooks.onCall(method, call.args)
+      : Promise.reject(new CaxtonError('invalid_request', `a host call needs a method name, got ${typeof method}`));
+  const reply = (message: ParentMessage): void => {
+    if (!current()) return;
+    try {
+      send(message);
+    } catch (e) {
+      // The answer cannot be cloned: the task gets that error instead.
+      const error = new CaxtonError('internal', `the answer to host call "${String(method)}" cannot be sent to the ${where}: ${describeError(e)}`, { method });
+      try {
+        send({ type: 'call-error', callId, error: toWireError(error) });
+      } catch {
+        // the channel is gone
+      }
+    }
+  };
+  void work.then(
+    (value) => reply({ type: 'call-result', callId, value }),
+    (e: unknown) => reply({ type: 'call-error', callId, error: toWireError(e) }),
+  );
 }

@@ -9,6 +9,13 @@ export type MemberFate =
   | 'killed' // terminated by the runner (timeout, cancellation, close)
   | 'crashed'; // died on its own (exit, crash, out of memory, killed from outside)
 
+/** The parent's side of one job: where its events go and who answers its host calls. */
+export interface JobHooks {
+  onEvent(event: unknown): void;
+  /** Answers `ctx.call`; always returns a promise (see hostCaller in job-control.ts). */
+  onCall(method: string, args: unknown): Promise<unknown>;
+}
+
 export interface PoolMember {
   /** Resolves once the task module is loaded; rejects (CaxtonError) if the member fails to start. */
   readonly ready: Promise<void>;
@@ -18,9 +25,10 @@ export interface PoolMember {
   /**
    * Runs one job. Rejects with the task's error (member stays usable), with a crash error
    * ('isolation_failure', member gone) or, when `signal` aborts, with `signal.reason` after
-   * killing the member.
+   * killing the member. Host calls of the job are answered through `hooks.onCall` while the job
+   * runs; an answer that settles after the job ended is dropped.
    */
-  execute(payload: unknown, onEvent: (event: unknown) => void, signal: AbortSignal): Promise<unknown>;
+  execute(payload: unknown, hooks: JobHooks, signal: AbortSignal): Promise<unknown>;
   /** Kills the thread/process (idempotent). */
   kill(): void;
   /**

@@ -1,5 +1,5 @@
 import { CaxtonError, describeError } from '../../shared/errors.js';
-import { startJobControl } from './job-control.js';
+import { hostCaller, startJobControl } from './job-control.js';
 import type { PoolMember } from './pool-member.js';
 import { closedError, type WarmPool } from './warm-pool.js';
 import type { Isolation, IsolationStats, RunOptions } from './types.js';
@@ -31,7 +31,7 @@ export class PooledIsolation<M extends PoolMember> implements Isolation {
           control.fail(new CaxtonError('internal', `the onEvent callback threw: ${describeError(e)}`, undefined, { cause: e }));
         }
       };
-      const value = await member.execute(payload, forward, control.signal);
+      const value = await member.execute(payload, { onEvent: forward, onCall: hostCaller(opts, control.signal) }, control.signal);
       this.#completed++;
       return value;
     } catch (e) {

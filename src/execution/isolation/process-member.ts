@@ -2,7 +2,8 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { CaxtonError, describeError } from '../../shared/errors.js';
 import { track } from './child-registry.js';
 import { entryScript } from './entry-script.js';
-import type { MemberFate, PoolMember } from './pool-member.js';
+import { answerHostCall } from './job-control.js';
+import type { JobHooks, MemberFate, PoolMember } from './pool-member.js';
 import { isChildMessage, type ParentMessage, type WireError } from './protocol.js';
 import { describeWire, taskErrorFromWire } from './task-error.js';
 
@@ -15,7 +16,7 @@ export interface ProcessMemberOptions {
 }
 
 interface PendingJob {
-  onEvent: (event: unknown) => void;
+  hooks: JobHooks;
   resolve: (value: unknown) => void;
   reject: (error: unknown) => void;
 }
@@ -91,7 +92,7 @@ export class ProcessMember implements PoolMember {
     return this.#child.pid;
   }
 
-  execute(payload: unknown, onEvent: (event: unknown) => void, signal: AbortSignal): Promise<unknown> {
+  execute(payload: unknown, hooks: JobHooks, signal: AbortSignal): Promise<unknown> {
     if (signal.aborted) return Promise.reject(signal.reason as Error);
     if (this.#fate !== 'alive' || this.#finalized) return Promise.reject(this.#crashError());
     return new Promise<unknown>((resolve, reject) => {
@@ -111,7 +112,7 @@ export class ProcessMember implements PoolMember {
         setTimeout(() => this.#child.kill('SIGKILL'), LINGER_MS).unref();
         settle(then);
       };
-      this.#job = { onEvent, resolve: (v) => replied(() => resolve(v)), reject: (e) => settle(() => reject(e)) };
+      this.#job = { hooks, resolve: (v) => replied(() => resolve(v)), reject: (e) => settle(() => reject(e)) };
       signal.addEventListener('abort', onAbort, { once: true });
       try {
         this.#child.send({ type: 'run', id: 1, payload } satisfies ParentMessage);
@@ -157,8 +158,15 @@ export class ProcessMember implements PoolMember {
         this.#fatal = m.error;
         return;
       case 'event':
-        this.#job?.onEvent(m.event);
+        this.#job?.hooks.onEvent(m.event);
         return;
+      case 'call': {
+        const job = this.#job;
+        if (!job) return;
+        const current = (): boolean => this.#job === job && this.#fate === 'alive' && this.#child.connected;
+        answerHostCall(m, job.hooks, current, (r) => this.#child.send(r), 'isolated process');
+        return;
+      }
       case 'result':
         this.#job?.resolve(m.value);
         return;

@@ -4,7 +4,8 @@
  * exits. It also exits when the IPC channel closes (the parent went away).
  */
 import { loadTask } from './load-task.js';
-import { toWireError, type ChildMessage, type ParentMessage } from './protocol.js';
+import { isParentMessage, toWireError, type ChildMessage } from './protocol.js';
+import { jobEndedError, TaskCalls } from './task-calls.js';
 
 function send(message: ChildMessage, then?: () => void): void {
   if (!process.send || !process.connected) {
@@ -40,18 +41,25 @@ process.on('unhandledRejection', fatal);
 const taskModule = process.argv[2] ?? '';
 try {
   const run = await loadTask(taskModule);
+  const calls = new TaskCalls((message) => send(message));
   let taken = false;
-  process.on('message', (m: ParentMessage) => {
-    if (m.type !== 'run' || taken) return;
+  process.on('message', (m: unknown) => {
+    if (!isParentMessage(m)) return;
+    if (m.type !== 'run') {
+      calls.answer(m);
+      return;
+    }
+    if (taken) return;
     taken = true;
     const { id } = m;
     let done = false;
     const emit = (event: unknown): void => {
       if (!done) send({ type: 'event', id, event });
     };
+    const call = (method: string, args: unknown): Promise<unknown> => (done ? Promise.reject(jobEndedError(method)) : calls.call(id, method, args));
     // Never aborted: on timeout/cancellation the parent kills the process.
     const signal = new AbortController().signal;
-    (async () => run(m.payload, { emit, signal }))().then(
+    (async () => run(m.payload, { emit, signal, call }))().then(
       (value) => {
         done = true;
         finish({ type: 'result', id, value });

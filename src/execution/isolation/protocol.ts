@@ -15,12 +15,18 @@ export interface WireError {
   details?: unknown;
 }
 
-export type ParentMessage = { type: 'run'; id: number; payload: unknown };
+export type ParentMessage =
+  | { type: 'run'; id: number; payload: unknown }
+  /** The answer to the child's `call` number `callId` (numbered by the child, unique per thread/process). */
+  | { type: 'call-result'; callId: number; value: unknown }
+  | { type: 'call-error'; callId: number; error: WireError };
 
 export type ChildMessage =
   | { type: 'ready' }
   | { type: 'init-error'; error: WireError }
   | { type: 'event'; id: number; event: unknown }
+  /** Job `id` asks the parent to run `method` (TaskContext.call); answered by call-result / call-error. */
+  | { type: 'call'; id: number; callId: number; method: string; args: unknown }
   | { type: 'result'; id: number; value: unknown }
   | { type: 'error'; id: number; error: WireError }
   /** An uncaught exception / unhandled rejection; the sender exits right after. */
@@ -55,4 +61,29 @@ export function toWireError(e: unknown): WireError {
 
 export function isChildMessage(m: unknown): m is ChildMessage {
   return typeof m === 'object' && m !== null && typeof (m as { type?: unknown }).type === 'string';
+}
+
+export function isParentMessage(m: unknown): m is ParentMessage {
+  return typeof m === 'object' && m !== null && typeof (m as { type?: unknown }).type === 'string';
+}
+
+/**
+ * An error received over the wire, rebuilt for the task (which has no CaxtonError class): an
+ * Error with the original `name`, `message`, `code` and `details`. Its stack is where the task
+ * made the call.
+ */
+export function fromWireError(w: WireError): Error & { code?: string; details?: unknown } {
+  const e = new Error(w.message) as Error & { code?: string; details?: unknown };
+  e.name = w.name;
+  if (w.code !== undefined) e.code = w.code;
+  if (w.details !== undefined) e.details = w.details;
+  return e;
+}
+
+/** An Error carrying a Caxton error `code`, for the task side of the channel (no CaxtonError there). */
+export function codedError(code: string, message: string, details?: unknown): Error & { code: string; details?: unknown } {
+  const e = new Error(message) as Error & { code: string; details?: unknown };
+  e.code = code;
+  if (details !== undefined) e.details = details;
+  return e;
 }

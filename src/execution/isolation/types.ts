@@ -19,6 +19,18 @@ export interface TaskContext {
    * observes the abort (it simply stops running).
    */
   readonly signal: AbortSignal;
+  /**
+   * Asks the parent to do something (`RunOptions.onCall`) and resolves with its answer. Calls
+   * may overlap; each is answered on its own. In `worker` and `process` mode `args` and the answer
+   * are structured-cloned (passed by reference in `context` mode). Rejects:
+   *  - with what `onCall` threw, as an Error with the same `name`, `message`, `code` and
+   *    `details` (in `context` mode the thrown value itself);
+   *  - 'not_supported' when the job was run without `onCall`;
+   *  - 'invalid_request' when `args` cannot be cloned, or when the job has already ended;
+   *  - in `context` mode, with the job's abort reason once it timed out or was cancelled.
+   * Calls still pending when the job ends are never answered (in `worker` and `process` mode).
+   */
+  call(method: string, args: unknown): Promise<unknown>;
 }
 
 /**
@@ -35,6 +47,13 @@ export interface RunOptions {
   timeoutMs: number;
   /** Receives the task's `ctx.emit` events in order. If it throws, the job fails ('internal'). */
   onEvent?: (event: unknown) => void;
+  /**
+   * Answers the task's `ctx.call(method, args)`, in this (the parent's) thread: its result goes
+   * back to the task, what it throws becomes the task's rejection (code and details kept). It is
+   * not called once the job has ended (timeout, cancellation, crash, result); an answer that
+   * settles after that is dropped. Without it, `ctx.call` rejects with 'not_supported'.
+   */
+  onCall?: (method: string, args: unknown) => Promise<unknown>;
 }
 
 export interface IsolationOptions {

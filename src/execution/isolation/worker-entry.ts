@@ -4,7 +4,8 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { loadTask } from './load-task.js';
-import { toWireError, type ChildMessage, type ParentMessage } from './protocol.js';
+import { isParentMessage, toWireError, type ChildMessage } from './protocol.js';
+import { jobEndedError, TaskCalls } from './task-calls.js';
 import type { TaskFunction } from './types.js';
 
 const port = parentPort;
@@ -15,6 +16,8 @@ function post(message: ChildMessage): void {
   port?.postMessage(message);
 }
 
+const calls = new TaskCalls(post);
+
 async function runJob(run: TaskFunction, id: number, payload: unknown): Promise<void> {
   // Never aborted: on timeout/cancellation the parent terminates the whole thread.
   const signal = new AbortController().signal;
@@ -22,8 +25,9 @@ async function runJob(run: TaskFunction, id: number, payload: unknown): Promise<
   const emit = (event: unknown): void => {
     if (!done) post({ type: 'event', id, event });
   };
+  const call = (method: string, args: unknown): Promise<unknown> => (done ? Promise.reject(jobEndedError(method)) : calls.call(id, method, args));
   try {
-    const value = await run(payload, { emit, signal });
+    const value = await run(payload, { emit, signal, call });
     done = true;
     try {
       post({ type: 'result', id, value });
@@ -33,13 +37,17 @@ async function runJob(run: TaskFunction, id: number, payload: unknown): Promise<
   } catch (e) {
     done = true;
     post({ type: 'error', id, error: toWireError(e) });
+  } finally {
+    calls.endJob(id);
   }
 }
 
 try {
   const run = await loadTask(taskModule);
-  port.on('message', (m: ParentMessage) => {
+  port.on('message', (m: unknown) => {
+    if (!isParentMessage(m)) return;
     if (m.type === 'run') void runJob(run, m.id, m.payload);
+    else calls.answer(m);
   });
   post({ type: 'ready' });
 } catch (e) {

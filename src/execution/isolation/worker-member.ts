@@ -1,7 +1,8 @@
 import { Worker } from 'node:worker_threads';
 import { CaxtonError, describeError } from '../../shared/errors.js';
 import { entryScript } from './entry-script.js';
-import type { MemberFate, PoolMember } from './pool-member.js';
+import { answerHostCall } from './job-control.js';
+import type { JobHooks, MemberFate, PoolMember } from './pool-member.js';
 import { isChildMessage, type ChildMessage, type ParentMessage, type WireError } from './protocol.js';
 import { describeWire, taskErrorFromWire } from './task-error.js';
 
@@ -15,7 +16,7 @@ export interface WorkerMemberOptions {
 
 interface PendingJob {
   id: number;
-  onEvent: (event: unknown) => void;
+  hooks: JobHooks;
   resolve: (value: unknown) => void;
   reject: (error: unknown) => void;
 }
@@ -72,7 +73,7 @@ export class WorkerMember implements PoolMember {
     return this.#fate;
   }
 
-  execute(payload: unknown, onEvent: (event: unknown) => void, signal: AbortSignal): Promise<unknown> {
+  execute(payload: unknown, hooks: JobHooks, signal: AbortSignal): Promise<unknown> {
     if (signal.aborted) return Promise.reject(signal.reason as Error);
     if (this.#fate !== 'alive') return Promise.reject(this.#crashError());
     const id = nextJobId++;
@@ -87,7 +88,7 @@ export class WorkerMember implements PoolMember {
         this.#job = undefined;
         then();
       };
-      this.#job = { id, onEvent, resolve: (v) => settle(() => resolve(v)), reject: (e) => settle(() => reject(e)) };
+      this.#job = { id, hooks, resolve: (v) => settle(() => resolve(v)), reject: (e) => settle(() => reject(e)) };
       signal.addEventListener('abort', onAbort, { once: true });
       try {
         this.#worker.postMessage({ type: 'run', id, payload } satisfies ParentMessage);
@@ -125,7 +126,8 @@ export class WorkerMember implements PoolMember {
       default: {
         const job = this.#job;
         if (!job || job.id !== msg.id) return;
-        if (msg.type === 'event') job.onEvent(msg.event);
+        if (msg.type === 'event') job.hooks.onEvent(msg.event);
+        else if (msg.type === 'call') answerHostCall(msg, job.hooks, () => this.#job === job && this.#fate === 'alive', (r) => this.#worker.postMessage(r), 'worker thread');
         else if (msg.type === 'result') job.resolve(msg.value);
         else job.reject(taskErrorFromWire(msg.error));
       }

@@ -1,0 +1,68 @@
+/**
+ * Host tools: tools that must run in the server process (they use its state: the messaging bus,
+ * memory, tool servers) whatever the agent's isolation mode. The executor keeps them in
+ * `Executor.hostTools`; each job carries the specs of those its agent may call (`host_tools`).
+ *
+ *  - `context`: the execution runs in the server process and calls them directly.
+ *  - `worker` / `process`: the task stands a proxy in for each; the proxy's `invoke` asks the
+ *    server through the isolation's host call (`ctx.call('tool', { name, args })`), and the
+ *    executor runs `hostTools.invoke()` with the execution's own allowlist, deadline and signal.
+ *
+ * Imported by the task module: keep it free of server-only dependencies.
+ */
+import type { ToolSpec } from '../llm/types.js';
+import { CaxtonError } from '../shared/errors.js';
+import { ToolRegistry } from '../tools/registry.js';
+import type { Tool, ToolResult } from '../tools/types.js';
+import type { TaskContext } from './isolation/types.js';
+
+/** The `method` of a host tool call over `TaskContext.call`. */
+export const HOST_TOOL_METHOD = 'tool';
+
+/** The `args` of a host tool call. */
+export interface HostToolCall {
+  name: string;
+  args: Record<string, unknown>;
+}
+
+/**
+ * The tools of one execution: the built-ins plus `host`. Built-in names are reserved (the
+ * executor's host registry refuses them), and should one slip through, the built-in wins.
+ */
+export function executionTools(builtins: ToolRegistry, host: readonly Tool[]): ToolRegistry {
+  if (host.length === 0) return builtins;
+  const tools = new ToolRegistry();
+  for (const t of builtins.list()) tools.register(t);
+  for (const t of host) if (!tools.get(t.name)) tools.register(t);
+  return tools;
+}
+
+function isToolResult(v: unknown): v is ToolResult {
+  if (typeof v !== 'object' || v === null) return false;
+  const { content, is_error } = v as { content?: unknown; is_error?: unknown };
+  return typeof content === 'string' && (is_error === undefined || typeof is_error === 'boolean');
+}
+
+/** Task side: a stand-in for the host tool `spec` that runs it in the server through `call`. */
+export function hostToolProxy(spec: ToolSpec, call: TaskContext['call']): Tool {
+  return {
+    name: spec.name,
+    description: spec.description,
+    input_schema: spec.input_schema,
+    async invoke(args) {
+      const result = await call(HOST_TOOL_METHOD, { name: spec.name, args } satisfies HostToolCall);
+      if (!isToolResult(result)) throw new Error(`the server returned no valid result for host tool "${spec.name}"`);
+      return result;
+    },
+  };
+}
+
+/** Server side: checks the `args` of a host tool call coming from a task. */
+export function parseHostToolCall(args: unknown): HostToolCall {
+  const { name, args: toolArgs } = (typeof args === 'object' && args !== null ? args : {}) as { name?: unknown; args?: unknown };
+  if (typeof name !== 'string' || name === '') throw new CaxtonError('invalid_request', 'a host tool call needs the tool name');
+  if (typeof toolArgs !== 'object' || toolArgs === null || Array.isArray(toolArgs)) {
+    throw new CaxtonError('invalid_request', `the arguments of host tool "${name}" must be an object`, { name });
+  }
+  return { name, args: toolArgs as Record<string, unknown> };
+}
