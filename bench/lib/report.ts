@@ -65,7 +65,7 @@ const esc = (s: string) => s.replace(/\|/g, '\\|');
 
 export function markdownTable(rows: Row[]): string {
   const hasTarget = rows.some((r) => r.target !== undefined);
-  const head = hasTarget ? ['Metric', 'Caxton', 'Baseline (fastify hello-world, same run)', 'Target', 'Result'] : ['Metric', 'Caxton', 'Baseline (fastify hello-world, same run)'];
+  const head = hasTarget ? ['Metric', 'Caxton', 'Baseline (same run)', 'Target', 'Result'] : ['Metric', 'Caxton', 'Baseline (same run)'];
   const lines = [`| ${head.join(' | ')} |`, `| ${head.map(() => '---').join(' | ')} |`];
   for (const r of rows) {
     const cells = [r.metric, r.value, r.baseline];

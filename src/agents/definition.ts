@@ -54,6 +54,22 @@ export interface ConversationSettings {
   ttl_ms: number;
 }
 
+/** The FIPA interaction protocols the platform runs (the messaging layer's `Protocol`). */
+export const INTERACTION_PROTOCOLS = ['fipa-request', 'fipa-query', 'fipa-contract-net', 'fipa-subscribe'] as const;
+export type InteractionProtocol = (typeof INTERACTION_PROTOCOLS)[number];
+
+/** What the directory facilitator advertises for the agent, and how many messages it handles at once. */
+export interface MessagingSettings {
+  /** Protocols the agent takes part in; empty: every protocol. */
+  protocols: InteractionProtocol[];
+  /** Ontologies it understands; empty: any (messages naming none always match). */
+  ontologies: string[];
+  /** Content languages it understands; empty: any. */
+  languages: string[];
+  /** Messages handled at once; absent: `[messaging] agent_concurrency` of caxton.toml. */
+  max_concurrency?: number;
+}
+
 export interface ExecutionSettings {
   /** Overrides the server-wide isolation mode for this agent. */
   isolation?: IsolationMode;
@@ -75,6 +91,7 @@ export interface AgentDefinition {
   limits: Limits;
   conversation: ConversationSettings;
   execution: ExecutionSettings;
+  messaging: MessagingSettings;
   /** Provenance notes, e.g. the original Claude Code tool list and model alias. */
   metadata: Record<string, unknown>;
 }

@@ -4,6 +4,7 @@ import {
   AGENT_NAME_RE,
   CAPABILITY_RE,
   DEFAULT_USER_PROMPT_TEMPLATE,
+  INTERACTION_PROTOCOLS,
   ISOLATION_MODES,
   TOOL_NAME_RE,
   type AgentDefinition,
@@ -93,6 +94,15 @@ const executionSchema = z.strictObject({
   isolation: z.enum(ISOLATION_MODES as [string, ...string[]], { error: 'expected "context", "worker" or "process"' }).optional(),
 });
 
+const messagingSchema = z.strictObject({
+  protocols: z
+    .array(z.enum(INTERACTION_PROTOCOLS, { error: `expected one of ${INTERACTION_PROTOCOLS.map((p) => `"${p}"`).join(', ')}` }))
+    .default([]),
+  ontologies: z.array(z.string().min(1).max(256)).default([]),
+  languages: z.array(z.string().min(1).max(256)).default([]),
+  max_concurrency: z.number().int().min(1).max(1000).optional(),
+});
+
 /** Upstream's `[tools] available = [...]` form. */
 const toolsTableSchema = z.strictObject({ available: z.array(toolSchema) }).transform((t) => t.available);
 
@@ -112,6 +122,7 @@ export const agentDocumentSchema = z
     limits: limitsSchema.default({ max_turns: 10, timeout_ms: 120_000, max_message_size: 256 * 1024 }),
     conversation: conversationSchema.default({ history_limit: 20, max_turns: 50, ttl_ms: 3_600_000 }),
     execution: executionSchema.default({}),
+    messaging: messagingSchema.default({ protocols: [], ontologies: [], languages: [] }),
     metadata: z.record(z.string(), z.unknown()).default({}),
   })
   .transform((d): AgentDefinition => {
@@ -129,6 +140,7 @@ export const agentDocumentSchema = z
       limits: d.limits,
       conversation: d.conversation,
       execution: d.execution as AgentDefinition['execution'],
+      messaging: d.messaging as AgentDefinition['messaging'],
       metadata: d.metadata,
     };
     if (d.documentation !== undefined) def.documentation = d.documentation;
@@ -151,6 +163,7 @@ export const TOP_LEVEL_KEYS = [
   'limits',
   'conversation',
   'execution',
+  'messaging',
   'metadata',
 ] as const;
 
@@ -173,5 +186,6 @@ export const TABLE_KEYS: Record<string, readonly string[]> = {
   limits: ['max_turns', 'timeout', 'timeout_ms', 'max_message_size'],
   conversation: ['history_limit', 'max_turns', 'ttl', 'ttl_ms'],
   execution: ['isolation'],
+  messaging: ['protocols', 'ontologies', 'languages', 'max_concurrency'],
   tools: ['available'],
 };

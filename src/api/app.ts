@@ -9,8 +9,10 @@ import type { ServerConfig } from '../config/index.js';
 import type { Logger, Metrics } from '../observability/index.js';
 import { envelope, sendError, toEnvelope } from './envelope.js';
 import type { Executor } from '../execution/index.js';
+import type { MessageBus } from '../messaging/index.js';
 import { agentRoutes } from './routes/agents.js';
 import { invokeRoutes } from './routes/invoke.js';
+import { messageBodyDocSchema, messagingRoutes } from './routes/messaging.js';
 import { openAiRoutes } from './routes/openai-compat.js';
 import { systemRoutes, type Lifecycle } from './routes/system.js';
 
@@ -23,6 +25,8 @@ export interface ApiDeps {
   lifecycle: Lifecycle;
   /** Runs agents (invoke and the OpenAI-compatible endpoints); absent: those routes are not served. */
   executor?: Executor;
+  /** The message bus (messages, conversations, dead letters); absent: those routes are not served. */
+  bus?: MessageBus;
   /** Later components (execution, messaging, tools, memory) register their routes here. */
   plugins?: ((app: FastifyInstance) => Promise<void>)[];
 }
@@ -102,6 +106,7 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
     await app.register(invokeRoutes, { prefix: '/api/v1', executor: deps.executor, bodyLimit });
     await app.register(openAiRoutes, { executor: deps.executor, registry: deps.service.registry, bodyLimit });
   }
+  if (deps.bus) await app.register(messagingRoutes, { prefix: '/api/v1', bus: deps.bus });
   for (const plugin of deps.plugins ?? []) await app.register(plugin, { prefix: '/api/v1' });
 
   app.get('/api/v1/openapi.json', { schema: { hide: true } }, async () => openApiDocument(app));
@@ -109,8 +114,9 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
 }
 
 let agentBodySchema: unknown;
+let messageBodySchema: unknown;
 
-/** The generated document, plus the agent body schemas the deploy routes parse themselves. */
+/** The generated document, plus the body schemas of the routes that parse their bodies themselves (agents, messages). */
 function openApiDocument(app: FastifyInstance): unknown {
   const doc = app.swagger() as { paths?: Record<string, Record<string, Record<string, unknown>>> };
   agentBodySchema ??= z.toJSONSchema(agentDocumentSchema, { io: 'input', unrepresentable: 'any' });
@@ -126,6 +132,11 @@ function openApiDocument(app: FastifyInstance): unknown {
   for (const [path, method] of [['/api/v1/agents', 'post'], ['/api/v1/agents/validate', 'post'], ['/api/v1/agents/{name}', 'put']] as const) {
     const op = doc.paths?.[path]?.[method];
     if (op) op.requestBody = requestBody;
+  }
+  const send = doc.paths?.['/api/v1/messages']?.post;
+  if (send) {
+    messageBodySchema ??= z.toJSONSchema(messageBodyDocSchema, { io: 'input', unrepresentable: 'any' });
+    send.requestBody = { required: true, description: 'A FIPA-ACL message (JSON)', content: { 'application/json': { schema: messageBodySchema } } };
   }
   return doc;
 }

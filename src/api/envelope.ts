@@ -46,6 +46,15 @@ export function toEnvelope(err: unknown, req: FastifyRequest, bodyLimit: number)
   return { status: 500, body: envelope('internal', 'internal server error; see the server log for this request id', null, id), code: 'internal' };
 }
 
+/** Seconds to wait before retrying, when the error's details say (`retry_after`, e.g. queue_full). */
+export function retryAfterSeconds(details: unknown): number | undefined {
+  if (details === null || typeof details !== 'object') return undefined;
+  const v = (details as { retry_after?: unknown }).retry_after;
+  return typeof v === 'number' && Number.isFinite(v) && v >= 0 ? Math.ceil(v) : undefined;
+}
+
 export function sendError(reply: FastifyReply, status: number, body: ErrorEnvelope): FastifyReply {
+  const retry = retryAfterSeconds(body.error.details);
+  if (retry !== undefined) reply.header('retry-after', String(retry));
   return reply.code(status).header('content-type', 'application/json; charset=utf-8').send(body);
 }

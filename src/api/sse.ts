@@ -3,6 +3,8 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 /** A server-sent-events response on a hijacked reply; `signal` aborts when the client goes away. */
 export interface SseStream {
   send(event: string | undefined, data: unknown): void;
+  /** A comment line (`: text`), ignored by clients: keeps idle connections and proxies alive. */
+  comment(text: string): void;
   end(): void;
   readonly signal: AbortSignal;
 }
@@ -40,6 +42,9 @@ export function openSse(req: FastifyRequest, reply: FastifyReply): SseStream {
     send(event, data) {
       if (raw.writableEnded) return;
       raw.write(`${event ? `event: ${event}\n` : ''}data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`);
+    },
+    comment(text) {
+      if (!raw.writableEnded) raw.write(`: ${text.replace(/\n/g, ' ')}\n\n`);
     },
     end() {
       if (!raw.writableEnded) raw.end();

@@ -23,6 +23,15 @@ export class ApiClient {
     this.base = base.replace(/\/+$/, '');
   }
 
+  #unreachable(e: unknown): CliError {
+    const c = (e as { cause?: { code?: string; message?: string } }).cause;
+    const cause = c?.code ?? c?.message ?? (e as Error).name;
+    return new CliError(`cannot reach the Caxton server at ${this.base} (${cause === 'TimeoutError' ? 'timed out' : cause === 'ECONNREFUSED' ? 'connection refused' : cause})`, {
+      lines: ['start it with `caxton serve`, or point to it with --server URL (or $CAXTON_SERVER_URL)'],
+      json: { error: { code: 'server_unreachable', message: `cannot reach ${this.base}`, details: { cause } } },
+    });
+  }
+
   async request<T>(method: string, path: string, opts: { body?: string | Uint8Array; contentType?: string; timeoutMs?: number } = {}): Promise<{ status: number; data: T }> {
     let res: Response;
     try {
@@ -33,12 +42,7 @@ export class ApiClient {
         signal: AbortSignal.timeout(opts.timeoutMs ?? 30_000),
       });
     } catch (e) {
-      const c = (e as { cause?: { code?: string; message?: string } }).cause;
-      const cause = c?.code ?? c?.message ?? (e as Error).name;
-      throw new CliError(`cannot reach the Caxton server at ${this.base} (${cause === 'TimeoutError' ? 'timed out' : cause === 'ECONNREFUSED' ? 'connection refused' : cause})`, {
-        lines: ['start it with `caxton serve`, or point to it with --server URL (or $CAXTON_SERVER_URL)'],
-        json: { error: { code: 'server_unreachable', message: `cannot reach ${this.base}`, details: { cause } } },
-      });
+      throw this.#unreachable(e);
     }
     const text = await res.text();
     let data: unknown = text;
@@ -59,5 +63,64 @@ export class ApiClient {
 
   get<T>(path: string): Promise<T> {
     return this.request<T>('GET', path).then((r) => r.data);
+  }
+
+  /** POSTs a JSON body (or none). */
+  post<T>(path: string, body?: unknown, opts: { timeoutMs?: number } = {}): Promise<{ status: number; data: T }> {
+    return this.request<T>('POST', path, { ...(body !== undefined && { body: JSON.stringify(body), contentType: 'application/json' }), ...opts });
+  }
+
+  /**
+   * Follows a server-sent-events stream, calling `on` for each event (comment lines are skipped),
+   * until the server ends it or `on` returns true. Errors before the stream opens are API errors.
+   */
+  async events(path: string, on: (event: string, data: string) => boolean | void, opts: { signal?: AbortSignal } = {}): Promise<void> {
+    let res: Response;
+    try {
+      res = await fetch(this.base + path, { headers: { accept: 'text/event-stream' }, ...(opts.signal && { signal: opts.signal }) });
+    } catch (e) {
+      throw this.#unreachable(e);
+    }
+    if (res.status >= 400 || !(res.headers.get('content-type') ?? '').includes('text/event-stream')) {
+      const text = await res.text();
+      let body: Partial<ApiErrorBody> | undefined;
+      try {
+        body = JSON.parse(text) as Partial<ApiErrorBody>;
+      } catch {
+        body = undefined;
+      }
+      if (body?.error) throw new ApiError(res.status, body as ApiErrorBody);
+      throw new CliError(`HTTP ${res.status} from ${this.base}${path}: expected an event stream`);
+    }
+    const reader = res.body!.getReader();
+    const decoder = new TextDecoder();
+    let buf = '';
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) return;
+        buf += decoder.decode(value, { stream: true }).replace(/\r\n/g, '\n');
+        let at: number;
+        while ((at = buf.indexOf('\n\n')) >= 0) {
+          const block = buf.slice(0, at);
+          buf = buf.slice(at + 2);
+          let event = 'message';
+          const data: string[] = [];
+          let any = false;
+          for (const line of block.split('\n')) {
+            if (line.startsWith(':')) continue;
+            any = true;
+            if (line.startsWith('event:')) event = line.slice(6).trim();
+            else if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
+          }
+          if (any && on(event, data.join('\n')) === true) return;
+        }
+      }
+    } catch (e) {
+      if (opts.signal?.aborted) return;
+      throw new CliError(`the event stream from ${this.base}${path} broke off: ${e instanceof Error ? e.message : String(e)}`);
+    } finally {
+      await reader.cancel().catch(() => {});
+    }
   }
 }

@@ -6,9 +6,13 @@ import { formatIssue } from '../shared/issues.js';
 import { VERSION } from '../shared/version.js';
 import { ApiClient, DEFAULT_SERVER_URL } from './client.js';
 import { registerAgentCommands } from './commands/agent.js';
+import { registerConversationCommands } from './commands/conversation.js';
+import { registerDlqCommands } from './commands/dlq.js';
+import { registerMessageCommands } from './commands/message.js';
 import type { CliContext } from './context.js';
 import { registerInit } from './commands/init.js';
 import { registerServe } from './commands/serve.js';
+import { registerMcpCommand } from './commands/mcp.js';
 import { registerSystemCommands } from './commands/system.js';
 import { CliError, EXIT } from './errors.js';
 import { createOutput } from './output.js';
@@ -22,7 +26,7 @@ program
   .option('--json', 'print machine-readable JSON instead of text')
   .showSuggestionAfterError(true)
   .configureOutput({ outputError: (s, write) => write(s) })
-  .addHelpText('after', `\nExit codes: 0 success, 1 failure, 2 usage error.\nExamples:\n  caxton serve --config examples/caxton.toml\n  caxton agent validate agents/*.toml\n  caxton agent deploy my-agent.toml\n  caxton agent list --capability data-analysis --json`);
+  .addHelpText('after', `\nExit codes: 0 success, 1 failure, 2 usage error.\nExamples:\n  caxton serve --config examples/caxton.toml\n  caxton agent validate agents/*.toml\n  caxton agent deploy my-agent.toml\n  caxton agent list --capability data-analysis --json\n  caxton message send --capability question-answering --content "What is Caxton?" --wait\n  caxton conversation list --state failed`);
 
 const ctx: CliContext = {
   client: () => new ApiClient((program.opts().server as string | undefined) ?? process.env.CAXTON_SERVER_URL ?? DEFAULT_SERVER_URL),
@@ -30,7 +34,11 @@ const ctx: CliContext = {
 };
 
 registerServe(program);
+registerMcpCommand(program);
 registerAgentCommands(program, ctx);
+registerMessageCommands(program, ctx);
+registerConversationCommands(program, ctx);
+registerDlqCommands(program, ctx);
 registerSystemCommands(program, ctx);
 registerInit(program, ctx);
 

@@ -22,6 +22,27 @@ export const providerSchema = z.strictObject({
   latency: duration(0),
 });
 
+/**
+ * `[mcp_servers.NAME]`: an external MCP server mounted as host tools `NAME.tool`. Either `command`
+ * (stdio: a child process) or `url` (Streamable HTTP).
+ */
+export const mcpServerSchema = z
+  .strictObject({
+    command: z.string().min(1).optional(),
+    args: z.array(z.string()).default([]),
+    /** Added to a minimal inherited environment (PATH, HOME, USER, SHELL, TERM, LOGNAME). */
+    env: z.record(z.string(), z.string()).default({}),
+    /** Working directory of the child (relative to caxton.toml). */
+    cwd: z.string().min(1).optional(),
+    url: z.url({ error: 'expected a URL such as "http://127.0.0.1:3001/mcp"' }).optional(),
+    /** HTTP headers sent with every request to `url` (e.g. Authorization). */
+    headers: z.record(z.string(), z.string()).default({}),
+    /** Longest a tool call (or the connection handshake) may take. */
+    timeout: duration(60_000),
+    enabled: z.boolean().default(true),
+  })
+  .refine((s) => (s.command === undefined) !== (s.url === undefined), { error: 'an MCP server needs exactly one of "command" (stdio) or "url" (Streamable HTTP)' });
+
 const modelAliasSchema = z.union([
   z.string().min(1).transform((model) => ({ model })),
   z.strictObject({ provider: z.string().min(1).optional(), model: z.string().min(1) }),
@@ -65,12 +86,62 @@ export const serverConfigSchema = z.strictObject({
       default_timeout: duration(120_000),
     })
     .prefault({}),
+  messaging: z
+    .strictObject({
+      /** Largest accepted message (the whole body), bytes. */
+      max_message_size: size(1024 * 1024),
+      /** Undelivered messages held before submissions get 429 with Retry-After. */
+      max_queue: z.number().int().min(1).max(10_000_000).default(100_000),
+      /** Messages one agent handles at once, unless its `[messaging] max_concurrency` says otherwise. */
+      agent_concurrency: z.number().int().min(1).max(1000).default(4),
+      /** How a provider is chosen for request, query and propose. */
+      routing: z.enum(['round-robin', 'least-loaded'], { error: 'expected "round-robin" or "least-loaded"' }).default('round-robin'),
+      /** Delivery attempts before a message goes to the dead-letter queue. */
+      max_attempts: z.number().int().min(1).max(100).default(5),
+      retry_base: duration(1_000),
+      retry_max: duration(60_000),
+      /** A conversation with no activity for this long expires. */
+      conversation_ttl: duration(3_600_000),
+      /** Most messages in one conversation. */
+      max_conversation_turns: z.number().int().min(2).max(100_000).default(100),
+      /** Longest chain of agents messaging agents before it is stopped as a probable loop. */
+      max_hops: z.number().int().min(1).max(100).default(8),
+      /** Contract Net: how long proposals are collected when a cfp names no reply_by. */
+      cfp_deadline: duration(30_000),
+      /** Contract Net: which proposal wins, unless the cfp says otherwise with X-select / X-select-field. */
+      cfp_select: z.enum(['lowest', 'highest', 'first'], { error: 'expected "lowest", "highest" or "first"' }).default('lowest'),
+      cfp_field: z.string().min(1).default('price'),
+    })
+    .prefault({}),
   memory: z
     .looseObject({
       backend: z.enum(['sqlite', 'postgres']).default('sqlite'),
     })
     .prefault({}),
   tools: z.looseObject({}).prefault({}),
+  /** External MCP servers whose tools agents may call as `NAME.tool` (src/mcp). */
+  mcp_servers: z
+    .record(z.string(), mcpServerSchema)
+    .superRefine((servers, ctx) => {
+      for (const name of Object.keys(servers)) {
+        if (!/^[A-Za-z][A-Za-z0-9_-]{0,63}$/.test(name)) ctx.addIssue({ code: 'custom', path: [name], message: `invalid MCP server name "${name}": use letters, digits, "_" and "-" (no dots: its tools are named NAME.tool)` });
+      }
+    })
+    .default({}),
+  /** Caxton served as an MCP server: POST /mcp (Streamable HTTP) and `caxton mcp` (stdio). */
+  mcp: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      /** The built-in tools offered (by name; "llm.chat" is left out unless listed). */
+      builtin_tools: z.array(z.string().min(1)).default(['calculator', 'current_time']),
+      /** The host tools offered, as an allowlist: exact names, `server.*`, or "*" for all. */
+      host_tools: z.array(z.string().min(1)).default(['*']),
+      /** Agents offered as tools `ask_<agent>`: names, or "*" for all. */
+      agents: z.array(z.string().min(1)).default(['*']),
+      /** Longest a tool call made through MCP may take (an agent's own limits.timeout still applies). */
+      timeout: duration(120_000),
+    })
+    .prefault({}),
   security: z
     .looseObject({
       /** Allows binding beyond loopback without the warning, once authentication exists. */

@@ -1,15 +1,19 @@
 import type { AddressInfo } from 'node:net';
+import { dirname } from 'node:path';
 import type { Server } from 'node:http';
 import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import type { FastifyInstance } from 'fastify';
 import { AGENT_MIGRATIONS, AgentDirectoryWatcher, AgentRegistry, AgentService, AgentStore } from '../agents/index.js';
 import { Executor } from '../execution/index.js';
 import { createApi, type ApiDeps, type Lifecycle } from '../api/index.js';
+import { executorHandler, MESSAGING_MIGRATIONS, MessageBus, sendMessageTool } from '../messaging/index.js';
 import type { ServerConfig } from '../config/index.js';
 import { createLogger, Metrics, setupTracing, type Logger } from '../observability/index.js';
 import { VERSION } from '../shared/version.js';
 import { migrate, openDatabase, type Db } from '../storage/index.js';
 import { startMetricsServer } from './metrics-server.js';
+import { McpClientManager, mcpPlugins } from '../mcp/index.js';
+import { ToolAuditStore } from '../tools/wasm/audit.js';
 
 export interface StartOptions {
   config: ServerConfig;
@@ -28,9 +32,14 @@ export interface CaxtonServer {
   readonly service: AgentService;
   readonly registry: AgentRegistry;
   readonly executor: Executor;
+  readonly bus: MessageBus;
   readonly metrics: Metrics;
   readonly logger: Logger;
   readonly db: Db;
+  /** Mounted MCP servers (`[mcp_servers.NAME]`): their tools are host tools `NAME.tool`. */
+  readonly mcp: McpClientManager;
+  /** The audit log of tool calls (SQLite `tool_audit`): MCP tool calls are recorded here. */
+  readonly toolAudit: ToolAuditStore;
   /** Base URL of the API, e.g. http://127.0.0.1:8080 (empty when not listening). */
   readonly url: string;
   readonly metricsUrl: string | undefined;
@@ -52,6 +61,7 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
   const metrics = new Metrics();
   const db = openDatabase(config.data_dir);
   migrate(db, AGENT_MIGRATIONS);
+  migrate(db, MESSAGING_MIGRATIONS);
 
   const registry = new AgentRegistry();
   const service = new AgentService(registry, new AgentStore(db));
@@ -86,7 +96,19 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
 
   const executor = new Executor(config, registry);
   const warming = executor.warm().catch((e: unknown) => logger.error({ err: e }, 'isolation pool failed to start'));
-  const app = await createApi({ config, service, logger, metrics, tracer: tracing.tracer, lifecycle, executor, ...(opts.plugins && { plugins: opts.plugins }) });
+  const bus = new MessageBus({ db, registry, config: config.messaging, log: logger });
+  bus.setAgentHandler(executorHandler(executor, bus.store));
+  executor.hostTools.register(sendMessageTool(bus));
+  // --- MCP (src/mcp): mounted MCP servers as host tools `NAME.tool` (waits for each one's first
+  // connection attempt), GET /api/v1/mcp/servers, and Caxton served over MCP at POST /mcp. ---
+  const toolAudit = new ToolAuditStore(db, { onError: (e) => logger.error({ err: e }, 'tool audit records could not be written') });
+  const mcp = new McpClientManager({ servers: config.mcp_servers, tools: executor.hostTools, audit: toolAudit, logger, ...(config.source.file && { baseDir: dirname(config.source.file) }) });
+  await mcp.start();
+  const mcpRoutes = mcpPlugins({ executor, agents: registry, config: config.mcp, logger, clients: mcp, allowRemote: config.security.allow_remote });
+  // --- end MCP ---
+  const recovered = bus.start();
+  if (recovered.redelivering > 0) logger.info(recovered, 'redelivering messages accepted before the last stop');
+  const app = await createApi({ config, service, logger, metrics, tracer: tracing.tracer, lifecycle, executor, bus, plugins: [...mcpRoutes, ...(opts.plugins ?? [])] });
   let url = '';
   let metricsServer: Server | undefined;
   let metricsUrl: string | undefined;
@@ -103,7 +125,10 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
     } else await app.ready();
     await warming;
   } catch (e) {
+    await bus.close();
     await app.close();
+    await mcp.close();
+    toolAudit.close();
     await executor.close();
     await watcher.close();
     db.close();
@@ -127,6 +152,10 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
       idle.unref();
       await app.close(); // waits for in-flight requests
       clearInterval(idle);
+      // Deliveries still running are abandoned, not lost: they stay pending and run again after a restart.
+      await bus.close();
+      await mcp.close();
+      toolAudit.close();
       await executor.close();
       if (metricsServer) await new Promise<void>((r) => metricsServer!.close(() => r()));
       db.close();
@@ -134,5 +163,5 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
       logger.info('caxton stopped');
     })());
 
-  return { app, config, service, registry, executor, metrics, logger, db, url, metricsUrl, close };
+  return { app, config, service, registry, executor, bus, metrics, logger, db, mcp, toolAudit, url, metricsUrl, close };
 }

@@ -21,6 +21,8 @@ export function openDatabase(dataDir: string, file = 'caxton.db'): Db {
   db.pragma('synchronous = NORMAL');
   db.pragma('foreign_keys = ON');
   db.pragma('busy_timeout = 5000');
+  // Memory-mapped reads of index pages: about 1.4x the durable message throughput (docs/benchmarks.md).
+  db.pragma('mmap_size = 268435456');
   db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (id TEXT PRIMARY KEY, applied_at TEXT NOT NULL)');
   return db;
 }

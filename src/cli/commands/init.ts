@@ -10,6 +10,8 @@ export const TEMPLATES_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '.
 
 function listFiles(dir: string): string[] {
   return readdirSync(dir).flatMap((f) => {
+    // Build output and installed packages are not part of a template.
+    if (f === 'build' || f === 'node_modules') return [];
     const p = join(dir, f);
     return statSync(p).isDirectory() ? listFiles(p) : [p];
   });

@@ -1,0 +1,87 @@
+import type { Command } from 'commander';
+import type { CliContext } from '../context.js';
+import { usageError } from '../errors.js';
+import { table, truncate } from '../output.js';
+import { nonNegativeInt, positiveInt } from './conversation.js';
+import { contentText, type MessageJson } from './message.js';
+
+interface DeadLetterJson {
+  id: number;
+  message_id: string;
+  receiver: string;
+  state: string;
+  attempts: number;
+  last_error: string | null;
+  updated_at: string;
+  message: Omit<MessageJson, 'routed_to'>;
+}
+
+function deadLetterId(v: string): string {
+  if (!/^[1-9]\d{0,14}$/.test(v.trim())) throw usageError(`a dead-letter id is a positive whole number (see \`caxton dlq list\`), got "${v}"`);
+  return v.trim();
+}
+
+export function registerDlqCommands(program: Command, ctx: CliContext): void {
+  const dlq = program.command('dlq').description('the dead-letter queue: deliveries that failed for good; inspect and replay them');
+
+  dlq
+    .command('list')
+    .alias('ls')
+    .description('list dead letters, oldest first')
+    .option('--limit <n>', 'at most this many (default 50, at most 1000)', positiveInt('--limit', 1000))
+    .option('--offset <n>', 'skip this many', nonNegativeInt('--offset'))
+    .action(async (opts: { limit?: number; offset?: number }) => {
+      const out = ctx.output();
+      const q = new URLSearchParams();
+      if (opts.limit !== undefined) q.set('limit', String(opts.limit));
+      if (opts.offset !== undefined) q.set('offset', String(opts.offset));
+      const res = await ctx.client().get<{ dead_letters: DeadLetterJson[]; total: number; limit: number; offset: number }>(`/api/v1/dead-letters${q.size > 0 ? `?${q}` : ''}`);
+      if (out.json) return out.data(res);
+      if (res.dead_letters.length === 0) return out.out(res.total > 0 ? `no dead letters past offset ${res.offset} (${res.total} in all)` : 'the dead-letter queue is empty');
+      out.out(
+        table(
+          ['ID', 'RECEIVER', 'ACT', 'ATTEMPTS', 'CONVERSATION', 'AT', 'LAST ERROR'],
+          res.dead_letters.map((d) => [String(d.id), d.receiver, d.message.performative, String(d.attempts), d.message.conversation_id, d.updated_at, truncate(d.last_error ?? '', 80)]),
+        ),
+      );
+      if (res.total > res.offset + res.dead_letters.length || res.offset > 0) out.out(`(${res.offset + 1}-${res.offset + res.dead_letters.length} of ${res.total}; see --limit and --offset)`);
+    });
+
+  dlq
+    .command('show')
+    .description('show one dead letter: the message, its receiver and why it failed')
+    .argument('<id>', 'dead-letter id (from `caxton dlq list`)')
+    .action(async (raw: string) => {
+      const out = ctx.output();
+      const d = await ctx.client().get<DeadLetterJson>(`/api/v1/dead-letters/${deadLetterId(raw)}`);
+      if (out.json) return out.data(d);
+      const m = d.message;
+      out.out(
+        [
+          `dead letter:  ${d.id}`,
+          `receiver:     ${d.receiver}`,
+          `attempts:     ${d.attempts}`,
+          `failed at:    ${d.updated_at}`,
+          `last error:   ${d.last_error ?? '(none)'}`,
+          `message:      ${m.id} [${m.performative}] from ${m.sender}${m.capability ? ` to capability "${m.capability}"` : ''}`,
+          `conversation: ${m.conversation_id}`,
+          'content:',
+          contentText(m.content).replace(/^/gm, '  '),
+          '',
+          `replay it with: caxton dlq replay ${d.id}`,
+        ].join('\n'),
+      );
+    });
+
+  dlq
+    .command('replay')
+    .description('deliver a dead letter again (fresh attempts); a conversation it failed is reopened')
+    .argument('<id>', 'dead-letter id (from `caxton dlq list`)')
+    .action(async (raw: string) => {
+      const out = ctx.output();
+      const { data } = await ctx.client().post<{ id: number; message_id: string; receiver: string; conversation_id: string }>(`/api/v1/dead-letters/${deadLetterId(raw)}/replay`);
+      if (out.json) return out.data(data);
+      out.out(`replayed dead letter ${data.id}: message ${data.message_id} is on its way to ${data.receiver} again`);
+      out.out(`follow it with: caxton conversation show ${data.conversation_id} --follow`);
+    });
+}

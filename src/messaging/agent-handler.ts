@@ -1,0 +1,28 @@
+import type { Executor } from '../execution/index.js';
+import type { AgentAnswer, MessageHandler } from './bus.js';
+import type { MessageStore } from './store.js';
+import { parseAnswer, renderMessagePrompt } from './prompt.js';
+
+/**
+ * Runs a configuration agent on a message: the message (and the conversation so far, up to the
+ * agent's `conversation.history_limit`) becomes the prompt, and the agent's answer becomes the
+ * reply act. Execution errors propagate so the bus can retry, dead-letter or answer `failure`.
+ */
+export function executorHandler(executor: Executor, store: MessageStore): MessageHandler {
+  return async (m, receiver, { signal }): Promise<AgentAnswer> => {
+    const limit = receiver.definition.conversation.history_limit;
+    const history = limit > 0 ? store.lastMessagesOf(m.conversation_id, limit + 1) : [];
+    const res = await executor.invoke(
+      receiver.agent,
+      {
+        request: renderMessagePrompt(m, receiver.agent, history),
+        conversation_id: m.conversation_id,
+        ...(m.capability !== undefined && { capability: m.capability }),
+        chain: [...m.chain],
+        ...(m.trace_context && { traceparent: m.trace_context.traceparent }),
+      },
+      { signal },
+    );
+    return parseAnswer(res.content, m.performative);
+  };
+}

@@ -1,0 +1,87 @@
+import type { Tool, ToolContext, ToolResult } from '../tools/index.js';
+import { isCaxtonError } from '../shared/errors.js';
+import type { MessageBus } from './bus.js';
+import { contentText, type AclMessage } from './message.js';
+import { expectsReply, normalizePerformative, PERFORMATIVES } from './performatives.js';
+
+interface Args {
+  capability?: string;
+  to?: string;
+  performative?: string;
+  content?: unknown;
+  wait?: boolean;
+  timeout_seconds?: number;
+  ontology?: string;
+  language?: string;
+}
+
+/**
+ * `send_message`: lets an agent, during its execution, message other agents by capability or by
+ * name. By default it waits for the conversation to end when the act expects a reply (request,
+ * query, cfp...) and returns the replies; the message carries the chain of agents that led to it,
+ * so A → B → A loops are stopped by the router.
+ */
+export function sendMessageTool(bus: MessageBus): Tool {
+  return {
+    name: 'send_message',
+    description:
+      'Send a FIPA-ACL message to another agent, addressed by capability (preferred) or by agent name. ' +
+      'Use performative "request" to ask for work, "query-ref"/"query-if" to ask a question, "cfp" to ask every provider for proposals (the platform picks the best), "inform" to share information. ' +
+      'Returns the replies when the act expects one.',
+    input_schema: {
+      type: 'object',
+      properties: {
+        capability: { type: 'string', description: 'Capability to address, e.g. "data-analysis"' },
+        to: { type: 'string', description: 'Agent name to address instead of a capability' },
+        performative: { type: 'string', enum: [...PERFORMATIVES], description: 'The communicative act (default "request")' },
+        content: { description: 'The message content: text or JSON' },
+        wait: { type: 'boolean', description: 'Wait for the replies (default: true when the act expects a reply)' },
+        timeout_seconds: { type: 'number', description: 'How long to wait for replies (default: until the request deadline)' },
+        ontology: { type: 'string' },
+        language: { type: 'string' },
+      },
+      required: ['content'],
+    },
+    async invoke(raw: Record<string, unknown>, ctx: ToolContext): Promise<ToolResult> {
+      const a = raw as Args;
+      const performative = normalizePerformative(a.performative ?? 'request');
+      if (!performative) return { content: `unknown performative "${a.performative}"; use one of: ${PERFORMATIVES.join(', ')}`, is_error: true };
+      const chain = [...(ctx.chain ?? [])];
+      if (chain[chain.length - 1] !== ctx.agent) chain.push(ctx.agent);
+      let parsed: AclMessage;
+      try {
+        const body: Record<string, unknown> = {
+          performative,
+          sender: ctx.agent,
+          content: a.content ?? '',
+          ...(a.capability !== undefined && { capability: a.capability }),
+          ...(a.to !== undefined && { receiver: a.to }),
+          ...(a.ontology !== undefined && { ontology: a.ontology }),
+          ...(a.language !== undefined && { language: a.language }),
+          ...(ctx.traceparent !== undefined && { trace_context: { traceparent: ctx.traceparent } }),
+        };
+        parsed = { ...bus.parse(body), chain };
+      } catch (e) {
+        return { content: isCaxtonError(e) ? e.message : String(e), is_error: true };
+      }
+      try {
+        const sent = await bus.send(parsed, { newId: true, newConversation: true });
+        if (sent.failure) return { content: `not delivered: ${sent.failure.message}`, is_error: true };
+        const wait = a.wait ?? expectsReply(performative);
+        if (!wait) return { content: `sent ${performative} ${sent.id} to ${sent.routed_to.join(', ')} (conversation ${sent.conversation_id})` };
+        const budget = ctx.deadline - Date.now() - 250;
+        const timeout = Math.max(0, Math.min(budget, (a.timeout_seconds ?? Infinity) * 1000));
+        const conv = await bus.wait(sent.conversation_id, timeout, ctx.signal);
+        const { messages } = await bus.getConversation(sent.conversation_id);
+        const replies = messages.map((s) => s.message).filter((x) => x.sender !== ctx.agent && x.id !== sent.id);
+        const lines = replies.map((r) => `[${r.performative}] from ${r.sender}: ${contentText(r.content)}`);
+        const status = `conversation ${conv.id} is ${conv.state}${conv.reason ? ` (${conv.reason})` : ''}`;
+        const failed = conv.state === 'failed' || conv.state === 'expired' || (conv.state !== 'completed' && replies.length === 0);
+        return { content: [status, ...lines].join('\n'), ...(failed && { is_error: true }) };
+      } catch (e) {
+        if (ctx.signal.aborted) throw e;
+        return { content: isCaxtonError(e) ? e.message : String(e), is_error: true };
+      }
+    },
+  };
+}

@@ -1,0 +1,268 @@
+import type { Db, Migration } from '../storage/index.js';
+import type { Conversation, ConversationState } from './conversation.js';
+import type { AclMessage, ConversationId, MessageId } from './message.js';
+
+export const MESSAGING_MIGRATIONS: readonly Migration[] = [
+  {
+    id: 'messaging-001-create',
+    sql: `
+      CREATE TABLE messages (
+        seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+        id              TEXT NOT NULL UNIQUE,
+        conversation_id TEXT NOT NULL,
+        performative    TEXT NOT NULL,
+        sender          TEXT NOT NULL,
+        created_at      TEXT NOT NULL,
+        body            TEXT NOT NULL,
+        routed_to       TEXT NOT NULL
+      );
+      CREATE INDEX messages_conversation ON messages (conversation_id, seq);
+      CREATE TABLE deliveries (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        message_id  TEXT NOT NULL,
+        receiver    TEXT NOT NULL,
+        state       TEXT NOT NULL CHECK (state IN ('pending', 'done', 'dead')),
+        attempts    INTEGER NOT NULL DEFAULT 0,
+        next_at     INTEGER NOT NULL DEFAULT 0,
+        last_error  TEXT,
+        updated_at  TEXT NOT NULL
+      );
+      CREATE INDEX deliveries_message ON deliveries (message_id);
+      CREATE INDEX deliveries_open ON deliveries (state) WHERE state <> 'done';
+      CREATE TABLE conversations (
+        id           TEXT PRIMARY KEY,
+        protocol     TEXT,
+        state        TEXT NOT NULL,
+        initiator    TEXT NOT NULL,
+        participants TEXT NOT NULL,
+        capability   TEXT,
+        turns        INTEGER NOT NULL,
+        max_turns    INTEGER NOT NULL,
+        created_at   TEXT NOT NULL,
+        updated_at   TEXT NOT NULL,
+        expires_at   TEXT,
+        reason       TEXT
+      );
+      CREATE INDEX conversations_state ON conversations (state, updated_at);
+      CREATE TABLE subscriptions (
+        id              TEXT PRIMARY KEY,
+        conversation_id TEXT NOT NULL,
+        subscriber      TEXT NOT NULL,
+        capability      TEXT,
+        agent           TEXT,
+        content         TEXT NOT NULL,
+        created_at      TEXT NOT NULL
+      );
+    `,
+  },
+];
+
+export type DeliveryState = 'pending' | 'done' | 'dead';
+
+export interface DeliveryRow {
+  id: number;
+  message_id: MessageId;
+  receiver: string;
+  state: DeliveryState;
+  attempts: number;
+  next_at: number;
+  last_error: string | null;
+  updated_at: string;
+}
+
+export interface StoredMessage {
+  message: AclMessage;
+  routed_to: string[];
+}
+
+export interface SubscriptionRow {
+  id: string;
+  conversation_id: ConversationId;
+  subscriber: string;
+  capability: string | null;
+  agent: string | null;
+  content: string;
+  created_at: string;
+}
+
+export interface Page<T> {
+  items: T[];
+  total: number;
+}
+
+interface ConversationRow extends Omit<Conversation, 'participants'> {
+  participants: string;
+}
+
+function conversationOf(r: ConversationRow): Conversation {
+  return { ...r, participants: JSON.parse(r.participants) as string[] };
+}
+
+/**
+ * The messaging tables in the data dir's SQLite: messages, deliveries (the durable queue and the
+ * dead-letter queue), conversations and subscriptions. Every method is synchronous; writes are
+ * meant to run inside the group commit (see group-commit.ts) so many messages share a transaction.
+ */
+export class MessageStore {
+  readonly #s;
+  /** Conversation objects whose row exists (written or read here). */
+  readonly #known = new WeakSet<Conversation>();
+
+  constructor(readonly db: Db) {
+    this.#s = {
+      insertMessage: db.prepare('INSERT INTO messages (id, conversation_id, performative, sender, created_at, body, routed_to) VALUES (?, ?, ?, ?, ?, ?, ?)'),
+      insertDelivery: db.prepare("INSERT INTO deliveries (message_id, receiver, state, updated_at) VALUES (?, ?, 'pending', ?)"),
+      ack: db.prepare("UPDATE deliveries SET state = 'done', attempts = attempts + 1, updated_at = ? WHERE id = ?"),
+      retry: db.prepare("UPDATE deliveries SET state = 'pending', attempts = ?, next_at = ?, last_error = ?, updated_at = ? WHERE id = ?"),
+      dead: db.prepare("UPDATE deliveries SET state = 'dead', attempts = ?, last_error = ?, updated_at = ? WHERE id = ?"),
+      replay: db.prepare("UPDATE deliveries SET state = 'pending', attempts = 0, next_at = 0, updated_at = ? WHERE id = ? AND state = 'dead'"),
+      reroute: db.prepare('UPDATE deliveries SET receiver = ?, updated_at = ? WHERE id = ?'),
+      upsertConversation: db.prepare(
+        `INSERT INTO conversations (id, protocol, state, initiator, participants, capability, turns, max_turns, created_at, updated_at, expires_at, reason)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT(id) DO UPDATE SET protocol = excluded.protocol, state = excluded.state, participants = excluded.participants,
+           turns = excluded.turns, max_turns = excluded.max_turns, updated_at = excluded.updated_at, expires_at = excluded.expires_at, reason = excluded.reason`,
+      ),
+      updateConversation: db.prepare('UPDATE conversations SET protocol = ?, state = ?, participants = ?, turns = ?, max_turns = ?, updated_at = ?, expires_at = ?, reason = ? WHERE id = ?'),
+      insertSubscription: db.prepare('INSERT OR IGNORE INTO subscriptions (id, conversation_id, subscriber, capability, agent, content, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)'),
+      deleteSubscription: db.prepare('DELETE FROM subscriptions WHERE conversation_id = ?'),
+      hasMessage: db.prepare('SELECT 1 FROM messages WHERE id = ?').pluck(),
+      getMessage: db.prepare('SELECT body, routed_to FROM messages WHERE id = ?'),
+      messagesOf: db.prepare('SELECT body, routed_to FROM messages WHERE conversation_id = ? ORDER BY seq LIMIT ? OFFSET ?'),
+      lastMessagesOf: db.prepare('SELECT body, routed_to FROM (SELECT seq, body, routed_to FROM messages WHERE conversation_id = ? ORDER BY seq DESC LIMIT ?) ORDER BY seq'),
+      getConversation: db.prepare('SELECT * FROM conversations WHERE id = ?'),
+      openConversations: db.prepare("SELECT * FROM conversations WHERE state IN ('initiated', 'in_progress')"),
+      openDeliveries: db.prepare("SELECT * FROM deliveries WHERE state = 'pending' ORDER BY id"),
+      getDelivery: db.prepare('SELECT * FROM deliveries WHERE id = ?'),
+      deliveriesOf: db.prepare('SELECT * FROM deliveries WHERE message_id = ? ORDER BY id'),
+      deadLetters: db.prepare("SELECT * FROM deliveries WHERE state = 'dead' ORDER BY id LIMIT ? OFFSET ?"),
+      deadCount: db.prepare("SELECT count(*) FROM deliveries WHERE state = 'dead'").pluck(),
+      subscriptions: db.prepare('SELECT * FROM subscriptions ORDER BY created_at'),
+    };
+  }
+
+  // ---- writes (run inside a transaction) ----
+
+  insertMessage(m: AclMessage, routedTo: readonly string[]): void {
+    this.#s.insertMessage.run(m.id, m.conversation_id, m.performative, m.sender, m.timestamp, JSON.stringify(m), JSON.stringify(routedTo));
+  }
+
+  insertDelivery(messageId: MessageId, receiver: string, now: string): number {
+    return Number(this.#s.insertDelivery.run(messageId, receiver, now).lastInsertRowid);
+  }
+
+  ack(id: number, now: string): void {
+    this.#s.ack.run(now, id);
+  }
+
+  retry(id: number, attempts: number, nextAt: number, error: string, now: string): void {
+    this.#s.retry.run(attempts, nextAt, error, now, id);
+  }
+
+  dead(id: number, attempts: number, error: string, now: string): void {
+    this.#s.dead.run(attempts, error, now, id);
+  }
+
+  replay(id: number, now: string): boolean {
+    return this.#s.replay.run(now, id).changes > 0;
+  }
+
+  reroute(id: number, receiver: string, now: string): void {
+    this.#s.reroute.run(receiver, now, id);
+  }
+
+  /** Inserts or updates a conversation. Rows this store wrote or read are updated in place (cheaper than an upsert). */
+  saveConversation(c: Conversation): void {
+    if (this.#known.has(c)) {
+      const r = this.#s.updateConversation.run(c.protocol, c.state, JSON.stringify(c.participants), c.turns, c.max_turns, c.updated_at, c.expires_at, c.reason, c.id);
+      if (r.changes > 0) return;
+    }
+    this.#s.upsertConversation.run(c.id, c.protocol, c.state, c.initiator, JSON.stringify(c.participants), c.capability, c.turns, c.max_turns, c.created_at, c.updated_at, c.expires_at, c.reason);
+    this.#known.add(c);
+  }
+
+  insertSubscription(s: SubscriptionRow): void {
+    this.#s.insertSubscription.run(s.id, s.conversation_id, s.subscriber, s.capability, s.agent, s.content, s.created_at);
+  }
+
+  deleteSubscription(conversationId: string): void {
+    this.#s.deleteSubscription.run(conversationId);
+  }
+
+  // ---- reads ----
+
+  hasMessage(id: string): boolean {
+    return this.#s.hasMessage.get(id) !== undefined;
+  }
+
+  getMessage(id: string): StoredMessage | undefined {
+    const r = this.#s.getMessage.get(id) as { body: string; routed_to: string } | undefined;
+    return r && { message: JSON.parse(r.body) as AclMessage, routed_to: JSON.parse(r.routed_to) as string[] };
+  }
+
+  messagesOf(conversationId: string, limit = 1000, offset = 0): StoredMessage[] {
+    return (this.#s.messagesOf.all(conversationId, limit, offset) as { body: string; routed_to: string }[]).map((r) => ({ message: JSON.parse(r.body) as AclMessage, routed_to: JSON.parse(r.routed_to) as string[] }));
+  }
+
+  /** The last `limit` messages of a conversation, oldest first. */
+  lastMessagesOf(conversationId: string, limit: number): AclMessage[] {
+    return (this.#s.lastMessagesOf.all(conversationId, limit) as { body: string }[]).map((r) => JSON.parse(r.body) as AclMessage);
+  }
+
+  getConversation(id: string): Conversation | undefined {
+    const r = this.#s.getConversation.get(id) as ConversationRow | undefined;
+    if (!r) return undefined;
+    const c = conversationOf(r);
+    this.#known.add(c);
+    return c;
+  }
+
+  listConversations(q: { state?: ConversationState; participant?: string; limit: number; offset: number }): Page<Conversation> {
+    const where: string[] = [];
+    const args: unknown[] = [];
+    if (q.state) {
+      where.push('state = ?');
+      args.push(q.state);
+    }
+    if (q.participant) {
+      where.push('EXISTS (SELECT 1 FROM json_each(participants) WHERE value = ?)');
+      args.push(q.participant);
+    }
+    const w = where.length > 0 ? `WHERE ${where.join(' AND ')}` : '';
+    const total = this.db.prepare(`SELECT count(*) FROM conversations ${w}`).pluck().get(...args) as number;
+    const rows = this.db.prepare(`SELECT * FROM conversations ${w} ORDER BY rowid DESC LIMIT ? OFFSET ?`).all(...args, q.limit, q.offset) as ConversationRow[];
+    return { items: rows.map(conversationOf), total };
+  }
+
+  openConversations(): Conversation[] {
+    return (this.#s.openConversations.all() as ConversationRow[]).map((r) => {
+      const c = conversationOf(r);
+      this.#known.add(c);
+      return c;
+    });
+  }
+
+  openDeliveries(): DeliveryRow[] {
+    return this.#s.openDeliveries.all() as DeliveryRow[];
+  }
+
+  getDelivery(id: number): DeliveryRow | undefined {
+    return this.#s.getDelivery.get(id) as DeliveryRow | undefined;
+  }
+
+  deliveriesOf(messageId: string): DeliveryRow[] {
+    return this.#s.deliveriesOf.all(messageId) as DeliveryRow[];
+  }
+
+  deadLetters(limit: number, offset: number): Page<DeliveryRow> {
+    return { items: this.#s.deadLetters.all(limit, offset) as DeliveryRow[], total: this.#s.deadCount.get() as number };
+  }
+
+  deadCount(): number {
+    return this.#s.deadCount.get() as number;
+  }
+
+  subscriptions(): SubscriptionRow[] {
+    return this.#s.subscriptions.all() as SubscriptionRow[];
+  }
+}

@@ -1,0 +1,210 @@
+/**
+ * The messaging commands (`caxton message`, `conversation`, `dlq`) as real child processes against
+ * a real `caxton serve` whose agents use the scripted LLM provider.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { assertBuilt, cleanup, expectExit, expectNoStackTrace, parseJson, runCli, startServe, tempDir, tomlAgent, type CliResult, type ServeProcess } from './helpers/cli.js';
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Json = any;
+
+const CONFIG = `data_dir = "data"
+agents_dir = "agents"
+
+[logging]
+level = "warn"
+
+[llm]
+default_provider = "demo"
+
+[llm.providers.demo]
+type = "scripted"
+script = "replies.toml"
+
+# Its script file does not exist until the test writes it: calls fail (retryable) until then.
+[llm.providers.later]
+type = "scripted"
+script = "later.toml"
+
+[messaging]
+max_attempts = 1
+`;
+
+describe('caxton message, conversation and dlq', () => {
+  let dir: string;
+  let serve: ServeProcess;
+  const cli = (...args: string[]): Promise<CliResult> => runCli(['--server', serve.url, ...args], { cwd: dir, timeoutMs: 30_000 });
+
+  beforeAll(async () => {
+    assertBuilt();
+    dir = tempDir('caxton-msg-cli-');
+    writeFileSync(join(dir, 'caxton.toml'), CONFIG);
+    writeFileSync(join(dir, 'replies.toml'), 'fallback = "42"\n');
+    mkdirSync(join(dir, 'agents'));
+    writeFileSync(join(dir, 'agents', 'helper.toml'), tomlAgent('helper', { capabilities: ['answering'] }));
+    writeFileSync(join(dir, 'agents', 'fragile.toml'), tomlAgent('fragile', { capabilities: ['fragile'], extra: '\n[llm]\nprovider = "later"\n' }));
+    serve = await startServe({ cwd: dir, args: ['--config', join(dir, 'caxton.toml')] });
+  });
+  afterAll(cleanup);
+
+  let conversationId: string;
+
+  it('message send --wait --json prints the outcome: the conversation and its messages (exit 0)', async () => {
+    const r = await cli('message', 'send', '--capability', 'answering', '--performative', 'request', '--content', 'what is 6 times 7?', '--wait', '30', '--json');
+    expectExit(r, 0);
+    const out = parseJson<Json>(r);
+    expect(out).toMatchObject({ performative: 'request', routed_to: ['helper'], routing: 'one', duplicate: false, conversation: { state: 'completed', protocol: 'fipa-request' } });
+    expect(out.messages.map((m: Json) => `${m.performative}:${m.sender}`)).toEqual(['request:user', 'agree:helper', 'inform:helper']);
+    expect(out.messages[2].content).toBe('42');
+    conversationId = out.conversation_id;
+  });
+
+  it('message send prints where the message went and, with --wait, the replies', async () => {
+    const plain = await cli('message', 'send', '--capability', 'answering', '--performative', 'query-ref', '--content', 'the answer?');
+    expectExit(plain, 0);
+    expect(plain.stdout).toMatch(/^sent query-ref msg_\w+\nconversation conv_\w+\nrouted to helper \(one provider of the capability\)\n$/);
+
+    const waited = await cli('message', 'send', '--to', 'helper', '--performative', 'query-ref', '--content-json', '{"question": "the answer?"}', '--param', 'X-priority=high', '--wait');
+    expectExit(waited, 0);
+    expect(waited.stdout).toContain('routed to helper');
+    expect(waited.stdout).toMatch(/\[inform\] helper → user: 42/);
+    expect(waited.stdout).toMatch(/conversation conv_\w+ is completed/);
+  });
+
+  it('conversation list and show (--json and text)', async () => {
+    const list = await cli('conversation', 'list', '--json');
+    expectExit(list, 0);
+    const l = parseJson<Json>(list);
+    expect(l.total).toBeGreaterThanOrEqual(3);
+    expect(l.conversations.map((c: Json) => c.id)).toContain(conversationId);
+
+    const filtered = await cli('conversation', 'list', '--state', 'completed', '--participant', 'helper', '--limit', '2');
+    expectExit(filtered, 0);
+    expect(filtered.stdout).toMatch(/^ID\s+STATE\s+PROTOCOL/);
+    expect(filtered.stdout).toContain('completed');
+
+    const show = await cli('conversation', 'show', conversationId, '--json');
+    expectExit(show, 0);
+    const s = parseJson<Json>(show);
+    expect(s.conversation).toMatchObject({ id: conversationId, state: 'completed' });
+    expect(s.messages.map((m: Json) => m.performative)).toEqual(['request', 'agree', 'inform']);
+
+    const text = await cli('conversation', 'show', conversationId);
+    expectExit(text, 0);
+    expect(text.stdout).toContain(`conversation: ${conversationId}`);
+    expect(text.stdout).toMatch(/state:\s+completed/);
+    expect(text.stdout).toMatch(/\[request\] user → capability "answering" \(helper\): what is 6 times 7\?/);
+    expect(text.stdout).toMatch(/\[inform\] helper → user: 42/);
+  });
+
+  it('conversation show --follow streams until the conversation ends', async () => {
+    const json = await cli('conversation', 'show', conversationId, '--follow', '--json');
+    expectExit(json, 0);
+    const events = json.stdout.trim().split('\n').map((l) => JSON.parse(l) as { event: string; data: Json });
+    expect(events.map((e) => e.event)).toEqual(['message', 'message', 'message', 'state', 'end']);
+    expect(events.at(-1)!.data).toMatchObject({ conversation_id: conversationId, state: 'completed' });
+
+    const text = await cli('conversation', 'show', conversationId, '--follow');
+    expectExit(text, 0);
+    expect(text.stdout).toMatch(/\[agree\] helper → user\n/);
+    expect(text.stdout.trim().split('\n').at(-1)).toBe(`conversation ${conversationId} is completed`);
+  });
+
+  it('dlq list, show and replay: a dead letter is delivered once its agent works', async () => {
+    const empty = await cli('dlq', 'list');
+    expectExit(empty, 0);
+    expect(empty.stdout.trim()).toBe('the dead-letter queue is empty');
+
+    const failed = await cli('message', 'send', '--capability', 'fragile', '--content', 'do it', '--wait', '30', '--json');
+    expectExit(failed, 1); // the conversation failed
+    const f = parseJson<Json>(failed);
+    expect(f.conversation.state).toBe('failed');
+
+    const list = await cli('dlq', 'list', '--json');
+    expectExit(list, 0);
+    const l = parseJson<Json>(list);
+    expect(l.total).toBe(1);
+    const dead = l.dead_letters[0];
+    expect(dead).toMatchObject({ receiver: 'fragile', state: 'dead', attempts: 1, message_id: f.id, message: { content: 'do it' } });
+    expect(dead.last_error).toContain('later.toml');
+
+    const table = await cli('dlq', 'list');
+    expectExit(table, 0);
+    expect(table.stdout).toMatch(/^ID\s+RECEIVER\s+ACT\s+ATTEMPTS/);
+    expect(table.stdout).toContain('fragile');
+
+    const show = await cli('dlq', 'show', String(dead.id));
+    expectExit(show, 0);
+    expect(show.stdout).toContain(`dead letter:  ${dead.id}`);
+    expect(show.stdout).toContain(`replay it with: caxton dlq replay ${dead.id}`);
+
+    writeFileSync(join(dir, 'later.toml'), 'fallback = "done at last"\n');
+    const replay = await cli('dlq', 'replay', String(dead.id), '--json');
+    expectExit(replay, 0);
+    expect(parseJson<Json>(replay)).toEqual({ id: dead.id, message_id: f.id, receiver: 'fragile', conversation_id: f.conversation_id });
+
+    const follow = await cli('conversation', 'show', f.conversation_id, '--follow');
+    expectExit(follow, 0);
+    expect(follow.stdout).toMatch(/\[inform\] fragile → user: done at last/);
+    expect(follow.stdout).toContain(`conversation ${f.conversation_id} is completed`);
+
+    const after = await cli('dlq', 'list', '--json');
+    expect(parseJson<Json>(after).total).toBe(0);
+    const again = await cli('dlq', 'replay', String(dead.id));
+    expectExit(again, 1);
+    expect(again.stderr).toContain(`no dead letter with id ${dead.id}`);
+  });
+
+  it('usage errors exit 2 with a message and no stack trace', async () => {
+    const cases: [string[], RegExp][] = [
+      [['message', 'send', '--capability', 'answering', '--to', 'helper', '--content', 'x'], /either --capability or --to, not both/],
+      [['message', 'send', '--content', 'x'], /--capability NAME .* or --to AGENT/],
+      [['message', 'send', '--capability', 'answering'], /needs content/],
+      [['message', 'send', '--capability', 'answering', '--content', 'x', '--content-json', '1'], /either --content or --content-json/],
+      [['message', 'send', '--capability', 'answering', '--content-json', '{oops'], /--content-json is not valid JSON/],
+      [['message', 'send', '--capability', 'answering', '--content', 'x', '--param', 'priority'], /--param expects X-NAME=VALUE/],
+      [['message', 'send', '--capability', 'answering', '--content', 'x', '--wait', 'forever'], /--wait expects seconds/],
+      [['message', 'send', '--capability', 'answering', '--content', 'x', '--wait', '301'], /--wait expects seconds between 0 and 300/],
+      [['message', 'send', '--capability', 'answering', '--content', 'x', '--bogus'], /unknown option '--bogus'/],
+      [['conversation', 'list', '--limit', '0'], /--limit expects a whole number/],
+      [['conversation', 'show'], /missing required argument 'id'/],
+      [['dlq', 'show', 'abc'], /a dead-letter id is a positive whole number/],
+      [['dlq', 'replay', '-1'], /(unknown option|positive whole number)/],
+    ];
+    for (const [args, re] of cases) {
+      const r = await cli(...args);
+      expectExit(r, 2);
+      expect(r.stderr, args.join(' ')).toMatch(re);
+      expect(r.stdout).toBe('');
+      expectNoStackTrace(r);
+    }
+  });
+
+  it('API errors exit 1 with the server message (and the error envelope with --json)', async () => {
+    const r = await cli('message', 'send', '--capability', 'answering', '--performative', 'reqest', '--content', 'x');
+    expectExit(r, 1);
+    expect(r.stderr).toContain('error: invalid message: performative: unknown performative "reqest"; did you mean "request"?');
+    expectNoStackTrace(r);
+
+    const j = await cli('message', 'send', '--capability', 'answering', '--content', 'x', '--reply-by', 'tomorrow', '--json');
+    expectExit(j, 1);
+    expect(parseJson<Json>(j).error).toMatchObject({ code: 'invalid_message', details: { issues: [{ field: 'reply_by' }] } });
+
+    const state = await cli('conversation', 'list', '--state', 'complete');
+    expectExit(state, 1);
+    expect(state.stderr).toContain('did you mean "completed"?');
+
+    const missing = await cli('conversation', 'show', 'conv_nope');
+    expectExit(missing, 1);
+    expect(missing.stderr).toContain('no conversation with id "conv_nope"');
+  });
+
+  it('an unroutable message is reported and exits 1', async () => {
+    const r = await cli('message', 'send', '--capability', 'time-travel', '--content', 'yesterday');
+    expectExit(r, 1);
+    expect(r.stdout).toMatch(/^sent request msg_\w+/);
+    expect(r.stderr).toContain('not delivered: no agent provides capability "time-travel"');
+  });
+});
