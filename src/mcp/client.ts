@@ -1,0 +1,519 @@
+/**
+ * MCP client side: external MCP servers (`[mcp_servers.NAME]` in caxton.toml) mounted as host
+ * tools named `NAME.tool`. Each server has one `McpConnection` that connects (stdio child process
+ * or Streamable HTTP), lists its tools, registers them on the host tool registry, and reconnects
+ * with exponential backoff when the connection is lost. While a server is down its tools stay
+ * registered, and a call answers with an error naming the server, its state and its last error.
+ */
+import { EventEmitter } from 'node:events';
+import { isAbsolute, resolve } from 'node:path';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { ErrorCode, McpError, ToolListChangedNotificationSchema, type CallToolResult, type Tool as McpToolSpec } from '@modelcontextprotocol/sdk/types.js';
+import type { ServerConfig } from '../config/index.js';
+import type { JsonSchema } from '../llm/types.js';
+import type { Logger } from '../observability/index.js';
+import { VERSION } from '../shared/version.js';
+import type { ToolRegistry } from '../tools/registry.js';
+import type { Tool, ToolContext, ToolResult } from '../tools/types.js';
+import { digestArgs, type ToolAuditSink } from '../tools/wasm/audit.js';
+import type { CallOutcome } from '../tools/wasm/errors.js';
+
+export type McpServerConfig = ServerConfig['mcp_servers'][string];
+
+/**
+ * - `connecting`: the first attempt is under way.
+ * - `ready`: connected; its tools answer.
+ * - `failed`: the last attempt failed or the connection was lost; the next attempt is at `next_retry_at`.
+ * - `reconnecting`: a new attempt after a failure is under way.
+ * - `disabled`: `enabled = false` in caxton.toml.
+ * - `closed`: the server is shutting down.
+ */
+export type McpServerState = 'connecting' | 'ready' | 'failed' | 'reconnecting' | 'disabled' | 'closed';
+
+export interface McpServerStatus {
+  name: string;
+  transport: 'stdio' | 'http';
+  /** The command line (stdio) or the URL (http, without credentials). */
+  target: string;
+  state: McpServerState;
+  /** Tools registered as `NAME.tool` (they stay registered while the server is down). */
+  tools: number;
+  tool_names: string[];
+  last_error: string | null;
+  last_error_at: string | null;
+  connected_at: string | null;
+  /** Failed attempts since the last successful connection. */
+  attempts: number;
+  next_retry_at: string | null;
+  /** Successful connections after the first one. */
+  reconnects: number;
+  /** The child's process id (stdio, while running). */
+  pid: number | null;
+  server_info: { name: string; version: string } | null;
+  /** Tool names that could not be registered because another tool holds them. */
+  conflicts: string[];
+}
+
+export interface McpClientManagerOptions {
+  servers: Record<string, McpServerConfig>;
+  /** Where the tools are registered (the executor's host tools). */
+  tools: ToolRegistry;
+  logger?: Logger;
+  /** Receives one record per tool call. */
+  audit?: ToolAuditSink;
+  /** Relative `cwd` and relative command paths are resolved against this (caxton.toml's folder). */
+  baseDir?: string;
+  /** Reconnection delays: base doubled per failed attempt, capped at max (defaults 500 ms, 30 s). */
+  backoff?: { baseMs?: number; maxMs?: number };
+  /** HTTP servers are pinged this often so that a lost server shows in the status (default 15 s; 0: never). */
+  pingIntervalMs?: number;
+}
+
+const STDERR_TAIL = 4096;
+const DEADLINE_MARGIN_MS = 25;
+
+function errorText(e: unknown): string {
+  if (e instanceof Error) {
+    const cause = (e as { cause?: unknown }).cause;
+    return cause instanceof Error && !e.message.includes(cause.message) ? `${e.message}: ${cause.message}` : e.message;
+  }
+  return String(e);
+}
+
+function redactUrl(u: string): string {
+  try {
+    const url = new URL(u);
+    if (url.username || url.password) {
+      url.username = url.username ? '***' : '';
+      url.password = url.password ? '***' : '';
+    }
+    return url.toString();
+  } catch {
+    return u;
+  }
+}
+
+/** The text the model sees for an MCP tool result. */
+export function resultText(r: CallToolResult): string {
+  const parts: string[] = [];
+  for (const c of r.content ?? []) {
+    switch (c.type) {
+      case 'text':
+        parts.push(c.text);
+        break;
+      case 'image':
+      case 'audio':
+        parts.push(`[${c.type} ${c.mimeType}, ${Math.floor((c.data.length * 3) / 4)} bytes]`);
+        break;
+      case 'resource':
+        parts.push('text' in c.resource && typeof c.resource.text === 'string' ? c.resource.text : `[resource ${c.resource.uri}${c.resource.mimeType ? ` (${c.resource.mimeType})` : ''}]`);
+        break;
+      case 'resource_link':
+        parts.push(`[resource link ${c.uri}${c.name ? ` (${c.name})` : ''}]`);
+        break;
+    }
+  }
+  if (parts.length === 0 && r.structuredContent !== undefined) parts.push(JSON.stringify(r.structuredContent));
+  return parts.join('\n');
+}
+
+/** One mounted tool: `server.tool` in Caxton, `tool` on the MCP server. */
+class McpTool implements Tool {
+  readonly name: string;
+  description: string;
+  input_schema: JsonSchema;
+  constructor(
+    readonly conn: McpConnection,
+    readonly remoteName: string,
+    spec: McpToolSpec,
+  ) {
+    this.name = `${conn.name}.${remoteName}`;
+    this.description = '';
+    this.input_schema = {};
+    this.update(spec);
+  }
+
+  update(spec: McpToolSpec): void {
+    this.description = spec.description ?? spec.title ?? `tool "${spec.name}" of MCP server "${this.conn.name}"`;
+    this.input_schema = spec.inputSchema as JsonSchema;
+  }
+
+  invoke(args: Record<string, unknown>, ctx: ToolContext): Promise<ToolResult> {
+    return this.conn.call(this, args, ctx);
+  }
+}
+
+/** One external MCP server: its connection, state and tools. */
+export class McpConnection {
+  readonly name: string;
+  readonly #cfg: McpServerConfig;
+  readonly #opts: McpClientManagerOptions;
+  readonly #log: Logger | undefined;
+  readonly #onChange: () => void;
+  #state: McpServerState;
+  #client: Client | undefined;
+  #transport: StdioClientTransport | StreamableHTTPClientTransport | undefined;
+  readonly #tools = new Map<string, McpTool>();
+  #conflicts: string[] = [];
+  #lastError: string | null = null;
+  #lastErrorAt: number | null = null;
+  #connectedAt: number | null = null;
+  #attempts = 0;
+  #everConnected = false;
+  #reconnects = 0;
+  #nextRetryAt: number | null = null;
+  #retryTimer: NodeJS.Timeout | undefined;
+  #pingTimer: NodeJS.Timeout | undefined;
+  #stderr = '';
+  #attempt: Promise<void> | undefined;
+  /** The client of the attempt under way (closed at once by `close()`). */
+  #pending: Client | undefined;
+  #first: Promise<void> | undefined;
+
+  constructor(name: string, cfg: McpServerConfig, opts: McpClientManagerOptions, onChange: () => void) {
+    this.name = name;
+    this.#cfg = cfg;
+    this.#opts = opts;
+    this.#log = opts.logger?.child({ mcp_server: name });
+    this.#onChange = onChange;
+    this.#state = cfg.enabled ? 'connecting' : 'disabled';
+  }
+
+  get state(): McpServerState {
+    return this.#state;
+  }
+
+  get #transportKind(): 'stdio' | 'http' {
+    return this.#cfg.url !== undefined ? 'http' : 'stdio';
+  }
+
+  /** Starts connecting; resolves when the first attempt has ended (connected or failed). */
+  start(): Promise<void> {
+    if (this.#state === 'disabled' || this.#state === 'closed') return Promise.resolve();
+    this.#first ??= this.#connect();
+    return this.#first;
+  }
+
+  status(): McpServerStatus {
+    const iso = (t: number | null) => (t === null ? null : new Date(t).toISOString());
+    const version = this.#client?.getServerVersion();
+    const pid = this.#transport instanceof StdioClientTransport ? this.#transport.pid : null;
+    return {
+      name: this.name,
+      transport: this.#transportKind,
+      target: this.#cfg.url !== undefined ? redactUrl(this.#cfg.url) : [this.#cfg.command!, ...this.#cfg.args].join(' '),
+      state: this.#state,
+      tools: this.#tools.size,
+      tool_names: [...this.#tools.keys()].sort(),
+      last_error: this.#lastError,
+      last_error_at: iso(this.#lastErrorAt),
+      connected_at: iso(this.#connectedAt),
+      attempts: this.#attempts,
+      next_retry_at: iso(this.#nextRetryAt),
+      reconnects: this.#reconnects,
+      pid: this.#state === 'ready' ? pid : null,
+      server_info: version ? { name: version.name, version: version.version } : null,
+      conflicts: [...this.#conflicts],
+    };
+  }
+
+  #setState(s: McpServerState): void {
+    if (this.#state === 'closed') return;
+    this.#state = s;
+    this.#onChange();
+  }
+
+  #makeTransport(): StdioClientTransport | StreamableHTTPClientTransport {
+    const cfg = this.#cfg;
+    if (cfg.url !== undefined) {
+      return new StreamableHTTPClientTransport(new URL(cfg.url), {
+        ...(Object.keys(cfg.headers).length > 0 && { requestInit: { headers: cfg.headers } }),
+      });
+    }
+    const base = this.#opts.baseDir ?? process.cwd();
+    let command = cfg.command!;
+    if ((command.startsWith('./') || command.startsWith('../')) && !isAbsolute(command)) command = resolve(base, command);
+    const t = new StdioClientTransport({
+      command,
+      args: cfg.args,
+      env: cfg.env,
+      stderr: 'pipe',
+      ...(cfg.cwd !== undefined ? { cwd: resolve(base, cfg.cwd) } : { cwd: base }),
+    });
+    t.stderr?.on('data', (chunk: Buffer) => {
+      const text = chunk.toString('utf8');
+      this.#stderr = (this.#stderr + text).slice(-STDERR_TAIL);
+      for (const line of text.split('\n')) if (line.trim() !== '') this.#log?.debug({ stderr: line }, 'MCP server stderr');
+    });
+    return t;
+  }
+
+  #lastStderrLine(): string | undefined {
+    const lines = this.#stderr.split('\n').map((l) => l.trim()).filter((l) => l !== '');
+    return lines.at(-1);
+  }
+
+  async #connect(): Promise<void> {
+    if (this.#state === 'closed') return;
+    this.#nextRetryAt = null;
+    this.#setState(this.#everConnected || this.#attempts > 0 ? 'reconnecting' : 'connecting');
+    this.#stderr = '';
+    const client = new Client({ name: 'caxton', version: VERSION }, { capabilities: {} });
+    const transport = this.#makeTransport();
+    client.onerror = (e) => this.#log?.debug({ err: errorText(e) }, 'MCP transport error');
+    client.onclose = () => {
+      if (this.#client === client) this.#lost(this.#transportKind === 'stdio' ? this.#exitReason() : 'the connection was closed');
+    };
+    client.setNotificationHandler(ToolListChangedNotificationSchema, () => {
+      if (this.#client === client) this.#refresh(client).catch((e: unknown) => this.#log?.warn({ err: errorText(e) }, 'MCP server announced new tools but listing them failed'));
+    });
+    this.#pending = client;
+    const attempt = (async () => {
+      try {
+        await client.connect(transport, { timeout: this.#cfg.timeout });
+        if (this.#state === 'closed') throw new Error('closed');
+        await this.#syncTools(await this.#listTools(client));
+      } catch (e) {
+        // A child that exits during the handshake explains itself on stderr.
+        const why = this.#transportKind === 'stdio' && this.#lastStderrLine() ? `${errorText(e)} (stderr: ${this.#lastStderrLine()})` : errorText(e);
+        await client.close().catch(() => {});
+        if (this.#state === 'closed') return;
+        this.#fail(`connecting failed: ${why}`);
+        return;
+      } finally {
+        this.#pending = undefined;
+      }
+      this.#client = client;
+      this.#transport = transport;
+      this.#connectedAt = Date.now();
+      if (this.#everConnected) this.#reconnects++;
+      this.#everConnected = true;
+      this.#attempts = 0;
+      this.#stderr = ''; // from now on, only what explains a later exit
+      this.#log?.info({ tools: this.#tools.size, server: client.getServerVersion() }, 'MCP server connected');
+      this.#setState('ready');
+      this.#startPing(client);
+    })();
+    this.#attempt = attempt;
+    await attempt;
+  }
+
+  #exitReason(): string {
+    const line = this.#lastStderrLine();
+    return `the server process exited${line ? ` (last stderr line: ${line})` : ''}`;
+  }
+
+  /** The connection broke (process exited, HTTP failure): keep the tools, record why, reconnect later. */
+  #lost(reason: string): void {
+    if (this.#state === 'closed') return;
+    const client = this.#client;
+    this.#client = undefined;
+    this.#transport = undefined;
+    this.#stopPing();
+    if (client) void client.close().catch(() => {});
+    this.#log?.warn({ reason }, 'MCP server connection lost; reconnecting');
+    this.#fail(`connection lost: ${reason}`);
+  }
+
+  #fail(message: string): void {
+    this.#attempts++;
+    this.#lastError = message;
+    this.#lastErrorAt = Date.now();
+    const base = this.#opts.backoff?.baseMs ?? 500;
+    const max = this.#opts.backoff?.maxMs ?? 30_000;
+    const delay = Math.min(max, base * 2 ** Math.min(this.#attempts - 1, 20)) * (0.8 + Math.random() * 0.4);
+    this.#nextRetryAt = Date.now() + Math.round(delay);
+    if (this.#attempts === 1 || this.#attempts % 10 === 0) this.#log?.warn({ err: message, attempts: this.#attempts, retry_in_ms: Math.round(delay) }, 'MCP server unavailable');
+    this.#setState('failed');
+    clearTimeout(this.#retryTimer);
+    this.#retryTimer = setTimeout(() => void this.#connect(), delay);
+    this.#retryTimer.unref();
+  }
+
+  #startPing(client: Client): void {
+    const every = this.#opts.pingIntervalMs ?? 15_000;
+    if (this.#transportKind !== 'http' || every <= 0) return;
+    this.#stopPing();
+    this.#pingTimer = setInterval(() => {
+      if (this.#client !== client) return;
+      client.ping({ timeout: Math.min(this.#cfg.timeout, every) }).catch((e: unknown) => {
+        if (this.#client === client) this.#lost(`ping failed: ${errorText(e)}`);
+      });
+    }, every);
+    this.#pingTimer.unref();
+  }
+
+  #stopPing(): void {
+    clearInterval(this.#pingTimer);
+    this.#pingTimer = undefined;
+  }
+
+  async #listTools(client: Client): Promise<McpToolSpec[]> {
+    const all: McpToolSpec[] = [];
+    let cursor: string | undefined;
+    do {
+      const page = await client.listTools(cursor !== undefined ? { cursor } : undefined, { timeout: this.#cfg.timeout });
+      all.push(...page.tools);
+      cursor = page.nextCursor;
+    } while (cursor !== undefined && all.length < 10_000);
+    return all;
+  }
+
+  async #refresh(client: Client): Promise<void> {
+    const list = await this.#listTools(client);
+    if (this.#client === client) {
+      this.#syncTools(list);
+      this.#onChange();
+    }
+  }
+
+  /** Registers new tools, updates changed ones, unregisters those the server no longer has. */
+  #syncTools(list: McpToolSpec[]): void {
+    const registry = this.#opts.tools;
+    const wanted = new Map(list.map((t) => [`${this.name}.${t.name}`, t]));
+    for (const [full, tool] of this.#tools) {
+      if (!wanted.has(full)) {
+        if (registry.get(full) === tool) registry.unregister(full);
+        this.#tools.delete(full);
+      }
+    }
+    const conflicts: string[] = [];
+    for (const [full, spec] of wanted) {
+      const have = this.#tools.get(full);
+      if (have) {
+        have.update(spec);
+        continue;
+      }
+      const tool = new McpTool(this, spec.name, spec);
+      try {
+        registry.register(tool);
+        this.#tools.set(full, tool);
+      } catch (e) {
+        conflicts.push(full);
+        this.#log?.warn({ tool: full, err: errorText(e) }, 'MCP tool not registered: the name is taken');
+      }
+    }
+    this.#conflicts = conflicts;
+  }
+
+  #unavailable(tool: McpTool): string {
+    const retry = this.#nextRetryAt !== null ? `; next attempt in ${Math.max(0, Math.round((this.#nextRetryAt - Date.now()) / 1000))} s` : '';
+    return `MCP server "${this.name}" is unavailable (state: ${this.#state}${this.#lastError ? `; last error: ${this.#lastError}` : ''}${retry}); tool "${tool.name}" cannot be called now`;
+  }
+
+  /** Runs one tool call on the server, within the call's deadline and cancellation. */
+  async call(tool: McpTool, args: Record<string, unknown>, ctx: ToolContext): Promise<ToolResult> {
+    const started = Date.now();
+    const t0 = performance.now();
+    const input = Buffer.from(JSON.stringify(args));
+    const audit = (outcome: CallOutcome, output: string, error?: string) => {
+      this.#opts.audit?.record({
+        time: started,
+        agent: ctx.agent,
+        execution_id: ctx.execution_id,
+        ...(ctx.conversation_id !== undefined && { conversation_id: ctx.conversation_id }),
+        server: this.name,
+        tool: tool.name,
+        args_digest: digestArgs(input),
+        outcome,
+        ...(error !== undefined && { error }),
+        duration_us: Math.round((performance.now() - t0) * 1000),
+        fuel_used: 0,
+        memory_bytes: 0,
+        input_bytes: input.length,
+        output_bytes: Buffer.byteLength(output),
+      });
+    };
+    const fail = (outcome: CallOutcome, content: string): ToolResult => {
+      audit(outcome, '', content);
+      return { content, is_error: true };
+    };
+
+    const client = this.#client;
+    if (this.#state !== 'ready' || !client) return fail('io_error', this.#unavailable(tool));
+    // Just inside the caller's deadline, so that this call (not the registry's backstop) times out,
+    // tells the server to cancel, and says which server did not answer.
+    const timeout = Math.max(1, Math.min(this.#cfg.timeout, ctx.deadline - Date.now() - DEADLINE_MARGIN_MS));
+    try {
+      const r = (await client.callTool({ name: tool.remoteName, arguments: args }, undefined, { signal: ctx.signal, timeout })) as CallToolResult | { toolResult: unknown };
+      const text = 'toolResult' in r ? JSON.stringify(r.toolResult) : resultText(r);
+      const isError = !('toolResult' in r) && r.isError === true;
+      audit(isError ? 'error' : 'ok', text, isError ? text.slice(0, 1000) : undefined);
+      return isError ? { content: text, is_error: true } : { content: text };
+    } catch (e) {
+      if (ctx.signal.aborted) {
+        audit('error', '', 'cancelled: the execution was cancelled or timed out');
+        throw e;
+      }
+      if (e instanceof McpError && e.code === (ErrorCode.RequestTimeout as number)) {
+        return fail('timeout', `MCP server "${this.name}" did not answer tool "${tool.name}" within ${timeout} ms; the call was cancelled`);
+      }
+      if (e instanceof McpError && e.code === (ErrorCode.ConnectionClosed as number)) {
+        return fail('io_error', `MCP server "${this.name}" closed the connection during the call to "${tool.name}": ${this.#lastError ?? 'connection closed'} (state: ${this.#state}; reconnecting with backoff)`);
+      }
+      if (e instanceof McpError) {
+        return fail(e.code === (ErrorCode.InvalidParams as number) ? 'invalid_input' : 'error', `MCP server "${this.name}" refused tool "${tool.name}": ${e.message}`);
+      }
+      // Not an MCP error: the transport broke (HTTP unreachable, child pipe gone).
+      if (this.#client === client) this.#lost(errorText(e));
+      return fail('io_error', `MCP server "${this.name}" could not be reached for tool "${tool.name}": ${errorText(e)} (state: ${this.#state}; reconnecting with backoff)`);
+    }
+  }
+
+  /** Stops reconnecting, closes the connection (ending a stdio child) and unregisters the tools. */
+  async close(): Promise<void> {
+    if (this.#state === 'closed') return;
+    this.#state = 'closed';
+    clearTimeout(this.#retryTimer);
+    this.#stopPing();
+    await this.#pending?.close().catch(() => {});
+    await this.#attempt?.catch(() => {});
+    const client = this.#client;
+    const transport = this.#transport;
+    this.#client = undefined;
+    this.#transport = undefined;
+    if (transport instanceof StreamableHTTPClientTransport) await transport.terminateSession().catch(() => {});
+    await client?.close().catch(() => {});
+    for (const [full, tool] of this.#tools) if (this.#opts.tools.get(full) === tool) this.#opts.tools.unregister(full);
+    this.#tools.clear();
+  }
+}
+
+/**
+ * Every mounted MCP server. `start()` connects them all (waiting for each one's first attempt);
+ * `statuses()` is what GET /api/v1/mcp/servers shows; `close()` ends them. Emits `change` when a
+ * server's state or tool list changes.
+ */
+export class McpClientManager extends EventEmitter<{ change: [McpServerStatus] }> {
+  readonly #connections = new Map<string, McpConnection>();
+
+  constructor(opts: McpClientManagerOptions) {
+    super();
+    for (const [name, cfg] of Object.entries(opts.servers)) {
+      const conn: McpConnection = new McpConnection(name, cfg, opts, () => this.emit('change', conn.status()));
+      this.#connections.set(name, conn);
+    }
+  }
+
+  get size(): number {
+    return this.#connections.size;
+  }
+
+  async start(): Promise<void> {
+    await Promise.all([...this.#connections.values()].map((c) => c.start()));
+  }
+
+  statuses(): McpServerStatus[] {
+    return [...this.#connections.values()].map((c) => c.status()).sort((a, b) => (a.name < b.name ? -1 : 1));
+  }
+
+  status(name: string): McpServerStatus | undefined {
+    return this.#connections.get(name)?.status();
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.#connections.values()].map((c) => c.close()));
+  }
+}

@@ -1,0 +1,91 @@
+/**
+ * The fastify routes of the MCP component, passed to the API through `StartOptions.plugins`:
+ *  - POST /mcp: Caxton as a Streamable HTTP MCP server, stateless (the SDK's guidance for a server
+ *    without per-client state: a fresh Server and transport per request). GET and DELETE answer 405.
+ *  - GET /api/v1/mcp/servers: the status of every mounted MCP server.
+ */
+import type { FastifyInstance, FastifyReply } from 'fastify';
+import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import type { McpClientManager } from './client.js';
+import { CaxtonMcpTools, createMcpServer, type McpServeDeps } from './server.js';
+
+type Plugin = (app: FastifyInstance) => Promise<void>;
+
+export const MCP_PATH = '/mcp';
+
+const LOOPBACK_HOSTS = new Set(['127.0.0.1', 'localhost', '[::1]', '::1']);
+
+/**
+ * Browsers send Origin: a page on another site must not drive a local Caxton (DNS rebinding).
+ * Requests without Origin (SDK clients, curl) pass; with one, it must be a loopback origin unless
+ * `allowRemote`.
+ */
+function originAllowed(origin: string | undefined, allowRemote: boolean): boolean {
+  if (origin === undefined || allowRemote) return true;
+  try {
+    return LOOPBACK_HOSTS.has(new URL(origin).hostname);
+  } catch {
+    return false;
+  }
+}
+
+const rpcError = (code: number, message: string) => ({ jsonrpc: '2.0', error: { code, message }, id: null });
+
+/** Marks a plugin as not encapsulated, so its routes keep their own paths (no /api/v1 prefix). */
+function atRoot(plugin: Plugin): Plugin {
+  (plugin as unknown as Record<symbol, boolean>)[Symbol.for('skip-override')] = true;
+  return plugin;
+}
+
+export interface McpHttpOptions extends McpServeDeps {
+  /** Mounted servers, for GET /api/v1/mcp/servers. */
+  clients?: McpClientManager;
+  /** `[security] allow_remote`: accept browser origins beyond loopback. */
+  allowRemote?: boolean;
+}
+
+/** The plugins to hand to createApi / startServer. */
+export function mcpPlugins(opts: McpHttpOptions): Plugin[] {
+  const plugins: Plugin[] = [];
+  const { clients } = opts;
+  if (clients) {
+    plugins.push(async (app) => {
+      app.get('/mcp/servers', { schema: { summary: 'Mounted MCP servers: state, tools, last error', tags: ['mcp'] } }, async () => ({ servers: clients.statuses() }));
+    });
+  }
+  if (opts.config.enabled) plugins.push(atRoot(mcpEndpoint(opts)));
+  return plugins;
+}
+
+function mcpEndpoint(opts: McpHttpOptions): Plugin {
+  const tools = new CaxtonMcpTools(opts);
+  return async (app) => {
+    app.post(MCP_PATH, { schema: { summary: 'MCP (Streamable HTTP, stateless): Caxton tools and agents', tags: ['mcp'] } }, async (req, reply) => {
+      if (!originAllowed(req.headers.origin, opts.allowRemote === true)) {
+        return reply.code(403).send(rpcError(-32000, `origin ${req.headers.origin ?? ''} is not allowed`));
+      }
+      const server = createMcpServer(opts, tools);
+      const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined });
+      reply.hijack();
+      reply.raw.setHeader('x-request-id', String(req.id));
+      reply.raw.on('close', () => {
+        void transport.close();
+        void server.close();
+      });
+      try {
+        await server.connect(transport);
+        await transport.handleRequest(req.raw, reply.raw, req.body);
+      } catch (e) {
+        req.log.error({ err: e }, 'MCP request failed');
+        if (!reply.raw.headersSent) {
+          reply.raw.writeHead(500, { 'content-type': 'application/json' });
+          reply.raw.end(JSON.stringify(rpcError(-32603, 'internal server error')));
+        }
+      }
+    });
+    const notAllowed = async (_req: unknown, reply: FastifyReply) =>
+      reply.code(405).header('allow', 'POST').send(rpcError(-32000, 'Method not allowed: this MCP endpoint is stateless, use POST'));
+    app.get(MCP_PATH, { schema: { hide: true } }, notAllowed);
+    app.delete(MCP_PATH, { schema: { hide: true } }, notAllowed);
+  };
+}

@@ -1,0 +1,8 @@
+/**
+ * MCP both ways (issue 5): external MCP servers mounted as host tools (`[mcp_servers.NAME]` →
+ * `NAME.tool`), and Caxton's tools and agents served over MCP (POST /mcp, `caxton mcp` on stdio).
+ */
+export { McpClientManager, McpConnection, resultText, type McpClientManagerOptions, type McpServerConfig, type McpServerState, type McpServerStatus } from './client.js';
+export { CaxtonMcpTools, createMcpServer, ASK_PREFIX, type McpServeConfig, type McpServeDeps } from './server.js';
+export { mcpPlugins, MCP_PATH, type McpHttpOptions } from './http.js';
+export { serveMcpStdio, type McpStdioOptions, type McpStdioSession } from './stdio.js';

@@ -1,0 +1,143 @@
+/**
+ * MCP server side: Caxton's tools and agents offered to MCP clients. The same `Server` factory
+ * backs both transports: Streamable HTTP at POST /mcp (http.ts, stateless: a fresh server per
+ * request) and stdio (`caxton mcp`, stdio.ts).
+ *
+ * Offered (caxton.toml `[mcp]`): the built-ins named in `builtin_tools`, the host tools matching
+ * `host_tools` (send_message, WASM tool servers, mounted MCP servers...), and every agent matching
+ * `agents` as a tool `ask_<agent>` whose answer is the agent's reply (Executor.invoke).
+ */
+import { randomUUID } from 'node:crypto';
+import { Server } from '@modelcontextprotocol/sdk/server/index.js';
+import { CallToolRequestSchema, ListToolsRequestSchema, type CallToolResult, type Tool as McpToolSpec } from '@modelcontextprotocol/sdk/types.js';
+import type { AgentRegistry } from '../agents/index.js';
+import type { ServerConfig } from '../config/index.js';
+import type { Executor } from '../execution/index.js';
+import type { Logger } from '../observability/index.js';
+import { CaxtonError } from '../shared/errors.js';
+import { VERSION } from '../shared/version.js';
+import type { ToolRegistry } from '../tools/registry.js';
+
+export type McpServeConfig = ServerConfig['mcp'];
+
+export interface McpServeDeps {
+  executor: Executor;
+  agents: AgentRegistry;
+  config: McpServeConfig;
+  logger?: Logger;
+}
+
+/** Agents are offered as `ask_<agent>`. */
+export const ASK_PREFIX = 'ask_';
+
+/** `*` (everything), an exact name, or `prefix.*`. */
+function matches(patterns: readonly string[], name: string): boolean {
+  for (const p of patterns) {
+    if (p === '*' || p === name) return true;
+    if (p.endsWith('.*') && name.startsWith(p.slice(0, -1))) return true;
+  }
+  return false;
+}
+
+const ASK_SCHEMA = {
+  type: 'object',
+  properties: {
+    request: { type: 'string', description: 'What to ask the agent' },
+    context: { type: 'string', description: 'Optional extra context for the agent' },
+  },
+  required: ['request'],
+} as const;
+
+function text(t: string, isError = false): CallToolResult {
+  return isError ? { content: [{ type: 'text', text: t }], isError: true } : { content: [{ type: 'text', text: t }] };
+}
+
+type Resolved = { kind: 'builtin' | 'host'; registry: ToolRegistry } | { kind: 'agent'; agent: string };
+
+/** What Caxton offers over MCP, computed on every list/call (agents and host tools come and go). */
+export class CaxtonMcpTools {
+  readonly #deps: McpServeDeps;
+
+  constructor(deps: McpServeDeps) {
+    this.#deps = deps;
+  }
+
+  list(): McpToolSpec[] {
+    const { executor, agents, config } = this.#deps;
+    const out: McpToolSpec[] = [];
+    const seen = new Set<string>();
+    const add = (t: McpToolSpec) => {
+      if (seen.has(t.name)) return;
+      seen.add(t.name);
+      out.push(t);
+    };
+    for (const t of executor.deps.tools.list()) if (config.builtin_tools.includes(t.name)) add({ name: t.name, description: t.description, inputSchema: t.input_schema as McpToolSpec['inputSchema'] });
+    for (const t of executor.hostTools.list()) if (matches(config.host_tools, t.name)) add({ name: t.name, description: t.description, inputSchema: t.input_schema as McpToolSpec['inputSchema'] });
+    for (const a of agents.list().agents) {
+      const name = a.definition.name as string;
+      if (!matches(config.agents, name)) continue;
+      add({
+        name: `${ASK_PREFIX}${name}`,
+        title: `Ask ${name}`,
+        description: `Ask the Caxton agent "${name}" and get its answer. ${a.definition.description}`.trim(),
+        inputSchema: ASK_SCHEMA as unknown as McpToolSpec['inputSchema'],
+      });
+    }
+    return out;
+  }
+
+  #resolve(name: string): Resolved | undefined {
+    const { executor, agents, config } = this.#deps;
+    if (config.builtin_tools.includes(name) && executor.deps.tools.get(name)) return { kind: 'builtin', registry: executor.deps.tools };
+    if (matches(config.host_tools, name) && executor.hostTools.get(name)) return { kind: 'host', registry: executor.hostTools };
+    if (name.startsWith(ASK_PREFIX)) {
+      const agent = agents.get(name.slice(ASK_PREFIX.length));
+      if (agent && matches(config.agents, agent.definition.name as string)) return { kind: 'agent', agent: agent.definition.name as string };
+    }
+    return undefined;
+  }
+
+  /** Runs one call for an MCP client; failures come back as `isError` results, never as exceptions. */
+  async call(name: string, args: Record<string, unknown>, signal: AbortSignal, client?: string): Promise<CallToolResult> {
+    const target = this.#resolve(name);
+    if (!target) return text(`tool "${name}" is not offered by this Caxton server`, true);
+    const caller = `mcp${client ? `:${client}` : ''}`;
+    if (target.kind === 'agent') {
+      const request = args.request;
+      if (typeof request !== 'string' || request === '') return text(`"request" must be a non-empty string`, true);
+      const context = args.context;
+      try {
+        const res = await this.#deps.executor.invoke(target.agent, { request, ...(typeof context === 'string' && context !== '' && { context }) }, { signal });
+        return {
+          content: [{ type: 'text', text: res.content }],
+          structuredContent: { agent: res.agent, execution_id: res.execution_id, finish_reason: res.finish_reason, turns: res.turns, usage: res.usage },
+        };
+      } catch (e) {
+        if (e instanceof CaxtonError) return text(`agent "${target.agent}" failed (${e.code}): ${e.message}`, true);
+        this.#deps.logger?.error({ err: e, tool: name }, 'MCP ask failed');
+        return text(`agent "${target.agent}" failed: ${e instanceof Error ? e.message : String(e)}`, true);
+      }
+    }
+    const ctx = { agent: caller, execution_id: `mcp_${randomUUID()}`, deadline: Date.now() + this.#deps.config.timeout, signal };
+    try {
+      const r = await target.registry.invoke([name], name, args, ctx);
+      return text(r.content, r.is_error === true);
+    } catch (e) {
+      return text(`tool "${name}" was cancelled: ${e instanceof Error ? e.message : String(e)}`, true);
+    }
+  }
+}
+
+/** A new MCP `Server` offering Caxton's tools and agents (one per HTTP request, one per stdio session). */
+export function createMcpServer(deps: McpServeDeps, tools = new CaxtonMcpTools(deps)): Server {
+  const server = new Server(
+    { name: 'caxton', version: VERSION },
+    {
+      capabilities: { tools: { listChanged: true } },
+      instructions: `Caxton multi-agent server. Tools named ${ASK_PREFIX}<agent> ask an agent and return its answer; the others are Caxton's tools.`,
+    },
+  );
+  server.setRequestHandler(ListToolsRequestSchema, () => ({ tools: tools.list() }));
+  server.setRequestHandler(CallToolRequestSchema, (req, extra) => tools.call(req.params.name, req.params.arguments ?? {}, extra.signal, server.getClientVersion()?.name));
+  return server;
+}

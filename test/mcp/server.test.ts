@@ -1,0 +1,150 @@
+/**
+ * MCP both ways through a real Caxton server (startServer, HTTP on 127.0.0.1):
+ *  - `[mcp_servers.NAME]` mounts server-everything (stdio child); an agent (scripted LLM) calls
+ *    `everything.echo` under its allowlist; the call is audited; GET /api/v1/mcp/servers.
+ *  - Caxton served at POST /mcp: the official SDK client and the MCP Inspector CLI list and call
+ *    Caxton's tools and agents (`ask_<agent>`).
+ */
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { makeTempDir, removeTempDirs } from '../helpers/tmp.js';
+import { startTestServer, type TestServer } from '../helpers/server.js';
+import { waitUntil } from '../helpers/wait.js';
+import { caxtonToml, INSPECTOR, killChildren, run, writeFixture } from './helpers.js';
+
+const agent = (name: string, tools: string[]) => `
+name = "${name}"
+description = "MCP test agent ${name}"
+capabilities = ["testing"]
+tools = ${JSON.stringify(tools)}
+system_prompt = "You are ${name}."
+`;
+
+const agentFiles = {
+  'helper.toml': agent('helper', ['everything.*']),
+  'locked.toml': agent('locked', ['calculator']),
+  // Host tools run in the server whatever the isolation: a worker reaches them over the host-call bridge.
+  'isolated.toml': `${agent('isolated', ['everything.echo'])}\n[execution]\nisolation = "worker"\n`,
+};
+
+let t: TestServer;
+
+beforeAll(async () => {
+  const dir = makeTempDir('caxton-mcp-server-');
+  writeFixture(dir);
+  t = await startTestServer({ dir, toml: caxtonToml(), agentFiles });
+});
+
+afterAll(async () => {
+  await t?.close();
+  await killChildren();
+  removeTempDirs();
+});
+
+async function invoke(name: string, request: string): Promise<{ status: number; body: { content: string } }> {
+  const res = await fetch(`${t.url}/api/v1/agents/${name}/invoke`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ request }) });
+  return { status: res.status, body: (await res.json()) as { content: string } };
+}
+
+describe('mounted MCP servers in a running Caxton', () => {
+  it('an agent allowed everything.* calls the MCP tool; the call is audited', async () => {
+    const r = await invoke('helper', 'echo ping');
+    expect(r.status).toBe(200);
+    expect(r.body.content).toBe('The tool said: Echo: echo ping');
+    const { value } = await waitUntil(() => {
+      const recs = t.server.toolAudit.query({ tool: 'everything.*' });
+      return recs.length > 0 && recs;
+    }, { what: 'an audit record' });
+    expect(value[0]).toMatchObject({ agent: 'helper', server: 'everything', tool: 'everything.echo', outcome: 'ok' });
+    expect(value[0]!.execution_id).toMatch(/^exec_/);
+  });
+
+  it('an agent in a worker thread calls it too, over the host-call bridge', async () => {
+    const r = await invoke('isolated', 'echo from a worker');
+    expect(r.status).toBe(200);
+    expect(r.body.content).toBe('The tool said: Echo: echo from a worker');
+  });
+
+  it('an agent without it in its allowlist is refused, and the tool is not run', async () => {
+    const before = t.server.toolAudit.query({ tool: 'everything.*' }).length;
+    const r = await invoke('locked', 'echo ping');
+    expect(r.status).toBe(200);
+    expect(r.body.content).toContain('tool "everything.echo" is not allowed for agent "locked"');
+    expect(t.server.toolAudit.query({ tool: 'everything.*' }).length).toBe(before);
+  });
+
+  it('GET /api/v1/mcp/servers shows each server with state, tool count and last error', async () => {
+    const res = await fetch(`${t.url}/api/v1/mcp/servers`);
+    expect(res.status).toBe(200);
+    const { servers } = (await res.json()) as { servers: { name: string; state: string; tools: number; last_error: string | null }[] };
+    expect(servers.map((s) => s.name)).toEqual(['broken', 'everything']);
+    expect(servers[0]).toMatchObject({ name: 'broken', tools: 0 });
+    expect(['failed', 'reconnecting']).toContain(servers[0]!.state);
+    expect(servers[0]!.last_error).toMatch(/ENOENT/);
+    expect(servers[1]).toMatchObject({ name: 'everything', state: 'ready', last_error: null });
+    expect(servers[1]!.tools).toBeGreaterThan(5);
+    const doc = (await (await fetch(`${t.url}/api/v1/openapi.json`)).json()) as { paths: Record<string, unknown> };
+    expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(['/api/v1/mcp/servers', '/mcp']));
+  });
+});
+
+describe('Caxton served over Streamable HTTP at /mcp', () => {
+  let client: Client;
+  beforeAll(async () => {
+    client = new Client({ name: 'vitest', version: '1.0.0' });
+    await client.connect(new StreamableHTTPClientTransport(new URL(`${t.url}/mcp`)));
+  });
+  afterAll(async () => {
+    await client?.close();
+  });
+
+  it('lists the chosen built-ins, the host tools (mounted MCP tools included) and ask_<agent>', async () => {
+    const { tools } = await client.listTools();
+    const names = tools.map((x) => x.name);
+    expect(names).toEqual(expect.arrayContaining(['calculator', 'current_time', 'send_message', 'everything.echo', 'ask_helper', 'ask_locked', 'ask_isolated']));
+    expect(names).not.toContain('llm.chat');
+    const ask = tools.find((x) => x.name === 'ask_helper')!;
+    expect(ask.inputSchema).toMatchObject({ type: 'object', required: ['request'] });
+    expect(ask.description).toContain('MCP test agent helper');
+    expect(client.getServerVersion()?.name).toBe('caxton');
+  });
+
+  it('calls a built-in, a mounted MCP tool and an agent', async () => {
+    expect(await client.callTool({ name: 'calculator', arguments: { expression: '6 * 7' } })).toMatchObject({ content: [{ type: 'text', text: '42' }] });
+    expect(await client.callTool({ name: 'everything.echo', arguments: { message: 'relayed' } })).toMatchObject({ content: [{ type: 'text', text: 'Echo: relayed' }] });
+    const asked = await client.callTool({ name: 'ask_helper', arguments: { request: 'echo from MCP' } });
+    expect(asked).toMatchObject({ content: [{ type: 'text', text: 'The tool said: Echo: echo from MCP' }], structuredContent: { agent: 'helper', finish_reason: 'stop' } });
+    expect(asked.isError).toBeFalsy();
+  });
+
+  it('answers unknown tools and bad arguments with tool errors', async () => {
+    expect(await client.callTool({ name: 'llm.chat', arguments: {} })).toMatchObject({ isError: true, content: [{ text: 'tool "llm.chat" is not offered by this Caxton server' }] });
+    expect(await client.callTool({ name: 'ask_nobody', arguments: { request: 'x' } })).toMatchObject({ isError: true });
+    expect(await client.callTool({ name: 'ask_helper', arguments: {} })).toMatchObject({ isError: true, content: [{ text: '"request" must be a non-empty string' }] });
+  });
+
+  it('GET and DELETE /mcp answer 405 (stateless endpoint); a foreign browser Origin is refused', async () => {
+    expect((await fetch(`${t.url}/mcp`)).status).toBe(405);
+    expect((await fetch(`${t.url}/mcp`, { method: 'DELETE' })).status).toBe(405);
+    const res = await fetch(`${t.url}/mcp`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', origin: 'http://evil.example' },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list', params: {} }),
+    });
+    expect(res.status).toBe(403);
+  });
+});
+
+describe('the MCP Inspector CLI against /mcp', () => {
+  it('lists tools and calls one', async () => {
+    const list = await run(process.execPath, [INSPECTOR, '--cli', `${t.url}/mcp`, '--transport', 'http', '--method', 'tools/list'], { timeoutMs: 60_000 });
+    expect(list.code, list.stderr).toBe(0);
+    const names = (JSON.parse(list.stdout) as { tools: { name: string }[] }).tools.map((x) => x.name);
+    expect(names).toEqual(expect.arrayContaining(['calculator', 'everything.echo', 'ask_helper']));
+
+    const call = await run(process.execPath, [INSPECTOR, '--cli', `${t.url}/mcp`, '--transport', 'http', '--method', 'tools/call', '--tool-name', 'ask_helper', '--tool-arg', 'request=echo inspected'], { timeoutMs: 60_000 });
+    expect(call.code, call.stderr).toBe(0);
+    expect(JSON.parse(call.stdout)).toMatchObject({ content: [{ type: 'text', text: 'The tool said: Echo: echo inspected' }] });
+  });
+});
