@@ -1,0 +1,34 @@
+/**
+ * WebAssembly tool servers: packages (`caxton-tool.toml` + `.wasm`) run in an in-thread sandbox
+ * that speaks Extism's kernel ABI under Caxton's fuel, memory, size and permission limits
+ * (docs/adr/0009-wasm-tool-abi.md), with an SQLite-backed audit log of every call.
+ */
+export { WasmToolServer, type ToolServerGrants, type WasmToolServerOptions, type ToolServerStats } from './server.js';
+export {
+  parseToolManifest,
+  parseToolManifestOrThrow,
+  MANIFEST_FILE,
+  DEFAULT_TOOL_LIMITS,
+  TOOL_SERVER_NAME_RE,
+  type ToolManifest,
+  type ToolDeclaration,
+  type ToolLimits,
+  type ConfigDeclaration,
+  type ManifestResult,
+} from './manifest.js';
+export {
+  ToolAuditStore,
+  MemoryAuditSink,
+  TOOLS_MIGRATIONS,
+  digestArgs,
+  type ToolAuditRecord,
+  type StoredAuditRecord,
+  type ToolAuditSink,
+  type AuditQuery,
+} from './audit.js';
+export { WasmSandbox, prepareModule, clearPreparedModules, HOST_IMPORTS, type SandboxLimits, type SandboxGrants, type SandboxHooks, type CallResult, type LogLevel, type PreparedModule } from './sandbox.js';
+export { HostTrap, CALL_OUTCOMES, type CallOutcome } from './errors.js';
+export { FileAccess, type PathRoot, type PathAccess } from './fs-access.js';
+export { SqliteAccess, resolveDatabaseRoot, SQLITE_MAX_ROWS, SQLITE_DEFAULT_ROWS, type DatabaseRoot, type SqliteQueryOptions } from './sqlite-access.js';
+export { SyncHttpClient, sharedHttpClient, hostMatches, type HttpRequest, type HttpResponse } from './http.js';
+export { instrument, WasmFormatError, FUEL_EXPORT, START_EXPORT, MAX_FUEL, type InstrumentOptions, type InstrumentResult } from './instrument.js';

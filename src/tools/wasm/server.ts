@@ -1,0 +1,312 @@
+/**
+ * A tool server: one package (`caxton-tool.toml` + `.wasm`) loaded into a sandbox, its tools
+ * exposed as `Tool`s named `server.tool` for the ToolRegistry. What the module may reach is the
+ * intersection of what its manifest asks for and what the operator grants (`ToolServerGrants`);
+ * the effective limits are the smaller of the two. Every call is validated against the tool's
+ * input schema, run in the sandbox, checked against the output schema, and audit-logged.
+ */
+import { readFileSync, statSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import type { ValidateFunction } from 'ajv';
+import { CaxtonError } from '../../shared/errors.js';
+import type { SourceIssue } from '../../shared/issues.js';
+import type { ToolRegistry } from '../registry.js';
+import type { Tool, ToolContext, ToolResult } from '../types.js';
+import { digestArgs, type ToolAuditSink } from './audit.js';
+import type { CallOutcome } from './errors.js';
+import { FileAccess, resolveHostRoot, type PathRoot } from './fs-access.js';
+import { hostMatches, sharedHttpClient, type SyncHttpClient } from './http.js';
+import { compileSchema, MANIFEST_FILE, parseToolManifestOrThrow, type ToolDeclaration, type ToolLimits, type ToolManifest } from './manifest.js';
+import { resolveDatabaseRoot, SqliteAccess, type DatabaseRoot } from './sqlite-access.js';
+import { prepareModule, WasmSandbox, type CallResult, type LogLevel, type SandboxGrants, type SandboxLimits } from './sandbox.js';
+
+/** What the operator grants a tool server (server configuration). Nothing is granted by default. */
+export interface ToolServerGrants {
+  /** Hosts the server may reach; a request must match both these and the manifest's. */
+  allowed_hosts?: string[];
+  /** Guest-side root (as declared in the manifest) → host directory. */
+  paths?: Record<string, string>;
+  /**
+   * Guest-side database path (as declared in the manifest's `databases`) → host SQLite file, or
+   * directory whose files may all be queried. Always read-only.
+   */
+  databases?: Record<string, string>;
+  /** Values for the configuration keys the manifest declares. */
+  config?: Record<string, string>;
+  /** Upper bounds: the effective limit is the smaller of this and the manifest's. */
+  limits?: Partial<ToolLimits>;
+}
+
+export interface WasmToolServerOptions {
+  grants?: ToolServerGrants;
+  audit?: ToolAuditSink;
+  /** Receives the module's log lines. */
+  log?: (level: LogLevel, message: string, server: string) => void;
+  /** HTTP client for the server's requests (default: the process-wide one). */
+  http?: SyncHttpClient;
+}
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+function effectiveLimits(m: ToolLimits, op: Partial<ToolLimits> | undefined): ToolLimits {
+  const min = (a: number, b: number | undefined) => (b === undefined ? a : Math.min(a, b));
+  return {
+    memory: min(m.memory, op?.memory),
+    fuel: min(m.fuel, op?.fuel),
+    timeout_ms: min(m.timeout_ms, op?.timeout_ms),
+    max_input: min(m.max_input, op?.max_input),
+    max_output: min(m.max_output, op?.max_output),
+    max_state: min(m.max_state, op?.max_state),
+  };
+}
+
+export interface ToolServerStats {
+  calls: number;
+  failures: number;
+  instantiations: number;
+  memory_bytes: number;
+}
+
+export class WasmToolServer {
+  readonly manifest: ToolManifest;
+  readonly limits: ToolLimits;
+  readonly tools: readonly Tool[];
+  /** Manifest warnings and grants that did not apply. */
+  readonly warnings: SourceIssue[];
+  readonly sandbox: WasmSandbox;
+  readonly #audit: ToolAuditSink | undefined;
+
+  /**
+   * Loads a package: `path` is its directory or its manifest file. Throws CaxtonError
+   * 'validation_failed' (manifest errors, invalid or disallowed module, missing export, required
+   * config not given) or 'not_found' (no manifest / module file).
+   */
+  static load(path: string, opts: WasmToolServerOptions = {}): WasmToolServer {
+    let file = resolve(path);
+    try {
+      if (statSync(file).isDirectory()) file = join(file, MANIFEST_FILE);
+    } catch {
+      throw new CaxtonError('not_found', `tool package "${path}" does not exist`, { path });
+    }
+    let text: Uint8Array;
+    try {
+      text = readFileSync(file);
+    } catch {
+      throw new CaxtonError('not_found', `${file}: no tool manifest (${MANIFEST_FILE}) found`, { file });
+    }
+    const { manifest, warnings } = parseToolManifestOrThrow(text, file);
+    const wasmFile = join(dirname(file), manifest.module);
+    let bytes: Uint8Array;
+    try {
+      bytes = readFileSync(wasmFile);
+    } catch {
+      throw new CaxtonError('not_found', `${file}: module file "${manifest.module}" not found (${wasmFile}); build the package first`, { file, field: 'module' });
+    }
+    return new WasmToolServer(manifest, bytes, opts, file, wasmFile, warnings);
+  }
+
+  /** A server from a parsed manifest and module bytes (tests, benchmarks, packages from elsewhere). */
+  constructor(manifest: ToolManifest, wasm: Uint8Array, opts: WasmToolServerOptions = {}, file = MANIFEST_FILE, wasmFile = manifest.module, warnings: SourceIssue[] = []) {
+    this.manifest = manifest;
+    this.warnings = [...warnings];
+    this.#audit = opts.audit;
+    const g = opts.grants ?? {};
+    const warn = (field: string, message: string) => this.warnings.push({ severity: 'warning', code: 'grant_ignored', message, file, field });
+    const fail = (message: string, details: Record<string, unknown> = {}) => new CaxtonError('validation_failed', `${file}: ${message}`, { file, ...details });
+
+    this.limits = effectiveLimits(manifest.limits, g.limits);
+
+    // Hosts: the manifest asks, the operator grants; both must match.
+    const opHosts = g.allowed_hosts ?? [];
+    const mHosts = manifest.permissions.allowed_hosts;
+    if (mHosts.length > 0 && opHosts.length === 0) warn('permissions.allowed_hosts', `the package asks for HTTP to ${mHosts.join(', ')}, which the operator has not granted: its HTTP requests will be refused`);
+
+    // Paths: a manifest root is usable only when the operator maps it to a host directory.
+    const roots: PathRoot[] = [];
+    for (const [guest, access] of Object.entries(manifest.permissions.paths)) {
+      const hostDir = g.paths?.[guest];
+      if (hostDir === undefined) {
+        warn(`permissions.paths.${guest}`, `the package asks for ${guest} (${access}), which the operator has not mapped to a directory: access to it will be refused`);
+        continue;
+      }
+      try {
+        roots.push({ guest, host: resolveHostRoot(hostDir), access });
+      } catch (e) {
+        throw fail(`the directory granted for ${guest} is unusable: ${(e as Error).message}`, { field: `permissions.paths.${guest}` });
+      }
+    }
+    for (const guest of Object.keys(g.paths ?? {})) {
+      if (!(guest in manifest.permissions.paths)) warn(`permissions.paths`, `the operator maps ${guest}, which the package does not declare: ignored`);
+    }
+
+    // Databases: like paths, declared by the manifest and mapped by the operator (file or directory).
+    const dbRoots: DatabaseRoot[] = [];
+    for (const guest of manifest.permissions.databases) {
+      const hostPath = g.databases?.[guest];
+      if (hostPath === undefined) {
+        warn(`permissions.databases`, `the package asks for database ${guest}, which the operator has not mapped to a file or directory: queries on it will be refused`);
+        continue;
+      }
+      try {
+        dbRoots.push(resolveDatabaseRoot(guest, hostPath));
+      } catch (e) {
+        throw fail(`the database path granted for ${guest} is unusable: ${(e as Error).message}`, { field: 'permissions.databases' });
+      }
+    }
+    for (const guest of Object.keys(g.databases ?? {})) {
+      if (!manifest.permissions.databases.includes(guest)) warn('permissions.databases', `the operator maps database ${guest}, which the package does not declare: ignored`);
+    }
+
+    // Config: declared keys only; operator values over manifest defaults.
+    const config = new Map<string, string>();
+    for (const [key, decl] of Object.entries(manifest.config)) {
+      const v = g.config?.[key] ?? decl.default;
+      if (v === undefined) {
+        if (decl.required) throw fail(`configuration value "${key}" is required by the package and was not given${decl.description ? ` (${decl.description})` : ''}`, { field: `config.${key}` });
+        continue;
+      }
+      config.set(key, v);
+    }
+    for (const key of Object.keys(g.config ?? {})) if (!(key in manifest.config)) warn('config', `configuration value "${key}" is not declared by the package: ignored`);
+
+    const sandboxLimits: SandboxLimits = {
+      memoryBytes: this.limits.memory,
+      fuel: this.limits.fuel,
+      timeoutMs: this.limits.timeout_ms,
+      maxInputBytes: this.limits.max_input,
+      maxOutputBytes: this.limits.max_output,
+      maxStateBytes: this.limits.max_state,
+    };
+    const prepared = prepareModule(wasm, sandboxLimits, wasmFile);
+    manifest.tools.forEach((t, i) => {
+      if (t.export.startsWith('__caxton')) throw fail(`tool "${t.name}" names export "${t.export}": names starting with "__caxton" are reserved`, { field: `tools.${i}.export` });
+      if (!prepared.exports.has(t.export)) {
+        throw fail(`tool "${t.name}" names export "${t.export}", which the module does not export (exports: ${[...prepared.exports].filter((e) => !e.startsWith('__')).join(', ') || 'none'})`, { field: `tools.${i}.export` });
+      }
+    });
+    const grants: SandboxGrants = {
+      httpGranted: mHosts.length > 0 && opHosts.length > 0,
+      hostAllowed: (host) => hostMatches(host, mHosts) && hostMatches(host, opHosts),
+      files: new FileAccess(roots),
+      ...(dbRoots.length > 0 && { databases: new SqliteAccess(dbRoots) }),
+      config,
+    };
+    const log = opts.log;
+    const name = manifest.name;
+    const needsHttp = prepared.imports.some((i) => i.name === 'http_request');
+    this.sandbox = new WasmSandbox(prepared, sandboxLimits, grants, {
+      ...(log && { log: (level: LogLevel, message: string) => log(level, message, name) }),
+      ...(needsHttp && grants.httpGranted && { http: opts.http ?? sharedHttpClient() }),
+    });
+    const failed = this.sandbox.instantiate();
+    if (failed) throw fail(`${failed.error} (${failed.outcome})`);
+    this.tools = manifest.tools.map((t) => this.#tool(t));
+  }
+
+  get name(): string {
+    return this.manifest.name;
+  }
+
+  get version(): string {
+    return this.manifest.version;
+  }
+
+  stats(): ToolServerStats {
+    return { ...this.sandbox.stats, memory_bytes: this.sandbox.memoryBytes + this.sandbox.kernelBytes };
+  }
+
+  /** Registers every tool of the server (`server.tool`). */
+  register(registry: ToolRegistry): void {
+    const done: string[] = [];
+    try {
+      for (const t of this.tools) {
+        registry.register(t);
+        done.push(t.name);
+      }
+    } catch (e) {
+      for (const n of done) registry.unregister(n);
+      throw e;
+    }
+  }
+
+  unregister(registry: ToolRegistry): void {
+    for (const t of this.tools) if (registry.get(t.name) === t) registry.unregister(t.name);
+  }
+
+  /** Drops the live instance; the next call instantiates afresh. */
+  close(): void {
+    this.sandbox.reset();
+  }
+
+  /** Runs a tool on raw input bytes, without schema checks or audit (benchmarks, diagnostics). */
+  callRaw(tool: string, input: Uint8Array, deadline?: number): CallResult {
+    const decl = this.manifest.tools.find((t) => t.name === tool);
+    if (!decl) throw new CaxtonError('not_found', `tool server "${this.name}" has no tool "${tool}"`);
+    return this.sandbox.call(decl.export, input, deadline);
+  }
+
+  #tool(decl: ToolDeclaration): Tool {
+    const full = `${this.manifest.name}.${decl.name}`;
+    const validateIn = compileSchema(decl.input_schema);
+    const validateOut: ValidateFunction | undefined = decl.output_schema ? compileSchema(decl.output_schema) : undefined;
+    return {
+      name: full,
+      description: decl.description,
+      input_schema: decl.input_schema as Tool['input_schema'],
+      invoke: (args: Record<string, unknown>, ctx: ToolContext): Promise<ToolResult> => Promise.resolve(this.#invoke(full, decl, validateIn, validateOut, args, ctx)),
+    };
+  }
+
+  #invoke(full: string, decl: ToolDeclaration, validateIn: ValidateFunction, validateOut: ValidateFunction | undefined, args: Record<string, unknown>, ctx: ToolContext): ToolResult {
+    const time = Date.now();
+    const input = enc.encode(JSON.stringify(args));
+    let outcome: CallOutcome;
+    let error: string | undefined;
+    let r: CallResult | undefined;
+    let content = '';
+    if (ctx.signal.aborted) {
+      outcome = 'timeout';
+      error = 'the request was cancelled before the tool ran';
+    } else if (!validateIn(args)) {
+      outcome = 'invalid_input';
+      error = `the arguments do not match the input schema: ${(validateIn.errors ?? []).map((e) => `${e.instancePath || '(root)'} ${e.message ?? 'is invalid'}`).join('; ')}`;
+    } else {
+      r = this.sandbox.call(decl.export, input, ctx.deadline);
+      outcome = r.outcome;
+      error = r.error;
+      content = r.output ? dec.decode(r.output) : '';
+      if (outcome === 'ok' && validateOut) {
+        let parsed: unknown;
+        try {
+          parsed = JSON.parse(content);
+          if (!validateOut(parsed)) {
+            outcome = 'error';
+            error = `the tool's output does not match its output schema: ${(validateOut.errors ?? []).map((e) => `${e.instancePath || '(root)'} ${e.message ?? 'is invalid'}`).join('; ')}`;
+          }
+        } catch {
+          outcome = 'error';
+          error = "the tool's output is not JSON, but the tool declares an output schema";
+        }
+      }
+    }
+    this.#audit?.record({
+      time,
+      agent: ctx.agent,
+      ...(ctx.execution_id && { execution_id: ctx.execution_id }),
+      ...(ctx.conversation_id && { conversation_id: ctx.conversation_id }),
+      server: this.manifest.name,
+      tool: full,
+      args_digest: digestArgs(input),
+      outcome,
+      ...(error !== undefined && { error }),
+      duration_us: r?.duration_us ?? 0,
+      fuel_used: r?.fuel_used ?? 0,
+      memory_bytes: r?.memory_bytes ?? 0,
+      input_bytes: input.byteLength,
+      output_bytes: r?.output?.byteLength ?? 0,
+    });
+    if (outcome === 'ok') return { content };
+    return { content: `tool "${full}" failed (${outcome}): ${error ?? 'unknown error'}`, is_error: true };
+  }
+}
