@@ -464,7 +464,7 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> {
       return this.#commit.run(() => this.store.retry(d.id, d.attempts, Date.now() + jittered, reason, now)).then(() => this.#dispatcher.later(d, jittered));
     }
     if (RETRYABLE.has(code) || UNDELIVERABLE.has(code)) {
-      const why = RETRYABLE.has(code) ? `delivery to "${d.receiver}" failed ${d.attempts} times; last error: ${reason}` : `delivery to "${d.receiver}" failed: ${reason}`;
+      const why = RETRYABLE.has(code) ? `delivery to "${d.receiver}" failed ${d.attempts} time${d.attempts === 1 ? '' : 's'}; last error: ${reason}` : `delivery to "${d.receiver}" failed: ${reason}`;
       return this.#deadLetter(d, why);
     }
     // The agent ran and failed (its deadline passed, a tool loop hit its limit...): a failure reply.
@@ -730,7 +730,7 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> {
     await this.#commit.settled();
     const now = this.#conversation(id);
     if (!now) throw new CaxtonError('conversation_not_found', `no conversation ${id}`);
-    if (isTerminal(now.state)) return { ...now };
+    if (isTerminal(now.state) || signal?.aborted) return { ...now };
     return new Promise<Conversation>((resolve) => {
       let set = this.#waiters.get(id);
       if (!set) this.#waiters.set(id, (set = new Set()));
@@ -785,18 +785,22 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> {
   async replay(id: number): Promise<{ id: number; message_id: MessageId; receiver: string }> {
     const d = await this.deadLetter(id);
     const now = iso();
-    const conv = this.store.getConversation(d.message.conversation_id);
-    if (conv && conv.state === 'failed') {
-      // The one move back the state machine allows: a replayed dead letter reopens its conversation.
-      conv.state = 'in_progress';
-      conv.reason = null;
-      conv.updated_at = now;
-      conv.expires_at = iso(Date.now() + this.#cfg.conversation_ttl);
-      this.#open.set(conv.id, conv);
-      this.#dirty.add(conv);
-      if (this.listenerCount('event') > 0) this.#events.push({ type: 'state', conversation_id: conv.id, conversation: { ...conv } });
-    }
-    const ok = await this.#commit.run(() => this.store.replay(id, now));
+    const ok = await this.#commit.run(() => {
+      if (!this.store.replay(id, now)) return false;
+      // The one move back the state machine allows: a replayed dead letter reopens its conversation
+      // (failed or expired), saved in the same transaction as the replay.
+      const conv = this.#conversation(d.message.conversation_id);
+      if (conv && (conv.state === 'failed' || conv.state === 'expired')) {
+        conv.state = 'in_progress';
+        conv.reason = null;
+        conv.updated_at = now;
+        conv.expires_at = iso(Date.now() + this.#cfg.conversation_ttl);
+        this.#open.set(conv.id, conv);
+        this.#dirty.add(conv);
+        if (this.listenerCount('event') > 0) this.#events.push({ type: 'state', conversation_id: conv.id, conversation: { ...conv } });
+      }
+      return true;
+    });
     if (!ok) throw new CaxtonError('conflict', `dead letter ${id} was replayed already`);
     this.#outstanding.set(d.message.conversation_id, (this.#outstanding.get(d.message.conversation_id) ?? 0) + 1);
     this.#dispatcher.enqueue({ id, message: d.message, receiver: d.receiver, attempts: 0 });

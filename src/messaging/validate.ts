@@ -152,6 +152,8 @@ export function parseMessage(body: unknown, opts: ParseMessageOptions, bodySize?
     const rel = /[a-z]$/i.test(b.reply_by.trim()) ? parseDuration(b.reply_by) : undefined;
     const t = rel !== undefined ? now + rel : Date.parse(b.reply_by);
     if (!Number.isFinite(t)) throw invalid([{ field: 'reply_by', message: `"${b.reply_by}" is neither an ISO 8601 time nor a duration such as "30s"` }]);
+    // Date can represent ±8.64e15 ms; beyond that toISOString throws.
+    if (Math.abs(t) > 8.64e15) throw invalid([{ field: 'reply_by', message: `"${b.reply_by}" is out of range: use a time before the year 275760 or a shorter duration` }]);
     replyBy = new Date(t).toISOString();
   } else if (performative === 'cfp' && opts.defaultCfpDeadlineMs !== undefined) {
     replyBy = new Date(now + opts.defaultCfpDeadlineMs).toISOString();

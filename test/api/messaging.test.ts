@@ -358,6 +358,7 @@ describe('bad input: a clear error naming the field, and nothing stored', () => 
     { label: 'a user-defined parameter without the X- prefix', body: JSON.stringify({ ...ok, params: { 'Priority': 'high' } }), status: 400, code: 'invalid_message', field: 'params.Priority', says: /start with "X-"/ },
     { label: 'an X- parameter that is not a string', body: JSON.stringify({ ...ok, 'X-priority': 5 }), status: 400, code: 'invalid_message', field: 'X-priority', says: /X-priority: expected a string value/ },
     { label: 'a reply_by that is neither a time nor a duration', body: JSON.stringify({ ...ok, reply_by: 'tomorrow' }), status: 400, code: 'invalid_message', field: 'reply_by', says: /reply_by: "tomorrow" is neither an ISO 8601 time nor a duration/ },
+    { label: 'a reply_by beyond what a date can hold', body: JSON.stringify({ ...ok, reply_by: '99999999999999999s' }), status: 400, code: 'invalid_message', field: 'reply_by', says: /reply_by: "99999999999999999s" is out of range/ },
     { label: 'an unknown parameter (with a suggestion)', body: JSON.stringify({ ...ok, conversaton_id: 'c1' }), status: 400, code: 'invalid_message', field: 'conversaton_id', says: /unknown parameter; did you mean "conversation_id"\?/ },
     { label: 'an unknown protocol', body: JSON.stringify({ ...ok, protocol: 'fipa-gossip' }), status: 400, code: 'invalid_message', field: 'protocol', says: /unknown protocol "fipa-gossip"/ },
     { label: 'a JSON array instead of an object', body: '[1, 2]', status: 400, code: 'invalid_message', field: '(message)', says: /expected a JSON object/ },
@@ -408,7 +409,7 @@ describe('dead letters', () => {
     expect(res.status, res.text).toBe(200);
     expect(res.json.routed_to).toEqual(['fragile']);
     expect(res.json.conversation.state).toBe('failed');
-    expect(res.json.conversation.reason).toContain('delivery to "fragile" failed 1 times');
+    expect(res.json.conversation.reason).toContain('delivery to "fragile" failed 1 time;');
     const failure = res.json.messages.at(-1);
     expect(failure).toMatchObject({ performative: 'failure', sender: 'caxton', content: { reason: 'undeliverable' } });
 

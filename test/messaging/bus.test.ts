@@ -168,6 +168,14 @@ describe('delivery', () => {
     await expect(t.bus.replay(dl.items[0]!.id)).rejects.toMatchObject({ code: 'not_found' });
   });
 
+  it('wait() with an already-aborted signal returns the current state at once', async () => {
+    const t = start({ handler: () => new Promise(() => undefined) });
+    deploy(t.registry, agentDef('stuck', ['stuck']));
+    const r = await t.bus.submit({ performative: 'request', capability: 'stuck', content: 'x' });
+    const conv = await t.bus.wait(r.conversation_id, 60_000, AbortSignal.abort());
+    expect(conv.state).not.toBe('completed');
+  });
+
   it('an execution failure (deadline) is a failure reply, not a dead letter', async () => {
     const t = start({ handler: () => {
       throw new CaxtonError('timeout', 'agent "slow" did not finish within 10 ms');
