@@ -365,7 +365,8 @@ export class WasmSandbox {
 
   #alloc(n: number): number {
     const addr = (this.#top + 7) & ~7;
-    const end = addr + n;
+    // An empty block still takes a byte, so the next block cannot share its offset (and length).
+    const end = addr + Math.max(n, 1);
     if (end > this.limits.memoryBytes) throw new HostTrap('out_of_memory', `the module asked for ${n} bytes of host memory, beyond the limit of ${this.limits.memoryBytes} bytes`);
     if (end > this.#arena.byteLength) {
       let size = Math.max(4096, this.#arena.byteLength * 2);
