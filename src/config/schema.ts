@@ -43,6 +43,42 @@ export const mcpServerSchema = z
   })
   .refine((s) => (s.command === undefined) !== (s.url === undefined), { error: 'an MCP server needs exactly one of "command" (stdio) or "url" (Streamable HTTP)' });
 
+/** Tool server names (as in caxton-tool.toml): lower-case, no dots (tools are named SERVER.tool). */
+const TOOL_SERVER_NAME = /^[a-z][a-z0-9_-]{0,63}$/;
+const HOST_PATTERN = /^(\*|(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*|\[[0-9a-f:.]+\])$/i;
+const GUEST_PATH = /^\/[^\0]*$/;
+
+/**
+ * `[tools.NAME]`: what the operator grants the tool server NAME (built-in or deployed). A
+ * capability is usable only when the package's manifest asks for it AND this grants it; limits
+ * here are upper bounds on the manifest's. Nothing is granted by default.
+ */
+export const toolGrantSchema = z.strictObject({
+  /** false: a built-in server of this name is not loaded, and deploying one is refused. */
+  enabled: z.boolean().default(true),
+  /** Hosts the server may reach over HTTP: "api.example.com", "*.example.com", "127.0.0.1" or "*". */
+  allowed_hosts: z.array(z.string().regex(HOST_PATTERN, { message: 'expected a host name, "*.domain", an IP address in brackets for IPv6, or "*"' }), { error: 'expected a list of host names' }).default([]),
+  /** Guest root declared by the manifest (`[permissions.paths]`) → host directory (relative to caxton.toml). */
+  paths: z.record(z.string().regex(GUEST_PATH, { message: 'expected a guest path such as "/data" as the key' }), z.string({ error: 'expected a host directory' }).min(1), { error: 'expected a table: guest root = "host directory"' }).default({}),
+  /** Guest database path declared by the manifest (`databases`) → host SQLite file or directory (relative to caxton.toml); always read-only. */
+  databases: z.record(z.string().regex(GUEST_PATH, { message: 'expected a guest path such as "/db" as the key' }), z.string({ error: 'expected a host file or directory' }).min(1), { error: 'expected a table: guest path = "host file or directory"' }).default({}),
+  /** Values for configuration keys the manifest declares (numbers and booleans are passed as text). */
+  config: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()], { error: 'expected a string, number or boolean' }).transform(String), { error: 'expected a table of configuration values' }).default({}),
+  /** Upper bounds on the manifest's [limits]: the effective limit is the smaller. */
+  limits: z
+    .strictObject({
+      memory: sizeBytes().optional(),
+      fuel: z.number({ error: 'expected a number' }).int({ error: 'expected a whole number' }).min(1, { error: 'at least 1' }).optional(),
+      timeout: durationMs().optional(),
+      max_input: sizeBytes().optional(),
+      max_output: sizeBytes().optional(),
+      max_state: sizeBytes().optional(),
+    })
+    .default({}),
+});
+
+export type ToolGrantConfig = z.output<typeof toolGrantSchema>;
+
 const modelAliasSchema = z.union([
   z.string().min(1).transform((model) => ({ model })),
   z.strictObject({ provider: z.string().min(1).optional(), model: z.string().min(1) }),
@@ -118,7 +154,15 @@ export const serverConfigSchema = z.strictObject({
       backend: z.enum(['sqlite', 'postgres']).default('sqlite'),
     })
     .prefault({}),
-  tools: z.looseObject({}).prefault({}),
+  /** Operator grants per tool server, `[tools.NAME]` (src/tools/wasm/manager.ts). */
+  tools: z
+    .record(z.string(), toolGrantSchema, { error: 'expected [tools.NAME] tables, one per tool server' })
+    .superRefine((servers, ctx) => {
+      for (const name of Object.keys(servers)) {
+        if (!TOOL_SERVER_NAME.test(name)) ctx.addIssue({ code: 'custom', path: [name], message: `invalid tool server name "${name}": a lower-case letter, then letters, digits, "_" or "-" (no dots: its tools are named NAME.tool)` });
+      }
+    })
+    .default({}),
   /** External MCP servers whose tools agents may call as `NAME.tool` (src/mcp). */
   mcp_servers: z
     .record(z.string(), mcpServerSchema)

@@ -14,6 +14,8 @@ import { migrate, openDatabase, type Db } from '../storage/index.js';
 import { startMetricsServer } from './metrics-server.js';
 import { McpClientManager, mcpPlugins } from '../mcp/index.js';
 import { ToolAuditStore } from '../tools/wasm/audit.js';
+import { ToolServerManager } from '../tools/wasm/manager.js';
+import { toolRoutes } from '../api/routes/tools.js';
 
 export interface StartOptions {
   config: ServerConfig;
@@ -38,8 +40,10 @@ export interface CaxtonServer {
   readonly db: Db;
   /** Mounted MCP servers (`[mcp_servers.NAME]`): their tools are host tools `NAME.tool`. */
   readonly mcp: McpClientManager;
-  /** The audit log of tool calls (SQLite `tool_audit`): MCP tool calls are recorded here. */
+  /** The audit log of tool calls (SQLite `tool_audit`): WASM and MCP tool calls are recorded here. */
   readonly toolAudit: ToolAuditStore;
+  /** WebAssembly tool servers (built-in and deployed): their tools are host tools `SERVER.tool`. */
+  readonly tools: ToolServerManager;
   /** Base URL of the API, e.g. http://127.0.0.1:8080 (empty when not listening). */
   readonly url: string;
   readonly metricsUrl: string | undefined;
@@ -106,9 +110,16 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
   await mcp.start();
   const mcpRoutes = mcpPlugins({ executor, agents: registry, config: config.mcp, logger, clients: mcp, allowRemote: config.security.allow_remote });
   // --- end MCP ---
+  // --- WebAssembly tool servers (src/tools/wasm/manager.ts): built-in packages (tools/builtin/) and
+  // API-deployed ones (SQLite) as host tools `SERVER.tool`, under the operator's [tools.NAME]
+  // grants, every call audited in toolAudit; REST under /api/v1/tools. ---
+  const tools = new ToolServerManager({ db, tools: executor.hostTools, grants: config.tools, audit: toolAudit, logger, baseDir: config.source.file ? dirname(config.source.file) : process.cwd() });
+  tools.start();
+  const toolPlugin = (app: FastifyInstance) => toolRoutes(app, { tools, audit: toolAudit, bodyLimit: config.server.max_body_size });
+  // --- end tool servers ---
   const recovered = bus.start();
   if (recovered.redelivering > 0) logger.info(recovered, 'redelivering messages accepted before the last stop');
-  const app = await createApi({ config, service, logger, metrics, tracer: tracing.tracer, lifecycle, executor, bus, plugins: [...mcpRoutes, ...(opts.plugins ?? [])] });
+  const app = await createApi({ config, service, logger, metrics, tracer: tracing.tracer, lifecycle, executor, bus, plugins: [...mcpRoutes, toolPlugin, ...(opts.plugins ?? [])] });
   let url = '';
   let metricsServer: Server | undefined;
   let metricsUrl: string | undefined;
@@ -128,6 +139,7 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
     await bus.close();
     await app.close();
     await mcp.close();
+    tools.close();
     toolAudit.close();
     await executor.close();
     await watcher.close();
@@ -155,6 +167,7 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
       // Deliveries still running are abandoned, not lost: they stay pending and run again after a restart.
       await bus.close();
       await mcp.close();
+      tools.close();
       toolAudit.close();
       await executor.close();
       if (metricsServer) await new Promise<void>((r) => metricsServer!.close(() => r()));
@@ -163,5 +176,5 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
       logger.info('caxton stopped');
     })());
 
-  return { app, config, service, registry, executor, bus, metrics, logger, db, mcp, toolAudit, url, metricsUrl, close };
+  return { app, config, service, registry, executor, bus, metrics, logger, db, mcp, toolAudit, tools, url, metricsUrl, close };
 }

@@ -28,6 +28,7 @@ export const ERROR_CODES = {
   llm_error: 502,
   tool_error: 500,
   tool_not_allowed: 403,
+  tool_not_found: 404,
   not_supported: 501,
   isolation_failure: 500,
   internal: 500,

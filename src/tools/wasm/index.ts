@@ -32,3 +32,17 @@ export { FileAccess, type PathRoot, type PathAccess } from './fs-access.js';
 export { SqliteAccess, resolveDatabaseRoot, SQLITE_MAX_ROWS, SQLITE_DEFAULT_ROWS, type DatabaseRoot, type SqliteQueryOptions } from './sqlite-access.js';
 export { SyncHttpClient, sharedHttpClient, hostMatches, type HttpRequest, type HttpResponse } from './http.js';
 export { instrument, WasmFormatError, FUEL_EXPORT, START_EXPORT, MAX_FUEL, type InstrumentOptions, type InstrumentResult } from './instrument.js';
+export {
+  ToolServerManager,
+  toServerGrants,
+  DEFAULT_BUILTIN_DIR,
+  API_CALLER,
+  type ToolServerManagerOptions,
+  type ToolServerSummary,
+  type ToolServerView,
+  type ToolServerOrigin,
+  type ToolCallOptions,
+  type ToolCallResult,
+  type DeployResult,
+} from './manager.js';
+export { ToolPackageStore, TOOL_PACKAGE_MIGRATIONS, moduleDigest, type StoredToolPackage } from './package-store.js';

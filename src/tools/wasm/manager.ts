@@ -1,0 +1,418 @@
+/**
+ * The tool servers a Caxton server runs: the built-in packages shipped in `tools/builtin/` and the
+ * packages deployed through the API (kept in SQLite, reloaded at start). Each server's tools are
+ * registered on the host tool registry (`executor.hostTools`) as `SERVER.tool`, exactly like
+ * mounted MCP servers, so an agent's `tools` allowlist, the request deadline and the audit log
+ * apply the same way. What a server may reach is the intersection of its manifest and the
+ * operator's `[tools.NAME]` grants in caxton.toml (see WasmToolServer).
+ */
+import { randomUUID } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { ToolGrantConfig } from '../../config/index.js';
+import type { Logger } from '../../observability/index.js';
+import { CaxtonError } from '../../shared/errors.js';
+import type { SourceIssue } from '../../shared/issues.js';
+import { closest } from '../../shared/suggest.js';
+import type { Db } from '../../storage/index.js';
+import type { ToolRegistry } from '../registry.js';
+import type { ToolResult } from '../types.js';
+import type { ToolAuditRecord, ToolAuditSink } from './audit.js';
+import type { SyncHttpClient } from './http.js';
+import { MANIFEST_FILE, parseToolManifestOrThrow, type ToolLimits, type ToolManifest } from './manifest.js';
+import { moduleDigest, ToolPackageStore } from './package-store.js';
+import { WasmToolServer, type ToolServerGrants, type ToolServerStats } from './server.js';
+
+/** `tools/builtin/` of this installation (src/tools/wasm and dist/tools/wasm are both three levels down). */
+export const DEFAULT_BUILTIN_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '../../../tools/builtin');
+
+/** Who a call made through the API (not by an agent) is recorded as in the audit log. */
+export const API_CALLER = 'api';
+
+export type ToolServerOrigin = 'builtin' | 'api';
+
+export interface ToolServerManagerOptions {
+  db: Db;
+  /** Where tools are registered: the executor's host tools. */
+  tools: ToolRegistry;
+  /** `[tools.NAME]` of caxton.toml. */
+  grants?: Record<string, ToolGrantConfig>;
+  /** Receives one record per call. */
+  audit?: ToolAuditSink;
+  logger?: Logger;
+  /** Relative granted paths and databases are resolved against this (caxton.toml's folder; default: cwd). */
+  baseDir?: string;
+  /** Where built-in packages are looked for (default DEFAULT_BUILTIN_DIR); false: none. */
+  builtinDir?: string | false;
+  http?: SyncHttpClient;
+}
+
+export interface ToolSummary {
+  name: string;
+  description: string;
+}
+
+export interface ToolServerSummary {
+  name: string;
+  version: string | null;
+  description: string | null;
+  origin: ToolServerOrigin;
+  /** `loaded`: its tools are registered; `failed`: it could not be loaded (see `error`), no tools. */
+  state: 'loaded' | 'failed';
+  error: string | null;
+  tools: string[];
+  deployed_at: string | null;
+}
+
+export interface ToolServerView extends ToolServerSummary {
+  tool_specs: { name: string; description: string; input_schema: Record<string, unknown>; output_schema?: Record<string, unknown> }[];
+  /** The effective limits: the smaller of the manifest's and the operator's. */
+  limits: ToolLimits | null;
+  /** What the manifest asks for and what the operator grants; only the intersection is usable. */
+  permissions: {
+    allowed_hosts: { requested: string[]; granted: string[] };
+    paths: { requested: Record<string, string>; granted: Record<string, string> };
+    databases: { requested: string[]; granted: Record<string, string> };
+    config: { declared: string[]; granted: string[] };
+  } | null;
+  warnings: SourceIssue[];
+  /** SHA-256 of the module bytes. */
+  digest: string | null;
+  module_bytes: number | null;
+  stats: ToolServerStats | null;
+  /** Where a built-in package was loaded from. */
+  path: string | null;
+}
+
+export interface ToolCallOptions {
+  agent?: string;
+  conversation_id?: string;
+  /** Longest the call may take, ms (default: the server's timeout limit plus a second). */
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+export interface ToolCallResult {
+  tool: string;
+  content: string;
+  is_error: boolean;
+  /** From the audit record of the call. */
+  outcome: string;
+  duration_us: number;
+  fuel_used: number;
+  memory_bytes: number;
+  execution_id: string;
+}
+
+interface Entry {
+  name: string;
+  origin: ToolServerOrigin;
+  server?: WasmToolServer;
+  error?: string;
+  deployed_at: string | null;
+  digest: string | null;
+  module_bytes: number | null;
+  path: string | null;
+  manifest?: ToolManifest;
+}
+
+export interface DeployResult {
+  created: boolean;
+  server: ToolServerView;
+}
+
+const errText = (e: unknown) => (e instanceof Error ? e.message : String(e));
+
+/** Operator grants in the form WasmToolServer takes, relative paths resolved against `baseDir`. */
+export function toServerGrants(g: ToolGrantConfig | undefined, baseDir: string): ToolServerGrants {
+  if (!g) return {};
+  const abs = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
+  const limits: Partial<ToolLimits> = {};
+  if (g.limits.memory !== undefined) limits.memory = g.limits.memory;
+  if (g.limits.fuel !== undefined) limits.fuel = g.limits.fuel;
+  if (g.limits.timeout !== undefined) limits.timeout_ms = g.limits.timeout;
+  if (g.limits.max_input !== undefined) limits.max_input = g.limits.max_input;
+  if (g.limits.max_output !== undefined) limits.max_output = g.limits.max_output;
+  if (g.limits.max_state !== undefined) limits.max_state = g.limits.max_state;
+  return {
+    allowed_hosts: [...g.allowed_hosts],
+    paths: Object.fromEntries(Object.entries(g.paths).map(([k, v]) => [k, abs(v)])),
+    databases: Object.fromEntries(Object.entries(g.databases).map(([k, v]) => [k, abs(v)])),
+    config: { ...g.config },
+    limits,
+  };
+}
+
+export class ToolServerManager {
+  readonly #opts: ToolServerManagerOptions;
+  readonly #store: ToolPackageStore;
+  readonly #entries = new Map<string, Entry>();
+  readonly #baseDir: string;
+  /** Execution ids of API calls in flight → their audit record once written. */
+  readonly #watch = new Map<string, ToolAuditRecord | undefined>();
+  readonly #sink: ToolAuditSink;
+
+  constructor(opts: ToolServerManagerOptions) {
+    this.#opts = opts;
+    this.#store = new ToolPackageStore(opts.db);
+    this.#baseDir = opts.baseDir ?? process.cwd();
+    this.#sink = {
+      record: (r) => {
+        if (r.execution_id !== undefined && this.#watch.has(r.execution_id)) this.#watch.set(r.execution_id, r);
+        opts.audit?.record(r);
+      },
+    };
+  }
+
+  #grants(name: string): ToolServerGrants {
+    return toServerGrants(this.#opts.grants?.[name], this.#baseDir);
+  }
+
+  #build(manifest: ToolManifest, wasm: Uint8Array, file: string, wasmFile: string, warnings: SourceIssue[]): WasmToolServer {
+    const log = this.#opts.logger;
+    return new WasmToolServer(manifest, wasm, {
+      grants: this.#grants(manifest.name),
+      audit: this.#sink,
+      ...(log && { log: (level, message, server) => log[level]({ tool_server: server }, message) }),
+      ...(this.#opts.http && { http: this.#opts.http }),
+    }, file, wasmFile, warnings);
+  }
+
+  /**
+   * Loads the built-in packages, then the deployed ones. A package that cannot be loaded is logged
+   * and listed as `failed`; it never stops the server.
+   */
+  start(): { loaded: number; failed: number } {
+    const log = this.#opts.logger;
+    const dir = this.#opts.builtinDir === undefined ? DEFAULT_BUILTIN_DIR : this.#opts.builtinDir;
+    if (dir !== false && existsSync(dir)) {
+      for (const sub of readdirSync(dir, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => d.name).sort()) {
+        const file = join(dir, sub, MANIFEST_FILE);
+        if (!existsSync(file)) continue;
+        this.#loadBuiltin(file);
+      }
+    }
+    for (const p of this.#store.all()) {
+      const entry: Entry = { name: p.name, origin: 'api', deployed_at: p.deployed_at, digest: p.digest, module_bytes: p.wasm.byteLength, path: null };
+      if (this.#entries.has(p.name)) {
+        entry.error = `a built-in tool server has the same name; remove this deployed package (caxton tool remove ${p.name})`;
+        log?.error({ tool_server: p.name }, `deployed tool server "${p.name}" is shadowed by the built-in of the same name and was not loaded`);
+        continue;
+      }
+      try {
+        if (this.#opts.grants?.[p.name]?.enabled === false) throw new CaxtonError('conflict', `tool server "${p.name}" is disabled by [tools.${p.name}] enabled = false in caxton.toml`);
+        const { manifest, warnings } = parseToolManifestOrThrow(p.manifest, `${p.name}/${MANIFEST_FILE}`);
+        const server = this.#build(manifest, p.wasm, `${p.name}/${MANIFEST_FILE}`, manifest.module, warnings);
+        server.register(this.#opts.tools);
+        entry.server = server;
+        entry.manifest = manifest;
+      } catch (e) {
+        entry.error = errText(e);
+        log?.error({ tool_server: p.name, err: entry.error }, 'deployed tool server could not be loaded');
+      }
+      this.#entries.set(p.name, entry);
+    }
+    const all = [...this.#entries.values()];
+    const loaded = all.filter((e) => e.server).length;
+    log?.info({ loaded, failed: all.length - loaded, servers: all.filter((e) => e.server).map((e) => e.name) }, 'tool servers loaded');
+    return { loaded, failed: all.length - loaded };
+  }
+
+  #loadBuiltin(file: string): void {
+    const log = this.#opts.logger;
+    let manifest: ToolManifest;
+    let warnings: SourceIssue[];
+    try {
+      ({ manifest, warnings } = parseToolManifestOrThrow(readFileSync(file), file));
+    } catch (e) {
+      log?.warn({ file, err: errText(e) }, 'built-in tool server skipped: its manifest is invalid');
+      return;
+    }
+    const name = manifest.name;
+    if (this.#opts.grants?.[name]?.enabled === false) {
+      log?.info({ tool_server: name }, `built-in tool server "${name}" is disabled in caxton.toml ([tools.${name}] enabled = false)`);
+      return;
+    }
+    const wasmFile = join(dirname(file), manifest.module);
+    const entry: Entry = { name, origin: 'builtin', deployed_at: null, digest: null, module_bytes: null, path: dirname(file), manifest };
+    if (!existsSync(wasmFile)) {
+      entry.error = `module ${manifest.module} is not built; run \`npm run build:tools\``;
+      log?.warn({ tool_server: name, module: wasmFile }, `built-in tool server "${name}" skipped: ${entry.error}`);
+      this.#entries.set(name, entry);
+      return;
+    }
+    try {
+      const wasm = readFileSync(wasmFile);
+      entry.digest = moduleDigest(wasm);
+      entry.module_bytes = wasm.byteLength;
+      const server = this.#build(manifest, wasm, file, wasmFile, warnings);
+      server.register(this.#opts.tools);
+      entry.server = server;
+      for (const w of server.warnings) log?.debug({ tool_server: name, field: w.field }, w.message);
+    } catch (e) {
+      entry.error = errText(e);
+      log?.warn({ tool_server: name, err: entry.error }, `built-in tool server "${name}" could not be loaded`);
+    }
+    this.#entries.set(name, entry);
+  }
+
+  /**
+   * Deploys (or replaces) a package from its manifest text and module bytes. Everything is checked
+   * before anything changes: a bad manifest ('validation_failed', naming the field), an invalid or
+   * disallowed module ('validation_failed'), a name held by a built-in server or another tool
+   * ('conflict') leave the running servers and the stored packages as they were.
+   */
+  deploy(manifestText: string | Uint8Array, wasm: Uint8Array): DeployResult {
+    const { manifest, warnings } = parseToolManifestOrThrow(manifestText, MANIFEST_FILE);
+    const name = manifest.name;
+    const old = this.#entries.get(name);
+    if (old?.origin === 'builtin') throw new CaxtonError('conflict', `"${name}" is a built-in tool server and cannot be replaced; choose another name`, { name });
+    if (this.#opts.grants?.[name]?.enabled === false) throw new CaxtonError('conflict', `tool server "${name}" is disabled by the operator ([tools.${name}] enabled = false in caxton.toml)`, { name });
+    const server = this.#build(manifest, wasm, MANIFEST_FILE, manifest.module, warnings);
+    const registry = this.#opts.tools;
+    old?.server?.unregister(registry);
+    try {
+      server.register(registry);
+    } catch (e) {
+      if (old?.server) old.server.register(registry);
+      throw e;
+    }
+    const text = typeof manifestText === 'string' ? manifestText : Buffer.from(manifestText).toString('utf8');
+    const digest = moduleDigest(wasm);
+    const deployedAt = new Date().toISOString();
+    try {
+      this.#store.put({ name, manifest: text, wasm, digest, deployed_at: deployedAt });
+    } catch (e) {
+      server.unregister(registry);
+      if (old?.server) old.server.register(registry);
+      throw e;
+    }
+    old?.server?.close();
+    this.#entries.set(name, { name, origin: 'api', server, manifest, deployed_at: deployedAt, digest, module_bytes: wasm.byteLength, path: null });
+    this.#opts.logger?.info({ tool_server: name, version: manifest.version, tools: server.tools.map((t) => t.name), replaced: old !== undefined }, 'tool server deployed');
+    return { created: old === undefined, server: this.view(name)! };
+  }
+
+  /** Removes a deployed package (its tools disappear at once). Built-in servers cannot be removed. */
+  remove(name: string): void {
+    const e = this.#require(name);
+    if (e.origin === 'builtin') throw new CaxtonError('conflict', `"${name}" is a built-in tool server; disable it in caxton.toml with [tools.${name}] enabled = false`, { name });
+    this.#store.remove(name);
+    e.server?.unregister(this.#opts.tools);
+    e.server?.close();
+    this.#entries.delete(name);
+    this.#opts.logger?.info({ tool_server: name }, 'tool server removed');
+  }
+
+  #require(name: string): Entry {
+    const e = this.#entries.get(name);
+    if (!e) {
+      const guess = closest(name, [...this.#entries.keys()]);
+      throw new CaxtonError('tool_not_found', `no tool server named "${name}"${guess ? `; did you mean "${guess}"?` : ''}`, { name });
+    }
+    return e;
+  }
+
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  server(name: string): WasmToolServer | undefined {
+    return this.#entries.get(name)?.server;
+  }
+
+  #summary(e: Entry): ToolServerSummary {
+    return {
+      name: e.name,
+      version: e.manifest?.version ?? null,
+      description: e.manifest?.description ?? null,
+      origin: e.origin,
+      state: e.server ? 'loaded' : 'failed',
+      error: e.error ?? null,
+      tools: e.server ? e.server.tools.map((t) => t.name) : [],
+      deployed_at: e.deployed_at,
+    };
+  }
+
+  list(): ToolServerSummary[] {
+    return [...this.#entries.values()].sort((a, b) => (a.name < b.name ? -1 : 1)).map((e) => this.#summary(e));
+  }
+
+  view(name: string): ToolServerView | undefined {
+    const e = this.#entries.get(name);
+    if (!e) return undefined;
+    const m = e.manifest;
+    const g = this.#opts.grants?.[name];
+    return {
+      ...this.#summary(e),
+      tool_specs: (m?.tools ?? []).map((t) => ({ name: `${name}.${t.name}`, description: t.description, input_schema: t.input_schema, ...(t.output_schema && { output_schema: t.output_schema }) })),
+      limits: e.server ? { ...e.server.limits } : null,
+      permissions: m
+        ? {
+            allowed_hosts: { requested: [...m.permissions.allowed_hosts], granted: [...(g?.allowed_hosts ?? [])] },
+            paths: { requested: { ...m.permissions.paths }, granted: { ...(this.#grants(name).paths ?? {}) } },
+            databases: { requested: [...m.permissions.databases], granted: { ...(this.#grants(name).databases ?? {}) } },
+            config: { declared: Object.keys(m.config), granted: Object.keys(g?.config ?? {}) },
+          }
+        : null,
+      warnings: e.server ? [...e.server.warnings] : [],
+      digest: e.digest,
+      module_bytes: e.module_bytes,
+      stats: e.server ? e.server.stats() : null,
+      path: e.path,
+    };
+  }
+
+  /**
+   * Calls `SERVER.tool` directly (REST, CLI), through the host tool registry like an agent would,
+   * audited with `agent` (default "api"). Unknown servers and tools are 'tool_not_found'.
+   */
+  async call(fullName: string, args: Record<string, unknown>, opts: ToolCallOptions = {}): Promise<ToolCallResult> {
+    const dot = fullName.indexOf('.');
+    if (dot <= 0) throw new CaxtonError('invalid_request', `"${fullName}" is not a tool name: expected SERVER.tool (e.g. csv_parser.parse)`, { tool: fullName });
+    const e = this.#require(fullName.slice(0, dot));
+    const server = e.server;
+    if (!server) throw new CaxtonError('tool_not_found', `tool server "${e.name}" is not loaded: ${e.error ?? 'unknown reason'}`, { name: e.name });
+    const tool = server.tools.find((t) => t.name === fullName);
+    if (!tool) {
+      const names = server.tools.map((t) => t.name);
+      const guess = closest(fullName, names);
+      throw new CaxtonError('tool_not_found', `tool server "${e.name}" has no tool "${fullName.slice(dot + 1)}"${guess ? `; did you mean "${guess}"?` : ''} (tools: ${names.join(', ')})`, { tool: fullName, tools: names });
+    }
+    const executionId = `api_${randomUUID()}`;
+    const timeout = opts.timeoutMs ?? server.limits.timeout_ms + 1000;
+    this.#watch.set(executionId, undefined);
+    try {
+      const r: ToolResult = await this.#opts.tools.invoke([fullName], fullName, args, {
+        agent: opts.agent ?? API_CALLER,
+        execution_id: executionId,
+        ...(opts.conversation_id !== undefined && { conversation_id: opts.conversation_id }),
+        deadline: Date.now() + timeout,
+        signal: opts.signal ?? new AbortController().signal,
+      });
+      const rec = this.#watch.get(executionId);
+      return {
+        tool: fullName,
+        content: r.content,
+        is_error: r.is_error === true,
+        outcome: rec?.outcome ?? (r.is_error ? 'error' : 'ok'),
+        duration_us: rec?.duration_us ?? 0,
+        fuel_used: rec?.fuel_used ?? 0,
+        memory_bytes: rec?.memory_bytes ?? 0,
+        execution_id: executionId,
+      };
+    } finally {
+      this.#watch.delete(executionId);
+    }
+  }
+
+  /** Unregisters every tool and drops the instances. */
+  close(): void {
+    for (const e of this.#entries.values()) {
+      e.server?.unregister(this.#opts.tools);
+      e.server?.close();
+    }
+    this.#entries.clear();
+  }
+}
