@@ -1,0 +1,10 @@
+/**
+ * Memory: a knowledge graph per scope (agent / workspace / global) in the data dir's SQLite, with
+ * local embeddings for semantic search (see docs/adr/0010-memory-store.md).
+ */
+export { MEMORY_MIGRATIONS } from './migrations.js';
+export { MemoryStore, entityText, type MemoryStoreOptions, type EntityWrite } from './store.js';
+export { VectorIndex } from './vector-index.js';
+export { agentScope, parseScope, toolScope, visibleScopes, SCOPE_KINDS, type ScopeKind } from './scope.js';
+export { DEFAULT_LIMITS, type MemoryLimits } from './validate.js';
+export type * from './types.js';

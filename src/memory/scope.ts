@@ -1,0 +1,54 @@
+/**
+ * Memory scopes. Every entity and relation lives in exactly one scope, stored as a key:
+ *  - `agent:<name>`: private to one agent (the name lower-cased, as agent names are unique
+ *    regardless of case). Agents reach only their own: the memory tools build this key from the
+ *    calling agent's name and never take one from the model.
+ *  - `workspace`: shared by the agents of this server.
+ *  - `global`: shared by everything.
+ */
+import { agentKey } from '../agents/definition.js';
+import { CaxtonError } from '../shared/errors.js';
+
+export const SCOPE_KINDS = ['agent', 'workspace', 'global'] as const;
+export type ScopeKind = (typeof SCOPE_KINDS)[number];
+
+const AGENT_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+
+export function agentScope(agent: string): string {
+  return `agent:${agentKey(agent)}`;
+}
+
+/**
+ * Turns a scope as written by a trusted caller (REST, CLI, import files) into its key: `workspace`,
+ * `global`, `agent:NAME`, or `agent` with `agent` given. `field` names the input in errors.
+ */
+export function parseScope(value: unknown, opts: { agent?: string; field?: string } = {}): string {
+  const field = opts.field ?? 'scope';
+  if (typeof value !== 'string' || value === '') {
+    throw new CaxtonError('invalid_request', `"${field}" must be one of "agent", "workspace", "global" or "agent:NAME"`, { field });
+  }
+  if (value === 'workspace' || value === 'global') return value;
+  if (value === 'agent' || value === 'agent-only') {
+    if (!opts.agent) throw new CaxtonError('invalid_request', `"${field}" is "agent" but no agent is named: use "agent:NAME" or give the agent`, { field });
+    return agentScope(opts.agent);
+  }
+  if (value.startsWith('agent:')) {
+    const name = value.slice('agent:'.length);
+    if (!AGENT_RE.test(name)) throw new CaxtonError('invalid_request', `"${field}": "${name}" is not a valid agent name`, { field });
+    return agentScope(name);
+  }
+  throw new CaxtonError('invalid_request', `unknown scope "${value}" in "${field}": expected "agent", "workspace", "global" or "agent:NAME"`, { field, value });
+}
+
+/** The scopes an agent can see: its own, the workspace and global. */
+export function visibleScopes(agent: string): string[] {
+  return [agentScope(agent), 'workspace', 'global'];
+}
+
+/** The scope kind a tool argument names, for the calling agent (never another agent's scope). */
+export function toolScope(value: unknown, agent: string, fallback: ScopeKind): string {
+  const kind = value === undefined || value === null ? fallback : value;
+  if (kind === 'agent' || kind === 'agent-only') return agentScope(agent);
+  if (kind === 'workspace' || kind === 'global') return kind;
+  throw new CaxtonError('invalid_request', `unknown scope ${JSON.stringify(kind)}: use "agent" (your private memory), "workspace" or "global"`, { field: 'scope' });
+}

@@ -1,0 +1,708 @@
+/**
+ * The knowledge graph store on the data dir's SQLite: the nine operations of the MCP reference
+ * memory server (per scope), semantic / keyword / hybrid search, graph traversal, and stats.
+ *
+ * Consistency: every write runs as ONE transaction, entity rows, FTS rows and vectors together,
+ * so a crash never leaves a half-written operation visible. Writes are serialized (one at a time
+ * per store): an operation reads the current rows, embeds the texts it changes (before the
+ * transaction, as embedding is asynchronous), then commits and updates the in-process vector
+ * index in the same tick. The index is rebuilt from SQLite when the store first gets ready;
+ * vectors of another model or dimension are re-embedded then, never mixed.
+ *
+ * One store per database: the in-process index assumes no other process writes the memory tables.
+ */
+import { statSync } from 'node:fs';
+import type { Embedder } from './embedding/index.js';
+import { CaxtonError } from '../shared/errors.js';
+import type { Db } from '../storage/index.js';
+import type {
+  Entity,
+  EntityInput,
+  Graph,
+  MemoryStats,
+  ObservationAddition,
+  ObservationDeletion,
+  Relation,
+  SearchHit,
+  SearchQuery,
+  StoredEntity,
+  StoredRelation,
+  TraverseQuery,
+  TraverseResult,
+} from './types.js';
+import { DEFAULT_LIMITS, type MemoryLimits } from './validate.js';
+import { blobToVector, VectorIndex, vectorToBlob } from './vector-index.js';
+
+export interface MemoryStoreOptions {
+  /** The embedder, or a function that creates it on first use (the local model takes ~0.2-0.7 s and ~150 MB to load). */
+  embedder: Embedder | (() => Promise<Embedder>);
+  limits?: Partial<MemoryLimits>;
+  /** How much keyword matches raise a hybrid score: score = cos + w · keyword · (1 − cos). Default 0.3. */
+  keyword_weight?: number;
+  /** Told about re-embedding progress when the model changed (done, total). */
+  onReindex?: (done: number, total: number) => void;
+}
+
+interface EntityRow {
+  id: number;
+  scope: string;
+  name: string;
+  entity_type: string;
+  observations: string;
+  metadata: string;
+  created_at: string;
+  updated_at: string;
+}
+
+interface RelationRow {
+  scope: string;
+  from_name: string;
+  to_name: string;
+  relation_type: string;
+}
+
+/** What an import or merge writes for one entity. */
+export interface EntityWrite {
+  scope: string;
+  name: string;
+  entityType: string;
+  observations: string[];
+  metadata: Record<string, unknown>;
+  created_at?: string;
+  updated_at?: string;
+}
+
+const EMBED_BATCH = 256;
+/** Only the first 256 tokens count for the local model; never send the embedder more than this. */
+const MAX_EMBED_CHARS = 8000;
+
+/** The text an entity is embedded from: name, type, then its observations, one per line. */
+export function entityText(e: Pick<Entity, 'name' | 'entityType' | 'observations'>): string {
+  const t = [`${e.name} (${e.entityType})`, ...e.observations].join('\n');
+  return t.length > MAX_EMBED_CHARS ? t.slice(0, MAX_EMBED_CHARS) : t;
+}
+
+function toEntity(r: EntityRow): StoredEntity {
+  return {
+    name: r.name,
+    entityType: r.entity_type,
+    observations: JSON.parse(r.observations) as string[],
+    scope: r.scope,
+    metadata: JSON.parse(r.metadata) as Record<string, unknown>,
+    created_at: r.created_at,
+    updated_at: r.updated_at,
+  };
+}
+
+function toRelation(r: RelationRow): StoredRelation {
+  return { from: r.from_name, to: r.to_name, relationType: r.relation_type, scope: r.scope };
+}
+
+const STOPWORDS = new Set(
+  'a an and are as at be by did do does for from had has have how i in is it its of on or that the this to was were what when where which who whom why will with you your'.split(' '),
+);
+
+/** Lower-cased, accent-free words of a text (letters and digits). */
+export function words(text: string): string[] {
+  return (
+    text
+      .normalize('NFD')
+      .replace(/\p{M}/gu, '')
+      .toLowerCase()
+      .match(/[\p{L}\p{N}_]+/gu) ?? []
+  );
+}
+
+function queryTerms(query: string): string[] {
+  const all = [...new Set(words(query))];
+  const kept = all.filter((w) => !STOPWORDS.has(w));
+  return kept.length > 0 ? kept : all;
+}
+
+function chunks<T>(xs: readonly T[], n: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < xs.length; i += n) out.push(xs.slice(i, i + n));
+  return out;
+}
+
+export class MemoryStore {
+  readonly db: Db;
+  readonly limits: MemoryLimits;
+  readonly keywordWeight: number;
+  readonly #embedderSource: MemoryStoreOptions['embedder'];
+  readonly #onReindex: MemoryStoreOptions['onReindex'];
+  #embedder: Embedder | undefined;
+  #index: VectorIndex | undefined;
+  #ready: Promise<void> | undefined;
+  #lock: Promise<unknown> = Promise.resolve();
+  #closed = false;
+
+  constructor(db: Db, opts: MemoryStoreOptions) {
+    this.db = db;
+    this.limits = { ...DEFAULT_LIMITS, ...opts.limits };
+    this.keywordWeight = opts.keyword_weight ?? 0.3;
+    this.#embedderSource = opts.embedder;
+    this.#onReindex = opts.onReindex;
+  }
+
+  /** The embedder's model, once ready. */
+  get model(): string | undefined {
+    return this.#embedder?.model;
+  }
+
+  /** Loads the embedder and builds the vector index from SQLite (re-embedding what another model produced). Idempotent. */
+  ready(): Promise<void> {
+    this.#ready ??= this.#exclusive(() => this.#open()).catch((e: unknown) => {
+      this.#ready = undefined;
+      throw e;
+    });
+    return this.#ready;
+  }
+
+  async #open(): Promise<void> {
+    const src = this.#embedderSource;
+    const embedder = typeof src === 'function' ? await src() : src;
+    this.#embedder = embedder;
+    const index = new VectorIndex(embedder.dimensions, Math.max(1024, this.#count()));
+    const stale: number[] = [];
+    const rows = this.db
+      .prepare(
+        `SELECT e.id, e.scope, e.entity_type, v.model, v.dimensions, v.vector
+           FROM memory_entities e LEFT JOIN memory_embeddings v ON v.entity_id = e.id`,
+      )
+      .iterate() as IterableIterator<{ id: number; scope: string; entity_type: string; model: string | null; dimensions: number | null; vector: Buffer | null }>;
+    for (const r of rows) {
+      if (r.model === embedder.model && r.dimensions === embedder.dimensions && r.vector && r.vector.byteLength === embedder.dimensions * 4) {
+        index.set(r.id, r.scope, r.entity_type, blobToVector(r.vector));
+      } else stale.push(r.id);
+    }
+    this.#index = index;
+    if (stale.length > 0) await this.#reembed(stale);
+  }
+
+  #count(): number {
+    return (this.db.prepare('SELECT count(*) AS n FROM memory_entities').get() as { n: number }).n;
+  }
+
+  /** Re-embeds entities whose vector is missing or from another model, in batches (each its own transaction). */
+  async #reembed(ids: number[]): Promise<void> {
+    const get = this.db.prepare('SELECT * FROM memory_entities WHERE id = ?');
+    let done = 0;
+    for (const batch of chunks(ids, EMBED_BATCH)) {
+      const rows = batch.map((id) => get.get(id) as EntityRow | undefined).filter((r): r is EntityRow => r !== undefined);
+      const vectors = await this.#embed(rows.map((r) => entityText(toEntity(r))));
+      this.db.transaction(() => rows.forEach((r, i) => this.#putVector(r.id, vectors[i]!)))();
+      rows.forEach((r, i) => this.#index!.set(r.id, r.scope, r.entity_type, vectors[i]!));
+      done += batch.length;
+      this.#onReindex?.(done, ids.length);
+    }
+  }
+
+  async #embed(texts: string[]): Promise<Float32Array[]> {
+    if (texts.length === 0) return [];
+    const out: Float32Array[] = [];
+    for (const batch of chunks(texts, EMBED_BATCH)) out.push(...(await this.#embedder!.embed(batch)));
+    return out;
+  }
+
+  #putVector(id: number, v: Float32Array): void {
+    this.db
+      .prepare('INSERT INTO memory_embeddings (entity_id, model, dimensions, vector) VALUES (?, ?, ?, ?) ON CONFLICT (entity_id) DO UPDATE SET model = excluded.model, dimensions = excluded.dimensions, vector = excluded.vector')
+      .run(id, this.#embedder!.model, v.length, vectorToBlob(v));
+  }
+
+  #putFts(id: number, e: Entity, replace: boolean): void {
+    if (replace) this.db.prepare('DELETE FROM memory_fts WHERE rowid = ?').run(id);
+    this.db.prepare('INSERT INTO memory_fts (rowid, name, entity_type, observations) VALUES (?, ?, ?, ?)').run(id, e.name, e.entityType, e.observations.join('\n'));
+  }
+
+  /** Runs `fn` after every earlier write has finished (writes are serialized). */
+  #exclusive<T>(fn: () => Promise<T> | T): Promise<T> {
+    const run = this.#lock.then(() => {
+      if (this.#closed) throw new CaxtonError('not_ready', 'the memory store is closed');
+      return fn();
+    });
+    this.#lock = run.catch(() => undefined);
+    return run;
+  }
+
+  async #write<T>(fn: () => Promise<T> | T): Promise<T> {
+    await this.ready();
+    return this.#exclusive(fn);
+  }
+
+  #rows(scope: string, names: readonly string[]): Map<string, EntityRow> {
+    const out = new Map<string, EntityRow>();
+    for (const part of chunks([...new Set(names)], 500)) {
+      const rows = this.db.prepare(`SELECT * FROM memory_entities WHERE scope = ? AND name IN (${part.map(() => '?').join(',')})`).all(scope, ...part) as EntityRow[];
+      for (const r of rows) out.set(r.name, r);
+    }
+    return out;
+  }
+
+  // ---- The reference server's operations ----
+
+  /** Creates the entities whose name is new in `scope`; returns those created (existing names are left alone, as the reference server does). */
+  createEntities(scope: string, entities: EntityInput[]): Promise<Entity[]> {
+    return this.#write(async () => {
+      const existing = this.#rows(
+        scope,
+        entities.map((e) => e.name),
+      );
+      const seen = new Set<string>();
+      const fresh = entities.filter((e) => !existing.has(e.name) && !seen.has(e.name) && seen.add(e.name));
+      const created = fresh.map((e) => ({ name: e.name, entityType: e.entityType, observations: [...new Set(e.observations)] }));
+      const vectors = await this.#embed(created.map(entityText));
+      const now = new Date().toISOString();
+      const ids: number[] = [];
+      this.db.transaction(() => {
+        const ins = this.db.prepare('INSERT INTO memory_entities (scope, name, entity_type, observations, metadata, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)');
+        created.forEach((e, i) => {
+          const id = Number(ins.run(scope, e.name, e.entityType, JSON.stringify(e.observations), JSON.stringify(fresh[i]!.metadata ?? {}), now, now).lastInsertRowid);
+          ids.push(id);
+          this.#putFts(id, e, false);
+          this.#putVector(id, vectors[i]!);
+        });
+      })();
+      created.forEach((e, i) => this.#index!.set(ids[i]!, scope, e.entityType, vectors[i]!));
+      return created;
+    });
+  }
+
+  /** Creates the relations not already present in `scope`; returns those created. */
+  createRelations(scope: string, relations: Relation[]): Promise<Relation[]> {
+    return this.#write(() => {
+      const created: Relation[] = [];
+      const now = new Date().toISOString();
+      this.db.transaction(() => {
+        const ins = this.db.prepare('INSERT OR IGNORE INTO memory_relations (scope, from_name, to_name, relation_type, created_at) VALUES (?, ?, ?, ?, ?)');
+        for (const r of relations) {
+          if (ins.run(scope, r.from, r.to, r.relationType, now).changes > 0) created.push({ from: r.from, to: r.to, relationType: r.relationType });
+        }
+      })();
+      return created;
+    });
+  }
+
+  /** Adds observations to existing entities (an unknown entity fails the whole call: nothing changes). */
+  addObservations(scope: string, additions: ObservationAddition[]): Promise<{ entityName: string; addedObservations: string[] }[]> {
+    return this.#write(async () => {
+      const rows = this.#rows(
+        scope,
+        additions.map((a) => a.entityName),
+      );
+      const missing = additions.find((a) => !rows.has(a.entityName));
+      if (missing) throw new CaxtonError('not_found', `Entity with name ${missing.entityName} not found in scope ${scope}`, { entityName: missing.entityName, scope });
+      const current = new Map([...rows].map(([name, r]) => [name, toEntity(r)]));
+      const results = additions.map((a) => {
+        const e = current.get(a.entityName)!;
+        const added = [...new Set(a.contents)].filter((c) => !e.observations.includes(c));
+        e.observations.push(...added);
+        if (e.observations.length > this.limits.max_observations) {
+          throw new CaxtonError('payload_too_large', `entity ${a.entityName} would hold ${e.observations.length} observations, more than the ${this.limits.max_observations} allowed`, { entityName: a.entityName });
+        }
+        return { entityName: a.entityName, addedObservations: added };
+      });
+      const changed = [...new Set(results.filter((r) => r.addedObservations.length > 0).map((r) => r.entityName))];
+      await this.#rewrite(changed.map((n) => ({ row: rows.get(n)!, entity: current.get(n)! })));
+      return results;
+    });
+  }
+
+  /** Writes new observations (and their vectors) of existing entities in one transaction. */
+  async #rewrite(items: { row: EntityRow; entity: StoredEntity }[]): Promise<void> {
+    if (items.length === 0) return;
+    const vectors = await this.#embed(items.map((x) => entityText(x.entity)));
+    const now = new Date().toISOString();
+    this.db.transaction(() => {
+      const upd = this.db.prepare('UPDATE memory_entities SET observations = ?, updated_at = ? WHERE id = ?');
+      items.forEach((x, i) => {
+        upd.run(JSON.stringify(x.entity.observations), now, x.row.id);
+        this.#putFts(x.row.id, x.entity, true);
+        this.#putVector(x.row.id, vectors[i]!);
+      });
+    })();
+    items.forEach((x, i) => this.#index!.set(x.row.id, x.row.scope, x.row.entity_type, vectors[i]!));
+  }
+
+  /** Deletes entities and every relation from or to them; unknown names are ignored. Returns how many entities were deleted. */
+  deleteEntities(scope: string, names: string[]): Promise<number> {
+    return this.#write(() => {
+      const rows = this.#rows(scope, names);
+      this.db.transaction(() => {
+        for (const r of rows.values()) {
+          this.db.prepare('DELETE FROM memory_embeddings WHERE entity_id = ?').run(r.id);
+          this.db.prepare('DELETE FROM memory_fts WHERE rowid = ?').run(r.id);
+          this.db.prepare('DELETE FROM memory_entities WHERE id = ?').run(r.id);
+        }
+        const del = this.db.prepare('DELETE FROM memory_relations WHERE scope = ? AND (from_name = ? OR to_name = ?)');
+        for (const n of new Set(names)) del.run(scope, n, n);
+      })();
+      for (const r of rows.values()) this.#index!.delete(r.id);
+      return rows.size;
+    });
+  }
+
+  /** Removes the given observations; unknown entities or observations are ignored. */
+  deleteObservations(scope: string, deletions: ObservationDeletion[]): Promise<void> {
+    return this.#write(async () => {
+      const rows = this.#rows(
+        scope,
+        deletions.map((d) => d.entityName),
+      );
+      const current = new Map([...rows].map(([name, r]) => [name, toEntity(r)]));
+      const changed = new Set<string>();
+      for (const d of deletions) {
+        const e = current.get(d.entityName);
+        if (!e) continue;
+        const before = e.observations.length;
+        e.observations = e.observations.filter((o) => !d.observations.includes(o));
+        if (e.observations.length !== before) changed.add(d.entityName);
+      }
+      await this.#rewrite([...changed].map((n) => ({ row: rows.get(n)!, entity: current.get(n)! })));
+    });
+  }
+
+  /** Deletes relations; unknown ones are ignored. Returns how many were deleted. */
+  deleteRelations(scope: string, relations: Relation[]): Promise<number> {
+    return this.#write(() => {
+      let n = 0;
+      this.db.transaction(() => {
+        const del = this.db.prepare('DELETE FROM memory_relations WHERE scope = ? AND from_name = ? AND to_name = ? AND relation_type = ?');
+        for (const r of relations) n += del.run(scope, r.from, r.to, r.relationType).changes;
+      })();
+      return n;
+    });
+  }
+
+  /** Every entity and relation of `scopes`. */
+  readGraph(scopes: readonly string[]): Graph {
+    const ph = scopes.map(() => '?').join(',');
+    if (scopes.length === 0) return { entities: [], relations: [] };
+    const entities = (this.db.prepare(`SELECT * FROM memory_entities WHERE scope IN (${ph}) ORDER BY id`).all(...scopes) as EntityRow[]).map(toEntity);
+    const relations = (this.db.prepare(`SELECT scope, from_name, to_name, relation_type FROM memory_relations WHERE scope IN (${ph}) ORDER BY scope, created_at, from_name`).all(...scopes) as RelationRow[]).map(toRelation);
+    return { entities, relations };
+  }
+
+  /** The reference server's search: entities whose name, type or an observation contains `query` (case-insensitive), with their relations. */
+  searchNodes(scopes: readonly string[], query: string): Graph {
+    if (scopes.length === 0) return { entities: [], relations: [] };
+    const q = query.toLowerCase();
+    const ph = scopes.map(() => '?').join(',');
+    let rows: EntityRow[];
+    // SQLite's LIKE folds ASCII case only, and observations are JSON text: prefilter only when that is exact.
+    if (/^[\x20-\x7e]*$/.test(query) && !/["\\]/.test(query)) {
+      const pat = `%${q.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+      rows = this.db
+        .prepare(`SELECT * FROM memory_entities WHERE scope IN (${ph}) AND (name LIKE ? ESCAPE '\\' OR entity_type LIKE ? ESCAPE '\\' OR observations LIKE ? ESCAPE '\\') ORDER BY id`)
+        .all(...scopes, pat, pat, pat) as EntityRow[];
+    } else rows = this.db.prepare(`SELECT * FROM memory_entities WHERE scope IN (${ph}) ORDER BY id`).all(...scopes) as EntityRow[];
+    const entities = rows.map(toEntity).filter((e) => e.name.toLowerCase().includes(q) || e.entityType.toLowerCase().includes(q) || e.observations.some((o) => o.toLowerCase().includes(q)));
+    return { entities, relations: this.relationsTouching(entities) };
+  }
+
+  /** The named entities of `scopes`, with every relation from or to them. */
+  openNodes(scopes: readonly string[], names: readonly string[]): Graph {
+    const entities: StoredEntity[] = [];
+    for (const s of scopes) {
+      const rows = this.#rows(s, names);
+      for (const n of names) {
+        const r = rows.get(n);
+        if (r) {
+          entities.push(toEntity(r));
+          rows.delete(n);
+        }
+      }
+    }
+    return { entities, relations: this.relationsTouching(entities) };
+  }
+
+  /** Relations of the entities' scopes with at least one endpoint among them. */
+  relationsTouching(entities: readonly Pick<StoredEntity, 'scope' | 'name'>[]): StoredRelation[] {
+    const byScope = new Map<string, string[]>();
+    for (const e of entities) byScope.set(e.scope, [...(byScope.get(e.scope) ?? []), e.name]);
+    const out: StoredRelation[] = [];
+    const seen = new Set<string>();
+    for (const [scope, names] of byScope) {
+      for (const part of chunks(names, 400)) {
+        const ph = part.map(() => '?').join(',');
+        const rows = this.db
+          .prepare(`SELECT scope, from_name, to_name, relation_type FROM memory_relations WHERE scope = ? AND (from_name IN (${ph}) OR to_name IN (${ph}))`)
+          .all(scope, ...part, ...part) as RelationRow[];
+        for (const r of rows) {
+          const key = JSON.stringify([r.scope, r.from_name, r.to_name, r.relation_type]);
+          if (!seen.has(key)) {
+            seen.add(key);
+            out.push(toRelation(r));
+          }
+        }
+      }
+    }
+    return out;
+  }
+
+  getEntity(scope: string, name: string): StoredEntity | undefined {
+    const r = this.db.prepare('SELECT * FROM memory_entities WHERE scope = ? AND name = ?').get(scope, name) as EntityRow | undefined;
+    return r && toEntity(r);
+  }
+
+  // ---- Search and traversal ----
+
+  /** Semantic, keyword or hybrid (default) search over `scopes`, best first. */
+  async search(q: SearchQuery): Promise<SearchHit[]> {
+    const limit = Math.min(Math.max(1, Math.floor(q.limit ?? 10)), 100);
+    const min = q.min_similarity ?? 0;
+    const mode = q.mode ?? 'hybrid';
+    if (typeof q.query !== 'string' || q.query.trim() === '') throw new CaxtonError('invalid_request', '"query" must be a non-empty string', { field: 'query' });
+    if (q.scopes.length === 0) return [];
+    await this.ready();
+    const scopes = new Set(q.scopes);
+    const pool = Math.max(limit * 4, 20);
+    const sims = new Map<number, number>();
+    let qv: Float32Array | undefined;
+    if (mode !== 'keyword') {
+      [qv] = await this.#embed([q.query.slice(0, MAX_EMBED_CHARS)]);
+      for (const h of this.#index!.search(qv!, pool, scopes, q.entity_type)) sims.set(h.id, h.similarity);
+    }
+    const terms = queryTerms(q.query);
+    const candidates = new Set(sims.keys());
+    if (mode !== 'semantic' && terms.length > 0) {
+      const ph = q.scopes.map(() => '?').join(',');
+      const match = terms.map((t) => `"${t}"`).join(' OR ');
+      const rows = this.db
+        .prepare(
+          `SELECT e.id FROM memory_fts f JOIN memory_entities e ON e.id = f.rowid
+            WHERE memory_fts MATCH ? AND e.scope IN (${ph}) ${q.entity_type !== undefined ? 'AND e.entity_type = ?' : ''}
+            ORDER BY bm25(memory_fts) LIMIT ?`,
+        )
+        .all(match, ...q.scopes, ...(q.entity_type !== undefined ? [q.entity_type] : []), pool) as { id: number }[];
+      for (const r of rows) candidates.add(r.id);
+    }
+    if (candidates.size === 0) return [];
+    const ids = [...candidates];
+    const rows: EntityRow[] = [];
+    for (const part of chunks(ids, 500)) rows.push(...(this.db.prepare(`SELECT * FROM memory_entities WHERE id IN (${part.map(() => '?').join(',')})`).all(...part) as EntityRow[]));
+    const hits: SearchHit[] = [];
+    for (const r of rows) {
+      const entity = toEntity(r);
+      let similarity = sims.get(r.id);
+      if (similarity === undefined && qv) {
+        const v = this.#index!.vector(r.id);
+        similarity = v ? dot(v, qv) : 0;
+      }
+      similarity ??= 0;
+      let keyword = 0;
+      if (mode !== 'semantic' && terms.length > 0) {
+        const have = new Set(words(`${entity.name} ${entity.entityType} ${entity.observations.join(' ')}`));
+        keyword = terms.filter((t) => have.has(t)).length / terms.length;
+      }
+      const score = mode === 'semantic' ? similarity : mode === 'keyword' ? keyword : similarity + this.keywordWeight * keyword * (1 - Math.max(0, similarity));
+      if (score >= min && score > 0) hits.push({ entity, score: round(score), similarity: round(similarity), keyword: round(keyword) });
+    }
+    hits.sort((a, b) => b.score - a.score || a.entity.name.localeCompare(b.entity.name));
+    return hits.slice(0, limit);
+  }
+
+  /** Breadth-first walk from `from` along relations (of the given types), up to `max_depth` hops. */
+  traverse(q: TraverseQuery): TraverseResult {
+    const maxDepth = Math.min(Math.max(0, Math.floor(q.max_depth ?? 2)), 10);
+    const limit = Math.max(1, q.limit ?? 1000);
+    const dir = q.direction ?? 'out';
+    const root = this.getEntity(q.scope, q.from);
+    if (!root) throw new CaxtonError('not_found', `no entity named "${q.from}" in scope ${q.scope}`, { field: 'from', scope: q.scope });
+    const types = q.relation_types && q.relation_types.length > 0 ? new Set(q.relation_types) : undefined;
+    const depthOf = new Map<string, number>([[root.name, 0]]);
+    const order: string[] = [root.name];
+    const relations: StoredRelation[] = [];
+    const seenRel = new Set<string>();
+    let frontier = [root.name];
+    let truncated = false;
+    const outQ = this.db.prepare('SELECT scope, from_name, to_name, relation_type FROM memory_relations WHERE scope = ? AND from_name = ? ORDER BY to_name, relation_type');
+    const inQ = this.db.prepare('SELECT scope, from_name, to_name, relation_type FROM memory_relations WHERE scope = ? AND to_name = ? ORDER BY from_name, relation_type');
+    for (let depth = 1; depth <= maxDepth && frontier.length > 0 && !truncated; depth++) {
+      const next: string[] = [];
+      for (const name of frontier) {
+        const rels = [...(dir !== 'in' ? (outQ.all(q.scope, name) as RelationRow[]) : []), ...(dir !== 'out' ? (inQ.all(q.scope, name) as RelationRow[]) : [])];
+        for (const r of rels) {
+          if (types && !types.has(r.relation_type)) continue;
+          const key = JSON.stringify([r.from_name, r.to_name, r.relation_type]);
+          if (!seenRel.has(key)) {
+            seenRel.add(key);
+            relations.push(toRelation(r));
+          }
+          const other = r.from_name === name ? r.to_name : r.from_name;
+          if (depthOf.has(other)) continue;
+          if (order.length >= limit) {
+            truncated = true;
+            break;
+          }
+          depthOf.set(other, depth);
+          order.push(other);
+          next.push(other);
+        }
+        if (truncated) break;
+      }
+      frontier = next;
+    }
+    const rows = this.#rows(q.scope, order);
+    const entities = order.filter((n) => rows.has(n)).map((n) => ({ ...toEntity(rows.get(n)!), depth: depthOf.get(n)! }));
+    return { root: root.name, entities, relations, truncated };
+  }
+
+  // ---- Bulk writes (imports) ----
+
+  /**
+   * Merges entities and relations in ONE transaction: new entities are created; for existing ones
+   * observations are added (no duplicates), metadata merged and the type replaced. Everything is
+   * embedded before the transaction starts, so a failure (bad input, embedder error, crash)
+   * changes nothing. `onProgress` follows the embedding (done, total).
+   */
+  merge(entities: EntityWrite[], relations: StoredRelation[], onProgress?: (done: number, total: number) => void): Promise<{ entities_created: number; entities_updated: number; relations_created: number }> {
+    return this.#write(async () => {
+      // Fold duplicates of the input first (same scope and name).
+      const byKey = new Map<string, EntityWrite>();
+      for (const e of entities) {
+        const key = JSON.stringify([e.scope, e.name]);
+        const prev = byKey.get(key);
+        if (!prev) byKey.set(key, { ...e, observations: [...new Set(e.observations)], metadata: { ...e.metadata } });
+        else {
+          prev.entityType = e.entityType;
+          prev.observations = [...new Set([...prev.observations, ...e.observations])];
+          prev.metadata = { ...prev.metadata, ...e.metadata };
+        }
+      }
+      const items = [...byKey.values()];
+      const byScope = new Map<string, EntityWrite[]>();
+      for (const e of items) byScope.set(e.scope, [...(byScope.get(e.scope) ?? []), e]);
+      const plan: { write: EntityWrite; row?: EntityRow; final: EntityWrite; changed: boolean }[] = [];
+      for (const [scope, list] of byScope) {
+        const rows = this.#rows(
+          scope,
+          list.map((e) => e.name),
+        );
+        for (const w of list) {
+          const row = rows.get(w.name);
+          if (!row) {
+            plan.push({ write: w, final: w, changed: true });
+            continue;
+          }
+          const cur = toEntity(row);
+          const observations = [...cur.observations, ...w.observations.filter((o) => !cur.observations.includes(o))];
+          if (observations.length > this.limits.max_observations) {
+            throw new CaxtonError('payload_too_large', `entity ${w.name} (scope ${scope}) would hold ${observations.length} observations, more than the ${this.limits.max_observations} allowed`, { entityName: w.name });
+          }
+          const final: EntityWrite = { ...w, observations, metadata: { ...cur.metadata, ...w.metadata } };
+          const changed = observations.length !== cur.observations.length || w.entityType !== cur.entityType;
+          plan.push({ write: w, row, final, changed: changed || JSON.stringify(final.metadata) !== JSON.stringify(cur.metadata) });
+        }
+      }
+      const toEmbed = plan.filter((p) => p.changed && (!p.row || p.final.observations.length !== JSON.parse(p.row.observations).length || p.final.entityType !== p.row.entity_type));
+      const vectors: Float32Array[] = [];
+      for (const batch of chunks(toEmbed, EMBED_BATCH)) {
+        vectors.push(...(await this.#embed(batch.map((p) => entityText(p.final)))));
+        onProgress?.(vectors.length, toEmbed.length);
+      }
+      if (toEmbed.length === 0) onProgress?.(0, 0);
+      const vectorOf = new Map(toEmbed.map((p, i) => [p, vectors[i]!]));
+      const now = new Date().toISOString();
+      const indexed: { id: number; scope: string; type: string; v?: Float32Array }[] = [];
+      let created = 0;
+      let updated = 0;
+      let relCreated = 0;
+      this.db.transaction(() => {
+        const ins = this.db.prepare('INSERT INTO memory_entities (scope, name, entity_type, observations, metadata, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)');
+        const upd = this.db.prepare('UPDATE memory_entities SET entity_type = ?, observations = ?, metadata = ?, updated_at = ? WHERE id = ?');
+        for (const p of plan) {
+          if (!p.changed) continue;
+          const f = p.final;
+          const v = vectorOf.get(p);
+          let id: number;
+          if (!p.row) {
+            id = Number(ins.run(f.scope, f.name, f.entityType, JSON.stringify(f.observations), JSON.stringify(f.metadata), f.created_at ?? now, f.updated_at ?? now).lastInsertRowid);
+            created++;
+          } else {
+            id = p.row.id;
+            upd.run(f.entityType, JSON.stringify(f.observations), JSON.stringify(f.metadata), now, id);
+            updated++;
+          }
+          this.#putFts(id, f, p.row !== undefined);
+          if (v) this.#putVector(id, v);
+          indexed.push({ id, scope: f.scope, type: f.entityType, ...(v && { v }) });
+        }
+        const rel = this.db.prepare('INSERT OR IGNORE INTO memory_relations (scope, from_name, to_name, relation_type, created_at) VALUES (?, ?, ?, ?, ?)');
+        for (const r of relations) relCreated += rel.run(r.scope, r.from, r.to, r.relationType, now).changes;
+      })();
+      for (const x of indexed) {
+        if (x.v) this.#index!.set(x.id, x.scope, x.type, x.v);
+        else this.#index!.setType(x.id, x.type);
+      }
+      return { entities_created: created, entities_updated: updated, relations_created: relCreated };
+    });
+  }
+
+  /** Deletes everything in `scopes` (one transaction). */
+  clear(scopes: readonly string[]): Promise<number> {
+    return this.#write(() => {
+      if (scopes.length === 0) return 0;
+      const ph = scopes.map(() => '?').join(',');
+      const ids = (this.db.prepare(`SELECT id FROM memory_entities WHERE scope IN (${ph})`).all(...scopes) as { id: number }[]).map((r) => r.id);
+      this.db.transaction(() => {
+        this.db.prepare(`DELETE FROM memory_fts WHERE rowid IN (SELECT id FROM memory_entities WHERE scope IN (${ph}))`).run(...scopes);
+        this.db.prepare(`DELETE FROM memory_embeddings WHERE entity_id IN (SELECT id FROM memory_entities WHERE scope IN (${ph}))`).run(...scopes);
+        this.db.prepare(`DELETE FROM memory_entities WHERE scope IN (${ph})`).run(...scopes);
+        this.db.prepare(`DELETE FROM memory_relations WHERE scope IN (${ph})`).run(...scopes);
+      })();
+      for (const id of ids) this.#index!.delete(id);
+      return ids.length;
+    });
+  }
+
+  stats(): MemoryStats {
+    const by = this.db.prepare('SELECT scope, count(*) AS n, coalesce(sum(json_array_length(observations)), 0) AS o FROM memory_entities GROUP BY scope').all() as { scope: string; n: number; o: number }[];
+    const rels = this.db.prepare('SELECT scope, count(*) AS n FROM memory_relations GROUP BY scope').all() as { scope: string; n: number }[];
+    const by_scope: MemoryStats['by_scope'] = {};
+    let entities = 0;
+    let observations = 0;
+    let relations = 0;
+    for (const r of by) {
+      by_scope[r.scope] = { entities: r.n, relations: 0 };
+      entities += r.n;
+      observations += r.o;
+    }
+    for (const r of rels) {
+      (by_scope[r.scope] ??= { entities: 0, relations: 0 }).relations = r.n;
+      relations += r.n;
+    }
+    const stats: MemoryStats = {
+      entities,
+      relations,
+      observations,
+      by_scope,
+      embedding: this.#embedder && this.#index ? { model: this.#embedder.model, dimensions: this.#embedder.dimensions, indexed: this.#index.size } : null,
+    };
+    try {
+      if (this.db.name && this.db.name !== ':memory:') stats.database_bytes = statSync(this.db.name).size;
+    } catch {
+      // no file size (a temporary database)
+    }
+    return stats;
+  }
+
+  /** Waits for pending writes, then refuses new ones; closes the embedder when the store created it. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    await this.#lock;
+    this.#closed = true;
+    if (typeof this.#embedderSource === 'function') await this.#embedder?.close();
+  }
+}
+
+function dot(a: Float32Array, b: Float32Array): number {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += a[i]! * b[i]!;
+  return s;
+}
+
+function round(x: number): number {
+  return Math.round(x * 1e4) / 1e4;
+}

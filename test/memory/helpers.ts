@@ -1,0 +1,68 @@
+/** Shared pieces of the memory tests: temp data dirs with real SQLite files, and embedders. */
+import { createHash } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createEmbedder, type Embedder } from '../../src/memory/embedding/index.js';
+import { MEMORY_MIGRATIONS, MemoryStore, type MemoryStoreOptions } from '../../src/memory/index.js';
+import { migrate, openDatabase, type Db } from '../../src/storage/index.js';
+
+const dirs: string[] = [];
+
+export function tempDir(): string {
+  const d = mkdtempSync(join(tmpdir(), 'caxton-memory-'));
+  dirs.push(d);
+  return d;
+}
+
+export function removeTempDirs(): void {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+}
+
+export function openMemoryDb(dir: string): Db {
+  const db = openDatabase(dir);
+  migrate(db, MEMORY_MIGRATIONS);
+  return db;
+}
+
+export function openStore(dir: string, opts: MemoryStoreOptions): { db: Db; store: MemoryStore } {
+  const db = openMemoryDb(dir);
+  return { db, store: new MemoryStore(db, opts) };
+}
+
+let shared: Promise<Embedder> | undefined;
+/** The real local all-MiniLM-L6-v2, loaded once per test file. */
+export function localEmbedder(): Promise<Embedder> {
+  shared ??= createEmbedder({ kind: 'local' });
+  return shared;
+}
+
+/**
+ * A deterministic bag-of-words embedder (hashed words into `dimensions` buckets), for tests about
+ * plumbing rather than meaning: model switches, counting calls, failures.
+ */
+export class HashEmbedder implements Embedder {
+  readonly model: string;
+  readonly dimensions: number;
+  calls = 0;
+  embedded = 0;
+  failAfter = Infinity;
+  constructor(model = 'test:hash', dimensions = 32) {
+    this.model = model;
+    this.dimensions = dimensions;
+  }
+  async embed(texts: string[]): Promise<Float32Array[]> {
+    this.calls++;
+    if (this.embedded + texts.length > this.failAfter) throw new Error('embedder failed (test)');
+    this.embedded += texts.length;
+    return texts.map((t) => {
+      const v = new Float32Array(this.dimensions);
+      for (const w of t.toLowerCase().match(/[a-z0-9]+/g) ?? []) v[createHash('md5').update(w).digest()[0]! % this.dimensions]! += 1;
+      let n = 0;
+      for (const x of v) n += x * x;
+      n = Math.sqrt(n) || 1;
+      return v.map((x) => x / n);
+    });
+  }
+  async close(): Promise<void> {}
+}

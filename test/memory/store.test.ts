@@ -1,0 +1,224 @@
+/**
+ * The knowledge graph store on real SQLite files: the reference server's nine operations, atomic
+ * writes, scopes, semantic / keyword / hybrid search with the real local embedder, traversal,
+ * re-indexing on a model change and the index rebuilt on reopen.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Embedder } from '../../src/memory/embedding/index.js';
+import { agentScope, MemoryStore } from '../../src/memory/index.js';
+import { HashEmbedder, localEmbedder, openMemoryDb, openStore, removeTempDirs, tempDir } from './helpers.js';
+
+afterAll(removeTempDirs);
+
+async function rejection(p: Promise<unknown>): Promise<{ code?: string; message: string; details?: unknown }> {
+  try {
+    await p;
+  } catch (e) {
+    return e as { code?: string; message: string };
+  }
+  throw new Error('expected a rejection');
+}
+
+describe('memory store: the reference operations', () => {
+  it('creates, reads, opens, searches and deletes like the MCP reference server', async () => {
+    const { store, db } = openStore(tempDir(), { embedder: new HashEmbedder() });
+    const s = 'workspace';
+    const created = await store.createEntities(s, [
+      { name: 'Alice', entityType: 'person', observations: ['works at Acme', 'likes tea'] },
+      { name: 'Acme', entityType: 'organization', observations: ['makes anvils'] },
+    ]);
+    expect(created.map((e) => e.name)).toEqual(['Alice', 'Acme']);
+    // existing names are skipped, not overwritten
+    const again = await store.createEntities(s, [{ name: 'Alice', entityType: 'robot', observations: [] }, { name: 'Bob', entityType: 'person', observations: [] }]);
+    expect(again.map((e) => e.name)).toEqual(['Bob']);
+    expect(store.getEntity(s, 'Alice')?.entityType).toBe('person');
+
+    expect(await store.createRelations(s, [{ from: 'Alice', to: 'Acme', relationType: 'works_at' }, { from: 'Bob', to: 'Alice', relationType: 'knows' }])).toHaveLength(2);
+    expect(await store.createRelations(s, [{ from: 'Alice', to: 'Acme', relationType: 'works_at' }])).toEqual([]);
+
+    const added = await store.addObservations(s, [{ entityName: 'Alice', contents: ['likes tea', 'speaks French'] }]);
+    expect(added).toEqual([{ entityName: 'Alice', addedObservations: ['speaks French'] }]);
+    expect(store.getEntity(s, 'Alice')?.observations).toEqual(['works at Acme', 'likes tea', 'speaks French']);
+
+    const graph = store.readGraph([s]);
+    expect(graph.entities.map((e) => e.name)).toEqual(['Alice', 'Acme', 'Bob']);
+    expect(graph.relations).toHaveLength(2);
+    expect(graph.entities[0]).toMatchObject({ scope: 'workspace', metadata: {} });
+    expect(graph.entities[0]!.created_at).toMatch(/^\d{4}-/);
+
+    // search_nodes: case-insensitive substring of name, type or observation; relations touching the matches
+    const found = store.searchNodes([s], 'ANVIL');
+    expect(found.entities.map((e) => e.name)).toEqual(['Acme']);
+    expect(found.relations).toEqual([{ from: 'Alice', to: 'Acme', relationType: 'works_at', scope: 'workspace' }]);
+    expect(store.searchNodes([s], '100%_"x').entities).toEqual([]);
+
+    // open_nodes: relations with at least one endpoint requested
+    const opened = store.openNodes([s], ['Bob', 'Nobody']);
+    expect(opened.entities.map((e) => e.name)).toEqual(['Bob']);
+    expect(opened.relations).toEqual([{ from: 'Bob', to: 'Alice', relationType: 'knows', scope: 'workspace' }]);
+
+    await store.deleteObservations(s, [{ entityName: 'Alice', observations: ['likes tea'] }, { entityName: 'Nobody', observations: ['x'] }]);
+    expect(store.getEntity(s, 'Alice')?.observations).toEqual(['works at Acme', 'speaks French']);
+    expect(await store.deleteRelations(s, [{ from: 'Bob', to: 'Alice', relationType: 'knows' }])).toBe(1);
+    // deleting an entity deletes its relations
+    expect(await store.deleteEntities(s, ['Acme', 'Nobody'])).toBe(1);
+    expect(store.readGraph([s]).relations).toEqual([]);
+    expect(store.stats()).toMatchObject({ entities: 2, relations: 0, observations: 2, embedding: { model: 'test:hash', dimensions: 32, indexed: 2 } });
+    expect((db.prepare('SELECT count(*) AS n FROM memory_fts').get() as { n: number }).n).toBe(2);
+    await store.close();
+    db.close();
+  });
+
+  it('fails add_observations on an unknown entity and changes nothing (one transaction per operation)', async () => {
+    const { store, db } = openStore(tempDir(), { embedder: new HashEmbedder() });
+    await store.createEntities('global', [{ name: 'A', entityType: 't', observations: ['one'] }]);
+    const err = await rejection(store.addObservations('global', [{ entityName: 'A', contents: ['two'] }, { entityName: 'Missing', contents: ['x'] }]));
+    expect(err.code).toBe('not_found');
+    expect(err.message).toMatch(/Missing/);
+    expect(store.getEntity('global', 'A')?.observations).toEqual(['one']);
+    db.close();
+  });
+
+  it('changes nothing when the embedder fails mid-operation', async () => {
+    const emb = new HashEmbedder();
+    const { store, db } = openStore(tempDir(), { embedder: emb });
+    await store.createEntities('global', [{ name: 'A', entityType: 't', observations: ['one'] }]);
+    emb.failAfter = emb.embedded;
+    await expect(store.createEntities('global', [{ name: 'B', entityType: 't', observations: ['two'] }])).rejects.toThrow(/embedder failed/);
+    expect(store.readGraph(['global']).entities.map((e) => e.name)).toEqual(['A']);
+    emb.failAfter = Infinity;
+    // the store keeps working after a failed write
+    await store.createEntities('global', [{ name: 'B', entityType: 't', observations: ['two'] }]);
+    expect(store.stats().entities).toBe(2);
+    db.close();
+  });
+
+  it('keeps scopes apart: the same name in two scopes is two entities', async () => {
+    const { store, db } = openStore(tempDir(), { embedder: new HashEmbedder() });
+    await store.createEntities(agentScope('Alpha'), [{ name: 'secret', entityType: 'note', observations: ['alpha only'] }]);
+    await store.createEntities(agentScope('beta'), [{ name: 'secret', entityType: 'note', observations: ['beta only'] }]);
+    expect(store.readGraph([agentScope('alpha')]).entities.map((e) => e.observations)).toEqual([['alpha only']]);
+    expect(store.searchNodes([agentScope('beta'), 'workspace', 'global'], 'alpha').entities).toEqual([]);
+    expect(await store.search({ query: 'alpha only', scopes: [agentScope('beta')], min_similarity: 0 })).toEqual([
+      expect.objectContaining({ entity: expect.objectContaining({ observations: ['beta only'] }) }),
+    ]);
+    db.close();
+  });
+
+  it('rebuilds the index from SQLite on reopen, and re-embeds everything when the model changes', async () => {
+    const dir = tempDir();
+    const first = new HashEmbedder('test:hash-a', 32);
+    let { store, db } = openStore(dir, { embedder: first });
+    await store.createEntities('global', [
+      { name: 'A', entityType: 't', observations: ['red apples'] },
+      { name: 'B', entityType: 't', observations: ['blue sky'] },
+    ]);
+    await store.close();
+    db.close();
+
+    const same = new HashEmbedder('test:hash-a', 32);
+    ({ store, db } = openStore(dir, { embedder: same }));
+    await store.ready();
+    expect(same.embedded).toBe(0); // vectors of the same model are reused
+    expect((await store.search({ query: 'apples', scopes: ['global'], mode: 'semantic' }))[0]?.entity.name).toBe('A');
+    await store.close();
+    db.close();
+
+    const other = new HashEmbedder('test:hash-b', 48);
+    const progress: [number, number][] = [];
+    ({ store, db } = openStore(dir, { embedder: other, onReindex: (d, t) => progress.push([d, t]) }));
+    await store.ready();
+    expect(other.embedded).toBe(2);
+    expect(progress.at(-1)).toEqual([2, 2]);
+    const rows = db.prepare('SELECT model, dimensions, length(vector) AS bytes FROM memory_embeddings').all();
+    expect(rows).toEqual([
+      { model: 'test:hash-b', dimensions: 48, bytes: 192 },
+      { model: 'test:hash-b', dimensions: 48, bytes: 192 },
+    ]);
+    expect((await store.search({ query: 'blue', scopes: ['global'], mode: 'semantic' }))[0]?.entity.name).toBe('B');
+    db.close();
+  });
+});
+
+describe('memory store: search with the local all-MiniLM-L6-v2', () => {
+  let emb: Embedder;
+  let store: MemoryStore;
+  beforeAll(async () => {
+    emb = await localEmbedder();
+    const db = openMemoryDb(tempDir());
+    store = new MemoryStore(db, { embedder: emb });
+    await store.createEntities('workspace', [
+      { name: 'Mittens', entityType: 'pet', observations: ['A grey cat who sleeps on the warm windowsill every afternoon'] },
+      { name: 'Q3 report', entityType: 'document', observations: ['Quarterly revenue grew by twelve percent'] },
+      { name: 'Incident 42', entityType: 'incident', observations: ['The database migration failed because the disk was full'] },
+      { name: 'Clara', entityType: 'person', observations: ['She is learning to play the violin', 'Lives in Vienna'] },
+      { name: 'Weather note', entityType: 'note', observations: ['Heavy rain is expected in the city tomorrow'] },
+      { name: 'Watchdog', entityType: 'service', observations: ['The server restarts automatically after a crash'] },
+      { name: 'Dinner', entityType: 'event', observations: ['He cooked pasta with tomato sauce'] },
+      { name: 'Trip', entityType: 'event', observations: ['The train to Berlin was delayed by two hours'] },
+      { name: 'ZX-9000', entityType: 'product', observations: ['Internal code name of the new billing module'] },
+    ]);
+    await store.createRelations('workspace', [
+      { from: 'Clara', to: 'Trip', relationType: 'took' },
+      { from: 'Trip', to: 'Berlin', relationType: 'went_to' },
+      { from: 'Clara', to: 'Dinner', relationType: 'attended' },
+      { from: 'Dinner', to: 'Mittens', relationType: 'disturbed' },
+    ]);
+  });
+
+  it('finds the right entity first for paraphrased queries (small labelled set)', async () => {
+    const queries: [string, string][] = [
+      ['A kitten naps by the sunny window.', 'Mittens'],
+      ['Sales went up 12% this quarter.', 'Q3 report'],
+      ['The schema upgrade broke since there was no storage space left.', 'Incident 42'],
+      ['Who takes violin lessons?', 'Clara'],
+      ["Tomorrow's forecast calls for a lot of rain in town.", 'Weather note'],
+      ['After crashing, the service comes back up on its own.', 'Watchdog'],
+      ['He made spaghetti with marinara for supper.', 'Dinner'],
+      ['The Berlin-bound train arrived two hours late.', 'Trip'],
+    ];
+    for (const mode of ['semantic', 'hybrid'] as const) {
+      for (const [q, want] of queries) {
+        const hits = await store.search({ query: q, scopes: ['workspace'], limit: 3, mode });
+        expect(hits[0]?.entity.name, `${mode}: ${q}`).toBe(want);
+        expect(hits[0]!.score).toBeGreaterThan(hits[1]?.score ?? 0);
+      }
+    }
+  });
+
+  it('filters by entity type, limit and min_similarity, and reports scores', async () => {
+    const hits = await store.search({ query: 'a trip by rail', scopes: ['workspace'], entity_type: 'event', limit: 5, mode: 'semantic' });
+    expect(hits.map((h) => h.entity.name)).toEqual(['Trip', 'Dinner']);
+    expect(hits[0]!.similarity).toBeGreaterThan(0.3);
+    expect(await store.search({ query: 'a trip by rail', scopes: ['workspace'], limit: 1 })).toHaveLength(1);
+    const strict = await store.search({ query: 'a trip by rail', scopes: ['workspace'], min_similarity: 0.99 });
+    expect(strict).toEqual([]);
+    // another scope sees nothing
+    expect(await store.search({ query: 'a trip by rail', scopes: ['global'] })).toEqual([]);
+  });
+
+  it('hybrid search ranks an exact keyword (a code name) first where meaning alone does not', async () => {
+    const hybrid = await store.search({ query: 'ZX-9000', scopes: ['workspace'], limit: 3 });
+    expect(hybrid[0]?.entity.name).toBe('ZX-9000');
+    expect(hybrid[0]!.keyword).toBe(1);
+    expect(hybrid[0]!.score).toBeGreaterThan(hybrid[0]!.similarity);
+    const keyword = await store.search({ query: 'violin Vienna', scopes: ['workspace'], mode: 'keyword' });
+    expect(keyword.map((h) => [h.entity.name, h.keyword])).toEqual([['Clara', 1]]);
+  });
+
+  it('traverses relations by type, direction and depth', () => {
+    const out = store.traverse({ scope: 'workspace', from: 'Clara', max_depth: 2 });
+    expect(out.entities.map((e) => [e.name, e.depth])).toEqual([
+      ['Clara', 0],
+      ['Dinner', 1],
+      ['Trip', 1],
+      ['Mittens', 2],
+    ]); // "Berlin" is named by a relation but is not an entity
+    expect(out.relations).toHaveLength(4);
+    const one = store.traverse({ scope: 'workspace', from: 'Clara', max_depth: 1, relation_types: ['took'] });
+    expect(one.entities.map((e) => e.name)).toEqual(['Clara', 'Trip']);
+    const back = store.traverse({ scope: 'workspace', from: 'Mittens', direction: 'in', max_depth: 5 });
+    expect(back.entities.map((e) => e.name)).toEqual(['Mittens', 'Dinner', 'Clara']);
+    expect(() => store.traverse({ scope: 'global', from: 'Clara' })).toThrow(/no entity named "Clara" in scope global/);
+  });
+});
