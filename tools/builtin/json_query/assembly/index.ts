@@ -1,5 +1,5 @@
 // Built-in tool server "json_query": a JSONPath query (RFC 9535 subset) over a JSON document.
-// Tool `query`. Syntax: see ../../README.md ("json_query").
+// Tool `query`. Syntax: see ../../README.md ("json_query") and the tool description in caxton-tool.toml.
 import { Builder, jsonEquals, JValue, K, parseJson, lastError, quote } from "../../shared/json";
 import { args, fail, output } from "../../shared/tool";
 
@@ -35,6 +35,28 @@ class Expr {
   path: Array<Segment> = [];
 }
 
+/** A member name in a normalized path (RFC 9535 §2.7): single quotes, escapes for ' \\ and controls. */
+function normalName(key: string): string {
+  const b = new Builder().add("'");
+  let from = 0;
+  for (let i = 0; i < key.length; i++) {
+    const c = key.charCodeAt(i);
+    if (c >= 0x20 && c != 0x27 && c != 0x5c) continue;
+    if (i > from) b.add(key.substring(from, i));
+    from = i + 1;
+    if (c == 0x27) b.add("\\'");
+    else if (c == 0x5c) b.add("\\\\");
+    else if (c == 0x08) b.add("\\b");
+    else if (c == 0x0c) b.add("\\f");
+    else if (c == 0x0a) b.add("\\n");
+    else if (c == 0x0d) b.add("\\r");
+    else if (c == 0x09) b.add("\\t");
+    else b.add("\\u" + c.toString(16).padStart(4, "0"));
+  }
+  if (from < key.length) b.add(key.substring(from));
+  return b.add("'").toString();
+}
+
 /** A node found by the query, with what is needed to spell its path. */
 class Node {
   constructor(public v: JValue, public parent: Node | null, public key: string, public index: i32) {}
@@ -43,7 +65,7 @@ class Node {
     const parts = new Array<string>();
     let n: Node | null = this;
     while (n != null && n.parent != null) {
-      parts.push(n.index >= 0 ? "[" + n.index.toString() + "]" : "[" + quote(n.key) + "]");
+      parts.push(n.index >= 0 ? "[" + n.index.toString() + "]" : "[" + normalName(n.key) + "]");
       n = n.parent;
     }
     parts.reverse();
@@ -60,7 +82,7 @@ class QueryParser {
   constructor(public s: string) {}
 
   fail(msg: string): void {
-    if (this.error.length == 0) this.error = "invalid query at character " + (this.i + 1).toString() + ": " + msg + " (query: " + this.s + ")";
+    if (this.error.length == 0) this.error = "invalid \"query\" at character " + (this.i + 1).toString() + ": " + msg + " (query: " + this.s + ")";
   }
 
   get ok(): bool {
@@ -539,19 +561,25 @@ export function query(): i32 {
   const a = args();
   const q = a.getString("query");
   if (q.trim().length == 0) return fail("\"query\" is empty; e.g. \"$.items[*].name\"");
-  let doc = a.get("document");
+  const doc = a.get("document");
   const text = a.get("json");
-  if (text != null && text.kind == K.Str) {
-    const parsed = parseJson(text.s, "JSON document");
+  if (text != null && doc != null) return fail("give the document either as \"document\" (any JSON value) or as \"json\" (JSON text), not both");
+  let root: JValue;
+  if (text != null) {
+    if (text.kind != K.Str) return fail("\"json\" must be a string holding JSON text (pass a JSON value as \"document\")");
+    const parsed = parseJson(text.s, "\"json\" text");
     if (parsed == null) return fail(lastError);
-    doc = parsed;
-  } else if (doc == null) return fail("pass the document as \"document\" (any JSON value) or as \"json\" (JSON text)");
+    root = parsed;
+  } else {
+    if (doc == null) return fail("pass the document as \"document\" (any JSON value) or as \"json\" (JSON text)");
+    root = doc;
+  }
   const parser = new QueryParser(q);
   const segs = parser.query();
   if (!parser.ok) return fail(parser.error);
   const limit = <i32>Math.min(Math.max(a.getNumber("max_results", 10000), 0), 1000000);
-  const ev = new Eval(doc!, limit);
-  const found = ev.run(segs, new Node(doc!, null, "", -1));
+  const ev = new Eval(root, limit);
+  const found = ev.run(segs, new Node(root, null, "", -1));
   const truncated = found.length > limit;
   const n = truncated ? limit : found.length;
   const b = new Builder();
