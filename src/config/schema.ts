@@ -59,9 +59,9 @@ export const toolGrantSchema = z.strictObject({
   /** Hosts the server may reach over HTTP: "api.example.com", "*.example.com", "127.0.0.1" or "*". */
   allowed_hosts: z.array(z.string().regex(HOST_PATTERN, { message: 'expected a host name, "*.domain", an IP address in brackets for IPv6, or "*"' }), { error: 'expected a list of host names' }).default([]),
   /** Guest root declared by the manifest (`[permissions.paths]`) → host directory (relative to caxton.toml). */
-  paths: z.record(z.string().regex(GUEST_PATH, { message: 'expected a guest path such as "/data" as the key' }), z.string({ error: 'expected a host directory' }).min(1), { error: 'expected a table: guest root = "host directory"' }).default({}),
+  paths: z.record(z.string().regex(GUEST_PATH, { message: 'expected a guest path such as "/data" as the key' }), z.string({ error: 'expected a host directory' }).min(1), { error: (iss) => (iss.code === 'invalid_key' ? 'expected a guest path such as "/data" as the key' : 'expected a table: guest root = "host directory"') }).default({}),
   /** Guest database path declared by the manifest (`databases`) → host SQLite file or directory (relative to caxton.toml); always read-only. */
-  databases: z.record(z.string().regex(GUEST_PATH, { message: 'expected a guest path such as "/db" as the key' }), z.string({ error: 'expected a host file or directory' }).min(1), { error: 'expected a table: guest path = "host file or directory"' }).default({}),
+  databases: z.record(z.string().regex(GUEST_PATH, { message: 'expected a guest path such as "/db" as the key' }), z.string({ error: 'expected a host file or directory' }).min(1), { error: (iss) => (iss.code === 'invalid_key' ? 'expected a guest path such as "/db" as the key' : 'expected a table: guest path = "host file or directory"') }).default({}),
   /** Values for configuration keys the manifest declares (numbers and booleans are passed as text). */
   config: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()], { error: 'expected a string, number or boolean' }).transform(String), { error: 'expected a table of configuration values' }).default({}),
   /** Upper bounds on the manifest's [limits]: the effective limit is the smaller. */

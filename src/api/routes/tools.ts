@@ -38,7 +38,7 @@ const viewSchema = summarySchema.extend({
 const deployBody = z
   .object({
     manifest: z.string({ error: 'expected the text of caxton-tool.toml' }).min(1, { error: 'must not be empty' }).describe('the text of caxton-tool.toml'),
-    wasm: z.string({ error: 'expected the module, base64-encoded' }).min(1, { error: 'must not be empty' }).describe('the WebAssembly module, base64-encoded'),
+    wasm: z.string({ error: 'expected the module, base64-encoded' }).describe('the WebAssembly module, base64-encoded'),
   })
   .describe('A tool server package: the manifest text and the module');
 
