@@ -7,7 +7,7 @@
  */
 import { readFileSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import type { ValidateFunction } from 'ajv';
+import type { ErrorObject, ValidateFunction } from 'ajv';
 import { CaxtonError } from '../../shared/errors.js';
 import type { SourceIssue } from '../../shared/issues.js';
 import type { ToolRegistry } from '../registry.js';
@@ -48,6 +48,19 @@ export interface WasmToolServerOptions {
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
+
+/** Schema errors for people, naming the field: an unknown member and the allowed values included. */
+function schemaErrors(errors: ErrorObject[] | null | undefined): string {
+  return (errors ?? [])
+    .map((e) => {
+      const p = e.params as { additionalProperty?: unknown; allowedValues?: unknown };
+      let extra = '';
+      if (e.keyword === 'additionalProperties' && typeof p.additionalProperty === 'string') extra = `: "${p.additionalProperty}"`;
+      else if (e.keyword === 'enum' && Array.isArray(p.allowedValues)) extra = ` (${p.allowedValues.map((v) => JSON.stringify(v)).join(', ')})`;
+      return `${e.instancePath || '(root)'} ${e.message ?? 'is invalid'}${extra}`;
+    })
+    .join('; ');
+}
 
 function effectiveLimits(m: ToolLimits, op: Partial<ToolLimits> | undefined): ToolLimits {
   const min = (a: number, b: number | undefined) => (b === undefined ? a : Math.min(a, b));
@@ -270,7 +283,7 @@ export class WasmToolServer {
       error = 'the request was cancelled before the tool ran';
     } else if (!validateIn(args)) {
       outcome = 'invalid_input';
-      error = `the arguments do not match the input schema: ${(validateIn.errors ?? []).map((e) => `${e.instancePath || '(root)'} ${e.message ?? 'is invalid'}`).join('; ')}`;
+      error = `the arguments do not match the input schema: ${schemaErrors(validateIn.errors)}`;
     } else {
       r = this.sandbox.call(decl.export, input, ctx.deadline);
       outcome = r.outcome;
@@ -282,7 +295,7 @@ export class WasmToolServer {
           parsed = JSON.parse(content);
           if (!validateOut(parsed)) {
             outcome = 'error';
-            error = `the tool's output does not match its output schema: ${(validateOut.errors ?? []).map((e) => `${e.instancePath || '(root)'} ${e.message ?? 'is invalid'}`).join('; ')}`;
+            error = `the tool's output does not match its output schema: ${schemaErrors(validateOut.errors)}`;
           }
         } catch {
           outcome = 'error';

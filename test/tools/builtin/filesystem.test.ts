@@ -118,7 +118,7 @@ describe('filesystem', () => {
     expect(await failure('write', { path: '/data/x.txt' })).toMatch(/\(invalid_input\): .*must have required property 'content'/);
     expect(await failure('write', { path: '/data/x.txt', content: 5 })).toMatch(/\(invalid_input\): .*\/content must be string/);
     expect(await failure('write', { path: '/data/x.txt', content: 'x', append: 'yes' })).toMatch(/\(invalid_input\): .*\/append must be boolean/);
-    expect(await failure('list', { path: '/data', recursive: true })).toMatch(/\(invalid_input\): .*must NOT have additional properties/);
+    expect(await failure('list', { path: '/data', recursive: true })).toMatch(/\(invalid_input\): .*\(root\) must NOT have additional properties: "recursive"/);
     expect(await failure('write', { path: '/data/sub/', content: 'x' })).toMatch(/\(error\): "path" names a directory/);
     expect(await failure('read', { path: '/data/a\u0000b' })).toMatch(/\(error\): "path" contains a NUL character/);
   });

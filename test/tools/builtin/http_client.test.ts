@@ -124,9 +124,9 @@ describe('http_client', () => {
     };
     expect(await err('get', {})).toMatch(/\(invalid_input\): .*must have required property 'url'/);
     expect(await err('get', { url: 42 })).toMatch(/\(invalid_input\): .*\/url must be string/);
-    expect(await err('request', { url: `${base}/`, method: 'FETCH' })).toMatch(/\(invalid_input\): .*\/method must be equal to one of the allowed values/);
+    expect(await err('request', { url: `${base}/`, method: 'FETCH' })).toMatch(/\(invalid_input\): .*\/method must be equal to one of the allowed values \("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"\)/);
     expect(await err('request', { url: `${base}/`, headers: { a: 1 } })).toMatch(/\(invalid_input\): .*\/headers\/a must be string/);
-    expect(await err('request', { url: `${base}/`, bogus: 1 })).toMatch(/must NOT have additional properties/);
+    expect(await err('request', { url: `${base}/`, bogus: 1 })).toMatch(/\(invalid_input\): .*\(root\) must NOT have additional properties: "bogus"/);
     expect(await err('get', { url: 'ftp://127.0.0.1/x' })).toBe('tool "http_client.get" failed (error): "url" must be an absolute http:// or https:// URL, not "ftp://127.0.0.1/x"');
     expect(await err('get', { url: '127.0.0.1/x' })).toMatch(/\(error\): "url" must be an absolute http:\/\/ or https:\/\/ URL/);
     expect(await err('get', { url: 'http:///x' })).toMatch(/\(error\): "url" has no host name/);

@@ -140,8 +140,7 @@ export function render(): i32 {
     const vk = a.get("value_keys");
     if (vk != null && vk.kind == K.Arr) {
       for (let i = 0; i < vk.size; i++) if (vk.at(i).kind == K.Str) keys.push(vk.at(i).s);
-    } else if (a.getString("value_key").length > 0) keys.push(a.getString("value_key"));
-    else if (rows.size > 0 && rows.at(0).kind == K.Obj) {
+    } else if (rows.size > 0 && rows.at(0).kind == K.Obj) {
       // every member of the first row but the label that holds a number
       const first = rows.at(0);
       for (let i = 0; i < first.keys!.length; i++) {
