@@ -1,12 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import swagger from '@fastify/swagger';
-import { SpanStatusCode, type Span, type Tracer } from '@opentelemetry/api';
+import { SpanKind, SpanStatusCode, type Span, type Tracer } from '@opentelemetry/api';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { jsonSchemaTransform, validatorCompiler } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { agentDocumentSchema, type AgentService } from '../agents/index.js';
 import type { ServerConfig } from '../config/index.js';
-import type { Logger, Metrics } from '../observability/index.js';
+import { contextOf, withSpan, type Logger, type Metrics } from '../observability/index.js';
 import { envelope, sendError, toEnvelope } from './envelope.js';
 import type { Executor } from '../execution/index.js';
 import type { MessageBus } from '../messaging/index.js';
@@ -67,10 +67,19 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
     transform: jsonSchemaTransform,
   });
 
-  app.addHook('onRequest', async (req, reply) => {
+  app.addHook('onRequest', (req, reply, done) => {
     reply.header('x-request-id', req.id);
-    const span = tracer.startSpan(`HTTP ${req.method}`, { attributes: { 'http.request.method': req.method, 'url.path': req.url.split('?')[0] } });
+    // A client's W3C traceparent header is continued; the span is active for the handler, so the
+    // spans it starts (routing, executions) and the lines it logs belong to this request's trace.
+    const header = req.headers.traceparent;
+    const span = tracer.startSpan(
+      `HTTP ${req.method}`,
+      { kind: SpanKind.SERVER, attributes: { 'http.request.method': req.method, 'url.path': req.url.split('?')[0] } },
+      contextOf(typeof header === 'string' ? header : undefined),
+    );
     (req as unknown as { span: typeof span }).span = span;
+    if (!span.isRecording()) return done();
+    withSpan(span, done);
   });
   app.addHook('onResponse', async (req, reply) => {
     const route = req.routeOptions.url ?? 'unmatched';

@@ -3,14 +3,16 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { AgentDefinition, AgentRegistry, IsolationMode } from '../agents/index.js';
 import type { ServerConfig } from '../config/index.js';
-import { CaxtonError } from '../shared/errors.js';
+import type { Metrics } from '../observability/metrics.js';
+import { endWithError, SpanStatusCode, startSpan, traceparentOf, withSpan, type Span, type Tracer } from '../observability/trace-context.js';
+import { CaxtonError, isCaxtonError } from '../shared/errors.js';
 import { ToolRegistry, type Tool, type ToolResult } from '../tools/index.js';
 import { buildDeps, llmSetup, type LlmSetup } from './deps.js';
 import { executionTools, HOST_TOOL_METHOD, parseHostToolCall } from './host-tools.js';
 import { createIsolation, type Isolation } from './isolation/index.js';
 import { runAgent, toolContext, type ExecutionDeps } from './run-agent.js';
 import type { TaskPayload } from './task.js';
-import type { AgentResponse, ExecutionEvent, ExecutionJob, InvokeRequest } from './types.js';
+import type { AgentResponse, ExecutionEvent, ExecutionJob, ExecutionMemory, InvokeRequest } from './types.js';
 
 export interface InvokeOptions {
   /** Aborted when the client goes away. */
@@ -22,6 +24,10 @@ export interface InvokeOptions {
 export interface ExecutorOptions {
   /** The registry behind `Executor.hostTools` (default: a new, empty one). */
   hostTools?: ToolRegistry;
+  /** Spans (`agent.execute`, and host tool calls from workers and processes). */
+  tracer?: Tracer;
+  /** Execution, LLM and tool-call metrics. */
+  metrics?: Metrics;
 }
 
 /** How much later than the agent's deadline the isolation pool's own deadline fires (a backstop). */
@@ -77,11 +83,15 @@ export class Executor {
    * isolation's host calls (see host-tools.ts).
    */
   readonly hostTools: ToolRegistry;
+  /** Memory (src/memory): fills `{{memory_context}}` and stores successful executions, per the agent's `[memory]`. Set by the server. */
+  memory: ExecutionMemory | undefined;
   readonly #registry: AgentRegistry;
   readonly #config: ServerConfig;
   readonly #setup: LlmSetup;
   readonly #deps: ExecutionDeps;
   readonly #pools = new Map<IsolationMode, Isolation>();
+  readonly #tracer: Tracer | undefined;
+  readonly #metrics: Metrics | undefined;
 
   /** Throws 'conflict' when `opts.hostTools` already holds a tool with a built-in tool's name. */
   constructor(config: ServerConfig, registry: AgentRegistry, opts: ExecutorOptions = {}) {
@@ -90,6 +100,8 @@ export class Executor {
     this.#setup = llmSetup(config);
     this.#deps = buildDeps(this.#setup);
     this.hostTools = opts.hostTools ?? new ToolRegistry();
+    this.#tracer = opts.tracer;
+    this.#metrics = opts.metrics;
     this.hostTools.reserve(
       this.#deps.tools.list().map((t) => t.name),
       'built-in tool',
@@ -153,10 +165,57 @@ export class Executor {
 
   async invoke(name: string, req: InvokeRequest, opts: InvokeOptions = {}): Promise<AgentResponse> {
     const def = this.check(name, req);
+    if (!this.#tracer && !this.#metrics) return this.#run(def, req, opts);
+    const t0 = performance.now();
+    const span = this.#tracer && startSpan(this.#tracer, `agent.execute ${def.name}`, req.traceparent, { 'caxton.agent': def.name, ...(req.conversation_id !== undefined && { 'caxton.conversation_id': req.conversation_id }) });
+    const tp = span?.isRecording() ? traceparentOf(span) : undefined;
+    const traced = tp !== undefined ? { ...req, traceparent: tp } : req;
+    try {
+      const res = await (span ? withSpan(span, () => this.#run(def, traced, opts)) : this.#run(def, traced, opts));
+      this.#record(def.name, res, undefined, t0, span);
+      return res;
+    } catch (e) {
+      this.#record(def.name, undefined, e, t0, span);
+      throw e;
+    }
+  }
+
+  /** Metrics and span attributes of one execution (labels: agent, provider, model and tool names only). */
+  #record(agent: string, res: AgentResponse | undefined, err: unknown, t0: number, span: Span | undefined): void {
+    const m = this.#metrics;
+    const status = res ? 'ok' : isCaxtonError(err) ? err.code : 'internal';
+    if (m) {
+      m.agentExecutions.inc({ agent, status });
+      m.agentExecutionDuration.observe({ agent }, (performance.now() - t0) / 1000);
+      if (res) {
+        const labels = { provider: res.provider, model: res.model };
+        m.llmRequests.inc({ ...labels, status: 'ok' }, res.turns);
+        m.llmTokens.inc({ ...labels, kind: 'input' }, res.usage.input_tokens);
+        m.llmTokens.inc({ ...labels, kind: 'output' }, res.usage.output_tokens);
+        for (const c of res.tool_calls) {
+          // A name the model made up is not a label value: it would grow without bound.
+          const tool = this.#deps.tools.get(c.name) || this.hostTools.get(c.name) ? c.name : 'unknown';
+          m.toolCalls.inc({ tool, status: c.is_error ? 'error' : 'ok' });
+          m.toolCallDuration.observe({ tool }, c.duration_ms / 1000);
+        }
+      } else {
+        m.errors.inc({ code: status });
+      }
+    }
+    if (!span) return;
+    if (res) {
+      span.setAttributes({ 'caxton.execution_id': res.execution_id, 'caxton.isolation': res.isolation, 'gen_ai.system': res.provider, 'gen_ai.request.model': res.model, 'caxton.turns': res.turns, 'gen_ai.usage.input_tokens': res.usage.input_tokens, 'gen_ai.usage.output_tokens': res.usage.output_tokens });
+      span.end();
+    } else endWithError(span, err);
+  }
+
+  async #run(def: AgentDefinition, req: InvokeRequest, opts: InvokeOptions): Promise<AgentResponse> {
     const isolation = def.execution.isolation ?? this.#config.execution.isolation;
     const timeoutMs = def.limits.timeout_ms;
     // The host tools the agent may call, fixed for this execution.
     const hostSpecs = this.hostTools.specsFor(def.tools as string[]);
+    // Memory (src/memory): what the agent remembers about this request, for {{memory_context}}.
+    const memoryContext = def.memory.enabled && this.memory ? await this.memory.recall(def, req) : '';
     const job: ExecutionJob = {
       execution_id: `exec_${randomUUID()}`,
       definition: def,
@@ -165,6 +224,7 @@ export class Executor {
       stream: opts.stream === true,
       isolation,
       host_tools: hostSpecs,
+      ...(memoryContext !== '' && { memory_context: memoryContext }),
     };
     // Built only when needed: an Error captures a stack trace, which costs more than a fast execution.
     const timeoutError = () => new CaxtonError('timeout', `agent "${def.name}" did not finish within ${timeoutMs} ms (limits.timeout)`, { timeout_ms: timeoutMs });
@@ -180,7 +240,7 @@ export class Executor {
         const tools = executionTools(this.#deps.tools, host);
         const deps = tools === this.#deps.tools ? this.#deps : { ...this.#deps, tools };
         try {
-          return await runAgent(job, deps, { signal, ...(opts.onEvent && { emit: opts.onEvent }) });
+          return this.#remember(def, req, await runAgent(job, deps, { signal, ...(opts.onEvent && { emit: opts.onEvent }) }));
         } catch (e) {
           if (deadline.timedOut()) throw timeoutError();
           if (opts.signal?.aborted) throw new CaxtonError('cancelled', 'the client went away; the execution was cancelled');
@@ -189,12 +249,12 @@ export class Executor {
       }
       const payload: TaskPayload = { job, setup: this.#setup };
       try {
-        return (await this.#pool(isolation).run(payload, {
+        return this.#remember(def, req, (await this.#pool(isolation).run(payload, {
           timeoutMs: timeoutMs + POOL_DEADLINE_SLACK_MS,
           signal,
           ...(opts.onEvent && { onEvent: (e: unknown) => opts.onEvent!(e as ExecutionEvent) }),
           onCall: (method, args) => this.#hostCall(job, signal, method, args),
-        })) as AgentResponse;
+        })) as AgentResponse);
       } catch (e) {
         if (deadline.timedOut()) throw timeoutError();
         throw e;
@@ -211,7 +271,27 @@ export class Executor {
   async #hostCall(job: ExecutionJob, signal: AbortSignal, method: string, args: unknown): Promise<ToolResult> {
     if (method !== HOST_TOOL_METHOD) throw new CaxtonError('not_supported', `the execution task called the unknown host method "${method}"`, { method });
     const call = parseHostToolCall(args);
-    return this.hostTools.invoke(job.definition.tools as string[], call.name, call.args, toolContext(job, signal));
+    const ctx = toolContext(job, signal);
+    if (!this.#tracer) return this.hostTools.invoke(job.definition.tools as string[], call.name, call.args, ctx);
+    // The task's own spans are not recorded (no tracer there): the host tool call gets its span here.
+    const span = startSpan(this.#tracer, `tool.call ${call.name}`, job.request.traceparent, { 'caxton.agent': job.definition.name, 'caxton.tool': call.name });
+    const tp = traceparentOf(span);
+    if (tp !== undefined && span.isRecording()) ctx.traceparent = tp;
+    try {
+      const r = await withSpan(span, () => this.hostTools.invoke(job.definition.tools as string[], call.name, call.args, ctx));
+      if (r.is_error) span.setStatus({ code: SpanStatusCode.ERROR, message: r.content.slice(0, 200) });
+      span.end();
+      return r;
+    } catch (e) {
+      endWithError(span, e);
+      throw e;
+    }
+  }
+
+  /** Memory (src/memory): stores a successful execution of an agent with `[memory] auto_store` (in the background). */
+  #remember(def: AgentDefinition, req: InvokeRequest, res: AgentResponse): AgentResponse {
+    if (def.memory.enabled && def.memory.auto_store) this.memory?.remember(def, req, res);
+    return res;
   }
 
   async close(): Promise<void> {

@@ -1,8 +1,10 @@
 import { randomUUID } from 'node:crypto';
+import { trace } from '@opentelemetry/api';
 import { chatWithFallbacks, type ChatMessage, type ChatRequest, type ChatResponse, type ProviderRegistry, type ResolveDefaults, type ToolCall, type Usage } from '../llm/index.js';
+import { endWithError, SpanKind, SpanStatusCode, startSpan, traceparentOf } from '../observability/trace-context.js';
 import { CaxtonError } from '../shared/errors.js';
 import type { ToolContext, ToolRegistry } from '../tools/index.js';
-import { renderTemplate } from './prompt.js';
+import { renderSystemPrompt, renderTemplate } from './prompt.js';
 import type { AgentResponse, ExecutionEvent, ExecutionJob, ToolCallRecord } from './types.js';
 
 export interface ExecutionDeps {
@@ -38,14 +40,17 @@ function addUsage(a: Usage, b: Usage): Usage {
 export async function runAgent(job: ExecutionJob, deps: ExecutionDeps, opts: { signal: AbortSignal; emit?: (e: ExecutionEvent) => void }): Promise<AgentResponse> {
   const started = performance.now();
   const def = job.definition;
+  const tracer = trace.getTracer('caxton');
   const emit = opts.emit ?? (() => {});
   const attempts = deps.providers.resolve(def.llm, deps.llmDefaults);
   const allowed = def.tools as string[];
   const toolSpecs = deps.tools.specsFor(allowed);
 
-  const messages: ChatMessage[] = [{ role: 'system', content: def.system_prompt }];
+  // {{memory_context}}: what the executor found in memory for this request (src/memory).
+  const memory = job.memory_context ?? '';
+  const messages: ChatMessage[] = [{ role: 'system', content: renderSystemPrompt(def, memory) }];
   for (const h of job.request.history ?? []) messages.push({ role: h.role, content: h.content });
-  messages.push({ role: 'user', content: renderTemplate(def.user_prompt_template, def, job.request) });
+  messages.push({ role: 'user', content: renderTemplate(def.user_prompt_template, def, job.request, memory) });
 
   const base: Omit<ChatRequest, 'model' | 'messages'> = {
     ...(toolSpecs.length > 0 && { tools: toolSpecs }),
@@ -65,16 +70,38 @@ export async function runAgent(job: ExecutionJob, deps: ExecutionDeps, opts: { s
   for (; turns < def.limits.max_turns; ) {
     if (opts.signal.aborted) throw opts.signal.reason instanceof CaxtonError ? opts.signal.reason : new CaxtonError('cancelled', 'the execution was cancelled');
     turns++;
-    last = await chatWithFallbacks(deps.providers, attempts, { ...base, messages }, job.stream ? (text) => emit({ type: 'token', text }) : undefined);
+    // Spans record only where a tracer provider is registered (the server process: `context`
+    // isolation); in a worker or child process they are no-ops and the trace context passes through.
+    const llmSpan = startSpan(tracer, 'llm.chat', job.request.traceparent, { 'caxton.agent': def.name, 'caxton.turn': turns }, SpanKind.CLIENT);
+    try {
+      last = await chatWithFallbacks(deps.providers, attempts, { ...base, messages }, job.stream ? (text) => emit({ type: 'token', text }) : undefined);
+    } catch (e) {
+      endWithError(llmSpan, e);
+      throw e;
+    }
+    llmSpan.setAttributes({ 'gen_ai.system': last.provider, 'gen_ai.request.model': last.model, 'gen_ai.usage.input_tokens': last.usage.input_tokens, 'gen_ai.usage.output_tokens': last.usage.output_tokens });
+    llmSpan.end();
     usage = addUsage(usage, last.usage);
     messages.push({ role: 'assistant', content: last.content, ...(last.tool_calls.length > 0 && { tool_calls: last.tool_calls }) });
     if (last.tool_calls.length === 0) break;
     for (const call of last.tool_calls as ToolCall[]) {
       emit({ type: 'tool_call', call, turn: turns });
       const t0 = performance.now();
-      const result = await deps.tools.invoke(allowed, call.name, call.arguments, toolContext(job, opts.signal));
+      const toolSpan = startSpan(tracer, `tool.call ${call.name}`, job.request.traceparent, { 'caxton.agent': def.name, 'caxton.tool': call.name });
+      const ctx = toolContext(job, opts.signal);
+      const tp = traceparentOf(toolSpan);
+      if (tp !== undefined && toolSpan.isRecording()) ctx.traceparent = tp;
+      let result;
+      try {
+        result = await deps.tools.invoke(allowed, call.name, call.arguments, ctx);
+      } catch (e) {
+        endWithError(toolSpan, e);
+        throw e;
+      }
       const duration_ms = Math.round((performance.now() - t0) * 1000) / 1000;
       const is_error = result.is_error === true;
+      if (is_error) toolSpan.setStatus({ code: SpanStatusCode.ERROR, message: result.content.slice(0, 200) });
+      toolSpan.end();
       records.push({ ...call, result: result.content, is_error, duration_ms });
       emit({ type: 'tool_result', id: call.id, name: call.name, content: result.content, is_error, duration_ms });
       messages.push({ role: 'tool', tool_call_id: call.id, name: call.name, content: result.content, ...(is_error && { is_error: true }) });

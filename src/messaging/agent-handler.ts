@@ -9,7 +9,7 @@ import { parseAnswer, renderMessagePrompt } from './prompt.js';
  * reply act. Execution errors propagate so the bus can retry, dead-letter or answer `failure`.
  */
 export function executorHandler(executor: Executor, store: MessageStore): MessageHandler {
-  return async (m, receiver, { signal }): Promise<AgentAnswer> => {
+  return async (m, receiver, { signal, traceparent }): Promise<AgentAnswer> => {
     const limit = receiver.definition.conversation.history_limit;
     const history = limit > 0 ? store.lastMessagesOf(m.conversation_id, limit + 1) : [];
     const res = await executor.invoke(
@@ -19,7 +19,8 @@ export function executorHandler(executor: Executor, store: MessageStore): Messag
         conversation_id: m.conversation_id,
         ...(m.capability !== undefined && { capability: m.capability }),
         chain: [...m.chain],
-        ...(m.trace_context && { traceparent: m.trace_context.traceparent }),
+        // The delivery's span when tracing records, else the message's own context passed through.
+        ...((traceparent ?? m.trace_context?.traceparent) !== undefined && { traceparent: traceparent ?? m.trace_context!.traceparent }),
       },
       { signal },
     );

@@ -1,6 +1,8 @@
 import { EventEmitter } from 'node:events';
 import type { AgentRegistry } from '../agents/index.js';
 import type { ServerConfig } from '../config/index.js';
+import type { Metrics } from '../observability/metrics.js';
+import { endWithError, SpanKind, SpanStatusCode, startSpan, traceparentOf, withSpan, type Tracer } from '../observability/trace-context.js';
 import { CaxtonError, describeError, isCaxtonError, type ErrorCode } from '../shared/errors.js';
 import type { Db } from '../storage/index.js';
 import { chooseWinner, selectionOf } from './contract-net.js';
@@ -24,7 +26,10 @@ export const PLATFORM = 'caxton';
 export type AgentAnswer = { performative?: Performative; content: Content } | undefined;
 
 /** Runs a message on one receiver. Configuration agents get the executor-backed handler. */
-export type MessageHandler = (m: AclMessage, receiver: DirectoryEntry, ctx: { signal: AbortSignal; delivery: Delivery }) => Promise<AgentAnswer> | AgentAnswer;
+export type MessageHandler = (m: AclMessage, receiver: DirectoryEntry, ctx: { signal: AbortSignal; delivery: Delivery; traceparent?: string }) => Promise<AgentAnswer> | AgentAnswer;
+
+/** What became of one delivery attempt (the `status` label of caxton_messages_processed_total). */
+type DeliveryOutcome = 'delivered' | 'failed' | 'retried' | 'dead_letter' | 'rerouted' | 'stopped';
 
 export interface SubmitResult {
   id: MessageId;
@@ -58,6 +63,10 @@ export interface BusOptions {
   /** Runs configuration agents; absent: only in-process handlers receive messages. */
   agentHandler?: MessageHandler;
   log?: { warn(obj: object, msg: string): void; error(obj: object, msg: string): void };
+  /** Spans: `message.route` on acceptance, `message.deliver` around each delivery. */
+  tracer?: Tracer;
+  /** caxton_messages_processed_total, caxton_message_processing_duration_seconds, and the queue gauges. */
+  metrics?: Metrics;
 }
 
 /** Errors worth another delivery attempt: the agent could succeed next time. */
@@ -92,6 +101,8 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> {
   readonly #handlers = new Map<string, MessageHandler>();
   #agentHandler: MessageHandler | undefined;
   readonly #log: NonNullable<BusOptions['log']>;
+  readonly #tracer: Tracer | undefined;
+  readonly #metrics: Metrics | undefined;
   /** Open conversations (terminal ones are read from the store). */
   readonly #open = new Map<ConversationId, Conversation>();
   readonly #dirty = new Set<Conversation>();
@@ -112,6 +123,13 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> {
     this.setMaxListeners(0);
     this.#cfg = opts.config;
     this.#log = opts.log ?? { warn: () => {}, error: () => {} };
+    this.#tracer = opts.tracer;
+    this.#metrics = opts.metrics;
+    if (opts.metrics) {
+      opts.metrics.sources.queueDepth = () => this.#dispatcher.size + this.#dispatcher.running + this.#dispatcher.delayed;
+      opts.metrics.sources.deadLetters = () => (this.#state === 'closed' ? 0 : this.store.deadCount());
+      opts.metrics.sources.activeConversations = () => this.#open.size;
+    }
     this.#agentHandler = opts.agentHandler;
     this.store = new MessageStore(opts.db);
     this.directory = new Directory(opts.registry);
@@ -263,6 +281,7 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> {
       this.#commit.touch();
       throw new CaxtonError('conversation_closed', `conversation ${conv.id} ${reason}; it is now failed`, { conversation_id: conv.id, state: 'failed' });
     }
+    if (this.#tracer) m = this.#traceRoute(m);
     const decision = this.router.route(m);
     if (decision.ok) {
       const size = contentSize(m.content);
@@ -276,6 +295,24 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> {
     const created = !conv;
     conv ??= this.#newConversation(m, now, decision);
     return this.#store(m, conv, decision, now, created);
+  }
+
+  /**
+   * A `message.route` span continuing the message's trace context (or the active span: the HTTP
+   * request that submitted it); the message then carries the span's context, so its deliveries,
+   * the executions they start and the replies they produce belong to the same trace.
+   */
+  #traceRoute(m: AclMessage): AclMessage {
+    const span = startSpan(this.#tracer!, `message.route ${m.performative}`, m.trace_context?.traceparent, {
+      'caxton.performative': m.performative,
+      'caxton.sender': m.sender,
+      ...(m.capability !== undefined && { 'caxton.capability': m.capability }),
+      ...(m.protocol !== undefined && { 'caxton.protocol': m.protocol }),
+    }, SpanKind.PRODUCER);
+    const tp = span.isRecording() ? traceparentOf(span) : undefined;
+    span.end();
+    if (tp === undefined) return m;
+    return { ...m, trace_context: { traceparent: tp, ...(m.trace_context?.tracestate !== undefined && { tracestate: m.trace_context.tracestate }) } };
   }
 
   #newConversation(m: AclMessage, now: string, decision: RouteDecision): Conversation {
@@ -387,6 +424,34 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> {
   // ---------------------------------------------------------------- delivery
 
   async #deliver(d: Delivery, signal: AbortSignal): Promise<void> {
+    if (!this.#tracer && !this.#metrics) {
+      await this.#attempt(d, signal, undefined);
+      return;
+    }
+    const m = d.message;
+    const t0 = performance.now();
+    const span = this.#tracer && startSpan(this.#tracer, `message.deliver ${m.performative}`, m.trace_context?.traceparent, { 'caxton.performative': m.performative, 'caxton.receiver': d.receiver, 'caxton.attempt': d.attempts + 1 }, SpanKind.CONSUMER);
+    const tp = span?.isRecording() ? traceparentOf(span) : undefined;
+    let outcome: DeliveryOutcome;
+    try {
+      outcome = await (span ? withSpan(span, () => this.#attempt(d, signal, tp)) : this.#attempt(d, signal, tp));
+    } catch (e) {
+      if (span) endWithError(span, e);
+      throw e;
+    }
+    if (this.#metrics && outcome !== 'stopped') {
+      this.#metrics.messagesProcessed.inc({ performative: m.performative, status: outcome });
+      this.#metrics.messageDuration.observe({ performative: m.performative }, (performance.now() - t0) / 1000);
+    }
+    if (span) {
+      span.setAttribute('caxton.outcome', outcome);
+      if (outcome === 'dead_letter' || outcome === 'failed') span.setStatus({ code: SpanStatusCode.ERROR, message: outcome });
+      span.end();
+    }
+  }
+
+  /** One delivery attempt: runs the handler, then acknowledges, retries or dead-letters. */
+  async #attempt(d: Delivery, signal: AbortSignal, traceparent: string | undefined): Promise<DeliveryOutcome> {
     const m = d.message;
     const entry = this.directory.get(d.receiver);
     const inProcess = this.#handlers.get(d.receiver.toLowerCase());
@@ -395,15 +460,16 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> {
     let answer: AgentAnswer;
     try {
       if (handler) {
-        const r = handler(m, entry ?? this.#syntheticEntry(d.receiver), { signal, delivery: d });
+        const r = handler(m, entry ?? this.#syntheticEntry(d.receiver), { signal, delivery: d, ...(traceparent !== undefined && { traceparent }) });
         answer = r instanceof Promise ? await r : r;
       }
     } catch (e) {
-      if (signal.aborted) return; // the bus is stopping: stays pending, redelivered after restart
-      return this.#failed(d, e);
+      if (signal.aborted) return 'stopped'; // the bus is stopping: stays pending, redelivered after restart
+      return this.#failed(d, e, traceparent);
     }
-    if (signal.aborted && this.#state === 'closed') return;
-    return this.#acknowledge(d, answer);
+    if (signal.aborted && this.#state === 'closed') return 'stopped';
+    await this.#acknowledge(d, answer, traceparent);
+    return 'delivered';
   }
 
   #syntheticEntry(agent: string): DirectoryEntry {
@@ -411,18 +477,20 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> {
   }
 
   /** Acknowledges a delivery together with the reply it produced, in one transaction. */
-  async #acknowledge(d: Delivery, answer: AgentAnswer): Promise<void> {
+  async #acknowledge(d: Delivery, answer: AgentAnswer, traceparent?: string): Promise<void> {
     const m = d.message;
+    // Replies continue the delivery's span, so what they cause joins the same trace.
+    const extra: Partial<AclMessage> = traceparent !== undefined ? { trace_context: { traceparent } } : {};
     const now = iso();
     const conv = this.#conversation(m.conversation_id);
     const replies: AclMessage[] = [];
     if (answer && expectsReply(m.performative)) {
       let performative = answer.performative ?? 'inform';
       if (m.protocol === 'fipa-request' && m.performative === 'request' && (performative === 'inform' || performative === 'failure')) {
-        replies.push(this.#reply(m, d.receiver, 'agree', ''));
+        replies.push(this.#reply(m, d.receiver, 'agree', '', extra));
       }
       if (performative === 'agree' && m.performative !== 'subscribe') performative = 'inform';
-      replies.push(this.#reply(m, d.receiver, performative, answer.content));
+      replies.push(this.#reply(m, d.receiver, performative, answer.content, extra));
     }
     if (conv) for (const r of replies) this.#touch(conv, r, [], now);
     if (conv && conv.state === 'initiated') this.#setState(conv, 'in_progress', null);
@@ -452,7 +520,7 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> {
     this.#setState(conv, 'completed', 'delivered');
   }
 
-  #failed(d: Delivery, e: unknown): Promise<void> {
+  async #failed(d: Delivery, e: unknown, traceparent?: string): Promise<DeliveryOutcome> {
     const code: ErrorCode = isCaxtonError(e) ? e.code : 'internal';
     const reason = describeError(e);
     d.attempts++;
@@ -461,14 +529,18 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> {
       const delay = Math.min(this.#cfg.retry_max, this.#cfg.retry_base * 2 ** (d.attempts - 1));
       const jittered = Math.round(delay * (0.8 + Math.random() * 0.4));
       this.#log.warn({ message_id: d.message.id, receiver: d.receiver, attempt: d.attempts, retry_in_ms: jittered, err: reason }, 'message delivery failed; will retry');
-      return this.#commit.run(() => this.store.retry(d.id, d.attempts, Date.now() + jittered, reason, now)).then(() => this.#dispatcher.later(d, jittered));
+      await this.#commit.run(() => this.store.retry(d.id, d.attempts, Date.now() + jittered, reason, now));
+      this.#dispatcher.later(d, jittered);
+      return 'retried';
     }
     if (RETRYABLE.has(code) || UNDELIVERABLE.has(code)) {
       const why = RETRYABLE.has(code) ? `delivery to "${d.receiver}" failed ${d.attempts} time${d.attempts === 1 ? '' : 's'}; last error: ${reason}` : `delivery to "${d.receiver}" failed: ${reason}`;
-      return this.#deadLetter(d, why);
+      await this.#deadLetter(d, why);
+      return 'dead_letter';
     }
     // The agent ran and failed (its deadline passed, a tool loop hit its limit...): a failure reply.
-    return this.#acknowledge(d, expectsReply(d.message.performative) ? { performative: 'failure', content: reason } : undefined);
+    await this.#acknowledge(d, expectsReply(d.message.performative) ? { performative: 'failure', content: reason } : undefined, traceparent);
+    return 'failed';
   }
 
   async #deadLetter(d: Delivery, why: string): Promise<void> {
@@ -490,7 +562,7 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> {
   }
 
   /** The receiver was removed before delivery: another provider of the capability, or a dead letter. */
-  async #reroute(d: Delivery): Promise<void> {
+  async #reroute(d: Delivery): Promise<DeliveryOutcome> {
     const m = d.message;
     if (m.capability !== undefined) {
       const decision = this.router.route({ ...m, chain: m.chain });
@@ -499,10 +571,11 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> {
         await this.#commit.run(() => this.store.reroute(d.id, next, iso()));
         d.receiver = next;
         this.#dispatcher.later(d, 0);
-        return;
+        return 'rerouted';
       }
     }
-    return this.#deadLetter(d, `agent "${d.receiver}" is no longer deployed`);
+    await this.#deadLetter(d, `agent "${d.receiver}" is no longer deployed`);
+    return 'dead_letter';
   }
 
   // ---------------------------------------------------------------- protocols

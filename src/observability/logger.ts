@@ -1,3 +1,4 @@
+import { trace } from '@opentelemetry/api';
 import { pino, type Logger, type DestinationStream } from 'pino';
 
 export type { Logger };
@@ -21,7 +22,17 @@ export const REDACT_PATHS = [
   'headers["x-api-key"]',
 ];
 
-/** JSON logs on stdout (or a given stream); every line of a request carries its request id. */
+/** The active span's ids, on every line logged inside a span (request, delivery, execution, tool call). */
+function traceFields(): Record<string, string> {
+  const sc = trace.getActiveSpan()?.spanContext();
+  return sc && trace.isSpanContextValid(sc) ? { trace_id: sc.traceId, span_id: sc.spanId } : {};
+}
+
+/**
+ * JSON logs on stdout (or a given stream); every line of a request carries its request id, and
+ * every line logged inside a span its `trace_id` and `span_id`. Secrets under REDACT_PATHS are
+ * replaced by "***".
+ */
 export function createLogger(level: string, destination?: DestinationStream): Logger {
   return pino(
     {
@@ -30,6 +41,7 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
       timestamp: pino.stdTimeFunctions.isoTime,
       redact: { paths: REDACT_PATHS, censor: '***' },
       formatters: { level: (label) => ({ level: label }) },
+      mixin: traceFields,
     },
     destination ?? pino.destination({ dest: 1, sync: false }),
   );

@@ -1,29 +1,80 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 
+/** Read at scrape time: what the gauges report. Components fill these in as they start. */
+export interface MetricSources {
+  queueDepth?: () => number;
+  deadLetters?: () => number;
+  activeConversations?: () => number;
+  toolServers?: () => number;
+  memoryEntities?: () => number;
+}
+
+const FAST_BUCKETS = [0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+const SLOW_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
+
 /**
- * The Prometheus registry and the metrics every component shares. Components add their own
- * metrics to `registry`; labels stay bounded (no ids, no free text).
+ * The Prometheus registry and the metrics every component shares, named as in the design
+ * documents. Labels stay bounded: methods, routes, performatives, statuses, agent, tool, provider
+ * and model names — never message, conversation or execution ids, never free text.
  */
 export class Metrics {
   readonly registry = new Registry();
+  readonly sources: MetricSources = {};
   readonly httpRequests: Counter<'method' | 'route' | 'status'>;
   readonly httpDuration: Histogram<'method' | 'route'>;
   readonly agentsDeployed: Gauge<'origin'>;
   readonly agentEvents: Counter<'event'>;
   readonly errors: Counter<'code'>;
+  readonly messagesProcessed: Counter<'performative' | 'status'>;
+  readonly messageDuration: Histogram<'performative'>;
+  readonly agentExecutions: Counter<'agent' | 'status'>;
+  readonly agentExecutionDuration: Histogram<'agent'>;
+  readonly llmRequests: Counter<'provider' | 'model' | 'status'>;
+  readonly llmTokens: Counter<'provider' | 'model' | 'kind'>;
+  readonly toolCalls: Counter<'tool' | 'status'>;
+  readonly toolCallDuration: Histogram<'tool'>;
+  readonly memoryOperations: Counter<'operation' | 'status'>;
+  readonly memoryOperationDuration: Histogram<'operation'>;
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
-    if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'caxton_' });
-    this.httpRequests = new Counter({ name: 'caxton_http_requests_total', help: 'HTTP requests served by the REST API', labelNames: ['method', 'route', 'status'], registers: [this.registry] });
-    this.httpDuration = new Histogram({
-      name: 'caxton_http_request_duration_seconds',
-      help: 'REST API request duration',
-      labelNames: ['method', 'route'],
-      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
-      registers: [this.registry],
-    });
-    this.agentsDeployed = new Gauge({ name: 'caxton_agents_deployed', help: 'Agents currently deployed', labelNames: ['origin'], registers: [this.registry] });
-    this.agentEvents = new Counter({ name: 'caxton_agent_events_total', help: 'Agent lifecycle events (deployed, updated, removed, invalid_file)', labelNames: ['event'], registers: [this.registry] });
-    this.errors = new Counter({ name: 'caxton_errors_total', help: 'Errors returned by the API, by error code', labelNames: ['code'], registers: [this.registry] });
+    const registers = [this.registry];
+    if (opts.defaultMetrics !== false) {
+      collectDefaultMetrics({ register: this.registry, prefix: 'caxton_' });
+      // prom-client also serves three gauges named "..._total", a suffix Prometheus reserves for
+      // counters (`promtool check metrics` rejects them); the same figures are served per type
+      // without the suffix (caxton_nodejs_active_handles{type}, ...), so drop the totals.
+      for (const name of ['handles', 'requests', 'resources']) this.registry.removeSingleMetric(`caxton_nodejs_active_${name}_total`);
+    }
+    this.httpRequests = new Counter({ name: 'caxton_http_requests_total', help: 'HTTP requests served by the REST API', labelNames: ['method', 'route', 'status'], registers });
+    this.httpDuration = new Histogram({ name: 'caxton_http_request_duration_seconds', help: 'REST API request duration', labelNames: ['method', 'route'], buckets: FAST_BUCKETS, registers });
+    this.agentsDeployed = new Gauge({ name: 'caxton_agents_deployed', help: 'Agents currently deployed', labelNames: ['origin'], registers });
+    this.agentEvents = new Counter({ name: 'caxton_agent_events_total', help: 'Agent lifecycle events (deployed, updated, removed, invalid_file)', labelNames: ['event'], registers });
+    this.errors = new Counter({ name: 'caxton_errors_total', help: 'Errors, by error code', labelNames: ['code'], registers });
+    this.messagesProcessed = new Counter({ name: 'caxton_messages_processed_total', help: 'ACL message deliveries processed, by performative and outcome (delivered, failed, retried, dead_letter)', labelNames: ['performative', 'status'], registers });
+    this.messageDuration = new Histogram({ name: 'caxton_message_processing_duration_seconds', help: 'Time from the start of a delivery to its acknowledgement', labelNames: ['performative'], buckets: FAST_BUCKETS, registers });
+    this.agentExecutions = new Counter({ name: 'caxton_agent_executions_total', help: 'Agent executions, by agent and outcome (ok or an error code)', labelNames: ['agent', 'status'], registers });
+    this.agentExecutionDuration = new Histogram({ name: 'caxton_agent_execution_duration_seconds', help: 'Agent execution duration', labelNames: ['agent'], buckets: SLOW_BUCKETS, registers });
+    this.llmRequests = new Counter({ name: 'caxton_llm_requests_total', help: 'LLM chat requests (model turns), by provider, model and outcome', labelNames: ['provider', 'model', 'status'], registers });
+    this.llmTokens = new Counter({ name: 'caxton_llm_tokens_total', help: 'LLM tokens, by provider, model and kind (input, output)', labelNames: ['provider', 'model', 'kind'], registers });
+    this.toolCalls = new Counter({ name: 'caxton_tool_calls_total', help: 'Tool calls made by agents, by tool and outcome (ok, error)', labelNames: ['tool', 'status'], registers });
+    this.toolCallDuration = new Histogram({ name: 'caxton_tool_call_duration_seconds', help: 'Tool call duration', labelNames: ['tool'], buckets: FAST_BUCKETS, registers });
+    this.memoryOperations = new Counter({ name: 'caxton_memory_operations_total', help: 'Memory operations, by operation and outcome', labelNames: ['operation', 'status'], registers });
+    this.memoryOperationDuration = new Histogram({ name: 'caxton_memory_operation_duration_seconds', help: 'Memory operation duration', labelNames: ['operation'], buckets: FAST_BUCKETS, registers });
+    const gauge = (name: string, help: string, read: (s: MetricSources) => (() => number) | undefined) =>
+      new Gauge({
+        name,
+        help,
+        registers,
+        collect() {
+          const f = read(sources);
+          this.set(f ? f() : 0);
+        },
+      });
+    const sources = this.sources;
+    gauge('caxton_queue_depth', 'Messages accepted and not yet delivered (queued, running or waiting to retry)', (s) => s.queueDepth);
+    gauge('caxton_dead_letters', 'Deliveries in the dead-letter queue', (s) => s.deadLetters);
+    gauge('caxton_active_conversations', 'Conversations that are initiated or in progress', (s) => s.activeConversations);
+    gauge('caxton_tool_servers', 'WebAssembly tool servers loaded', (s) => s.toolServers);
+    gauge('caxton_memory_entities', 'Entities in the memory store', (s) => s.memoryEntities);
   }
 }

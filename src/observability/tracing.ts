@@ -7,21 +7,28 @@ import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from '@opentelemetry/semantic
 
 export interface Tracing {
   tracer: Tracer;
+  /** Whether spans are recorded at all (an OTLP endpoint or a span processor is configured). */
+  enabled: boolean;
   /** Whether spans leave the process (OTLP endpoint configured). */
   exporting: boolean;
   shutdown(): Promise<void>;
 }
 
 /**
- * Sets up the OpenTelemetry tracer. Nothing is exported by default; when
- * OTEL_EXPORTER_OTLP_ENDPOINT (or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) is set, spans go there
- * over OTLP/HTTP. Extra processors (tests use an in-memory exporter) can be passed in.
+ * Sets up the OpenTelemetry tracer. Spans are recorded only when they have somewhere to go: when
+ * OTEL_EXPORTER_OTLP_ENDPOINT (or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) is set they are exported
+ * over OTLP/HTTP; extra processors (tests use an in-memory exporter) can be passed in. Otherwise
+ * the tracer is the API's no-op one: trace context is still carried (an incoming `traceparent`
+ * passes through messages and tool calls unchanged) but nothing is recorded.
  */
 export function setupTracing(opts: { version: string; env?: NodeJS.ProcessEnv; processors?: SpanProcessor[] }): Tracing {
   const env = opts.env ?? process.env;
   const processors: SpanProcessor[] = [...(opts.processors ?? [])];
   const exporting = Boolean(env.OTEL_EXPORTER_OTLP_ENDPOINT || env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT);
   if (exporting) processors.push(new BatchSpanProcessor(new OTLPTraceExporter()));
+  if (processors.length === 0) {
+    return { tracer: trace.getTracer('caxton', opts.version), enabled: false, exporting: false, shutdown: async () => {} };
+  }
   const provider = new NodeTracerProvider({
     resource: resourceFromAttributes({ [ATTR_SERVICE_NAME]: env.OTEL_SERVICE_NAME ?? 'caxton', [ATTR_SERVICE_VERSION]: opts.version }),
     spanProcessors: processors,
@@ -29,6 +36,7 @@ export function setupTracing(opts: { version: string; env?: NodeJS.ProcessEnv; p
   provider.register();
   return {
     tracer: trace.getTracer('caxton', opts.version),
+    enabled: true,
     exporting,
     shutdown: async () => {
       await provider.shutdown();

@@ -98,9 +98,12 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
   });
   setGauge();
 
-  const executor = new Executor(config, registry);
+  // Telemetry reaches the executor and the bus only when it is on: with [metrics] enabled = false
+  // and no tracing configured, their hot paths skip it entirely.
+  const telemetry = { ...(tracing.enabled && { tracer: tracing.tracer }), ...(config.metrics.enabled && { metrics }) };
+  const executor = new Executor(config, registry, telemetry);
   const warming = executor.warm().catch((e: unknown) => logger.error({ err: e }, 'isolation pool failed to start'));
-  const bus = new MessageBus({ db, registry, config: config.messaging, log: logger });
+  const bus = new MessageBus({ db, registry, config: config.messaging, log: logger, ...telemetry });
   bus.setAgentHandler(executorHandler(executor, bus.store));
   executor.hostTools.register(sendMessageTool(bus));
   // --- MCP (src/mcp): mounted MCP servers as host tools `NAME.tool` (waits for each one's first

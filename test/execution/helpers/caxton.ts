@@ -3,6 +3,7 @@
  * port 0, metrics off, and an in-memory log so tests can check what the server logged.
  * Agents are deployed through the REST API; requests go through real HTTP.
  */
+import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -122,6 +123,8 @@ export interface StartCaxtonOptions {
   config: TomlTable;
   /** Agents deployed through the API once the server is up. */
   agents?: AgentSpec[];
+  /** Span processors (an in-memory exporter) for tests that assert traces. */
+  spanProcessors?: SpanProcessor[];
 }
 
 export async function startCaxton(opts: StartCaxtonOptions): Promise<Caxton> {
@@ -139,7 +142,7 @@ export async function startCaxton(opts: StartCaxtonOptions): Promise<Caxton> {
       }
     },
   });
-  const server = await startServer({ config, logger });
+  const server = await startServer({ config, logger, ...(opts.spanProcessors && { spanProcessors: opts.spanProcessors }) });
   const url = server.url;
 
   const invoke = async (name: string, body: unknown, headers: Record<string, string> = {}): Promise<HttpResult> => {

@@ -1,0 +1,129 @@
+/**
+ * One conversation across several agents is one trace: a Contract Net started by an agent through
+ * send_message, whose bidders each call a tool before proposing, exports a single connected span
+ * tree (HTTP request → execution → LLM and tool calls → routing → deliveries → executions ...).
+ * Real server, real HTTP, the scripted OpenAI-compatible stub, an in-memory span exporter.
+ */
+import { InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openaiProvider, removeTempDirs, setTestKeys, startCaxton, type Caxton } from '../execution/helpers/caxton.js';
+import { startLlmStub, type LlmStub, type Reply, type StubHit } from '../execution/helpers/llm-stub.js';
+
+const PRICES: Record<string, number> = { 'carrier-a': 30, 'carrier-b': 12, 'carrier-c': 21 };
+
+function agentOf(hit: StubHit): string {
+  const sys = (hit.body.messages as { role: string; content: string }[])[0]!.content;
+  return /You are ([\w-]+)\./.exec(sys)![1]!;
+}
+
+/** Carriers compute their price with the calculator tool, then bid; the planner runs the Contract Net. */
+function script(hit: StubHit): Reply {
+  const agent = agentOf(hit);
+  const msgs = hit.body.messages as { role: string; content: string }[];
+  const prompt = [...msgs].reverse().find((m) => m.role === 'user')!.content;
+  const toolResult = msgs.find((m) => m.role === 'tool');
+  if (agent === 'planner') {
+    if (!toolResult) return { content: '', tool_calls: [{ id: 'call_1', name: 'send_message', arguments: { capability: 'transport', performative: 'cfp', content: 'Ship 3 boxes to Lyon' } }] };
+    return { content: `Booked. ${toolResult.content}` };
+  }
+  if (prompt.includes('"cfp" message')) {
+    if (!toolResult) return { content: '', tool_calls: [{ id: 'calc_1', name: 'calculator', arguments: { expression: `${PRICES[agent]} * 1` } }] };
+    return { content: `PROPOSE: price: ${PRICES[agent]} EUR` };
+  }
+  if (prompt.includes('"accept-proposal" message')) return { content: `Delivered by ${agent}` };
+  return { content: `unexpected prompt for ${agent}` };
+}
+
+const exporter = new InMemorySpanExporter();
+let stub: LlmStub;
+let cx: Caxton;
+
+beforeAll(async () => {
+  setTestKeys();
+  stub = await startLlmStub((hit) => script(hit));
+  cx = await startCaxton({
+    config: { llm: { default_provider: 'stub', providers: { stub: openaiProvider(stub.url) } } },
+    agents: [
+      ...Object.keys(PRICES).map((name) => ({ name, capabilities: ['transport'], tools: ['calculator'] })),
+      { name: 'planner', capabilities: ['planning'], tools: ['send_message'] },
+    ],
+    spanProcessors: [new SimpleSpanProcessor(exporter)],
+  });
+});
+
+afterAll(async () => {
+  await cx?.close();
+  await stub?.close();
+  removeTempDirs();
+});
+
+const parentOf = (s: ReadableSpan) => s.parentSpanContext?.spanId;
+
+describe('tracing across agents', () => {
+  it('a Contract Net over three agents with tool calls exports one connected trace', async () => {
+    exporter.reset();
+    const res = await cx.invoke('planner', { request: 'Get 3 boxes shipped to Lyon' }, { traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' });
+    expect(res.status, res.text).toBe(200);
+    expect(res.json.content).toContain('is completed');
+    // The winner's inform is recorded after the planner's answer may have been sent: wait for the spans to settle.
+    await new Promise((r) => setTimeout(r, 200));
+    const spans = exporter.getFinishedSpans();
+    const traceIds = new Set(spans.map((s) => s.spanContext().traceId));
+    expect([...traceIds]).toEqual(['0af7651916cd43dd8448eb211c80319c']);
+
+    const byId = new Map(spans.map((s) => [s.spanContext().spanId, s]));
+    // Every span's parent is another span of the trace, except the HTTP request's (the client's span).
+    const roots = spans.filter((s) => !byId.has(parentOf(s) ?? ''));
+    expect(roots.map((s) => s.name)).toEqual(['POST /api/v1/agents/:name/invoke']);
+    expect(parentOf(roots[0]!)).toBe('b7ad6b7169203331');
+
+    const named = (prefix: string) => spans.filter((s) => s.name.startsWith(prefix));
+    const ancestors = (s: ReadableSpan): string[] => {
+      const out: string[] = [];
+      for (let p = byId.get(parentOf(s) ?? ''); p; p = byId.get(parentOf(p) ?? '')) out.push(p.name);
+      return out;
+    };
+    const planner = named('agent.execute planner');
+    expect(planner).toHaveLength(1);
+    expect(parentOf(planner[0]!)).toBe(roots[0]!.spanContext().spanId);
+    // The planner's send_message call is the parent of the cfp's routing.
+    const cfpRoute = named('message.route cfp');
+    expect(cfpRoute).toHaveLength(1);
+    expect(byId.get(parentOf(cfpRoute[0]!)!)!.name).toBe('tool.call send_message');
+    // Three deliveries of the cfp, each running a carrier that calls the calculator and the model.
+    expect(named('message.deliver cfp')).toHaveLength(3);
+    for (const carrier of Object.keys(PRICES)) {
+      const exec = named(`agent.execute ${carrier}`);
+      expect(exec.length).toBeGreaterThanOrEqual(1);
+      expect(ancestors(exec[0]!)).toEqual(expect.arrayContaining(['message.deliver cfp', 'message.route cfp', 'tool.call send_message', 'agent.execute planner']));
+    }
+    const calc = named('tool.call calculator');
+    expect(calc).toHaveLength(3);
+    for (const c of calc) expect(ancestors(c)[0]).toMatch(/^agent\.execute carrier-/);
+    expect(named('llm.chat').length).toBeGreaterThanOrEqual(2 + 3 * 2 + 1);
+    // The platform's decision and the winner's answer are in the same trace, below the cfp.
+    const accept = named('message.route accept-proposal');
+    expect(accept).toHaveLength(1);
+    expect(ancestors(accept[0]!)).toContain('message.route cfp');
+    expect(named('message.route reject-proposal')).toHaveLength(2);
+    const winner = named('agent.execute carrier-b').find((s) => ancestors(s).includes('message.deliver accept-proposal'));
+    expect(winner).toBeDefined();
+    // Replies carry the context of the delivery that produced them.
+    const list = await cx.server.bus.listConversations({ participant: 'planner' });
+    const cnp = list.items.find((c) => c.protocol === 'fipa-contract-net')!;
+    const { messages } = await cx.server.bus.getConversation(cnp.id);
+    const inform = messages.find((m) => m.message.performative === 'inform')!.message;
+    expect(inform.trace_context?.traceparent).toMatch(/^00-0af7651916cd43dd8448eb211c80319c-[0-9a-f]{16}-01$/);
+    const informParent = inform.trace_context!.traceparent.split('-')[2]!;
+    expect(byId.get(informParent)?.name).toBe('message.deliver accept-proposal');
+  });
+
+  it('log lines written inside a span carry its trace_id and span_id', async () => {
+    // A rejected request is logged (level info) inside its HTTP span.
+    const res = await cx.invoke('planner', { request: '' }, { traceparent: '00-11111111111111111111111111111111-2222222222222222-01' });
+    expect(res.status).toBe(400);
+    const lines = cx.logs.filter((l) => (l as { trace_id?: string }).trace_id === '11111111111111111111111111111111');
+    expect(lines.length).toBeGreaterThan(0);
+    for (const l of lines) expect((l as { span_id?: string }).span_id).toMatch(/^[0-9a-f]{16}$/);
+  });
+});
