@@ -25,3 +25,16 @@ export function renderTemplate(template: string, def: AgentDefinition, req: Invo
   });
   return out.replace(/\n{3,}/g, '\n\n').trim();
 }
+
+const MEMORY_RE = /\{\{\s*memory_context\s*\}\}/;
+
+/**
+ * The system prompt: `{{memory_context}}` replaced by the memories found for the request (only
+ * that placeholder: system prompts are otherwise sent as written). An agent with memories whose
+ * prompts name the placeholder nowhere gets them appended to the system prompt.
+ */
+export function renderSystemPrompt(def: AgentDefinition, memoryContext = ''): string {
+  if (MEMORY_RE.test(def.system_prompt)) return def.system_prompt.replace(new RegExp(MEMORY_RE.source, 'g'), memoryContext).replace(/\n{3,}/g, '\n\n').trim();
+  if (memoryContext !== '' && !MEMORY_RE.test(def.user_prompt_template)) return `${def.system_prompt}\n\n${memoryContext}`;
+  return def.system_prompt;
+}

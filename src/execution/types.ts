@@ -61,4 +61,17 @@ export interface ExecutionJob {
    * process, reached from a worker/process through the isolation's host calls. Absent: none.
    */
   host_tools?: ToolSpec[];
+  /** Memories found for this request (src/memory), rendered into `{{memory_context}}`. Absent: none. */
+  memory_context?: string;
+}
+
+/**
+ * The executor's link to memory (src/memory), set by the server when memory is configured. Both
+ * calls must not throw: memory trouble never fails an execution.
+ */
+export interface ExecutionMemory {
+  /** The text for `{{memory_context}}` of an agent with `[memory] enabled` ('' when nothing relevant). */
+  recall(def: AgentDefinition, req: InvokeRequest): Promise<string>;
+  /** After a successful execution of an agent with `[memory] enabled` and `auto_store`: stores it (in the background). */
+  remember(def: AgentDefinition, req: InvokeRequest, res: AgentResponse): void;
 }

@@ -8,3 +8,7 @@ export { VectorIndex } from './vector-index.js';
 export { agentScope, parseScope, toolScope, visibleScopes, SCOPE_KINDS, type ScopeKind } from './scope.js';
 export { DEFAULT_LIMITS, type MemoryLimits } from './validate.js';
 export type * from './types.js';
+export { memoryTools, MEMORY_TOOL_NAMES, type AgentMemorySettings, type MemoryToolsOptions } from './tools.js';
+export { executionMemory, renderMemories, type AgentMemoryOptions } from './agent.js';
+export { parseMemoryConfig, embedderConfig, type MemoryConfig } from './config.js';
+export { createMemory, type MemoryComponent, type CreateMemoryOptions } from './service.js';

@@ -14,6 +14,7 @@ import { migrate, openDatabase, type Db } from '../storage/index.js';
 import { startMetricsServer } from './metrics-server.js';
 import { McpClientManager, mcpPlugins } from '../mcp/index.js';
 import { ToolAuditStore } from '../tools/wasm/audit.js';
+import { createMemory, type MemoryComponent } from '../memory/index.js';
 import { ToolServerManager } from '../tools/wasm/manager.js';
 import { toolRoutes } from '../api/routes/tools.js';
 
@@ -42,6 +43,8 @@ export interface CaxtonServer {
   readonly mcp: McpClientManager;
   /** The audit log of tool calls (SQLite `tool_audit`): WASM and MCP tool calls are recorded here. */
   readonly toolAudit: ToolAuditStore;
+  /** The knowledge graph (src/memory); undefined with `[memory] enabled = false`. */
+  readonly memory: MemoryComponent | undefined;
   /** WebAssembly tool servers (built-in and deployed): their tools are host tools `SERVER.tool`. */
   readonly tools: ToolServerManager;
   /** Base URL of the API, e.g. http://127.0.0.1:8080 (empty when not listening). */
@@ -106,6 +109,14 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
   const bus = new MessageBus({ db, registry, config: config.messaging, log: logger, ...telemetry });
   bus.setAgentHandler(executorHandler(executor, bus.store));
   executor.hostTools.register(sendMessageTool(bus));
+  // --- Memory (src/memory): the knowledge graph in caxton.db; its nine tools (create_entities...)
+  // as host tools; {{memory_context}} and auto_store through the executor. The embedder loads on first use. ---
+  const memory = createMemory({ config: config.memory, dataDir: config.data_dir, db, registry, log: logger });
+  if (memory) {
+    for (const t of memory.tools) executor.hostTools.register(t);
+    executor.memory = memory.execution;
+  }
+  // --- end memory ---
   // --- MCP (src/mcp): mounted MCP servers as host tools `NAME.tool` (waits for each one's first
   // connection attempt), GET /api/v1/mcp/servers, and Caxton served over MCP at POST /mcp. ---
   const toolAudit = new ToolAuditStore(db, { onError: (e) => logger.error({ err: e }, 'tool audit records could not be written') });
@@ -146,6 +157,7 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
     toolAudit.close();
     await executor.close();
     await watcher.close();
+    await memory?.close();
     db.close();
     await tracing.shutdown();
     throw e;
@@ -173,11 +185,12 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
       tools.close();
       toolAudit.close();
       await executor.close();
+      await memory?.close();
       if (metricsServer) await new Promise<void>((r) => metricsServer!.close(() => r()));
       db.close();
       await tracing.shutdown();
       logger.info('caxton stopped');
     })());
 
-  return { app, config, service, registry, executor, bus, metrics, logger, db, mcp, toolAudit, tools, url, metricsUrl, close };
+  return { app, config, service, registry, executor, bus, metrics, logger, db, mcp, toolAudit, memory, tools, url, metricsUrl, close };
 }

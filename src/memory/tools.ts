@@ -1,0 +1,182 @@
+/**
+ * The nine tools of the MCP reference memory server (same names, same input and output shapes),
+ * offered to agents as host tools. Each takes an optional `scope`: "agent" (the calling agent's
+ * private memory), "workspace" or "global". Writes go to the given scope, else the agent's
+ * `[memory] scope`; reads without a scope see the agent's own memory, the workspace and global.
+ * The agent scope is always built from the CALLING agent's name (ToolContext.agent): no argument
+ * can reach another agent's private memory.
+ *
+ * Caxton additions, all optional: `metadata` on create_entities; `entity_type`, `limit`,
+ * `min_similarity` on search_nodes, which returns the reference's substring matches AND
+ * semantic matches, best first, each entity with its `scope` (and `score` when ranked).
+ */
+import type { JsonSchema } from '../llm/types.js';
+import { CaxtonError, isCaxtonError } from '../shared/errors.js';
+import type { Tool, ToolContext, ToolResult } from '../tools/types.js';
+import { agentScope, SCOPE_KINDS, toolScope, visibleScopes, type ScopeKind } from './scope.js';
+import type { MemoryStore } from './store.js';
+import type { Graph, StoredEntity } from './types.js';
+import { checkAdditions, checkDeletions, checkEntities, checkNames, checkRelations } from './validate.js';
+
+export const MEMORY_TOOL_NAMES = ['create_entities', 'create_relations', 'add_observations', 'delete_entities', 'delete_observations', 'delete_relations', 'read_graph', 'search_nodes', 'open_nodes'] as const;
+
+/** An agent's memory settings, as its definition's `[memory]` section has them. */
+export interface AgentMemorySettings {
+  scope: ScopeKind;
+  search_limit: number;
+  min_similarity: number;
+}
+
+export interface MemoryToolsOptions {
+  /** The calling agent's settings (undefined: defaults — scope "agent", 10 results, no threshold). */
+  settings?: (agent: string) => AgentMemorySettings | undefined;
+}
+
+const SCOPE_PROP = { type: 'string', enum: [...SCOPE_KINDS], description: 'Memory scope: "agent" (your private memory), "workspace" (shared by this server\'s agents) or "global". Default: your configured scope for writes; for reads, all three.' };
+
+const ENTITY: JsonSchema = {
+  type: 'object',
+  properties: {
+    name: { type: 'string', description: 'The name of the entity' },
+    entityType: { type: 'string', description: 'The type of the entity' },
+    observations: { type: 'array', items: { type: 'string' }, description: 'An array of observation contents associated with the entity' },
+    metadata: { type: 'object', description: 'Optional key/value metadata' },
+  },
+  required: ['name', 'entityType', 'observations'],
+};
+const RELATION: JsonSchema = {
+  type: 'object',
+  properties: {
+    from: { type: 'string', description: 'The name of the entity where the relation starts' },
+    to: { type: 'string', description: 'The name of the entity where the relation ends' },
+    relationType: { type: 'string', description: 'The type of the relation' },
+  },
+  required: ['from', 'to', 'relationType'],
+};
+
+function json(v: unknown): ToolResult {
+  return { content: JSON.stringify(v, null, 2) };
+}
+
+/** Entities as the model sees them: the reference fields, plus their scope as a kind ("agent" for its own). */
+function present(e: StoredEntity & { score?: number }, agent: string): Record<string, unknown> {
+  const own = agentScope(agent);
+  return {
+    name: e.name,
+    entityType: e.entityType,
+    observations: e.observations,
+    scope: e.scope === own ? 'agent' : e.scope,
+    ...(Object.keys(e.metadata).length > 0 && { metadata: e.metadata }),
+    ...(e.score !== undefined && { score: e.score }),
+  };
+}
+
+function presentGraph(g: Graph & { entities: (StoredEntity & { score?: number })[] }, agent: string): Record<string, unknown> {
+  return { entities: g.entities.map((e) => present(e, agent)), relations: g.relations.map((r) => ({ from: r.from, to: r.to, relationType: r.relationType })) };
+}
+
+export function memoryTools(store: MemoryStore, opts: MemoryToolsOptions = {}): Tool[] {
+  const settings = (agent: string): AgentMemorySettings => opts.settings?.(agent) ?? { scope: 'agent', search_limit: 10, min_similarity: 0 };
+  const writeScope = (args: Record<string, unknown>, ctx: ToolContext) => toolScope(args.scope, ctx.agent, settings(ctx.agent).scope);
+  const readScopes = (args: Record<string, unknown>, ctx: ToolContext) => (args.scope === undefined || args.scope === null ? visibleScopes(ctx.agent) : [toolScope(args.scope, ctx.agent, 'agent')]);
+  const L = store.limits;
+
+  const tool = (name: string, description: string, properties: Record<string, unknown>, required: string[], run: (args: Record<string, unknown>, ctx: ToolContext) => Promise<ToolResult> | ToolResult): Tool => ({
+    name,
+    description,
+    input_schema: { type: 'object', properties: { ...properties, scope: SCOPE_PROP }, required },
+    async invoke(args, ctx) {
+      try {
+        return await run(args, ctx);
+      } catch (e) {
+        if (isCaxtonError(e)) return { content: e.message, is_error: true };
+        throw e;
+      }
+    },
+  });
+
+  return [
+    tool('create_entities', 'Create multiple new entities in the knowledge graph', { entities: { type: 'array', items: ENTITY } }, ['entities'], async (a, ctx) =>
+      json(await store.createEntities(writeScope(a, ctx), checkEntities(a.entities, L))),
+    ),
+    tool('create_relations', 'Create multiple new relations between entities in the knowledge graph. Relations should be in active voice', { relations: { type: 'array', items: RELATION } }, ['relations'], async (a, ctx) =>
+      json(await store.createRelations(writeScope(a, ctx), checkRelations(a.relations, L))),
+    ),
+    tool(
+      'add_observations',
+      'Add new observations to existing entities in the knowledge graph',
+      {
+        observations: {
+          type: 'array',
+          items: {
+            type: 'object',
+            properties: { entityName: { type: 'string', description: 'The name of the entity to add the observations to' }, contents: { type: 'array', items: { type: 'string' }, description: 'An array of observation contents to add' } },
+            required: ['entityName', 'contents'],
+          },
+        },
+      },
+      ['observations'],
+      async (a, ctx) => json(await store.addObservations(writeScope(a, ctx), checkAdditions(a.observations, L))),
+    ),
+    tool('delete_entities', 'Delete multiple entities and their associated relations from the knowledge graph', { entityNames: { type: 'array', items: { type: 'string' }, description: 'An array of entity names to delete' } }, ['entityNames'], async (a, ctx) => {
+      await store.deleteEntities(writeScope(a, ctx), checkNames(a.entityNames, L, 'entityNames'));
+      return { content: 'Entities deleted successfully' };
+    }),
+    tool(
+      'delete_observations',
+      'Delete specific observations from entities in the knowledge graph',
+      {
+        deletions: {
+          type: 'array',
+          items: {
+            type: 'object',
+            properties: { entityName: { type: 'string', description: 'The name of the entity containing the observations' }, observations: { type: 'array', items: { type: 'string' }, description: 'An array of observations to delete' } },
+            required: ['entityName', 'observations'],
+          },
+        },
+      },
+      ['deletions'],
+      async (a, ctx) => {
+        await store.deleteObservations(writeScope(a, ctx), checkDeletions(a.deletions, L));
+        return { content: 'Observations deleted successfully' };
+      },
+    ),
+    tool('delete_relations', 'Delete multiple relations from the knowledge graph', { relations: { type: 'array', items: RELATION, description: 'An array of relations to delete' } }, ['relations'], async (a, ctx) => {
+      await store.deleteRelations(writeScope(a, ctx), checkRelations(a.relations, L));
+      return { content: 'Relations deleted successfully' };
+    }),
+    tool('read_graph', 'Read the entire knowledge graph', {}, [], (a, ctx) => json(presentGraph(store.readGraph(readScopes(a, ctx)), ctx.agent))),
+    tool(
+      'search_nodes',
+      'Search for nodes in the knowledge graph based on a query: entities whose name, type or observations contain it, and entities similar in meaning, best first',
+      {
+        query: { type: 'string', description: 'The search query to match against entity names, types, and observation content' },
+        entity_type: { type: 'string', description: 'Only entities of this type' },
+        limit: { type: 'number', description: 'Most entities found by meaning (default: your memory search_limit)' },
+        min_similarity: { type: 'number', description: 'Least similarity (0..1) of entities found by meaning' },
+      },
+      ['query'],
+      async (a, ctx) => {
+        if (typeof a.query !== 'string' || a.query.trim() === '') throw new CaxtonError('invalid_request', '"query" must be a non-empty string', { field: 'query' });
+        const scopes = readScopes(a, ctx);
+        const s = settings(ctx.agent);
+        const type = typeof a.entity_type === 'string' ? a.entity_type : undefined;
+        const substring = store.searchNodes(scopes, a.query).entities.filter((e) => type === undefined || e.entityType === type);
+        const hits = await store.search({
+          query: a.query,
+          scopes,
+          limit: typeof a.limit === 'number' ? a.limit : s.search_limit,
+          min_similarity: typeof a.min_similarity === 'number' ? a.min_similarity : s.min_similarity,
+          ...(type !== undefined && { entity_type: type }),
+        });
+        const key = (e: StoredEntity) => `${e.scope}\u0000${e.name}`;
+        const ranked = new Set(hits.map((h) => key(h.entity)));
+        const entities = [...hits.map((h) => ({ ...h.entity, score: h.score })), ...substring.filter((e) => !ranked.has(key(e)))];
+        return json(presentGraph({ entities, relations: store.relationsTouching(entities) }, ctx.agent));
+      },
+    ),
+    tool('open_nodes', 'Open specific nodes in the knowledge graph by their names', { names: { type: 'array', items: { type: 'string' }, description: 'An array of entity names to retrieve' } }, ['names'], (a, ctx) =>
+      json(presentGraph(store.openNodes(readScopes(a, ctx), checkNames(a.names, L, 'names')), ctx.agent)),
+    ),
+  ];
+}
