@@ -43,6 +43,17 @@ describe('csv_parser', () => {
     expect(await csv.json('parse', { text: '' })).toEqual({ rows: [], row_count: 0, truncated: false });
   });
 
+  it('a 1 MB CSV parses in linear time, well inside the fuel budget', () => {
+    let text = 'id,name,amount,note\n';
+    for (let i = 0; i < 25_000; i++) text += `${i},name ${i},${i * 1.5},"a, ""quoted"" note"\n`;
+    const r = csv.server.callRaw('parse', new TextEncoder().encode(JSON.stringify({ text, infer_types: true })));
+    expect(r.outcome).toBe('ok');
+    expect(r.fuel_used).toBeLessThan(100_000_000); // was over 1e9 (fuel_exhausted) when output was built from an array of pieces
+    const out = JSON.parse(new TextDecoder().decode(r.output)) as { row_count: number; rows: Record<string, unknown>[] };
+    expect(out.row_count).toBe(25_000);
+    expect(out.rows[24_999]).toEqual({ id: 24999, name: 'name 24999', amount: 37498.5, note: 'a, "quoted" note' });
+  });
+
   it('malformed CSV is reported with its line and column', async () => {
     expect(await failure({ text: 'a,b\n1,2\n3,4,5\n' })).toBe('tool "csv_parser.parse" failed (error): malformed CSV: line 3 has 3 fields, but the header (line 1) has 2 (quote fields that contain the delimiter, or pass "relax_column_count": true)');
     expect(await failure({ text: 'a,b\n1,"open\n' })).toMatch(/\(error\): malformed CSV: line 2: unterminated quoted field/);

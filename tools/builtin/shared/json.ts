@@ -4,15 +4,39 @@
 
 export enum K { Null, Bool, Num, Str, Arr, Obj }
 
-/** Builds a string from pieces, joined once at the end. */
+/**
+ * Builds a string in one growing UTF-16 buffer (doubling). Not an array of pieces: under the
+ * incremental GC a large array that keeps receiving new strings is re-scanned whole at every
+ * marking step (its write barrier turns it grey again), which makes long outputs quadratic.
+ */
 export class Builder {
-  parts: Array<string> = [];
+  buf: ArrayBuffer = new ArrayBuffer(256);
+  /** Bytes used. */
+  used: i32 = 0;
+
   add(s: string): Builder {
-    this.parts.push(s);
+    const n = s.length << 1;
+    if (n == 0) return this;
+    const need = this.used + n;
+    if (need > this.buf.byteLength) {
+      let cap = this.buf.byteLength << 1;
+      while (cap < need) cap <<= 1;
+      const next = new ArrayBuffer(cap);
+      memory.copy(changetype<usize>(next), changetype<usize>(this.buf), <usize>this.used);
+      this.buf = next;
+    }
+    memory.copy(changetype<usize>(this.buf) + <usize>this.used, changetype<usize>(s), <usize>n);
+    this.used = need;
     return this;
   }
+
+  /** Characters (UTF-16 code units) added so far. */
+  get length(): i32 {
+    return this.used >> 1;
+  }
+
   toString(): string {
-    return this.parts.join("");
+    return String.UTF16.decodeUnsafe(changetype<usize>(this.buf), <usize>this.used);
   }
 }
 

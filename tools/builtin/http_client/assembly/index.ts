@@ -77,7 +77,7 @@ function run(a: JValue, fixedMethod: string): i32 {
     if (body != null) return fail("give either \"body\" (text) or \"json\" (a JSON value), not both");
     body = json.stringify();
     if (!hasContentType) {
-      h.add(h.parts.length > 1 ? "," : "").add('"content-type":"application/json"');
+      h.add(h.length > 1 ? "," : "").add('"content-type":"application/json"');
     }
   }
   if (body != null && (method == "GET" || method == "HEAD")) return fail("\"body\" and \"json\" cannot be sent with " + method + " (use POST, PUT or PATCH)");
