@@ -137,6 +137,15 @@ describe('http_client', () => {
     expect(await err('request', { url: `${base}/`, method: 'POST', body: 'x', json: {} })).toMatch(/\(error\): give either "body" \(text\) or "json"/);
   });
 
+  it('feeds csv_parser and chart_generator: fetched CSV becomes an SVG chart', async () => {
+    const fetched = await http.json<Answer>('get', { url: `${base}/data.csv` });
+    const parsed = await loadBuiltin('csv_parser').json<{ rows: Record<string, string>[] }>('parse', { text: fetched.body });
+    expect(parsed.rows).toEqual([{ month: 'Jan', sales: '10' }, { month: 'Feb', sales: '1,5' }]);
+    const chart = await loadBuiltin('chart_generator').call('render', { type: 'bar', rows: parsed.rows.slice(0, 1), label_key: 'month' });
+    expect(chart.is_error).toBeUndefined();
+    expect(chart.content).toMatch(/^<svg [^>]*>.*data-label="Jan" data-value="10".*<\/svg>$/s);
+  });
+
   it('a request that outlives the deadline times out; the next one works', async () => {
     const short = loadBuiltin('http_client', { allowed_hosts: ['127.0.0.1'], limits: { timeout_ms: 300 } });
     const t0 = Date.now();
