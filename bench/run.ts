@@ -14,6 +14,7 @@ const SUITES: Record<string, () => Promise<Suite>> = {
   messaging: async () => (await import('./messaging.js')).messagingSuite,
   embedding: async () => (await import('./embedding.js')).embeddingSuite,
   tools: async () => (await import('./tools.js')).toolsSuite,
+  observability: async () => (await import('./observability.js')).observabilitySuite,
 };
 
 async function main(argv: string[]): Promise<number> {

@@ -28,6 +28,20 @@ export interface ExecutorOptions {
   tracer?: Tracer;
   /** Execution, LLM and tool-call metrics. */
   metrics?: Metrics;
+  /** Called once per finished execution (the agent event store's performance events). */
+  onExecuted?: (e: ExecutionRecord) => void;
+}
+
+/** One finished execution, for `ExecutorOptions.onExecuted`. */
+export interface ExecutionRecord {
+  agent: string;
+  /** 'ok' or the error code. */
+  status: string;
+  duration_ms: number;
+  request: InvokeRequest;
+  response?: AgentResponse;
+  /** The `agent.execute` span's traceparent when traced, else the request's. */
+  traceparent?: string;
 }
 
 /** How much later than the agent's deadline the isolation pool's own deadline fires (a backstop). */
@@ -92,6 +106,7 @@ export class Executor {
   readonly #pools = new Map<IsolationMode, Isolation>();
   readonly #tracer: Tracer | undefined;
   readonly #metrics: Metrics | undefined;
+  readonly #onExecuted: ExecutorOptions['onExecuted'];
 
   /** Throws 'conflict' when `opts.hostTools` already holds a tool with a built-in tool's name. */
   constructor(config: ServerConfig, registry: AgentRegistry, opts: ExecutorOptions = {}) {
@@ -102,6 +117,7 @@ export class Executor {
     this.hostTools = opts.hostTools ?? new ToolRegistry();
     this.#tracer = opts.tracer;
     this.#metrics = opts.metrics;
+    this.#onExecuted = opts.onExecuted;
     this.hostTools.reserve(
       this.#deps.tools.list().map((t) => t.name),
       'built-in tool',
@@ -165,41 +181,40 @@ export class Executor {
 
   async invoke(name: string, req: InvokeRequest, opts: InvokeOptions = {}): Promise<AgentResponse> {
     const def = this.check(name, req);
-    if (!this.#tracer && !this.#metrics) return this.#run(def, req, opts);
+    if (!this.#tracer && !this.#metrics && !this.#onExecuted) return this.#run(def, req, opts);
     const t0 = performance.now();
     const span = this.#tracer && startSpan(this.#tracer, `agent.execute ${def.name}`, req.traceparent, { 'caxton.agent': def.name, ...(req.conversation_id !== undefined && { 'caxton.conversation_id': req.conversation_id }) });
     const tp = span?.isRecording() ? traceparentOf(span) : undefined;
     const traced = tp !== undefined ? { ...req, traceparent: tp } : req;
     try {
       const res = await (span ? withSpan(span, () => this.#run(def, traced, opts)) : this.#run(def, traced, opts));
-      this.#record(def.name, res, undefined, t0, span);
+      this.#record(def.name, res, undefined, t0, span, traced);
       return res;
     } catch (e) {
-      this.#record(def.name, undefined, e, t0, span);
+      this.#record(def.name, undefined, e, t0, span, traced);
       throw e;
     }
   }
 
   /** Metrics and span attributes of one execution (labels: agent, provider, model and tool names only). */
-  #record(agent: string, res: AgentResponse | undefined, err: unknown, t0: number, span: Span | undefined): void {
+  #record(agent: string, res: AgentResponse | undefined, err: unknown, t0: number, span: Span | undefined, req: InvokeRequest): void {
     const m = this.#metrics;
     const status = res ? 'ok' : isCaxtonError(err) ? err.code : 'internal';
+    if (this.#onExecuted) {
+      const traceparent = req.traceparent;
+      this.#onExecuted({ agent, status, duration_ms: performance.now() - t0, request: req, ...(res && { response: res }), ...(traceparent !== undefined && { traceparent }) });
+    }
     if (m) {
-      m.agentExecutions.inc({ agent, status });
-      m.agentExecutionDuration.observe({ agent }, (performance.now() - t0) / 1000);
+      m.execution(agent, status, (performance.now() - t0) / 1000);
       if (res) {
-        const labels = { provider: res.provider, model: res.model };
-        m.llmRequests.inc({ ...labels, status: 'ok' }, res.turns);
-        m.llmTokens.inc({ ...labels, kind: 'input' }, res.usage.input_tokens);
-        m.llmTokens.inc({ ...labels, kind: 'output' }, res.usage.output_tokens);
+        m.llm(res.provider, res.model, res.turns, res.usage.input_tokens, res.usage.output_tokens);
         for (const c of res.tool_calls) {
           // A name the model made up is not a label value: it would grow without bound.
           const tool = this.#deps.tools.get(c.name) || this.hostTools.get(c.name) ? c.name : 'unknown';
-          m.toolCalls.inc({ tool, status: c.is_error ? 'error' : 'ok' });
-          m.toolCallDuration.observe({ tool }, c.duration_ms / 1000);
+          m.tool(tool, c.is_error ? 'error' : 'ok', c.duration_ms / 1000);
         }
       } else {
-        m.errors.inc({ code: status });
+        m.error(status);
       }
     }
     if (!span) return;

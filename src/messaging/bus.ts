@@ -440,8 +440,7 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> {
       throw e;
     }
     if (this.#metrics && outcome !== 'stopped') {
-      this.#metrics.messagesProcessed.inc({ performative: m.performative, status: outcome });
-      this.#metrics.messageDuration.observe({ performative: m.performative }, (performance.now() - t0) / 1000);
+      this.#metrics.message(m.performative, outcome, (performance.now() - t0) / 1000);
     }
     if (span) {
       span.setAttribute('caxton.outcome', outcome);

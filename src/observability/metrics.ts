@@ -77,4 +77,52 @@ export class Metrics {
     gauge('caxton_tool_servers', 'WebAssembly tool servers loaded', (s) => s.toolServers);
     gauge('caxton_memory_entities', 'Entities in the memory store', (s) => s.memoryEntities);
   }
+
+  // Hot-path recorders: the labelled children are looked up once per label set and kept, so a
+  // recording costs a Map lookup and an add instead of prom-client's label hashing.
+  readonly #children = new Map<string, { inc(v?: number): void } | { observe(v: number): void }>();
+
+  #counter<L extends string>(c: Counter<L>, labels: Record<L, string>): { inc(v?: number): void } {
+    const key = `${(c as unknown as { name: string }).name}\u0000${Object.values(labels).join('\u0000')}`;
+    let child = this.#children.get(key) as { inc(v?: number): void } | undefined;
+    if (!child) this.#children.set(key, (child = c.labels(labels)));
+    return child;
+  }
+
+  #histogram<L extends string>(h: Histogram<L>, labels: Record<L, string>): { observe(v: number): void } {
+    const key = `${(h as unknown as { name: string }).name}\u0000${Object.values(labels).join('\u0000')}`;
+    let child = this.#children.get(key) as { observe(v: number): void } | undefined;
+    if (!child) this.#children.set(key, (child = h.labels(labels)));
+    return child;
+  }
+
+  /** One delivery processed: its performative, outcome and duration in seconds. */
+  message(performative: string, status: string, seconds: number): void {
+    this.#counter(this.messagesProcessed, { performative, status }).inc();
+    this.#histogram(this.messageDuration, { performative }).observe(seconds);
+  }
+
+  /** One execution finished: its agent, outcome ('ok' or an error code) and duration in seconds. */
+  execution(agent: string, status: string, seconds: number): void {
+    this.#counter(this.agentExecutions, { agent, status }).inc();
+    this.#histogram(this.agentExecutionDuration, { agent }).observe(seconds);
+  }
+
+  /** Model turns of one execution and the tokens they used. */
+  llm(provider: string, model: string, requests: number, inputTokens: number, outputTokens: number): void {
+    this.#counter(this.llmRequests, { provider, model, status: 'ok' }).inc(requests);
+    this.#counter(this.llmTokens, { provider, model, kind: 'input' }).inc(inputTokens);
+    this.#counter(this.llmTokens, { provider, model, kind: 'output' }).inc(outputTokens);
+  }
+
+  /** One tool call: the tool, its outcome ('ok' or 'error') and duration in seconds. */
+  tool(tool: string, status: string, seconds: number): void {
+    this.#counter(this.toolCalls, { tool, status }).inc();
+    this.#histogram(this.toolCallDuration, { tool }).observe(seconds);
+  }
+
+  /** An error, by code. */
+  error(code: string): void {
+    this.#counter(this.errors, { code }).inc();
+  }
 }

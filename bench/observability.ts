@@ -1,0 +1,161 @@
+/**
+ * Issue 7 — what tracing and metrics cost: the same workloads on a server with telemetry off
+ * ([metrics] enabled = false, no span processor) and on (metrics, and every span recorded through
+ * a BatchSpanProcessor whose exporter discards the batches: span creation and processing are
+ * measured, not a collector's network), in alternating rounds of one run.
+ *
+ *  1. Messages: `bus.send()` of one-way informs to an in-process handler, accepted, delivered and
+ *     acknowledged (route + deliver spans, message metrics).
+ *  2. Executions: `executor.invoke()` in context mode with the zero-latency scripted provider, one
+ *     tool call per execution (execute + 2 LLM + tool spans, execution/LLM/tool metrics).
+ *
+ * Target: "on" costs at most 10 % more than "off" (throughput ratio ≥ 0.90).
+ */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { BatchSpanProcessor, type ReadableSpan, type SpanExporter } from '@opentelemetry/sdk-trace-base';
+import { parseAgent } from '../src/agents/index.js';
+import { loadServerConfig } from '../src/config/index.js';
+import { newConversationId, newMessageId, type AclMessage, type ConversationId, type MessageId } from '../src/messaging/index.js';
+import { createLogger } from '../src/observability/index.js';
+import { startServer, type CaxtonServer } from '../src/server/index.js';
+import { note } from './lib/progress.js';
+import type { Row, Suite, SuiteReport } from './lib/report.js';
+import { fmt } from './lib/stats.js';
+import { tempDir } from './lib/tmp.js';
+
+const ROUNDS = 3;
+const MESSAGES = 20_000;
+const EXECUTIONS = 3_000;
+const MAX_OVERHEAD = 0.1;
+
+/** Counts what it is given and drops it. */
+class DiscardExporter implements SpanExporter {
+  spans = 0;
+  export(spans: ReadableSpan[], done: (r: { code: 0 }) => void): void {
+    this.spans += spans.length;
+    done({ code: 0 });
+  }
+  async shutdown(): Promise<void> {}
+}
+
+const SCRIPT = `[[rules]]\n[[rules.turns]]\ntool_calls = [{ name = "calculator", arguments = { expression = "6 * 7" } }]\n[[rules.turns]]\ncontent = "It is {{last_tool_result}}."\n`;
+
+type Mode = 'off' | 'metrics' | 'on';
+
+async function start(dir: string, mode: Mode, exporter: DiscardExporter): Promise<CaxtonServer> {
+  const on = mode !== 'off';
+  const tracing = mode === 'on';
+  writeFileSync(join(dir, 'script.toml'), SCRIPT);
+  const file = join(dir, 'caxton.toml');
+  writeFileSync(
+    file,
+    `data_dir = "data-${mode}-${Date.now()}"\nagents_dir = "agents"\n[server]\nport = 0\n[metrics]\nenabled = ${on}\nport = 0\n[logging]\nlevel = "warn"\n` +
+      `[messaging]\nmax_queue = 10000000\n[llm]\ndefault_provider = "bench"\n[llm.providers.bench]\ntype = "scripted"\nscript = "script.toml"\n`,
+  );
+  const config = loadServerConfig({ file, env: {}, cwd: dir });
+  const server = await startServer({ config, logger: createLogger('warn'), ...(tracing && { spanProcessors: [new BatchSpanProcessor(exporter, { maxQueueSize: 100_000, maxExportBatchSize: 2_048 })] }) });
+  const now = new Date().toISOString();
+  const parsed = parseAgent(`name = "calc"\ncapabilities = ["calc"]\nsystem_prompt = "bench"\ntools = ["calculator"]\n[messaging]\nmax_concurrency = 64\n`, { format: 'toml' });
+  if (!parsed.ok) throw new Error(JSON.stringify(parsed.errors));
+  server.registry.upsert({ definition: parsed.definition, format: 'toml', origin: { kind: 'api' }, revision: 1, deployed_at: now, updated_at: now });
+  return server;
+}
+
+function inform(i: number): AclMessage {
+  return {
+    id: newMessageId() as MessageId,
+    performative: 'inform',
+    sender: 'bench',
+    receivers: ['calc'],
+    content: `message ${i}`,
+    conversation_id: newConversationId() as ConversationId,
+    params: {},
+    timestamp: new Date().toISOString(),
+    chain: [],
+  };
+}
+
+async function messages(server: CaxtonServer): Promise<number> {
+  let delivered = 0;
+  let resolve!: () => void;
+  const all = new Promise<void>((r) => (resolve = r));
+  server.bus.registerHandler('calc', () => {
+    if (++delivered === MESSAGES) resolve();
+    return undefined;
+  });
+  const t0 = performance.now();
+  const batch = Array.from({ length: MESSAGES }, (_, i) => inform(i));
+  await Promise.all(batch.map((m) => server.bus.send(m, { newId: true, newConversation: true })));
+  await all;
+  await server.bus.settled();
+  const ms = performance.now() - t0;
+  server.bus.unregisterHandler('calc');
+  return (MESSAGES / ms) * 1000;
+}
+
+async function executions(server: CaxtonServer): Promise<number> {
+  for (let i = 0; i < 300; i++) await server.executor.invoke('calc', { request: 'warm up' });
+  const t0 = performance.now();
+  for (let i = 0; i < EXECUTIONS; i++) {
+    const r = await server.executor.invoke('calc', { request: `what is 6 * 7? (${i})` });
+    if (r.tool_calls.length !== 1) throw new Error(`expected one tool call, got ${r.tool_calls.length}`);
+  }
+  return (EXECUTIONS / (performance.now() - t0)) * 1000;
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+async function run(): Promise<SuiteReport> {
+  const dir = tempDir('caxton-bench-obs-');
+  const empty = () => ({ messages: [] as number[], executions: [] as number[] });
+  const results: Record<Mode, { messages: number[]; executions: number[] }> = { off: empty(), metrics: empty(), on: empty() };
+  let spans = 0;
+  try {
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const mode of ['off', 'metrics', 'on'] as const) {
+        const exporter = new DiscardExporter();
+        const server = await start(dir.path, mode, exporter);
+        try {
+          note(`round ${round + 1}/${ROUNDS}, telemetry ${mode}: ${MESSAGES.toLocaleString('en')} messages, ${EXECUTIONS.toLocaleString('en')} executions`);
+          results[mode].messages.push(await messages(server));
+          results[mode].executions.push(await executions(server));
+        } finally {
+          await server.close();
+        }
+        spans += exporter.spans;
+      }
+    }
+  } finally {
+    dir.remove();
+  }
+  const row = (metric: string, unit: string, off: number[], on: number[], what = 'tracing and metrics on'): Row => {
+    const ratio = median(on) / median(off);
+    return {
+      metric: `${metric}, ${what} (median of ${ROUNDS})`,
+      value: `${fmt(median(on), 0)} ${unit} (${fmt(ratio, 2)} × off, overhead ${fmt((1 - ratio) * 100, 1)} %)`,
+      baseline: `${fmt(median(off), 0)} ${unit} telemetry off`,
+      target: `overhead ≤ ${MAX_OVERHEAD * 100} %`,
+      verdict: ratio >= 1 - MAX_OVERHEAD ? 'pass' : 'fail',
+    };
+  };
+  return {
+    rows: [
+      row('messages accepted, delivered and acknowledged', 'msg/s', results.off.messages, results.on.messages),
+      row('executions (context mode, 1 tool call, 2 model turns)', 'exec/s', results.off.executions, results.on.executions),
+      row('messages accepted, delivered and acknowledged', 'msg/s', results.off.messages, results.metrics.messages, 'metrics only'),
+      row('executions (context mode, 1 tool call, 2 model turns)', 'exec/s', results.off.executions, results.metrics.executions, 'metrics only'),
+    ],
+    notes: [
+      `Off: [metrics] enabled = false and no span processor (the tracer is the no-op one; trace context still passes through). On: metrics, and all spans recorded through a BatchSpanProcessor into an exporter that discards them (${spans.toLocaleString('en')} spans in all rounds).`,
+      `Rounds alternate off/on with a fresh server each; per round ${MESSAGES.toLocaleString('en')} one-way informs to an in-process handler (each its own conversation) and ${EXECUTIONS.toLocaleString('en')} sequential executor.invoke() calls with the zero-latency scripted provider.`,
+    ],
+    raw: results,
+  };
+}
+
+export const observabilitySuite: Suite = {
+  name: 'observability',
+  description: 'the cost of tracing and metrics on message delivery and agent execution (on vs off, same run)',
+  run,
+};
