@@ -9,6 +9,7 @@ import { registerAgentCommands } from './commands/agent.js';
 import { registerConversationCommands } from './commands/conversation.js';
 import { registerDlqCommands } from './commands/dlq.js';
 import { registerMessageCommands } from './commands/message.js';
+import { registerMemoryCommands } from './commands/memory.js';
 import type { CliContext } from './context.js';
 import { registerInit } from './commands/init.js';
 import { registerServe } from './commands/serve.js';
@@ -41,6 +42,7 @@ registerMessageCommands(program, ctx);
 registerConversationCommands(program, ctx);
 registerDlqCommands(program, ctx);
 registerToolCommands(program, ctx);
+registerMemoryCommands(program, ctx); // caxton memory ... (src/memory)
 registerSystemCommands(program, ctx);
 registerInit(program, ctx);
 

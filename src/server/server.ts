@@ -15,6 +15,7 @@ import { startMetricsServer } from './metrics-server.js';
 import { McpClientManager, mcpPlugins } from '../mcp/index.js';
 import { ToolAuditStore } from '../tools/wasm/audit.js';
 import { createMemory, type MemoryComponent } from '../memory/index.js';
+import { memoryRoutes } from '../api/routes/memory.js';
 import { ToolServerManager } from '../tools/wasm/manager.js';
 import { toolRoutes } from '../api/routes/tools.js';
 
@@ -116,6 +117,7 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
     for (const t of memory.tools) executor.hostTools.register(t);
     executor.memory = memory.execution;
   }
+  const memoryPlugins = memory ? [async (a: FastifyInstance) => memoryRoutes(a, { store: memory.store })] : []; // /api/v1/memory/...
   // --- end memory ---
   // --- MCP (src/mcp): mounted MCP servers as host tools `NAME.tool` (waits for each one's first
   // connection attempt), GET /api/v1/mcp/servers, and Caxton served over MCP at POST /mcp. ---
@@ -133,7 +135,7 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
   // --- end tool servers ---
   const recovered = bus.start();
   if (recovered.redelivering > 0) logger.info(recovered, 'redelivering messages accepted before the last stop');
-  const app = await createApi({ config, service, logger, metrics, tracer: tracing.tracer, lifecycle, executor, bus, plugins: [...mcpRoutes, toolPlugin, ...(opts.plugins ?? [])] });
+  const app = await createApi({ config, service, logger, metrics, tracer: tracing.tracer, lifecycle, executor, bus, plugins: [...mcpRoutes, toolPlugin, ...memoryPlugins, ...(opts.plugins ?? [])] });
   let url = '';
   let metricsServer: Server | undefined;
   let metricsUrl: string | undefined;
