@@ -15,6 +15,7 @@ const SUITES: Record<string, () => Promise<Suite>> = {
   embedding: async () => (await import('./embedding.js')).embeddingSuite,
   tools: async () => (await import('./tools.js')).toolsSuite,
   observability: async () => (await import('./observability.js')).observabilitySuite,
+  memory: async () => (await import('./memory.js')).memorySuite,
 };
 
 async function main(argv: string[]): Promise<number> {
