@@ -28,6 +28,7 @@ const ROUNDS = 3;
 const MESSAGES = 20_000;
 const EXECUTIONS = 3_000;
 const MAX_OVERHEAD = 0.1;
+const SAMPLE_RATIO = 0.1;
 
 /** Counts what it is given and drops it. */
 class DiscardExporter implements SpanExporter {
@@ -41,11 +42,14 @@ class DiscardExporter implements SpanExporter {
 
 const SCRIPT = `[[rules]]\n[[rules.turns]]\ntool_calls = [{ name = "calculator", arguments = { expression = "6 * 7" } }]\n[[rules.turns]]\ncontent = "It is {{last_tool_result}}."\n`;
 
-type Mode = 'off' | 'metrics' | 'on';
+type Mode = 'off' | 'metrics' | 'on' | 'sampled';
 
 async function start(dir: string, mode: Mode, exporter: DiscardExporter): Promise<CaxtonServer> {
   const on = mode !== 'off';
-  const tracing = mode === 'on';
+  const tracing = mode === 'on' || mode === 'sampled';
+  // The SDK reads the sampler from the environment (the standard OTEL_TRACES_SAMPLER variables).
+  if (mode === 'sampled') Object.assign(process.env, { OTEL_TRACES_SAMPLER: 'parentbased_traceidratio', OTEL_TRACES_SAMPLER_ARG: String(SAMPLE_RATIO) });
+  else for (const k of ['OTEL_TRACES_SAMPLER', 'OTEL_TRACES_SAMPLER_ARG']) delete process.env[k];
   writeFileSync(join(dir, 'script.toml'), SCRIPT);
   const file = join(dir, 'caxton.toml');
   writeFileSync(
@@ -109,11 +113,11 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 async function run(): Promise<SuiteReport> {
   const dir = tempDir('caxton-bench-obs-');
   const empty = () => ({ messages: [] as number[], executions: [] as number[] });
-  const results: Record<Mode, { messages: number[]; executions: number[] }> = { off: empty(), metrics: empty(), on: empty() };
+  const results: Record<Mode, { messages: number[]; executions: number[] }> = { off: empty(), metrics: empty(), on: empty(), sampled: empty() };
   let spans = 0;
   try {
     for (let round = 0; round < ROUNDS; round++) {
-      for (const mode of ['off', 'metrics', 'on'] as const) {
+      for (const mode of ['off', 'metrics', 'on', 'sampled'] as const) {
         const exporter = new DiscardExporter();
         const server = await start(dir.path, mode, exporter);
         try {
@@ -145,6 +149,8 @@ async function run(): Promise<SuiteReport> {
       row('executions (context mode, 1 tool call, 2 model turns)', 'exec/s', results.off.executions, results.on.executions),
       row('messages accepted, delivered and acknowledged', 'msg/s', results.off.messages, results.metrics.messages, 'metrics only'),
       row('executions (context mode, 1 tool call, 2 model turns)', 'exec/s', results.off.executions, results.metrics.executions, 'metrics only'),
+      row('messages accepted, delivered and acknowledged', 'msg/s', results.off.messages, results.sampled.messages, `metrics, traces sampled at ${SAMPLE_RATIO * 100} %`),
+      row('executions (context mode, 1 tool call, 2 model turns)', 'exec/s', results.off.executions, results.sampled.executions, `metrics, traces sampled at ${SAMPLE_RATIO * 100} %`),
     ],
     notes: [
       `Off: [metrics] enabled = false and no span processor (the tracer is the no-op one; trace context still passes through). On: metrics, and all spans recorded through a BatchSpanProcessor into an exporter that discards them (${spans.toLocaleString('en')} spans in all rounds).`,
