@@ -104,7 +104,7 @@ function readConfigFile(file: string): Record<string, unknown> {
   }
 }
 
-const KNOWN_SECTIONS = ['data_dir', 'agents_dir', 'server', 'metrics', 'logging', 'llm', 'execution', 'memory', 'tools', 'security', 'messaging', 'mcp', 'mcp_servers'];
+const KNOWN_SECTIONS = ['data_dir', 'agents_dir', 'server', 'metrics', 'logging', 'events', 'llm', 'execution', 'memory', 'tools', 'security', 'messaging', 'mcp', 'mcp_servers'];
 
 /** Loads the effective configuration: flags > CAXTON_* environment > file > defaults. */
 export function loadServerConfig(opts: LoadOptions = {}): ServerConfig {

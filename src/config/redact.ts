@@ -29,3 +29,38 @@ function redactUrl(s: string): string {
     return s;
   }
 }
+
+/**
+ * The secret values a configuration refers to — keys behind `*_env` variables that name a key or
+ * token (`api_key_env`), values under secret-looking keys, HTTP header values (and the token of a
+ * "Bearer ..." header), passwords in URLs — for the logger to scrub wherever they appear.
+ */
+export function secretValues(config: unknown, env: NodeJS.ProcessEnv = process.env): string[] {
+  const out = new Set<string>();
+  const add = (s: unknown) => {
+    if (typeof s !== 'string' || s.length === 0) return;
+    out.add(s);
+    const bearer = /^(?:bearer|basic|token)\s+(\S+)$/i.exec(s.trim());
+    if (bearer) out.add(bearer[1]!);
+  };
+  const visit = (v: unknown, key: string | undefined, inHeaders: boolean): void => {
+    if (typeof v === 'string') {
+      if (inHeaders) {
+        if (key !== undefined && /auth|key|token|secret|cookie|session|credential|password/i.test(key)) add(v);
+      } else if (key !== undefined && key.endsWith('_env') && SECRET_KEY_RE.test(key.slice(0, -4))) add(env[v]);
+      else if (key !== undefined && SECRET_KEY_RE.test(key) && !key.endsWith('_env')) add(v);
+      if (/^[a-z][a-z0-9+.-]*:\/\/[^/\s]*@/i.test(v)) {
+        try {
+          add(decodeURIComponent(new URL(v).password));
+        } catch {
+          // not a URL after all
+        }
+      }
+      return;
+    }
+    if (Array.isArray(v)) for (const x of v) visit(x, undefined, false);
+    else if (v !== null && typeof v === 'object') for (const [k, x] of Object.entries(v)) visit(x, k, inHeaders || k === 'headers');
+  };
+  visit(config, undefined, false);
+  return [...out];
+}

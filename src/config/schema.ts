@@ -105,6 +105,18 @@ export const serverConfigSchema = z.strictObject({
   logging: z
     .strictObject({
       level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+      /** Recent log lines kept in memory for `GET /api/v1/logs` and `caxton logs` (0: none). */
+      buffer_lines: z.number().int().min(0).max(1_000_000).default(10_000),
+    })
+    .prefault({}),
+  /** The agent event store (lifecycle, communication, performance events) in the data dir's SQLite. */
+  events: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      /** Events older than this are deleted (default 7 days). */
+      retention: duration(7 * 24 * 3_600_000),
+      /** At most this many events are kept; the oldest go first. */
+      max_rows: z.number().int().min(100).max(100_000_000).default(1_000_000),
     })
     .prefault({}),
   llm: z

@@ -9,6 +9,11 @@ import { createApi, type ApiDeps, type Lifecycle } from '../api/index.js';
 import { executorHandler, MESSAGING_MIGRATIONS, MessageBus, sendMessageTool } from '../messaging/index.js';
 import type { ServerConfig } from '../config/index.js';
 import { createLogger, Metrics, setupTracing, type Logger } from '../observability/index.js';
+import { createAgentEvents, type AgentEvents } from '../observability/events.js';
+import { LogBuffer } from '../observability/log-buffer.js';
+import { StatusSampler } from '../observability/status.js';
+import { observabilityRoutes } from '../api/routes/observability.js';
+import { secretValues } from '../config/index.js';
 import { VERSION } from '../shared/version.js';
 import { migrate, openDatabase, type Db } from '../storage/index.js';
 import { startMetricsServer } from './metrics-server.js';
@@ -28,6 +33,11 @@ export interface StartOptions {
   listen?: boolean;
   /** Extra route plugins passed to the API (registered under /api/v1). */
   plugins?: ApiDeps['plugins'];
+  /**
+   * The buffer `opts.logger` also writes to (GET /api/v1/logs, `caxton logs`). Without
+   * `opts.logger` the server makes its own logger and buffer ([logging] buffer_lines).
+   */
+  logBuffer?: LogBuffer;
 }
 
 export interface CaxtonServer {
@@ -48,6 +58,12 @@ export interface CaxtonServer {
   readonly memory: MemoryComponent | undefined;
   /** WebAssembly tool servers (built-in and deployed): their tools are host tools `SERVER.tool`. */
   readonly tools: ToolServerManager;
+  /** The agent event store (GET /api/v1/events); undefined with `[events] enabled = false`. */
+  readonly events: AgentEvents | undefined;
+  /** Recent log lines (GET /api/v1/logs); undefined when the caller's logger has none. */
+  readonly logs: LogBuffer | undefined;
+  /** Counters sampled every second, for the rates of GET /api/v1/status/overview. */
+  readonly sampler: StatusSampler;
   /** Base URL of the API, e.g. http://127.0.0.1:8080 (empty when not listening). */
   readonly url: string;
   readonly metricsUrl: string | undefined;
@@ -59,7 +75,10 @@ const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1']);
 /** The composition root: storage, registry, file watcher, API and metrics, started in that order. */
 export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
   const { config } = opts;
-  const logger = opts.logger ?? createLogger(config.logging.level);
+  // Log lines also go to an in-memory ring (GET /api/v1/logs); the secret values the
+  // configuration refers to (API keys, tokens) are scrubbed from every line.
+  const logBuffer = opts.logBuffer ?? (opts.logger ? undefined : new LogBuffer(config.logging.buffer_lines));
+  const logger = opts.logger ?? createLogger(config.logging.level, undefined, { ...(logBuffer && { buffer: logBuffer }), secrets: secretValues(config) });
   const lifecycle: Lifecycle = { state: 'starting', startedAt: Date.now(), version: VERSION };
   if (!LOOPBACK.has(config.server.host) && !config.security.allow_remote) {
     logger.warn({ host: config.server.host }, 'binding beyond loopback: the API has no authentication yet, so anyone who can reach this address can deploy and remove agents');
@@ -74,12 +93,21 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
   const registry = new AgentRegistry();
   const service = new AgentService(registry, new AgentStore(db));
   const persisted = service.loadPersisted();
+  // --- Agent event store (src/observability/events.ts): lifecycle events from the registry,
+  // message.sent from the bus, message.received around the agent handler, execution.finished from the executor. ---
+  const events = config.events.enabled
+    ? createAgentEvents({ db, registry, migrate, retentionMs: config.events.retention, maxRows: config.events.max_rows, onError: (e) => logger.error({ err: e }, 'agent events could not be written') })
+    : undefined;
+  const sampler = new StatusSampler(metrics);
+  sampler.start();
+  // --- end agent event store ---
   registry.on('change', (e) => metrics.agentEvents.inc({ event: e.type }));
 
   const watcher = new AgentDirectoryWatcher(config.agents_dir, service, {
     onApplied: (s) => {
       if (s.state === 'invalid') {
         metrics.agentEvents.inc({ event: 'invalid_file' });
+        events?.invalidFile(s.path, s.agent, s.errors ?? []);
         logger.warn({ file: s.path, agent: s.agent, errors: s.errors }, s.agent ? 'agent file is invalid; the last good version keeps running' : 'agent file is invalid; not loaded');
       } else if (s.state === 'loaded') logger.info({ file: s.path, agent: s.agent }, 'agent file loaded');
     },
@@ -105,10 +133,12 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
   // Telemetry reaches the executor and the bus only when it is on: with [metrics] enabled = false
   // and no tracing configured, their hot paths skip it entirely.
   const telemetry = { ...(tracing.enabled && { tracer: tracing.tracer }), ...(config.metrics.enabled && { metrics }) };
-  const executor = new Executor(config, registry, telemetry);
+  const executor = new Executor(config, registry, { ...telemetry, ...(events && { onExecuted: events.onExecuted }) });
   const warming = executor.warm().catch((e: unknown) => logger.error({ err: e }, 'isolation pool failed to start'));
   const bus = new MessageBus({ db, registry, config: config.messaging, log: logger, ...telemetry });
-  bus.setAgentHandler(executorHandler(executor, bus.store));
+  const agentHandler = executorHandler(executor, bus.store);
+  bus.setAgentHandler(events ? events.receiving(agentHandler) : agentHandler);
+  events?.observeBus(bus);
   executor.hostTools.register(sendMessageTool(bus));
   // --- Memory (src/memory): the knowledge graph in caxton.db; its nine tools (create_entities...)
   // as host tools; {{memory_context}} and auto_store through the executor. The embedder loads on first use. ---
@@ -133,9 +163,11 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
   tools.start();
   const toolPlugin = (app: FastifyInstance) => toolRoutes(app, { tools, audit: toolAudit, bodyLimit: config.server.max_body_size });
   // --- end tool servers ---
+  const observabilityPlugin = (a: FastifyInstance) =>
+    observabilityRoutes(a, { ...(events && { events: events.store }), ...(logBuffer && { logs: logBuffer }), sampler, service, config, lifecycle, bus, tools, ...(memory && { memory }) });
   const recovered = bus.start();
   if (recovered.redelivering > 0) logger.info(recovered, 'redelivering messages accepted before the last stop');
-  const app = await createApi({ config, service, logger, metrics, tracer: tracing.tracer, lifecycle, executor, bus, plugins: [...mcpRoutes, toolPlugin, ...memoryPlugins, ...(opts.plugins ?? [])] });
+  const app = await createApi({ config, service, logger, metrics, tracer: tracing.tracer, lifecycle, executor, bus, plugins: [...mcpRoutes, toolPlugin, observabilityPlugin, ...memoryPlugins, ...(opts.plugins ?? [])] });
   let url = '';
   let metricsServer: Server | undefined;
   let metricsUrl: string | undefined;
@@ -160,6 +192,8 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
     await executor.close();
     await watcher.close();
     await memory?.close();
+    sampler.stop();
+    events?.close();
     db.close();
     await tracing.shutdown();
     throw e;
@@ -188,11 +222,13 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
       toolAudit.close();
       await executor.close();
       await memory?.close();
+      sampler.stop();
+      events?.close();
       if (metricsServer) await new Promise<void>((r) => metricsServer!.close(() => r()));
       db.close();
       await tracing.shutdown();
       logger.info('caxton stopped');
     })());
 
-  return { app, config, service, registry, executor, bus, metrics, logger, db, mcp, toolAudit, memory, tools, url, metricsUrl, close };
+  return { app, config, service, registry, executor, bus, metrics, logger, db, mcp, toolAudit, memory, tools, events, logs: logBuffer, sampler, url, metricsUrl, close };
 }

@@ -1,0 +1,453 @@
+import { EventEmitter } from 'node:events';
+import { trace } from '@opentelemetry/api';
+import type { Db, Migration } from '../storage/index.js';
+
+/**
+ * The agent event store: what happened to and between agents, as the design documents'
+ * AgentEvent (agent, timestamp, trace_id, span_id, event data) of three kinds:
+ *
+ * - lifecycle (LifecycleEvent): `agent.deployed`, `agent.updated`, `agent.removed`, `agent.invalid_file`
+ * - communication (CommunicationEvent): `message.sent` (one per accepted message, by its sender,
+ *   with the receivers it was routed to) and `message.received` (one per delivery to an agent)
+ * - performance (PerformanceEvent): `execution.finished` (agent, duration, tokens, status)
+ *
+ * Events are written in batches: `record()` only queues, and one transaction per event-loop tick
+ * inserts everything queued, so a busy bus pays an array push per event. Rows older than the
+ * retention and beyond `max_rows` are deleted by a periodic sweep.
+ */
+
+export const EVENT_CATEGORIES = ['lifecycle', 'communication', 'performance'] as const;
+export type EventCategory = (typeof EVENT_CATEGORIES)[number];
+
+export const EVENT_TYPES = ['agent.deployed', 'agent.updated', 'agent.removed', 'agent.invalid_file', 'message.sent', 'message.received', 'execution.finished'] as const;
+export type AgentEventType = (typeof EVENT_TYPES)[number];
+
+const CATEGORY: Record<AgentEventType, EventCategory> = {
+  'agent.deployed': 'lifecycle',
+  'agent.updated': 'lifecycle',
+  'agent.removed': 'lifecycle',
+  'agent.invalid_file': 'lifecycle',
+  'message.sent': 'communication',
+  'message.received': 'communication',
+  'execution.finished': 'performance',
+};
+
+export function categoryOf(type: AgentEventType): EventCategory {
+  return CATEGORY[type];
+}
+
+/** LifecycleEvent: the agent's state before and after, and why. */
+export interface LifecycleData {
+  old_state: string | null;
+  new_state: string;
+  reason: string | null;
+  origin?: 'file' | 'api';
+  revision?: number;
+  file?: string;
+  errors?: string[];
+}
+
+/** CommunicationEvent: one ACL message. */
+export interface CommunicationData {
+  message_id: string;
+  conversation_id: string;
+  performative: string;
+  sender: string;
+  receivers: string[];
+  protocol?: string;
+  in_reply_to?: string;
+  /** message.received: the delivery attempt (1 for the first). */
+  attempt?: number;
+}
+
+/** PerformanceEvent: one finished execution. */
+export interface PerformanceData {
+  execution_id: string | null;
+  conversation_id: string | null;
+  status: string;
+  duration_ms: number;
+  input_tokens: number;
+  output_tokens: number;
+  turns: number;
+  tool_calls: number;
+  provider: string | null;
+  model: string | null;
+}
+
+export type AgentEventData = LifecycleData | CommunicationData | PerformanceData;
+
+/** What callers record; the store adds id and category. */
+export interface AgentEventInput {
+  type: AgentEventType;
+  /** The agent the event is about (for message.sent: the sender; message.received: the receiver). */
+  agent: string;
+  /** ms since epoch (default now). */
+  time?: number;
+  trace_id?: string | null;
+  span_id?: string | null;
+  data: AgentEventData;
+}
+
+export interface AgentEvent {
+  id: number;
+  time: string;
+  type: AgentEventType;
+  category: EventCategory;
+  agent: string;
+  trace_id: string | null;
+  span_id: string | null;
+  data: AgentEventData;
+}
+
+export interface EventQuery {
+  agent?: string;
+  /** Event types and/or categories; empty or absent: all. */
+  types?: readonly (AgentEventType | EventCategory)[];
+  /** ms since epoch, inclusive. */
+  since?: number;
+  /** Only events with a larger id (a cursor: the last id seen). */
+  after?: number;
+  /** Only events with a smaller id (paging back). */
+  before?: number;
+  limit?: number;
+  /** 'desc' (default): newest first; 'asc': oldest first. */
+  order?: 'asc' | 'desc';
+}
+
+export interface EventStoreOptions {
+  db: Db;
+  /** Rows older than this many ms are deleted. */
+  retentionMs: number;
+  /** At most this many rows are kept. */
+  maxRows: number;
+  /** How often retention is applied (default 60 s; also after every max_rows / 10 inserts). */
+  sweepIntervalMs?: number;
+  onError?: (e: unknown) => void;
+}
+
+export const EVENTS_MIGRATIONS: readonly Migration[] = [
+  {
+    id: 'events-001-create',
+    sql: `
+      CREATE TABLE agent_events (
+        id        INTEGER PRIMARY KEY AUTOINCREMENT,
+        ts        INTEGER NOT NULL,
+        type      TEXT NOT NULL,
+        category  TEXT NOT NULL,
+        agent     TEXT NOT NULL,
+        trace_id  TEXT,
+        span_id   TEXT,
+        data      TEXT NOT NULL
+      );
+      CREATE INDEX agent_events_ts ON agent_events (ts);
+      CREATE INDEX agent_events_agent ON agent_events (agent, id);
+      CREATE INDEX agent_events_type ON agent_events (type, id);
+    `,
+  },
+];
+
+interface Row {
+  id: number;
+  ts: number;
+  type: AgentEventType;
+  category: EventCategory;
+  agent: string;
+  trace_id: string | null;
+  span_id: string | null;
+  data: string;
+}
+
+const TRACEPARENT_RE = /^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$/;
+
+/** trace_id and span_id of a W3C traceparent (undefined when it is absent or malformed). */
+export function traceIdsOf(traceparent: string | undefined): { trace_id: string; span_id: string } | undefined {
+  const m = traceparent === undefined ? null : TRACEPARENT_RE.exec(traceparent);
+  return m && m[1] !== '0'.repeat(32) ? { trace_id: m[1]!, span_id: m[2]! } : undefined;
+}
+
+/** The active span's ids, if any. */
+export function activeTraceIds(): { trace_id: string; span_id: string } | undefined {
+  const sc = trace.getActiveSpan()?.spanContext();
+  return sc && trace.isSpanContextValid(sc) ? { trace_id: sc.traceId, span_id: sc.spanId } : undefined;
+}
+
+export class EventStore extends EventEmitter<{ event: [AgentEvent] }> {
+  readonly #db: Db;
+  readonly #opts: EventStoreOptions;
+  #pending: AgentEventInput[] = [];
+  #scheduled = false;
+  #sinceSweep = 0;
+  #sweepTimer: NodeJS.Timeout | undefined;
+  #closed = false;
+  readonly #insert;
+  readonly #flushTx;
+
+  constructor(opts: EventStoreOptions) {
+    super();
+    this.setMaxListeners(0);
+    this.#db = opts.db;
+    this.#opts = opts;
+    this.#insert = this.#db.prepare('INSERT INTO agent_events (ts, type, category, agent, trace_id, span_id, data) VALUES (?, ?, ?, ?, ?, ?, ?)');
+    this.#flushTx = this.#db.transaction((batch: AgentEventInput[]) => {
+      const out: AgentEvent[] = [];
+      for (const e of batch) {
+        const ts = e.time ?? Date.now();
+        const category = CATEGORY[e.type];
+        const r = this.#insert.run(ts, e.type, category, e.agent, e.trace_id ?? null, e.span_id ?? null, JSON.stringify(e.data));
+        out.push({ id: Number(r.lastInsertRowid), time: new Date(ts).toISOString(), type: e.type, category, agent: e.agent, trace_id: e.trace_id ?? null, span_id: e.span_id ?? null, data: e.data });
+      }
+      return out;
+    });
+    this.sweep();
+    this.#sweepTimer = setInterval(() => this.sweep(), opts.sweepIntervalMs ?? 60_000);
+    this.#sweepTimer.unref();
+  }
+
+  /** Queues an event; it is written (and streamed to followers) at the end of this tick. */
+  record(e: AgentEventInput): void {
+    if (this.#closed) return;
+    if (e.time === undefined) e.time = Date.now();
+    this.#pending.push(e);
+    if (!this.#scheduled) {
+      this.#scheduled = true;
+      setImmediate(() => this.flush());
+    }
+  }
+
+  /** Writes what is queued, in one transaction. */
+  flush(): void {
+    this.#scheduled = false;
+    if (this.#pending.length === 0 || !this.#db.open) return;
+    const batch = this.#pending;
+    this.#pending = [];
+    let written: AgentEvent[];
+    try {
+      written = this.#flushTx(batch);
+    } catch (e) {
+      this.#opts.onError?.(e);
+      return;
+    }
+    this.#sinceSweep += written.length;
+    if (this.#sinceSweep >= Math.max(100, Math.floor(this.#opts.maxRows / 10))) this.sweep();
+    if (this.listenerCount('event') > 0) for (const e of written) this.emit('event', e);
+  }
+
+  /** Applies retention: deletes events older than the retention, then the oldest beyond max_rows. */
+  sweep(): number {
+    this.#sinceSweep = 0;
+    if (!this.#db.open) return 0;
+    try {
+      const old = this.#db.prepare('DELETE FROM agent_events WHERE ts < ?').run(Date.now() - this.#opts.retentionMs).changes;
+      const cut = this.#db.prepare('SELECT id FROM agent_events ORDER BY id DESC LIMIT 1 OFFSET ?').get(this.#opts.maxRows) as { id: number } | undefined;
+      const over = cut ? this.#db.prepare('DELETE FROM agent_events WHERE id <= ?').run(cut.id).changes : 0;
+      return old + over;
+    } catch (e) {
+      this.#opts.onError?.(e);
+      return 0;
+    }
+  }
+
+  /** Does `e` pass the filter (agent, types, since; not the id cursors)? For live followers. */
+  static matches(e: AgentEvent, q: EventQuery): boolean {
+    if (q.agent !== undefined && e.agent !== q.agent) return false;
+    if (q.types && q.types.length > 0 && !q.types.includes(e.type) && !q.types.includes(e.category)) return false;
+    if (q.since !== undefined && Date.parse(e.time) < q.since) return false;
+    return true;
+  }
+
+  query(q: EventQuery = {}): AgentEvent[] {
+    this.flush();
+    const where: string[] = [];
+    const args: (string | number)[] = [];
+    if (q.agent !== undefined) {
+      where.push('agent = ?');
+      args.push(q.agent);
+    }
+    if (q.types && q.types.length > 0) {
+      const types = q.types.filter((t): t is AgentEventType => (EVENT_TYPES as readonly string[]).includes(t));
+      const cats = q.types.filter((t): t is EventCategory => (EVENT_CATEGORIES as readonly string[]).includes(t));
+      const ors: string[] = [];
+      if (types.length > 0) {
+        ors.push(`type IN (${types.map(() => '?').join(', ')})`);
+        args.push(...types);
+      }
+      if (cats.length > 0) {
+        ors.push(`category IN (${cats.map(() => '?').join(', ')})`);
+        args.push(...cats);
+      }
+      where.push(`(${ors.join(' OR ')})`);
+    }
+    if (q.since !== undefined) {
+      where.push('ts >= ?');
+      args.push(q.since);
+    }
+    if (q.after !== undefined) {
+      where.push('id > ?');
+      args.push(q.after);
+    }
+    if (q.before !== undefined) {
+      where.push('id < ?');
+      args.push(q.before);
+    }
+    const order = q.order === 'asc' ? 'ASC' : 'DESC';
+    const sql = `SELECT id, ts, type, category, agent, trace_id, span_id, data FROM agent_events${where.length > 0 ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY id ${order} LIMIT ?`;
+    args.push(q.limit ?? 100);
+    return (this.#db.prepare(sql).all(...args) as Row[]).map((r) => ({
+      id: r.id,
+      time: new Date(r.ts).toISOString(),
+      type: r.type,
+      category: r.category,
+      agent: r.agent,
+      trace_id: r.trace_id,
+      span_id: r.span_id,
+      data: JSON.parse(r.data) as AgentEventData,
+    }));
+  }
+
+  count(): number {
+    this.flush();
+    return (this.#db.prepare('SELECT count(*) AS n FROM agent_events').get() as { n: number }).n;
+  }
+
+  /** Writes what is queued and stops the sweep; later records are dropped. */
+  close(): void {
+    if (this.#closed) return;
+    this.flush();
+    this.#closed = true;
+    clearInterval(this.#sweepTimer);
+    this.removeAllListeners();
+  }
+}
+
+// ------------------------------------------------------------------------------ wiring
+
+/** The parts of the server the recorder listens to (structural types: no imports of those components). */
+interface RegistryLike {
+  on(event: 'change', f: (e: RegistryChange) => void): unknown;
+  off(event: 'change', f: (e: RegistryChange) => void): unknown;
+}
+interface AgentLike {
+  definition: { name: string };
+  origin: { kind: 'file' | 'api'; path?: string };
+  revision: number;
+}
+type RegistryChange = { type: 'deployed'; agent: AgentLike } | { type: 'updated'; agent: AgentLike; previous: AgentLike } | { type: 'removed'; agent: AgentLike };
+interface MessageLike {
+  id: string;
+  conversation_id: string;
+  performative: string;
+  sender: string;
+  protocol?: string;
+  in_reply_to?: string;
+  trace_context?: { traceparent: string };
+}
+interface BusLike {
+  on(event: 'event', f: (e: BusEventLike) => void): unknown;
+  off(event: 'event', f: (e: BusEventLike) => void): unknown;
+}
+type BusEventLike = { type: 'message'; message: MessageLike; routed_to: string[] } | { type: 'state' };
+interface ExecutionLike {
+  agent: string;
+  status: string;
+  duration_ms: number;
+  request: { conversation_id?: string };
+  response?: { execution_id: string; conversation_id?: string; usage: { input_tokens: number; output_tokens: number }; turns: number; tool_calls: readonly unknown[]; provider: string; model: string };
+  traceparent?: string;
+}
+
+export interface AgentEvents {
+  readonly store: EventStore;
+  /** For ExecutorOptions.onExecuted: one `execution.finished` per execution. */
+  onExecuted(e: ExecutionLike): void;
+  /** Records `message.sent` for every message the bus accepts (and the platform's own replies). */
+  observeBus(bus: BusLike): void;
+  /** Wraps the bus's agent handler: one `message.received` per delivery attempt to an agent. */
+  receiving<M extends MessageLike, R extends { agent: string }, C extends { delivery: { attempts: number }; traceparent?: string }, A>(handler: (m: M, receiver: R, ctx: C) => A): (m: M, receiver: R, ctx: C) => A;
+  /** For the agents_dir watcher: an agent file that does not parse or validate. */
+  invalidFile(file: string, agent: string | undefined, errors: readonly { message: string }[]): void;
+  /** Stops listening, writes what is queued. */
+  close(): void;
+}
+
+/**
+ * The one entry point: an event store on `db` (migrated here) recording lifecycle events from the
+ * registry and, through the hooks returned, `message.sent` (observeBus), `message.received`
+ * (receiving) and `execution.finished` (onExecuted).
+ */
+export function createAgentEvents(opts: { db: Db; registry: RegistryLike; retentionMs: number; maxRows: number; onError?: (e: unknown) => void; migrate: (db: Db, m: readonly Migration[]) => void }): AgentEvents {
+  opts.migrate(opts.db, EVENTS_MIGRATIONS);
+  const store = new EventStore({ db: opts.db, retentionMs: opts.retentionMs, maxRows: opts.maxRows, ...(opts.onError && { onError: opts.onError }) });
+  const state = (a: AgentLike) => `deployed (revision ${a.revision})`;
+  const onChange = (e: RegistryChange): void => {
+    const ids = activeTraceIds();
+    const a = e.agent;
+    const common = { origin: a.origin.kind, revision: a.revision, ...(a.origin.path !== undefined && { file: a.origin.path }) };
+    const data: LifecycleData =
+      e.type === 'deployed'
+        ? { old_state: null, new_state: state(a), reason: a.origin.kind === 'file' ? 'agent file loaded' : 'deployed through the API', ...common }
+        : e.type === 'updated'
+          ? { old_state: state(e.previous), new_state: state(a), reason: a.origin.kind === 'file' ? 'agent file changed' : 'updated through the API', ...common }
+          : { old_state: state(a), new_state: 'removed', reason: a.origin.kind === 'file' ? 'agent file removed' : 'removed through the API', ...common };
+    store.record({ type: `agent.${e.type}`, agent: a.definition.name, ...ids, data });
+  };
+  opts.registry.on('change', onChange);
+  const onBus = (e: BusEventLike): void => {
+    if (e.type !== 'message') return;
+    const m = e.message;
+    const ids = traceIdsOf(m.trace_context?.traceparent);
+    store.record({
+      type: 'message.sent',
+      agent: m.sender,
+      ...ids,
+      data: { message_id: m.id, conversation_id: m.conversation_id, performative: m.performative, sender: m.sender, receivers: [...e.routed_to], ...(m.protocol !== undefined && { protocol: m.protocol }), ...(m.in_reply_to !== undefined && { in_reply_to: m.in_reply_to }) },
+    });
+  };
+  let bus: BusLike | undefined;
+  return {
+    store,
+    observeBus(b) {
+      bus?.off('event', onBus);
+      bus = b;
+      b.on('event', onBus);
+    },
+    onExecuted(e) {
+      const r = e.response;
+      store.record({
+        type: 'execution.finished',
+        agent: e.agent,
+        ...traceIdsOf(e.traceparent),
+        data: {
+          execution_id: r?.execution_id ?? null,
+          conversation_id: r?.conversation_id ?? e.request.conversation_id ?? null,
+          status: e.status,
+          duration_ms: Math.round(e.duration_ms * 1000) / 1000,
+          input_tokens: r?.usage.input_tokens ?? 0,
+          output_tokens: r?.usage.output_tokens ?? 0,
+          turns: r?.turns ?? 0,
+          tool_calls: r?.tool_calls.length ?? 0,
+          provider: r?.provider ?? null,
+          model: r?.model ?? null,
+        },
+      });
+    },
+    receiving(handler) {
+      return (m, receiver, ctx) => {
+        store.record({
+          type: 'message.received',
+          agent: receiver.agent,
+          ...traceIdsOf(ctx.traceparent ?? m.trace_context?.traceparent),
+          data: { message_id: m.id, conversation_id: m.conversation_id, performative: m.performative, sender: m.sender, receivers: [receiver.agent], attempt: ctx.delivery.attempts + 1, ...(m.protocol !== undefined && { protocol: m.protocol }), ...(m.in_reply_to !== undefined && { in_reply_to: m.in_reply_to }) },
+        });
+        return handler(m, receiver, ctx);
+      };
+    },
+    invalidFile(file, agent, errors) {
+      store.record({ type: 'agent.invalid_file', agent: agent ?? file, ...activeTraceIds(), data: { old_state: null, new_state: 'invalid', reason: agent ? 'agent file is invalid; the last good version keeps running' : 'agent file is invalid; not loaded', file, errors: errors.map((x) => x.message) } });
+    },
+    close() {
+      opts.registry.off('change', onChange);
+      bus?.off('event', onBus);
+      store.close();
+    },
+  };
+}
