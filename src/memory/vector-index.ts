@@ -96,16 +96,34 @@ export class VectorIndex {
     const d = this.dimensions;
     if (query.length !== d) throw new Error(`query vector of ${query.length} dimensions in a ${d}-dimension index`);
     const v = this.#vectors;
-    // Top k kept sorted descending; a row enters only when it beats the current k-th.
+    const n = this.#ids.length;
+    // Scope and type tests as array lookups: the scan visits every row.
+    const scopeOf = this.#scopes;
+    const typeOf = this.#types;
+    const allowed = new Map<string, boolean>();
     const topIds: number[] = [];
     const topSims: number[] = [];
     let floor = -Infinity;
-    for (let row = 0, n = this.#ids.length; row < n; row++) {
-      if (!scopes.has(this.#scopes[row]!)) continue;
-      if (type !== undefined && this.#types[row] !== type) continue;
-      let s = 0;
+    for (let row = 0; row < n; row++) {
+      const sc = scopeOf[row]!;
+      let ok = allowed.get(sc);
+      if (ok === undefined) allowed.set(sc, (ok = scopes.has(sc)));
+      if (!ok) continue;
+      if (type !== undefined && typeOf[row] !== type) continue;
       const off = row * d;
-      for (let i = 0; i < d; i++) s += v[off + i]! * query[i]!;
+      let s0 = 0;
+      let s1 = 0;
+      let s2 = 0;
+      let s3 = 0;
+      let i = 0;
+      for (; i + 3 < d; i += 4) {
+        s0 += v[off + i]! * query[i]!;
+        s1 += v[off + i + 1]! * query[i + 1]!;
+        s2 += v[off + i + 2]! * query[i + 2]!;
+        s3 += v[off + i + 3]! * query[i + 3]!;
+      }
+      for (; i < d; i++) s0 += v[off + i]! * query[i]!;
+      const s = s0 + s1 + s2 + s3;
       if (topSims.length >= k && s <= floor) continue;
       let at = topSims.length;
       while (at > 0 && topSims[at - 1]! < s) at--;
