@@ -15,6 +15,7 @@ import { registerInit } from './commands/init.js';
 import { registerServe } from './commands/serve.js';
 import { registerMcpCommand } from './commands/mcp.js';
 import { registerSystemCommands } from './commands/system.js';
+import { registerObservabilityCommands } from './commands/observe.js';
 import { registerToolCommands } from './commands/tool.js';
 import { CliError, EXIT } from './errors.js';
 import { createOutput } from './output.js';
@@ -28,7 +29,7 @@ program
   .option('--json', 'print machine-readable JSON instead of text')
   .showSuggestionAfterError(true)
   .configureOutput({ outputError: (s, write) => write(s) })
-  .addHelpText('after', `\nExit codes: 0 success, 1 failure, 2 usage error.\nExamples:\n  caxton serve --config examples/caxton.toml\n  caxton agent validate agents/*.toml\n  caxton agent deploy my-agent.toml\n  caxton agent list --capability data-analysis --json\n  caxton message send --capability question-answering --content "What is Caxton?" --wait\n  caxton conversation list --state failed\n  caxton tool call csv_parser.parse --args '{"text": "a,b\\n1,2"}'`);
+  .addHelpText('after', `\nExit codes: 0 success, 1 failure, 2 usage error.\nExamples:\n  caxton serve --config examples/caxton.toml\n  caxton agent validate agents/*.toml\n  caxton agent deploy my-agent.toml\n  caxton agent list --capability data-analysis --json\n  caxton message send --capability question-answering --content "What is Caxton?" --wait\n  caxton conversation list --state failed\n  caxton tool call csv_parser.parse --args '{"text": "a,b\\n1,2"}'\n  caxton status --watch\n  caxton logs --level warn --follow\n  caxton events --type lifecycle --since 1h`);
 
 const ctx: CliContext = {
   client: () => new ApiClient((program.opts().server as string | undefined) ?? process.env.CAXTON_SERVER_URL ?? DEFAULT_SERVER_URL),
@@ -44,6 +45,7 @@ registerDlqCommands(program, ctx);
 registerToolCommands(program, ctx);
 registerMemoryCommands(program, ctx); // caxton memory ... (src/memory)
 registerSystemCommands(program, ctx);
+registerObservabilityCommands(program, ctx);
 registerInit(program, ctx);
 
 // Usage errors (unknown command or option, missing argument) exit 2; --help and --version exit 0.

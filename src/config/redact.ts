@@ -46,7 +46,8 @@ export function secretValues(config: unknown, env: NodeJS.ProcessEnv = process.e
   const visit = (v: unknown, key: string | undefined, inHeaders: boolean): void => {
     if (typeof v === 'string') {
       if (inHeaders) {
-        if (key !== undefined && /auth|key|token|secret|cookie|session|credential|password/i.test(key)) add(v);
+        // A header is secret by its name, or by its value's form ("Bearer ...", "Basic ...").
+        if ((key !== undefined && /auth|key|token|secret|cookie|session|credential|password/i.test(key)) || /^(?:bearer|basic|token)\s+\S/i.test(v.trim())) add(v);
       } else if (key !== undefined && key.endsWith('_env') && SECRET_KEY_RE.test(key.slice(0, -4))) add(env[v]);
       else if (key !== undefined && SECRET_KEY_RE.test(key) && !key.endsWith('_env')) add(v);
       if (/^[a-z][a-z0-9+.-]*:\/\/[^/\s]*@/i.test(v)) {

@@ -63,11 +63,17 @@ export function createLogger(level: string, destination?: DestinationStream, opt
       mixin: traceFields,
       ...(scrub && { hooks: { streamWrite: (s: string) => s.replace(scrub, '***') } }),
     },
-    opts.buffer
-      ? pino.multistream([
-          { stream: dest, level: 'trace' },
-          { stream: opts.buffer, level: 'trace' },
-        ])
-      : dest,
+    opts.buffer ? withBuffer(dest, opts.buffer) : dest,
   );
+}
+
+/** `dest` and the buffer as one stream; `logger.flush(cb)` still flushes `dest` (pino's multistream has no flush). */
+function withBuffer(dest: DestinationStream, buffer: LogBuffer): DestinationStream {
+  const ms = pino.multistream([
+    { stream: dest, level: 'trace' },
+    { stream: buffer, level: 'trace' },
+  ]) as DestinationStream & { flush?: (cb: (err?: Error) => void) => void };
+  const inner = dest as { flush?: (cb: (err?: Error) => void) => void };
+  ms.flush = (cb) => (typeof inner.flush === 'function' ? inner.flush(cb) : cb());
+  return ms;
 }

@@ -2,17 +2,64 @@ import type { Command } from 'commander';
 import { loadServerConfig, redactSecrets } from '../../config/index.js';
 import { stringify as tomlStringify } from 'smol-toml';
 import { table } from '../output.js';
+import { usageError } from '../errors.js';
+import { positiveInt } from './conversation.js';
 import type { CliContext } from '../context.js';
 import { addServerConfigOptions, configFlags } from './serve.js';
 
-interface Status {
+/** GET /api/v1/status/overview. */
+export interface Overview {
   version: string;
   uptime_seconds: number;
   ready: boolean;
-  agents: { total: number; from_files: number; from_api: number; capabilities: number };
-  agent_files: { loaded: number; invalid: { path: string; agent?: string; errors: { message: string; line?: number }[] }[]; ignored: string[] };
-  memory: { rss_bytes: number; heap_used_bytes: number };
+  time: string;
+  metrics_enabled: boolean;
+  agents: { total: number; from_files: number; from_api: number; capabilities: number; invalid_files: number };
+  rates: { window_seconds: number; executions_per_second: number; messages_per_second: number; errors_per_second: number; execution_error_rate: number | null; message_error_rate: number | null; http_requests_per_second: number };
+  totals: { executions: number; execution_errors: number; messages: number; message_failures: number; errors: number };
+  queue: { depth: number; queued: number; running: number; retrying: number; max_queue: number; open_conversations: number } | null;
+  dead_letters: number | null;
+  memory?: { entities: number; relations: number; observations: number; database_bytes?: number };
+  tool_servers: { total: number; loaded: number; failed: number; tools: number; servers: { name: string; origin: string; state: string; tools: number }[] } | null;
+  events: { enabled: boolean; stored: number };
+  process: { rss_bytes: number; heap_used_bytes: number };
   config: { file: string | null; agents_dir: string; data_dir: string };
+}
+
+const mib = (b: number) => `${(b / 1024 / 1024).toFixed(1)} MiB`;
+const pct = (r: number | null) => (r === null ? 'n/a' : `${(r * 100).toFixed(1)}%`);
+const rate = (r: number) => `${r.toFixed(2)}/s`;
+
+/** The overview as label/value rows. */
+export function overviewRows(base: string, s: Overview): string[][] {
+  const rows = [
+    ['server', `${base} (caxton ${s.version}, up ${s.uptime_seconds}s, ${s.ready ? 'ready' : 'not ready'})`],
+    ['agents', `${s.agents.total} (${s.agents.from_files} from files, ${s.agents.from_api} via API), ${s.agents.capabilities} capabilities${s.agents.invalid_files > 0 ? `, ${s.agents.invalid_files} invalid files` : ''}`],
+    ['executions', `${rate(s.rates.executions_per_second)}  (${s.totals.executions} total, ${s.totals.execution_errors} failed; error rate ${pct(s.rates.execution_error_rate)})`],
+    ['messages', `${rate(s.rates.messages_per_second)}  (${s.totals.messages} processed, ${s.totals.message_failures} failed; error rate ${pct(s.rates.message_error_rate)})`],
+    ['errors', `${rate(s.rates.errors_per_second)}  (${s.totals.errors} total)`],
+    ['queue', s.queue ? `${s.queue.depth} (${s.queue.queued} queued, ${s.queue.running} running, ${s.queue.retrying} retrying; at most ${s.queue.max_queue}), ${s.queue.open_conversations} open conversations` : 'n/a'],
+    ['dead letters', s.dead_letters === null ? 'n/a' : String(s.dead_letters)],
+  ];
+  if (s.memory) rows.push(['memory', `${s.memory.entities} entities, ${s.memory.relations} relations, ${s.memory.observations} observations${s.memory.database_bytes !== undefined ? ` (database ${mib(s.memory.database_bytes)})` : ''}`]);
+  if (s.tool_servers) rows.push(['tool servers', `${s.tool_servers.total} (${s.tool_servers.loaded} loaded, ${s.tool_servers.failed} failed), ${s.tool_servers.tools} tools${s.tool_servers.servers.length > 0 ? `: ${s.tool_servers.servers.map((t) => (t.state === 'loaded' ? t.name : `${t.name} (${t.state})`)).join(', ')}` : ''}`]);
+  rows.push(
+    ['events', s.events.enabled ? `${s.events.stored} stored` : 'disabled'],
+    ['process', `${mib(s.process.rss_bytes)} resident`],
+    ['config', s.config.file ?? '(defaults)'],
+    ['agents_dir', s.config.agents_dir],
+    ['data_dir', s.config.data_dir],
+  );
+  return rows;
+}
+
+function durationFlag(flag: string, min: number, max: number) {
+  return (v: string): number => {
+    const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(v.trim());
+    const ms = m ? Number(m[1]) * (m[2] === 'ms' ? 1 : m[2] === 'm' ? 60_000 : 1000) : NaN;
+    if (!(ms >= min && ms <= max)) throw usageError(`${flag} expects a duration between ${min / 1000}s and ${max / 1000}s (e.g. "2s", "500ms"), got "${v}"`);
+    return ms;
+  };
 }
 
 export function registerSystemCommands(program: Command, ctx: CliContext): void {
@@ -36,22 +83,47 @@ export function registerSystemCommands(program: Command, ctx: CliContext): void 
 
   program
     .command('status')
-    .description('show server status: agents, agent files, memory')
-    .action(async () => {
+    .description('live overview: agents, executions and messages per second, error rates, queue depth, dead letters, memory, tool servers')
+    .option('-w, --watch', 'refresh until Ctrl-C')
+    .option('--interval <duration>', 'with --watch: time between refreshes (default 2s)', durationFlag('--interval', 200, 3_600_000))
+    .option('--window <duration>', 'rates are averaged over this long (default 10s, at most 5m)', durationFlag('--window', 1000, 300_000))
+    .option('--count <n>', 'with --watch: stop after this many refreshes', positiveInt('--count'))
+    .addHelpText('after', '\nExamples:\n  caxton status\n  caxton status --json\n  caxton status --watch --interval 5s')
+    .action(async (opts: { watch?: boolean; interval?: number; window?: number; count?: number }) => {
       const out = ctx.output();
-      const s = await ctx.client().get<Status>('/api/v1/status');
-      if (out.json) return out.data(s);
-      const rows = [
-        ['server', `${ctx.client().base} (caxton ${s.version}, up ${s.uptime_seconds}s, ${s.ready ? 'ready' : 'not ready'})`],
-        ['agents', `${s.agents.total} (${s.agents.from_files} from files, ${s.agents.from_api} via API), ${s.agents.capabilities} capabilities`],
-        ['agent files', `${s.agent_files.loaded} loaded, ${s.agent_files.invalid.length} invalid, ${s.agent_files.ignored.length} ignored`],
-        ['memory', `${(s.memory.rss_bytes / 1024 / 1024).toFixed(1)} MiB resident`],
-        ['config', s.config.file ?? '(defaults)'],
-        ['agents_dir', s.config.agents_dir],
-        ['data_dir', s.config.data_dir],
-      ];
-      out.out(table(['', ''], rows).split('\n').slice(1).join('\n'));
-      for (const f of s.agent_files.invalid) out.err(`invalid agent file ${f.path}${f.agent ? ` (still serving the last good "${f.agent}")` : ''}: ${f.errors[0]?.message ?? ''}`);
+      const client = ctx.client();
+      const path = `/api/v1/status/overview${opts.window !== undefined ? `?window=${opts.window / 1000}s` : ''}`;
+      const show = async (clear: boolean) => {
+        const s = await client.get<Overview>(path);
+        if (out.json) {
+          if (opts.watch) process.stdout.write(`${JSON.stringify(s)}\n`);
+          else out.data(s);
+          return;
+        }
+        const text = table(['', ''], overviewRows(client.base, s)).split('\n').slice(1).join('\n');
+        if (clear) process.stdout.write('\x1b[2J\x1b[H');
+        out.out(opts.watch ? `${text}\n(${s.time}; refreshing every ${(opts.interval ?? 2000) / 1000}s, Ctrl-C to stop)` : text);
+        if (!s.metrics_enabled) out.err('rates are 0: the server runs with [metrics] enabled = false');
+      };
+      if (!opts.watch) return show(false);
+      const stop = new AbortController();
+      const onSignal = () => stop.abort();
+      process.once('SIGINT', onSignal);
+      process.once('SIGTERM', onSignal);
+      try {
+        for (let n = 1; !stop.signal.aborted; n++) {
+          await show(process.stdout.isTTY === true && !out.json);
+          if (opts.count !== undefined && n >= opts.count) break;
+          if (!process.stdout.isTTY && !out.json) out.out('');
+          await new Promise<void>((r) => {
+            const t = setTimeout(r, opts.interval ?? 2000);
+            stop.signal.addEventListener('abort', () => (clearTimeout(t), r()), { once: true });
+          });
+        }
+      } finally {
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
+      }
     });
 
   const config = program.command('config').description('inspect configuration');
