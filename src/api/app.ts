@@ -79,6 +79,10 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
     );
     (req as unknown as { span: typeof span }).span = span;
     if (!span.isRecording()) return done();
+    // The request's own log lines name the span explicitly (the routes hand the trace context on
+    // explicitly too); the active context covers what runs inside the handler.
+    const sc = span.spanContext();
+    req.log = req.log.child({ trace_id: sc.traceId, span_id: sc.spanId });
     withSpan(span, done);
   });
   app.addHook('onResponse', async (req, reply) => {

@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import type { AgentRegistry } from '../agents/index.js';
 import type { ServerConfig } from '../config/index.js';
 import type { Metrics } from '../observability/metrics.js';
-import { endWithError, SpanKind, SpanStatusCode, startSpan, traceparentOf, withSpan, type Tracer } from '../observability/trace-context.js';
+import { endWithError, SpanKind, SpanStatusCode, startSpan, traceLogFields, traceparentOf, withSpan, type Tracer } from '../observability/trace-context.js';
 import { CaxtonError, describeError, isCaxtonError, type ErrorCode } from '../shared/errors.js';
 import type { Db } from '../storage/index.js';
 import { chooseWinner, selectionOf } from './contract-net.js';
@@ -222,14 +222,18 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> {
     return parseMessage(body, { maxMessageSize: this.#cfg.max_message_size, defaultCfpDeadlineMs: this.#cfg.cfp_deadline, ...(opts.sender !== undefined && { defaultSender: opts.sender }) }, opts.bodySize);
   }
 
-  /** Validates an untrusted body (REST) and sends it. Nothing is stored when it is invalid. */
-  submit(body: unknown, opts: { bodySize?: number; sender?: string } = {}): Promise<SubmitResult> {
+  /**
+   * Validates an untrusted body (REST) and sends it. Nothing is stored when it is invalid.
+   * `traceparent` (the submitting request's) is the message's trace context unless it has its own.
+   */
+  submit(body: unknown, opts: { bodySize?: number; sender?: string; traceparent?: string } = {}): Promise<SubmitResult> {
     let m: AclMessage;
     try {
       m = this.parse(body, opts);
     } catch (e) {
       return Promise.reject(e);
     }
+    if (m.trace_context === undefined && opts.traceparent !== undefined) m = { ...m, trace_context: { traceparent: opts.traceparent } };
     const b = body as Record<string, unknown>;
     return this.send(m, { newId: b.id === undefined, newConversation: b.conversation_id === undefined && b['conversation-id'] === undefined });
   }
@@ -527,7 +531,7 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> {
     if (RETRYABLE.has(code) && d.attempts < this.#cfg.max_attempts) {
       const delay = Math.min(this.#cfg.retry_max, this.#cfg.retry_base * 2 ** (d.attempts - 1));
       const jittered = Math.round(delay * (0.8 + Math.random() * 0.4));
-      this.#log.warn({ message_id: d.message.id, receiver: d.receiver, attempt: d.attempts, retry_in_ms: jittered, err: reason }, 'message delivery failed; will retry');
+      this.#log.warn({ ...traceLogFields(traceparent ?? d.message.trace_context?.traceparent), message_id: d.message.id, receiver: d.receiver, attempt: d.attempts, retry_in_ms: jittered, err: reason }, 'message delivery failed; will retry');
       await this.#commit.run(() => this.store.retry(d.id, d.attempts, Date.now() + jittered, reason, now));
       this.#dispatcher.later(d, jittered);
       return 'retried';
@@ -553,7 +557,7 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> {
       this.#setState(conv, 'failed', why);
     }
     this.#settleOutstanding(m.conversation_id);
-    this.#log.error({ message_id: m.id, receiver: d.receiver, dead_letter: d.id, reason: why }, 'message moved to the dead-letter queue');
+    this.#log.error({ ...traceLogFields(m.trace_context?.traceparent), message_id: m.id, receiver: d.receiver, dead_letter: d.id, reason: why }, 'message moved to the dead-letter queue');
     await this.#commit.run(() => {
       this.store.dead(d.id, d.attempts, why, now);
       this.store.insertMessage(reply, []);

@@ -42,3 +42,9 @@ export function withSpan<T>(span: Span, fn: () => T): T {
 }
 
 export { SpanKind, SpanStatusCode, type Span, type Tracer };
+
+/** `trace_id` and `span_id` log fields from a W3C traceparent (none when absent or malformed). */
+export function traceLogFields(traceparent: string | undefined): { trace_id?: string; span_id?: string } {
+  const m = traceparent === undefined ? null : TRACEPARENT.exec(traceparent);
+  return m ? { trace_id: m[1]!, span_id: m[2]! } : {};
+}

@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import { requestTraceparent } from '../request-trace.js';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { Executor, ExecutionEvent } from '../../execution/index.js';
@@ -48,12 +49,14 @@ export async function invokeRoutes(app: FastifyInstance, opts: { executor: Execu
     },
     async (req, reply) => {
       const body = req.body;
+      const tp = requestTraceparent(req);
       const request = {
         request: body.request,
         ...(body.context !== undefined && { context: body.context }),
         ...(body.parameters !== undefined && { parameters: body.parameters }),
         ...(body.conversation_id !== undefined && { conversation_id: body.conversation_id }),
         ...(body.capability !== undefined && { capability: body.capability }),
+        ...(tp !== undefined && { traceparent: tp }),
       };
       if (!wantsEventStream(req)) {
         const signal = disconnectSignal(req, reply);

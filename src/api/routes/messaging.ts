@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { requestTraceparent } from '../request-trace.js';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { isTerminal, TERMINAL_STATES, type BusEvent, type ConversationState, type DirectoryEntry, type DirectoryEvent, type MessageBus, type StoredMessage } from '../../messaging/index.js';
@@ -212,7 +213,8 @@ export async function messagingRoutes(app: FastifyInstance, opts: { bus: Message
       const waitMs = req.query.wait === undefined ? undefined : req.query.wait === '' ? DEFAULT_WAIT_MS : parseDuration(req.query.wait)!;
       // Listen for the client going away before any await: the body is already read.
       const gone = waitMs !== undefined ? disconnectSignal(req, reply) : undefined;
-      const result = await bus.submit(body, { bodySize: raw!.length });
+      const tp = requestTraceparent(req);
+      const result = await bus.submit(body, { bodySize: raw!.length, ...(tp !== undefined && { traceparent: tp }) });
       if (result.duplicate) req.log.debug({ message_id: result.id }, 'duplicate message');
       reply.header('location', `/api/v1/conversations/${encodeURIComponent(result.conversation_id)}`);
       if (waitMs === undefined) return reply.code(result.duplicate ? 200 : 202).send(result);

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { requestTraceparent } from '../request-trace.js';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
@@ -68,7 +69,8 @@ export async function openAiRoutes(app: FastifyInstance, opts: { executor: Execu
 
   r.post('/v1/chat/completions', { schema: { summary: 'OpenAI-compatible chat completion with an agent (model = agent name)', tags: ['openai'], body: chatCompletionBody, response: { 200: z.record(z.string(), z.unknown()).describe('a chat.completion, or chat.completion.chunk events when streaming'), 400: errorEnvelopeSchema, 404: errorEnvelopeSchema } } }, async (req, reply) => {
     const body = req.body;
-    const invoke = toInvoke(body);
+    const tp = requestTraceparent(req);
+    const invoke = { ...toInvoke(body), ...(tp !== undefined && { traceparent: tp }) };
     const id = `chatcmpl-${randomUUID()}`;
     const created = Math.floor(Date.now() / 1000);
     if (!body.stream && !wantsEventStream(req)) {

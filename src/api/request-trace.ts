@@ -1,0 +1,15 @@
+import type { FastifyRequest } from 'fastify';
+import { traceparentOf, type Span } from '../observability/index.js';
+
+/**
+ * The W3C trace context work started by this request continues: its HTTP span when tracing
+ * records, else the client's own `traceparent` header (passed through unchanged), else none.
+ * Routes hand it on explicitly (executions, messages), so the trace holds without relying on the
+ * active async context.
+ */
+export function requestTraceparent(req: FastifyRequest): string | undefined {
+  const span = (req as unknown as { span?: Span }).span;
+  if (span?.isRecording()) return traceparentOf(span);
+  const header = req.headers.traceparent;
+  return typeof header === 'string' && /^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/.test(header) ? header : undefined;
+}
