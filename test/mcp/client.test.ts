@@ -161,7 +161,7 @@ describe('stdio reference servers mounted as host tools', () => {
       const s = mcp.status('everything')!;
       return s.state === 'ready' && s;
     }, { timeoutMs: 10_000, what: 'everything to reconnect' });
-    expect(up.reconnects).toBe(1);
+    expect(up.reconnects).toBeGreaterThanOrEqual(1); // a first attempt can time out on a loaded machine
     expect(up.pid).not.toBe(before.pid);
     expect(up.tools).toBe(count);
     expect(await tools.invoke(['everything.*'], 'everything.echo', { message: 'back' }, ctx())).toEqual({ content: 'Echo: back' });
@@ -268,7 +268,7 @@ describe('Streamable HTTP server mounted by url', () => {
       child = await startEverythingHttp(port);
       await waitUntil(() => mcp.status('web')!.state === 'ready', { timeoutMs: 10_000, what: 'web to reconnect' });
       expect(await tools.invoke(['web.*'], 'web.echo', { message: 'back' }, ctx())).toEqual({ content: 'Echo: back' });
-      expect(mcp.status('web')!.reconnects).toBe(1);
+      expect(mcp.status('web')!.reconnects).toBeGreaterThanOrEqual(1);
     } finally {
       await mcp.close();
       await kill(child);
