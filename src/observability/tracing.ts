@@ -1,4 +1,4 @@
-import { trace, type Tracer } from '@opentelemetry/api';
+import { context, propagation, trace, type Tracer } from '@opentelemetry/api';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { BatchSpanProcessor, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
@@ -40,7 +40,11 @@ export function setupTracing(opts: { version: string; env?: NodeJS.ProcessEnv; p
     exporting,
     shutdown: async () => {
       await provider.shutdown();
+      // Unregister everything register() installed, the async context manager included (its
+      // promise hooks would otherwise keep costing after this server is gone).
       trace.disable();
+      context.disable();
+      propagation.disable();
     },
   };
 }
