@@ -3,4 +3,4 @@ export { runAgent, toolContext, type ExecutionDeps } from './run-agent.js';
 export { executionTools, hostToolProxy, HOST_TOOL_METHOD, type HostToolCall } from './host-tools.js';
 export { llmSetup, buildDeps, type LlmSetup } from './deps.js';
 export { renderTemplate } from './prompt.js';
-export type { AgentResponse, ExecutionEvent, ExecutionJob, InvokeRequest, ToolCallRecord, ExecutionFinish } from './types.js';
+export type { AgentResponse, ExecutionEvent, ExecutionJob, ExecutionMemory, InvokeRequest, ToolCallRecord, ExecutionFinish } from './types.js';

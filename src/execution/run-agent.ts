@@ -74,7 +74,9 @@ export async function runAgent(job: ExecutionJob, deps: ExecutionDeps, opts: { s
     // isolation); in a worker or child process they are no-ops and the trace context passes through.
     const llmSpan = startSpan(tracer, 'llm.chat', job.request.traceparent, { 'caxton.agent': def.name, 'caxton.turn': turns }, SpanKind.CLIENT);
     try {
-      last = await chatWithFallbacks(deps.providers, attempts, { ...base, messages }, job.stream ? (text) => emit({ type: 'token', text }) : undefined);
+      // The model provider sees the call's trace context (its span when recording, else the request's).
+      const tp = (llmSpan.isRecording() ? traceparentOf(llmSpan) : undefined) ?? job.request.traceparent;
+      last = await chatWithFallbacks(deps.providers, attempts, { ...base, messages, ...(tp !== undefined && { traceparent: tp }) }, job.stream ? (text) => emit({ type: 'token', text }) : undefined);
     } catch (e) {
       endWithError(llmSpan, e);
       throw e;

@@ -46,6 +46,8 @@ export interface ChatRequest {
    * (backoff or Retry-After) would end past it fails at once instead of sleeping.
    */
   deadline?: number;
+  /** W3C trace context of the call (the `llm.chat` span), sent as the `traceparent` header. */
+  traceparent?: string;
 }
 
 export interface Usage {

@@ -20,6 +20,7 @@ import { startMetricsServer } from './metrics-server.js';
 import { McpClientManager, mcpPlugins } from '../mcp/index.js';
 import { ToolAuditStore } from '../tools/wasm/audit.js';
 import { createMemory, type MemoryComponent } from '../memory/index.js';
+import { instrumentExecutionMemory, instrumentMemoryTools } from './instrument-memory.js';
 import { memoryRoutes } from '../api/routes/memory.js';
 import { ToolServerManager } from '../tools/wasm/manager.js';
 import { toolRoutes } from '../api/routes/tools.js';
@@ -144,8 +145,10 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
   // as host tools; {{memory_context}} and auto_store through the executor. The embedder loads on first use. ---
   const memory = createMemory({ config: config.memory, dataDir: config.data_dir, db, registry, log: logger });
   if (memory) {
-    for (const t of memory.tools) executor.hostTools.register(t);
-    executor.memory = memory.execution;
+    for (const t of instrumentMemoryTools(memory.tools, telemetry)) executor.hostTools.register(t);
+    executor.memory = instrumentExecutionMemory(memory.execution, telemetry);
+    const countEntities = db.prepare('SELECT count(*) FROM memory_entities').pluck();
+    metrics.sources.memoryEntities = () => countEntities.get() as number;
   }
   const memoryPlugins = memory ? [async (a: FastifyInstance) => memoryRoutes(a, { store: memory.store })] : []; // /api/v1/memory/...
   // --- end memory ---

@@ -34,6 +34,9 @@ beforeAll(async () => {
   await cx.server.bus.wait(fyi.conversation_id, 10_000);
   expect((await cx.invoke('nobody', { request: 'x' })).status).toBe(404);
   await cx.server.bus.settled();
+  // A memory operation through the host tool (as an agent would call it).
+  const mem = await cx.server.executor.hostTools.invoke(['create_entities'], 'create_entities', { entities: [{ name: 'Ada', entityType: 'person', observations: ['wrote the first program'] }] }, { agent: 'math', execution_id: 'exec_test', deadline: Date.now() + 30_000, signal: new AbortController().signal });
+  expect(mem.is_error, mem.content).toBeFalsy();
   const res = await fetch(cx.server.metricsUrl!);
   expect(res.status).toBe(200);
   text = await res.text();
@@ -69,6 +72,9 @@ describe('Prometheus metrics', () => {
       expect(text, name).toMatch(new RegExp(`^${name}(\\{| )`, 'm'));
     }
     expect(sample('caxton_queue_depth')).toBe(0);
+    expect(sample('caxton_memory_operations_total', { operation: 'create_entities', status: 'ok' })).toBe(1);
+    expect(sample('caxton_memory_operation_duration_seconds_count', { operation: 'create_entities' })).toBe(1);
+    expect(sample('caxton_memory_entities')).toBe(1);
     // No ids in labels: nothing that looks like a message, conversation or execution id.
     expect(text).not.toMatch(/(msg|conv|exec)_[0-9a-z]{8,}/);
   });

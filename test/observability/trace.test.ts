@@ -22,6 +22,10 @@ function script(hit: StubHit): Reply {
   const msgs = hit.body.messages as { role: string; content: string }[];
   const prompt = [...msgs].reverse().find((m) => m.role === 'user')!.content;
   const toolResult = msgs.find((m) => m.role === 'tool');
+  if (agent === 'archivist') {
+    if (!toolResult) return { content: '', tool_calls: [{ id: 'mem_1', name: 'create_entities', arguments: { entities: [{ name: 'Lyon', entityType: 'city', observations: ['a destination'] }] } }] };
+    return { content: 'Noted.' };
+  }
   if (agent === 'planner') {
     if (!toolResult) return { content: '', tool_calls: [{ id: 'call_1', name: 'send_message', arguments: { capability: 'transport', performative: 'cfp', content: 'Ship 3 boxes to Lyon' } }] };
     return { content: `Booked. ${toolResult.content}` };
@@ -46,6 +50,7 @@ beforeAll(async () => {
     agents: [
       ...Object.keys(PRICES).map((name) => ({ name, capabilities: ['transport'], tools: ['calculator'] })),
       { name: 'planner', capabilities: ['planning'], tools: ['send_message'] },
+      { name: 'archivist', capabilities: ['notes'], tools: ['create_entities'] },
     ],
     spanProcessors: [new SimpleSpanProcessor(exporter)],
   });
@@ -101,6 +106,11 @@ describe('tracing across agents', () => {
     expect(calc).toHaveLength(3);
     for (const c of calc) expect(ancestors(c)[0]).toMatch(/^agent\.execute carrier-/);
     expect(named('llm.chat').length).toBeGreaterThanOrEqual(2 + 3 * 2 + 1);
+    // Outgoing HTTP to the model provider carries the llm.chat span as its traceparent header.
+    const llmIds = new Set(named('llm.chat').map((x) => x.spanContext().spanId));
+    const sent = stub.hits.filter((h) => String(h.headers.traceparent ?? '').includes('0af7651916cd43dd8448eb211c80319c'));
+    expect(sent.length).toBe(named('llm.chat').length);
+    for (const h of sent) expect(llmIds.has(String(h.headers.traceparent).split('-')[2]!)).toBe(true);
     // The platform's decision and the winner's answer are in the same trace, below the cfp.
     const accept = named('message.route accept-proposal');
     expect(accept).toHaveLength(1);
@@ -116,6 +126,19 @@ describe('tracing across agents', () => {
     expect(inform.trace_context?.traceparent).toMatch(/^00-0af7651916cd43dd8448eb211c80319c-[0-9a-f]{16}-01$/);
     const informParent = inform.trace_context!.traceparent.split('-')[2]!;
     expect(byId.get(informParent)?.name).toBe('message.deliver accept-proposal');
+  });
+
+  it('a memory operation is a span below the tool call that made it', async () => {
+    exporter.reset();
+    const res = await cx.invoke('archivist', { request: 'Remember Lyon' }, { traceparent: '00-33333333333333333333333333333333-4444444444444444-01' });
+    expect(res.status, res.text).toBe(200);
+    const spans = exporter.getFinishedSpans().filter((x) => x.spanContext().traceId === '33333333333333333333333333333333');
+    const byId = new Map(spans.map((x) => [x.spanContext().spanId, x]));
+    const mem = spans.find((x) => x.name === 'memory.create_entities');
+    expect(mem).toBeDefined();
+    const call = byId.get(parentOf(mem!)!)!;
+    expect(call.name).toBe('tool.call create_entities');
+    expect(byId.get(parentOf(call)!)!.name).toBe('agent.execute archivist');
   });
 
   it('log lines written inside a span carry its trace_id and span_id', async () => {
