@@ -437,7 +437,9 @@ export class McpConnection {
     // tells the server to cancel, and says which server did not answer.
     const timeout = Math.max(1, Math.min(this.#cfg.timeout, ctx.deadline - Date.now() - DEADLINE_MARGIN_MS));
     try {
-      const r = (await client.callTool({ name: tool.remoteName, arguments: args }, undefined, { signal: ctx.signal, timeout })) as CallToolResult | { toolResult: unknown };
+      // The calling execution's trace context travels in `_meta` (MCP has no header for it over stdio).
+      const params = { name: tool.remoteName, arguments: args, ...(ctx.traceparent !== undefined && { _meta: { traceparent: ctx.traceparent } }) };
+      const r = (await client.callTool(params, undefined, { signal: ctx.signal, timeout })) as CallToolResult | { toolResult: unknown };
       const text = 'toolResult' in r ? JSON.stringify(r.toolResult) : resultText(r);
       const isError = !('toolResult' in r) && r.isError === true;
       audit(isError ? 'error' : 'ok', text, isError ? text.slice(0, 1000) : undefined);

@@ -16,6 +16,8 @@ import type { Executor } from '../execution/index.js';
 import type { Logger } from '../observability/index.js';
 import { CaxtonError } from '../shared/errors.js';
 import { VERSION } from '../shared/version.js';
+
+const TRACEPARENT = /^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
 import type { ToolRegistry } from '../tools/registry.js';
 
 export type McpServeConfig = ServerConfig['mcp'];
@@ -98,7 +100,7 @@ export class CaxtonMcpTools {
   }
 
   /** Runs one call for an MCP client; failures come back as `isError` results, never as exceptions. */
-  async call(name: string, args: Record<string, unknown>, signal: AbortSignal, client?: string): Promise<CallToolResult> {
+  async call(name: string, args: Record<string, unknown>, signal: AbortSignal, client?: string, traceparent?: string): Promise<CallToolResult> {
     const target = this.#resolve(name);
     if (!target) return text(`tool "${name}" is not offered by this Caxton server`, true);
     const caller = `mcp${client ? `:${client}` : ''}`;
@@ -107,7 +109,7 @@ export class CaxtonMcpTools {
       if (typeof request !== 'string' || request === '') return text(`"request" must be a non-empty string`, true);
       const context = args.context;
       try {
-        const res = await this.#deps.executor.invoke(target.agent, { request, ...(typeof context === 'string' && context !== '' && { context }) }, { signal });
+        const res = await this.#deps.executor.invoke(target.agent, { request, ...(typeof context === 'string' && context !== '' && { context }), ...(traceparent !== undefined && { traceparent }) }, { signal });
         return {
           content: [{ type: 'text', text: res.content }],
           structuredContent: { agent: res.agent, execution_id: res.execution_id, finish_reason: res.finish_reason, turns: res.turns, usage: res.usage },
@@ -118,7 +120,7 @@ export class CaxtonMcpTools {
         return text(`agent "${target.agent}" failed: ${e instanceof Error ? e.message : String(e)}`, true);
       }
     }
-    const ctx = { agent: caller, execution_id: `mcp_${randomUUID()}`, deadline: Date.now() + this.#deps.config.timeout, signal };
+    const ctx = { agent: caller, execution_id: `mcp_${randomUUID()}`, deadline: Date.now() + this.#deps.config.timeout, signal, ...(traceparent !== undefined && { traceparent }) };
     try {
       const r = await target.registry.invoke([name], name, args, ctx);
       return text(r.content, r.is_error === true);
@@ -138,6 +140,10 @@ export function createMcpServer(deps: McpServeDeps, tools = new CaxtonMcpTools(d
     },
   );
   server.setRequestHandler(ListToolsRequestSchema, () => ({ tools: tools.list() }));
-  server.setRequestHandler(CallToolRequestSchema, (req, extra) => tools.call(req.params.name, req.params.arguments ?? {}, extra.signal, server.getClientVersion()?.name));
+  server.setRequestHandler(CallToolRequestSchema, (req, extra) => {
+    // A client's W3C trace context in the request's `_meta` (as Caxton's own MCP client sends it).
+    const tp = (req.params._meta as { traceparent?: unknown } | undefined)?.traceparent;
+    return tools.call(req.params.name, req.params.arguments ?? {}, extra.signal, server.getClientVersion()?.name, typeof tp === 'string' && TRACEPARENT.test(tp) ? tp : undefined);
+  });
   return server;
 }

@@ -118,6 +118,19 @@ describe('Caxton served over Streamable HTTP at /mcp', () => {
     expect(asked.isError).toBeFalsy();
   });
 
+  it('continues a trace context given in the call\'s _meta', async () => {
+    const traceparent = '00-5555555555555555555555555555aaaa-6666666666666666-01';
+    const asked = await client.callTool({ name: 'ask_helper', arguments: { request: 'echo traced' }, _meta: { traceparent } });
+    expect(asked.isError).toBeFalsy();
+    // The execution it started records the trace (agent event store, performance event).
+    const { value: events } = await waitUntil(async () => {
+      const r = (await (await fetch(`${t.url}/api/v1/events?type=execution.finished&agent=helper`)).json()) as { events: { trace_id: string | null }[] };
+      const hit = r.events.filter((e) => e.trace_id === '5555555555555555555555555555aaaa');
+      return hit.length > 0 && hit;
+    }, { timeoutMs: 5000, what: 'the traced execution event' });
+    expect(events.length).toBe(1);
+  });
+
   it('answers unknown tools and bad arguments with tool errors', async () => {
     expect(await client.callTool({ name: 'llm.chat', arguments: {} })).toMatchObject({ isError: true, content: [{ text: 'tool "llm.chat" is not offered by this Caxton server' }] });
     expect(await client.callTool({ name: 'ask_nobody', arguments: { request: 'x' } })).toMatchObject({ isError: true });
