@@ -18,6 +18,7 @@ import { FileAccess, resolveHostRoot, type PathRoot } from './fs-access.js';
 import { hostMatches, sharedHttpClient, type SyncHttpClient } from './http.js';
 import { compileSchema, MANIFEST_FILE, parseToolManifestOrThrow, type ToolDeclaration, type ToolLimits, type ToolManifest } from './manifest.js';
 import { resolveDatabaseRoot, SqliteAccess, type DatabaseRoot } from './sqlite-access.js';
+import { OffThreadSandbox } from './off-thread.js';
 import { prepareModule, WasmSandbox, type CallResult, type LogLevel, type SandboxGrants, type SandboxLimits } from './sandbox.js';
 
 /** What the operator grants a tool server (server configuration). Nothing is granted by default. */
@@ -89,6 +90,8 @@ export class WasmToolServer {
   readonly warnings: SourceIssue[];
   readonly sandbox: WasmSandbox;
   readonly #audit: ToolAuditSink | undefined;
+  /** Set for servers granted HTTP: their calls run on a worker thread. */
+  readonly #offThread: OffThreadSandbox | undefined;
 
   /**
    * Loads a package: `path` is its directory or its manifest file. Throws CaxtonError
@@ -214,6 +217,13 @@ export class WasmToolServer {
     });
     const failed = this.sandbox.instantiate();
     if (failed) throw fail(`${failed.error} (${failed.outcome})`);
+    if (needsHttp && grants.httpGranted) {
+      this.#offThread = new OffThreadSandbox(
+        { prepared, limits: sandboxLimits, manifestHosts: [...mHosts], operatorHosts: [...opHosts], roots, databases: dbRoots, config: [...config] },
+        log && ((level: LogLevel, message: string) => log(level, message, name)),
+      );
+      this.sandbox.reset(); // the in-thread instance only proved the module loads
+    }
     this.tools = manifest.tools.map((t) => this.#tool(t));
   }
 
@@ -226,7 +236,13 @@ export class WasmToolServer {
   }
 
   stats(): ToolServerStats {
+    if (this.#offThread) return { ...this.#offThread.stats, memory_bytes: this.#offThread.memoryBytes };
     return { ...this.sandbox.stats, memory_bytes: this.sandbox.memoryBytes + this.sandbox.kernelBytes };
+  }
+
+  /** Whether calls run on a worker thread (servers granted HTTP). */
+  get offThread(): boolean {
+    return this.#offThread !== undefined;
   }
 
   /** Registers every tool of the server (`server.tool`). */
@@ -250,6 +266,7 @@ export class WasmToolServer {
   /** Drops the live instance; the next call instantiates afresh. */
   close(): void {
     this.sandbox.reset();
+    this.#offThread?.close();
   }
 
   /** Runs a tool on raw input bytes, without schema checks or audit (benchmarks, diagnostics). */
@@ -267,42 +284,42 @@ export class WasmToolServer {
       name: full,
       description: decl.description,
       input_schema: decl.input_schema as Tool['input_schema'],
-      invoke: (args: Record<string, unknown>, ctx: ToolContext): Promise<ToolResult> => Promise.resolve(this.#invoke(full, decl, validateIn, validateOut, args, ctx)),
+      invoke: async (args: Record<string, unknown>, ctx: ToolContext): Promise<ToolResult> => this.#invoke(full, decl, validateIn, validateOut, args, ctx),
     };
   }
 
-  #invoke(full: string, decl: ToolDeclaration, validateIn: ValidateFunction, validateOut: ValidateFunction | undefined, args: Record<string, unknown>, ctx: ToolContext): ToolResult {
+  #invoke(full: string, decl: ToolDeclaration, validateIn: ValidateFunction, validateOut: ValidateFunction | undefined, args: Record<string, unknown>, ctx: ToolContext): ToolResult | Promise<ToolResult> {
     const time = Date.now();
     const input = enc.encode(JSON.stringify(args));
-    let outcome: CallOutcome;
-    let error: string | undefined;
-    let r: CallResult | undefined;
-    let content = '';
-    if (ctx.signal.aborted) {
-      outcome = 'timeout';
-      error = 'the request was cancelled before the tool ran';
-    } else if (!validateIn(args)) {
-      outcome = 'invalid_input';
-      error = `the arguments do not match the input schema: ${schemaErrors(validateIn.errors)}`;
-    } else {
-      r = this.sandbox.call(decl.export, input, ctx.deadline);
-      outcome = r.outcome;
-      error = r.error;
-      content = r.output ? dec.decode(r.output) : '';
-      if (outcome === 'ok' && validateOut) {
-        let parsed: unknown;
-        try {
-          parsed = JSON.parse(content);
-          if (!validateOut(parsed)) {
-            outcome = 'error';
-            error = `the tool's output does not match its output schema: ${schemaErrors(validateOut.errors)}`;
-          }
-        } catch {
+    if (ctx.signal.aborted) return this.#finish(full, ctx, time, input, undefined, 'timeout', 'the request was cancelled before the tool ran', '');
+    if (!validateIn(args)) return this.#finish(full, ctx, time, input, undefined, 'invalid_input', `the arguments do not match the input schema: ${schemaErrors(validateIn.errors)}`, '');
+    // Servers that make HTTP requests run off the main thread (see off-thread.ts).
+    if (this.#offThread) return this.#offThread.call(decl.export, input, ctx.deadline).then((r) => this.#complete(full, ctx, time, input, r, validateOut));
+    return this.#complete(full, ctx, time, input, this.sandbox.call(decl.export, input, ctx.deadline), validateOut);
+  }
+
+  /** Checks a finished call's output against the tool's output schema, then audits it. */
+  #complete(full: string, ctx: ToolContext, time: number, input: Uint8Array, r: CallResult, validateOut: ValidateFunction | undefined): ToolResult {
+    let outcome: CallOutcome = r.outcome;
+    let error = r.error;
+    const content = r.output ? dec.decode(r.output) : '';
+    if (outcome === 'ok' && validateOut) {
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(content);
+        if (!validateOut(parsed)) {
           outcome = 'error';
-          error = "the tool's output is not JSON, but the tool declares an output schema";
+          error = `the tool's output does not match its output schema: ${schemaErrors(validateOut.errors)}`;
         }
+      } catch {
+        outcome = 'error';
+        error = "the tool's output is not JSON, but the tool declares an output schema";
       }
     }
+    return this.#finish(full, ctx, time, input, r, outcome, error, content);
+  }
+
+  #finish(full: string, ctx: ToolContext, time: number, input: Uint8Array, r: CallResult | undefined, outcome: CallOutcome, error: string | undefined, content: string): ToolResult {
     this.#audit?.record({
       time,
       agent: ctx.agent,
@@ -322,4 +339,5 @@ export class WasmToolServer {
     if (outcome === 'ok') return { content };
     return { content: `tool "${full}" failed (${outcome}): ${error ?? 'unknown error'}`, is_error: true };
   }
+
 }

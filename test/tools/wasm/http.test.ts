@@ -102,6 +102,32 @@ describe('HTTP', () => {
     expect(await fetchTool(s).invoke({ url: `${base}/after` }, ctx())).toEqual({ content: 'pong GET /after' });
   });
 
+  it('runs off the main thread: a server on this very thread answers it, and timers keep ticking', async () => {
+    // Before calls of HTTP-granted servers moved to a worker, the calling thread blocked until the
+    // response came: a server on that thread could never answer (the call timed out).
+    const { createServer } = await import('node:http');
+    let ticks = 0;
+    const local = createServer((req, res) => {
+      setTimeout(() => res.end(`local ${req.url} after ${ticks} ticks`), 150);
+    });
+    await new Promise<void>((r) => local.listen(0, '127.0.0.1', () => r()));
+    const timer = setInterval(() => ticks++, 10);
+    try {
+      const port = (local.address() as { port: number }).port;
+      const s = await fetcher('h7', ['127.0.0.1'], ['127.0.0.1'], '[limits]\ntimeout = "5s"\n');
+      expect(s.offThread).toBe(true);
+      const r = await fetchTool(s).invoke({ url: `http://127.0.0.1:${port}/same-thread` }, ctx());
+      expect(r.is_error, r.content).toBeFalsy();
+      expect(r.content).toMatch(/^local \/same-thread after \d+ ticks$/);
+      expect(Number(/after (\d+) ticks/.exec(r.content)![1])).toBeGreaterThan(3);
+      expect(s.stats().calls).toBe(1);
+      s.close();
+    } finally {
+      clearInterval(timer);
+      local.close();
+    }
+  });
+
   it('does not follow redirects (they could lead outside the allowlist)', async () => {
     const s = await fetcher('h6', ['127.0.0.1'], ['127.0.0.1']);
     const r = s.callRaw('status', new TextEncoder().encode(JSON.stringify({ url: `${base}/redirect` })));

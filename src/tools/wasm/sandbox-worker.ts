@@ -1,0 +1,42 @@
+/**
+ * Worker entry of OffThreadSandbox (off-thread.ts): builds the tool server's sandbox from the
+ * compiled module, limits and grants it is given, then runs calls one at a time. HTTP requests
+ * block this thread only.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { FileAccess } from './fs-access.js';
+import { hostMatches, sharedHttpClient } from './http.js';
+import type { OffThreadInit, WorkerReply, WorkerRequest } from './off-thread.js';
+import { WasmSandbox } from './sandbox.js';
+import { SqliteAccess } from './sqlite-access.js';
+
+const port = parentPort!;
+const init = workerData as OffThreadInit;
+const send = (m: WorkerReply, transfer: ArrayBuffer[] = []) => port.postMessage(m, transfer);
+
+let sandbox: WasmSandbox;
+try {
+  sandbox = new WasmSandbox(
+    init.prepared,
+    init.limits,
+    {
+      httpGranted: init.manifestHosts.length > 0 && init.operatorHosts.length > 0,
+      hostAllowed: (host) => hostMatches(host, init.manifestHosts) && hostMatches(host, init.operatorHosts),
+      files: new FileAccess(init.roots),
+      ...(init.databases.length > 0 && { databases: new SqliteAccess(init.databases) }),
+      config: new Map(init.config),
+    },
+    { log: (level, message) => send({ type: 'log', level, message }), http: sharedHttpClient() },
+  );
+  const failed = sandbox.instantiate();
+  if (failed) send({ type: 'init-failed', error: `${failed.error ?? 'instantiation failed'} (${failed.outcome})` });
+  else send({ type: 'ready' });
+} catch (e) {
+  send({ type: 'init-failed', error: e instanceof Error ? e.message : String(e) });
+}
+
+port.on('message', (m: WorkerRequest) => {
+  if (m.type !== 'call') return;
+  const result = sandbox.call(m.name, m.input, m.deadline);
+  send({ type: 'result', id: m.id, result, stats: { ...sandbox.stats }, memory_bytes: sandbox.memoryBytes + sandbox.kernelBytes });
+});
