@@ -31,7 +31,7 @@ export interface OffThreadInit {
   config: [string, string][];
 }
 
-export type WorkerRequest = { type: 'call'; id: number; name: string; input: Uint8Array; deadline: number };
+export type WorkerRequest = { type: 'call'; id: number; name: string; input: Uint8Array; deadline: number; traceparent?: string };
 export type WorkerReply =
   | { type: 'ready' }
   | { type: 'init-failed'; error: string }
@@ -132,7 +132,7 @@ export class OffThreadSandbox {
     }
   }
 
-  async call(name: string, input: Uint8Array, deadline = Infinity): Promise<CallResult> {
+  async call(name: string, input: Uint8Array, deadline = Infinity, traceparent?: string): Promise<CallResult> {
     this.#ready ??= this.#start();
     const failed = await this.#ready;
     if (failed !== undefined) {
@@ -153,7 +153,7 @@ export class OffThreadSandbox {
       );
       timer.unref();
       this.#pending.set(id, { resolve, timer });
-      w.postMessage({ type: 'call', id, name, input, deadline: due } satisfies WorkerRequest);
+      w.postMessage({ type: 'call', id, name, input, deadline: due, ...(traceparent !== undefined && { traceparent }) } satisfies WorkerRequest);
     });
   }
 

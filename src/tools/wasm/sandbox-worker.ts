@@ -37,6 +37,6 @@ try {
 
 port.on('message', (m: WorkerRequest) => {
   if (m.type !== 'call') return;
-  const result = sandbox.call(m.name, m.input, m.deadline);
+  const result = sandbox.call(m.name, m.input, m.deadline, m.traceparent);
   send({ type: 'result', id: m.id, result, stats: { ...sandbox.stats }, memory_bytes: sandbox.memoryBytes + sandbox.kernelBytes });
 });

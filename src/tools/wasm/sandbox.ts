@@ -180,6 +180,7 @@ export class WasmSandbox {
   #httpStatus = 0;
   #httpHeaders: Record<string, string> | undefined;
   #deadline = Infinity;
+  #traceparent: string | undefined;
 
   readonly #vars = new Map<string, Uint8Array>();
   #varBytes = 0;
@@ -240,8 +241,13 @@ export class WasmSandbox {
   }
 
   /** Runs export `name` with `input`. Never throws for anything the guest does. */
-  call(name: string, input: Uint8Array, deadline = Infinity): CallResult {
+  /**
+   * Runs export `name` on `input`. `traceparent` (the calling execution's W3C trace context) is
+   * sent with the module's HTTP requests unless the module sets its own.
+   */
+  call(name: string, input: Uint8Array, deadline = Infinity, traceparent?: string): CallResult {
     this.stats.calls++;
+    this.#traceparent = traceparent;
     const t0 = performance.now();
     if (input.byteLength > this.limits.maxInputBytes) {
       this.stats.failures++;
@@ -571,6 +577,7 @@ export class WasmSandbox {
     if (!http) throw new HostTrap('denied', 'HTTP is not available in this sandbox');
     const headers: Record<string, string> = {};
     if (typeof req.headers === 'object' && req.headers !== null) for (const [k, v] of Object.entries(req.headers)) headers[k] = String(v);
+    if (this.#traceparent !== undefined && !Object.keys(headers).some((k) => k.toLowerCase() === 'traceparent')) headers.traceparent = this.#traceparent;
     const method = typeof req.method === 'string' ? req.method.toUpperCase() : 'GET';
     const body = bodyAddr !== 0 ? this.#block(bodyAddr).slice() : undefined;
     const room = Math.min(HTTP_MAX_BYTES, Math.max(0, this.limits.memoryBytes - this.#top - 8));

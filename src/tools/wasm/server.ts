@@ -294,8 +294,8 @@ export class WasmToolServer {
     if (ctx.signal.aborted) return this.#finish(full, ctx, time, input, undefined, 'timeout', 'the request was cancelled before the tool ran', '');
     if (!validateIn(args)) return this.#finish(full, ctx, time, input, undefined, 'invalid_input', `the arguments do not match the input schema: ${schemaErrors(validateIn.errors)}`, '');
     // Servers that make HTTP requests run off the main thread (see off-thread.ts).
-    if (this.#offThread) return this.#offThread.call(decl.export, input, ctx.deadline).then((r) => this.#complete(full, ctx, time, input, r, validateOut));
-    return this.#complete(full, ctx, time, input, this.sandbox.call(decl.export, input, ctx.deadline), validateOut);
+    if (this.#offThread) return this.#offThread.call(decl.export, input, ctx.deadline, ctx.traceparent).then((r) => this.#complete(full, ctx, time, input, r, validateOut));
+    return this.#complete(full, ctx, time, input, this.sandbox.call(decl.export, input, ctx.deadline, ctx.traceparent), validateOut);
   }
 
   /** Checks a finished call's output against the tool's output schema, then audits it. */

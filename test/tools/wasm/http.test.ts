@@ -108,7 +108,7 @@ describe('HTTP', () => {
     const { createServer } = await import('node:http');
     let ticks = 0;
     const local = createServer((req, res) => {
-      setTimeout(() => res.end(`local ${req.url} after ${ticks} ticks`), 150);
+      setTimeout(() => res.end(`local ${req.url} after ${ticks} ticks; traceparent ${String(req.headers.traceparent)}`), 150);
     });
     await new Promise<void>((r) => local.listen(0, '127.0.0.1', () => r()));
     const timer = setInterval(() => ticks++, 10);
@@ -116,9 +116,11 @@ describe('HTTP', () => {
       const port = (local.address() as { port: number }).port;
       const s = await fetcher('h7', ['127.0.0.1'], ['127.0.0.1'], '[limits]\ntimeout = "5s"\n');
       expect(s.offThread).toBe(true);
-      const r = await fetchTool(s).invoke({ url: `http://127.0.0.1:${port}/same-thread` }, ctx());
+      // The calling execution's trace context goes out with the request.
+      const traceparent = '00-77777777777777777777777777777777-8888888888888888-01';
+      const r = await fetchTool(s).invoke({ url: `http://127.0.0.1:${port}/same-thread` }, ctx({ traceparent }));
       expect(r.is_error, r.content).toBeFalsy();
-      expect(r.content).toMatch(/^local \/same-thread after \d+ ticks$/);
+      expect(r.content).toMatch(/^local \/same-thread after \d+ ticks; traceparent 00-7{32}-8{16}-01$/);
       expect(Number(/after (\d+) ticks/.exec(r.content)![1])).toBeGreaterThan(3);
       expect(s.stats().calls).toBe(1);
       s.close();
