@@ -13,6 +13,7 @@ export {
   type ToolManifest,
   type ToolDeclaration,
   type ToolLimits,
+  type ToolRuntime,
   type ConfigDeclaration,
   type ManifestResult,
 } from './manifest.js';
@@ -26,6 +27,7 @@ export {
   type ToolAuditSink,
   type AuditQuery,
 } from './audit.js';
+export { JsSandbox, isJsModule, JS_FUEL_PER_POLL, JS_MAX_STACK_BYTES } from './js-sandbox.js';
 export { WasmSandbox, prepareModule, clearPreparedModules, HOST_IMPORTS, type SandboxLimits, type SandboxGrants, type SandboxHooks, type CallResult, type LogLevel, type PreparedModule } from './sandbox.js';
 export { HostTrap, CALL_OUTCOMES, type CallOutcome } from './errors.js';
 export { FileAccess, type PathRoot, type PathAccess } from './fs-access.js';

@@ -54,12 +54,17 @@ export interface ConfigDeclaration {
   required: boolean;
 }
 
+/** How the module runs: WebAssembly (Extism kernel ABI) or JavaScript in QuickJS-in-WebAssembly. */
+export type ToolRuntime = 'wasm' | 'quickjs';
+
 export interface ToolManifest {
   name: string;
   version: string;
   description: string;
   /** Module file, relative to the manifest's directory. */
   module: string;
+  /** `runtime` if given, else `quickjs` when the module ends in `.js`/`.mjs`, else `wasm`. */
+  runtime: ToolRuntime;
   tools: ToolDeclaration[];
   limits: ToolLimits;
   permissions: {
@@ -106,6 +111,7 @@ const manifestSchema = z.strictObject({
   version: z.string({ error: 'expected a string' }).regex(SEMVER_RE, { message: 'expected a semantic version such as "1.0.0"' }),
   description: z.string({ error: 'expected a string' }).min(1, { message: 'must not be empty' }),
   module: z.string().min(1).optional(),
+  runtime: z.enum(['wasm', 'quickjs'], { error: 'expected "wasm" or "quickjs"' }).optional(),
   tools: z.array(toolSchema, { error: 'expected [[tools]] tables' }).min(1, { message: 'a tool server must provide at least one tool' }),
   limits: limitsSchema.default({}),
   permissions: z
@@ -119,7 +125,7 @@ const manifestSchema = z.strictObject({
 });
 
 const KNOWN_KEYS: Record<string, readonly string[]> = {
-  '': ['name', 'version', 'description', 'module', 'tools', 'limits', 'permissions', 'config'],
+  '': ['name', 'version', 'description', 'module', 'runtime', 'tools', 'limits', 'permissions', 'config'],
   tools: ['name', 'description', 'export', 'input_schema', 'output_schema'],
   limits: ['memory', 'fuel', 'timeout', 'max_input', 'max_output', 'max_state'],
   permissions: ['allowed_hosts', 'paths', 'databases'],
@@ -275,7 +281,11 @@ export function parseToolManifest(input: string | Uint8Array, file: string = MAN
     max_output: lim.max_output ?? DEFAULT_TOOL_LIMITS.max_output,
     max_state: lim.max_state ?? DEFAULT_TOOL_LIMITS.max_state,
   };
-  const module = d.module ?? `${d.name}.wasm`;
+  const runtime: ToolRuntime = d.runtime ?? (d.module !== undefined && /\.m?js$/i.test(d.module) ? 'quickjs' : 'wasm');
+  const module = d.module ?? `${d.name}.${runtime === 'quickjs' ? 'js' : 'wasm'}`;
+  if (runtime === 'wasm' && /\.m?js$/i.test(module)) {
+    errors.push(withPos(['runtime'], { severity: 'error', code: 'invalid_value', message: `module "${module}" is JavaScript but runtime is "wasm": remove runtime or set it to "quickjs"` }));
+  }
   if (module.startsWith('/') || module.split(/[\\/]/).includes('..')) {
     errors.push(withPos(['module'], { severity: 'error', code: 'invalid_value', message: `module "${module}" must be a path inside the package directory (relative, without "..")` }));
   }
@@ -283,7 +293,7 @@ export function parseToolManifest(input: string | Uint8Array, file: string = MAN
   return {
     ok: true,
     warnings,
-    manifest: { name: d.name, version: d.version, description: d.description, module, tools, limits, permissions: { allowed_hosts: d.permissions.allowed_hosts, paths, databases }, config },
+    manifest: { name: d.name, version: d.version, description: d.description, module, runtime, tools, limits, permissions: { allowed_hosts: d.permissions.allowed_hosts, paths, databases }, config },
   };
 }
 

@@ -18,6 +18,7 @@ import { FileAccess, resolveHostRoot, type PathRoot } from './fs-access.js';
 import { hostMatches, sharedHttpClient, type SyncHttpClient } from './http.js';
 import { compileSchema, MANIFEST_FILE, parseToolManifestOrThrow, type ToolDeclaration, type ToolLimits, type ToolManifest } from './manifest.js';
 import { resolveDatabaseRoot, SqliteAccess, type DatabaseRoot } from './sqlite-access.js';
+import { decodeJsSource, JsSandbox } from './js-sandbox.js';
 import { OffThreadSandbox } from './off-thread.js';
 import { prepareModule, WasmSandbox, type CallResult, type LogLevel, type SandboxGrants, type SandboxLimits } from './sandbox.js';
 
@@ -88,7 +89,8 @@ export class WasmToolServer {
   readonly tools: readonly Tool[];
   /** Manifest warnings and grants that did not apply. */
   readonly warnings: SourceIssue[];
-  readonly sandbox: WasmSandbox;
+  /** A WebAssembly module's sandbox, or a JavaScript module's (manifest runtime "quickjs"). */
+  readonly sandbox: WasmSandbox | JsSandbox;
   readonly #audit: ToolAuditSink | undefined;
   /** Set for servers granted HTTP: their calls run on a worker thread. */
   readonly #offThread: OffThreadSandbox | undefined;
@@ -122,7 +124,10 @@ export class WasmToolServer {
     return new WasmToolServer(manifest, bytes, opts, file, wasmFile, warnings);
   }
 
-  /** A server from a parsed manifest and module bytes (tests, benchmarks, packages from elsewhere). */
+  /**
+   * A server from a parsed manifest and module bytes (tests, benchmarks, packages from elsewhere):
+   * WebAssembly, or the JavaScript source as UTF-8 when the manifest's runtime is "quickjs".
+   */
   constructor(manifest: ToolManifest, wasm: Uint8Array, opts: WasmToolServerOptions = {}, file = MANIFEST_FILE, wasmFile = manifest.module, warnings: SourceIssue[] = []) {
     this.manifest = manifest;
     this.warnings = [...warnings];
@@ -194,13 +199,6 @@ export class WasmToolServer {
       maxOutputBytes: this.limits.max_output,
       maxStateBytes: this.limits.max_state,
     };
-    const prepared = prepareModule(wasm, sandboxLimits, wasmFile);
-    manifest.tools.forEach((t, i) => {
-      if (t.export.startsWith('__caxton')) throw fail(`tool "${t.name}" names export "${t.export}": names starting with "__caxton" are reserved`, { field: `tools.${i}.export` });
-      if (!prepared.exports.has(t.export)) {
-        throw fail(`tool "${t.name}" names export "${t.export}", which the module does not export (exports: ${[...prepared.exports].filter((e) => !e.startsWith('__')).join(', ') || 'none'})`, { field: `tools.${i}.export` });
-      }
-    });
     const grants: SandboxGrants = {
       httpGranted: mHosts.length > 0 && opHosts.length > 0,
       hostAllowed: (host) => hostMatches(host, mHosts) && hostMatches(host, opHosts),
@@ -210,19 +208,46 @@ export class WasmToolServer {
     };
     const log = opts.log;
     const name = manifest.name;
-    const needsHttp = prepared.imports.some((i) => i.name === 'http_request');
-    this.sandbox = new WasmSandbox(prepared, sandboxLimits, grants, {
-      ...(log && { log: (level: LogLevel, message: string) => log(level, message, name) }),
-      ...(needsHttp && grants.httpGranted && { http: opts.http ?? sharedHttpClient() }),
-    });
-    const failed = this.sandbox.instantiate();
-    if (failed) throw fail(`${failed.error} (${failed.outcome})`);
-    if (needsHttp && grants.httpGranted) {
-      this.#offThread = new OffThreadSandbox(
-        { prepared, limits: sandboxLimits, manifestHosts: [...mHosts], operatorHosts: [...opHosts], roots, databases: dbRoots, config: [...config] },
-        log && ((level: LogLevel, message: string) => log(level, message, name)),
-      );
-      this.sandbox.reset(); // the in-thread instance only proved the module loads
+    const checkExports = (exports: ReadonlySet<string>) =>
+      manifest.tools.forEach((t, i) => {
+        if (t.export.startsWith('__caxton')) throw fail(`tool "${t.name}" names export "${t.export}": names starting with "__caxton" are reserved`, { field: `tools.${i}.export` });
+        if (!exports.has(t.export)) {
+          throw fail(`tool "${t.name}" names export "${t.export}", which the module does not export (exports: ${[...exports].filter((e) => !e.startsWith('__')).join(', ') || 'none'})`, { field: `tools.${i}.export` });
+        }
+      });
+    if (manifest.runtime === 'quickjs') {
+      // JavaScript in QuickJS-in-WebAssembly, in the calling thread (see js-sandbox.ts).
+      const js = new JsSandbox(decodeJsSource(wasm, wasmFile), wasmFile, sandboxLimits, grants, {
+        ...(log && { log: (level: LogLevel, message: string) => log(level, message, name) }),
+        ...(grants.httpGranted && { http: opts.http ?? sharedHttpClient() }),
+      });
+      this.sandbox = js;
+      const failed = js.instantiate();
+      if (failed) throw fail(`${failed.error} (${failed.outcome})`);
+      try {
+        checkExports(js.exports);
+      } catch (e) {
+        js.reset();
+        throw e;
+      }
+    } else {
+      const prepared = prepareModule(wasm, sandboxLimits, wasmFile);
+      checkExports(prepared.exports);
+      const needsHttp = prepared.imports.some((i) => i.name === 'http_request');
+      const sandbox = new WasmSandbox(prepared, sandboxLimits, grants, {
+        ...(log && { log: (level: LogLevel, message: string) => log(level, message, name) }),
+        ...(needsHttp && grants.httpGranted && { http: opts.http ?? sharedHttpClient() }),
+      });
+      this.sandbox = sandbox;
+      const failed = sandbox.instantiate();
+      if (failed) throw fail(`${failed.error} (${failed.outcome})`);
+      if (needsHttp && grants.httpGranted) {
+        this.#offThread = new OffThreadSandbox(
+          { prepared, limits: sandboxLimits, manifestHosts: [...mHosts], operatorHosts: [...opHosts], roots, databases: dbRoots, config: [...config] },
+          log && ((level: LogLevel, message: string) => log(level, message, name)),
+        );
+        sandbox.reset(); // the in-thread instance only proved the module loads
+      }
     }
     this.tools = manifest.tools.map((t) => this.#tool(t));
   }

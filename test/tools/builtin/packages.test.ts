@@ -3,6 +3,7 @@
  * schemas are strict objects, and it imports only the host functions it needs (least authority).
  */
 import { describe, expect, it } from 'vitest';
+import { WasmSandbox } from '../../../src/tools/wasm/index.js';
 import { builtinPackages, loadBuiltin } from './helpers.js';
 
 const EXPECTED: Record<string, { tools: string[]; needs: string[] }> = {
@@ -36,7 +37,8 @@ describe('built-in packages', () => {
         if (t.output_schema) expect(t.output_schema).toMatchObject({ type: 'object', additionalProperties: false });
       }
       expect(m.limits.timeout_ms).toBeLessThanOrEqual(10_000);
-      const imported = server.sandbox.prepared.imports.map((i) => i.name).filter((n) => AUTHORITY.includes(n)).sort();
+      expect(server.sandbox).toBeInstanceOf(WasmSandbox);
+      const imported = (server.sandbox as WasmSandbox).prepared.imports.map((i) => i.name).filter((n) => AUTHORITY.includes(n)).sort();
       expect(imported).toEqual([...want.needs].sort());
     });
   }

@@ -1,0 +1,177 @@
+/**
+ * Hostile JavaScript tools (QuickJS-in-WebAssembly): each fails cleanly with a clear outcome, the
+ * process stays up, another tool server keeps answering, and the hostile server answers again
+ * (its runtime re-created). Also: only granted capabilities exist, and refusals of hosts and paths.
+ */
+import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ToolRegistry } from '../../../src/tools/index.js';
+import { MemoryAuditSink, type WasmToolServer } from '../../../src/tools/wasm/index.js';
+import { makeTempDir, removeTempDirs } from '../../helpers/tmp.js';
+import { workerHttpServer, type WorkerHttpServer } from '../servers/helpers.js';
+import { ctx, jsServer } from './helpers.js';
+
+afterAll(removeTempDirs);
+
+const HOSTILE_JS = `
+export function ok() { return 'ok'; }
+export function spin() { for (;;) {} }
+export function spin_fuel() { let i = 0; for (;;) i++; }
+export function bomb() { const a = []; for (;;) a.push({ n: a.length, s: 'x' + a.length }); }
+export function recurse() { const f = (n) => f(n + 1) + 1; return f(0); }
+export function big_output() { return 'y'.repeat(2 * 1024 * 1024); }
+export function state_bomb() { caxton.vars.set('k', 'z'.repeat(2 * 1024 * 1024)); return 'stored'; }
+export function caught_denial() { try { caxton.http('http://localhost/'); } catch (e) { return 'swallowed: ' + e.message; } }
+export function ambient() {
+  return { caxton: Object.keys(caxton).sort(), http: typeof caxton.http, files: typeof caxton.files, require: typeof require, process: typeof process, fetch: typeof fetch, std: typeof std };
+}
+export async function never() { await new Promise(() => {}); }
+`;
+const TOOLS = ['ok', 'spin', 'spin_fuel', 'bomb', 'recurse', 'big_output', 'state_bomb', 'caught_denial', 'ambient', 'never'];
+
+describe('hostile JavaScript tools', () => {
+  let hostile: WasmToolServer;
+  let fuelLimited: WasmToolServer;
+  let bystander: WasmToolServer;
+  const audit = new MemoryAuditSink();
+  const registry = new ToolRegistry();
+
+  beforeAll(() => {
+    hostile = jsServer('hostile', TOOLS, HOSTILE_JS, `[limits]\nmemory = "4MiB"\nfuel = ${0x7fffffff}\ntimeout = "300ms"\nmax_output = "1MiB"\nmax_state = "1MiB"\n`, { audit });
+    fuelLimited = jsServer('fuelly', TOOLS, HOSTILE_JS, `[limits]\nfuel = 5_000_000\ntimeout = "10s"\n`, { audit });
+    bystander = jsServer('bystander', ['ok'], `export function ok() { return 'ok'; }`, '', { audit });
+    for (const s of [hostile, fuelLimited, bystander]) s.register(registry);
+  });
+  afterAll(() => {
+    for (const s of [hostile, fuelLimited, bystander]) s.close();
+  });
+
+  const call = (tool: string, server = 'hostile') => registry.invoke(['hostile.*', 'fuelly.*', 'bystander.*'], `${server}.${tool}`, {}, ctx());
+  const lastAudit = (server = 'hostile') => audit.records.filter((r) => r.server === server).at(-1)!;
+
+  /** After a failure: the runtime is gone, the other server and the hostile one (fresh runtime) both answer. */
+  async function stillHealthy(server = hostile) {
+    const before = server.stats().instantiations;
+    expect(server.sandbox.instantiated).toBe(false);
+    expect(await registry.invoke(['bystander.*'], 'bystander.ok', {}, ctx())).toEqual({ content: 'ok' });
+    expect(await call('ok', server.name)).toEqual({ content: 'ok' });
+    expect(server.stats().instantiations).toBe(before + 1);
+  }
+
+  it('infinite loop: stopped at the wall-clock deadline', async () => {
+    const t0 = Date.now();
+    const r = await call('spin');
+    expect(Date.now() - t0).toBeLessThan(3_000);
+    expect(r).toEqual({ content: 'tool "hostile.spin" failed (timeout): the call exceeded its deadline (limit 300 ms)', is_error: true });
+    expect(lastAudit()).toMatchObject({ tool: 'hostile.spin', outcome: 'timeout' });
+    expect(lastAudit().fuel_used).toBeGreaterThan(0);
+    await stillHealthy();
+  });
+
+  it('infinite loop: stopped by fuel (interrupt polls × 10,000)', async () => {
+    const r = await call('spin_fuel', 'fuelly');
+    expect(r.content).toBe('tool "fuelly.spin_fuel" failed (fuel_exhausted): the call ran out of fuel (limit 5000000 units: a loop or recursion that does not end?)');
+    expect(lastAudit('fuelly')).toMatchObject({ outcome: 'fuel_exhausted', fuel_used: 5_000_000 });
+    await stillHealthy(fuelLimited);
+  });
+
+  it('memory bomb: capped by the runtime memory limit', async () => {
+    const r = await call('bomb');
+    expect(r.content).toBe('tool "hostile.bomb" failed (out_of_memory): the script ran out of memory (limit 4194304 bytes)');
+    expect(lastAudit()).toMatchObject({ outcome: 'out_of_memory', memory_bytes: 4194304 });
+    await stillHealthy();
+  });
+
+  it('deep recursion: stack overflow', async () => {
+    const r = await call('recurse');
+    expect(r.content).toBe('tool "hostile.recurse" failed (stack_overflow): the call overflowed the stack (recursion too deep)');
+    await stillHealthy();
+  });
+
+  it('oversized output: refused above max_output', async () => {
+    const r = await call('big_output');
+    expect(r.content).toMatch(/^tool "hostile\.big_output" failed \(output_too_large\): the output is at least 2097152 bytes, above the limit of 1048576$/);
+    expect(lastAudit()).toMatchObject({ outcome: 'output_too_large', output_bytes: 0 });
+    await stillHealthy();
+  });
+
+  it('state bomb: vars capped at max_state', async () => {
+    const r = await call('state_bomb');
+    expect(r.content).toMatch(/failed \(out_of_memory\): vars\.set\("k"\) would take the state to \d+ bytes, above the limit of 1048576/);
+    await stillHealthy();
+  });
+
+  it('a promise that never settles fails instead of hanging', async () => {
+    const r = await call('never');
+    expect(r.content).toMatch(/failed \(error\): Error: the tool's promise did not settle/);
+  });
+
+  it('no ambient authority: no require, process, fetch or std; http and files absent unless granted', async () => {
+    const r = await call('ambient');
+    expect(JSON.parse(r.content)).toEqual({ caxton: ['config', 'log', 'vars'], http: 'undefined', files: 'undefined', require: 'undefined', process: 'undefined', fetch: 'undefined', std: 'undefined' });
+  });
+});
+
+describe('JavaScript tools: hosts and paths', () => {
+  let web: WorkerHttpServer;
+  let net: WasmToolServer;
+  let fs: WasmToolServer;
+  let root: string;
+  const registry = new ToolRegistry();
+
+  const NET_JS = `
+export function get({ url }) { const r = caxton.http({ url }); return { status: r.status, body: r.body }; }
+export function swallow({ url }) { try { caxton.http(url); } catch (e) { return 'swallowed'; } return 'fetched'; }
+`;
+  const FS_JS = `
+export function read({ path }) { return caxton.files.read(path); }
+export function write({ path, text }) { caxton.files.write(path, text); return 'written'; }
+export function list({ path }) { return caxton.files.list(path); }
+`;
+
+  beforeAll(async () => {
+    web = await workerHttpServer({ '/hello.txt': { type: 'text/plain', body: 'hello over http' } });
+    // The manifest asks for 127.0.0.1 and localhost; the operator grants only 127.0.0.1.
+    net = jsServer('net', ['get', 'swallow'], NET_JS, '[permissions]\nallowed_hosts = ["127.0.0.1", "localhost"]\n', { grants: { allowed_hosts: ['127.0.0.1', 'example.com'] } });
+    const base = makeTempDir('caxton-js-fs-');
+    root = join(base, 'data');
+    mkdirSync(root);
+    writeFileSync(join(root, 'in.txt'), 'inside');
+    writeFileSync(join(base, 'secret.txt'), 'outside the root');
+    symlinkSync(join(base, 'secret.txt'), join(root, 'escape.txt'));
+    fs = jsServer('fs', ['read', 'write', 'list'], FS_JS, '[permissions.paths]\n"/data" = "write"\n', { grants: { paths: { '/data': root } } });
+    net.register(registry);
+    fs.register(registry);
+  });
+  afterAll(async () => {
+    net.close();
+    fs.close();
+    await web.close();
+  });
+
+  const invoke = (tool: string, args: Record<string, unknown>) => registry.invoke(['net.*', 'fs.*'], tool, args, ctx());
+
+  it('an allowed host answers; a host granted by only one side is refused (denied), even if the script catches it', async () => {
+    const ok = await invoke('net.get', { url: `${web.url}/hello.txt` });
+    expect(JSON.parse(ok.content)).toEqual({ status: 200, body: 'hello over http' });
+    const port = new URL(web.url).port;
+    expect(await invoke('net.get', { url: `http://localhost:${port}/hello.txt` })).toEqual({ content: 'tool "net.get" failed (denied): HTTP request to host "localhost" refused: the host is not in the allowlist', is_error: true });
+    expect(await invoke('net.get', { url: 'http://example.com/' })).toMatchObject({ content: expect.stringMatching(/failed \(denied\): HTTP request to host "example\.com" refused/), is_error: true });
+    expect(await invoke('net.swallow', { url: 'http://example.com/' })).toMatchObject({ content: expect.stringMatching(/failed \(denied\)/), is_error: true });
+    expect(await invoke('net.get', { url: 'file:///etc/passwd' })).toMatchObject({ content: expect.stringMatching(/failed \(denied\): HTTP request to "file:\/\/\/etc\/passwd" refused: only http and https/) });
+    expect(JSON.parse((await invoke('net.get', { url: `${web.url}/hello.txt` })).content).status).toBe(200);
+  });
+
+  it('files: inside the root works; .., absolute paths elsewhere and symlink escapes are denied', async () => {
+    expect((await invoke('fs.read', { path: '/data/in.txt' })).content).toBe('inside');
+    expect((await invoke('fs.write', { path: '/data/out.txt', text: 'new' })).content).toBe('written');
+    expect(JSON.parse((await invoke('fs.list', { path: '/data' })).content)).toEqual(['escape.txt', 'in.txt', 'out.txt']);
+    expect((await invoke('fs.read', { path: '/data/../secret.txt' })).content).toBe('tool "fs.read" failed (denied): file path "/data/../secret.txt" contains "..": path traversal is not allowed');
+    expect((await invoke('fs.read', { path: '/etc/passwd' })).content).toMatch(/failed \(denied\): file path "\/etc\/passwd" is outside the granted roots/);
+    expect((await invoke('fs.read', { path: 'data/in.txt' })).content).toMatch(/failed \(denied\): file path "data\/in\.txt" must be absolute/);
+    expect((await invoke('fs.read', { path: '/data/escape.txt' })).content).toMatch(/failed \(denied\): file path "\/data\/escape\.txt" resolves outside its root \/data \(through a symlink\)/);
+    expect((await invoke('fs.write', { path: '/data/escape.txt', text: 'pwned' })).content).toMatch(/failed \(denied\)/);
+    expect((await invoke('fs.read', { path: '/data/in.txt' })).content).toBe('inside');
+  });
+});
