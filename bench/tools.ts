@@ -11,7 +11,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { openDatabase } from '../src/storage/index.js';
 import type { ToolContext } from '../src/tools/index.js';
-import { clearPreparedModules, ToolAuditStore, WasmToolServer } from '../src/tools/wasm/index.js';
+import { clearPreparedModules, parseToolManifestOrThrow, ToolAuditStore, WasmToolServer } from '../src/tools/wasm/index.js';
 import { WA, type WasmInstance } from '../src/tools/wasm/webassembly.js';
 import { MB, snapshot } from './lib/memory.js';
 import { note } from './lib/progress.js';
@@ -37,6 +37,10 @@ const IDLE_MB = 1;
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const EXAMPLE = join(root, 'examples/tools/text');
+/** A trivial JavaScript tool server (QuickJS-in-WebAssembly): `echo` returns its arguments. */
+const JS_MANIFEST = 'name = "js-echo"\nversion = "1.0.0"\ndescription = "echo in JavaScript"\nmodule = "tool.js"\n[[tools]]\nname = "echo"\ndescription = "returns its arguments"\n';
+const JS_SOURCE = 'export function echo(input) { return input; }\n';
+const JS_CALLS = env('BENCH_JS_TOOL_CALLS', 20_000);
 const verdict = (ok: boolean) => (ok ? ('pass' as const) : ('fail' as const));
 const us = (s: Summary) => `p50 ${fmtUs(s.p50)} / p99 ${fmtUs(s.p99)}`;
 
@@ -103,6 +107,16 @@ async function run(): Promise<SuiteReport> {
     const input = new TextEncoder().encode(JSON.stringify(args));
     const sandboxOnly = await measure(() => server.callRaw('echo', input), CALLS);
 
+    note(`JavaScript tool (QuickJS-in-WebAssembly), full sandbox path ×${JS_CALLS}`);
+    const jsServer = new WasmToolServer(parseToolManifestOrThrow(JS_MANIFEST).manifest, new TextEncoder().encode(JS_SOURCE), { audit });
+    const jsEcho = jsServer.tools[0]!;
+    const jsCheck = await jsEcho.invoke(args, ctx);
+    if (jsCheck.content !== '{"text":"hello"}') throw new Error(`js-echo.echo answered ${JSON.stringify(jsCheck)}`);
+    const jsFull = await measure(() => jsEcho.invoke(args, ctx), JS_CALLS);
+    const jsStart = summarize(Array.from({ length: 50 }, () => timeMs(() => new WasmToolServer(parseToolManifestOrThrow(JS_MANIFEST).manifest, new TextEncoder().encode(JS_SOURCE)).close())));
+    jsServer.close();
+    audit.flush();
+
     // ── start ────────────────────────────────────────────────────────────────
     note('start times');
     const bytes = readFileSync(join(EXAMPLE, 'build/text.wasm'));
@@ -147,6 +161,8 @@ async function run(): Promise<SuiteReport> {
     const rows: Row[] = [
       { metric: 'trivial tool call (text.echo), full sandbox path: latency', value: us(full.lat), baseline: `raw WebAssembly call ${us(rawCall.lat)}`, target: `p99 ≤ ${P99_US} µs`, verdict: verdict(full.lat.p99 * 1000 <= P99_US) },
       { metric: 'trivial tool call, full sandbox path: calls/s (one thread, back to back)', value: fmt(full.per_s, 0), baseline: `raw WebAssembly call ${fmt(rawCall.per_s, 0)}/s`, target: `≥ ${fmt(CALLS_PER_S, 0)}`, verdict: verdict(full.per_s >= CALLS_PER_S) },
+      { metric: 'trivial JavaScript tool call (QuickJS-in-WebAssembly), full sandbox path', value: `${us(jsFull.lat)}, ${fmt(jsFull.per_s, 0)}/s`, baseline: `WebAssembly tool ${us(full.lat)}, ${fmt(full.per_s, 0)}/s` },
+      { metric: 'JavaScript tool-server start (runtime + context + module evaluation)', value: `p50 ${fmtMs(jsStart.p50)} / p99 ${fmtMs(jsStart.p99)}`, baseline: `WebAssembly warm start measured below` },
       { metric: 'sandbox call only (metered call over the kernel ABI, no schema/audit)', value: `${us(sandboxOnly.lat)}, ${fmt(sandboxOnly.per_s, 0)}/s`, baseline: `raw ${us(rawCall.lat)}` },
       { metric: 'tool-server start (manifest, module cached: instance + start)', value: `p50 ${fmtMs(warm.p50)} / p99 ${fmtMs(warm.p99)}`, baseline: `raw compile + instantiate of the same .wasm p50 ${fmtMs(rawStart.p50)}`, target: `≤ ${START_MS} ms`, verdict: verdict(warm.p50 <= START_MS) },
       { metric: 'tool-server start, cold (validate + instrument + compile + instantiate)', value: `p50 ${fmtMs(cold.p50)} / max ${fmtMs(cold.max)}`, baseline: `raw p50 ${fmtMs(rawStart.p50)}`, target: `≤ ${START_MS} ms`, verdict: verdict(cold.p50 <= START_MS) },
@@ -161,7 +177,7 @@ async function run(): Promise<SuiteReport> {
         'Latency samples are timed one by one with hrtime (≈0.1 µs overhead); calls/s is a separate back-to-back run.',
         `Cold start builds a fresh fuel-instrumented module (cache cleared); warm start reuses the compiled module (same package loaded again, or 1,000 servers of one package).`,
       ],
-      raw: { calls: CALLS, raw_call: rawCall, full, sandbox_only: sandboxOnly, start: { raw: rawStart, cold, warm }, servers: { count: SERVERS, load_all_ms: loadAllMs, call_all_ms: callAllMs, answered, per_server: perServer, raw_per_instance_rss: rawPer, before, after } },
+      raw: { calls: CALLS, raw_call: rawCall, full, js: { calls: JS_CALLS, full: jsFull, start: jsStart }, sandbox_only: sandboxOnly, start: { raw: rawStart, cold, warm }, servers: { count: SERVERS, load_all_ms: loadAllMs, call_all_ms: callAllMs, answered, per_server: perServer, raw_per_instance_rss: rawPer, before, after } },
     };
   } finally {
     audit.close();

@@ -38,7 +38,7 @@ const viewSchema = summarySchema.extend({
 const deployBody = z
   .object({
     manifest: z.string({ error: 'expected the text of caxton-tool.toml' }).min(1, { error: 'must not be empty' }).describe('the text of caxton-tool.toml'),
-    wasm: z.string({ error: 'expected the module, base64-encoded' }).describe('the WebAssembly module, base64-encoded'),
+    wasm: z.string({ error: 'expected the module, base64-encoded' }).describe('the module file, base64-encoded: the WebAssembly module, or the JavaScript source when the manifest\'s module ends in .js (runtime "quickjs")'),
   })
   .describe('A tool server package: the manifest text and the module');
 
@@ -135,7 +135,7 @@ export async function toolRoutes(app: FastifyInstance, opts: { tools: ToolServer
       schema: {
         summary: 'Deploy (or replace) a tool server package',
         description:
-          'JSON body `{"manifest": "<caxton-tool.toml text>", "wasm": "<module, base64>"}`. 201 when new, 200 when it replaced a deployed package of the same name. ' +
+          'JSON body `{"manifest": "<caxton-tool.toml text>", "wasm": "<module file, base64>"}` (for a JavaScript package, the .js source base64-encoded). 201 when new, 200 when it replaced a deployed package of the same name. ' +
           'Nothing is stored or changed unless the manifest is valid, the module loads and its tools can be registered. ' +
           'Errors: 400 invalid_request, 422 validation_failed (manifest errors name file, line, column and field in details.errors; invalid module), 409 conflict (a built-in server or another tool holds the name).',
         tags: ['tools'],

@@ -81,8 +81,9 @@ export function readPackage(path: string): { manifestFile: string; manifest: str
   // Only `module` (and `name`) are needed here; the server validates the whole manifest.
   let module: string | undefined;
   try {
-    const doc = parseToml(manifest) as { module?: unknown; name?: unknown };
-    module = typeof doc.module === 'string' ? doc.module : typeof doc.name === 'string' ? `${doc.name}.wasm` : undefined;
+    const doc = parseToml(manifest) as { module?: unknown; name?: unknown; runtime?: unknown };
+    // The module: a .wasm, or a .js source (runtime "quickjs"), sent base64-encoded either way.
+    module = typeof doc.module === 'string' ? doc.module : typeof doc.name === 'string' ? `${doc.name}.${doc.runtime === 'quickjs' ? 'js' : 'wasm'}` : undefined;
   } catch {
     module = undefined; // the server reports the syntax error with its line and column
   }
