@@ -22,7 +22,9 @@ import type { CallResult, LogLevel, PreparedModule, SandboxLimits } from './sand
 
 /** Everything the worker needs to build the sandbox (structured-cloneable). */
 export interface OffThreadInit {
-  prepared: PreparedModule;
+  /** A WebAssembly module (compiled), or `js`: a JavaScript module for QuickJS. */
+  prepared?: PreparedModule;
+  js?: { source: string; file: string };
   limits: SandboxLimits;
   manifestHosts: string[];
   operatorHosts: string[];

@@ -7,27 +7,27 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { FileAccess } from './fs-access.js';
 import { hostMatches, sharedHttpClient } from './http.js';
 import type { OffThreadInit, WorkerReply, WorkerRequest } from './off-thread.js';
-import { WasmSandbox } from './sandbox.js';
+import { JsSandbox } from './js-sandbox.js';
+import { WasmSandbox, type LogLevel, type SandboxGrants } from './sandbox.js';
 import { SqliteAccess } from './sqlite-access.js';
 
 const port = parentPort!;
 const init = workerData as OffThreadInit;
 const send = (m: WorkerReply, transfer: ArrayBuffer[] = []) => port.postMessage(m, transfer);
 
-let sandbox: WasmSandbox;
+let sandbox: WasmSandbox | JsSandbox;
 try {
-  sandbox = new WasmSandbox(
-    init.prepared,
-    init.limits,
-    {
-      httpGranted: init.manifestHosts.length > 0 && init.operatorHosts.length > 0,
-      hostAllowed: (host) => hostMatches(host, init.manifestHosts) && hostMatches(host, init.operatorHosts),
-      files: new FileAccess(init.roots),
-      ...(init.databases.length > 0 && { databases: new SqliteAccess(init.databases) }),
-      config: new Map(init.config),
-    },
-    { log: (level, message) => send({ type: 'log', level, message }), http: sharedHttpClient() },
-  );
+  const grants: SandboxGrants = {
+    httpGranted: init.manifestHosts.length > 0 && init.operatorHosts.length > 0,
+    hostAllowed: (host) => hostMatches(host, init.manifestHosts) && hostMatches(host, init.operatorHosts),
+    files: new FileAccess(init.roots),
+    ...(init.databases.length > 0 && { databases: new SqliteAccess(init.databases) }),
+    config: new Map(init.config),
+  };
+  const hooks = { log: (level: LogLevel, message: string) => send({ type: 'log', level, message }), http: sharedHttpClient() };
+  if (init.js) sandbox = new JsSandbox(init.js.source, init.js.file, init.limits, grants, hooks);
+  else if (init.prepared) sandbox = new WasmSandbox(init.prepared, init.limits, grants, hooks);
+  else throw new Error('neither a WebAssembly nor a JavaScript module was given');
   const failed = sandbox.instantiate();
   if (failed) send({ type: 'init-failed', error: `${failed.error ?? 'instantiation failed'} (${failed.outcome})` });
   else send({ type: 'ready' });

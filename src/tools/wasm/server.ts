@@ -217,7 +217,8 @@ export class WasmToolServer {
       });
     if (manifest.runtime === 'quickjs') {
       // JavaScript in QuickJS-in-WebAssembly, in the calling thread (see js-sandbox.ts).
-      const js = new JsSandbox(decodeJsSource(wasm, wasmFile), wasmFile, sandboxLimits, grants, {
+      const source = decodeJsSource(wasm, wasmFile);
+      const js = new JsSandbox(source, wasmFile, sandboxLimits, grants, {
         ...(log && { log: (level: LogLevel, message: string) => log(level, message, name) }),
         ...(grants.httpGranted && { http: opts.http ?? sharedHttpClient() }),
       });
@@ -229,6 +230,14 @@ export class WasmToolServer {
       } catch (e) {
         js.reset();
         throw e;
+      }
+      if (grants.httpGranted) {
+        // HTTP blocks the thread the module runs on: such servers call on a worker (off-thread.ts).
+        this.#offThread = new OffThreadSandbox(
+          { js: { source, file: wasmFile }, limits: sandboxLimits, manifestHosts: [...mHosts], operatorHosts: [...opHosts], roots, databases: dbRoots, config: [...config] },
+          log && ((level: LogLevel, message: string) => log(level, message, name)),
+        );
+        js.reset();
       }
     } else {
       const prepared = prepareModule(wasm, sandboxLimits, wasmFile);

@@ -163,6 +163,21 @@ export function list({ path }) { return caxton.files.list(path); }
     expect(JSON.parse((await invoke('net.get', { url: `${web.url}/hello.txt` })).content).status).toBe(200);
   });
 
+  it('a server granted HTTP calls on its own worker: a server on this thread answers it', async () => {
+    expect(net.offThread).toBe(true);
+    expect(fs.offThread).toBe(false);
+    const { createServer } = await import('node:http');
+    const local = createServer((req, res) => res.end(`same thread; traceparent ${String(req.headers.traceparent)}`));
+    await new Promise<void>((r) => local.listen(0, '127.0.0.1', () => r()));
+    try {
+      const url = `http://127.0.0.1:${(local.address() as { port: number }).port}/x`;
+      const r = await registry.invoke(['net.*'], 'net.get', { url }, ctx({ traceparent: '00-99999999999999999999999999999999-aaaaaaaaaaaaaaaa-01' }));
+      expect(JSON.parse(r.content)).toEqual({ status: 200, body: 'same thread; traceparent 00-99999999999999999999999999999999-aaaaaaaaaaaaaaaa-01' });
+    } finally {
+      local.close();
+    }
+  });
+
   it('files: inside the root works; .., absolute paths elsewhere and symlink escapes are denied', async () => {
     expect((await invoke('fs.read', { path: '/data/in.txt' })).content).toBe('inside');
     expect((await invoke('fs.write', { path: '/data/out.txt', text: 'new' })).content).toBe('written');
