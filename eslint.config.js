@@ -29,4 +29,9 @@ export default tseslint.config(
       '@typescript-eslint/no-this-alias': 'off',
     },
   },
+  {
+    // JavaScript tool modules run in QuickJS, where the host's capabilities are the `caxton` global.
+    files: ['examples/tools/**/*.js', 'tools/**/*.js', 'test/**/fixtures/**/tool.js'],
+    languageOptions: { globals: { caxton: 'readonly' } },
+  },
 );
