@@ -689,10 +689,16 @@ export class MemoryStore {
   }
 
   /** Waits for pending writes, then refuses new ones; closes the embedder when the store created it. */
+  /** The in-process vector index, once loaded (benchmarks and diagnostics). */
+  get vectorIndex(): VectorIndex | undefined {
+    return this.#index;
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     await this.#lock;
     this.#closed = true;
+    this.#index?.dispose();
     if (typeof this.#embedderSource === 'function') await this.#embedder?.close();
   }
 }

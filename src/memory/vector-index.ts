@@ -2,9 +2,33 @@
  * The in-process vector index: every entity's vector in one growable Float32Array, scanned
  * exactly (a dot product per row; vectors are L2-normalized, so that is the cosine). It is built
  * from SQLite when the store opens and updated right after each committed transaction, in the
- * same tick, so it never disagrees with the database. An ANN index (HNSW) is future work: see
- * docs/adr/0010-memory-store.md.
+ * same tick, so it never disagrees with the database.
+ *
+ * Large sets also get an HNSW graph (usearch, f16 vectors; docs/adr/0010-memory-store.md): from
+ * `annMinVectors` vectors on, it is built in the background in small batches (the event loop
+ * keeps running; searches scan exactly until it is complete), then kept current on every set and
+ * delete. A search asks it for several times `k` candidates, drops those outside the scopes and
+ * type, re-scores the rest exactly against the float32 vectors, and falls back to the exact scan
+ * when too few survive or when the scopes asked for hold only a small part of the vectors. It
+ * lives in memory only: rebuilt from SQLite at every start, it cannot be stale after a crash.
  */
+import { createRequire } from 'node:module';
+import type * as Usearch from 'usearch';
+
+// usearch's ESM entry fails to locate its binary; its CommonJS entry works.
+const { Index, MetricKind, ScalarKind } = createRequire(import.meta.url)('usearch') as typeof Usearch;
+
+/** From this many vectors on, searches go through the HNSW graph. */
+export const ANN_MIN_VECTORS = 20_000;
+/** Vectors added to the graph per background step while it is first built. */
+const BUILD_BATCH = 512;
+/** Candidates asked of the graph per result wanted. */
+const OVERFETCH = 4;
+
+export interface VectorIndexOptions {
+  /** Threshold for the HNSW graph (default ANN_MIN_VECTORS; Infinity: exact only). */
+  annMinVectors?: number;
+}
 export interface IndexHit {
   id: number;
   similarity: number;
@@ -17,10 +41,24 @@ export class VectorIndex {
   #scopes: string[] = [];
   #types: string[] = [];
   readonly #rowOf = new Map<number, number>();
+  /** Vectors per scope (to tell when the scopes asked for are too small a part for the graph). */
+  readonly #perScope = new Map<string, number>();
+  readonly #annMin: number;
+  #ann: Usearch.Index | undefined;
+  /** Rows visited by the background build; the graph answers searches once it reaches the end. */
+  #annBuilt = 0;
+  #annReady = false;
+  #annTimer: NodeJS.Immediate | undefined;
 
-  constructor(dimensions: number, capacity = 1024) {
+  constructor(dimensions: number, capacity = 1024, opts: VectorIndexOptions = {}) {
     this.dimensions = dimensions;
     this.#vectors = new Float32Array(dimensions * capacity);
+    this.#annMin = opts.annMinVectors ?? ANN_MIN_VECTORS;
+  }
+
+  /** Whether searches go through the HNSW graph (built and above the threshold). */
+  get annReady(): boolean {
+    return this.#annReady && this.#ids.length >= this.#annMin;
   }
 
   get size(): number {
@@ -52,11 +90,63 @@ export class VectorIndex {
       this.#scopes.push(scope);
       this.#types.push(type);
       this.#rowOf.set(id, row);
+      this.#perScope.set(scope, (this.#perScope.get(scope) ?? 0) + 1);
     } else {
+      const was = this.#scopes[row]!;
+      if (was !== scope) {
+        this.#perScope.set(was, this.#perScope.get(was)! - 1);
+        this.#perScope.set(scope, (this.#perScope.get(scope) ?? 0) + 1);
+      }
       this.#scopes[row] = scope;
       this.#types[row] = type;
     }
     this.#vectors.set(v, row * this.dimensions);
+    if (this.#ann) {
+      const key = BigInt(id);
+      if (this.#ann.contains(key)) this.#ann.remove(key);
+      // Rows the background build has not reached yet are left to it (one batched add).
+      if (this.#annReady || row < this.#annBuilt) this.#ann.add(key, this.#vectors.subarray(row * this.dimensions, (row + 1) * this.dimensions), 1);
+    } else if (this.#ids.length >= this.#annMin) this.#startBuild();
+  }
+
+  /** Builds the graph in the background, BUILD_BATCH rows per event-loop turn. */
+  #startBuild(): void {
+    this.#ann = new Index({ dimensions: this.dimensions, metric: MetricKind.Cos, quantization: ScalarKind.F16, connectivity: 16, expansion_add: 128, expansion_search: 64, multi: false });
+    this.#annBuilt = 0;
+    this.#annReady = false;
+    const step = () => {
+      this.#annTimer = undefined;
+      const ann = this.#ann;
+      if (!ann) return;
+      const end = Math.min(this.#ids.length, this.#annBuilt + BUILD_BATCH);
+      const d = this.dimensions;
+      const keys: bigint[] = [];
+      const rows: number[] = [];
+      for (let row = this.#annBuilt; row < end; row++) {
+        const key = BigInt(this.#ids[row]!);
+        if (!ann.contains(key)) {
+          keys.push(key);
+          rows.push(row);
+        }
+      }
+      if (keys.length > 0) {
+        const batch = new Float32Array(keys.length * d);
+        rows.forEach((row, i) => batch.set(this.#vectors.subarray(row * d, (row + 1) * d), i * d));
+        ann.add(BigUint64Array.from(keys), batch, 0);
+      }
+      this.#annBuilt = end;
+      if (end >= this.#ids.length) this.#annReady = true;
+      else this.#annTimer = setImmediate(step);
+    };
+    this.#annTimer = setImmediate(step);
+  }
+
+  /** Stops a background build and drops the graph (the store is closing). */
+  dispose(): void {
+    if (this.#annTimer) clearImmediate(this.#annTimer);
+    this.#annTimer = undefined;
+    this.#ann = undefined;
+    this.#annReady = false;
   }
 
   /** Updates the type of an indexed entity (its vector unchanged). */
@@ -68,6 +158,8 @@ export class VectorIndex {
   delete(id: number): void {
     const row = this.#rowOf.get(id);
     if (row === undefined) return;
+    this.#perScope.set(this.#scopes[row]!, this.#perScope.get(this.#scopes[row]!)! - 1);
+    if (this.#ann && this.#ann.contains(BigInt(id))) this.#ann.remove(BigInt(id));
     const last = this.#ids.length - 1;
     if (row !== last) {
       const d = this.dimensions;
@@ -77,6 +169,10 @@ export class VectorIndex {
       this.#scopes[row] = this.#scopes[last]!;
       this.#types[row] = this.#types[last]!;
       this.#rowOf.set(movedId, row);
+      // A row moved behind the background build's position must not be missed by it.
+      if (this.#ann && !this.#annReady && row < this.#annBuilt && !this.#ann.contains(BigInt(movedId))) {
+        this.#ann.add(BigInt(movedId), this.#vectors.subarray(row * this.dimensions, (row + 1) * this.dimensions), 1);
+      }
     }
     this.#ids.pop();
     this.#scopes.pop();
@@ -89,10 +185,48 @@ export class VectorIndex {
     this.#scopes = [];
     this.#types = [];
     this.#rowOf.clear();
+    this.#perScope.clear();
+    this.dispose();
   }
 
   /** The `k` most similar entities in `scopes` (and of `type`, when given), best first. */
   search(query: Float32Array, k: number, scopes: ReadonlySet<string>, type?: string): IndexHit[] {
+    if (query.length !== this.dimensions) throw new Error(`query vector of ${query.length} dimensions in a ${this.dimensions}-dimension index`);
+    if (this.annReady && k > 0) {
+      let inScopes = 0;
+      for (const sc of scopes) inScopes += this.#perScope.get(sc) ?? 0;
+      // Scopes holding under a tenth of the vectors: most candidates would be dropped; scan.
+      if (inScopes * 10 >= this.#ids.length) {
+        const hits = this.#annSearch(query, k, scopes, type);
+        if (hits) return hits;
+      }
+    }
+    return this.exactSearch(query, k, scopes, type);
+  }
+
+  /** The graph's candidates, filtered and re-scored exactly; undefined when fewer than `k` survive. */
+  #annSearch(query: Float32Array, k: number, scopes: ReadonlySet<string>, type: string | undefined): IndexHit[] | undefined {
+    const want = Math.min(this.#ids.length, Math.max(k * OVERFETCH, k + 32));
+    const m = this.#ann!.search(query, want, 1);
+    const d = this.dimensions;
+    const hits: IndexHit[] = [];
+    for (let i = 0; i < m.keys.length; i++) {
+      const id = Number(m.keys[i]);
+      const row = this.#rowOf.get(id);
+      if (row === undefined || !scopes.has(this.#scopes[row]!)) continue;
+      if (type !== undefined && this.#types[row] !== type) continue;
+      let s = 0;
+      const off = row * d;
+      for (let j = 0; j < d; j++) s += this.#vectors[off + j]! * query[j]!;
+      hits.push({ id, similarity: s });
+    }
+    if (hits.length < k) return undefined;
+    hits.sort((a, b) => b.similarity - a.similarity);
+    return hits.slice(0, k);
+  }
+
+  /** The exact scan (also the baseline the graph is measured against). */
+  exactSearch(query: Float32Array, k: number, scopes: ReadonlySet<string>, type?: string): IndexHit[] {
     const d = this.dimensions;
     if (query.length !== d) throw new Error(`query vector of ${query.length} dimensions in a ${d}-dimension index`);
     const v = this.#vectors;
