@@ -51,3 +51,24 @@ export function openSse(req: FastifyRequest, reply: FastifyReply): SseStream {
     },
   };
 }
+
+/** Interval of the comment lines that keep an idle event stream open through proxies. */
+export const HEARTBEAT_MS = 15_000;
+
+/** Heartbeats and cleanup for an open event stream; returns the function that ends it. */
+export function keepOpen(sse: SseStream, streams: Set<() => void>, cleanup: () => void): () => void {
+  let ended = false;
+  const heartbeat = setInterval(() => sse.comment('heartbeat'), HEARTBEAT_MS);
+  heartbeat.unref();
+  const end = (): void => {
+    if (ended) return;
+    ended = true;
+    clearInterval(heartbeat);
+    streams.delete(end);
+    cleanup();
+    sse.end();
+  };
+  streams.add(end);
+  sse.signal.addEventListener('abort', end, { once: true });
+  return end;
+}

@@ -8,14 +8,13 @@ import { closest } from '../../shared/suggest.js';
 import { parseDuration } from '../../shared/units.js';
 import { parseJsonBody } from '../json-body.js';
 import { errorEnvelopeSchema } from '../schemas.js';
-import { disconnectSignal, openSse, type SseStream } from '../sse.js';
+import { disconnectSignal, keepOpen, openSse } from '../sse.js';
 
 /** Longest `?wait` on POST /messages. */
 export const MAX_WAIT_MS = 300_000;
 /** `?wait` given without a value. */
 export const DEFAULT_WAIT_MS = 60_000;
 /** Comment lines on idle event streams, so proxies and clients keep the connection. */
-export const HEARTBEAT_MS = 15_000;
 
 const STATES = ['initiated', 'in_progress', ...TERMINAL_STATES] as [ConversationState, ...ConversationState[]];
 
@@ -364,23 +363,6 @@ export async function messagingRoutes(app: FastifyInstance, opts: { bus: Message
   );
 }
 
-/** Heartbeats and cleanup for an open event stream; returns the function that ends it. */
-function keepOpen(sse: SseStream, streams: Set<() => void>, cleanup: () => void): () => void {
-  let ended = false;
-  const heartbeat = setInterval(() => sse.comment('heartbeat'), HEARTBEAT_MS);
-  heartbeat.unref();
-  const end = (): void => {
-    if (ended) return;
-    ended = true;
-    clearInterval(heartbeat);
-    streams.delete(end);
-    cleanup();
-    sse.end();
-  };
-  streams.add(end);
-  sse.signal.addEventListener('abort', end, { once: true });
-  return end;
-}
 
 /**
  * SSE for one conversation. The listener is attached before the stored messages are read, and

@@ -13,9 +13,8 @@ import { closest } from '../../shared/suggest.js';
 import { parseDuration } from '../../shared/units.js';
 import type { ToolServerManager } from '../../tools/wasm/manager.js';
 import { errorEnvelopeSchema } from '../schemas.js';
-import { openSse, wantsEventStream, type SseStream } from '../sse.js';
+import { keepOpen, openSse, wantsEventStream } from '../sse.js';
 import type { Lifecycle } from './system.js';
-import { HEARTBEAT_MS } from './messaging.js';
 
 export interface ObservabilityRouteDeps {
   /** The agent event store; absent (`[events] enabled = false`): /events answers 404 events_disabled. */
@@ -350,20 +349,3 @@ async function overview(deps: ObservabilityRouteDeps, windowMs: number): Promise
   };
 }
 
-/** Heartbeats and cleanup for an open event stream. */
-function keepOpen(sse: SseStream, streams: Set<() => void>, cleanup: () => void): () => void {
-  let ended = false;
-  const heartbeat = setInterval(() => sse.comment('heartbeat'), HEARTBEAT_MS);
-  heartbeat.unref();
-  const end = (): void => {
-    if (ended) return;
-    ended = true;
-    clearInterval(heartbeat);
-    streams.delete(end);
-    cleanup();
-    sse.end();
-  };
-  streams.add(end);
-  sse.signal.addEventListener('abort', end, { once: true });
-  return end;
-}
