@@ -125,3 +125,39 @@ export function sharedHttpClient(): SyncHttpClient {
   shared ??= new SyncHttpClient();
   return shared;
 }
+
+/** A guest's HTTP request as checked against the grants: what to send. */
+export interface CheckedHttpRequest {
+  url: string;
+  method: string;
+  headers: Record<string, string>;
+}
+
+/**
+ * Parses a guest's JSON request ({"url", "method", "headers"}) and checks it against the grants:
+ * http(s) only, HTTP granted, host allowed. `fn` names the host function in errors. The caller's
+ * `traceparent` is added unless the guest sets its own. Throws HostTrap ('http_error' for a
+ * malformed request, 'denied' for a refused one).
+ */
+export function checkHttpRequest(text: string, fn: string, grants: { httpGranted: boolean; hostAllowed(host: string): boolean }, traceparent?: string): CheckedHttpRequest {
+  let req: { url?: unknown; method?: unknown; headers?: unknown };
+  try {
+    req = JSON.parse(text) as typeof req;
+  } catch {
+    throw new HostTrap('http_error', `${fn}: the request is not valid JSON ({"url", "method", "headers"})`);
+  }
+  if (typeof req.url !== 'string') throw new HostTrap('http_error', `${fn}: the request has no "url"`);
+  let url: URL;
+  try {
+    url = new URL(req.url);
+  } catch {
+    throw new HostTrap('http_error', `${fn}: "${req.url}" is not a valid URL`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new HostTrap('denied', `HTTP request to "${req.url}" refused: only http and https URLs are allowed`);
+  if (!grants.httpGranted) throw new HostTrap('denied', `HTTP request to host "${url.hostname}" refused: HTTP is not granted to this tool server`);
+  if (!grants.hostAllowed(url.hostname)) throw new HostTrap('denied', `HTTP request to host "${url.hostname}" refused: the host is not in the allowlist`);
+  const headers: Record<string, string> = {};
+  if (typeof req.headers === 'object' && req.headers !== null) for (const [k, v] of Object.entries(req.headers)) headers[k] = String(v);
+  if (traceparent !== undefined && !Object.keys(headers).some((k) => k.toLowerCase() === 'traceparent')) headers.traceparent = traceparent;
+  return { url: url.href, method: typeof req.method === 'string' ? req.method.toUpperCase() : 'GET', headers };
+}

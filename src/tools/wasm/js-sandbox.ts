@@ -22,6 +22,7 @@
 import { newQuickJSWASMModule, RELEASE_SYNC, type QuickJSContext, type QuickJSHandle, type QuickJSRuntime, type QuickJSWASMModule } from 'quickjs-emscripten';
 import { CaxtonError } from '../../shared/errors.js';
 import { HostTrap, type CallOutcome } from './errors.js';
+import { checkHttpRequest } from './http.js';
 import type { CallResult, LogLevel, SandboxGrants, SandboxHooks, SandboxLimits } from './sandbox.js';
 
 /** QuickJS polls the interrupt handler every this many ticks (JS_INTERRUPT_COUNTER_INIT). */
@@ -469,29 +470,11 @@ export class JsSandbox {
 
   #http(reqText: string, body: string | undefined): string {
     this.#checkDeadline();
-    let req: { url?: unknown; method?: unknown; headers?: unknown };
-    try {
-      req = JSON.parse(reqText) as typeof req;
-    } catch {
-      throw new HostTrap('http_error', 'caxton.http: the request is not valid');
-    }
-    if (typeof req.url !== 'string') throw new HostTrap('http_error', 'caxton.http: the request has no "url"');
-    let url: URL;
-    try {
-      url = new URL(req.url);
-    } catch {
-      throw new HostTrap('http_error', `caxton.http: "${req.url}" is not a valid URL`);
-    }
-    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new HostTrap('denied', `HTTP request to "${req.url}" refused: only http and https URLs are allowed`);
-    if (!this.#grants.hostAllowed(url.hostname)) throw new HostTrap('denied', `HTTP request to host "${url.hostname}" refused: the host is not in the allowlist`);
+    const req = checkHttpRequest(reqText, 'caxton.http', this.#grants, this.#traceparent);
     const http = this.#hooks.http;
     if (!http) throw new HostTrap('denied', 'HTTP is not available in this sandbox');
-    const headers: Record<string, string> = {};
-    if (typeof req.headers === 'object' && req.headers !== null) for (const [k, v] of Object.entries(req.headers)) headers[k] = String(v);
-    if (this.#traceparent !== undefined && !Object.keys(headers).some((k) => k.toLowerCase() === 'traceparent')) headers.traceparent = this.#traceparent;
-    const method = typeof req.method === 'string' ? req.method.toUpperCase() : 'GET';
     const res = http.request(
-      { url: url.href, method, headers, ...(body !== undefined && { body: enc.encode(body) }) },
+      { ...req, ...(body !== undefined && { body: enc.encode(body) }) },
       { timeoutMs: this.#deadline - performance.now(), maxBytes: Math.min(HTTP_MAX_BYTES, this.limits.memoryBytes) },
     );
     return JSON.stringify({ status: res.status, headers: res.headers, body: dec.decode(res.body) });

@@ -19,7 +19,7 @@ import { createHash } from 'node:crypto';
 import { CaxtonError } from '../../shared/errors.js';
 import { HostTrap, type CallOutcome } from './errors.js';
 import type { FileAccess } from './fs-access.js';
-import type { SyncHttpClient } from './http.js';
+import { checkHttpRequest, type SyncHttpClient } from './http.js';
 import type { SqliteAccess } from './sqlite-access.js';
 import { instrument, START_EXPORT, WasmFormatError } from './instrument.js';
 import { PAGE, WA, type WasmGlobal, type WasmImportDescriptor, type WasmInstance, type WasmMemory, type WasmModule } from './webassembly.js';
@@ -557,31 +557,12 @@ export class WasmSandbox {
 
   #http(reqAddr: number, bodyAddr: number): bigint {
     this.#checkDeadline();
-    let req: { url?: unknown; method?: unknown; headers?: unknown };
-    try {
-      req = JSON.parse(this.#string(reqAddr)) as typeof req;
-    } catch {
-      throw new HostTrap('http_error', 'http_request: the request is not valid JSON ({"url", "method", "headers"})');
-    }
-    if (typeof req.url !== 'string') throw new HostTrap('http_error', 'http_request: the request has no "url"');
-    let url: URL;
-    try {
-      url = new URL(req.url);
-    } catch {
-      throw new HostTrap('http_error', `http_request: "${req.url}" is not a valid URL`);
-    }
-    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new HostTrap('denied', `HTTP request to "${req.url}" refused: only http and https URLs are allowed`);
-    if (!this.#grants.httpGranted) throw new HostTrap('denied', `HTTP request to host "${url.hostname}" refused: HTTP is not granted to this tool server`);
-    if (!this.#grants.hostAllowed(url.hostname)) throw new HostTrap('denied', `HTTP request to host "${url.hostname}" refused: the host is not in the allowlist`);
+    const req = checkHttpRequest(this.#string(reqAddr), 'http_request', this.#grants, this.#traceparent);
     const http = this.#hooks.http;
     if (!http) throw new HostTrap('denied', 'HTTP is not available in this sandbox');
-    const headers: Record<string, string> = {};
-    if (typeof req.headers === 'object' && req.headers !== null) for (const [k, v] of Object.entries(req.headers)) headers[k] = String(v);
-    if (this.#traceparent !== undefined && !Object.keys(headers).some((k) => k.toLowerCase() === 'traceparent')) headers.traceparent = this.#traceparent;
-    const method = typeof req.method === 'string' ? req.method.toUpperCase() : 'GET';
     const body = bodyAddr !== 0 ? this.#block(bodyAddr).slice() : undefined;
     const room = Math.min(HTTP_MAX_BYTES, Math.max(0, this.limits.memoryBytes - this.#top - 8));
-    const res = http.request({ url: url.href, method, headers, ...(body && { body }) }, { timeoutMs: this.#deadline - performance.now(), maxBytes: room });
+    const res = http.request({ ...req, ...(body && { body }) }, { timeoutMs: this.#deadline - performance.now(), maxBytes: room });
     this.#httpStatus = res.status;
     this.#httpHeaders = res.headers;
     return BigInt(this.#allocBytes(res.body));
