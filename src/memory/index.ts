@@ -3,8 +3,9 @@
  * local embeddings for semantic search (see docs/adr/0010-memory-store.md).
  */
 export { MEMORY_MIGRATIONS } from './migrations.js';
-export { MemoryStore, entityText, type MemoryStoreOptions, type EntityWrite } from './store.js';
-export { VectorIndex } from './vector-index.js';
+export { MemoryStore, entityText, type MemoryStoreOptions, type EntityWrite, type AnnStatus } from './store.js';
+export { VectorIndex, ANN_MIN_VECTORS, type AnnRepair } from './vector-index.js';
+export { ANN_FILE_NAME, checkAnnFile, saveAnnFile, type AnnSidecar } from './ann-file.js';
 export { agentScope, parseScope, toolScope, visibleScopes, SCOPE_KINDS, type ScopeKind } from './scope.js';
 export { DEFAULT_LIMITS, type MemoryLimits } from './validate.js';
 export type * from './types.js';

@@ -8,6 +8,13 @@ import type { Migration } from '../storage/index.js';
  *  - `memory_embeddings`: one vector per entity, float32 little-endian, with the model and
  *    dimension that produced it; rows of another model are re-embedded, never mixed.
  *  - `memory_fts`: FTS5 over name, type and observations (rowid = entity id), for keyword search.
+ *  - `memory_index_state` and `memory_vector_log` (memory-002): a change counter bumped by
+ *    triggers on every vector written or deleted, in the same transaction, and per entity the
+ *    counter of its last vector change (and whether it was a delete). A saved HNSW graph records
+ *    the counter it reflects; at start the changes after it are replayed, so the graph is never
+ *    silently stale (src/memory/ann-file.ts). `log_since`: the log is complete after this value
+ *    (entries up to it are pruned once a graph that reflects them is saved); `uid` tells this
+ *    database from a copy's graph file.
  */
 export const MEMORY_MIGRATIONS: readonly Migration[] = [
   {
@@ -41,6 +48,41 @@ export const MEMORY_MIGRATIONS: readonly Migration[] = [
         vector     BLOB NOT NULL
       );
       CREATE VIRTUAL TABLE memory_fts USING fts5 (name, entity_type, observations, tokenize = 'unicode61 remove_diacritics 2');
+    `,
+  },
+  {
+    id: 'memory-002-vector-log',
+    sql: `
+      CREATE TABLE memory_index_state (
+        id        INTEGER PRIMARY KEY CHECK (id = 1),
+        uid       TEXT NOT NULL,
+        seq       INTEGER NOT NULL,
+        log_since INTEGER NOT NULL
+      );
+      INSERT INTO memory_index_state (id, uid, seq, log_since) VALUES (1, lower(hex(randomblob(16))), 0, 0);
+      CREATE TABLE memory_vector_log (
+        entity_id INTEGER PRIMARY KEY,
+        seq       INTEGER NOT NULL,
+        deleted   INTEGER NOT NULL
+      );
+      CREATE INDEX memory_vector_log_seq ON memory_vector_log (seq);
+      -- Upserts, not INSERT OR REPLACE: the conflict policy of the statement firing a trigger
+      -- (e.g. an upsert of memory_embeddings) overrides OR REPLACE inside it.
+      CREATE TRIGGER memory_embeddings_logged_insert AFTER INSERT ON memory_embeddings BEGIN
+        UPDATE memory_index_state SET seq = seq + 1 WHERE id = 1;
+        INSERT INTO memory_vector_log (entity_id, seq, deleted) VALUES (NEW.entity_id, (SELECT seq FROM memory_index_state WHERE id = 1), 0)
+          ON CONFLICT (entity_id) DO UPDATE SET seq = excluded.seq, deleted = excluded.deleted;
+      END;
+      CREATE TRIGGER memory_embeddings_logged_update AFTER UPDATE ON memory_embeddings BEGIN
+        UPDATE memory_index_state SET seq = seq + 1 WHERE id = 1;
+        INSERT INTO memory_vector_log (entity_id, seq, deleted) VALUES (NEW.entity_id, (SELECT seq FROM memory_index_state WHERE id = 1), 0)
+          ON CONFLICT (entity_id) DO UPDATE SET seq = excluded.seq, deleted = excluded.deleted;
+      END;
+      CREATE TRIGGER memory_embeddings_logged_delete AFTER DELETE ON memory_embeddings BEGIN
+        UPDATE memory_index_state SET seq = seq + 1 WHERE id = 1;
+        INSERT INTO memory_vector_log (entity_id, seq, deleted) VALUES (OLD.entity_id, (SELECT seq FROM memory_index_state WHERE id = 1), 1)
+          ON CONFLICT (entity_id) DO UPDATE SET seq = excluded.seq, deleted = excluded.deleted;
+      END;
     `,
   },
 ];

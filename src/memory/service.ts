@@ -3,11 +3,13 @@
  * embedder created on first use, so servers that never touch memory never load the model), the
  * nine tools and the executor hooks.
  */
+import { join } from 'node:path';
 import type { AgentRegistry } from '../agents/registry.js';
 import type { ExecutionMemory } from '../execution/types.js';
 import { migrate, type Db } from '../storage/index.js';
 import type { Tool } from '../tools/types.js';
 import { executionMemory } from './agent.js';
+import { ANN_FILE_NAME } from './ann-file.js';
 import { embedderConfig, parseMemoryConfig, type MemoryConfig } from './config.js';
 import { createEmbedder, type Embedder } from './embedding/index.js';
 import { MEMORY_MIGRATIONS } from './migrations.js';
@@ -45,6 +47,8 @@ export function createMemory(opts: CreateMemoryOptions): MemoryComponent | undef
     limits: { max_observation_chars: config.max_observation_chars },
     keyword_weight: config.keyword_weight,
     onReindex: (done, total) => log?.info({ done, total }, 'memory: re-embedding entities stored with another embedding model'),
+    annPath: join(opts.dataDir, ANN_FILE_NAME),
+    ...(log && { log }),
   });
   const tools = memoryTools(store, {
     settings: (agent) => {

@@ -12,6 +12,8 @@
  * One store per database: the in-process index assumes no other process writes the memory tables.
  */
 import { statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { ANN_FILE_NAME, checkAnnFile, saveAnnFile } from './ann-file.js';
 import type { Embedder } from './embedding/index.js';
 import { CaxtonError } from '../shared/errors.js';
 import type { Db } from '../storage/index.js';
@@ -31,7 +33,7 @@ import type {
   TraverseResult,
 } from './types.js';
 import { DEFAULT_LIMITS, type MemoryLimits } from './validate.js';
-import { blobToVector, VectorIndex, vectorToBlob } from './vector-index.js';
+import { blobToVector, VectorIndex, vectorToBlob, type AnnRepair } from './vector-index.js';
 
 export interface MemoryStoreOptions {
   /** The embedder, or a function that creates it on first use (the local model takes ~0.2-0.7 s and ~150 MB to load). */
@@ -41,6 +43,31 @@ export interface MemoryStoreOptions {
   keyword_weight?: number;
   /** Told about re-embedding progress when the model changed (done, total). */
   onReindex?: (done: number, total: number) => void;
+  /**
+   * Where the HNSW graph is saved (with its sidecar `<path>.json`); null: never saved (rebuilt
+   * at every start). Default: `memory.usearch` beside the database file.
+   */
+  annPath?: string | null;
+  /** Vectors from which searches go through the HNSW graph (default ANN_MIN_VECTORS). */
+  annMinVectors?: number;
+  /** Where graph loads, repairs, rebuilds and save failures are reported. */
+  log?: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
+}
+
+/** How the HNSW graph came to be at start, and what is saved. */
+export interface AnnStatus {
+  /** `exact`: below the threshold, no graph; `building`: background build under way; `ready`. */
+  state: 'exact' | 'building' | 'ready';
+  /** `file`: the saved graph was loaded (and repaired); `built`: built from the vectors (`reason` says why the file was not used). */
+  source: 'none' | 'file' | 'built';
+  reason?: string;
+  repaired?: AnnRepair;
+  /** Time to check, load and repair the saved graph. */
+  load_ms?: number;
+  file: string | null;
+  /** The change counter the saved graph reflects, and the database's. */
+  saved_seq: number | null;
+  seq: number;
 }
 
 interface EntityRow {
@@ -73,6 +100,8 @@ export interface EntityWrite {
 }
 
 const EMBED_BATCH = 256;
+/** Unsaved vector changes after which the graph is saved again: between 5,000 and 50,000, a tenth of the vectors. */
+const saveAfter = (size: number) => Math.min(50_000, Math.max(5_000, Math.floor(size / 10)));
 /** Only the first 256 tokens count for the local model; never send the embedder more than this. */
 const MAX_EMBED_CHARS = 8000;
 
@@ -136,6 +165,12 @@ export class MemoryStore {
   #ready: Promise<void> | undefined;
   #lock: Promise<unknown> = Promise.resolve();
   #closed = false;
+  readonly #annPath: string | null;
+  readonly #annMin: number | undefined;
+  readonly #log: MemoryStoreOptions['log'];
+  #annSource: Pick<AnnStatus, 'source' | 'reason' | 'repaired' | 'load_ms'> = { source: 'none' };
+  #savedSeq: number | null = null;
+  #savePending = false;
 
   constructor(db: Db, opts: MemoryStoreOptions) {
     this.db = db;
@@ -143,6 +178,9 @@ export class MemoryStore {
     this.keywordWeight = opts.keyword_weight ?? 0.3;
     this.#embedderSource = opts.embedder;
     this.#onReindex = opts.onReindex;
+    this.#annPath = opts.annPath !== undefined ? opts.annPath : db.name && db.name !== ':memory:' ? join(dirname(db.name), ANN_FILE_NAME) : null;
+    this.#annMin = opts.annMinVectors;
+    this.#log = opts.log;
   }
 
   /** The embedder's model, once ready. */
@@ -163,7 +201,11 @@ export class MemoryStore {
     const src = this.#embedderSource;
     const embedder = typeof src === 'function' ? await src() : src;
     this.#embedder = embedder;
-    const index = new VectorIndex(embedder.dimensions, Math.max(1024, this.#count()));
+    const index = new VectorIndex(embedder.dimensions, Math.max(1024, this.#count()), {
+      ...(this.#annMin !== undefined && { annMinVectors: this.#annMin }),
+      hold: true,
+      onAnnBuilt: () => this.#scheduleSave(),
+    });
     const stale: number[] = [];
     const rows = this.db
       .prepare(
@@ -178,6 +220,90 @@ export class MemoryStore {
     }
     this.#index = index;
     if (stale.length > 0) await this.#reembed(stale);
+    this.#adoptSavedGraph(index, embedder);
+    index.release();
+  }
+
+  #indexState(): { uid: string; seq: number; log_since: number } {
+    return this.db.prepare('SELECT uid, seq, log_since FROM memory_index_state WHERE id = 1').get() as { uid: string; seq: number; log_since: number };
+  }
+
+  /**
+   * Loads the saved HNSW graph when the index is large enough to use one, replaying the vector
+   * changes committed after it was saved (a crash or kill -9 since the last save); otherwise the
+   * graph is built in the background (`release`). Never adopts a graph that disagrees with SQLite.
+   */
+  #adoptSavedGraph(index: VectorIndex, embedder: Embedder): void {
+    const path = this.#annPath;
+    if (!path || index.size < index.annMinVectors) return;
+    const t0 = performance.now();
+    const state = this.#indexState();
+    const check = checkAnnFile(path, { db_uid: state.uid, seq: state.seq, log_since: state.log_since, model: embedder.model, dimensions: embedder.dimensions });
+    let reason: string;
+    if (check.ok) {
+      const changes = this.db.prepare('SELECT entity_id, deleted FROM memory_vector_log WHERE seq > ?').all(check.sidecar.seq) as { entity_id: number; deleted: number }[];
+      try {
+        const repaired = index.adoptAnn(
+          path,
+          changes.filter((c) => !c.deleted).map((c) => c.entity_id),
+          changes.filter((c) => c.deleted).map((c) => c.entity_id),
+        );
+        this.#savedSeq = check.sidecar.seq;
+        this.#annSource = { source: 'file', repaired, load_ms: performance.now() - t0 };
+        this.#log?.info({ file: path, vectors: index.size, saved_seq: check.sidecar.seq, seq: state.seq, ...repaired, ms: Math.round(performance.now() - t0) }, 'memory: loaded the saved HNSW graph');
+        return;
+      } catch (e) {
+        reason = `the saved graph disagrees with the database: ${(e as Error).message}`;
+      }
+    } else reason = check.reason;
+    this.#annSource = { source: 'built', reason };
+    this.#log?.warn({ file: path, vectors: index.size, reason }, 'memory: rebuilding the HNSW graph in the background (exact search meanwhile)');
+  }
+
+  /** Saves the graph soon (after pending writes), unless a save is already queued. */
+  #scheduleSave(): void {
+    if (this.#savePending || !this.#annPath || this.#closed) return;
+    this.#savePending = true;
+    setImmediate(() => {
+      this.#exclusive(() => {
+        this.#savePending = false;
+        this.#saveGraph();
+      }).catch((err: unknown) => {
+        this.#savePending = false;
+        if (!this.#closed) this.#log?.warn({ err, file: this.#annPath }, 'memory: saving the HNSW graph failed; it is rebuilt or repaired at the next start');
+      });
+    }).unref();
+  }
+
+  /**
+   * Saves the complete graph with the change counter it reflects (run between writes: the graph
+   * then holds exactly the committed vectors), then prunes the change log up to that counter.
+   */
+  #saveGraph(): void {
+    const index = this.#index;
+    if (!this.#annPath || !index?.annComplete || !this.#embedder) return;
+    const state = this.#indexState();
+    if (state.seq === this.#savedSeq) return;
+    saveAnnFile(index, this.#annPath, { db_uid: state.uid, seq: state.seq, model: this.#embedder.model });
+    this.db.transaction(() => {
+      this.db.prepare('DELETE FROM memory_vector_log WHERE seq <= ?').run(state.seq);
+      this.db.prepare('UPDATE memory_index_state SET log_since = max(log_since, ?) WHERE id = 1').run(state.seq);
+    })();
+    this.#savedSeq = state.seq;
+  }
+
+  /** The HNSW graph: its state, where it came from at start, and what is saved. */
+  annStatus(): AnnStatus {
+    const index = this.#index;
+    const built = this.#annSource.source === 'none' && (index?.annComplete || index?.annBuilding);
+    return {
+      state: index?.annReady ? 'ready' : index?.annBuilding ? 'building' : 'exact',
+      ...this.#annSource,
+      ...(built && { source: 'built' as const }),
+      file: this.#annPath,
+      saved_seq: this.#savedSeq,
+      seq: this.#indexState().seq,
+    };
   }
 
   #count(): number {
@@ -228,7 +354,16 @@ export class MemoryStore {
 
   async #write<T>(fn: () => Promise<T> | T): Promise<T> {
     await this.ready();
-    return this.#exclusive(fn);
+    const out = await this.#exclusive(fn);
+    this.#maybeSave();
+    return out;
+  }
+
+  /** Queues a save of the graph once enough vector changes are unsaved (bounds the replay at the next start). */
+  #maybeSave(): void {
+    const index = this.#index;
+    if (!this.#annPath || !index?.annComplete || this.#savePending || this.#closed) return;
+    if (this.#savedSeq === null || this.#indexState().seq - this.#savedSeq >= saveAfter(index.size)) this.#scheduleSave();
   }
 
   #rows(scope: string, names: readonly string[]): Map<string, EntityRow> {
@@ -678,7 +813,7 @@ export class MemoryStore {
       relations,
       observations,
       by_scope,
-      embedding: this.#embedder && this.#index ? { model: this.#embedder.model, dimensions: this.#embedder.dimensions, indexed: this.#index.size } : null,
+      embedding: this.#embedder && this.#index ? { model: this.#embedder.model, dimensions: this.#embedder.dimensions, indexed: this.#index.size, ann: this.annStatus() } : null,
     };
     try {
       if (this.db.name && this.db.name !== ':memory:') stats.database_bytes = statSync(this.db.name).size;
@@ -688,16 +823,21 @@ export class MemoryStore {
     return stats;
   }
 
-  /** Waits for pending writes, then refuses new ones; closes the embedder when the store created it. */
   /** The in-process vector index, once loaded (benchmarks and diagnostics). */
   get vectorIndex(): VectorIndex | undefined {
     return this.#index;
   }
 
+  /** Waits for pending writes, then refuses new ones, saves the HNSW graph if it changed; closes the embedder when the store created it. */
   async close(): Promise<void> {
     if (this.#closed) return;
     await this.#lock;
     this.#closed = true;
+    try {
+      if (this.db.open) this.#saveGraph();
+    } catch (err) {
+      this.#log?.warn({ err, file: this.#annPath }, 'memory: saving the HNSW graph at close failed; it is rebuilt or repaired at the next start');
+    }
     this.#index?.dispose();
     if (typeof this.#embedderSource === 'function') await this.#embedder?.close();
   }

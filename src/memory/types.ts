@@ -105,6 +105,7 @@ export interface MemoryStats {
   relations: number;
   observations: number;
   by_scope: Record<string, { entities: number; relations: number }>;
-  embedding: { model: string; dimensions: number; indexed: number } | null;
+  /** `ann`: the HNSW graph's state (MemoryStore.annStatus). */
+  embedding: { model: string; dimensions: number; indexed: number; ann?: { state: string; source: string; reason?: string; file: string | null; saved_seq: number | null; seq: number } } | null;
   database_bytes?: number;
 }

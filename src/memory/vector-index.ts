@@ -5,12 +5,16 @@
  * same tick, so it never disagrees with the database.
  *
  * Large sets also get an HNSW graph (usearch, f16 vectors; docs/adr/0010-memory-store.md): from
- * `annMinVectors` vectors on, it is built in the background in small batches (the event loop
+ * `annMinVectors` vectors on, it is built in the background in slices of ~20 ms (the event loop
  * keeps running; searches scan exactly until it is complete), then kept current on every set and
  * delete. A search asks it for several times `k` candidates, drops those outside the scopes and
  * type, re-scores the rest exactly against the float32 vectors, and falls back to the exact scan
- * when too few survive or when the scopes asked for hold only a small part of the vectors. It
- * lives in memory only: rebuilt from SQLite at every start, it cannot be stale after a crash.
+ * when too few survive or when the scopes asked for hold only a small part of the vectors.
+ *
+ * The graph can be saved to a file and adopted again at the next start (`saveAnn`,
+ * `adoptAnn`): the store (src/memory/ann-file.ts) records which SQLite state the file reflects
+ * and hands the changes since then to `adoptAnn`, which applies them and checks that the graph
+ * holds exactly the keys of the rows before it answers a search.
  */
 import { createRequire } from 'node:module';
 import type * as Usearch from 'usearch';
@@ -20,14 +24,30 @@ const { Index, MetricKind, ScalarKind } = createRequire(import.meta.url)('usearc
 
 /** From this many vectors on, searches go through the HNSW graph. */
 export const ANN_MIN_VECTORS = 20_000;
-/** Vectors added to the graph per background step while it is first built. */
-const BUILD_BATCH = 512;
+/** Vectors added to the graph per call while it is first built. */
+const BUILD_BATCH = 64;
+/** Time the background build may hold the event loop per turn. */
+const BUILD_SLICE_MS = 20;
 /** Candidates asked of the graph per result wanted. */
 const OVERFETCH = 4;
+
+/** The graph's parameters (also recorded beside a saved graph: a file made with others is not adopted). */
+export const ANN_PARAMS = { metric: 'cos', quantization: 'f16', connectivity: 16, expansion_add: 128, expansion_search: 64 } as const;
 
 export interface VectorIndexOptions {
   /** Threshold for the HNSW graph (default ANN_MIN_VECTORS; Infinity: exact only). */
   annMinVectors?: number;
+  /** Do not start the graph's background build until `release()` (the store loads rows first, then adopts a saved graph or builds one). */
+  hold?: boolean;
+  /** Called once the background build has completed (the store saves the graph then). */
+  onAnnBuilt?: () => void;
+}
+
+/** What `adoptAnn` did to a saved graph to bring it up to date. */
+export interface AnnRepair {
+  added: number;
+  updated: number;
+  removed: number;
 }
 export interface IndexHit {
   id: number;
@@ -49,16 +69,89 @@ export class VectorIndex {
   #annBuilt = 0;
   #annReady = false;
   #annTimer: NodeJS.Immediate | undefined;
+  #hold: boolean;
+  readonly #onAnnBuilt: (() => void) | undefined;
 
   constructor(dimensions: number, capacity = 1024, opts: VectorIndexOptions = {}) {
     this.dimensions = dimensions;
     this.#vectors = new Float32Array(dimensions * capacity);
     this.#annMin = opts.annMinVectors ?? ANN_MIN_VECTORS;
+    this.#hold = opts.hold ?? false;
+    this.#onAnnBuilt = opts.onAnnBuilt;
   }
 
   /** Whether searches go through the HNSW graph (built and above the threshold). */
   get annReady(): boolean {
     return this.#annReady && this.#ids.length >= this.#annMin;
+  }
+
+  /** Whether the graph exists and holds every vector (whatever the threshold): it can be saved. */
+  get annComplete(): boolean {
+    return this.#annReady && this.#ann !== undefined;
+  }
+
+  /** Whether the background build is under way. */
+  get annBuilding(): boolean {
+    return this.#ann !== undefined && !this.#annReady;
+  }
+
+  get annMinVectors(): number {
+    return this.#annMin;
+  }
+
+  /** Ends `hold`: starts the background build when the index is large enough and has no graph yet. */
+  release(): void {
+    this.#hold = false;
+    if (!this.#ann && this.#ids.length >= this.#annMin) this.#startBuild();
+  }
+
+  /** Writes the complete graph to `path` (synchronously). */
+  saveAnn(path: string): void {
+    if (!this.annComplete) throw new Error('the HNSW graph is not complete; nothing to save');
+    this.#ann!.save(path);
+  }
+
+  /**
+   * Loads a saved graph and brings it up to date: keys in `removed` are taken out, keys in
+   * `changed` are re-added from the current rows (or taken out when no row has them any more).
+   * The graph is adopted only when it then holds exactly the keys of the rows; otherwise it is
+   * dropped and an Error says why (the caller rebuilds). The file must have been checked against
+   * its recorded size and hash first: usearch does not survive loading a damaged file.
+   */
+  adoptAnn(path: string, changed: Iterable<number>, removed: Iterable<number>): AnnRepair {
+    if (this.#ann) throw new Error('the index already has an HNSW graph');
+    const ann = newAnn(this.dimensions);
+    ann.load(path);
+    if (ann.dimensions() !== this.dimensions) throw new Error(`the saved graph has ${ann.dimensions()} dimensions, the index ${this.dimensions}`);
+    let added = 0;
+    let updated = 0;
+    let dropped = 0;
+    for (const id of removed) {
+      if (ann.contains(BigInt(id))) dropped += Number(ann.remove(BigInt(id)));
+    }
+    const d = this.dimensions;
+    for (const id of changed) {
+      const key = BigInt(id);
+      const had = ann.contains(key) as boolean;
+      if (had) ann.remove(key);
+      const row = this.#rowOf.get(id);
+      if (row !== undefined) {
+        ann.add(key, this.#vectors.subarray(row * d, (row + 1) * d), 1);
+        if (had) updated++;
+        else added++;
+      } else if (had) dropped++;
+    }
+    // Every row's key in the graph and nothing else: equal counts and each key present.
+    if (ann.size() !== this.#ids.length) throw new Error(`the saved graph holds ${ann.size()} vectors after repair, the index ${this.#ids.length}`);
+    if (this.#ids.length > 0) {
+      const present = ann.contains(BigUint64Array.from(this.#ids, (id) => BigInt(id))) as boolean[];
+      const missing = present.indexOf(false);
+      if (missing >= 0) throw new Error(`the saved graph lacks entity ${this.#ids[missing]}`);
+    }
+    this.#ann = ann;
+    this.#annBuilt = this.#ids.length;
+    this.#annReady = true;
+    return { added, updated, removed: dropped };
   }
 
   get size(): number {
@@ -106,37 +199,47 @@ export class VectorIndex {
       if (this.#ann.contains(key)) this.#ann.remove(key);
       // Rows the background build has not reached yet are left to it (one batched add).
       if (this.#annReady || row < this.#annBuilt) this.#ann.add(key, this.#vectors.subarray(row * this.dimensions, (row + 1) * this.dimensions), 1);
-    } else if (this.#ids.length >= this.#annMin) this.#startBuild();
+    } else if (!this.#hold && this.#ids.length >= this.#annMin) this.#startBuild();
   }
 
-  /** Builds the graph in the background, BUILD_BATCH rows per event-loop turn. */
+  /**
+   * Builds the graph in the background: batches of BUILD_BATCH rows for up to BUILD_SLICE_MS per
+   * event-loop turn. Single-threaded on purpose: usearch 2.25.3's multi-threaded `add` left about
+   * 1 in 2,000 vectors unreachable (not found even when searched for with their own vector, at any
+   * `k`) in our tests, while sequential insertion left none (ADR 0010).
+   */
   #startBuild(): void {
-    this.#ann = new Index({ dimensions: this.dimensions, metric: MetricKind.Cos, quantization: ScalarKind.F16, connectivity: 16, expansion_add: 128, expansion_search: 64, multi: false });
+    this.#ann = newAnn(this.dimensions);
     this.#annBuilt = 0;
     this.#annReady = false;
+    const d = this.dimensions;
     const step = () => {
       this.#annTimer = undefined;
       const ann = this.#ann;
       if (!ann) return;
-      const end = Math.min(this.#ids.length, this.#annBuilt + BUILD_BATCH);
-      const d = this.dimensions;
-      const keys: bigint[] = [];
-      const rows: number[] = [];
-      for (let row = this.#annBuilt; row < end; row++) {
-        const key = BigInt(this.#ids[row]!);
-        if (!ann.contains(key)) {
-          keys.push(key);
-          rows.push(row);
+      const t0 = performance.now();
+      do {
+        const end = Math.min(this.#ids.length, this.#annBuilt + BUILD_BATCH);
+        const keys: bigint[] = [];
+        const rows: number[] = [];
+        for (let row = this.#annBuilt; row < end; row++) {
+          const key = BigInt(this.#ids[row]!);
+          if (!ann.contains(key)) {
+            keys.push(key);
+            rows.push(row);
+          }
         }
-      }
-      if (keys.length > 0) {
-        const batch = new Float32Array(keys.length * d);
-        rows.forEach((row, i) => batch.set(this.#vectors.subarray(row * d, (row + 1) * d), i * d));
-        ann.add(BigUint64Array.from(keys), batch, 0);
-      }
-      this.#annBuilt = end;
-      if (end >= this.#ids.length) this.#annReady = true;
-      else this.#annTimer = setImmediate(step);
+        if (keys.length > 0) {
+          const batch = new Float32Array(keys.length * d);
+          rows.forEach((row, i) => batch.set(this.#vectors.subarray(row * d, (row + 1) * d), i * d));
+          ann.add(BigUint64Array.from(keys), batch, 1);
+        }
+        this.#annBuilt = end;
+      } while (this.#annBuilt < this.#ids.length && performance.now() - t0 < BUILD_SLICE_MS);
+      if (this.#annBuilt >= this.#ids.length) {
+        this.#annReady = true;
+        this.#onAnnBuilt?.();
+      } else this.#annTimer = setImmediate(step);
     };
     this.#annTimer = setImmediate(step);
   }
@@ -271,6 +374,11 @@ export class VectorIndex {
     }
     return topIds.map((id, i) => ({ id, similarity: topSims[i]! }));
   }
+}
+
+function newAnn(dimensions: number): Usearch.Index {
+  const p = ANN_PARAMS;
+  return new Index({ dimensions, metric: MetricKind.Cos, quantization: ScalarKind.F16, connectivity: p.connectivity, expansion_add: p.expansion_add, expansion_search: p.expansion_search, multi: false });
 }
 
 /** A vector as stored in SQLite: little-endian float32. */

@@ -66,3 +66,38 @@ export class HashEmbedder implements Embedder {
   }
   async close(): Promise<void> {}
 }
+
+/**
+ * A deterministic embedder giving every distinct text its own pseudo-random unit vector (seeded
+ * by the text's SHA-256): the same text always finds itself first, different texts are far apart.
+ * For tests about index plumbing (the HNSW graph's persistence and repair).
+ */
+export class SeededEmbedder implements Embedder {
+  readonly model: string;
+  readonly dimensions: number;
+  embedded = 0;
+  constructor(model = 'test:seeded', dimensions = 48) {
+    this.model = model;
+    this.dimensions = dimensions;
+  }
+  vectorOf(text: string): Float32Array {
+    const seed = createHash('sha256').update(text).digest();
+    let x = seed.readUInt32LE(0) || 1;
+    const v = new Float32Array(this.dimensions);
+    let n = 0;
+    for (let i = 0; i < v.length; i++) {
+      x ^= x << 13;
+      x ^= x >>> 17;
+      x ^= x << 5;
+      v[i] = ((x >>> 0) / 4294967296) * 2 - 1;
+      n += v[i]! * v[i]!;
+    }
+    n = Math.sqrt(n);
+    return v.map((y) => y / n);
+  }
+  async embed(texts: string[]): Promise<Float32Array[]> {
+    this.embedded += texts.length;
+    return texts.map((t) => this.vectorOf(t));
+  }
+  async close(): Promise<void> {}
+}

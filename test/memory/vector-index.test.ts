@@ -5,6 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { VectorIndex } from '../../src/memory/vector-index.js';
+import { SeededEmbedder } from './helpers.js';
 
 const D = 384;
 
@@ -78,6 +79,20 @@ describe('VectorIndex with the HNSW graph', () => {
     index.set(7, 'global', 'place', q);
     expect(index.search(q, 1, ALL)[0]).toMatchObject({ id: 7 });
     expect(index.search(q, 1, ALL)[0]!.similarity).toBeCloseTo(1, 5);
+    index.dispose();
+  });
+});
+
+describe('the background build', () => {
+  it('leaves no vector unreachable: each one, searched with its own vector, comes first (multi-threaded adds did not)', async () => {
+    const emb = new SeededEmbedder();
+    const n = 6_000;
+    const index = new VectorIndex(emb.dimensions, 1024, { annMinVectors: 1_000 });
+    const vs = Array.from({ length: n }, (_, i) => emb.vectorOf(`reachable ${i}`));
+    vs.forEach((v, i) => index.set(i + 1, 'global', 'note', v));
+    await ready(index);
+    const unreachable = vs.filter((v, i) => index.search(v, 1, ALL)[0]?.id !== i + 1).length;
+    expect(unreachable).toBe(0);
     index.dispose();
   });
 });
