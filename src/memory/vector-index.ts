@@ -32,7 +32,7 @@ const BUILD_SLICE_MS = 20;
 const OVERFETCH = 4;
 
 /** The graph's parameters (also recorded beside a saved graph: a file made with others is not adopted). */
-export const ANN_PARAMS = { metric: 'cos', quantization: 'f16', connectivity: 16, expansion_add: 128, expansion_search: 64 } as const;
+export const ANN_PARAMS = { metric: 'cos', quantization: 'f16', connectivity: 16, expansion_add: 64, expansion_search: 64 } as const;
 
 export interface VectorIndexOptions {
   /** Threshold for the HNSW graph (default ANN_MIN_VECTORS; Infinity: exact only). */
