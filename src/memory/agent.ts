@@ -8,7 +8,7 @@
 import type { AgentDefinition } from '../agents/definition.js';
 import type { AgentResponse, ExecutionMemory, InvokeRequest } from '../execution/types.js';
 import { agentScope, visibleScopes } from './scope.js';
-import type { MemoryStore } from './store.js';
+import type { MemoryBackend } from './backend.js';
 import type { SearchHit } from './types.js';
 
 export interface AgentMemoryOptions {
@@ -43,7 +43,7 @@ function clip(s: string, n: number): string {
   return s.length <= n ? s : `${s.slice(0, n - 1)}…`;
 }
 
-export function executionMemory(store: MemoryStore, opts: AgentMemoryOptions = {}): ExecutionMemory {
+export function executionMemory(store: MemoryBackend, opts: AgentMemoryOptions = {}): ExecutionMemory {
   const report = opts.onError ?? (() => {});
   return {
     async recall(def: AgentDefinition, req: InvokeRequest): Promise<string> {

@@ -14,14 +14,18 @@
 import { statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { ANN_FILE_NAME, checkAnnFile, saveAnnFile } from './ann-file.js';
+import type { MemoryBackend } from './backend.js';
 import type { Embedder } from './embedding/index.js';
 import { CaxtonError } from '../shared/errors.js';
 import type { Db } from '../storage/index.js';
+import { chunks, dot, EMBED_BATCH, entityText, foldDuplicates, MAX_EMBED_CHARS, planSearch, rankHits, traverseGraph, type SearchPlan } from './text.js';
 import type {
   Entity,
   EntityInput,
+  EntityWrite,
   Graph,
   MemoryStats,
+  MergeResult,
   ObservationAddition,
   ObservationDeletion,
   Relation,
@@ -88,29 +92,10 @@ interface RelationRow {
   relation_type: string;
 }
 
-/** What an import or merge writes for one entity. */
-export interface EntityWrite {
-  scope: string;
-  name: string;
-  entityType: string;
-  observations: string[];
-  metadata: Record<string, unknown>;
-  created_at?: string;
-  updated_at?: string;
-}
-
-const EMBED_BATCH = 256;
+/** Keyword search: terms found in more entities than this bring no candidates of their own (see #keywordCandidates). */
+const RARE_TERM_DOCS = 5_000;
 /** Unsaved vector changes after which the graph is saved again: between 5,000 and 50,000, a tenth of the vectors. */
 const saveAfter = (size: number) => Math.min(50_000, Math.max(5_000, Math.floor(size / 10)));
-/** Only the first 256 tokens count for the local model; never send the embedder more than this. */
-const MAX_EMBED_CHARS = 8000;
-
-/** The text an entity is embedded from: name, type, then its observations, one per line. */
-export function entityText(e: Pick<Entity, 'name' | 'entityType' | 'observations'>): string {
-  const t = [`${e.name} (${e.entityType})`, ...e.observations].join('\n');
-  return t.length > MAX_EMBED_CHARS ? t.slice(0, MAX_EMBED_CHARS) : t;
-}
-
 function toEntity(r: EntityRow): StoredEntity {
   return {
     name: r.name,
@@ -127,34 +112,8 @@ function toRelation(r: RelationRow): StoredRelation {
   return { from: r.from_name, to: r.to_name, relationType: r.relation_type, scope: r.scope };
 }
 
-const STOPWORDS = new Set(
-  'a an and are as at be by did do does for from had has have how i in is it its of on or that the this to was were what when where which who whom why will with you your'.split(' '),
-);
-
-/** Lower-cased, accent-free words of a text (letters and digits). */
-export function words(text: string): string[] {
-  return (
-    text
-      .normalize('NFD')
-      .replace(/\p{M}/gu, '')
-      .toLowerCase()
-      .match(/[\p{L}\p{N}_]+/gu) ?? []
-  );
-}
-
-function queryTerms(query: string): string[] {
-  const all = [...new Set(words(query))];
-  const kept = all.filter((w) => !STOPWORDS.has(w));
-  return kept.length > 0 ? kept : all;
-}
-
-function chunks<T>(xs: readonly T[], n: number): T[][] {
-  const out: T[][] = [];
-  for (let i = 0; i < xs.length; i += n) out.push(xs.slice(i, i + n));
-  return out;
-}
-
-export class MemoryStore {
+export class MemoryStore implements MemoryBackend {
+  readonly kind = 'sqlite' as const;
   readonly db: Db;
   readonly limits: MemoryLimits;
   readonly keywordWeight: number;
@@ -511,7 +470,7 @@ export class MemoryStore {
   }
 
   /** Every entity and relation of `scopes`. */
-  readGraph(scopes: readonly string[]): Graph {
+  async readGraph(scopes: readonly string[]): Promise<Graph> {
     const ph = scopes.map(() => '?').join(',');
     if (scopes.length === 0) return { entities: [], relations: [] };
     const entities = (this.db.prepare(`SELECT * FROM memory_entities WHERE scope IN (${ph}) ORDER BY id`).all(...scopes) as EntityRow[]).map(toEntity);
@@ -520,7 +479,7 @@ export class MemoryStore {
   }
 
   /** The reference server's search: entities whose name, type or an observation contains `query` (case-insensitive), with their relations. */
-  searchNodes(scopes: readonly string[], query: string): Graph {
+  async searchNodes(scopes: readonly string[], query: string): Promise<Graph> {
     if (scopes.length === 0) return { entities: [], relations: [] };
     const q = query.toLowerCase();
     const ph = scopes.map(() => '?').join(',');
@@ -533,11 +492,11 @@ export class MemoryStore {
         .all(...scopes, pat, pat, pat) as EntityRow[];
     } else rows = this.db.prepare(`SELECT * FROM memory_entities WHERE scope IN (${ph}) ORDER BY id`).all(...scopes) as EntityRow[];
     const entities = rows.map(toEntity).filter((e) => e.name.toLowerCase().includes(q) || e.entityType.toLowerCase().includes(q) || e.observations.some((o) => o.toLowerCase().includes(q)));
-    return { entities, relations: this.relationsTouching(entities) };
+    return { entities, relations: this.#relationsTouching(entities) };
   }
 
   /** The named entities of `scopes`, with every relation from or to them. */
-  openNodes(scopes: readonly string[], names: readonly string[]): Graph {
+  async openNodes(scopes: readonly string[], names: readonly string[]): Promise<Graph> {
     const entities: StoredEntity[] = [];
     for (const s of scopes) {
       const rows = this.#rows(s, names);
@@ -549,11 +508,15 @@ export class MemoryStore {
         }
       }
     }
-    return { entities, relations: this.relationsTouching(entities) };
+    return { entities, relations: this.#relationsTouching(entities) };
   }
 
   /** Relations of the entities' scopes with at least one endpoint among them. */
-  relationsTouching(entities: readonly Pick<StoredEntity, 'scope' | 'name'>[]): StoredRelation[] {
+  async relationsTouching(entities: readonly Pick<StoredEntity, 'scope' | 'name'>[]): Promise<StoredRelation[]> {
+    return this.#relationsTouching(entities);
+  }
+
+  #relationsTouching(entities: readonly Pick<StoredEntity, 'scope' | 'name'>[]): StoredRelation[] {
     const byScope = new Map<string, string[]>();
     for (const e of entities) byScope.set(e.scope, [...(byScope.get(e.scope) ?? []), e.name]);
     const out: StoredRelation[] = [];
@@ -576,7 +539,11 @@ export class MemoryStore {
     return out;
   }
 
-  getEntity(scope: string, name: string): StoredEntity | undefined {
+  async getEntity(scope: string, name: string): Promise<StoredEntity | undefined> {
+    return this.#getEntity(scope, name);
+  }
+
+  #getEntity(scope: string, name: string): StoredEntity | undefined {
     const r = this.db.prepare('SELECT * FROM memory_entities WHERE scope = ? AND name = ?').get(scope, name) as EntityRow | undefined;
     return r && toEntity(r);
   }
@@ -585,103 +552,71 @@ export class MemoryStore {
 
   /** Semantic, keyword or hybrid (default) search over `scopes`, best first. */
   async search(q: SearchQuery): Promise<SearchHit[]> {
-    const limit = Math.min(Math.max(1, Math.floor(q.limit ?? 10)), 100);
-    const min = q.min_similarity ?? 0;
-    const mode = q.mode ?? 'hybrid';
-    if (typeof q.query !== 'string' || q.query.trim() === '') throw new CaxtonError('invalid_request', '"query" must be a non-empty string', { field: 'query' });
+    const plan = planSearch(q);
     if (q.scopes.length === 0) return [];
     await this.ready();
     const scopes = new Set(q.scopes);
-    const pool = Math.max(limit * 4, 20);
     const sims = new Map<number, number>();
     let qv: Float32Array | undefined;
-    if (mode !== 'keyword') {
+    if (plan.mode !== 'keyword') {
       [qv] = await this.#embed([q.query.slice(0, MAX_EMBED_CHARS)]);
-      for (const h of this.#index!.search(qv!, pool, scopes, q.entity_type)) sims.set(h.id, h.similarity);
+      for (const h of this.#index!.search(qv!, plan.pool, scopes, q.entity_type)) sims.set(h.id, h.similarity);
     }
-    const terms = queryTerms(q.query);
     const candidates = new Set(sims.keys());
-    if (mode !== 'semantic' && terms.length > 0) {
-      const ph = q.scopes.map(() => '?').join(',');
-      const match = terms.map((t) => `"${t}"`).join(' OR ');
-      const rows = this.db
-        .prepare(
-          `SELECT e.id FROM memory_fts f JOIN memory_entities e ON e.id = f.rowid
-            WHERE memory_fts MATCH ? AND e.scope IN (${ph}) ${q.entity_type !== undefined ? 'AND e.entity_type = ?' : ''}
-            ORDER BY bm25(memory_fts) LIMIT ?`,
-        )
-        .all(match, ...q.scopes, ...(q.entity_type !== undefined ? [q.entity_type] : []), pool) as { id: number }[];
-      for (const r of rows) candidates.add(r.id);
-    }
+    if (plan.mode !== 'semantic' && plan.terms.length > 0) for (const id of this.#keywordCandidates(plan, q)) candidates.add(id);
     if (candidates.size === 0) return [];
     const ids = [...candidates];
     const rows: EntityRow[] = [];
     for (const part of chunks(ids, 500)) rows.push(...(this.db.prepare(`SELECT * FROM memory_entities WHERE id IN (${part.map(() => '?').join(',')})`).all(...part) as EntityRow[]));
-    const hits: SearchHit[] = [];
-    for (const r of rows) {
-      const entity = toEntity(r);
-      let similarity = sims.get(r.id);
-      if (similarity === undefined && qv) {
-        const v = this.#index!.vector(r.id);
-        similarity = v ? dot(v, qv) : 0;
-      }
-      similarity ??= 0;
-      let keyword = 0;
-      if (mode !== 'semantic' && terms.length > 0) {
-        const have = new Set(words(`${entity.name} ${entity.entityType} ${entity.observations.join(' ')}`));
-        keyword = terms.filter((t) => have.has(t)).length / terms.length;
-      }
-      const score = mode === 'semantic' ? similarity : mode === 'keyword' ? keyword : similarity + this.keywordWeight * keyword * (1 - Math.max(0, similarity));
-      if (score >= min && score > 0) hits.push({ entity, score: round(score), similarity: round(similarity), keyword: round(keyword) });
-    }
-    hits.sort((a, b) => b.score - a.score || a.entity.name.localeCompare(b.entity.name));
-    return hits.slice(0, limit);
+    return rankHits(
+      plan,
+      this.keywordWeight,
+      rows.map((r) => {
+        let similarity = sims.get(r.id);
+        if (similarity === undefined && qv) {
+          const v = this.#index!.vector(r.id);
+          similarity = v ? dot(v, qv) : 0;
+        }
+        return { entity: toEntity(r), similarity: similarity ?? 0 };
+      }),
+    );
+  }
+
+  /**
+   * Entities matching the query's words, at a cost bounded by RARE_TERM_DOCS rather than by the
+   * store's size: the terms found in at most that many entities bring candidates (OR, best BM25
+   * first); when every term is more common, entities holding all of them do (AND, the first
+   * found: each has the highest keyword score anyway). Common terms still count in the score.
+   */
+  #keywordCandidates(plan: SearchPlan, q: SearchQuery): number[] {
+    const docs = this.db.prepare('SELECT doc FROM memory_fts_vocab WHERE term = ?').pluck();
+    const present = plan.terms.map((t) => ({ t, n: (docs.get(t) as number | undefined) ?? 0 })).filter((x) => x.n > 0);
+    if (present.length === 0) return [];
+    const rare = present.filter((x) => x.n <= RARE_TERM_DOCS);
+    const match = (rare.length > 0 ? rare : present).map((x) => `"${x.t}"`).join(rare.length > 0 ? ' OR ' : ' AND ');
+    const ph = q.scopes.map(() => '?').join(',');
+    return this.db
+      .prepare(
+        `SELECT e.id FROM memory_fts f JOIN memory_entities e ON e.id = f.rowid
+          WHERE memory_fts MATCH ? AND e.scope IN (${ph}) ${q.entity_type !== undefined ? 'AND e.entity_type = ?' : ''}
+          ${rare.length > 0 ? 'ORDER BY bm25(memory_fts)' : ''} LIMIT ?`,
+      )
+      .pluck()
+      .all(match, ...q.scopes, ...(q.entity_type !== undefined ? [q.entity_type] : []), plan.pool) as number[];
   }
 
   /** Breadth-first walk from `from` along relations (of the given types), up to `max_depth` hops. */
-  traverse(q: TraverseQuery): TraverseResult {
-    const maxDepth = Math.min(Math.max(0, Math.floor(q.max_depth ?? 2)), 10);
-    const limit = Math.max(1, q.limit ?? 1000);
-    const dir = q.direction ?? 'out';
-    const root = this.getEntity(q.scope, q.from);
-    if (!root) throw new CaxtonError('not_found', `no entity named "${q.from}" in scope ${q.scope}`, { field: 'from', scope: q.scope });
-    const types = q.relation_types && q.relation_types.length > 0 ? new Set(q.relation_types) : undefined;
-    const depthOf = new Map<string, number>([[root.name, 0]]);
-    const order: string[] = [root.name];
-    const relations: StoredRelation[] = [];
-    const seenRel = new Set<string>();
-    let frontier = [root.name];
-    let truncated = false;
+  traverse(q: TraverseQuery): Promise<TraverseResult> {
     const outQ = this.db.prepare('SELECT scope, from_name, to_name, relation_type FROM memory_relations WHERE scope = ? AND from_name = ? ORDER BY to_name, relation_type');
     const inQ = this.db.prepare('SELECT scope, from_name, to_name, relation_type FROM memory_relations WHERE scope = ? AND to_name = ? ORDER BY from_name, relation_type');
-    for (let depth = 1; depth <= maxDepth && frontier.length > 0 && !truncated; depth++) {
-      const next: string[] = [];
-      for (const name of frontier) {
-        const rels = [...(dir !== 'in' ? (outQ.all(q.scope, name) as RelationRow[]) : []), ...(dir !== 'out' ? (inQ.all(q.scope, name) as RelationRow[]) : [])];
-        for (const r of rels) {
-          if (types && !types.has(r.relation_type)) continue;
-          const key = JSON.stringify([r.from_name, r.to_name, r.relation_type]);
-          if (!seenRel.has(key)) {
-            seenRel.add(key);
-            relations.push(toRelation(r));
-          }
-          const other = r.from_name === name ? r.to_name : r.from_name;
-          if (depthOf.has(other)) continue;
-          if (order.length >= limit) {
-            truncated = true;
-            break;
-          }
-          depthOf.set(other, depth);
-          order.push(other);
-          next.push(other);
-        }
-        if (truncated) break;
-      }
-      frontier = next;
-    }
-    const rows = this.#rows(q.scope, order);
-    const entities = order.filter((n) => rows.has(n)).map((n) => ({ ...toEntity(rows.get(n)!), depth: depthOf.get(n)! }));
-    return { root: root.name, entities, relations, truncated };
+    return traverseGraph(
+      {
+        getEntity: async (scope, name) => this.#getEntity(scope, name),
+        relations: async (scope, name, side) => ((side === 'out' ? outQ : inQ).all(scope, name) as RelationRow[]).map(toRelation),
+        entities: async (scope, names) => [...this.#rows(scope, names).values()].map(toEntity),
+      },
+      q,
+    );
   }
 
   // ---- Bulk writes (imports) ----
@@ -692,21 +627,9 @@ export class MemoryStore {
    * embedded before the transaction starts, so a failure (bad input, embedder error, crash)
    * changes nothing. `onProgress` follows the embedding (done, total).
    */
-  merge(entities: EntityWrite[], relations: StoredRelation[], onProgress?: (done: number, total: number) => void): Promise<{ entities_created: number; entities_updated: number; relations_created: number }> {
+  merge(entities: EntityWrite[], relations: StoredRelation[], onProgress?: (done: number, total: number) => void): Promise<MergeResult> {
     return this.#write(async () => {
-      // Fold duplicates of the input first (same scope and name).
-      const byKey = new Map<string, EntityWrite>();
-      for (const e of entities) {
-        const key = JSON.stringify([e.scope, e.name]);
-        const prev = byKey.get(key);
-        if (!prev) byKey.set(key, { ...e, observations: [...new Set(e.observations)], metadata: { ...e.metadata } });
-        else {
-          prev.entityType = e.entityType;
-          prev.observations = [...new Set([...prev.observations, ...e.observations])];
-          prev.metadata = { ...prev.metadata, ...e.metadata };
-        }
-      }
-      const items = [...byKey.values()];
+      const items = foldDuplicates(entities);
       const byScope = new Map<string, EntityWrite[]>();
       for (const e of items) byScope.set(e.scope, [...(byScope.get(e.scope) ?? []), e]);
       const plan: { write: EntityWrite; row?: EntityRow; final: EntityWrite; changed: boolean }[] = [];
@@ -792,7 +715,7 @@ export class MemoryStore {
     });
   }
 
-  stats(): MemoryStats {
+  async stats(): Promise<MemoryStats> {
     const by = this.db.prepare('SELECT scope, count(*) AS n, coalesce(sum(json_array_length(observations)), 0) AS o FROM memory_entities GROUP BY scope').all() as { scope: string; n: number; o: number }[];
     const rels = this.db.prepare('SELECT scope, count(*) AS n FROM memory_relations GROUP BY scope').all() as { scope: string; n: number }[];
     const by_scope: MemoryStats['by_scope'] = {};
@@ -843,12 +766,3 @@ export class MemoryStore {
   }
 }
 
-function dot(a: Float32Array, b: Float32Array): number {
-  let s = 0;
-  for (let i = 0; i < a.length; i++) s += a[i]! * b[i]!;
-  return s;
-}
-
-function round(x: number): number {
-  return Math.round(x * 1e4) / 1e4;
-}

@@ -14,7 +14,7 @@ import type { JsonSchema } from '../llm/types.js';
 import { CaxtonError, isCaxtonError } from '../shared/errors.js';
 import type { Tool, ToolContext, ToolResult } from '../tools/types.js';
 import { agentScope, SCOPE_KINDS, toolScope, visibleScopes, type ScopeKind } from './scope.js';
-import type { MemoryStore } from './store.js';
+import type { MemoryBackend } from './backend.js';
 import type { Graph, StoredEntity } from './types.js';
 import { checkAdditions, checkDeletions, checkEntities, checkNames, checkRelations } from './validate.js';
 
@@ -75,7 +75,7 @@ function presentGraph(g: Graph & { entities: (StoredEntity & { score?: number })
   return { entities: g.entities.map((e) => present(e, agent)), relations: g.relations.map((r) => ({ from: r.from, to: r.to, relationType: r.relationType })) };
 }
 
-export function memoryTools(store: MemoryStore, opts: MemoryToolsOptions = {}): Tool[] {
+export function memoryTools(store: MemoryBackend, opts: MemoryToolsOptions = {}): Tool[] {
   const settings = (agent: string): AgentMemorySettings => opts.settings?.(agent) ?? { scope: 'agent', search_limit: 10, min_similarity: 0 };
   const writeScope = (args: Record<string, unknown>, ctx: ToolContext) => toolScope(args.scope, ctx.agent, settings(ctx.agent).scope);
   const readScopes = (args: Record<string, unknown>, ctx: ToolContext) => (args.scope === undefined || args.scope === null ? visibleScopes(ctx.agent) : [toolScope(args.scope, ctx.agent, 'agent')]);
@@ -145,7 +145,7 @@ export function memoryTools(store: MemoryStore, opts: MemoryToolsOptions = {}): 
       await store.deleteRelations(writeScope(a, ctx), checkRelations(a.relations, L));
       return { content: 'Relations deleted successfully' };
     }),
-    tool('read_graph', 'Read the entire knowledge graph', {}, [], (a, ctx) => json(presentGraph(store.readGraph(readScopes(a, ctx)), ctx.agent))),
+    tool('read_graph', 'Read the entire knowledge graph', {}, [], async (a, ctx) => json(presentGraph(await store.readGraph(readScopes(a, ctx)), ctx.agent))),
     tool(
       'search_nodes',
       'Search for nodes in the knowledge graph based on a query: entities whose name, type or observations contain it, and entities similar in meaning, best first',
@@ -161,7 +161,7 @@ export function memoryTools(store: MemoryStore, opts: MemoryToolsOptions = {}): 
         const scopes = readScopes(a, ctx);
         const s = settings(ctx.agent);
         const type = typeof a.entity_type === 'string' ? a.entity_type : undefined;
-        const substring = store.searchNodes(scopes, a.query).entities.filter((e) => type === undefined || e.entityType === type);
+        const substring = (await store.searchNodes(scopes, a.query)).entities.filter((e) => type === undefined || e.entityType === type);
         const hits = await store.search({
           query: a.query,
           scopes,
@@ -172,11 +172,11 @@ export function memoryTools(store: MemoryStore, opts: MemoryToolsOptions = {}): 
         const key = (e: StoredEntity) => `${e.scope}\u0000${e.name}`;
         const ranked = new Set(hits.map((h) => key(h.entity)));
         const entities = [...hits.map((h) => ({ ...h.entity, score: h.score })), ...substring.filter((e) => !ranked.has(key(e)))];
-        return json(presentGraph({ entities, relations: store.relationsTouching(entities) }, ctx.agent));
+        return json(presentGraph({ entities, relations: await store.relationsTouching(entities) }, ctx.agent));
       },
     ),
-    tool('open_nodes', 'Open specific nodes in the knowledge graph by their names', { names: { type: 'array', items: { type: 'string' }, description: 'An array of entity names to retrieve' } }, ['names'], (a, ctx) =>
-      json(presentGraph(store.openNodes(readScopes(a, ctx), checkNames(a.names, L, 'names')), ctx.agent)),
+    tool('open_nodes', 'Open specific nodes in the knowledge graph by their names', { names: { type: 'array', items: { type: 'string' }, description: 'An array of entity names to retrieve' } }, ['names'], async (a, ctx) =>
+      json(presentGraph(await store.openNodes(readScopes(a, ctx), checkNames(a.names, L, 'names')), ctx.agent)),
     ),
   ];
 }

@@ -109,3 +109,20 @@ export interface MemoryStats {
   embedding: { model: string; dimensions: number; indexed: number; ann?: { state: string; source: string; reason?: string; file: string | null; saved_seq: number | null; seq: number } } | null;
   database_bytes?: number;
 }
+
+/** What an import or merge writes for one entity. */
+export interface EntityWrite {
+  scope: string;
+  name: string;
+  entityType: string;
+  observations: string[];
+  metadata: Record<string, unknown>;
+  created_at?: string;
+  updated_at?: string;
+}
+
+export interface MergeResult {
+  entities_created: number;
+  entities_updated: number;
+  relations_created: number;
+}

@@ -30,6 +30,8 @@ const BUILD_BATCH = 64;
 const BUILD_SLICE_MS = 20;
 /** Candidates asked of the graph per result wanted. */
 const OVERFETCH = 4;
+/** One more graph candidate per this many vectors (200 at 1,000,000; the floor of 42 up to 210,000). */
+const CANDIDATES_PER_VECTORS = 5_000;
 
 /** The graph's parameters (also recorded beside a saved graph: a file made with others is not adopted). */
 export const ANN_PARAMS = { metric: 'cos', quantization: 'f16', connectivity: 16, expansion_add: 64, expansion_search: 64 } as const;
@@ -309,7 +311,9 @@ export class VectorIndex {
 
   /** The graph's candidates, filtered and re-scored exactly; undefined when fewer than `k` survive. */
   #annSearch(query: Float32Array, k: number, scopes: ReadonlySet<string>, type: string | undefined): IndexHit[] | undefined {
-    const want = Math.min(this.#ids.length, Math.max(k * OVERFETCH, k + 32));
+    // The graph's beam is max(expansion_search, want): widen it as the graph grows (recall@10 at
+    // 1,000,000 was 0.88 with 42 candidates; re-scoring more candidates costs microseconds).
+    const want = Math.min(this.#ids.length, Math.max(k * OVERFETCH, k + 32, Math.ceil(this.#ids.length / CANDIDATES_PER_VECTORS)));
     const m = this.#ann!.search(query, want, 1);
     const d = this.dimensions;
     const hits: IndexHit[] = [];

@@ -316,7 +316,7 @@ async function overview(deps: ObservabilityRouteDeps, windowMs: number): Promise
   let memoryStats: z.input<typeof overviewSchema>['memory'];
   if (memory) {
     try {
-      const s = memory.store.stats();
+      const s = await memory.store.stats();
       memoryStats = { entities: s.entities, relations: s.relations, observations: s.observations, ...(s.database_bytes !== undefined && { database_bytes: s.database_bytes }) };
     } catch {
       memoryStats = undefined;
