@@ -85,4 +85,10 @@ export const MEMORY_MIGRATIONS: readonly Migration[] = [
       END;
     `,
   },
+  {
+    // Per-term document counts of memory_fts (a view of its index, nothing stored): keyword search
+    // asks it which query terms are rare enough to bring candidates cheaply.
+    id: 'memory-003-fts-vocab',
+    sql: `CREATE VIRTUAL TABLE memory_fts_vocab USING fts5vocab (memory_fts, 'row');`,
+  },
 ];

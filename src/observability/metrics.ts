@@ -6,7 +6,8 @@ export interface MetricSources {
   deadLetters?: () => number;
   activeConversations?: () => number;
   toolServers?: () => number;
-  memoryEntities?: () => number;
+  /** May be asynchronous (a PostgreSQL memory backend counts with a query). */
+  memoryEntities?: () => number | Promise<number>;
 }
 
 const FAST_BUCKETS = [0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
@@ -60,14 +61,18 @@ export class Metrics {
     this.toolCallDuration = new Histogram({ name: 'caxton_tool_call_duration_seconds', help: 'Tool call duration', labelNames: ['tool'], buckets: FAST_BUCKETS, registers });
     this.memoryOperations = new Counter({ name: 'caxton_memory_operations_total', help: 'Memory operations, by operation and outcome', labelNames: ['operation', 'status'], registers });
     this.memoryOperationDuration = new Histogram({ name: 'caxton_memory_operation_duration_seconds', help: 'Memory operation duration', labelNames: ['operation'], buckets: FAST_BUCKETS, registers });
-    const gauge = (name: string, help: string, read: (s: MetricSources) => (() => number) | undefined) =>
+    const gauge = (name: string, help: string, read: (s: MetricSources) => (() => number | Promise<number>) | undefined) =>
       new Gauge({
         name,
         help,
         registers,
-        collect() {
+        async collect() {
           const f = read(sources);
-          this.set(f ? f() : 0);
+          try {
+            this.set(f ? await f() : 0);
+          } catch {
+            // a source that fails (a database away) keeps its last value rather than failing the scrape
+          }
         },
       });
     const sources = this.sources;

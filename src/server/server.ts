@@ -141,14 +141,13 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
   bus.setAgentHandler(events ? events.receiving(agentHandler) : agentHandler);
   events?.observeBus(bus);
   executor.hostTools.register(sendMessageTool(bus));
-  // --- Memory (src/memory): the knowledge graph in caxton.db; its nine tools (create_entities...)
+  // --- Memory (src/memory): the knowledge graph in caxton.db or PostgreSQL; its nine tools (create_entities...)
   // as host tools; {{memory_context}} and auto_store through the executor. The embedder loads on first use. ---
   const memory = createMemory({ config: config.memory, dataDir: config.data_dir, db, registry, log: logger });
   if (memory) {
     for (const t of instrumentMemoryTools(memory.tools, telemetry)) executor.hostTools.register(t);
     executor.memory = instrumentExecutionMemory(memory.execution, telemetry);
-    const countEntities = db.prepare('SELECT count(*) FROM memory_entities').pluck();
-    metrics.sources.memoryEntities = () => countEntities.get() as number;
+    metrics.sources.memoryEntities = () => memory.countEntities();
   }
   const memoryPlugins = memory ? [async (a: FastifyInstance) => memoryRoutes(a, { store: memory.store })] : []; // /api/v1/memory/...
   // --- end memory ---
