@@ -4,7 +4,7 @@
  *
  *   [memory]
  *   enabled = true                  # false: no memory tools, {{memory_context}} stays empty
- *   backend = "sqlite"              # the only one so far ("postgres" is refused)
+ *   backend = "sqlite"              # or "postgres" (pgvector) with [memory.postgres]
  *   embedder = "local"              # or "openai" with [memory.openai]
  *   local_graph = "standard"        # or "int8" (faster, ≈ 0.99 cosine to fp32; its own model name)
  *   max_observation_chars = 4096
@@ -14,6 +14,10 @@
  *   model = "nomic-embed-text"
  *   dimensions = 768
  *   api_key_env = "OPENAI_API_KEY"
+ *   [memory.postgres]
+ *   url_env = "CAXTON_MEMORY_DATABASE_URL"   # or url = "postgres://user@host:5432/db"
+ *   schema = "caxton_memory"
+ *   pool_size = 10
  */
 import { join } from 'node:path';
 import { z } from 'zod';
@@ -22,7 +26,7 @@ import type { EmbedderConfig } from './embedding/index.js';
 
 const schema = z.looseObject({
   enabled: z.boolean({ error: 'expected true or false' }).default(true),
-  backend: z.enum(['sqlite', 'postgres'], { error: 'expected "sqlite"' }).default('sqlite'),
+  backend: z.enum(['sqlite', 'postgres'], { error: 'expected "sqlite" or "postgres"' }).default('sqlite'),
   embedder: z.enum(['local', 'openai'], { error: 'expected "local" or "openai"' }).default('local'),
   local_graph: z.enum(['standard', 'int8'], { error: 'expected "standard" or "int8"' }).default('standard'),
   max_observation_chars: z.number().int().min(64).max(65_536).default(4096),
@@ -33,6 +37,14 @@ const schema = z.looseObject({
       model: z.string().min(1),
       dimensions: z.number().int().positive(),
       api_key_env: z.string().min(1).optional(),
+    })
+    .optional(),
+  postgres: z
+    .strictObject({
+      url: z.string().regex(/^postgres(ql)?:\/\//, { error: 'expected a postgres:// URL' }).optional(),
+      url_env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { error: 'expected the name of an environment variable' }).optional(),
+      schema: z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, { error: 'expected a lower-case SQL identifier (letters, digits, _)' }).default('caxton_memory'),
+      pool_size: z.number().int().min(1).max(200).default(10),
     })
     .optional(),
 });
@@ -48,7 +60,9 @@ export function parseMemoryConfig(raw: unknown): MemoryConfig {
     throw new CaxtonError('invalid_config', `${path}: ${i.message}`, { field: path });
   }
   const c = r.data;
-  if (c.backend === 'postgres') throw new CaxtonError('invalid_config', 'memory.backend: "postgres" is not available yet; use "sqlite"', { field: 'memory.backend' });
+  if (c.backend === 'postgres' && (!c.postgres || (c.postgres.url === undefined) === (c.postgres.url_env === undefined))) {
+    throw new CaxtonError('invalid_config', 'memory.backend is "postgres": set exactly one of memory.postgres.url or memory.postgres.url_env (the variable holding the URL)', { field: 'memory.postgres' });
+  }
   if (c.embedder === 'openai' && !c.openai) throw new CaxtonError('invalid_config', 'memory.embedder is "openai" but [memory.openai] (base_url, model, dimensions) is missing', { field: 'memory.openai' });
   return c;
 }
@@ -60,4 +74,14 @@ export function embedderConfig(c: MemoryConfig, dataDir: string): EmbedderConfig
     return { kind: 'openai', base_url: o.base_url, model: o.model, dimensions: o.dimensions, ...(o.api_key_env !== undefined && { api_key_env: o.api_key_env }) };
   }
   return { kind: 'local', cache_dir: join(dataDir, 'cache'), graph: c.local_graph };
+}
+
+/** The PostgreSQL connection `[memory.postgres]` asks for (the URL read from `url_env` when given). */
+export function postgresConfig(c: MemoryConfig, env: NodeJS.ProcessEnv = process.env): { url: string; schema: string; pool_size: number } {
+  const p = c.postgres;
+  if (!p) throw new CaxtonError('invalid_config', 'memory.backend is "postgres" but [memory.postgres] is missing', { field: 'memory.postgres' });
+  const url = p.url ?? env[p.url_env!];
+  if (!url) throw new CaxtonError('invalid_config', `memory.postgres.url_env: the environment variable ${p.url_env} is not set; set it to a postgres:// URL`, { field: 'memory.postgres.url_env' });
+  if (!/^postgres(ql)?:\/\//.test(url)) throw new CaxtonError('invalid_config', `memory.postgres.url_env: ${p.url_env} does not hold a postgres:// URL`, { field: 'memory.postgres.url_env' });
+  return { url, schema: p.schema, pool_size: p.pool_size };
 }

@@ -1,26 +1,32 @@
 /**
- * The memory component as the server wires it: `[memory]` read, tables migrated, the store (its
- * embedder created on first use, so servers that never touch memory never load the model), the
+ * The memory component as the server wires it: `[memory]` read, the backend it names (SQLite in
+ * the data dir's database, tables migrated now; or PostgreSQL + pgvector, prepared at first use),
+ * its embedder created on first use (servers that never touch memory never load the model), the
  * nine tools and the executor hooks.
  */
 import { join } from 'node:path';
+import pg from 'pg';
 import type { AgentRegistry } from '../agents/registry.js';
 import type { ExecutionMemory } from '../execution/types.js';
 import { migrate, type Db } from '../storage/index.js';
 import type { Tool } from '../tools/types.js';
 import { executionMemory } from './agent.js';
 import { ANN_FILE_NAME } from './ann-file.js';
-import { embedderConfig, parseMemoryConfig, type MemoryConfig } from './config.js';
+import { embedderConfig, parseMemoryConfig, postgresConfig, type MemoryConfig } from './config.js';
 import { createEmbedder, type Embedder } from './embedding/index.js';
 import { MEMORY_MIGRATIONS } from './migrations.js';
+import type { MemoryBackend } from './backend.js';
+import { PgMemoryStore } from './pg-store.js';
 import { MemoryStore } from './store.js';
 import { memoryTools } from './tools.js';
 
 export interface MemoryComponent {
   readonly config: MemoryConfig;
-  readonly store: MemoryStore;
+  readonly store: MemoryBackend;
   readonly tools: Tool[];
   readonly execution: ExecutionMemory;
+  /** Entities stored (the caxton_memory_entities gauge). */
+  countEntities(): number | Promise<number>;
   close(): Promise<void>;
 }
 
@@ -40,16 +46,40 @@ export interface CreateMemoryOptions {
 export function createMemory(opts: CreateMemoryOptions): MemoryComponent | undefined {
   const config = parseMemoryConfig(opts.config);
   if (!config.enabled) return undefined;
-  migrate(opts.db, MEMORY_MIGRATIONS);
   const log = opts.log;
-  const store = new MemoryStore(opts.db, {
+  const common = {
     embedder: opts.embedder ?? (() => createEmbedder(embedderConfig(config, opts.dataDir))),
     limits: { max_observation_chars: config.max_observation_chars },
     keyword_weight: config.keyword_weight,
-    onReindex: (done, total) => log?.info({ done, total }, 'memory: re-embedding entities stored with another embedding model'),
-    annPath: join(opts.dataDir, ANN_FILE_NAME),
+    onReindex: (done: number, total: number) => log?.info({ done, total }, 'memory: re-embedding entities stored with another embedding model'),
     ...(log && { log }),
-  });
+  };
+  let store: MemoryBackend;
+  let countEntities: () => number | Promise<number>;
+  let release = async (): Promise<void> => {};
+  switch (config.backend) {
+    case 'sqlite': {
+      migrate(opts.db, MEMORY_MIGRATIONS);
+      store = new MemoryStore(opts.db, { ...common, annPath: join(opts.dataDir, ANN_FILE_NAME) });
+      const count = opts.db.prepare('SELECT count(*) FROM memory_entities').pluck();
+      countEntities = () => count.get() as number;
+      break;
+    }
+    case 'postgres': {
+      const c = postgresConfig(config);
+      // Connections are opened on first use: a server whose agents never touch memory never connects.
+      const pool = new pg.Pool({ connectionString: c.url, max: c.pool_size, application_name: 'caxton-memory' });
+      pool.on('error', (err) => log?.warn({ err }, 'memory: an idle PostgreSQL connection failed; it is replaced on next use'));
+      store = new PgMemoryStore({ ...common, pool, schema: c.schema });
+      countEntities = async () => (await store.stats()).entities;
+      release = () => pool.end();
+      break;
+    }
+    default: {
+      const never: never = config.backend;
+      throw new Error(`unknown memory backend ${String(never)}`);
+    }
+  }
   const tools = memoryTools(store, {
     settings: (agent) => {
       const m = opts.registry?.get(agent)?.definition.memory;
@@ -57,5 +87,12 @@ export function createMemory(opts: CreateMemoryOptions): MemoryComponent | undef
     },
   });
   const execution = executionMemory(store, { onError: (err, what, agent) => log?.warn({ err, agent }, `memory ${what} failed; the execution goes on without it`) });
-  return { config, store, tools, execution, close: () => store.close() };
+  const close = async () => {
+    try {
+      await store.close();
+    } finally {
+      await release();
+    }
+  };
+  return { config, store, tools, execution, countEntities, close };
 }
