@@ -3,7 +3,9 @@
  * local embeddings for semantic search (see docs/adr/0010-memory-store.md).
  */
 export { MEMORY_MIGRATIONS } from './migrations.js';
-export { MemoryStore, entityText, type MemoryStoreOptions, type EntityWrite, type AnnStatus } from './store.js';
+export { MemoryStore, type MemoryStoreOptions, type AnnStatus } from './store.js';
+export type { MemoryBackend, MemoryBackendKind } from './backend.js';
+export { entityText, words } from './text.js';
 export { VectorIndex, ANN_MIN_VECTORS, type AnnRepair } from './vector-index.js';
 export { ANN_FILE_NAME, checkAnnFile, saveAnnFile, type AnnSidecar } from './ann-file.js';
 export { agentScope, parseScope, toolScope, visibleScopes, SCOPE_KINDS, type ScopeKind } from './scope.js';
@@ -11,6 +13,6 @@ export { DEFAULT_LIMITS, type MemoryLimits } from './validate.js';
 export type * from './types.js';
 export { memoryTools, MEMORY_TOOL_NAMES, type AgentMemorySettings, type MemoryToolsOptions } from './tools.js';
 export { executionMemory, renderMemories, type AgentMemoryOptions } from './agent.js';
-export { parseMemoryConfig, embedderConfig, type MemoryConfig } from './config.js';
+export { parseMemoryConfig, embedderConfig, postgresConfig, type MemoryConfig } from './config.js';
 export { createMemory, type MemoryComponent, type CreateMemoryOptions } from './service.js';
-export { exportJson, exportJsonl, importMemory, parseJsonl, parseJsonExport, detectFormat, EXPORT_FORMAT, EXPORT_VERSION, type MemoryExport, type ImportOptions, type ImportResult, type ImportFormat } from './transfer.js';
+export { allScopes, exportJson, exportJsonl, importMemory, prepareImport, runImport, type PreparedImport, parseJsonl, parseJsonExport, detectFormat, EXPORT_FORMAT, EXPORT_VERSION, type MemoryExport, type ImportOptions, type ImportResult, type ImportFormat } from './transfer.js';

@@ -18,8 +18,8 @@
  */
 import { CaxtonError, isCaxtonError } from '../shared/errors.js';
 import { parseScope } from './scope.js';
-import type { EntityWrite, MemoryStore } from './store.js';
-import type { StoredEntity, StoredRelation } from './types.js';
+import type { MemoryBackend } from './backend.js';
+import type { EntityWrite, StoredEntity, StoredRelation } from './types.js';
 import { checkMetadata, checkName, checkObservations, checkType } from './validate.js';
 
 export const EXPORT_FORMAT = 'caxton-memory';
@@ -54,16 +54,16 @@ export interface ImportResult {
   relations_created: number;
 }
 
-function allScopes(store: MemoryStore): string[] {
-  const rows = store.db.prepare('SELECT scope FROM memory_entities UNION SELECT scope FROM memory_relations ORDER BY 1').all() as { scope: string }[];
-  return rows.map((r) => r.scope);
+/** Every scope holding an entity or a relation, sorted. */
+export async function allScopes(store: Pick<MemoryBackend, 'stats'>): Promise<string[]> {
+  return Object.keys((await store.stats()).by_scope).sort();
 }
 
 /** The graph of `scopes` (default: every scope) as versioned JSON. */
-export function exportJson(store: MemoryStore, scopes?: string[]): MemoryExport {
-  const list = scopes ?? allScopes(store);
-  const g = store.readGraph(list);
-  const stats = store.stats().embedding;
+export async function exportJson(store: MemoryBackend, scopes?: string[]): Promise<MemoryExport> {
+  const list = scopes ?? (await allScopes(store));
+  const g = await store.readGraph(list);
+  const stats = (await store.stats()).embedding;
   return {
     format: EXPORT_FORMAT,
     version: EXPORT_VERSION,
@@ -76,8 +76,8 @@ export function exportJson(store: MemoryStore, scopes?: string[]): MemoryExport 
 }
 
 /** One scope in the reference server's JSONL (lines joined by "\n", as it writes them). */
-export function exportJsonl(store: MemoryStore, scope: string): string {
-  const g = store.readGraph([scope]);
+export async function exportJsonl(store: MemoryBackend, scope: string): Promise<string> {
+  const g = await store.readGraph([scope]);
   return [
     ...g.entities.map((e) => JSON.stringify({ type: 'entity', name: e.name, entityType: e.entityType, observations: e.observations })),
     ...g.relations.map((r) => JSON.stringify({ type: 'relation', from: r.from, to: r.to, relationType: r.relationType })),
@@ -103,7 +103,7 @@ function isObject(v: unknown): v is Record<string, unknown> {
 }
 
 /** Parses the reference JSONL into writes for `scope`. Blank lines are skipped, as the reference server does. */
-export function parseJsonl(text: string, scope: string, store: Pick<MemoryStore, 'limits'>): { entities: EntityWrite[]; relations: StoredRelation[] } {
+export function parseJsonl(text: string, scope: string, store: Pick<MemoryBackend, 'limits'>): { entities: EntityWrite[]; relations: StoredRelation[] } {
   const L = store.limits;
   const entities: EntityWrite[] = [];
   const relations: StoredRelation[] = [];
@@ -137,7 +137,7 @@ function timestamp(v: unknown, field: string): string | undefined {
 }
 
 /** Parses Caxton's versioned JSON into writes (every scope checked; `scope` moves them all into one). */
-export function parseJsonExport(doc: unknown, store: Pick<MemoryStore, 'limits'>, scope?: string): { entities: EntityWrite[]; relations: StoredRelation[] } {
+export function parseJsonExport(doc: unknown, store: Pick<MemoryBackend, 'limits'>, scope?: string): { entities: EntityWrite[]; relations: StoredRelation[] } {
   const L = store.limits;
   if (!isObject(doc)) throw invalid('the import is not a JSON object', { field: '' });
   if (doc.format !== EXPORT_FORMAT) throw invalid(`"format" must be "${EXPORT_FORMAT}" (got ${JSON.stringify(doc.format)}); for the MCP reference server's memory.jsonl, import it as JSONL`, { field: 'format' });
@@ -187,8 +187,15 @@ export function detectFormat(text: string): ImportFormat {
   }
 }
 
-/** Checks the whole input, then embeds and writes it in one transaction. */
-export async function importMemory(store: MemoryStore, input: string | MemoryExport, opts: ImportOptions = {}): Promise<ImportResult> {
+/** An import checked in full and ready to write (`runImport`); parsing errors are thrown by `prepareImport`. */
+export interface PreparedImport {
+  format: ImportFormat;
+  entities: EntityWrite[];
+  relations: StoredRelation[];
+}
+
+/** Checks the whole input (format, version, every field, limits) without writing anything. */
+export function prepareImport(store: Pick<MemoryBackend, 'limits'>, input: string | MemoryExport, opts: Omit<ImportOptions, 'onProgress'> = {}): PreparedImport {
   let format: ImportFormat;
   let parsed: { entities: EntityWrite[]; relations: StoredRelation[] };
   if (typeof input !== 'string') {
@@ -209,6 +216,16 @@ export async function importMemory(store: MemoryStore, input: string | MemoryExp
       parsed = parseJsonl(input, opts.scope, store);
     }
   }
-  const r = await store.merge(parsed.entities, parsed.relations, opts.onProgress);
-  return { format, entities: parsed.entities.length, relations: parsed.relations.length, ...r };
+  return { format, ...parsed };
+}
+
+/** Embeds and writes a prepared import in one transaction; `onProgress` follows the embedding. */
+export async function runImport(store: MemoryBackend, prepared: PreparedImport, onProgress?: (done: number, total: number) => void): Promise<ImportResult> {
+  const r = await store.merge(prepared.entities, prepared.relations, onProgress);
+  return { format: prepared.format, entities: prepared.entities.length, relations: prepared.relations.length, ...r };
+}
+
+/** Checks the whole input, then embeds and writes it in one transaction. */
+export async function importMemory(store: MemoryBackend, input: string | MemoryExport, opts: ImportOptions = {}): Promise<ImportResult> {
+  return runImport(store, prepareImport(store, input, opts), opts.onProgress);
 }

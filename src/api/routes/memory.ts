@@ -7,7 +7,9 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { exportJson, exportJsonl, importMemory, parseScope, type ImportFormat, type MemoryStore } from '../../memory/index.js';
+import { allScopes, exportJson, exportJsonl, parseScope, prepareImport, runImport, type ImportFormat, type MemoryBackend } from '../../memory/index.js';
+import { toEnvelope } from '../envelope.js';
+import { openSse, wantsEventStream } from '../sse.js';
 import { checkAdditions, checkDeletions, checkEntities, checkNames, checkObservations, checkRelations } from '../../memory/validate.js';
 import { CaxtonError } from '../../shared/errors.js';
 
@@ -16,11 +18,7 @@ export const MAX_IMPORT_BYTES = 64 * 1024 * 1024;
 
 const scopeQuery = z.string().min(1).max(200).optional().describe('"workspace", "global" or "agent:NAME"; reads without it cover every scope');
 
-function allScopes(store: MemoryStore): string[] {
-  return (store.db.prepare('SELECT scope FROM memory_entities UNION SELECT scope FROM memory_relations ORDER BY 1').all() as { scope: string }[]).map((r) => r.scope);
-}
-
-function scopesOf(store: MemoryStore, scope: string | undefined): string[] {
+async function scopesOf(store: MemoryBackend, scope: string | undefined): Promise<string[]> {
   return scope === undefined ? allScopes(store) : [parseScope(scope)];
 }
 
@@ -34,7 +32,7 @@ function writeScope(body: Record<string, unknown>, query: string | undefined): s
   return s === undefined ? 'workspace' : parseScope(s);
 }
 
-export async function memoryRoutes(app: FastifyInstance, opts: { store: MemoryStore }): Promise<void> {
+export async function memoryRoutes(app: FastifyInstance, opts: { store: MemoryBackend }): Promise<void> {
   const { store } = opts;
   const r = app.withTypeProvider<ZodTypeProvider>();
   const L = store.limits;
@@ -46,8 +44,8 @@ export async function memoryRoutes(app: FastifyInstance, opts: { store: MemorySt
     '/memory/entities',
     { schema: { summary: 'List entities', tags, querystring: z.object({ scope: scopeQuery, type: z.string().min(1).optional(), limit: z.coerce.number().int().min(1).max(10_000).default(100), offset: z.coerce.number().int().min(0).default(0) }) } },
     async (req) => {
-      const scopes = scopesOf(store, req.query.scope);
-      const all = store.readGraph(scopes).entities.filter((e) => req.query.type === undefined || e.entityType === req.query.type);
+      const scopes = await scopesOf(store, req.query.scope);
+      const all = (await store.readGraph(scopes)).entities.filter((e) => req.query.type === undefined || e.entityType === req.query.type);
       return { entities: all.slice(req.query.offset, req.query.offset + req.query.limit), total: all.length, limit: req.query.limit, offset: req.query.offset };
     },
   );
@@ -60,7 +58,7 @@ export async function memoryRoutes(app: FastifyInstance, opts: { store: MemorySt
   });
 
   r.get('/memory/entities/:name', { schema: { summary: 'One entity (in each scope that has it) and its relations (open_nodes)', tags, params: z.object({ name: z.string().min(1) }), querystring: z.object({ scope: scopeQuery }) } }, async (req) => {
-    const g = store.openNodes(scopesOf(store, req.query.scope), [req.params.name]);
+    const g = await store.openNodes(await scopesOf(store, req.query.scope), [req.params.name]);
     if (g.entities.length === 0) throw new CaxtonError('not_found', `no entity named "${req.params.name}"${req.query.scope ? ` in scope ${req.query.scope}` : ''}`, { name: req.params.name });
     return g;
   });
@@ -89,7 +87,7 @@ export async function memoryRoutes(app: FastifyInstance, opts: { store: MemorySt
     return { success: true };
   });
 
-  r.get('/memory/relations', { schema: { summary: 'List relations', tags, querystring: z.object({ scope: scopeQuery }) } }, async (req) => ({ relations: store.readGraph(scopesOf(store, req.query.scope)).relations }));
+  r.get('/memory/relations', { schema: { summary: 'List relations', tags, querystring: z.object({ scope: scopeQuery }) } }, async (req) => ({ relations: (await store.readGraph(await scopesOf(store, req.query.scope))).relations }));
 
   r.post('/memory/relations', { schema: { summary: 'Create relations (create_relations); existing ones are skipped', tags, querystring: z.object({ scope: scopeQuery }) } }, async (req, reply) => {
     const body = bodyObject(req.body);
@@ -125,7 +123,7 @@ export async function memoryRoutes(app: FastifyInstance, opts: { store: MemorySt
     },
     async (req) => {
       const b = req.body;
-      const results = await store.search({ query: b.query, scopes: scopesOf(store, b.scope), limit: b.limit, min_similarity: b.min_similarity, mode: b.mode, ...(b.entity_type !== undefined && { entity_type: b.entity_type }) });
+      const results = await store.search({ query: b.query, scopes: await scopesOf(store, b.scope), limit: b.limit, min_similarity: b.min_similarity, mode: b.mode, ...(b.entity_type !== undefined && { entity_type: b.entity_type }) });
       return { results };
     },
   );
@@ -159,7 +157,7 @@ export async function memoryRoutes(app: FastifyInstance, opts: { store: MemorySt
     async (req, reply) => {
       if (req.query.format === 'jsonl') {
         if (req.query.scope === undefined) throw new CaxtonError('invalid_request', 'a JSONL export covers one scope: give "scope"', { field: 'scope' });
-        return reply.type('application/x-ndjson').send(exportJsonl(store, parseScope(req.query.scope)));
+        return reply.type('application/x-ndjson').send(await exportJsonl(store, parseScope(req.query.scope)));
       }
       return exportJson(store, req.query.scope === undefined ? undefined : [parseScope(req.query.scope)]);
     },
@@ -169,17 +167,39 @@ export async function memoryRoutes(app: FastifyInstance, opts: { store: MemorySt
     '/memory/import',
     {
       bodyLimit: MAX_IMPORT_BYTES,
-      schema: { summary: 'Import versioned JSON or the reference server\'s JSONL (checked in full, then one transaction)', tags, querystring: z.object({ scope: scopeQuery, format: z.enum(['json', 'jsonl']).optional() }) },
+      schema: {
+        summary: 'Import versioned JSON or the reference server\'s JSONL (checked in full, then one transaction)',
+        description: 'With `Accept: text/event-stream` the answer is a stream: `progress` events ({done, total} entities embedded), then `result` (as the JSON answer) or `error` (the error envelope). Input errors are answered before the stream opens, with their HTTP status.',
+        tags,
+        querystring: z.object({ scope: scopeQuery, format: z.enum(['json', 'jsonl']).optional() }),
+      },
     },
-    async (req) => {
+    async (req, reply) => {
       const body = req.body;
       const format = req.query.format as ImportFormat | undefined;
       const scope = req.query.scope === undefined ? undefined : parseScope(req.query.scope);
       const input = typeof body === 'string' ? body : body === undefined || body === null ? '' : format === 'jsonl' ? JSON.stringify(body) : (body as never);
       if (input === '') throw new CaxtonError('invalid_request', 'the import body is empty', { field: '' });
-      const result = await importMemory(store, input, { ...(format !== undefined && { format }), ...(scope !== undefined && { scope }) });
-      req.log.info(result, 'memory import');
-      return result;
+      const prepared = prepareImport(store, input, { ...(format !== undefined && { format }), ...(scope !== undefined && { scope }) });
+      if (!wantsEventStream(req)) {
+        const result = await runImport(store, prepared);
+        req.log.info(result, 'memory import');
+        return result;
+      }
+      const sse = openSse(req, reply);
+      try {
+        // The import goes on if the client leaves: it is one transaction, done or not done.
+        const result = await runImport(store, prepared, (done, total) => sse.send('progress', { done, total }));
+        req.log.info(result, 'memory import');
+        sse.send('result', result);
+      } catch (e) {
+        const { body } = toEnvelope(e, req, MAX_IMPORT_BYTES);
+        req.log.info({ code: body.error.code, message: body.error.message }, 'streamed memory import failed');
+        sse.send('error', body);
+      } finally {
+        sse.end();
+      }
+      return reply;
     },
   );
 
