@@ -7,11 +7,13 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'smol-toml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { agentScope, memoryTools, MemoryStore, MEMORY_TOOL_NAMES } from '../../src/memory/index.js';
+import pg from 'pg';
+import { agentScope, memoryTools, MEMORY_TOOL_NAMES, type MemoryBackend } from '../../src/memory/index.js';
 import type { ToolContext } from '../../src/tools/types.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { removeTempDirs as removeServerDirs } from '../helpers/tmp.js';
-import { HashEmbedder, openMemoryDb, removeTempDirs, tempDir } from './helpers.js';
+import { BACKENDS, TEST_PG_URL, type OpenedBackend } from './backends.js';
+import { HashEmbedder, removeTempDirs, tempDir } from './helpers.js';
 
 afterAll(() => {
   removeTempDirs();
@@ -20,11 +22,14 @@ afterAll(() => {
 
 const ctx = (agent: string): ToolContext => ({ agent, execution_id: 'exec_test', deadline: Date.now() + 10_000, signal: new AbortController().signal });
 
-describe('memory tools (the reference server\'s nine, with scopes)', () => {
-  let store: MemoryStore;
+describe.each(BACKENDS)('memory tools (the reference server\'s nine, with scopes) ($name)', (backend) => {
+  let store: MemoryBackend;
+  let opened: OpenedBackend | undefined;
+  afterAll(async () => opened?.cleanup());
   let call: (agent: string, name: string, args: Record<string, unknown>) => Promise<{ content: string; is_error?: boolean }>;
-  beforeAll(() => {
-    store = new MemoryStore(openMemoryDb(tempDir()), { embedder: new HashEmbedder() });
+  beforeAll(async () => {
+    opened = await backend.open({ embedder: new HashEmbedder() });
+    store = opened.store;
     const tools = memoryTools(store, { settings: (a) => (a === 'sharer' ? { scope: 'workspace', search_limit: 5, min_similarity: 0 } : undefined) });
     call = (agent, name, args) => tools.find((t) => t.name === name)!.invoke(args, ctx(agent));
   });
@@ -71,7 +76,7 @@ describe('memory tools (the reference server\'s nine, with scopes)', () => {
     // bob cannot change it either: his writes land in his own scope
     expect((await call('bob', 'add_observations', { observations: [{ entityName: 'vault', contents: ['x'] }] })).is_error).toBe(true);
     await call('bob', 'delete_entities', { entityNames: ['vault'] });
-    expect(store.getEntity(agentScope('alice'), 'vault')).toBeDefined();
+    expect((await store.getEntity(agentScope('alice'), 'vault'))).toBeDefined();
     // a scope naming another agent is refused
     const other = await call('bob', 'read_graph', { scope: 'agent:alice' });
     expect(other).toMatchObject({ is_error: true });
@@ -83,7 +88,7 @@ describe('memory tools (the reference server\'s nine, with scopes)', () => {
 
   it('writes to the agent\'s configured scope and shares workspace memories', async () => {
     await call('sharer', 'create_entities', { entities: [{ name: 'standup', entityType: 'meeting', observations: ['daily at 9:30'] }] });
-    expect(store.getEntity('workspace', 'standup')).toBeDefined();
+    expect((await store.getEntity('workspace', 'standup'))).toBeDefined();
     const seen = JSON.parse((await call('bob', 'open_nodes', { names: ['standup'] })).content) as { entities: { scope: string }[] };
     expect(seen.entities).toEqual([expect.objectContaining({ scope: 'workspace' })]);
   });
@@ -99,8 +104,10 @@ describe('memory tools (the reference server\'s nine, with scopes)', () => {
   });
 });
 
-describe('agents with [memory] on a server (real embedder, scripted model)', () => {
+describe.each(BACKENDS.map((b) => b.name))('agents with [memory] on a server (real embedder, scripted model; %s)', (backend) => {
   let ts: TestServer;
+  const schema = `caxton_test_agents_${Math.random().toString(36).slice(2, 10)}`;
+  const memoryToml = backend === 'postgres' ? `[memory]\nbackend = "postgres"\n[memory.postgres]\nurl = "${TEST_PG_URL}"\nschema = "${schema}"\n` : '';
   const agent = (name: string, memory: Record<string, unknown>, extra: Record<string, unknown> = {}) =>
     stringify({
       name,
@@ -126,7 +133,7 @@ describe('agents with [memory] on a server (real embedder, scripted model)', () 
       }),
     );
     ts = await startTestServer({
-      toml: `[llm]\ndefault_provider = "demo"\n[llm.providers.demo]\ntype = "scripted"\nscript = ${JSON.stringify(script)}\n`,
+      toml: `[llm]\ndefault_provider = "demo"\n[llm.providers.demo]\ntype = "scripted"\nscript = ${JSON.stringify(script)}\n${memoryToml}`,
       agentFiles: {
         'alice.toml': agent('alice', { enabled: true, scope: 'agent', auto_store: true, search_limit: 3, min_similarity: 0.3 }),
         'bob.toml': agent('bob', { enabled: true, scope: 'agent', auto_store: false }, { execution: { isolation: 'worker' } }),
@@ -136,6 +143,12 @@ describe('agents with [memory] on a server (real embedder, scripted model)', () 
   }, 60_000);
   afterAll(async () => {
     await ts?.close();
+    if (backend === 'postgres') {
+      const admin = new pg.Client({ connectionString: TEST_PG_URL });
+      await admin.connect();
+      await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+      await admin.end();
+    }
   });
 
   it('registers the nine tools as host tools', () => {
@@ -169,14 +182,14 @@ describe('agents with [memory] on a server (real embedder, scripted model)', () 
     const store = ts.server.memory!.store;
     await ts.server.executor.invoke('alice', { request: 'Tell me about tulips', conversation_id: 'conv-tulips' });
     await ts.server.executor.invoke('bob', { request: 'Tell me about roses', conversation_id: 'conv-roses' });
-    let e = store.getEntity(agentScope('alice'), 'conversation:conv-tulips');
+    let e = await store.getEntity(agentScope('alice'), 'conversation:conv-tulips');
     for (let i = 0; i < 100 && !e; i++) {
       await new Promise((r) => setTimeout(r, 50));
-      e = store.getEntity(agentScope('alice'), 'conversation:conv-tulips');
+      e = await store.getEntity(agentScope('alice'), 'conversation:conv-tulips');
     }
     expect(e).toMatchObject({ entityType: 'interaction', metadata: { agent: 'alice', conversation_id: 'conv-tulips' } });
     expect(e!.observations[0]).toMatch(/^User: Tell me about tulips\nAssistant: PROMPT</);
-    expect(store.getEntity(agentScope('bob'), 'conversation:conv-roses')).toBeUndefined();
+    expect((await store.getEntity(agentScope('bob'), 'conversation:conv-roses'))).toBeUndefined();
     // and the stored interaction is recalled later
     const later = await ts.server.executor.invoke('alice', { request: 'What did we discuss about tulips?' });
     expect(later.content).toMatch(/conversation:conv-tulips/);

@@ -1,14 +1,21 @@
 /**
- * The knowledge graph store on real SQLite files: the reference server's nine operations, atomic
- * writes, scopes, semantic / keyword / hybrid search with the real local embedder, traversal,
- * re-indexing on a model change and the index rebuilt on reopen.
+ * The memory backends (SQLite files and PostgreSQL + pgvector, test/memory/backends.ts), one
+ * suite for both: the reference server's nine operations, atomic writes, scopes, semantic /
+ * keyword / hybrid search with the real local embedder, traversal, re-indexing on a model change
+ * and the index rebuilt on reopen.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Embedder } from '../../src/memory/embedding/index.js';
-import { agentScope, MemoryStore } from '../../src/memory/index.js';
-import { HashEmbedder, localEmbedder, openMemoryDb, openStore, removeTempDirs, tempDir } from './helpers.js';
+import { agentScope, type MemoryBackend } from '../../src/memory/index.js';
+import { BACKENDS, type BackendOpenOptions, type OpenedBackend } from './backends.js';
+import { HashEmbedder, localEmbedder, removeTempDirs } from './helpers.js';
 
 afterAll(removeTempDirs);
+
+const opened: OpenedBackend[] = [];
+afterAll(async () => {
+  for (const o of opened.splice(0)) await o.cleanup();
+});
 
 async function rejection(p: Promise<unknown>): Promise<{ code?: string; message: string; details?: unknown }> {
   try {
@@ -19,9 +26,14 @@ async function rejection(p: Promise<unknown>): Promise<{ code?: string; message:
   throw new Error('expected a rejection');
 }
 
-describe('memory store: the reference operations', () => {
+describe.each(BACKENDS)('memory store ($name): the reference operations', (backend) => {
+  const open = async (opts: BackendOpenOptions): Promise<OpenedBackend> => {
+    const o = await backend.open(opts);
+    opened.push(o);
+    return o;
+  };
   it('creates, reads, opens, searches and deletes like the MCP reference server', async () => {
-    const { store, db } = openStore(tempDir(), { embedder: new HashEmbedder() });
+    const { store } = await open({ embedder: new HashEmbedder() });
     const s = 'workspace';
     const created = await store.createEntities(s, [
       { name: 'Alice', entityType: 'person', observations: ['works at Acme', 'likes tea'] },
@@ -31,122 +43,142 @@ describe('memory store: the reference operations', () => {
     // existing names are skipped, not overwritten
     const again = await store.createEntities(s, [{ name: 'Alice', entityType: 'robot', observations: [] }, { name: 'Bob', entityType: 'person', observations: [] }]);
     expect(again.map((e) => e.name)).toEqual(['Bob']);
-    expect(store.getEntity(s, 'Alice')?.entityType).toBe('person');
+    expect((await store.getEntity(s, 'Alice'))?.entityType).toBe('person');
 
     expect(await store.createRelations(s, [{ from: 'Alice', to: 'Acme', relationType: 'works_at' }, { from: 'Bob', to: 'Alice', relationType: 'knows' }])).toHaveLength(2);
     expect(await store.createRelations(s, [{ from: 'Alice', to: 'Acme', relationType: 'works_at' }])).toEqual([]);
 
     const added = await store.addObservations(s, [{ entityName: 'Alice', contents: ['likes tea', 'speaks French'] }]);
     expect(added).toEqual([{ entityName: 'Alice', addedObservations: ['speaks French'] }]);
-    expect(store.getEntity(s, 'Alice')?.observations).toEqual(['works at Acme', 'likes tea', 'speaks French']);
+    expect((await store.getEntity(s, 'Alice'))?.observations).toEqual(['works at Acme', 'likes tea', 'speaks French']);
 
-    const graph = store.readGraph([s]);
+    const graph = await store.readGraph([s]);
     expect(graph.entities.map((e) => e.name)).toEqual(['Alice', 'Acme', 'Bob']);
     expect(graph.relations).toHaveLength(2);
     expect(graph.entities[0]).toMatchObject({ scope: 'workspace', metadata: {} });
     expect(graph.entities[0]!.created_at).toMatch(/^\d{4}-/);
 
     // search_nodes: case-insensitive substring of name, type or observation; relations touching the matches
-    const found = store.searchNodes([s], 'ANVIL');
+    const found = await store.searchNodes([s], 'ANVIL');
     expect(found.entities.map((e) => e.name)).toEqual(['Acme']);
     expect(found.relations).toEqual([{ from: 'Alice', to: 'Acme', relationType: 'works_at', scope: 'workspace' }]);
-    expect(store.searchNodes([s], '100%_"x').entities).toEqual([]);
+    expect((await store.searchNodes([s], '100%_"x')).entities).toEqual([]);
 
     // open_nodes: relations with at least one endpoint requested
-    const opened = store.openNodes([s], ['Bob', 'Nobody']);
+    const opened = await store.openNodes([s], ['Bob', 'Nobody']);
     expect(opened.entities.map((e) => e.name)).toEqual(['Bob']);
     expect(opened.relations).toEqual([{ from: 'Bob', to: 'Alice', relationType: 'knows', scope: 'workspace' }]);
 
     await store.deleteObservations(s, [{ entityName: 'Alice', observations: ['likes tea'] }, { entityName: 'Nobody', observations: ['x'] }]);
-    expect(store.getEntity(s, 'Alice')?.observations).toEqual(['works at Acme', 'speaks French']);
+    expect((await store.getEntity(s, 'Alice'))?.observations).toEqual(['works at Acme', 'speaks French']);
     expect(await store.deleteRelations(s, [{ from: 'Bob', to: 'Alice', relationType: 'knows' }])).toBe(1);
     // deleting an entity deletes its relations
     expect(await store.deleteEntities(s, ['Acme', 'Nobody'])).toBe(1);
-    expect(store.readGraph([s]).relations).toEqual([]);
-    expect(store.stats()).toMatchObject({ entities: 2, relations: 0, observations: 2, embedding: { model: 'test:hash', dimensions: 32, indexed: 2 } });
-    expect((db.prepare('SELECT count(*) AS n FROM memory_fts').get() as { n: number }).n).toBe(2);
+    expect((await store.readGraph([s])).relations).toEqual([]);
+    expect((await store.stats())).toMatchObject({ entities: 2, relations: 0, observations: 2, embedding: { model: 'test:hash', dimensions: 32, indexed: 2 } });
+    // the keyword side agrees with the tables after the deletes
+    expect((await store.search({ query: 'Acme French', scopes: [s], mode: 'keyword' })).map((h) => h.entity.name)).toEqual(['Alice']);
     await store.close();
-    db.close();
   });
 
   it('fails add_observations on an unknown entity and changes nothing (one transaction per operation)', async () => {
-    const { store, db } = openStore(tempDir(), { embedder: new HashEmbedder() });
+    const { store } = await open({ embedder: new HashEmbedder() });
     await store.createEntities('global', [{ name: 'A', entityType: 't', observations: ['one'] }]);
     const err = await rejection(store.addObservations('global', [{ entityName: 'A', contents: ['two'] }, { entityName: 'Missing', contents: ['x'] }]));
     expect(err.code).toBe('not_found');
     expect(err.message).toMatch(/Missing/);
-    expect(store.getEntity('global', 'A')?.observations).toEqual(['one']);
-    db.close();
+    expect((await store.getEntity('global', 'A'))?.observations).toEqual(['one']);
   });
 
   it('changes nothing when the embedder fails mid-operation', async () => {
     const emb = new HashEmbedder();
-    const { store, db } = openStore(tempDir(), { embedder: emb });
+    const { store } = await open({ embedder: emb });
     await store.createEntities('global', [{ name: 'A', entityType: 't', observations: ['one'] }]);
     emb.failAfter = emb.embedded;
     await expect(store.createEntities('global', [{ name: 'B', entityType: 't', observations: ['two'] }])).rejects.toThrow(/embedder failed/);
-    expect(store.readGraph(['global']).entities.map((e) => e.name)).toEqual(['A']);
+    expect((await store.readGraph(['global'])).entities.map((e) => e.name)).toEqual(['A']);
     emb.failAfter = Infinity;
     // the store keeps working after a failed write
     await store.createEntities('global', [{ name: 'B', entityType: 't', observations: ['two'] }]);
-    expect(store.stats().entities).toBe(2);
-    db.close();
+    expect((await store.stats()).entities).toBe(2);
   });
 
   it('keeps scopes apart: the same name in two scopes is two entities', async () => {
-    const { store, db } = openStore(tempDir(), { embedder: new HashEmbedder() });
+    const { store } = await open({ embedder: new HashEmbedder() });
     await store.createEntities(agentScope('Alpha'), [{ name: 'secret', entityType: 'note', observations: ['alpha only'] }]);
     await store.createEntities(agentScope('beta'), [{ name: 'secret', entityType: 'note', observations: ['beta only'] }]);
-    expect(store.readGraph([agentScope('alpha')]).entities.map((e) => e.observations)).toEqual([['alpha only']]);
-    expect(store.searchNodes([agentScope('beta'), 'workspace', 'global'], 'alpha').entities).toEqual([]);
+    expect((await store.readGraph([agentScope('alpha')])).entities.map((e) => e.observations)).toEqual([['alpha only']]);
+    expect((await store.searchNodes([agentScope('beta'), 'workspace', 'global'], 'alpha')).entities).toEqual([]);
     expect(await store.search({ query: 'alpha only', scopes: [agentScope('beta')], min_similarity: 0 })).toEqual([
       expect.objectContaining({ entity: expect.objectContaining({ observations: ['beta only'] }) }),
     ]);
-    db.close();
   });
 
-  it('rebuilds the index from SQLite on reopen, and re-embeds everything when the model changes', async () => {
-    const dir = tempDir();
+  it('reuses the stored vectors on reopen, and re-embeds everything when the model changes', async () => {
     const first = new HashEmbedder('test:hash-a', 32);
-    let { store, db } = openStore(dir, { embedder: first });
+    const data = await open({ embedder: first });
+    let store: MemoryBackend = data.store;
     await store.createEntities('global', [
       { name: 'A', entityType: 't', observations: ['red apples'] },
       { name: 'B', entityType: 't', observations: ['blue sky'] },
     ]);
     await store.close();
-    db.close();
 
     const same = new HashEmbedder('test:hash-a', 32);
-    ({ store, db } = openStore(dir, { embedder: same }));
+    store = await data.reopen({ embedder: same });
     await store.ready();
     expect(same.embedded).toBe(0); // vectors of the same model are reused
     expect((await store.search({ query: 'apples', scopes: ['global'], mode: 'semantic' }))[0]?.entity.name).toBe('A');
     await store.close();
-    db.close();
 
     const other = new HashEmbedder('test:hash-b', 48);
     const progress: [number, number][] = [];
-    ({ store, db } = openStore(dir, { embedder: other, onReindex: (d, t) => progress.push([d, t]) }));
+    store = await data.reopen({ embedder: other, onReindex: (d, t) => progress.push([d, t]) });
     await store.ready();
     expect(other.embedded).toBe(2);
     expect(progress.at(-1)).toEqual([2, 2]);
-    const rows = db.prepare('SELECT model, dimensions, length(vector) AS bytes FROM memory_embeddings').all();
-    expect(rows).toEqual([
-      { model: 'test:hash-b', dimensions: 48, bytes: 192 },
-      { model: 'test:hash-b', dimensions: 48, bytes: 192 },
-    ]);
+    expect((await store.stats()).embedding).toMatchObject({ model: 'test:hash-b', dimensions: 48, indexed: 2 });
     expect((await store.search({ query: 'blue', scopes: ['global'], mode: 'semantic' }))[0]?.entity.name).toBe('B');
-    db.close();
   });
 });
 
-describe('memory store: search with the local all-MiniLM-L6-v2', () => {
+describe.each(BACKENDS)('memory store ($name): keyword candidates when words are common', (backend) => {
+  const open = async (opts: BackendOpenOptions): Promise<OpenedBackend> => {
+    const o = await backend.open(opts);
+    opened.push(o);
+    return o;
+  };
+  it('finds the entity with a rare word among thousands sharing the common ones, and entities holding every common word', async () => {
+    const { store } = await open({ embedder: new HashEmbedder() });
+    // 5,100 entities all saying "status report", a third also "weekly": more than RARE_TERM_DOCS (5,000) hold "status"
+    const many = Array.from({ length: 5_100 }, (_, i) => ({ scope: 'workspace', name: `r${i}`, entityType: 'note', observations: [i % 3 === 0 ? 'weekly status report' : 'status report'], metadata: {} }));
+    many.push({ scope: 'workspace', name: 'zebra', entityType: 'note', observations: ['status report about the zebra enclosure'], metadata: {} });
+    await store.merge(many, []);
+    // a rare word among common ones: its entity is a candidate, ranked first by keyword share
+    const rare = await store.search({ query: 'zebra status report', scopes: ['workspace'], mode: 'keyword', limit: 3 });
+    expect(rare[0]).toMatchObject({ entity: { name: 'zebra' }, keyword: 1 });
+    // only common words: entities holding all of them come back, each with keyword score 1
+    const common = await store.search({ query: 'weekly status', scopes: ['workspace'], mode: 'keyword', limit: 5 });
+    expect(common).toHaveLength(5);
+    for (const h of common) expect(h).toMatchObject({ keyword: 1, entity: { observations: ['weekly status report'] } });
+    // a word no entity holds brings nothing; the entity type filter applies to keyword candidates
+    expect(await store.search({ query: 'giraffe', scopes: ['workspace'], mode: 'keyword' })).toEqual([]);
+    expect(await store.search({ query: 'zebra', scopes: ['workspace'], mode: 'keyword', entity_type: 'person' })).toEqual([]);
+    await store.close();
+  });
+});
+
+describe.each(BACKENDS)('memory store ($name): search with the local all-MiniLM-L6-v2', (backend) => {
+  const open = async (opts: BackendOpenOptions): Promise<OpenedBackend> => {
+    const o = await backend.open(opts);
+    opened.push(o);
+    return o;
+  };
   let emb: Embedder;
-  let store: MemoryStore;
+  let store: MemoryBackend;
   beforeAll(async () => {
     emb = await localEmbedder();
-    const db = openMemoryDb(tempDir());
-    store = new MemoryStore(db, { embedder: emb });
+    ({ store } = await open({ embedder: emb }));
     await store.createEntities('workspace', [
       { name: 'Mittens', entityType: 'pet', observations: ['A grey cat who sleeps on the warm windowsill every afternoon'] },
       { name: 'Q3 report', entityType: 'document', observations: ['Quarterly revenue grew by twelve percent'] },
@@ -206,8 +238,8 @@ describe('memory store: search with the local all-MiniLM-L6-v2', () => {
     expect(keyword.map((h) => [h.entity.name, h.keyword])).toEqual([['Clara', 1]]);
   });
 
-  it('traverses relations by type, direction and depth', () => {
-    const out = store.traverse({ scope: 'workspace', from: 'Clara', max_depth: 2 });
+  it('traverses relations by type, direction and depth', async () => {
+    const out = await store.traverse({ scope: 'workspace', from: 'Clara', max_depth: 2 });
     expect(out.entities.map((e) => [e.name, e.depth])).toEqual([
       ['Clara', 0],
       ['Dinner', 1],
@@ -215,10 +247,10 @@ describe('memory store: search with the local all-MiniLM-L6-v2', () => {
       ['Mittens', 2],
     ]); // "Berlin" is named by a relation but is not an entity
     expect(out.relations).toHaveLength(4);
-    const one = store.traverse({ scope: 'workspace', from: 'Clara', max_depth: 1, relation_types: ['took'] });
+    const one = await store.traverse({ scope: 'workspace', from: 'Clara', max_depth: 1, relation_types: ['took'] });
     expect(one.entities.map((e) => e.name)).toEqual(['Clara', 'Trip']);
-    const back = store.traverse({ scope: 'workspace', from: 'Mittens', direction: 'in', max_depth: 5 });
+    const back = await store.traverse({ scope: 'workspace', from: 'Mittens', direction: 'in', max_depth: 5 });
     expect(back.entities.map((e) => e.name)).toEqual(['Mittens', 'Dinner', 'Clara']);
-    expect(() => store.traverse({ scope: 'global', from: 'Clara' })).toThrow(/no entity named "Clara" in scope global/);
+    await expect(store.traverse({ scope: 'global', from: 'Clara' })).rejects.toThrow(/no entity named "Clara" in scope global/);
   });
 });

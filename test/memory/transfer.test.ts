@@ -9,11 +9,16 @@ import { join } from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { afterAll, describe, expect, it } from 'vitest';
-import { agentScope, MemoryStore } from '../../src/memory/index.js';
-import { exportJson, exportJsonl, importMemory, type MemoryExport } from '../../src/memory/transfer.js';
-import { HashEmbedder, localEmbedder, openMemoryDb, removeTempDirs, tempDir } from './helpers.js';
+import { agentScope, type MemoryBackend } from '../../src/memory/index.js';
+import { allScopes, exportJson, exportJsonl, importMemory, type MemoryExport } from '../../src/memory/transfer.js';
+import { BACKENDS, type BackendOpenOptions, type OpenedBackend } from './backends.js';
+import { HashEmbedder, localEmbedder, removeTempDirs, tempDir } from './helpers.js';
 
 afterAll(removeTempDirs);
+const opened: OpenedBackend[] = [];
+afterAll(async () => {
+  for (const o of opened.splice(0)) await o.cleanup();
+});
 
 async function rejection(p: Promise<unknown>): Promise<{ code?: string; message: string; details?: Record<string, unknown> }> {
   try {
@@ -24,9 +29,7 @@ async function rejection(p: Promise<unknown>): Promise<{ code?: string; message:
   throw new Error('expected a rejection');
 }
 
-const newStore = () => new MemoryStore(openMemoryDb(tempDir()), { embedder: new HashEmbedder() });
-
-async function seed(store: MemoryStore): Promise<void> {
+async function seed(store: MemoryBackend): Promise<void> {
   await store.createEntities('workspace', [
     { name: 'Alice', entityType: 'person', observations: ['works at Acme', 'likes tea'], metadata: { source: 'hr' } },
     { name: 'Acme', entityType: 'organization', observations: ['makes anvils'] },
@@ -37,59 +40,67 @@ async function seed(store: MemoryStore): Promise<void> {
   await store.createRelations('global', [{ from: 'Earth', to: 'Sun', relationType: 'orbits' }]);
 }
 
-/** Everything in the memory tables, without ids or vectors, in a stable order. */
-function snapshot(store: MemoryStore) {
-  const ents = store.db.prepare('SELECT scope, name, entity_type, observations, metadata FROM memory_entities ORDER BY scope, name').all();
-  const rels = store.db.prepare('SELECT scope, from_name, to_name, relation_type FROM memory_relations ORDER BY scope, from_name, to_name').all();
-  const vecs = (store.db.prepare('SELECT count(*) AS n FROM memory_embeddings').get() as { n: number }).n;
-  const fts = (store.db.prepare('SELECT count(*) AS n FROM memory_fts').get() as { n: number }).n;
-  return { ents, rels, vecs, fts };
+/** Everything the store holds, without ids, timestamps or vectors, in a stable order; and how many vectors. */
+async function snapshot(store: MemoryBackend) {
+  const g = await store.readGraph(await allScopes(store));
+  const key = (x: { scope: string; name?: string; from?: string; to?: string; relationType?: string }) => JSON.stringify([x.scope, x.name ?? x.from, x.to, x.relationType]);
+  const ents = g.entities.map(({ scope, name, entityType, observations, metadata }) => ({ scope, name, entityType, observations, metadata })).sort((a, b) => key(a).localeCompare(key(b)));
+  const rels = [...g.relations].sort((a, b) => key(a).localeCompare(key(b)));
+  const st = await store.stats();
+  return { ents, rels, indexed: st.embedding?.indexed ?? null };
 }
 
-describe('versioned JSON', () => {
+/** One store per test, on each backend: tests inside `describe.each(BACKENDS)` call `newStore(backend)`. */
+async function newStore(backend: { open(o: BackendOpenOptions): Promise<OpenedBackend> }, embedder: BackendOpenOptions['embedder'] = new HashEmbedder()): Promise<MemoryBackend> {
+  const o = await backend.open({ embedder });
+  opened.push(o);
+  return o.store;
+}
+
+describe.each(BACKENDS)('versioned JSON ($name)', (backend) => {
   it('round-trips every scope: export → import into an empty store gives the same graph, re-embedded', async () => {
-    const a = newStore();
+    const a = await newStore(backend);
     await seed(a);
-    const doc = exportJson(a);
+    const doc = await exportJson(a);
     expect(doc).toMatchObject({ format: 'caxton-memory', version: 1, embedding: { model: 'test:hash', dimensions: 32 }, scopes: ['agent:bot', 'global', 'workspace'] });
     expect(doc.entities.find((e) => e.name === 'Alice')).toMatchObject({ scope: 'workspace', metadata: { source: 'hr' } });
 
-    const b = new MemoryStore(openMemoryDb(tempDir()), { embedder: new HashEmbedder('test:hash', 32) });
+    const b = await newStore(backend, new HashEmbedder('test:hash', 32));
     const progress: number[][] = [];
     const r = await importMemory(b, JSON.stringify(doc), { onProgress: (d, t) => progress.push([d, t]) });
     expect(r).toEqual({ format: 'json', entities: 4, relations: 2, entities_created: 4, entities_updated: 0, relations_created: 2 });
     expect(progress.at(-1)).toEqual([4, 4]);
-    expect(snapshot(b)).toEqual(snapshot(a));
-    expect(b.getEntity('workspace', 'Alice')!.created_at).toBe(a.getEntity('workspace', 'Alice')!.created_at);
+    expect((await snapshot(b))).toEqual((await snapshot(a)));
+    expect((await b.getEntity('workspace', 'Alice'))!.created_at).toBe((await a.getEntity('workspace', 'Alice'))!.created_at);
     // semantic search works on the imported graph
     expect((await b.search({ query: 'anvils', scopes: ['workspace'], mode: 'semantic' }))[0]?.entity.name).toBe('Acme');
 
     // importing again merges: nothing new
     const again = await importMemory(b, doc);
     expect(again).toMatchObject({ entities_created: 0, relations_created: 0 });
-    expect(snapshot(b)).toEqual(snapshot(a));
+    expect((await snapshot(b))).toEqual((await snapshot(a)));
   });
 
   it('exports chosen scopes, and imports into one scope when asked', async () => {
-    const a = newStore();
+    const a = await newStore(backend);
     await seed(a);
-    const doc = exportJson(a, ['workspace']);
+    const doc = await exportJson(a, ['workspace']);
     expect(doc.entities.map((e) => e.name)).toEqual(['Alice', 'Acme']);
-    const b = newStore();
+    const b = await newStore(backend);
     await importMemory(b, doc, { scope: agentScope('other') });
-    expect(b.readGraph([agentScope('other')]).entities.map((e) => e.name)).toEqual(['Alice', 'Acme']);
-    expect(b.readGraph(['workspace']).entities).toEqual([]);
+    expect((await b.readGraph([agentScope('other')])).entities.map((e) => e.name)).toEqual(['Alice', 'Acme']);
+    expect((await b.readGraph(['workspace'])).entities).toEqual([]);
   });
 
   it('merges into existing entities: observations added, metadata merged', async () => {
-    const s = newStore();
+    const s = await newStore(backend);
     await s.createEntities('workspace', [{ name: 'Alice', entityType: 'person', observations: ['likes tea'], metadata: { a: 1 } }]);
     await importMemory(s, { format: 'caxton-memory', version: 1, exported_at: '', embedding: null, scopes: [], entities: [{ scope: 'workspace', name: 'Alice', entityType: 'person', observations: ['likes tea', 'plays chess'], metadata: { b: 2 }, created_at: '2020-01-01T00:00:00Z', updated_at: '2020-01-01T00:00:00Z' }], relations: [] });
-    expect(s.getEntity('workspace', 'Alice')).toMatchObject({ observations: ['likes tea', 'plays chess'], metadata: { a: 1, b: 2 } });
+    expect((await s.getEntity('workspace', 'Alice'))).toMatchObject({ observations: ['likes tea', 'plays chess'], metadata: { a: 1, b: 2 } });
   });
 });
 
-describe('bad imports are refused with a clear error and change nothing', () => {
+describe.each(BACKENDS)('bad imports are refused with a clear error and change nothing ($name)', (backend) => {
   const base = (): MemoryExport => ({
     format: 'caxton-memory',
     version: 1,
@@ -158,32 +169,32 @@ describe('bad imports are refused with a clear error and change nothing', () => 
 
   for (const c of cases) {
     it(c.label, async () => {
-      const s = newStore();
+      const s = await newStore(backend);
       await seed(s);
-      const before = snapshot(s);
+      const before = (await snapshot(s));
       const err = await rejection(importMemory(s, c.input(), { ...(c.scope !== undefined && { scope: c.scope }) }));
       expect(err.code).toBe(c.code);
       expect(err.message).toMatch(c.message);
       if (c.field !== undefined) expect(err.details?.field).toBe(c.field);
       if (c.line !== undefined) expect(err.details?.line).toBe(c.line);
-      expect(snapshot(s)).toEqual(before);
+      expect((await snapshot(s))).toEqual(before);
     });
   }
 
   it('an embedder failure part-way through a large import changes nothing', async () => {
     const emb = new HashEmbedder();
-    const s = new MemoryStore(openMemoryDb(tempDir()), { embedder: emb });
+    const s = await newStore(backend, emb);
     await seed(s);
-    const before = snapshot(s);
+    const before = (await snapshot(s));
     const d = base();
     d.entities = Array.from({ length: 1000 }, (_, i) => ({ scope: 'workspace', name: `E${i}`, entityType: 't', observations: [`observation ${i}`], metadata: {}, created_at: d.exported_at, updated_at: d.exported_at }));
     emb.failAfter = emb.embedded + 600; // the third batch of 256 fails
     await expect(importMemory(s, d)).rejects.toThrow(/embedder failed/);
-    expect(snapshot(s)).toEqual(before);
+    expect((await snapshot(s))).toEqual(before);
   });
 });
 
-describe("the MCP reference memory server's JSONL", () => {
+describe.each(BACKENDS)("the MCP reference memory server's JSONL ($name)", (backend) => {
   const serverScript = createRequire(import.meta.url).resolve('@modelcontextprotocol/server-memory/dist/index.js');
 
   /** Runs the reference server on `file`, calls `fn` with a connected client, and stops it. */
@@ -210,10 +221,10 @@ describe("the MCP reference memory server's JSONL", () => {
     const written = readFileSync(file, 'utf8');
     expect(written.split('\n')).toHaveLength(3);
 
-    const store = new MemoryStore(openMemoryDb(tempDir()), { embedder: await localEmbedder() });
+    const store = await newStore(backend, await localEmbedder());
     const r = await importMemory(store, written, { scope: 'workspace' });
     expect(r).toMatchObject({ format: 'jsonl', entities: 2, relations: 1, entities_created: 2, relations_created: 1 });
-    const g = store.readGraph(['workspace']);
+    const g = await store.readGraph(['workspace']);
     expect(g.entities.map(({ name, entityType, observations }) => ({ name, entityType, observations }))).toEqual([
       { name: 'John_Smith', entityType: 'person', observations: ['Speaks fluent Spanish', 'Graduated in 2019', 'Prefers morning meetings'] },
       { name: 'Anthropic', entityType: 'organization', observations: ['AI safety company'] },
@@ -222,14 +233,14 @@ describe("the MCP reference memory server's JSONL", () => {
     expect((await store.search({ query: 'Who can speak Spanish?', scopes: ['workspace'], mode: 'semantic' }))[0]?.entity.name).toBe('John_Smith');
 
     // Caxton's JSONL export is byte-identical to what the reference server wrote for the same graph
-    const exported = exportJsonl(store, 'workspace');
+    const exported = await exportJsonl(store, 'workspace');
     expect(exported).toBe(written);
 
     // and the reference server reads Caxton's export (with one more entity) as its own
     await store.createEntities('workspace', [{ name: 'Paris', entityType: 'city', observations: ['capital of France'] }]);
     await store.createRelations('workspace', [{ from: 'John_Smith', to: 'Paris', relationType: 'lives_in' }]);
     const file2 = join(dir, 'from-caxton.jsonl');
-    writeFileSync(file2, exportJsonl(store, 'workspace'));
+    writeFileSync(file2, (await exportJsonl(store, 'workspace')));
     const graph = await withReference(file2, async (c) => JSON.parse(text(await c.callTool({ name: 'read_graph', arguments: {} }))) as { entities: unknown[]; relations: unknown[] });
     expect(graph.entities).toHaveLength(3);
     expect(graph.relations).toEqual([

@@ -1,0 +1,152 @@
+/**
+ * The memory backends one test suite runs against: the embedded SQLite store and PostgreSQL +
+ * pgvector. Usage:
+ *
+ *   describe.each(BACKENDS)('memory ($name)', (backend) => {
+ *     it('...', async () => {
+ *       const { store, reopen, cleanup } = await backend.open({ embedder: new HashEmbedder() });
+ *       try { ... } finally { await cleanup(); }
+ *     });
+ *   });
+ *
+ * PostgreSQL: CAXTON_TEST_PG_URL (default postgres://postgres@127.0.0.1:5432/test), a fresh
+ * schema per open(), dropped by cleanup(). When PostgreSQL or pgvector is missing, open() FAILS
+ * (never skips) and says to run scripts/setup-pgvector.sh.
+ */
+import { rmSync } from 'node:fs';
+import pg from 'pg';
+import type { MemoryBackend, MemoryBackendKind } from '../../src/memory/backend.js';
+import type { Embedder } from '../../src/memory/embedding/index.js';
+import { PgMemoryStore } from '../../src/memory/pg-store.js';
+import { MemoryStore } from '../../src/memory/store.js';
+import type { MemoryLimits } from '../../src/memory/validate.js';
+import { openMemoryDb, tempDir } from './helpers.js';
+
+export interface BackendOpenOptions {
+  embedder: Embedder | (() => Promise<Embedder>);
+  limits?: Partial<MemoryLimits>;
+  keyword_weight?: number;
+  onReindex?: (done: number, total: number) => void;
+  /** A label for the data (in the temp dir's or schema's name), to tell test data apart when debugging. */
+  key?: string;
+}
+
+export interface OpenedBackend {
+  /** The first instance over fresh, empty data. */
+  store: MemoryBackend;
+  /**
+   * Closes the latest instance (if still open), then opens a new one over the same data with
+   * `opts` (e.g. another embedder: model-change tests). Returns the new instance.
+   */
+  reopen(opts: BackendOpenOptions): Promise<MemoryBackend>;
+  /** Closes every instance opened and deletes the data (temp dir / schema). Safe to call twice. */
+  cleanup(): Promise<void>;
+}
+
+export interface BackendFactory {
+  name: MemoryBackendKind;
+  open(opts: BackendOpenOptions): Promise<OpenedBackend>;
+}
+
+export const TEST_PG_URL = process.env.CAXTON_TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+
+function label(key: string | undefined): string {
+  return (key ?? '').toLowerCase().replace(/[^a-z0-9_]/g, '_').slice(0, 20);
+}
+
+const sqlite: BackendFactory = {
+  name: 'sqlite',
+  async open(opts) {
+    const dir = tempDir();
+    const opened: { store: MemoryBackend; close(): Promise<void> }[] = [];
+    const openOne = (o: BackendOpenOptions): MemoryBackend => {
+      const db = openMemoryDb(dir);
+      const store = new MemoryStore(db, { embedder: o.embedder, ...(o.limits && { limits: o.limits }), ...(o.keyword_weight !== undefined && { keyword_weight: o.keyword_weight }), ...(o.onReindex && { onReindex: o.onReindex }) });
+      opened.push({
+        store,
+        close: async () => {
+          await store.close();
+          if (db.open) db.close();
+        },
+      });
+      return store;
+    };
+    const store = openOne(opts);
+    let done = false;
+    return {
+      store,
+      async reopen(o) {
+        await opened.at(-1)?.close();
+        return openOne(o);
+      },
+      async cleanup() {
+        if (done) return;
+        done = true;
+        for (const x of opened) await x.close();
+        rmSync(dir, { recursive: true, force: true });
+      },
+    };
+  },
+};
+
+/** Fails with what to do when the test server or pgvector is missing. */
+async function checkPostgres(admin: pg.Pool): Promise<void> {
+  try {
+    await admin.query('SELECT 1');
+  } catch (e) {
+    throw new Error(
+      `cannot connect to the test PostgreSQL at ${TEST_PG_URL} (${(e as Error).message}): start PostgreSQL (or set CAXTON_TEST_PG_URL) and run scripts/setup-pgvector.sh to install pgvector`,
+      { cause: e },
+    );
+  }
+  const { rows } = await admin.query("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'");
+  if (rows.length === 0) throw new Error(`PostgreSQL at ${TEST_PG_URL} has no pgvector extension: run scripts/setup-pgvector.sh (as root) to install it`);
+}
+
+const postgres: BackendFactory = {
+  name: 'postgres',
+  async open(opts) {
+    const admin = new pg.Pool({ connectionString: TEST_PG_URL, max: 1 });
+    try {
+      await checkPostgres(admin);
+    } catch (e) {
+      await admin.end();
+      throw e;
+    }
+    const schema = `caxton_test_${label(opts.key)}${label(opts.key) ? '_' : ''}${Math.random().toString(36).slice(2, 10)}`;
+    const opened: PgMemoryStore[] = [];
+    const openOne = (o: BackendOpenOptions): PgMemoryStore => {
+      const store = new PgMemoryStore({
+        url: TEST_PG_URL,
+        schema,
+        embedder: o.embedder,
+        ...(o.limits && { limits: o.limits }),
+        ...(o.keyword_weight !== undefined && { keyword_weight: o.keyword_weight }),
+        ...(o.onReindex && { onReindex: o.onReindex }),
+      });
+      opened.push(store);
+      return store;
+    };
+    const store = openOne(opts);
+    let done = false;
+    return {
+      store,
+      async reopen(o) {
+        await opened.at(-1)?.close();
+        return openOne(o);
+      },
+      async cleanup() {
+        if (done) return;
+        done = true;
+        for (const s of opened) await s.close();
+        try {
+          await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+        } finally {
+          await admin.end();
+        }
+      },
+    };
+  },
+};
+
+export const BACKENDS: BackendFactory[] = [sqlite, postgres];
