@@ -121,6 +121,8 @@ describe('stdio reference servers mounted as host tools', () => {
     const m = new McpClientManager({ tools: t, servers: { slow: stdioServer(EVERYTHING, ['stdio'], { timeout: 500 }) } });
     await m.start();
     try {
+      // the 500 ms timeout also bounds connecting: on a loaded machine the first attempt may miss it, a retry does not
+      await waitUntil(() => m.status('slow')!.state === 'ready', { timeoutMs: 20_000, what: 'the slow server connected' });
       const r = await t.invoke(['slow.*'], 'slow.trigger-long-running-operation', { duration: 10, steps: 10 }, ctx(20_000));
       expect(r).toEqual({ content: 'MCP server "slow" did not answer tool "slow.trigger-long-running-operation" within 500 ms; the call was cancelled', is_error: true });
     } finally {
@@ -222,7 +224,8 @@ describe('servers that cannot start', () => {
     await mcp.start();
     try {
       const missing = mcp.status('missing')!;
-      expect(missing).toMatchObject({ state: 'failed', tools: 0, attempts: 1 });
+      expect(missing).toMatchObject({ state: 'failed', tools: 0 });
+      expect(missing.attempts).toBeGreaterThanOrEqual(1); // retries every 50-200 ms: more may have run while the other server started
       expect(missing.last_error).toMatch(/connecting failed: spawn \/nonexistent\/mcp-server ENOENT/);
       expect(missing.next_retry_at).toEqual(expect.any(String));
       expect(mcp.status('crashing')!.last_error).toContain('fatal: MCP_TOKEN is not set');
