@@ -139,6 +139,34 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
       CREATE INDEX relations_to ON ${s}.relations (scope, to_name);
     `,
   },
+  {
+    // How many entities hold each keyword word, kept by statement triggers in the writing
+    // transaction: a search ORs only the rare query terms (bounded work), as SQLite's fts5vocab.
+    id: 'pg-memory-002-word-docs',
+    sql: (s) => `
+      CREATE TABLE ${s}.word_docs (word text PRIMARY KEY, docs bigint NOT NULL);
+      INSERT INTO ${s}.word_docs (word, docs) SELECT w, count(*) FROM ${s}.entities, unnest(words) AS w GROUP BY w;
+      CREATE FUNCTION ${s}.word_docs_change() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF TG_OP = 'INSERT' THEN
+          INSERT INTO ${s}.word_docs AS d (word, docs) SELECT w, count(*) FROM new_rows, unnest(new_rows.words) AS w GROUP BY w
+            ON CONFLICT (word) DO UPDATE SET docs = d.docs + excluded.docs;
+        ELSIF TG_OP = 'DELETE' THEN
+          UPDATE ${s}.word_docs AS d SET docs = d.docs - x.n FROM (SELECT w, count(*) AS n FROM old_rows, unnest(old_rows.words) AS w GROUP BY w) AS x WHERE d.word = x.w;
+        ELSE
+          INSERT INTO ${s}.word_docs AS d (word, docs)
+            SELECT w, sum(n) FROM (SELECT w, 1 AS n FROM new_rows, unnest(new_rows.words) AS w
+                                   UNION ALL SELECT w, -1 FROM old_rows, unnest(old_rows.words) AS w) AS x
+             GROUP BY w HAVING sum(n) <> 0
+            ON CONFLICT (word) DO UPDATE SET docs = d.docs + excluded.docs;
+        END IF;
+        RETURN NULL;
+      END $$;
+      CREATE TRIGGER word_docs_insert AFTER INSERT ON ${s}.entities REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION ${s}.word_docs_change();
+      CREATE TRIGGER word_docs_update AFTER UPDATE ON ${s}.entities REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION ${s}.word_docs_change();
+      CREATE TRIGGER word_docs_delete AFTER DELETE ON ${s}.entities REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION ${s}.word_docs_change();
+    `,
+  },
 ];
 
 /** Name of the HNSW index over `entities.embedding` (cosine distance). */

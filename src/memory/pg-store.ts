@@ -22,7 +22,7 @@ import type { MemoryBackend } from './backend.js';
 import type { Embedder } from './embedding/index.js';
 import { CaxtonError } from '../shared/errors.js';
 import { checkSchemaName, DEFAULT_PG_SCHEMA, ensureVectorExtension, hasIterativeScan, HNSW_INDEX, ident, lockName, migrate, type Queryable } from './pg-schema.js';
-import { chunks, EMBED_BATCH, entityText, entityWords, foldDuplicates, MAX_EMBED_CHARS, planSearch, rankHits, traverseGraph } from './text.js';
+import { chunks, EMBED_BATCH, entityText, entityWords, foldDuplicates, MAX_EMBED_CHARS, planSearch, rankHits, RARE_TERM_DOCS, traverseGraph, type SearchPlan } from './text.js';
 import type {
   Entity,
   EntityInput,
@@ -693,6 +693,28 @@ export class PgMemoryStore implements MemoryBackend {
     if (hasIterativeScan(this.#vec!.version)) await c.query("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)");
   }
 
+  /**
+   * Entities holding the query's words, at a cost bounded by RARE_TERM_DOCS rather than by the
+   * store's size (as the SQLite store): the terms held by at most that many entities (word_docs)
+   * bring candidates (OR, most query terms held first); when every term is more common, entities
+   * holding all of them do (AND, the first found: each has the highest keyword score anyway).
+   */
+  async #keywordCandidates(c: Queryable, plan: SearchPlan, q: SearchQuery): Promise<string[]> {
+    const present = (await c.query<{ word: string; docs: string }>(`SELECT word, docs FROM ${this.#t('word_docs')} WHERE word = ANY($1::text[]) AND docs > 0`, [plan.terms])).rows;
+    if (present.length === 0) return [];
+    const rare = present.filter((r) => Number(r.docs) <= RARE_TERM_DOCS).map((r) => r.word);
+    const typed = q.entity_type !== undefined;
+    const args: unknown[] = [q.scopes, rare.length > 0 ? rare : present.map((r) => r.word), plan.pool];
+    if (typed) args.push(q.entity_type);
+    const where = `scope = ANY($1::text[]) AND words ${rare.length > 0 ? '&&' : '@>'} $2::text[] ${typed ? 'AND entity_type = $4' : ''}`;
+    let order = '';
+    if (rare.length > 0) {
+      args.push(plan.terms);
+      order = `ORDER BY (SELECT count(*) FROM unnest(words) AS w WHERE w = ANY($${args.length}::text[])) DESC, id`;
+    }
+    return (await c.query<{ id: string }>(`SELECT id FROM ${this.#t('entities')} WHERE ${where} ${order} LIMIT $3`, args)).rows.map((r) => r.id);
+  }
+
   /** Semantic, keyword or hybrid (default) search over `scopes`, best first. */
   async search(q: SearchQuery): Promise<SearchHit[]> {
     const plan = planSearch(q);
@@ -708,17 +730,7 @@ export class PgMemoryStore implements MemoryBackend {
         await this.#searchSettings(c, plan.pool);
         for (const r of (await c.query<{ id: string }>(this.#semanticSql(q.entity_type !== undefined), [q.scopes, model, qv, plan.pool, ...typeArgs])).rows) ids.add(r.id);
       }
-      if (plan.mode !== 'semantic' && plan.terms.length > 0) {
-        const rows = (
-          await c.query<{ id: string }>(
-            `SELECT id FROM ${this.#t('entities')}
-              WHERE scope = ANY($1::text[]) AND words && $2::text[] ${q.entity_type !== undefined ? 'AND entity_type = $4' : ''}
-              ORDER BY (SELECT count(*) FROM unnest(words) AS w WHERE w = ANY($2::text[])) DESC, id LIMIT $3`,
-            [q.scopes, plan.terms, plan.pool, ...typeArgs],
-          )
-        ).rows;
-        for (const r of rows) ids.add(r.id);
-      }
+      if (plan.mode !== 'semantic' && plan.terms.length > 0) for (const id of await this.#keywordCandidates(c, plan, q)) ids.add(id);
       if (ids.size === 0) return [];
       const rows = (
         await c.query<EntityRow & { sim: number | null }>(

@@ -18,7 +18,7 @@ import type { MemoryBackend } from './backend.js';
 import type { Embedder } from './embedding/index.js';
 import { CaxtonError } from '../shared/errors.js';
 import type { Db } from '../storage/index.js';
-import { chunks, dot, EMBED_BATCH, entityText, foldDuplicates, MAX_EMBED_CHARS, planSearch, rankHits, traverseGraph, type SearchPlan } from './text.js';
+import { chunks, dot, EMBED_BATCH, entityText, foldDuplicates, MAX_EMBED_CHARS, planSearch, rankHits, RARE_TERM_DOCS, traverseGraph, type SearchPlan } from './text.js';
 import type {
   Entity,
   EntityInput,
@@ -92,8 +92,6 @@ interface RelationRow {
   relation_type: string;
 }
 
-/** Keyword search: terms found in more entities than this bring no candidates of their own (see #keywordCandidates). */
-const RARE_TERM_DOCS = 5_000;
 /** Unsaved vector changes after which the graph is saved again: between 5,000 and 50,000, a tenth of the vectors. */
 const saveAfter = (size: number) => Math.min(50_000, Math.max(5_000, Math.floor(size / 10)));
 function toEntity(r: EntityRow): StoredEntity {

@@ -70,6 +70,9 @@ export interface SearchPlan {
   terms: string[];
 }
 
+/** Keyword search: terms held by more entities than this bring no candidates of their own (both stores' keyword candidates). */
+export const RARE_TERM_DOCS = 5_000;
+
 export function planSearch(q: SearchQuery): SearchPlan {
   if (typeof q.query !== 'string' || q.query.trim() === '') throw new CaxtonError('invalid_request', '"query" must be a non-empty string', { field: 'query' });
   const limit = Math.min(Math.max(1, Math.floor(q.limit ?? 10)), 100);

@@ -270,6 +270,68 @@ describe('PostgreSQL memory backend: pgvector', () => {
   }, 120_000);
 });
 
+describe('PostgreSQL memory backend: keyword word counts (word_docs)', () => {
+  /** word_docs (docs > 0) against the counts recomputed from the entities. */
+  async function counts(admin: pg.Pool, schema: string): Promise<{ kept: Record<string, number>; actual: Record<string, number> }> {
+    const kept = (await admin.query<{ word: string; docs: string }>(`SELECT word, docs FROM "${schema}".word_docs WHERE docs <> 0 ORDER BY word`)).rows;
+    const actual = (await admin.query<{ word: string; docs: string }>(`SELECT w AS word, count(*) AS docs FROM "${schema}".entities, unnest(words) AS w GROUP BY w ORDER BY w`)).rows;
+    const obj = (rows: { word: string; docs: string }[]) => Object.fromEntries(rows.map((r) => [r.word, Number(r.docs)]));
+    return { kept: obj(kept), actual: obj(actual) };
+  }
+
+  it('keeps the count of entities per word through creates, merges, observation changes, deletes and clears', async () => {
+    const { admin, schema, drop } = await freshSchema();
+    const store = new PgMemoryStore({ url: TEST_PG_URL, schema, embedder: new HashEmbedder() });
+    try {
+      await store.createEntities('workspace', [
+        { name: 'a', entityType: 'note', observations: ['red apple', 'green pear'] },
+        { name: 'b', entityType: 'note', observations: ['red cherry'] },
+      ]);
+      await store.createEntities('global', [{ name: 'a', entityType: 'note', observations: ['red wine'] }]);
+      let c = await counts(admin, schema);
+      expect(c.kept).toEqual(c.actual);
+      expect(c.kept.red).toBe(3);
+      await store.addObservations('workspace', [{ entityName: 'b', contents: ['blue plum'] }]);
+      await store.deleteObservations('workspace', [{ entityName: 'a', observations: ['red apple'] }]);
+      await store.merge([{ scope: 'workspace', name: 'b', entityType: 'fruit', observations: ['red cherry', 'yellow lemon'], metadata: {} }, { scope: 'workspace', name: 'c', entityType: 'note', observations: ['red plum'], metadata: {} }], []);
+      c = await counts(admin, schema);
+      expect(c.kept).toEqual(c.actual);
+      expect([c.kept.red, c.kept.plum, c.kept.apple]).toEqual([3, 2, undefined]);
+      await store.deleteEntities('workspace', ['b']);
+      c = await counts(admin, schema);
+      expect(c.kept).toEqual(c.actual);
+      expect(c.kept.red).toBe(2);
+      await store.clear(['workspace', 'global']);
+      expect((await counts(admin, schema)).kept).toEqual({});
+    } finally {
+      await store.close();
+      await drop();
+    }
+  });
+
+  it('fills the counts from existing rows when a schema made before them is migrated', async () => {
+    const { admin, schema, drop } = await freshSchema();
+    try {
+      const first = new PgMemoryStore({ url: TEST_PG_URL, schema, embedder: new HashEmbedder() });
+      await first.createEntities('workspace', [{ name: 'old', entityType: 'note', observations: ['written before the counts existed'] }]);
+      await first.close();
+      // Back to the schema as migration 001 left it.
+      await admin.query(`DROP TABLE "${schema}".word_docs; DROP FUNCTION "${schema}".word_docs_change() CASCADE; DELETE FROM "${schema}".migrations WHERE id = 'pg-memory-002-word-docs'`);
+      const second = new PgMemoryStore({ url: TEST_PG_URL, schema, embedder: new HashEmbedder() });
+      try {
+        expect((await second.search({ query: 'counts existed', scopes: ['workspace'], mode: 'keyword' }))[0]?.entity.name).toBe('old');
+        const c = await counts(admin, schema);
+        expect(c.kept).toEqual(c.actual);
+        expect(c.kept.counts).toBe(1);
+      } finally {
+        await second.close();
+      }
+    } finally {
+      await drop();
+    }
+  });
+});
+
 describe('PostgreSQL memory backend: several instances and failures', () => {
   it('keeps two instances writing the same schema at once consistent', async () => {
     const { schema, admin, drop } = await freshSchema();
