@@ -30,8 +30,13 @@ const BUILD_BATCH = 64;
 const BUILD_SLICE_MS = 20;
 /** Candidates asked of the graph per result wanted. */
 const OVERFETCH = 4;
-/** One more graph candidate per this many vectors (200 at 1,000,000; the floor of 42 up to 210,000). */
-const CANDIDATES_PER_VECTORS = 5_000;
+/**
+ * One more graph candidate per this many vectors: the beam widens as the graph grows (1,600 at
+ * 1,000,000; below 100,000 the floor of 4 × k decides). Measured at 1,000,000 × 384 (bench, ADR
+ * 0010): recall@10 0.78 / 0.89 / 0.95 / 0.98 with 200 / 400 / 800 / 1,600 candidates, p50 1.1 /
+ * 2.3 / 4.0 / 8.0 ms.
+ */
+const CANDIDATES_PER_VECTORS = 625;
 
 /** The graph's parameters (also recorded beside a saved graph: a file made with others is not adopted). */
 export const ANN_PARAMS = { metric: 'cos', quantization: 'f16', connectivity: 16, expansion_add: 64, expansion_search: 64 } as const;
@@ -312,7 +317,7 @@ export class VectorIndex {
   /** The graph's candidates, filtered and re-scored exactly; undefined when fewer than `k` survive. */
   #annSearch(query: Float32Array, k: number, scopes: ReadonlySet<string>, type: string | undefined): IndexHit[] | undefined {
     // The graph's beam is max(expansion_search, want): widen it as the graph grows (recall@10 at
-    // 1,000,000 was 0.88 with 42 candidates; re-scoring more candidates costs microseconds).
+    // 1,000,000 was 0.65 with 40 candidates, 0.98 with 1,600; re-scoring them costs ~0.5 ms).
     const want = Math.min(this.#ids.length, Math.max(k * OVERFETCH, k + 32, Math.ceil(this.#ids.length / CANDIDATES_PER_VECTORS)));
     const m = this.#ann!.search(query, want, 1);
     const d = this.dimensions;
