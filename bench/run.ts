@@ -16,6 +16,7 @@ const SUITES: Record<string, () => Promise<Suite>> = {
   tools: async () => (await import('./tools.js')).toolsSuite,
   observability: async () => (await import('./observability.js')).observabilitySuite,
   memory: async () => (await import('./memory.js')).memorySuite,
+  'memory-postgres': async () => (await import('./memory-postgres.js')).memoryPostgresSuite,
 };
 
 async function main(argv: string[]): Promise<number> {
