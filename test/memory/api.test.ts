@@ -195,6 +195,10 @@ describe.each(BACKENDS.map((b) => b.name))('memory over HTTP (%s)', (backend) =>
       expect(readFileSync(file, 'utf8').split('\n')).toHaveLength(3);
       r = await cli(['memory', 'import', file, '--scope', 'agent:copy', '--json']);
       expect(parseJson(r)).toMatchObject({ format: 'jsonl', entities_created: 2, relations_created: 1 });
+      // without --json the CLI asks for the event stream (a progress bar when stderr is a terminal)
+      r = await cli(['memory', 'import', file, '--scope', 'agent:copy2']);
+      expectExit(r, 0);
+      expect(r.stdout).toMatch(/imported jsonl: 2 entities created, 0 updated, 1 relations created/);
 
       // a bad file: exit 1 with the line named, no stack trace
       const bad = join(dir, 'bad.jsonl');
