@@ -71,13 +71,19 @@ export class ApiClient {
   }
 
   /**
-   * Follows a server-sent-events stream, calling `on` for each event (comment lines are skipped),
-   * until the server ends it or `on` returns true. Errors before the stream opens are API errors.
+   * Follows a server-sent-events stream (a GET, or a POST of `body`), calling `on` for each event
+   * (comment lines are skipped), until the server ends it or `on` returns true. Errors before the
+   * stream opens are API errors.
    */
-  async events(path: string, on: (event: string, data: string) => boolean | void, opts: { signal?: AbortSignal } = {}): Promise<void> {
+  async events(path: string, on: (event: string, data: string) => boolean | void, opts: { signal?: AbortSignal; method?: 'GET' | 'POST'; body?: string; contentType?: string } = {}): Promise<void> {
     let res: Response;
     try {
-      res = await fetch(this.base + path, { headers: { accept: 'text/event-stream' }, ...(opts.signal && { signal: opts.signal }) });
+      res = await fetch(this.base + path, {
+        method: opts.method ?? 'GET',
+        headers: { accept: 'text/event-stream', ...(opts.contentType && { 'content-type': opts.contentType }) },
+        ...(opts.body !== undefined && { body: opts.body }),
+        ...(opts.signal && { signal: opts.signal }),
+      });
     } catch (e) {
       throw this.#unreachable(e);
     }

@@ -310,6 +310,20 @@ describe('caxton agent run, and a request in flight during shutdown', () => {
     expect(r.stderr).toMatch(/\(demo\/scripted, \d+ tokens, \d+ ms, stop\)/);
   });
 
+  it('agent run --stream prints the answer as it streams, the tool call on stderr', async () => {
+    const r = await runCli(['--server', serve.url, 'agent', 'run', 'assistant', 'What is 6 * 7?', '--stream'], { cwd: dir });
+    expectExit(r, 0);
+    expect(r.stdout.trim()).toBe('The answer is 42.');
+    expect(r.stderr).toMatch(/\[tool calculator /);
+    const json = await runCli(['--server', serve.url, 'agent', 'run', 'assistant', 'What is 6 * 7?', '--stream', '--json'], { cwd: dir });
+    expectExit(json, 0);
+    expect(JSON.parse(json.stdout)).toMatchObject({ content: 'The answer is 42.', finish_reason: 'stop' });
+    const unknown = await runCli(['--server', serve.url, 'agent', 'run', 'nobody', 'hi', '--stream'], { cwd: dir });
+    expectExit(unknown, 1);
+    expect(unknown.stderr).toContain('no agent named "nobody"');
+    expectNoStackTrace(unknown);
+  });
+
   it('agent run of an unknown agent exits 1 with "no agent named"', async () => {
     const r = await runCli(['--server', serve.url, 'agent', 'run', 'nobody', 'hi'], { cwd: dir });
     expectExit(r, 1);

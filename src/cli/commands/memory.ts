@@ -1,11 +1,10 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { SingleBar } from 'cli-progress';
 import type { Command } from 'commander';
-import { ApiError, type ApiErrorBody } from '../client.js';
+import { ApiError, type ApiClient, type ApiErrorBody } from '../client.js';
 import type { CliContext } from '../context.js';
 import { CliError, usageError } from '../errors.js';
 import { table, truncate } from '../output.js';
-import { readSse } from '../sse.js';
 import { collect } from './message.js';
 
 interface EntityJson {
@@ -66,25 +65,13 @@ interface ImportAnswer {
  * terminal's stderr, `result` is the answer, `error` fails with the server's error. Input errors
  * come back before the stream opens, as a plain error response.
  */
-async function streamImport(base: string, path: string, text: string): Promise<ImportAnswer> {
-  let res: Response;
-  try {
-    res = await fetch(base + path, { method: 'POST', headers: { 'content-type': 'application/x-ndjson', accept: 'text/event-stream' }, body: text });
-  } catch (e) {
-    const c = (e as { cause?: { code?: string } }).cause;
-    throw new CliError(`cannot reach the Caxton server at ${base} (${c?.code ?? (e as Error).message})`, { lines: ['start it with `caxton serve`, or point to it with --server URL (or $CAXTON_SERVER_URL)'] });
-  }
-  if (res.status >= 400 || !(res.headers.get('content-type') ?? '').includes('event-stream')) {
-    const parsed = (await res.json().catch(() => null)) as ApiErrorBody | null;
-    if (parsed?.error) throw new ApiError(res.status, parsed);
-    throw new CliError(`HTTP ${res.status} from ${base}`);
-  }
+async function streamImport(client: ApiClient, path: string, text: string): Promise<ImportAnswer> {
   const bar = process.stderr.isTTY ? new SingleBar({ format: 'embedding [{bar}] {value}/{total} entities  {eta_formatted} left', stream: process.stderr, hideCursor: true }) : undefined;
   let started = false;
   let result: ImportAnswer | undefined;
   let failure: ApiErrorBody | undefined;
   try {
-    await readSse(res, (event, raw) => {
+    await client.events(path, (event, raw) => {
       const d = JSON.parse(raw) as Record<string, unknown>;
       if (event === 'progress' && bar) {
         const { done, total } = d as { done: number; total: number };
@@ -94,12 +81,12 @@ async function streamImport(base: string, path: string, text: string): Promise<I
         } else bar.update(done);
       } else if (event === 'result') result = d as unknown as ImportAnswer;
       else if (event === 'error') failure = d as unknown as ApiErrorBody;
-    });
+    }, { method: 'POST', body: text, contentType: 'application/x-ndjson' });
   } finally {
     if (started) bar?.stop();
   }
   if (failure) throw new ApiError(500, failure);
-  if (!result) throw new CliError(`the server at ${base} ended the import stream without a result; check \`caxton memory stats\` (an import is all or nothing)`);
+  if (!result) throw new CliError(`the server at ${client.base} ended the import stream without a result; check \`caxton memory stats\` (an import is all or nothing)`);
   return result;
 }
 
@@ -250,7 +237,7 @@ export function registerMemoryCommands(program: Command, ctx: CliContext): void 
       if (out.json) data = (await ctx.client().request<ImportAnswer>('POST', path, { body: text, contentType: 'application/x-ndjson', timeoutMs: 3_600_000 })).data;
       else {
         out.err(`importing ${Buffer.byteLength(text)} bytes (every entity is embedded)...`);
-        data = await streamImport(ctx.client().base, path, text);
+        data = await streamImport(ctx.client(), path, text);
       }
       if (out.json) return out.data(data);
       out.out(`imported ${data.format}: ${data.entities_created} entities created, ${data.entities_updated} updated, ${data.relations_created} relations created`);

@@ -1,7 +1,6 @@
 import type { Command } from 'commander';
 import { ApiError, type ApiClient } from '../client.js';
 import { CliError } from '../errors.js';
-import { readSse } from '../sse.js';
 import type { CliContext } from '../context.js';
 
 interface AgentResponse {
@@ -32,27 +31,16 @@ function parseParams(pairs: string[]): Record<string, unknown> {
 }
 
 async function streamRun(client: ApiClient, name: string, body: string, json: boolean): Promise<AgentResponse> {
-  let res: Response;
-  try {
-    res = await fetch(`${client.base}/api/v1/agents/${encodeURIComponent(name)}/invoke`, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'text/event-stream' }, body });
-  } catch {
-    return (await client.request<AgentResponse>('POST', `/api/v1/agents/${encodeURIComponent(name)}/invoke`, { body, contentType: 'application/json' })).data; // reports the connection error
-  }
-  if (res.status >= 400 || !(res.headers.get('content-type') ?? '').includes('event-stream')) {
-    const parsed = (await res.json().catch(() => null)) as ApiError['body'] | null;
-    if (parsed?.error) throw new ApiError(res.status, parsed);
-    throw new CliError(`HTTP ${res.status} from ${client.base}`);
-  }
   let final: AgentResponse | undefined;
   let failure: ApiError['body'] | undefined;
-  await readSse(res, (event, data) => {
+  await client.events(`/api/v1/agents/${encodeURIComponent(name)}/invoke`, (event, data) => {
     const d = JSON.parse(data) as Record<string, unknown>;
     if (event === 'token' && !json) process.stdout.write(String(d.text));
     else if (event === 'tool_call' && !json) process.stderr.write(`\n[tool ${String((d.call as { name: string }).name)} ${JSON.stringify((d.call as { arguments: unknown }).arguments)}]\n`);
     else if (event === 'tool_result' && !json) process.stderr.write(`[${d.is_error ? 'tool error' : 'result'}: ${String(d.content).slice(0, 200)}]\n`);
     else if (event === 'response') final = d as unknown as AgentResponse;
     else if (event === 'error') failure = d as unknown as ApiError['body'];
-  });
+  }, { method: 'POST', body, contentType: 'application/json' });
   if (failure) throw new ApiError(500, failure);
   if (!final) throw new CliError('the stream ended without a response');
   if (!json) process.stdout.write('\n');
