@@ -7,12 +7,11 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'smol-toml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import pg from 'pg';
 import { agentScope, memoryTools, MEMORY_TOOL_NAMES, type MemoryBackend } from '../../src/memory/index.js';
 import type { ToolContext } from '../../src/tools/types.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { removeTempDirs as removeServerDirs } from '../helpers/tmp.js';
-import { BACKENDS, TEST_PG_URL, type OpenedBackend } from './backends.js';
+import { BACKENDS, dropServerSchema, serverMemoryToml, type OpenedBackend } from './backends.js';
 import { HashEmbedder, removeTempDirs, tempDir } from './helpers.js';
 
 afterAll(() => {
@@ -107,7 +106,7 @@ describe.each(BACKENDS)('memory tools (the reference server\'s nine, with scopes
 describe.each(BACKENDS.map((b) => b.name))('agents with [memory] on a server (real embedder, scripted model; %s)', (backend) => {
   let ts: TestServer;
   const schema = `caxton_test_agents_${Math.random().toString(36).slice(2, 10)}`;
-  const memoryToml = backend === 'postgres' ? `[memory]\nbackend = "postgres"\n[memory.postgres]\nurl = "${TEST_PG_URL}"\nschema = "${schema}"\n` : '';
+  const memoryToml = serverMemoryToml(backend, schema);
   const agent = (name: string, memory: Record<string, unknown>, extra: Record<string, unknown> = {}) =>
     stringify({
       name,
@@ -143,12 +142,7 @@ describe.each(BACKENDS.map((b) => b.name))('agents with [memory] on a server (re
   }, 60_000);
   afterAll(async () => {
     await ts?.close();
-    if (backend === 'postgres') {
-      const admin = new pg.Client({ connectionString: TEST_PG_URL });
-      await admin.connect();
-      await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-      await admin.end();
-    }
+    await dropServerSchema(backend, schema);
   });
 
   it('registers the nine tools as host tools', () => {

@@ -10,7 +10,7 @@ import { assertBuilt, cleanup, expectExit, expectNoStackTrace, parseJson, runCli
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { removeTempDirs as removeServerDirs } from '../helpers/tmp.js';
 import pg from 'pg';
-import { BACKENDS, TEST_PG_URL } from './backends.js';
+import { BACKENDS, dropServerSchema, serverMemoryToml, TEST_PG_URL } from './backends.js';
 import { removeTempDirs, tempDir } from './helpers.js';
 
 let ts: TestServer;
@@ -32,12 +32,6 @@ async function storedEntities(backend: string, schema: string): Promise<number |
   }
 }
 
-/** caxton.toml's [memory] for each backend (PostgreSQL: a schema of its own, dropped afterwards). */
-function memoryToml(backend: string, schema: string): string {
-  const common = '[memory]\nmax_observation_chars = 1000\n';
-  return backend === 'postgres' ? `${common}backend = "postgres"\n[memory.postgres]\nurl = "${TEST_PG_URL}"\nschema = "${schema}"\n` : common;
-}
-
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 async function call(method: string, path: string, body?: unknown, contentType = 'application/json'): Promise<{ status: number; json: any; text: string }> {
   const res = await fetch(`${ts.url}/api/v1${path}`, { method, ...(body !== undefined && { body: typeof body === 'string' ? body : JSON.stringify(body), headers: { 'content-type': contentType } }) });
@@ -54,16 +48,11 @@ async function call(method: string, path: string, body?: unknown, contentType = 
 describe.each(BACKENDS.map((b) => b.name))('memory over HTTP (%s)', (backend) => {
   const schema = `caxton_test_api_${Math.random().toString(36).slice(2, 10)}`;
   beforeAll(async () => {
-    ts = await startTestServer({ toml: memoryToml(backend, schema) });
+    ts = await startTestServer({ toml: serverMemoryToml(backend, schema, 'max_observation_chars = 1000\n') });
   }, 60_000);
   afterAll(async () => {
     await ts?.close();
-    if (backend === 'postgres') {
-      const admin = new pg.Client({ connectionString: TEST_PG_URL });
-      await admin.connect();
-      await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-      await admin.end();
-    }
+    await dropServerSchema(backend, schema);
   });
 
   describe('REST /api/v1/memory', () => {

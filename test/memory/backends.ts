@@ -150,3 +150,22 @@ const postgres: BackendFactory = {
 };
 
 export const BACKENDS: BackendFactory[] = [sqlite, postgres];
+
+/** `[memory]` of a test server on `backend` with `settings` (lines); PostgreSQL: the test server, in `schema`. */
+export function serverMemoryToml(backend: MemoryBackendKind, schema: string, settings = ''): string {
+  const head = `[memory]\n${settings}`;
+  if (backend === 'postgres') return `${head}backend = "postgres"\n[memory.postgres]\nurl = "${TEST_PG_URL}"\nschema = "${schema}"\n`;
+  return settings ? head : '';
+}
+
+/** Drops a test schema a server created on the test PostgreSQL (nothing to do for SQLite). */
+export async function dropServerSchema(backend: MemoryBackendKind, schema: string): Promise<void> {
+  if (backend !== 'postgres') return;
+  const admin = new pg.Client({ connectionString: TEST_PG_URL });
+  await admin.connect();
+  try {
+    await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+  } finally {
+    await admin.end();
+  }
+}
