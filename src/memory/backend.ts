@@ -72,6 +72,10 @@ export interface MemoryBackend {
   /** Deletes everything in `scopes` (one transaction); returns how many entities. */
   clear(scopes: readonly string[]): Promise<number>;
   stats(): Promise<MemoryStats>;
+  /** Every scope holding an entity or a relation, in binary order (cheaper than stats()). */
+  scopes(): Promise<string[]>;
+  /** How many entities are stored (the entities gauge; cheaper than stats()). */
+  countEntities(): Promise<number>;
   /** Waits for pending writes, then refuses new ones and releases what the backend holds. */
   close(): Promise<void>;
 }

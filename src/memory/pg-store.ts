@@ -865,6 +865,21 @@ export class PgMemoryStore implements MemoryBackend {
     );
   }
 
+  scopes(): Promise<string[]> {
+    return this.#track(async () => {
+      await this.#tables();
+      const sql = `SELECT scope FROM (SELECT scope FROM ${this.#t('entities')} UNION SELECT scope FROM ${this.#t('relations')}) AS s ORDER BY scope COLLATE "C"`;
+      return (await this.#pool.query<{ scope: string }>(sql)).rows.map((r) => r.scope);
+    });
+  }
+
+  countEntities(): Promise<number> {
+    return this.#track(async () => {
+      await this.#tables();
+      return (await this.#pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${this.#t('entities')}`)).rows[0]!.n;
+    });
+  }
+
   async stats(): Promise<MemoryStats> {
     const embedder = this.#ready ? this.#embedder : undefined;
     return this.#read(async (c) => {

@@ -25,8 +25,6 @@ export interface MemoryComponent {
   readonly store: MemoryBackend;
   readonly tools: Tool[];
   readonly execution: ExecutionMemory;
-  /** Entities stored (the caxton_memory_entities gauge). */
-  countEntities(): number | Promise<number>;
   close(): Promise<void>;
 }
 
@@ -55,14 +53,11 @@ export function createMemory(opts: CreateMemoryOptions): MemoryComponent | undef
     ...(log && { log }),
   };
   let store: MemoryBackend;
-  let countEntities: () => number | Promise<number>;
   let release = async (): Promise<void> => {};
   switch (config.backend) {
     case 'sqlite': {
       migrate(opts.db, MEMORY_MIGRATIONS);
       store = new MemoryStore(opts.db, { ...common, annPath: join(opts.dataDir, ANN_FILE_NAME) });
-      const count = opts.db.prepare('SELECT count(*) FROM memory_entities').pluck();
-      countEntities = () => count.get() as number;
       break;
     }
     case 'postgres': {
@@ -71,7 +66,6 @@ export function createMemory(opts: CreateMemoryOptions): MemoryComponent | undef
       const pool = new pg.Pool({ connectionString: c.url, max: c.pool_size, application_name: 'caxton-memory' });
       pool.on('error', (err) => log?.warn({ err }, 'memory: an idle PostgreSQL connection failed; it is replaced on next use'));
       store = new PgMemoryStore({ ...common, pool, schema: c.schema });
-      countEntities = async () => (await store.stats()).entities;
       release = () => pool.end();
       break;
     }
@@ -94,5 +88,5 @@ export function createMemory(opts: CreateMemoryOptions): MemoryComponent | undef
       await release();
     }
   };
-  return { config, store, tools, execution, countEntities, close };
+  return { config, store, tools, execution, close };
 }

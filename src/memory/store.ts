@@ -713,6 +713,14 @@ export class MemoryStore implements MemoryBackend {
     });
   }
 
+  async scopes(): Promise<string[]> {
+    return this.db.prepare('SELECT scope FROM memory_entities UNION SELECT scope FROM memory_relations ORDER BY 1').pluck().all() as string[];
+  }
+
+  async countEntities(): Promise<number> {
+    return this.db.prepare('SELECT count(*) FROM memory_entities').pluck().get() as number;
+  }
+
   async stats(): Promise<MemoryStats> {
     const by = this.db.prepare('SELECT scope, count(*) AS n, coalesce(sum(json_array_length(observations)), 0) AS o FROM memory_entities GROUP BY scope').all() as { scope: string; n: number; o: number }[];
     const rels = this.db.prepare('SELECT scope, count(*) AS n FROM memory_relations GROUP BY scope').all() as { scope: string; n: number }[];

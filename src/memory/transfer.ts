@@ -54,14 +54,9 @@ export interface ImportResult {
   relations_created: number;
 }
 
-/** Every scope holding an entity or a relation, sorted. */
-export async function allScopes(store: Pick<MemoryBackend, 'stats'>): Promise<string[]> {
-  return Object.keys((await store.stats()).by_scope).sort();
-}
-
 /** The graph of `scopes` (default: every scope) as versioned JSON. */
 export async function exportJson(store: MemoryBackend, scopes?: string[]): Promise<MemoryExport> {
-  const list = scopes ?? (await allScopes(store));
+  const list = scopes ?? (await store.scopes());
   const g = await store.readGraph(list);
   const stats = (await store.stats()).embedding;
   return {

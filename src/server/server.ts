@@ -147,7 +147,7 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
   if (memory) {
     for (const t of instrumentMemoryTools(memory.tools, telemetry)) executor.hostTools.register(t);
     executor.memory = instrumentExecutionMemory(memory.execution, telemetry);
-    metrics.sources.memoryEntities = () => memory.countEntities();
+    metrics.sources.memoryEntities = () => memory.store.countEntities();
   }
   const memoryPlugins = memory ? [async (a: FastifyInstance) => memoryRoutes(a, { store: memory.store })] : []; // /api/v1/memory/...
   // --- end memory ---

@@ -52,6 +52,12 @@ describe.each(BACKENDS)('memory store ($name): the reference operations', (backe
     expect(added).toEqual([{ entityName: 'Alice', addedObservations: ['speaks French'] }]);
     expect((await store.getEntity(s, 'Alice'))?.observations).toEqual(['works at Acme', 'likes tea', 'speaks French']);
 
+    expect(await store.scopes()).toEqual(['workspace']);
+    await store.createRelations('global', [{ from: 'X', to: 'Y', relationType: 'relates' }]); // a scope with a relation only
+    expect(await store.scopes()).toEqual(['global', 'workspace']);
+    expect(await store.countEntities()).toBe(3);
+    await store.deleteRelations('global', [{ from: 'X', to: 'Y', relationType: 'relates' }]);
+
     const graph = await store.readGraph([s]);
     expect(graph.entities.map((e) => e.name)).toEqual(['Alice', 'Acme', 'Bob']);
     expect(graph.relations).toHaveLength(2);

@@ -10,7 +10,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { afterAll, describe, expect, it } from 'vitest';
 import { agentScope, type MemoryBackend } from '../../src/memory/index.js';
-import { allScopes, exportJson, exportJsonl, importMemory, type MemoryExport } from '../../src/memory/transfer.js';
+import { exportJson, exportJsonl, importMemory, type MemoryExport } from '../../src/memory/transfer.js';
 import { BACKENDS, type BackendOpenOptions, type OpenedBackend } from './backends.js';
 import { HashEmbedder, localEmbedder, removeTempDirs, tempDir } from './helpers.js';
 
@@ -42,7 +42,7 @@ async function seed(store: MemoryBackend): Promise<void> {
 
 /** Everything the store holds, without ids, timestamps or vectors, in a stable order; and how many vectors. */
 async function snapshot(store: MemoryBackend) {
-  const g = await store.readGraph(await allScopes(store));
+  const g = await store.readGraph(await store.scopes());
   const key = (x: { scope: string; name?: string; from?: string; to?: string; relationType?: string }) => JSON.stringify([x.scope, x.name ?? x.from, x.to, x.relationType]);
   const ents = g.entities.map(({ scope, name, entityType, observations, metadata }) => ({ scope, name, entityType, observations, metadata })).sort((a, b) => key(a).localeCompare(key(b)));
   const rels = [...g.relations].sort((a, b) => key(a).localeCompare(key(b)));

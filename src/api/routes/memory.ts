@@ -7,7 +7,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { allScopes, exportJson, exportJsonl, parseScope, prepareImport, runImport, type ImportFormat, type MemoryBackend } from '../../memory/index.js';
+import { exportJson, exportJsonl, parseScope, prepareImport, runImport, type ImportFormat, type MemoryBackend } from '../../memory/index.js';
 import { toEnvelope } from '../envelope.js';
 import { openSse, wantsEventStream } from '../sse.js';
 import { checkAdditions, checkDeletions, checkEntities, checkNames, checkObservations, checkRelations } from '../../memory/validate.js';
@@ -19,7 +19,7 @@ export const MAX_IMPORT_BYTES = 64 * 1024 * 1024;
 const scopeQuery = z.string().min(1).max(200).optional().describe('"workspace", "global" or "agent:NAME"; reads without it cover every scope');
 
 async function scopesOf(store: MemoryBackend, scope: string | undefined): Promise<string[]> {
-  return scope === undefined ? allScopes(store) : [parseScope(scope)];
+  return scope === undefined ? store.scopes() : [parseScope(scope)];
 }
 
 function bodyObject(body: unknown): Record<string, unknown> {
