@@ -22,7 +22,7 @@ import type { MemoryBackend } from './backend.js';
 import type { Embedder } from './embedding/index.js';
 import { CaxtonError } from '../shared/errors.js';
 import { checkSchemaName, DEFAULT_PG_SCHEMA, ensureVectorExtension, hasIterativeScan, HNSW_INDEX, ident, lockName, migrate, type Queryable } from './pg-schema.js';
-import { chunks, EMBED_BATCH, entityText, entityWords, foldDuplicates, MAX_EMBED_CHARS, planSearch, rankHits, traverseGraph, type SearchPlan } from './text.js';
+import { chunks, EMBED_BATCH, entityText, entityWords, foldDuplicates, MAX_EMBED_CHARS, countsByScope, planSearch, rankHits, traverseGraph, type SearchPlan } from './text.js';
 import type {
   Entity,
   EntityInput,
@@ -889,19 +889,6 @@ export class PgMemoryStore implements MemoryBackend {
         )
       ).rows;
       const rels = (await c.query<{ scope: string; n: number }>(`SELECT scope, count(*)::int AS n FROM ${this.#t('relations')} GROUP BY scope ORDER BY scope COLLATE "C"`)).rows;
-      const by_scope: MemoryStats['by_scope'] = {};
-      let entities = 0;
-      let observations = 0;
-      let relations = 0;
-      for (const r of by) {
-        by_scope[r.scope] = { entities: r.n, relations: 0 };
-        entities += r.n;
-        observations += r.o;
-      }
-      for (const r of rels) {
-        (by_scope[r.scope] ??= { entities: 0, relations: 0 }).relations = r.n;
-        relations += r.n;
-      }
       let embedding: MemoryStats['embedding'] = null;
       if (embedder) {
         const indexed = (await c.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${this.#t('entities')} WHERE model = $1 AND embedding IS NOT NULL`, [embedder.model])).rows[0]!.n;
@@ -913,7 +900,7 @@ export class PgMemoryStore implements MemoryBackend {
           [this.schema],
         )
       ).rows[0]?.b;
-      return { entities, relations, observations, by_scope, embedding, ...(bytes != null && { database_bytes: Number(bytes) }) };
+      return { ...countsByScope(by, rels), embedding, ...(bytes != null && { database_bytes: Number(bytes) }) };
     });
   }
 

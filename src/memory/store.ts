@@ -18,7 +18,7 @@ import type { MemoryBackend } from './backend.js';
 import type { Embedder } from './embedding/index.js';
 import { CaxtonError } from '../shared/errors.js';
 import type { Db } from '../storage/index.js';
-import { chunks, dot, EMBED_BATCH, entityText, foldDuplicates, MAX_EMBED_CHARS, planSearch, rankHits, RARE_TERM_DOCS, traverseGraph, type SearchPlan } from './text.js';
+import { chunks, dot, EMBED_BATCH, entityText, foldDuplicates, MAX_EMBED_CHARS, countsByScope, planSearch, rankHits, RARE_TERM_DOCS, traverseGraph, type SearchPlan } from './text.js';
 import type {
   Entity,
   EntityInput,
@@ -724,24 +724,8 @@ export class MemoryStore implements MemoryBackend {
   async stats(): Promise<MemoryStats> {
     const by = this.db.prepare('SELECT scope, count(*) AS n, coalesce(sum(json_array_length(observations)), 0) AS o FROM memory_entities GROUP BY scope').all() as { scope: string; n: number; o: number }[];
     const rels = this.db.prepare('SELECT scope, count(*) AS n FROM memory_relations GROUP BY scope').all() as { scope: string; n: number }[];
-    const by_scope: MemoryStats['by_scope'] = {};
-    let entities = 0;
-    let observations = 0;
-    let relations = 0;
-    for (const r of by) {
-      by_scope[r.scope] = { entities: r.n, relations: 0 };
-      entities += r.n;
-      observations += r.o;
-    }
-    for (const r of rels) {
-      (by_scope[r.scope] ??= { entities: 0, relations: 0 }).relations = r.n;
-      relations += r.n;
-    }
     const stats: MemoryStats = {
-      entities,
-      relations,
-      observations,
-      by_scope,
+      ...countsByScope(by, rels),
       embedding: this.#embedder && this.#index ? { model: this.#embedder.model, dimensions: this.#embedder.dimensions, indexed: this.#index.size, ann: this.annStatus() } : null,
     };
     try {

@@ -4,7 +4,7 @@
  * breadth-first walk of a traversal (each backend supplies the relation lookups).
  */
 import { CaxtonError } from '../shared/errors.js';
-import type { Entity, SearchHit, SearchMode, SearchQuery, StoredEntity, StoredRelation, TraverseQuery, TraverseResult } from './types.js';
+import type { Entity, MemoryStats, SearchHit, SearchMode, SearchQuery, StoredEntity, StoredRelation, TraverseQuery, TraverseResult } from './types.js';
 
 /** Only the first 256 tokens count for the local model; never send the embedder more than this. */
 export const MAX_EMBED_CHARS = 8000;
@@ -68,6 +68,24 @@ export interface SearchPlan {
   /** Candidates each side (semantic, keyword) brings before scoring. */
   pool: number;
   terms: string[];
+}
+
+/** The totals and per-scope counts of `stats()` from per-scope entity (`n`, observations `o`) and relation counts. */
+export function countsByScope(entityRows: readonly { scope: string; n: number; o: number }[], relationRows: readonly { scope: string; n: number }[]): Pick<MemoryStats, 'entities' | 'relations' | 'observations' | 'by_scope'> {
+  const by_scope: MemoryStats['by_scope'] = {};
+  let entities = 0;
+  let observations = 0;
+  let relations = 0;
+  for (const r of entityRows) {
+    by_scope[r.scope] = { entities: r.n, relations: 0 };
+    entities += r.n;
+    observations += r.o;
+  }
+  for (const r of relationRows) {
+    (by_scope[r.scope] ??= { entities: 0, relations: 0 }).relations = r.n;
+    relations += r.n;
+  }
+  return { entities, relations, observations, by_scope };
 }
 
 /** Keyword search: terms held by more entities than this bring no candidates of their own (both stores' keyword candidates). */
