@@ -54,38 +54,41 @@ function label(key: string | undefined): string {
   return (key ?? '').toLowerCase().replace(/[^a-z0-9_]/g, '_').slice(0, 20);
 }
 
+/** Instances over one set of data: the first opened with `first`, `reopen` closes the latest and opens another, `cleanup` closes all and runs `dispose`. */
+function instances(first: BackendOpenOptions, openOne: (o: BackendOpenOptions) => { store: MemoryBackend; close(): Promise<void> }, dispose: () => Promise<void>): OpenedBackend {
+  const opened = [openOne(first)];
+  let done = false;
+  return {
+    store: opened[0]!.store,
+    async reopen(o) {
+      await opened.at(-1)?.close();
+      const next = openOne(o);
+      opened.push(next);
+      return next.store;
+    },
+    async cleanup() {
+      if (done) return;
+      done = true;
+      for (const x of opened) await x.close();
+      await dispose();
+    },
+  };
+}
+
 const sqlite: BackendFactory = {
   name: 'sqlite',
   async open(opts) {
     const dir = tempDir();
-    const opened: { store: MemoryBackend; close(): Promise<void> }[] = [];
-    const openOne = (o: BackendOpenOptions): MemoryBackend => {
+    const openOne = (o: BackendOpenOptions) => {
       const db = openMemoryDb(dir);
       const store = new MemoryStore(db, { embedder: o.embedder, ...(o.limits && { limits: o.limits }), ...(o.keyword_weight !== undefined && { keyword_weight: o.keyword_weight }), ...(o.onReindex && { onReindex: o.onReindex }) });
-      opened.push({
-        store,
-        close: async () => {
-          await store.close();
-          if (db.open) db.close();
-        },
-      });
-      return store;
+      const close = async () => {
+        await store.close();
+        if (db.open) db.close();
+      };
+      return { store, close };
     };
-    const store = openOne(opts);
-    let done = false;
-    return {
-      store,
-      async reopen(o) {
-        await opened.at(-1)?.close();
-        return openOne(o);
-      },
-      async cleanup() {
-        if (done) return;
-        done = true;
-        for (const x of opened) await x.close();
-        rmSync(dir, { recursive: true, force: true });
-      },
-    };
+    return instances(opts, openOne, async () => rmSync(dir, { recursive: true, force: true }));
   },
 };
 
@@ -114,8 +117,7 @@ const postgres: BackendFactory = {
       throw e;
     }
     const schema = `caxton_test_${label(opts.key)}${label(opts.key) ? '_' : ''}${Math.random().toString(36).slice(2, 10)}`;
-    const opened: PgMemoryStore[] = [];
-    const openOne = (o: BackendOpenOptions): PgMemoryStore => {
+    const openOne = (o: BackendOpenOptions) => {
       const store = new PgMemoryStore({
         url: TEST_PG_URL,
         schema,
@@ -124,28 +126,15 @@ const postgres: BackendFactory = {
         ...(o.keyword_weight !== undefined && { keyword_weight: o.keyword_weight }),
         ...(o.onReindex && { onReindex: o.onReindex }),
       });
-      opened.push(store);
-      return store;
+      return { store, close: () => store.close() };
     };
-    const store = openOne(opts);
-    let done = false;
-    return {
-      store,
-      async reopen(o) {
-        await opened.at(-1)?.close();
-        return openOne(o);
-      },
-      async cleanup() {
-        if (done) return;
-        done = true;
-        for (const s of opened) await s.close();
-        try {
-          await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-        } finally {
-          await admin.end();
-        }
-      },
-    };
+    return instances(opts, openOne, async () => {
+      try {
+        await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+      } finally {
+        await admin.end();
+      }
+    });
   },
 };
 
