@@ -6,3 +6,4 @@ export { fieldPath, formatIssue, type SourceIssue, type Locator, type Position }
 export { scanTomlKeys, tomlLocator, tomlSyntaxMessage } from './toml-locator.js';
 export { decodeUtf8 } from './utf8.js';
 export { VERSION } from './version.js';
+export { MAX_INPUT_DEPTH, assertJsonTextDepth, assertValueDepth, jsonTextDepth, tooDeepError, valueDepth } from './depth.js';
