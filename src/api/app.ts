@@ -8,6 +8,7 @@ import { agentDocumentSchema, type AgentService } from '../agents/index.js';
 import type { ServerConfig } from '../config/index.js';
 import { contextOf, withSpan, type Logger, type Metrics } from '../observability/index.js';
 import { envelope, sendError, toEnvelope } from './envelope.js';
+import { scrubSecrets } from '../shared/secrets.js';
 import type { Executor } from '../execution/index.js';
 import type { MessageBus } from '../messaging/index.js';
 import { agentRoutes } from './routes/agents.js';
@@ -85,6 +86,8 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
     req.log = req.log.child({ trace_id: sc.traceId, span_id: sc.spanId });
     withSpan(span, done);
   });
+  // The last exit (ADR 0017): no response body carries a configured secret, in any encoding.
+  app.addHook('onSend', (_req, _reply, payload, done) => done(null, typeof payload === 'string' ? scrubSecrets(payload) : payload));
   app.addHook('onResponse', async (req, reply) => {
     const route = req.routeOptions.url ?? 'unmatched';
     const status = String(reply.statusCode);

@@ -1,14 +1,16 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
 import { CaxtonError, type ErrorCode } from '../shared/errors.js';
+import { scrubSecrets, scrubSecretsIn } from '../shared/secrets.js';
 
 /** The one error shape of the whole API. */
 export interface ErrorEnvelope {
   error: { code: string; message: string; details: unknown; request_id: string };
 }
 
+/** Message and details are scrubbed of the configured secrets (ADR 0017): they may quote outside text. */
 export function envelope(code: string, message: string, details: unknown, requestId: string): ErrorEnvelope {
-  return { error: { code, message, details: details ?? null, request_id: requestId } };
+  return { error: { code, message: scrubSecrets(message), details: scrubSecretsIn(details ?? null), request_id: requestId } };
 }
 
 function humanSize(bytes: number): string {

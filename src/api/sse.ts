@@ -1,4 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { scrubSecrets } from '../shared/secrets.js';
 
 /** A server-sent-events response on a hijacked reply; `signal` aborts when the client goes away. */
 export interface SseStream {
@@ -41,10 +42,11 @@ export function openSse(req: FastifyRequest, reply: FastifyReply): SseStream {
     signal,
     send(event, data) {
       if (raw.writableEnded) return;
-      raw.write(`${event ? `event: ${event}\n` : ''}data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`);
+      // The last exit of streamed text: scrubbed of the configured secrets (ADR 0017).
+      raw.write(`${event ? `event: ${event}\n` : ''}data: ${scrubSecrets(typeof data === 'string' ? data : JSON.stringify(data))}\n\n`);
     },
     comment(text) {
-      if (!raw.writableEnded) raw.write(`: ${text.replace(/\n/g, ' ')}\n\n`);
+      if (!raw.writableEnded) raw.write(`: ${scrubSecrets(text.replace(/\n/g, ' '))}\n\n`);
     },
     end() {
       if (!raw.writableEnded) raw.end();

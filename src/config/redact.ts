@@ -33,15 +33,29 @@ function redactUrl(s: string): string {
 /**
  * The secret values a configuration refers to — keys behind `*_env` variables that name a key or
  * token (`api_key_env`), values under secret-looking keys, HTTP header values (and the token of a
- * "Bearer ..." header), passwords in URLs — for the logger to scrub wherever they appear.
+ * "Bearer ..." header), passwords in URLs (also in a URL read from a `*_env` variable such as
+ * `[memory.postgres] url_env`) and URL query parameters with secret-looking names — for the
+ * process-wide scrubber (src/shared/secrets.ts, ADR 0017) to remove wherever they appear.
  */
 export function secretValues(config: unknown, env: NodeJS.ProcessEnv = process.env): string[] {
   const out = new Set<string>();
   const add = (s: unknown) => {
     if (typeof s !== 'string' || s.length === 0) return;
     out.add(s);
+    out.add(s.trim()); // the provider clients send the key trimmed
     const bearer = /^(?:bearer|basic|token)\s+(\S+)$/i.exec(s.trim());
     if (bearer) out.add(bearer[1]!);
+  };
+  // A URL's password, and query parameters with secret-looking names (`?api_key=...`).
+  const addUrlSecrets = (v: string): void => {
+    if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(v.trim())) return;
+    try {
+      const u = new URL(v.trim());
+      if (u.password) add(decodeURIComponent(u.password));
+      for (const [name, value] of u.searchParams) if (SECRET_KEY_RE.test(name)) add(value);
+    } catch {
+      // not a URL after all
+    }
   };
   const visit = (v: unknown, key: string | undefined, inHeaders: boolean): void => {
     if (typeof v === 'string') {
@@ -50,12 +64,11 @@ export function secretValues(config: unknown, env: NodeJS.ProcessEnv = process.e
         if ((key !== undefined && /auth|key|token|secret|cookie|session|credential|password/i.test(key)) || /^(?:bearer|basic|token)\s+\S/i.test(v.trim())) add(v);
       } else if (key !== undefined && key.endsWith('_env') && SECRET_KEY_RE.test(key.slice(0, -4))) add(env[v]);
       else if (key !== undefined && SECRET_KEY_RE.test(key) && !key.endsWith('_env')) add(v);
-      if (/^[a-z][a-z0-9+.-]*:\/\/[^/\s]*@/i.test(v)) {
-        try {
-          add(decodeURIComponent(new URL(v).password));
-        } catch {
-          // not a URL after all
-        }
+      addUrlSecrets(v);
+      // A variable named by any `*_env` key (`url_env`) may hold a URL with a password.
+      if (key !== undefined && key.endsWith('_env')) {
+        const value = env[v];
+        if (value !== undefined) addUrlSecrets(value);
       }
       return;
     }

@@ -6,6 +6,7 @@ import type { ServerConfig } from '../config/index.js';
 import type { Metrics } from '../observability/metrics.js';
 import { endWithError, SpanStatusCode, startSpan, traceparentOf, withSpan, type Span, type Tracer } from '../observability/trace-context.js';
 import { CaxtonError, isCaxtonError } from '../shared/errors.js';
+import { scrubError, scrubSecretsIn } from '../shared/secrets.js';
 import { ToolRegistry, type Tool, type ToolResult } from '../tools/index.js';
 import { buildDeps, llmSetup, type LlmSetup } from './deps.js';
 import { executionTools, HOST_TOOL_METHOD, parseHostToolCall } from './host-tools.js';
@@ -224,7 +225,25 @@ export class Executor {
     } else endWithError(span, err);
   }
 
+  /**
+   * One execution, with everything it hands back — the response, the streamed events, the error —
+   * scrubbed of the configured secrets (ADR 0017): they carry provider and tool text, and go on to
+   * responses, messages, events and memory. In worker and process mode this is where that text
+   * first reaches the server.
+   */
   async #run(def: AgentDefinition, req: InvokeRequest, opts: InvokeOptions): Promise<AgentResponse> {
+    const onEvent = opts.onEvent;
+    const scrubbed: InvokeOptions = onEvent ? { ...opts, onEvent: (e) => onEvent(scrubSecretsIn(e)) } : opts;
+    let res: AgentResponse;
+    try {
+      res = scrubSecretsIn(await this.#execute(def, req, scrubbed));
+    } catch (e) {
+      throw scrubError(e);
+    }
+    return this.#remember(def, req, res);
+  }
+
+  async #execute(def: AgentDefinition, req: InvokeRequest, opts: InvokeOptions): Promise<AgentResponse> {
     const isolation = def.execution.isolation ?? this.#config.execution.isolation;
     const timeoutMs = def.limits.timeout_ms;
     // The host tools the agent may call, fixed for this execution.
@@ -255,7 +274,7 @@ export class Executor {
         const tools = executionTools(this.#deps.tools, host);
         const deps = tools === this.#deps.tools ? this.#deps : { ...this.#deps, tools };
         try {
-          return this.#remember(def, req, await runAgent(job, deps, { signal, ...(opts.onEvent && { emit: opts.onEvent }) }));
+          return await runAgent(job, deps, { signal, ...(opts.onEvent && { emit: opts.onEvent }) });
         } catch (e) {
           if (deadline.timedOut()) throw timeoutError();
           if (opts.signal?.aborted) throw new CaxtonError('cancelled', 'the client went away; the execution was cancelled');
@@ -264,12 +283,12 @@ export class Executor {
       }
       const payload: TaskPayload = { job, setup: this.#setup };
       try {
-        return this.#remember(def, req, (await this.#pool(isolation).run(payload, {
+        return (await this.#pool(isolation).run(payload, {
           timeoutMs: timeoutMs + POOL_DEADLINE_SLACK_MS,
           signal,
           ...(opts.onEvent && { onEvent: (e: unknown) => opts.onEvent!(e as ExecutionEvent) }),
           onCall: (method, args) => this.#hostCall(job, signal, method, args),
-        })) as AgentResponse);
+        })) as AgentResponse;
       } catch (e) {
         if (deadline.timedOut()) throw timeoutError();
         throw e;

@@ -4,6 +4,8 @@
  * between jobs (they hold no per-request state), a process runs exactly one job. Host tools
  * (job.host_tools) are proxies built per job that run the tool in the server (host-tools.ts).
  */
+import { secretValues } from '../config/redact.js';
+import { registerSecrets } from '../shared/secrets.js';
 import type { TaskContext } from './isolation/index.js';
 import { buildDeps, type LlmSetup } from './deps.js';
 import { executionTools, hostToolProxy } from './host-tools.js';
@@ -20,7 +22,12 @@ let cached: { key: string; deps: ExecutionDeps } | undefined;
 export async function run(payload: unknown, ctx: TaskContext): Promise<unknown> {
   const { job, setup } = payload as TaskPayload;
   const key = JSON.stringify(setup);
-  if (cached?.key !== key) cached = { key, deps: buildDeps(setup) };
+  if (cached?.key !== key) {
+    // This thread or process has its own module instances: the provider errors raised here are
+    // scrubbed by its own copy of the scrubber (ADR 0017), before the model or the server sees them.
+    registerSecrets(secretValues(setup));
+    cached = { key, deps: buildDeps(setup) };
+  }
   const { deps } = cached;
   // Host tools run in the server: each is a proxy here that asks the server through ctx.call.
   const host = (job.host_tools ?? []).map((spec) => hostToolProxy(spec, (method, args) => ctx.call(method, args)));

@@ -12,7 +12,7 @@
  * - Usage: input_tokens (plus cache creation/read tokens when reported) and output_tokens.
  */
 import { asString, count, isRecord, makeUsage, parseToolArguments } from './decode.js';
-import { joinUrl, malformed, postJson, postSse, readApiKey, type HttpTarget } from './http.js';
+import { joinUrl, malformed, postJson, postSse, quoteOutside, readApiKey, type HttpTarget } from './http.js';
 import { LlmError, type ChatMessage, type ChatRequest, type ChatResponse, type FinishReason, type LlmProvider, type ProviderConfig, type StreamEvent, type ToolCall } from './types.js';
 
 export const ANTHROPIC_DEFAULT_BASE_URL = 'https://api.anthropic.com';
@@ -196,7 +196,7 @@ function parseEvent(t: HttpTarget, data: string): Record<string, unknown> {
   } catch {
     // fall through
   }
-  throw malformed(t, `a stream event is not a JSON object: ${data.slice(0, 200)}`);
+  throw malformed(t, `a stream event is not a JSON object: ${quoteOutside(data, 200)}`);
 }
 
 function inputTokens(u: Record<string, unknown>): number {
@@ -208,7 +208,7 @@ function errorEvent(t: HttpTarget, error: unknown): LlmError {
   const type = isRecord(error) ? asString(error.type) : undefined;
   const message = (isRecord(error) ? asString(error.message) : undefined) ?? JSON.stringify(error) ?? 'unknown error';
   const kind = type === 'rate_limit_error' ? 'rate_limited' : type === 'overloaded_error' || type === 'api_error' ? 'server_error' : type === 'not_found_error' ? 'unknown_model' : 'server_error';
-  return new LlmError({ provider: t.provider, model: t.model, kind, message: `the server reported ${type ?? 'an error'}: ${message.slice(0, 300)}` });
+  return new LlmError({ provider: t.provider, model: t.model, kind, message: `the server reported ${type ?? 'an error'}: ${quoteOutside(message, 300)}` });
 }
 
 function mapStop(reason: string | undefined): FinishReason {

@@ -1,5 +1,6 @@
 /** Small helpers for reading provider response bodies defensively. */
 import { LlmError, type Usage } from './types.js';
+import { quoteOutside } from './http.js';
 
 export function isRecord(v: unknown): v is Record<string, unknown> {
   return v !== null && typeof v === 'object' && !Array.isArray(v);
@@ -28,7 +29,7 @@ export function parseToolArguments(who: { provider: string; model: string }, too
   try {
     parsed = JSON.parse(raw);
   } catch {
-    throw new LlmError({ provider: who.provider, model: who.model, kind: 'malformed_response', message: `the arguments of tool call "${tool}" are not valid JSON: ${raw.length > 200 ? `${raw.slice(0, 200)}…` : raw}` });
+    throw new LlmError({ provider: who.provider, model: who.model, kind: 'malformed_response', message: `the arguments of tool call "${tool}" are not valid JSON: ${quoteOutside(raw, 200)}` });
   }
   if (!isRecord(parsed)) {
     throw new LlmError({ provider: who.provider, model: who.model, kind: 'malformed_response', message: `the arguments of tool call "${tool}" are not a JSON object` });

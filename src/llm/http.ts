@@ -12,6 +12,7 @@ import type { LlmErrorKind, ProviderConfig } from './types.js';
 import { LlmError } from './types.js';
 import { RETRYABLE_STATUSES, parseRetryAfter, retryDelay, sleep } from './retry.js';
 import { readSse, type SseEvent } from './sse.js';
+import { scrubSecrets } from '../shared/secrets.js';
 
 /** Who is being called: for error messages and the retry policy. */
 export interface HttpTarget {
@@ -264,8 +265,17 @@ export function providerDetail(bodyText: string): string {
 }
 
 function excerpt(text: string): string {
-  const flat = text.replace(/\s+/g, ' ').trim();
-  return flat.length > MAX_DETAIL ? `${flat.slice(0, MAX_DETAIL)}…` : flat;
+  return quoteOutside(text.replace(/\s+/g, ' ').trim(), MAX_DETAIL);
+}
+
+/**
+ * Text from the provider (an error body, a stream event) shortened to `max` characters for a
+ * message, with the configured secrets scrubbed first (ADR 0017): cutting first could leave the
+ * beginning of a key that the scrubber no longer recognises.
+ */
+export function quoteOutside(text: string, max: number): string {
+  const clean = scrubSecrets(text);
+  return clean.length > max ? `${clean.slice(0, max)}…` : clean;
 }
 
 function looksLikeUnknownModel(bodyText: string): boolean {

@@ -13,7 +13,7 @@
  *   joined by index and each call is emitted once the choice reports its finish_reason.
  */
 import { asString, count, isRecord, makeUsage, parseToolArguments } from './decode.js';
-import { joinUrl, malformed, postJson, postSse, readApiKey, type HttpTarget } from './http.js';
+import { joinUrl, malformed, postJson, postSse, quoteOutside, readApiKey, type HttpTarget } from './http.js';
 import { LlmError, type ChatMessage, type ChatRequest, type ChatResponse, type FinishReason, type LlmProvider, type ProviderConfig, type StreamEvent, type ToolCall, type Usage } from './types.js';
 
 export const OPENAI_DEFAULT_BASE_URL = 'https://api.openai.com/v1';
@@ -190,7 +190,7 @@ function parseChunk(t: HttpTarget, data: string): Record<string, unknown> {
   try {
     chunk = JSON.parse(data);
   } catch {
-    throw malformed(t, `a stream event is not JSON: ${data.slice(0, 200)}`);
+    throw malformed(t, `a stream event is not JSON: ${quoteOutside(data, 200)}`);
   }
   if (!isRecord(chunk)) throw malformed(t, 'a stream event is not a JSON object');
   if (chunk.error !== undefined) throw streamError(t, chunk.error);
@@ -199,7 +199,7 @@ function parseChunk(t: HttpTarget, data: string): Record<string, unknown> {
 
 function streamError(t: HttpTarget, error: unknown): LlmError {
   const message = isRecord(error) ? (asString(error.message) ?? JSON.stringify(error)) : String(error);
-  return new LlmError({ provider: t.provider, model: t.model, kind: 'server_error', message: `the server reported an error: ${message.slice(0, 300)}` });
+  return new LlmError({ provider: t.provider, model: t.model, kind: 'server_error', message: `the server reported an error: ${quoteOutside(message, 300)}` });
 }
 
 function toUsage(u: Record<string, unknown>): Usage {

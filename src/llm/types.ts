@@ -1,4 +1,5 @@
 import { CaxtonError } from '../shared/errors.js';
+import { scrubSecrets } from '../shared/secrets.js';
 
 /**
  * The provider-neutral chat model Caxton speaks. Each provider client (OpenAI-compatible,
@@ -142,7 +143,7 @@ export class LlmError extends CaxtonError {
     options?: { cause?: unknown },
   ) {
     super(init.kind === 'cancelled' ? 'cancelled' : init.kind === 'timeout' ? 'timeout' : 'llm_error', `LLM provider "${init.provider}" (model "${init.model}"): ${init.message}`, { provider: init.provider, model: init.model, kind: init.kind, http_status: init.httpStatus, ...init.details }, options);
-    this.reason = init.message;
+    this.reason = scrubSecrets(init.message);
     this.name = 'LlmError';
     this.provider = init.provider;
     this.model = init.model;

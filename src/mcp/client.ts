@@ -14,6 +14,7 @@ import { ErrorCode, McpError, ToolListChangedNotificationSchema, type CallToolRe
 import type { ServerConfig } from '../config/index.js';
 import type { JsonSchema } from '../llm/types.js';
 import type { Logger } from '../observability/index.js';
+import { scrubSecrets } from '../shared/secrets.js';
 import { VERSION } from '../shared/version.js';
 import type { ToolRegistry } from '../tools/registry.js';
 import type { Tool, ToolContext, ToolResult } from '../tools/types.js';
@@ -319,7 +320,7 @@ export class McpConnection {
 
   #fail(message: string): void {
     this.#attempts++;
-    this.#lastError = message;
+    this.#lastError = scrubSecrets(message); // shown by GET /api/v1/mcp/servers and in call errors
     this.#lastErrorAt = Date.now();
     const base = this.#opts.backoff?.baseMs ?? 500;
     const max = this.#opts.backoff?.maxMs ?? 30_000;
@@ -426,7 +427,8 @@ export class McpConnection {
         output_bytes: Buffer.byteLength(output),
       });
     };
-    const fail = (outcome: CallOutcome, content: string): ToolResult => {
+    const fail = (outcome: CallOutcome, message: string): ToolResult => {
+      const content = scrubSecrets(message); // it may quote the server's error
       audit(outcome, '', content);
       return { content, is_error: true };
     };
@@ -440,7 +442,8 @@ export class McpConnection {
       // The calling execution's trace context travels in `_meta` (MCP has no header for it over stdio).
       const params = { name: tool.remoteName, arguments: args, ...(ctx.traceparent !== undefined && { _meta: { traceparent: ctx.traceparent } }) };
       const r = (await client.callTool(params, undefined, { signal: ctx.signal, timeout })) as CallToolResult | { toolResult: unknown };
-      const text = 'toolResult' in r ? JSON.stringify(r.toolResult) : resultText(r);
+      // The server's output is outside text: scrubbed of the configured secrets (ADR 0017).
+      const text = scrubSecrets('toolResult' in r ? JSON.stringify(r.toolResult) : resultText(r));
       const isError = !('toolResult' in r) && r.isError === true;
       audit(isError ? 'error' : 'ok', text, isError ? text.slice(0, 1000) : undefined);
       return isError ? { content: text, is_error: true } : { content: text };

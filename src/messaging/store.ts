@@ -1,4 +1,5 @@
 import type { Db, Migration } from '../storage/index.js';
+import { scrubSecrets } from '../shared/secrets.js';
 import type { Conversation, ConversationState } from './conversation.js';
 import type { AclMessage, ConversationId, MessageId } from './message.js';
 
@@ -143,8 +144,10 @@ export class MessageStore {
 
   // ---- writes (run inside a transaction) ----
 
+  // Rows are scrubbed of the configured secrets (ADR 0017): a last line of defence behind the
+  // boundaries where outside text enters (a provider error quoted in a failure reply or dead letter).
   insertMessage(m: AclMessage, routedTo: readonly string[]): void {
-    this.#s.insertMessage.run(m.id, m.conversation_id, m.performative, m.sender, m.timestamp, JSON.stringify(m), JSON.stringify(routedTo));
+    this.#s.insertMessage.run(m.id, m.conversation_id, m.performative, m.sender, m.timestamp, scrubSecrets(JSON.stringify(m)), JSON.stringify(routedTo));
   }
 
   insertDelivery(messageId: MessageId, receiver: string, now: string): number {
@@ -156,11 +159,11 @@ export class MessageStore {
   }
 
   retry(id: number, attempts: number, nextAt: number, error: string, now: string): void {
-    this.#s.retry.run(attempts, nextAt, error, now, id);
+    this.#s.retry.run(attempts, nextAt, scrubSecrets(error), now, id);
   }
 
   dead(id: number, attempts: number, error: string, now: string): void {
-    this.#s.dead.run(attempts, error, now, id);
+    this.#s.dead.run(attempts, scrubSecrets(error), now, id);
   }
 
   replay(id: number, now: string): boolean {
@@ -174,15 +177,15 @@ export class MessageStore {
   /** Inserts or updates a conversation. Rows this store wrote or read are updated in place (cheaper than an upsert). */
   saveConversation(c: Conversation): void {
     if (this.#known.has(c)) {
-      const r = this.#s.updateConversation.run(c.protocol, c.state, JSON.stringify(c.participants), c.turns, c.max_turns, c.updated_at, c.expires_at, c.reason, c.id);
+      const r = this.#s.updateConversation.run(c.protocol, c.state, JSON.stringify(c.participants), c.turns, c.max_turns, c.updated_at, c.expires_at, c.reason === null ? null : scrubSecrets(c.reason), c.id);
       if (r.changes > 0) return;
     }
-    this.#s.upsertConversation.run(c.id, c.protocol, c.state, c.initiator, JSON.stringify(c.participants), c.capability, c.turns, c.max_turns, c.created_at, c.updated_at, c.expires_at, c.reason);
+    this.#s.upsertConversation.run(c.id, c.protocol, c.state, c.initiator, JSON.stringify(c.participants), c.capability, c.turns, c.max_turns, c.created_at, c.updated_at, c.expires_at, c.reason === null ? null : scrubSecrets(c.reason));
     this.#known.add(c);
   }
 
   insertSubscription(s: SubscriptionRow): void {
-    this.#s.insertSubscription.run(s.id, s.conversation_id, s.subscriber, s.capability, s.agent, s.content, s.created_at);
+    this.#s.insertSubscription.run(s.id, s.conversation_id, s.subscriber, s.capability, s.agent, scrubSecrets(s.content), s.created_at);
   }
 
   deleteSubscription(conversationId: string): void {

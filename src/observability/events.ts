@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { trace } from '@opentelemetry/api';
 import type { Db, Migration } from '../storage/index.js';
+import { scrubSecrets } from '../shared/secrets.js';
 
 /**
  * The agent event store: what happened to and between agents, as the design documents'
@@ -193,7 +194,7 @@ export class EventStore extends EventEmitter<{ event: [AgentEvent] }> {
       for (const e of batch) {
         const ts = e.time ?? Date.now();
         const category = CATEGORY[e.type];
-        const r = this.#insert.run(ts, e.type, category, e.agent, e.trace_id ?? null, e.span_id ?? null, JSON.stringify(e.data));
+        const r = this.#insert.run(ts, e.type, category, e.agent, e.trace_id ?? null, e.span_id ?? null, scrubSecrets(JSON.stringify(e.data))); // ADR 0017
         out.push({ id: Number(r.lastInsertRowid), time: new Date(ts).toISOString(), type: e.type, category, agent: e.agent, trace_id: e.trace_id ?? null, span_id: e.span_id ?? null, data: e.data });
       }
       return out;

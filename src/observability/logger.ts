@@ -1,5 +1,6 @@
 import { trace } from '@opentelemetry/api';
 import { pino, type Logger, type DestinationStream } from 'pino';
+import { registerSecrets, scrubSecrets } from '../shared/secrets.js';
 import type { LogBuffer } from './log-buffer.js';
 
 export type { Logger };
@@ -33,26 +34,23 @@ export interface LoggerOptions {
   /** Also write every line to this ring buffer (GET /api/v1/logs, `caxton logs`). */
   buffer?: LogBuffer;
   /**
-   * Secret values (API keys, tokens) replaced by "***" wherever they appear in a line, including
-   * inside messages and error texts that REDACT_PATHS cannot reach. Values shorter than 8
-   * characters are ignored (too likely to be ordinary text).
+   * Secret values (API keys, tokens) replaced by "***" wherever they appear in a line, in any
+   * encoding, including inside messages and error texts that REDACT_PATHS cannot reach. They are
+   * added to the process-wide scrubber (src/shared/secrets.ts). Values shorter than 8 characters
+   * are ignored (too likely to be ordinary text).
    */
   secrets?: readonly string[];
 }
 
-/** Escapes a string for use in a RegExp. */
-const reEscape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-
 /**
  * JSON logs on stdout (or a given stream); every line of a request carries its request id, and
- * every line logged inside a span its `trace_id` and `span_id`. Secrets under REDACT_PATHS, and
- * the values in `opts.secrets` wherever they occur, are replaced by "***".
+ * every line logged inside a span its `trace_id` and `span_id`. Secrets under REDACT_PATHS are
+ * replaced by "***", and so is every secret value of the process-wide scrubber
+ * (src/shared/secrets.ts: `opts.secrets` are added to it) wherever and however encoded it occurs.
  */
 export function createLogger(level: string, destination?: DestinationStream, opts: LoggerOptions = {}): Logger {
   const dest = destination ?? pino.destination({ dest: 1, sync: false });
-  const secrets = [...new Set((opts.secrets ?? []).filter((s) => s.length >= 8))];
-  // A secret is matched as written and as JSON escapes it (a key with a quote or backslash).
-  const scrub = secrets.length > 0 ? new RegExp([...new Set(secrets.flatMap((s) => [s, JSON.stringify(s).slice(1, -1)]))].map(reEscape).join('|'), 'g') : undefined;
+  if (opts.secrets) registerSecrets(opts.secrets);
   return pino(
     {
       level,
@@ -61,7 +59,8 @@ export function createLogger(level: string, destination?: DestinationStream, opt
       redact: { paths: REDACT_PATHS, censor: '***' },
       formatters: { level: (label) => ({ level: label }) },
       mixin: traceFields,
-      ...(scrub && { hooks: { streamWrite: (s: string) => s.replace(scrub, '***') } }),
+      // Read at every line, so secrets registered after the logger was made (startServer) count too.
+      hooks: { streamWrite: scrubSecrets },
     },
     opts.buffer ? withBuffer(dest, opts.buffer) : dest,
   );

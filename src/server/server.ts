@@ -15,6 +15,7 @@ import { StatusSampler } from '../observability/status.js';
 import { observabilityRoutes } from '../api/routes/observability.js';
 import { secretValues } from '../config/index.js';
 import { VERSION } from '../shared/version.js';
+import { registerSecrets } from '../shared/secrets.js';
 import { migrate, openDatabase, type Db } from '../storage/index.js';
 import { startMetricsServer } from './metrics-server.js';
 import { McpClientManager, mcpPlugins } from '../mcp/index.js';
@@ -76,8 +77,10 @@ const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1']);
 /** The composition root: storage, registry, file watcher, API and metrics, started in that order. */
 export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
   const { config } = opts;
-  // Log lines also go to an in-memory ring (GET /api/v1/logs); the secret values the
-  // configuration refers to (API keys, tokens) are scrubbed from every line.
+  // The secret values the configuration refers to (API keys, tokens, passwords) are scrubbed,
+  // in every encoding, from outside text where it enters and at every exit (ADR 0017).
+  registerSecrets(secretValues(config));
+  // Log lines also go to an in-memory ring (GET /api/v1/logs).
   const logBuffer = opts.logBuffer ?? (opts.logger ? undefined : new LogBuffer(config.logging.buffer_lines));
   const logger = opts.logger ?? createLogger(config.logging.level, undefined, { ...(logBuffer && { buffer: logBuffer }), secrets: secretValues(config) });
   const lifecycle: Lifecycle = { state: 'starting', startedAt: Date.now(), version: VERSION };

@@ -2,6 +2,7 @@
  * Typed errors. Every error Caxton raises on purpose is a CaxtonError with a stable
  * machine-readable code; the API maps the code to an HTTP status and the CLI to an exit code.
  */
+import { scrubSecrets, scrubSecretsIn } from './secrets.js';
 
 export const ERROR_CODES = {
   invalid_request: 400,
@@ -48,10 +49,12 @@ export class CaxtonError extends Error {
   readonly details: unknown;
 
   constructor(code: ErrorCode, message: string, details?: unknown, options?: { cause?: unknown }) {
-    super(message, options);
+    // Scrubbed here (ADR 0017): an error message or detail built from outside text (a provider's
+    // error body, a tool's output) must not carry a configured secret to a response, row or log.
+    super(scrubSecrets(message), options);
     this.name = 'CaxtonError';
     this.code = code;
-    this.details = details;
+    this.details = scrubSecretsIn(details);
   }
 
   get status(): number {

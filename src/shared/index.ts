@@ -7,3 +7,4 @@ export { scanTomlKeys, tomlLocator, tomlSyntaxMessage } from './toml-locator.js'
 export { decodeUtf8 } from './utf8.js';
 export { VERSION } from './version.js';
 export { MAX_INPUT_DEPTH, assertJsonTextDepth, assertValueDepth, jsonTextDepth, tooDeepError, valueDepth } from './depth.js';
+export { MIN_SECRET_LENGTH, SCRUBBED, SecretScrubber, registerSecrets, scrubError, scrubSecrets, scrubSecretsIn, secretScrubber, secretVariants } from './secrets.js';

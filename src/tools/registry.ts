@@ -1,4 +1,5 @@
 import { CaxtonError } from '../shared/errors.js';
+import { scrubSecrets } from '../shared/secrets.js';
 import type { ToolSpec } from '../llm/types.js';
 import type { Tool, ToolContext, ToolResult } from './types.js';
 
@@ -73,10 +74,14 @@ export class ToolRegistry {
       timer = setTimeout(() => resolve({ content: `tool "${name}" timed out after ${remaining} ms`, is_error: true }), remaining);
     });
     try {
-      return await Promise.race([tool.invoke(args, ctx), timeout]);
+      // Tool output is outside text: scrubbed of the configured secrets before the model, the
+      // response or a store sees it (ADR 0017).
+      const r = await Promise.race([tool.invoke(args, ctx), timeout]);
+      const content = scrubSecrets(r.content);
+      return content === r.content ? r : { ...r, content };
     } catch (e) {
       if (ctx.signal.aborted) throw e;
-      return { content: `tool "${name}" failed: ${e instanceof Error ? e.message : String(e)}`, is_error: true };
+      return { content: scrubSecrets(`tool "${name}" failed: ${e instanceof Error ? e.message : String(e)}`), is_error: true };
     } finally {
       clearTimeout(timer);
     }

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { loadServerConfig } from '../../config/index.js';
+import { loadServerConfig, secretValues } from '../../config/index.js';
 import { addServerConfigOptions, configFlags } from './serve.js';
 
 /**
@@ -24,7 +24,8 @@ export function registerMcpCommand(program: Command): void {
       import('../../server/index.js'),
       import('../../mcp/index.js'),
     ]);
-    const logger = createLogger(config.logging.level, pino.destination({ dest: 2, sync: false }));
+    // The configured secrets are scrubbed from every log line (and, through startServer, from outside text).
+    const logger = createLogger(config.logging.level, pino.destination({ dest: 2, sync: false }), { secrets: secretValues(config) });
     const server = await startServer({ config, logger, listen: false });
     const session = await serveMcpStdio({ executor: server.executor, agents: server.registry, config: config.mcp, logger, clients: server.mcp });
     logger.info({ agents: server.registry.size, mounted: server.mcp.size }, 'caxton MCP server on stdio');

@@ -7,6 +7,7 @@
  */
 import { createHash } from 'node:crypto';
 import { migrate, type Db, type Migration } from '../../storage/index.js';
+import { scrubSecrets } from '../../shared/secrets.js';
 import type { CallOutcome } from './errors.js';
 
 export interface ToolAuditRecord {
@@ -152,7 +153,8 @@ export class ToolAuditStore implements ToolAuditSink {
           // Positional parameters: about twice as fast to bind as named ones.
           this.#insert.run(
             r.time, r.agent, r.execution_id ?? null, r.conversation_id ?? null, r.server, r.tool, r.args_digest, r.outcome,
-            r.error ?? null, r.duration_us, r.fuel_used, r.memory_bytes, r.input_bytes, r.output_bytes,
+            // The error may quote a tool's output: scrubbed of the configured secrets (ADR 0017).
+            r.error === undefined || r.error === null ? null : scrubSecrets(r.error), r.duration_us, r.fuel_used, r.memory_bytes, r.input_bytes, r.output_bytes,
           );
         }
       })();
