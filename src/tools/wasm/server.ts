@@ -9,6 +9,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import type { ErrorObject, ValidateFunction } from 'ajv';
 import { CaxtonError } from '../../shared/errors.js';
+import { scrubSecrets } from '../../shared/secrets.js';
 import type { SourceIssue } from '../../shared/issues.js';
 import type { ToolRegistry } from '../registry.js';
 import type { Tool, ToolContext, ToolResult } from '../types.js';
@@ -353,7 +354,11 @@ export class WasmToolServer {
     return this.#finish(full, ctx, time, input, r, outcome, error, content);
   }
 
-  #finish(full: string, ctx: ToolContext, time: number, input: Uint8Array, r: CallResult | undefined, outcome: CallOutcome, error: string | undefined, content: string): ToolResult {
+  #finish(full: string, ctx: ToolContext, time: number, input: Uint8Array, r: CallResult | undefined, outcome: CallOutcome, rawError: string | undefined, rawContent: string): ToolResult {
+    // The guest's output and error are outside text: scrubbed of the configured secrets (its
+    // granted config included) before the audit, the caller or the model sees them (ADR 0017).
+    const content = scrubSecrets(rawContent);
+    const error = rawError === undefined ? undefined : scrubSecrets(rawError);
     this.#audit?.record({
       time,
       agent: ctx.agent,
