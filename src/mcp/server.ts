@@ -15,6 +15,7 @@ import type { ServerConfig } from '../config/index.js';
 import type { Executor } from '../execution/index.js';
 import type { Logger } from '../observability/index.js';
 import { CaxtonError } from '../shared/errors.js';
+import { scrubSecrets } from '../shared/secrets.js';
 import { VERSION } from '../shared/version.js';
 
 const TRACEPARENT = /^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
@@ -50,7 +51,9 @@ const ASK_SCHEMA = {
   required: ['request'],
 } as const;
 
-function text(t: string, isError = false): CallToolResult {
+/** A result for the MCP client; its text is scrubbed of the configured secrets (the MCP exit, ADR 0017). */
+function text(raw: string, isError = false): CallToolResult {
+  const t = scrubSecrets(raw);
   return isError ? { content: [{ type: 'text', text: t }], isError: true } : { content: [{ type: 'text', text: t }] };
 }
 
