@@ -71,12 +71,40 @@ async function echoingProvider(): Promise<{ server: Server; url: string; hits: (
   return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`, hits: () => hits };
 }
 
-function writeSetup(dir: string, providerUrl: string): string {
+/**
+ * An OpenAI-compatible model that first calls `leaky.show_token`, then answers with the tool
+ * result it was sent: it records every request body, to show the model never saw the token.
+ */
+async function relayingModel(): Promise<{ server: Server; url: string; bodies: string[] }> {
+  const bodies: string[] = [];
+  const server = createServer((req, res) => {
+    let raw = '';
+    req.setEncoding('utf8').on('data', (c: string) => (raw += c));
+    req.on('end', () => {
+      bodies.push(raw);
+      const body = JSON.parse(raw) as { messages: { role: string; content?: string }[] };
+      const toolResult = body.messages.findLast((m) => m.role === 'tool');
+      const message = toolResult
+        ? { role: 'assistant', content: `The tool said: ${toolResult.content ?? ''}` }
+        : { role: 'assistant', content: null, tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'leaky.show_token', arguments: '{}' } }] };
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ id: 'r', object: 'chat.completion', model: 'relay', choices: [{ index: 0, message, finish_reason: toolResult ? 'stop' : 'tool_calls' }], usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 } }));
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`, bodies };
+}
+
+function writeSetup(dir: string, providerUrl: string, relayUrl: string): string {
   mkdirSync(join(dir, 'agents'), { recursive: true });
   const agent = (name: string, extra = '') =>
     `name = "${name}"\ndescription = "fails with a leaky provider"\ncapabilities = ["leaking"]\ntools = ["leaky.*"]\nsystem_prompt = "You are ${name}."\n${extra}`;
   writeFileSync(join(dir, 'agents/leaky.toml'), agent('leaky'));
   writeFileSync(join(dir, 'agents/leaky-worker.toml'), agent('leaky-worker', '[execution]\nisolation = "worker"\n'));
+  const relay = (name: string, extra = '') =>
+    `name = "${name}"\ndescription = "relays a tool result"\ncapabilities = ["relaying"]\ntools = ["leaky.*"]\nsystem_prompt = "You are ${name}."\n[llm]\nprovider = "relay"\n${extra}`;
+  writeFileSync(join(dir, 'agents/relay.toml'), relay('relay'));
+  writeFileSync(join(dir, 'agents/relay-worker.toml'), relay('relay-worker', '[execution]\nisolation = "worker"\n'));
   const config = join(dir, 'caxton.toml');
   writeFileSync(
     config,
@@ -95,6 +123,11 @@ base_url = "${providerUrl}"
 api_key_env = "LEAK_API_KEY"
 model = "gpt-test"
 max_retries = 0
+
+[llm.providers.relay]
+type = "openai"
+base_url = "${relayUrl}"
+model = "relay"
 
 [messaging]
 max_attempts = 2
@@ -126,19 +159,22 @@ async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, tim
 }
 
 let provider: Awaited<ReturnType<typeof echoingProvider>>;
+let relayModel: Awaited<ReturnType<typeof relayingModel>>;
 let dir: string;
 let configPath: string;
 
 beforeAll(async () => {
   assertBuilt();
   provider = await echoingProvider();
+  relayModel = await relayingModel();
   dir = tempDir('caxton-secrets-');
-  configPath = writeSetup(dir, provider.url);
+  configPath = writeSetup(dir, provider.url, relayModel.url);
 });
 
 afterAll(async () => {
   await cleanup();
   await new Promise<void>((r) => provider?.server.close(() => r()));
+  await new Promise<void>((r) => relayModel?.server.close(() => r()));
 });
 
 describe('a provider and an MCP server that echo their secrets (caxton serve)', () => {
@@ -198,6 +234,19 @@ describe('a provider and an MCP server that echo their secrets (caxton serve)', 
     } finally {
       await client.close();
     }
+  });
+
+  it('a tool result echoing the token reaches neither the model nor the answer (in-process and worker isolation)', async () => {
+    for (const agent of ['relay', 'relay-worker']) {
+      const r = await http(serve.url, 'POST', `/api/v1/agents/${agent}/invoke`, { request: 'show me' });
+      expect(r.status, r.text).toBe(200);
+      const res = JSON.parse(r.text) as { content: string; tool_calls: { name: string; result: string }[] };
+      expect(res.content).toContain('The tool said: token=*** basic=Basic');
+      expect(res.tool_calls[0]).toMatchObject({ name: 'leaky.show_token' });
+      seen.push([`relay ${agent}`, r.text]);
+    }
+    expect(relayModel.bodies.length).toBeGreaterThanOrEqual(4);
+    for (const [i, b] of relayModel.bodies.entries()) expectClean(`request ${i} to the model`, b);
   });
 
   it('a message to a capability whose agent fails: conversation, failure reply and dead letter hold no key', async () => {
