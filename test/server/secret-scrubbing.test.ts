@@ -101,6 +101,7 @@ function writeSetup(dir: string, providerUrl: string, relayUrl: string): string 
     `name = "${name}"\ndescription = "fails with a leaky provider"\ncapabilities = ["leaking"]\ntools = ["leaky.*"]\nsystem_prompt = "You are ${name}."\n${extra}`;
   writeFileSync(join(dir, 'agents/leaky.toml'), agent('leaky'));
   writeFileSync(join(dir, 'agents/leaky-worker.toml'), agent('leaky-worker', '[execution]\nisolation = "worker"\n'));
+  writeFileSync(join(dir, 'agents/leaky-process.toml'), agent('leaky-process', '[execution]\nisolation = "process"\n'));
   const relay = (name: string, extra = '') =>
     `name = "${name}"\ndescription = "relays a tool result"\ncapabilities = ["relaying"]\ntools = ["leaky.*"]\nsystem_prompt = "You are ${name}."\n[llm]\nprovider = "relay"\n${extra}`;
   writeFileSync(join(dir, 'agents/relay.toml'), relay('relay'));
@@ -190,8 +191,8 @@ describe('a provider and an MCP server that echo their secrets (caxton serve)', 
     if (serve && serve.child.exitCode === null) await stopServe(serve, 'SIGTERM', 10_000).catch(() => undefined);
   });
 
-  it('invoke (JSON and SSE, in-process and worker isolation) answers the provider error without the key', async () => {
-    for (const agent of ['leaky', 'leaky-worker']) {
+  it('invoke (JSON and SSE; context, worker and process isolation) answers the provider error without the key', async () => {
+    for (const agent of ['leaky', 'leaky-worker', 'leaky-process']) {
       const before = provider.hits();
       const json = await http(serve.url, 'POST', `/api/v1/agents/${agent}/invoke`, { request: 'hello' });
       expect(json.status).toBe(502);
