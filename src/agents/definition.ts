@@ -68,6 +68,11 @@ export interface MessagingSettings {
   languages: string[];
   /** Messages handled at once; absent: `[messaging] agent_concurrency` of caxton.toml. */
   max_concurrency?: number;
+  /**
+   * The agents its `send_message` tool may address, by name (Claude Code's `Agent(a, b)` /
+   * `Task(a, b)`); absent: any agent or capability.
+   */
+  send_to?: AgentName[];
 }
 
 export interface ExecutionSettings {
