@@ -109,6 +109,14 @@ function keyEnd(line: string): number {
 const YAML_OPTS = { prettyErrors: true, uniqueKeys: true } as const;
 
 /**
+ * A document strict YAML cannot read as plain data: errors, or a tag no schema knows
+ * (`description: !IMPORTANT: ...` is text to Claude Code, a custom tag to YAML).
+ */
+function unreadable(doc: Document): boolean {
+  return doc.errors.length > 0 || doc.warnings.some((w) => w.code === 'TAG_RESOLVE_FAILED');
+}
+
+/**
  * Claude Code reads a top-level value that strict YAML refuses — `description: Use when: ...`,
  * `description: **BOLD**: ...`, a leading backtick, `@`, `%`, `*`, `&`, `!` — as plain text. This
  * quotes each such entry (its continuation lines folded in, as YAML folds a plain scalar), keeping
@@ -138,7 +146,7 @@ export function quoteUnsafePlainScalars(yamlText: string): { text: string; chang
     while (j < lines.length && (lines[j]!.trim() === '' || lines[j]!.startsWith(' ') || lines[j]!.startsWith('\t'))) j++;
     while (j > i + 1 && lines[j - 1]!.trim() === '') j--;
     const entry = lines.slice(i, j);
-    if (parseDocument(entry.join('\n'), YAML_OPTS).errors.length === 0) {
+    if (!unreadable(parseDocument(entry.join('\n'), YAML_OPTS))) {
       out.push(...entry);
       i = j;
       continue;
@@ -175,12 +183,13 @@ export interface FrontmatterYaml {
 export function parseFrontmatterYaml(yamlText: string): FrontmatterYaml | { doc: Document; lineCounter: LineCounter } {
   const lineCounter = new LineCounter();
   const strict = parseDocument(yamlText, { ...YAML_OPTS, lineCounter });
-  if (strict.errors.length === 0) return { doc: strict, lineCounter, changed: [], duplicates: [] };
+  if (!unreadable(strict)) return { doc: strict, lineCounter, changed: [], duplicates: [] };
   const lenient = quoteUnsafePlainScalars(yamlText);
   const text = lenient.changed.length > 0 ? lenient.text : yamlText;
   const lc2 = new LineCounter();
   const retry = lenient.changed.length > 0 ? parseDocument(text, { ...YAML_OPTS, lineCounter: lc2 }) : strict;
   if (retry.errors.length === 0) return { doc: retry, lineCounter: lc2, changed: lenient.changed, duplicates: [] };
+  if (strict.errors.length === 0) return { doc: strict, lineCounter, changed: [], duplicates: [] };
   if (retry.errors.every((e) => e.code === 'DUPLICATE_KEY')) {
     const lc3 = new LineCounter();
     const loose = parseDocument(text, { prettyErrors: true, uniqueKeys: false, lineCounter: lc3 });

@@ -251,6 +251,13 @@ function readMarkdown(text: string, at: (i: Omit<AgentIssue, 'file'>) => AgentIs
   const split = splitFrontmatter(text);
   if (!split.ok) return { errors: [at(frontmatterError(split))] };
   const { yaml: yamlText, body, bodyLine } = split;
+  // The YAML library's cost grows faster than linearly with the number of entries: bound the
+  // frontmatter (community files use a few dozen lines; a long line is fine).
+  const fmLines = countLines(yamlText);
+  if (fmLines > MAX_FRONTMATTER_LINES || yamlText.length > MAX_FRONTMATTER_BYTES) {
+    const what = fmLines > MAX_FRONTMATTER_LINES ? `${fmLines} lines (at most ${MAX_FRONTMATTER_LINES})` : `${yamlText.length} characters (at most ${MAX_FRONTMATTER_BYTES})`;
+    return { errors: [at({ severity: 'error', code: 'frontmatter_too_large', message: `the frontmatter has ${what}`, line: 2, column: 1, suggestion: 'keep the frontmatter to the agent settings; put long text in the body' })] };
+  }
   const parsed = parseFrontmatterYaml(yamlText);
   const { doc: ydoc, lineCounter } = parsed;
   const issues: AgentIssue[] = [];
@@ -318,6 +325,16 @@ function readMarkdown(text: string, at: (i: Omit<AgentIssue, 'file'>) => AgentIs
     return undefined;
   };
   return { doc, locate, issues };
+}
+
+/** Frontmatter bounds (see readMarkdown). */
+const MAX_FRONTMATTER_LINES = 1_000;
+const MAX_FRONTMATTER_BYTES = 1024 * 1024;
+
+function countLines(text: string): number {
+  let n = 1;
+  for (let i = text.indexOf('\n'); i >= 0; i = text.indexOf('\n', i + 1)) n++;
+  return n;
 }
 
 function frontmatterError(split: Exclude<ReturnType<typeof splitFrontmatter>, { ok: true }>): Omit<AgentIssue, 'file'> {

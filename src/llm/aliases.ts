@@ -53,8 +53,9 @@ function howToMap(alias: string): string {
 /**
  * Resolves an agent's `llm.model` against the configured providers:
  * 1. an alias (`[llm.model_aliases]` over the built-in Claude ones) becomes its provider and
- *    model; when its provider is not configured, the agent's (or default) provider is used — with
- *    the alias's model if that provider is Anthropic-compatible, else with its default model;
+ *    model; when that provider is not configured, a provider of that type (`anthropic`) is used
+ *    with the alias's model — the agent's own first — else the agent's (or default) provider
+ *    with its default model;
  * 2. a full Claude id, when the agent names no provider and the default one is not Anthropic,
  *    goes to a configured Anthropic provider if there is one, else maps through its family alias
  *    (`opus`...) of `[llm.model_aliases]`, else to the default provider's default model;
@@ -76,7 +77,9 @@ export function resolveModelName(
   if (alias) {
     const target = alias.provider ?? base;
     if (providers(target)) return { provider: target, model: alias.model };
-    if (baseFacts?.type === 'anthropic') return { provider: base, model: alias.model };
+    // The built-in aliases name the provider "anthropic": one configured under another name serves them too.
+    if (baseFacts?.type === target) return { provider: base, model: alias.model };
+    for (const [name, facts] of allProviders()) if (facts.type === target) return { provider: name, model: alias.model };
     return {
       provider: base,
       model: undefined,
