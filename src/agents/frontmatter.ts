@@ -109,11 +109,19 @@ function keyEnd(line: string): number {
 const YAML_OPTS = { prettyErrors: true, uniqueKeys: true } as const;
 
 /**
- * A document strict YAML cannot read as plain data: errors, or a tag no schema knows
- * (`description: !IMPORTANT: ...` is text to Claude Code, a custom tag to YAML).
+ * A document strict YAML cannot read as plain data: errors, a tag no schema knows
+ * (`description: !IMPORTANT: ...` is text to Claude Code, a custom tag to YAML), or an alias
+ * with no anchor.
  */
 function unreadable(doc: Document): boolean {
-  return doc.errors.length > 0 || doc.warnings.some((w) => w.code === 'TAG_RESOLVE_FAILED');
+  if (doc.errors.length > 0 || doc.warnings.some((w) => w.code === 'TAG_RESOLVE_FAILED')) return true;
+  // `description: *new*` is an alias to no anchor: valid syntax, but it fails when read.
+  try {
+    doc.toJS({ maxAliasCount: 100 });
+    return false;
+  } catch {
+    return true;
+  }
 }
 
 /**

@@ -283,7 +283,13 @@ function readMarkdown(text: string, at: (i: Omit<AgentIssue, 'file'>) => AgentIs
   for (const key of parsed.duplicates) {
     issues.push(at({ severity: 'warning', code: 'duplicate_key', message: `"${key}" is given more than once in the frontmatter; the last one is used`, field: key, ...yamlPos(ydoc, lineCounter, [key]), suggestion: `keep one "${key}:" line` }));
   }
-  const front = ydoc.toJS() as unknown;
+  let front: unknown;
+  try {
+    // toJS throws on an alias to no anchor, and on alias expansion beyond maxAliasCount (a "billion laughs" file).
+    front = ydoc.toJS({ maxAliasCount: 100 }) as unknown;
+  } catch (e) {
+    return { errors: [at({ severity: 'error', code: 'yaml_syntax', message: `YAML error in frontmatter: ${e instanceof Error ? e.message : String(e)}`, line: 2, column: 1, suggestion: 'quote values that start with * or &, e.g. description: "*new* agent"' })] };
+  }
   // An empty frontmatter (`---\n---`) is an empty mapping: the missing name is reported below.
   if (front !== null && (typeof front !== 'object' || Array.isArray(front))) {
     return { errors: [at({ severity: 'error', code: 'invalid_frontmatter', message: 'the frontmatter must be a mapping of keys to values', line: 2, column: 1 })] };

@@ -51,6 +51,8 @@ describe('values strict YAML refuses but Claude Code reads as text', () => {
   it('a value starting with & or ! that YAML cannot read (with ": ") is read as text; a valid anchor or tag stays YAML', () => {
     expect(load(md('name: x\ndescription: !important: read this')).definition.description).toBe('!important: read this');
     expect(load(md('name: x\ndescription: & then: text')).definition.description).toBe('& then: text');
+    expect(load(md('name: x\ndescription: *new')).definition.description).toBe('*new');
+    expect(load(md('name: x\ndescription: &a anchored\nnote: *a')).definition.description).toBe('anchored');
   });
 
   it('a multi-line plain description with colons is folded as YAML folds it', () => {
@@ -259,6 +261,17 @@ describe('hostile frontmatter (issue 13): the lenient retry is linear', () => {
     expect(r.warnings.filter((w) => w.code === 'yaml_unquoted_colon')).toHaveLength(900);
   });
 
+  it('an alias bomb ("billion laughs") is an error, not an expansion', { timeout: 5_000 }, () => {
+    const levels = ['a: &a [x, x, x, x, x, x, x, x, x, x]'];
+    for (let i = 1; i < 9; i++) levels.push(`${String.fromCharCode(97 + i)}: &${String.fromCharCode(97 + i)} [${Array(10).fill(`*${String.fromCharCode(96 + i)}`).join(', ')}]`);
+    // Nested under one key (kept in metadata): refused.
+    const nested = parseAgent(md(`name: x\ndescription: d\nhooks:\n${levels.map((l) => `  ${l}`).join('\n')}`), { format: 'markdown' });
+    expect(!nested.ok && nested.errors[0]!.code).toBe('yaml_syntax');
+    // As top-level keys, each entry is unreadable on its own, so the lenient reader keeps it as text: nothing expands.
+    const flat = parseAgent(md(`name: x\ndescription: d\n${levels.join('\n')}`), { format: 'markdown' });
+    expect(JSON.stringify(flat).length).toBeLessThan(20_000);
+  });
+
   it('splitFrontmatter and quoteUnsafePlainScalars keep every line (positions stay right)', () => {
     const yaml = 'name: x\ndescription: a: b\n  c: d\nnext: 1';
     const q = quoteUnsafePlainScalars(yaml);
@@ -266,6 +279,20 @@ describe('hostile frontmatter (issue 13): the lenient retry is linear', () => {
     expect(q.changed).toEqual([{ key: 'description', line: 2, kind: 'colon' }]);
     const s = splitFrontmatter('---\r\nname: x\r\n---\r\nbody\r\n');
     expect(s).toEqual({ ok: true, yaml: 'name: x', body: 'body\r\n', bodyLine: 4 });
+  });
+});
+
+describe('property: the Markdown reader never throws', () => {
+  const piece = fc.constantFrom(...'ab: *&!%@`,()[]{}"\'#|>-\t \\n'.split(''), 'name', 'description', 'tools', 'model', 'memory', 'maxTurns', 'disallowedTools', '\n', '\n  ', '\r\n', '---');
+  it('returns errors or a definition for any frontmatter text', () => {
+    fc.assert(
+      fc.property(fc.array(piece, { maxLength: 60 }), (parts) => {
+        const s = parts.join('');
+        parseAgent(`---\nname: x\n${s}\n---\nbody\n`, { format: 'markdown' });
+        parseAgent(`---\n${s}\n---\nbody`, { format: 'markdown' });
+      }),
+      { numRuns: 1_000 },
+    );
   });
 });
 
