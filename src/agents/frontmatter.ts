@@ -140,11 +140,13 @@ export function quoteUnsafePlainScalars(yamlText: string): { text: string; chang
     const value = k < 0 ? '' : line.slice(k + 1).trim();
     const first = value.charAt(0);
     // Left as written (so a real mistake is still a syntax error): block scalars, comments, quoted
-    // strings and what looks like a whole flow list or map (`[Read, Grep]`).
+    // strings (but not `"Expert" in X`, text that merely starts with a quoted word) and what looks
+    // like a whole flow list or map (`[Read, Grep]`).
     const last = value.charAt(value.length - 1);
     // (`[DEPRECATED] Use when...` is text: the bracket closes before the end.)
     const flow = (first === '[' && (last === ']' || !value.includes(']'))) || (first === '{' && (last === '}' || !value.includes('}')));
-    if (k < 0 || value === '' || first === '|' || first === '>' || first === '#' || first === '"' || first === "'" || flow) {
+    const quoted = (first === '"' || first === "'") && !closesBeforeEnd(value);
+    if (k < 0 || value === '' || first === '|' || first === '>' || first === '#' || quoted || flow) {
       out.push(line);
       i++;
       continue;
@@ -177,6 +179,20 @@ export function quoteUnsafePlainScalars(yamlText: string): { text: string; chang
     i = j;
   }
   return { text: out.join('\n'), changed };
+}
+
+/** `"Expert" in things`: the quoted part closes before the end of the value (one pass). */
+function closesBeforeEnd(value: string): boolean {
+  const q = value.charAt(0);
+  for (let i = 1; i < value.length; i++) {
+    const c = value.charAt(i);
+    if (q === '"' && c === '\\') i++;
+    else if (c === q) {
+      if (q === "'" && value.charAt(i + 1) === "'") i++;
+      else return value.slice(i + 1).trim() !== '';
+    }
+  }
+  return false;
 }
 
 export interface FrontmatterYaml {

@@ -66,6 +66,11 @@ describe('values strict YAML refuses but Claude Code reads as text', () => {
     expect(d.metadata.color).toBe('blue');
   });
 
+  it('text that merely starts with a quoted word is read as text', () => {
+    expect(load(md('name: x\ndescription: "Expert" in things: all of them')).definition.description).toBe('"Expert" in things: all of them');
+    expect(load(md("name: x\ndescription: 'Fast' reviewer")).definition.description).toBe("'Fast' reviewer");
+  });
+
   it('a real syntax error (an unterminated quote or list) is still an error naming the file line', () => {
     const r = parseAgent(md('name: x\ndescription: "unterminated\ntools: [Read, Write'), { format: 'markdown' });
     expect(r.ok).toBe(false);
