@@ -3,7 +3,7 @@ import { isMap, isNode, type Document, type LineCounter } from 'yaml';
 import type { z } from 'zod';
 import { closest } from '../shared/suggest.js';
 import { decodeUtf8 } from '../shared/utf8.js';
-import { CLAUDE_MEMORY_SCOPES, mapClaudeTools, splitToolList } from './claude.js';
+import { CLAUDE_MEMORY_SCOPES, CLAUDE_MODEL_ALIASES, mapClaudeTools, splitToolList } from './claude.js';
 import { parseFrontmatterYaml, splitFrontmatter } from './frontmatter.js';
 import { agentKey, TOOL_NAME_RE, type AgentDefinition, type AgentFormat, type Capability } from './definition.js';
 import { fieldPath, type SourceIssue as AgentIssue, type Locator } from '../shared/issues.js';
@@ -430,7 +430,8 @@ function applyClaudeFields(
     delete doc.model;
     if (typeof fm.model === 'string') {
       metadata.claude_model = fm.model;
-      if (fm.model !== 'inherit' && fm.model.trim() !== '') doc.llm = { ...(isRecord(fm.llm) ? fm.llm : {}), model: fm.model.trim() };
+      const model = claudeModelName(fm.model);
+      if (model !== 'inherit' && model !== '') doc.llm = { ...(isRecord(fm.llm) ? fm.llm : {}), model };
     } else err('model', 'invalid_type', 'model must be a string such as "sonnet", "haiku", "inherit" or a model id', 'e.g. model: sonnet');
   }
 
@@ -476,6 +477,17 @@ function applyClaudeFields(
     }
   }
   return { doc, metadata };
+}
+
+/**
+ * Claude Code's model spellings: aliases in any case (`Sonnet`), and the long-context variants
+ * (`sonnet[1m]`), become the alias; ids are kept as written.
+ */
+function claudeModelName(raw: string): string {
+  const t = raw.trim();
+  const lower = t.toLowerCase();
+  const base = lower.endsWith('[1m]') ? lower.slice(0, -4) : lower;
+  return base === 'inherit' || (CLAUDE_MODEL_ALIASES as readonly string[]).includes(base) ? base : t;
 }
 
 /** Caxton's per-agent turn limit (schema.ts `limits.max_turns`). */

@@ -208,6 +208,13 @@ describe('maxTurns, memory and the other Claude Code keys', () => {
     expect(r.definition.metadata.version).toBe(1);
   });
 
+  it('model aliases in any case and the [1m] long-context spelling become the alias; INHERIT is inherit', () => {
+    expect(load(md('name: x\ndescription: d\nmodel: Sonnet')).definition.llm.model).toBe('sonnet');
+    expect(load(md('name: x\ndescription: d\nmodel: opus[1m]')).definition).toMatchObject({ llm: { model: 'opus' }, metadata: { claude_model: 'opus[1m]' } });
+    expect(load(md('name: x\ndescription: d\nmodel: INHERIT')).definition.llm.model).toBeUndefined();
+    expect(load(md('name: x\ndescription: d\nmodel: Claude-Sonnet-4-5')).definition.llm.model).toBe('Claude-Sonnet-4-5');
+  });
+
   it('a full Claude model id and an alias are kept as llm.model with the original in metadata', () => {
     expect(fixture('new-tool-names.md').definition.llm.model).toBe('claude-opus-4-1-20250805');
     expect(fixture('bold-description.md').definition).toMatchObject({ llm: { model: 'sonnet' }, metadata: { claude_model: 'sonnet' } });
