@@ -129,6 +129,22 @@ describe('a server with only an OpenAI-compatible provider and no [llm.model_ali
     const last = oai.hits.filter((h) => (systemPromptOf(h) ?? '').includes('LEAD')).at(-1)!;
     expect(toolResultsOf(last).map((t) => t.id)).toEqual(['call_other', 'call_cap', 'call_worker']);
   });
+
+  it('the restriction holds when the agent runs in a worker thread (the host enforces it, not the task)', async () => {
+    const d = await deployMarkdown(cx, '---\nname: lead-in-worker\ndescription: d\ntools: Agent(worker)\nexecution:\n  isolation: worker\n---\nLEAD2\n');
+    expect(d.status).toBe(201);
+    oai.setScript((hit: StubHit): Reply => {
+      if ((systemPromptOf(hit) ?? '').includes('OTHER')) return { content: 'other should never run' };
+      if (assistantTurns(hit) === 0) return { tool_calls: [{ id: 'call_other', name: 'send_message', arguments: { to: 'other', content: 'hi' } }] };
+      return { content: 'done' };
+    });
+    const r = await invoke(cx, 'lead-in-worker');
+    expect(r.status, JSON.stringify(r.json)).toBe(200);
+    expect(r.json.isolation).toBe('worker');
+    const calls = r.json.tool_calls as { id: string; result: string; is_error: boolean }[];
+    expect(calls[0]).toMatchObject({ id: 'call_other', is_error: true });
+    expect(calls[0]!.result).toContain('may not message "other"');
+  });
 });
 
 describe('[llm.model_aliases] maps Claude aliases and ids onto the configured provider', () => {
