@@ -135,10 +135,10 @@ describe('tools', () => {
   });
 
   it('a broken entry is ignored with a warning that shows the bad value', () => {
-    const r = load(md('name: x\ndescription: d\ntools: Read, Agent(worker, Bad Name), Agent(unclosed, Grep'));
+    const r = load(md('name: x\ndescription: d\ntools: Read, Agent(worker, bad/name), Agent(unclosed, Grep'));
     expect(r.definition.tools).toEqual(['filesystem']);
     const messages = r.warnings.filter((w) => w.code === 'unknown_tool').map((w) => w.message);
-    expect(messages.some((m) => m.includes('"Agent(worker, Bad Name)"') && m.includes('"Bad Name"'))).toBe(true);
+    expect(messages.some((m) => m.includes('"Agent(worker, bad/name)"') && m.includes('"bad/name"'))).toBe(true);
     expect(messages.some((m) => m.includes('"Agent(unclosed, Grep"'))).toBe(true);
     for (const w of r.warnings.filter((x) => x.code === 'unknown_tool')) expect(w).toMatchObject({ field: 'tools', line: 4 });
   });
@@ -218,6 +218,22 @@ describe('maxTurns, memory and the other Claude Code keys', () => {
   it('a full Claude model id and an alias are kept as llm.model with the original in metadata', () => {
     expect(fixture('new-tool-names.md').definition.llm.model).toBe('claude-opus-4-1-20250805');
     expect(fixture('bold-description.md').definition).toMatchObject({ llm: { model: 'sonnet' }, metadata: { claude_model: 'sonnet' } });
+  });
+});
+
+describe('names', () => {
+  it('a Claude Code name with spaces ("Code Reviewer") loads with that name and a capability derived from it', () => {
+    const d = load(md('name: Code Reviewer\ndescription: d\ntools: Agent(Test Writer)')).definition;
+    expect(d.name).toBe('Code Reviewer');
+    expect(d.capabilities).toEqual(['code-reviewer']);
+    expect(d.messaging.send_to).toEqual(['Test Writer']);
+  });
+
+  it('leading, trailing or double spaces, a colon or a leading digit are still refused', () => {
+    for (const name of ['"Code  Reviewer"', '"Code Reviewer "', 'plugin:reviewer', '9lives']) {
+      const r = parseAgent(md(`name: ${name}\ndescription: d`), { format: 'markdown' });
+      expect(r.ok, name).toBe(false);
+    }
   });
 });
 

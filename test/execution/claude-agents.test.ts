@@ -88,6 +88,15 @@ describe('a server with only an OpenAI-compatible provider and no [llm.model_ali
     expect(oai.hits[0]!.body.model).toBe('gpt-4.1-mini');
   });
 
+  it('an agent named with spaces ("Code Reviewer") is served and invoked at its URL-encoded name', async () => {
+    const d = await deployMarkdown(cx, '---\nname: Code Reviewer\ndescription: Reviews code\n---\nYou review.\n');
+    expect(d.status, JSON.stringify(d.body)).toBe(201);
+    const got = await fetch(`${cx.url}/api/v1/agents/${encodeURIComponent('code reviewer')}`);
+    expect(got.status).toBe(200);
+    expect(((await got.json()) as { name: string }).name).toBe('Code Reviewer');
+    expect((await invoke(cx, 'Code Reviewer')).status).toBe(200);
+  });
+
   it('maxTurns is the turn limit of an execution', async () => {
     oai.setScript(() => ({ tool_calls: [{ id: `call_${Math.random().toString(36).slice(2)}`, name: 'calculator', arguments: { expression: '1+1' } }] }));
     await deployMarkdown(cx, '---\nname: short-loop\ndescription: d\ntools: calculator\nmaxTurns: 2\n---\nYou loop.\n');
