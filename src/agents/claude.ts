@@ -3,6 +3,7 @@
  * Caxton's. Community files load unchanged; the original values are kept in `metadata`.
  * The table is documented in docs/agent-format.md — keep the two in step.
  */
+import { AGENT_NAME_RE } from './definition.js';
 
 export const CLAUDE_TOOL_MAP: Readonly<Record<string, string | null>> = {
   Read: 'filesystem',
@@ -20,43 +21,152 @@ export const CLAUDE_TOOL_MAP: Readonly<Record<string, string | null>> = {
   BashOutput: 'shell',
   KillBash: 'shell',
   KillShell: 'shell',
+  // Delegation: `Task` was renamed `Agent` (Claude Code 2.1.x); `SendMessage` messages a teammate.
   Task: 'send_message',
-  // Claude Code's own scratch-pad tools have no Caxton counterpart; they are dropped.
+  Agent: 'send_message',
+  SendMessage: 'send_message',
+  // Claude Code's own scratch-pad, planning and session tools have no Caxton counterpart; they are dropped.
   TodoWrite: null,
+  TodoRead: null,
+  TaskCreate: null,
+  TaskList: null,
+  TaskGet: null,
+  TaskUpdate: null,
+  TaskOutput: null,
+  TaskStop: null,
   ExitPlanMode: null,
+  EnterPlanMode: null,
+  AskUserQuestion: null,
+  Skill: null,
+  SlashCommand: null,
+  ToolSearch: null,
+  ListMcpResourcesTool: null,
+  ReadMcpResourceTool: null,
+  TeamCreate: null,
+  TeamDelete: null,
+  EnterWorktree: null,
+  ExitWorktree: null,
 };
+
+/** The Claude tools whose `Name(a, b)` form lists the agents it may delegate to. */
+const DELEGATION_TOOLS = new Set(['Task', 'Agent']);
 
 /** Claude model aliases; resolved to a provider and model by `[llm.model_aliases]` at execution time. */
 export const CLAUDE_MODEL_ALIASES = ['sonnet', 'opus', 'haiku'] as const;
 
-export interface MappedTools {
-  tools: string[];
-  dropped: string[];
-}
-
 /** `mcp__server__tool` → `server.tool`, `mcp__server` → `server.*`, Claude built-ins by the table, others unchanged. */
 export function mapClaudeTool(name: string): string | null {
   if (Object.hasOwn(CLAUDE_TOOL_MAP, name)) return CLAUDE_TOOL_MAP[name] ?? null;
-  const mcp = /^mcp__([^_](?:[^_]|_(?!_))*)(?:__(.+))?$/.exec(name);
-  if (mcp) return mcp[2] ? `${mcp[1]}.${mcp[2]}` : `${mcp[1]}.*`;
+  if (name.startsWith('mcp__')) {
+    // Split by hand (no regex backtracking on hostile input): server, then the rest after the next `__`.
+    const rest = name.slice(5);
+    const sep = rest.indexOf('__');
+    const server = sep < 0 ? rest : rest.slice(0, sep);
+    const tool = sep < 0 ? '' : rest.slice(sep + 2);
+    if (server !== '' && !server.startsWith('_')) return tool === '' || tool === '*' ? `${server}.*` : `${server}.${tool}`;
+  }
   return name;
 }
 
+/**
+ * Splits Claude's comma-separated tool string (`Read, Task(explorer), Agent(worker, reviewer)`):
+ * commas inside parentheses belong to the entry. Lists are returned unchanged.
+ */
 export function splitToolList(v: unknown): unknown {
   if (typeof v !== 'string') return v;
-  return v
-    .split(',')
-    .map((s) => s.trim())
-    .filter((s) => s.length > 0);
+  const out: string[] = [];
+  let depth = 0;
+  let start = 0;
+  for (let i = 0; i <= v.length; i++) {
+    const c = v[i];
+    if (c === '(') depth++;
+    else if (c === ')') depth = Math.max(0, depth - 1);
+    else if (i === v.length || (c === ',' && depth === 0)) {
+      const entry = v.slice(start, i).trim();
+      if (entry.length > 0) out.push(entry);
+      start = i + 1;
+    }
+  }
+  return out;
 }
 
-export function mapClaudeTools(list: readonly string[]): MappedTools {
+/** One entry of a tool list: `Name` or `Name(specifier)`. */
+export interface ToolEntry {
+  name: string;
+  /** The text between the parentheses, when there are any. */
+  specifier?: string;
+}
+
+/** `Agent(worker, reviewer)` → { name: 'Agent', specifier: 'worker, reviewer' }; undefined when the parentheses do not match. */
+export function parseToolEntry(entry: string): ToolEntry | undefined {
+  const open = entry.indexOf('(');
+  if (open < 0) return entry.includes(')') ? undefined : { name: entry.trim() };
+  if (!entry.endsWith(')')) return undefined;
+  return { name: entry.slice(0, open).trim(), specifier: entry.slice(open + 1, -1).trim() };
+}
+
+export interface MappedTools {
+  tools: string[];
+  /** Claude names with no counterpart (recorded in metadata). */
+  dropped: string[];
+  /** Agents `send_message` may address (from `Task(a, b)` / `Agent(a, b)`); undefined: any. */
+  sendTo?: string[];
+  /** Entries that could not be read, with why (an error naming the value). */
+  invalid: { entry: string; reason: string }[];
+  /** Permission specifiers (`Bash(git:*)`) Caxton does not enforce: the whole tool is granted. */
+  unenforced: string[];
+}
+
+/**
+ * Maps a Claude tool list (minus `disallowedTools`) to Caxton tools. A disallowed entry removes
+ * the Claude tool it names before mapping (so `Write` disallowed still leaves `Read` →
+ * `filesystem`), and a disallowed Caxton or MCP name removes the mapped tool.
+ */
+export function mapClaudeTools(list: readonly string[], disallowed: readonly string[] = []): MappedTools {
+  const denied = new Set<string>();
+  for (const d of disallowed) {
+    const e = parseToolEntry(d);
+    if (e) denied.add(e.name);
+  }
+  const deniedMapped = new Set([...denied].filter((d) => !Object.hasOwn(CLAUDE_TOOL_MAP, d)).map((d) => mapClaudeTool(d)).filter((m): m is string => m !== null));
   const tools: string[] = [];
   const dropped: string[] = [];
-  for (const t of list) {
-    const m = mapClaudeTool(t);
-    if (m === null) dropped.push(t);
-    else if (!tools.includes(m)) tools.push(m);
+  const invalid: MappedTools['invalid'] = [];
+  const unenforced: string[] = [];
+  let sendTo: Set<string> | undefined;
+  let sendToAny = false;
+  for (const raw of list) {
+    const entry = parseToolEntry(raw);
+    if (!entry || entry.name === '') {
+      invalid.push({ entry: raw, reason: 'unbalanced parentheses; expected Name or Name(agent-a, agent-b)' });
+      continue;
+    }
+    if (denied.has(entry.name)) continue;
+    const mapped = mapClaudeTool(entry.name);
+    if (mapped === null) {
+      dropped.push(raw);
+      continue;
+    }
+    if (deniedMapped.has(mapped) || [...deniedMapped].some((d) => d.endsWith('.*') && mapped.startsWith(d.slice(0, -1)))) continue;
+    if (DELEGATION_TOOLS.has(entry.name) || (mapped === 'send_message' && entry.specifier === undefined)) {
+      if (entry.specifier === undefined || entry.specifier === '' || entry.specifier === '*') sendToAny = true;
+      else {
+        const names = entry.specifier.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+        const bad = names.filter((n) => !AGENT_NAME_RE.test(n));
+        if (bad.length > 0) {
+          invalid.push({ entry: raw, reason: `${bad.map((b) => `"${b}"`).join(', ')} is not an agent name (letters, digits, "-", "_", "."; starting with a letter)` });
+          continue;
+        }
+        sendTo ??= new Set();
+        for (const n of names) sendTo.add(n);
+      }
+    } else if (entry.specifier !== undefined) unenforced.push(raw);
+    if (!tools.includes(mapped)) tools.push(mapped);
   }
-  return { tools, dropped };
+  const out: MappedTools = { tools, dropped, invalid, unenforced };
+  if (sendTo && !sendToAny) out.sendTo = [...sendTo];
+  return out;
 }
+
+/** Claude Code's `memory` field: the persistent-memory directory scope of the subagent. */
+export const CLAUDE_MEMORY_SCOPES = ['user', 'project', 'local'] as const;

@@ -1,13 +1,16 @@
 import type { Brand } from '../shared/brand.js';
 
-/** Agent names: a letter, then letters, digits, `-`, `_` or `.`; at most 64; never `..`; unique case-insensitively. */
+/**
+ * Agent names: a letter, then letters, digits, `-`, `_`, `.` or single inner spaces (Claude Code
+ * files name agents "Code Reviewer"); at most 64; never `..`; unique case-insensitively.
+ */
 export type AgentName = Brand<string, 'AgentName'>;
 /** Capabilities: lower-case `a-z0-9` words joined by `-`, `_` or `.`. */
 export type Capability = Brand<string, 'Capability'>;
 /** Tool names as an agent refers to them: `http_client`, `server.tool`, `server.*`. */
 export type ToolName = Brand<string, 'ToolName'>;
 
-export const AGENT_NAME_RE = /^[A-Za-z][A-Za-z0-9_.-]{0,63}$/;
+export const AGENT_NAME_RE = /^[A-Za-z](?:[A-Za-z0-9_.-]| (?=[A-Za-z0-9_.-])){0,63}$/;
 export const CAPABILITY_RE = /^[a-z0-9]+(?:[-_.][a-z0-9]+)*$/;
 export const TOOL_NAME_RE = /^[A-Za-z0-9_][A-Za-z0-9_.:*-]{0,127}$/;
 
@@ -68,6 +71,11 @@ export interface MessagingSettings {
   languages: string[];
   /** Messages handled at once; absent: `[messaging] agent_concurrency` of caxton.toml. */
   max_concurrency?: number;
+  /**
+   * The agents its `send_message` tool may address, by name (Claude Code's `Agent(a, b)` /
+   * `Task(a, b)`); absent: any agent or capability.
+   */
+  send_to?: AgentName[];
 }
 
 export interface ExecutionSettings {

@@ -28,7 +28,7 @@ const size = sizeBytes();
 export const agentNameSchema = z
   .string({ error: 'expected a string' })
   .regex(AGENT_NAME_RE, {
-    message: 'expected a name that starts with a letter and has only letters, digits, "-", "_" or "." (at most 64 characters)',
+    message: 'expected a name that starts with a letter and has only letters, digits, "-", "_", "." or single spaces between words (at most 64 characters)',
   })
   .refine((s) => !s.includes('..'), { message: 'a name must not contain ".."' })
   .transform((s) => s as AgentName);
@@ -53,16 +53,19 @@ const llmSchema = z.strictObject({
   fallbacks: z.array(z.string().min(1)).optional(),
 });
 
-const memorySchema = z.strictObject({
-  enabled: z.boolean().default(false),
-  scope: z
-    .enum(['agent', 'agent-only', 'workspace', 'global'], { error: 'expected one of "agent", "workspace", "global"' })
-    .default('agent')
-    .transform((s) => (s === 'agent-only' ? 'agent' : s)),
-  auto_store: z.boolean().default(false),
-  search_limit: z.number().int().min(1).max(100).default(5),
-  min_similarity: z.number().min(0).max(1).default(0.5),
-});
+const memorySchema = z.strictObject(
+  {
+    enabled: z.boolean().default(false),
+    scope: z
+      .enum(['agent', 'agent-only', 'workspace', 'global'], { error: 'expected one of "agent", "workspace", "global"' })
+      .default('agent')
+      .transform((s) => (s === 'agent-only' ? 'agent' : s)),
+    auto_store: z.boolean().default(false),
+    search_limit: z.number().int().min(1).max(100).default(5),
+    min_similarity: z.number().min(0).max(1).default(0.5),
+  },
+  { error: 'expected a table such as [memory] enabled = true, or (Claude Code) one of "user", "project", "local"' },
+);
 
 const limitsSchema = z
   .strictObject({
@@ -101,6 +104,7 @@ const messagingSchema = z.strictObject({
   ontologies: z.array(z.string().min(1).max(256)).default([]),
   languages: z.array(z.string().min(1).max(256)).default([]),
   max_concurrency: z.number().int().min(1).max(1000).optional(),
+  send_to: z.array(agentNameSchema, { error: 'expected an array of agent names, e.g. send_to = ["reviewer"]' }).max(1000).optional(),
 });
 
 /** Upstream's `[tools] available = [...]` form. */
@@ -186,6 +190,6 @@ export const TABLE_KEYS: Record<string, readonly string[]> = {
   limits: ['max_turns', 'timeout', 'timeout_ms', 'max_message_size'],
   conversation: ['history_limit', 'max_turns', 'ttl', 'ttl_ms'],
   execution: ['isolation'],
-  messaging: ['protocols', 'ontologies', 'languages', 'max_concurrency'],
+  messaging: ['protocols', 'ontologies', 'languages', 'max_concurrency', 'send_to'],
   tools: ['available'],
 };

@@ -19,6 +19,12 @@ export interface DeployOutcome {
 }
 
 /** A file in agents_dir whose current content does not load (the last good version keeps running). */
+/** Checks the service runs on every valid definition, deploy and file alike (wired by the server). */
+export interface AgentServiceOptions {
+  /** A warning when the agent's model cannot be served as written (see src/execution/deps.ts modelCheck). */
+  checkModel?: (llm: { provider?: string; model?: string }) => string | undefined;
+}
+
 export interface FileStatus {
   path: string;
   state: 'loaded' | 'invalid' | 'ignored';
@@ -49,9 +55,12 @@ export class AgentService {
   /** File path → agent key it provides. */
   readonly #fileAgents = new Map<string, string>();
 
-  constructor(registry: AgentRegistry, store: AgentStore) {
+  readonly #options: AgentServiceOptions;
+
+  constructor(registry: AgentRegistry, store: AgentStore, options: AgentServiceOptions = {}) {
     this.registry = registry;
     this.#store = store;
+    this.#options = options;
   }
 
   /** Loads every API-deployed agent persisted in the store. */
@@ -65,7 +74,19 @@ export class AgentService {
   }
 
   validate(input: DeployInput): ParseResult {
-    return parseAgent(input.body, { file: input.file ?? '<request body>', ...(input.format && { format: input.format }) });
+    const file = input.file ?? '<request body>';
+    return this.#checked(parseAgent(input.body, { file, ...(input.format && { format: input.format }) }), file);
+  }
+
+  /** Adds the deploy-time warnings the parser cannot know (they need the server's configuration). */
+  #checked(result: ParseResult, file: string): ParseResult {
+    if (!result.ok || !this.#options.checkModel) return result;
+    const def = result.definition;
+    const message = this.#options.checkModel(def.llm);
+    if (message === undefined) return result;
+    const field = result.format === 'markdown' && def.metadata.claude_model !== undefined ? 'model' : 'llm.model';
+    const suggestion = `e.g. in caxton.toml:\n[llm.model_aliases]\n${def.llm.model ?? 'sonnet'} = "gpt-4o"`;
+    return { ...result, warnings: [...result.warnings, { severity: 'warning', code: 'model_unresolved', file, field, message, suggestion }] };
   }
 
   /** Deploys a new agent (mode `create`) or replaces an API-deployed one (mode `update`). */
@@ -85,6 +106,14 @@ export class AgentService {
     }
     if (mode === 'update' && !existing) {
       throw new CaxtonError('agent_not_found', `no agent named "${def.name}" is deployed`, { name: def.name });
+    }
+    if (existing && existing.definition.name !== def.name) {
+      // Names are unique regardless of case: "Foo" would silently replace and rename "foo".
+      throw new CaxtonError(
+        'invalid_request',
+        `the body names the agent "${def.name}" but the deployed agent is spelt "${existing.definition.name}"; names are unique regardless of case, so this would rename it`,
+        { field: 'name', name: def.name, deployed: existing.definition.name, hint: `use name "${existing.definition.name}", or DELETE the agent and deploy it again under the new spelling` },
+      );
     }
     const now = new Date().toISOString();
     const source = typeof input.body === 'string' ? input.body : Buffer.from(input.body).toString('utf8');
@@ -123,7 +152,7 @@ export class AgentService {
   /** Applies a new or changed file. An invalid file keeps the last good version running. */
   applyFile(path: string, bytes: Uint8Array): FileStatus {
     const now = new Date().toISOString();
-    const result = parseAgent(bytes, { file: path });
+    const result = this.#checked(parseAgent(bytes, { file: path }), path);
     if (!result.ok) {
       if (result.format === 'markdown' && result.errors.every((e) => e.code === 'missing_frontmatter')) {
         // A README or notes file among the agents: not an agent, not an error.

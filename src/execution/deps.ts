@@ -1,5 +1,5 @@
 import type { ServerConfig } from '../config/index.js';
-import { DEFAULT_MODEL_ALIASES, ProviderRegistry, type ProviderConfig, type ResolveDefaults } from '../llm/index.js';
+import { DEFAULT_MODEL_ALIASES, ProviderRegistry, resolveModelName, type ProviderConfig, type ProviderFacts, type ResolveDefaults } from '../llm/index.js';
 import { builtinTools } from '../tools/index.js';
 import type { ExecutionDeps } from './run-agent.js';
 
@@ -34,4 +34,22 @@ export function llmSetup(cfg: ServerConfig): LlmSetup {
 export function buildDeps(setup: LlmSetup): ExecutionDeps {
   const providers = ProviderRegistry.fromConfig(setup.providers);
   return { providers, tools: builtinTools(providers, setup.defaults.provider || undefined), llmDefaults: setup.defaults };
+}
+
+/**
+ * The deploy-time check of an agent's model (issue 12): the warning text when its model alias or
+ * Claude model id cannot be served as written by the configured providers and the run will fall
+ * back (see resolveModelName); undefined when it resolves, or when no provider is configured at
+ * all (then nothing can run and the executor says so).
+ */
+export function modelCheck(setup: LlmSetup): (llm: { provider?: string; model?: string }) => string | undefined {
+  const facts = (name: string): ProviderFacts | undefined => {
+    const p = Object.hasOwn(setup.providers, name) ? setup.providers[name] : undefined;
+    return p && { type: p.type, defaultModel: p.model ?? (p.type === 'scripted' ? 'scripted' : undefined) };
+  };
+  const all = () => Object.keys(setup.providers).map((n): [string, ProviderFacts] => [n, facts(n)!]);
+  return (llm) => {
+    if (Object.keys(setup.providers).length === 0 || llm.model === undefined) return undefined;
+    return resolveModelName(llm, setup.defaults.provider, setup.defaults.modelAliases, facts, all).fallback;
+  };
 }

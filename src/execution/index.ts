@@ -1,6 +1,6 @@
 export { Executor, type ExecutorOptions, type InvokeOptions } from './executor.js';
 export { runAgent, toolContext, type ExecutionDeps } from './run-agent.js';
 export { executionTools, hostToolProxy, HOST_TOOL_METHOD, type HostToolCall } from './host-tools.js';
-export { llmSetup, buildDeps, type LlmSetup } from './deps.js';
+export { llmSetup, buildDeps, modelCheck, type LlmSetup } from './deps.js';
 export { renderTemplate } from './prompt.js';
 export type { AgentResponse, ExecutionEvent, ExecutionJob, ExecutionMemory, InvokeRequest, ToolCallRecord, ExecutionFinish } from './types.js';

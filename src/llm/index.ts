@@ -5,4 +5,4 @@ export { OpenAiProvider, OPENAI_DEFAULT_BASE_URL } from './openai.js';
 export { AnthropicProvider, ANTHROPIC_DEFAULT_BASE_URL, ANTHROPIC_VERSION, ANTHROPIC_DEFAULT_MAX_TOKENS } from './anthropic.js';
 export { ScriptedProvider, createScriptedProvider, scriptSchema, type Script } from './scripted.js';
 export { parseRetryAfter, backoffDelay } from './retry.js';
-export { DEFAULT_MODEL_ALIASES } from './aliases.js';
+export { DEFAULT_MODEL_ALIASES, isClaudeModelId, resolveModelName, type ModelAlias, type ModelResolution, type ProviderFacts } from './aliases.js';

@@ -5,6 +5,7 @@
  */
 import { CaxtonError } from '../shared/errors.js';
 import { closest } from '../shared/suggest.js';
+import { resolveModelName, type ModelAlias } from './aliases.js';
 import { AnthropicProvider } from './anthropic.js';
 import { OpenAiProvider } from './openai.js';
 import { ScriptedProvider } from './scripted.js';
@@ -27,7 +28,7 @@ export interface ResolveDefaults {
   /** The server's default provider name. */
   provider: string;
   /** `[llm.model_aliases]`: alias → model, optionally on another provider. */
-  modelAliases: Record<string, { provider?: string; model: string }>;
+  modelAliases: Record<string, ModelAlias>;
 }
 
 export function createProvider(name: string, config: ProviderConfig): LlmProvider {
@@ -83,12 +84,12 @@ export class ProviderRegistry {
    * provider), then each listed fallback provider with that provider's default model.
    */
   resolve(agentLlm: AgentLlmChoice, defaults: ResolveDefaults): ModelAttempt[] {
-    let provider = agentLlm.provider ?? defaults.provider;
-    let model = agentLlm.model ?? this.get(provider).defaultModel;
-    const alias = model !== undefined && Object.hasOwn(defaults.modelAliases, model) ? defaults.modelAliases[model] : undefined;
-    if (alias) {
-      provider = alias.provider ?? provider;
-      model = alias.model;
+    const chosen = resolveModelName(agentLlm, defaults.provider, defaults.modelAliases, (n) => this.providers.get(n), () => this.providers.entries());
+    const provider = chosen.provider;
+    const model = chosen.model ?? this.get(provider).defaultModel;
+    if ((model === undefined || model === '') && chosen.fallback !== undefined) {
+      this.get(provider);
+      throw new CaxtonError('invalid_config', `${chosen.fallback}; provider "${provider}" has no default model either (set model in [llm.providers.${provider}])`, { provider, model: agentLlm.model });
     }
     const primary = { provider, model: this.requireModel(provider, model) };
     const attempts: ModelAttempt[] = [primary];

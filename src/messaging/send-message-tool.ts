@@ -46,6 +46,14 @@ export function sendMessageTool(bus: MessageBus): Tool {
       const a = raw as Args;
       const performative = normalizePerformative(a.performative ?? 'request');
       if (!performative) return { content: `unknown performative "${a.performative}"; use one of: ${PERFORMATIVES.join(', ')}`, is_error: true };
+      // An agent limited to named delegates (Claude Code's `Agent(worker, reviewer)`) addresses them by name only.
+      if (ctx.send_to !== undefined) {
+        const allowed = ctx.send_to;
+        const list = allowed.join(', ');
+        if (a.to === undefined) return { content: `this agent may only message the agents ${list}: address one of them with "to" (capabilities are not allowed)`, is_error: true };
+        if (!allowed.some((n) => n.toLowerCase() === String(a.to).toLowerCase())) return { content: `this agent may not message "${a.to}"; it may message only: ${list}`, is_error: true };
+        if (a.capability !== undefined) return { content: `address the agent by "to" only; this agent may not address capabilities`, is_error: true };
+      }
       const chain = [...(ctx.chain ?? [])];
       if (chain[chain.length - 1] !== ctx.agent) chain.push(ctx.agent);
       let parsed: AclMessage;

@@ -4,7 +4,7 @@ import type { Server } from 'node:http';
 import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import type { FastifyInstance } from 'fastify';
 import { AGENT_MIGRATIONS, AgentDirectoryWatcher, AgentRegistry, AgentService, AgentStore } from '../agents/index.js';
-import { Executor } from '../execution/index.js';
+import { Executor, llmSetup, modelCheck } from '../execution/index.js';
 import { createApi, type ApiDeps, type Lifecycle } from '../api/index.js';
 import { executorHandler, MESSAGING_MIGRATIONS, MessageBus, sendMessageTool } from '../messaging/index.js';
 import type { ServerConfig } from '../config/index.js';
@@ -95,7 +95,8 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
   migrate(db, MESSAGING_MIGRATIONS);
 
   const registry = new AgentRegistry();
-  const service = new AgentService(registry, new AgentStore(db));
+  // Deploy-time warnings for model aliases the configured providers cannot serve (issue 12).
+  const service = new AgentService(registry, new AgentStore(db), { checkModel: modelCheck(llmSetup(config)) });
   const persisted = service.loadPersisted();
   // --- Agent event store (src/observability/events.ts): lifecycle events from the registry,
   // message.sent from the bus, message.received around the agent handler, execution.finished from the executor. ---
@@ -113,7 +114,11 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
         metrics.agentEvents.inc({ event: 'invalid_file' });
         events?.invalidFile(s.path, s.agent, s.errors ?? []);
         logger.warn({ file: s.path, agent: s.agent, errors: s.errors }, s.agent ? 'agent file is invalid; the last good version keeps running' : 'agent file is invalid; not loaded');
-      } else if (s.state === 'loaded') logger.info({ file: s.path, agent: s.agent }, 'agent file loaded');
+      } else if (s.state === 'loaded') {
+        logger.info({ file: s.path, agent: s.agent }, 'agent file loaded');
+        // A model the providers cannot serve as written is worth a line at warn level (issue 12).
+        for (const w of s.errors ?? []) if (w.code === 'model_unresolved') logger.warn({ file: s.path, agent: s.agent, field: w.field }, w.message);
+      }
     },
     onRemoved: (p) => logger.info({ file: p }, 'agent file removed'),
   });

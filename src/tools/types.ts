@@ -12,6 +12,11 @@ export interface ToolContext {
   chain?: string[];
   /** W3C trace context of the request (`traceparent` header value), to continue its trace. */
   traceparent?: string;
+  /**
+   * The agents the caller's `send_message` may address, by name (its definition's
+   * `messaging.send_to`, from Claude Code's `Agent(a, b)`); absent: any agent or capability.
+   */
+  send_to?: readonly string[];
   /** Absolute time (ms since epoch) by which the call must finish. */
   deadline: number;
   signal: AbortSignal;

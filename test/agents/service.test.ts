@@ -42,19 +42,35 @@ describe('AgentService with a real SQLite store', () => {
     expect(a.agent.revision).toBe(1);
     expect(registry.providersOf('testing').map((x) => x.definition.name)).toEqual(['Alpha']);
 
-    const b = service.deploy({ body: 'name = "alpha"\ncapabilities = ["reporting"]\nsystem_prompt = "v2"\n' }, 'update', 'ALPHA');
+    // The URL may spell the name in any case; the body keeps the deployed spelling.
+    const b = service.deploy({ body: 'name = "Alpha"\ncapabilities = ["reporting"]\nsystem_prompt = "v2"\n' }, 'update', 'ALPHA');
     expect(b.agent.revision).toBe(2);
     expect(b.agent.deployed_at).toBe(a.agent.deployed_at);
     // The capability index follows the update: the old capability is gone.
     expect(registry.providersOf('testing')).toEqual([]);
     expect(registry.list({ capability: 'reporting' }).total).toBe(1);
-    expect(registry.capabilities()).toEqual([{ capability: 'reporting', agents: ['alpha'] }]);
+    expect(registry.capabilities()).toEqual([{ capability: 'reporting', agents: ['Alpha'] }]);
     expect(service.source('Alpha')).toContain('v2');
 
     service.remove('ALPHA');
     expect(registry.size).toBe(0);
     expect(registry.capabilities()).toEqual([]);
     expect(events).toEqual(['deployed', 'updated', 'removed']);
+  });
+
+  it('refuses an update whose name differs only in case (it would rename the agent), leaving the stored agent as it was', () => {
+    const dir = makeTempDir();
+    const { service, registry } = newService(dir);
+    service.deploy({ body: tomlAgent('Alpha') }, 'create');
+    const err = thrown(() => service.deploy({ body: 'name = "alpha"\nsystem_prompt = "v2"\n' }, 'update', 'Alpha'));
+    expect(err.code).toBe('invalid_request');
+    expect(err.message).toContain('"alpha"');
+    expect(err.message).toContain('"Alpha"');
+    expect(registry.get('alpha')?.definition.name).toBe('Alpha');
+    expect(registry.get('alpha')?.revision).toBe(1);
+    expect(service.source('Alpha')).not.toContain('v2');
+    // Creating "ALPHA" beside "Alpha" is refused too (names are unique regardless of case).
+    expect(thrown(() => service.deploy({ body: tomlAgent('ALPHA') }, 'create')).code).toBe('agent_exists');
   });
 
   it('persists API agents: a new service on the same database file gets them back, same revision', () => {

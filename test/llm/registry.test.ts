@@ -77,6 +77,42 @@ describe('ProviderRegistry.resolve', () => {
   });
 });
 
+describe('ProviderRegistry.resolve: Claude aliases and ids the providers cannot serve (issue 12)', () => {
+  const noAnthropic = () =>
+    ProviderRegistry.fromConfig({
+      openai: providerConfig({ type: 'openai', model: 'gpt-4o-mini', api_key_env: 'X' }),
+      bare: providerConfig({ type: 'openai', base_url: 'http://127.0.0.1:11434/v1' }),
+    });
+  const builtIn = { sonnet: { provider: 'anthropic', model: 'claude-sonnet-4-5' }, opus: { provider: 'anthropic', model: 'claude-opus-4-1' } };
+
+  it('an alias whose provider is missing falls back to the default provider and its default model', () => {
+    expect(noAnthropic().resolve({ model: 'sonnet' }, { provider: 'openai', modelAliases: builtIn })).toEqual([{ provider: 'openai', model: 'gpt-4o-mini' }]);
+  });
+
+  it('[llm.model_aliases] without a provider maps the alias on the default provider', () => {
+    expect(noAnthropic().resolve({ model: 'sonnet' }, { provider: 'openai', modelAliases: { ...builtIn, sonnet: { model: 'gpt-4o' } } })).toEqual([{ provider: 'openai', model: 'gpt-4o' }]);
+  });
+
+  it('a full Claude id goes through its family alias, never unchanged to a non-Anthropic provider; with a named provider it is sent as written', () => {
+    const reg = noAnthropic();
+    expect(reg.resolve({ model: 'claude-opus-4-1-20250805' }, { provider: 'openai', modelAliases: builtIn })).toEqual([{ provider: 'openai', model: 'gpt-4o-mini' }]);
+    expect(reg.resolve({ model: 'claude-opus-4-1-20250805' }, { provider: 'openai', modelAliases: { ...builtIn, opus: { model: 'gpt-4.1' } } })).toEqual([{ provider: 'openai', model: 'gpt-4.1' }]);
+    expect(reg.resolve({ provider: 'openai', model: 'claude-opus-4-1-20250805' }, { provider: 'openai', modelAliases: builtIn })).toEqual([{ provider: 'openai', model: 'claude-opus-4-1-20250805' }]);
+  });
+
+  it('a fallback onto a provider with no default model is a configuration error naming the alias and [llm.model_aliases]', () => {
+    try {
+      noAnthropic().resolve({ model: 'sonnet' }, { provider: 'bare', modelAliases: builtIn });
+      expect.unreachable();
+    } catch (e) {
+      expect(e).toBeInstanceOf(CaxtonError);
+      expect((e as CaxtonError).message).toContain('"sonnet"');
+      expect((e as CaxtonError).message).toContain('[llm.model_aliases]');
+      expect((e as CaxtonError).message).toContain('[llm.providers.bare]');
+    }
+  });
+});
+
 describe('chatWithFallbacks', () => {
   async function pair(primary: Handler): Promise<{ reg: ProviderRegistry; a: TestServer; b: TestServer }> {
     const a = await serve(primary);

@@ -57,6 +57,9 @@ beforeAll(async () => {
       'dup-a.toml': tomlAgent('dup', 'version = "1.0.0"\n'),
       'dup-b.toml': tomlAgent('DUP', 'version = "9.9.9"\n'),
       'broken.toml': 'name = "broken"\nsystem_prompt = "oops\n',
+      // Claude Code reads neither of these: frontmatter must start on line 1, column 1.
+      'indented.md': '  ---\n  name: indented-agent\n  description: d\n  ---\n  Prompt\n',
+      'claude/bold.md': '---\nname: bold-agent\ndescription: **BOLD SPECIALIST**: does things\ntools:\nmodel: sonnet\n---\nPrompt\n',
     },
   });
 });
@@ -97,6 +100,24 @@ describe('agents_dir at start', () => {
     const inv = s.agent_files.invalid.find((f) => f.path === file('broken.toml'));
     expect(inv?.errors[0]).toMatchObject({ code: 'toml_syntax', line: 2 });
     expect((await agent('broken')).status).toBe(404);
+  });
+});
+
+describe('Claude Code files in agents_dir (issue 12)', () => {
+  it('a file whose frontmatter is indented is counted as invalid, with an error that says why (not ignored)', async () => {
+    const s = await status();
+    expect(s.agent_files.ignored).not.toContain(file('indented.md'));
+    const inv = s.agent_files.invalid.find((f) => f.path === file('indented.md'));
+    expect(inv?.errors[0]).toMatchObject({ code: 'frontmatter_not_at_start', line: 1, column: 3 });
+    expect(inv?.errors[0]!.message).toContain('line 1');
+    expect((await agent('indented-agent')).status).toBe(404);
+  });
+
+  it('a file with a **BOLD**: description and an empty tools: loads as Claude Code loads it', async () => {
+    const r = await getJson<Detail & { description: string; tools: string[] }>(t.url, '/api/v1/agents/bold-agent');
+    expect(r.status).toBe(200);
+    expect(r.json.description).toBe('**BOLD SPECIALIST**: does things');
+    expect(r.json.tools).toEqual([]);
   });
 });
 
