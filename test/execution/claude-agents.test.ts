@@ -97,6 +97,20 @@ describe('a server with only an OpenAI-compatible provider and no [llm.model_ali
     expect((await invoke(cx, 'Code Reviewer')).status).toBe(200);
   });
 
+  it('an agent named with spaces is a valid message receiver by name', async () => {
+    const d = await deployMarkdown(cx, '---\nname: Test Writer\ndescription: Writes tests\n---\nYou write tests.\n');
+    expect(d.status, JSON.stringify(d.body)).toBe(201);
+    const res = await fetch(`${cx.url}/api/v1/messages?wait=10`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ performative: 'request', receivers: ['Test Writer'], content: 'write one' }),
+    });
+    const body = (await res.json()) as { routed_to?: string[]; conversation?: { state: string } };
+    expect(res.status, JSON.stringify(body)).toBe(200);
+    expect(body.routed_to).toEqual(['Test Writer']);
+    expect(body.conversation?.state).toBe('completed');
+  });
+
   it('maxTurns is the turn limit of an execution', async () => {
     oai.setScript(() => ({ tool_calls: [{ id: `call_${Math.random().toString(36).slice(2)}`, name: 'calculator', arguments: { expression: '1+1' } }] }));
     await deployMarkdown(cx, '---\nname: short-loop\ndescription: d\ntools: calculator\nmaxTurns: 2\n---\nYou loop.\n');
