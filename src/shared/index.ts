@@ -7,3 +7,4 @@ export { scanTomlKeys, tomlLocator, tomlSyntaxMessage } from './toml-locator.js'
 export { decodeUtf8 } from './utf8.js';
 export { VERSION } from './version.js';
 export { MAX_INPUT_DEPTH, assertJsonTextDepth, assertValueDepth, jsonTextDepth, tooDeepError, valueDepth } from './depth.js';
+export { jsonProblemError, lineColumn, parseJsonText, scanJsonText, type JsonProblemKind, type JsonScanOptions, type JsonTextProblem, type ParseJsonTextOptions } from './json-text.js';
