@@ -94,6 +94,13 @@ describe('deep JSON bodies are a 400 input_too_deep, not a 500', () => {
     expectTooDeep(res);
   });
 
+  it('MCP JSON-RPC body at /mcp, and a tool call\'s args', async () => {
+    const rpc = `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"calculator","arguments":${deepObject(20_000)}}}`;
+    expectTooDeep(await http<Json>(t.url, 'POST', '/mcp', { body: rpc, contentType: 'application/json', headers: { accept: 'application/json, text/event-stream' } }));
+    expectTooDeep(await post('/api/v1/tools/calculator/evaluate/call', `{"args":${deepArray(20_000)}}`));
+    await expectHealthy();
+  });
+
   it('memory import: a deep JSON document, and a deep JSONL line named by its line number', async () => {
     expectTooDeep(await post('/api/v1/memory/import', `{"format":"caxton-memory","version":1,"entities":[{"scope":"workspace","name":"x","entityType":"t","metadata":${deepObject(5000)}}]}`));
     const jsonl = `{"type":"entity","name":"A","entityType":"t","observations":[]}\n{"type":"entity","name":${deepArray(50_000)}}\n`;
