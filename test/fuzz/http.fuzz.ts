@@ -122,13 +122,16 @@ async function check(target: string, r: FuzzRequest): Promise<void> {
 
 describe.each(Object.keys(TARGETS))('fuzz %s', (target) => {
   it('replays the saved corpus', async () => {
+    // Every file, then one failure listing all that fail: each names its own finding.
+    const failed: string[] = [];
     for (const [name, text] of corpus(target)) {
       try {
         await check(target, JSON.parse(text) as FuzzRequest);
       } catch (e) {
-        throw new Error(`corpus file test/fuzz/corpus/${target}/${name}: ${preview((e as Error).message, 2000)}`);
+        failed.push(`test/fuzz/corpus/${target}/${name}: ${preview((e as Error).message, 1000)}`);
       }
     }
+    if (failed.length > 0) throw new Error(`${failed.length} corpus input(s) fail:\n${failed.join('\n')}`);
   });
 
   it(
