@@ -141,6 +141,14 @@ describe('prototype keys and duplicate keys', () => {
     expect(expectErrorEnvelope(agent, 400, 'invalid_request').details).toMatchObject({ key: 'name', line: 1 });
   });
 
+  it('a 100,000-character unknown message parameter: named, shortened, not echoed whole', async () => {
+    const key = 'x'.repeat(100_000);
+    const res = await post('/api/v1/messages', JSON.stringify({ performative: 'inform', receivers: ['echo'], content: 'c', [key]: 1 }));
+    const e = expectErrorEnvelope(res, 400, 'invalid_message');
+    expect(e.message).toMatch(/^invalid message: x{100}… \(100000 characters\): unknown parameter/);
+    expect(res.text.length).toBeLessThan(2000);
+  });
+
   it('still names the line and column of a syntax error', async () => {
     const res = await post('/api/v1/memory/entities', '{"entities": [\n  {"name": "x",}\n]}');
     expect(expectErrorEnvelope(res, 400, 'invalid_request').message).toBe('the request body is not valid JSON: line 2, column 16: expected a property name in double quotes but found "}"');
