@@ -9,6 +9,7 @@ import type { ServerConfig } from '../config/index.js';
 import { contextOf, withSpan, type Logger, type Metrics } from '../observability/index.js';
 import { envelope, sendError, toEnvelope } from './envelope.js';
 import { scrubSecrets } from '../shared/secrets.js';
+import { parseJsonBody } from './json-body.js';
 import type { Executor } from '../execution/index.js';
 import type { MessageBus } from '../messaging/index.js';
 import { agentRoutes } from './routes/agents.js';
@@ -55,6 +56,19 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
       reply.header('x-request-id', req.id);
       return sendError(reply, status, envelope('invalid_request', `invalid request URL: ${err.message}`, { reason: err.code }, String(req.id)));
     },
+  });
+  // Every JSON body is read raw and parsed by parseJsonBody, not fastify's parser: the text is
+  // scanned first, so nesting deeper than MAX_INPUT_DEPTH is a 400 input_too_deep before zod or
+  // JSON.stringify can overflow the stack on it, a duplicate key or a prototype key is a 400
+  // naming it (fastify's parser called a `__proto__` body "not valid JSON"), and a syntax error
+  // names its line and column. Routes with their own parsers (agents, messages) do the same.
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (_req, body, done) => {
+    try {
+      done(null, parseJsonBody(body as Buffer));
+    } catch (e) {
+      done(e as Error, undefined);
+    }
   });
   app.setValidatorCompiler(validatorCompiler);
   // Responses are documented by schemas but serialized plainly: validating every response costs time.

@@ -17,6 +17,30 @@ function humanSize(bytes: number): string {
   return bytes >= 1024 * 1024 ? `${(bytes / 1024 / 1024).toFixed(bytes % (1024 * 1024) ? 1 : 0)} MiB` : `${Math.round(bytes / 1024)} KiB`;
 }
 
+/** Every content type some route of the API parses (agents, messages, memory imports, JSON). */
+const KNOWN_CONTENT_TYPES = [
+  'application/json',
+  'application/toml',
+  'application/x-toml',
+  'text/toml',
+  'text/x-toml',
+  'text/markdown',
+  'text/x-markdown',
+  'application/x-ndjson',
+  'application/jsonl',
+  'application/x-jsonlines',
+  'text/plain',
+];
+
+/**
+ * The content types the route of this request accepts: asked of the route's own plugin context
+ * (`req.server`), so the 415 lists exactly what would have been parsed — text/plain included.
+ */
+export function acceptedContentTypes(req: FastifyRequest): string[] {
+  const list = KNOWN_CONTENT_TYPES.filter((t) => req.server.hasContentTypeParser(t));
+  return list.length > 0 ? list : ['application/json'];
+}
+
 /** Maps any thrown error to (status, envelope). Unknown errors become 500 without internals. */
 export function toEnvelope(err: unknown, req: FastifyRequest, bodyLimit: number): { status: number; body: ErrorEnvelope; code: ErrorCode | string } {
   const id = String(req.id);
@@ -34,8 +58,14 @@ export function toEnvelope(err: unknown, req: FastifyRequest, bodyLimit: number)
   switch (fe.code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
       return { status: 413, body: envelope('payload_too_large', `request body is larger than the ${humanSize(bodyLimit)} limit`, { limit_bytes: bodyLimit, hint: 'raise [server] max_body_size in caxton.toml if this is intended' }, id), code: 'payload_too_large' };
-    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
-      return { status: 415, body: envelope('unsupported_media_type', `unsupported content type "${req.headers['content-type'] ?? ''}"`, { supported: ['application/json', 'application/toml', 'text/markdown'] }, id), code: 'unsupported_media_type' };
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE': {
+      const supported = acceptedContentTypes(req);
+      return {
+        status: 415,
+        body: envelope('unsupported_media_type', `unsupported content type "${req.headers['content-type'] ?? ''}"; send one of: ${supported.join(', ')}`, { supported }, id),
+        code: 'unsupported_media_type',
+      };
+    }
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
       return { status: 400, body: envelope('invalid_request', `request body is not valid JSON: ${fe.message}`, null, id), code: 'invalid_request' };

@@ -16,7 +16,9 @@
  * it lands whole or not at all, also across a crash. Existing entities are merged (observations
  * added, metadata merged, type replaced); existing relations are kept.
  */
+import { MAX_INPUT_DEPTH, assertValueDepth } from '../shared/depth.js';
 import { CaxtonError, isCaxtonError } from '../shared/errors.js';
+import { jsonProblemError, scanJsonText } from '../shared/json-text.js';
 import { parseScope } from './scope.js';
 import type { MemoryBackend } from './backend.js';
 import type { EntityWrite, StoredEntity, StoredRelation } from './types.js';
@@ -107,12 +109,15 @@ export function parseJsonl(text: string, scope: string, store: Pick<MemoryBacken
     const raw = lines[i]!.trim();
     if (raw === '') continue;
     const line = i + 1;
-    let item: unknown;
-    try {
-      item = JSON.parse(raw);
-    } catch (e) {
-      throw invalid(`line ${line}: not valid JSON (${(e as Error).message})`, { line });
+    // Scanned before JSON.parse: depth (a line nested 100,000 deep would overflow whatever walks
+    // it next), duplicate and prototype keys; each error names the line.
+    const problem = scanJsonText(raw, { maxDepth: MAX_INPUT_DEPTH });
+    if (problem) {
+      const e = jsonProblemError(problem, `line ${line}`);
+      const message = problem.kind === 'syntax' ? `line ${line}: not valid JSON (column ${problem.column}: ${problem.problem})` : e.message;
+      throw new CaxtonError(e.code, message, { ...(e.details as object), line, column: problem.column });
     }
+    const item: unknown = JSON.parse(raw);
     if (!isObject(item)) throw invalid(`line ${line}: expected a JSON object with "type": "entity" or "relation"`, { line });
     atLine(line, () => {
       if (item.type === 'entity') {
@@ -173,13 +178,13 @@ export function parseJsonExport(doc: unknown, store: Pick<MemoryBackend, 'limits
 export function detectFormat(text: string): ImportFormat {
   const t = text.trimStart();
   if (!t.startsWith('{')) return 'jsonl';
-  try {
+  // One scan decides: a single valid JSON value (of any depth: the import parser reports that)
+  // is a document; several JSON lines, or malformed text, go to JSONL parsing, which names the line.
+  if (scanJsonText(t, { duplicateKeys: false, prototypeKeys: false }) === undefined) {
     const v: unknown = JSON.parse(t);
     return isObject(v) && 'format' in v ? 'json' : 'jsonl';
-  } catch {
-    // Several JSON lines, or malformed: JSONL parsing reports the line.
-    return /^\{\s*"format"/.test(t) ? 'json' : 'jsonl';
   }
+  return /^\{\s*"format"/.test(t) ? 'json' : 'jsonl';
 }
 
 /** An import checked in full and ready to write (`runImport`); parsing errors are thrown by `prepareImport`. */
@@ -194,17 +199,19 @@ export function prepareImport(store: Pick<MemoryBackend, 'limits'>, input: strin
   let format: ImportFormat;
   let parsed: { entities: EntityWrite[]; relations: StoredRelation[] };
   if (typeof input !== 'string') {
+    // An object already parsed (a REST body or a caller's value): bounded before anything walks it.
+    assertValueDepth(input, 'the import');
     format = 'json';
     parsed = parseJsonExport(input, store, opts.scope);
   } else {
     format = opts.format ?? detectFormat(input);
     if (format === 'json') {
-      let doc: unknown;
-      try {
-        doc = JSON.parse(input);
-      } catch (e) {
-        throw invalid(`the import is not valid JSON: ${(e as Error).message}`, { field: '' });
+      const problem = scanJsonText(input, { maxDepth: MAX_INPUT_DEPTH });
+      if (problem) {
+        const e = jsonProblemError(problem, 'the import');
+        throw new CaxtonError(e.code, e.message, { field: problem.path ?? '', ...(e.details as object) });
       }
+      const doc: unknown = JSON.parse(input);
       parsed = parseJsonExport(doc, store, opts.scope);
     } else {
       if (opts.scope === undefined) throw invalid('a JSONL import needs the scope to import into ("scope")', { field: 'scope' });

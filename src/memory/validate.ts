@@ -2,6 +2,7 @@
  * Input checks shared by the memory tools, the REST API and imports. Each error names the
  * offending field as a path (`entities[2].observations[1]`), and the import reader adds the line.
  */
+import { assertValueDepth } from '../shared/depth.js';
 import { CaxtonError } from '../shared/errors.js';
 import type { EntityInput, ObservationAddition, ObservationDeletion, Relation } from './types.js';
 
@@ -79,6 +80,9 @@ export function checkObservations(v: unknown, field: string, limits: MemoryLimit
 
 export function checkMetadata(v: unknown, field: string, limits: MemoryLimits): Record<string, unknown> {
   const m = obj(v, field);
+  // Depth first: JSON.stringify (here, and on every later read) is recursive. Bodies are checked
+  // at the HTTP layer already; this covers the memory tools, whose arguments come from a model.
+  assertValueDepth(m, field);
   const bytes = Buffer.byteLength(JSON.stringify(m));
   if (bytes > limits.max_metadata_bytes) throw new CaxtonError('payload_too_large', `"${field}" is ${bytes} bytes of JSON, more than the ${limits.max_metadata_bytes} allowed`, { field, limit: limits.max_metadata_bytes });
   return m;

@@ -64,6 +64,10 @@ export class Directory extends EventEmitter<{ change: [DirectoryEvent] }> {
 
   constructor(readonly registry: AgentRegistry) {
     super();
+    // Every GET /directory/events follower is one `change` listener (removed when its stream
+    // closes), so the count follows the number of open connections, not a leak: Node's default
+    // warning at 11 listeners would fire on an ordinary dashboard fleet.
+    this.setMaxListeners(0);
     for (const a of registry.list().agents) this.#add(entryOf(a));
     this.#onChange = (e) => {
       if (e.type === 'removed') {

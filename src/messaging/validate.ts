@@ -113,7 +113,10 @@ export function parseMessage(body: unknown, opts: ParseMessageOptions, bodySize?
     const key = k.replace(/-/g, '_');
     if (!(KEYS as readonly string[]).includes(key)) {
       const hint = closest(key, KEYS);
-      issues.push({ field: k, message: `unknown parameter${hint ? `; did you mean "${hint}"?` : ''} (user-defined parameters start with "X-")` });
+      // A hostile body's key can be as long as the body: named, but not echoed whole into the
+      // response and the log.
+      const field = k.length > 100 ? `${k.slice(0, 100)}… (${k.length} characters)` : k;
+      issues.push({ field, message: `unknown parameter${hint ? `; did you mean "${hint}"?` : ''} (user-defined parameters start with "X-")` });
       continue;
     }
     normalized[key] = v;

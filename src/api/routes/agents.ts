@@ -2,7 +2,9 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { AgentFormat, AgentService, DeployedAgent } from '../../agents/index.js';
+import { MAX_INPUT_DEPTH } from '../../shared/depth.js';
 import { CaxtonError } from '../../shared/errors.js';
+import { jsonProblemError, scanJsonText } from '../../shared/json-text.js';
 import {
   agentDetailSchema,
   agentListSchema,
@@ -51,7 +53,28 @@ function bodyOf(req: FastifyRequest): { body: Buffer; format: AgentFormat | unde
   if (!Buffer.isBuffer(body) || body.length === 0) {
     throw new CaxtonError('invalid_request', 'the request body is empty; send an agent definition as TOML (application/toml), Markdown (text/markdown) or JSON (application/json)');
   }
-  return { body, format: CONTENT_FORMATS[type] };
+  const format = CONTENT_FORMATS[type];
+  if (format === 'json' || (format === undefined && startsWithBrace(body))) checkJsonAgentBody(body);
+  return { body, format };
+}
+
+function startsWithBrace(body: Buffer): boolean {
+  for (const b of body.subarray(0, 4096)) {
+    if (b === 0x7b) return true;
+    if (b !== 0x20 && b !== 0x09 && b !== 0x0a && b !== 0x0d && b !== 0xef && b !== 0xbb && b !== 0xbf) return false;
+  }
+  return false;
+}
+
+/**
+ * The HTTP-level checks every JSON body gets (ADR 0016): nesting deeper than MAX_INPUT_DEPTH is a
+ * 400 input_too_deep, a duplicate or prototype key a 400 naming it and its line. Syntax errors
+ * are left to the agent parser, which reports them in the agent-issue format.
+ */
+function checkJsonAgentBody(body: Buffer): void {
+  const text = body.toString('utf8');
+  const problem = scanJsonText(text.charCodeAt(0) === 0xfeff ? text.slice(1) : text, { maxDepth: MAX_INPUT_DEPTH });
+  if (problem && problem.kind !== 'syntax') throw jsonProblemError(problem, 'the request body');
 }
 
 const errors = { 400: errorEnvelopeSchema, 404: errorEnvelopeSchema, 409: errorEnvelopeSchema, 413: errorEnvelopeSchema, 415: errorEnvelopeSchema, 422: errorEnvelopeSchema };

@@ -1,0 +1,299 @@
+import { CaxtonError, type ErrorCode } from './errors.js';
+import { MAX_INPUT_DEPTH, tooDeepError } from './depth.js';
+
+/**
+ * One linear, iterative pass over a JSON text from outside (request bodies, memory imports) that
+ * finds what JSON.parse does not tell or does not refuse:
+ *  - where the text stops being JSON (Node 20's JSON.parse names no position);
+ *  - nesting deeper than a limit — checked BEFORE JSON.parse, so nothing recursive (zod,
+ *    JSON.stringify, structuredClone) ever sees a value deeper than the limit;
+ *  - duplicate keys in one object (JSON.parse silently keeps the last: a client's mistake, or an
+ *    attempt to pass one value to a checker and another to a consumer);
+ *  - prototype keys (`__proto__` anywhere, `prototype` directly under `constructor`): JSON.parse
+ *    keeps them as plain data, but any later `Object.assign` or merge would turn them into
+ *    prototype pollution, so they are refused with a message naming the key (ADR 0016).
+ * It stops at the first problem, so a hostile text costs at most one scan.
+ */
+
+export type JsonProblemKind = 'syntax' | 'too_deep' | 'duplicate_key' | 'forbidden_key';
+
+export interface JsonTextProblem {
+  kind: JsonProblemKind;
+  /** 0-based offset, 1-based line and column (in UTF-16 code units, as JavaScript counts). */
+  offset: number;
+  line: number;
+  column: number;
+  problem: string;
+  /** duplicate_key / forbidden_key: the key. */
+  key?: string;
+  /** duplicate_key / forbidden_key / too_deep: where in the document, e.g. `metadata.tags[2]` (`` for the top). */
+  path?: string;
+}
+
+export interface JsonScanOptions {
+  /** Refuse nesting deeper than this many objects/arrays (default: no limit). */
+  maxDepth?: number;
+  /** Refuse a key that appears twice in one object (default true). */
+  duplicateKeys?: boolean;
+  /** Refuse `__proto__` and `constructor.prototype` keys (default true). */
+  prototypeKeys?: boolean;
+}
+
+class Stop {
+  constructor(
+    readonly offset: number,
+    readonly kind: JsonProblemKind,
+    readonly problem: string,
+    readonly key?: string,
+    readonly path?: string,
+  ) {}
+}
+
+interface Frame {
+  object: boolean;
+  /** Keys seen in this object (created on the first key). */
+  keys: Set<string> | undefined;
+  /** The current key (object) or index (array). */
+  at: string | number;
+  /** The key this container is the value of, in its parent object. */
+  parentKey: string | undefined;
+}
+
+const NUMBER_RE = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
+/** The next character inside a string that is not plain content (controls are what JSON forbids raw). */
+// eslint-disable-next-line no-control-regex
+const STRING_SPECIAL_RE = /["\\\u0000-\u001f]/g;
+const ESCAPES = new Set(['"', '\\', '/', 'b', 'f', 'n', 'r', 't']);
+const HEX4_RE = /^[0-9a-fA-F]{4}$/;
+
+export function lineColumn(text: string, offset: number): { line: number; column: number } {
+  let line = 1;
+  let start = 0;
+  for (let i = text.indexOf('\n'); i !== -1 && i < offset; i = text.indexOf('\n', i + 1)) {
+    line++;
+    start = i + 1;
+  }
+  return { line, column: offset - start + 1 };
+}
+
+/** `a.b[2].c`; keys that are not identifiers are quoted. */
+function pathOf(stack: readonly Frame[], depth = stack.length): string {
+  let out = '';
+  for (let k = 0; k < depth; k++) {
+    const at = stack[k]!.at;
+    if (typeof at === 'number') out += `[${at}]`;
+    else if (/^[A-Za-z_$][\w$-]*$/.test(at)) out += out === '' ? at : `.${at}`;
+    else out += `[${JSON.stringify(at)}]`;
+  }
+  return out;
+}
+
+/** Scans a JSON text; undefined when it is valid JSON without any of the refused problems. */
+export function scanJsonText(text: string, opts: JsonScanOptions = {}): JsonTextProblem | undefined {
+  const maxDepth = opts.maxDepth ?? Number.POSITIVE_INFINITY;
+  const checkDuplicates = opts.duplicateKeys ?? true;
+  const checkProto = opts.prototypeKeys ?? true;
+  const n = text.length;
+  let i = 0;
+  const found = (): string => {
+    if (i >= n) return 'the end of the input';
+    const cp = text.codePointAt(i)!;
+    return cp < 0x20 ? `a control character (U+${cp.toString(16).padStart(4, '0').toUpperCase()})` : `"${String.fromCodePoint(cp)}"`;
+  };
+  const stop = (expected: string): never => {
+    throw new Stop(i, 'syntax', `expected ${expected} but found ${found()}`);
+  };
+  const ws = (): void => {
+    while (i < n) {
+      const c = text.charCodeAt(i);
+      if (c === 32 || c === 9 || c === 10 || c === 13) i++;
+      else break;
+    }
+  };
+  /** Skips a string starting at i (a quote); returns whether it held an escape. */
+  const string = (): boolean => {
+    const open = i;
+    let escaped = false;
+    i++;
+    for (;;) {
+      STRING_SPECIAL_RE.lastIndex = i;
+      const m = STRING_SPECIAL_RE.exec(text);
+      if (m === null) throw new Stop(open, 'syntax', 'this string is never closed (missing ")');
+      i = m.index;
+      const c = text.charCodeAt(i);
+      if (c === 34) {
+        i++;
+        return escaped;
+      }
+      if (c === 92) {
+        escaped = true;
+        const e = text[i + 1];
+        if (e === 'u') {
+          if (!HEX4_RE.test(text.slice(i + 2, i + 6))) throw new Stop(i, 'syntax', 'invalid \\u escape: expected 4 hex digits');
+          i += 6;
+        } else if (e !== undefined && ESCAPES.has(e)) i += 2;
+        else throw new Stop(i, 'syntax', `invalid escape "\\${e ?? ''}" in a string`);
+        continue;
+      }
+      throw new Stop(i, 'syntax', 'a control character (such as a raw line break) inside a string; escape it (e.g. \\n)');
+    }
+  };
+  const stack: Frame[] = [];
+  const open = (object: boolean): void => {
+    if (stack.length + 1 > maxDepth) {
+      throw new Stop(i, 'too_deep', `nested more than ${maxDepth} levels deep`, undefined, pathOf(stack));
+    }
+    const parent = stack[stack.length - 1];
+    stack.push({ object, keys: undefined, at: object ? '' : 0, parentKey: parent?.object ? (parent.at as string) : undefined });
+    i++;
+  };
+  const value = (): 'scalar' | 'open' => {
+    ws();
+    const c = text[i];
+    if (c === '{' || c === '[') {
+      open(c === '{');
+      return 'open';
+    }
+    if (c === '"') {
+      string();
+      return 'scalar';
+    }
+    if (c === '-' || (c !== undefined && c >= '0' && c <= '9')) {
+      NUMBER_RE.lastIndex = i;
+      if (!NUMBER_RE.exec(text)) stop('a number');
+      i = NUMBER_RE.lastIndex;
+      return 'scalar';
+    }
+    for (const lit of ['true', 'false', 'null']) {
+      if (text.startsWith(lit, i)) {
+        i += lit.length;
+        return 'scalar';
+      }
+    }
+    return stop('a JSON value (object, array, string, number, true, false or null)');
+  };
+  const key = (): void => {
+    const start = i;
+    const escaped = string();
+    const frame = stack[stack.length - 1]!;
+    const k = escaped ? (JSON.parse(text.slice(start, i)) as string) : text.slice(start + 1, i - 1);
+    frame.at = k;
+    if (checkProto && (k === '__proto__' || (k === 'prototype' && frame.parentKey === 'constructor'))) {
+      const what = k === '__proto__' ? '"__proto__"' : '"constructor.prototype"';
+      throw new Stop(start, 'forbidden_key', `the key ${what} is refused: it could change object prototypes (prototype pollution); rename it`, k, pathOf(stack));
+    }
+    if (checkDuplicates) {
+      frame.keys ??= new Set();
+      if (frame.keys.has(k)) throw new Stop(start, 'duplicate_key', `the key ${JSON.stringify(k)} appears twice in the same object; keep one`, k, pathOf(stack));
+      frame.keys.add(k);
+    }
+  };
+  try {
+    // A small state machine instead of recursion, so deep input cannot overflow the stack.
+    let state: 'value' | 'after' | 'key' | 'first-key' | 'first-item' = 'value';
+    for (;;) {
+      if (state === 'value') {
+        if (value() === 'open') state = stack[stack.length - 1]!.object ? 'first-key' : 'first-item';
+        else state = 'after';
+        continue;
+      }
+      if (state === 'first-item') {
+        ws();
+        if (text[i] === ']') {
+          i++;
+          stack.pop();
+          state = 'after';
+        } else state = 'value';
+        continue;
+      }
+      if (state === 'first-key' || state === 'key') {
+        ws();
+        if (state === 'first-key' && text[i] === '}') {
+          i++;
+          stack.pop();
+          state = 'after';
+          continue;
+        }
+        if (text[i] !== '"') stop('a property name in double quotes');
+        key();
+        ws();
+        if (text[i] !== ':') stop('":" after the property name');
+        i++;
+        state = 'value';
+        continue;
+      }
+      // after a complete value
+      ws();
+      const top = stack[stack.length - 1];
+      if (top === undefined) {
+        if (i < n) stop('the end of the input (only one JSON value is allowed)');
+        return undefined;
+      }
+      const close = top.object ? '}' : ']';
+      if (text[i] === ',') {
+        i++;
+        if (top.object) state = 'key';
+        else {
+          (top.at as number)++;
+          state = 'value';
+        }
+      } else if (text[i] === close) {
+        i++;
+        stack.pop();
+      } else stop(`"," or "${close}"`);
+    }
+  } catch (e) {
+    if (!(e instanceof Stop)) throw e;
+    return {
+      kind: e.kind,
+      offset: e.offset,
+      ...lineColumn(text, e.offset),
+      problem: e.problem,
+      ...(e.key !== undefined && { key: e.key }),
+      ...(e.path !== undefined && { path: e.path }),
+    };
+  }
+}
+
+export interface ParseJsonTextOptions extends JsonScanOptions {
+  /** Names the text in messages, e.g. "the request body", "line 3 of the import". */
+  where: string;
+  /** The code of syntax, duplicate and prototype-key errors (depth is always input_too_deep). */
+  code?: ErrorCode;
+}
+
+/** The CaxtonError for a problem found by scanJsonText: names where, the line and column, the key or the limit. */
+export function jsonProblemError(p: JsonTextProblem, where: string, code: ErrorCode = 'invalid_request', maxDepth = MAX_INPUT_DEPTH): CaxtonError {
+  const at = { line: p.line, column: p.column };
+  if (p.kind === 'too_deep') {
+    const base = tooDeepError(where, maxDepth);
+    const field = p.path ? `${where}: ${p.path}` : where;
+    return new CaxtonError('input_too_deep', `${base.message} (at line ${p.line}, column ${p.column})`, {
+      ...(base.details as object),
+      ...at,
+      ...(p.path !== undefined && { path: p.path }),
+      issues: [{ field, message: `nested more than ${maxDepth} levels deep`, ...at }],
+    });
+  }
+  const prefix = p.kind === 'syntax' ? `${where} is not valid JSON` : where;
+  const message = `${prefix}: line ${p.line}, column ${p.column}: ${p.problem}`;
+  const field = p.path ? p.path : where;
+  return new CaxtonError(code, message, {
+    ...at,
+    ...(p.key !== undefined && { key: p.key }),
+    ...(p.path !== undefined && { path: p.path }),
+    reason: p.kind,
+    issues: [{ field, message: p.problem, ...at }],
+  });
+}
+
+/**
+ * Parses a JSON text from outside: scanned first (depth limit — MAX_INPUT_DEPTH unless given —,
+ * duplicate and prototype keys, syntax with line/column), then JSON.parse. Throws CaxtonError.
+ */
+export function parseJsonText(text: string, opts: ParseJsonTextOptions): unknown {
+  const maxDepth = opts.maxDepth ?? MAX_INPUT_DEPTH;
+  const p = scanJsonText(text, { ...opts, maxDepth });
+  if (p) throw jsonProblemError(p, opts.where, opts.code, maxDepth);
+  return JSON.parse(text) as unknown;
+}
