@@ -5,37 +5,24 @@
  * tools and the embedding model working, `caxton agent run assistant "What is 6 * 7?"`
  * answering, `caxton mcp` started by name by an MCP client, and `import ... from 'caxton'`.
  *
- * The tarball is packed with --ignore-scripts: `prepare` would rebuild dist/ while other test
- * files run it; `npm test` has just built it (pretest). Dependencies come from the npm cache or
- * registry. better-sqlite3's install script (prebuild-install, else node-gyp) is given the
- * repository's own compiled addon as a local prebuild (prebuild-install's
- * npm_config_better_sqlite3_local_prebuilds): compiling SQLite again took 7.5 minutes on this
- * 2-core machine and tests nothing of Caxton's. A user's install compiles it (README).
+ * Packing and installing are in install.ts: vitest's global setup (setup.ts) starts them at the
+ * beginning of the run so they overlap the other files; run alone, this file does it itself.
+ * Dependencies come from the npm cache or registry; better-sqlite3 gets the repository's own
+ * compiled addon as a local prebuild (install.ts says why). A user's install compiles it.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { delimiter, dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { repoRoot } from '../helpers/fixtures.js';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { INSTALL_TIMEOUT_MS, packAndInstall, repoRoot, userEnv, waitForInstall, type Installed } from './install.js';
 
-const INSTALL_TIMEOUT = 200_000;
-const dir = mkdtempSync(join(tmpdir(), 'caxton-pack-'));
-const prefix = join(dir, 'prefix');
-const bin = join(prefix, 'bin');
-const installed = join(prefix, 'lib', 'node_modules', 'caxton');
 const children = new Set<ChildProcess>();
-
-/** PATH with the temporary prefix and node only: nothing from the repository (node_modules/.bin). */
-const PATH = [bin, dirname(process.execPath), '/usr/local/bin', '/usr/bin', '/bin'].join(delimiter);
-/** The environment of a user's shell: no CAXTON_* or vitest variables. */
-function env(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const out: NodeJS.ProcessEnv = { PATH, HOME: process.env.HOME ?? dir, LANG: 'C.UTF-8', ...extra };
-  for (const k of ['npm_config_cache', 'npm_config_userconfig', 'NPM_CONFIG_USERCONFIG', 'npm_config_registry']) if (process.env[k]) out[k] = process.env[k];
-  return out;
-}
+let pkg: Installed;
+let ownDir: string | undefined;
+const env = (extra: Record<string, string> = {}) => userEnv(pkg.bin, pkg.dir, extra);
 
 interface Run {
   code: number | null;
@@ -73,40 +60,17 @@ function ok(r: Run, what: string): Run {
   return r;
 }
 
-let tarball = '';
-let packedFiles: string[] = [];
 let serve: ChildProcess | undefined;
 let serveErr = '';
 let url = '';
-const demo = join(dir, 'demo');
+let demo = '';
 
 beforeAll(async () => {
-  if (!existsSync(join(repoRoot, 'dist/cli/main.js')) || !existsSync(join(repoRoot, 'dist/index.js'))) throw new Error('dist/ is not built: run `npm run build` (npm test does it first)');
-  const packed = ok(await run('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', dir], { cwd: repoRoot, env: { ...process.env, PATH: `${dirname(process.execPath)}${delimiter}${process.env.PATH ?? ''}` }, timeoutMs: 60_000 }), 'npm pack');
-  const info = (JSON.parse(packed.stdout) as { filename: string; files: { path: string }[] }[])[0]!;
-  tarball = join(dir, info.filename);
-  packedFiles = info.files.map((f) => f.path);
-  // What README "Install as a package" says to run, from a directory that is not the repository.
-  ok(await run('npm', ['install', '-g', '--prefix', prefix, '--prefer-offline', '--no-audit', '--no-fund', tarball], { cwd: dir, env: env({ ONNXRUNTIME_NODE_INSTALL: 'skip', ...sqlitePrebuild() }), timeoutMs: INSTALL_TIMEOUT }), 'npm install -g');
-}, INSTALL_TIMEOUT + 60_000);
-
-/**
- * The repository's compiled better-sqlite3 addon as a prebuild-install "local prebuild" (the
- * file name prebuild-install looks for: NAME-vVERSION-node-vABI-PLATFORM-ARCH.tar.gz). Used only
- * when the install resolves the same version; otherwise it compiles, as a user's install does.
- */
-function sqlitePrebuild(): Record<string, string> {
-  const pkgDir = join(repoRoot, 'node_modules/better-sqlite3');
-  const addon = join(pkgDir, 'build/Release/better_sqlite3.node');
-  if (!existsSync(addon) || process.platform !== 'linux') return {};
-  const { version } = JSON.parse(readFileSync(join(pkgDir, 'package.json'), 'utf8')) as { version: string };
-  const prebuilds = join(dir, 'prebuilds');
-  mkdirSync(prebuilds, { recursive: true });
-  const file = join(prebuilds, `better-sqlite3-v${version}-node-v${process.versions.modules}-${process.platform}-${process.arch}.tar.gz`);
-  const r = spawnSync('tar', ['-czf', file, '-C', pkgDir, 'build/Release/better_sqlite3.node'], { encoding: 'utf8' });
-  if (r.status !== 0) return {};
-  return { npm_config_better_sqlite3_local_prebuilds: prebuilds };
-}
+  const started = inject('caxtonPackageDir');
+  if (started) pkg = await waitForInstall(started);
+  else pkg = await packAndInstall((ownDir = mkdtempSync(join(tmpdir(), 'caxton-pack-'))));
+  demo = join(pkg.dir, 'demo');
+}, INSTALL_TIMEOUT_MS + 90_000);
 
 afterAll(async () => {
   for (const c of children) c.kill('SIGKILL');
@@ -115,36 +79,36 @@ afterAll(async () => {
     serve.kill('SIGKILL');
     await exited;
   }
-  // The prefix holds ~270 installed packages: removing them took over a minute on this machine,
-  // so a detached `rm -rf` does it after the test file ends.
-  spawn('rm', ['-rf', dir], { detached: true, stdio: 'ignore' }).unref();
+  // ~270 installed packages: removing them took over a minute here, so a detached rm does it
+  // (the global setup's teardown does it for the install it started).
+  if (ownDir) spawn('rm', ['-rf', ownDir], { detached: true, stdio: 'ignore' }).unref();
 });
 
 describe('npm pack', () => {
   it('packs the built server, library types, built-in tools (manifests and modules) and templates, and no sources or tests', () => {
-    for (const f of ['dist/index.js', 'dist/index.d.ts', 'dist/cli/main.js', 'templates/basic/caxton.toml', 'templates/basic/agents/assistant.toml', 'package.json', 'README.md']) expect(packedFiles, f).toContain(f);
+    for (const f of ['dist/index.js', 'dist/index.d.ts', 'dist/cli/main.js', 'templates/basic/caxton.toml', 'templates/basic/agents/assistant.toml', 'package.json', 'README.md']) expect(pkg.packedFiles, f).toContain(f);
     const builtins = readdirSync(join(repoRoot, 'tools/builtin'), { withFileTypes: true })
       .filter((d) => d.isDirectory() && existsSync(join(repoRoot, 'tools/builtin', d.name, 'caxton-tool.toml')))
       .map((d) => d.name);
     expect(builtins.length).toBeGreaterThanOrEqual(6);
     for (const b of builtins) {
-      expect(packedFiles).toContain(`tools/builtin/${b}/caxton-tool.toml`);
-      expect(packedFiles).toContain(`tools/builtin/${b}/build/${b}.wasm`);
+      expect(pkg.packedFiles).toContain(`tools/builtin/${b}/caxton-tool.toml`);
+      expect(pkg.packedFiles).toContain(`tools/builtin/${b}/build/${b}.wasm`);
     }
-    const unwanted = packedFiles.filter((f) => /^(src|test|bench|scripts|deploy|docs)\//.test(f) || /\/assembly\/.*\.ts$/.test(f.replace(/^templates\/.*/, '')) || f.endsWith('.map') || f.includes('node_modules/'));
+    const unwanted = pkg.packedFiles.filter((f) => /^(src|test|bench|scripts|deploy|docs)\//.test(f) || /\/assembly\/.*\.ts$/.test(f.replace(/^templates\/.*/, '')) || f.endsWith('.map') || f.includes('node_modules/'));
     expect(unwanted).toEqual([]);
   });
 });
 
 describe('installed globally (npm install -g of the tarball)', () => {
   it('puts caxton on the PATH', async () => {
-    expect(existsSync(join(bin, 'caxton'))).toBe(true);
-    const r = ok(await run('caxton', ['--version'], { cwd: dir }), 'caxton --version');
+    expect(existsSync(join(pkg.bin, 'caxton'))).toBe(true);
+    const r = ok(await run('caxton', ['--version'], { cwd: pkg.dir }), 'caxton --version');
     expect(r.stdout.trim()).toBe((JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { version: string }).version);
   });
 
   it('runs the quickstart: caxton init demo && cd demo && caxton serve, then caxton agent run assistant answers', async () => {
-    ok(await run('caxton', ['init', 'demo'], { cwd: dir }), 'caxton init demo');
+    ok(await run('caxton', ['init', 'demo'], { cwd: pkg.dir }), 'caxton init demo');
     expect(existsSync(join(demo, 'caxton.toml'))).toBe(true);
     // `caxton serve` with no --config reads ./caxton.toml; port 0 = any free port (printed on stderr).
     serve = spawn('caxton', ['serve', '--port', '0', '--metrics-port', '0'], { cwd: demo, env: env(), stdio: ['ignore', 'pipe', 'pipe'] });
@@ -183,7 +147,7 @@ describe('installed globally (npm install -g of the tarball)', () => {
   }, 60_000);
 
   it('lets an MCP client start `caxton mcp` by name', async () => {
-    const transport = new StdioClientTransport({ command: 'caxton', args: ['mcp', '--data-dir', join(dir, 'mcp-data')], cwd: demo, env: env() as Record<string, string>, stderr: 'ignore' });
+    const transport = new StdioClientTransport({ command: 'caxton', args: ['mcp', '--data-dir', join(pkg.dir, 'mcp-data')], cwd: demo, env: env() as Record<string, string>, stderr: 'ignore' });
     const client = new Client({ name: 'pack-test', version: '1.0.0' });
     await client.connect(transport);
     try {
@@ -195,9 +159,9 @@ describe('installed globally (npm install -g of the tarball)', () => {
   }, 60_000);
 
   it("is importable as a library: import { startServer, loadConfig, parseAgent, CaxtonError } from 'caxton'", async () => {
-    const app = join(dir, 'app');
+    const app = join(pkg.dir, 'app');
     mkdirSync(join(app, 'node_modules'), { recursive: true });
-    symlinkSync(installed, join(app, 'node_modules', 'caxton'), 'dir');
+    symlinkSync(pkg.installed, join(app, 'node_modules', 'caxton'), 'dir');
     writeFileSync(join(app, 'package.json'), '{"type": "module"}\n');
     writeFileSync(
       join(app, 'main.js'),
@@ -212,12 +176,13 @@ console.log(JSON.stringify({ ok: parsed.ok, health: health.status, err: new Caxt
 `,
     );
     const r = ok(await run('node', ['main.js'], { cwd: app, timeoutMs: 60_000 }), 'node main.js');
-    const out = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as Record<string, unknown>;
+    // The server's own JSON log lines share stdout (written asynchronously): pick the script's line.
+    const out = JSON.parse(r.stdout.split('\n').find((l) => l.includes('"health"'))!) as Record<string, unknown>;
     expect(out).toMatchObject({ ok: true, health: 200, err: 'not_found', codes: 404 });
-    const dts = readFileSync(join(installed, 'dist/index.d.ts'), 'utf8');
+    const dts = readFileSync(join(pkg.installed, 'dist/index.d.ts'), 'utf8');
     for (const name of ['startServer', 'loadConfig', 'parseAgent', 'AgentDefinition', 'CaxtonError', 'StartOptions']) expect(dts).toContain(name);
-    const pkg = JSON.parse(readFileSync(join(installed, 'package.json'), 'utf8')) as { exports: Record<string, { types: string; import: string }> };
-    expect(existsSync(join(installed, pkg.exports['.']!.import))).toBe(true);
-    expect(existsSync(join(installed, pkg.exports['.']!.types))).toBe(true);
+    const manifest = JSON.parse(readFileSync(join(pkg.installed, 'package.json'), 'utf8')) as { exports: Record<string, { types: string; import: string }> };
+    expect(existsSync(join(pkg.installed, manifest.exports['.']!.import))).toBe(true);
+    expect(existsSync(join(pkg.installed, manifest.exports['.']!.types))).toBe(true);
   }, 90_000);
 });
