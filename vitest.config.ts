@@ -6,5 +6,10 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 30_000,
     pool: 'forks',
+    // Probes PostgreSQL + pgvector and promtool once per run: missing ones skip their tests with one
+    // printed line each, or fail the run in CI (test/helpers/system.ts).
+    // test/package/setup.ts starts `npm pack` + the global install of the tarball in the background
+    // when the run includes test/package/pack.test.ts, so it overlaps the other files.
+    globalSetup: ['test/helpers/system-setup.ts', 'test/package/setup.ts'],
   },
 });

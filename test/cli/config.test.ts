@@ -74,13 +74,26 @@ describe('caxton config show', () => {
     expect(parseJson<ConfigJson>(r)).toMatchObject({ server: { port: 8123 }, source: { file } });
   });
 
-  it('without any file it shows the defaults', async () => {
+  it('without --config or $CAXTON_CONFIG it reads ./caxton.toml (a project made by caxton init)', async () => {
     const r = await runCli(['--json', 'config', 'show'], { cwd: dir });
+    expectExit(r, 0);
+    expect(parseJson<ConfigJson>(r)).toMatchObject({ server: { port: 8123 }, data_dir: join(dir, 'state'), source: { file } });
+    // $CAXTON_CONFIG still wins over ./caxton.toml.
+    const other = join(tempDir('caxton-config-other-'), 'other.toml');
+    writeFileSync(other, '[server]\nport = 8555\n');
+    const r2 = await runCli(['--json', 'config', 'show'], { cwd: dir, env: { CAXTON_CONFIG: other } });
+    expectExit(r2, 0);
+    expect(parseJson<ConfigJson>(r2)).toMatchObject({ server: { port: 8555 }, source: { file: other } });
+  });
+
+  it('without any file it shows the defaults', async () => {
+    const empty = tempDir('caxton-config-empty-');
+    const r = await runCli(['--json', 'config', 'show'], { cwd: empty });
     expectExit(r, 0);
     const c = parseJson<ConfigJson>(r);
     expect(c.server.port).toBe(8080);
     expect(c.source.file).toBeNull();
-    expect(c.data_dir).toBe(join(dir, 'data'));
+    expect(c.data_dir).toBe(join(empty, 'data'));
   });
 
   it('api_key_env shows the variable NAME, while a secret header value is redacted to ***', async () => {

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { loadServerConfig, secretValues } from '../../config/index.js';
-import { addServerConfigOptions, configFlags } from './serve.js';
+import { addServerConfigOptions, serverLoadOptions } from './serve.js';
 
 /**
  * `caxton mcp`: Caxton as an MCP server on stdin/stdout, for MCP clients that start their servers
@@ -16,7 +16,7 @@ export function registerMcpCommand(program: Command): void {
       .description("serve Caxton's tools and agents (as ask_<agent>) over MCP on stdio; the HTTP endpoint of `caxton serve` is POST /mcp")
       .addHelpText('after', '\nExample (an MCP client config):\n  { "command": "caxton", "args": ["mcp", "--config", "/path/to/caxton.toml"] }'),
   ).action(async (opts: Record<string, unknown>) => {
-    const config = loadServerConfig({ ...(opts.config !== undefined && { file: String(opts.config) }), flags: configFlags(opts) });
+    const config = loadServerConfig(serverLoadOptions(opts));
     // Loaded on demand, as in `serve`. stdout carries the protocol: the log goes to stderr.
     const [{ pino }, { createLogger }, { startServer }, { serveMcpStdio }] = await Promise.all([
       import('pino'),

@@ -1,5 +1,7 @@
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
-import { loadServerConfig, type ConfigFlags } from '../../config/index.js';
+import { loadServerConfig, type ConfigFlags, type LoadOptions } from '../../config/index.js';
 
 function toInt(name: string) {
   return (v: string) => {
@@ -20,9 +22,24 @@ export function configFlags(opts: Record<string, unknown>): ConfigFlags {
   return flags;
 }
 
+/** The file a project made by `caxton init` keeps its configuration in. */
+export const PROJECT_CONFIG = 'caxton.toml';
+
+/**
+ * What the server commands load: --config, else $CAXTON_CONFIG, else ./caxton.toml when the
+ * current directory has one (so `caxton init demo && cd demo && caxton serve` runs the project),
+ * else the built-in defaults; plus the command-line flags.
+ */
+export function serverLoadOptions(opts: Record<string, unknown>, env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): LoadOptions {
+  const flags = configFlags(opts);
+  if (opts.config !== undefined) return { file: String(opts.config), flags };
+  if (!env.CAXTON_CONFIG && existsSync(resolve(cwd, PROJECT_CONFIG))) return { file: PROJECT_CONFIG, flags };
+  return { flags };
+}
+
 export function addServerConfigOptions(cmd: Command): Command {
   return cmd
-    .option('--config <file>', 'caxton.toml to use (default: $CAXTON_CONFIG, else built-in defaults)')
+    .option('--config <file>', 'caxton.toml to use (default: $CAXTON_CONFIG, else ./caxton.toml if present, else built-in defaults)')
     .option('--host <host>', 'address to bind the API to (default 127.0.0.1)')
     .option('-p, --port <port>', 'API port (default 8080)', toInt('--port'))
     .option('--metrics-port <port>', 'Prometheus metrics port (default 9090)', toInt('--metrics-port'))
@@ -33,7 +50,7 @@ export function addServerConfigOptions(cmd: Command): Command {
 
 export function registerServe(program: Command): void {
   addServerConfigOptions(program.command('serve').description('start the Caxton server: REST API, agents_dir watcher and metrics')).action(async (opts: Record<string, unknown>) => {
-    const config = loadServerConfig({ ...(opts.config !== undefined && { file: String(opts.config) }), flags: configFlags(opts) });
+    const config = loadServerConfig(serverLoadOptions(opts));
     // Loaded on demand: the server's dependencies (fastify, OpenTelemetry, SQLite) would slow every other command.
     const { startServer } = await import('../../server/index.js');
     const server = await startServer({ config });

@@ -5,7 +5,7 @@ import { table } from '../output.js';
 import { usageError } from '../errors.js';
 import { positiveInt } from './conversation.js';
 import type { CliContext } from '../context.js';
-import { addServerConfigOptions, configFlags } from './serve.js';
+import { addServerConfigOptions, serverLoadOptions } from './serve.js';
 
 /** GET /api/v1/status/overview. */
 export interface Overview {
@@ -133,7 +133,7 @@ export function registerSystemCommands(program: Command, ctx: CliContext): void 
       const out = ctx.output();
       const effective = opts.remote
         ? await ctx.client().get<Record<string, unknown>>('/api/v1/config')
-        : (redactSecrets(loadServerConfig({ ...(opts.config !== undefined && { file: String(opts.config) }), flags: configFlags(opts) })) as unknown as Record<string, unknown>);
+        : (redactSecrets(loadServerConfig(serverLoadOptions(opts))) as unknown as Record<string, unknown>);
       if (out.json) return out.data(effective);
       const { source, ...rest } = effective as { source?: { file: string | null; env: string[]; flags: string[] } };
       if (source) out.out(`# file: ${source.file ?? '(none: defaults)'}; env: ${source.env.join(', ') || '(none)'}; flags: ${source.flags.join(', ') || '(none)'}`);

@@ -1,0 +1,73 @@
+/**
+ * Probing the system components some tests need beyond `npm ci` (see system.ts for why). No
+ * vitest import here: vitest's global setup (system-setup.ts) runs it in the main process.
+ */
+import { spawnSync } from 'node:child_process';
+import pg from 'pg';
+
+export type SystemComponent = 'postgresql' | 'pgvector' | 'promtool';
+
+/** What each component is and the command that installs it (Debian; see README "Test"). */
+export const SYSTEM_COMPONENTS: Record<SystemComponent, { label: string; install: string }> = {
+  postgresql: { label: 'PostgreSQL', install: 'sudo apt-get install postgresql (local trust auth, database "test"), or set CAXTON_TEST_PG_URL' },
+  pgvector: { label: 'pgvector', install: 'sudo scripts/setup-pgvector.sh' },
+  promtool: { label: 'promtool', install: 'sudo apt-get install --no-install-recommends prometheus' },
+};
+
+/** Per component: null when present, else why it is missing. */
+export type SystemStatus = Record<SystemComponent, string | null>;
+
+// The global setup hands the status to the test files (`inject('caxtonSystem')`). A type-only
+// augmentation: nothing of vitest is loaded by this file.
+declare module 'vitest' {
+  export interface ProvidedContext {
+    caxtonSystem: SystemStatus;
+  }
+}
+
+/** The test PostgreSQL (test/memory/backends.ts uses the same). */
+export const TEST_PG_URL = process.env.CAXTON_TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+
+/** True when a missing component must fail the tests instead of skipping them (CI). */
+export function systemRequired(env: NodeJS.ProcessEnv = process.env): boolean {
+  const on = (v: string | undefined) => v !== undefined && v !== '' && v !== '0' && v.toLowerCase() !== 'false';
+  return on(env.CI) || on(env.CAXTON_TEST_REQUIRE_SYSTEM);
+}
+
+/** Probes every component (a PostgreSQL connection bounded to 5 s, `promtool --version`). */
+export async function probeSystem(): Promise<SystemStatus> {
+  let postgresql: string | null = null;
+  let pgvector: string | null = null;
+  const client = new pg.Client({ connectionString: TEST_PG_URL, connectionTimeoutMillis: 5000, query_timeout: 5000 });
+  try {
+    await client.connect();
+    const { rows } = await client.query("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'");
+    if (rows.length === 0) pgvector = `PostgreSQL at ${TEST_PG_URL} has no "vector" extension`;
+  } catch (e) {
+    postgresql = `cannot connect to PostgreSQL at ${TEST_PG_URL} (${(e as Error).message})`;
+    pgvector = postgresql;
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+  const r = spawnSync('promtool', ['--version'], { encoding: 'utf8', timeout: 10_000 });
+  const promtool = r.error ? `promtool not found on PATH (${(r.error as NodeJS.ErrnoException).code ?? r.error.message})` : r.status !== 0 ? `promtool --version exited with ${r.status}` : null;
+  return { postgresql, pgvector, promtool };
+}
+
+/** The one line printed for a missing component. */
+export function missingLine(name: SystemComponent, reason: string, required = false): string {
+  const then = required ? 'required here (CI)' : 'skipping the tests that need it';
+  return `[caxton tests] ${SYSTEM_COMPONENTS[name].label} missing (${reason}): ${then}; install it with: ${SYSTEM_COMPONENTS[name].install}`;
+}
+
+/** The lines to print for a run: one per missing component (pgvector's is implied by PostgreSQL's). */
+export function missingLines(status: SystemStatus, required = false): string[] {
+  const out: string[] = [];
+  for (const name of Object.keys(SYSTEM_COMPONENTS) as SystemComponent[]) {
+    const reason = status[name];
+    if (reason === null) continue;
+    if (name === 'pgvector' && status.postgresql !== null) continue;
+    out.push(missingLine(name, reason, required));
+  }
+  return out;
+}

@@ -1,0 +1,188 @@
+/**
+ * The package as users get it: `npm pack` of this repository, installed with `npm install -g`
+ * into a temporary prefix (no repository on the PATH or in node_modules lookups), then the
+ * README's quickstart: `caxton init demo && cd demo && caxton serve`, the built-in WebAssembly
+ * tools and the embedding model working, `caxton agent run assistant "What is 6 * 7?"`
+ * answering, `caxton mcp` started by name by an MCP client, and `import ... from 'caxton'`.
+ *
+ * Packing and installing are in install.ts: vitest's global setup (setup.ts) starts them at the
+ * beginning of the run so they overlap the other files; run alone, this file does it itself.
+ * Dependencies come from the npm cache or registry; better-sqlite3 gets the repository's own
+ * compiled addon as a local prebuild (install.ts says why). A user's install compiles it.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { INSTALL_TIMEOUT_MS, packAndInstall, repoRoot, userEnv, waitForInstall, type Installed } from './install.js';
+
+const children = new Set<ChildProcess>();
+let pkg: Installed;
+let ownDir: string | undefined;
+const env = (extra: Record<string, string> = {}) => userEnv(pkg.bin, pkg.dir, extra);
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a command (by name, through PATH) to completion; kills it after timeoutMs. */
+function run(cmd: string, args: string[], opts: { cwd: string; env?: NodeJS.ProcessEnv; timeoutMs?: number }): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { cwd: opts.cwd, env: opts.env ?? env(), stdio: ['ignore', 'pipe', 'pipe'] });
+    children.add(child);
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`${cmd} ${args.join(' ')} did not finish within ${opts.timeoutMs ?? 30_000} ms\nstdout: ${stdout}\nstderr: ${stderr}`));
+    }, opts.timeoutMs ?? 30_000);
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      children.delete(child);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+function ok(r: Run, what: string): Run {
+  expect(r.code, `${what}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`).toBe(0);
+  return r;
+}
+
+let serve: ChildProcess | undefined;
+let serveErr = '';
+let url = '';
+let demo = '';
+
+beforeAll(async () => {
+  const started = inject('caxtonPackageDir');
+  if (started) pkg = await waitForInstall(started);
+  else pkg = await packAndInstall((ownDir = mkdtempSync(join(tmpdir(), 'caxton-pack-'))));
+  demo = join(pkg.dir, 'demo');
+}, INSTALL_TIMEOUT_MS + 90_000);
+
+afterAll(async () => {
+  for (const c of children) c.kill('SIGKILL');
+  if (serve && serve.exitCode === null) {
+    const exited = new Promise((r) => serve!.once('close', r));
+    serve.kill('SIGKILL');
+    await exited;
+  }
+  // ~270 installed packages: removing them took over a minute here, so a detached rm does it
+  // (the global setup's teardown does it for the install it started).
+  if (ownDir) spawn('rm', ['-rf', ownDir], { detached: true, stdio: 'ignore' }).unref();
+});
+
+describe('npm pack', () => {
+  it('packs the built server, library types, built-in tools (manifests and modules) and templates, and no sources or tests', () => {
+    for (const f of ['dist/index.js', 'dist/index.d.ts', 'dist/cli/main.js', 'templates/basic/caxton.toml', 'templates/basic/agents/assistant.toml', 'package.json', 'README.md']) expect(pkg.packedFiles, f).toContain(f);
+    const builtins = readdirSync(join(repoRoot, 'tools/builtin'), { withFileTypes: true })
+      .filter((d) => d.isDirectory() && existsSync(join(repoRoot, 'tools/builtin', d.name, 'caxton-tool.toml')))
+      .map((d) => d.name);
+    expect(builtins.length).toBeGreaterThanOrEqual(6);
+    for (const b of builtins) {
+      expect(pkg.packedFiles).toContain(`tools/builtin/${b}/caxton-tool.toml`);
+      expect(pkg.packedFiles).toContain(`tools/builtin/${b}/build/${b}.wasm`);
+    }
+    const unwanted = pkg.packedFiles.filter((f) => /^(src|test|bench|scripts|deploy|docs)\//.test(f) || /\/assembly\/.*\.ts$/.test(f.replace(/^templates\/.*/, '')) || f.endsWith('.map') || f.includes('node_modules/'));
+    expect(unwanted).toEqual([]);
+  });
+});
+
+describe('installed globally (npm install -g of the tarball)', () => {
+  it('puts caxton on the PATH', async () => {
+    expect(existsSync(join(pkg.bin, 'caxton'))).toBe(true);
+    const r = ok(await run('caxton', ['--version'], { cwd: pkg.dir }), 'caxton --version');
+    expect(r.stdout.trim()).toBe((JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { version: string }).version);
+  });
+
+  it('runs the quickstart: caxton init demo && cd demo && caxton serve, then caxton agent run assistant answers', async () => {
+    ok(await run('caxton', ['init', 'demo'], { cwd: pkg.dir }), 'caxton init demo');
+    expect(existsSync(join(demo, 'caxton.toml'))).toBe(true);
+    // `caxton serve` with no --config reads ./caxton.toml; port 0 = any free port (printed on stderr).
+    serve = spawn('caxton', ['serve', '--port', '0', '--metrics-port', '0'], { cwd: demo, env: env(), stdio: ['ignore', 'pipe', 'pipe'] });
+    serve.stderr!.setEncoding('utf8').on('data', (d: string) => (serveErr += d));
+    serve.stdout!.resume();
+    const deadline = Date.now() + 60_000;
+    while (!url) {
+      const m = /caxton listening on (http:\/\/\S+) /.exec(serveErr);
+      if (m) url = m[1]!;
+      else if (serve.exitCode !== null || Date.now() > deadline) throw new Error(`caxton serve did not start:\n${serveErr}`);
+      else await new Promise((r) => setTimeout(r, 100));
+    }
+    expect((await fetch(`${url}/ready`)).status).toBe(200);
+
+    const r = ok(await run('caxton', ['agent', 'run', 'assistant', 'What is 6 * 7?'], { cwd: demo, env: env({ CAXTON_SERVER_URL: url }) }), 'caxton agent run');
+    expect(r.stdout).toContain('The answer is 42.');
+  }, 90_000);
+
+  it('loads the built-in WebAssembly tools from the installed package', async () => {
+    const body = (await (await fetch(`${url}/api/v1/tools`)).json()) as { servers: { name: string; origin: string; state: string }[] };
+    const builtin = body.servers.filter((s) => s.origin === 'builtin');
+    expect(builtin.map((s) => s.name).sort()).toEqual(['chart_generator', 'csv_parser', 'filesystem', 'http_client', 'json_query', 'sqlite_query']);
+    expect(builtin.filter((s) => s.state !== 'loaded')).toEqual([]);
+    const call = await fetch(`${url}/api/v1/tools/csv_parser/parse/call`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ args: { text: 'a,b\n1,2\n' } }) });
+    expect(call.status).toBe(200);
+    expect(((await call.json()) as { is_error: boolean }).is_error).toBe(false);
+  });
+
+  it('embeds with the local model from the installed package (memory search by meaning)', async () => {
+    const post = (path: string, body: unknown) => fetch(`${url}/api/v1/memory/${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    expect((await post('entities', { scope: 'global', entities: [{ name: 'Ada', entityType: 'person', observations: ['Wrote the first computer program'] }] })).status).toBeLessThan(300);
+    const found = (await (await post('search', { query: 'who was the first programmer?', scope: 'global', mode: 'semantic' })).json()) as { results: { entity: { name: string } }[] };
+    expect(found.results.map((x) => x.entity.name)).toContain('Ada');
+    const stats = (await (await fetch(`${url}/api/v1/memory/stats`)).json()) as { embedding: { model: string } | null };
+    expect(JSON.stringify(stats.embedding)).toMatch(/MiniLM/i);
+  }, 60_000);
+
+  it('lets an MCP client start `caxton mcp` by name', async () => {
+    const transport = new StdioClientTransport({ command: 'caxton', args: ['mcp', '--data-dir', join(pkg.dir, 'mcp-data')], cwd: demo, env: env() as Record<string, string>, stderr: 'ignore' });
+    const client = new Client({ name: 'pack-test', version: '1.0.0' });
+    await client.connect(transport);
+    try {
+      const { tools } = await client.listTools();
+      expect(tools.map((t) => t.name)).toContain('ask_assistant');
+    } finally {
+      await client.close();
+    }
+  }, 60_000);
+
+  it("is importable as a library: import { startServer, loadConfig, parseAgent, CaxtonError } from 'caxton'", async () => {
+    const app = join(pkg.dir, 'app');
+    mkdirSync(join(app, 'node_modules'), { recursive: true });
+    symlinkSync(pkg.installed, join(app, 'node_modules', 'caxton'), 'dir');
+    writeFileSync(join(app, 'package.json'), '{"type": "module"}\n');
+    writeFileSync(
+      join(app, 'main.js'),
+      `import { startServer, loadConfig, parseAgent, CaxtonError, ERROR_CODES, VERSION } from 'caxton';
+const parsed = parseAgent('name = "x"\\nsystem_prompt = "hi"\\n', { file: 'x.toml' });
+const config = loadConfig({ env: {}, flags: { port: 0, metricsPort: 0, dataDir: 'data', agentsDir: 'agents' } });
+config.metrics.enabled = false;
+const server = await startServer({ config });
+const health = await fetch(server.url + '/health');
+await server.close();
+console.log(JSON.stringify({ ok: parsed.ok, health: health.status, err: new CaxtonError('not_found', 'x').code, codes: ERROR_CODES.not_found, VERSION }));
+`,
+    );
+    const r = ok(await run('node', ['main.js'], { cwd: app, timeoutMs: 60_000 }), 'node main.js');
+    // The server's own JSON log lines share stdout (written asynchronously): pick the script's line.
+    const out = JSON.parse(r.stdout.split('\n').find((l) => l.includes('"health"'))!) as Record<string, unknown>;
+    expect(out).toMatchObject({ ok: true, health: 200, err: 'not_found', codes: 404 });
+    const dts = readFileSync(join(pkg.installed, 'dist/index.d.ts'), 'utf8');
+    for (const name of ['startServer', 'loadConfig', 'parseAgent', 'AgentDefinition', 'CaxtonError', 'StartOptions']) expect(dts).toContain(name);
+    const manifest = JSON.parse(readFileSync(join(pkg.installed, 'package.json'), 'utf8')) as { exports: Record<string, { types: string; import: string }> };
+    expect(existsSync(join(pkg.installed, manifest.exports['.']!.import))).toBe(true);
+    expect(existsSync(join(pkg.installed, manifest.exports['.']!.types))).toBe(true);
+  }, 90_000);
+});
