@@ -1,4 +1,3 @@
-import { parse as parseToml, TomlError } from 'smol-toml';
 import { LineCounter, parseDocument, isMap, isNode, type Document } from 'yaml';
 import type { z } from 'zod';
 import { closest } from '../shared/suggest.js';
@@ -7,7 +6,10 @@ import { mapClaudeTools, splitToolList } from './claude.js';
 import { agentKey, type AgentDefinition, type AgentFormat, type Capability } from './definition.js';
 import { fieldPath, type SourceIssue as AgentIssue, type Locator } from '../shared/issues.js';
 import { agentDocumentSchema, TABLE_KEYS, TOP_LEVEL_KEYS, TOP_LEVEL_VALUE_KEYS } from './schema.js';
-import { scanTomlKeys, tomlLocator, tomlSyntaxMessage } from '../shared/toml-locator.js';
+import { scanTomlKeys, tomlLocator } from '../shared/toml-locator.js';
+import { parseTomlBounded } from '../shared/toml.js';
+import { MAX_INPUT_DEPTH } from '../shared/depth.js';
+import { expandedSize, jsonTooDeep, MAX_YAML_ALIASES, MAX_YAML_STRUCTURE_DEPTH, tooDeepField, yamlStructureTooDeep } from './bounds.js';
 
 export interface ParseOptions {
   /** Format to parse as; when absent it is taken from the file name, then sniffed from the content. */
@@ -92,11 +94,14 @@ export function parseAgent(input: string | Uint8Array, opts: ParseOptions = {}):
 function validateDocument(raw: Raw, format: AgentFormat, at: (i: Omit<AgentIssue, 'file'>) => AgentIssue): ParseResult {
   const warnings = raw.issues.filter((i) => i.severity === 'warning');
   const errors = raw.issues.filter((i) => i.severity === 'error');
-  const doc = structuredClone(raw.doc);
   const withPos = (path: readonly (string | number)[], i: Omit<AgentIssue, 'file' | 'line' | 'column' | 'field'>): AgentIssue => {
     const pos = raw.locate(path);
     return at({ ...i, ...(path.length > 0 && { field: fieldPath(path) }), ...(pos && { line: pos.line, column: pos.column }) });
   };
+  // Before anything recursive (structuredClone, zod, later JSON.stringify and the renderer).
+  const deep = tooDeepField(raw.doc);
+  if (deep !== undefined) return { ok: false, format, errors: [...errors, withPos([deep], tooDeepIssue(deep))], warnings };
+  const doc = structuredClone(raw.doc);
 
   // Unknown keys are warnings; strip them and validate what remains.
   let result = agentDocumentSchema.safeParse(doc);
@@ -132,7 +137,8 @@ function validateDocument(raw: Raw, format: AgentFormat, at: (i: Omit<AgentIssue
       const err = withPos(path, {
         severity: 'error',
         code: missing ? 'missing_field' : issue.code === 'invalid_type' ? 'invalid_type' : 'invalid_value',
-        message: missing ? `required field "${fieldPath(path)}" is missing` : issue.message,
+        // Unit messages (src/shared/zod-units.ts) name the value and the range; add the field.
+        message: missing ? `required field "${fieldPath(path)}" is missing` : issue.code === 'custom' && path.length > 0 && /^(duration|size|expected a (duration|size))\b/.test(issue.message) ? `${fieldPath(path)}: ${issue.message}` : issue.message,
         ...(issue.code === 'invalid_type' && { expected: issue.expected }),
         ...(suggestion && { suggestion }),
       });
@@ -158,6 +164,16 @@ function validateDocument(raw: Raw, format: AgentFormat, at: (i: Omit<AgentIssue
     );
   }
   return { ok: true, format, definition: def, warnings };
+}
+
+/** The issue for a field nested deeper than MAX_INPUT_DEPTH: names the field and the limit. */
+function tooDeepIssue(field: string | undefined, limit = MAX_INPUT_DEPTH): Omit<AgentIssue, 'file' | 'line' | 'column' | 'field'> {
+  return {
+    severity: 'error',
+    code: 'input_too_deep',
+    message: `${field !== undefined ? `"${field}"` : 'the document'} is nested more than ${limit} levels deep (the limit is ${limit} levels of tables, objects and arrays)`,
+    suggestion: 'flatten the structure; agent parameters and metadata rarely need more than a few levels',
+  };
 }
 
 function pathValue(doc: unknown, path: readonly (string | number)[]): unknown {
@@ -186,26 +202,12 @@ function suggestionFor(top: string, missing: boolean, format: AgentFormat): stri
 // TOML
 
 function readToml(text: string, at: (i: Omit<AgentIssue, 'file'>) => AgentIssue): Raw | { errors: AgentIssue[] } {
-  let doc: Record<string, unknown>;
-  try {
-    doc = parseToml(text) as Record<string, unknown>;
-  } catch (e) {
-    if (e instanceof TomlError) {
-      return {
-        errors: [
-          at({
-            severity: 'error',
-            code: 'toml_syntax',
-            message: `TOML syntax error: ${tomlSyntaxMessage(e, text)}`,
-            line: e.line,
-            column: e.column,
-            suggestion: 'check quotes, brackets and `key = value` pairs on this line; multi-line text needs \'\'\'...\'\'\'',
-          }),
-        ],
-      };
-    }
-    throw e;
+  const parsed = parseTomlBounded(text);
+  if (!parsed.ok) {
+    const suggestion = parsed.issue.code === 'toml_syntax' ? 'check quotes, brackets and `key = value` pairs on this line; multi-line text needs \'\'\'...\'\'\'' : parsed.issue.suggestion;
+    return { errors: [at({ ...parsed.issue, ...(suggestion !== undefined && { suggestion }) })] };
   }
+  const doc = parsed.doc;
   const issues: AgentIssue[] = [];
   const keys = scanTomlKeys(text);
   // The classic mistake: `system_prompt = ...` written after a [table] header lands inside that table.
@@ -264,6 +266,21 @@ function readMarkdown(text: string, at: (i: Omit<AgentIssue, 'file'>) => AgentIs
   const yamlText = m[1]!;
   const body = text.slice(m[0].length);
   const bodyLine = m[0].split('\n').length; // 1-based line where the body starts
+  // The YAML parser recurses and slows down on deep structure: refuse that before it runs.
+  const tooDeep = yamlStructureTooDeep(yamlText);
+  if (tooDeep) {
+    const p = offsetToLineCol(yamlText, tooDeep.offset);
+    return {
+      errors: [
+        at({
+          ...tooDeepIssue(undefined),
+          message: `the frontmatter nests more than ${MAX_YAML_STRUCTURE_DEPTH} levels deep (indentation, "- " items and brackets; the limit for a field is ${MAX_INPUT_DEPTH} levels)`,
+          line: p.line + 1,
+          column: p.column,
+        }),
+      ],
+    };
+  }
   let lineCounter = new LineCounter();
   let ydoc = parseDocument(yamlText, { lineCounter, prettyErrors: true, uniqueKeys: true });
   const issues: AgentIssue[] = [];
@@ -298,7 +315,9 @@ function readMarkdown(text: string, at: (i: Omit<AgentIssue, 'file'>) => AgentIs
       }),
     };
   }
-  const front = ydoc.toJS() as unknown;
+  const expanded = yamlToJs(ydoc, yamlText);
+  if ('error' in expanded) return { errors: [at(expanded.error)] };
+  const front = expanded.value;
   if (front === null || typeof front !== 'object' || Array.isArray(front)) {
     return { errors: [at({ severity: 'error', code: 'invalid_frontmatter', message: 'the frontmatter must be a mapping of keys to values', line: 2, column: 1 })] };
   }
@@ -363,6 +382,43 @@ function quoteUnsafePlainScalars(yamlText: string): { text: string; changed: { k
   return { text: lines.join('\n'), changed };
 }
 
+/**
+ * The frontmatter as plain values, with aliases bounded: at most MAX_YAML_ALIASES (yaml's own
+ * check, which also stops nested "billion laughs" expansion), and the values they expand to at
+ * most as many as the frontmatter has characters (a document without aliases never has more), so
+ * what follows — validation, storage, JSON responses — costs no more than the text's size.
+ */
+function yamlToJs(ydoc: Document, yamlText: string): { value: unknown } | { error: Omit<AgentIssue, 'file'> } {
+  const aliasAt = (): { line?: number; column?: number } => {
+    const i = yamlText.search(/(^|[\s[{,:-])\*[^\s,[\]{}]/);
+    if (i < 0) return {};
+    const p = offsetToLineCol(yamlText, yamlText[i] === '*' ? i : i + 1);
+    return { line: p.line + 1, column: p.column };
+  };
+  const suggestion = 'write the values out instead of repeating them through aliases (*name) and merge keys (<<)';
+  let value: unknown;
+  try {
+    value = ydoc.toJS({ maxAliasCount: MAX_YAML_ALIASES });
+  } catch (e) {
+    const msg = e instanceof Error ? e.message : String(e);
+    const aliases = /alias/i.test(msg);
+    return {
+      error: {
+        severity: 'error',
+        code: aliases ? 'yaml_alias_limit' : 'yaml_syntax',
+        message: aliases ? `the frontmatter's aliases expand too much (yaml refuses more than ${MAX_YAML_ALIASES} alias expansions: ${msg})` : `YAML error in frontmatter: ${msg}`,
+        ...aliasAt(),
+        suggestion,
+      },
+    };
+  }
+  const limit = Math.max(yamlText.length, 10_000);
+  if (expandedSize(value, limit) > limit) {
+    return { error: { severity: 'error', code: 'yaml_alias_limit', message: `the frontmatter's aliases expand it to more than ${limit} values (more than its ${yamlText.length} characters)`, ...aliasAt(), suggestion } };
+  }
+  return { value };
+}
+
 function isRecord(v: unknown): v is Record<string, unknown> {
   return v !== null && typeof v === 'object' && !Array.isArray(v);
 }
@@ -387,6 +443,9 @@ function yamlPos(doc: Document, lc: LineCounter, path: readonly (string | number
 // JSON
 
 function readJson(text: string, at: (i: Omit<AgentIssue, 'file'>) => AgentIssue): Raw | { errors: AgentIssue[] } {
+  // Deep text is slow for JSON.parse and overflows everything recursive after it: refuse it first.
+  const deep = jsonTooDeep(text);
+  if (deep) return { errors: [at({ ...tooDeepIssue(deep.key), ...(deep.key !== undefined && { field: deep.key }), ...offsetToLineCol(text, deep.offset) })] };
   let doc: unknown;
   try {
     doc = JSON.parse(text);
