@@ -113,6 +113,7 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
       } else if (s.state === 'loaded') logger.info({ file: s.path, agent: s.agent }, 'agent file loaded');
     },
     onRemoved: (p) => logger.info({ file: p }, 'agent file removed'),
+    onError: (e, c) => logger.error({ err: e, file: c.path }, c.what),
   });
   const statuses = watcher.loadAll();
   await watcher.start();
