@@ -1,7 +1,7 @@
 import { parse as parseToml, TomlError } from 'smol-toml';
 import { MAX_INPUT_DEPTH, valueDepth } from './depth.js';
 import type { SourceIssue } from './issues.js';
-import { tomlLocator, tomlSyntaxMessage } from './toml-locator.js';
+import { scanTomlKeys, tomlLocator, tomlSyntaxMessage } from './toml-locator.js';
 
 export type TomlParse = { ok: true; doc: Record<string, unknown> } | { ok: false; issue: Omit<SourceIssue, 'file'> };
 
@@ -25,7 +25,9 @@ export function parseTomlBounded(text: string, max = MAX_INPUT_DEPTH): TomlParse
   }
   for (const [key, v] of Object.entries(doc)) {
     if (valueDepth(v, max) <= max) continue;
-    const pos = tomlLocator(text)([key]);
+    // The field's own line, or (for `[key.a.b...]` headers) the first line below it.
+    let pos = tomlLocator(text)([key]);
+    if (!pos) for (const [path, info] of scanTomlKeys(text)) if (path.startsWith(`${key}.`) && (!pos || info.line < pos.line)) pos = info;
     return {
       ok: false,
       issue: { severity: 'error', code: 'input_too_deep', field: key, message: `"${key}" is nested more than ${max} levels deep (the limit is ${max} levels of tables, dotted keys and arrays)`, ...(pos && { line: pos.line, column: pos.column }), suggestion: 'flatten the structure' },
