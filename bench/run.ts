@@ -17,6 +17,7 @@ const SUITES: Record<string, () => Promise<Suite>> = {
   observability: async () => (await import('./observability.js')).observabilitySuite,
   memory: async () => (await import('./memory.js')).memorySuite,
   'memory-postgres': async () => (await import('./memory-postgres.js')).memoryPostgresSuite,
+  hostile: async () => (await import('./hostile.js')).hostileSuite,
 };
 
 async function main(argv: string[]): Promise<number> {

@@ -1,3 +1,5 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { parseAgent, type ParseResult } from '../../src/agents/parse.js';
@@ -7,6 +9,8 @@ import { renderTemplate } from '../../src/execution/prompt.js';
 import { parseToolManifest } from '../../src/tools/wasm/manifest.js';
 import { scanTomlKeys, tomlHeaderKey, tomlKeyPrefix } from '../../src/shared/toml-locator.js';
 import { parseDuration, parseSize } from '../../src/shared/units.js';
+import { ConfigError, loadServerConfig } from '../../src/config/index.js';
+import { makeTempDir, removeTempDirs } from '../helpers/tmp.js';
 
 /**
  * Issue 13, hostile agent input: each finding reproduced. The inputs are the issue's (or bigger);
@@ -100,9 +104,15 @@ describe('nesting depth: a field nested more than 64 levels is a clear error in 
     const base = 'name = "a"\nsystem_prompt = "x"\n';
     expect(first(parseAgent(`${base}[parameters]\np = ${nested(5000)}\n`))).toMatchObject({ code: 'input_too_deep', line: 4 });
     const header = first(parseAgent(`${base}[parameters.${Array(20_000).fill('k').join('.')}]\nx = 1\n`));
-    expect(header).toMatchObject({ code: 'input_too_deep', field: 'parameters', line: 3, column: 1 });
-    expect(header.message).toMatch(/64/);
-    expect(first(parseAgent(`${base}[metadata]\n${Array(100).fill('k').join('.')} = 1\n`))).toMatchObject({ code: 'input_too_deep', field: 'metadata' });
+    expect(header).toMatchObject({ code: 'input_too_deep', field: 'parameters', line: 3 });
+    expect(header.message).toBe('the table name [parameters.…] has more than 65 parts, so it nests more than 64 levels deep (the limit is 64)');
+    expect(first(parseAgent(`${base}[metadata]\n${Array(100).fill('k').join('.')} = 1\n`))).toMatchObject({ code: 'input_too_deep', line: 4 });
+    expect(first(parseAgent(`${base}parameters = { ${Array(100_000).fill('k').join('.')} = 1 }\n`))).toMatchObject({ code: 'input_too_deep', line: 3 });
+    // Below the dotted-key bound but deeper than 64 in total: found after parsing, naming the field.
+    expect(first(parseAgent(`${base}[parameters.${Array(40).fill('k').join('.')}]\nx = ${nested(30)}\n`))).toMatchObject({ code: 'input_too_deep', field: 'parameters', line: 3, column: 1 });
+    // Dots inside strings, comments and numbers are not keys.
+    const dots = '.'.repeat(500);
+    expect(parseAgent(`${base}description = "${dots}"\n# ${dots}\ndocumentation = '''\n${dots}\n'''\n[parameters]\nf = [${Array(100).fill('1.5').join(', ')}]\n`).ok).toBe(true);
   });
 
   it('Markdown: deep frontmatter in flow, block and "- - -" form is refused before the YAML parser runs', () => {
@@ -127,6 +137,30 @@ describe('nesting depth: a field nested more than 64 levels is a clear error in 
   it('jsonTooDeep ignores brackets inside strings and names the top-level key', () => {
     expect(jsonTooDeep(`{"a":"${'['.repeat(500)}"}`)).toBeUndefined();
     expect(jsonTooDeep(`{"a\\"b":${nested(100)}}`)).toMatchObject({ key: 'a"b' });
+  });
+});
+
+describe('the other TOML readers share the bound: tool manifests and caxton.toml', () => {
+  it('a tool manifest with a 20,000-part table name or a deep inline array is a clear error', () => {
+    const deepHeader = parseToolManifest(`name = "t"\nversion = "1.0.0"\n[config.${Array(20_000).fill('k').join('.')}]\n`);
+    expect(!deepHeader.ok && deepHeader.errors[0]).toMatchObject({ code: 'input_too_deep', field: 'config', line: 3 });
+    const deepInline = parseToolManifest(`name = "t"\nversion = "1.0.0"\nx = ${nested(5000)}\n`);
+    expect(!deepInline.ok && deepInline.errors[0]).toMatchObject({ code: 'input_too_deep', line: 3 });
+  });
+
+  it('caxton.toml nested too deep is a ConfigError naming the file, line and field', () => {
+    const dir = makeTempDir('caxton-hostile-config-');
+    const file = join(dir, 'caxton.toml');
+    writeFileSync(file, `[server]\nport = 8080\n[memory.${Array(100).fill('k').join('.')}]\n`);
+    let err: unknown;
+    try {
+      loadServerConfig({ file, env: {} });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as ConfigError).issues[0]).toMatchObject({ code: 'input_too_deep', file, line: 3, field: 'memory' });
+    removeTempDirs();
   });
 });
 

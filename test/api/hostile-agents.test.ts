@@ -77,7 +77,8 @@ describe('hostile agent bodies: a clear 4xx, nothing stored, /health answers mea
       expect(healthMs).toBeLessThan(HEALTH_BOUND_MS);
       const e = expectErrorEnvelope(res, 422, 'invalid_agent');
       expect((e as unknown as Invalid['error']).details.errors[0]).toMatchObject({ code: 'input_too_deep', field });
-      expect(e.message).toContain(`"${field}" is nested more than 64 levels deep`);
+      expect(e.message).toContain('more than 64 levels deep');
+      expect(e.message).toContain(field);
     });
   }
 
