@@ -10,6 +10,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { parseAgent } from '../src/agents/index.js';
 import { note } from './lib/progress.js';
 import type { Row, Suite, SuiteReport } from './lib/report.js';
 import { fmtMs, msSince, summarize, type Summary } from './lib/stats.js';
@@ -94,15 +95,24 @@ async function run(): Promise<SuiteReport> {
       const during = await healthLoop(url, () => done);
       await poster;
       const post = summarize(posts);
+      // The parser alone, in this process: what one hostile body costs the server's event loop.
+      const format = type === 'application/toml' ? 'toml' : type === 'text/markdown' ? 'markdown' : 'json';
+      const parses: number[] = [];
+      for (let i = 0; i < 20; i++) {
+        const t0 = process.hrtime.bigint();
+        parseAgent(body, { format });
+        parses.push(msSince(t0));
+      }
+      const parse = summarize(parses);
       const ok = during.p99 <= TARGET_MS && during.max <= TARGET_MS && during.errors === 0;
       rows.push({
         metric: `/health while posting ${label}`,
-        value: `p50 ${fmtMs(during.p50)} / p99 ${fmtMs(during.p99)} / max ${fmtMs(during.max)} (${during.n} requests); the POST: ${[...statuses].join(', ')} in p50 ${fmtMs(post.p50)} (${post.n} posts)`,
+        value: `p50 ${fmtMs(during.p50)} / p99 ${fmtMs(during.p99)} / max ${fmtMs(during.max)} (${during.n} requests); the POST: ${[...statuses].join(', ')} in p50 ${fmtMs(post.p50)} (${post.n} posts); parseAgent alone p50 ${fmtMs(parse.p50)} / max ${fmtMs(parse.max)}`,
         baseline: `idle p50 ${fmtMs(idle.p50)} / p99 ${fmtMs(idle.p99)} / max ${fmtMs(idle.max)}`,
         target: `≤ ${TARGET_MS} ms`,
         verdict: ok ? 'pass' : 'fail',
       });
-      raw.push({ label, path, bytes: Buffer.byteLength(body), statuses: [...statuses], post_ms: post, health_ms: during });
+      raw.push({ label, path, bytes: Buffer.byteLength(body), statuses: [...statuses], post_ms: post, health_ms: during, parse_ms: parse });
     }
     return {
       rows,

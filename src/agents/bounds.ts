@@ -22,7 +22,7 @@ export const MAX_AGENT_FILE_BYTES = 1024 * 1024;
  */
 export const MAX_YAML_STRUCTURE_DEPTH = 4 * MAX_INPUT_DEPTH;
 
-/** Aliases per frontmatter (yaml's `maxAliasCount`, which also bounds nested alias expansion). */
+/** Aliases per frontmatter: counted before parsing, and yaml's `maxAliasCount` (which also bounds nested expansion). */
 export const MAX_YAML_ALIASES = 100;
 
 /** The first top-level field nested deeper than `max` (a field's own container is level 1). */
@@ -69,19 +69,25 @@ function jsonString(literal: string): string | undefined {
 }
 
 /**
- * A coarse, linear upper bound of how deep YAML text nests, computed from yaml's own lexer (so
- * quoted and block scalars are exactly what the parser will see): the indentation levels open on
- * a line, plus the block indicators on it, plus the open flow brackets. Stops and returns the
- * 0-based offset of the token where the bound passes `max`; undefined when it never does.
+ * One pass of yaml's own lexer over the frontmatter (so quoted and block scalars are exactly what
+ * the parser will see), stopping at the first of:
+ * - `depth`: a coarse, linear upper bound of the nesting — the indentation levels open on a line,
+ *   plus the block indicators on it, plus the open flow brackets — passes `maxDepth`;
+ * - `aliases`: more than `maxAliases` aliases (`*name`). yaml resolves each alias by walking the
+ *   whole document, so 16,000 anchors each used once took 68 s; and its own alias limit only
+ *   applies after that work.
+ * Returns the problem and the 0-based offset of the token where it happened.
  */
-export function yamlStructureTooDeep(text: string, max = MAX_YAML_STRUCTURE_DEPTH): { offset: number } | undefined {
+export function scanYaml(text: string, maxDepth = MAX_YAML_STRUCTURE_DEPTH, maxAliases = MAX_YAML_ALIASES): { problem: 'depth' | 'aliases'; offset: number } | undefined {
   const indents: number[] = [];
   let flow = 0;
   let onLine = 0;
   let lineStart = true;
   let indent = 0;
   let offset = 0;
+  let aliases = 0;
   for (const tok of new Lexer().lex(text)) {
+    if (tok === '\x02' || tok === '\x18' || tok === '\x1f') continue; // the lexer's mode markers, not in the text
     const at = offset;
     offset += tok.length;
     if (tok === '\n' || tok === '\r\n' || tok === '') {
@@ -90,12 +96,12 @@ export function yamlStructureTooDeep(text: string, max = MAX_YAML_STRUCTURE_DEPT
       onLine = 0;
       continue;
     }
-    if (tok.charCodeAt(0) < 0x20) continue; // the lexer's mode markers
     if (tok[0] === '#') continue; // a comment opens nothing, wherever it is indented
     if (lineStart && (tok[0] === ' ' || tok[0] === '\t')) {
       indent = tok.length;
       continue;
     }
+    if (tok[0] === '*' && ++aliases > maxAliases) return { problem: 'aliases', offset: at };
     if (lineStart) {
       // The first content of a line: the block levels still open are those indented less.
       if (flow === 0) {
@@ -109,7 +115,7 @@ export function yamlStructureTooDeep(text: string, max = MAX_YAML_STRUCTURE_DEPT
       if (flow > 0) flow--;
       continue;
     } else if ((tok === '-' || tok === '?' || tok === ':') && flow === 0) onLine++;
-    if (indents.length + onLine + flow > max) return { offset: at };
+    if (indents.length + onLine + flow > maxDepth) return { problem: 'depth', offset: at };
   }
   return undefined;
 }

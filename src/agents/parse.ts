@@ -1,4 +1,4 @@
-import { LineCounter, parseDocument, isMap, isNode, type Document } from 'yaml';
+import { LineCounter, parseDocument, isMap, isNode, isScalar, isSeq, type Document } from 'yaml';
 import type { z } from 'zod';
 import { closest } from '../shared/suggest.js';
 import { decodeUtf8 } from '../shared/utf8.js';
@@ -9,7 +9,7 @@ import { agentDocumentSchema, TABLE_KEYS, TOP_LEVEL_KEYS, TOP_LEVEL_VALUE_KEYS }
 import { scanTomlKeys, tomlLocator } from '../shared/toml-locator.js';
 import { parseTomlBounded } from '../shared/toml.js';
 import { MAX_INPUT_DEPTH } from '../shared/depth.js';
-import { expandedSize, jsonTooDeep, MAX_YAML_ALIASES, MAX_YAML_STRUCTURE_DEPTH, tooDeepField, yamlStructureTooDeep } from './bounds.js';
+import { expandedSize, jsonTooDeep, MAX_YAML_ALIASES, MAX_YAML_STRUCTURE_DEPTH, scanYaml, tooDeepField } from './bounds.js';
 
 export interface ParseOptions {
   /** Format to parse as; when absent it is taken from the file name, then sniffed from the content. */
@@ -266,23 +266,24 @@ function readMarkdown(text: string, at: (i: Omit<AgentIssue, 'file'>) => AgentIs
   const yamlText = m[1]!;
   const body = text.slice(m[0].length);
   const bodyLine = m[0].split('\n').length; // 1-based line where the body starts
-  // The YAML parser recurses and slows down on deep structure: refuse that before it runs.
-  const tooDeep = yamlStructureTooDeep(yamlText);
-  if (tooDeep) {
-    const p = offsetToLineCol(yamlText, tooDeep.offset);
+  // The YAML parser recurses and slows down on deep structure, and resolves each alias by
+  // walking the whole document: refuse both before it runs.
+  const scan = scanYaml(yamlText);
+  if (scan) {
+    const p = offsetToLineCol(yamlText, scan.offset);
+    const pos = { line: p.line + 1, column: p.column };
     return {
       errors: [
-        at({
-          ...tooDeepIssue(undefined),
-          message: `the frontmatter nests more than ${MAX_YAML_STRUCTURE_DEPTH} levels deep (indentation, "- " items and brackets; the limit for a field is ${MAX_INPUT_DEPTH} levels)`,
-          line: p.line + 1,
-          column: p.column,
-        }),
+        scan.problem === 'depth'
+          ? at({ ...tooDeepIssue(undefined), message: `the frontmatter nests more than ${MAX_YAML_STRUCTURE_DEPTH} levels deep (indentation, "- " items and brackets; the limit for a field is ${MAX_INPUT_DEPTH} levels)`, ...pos })
+          : at({ severity: 'error', code: 'yaml_alias_limit', message: `the frontmatter has more than ${MAX_YAML_ALIASES} aliases (*name); this is alias number ${MAX_YAML_ALIASES + 1}`, ...pos, suggestion: 'write the values out instead of repeating them through aliases' }),
       ],
     };
   }
   let lineCounter = new LineCounter();
-  let ydoc = parseDocument(yamlText, { lineCounter, prettyErrors: true, uniqueKeys: true });
+  // uniqueKeys: false — yaml's own check compares every key with every other (16,000 keys took
+  // 7.6 s); duplicates are found below with one Set per mapping instead.
+  let ydoc = parseDocument(yamlText, { lineCounter, prettyErrors: true, uniqueKeys: false });
   const issues: AgentIssue[] = [];
   if (ydoc.errors.length > 0) {
     // Claude Code reads `description: Use when: ...` (an unquoted ": " inside a value) as plain
@@ -290,7 +291,7 @@ function readMarkdown(text: string, at: (i: Omit<AgentIssue, 'file'>) => AgentIs
     const lenient = quoteUnsafePlainScalars(yamlText);
     if (lenient.changed.length > 0) {
       const lc2 = new LineCounter();
-      const retry = parseDocument(lenient.text, { lineCounter: lc2, prettyErrors: true, uniqueKeys: true });
+      const retry = parseDocument(lenient.text, { lineCounter: lc2, prettyErrors: true, uniqueKeys: false });
       if (retry.errors.length === 0) {
         ydoc = retry;
         lineCounter = lc2;
@@ -314,6 +315,11 @@ function readMarkdown(text: string, at: (i: Omit<AgentIssue, 'file'>) => AgentIs
         });
       }),
     };
+  }
+  const dup = duplicateKey(ydoc);
+  if (dup) {
+    const p = dup.offset !== undefined ? lineCounter.linePos(dup.offset) : undefined;
+    return { errors: [at({ severity: 'error', code: 'yaml_syntax', message: `YAML syntax error in frontmatter: Map keys must be unique ("${dup.key}" appears twice)`, ...(p && { line: p.line + 1, column: p.col }), suggestion: 'remove or rename one of the two keys' })] };
   }
   const expanded = yamlToJs(ydoc, yamlText);
   if ('error' in expanded) return { errors: [at(expanded.error)] };
@@ -417,6 +423,26 @@ function yamlToJs(ydoc: Document, yamlText: string): { value: unknown } | { erro
     return { error: { severity: 'error', code: 'yaml_alias_limit', message: `the frontmatter's aliases expand it to more than ${limit} values (more than its ${yamlText.length} characters)`, ...aliasAt(), suggestion } };
   }
   return { value };
+}
+
+/** The first key written twice in one mapping (scalar keys, compared as yaml does), in one pass. */
+function duplicateKey(ydoc: Document): { key: string; offset?: number } | undefined {
+  const stack: unknown[] = [ydoc.contents];
+  while (stack.length > 0) {
+    const node = stack.pop();
+    if (isMap(node)) {
+      const seen = new Set<string>();
+      for (const pair of node.items) {
+        if (isScalar(pair.key)) {
+          const id = `${typeof pair.key.value}:${String(pair.key.value)}`;
+          if (seen.has(id)) return { key: String(pair.key.value), ...(pair.key.range && { offset: pair.key.range[0] }) };
+          seen.add(id);
+        } else if (isNode(pair.key)) stack.push(pair.key);
+        stack.push(pair.value);
+      }
+    } else if (isSeq(node)) for (const item of node.items) stack.push(item);
+  }
+  return undefined;
 }
 
 function isRecord(v: unknown): v is Record<string, unknown> {

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { parseAgent, type ParseResult } from '../../src/agents/parse.js';
-import { expandedSize, jsonTooDeep, yamlStructureTooDeep } from '../../src/agents/bounds.js';
+import { expandedSize, jsonTooDeep, scanYaml } from '../../src/agents/bounds.js';
 import type { AgentDefinition } from '../../src/agents/definition.js';
 import { renderTemplate } from '../../src/execution/prompt.js';
 import { parseToolManifest } from '../../src/tools/wasm/manifest.js';
@@ -130,8 +130,8 @@ describe('nesting depth: a field nested more than 64 levels is a clear error in 
 
   it('comments between ever deeper lines do not hide the depth from the structure scan', () => {
     const yaml = Array.from({ length: 400 }, (_, i) => `${' '.repeat(i + 1)}k:\n# a comment`).join('\n');
-    expect(yamlStructureTooDeep(`m:\n${yaml} 1\n`)).toBeDefined();
-    expect(yamlStructureTooDeep('a: 1\nb:\n  - [1, {c: "[[[[[[["}]\n  - \'{{{{{\'\n')).toBeUndefined();
+    expect(scanYaml(`m:\n${yaml} 1\n`)).toMatchObject({ problem: 'depth' });
+    expect(scanYaml('a: 1\nb:\n  - [1, {c: "[[[[[[["}]\n  - \'{{{{{\'\n')).toBeUndefined();
   });
 
   it('jsonTooDeep ignores brackets inside strings and names the top-level key', () => {
@@ -185,6 +185,22 @@ describe('YAML aliases are bounded', () => {
     const e = first(parseAgent(md));
     expect(e).toMatchObject({ code: 'yaml_alias_limit', line: 5 });
     expect(e.message).toMatch(/more than \d+ values/);
+  });
+
+  it('more than 100 aliases are refused before parsing (yaml resolves each by walking the document: 16,000 took 68 s)', () => {
+    const many = `---\nname: a\nmetadata:\n${Array.from({ length: 16_000 }, (_, i) => `  k${i}: &a${i} x\n  r${i}: *a${i}`).join('\n')}\n---\nhi\n`;
+    const e = first(parseAgent(many, { file: 'many.md' }));
+    expect(e).toMatchObject({ code: 'yaml_alias_limit', file: 'many.md', line: 4 + 2 * 100 + 1 });
+    expect(e.message).toMatch(/more than 100 aliases/);
+    expect(scanYaml('a: "*not" \nb: \'*alias\'\nc: |\n  *x\n')).toBeUndefined();
+  });
+
+  it("a frontmatter of 16,000 keys is read in one pass (the yaml package's duplicate-key check compared every pair: 7.6 s); duplicates are still errors", () => {
+    const wide = parseAgent(`---\nname: a\nmetadata:\n${Array.from({ length: 16_000 }, (_, i) => `  k${i}: x`).join('\n')}\n---\nhi\n`);
+    expect(wide.ok && Object.keys(wide.definition.metadata).length).toBe(16_000);
+    const dup = first(parseAgent('---\nname: a\nmetadata:\n  a: 1\n  a: 2\n---\nhi\n', { file: 'dup.md' }));
+    expect(dup).toMatchObject({ code: 'yaml_syntax', file: 'dup.md', line: 5, column: 3 });
+    expect(dup.message).toContain('Map keys must be unique ("a" appears twice)');
   });
 
   it('ordinary aliases still work', () => {
