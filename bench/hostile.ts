@@ -30,6 +30,8 @@ const HOSTILE: [string, string, string, string][] = [
   ['JSON metadata nested 2,000 deep', 'agents', 'application/json', `{"name":"d","system_prompt":"x","metadata":{"m":${nested(2000)}}}`],
   ['TOML `[parameters.k.k…]` with 20,000 dotted parts (40 KB)', 'agents', 'application/toml', `name = "d"\nsystem_prompt = "x"\n[parameters.${Array(20_000).fill('k').join('.')}]\nx = 1\n`],
   ['YAML frontmatter of 100,000 `- ` (200 KB)', 'agents', 'text/markdown', `---\nname: d\nmetadata:\n  ${'- '.repeat(100_000)}x\n---\nhi\n`],
+  ['YAML frontmatter with 16,000 anchors, each aliased once (340 KB)', 'agents/validate', 'text/markdown', `---\nname: a\nmetadata:\n${Array.from({ length: 16_000 }, (_, i) => `  k${i}: &a${i} x\n  r${i}: *a${i}`).join('\n')}\n---\nhi\n`],
+  ['YAML frontmatter with 16,000 plain keys (200 KB, valid: the cost of a large body)', 'agents/validate', 'text/markdown', `---\nname: a\nmetadata:\n${Array.from({ length: 16_000 }, (_, i) => `  k${i}: x`).join('\n')}\n---\nhi\n`],
   ['`limits.timeout` = "1" + 200,000 spaces + "x"', 'agents/validate', 'application/toml', `name = "u"\nsystem_prompt = "x"\n[limits]\ntimeout = "1${' '.repeat(200_000)}x"\n`],
 ];
 
