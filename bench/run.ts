@@ -18,6 +18,7 @@ const SUITES: Record<string, () => Promise<Suite>> = {
   memory: async () => (await import('./memory.js')).memorySuite,
   'memory-postgres': async () => (await import('./memory-postgres.js')).memoryPostgresSuite,
   secrets: async () => (await import('./secrets.js')).secretsSuite,
+  hostile: async () => (await import('./hostile.js')).hostileSuite,
 };
 
 async function main(argv: string[]): Promise<number> {

@@ -1,4 +1,3 @@
-import { parse as parseToml, TomlError } from 'smol-toml';
 import { isMap, isNode, type Document, type LineCounter } from 'yaml';
 import type { z } from 'zod';
 import { closest } from '../shared/suggest.js';
@@ -8,7 +7,10 @@ import { parseFrontmatterYaml, splitFrontmatter } from './frontmatter.js';
 import { agentKey, TOOL_NAME_RE, type AgentDefinition, type AgentFormat, type Capability } from './definition.js';
 import { fieldPath, type SourceIssue as AgentIssue, type Locator } from '../shared/issues.js';
 import { agentDocumentSchema, TABLE_KEYS, TOP_LEVEL_KEYS, TOP_LEVEL_VALUE_KEYS } from './schema.js';
-import { scanTomlKeys, tomlLocator, tomlSyntaxMessage } from '../shared/toml-locator.js';
+import { scanTomlKeys, tomlLocator } from '../shared/toml-locator.js';
+import { parseTomlBounded } from '../shared/toml.js';
+import { MAX_INPUT_DEPTH } from '../shared/depth.js';
+import { expandedSize, jsonTooDeep, MAX_YAML_ALIASES, MAX_YAML_ALIAS_TOKENS, MAX_YAML_STRUCTURE_DEPTH, scanYaml, tooDeepField } from './bounds.js';
 
 export interface ParseOptions {
   /** Format to parse as; when absent it is taken from the file name, then sniffed from the content. */
@@ -93,11 +95,14 @@ export function parseAgent(input: string | Uint8Array, opts: ParseOptions = {}):
 function validateDocument(raw: Raw, format: AgentFormat, at: (i: Omit<AgentIssue, 'file'>) => AgentIssue): ParseResult {
   const warnings = raw.issues.filter((i) => i.severity === 'warning');
   const errors = raw.issues.filter((i) => i.severity === 'error');
-  const doc = structuredClone(raw.doc);
   const withPos = (path: readonly (string | number)[], i: Omit<AgentIssue, 'file' | 'line' | 'column' | 'field'>): AgentIssue => {
     const pos = raw.locate(path);
     return at({ ...i, ...(path.length > 0 && { field: fieldPath(path) }), ...(pos && { line: pos.line, column: pos.column }) });
   };
+  // Before anything recursive (structuredClone, zod, later JSON.stringify and the renderer).
+  const deep = tooDeepField(raw.doc);
+  if (deep !== undefined) return { ok: false, format, errors: [...errors, withPos([deep], tooDeepIssue(deep))], warnings };
+  const doc = structuredClone(raw.doc);
 
   // Unknown keys are warnings; strip them and validate what remains.
   let result = agentDocumentSchema.safeParse(doc);
@@ -136,7 +141,8 @@ function validateDocument(raw: Raw, format: AgentFormat, at: (i: Omit<AgentIssue
       const err = withPos(path, {
         severity: 'error',
         code: missing ? 'missing_field' : issue.code === 'invalid_type' ? 'invalid_type' : 'invalid_value',
-        message: missing ? `required field "${fieldPath(path)}" is missing` : issue.message,
+        // Unit messages (src/shared/zod-units.ts) name the value and the range; add the field.
+        message: missing ? `required field "${fieldPath(path)}" is missing` : issue.code === 'custom' && path.length > 0 && /^(duration|size|expected a (duration|size))\b/.test(issue.message) ? `${fieldPath(path)}: ${issue.message}` : issue.message,
         ...(issue.code === 'invalid_type' && { expected: issue.expected }),
         ...(suggestion && { suggestion }),
       });
@@ -162,6 +168,16 @@ function validateDocument(raw: Raw, format: AgentFormat, at: (i: Omit<AgentIssue
     );
   }
   return { ok: true, format, definition: def, warnings };
+}
+
+/** The issue for a field nested deeper than MAX_INPUT_DEPTH: names the field and the limit. */
+function tooDeepIssue(field: string | undefined, limit = MAX_INPUT_DEPTH): Omit<AgentIssue, 'file' | 'line' | 'column' | 'field'> {
+  return {
+    severity: 'error',
+    code: 'input_too_deep',
+    message: `${field !== undefined ? `"${field}"` : 'the document'} is nested more than ${limit} levels deep (the limit is ${limit} levels of tables, objects and arrays)`,
+    suggestion: 'flatten the structure; agent parameters and metadata rarely need more than a few levels',
+  };
 }
 
 function pathValue(doc: unknown, path: readonly (string | number)[]): unknown {
@@ -190,26 +206,12 @@ function suggestionFor(top: string, missing: boolean, format: AgentFormat): stri
 // TOML
 
 function readToml(text: string, at: (i: Omit<AgentIssue, 'file'>) => AgentIssue): Raw | { errors: AgentIssue[] } {
-  let doc: Record<string, unknown>;
-  try {
-    doc = parseToml(text) as Record<string, unknown>;
-  } catch (e) {
-    if (e instanceof TomlError) {
-      return {
-        errors: [
-          at({
-            severity: 'error',
-            code: 'toml_syntax',
-            message: `TOML syntax error: ${tomlSyntaxMessage(e, text)}`,
-            line: e.line,
-            column: e.column,
-            suggestion: 'check quotes, brackets and `key = value` pairs on this line; multi-line text needs \'\'\'...\'\'\'',
-          }),
-        ],
-      };
-    }
-    throw e;
+  const parsed = parseTomlBounded(text);
+  if (!parsed.ok) {
+    const suggestion = parsed.issue.code === 'toml_syntax' ? 'check quotes, brackets and `key = value` pairs on this line; multi-line text needs \'\'\'...\'\'\'' : parsed.issue.suggestion;
+    return { errors: [at({ ...parsed.issue, ...(suggestion !== undefined && { suggestion }) })] };
   }
+  const doc = parsed.doc;
   const issues: AgentIssue[] = [];
   const keys = scanTomlKeys(text);
   // The classic mistake: `system_prompt = ...` written after a [table] header lands inside that table.
@@ -258,6 +260,20 @@ function readMarkdown(text: string, at: (i: Omit<AgentIssue, 'file'>) => AgentIs
     const what = fmLines > MAX_FRONTMATTER_LINES ? `${fmLines} lines (at most ${MAX_FRONTMATTER_LINES})` : `${yamlText.length} characters (at most ${MAX_FRONTMATTER_BYTES})`;
     return { errors: [at({ severity: 'error', code: 'frontmatter_too_large', message: `the frontmatter has ${what}`, line: 2, column: 1, suggestion: 'keep the frontmatter to the agent settings; put long text in the body' })] };
   }
+  // The YAML parser recurses and slows down on deep structure, and resolves each alias by
+  // walking the whole document: refuse both before it runs.
+  const scan = scanYaml(yamlText);
+  if (scan) {
+    const p = offsetToLineCol(yamlText, scan.offset);
+    const pos = { line: p.line + 1, column: p.column };
+    return {
+      errors: [
+        scan.problem === 'depth'
+          ? at({ ...tooDeepIssue(undefined), message: `the frontmatter nests more than ${MAX_YAML_STRUCTURE_DEPTH} levels deep (indentation, "- " items and brackets; the limit for a field is ${MAX_INPUT_DEPTH} levels)`, ...pos })
+          : at({ severity: 'error', code: 'yaml_alias_limit', message: `the frontmatter has more than ${MAX_YAML_ALIAS_TOKENS} aliases (*name); this is alias number ${MAX_YAML_ALIAS_TOKENS + 1}`, ...pos, suggestion: 'write the values out instead of repeating them through aliases' }),
+      ],
+    };
+  }
   const parsed = parseFrontmatterYaml(yamlText);
   const { doc: ydoc, lineCounter } = parsed;
   const issues: AgentIssue[] = [];
@@ -283,13 +299,9 @@ function readMarkdown(text: string, at: (i: Omit<AgentIssue, 'file'>) => AgentIs
   for (const key of parsed.duplicates) {
     issues.push(at({ severity: 'warning', code: 'duplicate_key', message: `"${key}" is given more than once in the frontmatter; the last one is used`, field: key, ...yamlPos(ydoc, lineCounter, [key]), suggestion: `keep one "${key}:" line` }));
   }
-  let front: unknown;
-  try {
-    // toJS throws on an alias to no anchor, and on alias expansion beyond maxAliasCount (a "billion laughs" file).
-    front = ydoc.toJS({ maxAliasCount: 100 }) as unknown;
-  } catch (e) {
-    return { errors: [at({ severity: 'error', code: 'yaml_syntax', message: `YAML error in frontmatter: ${e instanceof Error ? e.message : String(e)}`, line: 2, column: 1, suggestion: 'quote values that start with * or &, e.g. description: "*new* agent"' })] };
-  }
+  const expanded = yamlToJs(ydoc, yamlText);
+  if ('error' in expanded) return { errors: [at(expanded.error)] };
+  const front = expanded.value;
   // An empty frontmatter (`---\n---`) is an empty mapping: the missing name is reported below.
   if (front !== null && (typeof front !== 'object' || Array.isArray(front))) {
     return { errors: [at({ severity: 'error', code: 'invalid_frontmatter', message: 'the frontmatter must be a mapping of keys to values', line: 2, column: 1 })] };
@@ -495,6 +507,43 @@ const MAX_TURNS_LIMIT = 100;
 /** A loose semver check (the schema has the strict one): three dot-separated numbers first. */
 const SEMVER_LIKE = /^\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.+-]*)?$/;
 
+/**
+ * The frontmatter as plain values, with aliases bounded: at most MAX_YAML_ALIASES (yaml's own
+ * check, which also stops nested "billion laughs" expansion), and the values they expand to at
+ * most as many as the frontmatter has characters (a document without aliases never has more), so
+ * what follows — validation, storage, JSON responses — costs no more than the text's size.
+ */
+function yamlToJs(ydoc: Document, yamlText: string): { value: unknown } | { error: Omit<AgentIssue, 'file'> } {
+  const aliasAt = (): { line?: number; column?: number } => {
+    const i = yamlText.search(/(^|[\s[{,:-])\*[^\s,[\]{}]/);
+    if (i < 0) return {};
+    const p = offsetToLineCol(yamlText, yamlText[i] === '*' ? i : i + 1);
+    return { line: p.line + 1, column: p.column };
+  };
+  const suggestion = 'write the values out instead of repeating them through aliases (*name) and merge keys (<<)';
+  let value: unknown;
+  try {
+    value = ydoc.toJS({ maxAliasCount: MAX_YAML_ALIASES });
+  } catch (e) {
+    const msg = e instanceof Error ? e.message : String(e);
+    const aliases = /alias/i.test(msg);
+    return {
+      error: {
+        severity: 'error',
+        code: aliases ? 'yaml_alias_limit' : 'yaml_syntax',
+        message: aliases ? `the frontmatter's aliases expand too much (yaml refuses more than ${MAX_YAML_ALIASES} alias expansions: ${msg})` : `YAML error in frontmatter: ${msg}`,
+        ...aliasAt(),
+        suggestion,
+      },
+    };
+  }
+  const limit = Math.max(yamlText.length, 10_000);
+  if (expandedSize(value, limit) > limit) {
+    return { error: { severity: 'error', code: 'yaml_alias_limit', message: `the frontmatter's aliases expand it to more than ${limit} values (more than its ${yamlText.length} characters)`, ...aliasAt(), suggestion } };
+  }
+  return { value };
+}
+
 function isRecord(v: unknown): v is Record<string, unknown> {
   return v !== null && typeof v === 'object' && !Array.isArray(v);
 }
@@ -519,6 +568,9 @@ function yamlPos(doc: Document, lc: LineCounter, path: readonly (string | number
 // JSON
 
 function readJson(text: string, at: (i: Omit<AgentIssue, 'file'>) => AgentIssue): Raw | { errors: AgentIssue[] } {
+  // Deep text is slow for JSON.parse and overflows everything recursive after it: refuse it first.
+  const deep = jsonTooDeep(text);
+  if (deep) return { errors: [at({ ...tooDeepIssue(deep.key), ...(deep.key !== undefined && { field: deep.key }), ...offsetToLineCol(text, deep.offset) })] };
   let doc: unknown;
   try {
     doc = JSON.parse(text);

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { durationMs, sizeBytes } from '../shared/zod-units.js';
+import { MAX_PERIOD_MS, MAX_TIMER_MS } from '../shared/units.js';
 import {
   AGENT_NAME_RE,
   CAPABILITY_RE,
@@ -22,7 +23,9 @@ import {
 const SEMVER_RE =
   /^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?$/;
 
+/** Durations are bounded (1 ms to a Node.js timer's 24.8 days; periods to 366 days), sizes 1 byte to 4 GiB. */
 const duration = durationMs();
+const period = durationMs({ max: MAX_PERIOD_MS });
 const size = sizeBytes();
 
 export const agentNameSchema = z
@@ -71,7 +74,7 @@ const limitsSchema = z
   .strictObject({
     max_turns: z.number().int().min(1).max(100).default(10),
     timeout: duration.optional(),
-    timeout_ms: z.number().int().positive().optional(),
+    timeout_ms: z.number().int().positive().max(MAX_TIMER_MS, { message: `expected at most ${MAX_TIMER_MS} ms (about 24.8 days, the longest Node.js timer)` }).optional(),
     max_message_size: size.default(256 * 1024),
   })
   .transform(({ max_turns, timeout, timeout_ms, max_message_size }) => ({
@@ -84,8 +87,8 @@ const conversationSchema = z
   .strictObject({
     history_limit: z.number().int().min(0).max(1000).default(20),
     max_turns: z.number().int().min(1).max(10_000).default(50),
-    ttl: duration.optional(),
-    ttl_ms: z.number().int().positive().optional(),
+    ttl: period.optional(),
+    ttl_ms: z.number().int().positive().max(MAX_PERIOD_MS, { message: `expected at most ${MAX_PERIOD_MS} ms (366 days)` }).optional(),
   })
   .transform(({ history_limit, max_turns, ttl, ttl_ms }) => ({
     history_limit,

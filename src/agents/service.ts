@@ -152,7 +152,13 @@ export class AgentService {
   /** Applies a new or changed file. An invalid file keeps the last good version running. */
   applyFile(path: string, bytes: Uint8Array): FileStatus {
     const now = new Date().toISOString();
-    const result = this.#checked(parseAgent(bytes, { file: path }), path);
+    let result: ParseResult;
+    try {
+      result = this.#checked(parseAgent(bytes, { file: path }), path);
+    } catch (e) {
+      // The parser bounds what it reads, but one file must never take the watcher (or the start) down.
+      return this.markInvalid(path, { severity: 'error', code: 'unreadable', file: path, message: `the file could not be parsed: ${e instanceof Error ? e.message : String(e)}`, suggestion: 'fix or remove the file' });
+    }
     if (!result.ok) {
       if (result.format === 'markdown' && result.errors.every((e) => e.code === 'missing_frontmatter')) {
         // A README or notes file among the agents: not an agent, not an error.
@@ -192,6 +198,18 @@ export class AgentService {
     this.#fileAgents.set(path, key);
     const status: FileStatus = { path, state: 'loaded', agent: def.name, updated_at: now };
     if (result.warnings.length > 0) status.errors = result.warnings;
+    this.#files.set(path, status);
+    return status;
+  }
+
+  /**
+   * Records a file that could not be read or parsed at all (permissions, size, a parser failure):
+   * it is reported as invalid, and the last good version of its agent keeps running.
+   */
+  markInvalid(path: string, issue: SourceIssue): FileStatus {
+    const agentKeyOfFile = this.#fileAgents.get(path);
+    const agent = agentKeyOfFile !== undefined ? this.registry.get(agentKeyOfFile)?.definition.name : undefined;
+    const status: FileStatus = { path, state: 'invalid', errors: [issue], updated_at: new Date().toISOString(), ...(agent !== undefined && { agent }) };
     this.#files.set(path, status);
     return status;
   }

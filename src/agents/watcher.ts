@@ -1,6 +1,7 @@
-import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readdirSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import { watch, type FSWatcher } from 'chokidar';
+import { MAX_AGENT_FILE_BYTES } from './bounds.js';
 import type { AgentService, FileStatus } from './service.js';
 
 const AGENT_FILE_RE = /\.(toml|md|markdown|json)$/i;
@@ -9,26 +10,59 @@ export function isAgentFile(path: string): boolean {
   return AGENT_FILE_RE.test(path) && !/(^|[\\/])\./.test(path);
 }
 
-function walk(dir: string): string[] {
+/** Agent files under `dir`, sorted; a folder that cannot be read is skipped, not fatal. */
+function walk(dir: string, onError: (dir: string, e: unknown) => void): string[] {
   const out: string[] = [];
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
+  let entries;
+  try {
+    entries = readdirSync(dir, { withFileTypes: true });
+  } catch (e) {
+    onError(dir, e);
+    return out;
+  }
+  for (const e of entries) {
     if (e.name.startsWith('.')) continue;
     const p = join(dir, e.name);
-    if (e.isDirectory()) out.push(...walk(p));
+    if (e.isDirectory()) out.push(...walk(p, onError));
     else if (e.isFile() && isAgentFile(p)) out.push(p);
   }
   return out.sort();
 }
 
+/** Reads a file of at most `max` bytes; `undefined` when it is larger (without reading it). */
+function readBounded(path: string, max: number): Buffer | undefined {
+  const fd = openSync(path, 'r');
+  try {
+    const size = fstatSync(fd).size;
+    if (size > max) return undefined;
+    const buf = Buffer.alloc(size);
+    let off = 0;
+    while (off < size) {
+      const n = readSync(fd, buf, off, size - off, off);
+      if (n === 0) break;
+      off += n;
+    }
+    return off === size ? buf : buf.subarray(0, off);
+  } finally {
+    closeSync(fd);
+  }
+}
+
 export interface WatcherHooks {
   onApplied?: (status: FileStatus) => void;
   onRemoved?: (path: string) => void;
+  /** Something went wrong outside any one file (a folder that cannot be read, a hook that threw). */
+  onError?: (e: unknown, context: { path?: string; what: string }) => void;
 }
 
 /**
  * Loads every agent file in agents_dir (recursively) and keeps the registry in step with it: a
  * new, changed or deleted file is applied within a fraction of a second, an invalid file keeps
  * the last good version running and is reported.
+ *
+ * Whatever one file holds (unreadable, too large, too deep, an alias bomb, a parser failure), it
+ * becomes an "invalid" file: never an exception out of a timer callback (which used to end the
+ * process) or out of loadAll (which used to stop every start until the file was removed).
  */
 export class AgentDirectoryWatcher {
   readonly #dir: string;
@@ -46,7 +80,9 @@ export class AgentDirectoryWatcher {
   /** Synchronous initial load, so the server is ready with every valid file agent. */
   loadAll(): FileStatus[] {
     mkdirSync(this.#dir, { recursive: true });
-    return walk(this.#dir).map((p) => this.#apply(p)).filter((s): s is FileStatus => s !== undefined);
+    return walk(this.#dir, (dir, e) => this.#report(e, { path: dir, what: 'agents_dir folder could not be read' }))
+      .map((p) => this.#apply(p))
+      .filter((s): s is FileStatus => s !== undefined);
   }
 
   async start(): Promise<void> {
@@ -59,6 +95,7 @@ export class AgentDirectoryWatcher {
     watcher.on('change', (p) => this.#schedule(p));
     watcher.on('unlink', (p) => this.#schedule(p, true));
     watcher.on('unlinkDir', () => this.#rescanRemoved());
+    watcher.on('error', (e) => this.#report(e, { what: 'agents_dir watcher error' }));
     await new Promise<void>((resolve) => watcher.once('ready', () => resolve()));
     this.#watcher = watcher;
   }
@@ -75,11 +112,15 @@ export class AgentDirectoryWatcher {
       path,
       setTimeout(() => {
         this.#timers.delete(path);
-        if (removed) {
-          this.#service.removeFile(path);
-          this.#hooks.onRemoved?.(path);
-          this.#retryDuplicates();
-        } else this.#apply(path);
+        try {
+          if (removed) {
+            this.#service.removeFile(path);
+            this.#call(() => this.#hooks.onRemoved?.(path), path);
+            this.#retryDuplicates();
+          } else this.#apply(path);
+        } catch (e) {
+          this.#report(e, { path, what: 'agent file could not be applied' });
+        }
       }, 30),
     );
   }
@@ -96,19 +137,45 @@ export class AgentDirectoryWatcher {
   }
 
   #apply(path: string): FileStatus | undefined {
-    let bytes: Buffer;
+    let status: FileStatus;
     try {
-      bytes = readFileSync(path);
+      const bytes = readBounded(path, MAX_AGENT_FILE_BYTES);
+      status =
+        bytes === undefined
+          ? this.#service.markInvalid(path, { severity: 'error', code: 'file_too_large', file: path, message: `the file is larger than ${MAX_AGENT_FILE_BYTES / 1024 / 1024} MiB, the limit for an agent file`, suggestion: 'agent files are small: move large data out of the definition' })
+          : this.#service.applyFile(path, bytes);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
         this.#service.removeFile(path);
-        this.#hooks.onRemoved?.(path);
+        this.#call(() => this.#hooks.onRemoved?.(path), path);
         return undefined;
       }
-      throw e;
+      const code = (e as NodeJS.ErrnoException).code;
+      status = this.#service.markInvalid(path, {
+        severity: 'error',
+        code: 'unreadable',
+        file: path,
+        message: `the file could not be read (${code ?? (e instanceof Error ? e.message : String(e))})`,
+        suggestion: code === 'EACCES' || code === 'EPERM' ? 'check the file permissions' : 'fix or remove the file',
+      });
     }
-    const status = this.#service.applyFile(path, bytes);
-    this.#hooks.onApplied?.(status);
+    this.#call(() => this.#hooks.onApplied?.(status), path);
     return status;
+  }
+
+  #call(f: () => void, path: string): void {
+    try {
+      f();
+    } catch (e) {
+      this.#report(e, { path, what: 'agents_dir hook failed' });
+    }
+  }
+
+  #report(e: unknown, context: { path?: string; what: string }): void {
+    try {
+      this.#hooks.onError?.(e, context);
+    } catch {
+      // Reporting must never be what takes the watcher down.
+    }
   }
 }

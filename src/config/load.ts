@@ -1,10 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
-import { parse as parseToml, TomlError } from 'smol-toml';
 import { CaxtonError } from '../shared/errors.js';
 import { fieldPath, type SourceIssue } from '../shared/issues.js';
 import { closest } from '../shared/suggest.js';
-import { tomlLocator, tomlSyntaxMessage } from '../shared/toml-locator.js';
+import { tomlLocator } from '../shared/toml-locator.js';
+import { parseTomlBounded } from '../shared/toml.js';
 import { decodeUtf8 } from '../shared/utf8.js';
 import { serverConfigSchema, type ServerConfig } from './schema.js';
 
@@ -94,14 +94,9 @@ function readConfigFile(file: string): Record<string, unknown> {
   if (!dec.ok) {
     throw new ConfigError([{ severity: 'error', code: 'not_utf8', file, line: dec.line, column: dec.column, message: 'the file is not valid UTF-8', suggestion: 'save it as UTF-8' }]);
   }
-  try {
-    return parseToml(dec.text) as Record<string, unknown>;
-  } catch (e) {
-    if (e instanceof TomlError) {
-      throw new ConfigError([{ severity: 'error', code: 'toml_syntax', file, line: e.line, column: e.column, message: `TOML syntax error: ${tomlSyntaxMessage(e, dec.text)}` }]);
-    }
-    throw e;
-  }
+  const parsed = parseTomlBounded(dec.text);
+  if (!parsed.ok) throw new ConfigError([{ ...parsed.issue, file }]);
+  return parsed.doc;
 }
 
 const KNOWN_SECTIONS = ['data_dir', 'agents_dir', 'server', 'metrics', 'logging', 'events', 'llm', 'execution', 'memory', 'tools', 'security', 'messaging', 'mcp', 'mcp_servers'];

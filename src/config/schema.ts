@@ -1,11 +1,13 @@
 import { z } from 'zod';
-import { durationMs, sizeBytes } from '../shared/zod-units.js';
+import { durationMs, sizeBytes, type UnitBounds } from '../shared/zod-units.js';
+import { MAX_PERIOD_MS } from '../shared/units.js';
 
 /** caxton.toml. Every section has defaults so an empty file (or none) is a working configuration. */
 
 /** Durations default to `def` milliseconds (written as seconds), sizes to `def` bytes. */
-const duration = (def: number) => z.union([z.number(), z.string()]).default(def / 1000).pipe(durationMs());
-const size = (def: number) => z.union([z.number(), z.string()]).default(def).pipe(sizeBytes());
+/** Bounded (src/shared/zod-units.ts): by default 1 ms to 2^31-1 ms (a Node.js timer's limit), 1 byte to 4 GiB. */
+const duration = (def: number, bounds?: UnitBounds) => z.union([z.number(), z.string()]).default(def / 1000).pipe(durationMs(bounds));
+const size = (def: number, bounds?: UnitBounds) => z.union([z.number(), z.string()]).default(def).pipe(sizeBytes(bounds));
 
 const port = z.number({ error: 'expected a port number' }).int().min(0).max(65535);
 
@@ -19,7 +21,7 @@ export const providerSchema = z.strictObject({
   retry_base: duration(500),
   headers: z.record(z.string(), z.string()).optional(),
   script: z.string().optional(),
-  latency: duration(0),
+  latency: duration(0, { min: 0 }),
 });
 
 /**
@@ -72,7 +74,7 @@ export const toolGrantSchema = z.strictObject({
       timeout: durationMs().optional(),
       max_input: sizeBytes().optional(),
       max_output: sizeBytes().optional(),
-      max_state: sizeBytes().optional(),
+      max_state: sizeBytes({ min: 0 }).optional(),
     })
     .default({}),
 });
@@ -114,7 +116,7 @@ export const serverConfigSchema = z.strictObject({
     .strictObject({
       enabled: z.boolean().default(true),
       /** Events older than this are deleted (default 7 days). */
-      retention: duration(7 * 24 * 3_600_000),
+      retention: duration(7 * 24 * 3_600_000, { max: MAX_PERIOD_MS }),
       /** At most this many events are kept; the oldest go first. */
       max_rows: z.number().int().min(100).max(100_000_000).default(1_000_000),
     })
@@ -149,7 +151,7 @@ export const serverConfigSchema = z.strictObject({
       retry_base: duration(1_000),
       retry_max: duration(60_000),
       /** A conversation with no activity for this long expires. */
-      conversation_ttl: duration(3_600_000),
+      conversation_ttl: duration(3_600_000, { max: MAX_PERIOD_MS }),
       /** Most messages in one conversation. */
       max_conversation_turns: z.number().int().min(2).max(100_000).default(100),
       /** Longest chain of agents messaging agents before it is stopped as a probable loop. */

@@ -4,7 +4,7 @@ import type { InvokeRequest } from './types.js';
 const PLACEHOLDER_RE = /\{\{\s*([A-Za-z_][\w.-]*)\s*\}\}/g;
 
 function text(v: unknown): string {
-  if (v === undefined || v === null) return '';
+  if (v === undefined || v === null || typeof v === 'function' || typeof v === 'symbol') return '';
   return typeof v === 'string' ? v : JSON.stringify(v, null, 2);
 }
 
@@ -20,7 +20,12 @@ export function renderTemplate(template: string, def: AgentDefinition, req: Invo
     if (key === 'memory_context') return memoryContext;
     if (key === 'agent.name') return def.name;
     if (key === 'agent.description') return def.description;
-    if (key.startsWith('parameters.')) return text(params[key.slice('parameters.'.length)]);
+    // Only the parameters' own keys: `{{parameters.toString}}` or `{{parameters.__proto__}}` must
+    // not reach Object.prototype (a function rendered "undefined"); they render as missing.
+    if (key.startsWith('parameters.')) {
+      const name = key.slice('parameters.'.length);
+      return Object.hasOwn(params, name) ? text(params[name]) : '';
+    }
     return '';
   });
   return out.replace(/\n{3,}/g, '\n\n').trim();

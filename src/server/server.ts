@@ -121,6 +121,7 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
       }
     },
     onRemoved: (p) => logger.info({ file: p }, 'agent file removed'),
+    onError: (e, c) => logger.error({ err: e, file: c.path }, c.what),
   });
   const statuses = watcher.loadAll();
   await watcher.start();

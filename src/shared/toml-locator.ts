@@ -56,8 +56,73 @@ function bracketDelta(s: string): number {
   return depth;
 }
 
-const HEADER_RE = /^\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$/;
-const KEY_RE = /^((?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*')(?:\s*\.\s*(?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*'))*)\s*=/;
+const BARE_KEY_CHAR = /[A-Za-z0-9_-]/;
+const isSpace = (c: string | undefined): boolean => c === ' ' || c === '\t';
+
+/**
+ * A table header line (`[a.b]`, `[[a.b]]`, `["x]y"]`, trailing comment allowed): the key text
+ * between the brackets, trimmed, or undefined when the line is not a header.
+ *
+ * Why a scanner and not a regex: the regex this replaces (`\[\[?\s*([^\]]+?)\s*\]\]?...`) let
+ * spaces be matched three ways, so a 6.4 KB header of spaces took 42 s to reject and blocked the
+ * event loop. This walks the line once, so its cost is linear in the line's length.
+ */
+export function tomlHeaderKey(line: string): string | undefined {
+  if (line[0] !== '[') return undefined;
+  const array = line[1] === '[';
+  let i = array ? 2 : 1;
+  const start = i;
+  let quote: string | null = null;
+  for (; i < line.length; i++) {
+    const ch = line[i]!;
+    if (quote) {
+      if (ch === '\\' && quote === '"') i++;
+      else if (ch === quote) quote = null;
+    } else if (ch === '"' || ch === "'") quote = ch;
+    else if (ch === ']') break;
+  }
+  if (i >= line.length) return undefined;
+  const key = line.slice(start, i).trim();
+  if (key === '') return undefined;
+  i++;
+  if (array) {
+    if (line[i] !== ']') return undefined;
+    i++;
+  }
+  while (isSpace(line[i])) i++;
+  return i >= line.length || line[i] === '#' ? key : undefined;
+}
+
+/**
+ * The key of a `key = value` line (bare, quoted or dotted, as written), and where the value
+ * starts; undefined when the line does not start with a key and `=`. One pass, linear.
+ */
+export function tomlKeyPrefix(line: string): { key: string; end: number } | undefined {
+  let i = 0;
+  let lastPartEnd = 0;
+  for (;;) {
+    // one key part: bare, "basic" or 'literal'
+    const ch = line[i];
+    if (ch === '"' || ch === "'") {
+      const close = line.indexOf(ch, i + 1);
+      if (close < 0) return undefined;
+      i = close + 1;
+    } else {
+      const from = i;
+      while (i < line.length && BARE_KEY_CHAR.test(line[i]!)) i++;
+      if (i === from) return undefined;
+    }
+    lastPartEnd = i;
+    while (isSpace(line[i])) i++;
+    if (line[i] === '.') {
+      i++;
+      while (isSpace(line[i])) i++;
+      continue;
+    }
+    if (line[i] === '=') return { key: line.slice(0, lastPartEnd), end: i + 1 };
+    return undefined;
+  }
+}
 
 export function scanTomlKeys(source: string): Map<string, TomlKeyInfo> {
   const keys = new Map<string, TomlKeyInfo>();
@@ -79,22 +144,22 @@ export function scanTomlKeys(source: string): Map<string, TomlKeyInfo> {
     const indent = raw.length - raw.trimStart().length;
     const line = raw.trim();
     if (line === '' || line.startsWith('#')) continue;
-    const header = HEADER_RE.exec(line);
-    if (header) {
-      table = splitDotted(header[1]!).join('.');
+    const header = tomlHeaderKey(line);
+    if (header !== undefined) {
+      table = splitDotted(header).join('.');
       tableLine = idx + 1;
       if (!keys.has(table)) keys.set(table, { line: idx + 1, column: indent + 1, table: '' });
       continue;
     }
-    const km = KEY_RE.exec(line);
+    const km = tomlKeyPrefix(line);
     if (!km) continue;
-    const path = [...(table ? [table] : []), ...splitDotted(km[1]!)].join('.');
+    const path = [...(table ? [table] : []), ...splitDotted(km.key)].join('.');
     if (!keys.has(path)) {
       const info: TomlKeyInfo = { line: idx + 1, column: indent + 1, table };
       if (tableLine !== undefined && table) info.tableLine = tableLine;
       keys.set(path, info);
     }
-    const rest = line.slice(km[0].length).trim();
+    const rest = line.slice(km.end).trim();
     for (const delim of ["'''", '"""']) {
       if (rest.startsWith(delim) && !rest.slice(3).includes(delim)) multiline = delim;
     }

@@ -1,24 +1,51 @@
 import { z } from 'zod';
-import { parseDuration, parseSize } from './units.js';
+import { formatDuration, formatSize, MAX_SIZE_BYTES, MAX_TIMER_MS, parseDuration, parseSize } from './units.js';
 
-/** A duration field: seconds as a number, or "500ms", "30s", "2m", "1h"; parsed to milliseconds. */
-export function durationMs() {
+export interface UnitBounds {
+  /** Smallest accepted value (ms or bytes); default 1, since 0 means nothing useful for most fields. */
+  min?: number;
+  /** Largest accepted value; default MAX_TIMER_MS for durations, MAX_SIZE_BYTES for sizes. */
+  max?: number;
+}
+
+const shown = (v: string | number) => (typeof v === 'string' ? JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v) : String(v));
+
+/**
+ * A duration field: seconds as a number, or "500ms", "30s", "2m", "1h"; parsed to milliseconds.
+ * Bounded: by default at least 1 ms and at most what a Node.js timer accepts (2^31 - 1 ms, about
+ * 24.8 days), because a longer one fires immediately ("Timeout duration was set to 1").
+ */
+export function durationMs(bounds: UnitBounds = {}) {
+  const min = bounds.min ?? 1;
+  const max = bounds.max ?? MAX_TIMER_MS;
+  const range = `${min === 0 ? '0' : formatDuration(min)} to ${formatDuration(max)}`;
   return z.union([z.number(), z.string()]).transform((v, ctx) => {
     const ms = parseDuration(v);
     if (ms === undefined) {
-      ctx.addIssue({ code: 'custom', message: 'expected a duration: seconds as a number, or a string such as "500ms", "30s", "2m"' });
+      ctx.addIssue({ code: 'custom', message: `expected a duration: seconds as a number, or a string such as "500ms", "30s", "2m" (got ${shown(v)})` });
+      return z.NEVER;
+    }
+    if (ms < min || ms > max) {
+      ctx.addIssue({ code: 'custom', message: `duration ${shown(v)} is out of range: expected ${range}` });
       return z.NEVER;
     }
     return ms;
   });
 }
 
-/** A size field: bytes as a whole number, or "64KB", "1MB", "2GiB" (K = 1024); parsed to bytes. */
-export function sizeBytes() {
+/** A size field: bytes as a whole number, or "64KB", "1MB", "2GiB" (K = 1024); parsed to bytes. Bounded: by default 1 byte to 4 GiB. */
+export function sizeBytes(bounds: UnitBounds = {}) {
+  const min = bounds.min ?? 1;
+  const max = bounds.max ?? MAX_SIZE_BYTES;
+  const range = `${min === 0 ? '0' : formatSize(min)} to ${formatSize(max)}`;
   return z.union([z.number(), z.string()]).transform((v, ctx) => {
     const bytes = parseSize(v);
     if (bytes === undefined) {
-      ctx.addIssue({ code: 'custom', message: 'expected a size: bytes as a whole number, or a string such as "64KB", "1MB"' });
+      ctx.addIssue({ code: 'custom', message: `expected a size: bytes as a whole number, or a string such as "64KB", "1MB" (got ${shown(v)})` });
+      return z.NEVER;
+    }
+    if (bytes < min || bytes > max) {
+      ctx.addIssue({ code: 'custom', message: `size ${shown(v)} is out of range: expected ${range}` });
       return z.NEVER;
     }
     return bytes;

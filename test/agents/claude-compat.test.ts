@@ -294,7 +294,7 @@ describe('hostile frontmatter (issue 13): the lenient retry is linear', () => {
     for (let i = 1; i < 9; i++) levels.push(`${String.fromCharCode(97 + i)}: &${String.fromCharCode(97 + i)} [${Array(10).fill(`*${String.fromCharCode(96 + i)}`).join(', ')}]`);
     // Nested under one key (kept in metadata): refused.
     const nested = parseAgent(md(`name: x\ndescription: d\nhooks:\n${levels.map((l) => `  ${l}`).join('\n')}`), { format: 'markdown' });
-    expect(!nested.ok && nested.errors[0]!.code).toBe('yaml_syntax');
+    expect(!nested.ok && nested.errors[0]!.code).toBe('yaml_alias_limit');
     // As top-level keys, each entry is unreadable on its own, so the lenient reader keeps it as text: nothing expands.
     const flat = parseAgent(md(`name: x\ndescription: d\n${levels.join('\n')}`), { format: 'markdown' });
     expect(JSON.stringify(flat).length).toBeLessThan(20_000);

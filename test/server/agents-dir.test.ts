@@ -5,6 +5,7 @@ import { getJson, http, postAgent, putAgent, tomlAgent } from '../helpers/http.j
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { removeTempDirs } from '../helpers/tmp.js';
 import { waitUntil } from '../helpers/wait.js';
+import { assertBuilt, cleanup as cleanupChildren, startServe, stopServe, tempDir, type ServeProcess } from '../cli/helpers/cli.js';
 
 /**
  * The requirement is that a file change shows in the API within 1 s. The assertions allow 1500 ms
@@ -66,6 +67,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await t.close();
   removeTempDirs();
+  await cleanupChildren();
 });
 
 describe('agents_dir at start', () => {
@@ -229,4 +231,90 @@ describe('agents_dir while running', () => {
     expect((await http(t.url, 'DELETE', '/api/v1/agents/top-agent')).status).toBe(409);
     expect((await agent('top-agent')).json).toEqual(before.json);
   });
+});
+
+// -----------------------------------------------------------------------------------------------
+// Issue 13: a hostile file in agents_dir used to throw out of the watcher's timer (stack trace,
+// process exit) and then stop every start ("unexpected error: Maximum call stack size exceeded",
+// without naming the file) until someone removed it. Now any failure of one file makes that file
+// invalid — in /api/v1/status, the log and an `agent.invalid_file` event — and nothing else.
+
+const deepJson = (n: number) => `{"name":"deep","system_prompt":"x","parameters":{"p":${'['.repeat(n)}${']'.repeat(n)}}}`;
+const LAUGHS = ['l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]', ...Array.from({ length: 8 }, (_, i) => `l${i + 1}: &l${i + 1} [${Array(9).fill(`*l${i}`).join(', ')}]`)];
+const BOMB_MD = `---\nname: bomb\nmetadata:\n${LAUGHS.map((l) => `  ${l}`).join('\n')}\n---\nhello\n`;
+
+describe('agents_dir: hostile files (in-process watcher)', () => {
+  it('a 100,000-deep .json and a YAML alias bomb written while running become invalid files; the watcher keeps working', async () => {
+    write('hostile/deep.json', deepJson(100_000));
+    write('hostile/bomb.md', BOMB_MD);
+    write('hostile/big.toml', `name = "big"\nsystem_prompt = "${'x'.repeat(1024 * 1024)}"\n`);
+    const { value: inv } = await waitUntil(
+      async () => {
+        const s = await status();
+        const found = ['hostile/deep.json', 'hostile/bomb.md', 'hostile/big.toml'].map((rel) => s.agent_files.invalid.find((f) => f.path === file(rel)));
+        return found.every((f) => f !== undefined) ? found : undefined;
+      },
+      { timeoutMs: WATCH_LIMIT_MS + 1500, what: 'the three hostile files reported invalid' },
+    );
+    expect(inv[0]!.errors[0]).toMatchObject({ code: 'input_too_deep', line: 1 });
+    expect(inv[0]!.errors[0]!.message).toContain('"parameters" is nested more than 64 levels deep');
+    expect(inv[1]!.errors[0]).toMatchObject({ code: 'yaml_alias_limit', line: 5 });
+    expect(inv[2]!.errors[0]).toMatchObject({ code: 'file_too_large' });
+    // The watcher still applies the next good file.
+    write('hostile/after.toml', tomlAgent('after-hostile'));
+    await waitForAgent('after-hostile');
+    const ev = await getJson<{ events: { agent: string; data: { file: string; errors: string[] } }[] }>(t.url, '/api/v1/events?type=agent.invalid_file&limit=1000');
+    expect(ev.json.events.map((e) => e.data.file)).toEqual(expect.arrayContaining([file('hostile/deep.json'), file('hostile/bomb.md')]));
+  });
+});
+
+describe('agents_dir: hostile files with a real `caxton serve` (the crash-and-restart case)', () => {
+  let dir: string;
+  let serve: ServeProcess;
+  const agentsDir = () => join(dir, 'agents');
+  const serveStatus = async () => (await getJson<Status>(serve.url, '/api/v1/status')).json;
+
+  beforeAll(() => {
+    assertBuilt();
+    dir = tempDir('caxton-hostile-dir-');
+    mkdirSync(join(dir, 'agents'), { recursive: true });
+    writeFileSync(join(dir, 'caxton.toml'), '');
+    writeFileSync(join(dir, 'agents', 'good.toml'), tomlAgent('good-agent'));
+    writeFileSync(join(dir, 'agents', 'deep.json'), deepJson(100_000));
+    writeFileSync(join(dir, 'agents', 'bomb.md'), BOMB_MD);
+  });
+
+  it('starts with the hostile files present (it exited 1 before), reports each by name and serves the good agent', async () => {
+    serve = await startServe({ cwd: dir, args: ['--config', join(dir, 'caxton.toml')], readyTimeoutMs: 60_000 });
+    const s = await serveStatus();
+    expect(s.agent_files.loaded).toBe(1);
+    expect(Object.fromEntries(s.agent_files.invalid.map((f) => [f.path, f.errors[0]!.code]))).toEqual({ [join(agentsDir(), 'bomb.md')]: 'yaml_alias_limit', [join(agentsDir(), 'deep.json')]: 'input_too_deep' });
+    expect((await getJson(serve.url, '/api/v1/agents/good-agent')).status).toBe(200);
+    // The log names each file.
+    await waitUntil(() => serve.stdout().includes(`"file":"${join(agentsDir(), 'deep.json')}"`) && serve.stdout().includes(`"file":"${join(agentsDir(), 'bomb.md')}"`), { timeoutMs: 3000, what: 'log lines naming the files' });
+  }, 90_000);
+
+  it('a hostile file written while it runs is reported; the process stays up, with no stack trace', async () => {
+    writeFileSync(join(agentsDir(), 'deeper.json'), deepJson(200_000));
+    writeFileSync(join(agentsDir(), 'bomb2.md'), BOMB_MD.replace('name: bomb', 'name: bomb2'));
+    await waitUntil(
+      async () => {
+        const s = await serveStatus();
+        return s.agent_files.invalid.length === 4;
+      },
+      { timeoutMs: 5000, what: 'four invalid files' },
+    );
+    expect(serve.child.exitCode).toBeNull();
+    expect((await fetch(`${serve.url}/health`)).status).toBe(200);
+    expect(serve.stderr()).not.toMatch(/Maximum call stack|Excessive alias|^\s+at /m);
+  });
+
+  it('restarts on the same folder with the hostile files still there', async () => {
+    const stopped = await stopServe(serve, 'SIGTERM');
+    expect(stopped.code).toBe(0);
+    serve = await startServe({ cwd: dir, args: ['--config', join(dir, 'caxton.toml')], readyTimeoutMs: 60_000 });
+    const s = await serveStatus();
+    expect(s.agent_files.invalid.length).toBe(4);
+    expect(s.agent_files.loaded).toBe(1);
+  }, 90_000);
 });

@@ -5,11 +5,11 @@
  * reads. Errors and warnings name the file, line, column and field, like agent files.
  */
 import { Ajv, type ValidateFunction } from 'ajv';
-import { parse as parseToml, TomlError } from 'smol-toml';
 import { z } from 'zod';
 import { fieldPath, formatIssue, type SourceIssue } from '../../shared/issues.js';
 import { closest } from '../../shared/suggest.js';
-import { tomlLocator, tomlSyntaxMessage } from '../../shared/toml-locator.js';
+import { tomlLocator } from '../../shared/toml-locator.js';
+import { parseTomlBounded } from '../../shared/toml.js';
 import { decodeUtf8 } from '../../shared/utf8.js';
 import { durationMs, sizeBytes } from '../../shared/zod-units.js';
 import { CaxtonError } from '../../shared/errors.js';
@@ -98,7 +98,7 @@ const limitsSchema = z.strictObject({
   timeout: durationMs().refine((v) => v > 0, { message: 'must be positive' }).optional(),
   max_input: sizeBytes().optional(),
   max_output: sizeBytes().optional(),
-  max_state: sizeBytes().optional(),
+  max_state: sizeBytes({ min: 0 }).optional(),
 });
 
 const configEntry = z.union([
@@ -178,15 +178,9 @@ export function parseToolManifest(input: string | Uint8Array, file: string = MAN
     text = d.text;
   }
   if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
-  let doc: Record<string, unknown>;
-  try {
-    doc = parseToml(text) as Record<string, unknown>;
-  } catch (e) {
-    if (e instanceof TomlError) {
-      return { ok: false, warnings: [], errors: [at({ severity: 'error', code: 'toml_syntax', message: `TOML syntax error: ${tomlSyntaxMessage(e, text)}`, line: e.line, column: e.column })] };
-    }
-    throw e;
-  }
+  const parsed = parseTomlBounded(text);
+  if (!parsed.ok) return { ok: false, warnings: [], errors: [at(parsed.issue)] };
+  const doc = parsed.doc;
   const locate = tomlLocator(text);
   const withPos = (path: readonly (string | number)[], i: Omit<SourceIssue, 'file' | 'line' | 'column' | 'field'>): SourceIssue => {
     // [[tools]] entries are located by their table header, not by index.

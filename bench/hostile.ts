@@ -1,0 +1,131 @@
+/**
+ * Issue 13 — hostile agent input must not block the event loop: a real `caxton serve` child
+ * process (dist/cli/main.js), /health asked one request after another from this process, first
+ * idle (the baseline), then while each hostile agent body is posted over and over on another
+ * connection (one in flight). Reports /health latency during each, beside the idle baseline of
+ * the same run, and what the hostile request itself took and answered.
+ *
+ * Target: /health answers within 50 ms (p99 and max) while each hostile input is processed.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseAgent } from '../src/agents/index.js';
+import { note } from './lib/progress.js';
+import type { Row, Suite, SuiteReport } from './lib/report.js';
+import { fmtMs, msSince, summarize, type Summary } from './lib/stats.js';
+import { tempDir } from './lib/tmp.js';
+
+const SECONDS = Number(process.env.BENCH_DURATION ?? 3);
+const TARGET_MS = 50;
+
+const nested = (n: number) => '['.repeat(n) + '1' + ']'.repeat(n);
+const LAUGHS = ['l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]', ...Array.from({ length: 8 }, (_, i) => `l${i + 1}: &l${i + 1} [${Array(9).fill(`*l${i}`).join(', ')}]`)];
+
+/** label, path, content type, body: the findings of issue 13 that reach the agent parser. */
+const HOSTILE: [string, string, string, string][] = [
+  ['TOML header `[` + 3,200 spaces + `"]"` + 3,200 spaces + `]` (6.4 KB)', 'agents/validate', 'application/toml', `name = "h"\nsystem_prompt = "p"\n[${' '.repeat(3200)}"]"${' '.repeat(3200)}]\n`],
+  ['YAML alias bomb (9 levels × 9 aliases)', 'agents', 'text/markdown', `---\nname: bomb\nmetadata:\n${LAUGHS.map((l) => `  ${l}`).join('\n')}\n---\nhello\n`],
+  ['JSON parameters nested 100,000 deep (200 KB)', 'agents', 'application/json', `{"name":"d","system_prompt":"x","parameters":{"p":${nested(100_000)}}}`],
+  ['JSON metadata nested 2,000 deep', 'agents', 'application/json', `{"name":"d","system_prompt":"x","metadata":{"m":${nested(2000)}}}`],
+  ['TOML `[parameters.k.k…]` with 20,000 dotted parts (40 KB)', 'agents', 'application/toml', `name = "d"\nsystem_prompt = "x"\n[parameters.${Array(20_000).fill('k').join('.')}]\nx = 1\n`],
+  ['YAML frontmatter of 100,000 `- ` (200 KB)', 'agents', 'text/markdown', `---\nname: d\nmetadata:\n  ${'- '.repeat(100_000)}x\n---\nhi\n`],
+  ['YAML frontmatter with 16,000 anchors, each aliased once (340 KB)', 'agents/validate', 'text/markdown', `---\nname: a\nmetadata:\n${Array.from({ length: 16_000 }, (_, i) => `  k${i}: &a${i} x\n  r${i}: *a${i}`).join('\n')}\n---\nhi\n`],
+  ['YAML frontmatter with 16,000 plain keys (200 KB, valid: the cost of a large body)', 'agents/validate', 'text/markdown', `---\nname: a\nmetadata:\n${Array.from({ length: 16_000 }, (_, i) => `  k${i}: x`).join('\n')}\n---\nhi\n`],
+  ['`limits.timeout` = "1" + 200,000 spaces + "x"', 'agents/validate', 'application/toml', `name = "u"\nsystem_prompt = "x"\n[limits]\ntimeout = "1${' '.repeat(200_000)}x"\n`],
+];
+
+async function startServe(): Promise<{ child: ChildProcess; url: string; remove(): void }> {
+  const tmp = tempDir('caxton-bench-hostile-');
+  const dir = tmp.path;
+  const config = join(dir, 'caxton.toml');
+  writeFileSync(config, '[server]\nport = 0\n[metrics]\nenabled = false\n[logging]\nlevel = "error"\n');
+  const child = spawn(process.execPath, [join(process.cwd(), 'dist/cli/main.js'), 'serve', '--config', config], { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'], env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir } });
+  let stderr = '';
+  const url = await new Promise<string>((resolve, reject) => {
+    child.stderr.setEncoding('utf8').on('data', (d: string) => {
+      stderr += d;
+      const m = /caxton listening on (http:\/\/\S+)/.exec(stderr);
+      if (m) resolve(m[1]!);
+    });
+    child.once('exit', (code: number | null) => reject(new Error(`caxton serve exited (${code}) before listening:\n${stderr}`)));
+  });
+  return { child, url, remove: tmp.remove };
+}
+
+/** /health one request after another until `stop()` is true; latency of each. */
+async function healthLoop(url: string, stop: () => boolean): Promise<Summary & { errors: number }> {
+  const samples: number[] = [];
+  let errors = 0;
+  do {
+    const t0 = process.hrtime.bigint();
+    const res = await fetch(`${url}/health`);
+    await res.text();
+    samples.push(msSince(t0));
+    if (res.status !== 200) errors++;
+  } while (!stop());
+  return { ...summarize(samples), errors };
+}
+
+async function run(): Promise<SuiteReport> {
+  const { child, url, remove } = await startServe();
+  note(`caxton serve (pid ${child.pid}) on ${url}`);
+  try {
+    // Warm-up, then the idle baseline.
+    let until = Date.now() + 500;
+    await healthLoop(url, () => Date.now() > until);
+    until = Date.now() + SECONDS * 1000;
+    const idle = await healthLoop(url, () => Date.now() > until);
+    const rows: Row[] = [];
+    const raw: unknown[] = [{ label: 'idle', health_ms: idle }];
+    for (const [label, path, type, body] of HOSTILE) {
+      note(`posting: ${label}`);
+      let done = false;
+      const posts: number[] = [];
+      const statuses = new Set<number>();
+      const poster = (async () => {
+        const end = Date.now() + SECONDS * 1000;
+        while (Date.now() < end) {
+          const t0 = process.hrtime.bigint();
+          const res = await fetch(`${url}/api/v1/${path}`, { method: 'POST', headers: { 'content-type': type }, body });
+          await res.text();
+          posts.push(msSince(t0));
+          statuses.add(res.status);
+        }
+        done = true;
+      })();
+      const during = await healthLoop(url, () => done);
+      await poster;
+      const post = summarize(posts);
+      // The parser alone, in this process: what one hostile body costs the server's event loop.
+      const format = type === 'application/toml' ? 'toml' : type === 'text/markdown' ? 'markdown' : 'json';
+      const parses: number[] = [];
+      for (let i = 0; i < 20; i++) {
+        const t0 = process.hrtime.bigint();
+        parseAgent(body, { format });
+        parses.push(msSince(t0));
+      }
+      const parse = summarize(parses);
+      const ok = during.p99 <= TARGET_MS && during.max <= TARGET_MS && during.errors === 0;
+      rows.push({
+        metric: `/health while posting ${label}`,
+        value: `p50 ${fmtMs(during.p50)} / p99 ${fmtMs(during.p99)} / max ${fmtMs(during.max)} (${during.n} requests); the POST: ${[...statuses].join(', ')} in p50 ${fmtMs(post.p50)} (${post.n} posts); parseAgent alone p50 ${fmtMs(parse.p50)} / max ${fmtMs(parse.max)}`,
+        baseline: `idle p50 ${fmtMs(idle.p50)} / p99 ${fmtMs(idle.p99)} / max ${fmtMs(idle.max)}`,
+        target: `≤ ${TARGET_MS} ms`,
+        verdict: ok ? 'pass' : 'fail',
+      });
+      raw.push({ label, path, bytes: Buffer.byteLength(body), statuses: [...statuses], post_ms: post, health_ms: during, parse_ms: parse });
+    }
+    return {
+      rows,
+      notes: [`Each input posted back to back for ${SECONDS} s on one connection while /health is asked back to back on another; the server is a \`caxton serve\` child process, so its event loop is not the client's.`],
+      raw,
+    };
+  } finally {
+    child.kill('SIGTERM');
+    await new Promise((r) => child.once('exit', r));
+    remove();
+  }
+}
+
+export const hostileSuite: Suite = { name: 'hostile', description: '/health latency while hostile agent bodies are posted (issue 13)', run };
