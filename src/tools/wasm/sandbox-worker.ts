@@ -1,13 +1,13 @@
 /**
  * Worker entry of OffThreadSandbox (off-thread.ts): builds the tool server's sandbox from the
- * compiled module, limits and grants it is given, then runs calls one at a time. HTTP requests
- * block this thread only.
+ * compiled module, limits, grants and state it is given, then runs calls one at a time. HTTP
+ * requests and long computations block this thread only.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { FileAccess } from './fs-access.js';
 import { hostMatches, sharedHttpClient } from './http.js';
 import type { OffThreadInit, WorkerReply, WorkerRequest } from './off-thread.js';
-import { JsSandbox } from './js-sandbox.js';
+import { JsSandbox, loadBoundedQuickJS } from './js-sandbox.js';
 import { WasmSandbox, type LogLevel, type SandboxGrants } from './sandbox.js';
 import { SqliteAccess } from './sqlite-access.js';
 
@@ -25,9 +25,11 @@ try {
     config: new Map(init.config),
   };
   const hooks = { log: (level: LogLevel, message: string) => send({ type: 'log', level, message }), http: sharedHttpClient() };
-  if (init.js) sandbox = new JsSandbox(init.js.source, init.js.file, init.limits, grants, hooks);
+  // QuickJS in a memory bounded by the limit (setMemoryLimit alone does not bound it).
+  if (init.js) sandbox = new JsSandbox(init.js.source, init.js.file, init.limits, grants, { ...hooks, qjs: await loadBoundedQuickJS(init.limits.memoryBytes) });
   else if (init.prepared) sandbox = new WasmSandbox(init.prepared, init.limits, grants, hooks);
   else throw new Error('neither a WebAssembly nor a JavaScript module was given');
+  if (init.vars && init.vars.length > 0) sandbox.importVars(init.vars);
   const failed = sandbox.instantiate();
   if (failed) send({ type: 'init-failed', error: `${failed.error ?? 'instantiation failed'} (${failed.outcome})` });
   else send({ type: 'ready' });
@@ -37,6 +39,18 @@ try {
 
 port.on('message', (m: WorkerRequest) => {
   if (m.type !== 'call') return;
+  const version = sandbox.varsVersion;
   const result = sandbox.call(m.name, m.input, m.deadline, m.traceparent);
-  send({ type: 'result', id: m.id, result, stats: { ...sandbox.stats }, memory_bytes: sandbox.memoryBytes + sandbox.kernelBytes });
+  // A failed call that left no live instance dropped it: the parent replaces this worker so the
+  // memory the instance took (a grown WebAssembly memory never shrinks) is given back.
+  const dropped = !['ok', 'error', 'invalid_input', 'input_too_large'].includes(result.outcome) && !sandbox.instantiated;
+  send({
+    type: 'result',
+    id: m.id,
+    result,
+    stats: { ...sandbox.stats },
+    memory_bytes: sandbox.memoryBytes + sandbox.kernelBytes,
+    dropped,
+    ...(sandbox.varsVersion !== version && { vars: sandbox.exportVars() }),
+  });
 });
