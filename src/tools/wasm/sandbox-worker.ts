@@ -16,6 +16,10 @@ const init = workerData as OffThreadInit;
 const send = (m: WorkerReply, transfer: ArrayBuffer[] = []) => port.postMessage(m, transfer);
 
 let sandbox: WasmSandbox | JsSandbox;
+/** How much the thread's QuickJS memory has grown since it was loaded (WebAssembly memories never shrink). */
+let grown: () => number = () => 0;
+/** A dropped instance that took at least this much has its worker replaced (off-thread.ts). */
+const RECYCLE_BYTES = 32 * 1024 * 1024;
 try {
   const grants: SandboxGrants = {
     httpGranted: init.manifestHosts.length > 0 && init.operatorHosts.length > 0,
@@ -26,7 +30,12 @@ try {
   };
   const hooks = { log: (level: LogLevel, message: string) => send({ type: 'log', level, message }), http: sharedHttpClient() };
   // QuickJS in a memory bounded by the limit (setMemoryLimit alone does not bound it).
-  if (init.js) sandbox = new JsSandbox(init.js.source, init.js.file, init.limits, grants, { ...hooks, qjs: await loadBoundedQuickJS(init.limits.memoryBytes) });
+  if (init.js) {
+    const qjs = await loadBoundedQuickJS(init.limits.memoryBytes);
+    const base = qjs.getWasmMemory().buffer.byteLength;
+    grown = () => qjs.getWasmMemory().buffer.byteLength - base;
+    sandbox = new JsSandbox(init.js.source, init.js.file, init.limits, grants, { ...hooks, qjs });
+  }
   else if (init.prepared) sandbox = new WasmSandbox(init.prepared, init.limits, grants, hooks);
   else throw new Error('neither a WebAssembly nor a JavaScript module was given');
   if (init.vars && init.vars.length > 0) sandbox.importVars(init.vars);
@@ -41,9 +50,11 @@ port.on('message', (m: WorkerRequest) => {
   if (m.type !== 'call') return;
   const version = sandbox.varsVersion;
   const result = sandbox.call(m.name, m.input, m.deadline, m.traceparent);
-  // A failed call that left no live instance dropped it: the parent replaces this worker so the
-  // memory the instance took (a grown WebAssembly memory never shrinks) is given back.
-  const dropped = !['ok', 'error', 'invalid_input', 'input_too_large'].includes(result.outcome) && !sandbox.instantiated;
+  // A failed call that left no live instance dropped it: when it took much memory, the parent
+  // replaces this worker so that memory (a grown WebAssembly memory never shrinks) is given back.
+  // Smaller ones are left to the garbage collector (a new worker costs a thread start, and for
+  // servers granted HTTP a new helper thread too).
+  const dropped = !['ok', 'error', 'invalid_input', 'input_too_large'].includes(result.outcome) && !sandbox.instantiated && Math.max(result.memory_bytes, grown()) > RECYCLE_BYTES;
   send({
     type: 'result',
     id: m.id,

@@ -151,7 +151,7 @@ describe('hostile tools against a real server (issue 13)', () => {
       const during = rss(pid);
       // The worker holding the instance is ended; give the OS a moment to unmap it.
       let after = rss(pid);
-      for (let i = 0; i < 40 && after.rss > before.rss + 48 * MiB; i++) {
+      for (let i = 0; i < 100 && after.rss > before.rss + 48 * MiB; i++) {
         await sleep(100);
         after = rss(pid);
       }
