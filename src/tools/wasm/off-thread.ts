@@ -15,8 +15,8 @@
  * grew) when:
  *  - it does not answer within the call's deadline plus slack (a runaway): the call fails with
  *    `timeout`;
- *  - a call dropped its instance (trap, fuel, memory, stack, timeout): the memory that instance
- *    took is given back at once rather than kept for the next one;
+ *  - a call dropped an instance that took more than 32 MiB (trap, fuel, memory, stack, timeout):
+ *    that memory is given back at once rather than kept for the next one;
  *  - it has been idle for `idleMs`; or it dies.
  * The next call starts a new one. The key-value state (vars) lives on here, copied back from the
  * worker whenever a call changes it, so it survives a new worker as it survives a new instance.

@@ -60,7 +60,8 @@ port.on('message', (m: WorkerRequest) => {
     id: m.id,
     result,
     stats: { ...sandbox.stats },
-    memory_bytes: sandbox.memoryBytes + sandbox.kernelBytes,
+    // QuickJS's memory usage is a query (an object built and read): the call's own figure serves.
+    memory_bytes: sandbox instanceof JsSandbox ? (sandbox.instantiated ? result.memory_bytes : 0) : sandbox.memoryBytes + sandbox.kernelBytes,
     dropped,
     ...(sandbox.varsVersion !== version && { vars: sandbox.exportVars() }),
   });
