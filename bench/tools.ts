@@ -9,9 +9,13 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { writeFileSync } from 'node:fs';
+import { loadServerConfig } from '../src/config/index.js';
+import { createLogger } from '../src/observability/index.js';
+import { startServer } from '../src/server/index.js';
 import { openDatabase } from '../src/storage/index.js';
 import type { ToolContext } from '../src/tools/index.js';
-import { clearPreparedModules, parseToolManifestOrThrow, ToolAuditStore, WasmToolServer } from '../src/tools/wasm/index.js';
+import { clearPreparedModules, DEFAULT_TOOL_CAPS, parseToolManifestOrThrow, ToolAuditStore, WasmToolServer } from '../src/tools/wasm/index.js';
 import { WA, type WasmInstance } from '../src/tools/wasm/webassembly.js';
 import { MB, snapshot } from './lib/memory.js';
 import { note } from './lib/progress.js';
@@ -41,6 +45,54 @@ const EXAMPLE = join(root, 'examples/tools/text');
 const JS_MANIFEST = 'name = "js-echo"\nversion = "1.0.0"\ndescription = "echo in JavaScript"\nmodule = "tool.js"\n[[tools]]\nname = "echo"\ndescription = "returns its arguments"\n';
 const JS_SOURCE = 'export function echo(input) { return input; }\n';
 const JS_CALLS = env('BENCH_JS_TOOL_CALLS', 20_000);
+const HOP_CALLS = env('BENCH_TOOL_HOP_CALLS', 20_000);
+const HEALTH_IDLE = 200;
+const SPIN_JS = 'export function spin() { for (;;) {} }\n';
+const SPIN_MANIFEST = 'name = "spin"\nversion = "1.0.0"\ndescription = "a hostile loop"\nmodule = "tool.js"\n[[tools]]\nname = "spin"\ndescription = "loops until stopped"\n[limits]\nfuel = 1_000_000_000\ntimeout = "2s"\n';
+
+/** Sequential GET /health latencies (ms) until `until()` is true (or `n` requests when given). */
+async function healthLatencies(url: string, until: () => boolean, n = Infinity): Promise<Summary & { n: number }> {
+  const samples: number[] = [];
+  while (samples.length < n && !until()) {
+    const t0 = performance.now();
+    const res = await fetch(`${url}/health`);
+    await res.text();
+    samples.push(performance.now() - t0);
+  }
+  return { ...summarize(samples), n: samples.length };
+}
+
+/**
+ * A real server (port 0) with a deployed JavaScript tool that spins for its whole timeout: /health
+ * idle, while the call runs on its worker, and while the same module runs in the server thread
+ * (a server built without caps, as every JavaScript server was before issue 13).
+ */
+async function healthDuringHostileCall(dir: string) {
+  const file = join(dir, 'caxton-health.toml');
+  writeFileSync(file, `data_dir = "data-health"\nagents_dir = "agents"\n[server]\nport = 0\n[metrics]\nenabled = false\n[logging]\nlevel = "warn"\n`);
+  const server = await startServer({ config: loadServerConfig({ file, env: {}, cwd: dir }), logger: createLogger('warn') });
+  try {
+    server.tools.deploy(SPIN_MANIFEST, new TextEncoder().encode(SPIN_JS));
+    const idle = await healthLatencies(server.url, () => false, HEALTH_IDLE);
+    let done = false;
+    const spin = server.tools.call('spin.spin', {}).finally(() => (done = true));
+    const worker = await healthLatencies(server.url, () => done);
+    const outcome = (await spin).outcome;
+    const inThreadServer = new WasmToolServer(parseToolManifestOrThrow(SPIN_MANIFEST).manifest, new TextEncoder().encode(SPIN_JS));
+    done = false;
+    const blocking = new Promise<void>((resolve) => setTimeout(() => {
+      inThreadServer.callRaw('spin', new TextEncoder().encode('{}'));
+      done = true;
+      resolve();
+    }, 20));
+    const inThread = await healthLatencies(server.url, () => done);
+    await blocking;
+    inThreadServer.close();
+    return { idle, worker, inThread, outcome };
+  } finally {
+    await server.close();
+  }
+}
 const verdict = (ok: boolean) => (ok ? ('pass' as const) : ('fail' as const));
 const us = (s: Summary) => `p50 ${fmtUs(s.p50)} / p99 ${fmtUs(s.p99)}`;
 
@@ -117,6 +169,25 @@ async function run(): Promise<SuiteReport> {
     jsServer.close();
     audit.flush();
 
+    // ── the thread hop (issue 13): the same calls on a worker thread ───────────
+    note(`text.echo on a worker thread (in_thread_fuel = 0) ×${HOP_CALLS}`);
+    const hopServer = WasmToolServer.load(EXAMPLE, { audit, caps: { ...DEFAULT_TOOL_CAPS, in_thread_fuel: 0 } });
+    const hopEcho = hopServer.tools.find((t) => t.name === 'text.echo')!;
+    if ((await hopEcho.invoke(args, ctx)).content !== '{"text":"hello"}' || !hopServer.offThread) throw new Error('text.echo on a worker did not answer');
+    const hop = await measure(() => hopEcho.invoke(args, ctx), HOP_CALLS);
+    hopServer.close();
+    note(`JavaScript echo on a worker thread (the default for JavaScript servers) ×${HOP_CALLS}`);
+    const jsHopServer = new WasmToolServer(parseToolManifestOrThrow(JS_MANIFEST).manifest, new TextEncoder().encode(JS_SOURCE), { audit, caps: DEFAULT_TOOL_CAPS });
+    const jsHopEcho = jsHopServer.tools[0]!;
+    if ((await jsHopEcho.invoke(args, ctx)).content !== '{"text":"hello"}' || !jsHopServer.offThread) throw new Error('js echo on a worker did not answer');
+    const jsHop = await measure(() => jsHopEcho.invoke(args, ctx), HOP_CALLS);
+    jsHopServer.close();
+    audit.flush();
+
+    // ── /health while a hostile tool burns its budget (issue 13) ──────────────
+    note('/health latency: idle, during a JavaScript spin on a worker, during the same spin in the server thread');
+    const health = await healthDuringHostileCall(dir.path);
+
     // ── start ────────────────────────────────────────────────────────────────
     note('start times');
     const bytes = readFileSync(join(EXAMPLE, 'build/text.wasm'));
@@ -163,6 +234,10 @@ async function run(): Promise<SuiteReport> {
       { metric: 'trivial tool call, full sandbox path: calls/s (one thread, back to back)', value: fmt(full.per_s, 0), baseline: `raw WebAssembly call ${fmt(rawCall.per_s, 0)}/s`, target: `≥ ${fmt(CALLS_PER_S, 0)}`, verdict: verdict(full.per_s >= CALLS_PER_S) },
       { metric: 'trivial JavaScript tool call (QuickJS-in-WebAssembly), full sandbox path', value: `${us(jsFull.lat)}, ${fmt(jsFull.per_s, 0)}/s`, baseline: `WebAssembly tool ${us(full.lat)}, ${fmt(full.per_s, 0)}/s` },
       { metric: 'JavaScript tool-server start (runtime + context + module evaluation)', value: `p50 ${fmtMs(jsStart.p50)} / p99 ${fmtMs(jsStart.p99)}`, baseline: `WebAssembly warm start measured below` },
+      { metric: 'trivial tool call (text.echo) on a worker thread, full path (issue 13: servers above in_thread_fuel)', value: `${us(hop.lat)}, ${fmt(hop.per_s, 0)}/s`, baseline: `same call in the server thread ${us(full.lat)}`, target: 'p50 ≤ 100 µs', verdict: verdict(hop.lat.p50 * 1000 <= 100) },
+      { metric: 'trivial JavaScript tool call on a worker thread, full path (issue 13: every JavaScript server)', value: `${us(jsHop.lat)}, ${fmt(jsHop.per_s, 0)}/s`, baseline: `in the server thread ${us(jsFull.lat)}` },
+      { metric: 'GET /health latency while a JavaScript tool spins for its whole 2 s timeout on its worker', value: `p50 ${fmtMs(health.worker.p50)} / p99 ${fmtMs(health.worker.p99)} / max ${fmtMs(health.worker.max)} (${health.worker.n} requests)`, baseline: `idle p50 ${fmtMs(health.idle.p50)} / p99 ${fmtMs(health.idle.p99)} / max ${fmtMs(health.idle.max)}`, target: 'max ≤ 50 ms', verdict: verdict(health.worker.max <= 50) },
+      { metric: 'GET /health latency while the same spin runs in the server thread (before issue 13)', value: `max ${fmtMs(health.inThread.max)} (${health.inThread.n} requests)`, baseline: `idle max ${fmtMs(health.idle.max)}` },
       { metric: 'sandbox call only (metered call over the kernel ABI, no schema/audit)', value: `${us(sandboxOnly.lat)}, ${fmt(sandboxOnly.per_s, 0)}/s`, baseline: `raw ${us(rawCall.lat)}` },
       { metric: 'tool-server start (manifest, module cached: instance + start)', value: `p50 ${fmtMs(warm.p50)} / p99 ${fmtMs(warm.p99)}`, baseline: `raw compile + instantiate of the same .wasm p50 ${fmtMs(rawStart.p50)}`, target: `≤ ${START_MS} ms`, verdict: verdict(warm.p50 <= START_MS) },
       { metric: 'tool-server start, cold (validate + instrument + compile + instantiate)', value: `p50 ${fmtMs(cold.p50)} / max ${fmtMs(cold.max)}`, baseline: `raw p50 ${fmtMs(rawStart.p50)}`, target: `≤ ${START_MS} ms`, verdict: verdict(cold.p50 <= START_MS) },
@@ -172,12 +247,13 @@ async function run(): Promise<SuiteReport> {
     return {
       rows,
       notes: [
-        'One thread: calls run in the server thread (no worker hop); CPU is bounded by fuel injected into the module, so a loop cannot outlive its budget.',
+        'Servers built here without caps run in the bench thread (no worker hop); CPU is bounded by fuel injected into the module. Under the operator caps (issue 13) JavaScript servers and WebAssembly servers with more fuel than [tools.limits] in_thread_fuel run on a worker thread of their own: the "worker thread" rows measure that hop.',
+        '/health rows: a real server on 127.0.0.1 port 0, sequential GET /health with fetch from the same process; the in-thread row blocks the bench\'s own event loop too, as it blocked the server before.',
         `Full path = Tool.invoke: JSON-schema check (ajv), JSON encode, fuel reset, guest call over Extism's kernel ABI (input_length/input_load_*, alloc, store_*, output_set), output decode, SHA-256 of the arguments, audit record (batched SQLite insert, one transaction per event-loop turn). ${audited} audit rows written for the latency run.`,
         'Latency samples are timed one by one with hrtime (≈0.1 µs overhead); calls/s is a separate back-to-back run.',
         `Cold start builds a fresh fuel-instrumented module (cache cleared); warm start reuses the compiled module (same package loaded again, or 1,000 servers of one package).`,
       ],
-      raw: { calls: CALLS, raw_call: rawCall, full, js: { calls: JS_CALLS, full: jsFull, start: jsStart }, sandbox_only: sandboxOnly, start: { raw: rawStart, cold, warm }, servers: { count: SERVERS, load_all_ms: loadAllMs, call_all_ms: callAllMs, answered, per_server: perServer, raw_per_instance_rss: rawPer, before, after } },
+      raw: { calls: CALLS, raw_call: rawCall, full, hop: { calls: HOP_CALLS, wasm: hop, js: jsHop }, health, js: { calls: JS_CALLS, full: jsFull, start: jsStart }, sandbox_only: sandboxOnly, start: { raw: rawStart, cold, warm }, servers: { count: SERVERS, load_all_ms: loadAllMs, call_all_ms: callAllMs, answered, per_server: perServer, raw_per_instance_rss: rawPer, before, after } },
     };
   } finally {
     audit.close();

@@ -81,6 +81,26 @@ export const toolGrantSchema = z.strictObject({
 
 export type ToolGrantConfig = z.output<typeof toolGrantSchema>;
 
+/**
+ * `[tools.limits]`: the most any tool server's manifest may ask for (a manifest asking for more is
+ * refused at deploy with a 422 naming the field, the value and the cap; `[tools.NAME] limits` may
+ * raise one server's), and which calls run in the server thread (src/tools/wasm/limits.ts).
+ */
+export const toolCapsSchema = z
+  .strictObject({
+    memory: size(128 * 1024 * 1024),
+    fuel: z.number({ error: 'expected a number' }).int({ error: 'expected a whole number' }).min(1, { error: 'at least 1' }).max(0x7fffffff, { error: 'at most 2147483647' }).default(1_000_000_000),
+    timeout: duration(10_000),
+    max_input: size(8 * 1024 * 1024),
+    max_output: size(16 * 1024 * 1024),
+    max_state: size(1024 * 1024),
+    /** WebAssembly calls (no HTTP) with at most this much fuel run in the server thread; the rest on a worker. 0: every call on a worker. */
+    in_thread_fuel: z.number({ error: 'expected a number' }).int({ error: 'expected a whole number' }).min(0, { error: 'at least 0' }).default(1_000_000),
+  })
+  .prefault({});
+
+export type ToolCapsConfig = z.output<typeof toolCapsSchema>;
+
 const modelAliasSchema = z.union([
   z.string().min(1).transform((model) => ({ model })),
   z.strictObject({ provider: z.string().min(1).optional(), model: z.string().min(1) }),
@@ -168,15 +188,20 @@ export const serverConfigSchema = z.strictObject({
       backend: z.enum(['sqlite', 'postgres']).default('sqlite'),
     })
     .prefault({}),
-  /** Operator grants per tool server, `[tools.NAME]` (src/tools/wasm/manager.ts). */
+  /**
+   * `[tools.limits]`: the operator's caps over every tool manifest; `[tools.NAME]`: grants per tool
+   * server (src/tools/wasm/manager.ts, limits.ts; ADR 0018). "limits" is therefore not usable as
+   * the name of a server's grant table.
+   */
   tools: z
-    .record(z.string(), toolGrantSchema, { error: 'expected [tools.NAME] tables, one per tool server' })
+    .object({ limits: toolCapsSchema }, { error: 'expected [tools.limits] and [tools.NAME] tables, one per tool server' })
+    .catchall(toolGrantSchema)
     .superRefine((servers, ctx) => {
       for (const name of Object.keys(servers)) {
-        if (!TOOL_SERVER_NAME.test(name)) ctx.addIssue({ code: 'custom', path: [name], message: `invalid tool server name "${name}": a lower-case letter, then letters, digits, "_" or "-" (no dots: its tools are named NAME.tool)` });
+        if (name !== 'limits' && !TOOL_SERVER_NAME.test(name)) ctx.addIssue({ code: 'custom', path: [name], message: `invalid tool server name "${name}": a lower-case letter, then letters, digits, "_" or "-" (no dots: its tools are named NAME.tool)` });
       }
     })
-    .default({}),
+    .prefault({}),
   /** External MCP servers whose tools agents may call as `NAME.tool` (src/mcp). */
   mcp_servers: z
     .record(z.string(), mcpServerSchema)

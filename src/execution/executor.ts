@@ -271,7 +271,8 @@ export class Executor {
     try {
       if (isolation === 'context') {
         const host = hostSpecs.map((s) => this.hostTools.get(s.name)).filter((t): t is Tool => t !== undefined);
-        const tools = executionTools(this.#deps.tools, host);
+        const refused = this.hostTools.onRefused;
+        const tools = executionTools(this.#deps.tools, host, refused && ((name, args, ctx, reason) => refused(name, args, ctx, reason)));
         const deps = tools === this.#deps.tools ? this.#deps : { ...this.#deps, tools };
         try {
           return await runAgent(job, deps, { signal, ...(opts.onEvent && { emit: opts.onEvent }) });

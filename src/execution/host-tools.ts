@@ -26,12 +26,15 @@ export interface HostToolCall {
 }
 
 /**
- * The tools of one execution: the built-ins plus `host`. Built-in names are reserved (the
+ * The tools of one execution: the built-ins plus `host`; `onRefused` hears of the calls the
+ * agent's allowlist refuses. Built-in names are reserved (the
  * executor's host registry refuses them), and should one slip through, the built-in wins.
  */
-export function executionTools(builtins: ToolRegistry, host: readonly Tool[]): ToolRegistry {
-  if (host.length === 0) return builtins;
+export function executionTools(builtins: ToolRegistry, host: readonly Tool[], onRefused?: ToolRegistry['onRefused']): ToolRegistry {
+  if (host.length === 0 && !onRefused) return builtins;
   const tools = new ToolRegistry();
+  // Calls the allowlist refuses are reported (the server's tool audit records them).
+  tools.onRefused = onRefused;
   for (const t of builtins.list()) tools.register(t);
   for (const t of host) if (!tools.get(t.name)) tools.register(t);
   return tools;

@@ -8,7 +8,7 @@ import { secretValues } from '../config/redact.js';
 import { registerSecrets } from '../shared/secrets.js';
 import type { TaskContext } from './isolation/index.js';
 import { buildDeps, type LlmSetup } from './deps.js';
-import { executionTools, hostToolProxy } from './host-tools.js';
+import { executionTools, HOST_TOOL_METHOD, hostToolProxy } from './host-tools.js';
 import { runAgent, type ExecutionDeps } from './run-agent.js';
 import type { ExecutionEvent, ExecutionJob } from './types.js';
 
@@ -31,6 +31,8 @@ export async function run(payload: unknown, ctx: TaskContext): Promise<unknown> 
   const { deps } = cached;
   // Host tools run in the server: each is a proxy here that asks the server through ctx.call.
   const host = (job.host_tools ?? []).map((spec) => hostToolProxy(spec, (method, args) => ctx.call(method, args)));
-  const tools = executionTools(deps.tools, host);
+  // A call the allowlist refuses is sent on to the server too, whose host registry refuses it
+  // again and records it in the tool audit; the answer is not needed.
+  const tools = executionTools(deps.tools, host, (name, args) => void ctx.call(HOST_TOOL_METHOD, { name, args }).catch(() => undefined));
   return runAgent(job, tools === deps.tools ? deps : { ...deps, tools }, { signal: ctx.signal, emit: (e: ExecutionEvent) => ctx.emit(e) });
 }

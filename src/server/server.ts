@@ -170,7 +170,8 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
   // --- WebAssembly tool servers (src/tools/wasm/manager.ts): built-in packages (tools/builtin/) and
   // API-deployed ones (SQLite) as host tools `SERVER.tool`, under the operator's [tools.NAME]
   // grants, every call audited in toolAudit; REST under /api/v1/tools. ---
-  const tools = new ToolServerManager({ db, tools: executor.hostTools, grants: config.tools, audit: toolAudit, logger, baseDir: config.source.file ? dirname(config.source.file) : process.cwd() });
+  const { limits: toolCaps, ...toolGrants } = config.tools;
+  const tools = new ToolServerManager({ db, tools: executor.hostTools, grants: toolGrants, caps: toolCaps, audit: toolAudit, logger, baseDir: config.source.file ? dirname(config.source.file) : process.cwd() });
   tools.start();
   const toolPlugin = (app: FastifyInstance) => toolRoutes(app, { tools, audit: toolAudit, bodyLimit: config.server.max_body_size });
   // --- end tool servers ---

@@ -17,6 +17,11 @@ function allows(allowed: readonly string[], name: string): boolean {
  */
 export class ToolRegistry {
   readonly #tools = new Map<string, Tool>();
+  /**
+   * Told of every call the allowlist refuses (the tool audit records them: a model probing for
+   * tools it was not given is worth seeing). Set by whoever owns the audit (ToolServerManager).
+   */
+  onRefused: ((name: string, args: Record<string, unknown>, ctx: ToolContext, reason: string) => void) | undefined;
   /** Names `register` refuses, with what holds them. */
   readonly #reserved = new Map<string, string>();
 
@@ -63,7 +68,13 @@ export class ToolRegistry {
    */
   async invoke(allowed: readonly string[], name: string, args: Record<string, unknown>, ctx: ToolContext): Promise<ToolResult> {
     if (!allows(allowed, name)) {
-      return { content: `tool "${name}" is not allowed for agent "${ctx.agent}"; allowed tools: ${allowed.join(', ') || '(none)'}`, is_error: true };
+      const content = `tool "${name}" is not allowed for agent "${ctx.agent}"; allowed tools: ${allowed.join(', ') || '(none)'}`;
+      try {
+        this.onRefused?.(name, args, ctx, content);
+      } catch {
+        // auditing must never turn a refusal into a failure of the execution
+      }
+      return { content, is_error: true };
     }
     const tool = this.#tools.get(name);
     if (!tool) return { content: `tool "${name}" is not available on this server`, is_error: true };

@@ -37,6 +37,7 @@ export { instrument, WasmFormatError, FUEL_EXPORT, START_EXPORT, MAX_FUEL, type 
 export {
   ToolServerManager,
   toServerGrants,
+  toLimitCaps,
   DEFAULT_BUILTIN_DIR,
   API_CALLER,
   type ToolServerManagerOptions,
@@ -47,4 +48,5 @@ export {
   type ToolCallResult,
   type DeployResult,
 } from './manager.js';
+export { capLimits, formatLimit, DEFAULT_TOOL_CAPS, type ToolLimitCaps, type LimitViolation } from './limits.js';
 export { ToolPackageStore, TOOL_PACKAGE_MIGRATIONS, moduleDigest, type StoredToolPackage } from './package-store.js';

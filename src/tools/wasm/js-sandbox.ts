@@ -19,10 +19,11 @@
  *  - After a call that is interrupted, runs out of memory or stack, or uses a refused host function,
  *    the runtime is disposed and the next call creates it afresh (vars survive).
  */
-import { newQuickJSWASMModule, RELEASE_SYNC, type QuickJSContext, type QuickJSHandle, type QuickJSRuntime, type QuickJSWASMModule } from 'quickjs-emscripten';
+import { newQuickJSWASMModule, newQuickJSWASMModuleFromVariant, newVariant, RELEASE_SYNC, type CustomizeVariantOptions, type QuickJSContext, type QuickJSHandle, type QuickJSRuntime, type QuickJSWASMModule } from 'quickjs-emscripten';
 import { CaxtonError } from '../../shared/errors.js';
 import { HostTrap, type CallOutcome } from './errors.js';
 import { checkHttpRequest } from './http.js';
+import { WA } from './webassembly.js';
 import type { CallResult, LogLevel, SandboxGrants, SandboxHooks, SandboxLimits } from './sandbox.js';
 
 /** QuickJS polls the interrupt handler every this many ticks (JS_INTERRUPT_COUNTER_INIT). */
@@ -35,6 +36,28 @@ const HTTP_MAX_BYTES = 64 * 1024 * 1024;
 
 /** The QuickJS WebAssembly module, loaded once per process (about 10 ms) when this file is imported. */
 const QJS: QuickJSWASMModule = await newQuickJSWASMModule(RELEASE_SYNC);
+
+const PAGE = 65536;
+/** The QuickJS build's own minimum memory (its static data and C stack), pages. */
+const QJS_BASE_PAGES = 256;
+/** Room above the scripts' memory limit for the interpreter's own allocations, pages (4 MiB). */
+const QJS_SLACK_PAGES = 64;
+
+/**
+ * A QuickJS module of its own whose WebAssembly memory cannot grow past what `memoryBytes` needs.
+ * QuickJS's `setMemoryLimit` does not count every allocation (typed-array backing stores, for
+ * one): with the shared module a script could grow the thread's memory to 2 GiB whatever its
+ * limit. A worker (off-thread.ts) loads one of these per sandbox; the memory goes with the worker.
+ */
+export async function loadBoundedQuickJS(memoryBytes: number): Promise<QuickJSWASMModule> {
+  const maximum = Math.min(65536, QJS_BASE_PAGES + Math.ceil(memoryBytes / PAGE) + QJS_SLACK_PAGES);
+  return newQuickJSWASMModuleFromVariant(newVariant(RELEASE_SYNC, { wasmMemory: new WA.Memory({ initial: QJS_BASE_PAGES, maximum }) as unknown as CustomizeVariantOptions['wasmMemory'] }));
+}
+
+/** JsSandbox's hooks: `qjs`, a QuickJS module of its own (default: the process-wide one). */
+export interface JsSandboxHooks extends SandboxHooks {
+  qjs?: QuickJSWASMModule;
+}
 
 /** Whether a package's module is JavaScript (runs in QuickJS) rather than WebAssembly. */
 export function isJsModule(module: string): boolean {
@@ -101,7 +124,7 @@ export class JsSandbox {
   readonly file: string;
   readonly limits: SandboxLimits;
   readonly #grants: SandboxGrants;
-  readonly #hooks: SandboxHooks;
+  readonly #hooks: JsSandboxHooks;
   #live: Live | undefined;
   /** Exported functions of the module (known once it has been instantiated). */
   exports: ReadonlySet<string> = new Set();
@@ -116,10 +139,12 @@ export class JsSandbox {
 
   readonly #vars = new Map<string, string>();
   #varBytes = 0;
+  /** Bumped by every var_set: a worker sends the state back only when it changed (off-thread.ts). */
+  varsVersion = 0;
 
   readonly stats = { calls: 0, failures: 0, instantiations: 0 };
 
-  constructor(source: string, file: string, limits: SandboxLimits, grants: SandboxGrants, hooks: SandboxHooks = {}) {
+  constructor(source: string, file: string, limits: SandboxLimits, grants: SandboxGrants, hooks: JsSandboxHooks = {}) {
     this.source = source;
     this.file = file;
     this.limits = limits;
@@ -163,7 +188,7 @@ export class JsSandbox {
     if (this.#live) return undefined;
     const t0 = performance.now();
     this.#begin(t0 + this.limits.timeoutMs);
-    const rt = QJS.newRuntime();
+    const rt = (this.#hooks.qjs ?? QJS).newRuntime();
     rt.setMemoryLimit(this.limits.memoryBytes);
     rt.setMaxStackSize(JS_MAX_STACK_BYTES);
     rt.setInterruptHandler(() => this.#interrupt());
@@ -371,6 +396,22 @@ export class JsSandbox {
     this.#traceparent = undefined;
   }
 
+  /** The key-value state (vars), to carry it into a replacement sandbox. */
+  exportVars(): [string, string][] {
+    return [...this.#vars];
+  }
+
+  /** Restores state exported by exportVars (a new worker taking over a server). */
+  importVars(vars: readonly [string, string | Uint8Array][]): void {
+    this.#vars.clear();
+    this.#varBytes = 0;
+    for (const [k, v] of vars) {
+      const text = typeof v === 'string' ? v : dec.decode(v);
+      this.#vars.set(k, text);
+      this.#varBytes += Buffer.byteLength(text) + k.length;
+    }
+  }
+
   /** Drops the runtime; the next call creates it afresh. */
   reset(): void {
     const live = this.#live;
@@ -434,6 +475,7 @@ export class JsSandbox {
       if (value !== undefined) this.#vars.set(key, value);
       else this.#vars.delete(key);
       this.#varBytes = bytes;
+      this.varsVersion++;
       return undefined;
     });
     if (this.#grants.httpGranted) def('http', (req = '{}', body) => this.#http(req, body));

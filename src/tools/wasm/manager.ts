@@ -10,7 +10,7 @@ import { randomUUID } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { ToolGrantConfig } from '../../config/index.js';
+import type { ToolCapsConfig, ToolGrantConfig } from '../../config/index.js';
 import type { Logger } from '../../observability/index.js';
 import { CaxtonError } from '../../shared/errors.js';
 import type { SourceIssue } from '../../shared/issues.js';
@@ -18,8 +18,9 @@ import { closest } from '../../shared/suggest.js';
 import type { Db } from '../../storage/index.js';
 import type { ToolRegistry } from '../registry.js';
 import type { ToolResult } from '../types.js';
-import type { ToolAuditRecord, ToolAuditSink } from './audit.js';
+import { digestArgs, type ToolAuditRecord, type ToolAuditSink } from './audit.js';
 import type { SyncHttpClient } from './http.js';
+import { DEFAULT_TOOL_CAPS, type ToolLimitCaps } from './limits.js';
 import { MANIFEST_FILE, parseToolManifestOrThrow, type ToolLimits, type ToolManifest } from './manifest.js';
 import { moduleDigest, ToolPackageStore } from './package-store.js';
 import { WasmToolServer, type ToolServerGrants, type ToolServerStats } from './server.js';
@@ -38,6 +39,8 @@ export interface ToolServerManagerOptions {
   tools: ToolRegistry;
   /** `[tools.NAME]` of caxton.toml. */
   grants?: Record<string, ToolGrantConfig>;
+  /** `[tools.limits]` of caxton.toml: caps over every manifest (default DEFAULT_TOOL_CAPS). */
+  caps?: ToolCapsConfig | ToolLimitCaps;
   /** Receives one record per call. */
   audit?: ToolAuditSink;
   logger?: Logger;
@@ -122,6 +125,7 @@ export interface DeployResult {
   server: ToolServerView;
 }
 
+const enc = new TextEncoder();
 const errText = (e: unknown) => (e instanceof Error ? e.message : String(e));
 
 /** Operator grants in the form WasmToolServer takes, relative paths resolved against `baseDir`. */
@@ -144,6 +148,13 @@ export function toServerGrants(g: ToolGrantConfig | undefined, baseDir: string):
   };
 }
 
+/** `[tools.limits]` as the sandbox takes it. */
+export function toLimitCaps(c: ToolCapsConfig | ToolLimitCaps | undefined): ToolLimitCaps {
+  if (!c) return { ...DEFAULT_TOOL_CAPS };
+  if ('timeout_ms' in c) return { ...c };
+  return { memory: c.memory, fuel: c.fuel, timeout_ms: c.timeout, max_input: c.max_input, max_output: c.max_output, max_state: c.max_state, in_thread_fuel: c.in_thread_fuel };
+}
+
 export class ToolServerManager {
   readonly #opts: ToolServerManagerOptions;
   readonly #store: ToolPackageStore;
@@ -152,9 +163,11 @@ export class ToolServerManager {
   /** Execution ids of API calls in flight → their audit record once written. */
   readonly #watch = new Map<string, ToolAuditRecord | undefined>();
   readonly #sink: ToolAuditSink;
+  readonly #caps: ToolLimitCaps;
 
   constructor(opts: ToolServerManagerOptions) {
     this.#opts = opts;
+    this.#caps = toLimitCaps(opts.caps);
     this.#store = new ToolPackageStore(opts.db);
     this.#baseDir = opts.baseDir ?? process.cwd();
     this.#sink = {
@@ -163,6 +176,35 @@ export class ToolServerManager {
         opts.audit?.record(r);
       },
     };
+    // Calls an agent's allowlist refuses never reach a server: the registry reports them here.
+    const audit = opts.audit;
+    if (audit) {
+      opts.tools.onRefused = (name, args, ctx, reason) => {
+        const dot = name.indexOf('.');
+        let input: Uint8Array;
+        try {
+          input = enc.encode(JSON.stringify(args) ?? '');
+        } catch {
+          input = new Uint8Array(0);
+        }
+        audit.record({
+          time: Date.now(),
+          agent: ctx.agent,
+          ...(ctx.execution_id && { execution_id: ctx.execution_id }),
+          ...(ctx.conversation_id && { conversation_id: ctx.conversation_id }),
+          server: dot > 0 ? name.slice(0, dot) : name,
+          tool: name,
+          args_digest: digestArgs(input),
+          outcome: 'not_allowed',
+          error: reason,
+          duration_us: 0,
+          fuel_used: 0,
+          memory_bytes: 0,
+          input_bytes: input.byteLength,
+          output_bytes: 0,
+        });
+      };
+    }
   }
 
   #grants(name: string): ToolServerGrants {
@@ -173,6 +215,7 @@ export class ToolServerManager {
     const log = this.#opts.logger;
     return new WasmToolServer(manifest, wasm, {
       grants: this.#grants(manifest.name),
+      caps: this.#caps,
       audit: this.#sink,
       ...(log && { log: (level, message, server) => log[level]({ tool_server: server }, message) }),
       ...(this.#opts.http && { http: this.#opts.http }),
@@ -381,7 +424,8 @@ export class ToolServerManager {
       throw new CaxtonError('tool_not_found', `tool server "${e.name}" has no tool "${fullName.slice(dot + 1)}"${guess ? `; did you mean "${guess}"?` : ''} (tools: ${names.join(', ')})`, { tool: fullName, tools: names });
     }
     const executionId = `api_${randomUUID()}`;
-    const timeout = opts.timeoutMs ?? server.limits.timeout_ms + 1000;
+    // A worker-run server may first have to start its worker (a thread, the QuickJS module).
+    const timeout = opts.timeoutMs ?? server.limits.timeout_ms + (server.offThread ? 5000 : 1000);
     this.#watch.set(executionId, undefined);
     try {
       const r: ToolResult = await this.#opts.tools.invoke([fullName], fullName, args, {

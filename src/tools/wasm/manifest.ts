@@ -66,7 +66,10 @@ export interface ToolManifest {
   /** `runtime` if given, else `quickjs` when the module ends in `.js`/`.mjs`, else `wasm`. */
   runtime: ToolRuntime;
   tools: ToolDeclaration[];
+  /** The limits the server runs with: what `[limits]` asks for, defaults for what it leaves out. */
   limits: ToolLimits;
+  /** Only what `[limits]` states (checked against the operator's caps, limits.ts). */
+  requested_limits: Partial<ToolLimits>;
   permissions: {
     allowed_hosts: string[];
     /** Guest-side root → access. */
@@ -275,6 +278,13 @@ export function parseToolManifest(input: string | Uint8Array, file: string = MAN
     max_output: lim.max_output ?? DEFAULT_TOOL_LIMITS.max_output,
     max_state: lim.max_state ?? DEFAULT_TOOL_LIMITS.max_state,
   };
+  const requested: Partial<ToolLimits> = {};
+  if (lim.memory !== undefined) requested.memory = lim.memory;
+  if (lim.fuel !== undefined) requested.fuel = lim.fuel;
+  if (lim.timeout !== undefined) requested.timeout_ms = lim.timeout;
+  if (lim.max_input !== undefined) requested.max_input = lim.max_input;
+  if (lim.max_output !== undefined) requested.max_output = lim.max_output;
+  if (lim.max_state !== undefined) requested.max_state = lim.max_state;
   const runtime: ToolRuntime = d.runtime ?? (d.module !== undefined && /\.m?js$/i.test(d.module) ? 'quickjs' : 'wasm');
   const module = d.module ?? `${d.name}.${runtime === 'quickjs' ? 'js' : 'wasm'}`;
   if (runtime === 'wasm' && /\.m?js$/i.test(module)) {
@@ -287,7 +297,7 @@ export function parseToolManifest(input: string | Uint8Array, file: string = MAN
   return {
     ok: true,
     warnings,
-    manifest: { name: d.name, version: d.version, description: d.description, module, runtime, tools, limits, permissions: { allowed_hosts: d.permissions.allowed_hosts, paths, databases }, config },
+    manifest: { name: d.name, version: d.version, description: d.description, module, runtime, tools, limits, requested_limits: requested, permissions: { allowed_hosts: d.permissions.allowed_hosts, paths, databases }, config },
   };
 }
 

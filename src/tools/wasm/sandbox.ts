@@ -184,6 +184,8 @@ export class WasmSandbox {
 
   readonly #vars = new Map<string, Uint8Array>();
   #varBytes = 0;
+  /** Bumped by every var_set: a worker sends the state back only when it changed (off-thread.ts). */
+  varsVersion = 0;
 
   /** Counters since the sandbox was created. */
   readonly stats = { calls: 0, failures: 0, instantiations: 0 };
@@ -294,6 +296,22 @@ export class WasmSandbox {
       result.error = this.#error ?? `the tool returned ${code}`;
     }
     return result;
+  }
+
+  /** The key-value state (vars), to carry it into a replacement sandbox. */
+  exportVars(): [string, Uint8Array][] {
+    return [...this.#vars];
+  }
+
+  /** Restores state exported by exportVars (a new worker taking over a server). */
+  importVars(vars: readonly [string, Uint8Array | string][]): void {
+    this.#vars.clear();
+    this.#varBytes = 0;
+    for (const [k, v] of vars) {
+      const bytes = typeof v === 'string' ? new TextEncoder().encode(v) : v;
+      this.#vars.set(k, bytes);
+      this.#varBytes += bytes.byteLength + k.length;
+    }
   }
 
   /** Drops the instance (its memory goes with it); the next call instantiates afresh. */
@@ -508,6 +526,7 @@ export class WasmSandbox {
         if (next) this.#vars.set(key, next);
         else this.#vars.delete(key);
         this.#varBytes = bytes;
+        this.varsVersion++;
       },
       http_request: (r: bigint, b: bigint): bigint => this.#http(Number(r), Number(b)),
       http_status_code: (): number => this.#httpStatus,

@@ -17,6 +17,7 @@ import { digestArgs, type ToolAuditSink } from './audit.js';
 import type { CallOutcome } from './errors.js';
 import { FileAccess, resolveHostRoot, type PathRoot } from './fs-access.js';
 import { hostMatches, sharedHttpClient, type SyncHttpClient } from './http.js';
+import { capLimits, type ToolLimitCaps } from './limits.js';
 import { compileSchema, MANIFEST_FILE, parseToolManifestOrThrow, type ToolDeclaration, type ToolLimits, type ToolManifest } from './manifest.js';
 import { resolveDatabaseRoot, SqliteAccess, type DatabaseRoot } from './sqlite-access.js';
 import { decodeJsSource, JsSandbox } from './js-sandbox.js';
@@ -47,7 +48,20 @@ export interface WasmToolServerOptions {
   log?: (level: LogLevel, message: string, server: string) => void;
   /** HTTP client for the server's requests (default: the process-wide one). */
   http?: SyncHttpClient;
+  /**
+   * The operator's caps (`[tools.limits]`, limits.ts): a manifest stating more is refused, and
+   * calls that may run long go to a worker thread (JavaScript servers, and WebAssembly servers
+   * whose fuel is above `in_thread_fuel`). Without caps (tests, benchmarks of the sandbox itself)
+   * only servers granted HTTP run on a worker.
+   */
+  caps?: ToolLimitCaps;
 }
+
+/**
+ * Budget of the in-thread instantiation that proves a worker-run module loads (deploy, start):
+ * a hostile top-level loop or allocation must not hold the server thread for the call's budget.
+ */
+export const LOAD_CHECK_LIMITS = { timeoutMs: 1_000, fuel: 10_000_000, memoryBytes: 32 * 1024 * 1024 } as const;
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -63,18 +77,6 @@ function schemaErrors(errors: ErrorObject[] | null | undefined): string {
       return `${e.instancePath || '(root)'} ${e.message ?? 'is invalid'}${extra}`;
     })
     .join('; ');
-}
-
-function effectiveLimits(m: ToolLimits, op: Partial<ToolLimits> | undefined): ToolLimits {
-  const min = (a: number, b: number | undefined) => (b === undefined ? a : Math.min(a, b));
-  return {
-    memory: min(m.memory, op?.memory),
-    fuel: min(m.fuel, op?.fuel),
-    timeout_ms: min(m.timeout_ms, op?.timeout_ms),
-    max_input: min(m.max_input, op?.max_input),
-    max_output: min(m.max_output, op?.max_output),
-    max_state: min(m.max_state, op?.max_state),
-  };
 }
 
 export interface ToolServerStats {
@@ -137,7 +139,8 @@ export class WasmToolServer {
     const warn = (field: string, message: string) => this.warnings.push({ severity: 'warning', code: 'grant_ignored', message, file, field });
     const fail = (message: string, details: Record<string, unknown> = {}) => new CaxtonError('validation_failed', `${file}: ${message}`, { file, ...details });
 
-    this.limits = effectiveLimits(manifest.limits, g.limits);
+    // The smaller of manifest and per-server grant; the operator's caps refuse what asks for more.
+    this.limits = capLimits(manifest, opts.caps, g.limits, file);
 
     // Hosts: the manifest asks, the operator grants; both must match.
     const opHosts = g.allowed_hosts ?? [];
@@ -216,46 +219,48 @@ export class WasmToolServer {
           throw fail(`tool "${t.name}" names export "${t.export}", which the module does not export (exports: ${[...exports].filter((e) => !e.startsWith('__')).join(', ') || 'none'})`, { field: `tools.${i}.export` });
         }
       });
+    const caps = opts.caps;
+    const hooks = (http: boolean) => ({
+      ...(log && { log: (level: LogLevel, message: string) => log(level, message, name) }),
+      ...(http && { http: opts.http ?? sharedHttpClient() }),
+    });
+    const offInit = { limits: sandboxLimits, manifestHosts: [...mHosts], operatorHosts: [...opHosts], roots, databases: dbRoots, config: [...config] };
+    const workerLog = log && ((level: LogLevel, message: string) => log(level, message, name));
     if (manifest.runtime === 'quickjs') {
-      // JavaScript in QuickJS-in-WebAssembly, in the calling thread (see js-sandbox.ts).
+      // JavaScript in QuickJS-in-WebAssembly. HTTP blocks the thread the module runs on, and under
+      // the operator's caps every JavaScript server runs on a worker: QuickJS's memory is one
+      // WebAssembly memory per thread that never shrinks, so only ending the thread gives it back.
       const source = decodeJsSource(wasm, wasmFile);
-      const js = new JsSandbox(source, wasmFile, sandboxLimits, grants, {
-        ...(log && { log: (level: LogLevel, message: string) => log(level, message, name) }),
-        ...(grants.httpGranted && { http: opts.http ?? sharedHttpClient() }),
-      });
+      const worker = grants.httpGranted || caps !== undefined;
+      // A worker-run module is proven to load here under a small budget (LOAD_CHECK_LIMITS).
+      const checkLimits = worker ? { ...sandboxLimits, timeoutMs: Math.min(sandboxLimits.timeoutMs, LOAD_CHECK_LIMITS.timeoutMs), memoryBytes: Math.min(sandboxLimits.memoryBytes, LOAD_CHECK_LIMITS.memoryBytes) } : sandboxLimits;
+      const js = new JsSandbox(source, wasmFile, checkLimits, grants, hooks(grants.httpGranted));
       this.sandbox = js;
       const failed = js.instantiate();
-      if (failed) throw fail(`${failed.error} (${failed.outcome})`);
+      if (failed) throw fail(`${failed.error} (${failed.outcome})${worker && failed.outcome === 'timeout' ? ` (a module's top-level code must finish within ${LOAD_CHECK_LIMITS.timeoutMs} ms)` : ''}`);
       try {
         checkExports(js.exports);
       } catch (e) {
         js.reset();
         throw e;
       }
-      if (grants.httpGranted) {
-        // HTTP blocks the thread the module runs on: such servers call on a worker (off-thread.ts).
-        this.#offThread = new OffThreadSandbox(
-          { js: { source, file: wasmFile }, limits: sandboxLimits, manifestHosts: [...mHosts], operatorHosts: [...opHosts], roots, databases: dbRoots, config: [...config] },
-          log && ((level: LogLevel, message: string) => log(level, message, name)),
-        );
+      if (worker) {
+        this.#offThread = new OffThreadSandbox({ js: { source, file: wasmFile }, ...offInit }, workerLog);
         js.reset();
       }
     } else {
       const prepared = prepareModule(wasm, sandboxLimits, wasmFile);
       checkExports(prepared.exports);
       const needsHttp = prepared.imports.some((i) => i.name === 'http_request');
-      const sandbox = new WasmSandbox(prepared, sandboxLimits, grants, {
-        ...(log && { log: (level: LogLevel, message: string) => log(level, message, name) }),
-        ...(needsHttp && grants.httpGranted && { http: opts.http ?? sharedHttpClient() }),
-      });
+      // Fuel bounds how long a WebAssembly call computes: above in_thread_fuel, it runs on a worker.
+      const worker = (needsHttp && grants.httpGranted) || (caps !== undefined && sandboxLimits.fuel > caps.in_thread_fuel);
+      const checkLimits = worker ? { ...sandboxLimits, fuel: Math.min(sandboxLimits.fuel, LOAD_CHECK_LIMITS.fuel), timeoutMs: Math.min(sandboxLimits.timeoutMs, LOAD_CHECK_LIMITS.timeoutMs) } : sandboxLimits;
+      const sandbox = new WasmSandbox(prepared, checkLimits, grants, hooks(needsHttp && grants.httpGranted));
       this.sandbox = sandbox;
       const failed = sandbox.instantiate();
-      if (failed) throw fail(`${failed.error} (${failed.outcome})`);
-      if (needsHttp && grants.httpGranted) {
-        this.#offThread = new OffThreadSandbox(
-          { prepared, limits: sandboxLimits, manifestHosts: [...mHosts], operatorHosts: [...opHosts], roots, databases: dbRoots, config: [...config] },
-          log && ((level: LogLevel, message: string) => log(level, message, name)),
-        );
+      if (failed) throw fail(`${failed.error} (${failed.outcome})${worker && failed.outcome === 'fuel_exhausted' ? ` (a module's start code must finish within ${LOAD_CHECK_LIMITS.fuel} fuel)` : ''}`);
+      if (worker) {
+        this.#offThread = new OffThreadSandbox({ prepared, ...offInit }, workerLog);
         sandbox.reset(); // the in-thread instance only proved the module loads
       }
     }

@@ -83,8 +83,10 @@ describe('JavaScript tool servers in ToolServerManager', () => {
       ['js-text.read_file', 'ok'],
       ['js-text.stats', 'invalid_input'],
       ['js-text.slugify', 'ok'],
+      ['js-text.slugify', 'not_allowed'],
     ]);
-    expect(audit.records.at(-1)).toMatchObject({ agent: 'writer', server: 'js-text', args_digest: expect.stringMatching(/^[0-9a-f]{64}$/) });
+    expect(audit.records.at(-2)).toMatchObject({ agent: 'writer', server: 'js-text', args_digest: expect.stringMatching(/^[0-9a-f]{64}$/) });
+    expect(audit.records.at(-1)).toMatchObject({ agent: 'tester', server: 'js-text', outcome: 'not_allowed' });
     expect(m.view('js-text')!.permissions!.paths).toEqual({ requested: { '/data': 'read' }, granted: { '/data': files } });
     m.close();
 

@@ -75,7 +75,7 @@ describe('agents and WASM tools', () => {
     expect(recs[0].fuel_used).toBeGreaterThan(0);
   });
 
-  it('a tool not in its list is neither offered nor run, and leaves no audit record', async () => {
+  it('a tool not in its list is neither offered nor run; the refusal is in the audit as not_allowed', async () => {
     llm.reset();
     llm.setScript(parseScript);
     const res = await cx.invoke('outsider', { request: 'parse this' });
@@ -83,7 +83,11 @@ describe('agents and WASM tools', () => {
     expect(offeredTools(llm.hits[0]!)).toEqual(['chart_generator.render']);
     expect(res.json.tool_calls.map((c: Json) => [c.name, c.is_error])).toEqual([['csv_parser.parse', true]]);
     expect(res.json.tool_calls[0].result).toMatch(/tool "csv_parser\.parse" is not allowed for agent "outsider"; allowed tools: chart_generator\.render/);
-    expect(await audit('agent=outsider')).toEqual([]);
+    // Issue 13: refusals were missing from the tool audit.
+    expect(await audit('agent=outsider')).toEqual([
+      expect.objectContaining({ tool: 'csv_parser.parse', server: 'csv_parser', outcome: 'not_allowed', fuel_used: 0, error: expect.stringMatching(/is not allowed for agent "outsider"/) }),
+    ]);
+    expect(await audit('outcome=not_allowed&agent=outsider')).toHaveLength(1);
   });
 
   it('demo: fetches CSV with http_client, parses it with csv_parser and answers with an SVG from chart_generator', async () => {
