@@ -71,7 +71,10 @@ describe('mounted MCP servers in a running Caxton', () => {
     const r = await invoke('locked', 'echo ping');
     expect(r.status).toBe(200);
     expect(r.body.content).toContain('tool "everything.echo" is not allowed for agent "locked"');
-    expect(t.server.toolAudit.query({ tool: 'everything.*' }).length).toBe(before);
+    // The refusal is audited (outcome not_allowed); no call of the tool is.
+    const after = t.server.toolAudit.query({ tool: 'everything.*' });
+    expect(after.length).toBe(before + 1);
+    expect(after[0]).toMatchObject({ agent: 'locked', tool: 'everything.echo', outcome: 'not_allowed' });
   });
 
   it('GET /api/v1/mcp/servers shows each server with state, tool count and last error', async () => {
