@@ -143,14 +143,14 @@ interface DurableResult {
 }
 
 /** 2. Durable: accepted = committed; delivered = handled and acknowledged (also committed). */
-async function durable(): Promise<DurableResult> {
+async function durable(retention: { max_conversations?: number; max_messages?: number } = {}): Promise<DurableResult> {
   const dir = tempDir('caxton-bench-msg-');
   try {
     const db = openDatabase(dir.path);
     migrate(db, MESSAGING_MIGRATIONS);
     const registry = new AgentRegistry();
     fillRegistry(registry);
-    const config = { ...loadServerConfig({ env: {}, cwd: dir.path }).messaging, max_queue: 10_000_000 };
+    const config = { ...loadServerConfig({ env: {}, cwd: dir.path }).messaging, max_queue: 10_000_000, ...retention };
     const bus = new MessageBus({ db, registry, config });
     let delivered = 0;
     let allDelivered!: () => void;
@@ -284,6 +284,10 @@ export const messagingSuite: Suite = {
     const r = await routing();
     note('durable: accept, deliver, acknowledge through SQLite');
     const d = await durable();
+    // The same with retention at work throughout: limits a tenth of the run, so the pruner deletes
+    // finished conversations (batches of 500 rows, one transaction each) while messages flow.
+    note('durable, with retention pruning throughout');
+    const dr = await durable({ max_conversations: Math.max(100, Math.floor(DURABLE / 10)), max_messages: Math.max(100, Math.floor(DURABLE / 10)) });
     note('REST submission under load');
     const h = await rest();
     const rows: Row[] = [
@@ -292,6 +296,9 @@ export const messagingSuite: Suite = {
       { metric: 'durable: accepted (committed)', value: perS(d.accepted_per_s), baseline: `${perS(d.raw_insert_per_s)} (same SQL, bare loop)` },
       { metric: 'durable: delivered and acknowledged', value: perS(d.delivered_per_s), baseline: `${perS(d.raw_insert_per_s)} (same SQL, bare loop)`, target: `≥ ${perS(DURABLE_PER_S)}`, verdict: verdict(d.delivered_per_s >= DURABLE_PER_S) },
       { metric: 'durable: database size per message', value: `${fmt(d.db_bytes_per_message, 0)} B`, baseline: '—' },
+      { metric: 'durable with retention pruning: accepted', value: perS(dr.accepted_per_s), baseline: `${perS(d.accepted_per_s)} (limits not reached)` },
+      { metric: 'durable with retention pruning: delivered and acknowledged', value: perS(dr.delivered_per_s), baseline: `${perS(d.delivered_per_s)} (limits not reached)` },
+      { metric: 'durable with retention pruning: database size per message sent', value: `${fmt(dr.db_bytes_per_message, 0)} B`, baseline: `${fmt(d.db_bytes_per_message, 0)} B (limits not reached)` },
     ];
     if (h) {
       rows.push({ metric: 'REST POST /api/v1/messages', value: `${fmt(h.caxton.req_per_s, 0)} req/s (p99 ${h.caxton.latency_ms.p99} ms)`, baseline: `${fmt(h.fastify.req_per_s, 0)} req/s fastify JSON echo (p99 ${h.fastify.latency_ms.p99} ms)`, target: `≥ ${REST_RATIO} × fastify`, verdict: verdict(h.ratio >= REST_RATIO) });
@@ -304,7 +311,7 @@ export const messagingSuite: Suite = {
         'Durable: one-way inform to a named agent, each message its own conversation; "delivered" counts the acknowledgement commit. WAL with synchronous=NORMAL (survives a process crash; a power loss may lose the last commits).',
         h ? `REST: autocannon, ${CONNECTIONS} connections, ${LOAD_SECONDS} s, in a worker thread on the same 2 cores; every 202 means the message is committed.` : 'REST: skipped (route not available).',
       ],
-      raw: { routing: r, durable: d, rest: h },
+      raw: { routing: r, durable: d, durable_with_retention: dr, rest: h },
     };
   },
 };

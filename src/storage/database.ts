@@ -50,7 +50,7 @@ export function openDatabase(dataDir: string, file = 'caxton.db', opts: OpenOpti
     accessSync(dir, constants.W_OK | constants.X_OK);
     if (size !== undefined) accessSync(path, constants.R_OK | constants.W_OK);
   } catch (e) {
-    throw fsError(e, size === undefined ? dir : path, size === undefined ? `cannot write to the data dir ${dir}` : `cannot read and write the data file ${path}`);
+    throw fsError(e, size === undefined ? dir : path, size === undefined ? `cannot create the data file ${path}: the data dir ${dir} is not writable` : `cannot read and write the data file ${path}`);
   }
   if (size !== undefined && size > 0) checkHeader(path, size);
   if (size === 0) opts.log?.warn({ file: path }, `the data file ${path} is empty (0 bytes): starting a new, empty store. If it should hold agents and messages, stop the server and restore it from a backup`);
