@@ -47,26 +47,47 @@ export function messagingRetentionRules(db: Db, cfg: MessagingRetention): Retent
     return { rows, messages };
   };
   // Conversations per batch: each carries a few messages and deliveries, so a batch of rows stays small.
-  const per = (limit: number) => Math.max(1, Math.floor(limit / 8));
+  const per = (limit: number) => Math.max(1, Math.floor(limit / 4));
 
+  // How far over the count limits, counted once per backlog (count(*) is a scan) and then
+  // decremented batch by batch; recounted when the backlog is done.
+  let overConversations: number | undefined;
+  let overMessages: number | undefined;
   const conversations: RetentionRule = {
     name: 'conversations',
     prune(limit) {
       const n = per(limit);
       const cutoff = new Date(Date.now() - cfg.retention).toISOString();
       let ids = byAge.all(cutoff, n) as string[];
-      if (ids.length > 0) return { deleted: drop(ids).rows, more: ids.length >= n };
-      const overConversations = (finishedCount.get() as number) - cfg.max_conversations;
+      if (ids.length > 0) {
+        const { rows, messages } = drop(ids);
+        if (overConversations !== undefined) overConversations -= ids.length;
+        if (overMessages !== undefined) overMessages -= messages;
+        return { deleted: rows, more: true };
+      }
+      overConversations ??= (finishedCount.get() as number) - cfg.max_conversations;
       if (overConversations > 0) {
         ids = oldest.all(Math.min(overConversations, n)) as string[];
-        if (ids.length > 0) return { deleted: drop(ids).rows, more: ids.length >= n };
+        if (ids.length > 0) {
+          const { rows, messages } = drop(ids);
+          overConversations -= ids.length;
+          if (overMessages !== undefined) overMessages -= messages;
+          return { deleted: rows, more: true };
+        }
       }
-      const overMessages = (messageCount.get() as number) - cfg.max_messages;
-      if (overMessages <= 0) return { deleted: 0, more: false };
-      // A conversation holds at least one message: taking at most `over` of them never overshoots by more than a batch.
-      ids = oldest.all(Math.min(n, overMessages)) as string[];
-      const { rows, messages } = drop(ids);
-      return { deleted: rows, more: ids.length > 0 && messages < overMessages };
+      overMessages ??= (messageCount.get() as number) - cfg.max_messages;
+      if (overMessages > 0) {
+        // A conversation holds at least one message: taking at most `over` of them never overshoots by more than a batch.
+        ids = oldest.all(Math.min(n, overMessages)) as string[];
+        if (ids.length > 0) {
+          const { rows, messages } = drop(ids);
+          overMessages -= messages;
+          return { deleted: rows, more: true };
+        }
+      }
+      overConversations = undefined;
+      overMessages = undefined;
+      return { deleted: 0, more: false };
     },
   };
 
