@@ -140,7 +140,8 @@ export const serverConfigSchema = z.strictObject({
       max_message_size: size(1024 * 1024),
       /**
        * Undelivered messages held before submissions get 429 with Retry-After. Each holds about
-       * 3 KiB of memory while queued (docs/benchmarks.md), so the default caps that at ~30 MiB.
+       * 1 KB of live heap and 4-5 KB of RSS while queued (docs/benchmarks.md), so the default caps
+       * that near 50 MB.
        */
       max_queue: z.number().int().min(1).max(10_000_000).default(10_000),
       /** Messages one agent handles at once, unless its `[messaging] max_concurrency` says otherwise. */
