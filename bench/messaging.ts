@@ -269,7 +269,10 @@ async function queueMemory(n = 10_000): Promise<{ queued: number; heap_bytes: nu
     await bus.settled();
     const m1 = measure();
     const queued = bus.stats().queued;
+    // The never-ending handlers leave nothing else holding the event loop while close() waits (on unref'd timers).
+    const keep = setInterval(() => {}, 100);
     await bus.close(0);
+    clearInterval(keep);
     db.close();
     return { queued, heap_bytes: (m1.heapUsed - m0.heapUsed) / n, rss_bytes: (m1.rss - m0.rss) / n };
   } finally {
