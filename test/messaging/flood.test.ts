@@ -125,6 +125,8 @@ describe('a flood of 60,000 messages', () => {
     const rssPeak = rssKb(pid);
     await drained();
     const drainMs = Date.now() - t0;
+    // The flood is over: its clients hang up (the server's side of 64 keep-alive sockets goes too).
+    agent.destroy();
     // Retention runs every tenth of the smaller limit and on its own after the flood; give the
     // last run a moment (it yields between batches), then look.
     let rss1 = rssKb(pid);
@@ -168,7 +170,6 @@ describe('a flood of 60,000 messages', () => {
     const report = { sent: MESSAGES, accepted, refused_429: refused, send_ms: sendMs, drain_ms: drainMs, rss_start_mb: rss0 / 1024, rss_peak_mb: rssPeak / 1024, rss_after_mb: rss1 / 1024, mem_after_kb: memAfter, db_bytes: fileBytes, wal_bytes: walBytes, ...c };
     console.log(`flood: ${JSON.stringify(report)}`);
     console.log(serve.stdout().split('\n').filter((l) => /retention|error/i.test(l)).slice(-5).join('\n'));
-    agent.destroy();
 
     expect(accepted).toBe(MESSAGES);
     // Within the retention: every message of a conversation goes with it (a request makes 3:
