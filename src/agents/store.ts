@@ -42,7 +42,11 @@ export class AgentStore {
   readonly #all;
   readonly #source;
 
-  constructor(db: Db) {
+  readonly #onSkipped: (row: string, reason: string) => void;
+
+  /** `onSkipped`: a stored row that cannot be read (damaged JSON) is skipped, not fatal; told here. */
+  constructor(db: Db, opts: { onSkipped?: (row: string, reason: string) => void } = {}) {
+    this.#onSkipped = opts.onSkipped ?? (() => {});
     this.#upsert = db.prepare(
       `INSERT INTO agents (key, name, format, source, definition, revision, deployed_at, updated_at)
        VALUES (@key, @name, @format, @source, @definition, @revision, @deployed_at, @updated_at)
@@ -50,7 +54,7 @@ export class AgentStore {
          definition = excluded.definition, revision = excluded.revision, updated_at = excluded.updated_at`,
     );
     this.#delete = db.prepare('DELETE FROM agents WHERE key = ?');
-    this.#all = db.prepare('SELECT format, source, definition, revision, deployed_at, updated_at FROM agents ORDER BY key');
+    this.#all = db.prepare('SELECT key, format, source, definition, revision, deployed_at, updated_at FROM agents ORDER BY key');
     this.#source = db.prepare('SELECT source FROM agents WHERE key = ?').pluck();
   }
 
@@ -76,8 +80,16 @@ export class AgentStore {
   }
 
   *loadAll(): Generator<Omit<StoredAgent, 'source'>> {
-    for (const r of this.#all.iterate() as Iterable<Row>) {
-      yield { definition: JSON.parse(r.definition) as AgentDefinition, format: r.format as AgentFormat, revision: r.revision, deployed_at: r.deployed_at, updated_at: r.updated_at };
+    for (const r of this.#all.iterate() as Iterable<Row & { key: string }>) {
+      let definition: AgentDefinition;
+      try {
+        definition = JSON.parse(r.definition) as AgentDefinition;
+        if (definition === null || typeof definition !== 'object' || typeof definition.name !== 'string') throw new Error('not an agent definition');
+      } catch (e) {
+        this.#onSkipped(r.key, `its stored definition is damaged (${e instanceof Error ? e.message : String(e)})`);
+        continue;
+      }
+      yield { definition, format: r.format as AgentFormat, revision: r.revision, deployed_at: r.deployed_at, updated_at: r.updated_at };
     }
   }
 }

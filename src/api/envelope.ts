@@ -2,6 +2,7 @@ import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
 import { CaxtonError, type ErrorCode } from '../shared/errors.js';
 import { scrubSecrets, scrubSecretsIn } from '../shared/secrets.js';
+import { diskFullError, isDiskFull } from '../storage/index.js';
 
 /** The one error shape of the whole API. */
 export interface ErrorEnvelope {
@@ -45,6 +46,11 @@ export function acceptedContentTypes(req: FastifyRequest): string[] {
 export function toEnvelope(err: unknown, req: FastifyRequest, bodyLimit: number): { status: number; body: ErrorEnvelope; code: ErrorCode | string } {
   const id = String(req.id);
   if (err instanceof CaxtonError) return { status: err.status, body: envelope(err.code, err.message, err.details, id), code: err.code };
+  if (isDiskFull(err)) {
+    // SQLite's "database or disk is full" from any write on a request path: the transaction was rolled back.
+    const e = diskFullError();
+    return { status: e.status, body: envelope(e.code, e.message, e.details, id), code: e.code };
+  }
   if (hasZodFastifySchemaValidationErrors(err)) {
     const issues = err.validation.map((v) => ({ field: v.instancePath.replace(/^\//, '').replace(/\//g, '.'), message: v.message }));
     const where = err.validationContext ?? 'request';

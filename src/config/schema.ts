@@ -160,8 +160,12 @@ export const serverConfigSchema = z.strictObject({
     .strictObject({
       /** Largest accepted message (the whole body), bytes. */
       max_message_size: size(1024 * 1024),
-      /** Undelivered messages held before submissions get 429 with Retry-After. */
-      max_queue: z.number().int().min(1).max(10_000_000).default(100_000),
+      /**
+       * Undelivered messages held before submissions get 429 with Retry-After. Each holds about
+       * 1 KB of live heap and 4-5 KB of RSS while queued (docs/benchmarks.md), so the default caps
+       * that near 50 MB.
+       */
+      max_queue: z.number().int().min(1).max(10_000_000).default(10_000),
       /** Messages one agent handles at once, unless its `[messaging] max_concurrency` says otherwise. */
       agent_concurrency: z.number().int().min(1).max(1000).default(4),
       /** How a provider is chosen for request, query and propose. */
@@ -181,6 +185,27 @@ export const serverConfigSchema = z.strictObject({
       /** Contract Net: which proposal wins, unless the cfp says otherwise with X-select / X-select-field. */
       cfp_select: z.enum(['lowest', 'highest', 'first'], { error: 'expected "lowest", "highest" or "first"' }).default('lowest'),
       cfp_field: z.string().min(1).default('price'),
+      // Retention (src/messaging/retention.ts): finished conversations go with their messages and
+      // deliveries; nothing undelivered, dead-lettered or still open is ever deleted.
+      /** Finished conversations idle longer than this are deleted, with their messages (default 7 days). */
+      retention: duration(7 * 24 * 3_600_000),
+      /** At most this many finished conversations are kept; the oldest go first. */
+      max_conversations: z.number().int().min(1).max(100_000_000).default(100_000),
+      /** At most this many messages are kept: the oldest finished conversations go first. */
+      max_messages: z.number().int().min(1).max(100_000_000).default(500_000),
+      /** Dead letters older than this are deleted (default 30 days). */
+      dead_letter_retention: duration(30 * 24 * 3_600_000),
+      /** At most this many dead letters are kept; the oldest go first. */
+      max_dead_letters: z.number().int().min(1).max(100_000_000).default(10_000),
+    })
+    .prefault({}),
+  /** Retention of the tool-call audit log (SQLite `tool_audit`, src/tools/wasm/audit.ts). */
+  tool_audit: z
+    .strictObject({
+      /** Records older than this are deleted (default 30 days). */
+      retention: duration(30 * 24 * 3_600_000),
+      /** At most this many records are kept; the oldest go first. */
+      max_rows: z.number().int().min(100).max(100_000_000).default(1_000_000),
     })
     .prefault({}),
   memory: z

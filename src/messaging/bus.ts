@@ -4,7 +4,7 @@ import type { ServerConfig } from '../config/index.js';
 import type { Metrics } from '../observability/metrics.js';
 import { endWithError, SpanKind, SpanStatusCode, startSpan, traceLogFields, traceparentOf, withSpan, type Tracer } from '../observability/trace-context.js';
 import { CaxtonError, describeError, isCaxtonError, type ErrorCode } from '../shared/errors.js';
-import type { Db } from '../storage/index.js';
+import { diskFullError, isDiskFull, Pruner, type Db } from '../storage/index.js';
 import { chooseWinner, selectionOf } from './contract-net.js';
 import { isTerminal, transition, type Conversation, type ConversationState } from './conversation.js';
 import { Directory, type DirectoryEntry } from './directory.js';
@@ -13,6 +13,7 @@ import { GroupCommit } from './group-commit.js';
 import { contentSize, newMessageId, replyAddress, type AclMessage, type Content, type ConversationId, type MessageId } from './message.js';
 import { executes, expectsReply, type Performative } from './performatives.js';
 import { Router, type RouteDecision } from './router.js';
+import { messagingRetentionRules } from './retention.js';
 import { MessageStore, type DeliveryRow, type Page, type StoredMessage, type SubscriptionRow } from './store.js';
 import { createStrategy } from './strategy.js';
 import { parseMessage } from './validate.js';
@@ -62,7 +63,7 @@ export interface BusOptions {
   config: MessagingConfig;
   /** Runs configuration agents; absent: only in-process handlers receive messages. */
   agentHandler?: MessageHandler;
-  log?: { warn(obj: object, msg: string): void; error(obj: object, msg: string): void };
+  log?: { warn(obj: object, msg: string): void; error(obj: object, msg: string): void; info?(obj: object, msg: string): void };
   /** Spans: `message.route` on acceptance, `message.deliver` around each delivery. */
   tracer?: Tracer;
   /** caxton_messages_processed_total, caxton_message_processing_duration_seconds, and the queue gauges. */
@@ -116,6 +117,11 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> {
   /** Events of the writes in flight, emitted in order once they have committed. */
   #events: BusEvent[] = [];
   #sweep: NodeJS.Timeout | undefined;
+  /** Retention of finished conversations and dead letters (src/messaging/retention.ts), off the hot path. */
+  readonly #pruner: Pruner;
+  /** Messages accepted since the pruner was last asked to run. */
+  #sincePrune = 0;
+  readonly #pruneEvery: number;
   #state: 'new' | 'running' | 'closed' = 'new';
 
   constructor(opts: BusOptions) {
@@ -137,6 +143,13 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> {
       concurrency: (agent) => this.directory.get(agent)?.max_concurrency ?? this.#cfg.agent_concurrency,
       deliver: (d, signal) => this.#deliver(d, signal),
     });
+    this.#pruner = new Pruner(opts.db, {
+      onError: (e, rule) => this.#log.error({ rule, err: describeError(e) }, 'message retention failed; it is tried again at the next run'),
+      onPruned: (deleted, pages) => this.#log.info?.({ deleted, vacuumed_pages: pages }, 'message retention applied'),
+    });
+    for (const r of messagingRetentionRules(opts.db, this.#cfg)) this.#pruner.add(r);
+    // A flood reaches the count limits long before the next timed run: prune every tenth of the smaller limit.
+    this.#pruneEvery = Math.max(100, Math.floor(Math.min(this.#cfg.max_messages, this.#cfg.max_conversations) / 10));
     this.router = new Router(this.directory, createStrategy(this.#cfg.routing), this.#dispatcher, this.#cfg.max_hops);
     this.#commit = new GroupCommit(
       opts.db,
@@ -154,15 +167,22 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> {
   start(): { redelivering: number; open_conversations: number } {
     if (this.#state !== 'new') return { redelivering: 0, open_conversations: this.#open.size };
     this.#state = 'running';
-    for (const c of this.store.openConversations()) this.#open.set(c.id, c);
+    // One damaged row (JSON that no longer parses) is skipped with a warning naming it; the start goes on.
+    const skipped = (table: string) => (row: string | number, reason: string) => this.#log.warn({ table, row, reason }, `skipped ${table} row ${row} at start: ${reason}`);
+    for (const c of this.store.openConversations(skipped('conversations'))) this.#open.set(c.id, c);
     for (const s of this.store.subscriptions()) this.#addSub(s);
     const rows = this.store.openDeliveries();
     const cache = new Map<string, AclMessage>();
     for (const r of rows) {
       let m = cache.get(r.message_id);
       if (!m) {
-        m = this.store.getMessage(r.message_id)?.message;
-        if (!m) continue;
+        try {
+          m = this.store.getMessage(r.message_id)?.message;
+          if (m === null || typeof m !== 'object' || typeof m.conversation_id !== 'string') throw new Error('not an ACL message');
+        } catch (e) {
+          skipped('messages')(r.message_id, `its stored body is damaged (${describeError(e)}); delivery ${r.id} is not retried`);
+          continue;
+        }
         cache.set(r.message_id, m);
       }
       this.#outstanding.set(m.conversation_id, (this.#outstanding.get(m.conversation_id) ?? 0) + 1);
@@ -171,9 +191,18 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> {
       if (wait > 0) this.#dispatcher.later(d, wait);
       else this.#dispatcher.enqueue(d);
     }
-    for (const c of this.#open.values()) if (c.protocol === 'fipa-contract-net') this.#recoverCfp(c);
+    for (const c of this.#open.values()) {
+      if (c.protocol !== 'fipa-contract-net') continue;
+      try {
+        this.#recoverCfp(c);
+      } catch (e) {
+        skipped('messages')(c.id, `a message of this Contract Net conversation is damaged (${describeError(e)}); it ends at its deadline`);
+      }
+    }
     this.#sweep = setInterval(() => this.#expire(), 1000);
     this.#sweep.unref();
+    this.#pruner.start();
+    this.#pruner.poke();
     return { redelivering: rows.length, open_conversations: this.#open.size };
   }
 
@@ -182,6 +211,7 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> {
     if (this.#state === 'closed') return;
     this.#state = 'closed';
     clearInterval(this.#sweep);
+    this.#pruner.close();
     for (const t of this.#cfps.values()) clearTimeout(t.timer);
     await this.#dispatcher.stop(graceMs);
     this.#commit.close();
@@ -341,6 +371,9 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> {
 
   async #store(m: AclMessage, conv: Conversation, decision: RouteDecision, now: string, created: boolean): Promise<SubmitResult> {
     const receivers = decision.ok ? decision.receivers.map((r) => r.agent) : [];
+    // What the conversation was, to put back if the write fails (a full disk): nothing of it was stored.
+    const before = { ...conv, participants: [...conv.participants] };
+    const events = this.#events.length;
     this.#touch(conv, m, receivers, now);
     if (created) this.#open.set(conv.id, conv);
     let failure: SubmitResult['failure'];
@@ -353,12 +386,19 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> {
       this.#setState(conv, 'failed', decision.message);
       failure = { reason: decision.reason, message: decision.message, reply_id: reply.id };
     }
-    const ids = await this.#commit.run(() => {
-      this.store.insertMessage(m, receivers);
-      const out = receivers.map((r) => this.store.insertDelivery(m.id, r, now));
-      if (reply) this.store.insertMessage(reply, []);
-      return out;
-    });
+    let ids: number[];
+    try {
+      ids = await this.#commit.run(() => {
+        this.store.insertMessage(m, receivers);
+        const out = receivers.map((r) => this.store.insertDelivery(m.id, r, now));
+        if (reply) this.store.insertMessage(reply, []);
+        return out;
+      });
+    } catch (e) {
+      this.#undo(conv, before, created, events, m.id, reply?.id);
+      throw isDiskFull(e) ? diskFullError() : e;
+    }
+    this.#countForRetention();
     if (ids.length > 0) this.#outstanding.set(conv.id, (this.#outstanding.get(conv.id) ?? 0) + ids.length);
     for (let i = 0; i < ids.length; i++) this.#dispatcher.enqueue({ id: ids[i]!, message: m, receiver: receivers[i]!, attempts: 0 });
     this.#afterAccepted(m, conv, receivers);
@@ -371,6 +411,32 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> {
       duplicate: false,
       ...(failure && { failure }),
     };
+  }
+
+  /** A message's write failed: its conversation is as before and its events are never emitted. */
+  #undo(conv: Conversation, before: Conversation, created: boolean, events: number, ...ids: (MessageId | undefined)[]): void {
+    if (created) {
+      this.#open.delete(conv.id);
+      this.#dirty.delete(conv);
+    } else {
+      Object.assign(conv, before);
+      if (!isTerminal(conv.state)) this.#open.set(conv.id, conv);
+    }
+    const gone = new Set(ids);
+    this.#events = [...this.#events.slice(0, events), ...this.#events.slice(events).filter((e) => !(e.type === 'message' && gone.has(e.message.id)) && !(e.type === 'state' && e.conversation_id === conv.id))];
+  }
+
+  /** A message accepted or a conversation finished: retention runs every `#pruneEvery` of these. */
+  #countForRetention(): void {
+    if (++this.#sincePrune < this.#pruneEvery) return;
+    this.#sincePrune = 0;
+    // After the commit in flight, so what just finished is on disk when the pruner looks.
+    setImmediate(() => this.#pruner.poke());
+  }
+
+  /** Applies retention now (finished conversations, dead letters) and resolves with the rows deleted per rule. */
+  applyRetention(): Promise<Record<string, number>> {
+    return this.#pruner.run();
   }
 
   /** Counts a message in its conversation: turns, participants, activity, expiry. */
@@ -396,6 +462,7 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> {
     this.#dirty.add(conv);
     if (this.listenerCount('event') > 0 || this.#waiters.has(conv.id)) this.#events.push({ type: 'state', conversation_id: conv.id, conversation: { ...conv, participants: [...conv.participants] } });
     if (isTerminal(to)) {
+      this.#countForRetention();
       this.#open.delete(conv.id);
       const t = this.#cfps.get(conv.id);
       if (t) {

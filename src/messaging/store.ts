@@ -237,12 +237,22 @@ export class MessageStore {
     return { items: rows.map(conversationOf), total };
   }
 
-  openConversations(): Conversation[] {
-    return (this.#s.openConversations.all() as ConversationRow[]).map((r) => {
-      const c = conversationOf(r);
+  /** The open conversations; a row that cannot be read (damaged JSON) is skipped and told to `onSkipped`. */
+  openConversations(onSkipped: (id: string, reason: string) => void = () => {}): Conversation[] {
+    const out: Conversation[] = [];
+    for (const r of this.#s.openConversations.all() as ConversationRow[]) {
+      let c: Conversation;
+      try {
+        c = conversationOf(r);
+        if (!Array.isArray(c.participants)) throw new Error('participants is not a list');
+      } catch (e) {
+        onSkipped(r.id, `its participants are damaged (${e instanceof Error ? e.message : String(e)})`);
+        continue;
+      }
       this.#known.add(c);
-      return c;
-    });
+      out.push(c);
+    }
+    return out;
   }
 
   openDeliveries(): DeliveryRow[] {

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { trace } from '@opentelemetry/api';
-import type { Db, Migration } from '../storage/index.js';
+import { Pruner, tableRule, type Db, type Migration } from '../storage/index.js';
 import { scrubSecrets } from '../shared/secrets.js';
 
 /**
@@ -14,7 +14,8 @@ import { scrubSecrets } from '../shared/secrets.js';
  *
  * Events are written in batches: `record()` only queues, and one transaction per event-loop tick
  * inserts everything queued, so a busy bus pays an array push per event. Rows older than the
- * retention and beyond `max_rows` are deleted by a periodic sweep.
+ * retention and beyond `max_rows` are deleted by the storage Pruner (src/storage/retention.ts), in
+ * small batches.
  */
 
 export const EVENT_CATEGORIES = ['lifecycle', 'communication', 'performance'] as const;
@@ -178,7 +179,7 @@ export class EventStore extends EventEmitter<{ event: [AgentEvent] }> {
   #pending: AgentEventInput[] = [];
   #scheduled = false;
   #sinceSweep = 0;
-  #sweepTimer: NodeJS.Timeout | undefined;
+  readonly #pruner: Pruner;
   #closed = false;
   readonly #insert;
   readonly #flushTx;
@@ -199,9 +200,11 @@ export class EventStore extends EventEmitter<{ event: [AgentEvent] }> {
       }
       return out;
     });
+    this.#pruner = new Pruner(this.#db, { intervalMs: opts.sweepIntervalMs ?? 60_000, ...(opts.onError && { onError: opts.onError }) }).add(
+      tableRule(this.#db, { name: 'agent_events', table: 'agent_events', timeColumn: 'ts', time: 'ms', retentionMs: opts.retentionMs, maxRows: opts.maxRows }),
+    );
     this.sweep();
-    this.#sweepTimer = setInterval(() => this.sweep(), opts.sweepIntervalMs ?? 60_000);
-    this.#sweepTimer.unref();
+    this.#pruner.start();
   }
 
   /** Queues an event; it is written (and streamed to followers) at the end of this tick. */
@@ -229,23 +232,18 @@ export class EventStore extends EventEmitter<{ event: [AgentEvent] }> {
       return;
     }
     this.#sinceSweep += written.length;
-    if (this.#sinceSweep >= Math.max(100, Math.floor(this.#opts.maxRows / 10))) this.sweep();
+    if (this.#sinceSweep >= Math.max(100, Math.floor(this.#opts.maxRows / 10))) {
+      // One batch now (bounded work on this path), the rest off it.
+      this.#sinceSweep = 0;
+      if (this.#pruner.step('agent_events').more) this.#pruner.poke();
+    }
     if (this.listenerCount('event') > 0) for (const e of written) this.emit('event', e);
   }
 
-  /** Applies retention: deletes events older than the retention, then the oldest beyond max_rows. */
+  /** Applies retention to completion, synchronously (at start; tests): events older than the retention, then the oldest beyond max_rows. */
   sweep(): number {
     this.#sinceSweep = 0;
-    if (!this.#db.open) return 0;
-    try {
-      const old = this.#db.prepare('DELETE FROM agent_events WHERE ts < ?').run(Date.now() - this.#opts.retentionMs).changes;
-      const cut = this.#db.prepare('SELECT id FROM agent_events ORDER BY id DESC LIMIT 1 OFFSET ?').get(this.#opts.maxRows) as { id: number } | undefined;
-      const over = cut ? this.#db.prepare('DELETE FROM agent_events WHERE id <= ?').run(cut.id).changes : 0;
-      return old + over;
-    } catch (e) {
-      this.#opts.onError?.(e);
-      return 0;
-    }
+    return this.#pruner.runSync().agent_events ?? 0;
   }
 
   /** Does `e` pass the filter (agent, types, since; not the id cursors)? For live followers. */
@@ -315,7 +313,7 @@ export class EventStore extends EventEmitter<{ event: [AgentEvent] }> {
     if (this.#closed) return;
     this.flush();
     this.#closed = true;
-    clearInterval(this.#sweepTimer);
+    this.#pruner.close();
     this.removeAllListeners();
   }
 }

@@ -1,5 +1,5 @@
 import type { AddressInfo } from 'node:net';
-import { dirname } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import type { Server } from 'node:http';
 import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import type { FastifyInstance } from 'fastify';
@@ -16,7 +16,7 @@ import { observabilityRoutes } from '../api/routes/observability.js';
 import { secretValues } from '../config/index.js';
 import { VERSION } from '../shared/version.js';
 import { registerSecrets } from '../shared/secrets.js';
-import { migrate, openDatabase, type Db } from '../storage/index.js';
+import { migrate, openDatabase, storeStartError, type Db } from '../storage/index.js';
 import { startMetricsServer } from './metrics-server.js';
 import { McpClientManager, mcpPlugins } from '../mcp/index.js';
 import { ToolAuditStore } from '../tools/wasm/audit.js';
@@ -90,13 +90,20 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
 
   const tracing = setupTracing({ version: VERSION, ...(opts.spanProcessors && { processors: opts.spanProcessors }) });
   const metrics = new Metrics();
-  const db = openDatabase(config.data_dir);
-  migrate(db, AGENT_MIGRATIONS);
-  migrate(db, MESSAGING_MIGRATIONS);
+  // A bad data file (damaged, truncated, another application's, not writable, disk full) stops
+  // the start here with an error naming the file and what to do (src/storage/database.ts).
+  const db = openDatabase(config.data_dir, 'caxton.db', { log: logger });
+  try {
+    migrate(db, AGENT_MIGRATIONS);
+    migrate(db, MESSAGING_MIGRATIONS);
+  } catch (e) {
+    db.close();
+    throw storeStartError(e, join(resolve(config.data_dir), 'caxton.db'));
+  }
 
   const registry = new AgentRegistry();
   // Deploy-time warnings for model aliases the configured providers cannot serve (issue 12).
-  const service = new AgentService(registry, new AgentStore(db), { checkModel: modelCheck(llmSetup(config)) });
+  const service = new AgentService(registry, new AgentStore(db, { onSkipped: (row, reason) => logger.warn({ table: 'agents', row, reason }, `skipped the stored agent "${row}": ${reason}; redeploy it`) }), { checkModel: modelCheck(llmSetup(config)) });
   const persisted = service.loadPersisted();
   // --- Agent event store (src/observability/events.ts): lifecycle events from the registry,
   // message.sent from the bus, message.received around the agent handler, execution.finished from the executor. ---
@@ -162,7 +169,7 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
   // --- end memory ---
   // --- MCP (src/mcp): mounted MCP servers as host tools `NAME.tool` (waits for each one's first
   // connection attempt), GET /api/v1/mcp/servers, and Caxton served over MCP at POST /mcp. ---
-  const toolAudit = new ToolAuditStore(db, { onError: (e) => logger.error({ err: e }, 'tool audit records could not be written') });
+  const toolAudit = new ToolAuditStore(db, { onError: (e) => logger.error({ err: e }, 'tool audit records could not be written'), retentionMs: config.tool_audit.retention, maxRows: config.tool_audit.max_rows });
   const mcp = new McpClientManager({ servers: config.mcp_servers, tools: executor.hostTools, audit: toolAudit, logger, ...(config.source.file && { baseDir: dirname(config.source.file) }) });
   await mcp.start();
   const mcpRoutes = mcpPlugins({ executor, agents: registry, config: config.mcp, logger, clients: mcp, allowRemote: config.security.allow_remote });

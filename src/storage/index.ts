@@ -1,1 +1,2 @@
-export { openDatabase, migrate, type Db, type Migration } from './database.js';
+export { openDatabase, migrate, storeStartError, isDiskFull, diskFullError, CAXTON_APPLICATION_ID, type Db, type Migration, type OpenOptions } from './database.js';
+export { Pruner, tableRule, PRUNE_BATCH, type RetentionRule, type PrunerOptions } from './retention.js';

@@ -486,7 +486,7 @@ describe('stats and OpenAPI', () => {
     const res = await get(cx.url, '/api/v1/messaging/stats');
     expect(res.status).toBe(200);
     expect(Object.keys(res.json).sort()).toEqual(['dead_letters', 'max_queue', 'open_conversations', 'queued', 'retrying', 'running']);
-    expect(res.json.max_queue).toBe(100_000);
+    expect(res.json.max_queue).toBe(10_000);
   });
 
   it('every messaging endpoint is in /api/v1/openapi.json, with the message body schema', async () => {

@@ -3,10 +3,11 @@
  * arguments, outcome, duration, fuel and memory used), produced by every tool server and kept in
  * the data dir's SQLite database. Records are buffered and written in one transaction per
  * event-loop turn (or every 1,000 records), so auditing stays off the call's latency; `flush()`
- * writes what is pending, `close()` flushes and stops.
+ * writes what is pending, `close()` flushes and stops. Retention (`[tool_audit]` retention and
+ * max_rows) is applied by the storage Pruner, in small batches off the call path.
  */
 import { createHash } from 'node:crypto';
-import { migrate, type Db, type Migration } from '../../storage/index.js';
+import { migrate, Pruner, tableRule, type Db, type Migration } from '../../storage/index.js';
 import { scrubSecrets } from '../../shared/secrets.js';
 import type { CallOutcome } from './errors.js';
 
@@ -120,11 +121,21 @@ export class ToolAuditStore implements ToolAuditSink {
   /** Records dropped because writing failed (the error is logged by the caller's onError). */
   dropped = 0;
   readonly #onError: (e: unknown) => void;
+  readonly #pruner: Pruner;
+  readonly #pruneEvery: number;
+  #sincePrune = 0;
 
-  constructor(db: Db, opts: { onError?: (e: unknown) => void } = {}) {
+  /** Records older than `retentionMs` (default 30 days) and beyond `maxRows` (default 1,000,000) are deleted. */
+  constructor(db: Db, opts: { onError?: (e: unknown) => void; retentionMs?: number; maxRows?: number } = {}) {
     this.#db = db;
     migrate(db, TOOLS_MIGRATIONS);
     this.#onError = opts.onError ?? (() => {});
+    const maxRows = opts.maxRows ?? 1_000_000;
+    this.#pruneEvery = Math.max(100, Math.floor(maxRows / 10));
+    this.#pruner = new Pruner(db, { onError: (e) => this.#onError(e) })
+      .add(tableRule(db, { name: 'tool_audit', table: 'tool_audit', timeColumn: 'time', time: 'ms', retentionMs: opts.retentionMs ?? 30 * 24 * 3_600_000, maxRows }))
+      .start();
+    this.#pruner.poke();
     this.#insert = db.prepare(
       `INSERT INTO tool_audit (time, agent, execution_id, conversation_id, server, tool, args_digest, outcome, error, duration_us, fuel_used, memory_bytes, input_bytes, output_bytes)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -161,7 +172,19 @@ export class ToolAuditStore implements ToolAuditSink {
     } catch (e) {
       this.dropped += batch.length;
       this.#onError(e);
+      return;
     }
+    this.#sincePrune += batch.length;
+    if (this.#sincePrune >= this.#pruneEvery) {
+      this.#sincePrune = 0;
+      this.#pruner.poke();
+    }
+  }
+
+  /** Applies retention now; resolves with the records deleted. */
+  async prune(): Promise<number> {
+    this.flush();
+    return (await this.#pruner.run()).tool_audit ?? 0;
   }
 
   /** Records matching every given filter, newest first. Pending records are flushed first. */
@@ -216,6 +239,7 @@ export class ToolAuditStore implements ToolAuditSink {
   close(): void {
     this.flush();
     this.#closed = true;
+    this.#pruner.close();
   }
 }
 

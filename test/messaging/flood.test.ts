@@ -1,0 +1,185 @@
+/**
+ * Issue 13, "unbounded growth": a real `caxton serve` child with small retention settings gets a
+ * flood of request messages over HTTP (keep-alive, concurrent) for an agent answering through the
+ * scripted provider. After the queue drains, the process's RSS (from /proc/PID/status) is back
+ * within 1.5x of what it was at the start, and the database holds no more than its retention
+ * allows, in rows and in file size.
+ */
+import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { Agent, request } from 'node:http';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { assertBuilt, cleanup, startServe, tempDir, tomlAgent, type ServeProcess } from '../cli/helpers/cli.js';
+
+/** The issue's flood; CAXTON_FLOOD_MESSAGES makes it smaller where a CI machine is slow. */
+const MESSAGES = Number(process.env.CAXTON_FLOOD_MESSAGES ?? 60_000);
+const CONCURRENCY = 64;
+const RETENTION = { max_conversations: 2_000, max_messages: 6_000 };
+
+const CONFIG = `data_dir = "data"
+agents_dir = "agents"
+
+[logging]
+level = "warn"
+buffer_lines = 1000
+
+[events]
+max_rows = 5000
+
+[llm]
+default_provider = "demo"
+
+[llm.providers.demo]
+type = "scripted"
+script = "replies.toml"
+
+[messaging]
+max_conversations = ${RETENTION.max_conversations}
+max_messages = ${RETENTION.max_messages}
+`;
+
+function memKb(pid: number): { rss: number; anon: number; file: number } {
+  const st = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const v = (k: string) => Number(new RegExp(`${k}:\\s+(\\d+) kB`).exec(st)?.[1] ?? NaN);
+  return { rss: v('VmRSS'), anon: v('RssAnon'), file: v('RssFile') };
+}
+
+function rssKb(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  if (!m) throw new Error(`no VmRSS in /proc/${pid}/status`);
+  return Number(m[1]);
+}
+
+function post(agent: Agent, url: URL, body: string): Promise<{ status: number; retryAfter: number }> {
+  return new Promise((res, rej) => {
+    const req = request(url, { method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (r) => {
+      r.resume();
+      r.on('end', () => res({ status: r.statusCode ?? 0, retryAfter: Number(r.headers['retry-after'] ?? 0) }));
+    });
+    req.on('error', rej);
+    req.end(body);
+  });
+}
+
+async function getJson<T>(url: string): Promise<T> {
+  const r = await fetch(url);
+  return (await r.json()) as T;
+}
+
+describe('a flood of 60,000 messages', () => {
+  let dir: string;
+  let serve: ServeProcess;
+  beforeAll(async () => {
+    assertBuilt();
+    dir = tempDir('caxton-flood-');
+    mkdirSync(join(dir, 'agents'));
+    writeFileSync(join(dir, 'caxton.toml'), CONFIG);
+    writeFileSync(join(dir, 'replies.toml'), 'fallback = "done"\n');
+    writeFileSync(join(dir, 'agents', 'worker.toml'), tomlAgent('worker', { capabilities: ['work'], extra: '\n[messaging]\nmax_concurrency = 16\n' }));
+    // CAXTON_FLOOD_HEAPSNAPSHOT=1: SIGUSR2 writes a heap snapshot (after a full GC) once drained, to see what holds memory.
+    serve = await startServe({ cwd: dir, args: ['--config', join(dir, 'caxton.toml')], ...(process.env.CAXTON_FLOOD_HEAPSNAPSHOT && { env: { NODE_OPTIONS: '--heapsnapshot-signal=SIGUSR2' } }) });
+  });
+  afterAll(cleanup);
+
+  it('leaves RSS within 1.5x of its start and the database within its retention, after draining', async () => {
+    const pid = serve.child.pid!;
+    // Warm up (JIT, pools, prepared statements), then take the baseline.
+    const agent = new Agent({ keepAlive: true, maxSockets: CONCURRENCY });
+    const url = new URL(`${serve.url}/api/v1/messages`);
+    const body = JSON.stringify({ performative: 'request', protocol: 'fipa-request', sender: 'flooder', capability: 'work', content: 'do the thing' });
+    const send = async (n: number) => {
+      let next = 0;
+      let accepted = 0;
+      let refused = 0;
+      await Promise.all(
+        Array.from({ length: CONCURRENCY }, async () => {
+          while (next < n) {
+            next++;
+            for (;;) {
+              const r = await post(agent, url, body);
+              if (r.status === 202) break;
+              if (r.status !== 429) throw new Error(`POST /api/v1/messages answered ${r.status}`);
+              refused++;
+              await new Promise((res) => setTimeout(res, Math.min(1000, r.retryAfter * 100)));
+            }
+            accepted++;
+          }
+        }),
+      );
+      return { accepted, refused };
+    };
+    const drained = async () => {
+      for (;;) {
+        const s = await getJson<{ queued: number; running: number; retrying: number; open_conversations: number }>(`${serve.url}/api/v1/messaging/stats`);
+        if (s.queued + s.running + s.retrying === 0 && s.open_conversations === 0) return;
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    };
+    await send(1000);
+    await drained();
+    const rss0 = rssKb(pid);
+    const t0 = Date.now();
+    const { accepted, refused } = await send(MESSAGES);
+    const sendMs = Date.now() - t0;
+    const rssPeak = rssKb(pid);
+    await drained();
+    const drainMs = Date.now() - t0;
+    // The flood is over: its clients hang up (the server's side of 64 keep-alive sockets goes too).
+    agent.destroy();
+    // Retention runs every tenth of the smaller limit and on its own after the flood; give the
+    // last run a moment (it yields between batches), then look.
+    let rss1 = rssKb(pid);
+    const dbFile = join(dir, 'data', 'caxton.db');
+    const counts = () => {
+      const db = new Database(dbFile, { readonly: true, fileMustExist: true });
+      try {
+        return {
+          messages: db.prepare('SELECT count(*) FROM messages').pluck().get() as number,
+          conversations: db.prepare("SELECT count(*) FROM conversations WHERE state IN ('completed', 'failed', 'expired')").pluck().get() as number,
+          deliveries: db.prepare('SELECT count(*) FROM deliveries').pluck().get() as number,
+          pages: db.pragma('page_count', { simple: true }) as number,
+          pageSize: db.pragma('page_size', { simple: true }) as number,
+        };
+      } finally {
+        db.close();
+      }
+    };
+    let c = counts();
+    for (let i = 0; i < 120 && (c.messages > RETENTION.max_messages + 2_000 || rss1 > rss0 * 1.5); i++) {
+      await new Promise((r) => setTimeout(r, 500));
+      c = counts();
+      rss1 = rssKb(pid);
+    }
+    const walBytes = (() => {
+      try {
+        return statSync(`${dbFile}-wal`).size;
+      } catch {
+        return 0;
+      }
+    })();
+    const fileBytes = statSync(dbFile).size;
+    const memAfter = memKb(pid);
+    let afterGc: ReturnType<typeof memKb> | undefined;
+    if (process.env.CAXTON_FLOOD_HEAPSNAPSHOT) {
+      serve.child.kill('SIGUSR2');
+      await new Promise((r) => setTimeout(r, 15_000));
+      afterGc = memKb(pid);
+      console.log(`heap snapshot in ${dir}; memory after its full GC (kB): ${JSON.stringify(afterGc)}`);
+    }
+    const report = { sent: MESSAGES, accepted, refused_429: refused, send_ms: sendMs, drain_ms: drainMs, rss_start_mb: rss0 / 1024, rss_peak_mb: rssPeak / 1024, rss_after_mb: rss1 / 1024, mem_after_kb: memAfter, db_bytes: fileBytes, wal_bytes: walBytes, ...c };
+    console.log(`flood: ${JSON.stringify(report)}`);
+    console.log(serve.stdout().split('\n').filter((l) => /retention|error/i.test(l)).slice(-5).join('\n'));
+
+    expect(accepted).toBe(MESSAGES);
+    // Within the retention: every message of a conversation goes with it (a request makes 3:
+    // request, agree, inform), and a pruning run can lag by at most a tenth of the limit plus a batch.
+    expect(c.conversations).toBeLessThanOrEqual(RETENTION.max_conversations * 1.2);
+    expect(c.messages).toBeLessThanOrEqual(RETENTION.max_messages * 1.2);
+    expect(c.deliveries).toBeLessThanOrEqual(RETENTION.max_messages * 1.2);
+    // On disk: ~6,000 messages are a few MB; without retention 60,000 requests made ~270 MB.
+    expect(fileBytes).toBeLessThan(32 * 1024 * 1024);
+    expect(walBytes).toBeLessThanOrEqual(64 * 1024 * 1024 + 1024 * 1024);
+    expect(rss1).toBeLessThanOrEqual(rss0 * 1.5);
+  }, 600_000);
+});
