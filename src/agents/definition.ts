@@ -1,8 +1,8 @@
 import type { Brand } from '../shared/brand.js';
 
 /**
- * Agent names: a letter, then letters, digits, `-`, `_`, `.` or single inner spaces (Claude Code
- * files name agents "Code Reviewer"); at most 64; never `..`; unique case-insensitively.
+ * Agent names: a letter or digit, then letters, digits, `-`, `_`, `.` or single inner spaces (Claude
+ * Code files name agents "Code Reviewer" or "3d-modeler"); at most 64; never `..`; unique case-insensitively.
  */
 export type AgentName = Brand<string, 'AgentName'>;
 /** Capabilities: lower-case `a-z0-9` words joined by `-`, `_` or `.`. */
@@ -10,7 +10,7 @@ export type Capability = Brand<string, 'Capability'>;
 /** Tool names as an agent refers to them: `http_client`, `server.tool`, `server.*`. */
 export type ToolName = Brand<string, 'ToolName'>;
 
-export const AGENT_NAME_RE = /^[A-Za-z](?:[A-Za-z0-9_.-]| (?=[A-Za-z0-9_.-])){0,63}$/;
+export const AGENT_NAME_RE = /^[A-Za-z0-9](?:[A-Za-z0-9_.-]| (?=[A-Za-z0-9_.-])){0,63}$/;
 export const CAPABILITY_RE = /^[a-z0-9]+(?:[-_.][a-z0-9]+)*$/;
 export const TOOL_NAME_RE = /^[A-Za-z0-9_][A-Za-z0-9_.:*-]{0,127}$/;
 

@@ -31,7 +31,7 @@ const size = sizeBytes();
 export const agentNameSchema = z
   .string({ error: 'expected a string' })
   .regex(AGENT_NAME_RE, {
-    message: 'expected a name that starts with a letter and has only letters, digits, "-", "_", "." or single spaces between words (at most 64 characters)',
+    message: 'expected a name that starts with a letter or digit and has only letters, digits, "-", "_", "." or single spaces between words (at most 64 characters)',
   })
   .refine((s) => !s.includes('..'), { message: 'a name must not contain ".."' })
   .transform((s) => s as AgentName);

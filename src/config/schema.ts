@@ -188,13 +188,13 @@ export const serverConfigSchema = z.strictObject({
       // Retention (src/messaging/retention.ts): finished conversations go with their messages and
       // deliveries; nothing undelivered, dead-lettered or still open is ever deleted.
       /** Finished conversations idle longer than this are deleted, with their messages (default 7 days). */
-      retention: duration(7 * 24 * 3_600_000),
+      retention: duration(7 * 24 * 3_600_000, { max: MAX_PERIOD_MS }),
       /** At most this many finished conversations are kept; the oldest go first. */
       max_conversations: z.number().int().min(1).max(100_000_000).default(100_000),
       /** At most this many messages are kept: the oldest finished conversations go first. */
       max_messages: z.number().int().min(1).max(100_000_000).default(500_000),
       /** Dead letters older than this are deleted (default 30 days). */
-      dead_letter_retention: duration(30 * 24 * 3_600_000),
+      dead_letter_retention: duration(30 * 24 * 3_600_000, { max: MAX_PERIOD_MS }),
       /** At most this many dead letters are kept; the oldest go first. */
       max_dead_letters: z.number().int().min(1).max(100_000_000).default(10_000),
     })
@@ -203,7 +203,7 @@ export const serverConfigSchema = z.strictObject({
   tool_audit: z
     .strictObject({
       /** Records older than this are deleted (default 30 days). */
-      retention: duration(30 * 24 * 3_600_000),
+      retention: duration(30 * 24 * 3_600_000, { max: MAX_PERIOD_MS }),
       /** At most this many records are kept; the oldest go first. */
       max_rows: z.number().int().min(100).max(100_000_000).default(1_000_000),
     })

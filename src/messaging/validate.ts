@@ -30,12 +30,12 @@ const KEYS = [
 
 const ID_RE = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
 // Single inner spaces: agent names may hold them (Claude Code's "Code Reviewer"; AGENT_NAME_RE).
-const NAME_RE = /^[A-Za-z](?:[A-Za-z0-9_.:@-]| (?=[A-Za-z0-9_.:@-])){0,127}$/;
+const NAME_RE = /^[A-Za-z0-9](?:[A-Za-z0-9_.:@-]| (?=[A-Za-z0-9_.:@-])){0,127}$/;
 const PARAM_RE = /^X-[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 const TRACEPARENT_RE = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
 
 const id = z.string({ error: 'expected a string' }).regex(ID_RE, { message: 'expected 1-128 letters, digits, ".", "_", ":" or "-", starting with a letter or digit' });
-const name = z.string({ error: 'expected a string' }).regex(NAME_RE, { message: 'expected an agent name or party such as "user" (a letter, then letters, digits, ".", "_", ":", "@", "-" or single spaces between words)' });
+const name = z.string({ error: 'expected a string' }).regex(NAME_RE, { message: 'expected an agent name or party such as "user" (a letter or digit, then letters, digits, ".", "_", ":", "@", "-" or single spaces between words)' });
 const shortText = z.string({ error: 'expected a string' }).min(1, { message: 'must not be empty' }).max(256, { message: 'at most 256 characters' });
 
 const contentSchema: z.ZodType<Content> = z.json({ error: 'expected a string or a JSON value' }) as z.ZodType<Content>;

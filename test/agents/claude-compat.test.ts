@@ -229,8 +229,9 @@ describe('names', () => {
     expect(d.messaging.send_to).toEqual(['Test Writer']);
   });
 
-  it('leading, trailing or double spaces, a colon or a leading digit are still refused', () => {
-    for (const name of ['"Code  Reviewer"', '"Code Reviewer "', 'plugin:reviewer', '9lives']) {
+  it('a leading digit loads ("3d-modeler"); leading, trailing or double spaces, a colon, or a leading - or . are still refused', () => {
+    expect(load(md('name: 3d-modeler\ndescription: d')).definition.name).toBe('3d-modeler');
+    for (const name of ['"Code  Reviewer"', '"Code Reviewer "', 'plugin:reviewer', '-lead', '.hidden']) {
       const r = parseAgent(md(`name: ${name}\ndescription: d`), { format: 'markdown' });
       expect(r.ok, name).toBe(false);
     }
