@@ -106,7 +106,25 @@ function keyEnd(line: string): number {
   return i;
 }
 
-const YAML_OPTS = { prettyErrors: true, uniqueKeys: true } as const;
+// prettyErrors off: yaml builds each error's context by scanning the source, and a hostile line
+// (43 KB of `""`) gives it 21,572 errors — 2 s of CPU. Positions come from the LineCounter instead,
+// for the few errors that are reported (parse.ts).
+const YAML_OPTS = { prettyErrors: false, uniqueKeys: true } as const;
+
+/**
+ * yaml's parseDocument without stack traces on its errors: each error is an Error, and capturing
+ * its stack is most of the cost when a hostile line makes tens of thousands of them (no caller
+ * reads those stacks).
+ */
+function parseYaml(text: string, opts: Parameters<typeof parseDocument>[1]): Document {
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  try {
+    return parseDocument(text, opts);
+  } finally {
+    Error.stackTraceLimit = limit;
+  }
+}
 
 /**
  * A document strict YAML cannot read as plain data: errors, a tag no schema knows
@@ -156,7 +174,7 @@ export function quoteUnsafePlainScalars(yamlText: string): { text: string; chang
     while (j < lines.length && (lines[j]!.trim() === '' || lines[j]!.startsWith(' ') || lines[j]!.startsWith('\t'))) j++;
     while (j > i + 1 && lines[j - 1]!.trim() === '') j--;
     const entry = lines.slice(i, j);
-    if (!unreadable(parseDocument(entry.join('\n'), YAML_OPTS))) {
+    if (!unreadable(parseYaml(entry.join('\n'), YAML_OPTS))) {
       out.push(...entry);
       i = j;
       continue;
@@ -206,17 +224,17 @@ export interface FrontmatterYaml {
 /** Parses frontmatter YAML strictly, then (on errors) leniently; returns the strict errors when neither works. */
 export function parseFrontmatterYaml(yamlText: string): FrontmatterYaml | { doc: Document; lineCounter: LineCounter } {
   const lineCounter = new LineCounter();
-  const strict = parseDocument(yamlText, { ...YAML_OPTS, lineCounter });
+  const strict = parseYaml(yamlText, { ...YAML_OPTS, lineCounter });
   if (!unreadable(strict)) return { doc: strict, lineCounter, changed: [], duplicates: [] };
   const lenient = quoteUnsafePlainScalars(yamlText);
   const text = lenient.changed.length > 0 ? lenient.text : yamlText;
   const lc2 = new LineCounter();
-  const retry = lenient.changed.length > 0 ? parseDocument(text, { ...YAML_OPTS, lineCounter: lc2 }) : strict;
+  const retry = lenient.changed.length > 0 ? parseYaml(text, { ...YAML_OPTS, lineCounter: lc2 }) : strict;
   if (retry.errors.length === 0) return { doc: retry, lineCounter: lc2, changed: lenient.changed, duplicates: [] };
   if (strict.errors.length === 0) return { doc: strict, lineCounter, changed: [], duplicates: [] };
   if (retry.errors.every((e) => e.code === 'DUPLICATE_KEY')) {
     const lc3 = new LineCounter();
-    const loose = parseDocument(text, { prettyErrors: true, uniqueKeys: false, lineCounter: lc3 });
+    const loose = parseYaml(text, { ...YAML_OPTS, uniqueKeys: false, lineCounter: lc3 });
     if (loose.errors.length === 0) {
       const seen = new Set<string>();
       const duplicates = new Set<string>();

@@ -89,8 +89,11 @@ describe('hostile agent bodies: a clear 4xx, nothing stored, /health answers mea
     });
   }
 
-  it('deep YAML structure (100,000 "- " items) is refused before the YAML parser runs', async () => {
-    const { res, healthMs } = await whilePosting('/api/v1/agents', `---\nname: dash\nmetadata:\n  ${'- '.repeat(100_000)}x\n---\nhi\n`, 'text/markdown');
+  it('deep YAML structure is refused before the YAML parser runs: 100,000 "- " items (200 KB) by the frontmatter size bound, 20,000 by the depth scan', async () => {
+    const big = await whilePosting('/api/v1/agents', `---\nname: dash\nmetadata:\n  ${'- '.repeat(100_000)}x\n---\nhi\n`, 'text/markdown');
+    expect(big.healthMs).toBeLessThan(HEALTH_BOUND_MS);
+    expect((expectErrorEnvelope(big.res, 422, 'invalid_agent') as unknown as Invalid['error']).details.errors[0]).toMatchObject({ code: 'frontmatter_too_large' });
+    const { res, healthMs } = await whilePosting('/api/v1/agents', `---\nname: dash\nmetadata:\n  ${'- '.repeat(20_000)}x\n---\nhi\n`, 'text/markdown');
     expect(healthMs).toBeLessThan(HEALTH_BOUND_MS);
     expect((expectErrorEnvelope(res, 422, 'invalid_agent') as unknown as Invalid['error']).details.errors[0]).toMatchObject({ code: 'input_too_deep', line: 4 });
   });

@@ -17,43 +17,17 @@ import { join } from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { INSTALL_TIMEOUT_MS, packAndInstall, repoRoot, userEnv, waitForInstall, type Installed } from './install.js';
+import { INSTALL_TIMEOUT_MS, killInstall, packAndInstall, repoRoot, run as runCommand, userEnv, waitForInstall, type Installed, type RunResult } from './install.js';
 
-const children = new Set<ChildProcess>();
 let pkg: Installed;
 let ownDir: string | undefined;
 const env = (extra: Record<string, string> = {}) => userEnv(pkg.bin, pkg.dir, extra);
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
+type Run = RunResult;
 
-/** Runs a command (by name, through PATH) to completion; kills it after timeoutMs. */
-function run(cmd: string, args: string[], opts: { cwd: string; env?: NodeJS.ProcessEnv; timeoutMs?: number }): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { cwd: opts.cwd, env: opts.env ?? env(), stdio: ['ignore', 'pipe', 'pipe'] });
-    children.add(child);
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`${cmd} ${args.join(' ')} did not finish within ${opts.timeoutMs ?? 30_000} ms\nstdout: ${stdout}\nstderr: ${stderr}`));
-    }, opts.timeoutMs ?? 30_000);
-    child.on('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      children.delete(child);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+/** Runs a command (by name, through PATH) to completion, as the user's shell would; killed after timeoutMs. */
+const run = (cmd: string, args: string[], opts: { cwd: string; env?: NodeJS.ProcessEnv; timeoutMs?: number }): Promise<Run> =>
+  runCommand(cmd, args, { cwd: opts.cwd, env: opts.env ?? env(), timeoutMs: opts.timeoutMs ?? 30_000 });
 
 function ok(r: Run, what: string): Run {
   expect(r.code, `${what}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`).toBe(0);
@@ -73,7 +47,7 @@ beforeAll(async () => {
 }, INSTALL_TIMEOUT_MS + 90_000);
 
 afterAll(async () => {
-  for (const c of children) c.kill('SIGKILL');
+  killInstall();
   if (serve && serve.exitCode === null) {
     const exited = new Promise((r) => serve!.once('close', r));
     serve.kill('SIGKILL');
