@@ -40,43 +40,6 @@ export function tooDeepField(doc: Record<string, unknown>, max = MAX_INPUT_DEPTH
 }
 
 /**
- * Where a JSON document first nests deeper than `max` levels below its top-level object, and the
- * top-level key it happens under. Linear, iterative, stops at the first excess, so a hostile text
- * is refused before JSON.parse (slow on deep text) or anything recursive sees it.
- */
-export function jsonTooDeep(text: string, max = MAX_INPUT_DEPTH): { offset: number; key?: string } | undefined {
-  let depth = 0;
-  let lastString: [number, number] | undefined;
-  let key: string | undefined;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (c === 34 /* " */) {
-      const start = i;
-      for (i++; i < text.length; i++) {
-        const d = text.charCodeAt(i);
-        if (d === 92 /* \ */) i++;
-        else if (d === 34) break;
-      }
-      if (depth === 1) lastString = [start, i + 1];
-    } else if (c === 123 /* { */ || c === 91 /* [ */) {
-      depth++;
-      if (depth === 2 && lastString) key = jsonString(text.slice(lastString[0], lastString[1]));
-      if (depth > max + 1) return { offset: i, ...(key !== undefined && { key }) };
-    } else if (c === 125 /* } */ || c === 93 /* ] */) depth--;
-  }
-  return undefined;
-}
-
-function jsonString(literal: string): string | undefined {
-  try {
-    const v: unknown = JSON.parse(literal);
-    return typeof v === 'string' ? v : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/**
  * One pass of yaml's own lexer over the frontmatter (so quoted and block scalars are exactly what
  * the parser will see), stopping at the first of:
  * - `depth`: a coarse, linear upper bound of the nesting — the indentation levels open on a line,

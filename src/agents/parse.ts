@@ -10,7 +10,8 @@ import { agentDocumentSchema, TABLE_KEYS, TOP_LEVEL_KEYS, TOP_LEVEL_VALUE_KEYS }
 import { scanTomlKeys, tomlLocator } from '../shared/toml-locator.js';
 import { parseTomlBounded } from '../shared/toml.js';
 import { MAX_INPUT_DEPTH } from '../shared/depth.js';
-import { expandedSize, jsonTooDeep, MAX_YAML_ALIASES, MAX_YAML_ALIAS_TOKENS, MAX_YAML_STRUCTURE_DEPTH, scanYaml, tooDeepField } from './bounds.js';
+import { scanJsonText } from '../shared/json-text.js';
+import { expandedSize, MAX_YAML_ALIASES, MAX_YAML_ALIAS_TOKENS, MAX_YAML_STRUCTURE_DEPTH, scanYaml, tooDeepField } from './bounds.js';
 
 export interface ParseOptions {
   /** Format to parse as; when absent it is taken from the file name, then sniffed from the content. */
@@ -574,8 +575,9 @@ function yamlPos(doc: Document, lc: LineCounter, path: readonly (string | number
 
 function readJson(text: string, at: (i: Omit<AgentIssue, 'file'>) => AgentIssue): Raw | { errors: AgentIssue[] } {
   // Deep text is slow for JSON.parse and overflows everything recursive after it: refuse it first.
-  const deep = jsonTooDeep(text);
-  if (deep) return { errors: [at({ ...tooDeepIssue(deep.key), ...(deep.key !== undefined && { field: deep.key }), ...offsetToLineCol(text, deep.offset) })] };
+  // (A field's own container is level 1, so the document may be one level deeper.)
+  const deep = scanJsonText(text, { maxDepth: MAX_INPUT_DEPTH + 1, duplicateKeys: false, prototypeKeys: false });
+  if (deep?.kind === 'too_deep') return { errors: [at({ ...tooDeepIssue(deep.key), ...(deep.key !== undefined && { field: deep.key }), ...offsetToLineCol(text, deep.offset) })] };
   let doc: unknown;
   try {
     doc = JSON.parse(text);

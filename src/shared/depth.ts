@@ -20,34 +20,6 @@ export function tooDeepError(where: string, max: number, code: ErrorCode = 'inpu
 }
 
 /**
- * The deepest nesting of objects and arrays in a JSON text, stopping as soon as it exceeds
- * `stopAbove` (so a hostile text costs no more than a scan up to that point). Linear, iterative,
- * aware of strings and escapes; it does not validate the JSON (JSON.parse does that).
- */
-export function jsonTextDepth(text: string, stopAbove = Number.POSITIVE_INFINITY): number {
-  let depth = 0;
-  let max = 0;
-  let inString = false;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (inString) {
-      if (c === 92 /* \ */) i++;
-      else if (c === 34 /* " */) inString = false;
-      continue;
-    }
-    if (c === 34) inString = true;
-    else if (c === 123 /* { */ || c === 91 /* [ */) {
-      depth++;
-      if (depth > max) {
-        max = depth;
-        if (max > stopAbove) return max;
-      }
-    } else if (c === 125 /* } */ || c === 93 /* ] */) depth--;
-  }
-  return max;
-}
-
-/**
  * The deepest nesting of objects and arrays in a value (a container counts as one level),
  * stopping as soon as it exceeds `stopAbove`. Iterative, so it cannot overflow the stack itself;
  * shared sub-objects (YAML aliases) are walked once per path but bounded by `stopAbove` and
@@ -74,9 +46,4 @@ export function valueDepth(value: unknown, stopAbove = Number.POSITIVE_INFINITY,
 /** Throws `tooDeepError(where, max)` when `value` nests deeper than `max` (default MAX_INPUT_DEPTH). */
 export function assertValueDepth(value: unknown, where: string, max = MAX_INPUT_DEPTH, code?: ErrorCode): void {
   if (valueDepth(value, max) > max) throw tooDeepError(where, max, code);
-}
-
-/** Throws `tooDeepError(where, max)` when the JSON text nests deeper than `max`, before it is parsed. */
-export function assertJsonTextDepth(text: string, where: string, max = MAX_INPUT_DEPTH, code?: ErrorCode): void {
-  if (jsonTextDepth(text, max) > max) throw tooDeepError(where, max, code);
 }

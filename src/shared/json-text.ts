@@ -24,7 +24,7 @@ export interface JsonTextProblem {
   line: number;
   column: number;
   problem: string;
-  /** duplicate_key / forbidden_key: the key. */
+  /** duplicate_key / forbidden_key: the key; too_deep: the top-level key it is under (if any). */
   key?: string;
   /** duplicate_key / forbidden_key / too_deep: where in the document, e.g. `metadata.tags[2]` (`` for the top). */
   path?: string;
@@ -141,7 +141,8 @@ export function scanJsonText(text: string, opts: JsonScanOptions = {}): JsonText
   const stack: Frame[] = [];
   const open = (object: boolean): void => {
     if (stack.length + 1 > maxDepth) {
-      throw new Stop(i, 'too_deep', `nested more than ${maxDepth} levels deep`, undefined, pathOf(stack));
+      const top = stack[0];
+      throw new Stop(i, 'too_deep', `nested more than ${maxDepth} levels deep`, top?.object && stack.length > 1 ? (top.at as string) : undefined, pathOf(stack));
     }
     const parent = stack[stack.length - 1];
     stack.push({ object, keys: undefined, at: object ? '' : 0, parentKey: parent?.object ? (parent.at as string) : undefined });

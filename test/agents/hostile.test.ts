@@ -3,7 +3,8 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { parseAgent, type ParseResult } from '../../src/agents/parse.js';
-import { expandedSize, jsonTooDeep, scanYaml } from '../../src/agents/bounds.js';
+import { expandedSize, scanYaml } from '../../src/agents/bounds.js';
+import { scanJsonText } from '../../src/shared/json-text.js';
 import type { AgentDefinition } from '../../src/agents/definition.js';
 import { renderTemplate } from '../../src/execution/prompt.js';
 import { parseToolManifest } from '../../src/tools/wasm/manifest.js';
@@ -135,9 +136,9 @@ describe('nesting depth: a field nested more than 64 levels is a clear error in 
     expect(scanYaml('a: 1\nb:\n  - [1, {c: "[[[[[[["}]\n  - \'{{{{{\'\n')).toBeUndefined();
   });
 
-  it('jsonTooDeep ignores brackets inside strings and names the top-level key', () => {
-    expect(jsonTooDeep(`{"a":"${'['.repeat(500)}"}`)).toBeUndefined();
-    expect(jsonTooDeep(`{"a\\"b":${nested(100)}}`)).toMatchObject({ key: 'a"b' });
+  it('the JSON depth scan ignores brackets inside strings and names the top-level key', () => {
+    expect(scanJsonText(`{"a":"${'['.repeat(500)}"}`, { maxDepth: 65 })).toBeUndefined();
+    expect(scanJsonText(`{"a\\"b":${nested(100)}}`, { maxDepth: 65 })).toMatchObject({ kind: 'too_deep', key: 'a"b' });
   });
 });
 
