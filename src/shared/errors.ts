@@ -35,6 +35,8 @@ export const ERROR_CODES = {
   tool_not_found: 404,
   not_supported: 501,
   isolation_failure: 500,
+  unauthenticated: 401,
+  forbidden: 403,
   internal: 500,
 } as const;
 

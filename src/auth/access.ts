@@ -1,0 +1,22 @@
+import type { Permission } from './permissions.js';
+import type { Principal } from './principal.js';
+
+/**
+ * A route's access policy. Every route has one (route-policies.ts or its own `config.access`);
+ * a route without one is refused when it is registered, and a test walks the route table.
+ * - `public`: no authentication (only /health and /ready).
+ * - `permission`: an authenticated principal whose role grants it; `agentParam` also checks the
+ *   principal's agent scope against that path parameter.
+ */
+export type Access = { public: true } | { permission: Permission; agentParam?: string };
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** The route's access policy (src/auth/access.ts). */
+    access?: Access;
+  }
+  interface FastifyRequest {
+    /** The authenticated caller; undefined only on public routes (src/auth/plugin.ts). */
+    principal?: Principal;
+  }
+}
