@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import cors from '@fastify/cors';
 import swagger from '@fastify/swagger';
 import { SpanKind, SpanStatusCode, type Span, type Tracer } from '@opentelemetry/api';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
@@ -13,6 +14,8 @@ import { parseJsonBody } from './json-body.js';
 import type { Executor } from '../execution/index.js';
 import type { MessageBus } from '../messaging/index.js';
 import { agentRoutes } from './routes/agents.js';
+import { installAuth, type ApiKeyStore, type AuthPluginOptions } from '../auth/index.js';
+import { keyRoutes, type KeyRoutesOptions } from './routes/keys.js';
 import { invokeRoutes } from './routes/invoke.js';
 import { messageBodyDocSchema, messagingRoutes } from './routes/messaging.js';
 import { openAiRoutes } from './routes/openai-compat.js';
@@ -29,6 +32,11 @@ export interface ApiDeps {
   executor?: Executor;
   /** The message bus (messages, conversations, dead letters); absent: those routes are not served. */
   bus?: MessageBus;
+  /**
+   * Authentication and browser safety (src/auth). Absent: authentication off (every caller the
+   * local administrator), but Host and Origin are still checked and every route needs a policy.
+   */
+  auth?: AuthPluginOptions & { usage?: KeyRoutesOptions['usage'] };
   /** Later components (execution, messaging, tools, memory) register their routes here. */
   plugins?: ((app: FastifyInstance) => Promise<void>)[];
 }
@@ -100,6 +108,19 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
     req.log = req.log.child({ trace_id: sc.traceId, span_id: sc.spanId });
     withSpan(span, done);
   });
+  // Before any route: routes without an access policy are refused as they are registered.
+  installAuth(app, deps.auth ?? { enabled: false, authenticators: {}, allowedHosts: config.security.allowed_hosts, allowedOrigins: config.security.cors_origins });
+  // CORS is off unless [security] cors_origins names origins: a page elsewhere can then call the
+  // API with a key it holds (a web console on another host), never with the browser's ambient state.
+  if (config.security.cors_origins.length > 0) {
+    await app.register(cors, {
+      origin: config.security.cors_origins.includes('*') ? '*' : [...config.security.cors_origins],
+      credentials: false,
+      allowedHeaders: ['authorization', 'content-type', 'x-api-key', 'x-request-id', 'x-caxton-request', 'traceparent', 'last-event-id'],
+      exposedHeaders: ['x-request-id', 'retry-after', 'location'],
+      maxAge: 600,
+    });
+  }
   // The last exit (ADR 0017): no response body carries a configured secret, in any encoding.
   app.addHook('onSend', (_req, _reply, payload, done) => done(null, typeof payload === 'string' ? scrubSecrets(payload) : payload));
   app.addHook('onResponse', async (req, reply) => {
@@ -136,6 +157,8 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
     await app.register(invokeRoutes, { prefix: '/api/v1', executor: deps.executor, bodyLimit });
     await app.register(openAiRoutes, { executor: deps.executor, registry: deps.service.registry, bodyLimit });
   }
+  const keys: ApiKeyStore | undefined = deps.auth?.authenticators.keys;
+  if (keys) await app.register(keyRoutes, { prefix: '/api/v1', keys, ...(deps.auth?.usage && { usage: deps.auth.usage }) });
   if (deps.bus) await app.register(messagingRoutes, { prefix: '/api/v1', bus: deps.bus });
   for (const plugin of deps.plugins ?? []) await app.register(plugin, { prefix: '/api/v1' });
 

@@ -5,10 +5,11 @@ import type { Principal } from './principal.js';
  * A route's access policy. Every route has one (route-policies.ts or its own `config.access`);
  * a route without one is refused when it is registered, and a test walks the route table.
  * - `public`: no authentication (only /health and /ready).
+ * - `authenticated`: any authenticated principal (who am I, the OpenAPI document).
  * - `permission`: an authenticated principal whose role grants it; `agentParam` also checks the
  *   principal's agent scope against that path parameter.
  */
-export type Access = { public: true } | { permission: Permission; agentParam?: string };
+export type Access = { public: true } | { authenticated: true } | { permission: Permission; agentParam?: string };
 
 declare module 'fastify' {
   interface FastifyContextConfig {

@@ -1,3 +1,4 @@
+import { z } from 'zod';
 import { ROLE_PERMISSIONS, type Permission, type Role } from './permissions.js';
 
 /**
@@ -19,15 +20,18 @@ export interface Principal {
   readonly keyId?: string;
 }
 
+const globList = z.array(z.string()).readonly().optional();
+
 /** Glob lists (`*` matches any run of characters): absent means no restriction. */
-export interface PrincipalScope {
-  agents?: readonly string[];
-  capabilities?: readonly string[];
+export const principalScopeSchema = z.object({
+  agents: globList,
+  capabilities: globList,
   /** Memory scopes (`agent:NAME`, `shared`, ...). */
-  memory?: readonly string[];
+  memory: globList,
   /** Host tool names (`SERVER.tool`, `SERVER.*`). */
-  tools?: readonly string[];
-}
+  tools: globList,
+});
+export type PrincipalScope = z.output<typeof principalScopeSchema>;
 
 export function can(p: Principal, permission: Permission): boolean {
   return ROLE_PERMISSIONS[p.role].has(permission);

@@ -19,8 +19,28 @@ export const DEFAULT_SERVER_URL = 'http://127.0.0.1:8080';
 /** A thin client of the REST API: the CLI never touches the server's state any other way. */
 export class ApiClient {
   readonly base: string;
-  constructor(base: string) {
+  readonly #apiKey: string | undefined;
+  constructor(base: string, opts: { apiKey?: string | undefined } = {}) {
     this.base = base.replace(/\/+$/, '');
+    this.#apiKey = opts.apiKey;
+  }
+
+  /** Headers carrying the API key (for callers that fetch themselves). */
+  headers(extra: Record<string, string> = {}): Record<string, string> {
+    return this.#apiKey ? { ...extra, authorization: `Bearer ${this.#apiKey}` } : extra;
+  }
+
+  /** A 401/403 explained with what the CLI can do about it. */
+  #authError(status: number, body: ApiErrorBody): ApiError {
+    const e = new ApiError(status, body);
+    if (status === 401) {
+      e.lines.push(
+        this.#apiKey
+          ? 'the key sent was refused: check $CAXTON_API_KEY or run `caxton login` again'
+          : 'no API key was sent: set $CAXTON_API_KEY, or run `caxton login --server URL` (a server on this machine is found automatically while it runs)',
+      );
+    }
+    return e;
   }
 
   #unreachable(e: unknown): CliError {
@@ -37,7 +57,7 @@ export class ApiClient {
     try {
       res = await fetch(this.base + path, {
         method,
-        headers: opts.contentType ? { 'content-type': opts.contentType } : {},
+        headers: this.headers(opts.contentType ? { 'content-type': opts.contentType } : {}),
         ...(opts.body !== undefined && { body: opts.body }),
         signal: AbortSignal.timeout(opts.timeoutMs ?? 30_000),
       });
@@ -55,7 +75,7 @@ export class ApiClient {
     }
     if (res.status >= 400) {
       const body = data as Partial<ApiErrorBody>;
-      if (body && typeof body === 'object' && body.error) throw new ApiError(res.status, body as ApiErrorBody);
+      if (body && typeof body === 'object' && body.error) throw this.#authError(res.status, body as ApiErrorBody);
       throw new CliError(`HTTP ${res.status} from ${this.base}${path}: ${String(text).slice(0, 200)}`);
     }
     return { status: res.status, data: data as T };
@@ -80,7 +100,7 @@ export class ApiClient {
     try {
       res = await fetch(this.base + path, {
         method: opts.method ?? 'GET',
-        headers: { accept: 'text/event-stream', ...(opts.contentType && { 'content-type': opts.contentType }) },
+        headers: this.headers({ accept: 'text/event-stream', ...(opts.contentType && { 'content-type': opts.contentType }) }),
         ...(opts.body !== undefined && { body: opts.body }),
         ...(opts.signal && { signal: opts.signal }),
       });
@@ -95,7 +115,7 @@ export class ApiClient {
       } catch {
         body = undefined;
       }
-      if (body?.error) throw new ApiError(res.status, body as ApiErrorBody);
+      if (body?.error) throw this.#authError(res.status, body as ApiErrorBody);
       throw new CliError(`HTTP ${res.status} from ${this.base}${path}: expected an event stream`);
     }
     const reader = res.body!.getReader();

@@ -1,8 +1,11 @@
 import type { ApiClient } from './client.js';
+import type { Credentials } from './credentials.js';
 import type { Output } from './output.js';
 
 /** What every command gets: the API client (from --server) and the output mode (from --json). */
 export interface CliContext {
   client(): ApiClient;
   output(): Output;
+  /** The server and key the client uses, and where they came from. */
+  credentials(): Credentials;
 }

@@ -5,6 +5,8 @@ import { CaxtonError } from '../shared/errors.js';
 import { formatIssue } from '../shared/issues.js';
 import { VERSION } from '../shared/version.js';
 import { ApiClient, DEFAULT_SERVER_URL } from './client.js';
+import { resolveCredentials } from './credentials.js';
+import { registerKeyCommands } from './commands/key.js';
 import { registerAgentCommands } from './commands/agent.js';
 import { registerConversationCommands } from './commands/conversation.js';
 import { registerDlqCommands } from './commands/dlq.js';
@@ -25,14 +27,19 @@ program
   .name('caxton')
   .description('Caxton: multi-agent orchestration server. Agents are configuration files; this CLI runs the server and talks to its REST API.')
   .version(VERSION, '-V, --version')
-  .option('--server <url>', `Caxton server URL (default: $CAXTON_SERVER_URL or ${DEFAULT_SERVER_URL})`)
+  .option('--server <url>', `Caxton server URL (default: $CAXTON_SERVER_URL, the profile's, or ${DEFAULT_SERVER_URL})`)
+  .option('--profile <name>', 'credentials profile from `caxton login` (default: $CAXTON_PROFILE or "default")')
   .option('--json', 'print machine-readable JSON instead of text')
   .showSuggestionAfterError(true)
   .configureOutput({ outputError: (s, write) => write(s) })
-  .addHelpText('after', `\nExit codes: 0 success, 1 failure, 2 usage error.\nExamples:\n  caxton serve --config examples/caxton.toml\n  caxton agent validate agents/*.toml\n  caxton agent deploy my-agent.toml\n  caxton agent list --capability data-analysis --json\n  caxton message send --capability question-answering --content "What is Caxton?" --wait\n  caxton conversation list --state failed\n  caxton tool call csv_parser.parse --args '{"text": "a,b\\n1,2"}'\n  caxton status --watch\n  caxton logs --level warn --follow\n  caxton events --type lifecycle --since 1h`);
+  .addHelpText('after', `\nExit codes: 0 success, 1 failure, 2 usage error.\nExamples:\n  caxton serve --config examples/caxton.toml\n  caxton agent validate agents/*.toml\n  caxton agent deploy my-agent.toml\n  caxton agent list --capability data-analysis --json\n  caxton message send --capability question-answering --content "What is Caxton?" --wait\n  caxton conversation list --state failed\n  caxton tool call csv_parser.parse --args '{"text": "a,b\\n1,2"}'\n  caxton status --watch\n  caxton logs --level warn --follow\n  caxton events --type lifecycle --since 1h\n  caxton key create --name ci --role operator --expires 30d\n  caxton login --server https://caxton.example.com --profile prod`);
 
 const ctx: CliContext = {
-  client: () => new ApiClient((program.opts().server as string | undefined) ?? process.env.CAXTON_SERVER_URL ?? DEFAULT_SERVER_URL),
+  client: () => {
+    const c = resolveCredentials({ server: program.opts().server as string | undefined, profile: program.opts().profile as string | undefined });
+    return new ApiClient(c.server, { apiKey: c.apiKey });
+  },
+  credentials: () => resolveCredentials({ server: program.opts().server as string | undefined, profile: program.opts().profile as string | undefined }),
   output: () => createOutput(Boolean(program.opts().json)),
 };
 
@@ -47,6 +54,7 @@ registerMemoryCommands(program, ctx); // caxton memory ... (src/memory)
 registerSystemCommands(program, ctx);
 registerObservabilityCommands(program, ctx);
 registerInit(program, ctx);
+registerKeyCommands(program, ctx); // caxton key ..., login, logout, whoami (src/auth)
 
 // Usage errors (unknown command or option, missing argument) exit 2; --help and --version exit 0.
 program.exitOverride();

@@ -250,10 +250,25 @@ export const serverConfigSchema = z.strictObject({
       timeout: duration(120_000),
     })
     .prefault({}),
+  /** Authentication (src/auth, docs/security.md): API keys, OIDC JWTs, client certificates. */
+  auth: z
+    .strictObject({
+      /** false: no authentication, every caller is the administrator; only allowed on a loopback bind. */
+      enabled: z.boolean().default(true),
+      /** At first start (no active key), create an admin key in <data_dir>/admin.key (0600) for the local CLI. */
+      bootstrap_admin_key: z.boolean().default(true),
+    })
+    .prefault({}),
+  /** Browser safety (src/auth/plugin.ts): which Host names and cross-origin pages are accepted. */
   security: z
-    .looseObject({
-      /** Allows binding beyond loopback without the warning, once authentication exists. */
-      allow_remote: z.boolean().default(false),
+    .strictObject({
+      /** Host names (globs such as "*.example.com") accepted besides loopback names and IP addresses (DNS rebinding). */
+      allowed_hosts: z.array(z.string().min(1).max(255)).default([]),
+      /** Origins allowed to call the API from a browser (CORS); empty: no cross-origin access. */
+      cors_origins: z.array(z.string().regex(/^(\*|https?:\/\/[^/\s]+)$/, { message: 'expected an origin such as "https://console.example.com" (scheme and host, no path) or "*"' })).default([]),
+      /** The address of the client is taken from X-Forwarded-For (behind a reverse proxy; docs/security.md). */
+      trust_proxy: z.boolean().default(false),
+      allow_remote: z.never({ error: '"allow_remote" was removed: binding beyond loopback now requires [auth] enabled (the default); delete the key' }).optional(),
     })
     .prefault({}),
 });

@@ -13,22 +13,6 @@ type Plugin = (app: FastifyInstance) => Promise<void>;
 
 export const MCP_PATH = '/mcp';
 
-const LOOPBACK_HOSTS = new Set(['127.0.0.1', 'localhost', '[::1]', '::1']);
-
-/**
- * Browsers send Origin: a page on another site must not drive a local Caxton (DNS rebinding).
- * Requests without Origin (SDK clients, curl) pass; with one, it must be a loopback origin unless
- * `allowRemote`.
- */
-function originAllowed(origin: string | undefined, allowRemote: boolean): boolean {
-  if (origin === undefined || allowRemote) return true;
-  try {
-    return LOOPBACK_HOSTS.has(new URL(origin).hostname);
-  } catch {
-    return false;
-  }
-}
-
 const rpcError = (code: number, message: string) => ({ jsonrpc: '2.0', error: { code, message }, id: null });
 
 /** Marks a plugin as not encapsulated, so its routes keep their own paths (no /api/v1 prefix). */
@@ -40,8 +24,6 @@ function atRoot(plugin: Plugin): Plugin {
 export interface McpHttpOptions extends McpServeDeps {
   /** Mounted servers, for GET /api/v1/mcp/servers. */
   clients?: McpClientManager;
-  /** `[security] allow_remote`: accept browser origins beyond loopback. */
-  allowRemote?: boolean;
 }
 
 /** The plugins to hand to createApi / startServer. */
@@ -61,9 +43,7 @@ function mcpEndpoint(opts: McpHttpOptions): Plugin {
   const tools = new CaxtonMcpTools(opts);
   return async (app) => {
     app.post(MCP_PATH, { schema: { summary: 'MCP (Streamable HTTP, stateless): Caxton tools and agents', tags: ['mcp'] } }, async (req, reply) => {
-      if (!originAllowed(req.headers.origin, opts.allowRemote === true)) {
-        return reply.code(403).send(rpcError(-32000, `origin ${req.headers.origin ?? ''} is not allowed`));
-      }
+      // Origin, Host and credentials are checked for every route by src/auth/plugin.ts.
       const server = createMcpServer(opts, tools);
       const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined });
       reply.hijack();

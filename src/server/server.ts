@@ -18,6 +18,8 @@ import { VERSION } from '../shared/version.js';
 import { registerSecrets } from '../shared/secrets.js';
 import { migrate, openDatabase, storeStartError, type Db } from '../storage/index.js';
 import { startMetricsServer } from './metrics-server.js';
+import { ADMIN_KEY_FILE, ApiKeyStore, bootstrapAdminKey, readKeyFile, writeRunRecord, type AuthPluginOptions } from '../auth/index.js';
+import { CaxtonError } from '../shared/errors.js';
 import { McpClientManager, mcpPlugins } from '../mcp/index.js';
 import { ToolAuditStore } from '../tools/wasm/audit.js';
 import { createMemory, type MemoryComponent } from '../memory/index.js';
@@ -73,6 +75,7 @@ export interface CaxtonServer {
 }
 
 const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1']);
+const WILDCARD = new Set(['0.0.0.0', '::']);
 
 /** The composition root: storage, registry, file watcher, API and metrics, started in that order. */
 export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
@@ -84,8 +87,12 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
   const logBuffer = opts.logBuffer ?? (opts.logger ? undefined : new LogBuffer(config.logging.buffer_lines));
   const logger = opts.logger ?? createLogger(config.logging.level, undefined, { ...(logBuffer && { buffer: logBuffer }), secrets: secretValues(config) });
   const lifecycle: Lifecycle = { state: 'starting', startedAt: Date.now(), version: VERSION };
-  if (!LOOPBACK.has(config.server.host) && !config.security.allow_remote) {
-    logger.warn({ host: config.server.host }, 'binding beyond loopback: the API has no authentication yet, so anyone who can reach this address can deploy and remove agents');
+  // Nobody reaches an unauthenticated API from another machine (docs/security.md).
+  if (!config.auth.enabled && !LOOPBACK.has(config.server.host)) {
+    throw new CaxtonError('invalid_config', `refusing to start: [server] host = "${config.server.host}" reaches beyond this machine and [auth] enabled = false; bind to 127.0.0.1 or enable authentication`, { field: 'auth.enabled' });
+  }
+  if (!config.auth.enabled && config.metrics.enabled && !LOOPBACK.has(config.metrics.host)) {
+    throw new CaxtonError('invalid_config', `refusing to start: [metrics] host = "${config.metrics.host}" reaches beyond this machine and [auth] enabled = false; bind it to 127.0.0.1 or enable authentication`, { field: 'auth.enabled' });
   }
 
   const tracing = setupTracing({ version: VERSION, ...(opts.spanProcessors && { processors: opts.spanProcessors }) });
@@ -100,6 +107,21 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
     db.close();
     throw storeStartError(e, join(resolve(config.data_dir), 'caxton.db'));
   }
+
+  // --- Authentication (src/auth): API keys in caxton.db; at first start an admin key for the local CLI. ---
+  const keys = new ApiKeyStore(db);
+  const adminKeyFile = config.auth.enabled && config.auth.bootstrap_admin_key ? bootstrapAdminKey(keys, config.data_dir) : undefined;
+  if (adminKeyFile) logger.info({ file: adminKeyFile }, 'created the first API key (role admin) for the local CLI; it is readable only by this user');
+  const auth: AuthPluginOptions = {
+    enabled: config.auth.enabled,
+    authenticators: { keys },
+    allowedHosts: [...config.security.allowed_hosts, ...(LOOPBACK.has(config.server.host) || WILDCARD.has(config.server.host) ? [] : [config.server.host.toLowerCase()])],
+    allowedOrigins: config.security.cors_origins,
+  };
+  if (config.auth.enabled && !LOOPBACK.has(config.server.host) && config.security.allowed_hosts.length === 0) {
+    logger.info('[security] allowed_hosts is empty: requests naming this server by IP address or a loopback name are accepted; list the DNS names clients use');
+  }
+  // --- end authentication ---
 
   const registry = new AgentRegistry();
   // Deploy-time warnings for model aliases the configured providers cannot serve (issue 12).
@@ -172,7 +194,7 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
   const toolAudit = new ToolAuditStore(db, { onError: (e) => logger.error({ err: e }, 'tool audit records could not be written'), retentionMs: config.tool_audit.retention, maxRows: config.tool_audit.max_rows });
   const mcp = new McpClientManager({ servers: config.mcp_servers, tools: executor.hostTools, audit: toolAudit, logger, ...(config.source.file && { baseDir: dirname(config.source.file) }) });
   await mcp.start();
-  const mcpRoutes = mcpPlugins({ executor, agents: registry, config: config.mcp, logger, clients: mcp, allowRemote: config.security.allow_remote });
+  const mcpRoutes = mcpPlugins({ executor, agents: registry, config: config.mcp, logger, clients: mcp, });
   // --- end MCP ---
   // --- WebAssembly tool servers (src/tools/wasm/manager.ts): built-in packages (tools/builtin/) and
   // API-deployed ones (SQLite) as host tools `SERVER.tool`, under the operator's [tools.NAME]
@@ -186,8 +208,9 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
     observabilityRoutes(a, { ...(events && { events: events.store }), ...(logBuffer && { logs: logBuffer }), sampler, service, config, lifecycle, bus, tools, ...(memory && { memory }) });
   const recovered = bus.start();
   if (recovered.redelivering > 0) logger.info(recovered, 'redelivering messages accepted before the last stop');
-  const app = await createApi({ config, service, logger, metrics, tracer: tracing.tracer, lifecycle, executor, bus, plugins: [...mcpRoutes, toolPlugin, observabilityPlugin, ...memoryPlugins, ...(opts.plugins ?? [])] });
+  const app = await createApi({ config, service, logger, metrics, tracer: tracing.tracer, lifecycle, executor, bus, auth, plugins: [...mcpRoutes, toolPlugin, observabilityPlugin, ...memoryPlugins, ...(opts.plugins ?? [])] });
   let url = '';
+  let removeRunRecord = () => {};
   let metricsServer: Server | undefined;
   let metricsUrl: string | undefined;
   try {
@@ -195,6 +218,9 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
       await app.listen({ host: config.server.host, port: config.server.port });
       const addr = app.server.address() as AddressInfo;
       url = `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
+      // The local CLI finds this server's admin key through the run record (src/auth/local.ts).
+      const keyFile = join(resolve(config.data_dir), ADMIN_KEY_FILE);
+      if (config.auth.enabled && LOOPBACK.has(config.server.host) && readKeyFile(keyFile)) removeRunRecord = writeRunRecord(addr.port, url, keyFile);
       if (config.metrics.enabled) {
         const m = await startMetricsServer(metrics.registry, config.metrics.host, config.metrics.port);
         metricsServer = m.server;
@@ -244,6 +270,8 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
       sampler.stop();
       events?.close();
       if (metricsServer) await new Promise<void>((r) => metricsServer!.close(() => r()));
+      removeRunRecord();
+      keys.flush();
       db.close();
       await tracing.shutdown();
       logger.info('caxton stopped');

@@ -1,6 +1,6 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { loadServerConfig, type ConfigFlags } from '../../src/config/index.js';
+import { loadServerConfig, type ConfigFlags, type ServerConfig } from '../../src/config/index.js';
 import { startServer, type CaxtonServer, type StartOptions } from '../../src/server/index.js';
 import { makeTempDir } from './tmp.js';
 
@@ -43,6 +43,17 @@ export async function startTestServer(opts: TestServerOptions = {}): Promise<Tes
     mkdirSync(join(p, '..'), { recursive: true });
     writeFileSync(p, content);
   }
+  localAuthUnlessConfigured(config, opts.toml ?? '');
   const server = await startServer({ config, ...(opts.plugins && { plugins: opts.plugins }) });
   return { server, url: server.url, dir, configPath, agentsDir: config.agents_dir, dataDir: config.data_dir, close: () => server.close() };
+}
+
+/**
+ * Tests of other components talk to the server without credentials: authentication is switched
+ * off (the server is on loopback) unless the test's caxton.toml has an [auth] table. The auth
+ * tests (test/auth/) and the CLI tests that start `caxton serve` run with it on.
+ */
+export function localAuthUnlessConfigured(config: ServerConfig, toml: string): ServerConfig {
+  if (!/^\s*\[auth[\].]/m.test(toml)) config.auth.enabled = false;
+  return config;
 }

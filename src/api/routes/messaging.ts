@@ -1,4 +1,5 @@
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { assertAgentAllowed, can, inScope, senderOf, type Principal } from '../../auth/index.js';
+import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { requestTraceparent } from '../request-trace.js';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
@@ -137,6 +138,30 @@ const stateQuery = z
 
 const errors = { 400: errorEnvelopeSchema, 404: errorEnvelopeSchema };
 
+/**
+ * The ACL sender of a message from outside is the authenticated caller (issue 14): absent, it is
+ * filled in; another party needs the impersonate permission (system integrations), and is logged
+ * and audited. With authentication off (the local principal) the client's sender stands as before.
+ * The receivers and capability must be in the caller's agent and capability scope.
+ */
+function asPrincipal(body: unknown, p: Principal | undefined, log: FastifyBaseLogger): void {
+  if (p === undefined || typeof body !== 'object' || body === null || Array.isArray(body)) return;
+  const b = body as Record<string, unknown>;
+  if (p.kind !== 'local') {
+    const own = senderOf(p);
+    if (b.sender === undefined) b.sender = own;
+    else if (b.sender !== own) {
+      if (!can(p, 'impersonate')) throw new CaxtonError('forbidden', `the sender of a message you send is you (${own}); sending as ${JSON.stringify(String(b.sender).slice(0, 100))} needs the impersonate permission`, { reason: 'impersonate', field: 'sender' });
+      log.warn({ principal: p.id, sender: b.sender }, 'message sent on behalf of another party');
+    }
+  }
+  const receivers = [...(typeof b.receiver === 'string' ? [b.receiver] : []), ...(Array.isArray(b.receivers) ? b.receivers.filter((r): r is string => typeof r === 'string') : [])];
+  for (const r of receivers) assertAgentAllowed(p, r);
+  if (typeof b.capability === 'string' && !inScope(p.scope.capabilities, b.capability)) {
+    throw new CaxtonError('forbidden', `${p.id} may not address the capability "${b.capability}"`, { reason: 'capability_scope', capability: b.capability });
+  }
+}
+
 // ------------------------------------------------------------------------------ views
 
 export function messageView(s: StoredMessage) {
@@ -209,6 +234,7 @@ export async function messagingRoutes(app: FastifyInstance, opts: { bus: Message
     async (req, reply) => {
       const raw = Buffer.isBuffer(req.body) ? req.body : undefined;
       const body = parseJsonBody(raw, 'invalid_message');
+      asPrincipal(body, req.principal, req.log);
       const waitMs = req.query.wait === undefined ? undefined : req.query.wait === '' ? DEFAULT_WAIT_MS : parseDuration(req.query.wait)!;
       // Listen for the client going away before any await: the body is already read.
       const gone = waitMs !== undefined ? disconnectSignal(req, reply) : undefined;

@@ -1,3 +1,4 @@
+import { assertAgentAllowed } from '../../auth/index.js';
 import { randomUUID } from 'node:crypto';
 import { requestTraceparent } from '../request-trace.js';
 import type { FastifyInstance } from 'fastify';
@@ -69,6 +70,7 @@ export async function openAiRoutes(app: FastifyInstance, opts: { executor: Execu
 
   r.post('/v1/chat/completions', { schema: { summary: 'OpenAI-compatible chat completion with an agent (model = agent name)', tags: ['openai'], body: chatCompletionBody, response: { 200: z.record(z.string(), z.unknown()).describe('a chat.completion, or chat.completion.chunk events when streaming'), 400: errorEnvelopeSchema, 404: errorEnvelopeSchema } } }, async (req, reply) => {
     const body = req.body;
+    if (req.principal) assertAgentAllowed(req.principal, body.model);
     const tp = requestTraceparent(req);
     const invoke = { ...toInvoke(body), ...(tp !== undefined && { traceparent: tp }) };
     const id = `chatcmpl-${randomUUID()}`;

@@ -203,7 +203,7 @@ export function registerMemoryCommands(program: Command, ctx: CliContext): void 
       else {
         // JSONL is not one JSON document: read it as text (errors still come as JSON envelopes).
         const client = ctx.client();
-        const res = await fetch(client.base + path, { signal: AbortSignal.timeout(300_000) }).catch(() => undefined);
+        const res = await fetch(client.base + path, { headers: client.headers(), signal: AbortSignal.timeout(300_000) }).catch(() => undefined);
         if (!res) return void (await client.get(path)); // reports the unreachable server the usual way
         text = await res.text();
         if (res.status >= 400) {

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'smol-toml';
 import { expect } from 'vitest';
+import { localAuthUnlessConfigured } from '../../helpers/server.js';
 import { loadServerConfig } from '../../../src/config/index.js';
 import { createLogger } from '../../../src/observability/index.js';
 import { startServer, type CaxtonServer } from '../../../src/server/index.js';
@@ -131,7 +132,7 @@ export async function startCaxton(opts: StartCaxtonOptions): Promise<Caxton> {
   const dir = tempDir();
   const configPath = join(dir, 'caxton.toml');
   writeFileSync(configPath, stringify({ server: { port: 0 }, metrics: { enabled: false }, logging: { level: 'silent' }, ...opts.config }));
-  const config = loadServerConfig({ file: configPath, env: {}, cwd: dir });
+  const config = localAuthUnlessConfigured(loadServerConfig({ file: configPath, env: {}, cwd: dir }), readFileSync(configPath, 'utf8'));
   const logs: LogLine[] = [];
   const logger = createLogger('info', {
     write(line: string) {

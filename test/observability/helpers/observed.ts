@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 /**
  * A real Caxton server for the observability tests: caxton.toml in a temp dir, API on 127.0.0.1
  * port 0, metrics on port 0, and the logger the serve command builds (in-memory ring buffer,
@@ -7,6 +8,7 @@ import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'smol-toml';
+import { localAuthUnlessConfigured } from '../../helpers/server.js';
 import { loadServerConfig, secretValues } from '../../../src/config/index.js';
 import { createLogger } from '../../../src/observability/index.js';
 import { LogBuffer } from '../../../src/observability/log-buffer.js';
@@ -31,7 +33,7 @@ export async function startObserved(opts: { config: TomlTable; level?: string; a
   const dir = tempDir('caxton-obs-');
   const configPath = join(dir, 'caxton.toml');
   writeFileSync(configPath, stringify({ server: { port: 0 }, metrics: { enabled: true, port: 0 }, logging: { level: opts.level ?? 'info' }, ...opts.config }));
-  const config = loadServerConfig({ file: configPath, env: {}, cwd: dir });
+  const config = localAuthUnlessConfigured(loadServerConfig({ file: configPath, env: {}, cwd: dir }), readFileSync(configPath, 'utf8'));
   const lines: string[] = [];
   const buffer = new LogBuffer(config.logging.buffer_lines);
   const logger = createLogger(config.logging.level, { write: (l: string) => void lines.push(l) }, { buffer, secrets: secretValues(config, opts.env ?? process.env) });

@@ -1,0 +1,199 @@
+/**
+ * Authentication, authorization and browser safety for every HTTP route (docs/security.md).
+ *
+ * Order, per request: Host check (DNS rebinding) → Origin and content-type checks on state-changing
+ * requests (cross-site requests) → authentication (API key, JWT, client certificate) → the route's
+ * policy (role permission, agent scope). Policies are resolved when a route is registered: a route
+ * without one makes registration fail, so nothing can be served by accident without a decision.
+ */
+import { isIP } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { CaxtonError } from '../shared/errors.js';
+import type { Access } from './access.js';
+import { ApiKeyStore } from './keys.js';
+import { can, globMatch, inScope, type Principal } from './principal.js';
+import { policyFor } from './route-policies.js';
+
+export interface Authenticators {
+  keys?: ApiKeyStore;
+  /** Bearer tokens that are not Caxton API keys (OIDC JWTs). */
+  jwt?: { authenticate(token: string): Promise<Principal> };
+  /** A verified client certificate's principal (mTLS), when the connection has one. */
+  certificate?: (socket: TLSSocket) => Principal | undefined;
+}
+
+export interface AuthPluginOptions {
+  /** false: every request is the local administrator (refused at start on non-loopback binds). */
+  enabled: boolean;
+  authenticators: Authenticators;
+  /** Host names accepted in the Host header besides loopback names and IP literals (globs). */
+  allowedHosts: readonly string[];
+  /** Origins allowed to send state-changing requests cross-origin (also the CORS allowlist). */
+  allowedOrigins: readonly string[];
+  /** Called when a request is refused (401/403), for the audit trail and metrics. */
+  onDenied?: (req: FastifyRequest, code: 'unauthenticated' | 'forbidden', reason: string) => void;
+}
+
+export interface RouteAccess {
+  method: string;
+  url: string;
+  access: Access;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Every registered route and its policy (for tests and `caxton` docs). */
+    accessTable: readonly RouteAccess[];
+  }
+}
+
+/** The principal of every request when authentication is off (loopback only). */
+export const LOCAL_PRINCIPAL: Principal = Object.freeze({ id: 'local:anonymous', kind: 'local', name: 'anonymous', role: 'admin', scope: Object.freeze({}) });
+
+const LOOPBACK_NAMES = new Set(['localhost', '127.0.0.1', '::1', '[::1]']);
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+/** Content types a browser may send cross-site without a preflight ("simple" requests). */
+const SIMPLE_TYPES = new Set(['text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data']);
+const MAX_TOKEN = 16 * 1024;
+
+/** Installs the hooks on the root instance; call before any route is registered. */
+export function installAuth(app: FastifyInstance, opts: AuthPluginOptions): void {
+  const table: RouteAccess[] = [];
+  app.decorate('accessTable', table);
+  app.addHook('onRoute', (route) => {
+    const methods = Array.isArray(route.method) ? route.method : [route.method];
+    const own = route.config?.access;
+    let access: Access | undefined;
+    for (const m of methods) {
+      const found = policyFor(m, route.url, own);
+      if (!found) throw new Error(`route ${m} ${route.url} has no access policy: add it to src/auth/route-policies.ts or give the route config.access`);
+      access ??= found;
+      table.push({ method: m, url: route.url, access: found });
+    }
+    route.config = { ...route.config, access };
+  });
+
+  const hostAllowed = (host: string | undefined): boolean => {
+    if (host === undefined) return false;
+    const name = hostName(host);
+    if (name === undefined) return false;
+    // An IP literal cannot be rebound to another address, so it is never a DNS-rebinding vector.
+    if (LOOPBACK_NAMES.has(name) || isIP(name.replace(/^\[|\]$/g, '')) !== 0) return true;
+    return opts.allowedHosts.some((p) => globMatch(p.toLowerCase(), name));
+  };
+
+  const deny = (req: FastifyRequest, code: 'unauthenticated' | 'forbidden', message: string, details: Record<string, unknown>): CaxtonError => {
+    opts.onDenied?.(req, code, String(details.reason ?? message));
+    return new CaxtonError(code, message, details);
+  };
+
+  app.addHook('onRequest', async (req: FastifyRequest, reply: FastifyReply) => {
+    if (!hostAllowed(req.headers.host)) {
+      throw deny(req, 'forbidden', `the Host header "${String(req.headers.host ?? '').slice(0, 100)}" is not one this server answers to; add the name to [security] allowed_hosts`, { reason: 'host_not_allowed' });
+    }
+    if (!SAFE_METHODS.has(req.method)) checkCrossSite(req, opts, deny);
+
+    const access = req.routeOptions.config?.access;
+    if (access === undefined || 'public' in access) return; // unmatched routes answer 404; probes are public
+
+    req.principal = opts.enabled ? await authenticate(req, opts.authenticators, reply, deny) : LOCAL_PRINCIPAL;
+    if ('permission' in access) {
+      const p = req.principal;
+      if (!can(p, access.permission)) {
+        throw deny(req, 'forbidden', `${p.id} (role ${p.role}) may not do this: it needs the permission ${access.permission}`, { reason: 'permission', permission: access.permission, role: p.role });
+      }
+      if (access.agentParam !== undefined) {
+        const agent = (req.params as Record<string, string> | undefined)?.[access.agentParam];
+        if (agent !== undefined) assertAgentAllowed(p, agent, (c, m, d) => deny(req, c, m, d));
+      }
+    }
+  });
+}
+
+/** Throws 403 when the principal's agent scope does not include `agent`. For routes whose target agent is in the body. */
+export function assertAgentAllowed(p: Principal, agent: string, make: (code: 'forbidden', message: string, details: Record<string, unknown>) => Error = (c, m, d) => new CaxtonError(c, m, d)): void {
+  if (!inScope(p.scope.agents, agent)) throw make('forbidden', `${p.id} may not use the agent "${agent}" (its keys allow: ${p.scope.agents!.join(', ')})`, { reason: 'agent_scope', agent });
+}
+
+function checkCrossSite(req: FastifyRequest, opts: AuthPluginOptions, deny: (req: FastifyRequest, code: 'forbidden', message: string, details: Record<string, unknown>) => CaxtonError): void {
+  const origin = req.headers.origin;
+  if (origin !== undefined && !originAllowed(origin, req.headers.host, opts.allowedOrigins)) {
+    throw deny(req, 'forbidden', `cross-origin request from ${origin.slice(0, 200)} refused; allow the origin in [security] cors_origins`, { reason: 'origin_not_allowed', origin: origin.slice(0, 200) });
+  }
+  if (origin === undefined && req.headers['sec-fetch-site'] === 'cross-site') {
+    throw deny(req, 'forbidden', 'cross-site request refused', { reason: 'origin_not_allowed' });
+  }
+  // A browser sends text/plain, form and multipart bodies cross-site without asking first; an API
+  // client sending them must prove it is not a page: a credential header or X-Caxton-Request.
+  const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+  if (SIMPLE_TYPES.has(type) && req.headers.authorization === undefined && req.headers['x-api-key'] === undefined && req.headers['x-caxton-request'] === undefined) {
+    throw deny(req, 'forbidden', `a ${type} body needs an Authorization or X-Caxton-Request header (browsers send such bodies cross-site); send the API's own content type, e.g. application/json or application/toml`, { reason: 'simple_content_type', content_type: type });
+  }
+}
+
+function originAllowed(origin: string, host: string | undefined, allowed: readonly string[]): boolean {
+  if (allowed.includes(origin) || allowed.includes('*')) return true;
+  let u: URL;
+  try {
+    u = new URL(origin);
+  } catch {
+    return false; // "null" (sandboxed frames, file:) and garbage
+  }
+  // Same origin: the page was served by this host and port.
+  return host !== undefined && u.host.toLowerCase() === host.toLowerCase();
+}
+
+async function authenticate(req: FastifyRequest, a: Authenticators, reply: FastifyReply, deny: (req: FastifyRequest, code: 'unauthenticated', message: string, details: Record<string, unknown>) => CaxtonError): Promise<Principal> {
+  const token = bearerOf(req);
+  if (token !== undefined) {
+    if (token.length > MAX_TOKEN) throw withChallenge(reply, deny(req, 'unauthenticated', 'the bearer token is too long', { reason: 'token_too_long' }));
+    try {
+      if (ApiKeyStore.looksLikeKey(token) && a.keys) return a.keys.verify(token);
+      if (a.jwt) return await a.jwt.authenticate(token);
+    } catch (e) {
+      if (e instanceof CaxtonError && (e.code === 'unauthenticated' || e.code === 'forbidden')) {
+        throw withChallenge(reply, deny(req, e.code as 'unauthenticated', e.message, { reason: 'invalid_credentials' }));
+      }
+      throw e;
+    }
+    throw withChallenge(reply, deny(req, 'unauthenticated', 'the bearer token is not a Caxton API key (cxk_...) and no [auth.jwt] issuer is configured', { reason: 'invalid_credentials' }));
+  }
+  const socket = req.raw.socket as TLSSocket;
+  // Only a certificate the TLS layer verified against [server.tls] ca (mTLS) names a principal.
+  if (a.certificate && socket.encrypted && socket.authorized) {
+    const p = a.certificate(socket);
+    if (p) return p;
+  }
+  throw withChallenge(reply, deny(req, 'unauthenticated', 'authentication required: send "Authorization: Bearer <API key>" (create one with `caxton key create`; the CLI sends $CAXTON_API_KEY or the key of `caxton login`)', { reason: 'missing_credentials' }));
+}
+
+function withChallenge(reply: FastifyReply, e: CaxtonError): CaxtonError {
+  if (e.code === 'unauthenticated') reply.header('www-authenticate', 'Bearer realm="caxton"');
+  return e;
+}
+
+/** `Authorization: Bearer T` (case-insensitive scheme) or `X-API-Key: T` (Anthropic-style clients). */
+export function bearerOf(req: FastifyRequest): string | undefined {
+  const h = req.headers.authorization;
+  if (typeof h === 'string') {
+    // Linear: one anchored prefix test, then slicing (no regex over the token itself).
+    if (h.length > 7 && h.slice(0, 7).toLowerCase() === 'bearer ') return h.slice(7).trim();
+    return undefined;
+  }
+  const k = req.headers['x-api-key'];
+  return typeof k === 'string' && k.length > 0 ? k : undefined;
+}
+
+/** The host name of a Host header, lower-cased, without the port; undefined when malformed. */
+export function hostName(host: string): string | undefined {
+  const h = host.trim().toLowerCase();
+  if (h.length === 0 || h.length > 255) return undefined;
+  if (h.startsWith('[')) {
+    const end = h.indexOf(']');
+    return end > 0 ? h.slice(0, end + 1) : undefined;
+  }
+  const colon = h.indexOf(':');
+  const name = colon >= 0 ? h.slice(0, colon) : h;
+  return /^[a-z0-9.-]+$/.test(name) ? name : undefined;
+}

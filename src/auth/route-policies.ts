@@ -1,0 +1,98 @@
+import type { Access } from './access.js';
+import type { Permission } from './permissions.js';
+
+/**
+ * The access policy of every route, keyed `METHOD url` as fastify registers it (HEAD routes take
+ * their GET's). One table so a review sees every route's policy at once; a route may instead
+ * carry `config.access` itself (plugins added later do). A route with neither is refused when it
+ * is registered, and test/auth/route-policies.test.ts walks the route table.
+ */
+const P = (permission: Permission, agentParam?: string): Access => ({ permission, ...(agentParam !== undefined && { agentParam }) });
+
+export const ROUTE_POLICIES: Readonly<Record<string, Access>> = {
+  // Probes: load balancers and orchestrators call them without credentials.
+  'GET /health': { public: true },
+  'GET /ready': { public: true },
+  // CORS preflights carry no credentials by design (only registered when CORS is configured).
+  'OPTIONS *': { public: true },
+
+  'GET /api/v1/openapi.json': { authenticated: true },
+  'GET /api/v1/whoami': { authenticated: true },
+  'GET /api/v1/status': P('observe:read'),
+  'GET /api/v1/status/overview': P('observe:read'),
+  'GET /api/v1/config': P('config:read'),
+  'GET /api/v1/logs': P('observe:read'),
+  'GET /api/v1/logs/stream': P('observe:read'),
+  'GET /api/v1/events': P('observe:read'),
+  'GET /api/v1/events/stream': P('observe:read'),
+
+  // Agents
+  'GET /api/v1/agents': P('agents:read'),
+  'GET /api/v1/agents/:name': P('agents:read', 'name'),
+  'GET /api/v1/agents/:name/source': P('agents:read', 'name'),
+  'POST /api/v1/agents': P('agents:write'),
+  'POST /api/v1/agents/validate': P('agents:read'),
+  'PUT /api/v1/agents/:name': P('agents:write', 'name'),
+  'DELETE /api/v1/agents/:name': P('agents:write', 'name'),
+  'GET /api/v1/capabilities': P('agents:read'),
+  'GET /api/v1/directory': P('agents:read'),
+  'GET /api/v1/directory/events': P('agents:read'),
+
+  // Execution
+  'POST /api/v1/agents/:name/invoke': P('agents:invoke', 'name'),
+  'GET /v1/models': P('agents:read'),
+  'POST /v1/chat/completions': P('agents:invoke'),
+  'POST /mcp': P('agents:invoke'),
+  'GET /mcp': P('agents:invoke'),
+  'DELETE /mcp': P('agents:invoke'),
+  'GET /api/v1/mcp/servers': P('tools:read'),
+
+  // Messaging
+  'POST /api/v1/messages': P('messages:send'),
+  'GET /api/v1/messages/:id': P('messages:read'),
+  'GET /api/v1/conversations': P('messages:read'),
+  'GET /api/v1/conversations/:id': P('messages:read'),
+  'GET /api/v1/conversations/:id/events': P('messages:read'),
+  'GET /api/v1/messaging/stats': P('observe:read'),
+  'GET /api/v1/dead-letters': P('messages:read'),
+  'GET /api/v1/dead-letters/:id': P('messages:read'),
+  'POST /api/v1/dead-letters/:id/replay': P('dead_letters:replay'),
+
+  // Tools
+  'GET /api/v1/tools': P('tools:read'),
+  'GET /api/v1/tools/:name': P('tools:read'),
+  'POST /api/v1/tools': P('tools:write'),
+  'DELETE /api/v1/tools/:name': P('tools:write'),
+  'GET /api/v1/tools/audit': P('tools:read'),
+  'POST /api/v1/tools/:server/:tool/call': P('tools:call'),
+
+  // Memory
+  'POST /api/v1/memory/search': P('memory:read'),
+  'GET /api/v1/memory/entities': P('memory:read'),
+  'GET /api/v1/memory/entities/:name': P('memory:read'),
+  'POST /api/v1/memory/entities': P('memory:write'),
+  'DELETE /api/v1/memory/entities/:name': P('memory:write'),
+  'POST /api/v1/memory/entities/:name/observations': P('memory:write'),
+  'POST /api/v1/memory/observations/add': P('memory:write'),
+  'POST /api/v1/memory/observations/delete': P('memory:write'),
+  'GET /api/v1/memory/relations': P('memory:read'),
+  'POST /api/v1/memory/relations': P('memory:write'),
+  'POST /api/v1/memory/relations/delete': P('memory:write'),
+  'POST /api/v1/memory/entities/delete': P('memory:write'),
+  'GET /api/v1/memory/export': P('memory:read'),
+  'POST /api/v1/memory/import': P('memory:write'),
+  'GET /api/v1/memory/stats': P('memory:read'),
+  'GET /api/v1/memory/traverse': P('memory:read'),
+
+  // API keys
+  'GET /api/v1/keys': P('keys:manage'),
+  'POST /api/v1/keys': P('keys:manage'),
+  'GET /api/v1/keys/:key': P('keys:manage'),
+  'DELETE /api/v1/keys/:key': P('keys:manage'),
+  'POST /api/v1/keys/:key/rotate': P('keys:manage'),
+};
+
+/** The policy of a route: its own `config.access`, else the table's (HEAD as GET). */
+export function policyFor(method: string, url: string, own: Access | undefined): Access | undefined {
+  return own ?? ROUTE_POLICIES[`${method === 'HEAD' ? 'GET' : method} ${url}`];
+}

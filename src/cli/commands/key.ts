@@ -1,0 +1,155 @@
+import type { Command } from 'commander';
+import { ROLE_SUMMARY, ROLES, type ApiKeyInfo } from '../../auth/index.js';
+import { ApiClient } from '../client.js';
+import type { CliContext } from '../context.js';
+import { credentialsFile, removeProfile, writeProfile } from '../credentials.js';
+import { CliError, usageError } from '../errors.js';
+import { table } from '../output.js';
+import { positiveInt } from './conversation.js';
+
+const list = (v: string, prev: string[] = []) => [...prev, ...v.split(',').map((s) => s.trim()).filter(Boolean)];
+
+function role(v: string): string {
+  if (!(ROLES as readonly string[]).includes(v)) throw usageError(`unknown role "${v}"; expected one of: ${ROLES.join(', ')}`);
+  return v;
+}
+
+function scopeText(k: ApiKeyInfo): string {
+  const parts = Object.entries(k.scope)
+    .filter(([, v]) => v !== undefined)
+    .map(([n, v]) => `${n}=${(v as string[]).join(',')}`);
+  return parts.length > 0 ? parts.join(' ') : 'all';
+}
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString('utf8').trim();
+}
+
+const ROLE_HELP = `\nRoles:\n${ROLES.map((r) => `  ${r.padEnd(10)} ${ROLE_SUMMARY[r]}`).join('\n')}`;
+
+/** caxton key ..., login, logout, whoami. */
+export function registerKeyCommands(program: Command, ctx: CliContext): void {
+  const key = program.command('key').description('API keys: create, list, show, revoke, rotate (role admin)').addHelpText('after', ROLE_HELP);
+
+  key
+    .command('create')
+    .description('create an API key; its secret is printed once and never again')
+    .requiredOption('--name <name>', 'a unique name, e.g. "ci"')
+    .requiredOption('--role <role>', `one of ${ROLES.join(', ')}`, role)
+    .option('--expires <duration>', 'time to live, e.g. 30d or 12h (default: never)')
+    .option('--agents <globs>', 'only these agents (comma-separated globs, e.g. "support-*")', list)
+    .option('--capabilities <globs>', 'only these capabilities', list)
+    .option('--memory <scopes>', 'only these memory scopes', list)
+    .option('--tools <globs>', 'only these host tools (SERVER.tool, SERVER.*)', list)
+    .option('--rpm <n>', 'requests per minute', positiveInt('--rpm'))
+    .option('--concurrency <n>', 'concurrent agent executions', positiveInt('--concurrency'))
+    .option('--tokens-per-minute <n>', 'LLM tokens per minute', positiveInt('--tokens-per-minute'))
+    .addHelpText('after', `${ROLE_HELP}\n\nExamples:\n  caxton key create --name ci --role operator --expires 30d\n  caxton key create --name support-bot --role invoker --agents 'support-*' --concurrency 2 --tokens-per-minute 1000`)
+    .action(async (o: { name: string; role: string; expires?: string; agents?: string[]; capabilities?: string[]; memory?: string[]; tools?: string[]; rpm?: number; concurrency?: number; tokensPerMinute?: number }) => {
+      const out = ctx.output();
+      const limits = { ...(o.rpm !== undefined && { requests_per_minute: o.rpm }), ...(o.concurrency !== undefined && { concurrent_executions: o.concurrency }), ...(o.tokensPerMinute !== undefined && { tokens_per_minute: o.tokensPerMinute }) };
+      const body = { name: o.name, role: o.role, ...(o.expires && { expires: o.expires }), ...(o.agents && { agents: o.agents }), ...(o.capabilities && { capabilities: o.capabilities }), ...(o.memory && { memory: o.memory }), ...(o.tools && { tools: o.tools }), ...(Object.keys(limits).length > 0 && { limits }) };
+      const { data } = await ctx.client().post<{ key: ApiKeyInfo; secret: string }>('/api/v1/keys', body);
+      if (out.json) return out.data(data);
+      out.out(`created key "${data.key.name}" (id ${data.key.id}, role ${data.key.role}${data.key.expires_at ? `, expires ${data.key.expires_at}` : ''})`);
+      out.out('');
+      out.out(`  ${data.secret}`);
+      out.out('');
+      out.out('This is the only time the secret is shown: store it now (e.g. CAXTON_API_KEY in your CI secrets).');
+    });
+
+  key
+    .command('list')
+    .alias('ls')
+    .description('list API keys (never their secrets)')
+    .option('--all', 'include revoked keys')
+    .action(async (o: { all?: boolean }) => {
+      const out = ctx.output();
+      const res = await ctx.client().get<{ keys: ApiKeyInfo[] }>(`/api/v1/keys${o.all ? '?all=true' : ''}`);
+      if (out.json) return out.data(res);
+      if (res.keys.length === 0) return out.out('no API keys');
+      out.out(table(['NAME', 'ID', 'ROLE', 'STATE', 'SCOPE', 'EXPIRES', 'LAST USED'], res.keys.map((k) => [k.name, k.id, k.role, k.state, scopeText(k), k.expires_at ?? 'never', k.last_used_at ?? 'never'])));
+    });
+
+  key
+    .command('show <key>')
+    .description('one key (by name or id) and its use against its limits')
+    .action(async (name: string) => {
+      const out = ctx.output();
+      const res = await ctx.client().get<{ key: ApiKeyInfo; usage?: Record<string, unknown> }>(`/api/v1/keys/${encodeURIComponent(name)}`);
+      if (out.json) return out.data(res);
+      const k = res.key;
+      const rows: [string, string][] = [
+        ['name', k.name], ['id', k.id], ['role', k.role], ['state', k.state], ['scope', scopeText(k)],
+        ['limits', Object.keys(k.limits).length > 0 ? Object.entries(k.limits).map(([n, v]) => `${n}=${v}`).join(' ') : 'server defaults'],
+        ['created', `${k.created_at}${k.created_by ? ` by ${k.created_by}` : ''}`], ['expires', k.expires_at ?? 'never'], ['rotated', k.rotated_at ?? 'never'], ['last used', k.last_used_at ?? 'never'],
+      ];
+      if (k.revoked_at) rows.push(['revoked', k.revoked_at]);
+      if (res.usage) for (const [n, v] of Object.entries(res.usage)) rows.push([`use: ${n}`, typeof v === 'object' ? JSON.stringify(v) : String(v)]);
+      out.out(rows.map(([a, b]) => `${a.padEnd(18)} ${b}`).join('\n'));
+    });
+
+  key
+    .command('revoke <key>')
+    .description('revoke a key (by name or id): it stops working at once')
+    .action(async (name: string) => {
+      const out = ctx.output();
+      const res = await ctx.client().request<{ key: ApiKeyInfo }>('DELETE', `/api/v1/keys/${encodeURIComponent(name)}`);
+      if (out.json) return out.data(res.data);
+      out.out(`revoked key "${res.data.key.name}" (id ${res.data.key.id})`);
+    });
+
+  key
+    .command('rotate <key>')
+    .description('a new secret for a key (same name, role, scope and limits); the old secret stops working at once')
+    .action(async (name: string) => {
+      const out = ctx.output();
+      const { data } = await ctx.client().post<{ key: ApiKeyInfo; secret: string }>(`/api/v1/keys/${encodeURIComponent(name)}/rotate`);
+      if (out.json) return out.data(data);
+      out.out(`new secret for key "${data.key.name}" (id ${data.key.id}):\n\n  ${data.secret}\n\nThis is the only time it is shown.`);
+    });
+
+  program
+    .command('login')
+    .description('store a server URL and API key as a named profile (the key is read from standard input)')
+    .requiredOption('--server <url>', 'the server, e.g. https://caxton.example.com')
+    .option('--profile <name>', 'profile name (default "default")')
+    .addHelpText('after', `\nThe key is read from standard input, so it never appears in the process list or shell history:\n  printf %s "$KEY" | caxton login --server https://caxton.example.com --profile prod\nProfiles are kept in ${credentialsFile()} (mode 0600); use one with --profile NAME or $CAXTON_PROFILE.`)
+    .action(async (o: { server: string; profile?: string }) => {
+      const out = ctx.output();
+      const profile = o.profile ?? (program.opts().profile as string | undefined) ?? 'default';
+      if (process.stdin.isTTY) out.err('paste the API key and press Ctrl-D:');
+      const apiKey = await readStdin();
+      if (apiKey.length === 0) throw usageError('no API key on standard input');
+      const client = new ApiClient(o.server, { apiKey });
+      const who = await client.get<{ id: string; role: string }>('/api/v1/whoami');
+      const file = writeProfile(profile, { server: client.base, api_key: apiKey });
+      if (out.json) return out.data({ profile, server: client.base, principal: who.id, role: who.role, file });
+      out.out(`logged in to ${client.base} as ${who.id} (role ${who.role}); profile "${profile}" saved in ${file}`);
+    });
+
+  program
+    .command('logout')
+    .description('remove a stored profile')
+    .option('--profile <name>', 'profile name (default "default")')
+    .action((o: { profile?: string }) => {
+      const out = ctx.output();
+      const profile = o.profile ?? (program.opts().profile as string | undefined) ?? 'default';
+      if (!removeProfile(profile)) throw new CliError(`no profile "${profile}" in ${credentialsFile()}`);
+      if (out.json) return out.data({ profile, removed: true });
+      out.out(`removed profile "${profile}"`);
+    });
+
+  program
+    .command('whoami')
+    .description('who the server says you are: principal, role, scope, and where the CLI found the key')
+    .action(async () => {
+      const out = ctx.output();
+      const c = ctx.credentials();
+      const who = await ctx.client().get<Record<string, unknown>>('/api/v1/whoami');
+      if (out.json) return out.data({ server: c.server, key_source: c.keySource, ...who });
+      out.out(`${String(who.id)} (role ${String(who.role)}) at ${c.server}; key from ${c.keySource === 'env' ? '$CAXTON_API_KEY' : c.keySource === 'profile' ? `profile "${c.profile}"` : c.keySource === 'local-server' ? "the local server's admin key" : 'nowhere (authentication is off)'}`);
+    });
+}

@@ -1,0 +1,113 @@
+/**
+ * Which server the CLI talks to and with which key (docs/security.md):
+ * - server: --server, else $CAXTON_SERVER_URL, else the profile's, else http://127.0.0.1:8080;
+ * - key: $CAXTON_API_KEY, else the profile's (`caxton login`), else — for a server on this
+ *   machine's loopback — the admin key that server wrote for its own user (src/auth/local.ts).
+ * Profiles live in $CAXTON_HOME/credentials.toml (default ~/.caxton), mode 0600; --profile or
+ * $CAXTON_PROFILE picks one, else "default".
+ */
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { parse, stringify } from 'smol-toml';
+import { caxtonHome, localServerKey } from '../auth/index.js';
+import { DEFAULT_SERVER_URL } from './client.js';
+import { CliError } from './errors.js';
+
+export interface Profile {
+  server?: string;
+  api_key?: string;
+}
+
+export interface Credentials {
+  server: string;
+  apiKey: string | undefined;
+  /** Where the key came from, for `caxton whoami` and error hints. */
+  keySource: 'env' | 'profile' | 'local-server' | 'none';
+  profile: string;
+}
+
+export const credentialsFile = (env: NodeJS.ProcessEnv = process.env) => join(caxtonHome(env), 'credentials.toml');
+
+export function readProfiles(env: NodeJS.ProcessEnv = process.env): Record<string, Profile> {
+  const file = credentialsFile(env);
+  if (!existsSync(file)) return {};
+  let doc: Record<string, unknown>;
+  try {
+    doc = parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+  } catch (e) {
+    throw new CliError(`cannot read ${file}: ${e instanceof Error ? e.message.split('\n')[0] : String(e)}`, { lines: ['fix the file or remove it and run `caxton login` again'] });
+  }
+  const profiles = doc.profiles;
+  if (profiles === undefined) return {};
+  if (typeof profiles !== 'object' || profiles === null) throw new CliError(`${file}: "profiles" must be a table of [profiles.NAME] sections`);
+  return profiles as Record<string, Profile>;
+}
+
+export function writeProfile(name: string, profile: Profile, env: NodeJS.ProcessEnv = process.env): string {
+  const file = credentialsFile(env);
+  const profiles = readProfiles(env);
+  profiles[name] = profile;
+  mkdirSync(caxtonHome(env), { recursive: true, mode: 0o700 });
+  // Written to a 0600 temporary file, then renamed: the key is never readable by others, and a
+  // crash never leaves half a file.
+  const tmp = `${file}.${process.pid}.tmp`;
+  const fd = openSync(tmp, 'w', 0o600);
+  try {
+    writeSync(fd, `# Caxton CLI credentials (caxton login). Keep this file private.\n${stringify({ profiles })}\n`);
+  } finally {
+    closeSync(fd);
+  }
+  chmodSync(tmp, 0o600);
+  renameSync(tmp, file);
+  return file;
+}
+
+export function removeProfile(name: string, env: NodeJS.ProcessEnv = process.env): boolean {
+  const profiles = readProfiles(env);
+  if (!(name in profiles)) return false;
+  delete profiles[name];
+  const file = credentialsFile(env);
+  const tmp = `${file}.${process.pid}.tmp`;
+  const fd = openSync(tmp, 'w', 0o600);
+  try {
+    writeSync(fd, `# Caxton CLI credentials (caxton login). Keep this file private.\n${stringify({ profiles })}\n`);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, file);
+  return true;
+}
+
+const LOOPBACK = new Set(['127.0.0.1', 'localhost', '[::1]']);
+
+export function resolveCredentials(opts: { server?: string; profile?: string }, env: NodeJS.ProcessEnv = process.env): Credentials {
+  const profileName = opts.profile ?? env.CAXTON_PROFILE ?? 'default';
+  const profiles = opts.profile !== undefined || env.CAXTON_PROFILE !== undefined || existsSync(credentialsFile(env)) ? readProfiles(env) : {};
+  const profile = profiles[profileName];
+  if ((opts.profile !== undefined || env.CAXTON_PROFILE !== undefined) && !profile) {
+    throw new CliError(`no profile "${profileName}" in ${credentialsFile(env)}`, { lines: [`create it with \`caxton login --profile ${profileName} --server URL\``] });
+  }
+  const server = opts.server ?? env.CAXTON_SERVER_URL ?? profile?.server ?? DEFAULT_SERVER_URL;
+  if (env.CAXTON_API_KEY) return { server, apiKey: env.CAXTON_API_KEY.trim(), keySource: 'env', profile: profileName };
+  // A profile's key goes only to its own server (or to any when it names none).
+  if (profile?.api_key && (profile.server === undefined || sameServer(profile.server, server))) return { server, apiKey: profile.api_key, keySource: 'profile', profile: profileName };
+  const local = localKeyFor(server, env);
+  if (local) return { server, apiKey: local, keySource: 'local-server', profile: profileName };
+  return { server, apiKey: undefined, keySource: 'none', profile: profileName };
+}
+
+function sameServer(a: string, b: string): boolean {
+  return a.replace(/\/+$/, '') === b.replace(/\/+$/, '');
+}
+
+function localKeyFor(server: string, env: NodeJS.ProcessEnv): string | undefined {
+  let u: URL;
+  try {
+    u = new URL(server);
+  } catch {
+    return undefined;
+  }
+  if (!LOOPBACK.has(u.hostname)) return undefined;
+  const port = u.port === '' ? (u.protocol === 'https:' ? 443 : 80) : Number(u.port);
+  return localServerKey(port, env);
+}
