@@ -19,7 +19,8 @@ let serve: ServeProcess;
 beforeAll(async () => {
   assertBuilt();
   const dir = tempDir('caxton-hostile-api-');
-  writeFileSync(join(dir, 'caxton.toml'), '[logging]\nlevel = "warn"\n');
+  // Authentication off: this file is about bodies (test/auth covers the keys).
+  writeFileSync(join(dir, 'caxton.toml'), '[logging]\nlevel = "warn"\n\n[auth]\nenabled = false\n');
   serve = await startServe({ cwd: dir, args: ['--config', join(dir, 'caxton.toml')] });
 }, 30_000);
 afterAll(cleanup);

@@ -39,7 +39,8 @@ afterAll(async () => {
   removeTempDirs();
 });
 
-const post = (path: string, body: string, contentType = 'application/json') => http<Json>(t.url, 'POST', path, { body, contentType });
+// X-Caxton-Request: text/plain bodies need it (or a credential) since issue 14's cross-site guard.
+const post = (path: string, body: string, contentType = 'application/json') => http<Json>(t.url, 'POST', path, { body, contentType, headers: { 'x-caxton-request': '1' } });
 
 async function expectHealthy(): Promise<void> {
   const h = await getJson(t.url, '/health');

@@ -56,7 +56,7 @@ describe('caxton message, conversation and dlq', () => {
     expectExit(r, 0);
     const out = parseJson<Json>(r);
     expect(out).toMatchObject({ performative: 'request', routed_to: ['helper'], routing: 'one', duplicate: false, conversation: { state: 'completed', protocol: 'fipa-request' } });
-    expect(out.messages.map((m: Json) => `${m.performative}:${m.sender}`)).toEqual(['request:user', 'agree:helper', 'inform:helper']);
+    expect(out.messages.map((m: Json) => `${m.performative}:${m.sender}`)).toEqual(['request:key:admin', 'agree:helper', 'inform:helper']);
     expect(out.messages[2].content).toBe('42');
     conversationId = out.conversation_id;
   });
@@ -69,7 +69,7 @@ describe('caxton message, conversation and dlq', () => {
     const waited = await cli('message', 'send', '--to', 'helper', '--performative', 'query-ref', '--content-json', '{"question": "the answer?"}', '--param', 'X-priority=high', '--wait');
     expectExit(waited, 0);
     expect(waited.stdout).toContain('routed to helper');
-    expect(waited.stdout).toMatch(/\[inform\] helper → user: 42/);
+    expect(waited.stdout).toMatch(/\[inform\] helper → key:admin: 42/);
     expect(waited.stdout).toMatch(/conversation conv_\w+ is completed/);
   });
 
@@ -95,8 +95,8 @@ describe('caxton message, conversation and dlq', () => {
     expectExit(text, 0);
     expect(text.stdout).toContain(`conversation: ${conversationId}`);
     expect(text.stdout).toMatch(/state:\s+completed/);
-    expect(text.stdout).toMatch(/\[request\] user → capability "answering" \(helper\): what is 6 times 7\?/);
-    expect(text.stdout).toMatch(/\[inform\] helper → user: 42/);
+    expect(text.stdout).toMatch(/\[request\] key:admin → capability "answering" \(helper\): what is 6 times 7\?/);
+    expect(text.stdout).toMatch(/\[inform\] helper → key:admin: 42/);
   });
 
   it('conversation show --follow streams until the conversation ends', async () => {
@@ -108,7 +108,7 @@ describe('caxton message, conversation and dlq', () => {
 
     const text = await cli('conversation', 'show', conversationId, '--follow');
     expectExit(text, 0);
-    expect(text.stdout).toMatch(/\[agree\] helper → user\n/);
+    expect(text.stdout).toMatch(/\[agree\] helper → key:admin\n/);
     expect(text.stdout.trim().split('\n').at(-1)).toBe(`conversation ${conversationId} is completed`);
   });
 
@@ -147,7 +147,7 @@ describe('caxton message, conversation and dlq', () => {
 
     const follow = await cli('conversation', 'show', f.conversation_id, '--follow');
     expectExit(follow, 0);
-    expect(follow.stdout).toMatch(/\[inform\] fragile → user: done at last/);
+    expect(follow.stdout).toMatch(/\[inform\] fragile → key:admin: done at last/);
     expect(follow.stdout).toContain(`conversation ${f.conversation_id} is completed`);
 
     const after = await cli('dlq', 'list', '--json');

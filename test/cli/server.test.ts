@@ -333,9 +333,10 @@ describe('caxton agent run, and a request in flight during shutdown', () => {
 
   it('SIGTERM lets a request in flight finish, then exits 0', async () => {
     const t0 = Date.now();
+    const key = readFileSync(join(dir, 'data', 'admin.key'), 'utf8').trim();
     const inFlight = fetch(`${serve.url}/api/v1/agents/assistant/invoke`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json' },
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
       body: JSON.stringify({ request: 'slow one' }),
     }).then(async (res) => ({ status: res.status, body: (await res.json()) as { content: string }, ms: Date.now() - t0 }));
     await new Promise((r) => setTimeout(r, 500));

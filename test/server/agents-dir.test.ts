@@ -278,7 +278,8 @@ describe('agents_dir: hostile files with a real `caxton serve` (the crash-and-re
     assertBuilt();
     dir = tempDir('caxton-hostile-dir-');
     mkdirSync(join(dir, 'agents'), { recursive: true });
-    writeFileSync(join(dir, 'caxton.toml'), '');
+    // Authentication off: this file is about agent files (test/auth covers the keys).
+    writeFileSync(join(dir, 'caxton.toml'), '[auth]\nenabled = false\n');
     writeFileSync(join(dir, 'agents', 'good.toml'), tomlAgent('good-agent'));
     writeFileSync(join(dir, 'agents', 'deep.json'), deepJson(100_000));
     writeFileSync(join(dir, 'agents', 'bomb.md'), BOMB_MD);

@@ -112,6 +112,10 @@ function writeSetup(dir: string, providerUrl: string, relayUrl: string): string 
     `data_dir = "data"
 agents_dir = "agents"
 
+# Authentication off: this file is about provider and tool secrets (test/auth covers the keys).
+[auth]
+enabled = false
+
 [logging]
 level = "debug"
 

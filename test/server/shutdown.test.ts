@@ -28,7 +28,7 @@ describe('graceful shutdown', () => {
     const handlerStarted = new Promise<void>((r) => (started = r));
     let handlerFinished = false;
     const slowRoute = async (app: FastifyInstance) => {
-      app.get('/test/slow', async () => {
+      app.get('/test/slow', { config: { access: { authenticated: true } } }, async () => {
         started();
         await new Promise((r) => setTimeout(r, 300));
         handlerFinished = true;

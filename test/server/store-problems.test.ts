@@ -50,7 +50,9 @@ describe('caxton serve with a bad data file', () => {
     assertBuilt();
     const { dir, file } = layout();
     const serve = await startServe({ cwd: dir, args: ['--data-dir', join(dir, 'data'), '--agents-dir', join(dir, 'agents'), '--log-level', 'warn'], readyTimeoutMs: 60_000 });
-    const res = await fetch(`${serve.url}/api/v1/agents`, { method: 'POST', headers: { 'content-type': 'application/toml' }, body: tomlAgent('keeper') });
+    // The admin key the first start wrote (issue 14) authenticates the deploy.
+    const key = readFileSync(join(dir, 'data', 'admin.key'), 'utf8').trim();
+    const res = await fetch(`${serve.url}/api/v1/agents`, { method: 'POST', headers: { 'content-type': 'application/toml', authorization: `Bearer ${key}` }, body: tomlAgent('keeper') });
     expect(res.status).toBe(201);
     expect((await stopServe(serve, 'SIGTERM')).code).toBe(0);
     good = readFileSync(file);
