@@ -9,7 +9,7 @@
  * - Concurrency: a counter per principal and per agent, taken by beginExecution and given back by
  *   release().
  * - Tokens: a fixed window per principal and per agent, aligned to multiples of the period since
- *   the Unix epoch ("1h" resets on the hour, "1d" at UTC midnight), so the reset time is the same
+ *   the Unix epoch ("1h" resets on the hour, "24h" at UTC midnight), so the reset time is the same
  *   for everyone and easy to explain. An execution is admitted while the window's budget is not
  *   used up; it may overshoot (the provider reports tokens only when a call ends), and what it
  *   used is charged when it ends — the next execution is refused instead.
