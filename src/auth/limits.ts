@@ -109,8 +109,8 @@ const ADMITTED: RequestAdmission = Object.freeze({ ok: true });
 const MINUTE_MS = 60_000;
 
 export class PrincipalLimiter {
-  readonly #principals = new Map<string, State>();
-  readonly #agents = new Map<string, State>();
+  #principals = new Map<string, State>();
+  #agents = new Map<string, State>();
   readonly #now: () => number;
   readonly #metrics: Metrics | undefined;
   readonly #sweepIntervalMs: number;
@@ -220,9 +220,8 @@ export class PrincipalLimiter {
   sweep(): void {
     const now = this.#now();
     this.#lastSweep = now;
-    for (const map of [this.#principals, this.#agents]) {
-      for (const [k, s] of map) if (isIdle(s, now)) map.delete(k);
-    }
+    this.#principals = survivors(this.#principals, now);
+    this.#agents = survivors(this.#agents, now);
   }
 
   #maybeSweep(now: number): void {
@@ -293,6 +292,17 @@ function takeRequest(s: State, rpm: number, now: number): number {
     return 0;
   }
   return Math.max(1, Math.ceil(((1 - s.bucket) * MINUTE_MS) / rpm));
+}
+
+/**
+ * The states that still hold something, in a new Map. Copying the survivors measured faster than
+ * deleting from a Map while iterating it once most entries go (V8 shrinks and rehashes the table
+ * as it empties): 100,000 idle states, the bench's case.
+ */
+function survivors(map: Map<string, State>, now: number): Map<string, State> {
+  const kept = new Map<string, State>();
+  for (const [k, s] of map) if (!isIdle(s, now)) kept.set(k, s);
+  return kept;
 }
 
 function isIdle(s: State, now: number): boolean {
