@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { AgentDefinition, AgentRegistry, IsolationMode } from '../agents/index.js';
+import { limitedError, type ExecutionSlot, type LimitSet, type PrincipalLimiter } from '../auth/limits.js';
 import type { ServerConfig } from '../config/index.js';
 import type { Metrics } from '../observability/metrics.js';
 import { endWithError, SpanStatusCode, startSpan, traceparentOf, withSpan, type Span, type Tracer } from '../observability/trace-context.js';
@@ -20,6 +21,13 @@ export interface InvokeOptions {
   signal?: AbortSignal;
   stream?: boolean;
   onEvent?: (e: ExecutionEvent) => void;
+  /** Who runs this execution, and their effective limits (src/auth/limits.ts); needs `ExecutorOptions.limiter`. */
+  limit?: { principalId: string; limits?: LimitSet | undefined };
+  /**
+   * A slot taken beforehand with `Executor.admit()` (a streaming route admits before it opens the
+   * stream, so a refusal is a real 429). invoke() gives it back when the execution ends, however it ends.
+   */
+  admitted?: ExecutionSlot | undefined;
 }
 
 export interface ExecutorOptions {
@@ -31,6 +39,10 @@ export interface ExecutorOptions {
   metrics?: Metrics;
   /** Called once per finished execution (the agent event store's performance events). */
   onExecuted?: (e: ExecutionRecord) => void;
+  /** Limits per principal and per agent (src/auth/limits.ts): checked before any LLM call, tokens charged after. */
+  limiter?: PrincipalLimiter;
+  /** An agent's own limits (`[auth.limits.agents]`, see agentLimitsLookup), shared by all its callers. */
+  agentLimits?: (agent: string) => LimitSet | undefined;
 }
 
 /** One finished execution, for `ExecutorOptions.onExecuted`. */
@@ -108,6 +120,8 @@ export class Executor {
   readonly #tracer: Tracer | undefined;
   readonly #metrics: Metrics | undefined;
   readonly #onExecuted: ExecutorOptions['onExecuted'];
+  readonly #limiter: PrincipalLimiter | undefined;
+  readonly #agentLimits: ExecutorOptions['agentLimits'];
 
   /** Throws 'conflict' when `opts.hostTools` already holds a tool with a built-in tool's name. */
   constructor(config: ServerConfig, registry: AgentRegistry, opts: ExecutorOptions = {}) {
@@ -119,6 +133,8 @@ export class Executor {
     this.#tracer = opts.tracer;
     this.#metrics = opts.metrics;
     this.#onExecuted = opts.onExecuted;
+    this.#limiter = opts.limiter;
+    this.#agentLimits = opts.agentLimits;
     this.hostTools.reserve(
       this.#deps.tools.list().map((t) => t.name),
       'built-in tool',
@@ -180,8 +196,39 @@ export class Executor {
     return def;
   }
 
+  /**
+   * Takes an execution slot against the principal's and the agent's limits; throws 'rate_limited'
+   * (429, with retry_after) when one is reached. Undefined when there is nothing to limit. invoke()
+   * calls it itself; a streaming route calls it before opening the stream and passes the slot as
+   * `InvokeOptions.admitted` (and releases it should it not get to invoke()).
+   */
+  admit(name: string, limit?: InvokeOptions['limit']): ExecutionSlot | undefined {
+    if (!this.#limiter) return undefined;
+    const agentLimits = this.#agentLimits?.(name);
+    if (!limit && !agentLimits) return undefined;
+    const r = this.#limiter.beginExecution({ ...(limit && { principalId: limit.principalId, principalLimits: limit.limits }), agent: name, agentLimits });
+    if (!r.ok) throw limitedError(r);
+    return r;
+  }
+
   async invoke(name: string, req: InvokeRequest, opts: InvokeOptions = {}): Promise<AgentResponse> {
-    const def = this.check(name, req);
+    if (!this.#limiter && !opts.admitted) return this.#invoke(this.check(name, req), req, opts);
+    let slot = opts.admitted;
+    try {
+      const def = this.check(name, req);
+      slot ??= this.admit(def.name, opts.limit);
+      const res = await this.#invoke(def, req, opts);
+      slot?.release({ tokens: res.usage.input_tokens + res.usage.output_tokens });
+      return res;
+    } catch (e) {
+      // Failed, timed out or cancelled: the slot is given back. The tokens of a failed execution
+      // are not known here (the provider's usage comes with the response), so they are not charged.
+      slot?.release();
+      throw e;
+    }
+  }
+
+  async #invoke(def: AgentDefinition, req: InvokeRequest, opts: InvokeOptions): Promise<AgentResponse> {
     if (!this.#tracer && !this.#metrics && !this.#onExecuted) return this.#run(def, req, opts);
     const t0 = performance.now();
     const span = this.#tracer && startSpan(this.#tracer, `agent.execute ${def.name}`, req.traceparent, { 'caxton.agent': def.name, ...(req.conversation_id !== undefined && { 'caxton.conversation_id': req.conversation_id }) });

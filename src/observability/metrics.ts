@@ -8,6 +8,8 @@ export interface MetricSources {
   toolServers?: () => number;
   /** May be asynchronous (a PostgreSQL memory backend counts with a query). */
   memoryEntities?: () => number | Promise<number>;
+  /** Principal and agent states the limiter holds (src/auth/limits.ts). */
+  limitStates?: () => number;
 }
 
 const FAST_BUCKETS = [0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
@@ -36,6 +38,7 @@ export class Metrics {
   readonly toolCallDuration: Histogram<'tool'>;
   readonly memoryOperations: Counter<'operation' | 'status'>;
   readonly memoryOperationDuration: Histogram<'operation'>;
+  readonly limitRejections: Counter<'limit' | 'scope'>;
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -61,6 +64,7 @@ export class Metrics {
     this.toolCallDuration = new Histogram({ name: 'caxton_tool_call_duration_seconds', help: 'Tool call duration', labelNames: ['tool'], buckets: FAST_BUCKETS, registers });
     this.memoryOperations = new Counter({ name: 'caxton_memory_operations_total', help: 'Memory operations, by operation and outcome', labelNames: ['operation', 'status'], registers });
     this.memoryOperationDuration = new Histogram({ name: 'caxton_memory_operation_duration_seconds', help: 'Memory operation duration', labelNames: ['operation'], buckets: FAST_BUCKETS, registers });
+    this.limitRejections = new Counter({ name: 'caxton_limit_rejections_total', help: 'Requests and executions refused with 429 by a limit, by limit (requests, concurrency, tokens) and scope (principal, agent)', labelNames: ['limit', 'scope'], registers });
     const gauge = (name: string, help: string, read: (s: MetricSources) => (() => number | Promise<number>) | undefined) =>
       new Gauge({
         name,
@@ -81,6 +85,7 @@ export class Metrics {
     gauge('caxton_active_conversations', 'Conversations that are initiated or in progress', (s) => s.activeConversations);
     gauge('caxton_tool_servers', 'WebAssembly tool servers loaded', (s) => s.toolServers);
     gauge('caxton_memory_entities', 'Entities in the memory store', (s) => s.memoryEntities);
+    gauge('caxton_limit_tracked_states', 'Principals and agents whose limit state is held (dropped once idle)', (s) => s.limitStates);
   }
 
   // Hot-path recorders: the labelled children are looked up once per label set and kept, so a
@@ -124,6 +129,11 @@ export class Metrics {
   tool(tool: string, status: string, seconds: number): void {
     this.#counter(this.toolCalls, { tool, status }).inc();
     this.#histogram(this.toolCallDuration, { tool }).observe(seconds);
+  }
+
+  /** A request or execution refused by a limit (src/auth/limits.ts). */
+  limitRejected(limit: string, scope: string): void {
+    this.#counter(this.limitRejections, { limit, scope }).inc();
   }
 
   /** An error, by code. */
