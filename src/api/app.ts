@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import type { ServerOptions as HttpsServerOptions } from 'node:https';
 import swagger from '@fastify/swagger';
 import { SpanKind, SpanStatusCode, type Span, type Tracer } from '@opentelemetry/api';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
@@ -31,6 +32,8 @@ export interface ApiDeps {
   bus?: MessageBus;
   /** Later components (execution, messaging, tools, memory) register their routes here. */
   plugins?: ((app: FastifyInstance) => Promise<void>)[];
+  /** Serve HTTPS with these options ([server.tls], src/server/tls.ts); `app.server` is then a tls.Server. */
+  https?: HttpsServerOptions;
 }
 
 const REQUEST_ID_RE = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -40,6 +43,7 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
   const { config, metrics, tracer } = deps;
   const bodyLimit = config.server.max_body_size;
   const app: FastifyInstance = Fastify({
+    ...(deps.https && { https: deps.https }),
     loggerInstance: deps.logger as unknown as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'request_id' }),
     bodyLimit,
