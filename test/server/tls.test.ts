@@ -1,4 +1,4 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
@@ -178,8 +178,13 @@ describe('[metrics.tls]', () => {
     expect(r.status).toBe(200);
     expect(r.body).toContain('caxton_');
     expect(r.serial).toBe(server1.serial);
-    writeTls(t.dir, server2);
+    // Replaced the way certificate tools do it: new files renamed over the old ones.
+    for (const [name, text] of [['server.crt', server2.cert], ['server.key', server2.key]] as const) {
+      writeFileSync(join(t.dir, 'tls', `.${name}.tmp`), text);
+      renameSync(join(t.dir, 'tls', `.${name}.tmp`), join(t.dir, 'tls', name));
+    }
     await waitUntil(async () => (await get(t.server.metricsUrl!, { ca: ca.cert })).serial === server2.serial, { timeoutMs: 10_000, what: 'the new metrics certificate' });
+    expect(t.server.tls.metrics?.status()).toMatchObject({ section: 'metrics.tls', serial: server2.serial, reloads: 1 });
   });
 });
 
