@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import cors from '@fastify/cors';
+import type { ServerOptions as HttpsServerOptions } from 'node:https';
 import swagger from '@fastify/swagger';
 import { SpanKind, SpanStatusCode, type Span, type Tracer } from '@opentelemetry/api';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
@@ -39,6 +40,8 @@ export interface ApiDeps {
   auth?: AuthPluginOptions & { usage?: KeyRoutesOptions['usage'] };
   /** Later components (execution, messaging, tools, memory) register their routes here. */
   plugins?: ((app: FastifyInstance) => Promise<void>)[];
+  /** Serve HTTPS with these options ([server.tls], src/server/tls.ts); `app.server` is then a tls.Server. */
+  https?: HttpsServerOptions;
 }
 
 const REQUEST_ID_RE = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -48,6 +51,7 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
   const { config, metrics, tracer } = deps;
   const bodyLimit = config.server.max_body_size;
   const app: FastifyInstance = Fastify({
+    ...(deps.https && { https: deps.https }),
     loggerInstance: deps.logger as unknown as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'request_id' }),
     bodyLimit,

@@ -115,6 +115,11 @@ export function loadServerConfig(opts: LoadOptions = {}): ServerConfig {
   for (const k of ['data_dir', 'agents_dir'] as const) if (raw[k] !== undefined) raw[k] = rel(raw[k], baseDir);
   const providers = (raw.llm as { providers?: Record<string, { script?: unknown }> } | undefined)?.providers;
   if (providers && typeof providers === 'object') for (const p of Object.values(providers)) if (p && typeof p === 'object' && p.script !== undefined) p.script = rel(p.script, baseDir);
+  // [server.tls] and [metrics.tls] certificate, key and CA files (src/server/tls.ts).
+  for (const section of ['server', 'metrics'] as const) {
+    const tls = (raw[section] as { tls?: Record<string, unknown> } | undefined)?.tls;
+    if (tls && typeof tls === 'object') for (const k of ['cert', 'key', 'ca'] as const) if (tls[k] !== undefined) tls[k] = rel(tls[k], baseDir);
+  }
 
   const envUsed: string[] = [];
   for (const [name, value] of Object.entries(env)) {

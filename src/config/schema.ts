@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { durationMs, sizeBytes, type UnitBounds } from '../shared/zod-units.js';
 import { MAX_PERIOD_MS } from '../shared/units.js';
+import { tlsConfigSchema } from '../server/tls-config.js';
 
 /** caxton.toml. Every section has defaults so an empty file (or none) is a working configuration. */
 
@@ -115,6 +116,7 @@ export const serverConfigSchema = z.strictObject({
       port: port.default(8080),
       max_body_size: size(1024 * 1024),
       shutdown_timeout: duration(10_000),
+      tls: tlsConfigSchema.optional(),
     })
     .prefault({}),
   metrics: z
@@ -122,6 +124,7 @@ export const serverConfigSchema = z.strictObject({
       enabled: z.boolean().default(true),
       host: z.string().min(1).default('127.0.0.1'),
       port: port.default(9090),
+      tls: tlsConfigSchema.optional(),
     })
     .prefault({}),
   logging: z

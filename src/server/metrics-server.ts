@@ -1,10 +1,14 @@
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer, type ServerOptions as HttpsServerOptions } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 
-/** Serves /metrics (Prometheus text format) on its own port, apart from the API. */
-export async function startMetricsServer(registry: Registry, host: string, port: number): Promise<{ server: Server; url: string }> {
-  const server = createServer((req, res) => {
+/**
+ * Serves /metrics (Prometheus text format) on its own port, apart from the API; over TLS when
+ * `https` is given ([metrics.tls], src/server/tls.ts).
+ */
+export async function startMetricsServer(registry: Registry, host: string, port: number, https?: HttpsServerOptions): Promise<{ server: Server | HttpsServer; url: string }> {
+  const handler = (req: IncomingMessage, res: ServerResponse) => {
     if (req.method === 'GET' && (req.url === '/metrics' || req.url?.startsWith('/metrics?'))) {
       registry
         .metrics()
@@ -20,11 +24,12 @@ export async function startMetricsServer(registry: Registry, host: string, port:
     }
     res.writeHead(404, { 'content-type': 'text/plain' });
     res.end('not found: metrics are served at /metrics\n');
-  });
+  };
+  const server = https ? createHttpsServer(https, handler) : createServer(handler);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => resolve());
   });
   const addr = server.address() as AddressInfo;
-  return { server, url: `http://${host.includes(':') ? `[${host}]` : host}:${addr.port}/metrics` };
+  return { server, url: `${https ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${addr.port}/metrics` };
 }

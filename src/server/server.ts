@@ -1,6 +1,8 @@
 import type { AddressInfo } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import type { Server } from 'node:http';
+import type { Server as HttpsServer } from 'node:https';
+import type { Server as TlsServer } from 'node:tls';
 import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import type { FastifyInstance } from 'fastify';
 import { AGENT_MIGRATIONS, AgentDirectoryWatcher, AgentRegistry, AgentService, AgentStore } from '../agents/index.js';
@@ -20,6 +22,7 @@ import { migrate, openDatabase, storeStartError, type Db } from '../storage/inde
 import { startMetricsServer } from './metrics-server.js';
 import { ADMIN_KEY_FILE, ApiKeyStore, bootstrapAdminKey, readKeyFile, writeRunRecord, type AuthPluginOptions } from '../auth/index.js';
 import { CaxtonError } from '../shared/errors.js';
+import { httpsOptions, readTlsMaterial, TlsReloader, warnIfExpiring } from './tls.js';
 import { McpClientManager, mcpPlugins } from '../mcp/index.js';
 import { ToolAuditStore } from '../tools/wasm/audit.js';
 import { createMemory, type MemoryComponent } from '../memory/index.js';
@@ -71,6 +74,8 @@ export interface CaxtonServer {
   /** Base URL of the API, e.g. http://127.0.0.1:8080 (empty when not listening). */
   readonly url: string;
   readonly metricsUrl: string | undefined;
+  /** The certificate reloaders of [server.tls] and [metrics.tls] (absent without TLS or when not listening). */
+  readonly tls: { api?: TlsReloader; metrics?: TlsReloader };
   close(): Promise<void>;
 }
 
@@ -87,6 +92,12 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
   const logBuffer = opts.logBuffer ?? (opts.logger ? undefined : new LogBuffer(config.logging.buffer_lines));
   const logger = opts.logger ?? createLogger(config.logging.level, undefined, { ...(logBuffer && { buffer: logBuffer }), secrets: secretValues(config) });
   const lifecycle: Lifecycle = { state: 'starting', startedAt: Date.now(), version: VERSION };
+  // TLS files are checked before anything is opened: a missing file or a key that does not match
+  // its certificate stops the start with an error naming the file (src/server/tls.ts).
+  const apiTls = config.server.tls && { cfg: config.server.tls, material: readTlsMaterial(config.server.tls, 'server.tls') };
+  const metricsTls = config.metrics.enabled && config.metrics.tls ? { cfg: config.metrics.tls, material: readTlsMaterial(config.metrics.tls, 'metrics.tls') } : undefined;
+  if (apiTls) warnIfExpiring(logger, 'server.tls', apiTls.material);
+  if (metricsTls) warnIfExpiring(logger, 'metrics.tls', metricsTls.material);
   // Nobody reaches an unauthenticated API from another machine (docs/security.md).
   if (!config.auth.enabled && !LOOPBACK.has(config.server.host)) {
     throw new CaxtonError('invalid_config', `refusing to start: [server] host = "${config.server.host}" reaches beyond this machine and [auth] enabled = false; bind to 127.0.0.1 or enable authentication`, { field: 'auth.enabled' });
@@ -208,27 +219,39 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
     observabilityRoutes(a, { ...(events && { events: events.store }), ...(logBuffer && { logs: logBuffer }), sampler, service, config, lifecycle, bus, tools, ...(memory && { memory }) });
   const recovered = bus.start();
   if (recovered.redelivering > 0) logger.info(recovered, 'redelivering messages accepted before the last stop');
-  const app = await createApi({ config, service, logger, metrics, tracer: tracing.tracer, lifecycle, executor, bus, auth, plugins: [...mcpRoutes, toolPlugin, observabilityPlugin, ...memoryPlugins, ...(opts.plugins ?? [])] });
+  const app = await createApi({ config, service, logger, metrics, tracer: tracing.tracer, lifecycle, executor, bus, auth, plugins: [...mcpRoutes, toolPlugin, observabilityPlugin, ...memoryPlugins, ...(opts.plugins ?? [])], ...(apiTls && { https: httpsOptions(apiTls.cfg, apiTls.material) }) });
   let url = '';
   let removeRunRecord = () => {};
-  let metricsServer: Server | undefined;
+  let metricsServer: Server | HttpsServer | undefined;
   let metricsUrl: string | undefined;
+  const tls: { api?: TlsReloader; metrics?: TlsReloader } = {};
   try {
     if (opts.listen !== false) {
       await app.listen({ host: config.server.host, port: config.server.port });
       const addr = app.server.address() as AddressInfo;
-      url = `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
+      url = `${apiTls ? 'https' : 'http'}://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
+      if (apiTls) {
+        tls.api = new TlsReloader(app.server as unknown as TlsServer, apiTls.cfg, 'server.tls', apiTls.material, logger);
+        await tls.api.start();
+      }
       // The local CLI finds this server's admin key through the run record (src/auth/local.ts).
       const keyFile = join(resolve(config.data_dir), ADMIN_KEY_FILE);
       if (config.auth.enabled && LOOPBACK.has(config.server.host) && readKeyFile(keyFile)) removeRunRecord = writeRunRecord(addr.port, url, keyFile);
       if (config.metrics.enabled) {
-        const m = await startMetricsServer(metrics.registry, config.metrics.host, config.metrics.port);
+        const m = await startMetricsServer(metrics.registry, config.metrics.host, config.metrics.port, metricsTls && httpsOptions(metricsTls.cfg, metricsTls.material));
         metricsServer = m.server;
         metricsUrl = m.url;
+        if (metricsTls) {
+          tls.metrics = new TlsReloader(m.server as TlsServer, metricsTls.cfg, 'metrics.tls', metricsTls.material, logger);
+          await tls.metrics.start();
+        }
       }
     } else await app.ready();
     await warming;
   } catch (e) {
+    await tls.api?.close();
+    await tls.metrics?.close();
+    if (metricsServer) await new Promise<void>((r) => metricsServer!.close(() => r()));
     await bus.close();
     await app.close();
     await mcp.close();
@@ -254,6 +277,8 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
     (closing ??= (async () => {
       lifecycle.state = 'stopping';
       await watcher.close();
+      await tls.api?.close();
+      await tls.metrics?.close();
       // A keep-alive client whose request was in flight would hold close() open until the shutdown
       // timeout: close such connections as soon as they fall idle.
       const idle = setInterval(() => app.server.closeIdleConnections(), 100);
@@ -277,5 +302,5 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
       logger.info('caxton stopped');
     })());
 
-  return { app, config, service, registry, executor, bus, metrics, logger, db, mcp, toolAudit, memory, tools, events, logs: logBuffer, sampler, url, metricsUrl, close };
+  return { app, config, service, registry, executor, bus, metrics, logger, db, mcp, toolAudit, memory, tools, events, logs: logBuffer, sampler, url, metricsUrl, tls, close };
 }

@@ -15,7 +15,7 @@ let srv: TestServer;
 let admin: string;
 const keys: Partial<Record<Role, string>> = {};
 
-const auth = (key: string | undefined) => (key ? { authorization: `Bearer ${key}` } : {});
+const auth = (key: string | undefined): Record<string, string> => (key ? { authorization: `Bearer ${key}` } : {});
 
 async function call(method: string, path: string, key: string | undefined, body?: unknown, contentType = 'application/json') {
   return http<{ error?: { code: string; message: string; details: Record<string, unknown> } } & Record<string, unknown>>(srv.url, method, path, {
