@@ -19,6 +19,7 @@ const SUITES: Record<string, () => Promise<Suite>> = {
   'memory-postgres': async () => (await import('./memory-postgres.js')).memoryPostgresSuite,
   secrets: async () => (await import('./secrets.js')).secretsSuite,
   hostile: async () => (await import('./hostile.js')).hostileSuite,
+  'auth-jwt': async () => (await import('./auth-jwt.js')).authJwtSuite,
 };
 
 async function main(argv: string[]): Promise<number> {
