@@ -20,6 +20,7 @@ const SUITES: Record<string, () => Promise<Suite>> = {
   secrets: async () => (await import('./secrets.js')).secretsSuite,
   hostile: async () => (await import('./hostile.js')).hostileSuite,
   limits: async () => (await import('./limits.js')).limitsSuite,
+  'auth-jwt': async () => (await import('./auth-jwt.js')).authJwtSuite,
 };
 
 async function main(argv: string[]): Promise<number> {
