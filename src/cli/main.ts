@@ -17,6 +17,7 @@ import { registerMcpCommand } from './commands/mcp.js';
 import { registerSystemCommands } from './commands/system.js';
 import { registerObservabilityCommands } from './commands/observe.js';
 import { registerToolCommands } from './commands/tool.js';
+import { registerAuditCommand } from './commands/audit.js';
 import { CliError, EXIT } from './errors.js';
 import { createOutput } from './output.js';
 
@@ -46,6 +47,7 @@ registerToolCommands(program, ctx);
 registerMemoryCommands(program, ctx); // caxton memory ... (src/memory)
 registerSystemCommands(program, ctx);
 registerObservabilityCommands(program, ctx);
+registerAuditCommand(program, ctx); // caxton audit (src/audit)
 registerInit(program, ctx);
 
 // Usage errors (unknown command or option, missing argument) exit 2; --help and --version exit 0.
