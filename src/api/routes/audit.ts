@@ -6,7 +6,7 @@ import { CaxtonError } from '../../shared/errors.js';
 import { parseDuration } from '../../shared/units.js';
 import { errorEnvelopeSchema } from '../schemas.js';
 
-/** A time bound: ISO 8601, milliseconds since the epoch, or a duration ago ("1h", "7d"). */
+/** A time bound: ISO 8601, milliseconds since the epoch, or a duration ago ("1h", "24h"). */
 function timeBound(field: string) {
   return z
     .string()
@@ -16,7 +16,7 @@ function timeBound(field: string) {
       if (ago !== undefined) return Date.now() - ago;
       const t = /^\d{4}-\d{2}-\d{2}/.test(s) ? Date.parse(s) : NaN;
       if (Number.isNaN(t)) {
-        ctx.addIssue({ code: 'custom', message: `expected an ISO 8601 time (e.g. "2025-01-31T12:00:00Z"), milliseconds since the epoch, or a duration ago (e.g. "1h", "7d"), got ${JSON.stringify(s)}` });
+        ctx.addIssue({ code: 'custom', message: `expected an ISO 8601 time (e.g. "2025-01-31T12:00:00Z"), milliseconds since the epoch, or a duration ago (e.g. "1h", "24h"), got ${JSON.stringify(s)}` });
         return z.NEVER;
       }
       return t;

@@ -38,7 +38,7 @@ export function registerAuditCommand(program: Command, ctx: CliContext): void {
     .option('--action <action>', 'only this action (agent.deploy, memory.import...) or family ("memory.*")')
     .option('--outcome <outcome>', `only this outcome: ${OUTCOMES.join(', ')}`)
     .option('--target <target>', 'only this target (an agent, tool server, memory scope, dead-letter id)')
-    .option('--since <when>', 'only records since then: an ISO 8601 time or a duration ago ("1h", "7d")')
+    .option('--since <when>', 'only records since then: an ISO 8601 time or a duration ago ("1h", "24h")')
     .option('--until <when>', 'only records before then: an ISO 8601 time or a duration ago')
     .option('--limit <n>', 'the newest this many (default 100, at most 1000)', positiveInt('--limit', 1000))
     .option('--offset <n>', 'skip this many of the newest', nonNegativeInt('--offset'))
