@@ -87,7 +87,11 @@ beforeAll(async () => {
   ensureToolsBuilt();
   const dir = makeTempDir('caxton-audit-');
   // No fallback: an unmatched request is an error, so a message to the agent fails and is dead-lettered.
-  writeFileSync(join(dir, 'replies.toml'), '[[rules]]\nmatch = "hello"\n  [[rules.turns]]\n  content = "hi"\n');
+  writeFileSync(
+    join(dir, 'replies.toml'),
+    '[[rules]]\nmatch = "hello"\n  [[rules.turns]]\n  content = "hi"\n' +
+      '[[rules]]\nmatch = "echo please"\n  [[rules.turns]]\n  content = ""\n  tool_calls = [{ name = "text.echo", arguments = { a = 1 } }]\n  [[rules.turns]]\n  content = "done"\n',
+  );
   ts = await startTestServer({
     dir,
     toml: `[llm]\ndefault_provider = "demo"\n[llm.providers.demo]\ntype = "scripted"\nscript = "replies.toml"\n\n[messaging]\nmax_attempts = 1\n\n[audit]\njsonl = "logs/audit.jsonl"\n`,
@@ -188,6 +192,17 @@ describe('recording', () => {
     await call('POST', '/api/v1/tools/text/echo/call', { body: { args: { b: 2 } } });
     const all = (await call('GET', '/api/v1/tools/audit?tool=text.echo')).json.records as { principal?: string }[];
     expect(all.map((x) => x.principal ?? null)).toEqual([null, 'key:tools']);
+  });
+
+  it('an execution started for a principal passes it to the tool calls the agent makes (InvokeRequest.principal)', async () => {
+    const toolbox = AGENT.replace('auditee', 'toolbox').replace('capabilities = ["auditing"]', 'capabilities = ["boxing"]\ntools = ["text.echo"]');
+    expect((await call('POST', '/api/v1/agents', { body: toolbox, type: 'application/toml' })).status).toBe(201);
+    const res = await ts.server.executor.invoke('toolbox', { request: 'echo please', principal: 'key:exec' });
+    expect(res.content).toBe('done');
+    expect(res.tool_calls.map((c) => c.name)).toEqual(['text.echo']);
+    const rows = (await call('GET', '/api/v1/tools/audit?agent=toolbox')).json.records;
+    expect(rows).toHaveLength(1);
+    expect(rows[0]).toMatchObject({ tool: 'text.echo', execution_id: res.execution_id, principal: 'key:exec', outcome: 'ok' });
   });
 
   it('non-HTTP events go through audit.record', async () => {
