@@ -310,6 +310,12 @@ describe('caxton audit', () => {
     expect(res.records.map((r) => r.request_id).sort()).toEqual(['req-401', 'req-403']);
   });
 
+  it('caxton tool audit --principal selects the tool calls made for that caller', async () => {
+    const r = await cli('--json', 'tool', 'audit', '--principal', 'key:tools');
+    expectExit(r, 0);
+    expect(parseJson<{ records: { tool: string; principal?: string }[] }>(r).records).toMatchObject([{ tool: 'text.echo', principal: 'key:tools' }]);
+  });
+
   it('says when nothing matches, and refuses a bad flag as a usage error', async () => {
     const none = await cli('audit', '--target', 'nobody-at-all');
     expectExit(none, 0);
