@@ -19,6 +19,7 @@ import { registerMcpCommand } from './commands/mcp.js';
 import { registerSystemCommands } from './commands/system.js';
 import { registerObservabilityCommands } from './commands/observe.js';
 import { registerToolCommands } from './commands/tool.js';
+import { registerAuditCommand } from './commands/audit.js';
 import { CliError, EXIT } from './errors.js';
 import { createOutput } from './output.js';
 
@@ -53,6 +54,7 @@ registerToolCommands(program, ctx);
 registerMemoryCommands(program, ctx); // caxton memory ... (src/memory)
 registerSystemCommands(program, ctx);
 registerObservabilityCommands(program, ctx);
+registerAuditCommand(program, ctx); // caxton audit (src/audit)
 registerInit(program, ctx);
 registerKeyCommands(program, ctx); // caxton key ..., login, logout, whoami (src/auth)
 

@@ -211,6 +211,18 @@ export const serverConfigSchema = z.strictObject({
       max_rows: z.number().int().min(100).max(100_000_000).default(1_000_000),
     })
     .prefault({}),
+  /** The audit trail of state-changing operations (SQLite `audit_log`, src/audit; ADR 0023). */
+  audit: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      /** Rows older than this are deleted (default 90 days). */
+      retention: duration(90 * 24 * 3_600_000, { max: MAX_PERIOD_MS }),
+      /** At most this many rows are kept; the oldest go first. */
+      max_rows: z.number().int().min(100).max(100_000_000).default(1_000_000),
+      /** Every row also appended to this file as one JSON line (relative to caxton.toml; created 0600). */
+      jsonl: z.string({ error: 'expected a file path' }).min(1, { error: 'expected a file path' }).optional(),
+    })
+    .prefault({}),
   memory: z
     .looseObject({
       backend: z.enum(['sqlite', 'postgres']).default('sqlite'),

@@ -190,6 +190,9 @@ export class Executor {
     if (req.traceparent !== undefined && typeof req.traceparent !== 'string') {
       throw new CaxtonError('invalid_request', '"traceparent" must be a string', { field: 'traceparent' });
     }
+    if (req.principal !== undefined && typeof req.principal !== 'string') {
+      throw new CaxtonError('invalid_request', '"principal" must be a string', { field: 'principal' });
+    }
     if (!def.llm.provider && !this.#setup.defaults.provider) {
       throw new CaxtonError('invalid_config', `agent "${def.name}" names no LLM provider and the server has no default: set [llm] default_provider in caxton.toml or llm.provider in the agent`);
     }

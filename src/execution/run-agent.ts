@@ -23,6 +23,7 @@ export function toolContext(job: ExecutionJob, signal: AbortSignal): ToolContext
     ...(req.conversation_id !== undefined && { conversation_id: req.conversation_id }),
     ...(req.chain !== undefined && { chain: [...req.chain] }),
     ...(req.traceparent !== undefined && { traceparent: req.traceparent }),
+    ...(req.principal !== undefined && { principal: req.principal }),
     ...(job.definition.messaging.send_to !== undefined && { send_to: [...job.definition.messaging.send_to] }),
     deadline: job.deadline,
     signal,

@@ -15,6 +15,8 @@ export interface InvokeRequest {
   chain?: string[];
   /** W3C trace context to continue; copied into every ToolContext. */
   traceparent?: string;
+  /** The id of the authenticated caller (Principal.id, from `req.principal`); copied into every ToolContext for the tool audit. */
+  principal?: string;
 }
 
 export interface ToolCallRecord extends ToolCall {

@@ -415,6 +415,7 @@ export class McpConnection {
         agent: ctx.agent,
         execution_id: ctx.execution_id,
         ...(ctx.conversation_id !== undefined && { conversation_id: ctx.conversation_id }),
+        ...(ctx.principal !== undefined && { principal: ctx.principal }),
         server: this.name,
         tool: tool.name,
         args_digest: digestArgs(input),

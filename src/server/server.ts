@@ -30,6 +30,8 @@ import { instrumentExecutionMemory, instrumentMemoryTools } from './instrument-m
 import { memoryRoutes } from '../api/routes/memory.js';
 import { ToolServerManager } from '../tools/wasm/manager.js';
 import { toolRoutes } from '../api/routes/tools.js';
+import { AuditStore, auditRecorder } from '../audit/index.js';
+import { auditRoutes } from '../api/routes/audit.js';
 
 export interface StartOptions {
   config: ServerConfig;
@@ -61,6 +63,8 @@ export interface CaxtonServer {
   readonly mcp: McpClientManager;
   /** The audit log of tool calls (SQLite `tool_audit`): WASM and MCP tool calls are recorded here. */
   readonly toolAudit: ToolAuditStore;
+  /** The audit trail (SQLite `audit_log`, src/audit): `audit.record(entry)` for non-HTTP events; undefined with `[audit] enabled = false`. */
+  readonly audit: AuditStore | undefined;
   /** The knowledge graph (src/memory); undefined with `[memory] enabled = false`. */
   readonly memory: MemoryComponent | undefined;
   /** WebAssembly tool servers (built-in and deployed): their tools are host tools `SERVER.tool`. */
@@ -215,11 +219,37 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
   tools.start();
   const toolPlugin = (app: FastifyInstance) => toolRoutes(app, { tools, audit: toolAudit, bodyLimit: config.server.max_body_size });
   // --- end tool servers ---
+  // --- audit trail (src/audit, ADR 0023): every state-changing request recorded by a root
+  // onResponse hook (auditRecorder, by the AUDIT_ROUTES table) in SQLite `audit_log` and, with
+  // [audit] jsonl, a JSON-lines file (relative to caxton.toml); GET /api/v1/audit reads it. ---
+  const baseDir = config.source.file ? dirname(config.source.file) : process.cwd();
+  let audit: AuditStore | undefined;
+  try {
+    audit = config.audit.enabled
+      ? new AuditStore(db, { onError: (e) => logger.error({ err: e }, 'audit records could not be written'), retentionMs: config.audit.retention, maxRows: config.audit.max_rows, ...(config.audit.jsonl !== undefined && { jsonl: resolve(baseDir, config.audit.jsonl) }) })
+      : undefined;
+  } catch (e) {
+    // [audit] jsonl could not be opened: stop cleanly, the error names the file.
+    await bus.close();
+    await mcp.close();
+    tools.close();
+    toolAudit.close();
+    await executor.close();
+    await watcher.close();
+    await memory?.close();
+    sampler.stop();
+    events?.close();
+    db.close();
+    await tracing.shutdown();
+    throw e;
+  }
+  const auditPlugins = [...(audit ? [auditRecorder(audit)] : []), (a: FastifyInstance) => auditRoutes(a, { ...(audit && { store: audit }) })];
+  // --- end audit trail ---
   const observabilityPlugin = (a: FastifyInstance) =>
     observabilityRoutes(a, { ...(events && { events: events.store }), ...(logBuffer && { logs: logBuffer }), sampler, service, config, lifecycle, bus, tools, ...(memory && { memory }) });
   const recovered = bus.start();
   if (recovered.redelivering > 0) logger.info(recovered, 'redelivering messages accepted before the last stop');
-  const app = await createApi({ config, service, logger, metrics, tracer: tracing.tracer, lifecycle, executor, bus, auth, plugins: [...mcpRoutes, toolPlugin, observabilityPlugin, ...memoryPlugins, ...(opts.plugins ?? [])], ...(apiTls && { https: httpsOptions(apiTls.cfg, apiTls.material) }) });
+  const app = await createApi({ config, service, logger, metrics, tracer: tracing.tracer, lifecycle, executor, bus, auth, plugins: [...mcpRoutes, toolPlugin, observabilityPlugin, ...memoryPlugins, ...auditPlugins, ...(opts.plugins ?? [])], ...(apiTls && { https: httpsOptions(apiTls.cfg, apiTls.material) }) });
   let url = '';
   let removeRunRecord = () => {};
   let metricsServer: Server | HttpsServer | undefined;
@@ -257,6 +287,7 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
     await mcp.close();
     tools.close();
     toolAudit.close();
+    await audit?.close();
     await executor.close();
     await watcher.close();
     await memory?.close();
@@ -290,6 +321,7 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
       await mcp.close();
       tools.close();
       toolAudit.close();
+      await audit?.close(); // after app.close(): the last responses' rows are in
       await executor.close();
       await memory?.close();
       sampler.stop();
@@ -302,5 +334,5 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
       logger.info('caxton stopped');
     })());
 
-  return { app, config, service, registry, executor, bus, metrics, logger, db, mcp, toolAudit, memory, tools, events, logs: logBuffer, sampler, url, metricsUrl, tls, close };
+  return { app, config, service, registry, executor, bus, metrics, logger, db, mcp, toolAudit, audit, memory, tools, events, logs: logBuffer, sampler, url, metricsUrl, tls, close };
 }

@@ -12,6 +12,8 @@ export interface ToolContext {
   chain?: string[];
   /** W3C trace context of the request (`traceparent` header value), to continue its trace. */
   traceparent?: string;
+  /** The id of the authenticated caller whose request led to this call (Principal.id): recorded in the tool audit. */
+  principal?: string;
   /**
    * The agents the caller's `send_message` may address, by name (its definition's
    * `messaging.send_to`, from Claude Code's `Agent(a, b)`); absent: any agent or capability.

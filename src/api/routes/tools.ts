@@ -88,6 +88,7 @@ const auditQuery = z.object({
   tool: z.string().min(1).max(300).optional().describe('a tool (SERVER.tool) or every tool of a server (SERVER.*)'),
   server: z.string().min(1).max(200).optional(),
   conversation: z.string().min(1).max(200).optional(),
+  principal: z.string().min(1).max(300).optional().describe('calls made for this authenticated caller (key:ci...)'),
   outcome: z
     .enum(['failed', ...CALL_OUTCOMES] as [CallOutcome | 'failed', ...(CallOutcome | 'failed')[]], { error: `expected one of: ${[...CALL_OUTCOMES, 'failed'].join(', ')}` })
     .optional()
@@ -114,6 +115,7 @@ const auditRecordSchema = z.object({
   memory_bytes: z.number(),
   input_bytes: z.number(),
   output_bytes: z.number(),
+  principal: z.string().optional().describe('the authenticated caller whose request led to the call'),
 });
 
 const errors = { 400: errorEnvelopeSchema, 404: errorEnvelopeSchema };
@@ -175,6 +177,7 @@ export async function toolRoutes(app: FastifyInstance, opts: { tools: ToolServer
       if (q.tool !== undefined) query.tool = q.tool;
       if (q.server !== undefined) query.server = q.server;
       if (q.conversation !== undefined) query.conversation_id = q.conversation;
+      if (q.principal !== undefined) query.principal = q.principal;
       if (q.outcome !== undefined) query.outcome = q.outcome;
       if (q.since !== undefined) query.since = q.since;
       if (q.until !== undefined) query.until = q.until;
@@ -209,7 +212,7 @@ export async function toolRoutes(app: FastifyInstance, opts: { tools: ToolServer
     },
     async (req) => {
       const { server, tool } = req.params;
-      const res = await tools.call(`${server}.${tool}`, req.body.args, { ...(req.body.timeout_ms !== undefined && { timeoutMs: req.body.timeout_ms }) });
+      const res = await tools.call(`${server}.${tool}`, req.body.args, { ...(req.body.timeout_ms !== undefined && { timeoutMs: req.body.timeout_ms }), ...(req.principal && { principal: req.principal.id }) });
       let json: unknown;
       try {
         json = res.is_error ? undefined : JSON.parse(res.content);

@@ -234,14 +234,15 @@ export function registerToolCommands(program: Command, ctx: CliContext): void {
     .option('--tool <name>', 'one tool (SERVER.tool) or a whole server (SERVER.*)')
     .option('--server <name>', 'calls to this tool server')
     .option('--conversation <id>', 'calls made in this conversation')
+    .option('--principal <id>', 'calls made for this authenticated caller (key:ci...)')
     .option('--outcome <outcome>', 'ok, failed (anything but ok), denied, timeout, fuel_exhausted, ...')
     .option('--since <time>', 'ISO time, epoch ms, or a duration ago such as 15m')
     .option('--limit <n>', 'at most this many records (1-1000, default 50)', intOption('--limit', 1, 1000), 50)
     .addHelpText('after', '\nExample:\n  caxton tool audit --agent analyst --tool csv_parser.* --since 1h')
-    .action(async (opts: { agent?: string; tool?: string; server?: string; conversation?: string; outcome?: string; since?: string; limit: number }) => {
+    .action(async (opts: { agent?: string; tool?: string; server?: string; conversation?: string; principal?: string; outcome?: string; since?: string; limit: number }) => {
       const out = ctx.output();
       const q = new URLSearchParams();
-      for (const k of ['agent', 'tool', 'server', 'conversation', 'outcome', 'since'] as const) if (opts[k] !== undefined) q.set(k, opts[k]);
+      for (const k of ['agent', 'tool', 'server', 'conversation', 'principal', 'outcome', 'since'] as const) if (opts[k] !== undefined) q.set(k, opts[k]);
       q.set('limit', String(opts.limit));
       const data = await ctx.client().get<{ records: AuditJson[]; next_before_id: number | null }>(`/api/v1/tools/audit?${q.toString()}`);
       if (out.json) return out.data(data);

@@ -30,6 +30,8 @@ export interface ToolAuditRecord {
   memory_bytes: number;
   input_bytes: number;
   output_bytes: number;
+  /** The authenticated caller whose request led to the call (Principal.id; src/auth), when known. */
+  principal?: string;
 }
 
 export interface StoredAuditRecord extends ToolAuditRecord {
@@ -72,6 +74,14 @@ export const TOOLS_MIGRATIONS: readonly Migration[] = [
       CREATE INDEX tool_audit_conversation ON tool_audit (conversation_id, id) WHERE conversation_id IS NOT NULL;
     `,
   },
+  {
+    // Who asked (issue 14): null for rows written before, and for calls with no authenticated caller.
+    id: 'tools-002-principal',
+    sql: `
+      ALTER TABLE tool_audit ADD COLUMN principal TEXT;
+      CREATE INDEX tool_audit_principal ON tool_audit (principal, id) WHERE principal IS NOT NULL;
+    `,
+  },
 ];
 
 export interface AuditQuery {
@@ -81,6 +91,7 @@ export interface AuditQuery {
   server?: string;
   conversation_id?: string;
   execution_id?: string;
+  principal?: string;
   outcome?: CallOutcome | 'failed';
   /** Time range, ms since the epoch or ISO strings; `until` is exclusive. */
   since?: number | string;
@@ -110,6 +121,7 @@ interface Row {
   memory_bytes: number;
   input_bytes: number;
   output_bytes: number;
+  principal: string | null;
 }
 
 export class ToolAuditStore implements ToolAuditSink {
@@ -137,8 +149,8 @@ export class ToolAuditStore implements ToolAuditSink {
       .start();
     this.#pruner.poke();
     this.#insert = db.prepare(
-      `INSERT INTO tool_audit (time, agent, execution_id, conversation_id, server, tool, args_digest, outcome, error, duration_us, fuel_used, memory_bytes, input_bytes, output_bytes)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO tool_audit (time, agent, execution_id, conversation_id, server, tool, args_digest, outcome, error, duration_us, fuel_used, memory_bytes, input_bytes, output_bytes, principal)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     );
   }
 
@@ -166,6 +178,7 @@ export class ToolAuditStore implements ToolAuditSink {
             r.time, r.agent, r.execution_id ?? null, r.conversation_id ?? null, r.server, r.tool, r.args_digest, r.outcome,
             // The error may quote a tool's output: scrubbed of the configured secrets (ADR 0017).
             r.error === undefined || r.error === null ? null : scrubSecrets(r.error), r.duration_us, r.fuel_used, r.memory_bytes, r.input_bytes, r.output_bytes,
+            r.principal ?? null,
           );
         }
       })();
@@ -201,6 +214,7 @@ export class ToolAuditStore implements ToolAuditSink {
     eq('server', q.server);
     eq('conversation_id', q.conversation_id);
     eq('execution_id', q.execution_id);
+    eq('principal', q.principal);
     if (q.tool !== undefined) {
       if (q.tool.endsWith('.*')) {
         where.push('tool LIKE @tool_prefix ESCAPE \'\\\'');
@@ -231,6 +245,7 @@ export class ToolAuditStore implements ToolAuditSink {
       if (r.execution_id !== null) out.execution_id = r.execution_id;
       if (r.conversation_id !== null) out.conversation_id = r.conversation_id;
       if (r.error !== null) out.error = r.error;
+      if (r.principal !== null) out.principal = r.principal;
       return out;
     });
   }

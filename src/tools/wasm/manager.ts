@@ -91,6 +91,8 @@ export interface ToolServerView extends ToolServerSummary {
 export interface ToolCallOptions {
   agent?: string;
   conversation_id?: string;
+  /** The authenticated caller (Principal.id): recorded in the tool audit. */
+  principal?: string;
   /** Longest the call may take, ms (default: the server's timeout limit plus a second). */
   timeoutMs?: number;
   signal?: AbortSignal;
@@ -192,6 +194,7 @@ export class ToolServerManager {
           agent: ctx.agent,
           ...(ctx.execution_id && { execution_id: ctx.execution_id }),
           ...(ctx.conversation_id && { conversation_id: ctx.conversation_id }),
+          ...(ctx.principal !== undefined && { principal: ctx.principal }),
           server: dot > 0 ? name.slice(0, dot) : name,
           tool: name,
           args_digest: digestArgs(input),
@@ -432,6 +435,7 @@ export class ToolServerManager {
         agent: opts.agent ?? API_CALLER,
         execution_id: executionId,
         ...(opts.conversation_id !== undefined && { conversation_id: opts.conversation_id }),
+        ...(opts.principal !== undefined && { principal: opts.principal }),
         deadline: Date.now() + timeout,
         signal: opts.signal ?? new AbortController().signal,
       });

@@ -369,6 +369,7 @@ export class WasmToolServer {
       agent: ctx.agent,
       ...(ctx.execution_id && { execution_id: ctx.execution_id }),
       ...(ctx.conversation_id && { conversation_id: ctx.conversation_id }),
+      ...(ctx.principal !== undefined && { principal: ctx.principal }),
       server: this.manifest.name,
       tool: full,
       args_digest: digestArgs(input),

@@ -1,0 +1,131 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
+
+/**
+ * Which action each state-changing route records, keyed by `METHOD route-url` exactly as the route
+ * is registered (`req.routeOptions.url`). Every POST, PUT, PATCH and DELETE route under /api/v1,
+ * /v1 and /mcp needs an entry (test/audit/routes.test.ts walks the route table of a started server
+ * and fails on one without): an action, or `null` for a route that changes nothing although its
+ * method says otherwise (a validation, a search). A state-changing route missing here is still
+ * recorded, as `http.request` with `details.unmapped`, so nothing goes unrecorded meanwhile.
+ *
+ * Targets are read from the route's parameters, its query, a header of the reply (Location), or
+ * one named short field of a parsed JSON body — never the body itself.
+ */
+export interface AuditRoute {
+  action: string;
+  /** What the request acted on, when known. */
+  target?: (req: FastifyRequest, reply: FastifyReply) => string | undefined;
+  /** Constant details (an API flavour). */
+  details?: Record<string, string>;
+  /**
+   * For a route whose action depends on the request (POST /mcp: only `tools/call` changes
+   * anything): the entries to record, none to record nothing. A denied request is recorded as
+   * `action` whatever this says (its body was never read).
+   */
+  expand?: (req: FastifyRequest) => { action: string; target?: string }[];
+}
+
+const STATE_CHANGING = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
+
+/** POST/PUT/PATCH/DELETE under /api/v1, /v1 and /mcp: the requests the audit trail records. */
+export function isStateChanging(method: string, url: string): boolean {
+  return STATE_CHANGING.has(method) && (url.startsWith('/api/v1/') || url.startsWith('/v1/') || url === '/mcp' || url.startsWith('/mcp/'));
+}
+
+const MAX_FIELD = 200;
+
+const param = (name: string) => (req: FastifyRequest) => {
+  const v = (req.params as Record<string, unknown> | undefined)?.[name];
+  return typeof v === 'string' || typeof v === 'number' ? String(v) : undefined;
+};
+
+/** A short string field of a parsed JSON body (never the body). */
+function bodyField(req: FastifyRequest, name: string): string | undefined {
+  const b = req.body;
+  if (typeof b !== 'object' || b === null || Array.isArray(b) || Buffer.isBuffer(b)) return undefined;
+  const v = (b as Record<string, unknown>)[name];
+  return typeof v === 'string' && v.length <= MAX_FIELD ? v : undefined;
+}
+
+/** The last segment of the Location header a create answered with (`/api/v1/agents/NAME`). */
+const location = (_req: FastifyRequest, reply: FastifyReply) => {
+  const loc = reply.getHeader('location');
+  if (typeof loc !== 'string') return undefined;
+  try {
+    return decodeURIComponent(loc.slice(loc.lastIndexOf('/') + 1)) || undefined;
+  } catch {
+    return undefined;
+  }
+};
+
+/** A memory write's scope: `?scope=`, else the body's `scope`, else the default (`workspace`). */
+const memoryScope = (req: FastifyRequest) => {
+  const q = (req.query as Record<string, unknown> | undefined)?.scope;
+  if (typeof q === 'string' && q.length <= MAX_FIELD) return q;
+  return bodyField(req, 'scope') ?? 'workspace';
+};
+
+/** `memory.import` without a scope keeps each record's own scope. */
+const importScope = (req: FastifyRequest) => {
+  const q = (req.query as Record<string, unknown> | undefined)?.scope;
+  return typeof q === 'string' && q.length <= MAX_FIELD ? q : undefined;
+};
+
+/** The `tools/call` requests of an MCP JSON-RPC message (or batch): the only ones that change anything. */
+function mcpToolCalls(req: FastifyRequest): { action: string; target?: string }[] {
+  const msgs = Array.isArray(req.body) ? (req.body as unknown[]) : [req.body];
+  const out: { action: string; target?: string }[] = [];
+  for (const m of msgs.slice(0, 100)) {
+    if (typeof m !== 'object' || m === null || (m as { method?: unknown }).method !== 'tools/call') continue;
+    const name = ((m as { params?: { name?: unknown } }).params ?? {}).name;
+    out.push({ action: 'mcp.tool_call', ...(typeof name === 'string' && name.length <= MAX_FIELD && { target: name }) });
+  }
+  return out;
+}
+
+export const AUDIT_ROUTES: Readonly<Record<string, AuditRoute | null>> = {
+  // Agents
+  'POST /api/v1/agents': { action: 'agent.deploy', target: location },
+  'POST /api/v1/agents/validate': null, // checks a definition, deploys nothing
+  'PUT /api/v1/agents/:name': { action: 'agent.update', target: param('name') },
+  'DELETE /api/v1/agents/:name': { action: 'agent.remove', target: param('name') },
+  // Executions (they spend the operator's LLM budget)
+  'POST /api/v1/agents/:name/invoke': { action: 'agent.invoke', target: param('name') },
+  'POST /v1/chat/completions': { action: 'agent.invoke', target: (req) => bodyField(req, 'model'), details: { api: 'openai' } },
+  // Messaging. The route marks a send as another party `message.send_as` (annotateAudit).
+  'POST /api/v1/messages': { action: 'message.send', target: location },
+  'POST /api/v1/dead-letters/:id/replay': { action: 'dead_letter.replay', target: param('id') },
+  // Memory
+  'POST /api/v1/memory/entities': { action: 'memory.write', target: memoryScope, details: { op: 'create_entities' } },
+  'DELETE /api/v1/memory/entities/:name': { action: 'memory.delete', target: memoryScope, details: { op: 'delete_entities' } },
+  'POST /api/v1/memory/entities/delete': { action: 'memory.delete', target: memoryScope, details: { op: 'delete_entities' } },
+  'POST /api/v1/memory/entities/:name/observations': { action: 'memory.write', target: memoryScope, details: { op: 'add_observations' } },
+  'POST /api/v1/memory/observations/add': { action: 'memory.write', target: memoryScope, details: { op: 'add_observations' } },
+  'POST /api/v1/memory/observations/delete': { action: 'memory.delete', target: memoryScope, details: { op: 'delete_observations' } },
+  'POST /api/v1/memory/relations': { action: 'memory.write', target: memoryScope, details: { op: 'create_relations' } },
+  'POST /api/v1/memory/relations/delete': { action: 'memory.delete', target: memoryScope, details: { op: 'delete_relations' } },
+  'POST /api/v1/memory/import': { action: 'memory.import', target: importScope },
+  'POST /api/v1/memory/search': null, // a read with a body
+  // Tool servers
+  'POST /api/v1/tools': { action: 'tool.deploy', target: location },
+  'DELETE /api/v1/tools/:name': { action: 'tool.remove', target: param('name') },
+  'POST /api/v1/tools/:server/:tool/call': { action: 'tool.call', target: (req) => `${param('server')(req) ?? ''}.${param('tool')(req) ?? ''}` },
+  // MCP: one row per tools/call (initialize, tools/list... change nothing)
+  'POST /mcp': { action: 'mcp.request', expand: mcpToolCalls },
+  'DELETE /mcp': null, // stateless endpoint: always 405
+  // Reads worth recording: the configuration (secrets redacted, but it maps the deployment)
+  'GET /api/v1/config': { action: 'config.read' },
+  // The auth core's routes (keys: key.create, key.revoke, key.rotate) are added with them.
+};
+
+/** The known action names (for `caxton audit --action` help and the docs). */
+export const AUDIT_ACTIONS: readonly string[] = [
+  ...new Set([
+    ...Object.values(AUDIT_ROUTES).flatMap((r) => (r ? [r.action] : [])),
+    'mcp.tool_call',
+    'message.send_as',
+    'key.create',
+    'key.revoke',
+    'key.rotate',
+  ]),
+].sort();

@@ -1,0 +1,103 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Principal } from '../auth/principal.js';
+import { AUDIT_ROUTES, isStateChanging, type AuditRoute } from './actions.js';
+import type { AuditEntry, AuditOutcome, AuditSink } from './store.js';
+
+/** What a route may add to its request's audit row (the action it really did, a target, details). */
+export interface AuditNote {
+  action?: string;
+  target?: string;
+  details?: Record<string, unknown>;
+}
+
+const notes = new WeakMap<FastifyRequest, AuditNote>();
+/** The error code of a failed response, read from its envelope in onSend. */
+const errorCodes = new WeakMap<FastifyRequest, string>();
+
+/**
+ * Lets a route say more than the table can: `annotateAudit(req, { action: 'message.send_as',
+ * details: { as: sender } })`. Later calls add to earlier ones.
+ */
+export function annotateAudit(req: FastifyRequest, note: AuditNote): void {
+  const prev = notes.get(req);
+  notes.set(req, prev ? { ...prev, ...note, details: { ...prev.details, ...note.details } } : note);
+}
+
+export function outcomeOf(status: number): AuditOutcome {
+  if (status === 401 || status === 403) return 'denied';
+  return status >= 400 ? 'error' : 'ok';
+}
+
+type Plugin = (app: FastifyInstance) => Promise<void>;
+
+export interface AuditRecorderOptions {
+  /** Defaults to AUDIT_ROUTES. */
+  routes?: Readonly<Record<string, AuditRoute | null>>;
+}
+
+/**
+ * The fastify plugin recording every state-changing request (and the reads AUDIT_ROUTES names)
+ * when its response is finished: one onResponse hook at the root, so it sees every route
+ * whichever plugin registered it, the 401/403 answers of authentication included (recorded as
+ * `denied`). The principal is read from `req.principal` (src/auth) at that point; requests
+ * without one (401s, or before authentication exists) are recorded with principal null.
+ */
+export function auditRecorder(sink: AuditSink, opts: AuditRecorderOptions = {}): Plugin {
+  const table = new Map(Object.entries(opts.routes ?? AUDIT_ROUTES));
+  const plugin: Plugin = async (app) => {
+    // The envelope's error code is worth keeping (validation_failed, forbidden...), never its
+    // message, which may quote the input.
+    app.addHook('onSend', (req, reply, payload, done) => {
+      if (reply.statusCode >= 400 && typeof payload === 'string' && payload.length < 65_536 && payload.startsWith('{"error"')) {
+        const code = /^\{"error":\{"code":"([a-z_]{1,64})"/.exec(payload)?.[1];
+        if (code) errorCodes.set(req, code);
+      }
+      done(null, payload);
+    });
+    app.addHook('onResponse', (req, reply, done) => {
+      try {
+        record(sink, table, req, reply);
+      } catch (e) {
+        // Recording must never fail a request that has already been answered.
+        req.log.error({ err: e }, 'audit record could not be built');
+      }
+      done();
+    });
+  };
+  // Not encapsulated: the hooks apply to every route of the app, not only this plugin's.
+  (plugin as unknown as Record<symbol, boolean>)[Symbol.for('skip-override')] = true;
+  return plugin;
+}
+
+function record(sink: AuditSink, table: Map<string, AuditRoute | null>, req: FastifyRequest, reply: FastifyReply): void {
+  const route = req.routeOptions.url;
+  if (route === undefined) return; // no route matched: nothing was done
+  const key = `${req.method} ${route}`;
+  const entry = table.get(key);
+  if (entry === null) return;
+  if (entry === undefined && !isStateChanging(req.method, route)) return;
+  const status = reply.statusCode;
+  const outcome = outcomeOf(status);
+  const note = notes.get(req);
+  const principal = (req as FastifyRequest & { principal?: Principal }).principal;
+  const code = errorCodes.get(req);
+  const base: AuditEntry = {
+    principal: principal ? { id: principal.id, kind: principal.kind } : null,
+    source: req.ip,
+    request_id: String(req.id),
+    action: entry?.action ?? 'http.request',
+    method: req.method,
+    route,
+    outcome,
+    status,
+  };
+  const details = { ...(entry === undefined && { unmapped: true }), ...entry?.details, ...(code !== undefined && { error_code: code }), ...note?.details };
+  const withDetails = (e: AuditEntry): AuditEntry => (Object.keys(details).length > 0 ? { ...e, details } : e);
+  if (entry?.expand && outcome !== 'denied') {
+    const parts = entry.expand(req);
+    for (const p of parts) sink.record(withDetails({ ...base, action: note?.action ?? p.action, ...(p.target !== undefined && { target: p.target }) }));
+    return;
+  }
+  const target = note?.target ?? entry?.target?.(req, reply);
+  sink.record(withDetails({ ...base, ...(note?.action !== undefined && { action: note.action }), ...(target !== undefined && { target }) }));
+}
