@@ -115,7 +115,10 @@ export const AUDIT_ROUTES: Readonly<Record<string, AuditRoute | null>> = {
   'DELETE /mcp': null, // stateless endpoint: always 405
   // Reads worth recording: the configuration (secrets redacted, but it maps the deployment)
   'GET /api/v1/config': { action: 'config.read' },
-  // The auth core's routes (keys: key.create, key.revoke, key.rotate) are added with them.
+  // API keys (the secret is in the answer, never in the row)
+  'POST /api/v1/keys': { action: 'key.create', target: (req) => bodyField(req, 'name') },
+  'DELETE /api/v1/keys/:key': { action: 'key.revoke', target: param('key') },
+  'POST /api/v1/keys/:key/rotate': { action: 'key.rotate', target: param('key') },
 };
 
 /** The known action names (for `caxton audit --action` help and the docs). */

@@ -3,5 +3,11 @@ export { can, globMatch, inScope, senderOf, principalScopeSchema, type Principal
 export type { Access } from './access.js';
 export { ApiKeyStore, KEY_MIGRATIONS, KEY_PREFIX, unauthenticated, type ApiKeyInfo, type CreateKey, type KeyLimits } from './keys.js';
 export { ROUTE_POLICIES, policyFor } from './route-policies.js';
-export { installAuth, assertAgentAllowed, bearerOf, hostName, LOCAL_PRINCIPAL, type AuthPluginOptions, type Authenticators, type RouteAccess } from './plugin.js';
+export { installAuth, assertAgentAllowed, hostAllowedBy, bearerOf, hostName, LOCAL_PRINCIPAL, type AuthPluginOptions, type Authenticators, type RouteAccess } from './plugin.js';
 export { ADMIN_KEY_FILE, bootstrapAdminKey, caxtonHome, localServerKey, readKeyFile, writeRunRecord, type RunRecord } from './local.js';
+export { createJwtAuthenticator, MAX_TOKEN_CHARS, type JwtAuthenticator, type JwtAuthenticatorOptions } from './jwt.js';
+export { jwtConfigSchema, type JwtConfig, type JwtConfigInput } from './jwt-config.js';
+export { clientCertMappingSchema, clientCertMappingsSchema, principalFromCertificate, principalFromSocket, parseSubjectAltName, type ClientCertMapping } from './cert.js';
+export { PrincipalLimiter, limitedError, retryAfterSeconds, type LimitDenied, type LimitUsage, type ExecutionSlot } from './limits.js';
+export { authLimitsConfigSchema, limitSetSchema, principalLimits, agentLimitsLookup, type AuthLimitsConfig, type LimitSet } from './limits-config.js';
+export { metricsGuard } from './metrics-guard.js';

@@ -1,12 +1,13 @@
 /**
  * API keys: `cxk_<id>_<secret>`. Only the SHA-256 of the secret is stored; the whole key is shown
  * once, when it is created or rotated. The key's id is in the clear so verifying is one indexed
- * lookup (cached in memory) and one hash, not a scan (ADR 0020: why SHA-256 rather than a slow
+ * lookup (cached in memory) and one hash, not a scan (ADR 0025: why SHA-256 rather than a slow
  * password hash — the secret is 192 random bits, nothing to brute-force).
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { migrate, type Db, type Migration } from '../storage/index.js';
 import { CaxtonError } from '../shared/errors.js';
+import { limitSetSchema, type LimitSet } from './limits-config.js';
 import type { Role } from './permissions.js';
 import type { Principal, PrincipalScope } from './principal.js';
 
@@ -93,6 +94,7 @@ export class ApiKeyStore {
   /** id → row: verification is a map lookup and one hash (the bench target is 20 µs p50). */
   readonly #cache = new Map<string, Row>();
   readonly #principals = new Map<string, Principal>();
+  readonly #limits = new Map<string, LimitSet | undefined>();
   readonly #touched = new Map<string, number>();
   readonly #stmts;
 
@@ -184,6 +186,17 @@ export class ApiKeyStore {
     return p;
   }
 
+  /** A key's own limits (`caxton key create --rpm ...`), parsed; undefined when it has none. */
+  limitsOf(keyId: string): LimitSet | undefined {
+    if (this.#limits.has(keyId)) return this.#limits.get(keyId);
+    const row = this.#cache.get(keyId) ?? this.#stmts.byId.get(keyId);
+    const raw = row ? (JSON.parse(row.limits) as KeyLimits) : {};
+    const parsed = Object.keys(raw).length > 0 ? limitSetSchema.safeParse(raw) : undefined;
+    const limits = parsed?.success ? parsed.data : undefined;
+    this.#limits.set(keyId, limits);
+    return limits;
+  }
+
   /** Writes pending last-used times (called on close). */
   flush(): void {
     for (const [id, at] of this.#touched) this.#stmts.touch.run(at, id);
@@ -207,6 +220,7 @@ export class ApiKeyStore {
   #forget(id: string): void {
     this.#cache.delete(id);
     this.#principals.delete(id);
+    this.#limits.delete(id);
   }
 
   #row(idOrName: string): Row | undefined {

@@ -1,5 +1,5 @@
 /**
- * Zero-friction authentication on one machine (ADR 0020): at first start the server creates an
+ * Zero-friction authentication on one machine (ADR 0025): at first start the server creates an
  * admin key and writes it, mode 0600, to `<data_dir>/admin.key`; while it runs, a record in
  * `$CAXTON_HOME/run/` (default ~/.caxton) names that file for its port, so the CLI of the same
  * user, talking to the same loopback port, finds the key wherever it runs from. Other users

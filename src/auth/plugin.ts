@@ -14,6 +14,8 @@ import type { Access } from './access.js';
 import { ApiKeyStore } from './keys.js';
 import { can, globMatch, inScope, type Principal } from './principal.js';
 import { policyFor } from './route-policies.js';
+import { limitedError, type PrincipalLimiter } from './limits.js';
+import type { LimitSet } from './limits-config.js';
 
 export interface Authenticators {
   keys?: ApiKeyStore;
@@ -31,6 +33,9 @@ export interface AuthPluginOptions {
   allowedHosts: readonly string[];
   /** Origins allowed to send state-changing requests cross-origin (also the CORS allowlist). */
   allowedOrigins: readonly string[];
+  /** Request-rate limits per principal (src/auth/limits.ts); `limitsOf` gives a principal's effective limits. */
+  limiter?: PrincipalLimiter;
+  limitsOf?: (p: Principal) => LimitSet | undefined;
   /** Called when a request is refused (401/403), for the audit trail and metrics. */
   onDenied?: (req: FastifyRequest, code: 'unauthenticated' | 'forbidden', reason: string) => void;
 }
@@ -74,14 +79,7 @@ export function installAuth(app: FastifyInstance, opts: AuthPluginOptions): void
     route.config = { ...route.config, access };
   });
 
-  const hostAllowed = (host: string | undefined): boolean => {
-    if (host === undefined) return false;
-    const name = hostName(host);
-    if (name === undefined) return false;
-    // An IP literal cannot be rebound to another address, so it is never a DNS-rebinding vector.
-    if (LOOPBACK_NAMES.has(name) || isIP(name.replace(/^\[|\]$/g, '')) !== 0) return true;
-    return opts.allowedHosts.some((p) => globMatch(p.toLowerCase(), name));
-  };
+  const hostAllowed = (host: string | undefined): boolean => hostAllowedBy(opts.allowedHosts, host);
 
   const deny = (req: FastifyRequest, code: 'unauthenticated' | 'forbidden', message: string, details: Record<string, unknown>): CaxtonError => {
     opts.onDenied?.(req, code, String(details.reason ?? message));
@@ -108,7 +106,26 @@ export function installAuth(app: FastifyInstance, opts: AuthPluginOptions): void
         if (agent !== undefined) assertAgentAllowed(p, agent, (c, m, d) => deny(req, c, m, d));
       }
     }
+    // Limits apply to authenticated principals only: the local principal (authentication off) is the operator.
+    if (opts.limitsOf && req.principal.kind !== 'local') {
+      const limits = opts.limitsOf(req.principal);
+      req.limits = limits;
+      if (opts.limiter) {
+        const d = opts.limiter.admitRequest(req.principal.id, limits);
+        if (!d.ok) throw limitedError(d);
+      }
+    }
   });
+}
+
+/** Whether a Host header names this server: a loopback name, an IP literal or an allowed name (glob). */
+export function hostAllowedBy(allowedHosts: readonly string[], host: string | undefined): boolean {
+  if (host === undefined) return false;
+  const name = hostName(host);
+  if (name === undefined) return false;
+  // An IP literal cannot be rebound to another address, so it is never a DNS-rebinding vector.
+  if (LOOPBACK_NAMES.has(name) || isIP(name.replace(/^\[|\]$/g, '')) !== 0) return true;
+  return allowedHosts.some((p) => globMatch(p.toLowerCase(), name));
 }
 
 /** Throws 403 when the principal's agent scope does not include `agent`. For routes whose target agent is in the body. */

@@ -99,7 +99,7 @@ function readConfigFile(file: string): Record<string, unknown> {
   return parsed.doc;
 }
 
-const KNOWN_SECTIONS = ['data_dir', 'agents_dir', 'server', 'metrics', 'logging', 'events', 'llm', 'execution', 'memory', 'tools', 'security', 'messaging', 'mcp', 'mcp_servers', 'audit'];
+const KNOWN_SECTIONS = ['data_dir', 'agents_dir', 'server', 'metrics', 'logging', 'events', 'llm', 'execution', 'memory', 'tools', 'security', 'messaging', 'mcp', 'mcp_servers', 'audit', 'auth'];
 
 /** Loads the effective configuration: flags > CAXTON_* environment > file > defaults. */
 export function loadServerConfig(opts: LoadOptions = {}): ServerConfig {
@@ -115,6 +115,8 @@ export function loadServerConfig(opts: LoadOptions = {}): ServerConfig {
   for (const k of ['data_dir', 'agents_dir'] as const) if (raw[k] !== undefined) raw[k] = rel(raw[k], baseDir);
   const providers = (raw.llm as { providers?: Record<string, { script?: unknown }> } | undefined)?.providers;
   if (providers && typeof providers === 'object') for (const p of Object.values(providers)) if (p && typeof p === 'object' && p.script !== undefined) p.script = rel(p.script, baseDir);
+  const jwt = (raw.auth as { jwt?: { public_key_file?: unknown } } | undefined)?.jwt;
+  if (jwt && typeof jwt === 'object' && jwt.public_key_file !== undefined) jwt.public_key_file = rel(jwt.public_key_file, baseDir);
   // [server.tls] and [metrics.tls] certificate, key and CA files (src/server/tls.ts).
   for (const section of ['server', 'metrics'] as const) {
     const tls = (raw[section] as { tls?: Record<string, unknown> } | undefined)?.tls;

@@ -1,4 +1,7 @@
 import { z } from 'zod';
+import { clientCertMappingsSchema } from '../auth/cert.js';
+import { jwtConfigSchema } from '../auth/jwt-config.js';
+import { authLimitsConfigSchema } from '../auth/limits-config.js';
 import { durationMs, sizeBytes, type UnitBounds } from '../shared/zod-units.js';
 import { MAX_PERIOD_MS } from '../shared/units.js';
 import { tlsConfigSchema } from '../server/tls-config.js';
@@ -272,6 +275,12 @@ export const serverConfigSchema = z.strictObject({
       enabled: z.boolean().default(true),
       /** At first start (no active key), create an admin key in <data_dir>/admin.key (0600) for the local CLI. */
       bootstrap_admin_key: z.boolean().default(true),
+      /** Bearer JWTs from an OpenID Connect issuer (src/auth/jwt.ts, ADR 0021). */
+      jwt: jwtConfigSchema.optional(),
+      /** `[[auth.client_certs]]`: verified client certificates (mTLS) → principals (src/auth/cert.ts, ADR 0022). */
+      client_certs: clientCertMappingsSchema,
+      /** `[auth.limits]`: request rate, concurrent executions and LLM tokens per principal and per agent (ADR 0024). */
+      limits: authLimitsConfigSchema,
     })
     .prefault({}),
   /** Browser safety (src/auth/plugin.ts): which Host names and cross-origin pages are accepted. */

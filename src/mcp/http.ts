@@ -44,7 +44,7 @@ function mcpEndpoint(opts: McpHttpOptions): Plugin {
   return async (app) => {
     app.post(MCP_PATH, { schema: { summary: 'MCP (Streamable HTTP, stateless): Caxton tools and agents', tags: ['mcp'] } }, async (req, reply) => {
       // Origin, Host and credentials are checked for every route by src/auth/plugin.ts.
-      const server = createMcpServer(opts, tools);
+      const server = createMcpServer(opts, tools, { principal: req.principal, limits: req.limits });
       const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined });
       reply.hijack();
       reply.raw.setHeader('x-request-id', String(req.id));

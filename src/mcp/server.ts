@@ -8,6 +8,7 @@
  * `agents` as a tool `ask_<agent>` whose answer is the agent's reply (Executor.invoke).
  */
 import { randomUUID } from 'node:crypto';
+import { can, inScope, type LimitSet, type Principal } from '../auth/index.js';
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import { CallToolRequestSchema, ListToolsRequestSchema, type CallToolResult, type Tool as McpToolSpec } from '@modelcontextprotocol/sdk/types.js';
 import type { AgentRegistry } from '../agents/index.js';
@@ -57,6 +58,15 @@ function text(raw: string, isError = false): CallToolResult {
   return isError ? { content: [{ type: 'text', text: t }], isError: true } : { content: [{ type: 'text', text: t }] };
 }
 
+/** Who is calling over MCP (POST /mcp: the authenticated principal; stdio: nobody, the local user). */
+export interface McpCaller {
+  principal?: Principal | undefined;
+  limits?: LimitSet | undefined;
+}
+
+const mayCallTools = (p: Principal | undefined) => p === undefined || can(p, 'tools:call');
+const toolInScope = (p: Principal | undefined, name: string) => p === undefined || inScope(p.scope.tools, name);
+
 type Resolved = { kind: 'builtin' | 'host'; registry: ToolRegistry } | { kind: 'agent'; agent: string };
 
 /** What Caxton offers over MCP, computed on every list/call (agents and host tools come and go). */
@@ -67,8 +77,9 @@ export class CaxtonMcpTools {
     this.#deps = deps;
   }
 
-  list(): McpToolSpec[] {
+  list(caller: McpCaller = {}): McpToolSpec[] {
     const { executor, agents, config } = this.#deps;
+    const p = caller.principal;
     const out: McpToolSpec[] = [];
     const seen = new Set<string>();
     const add = (t: McpToolSpec) => {
@@ -76,11 +87,12 @@ export class CaxtonMcpTools {
       seen.add(t.name);
       out.push(t);
     };
-    for (const t of executor.deps.tools.list()) if (config.builtin_tools.includes(t.name)) add({ name: t.name, description: t.description, inputSchema: t.input_schema as McpToolSpec['inputSchema'] });
-    for (const t of executor.hostTools.list()) if (matches(config.host_tools, t.name)) add({ name: t.name, description: t.description, inputSchema: t.input_schema as McpToolSpec['inputSchema'] });
+    const tools = mayCallTools(p);
+    for (const t of executor.deps.tools.list()) if (tools && config.builtin_tools.includes(t.name) && toolInScope(p, t.name)) add({ name: t.name, description: t.description, inputSchema: t.input_schema as McpToolSpec['inputSchema'] });
+    for (const t of executor.hostTools.list()) if (tools && matches(config.host_tools, t.name) && toolInScope(p, t.name)) add({ name: t.name, description: t.description, inputSchema: t.input_schema as McpToolSpec['inputSchema'] });
     for (const a of agents.list().agents) {
       const name = a.definition.name as string;
-      if (!matches(config.agents, name)) continue;
+      if (!matches(config.agents, name) || (p && !inScope(p.scope.agents, name))) continue;
       add({
         name: `${ASK_PREFIX}${name}`,
         title: `Ask ${name}`,
@@ -103,16 +115,21 @@ export class CaxtonMcpTools {
   }
 
   /** Runs one call for an MCP client; failures come back as `isError` results, never as exceptions. */
-  async call(name: string, args: Record<string, unknown>, signal: AbortSignal, client?: string, traceparent?: string): Promise<CallToolResult> {
+  async call(name: string, args: Record<string, unknown>, signal: AbortSignal, client?: string, traceparent?: string, caller: McpCaller = {}): Promise<CallToolResult> {
     const target = this.#resolve(name);
     if (!target) return text(`tool "${name}" is not offered by this Caxton server`, true);
-    const caller = `mcp${client ? `:${client}` : ''}`;
+    // The HTTP route let the caller in with agents:invoke; tools need tools:call and the caller's scopes.
+    const p = caller.principal;
+    if (p && target.kind === 'agent' && !inScope(p.scope.agents, target.agent)) return text(`${p.id} may not use the agent "${target.agent}"`, true);
+    if (p && target.kind !== 'agent' && (!mayCallTools(p) || !toolInScope(p, name))) return text(`${p.id} (role ${p.role}) may not call the tool "${name}": it needs the tools:call permission${p.scope.tools ? ' and the tool in its scope' : ''}`, true);
+    const who = p ? { principal: p.id } : {};
+    const caller_ = `mcp${client ? `:${client}` : ''}`;
     if (target.kind === 'agent') {
       const request = args.request;
       if (typeof request !== 'string' || request === '') return text(`"request" must be a non-empty string`, true);
       const context = args.context;
       try {
-        const res = await this.#deps.executor.invoke(target.agent, { request, ...(typeof context === 'string' && context !== '' && { context }), ...(traceparent !== undefined && { traceparent }) }, { signal });
+        const res = await this.#deps.executor.invoke(target.agent, { request, ...(typeof context === 'string' && context !== '' && { context }), ...(traceparent !== undefined && { traceparent }), ...who }, { signal, ...(p && { limit: { principalId: p.id, limits: caller.limits } }) });
         return {
           content: [{ type: 'text', text: res.content }],
           structuredContent: { agent: res.agent, execution_id: res.execution_id, finish_reason: res.finish_reason, turns: res.turns, usage: res.usage },
@@ -123,7 +140,7 @@ export class CaxtonMcpTools {
         return text(`agent "${target.agent}" failed: ${e instanceof Error ? e.message : String(e)}`, true);
       }
     }
-    const ctx = { agent: caller, execution_id: `mcp_${randomUUID()}`, deadline: Date.now() + this.#deps.config.timeout, signal, ...(traceparent !== undefined && { traceparent }) };
+    const ctx = { agent: caller_, execution_id: `mcp_${randomUUID()}`, deadline: Date.now() + this.#deps.config.timeout, signal, ...(traceparent !== undefined && { traceparent }), ...who };
     try {
       const r = await target.registry.invoke([name], name, args, ctx);
       return text(r.content, r.is_error === true);
@@ -134,7 +151,7 @@ export class CaxtonMcpTools {
 }
 
 /** A new MCP `Server` offering Caxton's tools and agents (one per HTTP request, one per stdio session). */
-export function createMcpServer(deps: McpServeDeps, tools = new CaxtonMcpTools(deps)): Server {
+export function createMcpServer(deps: McpServeDeps, tools = new CaxtonMcpTools(deps), caller: McpCaller = {}): Server {
   const server = new Server(
     { name: 'caxton', version: VERSION },
     {
@@ -142,11 +159,11 @@ export function createMcpServer(deps: McpServeDeps, tools = new CaxtonMcpTools(d
       instructions: `Caxton multi-agent server. Tools named ${ASK_PREFIX}<agent> ask an agent and return its answer; the others are Caxton's tools.`,
     },
   );
-  server.setRequestHandler(ListToolsRequestSchema, () => ({ tools: tools.list() }));
+  server.setRequestHandler(ListToolsRequestSchema, () => ({ tools: tools.list(caller) }));
   server.setRequestHandler(CallToolRequestSchema, (req, extra) => {
     // A client's W3C trace context in the request's `_meta` (as Caxton's own MCP client sends it).
     const tp = (req.params._meta as { traceparent?: unknown } | undefined)?.traceparent;
-    return tools.call(req.params.name, req.params.arguments ?? {}, extra.signal, server.getClientVersion()?.name, typeof tp === 'string' && TRACEPARENT.test(tp) ? tp : undefined);
+    return tools.call(req.params.name, req.params.arguments ?? {}, extra.signal, server.getClientVersion()?.name, typeof tp === 'string' && TRACEPARENT.test(tp) ? tp : undefined, caller);
   });
   return server;
 }

@@ -7,8 +7,32 @@ import type { Registry } from 'prom-client';
  * Serves /metrics (Prometheus text format) on its own port, apart from the API; over TLS when
  * `https` is given ([metrics.tls], src/server/tls.ts).
  */
-export async function startMetricsServer(registry: Registry, host: string, port: number, https?: HttpsServerOptions): Promise<{ server: Server | HttpsServer; url: string }> {
+export async function startMetricsServer(
+  registry: Registry,
+  host: string,
+  port: number,
+  https?: HttpsServerOptions,
+  /** Host check and, off loopback, authentication (src/auth/metrics-guard.ts): a refusal's status and text, or undefined. */
+  guard?: (req: IncomingMessage) => Promise<{ status: number; message: string } | undefined>,
+): Promise<{ server: Server | HttpsServer; url: string }> {
   const handler = (req: IncomingMessage, res: ServerResponse) => {
+    if (guard) {
+      guard(req).then(
+        (refused) => {
+          if (!refused) return serve(req, res);
+          res.writeHead(refused.status, { 'content-type': 'text/plain', ...(refused.status === 401 && { 'www-authenticate': 'Bearer realm="caxton"' }) });
+          res.end(`${refused.message}\n`);
+        },
+        () => {
+          res.writeHead(500, { 'content-type': 'text/plain' });
+          res.end('authentication failed\n');
+        },
+      );
+      return;
+    }
+    serve(req, res);
+  };
+  const serve = (req: IncomingMessage, res: ServerResponse) => {
     if (req.method === 'GET' && (req.url === '/metrics' || req.url?.startsWith('/metrics?'))) {
       registry
         .metrics()

@@ -20,7 +20,24 @@ import { VERSION } from '../shared/version.js';
 import { registerSecrets } from '../shared/secrets.js';
 import { migrate, openDatabase, storeStartError, type Db } from '../storage/index.js';
 import { startMetricsServer } from './metrics-server.js';
-import { ADMIN_KEY_FILE, ApiKeyStore, bootstrapAdminKey, readKeyFile, writeRunRecord, type AuthPluginOptions } from '../auth/index.js';
+import {
+  ADMIN_KEY_FILE,
+  agentLimitsLookup,
+  ApiKeyStore,
+  bootstrapAdminKey,
+  createJwtAuthenticator,
+  metricsGuard,
+  principalFromSocket,
+  principalLimits,
+  PrincipalLimiter,
+  readKeyFile,
+  writeRunRecord,
+  type Authenticators,
+  type AuthPluginOptions,
+  type Principal,
+} from '../auth/index.js';
+import type { TLSSocket } from 'node:tls';
+import { isLoopbackHost } from './hosts.js';
 import { CaxtonError } from '../shared/errors.js';
 import { httpsOptions, readTlsMaterial, TlsReloader, warnIfExpiring } from './tls.js';
 import { McpClientManager, mcpPlugins } from '../mcp/index.js';
@@ -83,7 +100,6 @@ export interface CaxtonServer {
   close(): Promise<void>;
 }
 
-const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1']);
 const WILDCARD = new Set(['0.0.0.0', '::']);
 
 /** The composition root: storage, registry, file watcher, API and metrics, started in that order. */
@@ -103,10 +119,10 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
   if (apiTls) warnIfExpiring(logger, 'server.tls', apiTls.material);
   if (metricsTls) warnIfExpiring(logger, 'metrics.tls', metricsTls.material);
   // Nobody reaches an unauthenticated API from another machine (docs/security.md).
-  if (!config.auth.enabled && !LOOPBACK.has(config.server.host)) {
+  if (!config.auth.enabled && !isLoopbackHost(config.server.host)) {
     throw new CaxtonError('invalid_config', `refusing to start: [server] host = "${config.server.host}" reaches beyond this machine and [auth] enabled = false; bind to 127.0.0.1 or enable authentication`, { field: 'auth.enabled' });
   }
-  if (!config.auth.enabled && config.metrics.enabled && !LOOPBACK.has(config.metrics.host)) {
+  if (!config.auth.enabled && config.metrics.enabled && !isLoopbackHost(config.metrics.host)) {
     throw new CaxtonError('invalid_config', `refusing to start: [metrics] host = "${config.metrics.host}" reaches beyond this machine and [auth] enabled = false; bind it to 127.0.0.1 or enable authentication`, { field: 'auth.enabled' });
   }
 
@@ -127,13 +143,23 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
   const keys = new ApiKeyStore(db);
   const adminKeyFile = config.auth.enabled && config.auth.bootstrap_admin_key ? bootstrapAdminKey(keys, config.data_dir) : undefined;
   if (adminKeyFile) logger.info({ file: adminKeyFile }, 'created the first API key (role admin) for the local CLI; it is readable only by this user');
-  const auth: AuthPluginOptions = {
+  const jwt = config.auth.jwt ? createJwtAuthenticator(config.auth.jwt, { ...(config.source.file && { baseDir: dirname(config.source.file) }) }) : undefined;
+  const clientCerts = config.auth.client_certs;
+  const authenticators: Authenticators = { keys, ...(jwt && { jwt }), ...(clientCerts.length > 0 && { certificate: (socket: TLSSocket) => principalFromSocket(socket, clientCerts) }) };
+  // Limits per principal and per agent (ADR 0024): requests in the auth hook, executions and tokens in the executor.
+  const limiter = new PrincipalLimiter(config.metrics.enabled ? { metrics } : {});
+  const limitsOf = (p: Principal) => principalLimits(config.auth.limits, p.keyId !== undefined ? keys.limitsOf(p.keyId) : undefined);
+  const allowedHosts = [...config.security.allowed_hosts, ...(isLoopbackHost(config.server.host) || WILDCARD.has(config.server.host) ? [] : [config.server.host.toLowerCase()])];
+  const auth: AuthPluginOptions & { usage: (id: string) => unknown } = {
     enabled: config.auth.enabled,
-    authenticators: { keys },
-    allowedHosts: [...config.security.allowed_hosts, ...(LOOPBACK.has(config.server.host) || WILDCARD.has(config.server.host) ? [] : [config.server.host.toLowerCase()])],
+    authenticators,
+    allowedHosts,
     allowedOrigins: config.security.cors_origins,
+    limiter,
+    limitsOf,
+    usage: (id: string) => limiter.usage(id, id.startsWith('key:') ? principalLimits(config.auth.limits, keyLimitsByName(keys, id.slice(4))) : config.auth.limits.default),
   };
-  if (config.auth.enabled && !LOOPBACK.has(config.server.host) && config.security.allowed_hosts.length === 0) {
+  if (config.auth.enabled && !isLoopbackHost(config.server.host) && config.security.allowed_hosts.length === 0) {
     logger.info('[security] allowed_hosts is empty: requests naming this server by IP address or a loopback name are accepted; list the DNS names clients use');
   }
   // --- end authentication ---
@@ -187,7 +213,7 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
   // Telemetry reaches the executor and the bus only when it is on: with [metrics] enabled = false
   // and no tracing configured, their hot paths skip it entirely.
   const telemetry = { ...(tracing.enabled && { tracer: tracing.tracer }), ...(config.metrics.enabled && { metrics }) };
-  const executor = new Executor(config, registry, { ...telemetry, ...(events && { onExecuted: events.onExecuted }) });
+  const executor = new Executor(config, registry, { ...telemetry, limiter, agentLimits: agentLimitsLookup(config.auth.limits), ...(events && { onExecuted: events.onExecuted }) });
   const warming = executor.warm().catch((e: unknown) => logger.error({ err: e }, 'isolation pool failed to start'));
   const bus = new MessageBus({ db, registry, config: config.messaging, log: logger, ...telemetry });
   const agentHandler = executorHandler(executor, bus.store);
@@ -266,9 +292,11 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
       }
       // The local CLI finds this server's admin key through the run record (src/auth/local.ts).
       const keyFile = join(resolve(config.data_dir), ADMIN_KEY_FILE);
-      if (config.auth.enabled && LOOPBACK.has(config.server.host) && readKeyFile(keyFile)) removeRunRecord = writeRunRecord(addr.port, url, keyFile);
+      if (config.auth.enabled && isLoopbackHost(config.server.host) && readKeyFile(keyFile)) removeRunRecord = writeRunRecord(addr.port, url, keyFile);
       if (config.metrics.enabled) {
-        const m = await startMetricsServer(metrics.registry, config.metrics.host, config.metrics.port, metricsTls && httpsOptions(metricsTls.cfg, metricsTls.material));
+        // Off loopback the metrics port needs a key with observe:read too; on loopback only the Host check applies.
+        const guard = metricsGuard({ requireAuth: config.auth.enabled && !isLoopbackHost(config.metrics.host), authenticators, allowedHosts: [...allowedHosts, ...(isLoopbackHost(config.metrics.host) || WILDCARD.has(config.metrics.host) ? [] : [config.metrics.host.toLowerCase()])] });
+        const m = await startMetricsServer(metrics.registry, config.metrics.host, config.metrics.port, metricsTls && httpsOptions(metricsTls.cfg, metricsTls.material), guard);
         metricsServer = m.server;
         metricsUrl = m.url;
         if (metricsTls) {
@@ -328,6 +356,7 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
       events?.close();
       if (metricsServer) await new Promise<void>((r) => metricsServer!.close(() => r()));
       removeRunRecord();
+      jwt?.close();
       keys.flush();
       db.close();
       await tracing.shutdown();
@@ -335,4 +364,9 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
     })());
 
   return { app, config, service, registry, executor, bus, metrics, logger, db, mcp, toolAudit, audit, memory, tools, events, logs: logBuffer, sampler, url, metricsUrl, tls, close };
+}
+
+function keyLimitsByName(keys: ApiKeyStore, name: string) {
+  const k = keys.get(name);
+  return k ? keys.limitsOf(k.id) : undefined;
 }

@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import { callerOf, limitOf } from '../caller.js';
 import { requestTraceparent } from '../request-trace.js';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
@@ -57,15 +58,26 @@ export async function invokeRoutes(app: FastifyInstance, opts: { executor: Execu
         ...(body.conversation_id !== undefined && { conversation_id: body.conversation_id }),
         ...(body.capability !== undefined && { capability: body.capability }),
         ...(tp !== undefined && { traceparent: tp }),
+        ...callerOf(req),
       };
+      const limit = limitOf(req);
       if (!wantsEventStream(req)) {
         const signal = disconnectSignal(req, reply);
-        return executor.invoke(req.params.name, request, { signal });
+        return executor.invoke(req.params.name, request, { signal, ...(limit && { limit }) });
       }
       executor.check(req.params.name, request); // errors before the stream opens keep their HTTP status
-      const sse = openSse(req, reply);
+      // Limits are checked before the stream opens too, so a refusal is a plain 429 with Retry-After.
+      const admitted = executor.admit(req.params.name, limit);
+      let sse;
+      try {
+        sse = openSse(req, reply);
+      } catch (e) {
+        admitted?.release();
+        throw e;
+      }
       try {
         const response = await executor.invoke(req.params.name, request, {
+          ...(admitted && { admitted }),
           signal: sse.signal,
           stream: true,
           onEvent: (e: ExecutionEvent) => {

@@ -1,4 +1,5 @@
 import { assertAgentAllowed, can, inScope, senderOf, type Principal } from '../../auth/index.js';
+import { annotateAudit } from '../../audit/index.js';
 import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { requestTraceparent } from '../request-trace.js';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
@@ -144,7 +145,7 @@ const errors = { 400: errorEnvelopeSchema, 404: errorEnvelopeSchema };
  * and audited. With authentication off (the local principal) the client's sender stands as before.
  * The receivers and capability must be in the caller's agent and capability scope.
  */
-function asPrincipal(body: unknown, p: Principal | undefined, log: FastifyBaseLogger): void {
+function asPrincipal(body: unknown, p: Principal | undefined, log: FastifyBaseLogger, req?: FastifyRequest): void {
   if (p === undefined || typeof body !== 'object' || body === null || Array.isArray(body)) return;
   const b = body as Record<string, unknown>;
   if (p.kind !== 'local') {
@@ -153,6 +154,7 @@ function asPrincipal(body: unknown, p: Principal | undefined, log: FastifyBaseLo
     else if (b.sender !== own) {
       if (!can(p, 'impersonate')) throw new CaxtonError('forbidden', `the sender of a message you send is you (${own}); sending as ${JSON.stringify(String(b.sender).slice(0, 100))} needs the impersonate permission`, { reason: 'impersonate', field: 'sender' });
       log.warn({ principal: p.id, sender: b.sender }, 'message sent on behalf of another party');
+      if (req) annotateAudit(req, { action: 'message.send_as', details: { as: String(b.sender).slice(0, 200) } });
     }
   }
   const receivers = [...(typeof b.receiver === 'string' ? [b.receiver] : []), ...(Array.isArray(b.receivers) ? b.receivers.filter((r): r is string => typeof r === 'string') : [])];
@@ -234,7 +236,7 @@ export async function messagingRoutes(app: FastifyInstance, opts: { bus: Message
     async (req, reply) => {
       const raw = Buffer.isBuffer(req.body) ? req.body : undefined;
       const body = parseJsonBody(raw, 'invalid_message');
-      asPrincipal(body, req.principal, req.log);
+      asPrincipal(body, req.principal, req.log, req);
       const waitMs = req.query.wait === undefined ? undefined : req.query.wait === '' ? DEFAULT_WAIT_MS : parseDuration(req.query.wait)!;
       // Listen for the client going away before any await: the body is already read.
       const gone = waitMs !== undefined ? disconnectSignal(req, reply) : undefined;

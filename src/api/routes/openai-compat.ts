@@ -1,4 +1,5 @@
 import { assertAgentAllowed } from '../../auth/index.js';
+import { callerOf, limitOf } from '../caller.js';
 import { randomUUID } from 'node:crypto';
 import { requestTraceparent } from '../request-trace.js';
 import type { FastifyInstance } from 'fastify';
@@ -72,11 +73,12 @@ export async function openAiRoutes(app: FastifyInstance, opts: { executor: Execu
     const body = req.body;
     if (req.principal) assertAgentAllowed(req.principal, body.model);
     const tp = requestTraceparent(req);
-    const invoke = { ...toInvoke(body), ...(tp !== undefined && { traceparent: tp }) };
+    const invoke = { ...toInvoke(body), ...(tp !== undefined && { traceparent: tp }), ...callerOf(req) };
+    const limit = limitOf(req);
     const id = `chatcmpl-${randomUUID()}`;
     const created = Math.floor(Date.now() / 1000);
     if (!body.stream && !wantsEventStream(req)) {
-      const res = await executor.invoke(body.model, invoke, { signal: disconnectSignal(req, reply) });
+      const res = await executor.invoke(body.model, invoke, { signal: disconnectSignal(req, reply), ...(limit && { limit }) });
       return {
         id,
         object: 'chat.completion',
@@ -87,12 +89,20 @@ export async function openAiRoutes(app: FastifyInstance, opts: { executor: Execu
       };
     }
     executor.check(body.model, invoke); // fails before the stream opens (unknown agent, oversized request), keeping the HTTP status
-    const sse = openSse(req, reply);
+    const admitted = executor.admit(body.model, limit); // a limit reached is a plain 429 with Retry-After
+    let sse;
+    try {
+      sse = openSse(req, reply);
+    } catch (e) {
+      admitted?.release();
+      throw e;
+    }
     const chunk = (delta: Record<string, unknown>, finish: string | null, extra: Record<string, unknown> = {}) =>
       sse.send(undefined, { id, object: 'chat.completion.chunk', created, model: body.model, choices: [{ index: 0, delta, finish_reason: finish, logprobs: null }], ...extra });
     chunk({ role: 'assistant', content: '' }, null);
     try {
       const res = await executor.invoke(body.model, invoke, {
+        ...(admitted && { admitted }),
         signal: sse.signal,
         stream: true,
         onEvent: (e) => {
