@@ -605,17 +605,23 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> {
         `could not acknowledge the delivery of message ${d.message.id} to "${d.receiver}": the disk holding the data dir is full. The delivery stays pending (it is delivered again after a restart); storing its acknowledgement and reply is retried every ${Math.round(delay / 1000)} s or so. Free some space on the server`,
       );
     }
-    this.#unstored.set(conv, (this.#unstored.get(conv) ?? 0) + 1);
-    if (attempt === 1) this.#wake(conv);
+    if (attempt === 1) {
+      // Counted until it is stored (or given up), so a waiter arriving between retries sees it too.
+      this.#unstored.set(conv, (this.#unstored.get(conv) ?? 0) + 1);
+      this.#wake(conv);
+    }
     const t = setTimeout(() => {
       this.#ackRetries.delete(t);
-      this.#settleUnstored(conv);
       if (this.#state === 'closed') return;
       this.#commit.run(write).then(
-        () => this.#log.warn({ message_id: d.message.id, conversation_id: conv, receiver: d.receiver, delivery: d.id, attempts: attempt + 1 }, `acknowledged the delivery of message ${d.message.id} to "${d.receiver}" now that the disk has room again`),
+        () => {
+          this.#settleUnstored(conv);
+          this.#log.warn({ message_id: d.message.id, conversation_id: conv, receiver: d.receiver, delivery: d.id, attempts: attempt + 1 }, `acknowledged the delivery of message ${d.message.id} to "${d.receiver}" now that the disk has room again`);
+        },
         (e: unknown) => {
-          if (isDiskFull(e)) this.#ackLater(d, write, attempt + 1);
-          else this.#log.error({ message_id: d.message.id, delivery: d.id, err: describeError(e) }, 'could not acknowledge a delivery; it stays pending and is delivered again after a restart');
+          if (isDiskFull(e)) return this.#ackLater(d, write, attempt + 1);
+          this.#settleUnstored(conv);
+          this.#log.error({ message_id: d.message.id, delivery: d.id, err: describeError(e) }, 'could not acknowledge a delivery; it stays pending and is delivered again after a restart');
         },
       );
     }, delay);
