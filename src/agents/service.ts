@@ -2,6 +2,7 @@ import { CaxtonError } from '../shared/errors.js';
 import type { SourceIssue } from '../shared/issues.js';
 import { agentKey, type AgentFormat } from './definition.js';
 import { parseAgent, type ParseResult } from './parse.js';
+import { AgentParser, type ParseStats } from './parse-pool.js';
 import type { AgentRegistry, DeployedAgent } from './registry.js';
 import type { AgentStore } from './store.js';
 
@@ -23,6 +24,8 @@ export interface DeployOutcome {
 export interface AgentServiceOptions {
   /** A warning when the agent's model cannot be served as written (see src/execution/deps.ts modelCheck). */
   checkModel?: (llm: { provider?: string; model?: string }) => string | undefined;
+  /** Bodies and files at least this large are parsed on a worker thread (parse-pool.ts; default 64 KiB). */
+  offThreadParseBytes?: number;
 }
 
 export interface FileStatus {
@@ -56,11 +59,23 @@ export class AgentService {
   readonly #fileAgents = new Map<string, string>();
 
   readonly #options: AgentServiceOptions;
+  readonly #parser: AgentParser;
 
   constructor(registry: AgentRegistry, store: AgentStore, options: AgentServiceOptions = {}) {
     this.registry = registry;
     this.#store = store;
     this.#options = options;
+    this.#parser = new AgentParser(options.offThreadParseBytes !== undefined ? { offThreadBytes: options.offThreadParseBytes } : {});
+  }
+
+  /** Where bodies were parsed (in-thread or on the worker): for tests and diagnostics. */
+  parseStats(): ParseStats {
+    return this.#parser.stats();
+  }
+
+  /** Ends the parser's worker thread (with the server). */
+  close(): Promise<void> {
+    return this.#parser.close();
   }
 
   /** Loads every API-deployed agent persisted in the store. */
@@ -73,9 +88,25 @@ export class AgentService {
     return n;
   }
 
+  /** Parses and checks a definition on this thread (the CLI, tests, small bodies). */
   validate(input: DeployInput): ParseResult {
     const file = input.file ?? '<request body>';
     return this.#checked(parseAgent(input.body, { file, ...(input.format && { format: input.format }) }), file);
+  }
+
+  /**
+   * As `validate`, with a large body parsed on the parser's worker thread so the event loop stays
+   * free (the API's deploy, validate and update use this).
+   */
+  async validateAsync(input: DeployInput): Promise<ParseResult> {
+    const file = input.file ?? '<request body>';
+    return this.#checked(await this.#parser.parse(input.body, { file, ...(input.format && { format: input.format }) }), file);
+  }
+
+  /** `deploy` with the body parsed by `validateAsync`; every check after the parse runs at once, as in `deploy`. */
+  async deployAsync(input: DeployInput, mode: 'create' | 'update', expectName?: string): Promise<DeployOutcome> {
+    const result = await this.validateAsync(input);
+    return this.deploy(input, mode, expectName, result);
   }
 
   /** Adds the deploy-time warnings the parser cannot know (they need the server's configuration). */
@@ -90,8 +121,8 @@ export class AgentService {
   }
 
   /** Deploys a new agent (mode `create`) or replaces an API-deployed one (mode `update`). */
-  deploy(input: DeployInput, mode: 'create' | 'update', expectName?: string): DeployOutcome {
-    const result = this.validate(input);
+  deploy(input: DeployInput, mode: 'create' | 'update', expectName?: string, validated?: ParseResult): DeployOutcome {
+    const result = validated ?? this.validate(input);
     if (!result.ok) throw invalid(result);
     const def = result.definition;
     if (expectName !== undefined && agentKey(expectName) !== agentKey(def.name)) {
@@ -151,14 +182,38 @@ export class AgentService {
 
   /** Applies a new or changed file. An invalid file keeps the last good version running. */
   applyFile(path: string, bytes: Uint8Array): FileStatus {
-    const now = new Date().toISOString();
     let result: ParseResult;
     try {
-      result = this.#checked(parseAgent(bytes, { file: path }), path);
+      result = parseAgent(bytes, { file: path });
     } catch (e) {
-      // The parser bounds what it reads, but one file must never take the watcher (or the start) down.
-      return this.markInvalid(path, { severity: 'error', code: 'unreadable', file: path, message: `the file could not be parsed: ${e instanceof Error ? e.message : String(e)}`, suggestion: 'fix or remove the file' });
+      return this.#unparsable(path, e);
     }
+    return this.#applyParsed(path, result);
+  }
+
+  /**
+   * As `applyFile`, with a large file parsed on the worker thread (the watcher's changes after
+   * the start). `stillCurrent` is asked after the parse: when the file changed or went away
+   * meanwhile, this result is dropped (undefined) and the newer event applies.
+   */
+  async applyFileAsync(path: string, bytes: Uint8Array, stillCurrent: () => boolean = () => true): Promise<FileStatus | undefined> {
+    let result: ParseResult;
+    try {
+      result = await this.#parser.parse(bytes, { file: path });
+    } catch (e) {
+      return stillCurrent() ? this.#unparsable(path, e) : undefined;
+    }
+    return stillCurrent() ? this.#applyParsed(path, result) : undefined;
+  }
+
+  #unparsable(path: string, e: unknown): FileStatus {
+    // The parser bounds what it reads, but one file must never take the watcher (or the start) down.
+    return this.markInvalid(path, { severity: 'error', code: 'unreadable', file: path, message: `the file could not be parsed: ${e instanceof Error ? e.message : String(e)}`, suggestion: 'fix or remove the file' });
+  }
+
+  #applyParsed(path: string, parsed: ParseResult): FileStatus {
+    const now = new Date().toISOString();
+    const result = this.#checked(parsed, path);
     if (!result.ok) {
       if (result.format === 'markdown' && result.errors.every((e) => e.code === 'missing_frontmatter')) {
         // A README or notes file among the agents: not an agent, not an error.

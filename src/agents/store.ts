@@ -1,5 +1,6 @@
 import type { Db, Migration } from '../storage/index.js';
 import { agentKey, type AgentDefinition, type AgentFormat } from './definition.js';
+import { checkStoredDefinition } from './stored-shape.js';
 
 export const AGENT_MIGRATIONS: readonly Migration[] = [
   {
@@ -35,6 +36,8 @@ interface Row {
   updated_at: string;
 }
 
+const AGENT_FORMATS: readonly AgentFormat[] = ['toml', 'markdown', 'json'];
+
 /** Persists API-deployed agents (file agents live in agents_dir) so they survive restarts. */
 export class AgentStore {
   readonly #upsert;
@@ -44,7 +47,7 @@ export class AgentStore {
 
   readonly #onSkipped: (row: string, reason: string) => void;
 
-  /** `onSkipped`: a stored row that cannot be read (damaged JSON) is skipped, not fatal; told here. */
+  /** `onSkipped`: a stored row that cannot be read (damaged JSON, the wrong shape) is skipped, not fatal; told here. */
   constructor(db: Db, opts: { onSkipped?: (row: string, reason: string) => void } = {}) {
     this.#onSkipped = opts.onSkipped ?? (() => {});
     this.#upsert = db.prepare(
@@ -81,14 +84,24 @@ export class AgentStore {
 
   *loadAll(): Generator<Omit<StoredAgent, 'source'>> {
     for (const r of this.#all.iterate() as Iterable<Row & { key: string }>) {
-      let definition: AgentDefinition;
+      let parsed: unknown;
       try {
-        definition = JSON.parse(r.definition) as AgentDefinition;
-        if (definition === null || typeof definition !== 'object' || typeof definition.name !== 'string') throw new Error('not an agent definition');
+        parsed = JSON.parse(r.definition);
       } catch (e) {
         this.#onSkipped(r.key, `its stored definition is damaged (${e instanceof Error ? e.message : String(e)})`);
         continue;
       }
+      // Valid JSON of the wrong shape would load and then fail every listing that touches it.
+      const checked = checkStoredDefinition(parsed);
+      if (!checked.ok) {
+        this.#onSkipped(r.key, `its stored definition has the wrong shape (${checked.problem})`);
+        continue;
+      }
+      if (!(AGENT_FORMATS as readonly string[]).includes(r.format)) {
+        this.#onSkipped(r.key, `its stored format "${r.format}" is not one of ${AGENT_FORMATS.join(', ')}`);
+        continue;
+      }
+      const definition: AgentDefinition = checked.definition;
       yield { definition, format: r.format as AgentFormat, revision: r.revision, deployed_at: r.deployed_at, updated_at: r.updated_at };
     }
   }

@@ -69,6 +69,9 @@ export class AgentDirectoryWatcher {
   readonly #service: AgentService;
   readonly #hooks: WatcherHooks;
   readonly #timers = new Map<string, NodeJS.Timeout>();
+  /** Per file, a count of the events applied: a parse that finishes after a newer event is dropped. */
+  readonly #generation = new Map<string, number>();
+  #closed = false;
   #watcher: FSWatcher | undefined;
 
   constructor(dir: string, service: AgentService, hooks: WatcherHooks = {}) {
@@ -101,6 +104,7 @@ export class AgentDirectoryWatcher {
   }
 
   async close(): Promise<void> {
+    this.#closed = true;
     for (const t of this.#timers.values()) clearTimeout(t);
     this.#timers.clear();
     await this.#watcher?.close();
@@ -114,10 +118,11 @@ export class AgentDirectoryWatcher {
         this.#timers.delete(path);
         try {
           if (removed) {
+            this.#bump(path);
             this.#service.removeFile(path);
             this.#call(() => this.#hooks.onRemoved?.(path), path);
             this.#retryDuplicates();
-          } else this.#apply(path);
+          } else void this.#applyAsync(path);
         } catch (e) {
           this.#report(e, { path, what: 'agent file could not be applied' });
         }
@@ -125,10 +130,36 @@ export class AgentDirectoryWatcher {
     );
   }
 
+  #bump(path: string): number {
+    const n = (this.#generation.get(path) ?? 0) + 1;
+    this.#generation.set(path, n);
+    return n;
+  }
+
   /** A file refused for a duplicate name may load now that the name's holder is gone. */
   #retryDuplicates(): void {
     for (const s of this.#service.fileStatuses()) {
-      if (s.state === 'invalid' && s.errors?.some((e) => e.code === 'duplicate_name')) this.#apply(s.path);
+      if (s.state === 'invalid' && s.errors?.some((e) => e.code === 'duplicate_name')) void this.#applyAsync(s.path);
+    }
+  }
+
+  /**
+   * A file changed after the start: as #apply, with a large file parsed on the service's worker
+   * thread (the event loop keeps serving requests meanwhile). A result that arrives after a newer
+   * event for the same file, or after close(), is dropped.
+   */
+  async #applyAsync(path: string): Promise<void> {
+    const generation = this.#bump(path);
+    const current = () => !this.#closed && this.#generation.get(path) === generation;
+    try {
+      const read = this.#read(path);
+      let status: FileStatus | undefined;
+      if ('status' in read) status = read.status;
+      else if ('gone' in read) return;
+      else status = await this.#service.applyFileAsync(path, read.bytes, current);
+      if (status) this.#call(() => this.#hooks.onApplied?.(status), path);
+    } catch (e) {
+      this.#report(e, { path, what: 'agent file could not be applied' });
     }
   }
 
@@ -136,31 +167,45 @@ export class AgentDirectoryWatcher {
     for (const s of this.#service.fileStatuses()) if (!existsSync(s.path)) this.#schedule(s.path, true);
   }
 
+  /** The initial load: parsed on this thread (the server is not serving requests yet). */
   #apply(path: string): FileStatus | undefined {
+    const read = this.#read(path);
+    if ('gone' in read) return undefined;
     let status: FileStatus;
     try {
+      status = 'status' in read ? read.status : this.#service.applyFile(path, read.bytes);
+    } catch (e) {
+      status = this.#unreadable(path, e);
+    }
+    this.#call(() => this.#hooks.onApplied?.(status), path);
+    return status;
+  }
+
+  /** The file's bytes; or its status when it cannot be read (too large, permissions); or gone (removed, and told). */
+  #read(path: string): { bytes: Buffer } | { status: FileStatus } | { gone: true } {
+    try {
       const bytes = readBounded(path, MAX_AGENT_FILE_BYTES);
-      status =
-        bytes === undefined
-          ? this.#service.markInvalid(path, { severity: 'error', code: 'file_too_large', file: path, message: `the file is larger than ${MAX_AGENT_FILE_BYTES / 1024 / 1024} MiB, the limit for an agent file`, suggestion: 'agent files are small: move large data out of the definition' })
-          : this.#service.applyFile(path, bytes);
+      if (bytes !== undefined) return { bytes };
+      return { status: this.#service.markInvalid(path, { severity: 'error', code: 'file_too_large', file: path, message: `the file is larger than ${MAX_AGENT_FILE_BYTES / 1024 / 1024} MiB, the limit for an agent file`, suggestion: 'agent files are small: move large data out of the definition' }) };
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
         this.#service.removeFile(path);
         this.#call(() => this.#hooks.onRemoved?.(path), path);
-        return undefined;
+        return { gone: true };
       }
-      const code = (e as NodeJS.ErrnoException).code;
-      status = this.#service.markInvalid(path, {
-        severity: 'error',
-        code: 'unreadable',
-        file: path,
-        message: `the file could not be read (${code ?? (e instanceof Error ? e.message : String(e))})`,
-        suggestion: code === 'EACCES' || code === 'EPERM' ? 'check the file permissions' : 'fix or remove the file',
-      });
+      return { status: this.#unreadable(path, e) };
     }
-    this.#call(() => this.#hooks.onApplied?.(status), path);
-    return status;
+  }
+
+  #unreadable(path: string, e: unknown): FileStatus {
+    const code = (e as NodeJS.ErrnoException).code;
+    return this.#service.markInvalid(path, {
+      severity: 'error',
+      code: 'unreadable',
+      file: path,
+      message: `the file could not be read (${code ?? (e instanceof Error ? e.message : String(e))})`,
+      suggestion: code === 'EACCES' || code === 'EPERM' ? 'check the file permissions' : 'fix or remove the file',
+    });
   }
 
   #call(f: () => void, path: string): void {

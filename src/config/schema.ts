@@ -43,8 +43,13 @@ export const mcpServerSchema = z
     url: z.url({ error: 'expected a URL such as "http://127.0.0.1:3001/mcp"' }).optional(),
     /** HTTP headers sent with every request to `url` (e.g. Authorization). */
     headers: z.record(z.string(), z.string()).default({}),
-    /** Longest a tool call (or the connection handshake) may take. */
+    /** Longest a tool call (and, without connect_timeout, the connection handshake) may take. */
     timeout: duration(60_000),
+    /**
+     * Longest connecting (starting the child, the handshake, listing the tools) may take; default:
+     * `timeout`. A server that starts slowly (npx, a cold cache) may still need its calls cut short.
+     */
+    connect_timeout: durationMs().optional(),
     enabled: z.boolean().default(true),
   })
   .refine((s) => (s.command === undefined) !== (s.url === undefined), { error: 'an MCP server needs exactly one of "command" (stdio) or "url" (Streamable HTTP)' });

@@ -186,6 +186,11 @@ export class McpConnection {
     return this.#state;
   }
 
+  /** Connecting and listing tools: `connect_timeout`, else the call timeout. */
+  get #connectTimeout(): number {
+    return this.#cfg.connect_timeout ?? this.#cfg.timeout;
+  }
+
   get #transportKind(): 'stdio' | 'http' {
     return this.#cfg.url !== undefined ? 'http' : 'stdio';
   }
@@ -273,7 +278,7 @@ export class McpConnection {
     this.#pending = client;
     const attempt = (async () => {
       try {
-        await client.connect(transport, { timeout: this.#cfg.timeout });
+        await client.connect(transport, { timeout: this.#connectTimeout });
         if (this.#state === 'closed') throw new Error('closed');
         await this.#syncTools(await this.#listTools(client));
       } catch (e) {
@@ -355,7 +360,7 @@ export class McpConnection {
     const all: McpToolSpec[] = [];
     let cursor: string | undefined;
     do {
-      const page = await client.listTools(cursor !== undefined ? { cursor } : undefined, { timeout: this.#cfg.timeout });
+      const page = await client.listTools(cursor !== undefined ? { cursor } : undefined, { timeout: this.#connectTimeout });
       all.push(...page.tools);
       cursor = page.nextCursor;
     } while (cursor !== undefined && all.length < 10_000);

@@ -113,7 +113,10 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> {
   readonly #cfps = new Map<ConversationId, CfpTracker>();
   /** Active subscriptions by target ("cap:NAME" or "agent:NAME"). */
   readonly #subs = new Map<string, SubscriptionRow[]>();
-  readonly #waiters = new Map<ConversationId, Set<(c: Conversation) => void>>();
+  readonly #waiters = new Map<ConversationId, Set<(c?: Conversation) => void>>();
+  /** Conversations with an acknowledgement not stored for a full disk (#ackLater), and how many. */
+  readonly #unstored = new Map<ConversationId, number>();
+  readonly #ackRetries = new Set<NodeJS.Timeout>();
   /** Events of the writes in flight, emitted in order once they have committed. */
   #events: BusEvent[] = [];
   #sweep: NodeJS.Timeout | undefined;
@@ -216,8 +219,11 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> {
     await this.#dispatcher.stop(graceMs);
     this.#commit.close();
     this.directory.close();
-    for (const [, ws] of this.#waiters) for (const w of ws) w(undefined as unknown as Conversation);
+    for (const [, ws] of this.#waiters) for (const w of ws) w();
     this.#waiters.clear();
+    // Acknowledgements still waiting for room stay undone: their deliveries are pending in SQLite.
+    for (const t of this.#ackRetries) clearTimeout(t);
+    this.#ackRetries.clear();
   }
 
   /** Sets the handler that runs configuration agents (the executor-backed one in the server). */
@@ -571,10 +577,70 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> {
       for (const r of replies) this.#onReply(r, m, conv);
       this.#maybeCompleteOneWay(conv, m);
     }
-    await this.#commit.run(() => {
+    const write = () => {
       this.store.ack(d.id, now);
       for (const r of replies) this.store.insertMessage(r, []);
-    });
+    };
+    try {
+      await this.#commit.run(write);
+    } catch (e) {
+      if (!isDiskFull(e)) throw e;
+      this.#ackLater(d, write, 1);
+    }
+  }
+
+  /**
+   * The acknowledgement of `d` (its state and the replies it produced) met a full disk: nothing of
+   * it was stored, so the delivery stays pending in SQLite, and after a restart it is delivered
+   * again (at least once). Until then the write itself is tried again with backoff, rather than the
+   * delivery: the agent has already answered, and running it again would cost another model call
+   * and answer twice. Whoever waits on the conversation (POST /messages?wait) gets a 507 now.
+   */
+  #ackLater(d: Delivery, write: () => void, attempt: number): void {
+    const conv = d.message.conversation_id;
+    const delay = Math.min(this.#cfg.retry_max, this.#cfg.retry_base * 2 ** Math.min(attempt - 1, 20));
+    if (attempt === 1 || attempt % 10 === 0) {
+      this.#log.error(
+        { ...traceLogFields(d.message.trace_context?.traceparent), message_id: d.message.id, conversation_id: conv, receiver: d.receiver, delivery: d.id, attempt, retry_in_ms: delay },
+        `could not acknowledge the delivery of message ${d.message.id} to "${d.receiver}": the disk holding the data dir is full. The delivery stays pending (it is delivered again after a restart); storing its acknowledgement and reply is retried every ${Math.round(delay / 1000)} s or so. Free some space on the server`,
+      );
+    }
+    if (attempt === 1) {
+      // Counted until it is stored (or given up), so a waiter arriving between retries sees it too.
+      this.#unstored.set(conv, (this.#unstored.get(conv) ?? 0) + 1);
+      this.#wake(conv);
+    }
+    const t = setTimeout(() => {
+      this.#ackRetries.delete(t);
+      if (this.#state === 'closed') return;
+      this.#commit.run(write).then(
+        () => {
+          this.#settleUnstored(conv);
+          this.#log.warn({ message_id: d.message.id, conversation_id: conv, receiver: d.receiver, delivery: d.id, attempts: attempt + 1 }, `acknowledged the delivery of message ${d.message.id} to "${d.receiver}" now that the disk has room again`);
+        },
+        (e: unknown) => {
+          if (isDiskFull(e)) return this.#ackLater(d, write, attempt + 1);
+          this.#settleUnstored(conv);
+          this.#log.error({ message_id: d.message.id, delivery: d.id, err: describeError(e) }, 'could not acknowledge a delivery; it stays pending and is delivered again after a restart');
+        },
+      );
+    }, delay);
+    t.unref();
+    this.#ackRetries.add(t);
+  }
+
+  #settleUnstored(conv: ConversationId): void {
+    const n = (this.#unstored.get(conv) ?? 1) - 1;
+    if (n <= 0) this.#unstored.delete(conv);
+    else this.#unstored.set(conv, n);
+  }
+
+  /** Wakes whoever waits on `conv` now (they look at its state, or at #unstored, themselves). */
+  #wake(conv: ConversationId): void {
+    const ws = this.#waiters.get(conv);
+    if (!ws) return;
+    this.#waiters.delete(conv);
+    for (const w of ws) w();
   }
 
   #settleOutstanding(id: ConversationId): void {
@@ -873,8 +939,9 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> {
     await this.#commit.settled();
     const now = this.#conversation(id);
     if (!now) throw new CaxtonError('conversation_not_found', `no conversation ${id}`);
+    this.#assertStored(id);
     if (isTerminal(now.state) || signal?.aborted) return { ...now };
-    return new Promise<Conversation>((resolve) => {
+    const c = await new Promise<Conversation>((resolve) => {
       let set = this.#waiters.get(id);
       if (!set) this.#waiters.set(id, (set = new Set()));
       const done = (c?: Conversation) => {
@@ -888,6 +955,18 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> {
       signal?.addEventListener('abort', onAbort, { once: true });
       set.add(done);
     });
+    this.#assertStored(id);
+    return c;
+  }
+
+  /** A reply of `id` could not be stored for a full disk (#ackLater): its waiter gets a 507. */
+  #assertStored(id: ConversationId): void {
+    if (!this.#unstored.has(id)) return;
+    throw new CaxtonError(
+      'insufficient_storage',
+      'the disk holding the data dir is full: the agent answered, but its reply could not be stored. The delivery stays pending and its reply is stored once there is room (or it is delivered again after a restart); free some space on the server, then read the conversation',
+      { retry_after: 30, conversation_id: id },
+    );
   }
 
   async getConversation(id: string, opts: { limit?: number; offset?: number } = {}): Promise<{ conversation: Conversation; messages: StoredMessage[] }> {

@@ -318,6 +318,7 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
     await audit?.close();
     await executor.close();
     await watcher.close();
+    await service.close();
     await memory?.close();
     sampler.stop();
     events?.close();
@@ -344,6 +345,8 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
       idle.unref();
       await app.close(); // waits for in-flight requests
       clearInterval(idle);
+      // The agent parser's worker thread (large agent bodies, ADR 0020), once no request can use it.
+      await service.close();
       // Deliveries still running are abandoned, not lost: they stay pending and run again after a restart.
       await bus.close();
       await mcp.close();

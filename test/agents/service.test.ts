@@ -91,6 +91,29 @@ describe('AgentService with a real SQLite store', () => {
     expect(second.registry.get('gone')).toBeUndefined();
   });
 
+  it('a stored row of valid JSON but the wrong shape is skipped and reported (fields, what was expected); the others load', () => {
+    const dir = makeTempDir();
+    const first = newService(dir);
+    first.service.deploy({ body: tomlAgent('keeper') }, 'create');
+    first.service.deploy({ body: tomlAgent('shapeless') }, 'create');
+    const def = JSON.parse(first.db.prepare("SELECT definition FROM agents WHERE key = 'shapeless'").pluck().get() as string) as Record<string, unknown>;
+    first.db.prepare("UPDATE agents SET definition = ? WHERE key = 'shapeless'").run(JSON.stringify({ ...def, tools: [1], memory: null }));
+    first.db.prepare("UPDATE agents SET format = 'yaml' WHERE key = 'keeper'").run();
+    first.service.deploy({ body: tomlAgent('fine') }, 'create');
+    first.db.close();
+
+    const db = openDatabase(dir);
+    open.push(db);
+    const skipped: [string, string][] = [];
+    const service = new AgentService(new AgentRegistry(), new AgentStore(db, { onSkipped: (row, reason) => skipped.push([row, reason]) }));
+    expect(service.loadPersisted()).toBe(1);
+    expect(service.registry.get('fine')).toBeDefined();
+    expect(skipped).toEqual([
+      ['keeper', 'its stored format "yaml" is not one of toml, markdown, json'],
+      ['shapeless', 'its stored definition has the wrong shape (tools.0: expected a string; memory: expected an object)'],
+    ]);
+  });
+
   it('a rejected deploy changes neither the registry nor the store', () => {
     const dir = makeTempDir();
     const { service, registry, db } = newService(dir);

@@ -118,11 +118,12 @@ describe('stdio reference servers mounted as host tools', () => {
 
   it('the server timeout applies when it is shorter than the deadline', async () => {
     const t = new ToolRegistry();
-    const m = new McpClientManager({ tools: t, servers: { slow: stdioServer(EVERYTHING, ['stdio'], { timeout: 500 }) } });
+    // connect_timeout keeps the 500 ms call timeout off the child's start and handshake, which a
+    // loaded machine can take seconds over (with one timeout for both, the connect kept failing).
+    const m = new McpClientManager({ tools: t, servers: { slow: stdioServer(EVERYTHING, ['stdio'], { timeout: 500, connect_timeout: 20_000 }) } });
     await m.start();
     try {
-      // the 500 ms timeout also bounds connecting: on a loaded machine the first attempt may miss it, a retry does not
-      await waitUntil(() => m.status('slow')!.state === 'ready', { timeoutMs: 20_000, what: 'the slow server connected' });
+      expect(m.status('slow')!.state).toBe('ready');
       const r = await t.invoke(['slow.*'], 'slow.trigger-long-running-operation', { duration: 10, steps: 10 }, ctx(20_000));
       expect(r).toEqual({ content: 'MCP server "slow" did not answer tool "slow.trigger-long-running-operation" within 500 ms; the call was cancelled', is_error: true });
     } finally {
@@ -181,6 +182,24 @@ describe('stdio reference servers mounted as host tools', () => {
 });
 
 describe('deadlines and cancellation reach the MCP server', () => {
+  it('connect_timeout bounds starting and the handshake; timeout bounds each call', async () => {
+    const events = join(tmp(), 'events.log');
+    writeFileSync(events, '');
+    const env = { EVENTS_FILE: events, START_DELAY_MS: '1500' };
+    const tools = new ToolRegistry();
+    // The server answers its handshake 1.5 s after it starts, the calls are cut at 300 ms.
+    const mcp = new McpClientManager({ tools, servers: { short: stdioServer(SLOW, [], { env, timeout: 300 }), patient: stdioServer(SLOW, [], { env, timeout: 300, connect_timeout: 30_000 }) }, backoff: { baseMs: 60_000, maxMs: 60_000 } });
+    await mcp.start();
+    try {
+      expect(mcp.status('short')).toMatchObject({ state: 'failed', last_error: expect.stringMatching(/^connecting failed: .*time/i) });
+      expect(mcp.status('patient')!.state).toBe('ready');
+      const r = await tools.invoke(['patient.*'], 'patient.wait', { ms: 20_000, tag: 'cut' }, ctx(20_000));
+      expect(r).toEqual({ content: 'MCP server "patient" did not answer tool "patient.wait" within 300 ms; the call was cancelled', is_error: true });
+    } finally {
+      await mcp.close();
+    }
+  });
+
   it('a call past its deadline or cancelled by the execution is cancelled on the server (notifications/cancelled)', async () => {
     const events = join(tmp(), 'events.log');
     writeFileSync(events, '');

@@ -126,17 +126,27 @@ describe('caxton serve with a bad data file', () => {
     expect(statSync(file).size).toBeGreaterThan(0);
   }, 90_000);
 
-  it('one damaged row (an API agent whose stored definition is not JSON) is skipped with a warning; the start goes on', async () => {
+  it('damaged rows (an API agent whose stored definition is not JSON, or JSON of the wrong shape) are skipped with a warning; the start goes on', async () => {
     const { dir, file } = layout(good);
     const db = new Database(file);
     db.exec("INSERT INTO agents (key, name, format, source, definition, revision, deployed_at, updated_at) VALUES ('broken', 'broken', 'toml', 'x', '{\"name\": \"bro', 1, '2026-01-01', '2026-01-01')");
+    // Valid JSON, wrong fields: it used to load, and listing or showing the agents answered 500.
+    const keeper = JSON.parse((db.prepare("SELECT definition FROM agents WHERE key = 'keeper'").pluck().get() as string)) as Record<string, unknown>;
+    const shapeless = JSON.stringify({ ...keeper, name: 'shapeless', capabilities: 'not-a-list', limits: { max_turns: 'ten' } });
+    db.prepare("INSERT INTO agents (key, name, format, source, definition, revision, deployed_at, updated_at) VALUES ('shapeless', 'shapeless', 'toml', 'x', ?, 1, '2026-01-01', '2026-01-01')").run(shapeless);
     db.exec("INSERT INTO conversations (id, protocol, state, initiator, participants, capability, turns, max_turns, created_at, updated_at, expires_at, reason) VALUES ('c-bad', NULL, 'in_progress', 'x', 'not json', NULL, 1, 10, '2026-01-01', '2026-01-01', NULL, NULL)");
     db.close();
     const serve = await startServe({ cwd: dir, args: ['--data-dir', join(dir, 'data'), '--agents-dir', join(dir, 'agents'), '--log-level', 'warn'], readyTimeoutMs: 60_000 });
-    const agents = (await (await fetch(`${serve.url}/api/v1/agents`)).json()) as { agents: { name: string }[] };
+    const list = await fetch(`${serve.url}/api/v1/agents`);
+    const listed = (await list.json()) as { agents: { name: string }[] };
+    const one = await fetch(`${serve.url}/api/v1/agents/shapeless`);
+    await one.text();
     await stopServe(serve, 'SIGTERM');
-    expect(agents.agents.map((a) => a.name)).toEqual(['keeper']);
+    expect(list.status).toBe(200);
+    expect(listed.agents.map((a) => a.name)).toEqual(['keeper']);
+    expect(one.status).toBe(404);
     expect(serve.stdout()).toMatch(/"table":"agents","row":"broken".*skipped the stored agent \\"broken\\": its stored definition is damaged/);
+    expect(serve.stdout()).toMatch(/"table":"agents","row":"shapeless".*skipped the stored agent \\"shapeless\\": its stored definition has the wrong shape \(capabilities: expected an array.*limits\.max_turns: expected a number.*\); redeploy it/);
     expect(serve.stdout()).toMatch(/"table":"conversations","row":"c-bad".*skipped conversations row c-bad at start/);
   }, 90_000);
 });

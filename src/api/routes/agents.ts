@@ -85,7 +85,8 @@ export async function agentRoutes(app: FastifyInstance, opts: { service: AgentSe
   const registry = service.registry;
   const r = app.withTypeProvider<ZodTypeProvider>();
 
-  // Agent bodies are parsed by the agent parser (with line/column errors), not by fastify.
+  // Agent bodies are parsed by the agent parser (with line/column errors), not by fastify; large
+  // ones on its worker thread (src/agents/parse-pool.ts, ADR 0020).
   app.removeAllContentTypeParsers();
   app.addContentTypeParser(Object.keys(CONTENT_FORMATS), { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
 
@@ -112,14 +113,14 @@ export async function agentRoutes(app: FastifyInstance, opts: { service: AgentSe
 
   r.post('/agents', { schema: { summary: 'Deploy an agent (TOML, Markdown or JSON body)', tags: ['agents'], response: { 201: deployResponseSchema, ...errors } } }, async (req, reply) => {
     const { body, format } = bodyOf(req);
-    const out = service.deploy({ body, ...(format && { format }) }, 'create');
+    const out = await service.deployAsync({ body, ...(format && { format }) }, 'create');
     req.log.info({ agent: out.agent.definition.name }, 'agent deployed');
     return reply.code(201).header('location', `/api/v1/agents/${encodeURIComponent(out.agent.definition.name)}`).send({ agent: detail(out.agent), warnings: out.warnings });
   });
 
   r.post('/agents/validate', { schema: { summary: 'Validate an agent definition; deploys nothing', tags: ['agents'], response: { 200: validateResponseSchema, 400: errorEnvelopeSchema, 413: errorEnvelopeSchema, 415: errorEnvelopeSchema } } }, async (req) => {
     const { body, format } = bodyOf(req);
-    const res = service.validate({ body, ...(format && { format }) });
+    const res = await service.validateAsync({ body, ...(format && { format }) });
     return res.ok
       ? { valid: true, format: res.format, name: res.definition.name as string, errors: [], warnings: res.warnings }
       : { valid: false, format: res.format, errors: res.errors, warnings: res.warnings };
@@ -127,7 +128,7 @@ export async function agentRoutes(app: FastifyInstance, opts: { service: AgentSe
 
   r.put('/agents/:name', { schema: { summary: 'Update an API-deployed agent', tags: ['agents'], params: agentNameParams, response: { 200: deployResponseSchema, ...errors } } }, async (req) => {
     const { body, format } = bodyOf(req);
-    const out = service.deploy({ body, ...(format && { format }) }, 'update', req.params.name);
+    const out = await service.deployAsync({ body, ...(format && { format }) }, 'update', req.params.name);
     req.log.info({ agent: out.agent.definition.name, revision: out.agent.revision }, 'agent updated');
     return { agent: detail(out.agent), warnings: out.warnings };
   });

@@ -33,6 +33,7 @@ const TOOLS = ['ok', 'spin', 'spin_fuel', 'bomb', 'recurse', 'big_output', 'stat
 describe('hostile JavaScript tools', () => {
   let hostile: WasmToolServer;
   let fuelLimited: WasmToolServer;
+  let bomber: WasmToolServer;
   let bystander: WasmToolServer;
   const audit = new MemoryAuditSink();
   const registry = new ToolRegistry();
@@ -40,14 +41,19 @@ describe('hostile JavaScript tools', () => {
   beforeAll(() => {
     hostile = jsServer('hostile', TOOLS, HOSTILE_JS, `[limits]\nmemory = "4MiB"\nfuel = ${0x7fffffff}\ntimeout = "300ms"\nmax_output = "1MiB"\nmax_state = "1MiB"\n`, { audit });
     fuelLimited = jsServer('fuelly', TOOLS, HOSTILE_JS, `[limits]\nfuel = 5_000_000\ntimeout = "10s"\n`, { audit });
+    // The resource bombs (memory, output, state) get the same small caps and a generous deadline:
+    // each reaches its cap in a few ms on an idle machine, so that cap is what stops it however
+    // loaded the machine is (with the 300 ms deadline of 'hostile', a loaded machine could end the
+    // call as a timeout first).
+    bomber = jsServer('bomber', TOOLS, HOSTILE_JS, `[limits]\nmemory = "4MiB"\nfuel = ${0x7fffffff}\ntimeout = "20s"\nmax_output = "1MiB"\nmax_state = "1MiB"\n`, { audit });
     bystander = jsServer('bystander', ['ok'], `export function ok() { return 'ok'; }`, '', { audit });
-    for (const s of [hostile, fuelLimited, bystander]) s.register(registry);
+    for (const s of [hostile, fuelLimited, bomber, bystander]) s.register(registry);
   });
   afterAll(() => {
-    for (const s of [hostile, fuelLimited, bystander]) s.close();
+    for (const s of [hostile, fuelLimited, bomber, bystander]) s.close();
   });
 
-  const call = (tool: string, server = 'hostile') => registry.invoke(['hostile.*', 'fuelly.*', 'bystander.*'], `${server}.${tool}`, {}, ctx());
+  const call = (tool: string, server = 'hostile') => registry.invoke(['hostile.*', 'fuelly.*', 'bomber.*', 'bystander.*'], `${server}.${tool}`, {}, ctx());
   const lastAudit = (server = 'hostile') => audit.records.filter((r) => r.server === server).at(-1)!;
 
   /** After a failure: the runtime is gone, the other server and the hostile one (fresh runtime) both answer. */
@@ -77,10 +83,10 @@ describe('hostile JavaScript tools', () => {
   });
 
   it('memory bomb: capped by the runtime memory limit', async () => {
-    const r = await call('bomb');
-    expect(r.content).toBe('tool "hostile.bomb" failed (out_of_memory): the script ran out of memory (limit 4194304 bytes)');
-    expect(lastAudit()).toMatchObject({ outcome: 'out_of_memory', memory_bytes: 4194304 });
-    await stillHealthy();
+    const r = await call('bomb', 'bomber');
+    expect(r.content).toBe('tool "bomber.bomb" failed (out_of_memory): the script ran out of memory (limit 4194304 bytes)');
+    expect(lastAudit('bomber')).toMatchObject({ outcome: 'out_of_memory', memory_bytes: 4194304 });
+    await stillHealthy(bomber);
   });
 
   it('deep recursion: stack overflow', async () => {
@@ -90,16 +96,16 @@ describe('hostile JavaScript tools', () => {
   });
 
   it('oversized output: refused above max_output', async () => {
-    const r = await call('big_output');
-    expect(r.content).toMatch(/^tool "hostile\.big_output" failed \(output_too_large\): the output is at least 2097152 bytes, above the limit of 1048576$/);
-    expect(lastAudit()).toMatchObject({ outcome: 'output_too_large', output_bytes: 0 });
-    await stillHealthy();
+    const r = await call('big_output', 'bomber');
+    expect(r.content).toMatch(/^tool "bomber\.big_output" failed \(output_too_large\): the output is at least 2097152 bytes, above the limit of 1048576$/);
+    expect(lastAudit('bomber')).toMatchObject({ outcome: 'output_too_large', output_bytes: 0 });
+    await stillHealthy(bomber);
   });
 
   it('state bomb: vars capped at max_state', async () => {
-    const r = await call('state_bomb');
-    expect(r.content).toMatch(/failed \(out_of_memory\): vars\.set\("k"\) would take the state to \d+ bytes, above the limit of 1048576/);
-    await stillHealthy();
+    const r = await call('state_bomb', 'bomber');
+    expect(r.content).toMatch(/^tool "bomber\.state_bomb" failed \(out_of_memory\): vars\.set\("k"\) would take the state to \d+ bytes, above the limit of 1048576/);
+    await stillHealthy(bomber);
   });
 
   it('a promise that never settles fails instead of hanging', async () => {
