@@ -21,6 +21,7 @@ const SUITES: Record<string, () => Promise<Suite>> = {
   hostile: async () => (await import('./hostile.js')).hostileSuite,
   limits: async () => (await import('./limits.js')).limitsSuite,
   'auth-jwt': async () => (await import('./auth-jwt.js')).authJwtSuite,
+  auth: async () => (await import('./auth.js')).authSuite,
 };
 
 async function main(argv: string[]): Promise<number> {

@@ -60,6 +60,8 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
       return typeof given === 'string' && REQUEST_ID_RE.test(given) ? given : randomUUID();
     },
     return503OnClosing: true,
+    // Behind a reverse proxy ([security] trust_proxy): req.ip (the audit trail's source address) from X-Forwarded-For.
+    trustProxy: config.security.trust_proxy,
     forceCloseConnections: false,
     // Errors raised by the router before any route runs (an undecodable URL such as
     // /api/v1/agents/%ff, an over-long path parameter) get the same envelope as every other error.

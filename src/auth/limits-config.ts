@@ -40,7 +40,7 @@ const count = (what: string) => z.number({ error: `expected a whole number of ${
 
 /**
  * A limit set in caxton.toml. Tokens are given either as `tokens_per_minute` or as `tokens` with an
- * optional `tokens_period` ("1m", "1h", "24h"...; durations have no day unit): a per-minute budget stops bursts, a per-hour or
+ * optional `tokens_period` ("1m", "1h", "1d"...): a per-minute budget stops bursts, a per-hour or
  * per-day one caps spend, and both are common, so the period is configurable.
  */
 export const limitSetSchema = z

@@ -14,7 +14,7 @@ export const MAX_SIZE_BYTES = 4 * 1024 ** 3;
  * value longer than any real one is refused before matching.
  */
 const MAX_UNIT_TEXT = 64;
-const DURATION_RE = /^(\d+(?:\.\d+)?)[ \t]*(ms|s|m|h)?$/i;
+const DURATION_RE = /^(\d+(?:\.\d+)?)[ \t]*(ms|s|m|h|d)?$/i;
 const SIZE_RE = /^(\d+(?:\.\d+)?)[ \t]*(b|kb|kib|mb|mib|gb|gib)?$/i;
 
 function unitMatch(v: string, re: RegExp): RegExpExecArray | null {
@@ -23,7 +23,7 @@ function unitMatch(v: string, re: RegExp): RegExpExecArray | null {
   return t.length > MAX_UNIT_TEXT ? null : re.exec(t);
 }
 
-/** A number is seconds; a string is `500ms`, `30s`, `2m` or `1h`. Returns milliseconds, or undefined if unreadable. */
+/** A number is seconds; a string is `500ms`, `30s`, `2m`, `1h` or `30d`. Returns milliseconds, or undefined if unreadable. */
 export function parseDuration(v: unknown): number | undefined {
   if (typeof v === 'number') return Number.isFinite(v) && v >= 0 ? Math.round(v * 1000) : undefined;
   if (typeof v !== 'string') return undefined;
@@ -31,7 +31,7 @@ export function parseDuration(v: unknown): number | undefined {
   if (!m) return undefined;
   const n = Number(m[1]);
   const unit = (m[2] ?? 's').toLowerCase();
-  const factor = unit === 'ms' ? 1 : unit === 's' ? 1000 : unit === 'm' ? 60_000 : 3_600_000;
+  const factor = unit === 'ms' ? 1 : unit === 's' ? 1000 : unit === 'm' ? 60_000 : unit === 'h' ? 3_600_000 : 86_400_000;
   return Math.round(n * factor);
 }
 

@@ -3,15 +3,13 @@
  * tool deploys, memory imports, dead-letter replays, MCP tool calls and configuration reads are
  * recorded with principal, source address, request id, target and outcome; failures as `error`,
  * 401/403 as `denied`; GET /api/v1/audit filters; the JSON-lines copy; no secret in a row; the
- * tool audit names the principal; `caxton audit`. Authentication is not in this branch: a test
- * plugin stands in for it, setting `req.principal` (or answering 401/403) from test headers.
+ * tool audit names the principal; `caxton audit`. Requests authenticate with real API keys
+ * (created with the admin key the first start wrote); `anon` requests send none.
  */
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AuditRecord } from '../../src/audit/index.js';
-import type { Principal } from '../../src/auth/principal.js';
 import { registerSecrets } from '../../src/shared/secrets.js';
 import { assertBuilt, cleanup, expectExit, parseJson, runCli, tempDir } from '../cli/helpers/cli.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
@@ -20,24 +18,6 @@ import { waitUntil } from '../helpers/wait.js';
 import { deployBody, ensureToolsBuilt, EXAMPLE_DIR } from '../tools/servers/helpers.js';
 
 const SECRET = 'audit-secret-7f3c9a1e52';
-
-/** Stands in for the auth core: `x-test-principal: key:NAME` authenticates; `x-test-deny: 401|403` refuses. */
-function fakeAuth(): (app: FastifyInstance) => Promise<void> {
-  const plugin = async (app: FastifyInstance) => {
-    app.addHook('onRequest', async (req, reply) => {
-      const id = req.headers['x-test-principal'];
-      if (typeof id === 'string') {
-        const p: Principal = { id, kind: 'key', name: id.slice(4), role: 'admin', scope: {} };
-        req.principal = p;
-      }
-      const deny = req.headers['x-test-deny'];
-      if (deny === '401') return reply.code(401).send({ error: { code: 'unauthenticated', message: 'no credentials', details: null, request_id: String(req.id) } });
-      if (deny === '403') return reply.code(403).send({ error: { code: 'forbidden', message: 'not allowed', details: null, request_id: String(req.id) } });
-    });
-  };
-  (plugin as unknown as Record<symbol, boolean>)[Symbol.for('skip-override')] = true;
-  return plugin;
-}
 
 interface Http {
   status: number;
@@ -49,8 +29,12 @@ interface Http {
 let ts: TestServer;
 let jsonlPath: string;
 
-async function call(method: string, path: string, opts: { body?: unknown; type?: string; headers?: Record<string, string> } = {}): Promise<Http> {
+let admin: string;
+const keys: Record<string, string> = {};
+
+async function call(method: string, path: string, opts: { body?: unknown; type?: string; headers?: Record<string, string>; anon?: boolean } = {}): Promise<Http> {
   const headers: Record<string, string> = { ...opts.headers };
+  if (!opts.anon && headers.authorization === undefined) headers.authorization = `Bearer ${admin}`;
   let body: string | undefined;
   if (opts.body !== undefined) {
     body = typeof opts.body === 'string' ? opts.body : JSON.stringify(opts.body);
@@ -67,7 +51,7 @@ async function call(method: string, path: string, opts: { body?: unknown; type?:
   return { status: res.status, text, json };
 }
 
-const as = (principal: string, requestId: string) => ({ 'x-test-principal': principal, 'x-request-id': requestId });
+const as = (principal: string, requestId: string) => ({ authorization: `Bearer ${keys[principal.slice(4)]!}`, 'x-request-id': requestId });
 
 async function audit(query = ''): Promise<AuditRecord[]> {
   const r = await call('GET', `/api/v1/audit${query}`);
@@ -94,11 +78,16 @@ beforeAll(async () => {
   );
   ts = await startTestServer({
     dir,
-    toml: `[llm]\ndefault_provider = "demo"\n[llm.providers.demo]\ntype = "scripted"\nscript = "replies.toml"\n\n[messaging]\nmax_attempts = 1\n\n[audit]\njsonl = "logs/audit.jsonl"\n`,
-    plugins: [fakeAuth()],
+    toml: `[auth]\nenabled = true\n\n[llm]\ndefault_provider = "demo"\n[llm.providers.demo]\ntype = "scripted"\nscript = "replies.toml"\n\n[messaging]\nmax_attempts = 1\n\n[audit]\njsonl = "logs/audit.jsonl"\n`,
   });
-  jsonlPath = join(dir, 'logs', 'audit.jsonl');
+  admin = readFileSync(join(dir, 'data', 'admin.key'), 'utf8').trim();
   registerSecrets([SECRET]);
+  for (const [name, role] of [['ci', 'developer'], ['ops', 'operator'], ['viewer', 'viewer'], ['mcp', 'developer'], ['tools', 'developer'], [SECRET, 'developer']] as const) {
+    const r = await call('POST', '/api/v1/keys', { body: { name, role }, headers: { 'x-request-id': `setup-${name === SECRET ? 'secret' : name}` } });
+    expect(r.status, r.text).toBe(201);
+    keys[name] = r.json.secret as string;
+  }
+  jsonlPath = join(dir, 'logs', 'audit.jsonl');
 }, 60_000);
 
 afterAll(async () => {
@@ -145,10 +134,12 @@ describe('recording', () => {
     expect(rows.filter((r) => r.method === 'GET' && r.action !== 'config.read')).toEqual([]);
   });
 
-  it('records a request without a principal with principal null (before authentication exists)', async () => {
-    const r = await call('POST', '/api/v1/agents', { body: AGENT.replace('auditee', 'anonymous'), type: 'application/toml', headers: { 'x-request-id': 'req-anon' } });
-    expect(r.status).toBe(201);
-    expect((await byRequest('req-anon'))[0]).toMatchObject({ principal: null, principal_kind: null, action: 'agent.deploy', target: 'anonymous', outcome: 'ok' });
+  it('records a request without credentials (401) with principal null', async () => {
+    const r = await call('POST', '/api/v1/agents', { body: AGENT.replace('auditee', 'anonymous'), type: 'application/toml', headers: { 'x-request-id': 'req-anon' }, anon: true });
+    expect(r.status).toBe(401);
+    expect((await byRequest('req-anon'))[0]).toMatchObject({ principal: null, principal_kind: null, action: 'agent.deploy', outcome: 'denied', status: 401 });
+    // Deployed for real (by the admin) for the 401/403 test below.
+    expect((await call('POST', '/api/v1/agents', { body: AGENT.replace('auditee', 'anonymous'), type: 'application/toml' })).status).toBe(201);
   });
 
   it('records a failing request (422) as error with its status and error code, never the body', async () => {
@@ -164,8 +155,8 @@ describe('recording', () => {
   });
 
   it('records 401 and 403 answers as denied (401 without a principal, 403 with one)', async () => {
-    expect((await call('DELETE', '/api/v1/agents/anonymous', { headers: { 'x-test-deny': '401', 'x-request-id': 'req-401' } })).status).toBe(401);
-    expect((await call('POST', '/api/v1/tools', { body: deployBody(EXAMPLE_DIR), headers: { ...as('key:viewer', 'req-403'), 'x-test-deny': '403' } })).status).toBe(403);
+    expect((await call('DELETE', '/api/v1/agents/anonymous', { headers: { 'x-request-id': 'req-401' }, anon: true })).status).toBe(401);
+    expect((await call('POST', '/api/v1/tools', { body: deployBody(EXAMPLE_DIR), headers: as('key:viewer', 'req-403') })).status).toBe(403);
     expect((await byRequest('req-401'))[0]).toMatchObject({ principal: null, action: 'agent.remove', target: 'anonymous', outcome: 'denied', status: 401, details: { error_code: 'unauthenticated' } });
     expect((await byRequest('req-403'))[0]).toMatchObject({ principal: 'key:viewer', action: 'tool.deploy', outcome: 'denied', status: 403, details: { error_code: 'forbidden' } });
     // Not deleted: the 401 stopped it.
@@ -188,10 +179,10 @@ describe('recording', () => {
     const calls = await call('GET', '/api/v1/tools/audit?principal=key:tools');
     expect(calls.json.records).toHaveLength(1);
     expect(calls.json.records[0]).toMatchObject({ tool: 'text.echo', agent: 'api', principal: 'key:tools', outcome: 'ok' });
-    // A call without a principal has none.
+    // Another caller's call carries that caller.
     await call('POST', '/api/v1/tools/text/echo/call', { body: { args: { b: 2 } } });
     const all = (await call('GET', '/api/v1/tools/audit?tool=text.echo')).json.records as { principal?: string }[];
-    expect(all.map((x) => x.principal ?? null)).toEqual([null, 'key:tools']);
+    expect(all.map((x) => x.principal ?? null)).toEqual(['key:admin', 'key:tools']);
   });
 
   it('an execution started for a principal passes it to the tool calls the agent makes (InvokeRequest.principal)', async () => {
@@ -254,9 +245,10 @@ describe('GET /api/v1/audit filters', () => {
 describe('secrets', () => {
   it('never land in a row or the JSON-lines file, wherever the request carried them', async () => {
     const enc = encodeURIComponent(SECRET);
-    await call('DELETE', `/api/v1/agents/${enc}`, { headers: { 'x-request-id': SECRET, 'x-test-principal': `key:${SECRET}` } });
-    await call('POST', `/api/v1/memory/import?scope=agent:${enc}`, { body: { format: 'caxton-memory', version: 1, entities: [] }, headers: { 'x-request-id': 'req-secret-2' } });
-    await call('POST', '/api/v1/agents', { body: AGENT.replace('You are audited.', SECRET), type: 'application/toml', headers: { 'x-request-id': 'req-secret-3' } });
+    const bySecretKey = { authorization: `Bearer ${keys[SECRET]!}` };
+    await call('DELETE', `/api/v1/agents/${enc}`, { headers: { 'x-request-id': SECRET, ...bySecretKey } });
+    await call('POST', `/api/v1/memory/import?scope=agent:${enc}`, { body: { format: 'caxton-memory', version: 1, entities: [] }, headers: { 'x-request-id': 'req-secret-2', ...bySecretKey } });
+    await call('POST', '/api/v1/agents', { body: AGENT.replace('You are audited.', SECRET), type: 'application/toml', headers: { 'x-request-id': 'req-secret-3', ...bySecretKey } });
     ts.server.audit!.record({ action: 'key.create', target: SECRET, outcome: 'ok', details: { note: `token ${SECRET}` } });
     ts.server.audit!.flush();
     const rows = ts.server.db.prepare('SELECT * FROM audit_log').all();
@@ -294,7 +286,7 @@ describe('caxton audit', () => {
     assertBuilt();
     cwd = tempDir();
   });
-  const cli = (...args: string[]) => runCli(['--server', ts.url, ...args], { cwd });
+  const cli = (...args: string[]) => runCli(['--server', ts.url, ...args], { cwd, env: { CAXTON_API_KEY: admin } });
 
   it('prints the trail as a table (newest last) and as JSON, with filters as flags', async () => {
     const text = await cli('audit', '--action', 'agent.*', '--principal', 'key:ci');
@@ -307,7 +299,7 @@ describe('caxton audit', () => {
     const json = await cli('--json', 'audit', '--outcome', 'denied', '--since', '1h');
     expectExit(json, 0);
     const res = parseJson<{ records: AuditRecord[] }>(json);
-    expect(res.records.map((r) => r.request_id).sort()).toEqual(['req-401', 'req-403']);
+    expect(res.records.map((r) => r.request_id).sort()).toEqual(['req-401', 'req-403', 'req-anon']);
   });
 
   it('caxton tool audit --principal selects the tool calls made for that caller', async () => {

@@ -44,6 +44,8 @@ function layout(db?: Buffer): { dir: string; file: string } {
 
 /** A real Caxton database made by a real server run (an API-deployed agent in it). */
 let good: Buffer;
+/** The admin key that run created: the store holds its hash. */
+let goodKey: string;
 
 describe('caxton serve with a bad data file', () => {
   beforeAll(async () => {
@@ -51,7 +53,7 @@ describe('caxton serve with a bad data file', () => {
     const { dir, file } = layout();
     const serve = await startServe({ cwd: dir, args: ['--data-dir', join(dir, 'data'), '--agents-dir', join(dir, 'agents'), '--log-level', 'warn'], readyTimeoutMs: 60_000 });
     // The admin key the first start wrote (issue 14) authenticates the deploy.
-    const key = readFileSync(join(dir, 'data', 'admin.key'), 'utf8').trim();
+    const key = (goodKey = readFileSync(join(dir, 'data', 'admin.key'), 'utf8').trim());
     const res = await fetch(`${serve.url}/api/v1/agents`, { method: 'POST', headers: { 'content-type': 'application/toml', authorization: `Bearer ${key}` }, body: tomlAgent('keeper') });
     expect(res.status).toBe(201);
     expect((await stopServe(serve, 'SIGTERM')).code).toBe(0);
@@ -137,9 +139,11 @@ describe('caxton serve with a bad data file', () => {
     db.exec("INSERT INTO conversations (id, protocol, state, initiator, participants, capability, turns, max_turns, created_at, updated_at, expires_at, reason) VALUES ('c-bad', NULL, 'in_progress', 'x', 'not json', NULL, 1, 10, '2026-01-01', '2026-01-01', NULL, NULL)");
     db.close();
     const serve = await startServe({ cwd: dir, args: ['--data-dir', join(dir, 'data'), '--agents-dir', join(dir, 'agents'), '--log-level', 'warn'], readyTimeoutMs: 60_000 });
-    const list = await fetch(`${serve.url}/api/v1/agents`);
+    // The copied store has keys, so the key file that came with it authenticates (issue 14).
+    const auth = { authorization: `Bearer ${goodKey}` };
+    const list = await fetch(`${serve.url}/api/v1/agents`, { headers: auth });
     const listed = (await list.json()) as { agents: { name: string }[] };
-    const one = await fetch(`${serve.url}/api/v1/agents/shapeless`);
+    const one = await fetch(`${serve.url}/api/v1/agents/shapeless`, { headers: auth });
     await one.text();
     await stopServe(serve, 'SIGTERM');
     expect(list.status).toBe(200);

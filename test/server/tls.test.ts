@@ -51,7 +51,7 @@ const mapping = clientCertMappingsSchema.parse([
 
 /** GET /api/v1/test/whoami: what the connection's client certificate says, and the principal it maps to. */
 const whoami = async (app: FastifyInstance) => {
-  app.get('/test/whoami', async (req) => {
+  app.get('/test/whoami', { config: { access: { public: true } } }, async (req) => {
     const socket = req.raw.socket as TLSSocket;
     const cert = socket.getPeerCertificate();
     return { authorized: socket.authorized, cn: cert.subject?.CN ?? null, principal: principalFromSocket(socket, mapping) ?? null };

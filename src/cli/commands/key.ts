@@ -114,12 +114,12 @@ export function registerKeyCommands(program: Command, ctx: CliContext): void {
   program
     .command('login')
     .description('store a server URL and API key as a named profile (the key is read from standard input)')
-    .requiredOption('--server <url>', 'the server, e.g. https://caxton.example.com')
-    .option('--profile <name>', 'profile name (default "default")')
-    .addHelpText('after', `\nThe key is read from standard input, so it never appears in the process list or shell history:\n  printf %s "$KEY" | caxton login --server https://caxton.example.com --profile prod\nProfiles are kept in ${credentialsFile()} (mode 0600); use one with --profile NAME or $CAXTON_PROFILE.`)
-    .action(async (o: { server: string; profile?: string }) => {
+    .addHelpText('after', `\nThe global --server (required here) and --profile options say where and under which name:\n  printf %s "$KEY" | caxton login --server https://caxton.example.com --profile prod\nThe key is read from standard input, so it never appears in the process list or shell history.\nProfiles are kept in ${credentialsFile()} (mode 0600); use one with --profile NAME or $CAXTON_PROFILE.`)
+    .action(async () => {
       const out = ctx.output();
-      const profile = o.profile ?? (program.opts().profile as string | undefined) ?? 'default';
+      const o = { server: program.opts().server as string | undefined };
+      if (!o.server) throw usageError('caxton login needs --server URL (the server to log in to)');
+      const profile = (program.opts().profile as string | undefined) ?? 'default';
       if (process.stdin.isTTY) out.err('paste the API key and press Ctrl-D:');
       const apiKey = await readStdin();
       if (apiKey.length === 0) throw usageError('no API key on standard input');
@@ -132,11 +132,10 @@ export function registerKeyCommands(program: Command, ctx: CliContext): void {
 
   program
     .command('logout')
-    .description('remove a stored profile')
-    .option('--profile <name>', 'profile name (default "default")')
-    .action((o: { profile?: string }) => {
+    .description('remove a stored profile (the global --profile, default "default")')
+    .action(() => {
       const out = ctx.output();
-      const profile = o.profile ?? (program.opts().profile as string | undefined) ?? 'default';
+      const profile = (program.opts().profile as string | undefined) ?? 'default';
       if (!removeProfile(profile)) throw new CliError(`no profile "${profile}" in ${credentialsFile()}`);
       if (out.json) return out.data({ profile, removed: true });
       out.out(`removed profile "${profile}"`);
