@@ -7,9 +7,10 @@ import type { Principal } from './principal.js';
  * - `public`: no authentication (only /health and /ready).
  * - `authenticated`: any authenticated principal (who am I, the OpenAPI document).
  * - `permission`: an authenticated principal whose role grants it; `agentParam` also checks the
- *   principal's agent scope against that path parameter.
+ *   principal's agent scope against that path parameter, `toolParams` its tool scope against
+ *   `SERVER.tool` made of two path parameters.
  */
-export type Access = { public: true } | { authenticated: true } | { permission: Permission; agentParam?: string };
+export type Access = { public: true } | { authenticated: true } | { permission: Permission; agentParam?: string; toolParams?: readonly [server: string, tool: string] };
 
 declare module 'fastify' {
   interface FastifyContextConfig {

@@ -105,6 +105,11 @@ export function installAuth(app: FastifyInstance, opts: AuthPluginOptions): void
         const agent = (req.params as Record<string, string> | undefined)?.[access.agentParam];
         if (agent !== undefined) assertAgentAllowed(p, agent, (c, m, d) => deny(req, c, m, d));
       }
+      if (access.toolParams !== undefined && p.scope.tools !== undefined) {
+        const params = (req.params ?? {}) as Record<string, string>;
+        const tool = `${params[access.toolParams[0]] ?? ''}.${params[access.toolParams[1]] ?? ''}`;
+        if (!inScope(p.scope.tools, tool)) throw deny(req, 'forbidden', `${p.id} may not call the tool "${tool}" (its keys allow: ${p.scope.tools.join(', ')})`, { reason: 'tool_scope', tool });
+      }
     }
     // Limits apply to authenticated principals only: the local principal (authentication off) is the operator.
     if (opts.limitsOf && req.principal.kind !== 'local') {

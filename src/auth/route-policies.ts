@@ -64,7 +64,7 @@ export const ROUTE_POLICIES: Readonly<Record<string, Access>> = {
   'POST /api/v1/tools': P('tools:write'),
   'DELETE /api/v1/tools/:name': P('tools:write'),
   'GET /api/v1/tools/audit': P('tools:read'),
-  'POST /api/v1/tools/:server/:tool/call': P('tools:call'),
+  'POST /api/v1/tools/:server/:tool/call': { permission: 'tools:call', toolParams: ['server', 'tool'] },
 
   // Memory
   'POST /api/v1/memory/search': P('memory:read'),

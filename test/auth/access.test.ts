@@ -148,6 +148,31 @@ describe('roles', () => {
   });
 });
 
+describe('memory and tool scopes', () => {
+  it('a key limited to some memory scopes must name one it may use', async () => {
+    const created = await call('POST', '/api/v1/keys', admin, { name: 'mem-scoped', role: 'developer', memory: ['agent:helper'] });
+    const k = created.json.secret as string;
+    const entity = { entities: [{ name: 'scoped-e', entityType: 't', observations: ['o'] }] };
+    const noScope = await call('POST', '/api/v1/memory/entities', k, entity);
+    expect(noScope.status).toBe(403);
+    expect(noScope.json.error!.details).toMatchObject({ reason: 'memory_scope' });
+    expect((await call('POST', '/api/v1/memory/entities?scope=global', k, entity)).status).toBe(403);
+    expect((await call('POST', '/api/v1/memory/entities?scope=agent:helper', k, entity)).status).toBe(201);
+    expect((await call('GET', '/api/v1/memory/entities', k)).status).toBe(403);
+    expect((await call('GET', '/api/v1/memory/entities?scope=agent:helper', k)).status).toBe(200);
+  });
+
+  it('a key limited to some tools cannot call the others directly', async () => {
+    const created = await call('POST', '/api/v1/keys', admin, { name: 'tool-scoped', role: 'developer', tools: ['csv_parser.*'] });
+    const k = created.json.secret as string;
+    const denied = await call('POST', '/api/v1/tools/json_query/query/call', k, { args: {} });
+    expect(denied.status).toBe(403);
+    expect(denied.json.error!.details).toMatchObject({ reason: 'tool_scope', tool: 'json_query.query' });
+    const allowed = await call('POST', '/api/v1/tools/csv_parser/parse/call', k, { args: { text: 'a,b\n1,2' } });
+    expect(allowed.status, allowed.text).not.toBe(403);
+  });
+});
+
 describe('keys', () => {
   it('revoke and rotate take effect at once; expired keys are refused', async () => {
     const created = await call('POST', '/api/v1/keys', admin, { name: 'short', role: 'viewer' });

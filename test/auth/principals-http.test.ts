@@ -130,6 +130,37 @@ describe('limits per key through HTTP', () => {
     expect(shown.json.usage.tokens.used).toBeGreaterThan(1000);
   });
 
+  it('the openai package authenticates with a Caxton key as its apiKey; a wrong key is its AuthenticationError', async () => {
+    const { default: OpenAI, AuthenticationError } = await import('openai');
+    const key = await keyFor('openai-client');
+    const client = new OpenAI({ baseURL: `${srv.url}/v1`, apiKey: key, maxRetries: 0 });
+    const res = await client.chat.completions.create({ model: 'worker', messages: [{ role: 'user', content: 'slow hello' }] });
+    expect(res.choices[0]!.message.content).toBe('done slowly');
+    const wrong = new OpenAI({ baseURL: `${srv.url}/v1`, apiKey: 'cxk_AAAAAAAAAAAA_BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB', maxRetries: 0 });
+    await expect(wrong.chat.completions.create({ model: 'worker', messages: [{ role: 'user', content: 'x' }] })).rejects.toBeInstanceOf(AuthenticationError);
+  });
+
+  it('the MCP SDK client sends its key as a header; an invoker sees only the agents, not the tools', async () => {
+    const { Client } = await import('@modelcontextprotocol/sdk/client/index.js');
+    const { StreamableHTTPClientTransport } = await import('@modelcontextprotocol/sdk/client/streamableHttp.js');
+    const key = await keyFor('mcp-invoker');
+    const client = new Client({ name: 'auth-test', version: '1.0.0' });
+    await client.connect(new StreamableHTTPClientTransport(new URL(`${srv.url}/mcp`), { requestInit: { headers: { authorization: `Bearer ${key}` } } }));
+    try {
+      const names = (await client.listTools()).tools.map((t) => t.name);
+      expect(names).toContain('ask_worker');
+      expect(names).not.toContain('calculator');
+      const refused = await client.callTool({ name: 'calculator', arguments: { expression: '1+1' } });
+      expect(refused.isError).toBe(true);
+      const asked = await client.callTool({ name: 'ask_worker', arguments: { request: 'slow question' } });
+      expect(asked.isError ?? false).toBe(false);
+    } finally {
+      await client.close();
+    }
+    const anonymous = new Client({ name: 'anon', version: '1.0.0' });
+    await expect(anonymous.connect(new StreamableHTTPClientTransport(new URL(`${srv.url}/mcp`)))).rejects.toThrow(/401|auth/i);
+  });
+
   it('a request rate limit answers 429 with Retry-After', async () => {
     const limited = await keyFor('slow-poke', { requests_per_minute: 2 });
     const statuses: number[] = [];

@@ -66,7 +66,7 @@ const container = sts.spec.template.spec.containers[0]!;
 const configMap = ofKind<{ metadata: { name: string }; data: Record<string, string> }>('ConfigMap')[0]!;
 const secret = ofKind<{ metadata: { name: string }; stringData: Record<string, string> }>('Secret')[0]!;
 const service = ofKind<{ spec: { ports: { name: string; port: number; targetPort: string }[] } }>('Service')[0]!;
-const monitor = ofKind<{ spec: { endpoints: { port: string; path: string }[] } }>('ServiceMonitor')[0]!;
+const monitor = ofKind<{ spec: { endpoints: { port: string; path: string; authorization?: { type: string; credentials: { name: string; key: string } } }[] } }>('ServiceMonitor')[0]!;
 
 /** Container paths of the files → temp dirs here (the image's layout, recreated). */
 function mapPaths(v: string, root: string): string {
@@ -106,7 +106,9 @@ async function startLive(argv: string[], env: Record<string, string>): Promise<L
   return { url, metricsUrl: `http://127.0.0.1:${metricsPort}`, output: () => stderr };
 }
 
-const status = async (url: string) => (await fetch(url, { signal: AbortSignal.timeout(5000) })).status;
+const status = async (url: string, headers: Record<string, string> = {}) => (await fetch(url, { headers, signal: AbortSignal.timeout(5000) })).status;
+/** The admin key the first start wrote into a data dir (issue 14), as a request header. */
+const adminAuth = (dataDir: string) => ({ authorization: `Bearer ${readFileSync(join(dataDir, 'admin.key'), 'utf8').trim()}` });
 
 /** The effective configuration for a set of env variables (files' paths mapped under `root`). */
 function configFor(env: Record<string, string>): ServerConfig {
@@ -179,11 +181,15 @@ describe('deploy/docker/Dockerfile', () => {
   it('its entrypoint + cmd, run directly, serves /health, /ready and /metrics and answers the example agent', async () => {
     expect(await status(`${image.url}/health`)).toBe(200);
     expect(await status(`${image.url}/ready`)).toBe(200);
-    const metrics = await fetch(`${image.metricsUrl}/metrics`);
+    // Bound beyond loopback: the API and the metrics port need a key (the first start wrote one).
+    expect(await status(`${image.metricsUrl}/metrics`)).toBe(401);
+    const auth = adminAuth(join(imageRoot, 'data'));
+    const metrics = await fetch(`${image.metricsUrl}/metrics`, { headers: auth });
     expect(metrics.status).toBe(200);
     expect(await metrics.text()).toContain('caxton_');
-    expect(image.output()).toMatch(/binding beyond loopback/); // the documented warning: no authentication yet
-    const res = await fetch(`${image.url}/api/v1/agents/assistant/invoke`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ request: 'What is 6 * 7?' }) });
+    expect(image.output()).toMatch(/created the first API key/);
+    expect(await status(`${image.url}/api/v1/agents`)).toBe(401);
+    const res = await fetch(`${image.url}/api/v1/agents/assistant/invoke`, { method: 'POST', headers: { 'content-type': 'application/json', ...auth }, body: JSON.stringify({ request: 'What is 6 * 7?' }) });
     expect(res.status).toBe(200);
     expect(((await res.json()) as { content: string }).content).toBe('The answer is 42.');
   });
@@ -257,7 +263,7 @@ describe('deploy/kubernetes/caxton.yaml', () => {
   });
 
   it('parses into a ConfigMap, Secret, Service, StatefulSet with a volume claim, and ServiceMonitor that refer to each other', () => {
-    expect(k8s.map((d) => d.kind).sort()).toEqual(['ConfigMap', 'Secret', 'Service', 'ServiceMonitor', 'StatefulSet']);
+    expect(k8s.map((d) => d.kind).sort()).toEqual(['ConfigMap', 'Secret', 'Secret', 'Service', 'ServiceMonitor', 'StatefulSet']);
     expect(sts.spec.volumeClaimTemplates.map((v) => v.metadata.name)).toContain('data');
     expect(container.volumeMounts.find((m) => m.name === 'data')?.mountPath).toBe('/var/lib/caxton');
     const cmVolume = sts.spec.template.spec.volumes.find((v) => v.configMap)!;
@@ -268,6 +274,10 @@ describe('deploy/kubernetes/caxton.yaml', () => {
     const named = new Map(container.ports.map((p) => [p.name, p.containerPort]));
     for (const p of service.spec.ports) expect(named.get(p.targetPort), p.name).toBe(p.port);
     expect(service.spec.ports.map((p) => p.name)).toContain(monitor.spec.endpoints[0]!.port);
+    // The ServiceMonitor's bearer key comes from the second Secret.
+    const auth = monitor.spec.endpoints[0]!.authorization!;
+    const metricsSecret = ofKind<{ metadata: { name: string }; stringData: Record<string, string> }>('Secret').find((s) => s.metadata.name === auth.credentials.name)!;
+    expect(Object.keys(metricsSecret.stringData)).toContain(auth.credentials.key);
   });
 
   it('every api_key_env of its caxton.toml names a key of the Secret, and every CAXTON_* variable is read', () => {
@@ -292,8 +302,12 @@ describe('deploy/kubernetes/caxton.yaml', () => {
     }
     const ep = monitor.spec.endpoints[0]!;
     const svcPort = service.spec.ports.find((p) => p.name === ep.port)!;
-    expect(await status(`${base(svcPort.targetPort)}${ep.path}`)).toBe(200);
-    const agents = (await (await fetch(`${live.url}/api/v1/agents`)).json()) as { agents: { name: string }[] };
+    // The ServiceMonitor sends a bearer key from a Secret: the metrics port is not on loopback.
+    expect(ep.authorization?.type).toBe('Bearer');
+    expect(await status(`${base(svcPort.targetPort)}${ep.path}`)).toBe(401);
+    const auth = adminAuth(join(k8sRoot, 'data'));
+    expect(await status(`${base(svcPort.targetPort)}${ep.path}`, auth)).toBe(200);
+    const agents = (await (await fetch(`${live.url}/api/v1/agents`, { headers: auth })).json()) as { agents: { name: string }[] };
     expect(agents.agents.map((a) => a.name)).toContain('assistant');
     expect(live.output()).not.toContain(secret.stringData.OPENAI_API_KEY!);
   }, 60_000);

@@ -77,6 +77,8 @@ describe('durable delivery across kill -9', () => {
         data_dir: './data',
         agents_dir: './agents',
         logging: { level: 'warn' },
+        // Authentication off: this test is about delivery (test/auth covers the keys).
+        auth: { enabled: false },
         llm: { default_provider: 'stub', providers: { stub: { type: 'openai', base_url: `${stub.url}/v1`, api_key_env: 'STUB_KEY', model: 'm', retry_base: '10ms' } } },
         messaging: { max_queue: 50_000 },
       }),

@@ -20,6 +20,10 @@ const RETENTION = { max_conversations: 2_000, max_messages: 6_000 };
 const CONFIG = `data_dir = "data"
 agents_dir = "agents"
 
+# Authentication off: this test is about memory and retention (test/auth covers the keys).
+[auth]
+enabled = false
+
 [logging]
 level = "warn"
 buffer_lines = 1000

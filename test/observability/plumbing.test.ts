@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadServerConfig } from '../../src/config/index.js';
+import { localAuthUnlessConfigured } from '../helpers/server.js';
 import { createLogger } from '../../src/observability/index.js';
 import { startServer } from '../../src/server/index.js';
 import { postAgent, tomlAgent } from '../helpers/http.js';
@@ -22,7 +23,7 @@ function memoryLog(): { stream: Writable; lines: () => Record<string, unknown>[]
 }
 
 function config(dir: string) {
-  return loadServerConfig({ env: {}, cwd: dir, flags: { port: 0, metricsPort: 0, dataDir: `${dir}/data`, agentsDir: `${dir}/agents` } });
+  return localAuthUnlessConfigured(loadServerConfig({ env: {}, cwd: dir, flags: { port: 0, metricsPort: 0, dataDir: `${dir}/data`, agentsDir: `${dir}/agents` } }), '');
 }
 
 describe('logging', () => {

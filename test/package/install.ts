@@ -69,7 +69,13 @@ export function userPath(bin: string): string {
 /** The environment of a user's shell: no CAXTON_* or vitest variables; npm's own settings kept. */
 export function userEnv(bin: string, home: string, extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   const out: NodeJS.ProcessEnv = { PATH: userPath(bin), HOME: process.env.HOME ?? home, LANG: 'C.UTF-8', ...extra };
-  for (const k of ['npm_config_cache', 'npm_config_userconfig', 'NPM_CONFIG_USERCONFIG', 'npm_config_registry']) if (process.env[k]) out[k] = process.env[k];
+  // The machine's certificate settings too: a registry behind a TLS-inspecting proxy is reached
+  // only with them (a user's shell has them as well).
+  for (const k of ['npm_config_cache', 'npm_config_userconfig', 'NPM_CONFIG_USERCONFIG', 'npm_config_registry', 'npm_config_cafile', 'NODE_EXTRA_CA_CERTS', 'SSL_CERT_FILE', 'SSL_CERT_DIR']) if (process.env[k]) out[k] = process.env[k];
+  // `npm install -g --prefix P` reads its global npmrc from P/etc/npmrc, so the machine's global
+  // settings (such as cafile) are passed on explicitly.
+  const globalConfig = process.env.npm_config_globalconfig ?? join(dirname(dirname(process.execPath)), 'etc', 'npmrc');
+  if (existsSync(globalConfig)) out.npm_config_globalconfig = globalConfig;
   return out;
 }
 

@@ -74,6 +74,9 @@ describe('npm pack', () => {
   });
 });
 
+/** The admin key `caxton serve` wrote at its first start (demo/data/admin.key): the CLI finds it itself, fetch needs it. */
+const adminAuth = () => ({ authorization: `Bearer ${readFileSync(join(demo, 'data', 'admin.key'), 'utf8').trim()}` });
+
 describe('installed globally (npm install -g of the tarball)', () => {
   it('puts caxton on the PATH', async () => {
     expect(existsSync(join(pkg.bin, 'caxton'))).toBe(true);
@@ -102,21 +105,21 @@ describe('installed globally (npm install -g of the tarball)', () => {
   }, 90_000);
 
   it('loads the built-in WebAssembly tools from the installed package', async () => {
-    const body = (await (await fetch(`${url}/api/v1/tools`)).json()) as { servers: { name: string; origin: string; state: string }[] };
+    const body = (await (await fetch(`${url}/api/v1/tools`, { headers: adminAuth() })).json()) as { servers: { name: string; origin: string; state: string }[] };
     const builtin = body.servers.filter((s) => s.origin === 'builtin');
     expect(builtin.map((s) => s.name).sort()).toEqual(['chart_generator', 'csv_parser', 'filesystem', 'http_client', 'json_query', 'sqlite_query']);
     expect(builtin.filter((s) => s.state !== 'loaded')).toEqual([]);
-    const call = await fetch(`${url}/api/v1/tools/csv_parser/parse/call`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ args: { text: 'a,b\n1,2\n' } }) });
+    const call = await fetch(`${url}/api/v1/tools/csv_parser/parse/call`, { method: 'POST', headers: { 'content-type': 'application/json', ...adminAuth() }, body: JSON.stringify({ args: { text: 'a,b\n1,2\n' } }) });
     expect(call.status).toBe(200);
     expect(((await call.json()) as { is_error: boolean }).is_error).toBe(false);
   });
 
   it('embeds with the local model from the installed package (memory search by meaning)', async () => {
-    const post = (path: string, body: unknown) => fetch(`${url}/api/v1/memory/${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    const post = (path: string, body: unknown) => fetch(`${url}/api/v1/memory/${path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...adminAuth() }, body: JSON.stringify(body) });
     expect((await post('entities', { scope: 'global', entities: [{ name: 'Ada', entityType: 'person', observations: ['Wrote the first computer program'] }] })).status).toBeLessThan(300);
     const found = (await (await post('search', { query: 'who was the first programmer?', scope: 'global', mode: 'semantic' })).json()) as { results: { entity: { name: string } }[] };
     expect(found.results.map((x) => x.entity.name)).toContain('Ada');
-    const stats = (await (await fetch(`${url}/api/v1/memory/stats`)).json()) as { embedding: { model: string } | null };
+    const stats = (await (await fetch(`${url}/api/v1/memory/stats`, { headers: adminAuth() })).json()) as { embedding: { model: string } | null };
     expect(JSON.stringify(stats.embedding)).toMatch(/MiniLM/i);
   }, 60_000);
 

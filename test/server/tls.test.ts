@@ -159,6 +159,22 @@ describe('client certificates (mTLS)', () => {
     expect(await outcome(`${t.url}/health`, good)).toBe('ok 200');
   });
 
+  it('with authentication on, a verified client certificate is the principal; without one the request is a 401', async () => {
+    const t = await start(
+      `${TLS}ca = "tls/ca.crt"\nclient_auth = "optional"\n\n[auth]\nenabled = true\n\n[[auth.client_certs]]\ncn = "ci-*"\nsan = "URI:spiffe://caxton/ci"\nrole = "operator"\nagents = ["build-*"]\n`,
+    );
+    const me = await get(`${t.url}/api/v1/whoami`, { ca: ca.cert, cert: client.cert, key: client.key });
+    expect(me.status, me.body).toBe(200);
+    expect(JSON.parse(me.body)).toMatchObject({ id: 'cert:ci-runner', kind: 'cert', role: 'operator', scope: { agents: ['build-*'] } });
+    // The role decides: operator may read the configuration, not manage keys.
+    expect((await get(`${t.url}/api/v1/config`, { ca: ca.cert, cert: client.cert, key: client.key })).status).toBe(200);
+    expect((await get(`${t.url}/api/v1/keys`, { ca: ca.cert, cert: client.cert, key: client.key })).status).toBe(403);
+    // An expired or foreign certificate is no principal: 401.
+    expect((await get(`${t.url}/api/v1/whoami`, { ca: ca.cert, cert: expired.cert, key: expired.key })).status).toBe(401);
+    expect((await get(`${t.url}/api/v1/whoami`, { ca: ca.cert, cert: foreign.cert, key: foreign.key })).status).toBe(401);
+    expect((await get(`${t.url}/api/v1/whoami`, { ca: ca.cert })).status).toBe(401);
+  });
+
   it('client_auth = "optional": without a valid certificate the request is served with no certificate principal', async () => {
     const t = await start(`${TLS}ca = "tls/ca.crt"\nclient_auth = "optional"\n`, [whoami]);
     const ask = async (tls: { cert?: string; key?: string }) => JSON.parse((await get(`${t.url}/api/v1/test/whoami`, { ca: ca.cert, ...tls })).body) as { authorized: boolean; principal: { id: string } | null };

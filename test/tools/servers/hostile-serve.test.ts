@@ -85,7 +85,8 @@ describe('hostile tools against a real server (issue 13)', () => {
   beforeAll(async () => {
     assertBuilt();
     const dir = tempDir('caxton-hostile-tools-');
-    writeFileSync(join(dir, 'caxton.toml'), 'data_dir = "data"\nagents_dir = "agents"\n\n[logging]\nlevel = "warn"\n');
+    // Authentication off: this test is about tools (test/auth covers the keys).
+    writeFileSync(join(dir, 'caxton.toml'), 'data_dir = "data"\nagents_dir = "agents"\n\n[auth]\nenabled = false\n\n[logging]\nlevel = "warn"\n');
     mkdirSync(join(dir, 'agents'));
     serve = await startServe({ cwd: dir, args: ['--config', join(dir, 'caxton.toml')] });
     wasmB64 = Buffer.from(await wat(WASM_SOURCE)).toString('base64');
