@@ -10,11 +10,14 @@
  * Variants are interleaved in rounds so machine noise hits each alike; the cost is the variant's
  * p50 minus the baseline's p50 from the same run. Targets: ≤ 20 µs (key), ≤ 50 µs (cached JWT).
  */
-import Database from 'better-sqlite3';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { ApiKeyStore, createJwtAuthenticator, installAuth, PrincipalLimiter, jwtConfigSchema, type Authenticators } from '../src/auth/index.js';
 import { CaxtonError } from '../src/shared/errors.js';
+import { openDatabase } from '../src/storage/index.js';
 import type { Row, Suite, SuiteReport } from './lib/report.js';
 import { fmt, summarize, type Summary } from './lib/stats.js';
 
@@ -45,7 +48,8 @@ export const authSuite: Suite = {
   name: 'auth',
   description: 'authentication + authorization cost per request: API key and cached JWT beside authentication off (ADR 0025)',
   async run(): Promise<SuiteReport> {
-    const db = new Database(':memory:');
+    const dir = mkdtempSync(join(tmpdir(), 'caxton-bench-auth-'));
+    const db = openDatabase(dir, 'bench.db');
     const keys = new ApiKeyStore(db);
     const { secret } = keys.create({ name: 'bench', role: 'viewer' });
     const pair = await generateKeyPair('ES256', { extractable: true });
@@ -69,6 +73,7 @@ export const authSuite: Suite = {
     for (const [, app] of variants) await app.close();
     jwt.close();
     db.close();
+    rmSync(dir, { recursive: true, force: true });
 
     const base = s.off!;
     const cost = (name: string) => s[name]!.p50 - base.p50;
