@@ -52,7 +52,7 @@ async function startCaxton(dir: string): Promise<{ server: CaxtonServer; ms: num
     `data_dir = "data"\nagents_dir = "agents"\n\n[server]\nhost = "127.0.0.1"\nport = 0\n\n[metrics]\nenabled = false\n\n[logging]\nlevel = "warn"\n`,
   );
   // An empty environment: CAXTON_* variables of the shell must not change what is measured.
-  const config = loadServerConfig({ file, env: {} });
+  const config = loadServerConfig({ file, env: { CAXTON_AUTH__ENABLED: 'false' } /* auth has its own suite (auth) */ });
   // Logs go to stderr so stdout carries only the result tables.
   const logger = createLogger(config.logging.level, pino.destination({ dest: 2, sync: true }));
   const t0 = process.hrtime.bigint();

@@ -109,7 +109,7 @@ async function startCaxton(dir: string): Promise<{ server: CaxtonServer; ms: num
       `[execution]\nisolation = "context"\npool_size = ${PROCESS_POOL}\n`,
   );
   // An empty environment: CAXTON_* variables of the shell must not change what is measured.
-  const config = loadServerConfig({ file, env: {} });
+  const config = loadServerConfig({ file, env: { CAXTON_AUTH__ENABLED: 'false' } /* auth has its own suite (auth) */ });
   const logger = createLogger(config.logging.level, pino.destination({ dest: 2, sync: true }));
   const t0 = process.hrtime.bigint();
   const server = await startServer({ config, logger });

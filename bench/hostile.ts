@@ -53,7 +53,8 @@ async function startServe(): Promise<{ child: ChildProcess; url: string; remove(
   const dir = tmp.path;
   const config = join(dir, 'caxton.toml');
   // 2 MiB: room for the 1.2 MB agent (the default body limit is 1 MiB).
-  writeFileSync(config, '[server]\nport = 0\nmax_body_size = "2MiB"\n[metrics]\nenabled = false\n[logging]\nlevel = "error"\n');
+  // Authentication off: this suite measures parsing (the auth suite measures authentication).
+  writeFileSync(config, '[server]\nport = 0\nmax_body_size = "2MiB"\n[metrics]\nenabled = false\n[logging]\nlevel = "error"\n[auth]\nenabled = false\n');
   const child = spawn(process.execPath, [join(process.cwd(), 'dist/cli/main.js'), 'serve', '--config', config], { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'], env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir } });
   let stderr = '';
   const url = await new Promise<string>((resolve, reject) => {

@@ -292,7 +292,7 @@ async function rest(): Promise<RestResult | undefined> {
   const hw = await startHelloWorld();
   const configPath = join(dir.path, 'caxton.toml');
   writeFileSync(configPath, `data_dir = "./data"\nagents_dir = "./agents"\n[server]\nport = 0\n[metrics]\nenabled = false\n[logging]\nlevel = "warn"\n[messaging]\nmax_queue = 10000000\n`);
-  const server = await startServer({ config: loadServerConfig({ file: configPath, env: {}, cwd: dir.path }), logger: createLogger('warn') });
+  const server = await startServer({ config: loadServerConfig({ file: configPath, env: { CAXTON_AUTH__ENABLED: 'false' } /* auth has its own suite (auth) */, cwd: dir.path }), logger: createLogger('warn') });
   try {
     const now = new Date().toISOString();
     server.registry.upsert({ definition: agentDef('sink', ['sink']), format: 'toml', origin: { kind: 'api' }, revision: 1, deployed_at: now, updated_at: now });

@@ -70,7 +70,7 @@ async function healthLatencies(url: string, until: () => boolean, n = Infinity):
 async function healthDuringHostileCall(dir: string) {
   const file = join(dir, 'caxton-health.toml');
   writeFileSync(file, `data_dir = "data-health"\nagents_dir = "agents"\n[server]\nport = 0\n[metrics]\nenabled = false\n[logging]\nlevel = "warn"\n`);
-  const server = await startServer({ config: loadServerConfig({ file, env: {}, cwd: dir }), logger: createLogger('warn') });
+  const server = await startServer({ config: loadServerConfig({ file, env: { CAXTON_AUTH__ENABLED: 'false' } /* auth has its own suite (auth) */, cwd: dir }), logger: createLogger('warn') });
   try {
     server.tools.deploy(SPIN_MANIFEST, new TextEncoder().encode(SPIN_JS));
     const idle = await healthLatencies(server.url, () => false, HEALTH_IDLE);

@@ -1,4 +1,7 @@
-import type { FastifyRequest } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { ExecutionSlot } from '../auth/index.js';
+import type { Executor } from '../execution/index.js';
+import { openSse, type SseStream } from './sse.js';
 import type { LimitSet } from '../auth/index.js';
 
 declare module 'fastify' {
@@ -16,4 +19,18 @@ export function callerOf(req: FastifyRequest): { principal?: string } {
 /** The caller's limits for Executor.invoke / admit (src/auth/limits.ts). */
 export function limitOf(req: FastifyRequest): { principalId: string; limits?: LimitSet | undefined } | undefined {
   return req.principal ? { principalId: req.principal.id, limits: req.limits } : undefined;
+}
+
+/**
+ * For streaming executions: the caller's limits are checked before the stream opens (a refusal
+ * is a plain 429 with Retry-After), then the stream opens; the slot is given back should opening fail.
+ */
+export function admitAndOpenSse(executor: Executor, agent: string, req: FastifyRequest, reply: FastifyReply): { sse: SseStream; admitted: ExecutionSlot | undefined } {
+  const admitted = executor.admit(agent, limitOf(req));
+  try {
+    return { sse: openSse(req, reply), admitted };
+  } catch (e) {
+    admitted?.release();
+    throw e;
+  }
 }

@@ -48,8 +48,12 @@ export function writeProfile(name: string, profile: Profile, env: NodeJS.Process
   const profiles = readProfiles(env);
   profiles[name] = profile;
   mkdirSync(caxtonHome(env), { recursive: true, mode: 0o700 });
-  // Written to a 0600 temporary file, then renamed: the key is never readable by others, and a
-  // crash never leaves half a file.
+  saveProfiles(file, profiles);
+  return file;
+}
+
+/** Written to a 0600 temporary file, then renamed: the keys are never readable by others, and a crash never leaves half a file. */
+function saveProfiles(file: string, profiles: Record<string, Profile>): void {
   const tmp = `${file}.${process.pid}.tmp`;
   const fd = openSync(tmp, 'w', 0o600);
   try {
@@ -59,22 +63,13 @@ export function writeProfile(name: string, profile: Profile, env: NodeJS.Process
   }
   chmodSync(tmp, 0o600);
   renameSync(tmp, file);
-  return file;
 }
 
 export function removeProfile(name: string, env: NodeJS.ProcessEnv = process.env): boolean {
   const profiles = readProfiles(env);
   if (!(name in profiles)) return false;
   delete profiles[name];
-  const file = credentialsFile(env);
-  const tmp = `${file}.${process.pid}.tmp`;
-  const fd = openSync(tmp, 'w', 0o600);
-  try {
-    writeSync(fd, `# Caxton CLI credentials (caxton login). Keep this file private.\n${stringify({ profiles })}\n`);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, file);
+  saveProfiles(credentialsFile(env), profiles);
   return true;
 }
 

@@ -1,12 +1,12 @@
 import type { FastifyInstance } from 'fastify';
-import { callerOf, limitOf } from '../caller.js';
+import { admitAndOpenSse, callerOf, limitOf } from '../caller.js';
 import { requestTraceparent } from '../request-trace.js';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { Executor, ExecutionEvent } from '../../execution/index.js';
 import { toEnvelope } from '../envelope.js';
 import { agentNameParams, errorEnvelopeSchema } from '../schemas.js';
-import { disconnectSignal, openSse, wantsEventStream } from '../sse.js';
+import { disconnectSignal, wantsEventStream } from '../sse.js';
 
 export const invokeBodySchema = z.strictObject({
   request: z.string().min(1, { message: 'must not be empty' }).describe('what the agent is asked to do ({{request}})'),
@@ -66,15 +66,7 @@ export async function invokeRoutes(app: FastifyInstance, opts: { executor: Execu
         return executor.invoke(req.params.name, request, { signal, ...(limit && { limit }) });
       }
       executor.check(req.params.name, request); // errors before the stream opens keep their HTTP status
-      // Limits are checked before the stream opens too, so a refusal is a plain 429 with Retry-After.
-      const admitted = executor.admit(req.params.name, limit);
-      let sse;
-      try {
-        sse = openSse(req, reply);
-      } catch (e) {
-        admitted?.release();
-        throw e;
-      }
+      const { sse, admitted } = admitAndOpenSse(executor, req.params.name, req, reply);
       try {
         const response = await executor.invoke(req.params.name, request, {
           ...(admitted && { admitted }),

@@ -1,5 +1,5 @@
 import { assertAgentAllowed } from '../../auth/index.js';
-import { callerOf, limitOf } from '../caller.js';
+import { admitAndOpenSse, callerOf, limitOf } from '../caller.js';
 import { randomUUID } from 'node:crypto';
 import { requestTraceparent } from '../request-trace.js';
 import type { FastifyInstance } from 'fastify';
@@ -10,7 +10,7 @@ import type { AgentResponse, Executor, InvokeRequest } from '../../execution/ind
 import { CaxtonError } from '../../shared/errors.js';
 import { toEnvelope } from '../envelope.js';
 import { errorEnvelopeSchema } from '../schemas.js';
-import { disconnectSignal, openSse, wantsEventStream } from '../sse.js';
+import { disconnectSignal, wantsEventStream } from '../sse.js';
 
 /**
  * OpenAI-compatible endpoints: any OpenAI client can talk to Caxton agents, the model name being
@@ -89,14 +89,7 @@ export async function openAiRoutes(app: FastifyInstance, opts: { executor: Execu
       };
     }
     executor.check(body.model, invoke); // fails before the stream opens (unknown agent, oversized request), keeping the HTTP status
-    const admitted = executor.admit(body.model, limit); // a limit reached is a plain 429 with Retry-After
-    let sse;
-    try {
-      sse = openSse(req, reply);
-    } catch (e) {
-      admitted?.release();
-      throw e;
-    }
+    const { sse, admitted } = admitAndOpenSse(executor, body.model, req, reply);
     const chunk = (delta: Record<string, unknown>, finish: string | null, extra: Record<string, unknown> = {}) =>
       sse.send(undefined, { id, object: 'chat.completion.chunk', created, model: body.model, choices: [{ index: 0, delta, finish_reason: finish, logprobs: null }], ...extra });
     chunk({ role: 'assistant', content: '' }, null);
