@@ -43,14 +43,12 @@ const kb = (bytes: number) => `${fmt(bytes / KB, 1)} KB`;
 const mb = (bytes: number) => `${fmt(bytes / MB, 1)} MB`;
 const p50p99 = (s: { p50: number; p99: number }) => `p50 ${fmtMs(s.p50)} / p99 ${fmtMs(s.p99)}`;
 /** autocannon's latency histogram has 1 ms resolution, so the mean comes from Little's law. */
-const loadLine = (l: LoadResult) => `${fmt(l.req_per_s, 0)} req/s, mean ${fmtMs((l.connections / l.req_per_s) * 1000)}, p99 ${l.latency_ms.p99} ms${l.non2xx + l.errors > 0 ? `, ${l.non2xx + l.errors} errors` : ''}`;
+const loadLine = (l: LoadResult) =>
+  `${fmt(l.req_per_s, 0)} req/s, mean ${fmtMs((l.connections / l.req_per_s) * 1000)}, p99 ${l.latency_ms.p99} ms${l.non2xx + l.errors > 0 ? `, ${l.non2xx + l.errors} errors` : ''}`;
 
 async function startCaxton(dir: string): Promise<{ server: CaxtonServer; ms: number }> {
   const file = join(dir, 'caxton.toml');
-  writeFileSync(
-    file,
-    `data_dir = "data"\nagents_dir = "agents"\n\n[server]\nhost = "127.0.0.1"\nport = 0\n\n[metrics]\nenabled = false\n\n[logging]\nlevel = "warn"\n`,
-  );
+  writeFileSync(file, `data_dir = "data"\nagents_dir = "agents"\n\n[server]\nhost = "127.0.0.1"\nport = 0\n\n[metrics]\nenabled = false\n\n[logging]\nlevel = "warn"\n`);
   // An empty environment: CAXTON_* variables of the shell must not change what is measured.
   const config = loadServerConfig({ file, env: { CAXTON_AUTH__ENABLED: 'false' } /* auth has its own suite (auth) */ });
   // Logs go to stderr so stdout carries only the result tables.
@@ -168,7 +166,9 @@ async function run(): Promise<SuiteReport> {
   const data: Dataset = { plan, busiest, busiestCap };
   let sourceBytes = 0;
   for (let i = 0; i < AGENTS; i++) sourceBytes += Buffer.byteLength(agentToml(plan, i));
-  note(`${AGENTS} agents, ${providerCounts.length} capabilities, ${providerCounts[0]}–${providerCounts[providerCounts.length - 1]} providers each, TOML ${fmt(sourceBytes / AGENTS, 0)} bytes/agent on average`);
+  note(
+    `${AGENTS} agents, ${providerCounts.length} capabilities, ${providerCounts[0]}–${providerCounts[providerCounts.length - 1]} providers each, TOML ${fmt(sourceBytes / AGENTS, 0)} bytes/agent on average`,
+  );
 
   // ---- Baseline: fastify hello-world, same process, same client code --------------------------
   note(`baseline: fastify hello-world (${QUERIES} sequential GETs, ${AGENTS} POSTs with ${CONCURRENCY} in flight, autocannon ${LOAD_SECONDS}s × ${CONNECTIONS} connections)`);
@@ -204,10 +204,18 @@ async function run(): Promise<SuiteReport> {
     const queryOk = qs.p99 < QUERY_TARGET_MS && busiestSeq.latency_ms.p99 < QUERY_TARGET_MS;
     const n = AGENTS.toLocaleString('en-US');
     const rows: Row[] = [
-      { metric: `Deploy ${n} agents (POST, TOML, ${CONCURRENCY} in flight, shuffled order): total`, value: `${fmt(deploy.total_ms / 1000)} s`, baseline: `${fmt(basePosts.total_ms / 1000)} s (same bodies)` },
+      {
+        metric: `Deploy ${n} agents (POST, TOML, ${CONCURRENCY} in flight, shuffled order): total`,
+        value: `${fmt(deploy.total_ms / 1000)} s`,
+        baseline: `${fmt(basePosts.total_ms / 1000)} s (same bodies)`,
+      },
       { metric: 'Deploy throughput', value: `${fmt(deploy.per_s, 0)} agents/s`, baseline: `${fmt(basePosts.per_s, 0)} req/s` },
       { metric: 'Deploy latency', value: p50p99(deploy.latency_ms), baseline: p50p99(basePosts.latency_ms) },
-      { metric: `Deploy latency, first vs last ${tenth.toLocaleString('en-US')}`, value: `p50 ${fmtMs(deployFirstP50)} → ${fmtMs(deployLastP50)}`, baseline: `p50 ${fmtMs(basePosts.p50_by_tenth_ms[0]!)} → ${fmtMs(basePosts.p50_by_tenth_ms[basePosts.p50_by_tenth_ms.length - 1]!)}` },
+      {
+        metric: `Deploy latency, first vs last ${tenth.toLocaleString('en-US')}`,
+        value: `p50 ${fmtMs(deployFirstP50)} → ${fmtMs(deployLastP50)}`,
+        baseline: `p50 ${fmtMs(basePosts.p50_by_tenth_ms[0]!)} → ${fmtMs(basePosts.p50_by_tenth_ms[basePosts.p50_by_tenth_ms.length - 1]!)}`,
+      },
       {
         metric: `Query GET /agents?capability=X at ${n} (${QUERIES} sequential, random X)`,
         value: `${p50p99(qs)} / max ${fmtMs(qs.max)}`,
@@ -265,7 +273,14 @@ async function run(): Promise<SuiteReport> {
       notes,
       raw: {
         config: { agents: AGENTS, concurrency: CONCURRENCY, queries: QUERIES, load_seconds: LOAD_SECONDS, connections: CONNECTIONS, seed: plan.seed },
-        dataset: { capabilities: providerCounts.length, providers_min: providerCounts[0], providers_max: providerCounts[providerCounts.length - 1], busiest: { capability: busiestCap, providers: plan.providers[busiest] }, avg_source_bytes: sourceBytes / AGENTS, sample_query_response_bytes: c.sampleBytes },
+        dataset: {
+          capabilities: providerCounts.length,
+          providers_min: providerCounts[0],
+          providers_max: providerCounts[providerCounts.length - 1],
+          busiest: { capability: busiestCap, providers: plan.providers[busiest] },
+          avg_source_bytes: sourceBytes / AGENTS,
+          sample_query_response_bytes: c.sampleBytes,
+        },
         baseline,
         caxton: {
           first_start_ms: firstStartMs,

@@ -43,7 +43,20 @@ async function mintAll(alg: (typeof ALGS)[number], kid: string, key: CryptoKey, 
   const out: string[] = [];
   for (let i = 0; i < n; i++) {
     // A realistic access token: Keycloak-like claims, about 600-900 characters signed.
-    const payload = { iss: ISSUER, aud: ['caxton', 'account'], sub: `f3b1c2d4-0000-4000-8000-${String(i).padStart(12, '0')}`, exp, iat: exp - 3600, jti: `bench-${alg}-${i}`, azp: 'caxton-cli', scope: 'openid profile email', preferred_username: `user${i}`, email: `user${i}@example.com`, realm_access: { roles: ['offline_access', 'uma_authorization', 'caxton-devs'] }, caxton_agents: ['support-*', 'triage'] };
+    const payload = {
+      iss: ISSUER,
+      aud: ['caxton', 'account'],
+      sub: `f3b1c2d4-0000-4000-8000-${String(i).padStart(12, '0')}`,
+      exp,
+      iat: exp - 3600,
+      jti: `bench-${alg}-${i}`,
+      azp: 'caxton-cli',
+      scope: 'openid profile email',
+      preferred_username: `user${i}`,
+      email: `user${i}@example.com`,
+      realm_access: { roles: ['offline_access', 'uma_authorization', 'caxton-devs'] },
+      caxton_agents: ['support-*', 'triage'],
+    };
     out.push(await new SignJWT(payload).setProtectedHeader({ alg, kid, typ: 'JWT' }).sign(key));
   }
   return out;
@@ -69,7 +82,15 @@ export const authJwtSuite: Suite = {
     });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     const jwksUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/jwks.json`;
-    const config = jwtConfigSchema.parse({ issuer: ISSUER, audience: 'caxton', jwks_url: jwksUrl, role_claim: 'realm_access.roles', roles: { 'caxton-devs': 'developer' }, agents_claim: 'caxton_agents', cache_ttl: '5m' });
+    const config = jwtConfigSchema.parse({
+      issuer: ISSUER,
+      audience: 'caxton',
+      jwks_url: jwksUrl,
+      role_claim: 'realm_access.roles',
+      roles: { 'caxton-devs': 'developer' },
+      agents_claim: 'caxton_agents',
+      cache_ttl: '5m',
+    });
 
     const rows: Row[] = [];
     const raw: Record<string, unknown> = { tokens_per_alg: TOKENS, cached_rounds: CACHED_ROUNDS };
@@ -78,7 +99,12 @@ export const authJwtSuite: Suite = {
       const none = async (_t: string): Promise<Principal> => fixed;
       const warm = await mintAll('ES256', 'k-ES256', signers.get('ES256')!, 200);
       await timeEach(warm, none);
-      const baseline = summarize(await timeEach(Array.from({ length: TOKENS * CACHED_ROUNDS }, (_, i) => warm[i % warm.length]!), none));
+      const baseline = summarize(
+        await timeEach(
+          Array.from({ length: TOKENS * CACHED_ROUNDS }, (_, i) => warm[i % warm.length]!),
+          none,
+        ),
+      );
       raw.baseline_ms = baseline;
       const baseLabel = `${p(baseline)} (no authentication)`;
 
@@ -97,7 +123,13 @@ export const authJwtSuite: Suite = {
         raw[alg] = { cold_ms: cold, cached_ms: cached, token_chars: measured[0]!.length };
         rows.push({ metric: `${alg} cold: verify a new token (${measured[0]!.length} chars), per call`, value: p(cold), baseline: baseLabel });
         const us = (cached.p50 - baseline.p50) * 1000;
-        rows.push({ metric: `${alg} cached: the same token again (${TOKENS} tokens in the cache), per call`, value: p(cached), baseline: baseLabel, target: `≤ ${TARGET_CACHED_US} µs p50 over the baseline`, verdict: us <= TARGET_CACHED_US ? 'pass' : 'fail' });
+        rows.push({
+          metric: `${alg} cached: the same token again (${TOKENS} tokens in the cache), per call`,
+          value: p(cached),
+          baseline: baseLabel,
+          target: `≤ ${TARGET_CACHED_US} µs p50 over the baseline`,
+          verdict: us <= TARGET_CACHED_US ? 'pass' : 'fail',
+        });
       }
       raw.jwks_fetches = fetches;
       return {

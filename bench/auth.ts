@@ -56,7 +56,13 @@ export const authSuite: Suite = {
     const jwk = { ...(await exportJWK(pair.publicKey)), alg: 'ES256', kid: 'k1' };
     const jwtCfg = jwtConfigSchema.parse({ issuer: 'https://issuer.bench', audience: 'caxton', jwk: JSON.stringify(jwk), default_role: 'viewer' });
     const jwt = createJwtAuthenticator(jwtCfg);
-    const token = await new SignJWT({}).setProtectedHeader({ alg: 'ES256', kid: 'k1' }).setIssuer('https://issuer.bench').setAudience('caxton').setSubject('bench').setExpirationTime('1h').sign(pair.privateKey);
+    const token = await new SignJWT({})
+      .setProtectedHeader({ alg: 'ES256', kid: 'k1' })
+      .setIssuer('https://issuer.bench')
+      .setAudience('caxton')
+      .setSubject('bench')
+      .setExpirationTime('1h')
+      .sign(pair.privateKey);
 
     const off = await appWith(false, {});
     const withKey = await appWith(true, { keys }, new PrincipalLimiter());

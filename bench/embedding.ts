@@ -47,7 +47,16 @@ export function corpus(n: number, seed = 6): string[] {
   const rand = rng(seed);
   const who = ['The user', 'Alice from billing', 'The deploy agent', 'Our customer Acme Corp', 'The on-call engineer', 'Bob', 'The research assistant', 'The support team'];
   const did = ['prefers', 'asked about', 'reported a problem with', 'approved', 'is migrating', 'wants a summary of', 'cannot access', 'scheduled a review of'];
-  const what = ['the quarterly revenue report', 'dark mode in the editor', 'the PostgreSQL 16 upgrade', 'invoice #4471', 'the Kubernetes staging cluster', 'the new onboarding flow', 'their API rate limits', 'the flaky integration tests'];
+  const what = [
+    'the quarterly revenue report',
+    'dark mode in the editor',
+    'the PostgreSQL 16 upgrade',
+    'invoice #4471',
+    'the Kubernetes staging cluster',
+    'the new onboarding flow',
+    'their API rate limits',
+    'the flaky integration tests',
+  ];
   const tail = [
     'because the deadline moved to Friday',
     'after the incident last Tuesday',
@@ -292,7 +301,19 @@ async function run(): Promise<SuiteReport> {
         `Texts: generated memory-entity sentences of 1–3 clauses (mean ${fmt(meanTokens.entities, 1)} tokens with [CLS]/[SEP]) and short STS-style sentences (mean ${fmt(meanTokens.short, 1)} tokens). fp32 cost grows with tokens (the encoder is compute-bound): ${fmt(fp32.entities.per_s * meanTokens.entities, 0)} tokens/s on entities, ${fmt(fp32.short.per_s * meanTokens.short, 0)} on short sentences (padding included in neither).`,
         'candle batched: @lat.md/embed starts worker threads (one engine per core) for every call of 24+ texts, so its figure includes their start-up and model load.',
       ],
-      raw: { fp32, fused_entities: fusedEntities, int8, int8_cos: int8Cos, int8_vs_fp32_cos: agreement, candle: cdl, probes: { build, cached, candle: candleProbe }, cos, candle_cos: candleCos, mean_tokens: meanTokens, sizes: { ORT_SINGLE, ORT_BATCH, CANDLE_SINGLE, CANDLE_BATCH, BATCH_ROUNDS } },
+      raw: {
+        fp32,
+        fused_entities: fusedEntities,
+        int8,
+        int8_cos: int8Cos,
+        int8_vs_fp32_cos: agreement,
+        candle: cdl,
+        probes: { build, cached, candle: candleProbe },
+        cos,
+        candle_cos: candleCos,
+        mean_tokens: meanTokens,
+        sizes: { ORT_SINGLE, ORT_BATCH, CANDLE_SINGLE, CANDLE_BATCH, BATCH_ROUNDS },
+      },
     };
   } finally {
     dir.remove();

@@ -64,7 +64,8 @@ const signed = (ms: number) => `${ms < 0 ? '−' : '+'}${fmtMs(Math.abs(ms))}`;
 /** Caxton minus the baseline at the same percentile (p99 differences of sub-ms requests are noisy, and may be negative). */
 const added = (s: Summary, b: Summary) => `${signed(s.p50 - b.p50)} p50 / ${signed(s.p99 - b.p99)} p99`;
 /** autocannon's latency histogram has 1 ms resolution, so the mean comes from Little's law. */
-const loadLine = (l: LoadResult) => `${fmt(l.req_per_s, 0)} req/s, mean ${fmtMs((l.connections / l.req_per_s) * 1000)}, p99 ${l.latency_ms.p99} ms${l.non2xx + l.errors + l.timeouts > 0 ? `, ${l.non2xx} non-2xx / ${l.errors} errors / ${l.timeouts} timeouts` : ''}`;
+const loadLine = (l: LoadResult) =>
+  `${fmt(l.req_per_s, 0)} req/s, mean ${fmtMs((l.connections / l.req_per_s) * 1000)}, p99 ${l.latency_ms.p99} ms${l.non2xx + l.errors + l.timeouts > 0 ? `, ${l.non2xx} non-2xx / ${l.errors} errors / ${l.timeouts} timeouts` : ''}`;
 
 /** The script every agent talks to: a short answer, or one calculator call then an answer. */
 const SCRIPT = `# bench/execution.ts: zero latency (no latency_ms anywhere)
@@ -191,9 +192,21 @@ async function measureInProcessModes(server: CaxtonServer, mode: 'context' | 'wo
   const toolSeq = await sequential(SEQUENTIAL, () => toolUrl, { warmup: WARMUP, init: postInit(TOOL_BODY) });
   const exec = new Float64Array(200);
   for (let i = 0; i < exec.length; i++) exec[i] = (await invokeOnce(textUrl, TEXT_BODY, mode)).response.execution_time_ms;
-  const { result: textLoad, loop_delay_ms } = await withLoopDelay(() => load({ url: textUrl, method: 'POST', headers: JSON_HEADERS, body: TEXT_BODY, duration: LOAD_SECONDS, connections: CONNECTIONS }));
+  const { result: textLoad, loop_delay_ms } = await withLoopDelay(() =>
+    load({ url: textUrl, method: 'POST', headers: JSON_HEADERS, body: TEXT_BODY, duration: LOAD_SECONDS, connections: CONNECTIONS }),
+  );
   const toolLoad = await load({ url: toolUrl, method: 'POST', headers: JSON_HEADERS, body: TOOL_BODY, duration: LOAD_SECONDS, connections: CONNECTIONS });
-  return { mode, text, tool: toolSeq, textLoad, toolLoad, loop_delay_ms, execution_ms: summarize(exec), response_bytes: Buffer.byteLength(JSON.stringify(first.response)), pool: poolStats(server, mode) };
+  return {
+    mode,
+    text,
+    tool: toolSeq,
+    textLoad,
+    toolLoad,
+    loop_delay_ms,
+    execution_ms: summarize(exec),
+    response_bytes: Buffer.byteLength(JSON.stringify(first.response)),
+    pool: poolStats(server, mode),
+  };
 }
 
 /**
@@ -205,7 +218,9 @@ async function measureProcessMode(server: CaxtonServer): Promise<ModeResult & Pr
   const api = `${server.url}/api/v1/agents`;
   const textUrl = `${api}/text-process/invoke`;
   const toolUrl = `${api}/tool-process/invoke`;
-  note(`process: ${PROCESS_WARMUP} warm-up, ${PROCESS_PACED} paced (warm spare each time), ${PROCESS_TOOL} paced with a tool call, ${PROCESS_BACK_TO_BACK} back-to-back; autocannon ${PROCESS_LOAD_SECONDS}s × ${PROCESS_CONNECTIONS} connections`);
+  note(
+    `process: ${PROCESS_WARMUP} warm-up, ${PROCESS_PACED} paced (warm spare each time), ${PROCESS_TOOL} paced with a tool call, ${PROCESS_BACK_TO_BACK} back-to-back; autocannon ${PROCESS_LOAD_SECONDS}s × ${PROCESS_CONNECTIONS} connections`,
+  );
   let first: AgentResponse | undefined;
   for (let i = 0; i < PROCESS_WARMUP; i++) {
     await poolReady(server, PROCESS_POOL);
@@ -231,7 +246,9 @@ async function measureProcessMode(server: CaxtonServer): Promise<ModeResult & Pr
   await poolReady(server, PROCESS_POOL);
   const backToBack = await sequential(PROCESS_BACK_TO_BACK, () => textUrl, { warmup: 0, init: postInit(TEXT_BODY) });
   await poolReady(server, PROCESS_POOL);
-  const { result: textLoad, loop_delay_ms } = await withLoopDelay(() => load({ url: textUrl, method: 'POST', headers: JSON_HEADERS, body: TEXT_BODY, duration: PROCESS_LOAD_SECONDS, connections: PROCESS_CONNECTIONS }));
+  const { result: textLoad, loop_delay_ms } = await withLoopDelay(() =>
+    load({ url: textUrl, method: 'POST', headers: JSON_HEADERS, body: TEXT_BODY, duration: PROCESS_LOAD_SECONDS, connections: PROCESS_CONNECTIONS }),
+  );
   // autocannon stops with requests still waiting for a process: let them finish before closing.
   const drainStart = Date.now();
   const draining = () => {
@@ -345,7 +362,10 @@ async function run(): Promise<SuiteReport> {
     try {
       note(`caxton listening on ${server.url} (started in ${fmtMs(startMs)}), data in ${dir.path}`);
       for (const mode of MODES) {
-        for (const [kind, tools] of [['text', []], ['tool', ['calculator']]] as const) {
+        for (const [kind, tools] of [
+          ['text', []],
+          ['tool', ['calculator']],
+        ] as const) {
           const r = await request(`${server.url}/api/v1/agents`, { method: 'POST', headers: { 'content-type': 'application/toml' }, body: agentToml(`${kind}-${mode}`, mode, [...tools]) });
           if (r.status !== 201) throw new Error(`deploy ${kind}-${mode} → ${r.status}: ${r.body.slice(0, 500)}`);
         }
@@ -403,10 +423,22 @@ async function run(): Promise<SuiteReport> {
       },
       { metric: 'context: invoke latency, one calculator call (2 model turns)', value: `${p50p99(ctx.tool.latency_ms)} (added ${added(ctx.tool.latency_ms, bp)})`, baseline: basePostSeq },
       { metric: 'context: throughput, one calculator call', value: `${loadLine(ctx.toolLoad!)} (${ratio(ctx.toolLoad!.req_per_s, base.postLoad.req_per_s)})`, baseline: basePostLoad },
-      { metric: `context: \`executor.invoke()\` in-process, no HTTP (${DIRECT_CALLS.toLocaleString('en-US')} calls)`, value: `p50 ${fmtUs(direct.invoke.latency_ms.p50)} / p99 ${fmtUs(direct.invoke.latency_ms.p99)} (${fmt(direct.invoke.per_s, 0)} calls/s)`, baseline: 'n/a (no HTTP)' },
-      { metric: `context: \`runAgent()\` alone, no HTTP, no executor checks (${DIRECT_CALLS.toLocaleString('en-US')} calls)`, value: `p50 ${fmtUs(direct.runAgent.latency_ms.p50)} / p99 ${fmtUs(direct.runAgent.latency_ms.p99)}`, baseline: 'n/a (no HTTP)' },
+      {
+        metric: `context: \`executor.invoke()\` in-process, no HTTP (${DIRECT_CALLS.toLocaleString('en-US')} calls)`,
+        value: `p50 ${fmtUs(direct.invoke.latency_ms.p50)} / p99 ${fmtUs(direct.invoke.latency_ms.p99)} (${fmt(direct.invoke.per_s, 0)} calls/s)`,
+        baseline: 'n/a (no HTTP)',
+      },
+      {
+        metric: `context: \`runAgent()\` alone, no HTTP, no executor checks (${DIRECT_CALLS.toLocaleString('en-US')} calls)`,
+        value: `p50 ${fmtUs(direct.runAgent.latency_ms.p50)} / p99 ${fmtUs(direct.runAgent.latency_ms.p99)}`,
+        baseline: 'n/a (no HTTP)',
+      },
       { metric: `worker: invoke latency, short text (${SEQUENTIAL} sequential)`, value: `${p50p99(wrk.text.latency_ms)} (added ${added(wrk.text.latency_ms, bp)})`, baseline: basePostSeq },
-      { metric: `worker: throughput, short text (autocannon ${LOAD_SECONDS}s × ${CONNECTIONS} conn, ${PROCESS_POOL} threads)`, value: `${loadLine(wrk.textLoad)} (${ratio(wrk.textLoad.req_per_s, base.postLoad.req_per_s)})`, baseline: basePostLoad },
+      {
+        metric: `worker: throughput, short text (autocannon ${LOAD_SECONDS}s × ${CONNECTIONS} conn, ${PROCESS_POOL} threads)`,
+        value: `${loadLine(wrk.textLoad)} (${ratio(wrk.textLoad.req_per_s, base.postLoad.req_per_s)})`,
+        baseline: basePostLoad,
+      },
       { metric: 'worker: invoke latency, one calculator call', value: `${p50p99(wrk.tool.latency_ms)} (added ${added(wrk.tool.latency_ms, bp)})`, baseline: basePostSeq },
       { metric: 'worker: throughput, one calculator call', value: `${loadLine(wrk.toolLoad!)} (${ratio(wrk.toolLoad!.req_per_s, base.postLoad.req_per_s)})`, baseline: basePostLoad },
       {
@@ -416,7 +448,11 @@ async function run(): Promise<SuiteReport> {
         target: `≤ ${PROCESS_ADDED_P50_MS} ms p50 added`,
         verdict: verdict(procAdded <= PROCESS_ADDED_P50_MS),
       },
-      { metric: `process: invoke latency, one calculator call, warm spare (${PROCESS_TOOL} paced)`, value: `${p50p99(proc.tool.latency_ms)} (added ${added(proc.tool.latency_ms, bp)})`, baseline: basePostSeq },
+      {
+        metric: `process: invoke latency, one calculator call, warm spare (${PROCESS_TOOL} paced)`,
+        value: `${p50p99(proc.tool.latency_ms)} (added ${added(proc.tool.latency_ms, bp)})`,
+        baseline: basePostSeq,
+      },
       {
         metric: `process: invoke latency, back-to-back (${PROCESS_BACK_TO_BACK} sequential, spawn-limited)`,
         value: `${p50p99(proc.backToBack.latency_ms)}; ${fmt(proc.backToBack.req_per_s, 1)} req/s`,
@@ -462,12 +498,34 @@ async function run(): Promise<SuiteReport> {
       rows,
       notes,
       raw: {
-        config: { sequential: SEQUENTIAL, warmup: WARMUP, load_seconds: LOAD_SECONDS, connections: CONNECTIONS, direct_calls: DIRECT_CALLS, process: { pool_size: PROCESS_POOL, warmup: PROCESS_WARMUP, paced: PROCESS_PACED, tool: PROCESS_TOOL, back_to_back: PROCESS_BACK_TO_BACK, load_seconds: PROCESS_LOAD_SECONDS, connections: PROCESS_CONNECTIONS }, script: SCRIPT },
+        config: {
+          sequential: SEQUENTIAL,
+          warmup: WARMUP,
+          load_seconds: LOAD_SECONDS,
+          connections: CONNECTIONS,
+          direct_calls: DIRECT_CALLS,
+          process: {
+            pool_size: PROCESS_POOL,
+            warmup: PROCESS_WARMUP,
+            paced: PROCESS_PACED,
+            tool: PROCESS_TOOL,
+            back_to_back: PROCESS_BACK_TO_BACK,
+            load_seconds: PROCESS_LOAD_SECONDS,
+            connections: PROCESS_CONNECTIONS,
+          },
+          script: SCRIPT,
+        },
         baseline: base,
         fork,
         process_member_ready_ms: ready,
         caxton: { start_ms: startMs, health, modes: results, direct },
-        targets: { context_added_p50_ms: CONTEXT_ADDED_P50_MS, context_req_per_s: CONTEXT_REQ_PER_S, process_added_p50_ms: PROCESS_ADDED_P50_MS, process_doc_req_per_s: PROCESS_DOC_REQ_PER_S, process_doc_cold_start_ms: PROCESS_DOC_COLD_START_MS },
+        targets: {
+          context_added_p50_ms: CONTEXT_ADDED_P50_MS,
+          context_req_per_s: CONTEXT_REQ_PER_S,
+          process_added_p50_ms: PROCESS_ADDED_P50_MS,
+          process_doc_req_per_s: PROCESS_DOC_REQ_PER_S,
+          process_doc_cold_start_ms: PROCESS_DOC_COLD_START_MS,
+        },
       },
     };
   } finally {

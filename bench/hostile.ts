@@ -30,8 +30,18 @@ const HOSTILE: [string, string, string, string][] = [
   ['JSON metadata nested 2,000 deep', 'agents', 'application/json', `{"name":"d","system_prompt":"x","metadata":{"m":${nested(2000)}}}`],
   ['TOML `[parameters.k.k…]` with 20,000 dotted parts (40 KB)', 'agents', 'application/toml', `name = "d"\nsystem_prompt = "x"\n[parameters.${Array(20_000).fill('k').join('.')}]\nx = 1\n`],
   ['YAML frontmatter of 100,000 `- ` (200 KB)', 'agents', 'text/markdown', `---\nname: d\nmetadata:\n  ${'- '.repeat(100_000)}x\n---\nhi\n`],
-  ['YAML frontmatter with 16,000 anchors, each aliased once (340 KB)', 'agents/validate', 'text/markdown', `---\nname: a\nmetadata:\n${Array.from({ length: 16_000 }, (_, i) => `  k${i}: &a${i} x\n  r${i}: *a${i}`).join('\n')}\n---\nhi\n`],
-  ['YAML frontmatter with 16,000 plain keys (200 KB, valid: the cost of a large body)', 'agents/validate', 'text/markdown', `---\nname: a\nmetadata:\n${Array.from({ length: 16_000 }, (_, i) => `  k${i}: x`).join('\n')}\n---\nhi\n`],
+  [
+    'YAML frontmatter with 16,000 anchors, each aliased once (340 KB)',
+    'agents/validate',
+    'text/markdown',
+    `---\nname: a\nmetadata:\n${Array.from({ length: 16_000 }, (_, i) => `  k${i}: &a${i} x\n  r${i}: *a${i}`).join('\n')}\n---\nhi\n`,
+  ],
+  [
+    'YAML frontmatter with 16,000 plain keys (200 KB, valid: the cost of a large body)',
+    'agents/validate',
+    'text/markdown',
+    `---\nname: a\nmetadata:\n${Array.from({ length: 16_000 }, (_, i) => `  k${i}: x`).join('\n')}\n---\nhi\n`,
+  ],
   ['`limits.timeout` = "1" + 200,000 spaces + "x"', 'agents/validate', 'application/toml', `name = "u"\nsystem_prompt = "x"\n[limits]\ntimeout = "1${' '.repeat(200_000)}x"\n`],
   // Not hostile, just large: about a second of parsing, done on the parser's worker thread (ADR 0020).
   ['TOML agent of 1.2 MB, 35,600 flat `[metadata]` keys (valid: parsed on the worker thread)', 'agents/validate', 'application/toml', largeToml(1_200_000)],
@@ -55,7 +65,11 @@ async function startServe(): Promise<{ child: ChildProcess; url: string; remove(
   // 2 MiB: room for the 1.2 MB agent (the default body limit is 1 MiB).
   // Authentication off: this suite measures parsing (the auth suite measures authentication).
   writeFileSync(config, '[server]\nport = 0\nmax_body_size = "2MiB"\n[metrics]\nenabled = false\n[logging]\nlevel = "error"\n[auth]\nenabled = false\n');
-  const child = spawn(process.execPath, [join(process.cwd(), 'dist/cli/main.js'), 'serve', '--config', config], { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'], env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir } });
+  const child = spawn(process.execPath, [join(process.cwd(), 'dist/cli/main.js'), 'serve', '--config', config], {
+    cwd: dir,
+    stdio: ['ignore', 'ignore', 'pipe'],
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir },
+  });
   let stderr = '';
   const url = await new Promise<string>((resolve, reject) => {
     child.stderr.setEncoding('utf8').on('data', (d: string) => {
@@ -134,7 +148,9 @@ async function run(): Promise<SuiteReport> {
     }
     return {
       rows,
-      notes: [`Each input posted back to back for ${SECONDS} s on one connection while /health is asked back to back on another; the server is a \`caxton serve\` child process, so its event loop is not the client's.`],
+      notes: [
+        `Each input posted back to back for ${SECONDS} s on one connection while /health is asked back to back on another; the server is a \`caxton serve\` child process, so its event loop is not the client's.`,
+      ],
       raw,
     };
   } finally {

@@ -38,7 +38,9 @@ import { tempDir } from './lib/tmp.js';
 const env = (name: string, def: string) => process.env[name] ?? def;
 const QUICK = env('BENCH_MEMORY_QUICK', '') === '1';
 const EMBED_N = Number(env('BENCH_MEMORY_EMBED', '2000'));
-const SIZES = env('BENCH_MEMORY_SIZES', QUICK ? '10000,100000' : '10000,100000,1000000').split(',').map(Number);
+const SIZES = env('BENCH_MEMORY_SIZES', QUICK ? '10000,100000' : '10000,100000,1000000')
+  .split(',')
+  .map(Number);
 const STORE_MAX = Number(env('BENCH_MEMORY_STORE_MAX', '100000'));
 const QUERIES = Number(env('BENCH_MEMORY_QUERIES', '200'));
 /** Queries timed with the exact scan when only the index is measured (a scan of 1M takes ~0.4 s). */
@@ -55,7 +57,12 @@ function recallAt10(index: VectorIndex, queries: Float32Array[], scopes: Readonl
   let agree = 0;
   for (const v of queries) {
     const exact = index.exactSearch(v, 10, scopes);
-    const got = new Set(index.search(v, POOL, scopes).slice(0, 10).map((x) => x.id));
+    const got = new Set(
+      index
+        .search(v, POOL, scopes)
+        .slice(0, 10)
+        .map((x) => x.id),
+    );
     agree += exact.filter((x) => got.has(x.id)).length;
   }
   return agree / (queries.length * 10);
@@ -97,7 +104,9 @@ export const memorySuite: Suite = {
         const tEmbed = performance.now();
         for (let i = 0; i < items.length; i += 500) await e.embed(items.slice(i, i + 500).map(entityText));
         const embedPerEntity = (performance.now() - tEmbed) / EMBED_N;
-        const vectors = (db.prepare('SELECT vector FROM memory_embeddings ORDER BY entity_id').all() as { vector: Buffer }[]).map((r) => new Float32Array(r.vector.buffer.slice(r.vector.byteOffset, r.vector.byteOffset + r.vector.byteLength)));
+        const vectors = (db.prepare('SELECT vector FROM memory_embeddings ORDER BY entity_id').all() as { vector: Buffer }[]).map(
+          (r) => new Float32Array(r.vector.buffer.slice(r.vector.byteOffset, r.vector.byteOffset + r.vector.byteLength)),
+        );
         await store.close();
         db.close();
         return { perEntity, embedPerEntity, vectors };
@@ -111,10 +120,28 @@ export const memorySuite: Suite = {
     await int8Embedder.embed(['warm up']);
     const int8 = await insert(int8Embedder);
     await int8Embedder.close();
-    note(`inserted ${EMBED_N} entities with embedding: ${fmtMs(fp32.perEntity)} per entity (embedding alone ${fmtMs(fp32.embedPerEntity)}); int8 graph ${fmtMs(int8.perEntity)} (${fmtMs(int8.embedPerEntity)})`);
-    rows.push({ metric: `insert with embedding (${EMBED_N} entities, 500 per transaction), per entity amortized`, value: fmtMs(fp32.perEntity), baseline: `embedding the same texts alone ${fmtMs(fp32.embedPerEntity)}`, target: '≤ 3 ms (documents: 5-20 ms)', verdict: verdict(fp32.perEntity <= 3) });
-    rows.push({ metric: `insert with embedding, option local_graph = "int8" (quantized model), per entity amortized`, value: fmtMs(int8.perEntity), baseline: `embedding the same texts alone ${fmtMs(int8.embedPerEntity)}`, target: '≤ 3 ms', verdict: verdict(int8.perEntity <= 3) });
-    raw.insert = { entities: EMBED_N, fp32: { per_entity_ms: fp32.perEntity, embed_only_per_entity_ms: fp32.embedPerEntity }, int8: { per_entity_ms: int8.perEntity, embed_only_per_entity_ms: int8.embedPerEntity } };
+    note(
+      `inserted ${EMBED_N} entities with embedding: ${fmtMs(fp32.perEntity)} per entity (embedding alone ${fmtMs(fp32.embedPerEntity)}); int8 graph ${fmtMs(int8.perEntity)} (${fmtMs(int8.embedPerEntity)})`,
+    );
+    rows.push({
+      metric: `insert with embedding (${EMBED_N} entities, 500 per transaction), per entity amortized`,
+      value: fmtMs(fp32.perEntity),
+      baseline: `embedding the same texts alone ${fmtMs(fp32.embedPerEntity)}`,
+      target: '≤ 3 ms (documents: 5-20 ms)',
+      verdict: verdict(fp32.perEntity <= 3),
+    });
+    rows.push({
+      metric: `insert with embedding, option local_graph = "int8" (quantized model), per entity amortized`,
+      value: fmtMs(int8.perEntity),
+      baseline: `embedding the same texts alone ${fmtMs(int8.embedPerEntity)}`,
+      target: '≤ 3 ms',
+      verdict: verdict(int8.perEntity <= 3),
+    });
+    raw.insert = {
+      entities: EMBED_N,
+      fp32: { per_entity_ms: fp32.perEntity, embed_only_per_entity_ms: fp32.embedPerEntity },
+      int8: { per_entity_ms: int8.perEntity, embed_only_per_entity_ms: int8.embedPerEntity },
+    };
 
     const queryTexts = Array.from({ length: QUERIES }, () => queryText(rand));
     const qv = await embedder.embed(queryTexts);
@@ -189,12 +216,42 @@ export const memorySuite: Suite = {
         const how = graph ? 'HNSW f16 graph' : 'exact scan';
         const target = size >= 100_000 ? 5 : undefined;
         rows.push({ metric: `store fill at ${n} (merge, 5,000 per transaction, vectors given; graph built alongside), per entity`, value: fmtMs(fillMs / size), baseline: '—' });
-        if (graph) rows.push({ metric: `HNSW graph at ${n}: background build finished ${fmt(annWaitMs / 1000)} s after the fill; saved at close; restart (rows from SQLite + saved graph checked and loaded)`, value: `saved ${fmtMs(savedMs)} after the build; restart ${fmtMs(openMs)} (graph from ${ann.source}: checked and loaded in ${fmtMs(ann.load_ms ?? 0)})`, baseline: '—' });
-        rows.push({ metric: `semantic search at ${n} entities (${how}; + row reads), p50 / p99`, value: `${fmtMs(sm.p50)} / ${fmtMs(sm.p99)}`, baseline: `exact scan alone p50 ${fmtMs(ex.p50)} / p99 ${fmtMs(ex.p99)}`, ...(target !== undefined && { target: `p99 ≤ ${target} ms (documents: 10-50 ms)`, verdict: verdict(sm.p99 <= target) }) });
+        if (graph)
+          rows.push({
+            metric: `HNSW graph at ${n}: background build finished ${fmt(annWaitMs / 1000)} s after the fill; saved at close; restart (rows from SQLite + saved graph checked and loaded)`,
+            value: `saved ${fmtMs(savedMs)} after the build; restart ${fmtMs(openMs)} (graph from ${ann.source}: checked and loaded in ${fmtMs(ann.load_ms ?? 0)})`,
+            baseline: '—',
+          });
+        rows.push({
+          metric: `semantic search at ${n} entities (${how}; + row reads), p50 / p99`,
+          value: `${fmtMs(sm.p50)} / ${fmtMs(sm.p99)}`,
+          baseline: `exact scan alone p50 ${fmtMs(ex.p50)} / p99 ${fmtMs(ex.p99)}`,
+          ...(target !== undefined && { target: `p99 ≤ ${target} ms (documents: 10-50 ms)`, verdict: verdict(sm.p99 <= target) }),
+        });
         rows.push({ metric: `hybrid search at ${n} entities incl. embedding the query, p50 / p99`, value: `${fmtMs(h.p50)} / ${fmtMs(h.p99)}`, baseline: '—' });
         rows.push({ metric: `recall@10 against exact search at ${n}`, value: fmt(recall, 3), baseline: '1.000 (exact scan)', target: '≥ 0.95', verdict: verdict(recall >= 0.95) });
-        rows.push({ metric: `bytes per entity on disk at ${n} (SQLite: rows, FTS5, f32 vectors${graph ? ' + memory.usearch' : ''})`, value: `${fmt((dbBytes + graphBytes) / size / 1024)} KB${graph ? ` (${fmt(dbBytes / size / 1024)} + ${fmt(graphBytes / size / 1024)})` : ''}`, baseline: '—', target: 'documents: about 2.5 KB' });
-        (raw.sizes as unknown[]).push({ size, mode: 'store', fill_ms: fillMs, ann_wait_after_fill_ms: annWaitMs, close_ms: closeMs, saved_after_build_ms: savedMs, restart_ms: openMs, ann, recall, exact: ex, semantic: sm, hybrid: h, db_bytes: dbBytes, graph_bytes: graphBytes });
+        rows.push({
+          metric: `bytes per entity on disk at ${n} (SQLite: rows, FTS5, f32 vectors${graph ? ' + memory.usearch' : ''})`,
+          value: `${fmt((dbBytes + graphBytes) / size / 1024)} KB${graph ? ` (${fmt(dbBytes / size / 1024)} + ${fmt(graphBytes / size / 1024)})` : ''}`,
+          baseline: '—',
+          target: 'documents: about 2.5 KB',
+        });
+        (raw.sizes as unknown[]).push({
+          size,
+          mode: 'store',
+          fill_ms: fillMs,
+          ann_wait_after_fill_ms: annWaitMs,
+          close_ms: closeMs,
+          saved_after_build_ms: savedMs,
+          restart_ms: openMs,
+          ann,
+          recall,
+          exact: ex,
+          semantic: sm,
+          hybrid: h,
+          db_bytes: dbBytes,
+          graph_bytes: graphBytes,
+        });
         note(`size ${size}: filled in ${fmt(fillMs / 1000)} s, graph ${fmt(annWaitMs / 1000)} s after, ${fmt((dbBytes + graphBytes) / MB)} MB on disk, recall ${fmt(recall, 3)}`);
       } finally {
         d.remove();
@@ -247,27 +304,76 @@ export const memorySuite: Suite = {
         const tLoad = performance.now();
         sha256File(file);
         const hashMs = performance.now() - tLoad;
-        const loaded = new Index({ dimensions: embedder.dimensions, metric: MetricKind.Cos, quantization: ScalarKind.F16, connectivity: ANN_PARAMS.connectivity, expansion_add: ANN_PARAMS.expansion_add, expansion_search: ANN_PARAMS.expansion_search, multi: false });
+        const loaded = new Index({
+          dimensions: embedder.dimensions,
+          metric: MetricKind.Cos,
+          quantization: ScalarKind.F16,
+          connectivity: ANN_PARAMS.connectivity,
+          expansion_add: ANN_PARAMS.expansion_add,
+          expansion_search: ANN_PARAMS.expansion_search,
+          multi: false,
+        });
         loaded.load(file);
         const loadMs = performance.now() - tLoad;
         index.dispose();
         const sm = summarize(lat);
         const ex = summarize(exactLat);
-        rows.push({ metric: `HNSW graph at ${n} (index only, precomputed vectors): background build from scratch, single-threaded`, value: `${fmt(buildMs / 1000)} s`, baseline: `saved file: save ${fmtMs(saveMs)}, check (SHA-256) + load ${fmtMs(loadMs)} (hash ${fmtMs(hashMs)})` });
-        rows.push({ metric: `semantic search at ${n} entities (index only: HNSW f16 graph, beam widened with the size, candidates re-scored), p50 / p99`, value: `${fmtMs(sm.p50)} / ${fmtMs(sm.p99)}`, baseline: `exact scan alone p50 ${fmtMs(ex.p50)} / p99 ${fmtMs(ex.p99)} (${ex.n} queries)`, target: 'p99 ≤ 20 ms', verdict: verdict(sm.p99 <= 20) });
-        rows.push({ metric: `recall@10 against exact search at ${n} (${EXACT_QUERIES_LARGE} queries)`, value: fmt(recall, 3), baseline: '1.000 (exact scan)', target: '≥ 0.95', verdict: verdict(recall >= 0.95) });
+        rows.push({
+          metric: `HNSW graph at ${n} (index only, precomputed vectors): background build from scratch, single-threaded`,
+          value: `${fmt(buildMs / 1000)} s`,
+          baseline: `saved file: save ${fmtMs(saveMs)}, check (SHA-256) + load ${fmtMs(loadMs)} (hash ${fmtMs(hashMs)})`,
+        });
+        rows.push({
+          metric: `semantic search at ${n} entities (index only: HNSW f16 graph, beam widened with the size, candidates re-scored), p50 / p99`,
+          value: `${fmtMs(sm.p50)} / ${fmtMs(sm.p99)}`,
+          baseline: `exact scan alone p50 ${fmtMs(ex.p50)} / p99 ${fmtMs(ex.p99)} (${ex.n} queries)`,
+          target: 'p99 ≤ 20 ms',
+          verdict: verdict(sm.p99 <= 20),
+        });
+        rows.push({
+          metric: `recall@10 against exact search at ${n} (${EXACT_QUERIES_LARGE} queries)`,
+          value: fmt(recall, 3),
+          baseline: '1.000 (exact scan)',
+          target: '≥ 0.95',
+          verdict: verdict(recall >= 0.95),
+        });
         if (sqliteBytesPerEntity) {
-          rows.push({ metric: `bytes per entity on disk at ${n} (SQLite per entity as measured at ${sqliteBytesPerEntity.size.toLocaleString('en')} + memory.usearch measured)`, value: `${fmt((sqliteBytesPerEntity.bytes + graphBytes / size) / 1024)} KB (${fmt(sqliteBytesPerEntity.bytes / 1024)} + ${fmt(graphBytes / size / 1024)})`, baseline: '—', target: 'documents: about 2.5 KB' });
+          rows.push({
+            metric: `bytes per entity on disk at ${n} (SQLite per entity as measured at ${sqliteBytesPerEntity.size.toLocaleString('en')} + memory.usearch measured)`,
+            value: `${fmt((sqliteBytesPerEntity.bytes + graphBytes / size) / 1024)} KB (${fmt(sqliteBytesPerEntity.bytes / 1024)} + ${fmt(graphBytes / size / 1024)})`,
+            baseline: '—',
+            target: 'documents: about 2.5 KB',
+          });
         }
         rows.push({ metric: `resident memory at ${n} (model + f32 rows + f16 graph, this process)`, value: `${fmt(rss / MB, 0)} MB`, baseline: '—' });
-        (raw.sizes as unknown[]).push({ size, mode: 'index-only', fill_ms: fillMs, build_ms: buildMs, save_ms: saveMs, hash_ms: hashMs, load_ms: loadMs, graph_bytes: graphBytes, recall, exact: ex, semantic: sm, rss });
-        notes.push(`${n} entities: the vector index alone, filled with ${n} precomputed vectors (blends of the real ones, no SQLite and no model for the fill: embedding a million texts would take ~50 minutes here); queries are real embeddings. The graph is built from scratch as at a first start without a saved file; later starts load the file instead.`);
+        (raw.sizes as unknown[]).push({
+          size,
+          mode: 'index-only',
+          fill_ms: fillMs,
+          build_ms: buildMs,
+          save_ms: saveMs,
+          hash_ms: hashMs,
+          load_ms: loadMs,
+          graph_bytes: graphBytes,
+          recall,
+          exact: ex,
+          semantic: sm,
+          rss,
+        });
+        notes.push(
+          `${n} entities: the vector index alone, filled with ${n} precomputed vectors (blends of the real ones, no SQLite and no model for the fill: embedding a million texts would take ~50 minutes here); queries are real embeddings. The graph is built from scratch as at a first start without a saved file; later starts load the file instead.`,
+        );
       } finally {
         d.remove();
       }
     }
     await settle();
-    rows.push({ metric: 'resident memory with the model loaded (this process, before the sizes)', value: `${fmt(rssModel / MB, 0)} MB (+${fmt((rssModel - rssBefore) / MB, 0)} MB for the model)`, baseline: '—', target: 'documents: about 200 MB' });
+    rows.push({
+      metric: 'resident memory with the model loaded (this process, before the sizes)',
+      value: `${fmt(rssModel / MB, 0)} MB (+${fmt((rssModel - rssBefore) / MB, 0)} MB for the model)`,
+      baseline: '—',
+      target: 'documents: about 200 MB',
+    });
     raw.rss = { before: rssBefore, model_loaded: rssModel, end: process.memoryUsage().rss };
     await embedder.close();
     return {

@@ -292,7 +292,10 @@ async function rest(): Promise<RestResult | undefined> {
   const hw = await startHelloWorld();
   const configPath = join(dir.path, 'caxton.toml');
   writeFileSync(configPath, `data_dir = "./data"\nagents_dir = "./agents"\n[server]\nport = 0\n[metrics]\nenabled = false\n[logging]\nlevel = "warn"\n[messaging]\nmax_queue = 10000000\n`);
-  const server = await startServer({ config: loadServerConfig({ file: configPath, env: { CAXTON_AUTH__ENABLED: 'false' } /* auth has its own suite (auth) */, cwd: dir.path }), logger: createLogger('warn') });
+  const server = await startServer({
+    config: loadServerConfig({ file: configPath, env: { CAXTON_AUTH__ENABLED: 'false' } /* auth has its own suite (auth) */, cwd: dir.path }),
+    logger: createLogger('warn'),
+  });
   try {
     const now = new Date().toISOString();
     server.registry.upsert({ definition: agentDef('sink', ['sink']), format: 'toml', origin: { kind: 'api' }, revision: 1, deployed_at: now, updated_at: now });
@@ -334,10 +337,28 @@ export const messagingSuite: Suite = {
     note('REST submission under load');
     const h = await rest();
     const rows: Row[] = [
-      { metric: 'routing throughput (in-process handlers)', value: perS(r.per_s), baseline: `${perS(r.baseline_per_s)} (Map lookup + call)`, target: `≥ ${perS(ROUTING_PER_S)}`, verdict: verdict(r.per_s >= ROUTING_PER_S) },
-      { metric: 'routing latency, route → handler', value: `p50 ${fmtUs(r.latency_us.p50 / 1000)} / p99 ${fmtUs(r.latency_us.p99 / 1000)}`, baseline: `p50 ${fmtUs(r.baseline_latency_us.p50 / 1000)} / p99 ${fmtUs(r.baseline_latency_us.p99 / 1000)}`, target: `p99 ≤ ${ROUTING_P99_US} µs`, verdict: verdict(r.latency_us.p99 <= ROUTING_P99_US) },
+      {
+        metric: 'routing throughput (in-process handlers)',
+        value: perS(r.per_s),
+        baseline: `${perS(r.baseline_per_s)} (Map lookup + call)`,
+        target: `≥ ${perS(ROUTING_PER_S)}`,
+        verdict: verdict(r.per_s >= ROUTING_PER_S),
+      },
+      {
+        metric: 'routing latency, route → handler',
+        value: `p50 ${fmtUs(r.latency_us.p50 / 1000)} / p99 ${fmtUs(r.latency_us.p99 / 1000)}`,
+        baseline: `p50 ${fmtUs(r.baseline_latency_us.p50 / 1000)} / p99 ${fmtUs(r.baseline_latency_us.p99 / 1000)}`,
+        target: `p99 ≤ ${ROUTING_P99_US} µs`,
+        verdict: verdict(r.latency_us.p99 <= ROUTING_P99_US),
+      },
       { metric: 'durable: accepted (committed)', value: perS(d.accepted_per_s), baseline: `${perS(d.raw_insert_per_s)} (same SQL, bare loop)` },
-      { metric: 'durable: delivered and acknowledged', value: perS(d.delivered_per_s), baseline: `${perS(d.raw_insert_per_s)} (same SQL, bare loop)`, target: `≥ ${perS(DURABLE_PER_S)}`, verdict: verdict(d.delivered_per_s >= DURABLE_PER_S) },
+      {
+        metric: 'durable: delivered and acknowledged',
+        value: perS(d.delivered_per_s),
+        baseline: `${perS(d.raw_insert_per_s)} (same SQL, bare loop)`,
+        target: `≥ ${perS(DURABLE_PER_S)}`,
+        verdict: verdict(d.delivered_per_s >= DURABLE_PER_S),
+      },
       { metric: 'durable: database size per message', value: `${fmt(d.db_bytes_per_message, 0)} B`, baseline: '—' },
       { metric: 'durable with retention pruning: accepted', value: perS(dr.accepted_per_s), baseline: `${perS(d.accepted_per_s)} (limits not reached)` },
       { metric: 'durable with retention pruning: delivered and acknowledged', value: perS(dr.delivered_per_s), baseline: `${perS(d.delivered_per_s)} (limits not reached)` },
@@ -345,7 +366,13 @@ export const messagingSuite: Suite = {
     ];
     if (q) rows.push({ metric: `memory per queued message (${q.queued.toLocaleString('en')} queued)`, value: `${fmt(q.heap_bytes, 0)} B heap, ${fmt(q.rss_bytes, 0)} B RSS`, baseline: '—' });
     if (h) {
-      rows.push({ metric: 'REST POST /api/v1/messages', value: `${fmt(h.caxton.req_per_s, 0)} req/s (p99 ${h.caxton.latency_ms.p99} ms)`, baseline: `${fmt(h.fastify.req_per_s, 0)} req/s fastify JSON echo (p99 ${h.fastify.latency_ms.p99} ms)`, target: `≥ ${REST_RATIO} × fastify`, verdict: verdict(h.ratio >= REST_RATIO) });
+      rows.push({
+        metric: 'REST POST /api/v1/messages',
+        value: `${fmt(h.caxton.req_per_s, 0)} req/s (p99 ${h.caxton.latency_ms.p99} ms)`,
+        baseline: `${fmt(h.fastify.req_per_s, 0)} req/s fastify JSON echo (p99 ${h.fastify.latency_ms.p99} ms)`,
+        target: `≥ ${REST_RATIO} × fastify`,
+        verdict: verdict(h.ratio >= REST_RATIO),
+      });
       rows.push({ metric: 'REST ratio to fastify', value: fmt(h.ratio, 2), baseline: '1.00' });
     }
     return {
@@ -353,7 +380,9 @@ export const messagingSuite: Suite = {
       notes: [
         `Routing: ${AGENTS} agents over ${CAPABILITIES} capabilities, request to a capability (one provider, round-robin); latency is from before route() to the handler call, per message.`,
         'Durable: one-way inform to a named agent, each message its own conversation; "delivered" counts the acknowledgement commit. WAL with synchronous=NORMAL (survives a process crash; a power loss may lose the last commits).',
-        h ? `REST: autocannon, ${CONNECTIONS} connections, ${LOAD_SECONDS} s, in a worker thread on the same 2 cores; every 202 means the message is committed.` : 'REST: skipped (route not available).',
+        h
+          ? `REST: autocannon, ${CONNECTIONS} connections, ${LOAD_SECONDS} s, in a worker thread on the same 2 cores; every 202 means the message is committed.`
+          : 'REST: skipped (route not available).',
       ],
       raw: { routing: r, durable: d, durable_with_retention: dr, queue_memory: q, rest: h },
     };

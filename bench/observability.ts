@@ -58,7 +58,11 @@ async function start(dir: string, mode: Mode, exporter: DiscardExporter): Promis
       `[messaging]\nmax_queue = 10000000\n[llm]\ndefault_provider = "bench"\n[llm.providers.bench]\ntype = "scripted"\nscript = "script.toml"\n`,
   );
   const config = loadServerConfig({ file, env: { CAXTON_AUTH__ENABLED: 'false' } /* auth has its own suite (auth) */, cwd: dir });
-  const server = await startServer({ config, logger: createLogger('warn'), ...(tracing && { spanProcessors: [new BatchSpanProcessor(exporter, { maxQueueSize: 100_000, maxExportBatchSize: 2_048 })] }) });
+  const server = await startServer({
+    config,
+    logger: createLogger('warn'),
+    ...(tracing && { spanProcessors: [new BatchSpanProcessor(exporter, { maxQueueSize: 100_000, maxExportBatchSize: 2_048 })] }),
+  });
   const now = new Date().toISOString();
   const parsed = parseAgent(`name = "calc"\ncapabilities = ["calc"]\nsystem_prompt = "bench"\ntools = ["calculator"]\n[messaging]\nmax_concurrency = 64\n`, { format: 'toml' });
   if (!parsed.ok) throw new Error(JSON.stringify(parsed.errors));

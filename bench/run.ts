@@ -50,7 +50,20 @@ async function main(argv: string[]): Promise<number> {
     try {
       const report = await suite.run();
       const load = { before: loadBefore, after: loadavg()[0]! };
-      const file = writeResults(name, { suite: name, started_at: startedAt.toISOString(), duration_s: (Date.now() - t0) / 1000, machine: m, load_avg_1m: load, command: `npm run bench -- ${name}`, rows: report.rows, raw: report.raw }, startedAt);
+      const file = writeResults(
+        name,
+        {
+          suite: name,
+          started_at: startedAt.toISOString(),
+          duration_s: (Date.now() - t0) / 1000,
+          machine: m,
+          load_avg_1m: load,
+          command: `npm run bench -- ${name}`,
+          rows: report.rows,
+          raw: report.raw,
+        },
+        startedAt,
+      );
       console.log(`## ${name}\n\n${markdownTable(report.rows)}\n`);
       console.log(`- 1-minute load average: ${load.before.toFixed(2)} before, ${load.after.toFixed(2)} after (${m.cpu_count} cores).`);
       for (const n of report.notes ?? []) console.log(`- ${n}`);

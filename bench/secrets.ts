@@ -16,7 +16,15 @@ import type { Row, Suite, SuiteReport } from './lib/report.js';
 import { fmt } from './lib/stats.js';
 
 const SECRETS = ['sk-bench-0123456789abcdefghijklmnopqrstuvwxyz012', 'ghp_abcdefghijklmnopqrstuvwxyz0123456789', 'pg-password-xyz-12345'];
-const LINE = JSON.stringify({ level: 'info', time: new Date(0).toISOString(), service: 'caxton', msg: 'request completed', url: '/api/v1/agents/x/invoke', status: 200, text: 'The quick brown fox jumps over the lazy dog. '.repeat(20) });
+const LINE = JSON.stringify({
+  level: 'info',
+  time: new Date(0).toISOString(),
+  service: 'caxton',
+  msg: 'request completed',
+  url: '/api/v1/agents/x/invoke',
+  status: 200,
+  text: 'The quick brown fox jumps over the lazy dog. '.repeat(20),
+});
 const NEAR_MISS = SECRETS[0]!.slice(0, -1).repeat(Math.ceil(1_000_000 / (SECRETS[0]!.length - 1)));
 const LOG_LINES = 100_000;
 
@@ -66,6 +74,16 @@ export const secretsSuite: Suite = {
       { metric: 'log lines/s through createLogger', value: fmt(scrubbed, 0), baseline: `${fmt(plain, 0)} (no secrets)` },
       { metric: 'building the automaton (3 secrets, every encoding), ms', value: fmt(buildMs), baseline: '-' },
     ];
-    return { rows, raw: { build_ms: buildMs, line_ns_per_char: lineNs, line_regex_ns_per_char: lineRegexNs, near_miss_ns_per_char: missNs, near_miss_regex_ns_per_char: missRegexNs, log_lines_per_s: { plain, scrubbed } } };
+    return {
+      rows,
+      raw: {
+        build_ms: buildMs,
+        line_ns_per_char: lineNs,
+        line_regex_ns_per_char: lineRegexNs,
+        near_miss_ns_per_char: missNs,
+        near_miss_regex_ns_per_char: missRegexNs,
+        log_lines_per_s: { plain, scrubbed },
+      },
+    };
   },
 };

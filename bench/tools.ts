@@ -48,7 +48,8 @@ const JS_CALLS = env('BENCH_JS_TOOL_CALLS', 20_000);
 const HOP_CALLS = env('BENCH_TOOL_HOP_CALLS', 20_000);
 const HEALTH_IDLE = 200;
 const SPIN_JS = 'export function spin() { for (;;) {} }\n';
-const SPIN_MANIFEST = 'name = "spin"\nversion = "1.0.0"\ndescription = "a hostile loop"\nmodule = "tool.js"\n[[tools]]\nname = "spin"\ndescription = "loops until stopped"\n[limits]\nfuel = 1_000_000_000\ntimeout = "2s"\n';
+const SPIN_MANIFEST =
+  'name = "spin"\nversion = "1.0.0"\ndescription = "a hostile loop"\nmodule = "tool.js"\n[[tools]]\nname = "spin"\ndescription = "loops until stopped"\n[limits]\nfuel = 1_000_000_000\ntimeout = "2s"\n';
 
 /** Sequential GET /health latencies (ms) until `until()` is true (or `n` requests when given). */
 async function healthLatencies(url: string, until: () => boolean, n = Infinity): Promise<Summary & { n: number }> {
@@ -80,11 +81,13 @@ async function healthDuringHostileCall(dir: string) {
     const outcome = (await spin).outcome;
     const inThreadServer = new WasmToolServer(parseToolManifestOrThrow(SPIN_MANIFEST).manifest, new TextEncoder().encode(SPIN_JS));
     done = false;
-    const blocking = new Promise<void>((resolve) => setTimeout(() => {
-      inThreadServer.callRaw('spin', new TextEncoder().encode('{}'));
-      done = true;
-      resolve();
-    }, 20));
+    const blocking = new Promise<void>((resolve) =>
+      setTimeout(() => {
+        inThreadServer.callRaw('spin', new TextEncoder().encode('{}'));
+        done = true;
+        resolve();
+      }, 20),
+    );
     const inThread = await healthLatencies(server.url, () => done);
     await blocking;
     inThreadServer.close();
@@ -98,12 +101,56 @@ const us = (s: Summary) => `p50 ${fmtUs(s.p50)} / p99 ${fmtUs(s.p99)}`;
 
 /** A trivial module for the raw baseline: `nop` returns 0 (no sandbox, no metering). */
 const RAW_WASM = Uint8Array.from([
-  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version
-  0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7f, // type: () -> i32
-  0x03, 0x02, 0x01, 0x00, // function 0: type 0
-  0x05, 0x03, 0x01, 0x00, 0x01, // memory: 1 page
-  0x07, 0x10, 0x02, 0x03, 0x6e, 0x6f, 0x70, 0x00, 0x00, 0x06, 0x6d, 0x65, 0x6d, 0x6f, 0x72, 0x79, 0x02, 0x00, // exports nop, memory
-  0x0a, 0x06, 0x01, 0x04, 0x00, 0x41, 0x00, 0x0b, // code: i32.const 0
+  0x00,
+  0x61,
+  0x73,
+  0x6d,
+  0x01,
+  0x00,
+  0x00,
+  0x00, // magic, version
+  0x01,
+  0x05,
+  0x01,
+  0x60,
+  0x00,
+  0x01,
+  0x7f, // type: () -> i32
+  0x03,
+  0x02,
+  0x01,
+  0x00, // function 0: type 0
+  0x05,
+  0x03,
+  0x01,
+  0x00,
+  0x01, // memory: 1 page
+  0x07,
+  0x10,
+  0x02,
+  0x03,
+  0x6e,
+  0x6f,
+  0x70,
+  0x00,
+  0x00,
+  0x06,
+  0x6d,
+  0x65,
+  0x6d,
+  0x6f,
+  0x72,
+  0x79,
+  0x02,
+  0x00, // exports nop, memory
+  0x0a,
+  0x06,
+  0x01,
+  0x04,
+  0x00,
+  0x41,
+  0x00,
+  0x0b, // code: i32.const 0
 ]);
 
 /** Per-call latencies (ms) of `fn`, timed one by one, plus the throughput of a back-to-back run. */
@@ -230,30 +277,104 @@ async function run(): Promise<SuiteReport> {
     audit.flush();
 
     const rows: Row[] = [
-      { metric: 'trivial tool call (text.echo), full sandbox path: latency', value: us(full.lat), baseline: `raw WebAssembly call ${us(rawCall.lat)}`, target: `p99 ≤ ${P99_US} µs`, verdict: verdict(full.lat.p99 * 1000 <= P99_US) },
-      { metric: 'trivial tool call, full sandbox path: calls/s (one thread, back to back)', value: fmt(full.per_s, 0), baseline: `raw WebAssembly call ${fmt(rawCall.per_s, 0)}/s`, target: `≥ ${fmt(CALLS_PER_S, 0)}`, verdict: verdict(full.per_s >= CALLS_PER_S) },
-      { metric: 'trivial JavaScript tool call (QuickJS-in-WebAssembly), full sandbox path', value: `${us(jsFull.lat)}, ${fmt(jsFull.per_s, 0)}/s`, baseline: `WebAssembly tool ${us(full.lat)}, ${fmt(full.per_s, 0)}/s` },
-      { metric: 'JavaScript tool-server start (runtime + context + module evaluation)', value: `p50 ${fmtMs(jsStart.p50)} / p99 ${fmtMs(jsStart.p99)}`, baseline: `WebAssembly warm start measured below` },
-      { metric: 'trivial tool call (text.echo) on a worker thread, full path (issue 13: servers above in_thread_fuel)', value: `${us(hop.lat)}, ${fmt(hop.per_s, 0)}/s`, baseline: `same call in the server thread ${us(full.lat)}`, target: 'p50 ≤ 100 µs', verdict: verdict(hop.lat.p50 * 1000 <= 100) },
-      { metric: 'trivial JavaScript tool call on a worker thread, full path (issue 13: every JavaScript server)', value: `${us(jsHop.lat)}, ${fmt(jsHop.per_s, 0)}/s`, baseline: `in the server thread ${us(jsFull.lat)}` },
-      { metric: 'GET /health latency while a JavaScript tool spins for its whole 2 s timeout on its worker', value: `p50 ${fmtMs(health.worker.p50)} / p99 ${fmtMs(health.worker.p99)} / max ${fmtMs(health.worker.max)} (${health.worker.n} requests)`, baseline: `idle p50 ${fmtMs(health.idle.p50)} / p99 ${fmtMs(health.idle.p99)} / max ${fmtMs(health.idle.max)}`, target: 'max ≤ 50 ms', verdict: verdict(health.worker.max <= 50) },
-      { metric: 'GET /health latency while the same spin runs in the server thread (before issue 13)', value: `max ${fmtMs(health.inThread.max)} (${health.inThread.n} requests)`, baseline: `idle max ${fmtMs(health.idle.max)}` },
+      {
+        metric: 'trivial tool call (text.echo), full sandbox path: latency',
+        value: us(full.lat),
+        baseline: `raw WebAssembly call ${us(rawCall.lat)}`,
+        target: `p99 ≤ ${P99_US} µs`,
+        verdict: verdict(full.lat.p99 * 1000 <= P99_US),
+      },
+      {
+        metric: 'trivial tool call, full sandbox path: calls/s (one thread, back to back)',
+        value: fmt(full.per_s, 0),
+        baseline: `raw WebAssembly call ${fmt(rawCall.per_s, 0)}/s`,
+        target: `≥ ${fmt(CALLS_PER_S, 0)}`,
+        verdict: verdict(full.per_s >= CALLS_PER_S),
+      },
+      {
+        metric: 'trivial JavaScript tool call (QuickJS-in-WebAssembly), full sandbox path',
+        value: `${us(jsFull.lat)}, ${fmt(jsFull.per_s, 0)}/s`,
+        baseline: `WebAssembly tool ${us(full.lat)}, ${fmt(full.per_s, 0)}/s`,
+      },
+      {
+        metric: 'JavaScript tool-server start (runtime + context + module evaluation)',
+        value: `p50 ${fmtMs(jsStart.p50)} / p99 ${fmtMs(jsStart.p99)}`,
+        baseline: `WebAssembly warm start measured below`,
+      },
+      {
+        metric: 'trivial tool call (text.echo) on a worker thread, full path (issue 13: servers above in_thread_fuel)',
+        value: `${us(hop.lat)}, ${fmt(hop.per_s, 0)}/s`,
+        baseline: `same call in the server thread ${us(full.lat)}`,
+        target: 'p50 ≤ 100 µs',
+        verdict: verdict(hop.lat.p50 * 1000 <= 100),
+      },
+      {
+        metric: 'trivial JavaScript tool call on a worker thread, full path (issue 13: every JavaScript server)',
+        value: `${us(jsHop.lat)}, ${fmt(jsHop.per_s, 0)}/s`,
+        baseline: `in the server thread ${us(jsFull.lat)}`,
+      },
+      {
+        metric: 'GET /health latency while a JavaScript tool spins for its whole 2 s timeout on its worker',
+        value: `p50 ${fmtMs(health.worker.p50)} / p99 ${fmtMs(health.worker.p99)} / max ${fmtMs(health.worker.max)} (${health.worker.n} requests)`,
+        baseline: `idle p50 ${fmtMs(health.idle.p50)} / p99 ${fmtMs(health.idle.p99)} / max ${fmtMs(health.idle.max)}`,
+        target: 'max ≤ 50 ms',
+        verdict: verdict(health.worker.max <= 50),
+      },
+      {
+        metric: 'GET /health latency while the same spin runs in the server thread (before issue 13)',
+        value: `max ${fmtMs(health.inThread.max)} (${health.inThread.n} requests)`,
+        baseline: `idle max ${fmtMs(health.idle.max)}`,
+      },
       { metric: 'sandbox call only (metered call over the kernel ABI, no schema/audit)', value: `${us(sandboxOnly.lat)}, ${fmt(sandboxOnly.per_s, 0)}/s`, baseline: `raw ${us(rawCall.lat)}` },
-      { metric: 'tool-server start (manifest, module cached: instance + start)', value: `p50 ${fmtMs(warm.p50)} / p99 ${fmtMs(warm.p99)}`, baseline: `raw compile + instantiate of the same .wasm p50 ${fmtMs(rawStart.p50)}`, target: `≤ ${START_MS} ms`, verdict: verdict(warm.p50 <= START_MS) },
-      { metric: 'tool-server start, cold (validate + instrument + compile + instantiate)', value: `p50 ${fmtMs(cold.p50)} / max ${fmtMs(cold.max)}`, baseline: `raw p50 ${fmtMs(rawStart.p50)}`, target: `≤ ${START_MS} ms`, verdict: verdict(cold.p50 <= START_MS) },
-      { metric: 'idle memory per loaded tool server (RSS delta / servers)', value: `${fmt(perServer.rss / 1024, 0)} KiB (heap ${fmt(perServer.heap / 1024, 0)} KiB, linear memory ${fmt(perServer.wasm_memory / 1024, 0)} KiB reserved)`, baseline: `raw instance ${fmt(rawPer / 1024, 0)} KiB`, target: `< ${IDLE_MB} MB`, verdict: verdict(perServer.rss < IDLE_MB * MB) },
-      { metric: `${SERVERS} tool servers loaded at once: load all / one call to each`, value: `${fmtMs(loadAllMs)} / ${fmtMs(callAllMs)}; ${answered} of ${SERVERS} answered; RSS +${fmt((after.rss - before.rss) / MB, 0)} MB`, baseline: `raw: ${SERVERS} instances RSS +${fmt((rawAfter.rss - rawBefore.rss) / MB, 1)} MB`, target: `all answer`, verdict: verdict(answered === SERVERS) },
+      {
+        metric: 'tool-server start (manifest, module cached: instance + start)',
+        value: `p50 ${fmtMs(warm.p50)} / p99 ${fmtMs(warm.p99)}`,
+        baseline: `raw compile + instantiate of the same .wasm p50 ${fmtMs(rawStart.p50)}`,
+        target: `≤ ${START_MS} ms`,
+        verdict: verdict(warm.p50 <= START_MS),
+      },
+      {
+        metric: 'tool-server start, cold (validate + instrument + compile + instantiate)',
+        value: `p50 ${fmtMs(cold.p50)} / max ${fmtMs(cold.max)}`,
+        baseline: `raw p50 ${fmtMs(rawStart.p50)}`,
+        target: `≤ ${START_MS} ms`,
+        verdict: verdict(cold.p50 <= START_MS),
+      },
+      {
+        metric: 'idle memory per loaded tool server (RSS delta / servers)',
+        value: `${fmt(perServer.rss / 1024, 0)} KiB (heap ${fmt(perServer.heap / 1024, 0)} KiB, linear memory ${fmt(perServer.wasm_memory / 1024, 0)} KiB reserved)`,
+        baseline: `raw instance ${fmt(rawPer / 1024, 0)} KiB`,
+        target: `< ${IDLE_MB} MB`,
+        verdict: verdict(perServer.rss < IDLE_MB * MB),
+      },
+      {
+        metric: `${SERVERS} tool servers loaded at once: load all / one call to each`,
+        value: `${fmtMs(loadAllMs)} / ${fmtMs(callAllMs)}; ${answered} of ${SERVERS} answered; RSS +${fmt((after.rss - before.rss) / MB, 0)} MB`,
+        baseline: `raw: ${SERVERS} instances RSS +${fmt((rawAfter.rss - rawBefore.rss) / MB, 1)} MB`,
+        target: `all answer`,
+        verdict: verdict(answered === SERVERS),
+      },
     ];
     return {
       rows,
       notes: [
         'Servers built here without caps run in the bench thread (no worker hop); CPU is bounded by fuel injected into the module. Under the operator caps (issue 13) JavaScript servers and WebAssembly servers with more fuel than [tools.limits] in_thread_fuel run on a worker thread of their own: the "worker thread" rows measure that hop.',
-        '/health rows: a real server on 127.0.0.1 port 0, sequential GET /health with fetch from the same process; the in-thread row blocks the bench\'s own event loop too, as it blocked the server before.',
+        "/health rows: a real server on 127.0.0.1 port 0, sequential GET /health with fetch from the same process; the in-thread row blocks the bench's own event loop too, as it blocked the server before.",
         `Full path = Tool.invoke: JSON-schema check (ajv), JSON encode, fuel reset, guest call over Extism's kernel ABI (input_length/input_load_*, alloc, store_*, output_set), output decode, SHA-256 of the arguments, audit record (batched SQLite insert, one transaction per event-loop turn). ${audited} audit rows written for the latency run.`,
         'Latency samples are timed one by one with hrtime (≈0.1 µs overhead); calls/s is a separate back-to-back run.',
         `Cold start builds a fresh fuel-instrumented module (cache cleared); warm start reuses the compiled module (same package loaded again, or 1,000 servers of one package).`,
       ],
-      raw: { calls: CALLS, raw_call: rawCall, full, hop: { calls: HOP_CALLS, wasm: hop, js: jsHop }, health, js: { calls: JS_CALLS, full: jsFull, start: jsStart }, sandbox_only: sandboxOnly, start: { raw: rawStart, cold, warm }, servers: { count: SERVERS, load_all_ms: loadAllMs, call_all_ms: callAllMs, answered, per_server: perServer, raw_per_instance_rss: rawPer, before, after } },
+      raw: {
+        calls: CALLS,
+        raw_call: rawCall,
+        full,
+        hop: { calls: HOP_CALLS, wasm: hop, js: jsHop },
+        health,
+        js: { calls: JS_CALLS, full: jsFull, start: jsStart },
+        sandbox_only: sandboxOnly,
+        start: { raw: rawStart, cold, warm },
+        servers: { count: SERVERS, load_all_ms: loadAllMs, call_all_ms: callAllMs, answered, per_server: perServer, raw_per_instance_rss: rawPer, before, after },
+      },
     };
   } finally {
     audit.close();

@@ -36,11 +36,7 @@ export function builtinBuilds() {
 }
 
 /** [package dir, entry, output] relative to the repository root. */
-export const TOOL_BUILDS = [
-  ['examples/tools/text', 'assembly/index.ts', 'build/text.wasm'],
-  ['templates/tool-assemblyscript', 'assembly/index.ts', 'build/hello.wasm'],
-  ...builtinBuilds(),
-];
+export const TOOL_BUILDS = [['examples/tools/text', 'assembly/index.ts', 'build/text.wasm'], ['templates/tool-assemblyscript', 'assembly/index.ts', 'build/hello.wasm'], ...builtinBuilds()];
 
 function newestSource(paths) {
   let newest = 0;
@@ -67,10 +63,10 @@ export async function buildTools({ quiet = false, force = false } = {}) {
       continue;
     }
     const t0 = Date.now();
-    const { error, stderr } = await asc.main(
-      [join(root, dir, entry), '--outFile', join(root, dir, out), '--optimizeLevel', '3', '--shrinkLevel', '1', '--runtime', 'incremental', '--baseDir', root],
-      { stdout: process.stdout, stderr: process.stderr },
-    );
+    const { error, stderr } = await asc.main([join(root, dir, entry), '--outFile', join(root, dir, out), '--optimizeLevel', '3', '--shrinkLevel', '1', '--runtime', 'incremental', '--baseDir', root], {
+      stdout: process.stdout,
+      stderr: process.stderr,
+    });
     if (error) throw new Error(`building ${dir} failed: ${error.message}\n${stderr.toString()}`);
     if (!quiet) console.log(`built ${relative(root, join(root, dir, out))} (${Date.now() - t0} ms)`);
   }

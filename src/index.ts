@@ -11,11 +11,34 @@
 export { startServer, type CaxtonServer, type StartOptions } from './server/index.js';
 
 // Configuration: caxton.toml + CAXTON_* environment + overrides, validated by one zod schema.
-export { loadServerConfig, loadServerConfig as loadConfig, ConfigError, redactSecrets, serverConfigSchema, type ConfigFlags, type LoadOptions, type ServerConfig, type ServerConfigInput } from './config/index.js';
+export {
+  loadServerConfig,
+  loadServerConfig as loadConfig,
+  ConfigError,
+  redactSecrets,
+  serverConfigSchema,
+  type ConfigFlags,
+  type LoadOptions,
+  type ServerConfig,
+  type ServerConfigInput,
+} from './config/index.js';
 
 // Agent files: the parser for TOML, Markdown (Claude Code subagents) and JSON, and its result.
 export { parseAgent, detectFormat, type ParseOptions, type ParseResult } from './agents/index.js';
-export type { AgentDefinition, AgentFormat, AgentName, Capability, ToolName, LlmSettings, MemorySettings, Limits, ExecutionSettings, MessagingSettings, IsolationMode, MemoryScope } from './agents/index.js';
+export type {
+  AgentDefinition,
+  AgentFormat,
+  AgentName,
+  Capability,
+  ToolName,
+  LlmSettings,
+  MemorySettings,
+  Limits,
+  ExecutionSettings,
+  MessagingSettings,
+  IsolationMode,
+  MemoryScope,
+} from './agents/index.js';
 
 // Errors: one code table (code → HTTP status) shared by the API, the CLI and this library.
 export { CaxtonError, ERROR_CODES, httpStatusFor, isCaxtonError, describeError, type ErrorCode, type SourceIssue } from './shared/index.js';

@@ -8,20 +8,73 @@ import { rng, shuffle } from './random.js';
  */
 
 const DOMAINS = [
-  'data', 'billing', 'support', 'search', 'translation', 'code', 'security', 'legal', 'hr', 'finance',
-  'marketing', 'sales', 'logistics', 'inventory', 'weather', 'travel', 'health', 'education', 'media', 'research',
-  'devops', 'network', 'storage', 'identity', 'compliance',
+  'data',
+  'billing',
+  'support',
+  'search',
+  'translation',
+  'code',
+  'security',
+  'legal',
+  'hr',
+  'finance',
+  'marketing',
+  'sales',
+  'logistics',
+  'inventory',
+  'weather',
+  'travel',
+  'health',
+  'education',
+  'media',
+  'research',
+  'devops',
+  'network',
+  'storage',
+  'identity',
+  'compliance',
 ] as const;
 
 const ACTIVITIES = [
-  'analysis', 'reporting', 'summarization', 'extraction', 'classification', 'validation', 'monitoring', 'forecasting', 'routing', 'enrichment',
-  'review', 'planning', 'scheduling', 'auditing', 'indexing', 'triage', 'generation', 'optimization', 'notification', 'reconciliation',
+  'analysis',
+  'reporting',
+  'summarization',
+  'extraction',
+  'classification',
+  'validation',
+  'monitoring',
+  'forecasting',
+  'routing',
+  'enrichment',
+  'review',
+  'planning',
+  'scheduling',
+  'auditing',
+  'indexing',
+  'triage',
+  'generation',
+  'optimization',
+  'notification',
+  'reconciliation',
 ] as const;
 
 /** 25 domains × 20 activities = 500 capabilities, e.g. "billing-forecasting". */
 export const CAPABILITY_POOL: readonly string[] = DOMAINS.flatMap((d) => ACTIVITIES.map((a) => `${d}-${a}`));
 
-const TOOLS = ['http_client', 'csv_parser', 'chart_generator', 'web_search', 'sql_query', 'file_reader', 'calendar', 'email_sender', 'code_runner', 'vector_search', 'pdf_reader', 'json_query'] as const;
+const TOOLS = [
+  'http_client',
+  'csv_parser',
+  'chart_generator',
+  'web_search',
+  'sql_query',
+  'file_reader',
+  'calendar',
+  'email_sender',
+  'code_runner',
+  'vector_search',
+  'pdf_reader',
+  'json_query',
+] as const;
 const MODELS = ['gpt-4o-mini', 'gpt-4.1-mini', 'claude-haiku-4-5', 'llama3.1:8b'] as const;
 const TONES = ['concise', 'friendly', 'formal', 'precise', 'patient'] as const;
 
@@ -47,7 +100,13 @@ export function planAgents(count: number, seed = 42): AgentPlan {
   const providers = new Uint32Array(CAPABILITY_POOL.length);
   const deck: number[] = [];
   const draw = () => {
-    if (deck.length === 0) deck.push(...shuffle(rand, CAPABILITY_POOL.map((_, i) => i)));
+    if (deck.length === 0)
+      deck.push(
+        ...shuffle(
+          rand,
+          CAPABILITY_POOL.map((_, i) => i),
+        ),
+      );
     return deck.pop()!;
   };
   for (let i = 0; i < count; i++) {
@@ -63,7 +122,12 @@ export function planAgents(count: number, seed = 42): AgentPlan {
     });
     ncaps[i] = n;
   }
-  const order = Uint32Array.from(shuffle(rand, Array.from({ length: count }, (_, i) => i)));
+  const order = Uint32Array.from(
+    shuffle(
+      rand,
+      Array.from({ length: count }, (_, i) => i),
+    ),
+  );
   return { count, caps, ncaps, providers, order, seed };
 }
 

@@ -48,12 +48,7 @@ export interface PoolResult {
  * Runs `n` requests with at most `concurrency` in flight. `make(i)` builds request i lazily so
  * the caller never holds all bodies at once (matters when measuring memory).
  */
-export async function pool(
-  n: number,
-  concurrency: number,
-  make: (i: number) => { url: string; init: RequestInit; expectStatus: number },
-  onProgress?: (done: number) => void,
-): Promise<PoolResult> {
+export async function pool(n: number, concurrency: number, make: (i: number) => { url: string; init: RequestInit; expectStatus: number }, onProgress?: (done: number) => void): Promise<PoolResult> {
   const samples = new Float64Array(n);
   const failures: PoolResult['failures'] = [];
   let nextIndex = 0;

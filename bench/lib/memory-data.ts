@@ -7,7 +7,18 @@ import type { Embedder } from '../../src/memory/embedding/index.js';
 import type { EntityWrite } from '../../src/memory/index.js';
 import { pick } from './random.js';
 
-export const SUBJECTS = ['The billing service', 'Our CI pipeline', 'Alice from finance', 'The Berlin office', 'The mobile app', 'Customer 4711', 'The data warehouse', 'Project Falcon', 'The on-call rotation', 'The marketing site'];
+export const SUBJECTS = [
+  'The billing service',
+  'Our CI pipeline',
+  'Alice from finance',
+  'The Berlin office',
+  'The mobile app',
+  'Customer 4711',
+  'The data warehouse',
+  'Project Falcon',
+  'The on-call rotation',
+  'The marketing site',
+];
 export const FACTS = [
   'was migrated to PostgreSQL last spring after repeated disk pressure',
   'prefers short written updates over meetings and replies within a day',
@@ -23,7 +34,13 @@ export const FACTS = [
 
 /** Entity `i` of the workspace scope: two observations drawn from SUBJECTS × FACTS. */
 export function entityAt(rand: () => number, i: number): EntityWrite {
-  return { scope: 'workspace', name: `entity-${i}`, entityType: pick(rand, ['note', 'person', 'service', 'project']), observations: [`${pick(rand, SUBJECTS)} ${pick(rand, FACTS)}.`, `${pick(rand, SUBJECTS)} ${pick(rand, FACTS)}.`], metadata: {} };
+  return {
+    scope: 'workspace',
+    name: `entity-${i}`,
+    entityType: pick(rand, ['note', 'person', 'service', 'project']),
+    observations: [`${pick(rand, SUBJECTS)} ${pick(rand, FACTS)}.`, `${pick(rand, SUBJECTS)} ${pick(rand, FACTS)}.`],
+    metadata: {},
+  };
 }
 
 /** A question about the same vocabulary (the search queries). */

@@ -128,7 +128,12 @@ export function mapClaudeTools(list: readonly string[], disallowed: readonly str
     const e = parseToolEntry(d);
     if (e) denied.add(e.name);
   }
-  const deniedMapped = new Set([...denied].filter((d) => !Object.hasOwn(CLAUDE_TOOL_MAP, d)).map((d) => mapClaudeTool(d)).filter((m): m is string => m !== null));
+  const deniedMapped = new Set(
+    [...denied]
+      .filter((d) => !Object.hasOwn(CLAUDE_TOOL_MAP, d))
+      .map((d) => mapClaudeTool(d))
+      .filter((m): m is string => m !== null),
+  );
   const tools: string[] = [];
   const dropped: string[] = [];
   const invalid: MappedTools['invalid'] = [];
@@ -151,7 +156,10 @@ export function mapClaudeTools(list: readonly string[], disallowed: readonly str
     if (DELEGATION_TOOLS.has(entry.name) || (mapped === 'send_message' && entry.specifier === undefined)) {
       if (entry.specifier === undefined || entry.specifier === '' || entry.specifier === '*') sendToAny = true;
       else {
-        const names = entry.specifier.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+        const names = entry.specifier
+          .split(',')
+          .map((s) => s.trim())
+          .filter((s) => s.length > 0);
         const bad = names.filter((n) => !AGENT_NAME_RE.test(n));
         if (bad.length > 0) {
           invalid.push({ entry: raw, reason: `${bad.map((b) => `"${b}"`).join(', ')} is not an agent name (letters, digits, "-", "_", "."; starting with a letter)` });

@@ -66,7 +66,7 @@ function misplaced(text: string): FrontmatterSplit {
       while (text.charCodeAt(col) === 0x20 || text.charCodeAt(col) === 0x09) col++;
       if (!isFence(text, col, end)) return { ok: false, reason: 'missing' };
       // Only a block (a second `---` line follows) is frontmatter; a lone rule is Markdown.
-      for (let s = end + 1; s < text.length; ) {
+      for (let s = end + 1; s < text.length;) {
         const e = lineEnd(text, s);
         let c = s;
         while (text.charCodeAt(c) === 0x20 || text.charCodeAt(c) === 0x09) c++;
@@ -152,7 +152,7 @@ export function quoteUnsafePlainScalars(yamlText: string): { text: string; chang
   const lines = yamlText.split('\n');
   const out: string[] = [];
   const changed: LenientChange[] = [];
-  for (let i = 0; i < lines.length; ) {
+  for (let i = 0; i < lines.length;) {
     const line = lines[i]!;
     const k = keyEnd(line);
     const value = k < 0 ? '' : line.slice(k + 1).trim();

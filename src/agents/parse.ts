@@ -20,9 +20,7 @@ export interface ParseOptions {
   file?: string;
 }
 
-export type ParseResult =
-  | { ok: true; format: AgentFormat; definition: AgentDefinition; warnings: AgentIssue[] }
-  | { ok: false; format: AgentFormat; errors: AgentIssue[]; warnings: AgentIssue[] };
+export type ParseResult = { ok: true; format: AgentFormat; definition: AgentDefinition; warnings: AgentIssue[] } | { ok: false; format: AgentFormat; errors: AgentIssue[]; warnings: AgentIssue[] };
 
 export function detectFormat(file: string | undefined, text: string): AgentFormat {
   const lower = file?.toLowerCase() ?? '';
@@ -143,7 +141,11 @@ function validateDocument(raw: Raw, format: AgentFormat, at: (i: Omit<AgentIssue
         severity: 'error',
         code: missing ? 'missing_field' : issue.code === 'invalid_type' ? 'invalid_type' : 'invalid_value',
         // Unit messages (src/shared/zod-units.ts) name the value and the range; add the field.
-        message: missing ? `required field "${fieldPath(path)}" is missing` : issue.code === 'custom' && path.length > 0 && /^(duration|size|expected a (duration|size))\b/.test(issue.message) ? `${fieldPath(path)}: ${issue.message}` : issue.message,
+        message: missing
+          ? `required field "${fieldPath(path)}" is missing`
+          : issue.code === 'custom' && path.length > 0 && /^(duration|size|expected a (duration|size))\b/.test(issue.message)
+            ? `${fieldPath(path)}: ${issue.message}`
+            : issue.message,
         ...(issue.code === 'invalid_type' && { expected: issue.expected }),
         ...(suggestion && { suggestion }),
       });
@@ -157,7 +159,9 @@ function validateDocument(raw: Raw, format: AgentFormat, at: (i: Omit<AgentIssue
 
   const def = result.data;
   if (def.capabilities.length === 0) {
-    const cap = agentKey(def.name).replace(/[^a-z0-9]+/g, '-').replace(/^-+|-+$/g, '') as Capability;
+    const cap = agentKey(def.name)
+      .replace(/[^a-z0-9]+/g, '-')
+      .replace(/^-+|-+$/g, '') as Capability;
     def.capabilities = [cap];
     warnings.push(
       withPos(['capabilities'], {
@@ -193,9 +197,7 @@ function pathValue(doc: unknown, path: readonly (string | number)[]): unknown {
 function suggestionFor(top: string, missing: boolean, format: AgentFormat): string | undefined {
   if (top === 'name' && missing) return format === 'markdown' ? 'add `name: my-agent` to the frontmatter' : 'add name = "my-agent" at the top of the file';
   if (top === 'system_prompt' && missing)
-    return format === 'markdown'
-      ? 'write the system prompt as the Markdown body after the closing ---'
-      : "add system_prompt = '''...''' before the first [table] header";
+    return format === 'markdown' ? 'write the system prompt as the Markdown body after the closing ---' : "add system_prompt = '''...''' before the first [table] header";
   if (top === 'name') return 'use letters, digits, "-", "_" or ".", starting with a letter, e.g. "data-analyzer"';
   if (top === 'version') return 'use semantic versioning, e.g. version = "1.0.0"';
   if (top === 'capabilities') return 'e.g. capabilities = ["data-analysis", "report-generation"]';
@@ -209,7 +211,7 @@ function suggestionFor(top: string, missing: boolean, format: AgentFormat): stri
 function readToml(text: string, at: (i: Omit<AgentIssue, 'file'>) => AgentIssue): Raw | { errors: AgentIssue[] } {
   const parsed = parseTomlBounded(text);
   if (!parsed.ok) {
-    const suggestion = parsed.issue.code === 'toml_syntax' ? 'check quotes, brackets and `key = value` pairs on this line; multi-line text needs \'\'\'...\'\'\'' : parsed.issue.suggestion;
+    const suggestion = parsed.issue.code === 'toml_syntax' ? "check quotes, brackets and `key = value` pairs on this line; multi-line text needs '''...'''" : parsed.issue.suggestion;
     return { errors: [at({ ...parsed.issue, ...(suggestion !== undefined && { suggestion }) })] };
   }
   const doc = parsed.doc;
@@ -235,7 +237,9 @@ function readToml(text: string, at: (i: Omit<AgentIssue, 'file'>) => AgentIssue)
           doc[key] = (v as Record<string, unknown>)[key];
           delete (v as Record<string, unknown>)[key];
         } else if (table === 'parameters') {
-          issues.push(at({ severity: 'warning', code: 'shadowed_key', message: `parameters.${key} looks like a top-level key written after [parameters]`, field: `${table}.${key}`, ...loc, suggestion: fix }));
+          issues.push(
+            at({ severity: 'warning', code: 'shadowed_key', message: `parameters.${key} looks like a top-level key written after [parameters]`, field: `${table}.${key}`, ...loc, suggestion: fix }),
+          );
         }
         continue;
       }
@@ -259,7 +263,18 @@ function readMarkdown(text: string, at: (i: Omit<AgentIssue, 'file'>) => AgentIs
   const fmLines = countLines(yamlText);
   if (fmLines > MAX_FRONTMATTER_LINES || yamlText.length > MAX_FRONTMATTER_BYTES) {
     const what = fmLines > MAX_FRONTMATTER_LINES ? `${fmLines} lines (at most ${MAX_FRONTMATTER_LINES})` : `${yamlText.length} characters (at most ${MAX_FRONTMATTER_BYTES})`;
-    return { errors: [at({ severity: 'error', code: 'frontmatter_too_large', message: `the frontmatter has ${what}`, line: 2, column: 1, suggestion: 'keep the frontmatter to the agent settings; put long text in the body' })] };
+    return {
+      errors: [
+        at({
+          severity: 'error',
+          code: 'frontmatter_too_large',
+          message: `the frontmatter has ${what}`,
+          line: 2,
+          column: 1,
+          suggestion: 'keep the frontmatter to the agent settings; put long text in the body',
+        }),
+      ],
+    };
   }
   // The YAML parser recurses and slows down on deep structure, and resolves each alias by
   // walking the whole document: refuse both before it runs.
@@ -270,8 +285,18 @@ function readMarkdown(text: string, at: (i: Omit<AgentIssue, 'file'>) => AgentIs
     return {
       errors: [
         scan.problem === 'depth'
-          ? at({ ...tooDeepIssue(undefined), message: `the frontmatter nests more than ${MAX_YAML_STRUCTURE_DEPTH} levels deep (indentation, "- " items and brackets; the limit for a field is ${MAX_INPUT_DEPTH} levels)`, ...pos })
-          : at({ severity: 'error', code: 'yaml_alias_limit', message: `the frontmatter has more than ${MAX_YAML_ALIAS_TOKENS} aliases (*name); this is alias number ${MAX_YAML_ALIAS_TOKENS + 1}`, ...pos, suggestion: 'write the values out instead of repeating them through aliases' }),
+          ? at({
+              ...tooDeepIssue(undefined),
+              message: `the frontmatter nests more than ${MAX_YAML_STRUCTURE_DEPTH} levels deep (indentation, "- " items and brackets; the limit for a field is ${MAX_INPUT_DEPTH} levels)`,
+              ...pos,
+            })
+          : at({
+              severity: 'error',
+              code: 'yaml_alias_limit',
+              message: `the frontmatter has more than ${MAX_YAML_ALIAS_TOKENS} aliases (*name); this is alias number ${MAX_YAML_ALIAS_TOKENS + 1}`,
+              ...pos,
+              suggestion: 'write the values out instead of repeating them through aliases',
+            }),
       ],
     };
   }
@@ -296,10 +321,29 @@ function readMarkdown(text: string, at: (i: Omit<AgentIssue, 'file'>) => AgentIs
   }
   for (const c of parsed.changed) {
     const why = c.kind === 'colon' ? 'contains ": " and is not quoted' : 'is not valid YAML as written (it starts with a YAML indicator such as *, `, @, %, & or !)';
-    issues.push(at({ severity: 'warning', code: 'yaml_unquoted_colon', message: `the value of "${c.key}" ${why}; read as plain text as Claude Code does`, field: c.key, line: c.line + 1, column: 1, suggestion: `quote it: ${c.key}: "..."` }));
+    issues.push(
+      at({
+        severity: 'warning',
+        code: 'yaml_unquoted_colon',
+        message: `the value of "${c.key}" ${why}; read as plain text as Claude Code does`,
+        field: c.key,
+        line: c.line + 1,
+        column: 1,
+        suggestion: `quote it: ${c.key}: "..."`,
+      }),
+    );
   }
   for (const key of parsed.duplicates) {
-    issues.push(at({ severity: 'warning', code: 'duplicate_key', message: `"${key}" is given more than once in the frontmatter; the last one is used`, field: key, ...yamlPos(ydoc, lineCounter, [key]), suggestion: `keep one "${key}:" line` }));
+    issues.push(
+      at({
+        severity: 'warning',
+        code: 'duplicate_key',
+        message: `"${key}" is given more than once in the frontmatter; the last one is used`,
+        field: key,
+        ...yamlPos(ydoc, lineCounter, [key]),
+        suggestion: `keep one "${key}:" line`,
+      }),
+    );
   }
   const expanded = yamlToJs(ydoc, yamlText);
   if ('error' in expanded) return { errors: [at(expanded.error)] };
@@ -374,7 +418,14 @@ function frontmatterError(split: Exclude<ReturnType<typeof splitFrontmatter>, { 
         suggestion: 'remove the blank lines and indentation before and inside the --- lines',
       };
     case 'unclosed':
-      return { severity: 'error', code: 'unclosed_frontmatter', message: 'the frontmatter opened by --- on line 1 is never closed', line: 1, column: 1, suggestion: 'end the frontmatter with a line holding only ---, then write the body' };
+      return {
+        severity: 'error',
+        code: 'unclosed_frontmatter',
+        message: 'the frontmatter opened by --- on line 1 is never closed',
+        line: 1,
+        column: 1,
+        suggestion: 'end the frontmatter with a line holding only ---, then write the body',
+      };
     default:
       return { severity: 'error', code: 'missing_frontmatter', message: 'a Markdown agent must start with YAML frontmatter between --- lines', line: 1, column: 1, suggestion: example };
   }
@@ -400,7 +451,12 @@ function applyClaudeFields(
   const warn = (field: string, code: string, message: string, suggestion?: string) => issues.push(at({ severity: 'warning', code, message, field, ...pos(field), ...(suggestion && { suggestion }) }));
 
   if (fm.description === undefined) {
-    warn('description', 'missing_description', 'no description: Claude Code requires one (it decides when to delegate from it) and does not load this file; Caxton loads it with an empty description', 'add `description: When to use this agent` to the frontmatter');
+    warn(
+      'description',
+      'missing_description',
+      'no description: Claude Code requires one (it decides when to delegate from it) and does not load this file; Caxton loads it with an empty description',
+      'add `description: When to use this agent` to the frontmatter',
+    );
   }
 
   // tools / disallowedTools: "Read, Agent(worker)" or a list; Claude names are mapped, originals kept.
@@ -427,7 +483,12 @@ function applyClaudeFields(
         if (TOOL_NAME_RE.test(t)) tools.push(t);
         else {
           dropped.push(t);
-          warn('tools', 'unknown_tool', `tools entry "${t}" is not a tool name; it is ignored (as Claude Code ignores tools it does not know)`, 'tool names are letters, digits, "_", "-", "." (e.g. Read, mcp__github__create_issue)');
+          warn(
+            'tools',
+            'unknown_tool',
+            `tools entry "${t}" is not a tool name; it is ignored (as Claude Code ignores tools it does not know)`,
+            'tool names are letters, digits, "_", "-", "." (e.g. Read, mcp__github__create_issue)',
+          );
         }
       }
       for (const bad of mapped.invalid) {
@@ -435,7 +496,12 @@ function applyClaudeFields(
         warn('tools', 'unknown_tool', `tools entry "${bad.entry}" is ignored: ${bad.reason}`, 'e.g. tools: Read, Agent(worker, reviewer)');
       }
       for (const u of mapped.unenforced) {
-        warn('tools', 'unenforced_tool_rule', `tools entry "${u}": Caxton grants the whole tool; the rule in parentheses is not enforced`, 'list the tool without parentheses, or restrict it on the tool server');
+        warn(
+          'tools',
+          'unenforced_tool_rule',
+          `tools entry "${u}": Caxton grants the whole tool; the rule in parentheses is not enforced`,
+          'list the tool without parentheses, or restrict it on the tool server',
+        );
       }
       doc.tools = tools;
       if (dropped.length > 0) metadata.claude_tools_dropped = dropped;
@@ -475,7 +541,12 @@ function applyClaudeFields(
     else if (scope === 'none' || scope === '') delete doc.memory;
     else {
       delete doc.memory;
-      err('memory', 'invalid_value', `memory "${fm.memory}" is not a Claude Code memory scope; expected "user", "project" or "local"`, 'or write a Caxton [memory] table: memory: { enabled: true, scope: agent }');
+      err(
+        'memory',
+        'invalid_value',
+        `memory "${fm.memory}" is not a Claude Code memory scope; expected "user", "project" or "local"`,
+        'or write a Caxton [memory] table: memory: { enabled: true, scope: agent }',
+      );
     }
   } else if (typeof fm.memory === 'boolean') {
     doc.memory = { enabled: fm.memory };
@@ -545,7 +616,15 @@ function yamlToJs(ydoc: Document, yamlText: string): { value: unknown } | { erro
   }
   const limit = Math.max(yamlText.length, 10_000);
   if (expandedSize(value, limit) > limit) {
-    return { error: { severity: 'error', code: 'yaml_alias_limit', message: `the frontmatter's aliases expand it to more than ${limit} values (more than its ${yamlText.length} characters)`, ...aliasAt(), suggestion } };
+    return {
+      error: {
+        severity: 'error',
+        code: 'yaml_alias_limit',
+        message: `the frontmatter's aliases expand it to more than ${limit} values (more than its ${yamlText.length} characters)`,
+        ...aliasAt(),
+        suggestion,
+      },
+    };
   }
   return { value };
 }

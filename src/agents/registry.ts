@@ -13,10 +13,7 @@ export interface DeployedAgent {
   readonly updated_at: string;
 }
 
-export type RegistryEvent =
-  | { type: 'deployed'; agent: DeployedAgent }
-  | { type: 'updated'; agent: DeployedAgent; previous: DeployedAgent }
-  | { type: 'removed'; agent: DeployedAgent };
+export type RegistryEvent = { type: 'deployed'; agent: DeployedAgent } | { type: 'updated'; agent: DeployedAgent; previous: DeployedAgent } | { type: 'removed'; agent: DeployedAgent };
 
 export interface ListOptions {
   capability?: string;

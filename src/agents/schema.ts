@@ -20,8 +20,7 @@ import {
  * `unrecognized_keys` issues, which the validator turns into warnings.
  */
 
-const SEMVER_RE =
-  /^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?$/;
+const SEMVER_RE = /^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?$/;
 
 /** Durations are bounded (1 ms to a Node.js timer's 24.8 days; periods to 366 days), sizes 1 byte to 4 GiB. */
 const duration = durationMs();
@@ -74,7 +73,12 @@ const limitsSchema = z
   .strictObject({
     max_turns: z.number().int().min(1).max(100).default(10),
     timeout: duration.optional(),
-    timeout_ms: z.number().int().positive().max(MAX_TIMER_MS, { message: `expected at most ${MAX_TIMER_MS} ms (about 24.8 days, the longest Node.js timer)` }).optional(),
+    timeout_ms: z
+      .number()
+      .int()
+      .positive()
+      .max(MAX_TIMER_MS, { message: `expected at most ${MAX_TIMER_MS} ms (about 24.8 days, the longest Node.js timer)` })
+      .optional(),
     max_message_size: size.default(256 * 1024),
   })
   .transform(({ max_turns, timeout, timeout_ms, max_message_size }) => ({
@@ -88,7 +92,12 @@ const conversationSchema = z
     history_limit: z.number().int().min(0).max(1000).default(20),
     max_turns: z.number().int().min(1).max(10_000).default(50),
     ttl: period.optional(),
-    ttl_ms: z.number().int().positive().max(MAX_PERIOD_MS, { message: `expected at most ${MAX_PERIOD_MS} ms (366 days)` }).optional(),
+    ttl_ms: z
+      .number()
+      .int()
+      .positive()
+      .max(MAX_PERIOD_MS, { message: `expected at most ${MAX_PERIOD_MS} ms (366 days)` })
+      .optional(),
   })
   .transform(({ history_limit, max_turns, ttl, ttl_ms }) => ({
     history_limit,
@@ -101,9 +110,7 @@ const executionSchema = z.strictObject({
 });
 
 const messagingSchema = z.strictObject({
-  protocols: z
-    .array(z.enum(INTERACTION_PROTOCOLS, { error: `expected one of ${INTERACTION_PROTOCOLS.map((p) => `"${p}"`).join(', ')}` }))
-    .default([]),
+  protocols: z.array(z.enum(INTERACTION_PROTOCOLS, { error: `expected one of ${INTERACTION_PROTOCOLS.map((p) => `"${p}"`).join(', ')}` })).default([]),
   ontologies: z.array(z.string().min(1).max(256)).default([]),
   languages: z.array(z.string().min(1).max(256)).default([]),
   max_concurrency: z.number().int().min(1).max(1000).optional(),
@@ -175,16 +182,7 @@ export const TOP_LEVEL_KEYS = [
 ] as const;
 
 /** Top-level keys that are plain values (not tables), which a TOML table header can swallow. */
-export const TOP_LEVEL_VALUE_KEYS = [
-  'name',
-  'version',
-  'description',
-  'capabilities',
-  'tools',
-  'system_prompt',
-  'user_prompt_template',
-  'documentation',
-] as const;
+export const TOP_LEVEL_VALUE_KEYS = ['name', 'version', 'description', 'capabilities', 'tools', 'system_prompt', 'user_prompt_template', 'documentation'] as const;
 
 /** Keys known inside each table, for "did you mean" suggestions. */
 export const TABLE_KEYS: Record<string, readonly string[]> = {

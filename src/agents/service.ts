@@ -130,10 +130,15 @@ export class AgentService {
     }
     const existing = this.registry.get(def.name);
     if (existing?.origin.kind === 'file') {
-      throw new CaxtonError('agent_managed_by_file', `agent "${existing.definition.name}" is defined by the file ${existing.origin.path}; edit or delete that file instead`, { path: existing.origin.path });
+      throw new CaxtonError('agent_managed_by_file', `agent "${existing.definition.name}" is defined by the file ${existing.origin.path}; edit or delete that file instead`, {
+        path: existing.origin.path,
+      });
     }
     if (mode === 'create' && existing) {
-      throw new CaxtonError('agent_exists', `an agent named "${existing.definition.name}" is already deployed (names are unique regardless of case)`, { name: existing.definition.name, hint: 'use PUT /api/v1/agents/{name} to update it' });
+      throw new CaxtonError('agent_exists', `an agent named "${existing.definition.name}" is already deployed (names are unique regardless of case)`, {
+        name: existing.definition.name,
+        hint: 'use PUT /api/v1/agents/{name} to update it',
+      });
     }
     if (mode === 'update' && !existing) {
       throw new CaxtonError('agent_not_found', `no agent named "${def.name}" is deployed`, { name: def.name });
@@ -165,7 +170,9 @@ export class AgentService {
     const existing = this.registry.get(name);
     if (!existing) throw new CaxtonError('agent_not_found', `no agent named "${name}" is deployed`, { name });
     if (existing.origin.kind === 'file') {
-      throw new CaxtonError('agent_managed_by_file', `agent "${existing.definition.name}" is defined by the file ${existing.origin.path}; delete that file to remove it`, { path: existing.origin.path });
+      throw new CaxtonError('agent_managed_by_file', `agent "${existing.definition.name}" is defined by the file ${existing.origin.path}; delete that file to remove it`, {
+        path: existing.origin.path,
+      });
     }
     this.#store.delete(name);
     this.registry.remove(name);
@@ -208,7 +215,13 @@ export class AgentService {
 
   #unparsable(path: string, e: unknown): FileStatus {
     // The parser bounds what it reads, but one file must never take the watcher (or the start) down.
-    return this.markInvalid(path, { severity: 'error', code: 'unreadable', file: path, message: `the file could not be parsed: ${e instanceof Error ? e.message : String(e)}`, suggestion: 'fix or remove the file' });
+    return this.markInvalid(path, {
+      severity: 'error',
+      code: 'unreadable',
+      file: path,
+      message: `the file could not be parsed: ${e instanceof Error ? e.message : String(e)}`,
+      suggestion: 'fix or remove the file',
+    });
   }
 
   #applyParsed(path: string, parsed: ParseResult): FileStatus {
@@ -222,7 +235,13 @@ export class AgentService {
         this.removeFile(path, { keepStatus: true });
         return status;
       }
-      const status: FileStatus = { path, state: 'invalid', errors: result.errors, updated_at: now, ...(this.#fileAgents.has(path) && { agent: this.registry.get(this.#fileAgents.get(path)!)?.definition.name }) };
+      const status: FileStatus = {
+        path,
+        state: 'invalid',
+        errors: result.errors,
+        updated_at: now,
+        ...(this.#fileAgents.has(path) && { agent: this.registry.get(this.#fileAgents.get(path)!)?.definition.name }),
+      };
       this.#files.set(path, status);
       return status;
     }
@@ -236,7 +255,9 @@ export class AgentService {
         path,
         state: 'invalid',
         updated_at: now,
-        errors: [{ severity: 'error', code: 'duplicate_name', file: path, field: 'name', message: `agent name "${def.name}" is already used by ${by}`, suggestion: 'give this agent a different name' }],
+        errors: [
+          { severity: 'error', code: 'duplicate_name', file: path, field: 'name', message: `agent name "${def.name}" is already used by ${by}`, suggestion: 'give this agent a different name' },
+        ],
       };
       this.#files.set(path, status);
       return status;

@@ -186,7 +186,15 @@ export class AgentDirectoryWatcher {
     try {
       const bytes = readBounded(path, MAX_AGENT_FILE_BYTES);
       if (bytes !== undefined) return { bytes };
-      return { status: this.#service.markInvalid(path, { severity: 'error', code: 'file_too_large', file: path, message: `the file is larger than ${MAX_AGENT_FILE_BYTES / 1024 / 1024} MiB, the limit for an agent file`, suggestion: 'agent files are small: move large data out of the definition' }) };
+      return {
+        status: this.#service.markInvalid(path, {
+          severity: 'error',
+          code: 'file_too_large',
+          file: path,
+          message: `the file is larger than ${MAX_AGENT_FILE_BYTES / 1024 / 1024} MiB, the limit for an agent file`,
+          suggestion: 'agent files are small: move large data out of the definition',
+        }),
+      };
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
         this.#service.removeFile(path);

@@ -153,9 +153,7 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
     else req.log.info({ code, message: body.error.message }, 'request rejected');
     return sendError(reply, status, body);
   });
-  app.setNotFoundHandler((req, reply) =>
-    sendError(reply, 404, envelope('route_not_found', `no route ${req.method} ${req.url.split('?')[0]}; see /api/v1/openapi.json`, null, String(req.id))),
-  );
+  app.setNotFoundHandler((req, reply) => sendError(reply, 404, envelope('route_not_found', `no route ${req.method} ${req.url.split('?')[0]}; see /api/v1/openapi.json`, null, String(req.id))));
 
   await app.register(systemRoutes, { service: deps.service, config, lifecycle: deps.lifecycle });
   await app.register(agentRoutes, { prefix: '/api/v1', service: deps.service });
@@ -188,7 +186,11 @@ function openApiDocument(app: FastifyInstance): unknown {
       'application/json': { schema: agentBodySchema },
     },
   };
-  for (const [path, method] of [['/api/v1/agents', 'post'], ['/api/v1/agents/validate', 'post'], ['/api/v1/agents/{name}', 'put']] as const) {
+  for (const [path, method] of [
+    ['/api/v1/agents', 'post'],
+    ['/api/v1/agents/validate', 'post'],
+    ['/api/v1/agents/{name}', 'put'],
+  ] as const) {
     const op = doc.paths?.[path]?.[method];
     if (op) op.requestBody = requestBody;
   }

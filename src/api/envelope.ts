@@ -63,7 +63,16 @@ export function toEnvelope(err: unknown, req: FastifyRequest, bodyLimit: number)
   const fe = err as FastifyError;
   switch (fe.code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return { status: 413, body: envelope('payload_too_large', `request body is larger than the ${humanSize(bodyLimit)} limit`, { limit_bytes: bodyLimit, hint: 'raise [server] max_body_size in caxton.toml if this is intended' }, id), code: 'payload_too_large' };
+      return {
+        status: 413,
+        body: envelope(
+          'payload_too_large',
+          `request body is larger than the ${humanSize(bodyLimit)} limit`,
+          { limit_bytes: bodyLimit, hint: 'raise [server] max_body_size in caxton.toml if this is intended' },
+          id,
+        ),
+        code: 'payload_too_large',
+      };
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE': {
       const supported = acceptedContentTypes(req);
       return {

@@ -7,7 +7,11 @@ import { durationMs, type UnitBounds } from '../shared/zod-units.js';
 import { ROLES } from './permissions.js';
 
 /** Durations default to `def` milliseconds (written as seconds), as in src/config/schema.ts. */
-const duration = (def: number, bounds?: UnitBounds) => z.union([z.number(), z.string()]).default(def / 1000).pipe(durationMs(bounds));
+const duration = (def: number, bounds?: UnitBounds) =>
+  z
+    .union([z.number(), z.string()])
+    .default(def / 1000)
+    .pipe(durationMs(bounds));
 
 /**
  * Signature algorithms an issuer's public key can verify. Shared-secret (HS*) algorithms are left
@@ -43,20 +47,18 @@ const role = z.enum(ROLES, { error: `expected a Caxton role: ${ROLES.join(', ')}
 
 const isLoopbackHost = (host: string) => host === 'localhost' || host === '[::1]' || /^127(\.\d{1,3}){3}$/.test(host);
 
-const jwksUrl = z
-  .string({ error: 'expected the issuer\'s JWKS URL, e.g. "https://issuer.example.com/.well-known/jwks.json"' })
-  .refine(
-    (v) => {
-      try {
-        const u = new URL(v);
-        return u.protocol === 'https:' || (u.protocol === 'http:' && isLoopbackHost(u.hostname));
-      } catch {
-        return false;
-      }
-    },
-    // Keys fetched over plain HTTP could be swapped in transit, and with them every token accepted.
-    { message: 'expected an https:// URL of the issuer\'s key set, e.g. "https://issuer.example.com/.well-known/jwks.json" (http:// only on 127.0.0.1 or localhost)' },
-  );
+const jwksUrl = z.string({ error: 'expected the issuer\'s JWKS URL, e.g. "https://issuer.example.com/.well-known/jwks.json"' }).refine(
+  (v) => {
+    try {
+      const u = new URL(v);
+      return u.protocol === 'https:' || (u.protocol === 'http:' && isLoopbackHost(u.hostname));
+    } catch {
+      return false;
+    }
+  },
+  // Keys fetched over plain HTTP could be swapped in transit, and with them every token accepted.
+  { message: 'expected an https:// URL of the issuer\'s key set, e.g. "https://issuer.example.com/.well-known/jwks.json" (http:// only on 127.0.0.1 or localhost)' },
+);
 
 /** A public JWK: an inline TOML table, or the JWK as a JSON string. */
 const publicJwk = z.unknown().transform((v, ctx) => {
@@ -95,7 +97,9 @@ const KEY_SOURCES = ['jwks_url', 'public_key_file', 'jwk'] as const;
 export const jwtConfigSchema = z
   .strictObject({
     /** Must equal the token's `iss` exactly (Auth0 issuers end in "/"). */
-    issuer: z.string({ error: 'expected the issuer URL exactly as the token\'s "iss" claim has it, e.g. "https://issuer.example.com/"' }).min(1, { error: 'expected the issuer URL, e.g. "https://issuer.example.com/"' }),
+    issuer: z
+      .string({ error: 'expected the issuer URL exactly as the token\'s "iss" claim has it, e.g. "https://issuer.example.com/"' })
+      .min(1, { error: 'expected the issuer URL, e.g. "https://issuer.example.com/"' }),
     /** The token's `aud` must contain one of these. */
     audience: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)], { error: 'expected the audience Caxton\'s tokens are issued for: a string such as "caxton", or a list of them' }),
     /** The issuer's JSON Web Key Set; fetched on demand, cached, refetched for an unknown key id (at most every 30 s). */
@@ -104,16 +108,17 @@ export const jwtConfigSchema = z
     public_key_file: z.string({ error: 'expected the path of a PEM public key file' }).min(1, { error: 'expected the path of a PEM public key file' }).optional(),
     /** One public key as a JWK. */
     jwk: publicJwk.optional(),
-    algorithms: z.array(algorithm, { error: 'expected a list of algorithms, e.g. ["RS256", "ES256", "EdDSA"]' }).min(1, { error: 'list at least one algorithm, e.g. ["RS256"]' }).default([...DEFAULT_JWT_ALGORITHMS]),
+    algorithms: z
+      .array(algorithm, { error: 'expected a list of algorithms, e.g. ["RS256", "ES256", "EdDSA"]' })
+      .min(1, { error: 'list at least one algorithm, e.g. ["RS256"]' })
+      .default([...DEFAULT_JWT_ALGORITHMS]),
     /** The claim holding the caller's role(s): a string or a list of strings. */
     role_claim: claimPath('the role').default('caxton_role'),
     /** Claim value → Caxton role; the strongest match wins. Empty: values that are Caxton role names map to themselves. */
-    roles: z
-      .record(z.string().min(1, { error: 'a claim value is not empty' }), role, { error: 'expected a table: claim value = "role", e.g. { "caxton-admins" = "admin" }' })
-      .default({}),
+    roles: z.record(z.string().min(1, { error: 'a claim value is not empty' }), role, { error: 'expected a table: claim value = "role", e.g. { "caxton-admins" = "admin" }' }).default({}),
     /** Given to a token whose role claim maps to no role; absent: such a token is refused (403). */
     default_role: role.optional(),
-    subject_claim: claimPath('the caller\'s identity').default('sub'),
+    subject_claim: claimPath("the caller's identity").default('sub'),
     /** The claim listing the agents (globs) the caller may use; a token without it may use none. */
     agents_claim: claimPath('the agent names').optional(),
     /** Leeway for `exp` and `nbf` against clock skew between the issuer and this host. */
@@ -124,7 +129,12 @@ export const jwtConfigSchema = z
   .superRefine((c, ctx) => {
     const set = KEY_SOURCES.filter((k) => c[k] !== undefined);
     if (set.length === 0) {
-      ctx.addIssue({ code: 'custom', path: ['jwks_url'], message: 'the issuer\'s public key is needed: set exactly one of jwks_url (the issuer\'s key set URL, e.g. "https://issuer.example.com/.well-known/jwks.json"), public_key_file (a PEM file) or jwk (an inline public JWK)' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['jwks_url'],
+        message:
+          'the issuer\'s public key is needed: set exactly one of jwks_url (the issuer\'s key set URL, e.g. "https://issuer.example.com/.well-known/jwks.json"), public_key_file (a PEM file) or jwk (an inline public JWK)',
+      });
     } else if (set.length > 1) {
       ctx.addIssue({ code: 'custom', path: [set[1]!], message: `set only one key source (jwks_url, public_key_file or jwk): ${set.join(' and ')} are set` });
     }

@@ -130,9 +130,7 @@ function mapVerifyError(e: unknown, token: string, algorithms: readonly string[]
       case 'nbf':
         return refuse('not_yet_valid', 'the token is not valid yet ("nbf" is in the future): check the clocks of the issuer and this server');
       default:
-        return e.reason === 'missing'
-          ? refuse('missing_claim', `the token has no "${e.claim}" claim, which Caxton requires`)
-          : refuse('invalid_claim', `the token's "${e.claim}" claim is invalid`);
+        return e.reason === 'missing' ? refuse('missing_claim', `the token has no "${e.claim}" claim, which Caxton requires`) : refuse('invalid_claim', `the token's "${e.claim}" claim is invalid`);
     }
   }
   if (e instanceof errors.JOSEAlgNotAllowed) {
@@ -148,7 +146,7 @@ function mapVerifyError(e: unknown, token: string, algorithms: readonly string[]
   }
   if (e instanceof errors.JWSSignatureVerificationFailed) return refuse('bad_signature', 'the token signature is invalid: it was not signed by the issuer or it was altered');
   if (e instanceof errors.JWKSNoMatchingKey || e instanceof errors.JWKSMultipleMatchingKeys) {
-    return refuse('unknown_key', "the token was signed with a key the issuer's key set does not hold (unknown or ambiguous \"kid\")");
+    return refuse('unknown_key', 'the token was signed with a key the issuer\'s key set does not hold (unknown or ambiguous "kid")');
   }
   // JWSInvalid, JWTInvalid, JOSENotSupported (a "crit" header we do not understand), and the
   // TypeErrors jose raises for a key that does not fit the algorithm: all a bad token.
@@ -181,7 +179,11 @@ export function createJwtAuthenticator(config: JwtConfig, opts: JwtAuthenticator
     const fits = algorithmsFor(s.key);
     algorithms = algorithms.filter((a) => fits.includes(a));
     if (algorithms.length === 0) {
-      throw new CaxtonError('invalid_config', `[auth.jwt] ${s.field} holds a key of type ${s.key.asymmetricKeyType ?? 'unknown'}, which verifies ${fits.join(', ') || 'none of the supported algorithms'}: add ${fits[0] ?? 'a matching algorithm'} to [auth.jwt] algorithms (now ${config.algorithms.join(', ')})`, { field: `auth.jwt.${s.field}` });
+      throw new CaxtonError(
+        'invalid_config',
+        `[auth.jwt] ${s.field} holds a key of type ${s.key.asymmetricKeyType ?? 'unknown'}, which verifies ${fits.join(', ') || 'none of the supported algorithms'}: add ${fits[0] ?? 'a matching algorithm'} to [auth.jwt] algorithms (now ${config.algorithms.join(', ')})`,
+        { field: `auth.jwt.${s.field}` },
+      );
     }
     key = s.key;
   }
@@ -208,7 +210,9 @@ export function createJwtAuthenticator(config: JwtConfig, opts: JwtAuthenticator
 
       let payload: Record<string, unknown>;
       try {
-        const verified = await (typeof key === 'function' ? jwtVerify(token, key, { ...verifyOptions, currentDate: new Date(t) }) : jwtVerify(token, key, { ...verifyOptions, currentDate: new Date(t) }));
+        const verified = await (typeof key === 'function'
+          ? jwtVerify(token, key, { ...verifyOptions, currentDate: new Date(t) })
+          : jwtVerify(token, key, { ...verifyOptions, currentDate: new Date(t) }));
         payload = verified.payload;
       } catch (e) {
         throw mapVerifyError(e, token, algorithms);

@@ -122,12 +122,23 @@ export class ApiKeyStore {
 
   /** Creates a key; the returned `secret` is the only copy of the whole key. */
   create(req: CreateKey): { key: ApiKeyInfo; secret: string } {
-    if (!KEY_NAME_RE.test(req.name)) throw new CaxtonError('invalid_request', `invalid key name "${req.name}": use 1-64 letters, digits, ".", "_" or "-", starting with a letter or digit`, { field: 'name' });
+    if (!KEY_NAME_RE.test(req.name))
+      throw new CaxtonError('invalid_request', `invalid key name "${req.name}": use 1-64 letters, digits, ".", "_" or "-", starting with a letter or digit`, { field: 'name' });
     if (this.#stmts.activeByName.get(req.name)) throw new CaxtonError('conflict', `an active key named "${req.name}" exists; revoke it first or choose another name`, { field: 'name' });
     const id = randomBytes(ID_BYTES).toString('base64url');
     const secret = randomBytes(SECRET_BYTES).toString('base64url');
     const now = this.#now();
-    this.#stmts.insert.run(id, req.name, req.role, JSON.stringify(req.scope ?? {}), JSON.stringify(req.limits ?? {}), hashSecret(secret), now, req.createdBy ?? null, req.ttlMs === undefined ? null : now + req.ttlMs);
+    this.#stmts.insert.run(
+      id,
+      req.name,
+      req.role,
+      JSON.stringify(req.scope ?? {}),
+      JSON.stringify(req.limits ?? {}),
+      hashSecret(secret),
+      now,
+      req.createdBy ?? null,
+      req.ttlMs === undefined ? null : now + req.ttlMs,
+    );
     this.#forget(id);
     return { key: this.get(id)!, secret: `${KEY_PREFIX}${id}_${secret}` };
   }
@@ -139,7 +150,10 @@ export class ApiKeyStore {
   }
 
   list(opts: { all?: boolean } = {}): ApiKeyInfo[] {
-    return this.#stmts.all.all().map((r) => this.#info(r)).filter((k) => opts.all || k.state !== 'revoked');
+    return this.#stmts.all
+      .all()
+      .map((r) => this.#info(r))
+      .filter((k) => opts.all || k.state !== 'revoked');
   }
 
   countActive(): number {

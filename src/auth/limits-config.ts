@@ -36,7 +36,12 @@ export const DEFAULT_TOKENS_PERIOD_MS = 60_000;
 /** The longest token window: a month's budget, give or take (windows align to the epoch, not to calendar months). */
 export const MAX_TOKENS_PERIOD_MS = 31 * 24 * 3_600_000;
 
-const count = (what: string) => z.number({ error: `expected a whole number of ${what} (at least 1; leave the key out for no limit)` }).int().min(1).max(Number.MAX_SAFE_INTEGER);
+const count = (what: string) =>
+  z
+    .number({ error: `expected a whole number of ${what} (at least 1; leave the key out for no limit)` })
+    .int()
+    .min(1)
+    .max(Number.MAX_SAFE_INTEGER);
 
 /**
  * A limit set in caxton.toml. Tokens are given either as `tokens_per_minute` or as `tokens` with an

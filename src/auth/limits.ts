@@ -336,7 +336,10 @@ export function limitedError(d: LimitDenied): CaxtonError {
   let message: string;
   switch (d.limit) {
     case 'requests':
-      message = d.scope === 'agent' ? `${who} is at its limit of ${d.value} executions per minute (requests_per_minute); retry in ${s} s` : `${who} is at its limit of ${d.value} requests per minute (requests_per_minute); retry in ${s} s`;
+      message =
+        d.scope === 'agent'
+          ? `${who} is at its limit of ${d.value} executions per minute (requests_per_minute); retry in ${s} s`
+          : `${who} is at its limit of ${d.value} requests per minute (requests_per_minute); retry in ${s} s`;
       break;
     case 'concurrency':
       message = `${who} already has ${d.value} executions running, its limit (concurrent_executions); retry when one finishes, in ${s} s or later`;

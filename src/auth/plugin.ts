@@ -88,7 +88,9 @@ export function installAuth(app: FastifyInstance, opts: AuthPluginOptions): void
 
   app.addHook('onRequest', async (req: FastifyRequest, reply: FastifyReply) => {
     if (!hostAllowed(req.headers.host)) {
-      throw deny(req, 'forbidden', `the Host header "${String(req.headers.host ?? '').slice(0, 100)}" is not one this server answers to; add the name to [security] allowed_hosts`, { reason: 'host_not_allowed' });
+      throw deny(req, 'forbidden', `the Host header "${String(req.headers.host ?? '').slice(0, 100)}" is not one this server answers to; add the name to [security] allowed_hosts`, {
+        reason: 'host_not_allowed',
+      });
     }
     if (!SAFE_METHODS.has(req.method)) checkCrossSite(req, opts, deny);
 
@@ -141,7 +143,10 @@ export function assertAgentAllowed(p: Principal, agent: string, make: (code: 'fo
 function checkCrossSite(req: FastifyRequest, opts: AuthPluginOptions, deny: (req: FastifyRequest, code: 'forbidden', message: string, details: Record<string, unknown>) => CaxtonError): void {
   const origin = req.headers.origin;
   if (origin !== undefined && !originAllowed(origin, req.headers.host, opts.allowedOrigins)) {
-    throw deny(req, 'forbidden', `cross-origin request from ${origin.slice(0, 200)} refused; allow the origin in [security] cors_origins`, { reason: 'origin_not_allowed', origin: origin.slice(0, 200) });
+    throw deny(req, 'forbidden', `cross-origin request from ${origin.slice(0, 200)} refused; allow the origin in [security] cors_origins`, {
+      reason: 'origin_not_allowed',
+      origin: origin.slice(0, 200),
+    });
   }
   if (origin === undefined && req.headers['sec-fetch-site'] === 'cross-site') {
     throw deny(req, 'forbidden', 'cross-site request refused', { reason: 'origin_not_allowed' });
@@ -150,7 +155,12 @@ function checkCrossSite(req: FastifyRequest, opts: AuthPluginOptions, deny: (req
   // client sending them must prove it is not a page: a credential header or X-Caxton-Request.
   const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
   if (SIMPLE_TYPES.has(type) && req.headers.authorization === undefined && req.headers['x-api-key'] === undefined && req.headers['x-caxton-request'] === undefined) {
-    throw deny(req, 'forbidden', `a ${type} body needs an Authorization or X-Caxton-Request header (browsers send such bodies cross-site); send the API's own content type, e.g. application/json or application/toml`, { reason: 'simple_content_type', content_type: type });
+    throw deny(
+      req,
+      'forbidden',
+      `a ${type} body needs an Authorization or X-Caxton-Request header (browsers send such bodies cross-site); send the API's own content type, e.g. application/json or application/toml`,
+      { reason: 'simple_content_type', content_type: type },
+    );
   }
 }
 
@@ -166,7 +176,12 @@ function originAllowed(origin: string, host: string | undefined, allowed: readon
   return host !== undefined && u.host.toLowerCase() === host.toLowerCase();
 }
 
-async function authenticate(req: FastifyRequest, a: Authenticators, reply: FastifyReply, deny: (req: FastifyRequest, code: 'unauthenticated', message: string, details: Record<string, unknown>) => CaxtonError): Promise<Principal> {
+async function authenticate(
+  req: FastifyRequest,
+  a: Authenticators,
+  reply: FastifyReply,
+  deny: (req: FastifyRequest, code: 'unauthenticated', message: string, details: Record<string, unknown>) => CaxtonError,
+): Promise<Principal> {
   const token = bearerOf(req);
   if (token !== undefined) {
     if (token.length > MAX_TOKEN) throw withChallenge(reply, deny(req, 'unauthenticated', 'the bearer token is too long', { reason: 'token_too_long' }));
@@ -187,7 +202,12 @@ async function authenticate(req: FastifyRequest, a: Authenticators, reply: Fasti
     const p = a.certificate(socket);
     if (p) return p;
   }
-  throw withChallenge(reply, deny(req, 'unauthenticated', 'authentication required: send "Authorization: Bearer <API key>" (create one with `caxton key create`; the CLI sends $CAXTON_API_KEY or the key of `caxton login`)', { reason: 'missing_credentials' }));
+  throw withChallenge(
+    reply,
+    deny(req, 'unauthenticated', 'authentication required: send "Authorization: Bearer <API key>" (create one with `caxton key create`; the CLI sends $CAXTON_API_KEY or the key of `caxton login`)', {
+      reason: 'missing_credentials',
+    }),
+  );
 }
 
 function withChallenge(reply: FastifyReply, e: CaxtonError): CaxtonError {

@@ -47,7 +47,13 @@ export function globMatch(pattern: string, value: string): boolean {
   if (!re) {
     // Only `*` is special; the pattern is escaped otherwise, and `[^]*?` cannot backtrack
     // super-linearly on a pattern of a few stars.
-    re = new RegExp(`^${pattern.split('*').map((s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`, 's');
+    re = new RegExp(
+      `^${pattern
+        .split('*')
+        .map((s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'))
+        .join('.*')}$`,
+      's',
+    );
     if (globCache.size > 1000) globCache.clear();
     globCache.set(pattern, re);
   }

@@ -33,7 +33,10 @@ program
   .option('--json', 'print machine-readable JSON instead of text')
   .showSuggestionAfterError(true)
   .configureOutput({ outputError: (s, write) => write(s) })
-  .addHelpText('after', `\nExit codes: 0 success, 1 failure, 2 usage error.\nExamples:\n  caxton serve --config examples/caxton.toml\n  caxton agent validate agents/*.toml\n  caxton agent deploy my-agent.toml\n  caxton agent list --capability data-analysis --json\n  caxton message send --capability question-answering --content "What is Caxton?" --wait\n  caxton conversation list --state failed\n  caxton tool call csv_parser.parse --args '{"text": "a,b\\n1,2"}'\n  caxton status --watch\n  caxton logs --level warn --follow\n  caxton events --type lifecycle --since 1h\n  caxton key create --name ci --role operator --expires 30d\n  caxton login --server https://caxton.example.com --profile prod`);
+  .addHelpText(
+    'after',
+    `\nExit codes: 0 success, 1 failure, 2 usage error.\nExamples:\n  caxton serve --config examples/caxton.toml\n  caxton agent validate agents/*.toml\n  caxton agent deploy my-agent.toml\n  caxton agent list --capability data-analysis --json\n  caxton message send --capability question-answering --content "What is Caxton?" --wait\n  caxton conversation list --state failed\n  caxton tool call csv_parser.parse --args '{"text": "a,b\\n1,2"}'\n  caxton status --watch\n  caxton logs --level warn --follow\n  caxton events --type lifecycle --since 1h\n  caxton key create --name ci --role operator --expires 30d\n  caxton login --server https://caxton.example.com --profile prod`,
+  );
 
 const ctx: CliContext = {
   client: () => {
@@ -72,9 +75,13 @@ function fail(e: unknown): never {
   }
   let err: CliError;
   if (e instanceof CliError) err = e;
-  else if (e instanceof ConfigError) err = new CliError('invalid configuration', { lines: e.issues.map(formatIssue), json: { error: { code: e.code, message: e.message, details: { issues: e.issues } } } });
+  else if (e instanceof ConfigError)
+    err = new CliError('invalid configuration', { lines: e.issues.map(formatIssue), json: { error: { code: e.code, message: e.message, details: { issues: e.issues } } } });
   else if (e instanceof CaxtonError) err = new CliError(e.message, { json: { error: { code: e.code, message: e.message, details: e.details ?? null } } });
-  else if ((e as NodeJS.ErrnoException)?.code === 'EADDRINUSE') err = new CliError(`address already in use: ${(e as Error).message.replace(/^listen EADDRINUSE: address already in use /, '')}`, { lines: ['another process holds this port; pick another with --port (or --metrics-port)'] });
+  else if ((e as NodeJS.ErrnoException)?.code === 'EADDRINUSE')
+    err = new CliError(`address already in use: ${(e as Error).message.replace(/^listen EADDRINUSE: address already in use /, '')}`, {
+      lines: ['another process holds this port; pick another with --port (or --metrics-port)'],
+    });
   else err = new CliError(`unexpected error: ${e instanceof Error ? e.message : String(e)}`);
   if (out.json && err.exitCode !== EXIT.usage) out.data(err.json ?? { error: { code: 'failure', message: err.message, details: null } });
   else {

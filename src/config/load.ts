@@ -52,7 +52,9 @@ const FLAG_PATHS: Record<keyof ConfigFlags, string[]> = {
 export class ConfigError extends CaxtonError {
   readonly issues: SourceIssue[];
   constructor(issues: SourceIssue[]) {
-    super('invalid_config', `invalid configuration: ${issues.map((i) => `${i.file ?? ''}${i.line ? `:${i.line}:${i.column ?? 1}` : ''} ${i.field ? `[${i.field}] ` : ''}${i.message}`).join('; ')}`, { issues });
+    super('invalid_config', `invalid configuration: ${issues.map((i) => `${i.file ?? ''}${i.line ? `:${i.line}:${i.column ?? 1}` : ''} ${i.field ? `[${i.field}] ` : ''}${i.message}`).join('; ')}`, {
+      issues,
+    });
     this.name = 'ConfigError';
     this.issues = issues;
   }
@@ -152,7 +154,15 @@ export function loadServerConfig(opts: LoadOptions = {}): ServerConfig {
           const path = [...(i.path as (string | number)[]), key];
           const guess = i.path.length === 0 ? closest(key, KNOWN_SECTIONS) : undefined;
           const pos = locate(path);
-          issues.push({ severity: 'error', code: 'unknown_key', ...(file && { file }), field: fieldPath(path), ...(pos && { line: pos.line, column: pos.column }), message: `unknown configuration key "${key}"`, ...(guess && { suggestion: `did you mean "${guess}"?` }) });
+          issues.push({
+            severity: 'error',
+            code: 'unknown_key',
+            ...(file && { file }),
+            field: fieldPath(path),
+            ...(pos && { line: pos.line, column: pos.column }),
+            message: `unknown configuration key "${key}"`,
+            ...(guess && { suggestion: `did you mean "${guess}"?` }),
+          });
         }
         continue;
       }
@@ -165,11 +175,29 @@ export function loadServerConfig(opts: LoadOptions = {}): ServerConfig {
   const cfg = parsed.data;
   const names = Object.keys(cfg.llm.providers);
   if (cfg.llm.default_provider !== undefined && !names.includes(cfg.llm.default_provider)) {
-    throw new ConfigError([{ severity: 'error', code: 'invalid_value', ...(file && { file }), field: 'llm.default_provider', message: `default provider "${cfg.llm.default_provider}" is not configured`, suggestion: names.length ? `configured providers: ${names.join(', ')}` : 'add a [llm.providers.NAME] table' }]);
+    throw new ConfigError([
+      {
+        severity: 'error',
+        code: 'invalid_value',
+        ...(file && { file }),
+        field: 'llm.default_provider',
+        message: `default provider "${cfg.llm.default_provider}" is not configured`,
+        suggestion: names.length ? `configured providers: ${names.join(', ')}` : 'add a [llm.providers.NAME] table',
+      },
+    ]);
   }
   for (const [name, p] of Object.entries(cfg.llm.providers)) {
     if (p.type === 'scripted' && !p.script) {
-      throw new ConfigError([{ severity: 'error', code: 'missing_field', ...(file && { file }), field: `llm.providers.${name}.script`, message: 'a scripted provider needs a script file', suggestion: 'add script = "replies.toml" (see docs/scripted-provider.md)' }]);
+      throw new ConfigError([
+        {
+          severity: 'error',
+          code: 'missing_field',
+          ...(file && { file }),
+          field: `llm.providers.${name}.script`,
+          message: 'a scripted provider needs a script file',
+          suggestion: 'add script = "replies.toml" (see docs/scripted-provider.md)',
+        },
+      ]);
     }
   }
   return { ...cfg, source: { file, env: envUsed, flags: flagsUsed } };

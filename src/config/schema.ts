@@ -10,7 +10,11 @@ import { tlsConfigSchema } from '../server/tls-config.js';
 
 /** Durations default to `def` milliseconds (written as seconds), sizes to `def` bytes. */
 /** Bounded (src/shared/zod-units.ts): by default 1 ms to 2^31-1 ms (a Node.js timer's limit), 1 byte to 4 GiB. */
-const duration = (def: number, bounds?: UnitBounds) => z.union([z.number(), z.string()]).default(def / 1000).pipe(durationMs(bounds));
+const duration = (def: number, bounds?: UnitBounds) =>
+  z
+    .union([z.number(), z.string()])
+    .default(def / 1000)
+    .pipe(durationMs(bounds));
 const size = (def: number, bounds?: UnitBounds) => z.union([z.number(), z.string()]).default(def).pipe(sizeBytes(bounds));
 
 const port = z.number({ error: 'expected a port number' }).int().min(0).max(65535);
@@ -18,7 +22,10 @@ const port = z.number({ error: 'expected a port number' }).int().min(0).max(6553
 export const providerSchema = z.strictObject({
   type: z.enum(['openai', 'anthropic', 'scripted'], { error: 'expected "openai", "anthropic" or "scripted"' }),
   base_url: z.url({ error: 'expected a URL such as "http://127.0.0.1:11434/v1"' }).optional(),
-  api_key_env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { message: 'expected the NAME of an environment variable, e.g. "OPENAI_API_KEY"' }).optional(),
+  api_key_env: z
+    .string()
+    .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { message: 'expected the NAME of an environment variable, e.g. "OPENAI_API_KEY"' })
+    .optional(),
   model: z.string().min(1).optional(),
   timeout: duration(60_000),
   max_retries: z.number().int().min(0).max(10).default(2),
@@ -68,13 +75,25 @@ export const toolGrantSchema = z.strictObject({
   /** false: a built-in server of this name is not loaded, and deploying one is refused. */
   enabled: z.boolean().default(true),
   /** Hosts the server may reach over HTTP: "api.example.com", "*.example.com", "127.0.0.1" or "*". */
-  allowed_hosts: z.array(z.string().regex(HOST_PATTERN, { message: 'expected a host name, "*.domain", an IP address in brackets for IPv6, or "*"' }), { error: 'expected a list of host names' }).default([]),
+  allowed_hosts: z
+    .array(z.string().regex(HOST_PATTERN, { message: 'expected a host name, "*.domain", an IP address in brackets for IPv6, or "*"' }), { error: 'expected a list of host names' })
+    .default([]),
   /** Guest root declared by the manifest (`[permissions.paths]`) → host directory (relative to caxton.toml). */
-  paths: z.record(z.string().regex(GUEST_PATH, { message: 'expected a guest path such as "/data" as the key' }), z.string({ error: 'expected a host directory' }).min(1), { error: (iss) => (iss.code === 'invalid_key' ? 'expected a guest path such as "/data" as the key' : 'expected a table: guest root = "host directory"') }).default({}),
+  paths: z
+    .record(z.string().regex(GUEST_PATH, { message: 'expected a guest path such as "/data" as the key' }), z.string({ error: 'expected a host directory' }).min(1), {
+      error: (iss) => (iss.code === 'invalid_key' ? 'expected a guest path such as "/data" as the key' : 'expected a table: guest root = "host directory"'),
+    })
+    .default({}),
   /** Guest database path declared by the manifest (`databases`) → host SQLite file or directory (relative to caxton.toml); always read-only. */
-  databases: z.record(z.string().regex(GUEST_PATH, { message: 'expected a guest path such as "/db" as the key' }), z.string({ error: 'expected a host file or directory' }).min(1), { error: (iss) => (iss.code === 'invalid_key' ? 'expected a guest path such as "/db" as the key' : 'expected a table: guest path = "host file or directory"') }).default({}),
+  databases: z
+    .record(z.string().regex(GUEST_PATH, { message: 'expected a guest path such as "/db" as the key' }), z.string({ error: 'expected a host file or directory' }).min(1), {
+      error: (iss) => (iss.code === 'invalid_key' ? 'expected a guest path such as "/db" as the key' : 'expected a table: guest path = "host file or directory"'),
+    })
+    .default({}),
   /** Values for configuration keys the manifest declares (numbers and booleans are passed as text). */
-  config: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()], { error: 'expected a string, number or boolean' }).transform(String), { error: 'expected a table of configuration values' }).default({}),
+  config: z
+    .record(z.string(), z.union([z.string(), z.number(), z.boolean()], { error: 'expected a string, number or boolean' }).transform(String), { error: 'expected a table of configuration values' })
+    .default({}),
   /** Upper bounds on the manifest's [limits]: the effective limit is the smaller. */
   limits: z
     .strictObject({
@@ -111,7 +130,10 @@ export const toolCapsSchema = z
 export type ToolCapsConfig = z.output<typeof toolCapsSchema>;
 
 const modelAliasSchema = z.union([
-  z.string().min(1).transform((model) => ({ model })),
+  z
+    .string()
+    .min(1)
+    .transform((model) => ({ model })),
   z.strictObject({ provider: z.string().min(1).optional(), model: z.string().min(1) }),
 ]);
 
@@ -246,7 +268,8 @@ export const serverConfigSchema = z.strictObject({
     .catchall(toolGrantSchema)
     .superRefine((servers, ctx) => {
       for (const name of Object.keys(servers)) {
-        if (name !== 'limits' && !TOOL_SERVER_NAME.test(name)) ctx.addIssue({ code: 'custom', path: [name], message: `invalid tool server name "${name}": a lower-case letter, then letters, digits, "_" or "-" (no dots: its tools are named NAME.tool)` });
+        if (name !== 'limits' && !TOOL_SERVER_NAME.test(name))
+          ctx.addIssue({ code: 'custom', path: [name], message: `invalid tool server name "${name}": a lower-case letter, then letters, digits, "_" or "-" (no dots: its tools are named NAME.tool)` });
       }
     })
     .prefault({}),
@@ -255,7 +278,8 @@ export const serverConfigSchema = z.strictObject({
     .record(z.string(), mcpServerSchema)
     .superRefine((servers, ctx) => {
       for (const name of Object.keys(servers)) {
-        if (!/^[A-Za-z][A-Za-z0-9_-]{0,63}$/.test(name)) ctx.addIssue({ code: 'custom', path: [name], message: `invalid MCP server name "${name}": use letters, digits, "_" and "-" (no dots: its tools are named NAME.tool)` });
+        if (!/^[A-Za-z][A-Za-z0-9_-]{0,63}$/.test(name))
+          ctx.addIssue({ code: 'custom', path: [name], message: `invalid MCP server name "${name}": use letters, digits, "_" and "-" (no dots: its tools are named NAME.tool)` });
       }
     })
     .default({}),

@@ -179,7 +179,10 @@ export class Executor {
     if (typeof req.request !== 'string' || req.request.length === 0) throw new CaxtonError('invalid_request', '"request" must be a non-empty string', { field: 'request' });
     const size = Buffer.byteLength(req.request) + (req.context === undefined ? 0 : Buffer.byteLength(typeof req.context === 'string' ? req.context : JSON.stringify(req.context)));
     if (size > def.limits.max_message_size) {
-      throw new CaxtonError('payload_too_large', `the request is ${size} bytes; agent "${def.name}" accepts at most ${def.limits.max_message_size} (limits.max_message_size)`, { size, limit: def.limits.max_message_size });
+      throw new CaxtonError('payload_too_large', `the request is ${size} bytes; agent "${def.name}" accepts at most ${def.limits.max_message_size} (limits.max_message_size)`, {
+        size,
+        limit: def.limits.max_message_size,
+      });
     }
     if (req.capability !== undefined && !def.capabilities.includes(req.capability as never)) {
       throw new CaxtonError('invalid_request', `agent "${def.name}" does not provide capability "${req.capability}"; it provides ${def.capabilities.join(', ')}`, { field: 'capability' });
@@ -234,7 +237,9 @@ export class Executor {
   async #invoke(def: AgentDefinition, req: InvokeRequest, opts: InvokeOptions): Promise<AgentResponse> {
     if (!this.#tracer && !this.#metrics && !this.#onExecuted) return this.#run(def, req, opts);
     const t0 = performance.now();
-    const span = this.#tracer && startSpan(this.#tracer, `agent.execute ${def.name}`, req.traceparent, { 'caxton.agent': def.name, ...(req.conversation_id !== undefined && { 'caxton.conversation_id': req.conversation_id }) });
+    const span =
+      this.#tracer &&
+      startSpan(this.#tracer, `agent.execute ${def.name}`, req.traceparent, { 'caxton.agent': def.name, ...(req.conversation_id !== undefined && { 'caxton.conversation_id': req.conversation_id }) });
     const tp = span?.isRecording() ? traceparentOf(span) : undefined;
     const traced = tp !== undefined ? { ...req, traceparent: tp } : req;
     try {
@@ -270,7 +275,15 @@ export class Executor {
     }
     if (!span) return;
     if (res) {
-      span.setAttributes({ 'caxton.execution_id': res.execution_id, 'caxton.isolation': res.isolation, 'gen_ai.system': res.provider, 'gen_ai.request.model': res.model, 'caxton.turns': res.turns, 'gen_ai.usage.input_tokens': res.usage.input_tokens, 'gen_ai.usage.output_tokens': res.usage.output_tokens });
+      span.setAttributes({
+        'caxton.execution_id': res.execution_id,
+        'caxton.isolation': res.isolation,
+        'gen_ai.system': res.provider,
+        'gen_ai.request.model': res.model,
+        'caxton.turns': res.turns,
+        'gen_ai.usage.input_tokens': res.usage.input_tokens,
+        'gen_ai.usage.output_tokens': res.usage.output_tokens,
+      });
       span.end();
     } else endWithError(span, err);
   }

@@ -39,7 +39,11 @@ const MEMORY_RE = /\{\{\s*memory_context\s*\}\}/;
  * prompts name the placeholder nowhere gets them appended to the system prompt.
  */
 export function renderSystemPrompt(def: AgentDefinition, memoryContext = ''): string {
-  if (MEMORY_RE.test(def.system_prompt)) return def.system_prompt.replace(new RegExp(MEMORY_RE.source, 'g'), memoryContext).replace(/\n{3,}/g, '\n\n').trim();
+  if (MEMORY_RE.test(def.system_prompt))
+    return def.system_prompt
+      .replace(new RegExp(MEMORY_RE.source, 'g'), memoryContext)
+      .replace(/\n{3,}/g, '\n\n')
+      .trim();
   if (memoryContext !== '' && !MEMORY_RE.test(def.user_prompt_template)) return `${def.system_prompt}\n\n${memoryContext}`;
   return def.system_prompt;
 }

@@ -69,7 +69,7 @@ export async function runAgent(job: ExecutionJob, deps: ExecutionDeps, opts: { s
   let usage: Usage = { input_tokens: 0, output_tokens: 0, total_tokens: 0 };
   let last: ChatResponse | undefined;
   let turns = 0;
-  for (; turns < def.limits.max_turns; ) {
+  for (; turns < def.limits.max_turns;) {
     if (opts.signal.aborted) throw opts.signal.reason instanceof CaxtonError ? opts.signal.reason : new CaxtonError('cancelled', 'the execution was cancelled');
     turns++;
     // Spans record only where a tracer provider is registered (the server process: `context`
@@ -83,7 +83,12 @@ export async function runAgent(job: ExecutionJob, deps: ExecutionDeps, opts: { s
       endWithError(llmSpan, e);
       throw e;
     }
-    llmSpan.setAttributes({ 'gen_ai.system': last.provider, 'gen_ai.request.model': last.model, 'gen_ai.usage.input_tokens': last.usage.input_tokens, 'gen_ai.usage.output_tokens': last.usage.output_tokens });
+    llmSpan.setAttributes({
+      'gen_ai.system': last.provider,
+      'gen_ai.request.model': last.model,
+      'gen_ai.usage.input_tokens': last.usage.input_tokens,
+      'gen_ai.usage.output_tokens': last.usage.output_tokens,
+    });
     llmSpan.end();
     usage = addUsage(usage, last.usage);
     messages.push({ role: 'assistant', content: last.content, ...(last.tool_calls.length > 0 && { tool_calls: last.tool_calls }) });

@@ -196,7 +196,8 @@ function httpFailure(t: HttpTarget, url: string, status: number, bodyText: strin
 /** Maps a thrown fetch/body error to a failure. */
 function classifyThrown(t: HttpTarget, e: unknown, callerSignal: AbortSignal | undefined, timer: AttemptTimer, phase: string): AttemptFailure {
   if (e instanceof LlmError) return new AttemptFailure(e);
-  const make = (kind: LlmErrorKind, message: string, retryable: boolean): AttemptFailure => new AttemptFailure(new LlmError({ provider: t.provider, model: t.model, kind, message, retryable }, { cause: e }));
+  const make = (kind: LlmErrorKind, message: string, retryable: boolean): AttemptFailure =>
+    new AttemptFailure(new LlmError({ provider: t.provider, model: t.model, kind, message, retryable }, { cause: e }));
   if (callerSignal?.aborted) return new AttemptFailure(cancelled(t, e));
   if (timer.fired) return make('timeout', `timed out: no data for ${timer.ms} ms while ${phase} (timeout_ms = ${timer.ms})`, true);
   const code = errorCode(e);

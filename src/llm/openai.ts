@@ -101,7 +101,11 @@ export class OpenAiProvider implements LlmProvider {
     if (model === '') throw new LlmError({ provider: this.name, model: '(none)', kind: 'bad_request', message: 'no model given and the provider has no default model' });
     const key = readApiKey(this.name, model, this.config);
     const target: HttpTarget = { provider: this.name, model, baseUrl: this.baseUrl, config: this.config };
-    const headers: Record<string, string> = { ...(key !== undefined && { authorization: `Bearer ${key}` }), ...(req.traceparent !== undefined && { traceparent: req.traceparent }), ...this.config.headers };
+    const headers: Record<string, string> = {
+      ...(key !== undefined && { authorization: `Bearer ${key}` }),
+      ...(req.traceparent !== undefined && { traceparent: req.traceparent }),
+      ...this.config.headers,
+    };
     return {
       target,
       post: { url: joinUrl(this.baseUrl, '/chat/completions'), headers, body: buildBody(req, model, stream, usesMaxCompletionTokens(this.baseUrl)), signal: req.signal, deadline: req.deadline },

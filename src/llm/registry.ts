@@ -84,7 +84,13 @@ export class ProviderRegistry {
    * provider), then each listed fallback provider with that provider's default model.
    */
   resolve(agentLlm: AgentLlmChoice, defaults: ResolveDefaults): ModelAttempt[] {
-    const chosen = resolveModelName(agentLlm, defaults.provider, defaults.modelAliases, (n) => this.providers.get(n), () => this.providers.entries());
+    const chosen = resolveModelName(
+      agentLlm,
+      defaults.provider,
+      defaults.modelAliases,
+      (n) => this.providers.get(n),
+      () => this.providers.entries(),
+    );
     const provider = chosen.provider;
     const model = chosen.model ?? this.get(provider).defaultModel;
     if ((model === undefined || model === '') && chosen.fallback !== undefined) {

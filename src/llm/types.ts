@@ -68,10 +68,7 @@ export interface ChatResponse {
   finish_reason: FinishReason;
 }
 
-export type StreamEvent =
-  | { type: 'text_delta'; text: string }
-  | { type: 'tool_call'; call: ToolCall }
-  | { type: 'done'; response: ChatResponse };
+export type StreamEvent = { type: 'text_delta'; text: string } | { type: 'tool_call'; call: ToolCall } | { type: 'done'; response: ChatResponse };
 
 export interface LlmProvider {
   /** The `[llm.providers.NAME]` name. */
@@ -105,18 +102,7 @@ export interface ProviderConfig {
 }
 
 export type LlmErrorKind =
-  | 'missing_key'
-  | 'unauthorized'
-  | 'forbidden'
-  | 'rate_limited'
-  | 'server_error'
-  | 'timeout'
-  | 'connection'
-  | 'malformed_response'
-  | 'unknown_model'
-  | 'bad_request'
-  | 'cancelled'
-  | 'script';
+  'missing_key' | 'unauthorized' | 'forbidden' | 'rate_limited' | 'server_error' | 'timeout' | 'connection' | 'malformed_response' | 'unknown_model' | 'bad_request' | 'cancelled' | 'script';
 
 /** Every provider failure: names the provider, the model and the cause. */
 export class LlmError extends CaxtonError {
@@ -142,7 +128,12 @@ export class LlmError extends CaxtonError {
     },
     options?: { cause?: unknown },
   ) {
-    super(init.kind === 'cancelled' ? 'cancelled' : init.kind === 'timeout' ? 'timeout' : 'llm_error', `LLM provider "${init.provider}" (model "${init.model}"): ${init.message}`, { provider: init.provider, model: init.model, kind: init.kind, http_status: init.httpStatus, ...init.details }, options);
+    super(
+      init.kind === 'cancelled' ? 'cancelled' : init.kind === 'timeout' ? 'timeout' : 'llm_error',
+      `LLM provider "${init.provider}" (model "${init.model}"): ${init.message}`,
+      { provider: init.provider, model: init.model, kind: init.kind, http_status: init.httpStatus, ...init.details },
+      options,
+    );
     this.reason = scrubSecrets(init.message);
     this.name = 'LlmError';
     this.provider = init.provider;

@@ -257,7 +257,10 @@ export class McpConnection {
   }
 
   #lastStderrLine(): string | undefined {
-    const lines = this.#stderr.split('\n').map((l) => l.trim()).filter((l) => l !== '');
+    const lines = this.#stderr
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l !== '');
     return lines.at(-1);
   }
 
@@ -462,7 +465,10 @@ export class McpConnection {
         return fail('timeout', `MCP server "${this.name}" did not answer tool "${tool.name}" within ${timeout} ms; the call was cancelled`);
       }
       if (e instanceof McpError && e.code === (ErrorCode.ConnectionClosed as number)) {
-        return fail('io_error', `MCP server "${this.name}" closed the connection during the call to "${tool.name}": ${this.#lastError ?? 'connection closed'} (state: ${this.#state}; reconnecting with backoff)`);
+        return fail(
+          'io_error',
+          `MCP server "${this.name}" closed the connection during the call to "${tool.name}": ${this.#lastError ?? 'connection closed'} (state: ${this.#state}; reconnecting with backoff)`,
+        );
       }
       if (e instanceof McpError) {
         return fail(e.code === (ErrorCode.InvalidParams as number) ? 'invalid_input' : 'error', `MCP server "${this.name}" refused tool "${tool.name}": ${e.message}`);

@@ -63,8 +63,7 @@ function mcpEndpoint(opts: McpHttpOptions): Plugin {
         }
       }
     });
-    const notAllowed = async (_req: unknown, reply: FastifyReply) =>
-      reply.code(405).header('allow', 'POST').send(rpcError(-32000, 'Method not allowed: this MCP endpoint is stateless, use POST'));
+    const notAllowed = async (_req: unknown, reply: FastifyReply) => reply.code(405).header('allow', 'POST').send(rpcError(-32000, 'Method not allowed: this MCP endpoint is stateless, use POST'));
     app.get(MCP_PATH, { schema: { hide: true } }, notAllowed);
     app.delete(MCP_PATH, { schema: { hide: true } }, notAllowed);
   };

@@ -88,8 +88,10 @@ export class CaxtonMcpTools {
       out.push(t);
     };
     const tools = mayCallTools(p);
-    for (const t of executor.deps.tools.list()) if (tools && config.builtin_tools.includes(t.name) && toolInScope(p, t.name)) add({ name: t.name, description: t.description, inputSchema: t.input_schema as McpToolSpec['inputSchema'] });
-    for (const t of executor.hostTools.list()) if (tools && matches(config.host_tools, t.name) && toolInScope(p, t.name)) add({ name: t.name, description: t.description, inputSchema: t.input_schema as McpToolSpec['inputSchema'] });
+    for (const t of executor.deps.tools.list())
+      if (tools && config.builtin_tools.includes(t.name) && toolInScope(p, t.name)) add({ name: t.name, description: t.description, inputSchema: t.input_schema as McpToolSpec['inputSchema'] });
+    for (const t of executor.hostTools.list())
+      if (tools && matches(config.host_tools, t.name) && toolInScope(p, t.name)) add({ name: t.name, description: t.description, inputSchema: t.input_schema as McpToolSpec['inputSchema'] });
     for (const a of agents.list().agents) {
       const name = a.definition.name as string;
       if (!matches(config.agents, name) || (p && !inScope(p.scope.agents, name))) continue;
@@ -121,7 +123,8 @@ export class CaxtonMcpTools {
     // The HTTP route let the caller in with agents:invoke; tools need tools:call and the caller's scopes.
     const p = caller.principal;
     if (p && target.kind === 'agent' && !inScope(p.scope.agents, target.agent)) return text(`${p.id} may not use the agent "${target.agent}"`, true);
-    if (p && target.kind !== 'agent' && (!mayCallTools(p) || !toolInScope(p, name))) return text(`${p.id} (role ${p.role}) may not call the tool "${name}": it needs the tools:call permission${p.scope.tools ? ' and the tool in its scope' : ''}`, true);
+    if (p && target.kind !== 'agent' && (!mayCallTools(p) || !toolInScope(p, name)))
+      return text(`${p.id} (role ${p.role}) may not call the tool "${name}": it needs the tools:call permission${p.scope.tools ? ' and the tool in its scope' : ''}`, true);
     const who = p ? { principal: p.id } : {};
     const caller_ = `mcp${client ? `:${client}` : ''}`;
     if (target.kind === 'agent') {
@@ -129,7 +132,11 @@ export class CaxtonMcpTools {
       if (typeof request !== 'string' || request === '') return text(`"request" must be a non-empty string`, true);
       const context = args.context;
       try {
-        const res = await this.#deps.executor.invoke(target.agent, { request, ...(typeof context === 'string' && context !== '' && { context }), ...(traceparent !== undefined && { traceparent }), ...who }, { signal, ...(p && { limit: { principalId: p.id, limits: caller.limits } }) });
+        const res = await this.#deps.executor.invoke(
+          target.agent,
+          { request, ...(typeof context === 'string' && context !== '' && { context }), ...(traceparent !== undefined && { traceparent }), ...who },
+          { signal, ...(p && { limit: { principalId: p.id, limits: caller.limits } }) },
+        );
         return {
           content: [{ type: 'text', text: res.content }],
           structuredContent: { agent: res.agent, execution_id: res.execution_id, finish_reason: res.finish_reason, turns: res.turns, usage: res.usage },

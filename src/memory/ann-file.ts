@@ -100,7 +100,10 @@ export function saveAnnFile(index: VectorIndex, path: string, state: { db_uid: s
  * The sidecar of `path`, checked against what the store expects and against the file (size and
  * hash); a reason when the file must not be loaded.
  */
-export function checkAnnFile(path: string, expect: { db_uid: string; seq: number; log_since: number; model: string; dimensions: number }): { ok: true; sidecar: AnnSidecar } | { ok: false; reason: string } {
+export function checkAnnFile(
+  path: string,
+  expect: { db_uid: string; seq: number; log_since: number; model: string; dimensions: number },
+): { ok: true; sidecar: AnnSidecar } | { ok: false; reason: string } {
   let s: AnnSidecar;
   try {
     s = JSON.parse(readFileSync(sidecarPath(path), 'utf8')) as AnnSidecar;
@@ -108,9 +111,11 @@ export function checkAnnFile(path: string, expect: { db_uid: string; seq: number
     const code = (e as NodeJS.ErrnoException).code;
     return { ok: false, reason: code === 'ENOENT' ? 'no saved graph (or its save did not complete)' : `unreadable sidecar: ${(e as Error).message}` };
   }
-  if (s.format !== ANN_FILE_FORMAT || s.version !== ANN_FILE_VERSION) return { ok: false, reason: `sidecar format ${String(s.format)} v${String(s.version)}, expected ${ANN_FILE_FORMAT} v${ANN_FILE_VERSION}` };
+  if (s.format !== ANN_FILE_FORMAT || s.version !== ANN_FILE_VERSION)
+    return { ok: false, reason: `sidecar format ${String(s.format)} v${String(s.version)}, expected ${ANN_FILE_FORMAT} v${ANN_FILE_VERSION}` };
   if (s.db_uid !== expect.db_uid) return { ok: false, reason: 'the saved graph belongs to another database' };
-  if (s.model !== expect.model || s.dimensions !== expect.dimensions) return { ok: false, reason: `the saved graph holds ${s.model} (${s.dimensions}) vectors, the store uses ${expect.model} (${expect.dimensions})` };
+  if (s.model !== expect.model || s.dimensions !== expect.dimensions)
+    return { ok: false, reason: `the saved graph holds ${s.model} (${s.dimensions}) vectors, the store uses ${expect.model} (${expect.dimensions})` };
   if (JSON.stringify(s.params) !== JSON.stringify(ANN_PARAMS)) return { ok: false, reason: 'the saved graph was built with other parameters' };
   if (!Number.isSafeInteger(s.seq) || s.seq > expect.seq) return { ok: false, reason: `the saved graph reflects change ${s.seq}, the database is at ${expect.seq} (restored from an older copy?)` };
   if (s.seq < expect.log_since) return { ok: false, reason: `the saved graph reflects change ${s.seq}, but the change log starts after ${expect.log_since}` };

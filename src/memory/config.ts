@@ -41,9 +41,18 @@ const schema = z.looseObject({
     .optional(),
   postgres: z
     .strictObject({
-      url: z.string().regex(/^postgres(ql)?:\/\//, { error: 'expected a postgres:// URL' }).optional(),
-      url_env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { error: 'expected the name of an environment variable' }).optional(),
-      schema: z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, { error: 'expected a lower-case SQL identifier (letters, digits, _)' }).default('caxton_memory'),
+      url: z
+        .string()
+        .regex(/^postgres(ql)?:\/\//, { error: 'expected a postgres:// URL' })
+        .optional(),
+      url_env: z
+        .string()
+        .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { error: 'expected the name of an environment variable' })
+        .optional(),
+      schema: z
+        .string()
+        .regex(/^[a-z_][a-z0-9_]{0,62}$/, { error: 'expected a lower-case SQL identifier (letters, digits, _)' })
+        .default('caxton_memory'),
       pool_size: z.number().int().min(1).max(200).default(10),
     })
     .optional(),
@@ -61,9 +70,12 @@ export function parseMemoryConfig(raw: unknown): MemoryConfig {
   }
   const c = r.data;
   if (c.backend === 'postgres' && (!c.postgres || (c.postgres.url === undefined) === (c.postgres.url_env === undefined))) {
-    throw new CaxtonError('invalid_config', 'memory.backend is "postgres": set exactly one of memory.postgres.url or memory.postgres.url_env (the variable holding the URL)', { field: 'memory.postgres' });
+    throw new CaxtonError('invalid_config', 'memory.backend is "postgres": set exactly one of memory.postgres.url or memory.postgres.url_env (the variable holding the URL)', {
+      field: 'memory.postgres',
+    });
   }
-  if (c.embedder === 'openai' && !c.openai) throw new CaxtonError('invalid_config', 'memory.embedder is "openai" but [memory.openai] (base_url, model, dimensions) is missing', { field: 'memory.openai' });
+  if (c.embedder === 'openai' && !c.openai)
+    throw new CaxtonError('invalid_config', 'memory.embedder is "openai" but [memory.openai] (base_url, model, dimensions) is missing', { field: 'memory.openai' });
   return c;
 }
 

@@ -15,4 +15,20 @@ export { memoryTools, MEMORY_TOOL_NAMES, type AgentMemorySettings, type MemoryTo
 export { executionMemory, renderMemories, type AgentMemoryOptions } from './agent.js';
 export { parseMemoryConfig, embedderConfig, postgresConfig, type MemoryConfig } from './config.js';
 export { createMemory, type MemoryComponent, type CreateMemoryOptions } from './service.js';
-export { exportJson, exportJsonl, importMemory, prepareImport, runImport, type PreparedImport, parseJsonl, parseJsonExport, detectFormat, EXPORT_FORMAT, EXPORT_VERSION, type MemoryExport, type ImportOptions, type ImportResult, type ImportFormat } from './transfer.js';
+export {
+  exportJson,
+  exportJsonl,
+  importMemory,
+  prepareImport,
+  runImport,
+  type PreparedImport,
+  parseJsonl,
+  parseJsonExport,
+  detectFormat,
+  EXPORT_FORMAT,
+  EXPORT_VERSION,
+  type MemoryExport,
+  type ImportOptions,
+  type ImportResult,
+  type ImportFormat,
+} from './transfer.js';

@@ -324,7 +324,11 @@ export class PgMemoryStore implements MemoryBackend {
    * transaction; then, in one transaction holding the schema's write lock, `decide` runs again on
    * the current rows (texts not embedded yet are embedded now) and `apply` writes.
    */
-  async #write<P, T>(decide: (q: Queryable) => Promise<Decision<P>>, apply: (c: pg.PoolClient, plan: P, vectorOf: (text: string) => string) => Promise<T>, onProgress?: (done: number, total: number) => void): Promise<T> {
+  async #write<P, T>(
+    decide: (q: Queryable) => Promise<Decision<P>>,
+    apply: (c: pg.PoolClient, plan: P, vectorOf: (text: string) => string) => Promise<T>,
+    onProgress?: (done: number, total: number) => void,
+  ): Promise<T> {
     await this.ready();
     return this.#exclusive(async () => {
       const vectors = new Map<string, string>();
@@ -505,7 +509,9 @@ export class PgMemoryStore implements MemoryBackend {
           const added = [...new Set(a.contents)].filter((c) => !e.observations.includes(c));
           e.observations.push(...added);
           if (e.observations.length > this.limits.max_observations) {
-            throw new CaxtonError('payload_too_large', `entity ${a.entityName} would hold ${e.observations.length} observations, more than the ${this.limits.max_observations} allowed`, { entityName: a.entityName });
+            throw new CaxtonError('payload_too_large', `entity ${a.entityName} would hold ${e.observations.length} observations, more than the ${this.limits.max_observations} allowed`, {
+              entityName: a.entityName,
+            });
           }
           return { entityName: a.entityName, addedObservations: added };
         });
@@ -618,7 +624,10 @@ export class PgMemoryStore implements MemoryBackend {
         const pat = `%${q.replace(/[\\%_]/g, (ch) => `\\${ch}`)}%`;
         const fold = (col: string) => `translate(${col}, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz') LIKE $2 ESCAPE '\\'`;
         rows = (
-          await c.query<EntityRow>(`SELECT ${COLS} FROM ${this.#t('entities')} WHERE scope = ANY($1::text[]) AND (${fold('name')} OR ${fold('entity_type')} OR ${fold('observations::text')}) ORDER BY id`, [scopes, pat])
+          await c.query<EntityRow>(
+            `SELECT ${COLS} FROM ${this.#t('entities')} WHERE scope = ANY($1::text[]) AND (${fold('name')} OR ${fold('entity_type')} OR ${fold('observations::text')}) ORDER BY id`,
+            [scopes, pat],
+          )
         ).rows;
       } else rows = (await c.query<EntityRow>(`SELECT ${COLS} FROM ${this.#t('entities')} WHERE scope = ANY($1::text[]) ORDER BY id`, [scopes])).rows;
       const entities = rows.map(toEntity).filter((e) => e.name.toLowerCase().includes(q) || e.entityType.toLowerCase().includes(q) || e.observations.some((o) => o.toLowerCase().includes(q)));
@@ -763,7 +772,15 @@ export class PgMemoryStore implements MemoryBackend {
     const qv = vectorLiteral((await this.#embed([q.query.slice(0, MAX_EMBED_CHARS)]))[0]!);
     return this.#read(async (c) => {
       await this.#searchSettings(c, plan.pool);
-      const rows = (await c.query<{ 'QUERY PLAN': string }>(`EXPLAIN ${this.#semanticSql(q.entity_type !== undefined)}`, [q.scopes, this.#embedder!.model, qv, plan.pool, ...(q.entity_type !== undefined ? [q.entity_type] : [])])).rows;
+      const rows = (
+        await c.query<{ 'QUERY PLAN': string }>(`EXPLAIN ${this.#semanticSql(q.entity_type !== undefined)}`, [
+          q.scopes,
+          this.#embedder!.model,
+          qv,
+          plan.pool,
+          ...(q.entity_type !== undefined ? [q.entity_type] : []),
+        ])
+      ).rows;
       return rows.map((r) => r['QUERY PLAN']).join('\n');
     });
   }
@@ -824,7 +841,9 @@ export class PgMemoryStore implements MemoryBackend {
             const cur = toEntity(row);
             const observations = [...cur.observations, ...w.observations.filter((o) => !cur.observations.includes(o))];
             if (observations.length > this.limits.max_observations) {
-              throw new CaxtonError('payload_too_large', `entity ${w.name} (scope ${scope}) would hold ${observations.length} observations, more than the ${this.limits.max_observations} allowed`, { entityName: w.name });
+              throw new CaxtonError('payload_too_large', `entity ${w.name} (scope ${scope}) would hold ${observations.length} observations, more than the ${this.limits.max_observations} allowed`, {
+                entityName: w.name,
+              });
             }
             const final: EntityWrite = { ...w, observations, metadata: { ...cur.metadata, ...w.metadata } };
             const embed = observations.length !== cur.observations.length || w.entityType !== cur.entityType;

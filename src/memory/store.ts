@@ -290,7 +290,9 @@ export class MemoryStore implements MemoryBackend {
 
   #putVector(id: number, v: Float32Array): void {
     this.db
-      .prepare('INSERT INTO memory_embeddings (entity_id, model, dimensions, vector) VALUES (?, ?, ?, ?) ON CONFLICT (entity_id) DO UPDATE SET model = excluded.model, dimensions = excluded.dimensions, vector = excluded.vector')
+      .prepare(
+        'INSERT INTO memory_embeddings (entity_id, model, dimensions, vector) VALUES (?, ?, ?, ?) ON CONFLICT (entity_id) DO UPDATE SET model = excluded.model, dimensions = excluded.dimensions, vector = excluded.vector',
+      )
       .run(id, this.#embedder!.model, v.length, vectorToBlob(v));
   }
 
@@ -391,7 +393,9 @@ export class MemoryStore implements MemoryBackend {
         const added = [...new Set(a.contents)].filter((c) => !e.observations.includes(c));
         e.observations.push(...added);
         if (e.observations.length > this.limits.max_observations) {
-          throw new CaxtonError('payload_too_large', `entity ${a.entityName} would hold ${e.observations.length} observations, more than the ${this.limits.max_observations} allowed`, { entityName: a.entityName });
+          throw new CaxtonError('payload_too_large', `entity ${a.entityName} would hold ${e.observations.length} observations, more than the ${this.limits.max_observations} allowed`, {
+            entityName: a.entityName,
+          });
         }
         return { entityName: a.entityName, addedObservations: added };
       });
@@ -472,7 +476,9 @@ export class MemoryStore implements MemoryBackend {
     const ph = scopes.map(() => '?').join(',');
     if (scopes.length === 0) return { entities: [], relations: [] };
     const entities = (this.db.prepare(`SELECT * FROM memory_entities WHERE scope IN (${ph}) ORDER BY id`).all(...scopes) as EntityRow[]).map(toEntity);
-    const relations = (this.db.prepare(`SELECT scope, from_name, to_name, relation_type FROM memory_relations WHERE scope IN (${ph}) ORDER BY scope, created_at, from_name`).all(...scopes) as RelationRow[]).map(toRelation);
+    const relations = (
+      this.db.prepare(`SELECT scope, from_name, to_name, relation_type FROM memory_relations WHERE scope IN (${ph}) ORDER BY scope, created_at, from_name`).all(...scopes) as RelationRow[]
+    ).map(toRelation);
     return { entities, relations };
   }
 
@@ -645,7 +651,9 @@ export class MemoryStore implements MemoryBackend {
           const cur = toEntity(row);
           const observations = [...cur.observations, ...w.observations.filter((o) => !cur.observations.includes(o))];
           if (observations.length > this.limits.max_observations) {
-            throw new CaxtonError('payload_too_large', `entity ${w.name} (scope ${scope}) would hold ${observations.length} observations, more than the ${this.limits.max_observations} allowed`, { entityName: w.name });
+            throw new CaxtonError('payload_too_large', `entity ${w.name} (scope ${scope}) would hold ${observations.length} observations, more than the ${this.limits.max_observations} allowed`, {
+              entityName: w.name,
+            });
           }
           const final: EntityWrite = { ...w, observations, metadata: { ...cur.metadata, ...w.metadata } };
           const changed = observations.length !== cur.observations.length || w.entityType !== cur.entityType;
@@ -722,7 +730,11 @@ export class MemoryStore implements MemoryBackend {
   }
 
   async stats(): Promise<MemoryStats> {
-    const by = this.db.prepare('SELECT scope, count(*) AS n, coalesce(sum(json_array_length(observations)), 0) AS o FROM memory_entities GROUP BY scope').all() as { scope: string; n: number; o: number }[];
+    const by = this.db.prepare('SELECT scope, count(*) AS n, coalesce(sum(json_array_length(observations)), 0) AS o FROM memory_entities GROUP BY scope').all() as {
+      scope: string;
+      n: number;
+      o: number;
+    }[];
     const rels = this.db.prepare('SELECT scope, count(*) AS n FROM memory_relations GROUP BY scope').all() as { scope: string; n: number }[];
     const stats: MemoryStats = {
       ...countsByScope(by, rels),
@@ -755,4 +767,3 @@ export class MemoryStore implements MemoryBackend {
     if (typeof this.#embedderSource === 'function') await this.#embedder?.close();
   }
 }
-

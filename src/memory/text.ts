@@ -71,7 +71,10 @@ export interface SearchPlan {
 }
 
 /** The totals and per-scope counts of `stats()` from per-scope entity (`n`, observations `o`) and relation counts. */
-export function countsByScope(entityRows: readonly { scope: string; n: number; o: number }[], relationRows: readonly { scope: string; n: number }[]): Pick<MemoryStats, 'entities' | 'relations' | 'observations' | 'by_scope'> {
+export function countsByScope(
+  entityRows: readonly { scope: string; n: number; o: number }[],
+  relationRows: readonly { scope: string; n: number }[],
+): Pick<MemoryStats, 'entities' | 'relations' | 'observations' | 'by_scope'> {
   const by_scope: MemoryStats['by_scope'] = {};
   let entities = 0;
   let observations = 0;

@@ -18,7 +18,17 @@ import type { MemoryBackend } from './backend.js';
 import type { Graph, StoredEntity } from './types.js';
 import { checkAdditions, checkDeletions, checkEntities, checkNames, checkRelations } from './validate.js';
 
-export const MEMORY_TOOL_NAMES = ['create_entities', 'create_relations', 'add_observations', 'delete_entities', 'delete_observations', 'delete_relations', 'read_graph', 'search_nodes', 'open_nodes'] as const;
+export const MEMORY_TOOL_NAMES = [
+  'create_entities',
+  'create_relations',
+  'add_observations',
+  'delete_entities',
+  'delete_observations',
+  'delete_relations',
+  'read_graph',
+  'search_nodes',
+  'open_nodes',
+] as const;
 
 /** An agent's memory settings, as its definition's `[memory]` section has them. */
 export interface AgentMemorySettings {
@@ -32,7 +42,11 @@ export interface MemoryToolsOptions {
   settings?: (agent: string) => AgentMemorySettings | undefined;
 }
 
-const SCOPE_PROP = { type: 'string', enum: [...SCOPE_KINDS], description: 'Memory scope: "agent" (your private memory), "workspace" (shared by this server\'s agents) or "global". Default: your configured scope for writes; for reads, all three.' };
+const SCOPE_PROP = {
+  type: 'string',
+  enum: [...SCOPE_KINDS],
+  description: 'Memory scope: "agent" (your private memory), "workspace" (shared by this server\'s agents) or "global". Default: your configured scope for writes; for reads, all three.',
+};
 
 const ENTITY: JsonSchema = {
   type: 'object',
@@ -81,7 +95,13 @@ export function memoryTools(store: MemoryBackend, opts: MemoryToolsOptions = {})
   const readScopes = (args: Record<string, unknown>, ctx: ToolContext) => (args.scope === undefined || args.scope === null ? visibleScopes(ctx.agent) : [toolScope(args.scope, ctx.agent, 'agent')]);
   const L = store.limits;
 
-  const tool = (name: string, description: string, properties: Record<string, unknown>, required: string[], run: (args: Record<string, unknown>, ctx: ToolContext) => Promise<ToolResult> | ToolResult): Tool => ({
+  const tool = (
+    name: string,
+    description: string,
+    properties: Record<string, unknown>,
+    required: string[],
+    run: (args: Record<string, unknown>, ctx: ToolContext) => Promise<ToolResult> | ToolResult,
+  ): Tool => ({
     name,
     description,
     input_schema: { type: 'object', properties: { ...properties, scope: SCOPE_PROP }, required },
@@ -99,8 +119,12 @@ export function memoryTools(store: MemoryBackend, opts: MemoryToolsOptions = {})
     tool('create_entities', 'Create multiple new entities in the knowledge graph', { entities: { type: 'array', items: ENTITY } }, ['entities'], async (a, ctx) =>
       json(await store.createEntities(writeScope(a, ctx), checkEntities(a.entities, L))),
     ),
-    tool('create_relations', 'Create multiple new relations between entities in the knowledge graph. Relations should be in active voice', { relations: { type: 'array', items: RELATION } }, ['relations'], async (a, ctx) =>
-      json(await store.createRelations(writeScope(a, ctx), checkRelations(a.relations, L))),
+    tool(
+      'create_relations',
+      'Create multiple new relations between entities in the knowledge graph. Relations should be in active voice',
+      { relations: { type: 'array', items: RELATION } },
+      ['relations'],
+      async (a, ctx) => json(await store.createRelations(writeScope(a, ctx), checkRelations(a.relations, L))),
     ),
     tool(
       'add_observations',
@@ -110,7 +134,10 @@ export function memoryTools(store: MemoryBackend, opts: MemoryToolsOptions = {})
           type: 'array',
           items: {
             type: 'object',
-            properties: { entityName: { type: 'string', description: 'The name of the entity to add the observations to' }, contents: { type: 'array', items: { type: 'string' }, description: 'An array of observation contents to add' } },
+            properties: {
+              entityName: { type: 'string', description: 'The name of the entity to add the observations to' },
+              contents: { type: 'array', items: { type: 'string' }, description: 'An array of observation contents to add' },
+            },
             required: ['entityName', 'contents'],
           },
         },
@@ -118,10 +145,16 @@ export function memoryTools(store: MemoryBackend, opts: MemoryToolsOptions = {})
       ['observations'],
       async (a, ctx) => json(await store.addObservations(writeScope(a, ctx), checkAdditions(a.observations, L))),
     ),
-    tool('delete_entities', 'Delete multiple entities and their associated relations from the knowledge graph', { entityNames: { type: 'array', items: { type: 'string' }, description: 'An array of entity names to delete' } }, ['entityNames'], async (a, ctx) => {
-      await store.deleteEntities(writeScope(a, ctx), checkNames(a.entityNames, L, 'entityNames'));
-      return { content: 'Entities deleted successfully' };
-    }),
+    tool(
+      'delete_entities',
+      'Delete multiple entities and their associated relations from the knowledge graph',
+      { entityNames: { type: 'array', items: { type: 'string' }, description: 'An array of entity names to delete' } },
+      ['entityNames'],
+      async (a, ctx) => {
+        await store.deleteEntities(writeScope(a, ctx), checkNames(a.entityNames, L, 'entityNames'));
+        return { content: 'Entities deleted successfully' };
+      },
+    ),
     tool(
       'delete_observations',
       'Delete specific observations from entities in the knowledge graph',
@@ -130,7 +163,10 @@ export function memoryTools(store: MemoryBackend, opts: MemoryToolsOptions = {})
           type: 'array',
           items: {
             type: 'object',
-            properties: { entityName: { type: 'string', description: 'The name of the entity containing the observations' }, observations: { type: 'array', items: { type: 'string' }, description: 'An array of observations to delete' } },
+            properties: {
+              entityName: { type: 'string', description: 'The name of the entity containing the observations' },
+              observations: { type: 'array', items: { type: 'string' }, description: 'An array of observations to delete' },
+            },
             required: ['entityName', 'observations'],
           },
         },
@@ -141,10 +177,16 @@ export function memoryTools(store: MemoryBackend, opts: MemoryToolsOptions = {})
         return { content: 'Observations deleted successfully' };
       },
     ),
-    tool('delete_relations', 'Delete multiple relations from the knowledge graph', { relations: { type: 'array', items: RELATION, description: 'An array of relations to delete' } }, ['relations'], async (a, ctx) => {
-      await store.deleteRelations(writeScope(a, ctx), checkRelations(a.relations, L));
-      return { content: 'Relations deleted successfully' };
-    }),
+    tool(
+      'delete_relations',
+      'Delete multiple relations from the knowledge graph',
+      { relations: { type: 'array', items: RELATION, description: 'An array of relations to delete' } },
+      ['relations'],
+      async (a, ctx) => {
+        await store.deleteRelations(writeScope(a, ctx), checkRelations(a.relations, L));
+        return { content: 'Relations deleted successfully' };
+      },
+    ),
     tool('read_graph', 'Read the entire knowledge graph', {}, [], async (a, ctx) => json(presentGraph(await store.readGraph(readScopes(a, ctx)), ctx.agent))),
     tool(
       'search_nodes',
@@ -175,8 +217,12 @@ export function memoryTools(store: MemoryBackend, opts: MemoryToolsOptions = {})
         return json(presentGraph({ entities, relations: await store.relationsTouching(entities) }, ctx.agent));
       },
     ),
-    tool('open_nodes', 'Open specific nodes in the knowledge graph by their names', { names: { type: 'array', items: { type: 'string' }, description: 'An array of entity names to retrieve' } }, ['names'], async (a, ctx) =>
-      json(presentGraph(await store.openNodes(readScopes(a, ctx), checkNames(a.names, L, 'names')), ctx.agent)),
+    tool(
+      'open_nodes',
+      'Open specific nodes in the knowledge graph by their names',
+      { names: { type: 'array', items: { type: 'string' }, description: 'An array of entity names to retrieve' } },
+      ['names'],
+      async (a, ctx) => json(presentGraph(await store.openNodes(readScopes(a, ctx), checkNames(a.names, L, 'names')), ctx.agent)),
     ),
   ];
 }

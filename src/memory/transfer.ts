@@ -67,7 +67,15 @@ export async function exportJson(store: MemoryBackend, scopes?: string[]): Promi
     exported_at: new Date().toISOString(),
     embedding: stats ? { model: stats.model, dimensions: stats.dimensions } : null,
     scopes: list,
-    entities: g.entities.map((e) => ({ scope: e.scope, name: e.name, entityType: e.entityType, observations: e.observations, metadata: e.metadata, created_at: e.created_at, updated_at: e.updated_at })),
+    entities: g.entities.map((e) => ({
+      scope: e.scope,
+      name: e.name,
+      entityType: e.entityType,
+      observations: e.observations,
+      metadata: e.metadata,
+      created_at: e.created_at,
+      updated_at: e.updated_at,
+    })),
     relations: g.relations.map((r) => ({ scope: r.scope, from: r.from, to: r.to, relationType: r.relationType })),
   };
 }
@@ -121,7 +129,13 @@ export function parseJsonl(text: string, scope: string, store: Pick<MemoryBacken
     if (!isObject(item)) throw invalid(`line ${line}: expected a JSON object with "type": "entity" or "relation"`, { line });
     atLine(line, () => {
       if (item.type === 'entity') {
-        entities.push({ scope, name: checkName(item.name, 'name', L), entityType: checkType(item.entityType, 'entityType', L), observations: item.observations === undefined ? [] : checkObservations(item.observations, 'observations', L), metadata: {} });
+        entities.push({
+          scope,
+          name: checkName(item.name, 'name', L),
+          entityType: checkType(item.entityType, 'entityType', L),
+          observations: item.observations === undefined ? [] : checkObservations(item.observations, 'observations', L),
+          metadata: {},
+        });
       } else if (item.type === 'relation') {
         relations.push({ scope, from: checkName(item.from, 'from', L), to: checkName(item.to, 'to', L), relationType: checkType(item.relationType, 'relationType', L) });
       } else throw invalid(`"type" must be "entity" or "relation" (got ${JSON.stringify(item.type)})`, { field: 'type' });
@@ -140,9 +154,14 @@ function timestamp(v: unknown, field: string): string | undefined {
 export function parseJsonExport(doc: unknown, store: Pick<MemoryBackend, 'limits'>, scope?: string): { entities: EntityWrite[]; relations: StoredRelation[] } {
   const L = store.limits;
   if (!isObject(doc)) throw invalid('the import is not a JSON object', { field: '' });
-  if (doc.format !== EXPORT_FORMAT) throw invalid(`"format" must be "${EXPORT_FORMAT}" (got ${JSON.stringify(doc.format)}); for the MCP reference server's memory.jsonl, import it as JSONL`, { field: 'format' });
+  if (doc.format !== EXPORT_FORMAT)
+    throw invalid(`"format" must be "${EXPORT_FORMAT}" (got ${JSON.stringify(doc.format)}); for the MCP reference server's memory.jsonl, import it as JSONL`, { field: 'format' });
   if (doc.version !== EXPORT_VERSION) {
-    throw invalid(`unsupported export version ${JSON.stringify(doc.version)} in "version": this server reads version ${EXPORT_VERSION}`, { field: 'version', version: doc.version, supported: [EXPORT_VERSION] });
+    throw invalid(`unsupported export version ${JSON.stringify(doc.version)} in "version": this server reads version ${EXPORT_VERSION}`, {
+      field: 'version',
+      version: doc.version,
+      supported: [EXPORT_VERSION],
+    });
   }
   if (!Array.isArray(doc.entities)) throw invalid('"entities" must be an array', { field: 'entities' });
   if (doc.relations !== undefined && !Array.isArray(doc.relations)) throw invalid('"relations" must be an array', { field: 'relations' });

@@ -48,14 +48,16 @@ export function checkArray(v: unknown, field: string, max: number): unknown[] {
 export function checkName(v: unknown, field: string, limits: MemoryLimits): string {
   if (typeof v !== 'string') throw bad(field, 'must be a string');
   if (v.trim() === '') throw bad(field, 'must not be empty');
-  if (v.length > limits.max_name_chars) throw new CaxtonError('payload_too_large', `"${field}" has ${v.length} characters, more than the ${limits.max_name_chars} a name may have`, { field, limit: limits.max_name_chars });
+  if (v.length > limits.max_name_chars)
+    throw new CaxtonError('payload_too_large', `"${field}" has ${v.length} characters, more than the ${limits.max_name_chars} a name may have`, { field, limit: limits.max_name_chars });
   return v;
 }
 
 export function checkType(v: unknown, field: string, limits: MemoryLimits): string {
   if (typeof v !== 'string') throw bad(field, 'must be a string');
   if (v.trim() === '') throw bad(field, 'must not be empty');
-  if (v.length > limits.max_type_chars) throw new CaxtonError('payload_too_large', `"${field}" has ${v.length} characters, more than the ${limits.max_type_chars} a type may have`, { field, limit: limits.max_type_chars });
+  if (v.length > limits.max_type_chars)
+    throw new CaxtonError('payload_too_large', `"${field}" has ${v.length} characters, more than the ${limits.max_type_chars} a type may have`, { field, limit: limits.max_type_chars });
   return v;
 }
 
@@ -63,18 +65,23 @@ export function checkObservation(v: unknown, field: string, limits: MemoryLimits
   if (typeof v !== 'string') throw bad(field, 'must be a string');
   if (v.trim() === '') throw bad(field, 'must not be empty');
   if (v.length > limits.max_observation_chars) {
-    throw new CaxtonError('payload_too_large', `"${field}" has ${v.length} characters, more than the ${limits.max_observation_chars} an observation may have ([memory] max_observation_chars); split it into smaller observations`, {
-      field,
-      length: v.length,
-      limit: limits.max_observation_chars,
-    });
+    throw new CaxtonError(
+      'payload_too_large',
+      `"${field}" has ${v.length} characters, more than the ${limits.max_observation_chars} an observation may have ([memory] max_observation_chars); split it into smaller observations`,
+      {
+        field,
+        length: v.length,
+        limit: limits.max_observation_chars,
+      },
+    );
   }
   return v;
 }
 
 export function checkObservations(v: unknown, field: string, limits: MemoryLimits): string[] {
   if (!Array.isArray(v)) throw bad(field, 'must be an array of strings');
-  if (v.length > limits.max_observations) throw new CaxtonError('payload_too_large', `"${field}" has ${v.length} observations, more than the ${limits.max_observations} an entity may hold`, { field, limit: limits.max_observations });
+  if (v.length > limits.max_observations)
+    throw new CaxtonError('payload_too_large', `"${field}" has ${v.length} observations, more than the ${limits.max_observations} an entity may hold`, { field, limit: limits.max_observations });
   return v.map((o, i) => checkObservation(o, `${field}[${i}]`, limits));
 }
 
@@ -84,7 +91,8 @@ export function checkMetadata(v: unknown, field: string, limits: MemoryLimits): 
   // at the HTTP layer already; this covers the memory tools, whose arguments come from a model.
   assertValueDepth(m, field);
   const bytes = Buffer.byteLength(JSON.stringify(m));
-  if (bytes > limits.max_metadata_bytes) throw new CaxtonError('payload_too_large', `"${field}" is ${bytes} bytes of JSON, more than the ${limits.max_metadata_bytes} allowed`, { field, limit: limits.max_metadata_bytes });
+  if (bytes > limits.max_metadata_bytes)
+    throw new CaxtonError('payload_too_large', `"${field}" is ${bytes} bytes of JSON, more than the ${limits.max_metadata_bytes} allowed`, { field, limit: limits.max_metadata_bytes });
   return m;
 }
 

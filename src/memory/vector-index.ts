@@ -387,7 +387,15 @@ export class VectorIndex {
 
 function newAnn(dimensions: number): Usearch.Index {
   const p = ANN_PARAMS;
-  return new Index({ dimensions, metric: MetricKind.Cos, quantization: ScalarKind.F16, connectivity: p.connectivity, expansion_add: p.expansion_add, expansion_search: p.expansion_search, multi: false });
+  return new Index({
+    dimensions,
+    metric: MetricKind.Cos,
+    quantization: ScalarKind.F16,
+    connectivity: p.connectivity,
+    expansion_add: p.expansion_add,
+    expansion_search: p.expansion_search,
+    multi: false,
+  });
 }
 
 /** A vector as stored in SQLite: little-endian float32. */

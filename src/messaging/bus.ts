@@ -53,9 +53,7 @@ export interface SendHints {
   newConversation?: boolean;
 }
 
-export type BusEvent =
-  | { type: 'message'; conversation_id: ConversationId; message: AclMessage; routed_to: string[] }
-  | { type: 'state'; conversation_id: ConversationId; conversation: Conversation };
+export type BusEvent = { type: 'message'; conversation_id: ConversationId; message: AclMessage; routed_to: string[] } | { type: 'state'; conversation_id: ConversationId; conversation: Conversation };
 
 export interface BusOptions {
   db: Db;
@@ -255,7 +253,11 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> {
 
   /** Validates an untrusted body into a message (throws 'invalid_message' or 'payload_too_large'). */
   parse(body: unknown, opts: { bodySize?: number; sender?: string } = {}): AclMessage {
-    return parseMessage(body, { maxMessageSize: this.#cfg.max_message_size, defaultCfpDeadlineMs: this.#cfg.cfp_deadline, ...(opts.sender !== undefined && { defaultSender: opts.sender }) }, opts.bodySize);
+    return parseMessage(
+      body,
+      { maxMessageSize: this.#cfg.max_message_size, defaultCfpDeadlineMs: this.#cfg.cfp_deadline, ...(opts.sender !== undefined && { defaultSender: opts.sender }) },
+      opts.bodySize,
+    );
   }
 
   /**
@@ -288,7 +290,9 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> {
     }
     const queued = this.#dispatcher.size + this.#dispatcher.delayed;
     if (queued >= this.#cfg.max_queue) {
-      return Promise.reject(new CaxtonError('queue_full', `the message queue is full (${queued} undelivered messages, [messaging] max_queue = ${this.#cfg.max_queue}); retry later`, { retry_after: 1, queued }));
+      return Promise.reject(
+        new CaxtonError('queue_full', `the message queue is full (${queued} undelivered messages, [messaging] max_queue = ${this.#cfg.max_queue}); retry later`, { retry_after: 1, queued }),
+      );
     }
     let p: Promise<SubmitResult>;
     try {
@@ -306,14 +310,24 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> {
 
   #resultOf(s: StoredMessage, duplicate: boolean): SubmitResult {
     const m = s.message;
-    return { id: m.id, conversation_id: m.conversation_id, performative: m.performative, routed_to: s.routed_to, routing: s.routed_to.length === 0 ? 'none' : m.receivers.length > 0 ? 'named' : s.routed_to.length > 1 ? 'all' : 'one', duplicate };
+    return {
+      id: m.id,
+      conversation_id: m.conversation_id,
+      performative: m.performative,
+      routed_to: s.routed_to,
+      routing: s.routed_to.length === 0 ? 'none' : m.receivers.length > 0 ? 'named' : s.routed_to.length > 1 ? 'all' : 'one',
+      duplicate,
+    };
   }
 
   #accept(m: AclMessage, newConversation: boolean): Promise<SubmitResult> {
     const now = iso();
     let conv = newConversation ? undefined : this.#conversation(m.conversation_id);
     if (conv && isTerminal(conv.state)) {
-      throw new CaxtonError('conversation_closed', `conversation ${conv.id} is ${conv.state}${conv.reason ? ` (${conv.reason})` : ''}; start a new conversation by leaving out conversation_id`, { conversation_id: conv.id, state: conv.state });
+      throw new CaxtonError('conversation_closed', `conversation ${conv.id} is ${conv.state}${conv.reason ? ` (${conv.reason})` : ''}; start a new conversation by leaving out conversation_id`, {
+        conversation_id: conv.id,
+        state: conv.state,
+      });
     }
     if (conv && conv.turns + 1 > conv.max_turns) {
       const reason = `turn limit reached: at most ${conv.max_turns} messages per conversation`;
@@ -328,7 +342,12 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> {
       for (const r of decision.receivers) {
         const limit = r.definition.limits.max_message_size;
         if (size > limit) {
-          throw new CaxtonError('payload_too_large', `the content is ${size} bytes; agent "${r.agent}" accepts at most ${limit} (its limits.max_message_size)`, { size, limit, field: 'content', agent: r.agent });
+          throw new CaxtonError('payload_too_large', `the content is ${size} bytes; agent "${r.agent}" accepts at most ${limit} (its limits.max_message_size)`, {
+            size,
+            limit,
+            field: 'content',
+            agent: r.agent,
+          });
         }
       }
     }
@@ -343,12 +362,18 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> {
    * the executions they start and the replies they produce belong to the same trace.
    */
   #traceRoute(m: AclMessage): AclMessage {
-    const span = startSpan(this.#tracer!, `message.route ${m.performative}`, m.trace_context?.traceparent, {
-      'caxton.performative': m.performative,
-      'caxton.sender': m.sender,
-      ...(m.capability !== undefined && { 'caxton.capability': m.capability }),
-      ...(m.protocol !== undefined && { 'caxton.protocol': m.protocol }),
-    }, SpanKind.PRODUCER);
+    const span = startSpan(
+      this.#tracer!,
+      `message.route ${m.performative}`,
+      m.trace_context?.traceparent,
+      {
+        'caxton.performative': m.performative,
+        'caxton.sender': m.sender,
+        ...(m.capability !== undefined && { 'caxton.capability': m.capability }),
+        ...(m.protocol !== undefined && { 'caxton.protocol': m.protocol }),
+      },
+      SpanKind.PRODUCER,
+    );
     const tp = span.isRecording() ? traceparentOf(span) : undefined;
     span.end();
     if (tp === undefined) return m;
@@ -429,7 +454,10 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> {
       if (!isTerminal(conv.state)) this.#open.set(conv.id, conv);
     }
     const gone = new Set(ids);
-    this.#events = [...this.#events.slice(0, events), ...this.#events.slice(events).filter((e) => !(e.type === 'message' && gone.has(e.message.id)) && !(e.type === 'state' && e.conversation_id === conv.id))];
+    this.#events = [
+      ...this.#events.slice(0, events),
+      ...this.#events.slice(events).filter((e) => !(e.type === 'message' && gone.has(e.message.id)) && !(e.type === 'state' && e.conversation_id === conv.id)),
+    ];
   }
 
   /** A message accepted or a conversation finished: retention runs every `#pruneEvery` of these. */
@@ -507,7 +535,15 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> {
     }
     const m = d.message;
     const t0 = performance.now();
-    const span = this.#tracer && startSpan(this.#tracer, `message.deliver ${m.performative}`, m.trace_context?.traceparent, { 'caxton.performative': m.performative, 'caxton.receiver': d.receiver, 'caxton.attempt': d.attempts + 1 }, SpanKind.CONSUMER);
+    const span =
+      this.#tracer &&
+      startSpan(
+        this.#tracer,
+        `message.deliver ${m.performative}`,
+        m.trace_context?.traceparent,
+        { 'caxton.performative': m.performative, 'caxton.receiver': d.receiver, 'caxton.attempt': d.attempts + 1 },
+        SpanKind.CONSUMER,
+      );
     const tp = span?.isRecording() ? traceparentOf(span) : undefined;
     let outcome: DeliveryOutcome;
     try {
@@ -616,7 +652,10 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> {
       this.#commit.run(write).then(
         () => {
           this.#settleUnstored(conv);
-          this.#log.warn({ message_id: d.message.id, conversation_id: conv, receiver: d.receiver, delivery: d.id, attempts: attempt + 1 }, `acknowledged the delivery of message ${d.message.id} to "${d.receiver}" now that the disk has room again`);
+          this.#log.warn(
+            { message_id: d.message.id, conversation_id: conv, receiver: d.receiver, delivery: d.id, attempts: attempt + 1 },
+            `acknowledged the delivery of message ${d.message.id} to "${d.receiver}" now that the disk has room again`,
+          );
         },
         (e: unknown) => {
           if (isDiskFull(e)) return this.#ackLater(d, write, attempt + 1);
@@ -664,7 +703,10 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> {
     if (RETRYABLE.has(code) && d.attempts < this.#cfg.max_attempts) {
       const delay = Math.min(this.#cfg.retry_max, this.#cfg.retry_base * 2 ** (d.attempts - 1));
       const jittered = Math.round(delay * (0.8 + Math.random() * 0.4));
-      this.#log.warn({ ...traceLogFields(traceparent ?? d.message.trace_context?.traceparent), message_id: d.message.id, receiver: d.receiver, attempt: d.attempts, retry_in_ms: jittered, err: reason }, 'message delivery failed; will retry');
+      this.#log.warn(
+        { ...traceLogFields(traceparent ?? d.message.trace_context?.traceparent), message_id: d.message.id, receiver: d.receiver, attempt: d.attempts, retry_in_ms: jittered, err: reason },
+        'message delivery failed; will retry',
+      );
       await this.#commit.run(() => this.store.retry(d.id, d.attempts, Date.now() + jittered, reason, now));
       this.#dispatcher.later(d, jittered);
       return 'retried';
@@ -788,7 +830,12 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> {
     if (!cfp || msgs.some((s) => s.message.performative === 'accept-proposal')) return;
     const cfpKey = cfp.message.reply_with ?? cfp.message.id;
     const answers = msgs.map((s) => s.message).filter((x) => x.in_reply_to === cfpKey);
-    this.#trackCfp(cfp.message, cfp.routed_to, answers.filter((a) => a.performative === 'propose'), answers.filter((a) => a.performative !== 'propose'));
+    this.#trackCfp(
+      cfp.message,
+      cfp.routed_to,
+      answers.filter((a) => a.performative === 'propose'),
+      answers.filter((a) => a.performative !== 'propose'),
+    );
   }
 
   /** The deadline passed or every provider answered: award the contract (or fail the conversation). */
@@ -821,7 +868,11 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> {
       chain: t.cfp.chain,
     });
     const task = typeof t.cfp.content === 'string' ? t.cfp.content : JSON.stringify(t.cfp.content);
-    const accept = mk(winner, 'accept-proposal', `Your proposal was selected (rule: ${sel.rule} ${sel.field}). Task: ${task}\nYour proposal: ${typeof winner.content === 'string' ? winner.content : JSON.stringify(winner.content)}`);
+    const accept = mk(
+      winner,
+      'accept-proposal',
+      `Your proposal was selected (rule: ${sel.rule} ${sel.field}). Task: ${task}\nYour proposal: ${typeof winner.content === 'string' ? winner.content : JSON.stringify(winner.content)}`,
+    );
     const rejects = t.proposals.filter((p) => p !== winner).map((p) => mk(p, 'reject-proposal', `Another proposal was selected (rule: ${sel.rule} ${sel.field}).`));
     this.#cfps.delete(conv.id);
     // Sent with room for them even when the conversation's turn budget is tight.

@@ -24,10 +24,7 @@ export interface DirectoryQuery {
   language?: string;
 }
 
-export type DirectoryEvent =
-  | { type: 'registered'; entry: DirectoryEntry }
-  | { type: 'updated'; entry: DirectoryEntry; previous: DirectoryEntry }
-  | { type: 'deregistered'; entry: DirectoryEntry };
+export type DirectoryEvent = { type: 'registered'; entry: DirectoryEntry } | { type: 'updated'; entry: DirectoryEntry; previous: DirectoryEntry } | { type: 'deregistered'; entry: DirectoryEntry };
 
 function entryOf(a: DeployedAgent): DirectoryEntry {
   const d = a.definition;

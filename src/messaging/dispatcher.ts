@@ -107,7 +107,11 @@ export class Dispatcher implements LoadView {
       } catch {
         r = undefined;
       }
-      if (r) r.then(() => this.#done(key, lane), () => this.#done(key, lane));
+      if (r)
+        r.then(
+          () => this.#done(key, lane),
+          () => this.#done(key, lane),
+        );
       else this.#done(key, lane);
     }
   }

@@ -2,7 +2,8 @@ import { normalizePerformative, allowedReplies, type Performative } from './perf
 import { contentText, type AclMessage, type Content } from './message.js';
 
 const INSTRUCTIONS: Partial<Record<Performative, string>> = {
-  request: 'Carry out the request and answer with the result. If you will not do it, start your answer with "REFUSE:" and the reason; if you tried and could not, start it with "FAILURE:" and the reason.',
+  request:
+    'Carry out the request and answer with the result. If you will not do it, start your answer with "REFUSE:" and the reason; if you tried and could not, start it with "FAILURE:" and the reason.',
   'request-when': 'Carry out the request when its condition holds and answer with the result, or start your answer with "REFUSE:" and the reason.',
   'request-whenever': 'Carry out the request each time its condition holds and answer with the result, or start your answer with "REFUSE:" and the reason.',
   'query-if': 'Answer whether the proposition is true ("true" or "false", with a short justification). If you cannot tell, start your answer with "FAILURE:" and the reason.',

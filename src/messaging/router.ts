@@ -6,8 +6,7 @@ import type { LoadView, RoutingStrategy } from './strategy.js';
 export type RouteFailure = 'unknown_capability' | 'unknown_agent' | 'no_acceptable_provider' | 'loop_detected';
 
 export type RouteDecision =
-  | { readonly ok: true; readonly mode: 'named' | 'one' | 'all'; readonly receivers: readonly DirectoryEntry[] }
-  | { readonly ok: false; readonly reason: RouteFailure; readonly message: string };
+  { readonly ok: true; readonly mode: 'named' | 'one' | 'all'; readonly receivers: readonly DirectoryEntry[] } | { readonly ok: false; readonly reason: RouteFailure; readonly message: string };
 
 const NO_LOAD: LoadView = { load: () => 0 };
 
@@ -28,7 +27,11 @@ export class Router {
 
   route(m: AclMessage): RouteDecision {
     if (m.chain.length >= this.maxHops) {
-      return { ok: false, reason: 'loop_detected', message: `message chain is ${m.chain.length} agents long (${m.chain.join(' → ')}); the limit is ${this.maxHops} ([messaging] max_hops): stopped as a probable loop` };
+      return {
+        ok: false,
+        reason: 'loop_detected',
+        message: `message chain is ${m.chain.length} agents long (${m.chain.join(' → ')}); the limit is ${this.maxHops} ([messaging] max_hops): stopped as a probable loop`,
+      };
     }
     if (m.receivers.length > 0) return this.#named(m);
     const capability = m.capability!;

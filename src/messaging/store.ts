@@ -177,10 +177,33 @@ export class MessageStore {
   /** Inserts or updates a conversation. Rows this store wrote or read are updated in place (cheaper than an upsert). */
   saveConversation(c: Conversation): void {
     if (this.#known.has(c)) {
-      const r = this.#s.updateConversation.run(c.protocol, c.state, JSON.stringify(c.participants), c.turns, c.max_turns, c.updated_at, c.expires_at, c.reason === null ? null : scrubSecrets(c.reason), c.id);
+      const r = this.#s.updateConversation.run(
+        c.protocol,
+        c.state,
+        JSON.stringify(c.participants),
+        c.turns,
+        c.max_turns,
+        c.updated_at,
+        c.expires_at,
+        c.reason === null ? null : scrubSecrets(c.reason),
+        c.id,
+      );
       if (r.changes > 0) return;
     }
-    this.#s.upsertConversation.run(c.id, c.protocol, c.state, c.initiator, JSON.stringify(c.participants), c.capability, c.turns, c.max_turns, c.created_at, c.updated_at, c.expires_at, c.reason === null ? null : scrubSecrets(c.reason));
+    this.#s.upsertConversation.run(
+      c.id,
+      c.protocol,
+      c.state,
+      c.initiator,
+      JSON.stringify(c.participants),
+      c.capability,
+      c.turns,
+      c.max_turns,
+      c.created_at,
+      c.updated_at,
+      c.expires_at,
+      c.reason === null ? null : scrubSecrets(c.reason),
+    );
     this.#known.add(c);
   }
 
@@ -204,7 +227,10 @@ export class MessageStore {
   }
 
   messagesOf(conversationId: string, limit = 1000, offset = 0): StoredMessage[] {
-    return (this.#s.messagesOf.all(conversationId, limit, offset) as { body: string; routed_to: string }[]).map((r) => ({ message: JSON.parse(r.body) as AclMessage, routed_to: JSON.parse(r.routed_to) as string[] }));
+    return (this.#s.messagesOf.all(conversationId, limit, offset) as { body: string; routed_to: string }[]).map((r) => ({
+      message: JSON.parse(r.body) as AclMessage,
+      routed_to: JSON.parse(r.routed_to) as string[],
+    }));
   }
 
   /** The last `limit` messages of a conversation, oldest first. */
@@ -232,7 +258,10 @@ export class MessageStore {
       args.push(q.participant);
     }
     const w = where.length > 0 ? `WHERE ${where.join(' AND ')}` : '';
-    const total = this.db.prepare(`SELECT count(*) FROM conversations ${w}`).pluck().get(...args) as number;
+    const total = this.db
+      .prepare(`SELECT count(*) FROM conversations ${w}`)
+      .pluck()
+      .get(...args) as number;
     const rows = this.db.prepare(`SELECT * FROM conversations ${w} ORDER BY rowid DESC LIMIT ? OFFSET ?`).all(...args, q.limit, q.offset) as ConversationRow[];
     return { items: rows.map(conversationOf), total };
   }

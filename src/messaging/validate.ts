@@ -35,7 +35,9 @@ const PARAM_RE = /^X-[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 const TRACEPARENT_RE = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
 
 const id = z.string({ error: 'expected a string' }).regex(ID_RE, { message: 'expected 1-128 letters, digits, ".", "_", ":" or "-", starting with a letter or digit' });
-const name = z.string({ error: 'expected a string' }).regex(NAME_RE, { message: 'expected an agent name or party such as "user" (a letter or digit, then letters, digits, ".", "_", ":", "@", "-" or single spaces between words)' });
+const name = z
+  .string({ error: 'expected a string' })
+  .regex(NAME_RE, { message: 'expected an agent name or party such as "user" (a letter or digit, then letters, digits, ".", "_", ":", "@", "-" or single spaces between words)' });
 const shortText = z.string({ error: 'expected a string' }).min(1, { message: 'must not be empty' }).max(256, { message: 'at most 256 characters' });
 
 const contentSchema: z.ZodType<Content> = z.json({ error: 'expected a string or a JSON value' }) as z.ZodType<Content>;
@@ -99,7 +101,11 @@ export function parseMessage(body: unknown, opts: ParseMessageOptions, bodySize?
   if (typeof body !== 'object' || body === null || Array.isArray(body)) throw invalid([{ field: '(message)', message: 'expected a JSON object' }]);
   const size = bodySize ?? Buffer.byteLength(JSON.stringify(body));
   if (size > opts.maxMessageSize) {
-    throw new CaxtonError('payload_too_large', `the message is ${size} bytes; the server accepts at most ${opts.maxMessageSize} ([messaging] max_message_size)`, { size, limit: opts.maxMessageSize, field: 'content' });
+    throw new CaxtonError('payload_too_large', `the message is ${size} bytes; the server accepts at most ${opts.maxMessageSize} ([messaging] max_message_size)`, {
+      size,
+      limit: opts.maxMessageSize,
+      field: 'content',
+    });
   }
   // Normalize FIPA spellings and gather X- parameters given at the top level.
   const normalized: Record<string, unknown> = {};

@@ -361,7 +361,9 @@ export interface AgentEvents {
   /** Records `message.sent` for every message the bus accepts (and the platform's own replies). */
   observeBus(bus: BusLike): void;
   /** Wraps the bus's agent handler: one `message.received` per delivery attempt to an agent. */
-  receiving<M extends MessageLike, R extends { agent: string }, C extends { delivery: { attempts: number }; traceparent?: string }, A>(handler: (m: M, receiver: R, ctx: C) => A): (m: M, receiver: R, ctx: C) => A;
+  receiving<M extends MessageLike, R extends { agent: string }, C extends { delivery: { attempts: number }; traceparent?: string }, A>(
+    handler: (m: M, receiver: R, ctx: C) => A,
+  ): (m: M, receiver: R, ctx: C) => A;
   /** For the agents_dir watcher: an agent file that does not parse or validate. */
   invalidFile(file: string, agent: string | undefined, errors: readonly { message: string }[]): void;
   /** Stops listening, writes what is queued. */
@@ -373,7 +375,14 @@ export interface AgentEvents {
  * registry and, through the hooks returned, `message.sent` (observeBus), `message.received`
  * (receiving) and `execution.finished` (onExecuted).
  */
-export function createAgentEvents(opts: { db: Db; registry: RegistryLike; retentionMs: number; maxRows: number; onError?: (e: unknown) => void; migrate: (db: Db, m: readonly Migration[]) => void }): AgentEvents {
+export function createAgentEvents(opts: {
+  db: Db;
+  registry: RegistryLike;
+  retentionMs: number;
+  maxRows: number;
+  onError?: (e: unknown) => void;
+  migrate: (db: Db, m: readonly Migration[]) => void;
+}): AgentEvents {
   opts.migrate(opts.db, EVENTS_MIGRATIONS);
   const store = new EventStore({ db: opts.db, retentionMs: opts.retentionMs, maxRows: opts.maxRows, ...(opts.onError && { onError: opts.onError }) });
   const state = (a: AgentLike) => `deployed (revision ${a.revision})`;
@@ -398,7 +407,15 @@ export function createAgentEvents(opts: { db: Db; registry: RegistryLike; retent
       type: 'message.sent',
       agent: m.sender,
       ...ids,
-      data: { message_id: m.id, conversation_id: m.conversation_id, performative: m.performative, sender: m.sender, receivers: [...e.routed_to], ...(m.protocol !== undefined && { protocol: m.protocol }), ...(m.in_reply_to !== undefined && { in_reply_to: m.in_reply_to }) },
+      data: {
+        message_id: m.id,
+        conversation_id: m.conversation_id,
+        performative: m.performative,
+        sender: m.sender,
+        receivers: [...e.routed_to],
+        ...(m.protocol !== undefined && { protocol: m.protocol }),
+        ...(m.in_reply_to !== undefined && { in_reply_to: m.in_reply_to }),
+      },
     });
   };
   let bus: BusLike | undefined;
@@ -435,13 +452,33 @@ export function createAgentEvents(opts: { db: Db; registry: RegistryLike; retent
           type: 'message.received',
           agent: receiver.agent,
           ...traceIdsOf(ctx.traceparent ?? m.trace_context?.traceparent),
-          data: { message_id: m.id, conversation_id: m.conversation_id, performative: m.performative, sender: m.sender, receivers: [receiver.agent], attempt: ctx.delivery.attempts + 1, ...(m.protocol !== undefined && { protocol: m.protocol }), ...(m.in_reply_to !== undefined && { in_reply_to: m.in_reply_to }) },
+          data: {
+            message_id: m.id,
+            conversation_id: m.conversation_id,
+            performative: m.performative,
+            sender: m.sender,
+            receivers: [receiver.agent],
+            attempt: ctx.delivery.attempts + 1,
+            ...(m.protocol !== undefined && { protocol: m.protocol }),
+            ...(m.in_reply_to !== undefined && { in_reply_to: m.in_reply_to }),
+          },
         });
         return handler(m, receiver, ctx);
       };
     },
     invalidFile(file, agent, errors) {
-      store.record({ type: 'agent.invalid_file', agent: agent ?? file, ...activeTraceIds(), data: { old_state: null, new_state: 'invalid', reason: agent ? 'agent file is invalid; the last good version keeps running' : 'agent file is invalid; not loaded', file, errors: errors.map((x) => x.message) } });
+      store.record({
+        type: 'agent.invalid_file',
+        agent: agent ?? file,
+        ...activeTraceIds(),
+        data: {
+          old_state: null,
+          new_state: 'invalid',
+          reason: agent ? 'agent file is invalid; the last good version keeps running' : 'agent file is invalid; not loaded',
+          file,
+          errors: errors.map((x) => x.message),
+        },
+      });
     },
     close() {
       opts.registry.off('change', onChange);

@@ -95,7 +95,12 @@ function parse(slot: Slot): LogRecord | null {
   if (slot.parsed !== undefined) return slot.parsed;
   try {
     const o = JSON.parse(slot.line) as Record<string, unknown>;
-    slot.parsed = { ...o, seq: slot.seq, level: String(o.level ?? 'info'), time: typeof o.time === 'string' ? o.time : new Date(typeof o.time === 'number' ? o.time : Date.now()).toISOString() } as LogRecord;
+    slot.parsed = {
+      ...o,
+      seq: slot.seq,
+      level: String(o.level ?? 'info'),
+      time: typeof o.time === 'string' ? o.time : new Date(typeof o.time === 'number' ? o.time : Date.now()).toISOString(),
+    } as LogRecord;
   } catch {
     slot.parsed = { seq: slot.seq, level: 'info', time: new Date().toISOString(), msg: slot.line.trimEnd() };
   }

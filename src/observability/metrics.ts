@@ -54,17 +54,38 @@ export class Metrics {
     this.agentsDeployed = new Gauge({ name: 'caxton_agents_deployed', help: 'Agents currently deployed', labelNames: ['origin'], registers });
     this.agentEvents = new Counter({ name: 'caxton_agent_events_total', help: 'Agent lifecycle events (deployed, updated, removed, invalid_file)', labelNames: ['event'], registers });
     this.errors = new Counter({ name: 'caxton_errors_total', help: 'Errors, by error code', labelNames: ['code'], registers });
-    this.messagesProcessed = new Counter({ name: 'caxton_messages_processed_total', help: 'ACL message deliveries processed, by performative and outcome (delivered, failed, retried, dead_letter)', labelNames: ['performative', 'status'], registers });
-    this.messageDuration = new Histogram({ name: 'caxton_message_processing_duration_seconds', help: 'Time from the start of a delivery to its acknowledgement', labelNames: ['performative'], buckets: FAST_BUCKETS, registers });
+    this.messagesProcessed = new Counter({
+      name: 'caxton_messages_processed_total',
+      help: 'ACL message deliveries processed, by performative and outcome (delivered, failed, retried, dead_letter)',
+      labelNames: ['performative', 'status'],
+      registers,
+    });
+    this.messageDuration = new Histogram({
+      name: 'caxton_message_processing_duration_seconds',
+      help: 'Time from the start of a delivery to its acknowledgement',
+      labelNames: ['performative'],
+      buckets: FAST_BUCKETS,
+      registers,
+    });
     this.agentExecutions = new Counter({ name: 'caxton_agent_executions_total', help: 'Agent executions, by agent and outcome (ok or an error code)', labelNames: ['agent', 'status'], registers });
     this.agentExecutionDuration = new Histogram({ name: 'caxton_agent_execution_duration_seconds', help: 'Agent execution duration', labelNames: ['agent'], buckets: SLOW_BUCKETS, registers });
-    this.llmRequests = new Counter({ name: 'caxton_llm_requests_total', help: 'LLM chat requests (model turns), by provider, model and outcome', labelNames: ['provider', 'model', 'status'], registers });
+    this.llmRequests = new Counter({
+      name: 'caxton_llm_requests_total',
+      help: 'LLM chat requests (model turns), by provider, model and outcome',
+      labelNames: ['provider', 'model', 'status'],
+      registers,
+    });
     this.llmTokens = new Counter({ name: 'caxton_llm_tokens_total', help: 'LLM tokens, by provider, model and kind (input, output)', labelNames: ['provider', 'model', 'kind'], registers });
     this.toolCalls = new Counter({ name: 'caxton_tool_calls_total', help: 'Tool calls made by agents, by tool and outcome (ok, error)', labelNames: ['tool', 'status'], registers });
     this.toolCallDuration = new Histogram({ name: 'caxton_tool_call_duration_seconds', help: 'Tool call duration', labelNames: ['tool'], buckets: FAST_BUCKETS, registers });
     this.memoryOperations = new Counter({ name: 'caxton_memory_operations_total', help: 'Memory operations, by operation and outcome', labelNames: ['operation', 'status'], registers });
     this.memoryOperationDuration = new Histogram({ name: 'caxton_memory_operation_duration_seconds', help: 'Memory operation duration', labelNames: ['operation'], buckets: FAST_BUCKETS, registers });
-    this.limitRejections = new Counter({ name: 'caxton_limit_rejections_total', help: 'Requests and executions refused with 429 by a limit, by limit (requests, concurrency, tokens) and scope (principal, agent)', labelNames: ['limit', 'scope'], registers });
+    this.limitRejections = new Counter({
+      name: 'caxton_limit_rejections_total',
+      help: 'Requests and executions refused with 429 by a limit, by limit (requests, concurrency, tokens) and scope (principal, agent)',
+      labelNames: ['limit', 'scope'],
+      registers,
+    });
     const gauge = (name: string, help: string, read: (s: MetricSources) => (() => number | Promise<number>) | undefined) =>
       new Gauge({
         name,

@@ -13,7 +13,14 @@ export interface MemoryTelemetry {
   metrics?: Metrics;
 }
 
-async function measured<T>(t: MemoryTelemetry, operation: string, traceparent: string | undefined, attrs: Record<string, string>, run: () => Promise<T>, isError: (v: T) => boolean = () => false): Promise<T> {
+async function measured<T>(
+  t: MemoryTelemetry,
+  operation: string,
+  traceparent: string | undefined,
+  attrs: Record<string, string>,
+  run: () => Promise<T>,
+  isError: (v: T) => boolean = () => false,
+): Promise<T> {
   const t0 = performance.now();
   const span = t.tracer && startSpan(t.tracer, `memory.${operation}`, traceparent, attrs);
   try {
@@ -40,7 +47,15 @@ export function instrumentMemoryTools(tools: readonly Tool[], t: MemoryTelemetry
     name: tool.name,
     description: tool.description,
     input_schema: tool.input_schema,
-    invoke: (args, ctx) => measured(t, tool.name, ctx.traceparent, { 'caxton.agent': ctx.agent }, () => tool.invoke(args, ctx), (r) => r.is_error === true),
+    invoke: (args, ctx) =>
+      measured(
+        t,
+        tool.name,
+        ctx.traceparent,
+        { 'caxton.agent': ctx.agent },
+        () => tool.invoke(args, ctx),
+        (r) => r.is_error === true,
+      ),
   }));
 }
 

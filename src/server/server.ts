@@ -120,10 +120,18 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
   if (metricsTls) warnIfExpiring(logger, 'metrics.tls', metricsTls.material);
   // Nobody reaches an unauthenticated API from another machine (docs/security.md).
   if (!config.auth.enabled && !isLoopbackHost(config.server.host)) {
-    throw new CaxtonError('invalid_config', `refusing to start: [server] host = "${config.server.host}" reaches beyond this machine and [auth] enabled = false; bind to 127.0.0.1 or enable authentication`, { field: 'auth.enabled' });
+    throw new CaxtonError(
+      'invalid_config',
+      `refusing to start: [server] host = "${config.server.host}" reaches beyond this machine and [auth] enabled = false; bind to 127.0.0.1 or enable authentication`,
+      { field: 'auth.enabled' },
+    );
   }
   if (!config.auth.enabled && config.metrics.enabled && !isLoopbackHost(config.metrics.host)) {
-    throw new CaxtonError('invalid_config', `refusing to start: [metrics] host = "${config.metrics.host}" reaches beyond this machine and [auth] enabled = false; bind it to 127.0.0.1 or enable authentication`, { field: 'auth.enabled' });
+    throw new CaxtonError(
+      'invalid_config',
+      `refusing to start: [metrics] host = "${config.metrics.host}" reaches beyond this machine and [auth] enabled = false; bind it to 127.0.0.1 or enable authentication`,
+      { field: 'auth.enabled' },
+    );
   }
 
   const tracing = setupTracing({ version: VERSION, ...(opts.spanProcessors && { processors: opts.spanProcessors }) });
@@ -166,7 +174,11 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
 
   const registry = new AgentRegistry();
   // Deploy-time warnings for model aliases the configured providers cannot serve (issue 12).
-  const service = new AgentService(registry, new AgentStore(db, { onSkipped: (row, reason) => logger.warn({ table: 'agents', row, reason }, `skipped the stored agent "${row}": ${reason}; redeploy it`) }), { checkModel: modelCheck(llmSetup(config)) });
+  const service = new AgentService(
+    registry,
+    new AgentStore(db, { onSkipped: (row, reason) => logger.warn({ table: 'agents', row, reason }, `skipped the stored agent "${row}": ${reason}; redeploy it`) }),
+    { checkModel: modelCheck(llmSetup(config)) },
+  );
   const persisted = service.loadPersisted();
   // --- Agent event store (src/observability/events.ts): lifecycle events from the registry,
   // message.sent from the bus, message.received around the agent handler, execution.finished from the executor. ---
@@ -232,16 +244,28 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
   // --- end memory ---
   // --- MCP (src/mcp): mounted MCP servers as host tools `NAME.tool` (waits for each one's first
   // connection attempt), GET /api/v1/mcp/servers, and Caxton served over MCP at POST /mcp. ---
-  const toolAudit = new ToolAuditStore(db, { onError: (e) => logger.error({ err: e }, 'tool audit records could not be written'), retentionMs: config.tool_audit.retention, maxRows: config.tool_audit.max_rows });
+  const toolAudit = new ToolAuditStore(db, {
+    onError: (e) => logger.error({ err: e }, 'tool audit records could not be written'),
+    retentionMs: config.tool_audit.retention,
+    maxRows: config.tool_audit.max_rows,
+  });
   const mcp = new McpClientManager({ servers: config.mcp_servers, tools: executor.hostTools, audit: toolAudit, logger, ...(config.source.file && { baseDir: dirname(config.source.file) }) });
   await mcp.start();
-  const mcpRoutes = mcpPlugins({ executor, agents: registry, config: config.mcp, logger, clients: mcp, });
+  const mcpRoutes = mcpPlugins({ executor, agents: registry, config: config.mcp, logger, clients: mcp });
   // --- end MCP ---
   // --- WebAssembly tool servers (src/tools/wasm/manager.ts): built-in packages (tools/builtin/) and
   // API-deployed ones (SQLite) as host tools `SERVER.tool`, under the operator's [tools.NAME]
   // grants, every call audited in toolAudit; REST under /api/v1/tools. ---
   const { limits: toolCaps, ...toolGrants } = config.tools;
-  const tools = new ToolServerManager({ db, tools: executor.hostTools, grants: toolGrants, caps: toolCaps, audit: toolAudit, logger, baseDir: config.source.file ? dirname(config.source.file) : process.cwd() });
+  const tools = new ToolServerManager({
+    db,
+    tools: executor.hostTools,
+    grants: toolGrants,
+    caps: toolCaps,
+    audit: toolAudit,
+    logger,
+    baseDir: config.source.file ? dirname(config.source.file) : process.cwd(),
+  });
   tools.start();
   const toolPlugin = (app: FastifyInstance) => toolRoutes(app, { tools, audit: toolAudit, bodyLimit: config.server.max_body_size });
   // --- end tool servers ---
@@ -252,7 +276,12 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
   let audit: AuditStore | undefined;
   try {
     audit = config.audit.enabled
-      ? new AuditStore(db, { onError: (e) => logger.error({ err: e }, 'audit records could not be written'), retentionMs: config.audit.retention, maxRows: config.audit.max_rows, ...(config.audit.jsonl !== undefined && { jsonl: resolve(baseDir, config.audit.jsonl) }) })
+      ? new AuditStore(db, {
+          onError: (e) => logger.error({ err: e }, 'audit records could not be written'),
+          retentionMs: config.audit.retention,
+          maxRows: config.audit.max_rows,
+          ...(config.audit.jsonl !== undefined && { jsonl: resolve(baseDir, config.audit.jsonl) }),
+        })
       : undefined;
   } catch (e) {
     // [audit] jsonl could not be opened: stop cleanly, the error names the file.
@@ -275,7 +304,19 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
     observabilityRoutes(a, { ...(events && { events: events.store }), ...(logBuffer && { logs: logBuffer }), sampler, service, config, lifecycle, bus, tools, ...(memory && { memory }) });
   const recovered = bus.start();
   if (recovered.redelivering > 0) logger.info(recovered, 'redelivering messages accepted before the last stop');
-  const app = await createApi({ config, service, logger, metrics, tracer: tracing.tracer, lifecycle, executor, bus, auth, plugins: [...mcpRoutes, toolPlugin, observabilityPlugin, ...memoryPlugins, ...auditPlugins, ...(opts.plugins ?? [])], ...(apiTls && { https: httpsOptions(apiTls.cfg, apiTls.material) }) });
+  const app = await createApi({
+    config,
+    service,
+    logger,
+    metrics,
+    tracer: tracing.tracer,
+    lifecycle,
+    executor,
+    bus,
+    auth,
+    plugins: [...mcpRoutes, toolPlugin, observabilityPlugin, ...memoryPlugins, ...auditPlugins, ...(opts.plugins ?? [])],
+    ...(apiTls && { https: httpsOptions(apiTls.cfg, apiTls.material) }),
+  });
   let url = '';
   let removeRunRecord = () => {};
   let metricsServer: Server | HttpsServer | undefined;
@@ -295,7 +336,11 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
       if (config.auth.enabled && isLoopbackHost(config.server.host) && readKeyFile(keyFile)) removeRunRecord = writeRunRecord(addr.port, url, keyFile);
       if (config.metrics.enabled) {
         // Off loopback the metrics port needs a key with observe:read too; on loopback only the Host check applies.
-        const guard = metricsGuard({ requireAuth: config.auth.enabled && !isLoopbackHost(config.metrics.host), authenticators, allowedHosts: [...allowedHosts, ...(isLoopbackHost(config.metrics.host) || WILDCARD.has(config.metrics.host) ? [] : [config.metrics.host.toLowerCase()])] });
+        const guard = metricsGuard({
+          requireAuth: config.auth.enabled && !isLoopbackHost(config.metrics.host),
+          authenticators,
+          allowedHosts: [...allowedHosts, ...(isLoopbackHost(config.metrics.host) || WILDCARD.has(config.metrics.host) ? [] : [config.metrics.host.toLowerCase()])],
+        });
         const m = await startMetricsServer(metrics.registry, config.metrics.host, config.metrics.port, metricsTls && httpsOptions(metricsTls.cfg, metricsTls.material), guard);
         metricsServer = m.server;
         metricsUrl = m.url;
@@ -328,7 +373,16 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
   }
   lifecycle.state = 'ready';
   logger.info(
-    { url, metrics: metricsUrl, agents: registry.size, from_api: persisted, files: statuses.length, invalid_files: statuses.filter((s) => s.state === 'invalid').length, agents_dir: config.agents_dir, data_dir: config.data_dir },
+    {
+      url,
+      metrics: metricsUrl,
+      agents: registry.size,
+      from_api: persisted,
+      files: statuses.length,
+      invalid_files: statuses.filter((s) => s.state === 'invalid').length,
+      agents_dir: config.agents_dir,
+      data_dir: config.data_dir,
+    },
     'caxton ready',
   );
 

@@ -27,6 +27,9 @@ export const tlsConfigSchema = z
   })
   // Without a CA of its own Node.js would check client certificates against the public web
   // roots: anyone with a certificate from a public CA would pass.
-  .refine((t) => t.client_auth === 'none' || t.ca !== undefined, { error: 'client_auth = "optional" or "require" needs ca = "PATH", the bundle of CAs that sign your client certificates', path: ['ca'] });
+  .refine((t) => t.client_auth === 'none' || t.ca !== undefined, {
+    error: 'client_auth = "optional" or "require" needs ca = "PATH", the bundle of CAs that sign your client certificates',
+    path: ['ca'],
+  });
 
 export type TlsConfig = z.output<typeof tlsConfigSchema>;

@@ -97,13 +97,27 @@ function parseCerts(section: string, field: Field, file: string, bytes: Buffer):
   const blocks = bytes.toString('latin1').match(CERT_BLOCK) ?? [];
   if (blocks.length === 0) {
     const isKey = /-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(bytes.toString('latin1'));
-    throw problem(section, field, file, 'tls_not_pem', `the ${WHAT[field]} holds no PEM certificate (no "-----BEGIN CERTIFICATE-----" block)${isKey ? ': it holds a private key' : ''}`, isKey ? 'swap the cert and key paths' : `point ${field} at the PEM certificate file`);
+    throw problem(
+      section,
+      field,
+      file,
+      'tls_not_pem',
+      `the ${WHAT[field]} holds no PEM certificate (no "-----BEGIN CERTIFICATE-----" block)${isKey ? ': it holds a private key' : ''}`,
+      isKey ? 'swap the cert and key paths' : `point ${field} at the PEM certificate file`,
+    );
   }
   return blocks.map((b, i) => {
     try {
       return new X509Certificate(b);
     } catch (e) {
-      throw problem(section, field, file, 'tls_not_pem', `certificate ${i + 1} in the ${WHAT[field]} cannot be parsed (${e instanceof Error ? e.message : String(e)})`, 'replace it with a valid PEM certificate');
+      throw problem(
+        section,
+        field,
+        file,
+        'tls_not_pem',
+        `certificate ${i + 1} in the ${WHAT[field]} cannot be parsed (${e instanceof Error ? e.message : String(e)})`,
+        'replace it with a valid PEM certificate',
+      );
     }
   });
 }
@@ -111,11 +125,25 @@ function parseCerts(section: string, field: Field, file: string, bytes: Buffer):
 function parseKey(section: string, file: string, bytes: Buffer): KeyObject {
   const text = bytes.toString('latin1');
   if (/-----BEGIN ENCRYPTED PRIVATE KEY-----|Proc-Type: 4,ENCRYPTED/.test(text)) {
-    throw problem(section, 'key', file, 'tls_key_encrypted', 'the TLS private key file is encrypted with a passphrase', `store it unencrypted, readable by the user running caxton only: \`openssl pkey -in ${file} -out key.pem\` then \`chmod 600 key.pem\``);
+    throw problem(
+      section,
+      'key',
+      file,
+      'tls_key_encrypted',
+      'the TLS private key file is encrypted with a passphrase',
+      `store it unencrypted, readable by the user running caxton only: \`openssl pkey -in ${file} -out key.pem\` then \`chmod 600 key.pem\``,
+    );
   }
   if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(text)) {
     const isCert = text.includes('-----BEGIN CERTIFICATE-----');
-    throw problem(section, 'key', file, 'tls_not_pem', `the TLS private key file holds no PEM private key${isCert ? ': it holds a certificate' : ''}`, isCert ? 'swap the cert and key paths' : 'point key at the PEM private key file');
+    throw problem(
+      section,
+      'key',
+      file,
+      'tls_not_pem',
+      `the TLS private key file holds no PEM private key${isCert ? ': it holds a certificate' : ''}`,
+      isCert ? 'swap the cert and key paths' : 'point key at the PEM private key file',
+    );
   }
   try {
     return createPrivateKey(bytes);
@@ -133,13 +161,27 @@ function loadMaterial(cfg: TlsConfig, section: string): TlsMaterial {
   const key = parseKey(section, cfg.key, keyBytes);
   if (caBytes) parseCerts(section, 'ca', cfg.ca!, caBytes);
   if (!leaf!.checkPrivateKey(key)) {
-    throw problem(section, 'key', cfg.key, 'tls_key_mismatch', `the TLS private key does not belong to the certificate in ${cfg.cert}`, 'use the key the certificate was issued for (the certificate must come first in the cert file), or replace both together');
+    throw problem(
+      section,
+      'key',
+      cfg.key,
+      'tls_key_mismatch',
+      `the TLS private key does not belong to the certificate in ${cfg.cert}`,
+      'use the key the certificate was issued for (the certificate must come first in the cert file), or replace both together',
+    );
   }
   try {
     // What the TLS layer itself refuses (a key too weak for OpenSSL's security level, for one).
     createSecureContext({ cert: certBytes, key: keyBytes, ...(caBytes && { ca: caBytes }), minVersion: cfg.min_version });
   } catch (e) {
-    throw problem(section, 'cert', cfg.cert, 'tls_refused', `the TLS certificate and key are refused by OpenSSL (${e instanceof Error ? e.message : String(e)})`, 'issue a certificate with a stronger key (RSA 2048 bits or more, or ECDSA P-256)');
+    throw problem(
+      section,
+      'cert',
+      cfg.cert,
+      'tls_refused',
+      `the TLS certificate and key are refused by OpenSSL (${e instanceof Error ? e.message : String(e)})`,
+      'issue a certificate with a stronger key (RSA 2048 bits or more, or ECDSA P-256)',
+    );
   }
   return { cert: certBytes, key: keyBytes, ...(caBytes && { ca: caBytes }), serial: leaf!.serialNumber, subject: leaf!.subject, validTo: new Date(leaf!.validTo) };
 }
@@ -248,7 +290,10 @@ export class TlsReloader {
     this.#loadedAt = new Date();
     this.#reloads++;
     this.#lastError = undefined;
-    this.#log.info({ section: this.#section, serial: next.serial, previous_serial: c.serial, subject: next.subject, valid_to: next.validTo.toISOString() }, 'TLS certificate reloaded: new connections use it');
+    this.#log.info(
+      { section: this.#section, serial: next.serial, previous_serial: c.serial, subject: next.subject, valid_to: next.validTo.toISOString() },
+      'TLS certificate reloaded: new connections use it',
+    );
     warnIfExpiring(this.#log, this.#section, next);
     return true;
   }

@@ -18,7 +18,15 @@ export function parseTomlBounded(text: string, max = MAX_INPUT_DEPTH): TomlParse
     const what = dotted.table !== undefined ? `the table name [${dotted.table}.…]` : 'a dotted key';
     return {
       ok: false,
-      issue: { severity: 'error', code: 'input_too_deep', ...(dotted.table !== undefined && { field: dotted.table }), message: `${what} has more than ${max + 1} parts, so it nests more than ${max} levels deep (the limit is ${max})`, line: dotted.line, column: dotted.column, suggestion: 'flatten the structure' },
+      issue: {
+        severity: 'error',
+        code: 'input_too_deep',
+        ...(dotted.table !== undefined && { field: dotted.table }),
+        message: `${what} has more than ${max + 1} parts, so it nests more than ${max} levels deep (the limit is ${max})`,
+        line: dotted.line,
+        column: dotted.column,
+        suggestion: 'flatten the structure',
+      },
     };
   }
   let doc: Record<string, unknown>;
@@ -27,7 +35,17 @@ export function parseTomlBounded(text: string, max = MAX_INPUT_DEPTH): TomlParse
   } catch (e) {
     if (!(e instanceof TomlError)) throw e;
     if (/excessively nested/.test(e.message)) {
-      return { ok: false, issue: { severity: 'error', code: 'input_too_deep', message: `an inline array or table is nested more than ${max} levels deep (the limit is ${max})`, line: e.line, column: e.column, suggestion: 'flatten the structure' } };
+      return {
+        ok: false,
+        issue: {
+          severity: 'error',
+          code: 'input_too_deep',
+          message: `an inline array or table is nested more than ${max} levels deep (the limit is ${max})`,
+          line: e.line,
+          column: e.column,
+          suggestion: 'flatten the structure',
+        },
+      };
     }
     return { ok: false, issue: { severity: 'error', code: 'toml_syntax', message: `TOML syntax error: ${tomlSyntaxMessage(e, text)}`, line: e.line, column: e.column } };
   }
@@ -38,7 +56,14 @@ export function parseTomlBounded(text: string, max = MAX_INPUT_DEPTH): TomlParse
     if (!pos) for (const [path, info] of scanTomlKeys(text)) if (path.startsWith(`${key}.`) && (!pos || info.line < pos.line)) pos = info;
     return {
       ok: false,
-      issue: { severity: 'error', code: 'input_too_deep', field: key, message: `"${key}" is nested more than ${max} levels deep (the limit is ${max} levels of tables, dotted keys and arrays)`, ...(pos && { line: pos.line, column: pos.column }), suggestion: 'flatten the structure' },
+      issue: {
+        severity: 'error',
+        code: 'input_too_deep',
+        field: key,
+        message: `"${key}" is nested more than ${max} levels deep (the limit is ${max} levels of tables, dotted keys and arrays)`,
+        ...(pos && { line: pos.line, column: pos.column }),
+        suggestion: 'flatten the structure',
+      },
     };
   }
   return { ok: true, doc };
@@ -66,14 +91,16 @@ export function longDottedKey(text: string, maxDots: number): { line: number; co
       if (++dots > maxDots) {
         // A table header names its top-level field first: `[parameters.a.b...]`.
         const header = text.slice(lineStart, runStart).trim();
-        const first = text.slice(runStart, text.indexOf('.', runStart)).trim().replace(/^(["'])(.*)\1$/, '$2');
+        const first = text
+          .slice(runStart, text.indexOf('.', runStart))
+          .trim()
+          .replace(/^(["'])(.*)\1$/, '$2');
         return { line, column: i - lineStart + 1, ...((header === '[' || header === '[[') && { table: first }) };
       }
     } else if (c === '=' || c === ',' || c === '[' || c === ']' || c === '{' || c === '}') {
       dots = 0;
       runStart = i + 1;
-    }
-    else if (c === '#') {
+    } else if (c === '#') {
       while (i + 1 < text.length && text[i + 1] !== '\n') i++;
     } else if (c === '"' || c === "'") {
       // Skip the string: basic "..." (with escapes), literal '...', or their multi-line forms.

@@ -58,6 +58,11 @@ export function formatDuration(ms: number): string {
 
 /** A size for messages: "512 B", "64 KiB", "4 GiB". */
 export function formatSize(bytes: number): string {
-  for (const [unit, f] of [['GiB', 1024 ** 3], ['MiB', 1024 ** 2], ['KiB', 1024]] as const) if (bytes >= f) return `${+(bytes / f).toFixed(2)} ${unit}`;
+  for (const [unit, f] of [
+    ['GiB', 1024 ** 3],
+    ['MiB', 1024 ** 2],
+    ['KiB', 1024],
+  ] as const)
+    if (bytes >= f) return `${+(bytes / f).toFixed(2)} ${unit}`;
   return `${bytes} B`;
 }

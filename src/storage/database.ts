@@ -53,7 +53,8 @@ export function openDatabase(dataDir: string, file = 'caxton.db', opts: OpenOpti
     throw fsError(e, size === undefined ? dir : path, size === undefined ? `cannot create the data file ${path}: the data dir ${dir} is not writable` : `cannot read and write the data file ${path}`);
   }
   if (size !== undefined && size > 0) checkHeader(path, size);
-  if (size === 0) opts.log?.warn({ file: path }, `the data file ${path} is empty (0 bytes): starting a new, empty store. If it should hold agents and messages, stop the server and restore it from a backup`);
+  if (size === 0)
+    opts.log?.warn({ file: path }, `the data file ${path} is empty (0 bytes): starting a new, empty store. If it should hold agents and messages, stop the server and restore it from a backup`);
 
   let db: Db;
   try {
@@ -77,7 +78,10 @@ export function openDatabase(dataDir: string, file = 'caxton.db', opts: OpenOpti
       db.pragma('auto_vacuum = INCREMENTAL');
       db.pragma(`application_id = ${CAXTON_APPLICATION_ID}`);
     } else if ((db.pragma('auto_vacuum', { simple: true }) as number) !== 2) {
-      opts.log?.info({ file: path }, 'this data file was created before incremental vacuum: pages freed by retention are reused but the file does not shrink; to enable it, stop the server and run: sqlite3 caxton.db "PRAGMA auto_vacuum = INCREMENTAL; VACUUM;"');
+      opts.log?.info(
+        { file: path },
+        'this data file was created before incremental vacuum: pages freed by retention are reused but the file does not shrink; to enable it, stop the server and run: sqlite3 caxton.db "PRAGMA auto_vacuum = INCREMENTAL; VACUUM;"',
+      );
     }
     db.pragma('journal_mode = WAL');
     db.pragma('synchronous = NORMAL');
@@ -121,7 +125,11 @@ function checkHeader(path: string, size: number): void {
   }
   const what = 'Caxton did not change it. Restore it from a backup, or move it aside (the server then starts with an empty store)';
   if (n < 100 || !head.subarray(0, 16).equals(HEADER)) {
-    throw new CaxtonError('configuration_error', `the data file ${path} is not a SQLite database (${n < 100 ? `only ${size} bytes` : 'its first bytes are not the SQLite header'}: damaged or overwritten). ${what}`, { file: path });
+    throw new CaxtonError(
+      'configuration_error',
+      `the data file ${path} is not a SQLite database (${n < 100 ? `only ${size} bytes` : 'its first bytes are not the SQLite header'}: damaged or overwritten). ${what}`,
+      { file: path },
+    );
   }
   const raw = head.readUInt16BE(16);
   const pageSize = raw === 1 ? 65536 : raw;
@@ -136,7 +144,11 @@ function fsError(e: unknown, path: string, what: string): CaxtonError {
   const code = (e as NodeJS.ErrnoException).code;
   if (code === 'ENOSPC') return new CaxtonError('insufficient_storage', `${what}: the disk is full. Free some space and start again`, { file: path });
   if (code === 'EROFS') return new CaxtonError('configuration_error', `${what}: it is on a read-only file system. Point data_dir (or --data-dir) at a writable directory`, { file: path });
-  return new CaxtonError('configuration_error', `${what} (${code ?? 'error'}): fix its permissions (the user running caxton needs read and write access) or point data_dir (or --data-dir) at a writable directory`, { file: path });
+  return new CaxtonError(
+    'configuration_error',
+    `${what} (${code ?? 'error'}): fix its permissions (the user running caxton needs read and write access) or point data_dir (or --data-dir) at a writable directory`,
+    { file: path },
+  );
 }
 
 /** A SQLite failure while opening or migrating the store, as an error that names the file and says what to do. */
@@ -144,15 +156,24 @@ export function storeStartError(e: unknown, path: string): CaxtonError {
   if (e instanceof CaxtonError) return e;
   const code = String((e as { code?: unknown }).code ?? '');
   const msg = e instanceof Error ? e.message : String(e);
-  if (code.startsWith('SQLITE_FULL')) return new CaxtonError('insufficient_storage', `the disk holding the data file ${path} is full (${msg}). Free some space and start again; nothing was changed`, { file: path });
+  if (code.startsWith('SQLITE_FULL'))
+    return new CaxtonError('insufficient_storage', `the disk holding the data file ${path} is full (${msg}). Free some space and start again; nothing was changed`, { file: path });
   if (code.startsWith('SQLITE_CORRUPT') || code.startsWith('SQLITE_NOTADB')) {
     return new CaxtonError('configuration_error', `the data file ${path} is damaged (${msg}). Restore it from a backup, or move it aside (the server then starts with an empty store)`, { file: path });
   }
   if (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED')) {
-    return new CaxtonError('configuration_error', `the data file ${path} is locked by another process (${msg}): is another caxton serve using this data dir? Stop it, or give this one another data_dir`, { file: path });
+    return new CaxtonError(
+      'configuration_error',
+      `the data file ${path} is locked by another process (${msg}): is another caxton serve using this data dir? Stop it, or give this one another data_dir`,
+      { file: path },
+    );
   }
   if (code.startsWith('SQLITE_READONLY') || code.startsWith('SQLITE_CANTOPEN') || code.startsWith('SQLITE_PERM') || code.startsWith('SQLITE_AUTH')) {
-    return new CaxtonError('configuration_error', `cannot open the data file ${path} for writing (${msg}): fix the permissions of the file and its directory (the user running caxton needs read and write access), or point data_dir (or --data-dir) at a writable directory`, { file: path });
+    return new CaxtonError(
+      'configuration_error',
+      `cannot open the data file ${path} for writing (${msg}): fix the permissions of the file and its directory (the user running caxton needs read and write access), or point data_dir (or --data-dir) at a writable directory`,
+      { file: path },
+    );
   }
   return new CaxtonError('configuration_error', `cannot open the data file ${path}: ${msg}`, { file: path, sqlite_code: code || undefined });
 }

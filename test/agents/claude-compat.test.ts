@@ -167,7 +167,14 @@ describe('maxTurns, memory and the other Claude Code keys', () => {
     expect(d.description).toBe('A folded description over lines.\n');
     expect(d.limits.max_turns).toBe(7);
     expect(d.memory).toMatchObject({ enabled: true, scope: 'agent' });
-    expect(d.metadata).toMatchObject({ claude_memory: 'project', claude_max_turns: 7, permissionMode: 'acceptEdits', skills: ['pdf'], mcpServers: ['github'], claude_disallowed_tools: ['Write', 'Edit'] });
+    expect(d.metadata).toMatchObject({
+      claude_memory: 'project',
+      claude_max_turns: 7,
+      permissionMode: 'acceptEdits',
+      skills: ['pdf'],
+      mcpServers: ['github'],
+      claude_disallowed_tools: ['Write', 'Edit'],
+    });
     expect(d.metadata.hooks).toEqual({ Stop: [{ command: 'echo done' }] });
     expect(r.warnings.filter((w) => w.code === 'unknown_key')).toEqual([]);
   });
@@ -193,7 +200,7 @@ describe('maxTurns, memory and the other Claude Code keys', () => {
     if (!r.ok) expect(r.errors[0]!.message).toContain('"user", "project", "local"');
   });
 
-  it('maxTurns above Caxton\'s limit is clamped with a warning; a non-number is an error naming the value', () => {
+  it("maxTurns above Caxton's limit is clamped with a warning; a non-number is an error naming the value", () => {
     const r = load(md('name: x\ndescription: d\nmaxTurns: 500'));
     expect(r.definition.limits.max_turns).toBe(100);
     expect(r.warnings.some((w) => w.field === 'maxTurns')).toBe(true);
@@ -299,7 +306,12 @@ describe('hostile frontmatter (issue 13): the lenient retry is linear', () => {
 
   it('an alias bomb ("billion laughs") is an error, not an expansion', { timeout: 5_000 }, () => {
     const levels = ['a: &a [x, x, x, x, x, x, x, x, x, x]'];
-    for (let i = 1; i < 9; i++) levels.push(`${String.fromCharCode(97 + i)}: &${String.fromCharCode(97 + i)} [${Array(10).fill(`*${String.fromCharCode(96 + i)}`).join(', ')}]`);
+    for (let i = 1; i < 9; i++)
+      levels.push(
+        `${String.fromCharCode(97 + i)}: &${String.fromCharCode(97 + i)} [${Array(10)
+          .fill(`*${String.fromCharCode(96 + i)}`)
+          .join(', ')}]`,
+      );
     // Nested under one key (kept in metadata): refused.
     const nested = parseAgent(md(`name: x\ndescription: d\nhooks:\n${levels.map((l) => `  ${l}`).join('\n')}`), { format: 'markdown' });
     expect(!nested.ok && nested.errors[0]!.code).toBe('yaml_alias_limit');
@@ -340,7 +352,9 @@ describe('property: an unquoted one-line description is read as its text', () =>
   const text = fc
     .array(chars, { minLength: 1, maxLength: 40 })
     .map((a) => a.join('').trim())
-    .filter((s) => s.length > 0 && !/^["'[{|>#\-?]/.test(s) && !s.includes(' #') && !/:$/.test(s) && !/^[-+.0-9]/.test(s) && !/^(true|false|null|~)$/i.test(s) && !/^[!&*]\S*$/.test(s) && !/^(&|! )/.test(s));
+    .filter(
+      (s) => s.length > 0 && !/^["'[{|>#\-?]/.test(s) && !s.includes(' #') && !/:$/.test(s) && !/^[-+.0-9]/.test(s) && !/^(true|false|null|~)$/i.test(s) && !/^[!&*]\S*$/.test(s) && !/^(&|! )/.test(s),
+    );
 
   it('loads with description === the text (trimmed)', () => {
     fc.assert(

@@ -96,7 +96,10 @@ describe('nesting depth: a field nested more than 64 levels is a clear error in 
   });
 
   it('JSON: metadata 2,000 deep; 63 levels of parameters are fine', () => {
-    expect(first(parseAgent(JSON.stringify({ name: 'a', system_prompt: 'x', metadata: { m: JSON.parse(nested(2000)) } }), { format: 'json' }))).toMatchObject({ code: 'input_too_deep', field: 'metadata' });
+    expect(first(parseAgent(JSON.stringify({ name: 'a', system_prompt: 'x', metadata: { m: JSON.parse(nested(2000)) } }), { format: 'json' }))).toMatchObject({
+      code: 'input_too_deep',
+      field: 'metadata',
+    });
     const ok = parseAgent(JSON.stringify({ name: 'a', system_prompt: 'x', parameters: { p: JSON.parse(nested(62)) } }), { format: 'json' });
     expect(ok.ok).toBe(true);
   });
@@ -256,7 +259,9 @@ describe('prompt rendering reaches only the parameters themselves', () => {
   const def = { name: 'a', description: 'd', parameters: { style: 'brief' } } as unknown as AgentDefinition;
 
   it('{{parameters.toString}} and other inherited names render as a missing parameter (empty)', () => {
-    const out = renderTemplate('[{{parameters.toString}}][{{parameters.constructor}}][{{parameters.__proto__}}][{{parameters.hasOwnProperty}}][{{parameters.nope}}][{{parameters.style}}]', def, { request: 'r' });
+    const out = renderTemplate('[{{parameters.toString}}][{{parameters.constructor}}][{{parameters.__proto__}}][{{parameters.hasOwnProperty}}][{{parameters.nope}}][{{parameters.style}}]', def, {
+      request: 'r',
+    });
     expect(out).toBe('[][][][][][brief]');
   });
 

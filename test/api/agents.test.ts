@@ -45,7 +45,15 @@ describe('agent management API', () => {
     expect(res.status).toBe(201);
     expect(res.headers.get('location')).toBe('/api/v1/agents/DataAnalyzer');
     expect(res.json.warnings).toEqual([]);
-    expect(res.json.agent).toMatchObject({ name: 'DataAnalyzer', version: '1.1.0', format: 'toml', origin: { kind: 'api' }, revision: 1, capabilities: ['data-analysis', 'reporting'], tools: ['http_client'] });
+    expect(res.json.agent).toMatchObject({
+      name: 'DataAnalyzer',
+      version: '1.1.0',
+      format: 'toml',
+      origin: { kind: 'api' },
+      revision: 1,
+      capabilities: ['data-analysis', 'reporting'],
+      tools: ['http_client'],
+    });
     expect(res.json.agent.definition).toMatchObject({ system_prompt: 'You analyze.', limits: { timeout_ms: 30_000 } });
 
     const viaLocation = await getJson<Detail>(t.url, res.headers.get('location')!);

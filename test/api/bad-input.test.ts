@@ -120,7 +120,12 @@ const cases: Case[] = [
     status: 422,
     code: 'invalid_agent',
     put: true,
-    check: (res) => expect(issues(res).map((i) => [i.field, i.line])).toEqual([['capabilities', 3], ['llm.temperature', 5], ['limits.max_turns', 7]]),
+    check: (res) =>
+      expect(issues(res).map((i) => [i.field, i.line])).toEqual([
+        ['capabilities', 3],
+        ['llm.temperature', 5],
+        ['limits.max_turns', 7],
+      ]),
   },
   {
     label: 'system_prompt after [memory]',

@@ -100,7 +100,10 @@ describe('hostile agent bodies: a clear 4xx, nothing stored, /health answers mea
   });
 
   it('absurd and zero units are 422 naming the field, the value and the range', async () => {
-    const r = await http(serve.url, 'POST', '/api/v1/agents', { body: 'name = "units"\nsystem_prompt = "x"\n[limits]\ntimeout = "99999999999999999999h"\nmax_message_size = "999999999GB"\n', contentType: 'application/toml' });
+    const r = await http(serve.url, 'POST', '/api/v1/agents', {
+      body: 'name = "units"\nsystem_prompt = "x"\n[limits]\ntimeout = "99999999999999999999h"\nmax_message_size = "999999999GB"\n',
+      contentType: 'application/toml',
+    });
     const e = expectErrorEnvelope(r, 422, 'invalid_agent') as unknown as Invalid['error'];
     expect(e.details.errors.map((x) => x.message)).toEqual([
       'limits.timeout: duration "99999999999999999999h" is out of range: expected 1 ms to 24.9 days',

@@ -95,7 +95,7 @@ describe('deep JSON bodies are a 400 input_too_deep, not a 500', () => {
     expectTooDeep(res);
   });
 
-  it('MCP JSON-RPC body at /mcp, and a tool call\'s args', async () => {
+  it("MCP JSON-RPC body at /mcp, and a tool call's args", async () => {
     const rpc = `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"calculator","arguments":${deepObject(20_000)}}}`;
     expectTooDeep(await http<Json>(t.url, 'POST', '/mcp', { body: rpc, contentType: 'application/json', headers: { accept: 'application/json, text/event-stream' } }));
     expectTooDeep(await post('/api/v1/tools/calculator/evaluate/call', `{"args":${deepArray(20_000)}}`));

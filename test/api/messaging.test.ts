@@ -196,7 +196,15 @@ describe('POST /api/v1/messages and conversations', () => {
     await cx.server.bus.wait(res.json.conversation_id, 10_000);
     const conv = await get(cx.url, `/api/v1/conversations/${res.json.conversation_id}`);
     expect(conv.status, conv.text).toBe(200);
-    expect(conv.json.conversation).toMatchObject({ id: res.json.conversation_id, state: 'completed', protocol: 'fipa-request', initiator: 'user', participants: ['user', 'helper'], capability: 'answering', turns: 3 });
+    expect(conv.json.conversation).toMatchObject({
+      id: res.json.conversation_id,
+      state: 'completed',
+      protocol: 'fipa-request',
+      initiator: 'user',
+      participants: ['user', 'helper'],
+      capability: 'answering',
+      turns: 3,
+    });
     expect(conv.json.messages.map((m: Json) => `${m.performative}:${m.sender}`)).toEqual(['request:user', 'agree:helper', 'inform:helper']);
     expect(conv.json.messages[0]).toMatchObject({ id: res.json.id, content: 'what is up?', routed_to: ['helper'] });
     expect(conv.json.messages[2]).toMatchObject({ content: 'answer from helper', in_reply_to: res.json.id, receivers: ['user'] });
@@ -350,16 +358,79 @@ describe('bad input: a clear error naming the field, and nothing stored', () => 
       code: 'invalid_message',
       says: /not valid JSON: line 4, column 3: expected "," or "}"/,
     },
-    { label: 'an unknown performative (with a suggestion)', body: JSON.stringify({ ...ok, performative: "reqest" }), status: 400, code: "invalid_message", field: "performative", says: /unknown performative "reqest"; did you mean "request"\?/ },
-    { label: 'oversized content ([messaging] max_message_size)', body: JSON.stringify({ ...ok, content: 'x'.repeat(5000) }), status: 413, code: 'payload_too_large', field: 'content', says: /at most 4096 \(\[messaging\] max_message_size\)/ },
+    {
+      label: 'an unknown performative (with a suggestion)',
+      body: JSON.stringify({ ...ok, performative: 'reqest' }),
+      status: 400,
+      code: 'invalid_message',
+      field: 'performative',
+      says: /unknown performative "reqest"; did you mean "request"\?/,
+    },
+    {
+      label: 'oversized content ([messaging] max_message_size)',
+      body: JSON.stringify({ ...ok, content: 'x'.repeat(5000) }),
+      status: 413,
+      code: 'payload_too_large',
+      field: 'content',
+      says: /at most 4096 \(\[messaging\] max_message_size\)/,
+    },
     { label: 'a body over [server] max_body_size', body: JSON.stringify({ ...ok, content: 'x'.repeat(20 * 1024) }), status: 413, code: 'payload_too_large', says: /larger than the 16 KiB limit/ },
-    { label: 'neither receiver nor capability', body: JSON.stringify({ performative: 'request', content: 'to whom?' }), status: 400, code: 'invalid_message', field: 'receivers', says: /needs a receiver .* or a "capability"/ },
-    { label: 'both receiver and capability', body: JSON.stringify({ ...ok, receiver: 'helper' }), status: 400, code: 'invalid_message', field: 'capability', says: /either receivers or a capability, not both/ },
-    { label: 'a user-defined parameter without the X- prefix', body: JSON.stringify({ ...ok, params: { 'Priority': 'high' } }), status: 400, code: 'invalid_message', field: 'params.Priority', says: /start with "X-"/ },
-    { label: 'an X- parameter that is not a string', body: JSON.stringify({ ...ok, 'X-priority': 5 }), status: 400, code: 'invalid_message', field: 'X-priority', says: /X-priority: expected a string value/ },
-    { label: 'a reply_by that is neither a time nor a duration', body: JSON.stringify({ ...ok, reply_by: 'tomorrow' }), status: 400, code: 'invalid_message', field: 'reply_by', says: /reply_by: "tomorrow" is neither an ISO 8601 time nor a duration/ },
-    { label: 'a reply_by beyond what a date can hold', body: JSON.stringify({ ...ok, reply_by: '99999999999999999s' }), status: 400, code: 'invalid_message', field: 'reply_by', says: /reply_by: "99999999999999999s" is out of range/ },
-    { label: 'an unknown parameter (with a suggestion)', body: JSON.stringify({ ...ok, conversaton_id: 'c1' }), status: 400, code: 'invalid_message', field: 'conversaton_id', says: /unknown parameter; did you mean "conversation_id"\?/ },
+    {
+      label: 'neither receiver nor capability',
+      body: JSON.stringify({ performative: 'request', content: 'to whom?' }),
+      status: 400,
+      code: 'invalid_message',
+      field: 'receivers',
+      says: /needs a receiver .* or a "capability"/,
+    },
+    {
+      label: 'both receiver and capability',
+      body: JSON.stringify({ ...ok, receiver: 'helper' }),
+      status: 400,
+      code: 'invalid_message',
+      field: 'capability',
+      says: /either receivers or a capability, not both/,
+    },
+    {
+      label: 'a user-defined parameter without the X- prefix',
+      body: JSON.stringify({ ...ok, params: { Priority: 'high' } }),
+      status: 400,
+      code: 'invalid_message',
+      field: 'params.Priority',
+      says: /start with "X-"/,
+    },
+    {
+      label: 'an X- parameter that is not a string',
+      body: JSON.stringify({ ...ok, 'X-priority': 5 }),
+      status: 400,
+      code: 'invalid_message',
+      field: 'X-priority',
+      says: /X-priority: expected a string value/,
+    },
+    {
+      label: 'a reply_by that is neither a time nor a duration',
+      body: JSON.stringify({ ...ok, reply_by: 'tomorrow' }),
+      status: 400,
+      code: 'invalid_message',
+      field: 'reply_by',
+      says: /reply_by: "tomorrow" is neither an ISO 8601 time nor a duration/,
+    },
+    {
+      label: 'a reply_by beyond what a date can hold',
+      body: JSON.stringify({ ...ok, reply_by: '99999999999999999s' }),
+      status: 400,
+      code: 'invalid_message',
+      field: 'reply_by',
+      says: /reply_by: "99999999999999999s" is out of range/,
+    },
+    {
+      label: 'an unknown parameter (with a suggestion)',
+      body: JSON.stringify({ ...ok, conversaton_id: 'c1' }),
+      status: 400,
+      code: 'invalid_message',
+      field: 'conversaton_id',
+      says: /unknown parameter; did you mean "conversation_id"\?/,
+    },
     { label: 'an unknown protocol', body: JSON.stringify({ ...ok, protocol: 'fipa-gossip' }), status: 400, code: 'invalid_message', field: 'protocol', says: /unknown protocol "fipa-gossip"/ },
     { label: 'a JSON array instead of an object', body: '[1, 2]', status: 400, code: 'invalid_message', field: '(message)', says: /expected a JSON object/ },
     { label: 'an empty body', body: '', status: 400, code: 'invalid_message', says: /body is empty/ },
@@ -466,7 +537,10 @@ describe('directory facilitator', () => {
       await cx.deploy({ name: 'newcomer', capabilities: ['novelty'] });
       await stream.next((es) => es.some((e) => e.event === 'registered'));
       const reg = stream.events.find((e) => e.event === 'registered')!;
-      expect(reg.json).toEqual({ type: 'registered', entry: { agent: 'newcomer', description: 'execution test agent newcomer', capabilities: ['novelty'], protocols: [], ontologies: [], languages: [], max_concurrency: null } });
+      expect(reg.json).toEqual({
+        type: 'registered',
+        entry: { agent: 'newcomer', description: 'execution test agent newcomer', capabilities: ['novelty'], protocols: [], ontologies: [], languages: [], max_concurrency: null },
+      });
       expect(reg.json.entry.definition).toBeUndefined();
       await cx.update({ name: 'newcomer', capabilities: ['novelty', 'more'] });
       await stream.next((es) => es.some((e) => e.event === 'updated'));
@@ -491,7 +565,19 @@ describe('stats and OpenAPI', () => {
 
   it('every messaging endpoint is in /api/v1/openapi.json, with the message body schema', async () => {
     const doc = (await get(cx.url, '/api/v1/openapi.json')).json;
-    for (const p of ['/api/v1/messages', '/api/v1/messages/{id}', '/api/v1/conversations', '/api/v1/conversations/{id}', '/api/v1/conversations/{id}/events', '/api/v1/dead-letters', '/api/v1/dead-letters/{id}', '/api/v1/dead-letters/{id}/replay', '/api/v1/directory', '/api/v1/directory/events', '/api/v1/messaging/stats']) {
+    for (const p of [
+      '/api/v1/messages',
+      '/api/v1/messages/{id}',
+      '/api/v1/conversations',
+      '/api/v1/conversations/{id}',
+      '/api/v1/conversations/{id}/events',
+      '/api/v1/dead-letters',
+      '/api/v1/dead-letters/{id}',
+      '/api/v1/dead-letters/{id}/replay',
+      '/api/v1/directory',
+      '/api/v1/directory/events',
+      '/api/v1/messaging/stats',
+    ]) {
       expect(doc.paths[p], p).toBeDefined();
     }
     const body = doc.paths['/api/v1/messages'].post.requestBody.content['application/json'].schema;

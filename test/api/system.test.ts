@@ -62,7 +62,11 @@ describe('system endpoints', () => {
     expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(['/api/v1/agents', '/api/v1/agents/{name}', '/api/v1/agents/validate', '/api/v1/capabilities', '/health', '/ready']));
     expect(Object.keys(doc.paths['/api/v1/agents']!).sort()).toEqual(['get', 'post']);
     expect(Object.keys(doc.paths['/api/v1/agents/{name}']!).sort()).toEqual(['delete', 'get', 'put']);
-    for (const [path, method] of [['/api/v1/agents', 'post'], ['/api/v1/agents/validate', 'post'], ['/api/v1/agents/{name}', 'put']] as const) {
+    for (const [path, method] of [
+      ['/api/v1/agents', 'post'],
+      ['/api/v1/agents/validate', 'post'],
+      ['/api/v1/agents/{name}', 'put'],
+    ] as const) {
       const body = doc.paths[path]![method]!.requestBody;
       expect(body, `${method} ${path} requestBody`).toBeDefined();
       expect(Object.keys(body!.content).sort()).toEqual(['application/json', 'application/toml', 'text/markdown']);

@@ -26,10 +26,12 @@ describe('the audit route table', () => {
     expect(routes).toContainEqual({ method: 'POST', path: '/api/v1/tools/:/:/call' });
     expect(routes).toContainEqual({ method: 'POST', path: '/mcp' });
     expect(routes).toContainEqual({ method: 'GET', path: '/api/v1/audit' });
-    const mapped = new Set(Object.keys(AUDIT_ROUTES).map((k) => {
-      const [method, url] = k.split(' ') as [string, string];
-      return `${method} ${normalizeRoute(url)}`;
-    }));
+    const mapped = new Set(
+      Object.keys(AUDIT_ROUTES).map((k) => {
+        const [method, url] = k.split(' ') as [string, string];
+        return `${method} ${normalizeRoute(url)}`;
+      }),
+    );
     const changing = routes.filter((r) => isStateChanging(r.method, r.path));
     expect(changing.length).toBeGreaterThan(20);
     const missing = changing.map((r) => `${r.method} ${r.path}`).filter((k) => !mapped.has(k));

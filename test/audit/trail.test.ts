@@ -82,7 +82,14 @@ beforeAll(async () => {
   });
   admin = readFileSync(join(dir, 'data', 'admin.key'), 'utf8').trim();
   registerSecrets([SECRET]);
-  for (const [name, role] of [['ci', 'developer'], ['ops', 'operator'], ['viewer', 'viewer'], ['mcp', 'developer'], ['tools', 'developer'], [SECRET, 'developer']] as const) {
+  for (const [name, role] of [
+    ['ci', 'developer'],
+    ['ops', 'operator'],
+    ['viewer', 'viewer'],
+    ['mcp', 'developer'],
+    ['tools', 'developer'],
+    [SECRET, 'developer'],
+  ] as const) {
     const r = await call('POST', '/api/v1/keys', { body: { name, role }, headers: { 'x-request-id': `setup-${name === SECRET ? 'secret' : name}` } });
     expect(r.status, r.text).toBe(201);
     keys[name] = r.json.secret as string;
@@ -168,7 +175,7 @@ describe('recording', () => {
     const rpc = (id: number, method: string, params: unknown) => ({ jsonrpc: '2.0', id, method, params });
     await call('POST', '/mcp', { body: rpc(1, 'tools/call', { name: 'calculator', arguments: { expression: '1+2' } }), headers });
     await call('POST', '/mcp', { body: rpc(2, 'tools/list', {}), headers: { ...headers, 'x-request-id': 'req-mcp-list' } });
-    expect((await byRequest('req-mcp-call'))).toMatchObject([{ principal: 'key:mcp', action: 'mcp.tool_call', route: '/mcp', target: 'calculator' }]);
+    expect(await byRequest('req-mcp-call')).toMatchObject([{ principal: 'key:mcp', action: 'mcp.tool_call', route: '/mcp', target: 'calculator' }]);
     expect(await byRequest('req-mcp-list')).toEqual([]);
   });
 
@@ -269,10 +276,13 @@ describe('the JSON-lines file', () => {
   it('gets one line per row (the same record as the API) and is created 0600', async () => {
     ts.server.audit!.flush();
     const count = (ts.server.db.prepare('SELECT count(*) AS n FROM audit_log').get() as { n: number }).n;
-    const { value: lines } = await waitUntil(() => {
-      const l = readFileSync(jsonlPath, 'utf8').trim().split('\n');
-      return l.length === count && l;
-    }, { timeoutMs: 5000, what: `${count} JSON lines` });
+    const { value: lines } = await waitUntil(
+      () => {
+        const l = readFileSync(jsonlPath, 'utf8').trim().split('\n');
+        return l.length === count && l;
+      },
+      { timeoutMs: 5000, what: `${count} JSON lines` },
+    );
     const parsed = lines.map((l) => JSON.parse(l) as AuditRecord);
     const api = (await audit('?limit=1000')).reverse();
     expect(parsed).toEqual(api);

@@ -244,7 +244,12 @@ describe('browser safety', () => {
     expect(res.status).toBe(403);
     expect(JSON.parse(res.text).error.details.reason).toBe('origin_not_allowed');
     // Even with a key (a page cannot hold one, but the Origin alone decides).
-    const withKey = await raw('POST', '/api/v1/agents', { host, origin: 'https://evil.example', 'content-type': 'application/toml', authorization: `Bearer ${admin}` }, 'name = "x"\nsystem_prompt = "y"\n');
+    const withKey = await raw(
+      'POST',
+      '/api/v1/agents',
+      { host, origin: 'https://evil.example', 'content-type': 'application/toml', authorization: `Bearer ${admin}` },
+      'name = "x"\nsystem_prompt = "y"\n',
+    );
     expect(withKey.status).toBe(403);
     // A simple content type without a credential or X-Caxton-Request header, no Origin at all.
     const simple = await raw('POST', '/api/v1/messages', { host, 'content-type': 'application/x-www-form-urlencoded' }, 'a=b');

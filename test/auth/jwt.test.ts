@@ -375,7 +375,9 @@ describe('[auth.jwt] schema', () => {
     expect(issues({ ...base, jwks_url: 'http://issuer.example.com/jwks' })).toEqual([{ path: 'jwks_url', message: expect.stringContaining('https://') }]);
     expect(issues({ ...base, jwk: { kty: 'EC', crv: 'P-256', x: 'a', y: 'b', d: 'c' } })[0]).toEqual({ path: 'jwk', message: expect.stringContaining('private key') });
     expect(issues({ ...base, jwk: { kty: 'oct', k: 'c2VjcmV0' } })[0]!.message).toContain('shared-secret');
-    expect(issues({ ...base, jwks_url: 'https://i.example/jwks', roles: { admins: 'root' } })).toEqual([{ path: 'roles.admins', message: expect.stringContaining('admin, operator, developer, invoker, viewer') }]);
+    expect(issues({ ...base, jwks_url: 'https://i.example/jwks', roles: { admins: 'root' } })).toEqual([
+      { path: 'roles.admins', message: expect.stringContaining('admin, operator, developer, invoker, viewer') },
+    ]);
     expect(issues({ ...base, jwks_url: 'https://i.example/jwks', role_claim: 'realm roles' })[0]!.path).toBe('role_claim');
     expect(issues({ ...base, jwks_url: 'https://i.example/jwks', audiences: ['x'] })[0]!.message).toMatch(/audiences/);
     expect(issues({ ...base, jwks_url: 'https://i.example/jwks', clock_tolerance: '1h' })[0]!.path).toBe('clock_tolerance');

@@ -67,7 +67,7 @@ describe('[auth.limits] schema', () => {
     expect(issues({ default: { tokens: 10, tokens_period: 'soon' } })).toMatch(/expected a duration/);
   });
 
-  it('resolves an agent by exact name first, then the first matching glob; a key\'s own limits replace the default', () => {
+  it("resolves an agent by exact name first, then the first matching glob; a key's own limits replace the default", () => {
     const cfg = authLimitsConfigSchema.parse({
       default: { requests_per_minute: 10 },
       agents: { 'support-*': { concurrent_executions: 4 }, '*': { concurrent_executions: 9 }, 'support-vip': { concurrent_executions: 1 } },
@@ -125,7 +125,12 @@ describe('PrincipalLimiter: executions', () => {
     const limits: LimitSet = { concurrent_executions: 2 };
     const a = slot(l.beginExecution({ principalId: 'key:a', principalLimits: limits, agent: 'x' }));
     slot(l.beginExecution({ principalId: 'key:a', principalLimits: limits, agent: 'x' }));
-    expect(denied(l.beginExecution({ principalId: 'key:a', principalLimits: limits, agent: 'x' }))).toMatchObject({ limit: 'concurrency', scope: 'principal', value: 2, retryAfterMs: CONCURRENCY_RETRY_MS });
+    expect(denied(l.beginExecution({ principalId: 'key:a', principalLimits: limits, agent: 'x' }))).toMatchObject({
+      limit: 'concurrency',
+      scope: 'principal',
+      value: 2,
+      retryAfterMs: CONCURRENCY_RETRY_MS,
+    });
     slot(l.beginExecution({ principalId: 'key:b', principalLimits: limits, agent: 'x' }));
     a.release();
     a.release();
@@ -150,7 +155,7 @@ describe('PrincipalLimiter: executions', () => {
     expect(l.agentUsage('support', agentLimits).executions).toEqual({ running: 1, limit: 1 });
   });
 
-  it('an agent\'s requests_per_minute limits the executions started per minute', () => {
+  it("an agent's requests_per_minute limits the executions started per minute", () => {
     const clock = fakeClock();
     const l = new PrincipalLimiter({ now: clock.now });
     const agentLimits: LimitSet = { requests_per_minute: 2 };
@@ -300,7 +305,16 @@ describe('Executor with a limiter (scripted provider)', () => {
     const script = join(dir, 'replies.toml');
     writeFileSync(script, stringify({ rules: [{ match: '^hold', latency_ms: 600_000, content: 'held' }, { match: '^big', content: 'x'.repeat(5_000) }, { content: 'ok: {{request}}' }] }));
     const file = join(dir, 'caxton.toml');
-    writeFileSync(file, stringify({ server: { port: 0 }, metrics: { enabled: false }, logging: { level: 'silent' }, llm: { default_provider: 'demo', providers: { demo: { type: 'scripted', script } } }, execution: { isolation: 'context' } }));
+    writeFileSync(
+      file,
+      stringify({
+        server: { port: 0 },
+        metrics: { enabled: false },
+        logging: { level: 'silent' },
+        llm: { default_provider: 'demo', providers: { demo: { type: 'scripted', script } } },
+        execution: { isolation: 'context' },
+      }),
+    );
     const config = loadServerConfig({ file, env: {}, cwd: dir });
     limiter = new PrincipalLimiter({ now: clock.now });
     const limitsCfg = authLimitsConfigSchema.parse({ agents: { 'shared-*': { concurrent_executions: 1 } } });
@@ -332,7 +346,12 @@ describe('Executor with a limiter (scripted provider)', () => {
   it('a principal limited to 2 concurrent executions gets 429 on the 3rd while another principal is served; ended executions free their slots', async () => {
     const holders = [new AbortController(), new AbortController()];
     const held = holders.map((ac) => executor.invoke('helper', { request: 'hold on' }, { signal: ac.signal, limit: { principalId: 'key:busy', limits: twoAtOnce } }));
-    const settled = held.map((p) => p.then(() => 'resolved', (e: unknown) => (e instanceof CaxtonError ? e.code : String(e))));
+    const settled = held.map((p) =>
+      p.then(
+        () => 'resolved',
+        (e: unknown) => (e instanceof CaxtonError ? e.code : String(e)),
+      ),
+    );
     expect(limiter.usage('key:busy', twoAtOnce).executions).toEqual({ running: 2, limit: 2 });
 
     const third = await fetch(`${url}/invoke/helper`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-principal': 'key:busy' }, body: JSON.stringify({ request: 'hello' }) });

@@ -23,7 +23,14 @@ describe('JWT bearer tokens through HTTP', () => {
   let key: CryptoKey;
   let srv: TestServer;
   const sign = (claims: Record<string, unknown>, exp = '5m') =>
-    new SignJWT(claims).setProtectedHeader({ alg: 'ES256', kid: 'k1' }).setIssuer(ISSUER).setAudience('caxton').setSubject(String(claims.sub ?? 'alice')).setIssuedAt().setExpirationTime(exp).sign(key);
+    new SignJWT(claims)
+      .setProtectedHeader({ alg: 'ES256', kid: 'k1' })
+      .setIssuer(ISSUER)
+      .setAudience('caxton')
+      .setSubject(String(claims.sub ?? 'alice'))
+      .setIssuedAt()
+      .setExpirationTime(exp)
+      .sign(key);
 
   beforeAll(async () => {
     const pair = await generateKeyPair('ES256', { extractable: true });
@@ -52,7 +59,11 @@ describe('JWT bearer tokens through HTTP', () => {
     const deploy = await http(srv.url, 'POST', '/api/v1/agents', { body: 'name = "jwt-made"\nsystem_prompt = "x"\n', contentType: 'application/toml', headers: { authorization: `Bearer ${dev}` } });
     expect(deploy.status, deploy.text).toBe(201);
     const viewer = await sign({ sub: 'bob', groups: ['caxton-viewers'], agents: ['*'] });
-    const refused = await http(srv.url, 'POST', '/api/v1/agents', { body: 'name = "jwt-viewer"\nsystem_prompt = "x"\n', contentType: 'application/toml', headers: { authorization: `Bearer ${viewer}` } });
+    const refused = await http(srv.url, 'POST', '/api/v1/agents', {
+      body: 'name = "jwt-viewer"\nsystem_prompt = "x"\n',
+      contentType: 'application/toml',
+      headers: { authorization: `Bearer ${viewer}` },
+    });
     expect(refused.status).toBe(403);
     expect((await http(srv.url, 'GET', '/api/v1/agents', { headers: { authorization: `Bearer ${viewer}` } })).status).toBe(200);
   });
@@ -62,7 +73,13 @@ describe('JWT bearer tokens through HTTP', () => {
     const r1 = await http(srv.url, 'GET', '/api/v1/agents', { headers: { authorization: `Bearer ${expired}` } });
     expect(r1.status).toBe(401);
     expect(r1.text).not.toContain(expired);
-    const other = await new SignJWT({ groups: ['caxton-devs'] }).setProtectedHeader({ alg: 'ES256', kid: 'k1' }).setIssuer(ISSUER).setAudience('someone-else').setSubject('dave').setExpirationTime('5m').sign(key);
+    const other = await new SignJWT({ groups: ['caxton-devs'] })
+      .setProtectedHeader({ alg: 'ES256', kid: 'k1' })
+      .setIssuer(ISSUER)
+      .setAudience('someone-else')
+      .setSubject('dave')
+      .setExpirationTime('5m')
+      .sign(key);
     expect((await http(srv.url, 'GET', '/api/v1/agents', { headers: { authorization: `Bearer ${other}` } })).status).toBe(401);
     const nobody = await sign({ sub: 'erin', groups: ['strangers'] });
     expect((await http(srv.url, 'GET', '/api/v1/agents', { headers: { authorization: `Bearer ${nobody}` } })).status).toBe(403);
@@ -92,11 +109,20 @@ describe('limits per key through HTTP', () => {
   afterAll(() => srv?.close());
 
   const keyFor = async (name: string, limits?: Record<string, number>) => {
-    const r = await http<{ secret: string }>(srv.url, 'POST', '/api/v1/keys', { body: JSON.stringify({ name, role: 'invoker', ...(limits && { limits }) }), contentType: 'application/json', headers: { authorization: `Bearer ${admin}` } });
+    const r = await http<{ secret: string }>(srv.url, 'POST', '/api/v1/keys', {
+      body: JSON.stringify({ name, role: 'invoker', ...(limits && { limits }) }),
+      contentType: 'application/json',
+      headers: { authorization: `Bearer ${admin}` },
+    });
     expect(r.status, r.text).toBe(201);
     return r.json.secret;
   };
-  const invoke = (key: string, request: string) => http<{ content?: string; usage?: { total_tokens: number } }>(srv.url, 'POST', '/api/v1/agents/worker/invoke', { body: JSON.stringify({ request }), contentType: 'application/json', headers: { authorization: `Bearer ${key}` } });
+  const invoke = (key: string, request: string) =>
+    http<{ content?: string; usage?: { total_tokens: number } }>(srv.url, 'POST', '/api/v1/agents/worker/invoke', {
+      body: JSON.stringify({ request }),
+      contentType: 'application/json',
+      headers: { authorization: `Bearer ${key}` },
+    });
 
   it('a key limited to 2 concurrent executions gets 429 on the third while another key is served', async () => {
     const limited = await keyFor('two-at-once', { concurrent_executions: 2 });

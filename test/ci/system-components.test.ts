@@ -22,7 +22,11 @@ function vitest(file: string, env: Record<string, string>): Promise<{ code: numb
   delete base.CAXTON_TEST_REQUIRE_SYSTEM;
   delete base.CAXTON_TEST_SKIP_LOG;
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [join(repoRoot, 'node_modules/vitest/vitest.mjs'), 'run', file], { cwd: repoRoot, env: { ...base, NO_COLOR: '1', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [join(repoRoot, 'node_modules/vitest/vitest.mjs'), 'run', file], {
+      cwd: repoRoot,
+      env: { ...base, NO_COLOR: '1', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr.on('data', (d: Buffer) => (out += d.toString()));
@@ -80,6 +84,8 @@ describe('system components missing', () => {
     expect(both).toHaveLength(2);
     expect(both[0]).toMatch(/^\[caxton tests\] PostgreSQL missing \(down\): skipping the tests that need it; install it with: sudo apt-get install postgresql/);
     expect(both[1]).toMatch(/promtool missing \(not found\).*apt-get install --no-install-recommends prometheus$/);
-    expect(missingLines({ postgresql: null, pgvector: 'no extension', promtool: null })).toEqual(['[caxton tests] pgvector missing (no extension): skipping the tests that need it; install it with: sudo scripts/setup-pgvector.sh']);
+    expect(missingLines({ postgresql: null, pgvector: 'no extension', promtool: null })).toEqual([
+      '[caxton tests] pgvector missing (no extension): skipping the tests that need it; install it with: sudo scripts/setup-pgvector.sh',
+    ]);
   });
 });

@@ -102,7 +102,10 @@ describe('caxton message, conversation and dlq', () => {
   it('conversation show --follow streams until the conversation ends', async () => {
     const json = await cli('conversation', 'show', conversationId, '--follow', '--json');
     expectExit(json, 0);
-    const events = json.stdout.trim().split('\n').map((l) => JSON.parse(l) as { event: string; data: Json });
+    const events = json.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { event: string; data: Json });
     expect(events.map((e) => e.event)).toEqual(['message', 'message', 'message', 'state', 'end']);
     expect(events.at(-1)!.data).toMatchObject({ conversation_id: conversationId, state: 'completed' });
 

@@ -107,7 +107,12 @@ describe('caxton agent validate (offline, no server)', () => {
   });
 
   it('every bundled example and template agent is valid', async () => {
-    const dirs = [join(repoRoot, 'examples/agents'), ...readdirSync(join(repoRoot, 'templates')).map((t) => join(repoRoot, 'templates', t, 'agents')).filter((d) => existsSync(d))]; // tool templates hold no agents
+    const dirs = [
+      join(repoRoot, 'examples/agents'),
+      ...readdirSync(join(repoRoot, 'templates'))
+        .map((t) => join(repoRoot, 'templates', t, 'agents'))
+        .filter((d) => existsSync(d)),
+    ]; // tool templates hold no agents
     const files = dirs.flatMap((d) => readdirSync(d).map((f) => join(d, f)));
     expect(files.length).toBeGreaterThanOrEqual(5);
     const r = await runCli(['agent', 'validate', ...files], { cwd: dir });

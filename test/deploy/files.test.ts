@@ -46,7 +46,12 @@ const one = (s: Stage, name: string) => {
   expect(found, `${name} in the runtime stage`).toHaveLength(1);
   return found[0]!.args;
 };
-const compose = yamlDocs(COMPOSE)[0] as { services: Record<string, { image?: string; build?: { context: string; dockerfile: string }; environment?: Record<string, string>; ports?: string[]; healthcheck?: { test: string[] }; command?: string[] }> };
+const compose = yamlDocs(COMPOSE)[0] as {
+  services: Record<
+    string,
+    { image?: string; build?: { context: string; dockerfile: string }; environment?: Record<string, string>; ports?: string[]; healthcheck?: { test: string[] }; command?: string[] }
+  >;
+};
 const k8s = yamlDocs(K8S) as { kind: string; apiVersion: string; metadata: { name: string }; [k: string]: unknown }[];
 const ofKind = <T = Obj>(kind: string) => k8s.filter((d) => d.kind === kind) as unknown as T[];
 
@@ -61,7 +66,12 @@ interface Container {
   startupProbe?: { httpGet: { path: string; port: string } };
   volumeMounts: { name: string; mountPath: string }[];
 }
-const sts = ofKind<{ spec: { template: { spec: { containers: Container[]; volumes: { name: string; configMap?: { name: string; items: { key: string; path: string }[] } }[] } }; volumeClaimTemplates: { metadata: { name: string } }[] } }>('StatefulSet')[0]!;
+const sts = ofKind<{
+  spec: {
+    template: { spec: { containers: Container[]; volumes: { name: string; configMap?: { name: string; items: { key: string; path: string }[] } }[] } };
+    volumeClaimTemplates: { metadata: { name: string } }[];
+  };
+}>('StatefulSet')[0]!;
 const container = sts.spec.template.spec.containers[0]!;
 const configMap = ofKind<{ metadata: { name: string }; data: Record<string, string> }>('ConfigMap')[0]!;
 const secret = ofKind<{ metadata: { name: string }; stringData: Record<string, string> }>('Secret')[0]!;
@@ -86,7 +96,11 @@ async function startLive(argv: string[], env: Record<string, string>): Promise<L
   const [cmd, ...args] = argv;
   expect(cmd).toBe('node');
   // Ports are moved to free ones (8080/9090 may be taken here); the files' own ports are checked against the config separately.
-  const child = spawn(process.execPath, args, { cwd: dir, env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir, ...env, CAXTON_PORT: String(port), CAXTON_METRICS_PORT: String(metricsPort) }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, args, {
+    cwd: dir,
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir, ...env, CAXTON_PORT: String(port), CAXTON_METRICS_PORT: String(metricsPort) },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   children.add(child);
   let stderr = '';
   child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
@@ -149,8 +163,16 @@ describe('deploy/docker/Dockerfile', () => {
   it('parses into a build stage and a runtime stage that runs as a non-root user', () => {
     expect(docker.length).toBeGreaterThanOrEqual(2);
     expect(docker[0]!.name).toBe('build');
-    expect(all(docker[0]!, 'RUN').map((r) => r.args).join(' ')).toMatch(/npm ci/);
-    expect(all(docker[0]!, 'ENV').map((r) => r.args).join(' ')).toMatch(/ONNXRUNTIME_NODE_INSTALL=skip/);
+    expect(
+      all(docker[0]!, 'RUN')
+        .map((r) => r.args)
+        .join(' '),
+    ).toMatch(/npm ci/);
+    expect(
+      all(docker[0]!, 'ENV')
+        .map((r) => r.args)
+        .join(' '),
+    ).toMatch(/ONNXRUNTIME_NODE_INSTALL=skip/);
     const user = one(runtime, 'USER');
     expect(user).not.toMatch(/^(root|0)(:|$)/);
     // The runtime stage takes only built output from the build stage, never the sources.
@@ -189,7 +211,11 @@ describe('deploy/docker/Dockerfile', () => {
     expect(await metrics.text()).toContain('caxton_');
     expect(image.output()).toMatch(/created the first API key/);
     expect(await status(`${image.url}/api/v1/agents`)).toBe(401);
-    const res = await fetch(`${image.url}/api/v1/agents/assistant/invoke`, { method: 'POST', headers: { 'content-type': 'application/json', ...auth }, body: JSON.stringify({ request: 'What is 6 * 7?' }) });
+    const res = await fetch(`${image.url}/api/v1/agents/assistant/invoke`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...auth },
+      body: JSON.stringify({ request: 'What is 6 * 7?' }),
+    });
     expect(res.status).toBe(200);
     expect(((await res.json()) as { content: string }).content).toBe('The answer is 42.');
   });

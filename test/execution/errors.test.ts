@@ -102,7 +102,7 @@ describe('provider failures through invoke', () => {
     expect(stubs.limited!.hits[1]!.raw).toBe(stubs.limited!.hits[0]!.raw);
   });
 
-  it('429 whose Retry-After would pass the agent\'s deadline → 502 rate_limited at once, not a wait until limits.timeout', async () => {
+  it("429 whose Retry-After would pass the agent's deadline → 502 rate_limited at once, not a wait until limits.timeout", async () => {
     const started = Date.now();
     const res = await cx.invoke('busy-day', { request: 'hi' });
     const err = expectEnvelope(res, 502, 'llm_error');

@@ -161,7 +161,11 @@ describe.each(MODES)('%s isolation', (mode) => {
           ],
         };
       }
-      return { content: `model saw: ${toolResultsOf(hit).map((r) => r.content).join(' | ')}` };
+      return {
+        content: `model saw: ${toolResultsOf(hit)
+          .map((r) => r.content)
+          .join(' | ')}`,
+      };
     });
     const events: ExecutionEvent[] = [];
     const before = Date.now();

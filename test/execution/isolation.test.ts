@@ -108,7 +108,12 @@ describe('per-agent isolation on a context server', () => {
       expect(kinds.at(-1), mode).toBe('response');
       expect(kinds).toContain('token');
       expect(kinds.indexOf('tool_result')).toBeGreaterThan(kinds.indexOf('tool_call'));
-      expect(events.filter((e) => e.event === 'token').map((e) => e.json.text as string).join('')).toBe('Working. Result: 42 (from the tool).');
+      expect(
+        events
+          .filter((e) => e.event === 'token')
+          .map((e) => e.json.text as string)
+          .join(''),
+      ).toBe('Working. Result: 42 (from the tool).');
       expect(events.at(-1)!.json).toMatchObject({ isolation: mode, content: 'Result: 42 (from the tool).' });
     }
   });
@@ -121,7 +126,7 @@ describe('per-agent isolation on a context server', () => {
     expect(err.message).not.toContain('limits.timeout');
   });
 
-  it('the agent\'s [limits] timeout in worker mode → 504 naming limits.timeout', async () => {
+  it("the agent's [limits] timeout in worker mode → 504 naming limits.timeout", async () => {
     const res = await cx.invoke('worker-impatient', { request: 'hi' });
     const err = expectEnvelope(res, 504, 'timeout');
     expect(err.message).toContain('limits.timeout');

@@ -46,7 +46,7 @@ describe('OpenAI SDK against Caxton', () => {
     expect(ids.sort()).toEqual(['echoer', 'fussy', 'geo', 'mathy']);
   });
 
-  it('chat.completions.create returns the agent\'s answer', async () => {
+  it("chat.completions.create returns the agent's answer", async () => {
     const c = await client.chat.completions.create({ model: 'geo', messages: [{ role: 'user', content: 'What is the capital of France?' }] });
     expect(c.object).toBe('chat.completion');
     expect(c.model).toBe('geo');
@@ -60,7 +60,7 @@ describe('OpenAI SDK against Caxton', () => {
     expect(c.usage!.total_tokens).toBe(c.usage!.prompt_tokens + c.usage!.completion_tokens);
   });
 
-  it('runs the agent\'s tool loop behind one completion', async () => {
+  it("runs the agent's tool loop behind one completion", async () => {
     const c = await client.chat.completions.create({ model: 'mathy', messages: [{ role: 'user', content: 'please multiply 6 by 7' }] });
     expect(c.choices[0]!.message.content).toBe('The product is 42.');
   });

@@ -33,11 +33,13 @@ beforeEach(() => {
   ant.reset();
 });
 
-const toolLoop = (id: string) => (hit: StubHit): Reply => {
-  if (assistantTurns(hit) === 0) return { content: 'Computing now, one moment. ', tool_calls: [{ id, name: 'calculator', arguments: { expression: '(2+4)*7' } }], usage: { input: 5, output: 7 } };
-  const r = toolResultsOf(hit).find((x) => x.id === id);
-  return { content: `The answer is ${r?.content ?? '?'}, as computed.`, usage: { input: 9, output: 8 }, chunkSize: 3 };
-};
+const toolLoop =
+  (id: string) =>
+  (hit: StubHit): Reply => {
+    if (assistantTurns(hit) === 0) return { content: 'Computing now, one moment. ', tool_calls: [{ id, name: 'calculator', arguments: { expression: '(2+4)*7' } }], usage: { input: 5, output: 7 } };
+    const r = toolResultsOf(hit).find((x) => x.id === id);
+    return { content: `The answer is ${r?.content ?? '?'}, as computed.`, usage: { input: 9, output: 8 }, chunkSize: 3 };
+  };
 
 const names = (events: SseEvent[]) => events.map((e) => e.event);
 
@@ -104,7 +106,12 @@ describe.each([
     const { status: code, events } = await cx.invokeStream(agent, { request: 'hi' });
     expect(code).toBe(200);
     expect(names(events)).toEqual(['token', 'token', 'error']);
-    expect(events.slice(0, 2).map((e) => e.json.text as string).join('')).toBe('Partial answer ');
+    expect(
+      events
+        .slice(0, 2)
+        .map((e) => e.json.text as string)
+        .join(''),
+    ).toBe('Partial answer ');
     const env = events[2]!.json;
     expect(env.error.code).toBe('llm_error');
     expect(env.error.message).toContain('the model fell over');

@@ -24,7 +24,10 @@ beforeAll(async () => {
       llm: { default_provider: 'oai', providers: { oai: openaiProvider(oai.url), ant: anthropicProvider(ant.url) } },
     },
   });
-  for (const [suffix, provider] of [['oai', 'oai'], ['ant', 'ant']] as const) {
+  for (const [suffix, provider] of [
+    ['oai', 'oai'],
+    ['ant', 'ant'],
+  ] as const) {
     await cx.deploy({
       name: `math-${suffix}`,
       tools: ['calculator', 'current_time'],
@@ -120,7 +123,13 @@ describe.each(providers)('$label provider', ({ suffix, stub, provider, model, ca
       expect(msgs.map((m) => m.role)).toEqual(['user', 'assistant', 'user', 'assistant', 'user']);
       expect(msgs[1]).toEqual({ role: 'assistant', content: [{ type: 'tool_use', id: calcId, name: 'calculator', input: { expression: '6*7' } }] });
       expect(msgs[2]).toEqual({ role: 'user', content: [{ type: 'tool_result', tool_use_id: calcId, content: '42' }] });
-      expect(msgs[3]).toEqual({ role: 'assistant', content: [{ type: 'text', text: 'Let me check the time.' }, { type: 'tool_use', id: timeId, name: 'current_time', input: {} }] });
+      expect(msgs[3]).toEqual({
+        role: 'assistant',
+        content: [
+          { type: 'text', text: 'Let me check the time.' },
+          { type: 'tool_use', id: timeId, name: 'current_time', input: {} },
+        ],
+      });
       expect(msgs[4].content[0]).toMatchObject({ type: 'tool_result', tool_use_id: timeId });
       expect(hits[0]!.body.max_tokens).toBe(4096);
     }

@@ -33,7 +33,9 @@ export function corpus(target: string): [string, string][] {
   const dir = join(CORPUS_DIR, target);
   let names: string[];
   try {
-    names = readdirSync(dir).filter((n) => !n.startsWith('.')).sort();
+    names = readdirSync(dir)
+      .filter((n) => !n.startsWith('.'))
+      .sort();
   } catch {
     return [];
   }
@@ -197,7 +199,10 @@ export const hostileString = fc.oneof(
 
 /** A long run of one character (or short string): the classic quadratic / deep-recursion trigger. */
 export const hugeRepeat = fc
-  .tuple(fc.constantFrom(' ', '[', '{', '"', '\\', '{"a":', '[[', '- ', '  ', '\n', '#', '=', 'a', '*', '&a ', '! ', '{a: ', '[a, ', ':', '`', '\u00e9', '\ud83d\ude00'), fc.integer({ min: 1, max: 100_000 }))
+  .tuple(
+    fc.constantFrom(' ', '[', '{', '"', '\\', '{"a":', '[[', '- ', '  ', '\n', '#', '=', 'a', '*', '&a ', '! ', '{a: ', '[a, ', ':', '`', '\u00e9', '\ud83d\ude00'),
+    fc.integer({ min: 1, max: 100_000 }),
+  )
   .map(([s, n]) => s.repeat(Math.ceil(n / s.length)));
 
 /** Text nested `depth` levels of a container, optionally closed. */

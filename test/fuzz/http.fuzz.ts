@@ -47,7 +47,13 @@ const MESSAGES = [
 ];
 const INVOKES = [JSON.stringify({ request: 'hi', context: { k: [1, 'two'] }, parameters: { p: 1 } }), JSON.stringify({ request: 'x', capability: 'testing', conversation_id: 'c-1' })];
 const CHAT = [
-  JSON.stringify({ model: 'echo', messages: [{ role: 'system', content: 'be brief' }, { role: 'user', content: 'hello' }] }),
+  JSON.stringify({
+    model: 'echo',
+    messages: [
+      { role: 'system', content: 'be brief' },
+      { role: 'user', content: 'hello' },
+    ],
+  }),
   JSON.stringify({ model: 'echo', messages: [{ role: 'user', content: [{ type: 'text', text: 'hi' }] }], user: 'u' }),
 ];
 const MEMORY_ENTITIES = [JSON.stringify({ entities: [{ name: 'fz', entityType: 't', observations: ['o'], metadata: { k: [1, { x: 'y' }] } }] })];
@@ -56,21 +62,30 @@ const MEMORY_JSONL = ['{"type":"entity","name":"FA","entityType":"t","observatio
 const TOOL_CALLS = [JSON.stringify({ args: { expression: '1+2' } }), JSON.stringify({ args: { text: 'a,b\n1,2' }, timeout_ms: 500 })];
 const TOOL_DEPLOYS = [JSON.stringify({ manifest: read('tools/builtin/csv_parser/caxton-tool.toml').replace('name = "csv_parser"', 'name = "fz_tool"'), wasm: 'AGFzbQEAAAA=' })];
 
-const json = (path: string, seeds: string[], method: FuzzRequest['method'] = 'POST') =>
-  documents(seeds).map((body): FuzzRequest => ({ method, path, contentType: 'application/json', body }));
+const json = (path: string, seeds: string[], method: FuzzRequest['method'] = 'POST') => documents(seeds).map((body): FuzzRequest => ({ method, path, contentType: 'application/json', body }));
 
 const TARGETS: Record<string, fc.Arbitrary<FuzzRequest>> = {
   'http-agents': fc.oneof(
-    fc.tuple(fc.constantFrom(...AGENT_DOCS), fc.constantFrom('/api/v1/agents', '/api/v1/agents/validate', '/api/v1/agents/fz')).chain(([[type, doc], path]) =>
-      documents([doc]).map((body): FuzzRequest => ({ method: path.endsWith('/fz') ? 'PUT' : 'POST', path, contentType: type, body })),
-    ),
-    fc.record({ method: fc.constant('POST' as const), path: fc.constant('/api/v1/agents'), contentType: fc.constantFrom('application/json', 'text/plain', 'application/toml', 'text/markdown', 'image/png', 'application/json; charset=latin1', ''), body: hostileString }),
+    fc
+      .tuple(fc.constantFrom(...AGENT_DOCS), fc.constantFrom('/api/v1/agents', '/api/v1/agents/validate', '/api/v1/agents/fz'))
+      .chain(([[type, doc], path]) => documents([doc]).map((body): FuzzRequest => ({ method: path.endsWith('/fz') ? 'PUT' : 'POST', path, contentType: type, body }))),
+    fc.record({
+      method: fc.constant('POST' as const),
+      path: fc.constant('/api/v1/agents'),
+      contentType: fc.constantFrom('application/json', 'text/plain', 'application/toml', 'text/markdown', 'image/png', 'application/json; charset=latin1', ''),
+      body: hostileString,
+    }),
   ),
   'http-messages': json('/api/v1/messages', MESSAGES),
-  'http-invoke': fc.oneof(json('/api/v1/agents/echo/invoke', INVOKES), hostileJson.map((v): FuzzRequest => ({ method: 'POST', path: '/api/v1/agents/echo/invoke', contentType: 'application/json', body: JSON.stringify({ request: 'hi', context: v }) }))),
+  'http-invoke': fc.oneof(
+    json('/api/v1/agents/echo/invoke', INVOKES),
+    hostileJson.map((v): FuzzRequest => ({ method: 'POST', path: '/api/v1/agents/echo/invoke', contentType: 'application/json', body: JSON.stringify({ request: 'hi', context: v }) })),
+  ),
   'http-openai': fc.oneof(
     json('/v1/chat/completions', CHAT),
-    fc.array(fc.record({ role: fc.constantFrom('system', 'user', 'assistant', 'tool', 'x'), content: hostileJson }), { minLength: 1, maxLength: 4 }).map((messages): FuzzRequest => ({ method: 'POST', path: '/v1/chat/completions', contentType: 'application/json', body: JSON.stringify({ model: 'echo', messages }) })),
+    fc
+      .array(fc.record({ role: fc.constantFrom('system', 'user', 'assistant', 'tool', 'x'), content: hostileJson }), { minLength: 1, maxLength: 4 })
+      .map((messages): FuzzRequest => ({ method: 'POST', path: '/v1/chat/completions', contentType: 'application/json', body: JSON.stringify({ model: 'echo', messages }) })),
   ),
   'http-memory': fc.oneof(
     json('/api/v1/memory/entities', MEMORY_ENTITIES),
@@ -145,7 +160,12 @@ describe.each(Object.keys(TARGETS))('fuzz %s', (target) => {
   it(
     'generated requests: every answer < 500 with the error envelope, none over the hang limit; the server stays up',
     async () => {
-      const runs = await fuzz(target, TARGETS[target]!, (r) => check(target, r), (r) => JSON.stringify(r));
+      const runs = await fuzz(
+        target,
+        TARGETS[target]!,
+        (r) => check(target, r),
+        (r) => JSON.stringify(r),
+      );
       console.log(`fuzz ${target}: ${runs} requests`);
       const health = await fetch(`${t.url}/health`);
       expect(health.status).toBe(200);

@@ -25,7 +25,11 @@ import { corpus, documents, preview, FUZZ_SEED, fuzz, guarded, HANG_MS, hostileJ
 const root = new URL('../../', import.meta.url);
 const read = (rel: string): string => readFileSync(new URL(rel, root), 'utf8');
 
-const AGENT_TOML = [read('examples/agents/assistant.toml'), read('examples/agents/data-analyzer.toml'), 'name = "a"\ncapabilities = ["x"]\nsystem_prompt = "p"\n[parameters]\nk = { a = [1, 2, { b = "c" }] }\n'];
+const AGENT_TOML = [
+  read('examples/agents/assistant.toml'),
+  read('examples/agents/data-analyzer.toml'),
+  'name = "a"\ncapabilities = ["x"]\nsystem_prompt = "p"\n[parameters]\nk = { a = [1, 2, { b = "c" }] }\n',
+];
 const AGENT_MD = [
   read('examples/agents/code-reviewer.md'),
   '---\nname: helper\ndescription: Helps.\ntools: Read, Grep\nmodel: sonnet\n---\nYou help.\n',
@@ -55,7 +59,11 @@ const MEMORY_JSON = [
   }),
 ];
 const MEMORY_JSONL = [
-  ['{"type":"entity","name":"A","entityType":"t","observations":["o1","o2"]}', '{"type":"entity","name":"B","entityType":"t","observations":[]}', '{"type":"relation","from":"A","to":"B","relationType":"r"}'].join('\n'),
+  [
+    '{"type":"entity","name":"A","entityType":"t","observations":["o1","o2"]}',
+    '{"type":"entity","name":"B","entityType":"t","observations":[]}',
+    '{"type":"relation","from":"A","to":"B","relationType":"r"}',
+  ].join('\n'),
 ];
 const CONFIGS = [
   read('examples/caxton.toml'),
@@ -140,7 +148,10 @@ function agentCheck(target: Target, input: string, format: 'toml' | 'markdown' |
 }
 
 const ARBITRARIES: Record<Target, fc.Arbitrary<string>> = {
-  'json-body': fc.oneof(documents([...MESSAGES, ...MEMORY_JSON, ...AGENT_JSON]), hostileJson.map((v) => JSON.stringify(v, null, 1))),
+  'json-body': fc.oneof(
+    documents([...MESSAGES, ...MEMORY_JSON, ...AGENT_JSON]),
+    hostileJson.map((v) => JSON.stringify(v, null, 1)),
+  ),
   'agent-toml': documents(AGENT_TOML),
   'agent-markdown': fc.oneof(
     { arbitrary: documents(AGENT_MD), weight: 8 },
@@ -149,11 +160,17 @@ const ARBITRARIES: Record<Target, fc.Arbitrary<string>> = {
     { arbitrary: fc.integer({ min: 1, max: 50_000 }).map((n) => `---\nname: deep\nparameters: ${'['.repeat(n)}${']'.repeat(n)}\n---\nx\n`), weight: 1 },
   ),
   'agent-json': documents(AGENT_JSON),
-  'acl-message': fc.oneof(documents(MESSAGES), fc.record({ performative: fc.constantFrom('inform', 'request', 'cfp', 'x'), receivers: fc.array(hostileJson, { maxLength: 3 }), content: hostileJson }).map((v) => JSON.stringify(v))),
+  'acl-message': fc.oneof(
+    documents(MESSAGES),
+    fc.record({ performative: fc.constantFrom('inform', 'request', 'cfp', 'x'), receivers: fc.array(hostileJson, { maxLength: 3 }), content: hostileJson }).map((v) => JSON.stringify(v)),
+  ),
   'tool-manifest': documents(MANIFESTS),
   'memory-json': documents(MEMORY_JSON),
   'memory-jsonl': documents(MEMORY_JSONL),
-  'caxton-toml': fc.oneof(documents(CONFIGS), fc.integer({ min: 1, max: 50_000 }).map((n) => `[server]\nx = ${'['.repeat(n)}${']'.repeat(n)}\n`)),
+  'caxton-toml': fc.oneof(
+    documents(CONFIGS),
+    fc.integer({ min: 1, max: 50_000 }).map((n) => `[server]\nx = ${'['.repeat(n)}${']'.repeat(n)}\n`),
+  ),
 };
 
 beforeAll(() => {
@@ -185,7 +202,12 @@ describe.each(TARGETS)('fuzz %s', (target) => {
   it(
     'generated input: only documented errors, no call over 1 s, results serialize',
     async () => {
-      const runs = await fuzz(target, ARBITRARIES[target], (input) => CHECKS[target](input), (input) => input);
+      const runs = await fuzz(
+        target,
+        ARBITRARIES[target],
+        (input) => CHECKS[target](input),
+        (input) => input,
+      );
       console.log(`fuzz ${target}: ${runs} inputs`);
       expect(runs).toBeGreaterThan(0);
     },

@@ -74,14 +74,22 @@ export async function createCa(name = 'Caxton Test CA'): Promise<TestCa> {
     notAfter: new Date(Date.now() + 365 * DAY),
     signingAlgorithm: ALG,
     keys,
-    extensions: [new x509.BasicConstraintsExtension(true, 0, true), new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true), await x509.SubjectKeyIdentifierExtension.create(keys.publicKey)],
+    extensions: [
+      new x509.BasicConstraintsExtension(true, 0, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+    ],
   });
   return {
     cert: caCert.toString('pem'),
     async issue(opts) {
       const leaf = (await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
       const serial = serialHex();
-      const names = [...(opts.dns ?? []).map((value) => ({ type: 'dns' as const, value })), ...(opts.ips ?? []).map((value) => ({ type: 'ip' as const, value })), ...(opts.uris ?? []).map((value) => ({ type: 'url' as const, value }))];
+      const names = [
+        ...(opts.dns ?? []).map((value) => ({ type: 'dns' as const, value })),
+        ...(opts.ips ?? []).map((value) => ({ type: 'ip' as const, value })),
+        ...(opts.uris ?? []).map((value) => ({ type: 'url' as const, value })),
+      ];
       const usage = opts.usage ?? (opts.dns || opts.ips ? 'server' : 'client');
       const cert = await x509.X509CertificateGenerator.create({
         serialNumber: serial,

@@ -61,12 +61,7 @@ export function tomlAgent(name: string, extra = ''): string {
  * A request with the path sent exactly as given (fetch would normalise `..` and `%2e%2e`), on its
  * own connection.
  */
-export function rawRequest(
-  base: string,
-  method: string,
-  path: string,
-  opts: { body?: string | Uint8Array; headers?: Record<string, string> } = {},
-): Promise<HttpResult> {
+export function rawRequest(base: string, method: string, path: string, opts: { body?: string | Uint8Array; headers?: Record<string, string> } = {}): Promise<HttpResult> {
   const u = new URL(base);
   return new Promise((resolve, reject) => {
     const req = request({ host: u.hostname, port: u.port, method, path, agent: false, headers: opts.headers }, (res) => {

@@ -27,7 +27,11 @@ export function routeTable(app: FastifyInstance): RouteRow[] {
     stack.length = depth;
     stack.push(node[1]!);
     const path = normalizeRoute(stack.join(''));
-    for (const method of (node[2] ?? '').split(',').map((s) => s.trim()).filter((s) => s !== '')) rows.push({ method, path });
+    for (const method of (node[2] ?? '')
+      .split(',')
+      .map((s) => s.trim())
+      .filter((s) => s !== ''))
+      rows.push({ method, path });
   }
   return rows;
 }

@@ -35,13 +35,16 @@ describe('process isolation', () => {
 
   it('fails a job whose process is killed with SIGKILL from outside, then runs the next job', async () => {
     let childPid: number | undefined;
-    const job = iso.run({ op: 'pid-then-wait' }, {
-      timeoutMs: OK_TIMEOUT,
-      onEvent: (e) => {
-        childPid = (e as { pid: number }).pid;
-        process.kill(childPid, 'SIGKILL');
+    const job = iso.run(
+      { op: 'pid-then-wait' },
+      {
+        timeoutMs: OK_TIMEOUT,
+        onEvent: (e) => {
+          childPid = (e as { pid: number }).pid;
+          process.kill(childPid, 'SIGKILL');
+        },
       },
-    });
+    );
     const e = await expectCaxtonError(job, 'isolation_failure', /^the isolated process exited with signal SIGKILL during the request$/);
     expect(e.details).toMatchObject({ signal: 'SIGKILL', pid: childPid });
     const crashed = iso.stats().crashed;
@@ -52,14 +55,17 @@ describe('process isolation', () => {
   it('kills the process of a cancelled job', async () => {
     const ac = new AbortController();
     let childPid = 0;
-    const job = iso.run({ op: 'pid-then-wait' }, {
-      timeoutMs: OK_TIMEOUT,
-      signal: ac.signal,
-      onEvent: (e) => {
-        childPid = (e as { pid: number }).pid;
-        ac.abort();
+    const job = iso.run(
+      { op: 'pid-then-wait' },
+      {
+        timeoutMs: OK_TIMEOUT,
+        signal: ac.signal,
+        onEvent: (e) => {
+          childPid = (e as { pid: number }).pid;
+          ac.abort();
+        },
       },
-    });
+    );
     await expectCaxtonError(job, 'cancelled');
     await eventually(() => !isAlive(childPid));
   });

@@ -64,12 +64,15 @@ export function commonSuite(mode: IsolationMode, options: Partial<IsolationOptio
     });
 
     it('fails a job whose onEvent callback throws', async () => {
-      const job = iso.run({ op: 'events', count: 5 }, {
-        timeoutMs: OK_TIMEOUT,
-        onEvent: () => {
-          throw new Error('listener bug');
+      const job = iso.run(
+        { op: 'events', count: 5 },
+        {
+          timeoutMs: OK_TIMEOUT,
+          onEvent: () => {
+            throw new Error('listener bug');
+          },
         },
-      });
+      );
       await expectCaxtonError(job, 'internal', /onEvent callback threw: listener bug/);
       await expect(iso.run({ op: 'echo', v: 3 }, { timeoutMs: OK_TIMEOUT })).resolves.toEqual({ op: 'echo', v: 3 });
     });
@@ -204,15 +207,18 @@ function hostCallSuite(mode: IsolationMode, options: Partial<IsolationOptions>):
       delete late.__caxtonLateCall;
       const ac = new AbortController();
       let calls = 0;
-      const job = iso.run({ op: 'wait-then-call', waitMs: 100 }, {
-        timeoutMs: OK_TIMEOUT,
-        signal: ac.signal,
-        onEvent: () => ac.abort(),
-        onCall: async () => {
-          calls++;
-          return 'must not happen';
+      const job = iso.run(
+        { op: 'wait-then-call', waitMs: 100 },
+        {
+          timeoutMs: OK_TIMEOUT,
+          signal: ac.signal,
+          onEvent: () => ac.abort(),
+          onCall: async () => {
+            calls++;
+            return 'must not happen';
+          },
         },
-      });
+      );
       await expectCaxtonError(job, 'cancelled');
       if (mode === 'context') {
         // The task keeps running in this process: its call is refused with the job's abort reason.

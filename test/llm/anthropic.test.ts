@@ -151,7 +151,10 @@ describe('Anthropic Messages client', () => {
   });
 
   const streamFrames = [
-    frame({ type: 'message_start', message: { id: 'msg_s', type: 'message', role: 'assistant', model: 'claude-test-20250101', content: [], usage: { input_tokens: 25, output_tokens: 1 } } }, 'message_start'),
+    frame(
+      { type: 'message_start', message: { id: 'msg_s', type: 'message', role: 'assistant', model: 'claude-test-20250101', content: [], usage: { input_tokens: 25, output_tokens: 1 } } },
+      'message_start',
+    ),
     frame({ type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } }, 'content_block_start'),
     frame({ type: 'ping' }, 'ping'),
     frame({ type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: 'Let me ' } }, 'content_block_delta'),
@@ -182,7 +185,14 @@ describe('Anthropic Messages client', () => {
     expect(events.filter((e) => e.type === 'tool_call').map((e) => e.call)).toEqual(calls);
     expect(events.at(-1)).toEqual({
       type: 'done',
-      response: { provider: 'claude', model: 'claude-test-20250101', content: 'Let me check… ', tool_calls: calls, usage: { input_tokens: 25, output_tokens: 42, total_tokens: 67 }, finish_reason: 'tool_calls' },
+      response: {
+        provider: 'claude',
+        model: 'claude-test-20250101',
+        content: 'Let me check… ',
+        tool_calls: calls,
+        usage: { input_tokens: 25, output_tokens: 42, total_tokens: 67 },
+        finish_reason: 'tool_calls',
+      },
     });
     expect(s.hits[0]!.body).toMatchObject({ stream: true, max_tokens: 4096 });
   });

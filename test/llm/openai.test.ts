@@ -156,7 +156,14 @@ describe('OpenAI-compatible client', () => {
     expect(events.filter((e) => e.type === 'tool_call').map((e) => e.call)).toEqual(calls);
     expect(events.at(-1)).toEqual({
       type: 'done',
-      response: { provider: 'oai', model: 'gpt-test-0613', content: 'Let me check… ', tool_calls: calls, usage: { input_tokens: 12, output_tokens: 34, total_tokens: 46 }, finish_reason: 'tool_calls' },
+      response: {
+        provider: 'oai',
+        model: 'gpt-test-0613',
+        content: 'Let me check… ',
+        tool_calls: calls,
+        usage: { input_tokens: 12, output_tokens: 34, total_tokens: 46 },
+        finish_reason: 'tool_calls',
+      },
     });
     // Tool calls are emitted after the text, once complete.
     expect(events.findIndex((e) => e.type === 'tool_call')).toBeGreaterThan(events.findLastIndex((e) => e.type === 'text_delta'));
@@ -184,13 +191,23 @@ describe('OpenAI-compatible client', () => {
   });
 
   it('rejects tool call arguments that are not JSON as malformed_response', async () => {
-    const s = await serve(json(200, { choices: [{ message: { role: 'assistant', content: null, tool_calls: [{ id: 'x', type: 'function', function: { name: 'f', arguments: '{oops' } }] }, finish_reason: 'tool_calls' }] }));
-    await expect(provider(s.url).chat({ model: 'gpt-test', messages: [{ role: 'user', content: 'x' }] })).rejects.toMatchObject({ kind: 'malformed_response', message: expect.stringContaining('"f"') });
+    const s = await serve(
+      json(200, {
+        choices: [{ message: { role: 'assistant', content: null, tool_calls: [{ id: 'x', type: 'function', function: { name: 'f', arguments: '{oops' } }] }, finish_reason: 'tool_calls' }],
+      }),
+    );
+    await expect(provider(s.url).chat({ model: 'gpt-test', messages: [{ role: 'user', content: 'x' }] })).rejects.toMatchObject({
+      kind: 'malformed_response',
+      message: expect.stringContaining('"f"'),
+    });
   });
 
   it('reports an error object in the stream as server_error', async () => {
     const s = await serve(sse([frame({ choices: [{ index: 0, delta: { content: 'a' } }] }), frame({ error: { message: 'model crashed', type: 'server_error' } })]));
-    await expect(collect(provider(s.url).stream({ model: 'gpt-test', messages: [{ role: 'user', content: 'x' }] }))).rejects.toMatchObject({ kind: 'server_error', message: expect.stringContaining('model crashed') });
+    await expect(collect(provider(s.url).stream({ model: 'gpt-test', messages: [{ role: 'user', content: 'x' }] }))).rejects.toMatchObject({
+      kind: 'server_error',
+      message: expect.stringContaining('model crashed'),
+    });
   });
 
   it('treats a stream that stops before finish_reason / [DONE] as malformed_response', async () => {

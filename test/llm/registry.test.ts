@@ -150,7 +150,14 @@ describe('chatWithFallbacks', () => {
       a: providerConfig({ type: 'openai', base_url: a.url, model: 'model-a', max_retries: 0 }),
       b: providerConfig({ type: 'openai', base_url: b.url, model: 'model-b', max_retries: 0 }),
     });
-    const e = await chatWithFallbacks(reg, [{ provider: 'a', model: 'model-a' }, { provider: 'b', model: 'model-b' }], req).catch((err: unknown) => err);
+    const e = await chatWithFallbacks(
+      reg,
+      [
+        { provider: 'a', model: 'model-a' },
+        { provider: 'b', model: 'model-b' },
+      ],
+      req,
+    ).catch((err: unknown) => err);
     expect(e).toBeInstanceOf(LlmError);
     const err = e as LlmError;
     expect(err).toMatchObject({ provider: 'b', model: 'model-b', kind: 'server_error', httpStatus: 503 });
@@ -168,7 +175,16 @@ describe('chatWithFallbacks', () => {
     const { reg, b } = await pair(hang);
     const ac = new AbortController();
     setTimeout(() => ac.abort(), 50);
-    await expect(chatWithFallbacks(reg, [{ provider: 'a', model: 'model-a' }, { provider: 'b', model: 'model-b' }], { ...req, signal: ac.signal })).rejects.toMatchObject({ kind: 'cancelled' });
+    await expect(
+      chatWithFallbacks(
+        reg,
+        [
+          { provider: 'a', model: 'model-a' },
+          { provider: 'b', model: 'model-b' },
+        ],
+        { ...req, signal: ac.signal },
+      ),
+    ).rejects.toMatchObject({ kind: 'cancelled' });
     expect(b.hits).toHaveLength(0);
   });
 

@@ -144,10 +144,13 @@ describe('stdio reference servers mounted as host tools', () => {
     const before = mcp.status('everything')!;
     const count = before.tools;
     process.kill(before.pid!, 'SIGKILL');
-    const { value: down } = await waitUntil(() => {
-      const s = mcp.status('everything')!;
-      return s.state !== 'ready' && s;
-    }, { timeoutMs: 5000, what: 'everything to be seen down' });
+    const { value: down } = await waitUntil(
+      () => {
+        const s = mcp.status('everything')!;
+        return s.state !== 'ready' && s;
+      },
+      { timeoutMs: 5000, what: 'everything to be seen down' },
+    );
     expect(['failed', 'reconnecting']).toContain(down.state);
     expect(down.last_error).toMatch(/connection lost: the server process exited/);
     expect(down.tools).toBe(count);
@@ -160,10 +163,13 @@ describe('stdio reference servers mounted as host tools', () => {
     expect(r.content).toContain('tool "everything.echo" cannot be called now');
     expect(audit.records.at(-1)).toMatchObject({ tool: 'everything.echo', outcome: 'io_error' });
 
-    const { value: up } = await waitUntil(() => {
-      const s = mcp.status('everything')!;
-      return s.state === 'ready' && s;
-    }, { timeoutMs: 10_000, what: 'everything to reconnect' });
+    const { value: up } = await waitUntil(
+      () => {
+        const s = mcp.status('everything')!;
+        return s.state === 'ready' && s;
+      },
+      { timeoutMs: 10_000, what: 'everything to reconnect' },
+    );
     expect(up.reconnects).toBeGreaterThanOrEqual(1); // a first attempt can time out on a loaded machine
     expect(up.pid).not.toBe(before.pid);
     expect(up.tools).toBe(count);
@@ -188,7 +194,11 @@ describe('deadlines and cancellation reach the MCP server', () => {
     const env = { EVENTS_FILE: events, START_DELAY_MS: '1500' };
     const tools = new ToolRegistry();
     // The server answers its handshake 1.5 s after it starts, the calls are cut at 300 ms.
-    const mcp = new McpClientManager({ tools, servers: { short: stdioServer(SLOW, [], { env, timeout: 300 }), patient: stdioServer(SLOW, [], { env, timeout: 300, connect_timeout: 30_000 }) }, backoff: { baseMs: 60_000, maxMs: 60_000 } });
+    const mcp = new McpClientManager({
+      tools,
+      servers: { short: stdioServer(SLOW, [], { env, timeout: 300 }), patient: stdioServer(SLOW, [], { env, timeout: 300, connect_timeout: 30_000 }) },
+      backoff: { baseMs: 60_000, maxMs: 60_000 },
+    });
     await mcp.start();
     try {
       expect(mcp.status('short')).toMatchObject({ state: 'failed', last_error: expect.stringMatching(/^connecting failed: .*time/i) });
@@ -276,10 +286,13 @@ describe('Streamable HTTP server mounted by url', () => {
       expect(slow.is_error).toBe(true);
 
       await kill(child);
-      const { value: down } = await waitUntil(() => {
-        const s = mcp.status('web')!;
-        return s.state !== 'ready' && s;
-      }, { timeoutMs: 5000, what: 'the HTTP server to be seen down' });
+      const { value: down } = await waitUntil(
+        () => {
+          const s = mcp.status('web')!;
+          return s.state !== 'ready' && s;
+        },
+        { timeoutMs: 5000, what: 'the HTTP server to be seen down' },
+      );
       expect(down.last_error).toMatch(/connection lost|connecting failed/);
       expect(tools.get('web.echo')).toBeDefined();
       const r = await tools.invoke(['web.*'], 'web.echo', { message: 'down?' }, ctx());

@@ -49,7 +49,9 @@ enabled = false
   });
 
   it('needs exactly one of command and url', () => {
-    expect(issues('[mcp_servers.x]\ncommand = "a"\nurl = "http://127.0.0.1/mcp"\n')).toEqual([expect.stringMatching(/^mcp_servers\.x: an MCP server needs exactly one of "command" \(stdio\) or "url"/)]);
+    expect(issues('[mcp_servers.x]\ncommand = "a"\nurl = "http://127.0.0.1/mcp"\n')).toEqual([
+      expect.stringMatching(/^mcp_servers\.x: an MCP server needs exactly one of "command" \(stdio\) or "url"/),
+    ]);
     expect(issues('[mcp_servers.x]\ntimeout = "1s"\n')).toEqual([expect.stringMatching(/exactly one of "command"/)]);
   });
 

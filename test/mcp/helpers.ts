@@ -156,4 +156,3 @@ ${extra}`;
 export function writeFixture(dir: string): void {
   writeFileSync(join(dir, 'replies.toml'), REPLIES);
 }
-

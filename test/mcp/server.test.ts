@@ -52,10 +52,13 @@ describe('mounted MCP servers in a running Caxton', () => {
     const r = await invoke('helper', 'echo ping');
     expect(r.status).toBe(200);
     expect(r.body.content).toBe('The tool said: Echo: echo ping');
-    const { value } = await waitUntil(() => {
-      const recs = t.server.toolAudit.query({ tool: 'everything.*' });
-      return recs.length > 0 && recs;
-    }, { what: 'an audit record' });
+    const { value } = await waitUntil(
+      () => {
+        const recs = t.server.toolAudit.query({ tool: 'everything.*' });
+        return recs.length > 0 && recs;
+      },
+      { what: 'an audit record' },
+    );
     expect(value[0]).toMatchObject({ agent: 'helper', server: 'everything', tool: 'everything.echo', outcome: 'ok' });
     expect(value[0]!.execution_id).toMatch(/^exec_/);
   });
@@ -121,16 +124,19 @@ describe('Caxton served over Streamable HTTP at /mcp', () => {
     expect(asked.isError).toBeFalsy();
   });
 
-  it('continues a trace context given in the call\'s _meta', async () => {
+  it("continues a trace context given in the call's _meta", async () => {
     const traceparent = '00-5555555555555555555555555555aaaa-6666666666666666-01';
     const asked = await client.callTool({ name: 'ask_helper', arguments: { request: 'echo traced' }, _meta: { traceparent } });
     expect(asked.isError).toBeFalsy();
     // The execution it started records the trace (agent event store, performance event).
-    const { value: events } = await waitUntil(async () => {
-      const r = (await (await fetch(`${t.url}/api/v1/events?type=execution.finished&agent=helper`)).json()) as { events: { trace_id: string | null }[] };
-      const hit = r.events.filter((e) => e.trace_id === '5555555555555555555555555555aaaa');
-      return hit.length > 0 && hit;
-    }, { timeoutMs: 5000, what: 'the traced execution event' });
+    const { value: events } = await waitUntil(
+      async () => {
+        const r = (await (await fetch(`${t.url}/api/v1/events?type=execution.finished&agent=helper`)).json()) as { events: { trace_id: string | null }[] };
+        const hit = r.events.filter((e) => e.trace_id === '5555555555555555555555555555aaaa');
+        return hit.length > 0 && hit;
+      },
+      { timeoutMs: 5000, what: 'the traced execution event' },
+    );
     expect(events.length).toBe(1);
   });
 
@@ -159,7 +165,11 @@ describe('the MCP Inspector CLI against /mcp', () => {
     const names = (JSON.parse(list.stdout) as { tools: { name: string }[] }).tools.map((x) => x.name);
     expect(names).toEqual(expect.arrayContaining(['calculator', 'everything.echo', 'ask_helper']));
 
-    const call = await run(process.execPath, [INSPECTOR, '--cli', `${t.url}/mcp`, '--transport', 'http', '--method', 'tools/call', '--tool-name', 'ask_helper', '--tool-arg', 'request=echo inspected'], { timeoutMs: 60_000 });
+    const call = await run(
+      process.execPath,
+      [INSPECTOR, '--cli', `${t.url}/mcp`, '--transport', 'http', '--method', 'tools/call', '--tool-name', 'ask_helper', '--tool-arg', 'request=echo inspected'],
+      { timeoutMs: 60_000 },
+    );
     expect(call.code, call.stderr).toBe(0);
     expect(JSON.parse(call.stdout)).toMatchObject({ content: [{ type: 'text', text: 'The tool said: Echo: echo inspected' }] });
   });

@@ -62,7 +62,11 @@ describe('caxton mcp (stdio)', () => {
   });
 
   it('the MCP Inspector CLI runs it as a stdio server', async () => {
-    const r = await run(process.execPath, [INSPECTOR, '--cli', '--tool-arg', 'expression=1+2', '--method', 'tools/call', '--tool-name', 'calculator', '--', process.execPath, CLI, 'mcp', '--config', configPath, '--log-level', 'warn'], { timeoutMs: 60_000 });
+    const r = await run(
+      process.execPath,
+      [INSPECTOR, '--cli', '--tool-arg', 'expression=1+2', '--method', 'tools/call', '--tool-name', 'calculator', '--', process.execPath, CLI, 'mcp', '--config', configPath, '--log-level', 'warn'],
+      { timeoutMs: 60_000 },
+    );
     expect(r.code, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout)).toMatchObject({ content: [{ type: 'text', text: '3' }] });
   });

@@ -21,7 +21,7 @@ afterAll(() => {
 
 const ctx = (agent: string): ToolContext => ({ agent, execution_id: 'exec_test', deadline: Date.now() + 10_000, signal: new AbortController().signal });
 
-describe.each(BACKENDS)('memory tools (the reference server\'s nine, with scopes) ($name)', (backend) => {
+describe.each(BACKENDS)("memory tools (the reference server's nine, with scopes) ($name)", (backend) => {
   let store: MemoryBackend;
   let opened: OpenedBackend | undefined;
   afterAll(async () => opened?.cleanup());
@@ -53,7 +53,10 @@ describe.each(BACKENDS)('memory tools (the reference server\'s nine, with scopes
     const added = await call('alice', 'add_observations', { observations: [{ entityName: 'Paris', contents: ['on the Seine'] }] });
     expect(JSON.parse(added.content)).toEqual([{ entityName: 'Paris', addedObservations: ['on the Seine'] }]);
     const opened = JSON.parse((await call('alice', 'open_nodes', { names: ['Paris'] })).content);
-    expect(opened).toEqual({ entities: [{ name: 'Paris', entityType: 'city', observations: ['capital of France', 'on the Seine'], scope: 'agent' }], relations: [{ from: 'alice', to: 'Paris', relationType: 'lives_in' }] });
+    expect(opened).toEqual({
+      entities: [{ name: 'Paris', entityType: 'city', observations: ['capital of France', 'on the Seine'], scope: 'agent' }],
+      relations: [{ from: 'alice', to: 'Paris', relationType: 'lives_in' }],
+    });
     expect((await call('alice', 'delete_observations', { deletions: [{ entityName: 'Paris', observations: ['on the Seine'] }] })).content).toBe('Observations deleted successfully');
     expect((await call('alice', 'delete_relations', { relations: [{ from: 'alice', to: 'Paris', relationType: 'lives_in' }] })).content).toBe('Relations deleted successfully');
     expect((await call('alice', 'delete_entities', { entityNames: ['Paris'] })).content).toBe('Entities deleted successfully');
@@ -75,7 +78,7 @@ describe.each(BACKENDS)('memory tools (the reference server\'s nine, with scopes
     // bob cannot change it either: his writes land in his own scope
     expect((await call('bob', 'add_observations', { observations: [{ entityName: 'vault', contents: ['x'] }] })).is_error).toBe(true);
     await call('bob', 'delete_entities', { entityNames: ['vault'] });
-    expect((await store.getEntity(agentScope('alice'), 'vault'))).toBeDefined();
+    expect(await store.getEntity(agentScope('alice'), 'vault')).toBeDefined();
     // a scope naming another agent is refused
     const other = await call('bob', 'read_graph', { scope: 'agent:alice' });
     expect(other).toMatchObject({ is_error: true });
@@ -85,9 +88,9 @@ describe.each(BACKENDS)('memory tools (the reference server\'s nine, with scopes
     expect(found.entities[0]).toMatchObject({ name: 'vault', scope: 'agent' });
   });
 
-  it('writes to the agent\'s configured scope and shares workspace memories', async () => {
+  it("writes to the agent's configured scope and shares workspace memories", async () => {
     await call('sharer', 'create_entities', { entities: [{ name: 'standup', entityType: 'meeting', observations: ['daily at 9:30'] }] });
-    expect((await store.getEntity('workspace', 'standup'))).toBeDefined();
+    expect(await store.getEntity('workspace', 'standup')).toBeDefined();
     const seen = JSON.parse((await call('bob', 'open_nodes', { names: ['standup'] })).content) as { entities: { scope: string }[] };
     expect(seen.entities).toEqual([expect.objectContaining({ scope: 'workspace' })]);
   });
@@ -125,7 +128,11 @@ describe.each(BACKENDS.map((b) => b.name))('agents with [memory] on a server (re
       script,
       stringify({
         rules: [
-          { name: 'store', match: 'Request: please remember the vault', turns: [{ tool_calls: [{ name: 'create_entities', arguments: { entities: [{ name: 'vault', entityType: 'secret', observations: ['The vault code is 4711'] }] } }] }, { content: 'stored' }] },
+          {
+            name: 'store',
+            match: 'Request: please remember the vault',
+            turns: [{ tool_calls: [{ name: 'create_entities', arguments: { entities: [{ name: 'vault', entityType: 'secret', observations: ['The vault code is 4711'] }] } }] }, { content: 'stored' }],
+          },
           { name: 'list', match: 'Request: list your memory', turns: [{ tool_calls: [{ name: 'read_graph', arguments: {} }] }, { content: 'graph: {{tool_result.read_graph}}' }] },
           { name: 'echo', content: 'PROMPT<{{request}}>' },
         ],
@@ -183,7 +190,7 @@ describe.each(BACKENDS.map((b) => b.name))('agents with [memory] on a server (re
     }
     expect(e).toMatchObject({ entityType: 'interaction', metadata: { agent: 'alice', conversation_id: 'conv-tulips' } });
     expect(e!.observations[0]).toMatch(/^User: Tell me about tulips\nAssistant: PROMPT</);
-    expect((await store.getEntity(agentScope('bob'), 'conversation:conv-roses'))).toBeUndefined();
+    expect(await store.getEntity(agentScope('bob'), 'conversation:conv-roses')).toBeUndefined();
     // and the stored interaction is recalled later
     const later = await ts.server.executor.invoke('alice', { request: 'What did we discuss about tulips?' });
     expect(later.content).toMatch(/conversation:conv-tulips/);

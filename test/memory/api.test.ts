@@ -67,7 +67,16 @@ describe.each(BACKENDS.map((b) => b.name))('memory over HTTP (%s)', (backend) =>
       });
       expect(c.status).toBe(201);
       expect(c.json.created).toHaveLength(3);
-      expect((await call('POST', '/memory/relations', { relations: [{ from: 'Ada', to: 'Analytical Engine', relationType: 'programmed' }, { from: 'Babbage', to: 'Analytical Engine', relationType: 'designed' }] })).status).toBe(201);
+      expect(
+        (
+          await call('POST', '/memory/relations', {
+            relations: [
+              { from: 'Ada', to: 'Analytical Engine', relationType: 'programmed' },
+              { from: 'Babbage', to: 'Analytical Engine', relationType: 'designed' },
+            ],
+          })
+        ).status,
+      ).toBe(201);
       expect((await call('POST', '/memory/entities/Ada/observations', { contents: ['Born in 1815'] })).json).toEqual({ entityName: 'Ada', addedObservations: ['Born in 1815'] });
 
       const show = await call('GET', '/memory/entities/Ada');
@@ -88,7 +97,12 @@ describe.each(BACKENDS.map((b) => b.name))('memory over HTTP (%s)', (backend) =>
       ]);
 
       const stats = await call('GET', '/memory/stats');
-      expect(stats.json).toMatchObject({ entities: 3, relations: 2, by_scope: { workspace: { entities: 3, relations: 2 } }, embedding: { model: 'local:all-MiniLM-L6-v2', dimensions: 384, indexed: 3 } });
+      expect(stats.json).toMatchObject({
+        entities: 3,
+        relations: 2,
+        by_scope: { workspace: { entities: 3, relations: 2 } },
+        embedding: { model: 'local:all-MiniLM-L6-v2', dimensions: 384, indexed: 3 },
+      });
       // the rows are where the configuration says
       const where = await storedEntities(backend, schema);
       expect(where).toBe(backend === 'postgres' ? 3 : null);
@@ -100,7 +114,12 @@ describe.each(BACKENDS.map((b) => b.name))('memory over HTTP (%s)', (backend) =>
       expect(unknownScope.status).toBe(400);
       expect(unknownScope.json.error).toMatchObject({ code: 'invalid_request', details: { field: 'scope' } });
       expect(unknownScope.json.error.message).toMatch(/unknown scope "team"/);
-      const big = await call('POST', '/memory/entities', { entities: [{ name: 'ok', entityType: 't', observations: [] }, { name: 'x', entityType: 't', observations: ['z'.repeat(1001)] }] });
+      const big = await call('POST', '/memory/entities', {
+        entities: [
+          { name: 'ok', entityType: 't', observations: [] },
+          { name: 'x', entityType: 't', observations: ['z'.repeat(1001)] },
+        ],
+      });
       expect(big.status).toBe(413);
       expect(big.json.error.details.field).toBe('entities[1].observations[0]');
       const missing = await call('POST', '/memory/entities/Nobody/observations', { contents: ['x'] });
@@ -117,7 +136,11 @@ describe.each(BACKENDS.map((b) => b.name))('memory over HTTP (%s)', (backend) =>
 
     it('streams an import: progress events while embedding, then the result; input errors before the stream', async () => {
       const lines = Array.from({ length: 300 }, (_, i) => JSON.stringify({ type: 'entity', name: `bulk-${i}`, entityType: 'note', observations: [`bulk fact number ${i}`] }));
-      const res = await fetch(`${ts.url}/api/v1/memory/import?scope=agent:bulk`, { method: 'POST', headers: { 'content-type': 'application/x-ndjson', accept: 'text/event-stream' }, body: lines.join('\n') });
+      const res = await fetch(`${ts.url}/api/v1/memory/import?scope=agent:bulk`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-ndjson', accept: 'text/event-stream' },
+        body: lines.join('\n'),
+      });
       expect(res.status).toBe(200);
       expect(res.headers.get('content-type')).toMatch(/text\/event-stream/);
       const events = (await res.text())
@@ -130,7 +153,11 @@ describe.each(BACKENDS.map((b) => b.name))('memory over HTTP (%s)', (backend) =>
       expect(events.at(-1)).toEqual({ event: 'result', data: expect.objectContaining({ format: 'jsonl', entities_created: 300 }) });
       expect((await call('GET', '/memory/entities?scope=agent:bulk')).json.total).toBe(300);
 
-      const bad = await fetch(`${ts.url}/api/v1/memory/import?scope=agent:bulk`, { method: 'POST', headers: { 'content-type': 'application/x-ndjson', accept: 'text/event-stream' }, body: 'not json' });
+      const bad = await fetch(`${ts.url}/api/v1/memory/import?scope=agent:bulk`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-ndjson', accept: 'text/event-stream' },
+        body: 'not json',
+      });
       expect(bad.status).toBe(400);
       expect(((await bad.json()) as { error: { message: string } }).error.message).toMatch(/line 1: not valid JSON/);
       await call('POST', '/memory/entities/delete?scope=agent:bulk', { entityNames: lines.map((_, i) => `bulk-${i}`) });
@@ -140,7 +167,9 @@ describe.each(BACKENDS.map((b) => b.name))('memory over HTTP (%s)', (backend) =>
       const json = await call('GET', '/memory/export');
       expect(json.json).toMatchObject({ format: 'caxton-memory', version: 1, scopes: ['workspace'] });
       const jsonl = await call('GET', '/memory/export?format=jsonl&scope=workspace');
-      expect(jsonl.text.split('\n')[0]).toBe(JSON.stringify({ type: 'entity', name: 'Ada', entityType: 'person', observations: ['Wrote the first computer program', 'Worked with Charles Babbage', 'Born in 1815'] }));
+      expect(jsonl.text.split('\n')[0]).toBe(
+        JSON.stringify({ type: 'entity', name: 'Ada', entityType: 'person', observations: ['Wrote the first computer program', 'Worked with Charles Babbage', 'Born in 1815'] }),
+      );
       const imported = await call('POST', '/memory/import?scope=agent:archivist', jsonl.text, 'application/x-ndjson');
       expect(imported.json).toMatchObject({ format: 'jsonl', entities_created: 3, relations_created: 2 });
       const again = await call('POST', '/memory/import', json.json);

@@ -54,7 +54,10 @@ export interface BackendFactory {
 export { TEST_PG_URL };
 
 function label(key: string | undefined): string {
-  return (key ?? '').toLowerCase().replace(/[^a-z0-9_]/g, '_').slice(0, 20);
+  return (key ?? '')
+    .toLowerCase()
+    .replace(/[^a-z0-9_]/g, '_')
+    .slice(0, 20);
 }
 
 /** Instances over one set of data: the first opened with `first`, `reopen` closes the latest and opens another, `cleanup` closes all and runs `dispose`. */
@@ -84,7 +87,12 @@ const sqlite: BackendFactory = {
     const dir = tempDir();
     const openOne = (o: BackendOpenOptions) => {
       const db = openMemoryDb(dir);
-      const store = new MemoryStore(db, { embedder: o.embedder, ...(o.limits && { limits: o.limits }), ...(o.keyword_weight !== undefined && { keyword_weight: o.keyword_weight }), ...(o.onReindex && { onReindex: o.onReindex }) });
+      const store = new MemoryStore(db, {
+        embedder: o.embedder,
+        ...(o.limits && { limits: o.limits }),
+        ...(o.keyword_weight !== undefined && { keyword_weight: o.keyword_weight }),
+        ...(o.onReindex && { onReindex: o.onReindex }),
+      });
       const close = async () => {
         await store.close();
         if (db.open) db.close();

@@ -63,7 +63,7 @@ describe('kill -9 during a bulk import', () => {
     const reopened = openStore(dir, { embedder: emb });
     await reopened.store.ready();
     expect(emb.embedded).toBe(0); // nothing needed repair
-    expect((await reopened.store.stats())).toMatchObject({ entities, embedding: { indexed: entities } });
+    expect(await reopened.store.stats()).toMatchObject({ entities, embedding: { indexed: entities } });
     expect((await reopened.store.search({ query: 'committed earlier', scopes: ['global'] }))[0]?.entity.name).toBe('before');
     reopened.db.close();
     await store.close();

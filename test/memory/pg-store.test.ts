@@ -75,28 +75,59 @@ async function script(store: MemoryBackend): Promise<unknown[]> {
   };
   const s = 'workspace';
   await r('stats0', store.stats());
-  await r('create', store.createEntities(s, [
-    { name: 'Alice', entityType: 'person', observations: ['works at Acme', 'likes tea', 'likes tea'], metadata: { z: 1, a: { b: [1, 2] } } },
-    { name: 'Acme', entityType: 'organization', observations: ['makes anvils', 'Ünïcödé façade in Zürich'] },
-    { name: 'Alice', entityType: 'dup', observations: [] },
-    { name: 'Straße', entityType: 'place', observations: ['ΣΊΣΥΦΟΣ rolls a stone', 'Kelvin sign: K, dotted İstanbul'] },
-    // Only the Kelvin sign lower-cases to "k" here: SQLite's LIKE prefilter (ASCII folding) drops it for "k".
-    { name: 'Ω', entityType: 'sign', observations: ['\u212A'] },
-  ]));
-  await r('create-again', store.createEntities(s, [{ name: 'Alice', entityType: 'robot', observations: [] }, { name: 'Bob', entityType: 'person', observations: ['knows Alice'] }]));
+  await r(
+    'create',
+    store.createEntities(s, [
+      { name: 'Alice', entityType: 'person', observations: ['works at Acme', 'likes tea', 'likes tea'], metadata: { z: 1, a: { b: [1, 2] } } },
+      { name: 'Acme', entityType: 'organization', observations: ['makes anvils', 'Ünïcödé façade in Zürich'] },
+      { name: 'Alice', entityType: 'dup', observations: [] },
+      { name: 'Straße', entityType: 'place', observations: ['ΣΊΣΥΦΟΣ rolls a stone', 'Kelvin sign: K, dotted İstanbul'] },
+      // Only the Kelvin sign lower-cases to "k" here: SQLite's LIKE prefilter (ASCII folding) drops it for "k".
+      { name: 'Ω', entityType: 'sign', observations: ['\u212A'] },
+    ]),
+  );
+  await r(
+    'create-again',
+    store.createEntities(s, [
+      { name: 'Alice', entityType: 'robot', observations: [] },
+      { name: 'Bob', entityType: 'person', observations: ['knows Alice'] },
+    ]),
+  );
   await r('create-other-scope', store.createEntities('global', [{ name: 'Alice', entityType: 'person', observations: ['a global Alice'] }]));
-  await r('relations', store.createRelations(s, [
-    { from: 'Alice', to: 'Acme', relationType: 'works_at' },
-    { from: 'Bob', to: 'Alice', relationType: 'knows' },
-    { from: 'Bob', to: 'Alice', relationType: 'knows' },
-    { from: 'Alice', to: 'Straße', relationType: 'lives_on' },
-    { from: 'Acme', to: 'Nobody', relationType: 'owes' },
-  ]));
-  await r('relations-again', store.createRelations(s, [{ from: 'Alice', to: 'Acme', relationType: 'works_at' }, { from: 'Acme', to: 'Alice', relationType: 'employs' }]));
-  await r('add', store.addObservations(s, [{ entityName: 'Alice', contents: ['likes tea', 'speaks French', 'speaks French'] }, { entityName: 'Alice', contents: ['plays chess'] }]));
-  await r('add-missing', store.addObservations(s, [{ entityName: 'Alice', contents: ['never written'] }, { entityName: 'Missing', contents: ['x'] }]));
+  await r(
+    'relations',
+    store.createRelations(s, [
+      { from: 'Alice', to: 'Acme', relationType: 'works_at' },
+      { from: 'Bob', to: 'Alice', relationType: 'knows' },
+      { from: 'Bob', to: 'Alice', relationType: 'knows' },
+      { from: 'Alice', to: 'Straße', relationType: 'lives_on' },
+      { from: 'Acme', to: 'Nobody', relationType: 'owes' },
+    ]),
+  );
+  await r(
+    'relations-again',
+    store.createRelations(s, [
+      { from: 'Alice', to: 'Acme', relationType: 'works_at' },
+      { from: 'Acme', to: 'Alice', relationType: 'employs' },
+    ]),
+  );
+  await r(
+    'add',
+    store.addObservations(s, [
+      { entityName: 'Alice', contents: ['likes tea', 'speaks French', 'speaks French'] },
+      { entityName: 'Alice', contents: ['plays chess'] },
+    ]),
+  );
+  await r(
+    'add-missing',
+    store.addObservations(s, [
+      { entityName: 'Alice', contents: ['never written'] },
+      { entityName: 'Missing', contents: ['x'] },
+    ]),
+  );
   await r('graph', store.readGraph([s, 'global']));
-  for (const q of ['ANVIL', 'alice', '100%_"x', 'zürich', 'ZÜRICH', 'σίσυφος', 'k', 'K', '\u212A', 'ω', 'i̇stanbul', 'straße', '%', '_', 'e, "', 'tea"']) await r(`nodes ${q}`, store.searchNodes([s, 'global'], q));
+  for (const q of ['ANVIL', 'alice', '100%_"x', 'zürich', 'ZÜRICH', 'σίσυφος', 'k', 'K', '\u212A', 'ω', 'i̇stanbul', 'straße', '%', '_', 'e, "', 'tea"'])
+    await r(`nodes ${q}`, store.searchNodes([s, 'global'], q));
   await r('open', store.openNodes([s, 'global'], ['Bob', 'Nobody', 'Alice', 'Bob']));
   await r('touching', store.relationsTouching([{ scope: s, name: 'Alice' }]));
   await r('get', store.getEntity(s, 'Straße'));
@@ -127,13 +158,29 @@ async function script(store: MemoryBackend): Promise<unknown[]> {
     { scope: 'global', from: 'Alice', to: 'Alice', relationType: 'is' },
   ];
   const progress: [number, number][] = [];
-  await r('merge', store.merge(writes, rels, (d, t) => progress.push([d, t])));
+  await r(
+    'merge',
+    store.merge(writes, rels, (d, t) => progress.push([d, t])),
+  );
   log.push(['merge-progress', progress]);
   await r('merge-again', store.merge(writes, rels));
   await r('merge-too-many', store.merge([{ scope: s, name: 'Alice', entityType: 'person', observations: Array.from({ length: 1000 }, (_, i) => `o${i}`), metadata: {} }], []));
   await r('graph-after-merge', store.readGraph([s, 'global']));
-  await r('delete-obs', store.deleteObservations(s, [{ entityName: 'Alice', observations: ['likes tea', 'not there'] }, { entityName: 'Nobody', observations: ['x'] }]));
-  await r('delete-rel', store.deleteRelations(s, [{ from: 'Bob', to: 'Alice', relationType: 'knows' }, { from: 'Bob', to: 'Alice', relationType: 'knows' }, { from: 'X', to: 'Y', relationType: 'z' }]));
+  await r(
+    'delete-obs',
+    store.deleteObservations(s, [
+      { entityName: 'Alice', observations: ['likes tea', 'not there'] },
+      { entityName: 'Nobody', observations: ['x'] },
+    ]),
+  );
+  await r(
+    'delete-rel',
+    store.deleteRelations(s, [
+      { from: 'Bob', to: 'Alice', relationType: 'knows' },
+      { from: 'Bob', to: 'Alice', relationType: 'knows' },
+      { from: 'X', to: 'Y', relationType: 'z' },
+    ]),
+  );
   await r('delete-ent', store.deleteEntities(s, ['Acme', 'Nobody', 'Acme']));
   await r('graph-after-delete', store.readGraph([s, 'global']));
   await r('stats', store.stats());
@@ -242,7 +289,13 @@ describe.skipIf(!PG)('PostgreSQL memory backend: pgvector', () => {
     try {
       const n = 5000;
       await store.merge(
-        Array.from({ length: n }, (_, i) => ({ scope: i % 10 === 0 ? 'global' : 'workspace', name: `item-${i}`, entityType: i % 2 ? 'odd' : 'even', observations: [`fact w${i} v${i % 37} u${i % 101}`], metadata: {} })),
+        Array.from({ length: n }, (_, i) => ({
+          scope: i % 10 === 0 ? 'global' : 'workspace',
+          name: `item-${i}`,
+          entityType: i % 2 ? 'odd' : 'even',
+          observations: [`fact w${i} v${i % 37} u${i % 101}`],
+          metadata: {},
+        })),
         [],
       );
       const admin = new pg.Client({ connectionString: TEST_PG_URL });
@@ -297,7 +350,13 @@ describe.skipIf(!PG)('PostgreSQL memory backend: keyword word counts (word_docs)
       expect(c.kept.red).toBe(3);
       await store.addObservations('workspace', [{ entityName: 'b', contents: ['blue plum'] }]);
       await store.deleteObservations('workspace', [{ entityName: 'a', observations: ['red apple'] }]);
-      await store.merge([{ scope: 'workspace', name: 'b', entityType: 'fruit', observations: ['red cherry', 'yellow lemon'], metadata: {} }, { scope: 'workspace', name: 'c', entityType: 'note', observations: ['red plum'], metadata: {} }], []);
+      await store.merge(
+        [
+          { scope: 'workspace', name: 'b', entityType: 'fruit', observations: ['red cherry', 'yellow lemon'], metadata: {} },
+          { scope: 'workspace', name: 'c', entityType: 'note', observations: ['red plum'], metadata: {} },
+        ],
+        [],
+      );
       c = await counts(admin, schema);
       expect(c.kept).toEqual(c.actual);
       expect([c.kept.red, c.kept.plum, c.kept.apple]).toEqual([3, 2, undefined]);
@@ -403,14 +462,16 @@ describe.skipIf(!PG)('PostgreSQL memory backend: several instances and failures'
     await admin.connect();
     const column = async () =>
       (
-        await admin.query<{ type: string }>(
-          `SELECT format_type(atttypid, atttypmod) AS type FROM pg_attribute WHERE attrelid = ('"' || $1 || '".entities')::regclass AND attname = 'embedding'`,
-          [pgStore.schema],
-        )
+        await admin.query<{ type: string }>(`SELECT format_type(atttypid, atttypmod) AS type FROM pg_attribute WHERE attrelid = ('"' || $1 || '".entities')::regclass AND attname = 'embedding'`, [
+          pgStore.schema,
+        ])
       ).rows[0]?.type;
     const models = async () => (await admin.query(`SELECT model, vector_dims(embedding) AS dims, count(*)::int AS n FROM "${pgStore.schema}".entities GROUP BY 1, 2 ORDER BY 1`)).rows;
     try {
-      await store.createEntities('global', Array.from({ length: 300 }, (_, i) => ({ name: `E${i}`, entityType: 't', observations: [i === 7 ? 'red apples' : `filler ${i}`] })));
+      await store.createEntities(
+        'global',
+        Array.from({ length: 300 }, (_, i) => ({ name: `E${i}`, entityType: 't', observations: [i === 7 ? 'red apples' : `filler ${i}`] })),
+      );
       await store.createEntities('global', [{ name: 'B', entityType: 't', observations: ['blue sky'] }]);
       expect(await column()).toBe('vector(32)');
 
@@ -446,7 +507,10 @@ describe.skipIf(!PG)('PostgreSQL memory backend: several instances and failures'
       expect(meta.rows).toEqual([{ model: 'test:hash-b', dimensions: 48 }]);
       const idx = await admin.query('SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND indexname = $2', [pgStore.schema, HNSW_INDEX]);
       expect(idx.rows).toHaveLength(1);
-      expect((await s.search({ query: entityText({ name: 'B', entityType: 't', observations: ['blue sky'] }), scopes: ['global'], mode: 'semantic' }))[0]).toMatchObject({ entity: { name: 'B' }, similarity: 1 });
+      expect((await s.search({ query: entityText({ name: 'B', entityType: 't', observations: ['blue sky'] }), scopes: ['global'], mode: 'semantic' }))[0]).toMatchObject({
+        entity: { name: 'B' },
+        similarity: 1,
+      });
       expect((await s.search({ query: e7, scopes: ['global'], mode: 'semantic' }))[0]).toMatchObject({ entity: { name: 'E7' }, similarity: 1 });
       expect(await s.stats()).toMatchObject({ embedding: { model: 'test:hash-b', dimensions: 48, indexed: 301 } });
     } finally {

@@ -41,11 +41,19 @@ describe.each(BACKENDS)('memory store ($name): the reference operations', (backe
     ]);
     expect(created.map((e) => e.name)).toEqual(['Alice', 'Acme']);
     // existing names are skipped, not overwritten
-    const again = await store.createEntities(s, [{ name: 'Alice', entityType: 'robot', observations: [] }, { name: 'Bob', entityType: 'person', observations: [] }]);
+    const again = await store.createEntities(s, [
+      { name: 'Alice', entityType: 'robot', observations: [] },
+      { name: 'Bob', entityType: 'person', observations: [] },
+    ]);
     expect(again.map((e) => e.name)).toEqual(['Bob']);
     expect((await store.getEntity(s, 'Alice'))?.entityType).toBe('person');
 
-    expect(await store.createRelations(s, [{ from: 'Alice', to: 'Acme', relationType: 'works_at' }, { from: 'Bob', to: 'Alice', relationType: 'knows' }])).toHaveLength(2);
+    expect(
+      await store.createRelations(s, [
+        { from: 'Alice', to: 'Acme', relationType: 'works_at' },
+        { from: 'Bob', to: 'Alice', relationType: 'knows' },
+      ]),
+    ).toHaveLength(2);
     expect(await store.createRelations(s, [{ from: 'Alice', to: 'Acme', relationType: 'works_at' }])).toEqual([]);
 
     const added = await store.addObservations(s, [{ entityName: 'Alice', contents: ['likes tea', 'speaks French'] }]);
@@ -75,13 +83,16 @@ describe.each(BACKENDS)('memory store ($name): the reference operations', (backe
     expect(opened.entities.map((e) => e.name)).toEqual(['Bob']);
     expect(opened.relations).toEqual([{ from: 'Bob', to: 'Alice', relationType: 'knows', scope: 'workspace' }]);
 
-    await store.deleteObservations(s, [{ entityName: 'Alice', observations: ['likes tea'] }, { entityName: 'Nobody', observations: ['x'] }]);
+    await store.deleteObservations(s, [
+      { entityName: 'Alice', observations: ['likes tea'] },
+      { entityName: 'Nobody', observations: ['x'] },
+    ]);
     expect((await store.getEntity(s, 'Alice'))?.observations).toEqual(['works at Acme', 'speaks French']);
     expect(await store.deleteRelations(s, [{ from: 'Bob', to: 'Alice', relationType: 'knows' }])).toBe(1);
     // deleting an entity deletes its relations
     expect(await store.deleteEntities(s, ['Acme', 'Nobody'])).toBe(1);
     expect((await store.readGraph([s])).relations).toEqual([]);
-    expect((await store.stats())).toMatchObject({ entities: 2, relations: 0, observations: 2, embedding: { model: 'test:hash', dimensions: 32, indexed: 2 } });
+    expect(await store.stats()).toMatchObject({ entities: 2, relations: 0, observations: 2, embedding: { model: 'test:hash', dimensions: 32, indexed: 2 } });
     // the keyword side agrees with the tables after the deletes
     expect((await store.search({ query: 'Acme French', scopes: [s], mode: 'keyword' })).map((h) => h.entity.name)).toEqual(['Alice']);
     await store.close();
@@ -90,7 +101,12 @@ describe.each(BACKENDS)('memory store ($name): the reference operations', (backe
   it('fails add_observations on an unknown entity and changes nothing (one transaction per operation)', async () => {
     const { store } = await open({ embedder: new HashEmbedder() });
     await store.createEntities('global', [{ name: 'A', entityType: 't', observations: ['one'] }]);
-    const err = await rejection(store.addObservations('global', [{ entityName: 'A', contents: ['two'] }, { entityName: 'Missing', contents: ['x'] }]));
+    const err = await rejection(
+      store.addObservations('global', [
+        { entityName: 'A', contents: ['two'] },
+        { entityName: 'Missing', contents: ['x'] },
+      ]),
+    );
     expect(err.code).toBe('not_found');
     expect(err.message).toMatch(/Missing/);
     expect((await store.getEntity('global', 'A'))?.observations).toEqual(['one']);
@@ -157,7 +173,13 @@ describe.each(BACKENDS)('memory store ($name): keyword candidates when words are
   it('finds the entity with a rare word among thousands sharing the common ones, and entities holding every common word', async () => {
     const { store } = await open({ embedder: new HashEmbedder() });
     // 5,100 entities all saying "status report", a third also "weekly": more than RARE_TERM_DOCS (5,000) hold "status"
-    const many = Array.from({ length: 5_100 }, (_, i) => ({ scope: 'workspace', name: `r${i}`, entityType: 'note', observations: [i % 3 === 0 ? 'weekly status report' : 'status report'], metadata: {} }));
+    const many = Array.from({ length: 5_100 }, (_, i) => ({
+      scope: 'workspace',
+      name: `r${i}`,
+      entityType: 'note',
+      observations: [i % 3 === 0 ? 'weekly status report' : 'status report'],
+      metadata: {},
+    }));
     many.push({ scope: 'workspace', name: 'zebra', entityType: 'note', observations: ['status report about the zebra enclosure'], metadata: {} });
     await store.merge(many, []);
     // a rare word among common ones: its entity is a candidate, ranked first by keyword share

@@ -70,7 +70,7 @@ describe.each(BACKENDS)('versioned JSON ($name)', (backend) => {
     const r = await importMemory(b, JSON.stringify(doc), { onProgress: (d, t) => progress.push([d, t]) });
     expect(r).toEqual({ format: 'json', entities: 4, relations: 2, entities_created: 4, entities_updated: 0, relations_created: 2 });
     expect(progress.at(-1)).toEqual([4, 4]);
-    expect((await snapshot(b))).toEqual((await snapshot(a)));
+    expect(await snapshot(b)).toEqual(await snapshot(a));
     expect((await b.getEntity('workspace', 'Alice'))!.created_at).toBe((await a.getEntity('workspace', 'Alice'))!.created_at);
     // semantic search works on the imported graph
     expect((await b.search({ query: 'anvils', scopes: ['workspace'], mode: 'semantic' }))[0]?.entity.name).toBe('Acme');
@@ -78,7 +78,7 @@ describe.each(BACKENDS)('versioned JSON ($name)', (backend) => {
     // importing again merges: nothing new
     const again = await importMemory(b, doc);
     expect(again).toMatchObject({ entities_created: 0, relations_created: 0 });
-    expect((await snapshot(b))).toEqual((await snapshot(a)));
+    expect(await snapshot(b)).toEqual(await snapshot(a));
   });
 
   it('exports chosen scopes, and imports into one scope when asked', async () => {
@@ -95,8 +95,26 @@ describe.each(BACKENDS)('versioned JSON ($name)', (backend) => {
   it('merges into existing entities: observations added, metadata merged', async () => {
     const s = await newStore(backend);
     await s.createEntities('workspace', [{ name: 'Alice', entityType: 'person', observations: ['likes tea'], metadata: { a: 1 } }]);
-    await importMemory(s, { format: 'caxton-memory', version: 1, exported_at: '', embedding: null, scopes: [], entities: [{ scope: 'workspace', name: 'Alice', entityType: 'person', observations: ['likes tea', 'plays chess'], metadata: { b: 2 }, created_at: '2020-01-01T00:00:00Z', updated_at: '2020-01-01T00:00:00Z' }], relations: [] });
-    expect((await s.getEntity('workspace', 'Alice'))).toMatchObject({ observations: ['likes tea', 'plays chess'], metadata: { a: 1, b: 2 } });
+    await importMemory(s, {
+      format: 'caxton-memory',
+      version: 1,
+      exported_at: '',
+      embedding: null,
+      scopes: [],
+      entities: [
+        {
+          scope: 'workspace',
+          name: 'Alice',
+          entityType: 'person',
+          observations: ['likes tea', 'plays chess'],
+          metadata: { b: 2 },
+          created_at: '2020-01-01T00:00:00Z',
+          updated_at: '2020-01-01T00:00:00Z',
+        },
+      ],
+      relations: [],
+    });
+    expect(await s.getEntity('workspace', 'Alice')).toMatchObject({ observations: ['likes tea', 'plays chess'], metadata: { a: 1, b: 2 } });
   });
 });
 
@@ -136,10 +154,22 @@ describe.each(BACKENDS)('bad imports are refused with a clear error and change n
       message: /"entities\[1\]\.observations\[1\]" has 5000 characters, more than the 4096/,
       field: 'entities[1].observations[1]',
     },
-    { label: 'wrong export version', input: () => JSON.stringify({ ...base(), version: 2 }), code: 'invalid_request', message: /unsupported export version 2 in "version": this server reads version 1/, field: 'version' },
+    {
+      label: 'wrong export version',
+      input: () => JSON.stringify({ ...base(), version: 2 }),
+      code: 'invalid_request',
+      message: /unsupported export version 2 in "version": this server reads version 1/,
+      field: 'version',
+    },
     { label: 'wrong format name', input: () => JSON.stringify({ ...base(), format: 'neo4j' }), code: 'invalid_request', message: /"format" must be "caxton-memory"/, field: 'format' },
     { label: 'truncated JSON', input: () => JSON.stringify(base()).slice(0, 120), code: 'invalid_request', message: /not valid JSON/ },
-    { label: 'entity without a type', input: () => JSON.stringify({ ...base(), entities: [{ scope: 'global', name: 'x', observations: [] }] }), code: 'invalid_request', message: /"entities\[0\]\.entityType" must be a string/, field: 'entities[0].entityType' },
+    {
+      label: 'entity without a type',
+      input: () => JSON.stringify({ ...base(), entities: [{ scope: 'global', name: 'x', observations: [] }] }),
+      code: 'invalid_request',
+      message: /"entities\[0\]\.entityType" must be a string/,
+      field: 'entities[0].entityType',
+    },
     {
       label: 'JSONL: a malformed line',
       input: () => '{"type":"entity","name":"A","entityType":"t","observations":[]}\n{"type":"entity","name":"B",\n',
@@ -171,13 +201,13 @@ describe.each(BACKENDS)('bad imports are refused with a clear error and change n
     it(c.label, async () => {
       const s = await newStore(backend);
       await seed(s);
-      const before = (await snapshot(s));
+      const before = await snapshot(s);
       const err = await rejection(importMemory(s, c.input(), { ...(c.scope !== undefined && { scope: c.scope }) }));
       expect(err.code).toBe(c.code);
       expect(err.message).toMatch(c.message);
       if (c.field !== undefined) expect(err.details?.field).toBe(c.field);
       if (c.line !== undefined) expect(err.details?.line).toBe(c.line);
-      expect((await snapshot(s))).toEqual(before);
+      expect(await snapshot(s)).toEqual(before);
     });
   }
 
@@ -185,12 +215,20 @@ describe.each(BACKENDS)('bad imports are refused with a clear error and change n
     const emb = new HashEmbedder();
     const s = await newStore(backend, emb);
     await seed(s);
-    const before = (await snapshot(s));
+    const before = await snapshot(s);
     const d = base();
-    d.entities = Array.from({ length: 1000 }, (_, i) => ({ scope: 'workspace', name: `E${i}`, entityType: 't', observations: [`observation ${i}`], metadata: {}, created_at: d.exported_at, updated_at: d.exported_at }));
+    d.entities = Array.from({ length: 1000 }, (_, i) => ({
+      scope: 'workspace',
+      name: `E${i}`,
+      entityType: 't',
+      observations: [`observation ${i}`],
+      metadata: {},
+      created_at: d.exported_at,
+      updated_at: d.exported_at,
+    }));
     emb.failAfter = emb.embedded + 600; // the third batch of 256 fails
     await expect(importMemory(s, d)).rejects.toThrow(/embedder failed/);
-    expect((await snapshot(s))).toEqual(before);
+    expect(await snapshot(s)).toEqual(before);
   });
 });
 
@@ -208,13 +246,21 @@ describe.each(BACKENDS)("the MCP reference memory server's JSONL ($name)", (back
       await client.close();
     }
   }
-  const text = (r: unknown) => ((r as { content: { text: string }[] }).content[0]!.text);
+  const text = (r: unknown) => (r as { content: { text: string }[] }).content[0]!.text;
 
   it('imports a file the reference server wrote, and the reference server reads what Caxton exports', async () => {
     const dir = tempDir();
     const file = join(dir, 'memory.jsonl');
     await withReference(file, async (c) => {
-      await c.callTool({ name: 'create_entities', arguments: { entities: [{ name: 'John_Smith', entityType: 'person', observations: ['Speaks fluent Spanish', 'Graduated in 2019'] }, { name: 'Anthropic', entityType: 'organization', observations: ['AI safety company'] }] } });
+      await c.callTool({
+        name: 'create_entities',
+        arguments: {
+          entities: [
+            { name: 'John_Smith', entityType: 'person', observations: ['Speaks fluent Spanish', 'Graduated in 2019'] },
+            { name: 'Anthropic', entityType: 'organization', observations: ['AI safety company'] },
+          ],
+        },
+      });
       await c.callTool({ name: 'create_relations', arguments: { relations: [{ from: 'John_Smith', to: 'Anthropic', relationType: 'works_at' }] } });
       await c.callTool({ name: 'add_observations', arguments: { observations: [{ entityName: 'John_Smith', contents: ['Prefers morning meetings'] }] } });
     });
@@ -240,7 +286,7 @@ describe.each(BACKENDS)("the MCP reference memory server's JSONL ($name)", (back
     await store.createEntities('workspace', [{ name: 'Paris', entityType: 'city', observations: ['capital of France'] }]);
     await store.createRelations('workspace', [{ from: 'John_Smith', to: 'Paris', relationType: 'lives_in' }]);
     const file2 = join(dir, 'from-caxton.jsonl');
-    writeFileSync(file2, (await exportJsonl(store, 'workspace')));
+    writeFileSync(file2, await exportJsonl(store, 'workspace'));
     const graph = await withReference(file2, async (c) => JSON.parse(text(await c.callTool({ name: 'read_graph', arguments: {} }))) as { entities: unknown[]; relations: unknown[] });
     expect(graph.entities).toHaveLength(3);
     expect(graph.relations).toEqual([

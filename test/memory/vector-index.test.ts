@@ -12,7 +12,7 @@ const D = 384;
 /** Deterministic clustered unit vectors (random unit vectors would make every neighbour equally far). */
 function dataset(n: number, clusters: number, seed = 7): Float32Array[] {
   let x = seed;
-  const rnd = () => ((x = (x * 1103515245 + 12345) % 2147483648) / 2147483648) - 0.5;
+  const rnd = () => (x = (x * 1103515245 + 12345) % 2147483648) / 2147483648 - 0.5;
   const centers = Array.from({ length: clusters }, () => Float32Array.from({ length: D }, rnd));
   return Array.from({ length: n }, (_, i) => {
     const c = centers[i % clusters]!;

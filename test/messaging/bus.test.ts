@@ -72,11 +72,14 @@ describe('routing', () => {
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));
     const seen: string[] = [];
-    const t = start({ config: { routing: 'least-loaded' }, handler: async (_m, r) => {
-      seen.push(r.agent);
-      if (r.agent === 'slow') await gate;
-      return { content: 'ok' };
-    } });
+    const t = start({
+      config: { routing: 'least-loaded' },
+      handler: async (_m, r) => {
+        seen.push(r.agent);
+        if (r.agent === 'slow') await gate;
+        return { content: 'ok' };
+      },
+    });
     deploy(t.registry, agentDef('fast', ['work']));
     deploy(t.registry, agentDef('slow', ['work']));
     // Keep "slow" busy with messages addressed to it by name.
@@ -143,11 +146,14 @@ describe('delivery', () => {
   it('retries with backoff, then dead-letters with a failure reply; replay delivers it', async () => {
     let fail = true;
     let calls = 0;
-    const t = start({ config: { max_attempts: 3, retry_base: 10, retry_max: 50 }, handler: () => {
-      calls++;
-      if (fail) throw new CaxtonError('llm_error', 'provider down');
-      return { content: 'recovered' };
-    } });
+    const t = start({
+      config: { max_attempts: 3, retry_base: 10, retry_max: 50 },
+      handler: () => {
+        calls++;
+        if (fail) throw new CaxtonError('llm_error', 'provider down');
+        return { content: 'recovered' };
+      },
+    });
     deploy(t.registry, agentDef('flaky', ['flaky']));
     const r = await t.bus.submit({ performative: 'request', capability: 'flaky', content: 'try' });
     const conv = await t.bus.wait(r.conversation_id, 5000);
@@ -177,9 +183,11 @@ describe('delivery', () => {
   });
 
   it('an execution failure (deadline) is a failure reply, not a dead letter', async () => {
-    const t = start({ handler: () => {
-      throw new CaxtonError('timeout', 'agent "slow" did not finish within 10 ms');
-    } });
+    const t = start({
+      handler: () => {
+        throw new CaxtonError('timeout', 'agent "slow" did not finish within 10 ms');
+      },
+    });
     deploy(t.registry, agentDef('slow', ['slow']));
     const r = await t.bus.submit({ performative: 'request', capability: 'slow', content: 'x' });
     const conv = await t.bus.wait(r.conversation_id, 5000);
@@ -194,13 +202,16 @@ describe('delivery', () => {
     let peak = 0;
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));
-    const t = start({ config: { max_queue: 5, agent_concurrency: 2 }, handler: async () => {
-      running++;
-      peak = Math.max(peak, running);
-      await gate;
-      running--;
-      return { content: 'ok' };
-    } });
+    const t = start({
+      config: { max_queue: 5, agent_concurrency: 2 },
+      handler: async () => {
+        running++;
+        peak = Math.max(peak, running);
+        await gate;
+        running--;
+        return { content: 'ok' };
+      },
+    });
     deploy(t.registry, agentDef('busy', ['busy']));
     for (let i = 0; i < 5; i++) await t.bus.submit({ performative: 'request', capability: 'busy', content: `${i}` });
     const e = await errorOf(t.bus.submit({ performative: 'request', capability: 'busy', content: 'one too many' }));

@@ -42,10 +42,7 @@ beforeAll(async () => {
   stub = await startLlmStub((hit) => script(hit));
   cx = await startCaxton({
     config: { llm: { default_provider: 'stub', providers: { stub: openaiProvider(stub.url) } } },
-    agents: [
-      ...Object.keys(PRICES).map((name) => ({ name, capabilities: ['transport'] })),
-      { name: 'planner', capabilities: ['planning'], tools: ['send_message'] },
-    ],
+    agents: [...Object.keys(PRICES).map((name) => ({ name, capabilities: ['transport'] })), { name: 'planner', capabilities: ['planning'], tools: ['send_message'] }],
   });
 });
 
@@ -70,11 +67,19 @@ describe('Contract Net', () => {
     const { messages } = await conversation(r.conversation_id);
     const of = (p: string) => messages.map((s) => s.message).filter((m) => m.performative === p);
     expect(of('cfp')).toHaveLength(1);
-    expect(of('propose').map((m) => m.sender).sort()).toEqual(['carrier-a', 'carrier-b', 'carrier-c']);
+    expect(
+      of('propose')
+        .map((m) => m.sender)
+        .sort(),
+    ).toEqual(['carrier-a', 'carrier-b', 'carrier-c']);
     expect(of('accept-proposal')).toHaveLength(1);
     expect(of('accept-proposal')[0]!.receivers).toEqual(['carrier-b']);
     expect(of('reject-proposal')).toHaveLength(2);
-    expect(of('reject-proposal').map((m) => m.receivers[0]).sort()).toEqual(['carrier-a', 'carrier-c']);
+    expect(
+      of('reject-proposal')
+        .map((m) => m.receivers[0])
+        .sort(),
+    ).toEqual(['carrier-a', 'carrier-c']);
     expect(of('inform')).toHaveLength(1);
     expect(of('inform')[0]!.sender).toBe('carrier-b');
     expect(of('inform')[0]!.content).toBe('Delivered by carrier-b for 12 EUR');

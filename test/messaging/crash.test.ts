@@ -48,7 +48,7 @@ function pendingCount(dbFile: string): { pending: number; done: Set<string> } {
   const db = new Database(dbFile, { readonly: true });
   try {
     const pending = db.prepare("SELECT count(*) FROM deliveries WHERE state = 'pending'").pluck().get() as number;
-    const done = new Set((db.prepare("SELECT message_id FROM deliveries WHERE state = 'done'").pluck().all() as string[]));
+    const done = new Set(db.prepare("SELECT message_id FROM deliveries WHERE state = 'done'").pluck().all() as string[]);
     return { pending, done };
   } finally {
     db.close();

@@ -171,9 +171,29 @@ describe('a flood of 60,000 messages', () => {
       afterGc = memKb(pid);
       console.log(`heap snapshot in ${dir}; memory after its full GC (kB): ${JSON.stringify(afterGc)}`);
     }
-    const report = { sent: MESSAGES, accepted, refused_429: refused, send_ms: sendMs, drain_ms: drainMs, rss_start_mb: rss0 / 1024, rss_peak_mb: rssPeak / 1024, rss_after_mb: rss1 / 1024, mem_after_kb: memAfter, db_bytes: fileBytes, wal_bytes: walBytes, ...c };
+    const report = {
+      sent: MESSAGES,
+      accepted,
+      refused_429: refused,
+      send_ms: sendMs,
+      drain_ms: drainMs,
+      rss_start_mb: rss0 / 1024,
+      rss_peak_mb: rssPeak / 1024,
+      rss_after_mb: rss1 / 1024,
+      mem_after_kb: memAfter,
+      db_bytes: fileBytes,
+      wal_bytes: walBytes,
+      ...c,
+    };
     console.log(`flood: ${JSON.stringify(report)}`);
-    console.log(serve.stdout().split('\n').filter((l) => /retention|error/i.test(l)).slice(-5).join('\n'));
+    console.log(
+      serve
+        .stdout()
+        .split('\n')
+        .filter((l) => /retention|error/i.test(l))
+        .slice(-5)
+        .join('\n'),
+    );
 
     expect(accepted).toBe(MESSAGES);
     // Within the retention: every message of a conversation goes with it (a request makes 3:

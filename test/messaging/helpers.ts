@@ -10,7 +10,7 @@ import { makeTempDir } from '../helpers/tmp.js';
 
 export function agentDef(name: string, capabilities: string[], extra = ''): AgentDefinition {
   const src = `name = "${name}"\ncapabilities = [${capabilities.map((c) => `"${c}"`).join(', ')}]\nsystem_prompt = "You are ${name}."\n${extra}`;
-  const r = parseAgent(src, { format: "toml", file: `${name}.toml` });
+  const r = parseAgent(src, { format: 'toml', file: `${name}.toml` });
   if (!r.ok) throw new Error(JSON.stringify(r.errors));
   return r.definition;
 }

@@ -104,7 +104,12 @@ describe('messaging retention', () => {
   });
 
   it('keeps at most max_dead_letters dead letters, the newest', async () => {
-    const t = start({ handler: () => { throw new CaxtonError('invalid_request', 'no'); }, config: { max_dead_letters: 5, max_attempts: 1 } });
+    const t = start({
+      handler: () => {
+        throw new CaxtonError('invalid_request', 'no');
+      },
+      config: { max_dead_letters: 5, max_attempts: 1 },
+    });
     deploy(t.registry, agentDef('worker', ['work']));
     for (let i = 0; i < 12; i++) await t.bus.submit({ performative: 'request', protocol: 'fipa-request', receiver: 'worker', content: `j${i}` });
     await waitUntil(async () => (await t.bus.deadLetters()).total === 12, { timeoutMs: 5000 });
@@ -140,7 +145,19 @@ describe('tool audit retention', () => {
   it('deletes records past the retention and the oldest beyond max_rows, in batches', async () => {
     const db = openDatabase(makeTempDir('caxton-audit-'));
     const store = new ToolAuditStore(db, { retentionMs: 60_000, maxRows: 1_000 });
-    const rec = (time: number, i: number) => ({ time, agent: 'a', server: 's', tool: 's.t', args_digest: String(i), outcome: 'ok' as const, duration_us: 1, fuel_used: 1, memory_bytes: 1, input_bytes: 1, output_bytes: 1 });
+    const rec = (time: number, i: number) => ({
+      time,
+      agent: 'a',
+      server: 's',
+      tool: 's.t',
+      args_digest: String(i),
+      outcome: 'ok' as const,
+      duration_us: 1,
+      fuel_used: 1,
+      memory_bytes: 1,
+      input_bytes: 1,
+      output_bytes: 1,
+    });
     for (let i = 0; i < 700; i++) store.record(rec(Date.now() - 3_600_000, i));
     for (let i = 0; i < 2_500; i++) store.record(rec(Date.now(), 1000 + i));
     // Recording pokes the pruner every max_rows / 10 records (it may have run already); prune() runs it to the end.

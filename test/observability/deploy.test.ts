@@ -29,7 +29,13 @@ export function metricNames(expr: string): string[] {
     const prev = s[m.index - 1];
     if (prev !== undefined && /[0-9.]/.test(prev)) continue; // part of a number such as 1e3
     if (KEYWORDS.has(m[0])) continue;
-    if (s.slice(m.index + m[0].length).trimStart().startsWith('(')) continue; // a function
+    if (
+      s
+        .slice(m.index + m[0].length)
+        .trimStart()
+        .startsWith('(')
+    )
+      continue; // a function
     out.push(m[0]);
   }
   return out;
@@ -81,7 +87,10 @@ beforeAll(async () => {
     const msgs = hit.body.messages as { role: string }[];
     return msgs.some((m) => m.role === 'tool') ? { content: 'forty-two' } : { content: '', tool_calls: [{ id: 'c1', name: 'calculator', arguments: { expression: '6 * 7' } }] };
   });
-  cx = await startObserved({ config: { llm: { default_provider: 'stub', providers: { stub: openaiProvider(stub.url) } } }, agents: [{ name: 'math', capabilities: ['arithmetic'], tools: ['calculator'] }] });
+  cx = await startObserved({
+    config: { llm: { default_provider: 'stub', providers: { stub: openaiProvider(stub.url) } } },
+    agents: [{ name: 'math', capabilities: ['arithmetic'], tools: ['calculator'] }],
+  });
   expect((await cx.send('POST', '/api/v1/agents/math/invoke', JSON.stringify({ request: 'q' }), { 'content-type': 'application/json' })).status).toBe(200);
   const text = await (await fetch(cx.server.metricsUrl!)).text();
   const types = new Map<string, string>();
@@ -118,7 +127,8 @@ describe('deploy/prometheus/alerts.yml', () => {
     const exprs = alertExprs(yaml);
     expect(exprs.length).toBeGreaterThanOrEqual(8);
     const names = new Set(exprs.flatMap(metricNames));
-    for (const needed of ['caxton_agent_executions_total', 'caxton_agent_execution_duration_seconds_bucket', 'caxton_dead_letters', 'caxton_queue_depth', 'caxton_messages_processed_total']) expect(names).toContain(needed);
+    for (const needed of ['caxton_agent_executions_total', 'caxton_agent_execution_duration_seconds_bucket', 'caxton_dead_letters', 'caxton_queue_depth', 'caxton_messages_processed_total'])
+      expect(names).toContain(needed);
     // `up` is Prometheus's own series for every scrape target.
     const unknown = [...names].filter((n) => n !== 'up' && !exported(n));
     expect(unknown, 'metrics the alerts query but the server does not export').toEqual([]);
@@ -126,7 +136,12 @@ describe('deploy/prometheus/alerts.yml', () => {
 });
 
 describe('deploy/grafana/caxton-dashboard.json', () => {
-  const dashboard = JSON.parse(readFileSync(DASHBOARD, 'utf8')) as { uid: string; title: string; panels: { id: number; type: string; targets?: { expr: string }[] }[]; templating: { list: { query?: unknown }[] } };
+  const dashboard = JSON.parse(readFileSync(DASHBOARD, 'utf8')) as {
+    uid: string;
+    title: string;
+    panels: { id: number; type: string; targets?: { expr: string }[] }[];
+    templating: { list: { query?: unknown }[] };
+  };
 
   it('is a Grafana dashboard with unique panel ids and a query per panel', () => {
     expect(dashboard.uid).toBe('caxton-overview');
@@ -145,7 +160,10 @@ describe('deploy/grafana/caxton-dashboard.json', () => {
     const defined = [...readFileSync(join(repoRoot, 'src/observability/metrics.ts'), 'utf8').matchAll(/(?:name: |gauge\()'(caxton_[a-z_]+)'/g)].map((m) => m[1]!);
     expect(defined.length).toBeGreaterThan(15);
     const covered = (n: string) => [...names].some((x) => x === n || x.replace(/_(bucket|sum|count)$/, '') === n);
-    expect(defined.filter((n) => !covered(n)), 'metrics without a panel').toEqual([]);
+    expect(
+      defined.filter((n) => !covered(n)),
+      'metrics without a panel',
+    ).toEqual([]);
   });
 
   it('metricNames() finds selectors, not functions, labels, keywords or variables', () => {

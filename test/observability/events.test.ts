@@ -69,7 +69,9 @@ describe('agent event store', () => {
 
   it('records messages sent and received, with the trace id they carry', async () => {
     const tp = `00-${'a'.repeat(32)}-${'b'.repeat(16)}-01`;
-    const sent = await cx.send('POST', '/api/v1/messages?wait=10', JSON.stringify({ performative: 'request', capability: 'ev-cap', content: 'do it', trace_context: { traceparent: tp } }), { 'content-type': 'application/json' });
+    const sent = await cx.send('POST', '/api/v1/messages?wait=10', JSON.stringify({ performative: 'request', capability: 'ev-cap', content: 'do it', trace_context: { traceparent: tp } }), {
+      'content-type': 'application/json',
+    });
     expect(sent.status).toBe(200);
     const { id, conversation_id } = sent.json as { id: string; conversation_id: string };
     const r = await cx.get<Events>('/api/v1/events?type=communication&limit=100');

@@ -23,7 +23,11 @@ type LogsBody = { logs: { seq: number; level: string; time: string; msg?: string
 beforeAll(async () => {
   setTestKeys();
   // The provider rejects the first call, quoting the key and header it was sent (as some do).
-  stub = await startLlmStub((hit, n) => (n === 0 ? status(401, { error: { message: `invalid api key ${String(hit.headers.authorization)} (x-extra: ${String(hit.headers['x-extra'])})`, type: 'invalid_request_error' } }) : { content: 'fine', usage: { input: 3, output: 2 } }));
+  stub = await startLlmStub((hit, n) =>
+    n === 0
+      ? status(401, { error: { message: `invalid api key ${String(hit.headers.authorization)} (x-extra: ${String(hit.headers['x-extra'])})`, type: 'invalid_request_error' } })
+      : { content: 'fine', usage: { input: 3, output: 2 } },
+  );
   const [closedPort] = await freePorts(1);
   cx = await startObserved({
     level: 'trace',

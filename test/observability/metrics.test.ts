@@ -36,7 +36,12 @@ beforeAll(async () => {
   expect((await cx.invoke('nobody', { request: 'x' })).status).toBe(404);
   await cx.server.bus.settled();
   // A memory operation through the host tool (as an agent would call it).
-  const mem = await cx.server.executor.hostTools.invoke(['create_entities'], 'create_entities', { entities: [{ name: 'Ada', entityType: 'person', observations: ['wrote the first program'] }] }, { agent: 'math', execution_id: 'exec_test', deadline: Date.now() + 30_000, signal: new AbortController().signal });
+  const mem = await cx.server.executor.hostTools.invoke(
+    ['create_entities'],
+    'create_entities',
+    { entities: [{ name: 'Ada', entityType: 'person', observations: ['wrote the first program'] }] },
+    { agent: 'math', execution_id: 'exec_test', deadline: Date.now() + 30_000, signal: new AbortController().signal },
+  );
   expect(mem.is_error, mem.content).toBeFalsy();
   const res = await fetch(cx.server.metricsUrl!);
   expect(res.status).toBe(200);
@@ -69,7 +74,15 @@ describe('Prometheus metrics', () => {
     expect(sample('caxton_messages_processed_total', { performative: 'inform', status: 'delivered' })).toBe(1);
     expect(sample('caxton_message_processing_duration_seconds_count', { performative: 'request' })).toBe(1);
     expect(sample('caxton_errors_total', { code: 'agent_not_found' })).toBe(1);
-    for (const name of ['caxton_queue_depth', 'caxton_dead_letters', 'caxton_active_conversations', 'caxton_agent_events_total', 'caxton_http_requests_total', 'caxton_process_cpu_seconds_total', 'caxton_nodejs_heap_size_used_bytes']) {
+    for (const name of [
+      'caxton_queue_depth',
+      'caxton_dead_letters',
+      'caxton_active_conversations',
+      'caxton_agent_events_total',
+      'caxton_http_requests_total',
+      'caxton_process_cpu_seconds_total',
+      'caxton_nodejs_heap_size_used_bytes',
+    ]) {
       expect(text, name).toMatch(new RegExp(`^${name}(\\{| )`, 'm'));
     }
     expect(sample('caxton_queue_depth')).toBe(0);

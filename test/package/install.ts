@@ -71,7 +71,8 @@ export function userEnv(bin: string, home: string, extra: Record<string, string>
   const out: NodeJS.ProcessEnv = { PATH: userPath(bin), HOME: process.env.HOME ?? home, LANG: 'C.UTF-8', ...extra };
   // The machine's certificate settings too: a registry behind a TLS-inspecting proxy is reached
   // only with them (a user's shell has them as well).
-  for (const k of ['npm_config_cache', 'npm_config_userconfig', 'NPM_CONFIG_USERCONFIG', 'npm_config_registry', 'npm_config_cafile', 'NODE_EXTRA_CA_CERTS', 'SSL_CERT_FILE', 'SSL_CERT_DIR']) if (process.env[k]) out[k] = process.env[k];
+  for (const k of ['npm_config_cache', 'npm_config_userconfig', 'NPM_CONFIG_USERCONFIG', 'npm_config_registry', 'npm_config_cafile', 'NODE_EXTRA_CA_CERTS', 'SSL_CERT_FILE', 'SSL_CERT_DIR'])
+    if (process.env[k]) out[k] = process.env[k];
   // `npm install -g --prefix P` reads its global npmrc from P/etc/npmrc, so the machine's global
   // settings (such as cafile) are passed on explicitly.
   const globalConfig = process.env.npm_config_globalconfig ?? join(dirname(dirname(process.execPath)), 'etc', 'npmrc');
@@ -110,10 +111,24 @@ export async function packAndInstall(dir: string): Promise<Installed> {
   if (!existsSync(join(repoRoot, 'dist/cli/main.js')) || !existsSync(join(repoRoot, 'dist/index.js'))) throw new Error('dist/ is not built: run `npm run build` (npm test does it first)');
   const prefix = join(dir, 'prefix');
   const bin = join(prefix, 'bin');
-  const packed = check(await run('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', dir], { cwd: repoRoot, env: { ...process.env, PATH: `${dirname(process.execPath)}${delimiter}${process.env.PATH ?? ''}` }, timeoutMs: 60_000 }), 'npm pack');
+  const packed = check(
+    await run('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', dir], {
+      cwd: repoRoot,
+      env: { ...process.env, PATH: `${dirname(process.execPath)}${delimiter}${process.env.PATH ?? ''}` },
+      timeoutMs: 60_000,
+    }),
+    'npm pack',
+  );
   const info = (JSON.parse(packed.stdout) as { filename: string; files: { path: string }[] }[])[0]!;
   const tarball = join(dir, info.filename);
-  check(await run('npm', ['install', '-g', '--prefix', prefix, '--prefer-offline', '--no-audit', '--no-fund', tarball], { cwd: dir, env: userEnv(bin, dir, { ONNXRUNTIME_NODE_INSTALL: 'skip', ...sqlitePrebuild(dir) }), timeoutMs: INSTALL_TIMEOUT_MS }), 'npm install -g');
+  check(
+    await run('npm', ['install', '-g', '--prefix', prefix, '--prefer-offline', '--no-audit', '--no-fund', tarball], {
+      cwd: dir,
+      env: userEnv(bin, dir, { ONNXRUNTIME_NODE_INSTALL: 'skip', ...sqlitePrebuild(dir) }),
+      timeoutMs: INSTALL_TIMEOUT_MS,
+    }),
+    'npm install -g',
+  );
   return { dir, prefix, bin, installed: join(prefix, 'lib', 'node_modules', 'caxton'), tarball, packedFiles: info.files.map((f) => f.path) };
 }
 

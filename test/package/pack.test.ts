@@ -60,7 +60,8 @@ afterAll(async () => {
 
 describe('npm pack', () => {
   it('packs the built server, library types, built-in tools (manifests and modules) and templates, and no sources or tests', () => {
-    for (const f of ['dist/index.js', 'dist/index.d.ts', 'dist/cli/main.js', 'templates/basic/caxton.toml', 'templates/basic/agents/assistant.toml', 'package.json', 'README.md']) expect(pkg.packedFiles, f).toContain(f);
+    for (const f of ['dist/index.js', 'dist/index.d.ts', 'dist/cli/main.js', 'templates/basic/caxton.toml', 'templates/basic/agents/assistant.toml', 'package.json', 'README.md'])
+      expect(pkg.packedFiles, f).toContain(f);
     const builtins = readdirSync(join(repoRoot, 'tools/builtin'), { withFileTypes: true })
       .filter((d) => d.isDirectory() && existsSync(join(repoRoot, 'tools/builtin', d.name, 'caxton-tool.toml')))
       .map((d) => d.name);
@@ -69,7 +70,9 @@ describe('npm pack', () => {
       expect(pkg.packedFiles).toContain(`tools/builtin/${b}/caxton-tool.toml`);
       expect(pkg.packedFiles).toContain(`tools/builtin/${b}/build/${b}.wasm`);
     }
-    const unwanted = pkg.packedFiles.filter((f) => /^(src|test|bench|scripts|deploy|docs)\//.test(f) || /\/assembly\/.*\.ts$/.test(f.replace(/^templates\/.*/, '')) || f.endsWith('.map') || f.includes('node_modules/'));
+    const unwanted = pkg.packedFiles.filter(
+      (f) => /^(src|test|bench|scripts|deploy|docs)\//.test(f) || /\/assembly\/.*\.ts$/.test(f.replace(/^templates\/.*/, '')) || f.endsWith('.map') || f.includes('node_modules/'),
+    );
     expect(unwanted).toEqual([]);
   });
 });
@@ -109,13 +112,18 @@ describe('installed globally (npm install -g of the tarball)', () => {
     const builtin = body.servers.filter((s) => s.origin === 'builtin');
     expect(builtin.map((s) => s.name).sort()).toEqual(['chart_generator', 'csv_parser', 'filesystem', 'http_client', 'json_query', 'sqlite_query']);
     expect(builtin.filter((s) => s.state !== 'loaded')).toEqual([]);
-    const call = await fetch(`${url}/api/v1/tools/csv_parser/parse/call`, { method: 'POST', headers: { 'content-type': 'application/json', ...adminAuth() }, body: JSON.stringify({ args: { text: 'a,b\n1,2\n' } }) });
+    const call = await fetch(`${url}/api/v1/tools/csv_parser/parse/call`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...adminAuth() },
+      body: JSON.stringify({ args: { text: 'a,b\n1,2\n' } }),
+    });
     expect(call.status).toBe(200);
     expect(((await call.json()) as { is_error: boolean }).is_error).toBe(false);
   });
 
   it('embeds with the local model from the installed package (memory search by meaning)', async () => {
-    const post = (path: string, body: unknown) => fetch(`${url}/api/v1/memory/${path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...adminAuth() }, body: JSON.stringify(body) });
+    const post = (path: string, body: unknown) =>
+      fetch(`${url}/api/v1/memory/${path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...adminAuth() }, body: JSON.stringify(body) });
     expect((await post('entities', { scope: 'global', entities: [{ name: 'Ada', entityType: 'person', observations: ['Wrote the first computer program'] }] })).status).toBeLessThan(300);
     const found = (await (await post('search', { query: 'who was the first programmer?', scope: 'global', mode: 'semantic' })).json()) as { results: { entity: { name: string } }[] };
     expect(found.results.map((x) => x.entity.name)).toContain('Ada');

@@ -149,10 +149,10 @@ describe('agents_dir while running', () => {
 
   it('an invalid edit keeps the last good version serving and is listed in /api/v1/status; fixing it applies again', async () => {
     write('live.toml', 'name = "live-agent"\ncapabilities = ["changed"]\nsystem_prompt = "Third version\n');
-    const { value: inv } = await waitUntil(
-      async () => (await status()).agent_files.invalid.find((f) => f.path === file('live.toml')),
-      { timeoutMs: WATCH_LIMIT_MS + 500, what: 'live.toml reported invalid' },
-    );
+    const { value: inv } = await waitUntil(async () => (await status()).agent_files.invalid.find((f) => f.path === file('live.toml')), {
+      timeoutMs: WATCH_LIMIT_MS + 500,
+      what: 'live.toml reported invalid',
+    });
     expect(inv.agent).toBe('live-agent');
     expect(inv.errors[0]).toMatchObject({ code: 'toml_syntax', line: 3 });
     expect(inv.errors[0]!.column).toBeGreaterThan(1);
@@ -289,10 +289,16 @@ describe('agents_dir: hostile files with a real `caxton serve` (the crash-and-re
     serve = await startServe({ cwd: dir, args: ['--config', join(dir, 'caxton.toml')], readyTimeoutMs: 60_000 });
     const s = await serveStatus();
     expect(s.agent_files.loaded).toBe(1);
-    expect(Object.fromEntries(s.agent_files.invalid.map((f) => [f.path, f.errors[0]!.code]))).toEqual({ [join(agentsDir(), 'bomb.md')]: 'yaml_alias_limit', [join(agentsDir(), 'deep.json')]: 'input_too_deep' });
+    expect(Object.fromEntries(s.agent_files.invalid.map((f) => [f.path, f.errors[0]!.code]))).toEqual({
+      [join(agentsDir(), 'bomb.md')]: 'yaml_alias_limit',
+      [join(agentsDir(), 'deep.json')]: 'input_too_deep',
+    });
     expect((await getJson(serve.url, '/api/v1/agents/good-agent')).status).toBe(200);
     // The log names each file.
-    await waitUntil(() => serve.stdout().includes(`"file":"${join(agentsDir(), 'deep.json')}"`) && serve.stdout().includes(`"file":"${join(agentsDir(), 'bomb.md')}"`), { timeoutMs: 3000, what: 'log lines naming the files' });
+    await waitUntil(() => serve.stdout().includes(`"file":"${join(agentsDir(), 'deep.json')}"`) && serve.stdout().includes(`"file":"${join(agentsDir(), 'bomb.md')}"`), {
+      timeoutMs: 3000,
+      what: 'log lines naming the files',
+    });
   }, 90_000);
 
   it('a hostile file written while it runs is reported; the process stays up, with no stack trace', async () => {

@@ -28,7 +28,7 @@ describe('a full disk', () => {
     const db = t.server.db;
     const post = (path: string, body: unknown, type = 'application/json') => http<Json>(t!.url, 'POST', path, { body: typeof body === 'string' ? body : JSON.stringify(body), contentType: type });
     const big = 'x'.repeat(200_000);
-    const before = (db.prepare('SELECT count(*) FROM messages').pluck().get() as number);
+    const before = db.prepare('SELECT count(*) FROM messages').pluck().get() as number;
     // The disk is "full": no page beyond those the file has now.
     db.pragma(`max_page_count = ${db.pragma('page_count', { simple: true }) as number}`);
 
@@ -67,7 +67,10 @@ describe('a full disk', () => {
       db.pragma(`max_page_count = ${db.pragma('page_count', { simple: true }) as number}`);
       return { performative: 'inform', content: answer };
     });
-    const res = await http<Json>(t.url, 'POST', '/api/v1/messages?wait=20', { body: JSON.stringify({ performative: 'request', sender: 'tester', receivers: ['filler'], content: 'fill it' }), contentType: 'application/json' });
+    const res = await http<Json>(t.url, 'POST', '/api/v1/messages?wait=20', {
+      body: JSON.stringify({ performative: 'request', sender: 'tester', receivers: ['filler'], content: 'fill it' }),
+      contentType: 'application/json',
+    });
     expect(res.status, JSON.stringify(res.json)).toBe(507);
     expect(res.json.error.code).toBe('insufficient_storage');
     expect(res.json.error.message).toMatch(/disk holding the data dir is full.*reply could not be stored.*stays pending/);

@@ -37,11 +37,25 @@ const TOKEN = `tok+${randomBytes(12).toString('hex')}/mcp=`;
  */
 function encodings(secret: string): string[] {
   const bytes = Buffer.from(secret);
-  const out = [secret, JSON.stringify(secret).slice(1, -1), encodeURIComponent(secret), encodeURIComponent(secret).toLowerCase(), new URLSearchParams({ k: secret }).toString().slice(2), bytes.toString('hex')];
+  const out = [
+    secret,
+    JSON.stringify(secret).slice(1, -1),
+    encodeURIComponent(secret),
+    encodeURIComponent(secret).toLowerCase(),
+    new URLSearchParams({ k: secret }).toString().slice(2),
+    bytes.toString('hex'),
+  ];
   for (let k = 0; k < 3; k++) {
     const start = Math.ceil((8 * k) / 6);
     const end = Math.floor((8 * (k + bytes.length)) / 6);
-    out.push(Buffer.concat([Buffer.alloc(k), bytes]).toString('base64').slice(start, end), Buffer.concat([Buffer.alloc(k), bytes]).toString('base64url').slice(start, end));
+    out.push(
+      Buffer.concat([Buffer.alloc(k), bytes])
+        .toString('base64')
+        .slice(start, end),
+      Buffer.concat([Buffer.alloc(k), bytes])
+        .toString('base64url')
+        .slice(start, end),
+    );
   }
   return [...new Set(out)];
 }
@@ -88,7 +102,15 @@ async function relayingModel(): Promise<{ server: Server; url: string; bodies: s
         ? { role: 'assistant', content: `The tool said: ${toolResult.content ?? ''}` }
         : { role: 'assistant', content: null, tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'leaky.show_token', arguments: '{}' } }] };
       res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ id: 'r', object: 'chat.completion', model: 'relay', choices: [{ index: 0, message, finish_reason: toolResult ? 'stop' : 'tool_calls' }], usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 } }));
+      res.end(
+        JSON.stringify({
+          id: 'r',
+          object: 'chat.completion',
+          model: 'relay',
+          choices: [{ index: 0, message, finish_reason: toolResult ? 'stop' : 'tool_calls' }],
+          usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 },
+        }),
+      );
     });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -149,7 +171,11 @@ env = { LEAKY_TOKEN = ${JSON.stringify(TOKEN)} }
 }
 
 async function http(base: string, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; text: string }> {
-  const res = await fetch(base + path, { method, headers: { ...(body !== undefined && { 'content-type': 'application/json' }), ...headers }, ...(body !== undefined && { body: JSON.stringify(body) }) });
+  const res = await fetch(base + path, {
+    method,
+    headers: { ...(body !== undefined && { 'content-type': 'application/json' }), ...headers },
+    ...(body !== undefined && { body: JSON.stringify(body) }),
+  });
   return { status: res.status, text: await res.text() };
 }
 
@@ -309,7 +335,13 @@ describe('a provider and an MCP server that echo their secrets (caxton serve)', 
 
 describe('caxton mcp (stdio)', () => {
   it('scrubs the key from an ask_<agent> error and from every log line on stderr', async () => {
-    const transport = new StdioClientTransport({ command: process.execPath, args: [CLI, 'mcp', '--config', configPath], cwd: dir, env: cleanEnv({ LEAK_API_KEY: KEY }) as Record<string, string>, stderr: 'pipe' });
+    const transport = new StdioClientTransport({
+      command: process.execPath,
+      args: [CLI, 'mcp', '--config', configPath],
+      cwd: dir,
+      env: cleanEnv({ LEAK_API_KEY: KEY }) as Record<string, string>,
+      stderr: 'pipe',
+    });
     let stderr = '';
     transport.stderr?.on('data', (d: Buffer) => (stderr += d.toString('utf8')));
     const client = new Client({ name: 'vitest', version: '1.0.0' });

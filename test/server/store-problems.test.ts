@@ -96,28 +96,38 @@ describe('caxton serve with a bad data file', () => {
     const { dir } = layout();
     const foreign = join(dir, 'other.db');
     const o = new Database(foreign);
-    o.exec("CREATE TABLE invoices (id INTEGER PRIMARY KEY, total REAL); INSERT INTO invoices (total) VALUES (12.5)");
+    o.exec('CREATE TABLE invoices (id INTEGER PRIMARY KEY, total REAL); INSERT INTO invoices (total) VALUES (12.5)');
     o.close();
     const r = await expectRefused(readFileSync(foreign), /another application's SQLite database \(tables invoices, no Caxton schema\).*move the file aside/);
     expect(r.stderr).toContain('data_dir');
   });
 
   it('a read-only data dir: "not writable", fix its permissions', async () => {
-    await expectRefused(undefined, /cannot create the data file .*: the data dir .* is not writable .*fix its permissions/, (dir) => {
-      const data = join(dir, 'data');
-      chmodSync(data, 0o555);
-      if (AS_ROOT) chownSync(data, 65534, 65534);
-    }, true);
+    await expectRefused(
+      undefined,
+      /cannot create the data file .*: the data dir .* is not writable .*fix its permissions/,
+      (dir) => {
+        const data = join(dir, 'data');
+        chmodSync(data, 0o555);
+        if (AS_ROOT) chownSync(data, 65534, 65534);
+      },
+      true,
+    );
   });
 
   it('a read-only data file: "cannot read and write", fix its permissions', async () => {
-    await expectRefused(good, /cannot read and write the data file .*fix its permissions|cannot open the data file .*fix the permissions/, (dir, file) => {
-      chmodSync(file, 0o444);
-      if (AS_ROOT) {
-        chownSync(join(dir, 'data'), 65534, 65534);
-        chownSync(file, 65534, 65534);
-      }
-    }, true);
+    await expectRefused(
+      good,
+      /cannot read and write the data file .*fix its permissions|cannot open the data file .*fix the permissions/,
+      (dir, file) => {
+        chmodSync(file, 0o444);
+        if (AS_ROOT) {
+          chownSync(join(dir, 'data'), 65534, 65534);
+          chownSync(file, 65534, 65534);
+        }
+      },
+      true,
+    );
   });
 
   it('an empty (0-byte) file starts as a new store and says so', async () => {
@@ -131,12 +141,18 @@ describe('caxton serve with a bad data file', () => {
   it('damaged rows (an API agent whose stored definition is not JSON, or JSON of the wrong shape) are skipped with a warning; the start goes on', async () => {
     const { dir, file } = layout(good);
     const db = new Database(file);
-    db.exec("INSERT INTO agents (key, name, format, source, definition, revision, deployed_at, updated_at) VALUES ('broken', 'broken', 'toml', 'x', '{\"name\": \"bro', 1, '2026-01-01', '2026-01-01')");
+    db.exec(
+      "INSERT INTO agents (key, name, format, source, definition, revision, deployed_at, updated_at) VALUES ('broken', 'broken', 'toml', 'x', '{\"name\": \"bro', 1, '2026-01-01', '2026-01-01')",
+    );
     // Valid JSON, wrong fields: it used to load, and listing or showing the agents answered 500.
-    const keeper = JSON.parse((db.prepare("SELECT definition FROM agents WHERE key = 'keeper'").pluck().get() as string)) as Record<string, unknown>;
+    const keeper = JSON.parse(db.prepare("SELECT definition FROM agents WHERE key = 'keeper'").pluck().get() as string) as Record<string, unknown>;
     const shapeless = JSON.stringify({ ...keeper, name: 'shapeless', capabilities: 'not-a-list', limits: { max_turns: 'ten' } });
-    db.prepare("INSERT INTO agents (key, name, format, source, definition, revision, deployed_at, updated_at) VALUES ('shapeless', 'shapeless', 'toml', 'x', ?, 1, '2026-01-01', '2026-01-01')").run(shapeless);
-    db.exec("INSERT INTO conversations (id, protocol, state, initiator, participants, capability, turns, max_turns, created_at, updated_at, expires_at, reason) VALUES ('c-bad', NULL, 'in_progress', 'x', 'not json', NULL, 1, 10, '2026-01-01', '2026-01-01', NULL, NULL)");
+    db.prepare("INSERT INTO agents (key, name, format, source, definition, revision, deployed_at, updated_at) VALUES ('shapeless', 'shapeless', 'toml', 'x', ?, 1, '2026-01-01', '2026-01-01')").run(
+      shapeless,
+    );
+    db.exec(
+      "INSERT INTO conversations (id, protocol, state, initiator, participants, capability, turns, max_turns, created_at, updated_at, expires_at, reason) VALUES ('c-bad', NULL, 'in_progress', 'x', 'not json', NULL, 1, 10, '2026-01-01', '2026-01-01', NULL, NULL)",
+    );
     db.close();
     const serve = await startServe({ cwd: dir, args: ['--data-dir', join(dir, 'data'), '--agents-dir', join(dir, 'agents'), '--log-level', 'warn'], readyTimeoutMs: 60_000 });
     // The copied store has keys, so the key file that came with it authenticates (issue 14).
@@ -150,7 +166,9 @@ describe('caxton serve with a bad data file', () => {
     expect(listed.agents.map((a) => a.name)).toEqual(['keeper']);
     expect(one.status).toBe(404);
     expect(serve.stdout()).toMatch(/"table":"agents","row":"broken".*skipped the stored agent \\"broken\\": its stored definition is damaged/);
-    expect(serve.stdout()).toMatch(/"table":"agents","row":"shapeless".*skipped the stored agent \\"shapeless\\": its stored definition has the wrong shape \(capabilities: expected an array.*limits\.max_turns: expected a number.*\); redeploy it/);
+    expect(serve.stdout()).toMatch(
+      /"table":"agents","row":"shapeless".*skipped the stored agent \\"shapeless\\": its stored definition has the wrong shape \(capabilities: expected an array.*limits\.max_turns: expected a number.*\); redeploy it/,
+    );
     expect(serve.stdout()).toMatch(/"table":"conversations","row":"c-bad".*skipped conversations row c-bad at start/);
   }, 90_000);
 });

@@ -177,7 +177,8 @@ describe('client certificates (mTLS)', () => {
 
   it('client_auth = "optional": without a valid certificate the request is served with no certificate principal', async () => {
     const t = await start(`${TLS}ca = "tls/ca.crt"\nclient_auth = "optional"\n`, [whoami]);
-    const ask = async (tls: { cert?: string; key?: string }) => JSON.parse((await get(`${t.url}/api/v1/test/whoami`, { ca: ca.cert, ...tls })).body) as { authorized: boolean; principal: { id: string } | null };
+    const ask = async (tls: { cert?: string; key?: string }) =>
+      JSON.parse((await get(`${t.url}/api/v1/test/whoami`, { ca: ca.cert, ...tls })).body) as { authorized: boolean; principal: { id: string } | null };
     expect((await ask({ cert: client.cert, key: client.key })).principal?.id).toBe('cert:ci-runner');
     expect(await ask({ cert: expired.cert, key: expired.key })).toMatchObject({ authorized: false, principal: null });
     expect(await ask({ cert: foreign.cert, key: foreign.key })).toMatchObject({ authorized: false, principal: null });
@@ -195,7 +196,10 @@ describe('[metrics.tls]', () => {
     expect(r.body).toContain('caxton_');
     expect(r.serial).toBe(server1.serial);
     // Replaced the way certificate tools do it: new files renamed over the old ones.
-    for (const [name, text] of [['server.crt', server2.cert], ['server.key', server2.key]] as const) {
+    for (const [name, text] of [
+      ['server.crt', server2.cert],
+      ['server.key', server2.key],
+    ] as const) {
       writeFileSync(join(t.dir, 'tls', `.${name}.tmp`), text);
       renameSync(join(t.dir, 'tls', `.${name}.tmp`), join(t.dir, 'tls', name));
     }
@@ -254,6 +258,7 @@ describe('TLS configuration errors stop the start with a message naming the file
 describe('isLoopbackHost', () => {
   it('is true only for addresses reachable from this machine alone', () => {
     for (const h of ['127.0.0.1', '127.1.2.3', 'localhost', 'LOCALHOST', '::1', '[::1]', '0:0:0:0:0:0:0:1', '::ffff:127.0.0.1']) expect([h, isLoopbackHost(h)]).toEqual([h, true]);
-    for (const h of ['0.0.0.0', '::', '10.0.0.1', '192.168.1.2', '::ffff:10.0.0.1', 'localhost.evil.example', 'example.com', '', '128.0.0.1', '::2']) expect([h, isLoopbackHost(h)]).toEqual([h, false]);
+    for (const h of ['0.0.0.0', '::', '10.0.0.1', '192.168.1.2', '::ffff:10.0.0.1', 'localhost.evil.example', 'example.com', '', '128.0.0.1', '::2'])
+      expect([h, isLoopbackHost(h)]).toEqual([h, false]);
   });
 });

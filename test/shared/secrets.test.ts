@@ -95,7 +95,15 @@ describe('SecretScrubber', () => {
         const scrubber = new SecretScrubber([secret]);
         const bytes = Buffer.from(secret, 'utf8');
         const encoded =
-          enc === 'raw' ? secret : enc === 'json' ? JSON.stringify(secret).slice(1, -1) : enc === 'uri' ? encodeURIComponent(secret) : enc === 'form' ? new URLSearchParams({ k: secret }).toString().slice(2) : bytes.toString('hex');
+          enc === 'raw'
+            ? secret
+            : enc === 'json'
+              ? JSON.stringify(secret).slice(1, -1)
+              : enc === 'uri'
+                ? encodeURIComponent(secret)
+                : enc === 'form'
+                  ? new URLSearchParams({ k: secret }).toString().slice(2)
+                  : bytes.toString('hex');
         expect(scrubber.scrub(`${pre}${encoded}${post}`)).toBe(`${pre}***${post}`);
       }),
       { numRuns: 300 },

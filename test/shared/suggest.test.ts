@@ -26,7 +26,10 @@ const KEYS = ['performative', 'sender', 'receivers', 'reply_to', 'content', 'lan
 
 describe('closest', () => {
   it('gives the same suggestion as comparing with every candidate', () => {
-    const word = fc.oneof(fc.constantFrom(...KEYS).chain((k) => fc.tuple(fc.nat(k.length), fc.string({ maxLength: 3 })).map(([i, s]) => k.slice(0, i) + s + k.slice(i + 1))), fc.string({ maxLength: 40 }));
+    const word = fc.oneof(
+      fc.constantFrom(...KEYS).chain((k) => fc.tuple(fc.nat(k.length), fc.string({ maxLength: 3 })).map(([i, s]) => k.slice(0, i) + s + k.slice(i + 1))),
+      fc.string({ maxLength: 40 }),
+    );
     fc.assert(
       fc.property(word, fc.shuffledSubarray(KEYS, { minLength: 1 }), (w, cands) => {
         expect(closest(w, cands)).toBe(naive(w, cands));

@@ -5,16 +5,7 @@ import type { AgentFormat, AgentService, DeployedAgent } from '../../agents/inde
 import { MAX_INPUT_DEPTH } from '../../shared/depth.js';
 import { CaxtonError } from '../../shared/errors.js';
 import { jsonProblemError, scanJsonText } from '../../shared/json-text.js';
-import {
-  agentDetailSchema,
-  agentListSchema,
-  agentNameParams,
-  capabilityListSchema,
-  deployResponseSchema,
-  errorEnvelopeSchema,
-  listAgentsQuery,
-  validateResponseSchema,
-} from '../schemas.js';
+import { agentDetailSchema, agentListSchema, agentNameParams, capabilityListSchema, deployResponseSchema, errorEnvelopeSchema, listAgentsQuery, validateResponseSchema } from '../schemas.js';
 
 const CONTENT_FORMATS: Record<string, AgentFormat | undefined> = {
   'application/toml': 'toml',
@@ -102,29 +93,46 @@ export async function agentRoutes(app: FastifyInstance, opts: { service: AgentSe
     return detail(a);
   });
 
-  r.get('/agents/:name/source', { schema: { summary: 'The text an API-deployed agent was deployed from', tags: ['agents'], params: agentNameParams, response: { 200: z.string(), 404: errorEnvelopeSchema } } }, async (req, reply) => {
-    const a = registry.get(req.params.name);
-    if (!a) throw new CaxtonError('agent_not_found', `no agent named "${req.params.name}" is deployed`, { name: req.params.name });
-    const src = a.origin.kind === 'api' ? service.source(a.definition.name) : undefined;
-    if (src === undefined) throw new CaxtonError('not_found', `agent "${a.definition.name}" comes from a file; read ${a.origin.kind === 'file' ? a.origin.path : 'it'} instead`);
-    const type = a.format === 'toml' ? 'application/toml' : a.format === 'markdown' ? 'text/markdown' : 'application/json';
-    return reply.type(`${type}; charset=utf-8`).send(src);
-  });
+  r.get(
+    '/agents/:name/source',
+    { schema: { summary: 'The text an API-deployed agent was deployed from', tags: ['agents'], params: agentNameParams, response: { 200: z.string(), 404: errorEnvelopeSchema } } },
+    async (req, reply) => {
+      const a = registry.get(req.params.name);
+      if (!a) throw new CaxtonError('agent_not_found', `no agent named "${req.params.name}" is deployed`, { name: req.params.name });
+      const src = a.origin.kind === 'api' ? service.source(a.definition.name) : undefined;
+      if (src === undefined) throw new CaxtonError('not_found', `agent "${a.definition.name}" comes from a file; read ${a.origin.kind === 'file' ? a.origin.path : 'it'} instead`);
+      const type = a.format === 'toml' ? 'application/toml' : a.format === 'markdown' ? 'text/markdown' : 'application/json';
+      return reply.type(`${type}; charset=utf-8`).send(src);
+    },
+  );
 
   r.post('/agents', { schema: { summary: 'Deploy an agent (TOML, Markdown or JSON body)', tags: ['agents'], response: { 201: deployResponseSchema, ...errors } } }, async (req, reply) => {
     const { body, format } = bodyOf(req);
     const out = await service.deployAsync({ body, ...(format && { format }) }, 'create');
     req.log.info({ agent: out.agent.definition.name }, 'agent deployed');
-    return reply.code(201).header('location', `/api/v1/agents/${encodeURIComponent(out.agent.definition.name)}`).send({ agent: detail(out.agent), warnings: out.warnings });
+    return reply
+      .code(201)
+      .header('location', `/api/v1/agents/${encodeURIComponent(out.agent.definition.name)}`)
+      .send({ agent: detail(out.agent), warnings: out.warnings });
   });
 
-  r.post('/agents/validate', { schema: { summary: 'Validate an agent definition; deploys nothing', tags: ['agents'], response: { 200: validateResponseSchema, 400: errorEnvelopeSchema, 413: errorEnvelopeSchema, 415: errorEnvelopeSchema } } }, async (req) => {
-    const { body, format } = bodyOf(req);
-    const res = await service.validateAsync({ body, ...(format && { format }) });
-    return res.ok
-      ? { valid: true, format: res.format, name: res.definition.name as string, errors: [], warnings: res.warnings }
-      : { valid: false, format: res.format, errors: res.errors, warnings: res.warnings };
-  });
+  r.post(
+    '/agents/validate',
+    {
+      schema: {
+        summary: 'Validate an agent definition; deploys nothing',
+        tags: ['agents'],
+        response: { 200: validateResponseSchema, 400: errorEnvelopeSchema, 413: errorEnvelopeSchema, 415: errorEnvelopeSchema },
+      },
+    },
+    async (req) => {
+      const { body, format } = bodyOf(req);
+      const res = await service.validateAsync({ body, ...(format && { format }) });
+      return res.ok
+        ? { valid: true, format: res.format, name: res.definition.name as string, errors: [], warnings: res.warnings }
+        : { valid: false, format: res.format, errors: res.errors, warnings: res.warnings };
+    },
+  );
 
   r.put('/agents/:name', { schema: { summary: 'Update an API-deployed agent', tags: ['agents'], params: agentNameParams, response: { 200: deployResponseSchema, ...errors } } }, async (req) => {
     const { body, format } = bodyOf(req);
@@ -133,11 +141,17 @@ export async function agentRoutes(app: FastifyInstance, opts: { service: AgentSe
     return { agent: detail(out.agent), warnings: out.warnings };
   });
 
-  r.delete('/agents/:name', { schema: { summary: 'Remove an API-deployed agent', tags: ['agents'], params: agentNameParams, response: { 204: z.null(), 404: errorEnvelopeSchema, 409: errorEnvelopeSchema } } }, async (req, reply) => {
-    const removed = service.remove(req.params.name);
-    req.log.info({ agent: removed.definition.name }, 'agent removed');
-    return reply.code(204).send(null);
-  });
+  r.delete(
+    '/agents/:name',
+    { schema: { summary: 'Remove an API-deployed agent', tags: ['agents'], params: agentNameParams, response: { 204: z.null(), 404: errorEnvelopeSchema, 409: errorEnvelopeSchema } } },
+    async (req, reply) => {
+      const removed = service.remove(req.params.name);
+      req.log.info({ agent: removed.definition.name }, 'agent removed');
+      return reply.code(204).send(null);
+    },
+  );
 
-  r.get('/capabilities', { schema: { summary: 'Capabilities and the agents providing each', tags: ['agents'], response: { 200: capabilityListSchema } } }, async () => ({ capabilities: registry.capabilities() }));
+  r.get('/capabilities', { schema: { summary: 'Capabilities and the agents providing each', tags: ['agents'], response: { 200: capabilityListSchema } } }, async () => ({
+    capabilities: registry.capabilities(),
+  }));
 }

@@ -16,7 +16,10 @@ function timeBound(field: string) {
       if (ago !== undefined) return Date.now() - ago;
       const t = /^\d{4}-\d{2}-\d{2}/.test(s) ? Date.parse(s) : NaN;
       if (Number.isNaN(t)) {
-        ctx.addIssue({ code: 'custom', message: `expected an ISO 8601 time (e.g. "2025-01-31T12:00:00Z"), milliseconds since the epoch, or a duration ago (e.g. "1h", "24h"), got ${JSON.stringify(s)}` });
+        ctx.addIssue({
+          code: 'custom',
+          message: `expected an ISO 8601 time (e.g. "2025-01-31T12:00:00Z"), milliseconds since the epoch, or a duration ago (e.g. "1h", "24h"), got ${JSON.stringify(s)}`,
+        });
         return z.NEVER;
       }
       return t;
@@ -27,7 +30,12 @@ function timeBound(field: string) {
 
 const auditQuery = z.object({
   principal: z.string().min(1).max(300).optional().describe('a principal id (key:ci, oidc:SUBJECT...); "-" for requests without one'),
-  action: z.string().min(1).max(100).optional().describe(`an action, or a family such as "memory.*": ${AUDIT_ACTIONS.join(', ')}`),
+  action: z
+    .string()
+    .min(1)
+    .max(100)
+    .optional()
+    .describe(`an action, or a family such as "memory.*": ${AUDIT_ACTIONS.join(', ')}`),
   outcome: z.enum(AUDIT_OUTCOMES, { error: `expected one of: ${AUDIT_OUTCOMES.join(', ')}` }).optional(),
   target: z.string().min(1).max(512).optional().describe('an agent, tool server, memory scope, dead-letter id...'),
   since: timeBound('since'),
@@ -66,7 +74,11 @@ export async function auditRoutes(app: FastifyInstance, opts: { store?: AuditSto
           '`since`/`until` take an ISO 8601 time or a duration ago ("1h"); `action` takes a family such as "memory.*"; `principal=-` selects requests without one. Page with `offset`.',
         tags: ['system'],
         querystring: auditQuery,
-        response: { 200: z.object({ records: z.array(auditRecordSchema), count: z.number().int(), limit: z.number().int(), offset: z.number().int() }), 400: errorEnvelopeSchema, 404: errorEnvelopeSchema },
+        response: {
+          200: z.object({ records: z.array(auditRecordSchema), count: z.number().int(), limit: z.number().int(), offset: z.number().int() }),
+          400: errorEnvelopeSchema,
+          404: errorEnvelopeSchema,
+        },
       },
     },
     async (req) => {

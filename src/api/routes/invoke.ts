@@ -10,8 +10,11 @@ import { disconnectSignal, wantsEventStream } from '../sse.js';
 
 export const invokeBodySchema = z.strictObject({
   request: z.string().min(1, { message: 'must not be empty' }).describe('what the agent is asked to do ({{request}})'),
-  context: z.union([z.string(), z.record(z.string(), z.unknown()), z.array(z.unknown())]).optional().describe('rendered as {{context}}'),
-  parameters: z.record(z.string(), z.unknown()).optional().describe('override the agent\'s [parameters] ({{parameters.NAME}})'),
+  context: z
+    .union([z.string(), z.record(z.string(), z.unknown()), z.array(z.unknown())])
+    .optional()
+    .describe('rendered as {{context}}'),
+  parameters: z.record(z.string(), z.unknown()).optional().describe("override the agent's [parameters] ({{parameters.NAME}})"),
   conversation_id: z.string().min(1).max(200).optional(),
   capability: z.string().min(1).max(200).optional().describe('fail unless the agent provides this capability'),
 });

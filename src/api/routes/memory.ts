@@ -53,12 +53,25 @@ export async function memoryRoutes(app: FastifyInstance, opts: { store: MemoryBa
     if (!inScope(allowed, scope)) throw new CaxtonError('forbidden', `${p.id} may not use the memory scope "${scope}" (its keys allow: ${allowed.join(', ')})`, { reason: 'memory_scope', scope });
   });
   // Imports take JSONL (and plain text) as well as JSON.
-  app.addContentTypeParser(['application/x-ndjson', 'application/jsonl', 'application/x-jsonlines', 'text/plain'], { parseAs: 'string', bodyLimit: MAX_IMPORT_BYTES }, (_req, body, done) => done(null, body));
+  app.addContentTypeParser(['application/x-ndjson', 'application/jsonl', 'application/x-jsonlines', 'text/plain'], { parseAs: 'string', bodyLimit: MAX_IMPORT_BYTES }, (_req, body, done) =>
+    done(null, body),
+  );
   const tags = ['memory'];
 
   r.get(
     '/memory/entities',
-    { schema: { summary: 'List entities', tags, querystring: z.object({ scope: scopeQuery, type: z.string().min(1).optional(), limit: z.coerce.number().int().min(1).max(10_000).default(100), offset: z.coerce.number().int().min(0).default(0) }) } },
+    {
+      schema: {
+        summary: 'List entities',
+        tags,
+        querystring: z.object({
+          scope: scopeQuery,
+          type: z.string().min(1).optional(),
+          limit: z.coerce.number().int().min(1).max(10_000).default(100),
+          offset: z.coerce.number().int().min(0).default(0),
+        }),
+      },
+    },
     async (req) => {
       const scopes = await scopesOf(store, req.query.scope);
       const all = (await store.readGraph(scopes)).entities.filter((e) => req.query.type === undefined || e.entityType === req.query.type);
@@ -73,24 +86,36 @@ export async function memoryRoutes(app: FastifyInstance, opts: { store: MemoryBa
     return reply.code(201).send({ scope, created });
   });
 
-  r.get('/memory/entities/:name', { schema: { summary: 'One entity (in each scope that has it) and its relations (open_nodes)', tags, params: z.object({ name: z.string().min(1) }), querystring: z.object({ scope: scopeQuery }) } }, async (req) => {
-    const g = await store.openNodes(await scopesOf(store, req.query.scope), [req.params.name]);
-    if (g.entities.length === 0) throw new CaxtonError('not_found', `no entity named "${req.params.name}"${req.query.scope ? ` in scope ${req.query.scope}` : ''}`, { name: req.params.name });
-    return g;
-  });
+  r.get(
+    '/memory/entities/:name',
+    { schema: { summary: 'One entity (in each scope that has it) and its relations (open_nodes)', tags, params: z.object({ name: z.string().min(1) }), querystring: z.object({ scope: scopeQuery }) } },
+    async (req) => {
+      const g = await store.openNodes(await scopesOf(store, req.query.scope), [req.params.name]);
+      if (g.entities.length === 0) throw new CaxtonError('not_found', `no entity named "${req.params.name}"${req.query.scope ? ` in scope ${req.query.scope}` : ''}`, { name: req.params.name });
+      return g;
+    },
+  );
 
-  r.delete('/memory/entities/:name', { schema: { summary: 'Delete an entity and its relations (delete_entities)', tags, params: z.object({ name: z.string().min(1) }), querystring: z.object({ scope: z.string().min(1).max(200) }) } }, async (req) => {
-    const deleted = await store.deleteEntities(parseScope(req.query.scope), [req.params.name]);
-    if (deleted === 0) throw new CaxtonError('not_found', `no entity named "${req.params.name}" in scope ${req.query.scope}`, { name: req.params.name });
-    return { deleted };
-  });
+  r.delete(
+    '/memory/entities/:name',
+    { schema: { summary: 'Delete an entity and its relations (delete_entities)', tags, params: z.object({ name: z.string().min(1) }), querystring: z.object({ scope: z.string().min(1).max(200) }) } },
+    async (req) => {
+      const deleted = await store.deleteEntities(parseScope(req.query.scope), [req.params.name]);
+      if (deleted === 0) throw new CaxtonError('not_found', `no entity named "${req.params.name}" in scope ${req.query.scope}`, { name: req.params.name });
+      return { deleted };
+    },
+  );
 
-  r.post('/memory/entities/:name/observations', { schema: { summary: 'Add observations to an entity (add_observations)', tags, params: z.object({ name: z.string().min(1) }), querystring: z.object({ scope: scopeQuery }) } }, async (req) => {
-    const body = bodyObject(req.body);
-    const scope = writeScope(body, req.query.scope);
-    const [res] = await store.addObservations(scope, [{ entityName: req.params.name, contents: checkObservations(body.contents, 'contents', L) }]);
-    return res;
-  });
+  r.post(
+    '/memory/entities/:name/observations',
+    { schema: { summary: 'Add observations to an entity (add_observations)', tags, params: z.object({ name: z.string().min(1) }), querystring: z.object({ scope: scopeQuery }) } },
+    async (req) => {
+      const body = bodyObject(req.body);
+      const scope = writeScope(body, req.query.scope);
+      const [res] = await store.addObservations(scope, [{ entityName: req.params.name, contents: checkObservations(body.contents, 'contents', L) }]);
+      return res;
+    },
+  );
 
   r.post('/memory/observations/add', { schema: { summary: 'Add observations to several entities (add_observations)', tags, querystring: z.object({ scope: scopeQuery }) } }, async (req) => {
     const body = bodyObject(req.body);
@@ -103,7 +128,9 @@ export async function memoryRoutes(app: FastifyInstance, opts: { store: MemoryBa
     return { success: true };
   });
 
-  r.get('/memory/relations', { schema: { summary: 'List relations', tags, querystring: z.object({ scope: scopeQuery }) } }, async (req) => ({ relations: (await store.readGraph(await scopesOf(store, req.query.scope))).relations }));
+  r.get('/memory/relations', { schema: { summary: 'List relations', tags, querystring: z.object({ scope: scopeQuery }) } }, async (req) => ({
+    relations: (await store.readGraph(await scopesOf(store, req.query.scope))).relations,
+  }));
 
   r.post('/memory/relations', { schema: { summary: 'Create relations (create_relations); existing ones are skipped', tags, querystring: z.object({ scope: scopeQuery }) } }, async (req, reply) => {
     const body = bodyObject(req.body);
@@ -139,7 +166,14 @@ export async function memoryRoutes(app: FastifyInstance, opts: { store: MemoryBa
     },
     async (req) => {
       const b = req.body;
-      const results = await store.search({ query: b.query, scopes: await scopesOf(store, b.scope), limit: b.limit, min_similarity: b.min_similarity, mode: b.mode, ...(b.entity_type !== undefined && { entity_type: b.entity_type }) });
+      const results = await store.search({
+        query: b.query,
+        scopes: await scopesOf(store, b.scope),
+        limit: b.limit,
+        min_similarity: b.min_similarity,
+        mode: b.mode,
+        ...(b.entity_type !== undefined && { entity_type: b.entity_type }),
+      });
       return { results };
     },
   );
@@ -162,14 +196,23 @@ export async function memoryRoutes(app: FastifyInstance, opts: { store: MemoryBa
     },
     async (req) => {
       const q = req.query;
-      const types = q.relation_types?.split(',').map((s) => s.trim()).filter(Boolean);
+      const types = q.relation_types
+        ?.split(',')
+        .map((s) => s.trim())
+        .filter(Boolean);
       return store.traverse({ scope: parseScope(q.scope), from: q.from, max_depth: q.max_depth, direction: q.direction, limit: q.limit, ...(types && { relation_types: types }) });
     },
   );
 
   r.get(
     '/memory/export',
-    { schema: { summary: 'Export as versioned JSON (every scope, or one) or as the MCP reference server\'s JSONL (one scope)', tags, querystring: z.object({ scope: scopeQuery, format: z.enum(['json', 'jsonl']).default('json') }) } },
+    {
+      schema: {
+        summary: "Export as versioned JSON (every scope, or one) or as the MCP reference server's JSONL (one scope)",
+        tags,
+        querystring: z.object({ scope: scopeQuery, format: z.enum(['json', 'jsonl']).default('json') }),
+      },
+    },
     async (req, reply) => {
       if (req.query.format === 'jsonl') {
         if (req.query.scope === undefined) throw new CaxtonError('invalid_request', 'a JSONL export covers one scope: give "scope"', { field: 'scope' });
@@ -184,8 +227,9 @@ export async function memoryRoutes(app: FastifyInstance, opts: { store: MemoryBa
     {
       bodyLimit: MAX_IMPORT_BYTES,
       schema: {
-        summary: 'Import versioned JSON or the reference server\'s JSONL (checked in full, then one transaction)',
-        description: 'With `Accept: text/event-stream` the answer is a stream: `progress` events ({done, total} entities embedded), then `result` (as the JSON answer) or `error` (the error envelope). Input errors are answered before the stream opens, with their HTTP status.',
+        summary: "Import versioned JSON or the reference server's JSONL (checked in full, then one transaction)",
+        description:
+          'With `Accept: text/event-stream` the answer is a stream: `progress` events ({done, total} entities embedded), then `result` (as the JSON answer) or `error` (the error envelope). Input errors are answered before the stream opens, with their HTTP status.',
         tags,
         querystring: z.object({ scope: scopeQuery, format: z.enum(['json', 'jsonl']).optional() }),
       },

@@ -126,7 +126,7 @@ const pageQuery = {
 
 const waitSeconds = z
   .string()
-  .refine((s) => s === '' || ((parseDuration(s) ?? Infinity) <= MAX_WAIT_MS), { message: `expected seconds to wait (e.g. 30) or a duration (e.g. "2m"), at most ${MAX_WAIT_MS / 1000} s` })
+  .refine((s) => s === '' || (parseDuration(s) ?? Infinity) <= MAX_WAIT_MS, { message: `expected seconds to wait (e.g. 30) or a duration (e.g. "2m"), at most ${MAX_WAIT_MS / 1000} s` })
   .optional()
   .describe(`wait up to this many seconds (at most ${MAX_WAIT_MS / 1000}) for the conversation to end; then 200 with the conversation and its messages. Without a value: ${DEFAULT_WAIT_MS / 1000} s`);
 
@@ -134,7 +134,10 @@ const idParams = z.object({ id: z.string().min(1).max(200) });
 const deadLetterParams = z.object({ id: z.string().regex(/^[1-9]\d{0,14}$/, { message: 'expected a dead-letter id (a positive integer)' }) });
 
 const stateQuery = z
-  .enum(STATES, { error: (iss) => `unknown state ${JSON.stringify(iss.input)}${typeof iss.input === 'string' && closest(iss.input, STATES) ? `; did you mean "${closest(iss.input, STATES)}"?` : ''}; expected one of: ${STATES.join(', ')}` })
+  .enum(STATES, {
+    error: (iss) =>
+      `unknown state ${JSON.stringify(iss.input)}${typeof iss.input === 'string' && closest(iss.input, STATES) ? `; did you mean "${closest(iss.input, STATES)}"?` : ''}; expected one of: ${STATES.join(', ')}`,
+  })
   .optional();
 
 const errors = { 400: errorEnvelopeSchema, 404: errorEnvelopeSchema };
@@ -152,7 +155,11 @@ function asPrincipal(body: unknown, p: Principal | undefined, log: FastifyBaseLo
     const own = senderOf(p);
     if (b.sender === undefined) b.sender = own;
     else if (b.sender !== own) {
-      if (!can(p, 'impersonate')) throw new CaxtonError('forbidden', `the sender of a message you send is you (${own}); sending as ${JSON.stringify(String(b.sender).slice(0, 100))} needs the impersonate permission`, { reason: 'impersonate', field: 'sender' });
+      if (!can(p, 'impersonate'))
+        throw new CaxtonError('forbidden', `the sender of a message you send is you (${own}); sending as ${JSON.stringify(String(b.sender).slice(0, 100))} needs the impersonate permission`, {
+          reason: 'impersonate',
+          field: 'sender',
+        });
       log.warn({ principal: p.id, sender: b.sender }, 'message sent on behalf of another party');
       if (req) annotateAudit(req, { action: 'message.send_as', details: { as: String(b.sender).slice(0, 200) } });
     }
@@ -252,11 +259,22 @@ export async function messagingRoutes(app: FastifyInstance, opts: { bus: Message
     },
   );
 
-  r.get('/messages/:id', { schema: { summary: 'One stored message, where it was routed and its deliveries', tags: ['messaging'], params: idParams, response: { 200: aclMessageSchema.extend({ deliveries: z.array(deliverySchema) }), ...errors } } }, async (req) => {
-    const m = await bus.getMessage(req.params.id);
-    if (!m) throw new CaxtonError('not_found', `no message with id "${req.params.id}"`, { id: req.params.id });
-    return { ...messageView(m), deliveries: m.deliveries };
-  });
+  r.get(
+    '/messages/:id',
+    {
+      schema: {
+        summary: 'One stored message, where it was routed and its deliveries',
+        tags: ['messaging'],
+        params: idParams,
+        response: { 200: aclMessageSchema.extend({ deliveries: z.array(deliverySchema) }), ...errors },
+      },
+    },
+    async (req) => {
+      const m = await bus.getMessage(req.params.id);
+      if (!m) throw new CaxtonError('not_found', `no message with id "${req.params.id}"`, { id: req.params.id });
+      return { ...messageView(m), deliveries: m.deliveries };
+    },
+  );
 
   r.get(
     '/conversations',
@@ -308,13 +326,26 @@ export async function messagingRoutes(app: FastifyInstance, opts: { bus: Message
     async (req, reply) => followConversation(bus, req, reply, req.params.id, streams),
   );
 
-  r.get('/dead-letters', { schema: { summary: 'Deliveries that failed for good, oldest first', tags: ['messaging'], querystring: z.object(pageQuery), response: { 200: z.object({ dead_letters: z.array(deadLetterSchema), total: z.number().int(), limit: z.number().int(), offset: z.number().int() }), 400: errorEnvelopeSchema } } }, async (req) => {
-    const { limit, offset } = req.query;
-    const page = await bus.deadLetters({ limit, offset });
-    return { dead_letters: page.items, total: page.total, limit, offset };
-  });
+  r.get(
+    '/dead-letters',
+    {
+      schema: {
+        summary: 'Deliveries that failed for good, oldest first',
+        tags: ['messaging'],
+        querystring: z.object(pageQuery),
+        response: { 200: z.object({ dead_letters: z.array(deadLetterSchema), total: z.number().int(), limit: z.number().int(), offset: z.number().int() }), 400: errorEnvelopeSchema },
+      },
+    },
+    async (req) => {
+      const { limit, offset } = req.query;
+      const page = await bus.deadLetters({ limit, offset });
+      return { dead_letters: page.items, total: page.total, limit, offset };
+    },
+  );
 
-  r.get('/dead-letters/:id', { schema: { summary: 'One dead letter', tags: ['messaging'], params: deadLetterParams, response: { 200: deadLetterSchema, ...errors } } }, async (req) => bus.deadLetter(Number(req.params.id)));
+  r.get('/dead-letters/:id', { schema: { summary: 'One dead letter', tags: ['messaging'], params: deadLetterParams, response: { 200: deadLetterSchema, ...errors } } }, async (req) =>
+    bus.deadLetter(Number(req.params.id)),
+  );
 
   r.post(
     '/dead-letters/:id/replay',
@@ -352,7 +383,14 @@ export async function messagingRoutes(app: FastifyInstance, opts: { bus: Message
     },
     async (req) => {
       const q = req.query;
-      const entries = bus.directory.find({ ...(q.capability !== undefined && { capability: q.capability }), ...(q.protocol !== undefined && { protocol: q.protocol }), ...(q.ontology !== undefined && { ontology: q.ontology }), ...(q.language !== undefined && { language: q.language }) }).map(entryView);
+      const entries = bus.directory
+        .find({
+          ...(q.capability !== undefined && { capability: q.capability }),
+          ...(q.protocol !== undefined && { protocol: q.protocol }),
+          ...(q.ontology !== undefined && { ontology: q.ontology }),
+          ...(q.language !== undefined && { language: q.language }),
+        })
+        .map(entryView);
       return { entries, total: entries.length };
     },
   );
@@ -384,13 +422,21 @@ export async function messagingRoutes(app: FastifyInstance, opts: { bus: Message
       schema: {
         summary: 'Message queue statistics',
         tags: ['messaging'],
-        response: { 200: z.object({ queued: z.number().int(), running: z.number().int(), retrying: z.number().int(), open_conversations: z.number().int(), dead_letters: z.number().int(), max_queue: z.number().int() }) },
+        response: {
+          200: z.object({
+            queued: z.number().int(),
+            running: z.number().int(),
+            retrying: z.number().int(),
+            open_conversations: z.number().int(),
+            dead_letters: z.number().int(),
+            max_queue: z.number().int(),
+          }),
+        },
       },
     },
     async () => bus.stats(),
   );
 }
-
 
 /**
  * SSE for one conversation. The listener is attached before the stored messages are read, and

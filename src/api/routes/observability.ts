@@ -56,7 +56,10 @@ const typeField = z
   .transform((v, ctx) => {
     if (v === undefined || v === '') return undefined;
     const out: (AgentEventType | EventCategory)[] = [];
-    for (const t of v.split(',').map((s) => s.trim()).filter((s) => s !== '')) {
+    for (const t of v
+      .split(',')
+      .map((s) => s.trim())
+      .filter((s) => s !== '')) {
       if (!FILTERS.includes(t)) {
         const guess = closest(t, FILTERS);
         ctx.addIssue({ code: 'custom', message: `unknown event type ${JSON.stringify(t)}${guess ? `; did you mean "${guess}"?` : ''}; expected one of: ${FILTERS.join(', ')}` });
@@ -84,7 +87,12 @@ const levelField = z
   .describe(`this level and above: ${LOG_LEVELS.join(', ')}`);
 
 const limitField = (def: number, max: number) =>
-  z.coerce.number({ error: 'expected a number' }).int({ error: 'expected a whole number' }).min(1, { error: 'at least 1' }).max(max, { error: `at most ${max}` }).default(def);
+  z.coerce
+    .number({ error: 'expected a number' })
+    .int({ error: 'expected a whole number' })
+    .min(1, { error: 'at least 1' })
+    .max(max, { error: `at most ${max}` })
+    .default(def);
 const cursorField = z.coerce.number({ error: 'expected a number' }).int({ error: 'expected a whole number' }).min(0, { error: 'at least 0' }).optional();
 const agentField = z.string().min(1).max(200).optional();
 const followField = z.string().optional().describe('present (any value): stream as server-sent events instead (same as Accept: text/event-stream)');
@@ -113,7 +121,11 @@ const eventSchema = z.object({
   agent: z.string(),
   trace_id: z.string().nullable(),
   span_id: z.string().nullable(),
-  data: z.unknown().describe('lifecycle: old_state, new_state, reason; communication: message_id, conversation_id, performative, sender, receivers; performance: execution_id, status, duration_ms, input_tokens, output_tokens'),
+  data: z
+    .unknown()
+    .describe(
+      'lifecycle: old_state, new_state, reason; communication: message_id, conversation_id, performative, sender, receivers; performance: execution_id, status, duration_ms, input_tokens, output_tokens',
+    ),
 });
 
 const logRecordSchema = z.object({ seq: z.number().int(), level: z.string(), time: z.string(), msg: z.string().optional() }).catchall(z.unknown());
@@ -135,10 +147,23 @@ const overviewSchema = z.object({
     http_requests_per_second: z.number(),
   }),
   totals: z.object({ executions: z.number(), execution_errors: z.number(), messages: z.number(), message_failures: z.number(), errors: z.number() }),
-  queue: z.object({ depth: z.number().int(), queued: z.number().int(), running: z.number().int(), retrying: z.number().int(), max_queue: z.number().int(), open_conversations: z.number().int() }).nullable(),
+  queue: z
+    .object({ depth: z.number().int(), queued: z.number().int(), running: z.number().int(), retrying: z.number().int(), max_queue: z.number().int(), open_conversations: z.number().int() })
+    .nullable(),
   dead_letters: z.number().int().nullable(),
-  memory: z.object({ entities: z.number().int(), relations: z.number().int(), observations: z.number().int(), database_bytes: z.number().int().optional() }).optional().describe('absent when memory is disabled'),
-  tool_servers: z.object({ total: z.number().int(), loaded: z.number().int(), failed: z.number().int(), tools: z.number().int(), servers: z.array(z.object({ name: z.string(), origin: z.string(), state: z.string(), tools: z.number().int() })) }).nullable(),
+  memory: z
+    .object({ entities: z.number().int(), relations: z.number().int(), observations: z.number().int(), database_bytes: z.number().int().optional() })
+    .optional()
+    .describe('absent when memory is disabled'),
+  tool_servers: z
+    .object({
+      total: z.number().int(),
+      loaded: z.number().int(),
+      failed: z.number().int(),
+      tools: z.number().int(),
+      servers: z.array(z.object({ name: z.string(), origin: z.string(), state: z.string(), tools: z.number().int() })),
+    })
+    .nullable(),
   events: z.object({ enabled: z.boolean(), stored: z.number().int() }),
   process: z.object({ rss_bytes: z.number().int(), heap_used_bytes: z.number().int() }),
   config: z.object({ file: z.string().nullable(), agents_dir: z.string(), data_dir: z.string() }),
@@ -157,7 +182,14 @@ export async function observabilityRoutes(app: FastifyInstance, deps: Observabil
     for (const end of [...streams]) end();
   });
 
-  const eventsQuery = z.object({ agent: agentField.describe('only events about this agent'), type: typeField, since: sinceField, after: cursorField.describe('only events with a larger id (the last id you saw)'), limit: limitField(100, 10_000), follow: followField });
+  const eventsQuery = z.object({
+    agent: agentField.describe('only events about this agent'),
+    type: typeField,
+    since: sinceField,
+    after: cursorField.describe('only events with a larger id (the last id you saw)'),
+    limit: limitField(100, 10_000),
+    follow: followField,
+  });
   const requireEvents = (): EventStore => {
     if (!deps.events) throw new CaxtonError('not_found', 'the agent event store is disabled ([events] enabled = false in caxton.toml)', { reason: 'events_disabled' });
     return deps.events;
@@ -176,10 +208,17 @@ export async function observabilityRoutes(app: FastifyInstance, deps: Observabil
     };
     store.on('event', onEvent);
     // Stored events first (only when asked for: since or after), oldest first, then live ones.
-    const replay = q.since !== undefined || q.after !== undefined ? store.query({ ...filter, ...(q.since !== undefined && { since: q.since }), ...(q.after !== undefined && { after: q.after }), limit: q.limit, order: 'asc' }) : [];
+    const replay =
+      q.since !== undefined || q.after !== undefined
+        ? store.query({ ...filter, ...(q.since !== undefined && { since: q.since }), ...(q.after !== undefined && { after: q.after }), limit: q.limit, order: 'asc' })
+        : [];
     if (replay.length === q.limit) {
       // More matched than the limit: send the newest ones.
-      replay.splice(0, replay.length, ...store.query({ ...filter, ...(q.since !== undefined && { since: q.since }), ...(q.after !== undefined && { after: q.after }), limit: q.limit, order: 'desc' }).reverse());
+      replay.splice(
+        0,
+        replay.length,
+        ...store.query({ ...filter, ...(q.since !== undefined && { since: q.since }), ...(q.after !== undefined && { after: q.after }), limit: q.limit, order: 'desc' }).reverse(),
+      );
     }
     const sse = openSse(req, reply);
     const send = (e: AgentEvent) => {
@@ -211,7 +250,13 @@ export async function observabilityRoutes(app: FastifyInstance, deps: Observabil
     async (req, reply) => {
       const q = req.query;
       if (q.follow !== undefined || wantsEventStream(req)) return followEvents(req, reply, q);
-      const events = requireEvents().query({ ...(q.agent !== undefined && { agent: q.agent }), ...(q.type !== undefined && { types: q.type }), ...(q.since !== undefined && { since: q.since }), ...(q.after !== undefined && { after: q.after }), limit: q.limit });
+      const events = requireEvents().query({
+        ...(q.agent !== undefined && { agent: q.agent }),
+        ...(q.type !== undefined && { types: q.type }),
+        ...(q.since !== undefined && { since: q.since }),
+        ...(q.after !== undefined && { after: q.after }),
+        limit: q.limit,
+      });
       return { events, count: events.length, limit: q.limit };
     },
   );
@@ -221,7 +266,8 @@ export async function observabilityRoutes(app: FastifyInstance, deps: Observabil
     {
       schema: {
         summary: 'Follow agent events (server-sent events)',
-        description: 'Same filters as GET /events. Stored events matching `since` or `after` are sent first (oldest first), then new ones live. A `ready` event opens the stream; comment lines are sent every 15 s while idle.',
+        description:
+          'Same filters as GET /events. Stored events matching `since` or `after` are sent first (oldest first), then new ones live. A `ready` event opens the stream; comment lines are sent every 15 s while idle.',
         tags: ['observability'],
         querystring: eventsQuery,
         response: { 200: z.string().describe('text/event-stream'), 400: errorEnvelopeSchema, 404: errorEnvelopeSchema },
@@ -230,9 +276,16 @@ export async function observabilityRoutes(app: FastifyInstance, deps: Observabil
     async (req, reply) => followEvents(req, reply, req.query),
   );
 
-  const logsQuery = z.object({ agent: agentField.describe('only lines about this agent (agent, sender or receiver field)'), level: levelField, since: sinceField, limit: limitField(100, 10_000), follow: followField });
+  const logsQuery = z.object({
+    agent: agentField.describe('only lines about this agent (agent, sender or receiver field)'),
+    level: levelField,
+    since: sinceField,
+    limit: limitField(100, 10_000),
+    follow: followField,
+  });
   const requireLogs = (): LogBuffer => {
-    if (!deps.logs || deps.logs.capacity === 0) throw new CaxtonError('not_found', 'the server keeps no log lines in memory ([logging] buffer_lines = 0, or the server was started with its own logger)', { reason: 'logs_disabled' });
+    if (!deps.logs || deps.logs.capacity === 0)
+      throw new CaxtonError('not_found', 'the server keeps no log lines in memory ([logging] buffer_lines = 0, or the server was started with its own logger)', { reason: 'logs_disabled' });
     return deps.logs;
   };
   const followLogs = (req: FastifyRequest, reply: FastifyReply, q: z.output<typeof logsQuery>): FastifyReply => {
@@ -270,14 +323,23 @@ export async function observabilityRoutes(app: FastifyInstance, deps: Observabil
           'With `?follow` (or Accept: text/event-stream): those lines, then new ones as they are logged, as `log` events.',
         tags: ['observability'],
         querystring: logsQuery,
-        response: { 200: z.object({ logs: z.array(logRecordSchema), count: z.number().int(), buffered: z.number().int(), capacity: z.number().int() }), 400: errorEnvelopeSchema, 404: errorEnvelopeSchema },
+        response: {
+          200: z.object({ logs: z.array(logRecordSchema), count: z.number().int(), buffered: z.number().int(), capacity: z.number().int() }),
+          400: errorEnvelopeSchema,
+          404: errorEnvelopeSchema,
+        },
       },
     },
     async (req, reply) => {
       const q = req.query;
       if (q.follow !== undefined || wantsEventStream(req)) return followLogs(req, reply, q);
       const logs = requireLogs();
-      const lines = logs.query({ ...(q.agent !== undefined && { agent: q.agent }), ...(q.level !== undefined && { level: q.level }), ...(q.since !== undefined && { since: q.since }), limit: q.limit });
+      const lines = logs.query({
+        ...(q.agent !== undefined && { agent: q.agent }),
+        ...(q.level !== undefined && { level: q.level }),
+        ...(q.since !== undefined && { since: q.since }),
+        limit: q.limit,
+      });
       return { logs: lines, count: lines.length, buffered: logs.size, capacity: logs.capacity };
     },
   );
@@ -285,7 +347,13 @@ export async function observabilityRoutes(app: FastifyInstance, deps: Observabil
   r.get(
     '/logs/stream',
     {
-      schema: { summary: 'Follow the server log (server-sent events)', description: 'Same filters as GET /logs: the last `limit` matching lines, then new ones live, as `log` events.', tags: ['observability'], querystring: logsQuery, response: { 200: z.string().describe('text/event-stream'), 400: errorEnvelopeSchema, 404: errorEnvelopeSchema } },
+      schema: {
+        summary: 'Follow the server log (server-sent events)',
+        description: 'Same filters as GET /logs: the last `limit` matching lines, then new ones live, as `log` events.',
+        tags: ['observability'],
+        querystring: logsQuery,
+        response: { 200: z.string().describe('text/event-stream'), 400: errorEnvelopeSchema, 404: errorEnvelopeSchema },
+      },
     },
     async (req, reply) => followLogs(req, reply, req.query),
   );
@@ -328,7 +396,13 @@ async function overview(deps: ObservabilityRouteDeps, windowMs: number): Promise
     ready: lifecycle.state === 'ready',
     time: new Date(now.t).toISOString(),
     metrics_enabled: config.metrics.enabled,
-    agents: { total: all.length, from_files: fromFiles, from_api: all.length - fromFiles, capabilities: service.registry.capabilities().length, invalid_files: service.fileStatuses().filter((f) => f.state === 'invalid').length },
+    agents: {
+      total: all.length,
+      from_files: fromFiles,
+      from_api: all.length - fromFiles,
+      capabilities: service.registry.capabilities().length,
+      invalid_files: service.fileStatuses().filter((f) => f.state === 'invalid').length,
+    },
     rates,
     totals: { executions: now.executions, execution_errors: now.execution_errors, messages: now.messages, message_failures: now.message_failures, errors: now.errors },
     queue: q ? { depth: q.queued + q.running + q.retrying, queued: q.queued, running: q.running, retrying: q.retrying, max_queue: q.max_queue, open_conversations: q.open_conversations } : null,
@@ -348,4 +422,3 @@ async function overview(deps: ObservabilityRouteDeps, windowMs: number): Promise
     config: { file: config.source.file, agents_dir: config.agents_dir, data_dir: config.data_dir },
   };
 }
-

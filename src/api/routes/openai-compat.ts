@@ -18,11 +18,7 @@ import { disconnectSignal, wantsEventStream } from '../sse.js';
  * messages become {{context}}, earlier turns become history, the last user message the request.
  */
 
-const contentSchema = z.union([
-  z.string(),
-  z.array(z.object({ type: z.string(), text: z.string().optional() }).loose()),
-  z.null(),
-]);
+const contentSchema = z.union([z.string(), z.array(z.object({ type: z.string(), text: z.string().optional() }).loose()), z.null()]);
 
 export const chatCompletionBody = z
   .object({
@@ -69,47 +65,58 @@ export async function openAiRoutes(app: FastifyInstance, opts: { executor: Execu
     data: registry.list().agents.map((a) => ({ id: a.definition.name, object: 'model', created: Math.floor(Date.parse(a.deployed_at) / 1000), owned_by: 'caxton' })),
   }));
 
-  r.post('/v1/chat/completions', { schema: { summary: 'OpenAI-compatible chat completion with an agent (model = agent name)', tags: ['openai'], body: chatCompletionBody, response: { 200: z.record(z.string(), z.unknown()).describe('a chat.completion, or chat.completion.chunk events when streaming'), 400: errorEnvelopeSchema, 404: errorEnvelopeSchema } } }, async (req, reply) => {
-    const body = req.body;
-    if (req.principal) assertAgentAllowed(req.principal, body.model);
-    const tp = requestTraceparent(req);
-    const invoke = { ...toInvoke(body), ...(tp !== undefined && { traceparent: tp }), ...callerOf(req) };
-    const limit = limitOf(req);
-    const id = `chatcmpl-${randomUUID()}`;
-    const created = Math.floor(Date.now() / 1000);
-    if (!body.stream && !wantsEventStream(req)) {
-      const res = await executor.invoke(body.model, invoke, { signal: disconnectSignal(req, reply), ...(limit && { limit }) });
-      return {
-        id,
-        object: 'chat.completion',
-        created,
-        model: res.agent,
-        choices: [{ index: 0, message: { role: 'assistant', content: res.content, refusal: null }, finish_reason: finishReason(res), logprobs: null }],
-        usage: usage(res),
-      };
-    }
-    executor.check(body.model, invoke); // fails before the stream opens (unknown agent, oversized request), keeping the HTTP status
-    const { sse, admitted } = admitAndOpenSse(executor, body.model, req, reply);
-    const chunk = (delta: Record<string, unknown>, finish: string | null, extra: Record<string, unknown> = {}) =>
-      sse.send(undefined, { id, object: 'chat.completion.chunk', created, model: body.model, choices: [{ index: 0, delta, finish_reason: finish, logprobs: null }], ...extra });
-    chunk({ role: 'assistant', content: '' }, null);
-    try {
-      const res = await executor.invoke(body.model, invoke, {
-        ...(admitted && { admitted }),
-        signal: sse.signal,
-        stream: true,
-        onEvent: (e) => {
-          if (e.type === 'token') chunk({ content: e.text }, null);
-        },
-      });
-      chunk({}, finishReason(res));
-      if (body.stream_options?.include_usage) sse.send(undefined, { id, object: 'chat.completion.chunk', created, model: body.model, choices: [], usage: usage(res) });
-    } catch (e) {
-      sse.send(undefined, toEnvelope(e, req, opts.bodyLimit).body);
-    } finally {
-      sse.send(undefined, '[DONE]');
-      sse.end();
-    }
-    return reply;
-  });
+  r.post(
+    '/v1/chat/completions',
+    {
+      schema: {
+        summary: 'OpenAI-compatible chat completion with an agent (model = agent name)',
+        tags: ['openai'],
+        body: chatCompletionBody,
+        response: { 200: z.record(z.string(), z.unknown()).describe('a chat.completion, or chat.completion.chunk events when streaming'), 400: errorEnvelopeSchema, 404: errorEnvelopeSchema },
+      },
+    },
+    async (req, reply) => {
+      const body = req.body;
+      if (req.principal) assertAgentAllowed(req.principal, body.model);
+      const tp = requestTraceparent(req);
+      const invoke = { ...toInvoke(body), ...(tp !== undefined && { traceparent: tp }), ...callerOf(req) };
+      const limit = limitOf(req);
+      const id = `chatcmpl-${randomUUID()}`;
+      const created = Math.floor(Date.now() / 1000);
+      if (!body.stream && !wantsEventStream(req)) {
+        const res = await executor.invoke(body.model, invoke, { signal: disconnectSignal(req, reply), ...(limit && { limit }) });
+        return {
+          id,
+          object: 'chat.completion',
+          created,
+          model: res.agent,
+          choices: [{ index: 0, message: { role: 'assistant', content: res.content, refusal: null }, finish_reason: finishReason(res), logprobs: null }],
+          usage: usage(res),
+        };
+      }
+      executor.check(body.model, invoke); // fails before the stream opens (unknown agent, oversized request), keeping the HTTP status
+      const { sse, admitted } = admitAndOpenSse(executor, body.model, req, reply);
+      const chunk = (delta: Record<string, unknown>, finish: string | null, extra: Record<string, unknown> = {}) =>
+        sse.send(undefined, { id, object: 'chat.completion.chunk', created, model: body.model, choices: [{ index: 0, delta, finish_reason: finish, logprobs: null }], ...extra });
+      chunk({ role: 'assistant', content: '' }, null);
+      try {
+        const res = await executor.invoke(body.model, invoke, {
+          ...(admitted && { admitted }),
+          signal: sse.signal,
+          stream: true,
+          onEvent: (e) => {
+            if (e.type === 'token') chunk({ content: e.text }, null);
+          },
+        });
+        chunk({}, finishReason(res));
+        if (body.stream_options?.include_usage) sse.send(undefined, { id, object: 'chat.completion.chunk', created, model: body.model, choices: [], usage: usage(res) });
+      } catch (e) {
+        sse.send(undefined, toEnvelope(e, req, opts.bodyLimit).body);
+      } finally {
+        sse.send(undefined, '[DONE]');
+        sse.end();
+      }
+      return reply;
+    },
+  );
 }

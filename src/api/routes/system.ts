@@ -44,5 +44,9 @@ export async function systemRoutes(app: FastifyInstance, opts: { service: AgentS
     };
   });
 
-  r.get('/api/v1/config', { schema: { summary: 'Effective server configuration, secrets redacted', tags: ['system'], response: { 200: z.record(z.string(), z.unknown()), 500: errorEnvelopeSchema } } }, async () => redactSecrets(config) as Record<string, unknown>);
+  r.get(
+    '/api/v1/config',
+    { schema: { summary: 'Effective server configuration, secrets redacted', tags: ['system'], response: { 200: z.record(z.string(), z.unknown()), 500: errorEnvelopeSchema } } },
+    async () => redactSecrets(config) as Record<string, unknown>,
+  );
 }

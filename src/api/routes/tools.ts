@@ -26,7 +26,10 @@ const summarySchema = z.object({
 
 const viewSchema = summarySchema.extend({
   tool_specs: z.array(z.object({ name: z.string(), description: z.string(), input_schema: z.record(z.string(), z.unknown()), output_schema: z.record(z.string(), z.unknown()).optional() })),
-  limits: z.object({ memory: z.number(), fuel: z.number(), timeout_ms: z.number(), max_input: z.number(), max_output: z.number(), max_state: z.number() }).nullable().describe('effective limits: the smaller of the manifest and [tools.NAME.limits]'),
+  limits: z
+    .object({ memory: z.number(), fuel: z.number(), timeout_ms: z.number(), max_input: z.number(), max_output: z.number(), max_state: z.number() })
+    .nullable()
+    .describe('effective limits: the smaller of the manifest and [tools.NAME.limits]'),
   permissions: z.unknown().describe('requested by the manifest and granted by the operator; only the intersection is usable'),
   warnings: z.array(issueSchema),
   digest: z.string().nullable().describe('SHA-256 of the module'),
@@ -38,7 +41,9 @@ const viewSchema = summarySchema.extend({
 const deployBody = z
   .object({
     manifest: z.string({ error: 'expected the text of caxton-tool.toml' }).min(1, { error: 'must not be empty' }).describe('the text of caxton-tool.toml'),
-    wasm: z.string({ error: 'expected the module, base64-encoded' }).describe('the module file, base64-encoded: the WebAssembly module, or the JavaScript source when the manifest\'s module ends in .js (runtime "quickjs")'),
+    wasm: z
+      .string({ error: 'expected the module, base64-encoded' })
+      .describe('the module file, base64-encoded: the WebAssembly module, or the JavaScript source when the manifest\'s module ends in .js (runtime "quickjs")'),
   })
   .describe('A tool server package: the manifest text and the module');
 
@@ -187,23 +192,32 @@ export async function toolRoutes(app: FastifyInstance, opts: { tools: ToolServer
     },
   );
 
-  r.get('/tools/:name', { schema: { summary: 'One tool server: its tools, limits, permissions and stats', tags: ['tools'], params: nameParams, response: { 200: viewSchema, ...errors } } }, async (req) => {
-    const v = tools.view(req.params.name);
-    if (!v) throw new CaxtonError('tool_not_found', `no tool server named "${req.params.name}"`, { name: req.params.name });
-    return v;
-  });
+  r.get(
+    '/tools/:name',
+    { schema: { summary: 'One tool server: its tools, limits, permissions and stats', tags: ['tools'], params: nameParams, response: { 200: viewSchema, ...errors } } },
+    async (req) => {
+      const v = tools.view(req.params.name);
+      if (!v) throw new CaxtonError('tool_not_found', `no tool server named "${req.params.name}"`, { name: req.params.name });
+      return v;
+    },
+  );
 
-  r.delete('/tools/:name', { schema: { summary: 'Remove a deployed tool server', tags: ['tools'], params: nameParams, response: { 200: z.object({ removed: z.string() }), ...errors, 409: errorEnvelopeSchema } } }, async (req) => {
-    tools.remove(req.params.name);
-    return { removed: req.params.name };
-  });
+  r.delete(
+    '/tools/:name',
+    { schema: { summary: 'Remove a deployed tool server', tags: ['tools'], params: nameParams, response: { 200: z.object({ removed: z.string() }), ...errors, 409: errorEnvelopeSchema } } },
+    async (req) => {
+      tools.remove(req.params.name);
+      return { removed: req.params.name };
+    },
+  );
 
   r.post(
     '/tools/:server/:tool/call',
     {
       schema: {
         summary: 'Call a tool directly (audited as agent "api")',
-        description: 'Body `{"args": {...}, "timeout_ms"?: N}`. 200 with the result; a tool that fails (invalid arguments, denied host or path, fuel, timeout...) answers 200 with is_error true and the outcome. 404 tool_not_found for an unknown server or tool.',
+        description:
+          'Body `{"args": {...}, "timeout_ms"?: N}`. 200 with the result; a tool that fails (invalid arguments, denied host or path, fuel, timeout...) answers 200 with is_error true and the outcome. 404 tool_not_found for an unknown server or tool.',
         tags: ['tools'],
         params: callParams,
         body: callBody,
@@ -212,7 +226,10 @@ export async function toolRoutes(app: FastifyInstance, opts: { tools: ToolServer
     },
     async (req) => {
       const { server, tool } = req.params;
-      const res = await tools.call(`${server}.${tool}`, req.body.args, { ...(req.body.timeout_ms !== undefined && { timeoutMs: req.body.timeout_ms }), ...(req.principal && { principal: req.principal.id }) });
+      const res = await tools.call(`${server}.${tool}`, req.body.args, {
+        ...(req.body.timeout_ms !== undefined && { timeoutMs: req.body.timeout_ms }),
+        ...(req.principal && { principal: req.principal.id }),
+      });
       let json: unknown;
       try {
         json = res.is_error ? undefined : JSON.parse(res.content);

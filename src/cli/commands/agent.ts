@@ -80,7 +80,15 @@ export function registerAgentCommands(program: Command, ctx: CliContext): void {
       const out = ctx.output();
       const client = ctx.client();
       const bar = progress(files.length, out);
-      const results: { file: string; ok: boolean; name?: string; action?: 'created' | 'updated'; revision?: number; error?: ApiError['body']['error'] | { code: string; message: string }; warnings?: SourceIssue[] }[] = [];
+      const results: {
+        file: string;
+        ok: boolean;
+        name?: string;
+        action?: 'created' | 'updated';
+        revision?: number;
+        error?: ApiError['body']['error'] | { code: string; message: string };
+        warnings?: SourceIssue[];
+      }[] = [];
       for (const file of files) {
         const body = readAgentFile(file);
         const contentType = CONTENT_TYPES[detectFormat(file, body.subarray(0, 64).toString('utf8'))]!;
@@ -145,7 +153,11 @@ export function registerAgentCommands(program: Command, ctx: CliContext): void {
     .argument('<name>', 'agent name')
     .action(async (name: string) => {
       const out = ctx.output();
-      const a = await ctx.client().get<AgentSummary & { definition: Record<string, unknown> & { system_prompt: string; llm: Record<string, unknown>; memory: Record<string, unknown>; limits: Record<string, unknown> } }>(`/api/v1/agents/${encodeURIComponent(name)}`);
+      const a = await ctx
+        .client()
+        .get<AgentSummary & { definition: Record<string, unknown> & { system_prompt: string; llm: Record<string, unknown>; memory: Record<string, unknown>; limits: Record<string, unknown> } }>(
+          `/api/v1/agents/${encodeURIComponent(name)}`,
+        );
       if (out.json) return out.data(a);
       const d = a.definition;
       out.out(

@@ -60,7 +60,19 @@ export function registerAuditCommand(program: Command, ctx: CliContext): void {
       out.out(
         table(
           ['TIME', 'PRINCIPAL', 'SOURCE', 'ACTION', 'TARGET', 'OUTCOME', 'STATUS', 'REQUEST', 'DETAILS'],
-          [...res.records].reverse().map((r) => [r.time, r.principal ?? '-', r.source ?? '-', r.action, truncate(r.target ?? '-', 40), r.outcome, r.status === null ? '-' : String(r.status), r.request_id ?? '-', truncate(detailsText(r.details), 60)]),
+          [...res.records]
+            .reverse()
+            .map((r) => [
+              r.time,
+              r.principal ?? '-',
+              r.source ?? '-',
+              r.action,
+              truncate(r.target ?? '-', 40),
+              r.outcome,
+              r.status === null ? '-' : String(r.status),
+              r.request_id ?? '-',
+              truncate(detailsText(r.details), 60),
+            ]),
         ),
       );
       if (res.count === res.limit) out.out(`(the newest ${res.count} from offset ${res.offset}; older ones: --offset ${res.offset + res.count})`);

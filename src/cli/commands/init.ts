@@ -18,7 +18,11 @@ function listFiles(dir: string): string[] {
 }
 
 export function templateNames(): string[] {
-  return existsSync(TEMPLATES_DIR) ? readdirSync(TEMPLATES_DIR).filter((f) => statSync(join(TEMPLATES_DIR, f)).isDirectory()).sort() : [];
+  return existsSync(TEMPLATES_DIR)
+    ? readdirSync(TEMPLATES_DIR)
+        .filter((f) => statSync(join(TEMPLATES_DIR, f)).isDirectory())
+        .sort()
+    : [];
 }
 
 export function registerInit(program: Command, ctx: CliContext): void {

@@ -7,7 +7,13 @@ import { CliError, usageError } from '../errors.js';
 import { table } from '../output.js';
 import { positiveInt } from './conversation.js';
 
-const list = (v: string, prev: string[] = []) => [...prev, ...v.split(',').map((s) => s.trim()).filter(Boolean)];
+const list = (v: string, prev: string[] = []) => [
+  ...prev,
+  ...v
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean),
+];
 
 function role(v: string): string {
   if (!(ROLES as readonly string[]).includes(v)) throw usageError(`unknown role "${v}"; expected one of: ${ROLES.join(', ')}`);
@@ -46,19 +52,48 @@ export function registerKeyCommands(program: Command, ctx: CliContext): void {
     .option('--rpm <n>', 'requests per minute', positiveInt('--rpm'))
     .option('--concurrency <n>', 'concurrent agent executions', positiveInt('--concurrency'))
     .option('--tokens-per-minute <n>', 'LLM tokens per minute', positiveInt('--tokens-per-minute'))
-    .addHelpText('after', `${ROLE_HELP}\n\nExamples:\n  caxton key create --name ci --role operator --expires 30d\n  caxton key create --name support-bot --role invoker --agents 'support-*' --concurrency 2 --tokens-per-minute 1000`)
-    .action(async (o: { name: string; role: string; expires?: string; agents?: string[]; capabilities?: string[]; memory?: string[]; tools?: string[]; rpm?: number; concurrency?: number; tokensPerMinute?: number }) => {
-      const out = ctx.output();
-      const limits = { ...(o.rpm !== undefined && { requests_per_minute: o.rpm }), ...(o.concurrency !== undefined && { concurrent_executions: o.concurrency }), ...(o.tokensPerMinute !== undefined && { tokens_per_minute: o.tokensPerMinute }) };
-      const body = { name: o.name, role: o.role, ...(o.expires && { expires: o.expires }), ...(o.agents && { agents: o.agents }), ...(o.capabilities && { capabilities: o.capabilities }), ...(o.memory && { memory: o.memory }), ...(o.tools && { tools: o.tools }), ...(Object.keys(limits).length > 0 && { limits }) };
-      const { data } = await ctx.client().post<{ key: ApiKeyInfo; secret: string }>('/api/v1/keys', body);
-      if (out.json) return out.data(data);
-      out.out(`created key "${data.key.name}" (id ${data.key.id}, role ${data.key.role}${data.key.expires_at ? `, expires ${data.key.expires_at}` : ''})`);
-      out.out('');
-      out.out(`  ${data.secret}`);
-      out.out('');
-      out.out('This is the only time the secret is shown: store it now (e.g. CAXTON_API_KEY in your CI secrets).');
-    });
+    .addHelpText(
+      'after',
+      `${ROLE_HELP}\n\nExamples:\n  caxton key create --name ci --role operator --expires 30d\n  caxton key create --name support-bot --role invoker --agents 'support-*' --concurrency 2 --tokens-per-minute 1000`,
+    )
+    .action(
+      async (o: {
+        name: string;
+        role: string;
+        expires?: string;
+        agents?: string[];
+        capabilities?: string[];
+        memory?: string[];
+        tools?: string[];
+        rpm?: number;
+        concurrency?: number;
+        tokensPerMinute?: number;
+      }) => {
+        const out = ctx.output();
+        const limits = {
+          ...(o.rpm !== undefined && { requests_per_minute: o.rpm }),
+          ...(o.concurrency !== undefined && { concurrent_executions: o.concurrency }),
+          ...(o.tokensPerMinute !== undefined && { tokens_per_minute: o.tokensPerMinute }),
+        };
+        const body = {
+          name: o.name,
+          role: o.role,
+          ...(o.expires && { expires: o.expires }),
+          ...(o.agents && { agents: o.agents }),
+          ...(o.capabilities && { capabilities: o.capabilities }),
+          ...(o.memory && { memory: o.memory }),
+          ...(o.tools && { tools: o.tools }),
+          ...(Object.keys(limits).length > 0 && { limits }),
+        };
+        const { data } = await ctx.client().post<{ key: ApiKeyInfo; secret: string }>('/api/v1/keys', body);
+        if (out.json) return out.data(data);
+        out.out(`created key "${data.key.name}" (id ${data.key.id}, role ${data.key.role}${data.key.expires_at ? `, expires ${data.key.expires_at}` : ''})`);
+        out.out('');
+        out.out(`  ${data.secret}`);
+        out.out('');
+        out.out('This is the only time the secret is shown: store it now (e.g. CAXTON_API_KEY in your CI secrets).');
+      },
+    );
 
   key
     .command('list')
@@ -70,7 +105,12 @@ export function registerKeyCommands(program: Command, ctx: CliContext): void {
       const res = await ctx.client().get<{ keys: ApiKeyInfo[] }>(`/api/v1/keys${o.all ? '?all=true' : ''}`);
       if (out.json) return out.data(res);
       if (res.keys.length === 0) return out.out('no API keys');
-      out.out(table(['NAME', 'ID', 'ROLE', 'STATE', 'SCOPE', 'EXPIRES', 'LAST USED'], res.keys.map((k) => [k.name, k.id, k.role, k.state, scopeText(k), k.expires_at ?? 'never', k.last_used_at ?? 'never'])));
+      out.out(
+        table(
+          ['NAME', 'ID', 'ROLE', 'STATE', 'SCOPE', 'EXPIRES', 'LAST USED'],
+          res.keys.map((k) => [k.name, k.id, k.role, k.state, scopeText(k), k.expires_at ?? 'never', k.last_used_at ?? 'never']),
+        ),
+      );
     });
 
   key
@@ -82,9 +122,23 @@ export function registerKeyCommands(program: Command, ctx: CliContext): void {
       if (out.json) return out.data(res);
       const k = res.key;
       const rows: [string, string][] = [
-        ['name', k.name], ['id', k.id], ['role', k.role], ['state', k.state], ['scope', scopeText(k)],
-        ['limits', Object.keys(k.limits).length > 0 ? Object.entries(k.limits).map(([n, v]) => `${n}=${v}`).join(' ') : 'server defaults'],
-        ['created', `${k.created_at}${k.created_by ? ` by ${k.created_by}` : ''}`], ['expires', k.expires_at ?? 'never'], ['rotated', k.rotated_at ?? 'never'], ['last used', k.last_used_at ?? 'never'],
+        ['name', k.name],
+        ['id', k.id],
+        ['role', k.role],
+        ['state', k.state],
+        ['scope', scopeText(k)],
+        [
+          'limits',
+          Object.keys(k.limits).length > 0
+            ? Object.entries(k.limits)
+                .map(([n, v]) => `${n}=${v}`)
+                .join(' ')
+            : 'server defaults',
+        ],
+        ['created', `${k.created_at}${k.created_by ? ` by ${k.created_by}` : ''}`],
+        ['expires', k.expires_at ?? 'never'],
+        ['rotated', k.rotated_at ?? 'never'],
+        ['last used', k.last_used_at ?? 'never'],
       ];
       if (k.revoked_at) rows.push(['revoked', k.revoked_at]);
       if (res.usage) for (const [n, v] of Object.entries(res.usage)) rows.push([`use: ${n}`, typeof v === 'object' ? JSON.stringify(v) : String(v)]);
@@ -114,7 +168,10 @@ export function registerKeyCommands(program: Command, ctx: CliContext): void {
   program
     .command('login')
     .description('store a server URL and API key as a named profile (the key is read from standard input)')
-    .addHelpText('after', `\nThe global --server (required here) and --profile options say where and under which name:\n  printf %s "$KEY" | caxton login --server https://caxton.example.com --profile prod\nThe key is read from standard input, so it never appears in the process list or shell history.\nProfiles are kept in ${credentialsFile()} (mode 0600); use one with --profile NAME or $CAXTON_PROFILE.`)
+    .addHelpText(
+      'after',
+      `\nThe global --server (required here) and --profile options say where and under which name:\n  printf %s "$KEY" | caxton login --server https://caxton.example.com --profile prod\nThe key is read from standard input, so it never appears in the process list or shell history.\nProfiles are kept in ${credentialsFile()} (mode 0600); use one with --profile NAME or $CAXTON_PROFILE.`,
+    )
     .action(async () => {
       const out = ctx.output();
       const o = { server: program.opts().server as string | undefined };
@@ -149,6 +206,8 @@ export function registerKeyCommands(program: Command, ctx: CliContext): void {
       const c = ctx.credentials();
       const who = await ctx.client().get<Record<string, unknown>>('/api/v1/whoami');
       if (out.json) return out.data({ server: c.server, key_source: c.keySource, ...who });
-      out.out(`${String(who.id)} (role ${String(who.role)}) at ${c.server}; key from ${c.keySource === 'env' ? '$CAXTON_API_KEY' : c.keySource === 'profile' ? `profile "${c.profile}"` : c.keySource === 'local-server' ? "the local server's admin key" : 'nowhere (authentication is off)'}`);
+      out.out(
+        `${String(who.id)} (role ${String(who.role)}) at ${c.server}; key from ${c.keySource === 'env' ? '$CAXTON_API_KEY' : c.keySource === 'profile' ? `profile "${c.profile}"` : c.keySource === 'local-server' ? "the local server's admin key" : 'nowhere (authentication is off)'}`,
+      );
     });
 }

@@ -71,17 +71,21 @@ async function streamImport(client: ApiClient, path: string, text: string): Prom
   let result: ImportAnswer | undefined;
   let failure: ApiErrorBody | undefined;
   try {
-    await client.events(path, (event, raw) => {
-      const d = JSON.parse(raw) as Record<string, unknown>;
-      if (event === 'progress' && bar) {
-        const { done, total } = d as { done: number; total: number };
-        if (!started) {
-          bar.start(total, done);
-          started = true;
-        } else bar.update(done);
-      } else if (event === 'result') result = d as unknown as ImportAnswer;
-      else if (event === 'error') failure = d as unknown as ApiErrorBody;
-    }, { method: 'POST', body: text, contentType: 'application/x-ndjson' });
+    await client.events(
+      path,
+      (event, raw) => {
+        const d = JSON.parse(raw) as Record<string, unknown>;
+        if (event === 'progress' && bar) {
+          const { done, total } = d as { done: number; total: number };
+          if (!started) {
+            bar.start(total, done);
+            started = true;
+          } else bar.update(done);
+        } else if (event === 'result') result = d as unknown as ImportAnswer;
+        else if (event === 'error') failure = d as unknown as ApiErrorBody;
+      },
+      { method: 'POST', body: text, contentType: 'application/x-ndjson' },
+    );
   } finally {
     if (started) bar?.stop();
   }
@@ -118,7 +122,12 @@ export function registerMemoryCommands(program: Command, ctx: CliContext): void 
       const { data } = await ctx.client().post<{ results: HitJson[] }>('/api/v1/memory/search', body, { timeoutMs: 120_000 });
       if (out.json) return out.data(data);
       if (data.results.length === 0) return out.out('no matching memories');
-      out.out(table(['SCORE', 'SCOPE', 'TYPE', 'NAME', 'OBSERVATIONS'], data.results.map((h) => [h.score.toFixed(3), h.entity.scope, h.entity.entityType, h.entity.name, truncate(h.entity.observations.join('; '), 80)])));
+      out.out(
+        table(
+          ['SCORE', 'SCOPE', 'TYPE', 'NAME', 'OBSERVATIONS'],
+          data.results.map((h) => [h.score.toFixed(3), h.entity.scope, h.entity.entityType, h.entity.name, truncate(h.entity.observations.join('; '), 80)]),
+        ),
+      );
     });
 
   memory
@@ -132,10 +141,18 @@ export function registerMemoryCommands(program: Command, ctx: CliContext): void 
       const out = ctx.output();
       const observations = o.observation ?? [];
       const client = ctx.client();
-      const { data } = await client.post<{ created: unknown[] }>(`/api/v1/memory/entities${qs({ scope: o.scope })}`, { entities: [{ name, entityType: o.type, observations }] }, { timeoutMs: 120_000 });
+      const { data } = await client.post<{ created: unknown[] }>(
+        `/api/v1/memory/entities${qs({ scope: o.scope })}`,
+        { entities: [{ name, entityType: o.type, observations }] },
+        { timeoutMs: 120_000 },
+      );
       let added: string[] = observations;
       if (data.created.length === 0 && observations.length > 0) {
-        const r = await client.post<{ addedObservations: string[] }>(`/api/v1/memory/entities/${encodeURIComponent(name)}/observations${qs({ scope: o.scope })}`, { contents: observations }, { timeoutMs: 120_000 });
+        const r = await client.post<{ addedObservations: string[] }>(
+          `/api/v1/memory/entities/${encodeURIComponent(name)}/observations${qs({ scope: o.scope })}`,
+          { contents: observations },
+          { timeoutMs: 120_000 },
+        );
         added = r.data.addedObservations;
       }
       if (out.json) return out.data({ scope: o.scope, name, created: data.created.length > 0, added_observations: added });
@@ -189,7 +206,7 @@ export function registerMemoryCommands(program: Command, ctx: CliContext): void 
 
   memory
     .command('export')
-    .description('export as versioned JSON (default) or the MCP reference server\'s JSONL (one scope)')
+    .description("export as versioned JSON (default) or the MCP reference server's JSONL (one scope)")
     .option('--scope <scope>', `${scopeHelp} (default: every scope; required for JSONL)`)
     .option('--format <format>', 'json or jsonl', 'json')
     .option('--out <file>', 'write to this file instead of stdout')
@@ -219,7 +236,7 @@ export function registerMemoryCommands(program: Command, ctx: CliContext): void 
 
   memory
     .command('import')
-    .description('import versioned JSON or the reference server\'s JSONL (all or nothing; existing entities are merged)')
+    .description("import versioned JSON or the reference server's JSONL (all or nothing; existing entities are merged)")
     .argument('<file>', 'the file to import ("-" for stdin)')
     .option('--scope <scope>', `${scopeHelp} (required for JSONL; moves a JSON import into one scope)`)
     .option('--format <format>', 'json or jsonl (default: detected)')

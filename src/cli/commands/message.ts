@@ -251,11 +251,19 @@ export function registerMessageCommands(program: Command, ctx: CliContext): void
           `conversation: ${m.conversation_id}${m.protocol ? ` (${m.protocol})` : ''}`,
           ...(m.in_reply_to ? [`in reply to:  ${m.in_reply_to}`] : []),
           ...(m.reply_by ? [`reply by:     ${m.reply_by}`] : []),
-          ...(Object.keys(m.params).length > 0 ? [`params:       ${Object.entries(m.params).map(([k, v]) => `${k}=${v}`).join(' ')}`] : []),
+          ...(Object.keys(m.params).length > 0
+            ? [
+                `params:       ${Object.entries(m.params)
+                  .map(([k, v]) => `${k}=${v}`)
+                  .join(' ')}`,
+              ]
+            : []),
           `sent at:      ${m.timestamp}`,
           'content:',
           contentText(m.content).replace(/^/gm, '  '),
-          ...(m.deliveries.length > 0 ? ['deliveries:', ...m.deliveries.map((d) => `  #${d.id} ${d.receiver}: ${d.state}, ${d.attempts} attempt(s)${d.last_error ? `; last error: ${d.last_error}` : ''}`)] : []),
+          ...(m.deliveries.length > 0
+            ? ['deliveries:', ...m.deliveries.map((d) => `  #${d.id} ${d.receiver}: ${d.state}, ${d.attempts} attempt(s)${d.last_error ? `; last error: ${d.last_error}` : ''}`)]
+            : []),
         ].join('\n'),
       );
     });

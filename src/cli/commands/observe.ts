@@ -59,14 +59,17 @@ async function follow(ctx: CliContext, out: Output, path: string, on: (event: st
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   try {
-    await ctx.client().events(path, (event, data) => {
-      const d = JSON.parse(data) as unknown;
-      // --json: one JSON object per line (a log line, or an agent event).
-      if (out.json) {
-        if (event !== 'ready') process.stdout.write(`${JSON.stringify(d)}\n`);
-      }
-      else on(event, d);
-    }, { signal: stop.signal });
+    await ctx.client().events(
+      path,
+      (event, data) => {
+        const d = JSON.parse(data) as unknown;
+        // --json: one JSON object per line (a log line, or an agent event).
+        if (out.json) {
+          if (event !== 'ready') process.stdout.write(`${JSON.stringify(d)}\n`);
+        } else on(event, d);
+      },
+      { signal: stop.signal },
+    );
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
@@ -114,7 +117,10 @@ export function registerObservabilityCommands(program: Command, ctx: CliContext)
     .addHelpText('after', '\nExamples:\n  caxton events --type lifecycle\n  caxton events --agent assistant --type execution.finished --since 1h\n  caxton events --follow --json')
     .action(async (opts: { agent?: string; type?: string; since?: string; limit?: number; follow?: boolean }) => {
       const out = ctx.output();
-      for (const t of (opts.type ?? '').split(',').map((s) => s.trim()).filter((s) => s !== '')) {
+      for (const t of (opts.type ?? '')
+        .split(',')
+        .map((s) => s.trim())
+        .filter((s) => s !== '')) {
         if (!EVENT_FILTERS.includes(t)) throw usageError(`--type: unknown event type "${t}"; expected one of ${EVENT_FILTERS.join(', ')}`);
       }
       const q = new URLSearchParams();

@@ -33,14 +33,18 @@ function parseParams(pairs: string[]): Record<string, unknown> {
 async function streamRun(client: ApiClient, name: string, body: string, json: boolean): Promise<AgentResponse> {
   let final: AgentResponse | undefined;
   let failure: ApiError['body'] | undefined;
-  await client.events(`/api/v1/agents/${encodeURIComponent(name)}/invoke`, (event, data) => {
-    const d = JSON.parse(data) as Record<string, unknown>;
-    if (event === 'token' && !json) process.stdout.write(String(d.text));
-    else if (event === 'tool_call' && !json) process.stderr.write(`\n[tool ${String((d.call as { name: string }).name)} ${JSON.stringify((d.call as { arguments: unknown }).arguments)}]\n`);
-    else if (event === 'tool_result' && !json) process.stderr.write(`[${d.is_error ? 'tool error' : 'result'}: ${String(d.content).slice(0, 200)}]\n`);
-    else if (event === 'response') final = d as unknown as AgentResponse;
-    else if (event === 'error') failure = d as unknown as ApiError['body'];
-  }, { method: 'POST', body, contentType: 'application/json' });
+  await client.events(
+    `/api/v1/agents/${encodeURIComponent(name)}/invoke`,
+    (event, data) => {
+      const d = JSON.parse(data) as Record<string, unknown>;
+      if (event === 'token' && !json) process.stdout.write(String(d.text));
+      else if (event === 'tool_call' && !json) process.stderr.write(`\n[tool ${String((d.call as { name: string }).name)} ${JSON.stringify((d.call as { arguments: unknown }).arguments)}]\n`);
+      else if (event === 'tool_result' && !json) process.stderr.write(`[${d.is_error ? 'tool error' : 'result'}: ${String(d.content).slice(0, 200)}]\n`);
+      else if (event === 'response') final = d as unknown as AgentResponse;
+      else if (event === 'error') failure = d as unknown as ApiError['body'];
+    },
+    { method: 'POST', body, contentType: 'application/json' },
+  );
   if (failure) throw new ApiError(500, failure);
   if (!final) throw new CliError('the stream ended without a response');
   if (!json) process.stdout.write('\n');
@@ -61,7 +65,12 @@ export function registerRun(agent: Command, ctx: CliContext): void {
       const out = ctx.output();
       const client = ctx.client();
       const params = parseParams(opts.param);
-      const body = JSON.stringify({ request, ...(opts.context && { context: opts.context }), ...(opts.param.length > 0 && { parameters: params }), ...(opts.conversation && { conversation_id: opts.conversation }) });
+      const body = JSON.stringify({
+        request,
+        ...(opts.context && { context: opts.context }),
+        ...(opts.param.length > 0 && { parameters: params }),
+        ...(opts.conversation && { conversation_id: opts.conversation }),
+      });
       const res = opts.stream
         ? await streamRun(client, name, body, out.json)
         : (await client.request<AgentResponse>('POST', `/api/v1/agents/${encodeURIComponent(name)}/invoke`, { body, contentType: 'application/json', timeoutMs: 15 * 60_000 })).data;

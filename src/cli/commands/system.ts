@@ -15,7 +15,15 @@ export interface Overview {
   time: string;
   metrics_enabled: boolean;
   agents: { total: number; from_files: number; from_api: number; capabilities: number; invalid_files: number };
-  rates: { window_seconds: number; executions_per_second: number; messages_per_second: number; errors_per_second: number; execution_error_rate: number | null; message_error_rate: number | null; http_requests_per_second: number };
+  rates: {
+    window_seconds: number;
+    executions_per_second: number;
+    messages_per_second: number;
+    errors_per_second: number;
+    execution_error_rate: number | null;
+    message_error_rate: number | null;
+    http_requests_per_second: number;
+  };
   totals: { executions: number; execution_errors: number; messages: number; message_failures: number; errors: number };
   queue: { depth: number; queued: number; running: number; retrying: number; max_queue: number; open_conversations: number } | null;
   dead_letters: number | null;
@@ -34,15 +42,31 @@ const rate = (r: number) => `${r.toFixed(2)}/s`;
 export function overviewRows(base: string, s: Overview): string[][] {
   const rows = [
     ['server', `${base} (caxton ${s.version}, up ${s.uptime_seconds}s, ${s.ready ? 'ready' : 'not ready'})`],
-    ['agents', `${s.agents.total} (${s.agents.from_files} from files, ${s.agents.from_api} via API), ${s.agents.capabilities} capabilities${s.agents.invalid_files > 0 ? `, ${s.agents.invalid_files} invalid files` : ''}`],
+    [
+      'agents',
+      `${s.agents.total} (${s.agents.from_files} from files, ${s.agents.from_api} via API), ${s.agents.capabilities} capabilities${s.agents.invalid_files > 0 ? `, ${s.agents.invalid_files} invalid files` : ''}`,
+    ],
     ['executions', `${rate(s.rates.executions_per_second)}  (${s.totals.executions} total, ${s.totals.execution_errors} failed; error rate ${pct(s.rates.execution_error_rate)})`],
     ['messages', `${rate(s.rates.messages_per_second)}  (${s.totals.messages} processed, ${s.totals.message_failures} failed; error rate ${pct(s.rates.message_error_rate)})`],
     ['errors', `${rate(s.rates.errors_per_second)}  (${s.totals.errors} total)`],
-    ['queue', s.queue ? `${s.queue.depth} (${s.queue.queued} queued, ${s.queue.running} running, ${s.queue.retrying} retrying; at most ${s.queue.max_queue}), ${s.queue.open_conversations} open conversations` : 'n/a'],
+    [
+      'queue',
+      s.queue
+        ? `${s.queue.depth} (${s.queue.queued} queued, ${s.queue.running} running, ${s.queue.retrying} retrying; at most ${s.queue.max_queue}), ${s.queue.open_conversations} open conversations`
+        : 'n/a',
+    ],
     ['dead letters', s.dead_letters === null ? 'n/a' : String(s.dead_letters)],
   ];
-  if (s.memory) rows.push(['memory', `${s.memory.entities} entities, ${s.memory.relations} relations, ${s.memory.observations} observations${s.memory.database_bytes !== undefined ? ` (database ${mib(s.memory.database_bytes)})` : ''}`]);
-  if (s.tool_servers) rows.push(['tool servers', `${s.tool_servers.total} (${s.tool_servers.loaded} loaded, ${s.tool_servers.failed} failed), ${s.tool_servers.tools} tools${s.tool_servers.servers.length > 0 ? `: ${s.tool_servers.servers.map((t) => (t.state === 'loaded' ? t.name : `${t.name} (${t.state})`)).join(', ')}` : ''}`]);
+  if (s.memory)
+    rows.push([
+      'memory',
+      `${s.memory.entities} entities, ${s.memory.relations} relations, ${s.memory.observations} observations${s.memory.database_bytes !== undefined ? ` (database ${mib(s.memory.database_bytes)})` : ''}`,
+    ]);
+  if (s.tool_servers)
+    rows.push([
+      'tool servers',
+      `${s.tool_servers.total} (${s.tool_servers.loaded} loaded, ${s.tool_servers.failed} failed), ${s.tool_servers.tools} tools${s.tool_servers.servers.length > 0 ? `: ${s.tool_servers.servers.map((t) => (t.state === 'loaded' ? t.name : `${t.name} (${t.state})`)).join(', ')}` : ''}`,
+    ]);
   rows.push(
     ['events', s.events.enabled ? `${s.events.stored} stored` : 'disabled'],
     ['process', `${mib(s.process.rss_bytes)} resident`],

@@ -117,11 +117,18 @@ function describeServer(v: ServerViewJson): string {
   }
   const p = v.permissions;
   if (p) {
-    const pairs = (o: Record<string, string>) => Object.entries(o).map(([k, x]) => `${k} → ${x}`).join(', ') || '(none)';
-    const reqPaths = Object.entries(p.paths.requested).map(([k, x]) => `${k} (${x})`).join(', ');
-    if (p.allowed_hosts.requested.length > 0 || p.allowed_hosts.granted.length > 0) lines.push(`hosts:       requested ${p.allowed_hosts.requested.join(', ') || '(none)'}; granted ${p.allowed_hosts.granted.join(', ') || '(none)'}`);
+    const pairs = (o: Record<string, string>) =>
+      Object.entries(o)
+        .map(([k, x]) => `${k} → ${x}`)
+        .join(', ') || '(none)';
+    const reqPaths = Object.entries(p.paths.requested)
+      .map(([k, x]) => `${k} (${x})`)
+      .join(', ');
+    if (p.allowed_hosts.requested.length > 0 || p.allowed_hosts.granted.length > 0)
+      lines.push(`hosts:       requested ${p.allowed_hosts.requested.join(', ') || '(none)'}; granted ${p.allowed_hosts.granted.join(', ') || '(none)'}`);
     if (reqPaths || Object.keys(p.paths.granted).length > 0) lines.push(`paths:       requested ${reqPaths || '(none)'}; granted ${pairs(p.paths.granted)}`);
-    if (p.databases.requested.length > 0 || Object.keys(p.databases.granted).length > 0) lines.push(`databases:   requested ${p.databases.requested.join(', ') || '(none)'}; granted ${pairs(p.databases.granted)}`);
+    if (p.databases.requested.length > 0 || Object.keys(p.databases.granted).length > 0)
+      lines.push(`databases:   requested ${p.databases.requested.join(', ') || '(none)'}; granted ${pairs(p.databases.granted)}`);
     if (p.config.declared.length > 0) lines.push(`config:      declared ${p.config.declared.join(', ')}; granted ${p.config.granted.join(', ') || '(none)'}`);
   }
   if (v.stats) lines.push(`stats:       ${v.stats.calls} calls, ${v.stats.failures} failed, ${v.stats.instantiations} instantiations, ${v.stats.memory_bytes} B memory`);
@@ -148,9 +155,7 @@ const intOption = (name: string, min: number, max: number) => (v: string) => {
 };
 
 export function registerToolCommands(program: Command, ctx: CliContext): void {
-  const tool = program
-    .command('tool')
-    .description('WebAssembly tool servers: deploy, list, show, call and remove them; read the audit log of tool calls');
+  const tool = program.command('tool').description('WebAssembly tool servers: deploy, list, show, call and remove them; read the audit log of tool calls');
 
   tool
     .command('deploy')
@@ -199,7 +204,10 @@ export function registerToolCommands(program: Command, ctx: CliContext): void {
     .argument('<tool>', 'SERVER.tool, e.g. csv_parser.parse')
     .option('--args <json>', 'the arguments, a JSON object (default {})')
     .option('--timeout <ms>', 'longest the call may take, milliseconds', intOption('--timeout', 1, 600_000))
-    .addHelpText('after', '\nExit codes: 0 the tool succeeded, 1 it failed (the reason is printed) or an API error, 2 usage error.\nExample:\n  caxton tool call csv_parser.parse --args \'{"text": "city,temp\\nOslo,4\\n"}\'')
+    .addHelpText(
+      'after',
+      '\nExit codes: 0 the tool succeeded, 1 it failed (the reason is printed) or an API error, 2 usage error.\nExample:\n  caxton tool call csv_parser.parse --args \'{"text": "city,temp\\nOslo,4\\n"}\'',
+    )
     .action(async (name: string, opts: { args?: string; timeout?: number }) => {
       const out = ctx.output();
       const dot = name.indexOf('.');

@@ -33,10 +33,7 @@ export function startJobControl(opts: RunOptions, executor: string): JobControl 
     },
   };
   const timer = setTimeout(() => {
-    const what =
-      control.phase === 'waiting'
-        ? `while waiting for a free ${executor}`
-        : `; ${executor === 'context' ? 'its signal was aborted' : `the ${executor} running it was killed`}`;
+    const what = control.phase === 'waiting' ? `while waiting for a free ${executor}` : `; ${executor === 'context' ? 'its signal was aborted' : `the ${executor} running it was killed`}`;
     controller.abort(new CaxtonError('timeout', `the job timed out after ${timeoutMs} ms${what}`, { timeoutMs }));
   }, timeoutMs);
   const onCancel = (): void => {
@@ -83,9 +80,7 @@ export function hostCaller(opts: RunOptions, signal: AbortSignal): (method: stri
   return (method, args) => {
     if (signal.aborted) return Promise.reject(signal.reason as Error);
     if (!onCall) {
-      return Promise.reject(
-        new CaxtonError('not_supported', `the task called the host method "${method}", but its job was started without a host call handler (RunOptions.onCall)`, { method }),
-      );
+      return Promise.reject(new CaxtonError('not_supported', `the task called the host method "${method}", but its job was started without a host call handler (RunOptions.onCall)`, { method }));
     }
     try {
       return Promise.resolve(onCall(method, args));
@@ -100,19 +95,10 @@ export function hostCaller(opts: RunOptions, signal: AbortSignal): (method: stri
  * with `send`, unless `current()` says by then that the job is over: then the answer is dropped
  * (the thread or process may be gone or running another job). Never throws, never rejects.
  */
-export function answerHostCall(
-  call: Extract<ChildMessage, { type: 'call' }>,
-  hooks: JobHooks,
-  current: () => boolean,
-  send: (message: ParentMessage) => void,
-  where: string,
-): void {
+export function answerHostCall(call: Extract<ChildMessage, { type: 'call' }>, hooks: JobHooks, current: () => boolean, send: (message: ParentMessage) => void, where: string): void {
   const { callId, method } = call;
   if (typeof callId !== 'number') return; // malformed: nothing to answer to
-  const work =
-    typeof method === 'string'
-      ? hooks.onCall(method, call.args)
-      : Promise.reject(new CaxtonError('invalid_request', `a host call needs a method name, got ${typeof method}`));
+  const work = typeof method === 'string' ? hooks.onCall(method, call.args) : Promise.reject(new CaxtonError('invalid_request', `a host call needs a method name, got ${typeof method}`));
   const reply = (message: ParentMessage): void => {
     if (!current()) return;
     try {

@@ -20,9 +20,7 @@ function finish(message: ChildMessage): void {
   } catch (e) {
     // Not serializable: report that instead (this one always is).
     const id = 'id' in message ? message.id : 0;
-    send({ type: 'error', id, error: toWireError(new Error(`the task's result could not be sent back: ${(e as Error).message}`)) }, () =>
-      process.exit(0),
-    );
+    send({ type: 'error', id, error: toWireError(new Error(`the task's result could not be sent back: ${(e as Error).message}`)) }, () => process.exit(0));
   }
 }
 

@@ -93,9 +93,7 @@ export class WorkerMember implements PoolMember {
       try {
         this.#worker.postMessage({ type: 'run', id, payload } satisfies ParentMessage);
       } catch (e) {
-        settle(() =>
-          reject(new CaxtonError('invalid_request', `the payload cannot be sent to a worker thread: ${describeError(e)}`, undefined, { cause: e })),
-        );
+        settle(() => reject(new CaxtonError('invalid_request', `the payload cannot be sent to a worker thread: ${describeError(e)}`, undefined, { cause: e })));
       }
     });
   }
@@ -127,7 +125,14 @@ export class WorkerMember implements PoolMember {
         const job = this.#job;
         if (!job || job.id !== msg.id) return;
         if (msg.type === 'event') job.hooks.onEvent(msg.event);
-        else if (msg.type === 'call') answerHostCall(msg, job.hooks, () => this.#job === job && this.#fate === 'alive', (r) => this.#worker.postMessage(r), 'worker thread');
+        else if (msg.type === 'call')
+          answerHostCall(
+            msg,
+            job.hooks,
+            () => this.#job === job && this.#fate === 'alive',
+            (r) => this.#worker.postMessage(r),
+            'worker thread',
+          );
         else if (msg.type === 'result') job.resolve(msg.value);
         else job.reject(taskErrorFromWire(msg.error));
       }
@@ -146,11 +151,10 @@ export class WorkerMember implements PoolMember {
   #crashError(code?: number): CaxtonError {
     const e = this.#lastError as (Error & { code?: string }) | undefined;
     if (e?.code === 'ERR_WORKER_OUT_OF_MEMORY') {
-      return new CaxtonError(
-        'isolation_failure',
-        `the worker thread ran out of memory (heap limit ${this.#limitMb} MB) during the request and was stopped`,
-        { reason: 'out_of_memory', limitMb: this.#limitMb },
-      );
+      return new CaxtonError('isolation_failure', `the worker thread ran out of memory (heap limit ${this.#limitMb} MB) during the request and was stopped`, {
+        reason: 'out_of_memory',
+        limitMb: this.#limitMb,
+      });
     }
     if (e) {
       return new CaxtonError('isolation_failure', `the worker thread crashed during the request: ${describeError(e)}`, { reason: 'crash' }, { cause: e });

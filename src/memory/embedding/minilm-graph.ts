@@ -220,9 +220,6 @@ export function buildMiniLmOnnx(weightsFile: Uint8Array, config: BertConfig, var
       { name: 'attention_mask', elemType: DT.INT64, shape: ['batch', 'seq'] },
     ],
     outputs: [{ name: 'sentence_embedding', elemType: DT.FLOAT, shape: ['batch', H] }],
-    opsets: [
-      { domain: '', version: 17 },
-      ...(variant === 'standard' ? [] : [{ domain: ms, version: 1 }]),
-    ],
+    opsets: [{ domain: '', version: 17 }, ...(variant === 'standard' ? [] : [{ domain: ms, version: 1 }])],
   });
 }

@@ -5,8 +5,17 @@ import type { Tool } from '../types.js';
  * A recursive-descent parser over a tokenized expression.
  */
 const FUNCTIONS: Record<string, (x: number) => number> = {
-  sqrt: Math.sqrt, abs: Math.abs, round: Math.round, floor: Math.floor, ceil: Math.ceil,
-  ln: Math.log, log10: Math.log10, exp: Math.exp, sin: Math.sin, cos: Math.cos, tan: Math.tan,
+  sqrt: Math.sqrt,
+  abs: Math.abs,
+  round: Math.round,
+  floor: Math.floor,
+  ceil: Math.ceil,
+  ln: Math.log,
+  log10: Math.log10,
+  exp: Math.exp,
+  sin: Math.sin,
+  cos: Math.cos,
+  tan: Math.tan,
 };
 const CONSTANTS: Record<string, number> = { pi: Math.PI, e: Math.E };
 

@@ -175,9 +175,21 @@ export class ToolAuditStore implements ToolAuditSink {
         for (const r of batch) {
           // Positional parameters: about twice as fast to bind as named ones.
           this.#insert.run(
-            r.time, r.agent, r.execution_id ?? null, r.conversation_id ?? null, r.server, r.tool, r.args_digest, r.outcome,
+            r.time,
+            r.agent,
+            r.execution_id ?? null,
+            r.conversation_id ?? null,
+            r.server,
+            r.tool,
+            r.args_digest,
+            r.outcome,
             // The error may quote a tool's output: scrubbed of the configured secrets (ADR 0017).
-            r.error === undefined || r.error === null ? null : scrubSecrets(r.error), r.duration_us, r.fuel_used, r.memory_bytes, r.input_bytes, r.output_bytes,
+            r.error === undefined || r.error === null ? null : scrubSecrets(r.error),
+            r.duration_us,
+            r.fuel_used,
+            r.memory_bytes,
+            r.input_bytes,
+            r.output_bytes,
             r.principal ?? null,
           );
         }
@@ -217,7 +229,7 @@ export class ToolAuditStore implements ToolAuditSink {
     eq('principal', q.principal);
     if (q.tool !== undefined) {
       if (q.tool.endsWith('.*')) {
-        where.push('tool LIKE @tool_prefix ESCAPE \'\\\'');
+        where.push("tool LIKE @tool_prefix ESCAPE '\\'");
         params.tool_prefix = `${q.tool.slice(0, -1).replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
       } else eq('tool', q.tool);
     }
@@ -239,8 +251,18 @@ export class ToolAuditStore implements ToolAuditSink {
     const sql = `SELECT * FROM tool_audit ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT @limit`;
     return (this.#db.prepare(sql).all(params) as Row[]).map((r) => {
       const out: StoredAuditRecord = {
-        id: r.id, time: r.time, agent: r.agent, server: r.server, tool: r.tool, args_digest: r.args_digest, outcome: r.outcome,
-        duration_us: r.duration_us, fuel_used: r.fuel_used, memory_bytes: r.memory_bytes, input_bytes: r.input_bytes, output_bytes: r.output_bytes,
+        id: r.id,
+        time: r.time,
+        agent: r.agent,
+        server: r.server,
+        tool: r.tool,
+        args_digest: r.args_digest,
+        outcome: r.outcome,
+        duration_us: r.duration_us,
+        fuel_used: r.fuel_used,
+        memory_bytes: r.memory_bytes,
+        input_bytes: r.input_bytes,
+        output_bytes: r.output_bytes,
       };
       if (r.execution_id !== null) out.execution_id = r.execution_id;
       if (r.conversation_id !== null) out.conversation_id = r.conversation_id;

@@ -23,8 +23,20 @@ export type CallOutcome =
   | 'not_allowed';
 
 export const CALL_OUTCOMES: readonly CallOutcome[] = [
-  'ok', 'error', 'invalid_input', 'input_too_large', 'output_too_large', 'fuel_exhausted', 'timeout',
-  'out_of_memory', 'stack_overflow', 'denied', 'io_error', 'http_error', 'trap', 'not_allowed',
+  'ok',
+  'error',
+  'invalid_input',
+  'input_too_large',
+  'output_too_large',
+  'fuel_exhausted',
+  'timeout',
+  'out_of_memory',
+  'stack_overflow',
+  'denied',
+  'io_error',
+  'http_error',
+  'trap',
+  'not_allowed',
 ];
 
 /** Thrown by a host function to end the guest's call with `kind`; the sandbox turns it into a failed outcome. */

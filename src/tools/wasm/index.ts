@@ -17,18 +17,20 @@ export {
   type ConfigDeclaration,
   type ManifestResult,
 } from './manifest.js';
-export {
-  ToolAuditStore,
-  MemoryAuditSink,
-  TOOLS_MIGRATIONS,
-  digestArgs,
-  type ToolAuditRecord,
-  type StoredAuditRecord,
-  type ToolAuditSink,
-  type AuditQuery,
-} from './audit.js';
+export { ToolAuditStore, MemoryAuditSink, TOOLS_MIGRATIONS, digestArgs, type ToolAuditRecord, type StoredAuditRecord, type ToolAuditSink, type AuditQuery } from './audit.js';
 export { JsSandbox, isJsModule, JS_FUEL_PER_POLL, JS_MAX_STACK_BYTES } from './js-sandbox.js';
-export { WasmSandbox, prepareModule, clearPreparedModules, HOST_IMPORTS, type SandboxLimits, type SandboxGrants, type SandboxHooks, type CallResult, type LogLevel, type PreparedModule } from './sandbox.js';
+export {
+  WasmSandbox,
+  prepareModule,
+  clearPreparedModules,
+  HOST_IMPORTS,
+  type SandboxLimits,
+  type SandboxGrants,
+  type SandboxHooks,
+  type CallResult,
+  type LogLevel,
+  type PreparedModule,
+} from './sandbox.js';
 export { HostTrap, CALL_OUTCOMES, type CallOutcome } from './errors.js';
 export { FileAccess, type PathRoot, type PathAccess } from './fs-access.js';
 export { SqliteAccess, resolveDatabaseRoot, SQLITE_MAX_ROWS, SQLITE_DEFAULT_ROWS, type DatabaseRoot, type SqliteQueryOptions } from './sqlite-access.js';

@@ -239,15 +239,42 @@ function loopHeads(r: Reader): number[] {
       case 0x0b: // end
         depth--;
         break;
-      case 0x00: case 0x01: case 0x05: case 0x0a: case 0x0f: case 0x19: case 0x1a: case 0x1b:
-      case 0xd1: case 0xd3: case 0xd4:
+      case 0x00:
+      case 0x01:
+      case 0x05:
+      case 0x0a:
+      case 0x0f:
+      case 0x19:
+      case 0x1a:
+      case 0x1b:
+      case 0xd1:
+      case 0xd3:
+      case 0xd4:
         break;
-      case 0x07: case 0x08: case 0x09: case 0x0c: case 0x0d: case 0x10: case 0x12: case 0x14: case 0x15:
-      case 0x18: case 0x20: case 0x21: case 0x22: case 0x23: case 0x24: case 0x25: case 0x26:
-      case 0xd2: case 0xd5: case 0xd6:
+      case 0x07:
+      case 0x08:
+      case 0x09:
+      case 0x0c:
+      case 0x0d:
+      case 0x10:
+      case 0x12:
+      case 0x14:
+      case 0x15:
+      case 0x18:
+      case 0x20:
+      case 0x21:
+      case 0x22:
+      case 0x23:
+      case 0x24:
+      case 0x25:
+      case 0x26:
+      case 0xd2:
+      case 0xd5:
+      case 0xd6:
         r.u32();
         break;
-      case 0x11: case 0x13: // call_indirect, return_call_indirect
+      case 0x11:
+      case 0x13: // call_indirect, return_call_indirect
         r.u32();
         r.u32();
         break;
@@ -263,10 +290,12 @@ function loopHeads(r: Reader): number[] {
         for (let i = 0; i < n; i++) r.valtype();
         break;
       }
-      case 0x3f: case 0x40: // memory.size / memory.grow
+      case 0x3f:
+      case 0x40: // memory.size / memory.grow
         r.u32();
         break;
-      case 0x41: case 0x42: // i32.const, i64.const
+      case 0x41:
+      case 0x42: // i32.const, i64.const
         r.skipLeb();
         break;
       case 0x43:
@@ -302,11 +331,19 @@ function prefixFC(r: Reader): void {
   const sub = r.u32();
   if (sub <= 7) return; // saturating truncations
   switch (sub) {
-    case 8: case 10: case 12: case 14: // memory.init, memory.copy, table.init, table.copy
+    case 8:
+    case 10:
+    case 12:
+    case 14: // memory.init, memory.copy, table.init, table.copy
       r.u32();
       r.u32();
       return;
-    case 9: case 11: case 13: case 15: case 16: case 17: // data.drop, memory.fill, elem.drop, table.grow/size/fill
+    case 9:
+    case 11:
+    case 13:
+    case 15:
+    case 16:
+    case 17: // data.drop, memory.fill, elem.drop, table.grow/size/fill
       r.u32();
       return;
     default:
@@ -328,7 +365,8 @@ function prefixFD(r: Reader): void {
 
 function prefixFE(r: Reader): void {
   const sub = r.u32();
-  if (sub === 3) r.skip(1); // atomic.fence
+  if (sub === 3)
+    r.skip(1); // atomic.fence
   else r.memarg();
 }
 

@@ -19,7 +19,17 @@
  *  - After a call that is interrupted, runs out of memory or stack, or uses a refused host function,
  *    the runtime is disposed and the next call creates it afresh (vars survive).
  */
-import { newQuickJSWASMModule, newQuickJSWASMModuleFromVariant, newVariant, RELEASE_SYNC, type CustomizeVariantOptions, type QuickJSContext, type QuickJSHandle, type QuickJSRuntime, type QuickJSWASMModule } from 'quickjs-emscripten';
+import {
+  newQuickJSWASMModule,
+  newQuickJSWASMModuleFromVariant,
+  newVariant,
+  RELEASE_SYNC,
+  type CustomizeVariantOptions,
+  type QuickJSContext,
+  type QuickJSHandle,
+  type QuickJSRuntime,
+  type QuickJSWASMModule,
+} from 'quickjs-emscripten';
 import { CaxtonError } from '../../shared/errors.js';
 import { HostTrap, type CallOutcome } from './errors.js';
 import { checkHttpRequest } from './http.js';
@@ -219,10 +229,10 @@ export class JsSandbox {
         rt.executePendingJobs();
         const state = ctx.getPromiseState(ns);
         if (state.type === 'pending') {
-            return this.#abandon(rt, ctx, handles, { outcome: 'trap', error: 'the module failed to load: its top-level await did not settle', fuel_used: 0, memory_bytes: 0, duration_us: 0 });
+          return this.#abandon(rt, ctx, handles, { outcome: 'trap', error: 'the module failed to load: its top-level await did not settle', fuel_used: 0, memory_bytes: 0, duration_us: 0 });
         }
         if (state.type === 'rejected') {
-            return this.#abandon(rt, ctx, handles, this.#classify(ctx.dump(own(state.error)), t0, 'the module failed to load: '));
+          return this.#abandon(rt, ctx, handles, this.#classify(ctx.dump(own(state.error)), t0, 'the module failed to load: '));
         }
         ns = own(state.value);
       }
@@ -235,7 +245,13 @@ export class JsSandbox {
       this.#live = { rt, ctx, invoke, exports };
       return undefined;
     } catch (e) {
-      const r: CallResult = { outcome: 'trap', error: `the module failed to load: ${e instanceof Error ? e.message : String(e)}`, fuel_used: 0, memory_bytes: 0, duration_us: Math.round((performance.now() - t0) * 1000) };
+      const r: CallResult = {
+        outcome: 'trap',
+        error: `the module failed to load: ${e instanceof Error ? e.message : String(e)}`,
+        fuel_used: 0,
+        memory_bytes: 0,
+        duration_us: Math.round((performance.now() - t0) * 1000),
+      };
       return this.#abandon(rt, ctx, handles, r);
     }
   }
@@ -327,12 +343,15 @@ export class JsSandbox {
     const elapsed = performance.now() - t0;
     const base = { fuel_used: this.#polls * JS_FUEL_PER_POLL, memory_bytes: this.#memoryUsed(live), duration_us: Math.round(elapsed * 1000) };
     if (this.#trap) return this.#failed({ ...base, outcome: this.#trap.kind, error: this.#trap.message });
-    if (performance.now() > this.#deadline) return this.#failed({ ...base, outcome: 'timeout', error: `the call exceeded its deadline (${Math.round(elapsed)} ms; limit ${this.limits.timeoutMs} ms)` });
+    if (performance.now() > this.#deadline)
+      return this.#failed({ ...base, outcome: 'timeout', error: `the call exceeded its deadline (${Math.round(elapsed)} ms; limit ${this.limits.timeoutMs} ms)` });
     if (s === undefined) return { ...base, outcome: 'ok' };
     // UTF-16 length ≤ UTF-8 length: a string this long is too large without encoding it.
-    if (s.length > this.limits.maxOutputBytes) return this.#failed({ ...base, outcome: 'output_too_large', error: `the output is at least ${s.length} bytes, above the limit of ${this.limits.maxOutputBytes}` });
+    if (s.length > this.limits.maxOutputBytes)
+      return this.#failed({ ...base, outcome: 'output_too_large', error: `the output is at least ${s.length} bytes, above the limit of ${this.limits.maxOutputBytes}` });
     const output = enc.encode(s);
-    if (output.byteLength > this.limits.maxOutputBytes) return this.#failed({ ...base, outcome: 'output_too_large', error: `the output is ${output.byteLength} bytes, above the limit of ${this.limits.maxOutputBytes}` });
+    if (output.byteLength > this.limits.maxOutputBytes)
+      return this.#failed({ ...base, outcome: 'output_too_large', error: `the output is ${output.byteLength} bytes, above the limit of ${this.limits.maxOutputBytes}` });
     return { ...base, outcome: 'ok', output };
   }
 

@@ -49,7 +49,12 @@ export const limitField = (k: LimitKey): string => (k === 'timeout_ms' ? 'timeou
 export function formatLimit(k: LimitKey, v: number): string {
   if (k === 'fuel') return String(v);
   if (k === 'timeout_ms') return v % 1000 === 0 ? `${v / 1000}s` : `${v}ms`;
-  for (const [unit, n] of [['GiB', 1024 ** 3], ['MiB', 1024 ** 2], ['KiB', 1024]] as const) if (v >= n && v % n === 0) return `${v / n}${unit}`;
+  for (const [unit, n] of [
+    ['GiB', 1024 ** 3],
+    ['MiB', 1024 ** 2],
+    ['KiB', 1024],
+  ] as const)
+    if (v >= n && v % n === 0) return `${v / n}${unit}`;
   return `${v}B`;
 }
 

@@ -216,13 +216,20 @@ export class ToolServerManager {
 
   #build(manifest: ToolManifest, wasm: Uint8Array, file: string, wasmFile: string, warnings: SourceIssue[]): WasmToolServer {
     const log = this.#opts.logger;
-    return new WasmToolServer(manifest, wasm, {
-      grants: this.#grants(manifest.name),
-      caps: this.#caps,
-      audit: this.#sink,
-      ...(log && { log: (level, message, server) => log[level]({ tool_server: server }, message) }),
-      ...(this.#opts.http && { http: this.#opts.http }),
-    }, file, wasmFile, warnings);
+    return new WasmToolServer(
+      manifest,
+      wasm,
+      {
+        grants: this.#grants(manifest.name),
+        caps: this.#caps,
+        audit: this.#sink,
+        ...(log && { log: (level, message, server) => log[level]({ tool_server: server }, message) }),
+        ...(this.#opts.http && { http: this.#opts.http }),
+      },
+      file,
+      wasmFile,
+      warnings,
+    );
   }
 
   /**
@@ -233,7 +240,10 @@ export class ToolServerManager {
     const log = this.#opts.logger;
     const dir = this.#opts.builtinDir === undefined ? DEFAULT_BUILTIN_DIR : this.#opts.builtinDir;
     if (dir !== false && existsSync(dir)) {
-      for (const sub of readdirSync(dir, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => d.name).sort()) {
+      for (const sub of readdirSync(dir, { withFileTypes: true })
+        .filter((d) => d.isDirectory())
+        .map((d) => d.name)
+        .sort()) {
         const file = join(dir, sub, MANIFEST_FILE);
         if (!existsSync(file)) continue;
         this.#loadBuiltin(file);
@@ -424,7 +434,10 @@ export class ToolServerManager {
     if (!tool) {
       const names = server.tools.map((t) => t.name);
       const guess = closest(fullName, names);
-      throw new CaxtonError('tool_not_found', `tool server "${e.name}" has no tool "${fullName.slice(dot + 1)}"${guess ? `; did you mean "${guess}"?` : ''} (tools: ${names.join(', ')})`, { tool: fullName, tools: names });
+      throw new CaxtonError('tool_not_found', `tool server "${e.name}" has no tool "${fullName.slice(dot + 1)}"${guess ? `; did you mean "${guess}"?` : ''} (tools: ${names.join(', ')})`, {
+        tool: fullName,
+        tools: names,
+      });
     }
     const executionId = `api_${randomUUID()}`;
     // A worker-run server may first have to start its worker (a thread, the QuickJS module).

@@ -84,7 +84,9 @@ const SEMVER_RE = /^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?
 const HOST_RE = /^(\*|(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*|\[[0-9a-f:.]+\])$/i;
 const EXPORT_RE = /^[A-Za-z_$][A-Za-z0-9_$.-]{0,127}$/;
 
-const name = z.string({ error: 'expected a string' }).regex(TOOL_SERVER_NAME_RE, { message: 'expected a lower-case name: a letter, then letters, digits, "-" or "_" (at most 64 characters, no dots)' });
+const name = z
+  .string({ error: 'expected a string' })
+  .regex(TOOL_SERVER_NAME_RE, { message: 'expected a lower-case name: a letter, then letters, digits, "-" or "_" (at most 64 characters, no dots)' });
 const jsonSchema = z.record(z.string(), z.unknown(), { error: 'expected a JSON schema (a table / object)' });
 
 const toolSchema = z.strictObject({
@@ -96,18 +98,26 @@ const toolSchema = z.strictObject({
 });
 
 const limitsSchema = z.strictObject({
-  memory: sizeBytes().refine((v) => v >= 65536 && v <= 4 * 1024 ** 3, { message: 'expected between 64KiB and 4GiB' }).optional(),
-  fuel: z.number({ error: 'expected a number' }).int().min(1).max(MAX_FUEL, { message: `expected at most ${MAX_FUEL}` }).optional(),
-  timeout: durationMs().refine((v) => v > 0, { message: 'must be positive' }).optional(),
+  memory: sizeBytes()
+    .refine((v) => v >= 65536 && v <= 4 * 1024 ** 3, { message: 'expected between 64KiB and 4GiB' })
+    .optional(),
+  fuel: z
+    .number({ error: 'expected a number' })
+    .int()
+    .min(1)
+    .max(MAX_FUEL, { message: `expected at most ${MAX_FUEL}` })
+    .optional(),
+  timeout: durationMs()
+    .refine((v) => v > 0, { message: 'must be positive' })
+    .optional(),
   max_input: sizeBytes().optional(),
   max_output: sizeBytes().optional(),
   max_state: sizeBytes({ min: 0 }).optional(),
 });
 
-const configEntry = z.union([
-  z.string(),
-  z.strictObject({ description: z.string().optional(), default: z.string().optional(), required: z.boolean().optional() }),
-], { error: 'expected a default value (string) or a table with description, default, required' });
+const configEntry = z.union([z.string(), z.strictObject({ description: z.string().optional(), default: z.string().optional(), required: z.boolean().optional() })], {
+  error: 'expected a default value (string) or a table with description, default, required',
+});
 
 const manifestSchema = z.strictObject({
   name,
@@ -177,7 +187,12 @@ export function parseToolManifest(input: string | Uint8Array, file: string = MAN
   if (typeof input === 'string') text = input;
   else {
     const d = decodeUtf8(input);
-    if (!d.ok) return { ok: false, warnings: [], errors: [at({ severity: 'error', code: 'not_utf8', message: `the file is not valid UTF-8 (invalid byte at offset ${d.offset})`, line: d.line, column: d.column })] };
+    if (!d.ok)
+      return {
+        ok: false,
+        warnings: [],
+        errors: [at({ severity: 'error', code: 'not_utf8', message: `the file is not valid UTF-8 (invalid byte at offset ${d.offset})`, line: d.line, column: d.column })],
+      };
     text = d.text;
   }
   if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
@@ -204,7 +219,9 @@ export function parseToolManifest(input: string | Uint8Array, file: string = MAN
       for (const key of (issue as unknown as { keys: string[] }).keys) {
         delete parent[key];
         const guess = closest(key, known);
-        warnings.push(withPos([...parentPath, key], { severity: 'warning', code: 'unknown_key', message: `unknown key "${key}" is ignored`, ...(guess && { suggestion: `did you mean "${guess}"?` }) }));
+        warnings.push(
+          withPos([...parentPath, key], { severity: 'warning', code: 'unknown_key', message: `unknown key "${key}" is ignored`, ...(guess && { suggestion: `did you mean "${guess}"?` }) }),
+        );
       }
     }
     result = manifestSchema.safeParse(doc);
@@ -248,7 +265,9 @@ export function parseToolManifest(input: string | Uint8Array, file: string = MAN
   for (const [guest, access] of Object.entries(d.permissions.paths)) {
     const norm = normalizeGuestRoot(guest);
     if (norm === undefined) {
-      errors.push(withPos(['permissions', 'paths', guest], { severity: 'error', code: 'invalid_value', message: `"${guest}" is not a valid guest path: expected an absolute path without ".." (e.g. "/data")` }));
+      errors.push(
+        withPos(['permissions', 'paths', guest], { severity: 'error', code: 'invalid_value', message: `"${guest}" is not a valid guest path: expected an absolute path without ".." (e.g. "/data")` }),
+      );
       continue;
     }
     paths[norm] = access;
@@ -258,7 +277,13 @@ export function parseToolManifest(input: string | Uint8Array, file: string = MAN
   d.permissions.databases.forEach((guest, i) => {
     const norm = normalizeGuestRoot(guest);
     if (norm === undefined || norm === '/') {
-      errors.push(withPos(['permissions', 'databases', i], { severity: 'error', code: 'invalid_value', message: `"${guest}" is not a valid database path: expected an absolute path without ".." (e.g. "/db" or "/db/sales.db")` }));
+      errors.push(
+        withPos(['permissions', 'databases', i], {
+          severity: 'error',
+          code: 'invalid_value',
+          message: `"${guest}" is not a valid database path: expected an absolute path without ".." (e.g. "/db" or "/db/sales.db")`,
+        }),
+      );
       return;
     }
     if (!databases.includes(norm)) databases.push(norm);
@@ -297,7 +322,18 @@ export function parseToolManifest(input: string | Uint8Array, file: string = MAN
   return {
     ok: true,
     warnings,
-    manifest: { name: d.name, version: d.version, description: d.description, module, runtime, tools, limits, requested_limits: requested, permissions: { allowed_hosts: d.permissions.allowed_hosts, paths, databases }, config },
+    manifest: {
+      name: d.name,
+      version: d.version,
+      description: d.description,
+      module,
+      runtime,
+      tools,
+      limits,
+      requested_limits: requested,
+      permissions: { allowed_hosts: d.permissions.allowed_hosts, paths, databases },
+      config,
+    },
   };
 }
 

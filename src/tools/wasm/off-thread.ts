@@ -181,7 +181,11 @@ export class OffThreadSandbox {
   #retire(slot: Slot): void {
     if (this.#slot === slot) {
       this.#slot = undefined;
-      this.#retired = { calls: this.#retired.calls + slot.counters.calls, failures: this.#retired.failures + slot.counters.failures, instantiations: this.#retired.instantiations + slot.counters.instantiations };
+      this.#retired = {
+        calls: this.#retired.calls + slot.counters.calls,
+        failures: this.#retired.failures + slot.counters.failures,
+        instantiations: this.#retired.instantiations + slot.counters.instantiations,
+      };
       slot.counters = { calls: 0, failures: 0, instantiations: 0 };
       this.memoryBytes = 0;
     }

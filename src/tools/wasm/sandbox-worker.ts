@@ -35,8 +35,7 @@ try {
     const base = qjs.getWasmMemory().buffer.byteLength;
     grown = () => qjs.getWasmMemory().buffer.byteLength - base;
     sandbox = new JsSandbox(init.js.source, init.js.file, init.limits, grants, { ...hooks, qjs });
-  }
-  else if (init.prepared) sandbox = new WasmSandbox(init.prepared, init.limits, grants, hooks);
+  } else if (init.prepared) sandbox = new WasmSandbox(init.prepared, init.limits, grants, hooks);
   else throw new Error('neither a WebAssembly nor a JavaScript module was given');
   if (init.vars && init.vars.length > 0) sandbox.importVars(init.vars);
   const failed = sandbox.instantiate();

@@ -70,10 +70,34 @@ export interface CallResult {
 /** Host functions a module may import, by module name. Anything else is refused at load. */
 export const HOST_IMPORTS: Readonly<Record<string, readonly string[]>> = {
   'extism:host/env': [
-    'alloc', 'free', 'length', 'length_unsafe', 'load_u8', 'load_u64', 'store_u8', 'store_u64',
-    'input_offset', 'input_length', 'input_load_u8', 'input_load_u64', 'output_set', 'error_set', 'error_get', 'reset',
-    'config_get', 'var_get', 'var_set', 'http_request', 'http_status_code', 'http_headers',
-    'log_trace', 'log_debug', 'log_info', 'log_warn', 'log_error', 'get_log_level',
+    'alloc',
+    'free',
+    'length',
+    'length_unsafe',
+    'load_u8',
+    'load_u64',
+    'store_u8',
+    'store_u64',
+    'input_offset',
+    'input_length',
+    'input_load_u8',
+    'input_load_u64',
+    'output_set',
+    'error_set',
+    'error_get',
+    'reset',
+    'config_get',
+    'var_get',
+    'var_set',
+    'http_request',
+    'http_status_code',
+    'http_headers',
+    'log_trace',
+    'log_debug',
+    'log_info',
+    'log_warn',
+    'log_error',
+    'get_log_level',
   ],
   'extism:host/user': ['caxton_file_read', 'caxton_file_write', 'caxton_file_list', 'caxton_sqlite_query'],
   env: ['abort'],
@@ -136,7 +160,11 @@ export function prepareModule(bytes: Uint8Array, limits: Pick<SandboxLimits, 'fu
       );
     }
   }
-  const exports = new Set(WA.Module.exports(module).filter((e) => e.kind === 'function').map((e) => e.name));
+  const exports = new Set(
+    WA.Module.exports(module)
+      .filter((e) => e.kind === 'function')
+      .map((e) => e.name),
+  );
   const p: PreparedModule = { module, digest, exports, imports, fuelExport: result.fuelExport, initialPages: result.initialPages, bytes: bytes.length };
   prepared.set(key, p);
   return p;

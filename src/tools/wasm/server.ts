@@ -145,7 +145,8 @@ export class WasmToolServer {
     // Hosts: the manifest asks, the operator grants; both must match.
     const opHosts = g.allowed_hosts ?? [];
     const mHosts = manifest.permissions.allowed_hosts;
-    if (mHosts.length > 0 && opHosts.length === 0) warn('permissions.allowed_hosts', `the package asks for HTTP to ${mHosts.join(', ')}, which the operator has not granted: its HTTP requests will be refused`);
+    if (mHosts.length > 0 && opHosts.length === 0)
+      warn('permissions.allowed_hosts', `the package asks for HTTP to ${mHosts.join(', ')}, which the operator has not granted: its HTTP requests will be refused`);
 
     // Paths: a manifest root is usable only when the operator maps it to a host directory.
     const roots: PathRoot[] = [];
@@ -216,7 +217,9 @@ export class WasmToolServer {
       manifest.tools.forEach((t, i) => {
         if (t.export.startsWith('__caxton')) throw fail(`tool "${t.name}" names export "${t.export}": names starting with "__caxton" are reserved`, { field: `tools.${i}.export` });
         if (!exports.has(t.export)) {
-          throw fail(`tool "${t.name}" names export "${t.export}", which the module does not export (exports: ${[...exports].filter((e) => !e.startsWith('__')).join(', ') || 'none'})`, { field: `tools.${i}.export` });
+          throw fail(`tool "${t.name}" names export "${t.export}", which the module does not export (exports: ${[...exports].filter((e) => !e.startsWith('__')).join(', ') || 'none'})`, {
+            field: `tools.${i}.export`,
+          });
         }
       });
     const caps = opts.caps;
@@ -233,7 +236,9 @@ export class WasmToolServer {
       const source = decodeJsSource(wasm, wasmFile);
       const worker = grants.httpGranted || caps !== undefined;
       // A worker-run module is proven to load here under a small budget (LOAD_CHECK_LIMITS).
-      const checkLimits = worker ? { ...sandboxLimits, timeoutMs: Math.min(sandboxLimits.timeoutMs, LOAD_CHECK_LIMITS.timeoutMs), memoryBytes: Math.min(sandboxLimits.memoryBytes, LOAD_CHECK_LIMITS.memoryBytes) } : sandboxLimits;
+      const checkLimits = worker
+        ? { ...sandboxLimits, timeoutMs: Math.min(sandboxLimits.timeoutMs, LOAD_CHECK_LIMITS.timeoutMs), memoryBytes: Math.min(sandboxLimits.memoryBytes, LOAD_CHECK_LIMITS.memoryBytes) }
+        : sandboxLimits;
       const js = new JsSandbox(source, wasmFile, checkLimits, grants, hooks(grants.httpGranted));
       this.sandbox = js;
       const failed = js.instantiate();
@@ -254,7 +259,9 @@ export class WasmToolServer {
       const needsHttp = prepared.imports.some((i) => i.name === 'http_request');
       // Fuel bounds how long a WebAssembly call computes: above in_thread_fuel, it runs on a worker.
       const worker = (needsHttp && grants.httpGranted) || (caps !== undefined && sandboxLimits.fuel > caps.in_thread_fuel);
-      const checkLimits = worker ? { ...sandboxLimits, fuel: Math.min(sandboxLimits.fuel, LOAD_CHECK_LIMITS.fuel), timeoutMs: Math.min(sandboxLimits.timeoutMs, LOAD_CHECK_LIMITS.timeoutMs) } : sandboxLimits;
+      const checkLimits = worker
+        ? { ...sandboxLimits, fuel: Math.min(sandboxLimits.fuel, LOAD_CHECK_LIMITS.fuel), timeoutMs: Math.min(sandboxLimits.timeoutMs, LOAD_CHECK_LIMITS.timeoutMs) }
+        : sandboxLimits;
       const sandbox = new WasmSandbox(prepared, checkLimits, grants, hooks(needsHttp && grants.httpGranted));
       this.sandbox = sandbox;
       const failed = sandbox.instantiate();
@@ -328,7 +335,14 @@ export class WasmToolServer {
     };
   }
 
-  #invoke(full: string, decl: ToolDeclaration, validateIn: ValidateFunction, validateOut: ValidateFunction | undefined, args: Record<string, unknown>, ctx: ToolContext): ToolResult | Promise<ToolResult> {
+  #invoke(
+    full: string,
+    decl: ToolDeclaration,
+    validateIn: ValidateFunction,
+    validateOut: ValidateFunction | undefined,
+    args: Record<string, unknown>,
+    ctx: ToolContext,
+  ): ToolResult | Promise<ToolResult> {
     const time = Date.now();
     const input = enc.encode(JSON.stringify(args));
     if (ctx.signal.aborted) return this.#finish(full, ctx, time, input, undefined, 'timeout', 'the request was cancelled before the tool ran', '');
@@ -384,5 +398,4 @@ export class WasmToolServer {
     if (outcome === 'ok') return { content };
     return { content: `tool "${full}" failed (${outcome}): ${error ?? 'unknown error'}`, is_error: true };
   }
-
 }

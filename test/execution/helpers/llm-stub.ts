@@ -168,7 +168,12 @@ export function streamThenError(tokens: string[], message: string): RawHandler {
   return async (res, hit) => {
     res.writeHead(200, { 'content-type': 'text/event-stream' });
     if (hit.api === 'anthropic') {
-      res.write(sse({ type: 'message_start', message: { id: 'msg_err', type: 'message', role: 'assistant', model: 'claude-test', content: [], usage: { input_tokens: 1, output_tokens: 0 } } }, 'message_start'));
+      res.write(
+        sse(
+          { type: 'message_start', message: { id: 'msg_err', type: 'message', role: 'assistant', model: 'claude-test', content: [], usage: { input_tokens: 1, output_tokens: 0 } } },
+          'message_start',
+        ),
+      );
       res.write(sse({ type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } }, 'content_block_start'));
       for (const t of tokens) {
         res.write(sse({ type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: t } }, 'content_block_delta'));
@@ -269,7 +274,16 @@ async function reply(res: ServerResponse, hit: StubHit, r: Reply): Promise<void>
       res.write(chunk({ tool_calls: [{ index, function: { arguments: args.slice(half) } }] }, null));
     });
     res.write(chunk({}, calls.length > 0 ? 'tool_calls' : 'stop'));
-    res.write(sse({ id: 'chatcmpl-stub', object: 'chat.completion.chunk', created: 0, model, choices: [], usage: { prompt_tokens: usage.input, completion_tokens: usage.output, total_tokens: usage.input + usage.output } }));
+    res.write(
+      sse({
+        id: 'chatcmpl-stub',
+        object: 'chat.completion.chunk',
+        created: 0,
+        model,
+        choices: [],
+        usage: { prompt_tokens: usage.input, completion_tokens: usage.output, total_tokens: usage.input + usage.output },
+      }),
+    );
     res.end(sse('[DONE]'));
     return;
   }
@@ -292,7 +306,12 @@ async function reply(res: ServerResponse, hit: StubHit, r: Reply): Promise<void>
     return;
   }
   res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
-  res.write(sse({ type: 'message_start', message: { id: 'msg_stub', type: 'message', role: 'assistant', model, content: [], stop_reason: null, usage: { input_tokens: usage.input, output_tokens: 1 } } }, 'message_start'));
+  res.write(
+    sse(
+      { type: 'message_start', message: { id: 'msg_stub', type: 'message', role: 'assistant', model, content: [], stop_reason: null, usage: { input_tokens: usage.input, output_tokens: 1 } } },
+      'message_start',
+    ),
+  );
   let index = 0;
   if (content !== '') {
     res.write(sse({ type: 'content_block_start', index, content_block: { type: 'text', text: '' } }, 'content_block_start'));

@@ -28,7 +28,10 @@ export function firstUserText(hit: StubHit): string {
   const user = messagesOf(hit).find((m) => m.role === 'user');
   if (!user) throw new Error('no user message');
   if (typeof user.content === 'string') return user.content;
-  return (user.content as Json[]).filter((b) => b.type === 'text').map((b) => b.text as string).join('');
+  return (user.content as Json[])
+    .filter((b) => b.type === 'text')
+    .map((b) => b.text as string)
+    .join('');
 }
 
 export interface WireToolResult {
@@ -45,7 +48,8 @@ export function toolResultsOf(hit: StubHit): WireToolResult[] {
     if (hit.api === 'openai' && m.role === 'tool') out.push({ id: m.tool_call_id, content: m.content });
     if (hit.api === 'anthropic' && m.role === 'user' && Array.isArray(m.content)) {
       for (const b of m.content as Json[]) {
-        if (b.type === 'tool_result') out.push({ id: b.tool_use_id, content: typeof b.content === 'string' ? b.content : JSON.stringify(b.content), ...(b.is_error !== undefined && { is_error: b.is_error as boolean }) });
+        if (b.type === 'tool_result')
+          out.push({ id: b.tool_use_id, content: typeof b.content === 'string' ? b.content : JSON.stringify(b.content), ...(b.is_error !== undefined && { is_error: b.is_error as boolean }) });
       }
     }
   }

@@ -60,7 +60,14 @@ describe('chart_generator', () => {
   });
 
   it('renders line charts with several series and a legend', async () => {
-    const svg = await render({ type: 'line', labels: [1, 2, 3, 4], series: [{ name: 'a', values: [1, -2, 3, null] }, { name: 'b', values: [0, 1, 1, 2] }] });
+    const svg = await render({
+      type: 'line',
+      labels: [1, 2, 3, 4],
+      series: [
+        { name: 'a', values: [1, -2, 3, null] },
+        { name: 'b', values: [0, 1, 1, 2] },
+      ],
+    });
     wellFormed(svg);
     expect(svg.match(/<polyline class="line"/g)).toHaveLength(2);
     expect(svg.match(/<circle class="point"/g)).toHaveLength(7);

@@ -33,10 +33,20 @@ describe('csv_parser', () => {
   });
 
   it('arrays without a header, other delimiters, type inference, trimming, blank lines and max_rows', async () => {
-    expect(await csv.json('parse', { text: 'a;1\nb;2\n', delimiter: ';', header: false })).toEqual({ rows: [['a', '1'], ['b', '2']], row_count: 2, truncated: false });
+    expect(await csv.json('parse', { text: 'a;1\nb;2\n', delimiter: ';', header: false })).toEqual({
+      rows: [
+        ['a', '1'],
+        ['b', '2'],
+      ],
+      row_count: 2,
+      truncated: false,
+    });
     expect(await csv.json('parse', { text: 'x\ty\n1\t2\n', delimiter: 'tab', output: 'arrays' })).toEqual({ columns: ['x', 'y'], rows: [['1', '2']], row_count: 1, truncated: false });
     expect((await csv.json('parse', { text: 'n,b,e,s\n-1.5e3,TRUE,,x\n', infer_types: true })).rows).toEqual([{ n: -1500, b: true, e: null, s: 'x' }]);
-    expect((await csv.json('parse', { text: 'a , b\n  1 ,2 \n\n3,4\n', trim: true })).rows).toEqual([{ a: '1', b: '2' }, { a: '3', b: '4' }]);
+    expect((await csv.json('parse', { text: 'a , b\n  1 ,2 \n\n3,4\n', trim: true })).rows).toEqual([
+      { a: '1', b: '2' },
+      { a: '3', b: '4' },
+    ]);
     expect(await csv.json('parse', { text: 'a\n1\n2\n3\n', max_rows: 2 })).toEqual({ columns: ['a'], rows: [{ a: '1' }, { a: '2' }], row_count: 2, truncated: true });
     expect((await csv.json('parse', { text: 'a,a,\n1,2,3\n' })).columns).toEqual(['a', 'a_2', 'column_3']);
     expect((await csv.json('parse', { text: 'a,b\n1\n1,2,3\n', relax_column_count: true, output: 'arrays' })).rows).toEqual([['1'], ['1', '2', '3']]);
@@ -55,7 +65,9 @@ describe('csv_parser', () => {
   });
 
   it('malformed CSV is reported with its line and column', async () => {
-    expect(await failure({ text: 'a,b\n1,2\n3,4,5\n' })).toBe('tool "csv_parser.parse" failed (error): malformed CSV: line 3 has 3 fields, but the header (line 1) has 2 (quote fields that contain the delimiter, or pass "relax_column_count": true)');
+    expect(await failure({ text: 'a,b\n1,2\n3,4,5\n' })).toBe(
+      'tool "csv_parser.parse" failed (error): malformed CSV: line 3 has 3 fields, but the header (line 1) has 2 (quote fields that contain the delimiter, or pass "relax_column_count": true)',
+    );
     expect(await failure({ text: 'a,b\n1,"open\n' })).toMatch(/\(error\): malformed CSV: line 2: unterminated quoted field/);
     expect(await failure({ text: 'a,b\n1,x"y"\n' })).toMatch(/\(error\): malformed CSV: line 2, column 4: a quote inside an unquoted field/);
     expect(await failure({ text: 'a,b\n"1"x,2\n' })).toMatch(/\(error\): malformed CSV: line 2, column 4: unexpected character 'x' after the closing quote/);

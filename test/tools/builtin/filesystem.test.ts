@@ -80,7 +80,9 @@ describe('filesystem', () => {
     expect(await failure('read', { path: join(base, 'secret.txt') })).toMatch(/\(denied\): file path ".*secret\.txt" is outside the granted roots \(\/readonly \(read\), \/data \(write\)\)/);
     expect(await failure('read', { path: '/etc/passwd' })).toMatch(/\(denied\): file path "\/etc\/passwd" is outside the granted roots/);
     expect(await failure('list', { path: '/' })).toMatch(/\(denied\): file path "\/" is outside the granted roots/);
-    expect(await failure('read', { path: 'notes.txt' })).toBe('tool "filesystem.read" failed (error): "path" must be an absolute path under /data or /readonly (e.g. "/data/notes.txt"), not "notes.txt"');
+    expect(await failure('read', { path: 'notes.txt' })).toBe(
+      'tool "filesystem.read" failed (error): "path" must be an absolute path under /data or /readonly (e.g. "/data/notes.txt"), not "notes.txt"',
+    );
   });
 
   it('refuses symlinks leading out of the root, for reads, writes and listings', async () => {
@@ -95,7 +97,9 @@ describe('filesystem', () => {
   });
 
   it('refuses writes under /readonly', async () => {
-    expect(await failure('write', { path: '/readonly/manual.md', content: 'x' })).toBe('tool "filesystem.write" failed (denied): file path "/readonly/manual.md" is under the read-only root /readonly');
+    expect(await failure('write', { path: '/readonly/manual.md', content: 'x' })).toBe(
+      'tool "filesystem.write" failed (denied): file path "/readonly/manual.md" is under the read-only root /readonly',
+    );
     expect(readFileSync(join(roDir, 'manual.md'), 'utf8')).toBe('# Manual');
   });
 

@@ -124,7 +124,9 @@ describe('http_client', () => {
     };
     expect(await err('get', {})).toMatch(/\(invalid_input\): .*must have required property 'url'/);
     expect(await err('get', { url: 42 })).toMatch(/\(invalid_input\): .*\/url must be string/);
-    expect(await err('request', { url: `${base}/`, method: 'FETCH' })).toMatch(/\(invalid_input\): .*\/method must be equal to one of the allowed values \("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"\)/);
+    expect(await err('request', { url: `${base}/`, method: 'FETCH' })).toMatch(
+      /\(invalid_input\): .*\/method must be equal to one of the allowed values \("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"\)/,
+    );
     expect(await err('request', { url: `${base}/`, headers: { a: 1 } })).toMatch(/\(invalid_input\): .*\/headers\/a must be string/);
     expect(await err('request', { url: `${base}/`, bogus: 1 })).toMatch(/\(invalid_input\): .*\(root\) must NOT have additional properties: "bogus"/);
     expect(await err('get', { url: 'ftp://127.0.0.1/x' })).toBe('tool "http_client.get" failed (error): "url" must be an absolute http:// or https:// URL, not "ftp://127.0.0.1/x"');
@@ -140,7 +142,10 @@ describe('http_client', () => {
   it('feeds csv_parser and chart_generator: fetched CSV becomes an SVG chart', async () => {
     const fetched = await http.json<Answer>('get', { url: `${base}/data.csv` });
     const parsed = await loadBuiltin('csv_parser').json<{ rows: Record<string, string>[] }>('parse', { text: fetched.body });
-    expect(parsed.rows).toEqual([{ month: 'Jan', sales: '10' }, { month: 'Feb', sales: '1,5' }]);
+    expect(parsed.rows).toEqual([
+      { month: 'Jan', sales: '10' },
+      { month: 'Feb', sales: '1,5' },
+    ]);
     const chart = await loadBuiltin('chart_generator').call('render', { type: 'bar', rows: parsed.rows.slice(0, 1), label_key: 'month' });
     expect(chart.is_error).toBeUndefined();
     expect(chart.content).toMatch(/^<svg [^>]*>.*data-label="Jan" data-value="10".*<\/svg>$/s);

@@ -77,7 +77,9 @@ describe('json_query', () => {
     expect(await err({ query: '$', document: {}, max_results: -1 })).toMatch(/\(invalid_input\): .*\/max_results must be >= 0/);
     expect(await err({ query: '$' })).toBe('tool "json_query.query" failed (error): pass the document as "document" (any JSON value) or as "json" (JSON text)');
     expect(await err({ query: '$', document: {}, json: '{}' })).toMatch(/\(error\): give the document either as "document" .* or as "json" .*, not both/);
-    expect(await err({ query: '$.a', json: '{"a": [1, 2' })).toBe('tool "json_query.query" failed (error): invalid "json" text: unexpected end of input (expected \',\' or \']\') at line 1, column 12');
+    expect(await err({ query: '$.a', json: '{"a": [1, 2' })).toBe(
+      'tool "json_query.query" failed (error): invalid "json" text: unexpected end of input (expected \',\' or \']\') at line 1, column 12',
+    );
     expect(await err({ query: '   ', document: {} })).toMatch(/\(error\): "query" is empty/);
     expect(await err({ query: '$[', document: {} })).toMatch(/\(error\): invalid "query" at character 3: expected a name in quotes, an index, a slice/);
     expect(await err({ query: '$..book[?(@.price = 1)]', document: store })).toMatch(/invalid "query" at character \d+: use '==' to compare, not '='/);

@@ -38,7 +38,10 @@ describe('built-in packages', () => {
       }
       expect(m.limits.timeout_ms).toBeLessThanOrEqual(10_000);
       expect(server.sandbox).toBeInstanceOf(WasmSandbox);
-      const imported = (server.sandbox as WasmSandbox).prepared.imports.map((i) => i.name).filter((n) => AUTHORITY.includes(n)).sort();
+      const imported = (server.sandbox as WasmSandbox).prepared.imports
+        .map((i) => i.name)
+        .filter((n) => AUTHORITY.includes(n))
+        .sort();
       expect(imported).toEqual([...want.needs].sort());
     });
   }

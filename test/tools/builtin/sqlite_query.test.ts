@@ -69,13 +69,26 @@ describe('sqlite_query', () => {
       truncated: false,
     });
     const a = await sql.json<Answer>('query', { database: '/db/sales.db', sql: 'SELECT month, amount FROM big_sales ORDER BY month', format: 'arrays' });
-    expect(a).toEqual({ columns: ['month', 'amount'], rows: [['Jan', 120.5], ['Mar', 200]], row_count: 2, truncated: false });
+    expect(a).toEqual({
+      columns: ['month', 'amount'],
+      rows: [
+        ['Jan', 120.5],
+        ['Mar', 200],
+      ],
+      row_count: 2,
+      truncated: false,
+    });
   });
 
   it('binds positional and named parameters and caps rows', async () => {
     expect((await sql.json<Answer>('query', { database: '/db/sales.db', sql: 'SELECT month FROM sales WHERE amount > ? AND month != ?', params: [100, 'Mar'] })).rows).toEqual([{ month: 'Jan' }]);
     expect((await sql.json<Answer>('query', { database: '/db/sales.db', sql: 'SELECT count(*) AS n FROM sales WHERE month = :m', params: { m: "Feb' OR 1=1 --" } })).rows).toEqual([{ n: 0 }]);
-    expect(await sql.json<Answer>('query', { database: '/db/sales.db', sql: 'SELECT id FROM sales ORDER BY id', max_rows: 2 })).toEqual({ columns: ['id'], rows: [{ id: 1 }, { id: 2 }], row_count: 2, truncated: true });
+    expect(await sql.json<Answer>('query', { database: '/db/sales.db', sql: 'SELECT id FROM sales ORDER BY id', max_rows: 2 })).toEqual({
+      columns: ['id'],
+      rows: [{ id: 1 }, { id: 2 }],
+      row_count: 2,
+      truncated: true,
+    });
   });
 
   it('lists tables and views', async () => {
@@ -90,7 +103,9 @@ describe('sqlite_query', () => {
   it('refuses every statement that would write; the file is unchanged', async () => {
     const before = readFileSync(salesFile);
     for (const stmt of ["INSERT INTO sales (month) VALUES ('Apr')", 'DELETE FROM sales', 'UPDATE sales SET amount = 0', 'DROP TABLE sales', 'CREATE TABLE t (x)', 'PRAGMA user_version = 7']) {
-      expect(await failure('query', { database: '/db/sales.db', sql: stmt })).toBe('tool "sqlite_query.query" failed (denied): sqlite: the statement would modify the database; only read-only statements are allowed');
+      expect(await failure('query', { database: '/db/sales.db', sql: stmt })).toBe(
+        'tool "sqlite_query.query" failed (denied): sqlite: the statement would modify the database; only read-only statements are allowed',
+      );
     }
     expect(await failure('query', { database: '/db/sales.db', sql: "ATTACH DATABASE '/tmp/x.db' AS x" })).toMatch(/\(denied\): sqlite: /);
     expect(await failure('query', { database: '/db/sales.db', sql: 'BEGIN' })).toMatch(/\(denied\): sqlite: only statements that return rows are allowed/);
@@ -107,7 +122,9 @@ describe('sqlite_query', () => {
   it('refuses databases outside the grant: other paths, "..", symlink escapes', async () => {
     expect(await failure('query', { database: '/etc/passwd', sql: 'SELECT 1' })).toBe('tool "sqlite_query.query" failed (denied): database path "/etc/passwd" is not granted (granted: /db/*)');
     expect(await failure('query', { database: join(base, 'secret.db'), sql: 'SELECT * FROM s' })).toMatch(/\(denied\): database path ".*secret\.db" is not granted/);
-    expect(await failure('query', { database: '/db/../secret.db', sql: 'SELECT * FROM s' })).toMatch(/\(denied\): database path "\/db\/\.\.\/secret\.db" contains "\.\.": path traversal is not allowed/);
+    expect(await failure('query', { database: '/db/../secret.db', sql: 'SELECT * FROM s' })).toMatch(
+      /\(denied\): database path "\/db\/\.\.\/secret\.db" contains "\.\.": path traversal is not allowed/,
+    );
     const escape = await failure('query', { database: '/db/escape.db', sql: 'SELECT * FROM s' });
     expect(escape).toMatch(/\(denied\): database path "\/db\/escape\.db" resolves outside its grant \/db \(through a symlink\)/);
     expect(escape).not.toContain('TOP SECRET');
@@ -134,7 +151,9 @@ describe('sqlite_query', () => {
     expect(await failure('query', { database: '/db/sales.db', sql: 'SELECT ?', params: 'x' })).toMatch(/\(invalid_input\): .*\/params must be array,object/);
     expect(await failure('query', { database: '/db/sales.db', sql: 'SELECT 1', max_rows: 1e6 })).toMatch(/\(invalid_input\): .*\/max_rows must be <= 10000/);
     expect(await failure('query', { database: '/db/sales.db', sql: 'SELECT 1', format: 'csv' })).toMatch(/\(invalid_input\): .*\/format must be equal to one of the allowed values/);
-    expect(await failure('query', { database: 'sales.db', sql: 'SELECT 1' })).toBe('tool "sqlite_query.query" failed (error): "database" must be an absolute path under /db (e.g. "/db/sales.db"), not "sales.db"');
+    expect(await failure('query', { database: 'sales.db', sql: 'SELECT 1' })).toBe(
+      'tool "sqlite_query.query" failed (error): "database" must be an absolute path under /db (e.g. "/db/sales.db"), not "sales.db"',
+    );
     expect(await failure('query', { database: '/db/sales.db', sql: '   ' })).toMatch(/\(error\): "sql" is empty/);
   });
 });

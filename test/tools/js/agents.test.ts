@@ -43,9 +43,7 @@ describe('JavaScript tools over REST and for agents', () => {
 
     llm.reset();
     llm.setScript((hit: StubHit): Reply =>
-      assistantTurns(hit) === 0
-        ? { tool_calls: [{ id: 's1', name: 'js-text.slugify', arguments: { title: 'Hello, QuickJS World' } }] }
-        : { content: `slug: ${toolResultsOf(hit).at(-1)!.content}` },
+      assistantTurns(hit) === 0 ? { tool_calls: [{ id: 's1', name: 'js-text.slugify', arguments: { title: 'Hello, QuickJS World' } }] } : { content: `slug: ${toolResultsOf(hit).at(-1)!.content}` },
     );
     const res = await cx.invoke('writer', { request: 'make a slug', conversation_id: 'conv-js' });
     expect(res.status, res.text).toBe(200);

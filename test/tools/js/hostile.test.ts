@@ -115,7 +115,15 @@ describe('hostile JavaScript tools', () => {
 
   it('no ambient authority: no require, process, fetch or std; http and files absent unless granted', async () => {
     const r = await call('ambient');
-    expect(JSON.parse(r.content)).toEqual({ caxton: ['config', 'log', 'vars'], http: 'undefined', files: 'undefined', require: 'undefined', process: 'undefined', fetch: 'undefined', std: 'undefined' });
+    expect(JSON.parse(r.content)).toEqual({
+      caxton: ['config', 'log', 'vars'],
+      http: 'undefined',
+      files: 'undefined',
+      require: 'undefined',
+      process: 'undefined',
+      fetch: 'undefined',
+      std: 'undefined',
+    });
   });
 });
 
@@ -162,10 +170,15 @@ export function list({ path }) { return caxton.files.list(path); }
     const ok = await invoke('net.get', { url: `${web.url}/hello.txt` });
     expect(JSON.parse(ok.content)).toEqual({ status: 200, body: 'hello over http' });
     const port = new URL(web.url).port;
-    expect(await invoke('net.get', { url: `http://localhost:${port}/hello.txt` })).toEqual({ content: 'tool "net.get" failed (denied): HTTP request to host "localhost" refused: the host is not in the allowlist', is_error: true });
+    expect(await invoke('net.get', { url: `http://localhost:${port}/hello.txt` })).toEqual({
+      content: 'tool "net.get" failed (denied): HTTP request to host "localhost" refused: the host is not in the allowlist',
+      is_error: true,
+    });
     expect(await invoke('net.get', { url: 'http://example.com/' })).toMatchObject({ content: expect.stringMatching(/failed \(denied\): HTTP request to host "example\.com" refused/), is_error: true });
     expect(await invoke('net.swallow', { url: 'http://example.com/' })).toMatchObject({ content: expect.stringMatching(/failed \(denied\)/), is_error: true });
-    expect(await invoke('net.get', { url: 'file:///etc/passwd' })).toMatchObject({ content: expect.stringMatching(/failed \(denied\): HTTP request to "file:\/\/\/etc\/passwd" refused: only http and https/) });
+    expect(await invoke('net.get', { url: 'file:///etc/passwd' })).toMatchObject({
+      content: expect.stringMatching(/failed \(denied\): HTTP request to "file:\/\/\/etc\/passwd" refused: only http and https/),
+    });
     expect(JSON.parse((await invoke('net.get', { url: `${web.url}/hello.txt` })).content).status).toBe(200);
   });
 

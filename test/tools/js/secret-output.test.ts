@@ -55,7 +55,12 @@ describe('a JavaScript tool that echoes its granted secret', () => {
     expect(failed.text).toContain('upstream refused key ***');
     const audit = await fetch(`${t.url}/api/v1/tools/audit?server=leaky-js`).then((r) => r.text());
     expect(audit).toContain('upstream refused key ***');
-    for (const [where, text] of [['show', shown.text], ['boom', failed.text], ['audit', audit]] as const) expectClean(where, text);
+    for (const [where, text] of [
+      ['show', shown.text],
+      ['boom', failed.text],
+      ['audit', audit],
+    ] as const)
+      expectClean(where, text);
   });
 
   it('caxton.db and its WAL hold no copy of it', async () => {

@@ -119,7 +119,11 @@ describe('agents and WASM tools', () => {
       ['chart_generator.render', false],
     ]);
     expect(JSON.parse(calls[0].result)).toMatchObject({ status: 200, ok: true, body: SALES_CSV });
-    expect(JSON.parse(calls[1].result).rows).toEqual([{ month: 'Jan', sales: 120 }, { month: 'Feb', sales: 95 }, { month: 'Mar', sales: 143 }]);
+    expect(JSON.parse(calls[1].result).rows).toEqual([
+      { month: 'Jan', sales: 120 },
+      { month: 'Feb', sales: 95 },
+      { month: 'Mar', sales: 143 },
+    ]);
     const svg = res.json.content as string;
     expect(svg.trimStart()).toMatch(/^(<\?xml[^>]*>\s*)?<svg[\s>]/);
     expect(svg.trimEnd()).toMatch(/<\/svg>$/);

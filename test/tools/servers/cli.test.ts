@@ -76,7 +76,13 @@ describe('caxton tool', () => {
   });
 
   it('usage errors exit 2', async () => {
-    for (const args of [['tool', 'call', 'nodot'], ['tool', 'call', 'text.stats', '--args', '{not json'], ['tool', 'call', 'text.stats', '--args', '[1]'], ['tool', 'audit', '--limit', '0'], ['tool', 'deploy']]) {
+    for (const args of [
+      ['tool', 'call', 'nodot'],
+      ['tool', 'call', 'text.stats', '--args', '{not json'],
+      ['tool', 'call', 'text.stats', '--args', '[1]'],
+      ['tool', 'audit', '--limit', '0'],
+      ['tool', 'deploy'],
+    ]) {
       const r = await cli(...args);
       expectExit(r, 2);
       expectNoStackTrace(r);

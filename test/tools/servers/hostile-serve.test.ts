@@ -95,11 +95,16 @@ describe('hostile tools against a real server (issue 13)', () => {
 
   it('a manifest asking for more than [tools.limits] is refused with 422 naming field, value and cap; nothing is stored', async () => {
     const greedy = 'memory = "1GiB"\nfuel = 2_000_000_000\ntimeout = "30s"';
-    for (const [name, module, body] of [['greedy-js', 'tool.js', Buffer.from(JS_SOURCE).toString('base64')], ['greedy-wasm', 'tool.wasm', wasmB64]] as const) {
+    for (const [name, module, body] of [
+      ['greedy-js', 'tool.js', Buffer.from(JS_SOURCE).toString('base64')],
+      ['greedy-wasm', 'tool.wasm', wasmB64],
+    ] as const) {
       const res = await deploy(manifest(name, module, greedy), body);
       expect(res.status).toBe(422);
       expect(res.json.error.code).toBe('validation_failed');
-      expect(res.json.error.message).toMatch(/limits\.memory: limits\.memory = 1GiB is above the operator's cap of 128MiB; ask for at most 128MiB, or have the operator raise \[tools\.limits\] memory/);
+      expect(res.json.error.message).toMatch(
+        /limits\.memory: limits\.memory = 1GiB is above the operator's cap of 128MiB; ask for at most 128MiB, or have the operator raise \[tools\.limits\] memory/,
+      );
       expect(res.json.error.details.errors.map((e: Json) => e.field)).toEqual(['limits.memory', 'limits.fuel', 'limits.timeout']);
       expect(res.json.error.details.limits).toEqual([
         { field: 'limits.memory', requested: 1024 * MiB, cap: 128 * MiB },
@@ -156,7 +161,9 @@ describe('hostile tools against a real server (issue 13)', () => {
         await sleep(100);
         after = rss(pid);
       }
-      console.log(`${server}: RSS before ${(before.rss / MiB).toFixed(0)} MiB, peak ${(during.peak / MiB).toFixed(0)} MiB, after ${(after.rss / MiB).toFixed(0)} MiB (${r.json.outcome}, memory_bytes ${r.json.memory_bytes})`);
+      console.log(
+        `${server}: RSS before ${(before.rss / MiB).toFixed(0)} MiB, peak ${(during.peak / MiB).toFixed(0)} MiB, after ${(after.rss / MiB).toFixed(0)} MiB (${r.json.outcome}, memory_bytes ${r.json.memory_bytes})`,
+      );
       // It did take the memory (the peak rose by most of the 128 MiB cap) ...
       expect(during.peak - before.rss).toBeGreaterThan(64 * MiB);
       // ... and gave it back: within 48 MiB of where it started (V8 keeps some heap).

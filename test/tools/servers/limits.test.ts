@@ -19,7 +19,8 @@ afterAll(removeTempDirs);
 
 const MiB = 1024 * 1024;
 const JS = new TextEncoder().encode("export function ok() { return 'ok'; }\n");
-const jsManifest = (name: string, limits = '') => `name = "${name}"\nversion = "1.0.0"\ndescription = "d"\nmodule = "tool.js"\n[[tools]]\nname = "ok"\ndescription = "ok"\n${limits ? `[limits]\n${limits}\n` : ''}`;
+const jsManifest = (name: string, limits = '') =>
+  `name = "${name}"\nversion = "1.0.0"\ndescription = "d"\nmodule = "tool.js"\n[[tools]]\nname = "ok"\ndescription = "ok"\n${limits ? `[limits]\n${limits}\n` : ''}`;
 const wasmManifest = (name: string, limits = '') => `name = "${name}"\nversion = "1.0.0"\ndescription = "d"\n[[tools]]\nname = "ok"\ndescription = "ok"\n${limits ? `[limits]\n${limits}\n` : ''}`;
 
 function manager(opts: Partial<ConstructorParameters<typeof ToolServerManager>[0]> = {}) {
@@ -68,7 +69,9 @@ describe('[tools.limits]: operator caps over manifests', () => {
     first.start();
     first.deploy(wasmManifest('roomy', 'memory = "64MiB"'), bytes);
     first.close();
-    const e = deployError(() => new ToolServerManager({ db, tools: new ToolRegistry(), builtinDir: false, caps: { ...DEFAULT_TOOL_CAPS, memory: 16 * MiB } }).deploy(wasmManifest('big', 'memory = "32MiB"'), bytes));
+    const e = deployError(() =>
+      new ToolServerManager({ db, tools: new ToolRegistry(), builtinDir: false, caps: { ...DEFAULT_TOOL_CAPS, memory: 16 * MiB } }).deploy(wasmManifest('big', 'memory = "32MiB"'), bytes),
+    );
     expect(e.message).toMatch(/limits\.memory = 32MiB is above the operator's cap of 16MiB/);
     const lowered = new ToolServerManager({ db, tools: new ToolRegistry(), builtinDir: false, caps: { ...DEFAULT_TOOL_CAPS, memory: 16 * MiB } });
     expect(lowered.start()).toEqual({ loaded: 0, failed: 1 });
@@ -95,9 +98,17 @@ describe('[tools.limits]: operator caps over manifests', () => {
     m.deploy(jsManifest('js'), JS);
     m.deploy(wasmManifest('small', 'fuel = 1_000_000'), bytes);
     m.deploy(wasmManifest('large', 'fuel = 1_000_001'), bytes);
-    expect(['js', 'small', 'large'].map((n) => [n, m.server(n)!.offThread])).toEqual([['js', true], ['small', false], ['large', true]]);
+    expect(['js', 'small', 'large'].map((n) => [n, m.server(n)!.offThread])).toEqual([
+      ['js', true],
+      ['small', false],
+      ['large', true],
+    ]);
     for (const n of ['js', 'small', 'large']) expect(await m.call(`${n}.ok`, {})).toMatchObject({ content: 'ok', is_error: false, outcome: 'ok' });
-    expect(audit.records.map((r) => [r.tool, r.outcome])).toEqual([['js.ok', 'ok'], ['small.ok', 'ok'], ['large.ok', 'ok']]);
+    expect(audit.records.map((r) => [r.tool, r.outcome])).toEqual([
+      ['js.ok', 'ok'],
+      ['small.ok', 'ok'],
+      ['large.ok', 'ok'],
+    ]);
     m.close();
   });
 
@@ -108,7 +119,16 @@ describe('[tools.limits]: operator caps over manifests', () => {
     const r = await tools.invoke(['other.*'], 'js.ok', { x: 1 }, ctx({ agent: 'intruder', conversation_id: 'c-1' }));
     expect(r).toEqual({ content: 'tool "js.ok" is not allowed for agent "intruder"; allowed tools: other.*', is_error: true });
     expect(audit.records).toEqual([
-      expect.objectContaining({ agent: 'intruder', conversation_id: 'c-1', server: 'js', tool: 'js.ok', outcome: 'not_allowed', fuel_used: 0, input_bytes: 7, args_digest: expect.stringMatching(/^[0-9a-f]{64}$/) }),
+      expect.objectContaining({
+        agent: 'intruder',
+        conversation_id: 'c-1',
+        server: 'js',
+        tool: 'js.ok',
+        outcome: 'not_allowed',
+        fuel_used: 0,
+        input_bytes: 7,
+        args_digest: expect.stringMatching(/^[0-9a-f]{64}$/),
+      }),
     ]);
     expect(m.server('js')!.stats().calls).toBe(0);
     m.close();
@@ -123,7 +143,15 @@ describe('caxton.toml [tools.limits]', () => {
     const c = loadServerConfig({ file, env: {} });
     expect(c.tools.limits).toEqual({ memory: 256 * MiB, fuel: 1_000_000_000, timeout: 30_000, max_input: 8 * MiB, max_output: 16 * MiB, max_state: MiB, in_thread_fuel: 0 });
     expect(c.tools.csv_parser!.limits.memory).toBe(8 * MiB);
-    expect(loadServerConfig({ env: {}, cwd: dir }).tools.limits).toEqual({ memory: 128 * MiB, fuel: 1_000_000_000, timeout: 10_000, max_input: 8 * MiB, max_output: 16 * MiB, max_state: MiB, in_thread_fuel: 1_000_000 });
+    expect(loadServerConfig({ env: {}, cwd: dir }).tools.limits).toEqual({
+      memory: 128 * MiB,
+      fuel: 1_000_000_000,
+      timeout: 10_000,
+      max_input: 8 * MiB,
+      max_output: 16 * MiB,
+      max_state: MiB,
+      in_thread_fuel: 1_000_000,
+    });
     expect(loadServerConfig({ env: { CAXTON_TOOLS__LIMITS__TIMEOUT: '20s' }, cwd: dir }).tools.limits.timeout).toBe(20_000);
   });
 

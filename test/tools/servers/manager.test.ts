@@ -30,7 +30,10 @@ describe('ToolServerManager', () => {
     copyFileSync(join(EXAMPLE_DIR, 'caxton-tool.toml'), join(builtin, 'text', 'caxton-tool.toml'));
     copyFileSync(join(EXAMPLE_DIR, 'build/text.wasm'), join(builtin, 'text', 'build/text.wasm'));
     mkdirSync(join(builtin, 'unbuilt'));
-    writeFileSync(join(builtin, 'unbuilt', 'caxton-tool.toml'), 'name = "unbuilt"\nversion = "1.0.0"\ndescription = "not built yet"\nmodule = "build/unbuilt.wasm"\n[[tools]]\nname = "t"\ndescription = "t"\n');
+    writeFileSync(
+      join(builtin, 'unbuilt', 'caxton-tool.toml'),
+      'name = "unbuilt"\nversion = "1.0.0"\ndescription = "not built yet"\nmodule = "build/unbuilt.wasm"\n[[tools]]\nname = "t"\ndescription = "t"\n',
+    );
     mkdirSync(join(builtin, 'shared')); // no manifest: not a package
 
     const { logger, lines } = logCapture();

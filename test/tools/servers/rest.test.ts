@@ -81,7 +81,7 @@ describe('tool servers over REST', () => {
     const bad = await api(srv.url, 'POST', '/api/v1/tools/text/stats/call', { args: { text: 42 } });
     expect(bad.status).toBe(200);
     expect(bad.json).toMatchObject({ is_error: true, outcome: 'invalid_input' });
-    expect(bad.json.content, JSON.stringify(bad.json.content)).toContain("the arguments do not match the input schema: /text must be string");
+    expect(bad.json.content, JSON.stringify(bad.json.content)).toContain('the arguments do not match the input schema: /text must be string');
 
     const noTool = await api(srv.url, 'POST', '/api/v1/tools/text/statz/call', { args: {} });
     expect(noTool.status).toBe(404);
@@ -238,7 +238,9 @@ describe('[tools.NAME] in caxton.toml', () => {
   };
 
   it('parses grants: hosts, paths, databases, config values, limits', () => {
-    const cfg = load('[tools.http_client]\nallowed_hosts = ["api.example.com", "*.example.org"]\n[tools.http_client.config]\nretries = 3\n[tools.http_client.limits]\ntimeout = "3s"\nmemory = "8MiB"\n[tools.fs.paths]\n"/data" = "/srv/data"\n')();
+    const cfg = load(
+      '[tools.http_client]\nallowed_hosts = ["api.example.com", "*.example.org"]\n[tools.http_client.config]\nretries = 3\n[tools.http_client.limits]\ntimeout = "3s"\nmemory = "8MiB"\n[tools.fs.paths]\n"/data" = "/srv/data"\n',
+    )();
     expect(cfg.tools.http_client).toMatchObject({ enabled: true, allowed_hosts: ['api.example.com', '*.example.org'], config: { retries: '3' }, limits: { timeout: 3000, memory: 8 * 1024 * 1024 } });
     expect(cfg.tools.fs!.paths).toEqual({ '/data': '/srv/data' });
   });

@@ -9,8 +9,18 @@ import { ctx, EXTISM_IMPORTS, outputText, server } from './helpers.js';
 afterAll(removeTempDirs);
 
 const rec = (over: Partial<ToolAuditRecord>): ToolAuditRecord => ({
-  time: 1_700_000_000_000, agent: 'a', server: 's', tool: 's.t', args_digest: 'd', outcome: 'ok',
-  duration_us: 5, fuel_used: 10, memory_bytes: 65536, input_bytes: 2, output_bytes: 2, ...over,
+  time: 1_700_000_000_000,
+  agent: 'a',
+  server: 's',
+  tool: 's.t',
+  args_digest: 'd',
+  outcome: 'ok',
+  duration_us: 5,
+  fuel_used: 10,
+  memory_bytes: 65536,
+  input_bytes: 2,
+  output_bytes: 2,
+  ...over,
 });
 
 describe('ToolAuditStore', () => {
@@ -44,17 +54,30 @@ describe('ToolAuditStore', () => {
   it('records every call of a tool server (time, agent, conversation, digest, outcome, duration, fuel, memory)', async () => {
     const db = openDatabase(makeTempDir('caxton-audit-'));
     const store = new ToolAuditStore(db);
-    const s = await server('aud', ['ok', 'spin'], `(module ${EXTISM_IMPORTS} (memory (export "memory") 1)
+    const s = await server(
+      'aud',
+      ['ok', 'spin'],
+      `(module ${EXTISM_IMPORTS} (memory (export "memory") 1)
       (func (export "ok") (result i32) (local $p i64) ${outputText('ok')} (i32.const 0))
-      (func (export "spin") (result i32) (loop $l (br $l)) (i32.const 0)))`, '[limits]\nfuel = 1000\n', { audit: store });
+      (func (export "spin") (result i32) (loop $l (br $l)) (i32.const 0)))`,
+      '[limits]\nfuel = 1000\n',
+      { audit: store },
+    );
     const before = Date.now();
     await s.tools[0]!.invoke({ q: 1 }, ctx({ agent: 'alice', conversation_id: 'conv-7', execution_id: 'ex-1' }));
     await s.tools[1]!.invoke({}, ctx({ agent: 'alice' }));
     const [spin, ok] = store.query({ agent: 'alice' });
     expect(ok).toMatchObject({
-      agent: 'alice', conversation_id: 'conv-7', execution_id: 'ex-1', server: 'aud', tool: 'aud.ok', outcome: 'ok',
+      agent: 'alice',
+      conversation_id: 'conv-7',
+      execution_id: 'ex-1',
+      server: 'aud',
+      tool: 'aud.ok',
+      outcome: 'ok',
       args_digest: createHash('sha256').update('{"q":1}').digest('hex'),
-      input_bytes: 7, output_bytes: 2, memory_bytes: expect.any(Number),
+      input_bytes: 7,
+      output_bytes: 2,
+      memory_bytes: expect.any(Number),
     });
     expect(ok!.time).toBeGreaterThanOrEqual(before);
     expect(ok!.fuel_used).toBeGreaterThan(0);

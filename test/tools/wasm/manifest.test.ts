@@ -42,7 +42,10 @@ describe('parseToolManifest', () => {
     expect(r.warnings).toEqual([]);
     const m = r.manifest;
     expect(m).toMatchObject({ name: 'weather', version: '1.2.0', module: 'build/weather.wasm' });
-    expect(m.tools.map((t) => [t.name, t.export])).toEqual([['forecast', 'get_forecast'], ['now', 'now']]);
+    expect(m.tools.map((t) => [t.name, t.export])).toEqual([
+      ['forecast', 'get_forecast'],
+      ['now', 'now'],
+    ]);
     expect(m.tools[1]!.input_schema).toEqual({ type: 'object' });
     expect(m.limits).toEqual({ ...DEFAULT_TOOL_LIMITS, memory: 8 * 1024 * 1024, fuel: 5_000_000, timeout_ms: 1500, max_output: 256 * 1024 });
     expect(m.permissions).toEqual({ allowed_hosts: ['api.weather.example', '*.cdn.example'], paths: { '/cache': 'write' }, databases: [] });
