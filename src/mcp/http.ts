@@ -2,6 +2,8 @@
  * The fastify routes of the MCP component, passed to the API through `StartOptions.plugins`:
  *  - POST /mcp: Caxton as a Streamable HTTP MCP server, stateless (the SDK's guidance for a server
  *    without per-client state: a fresh Server and transport per request). GET and DELETE answer 405.
+ *    No stream outlives a request, so list changes are not advertised and `logging/setLevel` is
+ *    accepted but forgotten with the request; progress goes on the request's own SSE response.
  *  - GET /api/v1/mcp/servers: the status of every mounted MCP server.
  */
 import type { FastifyInstance, FastifyReply } from 'fastify';
@@ -44,7 +46,7 @@ function mcpEndpoint(opts: McpHttpOptions): Plugin {
   return async (app) => {
     app.post(MCP_PATH, { schema: { summary: 'MCP (Streamable HTTP, stateless): Caxton tools and agents', tags: ['mcp'] } }, async (req, reply) => {
       // Origin, Host and credentials are checked for every route by src/auth/plugin.ts.
-      const server = createMcpServer(opts, tools, { principal: req.principal, limits: req.limits });
+      const server = createMcpServer(opts, tools, { caller: { principal: req.principal, limits: req.limits }, listChanged: false });
       const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined });
       reply.hijack();
       reply.raw.setHeader('x-request-id', String(req.id));

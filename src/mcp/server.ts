@@ -1,26 +1,45 @@
 /**
- * MCP server side: Caxton's tools and agents offered to MCP clients. The same `Server` factory
- * backs both transports: Streamable HTTP at POST /mcp (http.ts, stateless: a fresh server per
- * request) and stdio (`caxton mcp`, stdio.ts).
+ * MCP server side: Caxton's tools, agents and their definitions offered to MCP clients. The same
+ * `Server` factory backs both transports: Streamable HTTP at POST /mcp (http.ts, stateless: a
+ * fresh server per request) and stdio (`caxton mcp`, stdio.ts).
  *
  * Offered (caxton.toml `[mcp]`): the built-ins named in `builtin_tools`, the host tools matching
  * `host_tools` (send_message, WASM tool servers, mounted MCP servers...), and every agent matching
- * `agents` as a tool `ask_<agent>` whose answer is the agent's reply (Executor.invoke).
+ * `agents` as a tool `ask_<agent>` whose answer is the agent's reply (Executor.invoke), as a
+ * prompt (prompts.ts) and as a resource `caxton://agents/{name}` (resources.ts).
  */
 import { randomUUID } from 'node:crypto';
-import { can, inScope, type LimitSet, type Principal } from '../auth/index.js';
+import { inScope, type Principal } from '../auth/index.js';
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
-import { CallToolRequestSchema, ListToolsRequestSchema, type CallToolResult, type Tool as McpToolSpec } from '@modelcontextprotocol/sdk/types.js';
+import {
+  CallToolRequestSchema,
+  ErrorCode,
+  GetPromptRequestSchema,
+  ListPromptsRequestSchema,
+  ListResourcesRequestSchema,
+  ListResourceTemplatesRequestSchema,
+  ListToolsRequestSchema,
+  McpError,
+  ReadResourceRequestSchema,
+  type CallToolResult,
+  type ServerCapabilities,
+  type Tool as McpToolSpec,
+} from '@modelcontextprotocol/sdk/types.js';
 import type { AgentRegistry } from '../agents/index.js';
 import type { ServerConfig } from '../config/index.js';
-import type { Executor } from '../execution/index.js';
+import type { ExecutionEvent, Executor } from '../execution/index.js';
 import type { Logger } from '../observability/index.js';
 import { CaxtonError } from '../shared/errors.js';
 import { scrubSecrets } from '../shared/secrets.js';
 import { VERSION } from '../shared/version.js';
+import type { ToolRegistry } from '../tools/registry.js';
+import { allowed, matches, type McpCaller } from './offer.js';
+import { CaxtonMcpPrompts } from './prompts.js';
+import { CaxtonMcpResources } from './resources.js';
+
+export type { McpCaller } from './offer.js';
 
 const TRACEPARENT = /^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
-import type { ToolRegistry } from '../tools/registry.js';
 
 export type McpServeConfig = ServerConfig['mcp'];
 
@@ -33,15 +52,6 @@ export interface McpServeDeps {
 
 /** Agents are offered as `ask_<agent>`. */
 export const ASK_PREFIX = 'ask_';
-
-/** `*` (everything), an exact name, or `prefix.*`. */
-function matches(patterns: readonly string[], name: string): boolean {
-  for (const p of patterns) {
-    if (p === '*' || p === name) return true;
-    if (p.endsWith('.*') && name.startsWith(p.slice(0, -1))) return true;
-  }
-  return false;
-}
 
 const ASK_SCHEMA = {
   type: 'object',
@@ -58,13 +68,7 @@ function text(raw: string, isError = false): CallToolResult {
   return isError ? { content: [{ type: 'text', text: t }], isError: true } : { content: [{ type: 'text', text: t }] };
 }
 
-/** Who is calling over MCP (POST /mcp: the authenticated principal; stdio: nobody, the local user). */
-export interface McpCaller {
-  principal?: Principal | undefined;
-  limits?: LimitSet | undefined;
-}
-
-const mayCallTools = (p: Principal | undefined) => p === undefined || can(p, 'tools:call');
+const mayCallTools = (p: Principal | undefined) => allowed(p, 'tools:call');
 const toolInScope = (p: Principal | undefined, name: string) => p === undefined || inScope(p.scope.tools, name);
 
 type Resolved = { kind: 'builtin' | 'host'; registry: ToolRegistry } | { kind: 'agent'; agent: string };
@@ -116,10 +120,15 @@ export class CaxtonMcpTools {
     return undefined;
   }
 
-  /** Runs one call for an MCP client; failures come back as `isError` results, never as exceptions. */
-  async call(name: string, args: Record<string, unknown>, signal: AbortSignal, client?: string, traceparent?: string, caller: McpCaller = {}): Promise<CallToolResult> {
+  /**
+   * Runs one call for an MCP client. A tool that is not offered is the caller's mistake and a
+   * JSON-RPC error (-32602, thrown as McpError: the specification's listing); everything that goes
+   * wrong once a tool is found (refusals, bad arguments, failures) is an `isError` result the model can read.
+   */
+  async call(name: string, args: Record<string, unknown>, opts: McpCallOptions): Promise<CallToolResult> {
+    const { signal, client, traceparent, caller = {}, progress } = opts;
     const target = this.#resolve(name);
-    if (!target) return text(`tool "${name}" is not offered by this Caxton server`, true);
+    if (!target) throw new McpError(ErrorCode.InvalidParams, `Unknown tool: "${name}" is not offered by this Caxton server (tools/list names the ones that are)`);
     // The HTTP route let the caller in with agents:invoke; tools need tools:call and the caller's scopes.
     const p = caller.principal;
     if (p && target.kind === 'agent' && !inScope(p.scope.agents, target.agent)) return text(`${p.id} may not use the agent "${target.agent}"`, true);
@@ -135,7 +144,7 @@ export class CaxtonMcpTools {
         const res = await this.#deps.executor.invoke(
           target.agent,
           { request, ...(typeof context === 'string' && context !== '' && { context }), ...(traceparent !== undefined && { traceparent }), ...who },
-          { signal, ...(p && { limit: { principalId: p.id, limits: caller.limits } }) },
+          { signal, ...(p && { limit: { principalId: p.id, limits: caller.limits } }), ...(progress && { onEvent: progressOf(progress) }) },
         );
         return {
           content: [{ type: 'text', text: res.content }],
@@ -157,20 +166,76 @@ export class CaxtonMcpTools {
   }
 }
 
-/** A new MCP `Server` offering Caxton's tools and agents (one per HTTP request, one per stdio session). */
-export function createMcpServer(deps: McpServeDeps, tools = new CaxtonMcpTools(deps), caller: McpCaller = {}): Server {
+export interface McpCallOptions {
+  signal: AbortSignal;
+  /** The MCP client's name (clientInfo), recorded as the tool context's agent `mcp:<client>`. */
+  client?: string | undefined;
+  traceparent?: string | undefined;
+  caller?: McpCaller;
+  /** Called as an `ask_<agent>` execution moves on (tool calls and their results); absent: nobody listens. */
+  progress?: (message: string) => void;
+}
+
+/** The execution's tool calls and results as progress lines (tokens are not: one notification per token would flood the client). */
+function progressOf(progress: (message: string) => void): (e: ExecutionEvent) => void {
+  return (e) => {
+    if (e.type === 'tool_call') progress(`turn ${e.turn}: calling ${e.call.name}`);
+    else if (e.type === 'tool_result') progress(`${e.name} ${e.is_error ? 'failed' : 'answered'} (${Math.round(e.duration_ms)} ms)`);
+  };
+}
+
+export interface McpServerOptions {
+  caller?: McpCaller;
+  /**
+   * Whether this transport can deliver the `list_changed` notifications: stdio can (stdio.ts sends them
+   * when agents or mounted servers change); stateless HTTP cannot (no stream outlives a request), so
+   * it must not advertise them.
+   */
+  listChanged?: boolean;
+}
+
+/** A new MCP `Server` offering Caxton's tools, agents (tools, prompts, resources) and logging (one per HTTP request, one per stdio session). */
+export function createMcpServer(deps: McpServeDeps, tools = new CaxtonMcpTools(deps), opts: McpServerOptions = {}): Server {
+  const caller = opts.caller ?? {};
+  const listChanged = opts.listChanged === true;
+  const prompts = new CaxtonMcpPrompts(deps.agents, deps.config.agents);
+  const resources = new CaxtonMcpResources(deps.agents, deps.config.agents);
+  const capabilities: ServerCapabilities = {
+    tools: listChanged ? { listChanged: true } : {},
+    prompts: listChanged ? { listChanged: true } : {},
+    resources: listChanged ? { listChanged: true } : {},
+    logging: {},
+  };
   const server = new Server(
     { name: 'caxton', version: VERSION },
     {
-      capabilities: { tools: { listChanged: true } },
-      instructions: `Caxton multi-agent server. Tools named ${ASK_PREFIX}<agent> ask an agent and return its answer; the others are Caxton's tools.`,
+      capabilities,
+      instructions: `Caxton multi-agent server. Tools named ${ASK_PREFIX}<agent> ask an agent and return its answer; the others are Caxton's tools. Each agent is also a prompt (its system prompt and parameters) and a resource caxton://agents/<name> (its definition).`,
     },
   );
   server.setRequestHandler(ListToolsRequestSchema, () => ({ tools: tools.list(caller) }));
   server.setRequestHandler(CallToolRequestSchema, (req, extra) => {
     // A client's W3C trace context in the request's `_meta` (as Caxton's own MCP client sends it).
     const tp = (req.params._meta as { traceparent?: unknown } | undefined)?.traceparent;
-    return tools.call(req.params.name, req.params.arguments ?? {}, extra.signal, server.getClientVersion()?.name, typeof tp === 'string' && TRACEPARENT.test(tp) ? tp : undefined, caller);
+    const token = req.params._meta?.progressToken;
+    let step = 0;
+    // Progress goes on the request's own stream (an SSE response over HTTP), so it works stateless too.
+    const progress =
+      token === undefined
+        ? undefined
+        : (message: string) => void extra.sendNotification({ method: 'notifications/progress', params: { progressToken: token, progress: ++step, message } }).catch(() => {});
+    return tools.call(req.params.name, req.params.arguments ?? {}, {
+      signal: extra.signal,
+      client: server.getClientVersion()?.name,
+      traceparent: typeof tp === 'string' && TRACEPARENT.test(tp) ? tp : undefined,
+      caller,
+      ...(progress && { progress }),
+    });
   });
+  server.setRequestHandler(ListPromptsRequestSchema, (req) => prompts.list(caller, req.params?.cursor));
+  server.setRequestHandler(GetPromptRequestSchema, (req) => prompts.get(req.params.name, req.params.arguments ?? {}, caller));
+  server.setRequestHandler(ListResourcesRequestSchema, (req) => resources.list(caller, req.params?.cursor));
+  server.setRequestHandler(ListResourceTemplatesRequestSchema, () => ({ resourceTemplates: resources.templates(caller) }));
+  server.setRequestHandler(ReadResourceRequestSchema, (req) => resources.read(req.params.uri, caller));
   return server;
 }

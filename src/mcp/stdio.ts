@@ -5,11 +5,12 @@
  */
 import type { Readable, Writable } from 'node:stream';
 import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
-import type { McpClientManager } from './client.js';
+import type { RegistryEvent } from '../agents/index.js';
+import type { McpClientManager, McpServerStatus } from './client.js';
 import { createMcpServer, type McpServeDeps } from './server.js';
 
 export interface McpStdioOptions extends McpServeDeps {
-  /** Announces tool list changes when mounted servers change. */
+  /** Announces tool list changes (and logs) when mounted servers change. */
   clients?: McpClientManager;
   stdin?: Readable;
   stdout?: Writable;
@@ -22,24 +23,36 @@ export interface McpStdioSession {
 }
 
 export async function serveMcpStdio(opts: McpStdioOptions): Promise<McpStdioSession> {
-  const server = createMcpServer(opts);
+  const server = createMcpServer(opts, undefined, { listChanged: true });
   const transport = new StdioServerTransport(opts.stdin, opts.stdout);
   let done!: () => void;
   const closed = new Promise<void>((r) => (done = r));
-  // Agents deployed or removed, mounted servers (re)connected: the client should list tools again.
+  // Agents deployed or removed, mounted servers (re)connected: the client should list again, and
+  // hears why as a log notification (at or above the level it set with logging/setLevel).
   let connected = false;
-  const changed = () => {
-    if (connected) void server.sendToolListChanged().catch(() => {});
+  const log = (level: 'info' | 'warning', data: Record<string, unknown>) => void server.sendLoggingMessage({ level, logger: 'caxton', data }).catch(() => {});
+  const agentChanged = (e: RegistryEvent) => {
+    if (!connected) return;
+    void server.sendToolListChanged().catch(() => {});
+    void server.sendPromptListChanged().catch(() => {});
+    void server.sendResourceListChanged().catch(() => {});
+    log('info', { event: `agent ${e.type}`, agent: e.agent.definition.name });
   };
-  opts.agents.on('change', changed);
-  opts.clients?.on('change', changed);
+  const serverChanged = (s: McpServerStatus) => {
+    if (!connected) return;
+    void server.sendToolListChanged().catch(() => {});
+    const failing = s.state === 'failed' || s.state === 'reconnecting';
+    log(failing ? 'warning' : 'info', { event: 'mcp server state', server: s.name, state: s.state, ...(failing && s.last_error && { last_error: s.last_error }) });
+  };
+  opts.agents.on('change', agentChanged);
+  opts.clients?.on('change', serverChanged);
   const stdin = opts.stdin ?? process.stdin;
   const onEnd = () => void server.close();
   stdin.once('end', onEnd);
   server.onclose = () => {
     connected = false;
-    opts.agents.off('change', changed);
-    opts.clients?.off('change', changed);
+    opts.agents.off('change', agentChanged);
+    opts.clients?.off('change', serverChanged);
     stdin.off('end', onEnd);
     done();
   };

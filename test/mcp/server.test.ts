@@ -7,6 +7,7 @@
  */
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { ErrorCode, McpError, type Progress } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeTempDir, removeTempDirs } from '../helpers/tmp.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
@@ -26,7 +27,19 @@ const agentFiles = {
   'locked.toml': agent('locked', ['calculator']),
   // Host tools run in the server whatever the isolation: a worker reaches them over the host-call bridge.
   'isolated.toml': `${agent('isolated', ['everything.echo'])}\n[execution]\nisolation = "worker"\n`,
+  // A parameterised agent, offered as a prompt with arguments request, tone and audience.
+  'writer.toml': `${agent('writer', [])}user_prompt_template = "Write for {{parameters.audience}} in a {{parameters.tone}} tone: {{request}}"\n[parameters]\ntone = "plain"\naudience = "engineers"\n`,
 };
+
+/** The JSON-RPC error a client call was refused with. */
+async function rpcError(p: Promise<unknown>): Promise<McpError> {
+  const e = await p.then(
+    () => undefined,
+    (err: unknown) => err,
+  );
+  expect(e).toBeInstanceOf(McpError);
+  return e as McpError;
+}
 
 let t: TestServer;
 
@@ -140,10 +153,82 @@ describe('Caxton served over Streamable HTTP at /mcp', () => {
     expect(events.length).toBe(1);
   });
 
-  it('answers unknown tools and bad arguments with tool errors', async () => {
-    expect(await client.callTool({ name: 'llm.chat', arguments: {} })).toMatchObject({ isError: true, content: [{ text: 'tool "llm.chat" is not offered by this Caxton server' }] });
-    expect(await client.callTool({ name: 'ask_nobody', arguments: { request: 'x' } })).toMatchObject({ isError: true });
+  it('answers an unknown tool with JSON-RPC -32602, and bad arguments or failures with isError results', async () => {
+    const unknown = await rpcError(client.callTool({ name: 'llm.chat', arguments: {} }));
+    expect(unknown.code).toBe(ErrorCode.InvalidParams);
+    expect(unknown.message).toContain('Unknown tool: "llm.chat" is not offered by this Caxton server');
+    expect((await rpcError(client.callTool({ name: 'ask_nobody', arguments: { request: 'x' } }))).code).toBe(ErrorCode.InvalidParams);
     expect(await client.callTool({ name: 'ask_helper', arguments: {} })).toMatchObject({ isError: true, content: [{ text: '"request" must be a non-empty string' }] });
+  });
+
+  it('advertises prompts, resources and logging, but no listChanged over stateless HTTP', async () => {
+    const caps = client.getServerCapabilities()!;
+    expect(caps).toMatchObject({ tools: {}, prompts: {}, resources: {}, logging: {} });
+    expect(caps.tools!.listChanged).toBeUndefined();
+    expect(caps.prompts!.listChanged).toBeUndefined();
+    expect(caps.resources!.listChanged).toBeUndefined();
+  });
+
+  it('accepts logging/setLevel (and refuses a level that does not exist)', async () => {
+    await expect(client.setLoggingLevel('warning')).resolves.toEqual({});
+    // Refused by the SDK's own request validation, which answers -32603 rather than -32602 (SDK 1.32).
+    await rpcError(client.setLoggingLevel('loud' as 'info'));
+  });
+
+  it('offers each agent as a prompt: request plus its declared parameters', async () => {
+    const { prompts } = await client.listPrompts();
+    expect(prompts.map((p) => p.name)).toEqual(['helper', 'isolated', 'locked', 'writer']);
+    const writer = prompts.find((p) => p.name === 'writer')!;
+    expect(writer.description).toBe('MCP test agent writer');
+    expect(writer.arguments).toEqual([
+      { name: 'request', description: 'What to ask the agent', required: true },
+      { name: 'tone', description: 'Agent parameter {{parameters.tone}} (default: "plain")', required: false },
+      { name: 'audience', description: 'Agent parameter {{parameters.audience}} (default: "engineers")', required: false },
+    ]);
+    expect(prompts.find((p) => p.name === 'helper')!.arguments).toEqual([{ name: 'request', description: 'What to ask the agent', required: true }]);
+
+    const got = await client.getPrompt({ name: 'writer', arguments: { request: 'release notes', tone: 'cheerful' } });
+    expect(got.messages).toEqual([
+      { role: 'user', content: { type: 'text', text: 'You are writer.' } },
+      { role: 'user', content: { type: 'text', text: 'Write for engineers in a cheerful tone: release notes' } },
+    ]);
+  });
+
+  it('refuses an unknown prompt, a missing request and an undeclared argument with -32602', async () => {
+    const none = await rpcError(client.getPrompt({ name: 'nobody', arguments: { request: 'x' } }));
+    expect(none.code).toBe(ErrorCode.InvalidParams);
+    expect(none.message).toContain('prompt "nobody" is not offered');
+    const missing = await rpcError(client.getPrompt({ name: 'writer', arguments: {} }));
+    expect(missing.message).toContain('argument "request" is required');
+    const extra = await rpcError(client.getPrompt({ name: 'writer', arguments: { request: 'x', colour: 'red' } }));
+    expect(extra.message).toContain('argument "colour" is not a parameter of the agent "writer" (it takes: request, tone, audience)');
+  });
+
+  it('offers agent definitions as resources, with a template', async () => {
+    const { resources } = await client.listResources();
+    expect(resources.map((r) => r.uri)).toEqual(['caxton://agents/helper', 'caxton://agents/isolated', 'caxton://agents/locked', 'caxton://agents/writer']);
+    expect(resources[0]).toMatchObject({ mimeType: 'application/json', description: 'MCP test agent helper' });
+    const { resourceTemplates } = await client.listResourceTemplates();
+    expect(resourceTemplates).toEqual([expect.objectContaining({ uriTemplate: 'caxton://agents/{name}', mimeType: 'application/json' })]);
+
+    const read = await client.readResource({ uri: 'caxton://agents/writer' });
+    expect(read.contents).toHaveLength(1);
+    const body = JSON.parse((read.contents[0] as { text: string }).text) as { definition: { name: string; parameters: Record<string, unknown> }; revision: number };
+    expect(body.definition).toMatchObject({ name: 'writer', parameters: { tone: 'plain', audience: 'engineers' } });
+    expect(body.revision).toBeGreaterThanOrEqual(1);
+
+    const missing = await rpcError(client.readResource({ uri: 'caxton://agents/nobody' }));
+    expect(missing.code).toBe(-32002);
+    expect((await rpcError(client.readResource({ uri: 'file:///etc/passwd' }))).code).toBe(-32002);
+    expect((await rpcError(client.listResources({ cursor: 'not-a-cursor' }))).code).toBe(ErrorCode.InvalidParams);
+  });
+
+  it('sends progress while ask_<agent> runs when the client gave a progress token', async () => {
+    const seen: Progress[] = [];
+    const asked = await client.callTool({ name: 'ask_helper', arguments: { request: 'echo with progress' } }, undefined, { onprogress: (p) => seen.push(p) });
+    expect(asked).toMatchObject({ content: [{ text: 'The tool said: Echo: echo with progress' }] });
+    expect(seen.map((p) => p.message)).toEqual(['turn 1: calling everything.echo', expect.stringMatching(/^everything\.echo answered \(\d+ ms\)$/)]);
+    expect(seen.map((p) => p.progress)).toEqual([1, 2]);
   });
 
   it('GET and DELETE /mcp answer 405 (stateless endpoint); a foreign browser Origin is refused', async () => {

@@ -8,6 +8,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { LoggingMessageNotificationSchema, ToolListChangedNotificationSchema, type LoggingMessageNotification } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeTempDir, removeTempDirs } from '../helpers/tmp.js';
 import { waitUntil } from '../helpers/wait.js';
@@ -25,6 +26,9 @@ let client: Client;
 let transport: StdioClientTransport;
 let stderr = '';
 let configPath = '';
+let agentsDir = '';
+const logs: LoggingMessageNotification['params'][] = [];
+let toolListChanges = 0;
 
 beforeAll(async () => {
   const help = spawnSync(process.execPath, [CLI, 'mcp', '--help'], { encoding: 'utf8' });
@@ -35,11 +39,14 @@ beforeAll(async () => {
   writeFixture(dir);
   configPath = join(dir, 'caxton.toml');
   writeFileSync(configPath, caxtonToml());
-  mkdirSync(join(dir, 'agents'));
-  writeFileSync(join(dir, 'agents', 'helper.toml'), agent);
+  agentsDir = join(dir, 'agents');
+  mkdirSync(agentsDir);
+  writeFileSync(join(agentsDir, 'helper.toml'), agent);
   transport = new StdioClientTransport({ command: process.execPath, args: [CLI, 'mcp', '--config', configPath, '--log-level', 'info'], env: { HOME: dir }, stderr: 'pipe', cwd: dir });
   transport.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
   client = new Client({ name: 'vitest-stdio', version: '1.0.0' });
+  client.setNotificationHandler(LoggingMessageNotificationSchema, (n) => void logs.push(n.params));
+  client.setNotificationHandler(ToolListChangedNotificationSchema, () => void toolListChanges++);
   await client.connect(transport);
 });
 
@@ -59,6 +66,34 @@ describe('caxton mcp (stdio)', () => {
   it('calls a built-in and asks an agent (which calls a mounted MCP tool)', async () => {
     expect(await client.callTool({ name: 'calculator', arguments: { expression: '2 ^ 10' } })).toMatchObject({ content: [{ text: '1024' }] });
     expect(await client.callTool({ name: 'ask_helper', arguments: { request: 'echo over stdio' } })).toMatchObject({ content: [{ text: 'The tool said: Echo: echo over stdio' }] });
+  });
+
+  it('advertises listChanged (it is delivered here) and logging; prompts and resources answer', async () => {
+    expect(client.getServerCapabilities()).toMatchObject({ tools: { listChanged: true }, prompts: { listChanged: true }, resources: { listChanged: true }, logging: {} });
+    expect((await client.listPrompts()).prompts.map((p) => p.name)).toEqual(['helper']);
+    expect((await client.getPrompt({ name: 'helper', arguments: { request: 'hi' } })).messages[0]).toEqual({ role: 'user', content: { type: 'text', text: 'You are helper.' } });
+    expect((await client.listResources()).resources.map((r) => r.uri)).toEqual(['caxton://agents/helper']);
+  });
+
+  it('an agent deployed while connected: tools/list_changed and a log message at or above the level set', async () => {
+    // At "warning", an agent deployment (info) is not sent; back at "info" it is.
+    await client.setLoggingLevel('warning');
+    writeFileSync(join(agentsDir, 'quiet.toml'), agent.replaceAll('helper', 'quiet'));
+    await waitUntil(async () => (await client.listTools()).tools.some((t) => t.name === 'ask_quiet'), { timeoutMs: 10_000, what: 'ask_quiet to be listed' });
+    await waitUntil(() => toolListChanges > 0, { timeoutMs: 10_000, what: 'tools/list_changed' });
+    expect(logs.filter((l) => (l.data as { agent?: string }).agent === 'quiet')).toEqual([]);
+
+    await client.setLoggingLevel('info');
+    writeFileSync(join(agentsDir, 'loud.toml'), agent.replaceAll('helper', 'loud'));
+    const { value } = await waitUntil(
+      () => {
+        const hit = logs.filter((l) => (l.data as { agent?: string }).agent === 'loud');
+        return hit.length > 0 && hit;
+      },
+      { timeoutMs: 10_000, what: 'a log message for the agent loud' },
+    );
+    expect(value[0]).toEqual({ level: 'info', logger: 'caxton', data: { event: 'agent deployed', agent: 'loud' } });
+    expect(logs.filter((l) => (l.data as { agent?: string }).agent === 'quiet')).toEqual([]);
   });
 
   it('the MCP Inspector CLI runs it as a stdio server', async () => {

@@ -1,0 +1,56 @@
+/**
+ * Which agents an MCP caller sees: those the `[mcp] agents` patterns offer, narrowed to the
+ * caller's agent scope. Shared by tools (`ask_<agent>`), prompts and resources so the three never
+ * disagree about who is visible.
+ */
+import { can, inScope, type LimitSet, type Permission, type Principal } from '../auth/index.js';
+import { ErrorCode, McpError } from '@modelcontextprotocol/sdk/types.js';
+import type { AgentRegistry, DeployedAgent } from '../agents/index.js';
+
+/** Who is calling over MCP (POST /mcp: the authenticated principal; stdio: nobody, the local user). */
+export interface McpCaller {
+  principal?: Principal | undefined;
+  limits?: LimitSet | undefined;
+}
+
+/** `*` (everything), an exact name, or `prefix.*`. */
+export function matches(patterns: readonly string[], name: string): boolean {
+  for (const p of patterns) {
+    if (p === '*' || p === name) return true;
+    if (p.endsWith('.*') && name.startsWith(p.slice(0, -1))) return true;
+  }
+  return false;
+}
+
+/** stdio has no principal: the local user may do everything the configuration offers. */
+export const allowed = (p: Principal | undefined, permission: Permission): boolean => p === undefined || can(p, permission);
+
+export function agentVisible(patterns: readonly string[], caller: McpCaller, name: string): boolean {
+  return matches(patterns, name) && (caller.principal === undefined || inScope(caller.principal.scope.agents, name));
+}
+
+/** The agent `name` if it is offered and in the caller's scope. */
+export function offeredAgent(agents: AgentRegistry, patterns: readonly string[], caller: McpCaller, name: string): DeployedAgent | undefined {
+  const a = agents.get(name);
+  return a && agentVisible(patterns, caller, a.definition.name as string) ? a : undefined;
+}
+
+/** One page of the agents a caller sees, in name order; `cursor` is the opaque offset MCP list calls carry. */
+export function offeredAgents(agents: AgentRegistry, patterns: readonly string[], caller: McpCaller, cursor: string | undefined, pageSize: number): { page: DeployedAgent[]; nextCursor?: string } {
+  const all = agents.list().agents.filter((a) => agentVisible(patterns, caller, a.definition.name as string));
+  const start = decodeCursor(cursor);
+  const page = all.slice(start, start + pageSize);
+  return start + pageSize < all.length ? { page, nextCursor: encodeCursor(start + pageSize) } : { page };
+}
+
+export function encodeCursor(offset: number): string {
+  return Buffer.from(String(offset)).toString('base64url');
+}
+
+/** A cursor this server did not hand out is the caller's mistake: JSON-RPC -32602. */
+export function decodeCursor(cursor: string | undefined): number {
+  if (cursor === undefined) return 0;
+  const n = Number(Buffer.from(cursor, 'base64url').toString());
+  if (!Number.isSafeInteger(n) || n < 0) throw new McpError(ErrorCode.InvalidParams, `invalid cursor "${cursor.slice(0, 40)}": pass the nextCursor of the previous page, or none for the first page`);
+  return n;
+}
