@@ -102,7 +102,7 @@ describe('limits per key through HTTP', () => {
     srv = await startTestServer({
       dir,
       toml: `[auth]\nenabled = true\n\n[llm]\ndefault_provider = "s"\n[llm.providers.s]\ntype = "scripted"\nscript = "replies.toml"\n`,
-      agentFiles: { 'worker.toml': 'name = "worker"\nsystem_prompt = "You work."\n' },
+      agentFiles: { 'worker.toml': 'name = "worker"\nsystem_prompt = "You work."\n', 'other.toml': 'name = "other"\nsystem_prompt = "You are other."\n' },
     });
     admin = readFileSync(join(srv.dataDir, 'admin.key'), 'utf8').trim();
   });
@@ -185,6 +185,28 @@ describe('limits per key through HTTP', () => {
     }
     const anonymous = new Client({ name: 'anon', version: '1.0.0' });
     await expect(anonymous.connect(new StreamableHTTPClientTransport(new URL(`${srv.url}/mcp`)))).rejects.toThrow(/401|auth/i);
+  });
+
+  it("MCP prompts and resources keep to the key's agent scope", async () => {
+    const { Client } = await import('@modelcontextprotocol/sdk/client/index.js');
+    const { StreamableHTTPClientTransport } = await import('@modelcontextprotocol/sdk/client/streamableHttp.js');
+    const r = await http<{ secret: string }>(srv.url, 'POST', '/api/v1/keys', {
+      body: JSON.stringify({ name: 'mcp-other-only', role: 'invoker', agents: ['other'] }),
+      contentType: 'application/json',
+      headers: { authorization: `Bearer ${admin}` },
+    });
+    expect(r.status, r.text).toBe(201);
+    const client = new Client({ name: 'scope-test', version: '1.0.0' });
+    await client.connect(new StreamableHTTPClientTransport(new URL(`${srv.url}/mcp`), { requestInit: { headers: { authorization: `Bearer ${r.json.secret}` } } }));
+    try {
+      expect((await client.listPrompts()).prompts.map((p) => p.name)).toEqual(['other']);
+      expect((await client.listResources()).resources.map((x) => x.uri)).toEqual(['caxton://agents/other']);
+      await expect(client.getPrompt({ name: 'worker', arguments: { request: 'x' } })).rejects.toMatchObject({ code: -32602 });
+      await expect(client.readResource({ uri: 'caxton://agents/worker' })).rejects.toMatchObject({ code: -32002 });
+      expect((await client.readResource({ uri: 'caxton://agents/other' })).contents).toHaveLength(1);
+    } finally {
+      await client.close();
+    }
   });
 
   it('a request rate limit answers 429 with Retry-After', async () => {
