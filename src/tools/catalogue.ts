@@ -212,7 +212,10 @@ export class ToolCatalogue {
       name,
       this.list().map((s) => s.name),
     );
-    return new CaxtonError('tool_not_found', `no tool source named "${name}"${guess ? `; did you mean "${guess}"?` : ''} (caxton tool list shows them all)`, { name });
+    // "no tool server named" as before issue 15: clients may match it.
+    return new CaxtonError('tool_not_found', `no tool server named "${name}"${guess ? `; did you mean "${guess}"?` : ''} (nor an MCP server or a built-in tool; caxton tool list shows every source)`, {
+      name,
+    });
   }
 
   /**

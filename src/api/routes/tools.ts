@@ -248,7 +248,7 @@ export async function toolRoutes(app: FastifyInstance, opts: { tools: ToolServer
     },
     async (req) => {
       const v = catalogue.view(req.params.name);
-      if (!v) throw new CaxtonError('tool_not_found', `no tool source named "${req.params.name}" (tool server, MCP server, "${BUILTIN_GROUP}" or "${HOST_GROUP}")`, { name: req.params.name });
+      if (!v) throw new CaxtonError('tool_not_found', `no tool server named "${req.params.name}" (nor an MCP server, "${BUILTIN_GROUP}" or "${HOST_GROUP}")`, { name: req.params.name });
       return v;
     },
   );
