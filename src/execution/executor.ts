@@ -267,7 +267,7 @@ export class Executor {
         for (const c of res.tool_calls) {
           // A name the model made up is not a label value: it would grow without bound.
           const tool = this.#deps.tools.get(c.name) || this.hostTools.get(c.name) ? c.name : 'unknown';
-          m.tool(tool, c.is_error ? 'error' : 'ok', c.duration_ms / 1000);
+          m.tool(tool, c.is_error ? 'error' : 'ok', c.duration_ms / 1000, 'agent');
         }
       } else {
         m.error(status);

@@ -33,6 +33,7 @@ import { CaxtonError } from '../shared/errors.js';
 import { scrubSecrets } from '../shared/secrets.js';
 import { VERSION } from '../shared/version.js';
 import type { ToolRegistry } from '../tools/registry.js';
+import type { ToolCallMetrics } from '../tools/catalogue.js';
 import { allowed, matches, type McpCaller } from './offer.js';
 import { CaxtonMcpPrompts } from './prompts.js';
 import { CaxtonMcpResources } from './resources.js';
@@ -48,6 +49,8 @@ export interface McpServeDeps {
   agents: AgentRegistry;
   config: McpServeConfig;
   logger?: Logger;
+  /** Counts direct tool calls over MCP in caxton_tool_calls_total{via="mcp"} (ask_<agent> calls are the agent's). */
+  metrics?: ToolCallMetrics;
 }
 
 /** Agents are offered as `ask_<agent>`. */
@@ -157,8 +160,10 @@ export class CaxtonMcpTools {
       }
     }
     const ctx = { agent: caller_, execution_id: `mcp_${randomUUID()}`, deadline: Date.now() + this.#deps.config.timeout, signal, ...(traceparent !== undefined && { traceparent }), ...who };
+    const t0 = performance.now();
     try {
       const r = await target.registry.invoke([name], name, args, ctx);
+      this.#deps.metrics?.tool(name, r.is_error === true ? 'error' : 'ok', (performance.now() - t0) / 1000, 'mcp');
       return text(r.content, r.is_error === true);
     } catch (e) {
       return text(`tool "${name}" was cancelled: ${e instanceof Error ? e.message : String(e)}`, true);

@@ -34,7 +34,7 @@ export class Metrics {
   readonly agentExecutionDuration: Histogram<'agent'>;
   readonly llmRequests: Counter<'provider' | 'model' | 'status'>;
   readonly llmTokens: Counter<'provider' | 'model' | 'kind'>;
-  readonly toolCalls: Counter<'tool' | 'status'>;
+  readonly toolCalls: Counter<'tool' | 'status' | 'via'>;
   readonly toolCallDuration: Histogram<'tool'>;
   readonly memoryOperations: Counter<'operation' | 'status'>;
   readonly memoryOperationDuration: Histogram<'operation'>;
@@ -76,7 +76,14 @@ export class Metrics {
       registers,
     });
     this.llmTokens = new Counter({ name: 'caxton_llm_tokens_total', help: 'LLM tokens, by provider, model and kind (input, output)', labelNames: ['provider', 'model', 'kind'], registers });
-    this.toolCalls = new Counter({ name: 'caxton_tool_calls_total', help: 'Tool calls made by agents, by tool and outcome (ok, error)', labelNames: ['tool', 'status'], registers });
+    // `via` (agent, rest, mcp) says which path made the call: an agent's turn, POST
+    // /api/v1/tools/{server}/{tool}/call (and the CLI), or a direct tools/call over /mcp.
+    this.toolCalls = new Counter({
+      name: 'caxton_tool_calls_total',
+      help: 'Tool calls, by tool, outcome (ok, error) and the path that made them (via: agent, rest, mcp)',
+      labelNames: ['tool', 'status', 'via'],
+      registers,
+    });
     this.toolCallDuration = new Histogram({ name: 'caxton_tool_call_duration_seconds', help: 'Tool call duration', labelNames: ['tool'], buckets: FAST_BUCKETS, registers });
     this.memoryOperations = new Counter({ name: 'caxton_memory_operations_total', help: 'Memory operations, by operation and outcome', labelNames: ['operation', 'status'], registers });
     this.memoryOperationDuration = new Histogram({ name: 'caxton_memory_operation_duration_seconds', help: 'Memory operation duration', labelNames: ['operation'], buckets: FAST_BUCKETS, registers });
@@ -146,9 +153,9 @@ export class Metrics {
     this.#counter(this.llmTokens, { provider, model, kind: 'output' }).inc(outputTokens);
   }
 
-  /** One tool call: the tool, its outcome ('ok' or 'error') and duration in seconds. */
-  tool(tool: string, status: string, seconds: number): void {
-    this.#counter(this.toolCalls, { tool, status }).inc();
+  /** One tool call: the tool, its outcome ('ok' or 'error'), duration in seconds and the path that made it. */
+  tool(tool: string, status: string, seconds: number, via: 'agent' | 'rest' | 'mcp' = 'agent'): void {
+    this.#counter(this.toolCalls, { tool, status, via }).inc();
     this.#histogram(this.toolCallDuration, { tool }).observe(seconds);
   }
 

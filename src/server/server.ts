@@ -46,6 +46,7 @@ import { createMemory, type MemoryComponent } from '../memory/index.js';
 import { instrumentExecutionMemory, instrumentMemoryTools } from './instrument-memory.js';
 import { memoryRoutes } from '../api/routes/memory.js';
 import { ToolServerManager } from '../tools/wasm/manager.js';
+import { AuditWatch, ToolCatalogue } from '../tools/catalogue.js';
 import { toolRoutes } from '../api/routes/tools.js';
 import { AuditStore, auditRecorder } from '../audit/index.js';
 import { auditRoutes } from '../api/routes/audit.js';
@@ -249,9 +250,11 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
     retentionMs: config.tool_audit.retention,
     maxRows: config.tool_audit.max_rows,
   });
-  const mcp = new McpClientManager({ servers: config.mcp_servers, tools: executor.hostTools, audit: toolAudit, logger, ...(config.source.file && { baseDir: dirname(config.source.file) }) });
+  // The catalogue (below) watches this sink for the outcome of MCP calls made through the API.
+  const toolAuditWatch = new AuditWatch(toolAudit);
+  const mcp = new McpClientManager({ servers: config.mcp_servers, tools: executor.hostTools, audit: toolAuditWatch, logger, ...(config.source.file && { baseDir: dirname(config.source.file) }) });
   await mcp.start();
-  const mcpRoutes = mcpPlugins({ executor, agents: registry, config: config.mcp, logger, clients: mcp });
+  const mcpRoutes = mcpPlugins({ executor, agents: registry, config: config.mcp, logger, clients: mcp, ...(config.metrics.enabled && { metrics }) });
   // --- end MCP ---
   // --- WebAssembly tool servers (src/tools/wasm/manager.ts): built-in packages (tools/builtin/) and
   // API-deployed ones (SQLite) as host tools `SERVER.tool`, under the operator's [tools.NAME]
@@ -267,7 +270,18 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
     baseDir: config.source.file ? dirname(config.source.file) : process.cwd(),
   });
   tools.start();
-  const toolPlugin = (app: FastifyInstance) => toolRoutes(app, { tools, audit: toolAudit, bodyLimit: config.server.max_body_size });
+  // --- tool catalogue (src/tools/catalogue.ts, issue 15): every source (tool servers, MCP servers,
+  // built-in and host tools) for /api/v1/tools, the CLI and the status overview. ---
+  const catalogue = new ToolCatalogue({
+    servers: tools,
+    builtin: executor.deps.tools,
+    host: executor.hostTools,
+    mcp,
+    audit: toolAuditWatch,
+    ...(config.metrics.enabled && { metrics }),
+  });
+  const toolPlugin = (app: FastifyInstance) => toolRoutes(app, { tools, catalogue, audit: toolAudit, bodyLimit: config.server.max_body_size });
+  // --- end tool catalogue ---
   // --- end tool servers ---
   // --- audit trail (src/audit, ADR 0023): every state-changing request recorded by a root
   // onResponse hook (auditRecorder, by the AUDIT_ROUTES table) in SQLite `audit_log` and, with
@@ -301,7 +315,7 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
   const auditPlugins = [...(audit ? [auditRecorder(audit)] : []), (a: FastifyInstance) => auditRoutes(a, { ...(audit && { store: audit }) })];
   // --- end audit trail ---
   const observabilityPlugin = (a: FastifyInstance) =>
-    observabilityRoutes(a, { ...(events && { events: events.store }), ...(logBuffer && { logs: logBuffer }), sampler, service, config, lifecycle, bus, tools, ...(memory && { memory }) });
+    observabilityRoutes(a, { ...(events && { events: events.store }), ...(logBuffer && { logs: logBuffer }), sampler, service, config, lifecycle, bus, tools, catalogue, ...(memory && { memory }) });
   const recovered = bus.start();
   if (recovered.redelivering > 0) logger.info(recovered, 'redelivering messages accepted before the last stop');
   const app = await createApi({

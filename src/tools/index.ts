@@ -17,3 +17,18 @@ export function builtinTools(providers: ProviderRegistry, defaultProvider: strin
   r.register(llmChatTool(providers, defaultProvider));
   return r;
 }
+export {
+  ToolCatalogue,
+  AuditWatch,
+  TOOL_SOURCE_KINDS,
+  BUILTIN_GROUP,
+  HOST_GROUP,
+  type ToolSourceKind,
+  type ToolSourceSummary,
+  type ToolSourceView,
+  type ToolCallVia,
+  type ToolCallMetrics,
+  type McpSource,
+  type McpSourceStatus,
+  type ToolCatalogueOptions,
+} from './catalogue.js';

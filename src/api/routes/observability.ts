@@ -12,6 +12,7 @@ import { CaxtonError } from '../../shared/errors.js';
 import { closest } from '../../shared/suggest.js';
 import { parseDuration } from '../../shared/units.js';
 import type { ToolServerManager } from '../../tools/wasm/manager.js';
+import type { ToolCatalogue } from '../../tools/catalogue.js';
 import { errorEnvelopeSchema } from '../schemas.js';
 import { keepOpen, openSse, wantsEventStream } from '../sse.js';
 import type { Lifecycle } from './system.js';
@@ -26,6 +27,8 @@ export interface ObservabilityRouteDeps {
   lifecycle: Lifecycle;
   bus?: MessageBus;
   tools?: ToolServerManager;
+  /** Every tool source (issue 15): `tool_sources` of the overview counts them by kind. */
+  catalogue?: ToolCatalogue;
   memory?: MemoryComponent;
 }
 
@@ -164,6 +167,15 @@ const overviewSchema = z.object({
       servers: z.array(z.object({ name: z.string(), origin: z.string(), state: z.string(), tools: z.number().int() })),
     })
     .nullable(),
+  tool_sources: z
+    .object({
+      total: z.number().int(),
+      by_kind: z.object({ wasm: z.number().int(), javascript: z.number().int(), mcp: z.number().int(), builtin: z.number().int(), host: z.number().int() }),
+      tools: z.number().int(),
+      unavailable: z.array(z.object({ name: z.string(), kind: z.string(), state: z.string(), error: z.string().nullable() })).describe('tool servers that failed to load and MCP servers not ready'),
+    })
+    .optional()
+    .describe('every tool source (tool servers, MCP servers, built-in and host tools), counted by kind'),
   events: z.object({ enabled: z.boolean(), stored: z.number().int() }),
   process: z.object({ rss_bytes: z.number().int(), heap_used_bytes: z.number().int() }),
   config: z.object({ file: z.string().nullable(), agents_dir: z.string(), data_dir: z.string() }),
@@ -380,6 +392,7 @@ async function overview(deps: ObservabilityRouteDeps, windowMs: number): Promise
   const fromFiles = all.filter((a) => a.origin.kind === 'file').length;
   const q = bus?.stats();
   const servers = tools?.list();
+  const sources = deps.catalogue?.list();
   const mem = process.memoryUsage();
   let memoryStats: z.input<typeof overviewSchema>['memory'];
   if (memory) {
@@ -417,6 +430,21 @@ async function overview(deps: ObservabilityRouteDeps, windowMs: number): Promise
           servers: servers.map((s) => ({ name: s.name, origin: s.origin, state: s.state, tools: s.tools.length })),
         }
       : null,
+    ...(sources && {
+      tool_sources: {
+        total: sources.length,
+        by_kind: {
+          wasm: 0,
+          javascript: 0,
+          mcp: 0,
+          builtin: 0,
+          host: 0,
+          ...Object.fromEntries(['wasm', 'javascript', 'mcp', 'builtin', 'host'].map((k) => [k, sources.filter((s) => s.kind === k).length])),
+        },
+        tools: sources.reduce((n, s) => n + s.tools.length, 0),
+        unavailable: sources.filter((s) => s.state !== 'loaded' && s.state !== 'ready' && s.state !== 'disabled').map((s) => ({ name: s.name, kind: s.kind, state: s.state, error: s.error })),
+      },
+    }),
     events: { enabled: deps.events !== undefined, stored: deps.events?.count() ?? 0 },
     process: { rss_bytes: mem.rss, heap_used_bytes: mem.heapUsed },
     config: { file: config.source.file, agents_dir: config.agents_dir, data_dir: config.data_dir },

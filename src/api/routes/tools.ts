@@ -3,6 +3,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { CaxtonError } from '../../shared/errors.js';
 import { parseDuration } from '../../shared/units.js';
+import { BUILTIN_GROUP, HOST_GROUP, TOOL_SOURCE_KINDS, type ToolCatalogue } from '../../tools/index.js';
 import { CALL_OUTCOMES, type AuditQuery, type CallOutcome, type ToolAuditStore, type ToolServerManager } from '../../tools/wasm/index.js';
 import { errorEnvelopeSchema, issueSchema } from '../schemas.js';
 
@@ -13,15 +14,43 @@ const BASE64_RE = /^[A-Za-z0-9+/]*={0,2}$/;
 
 // ------------------------------------------------------------------------------ schemas
 
+const mcpStatusSchema = z
+  .object({
+    name: z.string(),
+    transport: z.string().describe('stdio or http'),
+    target: z.string().describe('the command line (stdio) or the URL without credentials (http)'),
+    state: z.string(),
+    tool_names: z.array(z.string()),
+    last_error: z.string().nullable(),
+    last_error_at: z.string().nullable(),
+    connected_at: z.string().nullable(),
+    attempts: z.number().int().describe('failed attempts since the last successful connection'),
+    next_retry_at: z.string().nullable(),
+    reconnects: z.number().int().describe('successful connections after the first one'),
+    server_info: z.object({ name: z.string(), version: z.string() }).nullable(),
+    conflicts: z.array(z.string()).describe('tools not registered because another tool holds the name'),
+  })
+  .describe('MCP servers only: the connection (as GET /api/v1/mcp/servers shows it)');
+
 const summarySchema = z.object({
-  name: z.string(),
+  name: z.string().describe(`tool server or MCP server name; "${BUILTIN_GROUP}" and "${HOST_GROUP}" group the single-name tools`),
+  kind: z
+    .enum(TOOL_SOURCE_KINDS as [string, ...string[]])
+    .describe('wasm | javascript: tool server packages; mcp: a mounted MCP server; builtin: calculator, current_time, llm.chat; host: send_message and the memory tools'),
   version: z.string().nullable(),
   description: z.string().nullable(),
-  origin: z.enum(['builtin', 'api']).describe('builtin: shipped in tools/builtin/; api: deployed through the API (kept in the data dir)'),
-  state: z.enum(['loaded', 'failed']).describe('failed: could not be loaded (see error); its tools are not registered'),
-  error: z.string().nullable(),
-  tools: z.array(z.string()).describe('registered tool names, SERVER.tool'),
+  origin: z
+    .enum(['builtin', 'api', 'config', 'host'])
+    .describe(
+      "builtin: shipped with the server (tools/builtin/ or a built-in tool); api: deployed through the API (kept in the data dir); config: [mcp_servers.NAME] in caxton.toml; host: the server's own host tools",
+    ),
+  state: z
+    .string()
+    .describe('tool servers: loaded | failed (could not be loaded, see error; no tools registered); MCP servers: connecting | ready | failed | reconnecting | disabled | closed; groups: loaded'),
+  error: z.string().nullable().describe('why a tool server failed to load, or the last error of an MCP server'),
+  tools: z.array(z.string()).describe('registered tool names (SERVER.tool; the single names for the builtin and host groups)'),
   deployed_at: z.string().nullable(),
+  mcp: mcpStatusSchema.optional(),
 });
 
 const viewSchema = summarySchema.extend({
@@ -66,6 +95,10 @@ const callResultSchema = z.object({
   fuel_used: z.number(),
   memory_bytes: z.number(),
   execution_id: z.string(),
+  kind: z
+    .enum(TOOL_SOURCE_KINDS as [string, ...string[]])
+    .optional()
+    .describe('the kind of the source that ran the call'),
   json: z.unknown().optional().describe('content parsed as JSON, when it is JSON'),
 });
 
@@ -131,8 +164,8 @@ const errors = { 400: errorEnvelopeSchema, 404: errorEnvelopeSchema };
  * Tool servers (WebAssembly packages) and the audit log of tool calls: deploy, list, show, remove,
  * call, audit. A thin layer over ToolServerManager and ToolAuditStore.
  */
-export async function toolRoutes(app: FastifyInstance, opts: { tools: ToolServerManager; audit: ToolAuditStore; bodyLimit: number }): Promise<void> {
-  const { tools, audit } = opts;
+export async function toolRoutes(app: FastifyInstance, opts: { tools: ToolServerManager; catalogue: ToolCatalogue; audit: ToolAuditStore; bodyLimit: number }): Promise<void> {
+  const { tools, catalogue, audit } = opts;
   const r = app.withTypeProvider<ZodTypeProvider>();
 
   r.post(
@@ -162,7 +195,18 @@ export async function toolRoutes(app: FastifyInstance, opts: { tools: ToolServer
     },
   );
 
-  r.get('/tools', { schema: { summary: 'List tool servers', tags: ['tools'], response: { 200: z.object({ servers: z.array(summarySchema) }) } } }, async () => ({ servers: tools.list() }));
+  r.get(
+    '/tools',
+    {
+      schema: {
+        summary: 'List every tool source: tool servers, mounted MCP servers, built-in and host tools',
+        description: `Each source with its kind and state. Single-name tools are grouped as "${BUILTIN_GROUP}" (calculator, current_time, llm.chat) and "${HOST_GROUP}" (send_message, memory tools).`,
+        tags: ['tools'],
+        response: { 200: z.object({ servers: z.array(summarySchema) }) },
+      },
+    },
+    async () => ({ servers: catalogue.list() }),
+  );
 
   r.get(
     '/tools/audit',
@@ -194,10 +238,17 @@ export async function toolRoutes(app: FastifyInstance, opts: { tools: ToolServer
 
   r.get(
     '/tools/:name',
-    { schema: { summary: 'One tool server: its tools, limits, permissions and stats', tags: ['tools'], params: nameParams, response: { 200: viewSchema, ...errors } } },
+    {
+      schema: {
+        summary: 'One tool source: its tools; for a tool server its limits, permissions and stats; for an MCP server its connection (state, last error, reconnects)',
+        tags: ['tools'],
+        params: nameParams,
+        response: { 200: viewSchema, ...errors },
+      },
+    },
     async (req) => {
-      const v = tools.view(req.params.name);
-      if (!v) throw new CaxtonError('tool_not_found', `no tool server named "${req.params.name}"`, { name: req.params.name });
+      const v = catalogue.view(req.params.name);
+      if (!v) throw new CaxtonError('tool_not_found', `no tool server named "${req.params.name}" (nor an MCP server, "${BUILTIN_GROUP}" or "${HOST_GROUP}")`, { name: req.params.name });
       return v;
     },
   );
@@ -217,7 +268,8 @@ export async function toolRoutes(app: FastifyInstance, opts: { tools: ToolServer
       schema: {
         summary: 'Call a tool directly (audited as agent "api")',
         description:
-          'Body `{"args": {...}, "timeout_ms"?: N}`. 200 with the result; a tool that fails (invalid arguments, denied host or path, fuel, timeout...) answers 200 with is_error true and the outcome. 404 tool_not_found for an unknown server or tool.',
+          `Any source: a tool server's or MCP server's tool (\`think/sequentialthinking\`), or a single-name tool through its group (\`${BUILTIN_GROUP}/calculator\`, \`${HOST_GROUP}/send_message\`; \`llm/chat\` also reaches llm.chat). ` +
+          'Body `{"args": {...}, "timeout_ms"?: N}`. 200 with the result; a tool that fails (invalid arguments, denied host or path, fuel, timeout, MCP server unavailable...) answers 200 with is_error true and the outcome. 404 tool_not_found for an unknown source or tool.',
         tags: ['tools'],
         params: callParams,
         body: callBody,
@@ -226,7 +278,7 @@ export async function toolRoutes(app: FastifyInstance, opts: { tools: ToolServer
     },
     async (req) => {
       const { server, tool } = req.params;
-      const res = await tools.call(`${server}.${tool}`, req.body.args, {
+      const res = await catalogue.call(server, tool, req.body.args, {
         ...(req.body.timeout_ms !== undefined && { timeoutMs: req.body.timeout_ms }),
         ...(req.principal && { principal: req.principal.id }),
       });

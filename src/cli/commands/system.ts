@@ -29,6 +29,7 @@ export interface Overview {
   dead_letters: number | null;
   memory?: { entities: number; relations: number; observations: number; database_bytes?: number };
   tool_servers: { total: number; loaded: number; failed: number; tools: number; servers: { name: string; origin: string; state: string; tools: number }[] } | null;
+  tool_sources?: { total: number; by_kind: Record<string, number>; tools: number; unavailable: { name: string; kind: string; state: string; error: string | null }[] };
   events: { enabled: boolean; stored: number };
   process: { rss_bytes: number; heap_used_bytes: number };
   config: { file: string | null; agents_dir: string; data_dir: string };
@@ -67,6 +68,14 @@ export function overviewRows(base: string, s: Overview): string[][] {
       'tool servers',
       `${s.tool_servers.total} (${s.tool_servers.loaded} loaded, ${s.tool_servers.failed} failed), ${s.tool_servers.tools} tools${s.tool_servers.servers.length > 0 ? `: ${s.tool_servers.servers.map((t) => (t.state === 'loaded' ? t.name : `${t.name} (${t.state})`)).join(', ')}` : ''}`,
     ]);
+  if (s.tool_sources) {
+    const kinds = Object.entries(s.tool_sources.by_kind)
+      .filter(([, n]) => n > 0)
+      .map(([k, n]) => `${k} ${n}`)
+      .join(', ');
+    const down = s.tool_sources.unavailable.map((u) => `${u.name} (${u.kind}, ${u.state})`).join(', ');
+    rows.push(['tool sources', `${s.tool_sources.total}${kinds ? ` (${kinds})` : ''}, ${s.tool_sources.tools} tools${down ? `; unavailable: ${down}` : ''}`]);
+  }
   rows.push(
     ['events', s.events.enabled ? `${s.events.stored} stored` : 'disabled'],
     ['process', `${mib(s.process.rss_bytes)} resident`],

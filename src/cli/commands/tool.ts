@@ -9,15 +9,32 @@ import { issuesText, table, truncate } from '../output.js';
 
 const MANIFEST_FILE = 'caxton-tool.toml';
 
+interface McpStatusJson {
+  transport: string;
+  target: string;
+  state: string;
+  last_error: string | null;
+  last_error_at: string | null;
+  connected_at: string | null;
+  attempts: number;
+  next_retry_at: string | null;
+  reconnects: number;
+  server_info: { name: string; version: string } | null;
+  conflicts: string[];
+}
+
 interface ServerSummaryJson {
   name: string;
+  /** Absent from servers older than issue 15 (only WebAssembly servers then). */
+  kind?: 'wasm' | 'javascript' | 'mcp' | 'builtin' | 'host';
   version: string | null;
   description: string | null;
-  origin: 'builtin' | 'api';
-  state: 'loaded' | 'failed';
+  origin: 'builtin' | 'api' | 'config' | 'host';
+  state: string;
   error: string | null;
   tools: string[];
   deployed_at: string | null;
+  mcp?: McpStatusJson;
 }
 
 interface ServerViewJson extends ServerSummaryJson {
@@ -98,14 +115,34 @@ export function readPackage(path: string): { manifestFile: string; manifest: str
   return { manifestFile: file, manifest, moduleFile, wasm };
 }
 
+const ORIGINS: Record<string, (v: ServerViewJson) => string> = {
+  builtin: (v) => `built-in${v.path ? ` (${v.path})` : ''}`,
+  api: (v) => `deployed ${v.deployed_at ?? ''}`,
+  config: () => 'caxton.toml [mcp_servers]',
+  host: () => 'the server',
+};
+
+/** What a tool's short name is in a listing: SERVER.tool without the server, single names as they are. */
+function shortName(server: ServerSummaryJson, tool: string): string {
+  return tool.startsWith(`${server.name}.`) ? tool.slice(server.name.length + 1) : tool;
+}
+
 function describeServer(v: ServerViewJson): string {
   const lines = [
     `name:        ${v.name}`,
+    `kind:        ${v.kind ?? 'wasm'}`,
     `version:     ${v.version ?? '-'}`,
-    `origin:      ${v.origin === 'builtin' ? `built-in${v.path ? ` (${v.path})` : ''}` : `deployed ${v.deployed_at ?? ''}`}`,
-    `state:       ${v.state}${v.error ? ` (${v.error})` : ''}`,
+    `origin:      ${(ORIGINS[v.origin] ?? (() => v.origin))(v)}`,
+    `state:       ${v.state}${v.error && !v.mcp ? ` (${v.error})` : ''}`,
     `description: ${v.description ?? '-'}`,
   ];
+  const m = v.mcp;
+  if (m) {
+    lines.push(`connection:  ${m.transport} ${m.target}${m.server_info ? ` (${m.server_info.name} ${m.server_info.version})` : ''}`);
+    lines.push(`connected:   ${m.connected_at ?? 'never'}; reconnects ${m.reconnects}; failed attempts ${m.attempts}${m.next_retry_at ? `; next attempt ${m.next_retry_at}` : ''}`);
+    lines.push(`last error:  ${m.last_error ? `${m.last_error}${m.last_error_at ? ` (${m.last_error_at})` : ''}` : '-'}`);
+    if (m.conflicts.length > 0) lines.push(`conflicts:   ${m.conflicts.join(', ')} (names taken by other tools; not registered)`);
+  }
   if (v.digest) lines.push(`module:      ${v.module_bytes ?? 0} bytes, sha256 ${v.digest}`);
   if (v.tool_specs.length > 0) {
     lines.push('tools:');
@@ -155,7 +192,11 @@ const intOption = (name: string, min: number, max: number) => (v: string) => {
 };
 
 export function registerToolCommands(program: Command, ctx: CliContext): void {
-  const tool = program.command('tool').description('WebAssembly tool servers: deploy, list, show, call and remove them; read the audit log of tool calls');
+  const tool = program
+    .command('tool')
+    .description(
+      'every tool source (WebAssembly and JavaScript tool servers, mounted MCP servers, built-in and host tools): list, show and call them; deploy and remove tool servers; read the audit log',
+    );
 
   tool
     .command('deploy')
@@ -173,24 +214,28 @@ export function registerToolCommands(program: Command, ctx: CliContext): void {
 
   tool
     .command('list')
-    .description('list tool servers: built-in and deployed, with their tools')
-    .action(async () => {
+    .description('list every tool source (tool servers, MCP servers, the builtin and host groups) with its kind, state and tools')
+    .option('--kind <kind>', 'only sources of this kind: wasm, javascript, mcp, builtin, host')
+    .action(async (opts: { kind?: string }) => {
       const out = ctx.output();
-      const { servers } = await ctx.client().get<{ servers: ServerSummaryJson[] }>('/api/v1/tools');
+      const KINDS = ['wasm', 'javascript', 'mcp', 'builtin', 'host'];
+      if (opts.kind !== undefined && !KINDS.includes(opts.kind)) throw usageError(`--kind expects one of ${KINDS.join(', ')}, got "${opts.kind}"`);
+      let { servers } = await ctx.client().get<{ servers: ServerSummaryJson[] }>('/api/v1/tools');
+      if (opts.kind !== undefined) servers = servers.filter((s) => (s.kind ?? 'wasm') === opts.kind);
       if (out.json) return out.data({ servers });
-      if (servers.length === 0) return out.out('no tool servers');
+      if (servers.length === 0) return out.out('no tool sources');
       out.out(
         table(
-          ['NAME', 'VERSION', 'ORIGIN', 'STATE', 'TOOLS', 'DESCRIPTION'],
-          servers.map((s) => [s.name, s.version ?? '-', s.origin, s.state, s.tools.map((t) => t.slice(s.name.length + 1)).join(', ') || '-', truncate(s.error ?? s.description ?? '', 60)]),
+          ['NAME', 'KIND', 'VERSION', 'ORIGIN', 'STATE', 'TOOLS', 'DESCRIPTION'],
+          servers.map((s) => [s.name, s.kind ?? 'wasm', s.version ?? '-', s.origin, s.state, s.tools.map((t) => shortName(s, t)).join(', ') || '-', truncate(s.error ?? s.description ?? '', 60)]),
         ),
       );
     });
 
   tool
     .command('show')
-    .description('one tool server: its tools, effective limits, requested and granted permissions, stats')
-    .argument('<name>', 'tool server name')
+    .description("one tool source: its tools; a tool server's limits, permissions and stats; an MCP server's connection state, last error and reconnects")
+    .argument('<name>', 'tool server or MCP server name, or builtin / host')
     .action(async (name: string) => {
       const out = ctx.output();
       const v = await ctx.client().get<ServerViewJson>(`/api/v1/tools/${encodeURIComponent(name)}`);
@@ -200,20 +245,22 @@ export function registerToolCommands(program: Command, ctx: CliContext): void {
 
   tool
     .command('call')
-    .description('call a tool directly, as agent "api" (audited like any call)')
-    .argument('<tool>', 'SERVER.tool, e.g. csv_parser.parse')
+    .description('call a tool directly, as agent "api" (audited like any call): a tool server\'s, an MCP server\'s, or a built-in or host tool')
+    .argument('<tool>', 'SERVER.tool (csv_parser.parse, think.sequentialthinking) or a single name (calculator, llm.chat, send_message)')
     .option('--args <json>', 'the arguments, a JSON object (default {})')
     .option('--timeout <ms>', 'longest the call may take, milliseconds', intOption('--timeout', 1, 600_000))
     .addHelpText(
       'after',
-      '\nExit codes: 0 the tool succeeded, 1 it failed (the reason is printed) or an API error, 2 usage error.\nExample:\n  caxton tool call csv_parser.parse --args \'{"text": "city,temp\\nOslo,4\\n"}\'',
+      '\nExit codes: 0 the tool succeeded, 1 it failed (the reason is printed) or an API error, 2 usage error.\nExamples:\n  caxton tool call csv_parser.parse --args \'{"text": "city,temp\\nOslo,4\\n"}\'\n  caxton tool call calculator --args \'{"expression": "2+3"}\'',
     )
     .action(async (name: string, opts: { args?: string; timeout?: number }) => {
       const out = ctx.output();
       const dot = name.indexOf('.');
-      if (dot <= 0 || dot === name.length - 1) throw usageError(`"${name}" is not a tool name: expected SERVER.tool, e.g. csv_parser.parse`);
+      if (dot === 0 || dot === name.length - 1 || name === '') throw usageError(`"${name}" is not a tool name: expected SERVER.tool (csv_parser.parse) or a single name (calculator)`);
       const args = parseArgs(opts.args);
-      const path = `/api/v1/tools/${encodeURIComponent(name.slice(0, dot))}/${encodeURIComponent(name.slice(dot + 1))}/call`;
+      // A single name is a built-in or host tool: the server reaches either through the "builtin" group.
+      const [server, tname] = dot < 0 ? ['builtin', name] : [name.slice(0, dot), name.slice(dot + 1)];
+      const path = `/api/v1/tools/${encodeURIComponent(server)}/${encodeURIComponent(tname)}/call`;
       const { data } = await ctx.client().post<CallJson>(path, { args, ...(opts.timeout !== undefined && { timeout_ms: opts.timeout }) }, { timeoutMs: (opts.timeout ?? 120_000) + 10_000 });
       if (data.is_error) process.exitCode = 1;
       if (out.json) return out.data(data);

@@ -58,6 +58,8 @@ export interface ToolSummary {
 
 export interface ToolServerSummary {
   name: string;
+  /** `javascript`: a QuickJS package (runtime "quickjs"); `wasm`: a WebAssembly module. */
+  kind: 'wasm' | 'javascript';
   version: string | null;
   description: string | null;
   origin: ToolServerOrigin;
@@ -381,6 +383,7 @@ export class ToolServerManager {
   #summary(e: Entry): ToolServerSummary {
     return {
       name: e.name,
+      kind: e.manifest?.runtime === 'quickjs' ? 'javascript' : 'wasm',
       version: e.manifest?.version ?? null,
       description: e.manifest?.description ?? null,
       origin: e.origin,

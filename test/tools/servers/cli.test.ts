@@ -39,9 +39,9 @@ describe('caxton tool', () => {
   it('list shows built-in and deployed servers, as a table or JSON', async () => {
     const r = await cli('tool', 'list');
     expectExit(r, 0);
-    expect(r.stdout).toMatch(/^NAME\s+VERSION\s+ORIGIN\s+STATE\s+TOOLS\s+DESCRIPTION$/m);
-    expect(r.stdout).toMatch(/^csv_parser\s+0\.1\.0\s+builtin\s+loaded\s+parse\s+/m);
-    expect(r.stdout).toMatch(/^text\s+0\.1\.0\s+api\s+loaded\s+echo, stats, read_file\s+/m);
+    expect(r.stdout).toMatch(/^NAME\s+KIND\s+VERSION\s+ORIGIN\s+STATE\s+TOOLS\s+DESCRIPTION$/m);
+    expect(r.stdout).toMatch(/^csv_parser\s+wasm\s+0\.1\.0\s+builtin\s+loaded\s+parse\s+/m);
+    expect(r.stdout).toMatch(/^text\s+wasm\s+0\.1\.0\s+api\s+loaded\s+echo, stats, read_file\s+/m);
     const j = parseJson<Json>(await cli('--json', 'tool', 'list'));
     expect(j.servers.map((s: Json) => s.name)).toEqual(expect.arrayContaining(['chart_generator', 'csv_parser', 'text']));
   });
@@ -77,7 +77,7 @@ describe('caxton tool', () => {
 
   it('usage errors exit 2', async () => {
     for (const args of [
-      ['tool', 'call', 'nodot'],
+      ['tool', 'call', '.nodot'],
       ['tool', 'call', 'text.stats', '--args', '{not json'],
       ['tool', 'call', 'text.stats', '--args', '[1]'],
       ['tool', 'audit', '--limit', '0'],
@@ -87,6 +87,10 @@ describe('caxton tool', () => {
       expectExit(r, 2);
       expectNoStackTrace(r);
     }
+    // A single name is a built-in or host tool (issue 15): an unknown one is not found (exit 1), not a usage error.
+    const single = await cli('tool', 'call', 'nodot');
+    expectExit(single, 1);
+    expect(single.stderr).toMatch(/no built-in or host tool named "nodot"/);
   });
 
   it('deploy refuses a bad package with the reason (exit 1)', async () => {
