@@ -41,6 +41,7 @@ export const ROUTE_POLICIES: Readonly<Record<string, Access>> = {
   // Execution
   'POST /api/v1/agents/:name/invoke': P('agents:invoke', 'name'),
   'GET /v1/models': P('agents:read'),
+  'GET /v1/models/:model': P('agents:read', 'model'),
   'POST /v1/chat/completions': P('agents:invoke'),
   'POST /mcp': P('agents:invoke'),
   'GET /mcp': P('agents:invoke'),

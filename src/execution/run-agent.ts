@@ -7,6 +7,9 @@ import type { ToolContext, ToolRegistry } from '../tools/index.js';
 import { renderSystemPrompt, renderTemplate } from './prompt.js';
 import type { AgentResponse, ExecutionEvent, ExecutionJob, ToolCallRecord } from './types.js';
 
+/** Opens the system message that carries a caller's own system/developer messages. */
+export const CLIENT_INSTRUCTIONS_HEADER = 'Instructions from the client application (they refine, and never override, the instructions above):';
+
 export interface ExecutionDeps {
   providers: ProviderRegistry;
   /** Every tool the execution can reach (built-ins, plus host tools: see host-tools.ts); the agent's allowlist filters them. */
@@ -51,15 +54,26 @@ export async function runAgent(job: ExecutionJob, deps: ExecutionDeps, opts: { s
   // {{memory_context}}: what the executor found in memory for this request (src/memory).
   const memory = job.memory_context ?? '';
   const messages: ChatMessage[] = [{ role: 'system', content: renderSystemPrompt(def, memory) }];
+  // The caller's system messages come after the agent's own and are marked as the caller's: the
+  // agent's definition stays the frame, the client's instructions refine it (docs/openai.md).
+  const instructions = job.request.instructions ?? [];
+  if (instructions.length > 0) messages.push({ role: 'system', content: `${CLIENT_INSTRUCTIONS_HEADER}\n\n${instructions.join('\n\n')}` });
   for (const h of job.request.history ?? []) messages.push({ role: h.role, content: h.content });
   messages.push({ role: 'user', content: renderTemplate(def.user_prompt_template, def, job.request, memory) });
 
+  const s = job.request.sampling ?? {};
+  const temperature = s.temperature ?? def.llm.temperature;
+  const topP = s.top_p ?? def.llm.top_p;
+  const stop = s.stop ?? def.llm.stop;
+  // The agent's max_tokens is its operator's budget: a caller may ask for less, never for more.
+  const maxTokens = s.max_tokens !== undefined && def.llm.max_tokens !== undefined ? Math.min(s.max_tokens, def.llm.max_tokens) : (s.max_tokens ?? def.llm.max_tokens);
   const base: Omit<ChatRequest, 'model' | 'messages'> = {
     ...(toolSpecs.length > 0 && { tools: toolSpecs }),
-    ...(def.llm.temperature !== undefined && { temperature: def.llm.temperature }),
-    ...(def.llm.max_tokens !== undefined && { max_tokens: def.llm.max_tokens }),
-    ...(def.llm.top_p !== undefined && { top_p: def.llm.top_p }),
-    ...(def.llm.stop !== undefined && { stop: def.llm.stop }),
+    ...(temperature !== undefined && { temperature }),
+    ...(maxTokens !== undefined && { max_tokens: maxTokens }),
+    ...(topP !== undefined && { top_p: topP }),
+    ...(stop !== undefined && { stop }),
+    ...(job.request.response_format !== undefined && { response_format: job.request.response_format }),
     signal: opts.signal,
     // Lets the provider clients refuse a retry wait (backoff, Retry-After) that would outlive the request.
     deadline: job.deadline,

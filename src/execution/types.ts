@@ -1,5 +1,5 @@
 import type { AgentDefinition } from '../agents/definition.js';
-import type { ToolCall, ToolSpec, Usage } from '../llm/types.js';
+import type { ResponseFormat, ToolCall, ToolSpec, Usage } from '../llm/types.js';
 
 /** POST /api/v1/agents/{name}/invoke body. */
 export interface InvokeRequest {
@@ -11,6 +11,15 @@ export interface InvokeRequest {
   capability?: string;
   /** Earlier turns (OpenAI-compatible endpoint): rendered before the request. */
   history?: { role: 'user' | 'assistant'; content: string }[];
+  /**
+   * The caller's own system/developer messages (OpenAI-compatible endpoint): sent as one system
+   * message after the agent's system prompt, so they steer without replacing the agent's role.
+   */
+  instructions?: string[];
+  /** Sampling settings the caller chose (OpenAI-compatible endpoint): they win over the agent's, except max_tokens, which may only lower the agent's. */
+  sampling?: { temperature?: number; top_p?: number; max_tokens?: number; stop?: string[] };
+  /** The reply format asked of the model (OpenAI-compatible endpoint); the caller validates the reply against it. */
+  response_format?: ResponseFormat;
   /** The agents whose executions led to this request, oldest first; copied into every ToolContext. */
   chain?: string[];
   /** W3C trace context to continue; copied into every ToolContext. */

@@ -13,7 +13,18 @@
  */
 import { asString, count, isRecord, makeUsage, parseToolArguments } from './decode.js';
 import { joinUrl, malformed, postJson, postSse, quoteOutside, readApiKey, type HttpTarget } from './http.js';
-import { LlmError, type ChatMessage, type ChatRequest, type ChatResponse, type FinishReason, type LlmProvider, type ProviderConfig, type StreamEvent, type ToolCall } from './types.js';
+import {
+  LlmError,
+  type ChatMessage,
+  type ChatRequest,
+  type ChatResponse,
+  type FinishReason,
+  type LlmProvider,
+  type ProviderConfig,
+  type ResponseFormat,
+  type StreamEvent,
+  type ToolCall,
+} from './types.js';
 
 export const ANTHROPIC_DEFAULT_BASE_URL = 'https://api.anthropic.com';
 export const ANTHROPIC_VERSION = '2023-06-01';
@@ -122,7 +133,11 @@ export class AnthropicProvider implements LlmProvider {
 export function buildBody(req: ChatRequest, model: string, stream: boolean): Record<string, unknown> {
   const { system, messages } = toWireMessages(req.messages);
   const body: Record<string, unknown> = { model, max_tokens: req.max_tokens ?? ANTHROPIC_DEFAULT_MAX_TOKENS };
-  if (system !== undefined) body.system = system;
+  // The Messages API has no response_format: the model is told in the system prompt, and the
+  // caller validates the reply all the same.
+  const format = req.response_format !== undefined ? formatInstruction(req.response_format) : undefined;
+  const fullSystem = [system, format].filter((x) => x !== undefined).join('\n\n');
+  if (fullSystem !== '') body.system = fullSystem;
   body.messages = messages;
   if (req.tools && req.tools.length > 0) body.tools = req.tools.map((t) => ({ name: t.name, description: t.description, input_schema: t.input_schema }));
   if (req.temperature !== undefined) body.temperature = req.temperature;
@@ -130,6 +145,13 @@ export function buildBody(req: ChatRequest, model: string, stream: boolean): Rec
   if (req.stop && req.stop.length > 0) body.stop_sequences = req.stop;
   if (stream) body.stream = true;
   return body;
+}
+
+/** The system-prompt paragraph that stands in for `response_format`. */
+export function formatInstruction(f: ResponseFormat): string {
+  const base = 'Reply with one JSON object and nothing else: no prose before or after it, no Markdown code fence.';
+  if (f.type === 'json_object' || f.json_schema.schema === undefined) return base;
+  return `${base} The object must match this JSON Schema (named "${f.json_schema.name}"):\n${JSON.stringify(f.json_schema.schema)}`;
 }
 
 export function toWireMessages(messages: ChatMessage[]): { system: string | undefined; messages: WireMessage[] } {

@@ -130,6 +130,7 @@ export function buildBody(req: ChatRequest, model: string, stream: boolean, maxC
   if (req.top_p !== undefined) body.top_p = req.top_p;
   if (req.max_tokens !== undefined) body[maxCompletionTokens ? 'max_completion_tokens' : 'max_tokens'] = req.max_tokens;
   if (req.stop && req.stop.length > 0) body.stop = req.stop;
+  if (req.response_format !== undefined) body.response_format = req.response_format;
   if (stream) {
     body.stream = true;
     body.stream_options = { include_usage: true };

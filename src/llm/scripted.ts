@@ -22,7 +22,7 @@
  * number N = the count of assistant messages already in the request. Past the last turn the last
  * turn without tool calls repeats (or, when every turn calls tools, `fallback` or a fixed notice),
  * so a tool loop always ends. Placeholders in `content` and in string tool arguments:
- * `{{request}}`, `{{last_tool_result}}`, `{{tool_results}}` (all, one per line) and
+ * `{{request}}`, `{{system}}` (all system messages), `{{last_tool_result}}`, `{{tool_results}}` (all, one per line) and
  * `{{tool_result.NAME}}` (the latest result of tool NAME); unknown ones are rejected at load.
  * Usage is approximated as characters / 4 (at least 1). The file is cached and re-read when its
  * modification time or size changes.
@@ -254,8 +254,8 @@ function checkPlaceholders(value: unknown, path: string, where: string, fail: (m
   if (typeof value === 'string') {
     for (const m of value.matchAll(PLACEHOLDER)) {
       const key = m[1] ?? '';
-      const ok = key === 'request' || key === 'last_tool_result' || key === 'tool_results' || (key.startsWith('tool_result.') && key.length > 'tool_result.'.length);
-      if (!ok) throw fail(`${where}${path}: unknown placeholder {{${key}}} (known: {{request}}, {{last_tool_result}}, {{tool_results}}, {{tool_result.NAME}})`);
+      const ok = key === 'request' || key === 'system' || key === 'last_tool_result' || key === 'tool_results' || (key.startsWith('tool_result.') && key.length > 'tool_result.'.length);
+      if (!ok) throw fail(`${where}${path}: unknown placeholder {{${key}}} (known: {{request}}, {{system}}, {{last_tool_result}}, {{tool_results}}, {{tool_result.NAME}})`);
     }
   } else if (Array.isArray(value)) value.forEach((v) => checkPlaceholders(v, path, where, fail));
   else if (value !== null && typeof value === 'object') for (const v of Object.values(value)) checkPlaceholders(v, path, where, fail);
@@ -267,16 +267,20 @@ function formatPath(path: readonly PropertyKey[]): string {
 
 interface TemplateVars {
   request: string;
+  /** Every system message of the request, in order, separated by a line `---` (tests check where prompts end up). */
+  system: string;
   results: { name: string; content: string }[];
 }
 
 function templateVars(messages: ChatMessage[], request: string): TemplateVars {
-  return { request, results: messages.flatMap((m) => (m.role === 'tool' ? [{ name: m.name, content: m.content }] : [])) };
+  const system = messages.flatMap((m) => (m.role === 'system' ? [m.content] : [])).join('\n---\n');
+  return { request, system, results: messages.flatMap((m) => (m.role === 'tool' ? [{ name: m.name, content: m.content }] : [])) };
 }
 
 function render(template: string, v: TemplateVars): string {
   return template.replace(PLACEHOLDER, (whole, key: string) => {
     if (key === 'request') return v.request;
+    if (key === 'system') return v.system;
     if (key === 'last_tool_result') return v.results.at(-1)?.content ?? '';
     if (key === 'tool_results') return v.results.map((r) => r.content).join('\n');
     if (key.startsWith('tool_result.')) {

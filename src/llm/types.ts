@@ -32,6 +32,14 @@ export type ChatMessage =
   | { role: 'assistant'; content: string; tool_calls?: ToolCall[] }
   | { role: 'tool'; tool_call_id: string; name: string; content: string; is_error?: boolean };
 
+/**
+ * A reply format (OpenAI's `response_format`): `json_object` asks for any JSON object,
+ * `json_schema` for one matching `schema`. Providers with native support get it as such
+ * (OpenAI); the others are told in the system prompt (Anthropic). Nothing here checks the
+ * reply: the caller does (src/api/routes/structured-output.ts).
+ */
+export type ResponseFormat = { type: 'json_object' } | { type: 'json_schema'; json_schema: { name: string; description?: string; schema?: JsonSchema; strict?: boolean | null } };
+
 export interface ChatRequest {
   model: string;
   messages: ChatMessage[];
@@ -40,6 +48,7 @@ export interface ChatRequest {
   max_tokens?: number;
   top_p?: number;
   stop?: string[];
+  response_format?: ResponseFormat;
   /** Aborts the call (client disconnected, deadline passed). */
   signal?: AbortSignal;
   /**

@@ -6,6 +6,10 @@ import { scrubSecrets, scrubSecretsIn } from './secrets.js';
 
 export const ERROR_CODES = {
   invalid_request: 400,
+  /** OpenAI-compatible endpoint: a parameter Caxton does not implement (never silently dropped). */
+  unsupported_parameter: 400,
+  /** OpenAI-compatible endpoint: a known parameter with a value Caxton does not implement (`n: 2`). */
+  unsupported_value: 400,
   invalid_message: 400,
   validation_failed: 422,
   invalid_agent: 422,
@@ -30,6 +34,8 @@ export const ERROR_CODES = {
   rate_limited: 429,
   queue_full: 429,
   llm_error: 502,
+  /** The model's reply is not the JSON (or does not match the JSON schema) the request's response_format asked for. */
+  invalid_structured_output: 502,
   tool_error: 500,
   tool_not_allowed: 403,
   tool_not_found: 404,

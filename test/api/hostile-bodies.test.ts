@@ -47,8 +47,8 @@ async function expectHealthy(): Promise<void> {
   expect(h.status).toBe(200);
 }
 
-function expectTooDeep(res: Awaited<ReturnType<typeof post>>): void {
-  const e = expectErrorEnvelope(res, 400, 'input_too_deep');
+function expectTooDeep(res: Awaited<ReturnType<typeof post>>, shape: 'caxton' | 'openai' = 'caxton'): void {
+  const e = expectErrorEnvelope(res, 400, 'input_too_deep', shape);
   expect(e.message).toContain(`more than ${MAX_INPUT_DEPTH} levels`);
   expect(e.message).toMatch(/the request body|line \d+/);
   expect(e.details).toMatchObject({ limit: MAX_INPUT_DEPTH });
@@ -92,7 +92,8 @@ describe('deep JSON bodies are a 400 input_too_deep, not a 500', () => {
 
   it('OpenAI-compatible chat completion with nested content parts', async () => {
     const res = await post('/v1/chat/completions', `{"model":"echo","messages":[{"role":"user","content":${deepArray(10_000)}}]}`);
-    expectTooDeep(res);
+    expectTooDeep(res, 'openai');
+    expect(res.json.error.type).toBe('invalid_request_error');
   });
 
   it("MCP JSON-RPC body at /mcp, and a tool call's args", async () => {

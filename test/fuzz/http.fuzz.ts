@@ -138,7 +138,9 @@ async function check(target: string, r: FuzzRequest): Promise<void> {
     }
     expect(body && Object.keys(body), `${what}: ${res.status} without the error envelope: ${preview(text, 500)}`).toEqual(['error']);
     const e = body!.error!;
-    expect(Object.keys(e).sort(), `${what}: envelope fields`).toEqual(['code', 'details', 'message', 'request_id']);
+    // /v1/* answers in OpenAI's shape: Caxton's envelope plus `type` and `param`.
+    const fields = r.path.startsWith('/v1/') ? ['code', 'details', 'message', 'param', 'request_id', 'type'] : ['code', 'details', 'message', 'request_id'];
+    expect(Object.keys(e).sort(), `${what}: envelope fields`).toEqual(fields);
     expect(typeof e.code === 'string' && typeof e.message === 'string' && e.message.length > 0 && typeof e.request_id === 'string', `${what}: envelope types ${preview(text, 500)}`).toBe(true);
   }
 }

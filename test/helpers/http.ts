@@ -38,12 +38,13 @@ export const putAgent = <T = unknown>(base: string, name: string, body: string |
   http<T>(base, 'PUT', `/api/v1/agents/${encodeURIComponent(name)}`, { body, contentType });
 
 /** Asserts the one error shape of the API, with the x-request-id header matching the body. Returns the error. */
-export function expectErrorEnvelope(res: HttpResult, status: number, code: string): ErrorBody['error'] {
+/** `openai`: a /v1/* route, whose envelope also carries OpenAI's `type` and `param`. */
+export function expectErrorEnvelope(res: HttpResult, status: number, code: string, shape: 'caxton' | 'openai' = 'caxton'): ErrorBody['error'] {
   expect(res.status, `status for ${code}: ${res.text.slice(0, 300)}`).toBe(status);
   expect(res.headers.get('content-type') ?? '').toContain('application/json');
   const body = res.json as ErrorBody;
   expect(Object.keys(body)).toEqual(['error']);
-  expect(Object.keys(body.error).sort()).toEqual(['code', 'details', 'message', 'request_id']);
+  expect(Object.keys(body.error).sort()).toEqual(shape === 'openai' ? ['code', 'details', 'message', 'param', 'request_id', 'type'] : ['code', 'details', 'message', 'request_id']);
   expect(body.error.code).toBe(code);
   expect(typeof body.error.message).toBe('string');
   expect(body.error.message.length).toBeGreaterThan(10);

@@ -6,47 +6,22 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { AgentRegistry } from '../../agents/index.js';
-import type { AgentResponse, Executor, InvokeRequest } from '../../execution/index.js';
+import type { AgentResponse, Executor } from '../../execution/index.js';
 import { CaxtonError } from '../../shared/errors.js';
 import { toEnvelope } from '../envelope.js';
+import { rewriteErrorPayload, toOpenAiError } from './openai-errors.js';
+import { assertSupported, chatCompletionBody, toInvoke } from './openai-params.js';
+import { replyCheckFor } from './structured-output.js';
 import { errorEnvelopeSchema } from '../schemas.js';
 import { disconnectSignal, wantsEventStream } from '../sse.js';
 
 /**
  * OpenAI-compatible endpoints: any OpenAI client can talk to Caxton agents, the model name being
  * the agent name. The agent keeps its own system prompt, tools and limits; the client's system
- * messages become {{context}}, earlier turns become history, the last user message the request.
+ * messages follow the agent's system prompt (or fill {{context}} when the agent's template asks),
+ * earlier turns become history, the last user message the request. Parameters Caxton cannot honour
+ * are refused by name (openai-params.ts); errors take OpenAI's shape (openai-errors.ts).
  */
-
-const contentSchema = z.union([z.string(), z.array(z.object({ type: z.string(), text: z.string().optional() }).loose()), z.null()]);
-
-export const chatCompletionBody = z
-  .object({
-    model: z.string().min(1).describe('the agent name'),
-    messages: z.array(z.object({ role: z.enum(['system', 'developer', 'user', 'assistant', 'tool']), content: contentSchema.optional() }).loose()).min(1),
-    stream: z.boolean().optional(),
-    stream_options: z.object({ include_usage: z.boolean().optional() }).loose().optional(),
-    user: z.string().optional(),
-  })
-  .loose();
-
-function textOf(c: z.infer<typeof contentSchema> | undefined): string {
-  if (c === undefined || c === null) return '';
-  if (typeof c === 'string') return c;
-  return c.map((p) => p.text ?? '').join('');
-}
-
-function toInvoke(body: z.infer<typeof chatCompletionBody>): InvokeRequest {
-  const system = body.messages.filter((m) => m.role === 'system' || m.role === 'developer').map((m) => textOf(m.content));
-  const turns = body.messages.filter((m) => m.role === 'user' || m.role === 'assistant');
-  const lastUser = turns.map((m) => m.role).lastIndexOf('user');
-  if (lastUser < 0) throw new CaxtonError('invalid_request', 'messages must contain a user message', { field: 'messages' });
-  return {
-    request: textOf(turns[lastUser]!.content),
-    ...(system.length > 0 && { context: system.join('\n\n') }),
-    history: turns.slice(0, lastUser).map((m) => ({ role: m.role as 'user' | 'assistant', content: textOf(m.content) })),
-  };
-}
 
 function finishReason(r: AgentResponse): 'stop' | 'length' | 'content_filter' {
   return r.finish_reason === 'max_turns' ? 'length' : r.finish_reason;
@@ -59,11 +34,31 @@ function usage(r: AgentResponse) {
 export async function openAiRoutes(app: FastifyInstance, opts: { executor: Executor; registry: AgentRegistry; bodyLimit: number }): Promise<void> {
   const { executor, registry } = opts;
   const r = app.withTypeProvider<ZodTypeProvider>();
+  // Every error of these routes — the handlers', validation's, and the auth hooks' 401/403/429 —
+  // leaves in OpenAI's shape; the root error handler still logs and counts it.
+  app.addHook('onSend', (_req, reply, payload, done) => done(null, rewriteErrorPayload(reply.statusCode, payload) as typeof payload));
 
-  r.get('/v1/models', { schema: { summary: 'Agents as OpenAI models', tags: ['openai'] } }, async () => ({
-    object: 'list',
-    data: registry.list().agents.map((a) => ({ id: a.definition.name, object: 'model', created: Math.floor(Date.parse(a.deployed_at) / 1000), owned_by: 'caxton' })),
-  }));
+  const model = (a: { definition: { name: string }; deployed_at: string }) => ({ id: a.definition.name, object: 'model', created: Math.floor(Date.parse(a.deployed_at) / 1000), owned_by: 'caxton' });
+
+  r.get('/v1/models', { schema: { summary: 'Agents as OpenAI models', tags: ['openai'] } }, async () => ({ object: 'list', data: registry.list().agents.map(model) }));
+
+  r.get(
+    '/v1/models/:model',
+    {
+      schema: {
+        summary: 'One agent as an OpenAI model (models.retrieve)',
+        tags: ['openai'],
+        params: z.object({ model: z.string().min(1).max(200) }),
+        response: { 200: z.record(z.string(), z.unknown()).describe('a model object'), 404: errorEnvelopeSchema },
+      },
+    },
+    async (req) => {
+      const name = req.params.model; // the agent scope of the caller's key is checked by the auth hook (route-policies.ts)
+      const agent = registry.get(name);
+      if (!agent) throw new CaxtonError('agent_not_found', `no agent named "${name}" is deployed; GET /v1/models lists them`, { name, param: 'model' });
+      return model(agent);
+    },
+  );
 
   r.post(
     '/v1/chat/completions',
@@ -77,20 +72,25 @@ export async function openAiRoutes(app: FastifyInstance, opts: { executor: Execu
     },
     async (req, reply) => {
       const body = req.body;
+      assertSupported(body);
       if (req.principal) assertAgentAllowed(req.principal, body.model);
+      // Compiled before the model is called: a schema that does not compile is the caller's 400, at no cost.
+      const check = replyCheckFor(body.response_format);
+      const template = registry.get(body.model)?.definition.user_prompt_template ?? '';
       const tp = requestTraceparent(req);
-      const invoke = { ...toInvoke(body), ...(tp !== undefined && { traceparent: tp }), ...callerOf(req) };
+      const invoke = { ...toInvoke(body, template), ...(tp !== undefined && { traceparent: tp }), ...callerOf(req) };
       const limit = limitOf(req);
       const id = `chatcmpl-${randomUUID()}`;
       const created = Math.floor(Date.now() / 1000);
       if (!body.stream && !wantsEventStream(req)) {
         const res = await executor.invoke(body.model, invoke, { signal: disconnectSignal(req, reply), ...(limit && { limit }) });
+        const content = check ? check(res.agent, res.content) : res.content;
         return {
           id,
           object: 'chat.completion',
           created,
           model: res.agent,
-          choices: [{ index: 0, message: { role: 'assistant', content: res.content, refusal: null }, finish_reason: finishReason(res), logprobs: null }],
+          choices: [{ index: 0, message: { role: 'assistant', content, refusal: null }, finish_reason: finishReason(res), logprobs: null }],
           usage: usage(res),
         };
       }
@@ -108,10 +108,14 @@ export async function openAiRoutes(app: FastifyInstance, opts: { executor: Execu
             if (e.type === 'token') chunk({ content: e.text }, null);
           },
         });
+        // Streamed structured output is checked once the whole reply is in: an invalid one ends
+        // the stream with an error event instead of a finish_reason.
+        check?.(res.agent, res.content);
         chunk({}, finishReason(res));
         if (body.stream_options?.include_usage) sse.send(undefined, { id, object: 'chat.completion.chunk', created, model: body.model, choices: [], usage: usage(res) });
       } catch (e) {
-        sse.send(undefined, toEnvelope(e, req, opts.bodyLimit).body);
+        const { status, body: err } = toEnvelope(e, req, opts.bodyLimit);
+        sse.send(undefined, toOpenAiError(status, err));
       } finally {
         sse.send(undefined, '[DONE]');
         sse.end();
