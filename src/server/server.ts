@@ -10,7 +10,7 @@ import { Executor, llmSetup, modelCheck } from '../execution/index.js';
 import { createApi, type ApiDeps, type Lifecycle } from '../api/index.js';
 import { executorHandler, MESSAGING_MIGRATIONS, MessageBus, sendMessageTool } from '../messaging/index.js';
 import type { ServerConfig } from '../config/index.js';
-import { createLogger, Metrics, setupTracing, type Logger } from '../observability/index.js';
+import { createLogger, exportFailureReporter, Metrics, setupTracing, type Logger } from '../observability/index.js';
 import { createAgentEvents, type AgentEvents } from '../observability/events.js';
 import { LogBuffer } from '../observability/log-buffer.js';
 import { StatusSampler } from '../observability/status.js';
@@ -64,6 +64,8 @@ export interface StartOptions {
    * `opts.logger` the server makes its own logger and buffer ([logging] buffer_lines).
    */
   logBuffer?: LogBuffer;
+  /** At most one OTLP export failure line per this many ms (default 60 s; the count covers the rest). */
+  exportFailureLogIntervalMs?: number;
 }
 
 export interface CaxtonServer {
@@ -134,8 +136,10 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
     );
   }
 
-  const tracing = setupTracing({ version: VERSION, ...(opts.spanProcessors && { processors: opts.spanProcessors }) });
   const metrics = new Metrics();
+  // OTLP export failures (collector down, wrong URL, 4xx): a rate-limited warn line and caxton_otlp_export_failures_total (issue 15).
+  const exportFailures = exportFailureReporter(logger, metrics, opts.exportFailureLogIntervalMs);
+  const tracing = setupTracing({ version: VERSION, onExportFailure: (f) => exportFailures.record(f), ...(opts.spanProcessors && { processors: opts.spanProcessors }) });
   // A bad data file (damaged, truncated, another application's, not writable, disk full) stops
   // the start here with an error naming the file and what to do (src/storage/database.ts).
   const db = openDatabase(config.data_dir, 'caxton.db', { log: logger });
@@ -416,7 +420,9 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
       jwt?.close();
       keys.flush();
       db.close();
-      await tracing.shutdown();
+      // A final export that fails is reported (exportFailures), not thrown out of close().
+      await tracing.shutdown().catch(() => {});
+      exportFailures.flush(); // the failures since the last line, the shutdown's own flush included
       logger.info('caxton stopped');
     })());
 
