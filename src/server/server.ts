@@ -5,8 +5,8 @@ import type { Server as HttpsServer } from 'node:https';
 import type { Server as TlsServer } from 'node:tls';
 import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import type { FastifyInstance } from 'fastify';
-import { AGENT_MIGRATIONS, AgentDirectoryWatcher, AgentRegistry, AgentService, AgentStore } from '../agents/index.js';
-import { Executor, llmSetup, modelCheck } from '../execution/index.js';
+import { AGENT_MIGRATIONS, AgentDirectoryWatcher, AgentRegistry, AgentService, AgentStore, DEPLOY_CHECK_CODES } from '../agents/index.js';
+import { Executor, llmSetup, modelCheck, providerCheck, toolCheck } from '../execution/index.js';
 import { createApi, type ApiDeps, type Lifecycle } from '../api/index.js';
 import { executorHandler, MESSAGING_MIGRATIONS, MessageBus, sendMessageTool } from '../messaging/index.js';
 import type { ServerConfig } from '../config/index.js';
@@ -181,7 +181,16 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
   const service = new AgentService(
     registry,
     new AgentStore(db, { onSkipped: (row, reason) => logger.warn({ table: 'agents', row, reason }, `skipped the stored agent "${row}": ${reason}; redeploy it`) }),
-    { checkModel: modelCheck(llmSetup(config)) },
+    // Providers too (issue 15); the tool check joins once tool servers and MCP servers are up (below).
+    {
+      checkModel: modelCheck(llmSetup(config)),
+      checks: [
+        (
+          (check) => (def) =>
+            check(def.llm)
+        )(providerCheck(llmSetup(config))),
+      ],
+    },
   );
   const persisted = service.loadPersisted();
   // --- Agent event store (src/observability/events.ts): lifecycle events from the registry,
@@ -203,7 +212,8 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
       } else if (s.state === 'loaded') {
         logger.info({ file: s.path, agent: s.agent }, 'agent file loaded');
         // A model the providers cannot serve as written is worth a line at warn level (issue 12).
-        for (const w of s.errors ?? []) if (w.code === 'model_unresolved') logger.warn({ file: s.path, agent: s.agent, field: w.field }, w.message);
+        // So is a provider or tool it names that the server cannot resolve (issue 15).
+        for (const w of s.errors ?? []) if (DEPLOY_CHECK_CODES.has(w.code)) logger.warn({ file: s.path, agent: s.agent, field: w.field, code: w.code }, w.message);
       }
     },
     onRemoved: (p) => logger.info({ file: p }, 'agent file removed'),
@@ -271,6 +281,19 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
     baseDir: config.source.file ? dirname(config.source.file) : process.cwd(),
   });
   tools.start();
+  // --- deploy-time tool check (issue 15): from here on deploys and file changes warn about tools no
+  // built-in, host tool, tool server or mounted MCP server offers; the agents loaded before now
+  // (stored, agents_dir at start) are checked once, to the log. ---
+  {
+    const check = toolCheck({ builtins: executor.deps.tools, host: executor.hostTools, mcpServers: () => Object.keys(config.mcp_servers) });
+    service.addCheck((def) => check(def.tools));
+    for (const a of registry.list().agents) {
+      for (const w of check(a.definition.tools)) {
+        logger.warn({ agent: a.definition.name, ...(a.origin.kind === 'file' && { file: a.origin.path }), field: w.field, code: w.code }, w.message);
+      }
+    }
+  }
+  // --- end deploy-time tool check ---
   const toolPlugin = (app: FastifyInstance) => toolRoutes(app, { tools, audit: toolAudit, bodyLimit: config.server.max_body_size });
   // --- end tool servers ---
   // --- audit trail (src/audit, ADR 0023): every state-changing request recorded by a root
