@@ -58,7 +58,8 @@ export function toolCheck(opts: { builtins: ToolRegistry; host: ToolRegistry; mc
         if (serverTools.length > 0 || (prefix !== undefined && mcp.has(prefix))) return;
       } else if (entry.includes('*')) return;
       else if (known.includes(entry) || (prefix !== undefined && mcp.has(prefix) && serverTools.length === 0)) return;
-      const guess = closest(entry, known);
+      // A bare server name allows nothing: the allowlist wants `SERVER.*` (or `SERVER.tool`).
+      const guess = known.some((n) => n.startsWith(`${entry}.`)) ? `${entry}.*` : closest(entry, known);
       out.push({
         code: 'tool_unresolved',
         field: `tools.${i}`,
