@@ -1,6 +1,6 @@
 import { CaxtonError } from '../shared/errors.js';
 import type { SourceIssue } from '../shared/issues.js';
-import { agentKey, type AgentFormat } from './definition.js';
+import { agentKey, type AgentDefinition, type AgentFormat } from './definition.js';
 import { parseAgent, type ParseResult } from './parse.js';
 import { AgentParser, type ParseStats } from './parse-pool.js';
 import type { AgentRegistry, DeployedAgent } from './registry.js';
@@ -24,9 +24,20 @@ export interface DeployOutcome {
 export interface AgentServiceOptions {
   /** A warning when the agent's model cannot be served as written (see src/execution/deps.ts modelCheck). */
   checkModel?: (llm: { provider?: string; model?: string }) => string | undefined;
+  /**
+   * Further deploy-time checks (issue 15: providers and tools the server cannot resolve), each
+   * returning warnings. More can be added once the server's parts are up (`addCheck`).
+   */
+  checks?: AgentCheck[];
   /** Bodies and files at least this large are parsed on a worker thread (parse-pool.ts; default 64 KiB). */
   offThreadParseBytes?: number;
 }
+
+/** A deploy-time check of a valid definition against the server's configuration: its warnings. */
+export type AgentCheck = (def: AgentDefinition) => { code: string; field: string; message: string; suggestion?: string }[];
+
+/** The warning codes of the server-side checks (logged at warn level when a file loads). */
+export const DEPLOY_CHECK_CODES: ReadonlySet<string> = new Set(['model_unresolved', 'provider_unresolved', 'tool_unresolved']);
 
 export interface FileStatus {
   path: string;
@@ -60,11 +71,13 @@ export class AgentService {
 
   readonly #options: AgentServiceOptions;
   readonly #parser: AgentParser;
+  readonly #checks: AgentCheck[];
 
   constructor(registry: AgentRegistry, store: AgentStore, options: AgentServiceOptions = {}) {
     this.registry = registry;
     this.#store = store;
     this.#options = options;
+    this.#checks = [...(options.checks ?? [])];
     this.#parser = new AgentParser(options.offThreadParseBytes !== undefined ? { offThreadBytes: options.offThreadParseBytes } : {});
   }
 
@@ -111,13 +124,27 @@ export class AgentService {
 
   /** Adds the deploy-time warnings the parser cannot know (they need the server's configuration). */
   #checked(result: ParseResult, file: string): ParseResult {
-    if (!result.ok || !this.#options.checkModel) return result;
+    if (!result.ok) return result;
     const def = result.definition;
-    const message = this.#options.checkModel(def.llm);
-    if (message === undefined) return result;
-    const field = result.format === 'markdown' && def.metadata.claude_model !== undefined ? 'model' : 'llm.model';
-    const suggestion = `e.g. in caxton.toml:\n[llm.model_aliases]\n${def.llm.model ?? 'sonnet'} = "gpt-4o"`;
-    return { ...result, warnings: [...result.warnings, { severity: 'warning', code: 'model_unresolved', file, field, message, suggestion }] };
+    const added: SourceIssue[] = [];
+    const message = this.#options.checkModel?.(def.llm);
+    if (message !== undefined) {
+      const field = result.format === 'markdown' && def.metadata.claude_model !== undefined ? 'model' : 'llm.model';
+      const suggestion = `e.g. in caxton.toml:\n[llm.model_aliases]\n${def.llm.model ?? 'sonnet'} = "gpt-4o"`;
+      added.push({ severity: 'warning', code: 'model_unresolved', file, field, message, suggestion });
+    }
+    for (const check of this.#checks) for (const w of check(def)) added.push({ severity: 'warning', file, ...w });
+    return added.length === 0 ? result : { ...result, warnings: [...result.warnings, ...added] };
+  }
+
+  /** Adds a deploy-time check (the tool check, once tool servers and MCP servers are up). */
+  addCheck(check: AgentCheck): void {
+    this.#checks.push(check);
+  }
+
+  /** The server-side checks' warnings for a deployed agent (the start-up log, once every check is in). */
+  checkDeployed(def: AgentDefinition): { code: string; field: string; message: string }[] {
+    return this.#checks.flatMap((c) => c(def));
   }
 
   /** Deploys a new agent (mode `create`) or replaces an API-deployed one (mode `update`). */

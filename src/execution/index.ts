@@ -4,3 +4,4 @@ export { executionTools, hostToolProxy, HOST_TOOL_METHOD, type HostToolCall } fr
 export { llmSetup, buildDeps, modelCheck, type LlmSetup } from './deps.js';
 export { renderTemplate } from './prompt.js';
 export type { AgentResponse, ExecutionEvent, ExecutionJob, ExecutionMemory, InvokeRequest, ToolCallRecord, ExecutionFinish } from './types.js';
+export { providerCheck, toolCheck, type AgentCheckWarning } from './agent-checks.js';

@@ -47,7 +47,7 @@ export async function runAgent(job: ExecutionJob, deps: ExecutionDeps, opts: { s
   const def = job.definition;
   const tracer = trace.getTracer('caxton');
   const emit = opts.emit ?? (() => {});
-  const attempts = deps.providers.resolve(def.llm, deps.llmDefaults);
+  const attempts = deps.providers.resolve(def.llm, deps.llmDefaults, def.name);
   const allowed = def.tools as string[];
   const toolSpecs = deps.tools.specsFor(allowed);
 

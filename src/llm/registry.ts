@@ -82,8 +82,12 @@ export class ProviderRegistry {
    * The attempts for an agent, in order: its provider (else the server default) with its model
    * (else the provider's default; an alias key maps through `modelAliases`, possibly to another
    * provider), then each listed fallback provider with that provider's default model.
+   *
+   * A provider that is not configured, or one with no model to use, is the operator's to fix
+   * (the agent definition or caxton.toml), never the caller's: `configuration_error` (500) naming
+   * the agent (when given), the field and the fix (issue 15).
    */
-  resolve(agentLlm: AgentLlmChoice, defaults: ResolveDefaults): ModelAttempt[] {
+  resolve(agentLlm: AgentLlmChoice, defaults: ResolveDefaults, agent?: string): ModelAttempt[] {
     const chosen = resolveModelName(
       agentLlm,
       defaults.provider,
@@ -92,27 +96,65 @@ export class ProviderRegistry {
       () => this.providers.entries(),
     );
     const provider = chosen.provider;
+    const primaryField = agentLlm.provider !== undefined ? 'llm.provider' : 'llm.default_provider';
+    this.#require(provider, primaryField, agent);
     const model = chosen.model ?? this.get(provider).defaultModel;
     if ((model === undefined || model === '') && chosen.fallback !== undefined) {
-      this.get(provider);
-      throw new CaxtonError('invalid_config', `${chosen.fallback}; provider "${provider}" has no default model either (set model in [llm.providers.${provider}])`, { provider, model: agentLlm.model });
+      throw new CaxtonError('configuration_error', `${agentPrefix(agent)}${chosen.fallback}; provider "${provider}" has no default model either (set model in [llm.providers.${provider}])`, {
+        ...(agent !== undefined && { agent }),
+        field: 'llm.model',
+        provider,
+        model: agentLlm.model,
+      });
     }
-    const primary = { provider, model: this.requireModel(provider, model) };
+    const primary = { provider, model: this.requireModel(provider, model, agent) };
     const attempts: ModelAttempt[] = [primary];
     for (const fb of agentLlm.fallbacks ?? []) {
-      const attempt = { provider: fb, model: this.requireModel(fb, this.get(fb).defaultModel) };
+      this.#require(fb, 'llm.fallbacks', agent);
+      const attempt = { provider: fb, model: this.requireModel(fb, this.get(fb).defaultModel, agent) };
       if (!attempts.some((a) => a.provider === attempt.provider && a.model === attempt.model)) attempts.push(attempt);
     }
     return attempts;
   }
 
-  private requireModel(provider: string, model: string | undefined): string {
+  /** Throws `configuration_error` when `name` (from `field`) is not a configured provider. */
+  #require(name: string, field: string, agent: string | undefined): void {
+    if (this.providers.has(name)) return;
+    const names = this.names();
+    const guess = closest(name, names);
+    const listed = names.length > 0 ? `configured providers: ${names.join(', ')}` : 'no providers are configured';
+    const where =
+      field === 'llm.default_provider'
+        ? name === ''
+          ? 'names no [llm] provider and the server has no default one ([llm] default_provider in caxton.toml)'
+          : `has no [llm] provider and the server's default ([llm] default_provider) is "${name}"`
+        : `names ${field === 'llm.fallbacks' ? 'the fallback provider' : 'the [llm] provider'} "${name}" (${field})`;
+    const fix =
+      field === 'llm.default_provider'
+        ? 'the operator must set [llm] default_provider to a configured provider, or give the agent llm.provider'
+        : `the operator must add [llm.providers.${name}] to caxton.toml or change ${field} in the agent's definition`;
+    throw new CaxtonError(
+      'configuration_error',
+      `${agent !== undefined ? `agent "${agent}" ` : 'the agent '}${where}, which is not configured: unknown LLM provider "${name}"${guess ? ` (did you mean "${guess}"?)` : ''}; ${listed}. This is a server configuration error: ${fix}`,
+      { ...(agent !== undefined && { agent }), field, provider: name, configured: names },
+    );
+  }
+
+  private requireModel(provider: string, model: string | undefined, agent?: string): string {
     this.get(provider);
     if (model === undefined || model === '') {
-      throw new CaxtonError('invalid_request', `LLM provider "${provider}" has no default model: set model in [llm.providers.${provider}] or llm.model on the agent`, { provider });
+      throw new CaxtonError(
+        'configuration_error',
+        `${agentPrefix(agent)}LLM provider "${provider}" has no default model: the operator must set model in [llm.providers.${provider}] or llm.model on the agent`,
+        { ...(agent !== undefined && { agent }), field: 'llm.model', provider },
+      );
     }
     return model;
   }
+}
+
+function agentPrefix(agent: string | undefined): string {
+  return agent !== undefined ? `agent "${agent}": ` : '';
 }
 
 /** One call to a provider; with `onText` it streams, passing text deltas on as they arrive. */

@@ -71,7 +71,7 @@ export interface BusOptions {
 /** Errors worth another delivery attempt: the agent could succeed next time. */
 const RETRYABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['llm_error', 'isolation_failure', 'not_ready', 'rate_limited', 'internal', 'cancelled']);
 /** Errors that make a message undeliverable until an operator acts: straight to the dead-letter queue. */
-const UNDELIVERABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['agent_not_found', 'invalid_config', 'invalid_request', 'payload_too_large', 'tool_not_allowed']);
+const UNDELIVERABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['agent_not_found', 'invalid_config', 'configuration_error', 'invalid_request', 'payload_too_large', 'tool_not_allowed']);
 
 interface CfpTracker {
   cfp: AclMessage;

@@ -2,3 +2,4 @@ export { createLogger, REDACT_PATHS, type Logger } from './logger.js';
 export { Metrics, type MetricSources } from './metrics.js';
 export { activeTraceparent, contextOf, endWithError, SpanKind, SpanStatusCode, startSpan, traceLogFields, traceparentOf, withSpan, type Span, type Tracer } from './trace-context.js';
 export { setupTracing, type Tracing } from './tracing.js';
+export { ExportFailureLog, exportFailureReporter, ReportingExporter, type ExportFailure, type ExportFailureReason } from './export-failures.js';

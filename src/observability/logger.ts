@@ -24,8 +24,16 @@ export const REDACT_PATHS = [
   'headers["x-api-key"]',
 ];
 
-/** The active span's ids, on every line logged inside a span (request, delivery, execution, tool call). */
-function traceFields(): Record<string, string> {
+/**
+ * The active span's ids, on every line logged inside a span (request, delivery, execution, tool
+ * call) — unless the line already names them. Pino writes a child logger's bindings as text
+ * beside the line's fields, without merging: a request's child logger (src/api/app.ts binds
+ * `trace_id`/`span_id`) plus this mixin wrote each key twice (issue 15). The line's own fields
+ * win over the mixin's anyway (pino's merge), so only the bindings need a look: a substring test
+ * on pino's serialized bindings, cheap enough for every line.
+ */
+function traceFields(obj: object, _level: number, logger: Logger): Record<string, string> {
+  if ((logger as unknown as Record<symbol, unknown>)[pino.symbols.chindingsSym]?.toString().includes('"trace_id":')) return {}; // a fresh object: pino's merge assigns into it
   const sc = trace.getActiveSpan()?.spanContext();
   return sc && trace.isSpanContextValid(sc) ? { trace_id: sc.traceId, span_id: sc.spanId } : {};
 }

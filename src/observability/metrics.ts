@@ -39,6 +39,7 @@ export class Metrics {
   readonly memoryOperations: Counter<'operation' | 'status'>;
   readonly memoryOperationDuration: Histogram<'operation'>;
   readonly limitRejections: Counter<'limit' | 'scope'>;
+  readonly otlpExportFailures: Counter<'reason'>;
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -91,6 +92,12 @@ export class Metrics {
       name: 'caxton_limit_rejections_total',
       help: 'Requests and executions refused with 429 by a limit, by limit (requests, concurrency, tokens) and scope (principal, agent)',
       labelNames: ['limit', 'scope'],
+      registers,
+    });
+    this.otlpExportFailures = new Counter({
+      name: 'caxton_otlp_export_failures_total',
+      help: 'Failed OTLP trace exports (each drops a batch of spans), by reason (http_4xx, http_5xx, connection, timeout, other)',
+      labelNames: ['reason'],
       registers,
     });
     const gauge = (name: string, help: string, read: (s: MetricSources) => (() => number | Promise<number>) | undefined) =>

@@ -4,6 +4,7 @@ import { resourceFromAttributes } from '@opentelemetry/resources';
 import { BatchSpanProcessor, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
 import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from '@opentelemetry/semantic-conventions';
+import { ReportingExporter, type ExportFailure } from './export-failures.js';
 
 export interface Tracing {
   tracer: Tracer;
@@ -11,6 +12,8 @@ export interface Tracing {
   enabled: boolean;
   /** Whether spans leave the process (OTLP endpoint configured). */
   exporting: boolean;
+  /** Exports the spans ended so far now (tests; the batch processor otherwise exports every few seconds). */
+  flush(): Promise<void>;
   shutdown(): Promise<void>;
 }
 
@@ -21,13 +24,22 @@ export interface Tracing {
  * the tracer is the API's no-op one: trace context is still carried (an incoming `traceparent`
  * passes through messages and tool calls unchanged) but nothing is recorded.
  */
-export function setupTracing(opts: { version: string; env?: NodeJS.ProcessEnv; processors?: SpanProcessor[] }): Tracing {
+export function setupTracing(opts: {
+  version: string;
+  env?: NodeJS.ProcessEnv;
+  processors?: SpanProcessor[];
+  /** Called for every failed OTLP export (collector down, 4xx/5xx, wrong URL): see export-failures.ts. */
+  onExportFailure?: (f: ExportFailure) => void;
+}): Tracing {
   const env = opts.env ?? process.env;
   const processors: SpanProcessor[] = [...(opts.processors ?? [])];
   const exporting = Boolean(env.OTEL_EXPORTER_OTLP_ENDPOINT || env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT);
-  if (exporting) processors.push(new BatchSpanProcessor(new OTLPTraceExporter()));
+  if (exporting) {
+    const otlp = new OTLPTraceExporter();
+    processors.push(new BatchSpanProcessor(opts.onExportFailure ? new ReportingExporter(otlp, opts.onExportFailure) : otlp));
+  }
   if (processors.length === 0) {
-    return { tracer: trace.getTracer('caxton', opts.version), enabled: false, exporting: false, shutdown: async () => {} };
+    return { tracer: trace.getTracer('caxton', opts.version), enabled: false, exporting: false, flush: async () => {}, shutdown: async () => {} };
   }
   const provider = new NodeTracerProvider({
     resource: resourceFromAttributes({ [ATTR_SERVICE_NAME]: env.OTEL_SERVICE_NAME ?? 'caxton', [ATTR_SERVICE_VERSION]: opts.version }),
@@ -38,6 +50,7 @@ export function setupTracing(opts: { version: string; env?: NodeJS.ProcessEnv; p
     tracer: trace.getTracer('caxton', opts.version),
     enabled: true,
     exporting,
+    flush: () => provider.forceFlush(),
     shutdown: async () => {
       await provider.shutdown();
       // Unregister everything register() installed, the async context manager included (its

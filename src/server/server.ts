@@ -5,12 +5,12 @@ import type { Server as HttpsServer } from 'node:https';
 import type { Server as TlsServer } from 'node:tls';
 import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import type { FastifyInstance } from 'fastify';
-import { AGENT_MIGRATIONS, AgentDirectoryWatcher, AgentRegistry, AgentService, AgentStore } from '../agents/index.js';
-import { Executor, llmSetup, modelCheck } from '../execution/index.js';
+import { AGENT_MIGRATIONS, AgentDirectoryWatcher, AgentRegistry, AgentService, AgentStore, DEPLOY_CHECK_CODES } from '../agents/index.js';
+import { Executor, llmSetup, modelCheck, providerCheck, toolCheck } from '../execution/index.js';
 import { createApi, type ApiDeps, type Lifecycle } from '../api/index.js';
 import { executorHandler, MESSAGING_MIGRATIONS, MessageBus, sendMessageTool } from '../messaging/index.js';
 import type { ServerConfig } from '../config/index.js';
-import { createLogger, Metrics, setupTracing, type Logger } from '../observability/index.js';
+import { createLogger, exportFailureReporter, Metrics, setupTracing, type Logger } from '../observability/index.js';
 import { createAgentEvents, type AgentEvents } from '../observability/events.js';
 import { LogBuffer } from '../observability/log-buffer.js';
 import { StatusSampler } from '../observability/status.js';
@@ -65,6 +65,8 @@ export interface StartOptions {
    * `opts.logger` the server makes its own logger and buffer ([logging] buffer_lines).
    */
   logBuffer?: LogBuffer;
+  /** At most one OTLP export failure line per this many ms (default 60 s; the count covers the rest). */
+  exportFailureLogIntervalMs?: number;
 }
 
 export interface CaxtonServer {
@@ -135,8 +137,10 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
     );
   }
 
-  const tracing = setupTracing({ version: VERSION, ...(opts.spanProcessors && { processors: opts.spanProcessors }) });
   const metrics = new Metrics();
+  // OTLP export failures (collector down, wrong URL, 4xx): a rate-limited warn line and caxton_otlp_export_failures_total (issue 15).
+  const exportFailures = exportFailureReporter(logger, metrics, opts.exportFailureLogIntervalMs);
+  const tracing = setupTracing({ version: VERSION, onExportFailure: (f) => exportFailures.record(f), ...(opts.spanProcessors && { processors: opts.spanProcessors }) });
   // A bad data file (damaged, truncated, another application's, not writable, disk full) stops
   // the start here with an error naming the file and what to do (src/storage/database.ts).
   const db = openDatabase(config.data_dir, 'caxton.db', { log: logger });
@@ -178,7 +182,16 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
   const service = new AgentService(
     registry,
     new AgentStore(db, { onSkipped: (row, reason) => logger.warn({ table: 'agents', row, reason }, `skipped the stored agent "${row}": ${reason}; redeploy it`) }),
-    { checkModel: modelCheck(llmSetup(config)) },
+    // Providers too (issue 15); the tool check joins once tool servers and MCP servers are up (below).
+    {
+      checkModel: modelCheck(llmSetup(config)),
+      checks: [
+        (
+          (check) => (def) =>
+            check(def.llm)
+        )(providerCheck(llmSetup(config))),
+      ],
+    },
   );
   const persisted = service.loadPersisted();
   // --- Agent event store (src/observability/events.ts): lifecycle events from the registry,
@@ -200,7 +213,8 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
       } else if (s.state === 'loaded') {
         logger.info({ file: s.path, agent: s.agent }, 'agent file loaded');
         // A model the providers cannot serve as written is worth a line at warn level (issue 12).
-        for (const w of s.errors ?? []) if (w.code === 'model_unresolved') logger.warn({ file: s.path, agent: s.agent, field: w.field }, w.message);
+        // So is a provider or tool it names that the server cannot resolve (issue 15).
+        for (const w of s.errors ?? []) if (DEPLOY_CHECK_CODES.has(w.code)) logger.warn({ file: s.path, agent: s.agent, field: w.field, code: w.code }, w.message);
       }
     },
     onRemoved: (p) => logger.info({ file: p }, 'agent file removed'),
@@ -270,6 +284,19 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
     baseDir: config.source.file ? dirname(config.source.file) : process.cwd(),
   });
   tools.start();
+  // --- deploy-time tool check (issue 15): from here on deploys and file changes warn about tools no
+  // built-in, host tool, tool server or mounted MCP server offers; the agents loaded before now
+  // (stored, agents_dir at start) are checked once, to the log. ---
+  {
+    const check = toolCheck({ builtins: executor.deps.tools, host: executor.hostTools, mcpServers: () => Object.keys(config.mcp_servers) });
+    service.addCheck((def) => check(def.tools));
+    for (const a of registry.list().agents) {
+      for (const w of check(a.definition.tools)) {
+        logger.warn({ agent: a.definition.name, ...(a.origin.kind === 'file' && { file: a.origin.path }), field: w.field, code: w.code }, w.message);
+      }
+    }
+  }
+  // --- end deploy-time tool check ---
   // --- tool catalogue (src/tools/catalogue.ts, issue 15): every source (tool servers, MCP servers,
   // built-in and host tools) for /api/v1/tools, the CLI and the status overview. ---
   const catalogue = new ToolCatalogue({
@@ -430,7 +457,9 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
       jwt?.close();
       keys.flush();
       db.close();
-      await tracing.shutdown();
+      // A final export that fails is reported (exportFailures), not thrown out of close().
+      await tracing.shutdown().catch(() => {});
+      exportFailures.flush(); // the failures since the last line, the shutdown's own flush included
       logger.info('caxton stopped');
     })());
 

@@ -69,7 +69,7 @@ describe('ProviderRegistry.resolve', () => {
       }
     })();
     expect(e).toBeInstanceOf(CaxtonError);
-    expect((e as CaxtonError).code).toBe('invalid_request');
+    expect((e as CaxtonError).code).toBe('configuration_error');
     expect((e as Error).message).toContain('did you mean "anthropic"');
     expect((e as Error).message).toContain('openai, anthropic, local');
     expect(() => r.resolve({ fallbacks: ['nope'] }, { provider: 'openai', modelAliases: {} })).toThrow(/unknown LLM provider "nope"/);

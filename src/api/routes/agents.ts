@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import type { AgentFormat, AgentService, DeployedAgent } from '../../agents/index.js';
+import { DEPLOY_CHECK_CODES, type AgentFormat, type AgentService, type DeployedAgent, type DeployOutcome } from '../../agents/index.js';
 import { MAX_INPUT_DEPTH } from '../../shared/depth.js';
 import { CaxtonError } from '../../shared/errors.js';
 import { jsonProblemError, scanJsonText } from '../../shared/json-text.js';
@@ -110,6 +110,7 @@ export async function agentRoutes(app: FastifyInstance, opts: { service: AgentSe
     const { body, format } = bodyOf(req);
     const out = await service.deployAsync({ body, ...(format && { format }) }, 'create');
     req.log.info({ agent: out.agent.definition.name }, 'agent deployed');
+    logCheckWarnings(req, out);
     return reply
       .code(201)
       .header('location', `/api/v1/agents/${encodeURIComponent(out.agent.definition.name)}`)
@@ -138,6 +139,7 @@ export async function agentRoutes(app: FastifyInstance, opts: { service: AgentSe
     const { body, format } = bodyOf(req);
     const out = await service.deployAsync({ body, ...(format && { format }) }, 'update', req.params.name);
     req.log.info({ agent: out.agent.definition.name, revision: out.agent.revision }, 'agent updated');
+    logCheckWarnings(req, out);
     return { agent: detail(out.agent), warnings: out.warnings };
   });
 
@@ -154,4 +156,9 @@ export async function agentRoutes(app: FastifyInstance, opts: { service: AgentSe
   r.get('/capabilities', { schema: { summary: 'Capabilities and the agents providing each', tags: ['agents'], response: { 200: capabilityListSchema } } }, async () => ({
     capabilities: registry.capabilities(),
   }));
+}
+
+/** What the server cannot resolve for a deployed agent (model, provider, tool) is worth a warn line, as for agents_dir files (issue 15). */
+function logCheckWarnings(req: FastifyRequest, out: DeployOutcome): void {
+  for (const w of out.warnings) if (DEPLOY_CHECK_CODES.has(w.code)) req.log.warn({ agent: out.agent.definition.name, field: w.field, code: w.code }, w.message);
 }

@@ -1,0 +1,90 @@
+/**
+ * Issue 15, item 4: deploying an agent that names a provider, or a tool, the server cannot
+ * resolve is accepted with a warning in the deploy/validate response and a warn log line — for
+ * the API and for agents_dir files alike. A tool of a configured MCP server that has not
+ * connected is not warned about (its tools arrive when it connects).
+ */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadServerConfig } from '../../src/config/index.js';
+import { createLogger } from '../../src/observability/index.js';
+import { startServer, type CaxtonServer } from '../../src/server/index.js';
+import { localAuthUnlessConfigured } from '../helpers/server.js';
+import { makeTempDir, removeTempDirs } from '../helpers/tmp.js';
+import { waitUntil } from '../helpers/wait.js';
+
+const TOML = `[llm]\ndefault_provider = "main"\n[llm.providers.main]\ntype = "scripted"\nscript = "replies.toml"\n\n[mcp_servers.later]\ncommand = "${join('/nonexistent', 'mcp-server')}"\n`;
+
+const agent = (name: string, extra: string) => `name = "${name}"\ndescription = "deploy warnings ${name}"\ncapabilities = ["testing"]\nsystem_prompt = "You are ${name}."\n${extra}`;
+
+let server: CaxtonServer;
+let dir: string;
+const lines: Record<string, unknown>[] = [];
+
+interface Warning {
+  code: string;
+  field?: string;
+  message: string;
+  suggestion?: string;
+}
+
+beforeAll(async () => {
+  dir = makeTempDir('caxton-deploy-warnings-');
+  writeFileSync(join(dir, 'replies.toml'), 'fallback = "ok"\n');
+  writeFileSync(join(dir, 'caxton.toml'), TOML);
+  const config = localAuthUnlessConfigured(loadServerConfig({ file: join(dir, 'caxton.toml'), env: {}, cwd: dir, flags: { port: 0, metricsPort: 0 } }), TOML);
+  const { mkdirSync } = await import('node:fs');
+  mkdirSync(config.agents_dir, { recursive: true });
+  writeFileSync(join(config.agents_dir, 'at-start.toml'), agent('at-start', 'tools = ["calculater"]\n'));
+  const logger = createLogger('info', { write: (l: string) => void lines.push(JSON.parse(l) as Record<string, unknown>) });
+  server = await startServer({ config, logger });
+});
+
+afterAll(async () => {
+  await server?.close();
+  removeTempDirs();
+});
+
+async function post(path: string, body: string): Promise<{ status: number; json: { warnings: Warning[]; valid?: boolean } }> {
+  const res = await fetch(`${server.url}/api/v1${path}`, { method: 'POST', headers: { 'content-type': 'application/toml' }, body });
+  return { status: res.status, json: (await res.json()) as { warnings: Warning[] } };
+}
+
+describe('deploy-time warnings', () => {
+  it('an unknown [llm] provider and fallback: deployed, with provider_unresolved warnings naming field and fix', async () => {
+    const r = await post('/agents', agent('lost', '[llm]\nprovider = "mian"\nfallbacks = ["main", "backup"]\n'));
+    expect(r.status).toBe(201);
+    const w = r.json.warnings.filter((x) => x.code === 'provider_unresolved');
+    expect(w.map((x) => x.field)).toEqual(['llm.provider', 'llm.fallbacks.1']);
+    expect(w[0]!.message).toContain('"mian"');
+    expect(w[0]!.message).toContain('did you mean "main"');
+    expect(w[0]!.suggestion).toContain('[llm.providers.mian]');
+    await waitUntil(() => lines.some((l) => l.code === 'provider_unresolved' && l.agent === 'lost'), { what: 'a warn line for the API deploy' });
+  });
+
+  it('validate reports the same warnings', async () => {
+    const r = await post('/agents/validate', agent('lost-too', '[llm]\nprovider = "nowhere"\n'));
+    expect(r.status).toBe(200);
+    expect(r.json.valid).toBe(true);
+    expect(r.json.warnings.map((x) => x.code)).toContain('provider_unresolved');
+  });
+
+  it('an unknown tool: tool_unresolved, with a guess; built-ins, host tools and a configured MCP server that has not connected are not warned about', async () => {
+    const r = await post('/agents', agent('tooly', 'tools = ["calculator", "send_message", "calculater", "nosuch.thing", "nosuch.*", "later.anything", "later.*"]\n'));
+    expect(r.status).toBe(201);
+    const w = r.json.warnings.filter((x) => x.code === 'tool_unresolved');
+    expect(w.map((x) => x.field)).toEqual(['tools.2', 'tools.3', 'tools.4']);
+    expect(w[0]!.message).toContain('did you mean "calculator"');
+    expect(w[1]!.suggestion).toContain('[mcp_servers.nosuch]');
+  });
+
+  it('an agents_dir file: the warning is in its file status and the log, at start and on change', async () => {
+    await waitUntil(() => lines.some((l) => l.code === 'tool_unresolved' && l.agent === 'at-start'), { what: 'a warn line for the file loaded at start' });
+    writeFileSync(join(server.config.agents_dir, 'later.toml'), agent('from-file', '[llm]\nprovider = "elsewhere"\n'));
+    await waitUntil(() => lines.some((l) => l.code === 'provider_unresolved' && l.agent === 'from-file' && l.level === 'warn'), { what: 'a warn line for the changed file' });
+    const status = server.service.fileStatuses().find((s) => s.path.endsWith('later.toml'));
+    expect(status?.state).toBe('loaded');
+    expect(status?.errors?.map((e) => e.code)).toContain('provider_unresolved');
+  });
+});
