@@ -253,7 +253,9 @@ describe('servers that cannot start', () => {
     await mcp.start();
     try {
       const missing = mcp.status('missing')!;
-      expect(missing).toMatchObject({ state: 'failed', tools: 0 });
+      // Between two attempts it is 'failed', during one 'reconnecting' (retries run every 50-200 ms).
+      expect(['failed', 'reconnecting']).toContain(missing.state);
+      expect(missing.tools).toBe(0);
       expect(missing.attempts).toBeGreaterThanOrEqual(1); // retries every 50-200 ms: more may have run while the other server started
       expect(missing.last_error).toMatch(/connecting failed: spawn \/nonexistent\/mcp-server ENOENT/);
       expect(missing.next_retry_at).toEqual(expect.any(String));

@@ -201,8 +201,11 @@ describe('a flood of 60,000 messages', () => {
     expect(c.conversations).toBeLessThanOrEqual(RETENTION.max_conversations * 1.2);
     expect(c.messages).toBeLessThanOrEqual(RETENTION.max_messages * 1.2);
     expect(c.deliveries).toBeLessThanOrEqual(RETENTION.max_messages * 1.2);
-    // On disk: ~6,000 messages are a few MB; without retention 60,000 requests made ~270 MB.
-    expect(fileBytes).toBeLessThan(32 * 1024 * 1024);
+    // On disk: ~6,000 messages are a few MB plus the free pages pruning leaves (SQLite reuses them,
+    // it does not shrink the file); without retention 60,000 requests made ~270 MB. Under heavy
+    // load (a CI run beside other work) the file reached 33.2 MB while pruning lagged: the bound
+    // is set where unbounded growth fails for sure and that lag does not.
+    expect(fileBytes).toBeLessThan(48 * 1024 * 1024);
     expect(walBytes).toBeLessThanOrEqual(64 * 1024 * 1024 + 1024 * 1024);
     // The issue's target is 1.5x. Measured on 2 cores with Node's default heap settings: 1.37-1.44x
     // on a quiet machine, 1.55-1.58x under load; the part that stays is mostly V8's young generation
