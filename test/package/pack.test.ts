@@ -108,8 +108,9 @@ describe('installed globally (npm install -g of the tarball)', () => {
   }, 90_000);
 
   it('loads the built-in WebAssembly tools from the installed package', async () => {
-    const body = (await (await fetch(`${url}/api/v1/tools`, { headers: adminAuth() })).json()) as { servers: { name: string; origin: string; state: string }[] };
-    const builtin = body.servers.filter((s) => s.origin === 'builtin');
+    const body = (await (await fetch(`${url}/api/v1/tools`, { headers: adminAuth() })).json()) as { servers: { name: string; origin: string; kind: string; state: string }[] };
+    // The catalogue lists every tool source; the package's WebAssembly servers are the wasm ones.
+    const builtin = body.servers.filter((s) => s.origin === 'builtin' && s.kind === 'wasm');
     expect(builtin.map((s) => s.name).sort()).toEqual(['chart_generator', 'csv_parser', 'filesystem', 'http_client', 'json_query', 'sqlite_query']);
     expect(builtin.filter((s) => s.state !== 'loaded')).toEqual([]);
     const call = await fetch(`${url}/api/v1/tools/csv_parser/parse/call`, {
