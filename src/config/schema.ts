@@ -147,6 +147,8 @@ export const serverConfigSchema = z.strictObject({
       max_body_size: size(1024 * 1024),
       shutdown_timeout: duration(10_000),
       tls: tlsConfigSchema.optional(),
+      /** One full garbage collection when the server goes idle after a burst, so RSS comes back down (src/observability/memory-reducer.ts, ADR 0031). */
+      idle_gc: z.boolean().default(true),
     })
     .prefault({}),
   metrics: z

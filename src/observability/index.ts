@@ -3,3 +3,4 @@ export { Metrics, type MetricSources } from './metrics.js';
 export { activeTraceparent, contextOf, endWithError, SpanKind, SpanStatusCode, startSpan, traceLogFields, traceparentOf, withSpan, type Span, type Tracer } from './trace-context.js';
 export { setupTracing, type Tracing } from './tracing.js';
 export { ExportFailureLog, exportFailureReporter, ReportingExporter, type ExportFailure, type ExportFailureReason } from './export-failures.js';
+export { fullGc, startMemoryReducer, type MemoryReducer, type MemoryReducerOptions, type MemoryReducerStats } from './memory-reducer.js';

@@ -40,6 +40,8 @@ export class Metrics {
   readonly memoryOperationDuration: Histogram<'operation'>;
   readonly limitRejections: Counter<'limit' | 'scope'>;
   readonly otlpExportFailures: Counter<'reason'>;
+  readonly idleCollections: Counter;
+  readonly idleCollectionFreed: Counter;
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -100,6 +102,8 @@ export class Metrics {
       labelNames: ['reason'],
       registers,
     });
+    this.idleCollections = new Counter({ name: 'caxton_idle_gc_total', help: 'Full garbage collections run when the server went idle after a burst ([server] idle_gc)', registers });
+    this.idleCollectionFreed = new Counter({ name: 'caxton_idle_gc_freed_bytes_total', help: 'Heap bytes freed by the idle-time collections', registers });
     const gauge = (name: string, help: string, read: (s: MetricSources) => (() => number | Promise<number>) | undefined) =>
       new Gauge({
         name,

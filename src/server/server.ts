@@ -10,7 +10,7 @@ import { Executor, llmSetup, modelCheck, providerCheck, toolCheck } from '../exe
 import { createApi, type ApiDeps, type Lifecycle } from '../api/index.js';
 import { executorHandler, MESSAGING_MIGRATIONS, MessageBus, sendMessageTool } from '../messaging/index.js';
 import type { ServerConfig } from '../config/index.js';
-import { createLogger, exportFailureReporter, Metrics, setupTracing, type Logger } from '../observability/index.js';
+import { createLogger, exportFailureReporter, Metrics, setupTracing, startMemoryReducer, type Logger } from '../observability/index.js';
 import { createAgentEvents, type AgentEvents } from '../observability/events.js';
 import { LogBuffer } from '../observability/log-buffer.js';
 import { StatusSampler } from '../observability/status.js';
@@ -138,6 +138,17 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
   }
 
   const metrics = new Metrics();
+  // After a burst the server goes quiet and V8 would keep the burst's garbage: one full collection
+  // at the first idle moment gives it back (ADR 0031).
+  const reducer = config.server.idle_gc
+    ? startMemoryReducer({
+        onCollect: (freed, ms) => {
+          metrics.idleCollections.inc();
+          metrics.idleCollectionFreed.inc(freed);
+          logger.debug({ freed_bytes: freed, duration_ms: Math.round(ms) }, 'idle: full garbage collection after a burst');
+        },
+      })
+    : undefined;
   // OTLP export failures (collector down, wrong URL, 4xx): a rate-limited warn line and caxton_otlp_export_failures_total (issue 15).
   const exportFailures = exportFailureReporter(logger, metrics, opts.exportFailureLogIntervalMs);
   const tracing = setupTracing({ version: VERSION, onExportFailure: (f) => exportFailures.record(f), ...(opts.spanProcessors && { processors: opts.spanProcessors }) });
@@ -148,6 +159,7 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
     migrate(db, AGENT_MIGRATIONS);
     migrate(db, MESSAGING_MIGRATIONS);
   } catch (e) {
+    reducer?.close();
     db.close();
     throw storeStartError(e, join(resolve(config.data_dir), 'caxton.db'));
   }
@@ -335,6 +347,7 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
     await memory?.close();
     sampler.stop();
     events?.close();
+    reducer?.close();
     db.close();
     await tracing.shutdown();
     throw e;
@@ -408,6 +421,7 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
     await memory?.close();
     sampler.stop();
     events?.close();
+    reducer?.close();
     db.close();
     await tracing.shutdown();
     throw e;
@@ -456,6 +470,7 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
       removeRunRecord();
       jwt?.close();
       keys.flush();
+      reducer?.close();
       db.close();
       // A final export that fails is reported (exportFailures), not thrown out of close().
       await tracing.shutdown().catch(() => {});
