@@ -83,4 +83,6 @@ export interface ExecutionMemory {
   recall(def: AgentDefinition, req: InvokeRequest): Promise<string>;
   /** After a successful execution of an agent with `[memory] enabled` and `auto_store`: stores it (in the background). */
   remember(def: AgentDefinition, req: InvokeRequest, res: AgentResponse): void;
+  /** Resolves once every store `remember` has started so far has finished (shutdown waits on it, so an accepted interaction is not lost). Never rejects. */
+  settled(): Promise<void>;
 }

@@ -45,6 +45,8 @@ function clip(s: string, n: number): string {
 
 export function executionMemory(store: MemoryBackend, opts: AgentMemoryOptions = {}): ExecutionMemory {
   const report = opts.onError ?? (() => {});
+  // Background stores still running: settled() waits for them (shutdown, tests).
+  const pending = new Set<Promise<void>>();
   return {
     async recall(def: AgentDefinition, req: InvokeRequest): Promise<string> {
       try {
@@ -64,7 +66,7 @@ export function executionMemory(store: MemoryBackend, opts: AgentMemoryOptions =
       const max = store.limits.max_observation_chars;
       const budget = Math.max(64, Math.floor((max - 20) / 3));
       const observation = clip(`User: ${clip(req.request.trim(), budget)}\nAssistant: ${clip(res.content.trim(), 2 * budget)}`, max);
-      store
+      const write = store
         .merge(
           [{ scope, name, entityType: 'interaction', observations: [observation], metadata: { agent: def.name, ...(req.conversation_id !== undefined && { conversation_id: req.conversation_id }) } }],
           [],
@@ -72,7 +74,12 @@ export function executionMemory(store: MemoryBackend, opts: AgentMemoryOptions =
         .then(
           () => opts.onStored?.(def.name, name),
           (e: unknown) => report(e, 'remember', def.name),
-        );
+        )
+        .finally(() => pending.delete(write));
+      pending.add(write);
+    },
+    async settled(): Promise<void> {
+      while (pending.size > 0) await Promise.all([...pending]);
     },
   };
 }

@@ -83,6 +83,8 @@ export function createMemory(opts: CreateMemoryOptions): MemoryComponent | undef
   const execution = executionMemory(store, { onError: (err, what, agent) => log?.warn({ err, agent }, `memory ${what} failed; the execution goes on without it`) });
   const close = async () => {
     try {
+      // Interactions accepted for auto_store are written before the store closes.
+      await execution.settled();
       await store.close();
     } finally {
       await release();

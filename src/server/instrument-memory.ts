@@ -68,5 +68,6 @@ export function instrumentExecutionMemory(m: ExecutionMemory, t: MemoryTelemetry
       t.metrics?.memoryOperations.inc({ operation: 'remember', status: 'ok' });
       m.remember(def, req, res);
     },
+    settled: () => m.settled(),
   };
 }

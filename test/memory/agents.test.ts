@@ -183,11 +183,10 @@ describe.each(BACKENDS.map((b) => b.name))('agents with [memory] on a server (re
     const store = ts.server.memory!.store;
     await ts.server.executor.invoke('alice', { request: 'Tell me about tulips', conversation_id: 'conv-tulips' });
     await ts.server.executor.invoke('bob', { request: 'Tell me about roses', conversation_id: 'conv-roses' });
-    let e = await store.getEntity(agentScope('alice'), 'conversation:conv-tulips');
-    for (let i = 0; i < 100 && !e; i++) {
-      await new Promise((r) => setTimeout(r, 50));
-      e = await store.getEntity(agentScope('alice'), 'conversation:conv-tulips');
-    }
+    // Both executions' background stores (if any) have finished: bob's absence below is not a
+    // store that has not landed yet.
+    await ts.server.memory!.execution.settled();
+    const e = await store.getEntity(agentScope('alice'), 'conversation:conv-tulips');
     expect(e).toMatchObject({ entityType: 'interaction', metadata: { agent: 'alice', conversation_id: 'conv-tulips' } });
     expect(e!.observations[0]).toMatch(/^User: Tell me about tulips\nAssistant: PROMPT</);
     expect(await store.getEntity(agentScope('bob'), 'conversation:conv-roses')).toBeUndefined();

@@ -65,7 +65,9 @@ describe('ToolAuditStore', () => {
     );
     const before = Date.now();
     await s.tools[0]!.invoke({ q: 1 }, ctx({ agent: 'alice', conversation_id: 'conv-7', execution_id: 'ex-1' }));
+    const spinStart = performance.now();
     await s.tools[1]!.invoke({}, ctx({ agent: 'alice' }));
+    const spinWallUs = (performance.now() - spinStart) * 1000;
     const [spin, ok] = store.query({ agent: 'alice' });
     expect(ok).toMatchObject({
       agent: 'alice',
@@ -83,7 +85,10 @@ describe('ToolAuditStore', () => {
     expect(ok!.fuel_used).toBeGreaterThan(0);
     expect(ok!.memory_bytes).toBeGreaterThanOrEqual(65536);
     expect(spin).toMatchObject({ tool: 'aud.spin', outcome: 'fuel_exhausted', fuel_used: 1000, error: expect.stringMatching(/ran out of fuel/) });
-    expect(spin!.duration_us).toBeGreaterThanOrEqual(0);
+    // The call's own duration: some time passed (a recorded 0 or a constant would fail), and no
+    // more than the wall time around the call.
+    expect(spin!.duration_us).toBeGreaterThan(0);
+    expect(spin!.duration_us).toBeLessThanOrEqual(spinWallUs);
     store.close();
     db.close();
   });
