@@ -161,6 +161,14 @@ describe.each(BACKENDS)('memory store ($name): the reference operations', (backe
     expect(progress.at(-1)).toEqual([2, 2]);
     expect((await store.stats()).embedding).toMatchObject({ model: 'test:hash-b', dimensions: 48, indexed: 2 });
     expect((await store.search({ query: 'blue', scopes: ['global'], mode: 'semantic' }))[0]?.entity.name).toBe('B');
+    await store.close();
+
+    // The re-embedded vectors were saved: a third start with the new model embeds nothing.
+    const again = new HashEmbedder('test:hash-b', 48);
+    store = await data.reopen({ embedder: again });
+    await store.ready();
+    expect(again.embedded).toBe(0);
+    expect((await store.search({ query: 'apples', scopes: ['global'], mode: 'semantic' }))[0]?.entity.name).toBe('A');
   });
 });
 
