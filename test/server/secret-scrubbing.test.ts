@@ -299,6 +299,11 @@ describe('a provider and an MCP server that echo their secrets (caxton serve)', 
   });
 
   it('events, logs (API and stdout), the tool audit and the MCP server list hold no key, and neither does any response', async () => {
+    // A caller who puts the key in a URL: the request log line carries the URL, and nothing
+    // scrubs it on the way in, so only the server logger's own scrubbing keeps it out of stdout.
+    const probe = await http(serve.url, 'GET', `/health?leak=${encodeURIComponent(KEY)}`);
+    expect(probe.status).toBe(200);
+    await waitFor('the request log line for /health?leak=', async () => (/"url":"\/health\?leak=/.test(serve.stdout()) ? true : undefined), 5_000);
     seen.push(['events', (await http(serve.url, 'GET', '/api/v1/events?limit=1000')).text]);
     const logs = await http(serve.url, 'GET', '/api/v1/logs?limit=5000');
     expect(logs.text).toContain('HTTP 401'); // the failures were logged...
