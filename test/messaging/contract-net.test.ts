@@ -8,6 +8,8 @@ import { openaiProvider, removeTempDirs, setTestKeys, startCaxton, type Caxton }
 import { startLlmStub, type LlmStub, type Reply, type StubHit } from '../execution/helpers/llm-stub.js';
 
 const PRICES: Record<string, number> = { 'carrier-a': 30, 'carrier-b': 12, 'carrier-c': 21 };
+/** Delivery days: the cheapest is the slowest, so a selection by `days` picks another carrier than by price. */
+const DAYS: Record<string, number> = { 'carrier-a': 1, 'carrier-b': 5, 'carrier-c': 3 };
 
 function lastUser(hit: StubHit): string {
   const msgs = hit.body.messages as { role: string; content: string }[];
@@ -29,7 +31,14 @@ function script(hit: StubHit): Reply {
     if (!toolResult) return { content: '', tool_calls: [{ id: 'call_1', name: 'send_message', arguments: { capability: 'transport', performative: 'cfp', content: 'Ship 3 boxes to Lyon' } }] };
     return { content: `Booked. ${toolResult.content}` };
   }
-  if (prompt.includes('"cfp" message')) return { content: `PROPOSE: price: ${PRICES[agent]} EUR, delivery tomorrow` };
+  if (prompt.includes('"cfp" message')) {
+    // Markers in the task steer one test's bidders: [refuse NAME|all], [slow NAME] (answers after
+    // the cfp's 1 s reply_by), [fast NAME] (the others answer 400 ms later).
+    if (prompt.includes(`[refuse ${agent}]`) || prompt.includes('[refuse all]')) return { content: `REFUSE: ${agent} does not carry that` };
+    const fast = /\[fast ([\w-]+)\]/.exec(prompt)?.[1];
+    const delayMs = prompt.includes(`[slow ${agent}]`) ? 2_500 : fast !== undefined && fast !== agent ? 400 : 0;
+    return { content: `PROPOSE: price: ${PRICES[agent]} EUR, days: ${DAYS[agent]}`, delayMs };
+  }
   if (prompt.includes('"accept-proposal" message')) return { content: `Delivered by ${agent} for ${PRICES[agent]} EUR` };
   return { content: `unexpected prompt for ${agent}` };
 }
@@ -96,6 +105,68 @@ describe('Contract Net', () => {
     expect(done.state).toBe('completed');
     const { messages } = await conversation(r.conversation_id);
     expect(messages.find((s) => s.message.performative === 'accept-proposal')!.message.receivers).toEqual(['carrier-a']);
+  });
+
+  const performatives = async (id: ConversationId) => (await conversation(id)).messages.map((s) => s.message);
+
+  it('a refusing bidder is left out: the best of the others wins, and the refuser gets neither accept nor reject', async () => {
+    const r = await cx.server.bus.submit({ performative: 'cfp', capability: 'transport', content: 'Ship glass [refuse carrier-b]', reply_by: '20s' });
+    const done = await cx.server.bus.wait(r.conversation_id, 20_000);
+    expect(done.state, done.reason ?? '').toBe('completed');
+    const msgs = await performatives(r.conversation_id);
+    expect(msgs.filter((m) => m.performative === 'refuse').map((m) => m.sender)).toEqual(['carrier-b']);
+    expect(msgs.filter((m) => m.performative === 'accept-proposal').map((m) => m.receivers)).toEqual([['carrier-c']]);
+    expect(msgs.filter((m) => m.performative === 'reject-proposal').map((m) => m.receivers)).toEqual([['carrier-a']]);
+    expect(msgs.filter((m) => m.performative === 'inform').map((m) => m.sender)).toEqual(['carrier-c']);
+  });
+
+  it('a bidder that misses reply_by is not waited for: the contract goes to the best proposal in time', async () => {
+    const r = await cx.server.bus.submit({ performative: 'cfp', capability: 'transport', content: 'Ship today [slow carrier-b]', reply_by: '1s' });
+    const done = await cx.server.bus.wait(r.conversation_id, 20_000);
+    expect(done.state, done.reason ?? '').toBe('completed');
+    const msgs = await performatives(r.conversation_id);
+    // carrier-b is the cheapest, but its proposal came after the deadline.
+    const accepts = msgs.filter((m) => m.performative === 'accept-proposal');
+    expect(accepts.map((m) => m.receivers)).toEqual([['carrier-c']]);
+    expect(msgs.filter((m) => m.performative === 'reject-proposal').map((m) => m.receivers)).toEqual([['carrier-a']]);
+    expect(msgs.some((m) => m.receivers.includes('carrier-b') && (m.performative === 'accept-proposal' || m.performative === 'reject-proposal'))).toBe(false);
+  });
+
+  it('no proposals: every bidder refuses, the conversation fails and says why', async () => {
+    const r = await cx.server.bus.submit({ performative: 'cfp', capability: 'transport', content: 'Ship a piano to the moon [refuse all]', reply_by: '20s' });
+    const done = await cx.server.bus.wait(r.conversation_id, 20_000);
+    expect(done.state).toBe('failed');
+    expect(done.reason).toBe('no proposals (3 refused, 0 did not answer by the deadline)');
+    const msgs = await performatives(r.conversation_id);
+    expect(msgs.filter((m) => m.performative === 'refuse')).toHaveLength(3);
+    expect(msgs.some((m) => m.performative === 'accept-proposal' || m.performative === 'reject-proposal')).toBe(false);
+  });
+
+  it('X-select: first awards the first proposal received, whatever its price', async () => {
+    const r = await cx.server.bus.submit({ performative: 'cfp', capability: 'transport', content: 'Ship now [fast carrier-c]', reply_by: '20s', 'X-select': 'first' });
+    const done = await cx.server.bus.wait(r.conversation_id, 20_000);
+    expect(done.state, done.reason ?? '').toBe('completed');
+    const msgs = await performatives(r.conversation_id);
+    expect(msgs.find((m) => m.performative === 'propose')!.sender).toBe('carrier-c');
+    // carrier-c is neither the cheapest nor the dearest: only the rule "first" picks it.
+    expect(msgs.filter((m) => m.performative === 'accept-proposal').map((m) => m.receivers)).toEqual([['carrier-c']]);
+    expect(msgs.find((m) => m.performative === 'accept-proposal')!.params['X-select']).toBe('first');
+  });
+
+  it('X-select-field: the lowest value of the named field wins, not the lowest price', async () => {
+    const r = await cx.server.bus.submit({ performative: 'cfp', capability: 'transport', content: 'Ship fast', reply_by: '20s', 'X-select': 'lowest', 'X-select-field': 'days' });
+    const done = await cx.server.bus.wait(r.conversation_id, 20_000);
+    expect(done.state, done.reason ?? '').toBe('completed');
+    const msgs = await performatives(r.conversation_id);
+    const accept = msgs.find((m) => m.performative === 'accept-proposal')!;
+    expect(accept.receivers).toEqual(['carrier-a']);
+    expect(accept.params).toMatchObject({ 'X-select': 'lowest', 'X-select-field': 'days' });
+    expect(
+      msgs
+        .filter((m) => m.performative === 'reject-proposal')
+        .map((m) => m.receivers[0])
+        .sort(),
+    ).toEqual(['carrier-b', 'carrier-c']);
   });
 
   it('an agent runs a Contract Net itself through send_message and answers with the outcome', async () => {
