@@ -35,9 +35,14 @@ export function offeredAgent(agents: AgentRegistry, patterns: readonly string[],
   return a && agentVisible(patterns, caller, a.definition.name as string) ? a : undefined;
 }
 
+/** Every agent a caller sees, in name order. */
+export function visibleAgents(agents: AgentRegistry, patterns: readonly string[], caller: McpCaller): DeployedAgent[] {
+  return agents.list().agents.filter((a) => agentVisible(patterns, caller, a.definition.name as string));
+}
+
 /** One page of the agents a caller sees, in name order; `cursor` is the opaque offset MCP list calls carry. */
 export function offeredAgents(agents: AgentRegistry, patterns: readonly string[], caller: McpCaller, cursor: string | undefined, pageSize: number): { page: DeployedAgent[]; nextCursor?: string } {
-  const all = agents.list().agents.filter((a) => agentVisible(patterns, caller, a.definition.name as string));
+  const all = visibleAgents(agents, patterns, caller);
   const start = decodeCursor(cursor);
   const page = all.slice(start, start + pageSize);
   return start + pageSize < all.length ? { page, nextCursor: encodeCursor(start + pageSize) } : { page };

@@ -36,7 +36,8 @@ import type { ToolRegistry } from '../tools/registry.js';
 import type { ToolCallMetrics } from '../tools/catalogue.js';
 import { allowed, matches, type McpCaller } from './offer.js';
 import { CaxtonMcpPrompts } from './prompts.js';
-import { CaxtonMcpResources } from './resources.js';
+import { CaxtonMcpResources, type ConversationReader } from './resources.js';
+import type { MemoryBackend } from '../memory/index.js';
 
 export type { McpCaller } from './offer.js';
 
@@ -49,6 +50,10 @@ export interface McpServeDeps {
   agents: AgentRegistry;
   config: McpServeConfig;
   logger?: Logger;
+  /** The knowledge graph, offered as `caxton://memory/{scope}/{name}` resources; absent when `[memory]` is off. */
+  memory?: MemoryBackend | undefined;
+  /** Conversation reads (the message bus), offered as `caxton://conversations/{id}` resources. */
+  conversations?: ConversationReader | undefined;
   /** Counts direct tool calls over MCP in caxton_tool_calls_total{via="mcp"} (ask_<agent> calls are the agent's). */
   metrics?: ToolCallMetrics;
 }
@@ -204,7 +209,7 @@ export function createMcpServer(deps: McpServeDeps, tools = new CaxtonMcpTools(d
   const caller = opts.caller ?? {};
   const listChanged = opts.listChanged === true;
   const prompts = new CaxtonMcpPrompts(deps.agents, deps.config.agents);
-  const resources = new CaxtonMcpResources(deps.agents, deps.config.agents);
+  const resources = new CaxtonMcpResources(deps.agents, deps.config.agents, { memory: deps.memory, conversations: deps.conversations });
   const capabilities: ServerCapabilities = {
     tools: listChanged ? { listChanged: true } : {},
     prompts: listChanged ? { listChanged: true } : {},
@@ -215,7 +220,7 @@ export function createMcpServer(deps: McpServeDeps, tools = new CaxtonMcpTools(d
     { name: 'caxton', version: VERSION },
     {
       capabilities,
-      instructions: `Caxton multi-agent server. Tools named ${ASK_PREFIX}<agent> ask an agent and return its answer; the others are Caxton's tools. Each agent is also a prompt (its system prompt and parameters) and a resource caxton://agents/<name> (its definition).`,
+      instructions: `Caxton multi-agent server. Tools named ${ASK_PREFIX}<agent> ask an agent and return its answer; the others are Caxton's tools. Each agent is also a prompt (its system prompt and parameters) and a resource caxton://agents/<name> (its definition); resources/templates/list names the other resources (conversations, memory entities).`,
     },
   );
   server.setRequestHandler(ListToolsRequestSchema, () => ({ tools: tools.list(caller) }));
