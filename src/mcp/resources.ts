@@ -14,14 +14,14 @@
  * reads everything. Something the caller may not see is "not found" (-32002), like something that
  * does not exist; a URI that cannot be parsed is -32602. Text is scrubbed of configured secrets.
  */
-import { ErrorCode, McpError, type ReadResourceResult, type Resource, type ResourceTemplate } from '@modelcontextprotocol/sdk/types.js';
+import { ErrorCode, type ReadResourceResult, type Resource, type ResourceTemplate } from '@modelcontextprotocol/sdk/types.js';
 import { inScope } from '../auth/index.js';
 import type { AgentRegistry, DeployedAgent } from '../agents/index.js';
 import { parseScope, type MemoryBackend } from '../memory/index.js';
 import type { Conversation, MessageBus } from '../messaging/index.js';
 import { CaxtonError } from '../shared/errors.js';
 import { scrubSecrets } from '../shared/secrets.js';
-import { allowed, offeredAgent, visibleAgents, type McpCaller } from './offer.js';
+import { allowed, offeredAgent, rpcError, visibleAgents, type McpCaller } from './offer.js';
 
 /** Bounds one resources/list page; clients follow nextCursor. */
 export const RESOURCE_PAGE = 100;
@@ -50,13 +50,13 @@ const conversationUri = (id: string) => `${CONVERSATION_PREFIX}${encodeURICompon
 const memoryUri = (scope: string, name: string) => `${MEMORY_PREFIX}${encodeURIComponent(scope)}/${encodeURIComponent(name)}`;
 
 const json = (uri: string, body: unknown): ReadResourceResult => ({ contents: [{ uri, mimeType: JSON_TYPE, text: scrubSecrets(JSON.stringify(body, null, 2)) }] });
-const notFound = (uri: string, why: string) => new McpError(RESOURCE_NOT_FOUND, `resource not found: ${uri} (${why})`, { uri });
+const notFound = (uri: string, why: string) => rpcError(RESOURCE_NOT_FOUND, `resource not found: ${uri} (${why})`, { uri });
 
 function decode(uri: string, part: string, shape: string): string {
   try {
     return decodeURIComponent(part);
   } catch {
-    throw new McpError(ErrorCode.InvalidParams, `resource URI "${uri}" is not well formed: expected ${shape}`);
+    throw rpcError(ErrorCode.InvalidParams, `resource URI "${uri}" is not well formed: expected ${shape}`);
   }
 }
 
@@ -88,7 +88,7 @@ function encodeCursor(section: Section, offset: number): string {
 function decodeCursor(cursor: string | undefined): { section: Section; offset: number } {
   if (cursor === undefined) return { section: 'agents', offset: 0 };
   const m = /^(agents|conversations):(\d{1,15})$/.exec(Buffer.from(cursor, 'base64url').toString());
-  if (!m) throw new McpError(ErrorCode.InvalidParams, `invalid cursor "${cursor.slice(0, 40)}": pass the nextCursor of the previous page, or none for the first page`);
+  if (!m) throw rpcError(ErrorCode.InvalidParams, `invalid cursor "${cursor.slice(0, 40)}": pass the nextCursor of the previous page, or none for the first page`);
   return { section: m[1] as Section, offset: Number(m[2]) };
 }
 
@@ -175,7 +175,7 @@ export class CaxtonMcpResources {
 
   #readAgent(uri: string, caller: McpCaller): ReadResourceResult {
     const p = caller.principal;
-    if (!allowed(p, 'agents:read')) throw new McpError(ErrorCode.InvalidParams, `${p!.id} (role ${p!.role}) may not read agent definitions: it needs the agents:read permission`);
+    if (!allowed(p, 'agents:read')) throw rpcError(ErrorCode.InvalidParams, `${p!.id} (role ${p!.role}) may not read agent definitions: it needs the agents:read permission`);
     const name = decode(uri, uri.slice(AGENT_PREFIX.length), `${AGENT_PREFIX}{name}`);
     const a = offeredAgent(this.agents, this.patterns, caller, name);
     if (!a) throw notFound(uri, 'no such agent offered');
@@ -185,7 +185,7 @@ export class CaxtonMcpResources {
 
   async #readConversation(uri: string, caller: McpCaller, conversations: ConversationReader): Promise<ReadResourceResult> {
     const p = caller.principal;
-    if (!allowed(p, 'messages:read')) throw new McpError(ErrorCode.InvalidParams, `${p!.id} (role ${p!.role}) may not read conversations: it needs the messages:read permission`);
+    if (!allowed(p, 'messages:read')) throw rpcError(ErrorCode.InvalidParams, `${p!.id} (role ${p!.role}) may not read conversations: it needs the messages:read permission`);
     const id = decode(uri, uri.slice(CONVERSATION_PREFIX.length), `${CONVERSATION_PREFIX}{id}`);
     if (id === '' || id.length > 200) throw notFound(uri, 'no such conversation');
     let got: Awaited<ReturnType<ConversationReader['getConversation']>>;
@@ -208,17 +208,17 @@ export class CaxtonMcpResources {
   async #readMemory(uri: string, caller: McpCaller, memory: MemoryBackend): Promise<ReadResourceResult> {
     const p = caller.principal;
     const shape = `${MEMORY_PREFIX}{scope}/{name}`;
-    if (!allowed(p, 'memory:read')) throw new McpError(ErrorCode.InvalidParams, `${p!.id} (role ${p!.role}) may not read memory: it needs the memory:read permission`);
+    if (!allowed(p, 'memory:read')) throw rpcError(ErrorCode.InvalidParams, `${p!.id} (role ${p!.role}) may not read memory: it needs the memory:read permission`);
     const rest = uri.slice(MEMORY_PREFIX.length);
     const slash = rest.indexOf('/');
-    if (slash <= 0 || slash === rest.length - 1) throw new McpError(ErrorCode.InvalidParams, `resource URI "${uri}" is not well formed: expected ${shape}`);
+    if (slash <= 0 || slash === rest.length - 1) throw rpcError(ErrorCode.InvalidParams, `resource URI "${uri}" is not well formed: expected ${shape}`);
     const written = decode(uri, rest.slice(0, slash), shape);
     const name = decode(uri, rest.slice(slash + 1), shape);
     let scope: string;
     try {
       scope = parseScope(written);
     } catch (e) {
-      throw new McpError(ErrorCode.InvalidParams, `resource URI "${uri}": ${e instanceof Error ? e.message : String(e)}`);
+      throw rpcError(ErrorCode.InvalidParams, `resource URI "${uri}": ${e instanceof Error ? e.message : String(e)}`);
     }
     // The REST routes' memory-scope rule (issue 14): a principal limited to some scopes reads only those.
     const limited = p?.scope.memory;

@@ -19,7 +19,6 @@ import {
   ListResourcesRequestSchema,
   ListResourceTemplatesRequestSchema,
   ListToolsRequestSchema,
-  McpError,
   ReadResourceRequestSchema,
   type CallToolResult,
   type ServerCapabilities,
@@ -34,7 +33,7 @@ import { scrubSecrets } from '../shared/secrets.js';
 import { VERSION } from '../shared/version.js';
 import type { ToolRegistry } from '../tools/registry.js';
 import type { ToolCallMetrics } from '../tools/catalogue.js';
-import { allowed, matches, type McpCaller } from './offer.js';
+import { allowed, matches, rpcError, type McpCaller } from './offer.js';
 import { CaxtonMcpPrompts } from './prompts.js';
 import { CaxtonMcpResources, type ConversationReader } from './resources.js';
 import type { MemoryBackend } from '../memory/index.js';
@@ -130,13 +129,13 @@ export class CaxtonMcpTools {
 
   /**
    * Runs one call for an MCP client. A tool that is not offered is the caller's mistake and a
-   * JSON-RPC error (-32602, thrown as McpError: the specification's listing); everything that goes
+   * JSON-RPC error (-32602, thrown as an McpError: the specification's listing); everything that goes
    * wrong once a tool is found (refusals, bad arguments, failures) is an `isError` result the model can read.
    */
   async call(name: string, args: Record<string, unknown>, opts: McpCallOptions): Promise<CallToolResult> {
     const { signal, client, traceparent, caller = {}, progress } = opts;
     const target = this.#resolve(name);
-    if (!target) throw new McpError(ErrorCode.InvalidParams, `Unknown tool: "${name}" is not offered by this Caxton server (tools/list names the ones that are)`);
+    if (!target) throw rpcError(ErrorCode.InvalidParams, `Unknown tool: "${name}" is not offered by this Caxton server (tools/list names the ones that are)`);
     // The HTTP route let the caller in with agents:invoke; tools need tools:call and the caller's scopes.
     const p = caller.principal;
     if (p && target.kind === 'agent' && !inScope(p.scope.agents, target.agent)) return text(`${p.id} may not use the agent "${target.agent}"`, true);

@@ -158,6 +158,14 @@ describe('Caxton served over Streamable HTTP at /mcp', () => {
     expect(unknown.code).toBe(ErrorCode.InvalidParams);
     expect(unknown.message).toContain('Unknown tool: "llm.chat" is not offered by this Caxton server');
     expect((await rpcError(client.callTool({ name: 'ask_nobody', arguments: { request: 'x' } }))).code).toBe(ErrorCode.InvalidParams);
+    // On the wire the message is plain, as the SDK's own errors are (no "MCP error -32602: " inside it: clients add that).
+    const raw = await fetch(`${t.url}/mcp`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': '2025-06-18' },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 7, method: 'tools/call', params: { name: 'llm.chat', arguments: {} } }),
+    });
+    const data = (await raw.text()).split('\n').find((l) => l.startsWith('data: '));
+    expect(JSON.parse(data!.slice('data: '.length))).toMatchObject({ id: 7, error: { code: -32602, message: expect.stringMatching(/^Unknown tool: "llm\.chat"/) } });
     expect(await client.callTool({ name: 'ask_helper', arguments: {} })).toMatchObject({ isError: true, content: [{ text: '"request" must be a non-empty string' }] });
   });
 
