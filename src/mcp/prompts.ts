@@ -27,8 +27,13 @@ function promptArguments(def: AgentDefinition): PromptArgument[] {
   return args;
 }
 
+/** The agent's description, or a stand-in for an agent without one (clients and the conformance suite expect one). */
+function descriptionOf(def: AgentDefinition): string {
+  return def.description || `The Caxton agent "${def.name}": its system prompt, then the request in its user prompt template`;
+}
+
 function describe(def: AgentDefinition): Prompt {
-  return { name: def.name, title: `Caxton agent ${def.name}`, description: def.description, arguments: promptArguments(def) };
+  return { name: def.name, title: `Caxton agent ${def.name}`, description: descriptionOf(def), arguments: promptArguments(def) };
 }
 
 export class CaxtonMcpPrompts {
@@ -61,7 +66,7 @@ export class CaxtonMcpPrompts {
     }
     const user = renderTemplate(def.user_prompt_template, def, { request, parameters });
     return {
-      description: def.description,
+      description: descriptionOf(def),
       messages: [
         { role: 'user', content: { type: 'text', text: scrubSecrets(def.system_prompt) } },
         { role: 'user', content: { type: 'text', text: scrubSecrets(user) } },

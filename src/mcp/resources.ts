@@ -62,7 +62,13 @@ function decode(uri: string, part: string, shape: string): string {
 
 function agentResource(a: DeployedAgent): Resource {
   const name = a.definition.name as string;
-  return { uri: agentUri(name), name: `agent ${name}`, title: `Agent definition: ${name}`, description: a.definition.description, mimeType: JSON_TYPE };
+  return {
+    uri: agentUri(name),
+    name: `agent ${name}`,
+    title: `Agent definition: ${name}`,
+    description: a.definition.description || `The definition of the Caxton agent "${name}"`,
+    mimeType: JSON_TYPE,
+  };
 }
 
 function conversationResource(c: Conversation): Resource {

@@ -65,7 +65,15 @@ let t: TestServer;
 beforeAll(async () => {
   const dir = makeTempDir('caxton-mcp-conformance-');
   writeFileSync(join(dir, 'replies.toml'), '[[rules]]\ncontent = "You said: {{request}}"\n');
-  t = await startTestServer({ dir, toml, agentFiles: { 'assistant.toml': agent } });
+  // An agent without a description too: prompts/list must still describe every prompt (the suite checks).
+  t = await startTestServer({ dir, toml, agentFiles: { 'assistant.toml': agent, 'terse.toml': 'name = "terse"\nsystem_prompt = "Be brief."\n' } });
+  // A finished conversation, so resources/list carries one (the suite checks every listed resource).
+  const sent = await fetch(`${t.url}/api/v1/messages?wait=20`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ performative: 'request', receiver: 'assistant', content: 'hello' }),
+  });
+  if (sent.status !== 200) throw new Error(`the conversation was not answered: ${sent.status} ${await sent.text()}`);
 });
 
 afterAll(async () => {
