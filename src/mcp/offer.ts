@@ -13,6 +13,18 @@ export interface McpCaller {
   limits?: LimitSet | undefined;
 }
 
+/**
+ * A JSON-RPC error for the MCP client. The SDK's McpError puts "MCP error CODE: " before its
+ * message and the SDK sends `message` as it is, so a client (which adds the prefix itself) showed
+ * "MCP error -32602: MCP error -32602: ...". The SDK's own errors ("Method not found") go out
+ * without the prefix; Caxton's do too.
+ */
+export function rpcError(code: number, message: string, data?: unknown): McpError {
+  const e = new McpError(code, message, data);
+  e.message = message;
+  return e;
+}
+
 /** `*` (everything), an exact name, or `prefix.*`. */
 export function matches(patterns: readonly string[], name: string): boolean {
   for (const p of patterns) {
@@ -35,9 +47,14 @@ export function offeredAgent(agents: AgentRegistry, patterns: readonly string[],
   return a && agentVisible(patterns, caller, a.definition.name as string) ? a : undefined;
 }
 
+/** Every agent a caller sees, in name order. */
+export function visibleAgents(agents: AgentRegistry, patterns: readonly string[], caller: McpCaller): DeployedAgent[] {
+  return agents.list().agents.filter((a) => agentVisible(patterns, caller, a.definition.name as string));
+}
+
 /** One page of the agents a caller sees, in name order; `cursor` is the opaque offset MCP list calls carry. */
 export function offeredAgents(agents: AgentRegistry, patterns: readonly string[], caller: McpCaller, cursor: string | undefined, pageSize: number): { page: DeployedAgent[]; nextCursor?: string } {
-  const all = agents.list().agents.filter((a) => agentVisible(patterns, caller, a.definition.name as string));
+  const all = visibleAgents(agents, patterns, caller);
   const start = decodeCursor(cursor);
   const page = all.slice(start, start + pageSize);
   return start + pageSize < all.length ? { page, nextCursor: encodeCursor(start + pageSize) } : { page };
@@ -51,6 +68,6 @@ export function encodeCursor(offset: number): string {
 export function decodeCursor(cursor: string | undefined): number {
   if (cursor === undefined) return 0;
   const n = Number(Buffer.from(cursor, 'base64url').toString());
-  if (!Number.isSafeInteger(n) || n < 0) throw new McpError(ErrorCode.InvalidParams, `invalid cursor "${cursor.slice(0, 40)}": pass the nextCursor of the previous page, or none for the first page`);
+  if (!Number.isSafeInteger(n) || n < 0) throw rpcError(ErrorCode.InvalidParams, `invalid cursor "${cursor.slice(0, 40)}": pass the nextCursor of the previous page, or none for the first page`);
   return n;
 }

@@ -8,11 +8,11 @@
  * renderTemplate the executor uses, so the client sees what the agent would have been sent).
  * Reading a prompt needs agents:read and the agent in the caller's scope, as GET /api/v1/agents/{name}.
  */
-import { ErrorCode, McpError, type GetPromptResult, type Prompt, type PromptArgument } from '@modelcontextprotocol/sdk/types.js';
+import { ErrorCode, type GetPromptResult, type Prompt, type PromptArgument } from '@modelcontextprotocol/sdk/types.js';
 import type { AgentDefinition, AgentRegistry } from '../agents/index.js';
 import { renderTemplate } from '../execution/index.js';
 import { scrubSecrets } from '../shared/secrets.js';
-import { allowed, offeredAgent, offeredAgents, type McpCaller } from './offer.js';
+import { allowed, offeredAgent, offeredAgents, rpcError, type McpCaller } from './offer.js';
 
 /** Bounds one prompts/list page; clients follow nextCursor. */
 export const PROMPT_PAGE = 100;
@@ -27,8 +27,13 @@ function promptArguments(def: AgentDefinition): PromptArgument[] {
   return args;
 }
 
+/** The agent's description, or a stand-in for an agent without one (clients and the conformance suite expect one). */
+function descriptionOf(def: AgentDefinition): string {
+  return def.description || `The Caxton agent "${def.name}": its system prompt, then the request in its user prompt template`;
+}
+
 function describe(def: AgentDefinition): Prompt {
-  return { name: def.name, title: `Caxton agent ${def.name}`, description: def.description, arguments: promptArguments(def) };
+  return { name: def.name, title: `Caxton agent ${def.name}`, description: descriptionOf(def), arguments: promptArguments(def) };
 }
 
 export class CaxtonMcpPrompts {
@@ -45,24 +50,23 @@ export class CaxtonMcpPrompts {
 
   get(name: string, args: Record<string, string>, caller: McpCaller): GetPromptResult {
     const p = caller.principal;
-    if (!allowed(p, 'agents:read')) throw new McpError(ErrorCode.InvalidParams, `${p!.id} (role ${p!.role}) may not read prompts: it needs the agents:read permission`);
+    if (!allowed(p, 'agents:read')) throw rpcError(ErrorCode.InvalidParams, `${p!.id} (role ${p!.role}) may not read prompts: it needs the agents:read permission`);
     // Not offered and out of scope look the same: an agent's existence is not told to those who may not see it.
     const agent = offeredAgent(this.agents, this.patterns, caller, name);
-    if (!agent) throw new McpError(ErrorCode.InvalidParams, `prompt "${name}" is not offered by this Caxton server (prompts/list names the ones that are)`);
+    if (!agent) throw rpcError(ErrorCode.InvalidParams, `prompt "${name}" is not offered by this Caxton server (prompts/list names the ones that are)`);
     const def = agent.definition;
     const request = args.request;
-    if (typeof request !== 'string' || request === '') throw new McpError(ErrorCode.InvalidParams, `argument "request" is required: what to ask the agent "${def.name}"`);
+    if (typeof request !== 'string' || request === '') throw rpcError(ErrorCode.InvalidParams, `argument "request" is required: what to ask the agent "${def.name}"`);
     const known = new Set(Object.keys(def.parameters));
     const parameters: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(args)) {
       if (k === 'request') continue;
-      if (!known.has(k))
-        throw new McpError(ErrorCode.InvalidParams, `argument "${k}" is not a parameter of the agent "${def.name}" (it takes: request${known.size ? `, ${[...known].join(', ')}` : ''})`);
+      if (!known.has(k)) throw rpcError(ErrorCode.InvalidParams, `argument "${k}" is not a parameter of the agent "${def.name}" (it takes: request${known.size ? `, ${[...known].join(', ')}` : ''})`);
       parameters[k] = v;
     }
     const user = renderTemplate(def.user_prompt_template, def, { request, parameters });
     return {
-      description: def.description,
+      description: descriptionOf(def),
       messages: [
         { role: 'user', content: { type: 'text', text: scrubSecrets(def.system_prompt) } },
         { role: 'user', content: { type: 'text', text: scrubSecrets(user) } },

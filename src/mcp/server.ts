@@ -19,7 +19,6 @@ import {
   ListResourcesRequestSchema,
   ListResourceTemplatesRequestSchema,
   ListToolsRequestSchema,
-  McpError,
   ReadResourceRequestSchema,
   type CallToolResult,
   type ServerCapabilities,
@@ -34,9 +33,10 @@ import { scrubSecrets } from '../shared/secrets.js';
 import { VERSION } from '../shared/version.js';
 import type { ToolRegistry } from '../tools/registry.js';
 import type { ToolCallMetrics } from '../tools/catalogue.js';
-import { allowed, matches, type McpCaller } from './offer.js';
+import { allowed, matches, rpcError, type McpCaller } from './offer.js';
 import { CaxtonMcpPrompts } from './prompts.js';
-import { CaxtonMcpResources } from './resources.js';
+import { CaxtonMcpResources, type ConversationReader } from './resources.js';
+import type { MemoryBackend } from '../memory/index.js';
 
 export type { McpCaller } from './offer.js';
 
@@ -49,6 +49,10 @@ export interface McpServeDeps {
   agents: AgentRegistry;
   config: McpServeConfig;
   logger?: Logger;
+  /** The knowledge graph, offered as `caxton://memory/{scope}/{name}` resources; absent when `[memory]` is off. */
+  memory?: MemoryBackend | undefined;
+  /** Conversation reads (the message bus), offered as `caxton://conversations/{id}` resources. */
+  conversations?: ConversationReader | undefined;
   /** Counts direct tool calls over MCP in caxton_tool_calls_total{via="mcp"} (ask_<agent> calls are the agent's). */
   metrics?: ToolCallMetrics;
 }
@@ -125,13 +129,13 @@ export class CaxtonMcpTools {
 
   /**
    * Runs one call for an MCP client. A tool that is not offered is the caller's mistake and a
-   * JSON-RPC error (-32602, thrown as McpError: the specification's listing); everything that goes
+   * JSON-RPC error (-32602, thrown as an McpError: the specification's listing); everything that goes
    * wrong once a tool is found (refusals, bad arguments, failures) is an `isError` result the model can read.
    */
   async call(name: string, args: Record<string, unknown>, opts: McpCallOptions): Promise<CallToolResult> {
     const { signal, client, traceparent, caller = {}, progress } = opts;
     const target = this.#resolve(name);
-    if (!target) throw new McpError(ErrorCode.InvalidParams, `Unknown tool: "${name}" is not offered by this Caxton server (tools/list names the ones that are)`);
+    if (!target) throw rpcError(ErrorCode.InvalidParams, `Unknown tool: "${name}" is not offered by this Caxton server (tools/list names the ones that are)`);
     // The HTTP route let the caller in with agents:invoke; tools need tools:call and the caller's scopes.
     const p = caller.principal;
     if (p && target.kind === 'agent' && !inScope(p.scope.agents, target.agent)) return text(`${p.id} may not use the agent "${target.agent}"`, true);
@@ -204,7 +208,7 @@ export function createMcpServer(deps: McpServeDeps, tools = new CaxtonMcpTools(d
   const caller = opts.caller ?? {};
   const listChanged = opts.listChanged === true;
   const prompts = new CaxtonMcpPrompts(deps.agents, deps.config.agents);
-  const resources = new CaxtonMcpResources(deps.agents, deps.config.agents);
+  const resources = new CaxtonMcpResources(deps.agents, deps.config.agents, { memory: deps.memory, conversations: deps.conversations });
   const capabilities: ServerCapabilities = {
     tools: listChanged ? { listChanged: true } : {},
     prompts: listChanged ? { listChanged: true } : {},
@@ -215,7 +219,7 @@ export function createMcpServer(deps: McpServeDeps, tools = new CaxtonMcpTools(d
     { name: 'caxton', version: VERSION },
     {
       capabilities,
-      instructions: `Caxton multi-agent server. Tools named ${ASK_PREFIX}<agent> ask an agent and return its answer; the others are Caxton's tools. Each agent is also a prompt (its system prompt and parameters) and a resource caxton://agents/<name> (its definition).`,
+      instructions: `Caxton multi-agent server. Tools named ${ASK_PREFIX}<agent> ask an agent and return its answer; the others are Caxton's tools. Each agent is also a prompt (its system prompt and parameters) and a resource caxton://agents/<name> (its definition); resources/templates/list names the other resources (conversations, memory entities).`,
     },
   );
   server.setRequestHandler(ListToolsRequestSchema, () => ({ tools: tools.list(caller) }));

@@ -280,7 +280,17 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
   const toolAuditWatch = new AuditWatch(toolAudit);
   const mcp = new McpClientManager({ servers: config.mcp_servers, tools: executor.hostTools, audit: toolAuditWatch, logger, ...(config.source.file && { baseDir: dirname(config.source.file) }) });
   await mcp.start();
-  const mcpRoutes = mcpPlugins({ executor, agents: registry, config: config.mcp, logger, clients: mcp, ...(config.metrics.enabled && { metrics }) });
+  // Served over MCP too: conversations (the bus) and memory entities as resources, under the REST routes' permissions.
+  const mcpRoutes = mcpPlugins({
+    executor,
+    agents: registry,
+    config: config.mcp,
+    logger,
+    clients: mcp,
+    conversations: bus,
+    ...(memory && { memory: memory.store }),
+    ...(config.metrics.enabled && { metrics }),
+  });
   // --- end MCP ---
   // --- WebAssembly tool servers (src/tools/wasm/manager.ts): built-in packages (tools/builtin/) and
   // API-deployed ones (SQLite) as host tools `SERVER.tool`, under the operator's [tools.NAME]

@@ -158,6 +158,14 @@ describe('Caxton served over Streamable HTTP at /mcp', () => {
     expect(unknown.code).toBe(ErrorCode.InvalidParams);
     expect(unknown.message).toContain('Unknown tool: "llm.chat" is not offered by this Caxton server');
     expect((await rpcError(client.callTool({ name: 'ask_nobody', arguments: { request: 'x' } }))).code).toBe(ErrorCode.InvalidParams);
+    // On the wire the message is plain, as the SDK's own errors are (no "MCP error -32602: " inside it: clients add that).
+    const raw = await fetch(`${t.url}/mcp`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': '2025-06-18' },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 7, method: 'tools/call', params: { name: 'llm.chat', arguments: {} } }),
+    });
+    const data = (await raw.text()).split('\n').find((l) => l.startsWith('data: '));
+    expect(JSON.parse(data!.slice('data: '.length))).toMatchObject({ id: 7, error: { code: -32602, message: expect.stringMatching(/^Unknown tool: "llm\.chat"/) } });
     expect(await client.callTool({ name: 'ask_helper', arguments: {} })).toMatchObject({ isError: true, content: [{ text: '"request" must be a non-empty string' }] });
   });
 
@@ -209,7 +217,8 @@ describe('Caxton served over Streamable HTTP at /mcp', () => {
     expect(resources.map((r) => r.uri)).toEqual(['caxton://agents/helper', 'caxton://agents/isolated', 'caxton://agents/locked', 'caxton://agents/writer']);
     expect(resources[0]).toMatchObject({ mimeType: 'application/json', description: 'MCP test agent helper' });
     const { resourceTemplates } = await client.listResourceTemplates();
-    expect(resourceTemplates).toEqual([expect.objectContaining({ uriTemplate: 'caxton://agents/{name}', mimeType: 'application/json' })]);
+    expect(resourceTemplates.map((x) => x.uriTemplate)).toEqual(['caxton://agents/{name}', 'caxton://conversations/{id}', 'caxton://memory/{scope}/{name}']);
+    expect(resourceTemplates.every((x) => x.mimeType === 'application/json')).toBe(true);
 
     const read = await client.readResource({ uri: 'caxton://agents/writer' });
     expect(read.contents).toHaveLength(1);
@@ -221,6 +230,61 @@ describe('Caxton served over Streamable HTTP at /mcp', () => {
     expect(missing.code).toBe(-32002);
     expect((await rpcError(client.readResource({ uri: 'file:///etc/passwd' }))).code).toBe(-32002);
     expect((await rpcError(client.listResources({ cursor: 'not-a-cursor' }))).code).toBe(ErrorCode.InvalidParams);
+  });
+
+  it('offers a conversation as a resource: listed after the agents, read as its messages in order', async () => {
+    const sent = await fetch(`${t.url}/api/v1/messages?wait=20`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ performative: 'request', receiver: 'helper', content: 'hello over the bus' }),
+    });
+    expect(sent.status).toBe(200);
+    const { conversation_id: id } = (await sent.json()) as { conversation_id: string };
+    const uri = `caxton://conversations/${encodeURIComponent(id)}`;
+    const { resources } = await client.listResources();
+    expect(resources.map((r) => r.uri)).toContain(uri);
+    expect(resources.find((r) => r.uri === uri)).toMatchObject({ mimeType: 'application/json', title: `Conversation ${id} (completed)` });
+
+    const read = await client.readResource({ uri });
+    const body = JSON.parse((read.contents[0] as { text: string }).text) as {
+      conversation: { id: string; state: string };
+      messages: { performative: string; sender: string; receivers: string[]; timestamp: string; content: unknown }[];
+    };
+    expect(body.conversation).toMatchObject({ id, state: 'completed' });
+    expect(body.messages.map((m) => [m.performative, m.sender, m.receivers])).toEqual([
+      ['request', 'user', ['helper']],
+      ['agree', 'helper', ['user']],
+      ['inform', 'helper', ['user']],
+    ]);
+    expect(body.messages[0]!.content).toBe('hello over the bus');
+    expect(body.messages[2]!.content).toMatch(/^You said: .*hello over the bus/s);
+    expect(body.messages.every((m) => !Number.isNaN(Date.parse(m.timestamp)))).toBe(true);
+    expect((await rpcError(client.readResource({ uri: 'caxton://conversations/conv_nope' }))).code).toBe(-32002);
+  });
+
+  it('offers memory entities through the template (entity, observations, relations); not listed', async () => {
+    const post = (path: string, body: unknown) => fetch(`${t.url}/api/v1/memory${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    expect(
+      (
+        await post('/entities', {
+          scope: 'workspace',
+          entities: [
+            { name: 'Ada Lovelace', entityType: 'person', observations: ['wrote the first program'] },
+            { name: 'Analytical Engine', entityType: 'machine', observations: [] },
+          ],
+        })
+      ).status,
+    ).toBe(201);
+    expect((await post('/relations', { scope: 'workspace', relations: [{ from: 'Ada Lovelace', to: 'Analytical Engine', relationType: 'programmed' }] })).status).toBe(201);
+
+    const read = await client.readResource({ uri: 'caxton://memory/workspace/Ada%20Lovelace' });
+    expect(read.contents[0]).toMatchObject({ uri: 'caxton://memory/workspace/Ada%20Lovelace', mimeType: 'application/json' });
+    const body = JSON.parse((read.contents[0] as { text: string }).text) as { entity: Record<string, unknown>; relations: unknown[] };
+    expect(body.entity).toMatchObject({ scope: 'workspace', name: 'Ada Lovelace', entityType: 'person', observations: ['wrote the first program'] });
+    expect(body.relations).toEqual([{ scope: 'workspace', from: 'Ada Lovelace', to: 'Analytical Engine', relationType: 'programmed' }]);
+    expect((await client.listResources()).resources.some((r) => r.uri.startsWith('caxton://memory/'))).toBe(false);
+    expect((await rpcError(client.readResource({ uri: 'caxton://memory/global/Ada%20Lovelace' }))).code).toBe(-32002);
+    expect((await rpcError(client.readResource({ uri: 'caxton://memory/nowhere/Ada' }))).code).toBe(ErrorCode.InvalidParams);
   });
 
   it('sends progress while ask_<agent> runs when the client gave a progress token', async () => {

@@ -73,6 +73,9 @@ describe('caxton mcp (stdio)', () => {
     expect((await client.listPrompts()).prompts.map((p) => p.name)).toEqual(['helper']);
     expect((await client.getPrompt({ name: 'helper', arguments: { request: 'hi' } })).messages[0]).toEqual({ role: 'user', content: { type: 'text', text: 'You are helper.' } });
     expect((await client.listResources()).resources.map((r) => r.uri)).toEqual(['caxton://agents/helper']);
+    // No principal over stdio: every template, and a read of any memory scope (here: nothing stored).
+    expect((await client.listResourceTemplates()).resourceTemplates.map((r) => r.uriTemplate)).toEqual(['caxton://agents/{name}', 'caxton://conversations/{id}', 'caxton://memory/{scope}/{name}']);
+    await expect(client.readResource({ uri: 'caxton://memory/agent:helper/Nobody' })).rejects.toMatchObject({ code: -32002 });
   });
 
   it('an agent deployed while connected: tools/list_changed and a log message at or above the level set', async () => {

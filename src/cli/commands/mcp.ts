@@ -27,7 +27,15 @@ export function registerMcpCommand(program: Command): void {
     // The configured secrets are scrubbed from every log line (and, through startServer, from outside text).
     const logger = createLogger(config.logging.level, pino.destination({ dest: 2, sync: false }), { secrets: secretValues(config) });
     const server = await startServer({ config, logger, listen: false });
-    const session = await serveMcpStdio({ executor: server.executor, agents: server.registry, config: config.mcp, logger, clients: server.mcp });
+    const session = await serveMcpStdio({
+      executor: server.executor,
+      agents: server.registry,
+      config: config.mcp,
+      logger,
+      clients: server.mcp,
+      conversations: server.bus,
+      ...(server.memory && { memory: server.memory.store }),
+    });
     logger.info({ agents: server.registry.size, mounted: server.mcp.size }, 'caxton MCP server on stdio');
     let stopping: Promise<void> | undefined;
     const stop = (code: number) =>
