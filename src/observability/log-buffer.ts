@@ -63,6 +63,11 @@ export class LogBuffer {
     return Math.min(this.#next, this.capacity);
   }
 
+  /** How many live tails (follow) are attached now. */
+  get followers(): number {
+    return this.#followers.size;
+  }
+
   /** The last `limit` matching lines, oldest first. */
   query(q: LogQuery = {}): LogRecord[] {
     const limit = q.limit ?? 100;

@@ -15,6 +15,7 @@ import { assertBuilt, cleanup, expectExit, parseJson, runCli, startServe, tempDi
 import { http } from '../helpers/http.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { makeTempDir } from '../helpers/tmp.js';
+import { waitUntil } from '../helpers/wait.js';
 
 const ISSUER = 'https://issuer.test/realms/acme';
 
@@ -128,7 +129,14 @@ describe('limits per key through HTTP', () => {
     const limited = await keyFor('two-at-once', { concurrent_executions: 2 });
     const other = await keyFor('unlimited');
     const running = [invoke(limited, 'slow 1'), invoke(limited, 'slow 2')];
-    await new Promise((r) => setTimeout(r, 300));
+    // Both are running (the key's usage says so) before the third is sent.
+    await waitUntil(
+      async () => {
+        const k = await http<{ usage?: { executions: { running: number } } }>(srv.url, 'GET', '/api/v1/keys/two-at-once', { headers: { authorization: `Bearer ${admin}` } });
+        return k.json.usage?.executions.running === 2;
+      },
+      { timeoutMs: 10_000, what: 'two executions of the limited key running' },
+    );
     const third = await invoke(limited, 'slow 3');
     expect(third.status, third.text).toBe(429);
     expect(third.headers.get('retry-after')).toBe('1');

@@ -8,6 +8,7 @@ import { OPENAI_KEY, openaiProvider, removeTempDirs, setTestKeys } from '../exec
 import { startLlmStub, status, type LlmStub } from '../execution/helpers/llm-stub.js';
 import { freePorts } from '../cli/helpers/cli.js';
 import { startObserved, type Observed } from './helpers/observed.js';
+import { waitUntil } from '../helpers/wait.js';
 
 const PROVIDER_BEARER = 'prov-bearer-5f1c2a9e77d4';
 const MCP_BEARER = 'mcp-bearer-0b3e8c1d22aa';
@@ -95,7 +96,8 @@ describe('GET /api/v1/logs', () => {
 
   it('follows new lines over SSE', async () => {
     const got = cx.stream('/api/v1/logs/stream?level=error&limit=1', (evs) => evs.some((e) => (e.json as { msg?: string })?.msg === 'followed line'));
-    await new Promise((r) => setTimeout(r, 200));
+    // The stream follows the log once the server has attached its tail.
+    await waitUntil(() => cx.buffer.followers > 0, { timeoutMs: 5_000, what: 'the live tail to attach' });
     cx.server.logger.info('not an error');
     cx.server.logger.error({ agent: 'x' }, 'followed line');
     const events = await got;

@@ -8,6 +8,7 @@ import { InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@o
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openaiProvider, removeTempDirs, setTestKeys, startCaxton, type Caxton } from '../execution/helpers/caxton.js';
 import { startLlmStub, type LlmStub, type Reply, type StubHit } from '../execution/helpers/llm-stub.js';
+import { waitUntil } from '../helpers/wait.js';
 
 const PRICES: Record<string, number> = { 'carrier-a': 30, 'carrier-b': 12, 'carrier-c': 21 };
 
@@ -70,8 +71,9 @@ describe('tracing across agents', () => {
     const res = await cx.invoke('planner', { request: 'Get 3 boxes shipped to Lyon' }, { traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' });
     expect(res.status, res.text).toBe(200);
     expect(res.json.content).toContain('is completed');
-    // The winner's inform is recorded after the planner's answer may have been sent: wait for the spans to settle.
-    await new Promise((r) => setTimeout(r, 200));
+    // The winner's inform is recorded after the planner's answer may have been sent: wait for the
+    // span of that delivery (the last one of the conversation) to finish.
+    await waitUntil(() => exporter.getFinishedSpans().some((s) => s.name === 'message.deliver accept-proposal'), { timeoutMs: 10_000, what: 'the accept-proposal delivery span' });
     const spans = exporter.getFinishedSpans();
     const traceIds = new Set(spans.map((s) => s.spanContext().traceId));
     expect([...traceIds]).toEqual(['0af7651916cd43dd8448eb211c80319c']);

@@ -21,6 +21,8 @@ export interface Observed {
   readonly dir: string;
   /** Every raw line the logger wrote, as written. */
   readonly lines: string[];
+  /** The server's log ring (GET /api/v1/logs and its live tail read it). */
+  readonly buffer: LogBuffer;
   get<T = unknown>(path: string, headers?: Record<string, string>): Promise<{ status: number; json: T; text: string }>;
   send(method: string, path: string, body?: string, headers?: Record<string, string>): Promise<{ status: number; json: unknown; text: string }>;
   deploy(agent: AgentSpec, headers?: Record<string, string>): Promise<void>;
@@ -55,6 +57,7 @@ export async function startObserved(opts: { config: TomlTable; level?: string; a
     url,
     dir,
     lines,
+    buffer,
     get: (path, headers) => send('GET', path, undefined, headers) as never,
     send,
     async deploy(agent, headers = {}) {
