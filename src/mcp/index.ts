@@ -8,3 +8,4 @@ export { CaxtonMcpPrompts } from './prompts.js';
 export { CaxtonMcpResources, RESOURCE_NOT_FOUND } from './resources.js';
 export { mcpPlugins, MCP_PATH, type McpHttpOptions } from './http.js';
 export { serveMcpStdio, type McpStdioOptions, type McpStdioSession } from './stdio.js';
+export { CaxtonOAuthProvider, MCP_OAUTH_MIGRATIONS, MemoryOAuthStore, NeedsAuthorizationError, SqliteOAuthStore, type McpOAuthStatus, type OAuthStore } from './oauth.js';
