@@ -42,6 +42,7 @@ export const MCP_OAUTH_MIGRATIONS: readonly Migration[] = [
         code_verifier TEXT,
         login_state TEXT,
         redirect_uri TEXT,
+        pending_scope TEXT,
         discovery TEXT,
         updated_at INTEGER NOT NULL
       );
@@ -59,6 +60,8 @@ export interface OAuthRecord {
   code_verifier?: string;
   login_state?: string;
   redirect_uri?: string;
+  /** The scope the SDK chose when the server last asked for authorization (its WWW-Authenticate scope first): the next login asks for it. */
+  pending_scope?: string;
   discovery?: OAuthDiscoveryState;
 }
 
@@ -108,11 +111,12 @@ interface Row {
   code_verifier: string | null;
   login_state: string | null;
   redirect_uri: string | null;
+  pending_scope: string | null;
   discovery: string | null;
 }
 
 const JSON_COLUMNS = new Set(['client_information', 'tokens', 'discovery']);
-const COLUMNS = ['client_information', 'dynamic_client', 'tokens', 'tokens_saved_at', 'code_verifier', 'login_state', 'redirect_uri', 'discovery'] as const;
+const COLUMNS = ['client_information', 'dynamic_client', 'tokens', 'tokens_saved_at', 'code_verifier', 'login_state', 'redirect_uri', 'pending_scope', 'discovery'] as const;
 
 /** Table `mcp_oauth` of caxton.db (the data dir). */
 export class SqliteOAuthStore implements OAuthStore {
@@ -142,6 +146,7 @@ export class SqliteOAuthStore implements OAuthStore {
     if (row.code_verifier !== null) rec.code_verifier = row.code_verifier;
     if (row.login_state !== null) rec.login_state = row.login_state;
     if (row.redirect_uri !== null) rec.redirect_uri = row.redirect_uri;
+    if (row.pending_scope !== null) rec.pending_scope = row.pending_scope;
     const discovery = parse<OAuthDiscoveryState>(row.discovery);
     if (discovery) rec.discovery = discovery;
     remember(rec);
@@ -197,6 +202,9 @@ export interface ProviderOptions {
   /** Login mode: the loopback redirect URI the CLI listens on. */
   redirectUri?: string;
 }
+
+/** The client_id of a headless provider before any registration: never sent to a server. */
+const UNREGISTERED = 'caxton-unregistered';
 
 /** The SDK's view of one server's OAuth state (see the file comment for the two modes). */
 export class CaxtonOAuthProvider implements OAuthClientProvider {
@@ -266,8 +274,13 @@ export class CaxtonOAuthProvider implements OAuthClientProvider {
     }
     const stored = rec.dynamic_client ? rec.client_information : undefined;
     if (!stored) {
-      // Registering needs the redirect URI the login will use: a headless interactive client waits for the login.
-      if (this.#o.mode === 'headless' && !this.#cc) throw new NeedsAuthorizationError(this.#o.server, 'Caxton is not registered with its authorization server yet');
+      // Registering needs the redirect URI the login will use: a headless interactive client waits
+      // for the login. A placeholder lets the SDK get as far as the authorization URL, whose scope
+      // (the server's WWW-Authenticate scope first) the login then asks for; nothing is sent.
+      if (this.#o.mode === 'headless' && !this.#cc) {
+        this.#why ??= 'Caxton is not registered with its authorization server yet';
+        return { client_id: UNREGISTERED };
+      }
       return undefined;
     }
     // A login on another loopback port registers again (the redirect URI is part of the registration).
@@ -277,6 +290,7 @@ export class CaxtonOAuthProvider implements OAuthClientProvider {
   }
 
   saveClientInformation(info: OAuthClientInformationMixed): void {
+    if (info.client_id === UNREGISTERED) return;
     if (this.#o.cfg.client_id !== undefined) {
       // Only the binding to its authorization server: the secret stays in the environment.
       const { client_secret: _secret, ...rest } = info as OAuthClientInformationMixed & { client_secret?: string };
@@ -294,7 +308,7 @@ export class CaxtonOAuthProvider implements OAuthClientProvider {
 
   saveTokens(tokens: OAuthTokens): void {
     this.#why = undefined;
-    this.#o.store.update(this.#o.server, { tokens, tokens_saved_at: Date.now(), ...(this.#o.mode === 'login' && { code_verifier: null, login_state: null }) });
+    this.#o.store.update(this.#o.server, { tokens, tokens_saved_at: Date.now(), ...(this.#o.mode === 'login' && { code_verifier: null, login_state: null, pending_scope: null }) });
   }
 
   redirectToAuthorization(url: URL): void {
@@ -302,6 +316,9 @@ export class CaxtonOAuthProvider implements OAuthClientProvider {
       this.#authorizationUrl = url;
       return;
     }
+    // The scope the server asked for (WWW-Authenticate, else its metadata, else ours): the login asks for it.
+    const scope = url.searchParams.get('scope');
+    if (scope) this.#o.store.update(this.#o.server, { pending_scope: scope });
     throw new NeedsAuthorizationError(this.#o.server, this.#why ?? (this.#rec.tokens ? 'the stored tokens were not accepted' : 'no tokens stored yet'));
   }
 
@@ -407,7 +424,7 @@ export async function startLogin(o: LoginOptions & { redirectUri: string }): Pro
     mode: o.cfg.grant === 'client_credentials' ? 'headless' : 'login',
     redirectUri: o.redirectUri,
   });
-  const scope = o.cfg.scopes.length > 0 ? o.cfg.scopes.join(' ') : undefined;
+  const scope = o.store.get(o.server).pending_scope ?? (o.cfg.scopes.length > 0 ? o.cfg.scopes.join(' ') : undefined);
   const r = await auth(p, { serverUrl: o.url, ...(scope !== undefined && { scope }), ...(o.fetchFn && { fetchFn: o.fetchFn }) });
   if (r === 'AUTHORIZED' || !p.authorizationUrl) return { authorized: true };
   return { authorization_url: p.authorizationUrl.toString(), redirect_uri: o.redirectUri };
