@@ -6,6 +6,7 @@
  * tokens kept out of logs and responses, and elicitation refused.
  */
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { McpClientManager, type McpServerConfig, type McpServerStatus } from '../../src/mcp/index.js';
@@ -92,10 +93,10 @@ describe('authorization_code', () => {
     expect(s.auth).toMatchObject({ grant: 'authorization_code', state: 'needs_authorization', login_command: 'caxton mcp login ac' });
   });
 
-  it('a call while unauthorized answers with the login command', async () => {
-    // No tools were listed yet: the server is not authorized. The tool is unknown to the registry.
-    const r = await mcp.connection('ac')!.status();
-    expect(r.tools).toBe(0);
+  it('registers no tools and registers no client until a login (nothing is sent to the registration endpoint)', () => {
+    expect(status('ac').tools).toBe(0);
+    expect(status('ac').last_error).toContain('not registered with its authorization server yet');
+    expect(as.counts.register).toBe(0);
   });
 
   it('a login (dynamic registration, PKCE, code exchange) stores the tokens and the tools answer', async () => {
@@ -229,6 +230,16 @@ describe('caxton mcp login and caxton mcp servers against a running server', () 
     const texts = await Promise.all(['/api/v1/mcp/servers', '/api/v1/tools', '/api/v1/tools/web', '/api/v1/config'].map(async (p) => (await fetch(`${t.url}${p}`)).text()));
     for (const tok of web.issued) for (const text of [...texts, detail.stdout, login.stdout, login.stderr]) expect(text).not.toContain(tok);
   }, 60_000);
+
+  it('a restart on the same data dir uses the stored tokens (table mcp_oauth of caxton.db)', async () => {
+    const toml = readFileSync(t.configPath, 'utf8');
+    await t.close();
+    const before = web.counts.authorization_code;
+    t = await startTestServer({ dir: t.dir, toml });
+    const servers = ((await (await fetch(`${t.url}/api/v1/mcp/servers`)).json()) as { servers: McpServerStatus[] }).servers;
+    expect(servers[0]).toMatchObject({ name: 'web', state: 'ready', auth: { state: 'authorized', client: 'dynamic' } });
+    expect(web.counts.authorization_code).toBe(before);
+  });
 
   it('refuses a login for an unknown server or a bad redirect URI', async () => {
     const unknown = await fetch(`${t.url}/api/v1/mcp/servers/nope/login`, {
