@@ -20,7 +20,7 @@ const CLIENT = join(repoRoot, 'test/mcp/conformance/client.mjs');
 const EXPECTED = JSON.parse(readFileSync(join(repoRoot, 'test/mcp/conformance/expected-client-failures.json'), 'utf8')) as { not_offered: Record<string, { result: string; reason: string }> };
 /** Per scenario (the suite's own client timeout is below it). */
 const SCENARIO_BUDGET_MS = 25_000;
-const CONCURRENCY = 2;
+const CONCURRENCY = 3;
 const out = mkdtempSync(join(tmpdir(), 'caxton-conformance-'));
 
 afterAll(() => rmSync(out, { recursive: true, force: true }));
