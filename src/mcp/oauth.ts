@@ -319,6 +319,14 @@ export class CaxtonOAuthProvider implements OAuthClientProvider {
     // The scope the server asked for (WWW-Authenticate, else its metadata, else ours): the login asks for it.
     const scope = url.searchParams.get('scope');
     if (scope) this.#o.store.update(this.#o.server, { pending_scope: scope });
+    // The SDK goes on to a new authorization when a refresh fails for a reason other than a refused
+    // grant (the authorization server down, a 5xx): the refresh token still stands, so this is a
+    // failure to retry with backoff, not a reason to ask a person.
+    if (this.#why === undefined && this.#rec.tokens?.refresh_token !== undefined) {
+      throw new Error(
+        `refreshing the access token of MCP server "${this.#o.server}" failed (the authorization server did not answer, or answered with a server error); the refresh token is kept and the refresh retried`,
+      );
+    }
     throw new NeedsAuthorizationError(this.#o.server, this.#why ?? (this.#rec.tokens ? 'the stored tokens were not accepted' : 'no tokens stored yet'));
   }
 

@@ -143,6 +143,19 @@ describe('authorization_code', () => {
     expect(logText).toContain('MCP server asked for elicitation: refused');
   });
 
+  it('an authorization server that fails the refresh (500) is retried with backoff, not a reason to ask a person', async () => {
+    as.tokenEndpointDown = true;
+    as.expireAccessTokens();
+    const r = await tools.invoke(['ac.*'], 'ac.secret_hello', {}, ctx());
+    expect(r.is_error).toBe(true);
+    await waitUntil(() => status('ac').state === 'failed' || status('ac').state === 'reconnecting', { timeoutMs: 5000, what: 'ac failed' });
+    expect(status('ac').last_error).toMatch(/refreshing the access token of MCP server "ac" failed/);
+    expect(status('ac').auth?.refreshable).toBe(true);
+    as.tokenEndpointDown = false;
+    await waitUntil(() => status('ac').state === 'ready', { timeoutMs: 10_000, what: 'ac ready again' });
+    expect(await tools.invoke(['ac.*'], 'ac.secret_hello', {}, ctx())).toEqual({ content: 'hello, authorized caller' });
+  });
+
   it('a revoked refresh token puts the server into needs_authorization with the login command', async () => {
     as.revokeRefreshTokens();
     as.expireAccessTokens();
