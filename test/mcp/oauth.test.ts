@@ -19,7 +19,7 @@ import { startTestServer, type TestServer } from '../helpers/server.js';
 import { makeTempDir, removeTempDirs } from '../helpers/tmp.js';
 import { waitUntil } from '../helpers/wait.js';
 import { startOAuthMcpServer, type OAuthMcpServer } from './fixtures/oauth-server.js';
-import { ctx, httpServer } from './helpers.js';
+import { ctx, freePort, httpServer } from './helpers.js';
 
 const CC_SECRET = 'cc-secret-0123456789abcdef';
 const oauth = (o: Partial<NonNullable<McpServerConfig['oauth']>>): NonNullable<McpServerConfig['oauth']> => ({ grant: 'authorization_code', scopes: [], client_name: 'Caxton', ...o });
@@ -228,8 +228,10 @@ describe('caxton mcp login and caxton mcp servers against a running server', () 
     const table = await cli(['mcp', 'servers']);
     expect(table.stdout).toMatch(/web\s+http\s+needs_authorization\s+0\s+0\s+authorization_code: needs_authorization/);
 
-    const login = await cli(['mcp', 'login', 'web']);
+    const port = await freePort();
+    const login = await cli(['mcp', 'login', 'web', '--redirect-port', String(port)]);
     expect(login.stderr).toContain('Open this URL in a browser');
+    expect(login.stderr).toContain(`Waiting for the redirect to http://127.0.0.1:${port}/callback`);
     expect(login.code).toBe(0);
     expect(login.stdout).toMatch(/authorized web; tokens stored by the server/);
     await waitUntil(async () => ((await (await fetch(`${t.url}/api/v1/mcp/servers`)).json()) as { servers: McpServerStatus[] }).servers[0]!.state === 'ready', { timeoutMs: 5000 });

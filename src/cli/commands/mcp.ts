@@ -102,9 +102,9 @@ function registerMcpClientCommands(mcp: Command, ctx: CliContext): void {
       'authorize Caxton with an OAuth-protected MCP server ([mcp_servers.NAME.oauth]): prints the authorization URL to open, waits for the redirect on a loopback port, and hands the code to the running server, which stores the tokens',
     )
     .argument('<name>', 'the mounted MCP server')
-    .option('--port <port>', 'loopback port for the redirect (default: redirect_port of the server, else any free port)', (v) => {
+    .option('--redirect-port <port>', 'loopback port for the redirect (default: redirect_port of the server, else any free port)', (v) => {
       const n = Number(v);
-      if (!Number.isInteger(n) || n < 0 || n > 65535) throw usageError(`--port expects 0-65535, got "${v}"`);
+      if (!Number.isInteger(n) || n < 0 || n > 65535) throw usageError(`--redirect-port expects 0-65535, got "${v}"`);
       return n;
     })
     .option('--timeout <seconds>', 'how long to wait for the redirect (default 300)', (v) => {
@@ -116,14 +116,14 @@ function registerMcpClientCommands(mcp: Command, ctx: CliContext): void {
       'after',
       '\nNothing is opened by itself: open the printed URL in a browser on this machine (the redirect goes to http://127.0.0.1:PORT/callback).\nExit codes: 0 authorized, 1 refused, timed out or the server unreachable, 2 usage error.',
     )
-    .action(async (name: string, opts: { port?: number; timeout?: number }) => {
+    .action(async (name: string, opts: { redirectPort?: number; timeout?: number }) => {
       const out = ctx.output();
       const client = ctx.client();
       const { servers } = await client.get<{ servers: McpServerStatus[] }>('/api/v1/mcp/servers');
       const s = servers.find((x) => x.name === name);
       if (!s) throw new CliError(`no MCP server "${name}" is mounted`, { lines: [`mounted: ${servers.map((x) => x.name).join(', ') || 'none'}`] });
       if (!s.auth) throw new CliError(`MCP server "${name}" has no [mcp_servers.${name}.oauth]: there is nothing to log in to`);
-      const port = opts.port ?? s.auth.redirect_port ?? 0;
+      const port = opts.redirectPort ?? s.auth.redirect_port ?? 0;
       const waiter = await redirectListener(port);
       try {
         const redirectUri = `http://127.0.0.1:${waiter.port}/callback`;
@@ -169,7 +169,7 @@ async function redirectListener(port: number): Promise<{ port: number; result: (
   });
   await new Promise<void>((res, rej) => {
     server.once('error', (e) =>
-      rej(new CliError(`cannot listen on 127.0.0.1:${port} for the redirect: ${e.message}`, { lines: ['choose another --port (a registered client needs its registered redirect_port)'] })),
+      rej(new CliError(`cannot listen on 127.0.0.1:${port} for the redirect: ${e.message}`, { lines: ['choose another --redirect-port (a registered client needs its registered redirect_port)'] })),
     );
     server.listen(port, '127.0.0.1', () => res());
   });
