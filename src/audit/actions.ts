@@ -113,6 +113,9 @@ export const AUDIT_ROUTES: Readonly<Record<string, AuditRoute | null>> = {
   // MCP: one row per tools/call (initialize, tools/list... change nothing)
   'POST /mcp': { action: 'mcp.request', expand: mcpToolCalls },
   'DELETE /mcp': null, // stateless endpoint: always 405
+  // OAuth login of a mounted MCP server (caxton mcp login): who authorized Caxton where; the code is not recorded
+  'POST /api/v1/mcp/servers/:name/login': { action: 'mcp.login', target: param('name') },
+  'POST /api/v1/mcp/servers/:name/login/callback': { action: 'mcp.login_complete', target: param('name') },
   // Reads worth recording: the configuration (secrets redacted, but it maps the deployment)
   'GET /api/v1/config': { action: 'config.read' },
   // API keys (the secret is in the answer, never in the row)

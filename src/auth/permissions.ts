@@ -20,6 +20,7 @@ export const PERMISSIONS = [
   'config:read', // the effective configuration (secrets redacted)
   'audit:read', // the audit trail
   'keys:manage', // create, list, revoke, rotate API keys
+  'mcp:authorize', // log in to a mounted MCP server with OAuth (caxton mcp login): admin only
   'impersonate', // send messages as another party (system integrations; audited)
 ] as const;
 

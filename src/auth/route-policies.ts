@@ -47,6 +47,9 @@ export const ROUTE_POLICIES: Readonly<Record<string, Access>> = {
   'GET /mcp': P('agents:invoke'),
   'DELETE /mcp': P('agents:invoke'),
   'GET /api/v1/mcp/servers': P('tools:read'),
+  // OAuth login of a mounted MCP server: the tokens let Caxton act with that server's authority.
+  'POST /api/v1/mcp/servers/:name/login': P('mcp:authorize'),
+  'POST /api/v1/mcp/servers/:name/login/callback': P('mcp:authorize'),
 
   // Messaging
   'POST /api/v1/messages': P('messages:send'),

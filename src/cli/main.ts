@@ -48,7 +48,7 @@ const ctx: CliContext = {
 };
 
 registerServe(program);
-registerMcpCommand(program);
+registerMcpCommand(program, ctx); // caxton mcp (stdio server), mcp servers, mcp login
 registerAgentCommands(program, ctx);
 registerMessageCommands(program, ctx);
 registerConversationCommands(program, ctx);

@@ -36,6 +36,31 @@ export const providerSchema = z.strictObject({
 });
 
 /**
+ * `[mcp_servers.NAME.oauth]`: OAuth 2.1 for a Streamable HTTP server (src/mcp/oauth.ts). Without
+ * `client_id`, Caxton registers itself with the authorization server (dynamic client registration).
+ */
+export const mcpOAuthSchema = z
+  .strictObject({
+    /** authorization_code: a person authorizes once with `caxton mcp login NAME`; client_credentials: no person. */
+    grant: z.enum(['authorization_code', 'client_credentials']).default('authorization_code'),
+    /** A client registered beforehand with the authorization server; absent: dynamic client registration. */
+    client_id: z.string().min(1).optional(),
+    /** The environment variable holding the client secret (confidential clients). */
+    client_secret_env: z.string().min(1).optional(),
+    /** The scopes asked for (default: what the server's metadata or WWW-Authenticate names). */
+    scopes: z.array(z.string().min(1)).default([]),
+    /** Loopback port `caxton mcp login` listens on for the redirect (default: any free port). */
+    redirect_port: z.number().int().min(1).max(65535).optional(),
+    /** The client name sent with dynamic client registration. */
+    client_name: z.string().min(1).default('Caxton'),
+  })
+  .refine((o) => o.client_secret_env === undefined || o.client_id !== undefined, { error: 'client_secret_env needs client_id (a registered client)', path: ['client_secret_env'] })
+  .refine((o) => !(o.grant === 'authorization_code' && o.client_id !== undefined && o.redirect_port === undefined), {
+    error: 'a registered client (client_id) with grant "authorization_code" needs redirect_port: the redirect URI http://127.0.0.1:PORT/callback must be the one registered',
+    path: ['redirect_port'],
+  });
+
+/**
  * `[mcp_servers.NAME]`: an external MCP server mounted as host tools `NAME.tool`. Either `command`
  * (stdio: a child process) or `url` (Streamable HTTP).
  */
@@ -58,8 +83,11 @@ export const mcpServerSchema = z
      */
     connect_timeout: durationMs().optional(),
     enabled: z.boolean().default(true),
+    /** OAuth 2.1 (Streamable HTTP only). */
+    oauth: mcpOAuthSchema.optional(),
   })
-  .refine((s) => (s.command === undefined) !== (s.url === undefined), { error: 'an MCP server needs exactly one of "command" (stdio) or "url" (Streamable HTTP)' });
+  .refine((s) => (s.command === undefined) !== (s.url === undefined), { error: 'an MCP server needs exactly one of "command" (stdio) or "url" (Streamable HTTP)' })
+  .refine((s) => s.oauth === undefined || s.url !== undefined, { error: '[mcp_servers.NAME.oauth] needs "url": OAuth applies to Streamable HTTP servers', path: ['oauth'] });
 
 /** Tool server names (as in caxton-tool.toml): lower-case, no dots (tools are named SERVER.tool). */
 const TOOL_SERVER_NAME = /^[a-z][a-z0-9_-]{0,63}$/;

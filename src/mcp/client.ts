@@ -9,6 +9,7 @@ import { EventEmitter } from 'node:events';
 import { isAbsolute, resolve } from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { ErrorCode, McpError, ToolListChangedNotificationSchema, type CallToolResult, type Tool as McpToolSpec } from '@modelcontextprotocol/sdk/types.js';
 import type { ServerConfig } from '../config/index.js';
@@ -20,6 +21,18 @@ import type { ToolRegistry } from '../tools/registry.js';
 import type { Tool, ToolContext, ToolResult } from '../tools/types.js';
 import { digestArgs, type ToolAuditSink } from '../tools/wasm/audit.js';
 import type { CallOutcome } from '../tools/wasm/errors.js';
+import {
+  CaxtonOAuthProvider,
+  completeLogin,
+  loginCommand,
+  MemoryOAuthStore,
+  NeedsAuthorizationError,
+  needsAuthorization,
+  oauthStatus,
+  startLogin,
+  type McpOAuthStatus,
+  type OAuthStore,
+} from './oauth.js';
 
 export type McpServerConfig = ServerConfig['mcp_servers'][string];
 
@@ -28,10 +41,12 @@ export type McpServerConfig = ServerConfig['mcp_servers'][string];
  * - `ready`: connected; its tools answer.
  * - `failed`: the last attempt failed or the connection was lost; the next attempt is at `next_retry_at`.
  * - `reconnecting`: a new attempt after a failure is under way.
+ * - `needs_authorization`: an OAuth server (authorization_code) has no usable tokens: a person must
+ *   run `caxton mcp login NAME`; no attempt is made until then.
  * - `disabled`: `enabled = false` in caxton.toml.
  * - `closed`: the server is shutting down.
  */
-export type McpServerState = 'connecting' | 'ready' | 'failed' | 'reconnecting' | 'disabled' | 'closed';
+export type McpServerState = 'connecting' | 'ready' | 'failed' | 'reconnecting' | 'needs_authorization' | 'disabled' | 'closed';
 
 export interface McpServerStatus {
   name: string;
@@ -55,6 +70,10 @@ export interface McpServerStatus {
   server_info: { name: string; version: string } | null;
   /** Tool names that could not be registered because another tool holds them. */
   conflicts: string[];
+  /** `elicitation/create` requests refused (Caxton runs agents unattended and asks no person). */
+  elicitations_refused: number;
+  /** `[mcp_servers.NAME.oauth]`: the OAuth state (never a token); null without OAuth. */
+  auth: McpOAuthStatus | null;
 }
 
 export interface McpClientManagerOptions {
@@ -70,6 +89,17 @@ export interface McpClientManagerOptions {
   backoff?: { baseMs?: number; maxMs?: number };
   /** HTTP servers are pinged this often so that a lost server shows in the status (default 15 s; 0: never). */
   pingIntervalMs?: number;
+  /** Where OAuth state is kept (table mcp_oauth of caxton.db); default: in memory. */
+  oauthStore?: OAuthStore;
+  /** Where `client_secret_env` is read (default process.env). */
+  env?: NodeJS.ProcessEnv;
+  /** The fetch used for HTTP servers and their OAuth requests (tests). */
+  fetch?: typeof fetch;
+}
+
+/** What a server that asks for elicitation is answered (JSON-RPC error). */
+export function elicitationRefusal(server: string): string {
+  return `elicitation refused: Caxton runs agents unattended and cannot ask a person for input (MCP server "${server}" sent elicitation/create; Caxton declares no elicitation capability)`;
 }
 
 const STDERR_TAIL = 4096;
@@ -172,6 +202,8 @@ export class McpConnection {
   /** The client of the attempt under way (closed at once by `close()`). */
   #pending: Client | undefined;
   #first: Promise<void> | undefined;
+  #elicitationsRefused = 0;
+  readonly #oauthStore: OAuthStore | undefined;
 
   constructor(name: string, cfg: McpServerConfig, opts: McpClientManagerOptions, onChange: () => void) {
     this.name = name;
@@ -180,6 +212,40 @@ export class McpConnection {
     this.#log = opts.logger?.child({ mcp_server: name });
     this.#onChange = onChange;
     this.#state = cfg.enabled ? 'connecting' : 'disabled';
+    if (cfg.oauth) this.#oauthStore = opts.oauthStore ?? new MemoryOAuthStore();
+  }
+
+  get #clientSecret(): string | undefined {
+    const v = this.#cfg.oauth?.client_secret_env;
+    return v !== undefined ? (this.#opts.env ?? process.env)[v] : undefined;
+  }
+
+  #loginOptions() {
+    const oauth = this.#cfg.oauth;
+    if (!oauth || this.#cfg.url === undefined || !this.#oauthStore) throw new Error(`MCP server "${this.name}" has no [mcp_servers.${this.name}.oauth]: there is nothing to log in to`);
+    return { server: this.name, url: this.#cfg.url, cfg: oauth, store: this.#oauthStore, clientSecret: this.#clientSecret, ...(this.#opts.fetch && { fetchFn: this.#opts.fetch }) };
+  }
+
+  /** `caxton mcp login`, first half: the authorization URL (or, for client_credentials, tokens at once). */
+  async startLogin(redirectUri: string): Promise<{ authorized: true } | { authorization_url: string; redirect_uri: string }> {
+    const r = await startLogin({ ...this.#loginOptions(), redirectUri });
+    if ('authorized' in r) this.reconnectNow();
+    return r;
+  }
+
+  /** `caxton mcp login`, second half: exchanges the code, then connects with the new tokens. */
+  async completeLogin(code: string, state: string): Promise<void> {
+    await completeLogin({ ...this.#loginOptions(), code, state });
+    this.#log?.info('MCP server authorized (caxton mcp login); connecting');
+    this.reconnectNow();
+  }
+
+  /** Connects now (after a login) unless connected or an attempt is under way. */
+  reconnectNow(): void {
+    if (this.#state === 'closed' || this.#state === 'disabled' || this.#state === 'ready' || this.#pending) return;
+    clearTimeout(this.#retryTimer);
+    this.#attempts = 0;
+    void this.#connect();
   }
 
   get state(): McpServerState {
@@ -222,6 +288,8 @@ export class McpConnection {
       pid: this.#state === 'ready' ? pid : null,
       server_info: version ? { name: version.name, version: version.version } : null,
       conflicts: [...this.#conflicts],
+      elicitations_refused: this.#elicitationsRefused,
+      auth: this.#cfg.oauth && this.#oauthStore ? oauthStatus(this.name, this.#cfg.oauth, this.#oauthStore, this.#state === 'needs_authorization') : null,
     };
   }
 
@@ -236,6 +304,9 @@ export class McpConnection {
     if (cfg.url !== undefined) {
       return new StreamableHTTPClientTransport(new URL(cfg.url), {
         ...(Object.keys(cfg.headers).length > 0 && { requestInit: { headers: cfg.headers } }),
+        ...(cfg.oauth &&
+          this.#oauthStore && { authProvider: new CaxtonOAuthProvider({ server: this.name, cfg: cfg.oauth, store: this.#oauthStore, clientSecret: this.#clientSecret, mode: 'headless' }) }),
+        ...(this.#opts.fetch && { fetch: this.#opts.fetch }),
       });
     }
     const base = this.#opts.baseDir ?? process.cwd();
@@ -275,6 +346,17 @@ export class McpConnection {
     client.onclose = () => {
       if (this.#client === client) this.#lost(this.#transportKind === 'stdio' ? this.#exitReason() : 'the connection was closed');
     };
+    // No elicitation capability is declared; a server that asks anyway gets a JSON-RPC error that
+    // says why (an unknown method would only say "Method not found").
+    client.fallbackRequestHandler = (request) => {
+      if (request.method === 'elicitation/create') {
+        this.#elicitationsRefused++;
+        this.#log?.warn({ refused: this.#elicitationsRefused }, 'MCP server asked for elicitation: refused (agents run unattended)');
+        this.#onChange();
+        return Promise.reject(new McpError(ErrorCode.InvalidRequest, elicitationRefusal(this.name)));
+      }
+      return Promise.reject(new McpError(ErrorCode.MethodNotFound, `Method not found: Caxton's MCP client does not offer ${request.method}`));
+    };
     client.setNotificationHandler(ToolListChangedNotificationSchema, () => {
       if (this.#client === client) this.#refresh(client).catch((e: unknown) => this.#log?.warn({ err: errorText(e) }, 'MCP server announced new tools but listing them failed'));
     });
@@ -289,7 +371,9 @@ export class McpConnection {
         const why = this.#transportKind === 'stdio' && this.#lastStderrLine() ? `${errorText(e)} (stderr: ${this.#lastStderrLine()})` : errorText(e);
         await client.close().catch(() => {});
         if (this.#state === 'closed') return;
-        this.#fail(`connecting failed: ${why}`);
+        const auth = this.#authNeeded(e);
+        if (auth) this.#needsAuthorization(auth);
+        else this.#fail(`connecting failed: ${why}`);
         return;
       } finally {
         this.#pending = undefined;
@@ -326,6 +410,26 @@ export class McpConnection {
     this.#fail(`connection lost: ${reason}`);
   }
 
+  /** The error means a person must authorize (only with the authorization_code grant). */
+  #authNeeded(e: unknown): NeedsAuthorizationError | undefined {
+    if (this.#cfg.oauth?.grant !== 'authorization_code') return undefined;
+    const need = needsAuthorization(e);
+    if (need) return need;
+    if (e instanceof UnauthorizedError) return new NeedsAuthorizationError(this.name, `the server refused the credentials: ${e.message}`);
+    return undefined;
+  }
+
+  /** No retries until `caxton mcp login` (reconnectNow) or a restart: a person must act. */
+  #needsAuthorization(e: NeedsAuthorizationError): void {
+    this.#attempts++;
+    this.#lastError = scrubSecrets(e.message);
+    this.#lastErrorAt = Date.now();
+    this.#nextRetryAt = null;
+    clearTimeout(this.#retryTimer);
+    this.#log?.warn({ err: this.#lastError, login: loginCommand(this.name) }, 'MCP server needs authorization');
+    this.#setState('needs_authorization');
+  }
+
   #fail(message: string): void {
     this.#attempts++;
     this.#lastError = scrubSecrets(message); // shown by GET /api/v1/mcp/servers and in call errors
@@ -348,7 +452,14 @@ export class McpConnection {
     this.#pingTimer = setInterval(() => {
       if (this.#client !== client) return;
       client.ping({ timeout: Math.min(this.#cfg.timeout, every) }).catch((e: unknown) => {
-        if (this.#client === client) this.#lost(`ping failed: ${errorText(e)}`);
+        if (this.#client !== client) return;
+        const auth = this.#authNeeded(e);
+        if (!auth) return this.#lost(`ping failed: ${errorText(e)}`);
+        this.#client = undefined;
+        this.#transport = undefined;
+        this.#stopPing();
+        void client.close().catch(() => {});
+        this.#needsAuthorization(auth);
       });
     }, every);
     this.#pingTimer.unref();
@@ -473,6 +584,17 @@ export class McpConnection {
       if (e instanceof McpError) {
         return fail(e.code === (ErrorCode.InvalidParams as number) ? 'invalid_input' : 'error', `MCP server "${this.name}" refused tool "${tool.name}": ${e.message}`);
       }
+      const auth = this.#authNeeded(e);
+      if (auth) {
+        if (this.#client === client) {
+          this.#client = undefined;
+          this.#transport = undefined;
+          this.#stopPing();
+          void client.close().catch(() => {});
+          this.#needsAuthorization(auth);
+        }
+        return fail('io_error', `MCP server "${this.name}" could not be called for tool "${tool.name}": ${auth.message}`);
+      }
       // Not an MCP error: the transport broke (HTTP unreachable, child pipe gone).
       if (this.#client === client) this.#lost(errorText(e));
       return fail('io_error', `MCP server "${this.name}" could not be reached for tool "${tool.name}": ${errorText(e)} (state: ${this.#state}; reconnecting with backoff)`);
@@ -528,6 +650,10 @@ export class McpClientManager extends EventEmitter<{ change: [McpServerStatus] }
 
   status(name: string): McpServerStatus | undefined {
     return this.#connections.get(name)?.status();
+  }
+
+  connection(name: string): McpConnection | undefined {
+    return this.#connections.get(name);
   }
 
   async close(): Promise<void> {

@@ -4,11 +4,13 @@
  *    without per-client state: a fresh Server and transport per request). GET and DELETE answer 405.
  *    No stream outlives a request, so list changes are not advertised and `logging/setLevel` is
  *    accepted but forgotten with the request; progress goes on the request's own SSE response.
- *  - GET /api/v1/mcp/servers: the status of every mounted MCP server.
+ *  - GET /api/v1/mcp/servers: the status of every mounted MCP server; POST .../:name/login and
+ *    .../:name/login/callback: `caxton mcp login` (login-routes.ts).
  */
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import type { McpClientManager } from './client.js';
+import { mcpLoginRoutes } from './login-routes.js';
 import { CaxtonMcpTools, createMcpServer, type McpServeDeps } from './server.js';
 
 type Plugin = (app: FastifyInstance) => Promise<void>;
@@ -35,6 +37,7 @@ export function mcpPlugins(opts: McpHttpOptions): Plugin[] {
   if (clients) {
     plugins.push(async (app) => {
       app.get('/mcp/servers', { schema: { summary: 'Mounted MCP servers: state, tools, last error', tags: ['mcp'] } }, async () => ({ servers: clients.statuses() }));
+      await mcpLoginRoutes(app, clients);
     });
   }
   if (opts.config.enabled) plugins.push(atRoot(mcpEndpoint(opts)));

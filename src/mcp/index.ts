@@ -9,3 +9,4 @@ export { CaxtonMcpPrompts } from './prompts.js';
 export { CaxtonMcpResources, RESOURCE_NOT_FOUND, RESOURCE_PAGE, type ConversationReader, type ResourceSources } from './resources.js';
 export { mcpPlugins, MCP_PATH, type McpHttpOptions } from './http.js';
 export { serveMcpStdio, type McpStdioOptions, type McpStdioSession } from './stdio.js';
+export { CaxtonOAuthProvider, MCP_OAUTH_MIGRATIONS, MemoryOAuthStore, NeedsAuthorizationError, SqliteOAuthStore, type McpOAuthStatus, type OAuthStore } from './oauth.js';

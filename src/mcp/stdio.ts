@@ -41,7 +41,7 @@ export async function serveMcpStdio(opts: McpStdioOptions): Promise<McpStdioSess
   const serverChanged = (s: McpServerStatus) => {
     if (!connected) return;
     void server.sendToolListChanged().catch(() => {});
-    const failing = s.state === 'failed' || s.state === 'reconnecting';
+    const failing = s.state === 'failed' || s.state === 'reconnecting' || s.state === 'needs_authorization';
     log(failing ? 'warning' : 'info', { event: 'mcp server state', server: s.name, state: s.state, ...(failing && s.last_error && { last_error: s.last_error }) });
   };
   opts.agents.on('change', agentChanged);

@@ -40,7 +40,7 @@ import type { TLSSocket } from 'node:tls';
 import { isLoopbackHost } from './hosts.js';
 import { CaxtonError } from '../shared/errors.js';
 import { httpsOptions, readTlsMaterial, TlsReloader, warnIfExpiring } from './tls.js';
-import { McpClientManager, mcpPlugins } from '../mcp/index.js';
+import { MCP_OAUTH_MIGRATIONS, McpClientManager, mcpPlugins, SqliteOAuthStore } from '../mcp/index.js';
 import { ToolAuditStore } from '../tools/wasm/audit.js';
 import { createMemory, type MemoryComponent } from '../memory/index.js';
 import { instrumentExecutionMemory, instrumentMemoryTools } from './instrument-memory.js';
@@ -278,7 +278,16 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
   });
   // The catalogue (below) watches this sink for the outcome of MCP calls made through the API.
   const toolAuditWatch = new AuditWatch(toolAudit);
-  const mcp = new McpClientManager({ servers: config.mcp_servers, tools: executor.hostTools, audit: toolAuditWatch, logger, ...(config.source.file && { baseDir: dirname(config.source.file) }) });
+  // OAuth state of mounted servers ([mcp_servers.NAME.oauth]): table mcp_oauth of caxton.db.
+  migrate(db, MCP_OAUTH_MIGRATIONS);
+  const mcp = new McpClientManager({
+    servers: config.mcp_servers,
+    tools: executor.hostTools,
+    audit: toolAuditWatch,
+    logger,
+    oauthStore: new SqliteOAuthStore(db),
+    ...(config.source.file && { baseDir: dirname(config.source.file) }),
+  });
   await mcp.start();
   // Served over MCP too: conversations (the bus) and memory entities as resources, under the REST routes' permissions.
   const mcpRoutes = mcpPlugins({

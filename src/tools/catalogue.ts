@@ -71,7 +71,7 @@ export interface ToolSourceSummary extends Omit<ToolServerSummary, 'kind' | 'ori
   kind: ToolSourceKind;
   /** builtin / api: tool server packages; config: `[mcp_servers.NAME]`; host: the server itself. */
   origin: 'builtin' | 'api' | 'config' | 'host';
-  /** Tool servers: loaded | failed; MCP servers: connecting | ready | failed | reconnecting | disabled | closed; groups: loaded. */
+  /** Tool servers: loaded | failed; MCP servers: connecting | ready | failed | reconnecting | needs_authorization | disabled | closed; groups: loaded. */
   state: string;
   /** MCP servers only: connection state, last error and reconnects. */
   mcp?: McpSourceStatus;

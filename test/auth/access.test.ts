@@ -116,6 +116,8 @@ describe('roles', () => {
     { name: 'read the configuration', method: 'GET', path: '/api/v1/config', ok: 200, permission: 'config:read' },
     { name: 'read the status', method: 'GET', path: '/api/v1/status', ok: 200, permission: 'observe:read' },
     { name: 'list keys', method: 'GET', path: '/api/v1/keys', ok: 200, permission: 'keys:manage' },
+    // Admin only: no MCP server is mounted here, so the admin's answer is 404 (past the access check).
+    { name: 'log in to a mounted MCP server', method: 'POST', path: '/api/v1/mcp/servers/none/login', body: { redirect_uri: 'http://127.0.0.1:1/callback' }, ok: 404, permission: 'mcp:authorize' },
     { name: 'retrieve an agent as a model', method: 'GET', path: '/v1/models/helper', ok: 200, permission: 'agents:read' },
     { name: 'chat completions', method: 'POST', path: '/v1/chat/completions', body: { model: 'helper', messages: [{ role: 'user', content: 'hi' }] }, ok: 200, permission: 'agents:invoke' },
   ];

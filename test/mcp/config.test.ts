@@ -60,4 +60,44 @@ enabled = false
     expect(issues('[mcp_servers.x]\ncommand = "x"\ncomand = "y"\n')[0]).toMatch(/^mcp_servers\.x\.comand: unknown configuration key "comand" @3/);
     expect(issues('[mcp_servers.x]\nurl = "not a url"\n')[0]).toMatch(/^mcp_servers\.x\.url: expected a URL/);
   });
+
+  it('[mcp_servers.NAME.oauth]: defaults, a registered client, client_credentials', () => {
+    const c = load(`
+[mcp_servers.dyn]
+url = "https://mcp.example.com/mcp"
+[mcp_servers.dyn.oauth]
+
+[mcp_servers.reg]
+url = "https://wiki.example.com/mcp"
+[mcp_servers.reg.oauth]
+client_id = "caxton"
+client_secret_env = "WIKI_SECRET"
+redirect_port = 33418
+scopes = ["read", "write"]
+
+[mcp_servers.m2m]
+url = "https://billing.example.com/mcp"
+[mcp_servers.m2m.oauth]
+grant = "client_credentials"
+client_id = "caxton"
+client_secret_env = "BILLING_SECRET"
+`);
+    expect(c.mcp_servers.dyn!.oauth).toEqual({ grant: 'authorization_code', scopes: [], client_name: 'Caxton' });
+    expect(c.mcp_servers.reg!.oauth).toEqual({
+      grant: 'authorization_code',
+      client_id: 'caxton',
+      client_secret_env: 'WIKI_SECRET',
+      redirect_port: 33418,
+      scopes: ['read', 'write'],
+      client_name: 'Caxton',
+    });
+    expect(c.mcp_servers.m2m!.oauth).toMatchObject({ grant: 'client_credentials', client_id: 'caxton' });
+  });
+
+  it('[mcp_servers.NAME.oauth]: refused on stdio, a secret without client, a registered code client without redirect_port, an unknown grant', () => {
+    expect(issues('[mcp_servers.x]\ncommand = "a"\n[mcp_servers.x.oauth]\n')[0]).toMatch(/^mcp_servers\.x\.oauth: .*needs "url"/);
+    expect(issues('[mcp_servers.x]\nurl = "https://a.example/mcp"\n[mcp_servers.x.oauth]\nclient_secret_env = "S"\n')[0]).toMatch(/client_secret_env needs client_id/);
+    expect(issues('[mcp_servers.x]\nurl = "https://a.example/mcp"\n[mcp_servers.x.oauth]\nclient_id = "c"\n')[0]).toMatch(/^mcp_servers\.x\.oauth\.redirect_port: a registered client/);
+    expect(issues('[mcp_servers.x]\nurl = "https://a.example/mcp"\n[mcp_servers.x.oauth]\ngrant = "password"\n')[0]).toMatch(/^mcp_servers\.x\.oauth\.grant/);
+  });
 });

@@ -29,6 +29,22 @@ const mcpStatusSchema = z
     reconnects: z.number().int().describe('successful connections after the first one'),
     server_info: z.object({ name: z.string(), version: z.string() }).nullable(),
     conflicts: z.array(z.string()).describe('tools not registered because another tool holds the name'),
+    elicitations_refused: z.number().int().optional().describe('elicitation/create requests refused (agents run unattended)'),
+    auth: z
+      .object({
+        grant: z.string(),
+        client: z.string(),
+        state: z.string().describe('authorized | needs_authorization | none'),
+        token_expires_at: z.string().nullable(),
+        refreshable: z.boolean(),
+        scopes: z.array(z.string()),
+        redirect_port: z.number().int().nullable(),
+        login_in_progress: z.boolean(),
+        login_command: z.string().nullable(),
+      })
+      .nullable()
+      .optional()
+      .describe('[mcp_servers.NAME.oauth]: the OAuth state (never a token)'),
   })
   .describe('MCP servers only: the connection (as GET /api/v1/mcp/servers shows it)');
 
@@ -46,7 +62,9 @@ const summarySchema = z.object({
     ),
   state: z
     .string()
-    .describe('tool servers: loaded | failed (could not be loaded, see error; no tools registered); MCP servers: connecting | ready | failed | reconnecting | disabled | closed; groups: loaded'),
+    .describe(
+      'tool servers: loaded | failed (could not be loaded, see error; no tools registered); MCP servers: connecting | ready | failed | reconnecting | needs_authorization | disabled | closed; groups: loaded',
+    ),
   error: z.string().nullable().describe('why a tool server failed to load, or the last error of an MCP server'),
   tools: z.array(z.string()).describe('registered tool names (SERVER.tool; the single names for the builtin and host groups)'),
   deployed_at: z.string().nullable(),
