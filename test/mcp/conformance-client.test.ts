@@ -4,7 +4,7 @@
  * OAuth provider). Every scenario the suite lists is run; the ones that do not pass must be
  * exactly those in test/mcp/conformance/expected-client-failures.json, with the same result
  * (fail / warning): a new failure and an unexpected pass both fail this test. The suite needs
- * Node 22's fs.globSync, provided on Node 20 by test/mcp/conformance/node20-shim.mjs.
+ * Node 22's fs.globSync, provided on Node 20 by scripts/node20-globsync.mjs.
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -14,7 +14,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { assertBuilt } from './../cli/helpers/cli.js';
 import { repoRoot } from './helpers.js';
 
-const SHIM = join(repoRoot, 'test/mcp/conformance/node20-shim.mjs');
+const SHIM = join(repoRoot, 'scripts/node20-globsync.mjs');
 const SUITE = join(repoRoot, 'node_modules/@modelcontextprotocol/conformance/dist/index.js');
 const CLIENT = join(repoRoot, 'test/mcp/conformance/client.mjs');
 const EXPECTED = JSON.parse(readFileSync(join(repoRoot, 'test/mcp/conformance/expected-client-failures.json'), 'utf8')) as { not_offered: Record<string, { result: string; reason: string }> };
