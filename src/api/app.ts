@@ -20,6 +20,7 @@ import { keyRoutes, type KeyRoutesOptions } from './routes/keys.js';
 import { invokeRoutes } from './routes/invoke.js';
 import { messageBodyDocSchema, messagingRoutes } from './routes/messaging.js';
 import { openAiRoutes } from './routes/openai-compat.js';
+import { responsesRoutes } from './routes/responses.js';
 import { systemRoutes, type Lifecycle } from './routes/system.js';
 
 export interface ApiDeps {
@@ -160,6 +161,7 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
   if (deps.executor) {
     await app.register(invokeRoutes, { prefix: '/api/v1', executor: deps.executor, bodyLimit });
     await app.register(openAiRoutes, { executor: deps.executor, registry: deps.service.registry, bodyLimit });
+    await app.register(responsesRoutes, { executor: deps.executor, registry: deps.service.registry, bodyLimit });
   }
   const keys: ApiKeyStore | undefined = deps.auth?.authenticators.keys;
   if (keys) await app.register(keyRoutes, { prefix: '/api/v1', keys, ...(deps.auth?.usage && { usage: deps.auth.usage }) });

@@ -1,0 +1,291 @@
+/**
+ * POST /v1/responses (and GET/DELETE /v1/responses/{id}) driven by the official `openai`
+ * package: plain and streamed responses (the event order), text.format, previous_response_id
+ * chaining and its 404s, and parameters refused by name. Real servers, the scripted provider and
+ * the HTTP LLM stub; no mocks.
+ */
+import OpenAI from 'openai';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CLIENT_INSTRUCTIONS_HEADER } from '../../src/execution/run-agent.js';
+import { openaiProvider, removeTempDirs, setTestKeys, startCaxton, tempDir, writeScript, type Caxton } from './helpers/caxton.js';
+import { startLlmStub, type LlmStub } from './helpers/llm-stub.js';
+import { messagesOf } from './helpers/wire.js';
+
+let cx: Caxton;
+let client: OpenAI;
+
+beforeAll(async () => {
+  const script = writeScript(tempDir(), {
+    rules: [
+      { name: 'where', match: 'where do prompts go', content: 'SYSTEM<{{system}}> USER<{{request}}>' },
+      { name: 'good-json', match: 'good json', content: '{"city":"Paris","population":2100000}' },
+      { name: 'wrong-shape', match: 'wrong shape', content: '{"city":42}' },
+      { name: 'echo', content: 'Echo: {{request}}' },
+    ],
+  });
+  cx = await startCaxton({ config: { llm: { default_provider: 'demo', providers: { demo: { type: 'scripted', script } } } } });
+  await cx.deploy({ name: 'plain', system_prompt: 'You are Plain.' });
+  client = new OpenAI({ baseURL: `${cx.url}/v1`, apiKey: 'unused', maxRetries: 0, timeout: 10_000 });
+});
+
+afterAll(async () => {
+  await cx?.close();
+  removeTempDirs();
+});
+
+type APIError = InstanceType<typeof OpenAI.APIError>;
+
+async function rejection(params: Record<string, unknown>): Promise<APIError> {
+  const e = await client.responses.create({ model: 'plain', input: 'hi', ...params } as OpenAI.Responses.ResponseCreateParamsNonStreaming).catch((x: unknown) => x);
+  expect(e).toBeInstanceOf(OpenAI.APIError);
+  return e as APIError;
+}
+
+describe('plain responses', () => {
+  it('a string input answers with a response object the SDK reads', async () => {
+    const r = await client.responses.create({ model: 'plain', input: 'hello there' });
+    expect(r.id).toMatch(/^resp_[0-9a-f]{48}$/);
+    expect(r.object).toBe('response');
+    expect(r.status).toBe('completed');
+    expect(r.model).toBe('plain');
+    expect(r.output_text).toBe('Echo: hello there');
+    expect(r.output).toHaveLength(1);
+    const msg = r.output[0] as OpenAI.Responses.ResponseOutputMessage;
+    expect(msg).toMatchObject({ type: 'message', role: 'assistant', status: 'completed', content: [{ type: 'output_text', text: 'Echo: hello there', annotations: [] }] });
+    expect(msg.id).toMatch(/^msg_/);
+    expect(r.usage!.total_tokens).toBe(r.usage!.input_tokens + r.usage!.output_tokens);
+    expect(r.usage!.output_tokens).toBeGreaterThan(0);
+    expect(r.error).toBeNull();
+    expect((r as unknown as { store: boolean }).store).toBe(true);
+  });
+
+  it('instructions and system/developer items go after the agent prompt as the client instructions', async () => {
+    const r = await client.responses.create({
+      model: 'plain',
+      instructions: 'Be terse.',
+      input: [
+        { role: 'developer', content: 'Answer in French.' },
+        { role: 'user', content: [{ type: 'input_text', text: 'where do prompts go?' }] },
+      ],
+    });
+    expect(r.output_text).toBe(`SYSTEM<You are Plain.\n---\n${CLIENT_INSTRUCTIONS_HEADER}\n\nBe terse.\n\nAnswer in French.> USER<where do prompts go?>`);
+    expect(r.instructions).toBe('Be terse.');
+  });
+
+  it('echoes metadata and accepts the no-op parameters', async () => {
+    const r = await client.responses.create({
+      model: 'plain',
+      input: 'accepted',
+      metadata: { team: 'a' },
+      user: 'u-1',
+      truncation: 'disabled',
+      include: [],
+      tools: [],
+      tool_choice: 'auto',
+      parallel_tool_calls: false,
+      temperature: 0.2,
+      top_p: 0.9,
+      max_output_tokens: 100,
+      store: false,
+      text: { format: { type: 'text' } },
+    });
+    expect(r.output_text).toBe('Echo: accepted');
+    expect(r.metadata).toEqual({ team: 'a' });
+    expect(r.parallel_tool_calls).toBe(false);
+    expect(r.temperature).toBe(0.2);
+    expect(r.max_output_tokens).toBe(100);
+  });
+});
+
+describe('streamed responses', () => {
+  it('send the documented event sequence, numbered, and end with response.completed', async () => {
+    const stream = await client.responses.create({ model: 'plain', input: 'one two three', stream: true });
+    const events: OpenAI.Responses.ResponseStreamEvent[] = [];
+    for await (const e of stream) events.push(e);
+    const types = events.map((e) => e.type);
+    const deltas = types.filter((t) => t === 'response.output_text.delta').length;
+    expect(deltas).toBeGreaterThan(1);
+    expect(types).toEqual([
+      'response.created',
+      'response.in_progress',
+      'response.output_item.added',
+      'response.content_part.added',
+      ...Array<string>(deltas).fill('response.output_text.delta'),
+      'response.output_text.done',
+      'response.content_part.done',
+      'response.output_item.done',
+      'response.completed',
+    ]);
+    expect(events.map((e) => e.sequence_number)).toEqual(events.map((_, i) => i));
+    const text = events.flatMap((e) => (e.type === 'response.output_text.delta' ? [e.delta] : [])).join('');
+    expect(text).toBe('Echo: one two three');
+    const created = events[0] as OpenAI.Responses.ResponseCreatedEvent;
+    const completed = events.at(-1) as OpenAI.Responses.ResponseCompletedEvent;
+    expect(created.response.status).toBe('in_progress');
+    expect(completed.response.id).toBe(created.response.id);
+    expect(completed.response.status).toBe('completed');
+    expect(completed.response.usage!.total_tokens).toBeGreaterThan(0);
+    const added = events[2] as OpenAI.Responses.ResponseOutputItemAddedEvent;
+    const done = events.at(-2) as OpenAI.Responses.ResponseOutputItemDoneEvent;
+    expect(done.item.id).toBe(added.item.id);
+    expect(done.item).toMatchObject({ type: 'message', status: 'completed', content: [{ type: 'output_text', text: 'Echo: one two three' }] });
+    expect(completed.response.output).toEqual([done.item]);
+  });
+
+  it("the SDK's responses.stream() helper assembles the final response", async () => {
+    const stream = client.responses.stream({ model: 'plain', input: 'helper' });
+    const final = await stream.finalResponse();
+    expect(final.output_text).toBe('Echo: helper');
+  });
+
+  it('a streamed response is stored and retrievable', async () => {
+    const stream = await client.responses.create({ model: 'plain', input: 'keep me', stream: true });
+    let id = '';
+    for await (const e of stream) if (e.type === 'response.completed') id = e.response.id;
+    const got = await client.responses.retrieve(id);
+    expect(got.output_text).toBe('Echo: keep me');
+  });
+});
+
+describe('text.format', () => {
+  const schema = {
+    type: 'object',
+    properties: { city: { type: 'string' }, population: { type: 'integer' } },
+    required: ['city', 'population'],
+    additionalProperties: false,
+  };
+  const format = { type: 'json_schema', name: 'city', schema, strict: true } as const;
+
+  it('a reply matching the json_schema passes', async () => {
+    const r = await client.responses.create({ model: 'plain', input: 'good json', text: { format } });
+    expect(JSON.parse(r.output_text)).toEqual({ city: 'Paris', population: 2100000 });
+    expect(r.text?.format).toMatchObject({ type: 'json_schema', name: 'city' });
+  });
+
+  it('a reply that does not match is a 502 invalid_structured_output naming the violation', async () => {
+    const e = await rejection({ input: 'wrong shape', text: { format } });
+    expect(e.status).toBe(502);
+    expect(e.code).toBe('invalid_structured_output');
+    expect(e.message).toMatch(/\/city must be string/);
+  });
+
+  it('streamed, a reply that does not match ends in response.failed', async () => {
+    const stream = await client.responses.create({ model: 'plain', input: 'wrong shape', text: { format }, stream: true });
+    const types: string[] = [];
+    let failed: OpenAI.Responses.ResponseFailedEvent | undefined;
+    for await (const e of stream) {
+      types.push(e.type);
+      if (e.type === 'response.failed') failed = e;
+    }
+    expect(types).not.toContain('response.completed');
+    expect(types.at(-1)).toBe('response.failed');
+    expect(failed!.response.status).toBe('failed');
+    expect(failed!.response.error).toMatchObject({ code: 'invalid_structured_output' });
+    expect(failed!.response.error!.message).toMatch(/does not match the schema "city"/);
+  });
+
+  it('json_object refuses prose; a schema that does not compile is a 400 naming text.format.schema', async () => {
+    const e = await rejection({ input: 'plain prose', text: { format: { type: 'json_object' } } });
+    expect(e.status).toBe(502);
+    const bad = await rejection({ text: { format: { type: 'json_schema', name: 'bad', schema: { type: 'no-such-type' } } } });
+    expect(bad).toBeInstanceOf(OpenAI.BadRequestError);
+    expect(bad.param).toBe('text.format.schema');
+  });
+});
+
+describe('refusals by name', () => {
+  const cases: { name: string; params: Record<string, unknown>; param: string; code: string }[] = [
+    { name: 'an unknown parameter', params: { frobnicate: 1 }, param: 'frobnicate', code: 'unsupported_parameter' },
+    { name: 'reasoning', params: { reasoning: { effort: 'high' } }, param: 'reasoning', code: 'unsupported_parameter' },
+    { name: 'conversation', params: { conversation: 'conv_1' }, param: 'conversation', code: 'unsupported_parameter' },
+    { name: 'background', params: { background: true }, param: 'background', code: 'unsupported_value' },
+    { name: 'truncation auto', params: { truncation: 'auto' }, param: 'truncation', code: 'unsupported_value' },
+    { name: 'include', params: { include: ['message.output_text.logprobs'] }, param: 'include[0]', code: 'unsupported_value' },
+    { name: 'a web_search tool', params: { tools: [{ type: 'web_search' }] }, param: 'tools[0].type', code: 'unsupported_value' },
+    { name: 'a file_search tool', params: { tools: [{ type: 'file_search', vector_store_ids: ['vs_1'] }] }, param: 'tools[0].type', code: 'unsupported_value' },
+    { name: 'an image input part', params: { input: [{ role: 'user', content: [{ type: 'input_image', image_url: 'data:,' }] }] }, param: 'input[0].content[0].type', code: 'unsupported_value' },
+    { name: 'an item_reference', params: { input: [{ type: 'item_reference', id: 'msg_1' }] }, param: 'input[0].type', code: 'unsupported_value' },
+    { name: 'an unknown message field', params: { input: [{ role: 'user', content: 'hi', colour: 'red' }] }, param: 'input[0].colour', code: 'unsupported_parameter' },
+    { name: 'text.verbosity', params: { text: { verbosity: 'low' } }, param: 'text.verbosity', code: 'unsupported_parameter' },
+  ];
+  for (const c of cases) {
+    it(`${c.name} → BadRequestError with param ${c.param}`, async () => {
+      const e = await rejection(c.params);
+      expect(e).toBeInstanceOf(OpenAI.BadRequestError);
+      expect(e.param).toBe(c.param);
+      expect(e.code).toBe(c.code);
+      expect(e.type).toBe('invalid_request_error');
+      expect(e.message).toContain(c.param);
+    });
+  }
+
+  it('a streaming request is refused before the stream opens', async () => {
+    const e = await client.responses.create({ model: 'plain', input: 'hi', stream: true, background: true }).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(OpenAI.BadRequestError);
+    expect((e as APIError).param).toBe('background');
+  });
+
+  it('an unknown agent is a NotFoundError naming model', async () => {
+    const e = await rejection({ model: 'no-such-agent' });
+    expect(e).toBeInstanceOf(OpenAI.NotFoundError);
+    expect(e.code).toBe('agent_not_found');
+  });
+});
+
+describe('stored responses and previous_response_id', () => {
+  let stub: LlmStub;
+  let sx: Caxton;
+  let sc: OpenAI;
+  beforeAll(async () => {
+    setTestKeys();
+    stub = await startLlmStub([{ content: 'first answer' }, { content: 'second answer' }, { content: 'third answer' }]);
+    sx = await startCaxton({ config: { llm: { default_provider: 'stub', providers: { stub: openaiProvider(stub.url) } } } });
+    await sx.deploy({ name: 'chatty', system_prompt: 'You are Chatty.' });
+    sc = new OpenAI({ baseURL: `${sx.url}/v1`, apiKey: 'unused', maxRetries: 0, timeout: 10_000 });
+  });
+  afterAll(async () => {
+    await sx?.close();
+    await stub?.close();
+  });
+
+  it('a continuation sends the earlier turns to the model, without the earlier instructions', async () => {
+    stub.reset();
+    const first = await sc.responses.create({ model: 'chatty', instructions: 'Only for the first.', input: 'my name is Ada' });
+    expect(first.output_text).toBe('first answer');
+    const second = await sc.responses.create({ model: 'chatty', previous_response_id: first.id, input: 'what is my name?' });
+    expect(second.output_text).toBe('second answer');
+    expect(second.previous_response_id).toBe(first.id);
+    const sent = messagesOf(stub.hits[1]!).map((m: { role: string; content: string }) => [m.role, m.content]);
+    expect(sent).toEqual([
+      ['system', 'You are Chatty.'],
+      ['user', 'my name is Ada'],
+      ['assistant', 'first answer'],
+      ['user', 'what is my name?'],
+    ]);
+    // The chain goes on through the second response.
+    await sc.responses.create({ model: 'chatty', previous_response_id: second.id, input: 'and again?' });
+    expect(messagesOf(stub.hits[2]!).filter((m: { role: string }) => m.role === 'user')).toHaveLength(3);
+  });
+
+  it('retrieve and delete a stored response; afterwards it is a 404', async () => {
+    const r = await sc.responses.create({ model: 'chatty', input: 'store this' });
+    const got = await sc.responses.retrieve(r.id);
+    expect(got.id).toBe(r.id);
+    expect(got.output_text).toBe(r.output_text);
+    await sc.responses.delete(r.id);
+    const e = await sc.responses.retrieve(r.id).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(OpenAI.NotFoundError);
+    expect((e as APIError).code).toBe('response_not_found');
+  });
+
+  it('store: false keeps nothing; an unknown previous_response_id is a 404 naming it', async () => {
+    const r = await sc.responses.create({ model: 'chatty', input: 'forget this', store: false });
+    expect((r as unknown as { store: boolean }).store).toBe(false);
+    const e = await sc.responses.create({ model: 'chatty', previous_response_id: r.id, input: 'more' }).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(OpenAI.NotFoundError);
+    expect((e as APIError).code).toBe('response_not_found');
+    expect((e as APIError).param).toBe('previous_response_id');
+    const unknown = await sc.responses.create({ model: 'chatty', previous_response_id: 'resp_nope', input: 'more' }).catch((x: unknown) => x);
+    expect((unknown as APIError).param).toBe('previous_response_id');
+  });
+});
