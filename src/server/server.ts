@@ -6,7 +6,7 @@ import type { Server as TlsServer } from 'node:tls';
 import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import type { FastifyInstance } from 'fastify';
 import { AGENT_MIGRATIONS, AgentDirectoryWatcher, AgentRegistry, AgentService, AgentStore, DEPLOY_CHECK_CODES } from '../agents/index.js';
-import { Executor, llmSetup, modelCheck, providerCheck, toolCheck } from '../execution/index.js';
+import { Executor, llmSetup, modelCheck, providerCheck, SqliteSuspendedStore, toolCheck } from '../execution/index.js';
 import { createApi, type ApiDeps, type Lifecycle } from '../api/index.js';
 import { executorHandler, MESSAGING_MIGRATIONS, MessageBus, sendMessageTool } from '../messaging/index.js';
 import type { ServerConfig } from '../config/index.js';
@@ -343,6 +343,8 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
   // --- end audit trail ---
   const observabilityPlugin = (a: FastifyInstance) =>
     observabilityRoutes(a, { ...(events && { events: events.store }), ...(logBuffer && { logs: logBuffer }), sampler, service, config, lifecycle, bus, tools, catalogue, ...(memory && { memory }) });
+  // Executions stopped for client tool calls (OpenAI `tools`), until the client's results resume them (ADR 0029).
+  const suspended = new SqliteSuspendedStore(db, { ttlMs: config.execution.suspended_ttl, onError: (e) => logger.error({ err: e }, 'suspended executions could not be pruned') });
   const recovered = bus.start();
   if (recovered.redelivering > 0) logger.info(recovered, 'redelivering messages accepted before the last stop');
   const app = await createApi({
@@ -353,6 +355,7 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
     tracer: tracing.tracer,
     lifecycle,
     executor,
+    suspended,
     bus,
     auth,
     plugins: [...mcpRoutes, toolPlugin, observabilityPlugin, ...memoryPlugins, ...auditPlugins, ...(opts.plugins ?? [])],
@@ -403,6 +406,7 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
     toolAudit.close();
     await audit?.close();
     await executor.close();
+    suspended.close();
     await watcher.close();
     await service.close();
     await memory?.close();
@@ -449,6 +453,7 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
       toolAudit.close();
       await audit?.close(); // after app.close(): the last responses' rows are in
       await executor.close();
+      suspended.close();
       await memory?.close();
       sampler.stop();
       events?.close();

@@ -6,7 +6,7 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { AgentRegistry } from '../../agents/index.js';
-import type { AgentResponse, Executor } from '../../execution/index.js';
+import type { AgentResponse, Executor, SuspendedExecutionStore } from '../../execution/index.js';
 import { CaxtonError } from '../../shared/errors.js';
 import { toEnvelope } from '../envelope.js';
 import { rewriteErrorPayload, toOpenAiError } from './openai-errors.js';
@@ -23,7 +23,7 @@ import { disconnectSignal, wantsEventStream } from '../sse.js';
  * are refused by name (openai-params.ts); errors take OpenAI's shape (openai-errors.ts).
  */
 
-function finishReason(r: AgentResponse): 'stop' | 'length' | 'content_filter' {
+function finishReason(r: AgentResponse): 'stop' | 'length' | 'content_filter' | 'tool_calls' {
   return r.finish_reason === 'max_turns' ? 'length' : r.finish_reason;
 }
 
@@ -31,7 +31,7 @@ function usage(r: AgentResponse) {
   return { prompt_tokens: r.usage.input_tokens, completion_tokens: r.usage.output_tokens, total_tokens: r.usage.total_tokens };
 }
 
-export async function openAiRoutes(app: FastifyInstance, opts: { executor: Executor; registry: AgentRegistry; bodyLimit: number }): Promise<void> {
+export async function openAiRoutes(app: FastifyInstance, opts: { executor: Executor; registry: AgentRegistry; bodyLimit: number; suspended?: SuspendedExecutionStore }): Promise<void> {
   const { executor, registry } = opts;
   const r = app.withTypeProvider<ZodTypeProvider>();
   // Every error of these routes — the handlers', validation's, and the auth hooks' 401/403/429 —
