@@ -20,11 +20,26 @@ beforeAll(async () => {
       { name: 'where', match: 'where do prompts go', content: 'SYSTEM<{{system}}> USER<{{request}}>' },
       { name: 'good-json', match: 'good json', content: '{"city":"Paris","population":2100000}' },
       { name: 'wrong-shape', match: 'wrong shape', content: '{"city":42}' },
+      { name: 'weather', match: 'weather', turns: [{ tool_calls: [{ name: 'get_weather', arguments: { city: 'Paris' } }] }, { content: 'Weather: {{last_tool_result}}' }] },
+      {
+        name: 'mixed',
+        match: 'mixed tools',
+        turns: [
+          {
+            tool_calls: [
+              { name: 'calculator', arguments: { expression: '6*7' } },
+              { name: 'get_weather', arguments: { city: 'Oslo' } },
+            ],
+          },
+          { content: 'Results: {{tool_results}}' },
+        ],
+      },
       { name: 'echo', content: 'Echo: {{request}}' },
     ],
   });
   cx = await startCaxton({ config: { llm: { default_provider: 'demo', providers: { demo: { type: 'scripted', script } } } } });
   await cx.deploy({ name: 'plain', system_prompt: 'You are Plain.' });
+  await cx.deploy({ name: 'calc', system_prompt: 'You are Calc.', tools: ['calculator'] });
   client = new OpenAI({ baseURL: `${cx.url}/v1`, apiKey: 'unused', maxRetries: 0, timeout: 10_000 });
 });
 
@@ -193,6 +208,98 @@ describe('text.format', () => {
   });
 });
 
+const weatherTool = {
+  type: 'function' as const,
+  name: 'get_weather',
+  description: 'The weather in a city',
+  parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'], additionalProperties: false },
+  strict: true,
+};
+
+describe('client function tools', () => {
+  it('a call comes back as a function_call item; its output, via previous_response_id, gets the final answer', async () => {
+    const first = await client.responses.create({ model: 'plain', input: 'what is the weather?', tools: [weatherTool] });
+    expect(first.status).toBe('completed');
+    expect(first.output).toHaveLength(1);
+    const call = first.output[0] as OpenAI.Responses.ResponseFunctionToolCall;
+    expect(call).toMatchObject({ type: 'function_call', name: 'get_weather', status: 'completed' });
+    expect(JSON.parse(call.arguments)).toEqual({ city: 'Paris' });
+    expect(call.call_id).toMatch(/^call_[0-9a-f]{32}$/);
+    expect(call.id).toMatch(/^fc_/);
+    const second = await client.responses.create({
+      model: 'plain',
+      previous_response_id: first.id,
+      tools: [weatherTool],
+      input: [{ type: 'function_call_output', call_id: call.call_id, output: 'sunny, 21 °C' }],
+    });
+    expect(second.output_text).toBe('Weather: sunny, 21 °C');
+  });
+
+  it("a client resending the whole conversation resumes the suspended execution (the agent's own hidden tool result included)", async () => {
+    const first = await client.responses.create({ model: 'calc', input: 'mixed tools please', tools: [weatherTool] });
+    const calls = first.output.filter((o) => o.type === 'function_call');
+    expect(calls.map((c) => c.name)).toEqual(['get_weather']);
+    const call = calls[0]!;
+    const second = await client.responses.create({
+      model: 'calc',
+      tools: [weatherTool],
+      input: [{ role: 'user', content: 'mixed tools please' }, call, { type: 'function_call_output', call_id: call.call_id, output: 'rain' }],
+    });
+    // The calculator ran inside Caxton in the first request; its result is only in the suspended transcript.
+    expect(second.output_text).toBe('Results: 42\nrain');
+  });
+
+  it('without a suspended execution the conversation is rebuilt from the items sent', async () => {
+    const r = await client.responses.create({
+      model: 'plain',
+      tools: [weatherTool],
+      input: [
+        { role: 'user', content: 'what is the weather?' },
+        { type: 'function_call', call_id: 'call_own_1', name: 'get_weather', arguments: '{"city":"Rome"}' },
+        { type: 'function_call_output', call_id: 'call_own_1', output: [{ type: 'input_text', text: 'hot' }] },
+      ],
+    });
+    expect(r.output_text).toBe('Weather: hot');
+  });
+
+  it('streamed: the function_call item comes with its argument events', async () => {
+    const stream = await client.responses.create({ model: 'plain', input: 'weather, streamed', tools: [weatherTool], stream: true });
+    const events: OpenAI.Responses.ResponseStreamEvent[] = [];
+    for await (const e of stream) events.push(e);
+    expect(events.map((e) => e.type)).toEqual([
+      'response.created',
+      'response.in_progress',
+      'response.output_item.added',
+      'response.function_call_arguments.delta',
+      'response.function_call_arguments.done',
+      'response.output_item.done',
+      'response.completed',
+    ]);
+    const done = events[4] as OpenAI.Responses.ResponseFunctionCallArgumentsDoneEvent;
+    expect(done.name).toBe('get_weather');
+    expect(JSON.parse(done.arguments)).toEqual({ city: 'Paris' });
+    const completed = events.at(-1) as OpenAI.Responses.ResponseCompletedEvent;
+    expect(completed.response.output).toEqual([(events[5] as OpenAI.Responses.ResponseOutputItemDoneEvent).item]);
+  });
+
+  it("a client tool named like one of the agent's own is a 400 naming tools[i].name", async () => {
+    const e = await rejection({ model: 'calc', tools: [{ ...weatherTool, name: 'calculator' }] });
+    expect(e).toBeInstanceOf(OpenAI.BadRequestError);
+    expect(e.param).toBe('tools[0].name');
+  });
+
+  it('a function_call_output whose call is nowhere is a 400', async () => {
+    const e = await rejection({
+      input: [
+        { role: 'user', content: 'hi' },
+        { type: 'function_call_output', call_id: 'call_x', output: 'x' },
+      ],
+    });
+    expect(e).toBeInstanceOf(OpenAI.BadRequestError);
+    expect(e.message).toContain('call_x');
+  });
+});
+
 describe('refusals by name', () => {
   const cases: { name: string; params: Record<string, unknown>; param: string; code: string }[] = [
     { name: 'an unknown parameter', params: { frobnicate: 1 }, param: 'frobnicate', code: 'unsupported_parameter' },
@@ -201,6 +308,8 @@ describe('refusals by name', () => {
     { name: 'background', params: { background: true }, param: 'background', code: 'unsupported_value' },
     { name: 'truncation auto', params: { truncation: 'auto' }, param: 'truncation', code: 'unsupported_value' },
     { name: 'include', params: { include: ['message.output_text.logprobs'] }, param: 'include[0]', code: 'unsupported_value' },
+    { name: 'a function tool without a name', params: { tools: [{ type: 'function', parameters: {} }] }, param: 'tools[0].name', code: 'invalid_request' },
+    { name: 'tool_choice allowed_tools', params: { tools: [weatherTool], tool_choice: { type: 'allowed_tools', mode: 'auto', tools: [] } }, param: 'tool_choice.type', code: 'unsupported_value' },
     { name: 'a web_search tool', params: { tools: [{ type: 'web_search' }] }, param: 'tools[0].type', code: 'unsupported_value' },
     { name: 'a file_search tool', params: { tools: [{ type: 'file_search', vector_store_ids: ['vs_1'] }] }, param: 'tools[0].type', code: 'unsupported_value' },
     { name: 'an image input part', params: { input: [{ role: 'user', content: [{ type: 'input_image', image_url: 'data:,' }] }] }, param: 'input[0].content[0].type', code: 'unsupported_value' },

@@ -3,8 +3,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { AgentRegistry } from '../../agents/index.js';
 import { assertAgentAllowed } from '../../auth/index.js';
-import type { AgentResponse, Executor, InvokeRequest } from '../../execution/index.js';
-import type { ResponseFormat } from '../../llm/index.js';
+import type { AgentResponse, Executor, InvokeRequest, SuspendedExecution, SuspendedExecutionStore } from '../../execution/index.js';
 import { CaxtonError } from '../../shared/errors.js';
 import { admitAndOpenSse, callerOf, limitOf } from '../caller.js';
 import { toEnvelope } from '../envelope.js';
@@ -13,21 +12,22 @@ import { MemoryResponseStore, type ResponseStore, type StoredResponse, type Tran
 import { errorEnvelopeSchema } from '../schemas.js';
 import { disconnectSignal, wantsEventStream } from '../sse.js';
 import { rewriteErrorPayload } from './openai-errors.js';
-import { toInvoke, type ChatCompletionBody } from './openai-params.js';
-import { itemsToMessages, newId, outputText, outputToMessages, responseObject, ResponseEvents, type OutputItem, type ResponseState } from './responses-objects.js';
+import { itemsToMessages, newId, outputText, outputToMessages, responseObject, ResponseEvents, type FunctionCallOutput, type OutputItem, type ResponseState } from './responses-objects.js';
+import { formatOf, toHistory, toInvokeRequest } from './responses-invoke.js';
 import { assertResponsesSupported, inputItems, responsesBody, type ClientToolSupport, type ResponsesBody } from './responses-params.js';
 import { replyCheckFor } from './structured-output.js';
 
 /**
  * OpenAI's Responses API on Caxton agents (docs/openai.md, "Responses"): POST /v1/responses runs
  * the agent named by `model` on the same execution as /v1/chat/completions — the input items are
- * translated into chat messages, then into the same InvokeRequest — and answers with a `response`
- * object or its event stream. Responses are stored (unless `store: false`) for
- * `previous_response_id`, GET and DELETE, and belong to the principal that created them.
+ * translated into chat messages, then into an InvokeRequest (responses-invoke.ts) — and answers
+ * with a `response` object or its event stream. Responses are stored (unless `store: false`) for
+ * `previous_response_id`, GET and DELETE, and belong to the principal that created them. A
+ * response that ends in function calls also leaves its execution suspended (the execution core's
+ * store, under the response id), so the follow-up carrying the function outputs resumes it exactly.
  */
 
-/** Client function tools need the execution core's suspended executions; not there yet. */
-const SUPPORT: ClientToolSupport = { functionTools: false };
+const SUPPORT: ClientToolSupport = { functionTools: true };
 
 const principalOf = (req: FastifyRequest): string | null => req.principal?.id ?? null;
 
@@ -38,17 +38,6 @@ function notFound(id: string, param: string): CaxtonError {
   });
 }
 
-/** `text.format` as the execution's ResponseFormat (chat completions' shape). */
-function formatOf(body: ResponsesBody): ResponseFormat | undefined {
-  const f = body.text?.format;
-  if (f === undefined || f.type === 'text') return undefined;
-  if (f.type === 'json_object') return f;
-  return {
-    type: 'json_schema',
-    json_schema: { name: f.name, schema: f.schema, ...(f.description !== undefined && { description: f.description }), ...(f.strict !== undefined && { strict: f.strict }) },
-  };
-}
-
 function incompleteOf(r: AgentResponse): ResponseState['incomplete'] {
   // max_turns (the agent's own tool-turn limit) is reported as chat completions reports it: as a length stop.
   if (r.finish_reason === 'length' || r.finish_reason === 'max_turns') return 'max_output_tokens';
@@ -56,45 +45,92 @@ function incompleteOf(r: AgentResponse): ResponseState['incomplete'] {
   return undefined;
 }
 
-export async function responsesRoutes(app: FastifyInstance, opts: { executor: Executor; registry: AgentRegistry; bodyLimit: number; store?: ResponseStore }): Promise<void> {
-  const { executor, registry } = opts;
+/** The model's pending client tool calls as function_call items' fields (arguments as JSON text). */
+function callsOf(r: AgentResponse): Omit<FunctionCallOutput, 'id' | 'status' | 'type'>[] {
+  return (r.pending_tool_calls ?? []).map((c) => ({ call_id: c.id, name: c.name, arguments: JSON.stringify(c.arguments) }));
+}
+
+/** The execution core names the client tools as chat completions' `tools[i].function.name`; here they are flat. */
+function withResponsesParam(e: unknown): unknown {
+  if (!(e instanceof CaxtonError)) return e;
+  const d = e.details as { param?: unknown } | undefined;
+  if (typeof d?.param !== 'string' || !/^(tools\[\d+\]|tool_choice)\.function\.name$/.test(d.param)) return e;
+  const param = d.param.replace('.function.name', '.name');
+  return new CaxtonError(e.code, e.message.replace(d.param, param), { ...d, param });
+}
+
+export async function responsesRoutes(
+  app: FastifyInstance,
+  opts: { executor: Executor; registry: AgentRegistry; bodyLimit: number; store?: ResponseStore; suspended?: SuspendedExecutionStore },
+): Promise<void> {
+  const { executor, registry, suspended } = opts;
   const store = opts.store ?? new MemoryResponseStore();
   const r = app.withTypeProvider<ZodTypeProvider>();
   // As for chat completions: every error of these routes leaves in OpenAI's shape.
   app.addHook('onSend', (_req, reply, payload, done) => done(null, rewriteErrorPayload(reply.statusCode, payload) as typeof payload));
 
-  /** The transcript the request continues, its own messages, and the invoke request they make. */
-  function prepare(req: FastifyRequest, body: ResponsesBody): { history: TranscriptMessage[]; added: TranscriptMessage[]; invoke: InvokeRequest } {
-    const items = inputItems(body.input, SUPPORT);
+  /**
+   * The execution a tool loop's follow-up resumes: the input ends with the outputs of exactly the
+   * calls a suspended execution of this agent and principal waits for — found under the previous
+   * response's id, or (a client that resends the whole conversation, as the Agents SDK does) by a call id.
+   */
+  async function resumable(req: FastifyRequest, body: ResponsesBody, added: TranscriptMessage[]): Promise<SuspendedExecution | undefined> {
+    if (!suspended) return undefined;
+    let k = added.length;
+    while (k > 0 && added[k - 1]!.role === 'tool') k--;
+    const ids = new Set(added.slice(k).map((m) => (m as { tool_call_id: string }).tool_call_id));
+    if (ids.size === 0) return undefined;
+    const s = body.previous_response_id ? await suspended.get(body.previous_response_id) : await suspended.findByCallId([...ids][0]!);
+    if (!s || s.agent !== body.model || (s.principal ?? null) !== principalOf(req)) return undefined;
+    return s.pending_call_ids.length === ids.size && s.pending_call_ids.every((id) => ids.has(id)) ? s : undefined;
+  }
+
+  /** The transcript the request continues, its own messages, the invoke request, and the execution it resumes. */
+  async function prepare(req: FastifyRequest, body: ResponsesBody): Promise<{ transcript: TranscriptMessage[]; invoke: InvokeRequest; resumed?: SuspendedExecution }> {
+    const added = itemsToMessages(inputItems(body.input, SUPPORT));
     let history: TranscriptMessage[] = [];
-    if (!(body.previous_response_id === undefined || body.previous_response_id === null)) {
+    if (body.previous_response_id) {
       const prev = store.get(body.previous_response_id, principalOf(req));
       if (!prev) throw notFound(body.previous_response_id, 'previous_response_id');
       history = prev.messages;
     }
-    const added = itemsToMessages(items);
+    const transcript = [...history, ...added];
     // `instructions` go where a chat client's system messages go, and are not stored: a response
     // continuing this one does not inherit them (as at OpenAI).
-    const messages = [...(body.instructions ? [{ role: 'system' as const, content: body.instructions }] : []), ...history, ...added];
-    if (!messages.some((m) => m.role === 'user')) throw new CaxtonError('invalid_request', 'input must contain a user message', { param: 'input' });
-    const format = formatOf(body);
-    const chat = {
-      model: body.model,
-      messages,
-      ...(body.temperature !== undefined && { temperature: body.temperature }),
-      ...(body.top_p !== undefined && { top_p: body.top_p }),
-      ...(body.max_output_tokens !== undefined && { max_completion_tokens: body.max_output_tokens }),
-      ...(format !== undefined && { response_format: format }),
-    } as ChatCompletionBody;
+    const messages = [...(body.instructions ? [{ role: 'system' as const, content: body.instructions }] : []), ...transcript];
     const template = registry.get(body.model)?.definition.user_prompt_template ?? '';
     const tp = requestTraceparent(req);
-    return { history, added, invoke: { ...toInvoke(chat, template), ...(tp !== undefined && { traceparent: tp }), ...callerOf(req) } };
+    const invoke: InvokeRequest = { ...toInvokeRequest(messages, body, template), ...(tp !== undefined && { traceparent: tp }), ...callerOf(req) };
+    const resumed = await resumable(req, body, added);
+    if (resumed) {
+      // The exact messages the model saw (with the agent's hidden server-side tool calls), then the outputs.
+      let k = added.length;
+      while (k > 0 && added[k - 1]!.role === 'tool') k--;
+      const calls = resumed.transcript.flatMap((m) => (m.role === 'assistant' ? (m.tool_calls ?? []) : []));
+      invoke.transcript = resumed.transcript;
+      invoke.continuation = toHistory(added.slice(k), calls);
+      delete invoke.history;
+    }
+    return { transcript, invoke, ...(resumed && { resumed }) };
   }
 
-  function save(req: FastifyRequest, body: ResponsesBody, transcript: TranscriptMessage[], output: OutputItem[], response: Record<string, unknown>): void {
+  /** Keeps the response (store: true) and, when it ended in function calls, its suspended execution. */
+  async function save(req: FastifyRequest, body: ResponsesBody, transcript: TranscriptMessage[], res: AgentResponse, response: Record<string, unknown>, output: OutputItem[]): Promise<void> {
     if (body.store === false) return;
     const rec: StoredResponse = { id: response.id as string, agent: body.model, principal: principalOf(req), messages: [...transcript, ...outputToMessages(output)], response };
     store.save(rec);
+    const pending = res.pending_tool_calls ?? [];
+    if (suspended && res.finish_reason === 'tool_calls' && res.transcript && pending.length > 0) {
+      const p = principalOf(req);
+      await suspended.save({
+        id: rec.id,
+        agent: body.model,
+        ...(p !== null && { principal: p }),
+        transcript: res.transcript,
+        pending_call_ids: pending.map((c) => c.id),
+        expires_at: Date.now() + suspended.ttlMs,
+      });
+    }
   }
 
   r.post(
@@ -113,8 +149,12 @@ export async function responsesRoutes(app: FastifyInstance, opts: { executor: Ex
       if (req.principal) assertAgentAllowed(req.principal, body.model);
       // Compiled before the model is called: a schema that does not compile is the caller's 400, at no cost.
       const check = replyCheckFor(formatOf(body), 'text.format.schema');
-      const { history, added, invoke } = prepare(req, body);
-      const transcript = [...history, ...added];
+      const { transcript, invoke, resumed } = await prepare(req, body);
+      try {
+        executor.check(body.model, invoke); // before a stream opens (unknown agent, oversized request, a client tool shadowing the agent's), keeping the HTTP status
+      } catch (e) {
+        throw withResponsesParam(e);
+      }
       const limit = limitOf(req);
       const state: ResponseState = {
         id: newId('resp'),
@@ -124,21 +164,27 @@ export async function responsesRoutes(app: FastifyInstance, opts: { executor: Ex
         output: [],
         previous_response_id: body.previous_response_id ?? undefined,
       };
+      // A reply that only calls functions has no final answer yet: text.format applies to the final one.
+      const checked = (res: AgentResponse): string => (check && res.finish_reason !== 'tool_calls' ? check(res.agent, res.content) : res.content);
 
       if (!body.stream && !wantsEventStream(req)) {
         const res = await executor.invoke(body.model, invoke, { signal: disconnectSignal(req, reply), ...(limit && { limit }) });
-        const text = check ? check(res.agent, res.content) : res.content;
+        const text = checked(res);
         const incomplete = incompleteOf(res);
+        const calls = callsOf(res);
         state.status = incomplete ? 'incomplete' : 'completed';
-        state.output = [{ type: 'message', id: newId('msg'), status: state.status, role: 'assistant', content: [outputText(text)] }];
+        state.output = [
+          ...(text !== '' || calls.length === 0 ? [{ type: 'message' as const, id: newId('msg'), status: state.status, role: 'assistant' as const, content: [outputText(text)] }] : []),
+          ...calls.map((c): FunctionCallOutput => ({ type: 'function_call', id: newId('fc'), ...c, status: 'completed' })),
+        ];
         state.usage = res.usage;
         if (incomplete) state.incomplete = incomplete;
         const response = responseObject(state, body);
-        save(req, body, transcript, state.output, response);
+        if (resumed) await suspended?.delete(resumed.id);
+        await save(req, body, transcript, res, response, state.output);
         return response;
       }
 
-      executor.check(body.model, invoke); // fails before the stream opens (unknown agent, oversized request), keeping the HTTP status
       const { sse, admitted } = admitAndOpenSse(executor, body.model, req, reply);
       const events = new ResponseEvents((event, data) => sse.send(event, data), state, body);
       events.start();
@@ -153,10 +199,11 @@ export async function responsesRoutes(app: FastifyInstance, opts: { executor: Ex
         });
         // Streamed structured output is checked once the whole reply is in: an invalid one ends
         // the stream with response.failed instead of response.completed.
-        const text = check ? check(res.agent, res.content) : res.content;
+        const text = checked(res);
         const incomplete = incompleteOf(res);
-        events.finish(text, [], { usage: res.usage, ...(incomplete && { incomplete }) });
-        save(req, body, transcript, events.output, responseObject(state, body));
+        events.finish(text, callsOf(res), { usage: res.usage, ...(incomplete && { incomplete }) });
+        if (resumed) await suspended?.delete(resumed.id);
+        await save(req, body, transcript, res, responseObject(state, body), events.output);
       } catch (e) {
         const { body: err } = toEnvelope(e, req, opts.bodyLimit);
         events.fail(err.error.code, err.error.message);
@@ -200,6 +247,7 @@ export async function responsesRoutes(app: FastifyInstance, opts: { executor: Ex
     },
     async (req) => {
       if (!store.delete(req.params.id, principalOf(req))) throw notFound(req.params.id, 'response_id');
+      await suspended?.delete(req.params.id);
       return { id: req.params.id, object: 'response.deleted' as const, deleted: true };
     },
   );
