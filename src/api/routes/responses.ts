@@ -246,7 +246,10 @@ export async function responsesRoutes(
       },
     },
     async (req) => {
-      if (!store.delete(req.params.id, principalOf(req))) throw notFound(req.params.id, 'response_id');
+      const rec = store.get(req.params.id, principalOf(req));
+      if (!rec) throw notFound(req.params.id, 'response_id');
+      if (req.principal) assertAgentAllowed(req.principal, rec.agent);
+      store.delete(req.params.id, principalOf(req));
       await suspended?.delete(req.params.id);
       return { id: req.params.id, object: 'response.deleted' as const, deleted: true };
     },
