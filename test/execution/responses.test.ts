@@ -4,12 +4,16 @@
  * chaining and its 404s, and parameters refused by name. Real servers, the scripted provider and
  * the HTTP LLM stub; no mocks.
  */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLIENT_INSTRUCTIONS_HEADER } from '../../src/execution/run-agent.js';
 import { openaiProvider, removeTempDirs, setTestKeys, startCaxton, tempDir, writeScript, type Caxton } from './helpers/caxton.js';
 import { startLlmStub, type LlmStub } from './helpers/llm-stub.js';
 import { messagesOf } from './helpers/wire.js';
+import { startTestServer, type TestServer } from '../helpers/server.js';
+import { makeTempDir } from '../helpers/tmp.js';
 
 let cx: Caxton;
 let client: OpenAI;
@@ -396,5 +400,58 @@ describe('stored responses and previous_response_id', () => {
     expect((e as APIError).param).toBe('previous_response_id');
     const unknown = await sc.responses.create({ model: 'chatty', previous_response_id: 'resp_nope', input: 'more' }).catch((x: unknown) => x);
     expect((unknown as APIError).param).toBe('previous_response_id');
+  });
+});
+
+describe('stored responses belong to their caller', () => {
+  let srv: TestServer;
+  const keys: Record<string, OpenAI> = {};
+  beforeAll(async () => {
+    const dir = makeTempDir('caxton-resp-auth-');
+    writeFileSync(join(dir, 'replies.toml'), 'fallback = "ok"\n');
+    srv = await startTestServer({
+      dir,
+      toml: '[auth]\nenabled = true\n\n[llm]\ndefault_provider = "s"\n[llm.providers.s]\ntype = "scripted"\nscript = "replies.toml"\n',
+      agentFiles: { 'helper.toml': 'name = "helper"\nsystem_prompt = "You help."\n', 'other.toml': 'name = "other"\nsystem_prompt = "You help."\n' },
+    });
+    const admin = readFileSync(join(srv.dataDir, 'admin.key'), 'utf8').trim();
+    for (const [name, agents] of [
+      ['alice', undefined],
+      ['bob', undefined],
+      ['only-other', ['other']],
+    ] as const) {
+      const res = await fetch(`${srv.url}/api/v1/keys`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ name, role: 'developer', ...(agents && { agents }) }),
+      });
+      expect(res.status).toBe(201);
+      keys[name] = new OpenAI({ baseURL: `${srv.url}/v1`, apiKey: ((await res.json()) as { secret: string }).secret, maxRetries: 0 });
+    }
+  });
+  afterAll(() => srv?.close());
+
+  it("another principal's response id is a 404, for retrieve, delete and previous_response_id", async () => {
+    const r = await keys.alice!.responses.create({ model: 'helper', input: 'hi' });
+    expect(r.output_text).toBe('ok');
+    expect((await keys.alice!.responses.retrieve(r.id)).id).toBe(r.id);
+    for (const attempt of [
+      () => keys.bob!.responses.retrieve(r.id),
+      () => keys.bob!.responses.delete(r.id),
+      () => keys.bob!.responses.create({ model: 'helper', previous_response_id: r.id, input: 'more' }),
+    ]) {
+      const e = await attempt().catch((x: unknown) => x);
+      expect(e).toBeInstanceOf(OpenAI.NotFoundError);
+      expect((e as APIError).code).toBe('response_not_found');
+    }
+    expect((await keys.alice!.responses.retrieve(r.id)).id).toBe(r.id);
+  });
+
+  it('a key scoped to other agents may not use this one; a wrong key is an AuthenticationError', async () => {
+    const denied = await keys['only-other']!.responses.create({ model: 'helper', input: 'hi' }).catch((x: unknown) => x);
+    expect(denied).toBeInstanceOf(OpenAI.PermissionDeniedError);
+    expect((await keys['only-other']!.responses.create({ model: 'other', input: 'hi' })).output_text).toBe('ok');
+    const bad = new OpenAI({ baseURL: `${srv.url}/v1`, apiKey: 'cxk_wrong', maxRetries: 0 });
+    expect(await bad.responses.create({ model: 'helper', input: 'hi' }).catch((x: unknown) => x)).toBeInstanceOf(OpenAI.AuthenticationError);
   });
 });
