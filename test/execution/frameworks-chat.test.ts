@@ -4,7 +4,8 @@
  * loops and ask for structured output from a Caxton agent backed by the scripted provider.
  */
 import { createOpenAICompatible } from '@ai-sdk/openai-compatible';
-import { AIMessage, HumanMessage, ToolMessage } from '@langchain/core/messages';
+import type { AIMessage } from '@langchain/core/messages';
+import { HumanMessage, ToolMessage } from '@langchain/core/messages';
 import { ChatOpenAI } from '@langchain/openai';
 import { generateObject, generateText, Output, stepCountIs, streamText, tool } from 'ai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
