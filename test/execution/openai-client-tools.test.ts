@@ -33,6 +33,7 @@ beforeAll(async () => {
   await cx.deploy({ name: 'calc', tools: ['calculator'], system_prompt: 'You are Calc.' });
   await cx.deploy({ name: 'calc-ant', tools: ['calculator'], system_prompt: 'You are Calc.', llm: { provider: 'ant' } });
   await cx.deploy({ name: 'calc-worker', tools: ['calculator'], system_prompt: 'You are Calc.', execution: { isolation: 'worker' } });
+  await cx.deploy({ name: 'calc-process', tools: ['calculator'], system_prompt: 'You are Calc.', execution: { isolation: 'process' } });
   client = new OpenAI({ baseURL: `${cx.url}/v1`, apiKey: 'unused', maxRetries: 0, timeout: 20_000 });
 });
 
@@ -92,7 +93,7 @@ describe('a client tool loop', () => {
     expect(msgs.at(-1)).toEqual({ role: 'tool', tool_call_id: call.id, content: 'sunny, 21 C' });
   });
 
-  it.each(['calc', 'calc-worker'])('runs a server-side tool of the same turn and shows its hidden result after the resume (%s)', async (agent) => {
+  it.each(['calc', 'calc-worker', 'calc-process'])('runs a server-side tool of the same turn and shows its hidden result after the resume (%s)', async (agent) => {
     weatherScript(oai, { server: true });
     const first = await client.chat.completions.create({ model: agent, messages: user('calc and weather'), tools: [weather] });
     const msg = first.choices[0]!.message;
