@@ -292,16 +292,30 @@ describe('client function tools', () => {
     expect(e.param).toBe('tools[0].name');
   });
 
-  it('a function_call_output whose call is nowhere is a 400', async () => {
-    const e = await rejection({
-      input: [
-        { role: 'user', content: 'hi' },
-        { type: 'function_call_output', call_id: 'call_x', output: 'x' },
-      ],
+  const call = (call_id: string, args = '{"city":"Rome"}') => ({ type: 'function_call', call_id, name: 'get_weather', arguments: args });
+  const output = (call_id: string) => ({ type: 'function_call_output', call_id, output: 'x' });
+  const bad: { name: string; params: Record<string, unknown>; param: string; text: string }[] = [
+    { name: 'an output whose call is nowhere', params: { input: [{ role: 'user', content: 'hi' }, output('call_x')] }, param: 'input[1].call_id', text: 'call_x' },
+    { name: 'a call without its output', params: { input: [{ role: 'user', content: 'hi' }, call('call_a'), call('call_b'), output('call_a')] }, param: 'input[1]', text: 'call_b' },
+    { name: 'arguments that are not JSON', params: { input: [{ role: 'user', content: 'hi' }, call('call_a', '{nope'), output('call_a')] }, param: 'input[1].arguments', text: 'not JSON' },
+    {
+      name: 'a call of a tool not in tools',
+      params: { input: [{ role: 'user', content: 'hi' }, { ...call('call_a'), name: 'other_tool' }, output('call_a')] },
+      param: 'input[1].name',
+      text: 'other_tool',
+    },
+    { name: 'a tool defined twice', params: { tools: [weatherTool, weatherTool] }, param: 'tools[1].name', text: 'twice' },
+    { name: 'a tool_choice naming no tool', params: { tool_choice: { type: 'function', name: 'nope' } }, param: 'tool_choice.name', text: 'nope' },
+  ];
+  for (const c of bad) {
+    it(`${c.name} is a 400 naming ${c.param}`, async () => {
+      const e = await rejection({ tools: [weatherTool], ...c.params });
+      expect(e).toBeInstanceOf(OpenAI.BadRequestError);
+      expect(e.param).toBe(c.param);
+      expect(e.message).toContain(c.text);
+      expect(e.message).toContain(c.param);
     });
-    expect(e).toBeInstanceOf(OpenAI.BadRequestError);
-    expect(e.message).toContain('call_x');
-  });
+  }
 });
 
 describe('refusals by name', () => {

@@ -1,19 +1,19 @@
-import type { HistoryMessage, InvokeRequest } from '../../execution/index.js';
-import type { ResponseFormat, ToolCall, ToolChoice, ToolSpec } from '../../llm/index.js';
+import type { InvokeRequest, SuspendedExecution, SuspendedExecutionStore } from '../../execution/index.js';
+import type { ResponseFormat, ToolChoice } from '../../llm/index.js';
 import { CaxtonError } from '../../shared/errors.js';
 import type { TranscriptMessage } from '../response-store.js';
-import { functionToolSchema, type ResponsesBody } from './responses-params.js';
+import { chatMessagesToInvoke } from './openai-messages.js';
+import { clientTools, type ChatCompletionBody, type ChatMessageParam } from './openai-params.js';
+import type { ResponsesBody } from './responses-params.js';
 
 /**
- * A Responses request as the InvokeRequest the execution runs — the same mapping as chat
- * completions (openai-params.ts): system/developer messages (and `instructions`) become the
- * client's instructions after the agent's system prompt (or `{{context}}` when the agent's
- * template names it), the last user message is the request, earlier turns the history, and what
- * follows it (function calls and their outputs: a tool loop's follow-up) the continuation.
+ * A Responses request as the InvokeRequest the execution runs, through the same functions as chat
+ * completions: its messages (instructions, the previous response's conversation, the input items
+ * as chat messages) through chatMessagesToInvoke — which also resumes a suspended execution whose
+ * pending calls the input's function outputs answer — and its tools through clientTools. Their
+ * errors name chat completions' fields (`messages[3].tool_call_id`); they are renamed here to the
+ * field of the Responses request they came from (`input[2].call_id`).
  */
-
-/** `{{context}}` in the agent's user template: the agent asked for the caller's system messages there. */
-const CONTEXT_RE = /\{\{\s*context\s*\}\}/;
 
 /** `text.format` as the execution's ResponseFormat (chat completions' shape). */
 export function formatOf(body: ResponsesBody): ResponseFormat | undefined {
@@ -26,82 +26,86 @@ export function formatOf(body: ResponsesBody): ResponseFormat | undefined {
   };
 }
 
-/** The request's function tools, tool_choice and parallel_tool_calls as the execution's client tools. */
-export function clientToolsOf(body: ResponsesBody): Pick<InvokeRequest, 'client_tools' | 'tool_choice' | 'parallel_tool_calls'> {
-  const tools: ToolSpec[] = (body.tools ?? []).map((t) => {
-    const f = functionToolSchema.parse(t); // checked by assertResponsesSupported
-    return {
-      name: f.name,
-      description: f.description ?? '',
-      input_schema: f.parameters ?? { type: 'object', properties: {} },
-      ...(f.strict !== undefined && f.strict !== null && { strict: f.strict }),
-    };
-  });
-  const c = body.tool_choice;
-  const choice: ToolChoice | undefined = c === undefined || c === null ? undefined : typeof c === 'string' ? c : { name: c.name ?? '' };
-  return {
-    ...(tools.length > 0 && { client_tools: tools }),
-    ...(tools.length > 0 && choice !== undefined && { tool_choice: choice }),
-    ...(tools.length > 0 && typeof body.parallel_tool_calls === 'boolean' && { parallel_tool_calls: body.parallel_tool_calls }),
-  };
-}
-
-/** A function call's arguments as the object the execution carries; anything else is the caller's 400. */
-function argumentsOf(call: { id: string; function: { name: string; arguments: string } }): Record<string, unknown> {
-  let v: unknown;
-  try {
-    v = call.function.arguments.trim() === '' ? {} : JSON.parse(call.function.arguments);
-  } catch {
-    v = undefined;
-  }
-  if (v === null || typeof v !== 'object' || Array.isArray(v)) {
-    throw new CaxtonError('invalid_request', `the arguments of the function_call with call_id "${call.id.slice(0, 200)}" are not a JSON object`, { param: 'input' });
-  }
-  return v as Record<string, unknown>;
-}
-
 /**
- * Chat messages as the execution's history messages; a tool output names the call it answers,
- * found among the messages before it or in `calls` (the calls of a resumed execution).
+ * Where a chat message came from: `instructions`, `previous_response_id` (the stored
+ * conversation), or input items — for an assistant message, its text item's index first, then
+ * one per tool call (itemsToMessages' `sources`).
  */
-export function toHistory(messages: TranscriptMessage[], calls: ToolCall[] = []): HistoryMessage[] {
-  const names = new Map<string, string>(calls.map((c) => [c.id, c.name]));
-  return messages.map((m): HistoryMessage => {
-    if (m.role === 'assistant') {
-      const own: ToolCall[] = (m.tool_calls ?? []).map((c) => ({ id: c.id, name: c.function.name, arguments: argumentsOf(c) }));
-      for (const c of own) names.set(c.id, c.name);
-      return { role: 'assistant', content: m.content ?? '', ...(own.length > 0 && { tool_calls: own }) };
-    }
-    if (m.role === 'tool') {
-      const name = names.get(m.tool_call_id);
-      if (name === undefined) {
-        throw new CaxtonError('invalid_request', `no function_call with call_id "${m.tool_call_id.slice(0, 200)}" comes before its function_call_output`, { param: 'input' });
-      }
-      return { role: 'tool', tool_call_id: m.tool_call_id, name, content: m.content };
-    }
-    return { role: 'user', content: m.content };
-  });
+export type MessageSource = 'instructions' | 'previous_response_id' | number[];
+
+/** A chat-completions param (`messages[i]…`, `tools[i].function.x`) as the Responses request's own. */
+export function responsesParam(param: string, sources: MessageSource[]): string {
+  if (param === 'messages') return 'input';
+  const tool = /^tools\[(\d+)\]\.function\.(.+)$/.exec(param);
+  if (tool) return `tools[${tool[1]}].${tool[2]}`;
+  if (param === 'tool_choice.function.name') return 'tool_choice.name';
+  const m = /^messages\[(\d+)\](.*)$/.exec(param);
+  if (!m) return param;
+  const src = sources[Number(m[1])];
+  if (src === undefined) return 'input';
+  if (typeof src === 'string') return src;
+  const rest = m[2]!;
+  const call = /^\.tool_calls\[(\d+)\]\.function\.(name|arguments)$/.exec(rest);
+  if (call) return `input[${src[Number(call[1]) + 1] ?? src[0]}].${call[2]}`;
+  if (rest === '.tool_call_id' || rest === '.name') return `input[${src[0]}].call_id`;
+  if (rest === '.tool_calls') return `input[${src[1] ?? src[0]}]`;
+  return `input[${src[0]}]${rest}`;
 }
 
-export function toInvokeRequest(messages: TranscriptMessage[], body: ResponsesBody, userTemplate: string): InvokeRequest {
-  const system = messages.flatMap((m) => (m.role === 'system' || m.role === 'developer' ? [m.content] : []));
-  const turns = toHistory(messages.filter((m) => m.role !== 'system' && m.role !== 'developer'));
-  const lastUser = turns.map((m) => m.role).lastIndexOf('user');
-  if (lastUser < 0) throw new CaxtonError('invalid_request', 'input must contain a user message (here or in the previous response)', { param: 'input' });
-  const sampling = {
-    ...(typeof body.temperature === 'number' && { temperature: body.temperature }),
-    ...(typeof body.top_p === 'number' && { top_p: body.top_p }),
-    ...(typeof body.max_output_tokens === 'number' && { max_tokens: body.max_output_tokens }),
-  };
-  const format = formatOf(body);
-  const continuation = turns.slice(lastUser + 1);
-  return {
-    request: turns[lastUser]!.content,
-    ...(system.length > 0 && (CONTEXT_RE.test(userTemplate) ? { context: system.join('\n\n') } : { instructions: system })),
-    history: turns.slice(0, lastUser),
-    ...(continuation.length > 0 && { continuation }),
-    ...(Object.keys(sampling).length > 0 && { sampling }),
-    ...(format !== undefined && { response_format: format }),
-    ...clientToolsOf(body),
-  };
+/** The error with its param (and the param's mention in its message) in the Responses request's terms. */
+export function withResponsesParam(e: unknown, sources: MessageSource[] = []): unknown {
+  if (!(e instanceof CaxtonError)) return e;
+  const d = e.details as { param?: unknown; field?: unknown } | undefined;
+  const given = typeof d?.param === 'string' ? d.param : typeof d?.field === 'string' ? d.field : undefined;
+  if (given === undefined) return e;
+  const param = responsesParam(given, sources);
+  if (param === given) return e;
+  const { field: _field, ...rest } = d!;
+  return new CaxtonError(e.code, e.message.replace(given, param), { ...rest, param });
+}
+
+export interface ResponsesInvoke {
+  invoke: InvokeRequest;
+  resumed?: SuspendedExecution;
+}
+
+export async function responsesToInvoke(
+  messages: TranscriptMessage[],
+  sources: MessageSource[],
+  body: ResponsesBody,
+  opts: { userTemplate: string; principal: string | null; store?: SuspendedExecutionStore | undefined },
+): Promise<ResponsesInvoke> {
+  try {
+    // The flat Responses tools in chat completions' shape, so that they are bounded and checked alike.
+    const chatTools = (body.tools ?? []).map((t) => ({ type: 'function' as const, function: { ...t, type: undefined } }));
+    const tools = clientTools({ tools: chatTools } as unknown as ChatCompletionBody);
+    const { invoke, resumed } = await chatMessagesToInvoke(messages as ChatMessageParam[], {
+      agent: body.model,
+      userTemplate: opts.userTemplate,
+      toolNames: new Set(tools.map((t) => t.name)),
+      principal: opts.principal ?? undefined,
+      store: opts.store,
+    });
+    const sampling = {
+      ...(typeof body.temperature === 'number' && { temperature: body.temperature }),
+      ...(typeof body.top_p === 'number' && { top_p: body.top_p }),
+      ...(typeof body.max_output_tokens === 'number' && { max_tokens: body.max_output_tokens }),
+    };
+    const format = formatOf(body);
+    const c = body.tool_choice;
+    const choice: ToolChoice | undefined = c === undefined || c === null ? undefined : typeof c === 'string' ? c : { name: c.name ?? '' };
+    return {
+      invoke: {
+        ...invoke,
+        ...(Object.keys(sampling).length > 0 && { sampling }),
+        ...(format !== undefined && { response_format: format }),
+        ...(tools.length > 0 && { client_tools: tools }),
+        ...(tools.length > 0 && choice !== undefined && { tool_choice: choice }),
+        ...(tools.length > 0 && typeof body.parallel_tool_calls === 'boolean' && { parallel_tool_calls: body.parallel_tool_calls }),
+      },
+      ...(resumed && { resumed }),
+    };
+  } catch (e) {
+    throw withResponsesParam(e, sources);
+  }
 }

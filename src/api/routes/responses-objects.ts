@@ -99,21 +99,30 @@ function usageOf(u: Usage) {
  * Input items as chat messages (OpenAI chat-completions shape), in order. Consecutive
  * function_call items become one assistant message with several tool calls, joined to the
  * assistant message just before them, as a model's turn is one message in chat completions.
+ * `sources`, when given, receives for each message the indices of the items it came from (so that
+ * an error about message i can name its item).
  */
-export function itemsToMessages(items: InputItem[]): TranscriptMessage[] {
+export function itemsToMessages(items: InputItem[], sources: number[][] = []): TranscriptMessage[] {
   const out: TranscriptMessage[] = [];
-  for (const item of items) {
+  items.forEach((item, i) => {
     if (item.type === 'function_call') {
       const call = { id: item.call_id, type: 'function' as const, function: { name: item.name, arguments: item.arguments } };
       const prev = out.at(-1);
-      if (prev?.role === 'assistant') prev.tool_calls = [...(prev.tool_calls ?? []), call];
-      else out.push({ role: 'assistant', content: null, tool_calls: [call] });
-    } else if (item.type === 'function_call_output') {
-      out.push({ role: 'tool', tool_call_id: item.call_id, content: textOf(item.output) });
-    } else {
-      out.push({ role: item.role, content: textOf(item.content) });
+      if (prev?.role === 'assistant') {
+        prev.tool_calls = [...(prev.tool_calls ?? []), call];
+        // A text message's own index comes first, then one per call (tool_calls[k] is source k + 1).
+        if (sources.length === out.length) sources.at(-1)!.push(i);
+        return;
+      }
+      out.push({ role: 'assistant', content: null, tool_calls: [call] });
+      // No text message: keep tool_calls[k] at source k + 1 all the same.
+      sources.push([i, i]);
+      return;
     }
-  }
+    if (item.type === 'function_call_output') out.push({ role: 'tool', tool_call_id: item.call_id, content: textOf(item.output) });
+    else out.push({ role: item.role, content: textOf(item.content) });
+    sources.push([i]);
+  });
   return out;
 }
 

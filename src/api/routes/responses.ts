@@ -13,7 +13,7 @@ import { errorEnvelopeSchema } from '../schemas.js';
 import { disconnectSignal, wantsEventStream } from '../sse.js';
 import { rewriteErrorPayload } from './openai-errors.js';
 import { itemsToMessages, newId, outputText, outputToMessages, responseObject, ResponseEvents, type FunctionCallOutput, type OutputItem, type ResponseState } from './responses-objects.js';
-import { formatOf, toHistory, toInvokeRequest } from './responses-invoke.js';
+import { formatOf, responsesToInvoke, withResponsesParam, type MessageSource } from './responses-invoke.js';
 import { assertResponsesSupported, inputItems, responsesBody, type ClientToolSupport, type ResponsesBody } from './responses-params.js';
 import { replyCheckFor } from './structured-output.js';
 
@@ -50,15 +50,6 @@ function callsOf(r: AgentResponse): Omit<FunctionCallOutput, 'id' | 'status' | '
   return (r.pending_tool_calls ?? []).map((c) => ({ call_id: c.id, name: c.name, arguments: JSON.stringify(c.arguments) }));
 }
 
-/** The execution core names the client tools as chat completions' `tools[i].function.name`; here they are flat. */
-function withResponsesParam(e: unknown): unknown {
-  if (!(e instanceof CaxtonError)) return e;
-  const d = e.details as { param?: unknown } | undefined;
-  if (typeof d?.param !== 'string' || !/^(tools\[\d+\]|tool_choice)\.function\.name$/.test(d.param)) return e;
-  const param = d.param.replace('.function.name', '.name');
-  return new CaxtonError(e.code, e.message.replace(d.param, param), { ...d, param });
-}
-
 export async function responsesRoutes(
   app: FastifyInstance,
   opts: { executor: Executor; registry: AgentRegistry; bodyLimit: number; store?: ResponseStore; suspended?: SuspendedExecutionStore },
@@ -69,25 +60,10 @@ export async function responsesRoutes(
   // As for chat completions: every error of these routes leaves in OpenAI's shape.
   app.addHook('onSend', (_req, reply, payload, done) => done(null, rewriteErrorPayload(reply.statusCode, payload) as typeof payload));
 
-  /**
-   * The execution a tool loop's follow-up resumes: the input ends with the outputs of exactly the
-   * calls a suspended execution of this agent and principal waits for — found under the previous
-   * response's id, or (a client that resends the whole conversation, as the Agents SDK does) by a call id.
-   */
-  async function resumable(req: FastifyRequest, body: ResponsesBody, added: TranscriptMessage[]): Promise<SuspendedExecution | undefined> {
-    if (!suspended) return undefined;
-    let k = added.length;
-    while (k > 0 && added[k - 1]!.role === 'tool') k--;
-    const ids = new Set(added.slice(k).map((m) => (m as { tool_call_id: string }).tool_call_id));
-    if (ids.size === 0) return undefined;
-    const s = body.previous_response_id ? await suspended.get(body.previous_response_id) : await suspended.findByCallId([...ids][0]!);
-    if (!s || s.agent !== body.model || (s.principal ?? null) !== principalOf(req)) return undefined;
-    return s.pending_call_ids.length === ids.size && s.pending_call_ids.every((id) => ids.has(id)) ? s : undefined;
-  }
-
-  /** The transcript the request continues, its own messages, the invoke request, and the execution it resumes. */
+  /** The transcript the request continues (stored if it is), the invoke request, and the execution it resumes. */
   async function prepare(req: FastifyRequest, body: ResponsesBody): Promise<{ transcript: TranscriptMessage[]; invoke: InvokeRequest; resumed?: SuspendedExecution }> {
-    const added = itemsToMessages(inputItems(body.input, SUPPORT));
+    const itemSources: number[][] = [];
+    const added = itemsToMessages(inputItems(body.input, SUPPORT), itemSources);
     let history: TranscriptMessage[] = [];
     if (body.previous_response_id) {
       const prev = store.get(body.previous_response_id, principalOf(req));
@@ -97,21 +73,12 @@ export async function responsesRoutes(
     const transcript = [...history, ...added];
     // `instructions` go where a chat client's system messages go, and are not stored: a response
     // continuing this one does not inherit them (as at OpenAI).
-    const messages = [...(body.instructions ? [{ role: 'system' as const, content: body.instructions }] : []), ...transcript];
-    const template = registry.get(body.model)?.definition.user_prompt_template ?? '';
+    const instructions: TranscriptMessage[] = body.instructions ? [{ role: 'system', content: body.instructions }] : [];
+    const sources: MessageSource[] = [...instructions.map(() => 'instructions' as const), ...history.map(() => 'previous_response_id' as const), ...itemSources];
+    const userTemplate = registry.get(body.model)?.definition.user_prompt_template ?? '';
+    const { invoke, resumed } = await responsesToInvoke([...instructions, ...transcript], sources, body, { userTemplate, principal: principalOf(req), store: suspended });
     const tp = requestTraceparent(req);
-    const invoke: InvokeRequest = { ...toInvokeRequest(messages, body, template), ...(tp !== undefined && { traceparent: tp }), ...callerOf(req) };
-    const resumed = await resumable(req, body, added);
-    if (resumed) {
-      // The exact messages the model saw (with the agent's hidden server-side tool calls), then the outputs.
-      let k = added.length;
-      while (k > 0 && added[k - 1]!.role === 'tool') k--;
-      const calls = resumed.transcript.flatMap((m) => (m.role === 'assistant' ? (m.tool_calls ?? []) : []));
-      invoke.transcript = resumed.transcript;
-      invoke.continuation = toHistory(added.slice(k), calls);
-      delete invoke.history;
-    }
-    return { transcript, invoke, ...(resumed && { resumed }) };
+    return { transcript, invoke: { ...invoke, ...(tp !== undefined && { traceparent: tp }), ...callerOf(req) }, ...(resumed && { resumed }) };
   }
 
   /** Keeps the response (store: true) and, when it ended in function calls, its suspended execution. */
