@@ -21,6 +21,7 @@ import { invokeRoutes } from './routes/invoke.js';
 import { messageBodyDocSchema, messagingRoutes } from './routes/messaging.js';
 import { openAiRoutes } from './routes/openai-compat.js';
 import { responsesRoutes } from './routes/responses.js';
+import type { ResponseStore } from './response-store.js';
 import { systemRoutes, type Lifecycle } from './routes/system.js';
 
 export interface ApiDeps {
@@ -34,6 +35,8 @@ export interface ApiDeps {
   executor?: Executor;
   /** Executions stopped for client tool calls (OpenAI `tools`, ADR 0029); absent: follow-ups are rebuilt from their messages. */
   suspended?: SuspendedExecutionStore;
+  /** Stored responses of POST /v1/responses; absent: a bounded in-memory store (MemoryResponseStore). */
+  responses?: ResponseStore;
   /** The message bus (messages, conversations, dead letters); absent: those routes are not served. */
   bus?: MessageBus;
   /**
@@ -163,7 +166,13 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
   if (deps.executor) {
     await app.register(invokeRoutes, { prefix: '/api/v1', executor: deps.executor, bodyLimit });
     await app.register(openAiRoutes, { executor: deps.executor, registry: deps.service.registry, bodyLimit, ...(deps.suspended && { suspended: deps.suspended }) });
-    await app.register(responsesRoutes, { executor: deps.executor, registry: deps.service.registry, bodyLimit, ...(deps.suspended && { suspended: deps.suspended }) });
+    await app.register(responsesRoutes, {
+      executor: deps.executor,
+      registry: deps.service.registry,
+      bodyLimit,
+      ...(deps.suspended && { suspended: deps.suspended }),
+      ...(deps.responses && { store: deps.responses }),
+    });
   }
   const keys: ApiKeyStore | undefined = deps.auth?.authenticators.keys;
   if (keys) await app.register(keyRoutes, { prefix: '/api/v1', keys, ...(deps.auth?.usage && { usage: deps.auth.usage }) });

@@ -193,6 +193,8 @@ export const serverConfigSchema = z.strictObject({
        * the messages it carries.
        */
       suspended_ttl: duration(3_600_000, { min: 1_000, max: 7 * 24 * 3_600_000 }),
+      /** How long a stored response of POST /v1/responses (`store`, default true) can be continued or read. */
+      responses_ttl: duration(24 * 3_600_000, { min: 1_000, max: 30 * 24 * 3_600_000 }),
     })
     .prefault({}),
   messaging: z
