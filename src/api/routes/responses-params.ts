@@ -60,7 +60,12 @@ export type ResponsesBody = z.infer<typeof responsesBody>;
 export const functionToolSchema = z.object({
   type: z.literal('function'),
   name: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'a function name is 1 to 64 letters, digits, _ or -'),
-  description: z.string().nullable().optional(),
+  description: z
+    .string()
+    .max(16 * 1024)
+    .nullable()
+    .optional(),
+  // Bounded in size and depth by clientTools (openai-params.ts), as for chat completions.
   parameters: z.record(z.string(), z.unknown()).nullable().optional(),
   strict: z.boolean().nullable().optional(),
 });
@@ -152,13 +157,8 @@ function unsupportedValue(param: string, message: string): CaxtonError {
 
 const absent = (v: unknown): boolean => v === undefined || v === null;
 
-/** What the execution core can do with client tools; false until it exists (function tools are then refused by name). */
-export interface ClientToolSupport {
-  functionTools: boolean;
-}
-
 /** Throws 400 for the first parameter the request uses that Caxton would otherwise ignore. */
-export function assertResponsesSupported(body: ResponsesBody, support: ClientToolSupport): void {
+export function assertResponsesSupported(body: ResponsesBody): void {
   for (const key of Object.keys(body)) {
     if (HANDLED.has(key) || IGNORED.has(key)) continue;
     if (Object.hasOwn(REFUSED, key)) throw unsupported(key, REFUSED[key]!);
@@ -175,13 +175,12 @@ export function assertResponsesSupported(body: ResponsesBody, support: ClientToo
   for (const [i, tool] of (body.tools ?? []).entries()) {
     if (tool.type !== 'function')
       throw unsupportedValue(`tools[${i}].type`, `tools of type "${tool.type.slice(0, 100)}" are not supported; only "function" tools are (the agent's own tools run inside Caxton)`);
-    if (!support.functionTools) throw unsupported('tools', "client-defined function tools are not supported yet; the agent's own tools run inside Caxton");
     const parsed = functionToolSchema.safeParse(tool);
     if (!parsed.success) throw issueError(`tools[${i}]`, parsed.error);
   }
   const choice = body.tool_choice;
   if (!absent(choice) && choice !== 'auto' && choice !== 'none') {
-    if (!support.functionTools || (body.tools ?? []).length === 0) throw unsupportedValue('tool_choice', 'without client function tools only "auto" and "none" are accepted');
+    if ((body.tools ?? []).length === 0) throw unsupportedValue('tool_choice', 'without client function tools only "auto" and "none" are accepted');
     if (typeof choice === 'object' && choice !== null && choice.type !== 'function')
       throw unsupportedValue('tool_choice.type', `tool_choice of type "${choice.type.slice(0, 100)}" is not supported; use "auto", "none", "required" or a function`);
   }
@@ -199,16 +198,13 @@ function issueError(at: string, error: z.ZodError): CaxtonError {
 }
 
 /** The input as items: a string is one user message. Each item is checked against its type's schema. */
-export function inputItems(input: ResponsesBody['input'], support: ClientToolSupport): InputItem[] {
+export function inputItems(input: ResponsesBody['input']): InputItem[] {
   if (typeof input === 'string') return [{ role: 'user', content: input }];
   return input.map((raw, i) => {
     const type = raw.type ?? (typeof raw.role === 'string' ? 'message' : undefined);
     if (typeof type !== 'string') throw new CaxtonError('invalid_request', `input[${i}] has neither a type nor a role`, { param: `input[${i}].type` });
     if (!Object.hasOwn(ITEM_SCHEMAS, type)) {
       throw unsupportedValue(`input[${i}].type`, `input items of type "${type.slice(0, 100)}" are not supported; "message", "function_call" and "function_call_output" are`);
-    }
-    if (type !== 'message' && !support.functionTools) {
-      throw unsupportedValue(`input[${i}].type`, `"${type}" items answer client-defined function tools, which are not supported yet`);
     }
     const parsed = ITEM_SCHEMAS[type as keyof typeof ITEM_SCHEMAS].safeParse(raw);
     if (!parsed.success) throw issueError(`input[${i}]`, parsed.error);

@@ -14,7 +14,7 @@ import { disconnectSignal, wantsEventStream } from '../sse.js';
 import { rewriteErrorPayload } from './openai-errors.js';
 import { itemsToMessages, newId, outputText, outputToMessages, responseObject, ResponseEvents, type FunctionCallOutput, type OutputItem, type ResponseState } from './responses-objects.js';
 import { formatOf, responsesToInvoke, withResponsesParam, type MessageSource } from './responses-invoke.js';
-import { assertResponsesSupported, inputItems, responsesBody, type ClientToolSupport, type ResponsesBody } from './responses-params.js';
+import { assertResponsesSupported, inputItems, responsesBody, type ResponsesBody } from './responses-params.js';
 import { replyCheckFor } from './structured-output.js';
 
 /**
@@ -26,8 +26,6 @@ import { replyCheckFor } from './structured-output.js';
  * response that ends in function calls also leaves its execution suspended (the execution core's
  * store, under the response id), so the follow-up carrying the function outputs resumes it exactly.
  */
-
-const SUPPORT: ClientToolSupport = { functionTools: true };
 
 const principalOf = (req: FastifyRequest): string | null => req.principal?.id ?? null;
 
@@ -63,7 +61,7 @@ export async function responsesRoutes(
   /** The transcript the request continues (stored if it is), the invoke request, and the execution it resumes. */
   async function prepare(req: FastifyRequest, body: ResponsesBody): Promise<{ transcript: TranscriptMessage[]; invoke: InvokeRequest; resumed?: SuspendedExecution }> {
     const itemSources: number[][] = [];
-    const added = itemsToMessages(inputItems(body.input, SUPPORT), itemSources);
+    const added = itemsToMessages(inputItems(body.input), itemSources);
     let history: TranscriptMessage[] = [];
     if (body.previous_response_id) {
       const prev = store.get(body.previous_response_id, principalOf(req));
@@ -112,7 +110,7 @@ export async function responsesRoutes(
     },
     async (req, reply) => {
       const body = req.body;
-      assertResponsesSupported(body, SUPPORT);
+      assertResponsesSupported(body);
       if (req.principal) assertAgentAllowed(req.principal, body.model);
       // Compiled before the model is called: a schema that does not compile is the caller's 400, at no cost.
       const check = replyCheckFor(formatOf(body), 'text.format.schema');
