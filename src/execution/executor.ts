@@ -335,7 +335,8 @@ export class Executor {
     // The host tools the agent may call, fixed for this execution.
     const hostSpecs = this.hostTools.specsFor(def.tools as string[]);
     // Memory (src/memory): what the agent remembers about this request, for {{memory_context}}.
-    const memoryContext = def.memory.enabled && this.memory ? await this.memory.recall(def, req) : '';
+    // (Not for a resumed execution: its transcript already holds the prompts it started with.)
+    const memoryContext = def.memory.enabled && this.memory && req.transcript === undefined ? await this.memory.recall(def, req) : '';
     const job: ExecutionJob = {
       execution_id: `exec_${randomUUID()}`,
       definition: def,
