@@ -220,6 +220,9 @@ export class Executor {
       }
     });
     const choice = req.tool_choice;
+    if (choice === 'required' && own.size === 0 && client.length === 0) {
+      throw new CaxtonError('invalid_request', `tool_choice: "required" needs a tool, and neither the request (tools) nor agent "${def.name}" has one`, { param: 'tool_choice' });
+    }
     if (typeof choice === 'object' && !own.has(choice.name) && !client.some((t) => t.name === choice.name)) {
       throw new CaxtonError('invalid_request', `tool_choice.function.name: "${choice.name}" is neither in tools nor one of agent "${def.name}"'s own tools`, { param: 'tool_choice.function.name' });
     }
