@@ -129,6 +129,11 @@ function continueExecution(messages: ChatMessageParam[], stored: SuspendedExecut
   return { invoke: { request: users.at(-1) ?? '', transcript: stored.transcript, continuation }, resumed: stored };
 }
 
+/**
+ * The invoke request's message fields for OpenAI chat messages (see the top of this file), and
+ * the suspended execution resumed, if any. Throws 400 `invalid_request` with `param` for tool
+ * input that does not add up (results answering no call, tools not in the request, missing results).
+ */
 export async function chatMessagesToInvoke(messages: ChatMessageParam[], opts: ChatToInvokeOptions): Promise<ChatInvoke> {
   const system = messages.filter((m) => m.role === 'system' || m.role === 'developer').map((m) => textOf(m.content));
   if (opts.resume) return continueExecution(messages, opts.resume, opts.toolNames);
