@@ -220,6 +220,9 @@ export class Executor {
       }
     });
     const choice = req.tool_choice;
+    if (choice === 'required' && own.size === 0 && client.length === 0) {
+      throw new CaxtonError('invalid_request', `tool_choice: "required" needs a tool, and neither the request (tools) nor agent "${def.name}" has one`, { param: 'tool_choice' });
+    }
     if (typeof choice === 'object' && !own.has(choice.name) && !client.some((t) => t.name === choice.name)) {
       throw new CaxtonError('invalid_request', `tool_choice.function.name: "${choice.name}" is neither in tools nor one of agent "${def.name}"'s own tools`, { param: 'tool_choice.function.name' });
     }
@@ -335,7 +338,8 @@ export class Executor {
     // The host tools the agent may call, fixed for this execution.
     const hostSpecs = this.hostTools.specsFor(def.tools as string[]);
     // Memory (src/memory): what the agent remembers about this request, for {{memory_context}}.
-    const memoryContext = def.memory.enabled && this.memory ? await this.memory.recall(def, req) : '';
+    // (Not for a resumed execution: its transcript already holds the prompts it started with.)
+    const memoryContext = def.memory.enabled && this.memory && req.transcript === undefined ? await this.memory.recall(def, req) : '';
     const job: ExecutionJob = {
       execution_id: `exec_${randomUUID()}`,
       definition: def,

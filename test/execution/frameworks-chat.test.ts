@@ -4,7 +4,7 @@
  * loops and ask for structured output from a Caxton agent backed by the scripted provider.
  */
 import { createOpenAICompatible } from '@ai-sdk/openai-compatible';
-import type { AIMessage } from '@langchain/core/messages';
+import type { AIMessage, AIMessageChunk } from '@langchain/core/messages';
 import { HumanMessage, ToolMessage } from '@langchain/core/messages';
 import { ChatOpenAI } from '@langchain/openai';
 import { generateObject, generateText, Output, stepCountIs, streamText, tool } from 'ai';
@@ -110,6 +110,15 @@ describe('LangChain (@langchain/openai 1.5)', () => {
     expect(ai.tool_calls![0]).toMatchObject({ name: 'get_weather', args: { city: 'Paris' } });
     const answer = await m.invoke([human, ai, new ToolMessage({ tool_call_id: ai.tool_calls![0]!.id!, content: 'cloudy, 14 C' })]);
     expect(answer.content).toBe('In Paris: cloudy, 14 C');
+  });
+
+  it('streams tool call chunks that concatenate into the tool call', async () => {
+    const m = model().bindTools([weatherTool]);
+    let full: AIMessageChunk | undefined;
+    for await (const chunk of await m.stream([new HumanMessage('what is the weather?')])) full = full ? full.concat(chunk) : chunk;
+    expect(full?.tool_calls).toHaveLength(1);
+    expect(full!.tool_calls![0]).toMatchObject({ name: 'get_weather', args: { city: 'Paris' } });
+    expect(full!.response_metadata.finish_reason).toBe('tool_calls');
   });
 
   it('withStructuredOutput returns the parsed object', async () => {

@@ -210,6 +210,7 @@ describe('bad tool input is a 400 naming the parameter', () => {
       text: /calculator/,
     },
     { name: 'a duplicate tool name', params: { messages: user('hi'), tools: [weather, weather] }, param: 'tools[1].function.name', text: /twice/ },
+    { name: 'tool_choice required without any tool', params: { model: 'helper', tools: [], messages: user('hi'), tool_choice: 'required' }, param: 'tool_choice', text: /needs a tool/ },
     { name: 'a tool_choice naming no tool', params: { messages: user('hi'), tool_choice: { type: 'function', function: { name: 'nope' } } }, param: 'tool_choice.function.name', text: /nope/ },
     {
       name: 'a tool result for no call',

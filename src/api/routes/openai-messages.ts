@@ -29,6 +29,13 @@ export interface ChatToInvokeOptions {
   principal?: string | undefined;
   /** Absent: every follow-up is rebuilt from its messages. */
   store?: SuspendedExecutionStore | undefined;
+  /**
+   * Continue this stored execution (the Responses API's `previous_response_id`; the caller has
+   * checked its agent and principal): `messages` are then only what came after it — tool results
+   * for its pending calls, new user turns — and are all appended to its transcript as they are
+   * (system messages are refused: the transcript keeps the prompts it started with).
+   */
+  resume?: SuspendedExecution | undefined;
 }
 
 export interface ChatInvoke {
@@ -64,22 +71,79 @@ function missingError(param: string, missing: ToolCall[]): CaxtonError {
   });
 }
 
-export async function chatMessagesToInvoke(messages: ChatMessageParam[], opts: ChatToInvokeOptions): Promise<ChatInvoke> {
-  const system = messages.filter((m) => m.role === 'system' || m.role === 'developer').map((m) => textOf(m.content));
-  const lastUser = messages.map((m) => m.role).lastIndexOf('user');
-  if (lastUser < 0) throw new CaxtonError('invalid_request', 'messages must contain a user message', { field: 'messages' });
+/** The pending client calls of a stored execution, by id (from its last assistant messages). */
+function pendingCalls(s: SuspendedExecution): Map<string, ToolCall> {
+  const pending = new Set(s.pending_call_ids);
+  const out = new Map<string, ToolCall>();
+  for (const m of s.transcript) if (m.role === 'assistant') for (const c of m.tool_calls ?? []) if (pending.has(c.id)) out.set(c.id, c);
+  return out;
+}
 
-  // Every call the request's assistant messages carry, with where it is answered.
-  const calls = new Map<string, { call: ToolCall; at: number; answered: boolean }>();
-  const converted: (HistoryMessage | undefined)[] = messages.map((m, i) => {
+type KnownCalls = Map<string, { call: ToolCall; at: number; answered: boolean }>;
+
+/** Checks each tool message against the calls it may answer (the request's, a stored execution's) and converts it in place. */
+function convertToolMessages(messages: ChatMessageParam[], converted: (HistoryMessage | undefined)[], calls: KnownCalls, storedCalls: Map<string, ToolCall>, toolNames: ReadonlySet<string>): void {
+  messages.forEach((m, i) => {
+    if (m.role !== 'tool') return;
+    const id = m.tool_call_id!;
+    const known = calls.get(id);
+    const call = known?.call ?? storedCalls.get(id);
+    if (!call) throw invalid(`messages[${i}].tool_call_id`, `"${id}" answers no tool call: it is in no earlier assistant message's tool_calls and belongs to no open call`);
+    if (known && known.at > i) throw invalid(`messages[${i}].tool_call_id`, `"${id}" is answered before the assistant message that calls it (messages[${known.at}])`);
+    if (m.name !== undefined && m.name !== call.name) throw invalid(`messages[${i}].name`, `"${m.name}" is not the tool that call ${id} named ("${call.name}")`);
+    if (!toolNames.has(call.name)) throw invalid(`messages[${i}].tool_call_id`, `call ${id} is of the tool "${call.name}", which is not one of this request's tools`);
+    if (known) known.answered = true;
+    converted[i] = { role: 'tool', tool_call_id: id, name: call.name, content: textOf(m.content) };
+  });
+}
+
+/** The conversion of assistant and user messages (tool messages are converted once every call is known). */
+function convertTurns(messages: ChatMessageParam[], toolNames: ReadonlySet<string>, calls: KnownCalls): (HistoryMessage | undefined)[] {
+  return messages.map((m, i) => {
     if (m.role === 'user') return { role: 'user', content: textOf(m.content) };
     if (m.role === 'assistant') {
-      const tc = callsOf(m, i, opts.toolNames);
+      const tc = callsOf(m, i, toolNames);
       for (const c of tc) calls.set(c.id, { call: c, at: i, answered: false });
       return { role: 'assistant', content: textOf(m.content), ...(tc.length > 0 && { tool_calls: tc }) };
     }
-    return undefined; // system (above) and tool (below, once the calls are known)
+    return undefined;
   });
+}
+
+/** `opts.resume`: every message is new since the stored transcript, and appended to it. */
+function continueExecution(messages: ChatMessageParam[], stored: SuspendedExecution, toolNames: ReadonlySet<string>): ChatInvoke {
+  messages.forEach((m, i) => {
+    if (m.role === 'system' || m.role === 'developer')
+      throw invalid(`messages[${i}].role`, 'system and developer messages cannot be added to a continued execution: it keeps the instructions it started with');
+  });
+  const calls: KnownCalls = new Map();
+  const converted = convertTurns(messages, toolNames, calls);
+  const storedCalls = pendingCalls(stored);
+  convertToolMessages(messages, converted, calls, storedCalls, toolNames);
+  const answered = new Set(messages.flatMap((m) => (m.role === 'tool' ? [m.tool_call_id!] : [])));
+  const missing = [...storedCalls.values(), ...[...calls.values()].map((c) => c.call)].filter((c) => !answered.has(c.id));
+  if (missing.length > 0) throw missingError('messages', missing);
+  const users = [...stored.transcript.filter((m) => m.role === 'user').map((m) => m.content), ...messages.filter((m) => m.role === 'user').map((m) => textOf(m.content))];
+  const continuation = converted.filter((m): m is HistoryMessage => m !== undefined);
+  // `request` names the latest user turn (for checks and memory); the model sees the transcript and continuation.
+  return { invoke: { request: users.at(-1) ?? '', transcript: stored.transcript, continuation }, resumed: stored };
+}
+
+/**
+ * The invoke request's message fields for OpenAI chat messages (see the top of this file), and
+ * the suspended execution resumed, if any. Throws 400 `invalid_request` with `param` for tool
+ * input that does not add up (results answering no call, tools not in the request, missing results).
+ */
+export async function chatMessagesToInvoke(messages: ChatMessageParam[], opts: ChatToInvokeOptions): Promise<ChatInvoke> {
+  const system = messages.filter((m) => m.role === 'system' || m.role === 'developer').map((m) => textOf(m.content));
+  if (opts.resume) return continueExecution(messages, opts.resume, opts.toolNames);
+  const lastUser = messages.map((m) => m.role).lastIndexOf('user');
+  if (lastUser < 0) throw new CaxtonError('invalid_request', 'messages must contain a user message', { field: 'messages' });
+
+  // Every call the request's assistant messages carry, with whether it is answered; system
+  // messages were taken above, tool messages are converted below, once the calls are known.
+  const calls: KnownCalls = new Map();
+  const converted = convertTurns(messages, opts.toolNames, calls);
 
   // The follow-up's tool results may answer calls of a suspended execution whose assistant message
   // the request does not repeat (the Responses API sends results alone): look those up.
@@ -95,24 +159,8 @@ export async function chatMessagesToInvoke(messages: ChatMessageParam[], opts: C
       break;
     }
   }
-  const storedCalls = new Map<string, ToolCall>();
-  if (stored) {
-    const pending = new Set(stored.pending_call_ids);
-    for (const m of stored.transcript) if (m.role === 'assistant') for (const c of m.tool_calls ?? []) if (pending.has(c.id)) storedCalls.set(c.id, c);
-  }
-
-  messages.forEach((m, i) => {
-    if (m.role !== 'tool') return;
-    const id = m.tool_call_id!;
-    const known = calls.get(id);
-    const call = known?.call ?? storedCalls.get(id);
-    if (!call) throw invalid(`messages[${i}].tool_call_id`, `"${id}" answers no tool call: it is in no earlier assistant message's tool_calls and belongs to no open call`);
-    if (known && known.at > i) throw invalid(`messages[${i}].tool_call_id`, `"${id}" is answered before the assistant message that calls it (messages[${known.at}])`);
-    if (m.name !== undefined && m.name !== call.name) throw invalid(`messages[${i}].name`, `"${m.name}" is not the tool that call ${id} named ("${call.name}")`);
-    if (!opts.toolNames.has(call.name)) throw invalid(`messages[${i}].tool_call_id`, `call ${id} is of the tool "${call.name}", which is not one of this request's tools`);
-    if (known) known.answered = true;
-    converted[i] = { role: 'tool', tool_call_id: id, name: call.name, content: textOf(m.content) };
-  });
+  const storedCalls = stored ? pendingCalls(stored) : new Map<string, ToolCall>();
+  convertToolMessages(messages, converted, calls, storedCalls, opts.toolNames);
 
   const placement = system.length > 0 ? (CONTEXT_RE.test(opts.userTemplate) ? { context: system.join('\n\n') } : { instructions: system }) : {};
   const request = textOf(messages[lastUser]!.content);
