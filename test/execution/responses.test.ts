@@ -334,6 +334,7 @@ describe('refusals by name', () => {
     { name: 'an item_reference', params: { input: [{ type: 'item_reference', id: 'msg_1' }] }, param: 'input[0].type', code: 'unsupported_value' },
     { name: 'an unknown message field', params: { input: [{ role: 'user', content: 'hi', colour: 'red' }] }, param: 'input[0].colour', code: 'unsupported_parameter' },
     { name: 'text.verbosity', params: { text: { verbosity: 'low' } }, param: 'text.verbosity', code: 'unsupported_parameter' },
+    { name: 'an unknown field of text.format', params: { text: { format: { type: 'json_object', colour: 'red' } } }, param: 'text.format', code: 'invalid_request' },
   ];
   for (const c of cases) {
     it(`${c.name} → BadRequestError with param ${c.param}`, async () => {

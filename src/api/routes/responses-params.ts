@@ -12,10 +12,11 @@ import { IGNORED_PARAMETERS } from './openai-params.js';
 /** A content part of a message item; which types are usable is checked per item (below). */
 const contentPart = z.object({ type: z.string(), text: z.string().optional() }).loose();
 
+// Strict: a field Caxton does not know inside `text` is refused, not dropped.
 const formatSchema = z.discriminatedUnion('type', [
-  z.object({ type: z.literal('text') }),
-  z.object({ type: z.literal('json_object') }),
-  z.object({
+  z.strictObject({ type: z.literal('text') }),
+  z.strictObject({ type: z.literal('json_object') }),
+  z.strictObject({
     type: z.literal('json_schema'),
     name: z.string().min(1).max(64),
     description: z.string().optional(),
@@ -43,7 +44,7 @@ export const responsesBody = z
       .nullable()
       .optional(),
     parallel_tool_calls: z.boolean().nullable().optional(),
-    text: z.object({ format: formatSchema.optional(), verbosity: z.string().nullable().optional() }).nullable().optional(),
+    text: z.strictObject({ format: formatSchema.optional(), verbosity: z.string().nullable().optional() }).nullable().optional(),
     temperature: z.number().min(0).max(2).nullable().optional(),
     top_p: z.number().min(0).max(1).nullable().optional(),
     max_output_tokens: z.number().int().min(1).nullable().optional(),
