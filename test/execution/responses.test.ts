@@ -10,7 +10,7 @@ import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLIENT_INSTRUCTIONS_HEADER } from '../../src/execution/run-agent.js';
 import { openaiProvider, removeTempDirs, setTestKeys, startCaxton, tempDir, writeScript, type Caxton } from './helpers/caxton.js';
-import { startLlmStub, type LlmStub } from './helpers/llm-stub.js';
+import { startLlmStub, streamThenError, type LlmStub } from './helpers/llm-stub.js';
 import { messagesOf } from './helpers/wire.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { makeTempDir } from '../helpers/tmp.js';
@@ -393,6 +393,28 @@ describe('stored responses and previous_response_id', () => {
     // The chain goes on through the second response.
     await sc.responses.create({ model: 'chatty', previous_response_id: second.id, input: 'and again?' });
     expect(messagesOf(stub.hits[2]!).filter((m: { role: string }) => m.role === 'user')).toHaveLength(3);
+  });
+
+  it('a model failing mid-stream ends the stream with response.failed, and nothing is stored', async () => {
+    stub.setScript([streamThenError(['partial ', 'text '], 'the model broke')]);
+    try {
+      const stream = await sc.responses.create({ model: 'chatty', input: 'fail please', stream: true });
+      const events: OpenAI.Responses.ResponseStreamEvent[] = [];
+      for await (const e of stream) events.push(e);
+      const types = events.map((e) => e.type);
+      expect(types.slice(0, 4)).toEqual(['response.created', 'response.in_progress', 'response.output_item.added', 'response.content_part.added']);
+      expect(types).toContain('response.output_text.delta');
+      expect(types).not.toContain('response.completed');
+      const failed = events.at(-1) as OpenAI.Responses.ResponseFailedEvent;
+      expect(failed.type).toBe('response.failed');
+      expect(failed.response.status).toBe('failed');
+      expect(failed.response.error).toMatchObject({ code: 'llm_error' });
+      expect(failed.response.error!.message).toContain('the model broke');
+      const e = await sc.responses.retrieve(failed.response.id).catch((x: unknown) => x);
+      expect(e).toBeInstanceOf(OpenAI.NotFoundError);
+    } finally {
+      stub.setScript([{ content: 'ok' }]);
+    }
   });
 
   it('retrieve and delete a stored response; afterwards it is a 404', async () => {
