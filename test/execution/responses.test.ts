@@ -253,6 +253,45 @@ describe('client function tools', () => {
     expect(second.output_text).toBe('Results: 42\nrain');
   });
 
+  it('under previous_response_id, outputs followed by a new user turn continue the suspended execution exactly', async () => {
+    const first = await client.responses.create({ model: 'calc', input: 'mixed tools please', tools: [weatherTool] });
+    const call = first.output.find((o) => o.type === 'function_call')!;
+    const second = await client.responses.create({
+      model: 'calc',
+      previous_response_id: first.id,
+      tools: [weatherTool],
+      input: [
+        { type: 'function_call_output', call_id: call.call_id, output: 'snow' },
+        { role: 'user', content: 'mixed tools, summed up?' },
+      ],
+    });
+    // A rebuilt conversation would lack the calculator's 42: it only ran inside the suspended execution.
+    expect(second.output_text).toBe('Results: 42\nsnow');
+    // Once continued, the execution is no longer suspended: the same outputs again are rebuilt from the stored conversation.
+    const again = await client.responses.create({
+      model: 'calc',
+      previous_response_id: first.id,
+      tools: [weatherTool],
+      input: [{ type: 'function_call_output', call_id: call.call_id, output: 'hail' }],
+    });
+    expect(again.output_text).toBe('Results: hail');
+  });
+
+  it('a system item cannot be added to a continued execution', async () => {
+    const first = await client.responses.create({ model: 'plain', input: 'what is the weather?', tools: [weatherTool] });
+    const call = first.output.find((o) => o.type === 'function_call')!;
+    const e = await rejection({
+      previous_response_id: first.id,
+      tools: [weatherTool],
+      input: [
+        { role: 'system', content: 'new rules' },
+        { type: 'function_call_output', call_id: call.call_id, output: 'x' },
+      ],
+    });
+    expect(e).toBeInstanceOf(OpenAI.BadRequestError);
+    expect(e.param).toBe('input[0].role');
+  });
+
   it('without a suspended execution the conversation is rebuilt from the items sent', async () => {
     const r = await client.responses.create({
       model: 'plain',

@@ -73,7 +73,7 @@ export async function responsesToInvoke(
   messages: TranscriptMessage[],
   sources: MessageSource[],
   body: ResponsesBody,
-  opts: { userTemplate: string; principal: string | null; store?: SuspendedExecutionStore | undefined },
+  opts: { userTemplate: string; principal: string | null; store?: SuspendedExecutionStore | undefined; resume?: SuspendedExecution | undefined },
 ): Promise<ResponsesInvoke> {
   try {
     // The flat Responses tools in chat completions' shape, so that they are bounded and checked alike.
@@ -85,6 +85,7 @@ export async function responsesToInvoke(
       toolNames: new Set(tools.map((t) => t.name)),
       principal: opts.principal ?? undefined,
       store: opts.store,
+      resume: opts.resume,
     });
     const sampling = {
       ...(typeof body.temperature === 'number' && { temperature: body.temperature }),

@@ -62,19 +62,25 @@ export async function responsesRoutes(
   async function prepare(req: FastifyRequest, body: ResponsesBody): Promise<{ transcript: TranscriptMessage[]; invoke: InvokeRequest; resumed?: SuspendedExecution }> {
     const itemSources: number[][] = [];
     const added = itemsToMessages(inputItems(body.input), itemSources);
+    const principal = principalOf(req);
     let history: TranscriptMessage[] = [];
     if (body.previous_response_id) {
-      const prev = store.get(body.previous_response_id, principalOf(req));
-      if (!prev) throw notFound(body.previous_response_id, 'previous_response_id');
-      history = prev.messages;
+      const stored = store.get(body.previous_response_id, principal);
+      if (!stored) throw notFound(body.previous_response_id, 'previous_response_id');
+      history = stored.messages;
     }
     const transcript = [...history, ...added];
-    // `instructions` go where a chat client's system messages go, and are not stored: a response
-    // continuing this one does not inherit them (as at OpenAI).
-    const instructions: TranscriptMessage[] = body.instructions ? [{ role: 'system', content: body.instructions }] : [];
-    const sources: MessageSource[] = [...instructions.map(() => 'instructions' as const), ...history.map(() => 'previous_response_id' as const), ...itemSources];
     const userTemplate = registry.get(body.model)?.definition.user_prompt_template ?? '';
-    const { invoke, resumed } = await responsesToInvoke([...instructions, ...transcript], sources, body, { userTemplate, principal: principalOf(req), store: suspended });
+    // The previous response ended in function calls and its execution is still suspended: the
+    // input (function outputs, maybe new user turns) continues that execution exactly, with the
+    // instructions it started with.
+    const waiting = body.previous_response_id && suspended ? await suspended.get(body.previous_response_id) : undefined;
+    const own = waiting && waiting.agent === body.model && (waiting.principal ?? null) === principal ? waiting : undefined;
+    // Otherwise `instructions` go where a chat client's system messages go, and are not stored: a
+    // response continuing this one does not inherit them (as at OpenAI).
+    const instructions: TranscriptMessage[] = !own && body.instructions ? [{ role: 'system', content: body.instructions }] : [];
+    const sources: MessageSource[] = own ? itemSources : [...instructions.map(() => 'instructions' as const), ...history.map(() => 'previous_response_id' as const), ...itemSources];
+    const { invoke, resumed } = await responsesToInvoke(own ? added : [...instructions, ...transcript], sources, body, { userTemplate, principal, store: suspended, resume: own });
     const tp = requestTraceparent(req);
     return { transcript, invoke: { ...invoke, ...(tp !== undefined && { traceparent: tp }), ...callerOf(req) }, ...(resumed && { resumed }) };
   }
