@@ -44,6 +44,7 @@ beforeAll(async () => {
   cx = await startCaxton({ config: { llm: { default_provider: 'demo', providers: { demo: { type: 'scripted', script } } } } });
   await cx.deploy({ name: 'plain', system_prompt: 'You are Plain.' });
   await cx.deploy({ name: 'calc', system_prompt: 'You are Calc.', tools: ['calculator'] });
+  await cx.deploy({ name: 'calc-worker', system_prompt: 'You are Calc.', tools: ['calculator'], execution: { isolation: 'worker' } });
   client = new OpenAI({ baseURL: `${cx.url}/v1`, apiKey: 'unused', maxRetries: 0, timeout: 10_000 });
 });
 
@@ -239,13 +240,13 @@ describe('client function tools', () => {
     expect(second.output_text).toBe('Weather: sunny, 21 °C');
   });
 
-  it("a client resending the whole conversation resumes the suspended execution (the agent's own hidden tool result included)", async () => {
-    const first = await client.responses.create({ model: 'calc', input: 'mixed tools please', tools: [weatherTool] });
+  it.each(['calc', 'calc-worker'])("a client resending the whole conversation resumes the suspended execution (the agent's own hidden tool result included; %s)", async (agent) => {
+    const first = await client.responses.create({ model: agent, input: 'mixed tools please', tools: [weatherTool] });
     const calls = first.output.filter((o) => o.type === 'function_call');
     expect(calls.map((c) => c.name)).toEqual(['get_weather']);
     const call = calls[0]!;
     const second = await client.responses.create({
-      model: 'calc',
+      model: agent,
       tools: [weatherTool],
       input: [{ role: 'user', content: 'mixed tools please' }, call, { type: 'function_call_output', call_id: call.call_id, output: 'rain' }],
     });
