@@ -12,7 +12,7 @@ import { contextOf, withSpan, type Logger, type Metrics } from '../observability
 import { envelope, sendError, toEnvelope } from './envelope.js';
 import { scrubSecrets } from '../shared/secrets.js';
 import { parseJsonBody } from './json-body.js';
-import type { Executor } from '../execution/index.js';
+import type { Executor, SuspendedExecutionStore } from '../execution/index.js';
 import type { MessageBus } from '../messaging/index.js';
 import { agentRoutes } from './routes/agents.js';
 import { installAuth, type ApiKeyStore, type AuthPluginOptions } from '../auth/index.js';
@@ -20,6 +20,8 @@ import { keyRoutes, type KeyRoutesOptions } from './routes/keys.js';
 import { invokeRoutes } from './routes/invoke.js';
 import { messageBodyDocSchema, messagingRoutes } from './routes/messaging.js';
 import { openAiRoutes } from './routes/openai-compat.js';
+import { responsesRoutes } from './routes/responses.js';
+import type { ResponseStore } from './response-store.js';
 import { systemRoutes, type Lifecycle } from './routes/system.js';
 
 export interface ApiDeps {
@@ -31,6 +33,10 @@ export interface ApiDeps {
   lifecycle: Lifecycle;
   /** Runs agents (invoke and the OpenAI-compatible endpoints); absent: those routes are not served. */
   executor?: Executor;
+  /** Executions stopped for client tool calls (OpenAI `tools`, ADR 0029); absent: follow-ups are rebuilt from their messages. */
+  suspended?: SuspendedExecutionStore;
+  /** Stored responses of POST /v1/responses; absent: a bounded in-memory store (MemoryResponseStore). */
+  responses?: ResponseStore;
   /** The message bus (messages, conversations, dead letters); absent: those routes are not served. */
   bus?: MessageBus;
   /**
@@ -159,7 +165,14 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
   await app.register(agentRoutes, { prefix: '/api/v1', service: deps.service });
   if (deps.executor) {
     await app.register(invokeRoutes, { prefix: '/api/v1', executor: deps.executor, bodyLimit });
-    await app.register(openAiRoutes, { executor: deps.executor, registry: deps.service.registry, bodyLimit });
+    await app.register(openAiRoutes, { executor: deps.executor, registry: deps.service.registry, bodyLimit, ...(deps.suspended && { suspended: deps.suspended }) });
+    await app.register(responsesRoutes, {
+      executor: deps.executor,
+      registry: deps.service.registry,
+      bodyLimit,
+      ...(deps.suspended && { suspended: deps.suspended }),
+      ...(deps.responses && { store: deps.responses }),
+    });
   }
   const keys: ApiKeyStore | undefined = deps.auth?.authenticators.keys;
   if (keys) await app.register(keyRoutes, { prefix: '/api/v1', keys, ...(deps.auth?.usage && { usage: deps.auth.usage }) });

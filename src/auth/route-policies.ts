@@ -43,6 +43,11 @@ export const ROUTE_POLICIES: Readonly<Record<string, Access>> = {
   'GET /v1/models': P('agents:read'),
   'GET /v1/models/:model': P('agents:read', 'model'),
   'POST /v1/chat/completions': P('agents:invoke'),
+  // The agent scope is checked by the handlers (the body's model; a stored response's agent), as
+  // for chat completions; a stored response is only found by the principal that created it.
+  'POST /v1/responses': P('agents:invoke'),
+  'GET /v1/responses/:id': P('agents:invoke'),
+  'DELETE /v1/responses/:id': P('agents:invoke'),
   'POST /mcp': P('agents:invoke'),
   'GET /mcp': P('agents:invoke'),
   'DELETE /mcp': P('agents:invoke'),

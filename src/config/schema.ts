@@ -217,6 +217,14 @@ export const serverConfigSchema = z.strictObject({
       pool_size: z.number().int().min(1).max(256).optional(),
       max_memory_mb: z.number().int().min(16).default(512),
       default_timeout: duration(120_000),
+      /**
+       * How long an execution stopped for client tool calls (OpenAI `tools`) waits for the
+       * client's results before it is forgotten (ADR 0029); a later follow-up is rebuilt from
+       * the messages it carries.
+       */
+      suspended_ttl: duration(3_600_000, { min: 1_000, max: 7 * 24 * 3_600_000 }),
+      /** How long a stored response of POST /v1/responses (`store`, default true) can be continued or read. */
+      responses_ttl: duration(24 * 3_600_000, { min: 1_000, max: 30 * 24 * 3_600_000 }),
     })
     .prefault({}),
   messaging: z

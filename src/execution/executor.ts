@@ -196,10 +196,36 @@ export class Executor {
     if (req.principal !== undefined && typeof req.principal !== 'string') {
       throw new CaxtonError('invalid_request', '"principal" must be a string', { field: 'principal' });
     }
+    if (req.client_tools !== undefined || req.tool_choice !== undefined) this.#checkClientTools(def, req);
     if (!def.llm.provider && !this.#setup.defaults.provider) {
       throw new CaxtonError('invalid_config', `agent "${def.name}" names no LLM provider and the server has no default: set [llm] default_provider in caxton.toml or llm.provider in the agent`);
     }
     return def;
+  }
+
+  /**
+   * The caller's tools (OpenAI `tools`) must not shadow the agent's own — the model would see two
+   * tools of one name, and Caxton could not tell whose a call is — and a named `tool_choice`
+   * must name a tool the model is offered.
+   */
+  #checkClientTools(def: AgentDefinition, req: InvokeRequest): void {
+    const allowed = def.tools as string[];
+    const own = new Set([...this.#deps.tools.specsFor(allowed), ...this.hostTools.specsFor(allowed)].map((s) => s.name));
+    const client = req.client_tools ?? [];
+    client.forEach((t, i) => {
+      if (own.has(t.name)) {
+        throw new CaxtonError('invalid_request', `tools[${i}].function.name: "${t.name}" is the name of one of agent "${def.name}"'s own tools; give the client tool another name`, {
+          param: `tools[${i}].function.name`,
+        });
+      }
+    });
+    const choice = req.tool_choice;
+    if (choice === 'required' && own.size === 0 && client.length === 0) {
+      throw new CaxtonError('invalid_request', `tool_choice: "required" needs a tool, and neither the request (tools) nor agent "${def.name}" has one`, { param: 'tool_choice' });
+    }
+    if (typeof choice === 'object' && !own.has(choice.name) && !client.some((t) => t.name === choice.name)) {
+      throw new CaxtonError('invalid_request', `tool_choice.function.name: "${choice.name}" is neither in tools nor one of agent "${def.name}"'s own tools`, { param: 'tool_choice.function.name' });
+    }
   }
 
   /**
@@ -312,7 +338,8 @@ export class Executor {
     // The host tools the agent may call, fixed for this execution.
     const hostSpecs = this.hostTools.specsFor(def.tools as string[]);
     // Memory (src/memory): what the agent remembers about this request, for {{memory_context}}.
-    const memoryContext = def.memory.enabled && this.memory ? await this.memory.recall(def, req) : '';
+    // (Not for a resumed execution: its transcript already holds the prompts it started with.)
+    const memoryContext = def.memory.enabled && this.memory && req.transcript === undefined ? await this.memory.recall(def, req) : '';
     const job: ExecutionJob = {
       execution_id: `exec_${randomUUID()}`,
       definition: def,

@@ -49,19 +49,20 @@ export async function runAgent(job: ExecutionJob, deps: ExecutionDeps, opts: { s
   const emit = opts.emit ?? (() => {});
   const attempts = deps.providers.resolve(def.llm, deps.llmDefaults, def.name);
   const allowed = def.tools as string[];
-  const toolSpecs = deps.tools.specsFor(allowed);
+  const req = job.request;
+  // The caller's own tools join the agent's: offered to the model, never run here (see below).
+  const clientTools = req.client_tools ?? [];
+  const clientNames = new Set(clientTools.map((t) => t.name));
+  const toolSpecs = [...deps.tools.specsFor(allowed), ...clientTools];
 
   // {{memory_context}}: what the executor found in memory for this request (src/memory).
   const memory = job.memory_context ?? '';
-  const messages: ChatMessage[] = [{ role: 'system', content: renderSystemPrompt(def, memory) }];
-  // The caller's system messages come after the agent's own and are marked as the caller's: the
-  // agent's definition stays the frame, the client's instructions refine it (docs/openai.md).
-  const instructions = job.request.instructions ?? [];
-  if (instructions.length > 0) messages.push({ role: 'system', content: `${CLIENT_INSTRUCTIONS_HEADER}\n\n${instructions.join('\n\n')}` });
-  for (const h of job.request.history ?? []) messages.push({ role: h.role, content: h.content });
-  messages.push({ role: 'user', content: renderTemplate(def.user_prompt_template, def, job.request, memory) });
+  // A resumed execution continues from the exact messages its model saw when it stopped for
+  // client tool calls (the hidden server-side calls included); otherwise the prompts are rendered.
+  const messages: ChatMessage[] = req.transcript ? req.transcript.map((m) => ({ ...m })) : initialMessages(job, memory);
+  for (const m of req.continuation ?? []) messages.push({ ...m });
 
-  const s = job.request.sampling ?? {};
+  const s = req.sampling ?? {};
   const temperature = s.temperature ?? def.llm.temperature;
   const topP = s.top_p ?? def.llm.top_p;
   const stop = s.stop ?? def.llm.stop;
@@ -69,6 +70,7 @@ export async function runAgent(job: ExecutionJob, deps: ExecutionDeps, opts: { s
   const maxTokens = s.max_tokens !== undefined && def.llm.max_tokens !== undefined ? Math.min(s.max_tokens, def.llm.max_tokens) : (s.max_tokens ?? def.llm.max_tokens);
   const base: Omit<ChatRequest, 'model' | 'messages'> = {
     ...(toolSpecs.length > 0 && { tools: toolSpecs }),
+    ...(toolSpecs.length > 0 && req.parallel_tool_calls !== undefined && { parallel_tool_calls: req.parallel_tool_calls }),
     ...(temperature !== undefined && { temperature }),
     ...(maxTokens !== undefined && { max_tokens: maxTokens }),
     ...(topP !== undefined && { top_p: topP }),
@@ -83,6 +85,7 @@ export async function runAgent(job: ExecutionJob, deps: ExecutionDeps, opts: { s
   let usage: Usage = { input_tokens: 0, output_tokens: 0, total_tokens: 0 };
   let last: ChatResponse | undefined;
   let turns = 0;
+  let pending: ToolCall[] = [];
   for (; turns < def.limits.max_turns;) {
     if (opts.signal.aborted) throw opts.signal.reason instanceof CaxtonError ? opts.signal.reason : new CaxtonError('cancelled', 'the execution was cancelled');
     turns++;
@@ -92,7 +95,15 @@ export async function runAgent(job: ExecutionJob, deps: ExecutionDeps, opts: { s
     try {
       // The model provider sees the call's trace context (its span when recording, else the request's).
       const tp = (llmSpan.isRecording() ? traceparentOf(llmSpan) : undefined) ?? job.request.traceparent;
-      last = await chatWithFallbacks(deps.providers, attempts, { ...base, messages, ...(tp !== undefined && { traceparent: tp }) }, job.stream ? (text) => emit({ type: 'token', text }) : undefined);
+      // tool_choice holds for the request's first model call only: 'required' on every turn would
+      // never let a server-side tool loop end (docs/openai.md).
+      const choice = turns === 1 && toolSpecs.length > 0 ? req.tool_choice : undefined;
+      last = await chatWithFallbacks(
+        deps.providers,
+        attempts,
+        { ...base, messages, ...(choice !== undefined && { tool_choice: choice }), ...(tp !== undefined && { traceparent: tp }) },
+        job.stream ? (text) => emit({ type: 'token', text }) : undefined,
+      );
     } catch (e) {
       endWithError(llmSpan, e);
       throw e;
@@ -105,9 +116,13 @@ export async function runAgent(job: ExecutionJob, deps: ExecutionDeps, opts: { s
     });
     llmSpan.end();
     usage = addUsage(usage, last.usage);
-    messages.push({ role: 'assistant', content: last.content, ...(last.tool_calls.length > 0 && { tool_calls: last.tool_calls }) });
-    if (last.tool_calls.length === 0) break;
-    for (const call of last.tool_calls as ToolCall[]) {
+    // Client tool calls get Caxton's own ids: providers' ids need not be unique across executions
+    // (scripted ones are call_0_0...), and a follow-up finds its suspended execution by them.
+    const calls = last.tool_calls.map((c) => (clientNames.has(c.name) ? { ...c, id: `call_${randomUUID().replaceAll('-', '')}` } : c));
+    messages.push({ role: 'assistant', content: last.content, ...(calls.length > 0 && { tool_calls: calls }) });
+    if (calls.length === 0) break;
+    pending = calls.filter((c) => clientNames.has(c.name));
+    for (const call of calls.filter((c) => !clientNames.has(c.name))) {
       emit({ type: 'tool_call', call, turn: turns });
       const t0 = performance.now();
       const toolSpan = startSpan(tracer, `tool.call ${call.name}`, job.request.traceparent, { 'caxton.agent': def.name, 'caxton.tool': call.name });
@@ -129,22 +144,40 @@ export async function runAgent(job: ExecutionJob, deps: ExecutionDeps, opts: { s
       emit({ type: 'tool_result', id: call.id, name: call.name, content: result.content, is_error, duration_ms });
       messages.push({ role: 'tool', tool_call_id: call.id, name: call.name, content: result.content, ...(is_error && { is_error: true }) });
     }
+    // The turn's server-side calls have run; the client's are the caller's to answer: the
+    // execution stops here, its transcript handed back so that a follow-up can resume it.
+    if (pending.length > 0) break;
   }
   const finished = last!;
   const hitLimit = finished.tool_calls.length > 0;
+  const suspended = pending.length > 0;
   return {
     id: `resp_${randomUUID()}`,
     execution_id: job.execution_id,
     agent: def.name,
-    ...(job.request.conversation_id !== undefined && { conversation_id: job.request.conversation_id }),
+    ...(req.conversation_id !== undefined && { conversation_id: req.conversation_id }),
     content: finished.content,
     tool_calls: records,
     usage,
     execution_time_ms: Math.round((performance.now() - started) * 1000) / 1000,
-    finish_reason: hitLimit ? 'max_turns' : finished.finish_reason === 'tool_calls' ? 'stop' : finished.finish_reason,
+    finish_reason: suspended ? 'tool_calls' : hitLimit ? 'max_turns' : finished.finish_reason === 'tool_calls' ? 'stop' : finished.finish_reason,
     provider: finished.provider,
     model: finished.model,
     turns,
     isolation: job.isolation,
+    ...(suspended && { pending_tool_calls: pending, transcript: messages }),
   };
+}
+
+/** A new execution's first messages: the agent's system prompt, the caller's instructions, the history, the rendered request. */
+function initialMessages(job: ExecutionJob, memory: string): ChatMessage[] {
+  const def = job.definition;
+  const messages: ChatMessage[] = [{ role: 'system', content: renderSystemPrompt(def, memory) }];
+  // The caller's system messages come after the agent's own and are marked as the caller's: the
+  // agent's definition stays the frame, the client's instructions refine it (docs/openai.md).
+  const instructions = job.request.instructions ?? [];
+  if (instructions.length > 0) messages.push({ role: 'system', content: `${CLIENT_INSTRUCTIONS_HEADER}\n\n${instructions.join('\n\n')}` });
+  for (const h of job.request.history ?? []) messages.push({ ...h });
+  messages.push({ role: 'user', content: renderTemplate(def.user_prompt_template, def, job.request, memory) });
+  return messages;
 }

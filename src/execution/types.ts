@@ -1,5 +1,8 @@
 import type { AgentDefinition } from '../agents/definition.js';
-import type { ResponseFormat, ToolCall, ToolSpec, Usage } from '../llm/types.js';
+import type { ChatMessage, ResponseFormat, ToolCall, ToolChoice, ToolSpec, Usage } from '../llm/types.js';
+
+/** An earlier turn of the caller's conversation: text turns, and (OpenAI-compatible endpoint) the assistant's tool calls and their results. */
+export type HistoryMessage = Exclude<ChatMessage, { role: 'system' }>;
 
 /** POST /api/v1/agents/{name}/invoke body. */
 export interface InvokeRequest {
@@ -10,7 +13,30 @@ export interface InvokeRequest {
   /** When given, the agent must provide this capability. */
   capability?: string;
   /** Earlier turns (OpenAI-compatible endpoint): rendered before the request. */
-  history?: { role: 'user' | 'assistant'; content: string }[];
+  history?: HistoryMessage[];
+  /**
+   * Turns after the request's user message (OpenAI-compatible endpoint, a tool loop's follow-up):
+   * the assistant's client tool calls and the client's tool results, appended after the rendered
+   * request — or after `transcript` when resuming. The model is called next.
+   */
+  continuation?: HistoryMessage[];
+  /**
+   * Resumes a suspended execution (a tool loop's follow-up whose stored execution was found):
+   * the exact messages the model saw when the execution stopped for client tool calls — system
+   * prompts, rendered request, server-side tool calls and results the client never saw. Used
+   * instead of rendering prompts and history; `continuation` (the client's tool results) follows.
+   */
+  transcript?: ChatMessage[];
+  /**
+   * Tools the caller defines (OpenAI `tools`): offered to the model with the agent's own, never
+   * run by Caxton. A turn calling one ends the execution with finish_reason 'tool_calls' and the
+   * calls in `AgentResponse.pending_tool_calls`. Names never collide with the agent's tools (Executor.check).
+   */
+  client_tools?: ToolSpec[];
+  /** OpenAI `tool_choice`: applies to the first model call of this request only (later turns are 'auto'), so a server-side tool loop can end. */
+  tool_choice?: ToolChoice;
+  /** OpenAI `parallel_tool_calls`, passed to OpenAI-type providers. */
+  parallel_tool_calls?: boolean;
   /**
    * The caller's own system/developer messages (OpenAI-compatible endpoint): sent as one system
    * message after the agent's system prompt, so they steer without replacing the agent's role.
@@ -34,7 +60,8 @@ export interface ToolCallRecord extends ToolCall {
   duration_ms: number;
 }
 
-export type ExecutionFinish = 'stop' | 'length' | 'content_filter' | 'max_turns';
+/** 'tool_calls': the model called client-defined tools; they are in `AgentResponse.pending_tool_calls`. */
+export type ExecutionFinish = 'stop' | 'length' | 'content_filter' | 'max_turns' | 'tool_calls';
 
 export interface AgentResponse {
   id: string;
@@ -50,6 +77,18 @@ export interface AgentResponse {
   model: string;
   turns: number;
   isolation: 'context' | 'worker' | 'process';
+  /**
+   * finish_reason 'tool_calls': the client-defined tool calls the caller must answer (ids are
+   * Caxton's, unique: `call_` + 32 hex digits). The server-side calls of the same turn have run
+   * (they are in `tool_calls`).
+   */
+  pending_tool_calls?: ToolCall[];
+  /**
+   * finish_reason 'tool_calls': every message the model saw, up to and including the results of
+   * the turn's server-side calls — what a follow-up resumes from (InvokeRequest.transcript). The
+   * OpenAI routes store it (src/execution/suspended.ts) and never return it to the client.
+   */
+  transcript?: ChatMessage[];
 }
 
 /** Streamed while an execution runs (SSE, OpenAI chunks). */

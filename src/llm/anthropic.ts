@@ -4,7 +4,8 @@
  *
  * Wire mapping:
  * - System messages → the top-level `system` string (several are joined by a blank line).
- * - ToolSpec → `{name, description, input_schema}`.
+ * - ToolSpec → `{name, description, input_schema}`; `tool_choice` → `{type: auto|none|any|tool}`
+ *   (see toolChoice).
  * - Assistant tool calls → `tool_use` content blocks after the text; tool results → `tool_result`
  *   blocks (with `is_error: true` when set) in a user message. Consecutive user-side messages
  *   (tool results, user text) are merged into one user message, as the API expects.
@@ -139,12 +140,29 @@ export function buildBody(req: ChatRequest, model: string, stream: boolean): Rec
   const fullSystem = [system, format].filter((x) => x !== undefined).join('\n\n');
   if (fullSystem !== '') body.system = fullSystem;
   body.messages = messages;
-  if (req.tools && req.tools.length > 0) body.tools = req.tools.map((t) => ({ name: t.name, description: t.description, input_schema: t.input_schema }));
+  if (req.tools && req.tools.length > 0) {
+    body.tools = req.tools.map((t) => ({ name: t.name, description: t.description, input_schema: t.input_schema }));
+    const choice = toolChoice(req);
+    if (choice !== undefined) body.tool_choice = choice;
+  }
   if (req.temperature !== undefined) body.temperature = req.temperature;
   if (req.top_p !== undefined) body.top_p = req.top_p;
   if (req.stop && req.stop.length > 0) body.stop_sequences = req.stop;
   if (stream) body.stream = true;
   return body;
+}
+
+/**
+ * `tool_choice` in the Messages API's terms: auto, none, any (OpenAI's "required"), or tool with
+ * a name; `parallel_tool_calls: false` becomes `disable_parallel_tool_use` (not allowed with none).
+ */
+function toolChoice(req: ChatRequest): Record<string, unknown> | undefined {
+  const c = req.tool_choice;
+  const serial = req.parallel_tool_calls === false;
+  if (c === undefined) return serial ? { type: 'auto', disable_parallel_tool_use: true } : undefined;
+  if (c === 'none') return { type: 'none' };
+  const base = c === 'auto' ? { type: 'auto' } : c === 'required' ? { type: 'any' } : { type: 'tool', name: c.name };
+  return serial ? { ...base, disable_parallel_tool_use: true } : base;
 }
 
 /** The system-prompt paragraph that stands in for `response_format`. */

@@ -3,7 +3,9 @@
  * Ollama, llama.cpp, vLLM, LM Studio and other servers speaking the same API. Plain fetch, no SDK.
  *
  * Wire mapping:
- * - ToolSpec → `tools: [{type: 'function', function: {name, description, parameters}}]`.
+ * - ToolSpec → `tools: [{type: 'function', function: {name, description, parameters, strict?}}]`;
+ *   `tool_choice` ('auto' | 'none' | 'required' | `{type: 'function', function: {name}}`) and
+ *   `parallel_tool_calls` are sent only with tools (the API refuses them alone).
  * - Assistant tool calls → `tool_calls: [{id, type: 'function', function: {name, arguments: JSON}}]`
  *   (content null when empty); tool results → `{role: 'tool', tool_call_id, content}`, the content
  *   prefixed with "Error: " when `is_error` (the API has no error flag).
@@ -124,7 +126,9 @@ function usesMaxCompletionTokens(baseUrl: string): boolean {
 export function buildBody(req: ChatRequest, model: string, stream: boolean, maxCompletionTokens = false): Record<string, unknown> {
   const body: Record<string, unknown> = { model, messages: req.messages.map(toWireMessage) };
   if (req.tools && req.tools.length > 0) {
-    body.tools = req.tools.map((t) => ({ type: 'function', function: { name: t.name, description: t.description, parameters: t.input_schema } }));
+    body.tools = req.tools.map((t) => ({ type: 'function', function: { name: t.name, description: t.description, parameters: t.input_schema, ...(t.strict !== undefined && { strict: t.strict }) } }));
+    if (req.tool_choice !== undefined) body.tool_choice = typeof req.tool_choice === 'string' ? req.tool_choice : { type: 'function', function: { name: req.tool_choice.name } };
+    if (req.parallel_tool_calls !== undefined) body.parallel_tool_calls = req.parallel_tool_calls;
   }
   if (req.temperature !== undefined) body.temperature = req.temperature;
   if (req.top_p !== undefined) body.top_p = req.top_p;

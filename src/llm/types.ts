@@ -16,7 +16,16 @@ export interface ToolSpec {
   name: string;
   description: string;
   input_schema: JsonSchema;
+  /** OpenAI's strict function calling (a client-defined tool may ask for it); other providers ignore it. */
+  strict?: boolean;
 }
+
+/**
+ * Which tools the model may or must call: `auto` (its choice), `none` (no tool), `required` (at
+ * least one), or the named tool. OpenAI-type providers get it as `tool_choice`, Anthropic as
+ * `{type: auto|none|any|tool}`; the scripted provider ignores it.
+ */
+export type ToolChoice = 'auto' | 'none' | 'required' | { name: string };
 
 export interface ToolCall {
   /** Provider-assigned id that the tool result must echo. */
@@ -44,6 +53,10 @@ export interface ChatRequest {
   model: string;
   messages: ChatMessage[];
   tools?: ToolSpec[];
+  /** Absent: the provider's default (auto when tools are given). */
+  tool_choice?: ToolChoice;
+  /** Whether the model may call several tools in one turn (OpenAI-type providers only). */
+  parallel_tool_calls?: boolean;
   temperature?: number;
   max_tokens?: number;
   top_p?: number;

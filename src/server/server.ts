@@ -6,8 +6,8 @@ import type { Server as TlsServer } from 'node:tls';
 import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import type { FastifyInstance } from 'fastify';
 import { AGENT_MIGRATIONS, AgentDirectoryWatcher, AgentRegistry, AgentService, AgentStore, DEPLOY_CHECK_CODES } from '../agents/index.js';
-import { Executor, llmSetup, modelCheck, providerCheck, toolCheck } from '../execution/index.js';
-import { createApi, type ApiDeps, type Lifecycle } from '../api/index.js';
+import { Executor, llmSetup, modelCheck, providerCheck, SqliteSuspendedStore, toolCheck } from '../execution/index.js';
+import { createApi, SqliteResponseStore, type ApiDeps, type Lifecycle } from '../api/index.js';
 import { executorHandler, MESSAGING_MIGRATIONS, MessageBus, sendMessageTool } from '../messaging/index.js';
 import type { ServerConfig } from '../config/index.js';
 import { createLogger, exportFailureReporter, Metrics, setupTracing, startMemoryReducer, type Logger } from '../observability/index.js';
@@ -375,6 +375,10 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
   // --- end audit trail ---
   const observabilityPlugin = (a: FastifyInstance) =>
     observabilityRoutes(a, { ...(events && { events: events.store }), ...(logBuffer && { logs: logBuffer }), sampler, service, config, lifecycle, bus, tools, catalogue, ...(memory && { memory }) });
+  // Executions stopped for client tool calls (OpenAI `tools`), until the client's results resume them (ADR 0029).
+  const suspended = new SqliteSuspendedStore(db, { ttlMs: config.execution.suspended_ttl, onError: (e) => logger.error({ err: e }, 'suspended executions could not be pruned') });
+  // Stored responses of POST /v1/responses (`store`), what previous_response_id continues.
+  const responses = new SqliteResponseStore(db, { ttlMs: config.execution.responses_ttl, onError: (e) => logger.error({ err: e }, 'stored responses could not be pruned') });
   const recovered = bus.start();
   if (recovered.redelivering > 0) logger.info(recovered, 'redelivering messages accepted before the last stop');
   const app = await createApi({
@@ -385,6 +389,8 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
     tracer: tracing.tracer,
     lifecycle,
     executor,
+    suspended,
+    responses,
     bus,
     auth,
     plugins: [...mcpRoutes, toolPlugin, observabilityPlugin, ...memoryPlugins, ...auditPlugins, ...(opts.plugins ?? [])],
@@ -435,6 +441,8 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
     toolAudit.close();
     await audit?.close();
     await executor.close();
+    suspended.close();
+    responses.close();
     await watcher.close();
     await service.close();
     await memory?.close();
@@ -482,6 +490,8 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
       toolAudit.close();
       await audit?.close(); // after app.close(): the last responses' rows are in
       await executor.close();
+      suspended.close();
+      responses.close();
       await memory?.close();
       sampler.stop();
       events?.close();

@@ -21,6 +21,8 @@ export const ERROR_CODES = {
   not_found: 404,
   agent_not_found: 404,
   conversation_not_found: 404,
+  /** POST /v1/responses' previous_response_id, GET/DELETE /v1/responses/{id}: unknown, expired, or another principal's. */
+  response_not_found: 404,
   route_not_found: 404,
   conflict: 409,
   agent_exists: 409,

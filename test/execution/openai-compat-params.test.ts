@@ -53,8 +53,6 @@ describe('unsupported parameters are refused by name', () => {
     { name: 'n > 1', params: { n: 2 }, param: 'n', code: 'unsupported_value' },
     { name: 'logprobs', params: { logprobs: true }, param: 'logprobs', code: 'unsupported_parameter' },
     { name: 'top_logprobs', params: { top_logprobs: 2 }, param: 'top_logprobs', code: 'unsupported_parameter' },
-    { name: 'tools', params: { tools: [tool] }, param: 'tools', code: 'unsupported_parameter' },
-    { name: 'tool_choice required', params: { tool_choice: 'required' }, param: 'tool_choice', code: 'unsupported_value' },
     { name: 'functions', params: { functions: [tool.function] }, param: 'functions', code: 'unsupported_parameter' },
     { name: 'function_call', params: { function_call: 'auto' }, param: 'function_call', code: 'unsupported_parameter' },
     { name: 'audio', params: { audio: { voice: 'alloy', format: 'mp3' } }, param: 'audio', code: 'unsupported_parameter' },
@@ -64,7 +62,7 @@ describe('unsupported parameters are refused by name', () => {
     { name: 'reasoning_effort', params: { reasoning_effort: 'high' }, param: 'reasoning_effort', code: 'unsupported_parameter' },
     { name: 'an unknown parameter', params: { frobnicate: true }, param: 'frobnicate', code: 'unsupported_parameter' },
     {
-      name: 'a tool-role message',
+      name: 'a tool call of a tool the request does not define',
       params: {
         messages: [
           { role: 'user', content: 'hi' },
@@ -72,19 +70,19 @@ describe('unsupported parameters are refused by name', () => {
           { role: 'tool', tool_call_id: 'c1', content: 'x' },
         ],
       },
-      param: 'messages[1].tool_calls',
-      code: 'unsupported_parameter',
+      param: 'messages[1].tool_calls[0].function.name',
+      code: 'invalid_request',
     },
     {
-      name: 'a lone tool-role message',
+      name: 'a tool message answering no call',
       params: {
         messages: [
           { role: 'user', content: 'hi' },
           { role: 'tool', tool_call_id: 'c1', content: 'x' },
         ],
       },
-      param: 'messages[1].role',
-      code: 'unsupported_parameter',
+      param: 'messages[1].tool_call_id',
+      code: 'invalid_request',
     },
     {
       name: 'an image part',

@@ -29,7 +29,7 @@ export const agentResponseSchema = z.object({
   tool_calls: z.array(z.object({ id: z.string(), name: z.string(), arguments: z.record(z.string(), z.unknown()), result: z.string(), is_error: z.boolean(), duration_ms: z.number() })),
   usage: usageSchema,
   execution_time_ms: z.number(),
-  finish_reason: z.enum(['stop', 'length', 'content_filter', 'max_turns']),
+  finish_reason: z.enum(['stop', 'length', 'content_filter', 'max_turns', 'tool_calls']),
   provider: z.string(),
   model: z.string(),
   turns: z.number().int(),

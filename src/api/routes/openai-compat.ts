@@ -6,11 +6,12 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { AgentRegistry } from '../../agents/index.js';
-import type { AgentResponse, Executor } from '../../execution/index.js';
+import type { AgentResponse, Executor, SuspendedExecutionStore } from '../../execution/index.js';
 import { CaxtonError } from '../../shared/errors.js';
 import { toEnvelope } from '../envelope.js';
 import { rewriteErrorPayload, toOpenAiError } from './openai-errors.js';
-import { assertSupported, chatCompletionBody, toInvoke } from './openai-params.js';
+import { chatMessagesToInvoke } from './openai-messages.js';
+import { assertSupported, bodyToInvoke, chatCompletionBody } from './openai-params.js';
 import { replyCheckFor } from './structured-output.js';
 import { errorEnvelopeSchema } from '../schemas.js';
 import { disconnectSignal, wantsEventStream } from '../sse.js';
@@ -21,18 +22,27 @@ import { disconnectSignal, wantsEventStream } from '../sse.js';
  * messages follow the agent's system prompt (or fill {{context}} when the agent's template asks),
  * earlier turns become history, the last user message the request. Parameters Caxton cannot honour
  * are refused by name (openai-params.ts); errors take OpenAI's shape (openai-errors.ts).
+ *
+ * Client-defined `tools` join the agent's own: when the model calls one, the execution runs that
+ * turn's server-side calls and stops (finish_reason tool_calls); it is stored as suspended
+ * (src/execution/suspended.ts) until the client's tool results resume it (openai-messages.ts).
  */
 
-function finishReason(r: AgentResponse): 'stop' | 'length' | 'content_filter' {
+function finishReason(r: AgentResponse): 'stop' | 'length' | 'content_filter' | 'tool_calls' {
   return r.finish_reason === 'max_turns' ? 'length' : r.finish_reason;
+}
+
+/** The client tool calls of a response, as OpenAI's `message.tool_calls` (arguments as JSON text). */
+function wireToolCalls(r: AgentResponse) {
+  return (r.pending_tool_calls ?? []).map((c) => ({ id: c.id, type: 'function' as const, function: { name: c.name, arguments: JSON.stringify(c.arguments) } }));
 }
 
 function usage(r: AgentResponse) {
   return { prompt_tokens: r.usage.input_tokens, completion_tokens: r.usage.output_tokens, total_tokens: r.usage.total_tokens };
 }
 
-export async function openAiRoutes(app: FastifyInstance, opts: { executor: Executor; registry: AgentRegistry; bodyLimit: number }): Promise<void> {
-  const { executor, registry } = opts;
+export async function openAiRoutes(app: FastifyInstance, opts: { executor: Executor; registry: AgentRegistry; bodyLimit: number; suspended?: SuspendedExecutionStore }): Promise<void> {
+  const { executor, registry, suspended } = opts;
   const r = app.withTypeProvider<ZodTypeProvider>();
   // Every error of these routes — the handlers', validation's, and the auth hooks' 401/403/429 —
   // leaves in OpenAI's shape; the root error handler still logs and counts it.
@@ -78,19 +88,46 @@ export async function openAiRoutes(app: FastifyInstance, opts: { executor: Execu
       const check = replyCheckFor(body.response_format);
       const template = registry.get(body.model)?.definition.user_prompt_template ?? '';
       const tp = requestTraceparent(req);
-      const invoke = { ...toInvoke(body, template), ...(tp !== undefined && { traceparent: tp }), ...callerOf(req) };
+      const params = bodyToInvoke(body);
+      const { principal } = callerOf(req);
+      const { invoke: fromMessages, resumed } = await chatMessagesToInvoke(body.messages, {
+        agent: body.model,
+        userTemplate: template,
+        toolNames: new Set((params.client_tools ?? []).map((t) => t.name)),
+        principal,
+        store: suspended,
+      });
+      const invoke = { ...fromMessages, ...params, ...(tp !== undefined && { traceparent: tp }), ...callerOf(req) };
       const limit = limitOf(req);
       const id = `chatcmpl-${randomUUID()}`;
       const created = Math.floor(Date.now() / 1000);
+      // After a successful execution: a suspension is stored for the follow-up, a resumed one is done.
+      const settle = async (res: AgentResponse): Promise<void> => {
+        if (!suspended) return;
+        if (res.finish_reason === 'tool_calls' && res.pending_tool_calls && res.transcript) {
+          await suspended.save({
+            id: `susp_${randomUUID()}`,
+            agent: res.agent,
+            ...(principal !== undefined && { principal }),
+            transcript: res.transcript,
+            pending_call_ids: res.pending_tool_calls.map((c) => c.id),
+            expires_at: Date.now() + suspended.ttlMs,
+          });
+        }
+        if (resumed) await suspended.delete(resumed.id);
+      };
       if (!body.stream && !wantsEventStream(req)) {
         const res = await executor.invoke(body.model, invoke, { signal: disconnectSignal(req, reply), ...(limit && { limit }) });
-        const content = check ? check(res.agent, res.content) : res.content;
+        await settle(res);
+        const calls = wireToolCalls(res);
+        // A reply that calls tools is not the final answer: the format is checked on the final one.
+        const content = calls.length > 0 ? res.content || null : check ? check(res.agent, res.content) : res.content;
         return {
           id,
           object: 'chat.completion',
           created,
           model: res.agent,
-          choices: [{ index: 0, message: { role: 'assistant', content, refusal: null }, finish_reason: finishReason(res), logprobs: null }],
+          choices: [{ index: 0, message: { role: 'assistant', content, refusal: null, ...(calls.length > 0 && { tool_calls: calls }) }, finish_reason: finishReason(res), logprobs: null }],
           usage: usage(res),
         };
       }
@@ -110,7 +147,10 @@ export async function openAiRoutes(app: FastifyInstance, opts: { executor: Execu
         });
         // Streamed structured output is checked once the whole reply is in: an invalid one ends
         // the stream with an error event instead of a finish_reason.
-        check?.(res.agent, res.content);
+        await settle(res);
+        const calls = wireToolCalls(res);
+        if (calls.length > 0) chunk({ tool_calls: calls.map((c, index) => ({ index, ...c })) }, null);
+        else check?.(res.agent, res.content);
         chunk({}, finishReason(res));
         if (body.stream_options?.include_usage) sse.send(undefined, { id, object: 'chat.completion.chunk', created, model: body.model, choices: [], usage: usage(res) });
       } catch (e) {

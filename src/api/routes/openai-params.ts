@@ -1,6 +1,9 @@
 import { z } from 'zod';
 import type { InvokeRequest } from '../../execution/index.js';
+import type { ToolChoice, ToolSpec } from '../../llm/index.js';
+import { MAX_INPUT_DEPTH, valueDepth } from '../../shared/depth.js';
 import { CaxtonError } from '../../shared/errors.js';
+import { MAX_SCHEMA_CHARS } from './structured-output.js';
 
 /**
  * What /v1/chat/completions does with each request parameter (docs/openai.md lists the same):
@@ -25,10 +28,55 @@ const responseFormatSchema = z.discriminatedUnion('type', [
   }),
 ]);
 
+/** At most this many client-defined tools per request (OpenAI's own limit is 128). */
+export const MAX_CLIENT_TOOLS = 128;
+
+/** A tool call as the client echoes it back in an assistant message. */
+const messageToolCallSchema = z
+  .object({
+    id: z.string().min(1).max(256),
+    type: z.literal('function'),
+    function: z.object({ name: z.string().min(1).max(64), arguments: z.string().max(1024 * 1024) }).loose(),
+  })
+  .loose();
+
+export const chatMessageSchema = z
+  .object({
+    role: z.enum(['system', 'developer', 'user', 'assistant', 'tool']),
+    content: contentSchema.optional(),
+    name: z.string().max(256).optional(),
+    tool_calls: z.array(messageToolCallSchema).max(MAX_CLIENT_TOOLS).nullable().optional(),
+    tool_call_id: z.string().min(1).max(256).optional(),
+  })
+  .loose();
+
+/** One chat message of the request, as validated (OpenAI's ChatCompletionMessageParam, text only). */
+export type ChatMessageParam = z.infer<typeof chatMessageSchema>;
+
+const functionToolSchema = z.object({
+  type: z.literal('function'),
+  function: z
+    .object({
+      name: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, { error: 'a tool name is 1 to 64 letters, digits, underscores or dashes' }),
+      description: z
+        .string()
+        .max(16 * 1024)
+        .optional(),
+      parameters: z.record(z.string(), z.unknown()).optional(),
+      strict: z.boolean().nullable().optional(),
+    })
+    .loose(),
+});
+
+const toolChoiceSchema = z.union([z.enum(['auto', 'none', 'required']), z.object({ type: z.literal('function'), function: z.object({ name: z.string().min(1).max(64) }) })]);
+
 export const chatCompletionBody = z
   .object({
     model: z.string().min(1).describe('the agent name'),
-    messages: z.array(z.object({ role: z.enum(['system', 'developer', 'user', 'assistant', 'tool']), content: contentSchema.optional() }).loose()).min(1),
+    messages: z.array(chatMessageSchema).min(1),
+    tools: z.array(functionToolSchema).max(MAX_CLIENT_TOOLS).nullable().optional(),
+    tool_choice: toolChoiceSchema.nullable().optional(),
+    parallel_tool_calls: z.boolean().nullable().optional(),
     stream: z.boolean().nullable().optional(),
     stream_options: z.object({ include_usage: z.boolean().optional() }).loose().nullable().optional(),
     temperature: z.number().min(0).max(2).nullable().optional(),
@@ -78,8 +126,8 @@ export const IGNORED_PARAMETERS = ['user', 'metadata', 'store', 'service_tier', 
 
 /** Refused whatever their value, with the reason given to the caller. */
 const REFUSED: Record<string, string> = {
-  functions: 'function calling by clients is not supported yet; the agent uses its own tools',
-  function_call: 'function calling by clients is not supported yet; the agent uses its own tools',
+  functions: 'the deprecated function-calling parameters are not supported; send tools instead',
+  function_call: 'the deprecated function-calling parameters are not supported; send tool_choice instead',
   audio: 'audio output is not supported',
   prediction: 'predicted outputs are not supported',
   web_search_options: 'web search is not supported; give the agent a tool instead',
@@ -91,6 +139,10 @@ const MESSAGE_KEYS = new Set(['role', 'content', 'name', 'refusal', 'tool_calls'
 
 function unsupported(param: string, message: string): CaxtonError {
   return new CaxtonError('unsupported_parameter', `${param} is not supported by Caxton's OpenAI-compatible endpoint: ${message}`, { param });
+}
+
+function invalid(param: string, message: string): CaxtonError {
+  return new CaxtonError('invalid_request', `${param}: ${message}`, { param });
 }
 
 function unsupportedValue(param: string, message: string): CaxtonError {
@@ -116,20 +168,13 @@ export function assertSupported(body: Record<string, unknown>): void {
   if (!absent(body.modalities) && !(Array.isArray(body.modalities) && body.modalities.every((m) => m === 'text'))) {
     throw unsupportedValue('modalities', 'only text output is supported (modalities = ["text"])');
   }
-  if (Array.isArray(body.tools) ? body.tools.length > 0 : !absent(body.tools)) {
-    throw unsupported('tools', "client-defined tools are not supported yet; the agent's own tools run inside Caxton");
-  }
-  if (!absent(body.tool_choice) && body.tool_choice !== 'none' && body.tool_choice !== 'auto') {
-    throw unsupportedValue('tool_choice', 'client-defined tools are not supported yet, so only "auto" and "none" are accepted');
-  }
   const messages = body.messages as Record<string, unknown>[];
   messages.forEach((m, i) => {
     const at = `messages[${i}]`;
-    if (m.role === 'tool') throw unsupported(`${at}.role`, 'tool messages answer client-defined tools, which are not supported yet');
     for (const key of Object.keys(m)) if (!MESSAGE_KEYS.has(key)) throw unsupported(`${at}.${key}`, 'unknown message field');
-    if (Array.isArray(m.tool_calls) ? m.tool_calls.length > 0 : !absent(m.tool_calls)) throw unsupported(`${at}.tool_calls`, 'client-defined tools are not supported yet');
-    if (!absent(m.function_call)) throw unsupported(`${at}.function_call`, 'function calling by clients is not supported yet');
-    if (!absent(m.tool_call_id)) throw unsupported(`${at}.tool_call_id`, 'tool messages are not supported yet');
+    if (!absent(m.function_call)) throw unsupported(`${at}.function_call`, 'the deprecated function-calling fields are not supported; use tool_calls');
+    if (m.role === 'tool' && absent(m.tool_call_id)) throw invalid(`${at}.tool_call_id`, 'a tool message needs the tool_call_id of the call it answers');
+    if (!absent(m.tool_calls) && m.role !== 'assistant') throw invalid(`${at}.tool_calls`, 'only assistant messages carry tool_calls');
     if (Array.isArray(m.content)) {
       (m.content as { type: string }[]).forEach((p, j) => {
         if (p.type !== 'text') throw unsupportedValue(`${at}.content[${j}].type`, `content parts of type "${p.type}" are not supported; only "text" parts are`);
@@ -138,25 +183,36 @@ export function assertSupported(body: Record<string, unknown>): void {
   });
 }
 
-function textOf(c: z.infer<typeof contentSchema> | undefined): string {
+export function textOf(c: z.infer<typeof contentSchema> | undefined): string {
   if (c === undefined || c === null) return '';
   if (typeof c === 'string') return c;
   return c.map((p) => p.text ?? '').join('');
 }
 
-/** `{{context}}` in the agent's user template: the agent asked for the caller's system messages there. */
-const CONTEXT_RE = /\{\{\s*context\s*\}\}/;
+/**
+ * The request's own tools as the model is offered them, bounded: unique names, and parameter
+ * schemas no larger than a structured-output schema and no deeper than any input (they are
+ * walked by the provider clients and by JSON.stringify).
+ */
+export function clientTools(body: ChatCompletionBody): ToolSpec[] {
+  const seen = new Set<string>();
+  return (body.tools ?? []).map((t, i) => {
+    const at = `tools[${i}].function`;
+    const f = t.function;
+    if (seen.has(f.name)) throw invalid(`${at}.name`, `"${f.name}" is defined twice; tool names must be unique`);
+    seen.add(f.name);
+    const params = f.parameters ?? { type: 'object', properties: {} };
+    if (valueDepth(params, MAX_INPUT_DEPTH) > MAX_INPUT_DEPTH) throw invalid(`${at}.parameters`, `nested more than ${MAX_INPUT_DEPTH} levels deep; flatten the schema`);
+    if (JSON.stringify(params).length > MAX_SCHEMA_CHARS) throw invalid(`${at}.parameters`, `larger than ${MAX_SCHEMA_CHARS / 1024} KiB; shorten the schema`);
+    return { name: f.name, description: f.description ?? '', input_schema: params, ...(typeof f.strict === 'boolean' && { strict: f.strict }) };
+  });
+}
 
 /**
- * The invoke request for a (supported) chat completion. Client system/developer messages become
- * a system message after the agent's own, unless the agent's user template names `{{context}}`:
- * then they fill it, as before. Earlier user/assistant turns become history.
+ * The invoke fields a chat completion sets besides its messages (those are openai-messages.ts's):
+ * sampling, reply format, client tools, tool_choice, parallel_tool_calls.
  */
-export function toInvoke(body: ChatCompletionBody, userTemplate: string): InvokeRequest {
-  const system = body.messages.filter((m) => m.role === 'system' || m.role === 'developer').map((m) => textOf(m.content));
-  const turns = body.messages.filter((m) => m.role === 'user' || m.role === 'assistant');
-  const lastUser = turns.map((m) => m.role).lastIndexOf('user');
-  if (lastUser < 0) throw new CaxtonError('invalid_request', 'messages must contain a user message', { field: 'messages' });
+export function bodyToInvoke(body: ChatCompletionBody): Omit<InvokeRequest, 'request'> {
   const maxTokens = body.max_completion_tokens ?? body.max_tokens;
   const stop = typeof body.stop === 'string' ? [body.stop] : body.stop;
   const sampling = {
@@ -166,11 +222,13 @@ export function toInvoke(body: ChatCompletionBody, userTemplate: string): Invoke
     ...(!absent(stop) && stop!.length > 0 && { stop: stop! }),
   };
   const format = body.response_format;
+  const tools = clientTools(body);
+  const choice: ToolChoice | undefined = absent(body.tool_choice) ? undefined : typeof body.tool_choice === 'string' ? body.tool_choice : { name: body.tool_choice!.function.name };
   return {
-    request: textOf(turns[lastUser]!.content),
-    ...(system.length > 0 && (CONTEXT_RE.test(userTemplate) ? { context: system.join('\n\n') } : { instructions: system })),
-    history: turns.slice(0, lastUser).map((m) => ({ role: m.role as 'user' | 'assistant', content: textOf(m.content) })),
     ...(Object.keys(sampling).length > 0 && { sampling }),
     ...(format !== undefined && format.type !== 'text' && { response_format: format }),
+    ...(tools.length > 0 && { client_tools: tools }),
+    ...(choice !== undefined && { tool_choice: choice }),
+    ...(!absent(body.parallel_tool_calls) && { parallel_tool_calls: body.parallel_tool_calls! }),
   };
 }

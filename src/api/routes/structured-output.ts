@@ -20,15 +20,15 @@ export type ReplyCheck = (agent: string, content: string) => string;
 
 /**
  * Compiles the request's format into a check of the reply (returning the reply's JSON text), or
- * undefined when no format was asked. A schema that does not compile is the caller's 400.
+ * undefined when no format was asked. A schema that does not compile is the caller's 400, naming
+ * `param` (where the request carries the schema: chat completions' or the Responses API's).
  */
-export function replyCheckFor(format: ResponseFormat | { type: 'text' } | undefined): ReplyCheck | undefined {
+export function replyCheckFor(format: ResponseFormat | { type: 'text' } | undefined, param = 'response_format.json_schema.schema'): ReplyCheck | undefined {
   if (format === undefined || format.type === 'text') return undefined;
   if (format.type === 'json_object') return (agent, content) => parseObject(agent, content, 'a JSON object');
   const given = format.json_schema.schema;
   if (given === undefined) return (agent, content) => parseObject(agent, content, 'a JSON object');
-  const param = 'response_format.json_schema.schema';
-  if (JSON.stringify(given).length > MAX_SCHEMA_CHARS) throw new CaxtonError('invalid_request', `response_format.json_schema.schema is larger than ${MAX_SCHEMA_CHARS / 1024} KiB`, { param });
+  if (JSON.stringify(given).length > MAX_SCHEMA_CHARS) throw new CaxtonError('invalid_request', `${param} is larger than ${MAX_SCHEMA_CHARS / 1024} KiB`, { param });
   // `$schema` names a draft (often 2020-12 from schema generators) that this compiler's default
   // draft-07 would refuse to look up; the keywords used by structured outputs are the same.
   const { $schema: _draft, ...schema } = given;
@@ -36,7 +36,7 @@ export function replyCheckFor(format: ResponseFormat | { type: 'text' } | undefi
   try {
     validate = ajv.compile(schema);
   } catch (e) {
-    throw new CaxtonError('invalid_request', `response_format.json_schema.schema is not a usable JSON Schema: ${(e as Error).message}`, { param });
+    throw new CaxtonError('invalid_request', `${param} is not a usable JSON Schema: ${(e as Error).message}`, { param });
   } finally {
     ajv.removeSchema(schema);
   }

@@ -1,0 +1,228 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import type { AgentRegistry } from '../../agents/index.js';
+import { assertAgentAllowed } from '../../auth/index.js';
+import type { AgentResponse, Executor, InvokeRequest, SuspendedExecution, SuspendedExecutionStore } from '../../execution/index.js';
+import { CaxtonError } from '../../shared/errors.js';
+import { admitAndOpenSse, callerOf, limitOf } from '../caller.js';
+import { toEnvelope } from '../envelope.js';
+import { requestTraceparent } from '../request-trace.js';
+import { MemoryResponseStore, type ResponseStore, type StoredResponse, type TranscriptMessage } from '../response-store.js';
+import { errorEnvelopeSchema } from '../schemas.js';
+import { disconnectSignal, wantsEventStream } from '../sse.js';
+import { rewriteErrorPayload } from './openai-errors.js';
+import { itemsToMessages, newId, outputText, outputToMessages, responseObject, ResponseEvents, type FunctionCallOutput, type OutputItem, type ResponseState } from './responses-objects.js';
+import { formatOf, responsesToInvoke, withResponsesParam, type MessageSource } from './responses-invoke.js';
+import { assertResponsesSupported, inputItems, responsesBody, type ResponsesBody } from './responses-params.js';
+import { replyCheckFor } from './structured-output.js';
+
+/**
+ * OpenAI's Responses API on Caxton agents (docs/openai.md, "Responses"): POST /v1/responses runs
+ * the agent named by `model` on the same execution as /v1/chat/completions — the input items are
+ * translated into chat messages, then into an InvokeRequest (responses-invoke.ts) — and answers
+ * with a `response` object or its event stream. Responses are stored (unless `store: false`) for
+ * `previous_response_id`, GET and DELETE, and belong to the principal that created them. A
+ * response that ends in function calls also leaves its execution suspended (the execution core's
+ * store, under the response id), so the follow-up carrying the function outputs resumes it exactly.
+ */
+
+const principalOf = (req: FastifyRequest): string | null => req.principal?.id ?? null;
+
+function notFound(id: string, param: string): CaxtonError {
+  return new CaxtonError('response_not_found', `no stored response "${id.slice(0, 200)}": it does not exist, has expired, was created with store: false, or belongs to another caller`, {
+    param,
+    id: id.slice(0, 200),
+  });
+}
+
+function incompleteOf(r: AgentResponse): ResponseState['incomplete'] {
+  // max_turns (the agent's own tool-turn limit) is reported as chat completions reports it: as a length stop.
+  if (r.finish_reason === 'length' || r.finish_reason === 'max_turns') return 'max_output_tokens';
+  if (r.finish_reason === 'content_filter') return 'content_filter';
+  return undefined;
+}
+
+/** The model's pending client tool calls as function_call items' fields (arguments as JSON text). */
+function callsOf(r: AgentResponse): Omit<FunctionCallOutput, 'id' | 'status' | 'type'>[] {
+  return (r.pending_tool_calls ?? []).map((c) => ({ call_id: c.id, name: c.name, arguments: JSON.stringify(c.arguments) }));
+}
+
+export async function responsesRoutes(
+  app: FastifyInstance,
+  opts: { executor: Executor; registry: AgentRegistry; bodyLimit: number; store?: ResponseStore; suspended?: SuspendedExecutionStore },
+): Promise<void> {
+  const { executor, registry, suspended } = opts;
+  const store = opts.store ?? new MemoryResponseStore();
+  const r = app.withTypeProvider<ZodTypeProvider>();
+  // As for chat completions: every error of these routes leaves in OpenAI's shape.
+  app.addHook('onSend', (_req, reply, payload, done) => done(null, rewriteErrorPayload(reply.statusCode, payload) as typeof payload));
+
+  /** The transcript the request continues (stored if it is), the invoke request, and the execution it resumes. */
+  async function prepare(req: FastifyRequest, body: ResponsesBody): Promise<{ transcript: TranscriptMessage[]; invoke: InvokeRequest; resumed?: SuspendedExecution }> {
+    const itemSources: number[][] = [];
+    const added = itemsToMessages(inputItems(body.input), itemSources);
+    const principal = principalOf(req);
+    let history: TranscriptMessage[] = [];
+    if (body.previous_response_id) {
+      const stored = store.get(body.previous_response_id, principal);
+      if (!stored) throw notFound(body.previous_response_id, 'previous_response_id');
+      history = stored.messages;
+    }
+    const transcript = [...history, ...added];
+    const userTemplate = registry.get(body.model)?.definition.user_prompt_template ?? '';
+    // The previous response ended in function calls and its execution is still suspended: the
+    // input (function outputs, maybe new user turns) continues that execution exactly, with the
+    // instructions it started with.
+    const waiting = body.previous_response_id && suspended ? await suspended.get(body.previous_response_id) : undefined;
+    const own = waiting && waiting.agent === body.model && (waiting.principal ?? null) === principal ? waiting : undefined;
+    // Otherwise `instructions` go where a chat client's system messages go, and are not stored: a
+    // response continuing this one does not inherit them (as at OpenAI).
+    const instructions: TranscriptMessage[] = !own && body.instructions ? [{ role: 'system', content: body.instructions }] : [];
+    const sources: MessageSource[] = own ? itemSources : [...instructions.map(() => 'instructions' as const), ...history.map(() => 'previous_response_id' as const), ...itemSources];
+    const { invoke, resumed } = await responsesToInvoke(own ? added : [...instructions, ...transcript], sources, body, { userTemplate, principal, store: suspended, resume: own });
+    const tp = requestTraceparent(req);
+    return { transcript, invoke: { ...invoke, ...(tp !== undefined && { traceparent: tp }), ...callerOf(req) }, ...(resumed && { resumed }) };
+  }
+
+  /** Keeps the response (store: true) and, when it ended in function calls, its suspended execution. */
+  async function save(req: FastifyRequest, body: ResponsesBody, transcript: TranscriptMessage[], res: AgentResponse, response: Record<string, unknown>, output: OutputItem[]): Promise<void> {
+    if (body.store === false) return;
+    const rec: StoredResponse = { id: response.id as string, agent: body.model, principal: principalOf(req), messages: [...transcript, ...outputToMessages(output)], response };
+    store.save(rec);
+    const pending = res.pending_tool_calls ?? [];
+    if (suspended && res.finish_reason === 'tool_calls' && res.transcript && pending.length > 0) {
+      const p = principalOf(req);
+      await suspended.save({
+        id: rec.id,
+        agent: body.model,
+        ...(p !== null && { principal: p }),
+        transcript: res.transcript,
+        pending_call_ids: pending.map((c) => c.id),
+        expires_at: Date.now() + suspended.ttlMs,
+      });
+    }
+  }
+
+  r.post(
+    '/v1/responses',
+    {
+      schema: {
+        summary: 'OpenAI Responses API with an agent (model = agent name)',
+        tags: ['openai'],
+        body: responsesBody,
+        response: { 200: z.record(z.string(), z.unknown()).describe('a response object, or its events when streaming'), 400: errorEnvelopeSchema, 404: errorEnvelopeSchema },
+      },
+    },
+    async (req, reply) => {
+      const body = req.body;
+      assertResponsesSupported(body);
+      if (req.principal) assertAgentAllowed(req.principal, body.model);
+      // Compiled before the model is called: a schema that does not compile is the caller's 400, at no cost.
+      const check = replyCheckFor(formatOf(body), 'text.format.schema');
+      const { transcript, invoke, resumed } = await prepare(req, body);
+      try {
+        executor.check(body.model, invoke); // before a stream opens (unknown agent, oversized request, a client tool shadowing the agent's), keeping the HTTP status
+      } catch (e) {
+        throw withResponsesParam(e);
+      }
+      const limit = limitOf(req);
+      const state: ResponseState = {
+        id: newId('resp'),
+        created_at: Math.floor(Date.now() / 1000),
+        model: body.model,
+        status: 'in_progress',
+        output: [],
+        previous_response_id: body.previous_response_id ?? undefined,
+      };
+      // A reply that only calls functions has no final answer yet: text.format applies to the final one.
+      const checked = (res: AgentResponse): string => (check && res.finish_reason !== 'tool_calls' ? check(res.agent, res.content) : res.content);
+
+      if (!body.stream && !wantsEventStream(req)) {
+        const res = await executor.invoke(body.model, invoke, { signal: disconnectSignal(req, reply), ...(limit && { limit }) });
+        const text = checked(res);
+        const incomplete = incompleteOf(res);
+        const calls = callsOf(res);
+        state.status = incomplete ? 'incomplete' : 'completed';
+        state.output = [
+          ...(text !== '' || calls.length === 0 ? [{ type: 'message' as const, id: newId('msg'), status: state.status, role: 'assistant' as const, content: [outputText(text)] }] : []),
+          ...calls.map((c): FunctionCallOutput => ({ type: 'function_call', id: newId('fc'), ...c, status: 'completed' })),
+        ];
+        state.usage = res.usage;
+        if (incomplete) state.incomplete = incomplete;
+        const response = responseObject(state, body);
+        if (resumed) await suspended?.delete(resumed.id);
+        await save(req, body, transcript, res, response, state.output);
+        return response;
+      }
+
+      const { sse, admitted } = admitAndOpenSse(executor, body.model, req, reply);
+      const events = new ResponseEvents((event, data) => sse.send(event, data), state, body);
+      events.start();
+      try {
+        const res = await executor.invoke(body.model, invoke, {
+          ...(admitted && { admitted }),
+          signal: sse.signal,
+          stream: true,
+          onEvent: (e) => {
+            if (e.type === 'token') events.delta(e.text);
+          },
+        });
+        // Streamed structured output is checked once the whole reply is in: an invalid one ends
+        // the stream with response.failed instead of response.completed.
+        const text = checked(res);
+        const incomplete = incompleteOf(res);
+        events.finish(text, callsOf(res), { usage: res.usage, ...(incomplete && { incomplete }) });
+        if (resumed) await suspended?.delete(resumed.id);
+        await save(req, body, transcript, res, responseObject(state, body), events.output);
+      } catch (e) {
+        const { body: err } = toEnvelope(e, req, opts.bodyLimit);
+        events.fail(err.error.code, err.error.message);
+      } finally {
+        sse.end();
+      }
+      return reply;
+    },
+  );
+
+  const idParams = z.object({ id: z.string().min(1).max(200) });
+
+  r.get(
+    '/v1/responses/:id',
+    {
+      schema: {
+        summary: 'A stored response (responses.retrieve)',
+        tags: ['openai'],
+        params: idParams,
+        querystring: z.strictObject({}),
+        response: { 200: z.record(z.string(), z.unknown()).describe('a response object'), 404: errorEnvelopeSchema },
+      },
+    },
+    async (req) => {
+      const rec = store.get(req.params.id, principalOf(req));
+      if (!rec) throw notFound(req.params.id, 'response_id');
+      if (req.principal) assertAgentAllowed(req.principal, rec.agent);
+      return rec.response;
+    },
+  );
+
+  r.delete(
+    '/v1/responses/:id',
+    {
+      schema: {
+        summary: 'Deletes a stored response (responses.delete)',
+        tags: ['openai'],
+        params: idParams,
+        response: { 200: z.object({ id: z.string(), object: z.literal('response.deleted'), deleted: z.boolean() }), 404: errorEnvelopeSchema },
+      },
+    },
+    async (req) => {
+      const rec = store.get(req.params.id, principalOf(req));
+      if (!rec) throw notFound(req.params.id, 'response_id');
+      if (req.principal) assertAgentAllowed(req.principal, rec.agent);
+      store.delete(req.params.id, principalOf(req));
+      await suspended?.delete(req.params.id);
+      return { id: req.params.id, object: 'response.deleted' as const, deleted: true };
+    },
+  );
+}

@@ -1,0 +1,95 @@
+/**
+ * chatMessagesToInvoke: the one conversion of OpenAI chat messages into the invoke request's
+ * message fields, used by /v1/chat/completions and (with `resume`) by the Responses API.
+ */
+import { describe, expect, it } from 'vitest';
+import { chatMessagesToInvoke } from '../../src/api/routes/openai-messages.js';
+import type { ChatMessageParam } from '../../src/api/routes/openai-params.js';
+import { CaxtonError } from '../../src/shared/errors.js';
+import type { SuspendedExecution } from '../../src/execution/index.js';
+
+const tools = new Set(['get_weather']);
+const call = (id: string, city: string) => ({ id, type: 'function' as const, function: { name: 'get_weather', arguments: JSON.stringify({ city }) } });
+
+const stored: SuspendedExecution = {
+  id: 'resp_1',
+  agent: 'helper',
+  transcript: [
+    { role: 'system', content: 'You are Helper.' },
+    { role: 'user', content: 'Task: weather?' },
+    { role: 'assistant', content: '', tool_calls: [{ id: 'call_a', name: 'get_weather', arguments: { city: 'Oslo' } }] },
+  ],
+  pending_call_ids: ['call_a'],
+  expires_at: Date.now() + 60_000,
+};
+
+async function param(p: Promise<unknown>): Promise<string | undefined> {
+  const e = await p.catch((x: unknown) => x);
+  expect(e).toBeInstanceOf(CaxtonError);
+  return ((e as CaxtonError).details as { param?: string }).param;
+}
+
+describe('chatMessagesToInvoke', () => {
+  it('rebuilds a tool loop from the messages (no store)', async () => {
+    const messages: ChatMessageParam[] = [
+      { role: 'developer', content: 'Be brief.' },
+      { role: 'user', content: 'weather?' },
+      { role: 'assistant', content: null, tool_calls: [call('c1', 'Oslo')] },
+      { role: 'tool', tool_call_id: 'c1', content: 'snow' },
+    ];
+    const { invoke, resumed } = await chatMessagesToInvoke(messages, { agent: 'helper', userTemplate: '{{request}}', toolNames: tools });
+    expect(resumed).toBeUndefined();
+    expect(invoke).toEqual({
+      request: 'weather?',
+      instructions: ['Be brief.'],
+      history: [],
+      continuation: [
+        { role: 'assistant', content: '', tool_calls: [{ id: 'c1', name: 'get_weather', arguments: { city: 'Oslo' } }] },
+        { role: 'tool', tool_call_id: 'c1', name: 'get_weather', content: 'snow' },
+      ],
+    });
+  });
+
+  it('with resume, appends every new message to the stored transcript', async () => {
+    const { invoke, resumed } = await chatMessagesToInvoke(
+      [
+        { role: 'tool', tool_call_id: 'call_a', content: 'snow' },
+        { role: 'user', content: 'and tomorrow?' },
+      ],
+      { agent: 'helper', userTemplate: '', toolNames: tools, resume: stored },
+    );
+    expect(resumed).toBe(stored);
+    expect(invoke).toEqual({
+      request: 'and tomorrow?',
+      transcript: stored.transcript,
+      continuation: [
+        { role: 'tool', tool_call_id: 'call_a', name: 'get_weather', content: 'snow' },
+        { role: 'user', content: 'and tomorrow?' },
+      ],
+    });
+  });
+
+  it('with resume, refuses missing results and new system messages', async () => {
+    expect(await param(chatMessagesToInvoke([{ role: 'user', content: 'hi' }], { agent: 'helper', userTemplate: '', toolNames: tools, resume: stored }))).toBe('messages');
+    expect(
+      await param(
+        chatMessagesToInvoke(
+          [
+            { role: 'system', content: 'new rules' },
+            { role: 'tool', tool_call_id: 'call_a', content: 'x' },
+          ],
+          { agent: 'helper', userTemplate: '', toolNames: tools, resume: stored },
+        ),
+      ),
+    ).toBe('messages[0].role');
+  });
+
+  it('refuses arguments that are not a JSON object', async () => {
+    const messages: ChatMessageParam[] = [
+      { role: 'user', content: 'weather?' },
+      { role: 'assistant', content: null, tool_calls: [{ ...call('c1', 'x'), function: { name: 'get_weather', arguments: '[1' } }] },
+      { role: 'tool', tool_call_id: 'c1', content: 'snow' },
+    ];
+    expect(await param(chatMessagesToInvoke(messages, { agent: 'helper', userTemplate: '', toolNames: tools }))).toBe('messages[1].tool_calls[0].function.arguments');
+  });
+});
