@@ -92,6 +92,9 @@ export const AUDIT_ROUTES: Readonly<Record<string, AuditRoute | null>> = {
   // Executions (they spend the operator's LLM budget)
   'POST /api/v1/agents/:name/invoke': { action: 'agent.invoke', target: param('name') },
   'POST /v1/chat/completions': { action: 'agent.invoke', target: (req) => bodyField(req, 'model'), details: { api: 'openai' } },
+  'POST /v1/responses': { action: 'agent.invoke', target: (req) => bodyField(req, 'model'), details: { api: 'openai-responses' } },
+  // A stored response holds the conversation's text: deleting it is worth a row.
+  'DELETE /v1/responses/:id': { action: 'response.delete', target: param('id') },
   // Messaging. The route marks a send as another party `message.send_as` (annotateAudit).
   'POST /api/v1/messages': { action: 'message.send', target: location },
   'POST /api/v1/dead-letters/:id/replay': { action: 'dead_letter.replay', target: param('id') },

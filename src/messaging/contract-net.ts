@@ -22,7 +22,8 @@ export function proposalValue(content: Content, field: string): number | undefin
   }
   const text = typeof content === 'string' ? content : JSON.stringify(content);
   const escaped = field.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-  const named = new RegExp(`${escaped}\\W{0,3}\\s*[:=]?\\s*\\$?\\s*(-?\\d+(?:\\.\\d+)?)`, 'i').exec(text);
+  // Up to three separators between the name and the number, but never its minus sign.
+  const named = new RegExp(`${escaped}[^\\w-]{0,3}\\s*[:=]?\\s*\\$?\\s*(-?\\d+(?:\\.\\d+)?)`, 'i').exec(text);
   if (named) return Number(named[1]);
   const any = NUMBER_RE.exec(text);
   return any ? Number(any[0]) : undefined;

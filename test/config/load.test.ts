@@ -28,7 +28,7 @@ describe('loadServerConfig', () => {
   it('uses defaults when there is no file', () => {
     const cwd = makeTempDir();
     const c = loadServerConfig({ env: {}, cwd });
-    expect(c.server).toEqual({ host: '127.0.0.1', port: 8080, max_body_size: 1024 * 1024, shutdown_timeout: 10_000 });
+    expect(c.server).toEqual({ host: '127.0.0.1', port: 8080, max_body_size: 1024 * 1024, shutdown_timeout: 10_000, idle_gc: true });
     expect(c.metrics).toEqual({ enabled: true, host: '127.0.0.1', port: 9090 });
     expect(c.logging.level).toBe('info');
     expect(c.execution.isolation).toBe('context');
@@ -67,7 +67,7 @@ model = "llama3"
 timeout = "90s"
 `);
     const c = loadServerConfig({ file, env: {} });
-    expect(c.server).toEqual({ host: '127.0.0.1', port: 7000, max_body_size: 65_536, shutdown_timeout: 3000 });
+    expect(c.server).toEqual({ host: '127.0.0.1', port: 7000, max_body_size: 65_536, shutdown_timeout: 3000, idle_gc: true });
     expect(c.metrics).toEqual({ enabled: false, host: '127.0.0.1', port: 7001 });
     expect(c.logging.level).toBe('warn');
     expect(c.execution).toMatchObject({ isolation: 'worker', pool_size: 4 });
