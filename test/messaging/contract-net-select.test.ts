@@ -27,6 +27,8 @@ describe('proposalValue', () => {
     expect(proposalValue('PRICE $ 8', 'price')).toBe(8);
     expect(proposalValue('discount: -4.5 per box', 'discount')).toBe(-4.5);
     expect(proposalValue('price: 1234567', 'price')).toBe(1234567);
+    // The name is found in any case, before an earlier number.
+    expect(proposalValue('days: 3, PRICE: 8', 'price')).toBe(8);
   });
 
   it('falls back to the first number in the text, and to none', () => {
@@ -65,6 +67,8 @@ describe('chooseWinner', () => {
   it('lowest, highest and first', () => {
     expect(chooseWinner([a, b, c], { rule: 'lowest', field: 'price' })).toBe(b);
     expect(chooseWinner([a, b, c], { rule: 'highest', field: 'price' })).toBe(a);
+    expect(chooseWinner([b, c, a], { rule: 'highest', field: 'price' })).toBe(a);
+    expect(chooseWinner([c, a, b], { rule: 'lowest', field: 'price' })).toBe(b);
     expect(chooseWinner([c, a, b], { rule: 'first', field: 'price' })).toBe(c);
   });
 
