@@ -258,7 +258,11 @@ describe('Dispatcher: stop', () => {
     expect(h.dispatcher.delayed).toBe(0);
     // The waiting delivery was not started after the running one finished.
     expect(h.ids()).toEqual([1]);
+    // Delivery 2 is still counted as waiting (it stays pending in SQLite); nothing is added.
+    expect(h.dispatcher.size).toBe(1);
     h.dispatcher.enqueue(delivery('a', 4));
+    expect(h.dispatcher.size).toBe(1);
+    expect(h.dispatcher.load('a')).toBe(1);
     h.dispatcher.later(delivery('a', 5), 1);
     expect(h.dispatcher.delayed).toBe(0);
     await new Promise((r) => setTimeout(r, 15));

@@ -215,6 +215,11 @@ describe('Router: protocol, ontology and language filters', () => {
     expect(agentsOf(r().route(msg({ performative: 'inform', capability: 'lookup', language: 'json' })))).toEqual(['q1', 'q3']);
   });
 
+  it('providers with no list accept every protocol, ontology and language', () => {
+    const d = new Router(directory, new RoundRobin()).route(msg({ performative: 'inform', capability: 'calc', protocol: 'fipa-subscribe', ontology: 'any', language: 'klingon' }));
+    expect(agentsOf(d)).toEqual(['alpha', 'bravo', 'charlie']);
+  });
+
   it('all filters apply together', () => {
     expect(agentsOf(r().route(msg({ performative: 'inform', capability: 'lookup', protocol: 'fipa-query', ontology: 'geo', language: 'json' })))).toEqual(['q1', 'q3']);
     expect(agentsOf(r().route(msg({ performative: 'inform', capability: 'lookup', protocol: 'fipa-query', ontology: 'finance' })))).toEqual(['q3']);
