@@ -177,7 +177,9 @@ export function parseMessage(body: unknown, opts: ParseMessageOptions, bodySize?
     receivers: [...new Set(receivers)],
     ...(b.capability !== undefined && { capability: b.capability }),
     ...(b.reply_to !== undefined && { reply_to: b.reply_to }),
-    content: b.content ?? '',
+    // `=== undefined`, not `??`: a JSON null is a content value (Content includes null, the schema
+    // accepts it, and it passed the "is required" check above) and must not become "".
+    content: b.content === undefined ? '' : b.content,
     ...(b.language !== undefined && { language: b.language }),
     ...(b.encoding !== undefined && { encoding: b.encoding }),
     ...(b.ontology !== undefined && { ontology: b.ontology }),
