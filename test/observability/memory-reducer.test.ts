@@ -16,9 +16,9 @@ afterEach(() => reducer?.close());
 
 /** A heap and an event loop whose readings the test sets; `collect` frees what `garbage` says. */
 function fakeRuntime(start: number) {
-  const r = { used: start, garbage: 0, utilization: 0, collections: 0 };
+  const r = { used: start, committed: start, garbage: 0, utilization: 0, collections: 0 };
   const probe = {
-    heapUsed: () => r.used,
+    heap: () => ({ used: r.used, committed: Math.max(r.committed, start) }),
     utilizationSinceLast: () => r.utilization,
     collect: () => {
       r.collections++;
@@ -53,9 +53,26 @@ describe('memory reducer', () => {
     expect(r.collections).toBe(1);
     expect(freed).toEqual([100 * MiB]);
     expect(reducer.stats()).toMatchObject({ available: true, collections: 1, freed_bytes: 100 * MiB });
-    // The live 20 MiB is the new baseline: a second idle look does nothing.
+    // One follow-up collection at the next idle look (it returns the freed pages), then rest: the
+    // live 20 MiB is the new baseline.
+    expect(reducer.check()).toBe(true);
+    expect(r.collections).toBe(2);
     expect(reducer.check()).toBe(false);
     r.used += 10 * MiB; // less than the 32 MiB default since the last collection
+    expect(reducer.check()).toBe(false);
+    expect(r.collections).toBe(2);
+  });
+
+  it('drops the follow-up when the loop is busy again', () => {
+    const { r, probe } = fakeRuntime(50 * MiB);
+    reducer = startMemoryReducer({ intervalMs: 3_600_000, probe });
+    r.used += 100 * MiB;
+    r.garbage = 100 * MiB;
+    r.utilization = 0;
+    expect(reducer.check()).toBe(true);
+    r.utilization = 0.5; // a new burst: V8 collects on its own
+    expect(reducer.check()).toBe(false);
+    r.utilization = 0;
     expect(reducer.check()).toBe(false);
     expect(r.collections).toBe(1);
   });
@@ -80,6 +97,14 @@ describe('memory reducer', () => {
     r.used = 60 * MiB; // V8 collected by itself
     expect(reducer.check()).toBe(false);
     r.used = 100 * MiB; // +40 MiB over the new baseline, though still under the start
+    expect(reducer.check()).toBe(true);
+  });
+
+  it('collects when V8 kept the pages though it collected the garbage itself (committed grew, used did not)', () => {
+    const { r, probe } = fakeRuntime(50 * MiB);
+    reducer = startMemoryReducer({ intervalMs: 3_600_000, probe });
+    r.utilization = 0;
+    r.committed = 50 * MiB + 45 * MiB;
     expect(reducer.check()).toBe(true);
   });
 
