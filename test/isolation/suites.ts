@@ -176,12 +176,14 @@ function hostCallSuite(mode: IsolationMode, options: Partial<IsolationOptions>):
       }
       // Timeout: the handler is still running when the job's deadline passes.
       let finished = false;
+      // The deadline leaves room for the job to reach its call on a loaded machine (with 200 ms a CI
+      // run timed out before the call was made, so the handler never ran); the handler outlives it.
       const slow = async (): Promise<unknown> => {
-        await sleep(600);
+        await sleep(1_800);
         finished = true;
         return 'too late';
       };
-      await expectCaxtonError(iso.run({ op: 'call', method: 'slow' }, { timeoutMs: 200, onCall: slow }), 'timeout');
+      await expectCaxtonError(iso.run({ op: 'call', method: 'slow' }, { timeoutMs: 1_200, onCall: slow }), 'timeout');
       await eventually(() => finished);
       await echoWorks('after timed-out call');
     });
