@@ -83,6 +83,12 @@ export const mcpServerSchema = z
      */
     connect_timeout: durationMs().optional(),
     enabled: z.boolean().default(true),
+    /**
+     * Caxton's /mcp as a gateway to this server: its tools under their own names (not `NAME.tool`)
+     * with their results and progress passed through unchanged, and its prompts, resources and
+     * completions offered beside Caxton's (src/mcp/gateway.ts). Agents still see `NAME.tool`.
+     */
+    gateway: z.boolean().default(false),
     /** OAuth 2.1 (Streamable HTTP only). */
     oauth: mcpOAuthSchema.optional(),
   })
