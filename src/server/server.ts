@@ -5,7 +5,7 @@ import type { Server as HttpsServer } from 'node:https';
 import type { Server as TlsServer } from 'node:tls';
 import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import type { FastifyInstance } from 'fastify';
-import { AGENT_MIGRATIONS, AgentDirectoryWatcher, AgentRegistry, AgentService, AgentStore, DEPLOY_CHECK_CODES } from '../agents/index.js';
+import { AGENT_MIGRATIONS, AgentDirectoryWatcher, AgentRegistry, AgentService, AgentStore, AgentVersionStore, DEPLOY_CHECK_CODES } from '../agents/index.js';
 import { Executor, llmSetup, modelCheck, providerCheck, SqliteSuspendedStore, toolCheck } from '../execution/index.js';
 import { createApi, SqliteResponseStore, type ApiDeps, type Lifecycle } from '../api/index.js';
 import { executorHandler, MESSAGING_MIGRATIONS, MessageBus, sendMessageTool } from '../messaging/index.js';
@@ -203,6 +203,8 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
             check(def.llm)
         )(providerCheck(llmSetup(config))),
       ],
+      // Every deploy, file change and rollback kept as a version (issue 18).
+      versions: new AgentVersionStore(db, { keep: config.agents.keep_versions }),
     },
   );
   const persisted = service.loadPersisted();
