@@ -4,6 +4,7 @@ import { jwtConfigSchema } from '../auth/jwt-config.js';
 import { authLimitsConfigSchema } from '../auth/limits-config.js';
 import { durationMs, sizeBytes, type UnitBounds } from '../shared/zod-units.js';
 import { MAX_PERIOD_MS } from '../shared/units.js';
+import { clusterConfigSchema } from '../cluster/config.js';
 import { tlsConfigSchema } from '../server/tls-config.js';
 
 /** caxton.toml. Every section has defaults so an empty file (or none) is a working configuration. */
@@ -174,6 +175,8 @@ const modelAliasSchema = z.union([
 export const serverConfigSchema = z.strictObject({
   data_dir: z.string().default('./data'),
   agents_dir: z.string().default('./agents'),
+  /** `[cluster]`: several nodes over NATS JetStream (src/cluster); absent: one node, nothing else to start. */
+  cluster: clusterConfigSchema.optional(),
   /** `[agents]`: agent lifecycle (src/agents/versions.ts). */
   agents: z
     .strictObject({

@@ -5,13 +5,14 @@
 import { spawnSync } from 'node:child_process';
 import pg from 'pg';
 
-export type SystemComponent = 'postgresql' | 'pgvector' | 'promtool';
+export type SystemComponent = 'postgresql' | 'pgvector' | 'promtool' | 'nats-server';
 
 /** What each component is and the command that installs it (Debian; see README "Test"). */
 export const SYSTEM_COMPONENTS: Record<SystemComponent, { label: string; install: string }> = {
   postgresql: { label: 'PostgreSQL', install: 'sudo apt-get install postgresql (local trust auth, database "test"), or set CAXTON_TEST_PG_URL' },
   pgvector: { label: 'pgvector', install: 'sudo scripts/setup-pgvector.sh' },
   promtool: { label: 'promtool', install: 'sudo apt-get install --no-install-recommends prometheus' },
+  'nats-server': { label: 'nats-server', install: 'sudo apt-get install nats-server (or set CAXTON_TEST_NATS_SERVER to its path)' },
 };
 
 /** Per component: null when present, else why it is missing. */
@@ -51,7 +52,11 @@ export async function probeSystem(): Promise<SystemStatus> {
   }
   const r = spawnSync('promtool', ['--version'], { encoding: 'utf8', timeout: 10_000 });
   const promtool = r.error ? `promtool not found on PATH (${(r.error as NodeJS.ErrnoException).code ?? r.error.message})` : r.status !== 0 ? `promtool --version exited with ${r.status}` : null;
-  return { postgresql, pgvector, promtool };
+  // The cluster tests start their own JetStream servers (test/helpers/nats-server.ts).
+  const natsBin = process.env.CAXTON_TEST_NATS_SERVER ?? 'nats-server';
+  const n = spawnSync(natsBin, ['--version'], { encoding: 'utf8', timeout: 10_000 });
+  const nats = n.error ? `${natsBin} not found on PATH (${(n.error as NodeJS.ErrnoException).code ?? n.error.message})` : n.status !== 0 ? `${natsBin} --version exited with ${n.status}` : null;
+  return { postgresql, pgvector, promtool, 'nats-server': nats };
 }
 
 /** The one line printed for a missing component. */

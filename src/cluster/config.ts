@@ -1,0 +1,72 @@
+/**
+ * `[cluster]` in caxton.toml (issue 17): how a node reaches NATS JetStream and what it calls
+ * itself. Its absence is the single-node default (SQLite, no NATS). Owned here and imported by
+ * src/config/schema.ts, as src/auth owns `[auth.jwt]`.
+ */
+import { hostname } from 'node:os';
+import { z } from 'zod';
+import { durationMs } from '../shared/zod-units.js';
+
+const duration = (def: number) =>
+  z
+    .union([z.number(), z.string()])
+    .default(def / 1000)
+    .pipe(durationMs());
+
+/** Node names go into NATS subjects and KV keys: letters, digits, `-` and `_`. */
+export const NODE_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/;
+const NATS_URL = /^(nats|tls|ws|wss):\/\/[^\s]+$/;
+
+/** A KV bucket or stream name (JetStream allows letters, digits, `-` and `_`). */
+const bucketName = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, { error: 'expected letters, digits, "-" and "_" (a JetStream name)' });
+
+export const clusterConfigSchema = z
+  .strictObject({
+    /** This node's name, unique in the cluster (default: the host name). */
+    node: z
+      .string()
+      .regex(NODE_NAME, { error: 'expected letters, digits, "-" and "_" (at most 63), starting with a letter or digit' })
+      .default(
+        () =>
+          hostname()
+            .replace(/[^A-Za-z0-9_-]/g, '-')
+            .slice(0, 63) || 'caxton',
+      ),
+    /** The URL other nodes and the console use to reach this node's API (shown in GET /api/v1/cluster). */
+    advertise_url: z.url({ error: 'expected a URL such as "http://10.0.0.5:8080"' }).optional(),
+    nats: z
+      .strictObject({
+        urls: z
+          .array(z.string().regex(NATS_URL, { error: 'expected a NATS URL such as "nats://127.0.0.1:4222"' }))
+          .min(1)
+          .default(['nats://127.0.0.1:4222']),
+        /** The environment variable holding a token (NATS `authorization { token }`). */
+        token_env: z.string().min(1).optional(),
+        user: z.string().min(1).optional(),
+        /** The environment variable holding the user's password. */
+        password_env: z.string().min(1).optional(),
+        /** A `.creds` file (JWT + NKey seed), relative to caxton.toml. */
+        creds_file: z.string().min(1).optional(),
+        /** The environment variable holding an NKey seed (`SU...`). */
+        nkey_seed_env: z.string().min(1).optional(),
+        /** TLS to NATS: CA to trust, and a client certificate when the server asks for one (files relative to caxton.toml). */
+        tls: z.strictObject({ ca_file: z.string().min(1).optional(), cert_file: z.string().min(1).optional(), key_file: z.string().min(1).optional() }).optional(),
+        /** Longest a connection attempt may take. */
+        connect_timeout: duration(5_000),
+      })
+      .refine((n) => (n.user === undefined) === (n.password_env === undefined), { error: 'user and password_env go together' })
+      .refine((n) => [n.token_env, n.user, n.creds_file, n.nkey_seed_env].filter((x) => x !== undefined).length <= 1, {
+        error: 'choose one way to authenticate to NATS: token_env, user + password_env, creds_file or nkey_seed_env',
+      })
+      .prefault({}),
+    /** Membership: each node writes its heartbeat this often into the nodes bucket; a node silent for 3 beats is gone. */
+    heartbeat: duration(2_000),
+    /** The JetStream key-value bucket of node heartbeats. */
+    nodes_bucket: bucketName.default('caxton_nodes'),
+  })
+  .refine((c) => c.nats.tls === undefined || (c.nats.tls.cert_file === undefined) === (c.nats.tls.key_file === undefined), {
+    error: 'a TLS client certificate needs both cert_file and key_file',
+    path: ['nats', 'tls'],
+  });
+
+export type ClusterConfig = z.infer<typeof clusterConfigSchema>;

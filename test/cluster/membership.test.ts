@@ -1,0 +1,114 @@
+/**
+ * Cluster membership on a real `nats-server -js` started by the test (issue 17, item 4): nodes see
+ * each other through the heartbeat bucket, a node that stops is gone at once, a node that goes
+ * silent (its connection closed, as a crash would leave it) turns stale and then disappears when
+ * JetStream's TTL drops its entry, and a node that loses NATS reports itself unhealthy and is
+ * healthy again after the server comes back.
+ */
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { clusterConfigSchema, connectNats, Membership, natsOptions, type ClusterConfig } from '../../src/cluster/index.js';
+import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';
+import { hasSystem } from '../helpers/system.js';
+import { removeTempDirs } from '../helpers/tmp.js';
+import { waitUntil } from '../helpers/wait.js';
+
+const HEARTBEAT_MS = 200;
+const run = hasSystem('nats-server');
+
+let nats: NatsServer;
+const connections: NatsConnection[] = [];
+const members: Membership[] = [];
+
+function config(node: string, extra: Record<string, unknown> = {}): ClusterConfig {
+  return clusterConfigSchema.parse({ node, heartbeat: HEARTBEAT_MS / 1000, nats: { urls: [nats.url] }, nodes_bucket: 'test_nodes', ...extra });
+}
+
+async function member(node: string, load?: () => Record<string, number>): Promise<{ m: Membership; nc: NatsConnection; health: boolean[] }> {
+  const cluster = config(node, { advertise_url: `http://${node}.example:8080` });
+  const nc = await connectNats({ cluster });
+  connections.push(nc);
+  const health: boolean[] = [];
+  const m = await Membership.start({ nc, cluster, version: '0.1.0', ...(load && { load }), onHealth: (h) => health.push(h) });
+  members.push(m);
+  return { m, nc, health };
+}
+
+beforeAll(async () => {
+  if (run) nats = await startNatsServer();
+});
+
+afterAll(async () => {
+  for (const m of members) await m.stop().catch(() => {});
+  for (const nc of connections) await nc.close().catch(() => {});
+  await nats?.stop();
+  removeTempDirs();
+});
+
+describe.skipIf(!run)('membership on a JetStream key-value bucket', () => {
+  it('nodes see each other with what each says about itself, and a stopped node is gone at once', async () => {
+    const a = await member('node-a', () => ({ queue_depth: 7 }));
+    const b = await member('node-b');
+    const seen = await a.m.nodes();
+    expect(seen.map((n) => [n.node, n.state, n.self])).toEqual([
+      ['node-a', 'up', true],
+      ['node-b', 'up', false],
+    ]);
+    expect(seen[0]).toMatchObject({ url: 'http://node-a.example:8080', version: '0.1.0', load: { queue_depth: 7 } });
+    expect(a.m.healthy()).toBe(true);
+    expect(a.health).toEqual([true]);
+    await b.m.stop();
+    expect((await a.m.nodes()).map((n) => n.node)).toEqual(['node-a']);
+  });
+
+  it('a node that goes silent turns stale, then disappears when the bucket TTL (three heartbeats) drops it', async () => {
+    const a = await member('node-c');
+    const d = await member('node-d');
+    // A crash: the connection ends without the goodbye (stop() would delete the key).
+    await d.nc.close();
+    const stale = await waitUntil(async () => (await a.m.nodes()).find((n) => n.node === 'node-d' && n.state === 'stale'), { timeoutMs: 5_000, what: 'node-d stale' });
+    expect(stale.value.age_ms).toBeGreaterThan(HEARTBEAT_MS * 2);
+    await waitUntil(async () => !(await a.m.nodes()).some((n) => n.node === 'node-d'), { timeoutMs: 5_000, what: 'node-d gone' });
+    expect((await a.m.nodes()).some((n) => n.node === 'node-c')).toBe(true);
+  });
+
+  it('a node that loses NATS reports itself unhealthy, and healthy again once the server is back', async () => {
+    const e = await member('node-e');
+    expect(e.m.healthy()).toBe(true);
+    await nats.stop();
+    await waitUntil(() => e.health.includes(false), { timeoutMs: 5_000, what: 'node-e reporting itself unhealthy while NATS is down' });
+    expect(e.m.healthy()).toBe(false);
+    expect(e.m.lastError).not.toBeNull();
+    await nats.restart();
+    await waitUntil(() => e.m.healthy(), { timeoutMs: 15_000, what: 'node-e healthy after NATS restarted' });
+    expect(e.health.at(-1)).toBe(true);
+    expect((await e.m.nodes()).some((n) => n.node === 'node-e' && n.state === 'up')).toBe(true);
+  });
+});
+
+describe('[cluster] configuration', () => {
+  it('defaults to the local NATS and the host name; refuses two ways to authenticate and bad names', () => {
+    const c = clusterConfigSchema.parse({});
+    expect(c.nats.urls).toEqual(['nats://127.0.0.1:4222']);
+    expect(c.node).toMatch(/^[A-Za-z0-9][A-Za-z0-9_-]*$/);
+    expect(c.heartbeat).toBe(2000);
+    expect(() => clusterConfigSchema.parse({ nats: { token_env: 'T', nkey_seed_env: 'S' } })).toThrow(/choose one way to authenticate/);
+    expect(() => clusterConfigSchema.parse({ node: 'bad name' })).toThrow(/letters, digits/);
+    expect(() => clusterConfigSchema.parse({ nats: { urls: ['http://x'] } })).toThrow(/NATS URL/);
+    expect(() => clusterConfigSchema.parse({ nats: { user: 'u' } })).toThrow(/user and password_env go together/);
+  });
+
+  it('reads credentials from the environment and says which variable is missing (never its value)', () => {
+    const c = clusterConfigSchema.parse({ nats: { token_env: 'CAXTON_TEST_NATS_TOKEN' } });
+    expect(natsOptions({ cluster: c, env: { CAXTON_TEST_NATS_TOKEN: 's3cret-token' } }).token).toBe('s3cret-token');
+    expect(() => natsOptions({ cluster: c, env: {} })).toThrow(/token_env names the environment variable CAXTON_TEST_NATS_TOKEN, which is not set/);
+  });
+
+  it.skipIf(!run)('an unreachable NATS is a clear error naming the URL and what to check, not a hang', async () => {
+    const c = clusterConfigSchema.parse({ nats: { urls: ['nats://127.0.0.1:1'], connect_timeout: 1 } });
+    await expect(connectNats({ cluster: c })).rejects.toThrow(/cannot connect to NATS at nats:\/\/127\.0\.0\.1:1: .*nats-server -js/);
+    // The test server itself is reachable (the failure above is the port's, not the machine's).
+    const nc = await connect({ servers: nats.url });
+    await nc.close();
+  });
+});
