@@ -614,7 +614,12 @@ export class McpConnection {
     try {
       return await fn(client, { ...(signal && { signal }), timeout: this.#cfg.timeout });
     } catch (e) {
-      if (e instanceof McpError) throw e;
+      // The server's own JSON-RPC error, passed on with its code; its text may quote a secret.
+      if (e instanceof McpError) {
+        const passed = new McpError(e.code, '', scrubSecretsIn(e.data));
+        passed.message = scrubSecrets(e.message);
+        throw passed;
+      }
       if (this.#client === client) this.#lost(errorText(e));
       throw new McpError(ErrorCode.InternalError, `MCP server "${this.name}" could not be reached for ${what}: ${scrubSecrets(errorText(e))}`);
     }
