@@ -8,7 +8,7 @@ export { executorHandler } from './agent-handler.js';
 export { sendMessageTool } from './send-message-tool.js';
 export { parseMessage, type ParseMessageOptions } from './validate.js';
 export { renderMessagePrompt, parseAnswer } from './prompt.js';
-export { chooseWinner, proposalValue, selectionOf } from './contract-net.js';
+export { chooseWinner, proposalValue, selectionOf } from './protocols/index.js';
 export { PERFORMATIVES, PROTOCOLS, normalizePerformative, expectsReply, executes, fanOut, type Performative, type Protocol } from './performatives.js';
 export { newMessageId, newConversationId, contentText, type AclMessage, type Content, type ConversationId, type MessageId, type TraceContext } from './message.js';
 export { TERMINAL_STATES, isTerminal, type Conversation, type ConversationState } from './conversation.js';

@@ -5,7 +5,7 @@
  * mutants Stryker left alive in src/messaging/contract-net.ts (docs/mutation.md).
  */
 import { describe, expect, it } from 'vitest';
-import { chooseWinner, proposalValue, selectionOf, type Selection } from '../../src/messaging/contract-net.js';
+import { chooseWinner, proposalValue, selectionOf, type Selection } from '../../src/messaging/protocols/selection.js';
 import type { AclMessage, Content } from '../../src/messaging/message.js';
 
 const proposal = (sender: string, content: Content): AclMessage =>
