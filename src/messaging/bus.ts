@@ -21,9 +21,6 @@ import { createStrategy } from './strategy.js';
 import { PLATFORM, type SendHints, type SubmitResult } from './submission.js';
 import { parseMessage } from './validate.js';
 
-export type { MessagingConfig } from './config.js';
-export { PLATFORM, type SendHints, type SubmitResult } from './submission.js';
-
 /** What an agent answered: the reply act and its content (undefined: no reply). */
 export type AgentAnswer = { performative?: Performative; content: Content } | undefined;
 

@@ -1,17 +1,6 @@
-export {
-  MessageBus,
-  PLATFORM,
-  type SendHints,
-  type BusEvent,
-  type BusOptions,
-  type MessageHandler,
-  type InProcessHandler,
-  type InProcessReceiver,
-  type HandlerContext,
-  type AgentAnswer,
-  type SubmitResult,
-  type MessagingConfig,
-} from './bus.js';
+export { MessageBus, type BusEvent, type BusOptions, type MessageHandler, type InProcessHandler, type InProcessReceiver, type HandlerContext, type AgentAnswer } from './bus.js';
+export type { MessagingConfig } from './config.js';
+export { PLATFORM, type SendHints, type SubmitResult } from './submission.js';
 export type { DeliveryQueue, DeliveryQueueDeps, DeliveryQueueFactory, PendingDelivery } from './queue.js';
 export { SqliteDeliveryQueue, sqliteQueue } from './sqlite-queue.js';
 export { MESSAGING_MIGRATIONS, type DeliveryRow, type StoredMessage, type Page } from './store.js';
