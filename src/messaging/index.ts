@@ -1,4 +1,8 @@
-export { MessageBus, PLATFORM, type SendHints, type BusEvent, type BusOptions, type MessageHandler, type AgentAnswer, type SubmitResult, type MessagingConfig } from './bus.js';
+export { MessageBus, type BusEvent, type BusOptions, type MessageHandler, type InProcessHandler, type InProcessReceiver, type HandlerContext, type AgentAnswer } from './bus.js';
+export type { MessagingConfig } from './config.js';
+export { PLATFORM, type SendHints, type SubmitResult } from './submission.js';
+export type { DeliveryQueue, DeliveryQueueDeps, DeliveryQueueFactory, PendingDelivery } from './queue.js';
+export { SqliteDeliveryQueue, sqliteQueue } from './sqlite-queue.js';
 export { MESSAGING_MIGRATIONS, type DeliveryRow, type StoredMessage, type Page } from './store.js';
 export { Directory, type DirectoryEntry, type DirectoryEvent, type DirectoryQuery } from './directory.js';
 export { Router, type RouteDecision } from './router.js';
@@ -8,7 +12,7 @@ export { executorHandler } from './agent-handler.js';
 export { sendMessageTool } from './send-message-tool.js';
 export { parseMessage, type ParseMessageOptions } from './validate.js';
 export { renderMessagePrompt, parseAnswer } from './prompt.js';
-export { chooseWinner, proposalValue, selectionOf } from './contract-net.js';
+export { chooseWinner, proposalValue, selectionOf, createProtocolEngine, ProtocolEngine, type ConversationProtocol, type ProtocolContext } from './protocols/index.js';
 export { PERFORMATIVES, PROTOCOLS, normalizePerformative, expectsReply, executes, fanOut, type Performative, type Protocol } from './performatives.js';
 export { newMessageId, newConversationId, contentText, type AclMessage, type Content, type ConversationId, type MessageId, type TraceContext } from './message.js';
 export { TERMINAL_STATES, isTerminal, type Conversation, type ConversationState } from './conversation.js';

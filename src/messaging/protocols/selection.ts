@@ -1,4 +1,4 @@
-import type { AclMessage, Content } from './message.js';
+import type { AclMessage, Content } from '../message.js';
 
 export type SelectRule = 'lowest' | 'highest' | 'first';
 
