@@ -7,7 +7,7 @@ export default {
   testRunner: 'vitest',
   vitest: { configFile: 'vitest.mutation.config.ts', related: true },
   plugins: ['@stryker-mutator/vitest-runner'],
-  mutate: ['src/messaging/contract-net.ts', 'src/messaging/performatives.ts', 'src/messaging/dispatcher.ts', 'src/shared/secrets.ts', 'src/memory/scope.ts', 'src/tools/wasm/limits.ts'],
+  mutate: ['src/messaging/protocols/selection.ts', 'src/messaging/performatives.ts', 'src/messaging/dispatcher.ts', 'src/shared/secrets.ts', 'src/memory/scope.ts', 'src/tools/wasm/limits.ts'],
   coverageAnalysis: 'perTest',
   concurrency: 1,
   timeoutMS: 60_000,

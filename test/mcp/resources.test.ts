@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { AgentRegistry } from '../../src/agents/index.js';
 import type { Principal } from '../../src/auth/index.js';
 import type { MemoryBackend, StoredEntity, StoredRelation } from '../../src/memory/index.js';
-import type { Conversation, StoredMessage } from '../../src/messaging/index.js';
+import type { Conversation, ConversationId, StoredMessage } from '../../src/messaging/index.js';
 import { CaxtonMcpResources, RESOURCE_NOT_FOUND, RESOURCE_PAGE, type ConversationReader } from '../../src/mcp/index.js';
 import { CaxtonError } from '../../src/shared/errors.js';
 import { registerSecrets } from '../../src/shared/secrets.js';
@@ -17,7 +17,7 @@ const T0 = '2026-01-01T00:00:00.000Z';
 
 function conversation(i: number): Conversation {
   return {
-    id: `conv_${String(i).padStart(4, '0')}`,
+    id: `conv_${String(i).padStart(4, '0')}` as ConversationId,
     protocol: 'fipa-request',
     state: 'completed',
     initiator: 'user',
@@ -29,7 +29,7 @@ function conversation(i: number): Conversation {
     updated_at: T0,
     expires_at: null,
     reason: null,
-  } as unknown as Conversation;
+  };
 }
 
 function message(conv: string, n: number, performative: string, sender: string, receiver: string, content: string): StoredMessage {
