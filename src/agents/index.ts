@@ -3,6 +3,8 @@ export { parseAgent, detectFormat, type ParseOptions, type ParseResult } from '.
 export { agentDocumentSchema, agentNameSchema } from './schema.js';
 export { AgentRegistry, type DeployedAgent, type AgentOrigin, type RegistryEvent, type ListOptions } from './registry.js';
 export { AgentStore, AGENT_MIGRATIONS } from './store.js';
-export { AgentService, DEPLOY_CHECK_CODES, type AgentCheck, type DeployInput, type DeployOutcome, type FileStatus } from './service.js';
+export { AgentService, DEPLOY_CHECK_CODES, type AgentCheck, type DeployInput, type DeployOutcome, type FileStatus, type RollbackOutcome } from './service.js';
+export { AgentVersionStore, definitionHash, type AgentVersion, type AgentVersionDetail, type VersionHow } from './versions.js';
+export { diffVersions, type VersionDiff } from './diff.js';
 export { AgentDirectoryWatcher, isAgentFile } from './watcher.js';
 export { CLAUDE_TOOL_MAP, CLAUDE_MODEL_ALIASES, mapClaudeTool } from './claude.js';

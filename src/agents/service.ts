@@ -5,18 +5,33 @@ import { parseAgent, type ParseResult } from './parse.js';
 import { AgentParser, type ParseStats } from './parse-pool.js';
 import type { AgentRegistry, DeployedAgent } from './registry.js';
 import type { AgentStore } from './store.js';
+import { definitionHash, type AgentVersion, type AgentVersionStore } from './versions.js';
 
 export interface DeployInput {
   body: string | Uint8Array;
   format?: AgentFormat;
   /** Shown in messages; defaults to `<request body>`. */
   file?: string;
+  /** The authenticated principal deploying it, recorded with the version. */
+  deployed_by?: string | undefined;
 }
 
 export interface DeployOutcome {
   agent: DeployedAgent;
   warnings: SourceIssue[];
   created: boolean;
+  /** The content equals the deployed version's: nothing was stored or changed. */
+  unchanged?: boolean;
+  /** The version this deploy recorded (or, when unchanged, the current one); absent without a version store. */
+  version?: AgentVersion | undefined;
+}
+
+export interface RollbackOutcome {
+  agent: DeployedAgent;
+  /** The new version, a copy of `restored`. */
+  version: AgentVersion;
+  restored: AgentVersion;
+  warnings: { code: string; field: string; message: string }[];
 }
 
 /** A file in agents_dir whose current content does not load (the last good version keeps running). */
@@ -31,6 +46,8 @@ export interface AgentServiceOptions {
   checks?: AgentCheck[];
   /** Bodies and files at least this large are parsed on a worker thread (parse-pool.ts; default 64 KiB). */
   offThreadParseBytes?: number;
+  /** Every deploy recorded as a version (versions.ts); absent: no history (tests of the parser alone). */
+  versions?: AgentVersionStore;
 }
 
 /** A deploy-time check of a valid definition against the server's configuration: its warnings. */
@@ -72,12 +89,14 @@ export class AgentService {
   readonly #options: AgentServiceOptions;
   readonly #parser: AgentParser;
   readonly #checks: AgentCheck[];
+  readonly versions: AgentVersionStore | undefined;
 
   constructor(registry: AgentRegistry, store: AgentStore, options: AgentServiceOptions = {}) {
     this.registry = registry;
     this.#store = store;
     this.#options = options;
     this.#checks = [...(options.checks ?? [])];
+    this.versions = options.versions;
     this.#parser = new AgentParser(options.offThreadParseBytes !== undefined ? { offThreadBytes: options.offThreadParseBytes } : {});
   }
 
@@ -96,6 +115,9 @@ export class AgentService {
     let n = 0;
     for (const s of this.#store.loadAll()) {
       this.registry.upsert({ definition: s.definition, format: s.format, origin: { kind: 'api' }, revision: s.revision, deployed_at: s.deployed_at, updated_at: s.updated_at });
+      // An agent stored before versions were kept gets its first version now, so rollback has a base.
+      const v = this.versions;
+      if (v && v.latest(s.definition.name) === undefined) v.append({ definition: s.definition, format: s.format, source: this.#store.source(s.definition.name) ?? '', how: 'api', origin: 'api' });
       n++;
     }
     return n;
@@ -178,19 +200,91 @@ export class AgentService {
         { field: 'name', name: def.name, deployed: existing.definition.name, hint: `use name "${existing.definition.name}", or DELETE the agent and deploy it again under the new spelling` },
       );
     }
-    const now = new Date().toISOString();
+    const versions = this.versions;
+    const current = existing && versions?.latest(def.name);
+    // Identical content (the same definition, whatever the formatting): nothing to store or reload.
+    if (existing && current && current.hash === definitionHash(def)) return { agent: existing, warnings: result.warnings, created: false, unchanged: true, version: current };
     const source = typeof input.body === 'string' ? input.body : Buffer.from(input.body).toString('utf8');
-    const agent: DeployedAgent = {
-      definition: def,
-      format: result.format,
-      origin: { kind: 'api' },
-      revision: (existing?.revision ?? 0) + 1,
-      deployed_at: existing?.deployed_at ?? now,
-      updated_at: now,
+    const agent = this.#apiAgent(def, result.format, existing);
+    let version: AgentVersion | undefined;
+    const save = () => {
+      this.#store.save({ ...agent, source });
+      version = versions?.append({ definition: def, format: result.format, source, how: 'api', origin: 'api', deployed_by: input.deployed_by });
     };
-    this.#store.save({ ...agent, source });
+    if (versions) versions.transaction(save);
+    else save();
     this.registry.upsert(agent);
-    return { agent, warnings: result.warnings, created: !existing };
+    return { agent, warnings: result.warnings, created: !existing, version };
+  }
+
+  #apiAgent(def: AgentDefinition, format: AgentFormat, existing: DeployedAgent | undefined): DeployedAgent {
+    const now = new Date().toISOString();
+    return { definition: def, format, origin: { kind: 'api' }, revision: (existing?.revision ?? 0) + 1, deployed_at: existing?.deployed_at ?? now, updated_at: now };
+  }
+
+  /**
+   * Deploys an earlier version again, as a new version (`how: rollback`): `to`, or else the newest
+   * version whose content differs from the current one. API agents only: a file agent's file is its
+   * source of truth.
+   */
+  rollback(name: string, to?: number, deployedBy?: string): RollbackOutcome {
+    const existing = this.registry.get(name);
+    if (!existing) throw new CaxtonError('agent_not_found', `no agent named "${name}" is deployed`, { name });
+    const agentName = existing.definition.name;
+    if (existing.origin.kind === 'file') {
+      throw new CaxtonError(
+        'agent_managed_by_file',
+        `agent "${agentName}" is defined by the file ${existing.origin.path}; roll it back by restoring the file (caxton agent history ${agentName} lists its versions, GET /api/v1/agents/${agentName}/versions/N has each one's source)`,
+        { path: existing.origin.path },
+      );
+    }
+    const versions = this.versions;
+    if (!versions) throw new CaxtonError('invalid_request', 'this server keeps no agent versions');
+    const current = versions.latest(agentName);
+    let target = to !== undefined ? versions.get(agentName, to) : undefined;
+    if (to !== undefined && !target) {
+      const { items, total } = versions.list(agentName, { limit: 1 });
+      throw new CaxtonError('version_not_found', `agent "${agentName}" has no version ${to}${total > 0 ? ` (versions kept: ${total}, the newest is ${items[0]!.version})` : ''}`, {
+        name: agentName,
+        version: to,
+        hint: `caxton agent history ${agentName} lists them`,
+      });
+    }
+    if (to === undefined) {
+      for (let offset = 0; !target; offset += 100) {
+        const page = versions.list(agentName, { limit: 100, offset });
+        const found = page.items.find((v) => v.hash !== current?.hash);
+        if (found) target = versions.get(agentName, found.version);
+        if (page.items.length < 100) break;
+      }
+      if (!target)
+        throw new CaxtonError('no_earlier_version', `agent "${agentName}" has no earlier version to roll back to: every version kept has the content deployed now`, {
+          name: agentName,
+          hint: `deploy a new version, or see caxton agent history ${agentName}`,
+        });
+    }
+    const restored = target!;
+    if (current && restored.hash === current.hash)
+      throw new CaxtonError('conflict', `version ${restored.version} of agent "${agentName}" has the content deployed now (version ${current.version}); nothing to roll back`, {
+        name: agentName,
+        version: restored.version,
+      });
+    const agent = this.#apiAgent(restored.definition, restored.format, existing);
+    const version = versions.transaction(() => {
+      this.#store.save({ ...agent, source: restored.source });
+      return versions.append({
+        definition: restored.definition,
+        format: restored.format,
+        source: restored.source,
+        how: 'rollback',
+        origin: 'api',
+        deployed_by: deployedBy,
+        restored_from: restored.version,
+      });
+    });
+    this.registry.upsert(agent);
+    const { definition: _d, source: _s, ...summary } = restored;
+    return { agent, version, restored: summary, warnings: this.checkDeployed(restored.definition) };
   }
 
   remove(name: string): DeployedAgent {
@@ -222,7 +316,7 @@ export class AgentService {
     } catch (e) {
       return this.#unparsable(path, e);
     }
-    return this.#applyParsed(path, result);
+    return this.#applyParsed(path, result, bytes);
   }
 
   /**
@@ -237,7 +331,7 @@ export class AgentService {
     } catch (e) {
       return stillCurrent() ? this.#unparsable(path, e) : undefined;
     }
-    return stillCurrent() ? this.#applyParsed(path, result) : undefined;
+    return stillCurrent() ? this.#applyParsed(path, result, bytes) : undefined;
   }
 
   #unparsable(path: string, e: unknown): FileStatus {
@@ -251,7 +345,7 @@ export class AgentService {
     });
   }
 
-  #applyParsed(path: string, parsed: ParseResult): FileStatus {
+  #applyParsed(path: string, parsed: ParseResult, bytes: Uint8Array): FileStatus {
     const now = new Date().toISOString();
     const result = this.#checked(parsed, path);
     if (!result.ok) {
@@ -290,6 +384,19 @@ export class AgentService {
       return status;
     }
     if (previousKey !== undefined && previousKey !== key) this.registry.remove(previousKey);
+    const hash = definitionHash(def);
+    const status: FileStatus = { path, state: 'loaded', agent: def.name, updated_at: now };
+    if (result.warnings.length > 0) status.errors = result.warnings;
+    // The same file saved again with the same content (a touch, a formatting change): a no-op.
+    if (holder && definitionHash(holder.definition) === hash) {
+      this.#fileAgents.set(path, key);
+      this.#files.set(path, status);
+      return status;
+    }
+    // A version for each content the file takes (not for each start of the server).
+    const versions = this.versions;
+    if (versions && versions.latest(def.name)?.hash !== hash)
+      versions.append({ definition: def, format: result.format, source: Buffer.from(bytes).toString('utf8'), how: 'file', origin: 'file', path });
     this.registry.upsert({
       definition: def,
       format: result.format,
@@ -299,8 +406,6 @@ export class AgentService {
       updated_at: now,
     });
     this.#fileAgents.set(path, key);
-    const status: FileStatus = { path, state: 'loaded', agent: def.name, updated_at: now };
-    if (result.warnings.length > 0) status.errors = result.warnings;
     this.#files.set(path, status);
     return status;
   }

@@ -1,6 +1,7 @@
 import type { Db, Migration } from '../storage/index.js';
 import { agentKey, type AgentDefinition, type AgentFormat } from './definition.js';
 import { checkStoredDefinition } from './stored-shape.js';
+import { AGENT_VERSION_MIGRATION } from './versions.js';
 
 export const AGENT_MIGRATIONS: readonly Migration[] = [
   {
@@ -16,6 +17,7 @@ export const AGENT_MIGRATIONS: readonly Migration[] = [
       updated_at  TEXT NOT NULL
     )`,
   },
+  AGENT_VERSION_MIGRATION,
 ];
 
 export interface StoredAgent {

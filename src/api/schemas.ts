@@ -56,7 +56,15 @@ export const agentDetailSchema = agentSummarySchema.extend({
 
 export const agentListSchema = z.object({ agents: z.array(agentSummarySchema), total: z.number().int(), limit: z.number().int(), offset: z.number().int() });
 
-export const deployResponseSchema = z.object({ agent: agentDetailSchema, warnings: z.array(issueSchema) });
+export const deployResponseSchema = z.object({
+  agent: agentDetailSchema,
+  warnings: z.array(issueSchema),
+  /** The agent version this deploy recorded (or, when unchanged, the current one). */
+  version: z.number().int().optional(),
+  /** The body equals the deployed version: nothing was stored or changed. */
+  unchanged: z.boolean().optional(),
+  message: z.string().optional(),
+});
 
 export const validateResponseSchema = z.object({
   valid: z.boolean(),

@@ -101,7 +101,25 @@ function readConfigFile(file: string): Record<string, unknown> {
   return parsed.doc;
 }
 
-const KNOWN_SECTIONS = ['data_dir', 'agents_dir', 'server', 'metrics', 'logging', 'events', 'llm', 'execution', 'memory', 'tools', 'security', 'messaging', 'mcp', 'mcp_servers', 'audit', 'auth'];
+const KNOWN_SECTIONS = [
+  'data_dir',
+  'agents_dir',
+  'agents',
+  'server',
+  'metrics',
+  'logging',
+  'events',
+  'llm',
+  'execution',
+  'memory',
+  'tools',
+  'security',
+  'messaging',
+  'mcp',
+  'mcp_servers',
+  'audit',
+  'auth',
+];
 
 /** Loads the effective configuration: flags > CAXTON_* environment > file > defaults. */
 export function loadServerConfig(opts: LoadOptions = {}): ServerConfig {

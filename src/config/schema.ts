@@ -83,6 +83,12 @@ export const mcpServerSchema = z
      */
     connect_timeout: durationMs().optional(),
     enabled: z.boolean().default(true),
+    /**
+     * Caxton's /mcp as a gateway to this server: its tools under their own names (not `NAME.tool`)
+     * with their results and progress passed through unchanged, and its prompts, resources and
+     * completions offered beside Caxton's (src/mcp/gateway.ts). Agents still see `NAME.tool`.
+     */
+    gateway: z.boolean().default(false),
     /** OAuth 2.1 (Streamable HTTP only). */
     oauth: mcpOAuthSchema.optional(),
   })
@@ -168,6 +174,13 @@ const modelAliasSchema = z.union([
 export const serverConfigSchema = z.strictObject({
   data_dir: z.string().default('./data'),
   agents_dir: z.string().default('./agents'),
+  /** `[agents]`: agent lifecycle (src/agents/versions.ts). */
+  agents: z
+    .strictObject({
+      /** Versions kept per agent (every deploy, file change and rollback is one); the oldest go first. */
+      keep_versions: z.number().int().min(1).max(100_000).default(100),
+    })
+    .prefault({}),
   server: z
     .strictObject({
       host: z.string().min(1).default('127.0.0.1'),

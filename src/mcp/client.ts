@@ -11,15 +11,25 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { ErrorCode, McpError, ToolListChangedNotificationSchema, type CallToolResult, type Tool as McpToolSpec } from '@modelcontextprotocol/sdk/types.js';
+import {
+  ErrorCode,
+  McpError,
+  PromptListChangedNotificationSchema,
+  ResourceListChangedNotificationSchema,
+  ToolListChangedNotificationSchema,
+  type CallToolResult,
+  type Progress,
+  type Tool as McpToolSpec,
+} from '@modelcontextprotocol/sdk/types.js';
 import type { ServerConfig } from '../config/index.js';
 import type { JsonSchema } from '../llm/types.js';
 import type { Logger } from '../observability/index.js';
-import { scrubSecrets } from '../shared/secrets.js';
+import { scrubSecrets, scrubSecretsIn } from '../shared/secrets.js';
 import { VERSION } from '../shared/version.js';
 import type { ToolRegistry } from '../tools/registry.js';
 import type { Tool, ToolContext, ToolResult } from '../tools/types.js';
 import { digestArgs, type ToolAuditSink } from '../tools/wasm/audit.js';
+import { EMPTY_CATALOGUE, readCatalogue, type GatewayCatalogue } from './gateway-catalogue.js';
 import type { CallOutcome } from '../tools/wasm/errors.js';
 import {
   CaxtonOAuthProvider,
@@ -150,11 +160,23 @@ export function resultText(r: CallToolResult): string {
   return parts.join('\n');
 }
 
+/** A tool result with the configured secrets scrubbed from every text it carries (binary data is left as it is). */
+export function scrubResult(r: CallToolResult): CallToolResult {
+  const content = (r.content ?? []).map((c) => {
+    if (c.type === 'text') return { ...c, text: scrubSecrets(c.text) };
+    if (c.type === 'resource' && 'text' in c.resource && typeof c.resource.text === 'string') return { ...c, resource: { ...c.resource, text: scrubSecrets(c.resource.text) } };
+    return c;
+  });
+  return { ...r, content, ...(r.structuredContent !== undefined && { structuredContent: scrubSecretsIn(r.structuredContent) }) };
+}
+
 /** One mounted tool: `server.tool` in Caxton, `tool` on the MCP server. */
-class McpTool implements Tool {
+export class McpTool implements Tool {
   readonly name: string;
   description: string;
   input_schema: JsonSchema;
+  /** The server's own description of the tool, as listed (a gateway offers it unchanged). */
+  spec: McpToolSpec;
   constructor(
     readonly conn: McpConnection,
     readonly remoteName: string,
@@ -163,10 +185,12 @@ class McpTool implements Tool {
     this.name = `${conn.name}.${remoteName}`;
     this.description = '';
     this.input_schema = {};
+    this.spec = spec;
     this.update(spec);
   }
 
   update(spec: McpToolSpec): void {
+    this.spec = spec;
     this.description = spec.description ?? spec.title ?? `tool "${spec.name}" of MCP server "${this.conn.name}"`;
     this.input_schema = spec.inputSchema as JsonSchema;
   }
@@ -204,6 +228,8 @@ export class McpConnection {
   #first: Promise<void> | undefined;
   #elicitationsRefused = 0;
   readonly #oauthStore: OAuthStore | undefined;
+  /** `gateway = true`: its prompts and resources, passed through Caxton's /mcp (gateway.ts). */
+  #catalogue: GatewayCatalogue = EMPTY_CATALOGUE;
 
   constructor(name: string, cfg: McpServerConfig, opts: McpClientManagerOptions, onChange: () => void) {
     this.name = name;
@@ -250,6 +276,21 @@ export class McpConnection {
 
   get state(): McpServerState {
     return this.#state;
+  }
+
+  /** `[mcp_servers.NAME] gateway = true`: Caxton's /mcp offers this server's tools, prompts and resources as its own. */
+  get gateway(): boolean {
+    return this.#cfg.gateway;
+  }
+
+  /** The tools registered for this server, with the server's own specs. */
+  mountedTools(): McpTool[] {
+    return [...this.#tools.values()];
+  }
+
+  /** A gateway server's prompts, resources and templates as last read (empty for other servers). */
+  get catalogue(): GatewayCatalogue {
+    return this.#catalogue;
   }
 
   /** Connecting and listing tools: `connect_timeout`, else the call timeout. */
@@ -360,12 +401,21 @@ export class McpConnection {
     client.setNotificationHandler(ToolListChangedNotificationSchema, () => {
       if (this.#client === client) this.#refresh(client).catch((e: unknown) => this.#log?.warn({ err: errorText(e) }, 'MCP server announced new tools but listing them failed'));
     });
+    if (this.gateway) {
+      const reread = () => {
+        if (this.#client === client)
+          this.#refreshCatalogue(client).catch((e: unknown) => this.#log?.warn({ err: errorText(e) }, 'MCP server announced new prompts or resources but listing them failed'));
+      };
+      client.setNotificationHandler(PromptListChangedNotificationSchema, reread);
+      client.setNotificationHandler(ResourceListChangedNotificationSchema, reread);
+    }
     this.#pending = client;
     const attempt = (async () => {
       try {
         await client.connect(transport, { timeout: this.#connectTimeout });
         if (this.#state === 'closed') throw new Error('closed');
         await this.#syncTools(await this.#listTools(client));
+        if (this.gateway) this.#catalogue = await readCatalogue(client, this.#connectTimeout);
       } catch (e) {
         // A child that exits during the handshake explains itself on stderr.
         const why = this.#transportKind === 'stdio' && this.#lastStderrLine() ? `${errorText(e)} (stderr: ${this.#lastStderrLine()})` : errorText(e);
@@ -489,6 +539,14 @@ export class McpConnection {
     }
   }
 
+  async #refreshCatalogue(client: Client): Promise<void> {
+    const catalogue = await readCatalogue(client, this.#connectTimeout);
+    if (this.#client === client) {
+      this.#catalogue = catalogue;
+      this.#onChange();
+    }
+  }
+
   /** Registers new tools, updates changed ones, unregisters those the server no longer has. */
   #syncTools(list: McpToolSpec[]): void {
     const registry = this.#opts.tools;
@@ -523,8 +581,51 @@ export class McpConnection {
     return `MCP server "${this.name}" is unavailable (state: ${this.#state}${this.#lastError ? `; last error: ${this.#lastError}` : ''}${retry}); tool "${tool.name}" cannot be called now`;
   }
 
-  /** Runs one tool call on the server, within the call's deadline and cancellation. */
+  /** Runs one tool call on the server, within the call's deadline and cancellation; the model sees its text. */
   async call(tool: McpTool, args: Record<string, unknown>, ctx: ToolContext): Promise<ToolResult> {
+    const r = await this.#invoke(tool, args, ctx);
+    if ('failed' in r) return r.failed;
+    return r.isError ? { content: r.text, is_error: true } : { content: r.text };
+  }
+
+  /**
+   * The same call for a gateway (gateway.ts): the server's result as it is (images, audio,
+   * embedded resources, structured content), text scrubbed of the configured secrets, and the
+   * server's progress notifications handed to `onprogress`.
+   */
+  async callThrough(tool: McpTool, args: Record<string, unknown>, ctx: ToolContext, onprogress?: (p: Progress) => void): Promise<CallToolResult> {
+    const r = await this.#invoke(tool, args, ctx, onprogress);
+    if ('failed' in r) return { content: [{ type: 'text', text: r.failed.content }], isError: true };
+    return r.result;
+  }
+
+  /**
+   * Another request to a gateway server (prompts/get, resources/read, completion/complete), within
+   * the call timeout. The server's JSON-RPC errors reach the caller as they are; an unavailable
+   * server is an internal error that names it and its state.
+   */
+  async request<T>(what: string, fn: (client: Client, opts: { signal?: AbortSignal; timeout: number }) => Promise<T>, signal?: AbortSignal): Promise<T> {
+    const client = this.#client;
+    if (this.#state !== 'ready' || !client)
+      throw new McpError(
+        ErrorCode.InternalError,
+        `MCP server "${this.name}" is unavailable (state: ${this.#state}${this.#lastError ? `; last error: ${scrubSecrets(this.#lastError)}` : ''}); ${what} cannot be served now`,
+      );
+    try {
+      return await fn(client, { ...(signal && { signal }), timeout: this.#cfg.timeout });
+    } catch (e) {
+      if (e instanceof McpError) throw e;
+      if (this.#client === client) this.#lost(errorText(e));
+      throw new McpError(ErrorCode.InternalError, `MCP server "${this.name}" could not be reached for ${what}: ${scrubSecrets(errorText(e))}`);
+    }
+  }
+
+  async #invoke(
+    tool: McpTool,
+    args: Record<string, unknown>,
+    ctx: ToolContext,
+    onprogress?: (p: Progress) => void,
+  ): Promise<{ failed: ToolResult } | { result: CallToolResult; text: string; isError: boolean }> {
     const started = Date.now();
     const t0 = performance.now();
     const input = Buffer.from(JSON.stringify(args));
@@ -547,10 +648,10 @@ export class McpConnection {
         output_bytes: Buffer.byteLength(output),
       });
     };
-    const fail = (outcome: CallOutcome, message: string): ToolResult => {
+    const fail = (outcome: CallOutcome, message: string) => {
       const content = scrubSecrets(message); // it may quote the server's error
       audit(outcome, '', content);
-      return { content, is_error: true };
+      return { failed: { content, is_error: true } };
     };
 
     const client = this.#client;
@@ -561,12 +662,15 @@ export class McpConnection {
     try {
       // The calling execution's trace context travels in `_meta` (MCP has no header for it over stdio).
       const params = { name: tool.remoteName, arguments: args, ...(ctx.traceparent !== undefined && { _meta: { traceparent: ctx.traceparent } }) };
-      const r = (await client.callTool(params, undefined, { signal: ctx.signal, timeout })) as CallToolResult | { toolResult: unknown };
+      // With onprogress the SDK sends a progress token of its own and hands each notification on.
+      const r = (await client.callTool(params, undefined, { signal: ctx.signal, timeout, ...(onprogress && { onprogress, resetTimeoutOnProgress: false }) })) as
+        CallToolResult | { toolResult: unknown };
       // The server's output is outside text: scrubbed of the configured secrets (ADR 0017).
-      const text = scrubSecrets('toolResult' in r ? JSON.stringify(r.toolResult) : resultText(r));
-      const isError = !('toolResult' in r) && r.isError === true;
+      const result: CallToolResult = 'toolResult' in r ? { content: [{ type: 'text', text: JSON.stringify(r.toolResult) }] } : r;
+      const text = scrubSecrets(resultText(result));
+      const isError = result.isError === true;
       audit(isError ? 'error' : 'ok', text, isError ? text.slice(0, 1000) : undefined);
-      return isError ? { content: text, is_error: true } : { content: text };
+      return { result: scrubResult(result), text, isError };
     } catch (e) {
       if (ctx.signal.aborted) {
         audit('error', '', 'cancelled: the execution was cancelled or timed out');
@@ -654,6 +758,11 @@ export class McpClientManager extends EventEmitter<{ change: [McpServerStatus] }
 
   connection(name: string): McpConnection | undefined {
     return this.#connections.get(name);
+  }
+
+  /** Every connection, in configuration order. */
+  connections(): McpConnection[] {
+    return [...this.#connections.values()];
   }
 
   async close(): Promise<void> {

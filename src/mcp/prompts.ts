@@ -12,7 +12,8 @@ import { ErrorCode, type GetPromptResult, type Prompt, type PromptArgument } fro
 import type { AgentDefinition, AgentRegistry } from '../agents/index.js';
 import { renderTemplate } from '../execution/index.js';
 import { scrubSecrets } from '../shared/secrets.js';
-import { allowed, offeredAgent, offeredAgents, rpcError, type McpCaller } from './offer.js';
+import type { McpGateway } from './gateway.js';
+import { allowed, decodeCursor, encodeCursor, offeredAgent, rpcError, visibleAgents, type McpCaller } from './offer.js';
 
 /** Bounds one prompts/list page; clients follow nextCursor. */
 export const PROMPT_PAGE = 100;
@@ -40,12 +41,21 @@ export class CaxtonMcpPrompts {
   constructor(
     readonly agents: AgentRegistry,
     readonly patterns: readonly string[],
+    /** Gateway servers' prompts, listed after the agents' (an agent's name wins a collision). */
+    readonly gateway?: McpGateway,
   ) {}
 
   list(caller: McpCaller, cursor?: string): { prompts: Prompt[]; nextCursor?: string } {
-    if (!allowed(caller.principal, 'agents:read')) return { prompts: [] };
-    const { page, nextCursor } = offeredAgents(this.agents, this.patterns, caller, cursor, PROMPT_PAGE);
-    return { prompts: page.map((a) => describe(a.definition)), ...(nextCursor !== undefined && { nextCursor }) };
+    const own = allowed(caller.principal, 'agents:read') ? visibleAgents(this.agents, this.patterns, caller).map((a) => describe(a.definition)) : [];
+    const all = [...own, ...(this.gateway?.prompts(caller, new Set(own.map((p) => p.name))) ?? [])];
+    const start = decodeCursor(cursor);
+    const prompts = all.slice(start, start + PROMPT_PAGE);
+    return start + PROMPT_PAGE < all.length ? { prompts, nextCursor: encodeCursor(start + PROMPT_PAGE) } : { prompts };
+  }
+
+  /** Whether `name` is one of Caxton's own prompts for this caller (else a gateway server's may be). */
+  offers(name: string, caller: McpCaller): boolean {
+    return allowed(caller.principal, 'agents:read') && offeredAgent(this.agents, this.patterns, caller, name) !== undefined;
   }
 
   get(name: string, args: Record<string, string>, caller: McpCaller): GetPromptResult {

@@ -20,7 +20,8 @@ import type { AgentRegistry, DeployedAgent } from '../agents/index.js';
 import { parseScope, type MemoryBackend } from '../memory/index.js';
 import type { Conversation, MessageBus } from '../messaging/index.js';
 import { CaxtonError } from '../shared/errors.js';
-import { scrubSecrets } from '../shared/secrets.js';
+import { scrubSecrets, scrubSecretsIn } from '../shared/secrets.js';
+import type { McpGateway } from './gateway.js';
 import { allowed, offeredAgent, rpcError, visibleAgents, type McpCaller } from './offer.js';
 
 /** Bounds one resources/list page; clients follow nextCursor. */
@@ -43,6 +44,8 @@ export interface ResourceSources {
   memory?: MemoryBackend | undefined;
   /** Conversations and their messages; absent: no conversation resources. */
   conversations?: ConversationReader | undefined;
+  /** Gateway servers' resources and templates (their own URIs), listed after Caxton's. */
+  gateway?: McpGateway | undefined;
 }
 
 const agentUri = (name: string) => `${AGENT_PREFIX}${encodeURIComponent(name)}`;
@@ -83,8 +86,8 @@ function conversationResource(c: Conversation): Resource {
   };
 }
 
-/** resources/list walks the agents, then the conversations; the cursor says where it stopped. */
-type Section = 'agents' | 'conversations';
+/** resources/list walks the agents, the conversations, then the gateway servers' resources; the cursor says where it stopped. */
+type Section = 'agents' | 'conversations' | 'gateway';
 
 function encodeCursor(section: Section, offset: number): string {
   return Buffer.from(`${section}:${offset}`).toString('base64url');
@@ -93,7 +96,7 @@ function encodeCursor(section: Section, offset: number): string {
 /** A cursor this server did not hand out is the caller's mistake: JSON-RPC -32602. */
 function decodeCursor(cursor: string | undefined): { section: Section; offset: number } {
   if (cursor === undefined) return { section: 'agents', offset: 0 };
-  const m = /^(agents|conversations):(\d{1,15})$/.exec(Buffer.from(cursor, 'base64url').toString());
+  const m = /^(agents|conversations|gateway):(\d{1,15})$/.exec(Buffer.from(cursor, 'base64url').toString());
   if (!m) throw rpcError(ErrorCode.InvalidParams, `invalid cursor "${cursor.slice(0, 40)}": pass the nextCursor of the previous page, or none for the first page`);
   return { section: m[1] as Section, offset: Number(m[2]) };
 }
@@ -101,6 +104,7 @@ function decodeCursor(cursor: string | undefined): { section: Section; offset: n
 export class CaxtonMcpResources {
   readonly #memory: MemoryBackend | undefined;
   readonly #conversations: ConversationReader | undefined;
+  readonly #gateway: McpGateway | undefined;
 
   constructor(
     readonly agents: AgentRegistry,
@@ -109,6 +113,7 @@ export class CaxtonMcpResources {
   ) {
     this.#memory = sources.memory;
     this.#conversations = sources.conversations;
+    this.#gateway = sources.gateway;
   }
 
   templates(caller: McpCaller): ResourceTemplate[] {
@@ -138,6 +143,7 @@ export class CaxtonMcpResources {
         description: 'A knowledge-graph entity with its type, observations, metadata and every relation from or to it. scope: "workspace", "global" or "agent:NAME"',
         mimeType: JSON_TYPE,
       });
+    out.push(...(this.#gateway?.templates(caller) ?? []));
     return out;
   }
 
@@ -157,18 +163,31 @@ export class CaxtonMcpResources {
       const room = RESOURCE_PAGE - resources.length;
       // A full page of agents: say there is more only if there is a conversation to come.
       const page = await conversations.listConversations({ limit: Math.max(room, 1), offset });
-      if (room === 0) return page.total > offset ? { resources, nextCursor: encodeCursor('conversations', offset) } : { resources };
-      resources.push(...page.items.map(conversationResource));
-      const next = offset + page.items.length;
-      if (page.items.length > 0 && next < page.total) return { resources, nextCursor: encodeCursor('conversations', next) };
+      if (room === 0) {
+        if (page.total > offset) return { resources, nextCursor: encodeCursor('conversations', offset) };
+      } else {
+        resources.push(...page.items.map(conversationResource));
+        const next = offset + page.items.length;
+        if (page.items.length > 0 && next < page.total) return { resources, nextCursor: encodeCursor('conversations', next) };
+      }
     }
-    return { resources };
+    if (section !== 'gateway') {
+      section = 'gateway';
+      offset = 0;
+    }
+    const through = this.#gateway?.resources(caller) ?? [];
+    const room = RESOURCE_PAGE - resources.length;
+    resources.push(...through.slice(offset, offset + room));
+    return offset + room < through.length ? { resources, nextCursor: encodeCursor('gateway', offset + room) } : { resources };
   }
 
-  async read(uri: string, caller: McpCaller): Promise<ReadResourceResult> {
+  async read(uri: string, caller: McpCaller, signal?: AbortSignal): Promise<ReadResourceResult> {
     if (uri.startsWith(AGENT_PREFIX)) return this.#readAgent(uri, caller);
     if (uri.startsWith(CONVERSATION_PREFIX) && this.#conversations) return this.#readConversation(uri, caller, this.#conversations);
     if (uri.startsWith(MEMORY_PREFIX) && this.#memory) return this.#readMemory(uri, caller, this.#memory);
+    // caxton:// is Caxton's own: a gateway server cannot answer for it.
+    const owner = uri.startsWith('caxton://') ? undefined : this.#gateway?.resourceOwner(uri, caller);
+    if (owner) return scrubSecretsIn(await owner.request(`resource ${uri}`, (c, o) => c.readResource({ uri }, o), signal));
     throw notFound(
       uri,
       `this server offers ${

@@ -13,6 +13,7 @@ import { inScope, type Principal } from '../auth/index.js';
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import {
   CallToolRequestSchema,
+  CompleteRequestSchema,
   ErrorCode,
   GetPromptRequestSchema,
   ListPromptsRequestSchema,
@@ -21,6 +22,7 @@ import {
   ListToolsRequestSchema,
   ReadResourceRequestSchema,
   type CallToolResult,
+  type Progress,
   type ServerCapabilities,
   type Tool as McpToolSpec,
 } from '@modelcontextprotocol/sdk/types.js';
@@ -29,10 +31,12 @@ import type { ServerConfig } from '../config/index.js';
 import type { ExecutionEvent, Executor } from '../execution/index.js';
 import type { Logger } from '../observability/index.js';
 import { CaxtonError } from '../shared/errors.js';
-import { scrubSecrets } from '../shared/secrets.js';
+import { scrubSecrets, scrubSecretsIn } from '../shared/secrets.js';
 import { VERSION } from '../shared/version.js';
 import type { ToolRegistry } from '../tools/registry.js';
 import type { ToolCallMetrics } from '../tools/catalogue.js';
+import type { McpClientManager } from './client.js';
+import { McpGateway, type GatewayTool } from './gateway.js';
 import { allowed, matches, rpcError, type McpCaller } from './offer.js';
 import { CaxtonMcpPrompts } from './prompts.js';
 import { CaxtonMcpResources, type ConversationReader } from './resources.js';
@@ -55,6 +59,8 @@ export interface McpServeDeps {
   conversations?: ConversationReader | undefined;
   /** Counts direct tool calls over MCP in caxton_tool_calls_total{via="mcp"} (ask_<agent> calls are the agent's). */
   metrics?: ToolCallMetrics;
+  /** Mounted servers: their status routes, and the gateway servers' tools, prompts and resources (gateway.ts). */
+  clients?: McpClientManager | undefined;
 }
 
 /** Agents are offered as `ask_<agent>`. */
@@ -78,14 +84,16 @@ function text(raw: string, isError = false): CallToolResult {
 const mayCallTools = (p: Principal | undefined) => allowed(p, 'tools:call');
 const toolInScope = (p: Principal | undefined, name: string) => p === undefined || inScope(p.scope.tools, name);
 
-type Resolved = { kind: 'builtin' | 'host'; registry: ToolRegistry } | { kind: 'agent'; agent: string };
+type Resolved = { kind: 'builtin' | 'host'; registry: ToolRegistry } | { kind: 'agent'; agent: string } | ({ kind: 'gateway' } & GatewayTool);
 
 /** What Caxton offers over MCP, computed on every list/call (agents and host tools come and go). */
 export class CaxtonMcpTools {
   readonly #deps: McpServeDeps;
+  readonly gateway: McpGateway;
 
   constructor(deps: McpServeDeps) {
     this.#deps = deps;
+    this.gateway = new McpGateway(deps.clients, deps.config.host_tools);
   }
 
   list(caller: McpCaller = {}): McpToolSpec[] {
@@ -102,7 +110,8 @@ export class CaxtonMcpTools {
     for (const t of executor.deps.tools.list())
       if (tools && config.builtin_tools.includes(t.name) && toolInScope(p, t.name)) add({ name: t.name, description: t.description, inputSchema: t.input_schema as McpToolSpec['inputSchema'] });
     for (const t of executor.hostTools.list())
-      if (tools && matches(config.host_tools, t.name) && toolInScope(p, t.name)) add({ name: t.name, description: t.description, inputSchema: t.input_schema as McpToolSpec['inputSchema'] });
+      if (tools && matches(config.host_tools, t.name) && toolInScope(p, t.name) && !this.gateway.owns(t.name))
+        add({ name: t.name, description: t.description, inputSchema: t.input_schema as McpToolSpec['inputSchema'] });
     for (const a of agents.list().agents) {
       const name = a.definition.name as string;
       if (!matches(config.agents, name) || (p && !inScope(p.scope.agents, name))) continue;
@@ -113,18 +122,21 @@ export class CaxtonMcpTools {
         inputSchema: ASK_SCHEMA as unknown as McpToolSpec['inputSchema'],
       });
     }
+    // Gateway servers' tools last, under their own names: Caxton's names win a collision.
+    for (const t of this.gateway.tools(caller, seen)) add(t);
     return out;
   }
 
   #resolve(name: string): Resolved | undefined {
     const { executor, agents, config } = this.#deps;
     if (config.builtin_tools.includes(name) && executor.deps.tools.get(name)) return { kind: 'builtin', registry: executor.deps.tools };
-    if (matches(config.host_tools, name) && executor.hostTools.get(name)) return { kind: 'host', registry: executor.hostTools };
+    if (matches(config.host_tools, name) && executor.hostTools.get(name) && !this.gateway.owns(name)) return { kind: 'host', registry: executor.hostTools };
     if (name.startsWith(ASK_PREFIX)) {
       const agent = agents.get(name.slice(ASK_PREFIX.length));
       if (agent && matches(config.agents, agent.definition.name as string)) return { kind: 'agent', agent: agent.definition.name as string };
     }
-    return undefined;
+    const through = this.gateway.tool(name);
+    return through && { kind: 'gateway', ...through };
   }
 
   /**
@@ -139,8 +151,10 @@ export class CaxtonMcpTools {
     // The HTTP route let the caller in with agents:invoke; tools need tools:call and the caller's scopes.
     const p = caller.principal;
     if (p && target.kind === 'agent' && !inScope(p.scope.agents, target.agent)) return text(`${p.id} may not use the agent "${target.agent}"`, true);
-    if (p && target.kind !== 'agent' && (!mayCallTools(p) || !toolInScope(p, name)))
-      return text(`${p.id} (role ${p.role}) may not call the tool "${name}": it needs the tools:call permission${p.scope.tools ? ' and the tool in its scope' : ''}`, true);
+    // A gateway tool is in scope by its Caxton name (`NAME.tool`), as agents and the audit name it.
+    const scoped = target.kind === 'gateway' ? target.tool.name : name;
+    if (p && target.kind !== 'agent' && (!mayCallTools(p) || !toolInScope(p, scoped)))
+      return text(`${p.id} (role ${p.role}) may not call the tool "${scoped}": it needs the tools:call permission${p.scope.tools ? ' and the tool in its scope' : ''}`, true);
     const who = p ? { principal: p.id } : {};
     const caller_ = `mcp${client ? `:${client}` : ''}`;
     if (target.kind === 'agent') {
@@ -151,7 +165,7 @@ export class CaxtonMcpTools {
         const res = await this.#deps.executor.invoke(
           target.agent,
           { request, ...(typeof context === 'string' && context !== '' && { context }), ...(traceparent !== undefined && { traceparent }), ...who },
-          { signal, ...(p && { limit: { principalId: p.id, limits: caller.limits } }), ...(progress && { onEvent: progressOf(progress) }) },
+          { signal, ...(p && { limit: { principalId: p.id, limits: caller.limits } }), ...(progress && { onEvent: progressOf(progress.step) }) },
         );
         return {
           content: [{ type: 'text', text: res.content }],
@@ -165,6 +179,12 @@ export class CaxtonMcpTools {
     }
     const ctx = { agent: caller_, execution_id: `mcp_${randomUUID()}`, deadline: Date.now() + this.#deps.config.timeout, signal, ...(traceparent !== undefined && { traceparent }), ...who };
     const t0 = performance.now();
+    if (target.kind === 'gateway') {
+      // The server's result as it is, its progress forwarded with the client's own token.
+      const r = await target.conn.callThrough(target.tool, args, ctx, progress?.forward);
+      this.#deps.metrics?.tool(target.tool.name, r.isError === true ? 'error' : 'ok', (performance.now() - t0) / 1000, 'mcp');
+      return r;
+    }
     try {
       const r = await target.registry.invoke([name], name, args, ctx);
       this.#deps.metrics?.tool(name, r.is_error === true ? 'error' : 'ok', (performance.now() - t0) / 1000, 'mcp');
@@ -181,12 +201,19 @@ export interface McpCallOptions {
   client?: string | undefined;
   traceparent?: string | undefined;
   caller?: McpCaller;
-  /** Called as an `ask_<agent>` execution moves on (tool calls and their results); absent: nobody listens. */
-  progress?: (message: string) => void;
+  /** The client gave a progress token; absent: nobody listens. */
+  progress?: McpProgress;
+}
+
+export interface McpProgress {
+  /** One more step of an `ask_<agent>` execution (a tool call or its result). */
+  step: (message: string) => void;
+  /** A gateway server's own notification, passed on as it is. */
+  forward: (p: Progress) => void;
 }
 
 /** The execution's tool calls and results as progress lines (tokens are not: one notification per token would flood the client). */
-function progressOf(progress: (message: string) => void): (e: ExecutionEvent) => void {
+function progressOf(progress: McpProgress['step']): (e: ExecutionEvent) => void {
   return (e) => {
     if (e.type === 'tool_call') progress(`turn ${e.turn}: calling ${e.call.name}`);
     else if (e.type === 'tool_result') progress(`${e.name} ${e.is_error ? 'failed' : 'answered'} (${Math.round(e.duration_ms)} ms)`);
@@ -207,13 +234,16 @@ export interface McpServerOptions {
 export function createMcpServer(deps: McpServeDeps, tools = new CaxtonMcpTools(deps), opts: McpServerOptions = {}): Server {
   const caller = opts.caller ?? {};
   const listChanged = opts.listChanged === true;
-  const prompts = new CaxtonMcpPrompts(deps.agents, deps.config.agents);
-  const resources = new CaxtonMcpResources(deps.agents, deps.config.agents, { memory: deps.memory, conversations: deps.conversations });
+  const gateway = tools.gateway;
+  const prompts = new CaxtonMcpPrompts(deps.agents, deps.config.agents, gateway);
+  const resources = new CaxtonMcpResources(deps.agents, deps.config.agents, { memory: deps.memory, conversations: deps.conversations, gateway });
   const capabilities: ServerCapabilities = {
     tools: listChanged ? { listChanged: true } : {},
     prompts: listChanged ? { listChanged: true } : {},
     resources: listChanged ? { listChanged: true } : {},
     logging: {},
+    // Only a gateway server completes arguments; Caxton's own prompts have none worth completing.
+    ...(gateway.completes(caller) && { completions: {} }),
   };
   const server = new Server(
     { name: 'caxton', version: VERSION },
@@ -229,10 +259,8 @@ export function createMcpServer(deps: McpServeDeps, tools = new CaxtonMcpTools(d
     const token = req.params._meta?.progressToken;
     let step = 0;
     // Progress goes on the request's own stream (an SSE response over HTTP), so it works stateless too.
-    const progress =
-      token === undefined
-        ? undefined
-        : (message: string) => void extra.sendNotification({ method: 'notifications/progress', params: { progressToken: token, progress: ++step, message } }).catch(() => {});
+    const send = (p: Progress) => void extra.sendNotification({ method: 'notifications/progress', params: { ...p, progressToken: token! } }).catch(() => {});
+    const progress: McpProgress | undefined = token === undefined ? undefined : { step: (message) => send({ progress: ++step, message }), forward: send };
     return tools.call(req.params.name, req.params.arguments ?? {}, {
       signal: extra.signal,
       client: server.getClientVersion()?.name,
@@ -242,9 +270,21 @@ export function createMcpServer(deps: McpServeDeps, tools = new CaxtonMcpTools(d
     });
   });
   server.setRequestHandler(ListPromptsRequestSchema, (req) => prompts.list(caller, req.params?.cursor));
-  server.setRequestHandler(GetPromptRequestSchema, (req) => prompts.get(req.params.name, req.params.arguments ?? {}, caller));
+  server.setRequestHandler(GetPromptRequestSchema, async (req, extra) => {
+    const { name } = req.params;
+    const owner = prompts.offers(name, caller) ? undefined : gateway.promptOwner(name, caller);
+    if (!owner) return prompts.get(name, req.params.arguments ?? {}, caller);
+    return scrubSecretsIn(await owner.request(`prompt "${name}"`, (c, o) => c.getPrompt(req.params, o), extra.signal));
+  });
+  // The SDK refuses a completion handler without the capability: only when a gateway server completes.
+  if (capabilities.completions)
+    server.setRequestHandler(CompleteRequestSchema, async (req, extra) => {
+      const owner = gateway.completionOwner(req.params.ref, caller);
+      if (!owner) return { completion: { values: [], hasMore: false } };
+      return scrubSecretsIn(await owner.request('completion/complete', (c, o) => c.complete(req.params, o), extra.signal));
+    });
   server.setRequestHandler(ListResourcesRequestSchema, (req) => resources.list(caller, req.params?.cursor));
   server.setRequestHandler(ListResourceTemplatesRequestSchema, () => ({ resourceTemplates: resources.templates(caller) }));
-  server.setRequestHandler(ReadResourceRequestSchema, (req) => resources.read(req.params.uri, caller));
+  server.setRequestHandler(ReadResourceRequestSchema, (req, extra) => resources.read(req.params.uri, caller, extra.signal));
   return server;
 }

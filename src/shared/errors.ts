@@ -20,6 +20,8 @@ export const ERROR_CODES = {
   input_too_deep: 400,
   not_found: 404,
   agent_not_found: 404,
+  /** An agent version that was never recorded or is no longer kept ([agents] keep_versions). */
+  version_not_found: 404,
   conversation_not_found: 404,
   /** POST /v1/responses' previous_response_id, GET/DELETE /v1/responses/{id}: unknown, expired, or another principal's. */
   response_not_found: 404,
@@ -27,6 +29,8 @@ export const ERROR_CODES = {
   conflict: 409,
   agent_exists: 409,
   agent_managed_by_file: 409,
+  /** A rollback with no version whose content differs from the deployed one. */
+  no_earlier_version: 409,
   conversation_closed: 409,
   not_ready: 503,
   insufficient_storage: 507,

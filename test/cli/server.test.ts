@@ -79,11 +79,11 @@ describe('caxton serve + the agent, status, health and config commands', () => {
   it('agent deploy creates an agent (exit 0, "deployed NAME"), deploying again updates it to revision 2', async () => {
     const first = await cli('agent', 'deploy', 'alpha.toml');
     expectExit(first, 0);
-    expect(first.stdout).toMatch(/^deployed alpha \(revision 1\) from alpha\.toml$/m);
+    expect(first.stdout).toMatch(/^deployed alpha \(revision 1, version 1\) from alpha\.toml$/m);
 
     const second = await cli('agent', 'deploy', 'alpha-v2.toml');
     expectExit(second, 0);
-    expect(second.stdout).toMatch(/^updated\s+alpha \(revision 2\) from alpha-v2\.toml$/m);
+    expect(second.stdout).toMatch(/^updated\s+alpha \(revision 2, version 2\) from alpha-v2\.toml$/m);
 
     const show = await cli('--json', 'agent', 'show', 'alpha');
     expectExit(show, 0);
@@ -99,8 +99,8 @@ describe('caxton serve + the agent, status, health and config commands', () => {
   it('deploying several files with one invalid exits 1, reports the invalid one with file:line:column and deploys the rest', async () => {
     const r = await cli('agent', 'deploy', 'beta.md', 'broken.toml', 'gamma.toml');
     expectExit(r, 1);
-    expect(r.stdout).toMatch(/^deployed beta \(revision 1\) from beta\.md$/m);
-    expect(r.stdout).toMatch(/^deployed gamma \(revision 1\) from gamma\.toml$/m);
+    expect(r.stdout).toMatch(/^deployed beta \(revision 1, version 1\) from beta\.md$/m);
+    expect(r.stdout).toMatch(/^deployed gamma \(revision 1, version 1\) from gamma\.toml$/m);
     expect(r.stdout).toMatch(/2 deployed, 1 failed/);
     expect(r.stderr).toMatch(/failed\s+broken\.toml: /);
     expect(r.stderr).toMatch(/broken\.toml:3:1: error: .*\[capabilities\]/);
@@ -116,7 +116,8 @@ describe('caxton serve + the agent, status, health and config commands', () => {
     expectExit(r, 1);
     const body = parseJson<{ deployed: number; failed: number; results: { file: string; ok: boolean; action?: string; revision?: number; error?: { code: string } }[] }>(r);
     expect(body).toMatchObject({ deployed: 1, failed: 1 });
-    expect(body.results[0]).toMatchObject({ file: 'gamma.toml', ok: true, action: 'updated', revision: 2 });
+    // gamma.toml was deployed as it is by an earlier test: identical content is a no-op (issue 18).
+    expect(body.results[0]).toMatchObject({ file: 'gamma.toml', ok: true, action: 'unchanged', revision: 1, version: 1 });
     expect(body.results[1]).toMatchObject({ file: 'broken.toml', ok: false, error: { code: 'invalid_agent' } });
   });
 

@@ -248,7 +248,7 @@ describe('servers that cannot start', () => {
       tools,
       backoff: { baseMs: 50, maxMs: 200 },
       servers: {
-        missing: { command: '/nonexistent/mcp-server', args: [], env: {}, headers: {}, timeout: 2000, enabled: true },
+        missing: { command: '/nonexistent/mcp-server', args: [], env: {}, headers: {}, timeout: 2000, enabled: true, gateway: false },
         crashing: stdioServer('-e', ['console.error("fatal: MCP_TOKEN is not set"); process.exit(3)'], { timeout: 2000 }),
       },
     });

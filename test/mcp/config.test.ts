@@ -39,7 +39,15 @@ timeout = "5s"
 connect_timeout = "2m"
 enabled = false
 `);
-    expect(c.mcp_servers.fs).toEqual({ command: 'npx', args: ['-y', '@modelcontextprotocol/server-filesystem', '/tmp'], env: { DEBUG: '1' }, headers: {}, timeout: 60_000, enabled: true });
+    expect(c.mcp_servers.fs).toEqual({
+      command: 'npx',
+      args: ['-y', '@modelcontextprotocol/server-filesystem', '/tmp'],
+      env: { DEBUG: '1' },
+      headers: {},
+      timeout: 60_000,
+      enabled: true,
+      gateway: false,
+    });
     expect(c.mcp_servers.remote).toMatchObject({ url: 'http://127.0.0.1:3001/mcp', timeout: 5000, connect_timeout: 120_000, enabled: false, args: [] });
     expect(c.mcp).toEqual({ enabled: true, builtin_tools: ['calculator', 'current_time'], host_tools: ['*'], agents: ['*'], timeout: 120_000 });
   });

@@ -51,6 +51,12 @@ user_prompt_template = "Answer in a {{parameters.tone}} tone: {{request}}"
 tone = "plain"
 `;
 
+/**
+ * The suite's fixtures (test_simple_text, test://static-text, ...) come from a mounted server that
+ * Caxton fronts as a gateway: the scenarios that call them exercise the gateway's pass-through.
+ */
+const EVERYTHING = join(repoRoot, 'test/mcp/conformance/everything-server.mjs');
+
 const toml = `
 [llm]
 default_provider = "demo"
@@ -58,6 +64,11 @@ default_provider = "demo"
 [llm.providers.demo]
 type = "scripted"
 script = "replies.toml"
+
+[mcp_servers.everything]
+command = ${JSON.stringify(process.execPath)}
+args = [${JSON.stringify(EVERYTHING)}]
+gateway = true
 `;
 
 let t: TestServer;

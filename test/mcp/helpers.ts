@@ -33,11 +33,11 @@ export const INSPECTOR = join(repoRoot, 'node_modules/@modelcontextprotocol/insp
 
 /** A parsed `[mcp_servers.NAME]` entry for a stdio server run with this Node. */
 export function stdioServer(script: string, args: string[] = [], extra: Partial<McpServerConfig> = {}): McpServerConfig {
-  return { command: process.execPath, args: [script, ...args], env: {}, headers: {}, timeout: 10_000, enabled: true, ...extra };
+  return { command: process.execPath, args: [script, ...args], env: {}, headers: {}, timeout: 10_000, enabled: true, gateway: false, ...extra };
 }
 
 export function httpServer(url: string, extra: Partial<McpServerConfig> = {}): McpServerConfig {
-  return { url, args: [], env: {}, headers: {}, timeout: 10_000, enabled: true, ...extra };
+  return { url, args: [], env: {}, headers: {}, timeout: 10_000, enabled: true, gateway: false, ...extra };
 }
 
 export function ctx(ms = 10_000, signal: AbortSignal = new AbortController().signal): ToolContext {

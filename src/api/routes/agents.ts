@@ -5,6 +5,7 @@ import { DEPLOY_CHECK_CODES, type AgentFormat, type AgentService, type DeployedA
 import { MAX_INPUT_DEPTH } from '../../shared/depth.js';
 import { CaxtonError } from '../../shared/errors.js';
 import { jsonProblemError, scanJsonText } from '../../shared/json-text.js';
+import { agentVersionRoutes } from './agent-versions.js';
 import { agentDetailSchema, agentListSchema, agentNameParams, capabilityListSchema, deployResponseSchema, errorEnvelopeSchema, listAgentsQuery, validateResponseSchema } from '../schemas.js';
 
 const CONTENT_FORMATS: Record<string, AgentFormat | undefined> = {
@@ -108,13 +109,13 @@ export async function agentRoutes(app: FastifyInstance, opts: { service: AgentSe
 
   r.post('/agents', { schema: { summary: 'Deploy an agent (TOML, Markdown or JSON body)', tags: ['agents'], response: { 201: deployResponseSchema, ...errors } } }, async (req, reply) => {
     const { body, format } = bodyOf(req);
-    const out = await service.deployAsync({ body, ...(format && { format }) }, 'create');
-    req.log.info({ agent: out.agent.definition.name }, 'agent deployed');
+    const out = await service.deployAsync({ body, ...(format && { format }), deployed_by: req.principal?.id }, 'create');
+    req.log.info({ agent: out.agent.definition.name, version: out.version?.version }, 'agent deployed');
     logCheckWarnings(req, out);
     return reply
       .code(201)
       .header('location', `/api/v1/agents/${encodeURIComponent(out.agent.definition.name)}`)
-      .send({ agent: detail(out.agent), warnings: out.warnings });
+      .send(deployed(out));
   });
 
   r.post(
@@ -137,10 +138,11 @@ export async function agentRoutes(app: FastifyInstance, opts: { service: AgentSe
 
   r.put('/agents/:name', { schema: { summary: 'Update an API-deployed agent', tags: ['agents'], params: agentNameParams, response: { 200: deployResponseSchema, ...errors } } }, async (req) => {
     const { body, format } = bodyOf(req);
-    const out = await service.deployAsync({ body, ...(format && { format }) }, 'update', req.params.name);
-    req.log.info({ agent: out.agent.definition.name, revision: out.agent.revision }, 'agent updated');
+    const out = await service.deployAsync({ body, ...(format && { format }), deployed_by: req.principal?.id }, 'update', req.params.name);
+    if (out.unchanged) req.log.info({ agent: out.agent.definition.name, version: out.version?.version }, 'agent unchanged: the body equals the deployed version');
+    else req.log.info({ agent: out.agent.definition.name, revision: out.agent.revision, version: out.version?.version }, 'agent updated');
     logCheckWarnings(req, out);
-    return { agent: detail(out.agent), warnings: out.warnings };
+    return deployed(out);
   });
 
   r.delete(
@@ -153,9 +155,21 @@ export async function agentRoutes(app: FastifyInstance, opts: { service: AgentSe
     },
   );
 
+  await agentVersionRoutes(app, { service, detail });
+
   r.get('/capabilities', { schema: { summary: 'Capabilities and the agents providing each', tags: ['agents'], response: { 200: capabilityListSchema } } }, async () => ({
     capabilities: registry.capabilities(),
   }));
+}
+
+/** A deploy's answer: the agent, its warnings, the version recorded, and whether nothing changed. */
+function deployed(out: DeployOutcome) {
+  return {
+    agent: detail(out.agent),
+    warnings: out.warnings,
+    ...(out.version && { version: out.version.version }),
+    ...(out.unchanged === true && { unchanged: true, message: `identical to version ${out.version?.version ?? out.agent.revision}: nothing changed` }),
+  };
 }
 
 /** What the server cannot resolve for a deployed agent (model, provider, tool) is worth a warn line, as for agents_dir files (issue 15). */

@@ -7,6 +7,7 @@ import { ApiError } from '../client.js';
 import type { CliContext } from '../context.js';
 import { CliError } from '../errors.js';
 import { issuesText, table, truncate, type Output } from '../output.js';
+import { registerAgentVersionCommands } from './agent-versions.js';
 import { registerRun } from './run.js';
 
 interface AgentSummary {
@@ -84,8 +85,9 @@ export function registerAgentCommands(program: Command, ctx: CliContext): void {
         file: string;
         ok: boolean;
         name?: string;
-        action?: 'created' | 'updated';
+        action?: 'created' | 'updated' | 'unchanged';
         revision?: number;
+        version?: number;
         error?: ApiError['body']['error'] | { code: string; message: string };
         warnings?: SourceIssue[];
       }[] = [];
@@ -93,17 +95,17 @@ export function registerAgentCommands(program: Command, ctx: CliContext): void {
         const body = readAgentFile(file);
         const contentType = CONTENT_TYPES[detectFormat(file, body.subarray(0, 64).toString('utf8'))]!;
         try {
-          let res: { agent: { name: string; revision: number }; warnings: SourceIssue[] };
-          let action: 'created' | 'updated' = 'created';
+          let res: { agent: { name: string; revision: number }; warnings: SourceIssue[]; version?: number; unchanged?: boolean };
+          let action: 'created' | 'updated' | 'unchanged' = 'created';
           try {
             res = (await client.request<typeof res>('POST', '/api/v1/agents', { body, contentType })).data;
           } catch (e) {
             if (!(e instanceof ApiError) || e.body.error.code !== 'agent_exists' || !opts.update) throw e;
             const name = (e.body.error.details as { name: string }).name;
             res = (await client.request<typeof res>('PUT', `/api/v1/agents/${encodeURIComponent(name)}`, { body, contentType })).data;
-            action = 'updated';
+            action = res.unchanged === true ? 'unchanged' : 'updated';
           }
-          results.push({ file, ok: true, name: res.agent.name, action, revision: res.agent.revision, warnings: res.warnings });
+          results.push({ file, ok: true, name: res.agent.name, action, revision: res.agent.revision, ...(res.version !== undefined && { version: res.version }), warnings: res.warnings });
         } catch (e) {
           if (e instanceof ApiError) results.push({ file, ok: false, error: e.body.error });
           else throw e;
@@ -115,7 +117,8 @@ export function registerAgentCommands(program: Command, ctx: CliContext): void {
       if (out.json) out.data({ deployed: results.length - failed, failed, results });
       else {
         for (const r of results) {
-          if (r.ok) out.out(`${r.action === 'updated' ? 'updated ' : 'deployed'} ${r.name} (revision ${r.revision}) from ${r.file}`);
+          if (r.ok && r.action === 'unchanged') out.out(`unchanged ${r.name}: ${r.file} is identical to version ${r.version ?? r.revision}; nothing deployed`);
+          else if (r.ok) out.out(`${r.action === 'updated' ? 'updated ' : 'deployed'} ${r.name} (revision ${r.revision}${r.version !== undefined ? `, version ${r.version}` : ''}) from ${r.file}`);
           else {
             out.err(`failed   ${r.file}: ${r.error?.message}`);
             const details = (r.error as { details?: { errors?: SourceIssue[] } }).details;
@@ -177,6 +180,8 @@ export function registerAgentCommands(program: Command, ctx: CliContext): void {
         ].join('\n'),
       );
     });
+
+  registerAgentVersionCommands(agent, ctx);
 
   agent
     .command('remove')

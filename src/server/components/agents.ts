@@ -1,5 +1,5 @@
 import { agentApi, type Lifecycle } from '../../api/index.js';
-import { AgentRegistry, AgentService, AgentStore } from '../../agents/index.js';
+import { AgentRegistry, AgentService, AgentStore, AgentVersionStore } from '../../agents/index.js';
 import type { ServerConfig } from '../../config/index.js';
 import { llmSetup, modelCheck, providerCheck } from '../../execution/index.js';
 import type { Logger, Metrics } from '../../observability/index.js';
@@ -33,6 +33,8 @@ export function startAgents(opts: { config: ServerConfig; db: Db; logger: Logger
             check(def.llm)
         )(providerCheck(llmSetup(config))),
       ],
+      // Every deploy, file change and rollback kept as a version (issue 18).
+      versions: new AgentVersionStore(db, { keep: config.agents.keep_versions }),
     },
   );
   const persisted = service.loadPersisted();

@@ -1,0 +1,195 @@
+/**
+ * Every deploy of an agent, kept as an immutable version (issue 18): the definition, the text it
+ * came from, its content hash, the semver the file declares, who deployed it, when, and how (API,
+ * a file change in agents_dir, a rollback, a promotion). Versions are numbered 1, 2, 3... per
+ * agent name (case-insensitive, as agent names are) and survive the agent's removal, so a
+ * redeploy continues the numbering. `keep` bounds how many are kept per agent (oldest go first).
+ */
+import { createHash } from 'node:crypto';
+import type { Db, Migration } from '../storage/index.js';
+import { agentKey, type AgentDefinition, type AgentFormat } from './definition.js';
+import { checkStoredDefinition } from './stored-shape.js';
+
+export const AGENT_VERSION_MIGRATION: Migration = {
+  id: 'agents-002-versions',
+  sql: `CREATE TABLE agent_versions (
+      key          TEXT NOT NULL,
+      version      INTEGER NOT NULL,
+      name         TEXT NOT NULL,
+      semver       TEXT,
+      hash         TEXT NOT NULL,
+      format       TEXT NOT NULL,
+      source       TEXT NOT NULL,
+      definition   TEXT NOT NULL,
+      how          TEXT NOT NULL,
+      origin       TEXT NOT NULL,
+      path         TEXT,
+      deployed_by  TEXT,
+      deployed_at  TEXT NOT NULL,
+      restored_from INTEGER,
+      PRIMARY KEY (key, version)
+    ) WITHOUT ROWID`,
+};
+
+/** How a version came to be. */
+export type VersionHow = 'api' | 'file' | 'rollback' | 'promotion';
+
+export interface AgentVersion {
+  agent: string;
+  version: number;
+  /** The `version` field of the definition, when it has one (informational). */
+  semver: string | null;
+  /** sha256 of the definition (canonical JSON): equal hashes, equal behaviour. */
+  hash: string;
+  format: AgentFormat;
+  how: VersionHow;
+  /** Where the agent lives: deployed through the API, or a file in agents_dir. */
+  origin: 'api' | 'file';
+  path: string | null;
+  /** The authenticated principal (API deploys and rollbacks); null for file changes and unauthenticated servers. */
+  deployed_by: string | null;
+  deployed_at: string;
+  /** A rollback: the version whose definition it restored. */
+  restored_from: number | null;
+}
+
+export interface AgentVersionDetail extends AgentVersion {
+  definition: AgentDefinition;
+  source: string;
+}
+
+export interface NewVersion {
+  definition: AgentDefinition;
+  format: AgentFormat;
+  source: string;
+  how: VersionHow;
+  origin: 'api' | 'file';
+  path?: string | undefined;
+  deployed_by?: string | undefined;
+  restored_from?: number | undefined;
+}
+
+interface Row {
+  name: string;
+  version: number;
+  semver: string | null;
+  hash: string;
+  format: string;
+  how: string;
+  origin: string;
+  path: string | null;
+  deployed_by: string | null;
+  deployed_at: string;
+  restored_from: number | null;
+}
+
+const SUMMARY = 'name, version, semver, hash, format, how, origin, path, deployed_by, deployed_at, restored_from';
+
+/** JSON with object keys sorted, so the hash does not depend on the order fields were written in. */
+function canonical(value: unknown): string {
+  return JSON.stringify(value, (_k, v: unknown) =>
+    v !== null && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) : v,
+  );
+}
+
+export function definitionHash(def: AgentDefinition): string {
+  return createHash('sha256').update(canonical(def)).digest('hex');
+}
+
+function summary(r: Row): AgentVersion {
+  return {
+    agent: r.name,
+    version: r.version,
+    semver: r.semver,
+    hash: r.hash,
+    format: r.format as AgentFormat,
+    how: r.how as VersionHow,
+    origin: r.origin === 'file' ? 'file' : 'api',
+    path: r.path,
+    deployed_by: r.deployed_by,
+    deployed_at: r.deployed_at,
+    restored_from: r.restored_from,
+  };
+}
+
+export class AgentVersionStore {
+  readonly #db: Db;
+  readonly #insert;
+  readonly #latest;
+  readonly #get;
+  readonly #list;
+  readonly #count;
+  readonly #prune;
+  /** Versions kept per agent. */
+  readonly keep: number;
+
+  constructor(db: Db, opts: { keep?: number } = {}) {
+    this.#db = db;
+    this.keep = opts.keep ?? 100;
+    this.#insert = db.prepare(
+      `INSERT INTO agent_versions (key, version, name, semver, hash, format, source, definition, how, origin, path, deployed_by, deployed_at, restored_from)
+       VALUES (@key, (SELECT COALESCE(MAX(version), 0) + 1 FROM agent_versions WHERE key = @key), @name, @semver, @hash, @format, @source, @definition, @how, @origin, @path, @deployed_by, @deployed_at, @restored_from)
+       RETURNING ${SUMMARY}`,
+    );
+    this.#latest = db.prepare(`SELECT ${SUMMARY}, definition, source FROM agent_versions WHERE key = ? ORDER BY version DESC LIMIT 1`);
+    this.#get = db.prepare(`SELECT ${SUMMARY}, definition, source FROM agent_versions WHERE key = ? AND version = ?`);
+    this.#list = db.prepare(`SELECT ${SUMMARY} FROM agent_versions WHERE key = ? ORDER BY version DESC LIMIT ? OFFSET ?`);
+    this.#count = db.prepare('SELECT COUNT(*) FROM agent_versions WHERE key = ?').pluck();
+    this.#prune = db.prepare('DELETE FROM agent_versions WHERE key = ? AND version <= (SELECT MAX(version) FROM agent_versions WHERE key = ?) - ?');
+  }
+
+  /** Runs `fn` in one transaction (the agent row and its version are written together). */
+  transaction<T>(fn: () => T): T {
+    return this.#db.transaction(fn)();
+  }
+
+  /** Records a new version (numbered after the agent's last one) and drops those beyond `keep`. */
+  append(v: NewVersion): AgentVersion {
+    const key = agentKey(v.definition.name);
+    const row = this.#insert.get({
+      key,
+      name: v.definition.name,
+      semver: v.definition.version || null,
+      hash: definitionHash(v.definition),
+      format: v.format,
+      source: v.source,
+      definition: JSON.stringify(v.definition),
+      how: v.how,
+      origin: v.origin,
+      path: v.path ?? null,
+      deployed_by: v.deployed_by ?? null,
+      deployed_at: new Date().toISOString(),
+      restored_from: v.restored_from ?? null,
+    }) as Row;
+    this.#prune.run(key, key, this.keep);
+    return summary(row);
+  }
+
+  latest(name: string): AgentVersionDetail | undefined {
+    return this.#detail(this.#latest.get(agentKey(name)) as (Row & { definition: string; source: string }) | undefined);
+  }
+
+  get(name: string, version: number): AgentVersionDetail | undefined {
+    return this.#detail(this.#get.get(agentKey(name), version) as (Row & { definition: string; source: string }) | undefined);
+  }
+
+  /** Newest first. */
+  list(name: string, opts: { limit?: number; offset?: number } = {}): { items: AgentVersion[]; total: number } {
+    const key = agentKey(name);
+    const rows = this.#list.all(key, opts.limit ?? 50, opts.offset ?? 0) as Row[];
+    return { items: rows.map(summary), total: this.#count.get(key) as number };
+  }
+
+  #detail(r: (Row & { definition: string; source: string }) | undefined): AgentVersionDetail | undefined {
+    if (!r) return undefined;
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(r.definition);
+    } catch {
+      return undefined; // a damaged row reads as missing: rollback to it is refused with "not found"
+    }
+    const checked = checkStoredDefinition(parsed);
+    if (!checked.ok) return undefined;
+    return { ...summary(r), definition: checked.definition, source: r.source };
+  }
+}

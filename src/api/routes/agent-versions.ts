@@ -1,0 +1,182 @@
+/**
+ * Agent versions (issue 18): history, one version with its source, the difference between two,
+ * and rollback. Registered inside agentRoutes (whose content-type parsers hand bodies over as
+ * buffers: the rollback's small JSON body is bounded and parsed here).
+ */
+import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { diffVersions, type AgentService, type AgentVersion, type AgentVersionDetail, type DeployedAgent, type VersionDiff } from '../../agents/index.js';
+import { MAX_INPUT_DEPTH } from '../../shared/depth.js';
+import { CaxtonError } from '../../shared/errors.js';
+import { jsonProblemError, scanJsonText } from '../../shared/json-text.js';
+import { agentDetailSchema, agentNameParams, errorEnvelopeSchema } from '../schemas.js';
+
+export const agentVersionSchema = z.object({
+  agent: z.string(),
+  version: z.number().int(),
+  semver: z.string().nullable(),
+  hash: z.string(),
+  format: z.enum(['toml', 'markdown', 'json']),
+  how: z.enum(['api', 'file', 'rollback', 'promotion']),
+  origin: z.enum(['api', 'file']),
+  path: z.string().nullable(),
+  deployed_by: z.string().nullable(),
+  deployed_at: z.string(),
+  restored_from: z.number().int().nullable(),
+});
+
+const versionDetailSchema = agentVersionSchema.extend({ definition: z.record(z.string(), z.unknown()), source: z.string() });
+
+const versionDiffSchema = z.object({
+  agent: z.string(),
+  from: z.number().int(),
+  to: z.number().int(),
+  identical: z.boolean(),
+  changes: z.array(z.object({ field: z.string(), from: z.unknown().optional(), to: z.unknown().optional() })),
+  source_diff: z.string(),
+});
+
+// The domain types are the source of truth; these fail to compile when the schemas drift from them.
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+const versionSchemaMatches: Same<z.infer<typeof agentVersionSchema>, AgentVersion> = true;
+const diffSchemaMatches: Same<Omit<z.infer<typeof versionDiffSchema>, 'changes'>, Omit<VersionDiff, 'changes'>> = true;
+void versionSchemaMatches;
+void diffSchemaMatches;
+
+const versionParams = agentNameParams.extend({ version: z.coerce.number().int().min(1).max(Number.MAX_SAFE_INTEGER) });
+const historyQuery = z.object({ limit: z.coerce.number().int().min(1).max(1000).default(50), offset: z.coerce.number().int().min(0).default(0) });
+const diffQuery = z.object({ from: z.coerce.number().int().min(1).optional(), to: z.coerce.number().int().min(1).optional() });
+const rollbackBody = z.strictObject({ to: z.number().int().min(1).optional() });
+
+const errors = { 400: errorEnvelopeSchema, 404: errorEnvelopeSchema, 409: errorEnvelopeSchema };
+
+export async function agentVersionRoutes(app: FastifyInstance, opts: { service: AgentService; detail: (a: DeployedAgent) => z.infer<typeof agentDetailSchema> }): Promise<void> {
+  const { service, detail } = opts;
+  const r = app.withTypeProvider<ZodTypeProvider>();
+  const store = () => {
+    if (!service.versions) throw new CaxtonError('not_found', 'this server keeps no agent versions');
+    return service.versions;
+  };
+  /** The agent's name as deployed (or, once removed, as its versions spell it); 404 when it never had a version. */
+  const nameOf = (name: string): string => {
+    const deployed = service.registry.get(name);
+    if (deployed) return deployed.definition.name;
+    const newest = store().list(name, { limit: 1 }).items[0];
+    if (!newest) throw new CaxtonError('agent_not_found', `no agent named "${name}" is deployed or has versions`, { name });
+    return newest.agent;
+  };
+  const version = (name: string, v: number): AgentVersionDetail => {
+    const found = store().get(name, v);
+    if (!found) {
+      const newest = store().list(name, { limit: 1 }).items[0];
+      throw new CaxtonError('version_not_found', `agent "${name}" has no version ${v}${newest ? ` (the newest is ${newest.version})` : ''}`, {
+        name,
+        version: v,
+        hint: `caxton agent history ${name} lists the versions kept`,
+      });
+    }
+    return found;
+  };
+
+  r.get(
+    '/agents/:name/versions',
+    {
+      schema: {
+        summary: "An agent's versions, newest first (every deploy, file change and rollback)",
+        tags: ['agents'],
+        params: agentNameParams,
+        querystring: historyQuery,
+        response: {
+          200: z.object({ agent: z.string(), current: z.number().int().nullable(), versions: z.array(agentVersionSchema), total: z.number().int(), limit: z.number().int(), offset: z.number().int() }),
+          ...errors,
+        },
+      },
+    },
+    async (req) => {
+      const name = nameOf(req.params.name);
+      const { limit, offset } = req.query;
+      const page = store().list(name, { limit, offset });
+      const current = service.registry.get(name) ? (store().latest(name)?.version ?? null) : null;
+      return { agent: name, current, versions: page.items, total: page.total, limit, offset };
+    },
+  );
+
+  r.get(
+    '/agents/:name/versions/:version',
+    { schema: { summary: 'One version of an agent: its definition and the text it was deployed from', tags: ['agents'], params: versionParams, response: { 200: versionDetailSchema, ...errors } } },
+    async (req) => {
+      const v = version(nameOf(req.params.name), req.params.version);
+      return { ...v, definition: v.definition as unknown as Record<string, unknown> };
+    },
+  );
+
+  r.get(
+    '/agents/:name/diff',
+    {
+      schema: {
+        summary: 'What changed between two versions (default: the current one and the one before it)',
+        tags: ['agents'],
+        params: agentNameParams,
+        querystring: diffQuery,
+        response: { 200: versionDiffSchema, ...errors },
+      },
+    },
+    async (req) => {
+      const name = nameOf(req.params.name);
+      const to = req.query.to ?? store().latest(name)?.version;
+      if (to === undefined) throw new CaxtonError('version_not_found', `agent "${name}" has no versions`, { name });
+      const b = version(name, to);
+      let from = req.query.from;
+      if (from === undefined) {
+        // The newest kept version before `to`.
+        const older = store()
+          .list(name, { limit: 1000 })
+          .items.find((v) => v.version < to);
+        if (!older) throw new CaxtonError('no_earlier_version', `agent "${name}" has no version before ${to} to compare with`, { name, hint: 'pass from=N' });
+        from = older.version;
+      }
+      return diffVersions(version(name, from), b);
+    },
+  );
+
+  r.post(
+    '/agents/:name/rollback',
+    {
+      schema: {
+        summary: 'Deploy an earlier version again (default: the newest whose content differs from the current one)',
+        tags: ['agents'],
+        params: agentNameParams,
+        response: {
+          200: z.object({
+            agent: agentDetailSchema,
+            version: agentVersionSchema,
+            restored: agentVersionSchema,
+            warnings: z.array(z.object({ code: z.string(), field: z.string(), message: z.string() })),
+          }),
+          ...errors,
+        },
+      },
+    },
+    async (req) => {
+      const body = rollbackBodyOf(req.body);
+      const out = service.rollback(req.params.name, body.to, req.principal?.id);
+      req.log.info({ agent: out.agent.definition.name, version: out.version.version, restored: out.restored.version }, 'agent rolled back');
+      return { agent: detail(out.agent), version: out.version, restored: out.restored, warnings: out.warnings };
+    },
+  );
+}
+
+/** An empty body is a rollback to the previous content; otherwise `{"to": N}`. */
+function rollbackBodyOf(raw: unknown): { to?: number | undefined } {
+  if (!Buffer.isBuffer(raw) || raw.length === 0) return {};
+  const text = raw.toString('utf8');
+  const problem = scanJsonText(text, { maxDepth: MAX_INPUT_DEPTH });
+  if (problem) throw jsonProblemError(problem, 'the request body');
+  const parsed = rollbackBody.safeParse(JSON.parse(text));
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw new CaxtonError('invalid_request', `the request body: ${issue.path.join('.') || 'body'}: ${issue.message}; send {} or {"to": VERSION}`, { field: issue.path.join('.') || 'body' });
+  }
+  return parsed.data;
+}

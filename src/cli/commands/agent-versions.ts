@@ -1,0 +1,118 @@
+/**
+ * `caxton agent history NAME`, `caxton agent diff NAME [A] [B]`, `caxton agent rollback NAME
+ * [--to VERSION]`: an agent's versions (issue 18) through /api/v1/agents/{name}/versions, /diff
+ * and /rollback.
+ */
+import type { Command } from 'commander';
+import type { CliContext } from '../context.js';
+import { CliError } from '../errors.js';
+import { table } from '../output.js';
+
+interface Version {
+  agent: string;
+  version: number;
+  semver: string | null;
+  hash: string;
+  how: string;
+  origin: string;
+  path: string | null;
+  deployed_by: string | null;
+  deployed_at: string;
+  restored_from: number | null;
+}
+
+interface Diff {
+  agent: string;
+  from: number;
+  to: number;
+  identical: boolean;
+  changes: { field: string; from?: unknown; to?: unknown }[];
+  source_diff: string;
+}
+
+const path = (name: string, rest = '') => `/api/v1/agents/${encodeURIComponent(name)}${rest}`;
+
+function versionNumber(text: string, what: string): number {
+  const n = Number(text.replace(/^v/i, ''));
+  if (!Number.isSafeInteger(n) || n < 1) throw new CliError(`${what} must be a version number such as 3 (caxton agent history NAME lists them), got "${text}"`);
+  return n;
+}
+
+/** One line for a changed field; long values are cut (the source diff below has them whole). */
+function changeLine(c: Diff['changes'][number]): string {
+  const show = (v: unknown) => {
+    const t = JSON.stringify(v) ?? 'undefined';
+    return t.length > 80 ? `${t.slice(0, 77)}...` : t;
+  };
+  if (!('from' in c)) return `  + ${c.field}: ${show(c.to)}`;
+  if (!('to' in c)) return `  - ${c.field}: ${show(c.from)}`;
+  return `  ~ ${c.field}: ${show(c.from)} → ${show(c.to)}`;
+}
+
+export function registerAgentVersionCommands(agent: Command, ctx: CliContext): void {
+  agent
+    .command('history')
+    .description("an agent's versions, newest first: every deploy, file change and rollback")
+    .argument('<name>', 'agent name')
+    .option('-n, --limit <n>', 'at most this many versions', '50')
+    .action(async (name: string, opts: { limit: string }) => {
+      const out = ctx.output();
+      const limit = Number(opts.limit);
+      if (!Number.isSafeInteger(limit) || limit < 1 || limit > 1000) throw new CliError(`--limit must be a whole number from 1 to 1000, got "${opts.limit}"`);
+      const res = await ctx.client().get<{ agent: string; current: number | null; versions: Version[]; total: number }>(path(name, `/versions?limit=${limit}`));
+      if (out.json) return out.data(res);
+      out.out(
+        table(
+          ['VERSION', 'DEPLOYED', 'HOW', 'BY', 'SEMVER', 'HASH'],
+          res.versions.map((v) => [
+            `${v.version}${v.version === res.current ? ' (current)' : ''}`,
+            v.deployed_at.replace('T', ' ').replace(/\.\d+Z$/, 'Z'),
+            v.how === 'rollback' && v.restored_from !== null ? `rollback to ${v.restored_from}` : v.how === 'file' && v.path ? `file ${v.path}` : v.how,
+            v.deployed_by ?? '-',
+            v.semver ?? '-',
+            v.hash.slice(0, 12),
+          ]),
+        ),
+      );
+      if (res.total > res.versions.length) out.out(`(${res.versions.length} of ${res.total} versions; --limit for more)`);
+      if (res.current === null) out.out(`${res.agent} is not deployed now`);
+    });
+
+  agent
+    .command('diff')
+    .description('what changed between two versions of an agent (default: the current one and the one before it)')
+    .argument('<name>', 'agent name')
+    .argument('[from]', 'the older version (default: the one before <to>)')
+    .argument('[to]', 'the newer version (default: the current one)')
+    .action(async (name: string, from: string | undefined, to: string | undefined) => {
+      const out = ctx.output();
+      const q = new URLSearchParams();
+      if (from !== undefined) q.set('from', String(versionNumber(from, 'from')));
+      if (to !== undefined) q.set('to', String(versionNumber(to, 'to')));
+      const d = await ctx.client().get<Diff>(path(name, `/diff${q.size ? `?${q}` : ''}`));
+      if (out.json) return out.data(d);
+      if (d.identical && d.source_diff === '') return out.out(`${d.agent}: versions ${d.from} and ${d.to} are identical`);
+      out.out(`${d.agent}: version ${d.from} → ${d.to}${d.identical ? ' (same definition, different text)' : ''}`);
+      if (d.changes.length > 0) out.out(['fields:', ...d.changes.map(changeLine)].join('\n'));
+      if (d.source_diff !== '') out.out(`\n${d.source_diff.trimEnd()}`);
+    });
+
+  agent
+    .command('rollback')
+    .description('deploy an earlier version of an API-deployed agent again, as a new version')
+    .argument('<name>', 'agent name')
+    .option('--to <version>', 'the version to restore (default: the newest whose content differs from the current one)')
+    .action(async (name: string, opts: { to?: string }) => {
+      const out = ctx.output();
+      const body = opts.to !== undefined ? { to: versionNumber(opts.to, '--to') } : {};
+      const res = (
+        await ctx.client().request<{ agent: { name: string }; version: Version; restored: Version; warnings: { code: string; field: string; message: string }[] }>('POST', path(name, '/rollback'), {
+          body: JSON.stringify(body),
+          contentType: 'application/json',
+        })
+      ).data;
+      if (out.json) return out.data(res);
+      out.out(`rolled back ${res.agent.name} to version ${res.restored.version} (deployed ${res.restored.deployed_at}); now version ${res.version.version}`);
+      for (const w of res.warnings) out.err(`  warning ${w.code} (${w.field}): ${w.message}`);
+    });
+}
