@@ -2,50 +2,37 @@ import { randomUUID } from 'node:crypto';
 import cors from '@fastify/cors';
 import type { ServerOptions as HttpsServerOptions } from 'node:https';
 import swagger from '@fastify/swagger';
-import { SpanKind, SpanStatusCode, type Span, type Tracer } from '@opentelemetry/api';
+import { SpanKind, SpanStatusCode, type Tracer } from '@opentelemetry/api';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { jsonSchemaTransform, validatorCompiler } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { agentDocumentSchema, type AgentService } from '../agents/index.js';
+import { agentDocumentSchema } from '../agents/index.js';
 import type { ServerConfig } from '../config/index.js';
 import { contextOf, withSpan, type Logger, type Metrics } from '../observability/index.js';
 import { envelope, sendError, toEnvelope } from './envelope.js';
 import { scrubSecrets } from '../shared/secrets.js';
 import { parseJsonBody } from './json-body.js';
-import type { Executor, SuspendedExecutionStore } from '../execution/index.js';
-import type { MessageBus } from '../messaging/index.js';
-import { agentRoutes } from './routes/agents.js';
-import { installAuth, type ApiKeyStore, type AuthPluginOptions } from '../auth/index.js';
-import { keyRoutes, type KeyRoutesOptions } from './routes/keys.js';
-import { invokeRoutes } from './routes/invoke.js';
-import { messageBodyDocSchema, messagingRoutes } from './routes/messaging.js';
-import { openAiRoutes } from './routes/openai-compat.js';
-import { responsesRoutes } from './routes/responses.js';
-import type { ResponseStore } from './response-store.js';
-import { systemRoutes, type Lifecycle } from './routes/system.js';
+import { installAuth, type AuthPluginOptions } from '../auth/index.js';
+import { messageBodyDocSchema } from './routes/messaging.js';
+import type { Lifecycle } from './routes/system.js';
+import type { ApiRoutes } from './route-sets.js';
 
 export interface ApiDeps {
   config: ServerConfig;
-  service: AgentService;
   logger: Logger;
   metrics: Metrics;
   tracer: Tracer;
   lifecycle: Lifecycle;
-  /** Runs agents (invoke and the OpenAI-compatible endpoints); absent: those routes are not served. */
-  executor?: Executor;
-  /** Executions stopped for client tool calls (OpenAI `tools`, ADR 0029); absent: follow-ups are rebuilt from their messages. */
-  suspended?: SuspendedExecutionStore;
-  /** Stored responses of POST /v1/responses; absent: a bounded in-memory store (MemoryResponseStore). */
-  responses?: ResponseStore;
-  /** The message bus (messages, conversations, dead letters); absent: those routes are not served. */
-  bus?: MessageBus;
   /**
    * Authentication and browser safety (src/auth). Absent: authentication off (every caller the
    * local administrator), but Host and Origin are still checked and every route needs a policy.
    */
-  auth?: AuthPluginOptions & { usage?: KeyRoutesOptions['usage'] };
-  /** Later components (execution, messaging, tools, memory) register their routes here. */
-  plugins?: ((app: FastifyInstance) => Promise<void>)[];
+  auth?: AuthPluginOptions;
+  /**
+   * Every route the API serves, contributed by the server's components (src/server/components)
+   * and registered in this order, each under /api/v1 unless it is mounted at the root.
+   */
+  routes: readonly ApiRoutes[];
   /** Serve HTTPS with these options ([server.tls], src/server/tls.ts); `app.server` is then a tls.Server. */
   https?: HttpsServerOptions;
 }
@@ -112,7 +99,7 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
       { kind: SpanKind.SERVER, attributes: { 'http.request.method': req.method, 'url.path': req.url.split('?')[0] } },
       contextOf(typeof header === 'string' ? header : undefined),
     );
-    (req as unknown as { span: typeof span }).span = span;
+    req.span = span; // declared on FastifyRequest in request-trace.ts
     if (!span.isRecording()) return done();
     // The request's own log lines name the span explicitly (the routes hand the trace context on
     // explicitly too); the active context covers what runs inside the handler.
@@ -140,7 +127,7 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
     const status = String(reply.statusCode);
     metrics.httpRequests.inc({ method: req.method, route, status });
     metrics.httpDuration.observe({ method: req.method, route }, reply.elapsedTime / 1000);
-    const span = (req as unknown as { span?: Span }).span;
+    const span = req.span;
     if (span) {
       span.updateName(`${req.method} ${route}`);
       span.setAttribute('http.route', route);
@@ -161,23 +148,7 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
   });
   app.setNotFoundHandler((req, reply) => sendError(reply, 404, envelope('route_not_found', `no route ${req.method} ${req.url.split('?')[0]}; see /api/v1/openapi.json`, null, String(req.id))));
 
-  await app.register(systemRoutes, { service: deps.service, config, lifecycle: deps.lifecycle });
-  await app.register(agentRoutes, { prefix: '/api/v1', service: deps.service });
-  if (deps.executor) {
-    await app.register(invokeRoutes, { prefix: '/api/v1', executor: deps.executor, bodyLimit });
-    await app.register(openAiRoutes, { executor: deps.executor, registry: deps.service.registry, bodyLimit, ...(deps.suspended && { suspended: deps.suspended }) });
-    await app.register(responsesRoutes, {
-      executor: deps.executor,
-      registry: deps.service.registry,
-      bodyLimit,
-      ...(deps.suspended && { suspended: deps.suspended }),
-      ...(deps.responses && { store: deps.responses }),
-    });
-  }
-  const keys: ApiKeyStore | undefined = deps.auth?.authenticators.keys;
-  if (keys) await app.register(keyRoutes, { prefix: '/api/v1', keys, ...(deps.auth?.usage && { usage: deps.auth.usage }) });
-  if (deps.bus) await app.register(messagingRoutes, { prefix: '/api/v1', bus: deps.bus });
-  for (const plugin of deps.plugins ?? []) await app.register(plugin, { prefix: '/api/v1' });
+  for (const r of deps.routes) await app.register(r.plugin, r.root ? {} : { prefix: '/api/v1' });
 
   app.get('/api/v1/openapi.json', { schema: { hide: true } }, async () => openApiDocument(app));
   return app;

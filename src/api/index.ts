@@ -3,3 +3,4 @@ export { envelope, type ErrorEnvelope } from './envelope.js';
 export type { Lifecycle } from './routes/system.js';
 export { toolRoutes, TOOL_DEPLOY_BODY_LIMIT } from './routes/tools.js';
 export { SqliteResponseStore, RESPONSE_MIGRATIONS } from './response-store-sqlite.js';
+export { agentApi, auditApi, executionApi, keyApi, memoryApi, messagingApi, observabilityApi, toolApi, underApi, type ApiRoutes, type RoutePlugin } from './route-sets.js';

@@ -1,6 +1,13 @@
 import type { FastifyRequest } from 'fastify';
 import { traceparentOf, type Span } from '../observability/index.js';
 
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The request's HTTP server span, set by the API's onRequest hook (src/api/app.ts) and ended in onResponse. */
+    span?: Span;
+  }
+}
+
 /**
  * The W3C trace context work started by this request continues: its HTTP span when tracing
  * records, else the client's own `traceparent` header (passed through unchanged), else none.
@@ -8,7 +15,7 @@ import { traceparentOf, type Span } from '../observability/index.js';
  * active async context.
  */
 export function requestTraceparent(req: FastifyRequest): string | undefined {
-  const span = (req as unknown as { span?: Span }).span;
+  const span = req.span;
   if (span?.isRecording()) return traceparentOf(span);
   const header = req.headers.traceparent;
   return typeof header === 'string' && /^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/.test(header) ? header : undefined;

@@ -11,7 +11,7 @@ import { scrubError, scrubSecretsIn } from '../shared/secrets.js';
 import { ToolRegistry, type Tool, type ToolResult } from '../tools/index.js';
 import { buildDeps, llmSetup, type LlmSetup } from './deps.js';
 import { executionTools, HOST_TOOL_METHOD, parseHostToolCall } from './host-tools.js';
-import { createIsolation, type Isolation } from './isolation/index.js';
+import { createIsolation, type Isolation, type PooledIsolationMode } from './isolation/index.js';
 import { runAgent, toolContext, type ExecutionDeps } from './run-agent.js';
 import type { TaskPayload } from './task.js';
 import type { AgentResponse, ExecutionEvent, ExecutionJob, ExecutionMemory, InvokeRequest } from './types.js';
@@ -151,7 +151,7 @@ export class Executor {
     if (mode !== 'context') await this.#pool(mode).warm();
   }
 
-  #pool(mode: 'worker' | 'process'): Isolation {
+  #pool(mode: PooledIsolationMode): Isolation {
     let pool = this.#pools.get(mode);
     if (!pool) {
       pool = createIsolation(mode, {

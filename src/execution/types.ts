@@ -1,4 +1,4 @@
-import type { AgentDefinition } from '../agents/definition.js';
+import type { AgentDefinition, IsolationMode } from '../agents/definition.js';
 import type { ChatMessage, ResponseFormat, ToolCall, ToolChoice, ToolSpec, Usage } from '../llm/types.js';
 
 /** An earlier turn of the caller's conversation: text turns, and (OpenAI-compatible endpoint) the assistant's tool calls and their results. */
@@ -76,7 +76,7 @@ export interface AgentResponse {
   provider: string;
   model: string;
   turns: number;
-  isolation: 'context' | 'worker' | 'process';
+  isolation: IsolationMode;
   /**
    * finish_reason 'tool_calls': the client-defined tool calls the caller must answer (ids are
    * Caxton's, unique: `call_` + 32 hex digits). The server-side calls of the same turn have run
@@ -103,7 +103,7 @@ export interface ExecutionJob {
   /** Absolute deadline, ms since epoch. */
   deadline: number;
   stream: boolean;
-  isolation: 'context' | 'worker' | 'process';
+  isolation: IsolationMode;
   /**
    * The host tools (Executor.hostTools) this agent may call, as specs: they run in the server
    * process, reached from a worker/process through the isolation's host calls. Absent: none.

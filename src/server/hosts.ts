@@ -24,3 +24,6 @@ function expandIPv6(h: string): string {
   const groups = tail === undefined ? a : [...a, ...Array<string>(8 - a.length - b.length).fill('0'), ...b];
   return groups.map((g) => g.padStart(4, '0')).join(':');
 }
+
+/** Bind addresses meaning every interface: the host name clients use is then not known from the configuration. */
+export const WILDCARD_HOSTS: ReadonlySet<string> = new Set(['0.0.0.0', '::']);

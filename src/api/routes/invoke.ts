@@ -3,10 +3,12 @@ import { admitAndOpenSse, callerOf, limitOf } from '../caller.js';
 import { requestTraceparent } from '../request-trace.js';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import type { Executor, ExecutionEvent } from '../../execution/index.js';
+import { ISOLATION_MODES } from '../../agents/index.js';
+import type { AgentResponse, Executor, ExecutionEvent } from '../../execution/index.js';
 import { toEnvelope } from '../envelope.js';
 import { agentNameParams, errorEnvelopeSchema } from '../schemas.js';
 import { disconnectSignal, wantsEventStream } from '../sse.js';
+import type { Check, Documents } from '../type-checks.js';
 
 export const invokeBodySchema = z.strictObject({
   request: z.string().min(1, { message: 'must not be empty' }).describe('what the agent is asked to do ({{request}})'),
@@ -33,8 +35,11 @@ export const agentResponseSchema = z.object({
   provider: z.string(),
   model: z.string(),
   turns: z.number().int(),
-  isolation: z.enum(['context', 'worker', 'process']),
+  isolation: z.enum(ISOLATION_MODES),
 });
+
+/** The schema documents AgentResponse as this route returns it (without what only the OpenAI routes use); does not compile otherwise. */
+export type AgentResponseDocumented = Check<Documents<z.output<typeof agentResponseSchema>, Omit<AgentResponse, 'pending_tool_calls' | 'transcript'>>>;
 
 /** POST /api/v1/agents/{name}/invoke: JSON, or server-sent events with Accept: text/event-stream. */
 export async function invokeRoutes(app: FastifyInstance, opts: { executor: Executor; bodyLimit: number }): Promise<void> {

@@ -5,12 +5,14 @@ import { requestTraceparent } from '../request-trace.js';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { isTerminal, TERMINAL_STATES, type BusEvent, type ConversationState, type DirectoryEntry, type DirectoryEvent, type MessageBus, type StoredMessage } from '../../messaging/index.js';
+import type { AclMessage } from '../../messaging/index.js';
 import { CaxtonError } from '../../shared/errors.js';
 import { closest } from '../../shared/suggest.js';
 import { parseDuration } from '../../shared/units.js';
 import { parseJsonBody } from '../json-body.js';
 import { errorEnvelopeSchema } from '../schemas.js';
 import { disconnectSignal, keepOpen, openSse } from '../sse.js';
+import type { Check, Documents } from '../type-checks.js';
 
 /** Longest `?wait` on POST /messages. */
 export const MAX_WAIT_MS = 300_000;
@@ -46,6 +48,9 @@ const aclMessageSchema = z
     routed_to: z.array(z.string()).describe('agents the message was delivered to'),
   })
   .describe('A stored FIPA-ACL message');
+
+/** The schema documents AclMessage (plus where it was routed); does not compile otherwise. */
+export type AclMessageDocumented = Check<Documents<Omit<z.output<typeof aclMessageSchema>, 'routed_to'>, AclMessage>>;
 
 const conversationSchema = z.object({
   id: z.string(),

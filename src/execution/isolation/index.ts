@@ -32,7 +32,7 @@ import type { Isolation, IsolationMode, IsolationOptions } from './types.js';
 import { WarmPool } from './warm-pool.js';
 import { WorkerMember } from './worker-member.js';
 
-export type { Isolation, IsolationMode, IsolationOptions, IsolationStats, RunOptions, TaskContext, TaskFunction } from './types.js';
+export type { Isolation, IsolationMode, IsolationOptions, IsolationStats, PooledIsolationMode, RunOptions, TaskContext, TaskFunction } from './types.js';
 
 export const DEFAULT_MAX_OLD_GENERATION_SIZE_MB = 512;
 export const DEFAULT_PROCESS_POOL_SIZE = 2;

@@ -2,7 +2,7 @@ import { CaxtonError, describeError } from '../../shared/errors.js';
 import { hostCaller, startJobControl } from './job-control.js';
 import type { PoolMember } from './pool-member.js';
 import { closedError, type WarmPool } from './warm-pool.js';
-import type { Isolation, IsolationStats, RunOptions } from './types.js';
+import type { Isolation, IsolationStats, PooledIsolationMode, RunOptions } from './types.js';
 
 /** `worker` and `process` modes: jobs run on members of a WarmPool. */
 export class PooledIsolation<M extends PoolMember> implements Isolation {
@@ -10,7 +10,7 @@ export class PooledIsolation<M extends PoolMember> implements Isolation {
   #failed = 0;
 
   constructor(
-    readonly mode: 'worker' | 'process',
+    readonly mode: PooledIsolationMode,
     private readonly pool: WarmPool<M>,
     private readonly label: string,
   ) {}

@@ -4,7 +4,13 @@
  * OS process (`process`). It knows nothing about what the task does.
  */
 
-export type IsolationMode = 'context' | 'worker' | 'process';
+import type { IsolationMode } from '../../agents/definition.js';
+
+/** The one isolation-mode type (src/agents/definition.ts, with ISOLATION_MODES): the agent's `[execution] isolation` names it. */
+export type { IsolationMode };
+
+/** The modes that run jobs on a pool (`PooledIsolation`). */
+export type PooledIsolationMode = Exclude<IsolationMode, 'context'>;
 
 /** What a task's `run` receives besides its payload. */
 export interface TaskContext {

@@ -4,9 +4,9 @@
  * execution) and counts in caxton_memory_operations_total / _duration_seconds. Wrapping at the
  * composition root keeps src/memory free of telemetry.
  */
-import type { ExecutionMemory } from '../execution/index.js';
-import { endWithError, SpanStatusCode, startSpan, type Metrics, type Tracer } from '../observability/index.js';
-import type { Tool } from '../tools/index.js';
+import type { ExecutionMemory } from '../../execution/index.js';
+import { endWithError, SpanStatusCode, startSpan, type Metrics, type Tracer } from '../../observability/index.js';
+import type { Tool } from '../../tools/index.js';
 
 export interface MemoryTelemetry {
   tracer?: Tracer;

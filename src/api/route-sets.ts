@@ -1,0 +1,85 @@
+/**
+ * The API's routes, grouped by the component that serves them. Each group is an `ApiRoutes`
+ * (a plugin and its mount point); the server's components contribute them and `createApi`
+ * registers them all the same way, in the order given (ADR 0034).
+ */
+import type { FastifyInstance } from 'fastify';
+import type { AgentService } from '../agents/index.js';
+import type { AuditStore } from '../audit/index.js';
+import type { ApiKeyStore } from '../auth/index.js';
+import type { ServerConfig } from '../config/index.js';
+import type { Executor, SuspendedExecutionStore } from '../execution/index.js';
+import type { MemoryBackend } from '../memory/index.js';
+import type { MessageBus } from '../messaging/index.js';
+import type { ToolAuditStore, ToolServerManager } from '../tools/wasm/index.js';
+import type { ToolCatalogue } from '../tools/index.js';
+import { auditRecorder } from '../audit/index.js';
+import type { ResponseStore } from './response-store.js';
+import { agentRoutes } from './routes/agents.js';
+import { auditRoutes } from './routes/audit.js';
+import { invokeRoutes } from './routes/invoke.js';
+import { keyRoutes } from './routes/keys.js';
+import { memoryRoutes } from './routes/memory.js';
+import { messagingRoutes } from './routes/messaging.js';
+import { observabilityRoutes, type ObservabilityRouteDeps } from './routes/observability.js';
+import { openAiRoutes } from './routes/openai-compat.js';
+import { responsesRoutes } from './routes/responses.js';
+import { systemRoutes, type Lifecycle } from './routes/system.js';
+import { toolRoutes } from './routes/tools.js';
+
+export type RoutePlugin = (app: FastifyInstance) => Promise<void>;
+
+/** A route plugin and its mount point: `/api/v1` unless `root` (health, readiness, the OpenAI-compatible /v1). */
+export interface ApiRoutes {
+  readonly plugin: RoutePlugin;
+  readonly root?: boolean;
+}
+
+/** Plugins mounted under /api/v1 as they are (MCP, the caller's extra routes). */
+export const underApi = (plugins: readonly RoutePlugin[]): ApiRoutes[] => plugins.map((plugin) => ({ plugin }));
+
+/** /health, /ready, status, config; agents and capabilities. */
+export function agentApi(opts: { service: AgentService; config: ServerConfig; lifecycle: Lifecycle }): ApiRoutes[] {
+  return [{ root: true, plugin: (a) => systemRoutes(a, opts) }, { plugin: (a) => agentRoutes(a, { service: opts.service }) }];
+}
+
+/** API keys (`caxton key ...`). */
+export function keyApi(opts: { keys: ApiKeyStore; usage?: (principalId: string) => unknown }): ApiRoutes[] {
+  return [{ plugin: (a) => keyRoutes(a, opts) }];
+}
+
+/** Invoke, and the OpenAI-compatible chat completions and responses. */
+export function executionApi(opts: { executor: Executor; service: AgentService; bodyLimit: number; suspended?: SuspendedExecutionStore; responses?: ResponseStore }): ApiRoutes[] {
+  const { executor, bodyLimit, suspended } = opts;
+  const registry = opts.service.registry;
+  return [
+    { plugin: (a) => invokeRoutes(a, { executor, bodyLimit }) },
+    { root: true, plugin: (a) => openAiRoutes(a, { executor, registry, bodyLimit, ...(suspended && { suspended }) }) },
+    { root: true, plugin: (a) => responsesRoutes(a, { executor, registry, bodyLimit, ...(suspended && { suspended }), ...(opts.responses && { store: opts.responses }) }) },
+  ];
+}
+
+/** Messages, conversations, dead letters, directory. */
+export function messagingApi(opts: { bus: MessageBus }): ApiRoutes[] {
+  return [{ plugin: (a) => messagingRoutes(a, opts) }];
+}
+
+/** /api/v1/memory/... */
+export function memoryApi(opts: { store: MemoryBackend }): ApiRoutes[] {
+  return [{ plugin: (a) => memoryRoutes(a, opts) }];
+}
+
+/** /api/v1/tools... */
+export function toolApi(opts: { tools: ToolServerManager; catalogue: ToolCatalogue; audit: ToolAuditStore; bodyLimit: number }): ApiRoutes[] {
+  return [{ plugin: (a) => toolRoutes(a, opts) }];
+}
+
+/** The audit trail: the recorder (a root onResponse hook) when there is a store, and GET /api/v1/audit. */
+export function auditApi(opts: { store?: AuditStore }): ApiRoutes[] {
+  return [...(opts.store ? [{ plugin: auditRecorder(opts.store) }] : []), { plugin: (a) => auditRoutes(a, { ...(opts.store && { store: opts.store }) }) }];
+}
+
+/** Events, logs, status overview. */
+export function observabilityApi(deps: ObservabilityRouteDeps): ApiRoutes[] {
+  return [{ plugin: (a) => observabilityRoutes(a, deps) }];
+}

@@ -1,0 +1,59 @@
+import { AgentDirectoryWatcher, DEPLOY_CHECK_CODES, type AgentRegistry, type AgentService, type FileStatus } from '../../agents/index.js';
+import type { Logger, Metrics } from '../../observability/index.js';
+import type { AgentEvents } from '../../observability/events.js';
+import type { Component } from './component.js';
+
+export interface AgentFilesComponent extends Component {
+  /** What the initial load of agents_dir found, one status per file. */
+  readonly statuses: FileStatus[];
+}
+
+/** Loads `agents_dir`, then watches it; keeps caxton_agents_deployed per origin. */
+export async function watchAgentFiles(opts: {
+  agentsDir: string;
+  registry: AgentRegistry;
+  service: AgentService;
+  events: AgentEvents | undefined;
+  logger: Logger;
+  metrics: Metrics;
+}): Promise<AgentFilesComponent> {
+  const { registry, events, logger, metrics } = opts;
+  const watcher = new AgentDirectoryWatcher(opts.agentsDir, opts.service, {
+    onApplied: (s) => {
+      if (s.state === 'invalid') {
+        metrics.agentEvents.inc({ event: 'invalid_file' });
+        events?.invalidFile(s.path, s.agent, s.errors ?? []);
+        logger.warn({ file: s.path, agent: s.agent, errors: s.errors }, s.agent ? 'agent file is invalid; the last good version keeps running' : 'agent file is invalid; not loaded');
+      } else if (s.state === 'loaded') {
+        logger.info({ file: s.path, agent: s.agent }, 'agent file loaded');
+        // A model the providers cannot serve as written is worth a line at warn level (issue 12).
+        // So is a provider or tool it names that the server cannot resolve (issue 15).
+        for (const w of s.errors ?? []) if (DEPLOY_CHECK_CODES.has(w.code)) logger.warn({ file: s.path, agent: s.agent, field: w.field, code: w.code }, w.message);
+      }
+    },
+    onRemoved: (p) => logger.info({ file: p }, 'agent file removed'),
+    onError: (e, c) => logger.error({ err: e, file: c.path }, c.what),
+  });
+  const statuses = watcher.loadAll();
+  try {
+    await watcher.start();
+  } catch (e) {
+    await watcher.close();
+    throw e;
+  }
+  // Agents per origin, kept from registry events (O(1) per change, so bulk deploys stay linear).
+  const initial = registry.list().agents;
+  const perOrigin = { file: initial.filter((a) => a.origin.kind === 'file').length, api: 0 };
+  perOrigin.api = initial.length - perOrigin.file;
+  const setGauge = () => {
+    metrics.agentsDeployed.set({ origin: 'file' }, perOrigin.file);
+    metrics.agentsDeployed.set({ origin: 'api' }, perOrigin.api);
+  };
+  registry.on('change', (e) => {
+    if (e.type !== 'deployed') perOrigin[(e.type === 'updated' ? e.previous : e.agent).origin.kind]--;
+    if (e.type !== 'removed') perOrigin[e.agent.origin.kind]++;
+    setGauge();
+  });
+  setGauge();
+  return { name: 'agent files', statuses, close: () => watcher.close() };
+}

@@ -1,0 +1,60 @@
+import { agentApi, type Lifecycle } from '../../api/index.js';
+import { AgentRegistry, AgentService, AgentStore, AgentVersionStore } from '../../agents/index.js';
+import type { ServerConfig } from '../../config/index.js';
+import { llmSetup, modelCheck, providerCheck } from '../../execution/index.js';
+import type { Logger, Metrics } from '../../observability/index.js';
+import { createAgentEvents, type AgentEvents } from '../../observability/events.js';
+import { migrate, type Db } from '../../storage/index.js';
+import type { Component } from './component.js';
+
+export interface AgentsComponent extends Component {
+  readonly registry: AgentRegistry;
+  readonly service: AgentService;
+  /** How many API-deployed agents were loaded from caxton.db. */
+  readonly persisted: number;
+  /** The agent event store (GET /api/v1/events); undefined with `[events] enabled = false`. */
+  readonly events: AgentEvents | undefined;
+}
+
+/** The registry, the service with its deploy-time checks, the API-deployed agents from caxton.db, and the agent event store. */
+export function startAgents(opts: { config: ServerConfig; db: Db; logger: Logger; metrics: Metrics; lifecycle: Lifecycle }): AgentsComponent {
+  const { config, db, logger, metrics } = opts;
+  const registry = new AgentRegistry();
+  // Deploy-time warnings for model aliases the configured providers cannot serve (issue 12).
+  const service = new AgentService(
+    registry,
+    new AgentStore(db, { onSkipped: (row, reason) => logger.warn({ table: 'agents', row, reason }, `skipped the stored agent "${row}": ${reason}; redeploy it`) }),
+    // Providers too (issue 15); the tool check joins once tool servers and MCP servers are up (components/tools.ts).
+    {
+      checkModel: modelCheck(llmSetup(config)),
+      checks: [
+        (
+          (check) => (def) =>
+            check(def.llm)
+        )(providerCheck(llmSetup(config))),
+      ],
+      // Every deploy, file change and rollback kept as a version (issue 18).
+      versions: new AgentVersionStore(db, { keep: config.agents.keep_versions }),
+    },
+  );
+  const persisted = service.loadPersisted();
+  // --- Agent event store (src/observability/events.ts): lifecycle events from the registry,
+  // message.sent from the bus, message.received around the agent handler, execution.finished from the executor. ---
+  const events = config.events.enabled
+    ? createAgentEvents({ db, registry, migrate, retentionMs: config.events.retention, maxRows: config.events.max_rows, onError: (e) => logger.error({ err: e }, 'agent events could not be written') })
+    : undefined;
+  registry.on('change', (e) => metrics.agentEvents.inc({ event: e.type }));
+  return {
+    name: 'agents',
+    registry,
+    service,
+    persisted,
+    events,
+    routes: agentApi({ service, config, lifecycle: opts.lifecycle }),
+    close: async () => {
+      // The agent parser's worker thread (large agent bodies, ADR 0020), once no request can use it.
+      await service.close();
+      events?.close();
+    },
+  };
+}

@@ -1,0 +1,56 @@
+import { executionApi, SqliteResponseStore } from '../../api/index.js';
+import type { AgentRegistry, AgentService } from '../../agents/index.js';
+import { agentLimitsLookup, type PrincipalLimiter } from '../../auth/index.js';
+import type { ServerConfig } from '../../config/index.js';
+import { Executor, SqliteSuspendedStore, type ExecutionMemory } from '../../execution/index.js';
+import type { Logger, Metrics, Tracer } from '../../observability/index.js';
+import type { AgentEvents } from '../../observability/events.js';
+import type { Db } from '../../storage/index.js';
+import type { Component } from './component.js';
+
+export interface ExecutionComponent extends Component {
+  readonly executor: Executor;
+  /** Settles when the isolation pool has started (a failure is logged, not thrown). */
+  readonly ready: Promise<void>;
+}
+
+/**
+ * The executor (isolation pool warming in the background), the stores of executions stopped for
+ * client tool calls and of POST /v1/responses, and their routes (invoke, /v1/chat/completions, /v1/responses).
+ */
+export function startExecution(opts: {
+  config: ServerConfig;
+  db: Db;
+  registry: AgentRegistry;
+  service: AgentService;
+  logger: Logger;
+  telemetry: { tracer?: Tracer; metrics?: Metrics };
+  limiter: PrincipalLimiter;
+  events: AgentEvents | undefined;
+  memory: ExecutionMemory | undefined;
+}): ExecutionComponent {
+  const { config, db, logger, events } = opts;
+  const executor = new Executor(config, opts.registry, {
+    ...opts.telemetry,
+    limiter: opts.limiter,
+    agentLimits: agentLimitsLookup(config.auth.limits),
+    ...(events && { onExecuted: events.onExecuted }),
+  });
+  const ready = executor.warm().catch((e: unknown) => logger.error({ err: e }, 'isolation pool failed to start'));
+  executor.memory = opts.memory;
+  // Executions stopped for client tool calls (OpenAI `tools`), until the client's results resume them (ADR 0029).
+  const suspended = new SqliteSuspendedStore(db, { ttlMs: config.execution.suspended_ttl, onError: (e) => logger.error({ err: e }, 'suspended executions could not be pruned') });
+  // Stored responses of POST /v1/responses (`store`), what previous_response_id continues.
+  const responses = new SqliteResponseStore(db, { ttlMs: config.execution.responses_ttl, onError: (e) => logger.error({ err: e }, 'stored responses could not be pruned') });
+  return {
+    name: 'execution',
+    executor,
+    ready,
+    routes: executionApi({ executor, service: opts.service, bodyLimit: config.server.max_body_size, suspended, responses }),
+    close: async () => {
+      await executor.close();
+      suspended.close();
+      responses.close();
+    },
+  };
+}

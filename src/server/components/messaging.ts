@@ -1,0 +1,42 @@
+import type { AgentRegistry } from '../../agents/index.js';
+import { messagingApi } from '../../api/index.js';
+import type { ServerConfig } from '../../config/index.js';
+import type { Executor } from '../../execution/index.js';
+import { executorHandler, MessageBus, sendMessageTool } from '../../messaging/index.js';
+import type { Logger, Metrics, Tracer } from '../../observability/index.js';
+import type { AgentEvents } from '../../observability/events.js';
+import type { Db } from '../../storage/index.js';
+import type { Component } from './component.js';
+
+export interface MessagingComponent extends Component {
+  readonly bus: MessageBus;
+}
+
+/**
+ * The message bus, its agents run by the executor, `send_message` as a host tool and the
+ * messaging routes. The bus delivers nothing until `startDelivery` (components/delivery.ts),
+ * once every host tool is registered.
+ */
+export function startMessaging(opts: {
+  config: ServerConfig;
+  db: Db;
+  registry: AgentRegistry;
+  executor: Executor;
+  events: AgentEvents | undefined;
+  logger: Logger;
+  telemetry: { tracer?: Tracer; metrics?: Metrics };
+}): MessagingComponent {
+  const { events } = opts;
+  const bus = new MessageBus({ db: opts.db, registry: opts.registry, config: opts.config.messaging, log: opts.logger, ...opts.telemetry });
+  const agentHandler = executorHandler(opts.executor, bus.store);
+  bus.setAgentHandler(events ? events.receiving(agentHandler) : agentHandler);
+  events?.observeBus(bus);
+  return {
+    name: 'messaging',
+    bus,
+    hostTools: [sendMessageTool(bus)],
+    routes: messagingApi({ bus }),
+    // Idempotent: a no-op when delivery (which closes the bus first) has run.
+    close: () => bus.close(),
+  };
+}

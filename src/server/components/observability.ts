@@ -1,0 +1,45 @@
+import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
+import type { ServerConfig } from '../../config/index.js';
+import { exportFailureReporter, setupTracing, startMemoryReducer, type Logger, type Metrics, type Tracing } from '../../observability/index.js';
+import { StatusSampler } from '../../observability/status.js';
+import { VERSION } from '../../shared/version.js';
+import type { Component } from './component.js';
+
+export interface ObservabilityComponent extends Component {
+  readonly tracing: Tracing;
+  /** Counters sampled every second, for the rates of GET /api/v1/status/overview. */
+  readonly sampler: StatusSampler;
+}
+
+/** Tracing (with its export-failure reporting), the idle garbage collection and the status sampler: the first to start, the last to close. */
+export function startObservability(opts: { config: ServerConfig; logger: Logger; metrics: Metrics; spanProcessors?: SpanProcessor[]; exportFailureLogIntervalMs?: number }): ObservabilityComponent {
+  const { config, logger, metrics } = opts;
+  // After a burst the server goes quiet and V8 would keep the burst's garbage: one full collection
+  // at the first idle moment gives it back (ADR 0031).
+  const reducer = config.server.idle_gc
+    ? startMemoryReducer({
+        onCollect: (freed, ms) => {
+          metrics.idleCollections.inc();
+          metrics.idleCollectionFreed.inc(freed);
+          logger.debug({ freed_bytes: freed, duration_ms: Math.round(ms) }, 'idle: full garbage collection after a burst');
+        },
+      })
+    : undefined;
+  // OTLP export failures (collector down, wrong URL, 4xx): a rate-limited warn line and caxton_otlp_export_failures_total (issue 15).
+  const exportFailures = exportFailureReporter(logger, metrics, opts.exportFailureLogIntervalMs);
+  const tracing = setupTracing({ version: VERSION, onExportFailure: (f) => exportFailures.record(f), ...(opts.spanProcessors && { processors: opts.spanProcessors }) });
+  const sampler = new StatusSampler(metrics);
+  sampler.start();
+  return {
+    name: 'observability',
+    tracing,
+    sampler,
+    close: async () => {
+      sampler.stop();
+      reducer?.close();
+      // A final export that fails is reported (exportFailures), not thrown out of close().
+      await tracing.shutdown().catch(() => {});
+      exportFailures.flush(); // the failures since the last line, the shutdown's own flush included
+    },
+  };
+}

@@ -1,0 +1,42 @@
+import { observabilityApi, type Lifecycle } from '../../api/index.js';
+import type { AgentService } from '../../agents/index.js';
+import type { ServerConfig } from '../../config/index.js';
+import type { MemoryComponent as MemoryGraph } from '../../memory/index.js';
+import type { MessageBus } from '../../messaging/index.js';
+import type { AgentEvents } from '../../observability/events.js';
+import type { LogBuffer } from '../../observability/log-buffer.js';
+import type { StatusSampler } from '../../observability/status.js';
+import type { ToolCatalogue } from '../../tools/index.js';
+import type { ToolServerManager } from '../../tools/wasm/index.js';
+import type { Component } from './component.js';
+
+/** Events, logs and the status overview over what every other component holds; nothing of its own to close. */
+export function statusRoutes(opts: {
+  config: ServerConfig;
+  lifecycle: Lifecycle;
+  service: AgentService;
+  sampler: StatusSampler;
+  events: AgentEvents | undefined;
+  logs: LogBuffer | undefined;
+  bus: MessageBus;
+  tools: ToolServerManager;
+  catalogue: ToolCatalogue;
+  memory: MemoryGraph | undefined;
+}): Component {
+  const { events, logs, memory } = opts;
+  return {
+    name: 'status',
+    routes: observabilityApi({
+      ...(events && { events: events.store }),
+      ...(logs && { logs }),
+      sampler: opts.sampler,
+      service: opts.service,
+      config: opts.config,
+      lifecycle: opts.lifecycle,
+      bus: opts.bus,
+      tools: opts.tools,
+      catalogue: opts.catalogue,
+      ...(memory && { memory }),
+    }),
+  };
+}

@@ -1,0 +1,77 @@
+import { dirname } from 'node:path';
+import type { AgentRegistry, AgentService } from '../../agents/index.js';
+import { toolApi } from '../../api/index.js';
+import type { ServerConfig } from '../../config/index.js';
+import { toolCheck, type Executor } from '../../execution/index.js';
+import type { McpClientManager } from '../../mcp/index.js';
+import type { Logger, Metrics } from '../../observability/index.js';
+import type { Db } from '../../storage/index.js';
+import { ToolCatalogue, type AuditWatch } from '../../tools/index.js';
+import { ToolServerManager, type ToolAuditStore } from '../../tools/wasm/index.js';
+import type { Component } from './component.js';
+
+export interface ToolsComponent extends Component {
+  /** WebAssembly tool servers (built-in and deployed): their tools are host tools `SERVER.tool`. */
+  readonly servers: ToolServerManager;
+  /** Every tool source (tool servers, MCP servers, built-in and host tools). */
+  readonly catalogue: ToolCatalogue;
+}
+
+/**
+ * WebAssembly tool servers (src/tools/wasm/manager.ts): built-in packages (tools/builtin/) and
+ * API-deployed ones (SQLite) as host tools `SERVER.tool`, under the operator's [tools.NAME]
+ * grants, every call audited; the deploy-time tool check; the tool catalogue; REST under /api/v1/tools.
+ * Started after MCP and every other host tool, so the tool check sees them all.
+ */
+export function startTools(opts: {
+  config: ServerConfig;
+  db: Db;
+  executor: Executor;
+  registry: AgentRegistry;
+  service: AgentService;
+  mcp: McpClientManager;
+  audit: ToolAuditStore;
+  auditWatch: AuditWatch;
+  logger: Logger;
+  metrics: Metrics;
+}): ToolsComponent {
+  const { config, executor, registry, logger } = opts;
+  const { limits: toolCaps, ...toolGrants } = config.tools;
+  const servers = new ToolServerManager({
+    db: opts.db,
+    tools: executor.hostTools,
+    grants: toolGrants,
+    caps: toolCaps,
+    audit: opts.audit,
+    logger,
+    baseDir: config.source.file ? dirname(config.source.file) : process.cwd(),
+  });
+  servers.start();
+  // --- deploy-time tool check (issue 15): from here on deploys and file changes warn about tools no
+  // built-in, host tool, tool server or mounted MCP server offers; the agents loaded before now
+  // (stored, agents_dir at start) are checked once, to the log. ---
+  const check = toolCheck({ builtins: executor.deps.tools, host: executor.hostTools, mcpServers: () => Object.keys(config.mcp_servers) });
+  opts.service.addCheck((def) => check(def.tools));
+  for (const a of registry.list().agents) {
+    for (const w of check(a.definition.tools)) {
+      logger.warn({ agent: a.definition.name, ...(a.origin.kind === 'file' && { file: a.origin.path }), field: w.field, code: w.code }, w.message);
+    }
+  }
+  // --- tool catalogue (src/tools/catalogue.ts, issue 15): every source (tool servers, MCP servers,
+  // built-in and host tools) for /api/v1/tools, the CLI and the status overview. ---
+  const catalogue = new ToolCatalogue({
+    servers,
+    builtin: executor.deps.tools,
+    host: executor.hostTools,
+    mcp: opts.mcp,
+    audit: opts.auditWatch,
+    ...(config.metrics.enabled && { metrics: opts.metrics }),
+  });
+  return {
+    name: 'tools',
+    servers,
+    catalogue,
+    routes: toolApi({ tools: servers, catalogue, audit: opts.audit, bodyLimit: config.server.max_body_size }),
+    close: () => servers.close(),
+  };
+}

@@ -1,0 +1,119 @@
+/**
+ * The layering docs/architecture.md draws ("Layers"), checked on every import in src/: a folder
+ * imports only folders of lower layers; folders of one layer are peers and import none of each
+ * other. Type-only and dynamic imports count too. A new top-level folder fails here until it is
+ * given a layer (in this table and in the document).
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+const SRC = resolve(import.meta.dirname, '../../src');
+
+/** Lowest first. `index` is the package's library entry (src/index.ts). */
+const LAYERS: readonly (readonly string[])[] = [
+  ['shared'],
+  ['storage'],
+  ['observability', 'llm', 'agents'],
+  ['auth'],
+  ['config', 'audit'],
+  ['tools'],
+  ['execution'],
+  ['memory', 'messaging'],
+  ['api', 'mcp'],
+  ['server'],
+  ['cli', 'index'],
+];
+
+/**
+ * Imports allowed against the layering, each with its reason. Keep this list short: an entry
+ * here is a seam to move, not a habit.
+ */
+const EXCEPTIONS: readonly { from: string; to: string; why: string }[] = [
+  {
+    from: 'config/schema.ts',
+    to: 'server/tls-config.ts',
+    why: 'the [server.tls]/[metrics.tls] zod schema is a leaf (zod only) kept beside the TLS code that uses it',
+  },
+];
+
+interface Import {
+  /** File importing, relative to src/. */
+  file: string;
+  /** File or folder imported, relative to src/. */
+  target: string;
+}
+
+function folderOf(path: string): string {
+  return path.split('/')[0]!.replace(/\.(ts|js)$/, '');
+}
+
+function importsOf(file: string): Import[] {
+  const text = readFileSync(join(SRC, file), 'utf8');
+  const out: Import[] = [];
+  for (const m of text.matchAll(/(?:\bfrom|\bimport)\s*\(?\s*'(\.{1,2}\/[^']+)'/g)) {
+    out.push({ file, target: relative(SRC, resolve(dirname(join(SRC, file)), m[1]!)).replace(/\.js$/, '.ts') });
+  }
+  return out;
+}
+
+function allImports(): Import[] {
+  return readdirSync(SRC, { recursive: true, encoding: 'utf8' })
+    .filter((f) => f.endsWith('.ts'))
+    .flatMap((f) => importsOf(f));
+}
+
+/** The imports that break the layering (an exception's exact pair excepted). */
+function violations(imports: readonly Import[], layers = LAYERS, exceptions = EXCEPTIONS): string[] {
+  const layerOf = new Map<string, number>();
+  layers.forEach((names, i) => names.forEach((n) => layerOf.set(n, i)));
+  const bad: string[] = [];
+  for (const i of imports) {
+    const from = folderOf(i.file);
+    const to = folderOf(i.target);
+    if (from === to) continue;
+    if (exceptions.some((e) => e.from === i.file && e.to === i.target)) continue;
+    const lf = layerOf.get(from);
+    const lt = layerOf.get(to);
+    if (lf === undefined || lt === undefined) bad.push(`${i.file} → ${i.target}: ${lf === undefined ? from : to} has no layer`);
+    else if (lt > lf) bad.push(`${i.file} → ${i.target}: ${from} (layer ${lf}) imports ${to} (layer ${lt}), a higher layer`);
+    else if (lt === lf) bad.push(`${i.file} → ${i.target}: ${from} and ${to} are peers (layer ${lf}) and import none of each other`);
+  }
+  return bad;
+}
+
+describe('layers (docs/architecture.md, "Layers")', () => {
+  const imports = allImports();
+
+  it('every import in src/ points to a lower layer', () => {
+    expect(imports.length).toBeGreaterThan(500);
+    expect(violations(imports)).toEqual([]);
+  });
+
+  it('every top-level folder of src/ has a layer, and the table names no folder that does not exist', () => {
+    const folders = readdirSync(SRC, { withFileTypes: true }).map((d) => (d.isDirectory() ? d.name : d.name.replace(/\.ts$/, '')));
+    expect([...LAYERS.flat()].sort()).toEqual(folders.sort());
+  });
+
+  it('each exception is still needed, and its target imports nothing of Caxton (a leaf)', () => {
+    for (const e of EXCEPTIONS) {
+      expect(imports.some((i) => i.file === e.from && i.target === e.to)).toBe(true);
+      expect(importsOf(e.to)).toEqual([]);
+    }
+  });
+
+  it('catches an upward import, a peer import and a folder without a layer', () => {
+    expect(
+      violations([
+        { file: 'storage/database.ts', target: 'messaging/index.ts' },
+        { file: 'memory/store.ts', target: 'messaging/index.ts' },
+        { file: 'nowhere/x.ts', target: 'shared/index.ts' },
+        { file: 'messaging/bus.ts', target: 'storage/index.ts' },
+      ]),
+    ).toEqual([
+      'storage/database.ts → messaging/index.ts: storage (layer 1) imports messaging (layer 7), a higher layer',
+      'memory/store.ts → messaging/index.ts: memory and messaging are peers (layer 7) and import none of each other',
+      'nowhere/x.ts → shared/index.ts: nowhere has no layer',
+    ]);
+  });
+});
