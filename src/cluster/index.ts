@@ -1,3 +1,3 @@
-export { clusterConfigSchema, NODE_NAME, type ClusterConfig } from './config.js';
+export { clusterConfigSchema, NODE_NAME, type ClusterConfig } from '../config/index.js';
 export { connectNats, natsOptions, type NatsOptionsInput } from './nats.js';
 export { Membership, type Heartbeat, type MembershipOptions, type NodeInfo } from './membership.js';

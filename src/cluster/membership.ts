@@ -10,7 +10,7 @@
  */
 import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
-import type { ClusterConfig } from './config.js';
+import type { ClusterConfig } from '../config/index.js';
 
 /** What a node says about itself in each heartbeat. */
 export interface Heartbeat {

@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { connect, credsAuthenticator, nkeyAuthenticator, type ConnectionOptions, type NatsConnection } from '@nats-io/transport-node';
 import { CaxtonError } from '../shared/errors.js';
-import type { ClusterConfig } from './config.js';
+import type { ClusterConfig } from '../config/index.js';
 
 export interface NatsOptionsInput {
   cluster: ClusterConfig;

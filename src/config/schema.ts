@@ -1,10 +1,11 @@
 import { z } from 'zod';
+import { ISOLATION_MODES } from '../agents/definition.js';
 import { clientCertMappingsSchema } from '../auth/cert.js';
 import { jwtConfigSchema } from '../auth/jwt-config.js';
 import { authLimitsConfigSchema } from '../auth/limits-config.js';
 import { durationMs, sizeBytes, type UnitBounds } from '../shared/zod-units.js';
 import { MAX_PERIOD_MS } from '../shared/units.js';
-import { clusterConfigSchema } from '../cluster/config.js';
+import { clusterConfigSchema } from './cluster-schema.js';
 import { tlsConfigSchema } from '../server/tls-config.js';
 
 /** caxton.toml. Every section has defaults so an empty file (or none) is a working configuration. */
@@ -229,7 +230,7 @@ export const serverConfigSchema = z.strictObject({
     .prefault({}),
   execution: z
     .strictObject({
-      isolation: z.enum(['context', 'worker', 'process']).default('context'),
+      isolation: z.enum(ISOLATION_MODES).default('context'),
       pool_size: z.number().int().min(1).max(256).optional(),
       max_memory_mb: z.number().int().min(16).default(512),
       default_timeout: duration(120_000),

@@ -20,6 +20,7 @@ const LAYERS: readonly (readonly string[])[] = [
   ['tools'],
   ['execution'],
   ['memory', 'messaging'],
+  ['cluster'],
   ['api', 'mcp'],
   ['server'],
   ['cli', 'index'],

@@ -1,7 +1,7 @@
 /**
  * `[cluster]` in caxton.toml (issue 17): how a node reaches NATS JetStream and what it calls
- * itself. Its absence is the single-node default (SQLite, no NATS). Owned here and imported by
- * src/config/schema.ts, as src/auth owns `[auth.jwt]`.
+ * itself. Its absence is the single-node default (SQLite, no NATS). src/cluster uses it; it lives
+ * here because the configuration is a lower layer than the cluster (test/architecture/layers).
  */
 import { hostname } from 'node:os';
 import { z } from 'zod';
