@@ -21,7 +21,7 @@ import type { MemoryBackend, MemoryBackendKind } from '../../src/memory/backend.
 import { hasSystem, TEST_PG_URL } from '../helpers/system.js';
 import type { Embedder } from '../../src/memory/embedding/index.js';
 import { PgMemoryStore } from '../../src/memory/pg-store.js';
-import { MemoryStore } from '../../src/memory/store.js';
+import { MemoryStore } from '../../src/memory/sqlite-store.js';
 import type { MemoryLimits } from '../../src/memory/validate.js';
 import { openMemoryDb, tempDir } from './helpers.js';
 
