@@ -1,6 +1,7 @@
 /**
- * The memory backends one test suite runs against: the embedded SQLite store and PostgreSQL +
- * pgvector. Usage:
+ * The memory backends the tests run against: the embedded SQLite store and PostgreSQL +
+ * pgvector. The storages' shared suite (storage.case.ts) takes SQLITE_BACKEND.open or
+ * POSTGRES_BACKEND.open; tests of what sits above the backend use BACKENDS:
  *
  *   describe.each(BACKENDS)('memory ($name)', (backend) => {
  *     it('...', async () => {
@@ -81,7 +82,8 @@ function instances(first: BackendOpenOptions, openOne: (o: BackendOpenOptions) =
   };
 }
 
-const sqlite: BackendFactory = {
+/** The SQLite backend: a temp dir per open(), deleted by cleanup(). */
+export const SQLITE_BACKEND: BackendFactory = {
   name: 'sqlite',
   async open(opts) {
     const dir = tempDir();
@@ -151,7 +153,7 @@ export const POSTGRES_BACKEND: BackendFactory = {
 };
 
 /** SQLite always; PostgreSQL when it and pgvector are installed (else skipped, see the header). */
-export const BACKENDS: BackendFactory[] = hasSystem('pgvector') ? [sqlite, POSTGRES_BACKEND] : [sqlite];
+export const BACKENDS: BackendFactory[] = hasSystem('pgvector') ? [SQLITE_BACKEND, POSTGRES_BACKEND] : [SQLITE_BACKEND];
 
 /** `[memory]` of a test server on `backend` with `settings` (lines); PostgreSQL: the test server, in `schema`. */
 export function serverMemoryToml(backend: MemoryBackendKind, schema: string, settings = ''): string {
