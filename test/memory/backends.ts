@@ -106,7 +106,7 @@ export const SQLITE_BACKEND: BackendFactory = {
 };
 
 /** Fails with what to do when the test server or pgvector is missing. */
-async function checkPostgres(admin: pg.Pool): Promise<void> {
+export async function checkPostgres(admin: pg.Pool): Promise<void> {
   try {
     await admin.query('SELECT 1');
   } catch (e) {

@@ -6,7 +6,8 @@ import { describe } from 'vitest';
 import { hasSystem } from '../helpers/system.js';
 import { POSTGRES_BACKEND } from './backends.js';
 import { storageSuite } from './storage.case.js';
+import { openPgStorage } from './storages.js';
 
 describe.skipIf(!hasSystem('pgvector'))('PostgreSQL storage', () => {
-  storageSuite('postgres', POSTGRES_BACKEND.open);
+  storageSuite('postgres', POSTGRES_BACKEND.open, openPgStorage);
 });
