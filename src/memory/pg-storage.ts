@@ -20,20 +20,8 @@ import pg from 'pg';
 import type { Embedder } from './embedding/index.js';
 import { CaxtonError } from '../shared/errors.js';
 import { checkSchemaName, DEFAULT_PG_SCHEMA, ensureVectorExtension, hasIterativeScan, HNSW_INDEX, ident, lockName, migrate, type Queryable } from './pg-schema.js';
-import {
-  toRelation,
-  type Applied,
-  type Changes,
-  type Decision,
-  type EmbedTexts,
-  type EntityInsert,
-  type EntityUpdate,
-  type MemoryStorage,
-  type StorageOpen,
-  type StorageReader,
-  type EntityColumns,
-  type RelationColumns,
-} from './storage.js';
+import { toRelation } from './storage.js';
+import type { Applied, Changes, Decision, EmbedTexts, EntityColumns, EntityInsert, EntityUpdate, MemoryStorage, RelationColumns, StorageOpen, StorageReader } from './storage.js';
 import { chunks, entityWords } from './text.js';
 import type { StoredEntity, StoredRelation } from './types.js';
 

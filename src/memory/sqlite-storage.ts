@@ -15,19 +15,8 @@ import { statSync } from 'node:fs';
 import { checkAnnFile, saveAnnFile } from './ann-file.js';
 import type { Embedder } from './embedding/index.js';
 import type { Db } from '../storage/index.js';
-import {
-  toRelation,
-  type Applied,
-  type Changes,
-  type Decision,
-  type EmbedTexts,
-  type EntityRecord,
-  type MemoryStorage,
-  type StorageOpen,
-  type StorageReader,
-  type EntityColumns,
-  type RelationColumns,
-} from './storage.js';
+import { toRelation } from './storage.js';
+import type { Applied, Changes, Decision, EmbedTexts, EntityColumns, EntityRecord, MemoryStorage, RelationColumns, StorageOpen, StorageReader } from './storage.js';
 import { chunks, dot, RARE_TERM_DOCS } from './text.js';
 import type { Entity, StoredEntity } from './types.js';
 import { blobToVector, VectorIndex, vectorToBlob, type AnnRepair } from './vector-index.js';

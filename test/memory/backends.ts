@@ -106,7 +106,7 @@ export const SQLITE_BACKEND: BackendFactory = {
 };
 
 /** Fails with what to do when the test server or pgvector is missing. */
-export async function checkPostgres(admin: pg.Pool): Promise<void> {
+async function checkPostgres(admin: pg.Pool): Promise<void> {
   try {
     await admin.query('SELECT 1');
   } catch (e) {
@@ -119,17 +119,23 @@ export async function checkPostgres(admin: pg.Pool): Promise<void> {
   if (rows.length === 0) throw new Error(`PostgreSQL at ${TEST_PG_URL} has no pgvector extension: run scripts/setup-pgvector.sh (as root) to install it`);
 }
 
+/** A one-connection pool on the test server, once it is known to have pgvector (else ended, and the error says what to do). */
+export async function testPgAdmin(): Promise<pg.Pool> {
+  const admin = new pg.Pool({ connectionString: TEST_PG_URL, max: 1 });
+  try {
+    await checkPostgres(admin);
+  } catch (e) {
+    await admin.end();
+    throw e;
+  }
+  return admin;
+}
+
 /** The PostgreSQL backend: use it only when `hasSystem('pgvector')` (BACKENDS does that). */
 export const POSTGRES_BACKEND: BackendFactory = {
   name: 'postgres',
   async open(opts) {
-    const admin = new pg.Pool({ connectionString: TEST_PG_URL, max: 1 });
-    try {
-      await checkPostgres(admin);
-    } catch (e) {
-      await admin.end();
-      throw e;
-    }
+    const admin = await testPgAdmin();
     const schema = `caxton_test_${label(opts.key)}${label(opts.key) ? '_' : ''}${Math.random().toString(36).slice(2, 10)}`;
     const openOne = (o: BackendOpenOptions) => {
       const store = new PgMemoryStore({

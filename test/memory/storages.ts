@@ -4,11 +4,10 @@
  * test server (use it only when `hasSystem('pgvector')`). cleanup() closes and deletes the data.
  */
 import { rmSync } from 'node:fs';
-import pg from 'pg';
 import { PgStorage } from '../../src/memory/pg-storage.js';
 import { SqliteStorage } from '../../src/memory/sqlite-storage.js';
 import type { MemoryStorage } from '../../src/memory/storage.js';
-import { checkPostgres, TEST_PG_URL } from './backends.js';
+import { testPgAdmin, TEST_PG_URL } from './backends.js';
 import { openMemoryDb, tempDir } from './helpers.js';
 
 export interface OpenedStorage<Id> {
@@ -31,13 +30,7 @@ export async function openSqliteStorage(): Promise<OpenedStorage<number>> {
 }
 
 export async function openPgStorage(): Promise<OpenedStorage<string>> {
-  const admin = new pg.Pool({ connectionString: TEST_PG_URL, max: 1 });
-  try {
-    await checkPostgres(admin);
-  } catch (e) {
-    await admin.end();
-    throw e;
-  }
+  const admin = await testPgAdmin();
   const schema = `caxton_test_storage_${Math.random().toString(36).slice(2, 10)}`;
   const storage = new PgStorage({ url: TEST_PG_URL, schema });
   return {
