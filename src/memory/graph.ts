@@ -49,7 +49,6 @@ export interface MemoryGraphOptions {
 /** Relations whose endpoints are looked up per statement. */
 const TOUCH_CHUNK = 400;
 const relationKey = (r: Relation) => JSON.stringify([r.from, r.to, r.relationType]);
-const EMPTY: Graph = { entities: [], relations: [] };
 
 export class MemoryGraph<Id> implements MemoryBackend {
   readonly kind: MemoryBackendKind;
@@ -261,13 +260,13 @@ export class MemoryGraph<Id> implements MemoryBackend {
 
   /** Every entity and relation of `scopes`. */
   async readGraph(scopes: readonly string[]): Promise<Graph> {
-    if (scopes.length === 0) return { ...EMPTY };
+    if (scopes.length === 0) return { entities: [], relations: [] };
     return this.storage.read(async (r) => ({ entities: await r.entities(scopes), relations: await r.relations(scopes) }));
   }
 
   /** The reference server's search: entities whose name, type or an observation contains `query` (case-insensitive), with their relations. */
   async searchNodes(scopes: readonly string[], query: string): Promise<Graph> {
-    if (scopes.length === 0) return { ...EMPTY };
+    if (scopes.length === 0) return { entities: [], relations: [] };
     const q = query.toLowerCase();
     // The storages' LIKE folds ASCII case only, and observations are JSON text: prefilter only when that is exact.
     const pattern = /^[\x20-\x7e]*$/.test(query) && !/["\\]/.test(query) ? `%${q.replace(/[\\%_]/g, (c) => `\\${c}`)}%` : undefined;
@@ -431,7 +430,7 @@ export class MemoryGraph<Id> implements MemoryBackend {
   }
 
   async stats(): Promise<MemoryStats> {
-    const s = await this.storage.stats(this.#ready ? this.#embedder : undefined);
+    const s = await this.storage.stats();
     return { ...countsByScope(s.entities, s.relations), embedding: s.embedding, ...(s.database_bytes !== undefined && { database_bytes: s.database_bytes }) };
   }
 

@@ -144,8 +144,18 @@ export class PgStorage implements MemoryStorage<string> {
 
   /** Prepares the schema, the vector column and its HNSW index for the embedder; re-embeds vectors of another model. */
   async open(ctx: StorageOpen<string>): Promise<void> {
+    this.#embedder = ctx.embedder;
+    try {
+      await this.#prepare(ctx);
+    } catch (e) {
+      // Stats report no embedding until an open succeeds or is under way again.
+      this.#embedder = undefined;
+      throw e;
+    }
+  }
+
+  async #prepare(ctx: StorageOpen<string>): Promise<void> {
     const { embedder } = ctx;
-    this.#embedder = embedder;
     await this.#tables();
     await this.#underReadyLock(async (c) => {
       const meta = (await c.query<{ model: string | null; dimensions: number | null }>(`SELECT model, dimensions FROM ${this.#t('meta')} WHERE id = 1`)).rows[0];
@@ -501,7 +511,8 @@ export class PgStorage implements MemoryStorage<string> {
     });
   }
 
-  stats(embedder: Embedder | undefined): ReturnType<MemoryStorage<string>['stats']> {
+  stats(): ReturnType<MemoryStorage<string>['stats']> {
+    const embedder = this.#embedder;
     return this.#snapshot(async (c) => {
       const entities = (
         await c.query<{ scope: string; n: number; o: number }>(

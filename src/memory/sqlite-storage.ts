@@ -15,6 +15,7 @@ import { statSync } from 'node:fs';
 import { checkAnnFile, saveAnnFile } from './ann-file.js';
 import type { Embedder } from './embedding/index.js';
 import type { Db } from '../storage/index.js';
+import type { Statement } from 'better-sqlite3';
 import { toRelation } from './storage.js';
 import type { Applied, Changes, Decision, EmbedTexts, EntityColumns, EntityRecord, MemoryStorage, RelationColumns, StorageOpen, StorageReader } from './storage.js';
 import { chunks, dot, RARE_TERM_DOCS } from './text.js';
@@ -83,6 +84,8 @@ export class SqliteStorage implements MemoryStorage<number> {
   #annSource: Pick<AnnStatus, 'source' | 'reason' | 'repaired' | 'load_ms'> = { source: 'none' };
   #savedSeq: number | null = null;
   #savePending = false;
+  #outStmt: Statement | undefined;
+  #inStmt: Statement | undefined;
 
   constructor(db: Db, opts: SqliteStorageOptions) {
     this.db = db;
@@ -250,6 +253,15 @@ export class SqliteStorage implements MemoryStorage<number> {
     return fn(this.#reader);
   }
 
+  /** Relations from / to one entity (a traversal asks for many: prepared once). */
+  get #outQ(): Statement {
+    return (this.#outStmt ??= this.db.prepare(`SELECT ${REL_COLS} FROM memory_relations WHERE scope = ? AND from_name = ? ORDER BY to_name, relation_type`));
+  }
+
+  get #inQ(): Statement {
+    return (this.#inStmt ??= this.db.prepare(`SELECT ${REL_COLS} FROM memory_relations WHERE scope = ? AND to_name = ? ORDER BY from_name, relation_type`));
+  }
+
   #rows(scope: string, names: readonly string[]): Map<string, EntityRecord<number>> {
     const out = new Map<string, EntityRecord<number>>();
     for (const part of chunks([...new Set(names)], READ_CHUNK)) {
@@ -283,16 +295,7 @@ export class SqliteStorage implements MemoryStorage<number> {
         toRelation,
       );
     },
-    relationsAt: async (scope, name, side) =>
-      (
-        this.db
-          .prepare(
-            side === 'out'
-              ? `SELECT ${REL_COLS} FROM memory_relations WHERE scope = ? AND from_name = ? ORDER BY to_name, relation_type`
-              : `SELECT ${REL_COLS} FROM memory_relations WHERE scope = ? AND to_name = ? ORDER BY from_name, relation_type`,
-          )
-          .all(scope, name) as RelationRow[]
-      ).map(toRelation),
+    relationsAt: async (scope, name, side) => ((side === 'out' ? this.#outQ : this.#inQ).all(scope, name) as RelationRow[]).map(toRelation),
     existingRelations: async (scope, relations) => {
       const has = this.db.prepare('SELECT 1 FROM memory_relations WHERE scope = ? AND from_name = ? AND to_name = ? AND relation_type = ?').pluck();
       return relations.filter((r) => has.get(scope, r.from, r.to, r.relationType) !== undefined);
@@ -421,13 +424,14 @@ export class SqliteStorage implements MemoryStorage<number> {
     return this.db.prepare('SELECT count(*) FROM memory_entities').pluck().get() as number;
   }
 
-  async stats(embedder: Embedder | undefined): ReturnType<MemoryStorage<number>['stats']> {
+  async stats(): ReturnType<MemoryStorage<number>['stats']> {
     const entities = this.db.prepare('SELECT scope, count(*) AS n, coalesce(sum(json_array_length(observations)), 0) AS o FROM memory_entities GROUP BY scope').all() as {
       scope: string;
       n: number;
       o: number;
     }[];
     const relations = this.db.prepare('SELECT scope, count(*) AS n FROM memory_relations GROUP BY scope').all() as { scope: string; n: number }[];
+    const embedder = this.#embedder;
     const index = this.#index;
     const embedding = embedder && index ? { model: embedder.model, dimensions: embedder.dimensions, indexed: index.size, ann: this.annStatus() } : null;
     let database_bytes: number | undefined;

@@ -144,8 +144,8 @@ export interface MemoryStorage<Id> {
   afterWrite?(): void;
   scopes(): Promise<string[]>;
   countEntities(): Promise<number>;
-  /** Per-scope counts, the vectors indexed for `embedder` (null before it is loaded) and the database's size when known. */
-  stats(embedder: Embedder | undefined): Promise<{
+  /** Per-scope counts, the vectors indexed for the embedder open() was given (null before, or after it failed) and the database's size when known. */
+  stats(): Promise<{
     entities: { scope: string; n: number; o: number }[];
     relations: { scope: string; n: number }[];
     embedding: MemoryStats['embedding'];

@@ -309,11 +309,14 @@ function contractSuite<Id>(name: MemoryBackendKind, openStorage: () => Promise<O
     });
 
     /** A storage over fresh data, opened for `embedder` (nothing to re-embed, writes are not concurrent here). */
-    async function ready(): Promise<MemoryStorage<Id>> {
-      const o = await openStorage();
-      opened.push(o);
-      await o.storage.open({ embedder, exclusive: async (fn) => fn(), reembed: async () => {} });
-      return o.storage;
+    async function ready(s?: MemoryStorage<Id>): Promise<MemoryStorage<Id>> {
+      if (!s) {
+        const o = await openStorage();
+        opened.push(o);
+        s = o.storage;
+      }
+      await s.open({ embedder, exclusive: async (fn) => fn(), reembed: async () => {} });
+      return s;
     }
     const vec = async (text: string) => (await embedder.embed([text]))[0]!;
     const embed: EmbedTexts = async (texts) => new Map(await Promise.all(texts.map(async (t) => [t, await vec(t)] as const)));
@@ -424,11 +427,14 @@ function contractSuite<Id>(name: MemoryBackendKind, openStorage: () => Promise<O
       expect((await s.read((r) => r.scored([pen], undefined, new Map())))[0]!.similarity).toBe(0);
     });
 
-    it('counts entities, observations and relations per scope, and the vectors of the current model', async () => {
-      const s = await ready();
-      expect(await s.stats(undefined)).toMatchObject({ entities: [], relations: [], embedding: null });
+    it('counts entities, observations and relations per scope, and the vectors of the model it was opened for', async () => {
+      const o = await openStorage();
+      opened.push(o);
+      // before open(): counts (reads need no embedder), no embedding
+      expect(await o.storage.stats()).toMatchObject({ entities: [], relations: [], embedding: null });
+      const s = await ready(o.storage);
       await apply(s, { insert: [await insert(entity('A', 't', ['x', 'y'])), await insert(entity('B', 't', ['z'], 'workspace'))], relations: [rel('A', 'A', 'self')] });
-      const st = await s.stats(embedder);
+      const st = await s.stats();
       expect(st.entities.sort((a, b) => a.scope.localeCompare(b.scope))).toEqual([
         { scope: 'global', n: 1, o: 2 },
         { scope: 'workspace', n: 1, o: 1 },
