@@ -1,7 +1,8 @@
 /**
- * What both backends compute the same way, in TypeScript: the text an entity is embedded from,
- * the words keyword matching compares, how a hybrid score is made and ranked, and the
- * breadth-first walk of a traversal (each backend supplies the relation lookups).
+ * The graph's computations (graph.ts) and what both storages must compute the same way, in
+ * TypeScript: the text an entity is embedded from, the words keyword matching compares, how a
+ * hybrid score is made and ranked, and the breadth-first walk of a traversal (the graph supplies
+ * the storage's relation lookups).
  */
 import { CaxtonError } from '../shared/errors.js';
 import type { Entity, MemoryStats, SearchHit, SearchMode, SearchQuery, StoredEntity, StoredRelation, TraverseQuery, TraverseResult } from './types.js';
