@@ -54,7 +54,7 @@ export class MemoryGraph<Id> implements MemoryBackend {
   readonly kind: MemoryBackendKind;
   readonly limits: MemoryLimits;
   readonly keywordWeight: number;
-  protected readonly storage: MemoryStorage<Id>;
+  readonly #storage: MemoryStorage<Id>;
   readonly #embedderSource: MemoryGraphOptions['embedder'];
   readonly #onReindex: MemoryGraphOptions['onReindex'];
   #embedder: Embedder | undefined;
@@ -64,7 +64,7 @@ export class MemoryGraph<Id> implements MemoryBackend {
 
   constructor(kind: MemoryBackendKind, storage: MemoryStorage<Id>, opts: MemoryGraphOptions) {
     this.kind = kind;
-    this.storage = storage;
+    this.#storage = storage;
     this.limits = { ...DEFAULT_LIMITS, ...opts.limits };
     this.keywordWeight = opts.keyword_weight ?? 0.3;
     this.#embedderSource = opts.embedder;
@@ -89,7 +89,7 @@ export class MemoryGraph<Id> implements MemoryBackend {
     const src = this.#embedderSource;
     const embedder = typeof src === 'function' ? await src() : src;
     this.#embedder = embedder;
-    await this.storage.open({
+    await this.#storage.open({
       embedder,
       exclusive: (fn) => this.#exclusive(fn),
       reembed: async (ids, load, save) => {
@@ -141,8 +141,8 @@ export class MemoryGraph<Id> implements MemoryBackend {
 
   async #write<R>(decide: (r: StorageReader<Id>) => Promise<Decision<Id, R>>, progress?: (done: number, total: number) => void): Promise<R> {
     await this.ready();
-    const out = await this.#exclusive(() => this.storage.write(decide, this.#embedTexts, progress));
-    this.storage.afterWrite?.();
+    const out = await this.#exclusive(() => this.#storage.write(decide, this.#embedTexts, progress));
+    this.#storage.afterWrite?.();
     return out;
   }
 
@@ -261,7 +261,7 @@ export class MemoryGraph<Id> implements MemoryBackend {
   /** Every entity and relation of `scopes`. */
   async readGraph(scopes: readonly string[]): Promise<Graph> {
     if (scopes.length === 0) return { entities: [], relations: [] };
-    return this.storage.read(async (r) => ({ entities: await r.entities(scopes), relations: await r.relations(scopes) }));
+    return this.#storage.read(async (r) => ({ entities: await r.entities(scopes), relations: await r.relations(scopes) }));
   }
 
   /** The reference server's search: entities whose name, type or an observation contains `query` (case-insensitive), with their relations. */
@@ -270,7 +270,7 @@ export class MemoryGraph<Id> implements MemoryBackend {
     const q = query.toLowerCase();
     // The storages' LIKE folds ASCII case only, and observations are JSON text: prefilter only when that is exact.
     const pattern = /^[\x20-\x7e]*$/.test(query) && !/["\\]/.test(query) ? `%${q.replace(/[\\%_]/g, (c) => `\\${c}`)}%` : undefined;
-    return this.storage.read(async (r) => {
+    return this.#storage.read(async (r) => {
       const rows = await r.entities(scopes, pattern);
       const entities = rows.filter((e) => e.name.toLowerCase().includes(q) || e.entityType.toLowerCase().includes(q) || e.observations.some((o) => o.toLowerCase().includes(q)));
       return { entities, relations: await this.#relationsTouching(r, entities) };
@@ -279,7 +279,7 @@ export class MemoryGraph<Id> implements MemoryBackend {
 
   /** The named entities of `scopes`, with every relation from or to them. */
   openNodes(scopes: readonly string[], names: readonly string[]): Promise<Graph> {
-    return this.storage.read(async (r) => {
+    return this.#storage.read(async (r) => {
       const entities: StoredEntity[] = [];
       for (const s of scopes) {
         const rows = await r.entitiesByName(s, names);
@@ -297,7 +297,7 @@ export class MemoryGraph<Id> implements MemoryBackend {
 
   /** Relations of the entities' scopes with at least one endpoint among them. */
   relationsTouching(entities: readonly Pick<StoredEntity, 'scope' | 'name'>[]): Promise<StoredRelation[]> {
-    return this.storage.read((r) => this.#relationsTouching(r, entities));
+    return this.#storage.read((r) => this.#relationsTouching(r, entities));
   }
 
   /** Per scope and chunk of names in the storage's order, each relation once. */
@@ -321,7 +321,7 @@ export class MemoryGraph<Id> implements MemoryBackend {
   }
 
   getEntity(scope: string, name: string): Promise<StoredEntity | undefined> {
-    return this.storage.read((r) => r.entity(scope, name), { snapshot: false });
+    return this.#storage.read((r) => r.entity(scope, name), { snapshot: false });
   }
 
   // ---- Search and traversal ----
@@ -332,7 +332,7 @@ export class MemoryGraph<Id> implements MemoryBackend {
     if (q.scopes.length === 0) return [];
     await this.ready();
     const qv = plan.mode !== 'keyword' ? await this.embedQuery(q.query) : undefined;
-    return this.storage.read(async (r) => {
+    return this.#storage.read(async (r) => {
       const known = new Map<Id, number>();
       const ids = new Set<Id>();
       if (qv) {
@@ -349,7 +349,7 @@ export class MemoryGraph<Id> implements MemoryBackend {
 
   /** Breadth-first walk from `from` along relations (of the given types), up to `max_depth` hops. */
   traverse(q: TraverseQuery): Promise<TraverseResult> {
-    return this.storage.read((r) =>
+    return this.#storage.read((r) =>
       traverseGraph(
         {
           getEntity: (scope, name) => r.entity(scope, name),
@@ -422,15 +422,15 @@ export class MemoryGraph<Id> implements MemoryBackend {
   }
 
   scopes(): Promise<string[]> {
-    return this.storage.scopes();
+    return this.#storage.scopes();
   }
 
   countEntities(): Promise<number> {
-    return this.storage.countEntities();
+    return this.#storage.countEntities();
   }
 
   async stats(): Promise<MemoryStats> {
-    const s = await this.storage.stats();
+    const s = await this.#storage.stats();
     return { ...countsByScope(s.entities, s.relations), embedding: s.embedding, ...(s.database_bytes !== undefined && { database_bytes: s.database_bytes }) };
   }
 
@@ -439,7 +439,7 @@ export class MemoryGraph<Id> implements MemoryBackend {
     if (this.#closed) return;
     await this.#lock;
     this.#closed = true;
-    await this.storage.close();
+    await this.#storage.close();
     if (typeof this.#embedderSource === 'function') await this.#embedder?.close();
   }
 }

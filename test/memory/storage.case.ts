@@ -13,7 +13,7 @@ import type { Applied, Changes, EmbedTexts, EntityInsert, MemoryStorage } from '
 import { entityText } from '../../src/memory/text.js';
 import type { EntityWrite, StoredRelation } from '../../src/memory/types.js';
 import type { BackendFactory, BackendOpenOptions, OpenedBackend } from './backends.js';
-import { HashEmbedder, localEmbedder, removeTempDirs } from './helpers.js';
+import { HashEmbedder, localEmbedder, rejection, removeTempDirs } from './helpers.js';
 import type { OpenedStorage } from './storages.js';
 
 /**
@@ -35,15 +35,6 @@ export function storageSuite<Id>(name: MemoryBackendKind, openBackend: BackendFa
     opened.push(o);
     return o;
   };
-
-  async function rejection(p: Promise<unknown>): Promise<{ code?: string; message: string; details?: unknown }> {
-    try {
-      await p;
-    } catch (e) {
-      return e as { code?: string; message: string };
-    }
-    throw new Error('expected a rejection');
-  }
 
   describe(`memory store (${name}): the reference operations`, () => {
     it('creates, reads, opens, searches and deletes like the MCP reference server', async () => {
