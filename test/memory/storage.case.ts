@@ -397,6 +397,36 @@ function contractSuite<Id>(name: MemoryBackendKind, openStorage: () => Promise<O
       expect(await s.scopes()).toEqual([]);
     });
 
+    it('re-embeds the vectors of another model at open and saves them: the next open has nothing to re-embed', async () => {
+      const o = await openStorage();
+      opened.push(o);
+      const a = entity('A', 'fruit', ['apples are red']);
+      await apply(await ready(o.storage), { insert: [await insert(a), await insert(entity('B', 'fruit', ['bananas are yellow']))] });
+      const other = new HashEmbedder('test:other', embedder.dimensions);
+      const asked: number[] = [];
+      const openWith = (s: MemoryStorage<Id>) =>
+        s.open({
+          embedder: other,
+          exclusive: async (fn) => fn(),
+          reembed: async (ids, load, save) => {
+            asked.push(ids.length);
+            const rows = await load([...ids]);
+            await save(rows, await other.embed(rows.map((r) => entityText(r.entity))));
+          },
+        });
+      const second = await o.reopen();
+      await openWith(second);
+      expect(asked).toEqual([2]);
+      expect((await second.stats()).embedding).toMatchObject({ model: 'test:other', indexed: 2 });
+      const third = await o.reopen();
+      await openWith(third);
+      expect(asked).toEqual([2]);
+      const q = (await other.embed([entityText(a)]))[0]!;
+      const id = await idOf(third, 'A');
+      expect((await third.read((r) => r.nearest(q, 2, ['global'], undefined)))[0]!.id).toEqual(id);
+      expect((await third.read((r) => r.scored([id], q, new Map())))[0]!.similarity).toBeCloseTo(1, 4);
+    });
+
     it('brings search candidates: nearest vectors, keyword candidates (of a type), scored rows', async () => {
       const s = await ready();
       const es = [entity('Zed', 'animal', ['zebra stripes savanna']), entity('Pen', 'bird', ['penguin ice swimming']), entity('Cam', 'animal', ['camel desert hump'])];

@@ -11,37 +11,54 @@ import { testPgAdmin, TEST_PG_URL } from './backends.js';
 import { openMemoryDb, tempDir } from './helpers.js';
 
 export interface OpenedStorage<Id> {
+  /** The first storage over fresh, empty data. */
   storage: MemoryStorage<Id>;
+  /** Closes the latest storage, then gives a new one over the same data (not opened yet). */
+  reopen(): Promise<MemoryStorage<Id>>;
+  /** Closes the latest storage and deletes the data. */
   cleanup(): Promise<void>;
+}
+
+/** Storages made by `make` one after the other over one set of data, deleted by `dispose`. */
+function storages<Id>(make: () => MemoryStorage<Id>, dispose: () => Promise<void>): OpenedStorage<Id> {
+  let latest = make();
+  return {
+    storage: latest,
+    async reopen() {
+      await latest.close();
+      latest = make();
+      return latest;
+    },
+    async cleanup() {
+      await latest.close();
+      await dispose();
+    },
+  };
 }
 
 export async function openSqliteStorage(): Promise<OpenedStorage<number>> {
   const dir = tempDir();
   const db = openMemoryDb(dir);
-  const storage = new SqliteStorage(db, { annPath: null });
-  return {
-    storage,
-    async cleanup() {
-      await storage.close();
+  return storages(
+    () => new SqliteStorage(db, { annPath: null }),
+    async () => {
       if (db.open) db.close();
       rmSync(dir, { recursive: true, force: true });
     },
-  };
+  );
 }
 
 export async function openPgStorage(): Promise<OpenedStorage<string>> {
   const admin = await testPgAdmin();
   const schema = `caxton_test_storage_${Math.random().toString(36).slice(2, 10)}`;
-  const storage = new PgStorage({ url: TEST_PG_URL, schema });
-  return {
-    storage,
-    async cleanup() {
+  return storages(
+    () => new PgStorage({ url: TEST_PG_URL, schema }),
+    async () => {
       try {
-        await storage.close();
         await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
       } finally {
         await admin.end();
       }
     },
-  };
+  );
 }
