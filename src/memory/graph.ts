@@ -15,7 +15,7 @@ import type { MemoryBackend, MemoryBackendKind } from './backend.js';
 import type { Embedder } from './embedding/index.js';
 import { CaxtonError } from '../shared/errors.js';
 import type { Decision, EmbedTexts, EntityRecord, MemoryStorage, StorageReader } from './storage.js';
-import { chunks, countsByScope, EMBED_BATCH, entityText, foldDuplicates, MAX_EMBED_CHARS, planSearch, rankHits, traverseGraph } from './text.js';
+import { chunks, countsByScope, EMBED_BATCH, entityText, foldDuplicates, MAX_EMBED_CHARS, planSearch, rankHits, traverseGraph, type SearchPlan } from './text.js';
 import type {
   Entity,
   EntityInput,
@@ -341,10 +341,25 @@ export class MemoryGraph<Id> implements MemoryBackend {
           if (h.similarity !== undefined) known.set(h.id, h.similarity);
         }
       }
-      if (plan.mode !== 'semantic' && plan.terms.length > 0) for (const id of await r.keywordCandidates(plan.terms, plan.pool, q.scopes, q.entity_type)) ids.add(id);
+      if (plan.mode !== 'semantic' && plan.terms.length > 0) for (const id of await this.#keywordCandidates(r, plan, q)) ids.add(id);
       if (ids.size === 0) return [];
       return rankHits(plan, this.keywordWeight, await r.scored([...ids], qv, known));
     });
+  }
+
+  /**
+   * Entities matching the query's words, at a cost bounded by the storage's rareTermDocs rather
+   * than by its size: the terms found in at most that many entities bring candidates (any of them,
+   * best first); when every term is more common, entities holding all of them do (the first found:
+   * each has the highest keyword score anyway). Common terms still count in the score.
+   */
+  async #keywordCandidates(r: StorageReader<Id>, plan: SearchPlan, q: SearchQuery): Promise<Id[]> {
+    const docs = await r.termDocs(plan.terms);
+    const present = plan.terms.filter((t) => (docs.get(t) ?? 0) > 0);
+    if (present.length === 0) return [];
+    const rare = present.filter((t) => docs.get(t)! <= this.#storage.rareTermDocs);
+    const match = rare.length > 0 ? { terms: rare, every: false } : { terms: present, every: true };
+    return r.keywordCandidates(match, plan.terms, plan.pool, q.scopes, q.entity_type);
   }
 
   /** Breadth-first walk from `from` along relations (of the given types), up to `max_depth` hops. */

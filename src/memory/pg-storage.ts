@@ -74,6 +74,7 @@ function inputError(err: unknown): unknown {
 }
 
 export class PgStorage implements MemoryStorage<string> {
+  readonly rareTermDocs = PG_RARE_TERM_DOCS;
   readonly schema: string;
   readonly #pool: pg.Pool;
   readonly #ownPool: boolean;
@@ -338,7 +339,14 @@ export class PgStorage implements MemoryStorage<string> {
         await this.#searchSettings(q, pool);
         return (await q.query<{ id: string }>(this.#semanticSql(type !== undefined), [scopes, this.#embedder!.model, vectorLiteral(v), pool, ...(type !== undefined ? [type] : [])])).rows;
       },
-      keywordCandidates: (terms, pool, scopes, type) => this.#keywordCandidates(q, terms, pool, scopes, type),
+      termDocs: async (terms) =>
+        new Map(
+          (await q.query<{ word: string; docs: string }>(`SELECT word, docs FROM ${this.#t('word_docs')} WHERE word = ANY($1::text[]) AND docs > 0`, [terms])).rows.map((r) => [
+            r.word,
+            Number(r.docs),
+          ]),
+        ),
+      keywordCandidates: (match, rankBy, pool, scopes, type) => this.#keywordCandidates(q, match, rankBy, pool, scopes, type),
       scored: async (ids, v) => {
         const rows = (
           await q.query<EntityRow & { sim: number | null }>(
@@ -365,23 +373,22 @@ export class PgStorage implements MemoryStorage<string> {
     else await c.query("SELECT set_config('hnsw.ef_search', $1, true)", [ef]);
   }
 
-  /**
-   * Entities holding the query's words, at a cost bounded by PG_RARE_TERM_DOCS rather than by the
-   * store's size (as the SQLite storage): the terms held by at most that many entities (word_docs)
-   * bring candidates (OR, most query terms held first); when every term is more common, entities
-   * holding all of them do (AND, the first found: each has the highest keyword score anyway).
-   */
-  async #keywordCandidates(c: Queryable, terms: readonly string[], pool: number, scopes: readonly string[], type: string | undefined): Promise<string[]> {
-    const present = (await c.query<{ word: string; docs: string }>(`SELECT word, docs FROM ${this.#t('word_docs')} WHERE word = ANY($1::text[]) AND docs > 0`, [terms])).rows;
-    if (present.length === 0) return [];
-    const rare = present.filter((r) => Number(r.docs) <= PG_RARE_TERM_DOCS).map((r) => r.word);
+  /** Keyword candidates: entities whose words hold all the terms (`@>`), or any of them (`&&`) ranked by how many of `rankBy` they hold. */
+  async #keywordCandidates(
+    c: Queryable,
+    match: { terms: readonly string[]; every: boolean },
+    rankBy: readonly string[],
+    pool: number,
+    scopes: readonly string[],
+    type: string | undefined,
+  ): Promise<string[]> {
     const typed = type !== undefined;
-    const args: unknown[] = [scopes, rare.length > 0 ? rare : present.map((r) => r.word), pool];
+    const args: unknown[] = [scopes, match.terms, pool];
     if (typed) args.push(type);
-    const where = `scope = ANY($1::text[]) AND words ${rare.length > 0 ? '&&' : '@>'} $2::text[] ${typed ? 'AND entity_type = $4' : ''}`;
+    const where = `scope = ANY($1::text[]) AND words ${match.every ? '@>' : '&&'} $2::text[] ${typed ? 'AND entity_type = $4' : ''}`;
     let order = '';
-    if (rare.length > 0) {
-      args.push(terms);
+    if (!match.every) {
+      args.push(rankBy);
       order = `ORDER BY (SELECT count(*) FROM unnest(words) AS w WHERE w = ANY($${args.length}::text[])) DESC, id`;
     }
     return (await c.query<{ id: string }>(`SELECT id FROM ${this.#t('entities')} WHERE ${where} ${order} LIMIT $3`, args)).rows.map((r) => r.id);

@@ -73,6 +73,7 @@ const record = (r: EntityRow): EntityRecord<number> => ({ id: r.id, entity: toEn
 const placeholders = (xs: readonly unknown[]) => xs.map(() => '?').join(',');
 
 export class SqliteStorage implements MemoryStorage<number> {
+  readonly rareTermDocs = RARE_TERM_DOCS;
   readonly db: Db;
   #embedder: Embedder | undefined;
   #index: VectorIndex | undefined;
@@ -301,7 +302,17 @@ export class SqliteStorage implements MemoryStorage<number> {
       return relations.filter((r) => has.get(scope, r.from, r.to, r.relationType) !== undefined);
     },
     nearest: async (v, pool, scopes, type) => this.#index!.search(v, pool, new Set(scopes), type).map((h) => ({ id: h.id, similarity: h.similarity })),
-    keywordCandidates: async (terms, pool, scopes, type) => this.#keywordCandidates(terms, pool, scopes, type),
+    termDocs: async (terms) => {
+      const docs = this.db.prepare('SELECT doc FROM memory_fts_vocab WHERE term = ?').pluck();
+      const out = new Map<string, number>();
+      for (const t of terms) {
+        const n = docs.get(t) as number | undefined;
+        if (n !== undefined) out.set(t, n);
+      }
+      return out;
+    },
+    // FTS5 ranks the candidates of any term with bm25 inside its index.
+    keywordCandidates: async (match, _rankBy, pool, scopes, type) => this.#keywordCandidates(match, pool, scopes, type),
     scored: async (ids, v, known) => {
       const rows: EntityRow[] = [];
       for (const part of chunks(ids, READ_CHUNK)) rows.push(...(this.db.prepare(`SELECT * FROM memory_entities WHERE id IN (${placeholders(part)})`).all(...part) as EntityRow[]));
@@ -316,26 +327,17 @@ export class SqliteStorage implements MemoryStorage<number> {
     },
   };
 
-  /**
-   * Entities matching the query's words, at a cost bounded by RARE_TERM_DOCS rather than by the
-   * store's size: the terms found in at most that many entities bring candidates (OR, best BM25
-   * first); when every term is more common, entities holding all of them do (AND, the first
-   * found: each has the highest keyword score anyway). Common terms still count in the score.
-   */
-  #keywordCandidates(terms: readonly string[], pool: number, scopes: readonly string[], type: string | undefined): number[] {
-    const docs = this.db.prepare('SELECT doc FROM memory_fts_vocab WHERE term = ?').pluck();
-    const present = terms.map((t) => ({ t, n: (docs.get(t) as number | undefined) ?? 0 })).filter((x) => x.n > 0);
-    if (present.length === 0) return [];
-    const rare = present.filter((x) => x.n <= RARE_TERM_DOCS);
-    const match = (rare.length > 0 ? rare : present).map((x) => `"${x.t}"`).join(rare.length > 0 ? ' OR ' : ' AND ');
+  /** Keyword candidates: FTS5 matches of the terms (any of them ranked by bm25, or all of them). */
+  #keywordCandidates(match: { terms: readonly string[]; every: boolean }, pool: number, scopes: readonly string[], type: string | undefined): number[] {
+    const expr = match.terms.map((t) => `"${t}"`).join(match.every ? ' AND ' : ' OR ');
     return this.db
       .prepare(
         `SELECT e.id FROM memory_fts f JOIN memory_entities e ON e.id = f.rowid
           WHERE memory_fts MATCH ? AND e.scope IN (${placeholders(scopes)}) ${type !== undefined ? 'AND e.entity_type = ?' : ''}
-          ${rare.length > 0 ? 'ORDER BY bm25(memory_fts)' : ''} LIMIT ?`,
+          ${match.every ? '' : 'ORDER BY bm25(memory_fts)'} LIMIT ?`,
       )
       .pluck()
-      .all(match, ...scopes, ...(type !== undefined ? [type] : []), pool) as number[];
+      .all(expr, ...scopes, ...(type !== undefined ? [type] : []), pool) as number[];
   }
 
   // ---- Writes ----

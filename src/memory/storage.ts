@@ -63,8 +63,14 @@ export interface StorageReader<Id> {
   // Search candidates.
   /** The `pool` vectors of the current model nearest to `v` in `scopes` (of `type`), with their cosine when the storage has it. */
   nearest(v: Float32Array, pool: number, scopes: readonly string[], type: string | undefined): Promise<{ id: Id; similarity?: number }[]>;
-  /** At most `pool` entities holding the query's words, at a cost bounded by the rare terms rather than by the store's size. */
-  keywordCandidates(terms: readonly string[], pool: number, scopes: readonly string[], type: string | undefined): Promise<Id[]>;
+  /** How many entities hold each of `terms` (terms no entity holds may be absent). */
+  termDocs(terms: readonly string[]): Promise<Map<string, number>>;
+  /**
+   * At most `pool` entities of `scopes` (of `type`) holding every one of `match.terms` when
+   * `every` (the first found), else any of them, best first (SQLite: bm25; PostgreSQL: most of
+   * `rankBy` held, then id).
+   */
+  keywordCandidates(match: { terms: readonly string[]; every: boolean }, rankBy: readonly string[], pool: number, scopes: readonly string[], type: string | undefined): Promise<Id[]>;
   /** The entities `ids` with the cosine of their vector and `v` (`known` where nearest() gave it; 0 without `v` or a vector). */
   scored(ids: readonly Id[], v: Float32Array | undefined, known: ReadonlyMap<Id, number>): Promise<{ entity: StoredEntity; similarity: number }[]>;
 }
@@ -126,6 +132,8 @@ export interface StorageOpen<Id> {
 }
 
 export interface MemoryStorage<Id> {
+  /** Keyword search: terms held by more entities than this bring no candidates of their own (what ranking the candidates costs differs per storage). */
+  readonly rareTermDocs: number;
   /** Prepares tables and indexes for the embedder; re-embeds vectors of another model. Runs once, between writes. */
   open(ctx: StorageOpen<Id>): Promise<void>;
   /**

@@ -92,7 +92,7 @@ export function countsByScope(
   return { entities, relations, observations, by_scope };
 }
 
-/** Keyword search: terms held by more entities than this bring no candidates of their own (both stores' keyword candidates). */
+/** Keyword search: terms held by more entities than this bring no candidates of their own (the SQLite storage's rareTermDocs; graph.ts decides). */
 export const RARE_TERM_DOCS = 5_000;
 
 export function planSearch(q: SearchQuery): SearchPlan {

@@ -366,8 +366,8 @@ function contractSuite<Id>(name: MemoryBackendKind, openStorage: () => Promise<O
         metadata: { shift: 'night' },
         updated_at: '2026-02-01T00:00:00.000Z',
       });
-      expect(await s.read((r) => r.keywordCandidates(['walrus'], 10, ['global'], undefined))).toEqual([id]);
-      expect(await s.read((r) => r.keywordCandidates(['zebra'], 10, ['global'], undefined))).toEqual([]);
+      expect(await s.read((r) => r.keywordCandidates({ terms: ['walrus'], every: false }, ['walrus'], 10, ['global'], undefined))).toEqual([id]);
+      expect(await s.read((r) => r.keywordCandidates({ terms: ['zebra'], every: false }, ['zebra'], 10, ['global'], undefined))).toEqual([]);
       // the vector is still the old text's, until an update gives a new one
       const old = await vec(entityText(a));
       expect((await s.read((r) => r.scored([id], old, new Map())))[0]!.similarity).toBeCloseTo(1, 4);
@@ -429,19 +429,25 @@ function contractSuite<Id>(name: MemoryBackendKind, openStorage: () => Promise<O
 
     it('brings search candidates: nearest vectors, keyword candidates (of a type), scored rows', async () => {
       const s = await ready();
-      const es = [entity('Zed', 'animal', ['zebra stripes savanna']), entity('Pen', 'bird', ['penguin ice swimming']), entity('Cam', 'animal', ['camel desert hump'])];
+      const es = [entity('Zed', 'animal', ['zebra stripes savanna']), entity('Pen', 'bird', ['penguin ice swimming']), entity('Cam', 'animal', ['camel desert hump savanna'])];
       await apply(s, { insert: await Promise.all(es.map(insert)) });
       const zed = await idOf(s, 'Zed');
       const pen = await idOf(s, 'Pen');
+      const cam = await idOf(s, 'Cam');
       const q = await vec(entityText(es[1]!));
       const near = await s.read((r) => r.nearest(q, 3, ['global'], undefined));
       expect(near[0]!.id).toEqual(pen);
       expect(near.map((h) => h.id)).toHaveLength(3);
       expect((await s.read((r) => r.nearest(q, 3, ['global'], 'animal'))).map((h) => h.id)).not.toContainEqual(pen);
       expect(await s.read((r) => r.nearest(q, 3, ['workspace'], undefined))).toEqual([]);
-      expect(await s.read((r) => r.keywordCandidates(['zebra', 'nothing'], 10, ['global'], undefined))).toEqual([zed]);
-      expect(await s.read((r) => r.keywordCandidates(['zebra'], 10, ['global'], 'bird'))).toEqual([]);
-      expect(await s.read((r) => r.keywordCandidates(['zebra'], 10, ['workspace'], undefined))).toEqual([]);
+      const docs = await s.read((r) => r.termDocs(['zebra', 'savanna', 'nothing']));
+      expect([docs.get('zebra'), docs.get('savanna'), docs.get('nothing') ?? 0]).toEqual([1, 2, 0]);
+      const any = { terms: ['zebra', 'savanna'], every: false };
+      expect(await s.read((r) => r.keywordCandidates(any, ['zebra', 'savanna'], 10, ['global'], undefined))).toEqual([zed, cam]);
+      expect(await s.read((r) => r.keywordCandidates(any, ['zebra', 'savanna'], 1, ['global'], undefined))).toEqual([zed]);
+      expect(await s.read((r) => r.keywordCandidates({ terms: ['zebra', 'savanna'], every: true }, [], 10, ['global'], undefined))).toEqual([zed]);
+      expect(await s.read((r) => r.keywordCandidates(any, ['zebra'], 10, ['global'], 'bird'))).toEqual([]);
+      expect(await s.read((r) => r.keywordCandidates(any, ['zebra'], 10, ['workspace'], undefined))).toEqual([]);
       const scored = await s.read((r) => r.scored([zed, pen], q, new Map()));
       expect(scored.map((x) => x.entity.name).sort()).toEqual(['Pen', 'Zed']);
       expect(scored.find((x) => x.entity.name === 'Pen')!.similarity).toBeCloseTo(1, 4);
