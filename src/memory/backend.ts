@@ -1,8 +1,9 @@
 /**
  * What every memory backend provides: the embedded one (SQLite + an in-process HNSW graph,
- * store.ts) and the scale-out one (PostgreSQL + pgvector, pg-store.ts). The tools, the agent
- * integration, import/export, REST and CLI use only this interface, and one test suite runs
- * against both (test/memory/backends.ts).
+ * sqlite-store.ts) and the scale-out one (PostgreSQL + pgvector, pg-store.ts), both the graph
+ * (graph.ts, which implements this interface once) over a storage (storage.ts). The tools, the
+ * agent integration, import/export, REST and CLI use only this interface, and one test suite runs
+ * against both storages (test/memory/storage.case.ts).
  *
  * Every operation is asynchronous (a PostgreSQL round trip), every write is one transaction
  * (a failure or crash changes nothing), and vectors of another model are re-embedded at

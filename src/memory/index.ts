@@ -3,7 +3,7 @@
  * local embeddings for semantic search (see docs/adr/0010-memory-store.md).
  */
 export { MEMORY_MIGRATIONS } from './migrations.js';
-export { MemoryStore, type MemoryStoreOptions, type AnnStatus } from './store.js';
+export { MemoryStore, type MemoryStoreOptions, type AnnStatus } from './sqlite-store.js';
 export type { MemoryBackend, MemoryBackendKind } from './backend.js';
 export { entityText, words } from './text.js';
 export { VectorIndex, ANN_MIN_VECTORS, type AnnRepair } from './vector-index.js';

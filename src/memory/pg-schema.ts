@@ -1,5 +1,5 @@
 /**
- * The PostgreSQL memory backend's schema (pg-store.ts): the pgvector extension, versioned
+ * The PostgreSQL memory storage's schema (pg-storage.ts): the pgvector extension, versioned
  * migrations, and the vector column's dimension. See docs/adr/0012-memory-postgres.md.
  *
  * Tables, in the store's own schema (default `caxton_memory`):

@@ -17,7 +17,7 @@ import { createEmbedder, type Embedder } from './embedding/index.js';
 import { MEMORY_MIGRATIONS } from './migrations.js';
 import type { MemoryBackend } from './backend.js';
 import { PgMemoryStore } from './pg-store.js';
-import { MemoryStore } from './store.js';
+import { MemoryStore } from './sqlite-store.js';
 import { memoryTools } from './tools.js';
 
 export interface MemoryComponent {

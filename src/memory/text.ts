@@ -1,7 +1,8 @@
 /**
- * What both backends compute the same way, in TypeScript: the text an entity is embedded from,
- * the words keyword matching compares, how a hybrid score is made and ranked, and the
- * breadth-first walk of a traversal (each backend supplies the relation lookups).
+ * The graph's computations (graph.ts) and what both storages must compute the same way, in
+ * TypeScript: the text an entity is embedded from, the words keyword matching compares, how a
+ * hybrid score is made and ranked, and the breadth-first walk of a traversal (the graph supplies
+ * the storage's relation lookups).
  */
 import { CaxtonError } from '../shared/errors.js';
 import type { Entity, MemoryStats, SearchHit, SearchMode, SearchQuery, StoredEntity, StoredRelation, TraverseQuery, TraverseResult } from './types.js';
@@ -91,7 +92,7 @@ export function countsByScope(
   return { entities, relations, observations, by_scope };
 }
 
-/** Keyword search: terms held by more entities than this bring no candidates of their own (both stores' keyword candidates). */
+/** Keyword search: terms held by more entities than this bring no candidates of their own (the SQLite storage's rareTermDocs; graph.ts decides). */
 export const RARE_TERM_DOCS = 5_000;
 
 export function planSearch(q: SearchQuery): SearchPlan {

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ANN_FILE_NAME, type AnnSidecar } from '../../src/memory/ann-file.js';
-import type { MemoryStore } from '../../src/memory/store.js';
+import type { MemoryStore } from '../../src/memory/sqlite-store.js';
 import { entityText } from '../../src/memory/text.js';
 import type { Db } from '../../src/storage/index.js';
 import { openStore, removeTempDirs, SeededEmbedder, tempDir } from './helpers.js';

@@ -1,6 +1,7 @@
 /**
- * The memory backends one test suite runs against: the embedded SQLite store and PostgreSQL +
- * pgvector. Usage:
+ * The memory backends the tests run against: the embedded SQLite store and PostgreSQL +
+ * pgvector. The storages' shared suite (storage.case.ts) takes SQLITE_BACKEND.open or
+ * POSTGRES_BACKEND.open; tests of what sits above the backend use BACKENDS:
  *
  *   describe.each(BACKENDS)('memory ($name)', (backend) => {
  *     it('...', async () => {
@@ -21,7 +22,7 @@ import type { MemoryBackend, MemoryBackendKind } from '../../src/memory/backend.
 import { hasSystem, TEST_PG_URL } from '../helpers/system.js';
 import type { Embedder } from '../../src/memory/embedding/index.js';
 import { PgMemoryStore } from '../../src/memory/pg-store.js';
-import { MemoryStore } from '../../src/memory/store.js';
+import { MemoryStore } from '../../src/memory/sqlite-store.js';
 import type { MemoryLimits } from '../../src/memory/validate.js';
 import { openMemoryDb, tempDir } from './helpers.js';
 
@@ -81,7 +82,8 @@ function instances(first: BackendOpenOptions, openOne: (o: BackendOpenOptions) =
   };
 }
 
-const sqlite: BackendFactory = {
+/** The SQLite backend: a temp dir per open(), deleted by cleanup(). */
+export const SQLITE_BACKEND: BackendFactory = {
   name: 'sqlite',
   async open(opts) {
     const dir = tempDir();
@@ -117,17 +119,23 @@ async function checkPostgres(admin: pg.Pool): Promise<void> {
   if (rows.length === 0) throw new Error(`PostgreSQL at ${TEST_PG_URL} has no pgvector extension: run scripts/setup-pgvector.sh (as root) to install it`);
 }
 
+/** A one-connection pool on the test server, once it is known to have pgvector (else ended, and the error says what to do). */
+export async function testPgAdmin(): Promise<pg.Pool> {
+  const admin = new pg.Pool({ connectionString: TEST_PG_URL, max: 1 });
+  try {
+    await checkPostgres(admin);
+  } catch (e) {
+    await admin.end();
+    throw e;
+  }
+  return admin;
+}
+
 /** The PostgreSQL backend: use it only when `hasSystem('pgvector')` (BACKENDS does that). */
 export const POSTGRES_BACKEND: BackendFactory = {
   name: 'postgres',
   async open(opts) {
-    const admin = new pg.Pool({ connectionString: TEST_PG_URL, max: 1 });
-    try {
-      await checkPostgres(admin);
-    } catch (e) {
-      await admin.end();
-      throw e;
-    }
+    const admin = await testPgAdmin();
     const schema = `caxton_test_${label(opts.key)}${label(opts.key) ? '_' : ''}${Math.random().toString(36).slice(2, 10)}`;
     const openOne = (o: BackendOpenOptions) => {
       const store = new PgMemoryStore({
@@ -151,7 +159,7 @@ export const POSTGRES_BACKEND: BackendFactory = {
 };
 
 /** SQLite always; PostgreSQL when it and pgvector are installed (else skipped, see the header). */
-export const BACKENDS: BackendFactory[] = hasSystem('pgvector') ? [sqlite, POSTGRES_BACKEND] : [sqlite];
+export const BACKENDS: BackendFactory[] = hasSystem('pgvector') ? [SQLITE_BACKEND, POSTGRES_BACKEND] : [SQLITE_BACKEND];
 
 /** `[memory]` of a test server on `backend` with `settings` (lines); PostgreSQL: the test server, in `schema`. */
 export function serverMemoryToml(backend: MemoryBackendKind, schema: string, settings = ''): string {

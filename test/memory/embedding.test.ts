@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cosine, createEmbedder, LocalEmbedder, type Embedder } from '../../src/memory/embedding/index.js';
+import { rejection } from './helpers.js';
 
 const dirs: string[] = [];
 const tempDir = () => {
@@ -23,15 +24,6 @@ afterAll(() => {
 });
 
 const maxAbsDiff = (a: Float32Array, b: Float32Array) => a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i]!)), 0);
-
-async function rejection(p: Promise<unknown>): Promise<{ code?: string; message: string; details?: unknown }> {
-  try {
-    await p;
-  } catch (e) {
-    return e as { code?: string; message: string };
-  }
-  throw new Error('expected a rejection');
-}
 
 describe('local embedder (all-MiniLM-L6-v2 on onnxruntime)', () => {
   let emb: LocalEmbedder;

@@ -101,3 +101,13 @@ export class SeededEmbedder implements Embedder {
   }
   async close(): Promise<void> {}
 }
+
+/** The error `p` rejects with (fails when it resolves). */
+export async function rejection(p: Promise<unknown>): Promise<{ code?: string; message: string; details?: unknown }> {
+  try {
+    await p;
+  } catch (e) {
+    return e as { code?: string; message: string };
+  }
+  throw new Error('expected a rejection');
+}
