@@ -38,6 +38,35 @@ export class AgentRegistry extends EventEmitter<{ change: [RegistryEvent] }> {
     return this.#byKey.size;
   }
 
+  #refResolver: ((name: string, version: number | undefined, conversation: string | undefined) => DeployedAgent | undefined) | undefined;
+
+  /** How `NAME@VERSION`, and a name within a conversation, resolve (the agent service: versions and rollouts). */
+  setRefResolver(fn: (name: string, version: number | undefined, conversation: string | undefined) => DeployedAgent | undefined): void {
+    this.#refResolver = fn;
+  }
+
+  /**
+   * An agent by name, or one of its versions by `NAME@VERSION` (agent names have no "@"); within a
+   * conversation, the version that conversation runs on. A version that cannot be addressed throws
+   * a CaxtonError saying which can.
+   */
+  resolve(ref: string, conversation?: string): DeployedAgent | undefined {
+    const at = ref.lastIndexOf('@');
+    if (at <= 0) return conversation !== undefined && this.#refResolver ? this.#refResolver(ref, undefined, conversation) : this.get(ref);
+    const version = Number(ref.slice(at + 1));
+    if (!Number.isSafeInteger(version) || version < 1 || !this.#refResolver) return undefined;
+    return this.#refResolver(ref.slice(0, at), version, undefined);
+  }
+
+  /** As `resolve`, with a version that cannot be addressed read as absent (the caller's later check says why). */
+  find(ref: string): DeployedAgent | undefined {
+    try {
+      return this.resolve(ref);
+    } catch {
+      return undefined;
+    }
+  }
+
   get(name: string): DeployedAgent | undefined {
     return this.#byKey.get(agentKey(name));
   }

@@ -5,7 +5,8 @@ import { parseAgent, type ParseResult } from './parse.js';
 import { AgentParser, type ParseStats } from './parse-pool.js';
 import type { AgentRegistry, DeployedAgent } from './registry.js';
 import type { AgentStore } from './store.js';
-import { definitionHash, type AgentVersion, type AgentVersionStore } from './versions.js';
+import type { Rollout, RolloutStore } from './rollouts.js';
+import { definitionHash, type AgentVersion, type AgentVersionDetail, type AgentVersionStore } from './versions.js';
 
 export interface DeployInput {
   body: string | Uint8Array;
@@ -14,6 +15,8 @@ export interface DeployInput {
   file?: string;
   /** The authenticated principal deploying it, recorded with the version. */
   deployed_by?: string | undefined;
+  /** `direct` (default): live at once. `blue-green`: recorded beside the live version, reachable as NAME@VERSION until promoted. */
+  strategy?: 'direct' | 'blue-green' | undefined;
 }
 
 export interface DeployOutcome {
@@ -24,6 +27,15 @@ export interface DeployOutcome {
   unchanged?: boolean;
   /** The version this deploy recorded (or, when unchanged, the current one); absent without a version store. */
   version?: AgentVersion | undefined;
+  /** A blue-green deploy: the rollout it started (the agent stays on its live version). */
+  rollout?: Rollout | undefined;
+}
+
+export interface RolloutOutcome {
+  agent: DeployedAgent;
+  rollout: Rollout;
+  /** The version recorded by the promotion or the rollback. */
+  version: AgentVersion;
 }
 
 export interface RollbackOutcome {
@@ -32,6 +44,8 @@ export interface RollbackOutcome {
   version: AgentVersion;
   restored: AgentVersion;
   warnings: { code: string; field: string; message: string }[];
+  /** The rollout this rollback ended, when one was running. */
+  rollout?: Rollout | undefined;
 }
 
 /** A file in agents_dir whose current content does not load (the last good version keeps running). */
@@ -48,6 +62,10 @@ export interface AgentServiceOptions {
   offThreadParseBytes?: number;
   /** Every deploy recorded as a version (versions.ts); absent: no history (tests of the parser alone). */
   versions?: AgentVersionStore;
+  /** Blue-green rollouts (rollouts.ts); needs `versions`. */
+  rollouts?: RolloutStore;
+  /** Told of rollout events (the server records them in the event store). */
+  onRollout?: (event: 'rollout.started' | 'promoted' | 'rolled_back', rollout: Rollout) => void;
 }
 
 /** A deploy-time check of a valid definition against the server's configuration: its warnings. */
@@ -90,6 +108,7 @@ export class AgentService {
   readonly #parser: AgentParser;
   readonly #checks: AgentCheck[];
   readonly versions: AgentVersionStore | undefined;
+  readonly rollouts: RolloutStore | undefined;
 
   constructor(registry: AgentRegistry, store: AgentStore, options: AgentServiceOptions = {}) {
     this.registry = registry;
@@ -97,6 +116,9 @@ export class AgentService {
     this.#options = options;
     this.#checks = [...(options.checks ?? [])];
     this.versions = options.versions;
+    this.rollouts = options.rollouts;
+    // NAME@VERSION resolves through the versions (the live one, or a running rollout's candidate).
+    registry.setRefResolver((name, version, conversation) => (version !== undefined ? this.#resolveVersion(name, version) : this.#resolveInConversation(name, conversation!)));
     this.#parser = new AgentParser(options.offThreadParseBytes !== undefined ? { offThreadBytes: options.offThreadParseBytes } : {});
   }
 
@@ -201,10 +223,18 @@ export class AgentService {
       );
     }
     const versions = this.versions;
+    const running = existing && this.rollouts?.running(def.name);
+    if (running)
+      throw new CaxtonError(
+        'rollout_in_progress',
+        `agent "${existing.definition.name}" has a ${running.strategy} rollout of version ${running.candidate_version} running; end it first: caxton agent promote ${existing.definition.name}, or caxton agent rollback ${existing.definition.name}`,
+        { name: existing.definition.name, rollout: running },
+      );
     const current = existing && versions?.latest(def.name);
     // Identical content (the same definition, whatever the formatting): nothing to store or reload.
     if (existing && current && current.hash === definitionHash(def)) return { agent: existing, warnings: result.warnings, created: false, unchanged: true, version: current };
     const source = typeof input.body === 'string' ? input.body : Buffer.from(input.body).toString('utf8');
+    if (input.strategy === 'blue-green') return this.#startBlueGreen(existing, def, result.format, source, current, result.warnings, input.deployed_by);
     const agent = this.#apiAgent(def, result.format, existing);
     let version: AgentVersion | undefined;
     const save = () => {
@@ -220,6 +250,124 @@ export class AgentService {
   #apiAgent(def: AgentDefinition, format: AgentFormat, existing: DeployedAgent | undefined): DeployedAgent {
     const now = new Date().toISOString();
     return { definition: def, format, origin: { kind: 'api' }, revision: (existing?.revision ?? 0) + 1, deployed_at: existing?.deployed_at ?? now, updated_at: now };
+  }
+
+  /** Blue-green: the new version is recorded, the live one keeps serving; NAME@VERSION reaches the new one. */
+  #startBlueGreen(
+    existing: DeployedAgent | undefined,
+    def: AgentDefinition,
+    format: AgentFormat,
+    source: string,
+    current: AgentVersionDetail | undefined,
+    warnings: SourceIssue[],
+    by: string | undefined,
+  ): DeployOutcome {
+    const versions = this.versions;
+    const rollouts = this.rollouts;
+    if (!versions || !rollouts) throw new CaxtonError('invalid_request', 'this server keeps no agent versions, so it cannot run a blue-green rollout');
+    if (!existing || !current)
+      throw new CaxtonError('agent_not_found', `a blue-green deploy needs a live version of agent "${def.name}" to run beside; deploy it directly first (no --strategy)`, { name: def.name });
+    const { version, rollout } = versions.transaction(() => {
+      const version = versions.append({ definition: def, format, source, how: 'api', origin: 'api', deployed_by: by });
+      return { version, rollout: rollouts.start(existing.definition.name, 'blue-green', current.version, version.version, by) };
+    });
+    this.#options.onRollout?.('rollout.started', rollout);
+    return { agent: existing, warnings, created: false, version, rollout };
+  }
+
+  /** The version that unaddressed requests get: a running rollout's stable one, else the newest. */
+  currentVersion(name: string): number | undefined {
+    return this.rollouts?.running(name)?.stable_version ?? this.versions?.latest(name)?.version;
+  }
+
+  /** NAME@VERSION: the live version, or the candidate of a running rollout; nothing else is addressable. */
+  #resolveVersion(name: string, version: number): DeployedAgent | undefined {
+    const live = this.registry.get(name);
+    if (!live || !this.versions) return undefined;
+    const agentName = live.definition.name;
+    const running = this.rollouts?.running(agentName);
+    const current = this.currentVersion(agentName);
+    if (version === current) return live;
+    if (running && version === running.candidate_version) {
+      const v = this.versions.get(agentName, version);
+      if (v) return { definition: v.definition, format: v.format, origin: { kind: 'api' }, revision: live.revision, deployed_at: live.deployed_at, updated_at: v.deployed_at };
+    }
+    throw new CaxtonError(
+      'version_not_found',
+      `version ${version} of agent "${agentName}" is not live: address the current version (${current ?? 'none'})${running ? ` or the rollout's candidate (${running.candidate_version})` : ''}, or deploy it again`,
+      { name: agentName, version },
+    );
+  }
+
+  /**
+   * A name within a conversation, for an agent that has had a rollout: the version the
+   * conversation was pinned to when it first reached the agent (the live one then), even after a
+   * promotion or a rollback; a pinned version no longer kept falls back to the live one.
+   */
+  #resolveInConversation(name: string, conversation: string): DeployedAgent | undefined {
+    const live = this.registry.get(name);
+    const rollouts = this.rollouts;
+    if (!live || !rollouts || !this.versions || live.origin.kind !== 'api' || !rollouts.hasHistory(live.definition.name)) return live;
+    const agentName = live.definition.name;
+    const current = this.currentVersion(agentName);
+    if (current === undefined) return live;
+    const pinned = rollouts.pin(conversation, agentName, current);
+    if (pinned === current) return live;
+    const v = this.versions.get(agentName, pinned);
+    return v ? { definition: v.definition, format: v.format, origin: { kind: 'api' }, revision: live.revision, deployed_at: live.deployed_at, updated_at: v.deployed_at } : live;
+  }
+
+  #runningRollout(name: string): { existing: DeployedAgent; rollout: Rollout; versions: AgentVersionStore; rollouts: RolloutStore } {
+    const existing = this.registry.get(name);
+    if (!existing) throw new CaxtonError('agent_not_found', `no agent named "${name}" is deployed`, { name });
+    const rollout = this.rollouts?.running(existing.definition.name);
+    if (!rollout || !this.versions || !this.rollouts)
+      throw new CaxtonError('no_rollout', `agent "${existing.definition.name}" has no rollout running; deploy with --strategy blue-green to start one`, { name: existing.definition.name });
+    return { existing, rollout, versions: this.versions, rollouts: this.rollouts };
+  }
+
+  /** Makes a running rollout's candidate the live version (a new version, `how: promotion`). */
+  promote(name: string, by?: string): RolloutOutcome {
+    const { existing, rollout, versions, rollouts } = this.#runningRollout(name);
+    const candidate = versions.get(rollout.agent, rollout.candidate_version);
+    if (!candidate) throw new CaxtonError('version_not_found', `version ${rollout.candidate_version} of agent "${rollout.agent}" is no longer kept; roll the rollout back`, { name: rollout.agent });
+    const agent = this.#apiAgent(candidate.definition, candidate.format, existing);
+    const { version, ended } = versions.transaction(() => {
+      this.#store.save({ ...agent, source: candidate.source });
+      const version = versions.append({
+        definition: candidate.definition,
+        format: candidate.format,
+        source: candidate.source,
+        how: 'promotion',
+        origin: 'api',
+        deployed_by: by,
+        restored_from: candidate.version,
+      });
+      return { version, ended: rollouts.end(rollout, 'promoted', by, null) };
+    });
+    this.registry.upsert(agent);
+    this.#options.onRollout?.('promoted', ended);
+    return { agent, rollout: ended, version };
+  }
+
+  /** Ends a running rollout: the live version stays (recorded again as a version, `how: rollback`). */
+  #abort(existing: DeployedAgent, rollout: Rollout, versions: AgentVersionStore, rollouts: RolloutStore, by: string | undefined, reason: string): RollbackOutcome {
+    const stable = versions.get(rollout.agent, rollout.stable_version) ?? versions.get(rollout.agent, versions.latest(rollout.agent)!.version)!;
+    const { version, ended } = versions.transaction(() => {
+      const version = versions.append({
+        definition: existing.definition,
+        format: existing.format,
+        source: stable.source,
+        how: 'rollback',
+        origin: 'api',
+        deployed_by: by,
+        restored_from: rollout.stable_version,
+      });
+      return { version, ended: rollouts.end(rollout, 'rolled_back', by, reason) };
+    });
+    this.#options.onRollout?.('rolled_back', ended);
+    const { definition: _d, source: _s, ...summary } = stable;
+    return { agent: existing, version, restored: summary, warnings: [], rollout: ended };
   }
 
   /**
@@ -240,6 +388,16 @@ export class AgentService {
     }
     const versions = this.versions;
     if (!versions) throw new CaxtonError('invalid_request', 'this server keeps no agent versions');
+    const running = this.rollouts?.running(agentName);
+    if (running) {
+      if (to !== undefined && to !== running.stable_version)
+        throw new CaxtonError(
+          'rollout_in_progress',
+          `agent "${agentName}" has a ${running.strategy} rollout running: a rollback ends it and keeps version ${running.stable_version}; run it without --to, then roll back further`,
+          { name: agentName, rollout: running },
+        );
+      return this.#abort(existing, running, versions, this.rollouts!, deployedBy, `rolled back${deployedBy ? ` by ${deployedBy}` : ''}`);
+    }
     const current = versions.latest(agentName);
     let target = to !== undefined ? versions.get(agentName, to) : undefined;
     if (to !== undefined && !target) {
@@ -295,7 +453,9 @@ export class AgentService {
         path: existing.origin.path,
       });
     }
+    const running = this.rollouts?.running(existing.definition.name);
     this.#store.delete(name);
+    if (running) this.#options.onRollout?.('rolled_back', this.rollouts!.end(running, 'rolled_back', undefined, 'the agent was removed'));
     this.registry.remove(name);
     return existing;
   }

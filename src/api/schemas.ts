@@ -56,6 +56,21 @@ export const agentDetailSchema = agentSummarySchema.extend({
 
 export const agentListSchema = z.object({ agents: z.array(agentSummarySchema), total: z.number().int(), limit: z.number().int(), offset: z.number().int() });
 
+/** A rollout of an agent's new version (src/agents/rollouts.ts; checked against Rollout in routes/agent-versions.ts). */
+export const rolloutSchema = z.object({
+  id: z.number().int(),
+  agent: z.string(),
+  strategy: z.enum(['blue-green']),
+  stable_version: z.number().int(),
+  candidate_version: z.number().int(),
+  state: z.enum(['running', 'promoted', 'rolled_back']),
+  started_at: z.string(),
+  started_by: z.string().nullable(),
+  ended_at: z.string().nullable(),
+  ended_by: z.string().nullable(),
+  reason: z.string().nullable(),
+});
+
 export const deployResponseSchema = z.object({
   agent: agentDetailSchema,
   warnings: z.array(issueSchema),
@@ -64,6 +79,8 @@ export const deployResponseSchema = z.object({
   /** The body equals the deployed version: nothing was stored or changed. */
   unchanged: z.boolean().optional(),
   message: z.string().optional(),
+  /** A blue-green deploy: the rollout it started (see GET /api/v1/agents/{name}/rollout). */
+  rollout: rolloutSchema.optional(),
 });
 
 export const validateResponseSchema = z.object({

@@ -137,7 +137,10 @@ export function hostAllowedBy(allowedHosts: readonly string[], host: string | un
 
 /** Throws 403 when the principal's agent scope does not include `agent`. For routes whose target agent is in the body. */
 export function assertAgentAllowed(p: Principal, agent: string, make: (code: 'forbidden', message: string, details: Record<string, unknown>) => Error = (c, m, d) => new CaxtonError(c, m, d)): void {
-  if (!inScope(p.scope.agents, agent)) throw make('forbidden', `${p.id} may not use the agent "${agent}" (its keys allow: ${p.scope.agents!.join(', ')})`, { reason: 'agent_scope', agent });
+  // NAME@VERSION (a version under rollout) is the agent NAME: agent names have no "@".
+  const at = agent.lastIndexOf('@');
+  const name = at > 0 ? agent.slice(0, at) : agent;
+  if (!inScope(p.scope.agents, name)) throw make('forbidden', `${p.id} may not use the agent "${agent}" (its keys allow: ${p.scope.agents!.join(', ')})`, { reason: 'agent_scope', agent });
 }
 
 function checkCrossSite(req: FastifyRequest, opts: AuthPluginOptions, deny: (req: FastifyRequest, code: 'forbidden', message: string, details: Record<string, unknown>) => CaxtonError): void {

@@ -38,6 +38,8 @@ export const ROUTE_POLICIES: Readonly<Record<string, Access>> = {
   'GET /api/v1/agents/:name/versions/:version': P('agents:read', 'name'),
   'GET /api/v1/agents/:name/diff': P('agents:read', 'name'),
   'POST /api/v1/agents/:name/rollback': P('agents:write', 'name'),
+  'POST /api/v1/agents/:name/promote': P('agents:write', 'name'),
+  'GET /api/v1/agents/:name/rollout': P('agents:read', 'name'),
   'GET /api/v1/capabilities': P('agents:read'),
   'GET /api/v1/directory': P('agents:read'),
   'GET /api/v1/directory/events': P('agents:read'),

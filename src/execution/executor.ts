@@ -173,7 +173,8 @@ export class Executor {
    * definition. Streaming routes call it before opening the stream, so such errors keep their status.
    */
   check(name: string, req: InvokeRequest): AgentDefinition {
-    const agent = this.#registry.get(name);
+    // NAME@VERSION reaches a version under a blue-green rollout (src/agents/rollouts.ts).
+    const agent = this.#registry.resolve(name, req.conversation_id);
     if (!agent) throw new CaxtonError('agent_not_found', `no agent named "${name}" is deployed`, { name });
     const def = agent.definition;
     if (typeof req.request !== 'string' || req.request.length === 0) throw new CaxtonError('invalid_request', '"request" must be a non-empty string', { field: 'request' });

@@ -21,7 +21,18 @@ import { scrubSecrets } from '../shared/secrets.js';
 export const EVENT_CATEGORIES = ['lifecycle', 'communication', 'performance'] as const;
 export type EventCategory = (typeof EVENT_CATEGORIES)[number];
 
-export const EVENT_TYPES = ['agent.deployed', 'agent.updated', 'agent.removed', 'agent.invalid_file', 'message.sent', 'message.received', 'execution.finished'] as const;
+export const EVENT_TYPES = [
+  'agent.deployed',
+  'agent.updated',
+  'agent.removed',
+  'agent.invalid_file',
+  'rollout.started',
+  'rollout.promoted',
+  'rollout.rolled_back',
+  'message.sent',
+  'message.received',
+  'execution.finished',
+] as const;
 export type AgentEventType = (typeof EVENT_TYPES)[number];
 
 const CATEGORY: Record<AgentEventType, EventCategory> = {
@@ -29,6 +40,9 @@ const CATEGORY: Record<AgentEventType, EventCategory> = {
   'agent.updated': 'lifecycle',
   'agent.removed': 'lifecycle',
   'agent.invalid_file': 'lifecycle',
+  'rollout.started': 'lifecycle',
+  'rollout.promoted': 'lifecycle',
+  'rollout.rolled_back': 'lifecycle',
   'message.sent': 'communication',
   'message.received': 'communication',
   'execution.finished': 'performance',

@@ -31,6 +31,10 @@ export const ERROR_CODES = {
   agent_managed_by_file: 409,
   /** A rollback with no version whose content differs from the deployed one. */
   no_earlier_version: 409,
+  /** A deploy or a rollback to another version while a rollout of the agent runs. */
+  rollout_in_progress: 409,
+  /** Promote with no rollout running. */
+  no_rollout: 409,
   conversation_closed: 409,
   not_ready: 503,
   insufficient_storage: 507,

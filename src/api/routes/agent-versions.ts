@@ -6,11 +6,11 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { diffVersions, type AgentService, type AgentVersion, type AgentVersionDetail, type DeployedAgent, type VersionDiff } from '../../agents/index.js';
+import { diffVersions, type AgentService, type AgentVersion, type AgentVersionDetail, type DeployedAgent, type Rollout, type VersionDiff } from '../../agents/index.js';
 import { MAX_INPUT_DEPTH } from '../../shared/depth.js';
 import { CaxtonError } from '../../shared/errors.js';
 import { jsonProblemError, scanJsonText } from '../../shared/json-text.js';
-import { agentDetailSchema, agentNameParams, errorEnvelopeSchema } from '../schemas.js';
+import { agentDetailSchema, agentNameParams, errorEnvelopeSchema, rolloutSchema } from '../schemas.js';
 
 export const agentVersionSchema = z.object({
   agent: z.string(),
@@ -42,6 +42,8 @@ type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
 const versionSchemaMatches: Same<z.infer<typeof agentVersionSchema>, AgentVersion> = true;
 const diffSchemaMatches: Same<Omit<z.infer<typeof versionDiffSchema>, 'changes'>, Omit<VersionDiff, 'changes'>> = true;
 void versionSchemaMatches;
+const rolloutSchemaMatches: Same<z.infer<typeof rolloutSchema>, Rollout> = true;
+void rolloutSchemaMatches;
 void diffSchemaMatches;
 
 const versionParams = agentNameParams.extend({ version: z.coerce.number().int().min(1).max(Number.MAX_SAFE_INTEGER) });
@@ -97,7 +99,7 @@ export async function agentVersionRoutes(app: FastifyInstance, opts: { service: 
       const name = nameOf(req.params.name);
       const { limit, offset } = req.query;
       const page = store().list(name, { limit, offset });
-      const current = service.registry.get(name) ? (store().latest(name)?.version ?? null) : null;
+      const current = service.registry.get(name) ? (service.currentVersion(name) ?? null) : null;
       return { agent: name, current, versions: page.items, total: page.total, limit, offset };
     },
   );
@@ -153,6 +155,7 @@ export async function agentVersionRoutes(app: FastifyInstance, opts: { service: 
             version: agentVersionSchema,
             restored: agentVersionSchema,
             warnings: z.array(z.object({ code: z.string(), field: z.string(), message: z.string() })),
+            rollout: rolloutSchema.optional(),
           }),
           ...errors,
         },
@@ -161,8 +164,43 @@ export async function agentVersionRoutes(app: FastifyInstance, opts: { service: 
     async (req) => {
       const body = rollbackBodyOf(req.body);
       const out = service.rollback(req.params.name, body.to, req.principal?.id);
-      req.log.info({ agent: out.agent.definition.name, version: out.version.version, restored: out.restored.version }, 'agent rolled back');
-      return { agent: detail(out.agent), version: out.version, restored: out.restored, warnings: out.warnings };
+      req.log.info({ agent: out.agent.definition.name, version: out.version.version, restored: out.restored.version, rollout: out.rollout?.id }, 'agent rolled back');
+      return { agent: detail(out.agent), version: out.version, restored: out.restored, warnings: out.warnings, ...(out.rollout && { rollout: out.rollout }) };
+    },
+  );
+
+  r.post(
+    '/agents/:name/promote',
+    {
+      schema: {
+        summary: "Make a running blue-green rollout's candidate the live version",
+        tags: ['agents'],
+        params: agentNameParams,
+        response: { 200: z.object({ agent: agentDetailSchema, rollout: rolloutSchema, version: agentVersionSchema }), ...errors },
+      },
+    },
+    async (req) => {
+      const out = service.promote(req.params.name, req.principal?.id);
+      req.log.info({ agent: out.agent.definition.name, version: out.version.version, promoted: out.rollout.candidate_version }, 'agent rollout promoted');
+      return { agent: detail(out.agent), rollout: out.rollout, version: out.version };
+    },
+  );
+
+  r.get(
+    '/agents/:name/rollout',
+    {
+      schema: {
+        summary: "The agent's running rollout, or its last one",
+        tags: ['agents'],
+        params: agentNameParams,
+        response: { 200: z.object({ agent: z.string(), live_version: z.number().int().nullable(), running: z.boolean(), rollout: rolloutSchema.nullable() }), ...errors },
+      },
+    },
+    async (req) => {
+      const name = nameOf(req.params.name);
+      const running = service.rollouts?.running(name);
+      const rollout = running ?? service.rollouts?.latest(name) ?? null;
+      return { agent: name, live_version: service.registry.get(name) ? (service.currentVersion(name) ?? null) : null, running: running !== undefined, rollout };
     },
   );
 }

@@ -136,14 +136,21 @@ export async function agentRoutes(app: FastifyInstance, opts: { service: AgentSe
     },
   );
 
-  r.put('/agents/:name', { schema: { summary: 'Update an API-deployed agent', tags: ['agents'], params: agentNameParams, response: { 200: deployResponseSchema, ...errors } } }, async (req) => {
-    const { body, format } = bodyOf(req);
-    const out = await service.deployAsync({ body, ...(format && { format }), deployed_by: req.principal?.id }, 'update', req.params.name);
-    if (out.unchanged) req.log.info({ agent: out.agent.definition.name, version: out.version?.version }, 'agent unchanged: the body equals the deployed version');
-    else req.log.info({ agent: out.agent.definition.name, revision: out.agent.revision, version: out.version?.version }, 'agent updated');
-    logCheckWarnings(req, out);
-    return deployed(out);
+  const strategyQuery = z.object({
+    strategy: z.enum(['direct', 'blue-green']).default('direct').describe('direct: live at once; blue-green: beside the live version, reachable as NAME@VERSION until promoted'),
   });
+  r.put(
+    '/agents/:name',
+    { schema: { summary: 'Update an API-deployed agent', tags: ['agents'], params: agentNameParams, querystring: strategyQuery, response: { 200: deployResponseSchema, ...errors } } },
+    async (req) => {
+      const { body, format } = bodyOf(req);
+      const out = await service.deployAsync({ body, ...(format && { format }), deployed_by: req.principal?.id, strategy: req.query.strategy }, 'update', req.params.name);
+      if (out.unchanged) req.log.info({ agent: out.agent.definition.name, version: out.version?.version }, 'agent unchanged: the body equals the deployed version');
+      else req.log.info({ agent: out.agent.definition.name, revision: out.agent.revision, version: out.version?.version }, 'agent updated');
+      logCheckWarnings(req, out);
+      return deployed(out);
+    },
+  );
 
   r.delete(
     '/agents/:name',
@@ -169,6 +176,10 @@ function deployed(out: DeployOutcome) {
     warnings: out.warnings,
     ...(out.version && { version: out.version.version }),
     ...(out.unchanged === true && { unchanged: true, message: `identical to version ${out.version?.version ?? out.agent.revision}: nothing changed` }),
+    ...(out.rollout && {
+      rollout: out.rollout,
+      message: `version ${out.rollout.candidate_version} deployed beside version ${out.rollout.stable_version} (blue-green): address it as ${out.rollout.agent}@${out.rollout.candidate_version}; caxton agent promote ${out.rollout.agent} makes it live`,
+    }),
   };
 }
 

@@ -64,7 +64,7 @@ export async function openAiRoutes(app: FastifyInstance, opts: { executor: Execu
     },
     async (req) => {
       const name = req.params.model; // the agent scope of the caller's key is checked by the auth hook (route-policies.ts)
-      const agent = registry.get(name);
+      const agent = registry.find(name); // NAME@VERSION too: a version under a blue-green rollout
       if (!agent) throw new CaxtonError('agent_not_found', `no agent named "${name}" is deployed; GET /v1/models lists them`, { name, param: 'model' });
       return model(agent);
     },
@@ -86,7 +86,7 @@ export async function openAiRoutes(app: FastifyInstance, opts: { executor: Execu
       if (req.principal) assertAgentAllowed(req.principal, body.model);
       // Compiled before the model is called: a schema that does not compile is the caller's 400, at no cost.
       const check = replyCheckFor(body.response_format);
-      const template = registry.get(body.model)?.definition.user_prompt_template ?? '';
+      const template = registry.find(body.model)?.definition.user_prompt_template ?? '';
       const tp = requestTraceparent(req);
       const params = bodyToInvoke(body);
       const { principal } = callerOf(req);

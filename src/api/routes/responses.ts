@@ -70,7 +70,7 @@ export async function responsesRoutes(
       history = stored.messages;
     }
     const transcript = [...history, ...added];
-    const userTemplate = registry.get(body.model)?.definition.user_prompt_template ?? '';
+    const userTemplate = registry.find(body.model)?.definition.user_prompt_template ?? '';
     // The previous response ended in function calls and its execution is still suspended: the
     // input (function outputs, maybe new user turns) continues that execution exactly, with the
     // instructions it started with.

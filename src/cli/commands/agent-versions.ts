@@ -30,6 +30,19 @@ interface Diff {
   source_diff: string;
 }
 
+interface Rollout {
+  agent: string;
+  strategy: string;
+  stable_version: number;
+  candidate_version: number;
+  state: string;
+  started_at: string;
+  started_by: string | null;
+  ended_at: string | null;
+  ended_by: string | null;
+  reason: string | null;
+}
+
 const path = (name: string, rest = '') => `/api/v1/agents/${encodeURIComponent(name)}${rest}`;
 
 function versionNumber(text: string, what: string): number {
@@ -106,13 +119,53 @@ export function registerAgentVersionCommands(agent: Command, ctx: CliContext): v
       const out = ctx.output();
       const body = opts.to !== undefined ? { to: versionNumber(opts.to, '--to') } : {};
       const res = (
-        await ctx.client().request<{ agent: { name: string }; version: Version; restored: Version; warnings: { code: string; field: string; message: string }[] }>('POST', path(name, '/rollback'), {
-          body: JSON.stringify(body),
-          contentType: 'application/json',
-        })
+        await ctx
+          .client()
+          .request<{ agent: { name: string }; version: Version; restored: Version; warnings: { code: string; field: string; message: string }[]; rollout?: Rollout }>('POST', path(name, '/rollback'), {
+            body: JSON.stringify(body),
+            contentType: 'application/json',
+          })
       ).data;
       if (out.json) return out.data(res);
-      out.out(`rolled back ${res.agent.name} to version ${res.restored.version} (deployed ${res.restored.deployed_at}); now version ${res.version.version}`);
+      if (res.rollout)
+        out.out(
+          `rolled back the ${res.rollout.strategy} rollout of ${res.agent.name}: version ${res.rollout.candidate_version} is no longer reachable; version ${res.rollout.stable_version} stays live (now version ${res.version.version})`,
+        );
+      else out.out(`rolled back ${res.agent.name} to version ${res.restored.version} (deployed ${res.restored.deployed_at}); now version ${res.version.version}`);
       for (const w of res.warnings) out.err(`  warning ${w.code} (${w.field}): ${w.message}`);
+    });
+
+  agent
+    .command('promote')
+    .description("make a running blue-green rollout's new version the live one")
+    .argument('<name>', 'agent name')
+    .action(async (name: string) => {
+      const out = ctx.output();
+      const res = (await ctx.client().request<{ agent: { name: string }; rollout: Rollout; version: Version }>('POST', path(name, '/promote'), { body: '{}', contentType: 'application/json' })).data;
+      if (out.json) return out.data(res);
+      out.out(`promoted ${res.agent.name}: version ${res.rollout.candidate_version} is live (recorded as version ${res.version.version}); version ${res.rollout.stable_version} is one rollback away`);
+    });
+
+  const rollout = agent.command('rollout').description("an agent's rollouts");
+  rollout
+    .command('status')
+    .description("the agent's running rollout, or its last one")
+    .argument('<name>', 'agent name')
+    .action(async (name: string) => {
+      const out = ctx.output();
+      const res = await ctx.client().get<{ agent: string; live_version: number | null; running: boolean; rollout: Rollout | null }>(path(name, '/rollout'));
+      if (out.json) return out.data(res);
+      const r = res.rollout;
+      if (!r) return out.out(`${res.agent}: no rollout yet; live version ${res.live_version ?? '(none)'}`);
+      const lines = [
+        `${res.agent}: ${r.strategy} rollout ${r.state === 'running' ? 'running' : r.state.replace('_', ' ')}`,
+        `  live:      version ${res.live_version ?? '(none)'}`,
+        `  stable:    version ${r.stable_version}`,
+        `  candidate: version ${r.candidate_version}${r.state === 'running' ? ` (reachable as ${res.agent}@${r.candidate_version})` : ''}`,
+        `  started:   ${r.started_at}${r.started_by ? ` by ${r.started_by}` : ''}`,
+      ];
+      if (r.ended_at) lines.push(`  ended:     ${r.ended_at}${r.ended_by ? ` by ${r.ended_by}` : ''}${r.reason ? ` (${r.reason})` : ''}`);
+      if (r.state === 'running') lines.push(`  next:      caxton agent promote ${res.agent}, or caxton agent rollback ${res.agent}`);
+      out.out(lines.join('\n'));
     });
 }

@@ -77,7 +77,9 @@ export function registerAgentCommands(program: Command, ctx: CliContext): void {
     .description('deploy agent files to the server (an agent already deployed through the API is updated)')
     .argument('<file...>', 'agent files (.toml, .md or .json)')
     .option('--no-update', 'fail instead of updating an agent that already exists')
-    .action(async (files: string[], opts: { update: boolean }) => {
+    .option('--strategy <strategy>', 'direct (live at once) or blue-green (beside the live version, reachable as NAME@VERSION until `caxton agent promote NAME`)', 'direct')
+    .action(async (files: string[], opts: { update: boolean; strategy: string }) => {
+      if (opts.strategy !== 'direct' && opts.strategy !== 'blue-green') throw new CliError(`--strategy must be "direct" or "blue-green", got "${opts.strategy}"`);
       const out = ctx.output();
       const client = ctx.client();
       const bar = progress(files.length, out);
@@ -85,7 +87,7 @@ export function registerAgentCommands(program: Command, ctx: CliContext): void {
         file: string;
         ok: boolean;
         name?: string;
-        action?: 'created' | 'updated' | 'unchanged';
+        action?: 'created' | 'updated' | 'unchanged' | 'blue-green';
         revision?: number;
         version?: number;
         error?: ApiError['body']['error'] | { code: string; message: string };
@@ -95,8 +97,29 @@ export function registerAgentCommands(program: Command, ctx: CliContext): void {
         const body = readAgentFile(file);
         const contentType = CONTENT_TYPES[detectFormat(file, body.subarray(0, 64).toString('utf8'))]!;
         try {
-          let res: { agent: { name: string; revision: number }; warnings: SourceIssue[]; version?: number; unchanged?: boolean };
-          let action: 'created' | 'updated' | 'unchanged' = 'created';
+          let res: { agent: { name: string; revision: number }; warnings: SourceIssue[]; version?: number; unchanged?: boolean; message?: string; rollout?: { candidate_version: number } };
+          let action: 'created' | 'updated' | 'unchanged' | 'blue-green' = 'created';
+          if (opts.strategy === 'blue-green') {
+            // Beside a live version: the agent must exist, so it goes straight to PUT (the name from the file).
+            const parsed = parseAgent(body, { file });
+            if (!parsed.ok)
+              throw new ApiError(422, {
+                error: { code: 'invalid_agent', message: `agent definition is invalid: ${parsed.errors[0]?.message ?? ''}`, details: { errors: parsed.errors }, request_id: '' },
+              });
+            const name = encodeURIComponent(parsed.definition.name);
+            res = (await client.request<typeof res>('PUT', `/api/v1/agents/${name}?strategy=blue-green`, { body, contentType })).data;
+            results.push({
+              file,
+              ok: true,
+              name: res.agent.name,
+              action: res.unchanged === true ? 'unchanged' : 'blue-green',
+              revision: res.agent.revision,
+              ...(res.version !== undefined && { version: res.version }),
+              warnings: res.warnings,
+            });
+            bar.tick();
+            continue;
+          }
           try {
             res = (await client.request<typeof res>('POST', '/api/v1/agents', { body, contentType })).data;
           } catch (e) {
@@ -118,6 +141,10 @@ export function registerAgentCommands(program: Command, ctx: CliContext): void {
       else {
         for (const r of results) {
           if (r.ok && r.action === 'unchanged') out.out(`unchanged ${r.name}: ${r.file} is identical to version ${r.version ?? r.revision}; nothing deployed`);
+          else if (r.ok && r.action === 'blue-green')
+            out.out(
+              `deployed ${r.name} version ${r.version} beside the live version (blue-green) from ${r.file}: try it as ${r.name}@${r.version}, then caxton agent promote ${r.name} (or caxton agent rollback ${r.name})`,
+            );
           else if (r.ok) out.out(`${r.action === 'updated' ? 'updated ' : 'deployed'} ${r.name} (revision ${r.revision}${r.version !== undefined ? `, version ${r.version}` : ''}) from ${r.file}`);
           else {
             out.err(`failed   ${r.file}: ${r.error?.message}`);

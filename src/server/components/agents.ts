@@ -1,5 +1,5 @@
 import { agentApi, type Lifecycle } from '../../api/index.js';
-import { AgentRegistry, AgentService, AgentStore, AgentVersionStore } from '../../agents/index.js';
+import { AgentRegistry, AgentService, AgentStore, AgentVersionStore, RolloutStore, type Rollout } from '../../agents/index.js';
 import type { ServerConfig } from '../../config/index.js';
 import { llmSetup, modelCheck, providerCheck } from '../../execution/index.js';
 import type { Logger, Metrics } from '../../observability/index.js';
@@ -35,6 +35,9 @@ export function startAgents(opts: { config: ServerConfig; db: Db; logger: Logger
       ],
       // Every deploy, file change and rollback kept as a version (issue 18).
       versions: new AgentVersionStore(db, { keep: config.agents.keep_versions }),
+      // Blue-green rollouts (issue 18): running ones resume after a restart; each step is an event.
+      rollouts: new RolloutStore(db),
+      onRollout: (event, r) => recordRollout(event, r),
     },
   );
   const persisted = service.loadPersisted();
@@ -44,6 +47,25 @@ export function startAgents(opts: { config: ServerConfig; db: Db; logger: Logger
     ? createAgentEvents({ db, registry, migrate, retentionMs: config.events.retention, maxRows: config.events.max_rows, onError: (e) => logger.error({ err: e }, 'agent events could not be written') })
     : undefined;
   registry.on('change', (e) => metrics.agentEvents.inc({ event: e.type }));
+  const recordRollout = (event: 'rollout.started' | 'promoted' | 'rolled_back', r: Rollout): void => {
+    const type = event === 'rollout.started' ? 'rollout.started' : event === 'promoted' ? 'rollout.promoted' : 'rollout.rolled_back';
+    const live = (v: number) => `version ${v} live`;
+    events?.store.record({
+      type,
+      agent: r.agent,
+      data:
+        type === 'rollout.started'
+          ? {
+              old_state: live(r.stable_version),
+              new_state: `${r.strategy}: version ${r.candidate_version} beside version ${r.stable_version}`,
+              reason: r.started_by ? `deployed by ${r.started_by}` : 'deployed',
+            }
+          : type === 'rollout.promoted'
+            ? { old_state: live(r.stable_version), new_state: live(r.candidate_version), reason: r.ended_by ? `promoted by ${r.ended_by}` : 'promoted' }
+            : { old_state: `${r.strategy}: version ${r.candidate_version} beside version ${r.stable_version}`, new_state: live(r.stable_version), reason: r.reason },
+    });
+    logger.info({ agent: r.agent, event: type, stable: r.stable_version, candidate: r.candidate_version }, `agent rollout: ${type}`);
+  };
   return {
     name: 'agents',
     registry,

@@ -1,0 +1,165 @@
+/**
+ * Rollouts of an agent's new version (issue 18, item 2). This first part is the blue-green
+ * strategy: the candidate version is recorded (a version like any deploy) but not put live; it
+ * answers only when addressed as `NAME@VERSION` until it is promoted (it becomes the live version)
+ * or rolled back (the rollout ends, the live version stays). One rollout per agent at a time. The
+ * rows survive restarts: a running rollout is running again after a restart.
+ */
+import type { Db, Migration } from '../storage/index.js';
+import { agentKey } from './definition.js';
+
+export const AGENT_ROLLOUT_MIGRATION: Migration = {
+  id: 'agents-003-rollouts',
+  sql: `CREATE TABLE agent_rollouts (
+      id                INTEGER PRIMARY KEY AUTOINCREMENT,
+      key               TEXT NOT NULL,
+      name              TEXT NOT NULL,
+      strategy          TEXT NOT NULL,
+      stable_version    INTEGER NOT NULL,
+      candidate_version INTEGER NOT NULL,
+      state             TEXT NOT NULL,
+      started_at        TEXT NOT NULL,
+      started_by        TEXT,
+      ended_at          TEXT,
+      ended_by          TEXT,
+      reason            TEXT
+    );
+    CREATE UNIQUE INDEX agent_rollouts_running ON agent_rollouts (key) WHERE state = 'running';
+    CREATE INDEX agent_rollouts_key ON agent_rollouts (key, id);
+    CREATE TABLE agent_conversation_versions (
+      conversation_id TEXT NOT NULL,
+      key             TEXT NOT NULL,
+      version         INTEGER NOT NULL,
+      created_at      INTEGER NOT NULL,
+      PRIMARY KEY (conversation_id, key)
+    ) WITHOUT ROWID;
+    CREATE INDEX agent_conversation_versions_age ON agent_conversation_versions (created_at);`,
+};
+
+/** Pins older than this are dropped (a conversation open for a month has long outlived its rollout). */
+export const PIN_MAX_AGE_MS = 30 * 24 * 3_600_000;
+
+export type RolloutStrategy = 'blue-green';
+export type RolloutState = 'running' | 'promoted' | 'rolled_back';
+
+export interface Rollout {
+  id: number;
+  agent: string;
+  strategy: RolloutStrategy;
+  /** The version live when the rollout started (what unaddressed requests get while it runs). */
+  stable_version: number;
+  /** The new version under trial. */
+  candidate_version: number;
+  state: RolloutState;
+  started_at: string;
+  started_by: string | null;
+  ended_at: string | null;
+  ended_by: string | null;
+  /** Why it ended (a rollback's reason). */
+  reason: string | null;
+}
+
+interface Row {
+  id: number;
+  name: string;
+  strategy: string;
+  stable_version: number;
+  candidate_version: number;
+  state: string;
+  started_at: string;
+  started_by: string | null;
+  ended_at: string | null;
+  ended_by: string | null;
+  reason: string | null;
+}
+
+const COLUMNS = 'id, name, strategy, stable_version, candidate_version, state, started_at, started_by, ended_at, ended_by, reason';
+
+const rollout = (r: Row): Rollout => ({
+  id: r.id,
+  agent: r.name,
+  strategy: r.strategy as RolloutStrategy,
+  stable_version: r.stable_version,
+  candidate_version: r.candidate_version,
+  state: r.state as RolloutState,
+  started_at: r.started_at,
+  started_by: r.started_by,
+  ended_at: r.ended_at,
+  ended_by: r.ended_by,
+  reason: r.reason,
+});
+
+export class RolloutStore {
+  readonly #insert;
+  readonly #running;
+  readonly #latest;
+  readonly #end;
+  /** Running rollouts by agent key: read on every resolution of an agent, so kept in memory. */
+  readonly #cache = new Map<string, Rollout>();
+  readonly #pin;
+  readonly #pinned;
+  readonly #prunePins;
+  #pinsSincePrune = 0;
+  /** Agents that have had a rollout (their conversations are pinned to a version); only grows. */
+  readonly #everRolled = new Set<string>();
+
+  constructor(db: Db) {
+    this.#insert = db.prepare(
+      `INSERT INTO agent_rollouts (key, name, strategy, stable_version, candidate_version, state, started_at, started_by)
+       VALUES (?, ?, ?, ?, ?, 'running', ?, ?) RETURNING ${COLUMNS}`,
+    );
+    this.#running = db.prepare(`SELECT ${COLUMNS}, key FROM agent_rollouts WHERE state = 'running'`);
+    this.#latest = db.prepare(`SELECT ${COLUMNS} FROM agent_rollouts WHERE key = ? ORDER BY id DESC LIMIT 1`);
+    this.#end = db.prepare(`UPDATE agent_rollouts SET state = ?, ended_at = ?, ended_by = ?, reason = ? WHERE id = ? AND state = 'running' RETURNING ${COLUMNS}`);
+    for (const r of this.#running.all() as (Row & { key: string })[]) this.#cache.set(r.key, rollout(r));
+    for (const k of db.prepare('SELECT DISTINCT key FROM agent_rollouts').pluck().all() as string[]) this.#everRolled.add(k);
+    this.#pin = db.prepare('INSERT OR IGNORE INTO agent_conversation_versions (conversation_id, key, version, created_at) VALUES (?, ?, ?, ?)');
+    this.#pinned = db.prepare('SELECT version FROM agent_conversation_versions WHERE conversation_id = ? AND key = ?').pluck();
+    this.#prunePins = db.prepare('DELETE FROM agent_conversation_versions WHERE created_at < ?');
+  }
+
+  /**
+   * The version a conversation runs on: the one it was pinned to, else `version` (pinned now).
+   * Why: one conversation never switches version part-way, whatever is promoted or rolled back.
+   */
+  pin(conversation: string, name: string, version: number): number {
+    const key = agentKey(name);
+    const had = this.#pinned.get(conversation, key) as number | undefined;
+    if (had !== undefined) return had;
+    this.#pin.run(conversation, key, version, Date.now());
+    if (++this.#pinsSincePrune >= 1000) {
+      this.#pinsSincePrune = 0;
+      this.#prunePins.run(Date.now() - PIN_MAX_AGE_MS);
+    }
+    return version;
+  }
+
+  /** Whether the agent has ever had a rollout (only then do its conversations get pinned). */
+  hasHistory(name: string): boolean {
+    return this.#everRolled.has(agentKey(name));
+  }
+
+  start(name: string, strategy: RolloutStrategy, stable: number, candidate: number, by?: string): Rollout {
+    const r = rollout(this.#insert.get(agentKey(name), name, strategy, stable, candidate, new Date().toISOString(), by ?? null) as Row);
+    this.#cache.set(agentKey(name), r);
+    this.#everRolled.add(agentKey(name));
+    return r;
+  }
+
+  /** The running rollout of an agent, if any. */
+  running(name: string): Rollout | undefined {
+    return this.#cache.get(agentKey(name));
+  }
+
+  /** The newest rollout of an agent, running or ended. */
+  latest(name: string): Rollout | undefined {
+    const r = this.#latest.get(agentKey(name)) as Row | undefined;
+    return r && rollout(r);
+  }
+
+  end(r: Rollout, state: Exclude<RolloutState, 'running'>, by: string | undefined, reason: string | null): Rollout {
+    const ended = this.#end.get(state, new Date().toISOString(), by ?? null, reason, r.id) as Row | undefined;
+    this.#cache.delete(agentKey(r.agent));
+    return ended ? rollout(ended) : r;
+  }
+}
