@@ -8,6 +8,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { AgentVersion } from '../../src/agents/index.js';
 import { http, tomlAgent } from '../helpers/http.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { removeTempDirs } from '../helpers/tmp.js';
@@ -18,17 +19,7 @@ let srv: TestServer;
 let admin: string;
 const as = (key: string) => ({ authorization: `Bearer ${key}` });
 
-interface Version {
-  agent: string;
-  version: number;
-  semver: string | null;
-  hash: string;
-  how: string;
-  origin: string;
-  path: string | null;
-  deployed_by: string | null;
-  restored_from: number | null;
-}
+type Version = AgentVersion;
 interface History {
   agent: string;
   current: number | null;

@@ -6,13 +6,13 @@
  * configured secrets scrubbed from everything passed through. A real server with authentication,
  * API keys, the MCP SDK client, and the conformance fixture server as the mounted server.
  */
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { Progress } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { http } from '../helpers/http.js';
+import { adminKeyOf, bearer, createKey } from '../helpers/keys.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { removeTempDirs } from '../helpers/tmp.js';
 import { repoRoot } from './helpers.js';
@@ -24,13 +24,9 @@ const PNG = 'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwA
 
 let srv: TestServer;
 let admin: string;
-const as = (key: string) => ({ authorization: `Bearer ${key}` });
+const as = bearer;
 
-async function keyFor(name: string, body: Record<string, unknown>): Promise<string> {
-  const r = await http<{ secret: string }>(srv.url, 'POST', '/api/v1/keys', { body: JSON.stringify({ name, ...body }), contentType: 'application/json', headers: as(admin) });
-  expect(r.status, r.text).toBe(201);
-  return r.json.secret;
-}
+const keyFor = (name: string, body: Record<string, unknown>) => createKey(srv.url, admin, name, body);
 
 async function withClient<T>(key: string, fn: (c: Client) => Promise<T>): Promise<T> {
   const client = new Client({ name: 'gateway-test', version: '1.0.0' });
@@ -68,7 +64,7 @@ gateway = true
 `,
     agentFiles: { 'helper.toml': 'name = "helper"\ndescription = "Helps"\nsystem_prompt = "Help."\n' },
   });
-  admin = readFileSync(join(srv.dataDir, 'admin.key'), 'utf8').trim();
+  admin = adminKeyOf(srv.dataDir);
 });
 
 afterAll(async () => {

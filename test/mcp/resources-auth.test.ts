@@ -3,25 +3,20 @@
  * limited to some memory scopes reads entities of those scopes only (another scope answers
  * "not found", -32002, as the REST route answers 403), and reads conversations with messages:read.
  */
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { http } from '../helpers/http.js';
+import { adminKeyOf, bearer, createKey } from '../helpers/keys.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { removeTempDirs } from '../helpers/tmp.js';
 
 let srv: TestServer;
 let admin: string;
 
-const as = (key: string) => ({ authorization: `Bearer ${key}` });
+const as = bearer;
 
-async function keyFor(name: string, body: Record<string, unknown>): Promise<string> {
-  const r = await http<{ secret: string }>(srv.url, 'POST', '/api/v1/keys', { body: JSON.stringify({ name, ...body }), contentType: 'application/json', headers: as(admin) });
-  expect(r.status, r.text).toBe(201);
-  return r.json.secret;
-}
+const keyFor = (name: string, body: Record<string, unknown>) => createKey(srv.url, admin, name, body);
 
 async function connect(key: string): Promise<Client> {
   const client = new Client({ name: 'resources-auth', version: '1.0.0' });
@@ -31,7 +26,7 @@ async function connect(key: string): Promise<Client> {
 
 beforeAll(async () => {
   srv = await startTestServer({ toml: '[auth]\nenabled = true\n' });
-  admin = readFileSync(join(srv.dataDir, 'admin.key'), 'utf8').trim();
+  admin = adminKeyOf(srv.dataDir);
   for (const scope of ['workspace', 'agent:helper']) {
     const r = await http(srv.url, 'POST', '/api/v1/memory/entities', {
       body: JSON.stringify({ scope, entities: [{ name: 'Plan', entityType: 'note', observations: [`kept in ${scope}`] }] }),

@@ -4,44 +4,14 @@
  * and /rollback.
  */
 import type { Command } from 'commander';
+import type { AgentVersion, Rollout, VersionDiff } from '../../agents/index.js';
 import type { CliContext } from '../context.js';
 import { CliError } from '../errors.js';
 import { table } from '../output.js';
 
-interface Version {
-  agent: string;
-  version: number;
-  semver: string | null;
-  hash: string;
-  how: string;
-  origin: string;
-  path: string | null;
-  deployed_by: string | null;
-  deployed_at: string;
-  restored_from: number | null;
-}
-
-interface Diff {
-  agent: string;
-  from: number;
-  to: number;
-  identical: boolean;
-  changes: { field: string; from?: unknown; to?: unknown }[];
-  source_diff: string;
-}
-
-interface Rollout {
-  agent: string;
-  strategy: string;
-  stable_version: number;
-  candidate_version: number;
-  state: string;
-  started_at: string;
-  started_by: string | null;
-  ended_at: string | null;
-  ended_by: string | null;
-  reason: string | null;
-}
+// The API's answers are the domain types (src/api/routes/agent-versions.ts checks its schemas against them).
+type Version = AgentVersion;
+type Diff = VersionDiff;
 
 const path = (name: string, rest = '') => `/api/v1/agents/${encodeURIComponent(name)}${rest}`;
 
