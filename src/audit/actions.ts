@@ -89,6 +89,9 @@ export const AUDIT_ROUTES: Readonly<Record<string, AuditRoute | null>> = {
   'POST /api/v1/agents/validate': null, // checks a definition, deploys nothing
   'PUT /api/v1/agents/:name': { action: 'agent.update', target: param('name') },
   'DELETE /api/v1/agents/:name': { action: 'agent.remove', target: param('name') },
+  // Versions and rollouts (issue 18): each changes which definition runs.
+  'POST /api/v1/agents/:name/rollback': { action: 'agent.rollback', target: param('name') },
+  'POST /api/v1/agents/:name/promote': { action: 'agent.promote', target: param('name') },
   // Executions (they spend the operator's LLM budget)
   'POST /api/v1/agents/:name/invoke': { action: 'agent.invoke', target: param('name') },
   'POST /v1/chat/completions': { action: 'agent.invoke', target: (req) => bodyField(req, 'model'), details: { api: 'openai' } },
