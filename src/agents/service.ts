@@ -6,7 +6,7 @@ import { AgentParser, type ParseStats } from './parse-pool.js';
 import type { AgentRegistry, DeployedAgent } from './registry.js';
 import type { AgentStore } from './store.js';
 import type { Rollout, RolloutStore } from './rollouts.js';
-import { definitionHash, type AgentVersion, type AgentVersionDetail, type AgentVersionStore } from './versions.js';
+import { definitionHash, type AgentVersion, type AgentVersionStore } from './versions.js';
 
 export interface DeployInput {
   body: string | Uint8Array;
@@ -258,7 +258,7 @@ export class AgentService {
     def: AgentDefinition,
     format: AgentFormat,
     source: string,
-    current: AgentVersionDetail | undefined,
+    current: AgentVersion | undefined,
     warnings: SourceIssue[],
     by: string | undefined,
   ): DeployOutcome {

@@ -131,7 +131,7 @@ export class AgentVersionStore {
        VALUES (@key, (SELECT COALESCE(MAX(version), 0) + 1 FROM agent_versions WHERE key = @key), @name, @semver, @hash, @format, @source, @definition, @how, @origin, @path, @deployed_by, @deployed_at, @restored_from)
        RETURNING ${SUMMARY}`,
     );
-    this.#latest = db.prepare(`SELECT ${SUMMARY}, definition, source FROM agent_versions WHERE key = ? ORDER BY version DESC LIMIT 1`);
+    this.#latest = db.prepare(`SELECT ${SUMMARY} FROM agent_versions WHERE key = ? ORDER BY version DESC LIMIT 1`);
     this.#get = db.prepare(`SELECT ${SUMMARY}, definition, source FROM agent_versions WHERE key = ? AND version = ?`);
     this.#list = db.prepare(`SELECT ${SUMMARY} FROM agent_versions WHERE key = ? ORDER BY version DESC LIMIT ? OFFSET ?`);
     this.#count = db.prepare('SELECT COUNT(*) FROM agent_versions WHERE key = ?').pluck();
@@ -165,8 +165,13 @@ export class AgentVersionStore {
     return summary(row);
   }
 
-  latest(name: string): AgentVersionDetail | undefined {
-    return this.#detail(this.#latest.get(agentKey(name)) as (Row & { definition: string; source: string }) | undefined);
+  /**
+   * The newest version, without its definition and text: callers compare hashes and numbers, and
+   * some do it on every execution (the live version of an agent with rollouts).
+   */
+  latest(name: string): AgentVersion | undefined {
+    const r = this.#latest.get(agentKey(name)) as Row | undefined;
+    return r && summary(r);
   }
 
   get(name: string, version: number): AgentVersionDetail | undefined {
