@@ -65,7 +65,7 @@ export interface AgentServiceOptions {
   /** Blue-green rollouts (rollouts.ts); needs `versions`. */
   rollouts?: RolloutStore;
   /** Told of rollout events (the server records them in the event store). */
-  onRollout?: (event: 'rollout.started' | 'promoted' | 'rolled_back', rollout: Rollout) => void;
+  onRollout?: (event: 'rollout.started' | 'rollout.promoted' | 'rollout.rolled_back', rollout: Rollout) => void;
 }
 
 /** A deploy-time check of a valid definition against the server's configuration: its warnings. */
@@ -346,7 +346,7 @@ export class AgentService {
       return { version, ended: rollouts.end(rollout, 'promoted', by, null) };
     });
     this.registry.upsert(agent);
-    this.#options.onRollout?.('promoted', ended);
+    this.#options.onRollout?.('rollout.promoted', ended);
     return { agent, rollout: ended, version };
   }
 
@@ -365,7 +365,7 @@ export class AgentService {
       });
       return { version, ended: rollouts.end(rollout, 'rolled_back', by, reason) };
     });
-    this.#options.onRollout?.('rolled_back', ended);
+    this.#options.onRollout?.('rollout.rolled_back', ended);
     const { definition: _d, source: _s, ...summary } = stable;
     return { agent: existing, version, restored: summary, warnings: [], rollout: ended };
   }
@@ -455,7 +455,7 @@ export class AgentService {
     }
     const running = this.rollouts?.running(existing.definition.name);
     this.#store.delete(name);
-    if (running) this.#options.onRollout?.('rolled_back', this.rollouts!.end(running, 'rolled_back', undefined, 'the agent was removed'));
+    if (running) this.#options.onRollout?.('rollout.rolled_back', this.rollouts!.end(running, 'rolled_back', undefined, 'the agent was removed'));
     this.registry.remove(name);
     return existing;
   }

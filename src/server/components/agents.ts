@@ -47,8 +47,8 @@ export function startAgents(opts: { config: ServerConfig; db: Db; logger: Logger
     ? createAgentEvents({ db, registry, migrate, retentionMs: config.events.retention, maxRows: config.events.max_rows, onError: (e) => logger.error({ err: e }, 'agent events could not be written') })
     : undefined;
   registry.on('change', (e) => metrics.agentEvents.inc({ event: e.type }));
-  const recordRollout = (event: 'rollout.started' | 'promoted' | 'rolled_back', r: Rollout): void => {
-    const type = event === 'rollout.started' ? 'rollout.started' : event === 'promoted' ? 'rollout.promoted' : 'rollout.rolled_back';
+  // The service names its steps as the event store's types.
+  const recordRollout = (type: 'rollout.started' | 'rollout.promoted' | 'rollout.rolled_back', r: Rollout): void => {
     const live = (v: number) => `version ${v} live`;
     events?.store.record({
       type,
