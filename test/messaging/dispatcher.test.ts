@@ -3,20 +3,10 @@
  * finishes by hand, so lanes, limits and load are observed at each step (no timers to wait on).
  */
 import { describe, expect, it } from 'vitest';
-import type { AclMessage, ConversationId, MessageId } from '../../src/messaging/message.js';
 import { Dispatcher, type Delivery } from '../../src/messaging/dispatcher.js';
+import { aclMessage } from './helpers.js';
 
-const MESSAGE: AclMessage = {
-  id: 'msg_1' as MessageId,
-  performative: 'request',
-  sender: 'user',
-  receivers: [],
-  content: 'x',
-  conversation_id: 'conv_1' as ConversationId,
-  params: {},
-  timestamp: '2026-01-01T00:00:00.000Z',
-  chain: [],
-};
+const MESSAGE = aclMessage();
 
 function delivery(receiver: string, id: number): Delivery {
   return { id, message: MESSAGE, receiver, attempts: 0 };

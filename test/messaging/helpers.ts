@@ -4,9 +4,34 @@
  */
 import { AgentRegistry, parseAgent, type AgentDefinition } from '../../src/agents/index.js';
 import { loadServerConfig } from '../../src/config/index.js';
-import { MESSAGING_MIGRATIONS, MessageBus, type DeliveryQueueFactory, type MessageHandler, type MessagingConfig } from '../../src/messaging/index.js';
+import {
+  MESSAGING_MIGRATIONS,
+  MessageBus,
+  type AclMessage,
+  type ConversationId,
+  type DeliveryQueueFactory,
+  type MessageHandler,
+  type MessageId,
+  type MessagingConfig,
+} from '../../src/messaging/index.js';
 import { migrate, openDatabase, type Db } from '../../src/storage/index.js';
 import { makeTempDir } from '../helpers/tmp.js';
+
+/** A hand-built ACL message for unit tests (a request from "user", no receivers), with `over` on top. */
+export function aclMessage(over: Partial<Omit<AclMessage, 'id' | 'conversation_id'>> = {}): AclMessage {
+  return {
+    id: 'msg_1' as MessageId,
+    performative: 'request',
+    sender: 'user',
+    receivers: [],
+    content: 'x',
+    conversation_id: 'conv_1' as ConversationId,
+    params: {},
+    timestamp: '2026-01-01T00:00:00.000Z',
+    chain: [],
+    ...over,
+  };
+}
 
 export function agentDef(name: string, capabilities: string[], extra = ''): AgentDefinition {
   const src = `name = "${name}"\ncapabilities = [${capabilities.map((c) => `"${c}"`).join(', ')}]\nsystem_prompt = "You are ${name}."\n${extra}`;

@@ -5,26 +5,11 @@
 import { beforeEach, describe, expect, it } from 'vitest';
 import { AgentRegistry } from '../../src/agents/index.js';
 import { Directory } from '../../src/messaging/directory.js';
-import type { AclMessage, ConversationId, MessageId } from '../../src/messaging/message.js';
-import type { Performative } from '../../src/messaging/performatives.js';
 import { Router, type RouteDecision } from '../../src/messaging/router.js';
 import { LeastLoaded, RoundRobin, type LoadView } from '../../src/messaging/strategy.js';
-import { agentDef, deploy } from './helpers.js';
+import { aclMessage, agentDef, deploy } from './helpers.js';
 
-function msg(over: Partial<Omit<AclMessage, 'id' | 'conversation_id'>> & { performative?: Performative } = {}): AclMessage {
-  return {
-    id: 'msg_1' as MessageId,
-    performative: 'request',
-    sender: 'user',
-    receivers: [],
-    content: 'x',
-    conversation_id: 'conv_1' as ConversationId,
-    params: {},
-    timestamp: '2026-01-01T00:00:00.000Z',
-    chain: [],
-    ...over,
-  };
-}
+const msg = aclMessage;
 
 function agentsOf(d: RouteDecision): string[] {
   if (!d.ok) throw new Error(`expected ok, got ${d.reason}: ${d.message}`);
