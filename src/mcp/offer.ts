@@ -52,14 +52,6 @@ export function visibleAgents(agents: AgentRegistry, patterns: readonly string[]
   return agents.list().agents.filter((a) => agentVisible(patterns, caller, a.definition.name as string));
 }
 
-/** One page of the agents a caller sees, in name order; `cursor` is the opaque offset MCP list calls carry. */
-export function offeredAgents(agents: AgentRegistry, patterns: readonly string[], caller: McpCaller, cursor: string | undefined, pageSize: number): { page: DeployedAgent[]; nextCursor?: string } {
-  const all = visibleAgents(agents, patterns, caller);
-  const start = decodeCursor(cursor);
-  const page = all.slice(start, start + pageSize);
-  return start + pageSize < all.length ? { page, nextCursor: encodeCursor(start + pageSize) } : { page };
-}
-
 export function encodeCursor(offset: number): string {
   return Buffer.from(String(offset)).toString('base64url');
 }
