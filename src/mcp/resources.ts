@@ -18,7 +18,7 @@ import { ErrorCode, type ReadResourceResult, type Resource, type ResourceTemplat
 import { inScope } from '../auth/index.js';
 import type { AgentRegistry, DeployedAgent } from '../agents/index.js';
 import { parseScope, type MemoryBackend } from '../memory/index.js';
-import type { Conversation, MessageBus } from '../messaging/index.js';
+import type { Conversation, MessageReads } from '../messaging/index.js';
 import { CaxtonError } from '../shared/errors.js';
 import { scrubSecrets, scrubSecretsIn } from '../shared/secrets.js';
 import type { McpGateway } from './gateway.js';
@@ -36,8 +36,8 @@ const CONVERSATION_PREFIX = 'caxton://conversations/';
 const MEMORY_PREFIX = 'caxton://memory/';
 const JSON_TYPE = 'application/json';
 
-/** The conversation reads the resources need (the message bus has them). */
-export type ConversationReader = Pick<MessageBus, 'getConversation' | 'listConversations'>;
+/** The conversation reads the resources need (the message bus's `reads`). */
+export type ConversationReader = Pick<MessageReads, 'getConversation' | 'listConversations'>;
 
 export interface ResourceSources {
   /** The knowledge graph; absent when `[memory]` is off (no memory template then). */

@@ -10,13 +10,15 @@ import { Directory, type DirectoryEntry } from './directory.js';
 import type { Delivery } from './dispatcher.js';
 import { GroupCommit } from './group-commit.js';
 import { contentSize, newMessageId, replyAddress, type AclMessage, type Content, type ConversationId, type MessageId } from './message.js';
+import { ConversationEvents, type BusEvent } from './events.js';
 import { executes, expectsReply, type Performative } from './performatives.js';
 import { createProtocolEngine, type ProtocolEngine } from './protocols/index.js';
 import type { DeliveryQueue, DeliveryQueueFactory } from './queue.js';
+import { MessageReads } from './reads.js';
 import { Router, type RouteDecision } from './router.js';
 import { messagingRetentionRules } from './retention.js';
 import { sqliteQueue } from './sqlite-queue.js';
-import { MessageStore, type DeliveryRow, type Page, type StoredMessage } from './store.js';
+import { MessageStore, type StoredMessage } from './store.js';
 import { createStrategy } from './strategy.js';
 import { PLATFORM, type SendHints, type SubmitResult } from './submission.js';
 import { parseMessage } from './validate.js';
@@ -45,8 +47,6 @@ export type InProcessHandler = (m: AclMessage, receiver: InProcessReceiver, ctx:
 
 /** What became of one delivery attempt (the `status` label of caxton_messages_processed_total). */
 type DeliveryOutcome = 'delivered' | 'failed' | 'retried' | 'dead_letter' | 'rerouted' | 'stopped';
-
-export type BusEvent = { type: 'message'; conversation_id: ConversationId; message: AclMessage; routed_to: string[] } | { type: 'state'; conversation_id: ConversationId; conversation: Conversation };
 
 export interface BusOptions {
   db: Db;
@@ -102,12 +102,11 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> {
   /** Unacknowledged deliveries per conversation. */
   readonly #outstanding = new Map<ConversationId, number>();
   readonly #inflight = new Map<string, Promise<SubmitResult>>();
-  readonly #waiters = new Map<ConversationId, Set<(c?: Conversation) => void>>();
-  /** Conversations with an acknowledgement not stored for a full disk (#ackLater), and how many. */
-  readonly #unstored = new Map<ConversationId, number>();
   readonly #ackRetries = new Set<NodeJS.Timeout>();
-  /** Events of the writes in flight, emitted in order once they have committed. */
-  #events: BusEvent[] = [];
+  /** Events of the writes in flight (emitted once they commit) and the callers waiting for a conversation to end. */
+  readonly #events = new ConversationEvents(this);
+  /** The read side: conversations, messages and dead letters, after the writes in flight. */
+  readonly reads: MessageReads;
   #sweep: NodeJS.Timeout | undefined;
   /** Retention of finished conversations and dead letters (src/messaging/retention.ts), off the hot path. */
   readonly #pruner: Pruner;
@@ -145,7 +144,7 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> {
       },
       () => {
         this.#dirty.clear();
-        this.#flushEvents();
+        this.#events.flush();
       },
     );
     this.#queue = (opts.queue ?? sqliteQueue)({
@@ -154,6 +153,7 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> {
       concurrency: (agent) => this.directory.get(agent)?.max_concurrency ?? this.#cfg.agent_concurrency,
       deliver: (d, signal) => this.#deliver(d, signal),
     });
+    this.reads = new MessageReads({ settled: () => this.#commit.settled(), conversation: (id) => this.#conversation(id), store: this.store, queue: this.#queue });
     this.router = new Router(this.directory, createStrategy(this.#cfg.routing), this.#queue, this.#cfg.max_hops);
     this.#protocols = createProtocolEngine({
       config: this.#cfg,
@@ -167,7 +167,7 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> {
       finish: (conv, to, reason) => this.#finish(conv, to, reason),
       record: (conv, m) => {
         this.#touch(conv, m, [], iso());
-        this.#emitMessage(m, []);
+        this.#events.message(m, []);
         void this.#commit.run(() => this.store.insertMessage(m, []));
       },
       write: (write) => void this.#commit.run(write),
@@ -208,8 +208,7 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> {
     await this.#queue.stop(graceMs);
     this.#commit.close();
     this.directory.close();
-    for (const [, ws] of this.#waiters) for (const w of ws) w();
-    this.#waiters.clear();
+    this.#events.close();
     // Acknowledgements still waiting for room stay undone: their deliveries are pending in SQLite.
     for (const t of this.#ackRetries) clearTimeout(t);
     this.#ackRetries.clear();
@@ -395,16 +394,16 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> {
     const receivers = decision.ok ? decision.receivers.map((r) => r.agent) : [];
     // What the conversation was, to put back if the write fails (a full disk): nothing of it was stored.
     const before = { ...conv, participants: [...conv.participants] };
-    const events = this.#events.length;
+    const events = this.#events.mark;
     this.#touch(conv, m, receivers, now);
     if (created) this.#open.set(conv.id, conv);
     let failure: SubmitResult['failure'];
     let reply: AclMessage | undefined;
-    this.#emitMessage(m, receivers);
+    this.#events.message(m, receivers);
     if (!decision.ok) {
       reply = this.#reply(m, PLATFORM, 'failure', { reason: decision.reason, message: decision.message });
       this.#touch(conv, reply, [], now);
-      this.#emitMessage(reply, []);
+      this.#events.message(reply, []);
       this.#setState(conv, 'failed', decision.message);
       failure = { reason: decision.reason, message: decision.message, reply_id: reply.id };
     }
@@ -439,11 +438,7 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> {
       Object.assign(conv, before);
       if (!isTerminal(conv.state)) this.#open.set(conv.id, conv);
     }
-    const gone = new Set(ids);
-    this.#events = [
-      ...this.#events.slice(0, events),
-      ...this.#events.slice(events).filter((e) => !(e.type === 'message' && gone.has(e.message.id)) && !(e.type === 'state' && e.conversation_id === conv.id)),
-    ];
+    this.#events.drop(events, conv.id, new Set(ids));
   }
 
   /** A message accepted or a conversation finished: retention runs every `#pruneEvery` of these. */
@@ -480,7 +475,7 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> {
   #setState(conv: Conversation, to: ConversationState, reason: string | null): void {
     if (!transition(conv, to, reason, iso())) return;
     this.#dirty.add(conv);
-    if (this.listenerCount('event') > 0 || this.#waiters.has(conv.id)) this.#events.push({ type: 'state', conversation_id: conv.id, conversation: { ...conv, participants: [...conv.participants] } });
+    this.#events.state(conv);
     if (isTerminal(to)) {
       this.#countForRetention();
       this.#open.delete(conv.id);
@@ -583,7 +578,7 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> {
     if (conv) for (const r of replies) this.#touch(conv, r, [], now);
     if (conv && conv.state === 'initiated') this.#setState(conv, 'in_progress', null);
     this.#settleOutstanding(m.conversation_id);
-    for (const r of replies) this.#emitMessage(r, []);
+    for (const r of replies) this.#events.message(r, []);
     // State changes made here are saved in the same transaction as the acknowledgement.
     if (conv) {
       for (const r of replies) this.#protocols.onReply(r, m, conv);
@@ -616,15 +611,14 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> {
     }
     if (attempt === 1) {
       // Counted until it is stored (or given up), so a waiter arriving between retries sees it too.
-      this.#unstored.set(conv, (this.#unstored.get(conv) ?? 0) + 1);
-      this.#wake(conv);
+      this.#events.markUnstored(conv);
     }
     const t = setTimeout(() => {
       this.#ackRetries.delete(t);
       if (this.#state === 'closed') return;
       write().then(
         () => {
-          this.#settleUnstored(conv);
+          this.#events.settleUnstored(conv);
           this.#log.warn(
             { message_id: d.message.id, conversation_id: conv, receiver: d.receiver, delivery: d.id, attempts: attempt + 1 },
             `acknowledged the delivery of message ${d.message.id} to "${d.receiver}" now that the disk has room again`,
@@ -632,27 +626,13 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> {
         },
         (e: unknown) => {
           if (isDiskFull(e)) return this.#ackLater(d, write, attempt + 1);
-          this.#settleUnstored(conv);
+          this.#events.settleUnstored(conv);
           this.#log.error({ message_id: d.message.id, delivery: d.id, err: describeError(e) }, 'could not acknowledge a delivery; it stays pending and is delivered again after a restart');
         },
       );
     }, delay);
     t.unref();
     this.#ackRetries.add(t);
-  }
-
-  #settleUnstored(conv: ConversationId): void {
-    const n = (this.#unstored.get(conv) ?? 1) - 1;
-    if (n <= 0) this.#unstored.delete(conv);
-    else this.#unstored.set(conv, n);
-  }
-
-  /** Wakes whoever waits on `conv` now (they look at its state, or at #unstored, themselves). */
-  #wake(conv: ConversationId): void {
-    const ws = this.#waiters.get(conv);
-    if (!ws) return;
-    this.#waiters.delete(conv);
-    for (const w of ws) w();
   }
 
   #settleOutstanding(id: ConversationId): void {
@@ -692,7 +672,7 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> {
     const now = iso();
     const conv = this.#conversation(m.conversation_id);
     const reply = this.#reply(m, PLATFORM, 'failure', { reason: 'undeliverable', message: why, dead_letter: d.id });
-    this.#emitMessage(reply, []);
+    this.#events.message(reply, []);
     if (conv) {
       this.#touch(conv, reply, [], now);
       this.#setState(conv, 'failed', why);
@@ -737,94 +717,14 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> {
     }
   }
 
-  // ---------------------------------------------------------------- events and reads
-
-  /** Queues a message event; it is emitted once the write carrying the message has committed. */
-  #emitMessage(m: AclMessage, routed: string[]): void {
-    if (this.listenerCount('event') > 0) this.#events.push({ type: 'message', conversation_id: m.conversation_id, message: m, routed_to: routed });
-  }
-
-  /** Emits the queued events in order, and wakes whoever waits for a conversation that ended. */
-  #flushEvents(): void {
-    if (this.#events.length === 0) return;
-    const events = this.#events;
-    this.#events = [];
-    for (const e of events) {
-      if (this.listenerCount('event') > 0) this.emit('event', e);
-      if (e.type === 'state' && isTerminal(e.conversation.state)) {
-        const ws = this.#waiters.get(e.conversation_id);
-        if (ws) {
-          this.#waiters.delete(e.conversation_id);
-          for (const w of ws) w({ ...e.conversation });
-        }
-      }
-    }
-  }
+  // ---------------------------------------------------------------- waiting and replay
 
   /** Resolves with the conversation once it ends, or with its current state when `timeoutMs` passes. */
   async wait(id: ConversationId, timeoutMs: number, signal?: AbortSignal): Promise<Conversation> {
     await this.#commit.settled();
     const now = this.#conversation(id);
     if (!now) throw new CaxtonError('conversation_not_found', `no conversation ${id}`);
-    this.#assertStored(id);
-    if (isTerminal(now.state) || signal?.aborted) return { ...now };
-    const c = await new Promise<Conversation>((resolve) => {
-      let set = this.#waiters.get(id);
-      if (!set) this.#waiters.set(id, (set = new Set()));
-      const done = (c?: Conversation) => {
-        clearTimeout(timer);
-        signal?.removeEventListener('abort', onAbort);
-        set.delete(done);
-        resolve(c ?? { ...(this.#conversation(id) ?? now) });
-      };
-      const onAbort = () => done();
-      const timer = setTimeout(done, Math.max(0, timeoutMs));
-      signal?.addEventListener('abort', onAbort, { once: true });
-      set.add(done);
-    });
-    this.#assertStored(id);
-    return c;
-  }
-
-  /** A reply of `id` could not be stored for a full disk (#ackLater): its waiter gets a 507. */
-  #assertStored(id: ConversationId): void {
-    if (!this.#unstored.has(id)) return;
-    throw new CaxtonError(
-      'insufficient_storage',
-      'the disk holding the data dir is full: the agent answered, but its reply could not be stored. The delivery stays pending and its reply is stored once there is room (or it is delivered again after a restart); free some space on the server, then read the conversation',
-      { retry_after: 30, conversation_id: id },
-    );
-  }
-
-  async getConversation(id: string, opts: { limit?: number; offset?: number } = {}): Promise<{ conversation: Conversation; messages: StoredMessage[] }> {
-    await this.#commit.settled();
-    const c = this.#conversation(id as ConversationId);
-    if (!c) throw new CaxtonError('conversation_not_found', `no conversation with id "${id}"`, { id });
-    return { conversation: { ...c }, messages: this.store.messagesOf(id, opts.limit ?? 1000, opts.offset ?? 0) };
-  }
-
-  async listConversations(q: { state?: ConversationState; participant?: string; limit?: number; offset?: number } = {}): Promise<Page<Conversation>> {
-    await this.#commit.settled();
-    return this.store.listConversations({ ...q, limit: q.limit ?? 50, offset: q.offset ?? 0 });
-  }
-
-  async getMessage(id: string): Promise<(StoredMessage & { deliveries: DeliveryRow[] }) | undefined> {
-    await this.#commit.settled();
-    const s = this.store.getMessage(id);
-    return s && { ...s, deliveries: this.#queue.ofMessage(id) };
-  }
-
-  async deadLetters(q: { limit?: number; offset?: number } = {}): Promise<Page<DeliveryRow & { message: AclMessage }>> {
-    await this.#commit.settled();
-    const page = this.#queue.deadLetters(q.limit ?? 50, q.offset ?? 0);
-    return { total: page.total, items: page.items.map((d) => ({ ...d, message: this.store.getMessage(d.message_id)!.message })) };
-  }
-
-  async deadLetter(id: number): Promise<DeliveryRow & { message: AclMessage }> {
-    await this.#commit.settled();
-    const d = this.#queue.get(id);
-    if (!d || d.state !== 'dead') throw new CaxtonError('not_found', `no dead letter with id ${id}`, { id });
-    return { ...d, message: this.store.getMessage(d.message_id)!.message };
+    return this.#events.wait(now, timeoutMs, () => this.#conversation(id), signal);
   }
 
   /**
@@ -832,7 +732,7 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> {
    * failed because of this delivery, so the reply can complete it.
    */
   async replay(id: number): Promise<{ id: number; message_id: MessageId; receiver: string }> {
-    const d = await this.deadLetter(id);
+    const d = await this.reads.deadLetter(id);
     const now = iso();
     const ok = await this.#queue.replay(id, now, () => {
       // The one move back the state machine allows: a replayed dead letter reopens its conversation
@@ -845,7 +745,7 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> {
         conv.expires_at = iso(Date.now() + this.#cfg.conversation_ttl);
         this.#open.set(conv.id, conv);
         this.#dirty.add(conv);
-        if (this.listenerCount('event') > 0) this.#events.push({ type: 'state', conversation_id: conv.id, conversation: { ...conv } });
+        this.#events.state(conv);
       }
     });
     if (!ok) throw new CaxtonError('conflict', `dead letter ${id} was replayed already`);

@@ -1,5 +1,7 @@
-export { MessageBus, type BusEvent, type BusOptions, type MessageHandler, type InProcessHandler, type InProcessReceiver, type HandlerContext, type AgentAnswer } from './bus.js';
+export { MessageBus, type BusOptions, type MessageHandler, type InProcessHandler, type InProcessReceiver, type HandlerContext, type AgentAnswer } from './bus.js';
 export type { MessagingConfig } from './config.js';
+export { ConversationEvents, type BusEvent } from './events.js';
+export { MessageReads, type ReadSources } from './reads.js';
 export { PLATFORM, type SendHints, type SubmitResult } from './submission.js';
 export type { DeliveryQueue, DeliveryQueueDeps, DeliveryQueueFactory, PendingDelivery } from './queue.js';
 export { SqliteDeliveryQueue, sqliteQueue } from './sqlite-queue.js';

@@ -80,7 +80,7 @@ export function sendMessageTool(bus: MessageBus): Tool {
         const budget = ctx.deadline - Date.now() - 250;
         const timeout = Math.max(0, Math.min(budget, (a.timeout_seconds ?? Infinity) * 1000));
         const conv = await bus.wait(sent.conversation_id, timeout, ctx.signal);
-        const { messages } = await bus.getConversation(sent.conversation_id);
+        const { messages } = await bus.reads.getConversation(sent.conversation_id);
         const replies = messages.map((s) => s.message).filter((x) => x.sender !== ctx.agent && x.id !== sent.id);
         const lines = replies.map((r) => `[${r.performative}] from ${r.sender}: ${contentText(r.content)}`);
         const status = `conversation ${conv.id} is ${conv.state}${conv.reason ? ` (${conv.reason})` : ''}`;

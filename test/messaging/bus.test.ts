@@ -50,7 +50,7 @@ describe('routing', () => {
     expect(results.every((r) => r.routing === 'one' && !r.duplicate)).toBe(true);
     const conv = await t.bus.wait(results[0]!.conversation_id, 5000);
     expect(conv.state).toBe('completed');
-    const { messages } = await t.bus.getConversation(conv.id);
+    const { messages } = await t.bus.reads.getConversation(conv.id);
     expect(messages.map((s) => `${s.message.performative}:${s.message.sender}`)).toEqual(['request:user', 'agree:a1', 'inform:a1']);
     expect(messages[2]!.message.content).toBe('done by a1');
     expect(messages[2]!.message.in_reply_to).toBe(results[0]!.id);
@@ -96,7 +96,7 @@ describe('routing', () => {
     expect(r.routed_to).toEqual([]);
     expect(r.routing).toBe('none');
     expect(r.failure?.reason).toBe('unknown_capability');
-    const { conversation, messages } = await t.bus.getConversation(r.conversation_id);
+    const { conversation, messages } = await t.bus.reads.getConversation(r.conversation_id);
     expect(conversation.state).toBe('failed');
     expect(conversation.reason).toMatch(/no agent provides capability "nobody-does-this"/);
     expect(messages.map((s) => s.message.performative)).toEqual(['request', 'failure']);
@@ -159,7 +159,7 @@ describe('delivery', () => {
     const conv = await t.bus.wait(r.conversation_id, 5000);
     expect(conv.state).toBe('failed');
     expect(calls).toBe(3);
-    const dl = await t.bus.deadLetters();
+    const dl = await t.bus.reads.deadLetters();
     expect(dl.total).toBe(1);
     expect(dl.items[0]!.attempts).toBe(3);
     expect(dl.items[0]!.last_error).toMatch(/failed 3 times; last error: provider down/);
@@ -168,8 +168,8 @@ describe('delivery', () => {
     await t.bus.replay(dl.items[0]!.id);
     const after = await t.bus.wait(r.conversation_id, 5000);
     expect(after.state).toBe('completed');
-    expect((await t.bus.deadLetters()).total).toBe(0);
-    const { messages } = await t.bus.getConversation(r.conversation_id);
+    expect((await t.bus.reads.deadLetters()).total).toBe(0);
+    const { messages } = await t.bus.reads.getConversation(r.conversation_id);
     expect(messages.at(-1)!.message.content).toBe('recovered');
     await expect(t.bus.replay(dl.items[0]!.id)).rejects.toMatchObject({ code: 'not_found' });
   });
@@ -192,9 +192,9 @@ describe('delivery', () => {
     const r = await t.bus.submit({ performative: 'request', capability: 'slow', content: 'x' });
     const conv = await t.bus.wait(r.conversation_id, 5000);
     expect(conv.state).toBe('failed');
-    const { messages } = await t.bus.getConversation(r.conversation_id);
+    const { messages } = await t.bus.reads.getConversation(r.conversation_id);
     expect(messages.map((s) => s.message.performative)).toEqual(['request', 'agree', 'failure']);
-    expect((await t.bus.deadLetters()).total).toBe(0);
+    expect((await t.bus.reads.deadLetters()).total).toBe(0);
   });
 
   it('limits concurrency per agent and answers 429 (queue_full) when the queue is full', async () => {
@@ -269,7 +269,7 @@ describe('conversations', () => {
     const over = await errorOf(t.bus.submit({ performative: 'inform', receiver: 'talker', content: '5', conversation_id: conv }));
     expect(over.code).toBe('conversation_closed');
     expect(over.message).toMatch(/at most 4 messages/);
-    expect((await t.bus.getConversation(conv)).conversation.state).toBe('failed');
+    expect((await t.bus.reads.getConversation(conv)).conversation.state).toBe('failed');
   });
 
   it('expires a conversation whose reply_by passes without a reply', async () => {
@@ -284,16 +284,16 @@ describe('conversations', () => {
     const t = start({ handler: (m, r) => (m.performative === 'subscribe' ? { performative: 'agree', content: `${r.agent} will notify` } : undefined) });
     deploy(t.registry, agentDef('feed', ['prices']));
     const sub = await t.bus.submit({ performative: 'subscribe', capability: 'prices', content: 'all price changes', sender: 'watcher' });
-    await waitUntil(async () => (await t.bus.getConversation(sub.conversation_id)).conversation.state === 'in_progress');
+    await waitUntil(async () => (await t.bus.reads.getConversation(sub.conversation_id)).conversation.state === 'in_progress');
     await t.bus.submit({ performative: 'inform', capability: 'prices', content: 'EUR 1.10', sender: 'market' });
     await t.bus.submit({ performative: 'inform', capability: 'prices', content: 'EUR 1.11', sender: 'market' });
-    await waitUntil(async () => (await t.bus.getConversation(sub.conversation_id)).messages.filter((s) => s.message.performative === 'inform').length === 2);
+    await waitUntil(async () => (await t.bus.reads.getConversation(sub.conversation_id)).messages.filter((s) => s.message.performative === 'inform').length === 2);
     await t.bus.submit({ performative: 'cancel', receiver: 'feed', conversation_id: sub.conversation_id, sender: 'watcher', content: '' });
     const done = await t.bus.wait(sub.conversation_id, 5000);
     expect(done.state).toBe('completed');
     await t.bus.submit({ performative: 'inform', capability: 'prices', content: 'EUR 1.12', sender: 'market' });
     await t.bus.settled();
-    const { messages } = await t.bus.getConversation(sub.conversation_id);
+    const { messages } = await t.bus.reads.getConversation(sub.conversation_id);
     expect(messages.map((s) => `${s.message.performative}:${s.message.content as string}`)).toEqual([
       'subscribe:all price changes',
       'agree:feed will notify',

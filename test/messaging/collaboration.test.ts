@@ -64,10 +64,10 @@ describe('agents messaging agents', () => {
       expect(res.status, res.text).toBe(200);
       expect(res.json.tool_calls[0].is_error).toBe(false);
       expect(res.json.content).toContain('[inform] from expert: 42');
-      const convs = await cx.server.bus.listConversations({ participant: asker });
+      const convs = await cx.server.bus.reads.listConversations({ participant: asker });
       expect(convs.items[0]!.protocol).toBe('fipa-query');
       expect(convs.items[0]!.state).toBe('completed');
-      const { messages } = await cx.server.bus.getConversation(convs.items[0]!.id);
+      const { messages } = await cx.server.bus.reads.getConversation(convs.items[0]!.id);
       expect(messages[0]!.message.chain).toEqual([asker]);
     });
   }
@@ -77,7 +77,7 @@ describe('agents messaging agents', () => {
     expect(res.status, res.text).toBe(200);
     // ping asked pong; pong tried to ask ping back and was refused; pong's answer reached ping.
     expect(res.json.content).toContain('not delivered: message loop detected: ping → pong → ping');
-    const pongConvs = await cx.server.bus.listConversations({ participant: 'pong' });
+    const pongConvs = await cx.server.bus.reads.listConversations({ participant: 'pong' });
     const loop = pongConvs.items.find((c) => c.initiator === 'pong')!;
     expect(loop.state).toBe('failed');
     expect(loop.reason).toContain('message loop detected');

@@ -62,7 +62,7 @@ afterAll(async () => {
 });
 
 async function conversation(id: ConversationId) {
-  return cx.server.bus.getConversation(id);
+  return cx.server.bus.reads.getConversation(id);
 }
 
 describe('Contract Net', () => {
@@ -176,7 +176,7 @@ describe('Contract Net', () => {
     expect(res.json.tool_calls[0].is_error).toBe(false);
     expect(res.json.content).toContain('is completed');
     expect(res.json.content).toContain('[inform] from carrier-b: Delivered by carrier-b for 12 EUR');
-    const list = await cx.server.bus.listConversations({ participant: 'planner' });
+    const list = await cx.server.bus.reads.listConversations({ participant: 'planner' });
     const cnp = list.items.find((c) => c.protocol === 'fipa-contract-net')!;
     expect(cnp.initiator).toBe('planner');
     expect(cnp.state).toBe('completed');

@@ -31,7 +31,7 @@ async function stop(t: TestBus): Promise<void> {
 }
 
 async function messagesOf(t: TestBus, id: ConversationId): Promise<AclMessage[]> {
-  return (await t.bus.getConversation(id)).messages.map((s) => s.message);
+  return (await t.bus.reads.getConversation(id)).messages.map((s) => s.message);
 }
 
 describe('Contract Net across a restart', () => {
@@ -73,7 +73,7 @@ describe('Subscribe', () => {
     const first = start({ handler: agree });
     deploy(first.registry, agentDef('ticker', ['quotes']));
     const sub = await first.bus.submit({ performative: 'subscribe', capability: 'quotes', content: 'all quotes', sender: 'dashboard' });
-    await waitUntil(async () => (await first.bus.getConversation(sub.conversation_id)).conversation.state === 'in_progress', { what: 'the agree' });
+    await waitUntil(async () => (await first.bus.reads.getConversation(sub.conversation_id)).conversation.state === 'in_progress', { what: 'the agree' });
     await first.bus.settled();
     await stop(first);
 
@@ -91,11 +91,11 @@ describe('Subscribe', () => {
     const t = start({ config: { conversation_ttl: 300 }, handler });
     deploy(t.registry, agentDef('ticker', ['quotes']));
     const sub = await t.bus.submit({ performative: 'subscribe', capability: 'quotes', content: 'all quotes', sender: 'dashboard' });
-    await waitUntil(async () => (await t.bus.getConversation(sub.conversation_id)).conversation.state === 'in_progress', { what: 'the agree' });
+    await waitUntil(async () => (await t.bus.reads.getConversation(sub.conversation_id)).conversation.state === 'in_progress', { what: 'the agree' });
     const req = await t.bus.submit({ performative: 'request', capability: 'quotes', content: 'a quote, please', sender: 'dashboard' });
     const ended = await t.bus.wait(req.conversation_id, 5000);
     expect(ended.state).toBe('expired');
-    expect((await t.bus.getConversation(sub.conversation_id)).conversation.state).toBe('in_progress');
+    expect((await t.bus.reads.getConversation(sub.conversation_id)).conversation.state).toBe('in_progress');
   });
 });
 
@@ -136,7 +136,7 @@ describe('the delivery queue seam', () => {
     const r = await t.bus.submit({ performative: 'query-ref', capability: 'desk', content: 'status?' });
     expect((await t.bus.wait(r.conversation_id, 5000)).state).toBe('completed');
     expect(calls).toEqual(['enqueue:query-ref>desk', 'dispatch:desk', 'ack:desk:inform']);
-    const stored = await t.bus.getMessage(r.id);
+    const stored = await t.bus.reads.getMessage(r.id);
     expect(stored?.deliveries.map((d) => [d.receiver, d.state])).toEqual([['desk', 'done']]);
   });
 });

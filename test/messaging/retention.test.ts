@@ -41,21 +41,21 @@ describe('messaging retention', () => {
     const held = await t.bus.submit({ performative: 'request', protocol: 'fipa-request', receiver: 'worker', content: 'hold' });
     const ids: string[] = [];
     for (let i = 0; i < 200; i++) ids.push((await t.bus.submit({ performative: 'request', protocol: 'fipa-request', receiver: 'worker', content: `job ${i}` })).conversation_id);
-    await waitUntil(async () => (await t.bus.getConversation(ids.at(-1)!)).conversation.state === 'completed', { timeoutMs: 10_000 });
+    await waitUntil(async () => (await t.bus.reads.getConversation(ids.at(-1)!)).conversation.state === 'completed', { timeoutMs: 10_000 });
     await t.bus.settled();
     await t.bus.applyRetention();
     expect(count(t, "SELECT count(*) FROM conversations WHERE state = 'completed'")).toBe(50);
     // The newest are kept, with all their messages (request, agree, inform) and deliveries.
-    const kept = await t.bus.getConversation(ids.at(-1)!);
+    const kept = await t.bus.reads.getConversation(ids.at(-1)!);
     expect(kept.messages.map((s) => s.message.performative)).toEqual(['request', 'agree', 'inform']);
-    await expect(t.bus.getConversation(ids[0]!)).rejects.toMatchObject({ code: 'conversation_not_found' });
+    await expect(t.bus.reads.getConversation(ids[0]!)).rejects.toMatchObject({ code: 'conversation_not_found' });
     expect(count(t, 'SELECT count(*) FROM messages')).toBe(50 * 3 + 1);
     expect(count(t, 'SELECT count(*) FROM deliveries')).toBe(51);
     // The held one (oldest of all, still being delivered) is there, with its pending delivery.
-    expect((await t.bus.getConversation(held.conversation_id)).conversation.state).not.toBe('completed');
+    expect((await t.bus.reads.getConversation(held.conversation_id)).conversation.state).not.toBe('completed');
     expect(count(t, "SELECT count(*) FROM deliveries WHERE state = 'pending'")).toBe(1);
     hold = false;
-    await waitUntil(async () => (await t.bus.getConversation(held.conversation_id)).conversation.state === 'completed', { timeoutMs: 5000 });
+    await waitUntil(async () => (await t.bus.reads.getConversation(held.conversation_id)).conversation.state === 'completed', { timeoutMs: 5000 });
   });
 
   it('keeps at most max_messages messages, deleting the oldest finished conversations', async () => {
@@ -63,7 +63,7 @@ describe('messaging retention', () => {
     deploy(t.registry, agentDef('worker', ['work']));
     let last = '';
     for (let i = 0; i < 100; i++) last = (await t.bus.submit({ performative: 'request', protocol: 'fipa-request', receiver: 'worker', content: `job ${i}` })).conversation_id;
-    await waitUntil(async () => (await t.bus.getConversation(last)).conversation.state === 'completed', { timeoutMs: 10_000 });
+    await waitUntil(async () => (await t.bus.reads.getConversation(last)).conversation.state === 'completed', { timeoutMs: 10_000 });
     await t.bus.settled();
     await t.bus.applyRetention();
     const messages = count(t, 'SELECT count(*) FROM messages');
@@ -83,7 +83,7 @@ describe('messaging retention', () => {
     deploy(t.registry, agentDef('worker', ['work']));
     const done = await t.bus.submit({ performative: 'request', protocol: 'fipa-request', receiver: 'worker', content: 'ok' });
     const dead = await t.bus.submit({ performative: 'request', protocol: 'fipa-request', receiver: 'worker', content: 'fail' });
-    await waitUntil(async () => (await t.bus.deadLetters()).total === 1 && (await t.bus.getConversation(done.conversation_id)).conversation.state === 'completed', { timeoutMs: 5000 });
+    await waitUntil(async () => (await t.bus.reads.deadLetters()).total === 1 && (await t.bus.reads.getConversation(done.conversation_id)).conversation.state === 'completed', { timeoutMs: 5000 });
     await t.bus.settled();
     await t.bus.applyRetention();
     expect(count(t, 'SELECT count(*) FROM conversations')).toBe(2); // nothing is old yet
@@ -92,13 +92,13 @@ describe('messaging retention', () => {
     t.db.prepare('UPDATE conversations SET updated_at = ?').run(ago(90_000));
     t.db.prepare('UPDATE deliveries SET updated_at = ?').run(ago(90_000));
     await t.bus.applyRetention();
-    await expect(t.bus.getConversation(done.conversation_id)).rejects.toMatchObject({ code: 'conversation_not_found' });
-    expect((await t.bus.getConversation(dead.conversation_id)).conversation.state).toBe('failed');
-    expect((await t.bus.deadLetters()).total).toBe(1);
+    await expect(t.bus.reads.getConversation(done.conversation_id)).rejects.toMatchObject({ code: 'conversation_not_found' });
+    expect((await t.bus.reads.getConversation(dead.conversation_id)).conversation.state).toBe('failed');
+    expect((await t.bus.reads.deadLetters()).total).toBe(1);
     // Past the dead letters' retention too: the dead letter goes, and with it its finished conversation.
     t.db.prepare('UPDATE deliveries SET updated_at = ?').run(ago(130_000));
     await t.bus.applyRetention();
-    expect((await t.bus.deadLetters()).total).toBe(0);
+    expect((await t.bus.reads.deadLetters()).total).toBe(0);
     expect(count(t, 'SELECT count(*) FROM conversations')).toBe(0);
     expect(count(t, 'SELECT count(*) FROM messages')).toBe(0);
   });
@@ -112,10 +112,10 @@ describe('messaging retention', () => {
     });
     deploy(t.registry, agentDef('worker', ['work']));
     for (let i = 0; i < 12; i++) await t.bus.submit({ performative: 'request', protocol: 'fipa-request', receiver: 'worker', content: `j${i}` });
-    await waitUntil(async () => (await t.bus.deadLetters()).total === 12, { timeoutMs: 5000 });
+    await waitUntil(async () => (await t.bus.reads.deadLetters()).total === 12, { timeoutMs: 5000 });
     await t.bus.settled();
     await t.bus.applyRetention();
-    const page = await t.bus.deadLetters({ limit: 50 });
+    const page = await t.bus.reads.deadLetters({ limit: 50 });
     expect(page.total).toBe(5);
     expect(page.items.map((d) => d.message.content)).toEqual(['j7', 'j8', 'j9', 'j10', 'j11']);
   });
@@ -127,7 +127,7 @@ describe('messaging retention', () => {
     let last = '';
     const big = 'x'.repeat(20_000);
     for (let i = 0; i < 300; i++) last = (await t.bus.submit({ performative: 'inform', receiver: 'worker', content: big })).conversation_id;
-    await waitUntil(async () => (await t.bus.getConversation(last)).conversation.state === 'completed', { timeoutMs: 10_000 });
+    await waitUntil(async () => (await t.bus.reads.getConversation(last)).conversation.state === 'completed', { timeoutMs: 10_000 });
     await t.bus.settled();
     t.db.pragma('wal_checkpoint(TRUNCATE)');
     const file = join(t.dir, 'caxton.db');

@@ -121,9 +121,9 @@ describe('tracing across agents', () => {
     const winner = named('agent.execute carrier-b').find((s) => ancestors(s).includes('message.deliver accept-proposal'));
     expect(winner).toBeDefined();
     // Replies carry the context of the delivery that produced them.
-    const list = await cx.server.bus.listConversations({ participant: 'planner' });
+    const list = await cx.server.bus.reads.listConversations({ participant: 'planner' });
     const cnp = list.items.find((c) => c.protocol === 'fipa-contract-net')!;
-    const { messages } = await cx.server.bus.getConversation(cnp.id);
+    const { messages } = await cx.server.bus.reads.getConversation(cnp.id);
     const inform = messages.find((m) => m.message.performative === 'inform')!.message;
     expect(inform.trace_context?.traceparent).toMatch(/^00-0af7651916cd43dd8448eb211c80319c-[0-9a-f]{16}-01$/);
     const informParent = inform.trace_context!.traceparent.split('-')[2]!;

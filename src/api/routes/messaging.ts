@@ -259,7 +259,7 @@ export async function messagingRoutes(app: FastifyInstance, opts: { bus: Message
       if (waitMs === undefined) return reply.code(result.duplicate ? 200 : 202).send(result);
       const signal = AbortSignal.any([gone!, closing.signal]);
       const conversation = await bus.wait(result.conversation_id, signal.aborted ? 0 : waitMs, signal);
-      const { messages } = await bus.getConversation(result.conversation_id, { limit: 100_000 });
+      const { messages } = await bus.reads.getConversation(result.conversation_id, { limit: 100_000 });
       return reply.code(200).send({ ...result, conversation, messages: messages.map(messageView) });
     },
   );
@@ -275,7 +275,7 @@ export async function messagingRoutes(app: FastifyInstance, opts: { bus: Message
       },
     },
     async (req) => {
-      const m = await bus.getMessage(req.params.id);
+      const m = await bus.reads.getMessage(req.params.id);
       if (!m) throw new CaxtonError('not_found', `no message with id "${req.params.id}"`, { id: req.params.id });
       return { ...messageView(m), deliveries: m.deliveries };
     },
@@ -293,7 +293,7 @@ export async function messagingRoutes(app: FastifyInstance, opts: { bus: Message
     },
     async (req) => {
       const { state, participant, limit, offset } = req.query;
-      const page = await bus.listConversations({ ...(state !== undefined && { state }), ...(participant !== undefined && { participant }), limit, offset });
+      const page = await bus.reads.listConversations({ ...(state !== undefined && { state }), ...(participant !== undefined && { participant }), limit, offset });
       return { conversations: page.items, total: page.total, limit, offset };
     },
   );
@@ -310,7 +310,7 @@ export async function messagingRoutes(app: FastifyInstance, opts: { bus: Message
       },
     },
     async (req) => {
-      const { conversation, messages } = await bus.getConversation(req.params.id, { limit: req.query.limit, offset: req.query.offset });
+      const { conversation, messages } = await bus.reads.getConversation(req.params.id, { limit: req.query.limit, offset: req.query.offset });
       return { conversation, messages: messages.map(messageView) };
     },
   );
@@ -343,13 +343,13 @@ export async function messagingRoutes(app: FastifyInstance, opts: { bus: Message
     },
     async (req) => {
       const { limit, offset } = req.query;
-      const page = await bus.deadLetters({ limit, offset });
+      const page = await bus.reads.deadLetters({ limit, offset });
       return { dead_letters: page.items, total: page.total, limit, offset };
     },
   );
 
   r.get('/dead-letters/:id', { schema: { summary: 'One dead letter', tags: ['messaging'], params: deadLetterParams, response: { 200: deadLetterSchema, ...errors } } }, async (req) =>
-    bus.deadLetter(Number(req.params.id)),
+    bus.reads.deadLetter(Number(req.params.id)),
   );
 
   r.post(
@@ -364,7 +364,7 @@ export async function messagingRoutes(app: FastifyInstance, opts: { bus: Message
       },
     },
     async (req, reply) => {
-      const d = await bus.deadLetter(Number(req.params.id));
+      const d = await bus.reads.deadLetter(Number(req.params.id));
       const out = await bus.replay(d.id);
       req.log.info({ dead_letter: out.id, message_id: out.message_id, receiver: out.receiver }, 'dead letter replayed');
       return reply.code(202).send({ ...out, conversation_id: d.message.conversation_id });
@@ -457,9 +457,9 @@ async function followConversation(bus: MessageBus, req: FastifyRequest, reply: F
     else held.push(e);
   };
   bus.on('event', onEvent);
-  let snapshot: Awaited<ReturnType<MessageBus['getConversation']>>;
+  let snapshot: Awaited<ReturnType<MessageBus['reads']['getConversation']>>;
   try {
-    snapshot = await bus.getConversation(id, { limit: 100_000 });
+    snapshot = await bus.reads.getConversation(id, { limit: 100_000 });
   } catch (e) {
     bus.off('event', onEvent);
     throw e; // 404 before the stream opens

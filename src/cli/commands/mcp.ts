@@ -39,7 +39,7 @@ export function registerMcpCommand(program: Command, ctx?: CliContext): void {
       config: config.mcp,
       logger,
       clients: server.mcp,
-      conversations: server.bus,
+      conversations: server.bus.reads,
       ...(server.memory && { memory: server.memory.store }),
     });
     logger.info({ agents: server.registry.size, mounted: server.mcp.size }, 'caxton MCP server on stdio');

@@ -55,7 +55,7 @@ export async function startMcp(opts: {
     config: config.mcp,
     logger,
     clients,
-    conversations: opts.bus,
+    conversations: opts.bus.reads,
     ...(opts.memory && { memory: opts.memory }),
     ...(config.metrics.enabled && { metrics: opts.metrics }),
   });

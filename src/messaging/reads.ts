@@ -1,0 +1,64 @@
+import { CaxtonError } from '../shared/errors.js';
+import type { Conversation, ConversationState } from './conversation.js';
+import type { AclMessage, ConversationId } from './message.js';
+import type { DeliveryQueue } from './queue.js';
+import type { DeliveryRow, MessageStore, Page, StoredMessage } from './store.js';
+
+/** What the reads need from the bus: its write barrier, its open conversations, its store and queue. */
+export interface ReadSources {
+  /** Resolves once every write accepted so far has committed (a read never misses an accepted message). */
+  settled(): Promise<void>;
+  /** The conversation as the bus holds it (open ones in memory, the rest from the store). */
+  conversation(id: ConversationId): Conversation | undefined;
+  store: MessageStore;
+  queue: DeliveryQueue;
+}
+
+/**
+ * The read side of messaging (REST GET routes, `caxton conversations`, `caxton dlq`): each read
+ * first waits for the writes in flight, so what a caller was told is accepted is also readable.
+ * Reads never change state; replaying a dead letter is the bus's (`MessageBus.replay`).
+ */
+export class MessageReads {
+  readonly #src: ReadSources;
+
+  constructor(src: ReadSources) {
+    this.#src = src;
+  }
+
+  async getConversation(id: string, opts: { limit?: number; offset?: number } = {}): Promise<{ conversation: Conversation; messages: StoredMessage[] }> {
+    await this.#src.settled();
+    const c = this.#src.conversation(id as ConversationId);
+    if (!c) throw new CaxtonError('conversation_not_found', `no conversation with id "${id}"`, { id });
+    return { conversation: { ...c }, messages: this.#src.store.messagesOf(id, opts.limit ?? 1000, opts.offset ?? 0) };
+  }
+
+  async listConversations(q: { state?: ConversationState; participant?: string; limit?: number; offset?: number } = {}): Promise<Page<Conversation>> {
+    await this.#src.settled();
+    return this.#src.store.listConversations({ ...q, limit: q.limit ?? 50, offset: q.offset ?? 0 });
+  }
+
+  async getMessage(id: string): Promise<(StoredMessage & { deliveries: DeliveryRow[] }) | undefined> {
+    await this.#src.settled();
+    const s = this.#src.store.getMessage(id);
+    return s && { ...s, deliveries: this.#src.queue.ofMessage(id) };
+  }
+
+  async deadLetters(q: { limit?: number; offset?: number } = {}): Promise<Page<DeliveryRow & { message: AclMessage }>> {
+    await this.#src.settled();
+    const page = this.#src.queue.deadLetters(q.limit ?? 50, q.offset ?? 0);
+    return { total: page.total, items: page.items.map((d) => ({ ...d, message: this.#messageOf(d) })) };
+  }
+
+  async deadLetter(id: number): Promise<DeliveryRow & { message: AclMessage }> {
+    await this.#src.settled();
+    const d = this.#src.queue.get(id);
+    if (!d || d.state !== 'dead') throw new CaxtonError('not_found', `no dead letter with id ${id}`, { id });
+    return { ...d, message: this.#messageOf(d) };
+  }
+
+  // A delivery row references its message by a foreign key (store.ts): the message is always there.
+  #messageOf(d: DeliveryRow): AclMessage {
+    return this.#src.store.getMessage(d.message_id)!.message;
+  }
+}
