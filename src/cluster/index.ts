@@ -1,3 +1,4 @@
 export { clusterConfigSchema, NODE_NAME, type ClusterConfig } from '../config/index.js';
 export { connectNats, natsOptions, type NatsOptionsInput } from './nats.js';
 export { Membership, type Heartbeat, type MembershipOptions, type NodeInfo } from './membership.js';
+export { openJetStreamQueue, jetstreamQueueOptions, subjectToken, JetStreamDeliveryQueue, type JetStreamQueueOptions } from './jetstream-queue.js';

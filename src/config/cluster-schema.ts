@@ -63,6 +63,26 @@ export const clusterConfigSchema = z
     heartbeat: duration(2_000),
     /** The JetStream key-value bucket of node heartbeats. */
     nodes_bucket: bucketName.default('caxton_nodes'),
+    /** Delivery on JetStream (src/cluster/jetstream-queue.ts, ADR 0038). */
+    delivery: z
+      .strictObject({
+        /** The work-queue stream holding the deliveries. */
+        stream: bucketName.default('CAXTON_DELIVERIES'),
+        /** Deliveries are published on `<subject>.<agent>`. */
+        subject: z
+          .string()
+          .regex(/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/, { error: 'expected NATS subject tokens (letters, digits, "-" and "_") separated by "."' })
+          .default('caxton.deliver'),
+        /** The durable consumer every node shares. */
+        consumer: bucketName.default('caxton_deliverer'),
+        /** How long JetStream waits for a node's ack before another node gets the delivery (a node that died). */
+        ack_wait: duration(30_000),
+        /** Longest a submission waits for JetStream's PubAck before it fails with 503 (NATS unreachable). */
+        publish_timeout: duration(5_000),
+        /** Deliveries one node holds at once (fetched, waiting or running). */
+        max_held: z.int().min(1).max(100_000).default(256),
+      })
+      .prefault({}),
   })
   .refine((c) => c.nats.tls === undefined || (c.nats.tls.cert_file === undefined) === (c.nats.tls.key_file === undefined), {
     error: 'a TLS client certificate needs both cert_file and key_file',

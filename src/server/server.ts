@@ -128,6 +128,17 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
     );
   }
 
+  // Several nodes must share their agents, conversations and deliveries; the data dir's SQLite is
+  // one node's. Until the PostgreSQL shared state exists (docs/cluster.md), a [cluster] node would
+  // silently be an island: refuse instead.
+  if (config.cluster) {
+    throw new CaxtonError(
+      'invalid_config',
+      `refusing to start: [cluster] is set (node "${config.cluster.node}"), but this node's agents, conversations and deliveries would stay in the data dir's SQLite, which no other node sees. Shared state in PostgreSQL is not available in this version (docs/cluster.md); remove [cluster] to run one node`,
+      { field: 'cluster' },
+    );
+  }
+
   const metrics = new Metrics();
   const stack = new ComponentStack({ metrics, onCloseError: (component, err) => logger.error({ err, component }, `closing ${component} failed`) });
   try {

@@ -76,6 +76,14 @@ async function freePort(): Promise<number> {
 }
 
 describe('a start that fails part-way', () => {
+  it('a [cluster] node refuses to start on SQLite state, naming [cluster], before it opens anything', async () => {
+    const config = configIn('[cluster]\nnode = "node-a"\n', { port: 0, metricsPort: 0 });
+    const e = await startServer({ config }).catch((x: unknown) => x);
+    expect(e).toMatchObject({ code: 'invalid_config', details: { field: 'cluster' } });
+    expect((e as Error).message).toMatch(/^refusing to start: \[cluster\] is set \(node "node-a"\), but this node's agents, conversations and deliveries would stay in the data dir's SQLite/);
+    expect(existsSync(join(config.data_dir, 'caxton.db'))).toBe(false);
+  });
+
   it('a bad [memory.postgres] URL (memory starts after storage, auth, agents and the agents_dir watcher): all of them are closed, no handle is left', async () => {
     const config = configIn('[memory]\nbackend = "postgres"\n[memory.postgres]\nurl_env = "CAXTON_TEST_NO_SUCH_VARIABLE"\n', { port: 0, metricsPort: 0 });
     delete process.env.CAXTON_TEST_NO_SUCH_VARIABLE;
