@@ -22,6 +22,7 @@ const SUITES: Record<string, () => Promise<Suite>> = {
   limits: async () => (await import('./limits.js')).limitsSuite,
   'auth-jwt': async () => (await import('./auth-jwt.js')).authJwtSuite,
   auth: async () => (await import('./auth.js')).authSuite,
+  cluster: async () => (await import('./cluster.js')).clusterSuite,
 };
 
 async function main(argv: string[]): Promise<number> {

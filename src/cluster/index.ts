@@ -2,3 +2,4 @@ export { clusterConfigSchema, NODE_NAME, type ClusterConfig } from '../config/in
 export { connectNats, natsOptions, type NatsOptionsInput } from './nats.js';
 export { Membership, type Heartbeat, type MembershipOptions, type NodeInfo } from './membership.js';
 export { openJetStreamQueue, jetstreamQueueOptions, subjectToken, JetStreamDeliveryQueue, type JetStreamQueueOptions } from './jetstream-queue.js';
+export { DirectorySync, type DirectorySyncOptions } from './directory-sync.js';

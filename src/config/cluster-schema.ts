@@ -63,6 +63,8 @@ export const clusterConfigSchema = z
     heartbeat: duration(2_000),
     /** The JetStream key-value bucket of node heartbeats. */
     nodes_bucket: bucketName.default('caxton_nodes'),
+    /** The JetStream key-value bucket of the agents deployed through the API (directory propagation, ADR 0039). */
+    agents_bucket: bucketName.default('caxton_agents'),
     /** Delivery on JetStream (src/cluster/jetstream-queue.ts, ADR 0038). */
     delivery: z
       .strictObject({

@@ -1,0 +1,182 @@
+/**
+ * Issue 17 — the cluster's engines, on a `nats-server -js` this suite starts on its own port and
+ * store (Debian's binary):
+ *
+ *  1. Durable messages through the message bus on the JetStream delivery queue (ADR 0038): one
+ *     process, one-way informs to in-process agents, accepted (PubAck + commit) and delivered
+ *     (handled, row and JetStream acknowledged). Baseline in the same run: raw JetStream — publish
+ *     the same payloads awaiting each PubAck, consume and ack them from one pull consumer — and, for
+ *     context, the same bus on the SQLite queue. Target: ≥ 0.5 of raw JetStream.
+ *  2. Directory propagation (ADR 0039): deploys on one of three nodes, the lag until each of the two
+ *     others has it in its registry. Target: p99 ≤ 100 ms on loopback.
+ *
+ * Several nodes as separate processes are not measured here: a node cannot serve [cluster] until
+ * the shared state in PostgreSQL exists (docs/cluster.md).
+ */
+import { AckPolicy, jetstream, jetstreamManager, RetentionPolicy, StorageType } from '@nats-io/jetstream';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { AgentRegistry, parseAgent, type DeployedAgent } from '../src/agents/index.js';
+import { clusterConfigSchema, DirectorySync, jetstreamQueueOptions, openJetStreamQueue } from '../src/cluster/index.js';
+import { loadServerConfig } from '../src/config/index.js';
+import { MESSAGING_MIGRATIONS, MessageBus, newConversationId, newMessageId, type AclMessage, type DeliveryQueueFactory } from '../src/messaging/index.js';
+import { migrate, openDatabase } from '../src/storage/index.js';
+import { startNatsServer, type NatsServer } from '../test/helpers/nats-server.js';
+import { progress } from './lib/progress.js';
+import type { Row, Suite, SuiteReport } from './lib/report.js';
+import { fmt, summarize } from './lib/stats.js';
+import { tempDir } from './lib/tmp.js';
+
+const MESSAGES = Number(process.env.BENCH_CLUSTER_MESSAGES ?? 5_000);
+const AGENTS = 10;
+const DEPLOYS = Number(process.env.BENCH_CLUSTER_DEPLOYS ?? 300);
+
+function agent(name: string, revision: number): DeployedAgent {
+  const r = parseAgent(`name = "${name}"\ncapabilities = ["desk"]\nsystem_prompt = "You are ${name}."\n`, { format: 'toml', file: `${name}.toml` });
+  if (!r.ok) throw new Error(JSON.stringify(r.errors));
+  const now = new Date().toISOString();
+  return { definition: r.definition, format: 'toml', origin: { kind: 'api' }, revision, deployed_at: now, updated_at: now };
+}
+
+function inform(i: number): AclMessage {
+  return {
+    id: newMessageId(),
+    performative: 'inform',
+    sender: 'bench',
+    receivers: [`agent-${i % AGENTS}`],
+    content: `payload ${i} `.padEnd(200, 'x'),
+    conversation_id: newConversationId(),
+    params: {},
+    timestamp: new Date().toISOString(),
+    chain: [],
+  };
+}
+
+/** Messages per second accepted, and delivered, through a bus on `queue` (undefined: the SQLite queue). */
+async function throughBus(queue: DeliveryQueueFactory | undefined, label: string): Promise<{ accepted_per_s: number; delivered_per_s: number }> {
+  const dir = tempDir('caxton-bench-cluster-');
+  try {
+    const db = openDatabase(dir.path);
+    migrate(db, MESSAGING_MIGRATIONS);
+    const registry = new AgentRegistry();
+    for (let i = 0; i < AGENTS; i++) registry.upsert(agent(`agent-${i}`, 1));
+    const config = { ...loadServerConfig({ env: {}, cwd: dir.path }).messaging, max_queue: 10_000_000 };
+    const bus = new MessageBus({ db, registry, config, ...(queue && { queue }) });
+    let delivered = 0;
+    let done!: () => void;
+    const all = new Promise<void>((r) => (done = r));
+    for (let i = 0; i < AGENTS; i++)
+      bus.registerHandler(`agent-${i}`, () => {
+        if (++delivered === MESSAGES) done();
+        return undefined;
+      });
+    bus.start();
+    const msgs = Array.from({ length: MESSAGES }, (_, i) => inform(i));
+    const bar = progress(label, MESSAGES);
+    const t0 = performance.now();
+    await Promise.all(msgs.map((m) => bus.send(m, { newConversation: true })));
+    const acceptMs = performance.now() - t0;
+    await all;
+    await bus.settled();
+    const deliverMs = performance.now() - t0;
+    bar.update(MESSAGES);
+    bar.end();
+    await bus.close();
+    db.close();
+    return { accepted_per_s: (MESSAGES / acceptMs) * 1000, delivered_per_s: (MESSAGES / deliverMs) * 1000 };
+  } finally {
+    dir.remove();
+  }
+}
+
+/** The baseline: the same payloads published (awaiting each PubAck, all in flight) and consumed with explicit acks. */
+async function rawJetStream(nc: NatsConnection): Promise<{ published_per_s: number; consumed_per_s: number }> {
+  const jsm = await jetstreamManager(nc);
+  await jsm.streams.add({ name: 'BENCH_RAW', subjects: ['bench.raw.>'], retention: RetentionPolicy.Workqueue, storage: StorageType.File, duplicate_window: 120_000_000_000 });
+  await jsm.consumers.add('BENCH_RAW', { durable_name: 'raw', ack_policy: AckPolicy.Explicit, ack_wait: 30_000_000_000, max_deliver: -1, max_ack_pending: -1 });
+  const js = jetstream(nc);
+  const payloads = Array.from({ length: MESSAGES }, (_, i) => ({ receiver: `agent-${i % AGENTS}`, message: inform(i) }));
+  const t0 = performance.now();
+  await Promise.all(payloads.map((p) => js.publish(`bench.raw.${p.receiver}`, JSON.stringify(p), { msgID: `${p.message.id}:${p.receiver}` })));
+  const publishMs = performance.now() - t0;
+  const c = await js.consumers.get('BENCH_RAW', 'raw');
+  let got = 0;
+  // consume() keeps pulls in flight (the fastest way the client offers to drain a consumer).
+  const it = await c.consume({ max_messages: 1024 });
+  for await (const m of it) {
+    m.json();
+    m.ack();
+    if (++got === MESSAGES) break;
+  }
+  await it.close();
+  const totalMs = performance.now() - t0;
+  return { published_per_s: (MESSAGES / publishMs) * 1000, consumed_per_s: (MESSAGES / totalMs) * 1000 };
+}
+
+async function propagation(nats: NatsServer): Promise<{ b: number[]; c: number[] }> {
+  const conns: NatsConnection[] = [];
+  const syncs: DirectorySync[] = [];
+  const regs = [new AgentRegistry(), new AgentRegistry(), new AgentRegistry()];
+  const lags: number[][] = [[], [], []];
+  for (let i = 0; i < 3; i++) {
+    const nc = await connect({ servers: nats.url });
+    conns.push(nc);
+    syncs.push(await DirectorySync.start({ nc, bucket: 'bench_agents', node: `node-${i}`, registry: regs[i]!, onApplied: (lag) => lags[i]!.push(lag) }));
+  }
+  const bar = progress('directory deploys', DEPLOYS);
+  for (let i = 0; i < DEPLOYS; i++) {
+    regs[0]!.upsert(agent(`dir-${i}`, 1));
+    // One at a time, as operators deploy: each measured on its own, not behind a queue of others.
+    const t0 = Date.now();
+    while ((!regs[1]!.has(`dir-${i}`) || !regs[2]!.has(`dir-${i}`)) && Date.now() - t0 < 5_000) await new Promise((r) => setImmediate(r));
+    bar.update(i + 1);
+  }
+  bar.end();
+  for (const s of syncs) await s.stop();
+  for (const nc of conns) await nc.close();
+  return { b: lags[1]!, c: lags[2]! };
+}
+
+export const clusterSuite: Suite = {
+  name: 'cluster',
+  description: 'durable messages on the JetStream delivery queue vs raw JetStream; directory propagation lag across three registries',
+  async run(): Promise<SuiteReport> {
+    const nats = await startNatsServer();
+    const nc = await connect({ servers: nats.url });
+    try {
+      const raw = await rawJetStream(nc);
+      const cluster = clusterConfigSchema.parse({ node: 'bench', nats: { urls: [nats.url] }, delivery: { max_held: 1024 } });
+      const jsQueue = await throughBus(await openJetStreamQueue(jetstreamQueueOptions(cluster, nc)), 'bus on JetStream');
+      const sqlite = await throughBus(undefined, 'bus on SQLite');
+      const lag = await propagation(nats);
+      const both = summarize([...lag.b, ...lag.c]);
+      const ratio = jsQueue.delivered_per_s / raw.consumed_per_s;
+      const rows: Row[] = [
+        {
+          metric: `durable messages delivered/s, JetStream queue (${MESSAGES} informs, 1 process)`,
+          value: fmt(jsQueue.delivered_per_s, 0),
+          baseline: `raw JetStream publish+consume ${fmt(raw.consumed_per_s, 0)}/s`,
+          target: '≥ 0.5 of raw',
+          verdict: ratio >= 0.5 ? 'pass' : 'fail',
+        },
+        { metric: 'ratio to raw JetStream', value: fmt(ratio, 2), baseline: '1.00' },
+        { metric: 'durable messages accepted/s, JetStream queue (PubAck + commit)', value: fmt(jsQueue.accepted_per_s, 0), baseline: `raw publish with PubAck ${fmt(raw.published_per_s, 0)}/s` },
+        { metric: 'durable messages delivered/s, SQLite queue (same bus, context)', value: fmt(sqlite.delivered_per_s, 0), baseline: `accepted ${fmt(sqlite.accepted_per_s, 0)}/s` },
+        {
+          metric: `directory propagation lag, ${DEPLOYS} deploys on node 0 seen by nodes 1 and 2, p50 / p99`,
+          value: `${fmt(both.p50)} / ${fmt(both.p99)} ms`,
+          baseline: `max ${fmt(both.max)} ms`,
+          target: 'p99 ≤ 100 ms',
+          verdict: both.p99 <= 100 ? 'pass' : 'fail',
+        },
+      ];
+      return {
+        rows,
+        notes: ['One process on one nats-server (loopback, file storage). Three-node message figures need the PostgreSQL shared state (not built): see docs/cluster.md.'],
+        raw: { raw_jetstream: raw, jetstream_queue: jsQueue, sqlite_queue: sqlite, directory_lag_ms: both, messages: MESSAGES, deploys: DEPLOYS },
+      };
+    } finally {
+      await nc.close();
+      await nats.stop();
+    }
+  },
+};
