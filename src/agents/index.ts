@@ -4,8 +4,20 @@ export { agentDocumentSchema, agentNameSchema } from './schema.js';
 export { checkStoredDefinition } from './stored-shape.js';
 export { AgentRegistry, type DeployedAgent, type AgentOrigin, type RegistryEvent, type ListOptions } from './registry.js';
 export { AgentStore, AGENT_MIGRATIONS } from './store.js';
-export { AgentService, DEPLOY_CHECK_CODES, type AgentCheck, type DeployInput, type DeployOutcome, type FileStatus, type RollbackOutcome, type RolloutOutcome } from './service.js';
+export {
+  AgentService,
+  DEPLOY_CHECK_CODES,
+  type RolloutEventType,
+  type AgentCheck,
+  type DeployInput,
+  type DeployOutcome,
+  type FileStatus,
+  type RollbackOutcome,
+  type RolloutOutcome,
+} from './service.js';
 export { RolloutStore, type Rollout, type RolloutState, type RolloutStrategy } from './rollouts.js';
+export { canaryPlanSchema, judgeStage, VersionWindow, type CanaryPlan, type CanaryPlanInput, type CanaryVerdict } from './canary.js';
+export { CanaryRunner, type CanaryHost, type CanaryStatus } from './canary-runner.js';
 export { AgentVersionStore, definitionHash, type AgentVersion, type AgentVersionDetail, type VersionHow } from './versions.js';
 export { diffVersions, type VersionDiff } from './diff.js';
 export { AgentDirectoryWatcher, isAgentFile } from './watcher.js';

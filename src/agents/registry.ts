@@ -52,7 +52,8 @@ export class AgentRegistry extends EventEmitter<{ change: [RegistryEvent] }> {
    */
   resolve(ref: string, conversation?: string): DeployedAgent | undefined {
     const at = ref.lastIndexOf('@');
-    if (at <= 0) return conversation !== undefined && this.#refResolver ? this.#refResolver(ref, undefined, conversation) : this.get(ref);
+    // Through the service when it is set: a canary's share of requests goes to its candidate.
+    if (at <= 0) return this.#refResolver ? this.#refResolver(ref, undefined, conversation) : this.get(ref);
     const version = Number(ref.slice(at + 1));
     if (!Number.isSafeInteger(version) || version < 1 || !this.#refResolver) return undefined;
     return this.#refResolver(ref.slice(0, at), version, undefined);

@@ -1,11 +1,13 @@
 /**
- * Rollouts of an agent's new version (issue 18, item 2). This first part is the blue-green
- * strategy: the candidate version is recorded (a version like any deploy) but not put live; it
- * answers only when addressed as `NAME@VERSION` until it is promoted (it becomes the live version)
- * or rolled back (the rollout ends, the live version stays). One rollout per agent at a time. The
- * rows survive restarts: a running rollout is running again after a restart.
+ * Rollouts of an agent's new version (issue 18, item 2). Blue-green: the candidate version is
+ * recorded (a version like any deploy) but not put live; it answers only when addressed as
+ * `NAME@VERSION` until it is promoted (it becomes the live version) or rolled back (the rollout
+ * ends, the live version stays). Canary: the candidate also gets a rising share of new
+ * conversations, stage by stage (canary.ts judges each stage). One rollout per agent at a time.
+ * The rows survive restarts: a running rollout is running again after a restart, at its stage.
  */
 import type { Db, Migration } from '../storage/index.js';
+import type { CanaryPlan } from './canary.js';
 import { agentKey } from './definition.js';
 
 export const AGENT_ROLLOUT_MIGRATION: Migration = {
@@ -36,10 +38,19 @@ export const AGENT_ROLLOUT_MIGRATION: Migration = {
     CREATE INDEX agent_conversation_versions_age ON agent_conversation_versions (created_at);`,
 };
 
+/** Canary rollouts (issue 18, item 2): the plan and the stage reached, so a restart resumes there. */
+export const AGENT_CANARY_MIGRATION: Migration = {
+  id: 'agents-004-canary',
+  sql: `ALTER TABLE agent_rollouts ADD COLUMN plan TEXT;
+    ALTER TABLE agent_rollouts ADD COLUMN stage INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE agent_rollouts ADD COLUMN stage_started_at TEXT;`,
+};
+
 /** Pins older than this are dropped (a conversation open for a month has long outlived its rollout). */
 export const PIN_MAX_AGE_MS = 30 * 24 * 3_600_000;
 
-export type RolloutStrategy = 'blue-green';
+export type RolloutStrategy = 'blue-green' | 'canary';
+
 export type RolloutState = 'running' | 'promoted' | 'rolled_back';
 
 export interface Rollout {
@@ -57,6 +68,10 @@ export interface Rollout {
   ended_by: string | null;
   /** Why it ended (a rollback's reason). */
   reason: string | null;
+  /** Canary only: the plan, the stage reached (index into plan.stages) and when it began. */
+  plan: CanaryPlan | null;
+  stage: number;
+  stage_started_at: string;
 }
 
 interface Row {
@@ -71,9 +86,12 @@ interface Row {
   ended_at: string | null;
   ended_by: string | null;
   reason: string | null;
+  plan: string | null;
+  stage: number;
+  stage_started_at: string | null;
 }
 
-const COLUMNS = 'id, name, strategy, stable_version, candidate_version, state, started_at, started_by, ended_at, ended_by, reason';
+const COLUMNS = 'id, name, strategy, stable_version, candidate_version, state, started_at, started_by, ended_at, ended_by, reason, plan, stage, stage_started_at';
 
 const rollout = (r: Row): Rollout => ({
   id: r.id,
@@ -87,6 +105,9 @@ const rollout = (r: Row): Rollout => ({
   ended_at: r.ended_at,
   ended_by: r.ended_by,
   reason: r.reason,
+  plan: r.plan === null ? null : (JSON.parse(r.plan) as CanaryPlan),
+  stage: r.stage,
+  stage_started_at: r.stage_started_at ?? r.started_at,
 });
 
 export class RolloutStore {
@@ -94,6 +115,7 @@ export class RolloutStore {
   readonly #running;
   readonly #latest;
   readonly #end;
+  readonly #advance;
   /** Running rollouts by agent key: read on every resolution of an agent, so kept in memory. */
   readonly #cache = new Map<string, Rollout>();
   readonly #pin;
@@ -105,11 +127,12 @@ export class RolloutStore {
 
   constructor(db: Db) {
     this.#insert = db.prepare(
-      `INSERT INTO agent_rollouts (key, name, strategy, stable_version, candidate_version, state, started_at, started_by)
-       VALUES (?, ?, ?, ?, ?, 'running', ?, ?) RETURNING ${COLUMNS}`,
+      `INSERT INTO agent_rollouts (key, name, strategy, stable_version, candidate_version, state, started_at, started_by, plan, stage, stage_started_at)
+       VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?, 0, ?) RETURNING ${COLUMNS}`,
     );
     this.#running = db.prepare(`SELECT ${COLUMNS}, key FROM agent_rollouts WHERE state = 'running'`);
     this.#latest = db.prepare(`SELECT ${COLUMNS} FROM agent_rollouts WHERE key = ? ORDER BY id DESC LIMIT 1`);
+    this.#advance = db.prepare(`UPDATE agent_rollouts SET stage = ?, stage_started_at = ? WHERE id = ? AND state = 'running' RETURNING ${COLUMNS}`);
     this.#end = db.prepare(`UPDATE agent_rollouts SET state = ?, ended_at = ?, ended_by = ?, reason = ? WHERE id = ? AND state = 'running' RETURNING ${COLUMNS}`);
     for (const r of this.#running.all() as (Row & { key: string })[]) this.#cache.set(r.key, rollout(r));
     for (const k of db.prepare('SELECT DISTINCT key FROM agent_rollouts').pluck().all() as string[]) this.#everRolled.add(k);
@@ -122,10 +145,11 @@ export class RolloutStore {
    * The version a conversation runs on: the one it was pinned to, else `version` (pinned now).
    * Why: one conversation never switches version part-way, whatever is promoted or rolled back.
    */
-  pin(conversation: string, name: string, version: number): number {
+  pin(conversation: string, name: string, choose: number | (() => number)): number {
     const key = agentKey(name);
     const had = this.#pinned.get(conversation, key) as number | undefined;
     if (had !== undefined) return had;
+    const version = typeof choose === 'number' ? choose : choose();
     this.#pin.run(conversation, key, version, Date.now());
     if (++this.#pinsSincePrune >= 1000) {
       this.#pinsSincePrune = 0;
@@ -139,8 +163,9 @@ export class RolloutStore {
     return this.#everRolled.has(agentKey(name));
   }
 
-  start(name: string, strategy: RolloutStrategy, stable: number, candidate: number, by?: string): Rollout {
-    const r = rollout(this.#insert.get(agentKey(name), name, strategy, stable, candidate, new Date().toISOString(), by ?? null) as Row);
+  start(name: string, strategy: RolloutStrategy, stable: number, candidate: number, by?: string, plan?: CanaryPlan): Rollout {
+    const now = new Date().toISOString();
+    const r = rollout(this.#insert.get(agentKey(name), name, strategy, stable, candidate, now, by ?? null, plan ? JSON.stringify(plan) : null, now) as Row);
     this.#cache.set(agentKey(name), r);
     this.#everRolled.add(agentKey(name));
     return r;
@@ -151,10 +176,24 @@ export class RolloutStore {
     return this.#cache.get(agentKey(name));
   }
 
+  /** Every running rollout. */
+  runningAll(): Rollout[] {
+    return [...this.#cache.values()];
+  }
+
   /** The newest rollout of an agent, running or ended. */
   latest(name: string): Rollout | undefined {
     const r = this.#latest.get(agentKey(name)) as Row | undefined;
     return r && rollout(r);
+  }
+
+  /** A canary moves to `stage` (saved: a restart resumes there). */
+  advance(r: Rollout, stage: number): Rollout {
+    const row = this.#advance.get(stage, new Date().toISOString(), r.id) as Row | undefined;
+    if (!row) return r;
+    const next = rollout(row);
+    this.#cache.set(agentKey(r.agent), next);
+    return next;
   }
 
   end(r: Rollout, state: Exclude<RolloutState, 'running'>, by: string | undefined, reason: string | null): Rollout {

@@ -5,7 +5,9 @@ import { parseAgent, type ParseResult } from './parse.js';
 import { AgentParser, type ParseStats } from './parse-pool.js';
 import type { AgentRegistry, DeployedAgent } from './registry.js';
 import type { AgentStore } from './store.js';
-import type { Rollout, RolloutStore } from './rollouts.js';
+import { canaryPlanSchema, type CanaryPlan, type CanaryPlanInput } from './canary.js';
+import { CanaryRunner, type CanaryStatus } from './canary-runner.js';
+import type { Rollout, RolloutStore, RolloutStrategy } from './rollouts.js';
 import { definitionHash, type AgentVersion, type AgentVersionStore } from './versions.js';
 
 export interface DeployInput {
@@ -15,8 +17,14 @@ export interface DeployInput {
   file?: string;
   /** The authenticated principal deploying it, recorded with the version. */
   deployed_by?: string | undefined;
-  /** `direct` (default): live at once. `blue-green`: recorded beside the live version, reachable as NAME@VERSION until promoted. */
-  strategy?: 'direct' | 'blue-green' | undefined;
+  /**
+   * `direct` (default): live at once. `blue-green`: recorded beside the live version, reachable as
+   * NAME@VERSION until promoted. `canary`: as blue-green, and given a rising share of new
+   * conversations stage by stage, promoted or rolled back by its figures (canary.ts).
+   */
+  strategy?: 'direct' | RolloutStrategy | undefined;
+  /** The canary's plan (stages, hold time, thresholds); defaults fill what is left out. */
+  canary?: CanaryPlanInput | undefined;
 }
 
 export interface DeployOutcome {
@@ -65,8 +73,15 @@ export interface AgentServiceOptions {
   /** Blue-green rollouts (rollouts.ts); needs `versions`. */
   rollouts?: RolloutStore;
   /** Told of rollout events (the server records them in the event store). */
-  onRollout?: (event: 'rollout.started' | 'rollout.promoted' | 'rollout.rolled_back', rollout: Rollout) => void;
+  onRollout?: (event: RolloutEventType, rollout: Rollout) => void;
+  /** A canary step that failed (its promotion or rollback could not be stored); it is tried again at the next check. */
+  onCanaryError?: (e: unknown, rollout: Rollout) => void;
+  /** How often running canaries are judged without traffic (ms; default 1000). */
+  canaryIntervalMs?: number;
 }
+
+/** The rollout steps the service reports (the event store's types of the same names). */
+export type RolloutEventType = 'rollout.started' | 'rollout.stage_advanced' | 'rollout.promoted' | 'rollout.rolled_back';
 
 /** A deploy-time check of a valid definition against the server's configuration: its warnings. */
 export type AgentCheck = (def: AgentDefinition) => { code: string; field: string; message: string; suggestion?: string }[];
@@ -109,6 +124,9 @@ export class AgentService {
   readonly #checks: AgentCheck[];
   readonly versions: AgentVersionStore | undefined;
   readonly rollouts: RolloutStore | undefined;
+  /** Which version each definition handed to the executor is, while its agent has a canary (for the canary's figures). */
+  readonly #versionOf = new WeakMap<AgentDefinition, number>();
+  readonly #canaries: CanaryRunner | undefined;
 
   constructor(registry: AgentRegistry, store: AgentStore, options: AgentServiceOptions = {}) {
     this.registry = registry;
@@ -118,7 +136,27 @@ export class AgentService {
     this.versions = options.versions;
     this.rollouts = options.rollouts;
     // NAME@VERSION resolves through the versions (the live one, or a running rollout's candidate).
-    registry.setRefResolver((name, version, conversation) => (version !== undefined ? this.#resolveVersion(name, version) : this.#resolveInConversation(name, conversation!)));
+    registry.setRefResolver((name, version, conversation) => (version !== undefined ? this.#resolveVersion(name, version) : this.#resolveInConversation(name, conversation)));
+    const rollouts = this.rollouts;
+    this.#canaries =
+      rollouts &&
+      new CanaryRunner(
+        {
+          running: () => rollouts.runningAll().filter((r) => r.strategy === 'canary'),
+          advance: (r, stage) => {
+            const next = rollouts.advance(r, stage);
+            this.#options.onRollout?.('rollout.stage_advanced', next);
+            return next;
+          },
+          promote: (r) => void this.promote(r.agent, 'canary'),
+          rollback: (r, reason) => {
+            const existing = this.registry.get(r.agent);
+            if (existing && this.versions) this.#abort(existing, r, this.versions, rollouts, 'canary', reason);
+          },
+          onError: (e, r) => this.#options.onCanaryError?.(e, r),
+        },
+        options.canaryIntervalMs,
+      );
     this.#parser = new AgentParser(options.offThreadParseBytes !== undefined ? { offThreadBytes: options.offThreadParseBytes } : {});
   }
 
@@ -129,6 +167,7 @@ export class AgentService {
 
   /** Ends the parser's worker thread (with the server). */
   close(): Promise<void> {
+    this.#canaries?.close();
     return this.#parser.close();
   }
 
@@ -234,7 +273,10 @@ export class AgentService {
     // Identical content (the same definition, whatever the formatting): nothing to store or reload.
     if (existing && current && current.hash === definitionHash(def)) return { agent: existing, warnings: result.warnings, created: false, unchanged: true, version: current };
     const source = typeof input.body === 'string' ? input.body : Buffer.from(input.body).toString('utf8');
-    if (input.strategy === 'blue-green') return this.#startBlueGreen(existing, def, result.format, source, current, result.warnings, input.deployed_by);
+    if (input.strategy === 'blue-green' || input.strategy === 'canary') {
+      const plan = input.strategy === 'canary' ? canaryPlan(input.canary) : undefined;
+      return this.#startRollout(input.strategy, plan, existing, def, result.format, source, current, result.warnings, input.deployed_by);
+    }
     const agent = this.#apiAgent(def, result.format, existing);
     let version: AgentVersion | undefined;
     const save = () => {
@@ -252,8 +294,10 @@ export class AgentService {
     return { definition: def, format, origin: { kind: 'api' }, revision: (existing?.revision ?? 0) + 1, deployed_at: existing?.deployed_at ?? now, updated_at: now };
   }
 
-  /** Blue-green: the new version is recorded, the live one keeps serving; NAME@VERSION reaches the new one. */
-  #startBlueGreen(
+  /** Blue-green or canary: the new version is recorded, the live one keeps serving; NAME@VERSION reaches the new one. */
+  #startRollout(
+    strategy: RolloutStrategy,
+    plan: CanaryPlan | undefined,
     existing: DeployedAgent | undefined,
     def: AgentDefinition,
     format: AgentFormat,
@@ -264,12 +308,12 @@ export class AgentService {
   ): DeployOutcome {
     const versions = this.versions;
     const rollouts = this.rollouts;
-    if (!versions || !rollouts) throw new CaxtonError('invalid_request', 'this server keeps no agent versions, so it cannot run a blue-green rollout');
+    if (!versions || !rollouts) throw new CaxtonError('invalid_request', `this server keeps no agent versions, so it cannot run a ${strategy} rollout`);
     if (!existing || !current)
-      throw new CaxtonError('agent_not_found', `a blue-green deploy needs a live version of agent "${def.name}" to run beside; deploy it directly first (no --strategy)`, { name: def.name });
+      throw new CaxtonError('agent_not_found', `a ${strategy} deploy needs a live version of agent "${def.name}" to run beside; deploy it directly first (no --strategy)`, { name: def.name });
     const { version, rollout } = versions.transaction(() => {
       const version = versions.append({ definition: def, format, source, how: 'api', origin: 'api', deployed_by: by });
-      return { version, rollout: rollouts.start(existing.definition.name, 'blue-green', current.version, version.version, by) };
+      return { version, rollout: rollouts.start(existing.definition.name, strategy, current.version, version.version, by, plan) };
     });
     this.#options.onRollout?.('rollout.started', rollout);
     return { agent: existing, warnings, created: false, version, rollout };
@@ -304,17 +348,42 @@ export class AgentService {
    * conversation was pinned to when it first reached the agent (the live one then), even after a
    * promotion or a rollback; a pinned version no longer kept falls back to the live one.
    */
-  #resolveInConversation(name: string, conversation: string): DeployedAgent | undefined {
+  #resolveInConversation(name: string, conversation: string | undefined): DeployedAgent | undefined {
     const live = this.registry.get(name);
     const rollouts = this.rollouts;
     if (!live || !rollouts || !this.versions || live.origin.kind !== 'api' || !rollouts.hasHistory(live.definition.name)) return live;
     const agentName = live.definition.name;
     const current = this.currentVersion(agentName);
     if (current === undefined) return live;
-    const pinned = rollouts.pin(conversation, agentName, current);
-    if (pinned === current) return live;
-    const v = this.versions.get(agentName, pinned);
-    return v ? { definition: v.definition, format: v.format, origin: { kind: 'api' }, revision: live.revision, deployed_at: live.deployed_at, updated_at: v.deployed_at } : live;
+    const running = rollouts.running(agentName);
+    const canary = running?.strategy === 'canary' && running.plan ? running : undefined;
+    // A canary's share of new conversations; one without a conversation is drawn on its own.
+    const choose = canary ? () => (Math.random() * 100 < canary.plan!.stages[canary.stage]! ? canary.candidate_version : current) : current;
+    const chosen = conversation !== undefined ? rollouts.pin(conversation, agentName, choose) : typeof choose === 'number' ? choose : choose();
+    if (chosen === current) {
+      if (canary) this.#versionOf.set(live.definition, current);
+      return live;
+    }
+    const v = this.versions.get(agentName, chosen);
+    if (!v) return live;
+    if (canary) this.#versionOf.set(v.definition, chosen);
+    return { definition: v.definition, format: v.format, origin: { kind: 'api' }, revision: live.revision, deployed_at: live.deployed_at, updated_at: v.deployed_at };
+  }
+
+  /**
+   * One finished execution of `definition` (the executor's record): counted for the canary of its
+   * agent when it was one of the canary's two versions.
+   */
+  observe(definition: AgentDefinition, ok: boolean, durationMs: number): void {
+    const version = this.#versionOf.get(definition);
+    if (version === undefined || !this.#canaries) return;
+    const running = this.rollouts?.running(definition.name);
+    if (running) this.#canaries.observe(running, version, ok, durationMs);
+  }
+
+  /** A running canary's stage, weights and figures (undefined for other rollouts). */
+  canaryStatus(rollout: Rollout): CanaryStatus | undefined {
+    return rollout.state === 'running' ? this.#canaries?.status(rollout) : undefined;
   }
 
   #runningRollout(name: string): { existing: DeployedAgent; rollout: Rollout; versions: AgentVersionStore; rollouts: RolloutStore } {
@@ -595,4 +664,13 @@ export class AgentService {
   fileStatuses(): FileStatus[] {
     return [...this.#files.values()].sort((a, b) => (a.path < b.path ? -1 : 1));
   }
+}
+
+/** The canary plan of a deploy, or a 400 naming the option that is wrong and what it must be. */
+function canaryPlan(input: CanaryPlanInput | undefined): CanaryPlan {
+  const r = canaryPlanSchema.safeParse(input ?? {});
+  if (r.success) return r.data;
+  const i = r.error.issues[0]!;
+  const field = i.path.length > 0 ? i.path.join('.') : 'canary';
+  throw new CaxtonError('invalid_request', `canary option "${field}": ${i.message}`, { field, hint: 'stages rise and end at 100, e.g. "5,25,50,100"; hold is a duration such as "30s"' });
 }

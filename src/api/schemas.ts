@@ -60,7 +60,7 @@ export const agentListSchema = z.object({ agents: z.array(agentSummarySchema), t
 export const rolloutSchema = z.object({
   id: z.number().int(),
   agent: z.string(),
-  strategy: z.enum(['blue-green']),
+  strategy: z.enum(['blue-green', 'canary']),
   stable_version: z.number().int(),
   candidate_version: z.number().int(),
   state: z.enum(['running', 'promoted', 'rolled_back']),
@@ -69,6 +69,12 @@ export const rolloutSchema = z.object({
   ended_at: z.string().nullable(),
   ended_by: z.string().nullable(),
   reason: z.string().nullable(),
+  plan: z
+    .object({ stages: z.array(z.number().int()), hold_ms: z.number(), min_requests: z.number().int(), max_error_rate_increase: z.number(), max_latency_ratio: z.number() })
+    .nullable()
+    .describe('canary only: stages (percent of new conversations), hold time per stage, and the rollback thresholds'),
+  stage: z.number().int().describe('canary only: the stage reached (0-based index into plan.stages)'),
+  stage_started_at: z.string(),
 });
 
 export const deployResponseSchema = z.object({

@@ -48,6 +48,8 @@ export interface ExecutorOptions {
 /** One finished execution, for `ExecutorOptions.onExecuted`. */
 export interface ExecutionRecord {
   agent: string;
+  /** The definition that ran (a rollout's candidate or stable version: the agent service tells which). */
+  definition: AgentDefinition;
   /** 'ok' or the error code. */
   status: string;
   duration_ms: number;
@@ -271,21 +273,22 @@ export class Executor {
     const traced = tp !== undefined ? { ...req, traceparent: tp } : req;
     try {
       const res = await (span ? withSpan(span, () => this.#run(def, traced, opts)) : this.#run(def, traced, opts));
-      this.#record(def.name, res, undefined, t0, span, traced);
+      this.#record(def, res, undefined, t0, span, traced);
       return res;
     } catch (e) {
-      this.#record(def.name, undefined, e, t0, span, traced);
+      this.#record(def, undefined, e, t0, span, traced);
       throw e;
     }
   }
 
   /** Metrics and span attributes of one execution (labels: agent, provider, model and tool names only). */
-  #record(agent: string, res: AgentResponse | undefined, err: unknown, t0: number, span: Span | undefined, req: InvokeRequest): void {
+  #record(def: AgentDefinition, res: AgentResponse | undefined, err: unknown, t0: number, span: Span | undefined, req: InvokeRequest): void {
+    const agent = def.name;
     const m = this.#metrics;
     const status = res ? 'ok' : isCaxtonError(err) ? err.code : 'internal';
     if (this.#onExecuted) {
       const traceparent = req.traceparent;
-      this.#onExecuted({ agent, status, duration_ms: performance.now() - t0, request: req, ...(res && { response: res }), ...(traceparent !== undefined && { traceparent }) });
+      this.#onExecuted({ agent, definition: def, status, duration_ms: performance.now() - t0, request: req, ...(res && { response: res }), ...(traceparent !== undefined && { traceparent }) });
     }
     if (m) {
       m.execution(agent, status, (performance.now() - t0) / 1000);

@@ -6,7 +6,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { diffVersions, type AgentService, type AgentVersion, type AgentVersionDetail, type DeployedAgent, type Rollout, type VersionDiff } from '../../agents/index.js';
+import { diffVersions, type AgentService, type AgentVersion, type AgentVersionDetail, type CanaryStatus, type DeployedAgent, type Rollout, type VersionDiff } from '../../agents/index.js';
 import { MAX_INPUT_DEPTH } from '../../shared/depth.js';
 import { CaxtonError } from '../../shared/errors.js';
 import { jsonProblemError, scanJsonText } from '../../shared/json-text.js';
@@ -45,6 +45,20 @@ void versionSchemaMatches;
 const rolloutSchemaMatches: Same<z.infer<typeof rolloutSchema>, Rollout> = true;
 void rolloutSchemaMatches;
 void diffSchemaMatches;
+
+const windowFigures = z.object({ requests: z.number().int(), errors: z.number().int(), error_rate: z.number(), p99_ms: z.number().nullable() });
+const canaryStatusSchema = z
+  .object({
+    stage: z.number().int(),
+    weight: z.number().int(),
+    candidate: windowFigures,
+    stable: windowFigures,
+    waiting_for: z.string().nullable(),
+    hold_ends_at: z.string(),
+  })
+  .describe("a running canary: its stage and weight, both versions' figures in the stage's window, and what the stage waits for");
+const canaryStatusMatches: Same<z.infer<typeof canaryStatusSchema>, CanaryStatus> = true;
+void canaryStatusMatches;
 
 const versionParams = agentNameParams.extend({ version: z.coerce.number().int().min(1).max(Number.MAX_SAFE_INTEGER) });
 const historyQuery = z.object({ limit: z.coerce.number().int().min(1).max(1000).default(50), offset: z.coerce.number().int().min(0).default(0) });
@@ -193,14 +207,23 @@ export async function agentVersionRoutes(app: FastifyInstance, opts: { service: 
         summary: "The agent's running rollout, or its last one",
         tags: ['agents'],
         params: agentNameParams,
-        response: { 200: z.object({ agent: z.string(), live_version: z.number().int().nullable(), running: z.boolean(), rollout: rolloutSchema.nullable() }), ...errors },
+        response: {
+          200: z.object({ agent: z.string(), live_version: z.number().int().nullable(), running: z.boolean(), rollout: rolloutSchema.nullable(), canary: canaryStatusSchema.nullable() }),
+          ...errors,
+        },
       },
     },
     async (req) => {
       const name = nameOf(req.params.name);
       const running = service.rollouts?.running(name);
       const rollout = running ?? service.rollouts?.latest(name) ?? null;
-      return { agent: name, live_version: service.registry.get(name) ? (service.currentVersion(name) ?? null) : null, running: running !== undefined, rollout };
+      return {
+        agent: name,
+        live_version: service.registry.get(name) ? (service.currentVersion(name) ?? null) : null,
+        running: running !== undefined,
+        rollout,
+        canary: (running && service.canaryStatus(running)) ?? null,
+      };
     },
   );
 }

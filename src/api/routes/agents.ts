@@ -136,15 +136,34 @@ export async function agentRoutes(app: FastifyInstance, opts: { service: AgentSe
     },
   );
 
+  // The canary options stay strings here: the agent service reads them (canaryPlanSchema), so a bad
+  // one gets the same message whichever way it arrives.
   const strategyQuery = z.object({
-    strategy: z.enum(['direct', 'blue-green']).default('direct').describe('direct: live at once; blue-green: beside the live version, reachable as NAME@VERSION until promoted'),
+    strategy: z
+      .enum(['direct', 'blue-green', 'canary'])
+      .default('direct')
+      .describe(
+        'direct: live at once; blue-green: beside the live version, reachable as NAME@VERSION until promoted; canary: blue-green plus a rising share of new conversations, promoted or rolled back by its figures',
+      ),
+    stages: z.string().max(200).optional().describe('canary: the candidate’s share of new conversations per stage, e.g. "5,25,50,100"'),
+    hold: z.string().max(20).optional().describe('canary: how long each stage runs at least, e.g. "60s"'),
+    min_requests: z.string().max(12).optional().describe('canary: candidate executions per stage before it is judged (default 20)'),
+    max_error_rate_increase: z.string().max(12).optional().describe('canary: the error-rate increase over the stable version that rolls back (0..1, default 0.05)'),
+    max_latency_ratio: z.string().max(12).optional().describe('canary: the p99 latency ratio to the stable version that rolls back (default 2)'),
   });
+  const canaryOptionsOf = (q: z.infer<typeof strategyQuery>) => {
+    const o: Record<string, string> = {};
+    for (const k of ['stages', 'hold', 'min_requests', 'max_error_rate_increase', 'max_latency_ratio'] as const) if (q[k] !== undefined) o[k] = q[k];
+    if (q.strategy !== 'canary' && Object.keys(o).length > 0) throw new CaxtonError('invalid_request', `${Object.keys(o).join(', ')} apply to strategy=canary only`, { field: Object.keys(o)[0] });
+    return o;
+  };
   r.put(
     '/agents/:name',
     { schema: { summary: 'Update an API-deployed agent', tags: ['agents'], params: agentNameParams, querystring: strategyQuery, response: { 200: deployResponseSchema, ...errors } } },
     async (req) => {
       const { body, format } = bodyOf(req);
-      const out = await service.deployAsync({ body, ...(format && { format }), deployed_by: req.principal?.id, strategy: req.query.strategy }, 'update', req.params.name);
+      const canary = canaryOptionsOf(req.query);
+      const out = await service.deployAsync({ body, ...(format && { format }), deployed_by: req.principal?.id, strategy: req.query.strategy, canary }, 'update', req.params.name);
       if (out.unchanged) req.log.info({ agent: out.agent.definition.name, version: out.version?.version }, 'agent unchanged: the body equals the deployed version');
       else req.log.info({ agent: out.agent.definition.name, revision: out.agent.revision, version: out.version?.version }, 'agent updated');
       logCheckWarnings(req, out);

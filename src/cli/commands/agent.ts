@@ -77,9 +77,31 @@ export function registerAgentCommands(program: Command, ctx: CliContext): void {
     .description('deploy agent files to the server (an agent already deployed through the API is updated)')
     .argument('<file...>', 'agent files (.toml, .md or .json)')
     .option('--no-update', 'fail instead of updating an agent that already exists')
-    .option('--strategy <strategy>', 'direct (live at once) or blue-green (beside the live version, reachable as NAME@VERSION until `caxton agent promote NAME`)', 'direct')
-    .action(async (files: string[], opts: { update: boolean; strategy: string }) => {
-      if (opts.strategy !== 'direct' && opts.strategy !== 'blue-green') throw new CliError(`--strategy must be "direct" or "blue-green", got "${opts.strategy}"`);
+    .option(
+      '--strategy <strategy>',
+      'direct (live at once), blue-green (beside the live version, reachable as NAME@VERSION until `caxton agent promote NAME`) or canary (blue-green plus a rising share of new conversations, promoted or rolled back by its figures)',
+      'direct',
+    )
+    .option('--stages <percents>', 'canary: share of new conversations per stage, rising to 100 (default 5,25,50,100)')
+    .option('--hold <duration>', 'canary: how long each stage runs at least (default 60s)')
+    .option('--min-requests <n>', 'canary: candidate executions per stage before it is judged (default 20)')
+    .option('--max-error-rate-increase <fraction>', 'canary: error-rate increase over the stable version that rolls back (default 0.05)')
+    .option('--max-latency-ratio <ratio>', 'canary: p99 latency ratio to the stable version that rolls back (default 2)')
+    .action(async (files: string[], opts: { update: boolean; strategy: string; stages?: string; hold?: string; minRequests?: string; maxErrorRateIncrease?: string; maxLatencyRatio?: string }) => {
+      if (opts.strategy !== 'direct' && opts.strategy !== 'blue-green' && opts.strategy !== 'canary')
+        throw new CliError(`--strategy must be "direct", "blue-green" or "canary", got "${opts.strategy}"`);
+      const canary = new URLSearchParams({ strategy: opts.strategy });
+      for (const [k, v] of [
+        ['stages', opts.stages],
+        ['hold', opts.hold],
+        ['min_requests', opts.minRequests],
+        ['max_error_rate_increase', opts.maxErrorRateIncrease],
+        ['max_latency_ratio', opts.maxLatencyRatio],
+      ] as const) {
+        if (v === undefined) continue;
+        if (opts.strategy !== 'canary') throw new CliError(`--${k.replace(/_/g, '-')} applies to --strategy canary only`);
+        canary.set(k, v);
+      }
       const out = ctx.output();
       const client = ctx.client();
       const bar = progress(files.length, out);
@@ -87,7 +109,7 @@ export function registerAgentCommands(program: Command, ctx: CliContext): void {
         file: string;
         ok: boolean;
         name?: string;
-        action?: 'created' | 'updated' | 'unchanged' | 'blue-green';
+        action?: 'created' | 'updated' | 'unchanged' | 'blue-green' | 'canary';
         revision?: number;
         version?: number;
         error?: ApiError['body']['error'] | { code: string; message: string };
@@ -98,8 +120,8 @@ export function registerAgentCommands(program: Command, ctx: CliContext): void {
         const contentType = CONTENT_TYPES[detectFormat(file, body.subarray(0, 64).toString('utf8'))]!;
         try {
           let res: { agent: { name: string; revision: number }; warnings: SourceIssue[]; version?: number; unchanged?: boolean; message?: string; rollout?: { candidate_version: number } };
-          let action: 'created' | 'updated' | 'unchanged' | 'blue-green' = 'created';
-          if (opts.strategy === 'blue-green') {
+          let action: 'created' | 'updated' | 'unchanged' | 'blue-green' | 'canary' = 'created';
+          if (opts.strategy === 'blue-green' || opts.strategy === 'canary') {
             // Beside a live version: the agent must exist, so it goes straight to PUT (the name from the file).
             const parsed = parseAgent(body, { file });
             if (!parsed.ok)
@@ -107,12 +129,12 @@ export function registerAgentCommands(program: Command, ctx: CliContext): void {
                 error: { code: 'invalid_agent', message: `agent definition is invalid: ${parsed.errors[0]?.message ?? ''}`, details: { errors: parsed.errors }, request_id: '' },
               });
             const name = encodeURIComponent(parsed.definition.name);
-            res = (await client.request<typeof res>('PUT', `/api/v1/agents/${name}?strategy=blue-green`, { body, contentType })).data;
+            res = (await client.request<typeof res>('PUT', `/api/v1/agents/${name}?${canary.toString()}`, { body, contentType })).data;
             results.push({
               file,
               ok: true,
               name: res.agent.name,
-              action: res.unchanged === true ? 'unchanged' : 'blue-green',
+              action: res.unchanged === true ? 'unchanged' : opts.strategy,
               revision: res.agent.revision,
               ...(res.version !== undefined && { version: res.version }),
               warnings: res.warnings,
@@ -144,6 +166,10 @@ export function registerAgentCommands(program: Command, ctx: CliContext): void {
           else if (r.ok && r.action === 'blue-green')
             out.out(
               `deployed ${r.name} version ${r.version} beside the live version (blue-green) from ${r.file}: try it as ${r.name}@${r.version}, then caxton agent promote ${r.name} (or caxton agent rollback ${r.name})`,
+            );
+          else if (r.ok && r.action === 'canary')
+            out.out(
+              `deployed ${r.name} version ${r.version} as a canary from ${r.file}: it takes its first stage's share of new conversations now; follow it with caxton agent rollout status ${r.name}`,
             );
           else if (r.ok) out.out(`${r.action === 'updated' ? 'updated ' : 'deployed'} ${r.name} (revision ${r.revision}${r.version !== undefined ? `, version ${r.version}` : ''}) from ${r.file}`);
           else {

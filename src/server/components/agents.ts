@@ -1,5 +1,5 @@
 import { agentApi, type Lifecycle } from '../../api/index.js';
-import { AgentRegistry, AgentService, AgentStore, AgentVersionStore, RolloutStore, type Rollout } from '../../agents/index.js';
+import { AgentRegistry, AgentService, AgentStore, AgentVersionStore, RolloutStore, type Rollout, type RolloutEventType } from '../../agents/index.js';
 import type { ServerConfig } from '../../config/index.js';
 import { llmSetup, modelCheck, providerCheck } from '../../execution/index.js';
 import type { Logger, Metrics } from '../../observability/index.js';
@@ -48,8 +48,9 @@ export function startAgents(opts: { config: ServerConfig; db: Db; logger: Logger
     : undefined;
   registry.on('change', (e) => metrics.agentEvents.inc({ event: e.type }));
   // The service names its steps as the event store's types.
-  const recordRollout = (type: 'rollout.started' | 'rollout.promoted' | 'rollout.rolled_back', r: Rollout): void => {
+  const recordRollout = (type: RolloutEventType, r: Rollout): void => {
     const live = (v: number) => `version ${v} live`;
+    const share = (stage: number) => `canary: version ${r.candidate_version} at ${r.plan?.stages[stage] ?? '?'} % beside version ${r.stable_version}`;
     events?.store.record({
       type,
       agent: r.agent,
@@ -60,9 +61,11 @@ export function startAgents(opts: { config: ServerConfig; db: Db; logger: Logger
               new_state: `${r.strategy}: version ${r.candidate_version} beside version ${r.stable_version}`,
               reason: r.started_by ? `deployed by ${r.started_by}` : 'deployed',
             }
-          : type === 'rollout.promoted'
-            ? { old_state: live(r.stable_version), new_state: live(r.candidate_version), reason: r.ended_by ? `promoted by ${r.ended_by}` : 'promoted' }
-            : { old_state: `${r.strategy}: version ${r.candidate_version} beside version ${r.stable_version}`, new_state: live(r.stable_version), reason: r.reason },
+          : type === 'rollout.stage_advanced'
+            ? { old_state: share(r.stage - 1), new_state: share(r.stage), reason: `stage ${r.stage} of ${r.plan?.stages.length ?? '?'} was healthy for its hold time` }
+            : type === 'rollout.promoted'
+              ? { old_state: live(r.stable_version), new_state: live(r.candidate_version), reason: r.ended_by ? `promoted by ${r.ended_by}` : 'promoted' }
+              : { old_state: `${r.strategy}: version ${r.candidate_version} beside version ${r.stable_version}`, new_state: live(r.stable_version), reason: r.reason },
     });
     logger.info({ agent: r.agent, event: type, stable: r.stable_version, candidate: r.candidate_version }, `agent rollout: ${type}`);
   };

@@ -34,7 +34,11 @@ export function startExecution(opts: {
     ...opts.telemetry,
     limiter: opts.limiter,
     agentLimits: agentLimitsLookup(config.auth.limits),
-    ...(events && { onExecuted: events.onExecuted }),
+    // Each execution reaches the event store and, while its agent has a canary, the canary's figures.
+    onExecuted: (e) => {
+      events?.onExecuted(e);
+      opts.service.observe(e.definition, e.status === 'ok', e.duration_ms);
+    },
   });
   const ready = executor.warm().catch((e: unknown) => logger.error({ err: e }, 'isolation pool failed to start'));
   executor.memory = opts.memory;

@@ -1,0 +1,215 @@
+/**
+ * Canary rollouts (issue 18, item 2) on a real server with authentication. The stable version
+ * answers through the scripted provider; a candidate that should fail talks to an
+ * OpenAI-compatible HTTP server started here, which fails a chosen fraction of the requests it
+ * gets (every other one: 50 %). Only the configured thresholds decide: a failing canary rolls back
+ * at the first stage that has its minimum of executions, and says why with the figures; a healthy
+ * one advances stage by stage and is promoted at 100 %; a restart resumes at the saved stage; bad
+ * plans are refused and change nothing.
+ */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { canaryPlanSchema, judgeStage, VersionWindow } from '../../src/agents/index.js';
+import { http, tomlAgent } from '../helpers/http.js';
+import { startTestServer, type TestServer } from '../helpers/server.js';
+import { makeTempDir, removeTempDirs } from '../helpers/tmp.js';
+import { assertBuilt, runCli } from '../cli/helpers/cli.js';
+
+let dir: string;
+let srv: TestServer;
+let admin: string;
+let provider: Server;
+let providerCalls = 0;
+
+const as = () => ({ authorization: `Bearer ${admin}` });
+const api = <T = unknown>(method: string, path: string, body?: string, contentType = 'application/toml') =>
+  http<T>(srv.url, method, path, { headers: as(), ...(body !== undefined && { body, contentType }) });
+const cli = (...args: string[]) => runCli(['--server', srv.url, ...args], { cwd: dir, env: { CAXTON_API_KEY: admin } });
+
+/** The agent at version `label`; `flaky` candidates use the failing provider. */
+const agent = (name: string, label: string, flaky = false) =>
+  tomlAgent(name).replace(`You are ${name}.`, `You are ${name} ${label}.`) + (flaky ? '\n[llm]\nprovider = "flaky"\nmodel = "flaky-model"\n' : '');
+
+interface RolloutView {
+  running: boolean;
+  live_version: number;
+  rollout: { state: string; stage: number; reason: string | null; candidate_version: number; stable_version: number; plan: { stages: number[] } | null } | null;
+  canary: { stage: number; weight: number; candidate: { requests: number; errors: number }; stable: { requests: number }; waiting_for: string | null } | null;
+}
+const rollout = async (name: string) => (await api<RolloutView>('GET', `/api/v1/agents/${name}/rollout`)).json;
+
+/** Invokes `name` (each request its own conversation) until `done` says so, at most `max` times. */
+async function drive(name: string, done: (r: RolloutView) => boolean, max = 400): Promise<{ requests: number; answers: string[] }> {
+  const answers: string[] = [];
+  for (let i = 0; i < max; i++) {
+    const r = await api<{ content: string }>('POST', `/api/v1/agents/${name}/invoke`, JSON.stringify({ request: `question ${i}` }), 'application/json');
+    answers.push(r.status === 200 ? (/You are \S+ (v\d+)/.exec(r.json.content)?.[1] ?? r.json.content) : `error ${r.status}`);
+    if (done(await rollout(name))) return { requests: i + 1, answers };
+  }
+  throw new Error(`the rollout of ${name} did not finish within ${max} requests: ${JSON.stringify(await rollout(name))}`);
+}
+
+async function start(): Promise<void> {
+  const { port } = provider.address() as AddressInfo;
+  const toml = `[auth]\nenabled = true\n\n[llm]\ndefault_provider = "demo"\n\n[llm.providers.demo]\ntype = "scripted"\nscript = "replies.toml"\n\n[llm.providers.flaky]\ntype = "openai"\nbase_url = "http://127.0.0.1:${port}/v1"\nmax_retries = 0\n`;
+  srv = await startTestServer({ dir, toml });
+  admin = readFileSync(join(srv.dataDir, 'admin.key'), 'utf8').trim();
+}
+
+beforeAll(async () => {
+  assertBuilt();
+  // An OpenAI-compatible provider that fails every other request it gets (400: not retried).
+  provider = createServer((req, res) => {
+    let body = '';
+    req.on('data', (c: Buffer) => (body += c.toString()));
+    req.on('end', () => {
+      const n = providerCalls++;
+      res.setHeader('content-type', 'application/json');
+      if (n % 2 === 1) {
+        res.statusCode = 400;
+        res.end(JSON.stringify({ error: { message: 'scripted failure for the canary', type: 'invalid_request_error' } }));
+        return;
+      }
+      const system = (JSON.parse(body) as { messages: { role: string; content: string }[] }).messages.find((m) => m.role === 'system')?.content ?? '';
+      res.end(
+        JSON.stringify({
+          id: `chatcmpl-${n}`,
+          object: 'chat.completion',
+          created: 0,
+          model: 'flaky-model',
+          choices: [{ index: 0, message: { role: 'assistant', content: system }, finish_reason: 'stop' }],
+          usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 },
+        }),
+      );
+    });
+  });
+  await new Promise<void>((r) => provider.listen(0, '127.0.0.1', r));
+  dir = makeTempDir('caxton-canary-');
+  writeFileSync(join(dir, 'replies.toml'), '[[rules]]\ncontent = "{{system}}"\n');
+  for (const [file, body] of Object.entries({
+    'flaky-v2.toml': agent('flaky', 'v2', true),
+    'good-v2.toml': agent('good', 'v2'),
+  }))
+    writeFileSync(join(dir, file), body);
+  await start();
+  for (const name of ['flaky', 'good', 'slow']) expect((await api('POST', '/api/v1/agents', agent(name, 'v1'))).status).toBe(201);
+});
+
+afterAll(async () => {
+  await srv?.close();
+  await new Promise((r) => provider?.close(r));
+  removeTempDirs();
+});
+
+describe('the canary plan and its judgement (no server)', () => {
+  it('fills defaults and reads stages and durations as written', () => {
+    expect(canaryPlanSchema.parse({})).toEqual({ stages: [5, 25, 50, 100], hold_ms: 60_000, min_requests: 20, max_error_rate_increase: 0.05, max_latency_ratio: 2 });
+    expect(canaryPlanSchema.parse({ stages: '10, 50%,100', hold: '2m', min_requests: '5' })).toMatchObject({ stages: [10, 50, 100], hold_ms: 120_000, min_requests: 5 });
+  });
+
+  it('judges on the thresholds only: waits for its minimum, rolls back on errors or latency, advances after its hold, promotes at the end', () => {
+    const plan = canaryPlanSchema.parse({ stages: '50,100', hold: '10s', min_requests: 4, max_error_rate_increase: 0.1, max_latency_ratio: 2 });
+    const w = (ok: boolean[], ms = 10) => {
+      const v = new VersionWindow();
+      for (const o of ok) v.add(o, ms);
+      return v;
+    };
+    const stable = w([true, true, true, true, true, false, true, true, true, true]); // 10 % errors
+    expect(judgeStage(plan, 0, w([true, true, true]), stable, 60_000)).toEqual({ action: 'wait', why: '3 of 4 candidate executions in stage 1 of 2 (50 %)' });
+    // 20 % against 10 %: exactly the allowed increase is still healthy...
+    expect(judgeStage(plan, 0, w([true, true, true, true, false]), stable, 0)).toEqual({ action: 'wait', why: 'stage 1 of 2 (50 %) holds for 10 s more' });
+    // ...one more failure is not.
+    const bad = judgeStage(plan, 0, w([true, true, true, false, false]), stable, 0);
+    expect(bad).toEqual({
+      action: 'rollback',
+      reason: "canary error rate 40 % (2 of 5) against the stable version's 10 % (1 of 10) in stage 1 of 2 (50 %): more than the allowed increase of 10 %",
+    });
+    expect(judgeStage(plan, 0, w([true, true, true, true], 50), stable, 0)).toEqual({
+      action: 'rollback',
+      reason: "canary p99 latency 50 ms against the stable version's 10 ms in stage 1 of 2 (50 %): more than 2 times",
+    });
+    expect(judgeStage(plan, 0, w([true, true, true, true], 20), stable, 10_000)).toEqual({ action: 'advance' });
+    expect(judgeStage(plan, 1, w([true, true, true, true], 20), stable, 10_000)).toEqual({ action: 'promote' });
+  });
+});
+
+describe('canary rollouts on a server', () => {
+  it('refuses a plan that does not add up, naming the option, and changes nothing', async () => {
+    const cases: [string, string][] = [
+      ['strategy=canary&stages=5,25,50', 'canary option "stages": the last stage must be 100 % (it is 50 %)'],
+      ['strategy=canary&stages=50,25,100', 'canary option "stages": stages must rise: 25 % comes after 50 %'],
+      ['strategy=canary&stages=5,abc,100', 'canary option "stages": "abc" is not a percentage from 1 to 100'],
+      ['strategy=canary&hold=soon', 'canary option "hold"'],
+      ['strategy=canary&max_error_rate_increase=2', 'canary option "max_error_rate_increase"'],
+      ['strategy=blue-green&stages=50,100', 'stages apply to strategy=canary only'],
+    ];
+    for (const [query, message] of cases) {
+      const r = await api<{ error: { code: string; message: string } }>('PUT', `/api/v1/agents/good?${query}`, agent('good', 'v9'));
+      expect(r.status, query).toBe(400);
+      expect(r.json.error.message, query).toContain(message);
+    }
+    expect((await rollout('good')).rollout).toBeNull();
+    expect((await api<{ total: number }>('GET', '/api/v1/agents/good/versions')).json.total).toBe(1);
+    const cliBad = await cli('agent', 'deploy', 'good-v2.toml', '--stages', '50,100');
+    expect(cliBad.code).not.toBe(0);
+    expect(cliBad.stderr).toContain('--stages applies to --strategy canary only');
+  });
+
+  it('rolls a failing canary back at the first stage with enough executions, and says why with the figures', async () => {
+    const d = await cli('agent', 'deploy', 'flaky-v2.toml', '--strategy', 'canary', '--stages', '50,100', '--hold', '0s', '--min-requests', '4', '--max-error-rate-increase', '0.2');
+    expect(d.code, d.stderr).toBe(0);
+    expect(d.stdout).toContain('deployed flaky version 2 as a canary from flaky-v2.toml');
+    const started = await rollout('flaky');
+    expect(started.canary).toMatchObject({ stage: 0, weight: 50, candidate: { requests: 0 } });
+    const { answers } = await drive('flaky', (r) => !r.running);
+    const ended = await rollout('flaky');
+    expect(ended.rollout).toMatchObject({ state: 'rolled_back', stage: 0 });
+    // The candidate failed every other execution: 2 of 4 when it was judged, against none of the stable's.
+    expect(ended.rollout!.reason).toMatch(/^canary error rate 50 % \(2 of 4\) against the stable version's 0 % \(0 of \d+\) in stage 1 of 2 \(50 %\): more than the allowed increase of 20 %$/);
+    expect(answers.filter((a) => a === 'error 502')).toHaveLength(2);
+    expect(answers.filter((a) => a === 'v2')).toHaveLength(2);
+    // Rolled back: every new conversation is on version 1 again.
+    const after = await drive('flaky', () => true);
+    expect(after.answers).toEqual(['v1']);
+    const events = await api<{ events: { type: string; data: { reason: string | null } }[] }>('GET', '/api/v1/events?agent=flaky');
+    expect(events.json.events.find((e) => e.type === 'rollout.rolled_back')?.data.reason).toBe(ended.rollout!.reason);
+  });
+
+  it('advances a healthy canary stage by stage and promotes it at 100 %', async () => {
+    const r = await api('PUT', '/api/v1/agents/good?strategy=canary&stages=30,100&hold=0s&min_requests=3', agent('good', 'v2'));
+    expect(r.status, r.text).toBe(200);
+    const seenStages = new Set<number>();
+    const { answers } = await drive('good', (v) => {
+      if (v.canary) seenStages.add(v.canary.stage);
+      return !v.running;
+    });
+    const ended = await rollout('good');
+    expect(ended.rollout).toMatchObject({ state: 'promoted', stage: 1 });
+    expect(ended.live_version).toBe(3); // 1, the candidate 2, and the promotion recorded as 3
+    expect(answers.filter((a) => a === 'v2').length).toBeGreaterThanOrEqual(6); // 3 per stage
+    expect(seenStages.has(1)).toBe(true);
+    expect((await drive('good', () => true)).answers).toEqual(['v2']);
+    const events = await api<{ events: { type: string }[] }>('GET', '/api/v1/events?agent=good');
+    const types = events.json.events.map((e) => e.type);
+    expect(types).toEqual(expect.arrayContaining(['rollout.started', 'rollout.stage_advanced', 'rollout.promoted']));
+  });
+
+  it('resumes at the saved stage after a restart, and shows its figures', async () => {
+    const r = await api('PUT', '/api/v1/agents/slow?strategy=canary&stages=20,60,100&hold=1s&min_requests=2', agent('slow', 'v2'));
+    expect(r.status, r.text).toBe(200);
+    await drive('slow', (v) => (v.canary?.stage ?? 0) >= 1);
+    await srv.close();
+    await start();
+    const resumed = await rollout('slow');
+    expect(resumed).toMatchObject({ running: true, rollout: { state: 'running', stage: 1 }, canary: { stage: 1, weight: 60, candidate: { requests: 0 } } });
+    const shown = await cli('agent', 'rollout', 'status', 'slow');
+    expect(shown.code, shown.stderr).toBe(0);
+    expect(shown.stdout).toContain('stage:     2 of 3: 60 % of new conversations to the candidate (stages 20, 60, 100 %)');
+    expect(shown.stdout).toContain('waiting:   0 of 2 candidate executions in stage 2 of 3 (60 %)');
+    await drive('slow', (v) => !v.running);
+    expect((await rollout('slow')).rollout).toMatchObject({ state: 'promoted', stage: 2 });
+  });
+});
