@@ -209,7 +209,18 @@ describe('canary rollouts on a server', () => {
     expect(shown.code, shown.stderr).toBe(0);
     expect(shown.stdout).toContain('stage:     2 of 3: 60 % of new conversations to the candidate (stages 20, 60, 100 %)');
     expect(shown.stdout).toContain('waiting:   0 of 2 candidate executions in stage 2 of 3 (60 %)');
+    const watched = await cli('agent', 'rollout', 'status', 'slow', '--watch', '--interval', '200ms', '--count', '2', '--json');
+    expect(watched.code, watched.stderr).toBe(0);
+    const frames = watched.stdout.trim().split('\n').map((l) => JSON.parse(l) as RolloutView);
+    expect(frames.map((f) => [f.running, f.canary?.stage])).toEqual([
+      [true, 1],
+      [true, 1],
+    ]);
     await drive('slow', (v) => !v.running);
     expect((await rollout('slow')).rollout).toMatchObject({ state: 'promoted', stage: 2 });
+    // A watch ends with the rollout: one frame, then it exits on its own.
+    const last = await cli('agent', 'rollout', 'status', 'slow', '--watch', '--interval', '200ms');
+    expect(last.code, last.stderr).toBe(0);
+    expect(last.stdout).toMatch(/^slow: canary rollout promoted$/m);
   });
 });

@@ -8,6 +8,7 @@ import type { AgentVersion, CanaryStatus, Rollout, VersionDiff } from '../../age
 import type { CliContext } from '../context.js';
 import { CliError } from '../errors.js';
 import { table } from '../output.js';
+import { addWatchOptions, watchLoop, type WatchOptions } from '../watch.js';
 
 // The API's answers are the domain types (src/api/routes/agent-versions.ts checks its schemas against them).
 type Version = AgentVersion;
@@ -117,37 +118,48 @@ export function registerAgentVersionCommands(agent: Command, ctx: CliContext): v
     });
 
   const rollout = agent.command('rollout').description("an agent's rollouts");
-  rollout
-    .command('status')
-    .description("the agent's running rollout, or its last one")
-    .argument('<name>', 'agent name')
-    .action(async (name: string) => {
+  addWatchOptions(rollout.command('status').description("the agent's running rollout, or its last one (--watch: refresh until it ends or Ctrl-C)").argument('<name>', 'agent name')).action(
+    async (name: string, opts: WatchOptions) => {
       const out = ctx.output();
-      const res = await ctx.client().get<{ agent: string; live_version: number | null; running: boolean; rollout: Rollout | null; canary: CanaryStatus | null }>(path(name, '/rollout'));
-      if (out.json) return out.data(res);
-      const r = res.rollout;
-      if (!r) return out.out(`${res.agent}: no rollout yet; live version ${res.live_version ?? '(none)'}`);
-      const lines = [
-        `${res.agent}: ${r.strategy} rollout ${r.state === 'running' ? 'running' : r.state.replace('_', ' ')}`,
-        `  live:      version ${res.live_version ?? '(none)'}`,
-        `  stable:    version ${r.stable_version}`,
-        `  candidate: version ${r.candidate_version}${r.state === 'running' ? ` (reachable as ${res.agent}@${r.candidate_version})` : ''}`,
-        `  started:   ${r.started_at}${r.started_by ? ` by ${r.started_by}` : ''}`,
-      ];
-      const c = res.canary;
-      if (c && r.plan) {
-        const figures = (f: CanaryStatus['stable']) =>
-          `${f.requests} executions, ${f.errors} failed (${Math.round(f.error_rate * 1000) / 10} %), p99 ${f.p99_ms === null ? '-' : `${Math.round(f.p99_ms)} ms`}`;
-        lines.push(
-          `  stage:     ${c.stage + 1} of ${r.plan.stages.length}: ${c.weight} % of new conversations to the candidate (stages ${r.plan.stages.join(', ')} %)`,
-          `  candidate: ${figures(c.candidate)}`,
-          `  stable:    ${figures(c.stable)}`,
-          `  rules:     roll back above +${Math.round(r.plan.max_error_rate_increase * 1000) / 10} % errors or ${r.plan.max_latency_ratio}x p99; ${r.plan.min_requests} executions and ${r.plan.hold_ms / 1000} s per stage`,
-          `  waiting:   ${c.waiting_for ?? 'judging now'} (hold ends ${c.hold_ends_at})`,
-        );
-      }
-      if (r.ended_at) lines.push(`  ended:     ${r.ended_at}${r.ended_by ? ` by ${r.ended_by}` : ''}${r.reason ? ` (${r.reason})` : ''}`);
-      if (r.state === 'running') lines.push(`  next:      caxton agent promote ${res.agent}, or caxton agent rollback ${res.agent}`);
-      out.out(lines.join('\n'));
-    });
+      await watchLoop(opts, process.stdout.isTTY === true && !out.json, async (clear) => {
+        const res = await ctx.client().get<{ agent: string; live_version: number | null; running: boolean; rollout: Rollout | null; canary: CanaryStatus | null }>(path(name, '/rollout'));
+        if (out.json) {
+          if (opts.watch) process.stdout.write(`${JSON.stringify(res)}\n`);
+          else out.data(res);
+          return res.running;
+        }
+        if (clear) process.stdout.write('\x1b[2J\x1b[H');
+        out.out(rolloutText(res));
+        // A watch ends with the rollout: its last state is what stays on the screen.
+        return res.running;
+      });
+    },
+  );
+}
+
+function rolloutText(res: { agent: string; live_version: number | null; running: boolean; rollout: Rollout | null; canary: CanaryStatus | null }): string {
+  const r = res.rollout;
+  if (!r) return `${res.agent}: no rollout yet; live version ${res.live_version ?? '(none)'}`;
+  const lines = [
+    `${res.agent}: ${r.strategy} rollout ${r.state === 'running' ? 'running' : r.state.replace('_', ' ')}`,
+    `  live:      version ${res.live_version ?? '(none)'}`,
+    `  stable:    version ${r.stable_version}`,
+    `  candidate: version ${r.candidate_version}${r.state === 'running' ? ` (reachable as ${res.agent}@${r.candidate_version})` : ''}`,
+    `  started:   ${r.started_at}${r.started_by ? ` by ${r.started_by}` : ''}`,
+  ];
+  const c = res.canary;
+  if (c && r.plan) {
+    const figures = (f: CanaryStatus['stable']) =>
+      `${f.requests} executions, ${f.errors} failed (${Math.round(f.error_rate * 1000) / 10} %), p99 ${f.p99_ms === null ? '-' : `${Math.round(f.p99_ms)} ms`}`;
+    lines.push(
+      `  stage:     ${c.stage + 1} of ${r.plan.stages.length}: ${c.weight} % of new conversations to the candidate (stages ${r.plan.stages.join(', ')} %)`,
+      `  candidate: ${figures(c.candidate)}`,
+      `  stable:    ${figures(c.stable)}`,
+      `  rules:     roll back above +${Math.round(r.plan.max_error_rate_increase * 1000) / 10} % errors or ${r.plan.max_latency_ratio}x p99; ${r.plan.min_requests} executions and ${r.plan.hold_ms / 1000} s per stage`,
+      `  waiting:   ${c.waiting_for ?? 'judging now'} (hold ends ${c.hold_ends_at})`,
+    );
+  }
+  if (r.ended_at) lines.push(`  ended:     ${r.ended_at}${r.ended_by ? ` by ${r.ended_by}` : ''}${r.reason ? ` (${r.reason})` : ''}`);
+  if (r.state === 'running') lines.push(`  next:      caxton agent promote ${res.agent}, or caxton agent rollback ${res.agent}`);
+  return lines.join('\n');
 }

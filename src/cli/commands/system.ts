@@ -2,8 +2,7 @@ import type { Command } from 'commander';
 import { loadServerConfig, redactSecrets } from '../../config/index.js';
 import { stringify as tomlStringify } from 'smol-toml';
 import { table } from '../output.js';
-import { usageError } from '../errors.js';
-import { positiveInt } from './conversation.js';
+import { addWatchOptions, durationFlag, watchLoop } from '../watch.js';
 import type { CliContext } from '../context.js';
 import { addServerConfigOptions, serverLoadOptions } from './serve.js';
 
@@ -86,15 +85,6 @@ export function overviewRows(base: string, s: Overview): string[][] {
   return rows;
 }
 
-function durationFlag(flag: string, min: number, max: number) {
-  return (v: string): number => {
-    const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(v.trim());
-    const ms = m ? Number(m[1]) * (m[2] === 'ms' ? 1 : m[2] === 'm' ? 60_000 : 1000) : NaN;
-    if (!(ms >= min && ms <= max)) throw usageError(`${flag} expects a duration between ${min / 1000}s and ${max / 1000}s (e.g. "2s", "500ms"), got "${v}"`);
-    return ms;
-  };
-}
-
 export function registerSystemCommands(program: Command, ctx: CliContext): void {
   program
     .command('health')
@@ -114,13 +104,8 @@ export function registerSystemCommands(program: Command, ctx: CliContext): void 
       if (!ready) process.exitCode = 1;
     });
 
-  program
-    .command('status')
-    .description('live overview: agents, executions and messages per second, error rates, queue depth, dead letters, memory, tool servers')
-    .option('-w, --watch', 'refresh until Ctrl-C')
-    .option('--interval <duration>', 'with --watch: time between refreshes (default 2s)', durationFlag('--interval', 200, 3_600_000))
+  addWatchOptions(program.command('status').description('live overview: agents, executions and messages per second, error rates, queue depth, dead letters, memory, tool servers'))
     .option('--window <duration>', 'rates are averaged over this long (default 10s, at most 5m)', durationFlag('--window', 1000, 300_000))
-    .option('--count <n>', 'with --watch: stop after this many refreshes', positiveInt('--count'))
     .addHelpText('after', '\nExamples:\n  caxton status\n  caxton status --json\n  caxton status --watch --interval 5s')
     .action(async (opts: { watch?: boolean; interval?: number; window?: number; count?: number }) => {
       const out = ctx.output();
@@ -138,25 +123,9 @@ export function registerSystemCommands(program: Command, ctx: CliContext): void 
         out.out(opts.watch ? `${text}\n(${s.time}; refreshing every ${(opts.interval ?? 2000) / 1000}s, Ctrl-C to stop)` : text);
         if (!s.metrics_enabled) out.err('rates are 0: the server runs with [metrics] enabled = false');
       };
-      if (!opts.watch) return show(false);
-      const stop = new AbortController();
-      const onSignal = () => stop.abort();
-      process.once('SIGINT', onSignal);
-      process.once('SIGTERM', onSignal);
-      try {
-        for (let n = 1; !stop.signal.aborted; n++) {
-          await show(process.stdout.isTTY === true && !out.json);
-          if (opts.count !== undefined && n >= opts.count) break;
-          if (!process.stdout.isTTY && !out.json) out.out('');
-          await new Promise<void>((r) => {
-            const t = setTimeout(r, opts.interval ?? 2000);
-            stop.signal.addEventListener('abort', () => (clearTimeout(t), r()), { once: true });
-          });
-        }
-      } finally {
-        process.off('SIGINT', onSignal);
-        process.off('SIGTERM', onSignal);
-      }
+      await watchLoop(opts, process.stdout.isTTY === true && !out.json, show, () => {
+        if (!process.stdout.isTTY && !out.json) out.out('');
+      });
     });
 
   const config = program.command('config').description('inspect configuration');
