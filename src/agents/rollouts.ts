@@ -49,7 +49,7 @@ export const AGENT_CANARY_MIGRATION: Migration = {
 /** Pins older than this are dropped (a conversation open for a month has long outlived its rollout). */
 export const PIN_MAX_AGE_MS = 30 * 24 * 3_600_000;
 
-export type RolloutStrategy = 'blue-green' | 'canary';
+export type RolloutStrategy = 'blue-green' | 'canary' | 'shadow';
 
 export type RolloutState = 'running' | 'promoted' | 'rolled_back';
 

@@ -273,7 +273,7 @@ export class AgentService {
     // Identical content (the same definition, whatever the formatting): nothing to store or reload.
     if (existing && current && current.hash === definitionHash(def)) return { agent: existing, warnings: result.warnings, created: false, unchanged: true, version: current };
     const source = typeof input.body === 'string' ? input.body : Buffer.from(input.body).toString('utf8');
-    if (input.strategy === 'blue-green' || input.strategy === 'canary') {
+    if (input.strategy === 'blue-green' || input.strategy === 'canary' || input.strategy === 'shadow') {
       const plan = input.strategy === 'canary' ? canaryPlan(input.canary) : undefined;
       return this.#startRollout(input.strategy, plan, existing, def, result.format, source, current, result.warnings, input.deployed_by);
     }
@@ -357,6 +357,8 @@ export class AgentService {
     if (current === undefined) return live;
     const running = rollouts.running(agentName);
     const canary = running?.strategy === 'canary' && running.plan ? running : undefined;
+    // Shadow: every live request stays on the stable version; the server copies it to the candidate.
+    if (running?.strategy === 'shadow' && current === running.stable_version) this.#versionOf.set(live.definition, current);
     // A canary's share of new conversations; one without a conversation is drawn on its own.
     const choose = canary ? () => (Math.random() * 100 < canary.plan!.stages[canary.stage]! ? canary.candidate_version : current) : current;
     const chosen = conversation !== undefined ? rollouts.pin(conversation, agentName, choose) : typeof choose === 'number' ? choose : choose();
@@ -379,6 +381,15 @@ export class AgentService {
     if (version === undefined || !this.#canaries) return;
     const running = this.rollouts?.running(definition.name);
     if (running) this.#canaries.observe(running, version, ok, durationMs);
+  }
+
+  /**
+   * The running shadow rollout whose stable version `definition` is (a live execution to copy to
+   * its candidate), if any.
+   */
+  shadowOf(definition: AgentDefinition): Rollout | undefined {
+    const running = this.rollouts?.running(definition.name);
+    return running?.strategy === 'shadow' && this.#versionOf.get(definition) === running.stable_version ? running : undefined;
   }
 
   /** A running canary's stage, weights and figures (undefined for other rollouts). */

@@ -2,6 +2,7 @@ import type { Db, Migration } from '../storage/index.js';
 import { agentKey, type AgentDefinition, type AgentFormat } from './definition.js';
 import { checkStoredDefinition } from './stored-shape.js';
 import { AGENT_CANARY_MIGRATION, AGENT_ROLLOUT_MIGRATION } from './rollouts.js';
+import { AGENT_SHADOW_MIGRATION } from './shadow-results.js';
 import { AGENT_VERSION_MIGRATION } from './versions.js';
 
 export const AGENT_MIGRATIONS: readonly Migration[] = [
@@ -21,6 +22,7 @@ export const AGENT_MIGRATIONS: readonly Migration[] = [
   AGENT_VERSION_MIGRATION,
   AGENT_ROLLOUT_MIGRATION,
   AGENT_CANARY_MIGRATION,
+  AGENT_SHADOW_MIGRATION,
 ];
 
 export interface StoredAgent {

@@ -60,7 +60,7 @@ export const agentListSchema = z.object({ agents: z.array(agentSummarySchema), t
 export const rolloutSchema = z.object({
   id: z.number().int(),
   agent: z.string(),
-  strategy: z.enum(['blue-green', 'canary']),
+  strategy: z.enum(['blue-green', 'canary', 'shadow']),
   stable_version: z.number().int(),
   candidate_version: z.number().int(),
   state: z.enum(['running', 'promoted', 'rolled_back']),

@@ -28,7 +28,16 @@ export interface InvokeOptions {
    * stream, so a refusal is a real 429). invoke() gives it back when the execution ends, however it ends.
    */
   admitted?: ExecutionSlot | undefined;
+  /**
+   * A shadow run (a shadow rollout's candidate on a copy of a live request, ADR 0041): in the
+   * server thread, every tool call refused (the model is told so) and nothing stored in memory.
+   */
+  shadow?: boolean;
 }
+
+/** What a shadow run's tool calls get instead of running (they may have side effects). */
+export const SHADOW_TOOL_REFUSAL =
+  'not run: this is a shadow execution (a copy of a live request for a new version), where tool calls are refused because they may have side effects; answer without it';
 
 export interface ExecutorOptions {
   /** The registry behind `Executor.hostTools` (default: a new, empty one). */
@@ -50,6 +59,8 @@ export interface ExecutionRecord {
   agent: string;
   /** The definition that ran (a rollout's candidate or stable version: the agent service tells which). */
   definition: AgentDefinition;
+  /** A shadow run (InvokeOptions.shadow). */
+  shadow?: boolean;
   /** 'ok' or the error code. */
   status: string;
   duration_ms: number;
@@ -273,22 +284,31 @@ export class Executor {
     const traced = tp !== undefined ? { ...req, traceparent: tp } : req;
     try {
       const res = await (span ? withSpan(span, () => this.#run(def, traced, opts)) : this.#run(def, traced, opts));
-      this.#record(def, res, undefined, t0, span, traced);
+      this.#record(def, res, undefined, t0, span, traced, opts.shadow === true);
       return res;
     } catch (e) {
-      this.#record(def, undefined, e, t0, span, traced);
+      this.#record(def, undefined, e, t0, span, traced, opts.shadow === true);
       throw e;
     }
   }
 
   /** Metrics and span attributes of one execution (labels: agent, provider, model and tool names only). */
-  #record(def: AgentDefinition, res: AgentResponse | undefined, err: unknown, t0: number, span: Span | undefined, req: InvokeRequest): void {
+  #record(def: AgentDefinition, res: AgentResponse | undefined, err: unknown, t0: number, span: Span | undefined, req: InvokeRequest, shadow: boolean): void {
     const agent = def.name;
     const m = this.#metrics;
     const status = res ? 'ok' : isCaxtonError(err) ? err.code : 'internal';
     if (this.#onExecuted) {
       const traceparent = req.traceparent;
-      this.#onExecuted({ agent, definition: def, status, duration_ms: performance.now() - t0, request: req, ...(res && { response: res }), ...(traceparent !== undefined && { traceparent }) });
+      this.#onExecuted({
+        agent,
+        definition: def,
+        ...(shadow && { shadow }),
+        status,
+        duration_ms: performance.now() - t0,
+        request: req,
+        ...(res && { response: res }),
+        ...(traceparent !== undefined && { traceparent }),
+      });
     }
     if (m) {
       m.execution(agent, status, (performance.now() - t0) / 1000);
@@ -333,11 +353,12 @@ export class Executor {
     } catch (e) {
       throw scrubError(e);
     }
-    return this.#remember(def, req, res);
+    return opts.shadow ? res : this.#remember(def, req, res);
   }
 
   async #execute(def: AgentDefinition, req: InvokeRequest, opts: InvokeOptions): Promise<AgentResponse> {
-    const isolation = def.execution.isolation ?? this.#config.execution.isolation;
+    // A shadow run stays in the server thread, where its tools can be swapped for refusals.
+    const isolation = opts.shadow ? 'context' : (def.execution.isolation ?? this.#config.execution.isolation);
     const timeoutMs = def.limits.timeout_ms;
     // The host tools the agent may call, fixed for this execution.
     const hostSpecs = this.hostTools.specsFor(def.tools as string[]);
@@ -366,7 +387,7 @@ export class Executor {
       if (isolation === 'context') {
         const host = hostSpecs.map((s) => this.hostTools.get(s.name)).filter((t): t is Tool => t !== undefined);
         const refused = this.hostTools.onRefused;
-        const tools = executionTools(this.#deps.tools, host, refused && ((name, args, ctx, reason) => refused(name, args, ctx, reason)));
+        const tools = opts.shadow ? shadowTools(this.#deps.tools, host) : executionTools(this.#deps.tools, host, refused && ((name, args, ctx, reason) => refused(name, args, ctx, reason)));
         const deps = tools === this.#deps.tools ? this.#deps : { ...this.#deps, tools };
         try {
           return await runAgent(job, deps, { signal, ...(opts.onEvent && { emit: opts.onEvent }) });
@@ -427,4 +448,14 @@ export class Executor {
     await Promise.all([...this.#pools.values()].map((p) => p.close()));
     this.#pools.clear();
   }
+}
+
+/** The same tools as the model would see, each answering with SHADOW_TOOL_REFUSAL instead of running. */
+function shadowTools(builtins: ToolRegistry, host: readonly Tool[]): ToolRegistry {
+  const tools = new ToolRegistry();
+  for (const t of [...builtins.list(), ...host]) {
+    if (tools.get(t.name)) continue;
+    tools.register({ name: t.name, description: t.description, input_schema: t.input_schema, invoke: () => Promise.resolve({ content: SHADOW_TOOL_REFUSAL, is_error: true }) });
+  }
+  return tools;
 }

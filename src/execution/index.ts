@@ -1,4 +1,5 @@
-export { Executor, type ExecutorOptions, type InvokeOptions } from './executor.js';
+export { Executor, SHADOW_TOOL_REFUSAL, type ExecutorOptions, type InvokeOptions, type ExecutionRecord } from './executor.js';
+export { ShadowRunner, type ShadowRunnerOptions } from './shadow.js';
 export { runAgent, toolContext, type ExecutionDeps } from './run-agent.js';
 export { executionTools, hostToolProxy, HOST_TOOL_METHOD, type HostToolCall } from './host-tools.js';
 export { llmSetup, buildDeps, modelCheck, type LlmSetup } from './deps.js';

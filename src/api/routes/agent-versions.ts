@@ -6,7 +6,17 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { diffVersions, type AgentService, type AgentVersion, type AgentVersionDetail, type CanaryStatus, type DeployedAgent, type Rollout, type VersionDiff } from '../../agents/index.js';
+import {
+  diffVersions,
+  type AgentService,
+  type AgentVersion,
+  type AgentVersionDetail,
+  type CanaryStatus,
+  type ShadowReport,
+  type DeployedAgent,
+  type Rollout,
+  type VersionDiff,
+} from '../../agents/index.js';
 import { MAX_INPUT_DEPTH } from '../../shared/depth.js';
 import { CaxtonError } from '../../shared/errors.js';
 import { jsonProblemError, scanJsonText } from '../../shared/json-text.js';
@@ -60,6 +70,22 @@ const canaryStatusSchema = z
 const canaryStatusMatches: Same<z.infer<typeof canaryStatusSchema>, CanaryStatus> = true;
 void canaryStatusMatches;
 
+const sideFigures = z.object({ p50_ms: z.number().nullable(), p99_ms: z.number().nullable(), tokens: z.number().int() });
+const shadowReportSchema = z
+  .object({
+    compared: z.number().int(),
+    agreements: z.number().int(),
+    agreement_rate: z.number().nullable(),
+    candidate_errors: z.number().int(),
+    skipped: z.number().int(),
+    stable: sideFigures,
+    candidate: sideFigures,
+    disagreements: z.array(z.object({ request: z.string(), stable_answer: z.string(), candidate_answer: z.string().nullable(), candidate_error: z.string().nullable() })),
+  })
+  .describe('a shadow rollout: how many live requests were copied to the candidate, how often the answers agreed, latency and tokens side by side');
+const shadowReportMatches: Same<z.infer<typeof shadowReportSchema>, ShadowReport> = true;
+void shadowReportMatches;
+
 const versionParams = agentNameParams.extend({ version: z.coerce.number().int().min(1).max(Number.MAX_SAFE_INTEGER) });
 const historyQuery = z.object({ limit: z.coerce.number().int().min(1).max(1000).default(50), offset: z.coerce.number().int().min(0).default(0) });
 const diffQuery = z.object({ from: z.coerce.number().int().min(1).optional(), to: z.coerce.number().int().min(1).optional() });
@@ -67,7 +93,10 @@ const rollbackBody = z.strictObject({ to: z.number().int().min(1).optional() });
 
 const errors = { 400: errorEnvelopeSchema, 404: errorEnvelopeSchema, 409: errorEnvelopeSchema };
 
-export async function agentVersionRoutes(app: FastifyInstance, opts: { service: AgentService; detail: (a: DeployedAgent) => z.infer<typeof agentDetailSchema> }): Promise<void> {
+export async function agentVersionRoutes(
+  app: FastifyInstance,
+  opts: { service: AgentService; detail: (a: DeployedAgent) => z.infer<typeof agentDetailSchema>; shadowReport?: ((rolloutId: number) => ShadowReport) | undefined },
+): Promise<void> {
   const { service, detail } = opts;
   const r = app.withTypeProvider<ZodTypeProvider>();
   const store = () => {
@@ -208,7 +237,14 @@ export async function agentVersionRoutes(app: FastifyInstance, opts: { service: 
         tags: ['agents'],
         params: agentNameParams,
         response: {
-          200: z.object({ agent: z.string(), live_version: z.number().int().nullable(), running: z.boolean(), rollout: rolloutSchema.nullable(), canary: canaryStatusSchema.nullable() }),
+          200: z.object({
+            agent: z.string(),
+            live_version: z.number().int().nullable(),
+            running: z.boolean(),
+            rollout: rolloutSchema.nullable(),
+            canary: canaryStatusSchema.nullable(),
+            shadow: shadowReportSchema.nullable(),
+          }),
           ...errors,
         },
       },
@@ -223,6 +259,7 @@ export async function agentVersionRoutes(app: FastifyInstance, opts: { service: 
         running: running !== undefined,
         rollout,
         canary: (running && service.canaryStatus(running)) ?? null,
+        shadow: rollout?.strategy === 'shadow' && opts.shadowReport ? opts.shadowReport(rollout.id) : null,
       };
     },
   );

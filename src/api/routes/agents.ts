@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { DEPLOY_CHECK_CODES, type AgentFormat, type AgentService, type DeployedAgent, type DeployOutcome } from '../../agents/index.js';
+import { DEPLOY_CHECK_CODES, type AgentFormat, type AgentService, type DeployedAgent, type DeployOutcome, type ShadowReport } from '../../agents/index.js';
 import { MAX_INPUT_DEPTH } from '../../shared/depth.js';
 import { CaxtonError } from '../../shared/errors.js';
 import { jsonProblemError, scanJsonText } from '../../shared/json-text.js';
@@ -72,7 +72,7 @@ function checkJsonAgentBody(body: Buffer): void {
 const errors = { 400: errorEnvelopeSchema, 404: errorEnvelopeSchema, 409: errorEnvelopeSchema, 413: errorEnvelopeSchema, 415: errorEnvelopeSchema, 422: errorEnvelopeSchema };
 
 /** Agent management: list, get, deploy, validate, update, remove; capabilities. */
-export async function agentRoutes(app: FastifyInstance, opts: { service: AgentService }): Promise<void> {
+export async function agentRoutes(app: FastifyInstance, opts: { service: AgentService; shadowReport?: ((rolloutId: number) => ShadowReport) | undefined }): Promise<void> {
   const { service } = opts;
   const registry = service.registry;
   const r = app.withTypeProvider<ZodTypeProvider>();
@@ -140,10 +140,10 @@ export async function agentRoutes(app: FastifyInstance, opts: { service: AgentSe
   // one gets the same message whichever way it arrives.
   const strategyQuery = z.object({
     strategy: z
-      .enum(['direct', 'blue-green', 'canary'])
+      .enum(['direct', 'blue-green', 'canary', 'shadow'])
       .default('direct')
       .describe(
-        'direct: live at once; blue-green: beside the live version, reachable as NAME@VERSION until promoted; canary: blue-green plus a rising share of new conversations, promoted or rolled back by its figures',
+        'direct: live at once; blue-green: beside the live version, reachable as NAME@VERSION until promoted; canary: blue-green plus a rising share of new conversations, promoted or rolled back by its figures; shadow: blue-green plus a copy of every live request, answers compared and never returned',
       ),
     stages: z.string().max(200).optional().describe('canary: the candidate’s share of new conversations per stage, e.g. "5,25,50,100"'),
     hold: z.string().max(20).optional().describe('canary: how long each stage runs at least, e.g. "60s"'),
@@ -181,7 +181,7 @@ export async function agentRoutes(app: FastifyInstance, opts: { service: AgentSe
     },
   );
 
-  await agentVersionRoutes(app, { service, detail });
+  await agentVersionRoutes(app, { service, detail, shadowReport: opts.shadowReport });
 
   r.get('/capabilities', { schema: { summary: 'Capabilities and the agents providing each', tags: ['agents'], response: { 200: capabilityListSchema } } }, async () => ({
     capabilities: registry.capabilities(),

@@ -4,7 +4,7 @@
  * and /rollback.
  */
 import type { Command } from 'commander';
-import type { AgentVersion, CanaryStatus, Rollout, VersionDiff } from '../../agents/index.js';
+import type { AgentVersion, CanaryStatus, Rollout, ShadowReport, VersionDiff } from '../../agents/index.js';
 import type { CliContext } from '../context.js';
 import { CliError } from '../errors.js';
 import { table } from '../output.js';
@@ -122,7 +122,9 @@ export function registerAgentVersionCommands(agent: Command, ctx: CliContext): v
     async (name: string, opts: WatchOptions) => {
       const out = ctx.output();
       await watchLoop(opts, process.stdout.isTTY === true && !out.json, async (clear) => {
-        const res = await ctx.client().get<{ agent: string; live_version: number | null; running: boolean; rollout: Rollout | null; canary: CanaryStatus | null }>(path(name, '/rollout'));
+        const res = await ctx
+          .client()
+          .get<{ agent: string; live_version: number | null; running: boolean; rollout: Rollout | null; canary: CanaryStatus | null; shadow: ShadowReport | null }>(path(name, '/rollout'));
         if (out.json) {
           if (opts.watch) process.stdout.write(`${JSON.stringify(res)}\n`);
           else out.data(res);
@@ -137,7 +139,7 @@ export function registerAgentVersionCommands(agent: Command, ctx: CliContext): v
   );
 }
 
-function rolloutText(res: { agent: string; live_version: number | null; running: boolean; rollout: Rollout | null; canary: CanaryStatus | null }): string {
+function rolloutText(res: { agent: string; live_version: number | null; running: boolean; rollout: Rollout | null; canary: CanaryStatus | null; shadow: ShadowReport | null }): string {
   const r = res.rollout;
   if (!r) return `${res.agent}: no rollout yet; live version ${res.live_version ?? '(none)'}`;
   const lines = [
@@ -157,6 +159,16 @@ function rolloutText(res: { agent: string; live_version: number | null; running:
       `  stable:    ${figures(c.stable)}`,
       `  rules:     roll back above +${Math.round(r.plan.max_error_rate_increase * 1000) / 10} % errors or ${r.plan.max_latency_ratio}x p99; ${r.plan.min_requests} executions and ${r.plan.hold_ms / 1000} s per stage`,
       `  waiting:   ${c.waiting_for ?? 'judging now'} (hold ends ${c.hold_ends_at})`,
+    );
+  }
+  const sh = res.shadow;
+  if (sh) {
+    const ms = (v: number | null) => (v === null ? '-' : `${Math.round(v)} ms`);
+    lines.push(
+      `  compared:  ${sh.compared} live requests copied to the candidate${sh.skipped > 0 ? ` (${sh.skipped} skipped: too many copies running)` : ''}`,
+      `  agreement: ${sh.agreements} of ${sh.compared}${sh.agreement_rate === null ? '' : ` (${Math.round(sh.agreement_rate * 1000) / 10} %)`}; candidate errors: ${sh.candidate_errors}`,
+      `  latency:   stable p50 ${ms(sh.stable.p50_ms)} / p99 ${ms(sh.stable.p99_ms)}; candidate p50 ${ms(sh.candidate.p50_ms)} / p99 ${ms(sh.candidate.p99_ms)}`,
+      `  tokens:    stable ${sh.stable.tokens}, candidate ${sh.candidate.tokens}`,
     );
   }
   if (r.ended_at) lines.push(`  ended:     ${r.ended_at}${r.ended_by ? ` by ${r.ended_by}` : ''}${r.reason ? ` (${r.reason})` : ''}`);

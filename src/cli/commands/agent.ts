@@ -79,7 +79,7 @@ export function registerAgentCommands(program: Command, ctx: CliContext): void {
     .option('--no-update', 'fail instead of updating an agent that already exists')
     .option(
       '--strategy <strategy>',
-      'direct (live at once), blue-green (beside the live version, reachable as NAME@VERSION until `caxton agent promote NAME`) or canary (blue-green plus a rising share of new conversations, promoted or rolled back by its figures)',
+      'direct (live at once), blue-green (beside the live version, reachable as NAME@VERSION until `caxton agent promote NAME`) canary (blue-green plus a rising share of new conversations, promoted or rolled back by its figures) or shadow (blue-green plus a copy of every live request; answers compared, never returned)',
       'direct',
     )
     .option('--stages <percents>', 'canary: share of new conversations per stage, rising to 100 (default 5,25,50,100)')
@@ -88,8 +88,8 @@ export function registerAgentCommands(program: Command, ctx: CliContext): void {
     .option('--max-error-rate-increase <fraction>', 'canary: error-rate increase over the stable version that rolls back (default 0.05)')
     .option('--max-latency-ratio <ratio>', 'canary: p99 latency ratio to the stable version that rolls back (default 2)')
     .action(async (files: string[], opts: { update: boolean; strategy: string; stages?: string; hold?: string; minRequests?: string; maxErrorRateIncrease?: string; maxLatencyRatio?: string }) => {
-      if (opts.strategy !== 'direct' && opts.strategy !== 'blue-green' && opts.strategy !== 'canary')
-        throw new CliError(`--strategy must be "direct", "blue-green" or "canary", got "${opts.strategy}"`);
+      if (!['direct', 'blue-green', 'canary', 'shadow'].includes(opts.strategy)) throw new CliError(`--strategy must be "direct", "blue-green", "canary" or "shadow", got "${opts.strategy}"`);
+      const strategy = opts.strategy as 'direct' | 'blue-green' | 'canary' | 'shadow';
       const canary = new URLSearchParams({ strategy: opts.strategy });
       for (const [k, v] of [
         ['stages', opts.stages],
@@ -109,7 +109,7 @@ export function registerAgentCommands(program: Command, ctx: CliContext): void {
         file: string;
         ok: boolean;
         name?: string;
-        action?: 'created' | 'updated' | 'unchanged' | 'blue-green' | 'canary';
+        action?: 'created' | 'updated' | 'unchanged' | 'blue-green' | 'canary' | 'shadow';
         revision?: number;
         version?: number;
         error?: ApiError['body']['error'] | { code: string; message: string };
@@ -120,8 +120,8 @@ export function registerAgentCommands(program: Command, ctx: CliContext): void {
         const contentType = CONTENT_TYPES[detectFormat(file, body.subarray(0, 64).toString('utf8'))]!;
         try {
           let res: { agent: { name: string; revision: number }; warnings: SourceIssue[]; version?: number; unchanged?: boolean; message?: string; rollout?: { candidate_version: number } };
-          let action: 'created' | 'updated' | 'unchanged' | 'blue-green' | 'canary' = 'created';
-          if (opts.strategy === 'blue-green' || opts.strategy === 'canary') {
+          let action: 'created' | 'updated' | 'unchanged' | 'blue-green' | 'canary' | 'shadow' = 'created';
+          if (strategy !== 'direct') {
             // Beside a live version: the agent must exist, so it goes straight to PUT (the name from the file).
             const parsed = parseAgent(body, { file });
             if (!parsed.ok)
@@ -134,7 +134,7 @@ export function registerAgentCommands(program: Command, ctx: CliContext): void {
               file,
               ok: true,
               name: res.agent.name,
-              action: res.unchanged === true ? 'unchanged' : opts.strategy,
+              action: res.unchanged === true ? 'unchanged' : strategy,
               revision: res.agent.revision,
               ...(res.version !== undefined && { version: res.version }),
               warnings: res.warnings,
@@ -166,6 +166,10 @@ export function registerAgentCommands(program: Command, ctx: CliContext): void {
           else if (r.ok && r.action === 'blue-green')
             out.out(
               `deployed ${r.name} version ${r.version} beside the live version (blue-green) from ${r.file}: try it as ${r.name}@${r.version}, then caxton agent promote ${r.name} (or caxton agent rollback ${r.name})`,
+            );
+          else if (r.ok && r.action === 'shadow')
+            out.out(
+              `deployed ${r.name} version ${r.version} as a shadow from ${r.file}: every live request is copied to it, its answers compared and never returned; see caxton agent rollout status ${r.name}`,
             );
           else if (r.ok && r.action === 'canary')
             out.out(

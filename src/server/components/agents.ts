@@ -1,5 +1,5 @@
 import { agentApi, type Lifecycle } from '../../api/index.js';
-import { AgentRegistry, AgentService, AgentStore, AgentVersionStore, RolloutStore, type Rollout, type RolloutEventType } from '../../agents/index.js';
+import { AgentRegistry, AgentService, AgentStore, AgentVersionStore, RolloutStore, ShadowResultStore, type Rollout, type RolloutEventType } from '../../agents/index.js';
 import type { ServerConfig } from '../../config/index.js';
 import { llmSetup, modelCheck, providerCheck } from '../../execution/index.js';
 import type { Logger, Metrics } from '../../observability/index.js';
@@ -14,6 +14,8 @@ export interface AgentsComponent extends Component {
   readonly persisted: number;
   /** The agent event store (GET /api/v1/events); undefined with `[events] enabled = false`. */
   readonly events: AgentEvents | undefined;
+  /** What shadow rollouts recorded (the execution component's shadow runner writes it). */
+  readonly shadowResults: ShadowResultStore;
 }
 
 /** The registry, the service with its deploy-time checks, the API-deployed agents from caxton.db, and the agent event store. */
@@ -69,13 +71,15 @@ export function startAgents(opts: { config: ServerConfig; db: Db; logger: Logger
     });
     logger.info({ agent: r.agent, event: type, stable: r.stable_version, candidate: r.candidate_version }, `agent rollout: ${type}`);
   };
+  const shadowResults = new ShadowResultStore(db);
   return {
     name: 'agents',
     registry,
     service,
     persisted,
     events,
-    routes: agentApi({ service, config, lifecycle: opts.lifecycle }),
+    shadowResults,
+    routes: agentApi({ service, config, lifecycle: opts.lifecycle, shadowReport: (id) => shadowResults.report(id) }),
     close: async () => {
       // The agent parser's worker thread (large agent bodies, ADR 0020), once no request can use it.
       await service.close();

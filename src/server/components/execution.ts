@@ -1,8 +1,8 @@
 import { executionApi, SqliteResponseStore } from '../../api/index.js';
-import type { AgentRegistry, AgentService } from '../../agents/index.js';
+import type { AgentRegistry, AgentService, ShadowResultStore } from '../../agents/index.js';
 import { agentLimitsLookup, type PrincipalLimiter } from '../../auth/index.js';
 import type { ServerConfig } from '../../config/index.js';
-import { Executor, SqliteSuspendedStore, type ExecutionMemory } from '../../execution/index.js';
+import { Executor, ShadowRunner, SqliteSuspendedStore, type ExecutionMemory } from '../../execution/index.js';
 import type { Logger, Metrics, Tracer } from '../../observability/index.js';
 import type { AgentEvents } from '../../observability/events.js';
 import type { Db } from '../../storage/index.js';
@@ -28,18 +28,23 @@ export function startExecution(opts: {
   limiter: PrincipalLimiter;
   events: AgentEvents | undefined;
   memory: ExecutionMemory | undefined;
+  /** Where shadow rollouts' comparisons go (the agents component's store). */
+  shadowResults: ShadowResultStore;
 }): ExecutionComponent {
   const { config, db, logger, events } = opts;
   const executor = new Executor(config, opts.registry, {
     ...opts.telemetry,
     limiter: opts.limiter,
     agentLimits: agentLimitsLookup(config.auth.limits),
-    // Each execution reaches the event store and, while its agent has a canary, the canary's figures.
+    // Each execution reaches the event store and, while its agent has a rollout, the canary's
+    // figures or the shadow runner (which copies a live execution to the candidate).
     onExecuted: (e) => {
       events?.onExecuted(e);
       opts.service.observe(e.definition, e.status === 'ok', e.duration_ms);
+      shadow.onExecuted(e);
     },
   });
+  const shadow = new ShadowRunner({ executor, service: opts.service, results: opts.shadowResults, onError: (e) => logger.error({ err: e }, 'a shadow comparison could not be recorded') });
   const ready = executor.warm().catch((e: unknown) => logger.error({ err: e }, 'isolation pool failed to start'));
   executor.memory = opts.memory;
   // Executions stopped for client tool calls (OpenAI `tools`), until the client's results resume them (ADR 0029).
@@ -52,6 +57,8 @@ export function startExecution(opts: {
     ready,
     routes: executionApi({ executor, service: opts.service, bodyLimit: config.server.max_body_size, suspended, responses }),
     close: async () => {
+      // Copies in flight finish first: they run on the executor.
+      await shadow.close();
       await executor.close();
       suspended.close();
       responses.close();

@@ -1,0 +1,139 @@
+/**
+ * What a shadow rollout recorded (issue 18, item 2; ADR 0041): for each live request copied to the
+ * candidate, both answers, whether they agree, and each side's latency and tokens. The rows are in
+ * the data dir's SQLite, so the report survives a restart; at most `MAX_ROWS_PER_ROLLOUT` are kept
+ * per rollout (the oldest go first).
+ */
+import type { Db, Migration } from '../storage/index.js';
+
+export const AGENT_SHADOW_MIGRATION: Migration = {
+  id: 'agents-005-shadow-results',
+  sql: `CREATE TABLE agent_shadow_results (
+      id                INTEGER PRIMARY KEY AUTOINCREMENT,
+      rollout_id        INTEGER NOT NULL,
+      at                TEXT NOT NULL,
+      request           TEXT NOT NULL,
+      stable_answer     TEXT NOT NULL,
+      candidate_answer  TEXT,
+      candidate_error   TEXT,
+      agree             INTEGER NOT NULL,
+      stable_ms         REAL NOT NULL,
+      candidate_ms      REAL NOT NULL,
+      stable_tokens     INTEGER NOT NULL,
+      candidate_tokens  INTEGER NOT NULL
+    );
+    CREATE INDEX agent_shadow_results_rollout ON agent_shadow_results (rollout_id, id);`,
+};
+
+export const MAX_ROWS_PER_ROLLOUT = 1000;
+/** Stored text is cut here: the report needs examples, not whole transcripts. */
+const TEXT_LIMIT = 2000;
+
+export interface ShadowResult {
+  rollout_id: number;
+  request: string;
+  stable_answer: string;
+  /** Undefined when the candidate failed (`candidate_error` says why). */
+  candidate_answer?: string | undefined;
+  candidate_error?: string | undefined;
+  agree: boolean;
+  stable_ms: number;
+  candidate_ms: number;
+  stable_tokens: number;
+  candidate_tokens: number;
+}
+
+/** A shadow rollout's report: agreement, and latency and token cost side by side. */
+export interface ShadowReport {
+  compared: number;
+  agreements: number;
+  agreement_rate: number | null;
+  candidate_errors: number;
+  /** Copies not run because too many were running already (the candidate never slows the live path). */
+  skipped: number;
+  stable: { p50_ms: number | null; p99_ms: number | null; tokens: number };
+  candidate: { p50_ms: number | null; p99_ms: number | null; tokens: number };
+  /** The newest disagreements, for a look at what differs. */
+  disagreements: { request: string; stable_answer: string; candidate_answer: string | null; candidate_error: string | null }[];
+}
+
+const cut = (s: string) => (s.length > TEXT_LIMIT ? `${s.slice(0, TEXT_LIMIT)}…` : s);
+
+function percentile(sorted: number[], q: number): number | null {
+  return sorted.length === 0 ? null : sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]!;
+}
+
+export class ShadowResultStore {
+  readonly #insert;
+  readonly #prune;
+  readonly #rows;
+  readonly #disagreements;
+  /** Skipped copies per rollout (in memory: a count, not a record). */
+  readonly #skipped = new Map<number, number>();
+
+  constructor(db: Db) {
+    this.#insert = db.prepare(
+      `INSERT INTO agent_shadow_results (rollout_id, at, request, stable_answer, candidate_answer, candidate_error, agree, stable_ms, candidate_ms, stable_tokens, candidate_tokens)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    );
+    this.#prune = db.prepare('DELETE FROM agent_shadow_results WHERE rollout_id = ? AND id <= (SELECT id FROM agent_shadow_results WHERE rollout_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)');
+    this.#rows = db.prepare('SELECT agree, candidate_error, stable_ms, candidate_ms, stable_tokens, candidate_tokens FROM agent_shadow_results WHERE rollout_id = ?');
+    this.#disagreements = db.prepare('SELECT request, stable_answer, candidate_answer, candidate_error FROM agent_shadow_results WHERE rollout_id = ? AND agree = 0 ORDER BY id DESC LIMIT 5');
+  }
+
+  record(r: ShadowResult): void {
+    this.#insert.run(
+      r.rollout_id,
+      new Date().toISOString(),
+      cut(r.request),
+      cut(r.stable_answer),
+      r.candidate_answer === undefined ? null : cut(r.candidate_answer),
+      r.candidate_error ?? null,
+      r.agree ? 1 : 0,
+      r.stable_ms,
+      r.candidate_ms,
+      r.stable_tokens,
+      r.candidate_tokens,
+    );
+    this.#prune.run(r.rollout_id, r.rollout_id, MAX_ROWS_PER_ROLLOUT);
+  }
+
+  skipped(rolloutId: number): void {
+    this.#skipped.set(rolloutId, (this.#skipped.get(rolloutId) ?? 0) + 1);
+  }
+
+  report(rolloutId: number): ShadowReport {
+    const rows = this.#rows.all(rolloutId) as { agree: number; candidate_error: string | null; stable_ms: number; candidate_ms: number; stable_tokens: number; candidate_tokens: number }[];
+    const agreements = rows.filter((r) => r.agree === 1).length;
+    const side = (ms: number[], tokens: number) => {
+      const s = [...ms].sort((a, b) => a - b);
+      return { p50_ms: percentile(s, 0.5), p99_ms: percentile(s, 0.99), tokens };
+    };
+    const ok = rows.filter((r) => r.candidate_error === null);
+    return {
+      compared: rows.length,
+      agreements,
+      agreement_rate: rows.length === 0 ? null : agreements / rows.length,
+      candidate_errors: rows.length - ok.length,
+      skipped: this.#skipped.get(rolloutId) ?? 0,
+      stable: side(
+        rows.map((r) => r.stable_ms),
+        rows.reduce((n, r) => n + r.stable_tokens, 0),
+      ),
+      candidate: side(
+        ok.map((r) => r.candidate_ms),
+        rows.reduce((n, r) => n + r.candidate_tokens, 0),
+      ),
+      disagreements: this.#disagreements.all(rolloutId) as ShadowReport['disagreements'],
+    };
+  }
+}
+
+/**
+ * Whether two answers agree: the same text once whitespace is collapsed and case ignored. (Exact
+ * comparison only: similarity with the embedding model and a judge agent are not built.)
+ */
+export function answersAgree(a: string, b: string): boolean {
+  const norm = (s: string) => s.trim().replace(/\s+/g, ' ').toLowerCase();
+  return norm(a) === norm(b);
+}

@@ -1,0 +1,139 @@
+/**
+ * Shadow rollouts (issue 18, item 2) on a real server with authentication and the scripted
+ * provider. The agent's script sends a message to another agent (a tool call with a side effect)
+ * and then answers with its system prompt and the tool's result, so each answer says which version
+ * ran and whether its tool ran. Live callers get only the stable version's answers; every live
+ * request is copied to the candidate, whose tool call is refused and never reaches the bus; the
+ * report counts the agreements and shows latency and tokens side by side; promote and rollback end
+ * it as for blue-green.
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { http } from '../helpers/http.js';
+import { startTestServer, type TestServer } from '../helpers/server.js';
+import { makeTempDir, removeTempDirs } from '../helpers/tmp.js';
+import { waitUntil } from '../helpers/wait.js';
+import { assertBuilt, runCli } from '../cli/helpers/cli.js';
+
+const TOML = `
+[auth]
+enabled = true
+
+[llm]
+default_provider = "demo"
+
+[llm.providers.demo]
+type = "scripted"
+script = "replies.toml"
+`;
+
+// "ask ..." makes the agent message "sink", then answer with its prompt and the tool's result;
+// anything else gets the same answer from every version.
+const SCRIPT = `
+[[rules]]
+match = "^ask "
+  [[rules.turns]]
+  tool_calls = [{ name = "send_message", arguments = { to = "sink", performative = "inform", content = "note: {{request}}", wait = false } }]
+  [[rules.turns]]
+  content = "{{system}} | {{last_tool_result}}"
+
+[[rules]]
+content = "noted"
+`;
+
+const mirror = (label: string) => `name = "mirror"\ncapabilities = ["mirroring"]\ntools = ["send_message"]\nsystem_prompt = "You are mirror ${label}."\n`;
+
+let dir: string;
+let srv: TestServer;
+let admin: string;
+const as = () => ({ authorization: `Bearer ${admin}` });
+const api = <T = unknown>(method: string, path: string, body?: string, contentType = 'application/toml') =>
+  http<T>(srv.url, method, path, { headers: as(), ...(body !== undefined && { body, contentType }) });
+const cli = (...args: string[]) => runCli(['--server', srv.url, ...args], { cwd: dir, env: { CAXTON_API_KEY: admin } });
+
+interface ShadowView {
+  running: boolean;
+  rollout: { strategy: string; state: string } | null;
+  shadow: {
+    compared: number;
+    agreements: number;
+    agreement_rate: number | null;
+    candidate_errors: number;
+    stable: { p50_ms: number | null; tokens: number };
+    candidate: { p50_ms: number | null; tokens: number };
+    disagreements: { request: string; stable_answer: string; candidate_answer: string | null }[];
+  } | null;
+}
+const view = async () => (await api<ShadowView>('GET', '/api/v1/agents/mirror/rollout')).json;
+const sinkConversations = async () => (await api<{ total: number }>('GET', '/api/v1/conversations?participant=sink')).json.total;
+
+async function invoke(request: string): Promise<string> {
+  const r = await api<{ content: string }>('POST', '/api/v1/agents/mirror/invoke', JSON.stringify({ request }), 'application/json');
+  expect(r.status, r.text).toBe(200);
+  return r.json.content;
+}
+
+beforeAll(async () => {
+  assertBuilt();
+  dir = makeTempDir('caxton-shadow-');
+  writeFileSync(join(dir, 'replies.toml'), SCRIPT);
+  writeFileSync(join(dir, 'mirror-v2.toml'), mirror('v2'));
+  srv = await startTestServer({ dir, toml: TOML });
+  admin = readFileSync(join(srv.dataDir, 'admin.key'), 'utf8').trim();
+  expect((await api('POST', '/api/v1/agents', mirror('v1'))).status).toBe(201);
+  expect((await api('POST', '/api/v1/agents', 'name = "sink"\ncapabilities = ["notes"]\nsystem_prompt = "You keep notes."\n')).status).toBe(201);
+});
+
+afterAll(async () => {
+  await srv?.close();
+  removeTempDirs();
+});
+
+describe('shadow', () => {
+  it('live callers get only the stable answers; every request is copied to the candidate, whose tool calls never run', async () => {
+    const d = await cli('agent', 'deploy', 'mirror-v2.toml', '--strategy', 'shadow');
+    expect(d.code, d.stderr).toBe(0);
+    expect(d.stdout).toContain('deployed mirror version 2 as a shadow from mirror-v2.toml');
+    const sinkBefore = await sinkConversations();
+
+    const answers = [await invoke('ask one'), await invoke('ask two'), await invoke('hello'), await invoke('ask three'), await invoke('hi there')];
+    for (const a of answers.filter((x) => x !== 'noted')) {
+      expect(a).toContain('You are mirror v1.');
+      expect(a).toMatch(/\| sent inform \S+ to sink/);
+    }
+    expect(answers.filter((x) => x === 'noted')).toHaveLength(2);
+
+    const report = (await waitUntil(async () => ((await view()).shadow?.compared === 5 ? (await view()).shadow : undefined), { timeoutMs: 10_000, what: 'five comparisons' })).value!;
+    expect(report).toMatchObject({ compared: 5, agreements: 2, agreement_rate: 0.4, candidate_errors: 0 });
+    expect(report.stable.tokens).toBeGreaterThan(0);
+    expect(report.candidate.tokens).toBeGreaterThan(0);
+    expect(report.candidate.p50_ms).not.toBeNull();
+    const differ = report.disagreements[0]!;
+    expect(differ.stable_answer).toContain('You are mirror v1.');
+    expect(differ.candidate_answer).toContain('You are mirror v2.');
+    expect(differ.candidate_answer).toContain('not run: this is a shadow execution');
+    // The stable version's three messages reached the sink; the candidate's three never did.
+    expect((await sinkConversations()) - sinkBefore).toBe(3);
+
+    const shown = await cli('agent', 'rollout', 'status', 'mirror');
+    expect(shown.code, shown.stderr).toBe(0);
+    expect(shown.stdout).toContain('compared:  5 live requests copied to the candidate');
+    expect(shown.stdout).toContain('agreement: 2 of 5 (40 %); candidate errors: 0');
+  });
+
+  it('the candidate is addressable as NAME@VERSION; a rollback ends the shadow and stops the copies', async () => {
+    expect(await invoke('hello')).toBe('noted');
+    const direct = await api<{ content: string }>('POST', '/api/v1/agents/mirror@2/invoke', JSON.stringify({ request: 'ask direct' }), 'application/json');
+    expect(direct.status, direct.text).toBe(200);
+    // Addressed directly it is a normal run: its tool runs.
+    expect(direct.json.content).toMatch(/You are mirror v2\. \| sent inform/);
+    const rb = await cli('agent', 'rollback', 'mirror');
+    expect(rb.code, rb.stderr).toBe(0);
+    const after = await view();
+    expect(after).toMatchObject({ running: false, rollout: { strategy: 'shadow', state: 'rolled_back' } });
+    const compared = after.shadow!.compared;
+    await invoke('ask again');
+    expect((await view()).shadow!.compared).toBe(compared);
+  });
+});
