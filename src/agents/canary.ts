@@ -119,3 +119,31 @@ export function judgeStage(plan: CanaryPlan, stage: number, candidate: VersionWi
   if (heldMs < plan.hold_ms) return { action: 'wait', why: `${share} holds for ${Math.ceil((plan.hold_ms - heldMs) / 1000)} s more` };
   return stage + 1 >= plan.stages.length ? { action: 'promote' } : { action: 'advance' };
 }
+
+/** The answer text a check looks at: at most 64 KiB (the pattern comes from the deployer's file, the answer from a model). */
+const CHECK_TEXT_LIMIT = 65_536;
+
+/** Whether `actual` holds every field of `expected` (objects: a deep subset; anything else: equal). */
+export function holds(actual: unknown, expected: unknown): boolean {
+  if (expected === null || typeof expected !== 'object') return Object.is(actual, expected);
+  if (Array.isArray(expected)) return Array.isArray(actual) && actual.length === expected.length && expected.every((e, i) => holds(actual[i], e));
+  if (actual === null || typeof actual !== 'object' || Array.isArray(actual)) return false;
+  return Object.entries(expected).every(([k, v]) => holds((actual as Record<string, unknown>)[k], v));
+}
+
+/** What is wrong with a check's answer, or undefined when it passes. */
+export function checkAnswer(check: { name?: string; request: string; expect?: string; expect_json?: Record<string, unknown> }, answer: string): string | undefined {
+  const name = check.name ?? JSON.stringify(check.request.slice(0, 60));
+  const text = answer.slice(0, CHECK_TEXT_LIMIT);
+  if (check.expect !== undefined && !new RegExp(check.expect, 'i').test(text)) return `check ${name}: the answer does not match /${check.expect}/i (it begins ${JSON.stringify(text.slice(0, 120))})`;
+  if (check.expect_json !== undefined) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      return `check ${name}: the answer is not JSON (it begins ${JSON.stringify(text.slice(0, 120))})`;
+    }
+    if (!holds(parsed, check.expect_json)) return `check ${name}: the answer does not hold ${JSON.stringify(check.expect_json)}`;
+  }
+  return undefined;
+}

@@ -83,6 +83,30 @@ export interface ExecutionSettings {
   isolation?: IsolationMode;
 }
 
+/** A check a new version must pass before its canary's first stage: a request, and what the answer must hold. */
+export interface RolloutCheck {
+  name?: string;
+  request: string;
+  /** A regular expression (case-insensitive) the answer must match. */
+  expect?: string;
+  /** Fields the answer, parsed as JSON, must hold (a deep subset). */
+  expect_json?: Record<string, unknown>;
+}
+
+/**
+ * `[rollout]`: how a new version of this agent is rolled out when the deploy does not say
+ * (docs/rollouts.md). A deploy's own options win field by field.
+ */
+export interface RolloutSettings {
+  strategy?: 'direct' | 'blue-green' | 'canary' | 'shadow';
+  stages?: number[];
+  hold_ms?: number;
+  min_requests?: number;
+  max_error_rate_increase?: number;
+  max_latency_ratio?: number;
+  checks: RolloutCheck[];
+}
+
 /** The one typed form both agent file formats (and JSON) are parsed into. */
 export interface AgentDefinition {
   name: AgentName;
@@ -102,6 +126,8 @@ export interface AgentDefinition {
   messaging: MessagingSettings;
   /** Provenance notes, e.g. the original Claude Code tool list and model alias. */
   metadata: Record<string, unknown>;
+  /** `[rollout]`: the default strategy and options for new versions, and the checks before a canary. */
+  rollout?: RolloutSettings;
 }
 
 export const DEFAULT_USER_PROMPT_TEMPLATE = '{{request}}';

@@ -117,6 +117,44 @@ const messagingSchema = z.strictObject({
   send_to: z.array(agentNameSchema, { error: 'expected an array of agent names, e.g. send_to = ["reviewer"]' }).max(1000).optional(),
 });
 
+/** `[[rollout.checks]]`: a request the new version must answer as expected before its canary starts. */
+const rolloutCheckSchema = z.strictObject({
+  name: z.string().min(1).max(128).optional(),
+  request: z.string({ error: 'expected the request text' }).min(1).max(65_536),
+  expect: z
+    .string()
+    .min(1)
+    .max(4096)
+    .refine(
+      (p) => {
+        try {
+          new RegExp(p, 'i');
+          return true;
+        } catch {
+          return false;
+        }
+      },
+      { message: 'expected a valid regular expression' },
+    )
+    .optional(),
+  expect_json: z.record(z.string(), z.unknown()).optional(),
+});
+
+const rolloutSchema = z
+  .strictObject({
+    strategy: z.enum(['direct', 'blue-green', 'canary', 'shadow'], { error: 'expected "direct", "blue-green", "canary" or "shadow"' }).optional(),
+    stages: z.array(z.number().int().min(1).max(100)).min(1).max(20).optional(),
+    hold: z
+      .union([z.number(), z.string()])
+      .pipe(durationMs({ min: 0 }))
+      .optional(),
+    min_requests: z.number().int().min(1).max(1_000_000).optional(),
+    max_error_rate_increase: z.number().min(0).max(1).optional(),
+    max_latency_ratio: z.number().min(1).max(1000).optional(),
+    checks: z.array(rolloutCheckSchema).max(20).default([]),
+  })
+  .transform(({ hold, ...r }) => ({ ...r, ...(hold !== undefined && { hold_ms: hold }) }));
+
 /** Upstream's `[tools] available = [...]` form. */
 const toolsTableSchema = z.strictObject({ available: z.array(toolSchema) }).transform((t) => t.available);
 
@@ -138,6 +176,7 @@ export const agentDocumentSchema = z
     execution: executionSchema.default({}),
     messaging: messagingSchema.default({ protocols: [], ontologies: [], languages: [] }),
     metadata: z.record(z.string(), z.unknown()).default({}),
+    rollout: rolloutSchema.optional(),
   })
   .transform((d): AgentDefinition => {
     const def: AgentDefinition = {
@@ -158,6 +197,7 @@ export const agentDocumentSchema = z
       metadata: d.metadata,
     };
     if (d.documentation !== undefined) def.documentation = d.documentation;
+    if (d.rollout !== undefined) def.rollout = stripUndefined(d.rollout);
     return def;
   });
 
@@ -179,6 +219,7 @@ export const TOP_LEVEL_KEYS = [
   'execution',
   'messaging',
   'metadata',
+  'rollout',
 ] as const;
 
 /** Top-level keys that are plain values (not tables), which a TOML table header can swallow. */
@@ -193,4 +234,10 @@ export const TABLE_KEYS: Record<string, readonly string[]> = {
   execution: ['isolation'],
   messaging: ['protocols', 'ontologies', 'languages', 'max_concurrency', 'send_to'],
   tools: ['available'],
+  rollout: ['strategy', 'stages', 'hold', 'min_requests', 'max_error_rate_increase', 'max_latency_ratio', 'checks'],
 };
+
+/** Optional fields left out rather than written as undefined (exactOptionalPropertyTypes). */
+function stripUndefined<T extends object>(o: T): { [K in keyof T]: Exclude<T[K], undefined> } {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as { [K in keyof T]: Exclude<T[K], undefined> };
+}

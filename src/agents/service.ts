@@ -1,6 +1,6 @@
 import { CaxtonError } from '../shared/errors.js';
 import type { SourceIssue } from '../shared/issues.js';
-import { agentKey, type AgentDefinition, type AgentFormat } from './definition.js';
+import { agentKey, type AgentDefinition, type AgentFormat, type RolloutCheck, type RolloutSettings } from './definition.js';
 import { parseAgent, type ParseResult } from './parse.js';
 import { AgentParser, type ParseStats } from './parse-pool.js';
 import type { AgentRegistry, DeployedAgent } from './registry.js';
@@ -72,6 +72,11 @@ export interface AgentServiceOptions {
   versions?: AgentVersionStore;
   /** Blue-green rollouts (rollouts.ts); needs `versions`. */
   rollouts?: RolloutStore;
+  /**
+   * Runs a canary candidate's [[rollout.checks]] (the server wires the executor): resolves with
+   * what failed, or undefined when every check passed.
+   */
+  runChecks?: (agent: string, version: number, checks: RolloutCheck[]) => Promise<string | undefined>;
   /** Told of rollout events (the server records them in the event store). */
   onRollout?: (event: RolloutEventType, rollout: Rollout) => void;
   /** A canary step that failed (its promotion or rollback could not be stored); it is tried again at the next check. */
@@ -127,6 +132,9 @@ export class AgentService {
   /** Which version each definition handed to the executor is, while its agent has a canary (for the canary's figures). */
   readonly #versionOf = new WeakMap<AgentDefinition, number>();
   readonly #canaries: CanaryRunner | undefined;
+  /** Canaries whose [[rollout.checks]] are running: their candidate gets no traffic yet. */
+  readonly #checking = new Set<number>();
+  #runChecks: AgentServiceOptions['runChecks'];
 
   constructor(registry: AgentRegistry, store: AgentStore, options: AgentServiceOptions = {}) {
     this.registry = registry;
@@ -135,6 +143,7 @@ export class AgentService {
     this.#checks = [...(options.checks ?? [])];
     this.versions = options.versions;
     this.rollouts = options.rollouts;
+    this.#runChecks = options.runChecks;
     // NAME@VERSION resolves through the versions (the live one, or a running rollout's candidate).
     registry.setRefResolver((name, version, conversation) => (version !== undefined ? this.#resolveVersion(name, version) : this.#resolveInConversation(name, conversation)));
     const rollouts = this.rollouts;
@@ -158,6 +167,11 @@ export class AgentService {
         options.canaryIntervalMs,
       );
     this.#parser = new AgentParser(options.offThreadParseBytes !== undefined ? { offThreadBytes: options.offThreadParseBytes } : {});
+  }
+
+  /** Sets how [[rollout.checks]] run (the server wires the executor once it exists). */
+  setCheckRunner(run: NonNullable<AgentServiceOptions['runChecks']>): void {
+    this.#runChecks = run;
   }
 
   /** Where bodies were parsed (in-thread or on the worker): for tests and diagnostics. */
@@ -202,7 +216,27 @@ export class AgentService {
   /** `deploy` with the body parsed by `validateAsync`; every check after the parse runs at once, as in `deploy`. */
   async deployAsync(input: DeployInput, mode: 'create' | 'update', expectName?: string): Promise<DeployOutcome> {
     const result = await this.validateAsync(input);
-    return this.deploy(input, mode, expectName, result);
+    const out = this.deploy(input, mode, expectName, result);
+    const checks = result.ok ? (result.definition.rollout?.checks ?? []) : [];
+    const run = this.#runChecks;
+    // [[rollout.checks]] run before a canary's first stage: the candidate gets no traffic until they pass.
+    if (out.rollout?.strategy !== 'canary' || checks.length === 0 || !run) return out;
+    const rollout = out.rollout;
+    this.#checking.add(rollout.id);
+    let failure: string | undefined;
+    try {
+      failure = await run(rollout.agent, rollout.candidate_version, checks);
+    } catch (e) {
+      failure = `the checks could not run: ${e instanceof Error ? e.message : String(e)}`;
+    } finally {
+      this.#checking.delete(rollout.id);
+    }
+    if (failure === undefined) return out;
+    const existing = this.registry.get(rollout.agent);
+    const still = this.rollouts?.running(rollout.agent);
+    if (!existing || !this.versions || !this.rollouts || still?.id !== rollout.id) return out;
+    const ended = this.#abort(existing, still, this.versions, this.rollouts, 'canary', `a check failed before the first stage: ${failure}`);
+    return { ...out, rollout: ended.rollout };
   }
 
   /** Adds the deploy-time warnings the parser cannot know (they need the server's configuration). */
@@ -273,9 +307,11 @@ export class AgentService {
     // Identical content (the same definition, whatever the formatting): nothing to store or reload.
     if (existing && current && current.hash === definitionHash(def)) return { agent: existing, warnings: result.warnings, created: false, unchanged: true, version: current };
     const source = typeof input.body === 'string' ? input.body : Buffer.from(input.body).toString('utf8');
-    if (input.strategy === 'blue-green' || input.strategy === 'canary' || input.strategy === 'shadow') {
-      const plan = input.strategy === 'canary' ? canaryPlan(input.canary) : undefined;
-      return this.#startRollout(input.strategy, plan, existing, def, result.format, source, current, result.warnings, input.deployed_by);
+    // The deploy's strategy, else the file's [rollout] one (not for a first deploy: there is nothing to roll out beside).
+    const strategy = input.strategy ?? (existing ? def.rollout?.strategy : undefined) ?? 'direct';
+    if (strategy !== 'direct') {
+      const plan = strategy === 'canary' ? canaryPlan({ ...planOf(def.rollout), ...input.canary }) : undefined;
+      return this.#startRollout(strategy, plan, existing, def, result.format, source, current, result.warnings, input.deployed_by);
     }
     const agent = this.#apiAgent(def, result.format, existing);
     let version: AgentVersion | undefined;
@@ -356,7 +392,7 @@ export class AgentService {
     const current = this.currentVersion(agentName);
     if (current === undefined) return live;
     const running = rollouts.running(agentName);
-    const canary = running?.strategy === 'canary' && running.plan ? running : undefined;
+    const canary = running?.strategy === 'canary' && running.plan && !this.#checking.has(running.id) ? running : undefined;
     // Shadow: every live request stays on the stable version; the server copies it to the candidate.
     if (running?.strategy === 'shadow' && current === running.stable_version) this.#versionOf.set(live.definition, current);
     // A canary's share of new conversations; one without a conversation is drawn on its own.
@@ -684,4 +720,16 @@ function canaryPlan(input: CanaryPlanInput | undefined): CanaryPlan {
   const i = r.error.issues[0]!;
   const field = i.path.length > 0 ? i.path.join('.') : 'canary';
   throw new CaxtonError('invalid_request', `canary option "${field}": ${i.message}`, { field, hint: 'stages rise and end at 100, e.g. "5,25,50,100"; hold is a duration such as "30s"' });
+}
+
+/** The canary options a file's [rollout] table gives (the deploy's own options win, field by field). */
+function planOf(r: RolloutSettings | undefined): CanaryPlanInput {
+  if (!r) return {};
+  return {
+    ...(r.stages !== undefined && { stages: r.stages }),
+    ...(r.hold_ms !== undefined && { hold: r.hold_ms / 1000 }),
+    ...(r.min_requests !== undefined && { min_requests: r.min_requests }),
+    ...(r.max_error_rate_increase !== undefined && { max_error_rate_increase: r.max_error_rate_increase }),
+    ...(r.max_latency_ratio !== undefined && { max_latency_ratio: r.max_latency_ratio }),
+  };
 }

@@ -41,6 +41,7 @@ export const storedDefinitionSchema = z.looseObject({
   execution: z.looseObject({ isolation: z.enum(ISOLATION_MODES).optional() }),
   messaging: z.looseObject({ protocols: z.array(z.enum(INTERACTION_PROTOCOLS)), ontologies: strings, languages: strings, max_concurrency: num.optional(), send_to: strings.optional() }),
   metadata: record,
+  rollout: z.looseObject({ strategy: z.enum(['direct', 'blue-green', 'canary', 'shadow']).optional(), stages: z.array(num).optional(), checks: z.array(record) }).optional(),
 });
 
 /** The definition, or what is wrong with it: at most three fields, each with what was expected. */

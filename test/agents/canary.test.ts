@@ -12,7 +12,7 @@ import type { AddressInfo } from 'node:net';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { canaryPlanSchema, judgeStage, VersionWindow } from '../../src/agents/index.js';
+import { canaryPlanSchema, checkAnswer, judgeStage, parseAgent, VersionWindow } from '../../src/agents/index.js';
 import { http, tomlAgent } from '../helpers/http.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { makeTempDir, removeTempDirs } from '../helpers/tmp.js';
@@ -95,7 +95,7 @@ beforeAll(async () => {
   }))
     writeFileSync(join(dir, file), body);
   await start();
-  for (const name of ['flaky', 'good', 'slow']) expect((await api('POST', '/api/v1/agents', agent(name, 'v1'))).status).toBe(201);
+  for (const name of ['flaky', 'good', 'slow', 'checked']) expect((await api('POST', '/api/v1/agents', agent(name, 'v1'))).status).toBe(201);
 });
 
 afterAll(async () => {
@@ -133,6 +133,33 @@ describe('the canary plan and its judgement (no server)', () => {
     });
     expect(judgeStage(plan, 0, w([true, true, true, true], 20), stable, 10_000)).toEqual({ action: 'advance' });
     expect(judgeStage(plan, 1, w([true, true, true, true], 20), stable, 10_000)).toEqual({ action: 'promote' });
+  });
+});
+
+describe('[rollout] in the agent file, and its checks (no server)', () => {
+  it('reads the table, and names the field of a bad value', () => {
+    const ok = parseAgent('name = "a"\nsystem_prompt = "p"\n[rollout]\nstrategy = "canary"\nstages = [10, 100]\nhold = "30s"\n[[rollout.checks]]\nrequest = "ping"\nexpect = "pong"\n', {
+      format: 'toml',
+      file: 'a.toml',
+    });
+    expect(ok.ok && ok.definition.rollout).toEqual({ strategy: 'canary', stages: [10, 100], hold_ms: 30_000, checks: [{ request: 'ping', expect: 'pong' }] });
+    const bad = parseAgent('name = "a"\nsystem_prompt = "p"\n[rollout]\nstrategy = "gradual"\n[[rollout.checks]]\nrequest = "x"\nexpect = "(["\n', { format: 'toml', file: 'a.toml' });
+    expect(bad.ok).toBe(false);
+    const fields = bad.ok ? [] : bad.errors.map((e) => [e.field, e.message]);
+    expect(fields).toEqual(
+      expect.arrayContaining([
+        ['rollout.strategy', expect.stringContaining('expected "direct", "blue-green", "canary" or "shadow"')],
+        ['rollout.checks.0.expect', expect.stringContaining('expected a valid regular expression')],
+      ]),
+    );
+  });
+
+  it('checks an answer against a pattern or the fields its JSON must hold', () => {
+    expect(checkAnswer({ request: 'ping', expect: '^pong' }, 'PONG!')).toBeUndefined();
+    expect(checkAnswer({ name: 'greets', request: 'ping', expect: 'hello' }, 'bye')).toBe('check greets: the answer does not match /hello/i (it begins "bye")');
+    expect(checkAnswer({ request: 'total?', expect_json: { total: 3, items: [{ id: 'a' }] } }, '{"total":3,"items":[{"id":"a","n":1}],"x":1}')).toBeUndefined();
+    expect(checkAnswer({ request: 'total?', expect_json: { total: 3 } }, '{"total":4}')).toBe('check "total?": the answer does not hold {"total":3}');
+    expect(checkAnswer({ request: 'total?', expect_json: { total: 3 } }, 'three')).toBe('check "total?": the answer is not JSON (it begins "three")');
   });
 });
 
@@ -197,6 +224,29 @@ describe('canary rollouts on a server', () => {
     expect(types).toEqual(expect.arrayContaining(['rollout.started', 'rollout.stage_advanced', 'rollout.promoted']));
   });
 
+  it("takes the strategy and options from the file's [rollout], and its failing check rolls the canary back before the first stage", async () => {
+    const withRollout = (label: string, expectText: string) =>
+      `${agent('checked', label)}\n[rollout]\nstrategy = "canary"\nstages = [50, 100]\nhold = 0\nmin_requests = 2\n\n[[rollout.checks]]\nname = "knows itself"\nrequest = "who are you?"\nexpect = "${expectText}"\n`;
+    writeFileSync(join(dir, 'checked-v2.toml'), withRollout('v2', 'You are checked v9'));
+    writeFileSync(join(dir, 'checked-v3.toml'), withRollout('v3', 'You are checked v3'));
+    const failed = await cli('agent', 'deploy', 'checked-v2.toml');
+    expect(failed.code).toBe(1);
+    expect(failed.stderr).toContain(
+      'version 2 of checked was recorded, but its rollout was rolled back: a check failed before the first stage: check knows itself: the answer does not match /You are checked v9/i',
+    );
+    expect((await rollout('checked')).rollout).toMatchObject({ strategy: 'canary', state: 'rolled_back', stage: 0 });
+    // Nobody was sent to version 2 meanwhile.
+    expect((await drive('checked', () => true)).answers).toEqual(['v1']);
+
+    const passed = await cli('agent', 'deploy', 'checked-v3.toml');
+    expect(passed.code, passed.stderr).toBe(0);
+    expect(passed.stdout).toContain('deployed checked version 4 as a canary from checked-v3.toml');
+    const started = await rollout('checked');
+    expect(started.rollout).toMatchObject({ state: 'running', candidate_version: 4, plan: { stages: [50, 100] } });
+    await drive('checked', (v) => !v.running);
+    expect((await rollout('checked')).rollout!.state).toBe('promoted');
+  });
+
   it('resumes at the saved stage after a restart, and shows its figures', async () => {
     const r = await api('PUT', '/api/v1/agents/slow?strategy=canary&stages=20,60,100&hold=1s&min_requests=2', agent('slow', 'v2'));
     expect(r.status, r.text).toBe(200);
@@ -211,7 +261,10 @@ describe('canary rollouts on a server', () => {
     expect(shown.stdout).toContain('waiting:   0 of 2 candidate executions in stage 2 of 3 (60 %)');
     const watched = await cli('agent', 'rollout', 'status', 'slow', '--watch', '--interval', '200ms', '--count', '2', '--json');
     expect(watched.code, watched.stderr).toBe(0);
-    const frames = watched.stdout.trim().split('\n').map((l) => JSON.parse(l) as RolloutView);
+    const frames = watched.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as RolloutView);
     expect(frames.map((f) => [f.running, f.canary?.stage])).toEqual([
       [true, 1],
       [true, 1],

@@ -141,9 +141,9 @@ export async function agentRoutes(app: FastifyInstance, opts: { service: AgentSe
   const strategyQuery = z.object({
     strategy: z
       .enum(['direct', 'blue-green', 'canary', 'shadow'])
-      .default('direct')
+      .optional()
       .describe(
-        'direct: live at once; blue-green: beside the live version, reachable as NAME@VERSION until promoted; canary: blue-green plus a rising share of new conversations, promoted or rolled back by its figures; shadow: blue-green plus a copy of every live request, answers compared and never returned',
+        "default: the file's [rollout] strategy, else direct. direct: live at once; blue-green: beside the live version, reachable as NAME@VERSION until promoted; canary: blue-green plus a rising share of new conversations, promoted or rolled back by its figures; shadow: blue-green plus a copy of every live request, answers compared and never returned",
       ),
     stages: z.string().max(200).optional().describe('canary: the candidate’s share of new conversations per stage, e.g. "5,25,50,100"'),
     hold: z.string().max(20).optional().describe('canary: how long each stage runs at least, e.g. "60s"'),
@@ -154,7 +154,8 @@ export async function agentRoutes(app: FastifyInstance, opts: { service: AgentSe
   const canaryOptionsOf = (q: z.infer<typeof strategyQuery>) => {
     const o: Record<string, string> = {};
     for (const k of ['stages', 'hold', 'min_requests', 'max_error_rate_increase', 'max_latency_ratio'] as const) if (q[k] !== undefined) o[k] = q[k];
-    if (q.strategy !== 'canary' && Object.keys(o).length > 0) throw new CaxtonError('invalid_request', `${Object.keys(o).join(', ')} apply to strategy=canary only`, { field: Object.keys(o)[0] });
+    if (q.strategy !== undefined && q.strategy !== 'canary' && Object.keys(o).length > 0)
+      throw new CaxtonError('invalid_request', `${Object.keys(o).join(', ')} apply to strategy=canary only`, { field: Object.keys(o)[0] });
     return o;
   };
   r.put(

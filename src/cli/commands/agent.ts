@@ -79,18 +79,18 @@ export function registerAgentCommands(program: Command, ctx: CliContext): void {
     .option('--no-update', 'fail instead of updating an agent that already exists')
     .option(
       '--strategy <strategy>',
-      'direct (live at once), blue-green (beside the live version, reachable as NAME@VERSION until `caxton agent promote NAME`) canary (blue-green plus a rising share of new conversations, promoted or rolled back by its figures) or shadow (blue-green plus a copy of every live request; answers compared, never returned)',
-      'direct',
+      'direct (live at once), blue-green (beside the live version, reachable as NAME@VERSION until `caxton agent promote NAME`), canary (blue-green plus a rising share of new conversations, promoted or rolled back by its figures) or shadow (blue-green plus a copy of every live request; answers compared, never returned); default: the file’s [rollout] strategy, else direct',
     )
     .option('--stages <percents>', 'canary: share of new conversations per stage, rising to 100 (default 5,25,50,100)')
     .option('--hold <duration>', 'canary: how long each stage runs at least (default 60s)')
     .option('--min-requests <n>', 'canary: candidate executions per stage before it is judged (default 20)')
     .option('--max-error-rate-increase <fraction>', 'canary: error-rate increase over the stable version that rolls back (default 0.05)')
     .option('--max-latency-ratio <ratio>', 'canary: p99 latency ratio to the stable version that rolls back (default 2)')
-    .action(async (files: string[], opts: { update: boolean; strategy: string; stages?: string; hold?: string; minRequests?: string; maxErrorRateIncrease?: string; maxLatencyRatio?: string }) => {
-      if (!['direct', 'blue-green', 'canary', 'shadow'].includes(opts.strategy)) throw new CliError(`--strategy must be "direct", "blue-green", "canary" or "shadow", got "${opts.strategy}"`);
-      const strategy = opts.strategy as 'direct' | 'blue-green' | 'canary' | 'shadow';
-      const canary = new URLSearchParams({ strategy: opts.strategy });
+    .action(async (files: string[], opts: { update: boolean; strategy?: string; stages?: string; hold?: string; minRequests?: string; maxErrorRateIncrease?: string; maxLatencyRatio?: string }) => {
+      if (opts.strategy !== undefined && !['direct', 'blue-green', 'canary', 'shadow'].includes(opts.strategy))
+        throw new CliError(`--strategy must be "direct", "blue-green", "canary" or "shadow", got "${opts.strategy}"`);
+      const strategy = (opts.strategy ?? 'direct') as 'direct' | 'blue-green' | 'canary' | 'shadow';
+      const canary = new URLSearchParams({ strategy });
       for (const [k, v] of [
         ['stages', opts.stages],
         ['hold', opts.hold],
@@ -115,11 +115,32 @@ export function registerAgentCommands(program: Command, ctx: CliContext): void {
         error?: ApiError['body']['error'] | { code: string; message: string };
         warnings?: SourceIssue[];
       }[] = [];
+      /** A rollout its [[rollout.checks]] rolled back before it started: a failure, with the reason. */
+      const endedAtOnce = (res: { agent: { name: string }; version?: number; rollout?: { state: string; reason: string | null } }): boolean => {
+        if (res.rollout?.state !== 'rolled_back') return false;
+        results.push({
+          file: current,
+          ok: false,
+          name: res.agent.name,
+          error: { code: 'rollout_check_failed', message: `version ${res.version ?? '?'} of ${res.agent.name} was recorded, but its rollout was rolled back: ${res.rollout.reason ?? ''}` },
+        });
+        bar.tick();
+        return true;
+      };
+      let current = '';
       for (const file of files) {
+        current = file;
         const body = readAgentFile(file);
         const contentType = CONTENT_TYPES[detectFormat(file, body.subarray(0, 64).toString('utf8'))]!;
         try {
-          let res: { agent: { name: string; revision: number }; warnings: SourceIssue[]; version?: number; unchanged?: boolean; message?: string; rollout?: { candidate_version: number } };
+          let res: {
+            agent: { name: string; revision: number };
+            warnings: SourceIssue[];
+            version?: number;
+            unchanged?: boolean;
+            message?: string;
+            rollout?: { candidate_version: number; strategy: 'blue-green' | 'canary' | 'shadow'; state: string; reason: string | null };
+          };
           let action: 'created' | 'updated' | 'unchanged' | 'blue-green' | 'canary' | 'shadow' = 'created';
           if (strategy !== 'direct') {
             // Beside a live version: the agent must exist, so it goes straight to PUT (the name from the file).
@@ -130,6 +151,7 @@ export function registerAgentCommands(program: Command, ctx: CliContext): void {
               });
             const name = encodeURIComponent(parsed.definition.name);
             res = (await client.request<typeof res>('PUT', `/api/v1/agents/${name}?${canary.toString()}`, { body, contentType })).data;
+            if (endedAtOnce(res)) continue;
             results.push({
               file,
               ok: true,
@@ -147,9 +169,12 @@ export function registerAgentCommands(program: Command, ctx: CliContext): void {
           } catch (e) {
             if (!(e instanceof ApiError) || e.body.error.code !== 'agent_exists' || !opts.update) throw e;
             const name = (e.body.error.details as { name: string }).name;
-            res = (await client.request<typeof res>('PUT', `/api/v1/agents/${encodeURIComponent(name)}`, { body, contentType })).data;
-            action = res.unchanged === true ? 'unchanged' : 'updated';
+            // Without --strategy the server applies the file's [rollout] strategy, if it has one.
+            const q = opts.strategy === 'direct' ? '?strategy=direct' : '';
+            res = (await client.request<typeof res>('PUT', `/api/v1/agents/${encodeURIComponent(name)}${q}`, { body, contentType })).data;
+            action = res.unchanged === true ? 'unchanged' : (res.rollout?.strategy ?? 'updated');
           }
+          if (endedAtOnce(res)) continue;
           results.push({ file, ok: true, name: res.agent.name, action, revision: res.agent.revision, ...(res.version !== undefined && { version: res.version }), warnings: res.warnings });
         } catch (e) {
           if (e instanceof ApiError) results.push({ file, ok: false, error: e.body.error });

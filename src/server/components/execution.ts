@@ -1,5 +1,5 @@
 import { executionApi, SqliteResponseStore } from '../../api/index.js';
-import type { AgentRegistry, AgentService, ShadowResultStore } from '../../agents/index.js';
+import { checkAnswer, type AgentRegistry, type AgentService, type ShadowResultStore } from '../../agents/index.js';
 import { agentLimitsLookup, type PrincipalLimiter } from '../../auth/index.js';
 import type { ServerConfig } from '../../config/index.js';
 import { Executor, ShadowRunner, SqliteSuspendedStore, type ExecutionMemory } from '../../execution/index.js';
@@ -43,6 +43,20 @@ export function startExecution(opts: {
       opts.service.observe(e.definition, e.status === 'ok', e.duration_ms);
       shadow.onExecuted(e);
     },
+  });
+  // A canary candidate's [[rollout.checks]]: each request run on the candidate, its answer checked.
+  opts.service.setCheckRunner(async (agent, version, checks) => {
+    for (const check of checks) {
+      let answer: string;
+      try {
+        answer = (await executor.invoke(`${agent}@${version}`, { request: check.request })).content;
+      } catch (e) {
+        return `check ${check.name ?? JSON.stringify(check.request.slice(0, 60))}: the request failed: ${e instanceof Error ? e.message : String(e)}`;
+      }
+      const failure = checkAnswer(check, answer);
+      if (failure !== undefined) return failure;
+    }
+    return undefined;
   });
   const shadow = new ShadowRunner({ executor, service: opts.service, results: opts.shadowResults, onError: (e) => logger.error({ err: e }, 'a shadow comparison could not be recorded') });
   const ready = executor.warm().catch((e: unknown) => logger.error({ err: e }, 'isolation pool failed to start'));
