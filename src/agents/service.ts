@@ -420,6 +420,17 @@ export class AgentService {
   }
 
   /**
+   * Which version of a rollout `definition` is, while its agent has a canary or shadow rollout
+   * (for metrics labelled with the version); undefined otherwise.
+   */
+  rolloutVersionOf(definition: AgentDefinition): { version: number; role: 'stable' | 'candidate' } | undefined {
+    const version = this.#versionOf.get(definition);
+    const running = version === undefined ? undefined : this.rollouts?.running(definition.name);
+    if (!running || version === undefined) return undefined;
+    return version === running.candidate_version ? { version, role: 'candidate' } : version === running.stable_version ? { version, role: 'stable' } : undefined;
+  }
+
+  /**
    * The running shadow rollout whose stable version `definition` is (a live execution to copy to
    * its candidate), if any.
    */

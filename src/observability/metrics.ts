@@ -32,6 +32,8 @@ export class Metrics {
   readonly messageDuration: Histogram<'performative'>;
   readonly agentExecutions: Counter<'agent' | 'status'>;
   readonly agentExecutionDuration: Histogram<'agent'>;
+  readonly rolloutExecutions: Counter<'agent' | 'version' | 'role' | 'status'>;
+  readonly rolloutExecutionDuration: Histogram<'agent' | 'version' | 'role'>;
   readonly llmRequests: Counter<'provider' | 'model' | 'status'>;
   readonly llmTokens: Counter<'provider' | 'model' | 'kind'>;
   readonly toolCalls: Counter<'tool' | 'status' | 'via'>;
@@ -72,6 +74,20 @@ export class Metrics {
     });
     this.agentExecutions = new Counter({ name: 'caxton_agent_executions_total', help: 'Agent executions, by agent and outcome (ok or an error code)', labelNames: ['agent', 'status'], registers });
     this.agentExecutionDuration = new Histogram({ name: 'caxton_agent_execution_duration_seconds', help: 'Agent execution duration', labelNames: ['agent'], buckets: SLOW_BUCKETS, registers });
+    // Only while an agent has a rollout: its two versions (stable, candidate), so the labels stay bounded.
+    this.rolloutExecutions = new Counter({
+      name: 'caxton_rollout_executions_total',
+      help: 'Executions of an agent under a rollout, by version, role (stable, candidate, shadow) and outcome',
+      labelNames: ['agent', 'version', 'role', 'status'],
+      registers,
+    });
+    this.rolloutExecutionDuration = new Histogram({
+      name: 'caxton_rollout_execution_duration_seconds',
+      help: 'Execution duration of an agent under a rollout, by version and role',
+      labelNames: ['agent', 'version', 'role'],
+      buckets: SLOW_BUCKETS,
+      registers,
+    });
     this.llmRequests = new Counter({
       name: 'caxton_llm_requests_total',
       help: 'LLM chat requests (model turns), by provider, model and outcome',
@@ -155,6 +171,13 @@ export class Metrics {
   execution(agent: string, status: string, seconds: number): void {
     this.#counter(this.agentExecutions, { agent, status }).inc();
     this.#histogram(this.agentExecutionDuration, { agent }).observe(seconds);
+  }
+
+  /** One execution of a version under a rollout (`role`: stable, candidate, or shadow for a shadow copy). */
+  rolloutExecution(agent: string, version: number, role: 'stable' | 'candidate' | 'shadow', status: string, seconds: number): void {
+    const v = String(version);
+    this.#counter(this.rolloutExecutions, { agent, version: v, role, status }).inc();
+    this.#histogram(this.rolloutExecutionDuration, { agent, version: v, role }).observe(seconds);
   }
 
   /** Model turns of one execution and the tokens they used. */

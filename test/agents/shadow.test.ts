@@ -116,6 +116,11 @@ describe('shadow', () => {
     // The stable version's three messages reached the sink; the candidate's three never did.
     expect((await sinkConversations()) - sinkBefore).toBe(3);
 
+    // Metrics labelled with the version and its role while the rollout runs.
+    const text = await srv.server.metrics.registry.metrics();
+    expect(text).toMatch(/caxton_rollout_executions_total\{agent="mirror",version="1",role="stable",status="ok"\} 5/);
+    expect(text).toMatch(/caxton_rollout_executions_total\{agent="mirror",version="2",role="shadow",status="ok"\} 5/);
+
     const shown = await cli('agent', 'rollout', 'status', 'mirror');
     expect(shown.code, shown.stderr).toBe(0);
     expect(shown.stdout).toContain('compared:  5 live requests copied to the candidate');

@@ -42,6 +42,13 @@ export function startExecution(opts: {
       events?.onExecuted(e);
       opts.service.observe(e.definition, e.status === 'ok', e.duration_ms);
       shadow.onExecuted(e);
+      const m = opts.telemetry.metrics;
+      if (m) {
+        // Executions labelled with their version while the agent has a canary or shadow rollout.
+        const running = e.shadow ? opts.service.rollouts?.running(e.agent) : undefined;
+        const v = running ? { version: running.candidate_version, role: 'shadow' as const } : opts.service.rolloutVersionOf(e.definition);
+        if (v) m.rolloutExecution(e.agent, v.version, v.role, e.status, e.duration_ms / 1000);
+      }
     },
   });
   // A canary candidate's [[rollout.checks]]: each request run on the candidate, its answer checked.
