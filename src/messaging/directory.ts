@@ -84,8 +84,16 @@ export class Directory extends EventEmitter<{ change: [DirectoryEvent] }> {
     this.registry.off('change', this.#onChange);
   }
 
+  /**
+   * An agent by name, or one of its addressable versions as NAME@VERSION (the live one, or a
+   * running rollout's candidate: src/agents/service.ts). A version's entry is named as addressed,
+   * so the executor runs that version and its replies come from "NAME@VERSION".
+   */
   get(agent: string): DirectoryEntry | undefined {
-    return this.#entries.get(agentKey(agent));
+    const e = this.#entries.get(agentKey(agent));
+    if (e || !agent.includes('@')) return e;
+    const version = this.registry.find(agent);
+    return version && { ...entryOf(version), agent };
   }
 
   /** Providers of a capability, sorted by name; the same array until the next change (do not mutate). */

@@ -60,7 +60,14 @@ export class Router {
     const out: DirectoryEntry[] = [];
     for (const name of m.receivers) {
       const e = this.directory.get(name);
-      if (!e) return { ok: false, reason: 'unknown_agent', message: `no agent named "${name}" is deployed` };
+      if (!e) {
+        const at = name.lastIndexOf('@');
+        const message =
+          at > 0
+            ? `"${name}" is not an addressable version: address agent "${name.slice(0, at)}" by name (its live version), or a running rollout's candidate as NAME@VERSION (caxton agent rollout status ${name.slice(0, at)})`
+            : `no agent named "${name}" is deployed`;
+        return { ok: false, reason: 'unknown_agent', message };
+      }
       if (m.chain.includes(e.agent)) return { ok: false, reason: 'loop_detected', message: `message loop detected: ${[...m.chain, e.agent].join(' → ')}` };
       if (!accepts(e, m)) return { ok: false, reason: 'no_acceptable_provider', message: `agent "${e.agent}" does not accept this message's protocol, ontology or language` };
       out.push(e);

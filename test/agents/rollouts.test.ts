@@ -119,6 +119,25 @@ describe('blue-green', () => {
     expect(await ask('teller')).toBe('v1');
   });
 
+  it('a FIPA-ACL message addressed to NAME@VERSION reaches that version; a version that is not addressable is refused clearly', async () => {
+    type Sent = { conversation: { state: string }; messages: { performative: string; sender: string; content: string }[] };
+    const send = (receiver: string) => api<Sent>('POST', '/api/v1/messages?wait=10', JSON.stringify({ performative: 'request', receiver, content: 'who?', sender: 'user' }), 'application/json');
+    const toCandidate = await send('teller@2');
+    expect(toCandidate.status, toCandidate.text).toBe(200);
+    const reply = toCandidate.json.messages.find((m) => m.performative === 'inform')!;
+    expect(reply.sender).toBe('teller@2');
+    expect(reply.content).toContain('You are teller v2.');
+    const toLive = await send('teller');
+    expect(toLive.json.messages.find((m) => m.performative === 'inform')!.content).toContain('You are teller v1.');
+    const bad = await api<{ failure?: { message: string }; messages?: { content: unknown }[] }>(
+      'POST',
+      '/api/v1/messages?wait=10',
+      JSON.stringify({ performative: 'request', receiver: 'teller@9', content: 'who?', sender: 'user' }),
+      'application/json',
+    );
+    expect(bad.text).toContain('\\"teller@9\\" is not an addressable version: address agent \\"teller\\" by name');
+  });
+
   it('promote switches new conversations; a conversation already open keeps its version', async () => {
     expect(await ask('teller', 'conv-open')).toBe('v1');
     const p = await cli('agent', 'promote', 'teller');
