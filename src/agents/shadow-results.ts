@@ -17,6 +17,7 @@ export const AGENT_SHADOW_MIGRATION: Migration = {
       candidate_answer  TEXT,
       candidate_error   TEXT,
       agree             INTEGER NOT NULL,
+      similarity        REAL,
       stable_ms         REAL NOT NULL,
       candidate_ms      REAL NOT NULL,
       stable_tokens     INTEGER NOT NULL,
@@ -37,6 +38,8 @@ export interface ShadowResult {
   candidate_answer?: string | undefined;
   candidate_error?: string | undefined;
   agree: boolean;
+  /** Cosine similarity of the two answers by the embedding model, when they differ and memory is on. */
+  similarity?: number | undefined;
   stable_ms: number;
   candidate_ms: number;
   stable_tokens: number;
@@ -48,6 +51,10 @@ export interface ShadowReport {
   compared: number;
   agreements: number;
   agreement_rate: number | null;
+  /** How answers were compared: `exact` (same text, whitespace and case aside), or also `similarity` by the embedding model. */
+  comparison: 'exact' | 'similarity';
+  /** The mean similarity of the answers that differed in text (null: none measured). */
+  mean_similarity: number | null;
   candidate_errors: number;
   /** Copies not run because too many were running already (the candidate never slows the live path). */
   skipped: number;
@@ -68,16 +75,18 @@ export class ShadowResultStore {
   readonly #prune;
   readonly #rows;
   readonly #disagreements;
+  /** How the shadow runner compares answers (it says so when it starts). */
+  comparison: ShadowReport['comparison'] = 'exact';
   /** Skipped copies per rollout (in memory: a count, not a record). */
   readonly #skipped = new Map<number, number>();
 
   constructor(db: Db) {
     this.#insert = db.prepare(
-      `INSERT INTO agent_shadow_results (rollout_id, at, request, stable_answer, candidate_answer, candidate_error, agree, stable_ms, candidate_ms, stable_tokens, candidate_tokens)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO agent_shadow_results (rollout_id, at, request, stable_answer, candidate_answer, candidate_error, agree, similarity, stable_ms, candidate_ms, stable_tokens, candidate_tokens)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     );
     this.#prune = db.prepare('DELETE FROM agent_shadow_results WHERE rollout_id = ? AND id <= (SELECT id FROM agent_shadow_results WHERE rollout_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)');
-    this.#rows = db.prepare('SELECT agree, candidate_error, stable_ms, candidate_ms, stable_tokens, candidate_tokens FROM agent_shadow_results WHERE rollout_id = ?');
+    this.#rows = db.prepare('SELECT agree, similarity, candidate_error, stable_ms, candidate_ms, stable_tokens, candidate_tokens FROM agent_shadow_results WHERE rollout_id = ?');
     this.#disagreements = db.prepare('SELECT request, stable_answer, candidate_answer, candidate_error FROM agent_shadow_results WHERE rollout_id = ? AND agree = 0 ORDER BY id DESC LIMIT 5');
   }
 
@@ -90,6 +99,7 @@ export class ShadowResultStore {
       r.candidate_answer === undefined ? null : cut(r.candidate_answer),
       r.candidate_error ?? null,
       r.agree ? 1 : 0,
+      r.similarity ?? null,
       r.stable_ms,
       r.candidate_ms,
       r.stable_tokens,
@@ -103,17 +113,29 @@ export class ShadowResultStore {
   }
 
   report(rolloutId: number): ShadowReport {
-    const rows = this.#rows.all(rolloutId) as { agree: number; candidate_error: string | null; stable_ms: number; candidate_ms: number; stable_tokens: number; candidate_tokens: number }[];
+    const comparison = this.comparison;
+    const rows = this.#rows.all(rolloutId) as {
+      agree: number;
+      similarity: number | null;
+      candidate_error: string | null;
+      stable_ms: number;
+      candidate_ms: number;
+      stable_tokens: number;
+      candidate_tokens: number;
+    }[];
     const agreements = rows.filter((r) => r.agree === 1).length;
     const side = (ms: number[], tokens: number) => {
       const s = [...ms].sort((a, b) => a - b);
       return { p50_ms: percentile(s, 0.5), p99_ms: percentile(s, 0.99), tokens };
     };
     const ok = rows.filter((r) => r.candidate_error === null);
+    const measured = rows.filter((r) => r.similarity !== null).map((r) => r.similarity!);
     return {
       compared: rows.length,
       agreements,
       agreement_rate: rows.length === 0 ? null : agreements / rows.length,
+      comparison,
+      mean_similarity: measured.length === 0 ? null : measured.reduce((a, b) => a + b, 0) / measured.length,
       candidate_errors: rows.length - ok.length,
       skipped: this.#skipped.get(rolloutId) ?? 0,
       stable: side(
@@ -130,8 +152,8 @@ export class ShadowResultStore {
 }
 
 /**
- * Whether two answers agree: the same text once whitespace is collapsed and case ignored. (Exact
- * comparison only: similarity with the embedding model and a judge agent are not built.)
+ * Whether two answers agree as text: the same once whitespace is collapsed and case ignored. (The
+ * shadow runner also counts answers whose embedding similarity reaches its threshold.)
  */
 export function answersAgree(a: string, b: string): boolean {
   const norm = (s: string) => s.trim().replace(/\s+/g, ' ').toLowerCase();

@@ -17,6 +17,12 @@ export interface ShadowRunnerOptions {
   results: ShadowResultStore;
   maxInFlight?: number;
   onError?: (e: unknown) => void;
+  /**
+   * Cosine similarity of two texts by the embedding model (memory's, when memory is on): answers
+   * that differ in text agree when it reaches `similarityThreshold` (default 0.9).
+   */
+  similarity?: ((a: string, b: string) => Promise<number>) | undefined;
+  similarityThreshold?: number;
 }
 
 export class ShadowRunner {
@@ -27,6 +33,7 @@ export class ShadowRunner {
 
   constructor(opts: ShadowRunnerOptions) {
     this.#o = opts;
+    opts.results.comparison = this.comparison;
   }
 
   /** The executor's record of a finished execution: copied when it is a shadow rollout's live one. */
@@ -48,14 +55,17 @@ export class ShadowRunner {
         (res) => ({ answer: res.content, tokens: res.usage.input_tokens + res.usage.output_tokens, error: undefined }),
         (err: unknown) => ({ answer: undefined, tokens: 0, error: describeError(err) }),
       )
-      .then((c) => {
+      .then(async (c) => {
+        const same = c.answer !== undefined && answersAgree(stable.content, c.answer);
+        const similarity = c.answer !== undefined && !same && this.#o.similarity ? await this.#o.similarity(stable.content, c.answer).catch(() => undefined) : undefined;
         this.#o.results.record({
           rollout_id: rollout.id,
           request: request.request,
           stable_answer: stable.content,
           candidate_answer: c.answer,
           candidate_error: c.error,
-          agree: c.answer !== undefined && answersAgree(stable.content, c.answer),
+          agree: same || (similarity !== undefined && similarity >= (this.#o.similarityThreshold ?? 0.9)),
+          similarity,
           stable_ms: e.duration_ms,
           candidate_ms: performance.now() - started,
           stable_tokens: stable.usage.input_tokens + stable.usage.output_tokens,
@@ -68,6 +78,11 @@ export class ShadowRunner {
         this.#running.delete(run);
       });
     this.#running.add(run);
+  }
+
+  /** How this runner compares answers (for the report). */
+  get comparison(): 'exact' | 'similarity' {
+    return this.#o.similarity ? 'similarity' : 'exact';
   }
 
   /** Copies still running (tests, shutdown). */

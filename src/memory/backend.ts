@@ -37,6 +37,8 @@ export interface MemoryBackend {
   readonly model: string | undefined;
   /** Loads the embedder, prepares tables and indexes, re-embeds vectors of another model. Idempotent. */
   ready(): Promise<void>;
+  /** Cosine similarity (-1..1) of two texts by the embedding model (each cut to the model's input limit). */
+  similarity(a: string, b: string): Promise<number>;
 
   // The MCP reference memory server's operations, per scope.
   /** Creates the entities whose name is new in `scope`; returns those created. */

@@ -124,6 +124,20 @@ export class MemoryGraph<Id> implements MemoryBackend {
     return out;
   };
 
+  async similarity(a: string, b: string): Promise<number> {
+    await this.ready();
+    const [x, y] = await this.#embed([a.slice(0, MAX_EMBED_CHARS), b.slice(0, MAX_EMBED_CHARS)]);
+    let dot = 0;
+    let nx = 0;
+    let ny = 0;
+    for (let i = 0; i < x!.length; i++) {
+      dot += x![i]! * y![i]!;
+      nx += x![i]! * x![i]!;
+      ny += y![i]! * y![i]!;
+    }
+    return nx === 0 || ny === 0 ? 0 : dot / Math.sqrt(nx * ny);
+  }
+
   /** The vector of a search query (its first MAX_EMBED_CHARS characters). Needs ready(). */
   protected async embedQuery(query: string): Promise<Float32Array> {
     return (await this.#embed([query.slice(0, MAX_EMBED_CHARS)]))[0]!;

@@ -162,7 +162,21 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
     const telemetry = { ...(tracing.enabled && { tracer: tracing.tracer }), ...(config.metrics.enabled && { metrics }) };
     const memory = startMemory({ config, db, registry, logger, telemetry });
     if (memory) stack.add(memory);
-    const execution = stack.add(startExecution({ config, db, registry, service, logger, telemetry, limiter: auth.limiter, events, memory: memory?.execution, shadowResults: agents.shadowResults }));
+    const execution = stack.add(
+      startExecution({
+        config,
+        db,
+        registry,
+        service,
+        logger,
+        telemetry,
+        limiter: auth.limiter,
+        events,
+        memory: memory?.execution,
+        shadowResults: agents.shadowResults,
+        similarity: memory && ((a: string, b: string) => memory.graph.store.similarity(a, b)),
+      }),
+    );
     const { executor } = execution;
     // Host tools run in the server whatever the isolation mode: from here on every component's are registered on the executor.
     stack.useHostTools(executor.hostTools);

@@ -39,6 +39,10 @@ match = "^ask "
   content = "{{system}} | {{last_tool_result}}"
 
 [[rules]]
+match = "^describe"
+content = "{{system}} I answer questions about mirrors, reflections and the optics of flat and curved glass."
+
+[[rules]]
 content = "noted"
 `;
 
@@ -59,6 +63,8 @@ interface ShadowView {
     compared: number;
     agreements: number;
     agreement_rate: number | null;
+    comparison: string;
+    mean_similarity: number | null;
     candidate_errors: number;
     stable: { p50_ms: number | null; tokens: number };
     candidate: { p50_ms: number | null; tokens: number };
@@ -97,15 +103,20 @@ describe('shadow', () => {
     expect(d.stdout).toContain('deployed mirror version 2 as a shadow from mirror-v2.toml');
     const sinkBefore = await sinkConversations();
 
-    const answers = [await invoke('ask one'), await invoke('ask two'), await invoke('hello'), await invoke('ask three'), await invoke('hi there')];
-    for (const a of answers.filter((x) => x !== 'noted')) {
+    const answers = [await invoke('ask one'), await invoke('ask two'), await invoke('hello'), await invoke('ask three'), await invoke('hi there'), await invoke('describe yourself')];
+    for (const a of answers.filter((x) => x !== 'noted' && !x.includes('optics'))) {
       expect(a).toContain('You are mirror v1.');
       expect(a).toMatch(/\| sent inform \S+ to sink/);
     }
     expect(answers.filter((x) => x === 'noted')).toHaveLength(2);
+    expect(answers[5]).toContain('You are mirror v1. I answer questions about mirrors');
 
-    const report = (await waitUntil(async () => ((await view()).shadow?.compared === 5 ? (await view()).shadow : undefined), { timeoutMs: 10_000, what: 'five comparisons' })).value!;
-    expect(report).toMatchObject({ compared: 5, agreements: 2, agreement_rate: 0.4, candidate_errors: 0 });
+    const report = (await waitUntil(async () => ((await view()).shadow?.compared === 6 ? (await view()).shadow : undefined), { timeoutMs: 20_000, what: 'six comparisons' })).value!;
+    // Two answers are the same text; "describe" differs only in the version in its prompt, which
+    // the embedding model finds similar enough (≥ 0.9); the three tool answers differ.
+    expect(report).toMatchObject({ compared: 6, agreements: 3, agreement_rate: 0.5, candidate_errors: 0, comparison: 'similarity' });
+    expect(report.mean_similarity).toBeGreaterThan(0);
+    expect(report.disagreements.map((d) => d.request).sort()).toEqual(['ask one', 'ask three', 'ask two']);
     expect(report.stable.tokens).toBeGreaterThan(0);
     expect(report.candidate.tokens).toBeGreaterThan(0);
     expect(report.candidate.p50_ms).not.toBeNull();
@@ -118,13 +129,13 @@ describe('shadow', () => {
 
     // Metrics labelled with the version and its role while the rollout runs.
     const text = await srv.server.metrics.registry.metrics();
-    expect(text).toMatch(/caxton_rollout_executions_total\{agent="mirror",version="1",role="stable",status="ok"\} 5/);
-    expect(text).toMatch(/caxton_rollout_executions_total\{agent="mirror",version="2",role="shadow",status="ok"\} 5/);
+    expect(text).toMatch(/caxton_rollout_executions_total\{agent="mirror",version="1",role="stable",status="ok"\} 6/);
+    expect(text).toMatch(/caxton_rollout_executions_total\{agent="mirror",version="2",role="shadow",status="ok"\} 6/);
 
     const shown = await cli('agent', 'rollout', 'status', 'mirror');
     expect(shown.code, shown.stderr).toBe(0);
-    expect(shown.stdout).toContain('compared:  5 live requests copied to the candidate');
-    expect(shown.stdout).toContain('agreement: 2 of 5 (40 %); candidate errors: 0');
+    expect(shown.stdout).toContain('compared:  6 live requests copied to the candidate');
+    expect(shown.stdout).toContain('agreement: 3 of 6 (50 %); candidate errors: 0');
   });
 
   it('the candidate is addressable as NAME@VERSION; a rollback ends the shadow and stops the copies', async () => {

@@ -76,6 +76,8 @@ const shadowReportSchema = z
     compared: z.number().int(),
     agreements: z.number().int(),
     agreement_rate: z.number().nullable(),
+    comparison: z.enum(['exact', 'similarity']),
+    mean_similarity: z.number().nullable(),
     candidate_errors: z.number().int(),
     skipped: z.number().int(),
     stable: sideFigures,

@@ -30,6 +30,8 @@ export function startExecution(opts: {
   memory: ExecutionMemory | undefined;
   /** Where shadow rollouts' comparisons go (the agents component's store). */
   shadowResults: ShadowResultStore;
+  /** Embedding similarity of two texts (memory's model), for shadow comparisons; undefined without memory. */
+  similarity?: ((a: string, b: string) => Promise<number>) | undefined;
 }): ExecutionComponent {
   const { config, db, logger, events } = opts;
   const executor = new Executor(config, opts.registry, {
@@ -65,7 +67,13 @@ export function startExecution(opts: {
     }
     return undefined;
   });
-  const shadow = new ShadowRunner({ executor, service: opts.service, results: opts.shadowResults, onError: (e) => logger.error({ err: e }, 'a shadow comparison could not be recorded') });
+  const shadow = new ShadowRunner({
+    executor,
+    service: opts.service,
+    results: opts.shadowResults,
+    similarity: opts.similarity,
+    onError: (e) => logger.error({ err: e }, 'a shadow comparison could not be recorded'),
+  });
   const ready = executor.warm().catch((e: unknown) => logger.error({ err: e }, 'isolation pool failed to start'));
   executor.memory = opts.memory;
   // Executions stopped for client tool calls (OpenAI `tools`), until the client's results resume them (ADR 0029).
