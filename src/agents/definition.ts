@@ -105,6 +105,10 @@ export interface RolloutSettings {
   max_error_rate_increase?: number;
   max_latency_ratio?: number;
   checks: RolloutCheck[];
+  /** Shadow: an agent asked whether two answers agree (it answers yes or no); else text and similarity decide. */
+  judge?: string;
+  /** Shadow: answers that differ in text agree at this cosine similarity or more (default 0.9). */
+  similarity?: number;
 }
 
 /** The one typed form both agent file formats (and JSON) are parsed into. */

@@ -152,6 +152,8 @@ const rolloutSchema = z
     max_error_rate_increase: z.number().min(0).max(1).optional(),
     max_latency_ratio: z.number().min(1).max(1000).optional(),
     checks: z.array(rolloutCheckSchema).max(20).default([]),
+    judge: agentNameSchema.optional(),
+    similarity: z.number().min(0).max(1).optional(),
   })
   .transform(({ hold, ...r }) => ({ ...r, ...(hold !== undefined && { hold_ms: hold }) }));
 
@@ -234,7 +236,7 @@ export const TABLE_KEYS: Record<string, readonly string[]> = {
   execution: ['isolation'],
   messaging: ['protocols', 'ontologies', 'languages', 'max_concurrency', 'send_to'],
   tools: ['available'],
-  rollout: ['strategy', 'stages', 'hold', 'min_requests', 'max_error_rate_increase', 'max_latency_ratio', 'checks'],
+  rollout: ['strategy', 'stages', 'hold', 'min_requests', 'max_error_rate_increase', 'max_latency_ratio', 'checks', 'judge', 'similarity'],
 };
 
 /** Optional fields left out rather than written as undefined (exactOptionalPropertyTypes). */

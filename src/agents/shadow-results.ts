@@ -18,6 +18,7 @@ export const AGENT_SHADOW_MIGRATION: Migration = {
       candidate_error   TEXT,
       agree             INTEGER NOT NULL,
       similarity        REAL,
+      method            TEXT NOT NULL DEFAULT 'exact',
       stable_ms         REAL NOT NULL,
       candidate_ms      REAL NOT NULL,
       stable_tokens     INTEGER NOT NULL,
@@ -27,6 +28,8 @@ export const AGENT_SHADOW_MIGRATION: Migration = {
 };
 
 export const MAX_ROWS_PER_ROLLOUT = 1000;
+
+export type ShadowComparison = 'exact' | 'similarity' | 'judge';
 /** Stored text is cut here: the report needs examples, not whole transcripts. */
 const TEXT_LIMIT = 2000;
 
@@ -40,6 +43,8 @@ export interface ShadowResult {
   agree: boolean;
   /** Cosine similarity of the two answers by the embedding model, when they differ and memory is on. */
   similarity?: number | undefined;
+  /** What decided `agree`: the text, the embedding similarity, or the judge agent. */
+  method: ShadowComparison;
   stable_ms: number;
   candidate_ms: number;
   stable_tokens: number;
@@ -52,7 +57,7 @@ export interface ShadowReport {
   agreements: number;
   agreement_rate: number | null;
   /** How answers were compared: `exact` (same text, whitespace and case aside), or also `similarity` by the embedding model. */
-  comparison: 'exact' | 'similarity';
+  comparison: ShadowComparison;
   /** The mean similarity of the answers that differed in text (null: none measured). */
   mean_similarity: number | null;
   candidate_errors: number;
@@ -76,17 +81,17 @@ export class ShadowResultStore {
   readonly #rows;
   readonly #disagreements;
   /** How the shadow runner compares answers (it says so when it starts). */
-  comparison: ShadowReport['comparison'] = 'exact';
+  comparison: ShadowComparison = 'exact';
   /** Skipped copies per rollout (in memory: a count, not a record). */
   readonly #skipped = new Map<number, number>();
 
   constructor(db: Db) {
     this.#insert = db.prepare(
-      `INSERT INTO agent_shadow_results (rollout_id, at, request, stable_answer, candidate_answer, candidate_error, agree, similarity, stable_ms, candidate_ms, stable_tokens, candidate_tokens)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO agent_shadow_results (rollout_id, at, request, stable_answer, candidate_answer, candidate_error, agree, similarity, method, stable_ms, candidate_ms, stable_tokens, candidate_tokens)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     );
     this.#prune = db.prepare('DELETE FROM agent_shadow_results WHERE rollout_id = ? AND id <= (SELECT id FROM agent_shadow_results WHERE rollout_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)');
-    this.#rows = db.prepare('SELECT agree, similarity, candidate_error, stable_ms, candidate_ms, stable_tokens, candidate_tokens FROM agent_shadow_results WHERE rollout_id = ?');
+    this.#rows = db.prepare('SELECT agree, similarity, method, candidate_error, stable_ms, candidate_ms, stable_tokens, candidate_tokens FROM agent_shadow_results WHERE rollout_id = ?');
     this.#disagreements = db.prepare('SELECT request, stable_answer, candidate_answer, candidate_error FROM agent_shadow_results WHERE rollout_id = ? AND agree = 0 ORDER BY id DESC LIMIT 5');
   }
 
@@ -100,6 +105,7 @@ export class ShadowResultStore {
       r.candidate_error ?? null,
       r.agree ? 1 : 0,
       r.similarity ?? null,
+      r.method,
       r.stable_ms,
       r.candidate_ms,
       r.stable_tokens,
@@ -113,10 +119,10 @@ export class ShadowResultStore {
   }
 
   report(rolloutId: number): ShadowReport {
-    const comparison = this.comparison;
     const rows = this.#rows.all(rolloutId) as {
       agree: number;
       similarity: number | null;
+      method: ShadowComparison;
       candidate_error: string | null;
       stable_ms: number;
       candidate_ms: number;
@@ -129,6 +135,9 @@ export class ShadowResultStore {
       return { p50_ms: percentile(s, 0.5), p99_ms: percentile(s, 0.99), tokens };
     };
     const ok = rows.filter((r) => r.candidate_error === null);
+    // What decided the newest comparison that needed more than the text (a judge, or the similarity), else the runner's way.
+    const decided = [...rows].reverse().find((r) => r.method !== 'exact')?.method;
+    const comparison = decided ?? this.comparison;
     const measured = rows.filter((r) => r.similarity !== null).map((r) => r.similarity!);
     return {
       compared: rows.length,

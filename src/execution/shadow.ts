@@ -7,7 +7,7 @@
  * Copies never slow the live path: they start after the live answer is out, at most
  * `maxInFlight` at a time; a copy that finds them all busy is counted as skipped.
  */
-import { answersAgree, type AgentService, type ShadowResultStore } from '../agents/index.js';
+import { answersAgree, type AgentService, type ShadowComparison, type ShadowResultStore } from '../agents/index.js';
 import { describeError } from '../shared/errors.js';
 import type { ExecutionRecord, Executor } from './executor.js';
 
@@ -56,16 +56,14 @@ export class ShadowRunner {
         (err: unknown) => ({ answer: undefined, tokens: 0, error: describeError(err) }),
       )
       .then(async (c) => {
-        const same = c.answer !== undefined && answersAgree(stable.content, c.answer);
-        const similarity = c.answer !== undefined && !same && this.#o.similarity ? await this.#o.similarity(stable.content, c.answer).catch(() => undefined) : undefined;
+        const verdict = c.answer === undefined ? { agree: false, method: 'exact' as const } : await this.#compare(rollout.agent, rollout.candidate_version, request.request, stable.content, c.answer);
         this.#o.results.record({
           rollout_id: rollout.id,
           request: request.request,
           stable_answer: stable.content,
           candidate_answer: c.answer,
           candidate_error: c.error,
-          agree: same || (similarity !== undefined && similarity >= (this.#o.similarityThreshold ?? 0.9)),
-          similarity,
+          ...verdict,
           stable_ms: e.duration_ms,
           candidate_ms: performance.now() - started,
           stable_tokens: stable.usage.input_tokens + stable.usage.output_tokens,
@@ -78,6 +76,28 @@ export class ShadowRunner {
         this.#running.delete(run);
       });
     this.#running.add(run);
+  }
+
+  /**
+   * Whether two answers agree: the same text; else, when the candidate's [rollout] names a judge
+   * agent, its yes or no; else, with an embedding model, a similarity of at least the threshold
+   * ([rollout] similarity, default 0.9).
+   */
+  async #compare(agent: string, candidate: number, request: string, a: string, b: string): Promise<{ agree: boolean; method: ShadowComparison; similarity?: number }> {
+    if (answersAgree(a, b)) return { agree: true, method: 'exact' };
+    const settings = this.#o.service.registry.find(`${agent}@${candidate}`)?.definition.rollout;
+    if (settings?.judge !== undefined) {
+      const prompt = `Two assistants answered the same request. Do their answers agree in substance (the same facts, decisions and outcome, whatever the wording)? Reply with exactly "yes" or "no".\n\nRequest:\n${request.slice(0, 8000)}\n\nAnswer A:\n${a.slice(0, 8000)}\n\nAnswer B:\n${b.slice(0, 8000)}`;
+      // A judge that fails (not deployed, its model down) counts as a disagreement; the report shows it.
+      const said = await this.#o.executor.invoke(settings.judge, { request: prompt }).then(
+        (r) => r.content,
+        (e: unknown) => `(the judge failed: ${describeError(e)})`,
+      );
+      return { agree: /^\W*yes\b/i.test(said), method: 'judge' };
+    }
+    if (!this.#o.similarity) return { agree: false, method: 'exact' };
+    const similarity = await this.#o.similarity(a, b);
+    return { agree: similarity >= (settings?.similarity ?? this.#o.similarityThreshold ?? 0.9), method: 'similarity', similarity };
   }
 
   /** How this runner compares answers (for the report). */

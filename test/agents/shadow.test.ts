@@ -43,6 +43,10 @@ match = "^describe"
 content = "{{system}} I answer questions about mirrors, reflections and the optics of flat and curved glass."
 
 [[rules]]
+match = "Answer A:"
+content = "yes"
+
+[[rules]]
 content = "noted"
 `;
 
@@ -151,5 +155,17 @@ describe('shadow', () => {
     const compared = after.shadow!.compared;
     await invoke('ask again');
     expect((await view()).shadow!.compared).toBe(compared);
+  });
+
+  it("asks the judge agent named by the candidate's [rollout] whether two answers agree", async () => {
+    expect((await api('POST', '/api/v1/agents', 'name = "referee"\ncapabilities = ["judging"]\nsystem_prompt = "You compare answers."\n')).status).toBe(201);
+    const v = `${mirror('v3')}\n[rollout]\nstrategy = "shadow"\njudge = "referee"\n`;
+    const r = await api<{ rollout: { strategy: string; candidate_version: number } }>('PUT', '/api/v1/agents/mirror', v);
+    expect(r.status, r.text).toBe(200);
+    expect(r.json.rollout.strategy).toBe('shadow');
+    await invoke('ask four');
+    const report = (await waitUntil(async () => ((await view()).shadow?.compared === 1 ? (await view()).shadow : undefined), { timeoutMs: 20_000, what: 'one comparison' })).value!;
+    // The texts differ (v1 sent its message, v3's was refused), and the judge said yes.
+    expect(report).toMatchObject({ compared: 1, agreements: 1, comparison: 'judge', disagreements: [] });
   });
 });

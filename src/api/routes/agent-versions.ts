@@ -76,7 +76,7 @@ const shadowReportSchema = z
     compared: z.number().int(),
     agreements: z.number().int(),
     agreement_rate: z.number().nullable(),
-    comparison: z.enum(['exact', 'similarity']),
+    comparison: z.enum(['exact', 'similarity', 'judge']),
     mean_similarity: z.number().nullable(),
     candidate_errors: z.number().int(),
     skipped: z.number().int(),
