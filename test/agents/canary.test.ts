@@ -9,25 +9,22 @@
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { canaryPlanSchema, checkAnswer, judgeStage, parseAgent, VersionWindow } from '../../src/agents/index.js';
-import { http, tomlAgent } from '../helpers/http.js';
-import { startTestServer, type TestServer } from '../helpers/server.js';
+import { tomlAgent } from '../helpers/http.js';
 import { makeTempDir, removeTempDirs } from '../helpers/tmp.js';
-import { assertBuilt, runCli } from '../cli/helpers/cli.js';
+import { assertBuilt } from '../cli/helpers/cli.js';
+import { RolloutServer, SCRIPTED_AUTH_TOML } from './rollout-server.js';
 
 let dir: string;
-let srv: TestServer;
-let admin: string;
+let server: RolloutServer;
 let provider: Server;
 let providerCalls = 0;
 
-const as = () => ({ authorization: `Bearer ${admin}` });
-const api = <T = unknown>(method: string, path: string, body?: string, contentType = 'application/toml') =>
-  http<T>(srv.url, method, path, { headers: as(), ...(body !== undefined && { body, contentType }) });
-const cli = (...args: string[]) => runCli(['--server', srv.url, ...args], { cwd: dir, env: { CAXTON_API_KEY: admin } });
+const api = <T = unknown>(method: string, path: string, body?: string, contentType?: string) => server.api<T>(method, path, body, contentType);
+const cli = (...args: string[]) => server.cli(...args);
 
 /** The agent at version `label`; `flaky` candidates use the failing provider. */
 const agent = (name: string, label: string, flaky = false) =>
@@ -52,11 +49,15 @@ async function drive(name: string, done: (r: RolloutView) => boolean, max = 400)
   throw new Error(`the rollout of ${name} did not finish within ${max} requests: ${JSON.stringify(await rollout(name))}`);
 }
 
-async function start(): Promise<void> {
+/** Beside the scripted provider: "flaky", an OpenAI-compatible one on the server started here. */
+function config(): string {
   const { port } = provider.address() as AddressInfo;
-  const toml = `[auth]\nenabled = true\n\n[llm]\ndefault_provider = "demo"\n\n[llm.providers.demo]\ntype = "scripted"\nscript = "replies.toml"\n\n[llm.providers.flaky]\ntype = "openai"\nbase_url = "http://127.0.0.1:${port}/v1"\nmax_retries = 0\n`;
-  srv = await startTestServer({ dir, toml });
-  admin = readFileSync(join(srv.dataDir, 'admin.key'), 'utf8').trim();
+  return `${SCRIPTED_AUTH_TOML}\n[llm.providers.flaky]\ntype = "openai"\nbase_url = "http://127.0.0.1:${port}/v1"\nmax_retries = 0\n`;
+}
+
+async function start(): Promise<void> {
+  server ??= new RolloutServer(dir, config);
+  await server.start();
 }
 
 beforeAll(async () => {
@@ -99,7 +100,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await srv?.close();
+  await server?.close();
   await new Promise((r) => provider?.close(r));
   removeTempDirs();
 });
@@ -251,7 +252,7 @@ describe('canary rollouts on a server', () => {
     const r = await api('PUT', '/api/v1/agents/slow?strategy=canary&stages=20,60,100&hold=1s&min_requests=2', agent('slow', 'v2'));
     expect(r.status, r.text).toBe(200);
     await drive('slow', (v) => (v.canary?.stage ?? 0) >= 1);
-    await srv.close();
+    await server.close();
     await start();
     const resumed = await rollout('slow');
     expect(resumed).toMatchObject({ running: true, rollout: { state: 'running', stage: 1 }, canary: { stage: 1, weight: 60, candidate: { requests: 0 } } });

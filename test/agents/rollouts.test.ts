@@ -7,35 +7,20 @@
  * restart; bad input (a second rollout, a deploy while one runs, promote with none, a version that
  * is not live, a blue-green of a new agent) is refused clearly and changes nothing.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { http, tomlAgent } from '../helpers/http.js';
-import { startTestServer, type TestServer } from '../helpers/server.js';
+import { tomlAgent } from '../helpers/http.js';
 import { makeTempDir, removeTempDirs } from '../helpers/tmp.js';
-import { assertBuilt, runCli } from '../cli/helpers/cli.js';
-
-const TOML = `
-[auth]
-enabled = true
-
-[llm]
-default_provider = "demo"
-
-[llm.providers.demo]
-type = "scripted"
-script = "replies.toml"
-`;
+import { assertBuilt } from '../cli/helpers/cli.js';
+import { RolloutServer } from './rollout-server.js';
 
 const v = (n: number) => tomlAgent('teller').replace('You are teller.', `You are teller v${n}.`);
 
 let dir: string;
-let srv: TestServer;
-let admin: string;
-const as = () => ({ authorization: `Bearer ${admin}` });
-const api = <T = unknown>(method: string, path: string, body?: string, contentType = 'application/toml') =>
-  http<T>(srv.url, method, path, { headers: as(), ...(body !== undefined && { body, contentType }) });
-const cli = (...args: string[]) => runCli(['--server', srv.url, ...args], { cwd: dir, env: { CAXTON_API_KEY: admin } });
+let server: RolloutServer;
+const api = <T = unknown>(method: string, path: string, body?: string, contentType?: string) => server.api<T>(method, path, body, contentType);
+const cli = (...args: string[]) => server.cli(...args);
 
 /** Which version answered: the scripted reply quotes the system prompt. */
 async function ask(agent: string, conversation?: string): Promise<string> {
@@ -50,8 +35,8 @@ async function ask(agent: string, conversation?: string): Promise<string> {
 }
 
 async function start(): Promise<void> {
-  srv = await startTestServer({ dir, toml: TOML });
-  admin = readFileSync(join(srv.dataDir, 'admin.key'), 'utf8').trim();
+  server ??= new RolloutServer(dir);
+  await server.start();
 }
 
 beforeAll(async () => {
@@ -64,7 +49,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await srv?.close();
+  await server?.close();
   removeTempDirs();
 });
 
@@ -112,7 +97,7 @@ describe('blue-green', () => {
   });
 
   it('survives a restart: the rollout is still running and NAME@VERSION still answers', async () => {
-    await srv.close();
+    await server.close();
     await start();
     expect((await api<{ running: boolean }>('GET', '/api/v1/agents/teller/rollout')).json.running).toBe(true);
     expect(await ask('teller@2')).toBe('v2');

@@ -7,26 +7,13 @@
  * report counts the agreements and shows latency and tokens side by side; promote and rollback end
  * it as for blue-green.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { http } from '../helpers/http.js';
-import { startTestServer, type TestServer } from '../helpers/server.js';
 import { makeTempDir, removeTempDirs } from '../helpers/tmp.js';
 import { waitUntil } from '../helpers/wait.js';
-import { assertBuilt, runCli } from '../cli/helpers/cli.js';
-
-const TOML = `
-[auth]
-enabled = true
-
-[llm]
-default_provider = "demo"
-
-[llm.providers.demo]
-type = "scripted"
-script = "replies.toml"
-`;
+import { assertBuilt } from '../cli/helpers/cli.js';
+import { RolloutServer } from './rollout-server.js';
 
 // "ask ..." makes the agent message "sink", then answer with its prompt and the tool's result;
 // anything else gets the same answer from every version.
@@ -53,12 +40,9 @@ content = "noted"
 const mirror = (label: string) => `name = "mirror"\ncapabilities = ["mirroring"]\ntools = ["send_message"]\nsystem_prompt = "You are mirror ${label}."\n`;
 
 let dir: string;
-let srv: TestServer;
-let admin: string;
-const as = () => ({ authorization: `Bearer ${admin}` });
-const api = <T = unknown>(method: string, path: string, body?: string, contentType = 'application/toml') =>
-  http<T>(srv.url, method, path, { headers: as(), ...(body !== undefined && { body, contentType }) });
-const cli = (...args: string[]) => runCli(['--server', srv.url, ...args], { cwd: dir, env: { CAXTON_API_KEY: admin } });
+let server: RolloutServer;
+const api = <T = unknown>(method: string, path: string, body?: string, contentType?: string) => server.api<T>(method, path, body, contentType);
+const cli = (...args: string[]) => server.cli(...args);
 
 interface ShadowView {
   running: boolean;
@@ -89,14 +73,14 @@ beforeAll(async () => {
   dir = makeTempDir('caxton-shadow-');
   writeFileSync(join(dir, 'replies.toml'), SCRIPT);
   writeFileSync(join(dir, 'mirror-v2.toml'), mirror('v2'));
-  srv = await startTestServer({ dir, toml: TOML });
-  admin = readFileSync(join(srv.dataDir, 'admin.key'), 'utf8').trim();
+  server = new RolloutServer(dir);
+  await server.start();
   expect((await api('POST', '/api/v1/agents', mirror('v1'))).status).toBe(201);
   expect((await api('POST', '/api/v1/agents', 'name = "sink"\ncapabilities = ["notes"]\nsystem_prompt = "You keep notes."\n')).status).toBe(201);
 });
 
 afterAll(async () => {
-  await srv?.close();
+  await server?.close();
   removeTempDirs();
 });
 
@@ -132,7 +116,7 @@ describe('shadow', () => {
     expect((await sinkConversations()) - sinkBefore).toBe(3);
 
     // Metrics labelled with the version and its role while the rollout runs.
-    const text = await srv.server.metrics.registry.metrics();
+    const text = await server.srv.server.metrics.registry.metrics();
     expect(text).toMatch(/caxton_rollout_executions_total\{agent="mirror",version="1",role="stable",status="ok"\} 6/);
     expect(text).toMatch(/caxton_rollout_executions_total\{agent="mirror",version="2",role="shadow",status="ok"\} 6/);
 
