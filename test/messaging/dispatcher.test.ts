@@ -185,6 +185,19 @@ describe('Dispatcher: load and counts', () => {
     expect(h.dispatcher.running).toBe(3);
   });
 
+  it('a lane whose queue empties while deliveries still run is kept, so its limit still holds', async () => {
+    const h = harness({ a: 2 });
+    h.dispatcher.enqueue(delivery('a', 1));
+    h.dispatcher.enqueue(delivery('a', 2));
+    await h.finish(1);
+    expect(h.dispatcher.lanes()).toEqual([{ agent: 'a', waiting: 0, running: 1 }]);
+    expect(h.dispatcher.load('a')).toBe(1);
+    h.dispatcher.enqueue(delivery('a', 3));
+    h.dispatcher.enqueue(delivery('a', 4));
+    expect(h.ids()).toEqual([1, 2, 3]);
+    expect(h.dispatcher.lanes()).toEqual([{ agent: 'a', waiting: 1, running: 2 }]);
+  });
+
   it('a lane is removed once it is empty and idle', async () => {
     const h = harness();
     h.dispatcher.enqueue(delivery('a', 1));
@@ -257,6 +270,38 @@ describe('Dispatcher: stop', () => {
     expect(h.dispatcher.delayed).toBe(0);
     await new Promise((r) => setTimeout(r, 15));
     expect(h.ids()).toEqual([1]);
+  });
+
+  it('without a grace period, the signal aborts at once, before stop() settles', async () => {
+    const h = harness({ a: 1 });
+    h.dispatcher.enqueue(delivery('a', 1));
+    const signal = h.started[0]!.signal;
+    signal.addEventListener('abort', () => h.started[0]!.finish());
+    const stopping = h.dispatcher.stop();
+    expect(signal.aborted).toBe(true);
+    await stopping;
+    expect(h.dispatcher.running).toBe(0);
+  });
+
+  it('with a grace period but nothing running, the signal aborts at once (no wait for the grace)', async () => {
+    const signals: AbortSignal[] = [];
+    const d = new Dispatcher({ concurrency: () => 1, deliver: (_, signal) => void signals.push(signal) });
+    d.enqueue(delivery('a', 1));
+    expect(d.running).toBe(0);
+    const stopping = d.stop(60_000);
+    expect(signals[0]!.aborted).toBe(true);
+    await stopping;
+  });
+
+  it('when the grace period ends first, running deliveries are aborted and stop() settles once they end', async () => {
+    const h = harness({ a: 2 });
+    h.dispatcher.enqueue(delivery('a', 1));
+    h.dispatcher.enqueue(delivery('a', 2));
+    for (const s of h.started) s.signal.addEventListener('abort', () => s.finish());
+    await h.dispatcher.stop(5);
+    expect(h.started.every((s) => s.signal.aborted)).toBe(true);
+    expect(h.dispatcher.running).toBe(0);
+    expect(h.dispatcher.size).toBe(0);
   });
 
   it('with a grace period, running deliveries may finish before the signal aborts', async () => {

@@ -3,9 +3,9 @@
  * replaced by "***", wherever it sits in a text, and nothing else is touched.
  */
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { CaxtonError } from '../../src/shared/errors.js';
-import { MIN_SECRET_LENGTH, SecretScrubber, secretVariants } from '../../src/shared/secrets.js';
+import { MIN_SECRET_LENGTH, registerSecrets, scrubError, SecretScrubber, scrubSecrets, scrubSecretsIn, secretScrubber, secretVariants } from '../../src/shared/secrets.js';
 
 const KEY = 'sk-test-0123456789abcdef/+=?&"\\ é';
 
@@ -14,8 +14,13 @@ function b64Span(prefixLen: number, secretLen: number): [number, number] {
   return [Math.ceil((8 * prefixLen) / 6), Math.floor((8 * (prefixLen + secretLen)) / 6)];
 }
 
+// Scrubbers are built in beforeEach, not while the file is collected: a scrubber that fails to build
+// must fail the tests, not the collection (which Stryker's vitest runner reads as "no test failed").
 describe('SecretScrubber', () => {
-  const s = new SecretScrubber([KEY]);
+  let s: SecretScrubber;
+  beforeEach(() => {
+    s = new SecretScrubber([KEY]);
+  });
 
   it('replaces the secret as written, JSON-escaped, URL-encoded, form-encoded, base64, base64url and hex', () => {
     const bytes = Buffer.from(KEY, 'utf8');
@@ -122,6 +127,167 @@ describe('SecretScrubber', () => {
       }),
       { numRuns: 300 },
     );
+  });
+});
+
+describe('SecretScrubber: the less common encodings', () => {
+  let s: SecretScrubber;
+  beforeEach(() => {
+    s = new SecretScrubber([KEY]);
+  });
+
+  it('replaces the \\uXXXX-escaped form (non-ASCII, quote, backslash and slash escaped) and the JSON form with "\\/"', () => {
+    const unicode = 'sk-test-0123456789abcdef\\u002f+=?&\\u0022\\u005c \\u00e9';
+    const slashes = 'sk-test-0123456789abcdef\\/+=?&\\"\\\\ é';
+    for (const f of [unicode, slashes]) expect(s.scrub(`{"key":"${f}"}`), f).toBe('{"key":"***"}');
+  });
+
+  it('replaces the URI-encoded form with "+" for spaces, the form-encoded one and the encodeURI one, which differ for !\'()*~', () => {
+    const secret = "it's a (key)!*~";
+    const plus = "it's+a+(key)!*~";
+    const form = 'it%27s+a+%28key%29%21*%7E';
+    const uri = "it's%20a%20(key)!*~";
+    const one = new SecretScrubber([secret]);
+    for (const f of [plus, form, uri]) expect(one.scrub(`?q=${f}&x=1`), f).toBe('?q=***&x=1');
+    expect(s.scrub('GET /x?k=sk-test-0123456789abcdef/+=?&%22%5C%20%C3%A9 HTTP/1.1')).toBe('GET /x?k=*** HTTP/1.1');
+  });
+
+  it('a secret of exactly MIN_SECRET_LENGTH characters is scrubbed in every form; one character less is not', () => {
+    const eight = new SecretScrubber(['abcd1234']);
+    expect(eight.size).toBe(1);
+    expect([...eight.secrets]).toEqual(['abcd1234']);
+    expect(eight.scrub('[abcd1234] [6162636431323334] [YWJjZDEyMzQ=]')).toBe('[***] [***] [***Q=]'); // base64: the last character also holds padding bits
+    expect(new SecretScrubber(['abcd123']).scrub('abcd123')).toBe('abcd123');
+    expect(new SecretScrubber(['abcd1234', 'abcd1234', 7 as unknown as string]).size).toBe(1);
+  });
+
+  it('a secret that ends another one, or sits inside it, is found wherever it occurs (failure links of the matcher)', () => {
+    const m = new SecretScrubber(['xabcdefghij', 'cdefghij', 'bcdefghijkl']);
+    expect(m.scrub('xabcdefghiX')).toBe('xabcdefghiX');
+    expect(m.scrub('-xabcdefghiZ-abcdefghij-')).toBe('-xabcdefghiZ-ab***-');
+    expect(m.scrub('xabcdefghijkl')).toBe('***');
+    expect(m.scrub('zzcdefghijzz')).toBe('zz***zz');
+    expect(m.scrub('xabcdefghixabcdefghij')).toBe('xabcdefghi***');
+  });
+
+  it('a match covering earlier ones replaces them all with one "***"; separate ones stay separate', () => {
+    const m = new SecretScrubber(['12345678', '3456789a', '0123456789abcdef']);
+    expect(m.scrub('.0123456789abcdef.')).toBe('.***.');
+    expect(m.scrub('.123456789a.')).toBe('.***.');
+    expect(m.scrub('.12345678.3456789a.')).toBe('.***.***.');
+  });
+});
+
+describe('SecretScrubber.scrubValue and scrubError', () => {
+  const SECRET = 'value-walk-secret-1';
+  let s: SecretScrubber;
+  beforeEach(() => {
+    s = new SecretScrubber([SECRET]);
+  });
+
+  function nest(levels: number, leaf: unknown): unknown {
+    let v = leaf;
+    for (let i = 0; i < levels; i++) v = [v];
+    return v;
+  }
+
+  it('walks 100 levels deep and replaces anything deeper by a marker, never by the unscrubbed value', () => {
+    expect(s.scrubValue(nest(100, SECRET))).toEqual(nest(100, '***'));
+    expect(s.scrubValue(nest(101, SECRET))).toEqual(nest(100, '[nested too deeply]'));
+    expect(s.scrubValue(nest(150, { k: SECRET }))).toEqual(nest(100, '[nested too deeply]'));
+    const deepObject = { a: nest(99, { b: SECRET }) };
+    expect(s.scrubValue(deepObject)).toEqual({ a: nest(99, '[nested too deeply]') });
+  });
+
+  it('keeps numbers, booleans, null, undefined and non-plain objects (the same instances); scrubs null-prototype objects', () => {
+    const date = new Date(0);
+    const map = new Map([[SECRET, SECRET]]);
+    class Holder {
+      secret = SECRET;
+    }
+    const holder = new Holder();
+    const bare = Object.assign(Object.create(null) as Record<string, unknown>, { [SECRET]: `x${SECRET}` });
+    const out = s.scrubValue({ n: 1, t: true, f: false, z: null, u: undefined, big: 10n, date, map, holder, bare });
+    expect(out).toEqual({ n: 1, t: true, f: false, z: null, u: undefined, big: 10n, date, map, holder, bare: { '***': 'x***' } });
+    expect(out.date).toBe(date);
+    expect(out.map).toBe(map);
+    expect(out.holder).toBe(holder);
+    expect(s.scrubValue(42)).toBe(42);
+    expect(s.scrubValue(`a ${SECRET}`)).toBe('a ***');
+  });
+
+  it('without secrets, returns text and values as they are', () => {
+    const none = new SecretScrubber([]);
+    const v = { a: [SECRET] };
+    expect(none.size).toBe(0);
+    expect(none.scrub(SECRET)).toBe(SECRET);
+    expect(none.scrubValue(v)).toBe(v); // not even copied: the common case, a server without secrets
+    expect(v).toEqual({ a: [SECRET] });
+    const e = new Error(SECRET);
+    expect(none.scrubError(e)).toBe(e);
+    expect(e.message).toBe(SECRET);
+  });
+
+  it('scrubError scrubs details even when the error has no stack, and adds no details to an error without them', () => {
+    const e = new Error(`m ${SECRET}`) as Error & { details?: unknown };
+    delete e.stack;
+    e.details = [SECRET];
+    expect(s.scrubError(e)).toBe(e);
+    expect(e.message).toBe('m ***');
+    expect(e.stack).toBeUndefined();
+    expect(e.details).toEqual(['***']);
+    expect(Object.getOwnPropertyDescriptor(e, 'details')).toMatchObject({ writable: true, enumerable: true, configurable: true });
+    e.details = 'replaced';
+    expect(e.details).toBe('replaced');
+
+    // V8 writes the stack text (which starts with the message) when it is first read: once read, it
+    // keeps the secret unless scrubbed too.
+    const plain = new Error(`p ${SECRET}`);
+    expect(plain.stack).toContain(SECRET);
+    s.scrubError(plain);
+    expect(plain.message).toBe('p ***');
+    expect(plain.stack).not.toContain(SECRET);
+    expect(Object.hasOwn(plain, 'details')).toBe(false);
+  });
+
+  it('scrubError follows causes (a chain of 8), stops on a cycle, and leaves a frozen error and non-errors as they are', () => {
+    let chain: Error = new Error(`0 ${SECRET}`);
+    const all = [chain];
+    for (let i = 1; i < 8; i++) all.push((chain = new Error(`${i} ${SECRET}`, { cause: chain })));
+    s.scrubError(chain);
+    expect(all.map((e) => e.message)).toEqual(['0 ***', '1 ***', '2 ***', '3 ***', '4 ***', '5 ***', '6 ***', '7 ***']);
+
+    const loop = new Error(`loop ${SECRET}`) as Error & { cause?: unknown };
+    loop.cause = loop;
+    expect(s.scrubError(loop)).toBe(loop);
+    expect(loop.message).toBe('loop ***');
+
+    const frozen = Object.freeze(new Error(`frozen ${SECRET}`));
+    expect(s.scrubError(frozen)).toBe(frozen);
+    const text = `not an error ${SECRET}`;
+    expect(s.scrubError(text)).toBe(text);
+  });
+});
+
+describe('the process-wide scrubber', () => {
+  it('registerSecrets adds to the secrets already registered, ignores short and known ones, and every helper reads it', () => {
+    const first = 'process-wide-secret-A1';
+    const second = 'process-wide-secret-B2';
+    const after = registerSecrets([first, 'short']);
+    expect(secretScrubber()).toBe(after);
+    expect(registerSecrets(['short', 7 as unknown as string])).toBe(after);
+    expect(registerSecrets([])).toBe(after);
+    expect(after.secrets.has(first)).toBe(true);
+    expect(after.secrets.has('short')).toBe(false);
+    expect(registerSecrets([first])).toBe(after);
+    const both = registerSecrets([second]);
+    expect(both.secrets.has(first) && both.secrets.has(second)).toBe(true);
+    expect(scrubSecrets(`${first} ${second}`)).toBe('*** ***');
+    expect(scrubSecretsIn({ [first]: [second] })).toEqual({ '***': ['***'] });
+    const e = scrubError(new Error(encodeURIComponent(second)));
+    expect(e.message).toBe('***');
+    registerSecrets(['8charsPW']);
+    expect(scrubSecrets('pw=8charsPW')).toBe('pw=***');
   });
 });
 
