@@ -8,7 +8,7 @@ import type { AgentStore } from './store.js';
 import { canaryPlanSchema, type CanaryPlan, type CanaryPlanInput } from './canary.js';
 import { CanaryRunner, type CanaryStatus } from './canary-runner.js';
 import type { Rollout, RolloutStore, RolloutStrategy } from './rollouts.js';
-import { definitionHash, type AgentVersion, type AgentVersionStore } from './versions.js';
+import { definitionHash, type AgentVersion, type AgentVersionDetail, type AgentVersionStore } from './versions.js';
 
 export interface DeployInput {
   body: string | Uint8Array;
@@ -370,7 +370,7 @@ export class AgentService {
     if (version === current) return live;
     if (running && version === running.candidate_version) {
       const v = this.versions.get(agentName, version);
-      if (v) return { definition: v.definition, format: v.format, origin: { kind: 'api' }, revision: live.revision, deployed_at: live.deployed_at, updated_at: v.deployed_at };
+      if (v) return asDeployed(live, v);
     }
     throw new CaxtonError(
       'version_not_found',
@@ -405,7 +405,7 @@ export class AgentService {
     const v = this.versions.get(agentName, chosen);
     if (!v) return live;
     if (canary) this.#versionOf.set(v.definition, chosen);
-    return { definition: v.definition, format: v.format, origin: { kind: 'api' }, revision: live.revision, deployed_at: live.deployed_at, updated_at: v.deployed_at };
+    return asDeployed(live, v);
   }
 
   /**
@@ -449,7 +449,7 @@ export class AgentService {
     if (!existing) throw new CaxtonError('agent_not_found', `no agent named "${name}" is deployed`, { name });
     const rollout = this.rollouts?.running(existing.definition.name);
     if (!rollout || !this.versions || !this.rollouts)
-      throw new CaxtonError('no_rollout', `agent "${existing.definition.name}" has no rollout running; deploy with --strategy blue-green to start one`, { name: existing.definition.name });
+      throw new CaxtonError('no_rollout', `agent "${existing.definition.name}" has no rollout running; deploy with --strategy blue-green, canary or shadow to start one`, { name: existing.definition.name });
     return { existing, rollout, versions: this.versions, rollouts: this.rollouts };
   }
 
@@ -743,4 +743,9 @@ function planOf(r: RolloutSettings | undefined): CanaryPlanInput {
     ...(r.max_error_rate_increase !== undefined && { max_error_rate_increase: r.max_error_rate_increase }),
     ...(r.max_latency_ratio !== undefined && { max_latency_ratio: r.max_latency_ratio }),
   };
+}
+
+/** A version of a live API agent, as the executor runs it (the live agent's revision and deploy time, the version's own date). */
+function asDeployed(live: DeployedAgent, v: AgentVersionDetail): DeployedAgent {
+  return { definition: v.definition, format: v.format, origin: { kind: 'api' }, revision: live.revision, deployed_at: live.deployed_at, updated_at: v.deployed_at };
 }

@@ -112,6 +112,9 @@ function summary(r: Row): AgentVersion {
   };
 }
 
+/** Parsed versions kept in memory (the running rollouts' candidates and pinned versions, mostly). */
+const VERSION_CACHE_SIZE = 64;
+
 export class AgentVersionStore {
   readonly #db: Db;
   readonly #insert;
@@ -122,6 +125,13 @@ export class AgentVersionStore {
   readonly #prune;
   /** Versions kept per agent. */
   readonly keep: number;
+  /**
+   * Parsed versions by key and number. A version never changes once written, and during a rollout
+   * its candidate (or a conversation's pinned version) is read on every execution that reaches it:
+   * without this each would be a row read, a JSON parse and a shape check. An agent's entries go
+   * when it gets a new version (which may prune old ones).
+   */
+  readonly #cache = new Map<string, AgentVersionDetail>();
 
   constructor(db: Db, opts: { keep?: number } = {}) {
     this.#db = db;
@@ -162,6 +172,7 @@ export class AgentVersionStore {
       restored_from: v.restored_from ?? null,
     }) as Row;
     this.#prune.run(key, key, this.keep);
+    for (const k of this.#cache.keys()) if (k.startsWith(`${key}\0`)) this.#cache.delete(k);
     return summary(row);
   }
 
@@ -175,7 +186,16 @@ export class AgentVersionStore {
   }
 
   get(name: string, version: number): AgentVersionDetail | undefined {
-    return this.#detail(this.#get.get(agentKey(name), version) as (Row & { definition: string; source: string }) | undefined);
+    const key = agentKey(name);
+    const at = `${key}\0${version}`;
+    const cached = this.#cache.get(at);
+    if (cached) return cached;
+    const found = this.#detail(this.#get.get(key, version) as (Row & { definition: string; source: string }) | undefined);
+    if (found) {
+      if (this.#cache.size >= VERSION_CACHE_SIZE) this.#cache.delete(this.#cache.keys().next().value!);
+      this.#cache.set(at, found);
+    }
+    return found;
   }
 
   /** Newest first. */
