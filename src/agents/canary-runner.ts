@@ -63,9 +63,10 @@ export class CanaryRunner {
 
   /** Judges every running canary (the timer calls it). */
   tick(): void {
-    for (const r of this.#host.running()) this.#judge(r);
-    // Windows of rollouts that ended are dropped.
-    const live = new Set(this.#host.running().map((r) => r.id));
+    const running = this.#host.running();
+    for (const r of running) this.#judge(r);
+    // Windows of rollouts that ended are dropped (a judgement above may have ended one: it goes next tick).
+    const live = new Set(running.map((r) => r.id));
     for (const id of this.#windows.keys()) if (!live.has(id)) this.#windows.delete(id);
   }
 

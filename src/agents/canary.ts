@@ -131,9 +131,14 @@ export function holds(actual: unknown, expected: unknown): boolean {
   return Object.entries(expected).every(([k, v]) => holds((actual as Record<string, unknown>)[k], v));
 }
 
+/** How a check is named in messages: its name, else the start of its request. */
+export function checkName(check: { name?: string; request: string }): string {
+  return check.name ?? JSON.stringify(check.request.slice(0, 60));
+}
+
 /** What is wrong with a check's answer, or undefined when it passes. */
 export function checkAnswer(check: { name?: string; request: string; expect?: string; expect_json?: Record<string, unknown> }, answer: string): string | undefined {
-  const name = check.name ?? JSON.stringify(check.request.slice(0, 60));
+  const name = checkName(check);
   const text = answer.slice(0, CHECK_TEXT_LIMIT);
   if (check.expect !== undefined && !new RegExp(check.expect, 'i').test(text)) return `check ${name}: the answer does not match /${check.expect}/i (it begins ${JSON.stringify(text.slice(0, 120))})`;
   if (check.expect_json !== undefined) {

@@ -17,7 +17,7 @@ export {
 } from './service.js';
 export { RolloutStore, type Rollout, type RolloutState, type RolloutStrategy } from './rollouts.js';
 export { ShadowResultStore, answersAgree, type ShadowComparison, type ShadowReport, type ShadowResult } from './shadow-results.js';
-export { canaryPlanSchema, checkAnswer, holds, judgeStage, VersionWindow, type CanaryPlan, type CanaryPlanInput, type CanaryVerdict } from './canary.js';
+export { canaryPlanSchema, checkAnswer, checkName, holds, judgeStage, VersionWindow, type CanaryPlan, type CanaryPlanInput, type CanaryVerdict } from './canary.js';
 export { CanaryRunner, type CanaryHost, type CanaryStatus } from './canary-runner.js';
 export { AgentVersionStore, definitionHash, type AgentVersion, type AgentVersionDetail, type VersionHow } from './versions.js';
 export { diffVersions, type VersionDiff } from './diff.js';

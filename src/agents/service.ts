@@ -1,4 +1,4 @@
-import { CaxtonError } from '../shared/errors.js';
+import { CaxtonError, describeError } from '../shared/errors.js';
 import type { SourceIssue } from '../shared/issues.js';
 import { agentKey, type AgentDefinition, type AgentFormat, type RolloutCheck, type RolloutSettings } from './definition.js';
 import { parseAgent, type ParseResult } from './parse.js';
@@ -227,7 +227,7 @@ export class AgentService {
     try {
       failure = await run(rollout.agent, rollout.candidate_version, checks);
     } catch (e) {
-      failure = `the checks could not run: ${e instanceof Error ? e.message : String(e)}`;
+      failure = `the checks could not run: ${describeError(e)}`;
     } finally {
       this.#checking.delete(rollout.id);
     }
@@ -449,7 +449,9 @@ export class AgentService {
     if (!existing) throw new CaxtonError('agent_not_found', `no agent named "${name}" is deployed`, { name });
     const rollout = this.rollouts?.running(existing.definition.name);
     if (!rollout || !this.versions || !this.rollouts)
-      throw new CaxtonError('no_rollout', `agent "${existing.definition.name}" has no rollout running; deploy with --strategy blue-green, canary or shadow to start one`, { name: existing.definition.name });
+      throw new CaxtonError('no_rollout', `agent "${existing.definition.name}" has no rollout running; deploy with --strategy blue-green, canary or shadow to start one`, {
+        name: existing.definition.name,
+      });
     return { existing, rollout, versions: this.versions, rollouts: this.rollouts };
   }
 

@@ -27,7 +27,6 @@ export interface ShadowRunnerOptions {
 
 export class ShadowRunner {
   readonly #o: ShadowRunnerOptions;
-  #inFlight = 0;
   readonly #running = new Set<Promise<void>>();
   #closed = false;
 
@@ -41,11 +40,10 @@ export class ShadowRunner {
     if (e.shadow || this.#closed || !e.response) return;
     const rollout = this.#o.service.shadowOf(e.definition);
     if (!rollout) return;
-    if (this.#inFlight >= (this.#o.maxInFlight ?? 4)) {
+    if (this.#running.size >= (this.#o.maxInFlight ?? 4)) {
       this.#o.results.skipped(rollout.id);
       return;
     }
-    this.#inFlight++;
     const stable = e.response;
     const request = e.request;
     const started = performance.now();
@@ -72,7 +70,6 @@ export class ShadowRunner {
       })
       .catch((err: unknown) => this.#o.onError?.(err))
       .finally(() => {
-        this.#inFlight--;
         this.#running.delete(run);
       });
     this.#running.add(run);

@@ -90,7 +90,7 @@ export function registerAgentCommands(program: Command, ctx: CliContext): void {
       if (opts.strategy !== undefined && !['direct', 'blue-green', 'canary', 'shadow'].includes(opts.strategy))
         throw new CliError(`--strategy must be "direct", "blue-green", "canary" or "shadow", got "${opts.strategy}"`);
       const strategy = (opts.strategy ?? 'direct') as 'direct' | 'blue-green' | 'canary' | 'shadow';
-      const canary = new URLSearchParams({ strategy });
+      const query = new URLSearchParams({ strategy });
       for (const [k, v] of [
         ['stages', opts.stages],
         ['hold', opts.hold],
@@ -100,7 +100,7 @@ export function registerAgentCommands(program: Command, ctx: CliContext): void {
       ] as const) {
         if (v === undefined) continue;
         if (opts.strategy !== 'canary') throw new CliError(`--${k.replace(/_/g, '-')} applies to --strategy canary only`);
-        canary.set(k, v);
+        query.set(k, v);
       }
       const out = ctx.output();
       const client = ctx.client();
@@ -116,10 +116,10 @@ export function registerAgentCommands(program: Command, ctx: CliContext): void {
         warnings?: SourceIssue[];
       }[] = [];
       /** A rollout its [[rollout.checks]] rolled back before it started: a failure, with the reason. */
-      const endedAtOnce = (res: { agent: { name: string }; version?: number; rollout?: { state: string; reason: string | null } }): boolean => {
+      const endedAtOnce = (file: string, res: { agent: { name: string }; version?: number; rollout?: { state: string; reason: string | null } }): boolean => {
         if (res.rollout?.state !== 'rolled_back') return false;
         results.push({
-          file: current,
+          file,
           ok: false,
           name: res.agent.name,
           error: { code: 'rollout_check_failed', message: `version ${res.version ?? '?'} of ${res.agent.name} was recorded, but its rollout was rolled back: ${res.rollout.reason ?? ''}` },
@@ -127,9 +127,7 @@ export function registerAgentCommands(program: Command, ctx: CliContext): void {
         bar.tick();
         return true;
       };
-      let current = '';
       for (const file of files) {
-        current = file;
         const body = readAgentFile(file);
         const contentType = CONTENT_TYPES[detectFormat(file, body.subarray(0, 64).toString('utf8'))]!;
         try {
@@ -150,8 +148,8 @@ export function registerAgentCommands(program: Command, ctx: CliContext): void {
                 error: { code: 'invalid_agent', message: `agent definition is invalid: ${parsed.errors[0]?.message ?? ''}`, details: { errors: parsed.errors }, request_id: '' },
               });
             const name = encodeURIComponent(parsed.definition.name);
-            res = (await client.request<typeof res>('PUT', `/api/v1/agents/${name}?${canary.toString()}`, { body, contentType })).data;
-            if (endedAtOnce(res)) continue;
+            res = (await client.request<typeof res>('PUT', `/api/v1/agents/${name}?${query.toString()}`, { body, contentType })).data;
+            if (endedAtOnce(file, res)) continue;
             results.push({
               file,
               ok: true,
@@ -174,7 +172,7 @@ export function registerAgentCommands(program: Command, ctx: CliContext): void {
             res = (await client.request<typeof res>('PUT', `/api/v1/agents/${encodeURIComponent(name)}${q}`, { body, contentType })).data;
             action = res.unchanged === true ? 'unchanged' : (res.rollout?.strategy ?? 'updated');
           }
-          if (endedAtOnce(res)) continue;
+          if (endedAtOnce(file, res)) continue;
           results.push({ file, ok: true, name: res.agent.name, action, revision: res.agent.revision, ...(res.version !== undefined && { version: res.version }), warnings: res.warnings });
         } catch (e) {
           if (e instanceof ApiError) results.push({ file, ok: false, error: e.body.error });

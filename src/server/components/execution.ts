@@ -1,10 +1,11 @@
 import { executionApi, SqliteResponseStore } from '../../api/index.js';
-import { checkAnswer, type AgentRegistry, type AgentService, type ShadowResultStore } from '../../agents/index.js';
+import { checkAnswer, checkName, type AgentRegistry, type AgentService, type ShadowResultStore } from '../../agents/index.js';
 import { agentLimitsLookup, type PrincipalLimiter } from '../../auth/index.js';
 import type { ServerConfig } from '../../config/index.js';
 import { Executor, ShadowRunner, SqliteSuspendedStore, type ExecutionMemory } from '../../execution/index.js';
 import type { Logger, Metrics, Tracer } from '../../observability/index.js';
 import type { AgentEvents } from '../../observability/events.js';
+import { describeError } from '../../shared/errors.js';
 import type { Db } from '../../storage/index.js';
 import type { Component } from './component.js';
 
@@ -60,7 +61,7 @@ export function startExecution(opts: {
       try {
         answer = (await executor.invoke(`${agent}@${version}`, { request: check.request })).content;
       } catch (e) {
-        return `check ${check.name ?? JSON.stringify(check.request.slice(0, 60))}: the request failed: ${e instanceof Error ? e.message : String(e)}`;
+        return `check ${checkName(check)}: the request failed: ${describeError(e)}`;
       }
       const failure = checkAnswer(check, answer);
       if (failure !== undefined) return failure;
