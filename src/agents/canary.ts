@@ -9,6 +9,7 @@
  * advances after `hold_ms`; the last (100 %) promotes. At 100 % the stable version serves no new
  * conversation, so the comparison uses its figures from the stage before.
  */
+import { Script } from 'node:vm';
 import { z } from 'zod';
 import { durationMs } from '../shared/zod-units.js';
 
@@ -123,6 +124,20 @@ export function judgeStage(plan: CanaryPlan, stage: number, candidate: VersionWi
 /** The answer text a check looks at: at most 64 KiB (the pattern comes from the deployer's file, the answer from a model). */
 const CHECK_TEXT_LIMIT = 65_536;
 
+/** Longest a check's pattern may run on an answer: the pattern comes from an agent file deployed over the API. */
+const PATTERN_TIMEOUT_MS = 100;
+const PATTERN_TEST = new Script('re.test(s)');
+
+/** `re.test(s)`, stopped after PATTERN_TIMEOUT_MS (undefined): a backtracking pattern never holds the event loop. */
+function boundedTest(re: RegExp, s: string): boolean | undefined {
+  try {
+    return PATTERN_TEST.runInNewContext({ re, s }, { timeout: PATTERN_TIMEOUT_MS }) as boolean;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ERR_SCRIPT_EXECUTION_TIMEOUT') return undefined;
+    throw e;
+  }
+}
+
 /** Whether `actual` holds every field of `expected` (objects: a deep subset; anything else: equal). */
 export function holds(actual: unknown, expected: unknown): boolean {
   if (expected === null || typeof expected !== 'object') return Object.is(actual, expected);
@@ -140,7 +155,11 @@ export function checkName(check: { name?: string; request: string }): string {
 export function checkAnswer(check: { name?: string; request: string; expect?: string; expect_json?: Record<string, unknown> }, answer: string): string | undefined {
   const name = checkName(check);
   const text = answer.slice(0, CHECK_TEXT_LIMIT);
-  if (check.expect !== undefined && !new RegExp(check.expect, 'i').test(text)) return `check ${name}: the answer does not match /${check.expect}/i (it begins ${JSON.stringify(text.slice(0, 120))})`;
+  if (check.expect !== undefined) {
+    const matched = boundedTest(new RegExp(check.expect, 'i'), text);
+    if (matched === undefined) return `check ${name}: the pattern /${check.expect}/i took longer than ${PATTERN_TIMEOUT_MS} ms on the answer (a pattern that backtracks): simplify it`;
+    if (!matched) return `check ${name}: the answer does not match /${check.expect}/i (it begins ${JSON.stringify(text.slice(0, 120))})`;
+  }
   if (check.expect_json !== undefined) {
     let parsed: unknown;
     try {

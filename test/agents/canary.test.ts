@@ -161,6 +161,10 @@ describe('[rollout] in the agent file, and its checks (no server)', () => {
     expect(checkAnswer({ request: 'total?', expect_json: { total: 3, items: [{ id: 'a' }] } }, '{"total":3,"items":[{"id":"a","n":1}],"x":1}')).toBeUndefined();
     expect(checkAnswer({ request: 'total?', expect_json: { total: 3 } }, '{"total":4}')).toBe('check "total?": the answer does not hold {"total":3}');
     expect(checkAnswer({ request: 'total?', expect_json: { total: 3 } }, 'three')).toBe('check "total?": the answer is not JSON (it begins "three")');
+    // A pattern that backtracks is stopped, not left to hold the server's event loop.
+    expect(checkAnswer({ name: 'slow', request: 'x', expect: '(a+)+$' }, `${'a'.repeat(40)}!`)).toBe(
+      'check slow: the pattern /(a+)+$/i took longer than 100 ms on the answer (a pattern that backtracks): simplify it',
+    );
   });
 });
 
