@@ -38,15 +38,20 @@ interface RolloutView {
 }
 const rollout = async (name: string) => (await api<RolloutView>('GET', `/api/v1/agents/${name}/rollout`)).json;
 
-/** Invokes `name` (each request its own conversation) until `done` says so, at most `max` times. */
-async function drive(name: string, done: (r: RolloutView) => boolean, max = 400): Promise<{ requests: number; answers: string[] }> {
+/**
+ * Invokes `name` (each request its own conversation) until `done` says so. Stages hold for a time,
+ * so this gives up after `timeoutMs`, not after a number of requests (a fast machine sends hundreds
+ * within a one-second hold).
+ */
+async function drive(name: string, done: (r: RolloutView) => boolean, timeoutMs = 20_000): Promise<{ requests: number; answers: string[] }> {
   const answers: string[] = [];
-  for (let i = 0; i < max; i++) {
+  const until = Date.now() + timeoutMs;
+  for (let i = 0; Date.now() < until; i++) {
     const r = await api<{ content: string }>('POST', `/api/v1/agents/${name}/invoke`, JSON.stringify({ request: `question ${i}` }), 'application/json');
     answers.push(r.status === 200 ? (/You are \S+ (v\d+)/.exec(r.json.content)?.[1] ?? r.json.content) : `error ${r.status}`);
     if (done(await rollout(name))) return { requests: i + 1, answers };
   }
-  throw new Error(`the rollout of ${name} did not finish within ${max} requests: ${JSON.stringify(await rollout(name))}`);
+  throw new Error(`the rollout of ${name} did not finish within ${timeoutMs} ms: ${JSON.stringify(await rollout(name))}`);
 }
 
 /** Beside the scripted provider: "flaky", an OpenAI-compatible one on the server started here. */
