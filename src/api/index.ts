@@ -3,4 +3,5 @@ export { envelope, type ErrorEnvelope } from './envelope.js';
 export type { Lifecycle } from './routes/system.js';
 export { toolRoutes, TOOL_DEPLOY_BODY_LIMIT } from './routes/tools.js';
 export { SqliteResponseStore, RESPONSE_MIGRATIONS } from './response-store-sqlite.js';
-export { agentApi, auditApi, executionApi, keyApi, memoryApi, messagingApi, observabilityApi, toolApi, underApi, type ApiRoutes, type RoutePlugin } from './route-sets.js';
+export { agentApi, auditApi, consoleApi, executionApi, keyApi, memoryApi, messagingApi, observabilityApi, toolApi, underApi, type ApiRoutes, type RoutePlugin } from './route-sets.js';
+export { CONSOLE_BASE, CONSOLE_CSP, DEFAULT_CONSOLE_DIR } from './routes/console.js';

@@ -17,6 +17,7 @@ import { auditRecorder } from '../audit/index.js';
 import type { ResponseStore } from './response-store.js';
 import { agentRoutes } from './routes/agents.js';
 import { auditRoutes } from './routes/audit.js';
+import { consoleRoutes } from './routes/console.js';
 import { invokeRoutes } from './routes/invoke.js';
 import { keyRoutes } from './routes/keys.js';
 import { memoryRoutes } from './routes/memory.js';
@@ -82,4 +83,9 @@ export function auditApi(opts: { store?: AuditStore }): ApiRoutes[] {
 /** Events, logs, status overview. */
 export function observabilityApi(deps: ObservabilityRouteDeps): ApiRoutes[] {
   return [{ plugin: (a) => observabilityRoutes(a, deps) }];
+}
+
+/** The web console's files at /ui (public: they hold no data; docs/console.md). */
+export function consoleApi(opts: { dir?: string }): ApiRoutes[] {
+  return [{ root: true, plugin: (a) => consoleRoutes(a, opts) }];
 }

@@ -33,6 +33,7 @@ import {
   startMetricsEndpoint,
   startObservability,
   startTools,
+  serveConsole,
   statusRoutes,
   watchAgentFiles,
 } from './components/index.js';
@@ -53,6 +54,8 @@ export interface StartOptions {
    * `opts.logger` the server makes its own logger and buffer ([logging] buffer_lines).
    */
   logBuffer?: LogBuffer;
+  /** The web console's built files (default: dist/console of this package); a folder without index.html serves a 503 page. */
+  consoleDir?: string;
   /** At most one OTLP export failure line per this many ms (default 60 s; the count covers the rest). */
   exportFailureLogIntervalMs?: number;
 }
@@ -187,6 +190,7 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
     const audit = stack.add(openAudit({ config, db, logger }));
     const { sampler } = observability;
     stack.add(statusRoutes({ config, lifecycle, service, sampler, events, logs: logBuffer, bus, tools: tools.servers, catalogue: tools.catalogue, memory: memory?.graph }));
+    stack.add(serveConsole({ ...(opts.consoleDir !== undefined && { dir: opts.consoleDir }) }));
     stack.add(startDelivery({ bus, logger }));
     const listen = opts.listen !== false;
     const metricsEndpoint =

@@ -25,6 +25,8 @@ export interface TestServerOptions {
   agentFiles?: Record<string, string | Uint8Array>;
   plugins?: StartOptions['plugins'];
   flags?: ConfigFlags;
+  /** The web console's files (default: dist/console); a folder without index.html serves the 503 page. */
+  consoleDir?: string;
 }
 
 /** Starts a real server on 127.0.0.1 with an ephemeral API port and metrics port, from a caxton.toml in a temp dir. */
@@ -44,7 +46,7 @@ export async function startTestServer(opts: TestServerOptions = {}): Promise<Tes
     writeFileSync(p, content);
   }
   localAuthUnlessConfigured(config, opts.toml ?? '');
-  const server = await startServer({ config, ...(opts.plugins && { plugins: opts.plugins }) });
+  const server = await startServer({ config, ...(opts.plugins && { plugins: opts.plugins }), ...(opts.consoleDir !== undefined && { consoleDir: opts.consoleDir }) });
   return { server, url: server.url, dir, configPath, agentsDir: config.agents_dir, dataDir: config.data_dir, close: () => server.close() };
 }
 

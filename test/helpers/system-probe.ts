@@ -5,7 +5,7 @@
 import { spawnSync } from 'node:child_process';
 import pg from 'pg';
 
-export type SystemComponent = 'postgresql' | 'pgvector' | 'promtool' | 'nats-server';
+export type SystemComponent = 'postgresql' | 'pgvector' | 'promtool' | 'nats-server' | 'chromium';
 
 /** What each component is and the command that installs it (Debian; see README "Test"). */
 export const SYSTEM_COMPONENTS: Record<SystemComponent, { label: string; install: string }> = {
@@ -13,7 +13,11 @@ export const SYSTEM_COMPONENTS: Record<SystemComponent, { label: string; install
   pgvector: { label: 'pgvector', install: 'sudo scripts/setup-pgvector.sh' },
   promtool: { label: 'promtool', install: 'sudo apt-get install --no-install-recommends prometheus' },
   'nats-server': { label: 'nats-server', install: 'sudo apt-get install nats-server (or set CAXTON_TEST_NATS_SERVER to its path)' },
+  chromium: { label: 'Chromium', install: 'sudo apt-get install --no-install-recommends chromium (or set CAXTON_TEST_CHROMIUM to its path)' },
 };
+
+/** The browser the web console's end-to-end tests drive (test/console/harness.ts); never downloaded. */
+export const TEST_CHROMIUM = process.env.CAXTON_TEST_CHROMIUM ?? '/usr/bin/chromium';
 
 /** Per component: null when present, else why it is missing. */
 export type SystemStatus = Record<SystemComponent, string | null>;
@@ -56,7 +60,14 @@ export async function probeSystem(): Promise<SystemStatus> {
   const natsBin = process.env.CAXTON_TEST_NATS_SERVER ?? 'nats-server';
   const n = spawnSync(natsBin, ['--version'], { encoding: 'utf8', timeout: 10_000 });
   const nats = n.error ? `${natsBin} not found on PATH (${(n.error as NodeJS.ErrnoException).code ?? n.error.message})` : n.status !== 0 ? `${natsBin} --version exited with ${n.status}` : null;
-  return { postgresql, pgvector, promtool, 'nats-server': nats };
+  // The web console's end-to-end tests drive Debian's chromium (test/console/).
+  const c = spawnSync(TEST_CHROMIUM, ['--version'], { encoding: 'utf8', timeout: 20_000 });
+  const chromium = c.error
+    ? `${TEST_CHROMIUM} not found (${(c.error as NodeJS.ErrnoException).code ?? c.error.message})`
+    : c.status !== 0
+      ? `${TEST_CHROMIUM} --version exited with ${c.status}`
+      : null;
+  return { postgresql, pgvector, promtool, 'nats-server': nats, chromium };
 }
 
 /** The one line printed for a missing component. */

@@ -14,7 +14,7 @@ import { appendFileSync } from 'node:fs';
 import { inject } from 'vitest';
 import { SYSTEM_COMPONENTS, systemRequired, type SystemComponent } from './system-probe.js';
 
-export { SYSTEM_COMPONENTS, TEST_PG_URL, systemRequired, type SystemComponent, type SystemStatus } from './system-probe.js';
+export { SYSTEM_COMPONENTS, TEST_CHROMIUM, TEST_PG_URL, systemRequired, type SystemComponent, type SystemStatus } from './system-probe.js';
 
 const recorded = new Set<SystemComponent>();
 

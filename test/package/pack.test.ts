@@ -59,8 +59,18 @@ afterAll(async () => {
 });
 
 describe('npm pack', () => {
-  it('packs the built server, library types, built-in tools (manifests and modules) and templates, and no sources or tests', () => {
-    for (const f of ['dist/index.js', 'dist/index.d.ts', 'dist/cli/main.js', 'templates/basic/caxton.toml', 'templates/basic/agents/assistant.toml', 'package.json', 'README.md'])
+  it('packs the built server, library types, built-in tools (manifests and modules), templates and the web console, and no sources or tests', () => {
+    for (const f of [
+      'dist/index.js',
+      'dist/index.d.ts',
+      'dist/cli/main.js',
+      'dist/console/index.html',
+      'dist/console/favicon.svg',
+      'templates/basic/caxton.toml',
+      'templates/basic/agents/assistant.toml',
+      'package.json',
+      'README.md',
+    ])
       expect(pkg.packedFiles, f).toContain(f);
     const builtins = readdirSync(join(repoRoot, 'tools/builtin'), { withFileTypes: true })
       .filter((d) => d.isDirectory() && existsSync(join(repoRoot, 'tools/builtin', d.name, 'caxton-tool.toml')))

@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { principalScopeSchema, ROLES, type ApiKeyStore } from '../../auth/index.js';
+import { principalScopeSchema, ROLE_PERMISSIONS, ROLES, type ApiKeyStore } from '../../auth/index.js';
 import { CaxtonError } from '../../shared/errors.js';
 import { MAX_PERIOD_MS, parseDuration } from '../../shared/units.js';
 import { errorEnvelopeSchema } from '../schemas.js';
@@ -71,7 +71,8 @@ export async function keyRoutes(app: FastifyInstance, opts: KeyRoutesOptions): P
 
   r.get('/whoami', { schema: { summary: 'The authenticated caller: principal, role and permissions', tags: ['auth'] } }, async (req) => {
     const p = req.principal!;
-    return { id: p.id, kind: p.kind, name: p.name, role: p.role, scope: p.scope, ...(opts.usage && { usage: opts.usage(p.id) }) };
+    // The permissions are the role's: the web console hides what the caller may not use.
+    return { id: p.id, kind: p.kind, name: p.name, role: p.role, permissions: [...ROLE_PERMISSIONS[p.role]], scope: p.scope, ...(opts.usage && { usage: opts.usage(p.id) }) };
   });
 
   r.get(

@@ -17,6 +17,7 @@ export { startMcp, type McpComponent } from './mcp.js';
 export { startTools, type ToolsComponent } from './tools.js';
 export { openAudit, type AuditComponent } from './audit.js';
 export { statusRoutes } from './status.js';
+export { serveConsole } from './console.js';
 export { startDelivery } from './delivery.js';
 export { startMetricsEndpoint, type MetricsEndpointComponent } from './metrics-endpoint.js';
 export { startHttp, type CheckedTls, type HttpComponent } from './http.js';

@@ -1,0 +1,11 @@
+/** The console's entry: the shell (layout, sign-in, routing); each page is its own chunk (pages.ts). */
+import { render } from 'preact';
+import { App } from './app';
+import { restoreSession } from './session';
+import './styles.css';
+
+const root = document.getElementById('app');
+if (root) {
+  render(<App />, root);
+  void restoreSession();
+}

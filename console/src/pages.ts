@@ -1,0 +1,30 @@
+/**
+ * Every page of the console: adding one is a file in pages/ and an entry here. `routes` are the
+ * paths it answers (below /ui); `permission` hides its nav entry from a principal whose role
+ * lacks it (and explains the refusal when the URL is opened anyway); `load` imports the page's
+ * own chunk, so the initial script stays small.
+ */
+import type { ComponentType } from 'preact';
+
+export interface PageProps {
+  /** The route's parameters (":name" → params.name), decoded. */
+  params: Record<string, string>;
+  query: URLSearchParams;
+}
+
+export interface PageDef {
+  id: string;
+  /** The nav label and the document title. */
+  title: string;
+  routes: readonly string[];
+  /** The permission the page needs (src/auth/permissions.ts). */
+  permission?: string;
+  /** false: reachable by URL but not in the nav. */
+  nav?: boolean;
+  load: () => Promise<{ default: ComponentType<PageProps> }>;
+}
+
+export const PAGES: readonly PageDef[] = [
+  { id: 'overview', title: 'Overview', routes: ['/'], permission: 'observe:read', load: () => import('./pages/overview') },
+  { id: 'agents', title: 'Agents', routes: ['/agents', '/agents/:name', '/agents/:name/:tab'], permission: 'agents:read', load: () => import('./pages/agents') },
+];

@@ -1,0 +1,148 @@
+/**
+ * The web console's end-to-end harness (issue 19): a real server with authentication on and the
+ * scripted model, Debian's chromium driven by playwright-core (never a downloaded browser), one
+ * browser per test file. Helpers sign in, check a page with axe-core, and save screenshots to
+ * docs/console/ when CAXTON_SCREENSHOTS=1 (so an ordinary run leaves the tree clean).
+ * docs/console.md, "End-to-end tests".
+ */
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { expect } from 'vitest';
+import { adminKeyOf, createKey } from '../helpers/keys.js';
+import { startTestServer, type TestServer, type TestServerOptions } from '../helpers/server.js';
+import { TEST_CHROMIUM } from '../helpers/system.js';
+import { makeTempDir } from '../helpers/tmp.js';
+
+export const WIDTHS = [390, 1440] as const;
+
+/** The scripted model: arithmetic goes through the calculator tool, anything else is echoed. */
+export const REPLIES = `fallback = "ok"
+
+[[rules]]
+name = "arithmetic"
+match = "\\\\d+\\\\s*[-+*/]\\\\s*\\\\d+"
+[[rules.turns]]
+tool_calls = [{ name = "calculator", arguments = { expression = "{{request}}" } }]
+[[rules.turns]]
+content = "The answer is {{tool_result.calculator}}."
+
+[[rules]]
+name = "echo"
+content = "You asked: {{request}}"
+`;
+
+export const CONFIG = `[auth]
+enabled = true
+
+[llm]
+default_provider = "s"
+[llm.providers.s]
+type = "scripted"
+script = "replies.toml"
+`;
+
+export interface ConsoleServer {
+  srv: TestServer;
+  url: string;
+  /** The admin key the server bootstrapped. */
+  admin: string;
+  /** A new key with this role (created by the admin). */
+  keyFor(role: 'admin' | 'operator' | 'developer' | 'invoker' | 'viewer', scope?: Record<string, unknown>): Promise<string>;
+  close(): Promise<void>;
+}
+
+/** A server for the console: authentication on, the scripted model, `agentFiles` in agents/. */
+export async function startConsoleServer(opts: Pick<TestServerOptions, 'agentFiles'> & { toml?: string } = {}): Promise<ConsoleServer> {
+  const dir = makeTempDir('caxton-console-');
+  writeFileSync(join(dir, 'replies.toml'), REPLIES);
+  const srv = await startTestServer({ dir, toml: CONFIG + (opts.toml ?? ''), ...(opts.agentFiles && { agentFiles: opts.agentFiles }) });
+  const admin = adminKeyOf(srv.dataDir);
+  let n = 0;
+  return {
+    srv,
+    url: srv.url,
+    admin,
+    keyFor: (role, scope = {}) => createKey(srv.url, admin, `console-${role}-${++n}`, { role, ...scope }),
+    close: () => srv.close(),
+  };
+}
+
+const ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--no-first-run',
+  '--disable-quic',
+  '--disable-dev-shm-usage',
+];
+
+/** Debian's chromium, headless. One per test file: launch in beforeAll, close in afterAll. */
+export function launchBrowser(): Promise<Browser> {
+  return chromium.launch({ executablePath: TEST_CHROMIUM, args: ARGS, headless: true });
+}
+
+export interface ConsolePage {
+  page: Page;
+  context: BrowserContext;
+  /** Content-security-policy violations and uncaught page errors seen so far (none expected). */
+  problems: string[];
+  close(): Promise<void>;
+}
+
+/** A fresh context (its own sessionStorage) at this viewport width. */
+export async function openPage(browser: Browser, width: number = 1440): Promise<ConsolePage> {
+  const context = await browser.newContext({ viewport: { width, height: width < 600 ? 844 : 900 }, deviceScaleFactor: 1 });
+  const page = await context.newPage();
+  page.setDefaultTimeout(10_000);
+  const problems: string[] = [];
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  page.on('console', (m) => {
+    if (m.type() === 'error' && /Content Security Policy|Refused to/.test(m.text())) problems.push(`console: ${m.text()}`);
+  });
+  return { page, context, problems, close: () => context.close() };
+}
+
+/** Opens `path` (below the server's URL) and signs in with `key` through the form. */
+export async function signIn(page: Page, url: string, key: string, path = '/ui'): Promise<void> {
+  await page.goto(url + path);
+  await page.getByLabel('API key or bearer token').fill(key);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByTestId('principal').waitFor();
+}
+
+const require = createRequire(import.meta.url);
+let axeSource: string | undefined;
+
+interface AxeViolation {
+  id: string;
+  impact: string | null;
+  help: string;
+  nodes: { target: string[] }[];
+}
+
+/** Runs axe-core in the page (evaluated over the DevTools protocol, which the page's CSP does not govern); fails on serious or critical violations. */
+export async function expectAccessible(page: Page, label: string): Promise<void> {
+  axeSource ??= readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
+  await page.evaluate(axeSource);
+  const violations = (await page.evaluate(
+    `axe.run(document, { resultTypes: ['violations'] }).then((r) => r.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map((n) => ({ target: n.target })) })))`,
+  )) as AxeViolation[];
+  const bad = violations.filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => `${v.impact} ${v.id}: ${v.help} (${v.nodes.map((n) => n.target.join(' ')).join(', ')})`);
+  expect(bad, `axe-core on ${label}`).toEqual([]);
+}
+
+export const SCREENSHOTS = process.env.CAXTON_SCREENSHOTS === '1';
+const SHOTS_DIR = join(import.meta.dirname, '../../docs/console');
+
+/** docs/console/<name>-<width>.png, only with CAXTON_SCREENSHOTS=1 (the committed pictures are made that way). */
+export async function screenshot(page: Page, name: string): Promise<void> {
+  if (!SCREENSHOTS) return;
+  mkdirSync(SHOTS_DIR, { recursive: true });
+  const width = page.viewportSize()?.width ?? 0;
+  await page.screenshot({ path: join(SHOTS_DIR, `${name}-${width}.png`), fullPage: true, animations: 'disabled', caret: 'hide' });
+}
