@@ -1,0 +1,61 @@
+/**
+ * Data hooks every page uses: `useApi` loads a GET (again when its inputs change, or on
+ * `reload()`), `useLive` follows an event stream while the component is mounted, `usePoll`
+ * refreshes on an interval while the tab is visible.
+ */
+import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
+import { api, type RequestOptions } from './api';
+import { follow, type FollowOptions, type LiveState, type SseEvent } from './live';
+
+export interface Loaded<T> {
+  data: T | undefined;
+  error: unknown;
+  loading: boolean;
+  reload: () => void;
+}
+
+/** GET `path` (with `query`); `undefined` path: nothing to load yet. */
+export function useApi<T>(path: string | undefined, query?: RequestOptions['query']): Loaded<T> {
+  const [state, setState] = useState<{ data: T | undefined; error: unknown; loading: boolean }>({ data: undefined, error: undefined, loading: path !== undefined });
+  const [n, setN] = useState(0);
+  const key = path === undefined ? '' : `${path}?${JSON.stringify(query ?? {})}`;
+  useEffect(() => {
+    if (path === undefined) return;
+    const ac = new AbortController();
+    setState((s) => ({ ...s, loading: true }));
+    api<T>('GET', path, { ...(query && { query }), signal: ac.signal }).then(
+      (data) => setState({ data, error: undefined, loading: false }),
+      (error: unknown) => {
+        if (!ac.signal.aborted) setState({ data: undefined, error, loading: false });
+      },
+    );
+    return () => ac.abort();
+  }, [key, n]);
+  const reload = useCallback(() => setN((x) => x + 1), []);
+  return { ...state, reload };
+}
+
+/** Follows an event stream while mounted (and while `opts` is defined); the latest connection state. */
+export function useLive(opts: Omit<FollowOptions, 'onState'> | undefined, deps: unknown[]): LiveState | undefined {
+  const [state, setState] = useState<LiveState>();
+  const onEvent = useRef<(e: SseEvent) => void>(() => {});
+  onEvent.current = opts?.onEvent ?? (() => {});
+  useEffect(() => {
+    if (!opts) return;
+    return follow({ ...opts, onEvent: (e) => onEvent.current(e), onState: setState });
+  }, deps);
+  return state;
+}
+
+/** Calls `fn` now and every `ms` while mounted and the tab is visible. */
+export function usePoll(fn: () => void, ms: number, deps: unknown[] = []): void {
+  const ref = useRef(fn);
+  ref.current = fn;
+  useEffect(() => {
+    ref.current();
+    const t = setInterval(() => {
+      if (document.visibilityState === 'visible') ref.current();
+    }, ms);
+    return () => clearInterval(t);
+  }, deps);
+}
