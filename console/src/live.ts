@@ -58,7 +58,8 @@ export async function readSse(body: ReadableStream<Uint8Array>, onEvent: (e: Sse
 
 export interface FollowOptions {
   path: string;
-  query?: RequestOptions['query'];
+  /** The query string; a function is called on every (re)connect, e.g. to resume after the last event seen (`after=`). */
+  query?: RequestOptions['query'] | (() => RequestOptions['query']);
   onEvent: (e: SseEvent) => void;
   onState?: (s: LiveState) => void;
   /** First wait before reconnecting (doubles up to maxRetryMs). */
@@ -81,7 +82,7 @@ export function follow(opts: FollowOptions): () => void {
       report({ state: 'connecting' });
       let reason = 'the stream ended';
       try {
-        const res = await fetch(apiUrl(opts.path, opts.query), {
+        const res = await fetch(apiUrl(opts.path, typeof opts.query === 'function' ? opts.query() : opts.query), {
           headers: { ...authHeaders(), accept: 'text/event-stream', ...(lastId !== undefined && { 'last-event-id': lastId }) },
           signal: ac.signal,
           credentials: 'omit',

@@ -69,6 +69,9 @@ export async function startConsoleServer(opts: Pick<TestServerOptions, 'agentFil
   };
 }
 
+/** The id part of an API key (cxk_ID_SECRET; the id is 12 characters and may itself hold "_"). */
+export const keyId = (key: string): string => key.slice(4, 16);
+
 const ARGS = [
   '--headless',
   '--no-sandbox',

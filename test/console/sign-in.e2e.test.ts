@@ -10,7 +10,7 @@ import { startTestServer, type TestServer } from '../helpers/server.js';
 import { removeTempDirs } from '../helpers/tmp.js';
 import { http } from '../helpers/http.js';
 import { bearer } from '../helpers/keys.js';
-import { expectAccessible, launchBrowser, openPage, screenshot, signIn, startConsoleServer, WIDTHS, type ConsoleServer } from './harness.js';
+import { expectAccessible, keyId, launchBrowser, openPage, screenshot, signIn, startConsoleServer, WIDTHS, type ConsoleServer } from './harness.js';
 
 describe.skipIf(!hasSystem('chromium'))('web console sign-in (chromium)', () => {
   let cs: ConsoleServer;
@@ -78,8 +78,7 @@ describe.skipIf(!hasSystem('chromium'))('web console sign-in (chromium)', () => 
     const { page, close } = await openPage(browser);
     try {
       await signIn(page, cs.url, key, '/ui/agents');
-      const id = key.split('_')[1]!;
-      const del = await http(cs.url, 'DELETE', `/api/v1/keys/${id}`, { headers: bearer(cs.admin) });
+      const del = await http(cs.url, 'DELETE', `/api/v1/keys/${keyId(key)}`, { headers: bearer(cs.admin) });
       expect(del.status, del.text).toBe(200);
       await page.reload();
       await page.getByRole('heading', { name: 'Sign in to Caxton' }).waitFor();

@@ -1,8 +1,277 @@
-/** Overview (placeholder until the page lands). */
+/**
+ * Overview: the server at a glance. Figures from GET /api/v1/status/overview, polled every two
+ * seconds, with the last few minutes as small charts; agent events live from
+ * GET /api/v1/events/stream. Cluster nodes appear only when the server reports them.
+ */
+import { useRef, useState } from 'preact/hooks';
+import { get } from '../api';
+import { ErrorBox, Loading } from '../components/feedback';
+import { LiveStatus } from '../components/live-status';
+import { Sparkline } from '../components/sparkline';
+import { bytes, duration, percent, rate, time } from '../format';
+import { useLive, usePoll } from '../hooks';
+import { Link } from '../router';
+import { can } from '../session';
+
+interface OverviewData {
+  version: string;
+  uptime_seconds: number;
+  ready: boolean;
+  time: string;
+  metrics_enabled: boolean;
+  agents: { total: number; from_files: number; from_api: number; capabilities: number; invalid_files: number };
+  rates: {
+    window_seconds: number;
+    executions_per_second: number;
+    messages_per_second: number;
+    errors_per_second: number;
+    execution_error_rate: number | null;
+    message_error_rate: number | null;
+    http_requests_per_second: number;
+  };
+  totals: { executions: number; execution_errors: number; messages: number; message_failures: number; errors: number };
+  queue: { depth: number; queued: number; running: number; retrying: number; max_queue: number; open_conversations: number } | null;
+  dead_letters: number | null;
+  memory?: { entities: number; relations: number; observations: number; database_bytes?: number };
+  tool_servers: { total: number; loaded: number; failed: number; tools: number; servers: { name: string; origin: string; state: string; tools: number }[] } | null;
+  tool_sources?: { total: number; tools: number; by_kind: Record<string, number>; unavailable: { name: string; kind: string; state: string; error: string | null }[] };
+  /** Reported by a clustered server only. */
+  cluster?: { node: string; nodes: { id: string; state: string; address?: string; last_seen?: string }[] };
+}
+
+interface AgentEvent {
+  id: number;
+  time: string;
+  type: string;
+  agent: string;
+  trace_id: string | null;
+  data: Record<string, unknown> | null;
+}
+
+/** Samples kept for the charts: 90 × 2 s = three minutes. */
+const KEEP = 90;
+const POLL_MS = 2000;
+
+type Series = 'executions' | 'messages' | 'errors' | 'queue';
+
 export default function Overview() {
+  const [data, setData] = useState<OverviewData>();
+  const [error, setError] = useState<unknown>();
+  const history = useRef<Record<Series, number[]>>({ executions: [], messages: [], errors: [], queue: [] });
+  const [events, setEvents] = useState<AgentEvent[]>([]);
+  const lastEvent = useRef(0);
+
+  usePoll(() => {
+    get<OverviewData>('/api/v1/status/overview', { window: '10s' }).then(
+      (d) => {
+        const h = history.current;
+        const push = (k: Series, v: number) => {
+          h[k] = [...h[k], v].slice(-KEEP);
+        };
+        push('executions', d.rates.executions_per_second);
+        push('messages', d.rates.messages_per_second);
+        push('errors', d.rates.errors_per_second);
+        push('queue', d.queue?.depth ?? 0);
+        setData(d);
+        setError(undefined);
+      },
+      (e: unknown) => setError(e),
+    );
+  }, POLL_MS);
+
+  const live = useLive(
+    {
+      path: '/api/v1/events/stream',
+      // The last ten minutes first; after a reconnect, only what came after the last event seen.
+      query: () => (lastEvent.current > 0 ? { after: lastEvent.current, limit: 50 } : { since: '10m', limit: 50 }),
+      onEvent: (e) => {
+        if (e.event === 'ready') return;
+        try {
+          const ev = JSON.parse(e.data) as AgentEvent;
+          lastEvent.current = Math.max(lastEvent.current, ev.id);
+          setEvents((xs) => [ev, ...xs].slice(0, 20));
+        } catch {
+          /* not an event */
+        }
+      },
+    },
+    [],
+  );
+
+  if (!data) {
+    return (
+      <section aria-labelledby="overview-title">
+        <h1 id="overview-title">Overview</h1>
+        {error ? <ErrorBox error={error} /> : <Loading what="the overview" />}
+      </section>
+    );
+  }
+  const h = history.current;
+  const d = data;
   return (
     <section aria-labelledby="overview-title">
-      <h1 id="overview-title">Overview</h1>
+      <div class="row">
+        <h1 id="overview-title">Overview</h1>
+        <span class="spacer" />
+        <span class="muted small">
+          Caxton {d.version} · up {duration(d.uptime_seconds)} · {d.ready ? 'ready' : 'starting'}
+        </span>
+      </div>
+      {error !== undefined && <ErrorBox error={error} />}
+      {!d.metrics_enabled && <p class="notice">Rates stay at 0: [metrics] enabled = false on this server.</p>}
+      <h2 id="now">Now</h2>
+      <dl class="stats" aria-labelledby="now">
+        <div class="stat" data-testid="stat-agents">
+          <dt>Agents</dt>
+          <dd>{d.agents.total}</dd>
+          <p class="muted small">
+            {d.agents.from_files} from files · {d.agents.from_api} from the API · {d.agents.capabilities} capabilities
+            {d.agents.invalid_files > 0 && <> · {d.agents.invalid_files} invalid files</>}
+          </p>
+        </div>
+        <div class="stat" data-testid="stat-executions">
+          <dt>Executions per second</dt>
+          <dd>{rate(d.rates.executions_per_second)}</dd>
+          <Sparkline values={h.executions} label="Executions per second" format={rate} />
+          <p class="muted small">
+            {d.totals.executions} in all · error rate {percent(d.rates.execution_error_rate)}
+          </p>
+        </div>
+        <div class="stat" data-testid="stat-messages">
+          <dt>Messages per second</dt>
+          <dd>{rate(d.rates.messages_per_second)}</dd>
+          <Sparkline values={h.messages} label="Messages per second" format={rate} />
+          <p class="muted small">
+            {d.totals.messages} in all · failure rate {percent(d.rates.message_error_rate)}
+          </p>
+        </div>
+        <div class="stat" data-testid="stat-errors">
+          <dt>Errors per second</dt>
+          <dd>{rate(d.rates.errors_per_second)}</dd>
+          <Sparkline values={h.errors} label="Errors per second" format={rate} />
+          <p class="muted small">{d.totals.errors} API errors in all</p>
+        </div>
+        <div class="stat" data-testid="stat-queue">
+          <dt>Queue depth</dt>
+          <dd>{d.queue ? d.queue.depth : '—'}</dd>
+          <Sparkline values={h.queue} label="Queue depth" />
+          {d.queue && (
+            <p class="muted small">
+              {d.queue.queued} queued · {d.queue.running} running · {d.queue.retrying} retrying · {d.queue.open_conversations} open conversations
+            </p>
+          )}
+        </div>
+        <div class="stat" data-testid="stat-dead-letters">
+          <dt>Dead letters</dt>
+          <dd>{d.dead_letters ?? '—'}</dd>
+        </div>
+        <div class="stat" data-testid="stat-memory">
+          <dt>Memory</dt>
+          <dd>{d.memory ? d.memory.entities : 'off'}</dd>
+          {d.memory && (
+            <p class="muted small">
+              entities · {d.memory.relations} relations · {d.memory.observations} observations · {bytes(d.memory.database_bytes)}
+            </p>
+          )}
+        </div>
+        <div class="stat" data-testid="stat-tools">
+          <dt>Tool servers</dt>
+          <dd>{d.tool_servers ? d.tool_servers.total : '—'}</dd>
+          {d.tool_servers && (
+            <p class="muted small">
+              {d.tool_servers.loaded} loaded · {d.tool_servers.failed} failed · {d.tool_servers.tools} tools
+              {d.tool_sources && <> · {d.tool_sources.total} tool sources in all</>}
+            </p>
+          )}
+        </div>
+      </dl>
+
+      {d.tool_sources && d.tool_sources.unavailable.length > 0 && (
+        <>
+          <h2>Unavailable tool sources</h2>
+          <ul>
+            {d.tool_sources.unavailable.map((u) => (
+              <li key={u.name}>
+                <strong>{u.name}</strong> ({u.kind}, {u.state}){u.error && <>: {u.error}</>}
+              </li>
+            ))}
+          </ul>
+        </>
+      )}
+
+      {d.cluster && (
+        <>
+          <h2 id="cluster">Cluster nodes</h2>
+          <div class="table-wrap">
+            <table aria-labelledby="cluster">
+              <thead>
+                <tr>
+                  <th scope="col">Node</th>
+                  <th scope="col">State</th>
+                  <th scope="col">Address</th>
+                  <th scope="col">Last seen</th>
+                </tr>
+              </thead>
+              <tbody>
+                {d.cluster.nodes.map((n) => (
+                  <tr key={n.id}>
+                    <td>
+                      {n.id}
+                      {n.id === d.cluster!.node && <span class="muted"> (this node)</span>}
+                    </td>
+                    <td>{n.state}</td>
+                    <td>{n.address ?? '—'}</td>
+                    <td>{n.last_seen ? time(n.last_seen) : '—'}</td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </div>
+        </>
+      )}
+
+      <div class="row">
+        <h2 id="events">Recent agent events</h2>
+        <span class="spacer" />
+        <LiveStatus state={live} label="Events" />
+      </div>
+      {events.length === 0 ? (
+        <p class="muted">No agent events in the last ten minutes.</p>
+      ) : (
+        <div class="table-wrap">
+          <table aria-labelledby="events" data-testid="events">
+            <thead>
+              <tr>
+                <th scope="col">Time</th>
+                <th scope="col">Event</th>
+                <th scope="col">Agent</th>
+                <th scope="col">Details</th>
+              </tr>
+            </thead>
+            <tbody>
+              {events.map((e) => (
+                <tr key={e.id}>
+                  <td>{time(e.time)}</td>
+                  <td>{e.type}</td>
+                  <td>{can('agents:read') ? <Link to={`/agents/${encodeURIComponent(e.agent)}`}>{e.agent}</Link> : e.agent}</td>
+                  <td class="small">{summary(e)}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
     </section>
   );
+}
+
+function summary(e: AgentEvent): string {
+  const d = e.data ?? {};
+  const parts: string[] = [];
+  for (const k of ['status', 'duration_ms', 'performative', 'sender', 'new_state', 'reason']) {
+    const v = d[k];
+    if (v !== undefined && v !== null) parts.push(`${k.replace('_', ' ')} ${String(v)}`);
+  }
+  if (e.trace_id) parts.push(`trace ${e.trace_id}`);
+  return parts.join(' · ');
 }
