@@ -123,66 +123,82 @@ export default function Overview() {
       <dl class="stats" aria-labelledby="now">
         <div class="stat" data-testid="stat-agents">
           <dt>Agents</dt>
-          <dd>{d.agents.total}</dd>
-          <p class="muted small">
-            {d.agents.from_files} from files · {d.agents.from_api} from the API · {d.agents.capabilities} capabilities
-            {d.agents.invalid_files > 0 && <> · {d.agents.invalid_files} invalid files</>}
-          </p>
+          <dd>
+            <span class="value">{d.agents.total}</span>
+            <p class="muted small">
+              {d.agents.from_files} from files · {d.agents.from_api} from the API · {d.agents.capabilities} capabilities
+              {d.agents.invalid_files > 0 && <> · {d.agents.invalid_files} invalid files</>}
+            </p>
+          </dd>
         </div>
         <div class="stat" data-testid="stat-executions">
           <dt>Executions per second</dt>
-          <dd>{rate(d.rates.executions_per_second)}</dd>
-          <Sparkline values={h.executions} label="Executions per second" format={rate} />
-          <p class="muted small">
-            {d.totals.executions} in all · error rate {percent(d.rates.execution_error_rate)}
-          </p>
+          <dd>
+            <span class="value">{rate(d.rates.executions_per_second)}</span>
+            <Sparkline values={h.executions} label="Executions per second" format={rate} />
+            <p class="muted small">
+              {d.totals.executions} in all · error rate {percent(d.rates.execution_error_rate)}
+            </p>
+          </dd>
         </div>
         <div class="stat" data-testid="stat-messages">
           <dt>Messages per second</dt>
-          <dd>{rate(d.rates.messages_per_second)}</dd>
-          <Sparkline values={h.messages} label="Messages per second" format={rate} />
-          <p class="muted small">
-            {d.totals.messages} in all · failure rate {percent(d.rates.message_error_rate)}
-          </p>
+          <dd>
+            <span class="value">{rate(d.rates.messages_per_second)}</span>
+            <Sparkline values={h.messages} label="Messages per second" format={rate} />
+            <p class="muted small">
+              {d.totals.messages} in all · failure rate {percent(d.rates.message_error_rate)}
+            </p>
+          </dd>
         </div>
         <div class="stat" data-testid="stat-errors">
           <dt>Errors per second</dt>
-          <dd>{rate(d.rates.errors_per_second)}</dd>
-          <Sparkline values={h.errors} label="Errors per second" format={rate} />
-          <p class="muted small">{d.totals.errors} API errors in all</p>
+          <dd>
+            <span class="value">{rate(d.rates.errors_per_second)}</span>
+            <Sparkline values={h.errors} label="Errors per second" format={rate} />
+            <p class="muted small">{d.totals.errors} API errors in all</p>
+          </dd>
         </div>
         <div class="stat" data-testid="stat-queue">
           <dt>Queue depth</dt>
-          <dd>{d.queue ? d.queue.depth : '—'}</dd>
-          <Sparkline values={h.queue} label="Queue depth" />
-          {d.queue && (
-            <p class="muted small">
-              {d.queue.queued} queued · {d.queue.running} running · {d.queue.retrying} retrying · {d.queue.open_conversations} open conversations
-            </p>
-          )}
+          <dd>
+            <span class="value">{d.queue ? d.queue.depth : '—'}</span>
+            <Sparkline values={h.queue} label="Queue depth" />
+            {d.queue && (
+              <p class="muted small">
+                {d.queue.queued} queued · {d.queue.running} running · {d.queue.retrying} retrying · {d.queue.open_conversations} open conversations
+              </p>
+            )}
+          </dd>
         </div>
         <div class="stat" data-testid="stat-dead-letters">
           <dt>Dead letters</dt>
-          <dd>{d.dead_letters ?? '—'}</dd>
+          <dd>
+            <span class="value">{d.dead_letters ?? '—'}</span>
+          </dd>
         </div>
         <div class="stat" data-testid="stat-memory">
           <dt>Memory</dt>
-          <dd>{d.memory ? d.memory.entities : 'off'}</dd>
-          {d.memory && (
-            <p class="muted small">
-              entities · {d.memory.relations} relations · {d.memory.observations} observations · {bytes(d.memory.database_bytes)}
-            </p>
-          )}
+          <dd>
+            <span class="value">{d.memory ? d.memory.entities : 'off'}</span>
+            {d.memory && (
+              <p class="muted small">
+                entities · {d.memory.relations} relations · {d.memory.observations} observations · {bytes(d.memory.database_bytes)}
+              </p>
+            )}
+          </dd>
         </div>
         <div class="stat" data-testid="stat-tools">
           <dt>Tool servers</dt>
-          <dd>{d.tool_servers ? d.tool_servers.total : '—'}</dd>
-          {d.tool_servers && (
-            <p class="muted small">
-              {d.tool_servers.loaded} loaded · {d.tool_servers.failed} failed · {d.tool_servers.tools} tools
-              {d.tool_sources && <> · {d.tool_sources.total} tool sources in all</>}
-            </p>
-          )}
+          <dd>
+            <span class="value">{d.tool_servers ? d.tool_servers.total : '—'}</span>
+            {d.tool_servers && (
+              <p class="muted small">
+                {d.tool_servers.loaded} loaded · {d.tool_servers.failed} failed · {d.tool_servers.tools} tools
+                {d.tool_sources && <> · {d.tool_sources.total} tool sources in all</>}
+              </p>
+            )}
+          </dd>
         </div>
       </dl>
 

@@ -1,0 +1,81 @@
+/**
+ * The Overview page in a real browser: the server's figures (agents, rates with their charts,
+ * queue, dead letters, memory, tool servers) and agent events arriving live over the event
+ * stream; no cluster section on a single node.
+ */
+import type { Browser } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { http } from '../helpers/http.js';
+import { bearer } from '../helpers/keys.js';
+import { hasSystem } from '../helpers/system.js';
+import { removeTempDirs } from '../helpers/tmp.js';
+import { expectAccessible, launchBrowser, openPage, screenshot, signIn, startConsoleServer, WIDTHS, type ConsoleServer } from './harness.js';
+
+const HELPER = `name = "helper"\ncapabilities = ["arithmetic"]\ntools = ["calculator"]\nsystem_prompt = "You help."\n`;
+const SCRIBE = `name = "scribe"\ncapabilities = ["writing"]\nsystem_prompt = "You write."\n`;
+
+describe.skipIf(!hasSystem('chromium'))('web console: overview (chromium)', () => {
+  let cs: ConsoleServer;
+  let browser: Browser;
+  beforeAll(async () => {
+    [cs, browser] = await Promise.all([startConsoleServer({ agentFiles: { 'helper.toml': HELPER, 'scribe.toml': SCRIBE } }), launchBrowser()]);
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await cs?.close();
+    removeTempDirs();
+  });
+
+  it('shows the server at a glance, and an execution appears live in the events', async () => {
+    const { page, problems, close } = await openPage(browser);
+    try {
+      await signIn(page, cs.url, cs.admin, '/ui');
+      await page.getByRole('heading', { name: 'Overview', level: 1 }).waitFor();
+      expect(await page.getByTestId('stat-agents').locator('dd .value').textContent()).toBe('2');
+      expect(await page.getByTestId('stat-dead-letters').locator('dd .value').textContent()).toBe('0');
+      // Built-in tool servers are loaded at start.
+      expect(Number(await page.getByTestId('stat-tools').locator('dd .value').textContent())).toBeGreaterThan(0);
+      expect(await page.getByTestId('stat-executions').getByRole('img').count()).toBe(1);
+      expect(await page.getByRole('heading', { name: 'Cluster nodes' }).count()).toBe(0);
+      await page.getByText('Events: connected').waitFor();
+
+      const run = await http(cs.url, 'POST', '/api/v1/agents/helper/invoke', { headers: bearer(cs.admin), body: JSON.stringify({ request: '2 + 3' }), contentType: 'application/json' });
+      expect(run.status, run.text).toBe(200);
+      const row = page.getByTestId('events').locator('tr', { hasText: 'execution.finished' });
+      await row.first().waitFor();
+      expect(await row.first().getByRole('link').textContent()).toBe('helper');
+      // The next samples count the execution.
+      await expect
+        .poll(
+          async () =>
+            Number(
+              await page
+                .getByTestId('stat-executions')
+                .locator('p')
+                .textContent()
+                .then((t) => /^(\d+) in all/.exec(t ?? '')?.[1]),
+            ),
+          { timeout: 10_000 },
+        )
+        .toBeGreaterThan(0);
+      await expectAccessible(page, 'overview');
+      expect(problems).toEqual([]);
+    } finally {
+      await close();
+    }
+  });
+
+  for (const width of WIDTHS) {
+    it(`the overview at ${width} px`, async () => {
+      const { page, close } = await openPage(browser, width);
+      try {
+        await signIn(page, cs.url, cs.admin, '/ui');
+        await page.getByTestId('stat-agents').waitFor();
+        await page.getByText('Events: connected').waitFor();
+        await screenshot(page, 'overview');
+      } finally {
+        await close();
+      }
+    });
+  }
+});
