@@ -11,6 +11,7 @@ export interface Overview {
   version: string;
   uptime_seconds: number;
   ready: boolean;
+  dependencies?: { name: string; ok: boolean; reason?: string }[];
   time: string;
   metrics_enabled: boolean;
   agents: { total: number; from_files: number; from_api: number; capabilities: number; invalid_files: number };
@@ -42,6 +43,9 @@ const rate = (r: number) => `${r.toFixed(2)}/s`;
 export function overviewRows(base: string, s: Overview): string[][] {
   const rows = [
     ['server', `${base} (caxton ${s.version}, up ${s.uptime_seconds}s, ${s.ready ? 'ready' : 'not ready'})`],
+    ...(s.dependencies && s.dependencies.length > 0
+      ? [['dependencies', s.dependencies.map((d) => (d.ok ? `${d.name} ok` : `${d.name} UNAVAILABLE (${d.reason ?? 'no reason given'})`)).join(', ')]]
+      : []),
     [
       'agents',
       `${s.agents.total} (${s.agents.from_files} from files, ${s.agents.from_api} via API), ${s.agents.capabilities} capabilities${s.agents.invalid_files > 0 ? `, ${s.agents.invalid_files} invalid files` : ''}`,
@@ -93,14 +97,13 @@ export function registerSystemCommands(program: Command, ctx: CliContext): void 
       const out = ctx.output();
       const client = ctx.client();
       const live = await client.get<{ status: string }>('/health');
-      let ready = true;
-      try {
-        await client.get('/ready');
-      } catch {
-        ready = false;
-      }
-      if (out.json) out.data({ server: client.base, live: live.status, ready });
-      else out.out(`${client.base}: ${ready ? 'healthy (live and ready)' : `live but not ready (${live.status})`}`);
+      // 503 names the dependencies that do not answer (the reasons are in `caxton status`).
+      const r = await client.request<{ status: string; dependencies?: { name: string; ok: boolean }[] }>('GET', '/ready', { accept: [503] });
+      const ready = r.status === 200;
+      const down = (r.data.dependencies ?? []).filter((d) => !d.ok).map((d) => d.name);
+      if (out.json) out.data({ server: client.base, live: live.status, ready, ...(r.data.dependencies && { dependencies: r.data.dependencies }) });
+      else if (ready) out.out(`${client.base}: healthy (live and ready)`);
+      else out.out(`${client.base}: live but not ready (${down.length > 0 ? `unavailable: ${down.join(', ')}; see caxton status` : r.data.status})`);
       if (!ready) process.exitCode = 1;
     });
 
