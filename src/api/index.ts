@@ -4,4 +4,5 @@ export type { Lifecycle } from './routes/system.js';
 export { Readiness, type ReadinessCheck, type DependencyState } from './readiness.js';
 export { toolRoutes, TOOL_DEPLOY_BODY_LIMIT } from './routes/tools.js';
 export { SqliteResponseStore, RESPONSE_MIGRATIONS } from './response-store-sqlite.js';
-export { agentApi, auditApi, executionApi, keyApi, memoryApi, messagingApi, observabilityApi, toolApi, underApi, type ApiRoutes, type RoutePlugin } from './route-sets.js';
+export type { ClusterView } from './routes/cluster.js';
+export { agentApi, auditApi, clusterApi, executionApi, keyApi, memoryApi, messagingApi, observabilityApi, toolApi, underApi, type ApiRoutes, type RoutePlugin } from './route-sets.js';

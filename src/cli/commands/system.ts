@@ -89,6 +89,29 @@ export function overviewRows(base: string, s: Overview): string[][] {
   return rows;
 }
 
+/** GET /api/v1/cluster. */
+export interface ClusterStatus {
+  clustered: boolean;
+  node: string;
+  nodes: { node: string; url: string | null; version: string; started_at: string; state: string; age_ms: number; self: boolean; load: Record<string, number> }[];
+}
+
+/** The nodes as a table, with a line saying whether this is a cluster. */
+export function clusterText(c: ClusterStatus): string {
+  const rows = c.nodes.map((n) => [
+    `${n.node}${n.self ? ' *' : ''}`,
+    n.state,
+    `${(n.age_ms / 1000).toFixed(1)}s`,
+    String(n.load.queued ?? '-'),
+    String(n.load.running ?? '-'),
+    String(n.load.open_conversations ?? '-'),
+    n.version,
+    n.url ?? '-',
+  ]);
+  const head = c.clustered ? `cluster: ${c.nodes.length} node(s); * answered` : `not clustered (no [cluster] in caxton.toml): ${c.node} only`;
+  return `${head}\n${table(['NODE', 'STATE', 'HEARTBEAT', 'QUEUED', 'RUNNING', 'CONVERSATIONS', 'VERSION', 'URL'], rows)}`;
+}
+
 export function registerSystemCommands(program: Command, ctx: CliContext): void {
   program
     .command('health')
@@ -109,10 +132,24 @@ export function registerSystemCommands(program: Command, ctx: CliContext): void 
 
   addWatchOptions(program.command('status').description('live overview: agents, executions and messages per second, error rates, queue depth, dead letters, memory, tool servers'))
     .option('--window <duration>', 'rates are averaged over this long (default 10s, at most 5m)', durationFlag('--window', 1000, 300_000))
-    .addHelpText('after', '\nExamples:\n  caxton status\n  caxton status --json\n  caxton status --watch --interval 5s')
-    .action(async (opts: { watch?: boolean; interval?: number; window?: number; count?: number }) => {
+    .option('--cluster', 'the cluster instead: every node with its state, heartbeat age and load (a node without [cluster] lists itself)')
+    .addHelpText('after', '\nExamples:\n  caxton status\n  caxton status --json\n  caxton status --watch --interval 5s\n  caxton status --cluster')
+    .action(async (opts: { watch?: boolean; interval?: number; window?: number; count?: number; cluster?: boolean }) => {
       const out = ctx.output();
       const client = ctx.client();
+      if (opts.cluster) {
+        await watchLoop(opts, process.stdout.isTTY === true && !out.json, async (clear) => {
+          const c = await client.get<ClusterStatus>('/api/v1/cluster');
+          if (out.json) {
+            if (opts.watch) process.stdout.write(`${JSON.stringify(c)}\n`);
+            else out.data(c);
+            return;
+          }
+          if (clear) process.stdout.write('\x1b[2J\x1b[H');
+          out.out(clusterText(c));
+        });
+        return;
+      }
       const path = `/api/v1/status/overview${opts.window !== undefined ? `?window=${opts.window / 1000}s` : ''}`;
       const show = async (clear: boolean) => {
         const s = await client.get<Overview>(path);
