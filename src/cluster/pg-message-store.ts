@@ -16,7 +16,7 @@
  * The DDL is PostgreSQL's own (bigserial, timestamptz-free ISO text kept as in SQLite so rows
  * read the same), not shared with the SQLite migration: the two differ in every id column.
  */
-import pg from 'pg';
+import type pg from 'pg';
 import type { AclMessage, Conversation, ConversationState, DeliveryRow, Page, StoredMessage } from '../messaging/index.js';
 import { CaxtonError } from '../shared/errors.js';
 import { scrubSecrets } from '../shared/secrets.js';
