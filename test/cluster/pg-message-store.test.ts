@@ -8,7 +8,7 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PgMessageStore, type ConversationStep } from '../../src/cluster/index.js';
-import type { AclMessage, Conversation } from '../../src/messaging/index.js';
+import type { AclMessage, Conversation, ConversationId } from '../../src/messaging/index.js';
 import { hasSystem, TEST_PG_URL } from '../helpers/system.js';
 
 const run = hasSystem('postgresql');
@@ -22,7 +22,7 @@ const iso = (t = Date.now()) => new Date(t).toISOString();
 
 function conversation(id: string, extra: Partial<Conversation> = {}): Conversation {
   return {
-    id,
+    id: id as ConversationId,
     protocol: null,
     state: 'in_progress',
     initiator: 'client',
@@ -55,7 +55,9 @@ beforeAll(async () => {
   if (!run) return;
   for (let i = 0; i < 2; i++) pools.push(new pg.Pool({ connectionString: TEST_PG_URL, max: 6 }));
   // Both nodes open the schema at once: the migration runs once.
-  [a, b] = await Promise.all(pools.map((pool) => PgMessageStore.open({ pool, schema })));
+  const opened = await Promise.all(pools.map((pool) => PgMessageStore.open({ pool, schema })));
+  a = opened[0]!;
+  b = opened[1]!;
 });
 
 afterAll(async () => {
