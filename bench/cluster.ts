@@ -7,6 +7,10 @@
  *     (handled, row and JetStream acknowledged). Baseline in the same run: raw JetStream — publish
  *     the same payloads awaiting each PubAck, consume and ack them from one pull consumer — and, for
  *     context, the same bus on the SQLite queue. Target: ≥ 0.5 of raw JetStream.
+ *  3. Conversation steps in PostgreSQL (ADR 0043): the step a cluster node will take to accept a
+ *     message (the conversation's lock, its row, the message, a delivery row, the row updated), 16
+ *     at a time over many conversations and over one hot conversation; baseline in the same run: a
+ *     plain autocommit INSERT of the same message bodies at the same concurrency.
  *  2. Directory propagation (ADR 0039): deploys on one of three nodes, the lag until each of the two
  *     others has it in its registry. Target: p99 ≤ 100 ms on loopback.
  *
@@ -15,12 +19,14 @@
  */
 import { AckPolicy, jetstream, jetstreamManager, RetentionPolicy, StorageType } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
+import pg from 'pg';
 import { AgentRegistry, parseAgent, type DeployedAgent } from '../src/agents/index.js';
-import { clusterConfigSchema, DirectorySync, jetstreamQueueOptions, openJetStreamQueue } from '../src/cluster/index.js';
+import { clusterConfigSchema, DirectorySync, jetstreamQueueOptions, openJetStreamQueue, PgMessageStore } from '../src/cluster/index.js';
 import { loadServerConfig } from '../src/config/index.js';
-import { MESSAGING_MIGRATIONS, MessageBus, newConversationId, newMessageId, type AclMessage, type DeliveryQueueFactory } from '../src/messaging/index.js';
+import { MESSAGING_MIGRATIONS, MessageBus, newConversationId, newMessageId, type AclMessage, type ConversationId, type DeliveryQueueFactory } from '../src/messaging/index.js';
 import { migrate, openDatabase } from '../src/storage/index.js';
 import { startNatsServer, type NatsServer } from '../test/helpers/nats-server.js';
+import { TEST_PG_URL } from '../test/helpers/system-probe.js';
 import { progress } from './lib/progress.js';
 import type { Row, Suite, SuiteReport } from './lib/report.js';
 import { fmt, summarize } from './lib/stats.js';
@@ -136,6 +142,75 @@ async function propagation(nats: NatsServer): Promise<{ b: number[]; c: number[]
   return { b: lags[1]!, c: lags[2]! };
 }
 
+const STEPS = Number(process.env.BENCH_CLUSTER_STEPS ?? 4_000);
+const STEP_CONCURRENCY = 16;
+
+/** Runs `n` operations `concurrency` at a time; returns ops/s and each one's latency (ms). */
+async function concurrently(n: number, concurrency: number, op: (i: number) => Promise<void>): Promise<{ per_s: number; lat: number[] }> {
+  const lat: number[] = [];
+  let next = 0;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      for (let i = next++; i < n; i = next++) {
+        const t = performance.now();
+        await op(i);
+        lat.push(performance.now() - t);
+      }
+    }),
+  );
+  return { per_s: n / ((performance.now() - t0) / 1000), lat };
+}
+
+/** Conversation steps on PostgreSQL over `conversations` conversations, and the plain-INSERT baseline. */
+async function pgSteps(): Promise<{ spread: { per_s: number; lat: number[] }; hot: { per_s: number; lat: number[] }; raw: { per_s: number; lat: number[] } }> {
+  const pool = new pg.Pool({ connectionString: process.env.CAXTON_BENCH_PG_URL ?? TEST_PG_URL, max: STEP_CONCURRENCY });
+  const schema = `caxton_bench_${Date.now()}`;
+  try {
+    const store = await PgMessageStore.open({ pool, schema });
+    const step = (conversationId: string) => {
+      const m = inform(0);
+      const msg = { ...m, conversation_id: conversationId as ConversationId };
+      return store.inConversation(conversationId, async (s) => {
+        const now = new Date().toISOString();
+        const c = s.conversation ?? {
+          id: conversationId as ConversationId,
+          protocol: null,
+          state: 'in_progress' as const,
+          initiator: 'bench',
+          participants: ['bench'],
+          capability: null,
+          turns: 0,
+          max_turns: 1_000_000,
+          created_at: now,
+          updated_at: now,
+          expires_at: null,
+          reason: null,
+        };
+        await s.insertMessage(msg, msg.receivers);
+        await s.insertDelivery(msg.id, msg.receivers[0]!, now);
+        await s.saveConversation({ ...c, turns: c.turns + 1, updated_at: now });
+      });
+    };
+    const bar = progress('cluster: PostgreSQL conversation steps', 3);
+    const spread = await concurrently(STEPS, STEP_CONCURRENCY, (i) => step(`spread-${i % 400}`));
+    bar.update(1);
+    const hot = await concurrently(Math.floor(STEPS / 4), STEP_CONCURRENCY, () => step('hot'));
+    bar.update(2);
+    await pool.query(`CREATE TABLE "${schema}".raw (id text PRIMARY KEY, body text NOT NULL)`);
+    const raw = await concurrently(STEPS, STEP_CONCURRENCY, async () => {
+      const m = inform(0);
+      await pool.query(`INSERT INTO "${schema}".raw (id, body) VALUES ($1, $2)`, [m.id, JSON.stringify(m)]);
+    });
+    bar.update(3);
+    bar.end();
+    return { spread, hot, raw };
+  } finally {
+    await pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`).catch(() => {});
+    await pool.end();
+  }
+}
+
 export const clusterSuite: Suite = {
   name: 'cluster',
   description: 'durable messages on the JetStream delivery queue vs raw JetStream; directory propagation lag across three registries',
@@ -149,6 +224,10 @@ export const clusterSuite: Suite = {
       const sqlite = await throughBus(undefined, 'bus on SQLite');
       const lag = await propagation(nats);
       const both = summarize([...lag.b, ...lag.c]);
+      const steps = await pgSteps();
+      const spreadLat = summarize(steps.spread.lat);
+      const hotLat = summarize(steps.hot.lat);
+      const rawLat = summarize(steps.raw.lat);
       const ratio = jsQueue.delivered_per_s / raw.consumed_per_s;
       const rows: Row[] = [
         {
@@ -168,11 +247,29 @@ export const clusterSuite: Suite = {
           target: 'p99 ≤ 100 ms',
           verdict: both.p99 <= 100 ? 'pass' : 'fail',
         },
+        {
+          metric: `PostgreSQL conversation steps/s (lock, row, message, delivery, update), ${STEPS} over 400 conversations, ${STEP_CONCURRENCY} at a time; p50 / p99`,
+          value: `${fmt(steps.spread.per_s, 0)}/s; ${fmt(spreadLat.p50)} / ${fmt(spreadLat.p99)} ms`,
+          baseline: `plain INSERT ${fmt(steps.raw.per_s, 0)}/s; ${fmt(rawLat.p50)} / ${fmt(rawLat.p99)} ms`,
+        },
+        {
+          metric: `the same steps on one hot conversation (serialized by its lock); p50 / p99`,
+          value: `${fmt(steps.hot.per_s, 0)}/s; ${fmt(hotLat.p50)} / ${fmt(hotLat.p99)} ms`,
+          baseline: `ratio to plain INSERT ${fmt(steps.hot.per_s / steps.raw.per_s, 2)}`,
+        },
       ];
       return {
         rows,
         notes: ['One process on one nats-server (loopback, file storage). Three-node message figures need the PostgreSQL shared state (not built): see docs/cluster.md.'],
-        raw: { raw_jetstream: raw, jetstream_queue: jsQueue, sqlite_queue: sqlite, directory_lag_ms: both, messages: MESSAGES, deploys: DEPLOYS },
+        raw: {
+          raw_jetstream: raw,
+          jetstream_queue: jsQueue,
+          sqlite_queue: sqlite,
+          directory_lag_ms: both,
+          messages: MESSAGES,
+          deploys: DEPLOYS,
+          pg_steps: { spread_per_s: steps.spread.per_s, spread_ms: spreadLat, hot_per_s: steps.hot.per_s, hot_ms: hotLat, raw_insert_per_s: steps.raw.per_s, raw_insert_ms: rawLat, steps: STEPS },
+        },
       };
     } finally {
       await nc.close();

@@ -1,7 +1,9 @@
 export { createApi, type ApiDeps } from './app.js';
 export { envelope, type ErrorEnvelope } from './envelope.js';
 export type { Lifecycle } from './routes/system.js';
+export { Readiness, type ReadinessCheck, type DependencyState } from './readiness.js';
 export { toolRoutes, TOOL_DEPLOY_BODY_LIMIT } from './routes/tools.js';
 export { SqliteResponseStore, RESPONSE_MIGRATIONS } from './response-store-sqlite.js';
-export { agentApi, auditApi, consoleApi, executionApi, keyApi, memoryApi, messagingApi, observabilityApi, toolApi, underApi, type ApiRoutes, type RoutePlugin } from './route-sets.js';
+export type { ClusterView } from './routes/cluster.js';
+export { agentApi, auditApi, clusterApi, consoleApi, executionApi, keyApi, memoryApi, messagingApi, observabilityApi, toolApi, underApi, type ApiRoutes, type RoutePlugin } from './route-sets.js';
 export { CONSOLE_BASE, CONSOLE_CSP, DEFAULT_CONSOLE_DIR } from './routes/console.js';

@@ -17,6 +17,7 @@ import { auditRecorder } from '../audit/index.js';
 import type { ResponseStore } from './response-store.js';
 import { agentRoutes } from './routes/agents.js';
 import { auditRoutes } from './routes/audit.js';
+import { clusterRoutes, type ClusterView } from './routes/cluster.js';
 import { consoleRoutes } from './routes/console.js';
 import { invokeRoutes } from './routes/invoke.js';
 import { keyRoutes } from './routes/keys.js';
@@ -81,6 +82,11 @@ export function auditApi(opts: { store?: AuditStore }): ApiRoutes[] {
 }
 
 /** Events, logs, status overview. */
+/** GET /api/v1/cluster (a node without `[cluster]` lists itself). */
+export function clusterApi(opts: { view: ClusterView }): ApiRoutes[] {
+  return [{ plugin: (a) => clusterRoutes(a, opts) }];
+}
+
 export function observabilityApi(deps: ObservabilityRouteDeps): ApiRoutes[] {
   return [{ plugin: (a) => observabilityRoutes(a, deps) }];
 }

@@ -103,10 +103,20 @@ export const capabilityListSchema = z.object({
 
 export const healthSchema = z.object({ status: z.enum(['ok', 'starting', 'stopping']) });
 
+/** GET /ready: `unavailable` when the node started but a dependency does not answer. */
+export const readySchema = z.object({
+  status: z.enum(['ok', 'starting', 'stopping', 'unavailable']),
+  dependencies: z.array(z.object({ name: z.string(), ok: z.boolean() })).optional(),
+});
+
+export const dependencyStateSchema = z.object({ name: z.string(), ok: z.boolean(), reason: z.string().optional(), checked_at: z.string() });
+
 export const statusSchema = z.object({
   version: z.string(),
   uptime_seconds: z.number(),
   ready: z.boolean(),
+  /** Each outside dependency /ready checks, with why it failed. */
+  dependencies: z.array(dependencyStateSchema).optional(),
   agents: z.object({ total: z.number().int(), from_files: z.number().int(), from_api: z.number().int(), capabilities: z.number().int() }),
   agent_files: z.object({ loaded: z.number().int(), invalid: z.array(z.object({ path: z.string(), agent: z.string().optional(), errors: z.array(issueSchema) })), ignored: z.array(z.string()) }),
   memory: z.object({ rss_bytes: z.number(), heap_used_bytes: z.number() }),

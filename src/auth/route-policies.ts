@@ -20,6 +20,7 @@ export const ROUTE_POLICIES: Readonly<Record<string, Access>> = {
   'GET /api/v1/whoami': { authenticated: true },
   'GET /api/v1/status': P('observe:read'),
   'GET /api/v1/status/overview': P('observe:read'),
+  'GET /api/v1/cluster': P('observe:read'),
   'GET /api/v1/config': P('config:read'),
   'GET /api/v1/logs': P('observe:read'),
   'GET /api/v1/logs/stream': P('observe:read'),

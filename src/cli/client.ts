@@ -52,7 +52,12 @@ export class ApiClient {
     });
   }
 
-  async request<T>(method: string, path: string, opts: { body?: string | Uint8Array; contentType?: string; timeoutMs?: number } = {}): Promise<{ status: number; data: T }> {
+  /** `accept`: error statuses whose body the caller reads itself (a 503 from /ready) instead of an error. */
+  async request<T>(
+    method: string,
+    path: string,
+    opts: { body?: string | Uint8Array; contentType?: string; timeoutMs?: number; accept?: readonly number[] } = {},
+  ): Promise<{ status: number; data: T }> {
     let res: Response;
     try {
       res = await fetch(this.base + path, {
@@ -73,7 +78,7 @@ export class ApiClient {
         throw new CliError(`the server at ${this.base} sent malformed JSON (HTTP ${res.status})`);
       }
     }
-    if (res.status >= 400) {
+    if (res.status >= 400 && !opts.accept?.includes(res.status)) {
       const body = data as Partial<ApiErrorBody>;
       if (body && typeof body === 'object' && body.error) throw this.#authError(res.status, body as ApiErrorBody);
       throw new CliError(`HTTP ${res.status} from ${this.base}${path}: ${String(text).slice(0, 200)}`);

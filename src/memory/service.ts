@@ -25,6 +25,8 @@ export interface MemoryComponent {
   readonly store: MemoryBackend;
   readonly tools: Tool[];
   readonly execution: ExecutionMemory;
+  /** PostgreSQL only: resolves when the database answers a query (for GET /ready). */
+  readonly ping?: (signal: AbortSignal) => Promise<void>;
   close(): Promise<void>;
 }
 
@@ -54,6 +56,7 @@ export function createMemory(opts: CreateMemoryOptions): MemoryComponent | undef
   };
   let store: MemoryBackend;
   let release = async (): Promise<void> => {};
+  let ping: MemoryComponent['ping'];
   switch (config.backend) {
     case 'sqlite': {
       migrate(opts.db, MEMORY_MIGRATIONS);
@@ -67,6 +70,7 @@ export function createMemory(opts: CreateMemoryOptions): MemoryComponent | undef
       pool.on('error', (err) => log?.warn({ err }, 'memory: an idle PostgreSQL connection failed; it is replaced on next use'));
       store = new PgMemoryStore({ ...common, pool, schema: c.schema });
       release = () => pool.end();
+      ping = (signal) => pingPostgres(pool, signal);
       break;
     }
     default: {
@@ -90,5 +94,32 @@ export function createMemory(opts: CreateMemoryOptions): MemoryComponent | undef
       await release();
     }
   };
-  return { config, store, tools, execution, close };
+  return { config, store, tools, execution, close, ...(ping && { ping }) };
+}
+
+/**
+ * One `SELECT 1` on a pooled connection. A check cut short by its timeout destroys the connection
+ * it used, so an unanswered query is not left holding a pool slot.
+ */
+async function pingPostgres(pool: pg.Pool, signal: AbortSignal): Promise<void> {
+  const c = await pool.connect();
+  if (signal.aborted) {
+    c.release();
+    throw new Error('timed out');
+  }
+  let failed: Error | undefined;
+  const abort = () => {
+    failed = new Error('timed out');
+    c.release(failed);
+  };
+  signal.addEventListener('abort', abort, { once: true });
+  try {
+    await c.query('SELECT 1');
+  } catch (e) {
+    failed = e instanceof Error ? e : new Error(String(e));
+    throw e;
+  } finally {
+    signal.removeEventListener('abort', abort);
+    if (!signal.aborted) c.release(failed);
+  }
 }

@@ -1,7 +1,7 @@
 import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import type { FastifyInstance } from 'fastify';
 import type { AgentRegistry, AgentService } from '../agents/index.js';
-import { underApi, type Lifecycle, type RoutePlugin } from '../api/index.js';
+import { Readiness, underApi, type Lifecycle, type RoutePlugin } from '../api/index.js';
 import type { AuditStore } from '../audit/index.js';
 import { secretValues, type ServerConfig } from '../config/index.js';
 import type { Executor } from '../execution/index.js';
@@ -108,7 +108,8 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
   // Log lines also go to an in-memory ring (GET /api/v1/logs).
   const logBuffer = opts.logBuffer ?? (opts.logger ? undefined : new LogBuffer(config.logging.buffer_lines));
   const logger = opts.logger ?? createLogger(config.logging.level, undefined, { ...(logBuffer && { buffer: logBuffer }), secrets: secretValues(config) });
-  const lifecycle: Lifecycle = { state: 'starting', startedAt: Date.now(), version: VERSION };
+  const readiness = new Readiness({ log: logger });
+  const lifecycle: Lifecycle = { state: 'starting', startedAt: Date.now(), version: VERSION, readiness };
   // TLS files are checked before anything is opened: a missing file or a key that does not match
   // its certificate stops the start with an error naming the file (src/server/tls.ts).
   const apiTls = config.server.tls && { cfg: config.server.tls, material: readTlsMaterial(config.server.tls, 'server.tls') };
@@ -143,7 +144,7 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
   }
 
   const metrics = new Metrics();
-  const stack = new ComponentStack({ metrics, onCloseError: (component, err) => logger.error({ err, component }, `closing ${component} failed`) });
+  const stack = new ComponentStack({ metrics, readiness, onCloseError: (component, err) => logger.error({ err, component }, `closing ${component} failed`) });
   try {
     const observability = stack.add(
       startObservability({

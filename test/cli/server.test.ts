@@ -219,6 +219,19 @@ describe('caxton serve + the agent, status, health and config commands', () => {
     expect(s.config.file).toBe(join(dir, 'caxton.toml'));
   });
 
+  it('status --cluster on a node without [cluster] lists itself; --json parses', async () => {
+    const [text, json] = await Promise.all([cli('status', '--cluster'), cli('--json', 'status', '--cluster')]);
+    expectExit(text, 0);
+    expect(text.stdout).toMatch(/^not clustered \(no \[cluster\] in caxton\.toml\): \S+ only$/m);
+    expect(text.stdout).toMatch(/^NODE\s+STATE\s+HEARTBEAT\s+QUEUED\s+RUNNING\s+CONVERSATIONS\s+VERSION\s+URL$/m);
+    expectExit(json, 0);
+    const c = parseJson<{ clustered: boolean; node: string; nodes: { node: string; state: string; self: boolean; version: string; load: Record<string, number> }[] }>(json);
+    expect(c.clustered).toBe(false);
+    expect(c.nodes).toHaveLength(1);
+    expect(c.nodes[0]).toMatchObject({ node: c.node, state: 'up', self: true, version: PACKAGE_VERSION });
+    expect(Object.keys(c.nodes[0]!.load).sort()).toEqual(['dead_letters', 'open_conversations', 'queued', 'running']);
+  });
+
   it('health exits 0 and says healthy', async () => {
     const r = await cli('health');
     expectExit(r, 0);

@@ -6,7 +6,11 @@
  * healthy again after the server comes back.
  */
 import { connect, type NatsConnection } from '@nats-io/transport-node';
+import Fastify from 'fastify';
+import { serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { clusterRoutes } from '../../src/api/routes/cluster.js';
+import { clusterText, type ClusterStatus } from '../../src/cli/commands/system.js';
 import { clusterConfigSchema, connectNats, Membership, natsOptions, type ClusterConfig } from '../../src/cluster/index.js';
 import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';
 import { hasSystem } from '../helpers/system.js';
@@ -46,6 +50,34 @@ afterAll(async () => {
 });
 
 describe.skipIf(!run)('membership on a JetStream key-value bucket', () => {
+  it('GET /api/v1/cluster lists the members with their state and load, and the CLI table shows them', async () => {
+    const a = await member('view-a', () => ({ queued: 3, running: 1 }));
+    const b = await member('view-b', () => ({ queued: 0, running: 2 }));
+    const app = Fastify();
+    app.setValidatorCompiler(validatorCompiler);
+    app.setSerializerCompiler(serializerCompiler);
+    await app.register((i) => clusterRoutes(i, { view: { clustered: true, node: b.m.node, nodes: () => b.m.nodes() } }), { prefix: '/api/v1' });
+    try {
+      const res = await app.inject({ method: 'GET', url: '/api/v1/cluster' });
+      expect(res.statusCode).toBe(200);
+      const body = res.json<ClusterStatus>();
+      const mine = body.nodes.filter((n) => n.node.startsWith('view-'));
+      expect(body).toMatchObject({ clustered: true, node: 'view-b' });
+      expect(mine.map((n) => [n.node, n.state, n.self, n.load])).toEqual([
+        ['view-a', 'up', false, { queued: 3, running: 1 }],
+        ['view-b', 'up', true, { queued: 0, running: 2 }],
+      ]);
+      const text = clusterText({ ...body, nodes: mine });
+      expect(text).toMatch(/^cluster: 2 node\(s\)/);
+      expect(text).toMatch(/view-b \*\s+up\s+\d+\.\ds\s+0\s+2\s/);
+      expect(text).toContain('http://view-a.example:8080');
+    } finally {
+      await app.close();
+      await a.m.stop();
+      await b.m.stop();
+    }
+  });
+
   it('nodes see each other with what each says about itself, and a stopped node is gone at once', async () => {
     const a = await member('node-a', () => ({ queue_depth: 7 }));
     const b = await member('node-b');

@@ -13,7 +13,7 @@ import { closest } from '../../shared/suggest.js';
 import { parseDuration } from '../../shared/units.js';
 import type { ToolServerManager } from '../../tools/wasm/manager.js';
 import type { ToolCatalogue } from '../../tools/catalogue.js';
-import { errorEnvelopeSchema } from '../schemas.js';
+import { dependencyStateSchema, errorEnvelopeSchema } from '../schemas.js';
 import { keepOpen, openSse, wantsEventStream } from '../sse.js';
 import type { Lifecycle } from './system.js';
 
@@ -136,7 +136,8 @@ const logRecordSchema = z.object({ seq: z.number().int(), level: z.string(), tim
 const overviewSchema = z.object({
   version: z.string(),
   uptime_seconds: z.number().int(),
-  ready: z.boolean(),
+  ready: z.boolean().describe('started, and every outside dependency answering'),
+  dependencies: z.array(dependencyStateSchema).optional().describe('the outside dependencies /ready checks (PostgreSQL, NATS), with why one failed'),
   time: z.string(),
   metrics_enabled: z.boolean().describe('rates come from the metrics counters: with [metrics] enabled = false they stay 0'),
   agents: z.object({ total: z.number().int(), from_files: z.number().int(), from_api: z.number().int(), capabilities: z.number().int(), invalid_files: z.number().int() }),
@@ -403,10 +404,12 @@ async function overview(deps: ObservabilityRouteDeps, windowMs: number): Promise
       memoryStats = undefined;
     }
   }
+  const dependencies = lifecycle.readiness && lifecycle.readiness.size > 0 ? await lifecycle.readiness.probe() : undefined;
   return {
     version: lifecycle.version,
     uptime_seconds: Math.round((Date.now() - lifecycle.startedAt) / 1000),
-    ready: lifecycle.state === 'ready',
+    ready: lifecycle.state === 'ready' && (dependencies?.every((d) => d.ok) ?? true),
+    ...(dependencies && { dependencies }),
     time: new Date(now.t).toISOString(),
     metrics_enabled: config.metrics.enabled,
     agents: {

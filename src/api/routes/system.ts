@@ -3,12 +3,15 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { AgentService } from '../../agents/index.js';
 import { redactSecrets, type ServerConfig } from '../../config/index.js';
-import { errorEnvelopeSchema, healthSchema, statusSchema } from '../schemas.js';
+import type { DependencyState, Readiness } from '../readiness.js';
+import { errorEnvelopeSchema, healthSchema, readySchema, statusSchema } from '../schemas.js';
 
 export interface Lifecycle {
   state: 'starting' | 'ready' | 'stopping';
   startedAt: number;
   version: string;
+  /** The outside dependencies /ready checks once the node has started (none on a default node). */
+  readiness?: Readiness;
 }
 
 /** Liveness, readiness, status and effective configuration. */
@@ -20,8 +23,24 @@ export async function systemRoutes(app: FastifyInstance, opts: { service: AgentS
     status: lifecycle.state === 'ready' ? ('ok' as const) : lifecycle.state,
   }));
 
-  r.get('/ready', { schema: { summary: 'Readiness: agents loaded and storage open', tags: ['system'], response: { 200: healthSchema, 503: healthSchema } } }, async (_req, reply) =>
-    lifecycle.state === 'ready' ? { status: 'ok' as const } : reply.code(503).send({ status: lifecycle.state }),
+  // Public (load balancers call it without credentials): each dependency is named with whether it
+  // answers, never why not (an error may name internal hosts); GET /api/v1/status has the reasons.
+  r.get(
+    '/ready',
+    {
+      schema: {
+        summary: 'Readiness: started, and every outside dependency (PostgreSQL, NATS) answering',
+        tags: ['system'],
+        response: { 200: readySchema, 503: readySchema },
+      },
+    },
+    async (_req, reply) => {
+      if (lifecycle.state !== 'ready') return reply.code(503).send({ status: lifecycle.state });
+      const deps = lifecycle.readiness && lifecycle.readiness.size > 0 ? await lifecycle.readiness.probe() : undefined;
+      if (!deps) return { status: 'ok' as const };
+      const dependencies = deps.map((d) => ({ name: d.name, ok: d.ok }));
+      return deps.every((d) => d.ok) ? { status: 'ok' as const, dependencies } : reply.code(503).send({ status: 'unavailable' as const, dependencies });
+    },
   );
 
   r.get('/api/v1/status', { schema: { summary: 'Server status', tags: ['system'], response: { 200: statusSchema } } }, async () => {
@@ -32,7 +51,7 @@ export async function systemRoutes(app: FastifyInstance, opts: { service: AgentS
     return {
       version: lifecycle.version,
       uptime_seconds: Math.round((Date.now() - lifecycle.startedAt) / 1000),
-      ready: lifecycle.state === 'ready',
+      ...(await readyWithDependencies(lifecycle)),
       agents: { total: all.length, from_files: fromFiles, from_api: all.length - fromFiles, capabilities: service.registry.capabilities().length },
       agent_files: {
         loaded: files.filter((f) => f.state === 'loaded').length,
@@ -49,4 +68,12 @@ export async function systemRoutes(app: FastifyInstance, opts: { service: AgentS
     { schema: { summary: 'Effective server configuration, secrets redacted', tags: ['system'], response: { 200: z.record(z.string(), z.unknown()), 500: errorEnvelopeSchema } } },
     async () => redactSecrets(config) as Record<string, unknown>,
   );
+}
+
+/** `ready` (started, and every dependency answering) with the dependencies' states when there are any. */
+async function readyWithDependencies(lifecycle: Lifecycle): Promise<{ ready: boolean; dependencies?: DependencyState[] }> {
+  const started = lifecycle.state === 'ready';
+  if (!lifecycle.readiness || lifecycle.readiness.size === 0) return { ready: started };
+  const dependencies = await lifecycle.readiness.probe();
+  return { ready: started && dependencies.every((d) => d.ok), dependencies };
 }

@@ -11,6 +11,7 @@ export interface Overview {
   version: string;
   uptime_seconds: number;
   ready: boolean;
+  dependencies?: { name: string; ok: boolean; reason?: string }[];
   time: string;
   metrics_enabled: boolean;
   agents: { total: number; from_files: number; from_api: number; capabilities: number; invalid_files: number };
@@ -42,6 +43,9 @@ const rate = (r: number) => `${r.toFixed(2)}/s`;
 export function overviewRows(base: string, s: Overview): string[][] {
   const rows = [
     ['server', `${base} (caxton ${s.version}, up ${s.uptime_seconds}s, ${s.ready ? 'ready' : 'not ready'})`],
+    ...(s.dependencies && s.dependencies.length > 0
+      ? [['dependencies', s.dependencies.map((d) => (d.ok ? `${d.name} ok` : `${d.name} UNAVAILABLE (${d.reason ?? 'no reason given'})`)).join(', ')]]
+      : []),
     [
       'agents',
       `${s.agents.total} (${s.agents.from_files} from files, ${s.agents.from_api} via API), ${s.agents.capabilities} capabilities${s.agents.invalid_files > 0 ? `, ${s.agents.invalid_files} invalid files` : ''}`,
@@ -85,6 +89,29 @@ export function overviewRows(base: string, s: Overview): string[][] {
   return rows;
 }
 
+/** GET /api/v1/cluster. */
+export interface ClusterStatus {
+  clustered: boolean;
+  node: string;
+  nodes: { node: string; url: string | null; version: string; started_at: string; state: string; age_ms: number; self: boolean; load: Record<string, number> }[];
+}
+
+/** The nodes as a table, with a line saying whether this is a cluster. */
+export function clusterText(c: ClusterStatus): string {
+  const rows = c.nodes.map((n) => [
+    `${n.node}${n.self ? ' *' : ''}`,
+    n.state,
+    `${(n.age_ms / 1000).toFixed(1)}s`,
+    String(n.load.queued ?? '-'),
+    String(n.load.running ?? '-'),
+    String(n.load.open_conversations ?? '-'),
+    n.version,
+    n.url ?? '-',
+  ]);
+  const head = c.clustered ? `cluster: ${c.nodes.length} node(s); * answered` : `not clustered (no [cluster] in caxton.toml): ${c.node} only`;
+  return `${head}\n${table(['NODE', 'STATE', 'HEARTBEAT', 'QUEUED', 'RUNNING', 'CONVERSATIONS', 'VERSION', 'URL'], rows)}`;
+}
+
 export function registerSystemCommands(program: Command, ctx: CliContext): void {
   program
     .command('health')
@@ -93,23 +120,36 @@ export function registerSystemCommands(program: Command, ctx: CliContext): void 
       const out = ctx.output();
       const client = ctx.client();
       const live = await client.get<{ status: string }>('/health');
-      let ready = true;
-      try {
-        await client.get('/ready');
-      } catch {
-        ready = false;
-      }
-      if (out.json) out.data({ server: client.base, live: live.status, ready });
-      else out.out(`${client.base}: ${ready ? 'healthy (live and ready)' : `live but not ready (${live.status})`}`);
+      // 503 names the dependencies that do not answer (the reasons are in `caxton status`).
+      const r = await client.request<{ status: string; dependencies?: { name: string; ok: boolean }[] }>('GET', '/ready', { accept: [503] });
+      const ready = r.status === 200;
+      const down = (r.data.dependencies ?? []).filter((d) => !d.ok).map((d) => d.name);
+      if (out.json) out.data({ server: client.base, live: live.status, ready, ...(r.data.dependencies && { dependencies: r.data.dependencies }) });
+      else if (ready) out.out(`${client.base}: healthy (live and ready)`);
+      else out.out(`${client.base}: live but not ready (${down.length > 0 ? `unavailable: ${down.join(', ')}; see caxton status` : r.data.status})`);
       if (!ready) process.exitCode = 1;
     });
 
   addWatchOptions(program.command('status').description('live overview: agents, executions and messages per second, error rates, queue depth, dead letters, memory, tool servers'))
     .option('--window <duration>', 'rates are averaged over this long (default 10s, at most 5m)', durationFlag('--window', 1000, 300_000))
-    .addHelpText('after', '\nExamples:\n  caxton status\n  caxton status --json\n  caxton status --watch --interval 5s')
-    .action(async (opts: { watch?: boolean; interval?: number; window?: number; count?: number }) => {
+    .option('--cluster', 'the cluster instead: every node with its state, heartbeat age and load (a node without [cluster] lists itself)')
+    .addHelpText('after', '\nExamples:\n  caxton status\n  caxton status --json\n  caxton status --watch --interval 5s\n  caxton status --cluster')
+    .action(async (opts: { watch?: boolean; interval?: number; window?: number; count?: number; cluster?: boolean }) => {
       const out = ctx.output();
       const client = ctx.client();
+      if (opts.cluster) {
+        await watchLoop(opts, process.stdout.isTTY === true && !out.json, async (clear) => {
+          const c = await client.get<ClusterStatus>('/api/v1/cluster');
+          if (out.json) {
+            if (opts.watch) process.stdout.write(`${JSON.stringify(c)}\n`);
+            else out.data(c);
+            return;
+          }
+          if (clear) process.stdout.write('\x1b[2J\x1b[H');
+          out.out(clusterText(c));
+        });
+        return;
+      }
       const path = `/api/v1/status/overview${opts.window !== undefined ? `?window=${opts.window / 1000}s` : ''}`;
       const show = async (clear: boolean) => {
         const s = await client.get<Overview>(path);

@@ -1,6 +1,6 @@
 import type { MetricSources } from '../../observability/index.js';
 import type { Tool, ToolRegistry } from '../../tools/index.js';
-import type { ApiRoutes } from '../../api/index.js';
+import type { ApiRoutes, Readiness, ReadinessCheck } from '../../api/index.js';
 
 /**
  * What one part of the server (agents, execution, messaging, memory, MCP, tools, audit, the HTTP
@@ -16,12 +16,15 @@ export interface Component {
   readonly hostTools?: readonly Tool[];
   /** Gauges read at scrape time (`Metrics.sources`). */
   readonly metrics?: Partial<MetricSources>;
+  /** Outside dependencies GET /ready checks (a database, a message broker). */
+  readonly readiness?: readonly ReadinessCheck[];
   /** Releases what the factory opened; called once, after every component started later is closed. */
   close?(): Promise<void> | void;
 }
 
 interface Sinks {
   metrics: { readonly sources: MetricSources };
+  readiness?: Readiness;
   onCloseError: (component: string, err: unknown) => void;
 }
 
@@ -46,6 +49,7 @@ export class ComponentStack {
     this.#routes.push(...(c.routes ?? []));
     Object.assign(this.sinks.metrics.sources, c.metrics);
     for (const t of c.hostTools ?? []) this.#registerTool(t);
+    for (const r of c.readiness ?? []) this.sinks.readiness?.add(r);
     return c;
   }
 

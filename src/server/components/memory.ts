@@ -32,6 +32,7 @@ export function startMemory(opts: { config: ServerConfig; db: Db; registry: Agen
     hostTools: instrumentMemoryTools(graph.tools, telemetry),
     metrics: { memoryEntities: () => graph.store.countEntities() },
     routes: memoryApi({ store: graph.store }),
+    ...(graph.ping && { readiness: [{ name: 'memory-postgresql', check: graph.ping }] }),
     close: () => graph.close(),
   };
 }

@@ -1,4 +1,5 @@
-import { observabilityApi, type Lifecycle } from '../../api/index.js';
+import { hostname } from 'node:os';
+import { clusterApi, observabilityApi, type ClusterView, type Lifecycle } from '../../api/index.js';
 import type { AgentService } from '../../agents/index.js';
 import type { ServerConfig } from '../../config/index.js';
 import type { MemoryComponent as MemoryGraph } from '../../memory/index.js';
@@ -26,17 +27,47 @@ export function statusRoutes(opts: {
   const { events, logs, memory } = opts;
   return {
     name: 'status',
-    routes: observabilityApi({
-      ...(events && { events: events.store }),
-      ...(logs && { logs }),
-      sampler: opts.sampler,
-      service: opts.service,
-      config: opts.config,
-      lifecycle: opts.lifecycle,
-      bus: opts.bus,
-      tools: opts.tools,
-      catalogue: opts.catalogue,
-      ...(memory && { memory }),
-    }),
+    routes: [
+      ...clusterApi({ view: standaloneView(opts.lifecycle, opts.bus) }),
+      ...observabilityApi({
+        ...(events && { events: events.store }),
+        ...(logs && { logs }),
+        sampler: opts.sampler,
+        service: opts.service,
+        config: opts.config,
+        lifecycle: opts.lifecycle,
+        bus: opts.bus,
+        tools: opts.tools,
+        catalogue: opts.catalogue,
+        ...(memory && { memory }),
+      }),
+    ],
+  };
+}
+
+/** A node without `[cluster]`: a cluster of one, itself, always up. */
+function standaloneView(lifecycle: Lifecycle, bus: MessageBus): ClusterView {
+  const node = hostname();
+  const startedAt = new Date(lifecycle.startedAt).toISOString();
+  return {
+    clustered: false,
+    node,
+    nodes: async () => {
+      const s = bus.stats();
+      const now = new Date().toISOString();
+      return [
+        {
+          node,
+          url: null,
+          version: lifecycle.version,
+          started_at: startedAt,
+          heartbeat_at: now,
+          state: 'up',
+          age_ms: 0,
+          self: true,
+          load: { queued: s.queued, running: s.running, open_conversations: s.open_conversations, dead_letters: s.dead_letters },
+        },
+      ];
+    },
   };
 }

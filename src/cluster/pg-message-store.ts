@@ -1,0 +1,320 @@
+/**
+ * The message state of a cluster in PostgreSQL (issue 17, item 2; ADR 0043, first step): the
+ * messaging tables of the single-node store (src/messaging/store.ts) — messages, delivery rows,
+ * conversations, subscriptions — shared by every node, with the two guarantees the cluster's bus
+ * will rest on:
+ *
+ *  - **one step of a conversation at a time, cluster-wide**: `inConversation` runs a step in one
+ *    transaction holding the conversation's transaction-scoped advisory lock (the row may not
+ *    exist yet when the first message creates it, so the lock is on its id, not on the row). Two
+ *    nodes answering one Contract Net serialize there; different conversations never wait for
+ *    each other.
+ *  - **each deadline handled once**: `expired` takes the conversations whose `expires_at` passed
+ *    with `FOR UPDATE SKIP LOCKED`, so nodes sweeping at the same time split them.
+ *
+ * Not yet used by `caxton serve`: the bus still runs on SQLite (ADR 0043 lists what remains).
+ * The DDL is PostgreSQL's own (bigserial, timestamptz-free ISO text kept as in SQLite so rows
+ * read the same), not shared with the SQLite migration: the two differ in every id column.
+ */
+import type pg from 'pg';
+import type { AclMessage, Conversation, ConversationState, DeliveryRow, Page, StoredMessage } from '../messaging/index.js';
+import { CaxtonError } from '../shared/errors.js';
+import { scrubSecrets } from '../shared/secrets.js';
+
+const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
+
+const MIGRATIONS: readonly { id: string; sql: (s: string) => string }[] = [
+  {
+    id: 'cluster-messaging-001',
+    sql: (s) => `
+      CREATE TABLE ${s}.messages (
+        seq             bigserial PRIMARY KEY,
+        id              text NOT NULL UNIQUE,
+        conversation_id text NOT NULL,
+        performative    text NOT NULL,
+        sender          text NOT NULL,
+        created_at      text NOT NULL,
+        body            text NOT NULL,
+        routed_to       text NOT NULL
+      );
+      CREATE INDEX messages_conversation ON ${s}.messages (conversation_id, seq);
+      CREATE TABLE ${s}.deliveries (
+        id          bigserial PRIMARY KEY,
+        message_id  text NOT NULL,
+        receiver    text NOT NULL,
+        state       text NOT NULL CHECK (state IN ('pending', 'done', 'dead')),
+        attempts    integer NOT NULL DEFAULT 0,
+        next_at     bigint NOT NULL DEFAULT 0,
+        last_error  text,
+        updated_at  text NOT NULL
+      );
+      CREATE INDEX deliveries_message ON ${s}.deliveries (message_id);
+      CREATE INDEX deliveries_open ON ${s}.deliveries (state) WHERE state <> 'done';
+      CREATE TABLE ${s}.conversations (
+        id           text PRIMARY KEY,
+        protocol     text,
+        state        text NOT NULL,
+        initiator    text NOT NULL,
+        participants text NOT NULL,
+        capability   text,
+        turns        integer NOT NULL,
+        max_turns    integer NOT NULL,
+        created_at   text NOT NULL,
+        updated_at   text NOT NULL,
+        expires_at   text,
+        reason       text
+      );
+      CREATE INDEX conversations_state ON ${s}.conversations (state, updated_at);
+      CREATE INDEX conversations_expiry ON ${s}.conversations (expires_at) WHERE state IN ('initiated', 'in_progress');
+    `,
+  },
+];
+
+export interface PgMessageStoreOptions {
+  pool: pg.Pool;
+  /** The schema holding the tables (created if missing). */
+  schema: string;
+}
+
+/** What one conversation step may do, inside its transaction and lock. */
+export interface ConversationStep {
+  /** The conversation as stored when the step took its lock (undefined: not created yet). */
+  readonly conversation: Conversation | undefined;
+  /** The conversation's messages, oldest first. */
+  messages(): Promise<StoredMessage[]>;
+  saveConversation(c: Conversation): Promise<void>;
+  insertMessage(m: AclMessage, routedTo: readonly string[]): Promise<void>;
+  /** A pending delivery row; returns its id. */
+  insertDelivery(messageId: string, receiver: string, now: string): Promise<number>;
+}
+
+interface ConversationRow extends Omit<Conversation, 'participants'> {
+  participants: string;
+}
+
+const conversationOf = (r: ConversationRow): Conversation => ({ ...r, participants: JSON.parse(r.participants) as string[] });
+const storedOf = (r: { body: string; routed_to: string }): StoredMessage => ({ message: JSON.parse(r.body) as AclMessage, routed_to: JSON.parse(r.routed_to) as string[] });
+const deliveryOf = (r: Record<string, unknown>): DeliveryRow => ({ ...(r as unknown as DeliveryRow), id: Number(r.id), next_at: Number(r.next_at) });
+
+export class PgMessageStore {
+  readonly #pool: pg.Pool;
+  readonly #s: string;
+
+  private constructor(opts: PgMessageStoreOptions) {
+    this.#pool = opts.pool;
+    this.#s = `"${opts.schema}"`;
+  }
+
+  /** Creates the schema and tables if missing (nodes starting together take turns on a lock). */
+  static async open(opts: PgMessageStoreOptions): Promise<PgMessageStore> {
+    if (!SCHEMA_NAME.test(opts.schema)) {
+      throw new CaxtonError('invalid_config', `cluster state schema "${opts.schema}" must be a lower-case identifier (letters, digits, _; at most 63)`, { field: 'schema' });
+    }
+    const store = new PgMessageStore(opts);
+    await store.#migrate(opts.schema);
+    return store;
+  }
+
+  async #migrate(schema: string): Promise<void> {
+    const c = await this.#pool.connect();
+    try {
+      await c.query('BEGIN');
+      await c.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`caxton-cluster-migrate:${schema}`]);
+      await c.query(`CREATE SCHEMA IF NOT EXISTS ${this.#s}`);
+      await c.query(`CREATE TABLE IF NOT EXISTS ${this.#s}.migrations (id text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`);
+      const done = new Set((await c.query<{ id: string }>(`SELECT id FROM ${this.#s}.migrations`)).rows.map((r) => r.id));
+      for (const m of MIGRATIONS) {
+        if (done.has(m.id)) continue;
+        await c.query(m.sql(this.#s));
+        await c.query(`INSERT INTO ${this.#s}.migrations (id) VALUES ($1)`, [m.id]);
+      }
+      await c.query('COMMIT');
+    } catch (e) {
+      await c.query('ROLLBACK').catch(() => {});
+      throw e;
+    } finally {
+      c.release();
+    }
+  }
+
+  /**
+   * Runs one step of conversation `id` in a transaction holding its lock: every node's steps on
+   * the same conversation run one after another, and a step sees what the previous one committed.
+   * A step that throws is rolled back whole.
+   */
+  inConversation<T>(id: string, step: (s: ConversationStep) => Promise<T>): Promise<T> {
+    return this.#tx(async (c) => {
+      await c.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`caxton-conversation:${id}`]);
+      // The row lock too (when the row exists): a sweeping node skips a conversation a step holds.
+      const row = (await c.query<ConversationRow>(`SELECT * FROM ${this.#s}.conversations WHERE id = $1 FOR UPDATE`, [id])).rows[0];
+      return step(this.#step(c, id, row && conversationOf(row)));
+    });
+  }
+
+  /**
+   * Runs `step` on up to `limit` open conversations whose deadline passed, each in its own
+   * transaction, skipping those another node is handling now; returns how many it handled.
+   */
+  async expired(now: string, limit: number, step: (s: ConversationStep & { readonly conversation: Conversation }) => Promise<void>): Promise<number> {
+    let handled = 0;
+    // Conversations whose step lock another node holds right now: left to the next sweep.
+    const busy: string[] = [];
+    for (let i = 0; i < limit; i++) {
+      const did = await this.#tx(async (c) => {
+        const row = (
+          await c.query<ConversationRow>(
+            `SELECT * FROM ${this.#s}.conversations WHERE state IN ('initiated', 'in_progress') AND expires_at < $1 AND NOT (id = ANY($2))
+             ORDER BY expires_at LIMIT 1 FOR UPDATE SKIP LOCKED`,
+            [now, busy],
+          )
+        ).rows[0];
+        if (!row) return 'none' as const;
+        // The lock inConversation takes: never wait for it (that step may be waiting for this row).
+        const locked = await c.query<{ ok: boolean }>('SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0)) AS ok', [`caxton-conversation:${row.id}`]);
+        if (!locked.rows[0]!.ok) {
+          busy.push(row.id);
+          return 'busy' as const;
+        }
+        await step(this.#step(c, row.id, conversationOf(row)) as ConversationStep & { conversation: Conversation });
+        return 'done' as const;
+      });
+      if (did === 'none') break;
+      if (did === 'done') handled++;
+    }
+    return handled;
+  }
+
+  #step(c: pg.PoolClient, id: string, conversation: Conversation | undefined): ConversationStep {
+    const s = this.#s;
+    return {
+      conversation,
+      messages: async () => (await c.query<{ body: string; routed_to: string }>(`SELECT body, routed_to FROM ${s}.messages WHERE conversation_id = $1 ORDER BY seq`, [id])).rows.map(storedOf),
+      saveConversation: async (v) => {
+        await c.query(
+          `INSERT INTO ${s}.conversations (id, protocol, state, initiator, participants, capability, turns, max_turns, created_at, updated_at, expires_at, reason)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+           ON CONFLICT (id) DO UPDATE SET protocol = excluded.protocol, state = excluded.state, participants = excluded.participants,
+             turns = excluded.turns, max_turns = excluded.max_turns, updated_at = excluded.updated_at, expires_at = excluded.expires_at, reason = excluded.reason`,
+          [
+            v.id,
+            v.protocol,
+            v.state,
+            v.initiator,
+            JSON.stringify(v.participants),
+            v.capability,
+            v.turns,
+            v.max_turns,
+            v.created_at,
+            v.updated_at,
+            v.expires_at,
+            v.reason === null ? null : scrubSecrets(v.reason),
+          ],
+        );
+      },
+      insertMessage: async (m, routedTo) => {
+        await c.query(`INSERT INTO ${s}.messages (id, conversation_id, performative, sender, created_at, body, routed_to) VALUES ($1, $2, $3, $4, $5, $6, $7)`, [
+          m.id,
+          m.conversation_id,
+          m.performative,
+          m.sender,
+          m.timestamp,
+          scrubSecrets(JSON.stringify(m)),
+          JSON.stringify(routedTo),
+        ]);
+      },
+      insertDelivery: async (messageId, receiver, now) =>
+        Number(
+          (await c.query<{ id: string }>(`INSERT INTO ${s}.deliveries (message_id, receiver, state, updated_at) VALUES ($1, $2, 'pending', $3) RETURNING id`, [messageId, receiver, now])).rows[0]!.id,
+        ),
+    };
+  }
+
+  async #tx<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+    const c = await this.#pool.connect();
+    let broken: Error | undefined;
+    try {
+      await c.query('BEGIN');
+      const out = await fn(c);
+      await c.query('COMMIT');
+      return out;
+    } catch (e) {
+      await c.query('ROLLBACK').catch((err: unknown) => (broken = err instanceof Error ? err : new Error(String(err))));
+      throw e;
+    } finally {
+      c.release(broken);
+    }
+  }
+
+  // ---- delivery rows (each its own statement: a row belongs to one delivery, held by one node) ----
+
+  /** The delivery is done; the replies it produced are stored in the same transaction. */
+  ack(id: number, replies: readonly AclMessage[], now: string): Promise<void> {
+    return this.#tx(async (c) => {
+      await c.query(`UPDATE ${this.#s}.deliveries SET state = 'done', attempts = attempts + 1, updated_at = $1 WHERE id = $2`, [now, id]);
+      for (const r of replies) await this.#step(c, r.conversation_id, undefined).insertMessage(r, []);
+    });
+  }
+
+  async retry(id: number, attempts: number, nextAt: number, error: string, now: string): Promise<void> {
+    await this.#pool.query(`UPDATE ${this.#s}.deliveries SET state = 'pending', attempts = $1, next_at = $2, last_error = $3, updated_at = $4 WHERE id = $5`, [
+      attempts,
+      nextAt,
+      scrubSecrets(error),
+      now,
+      id,
+    ]);
+  }
+
+  async dead(id: number, attempts: number, error: string, now: string): Promise<void> {
+    await this.#pool.query(`UPDATE ${this.#s}.deliveries SET state = 'dead', attempts = $1, last_error = $2, updated_at = $3 WHERE id = $4`, [attempts, scrubSecrets(error), now, id]);
+  }
+
+  /** A dead letter back to pending with fresh attempts; false when it was not dead (another node replayed it first). */
+  async replay(id: number, now: string): Promise<boolean> {
+    const r = await this.#pool.query(`UPDATE ${this.#s}.deliveries SET state = 'pending', attempts = 0, next_at = 0, updated_at = $1 WHERE id = $2 AND state = 'dead'`, [now, id]);
+    return (r.rowCount ?? 0) > 0;
+  }
+
+  // ---- reads ----
+
+  async getMessage(id: string): Promise<StoredMessage | undefined> {
+    const r = (await this.#pool.query<{ body: string; routed_to: string }>(`SELECT body, routed_to FROM ${this.#s}.messages WHERE id = $1`, [id])).rows[0];
+    return r && storedOf(r);
+  }
+
+  async getConversation(id: string): Promise<Conversation | undefined> {
+    const r = (await this.#pool.query<ConversationRow>(`SELECT * FROM ${this.#s}.conversations WHERE id = $1`, [id])).rows[0];
+    return r && conversationOf(r);
+  }
+
+  async listConversations(q: { state?: ConversationState; limit: number; offset: number }): Promise<Page<Conversation>> {
+    const where = q.state ? 'WHERE state = $1' : '';
+    const args: unknown[] = q.state ? [q.state] : [];
+    const total = Number((await this.#pool.query<{ n: string }>(`SELECT count(*) AS n FROM ${this.#s}.conversations ${where}`, args)).rows[0]!.n);
+    const rows = (
+      await this.#pool.query<ConversationRow>(`SELECT * FROM ${this.#s}.conversations ${where} ORDER BY created_at DESC, id LIMIT $${args.length + 1} OFFSET $${args.length + 2}`, [
+        ...args,
+        q.limit,
+        q.offset,
+      ])
+    ).rows;
+    return { items: rows.map(conversationOf), total };
+  }
+
+  async getDelivery(id: number): Promise<DeliveryRow | undefined> {
+    const r = (await this.#pool.query(`SELECT * FROM ${this.#s}.deliveries WHERE id = $1`, [id])).rows[0] as Record<string, unknown> | undefined;
+    return r && deliveryOf(r);
+  }
+
+  async deliveriesOf(messageId: string): Promise<DeliveryRow[]> {
+    return (await this.#pool.query(`SELECT * FROM ${this.#s}.deliveries WHERE message_id = $1 ORDER BY id`, [messageId])).rows.map((r) => deliveryOf(r as Record<string, unknown>));
+  }
+
+  async deadLetters(limit: number, offset: number): Promise<Page<DeliveryRow>> {
+    const items = (await this.#pool.query(`SELECT * FROM ${this.#s}.deliveries WHERE state = 'dead' ORDER BY id LIMIT $1 OFFSET $2`, [limit, offset])).rows.map((r) =>
+      deliveryOf(r as Record<string, unknown>),
+    );
+    const total = Number((await this.#pool.query<{ n: string }>(`SELECT count(*) AS n FROM ${this.#s}.deliveries WHERE state = 'dead'`)).rows[0]!.n);
+    return { items, total };
+  }
+}
