@@ -2,10 +2,11 @@
 import { render } from 'preact';
 import { App } from './app';
 import { restoreSession } from './session';
+import { finishSso, isSsoCallback } from './sso';
 import './styles.css';
 
 const root = document.getElementById('app');
 if (root) {
   render(<App />, root);
-  void restoreSession();
+  void (isSsoCallback() ? finishSso() : restoreSession());
 }

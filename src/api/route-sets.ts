@@ -6,7 +6,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { AgentService, ShadowReport } from '../agents/index.js';
 import type { AuditStore } from '../audit/index.js';
-import type { ApiKeyStore } from '../auth/index.js';
+import type { ApiKeyStore, SsoClient } from '../auth/index.js';
 import type { ServerConfig } from '../config/index.js';
 import type { Executor, SuspendedExecutionStore } from '../execution/index.js';
 import type { MemoryBackend } from '../memory/index.js';
@@ -18,6 +18,7 @@ import type { ResponseStore } from './response-store.js';
 import { agentRoutes } from './routes/agents.js';
 import { auditRoutes } from './routes/audit.js';
 import { clusterRoutes, type ClusterView } from './routes/cluster.js';
+import { ssoRoutes } from './routes/sso.js';
 import { consoleRoutes } from './routes/console.js';
 import { invokeRoutes } from './routes/invoke.js';
 import { keyRoutes } from './routes/keys.js';
@@ -45,9 +46,9 @@ export function agentApi(opts: { service: AgentService; config: ServerConfig; li
   return [{ root: true, plugin: (a) => systemRoutes(a, opts) }, { plugin: (a) => agentRoutes(a, { service: opts.service, shadowReport: opts.shadowReport }) }];
 }
 
-/** API keys (`caxton key ...`). */
-export function keyApi(opts: { keys: ApiKeyStore; usage?: (principalId: string) => unknown }): ApiRoutes[] {
-  return [{ plugin: (a) => keyRoutes(a, opts) }];
+/** API keys (`caxton key ...`), and the console's single sign-on. */
+export function keyApi(opts: { keys: ApiKeyStore; usage?: (principalId: string) => unknown; sso?: SsoClient }): ApiRoutes[] {
+  return [{ plugin: (a) => keyRoutes(a, opts) }, { plugin: (a) => ssoRoutes(a, { client: opts.sso }) }];
 }
 
 /** Invoke, and the OpenAI-compatible chat completions and responses. */

@@ -87,6 +87,7 @@ export const AUDIT_ROUTES: Readonly<Record<string, AuditRoute | null>> = {
   // Agents
   'POST /api/v1/agents': { action: 'agent.deploy', target: location },
   'POST /api/v1/agents/validate': null, // checks a definition, deploys nothing
+  'POST /api/v1/auth/sso/token': null, // the console's sign-in: nothing changes here, and what the token then does is audited with its principal
   'PUT /api/v1/agents/:name': { action: 'agent.update', target: param('name') },
   'DELETE /api/v1/agents/:name': { action: 'agent.remove', target: param('name') },
   // Versions and rollouts (issue 18): each changes which definition runs.

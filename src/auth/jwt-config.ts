@@ -92,6 +92,45 @@ const publicJwk = z.unknown().transform((v, ctx) => {
   return o as Record<string, unknown> & { kty: 'RSA' | 'EC' | 'OKP' };
 });
 
+const endpointUrl = (what: string) =>
+  z.string({ error: `expected the issuer's ${what} URL` }).refine(
+    (v) => {
+      try {
+        const u = new URL(v);
+        return u.protocol === 'https:' || (u.protocol === 'http:' && isLoopbackHost(u.hostname));
+      } catch {
+        return false;
+      }
+    },
+    // The sign-in code and the client secret travel to it: never in clear beyond this host.
+    { message: `expected an https:// URL of the issuer's ${what} (http:// only on 127.0.0.1 or localhost)` },
+  );
+
+/**
+ * `[auth.jwt.sso]`: the web console's "Sign in with single sign-on" (authorization code with
+ * PKCE; src/auth/sso.ts). The client is registered at the issuer with the redirect URI
+ * `<Caxton URL>/ui/auth/callback`.
+ */
+export const ssoConfigSchema = z.strictObject({
+  client_id: z.string({ error: 'expected the client id the console is registered with at the issuer, e.g. "caxton-console"' }).min(1).max(200),
+  /** The environment variable holding the client secret (a confidential client); absent: a public client (PKCE only). */
+  client_secret_env: z
+    .string()
+    .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { message: 'expected the name of an environment variable, e.g. "CAXTON_SSO_CLIENT_SECRET"' })
+    .optional(),
+  scopes: z
+    .array(z.string().regex(/^[\x21\x23-\x5B\x5D-\x7E]+$/, { message: 'a scope is printable ASCII without spaces or quotes' }))
+    .min(1)
+    .default(['openid', 'profile']),
+  /** Which token of the issuer's answer the console uses as its bearer token: it must pass [auth.jwt] (issuer, audience, role claim). */
+  token: z.enum(['access_token', 'id_token'], { error: 'expected "access_token" or "id_token"' }).default('access_token'),
+  /** Absent: read from the issuer's /.well-known/openid-configuration. */
+  authorization_endpoint: endpointUrl('authorization endpoint').optional(),
+  token_endpoint: endpointUrl('token endpoint').optional(),
+});
+
+export type SsoConfig = z.output<typeof ssoConfigSchema>;
+
 const KEY_SOURCES = ['jwks_url', 'public_key_file', 'jwk'] as const;
 
 export const jwtConfigSchema = z
@@ -125,6 +164,8 @@ export const jwtConfigSchema = z
     clock_tolerance: duration(30_000, { min: 0, max: 600_000 }),
     /** How long a verified token is remembered (never past its `exp`); 0 turns the cache off. */
     cache_ttl: duration(60_000, { min: 0, max: 3_600_000 }),
+    /** The web console's single sign-on through this issuer. */
+    sso: ssoConfigSchema.optional(),
   })
   .superRefine((c, ctx) => {
     const set = KEY_SOURCES.filter((k) => c[k] !== undefined);

@@ -18,6 +18,9 @@ export const ROUTE_POLICIES: Readonly<Record<string, Access>> = {
 
   'GET /api/v1/openapi.json': { authenticated: true },
   'GET /api/v1/whoami': { authenticated: true },
+  // The console's single sign-on runs before any credential exists (src/auth/sso.ts bounds it).
+  'GET /api/v1/auth/sso': { public: true },
+  'POST /api/v1/auth/sso/token': { public: true },
   'GET /api/v1/status': P('observe:read'),
   'GET /api/v1/status/overview': P('observe:read'),
   'GET /api/v1/cluster': P('observe:read'),

@@ -1,11 +1,20 @@
 /** Sign-in: an API key or a bearer token, checked with GET /api/v1/whoami and kept in sessionStorage. */
-import { useState } from 'preact/hooks';
+import { useEffect, useState } from 'preact/hooks';
 import { signIn } from '../session';
+import { ssoInfo, startSso, type SsoInfo } from '../sso';
 
 export function SignIn({ reason }: { reason?: string }) {
   const [value, setValue] = useState('');
   const [error, setError] = useState<string>();
   const [busy, setBusy] = useState(false);
+  const [sso, setSso] = useState<SsoInfo>({ enabled: false });
+  useEffect(() => {
+    void ssoInfo().then(setSso);
+  }, []);
+  const single = () => {
+    setError(undefined);
+    startSso(sso, `${location.pathname}${location.search}`).catch((x: unknown) => setError(x instanceof Error ? x.message : String(x)));
+  };
   const submit = async (e: Event) => {
     e.preventDefault();
     setBusy(true);
@@ -21,6 +30,14 @@ export function SignIn({ reason }: { reason?: string }) {
           <p class="notice" role="status">
             {reason}
           </p>
+        )}
+        {sso.enabled && (
+          <div class="sso">
+            <button type="button" onClick={single}>
+              Sign in with single sign-on
+            </button>
+            <p class="muted small">or with an API key:</p>
+          </div>
         )}
         <form onSubmit={submit} noValidate>
           <label for="credential">API key or bearer token</label>

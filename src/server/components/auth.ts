@@ -5,6 +5,7 @@ import {
   ApiKeyStore,
   bootstrapAdminKey,
   createJwtAuthenticator,
+  SsoClient,
   principalFromSocket,
   principalLimits,
   PrincipalLimiter,
@@ -35,6 +36,8 @@ export function startAuth(opts: { config: ServerConfig; db: Db; logger: Logger; 
   const adminKeyFile = config.auth.enabled && config.auth.bootstrap_admin_key ? bootstrapAdminKey(keys, config.data_dir) : undefined;
   if (adminKeyFile) logger.info({ file: adminKeyFile }, 'created the first API key (role admin) for the local CLI; it is readable only by this user');
   const jwt = config.auth.jwt ? createJwtAuthenticator(config.auth.jwt, { ...(config.source.file && { baseDir: dirname(config.source.file) }) }) : undefined;
+  // The console's single sign-on through the same issuer (a missing client secret stops the start).
+  const sso = config.auth.enabled && config.auth.jwt?.sso ? new SsoClient({ issuer: config.auth.jwt.issuer, sso: config.auth.jwt.sso }) : undefined;
   const clientCerts = config.auth.client_certs;
   const authenticators: Authenticators = { keys, ...(jwt && { jwt }), ...(clientCerts.length > 0 && { certificate: (socket: TLSSocket) => principalFromSocket(socket, clientCerts) }) };
   // Limits per principal and per agent (ADR 0024): requests in the auth hook, executions and tokens in the executor.
@@ -60,7 +63,7 @@ export function startAuth(opts: { config: ServerConfig; db: Db; logger: Logger; 
     limiter,
     allowedHosts,
     plugin,
-    routes: keyApi({ keys, usage }),
+    routes: keyApi({ keys, usage, ...(sso && { sso }) }),
     close: () => {
       jwt?.close();
       keys.flush();
