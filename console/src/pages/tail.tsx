@@ -1,0 +1,120 @@
+/**
+ * A live tail of an event stream (Logs and Events pages): lines arrive through the foundation's
+ * fetch-based SSE client, at most MAX_LINES are kept (the oldest dropped and counted), a pause
+ * holds new lines aside until resumed, and a text filter hides the lines that do not match.
+ */
+import type { ComponentChildren } from 'preact';
+import { useRef, useState } from 'preact/hooks';
+import { LiveStatus } from '../components/live-status';
+import { useLive } from '../hooks';
+import type { RequestOptions } from '../api';
+import type { LiveState, SseEvent } from '../live';
+
+export const MAX_LINES = 2000;
+
+export interface TailLine<T> {
+  key: number;
+  item: T;
+  /** What the text filter searches. */
+  text: string;
+}
+
+export interface Tail<T> {
+  lines: TailLine<T>[];
+  /** Lines dropped from the front to keep MAX_LINES. */
+  dropped: number;
+  paused: boolean;
+  /** Lines that arrived while paused. */
+  heldCount: number;
+  state: LiveState | undefined;
+  pause(): void;
+  resume(): void;
+  clear(): void;
+}
+
+export function useTail<T>(opts: { path: string; query: RequestOptions['query']; parse: (e: SseEvent) => T | undefined; textOf: (t: T) => string }, deps: unknown[]): Tail<T> {
+  const [lines, setLines] = useState<TailLine<T>[]>([]);
+  const [dropped, setDropped] = useState(0);
+  const [paused, setPaused] = useState(false);
+  const held = useRef<TailLine<T>[]>([]);
+  const [heldCount, setHeldCount] = useState(0);
+  const pausedRef = useRef(false);
+  const n = useRef(0);
+  const add = (batch: TailLine<T>[]) => {
+    setLines((old) => {
+      const all = old.concat(batch);
+      const over = all.length - MAX_LINES;
+      if (over > 0) {
+        setDropped((d) => d + over);
+        return all.slice(over);
+      }
+      return all;
+    });
+  };
+  const state = useLive(
+    {
+      path: opts.path,
+      ...(opts.query && { query: opts.query }),
+      onEvent: (e) => {
+        const item = opts.parse(e);
+        if (item === undefined) return;
+        const line = { key: n.current++, item, text: opts.textOf(item).toLowerCase() };
+        if (pausedRef.current) {
+          held.current.push(line);
+          if (held.current.length > MAX_LINES) held.current.shift();
+          setHeldCount(held.current.length);
+        } else add([line]);
+      },
+    },
+    deps,
+  );
+  const pause = () => {
+    pausedRef.current = true;
+    setPaused(true);
+  };
+  const resume = () => {
+    pausedRef.current = false;
+    setPaused(false);
+    add(held.current.splice(0));
+    setHeldCount(0);
+  };
+  const clear = () => {
+    setLines([]);
+    setDropped(0);
+  };
+  return { lines, dropped, paused, heldCount, state, pause, resume, clear };
+}
+
+export function TailControls<T>({ tail, shown, label }: { tail: Tail<T>; shown: number; label: string }) {
+  return (
+    <div class="row tail-controls">
+      {tail.paused ? (
+        <button type="button" onClick={tail.resume}>
+          Resume{tail.heldCount > 0 && ` (${tail.heldCount} new)`}
+        </button>
+      ) : (
+        <button type="button" class="secondary" onClick={tail.pause}>
+          Pause
+        </button>
+      )}
+      <button type="button" class="secondary" onClick={tail.clear}>
+        Clear
+      </button>
+      <span class="small muted" data-testid="tail-count">
+        {shown} of {tail.lines.length} {label} shown (the last {MAX_LINES} are kept{tail.dropped > 0 && `; ${tail.dropped} older dropped`})
+      </span>
+      <span class="spacer" />
+      <LiveStatus state={tail.state} label={tail.paused ? 'Paused; the stream' : 'Live tail'} />
+    </div>
+  );
+}
+
+export function TailList({ children, label }: { children: ComponentChildren; label: string }) {
+  return (
+    <div class="tail" tabIndex={0} role="region" aria-label={label}>
+      <ol class="tail-lines" data-testid="tail">
+        {children}
+      </ol>
+    </div>
+  );
+}
