@@ -79,7 +79,7 @@ function ToolsList({ query }: { query: URLSearchParams }) {
       {sources.error !== undefined && <ErrorBox error={sources.error} />}
       {sources.loading && !sources.data && <Loading what="the tool sources" />}
       {sources.data && (
-        <div class="table-wrap">
+        <div class="table-wrap" tabIndex={0} role="region" aria-label="Tool sources">
           <table data-testid="tool-sources">
             <thead>
               <tr>
@@ -250,7 +250,7 @@ function AuditLog({ query, server, refresh = 0 }: { query: URLSearchParams; serv
         </p>
       )}
       {audit.data && audit.data.records.length > 0 && (
-        <div class="table-wrap">
+        <div class="table-wrap" tabIndex={0} role="region" aria-label="Tool calls">
           <table data-testid="audit">
             <thead>
               <tr>
