@@ -33,7 +33,11 @@ describe.skipIf(!hasSystem('chromium'))('web console: tools (chromium)', () => {
   };
 
   it('lists every tool source with its kind and state, and filters the audit log from the URL', async () => {
-    const calc = await http(cs.url, 'POST', '/api/v1/tools/builtin/calculator/call', { body: JSON.stringify({ args: { expression: '6*7' } }), contentType: 'application/json', headers: bearer(cs.admin) });
+    const calc = await http(cs.url, 'POST', '/api/v1/tools/builtin/calculator/call', {
+      body: JSON.stringify({ args: { expression: '6*7' } }),
+      contentType: 'application/json',
+      headers: bearer(cs.admin),
+    });
     expect(calc.status, calc.text).toBe(200);
     const { page, problems, close } = await openPage(browser);
     try {

@@ -131,7 +131,16 @@ function EntityPage({ name, query }: { name: string; query: URLSearchParams }) {
         <>
           <p>
             <span class="badge">{entity.entityType}</span> <span class="muted small">scope {entity.scope}</span>
-            {ent.data && ent.data.entities.length > 1 && <span class="muted small"> · also in {ent.data.entities.filter((e) => e !== entity).map((e) => e.scope).join(', ')}</span>}
+            {ent.data && ent.data.entities.length > 1 && (
+              <span class="muted small">
+                {' '}
+                · also in{' '}
+                {ent.data.entities
+                  .filter((e) => e !== entity)
+                  .map((e) => e.scope)
+                  .join(', ')}
+              </span>
+            )}
           </p>
           <h2>Observations</h2>
           {entity.observations.length === 0 ? (
@@ -146,7 +155,12 @@ function EntityPage({ name, query }: { name: string; query: URLSearchParams }) {
           <h2 id="graph-title">Neighbourhood</h2>
           <div class="row">
             <label for="graph-depth">Depth</label>
-            <select id="graph-depth" class="narrow" value={depth} onChange={(e) => setQuery({ depth: (e.target as HTMLSelectElement).value === '1' ? undefined : (e.target as HTMLSelectElement).value })}>
+            <select
+              id="graph-depth"
+              class="narrow"
+              value={depth}
+              onChange={(e) => setQuery({ depth: (e.target as HTMLSelectElement).value === '1' ? undefined : (e.target as HTMLSelectElement).value })}
+            >
               {DEPTHS.map((d) => (
                 <option key={d} value={d}>
                   {d}

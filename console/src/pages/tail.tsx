@@ -4,7 +4,7 @@
  * holds new lines aside until resumed, and a text filter hides the lines that do not match.
  */
 import type { ComponentChildren } from 'preact';
-import { useRef, useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import { LiveStatus } from '../components/live-status';
 import { useLive } from '../hooks';
 import type { RequestOptions } from '../api';
@@ -51,6 +51,13 @@ export function useTail<T>(opts: { path: string; query: RequestOptions['query'];
       return all;
     });
   };
+  // New filters: a new stream, and the lines of the old one go.
+  useEffect(() => {
+    held.current = [];
+    setHeldCount(0);
+    setLines([]);
+    setDropped(0);
+  }, deps);
   const state = useLive(
     {
       path: opts.path,
