@@ -155,6 +155,9 @@ describe.skipIf(!hasSystem('chromium'))('web console: logs and events (chromium)
 
   for (const width of WIDTHS) {
     it(`the logs and events pages at ${width} px`, async () => {
+      // Something to show, whether or not the tests above ran.
+      expect((await http(url, 'POST', '/api/v1/agents', { body: tomlAgent(`shown-${width}`), contentType: 'application/toml', headers: bearer(admin) })).status).toBe(201);
+      expect((await adminGet(`/api/v1/agents/missing-${width}`)).status).toBe(404);
       const { page, problems, close } = await openPage(browser, width);
       try {
         await signIn(page, url, admin, '/ui/logs');

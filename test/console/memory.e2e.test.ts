@@ -77,7 +77,7 @@ describe.skipIf(!hasSystem('chromium'))('web console: memory (chromium)', () => 
       let focused = '';
       for (let n = 0; n < 10 && focused !== 'Analytical Engine (machine)'; n++) {
         await page.keyboard.press('Tab');
-        focused = await page.evaluate(() => document.activeElement?.getAttribute('aria-label') ?? '');
+        focused = (await page.evaluate(`document.activeElement?.getAttribute('aria-label') ?? ''`)) as string;
       }
       expect(focused).toBe('Analytical Engine (machine)');
       await page.keyboard.press('Enter');

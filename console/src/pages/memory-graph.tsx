@@ -81,13 +81,14 @@ export function layout(nodes: GraphNode[], edges: GraphEdge[], root: string): Pl
 
 const short = (s: string, max = 18) => (s.length > max ? `${s.slice(0, max - 1)}…` : s);
 
-export function MemoryGraph({ nodes, edges, root }: { nodes: GraphNode[]; edges: GraphEdge[]; root: string }) {
+/** `suffix`: a query string the node links keep ("?scope=agent:x"). */
+export function MemoryGraph({ nodes, edges, root, suffix = '' }: { nodes: GraphNode[]; edges: GraphEdge[]; root: string; suffix?: string }) {
   const placed = useMemo(() => layout(nodes, edges, root), [nodes, edges, root]);
   const at = new Map(placed.map((p) => [p.name, p]));
   const open = (e: MouseEvent, name: string) => {
     if (e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey || e.altKey) return;
     e.preventDefault();
-    navigate(`/memory/entities/${encodeURIComponent(name)}`);
+    navigate(`/memory/entities/${encodeURIComponent(name)}${suffix}`);
   };
   return (
     <svg class="graph" viewBox={`0 0 ${W} ${H}`} role="group" aria-label={`Graph of the entities around ${root}`} data-testid="memory-graph">
@@ -120,7 +121,7 @@ export function MemoryGraph({ nodes, edges, root }: { nodes: GraphNode[]; edges:
       {placed.map((p) => (
         <a
           key={p.name}
-          href={href(`/memory/entities/${encodeURIComponent(p.name)}`)}
+          href={href(`/memory/entities/${encodeURIComponent(p.name)}${suffix}`)}
           onClick={(e: MouseEvent) => open(e, p.name)}
           class={`graph-node${p.name === root ? ' root' : ''}`}
           aria-label={`${p.name} (${p.entityType})${p.name === root ? ', the centre' : ''}`}

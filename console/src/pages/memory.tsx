@@ -173,7 +173,7 @@ function EntityPage({ name, query }: { name: string; query: URLSearchParams }) {
           {trav.loading && !trav.data && <Loading what="the neighbours" />}
           {trav.data && (
             <>
-              {trav.data.entities.length <= 1 ? <p class="muted">No relations: {name} stands alone.</p> : <MemoryGraph nodes={nodes} edges={edges} root={name} />}
+              {trav.data.entities.length <= 1 ? <p class="muted">No relations: {name} stands alone.</p> : <MemoryGraph nodes={nodes} edges={edges} root={name} suffix={scopeQ} />}
               {trav.data.truncated && <p class="notice">Only the first 200 entities are shown.</p>}
               <h3>Neighbours as a list</h3>
               <ul data-testid="neighbours">

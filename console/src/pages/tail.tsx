@@ -9,8 +9,7 @@ import { LiveStatus } from '../components/live-status';
 import { useLive } from '../hooks';
 import type { RequestOptions } from '../api';
 import type { LiveState, SseEvent } from '../live';
-
-export const MAX_LINES = 2000;
+import { appendBounded, MAX_LINES } from './tail-buffer';
 
 export interface TailLine<T> {
   key: number;
@@ -33,30 +32,24 @@ export interface Tail<T> {
 }
 
 export function useTail<T>(opts: { path: string; query: RequestOptions['query']; parse: (e: SseEvent) => T | undefined; textOf: (t: T) => string }, deps: unknown[]): Tail<T> {
-  const [lines, setLines] = useState<TailLine<T>[]>([]);
-  const [dropped, setDropped] = useState(0);
+  const [buf, setBuf] = useState<{ lines: TailLine<T>[]; dropped: number }>({ lines: [], dropped: 0 });
   const [paused, setPaused] = useState(false);
-  const held = useRef<TailLine<T>[]>([]);
+  // Lines that arrive while paused (bounded too; the ones it drops are counted on resume).
+  const held = useRef<{ lines: TailLine<T>[]; dropped: number }>({ lines: [], dropped: 0 });
   const [heldCount, setHeldCount] = useState(0);
   const pausedRef = useRef(false);
   const n = useRef(0);
-  const add = (batch: TailLine<T>[]) => {
-    setLines((old) => {
-      const all = old.concat(batch);
-      const over = all.length - MAX_LINES;
-      if (over > 0) {
-        setDropped((d) => d + over);
-        return all.slice(over);
-      }
-      return all;
+  const add = (batch: TailLine<T>[], alreadyDropped = 0) => {
+    setBuf((old) => {
+      const next = appendBounded(old.lines, batch, MAX_LINES);
+      return { lines: next.lines, dropped: old.dropped + alreadyDropped + next.dropped };
     });
   };
   // New filters: a new stream, and the lines of the old one go.
   useEffect(() => {
-    held.current = [];
+    held.current = { lines: [], dropped: 0 };
     setHeldCount(0);
-    setLines([]);
-    setDropped(0);
+    setBuf({ lines: [], dropped: 0 });
   }, deps);
   const state = useLive(
     {
@@ -67,9 +60,9 @@ export function useTail<T>(opts: { path: string; query: RequestOptions['query'];
         if (item === undefined) return;
         const line = { key: n.current++, item, text: opts.textOf(item).toLowerCase() };
         if (pausedRef.current) {
-          held.current.push(line);
-          if (held.current.length > MAX_LINES) held.current.shift();
-          setHeldCount(held.current.length);
+          const next = appendBounded(held.current.lines, [line], MAX_LINES);
+          held.current = { lines: next.lines, dropped: held.current.dropped + next.dropped };
+          setHeldCount(next.lines.length);
         } else add([line]);
       },
     },
@@ -82,14 +75,13 @@ export function useTail<T>(opts: { path: string; query: RequestOptions['query'];
   const resume = () => {
     pausedRef.current = false;
     setPaused(false);
-    add(held.current.splice(0));
+    const h = held.current;
+    held.current = { lines: [], dropped: 0 };
+    add(h.lines, h.dropped);
     setHeldCount(0);
   };
-  const clear = () => {
-    setLines([]);
-    setDropped(0);
-  };
-  return { lines, dropped, paused, heldCount, state, pause, resume, clear };
+  const clear = () => setBuf({ lines: [], dropped: 0 });
+  return { lines: buf.lines, dropped: buf.dropped, paused, heldCount, state, pause, resume, clear };
 }
 
 export function TailControls<T>({ tail, shown, label }: { tail: Tail<T>; shown: number; label: string }) {
