@@ -158,8 +158,10 @@ export function ToolCallForm({ server, spec, onCalled }: { server: string; spec:
 
   const names = fields.map((f) => f.name);
   const blamed = blamedField(error, result, names);
+  // Where the server's complaint is shown: the JSON editor, the field it names, or (neither) above the buttons.
+  const shownAt = blamed === undefined ? undefined : asJson ? 'args' : names.includes(blamed) ? blamed : undefined;
   const serverMsg = (field: string): string | undefined => {
-    if (blamed !== field && !(asJson && field === 'args' && blamed !== undefined)) return undefined;
+    if (shownAt !== field) return undefined;
     if (error instanceof ApiError) return error.explanation;
     if (result?.is_error) return result.content;
     return undefined;
@@ -186,7 +188,7 @@ export function ToolCallForm({ server, spec, onCalled }: { server: string; spec:
         ))
       )}
       {!asJson && fields.length === 0 && <p class="muted">This tool takes no arguments.</p>}
-      {error !== undefined && blamed === undefined && (
+      {error !== undefined && shownAt === undefined && (
         <p class="field-error" role="alert">
           {error instanceof ApiError ? error.explanation : String(error)}
         </p>
