@@ -125,6 +125,7 @@ describe.skipIf(!hasSystem('chromium'))('web console: logs and events (chromium)
       expect(await finished.getByRole('link', { name: `conversation ${conversation}` }).getAttribute('href')).toBe(`/ui/conversations/${conversation}`);
       expect(event.trace_id).toBe(TRACE_ID);
       expect(await finished.getByTestId('trace-id').textContent()).toBe(TRACE_ID);
+      expect(await finished.getByRole('link', { name: TRACE_ID }).getAttribute('href')).toBe(`/ui/logs?q=${TRACE_ID}`);
       // The deployment, made without a trace context, shows none.
       expect(await deployed.getByTestId('trace-id').count()).toBe(0);
 

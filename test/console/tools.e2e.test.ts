@@ -127,6 +127,22 @@ describe.skipIf(!hasSystem('chromium'))('web console: tools (chromium)', () => {
       await expect.poll(async () => form.getByTestId('field-error').textContent()).toMatch(/invalid JSON: line 2, column \d+/);
       expect((await audited()).length).toBe(before);
       await expectAccessible(page, 'call form with a located error');
+
+      // An array-typed field (chart_generator.render's labels) is a JSON text area too, checked the same way.
+      const charts = async () => (await http<{ records: unknown[] }>(cs.url, 'GET', '/api/v1/tools/audit?server=chart_generator', { headers: bearer(cs.admin) })).json.records.length;
+      const chartsBefore = await charts();
+      await page.goto(`${cs.url}/ui/tools/chart_generator`);
+      await page.locator('summary', { hasText: 'Call chart_generator.render' }).click();
+      const chart = page.getByRole('form', { name: 'Call chart_generator.render' });
+      await chart.getByLabel('type (required)').selectOption('bar');
+      const labels = chart.getByLabel('labels');
+      expect(await labels.evaluate((e) => e.tagName)).toBe('TEXTAREA');
+      await labels.fill('["a", "b",]');
+      await chart.getByRole('button', { name: 'Call chart_generator.render' }).click();
+      await expect.poll(() => chart.getByTestId('field-error').textContent()).toBe('invalid JSON: line 1, column 11: expected a value, found "]"');
+      expect(await labels.getAttribute('aria-invalid')).toBe('true');
+      expect(await chart.getByTestId('call-result').count()).toBe(0);
+      expect(await charts()).toBe(chartsBefore);
       expect(problems).toEqual([]);
     } finally {
       await close();

@@ -2,7 +2,7 @@
  * Events (/ui/events): agent events (lifecycle, communication, performance), live (GET
  * /api/v1/events/stream, the last hour replayed first), with the type, agent and text filters in
  * the URL query, pause and resume, and a bounded buffer (tail.tsx). An execution's event shows its
- * trace id and links to its agent and conversation.
+ * trace id (a link to the log lines of that trace) and links to its agent and conversation.
  */
 import { useState } from 'preact/hooks';
 import type { PageProps } from '../pages';
@@ -89,7 +89,10 @@ export default function Events({ query }: PageProps) {
               {ev.trace_id && (
                 <span class="small">
                   {' '}
-                  trace <code data-testid="trace-id">{ev.trace_id}</code>
+                  trace{' '}
+                  <Link to={`/logs?q=${ev.trace_id}`} title="The log lines of this trace">
+                    <code data-testid="trace-id">{ev.trace_id}</code>
+                  </Link>
                 </span>
               )}
             </li>
