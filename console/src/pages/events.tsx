@@ -66,7 +66,7 @@ export default function Events({ query }: PageProps) {
       <h1 id="events-title">Events</h1>
       <Filters type={type} agent={agent} text={text} />
       <TailControls tail={tail} shown={shown.length} label="events" />
-      <TailList label="Agent events">
+      <TailList label="Agent events" newest={shown.at(-1)?.key ?? -1}>
         {shown.map(({ key, item: ev }) => {
           const d = ev.data ?? {};
           const conversation = str(d.conversation_id);

@@ -18,7 +18,7 @@ interface LogLine {
 }
 
 const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const;
-const SHOWN = new Set(['seq', 'level', 'time', 'msg', 'service', 'pid', 'hostname']);
+const SHOWN = new Set(['seq', 'level', 'time', 'msg', 'agent', 'trace_id', 'service', 'pid', 'hostname']);
 
 export default function Logs({ query }: PageProps) {
   const level = query.get('level') ?? '';
@@ -47,7 +47,7 @@ export default function Logs({ query }: PageProps) {
       <h1 id="logs-title">Logs</h1>
       <Filters level={level} agent={agent} text={text} />
       <TailControls tail={tail} shown={shown.length} label="lines" />
-      <TailList label="Log lines">
+      <TailList label="Log lines" newest={shown.at(-1)?.key ?? -1}>
         {shown.map(({ key, item: l }) => {
           const extra = Object.entries(l).filter(([k]) => !SHOWN.has(k));
           return (

@@ -4,7 +4,7 @@
  * holds new lines aside until resumed, and a text filter hides the lines that do not match.
  */
 import type { ComponentChildren } from 'preact';
-import { useEffect, useRef, useState } from 'preact/hooks';
+import { useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
 import { LiveStatus } from '../components/live-status';
 import { useLive } from '../hooks';
 import type { RequestOptions } from '../api';
@@ -108,9 +108,26 @@ export function TailControls<T>({ tail, shown, label }: { tail: Tail<T>; shown: 
   );
 }
 
-export function TailList({ children, label }: { children: ComponentChildren; label: string }) {
+/** The lines, newest at the bottom; it follows new lines while scrolled to the bottom, and stays put when scrolled up to read. */
+export function TailList({ children, label, newest }: { children: ComponentChildren; label: string; /** The key of the newest line shown (a change scrolls). */ newest: number }) {
+  const ref = useRef<HTMLDivElement>(null);
+  const follow = useRef(true);
+  useLayoutEffect(() => {
+    const el = ref.current;
+    if (el && follow.current) el.scrollTop = el.scrollHeight;
+  }, [newest]);
   return (
-    <div class="tail" tabIndex={0} role="region" aria-label={label}>
+    <div
+      class="tail"
+      ref={ref}
+      tabIndex={0}
+      role="region"
+      aria-label={label}
+      onScroll={(e) => {
+        const el = e.currentTarget;
+        follow.current = el.scrollHeight - el.scrollTop - el.clientHeight < 24;
+      }}
+    >
       <ol class="tail-lines" data-testid="tail">
         {children}
       </ol>
