@@ -17,7 +17,8 @@ describe.skipIf(!hasSystem('chromium'))('web console: tools (chromium)', () => {
   let cs: ConsoleServer;
   let browser: Browser;
   beforeAll(async () => {
-    [cs, browser] = await Promise.all([startConsoleServer(), launchBrowser()]);
+    // An MCP server that cannot be reached (nothing listens on port 9 of loopback): listed with its state and error.
+    [cs, browser] = await Promise.all([startConsoleServer({ toml: '\n[mcp_servers.unreachable]\nurl = "http://127.0.0.1:9/mcp"\ntimeout = "1s"\n' }), launchBrowser()]);
   });
   afterAll(async () => {
     await browser?.close();
@@ -48,6 +49,13 @@ describe.skipIf(!hasSystem('chromium'))('web console: tools (chromium)', () => {
       expect(await row.textContent()).toContain('wasm');
       expect(await row.textContent()).toContain('loaded');
       expect(await sources.getByRole('row', { name: /^builtin/ }).textContent()).toContain('builtin');
+      // The MCP server is a source too, not ready, and listed among the MCP servers with its target.
+      const mcpRow = sources.getByRole('row', { name: /^unreachable/ });
+      expect(await mcpRow.textContent()).toContain('mcp');
+      expect(await mcpRow.textContent()).not.toContain('ready');
+      const mcp = page.getByTestId('mcp-servers');
+      await mcp.waitFor();
+      expect(await mcp.textContent()).toContain('http http://127.0.0.1:9/mcp');
       // The calculator call made through the API is in the audit log.
       await page.getByTestId('audit-row').first().waitFor();
       expect(await page.getByTestId('audit').textContent()).toContain('calculator');

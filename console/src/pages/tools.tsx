@@ -114,7 +114,7 @@ function ToolsList({ query }: { query: URLSearchParams }) {
       {mcp.error !== undefined && <ErrorBox error={mcp.error} />}
       {mcp.data && mcp.data.servers.length === 0 && <p class="muted">No MCP server is mounted ([mcp_servers.NAME] in caxton.toml).</p>}
       {mcp.data && mcp.data.servers.length > 0 && (
-        <ul>
+        <ul data-testid="mcp-servers">
           {mcp.data.servers.map((m) => (
             <li key={m.name}>
               <Link to={`/tools/${encodeURIComponent(m.name)}`}>{m.name}</Link> ({m.transport} {m.target}) <StateBadge state={m.state} /> · {m.tool_names.length} tools · {m.reconnects} reconnects
