@@ -27,4 +27,8 @@ export interface PageDef {
 export const PAGES: readonly PageDef[] = [
   { id: 'overview', title: 'Overview', routes: ['/'], permission: 'observe:read', load: () => import('./pages/overview') },
   { id: 'agents', title: 'Agents', routes: ['/agents', '/agents/:name', '/agents/:name/:tab'], permission: 'agents:read', load: () => import('./pages/agents') },
+  { id: 'tools', title: 'Tools', routes: ['/tools', '/tools/:name'], permission: 'tools:read', load: () => import('./pages/tools') },
+  { id: 'memory', title: 'Memory', routes: ['/memory', '/memory/entities/:name'], permission: 'memory:read', load: () => import('./pages/memory') },
+  { id: 'logs', title: 'Logs', routes: ['/logs'], permission: 'observe:read', load: () => import('./pages/logs') },
+  { id: 'events', title: 'Events', routes: ['/events'], permission: 'observe:read', load: () => import('./pages/events') },
 ];
