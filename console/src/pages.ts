@@ -27,4 +27,7 @@ export interface PageDef {
 export const PAGES: readonly PageDef[] = [
   { id: 'overview', title: 'Overview', routes: ['/'], permission: 'observe:read', load: () => import('./pages/overview') },
   { id: 'agents', title: 'Agents', routes: ['/agents', '/agents/:name', '/agents/:name/:tab'], permission: 'agents:read', load: () => import('./pages/agents') },
+  { id: 'conversations', title: 'Conversations', routes: ['/conversations', '/conversations/:id'], permission: 'messages:read', load: () => import('./pages/conversations') },
+  { id: 'message', title: 'Message', routes: ['/messages/:id'], permission: 'messages:read', nav: false, load: () => import('./pages/messages') },
+  { id: 'dead-letters', title: 'Dead letters', routes: ['/dead-letters', '/dead-letters/:id'], permission: 'messages:read', load: () => import('./pages/dead-letters') },
 ];
