@@ -483,7 +483,7 @@ function SequenceDiagram({
   });
   const title = `Sequence diagram of conversation ${conversation.id}: ${messages.length} message${messages.length === 1 ? '' : 's'} between ${lines.join(', ')}`;
   return (
-    <div class="seq-scroll">
+    <div class="seq-scroll" role="region" aria-label="Sequence diagram (scrolls sideways on narrow screens)" tabIndex={0}>
       <div class="seq">
         <svg role="img" aria-labelledby="seq-title" width={width} height={height} viewBox={`0 0 ${width} ${height}`} data-testid="sequence-diagram" class="seq-art">
           <title id="seq-title">{title}</title>
@@ -528,7 +528,7 @@ function SequenceDiagram({
               key={a.m.id}
               class="seq-hit"
               role="button"
-              tabIndex={0}
+              tabindex={0}
               aria-label={a.describe}
               aria-pressed={a.m.id === selected}
               data-testid="arrow"
