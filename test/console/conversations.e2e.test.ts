@@ -5,26 +5,16 @@
  * filters show the server's located error next to the field; a key without observe:read still
  * sees the list change (polling). Accessibility, CSP and screenshots at both widths.
  */
-import type { Browser, Page } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { removeTempDirs as removeExecutionDirs, setTestKeys } from '../execution/helpers/caxton.js';
 import { startLlmStub, type LlmStub } from '../execution/helpers/llm-stub.js';
 import { hasSystem } from '../helpers/system.js';
 import { removeTempDirs } from '../helpers/tmp.js';
 import { expectAccessible, launchBrowser, openPage, screenshot, signIn, startConsoleServer, WIDTHS, type ConsoleServer } from './harness.js';
-import { agentFiles, agentOf, completion, gate, lastUser, sendMessage, stubToml, type Json } from './messaging-fixtures.js';
+import { agentFiles, agentOf, completion, gate, lastUser, sendMessage, stubToml, onFocused, tabTo, type Json } from './messaging-fixtures.js';
 
 const PRICES: Record<string, number> = { 'carrier-a': 30, 'carrier-b': 12, 'carrier-c': 21 };
-
-/** Tabs until the focused element matches `selector` (at most `max` presses); fails otherwise. */
-async function tabTo(page: Page, selector: string, max = 60): Promise<void> {
-  for (let i = 0; i < max; i++) {
-    await page.keyboard.press('Tab');
-    if (await page.evaluate((s) => document.activeElement?.matches(s) ?? false, selector)) return;
-  }
-  const seen = await page.evaluate(() => document.activeElement?.outerHTML.slice(0, 200));
-  throw new Error(`Tab never reached ${selector} (focus ends on ${seen})`);
-}
 
 describe.skipIf(!hasSystem('chromium'))('console: conversations (chromium)', () => {
   let cs: ConsoleServer;
@@ -134,13 +124,13 @@ describe.skipIf(!hasSystem('chromium'))('console: conversations (chromium)', () 
       expect(page.url()).toBe(`${cs.url}/ui/conversations/${cnp}`);
 
       await tabTo(page, '[data-testid="arrow"][data-performative="propose"]');
-      const focused = await page.evaluate(() => document.activeElement?.getAttribute('aria-label'));
+      const focused = await onFocused<string>(page, "el.getAttribute('aria-label')");
       expect(focused).toMatch(/^Message 2, \+\d.* propose from carrier-[abc] to key:admin, a reply$/);
       await page.keyboard.press('Enter');
       const detail = page.getByTestId('message-detail');
       await detail.waitFor();
       // Focus moves to the message shown.
-      expect(await page.evaluate(() => document.activeElement?.id)).toBe('message-detail-title');
+      expect(await onFocused<string>(page, 'el.id')).toBe('message-detail-title');
       expect(await detail.getByTestId('message-content').textContent()).toMatch(/^price: \d+ EUR$/);
 
       // The same messages as a table, for screen readers and keyboards.
@@ -218,12 +208,14 @@ describe.skipIf(!hasSystem('chromium'))('console: conversations (chromium)', () 
         await page.getByTestId('conversation-row').first().waitFor();
         await expectAccessible(page, `conversations at ${width}`);
         await screenshot(page, 'conversations');
+        expect(await page.evaluate('document.documentElement.scrollWidth'), 'the page is no wider than the screen').toBeLessThanOrEqual(width);
         await page.goto(`${cs.url}/ui/conversations/${cnp}`);
         await page.getByRole('img', { name: /Sequence diagram of conversation/ }).waitFor();
         await page.locator('[data-testid="arrow"][data-performative="accept-proposal"]').click();
         await page.getByTestId('message-detail').waitFor();
         await expectAccessible(page, `a conversation at ${width}`);
         await screenshot(page, 'conversation');
+        expect(await page.evaluate('document.documentElement.scrollWidth'), 'the page is no wider than the screen').toBeLessThanOrEqual(width);
         expect(problems).toEqual([]);
       } finally {
         await close();

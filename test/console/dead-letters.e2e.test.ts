@@ -6,7 +6,7 @@
  * no replay button and a direct POST is refused naming the permission. Accessibility, CSP,
  * keyboard and screenshots at both widths.
  */
-import type { Browser, Page } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { removeTempDirs as removeExecutionDirs, setTestKeys } from '../execution/helpers/caxton.js';
 import { startLlmStub, status, type LlmStub } from '../execution/helpers/llm-stub.js';
@@ -15,17 +15,9 @@ import { bearer } from '../helpers/keys.js';
 import { hasSystem } from '../helpers/system.js';
 import { removeTempDirs } from '../helpers/tmp.js';
 import { expectAccessible, launchBrowser, openPage, screenshot, signIn, startConsoleServer, WIDTHS, type ConsoleServer } from './harness.js';
-import { agentFiles, agentOf, sendMessage, stubToml, type Json } from './messaging-fixtures.js';
+import { agentFiles, agentOf, sendMessage, stubToml, onFocused, tabTo, type Json } from './messaging-fixtures.js';
 
 const FRAGILE = ['fragile', 'brittle', 'shaky'];
-
-async function tabTo(page: Page, selector: string, max = 60): Promise<void> {
-  for (let i = 0; i < max; i++) {
-    await page.keyboard.press('Tab');
-    if (await page.evaluate((s) => document.activeElement?.matches(s) ?? false, selector)) return;
-  }
-  throw new Error(`Tab never reached ${selector}`);
-}
 
 describe.skipIf(!hasSystem('chromium'))('console: dead letters and messages (chromium)', () => {
   let cs: ConsoleServer;
@@ -79,6 +71,7 @@ describe.skipIf(!hasSystem('chromium'))('console: dead letters and messages (chr
         await page.getByTestId('dead-letter-row').first().waitFor();
         await expectAccessible(page, `dead letters at ${width}`);
         await screenshot(page, 'dead-letters');
+        expect(await page.evaluate('document.documentElement.scrollWidth'), 'the page is no wider than the screen').toBeLessThanOrEqual(width);
         const shaky = dead.get('shaky')!;
         await page.getByRole('link', { name: `#${shaky.id}` }).click();
         await page.getByRole('heading', { name: `Dead letter #${shaky.id}` }).waitFor();
@@ -86,11 +79,13 @@ describe.skipIf(!hasSystem('chromium'))('console: dead letters and messages (chr
         await page.getByRole('button', { name: 'Yes, replay it' }).waitFor();
         await expectAccessible(page, `a dead letter at ${width}`);
         await screenshot(page, 'dead-letter');
+        expect(await page.evaluate('document.documentElement.scrollWidth'), 'the page is no wider than the screen').toBeLessThanOrEqual(width);
         await page.getByRole('button', { name: 'Cancel' }).click();
         await page.getByRole('link', { name: shaky.message_id }).first().click();
         await page.getByTestId('delivery-row').first().waitFor();
         await expectAccessible(page, `a message at ${width}`);
         await screenshot(page, 'message');
+        expect(await page.evaluate('document.documentElement.scrollWidth'), 'the page is no wider than the screen').toBeLessThanOrEqual(width);
         expect(problems).toEqual([]);
       } finally {
         await close();
@@ -122,7 +117,7 @@ describe.skipIf(!hasSystem('chromium'))('console: dead letters and messages (chr
       await page.getByText('3 shown of 3 dead letters').waitFor();
 
       await tabTo(page, '[data-testid="dead-letter-row"] a');
-      const first = await page.evaluate(() => document.activeElement?.textContent);
+      const first = await onFocused<string>(page, 'el.textContent');
       await page.keyboard.press('Enter');
       await page.getByRole('heading', { name: `Dead letter ${first}` }).waitFor();
       expect(await page.getByTestId('attempts').textContent()).toBe('1');

@@ -4,6 +4,7 @@
  * configured through startConsoleServer's extra caxton.toml.
  */
 import type { ServerResponse } from 'node:http';
+import type { Page } from 'playwright-core';
 import { agentToml, type AgentSpec } from '../execution/helpers/caxton.js';
 import type { RawHandler, StubHit } from '../execution/helpers/llm-stub.js';
 import { http } from '../helpers/http.js';
@@ -69,4 +70,16 @@ export async function sendMessage(url: string, key: string, body: Record<string,
   const r = await http<Json>(url, 'POST', `/api/v1/messages${query}`, { body: JSON.stringify(body), contentType: 'application/json', headers: bearer(key) });
   if (r.status !== 202 && r.status !== 200) throw new Error(`POST /api/v1/messages: ${r.status} ${r.text}`);
   return r.json;
+}
+
+/** Evaluates `expr` on the focused element in the page (`el` names it; a string, as the tests have no DOM types). */
+export const onFocused = <T>(page: Page, expr: string): Promise<T> => page.evaluate(`(() => { const el = document.activeElement; return el ? ${expr} : undefined; })()`) as Promise<T>;
+
+/** Tabs until the focused element matches `selector` (at most `max` presses); fails naming where focus ended. */
+export async function tabTo(page: Page, selector: string, max = 60): Promise<void> {
+  for (let i = 0; i < max; i++) {
+    await page.keyboard.press('Tab');
+    if (await onFocused<boolean>(page, `el.matches(${JSON.stringify(selector)})`)) return;
+  }
+  throw new Error(`Tab never reached ${selector} (focus ends on ${await onFocused<string>(page, 'el.outerHTML.slice(0, 200)')})`);
 }

@@ -79,7 +79,7 @@ function ConversationList({ query }: { query: URLSearchParams }) {
   const page = list.data;
 
   return (
-    <section aria-labelledby="conversations-title">
+    <section class="msg-page" aria-labelledby="conversations-title">
       <h1 id="conversations-title">Conversations</h1>
       <form
         class="filters"
@@ -140,7 +140,9 @@ function ConversationList({ query }: { query: URLSearchParams }) {
       {page && (
         <>
           <p class="muted" role="status" data-testid="conversation-count">
-            {page.total === 0 ? 'No conversations match.' : `${page.total} conversation${page.total === 1 ? '' : 's'}${page.total > page.conversations.length ? `, showing ${offset + 1}–${offset + page.conversations.length}` : ''}`}
+            {page.total === 0
+              ? 'No conversations match.'
+              : `${page.total} conversation${page.total === 1 ? '' : 's'}${page.total > page.conversations.length ? `, showing ${offset + 1}–${offset + page.conversations.length}` : ''}`}
           </p>
           {page.conversations.length > 0 && (
             <div class="table-wrap">
@@ -251,7 +253,7 @@ function ConversationView({ id, query }: { id: string; query: URLSearchParams })
 
   if (doc.error) {
     return (
-      <section aria-labelledby="conversation-title">
+      <section class="msg-page" aria-labelledby="conversation-title">
         <h1 id="conversation-title">Conversation</h1>
         <ErrorBox error={doc.error} />
         <p>
@@ -263,7 +265,7 @@ function ConversationView({ id, query }: { id: string; query: URLSearchParams })
   if (!conv) return <Loading what="the conversation" />;
 
   return (
-    <section aria-labelledby="conversation-title">
+    <section class="msg-page" aria-labelledby="conversation-title">
       <p class="crumbs">
         <Link to="/conversations">Conversations</Link> /
       </p>
@@ -328,7 +330,7 @@ function ConversationView({ id, query }: { id: string; query: URLSearchParams })
                         <td>{m.performative}</td>
                         <td>{m.sender}</td>
                         <td>{targetsOf(m).join(', ')}</td>
-                        <td>{m.in_reply_to ? (replied >= 0 ? `#${replied + 1}` : <code>{m.in_reply_to}</code>) : '—'}</td>
+                        <td>{m.in_reply_to ? replied >= 0 ? `#${replied + 1}` : <code>{m.in_reply_to}</code> : '—'}</td>
                         <td>
                           <button type="button" class="secondary small" onClick={() => select(m.id)} aria-label={`Show message ${i + 1}: ${m.performative} from ${m.sender}`}>
                             Show
@@ -376,7 +378,8 @@ function ContractNetSummary({ messages }: { messages: readonly AclMessage[] }) {
       <h2 id="cnp-title">Contract Net</h2>
       <ul>
         <li>
-          Call for proposals: {cfp ? `${cfp.sender} → ${bidders.join(', ')}` : 'not seen yet'} {cfp && <span class="muted">({typeof cfp.content === 'string' ? cfp.content : 'structured content'})</span>}
+          Call for proposals: {cfp ? `${cfp.sender} → ${bidders.join(', ')}` : 'not seen yet'}{' '}
+          {cfp && <span class="muted">({typeof cfp.content === 'string' ? cfp.content : 'structured content'})</span>}
         </li>
         <li data-testid="cnp-proposals">
           Proposals ({of('propose').length}): {names(of('propose'), 'sender')}

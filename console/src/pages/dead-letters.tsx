@@ -47,7 +47,7 @@ function DeadLetterList({ query }: { query: URLSearchParams }) {
   const shown = (page?.dead_letters ?? []).filter((d) => (!r || d.receiver.toLowerCase().includes(r)) && (!t || (d.last_error ?? '').toLowerCase().includes(t)));
 
   return (
-    <section aria-labelledby="dead-letters-title">
+    <section class="msg-page" aria-labelledby="dead-letters-title">
       <h1 id="dead-letters-title">Dead letters</h1>
       <p class="muted">Deliveries that failed for good, oldest first. {can('dead_letters:replay') ? 'Open one to replay it.' : ''}</p>
       <form class="filters" aria-label="Filter dead letters" onSubmit={(e) => e.preventDefault()}>
@@ -156,7 +156,7 @@ function DeadLetterView({ id }: { id: string }) {
 
   if (result) {
     return (
-      <section aria-labelledby="dl-title">
+      <section class="msg-page" aria-labelledby="dl-title">
         <p class="crumbs">
           <Link to="/dead-letters">Dead letters</Link> /
         </p>
@@ -176,7 +176,7 @@ function DeadLetterView({ id }: { id: string }) {
   if (dl.error) {
     const gone = dl.error instanceof ApiError && dl.error.status === 404;
     return (
-      <section aria-labelledby="dl-title">
+      <section class="msg-page" aria-labelledby="dl-title">
         <p class="crumbs">
           <Link to="/dead-letters">Dead letters</Link> /
         </p>
@@ -190,7 +190,7 @@ function DeadLetterView({ id }: { id: string }) {
   if (!d) return <Loading what={`dead letter #${id}`} />;
   const role = session().state === 'signed-in' ? (session() as { who: { role: string } }).who.role : '';
   return (
-    <section aria-labelledby="dl-title">
+    <section class="msg-page" aria-labelledby="dl-title">
       <p class="crumbs">
         <Link to="/dead-letters">Dead letters</Link> /
       </p>

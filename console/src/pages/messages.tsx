@@ -24,7 +24,7 @@ export default function Message({ params }: PageProps) {
 
   const m = doc.data;
   return (
-    <section aria-labelledby="message-title">
+    <section class="msg-page" aria-labelledby="message-title">
       <p class="crumbs">
         <Link to="/conversations">Conversations</Link> /{' '}
         {m && (
