@@ -65,13 +65,13 @@ function ConversationList({ query }: { query: URLSearchParams }) {
       : undefined,
     [observe],
   );
+  // The stream refused (events disabled, a 403): poll as often as without it.
+  const streaming = observe && live?.state !== 'stopped';
   useEffect(() => {
-    const t = setInterval(() => document.visibilityState === 'visible' && list.reload(), observe ? 15_000 : 3_000);
-    return () => {
-      clearInterval(t);
-      clearTimeout(pending.current);
-    };
-  }, [observe]);
+    const t = setInterval(() => document.visibilityState === 'visible' && list.reload(), streaming ? 15_000 : 3_000);
+    return () => clearInterval(t);
+  }, [streaming]);
+  useEffect(() => () => clearTimeout(pending.current), []);
 
   const stateError = issueAbout(list.error, 'state');
   const participantError = issueAbout(list.error, 'participant') ?? issueAbout(list.error, 'offset');
@@ -135,6 +135,7 @@ function ConversationList({ query }: { query: URLSearchParams }) {
       </form>
       <LiveStatus state={live} label="Live updates (agent events)" />
       {!observe && <p class="muted small">Refreshed every 3 s (following the event stream needs observe:read).</p>}
+      {observe && !streaming && <p class="muted small">Refreshed every 3 s instead.</p>}
       <ErrorBox error={otherError} />
       {!page && !list.error && <Loading what="conversations" />}
       {page && (
