@@ -27,6 +27,9 @@ export interface PageDef {
 export const PAGES: readonly PageDef[] = [
   { id: 'overview', title: 'Overview', routes: ['/'], permission: 'observe:read', load: () => import('./pages/overview') },
   { id: 'agents', title: 'Agents', routes: ['/agents', '/agents/:name', '/agents/:name/:tab'], permission: 'agents:read', load: () => import('./pages/agents') },
+  { id: 'conversations', title: 'Conversations', routes: ['/conversations', '/conversations/:id'], permission: 'messages:read', load: () => import('./pages/conversations') },
+  { id: 'message', title: 'Message', routes: ['/messages/:id'], permission: 'messages:read', nav: false, load: () => import('./pages/messages') },
+  { id: 'dead-letters', title: 'Dead letters', routes: ['/dead-letters', '/dead-letters/:id'], permission: 'messages:read', load: () => import('./pages/dead-letters') },
   { id: 'tools', title: 'Tools', routes: ['/tools', '/tools/:name'], permission: 'tools:read', load: () => import('./pages/tools') },
   { id: 'memory', title: 'Memory', routes: ['/memory', '/memory/entities/:name'], permission: 'memory:read', load: () => import('./pages/memory') },
   { id: 'logs', title: 'Logs', routes: ['/logs'], permission: 'observe:read', load: () => import('./pages/logs') },
