@@ -126,7 +126,10 @@ export class Membership {
   async nodes(now = Date.now()): Promise<NodeInfo[]> {
     const hb = this.#opts.cluster.heartbeat;
     const out: NodeInfo[] = [];
-    for await (const key of await this.#kv.keys()) {
+    // The key listing walks the bucket's stream: a node that beats while it runs can be listed twice.
+    const keys = new Set<string>();
+    for await (const key of await this.#kv.keys()) keys.add(key);
+    for (const key of keys) {
       const e = await this.#kv.get(key);
       if (!e || e.operation !== 'PUT') continue;
       const age = Math.max(0, now - e.created.getTime());

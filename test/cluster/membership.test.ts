@@ -63,13 +63,15 @@ describe.skipIf(!run)('membership on a JetStream key-value bucket', () => {
       const body = res.json<ClusterStatus>();
       const mine = body.nodes.filter((n) => n.node.startsWith('view-'));
       expect(body).toMatchObject({ clustered: true, node: 'view-b' });
-      expect(mine.map((n) => [n.node, n.state, n.self, n.load])).toEqual([
-        ['view-a', 'up', false, { queued: 3, running: 1 }],
-        ['view-b', 'up', true, { queued: 0, running: 2 }],
+      // Heard from within the bucket's TTL; `up` or `stale` depends on how busy the machine is (200 ms heartbeats).
+      expect(mine.map((n) => [n.node, n.self, n.load])).toEqual([
+        ['view-a', false, { queued: 3, running: 1 }],
+        ['view-b', true, { queued: 0, running: 2 }],
       ]);
+      for (const n of mine) expect(['up', 'stale']).toContain(n.state);
       const text = clusterText({ ...body, nodes: mine });
       expect(text).toMatch(/^cluster: 2 node\(s\)/);
-      expect(text).toMatch(/view-b \*\s+up\s+\d+\.\ds\s+0\s+2\s/);
+      expect(text).toMatch(/view-b \*\s+(up|stale)\s+\d+\.\ds\s+0\s+2\s/);
       expect(text).toContain('http://view-a.example:8080');
     } finally {
       await app.close();
