@@ -129,7 +129,8 @@ describe.skipIf(!hasSystem('chromium'))('web console: agents (chromium)', () => 
       await page.getByRole('button', { name: 'Deploy new version' }).click();
       await page.getByTestId('editor-status').getByText('as a blue-green rollout').waitFor();
       await page.getByRole('link', { name: 'Versions and rollout' }).click();
-      await page.getByRole('button', { name: 'Roll back' }).click();
+      await page.getByTestId('rollout-state').getByText('running', { exact: true }).waitFor();
+      await page.getByRole('button', { name: 'Roll back', exact: true }).click();
       await page.getByTestId('rollout-result').getByText('Rolled back: the rollout ended (rolled back)').waitFor();
       await page.getByTestId('rollout-state').getByText('rolled back', { exact: true }).waitFor();
       const after = await api<{ live_version: number; running: boolean; rollout: { state: string; candidate_version: number } }>('GET', '/api/v1/agents/support/rollout');

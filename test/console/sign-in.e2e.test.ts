@@ -78,6 +78,9 @@ describe.skipIf(!hasSystem('chromium'))('web console sign-in (chromium)', () => 
     const { page, close } = await openPage(browser);
     try {
       await signIn(page, cs.url, key, '/ui/agents');
+      // Everything the page asks for is answered before the key goes (else that call's 401 signs out first).
+      await page.getByTestId('agent-count').getByText('of').waitFor();
+      await page.getByText('Directory: connected').waitFor();
       const del = await http(cs.url, 'DELETE', `/api/v1/keys/${keyId(key)}`, { headers: bearer(cs.admin) });
       expect(del.status, del.text).toBe(200);
       await page.reload();
