@@ -3,6 +3,7 @@
  * queue, dead letters, memory, tool servers) and agent events arriving live over the event
  * stream; no cluster section on a single node.
  */
+import { request } from 'node:http';
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { http } from '../helpers/http.js';
@@ -13,6 +14,18 @@ import { expectAccessible, launchBrowser, openPage, screenshot, signIn, startCon
 
 const HELPER = `name = "helper"\ncapabilities = ["arithmetic"]\ntools = ["calculator"]\nsystem_prompt = "You help."\n`;
 const SCRIBE = `name = "scribe"\ncapabilities = ["writing"]\nsystem_prompt = "You write."\n`;
+
+/** POST .../invoke on a connection of its own (the pooled ones were just closed under the test). */
+function invokeOnNewConnection(cs: ConsoleServer, agent: string, text: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = request(`${cs.url}/api/v1/agents/${agent}/invoke`, { method: 'POST', agent: false, headers: { ...bearer(cs.admin), 'content-type': 'application/json' } }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.on('error', reject);
+    req.end(JSON.stringify({ request: text }));
+  });
+}
 
 describe.skipIf(!hasSystem('chromium'))('web console: overview (chromium)', () => {
   let cs: ConsoleServer;
@@ -59,6 +72,14 @@ describe.skipIf(!hasSystem('chromium'))('web console: overview (chromium)', () =
         )
         .toBeGreaterThan(0);
       await expectAccessible(page, 'overview');
+
+      // The event stream drops (every connection closed under it): the page reconnects, resumes
+      // after the last event it saw (no repeats), and the next execution arrives.
+      cs.srv.server.app.server.closeAllConnections();
+      expect(await invokeOnNewConnection(cs, 'helper', '4 + 5')).toBe(200);
+      await expect.poll(() => row.count(), { timeout: 15_000 }).toBe(2);
+      await page.getByText('Events: connected').waitFor();
+      expect(await page.getByTestId('events').locator('tbody tr', { hasText: 'agent.deployed' }).count()).toBe(2);
       expect(problems).toEqual([]);
     } finally {
       await close();
