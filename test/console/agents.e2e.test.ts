@@ -192,6 +192,50 @@ describe.skipIf(!hasSystem('chromium'))('web console: agents (chromium)', () => 
     }
   });
 
+  it("a key scoped to one agent is refused another with the server's reason", async () => {
+    const scoped = await cs.keyFor('operator', { agents: ['helper'] });
+    const { page, problems, close } = await openPage(browser);
+    try {
+      await signIn(page, cs.url, scoped, '/ui/agents/support');
+      const alert = page.getByRole('alert');
+      await alert.waitFor();
+      expect(await alert.textContent()).toContain('may not use the agent "support"');
+      expect(problems).toEqual([]);
+    } finally {
+      await close();
+    }
+  });
+
+  it('is usable by keyboard: the skip link, the nav and the search are reached with Tab', async () => {
+    const { page, problems, close } = await openPage(browser);
+    try {
+      await signIn(page, cs.url, cs.admin, '/ui/agents');
+      await page.getByTestId('agent-count').getByText('of').waitFor();
+      await page.reload();
+      await page.getByTestId('agent-count').getByText('of').waitFor();
+      await page.keyboard.press('Tab');
+      expect(await page.evaluate('document.activeElement.textContent')).toBe('Skip to content');
+      await page.keyboard.press('Enter');
+      expect(await page.evaluate('document.activeElement.id')).toBe('main');
+      // From the main landmark, Tab reaches the page's controls: the deploy button, then the search.
+      await page.keyboard.press('Tab');
+      expect(await page.evaluate('document.activeElement.textContent')).toBe('Deploy an agent');
+      await page.keyboard.press('Tab');
+      expect(await page.evaluate('document.activeElement.id')).toBe('agent-search');
+      await page.keyboard.type('scribe');
+      await page.getByTestId('agent-count').getByText('1 of 3 agents').waitFor();
+      // Into the list and onto the agent with the keyboard alone.
+      await page.keyboard.press('Tab');
+      await page.keyboard.press('Tab');
+      expect(await page.evaluate('document.activeElement.getAttribute("href")')).toBe('/ui/agents/scribe?q=scribe');
+      await page.keyboard.press('Enter');
+      await page.waitForURL(`${cs.url}/ui/agents/scribe?q=scribe`);
+      expect(problems).toEqual([]);
+    } finally {
+      await close();
+    }
+  });
+
   it("a key revoked mid-session: the next call returns to sign-in with the server's reason", async () => {
     const key = await cs.keyFor('operator');
     const { page, close } = await openPage(browser);
