@@ -54,9 +54,12 @@ export interface ConsoleServer {
 }
 
 /** A server for the console: authentication on, the scripted model, `agentFiles` in agents/. */
-export async function startConsoleServer(opts: Pick<TestServerOptions, 'agentFiles'> & { toml?: string } = {}): Promise<ConsoleServer> {
+export async function startConsoleServer(
+  opts: Pick<TestServerOptions, 'agentFiles'> & { toml?: string; /** Files beside caxton.toml (name → content), e.g. an issuer's public key. */ files?: Record<string, string> } = {},
+): Promise<ConsoleServer> {
   const dir = makeTempDir('caxton-console-');
   writeFileSync(join(dir, 'replies.toml'), REPLIES);
+  for (const [name, content] of Object.entries(opts.files ?? {})) writeFileSync(join(dir, name), content);
   const srv = await startTestServer({ dir, toml: CONFIG + (opts.toml ?? ''), ...(opts.agentFiles && { agentFiles: opts.agentFiles }) });
   const admin = adminKeyOf(srv.dataDir);
   let n = 0;
