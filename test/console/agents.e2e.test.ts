@@ -66,6 +66,29 @@ describe.skipIf(!hasSystem('chromium'))('web console: agents (chromium)', () => 
     }
   });
 
+  it('follows the directory: an agent deployed elsewhere appears in the open list', async () => {
+    const { page, problems, close } = await openPage(browser);
+    try {
+      await signIn(page, cs.url, cs.admin, '/ui/agents');
+      await page.getByText('Directory: connected').waitFor();
+      const before = (await page.getByTestId('agent-count').textContent()) ?? '';
+      const n = Number(/^(\d+) of/.exec(before)?.[1]);
+      const r = await api('POST', '/api/v1/agents', 'name = "newcomer"\ncapabilities = ["greeting"]\nsystem_prompt = "Hi."\n');
+      expect(r.status, r.text).toBe(201);
+      await page
+        .getByTestId('virtual-list')
+        .getByRole('link', { name: /^newcomer/ })
+        .waitFor();
+      expect(await page.getByTestId('agent-count').textContent()).toBe(`${n + 1} of ${n + 1} agents`);
+      const removed = await api('DELETE', '/api/v1/agents/newcomer');
+      expect(removed.status).toBe(204);
+      await page.getByTestId('agent-count').getByText(`${n} of ${n} agents`).waitFor();
+      expect(problems).toEqual([]);
+    } finally {
+      await close();
+    }
+  });
+
   it('chats with the agent, streaming, with its tool call and result inline', async () => {
     const { page, problems, close } = await openPage(browser);
     try {
@@ -261,6 +284,7 @@ describe.skipIf(!hasSystem('chromium'))('web console: agents (chromium)', () => 
       try {
         await signIn(page, cs.url, cs.admin, '/ui/agents/helper');
         await page.getByTestId('agent-source').waitFor();
+        await expectAccessible(page, `agents at ${width} px`);
         await screenshot(page, 'agents');
       } finally {
         await close();

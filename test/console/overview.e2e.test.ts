@@ -93,6 +93,7 @@ describe.skipIf(!hasSystem('chromium'))('web console: overview (chromium)', () =
         await signIn(page, cs.url, cs.admin, '/ui');
         await page.getByTestId('stat-agents').waitFor();
         await page.getByText('Events: connected').waitFor();
+        await expectAccessible(page, `overview at ${width} px`);
         await screenshot(page, 'overview');
       } finally {
         await close();

@@ -99,6 +99,7 @@ describe.skipIf(!hasSystem('chromium'))('web console sign-in (chromium)', () => 
       try {
         await page.goto(`${cs.url}/ui`);
         await page.getByRole('heading', { name: 'Sign in to Caxton' }).waitFor();
+        await expectAccessible(page, `sign-in at ${width} px`);
         await screenshot(page, 'sign-in');
       } finally {
         await close();
