@@ -13,6 +13,7 @@ import { removeTempDirs } from '../helpers/tmp.js';
 import { expectAccessible, launchBrowser, openPage, screenshot, signIn, startConsoleServer, WIDTHS, type ConsoleServer } from './harness.js';
 
 const HELPER = `name = "helper"\ncapabilities = ["arithmetic"]\ntools = ["calculator"]\nsystem_prompt = "You help."\n`;
+const BROKEN = `name = "broken"\nsystem_prompt = "x"\n\n[limits]\nmax_turns = "many"\n`;
 const SCRIBE = `name = "scribe"\ncapabilities = ["writing"]\nsystem_prompt = "You write."\n`;
 
 /** POST .../invoke on a connection of its own (the pooled ones were just closed under the test). */
@@ -31,7 +32,7 @@ describe.skipIf(!hasSystem('chromium'))('web console: overview (chromium)', () =
   let cs: ConsoleServer;
   let browser: Browser;
   beforeAll(async () => {
-    [cs, browser] = await Promise.all([startConsoleServer({ agentFiles: { 'helper.toml': HELPER, 'scribe.toml': SCRIBE } }), launchBrowser()]);
+    [cs, browser] = await Promise.all([startConsoleServer({ agentFiles: { 'helper.toml': HELPER, 'scribe.toml': SCRIBE, 'broken.toml': BROKEN } }), launchBrowser()]);
   });
   afterAll(async () => {
     await browser?.close();
@@ -45,6 +46,10 @@ describe.skipIf(!hasSystem('chromium'))('web console: overview (chromium)', () =
       await signIn(page, cs.url, cs.admin, '/ui');
       await page.getByRole('heading', { name: 'Overview', level: 1 }).waitFor();
       expect(await page.getByTestId('stat-agents').locator('dd .value').textContent()).toBe('2');
+      // The invalid file is named with its located error (from GET /api/v1/status).
+      const invalid = page.getByTestId('invalid-files');
+      await invalid.waitFor();
+      expect(await invalid.textContent()).toMatch(/broken\.toml.*line 5.*limits\.max_turns/);
       expect(await page.getByTestId('stat-dead-letters').locator('dd .value').textContent()).toBe('0');
       // Built-in tool servers are loaded at start.
       expect(Number(await page.getByTestId('stat-tools').locator('dd .value').textContent())).toBeGreaterThan(0);
