@@ -299,7 +299,7 @@ export default function Overview() {
                 <tr key={e.id}>
                   <td>{time(e.time)}</td>
                   <td>{e.type}</td>
-                  <td>{can('agents:read') ? <Link to={`/agents/${encodeURIComponent(e.agent)}`}>{e.agent}</Link> : e.agent}</td>
+                  <td>{can('agents:read') && e.type !== 'agent.invalid_file' ? <Link to={`/agents/${encodeURIComponent(e.agent)}`}>{e.agent}</Link> : e.agent}</td>
                   <td class="small">{summary(e)}</td>
                 </tr>
               ))}
