@@ -10,7 +10,7 @@ import { http } from '../helpers/http.js';
 import { bearer } from '../helpers/keys.js';
 import { hasSystem } from '../helpers/system.js';
 import { removeTempDirs } from '../helpers/tmp.js';
-import { expectAccessible, keyId, launchBrowser, openPage, screenshot, signIn, startConsoleServer, WIDTHS, type ConsoleServer } from './harness.js';
+import { expectAccessible, expectNoSideScroll, keyId, launchBrowser, openPage, screenshot, signIn, startConsoleServer, WIDTHS, type ConsoleServer } from './harness.js';
 
 const HELPER = `name = "helper"
 description = "Does arithmetic with the calculator tool."
@@ -285,6 +285,7 @@ describe.skipIf(!hasSystem('chromium'))('web console: agents (chromium)', () => 
         await signIn(page, cs.url, cs.admin, '/ui/agents/helper');
         await page.getByTestId('agent-source').waitFor();
         await expectAccessible(page, `agents at ${width} px`);
+        await expectNoSideScroll(page);
         await screenshot(page, 'agents');
       } finally {
         await close();

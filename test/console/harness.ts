@@ -142,6 +142,12 @@ export async function expectAccessible(page: Page, label: string): Promise<void>
   expect(bad, `axe-core on ${label}`).toEqual([]);
 }
 
+/** The page fits its viewport's width: nothing makes the whole page scroll sideways (wide tables scroll in their own box). */
+export async function expectNoSideScroll(page: Page): Promise<void> {
+  const width = page.viewportSize()?.width ?? 0;
+  expect(await page.evaluate('document.documentElement.scrollWidth'), `page wider than ${width} px`).toBeLessThanOrEqual(width);
+}
+
 export const SCREENSHOTS = process.env.CAXTON_SCREENSHOTS === '1';
 const SHOTS_DIR = join(import.meta.dirname, '../../docs/console');
 

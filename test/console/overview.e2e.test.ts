@@ -10,7 +10,7 @@ import { http } from '../helpers/http.js';
 import { bearer } from '../helpers/keys.js';
 import { hasSystem } from '../helpers/system.js';
 import { removeTempDirs } from '../helpers/tmp.js';
-import { expectAccessible, launchBrowser, openPage, screenshot, signIn, startConsoleServer, WIDTHS, type ConsoleServer } from './harness.js';
+import { expectAccessible, expectNoSideScroll, launchBrowser, openPage, screenshot, signIn, startConsoleServer, WIDTHS, type ConsoleServer } from './harness.js';
 
 const HELPER = `name = "helper"\ncapabilities = ["arithmetic"]\ntools = ["calculator"]\nsystem_prompt = "You help."\n`;
 const BROKEN = `name = "broken"\nsystem_prompt = "x"\n\n[limits]\nmax_turns = "many"\n`;
@@ -99,6 +99,7 @@ describe.skipIf(!hasSystem('chromium'))('web console: overview (chromium)', () =
         await page.getByTestId('stat-agents').waitFor();
         await page.getByText('Events: connected').waitFor();
         await expectAccessible(page, `overview at ${width} px`);
+        await expectNoSideScroll(page);
         await screenshot(page, 'overview');
       } finally {
         await close();

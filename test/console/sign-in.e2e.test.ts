@@ -11,7 +11,7 @@ import { startTestServer, type TestServer } from '../helpers/server.js';
 import { removeTempDirs } from '../helpers/tmp.js';
 import { http } from '../helpers/http.js';
 import { bearer } from '../helpers/keys.js';
-import { expectAccessible, keyId, launchBrowser, openPage, screenshot, signIn, startConsoleServer, WIDTHS, type ConsoleServer } from './harness.js';
+import { expectAccessible, expectNoSideScroll, keyId, launchBrowser, openPage, screenshot, signIn, startConsoleServer, WIDTHS, type ConsoleServer } from './harness.js';
 
 describe.skipIf(!hasSystem('chromium'))('web console sign-in (chromium)', () => {
   let cs: ConsoleServer;
@@ -100,6 +100,7 @@ describe.skipIf(!hasSystem('chromium'))('web console sign-in (chromium)', () => 
         await page.goto(`${cs.url}/ui`);
         await page.getByRole('heading', { name: 'Sign in to Caxton' }).waitFor();
         await expectAccessible(page, `sign-in at ${width} px`);
+        await expectNoSideScroll(page);
         await screenshot(page, 'sign-in');
       } finally {
         await close();
