@@ -109,6 +109,8 @@ describe.skipIf(!hasSystem('chromium'))('web console: agents (chromium)', () => 
       await expectAccessible(page, 'agents: chat');
       for (const width of WIDTHS) {
         await page.setViewportSize({ width, height: 900 });
+        await expectNoSideScroll(page);
+        await expectAccessible(page, `agents-chat at ${width} px`);
         await screenshot(page, 'agents-chat');
       }
       expect(problems).toEqual([]);
@@ -135,6 +137,8 @@ describe.skipIf(!hasSystem('chromium'))('web console: agents (chromium)', () => 
       await expectAccessible(page, 'agents: versions and rollout');
       for (const width of WIDTHS) {
         await page.setViewportSize({ width, height: 900 });
+        await expectNoSideScroll(page);
+        await expectAccessible(page, `agents-rollout at ${width} px`);
         await screenshot(page, 'agents-rollout');
       }
       await page.setViewportSize({ width: 1440, height: 900 });
@@ -187,6 +191,8 @@ describe.skipIf(!hasSystem('chromium'))('web console: agents (chromium)', () => 
       await expectAccessible(page, 'agents: editor with errors');
       for (const width of WIDTHS) {
         await page.setViewportSize({ width, height: 900 });
+        await expectNoSideScroll(page);
+        await expectAccessible(page, `agents-editor at ${width} px`);
         await screenshot(page, 'agents-editor');
       }
       const now = await api<{ total: number }>('GET', '/api/v1/agents');

@@ -248,7 +248,7 @@ export default function Overview() {
       {d.cluster && (
         <>
           <h2 id="cluster">Cluster nodes</h2>
-          <div class="table-wrap">
+          <div class="table-wrap" tabIndex={0} role="region" aria-labelledby="cluster">
             <table aria-labelledby="cluster">
               <thead>
                 <tr>
@@ -284,7 +284,7 @@ export default function Overview() {
       {events.length === 0 ? (
         <p class="muted">No agent events in the last ten minutes.</p>
       ) : (
-        <div class="table-wrap">
+        <div class="table-wrap" tabIndex={0} role="region" aria-labelledby="events">
           <table aria-labelledby="events" data-testid="events">
             <thead>
               <tr>

@@ -102,7 +102,7 @@ export function AgentVersions({ name, onChanged }: { name: string; onChanged: ()
       {!versions.data ? (
         !versions.error && <Loading what="versions" />
       ) : (
-        <div class="table-wrap">
+        <div class="table-wrap" tabIndex={0} role="region" aria-labelledby="versions-title">
           <table aria-labelledby="versions-title" data-testid="versions">
             <thead>
               <tr>
