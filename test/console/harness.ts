@@ -5,11 +5,12 @@
  * docs/console/ when CAXTON_SCREENSHOTS=1 (so an ordinary run leaves the tree clean).
  * docs/console.md, "End-to-end tests".
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { expect } from 'vitest';
+import { DEFAULT_CONSOLE_DIR } from '../../src/api/index.js';
 import { adminKeyOf, createKey } from '../helpers/keys.js';
 import { startTestServer, type TestServer, type TestServerOptions } from '../helpers/server.js';
 import { TEST_CHROMIUM } from '../helpers/system.js';
@@ -57,6 +58,7 @@ export interface ConsoleServer {
 export async function startConsoleServer(
   opts: Pick<TestServerOptions, 'agentFiles'> & { toml?: string; /** Files beside caxton.toml (name → content), e.g. an issuer's public key. */ files?: Record<string, string> } = {},
 ): Promise<ConsoleServer> {
+  if (!existsSync(join(DEFAULT_CONSOLE_DIR, 'index.html'))) throw new Error('dist/console is missing: run npm run build (npm test does it first) or npm run build:console');
   const dir = makeTempDir('caxton-console-');
   writeFileSync(join(dir, 'replies.toml'), REPLIES);
   for (const [name, content] of Object.entries(opts.files ?? {})) writeFileSync(join(dir, name), content);

@@ -76,6 +76,10 @@ describe.skipIf(!hasSystem('chromium'))('web console: overview (chromium)', () =
           { timeout: 10_000 },
         )
         .toBeGreaterThan(0);
+      // The charts are fed by the polls: the executions chart describes a growing series.
+      const chart = page.getByTestId('stat-executions').getByRole('img');
+      await expect.poll(async () => Number(/last (\d+) samples/.exec((await chart.getAttribute('aria-label')) ?? '')?.[1] ?? 0), { timeout: 15_000 }).toBeGreaterThanOrEqual(3);
+      expect(await chart.locator('polyline').getAttribute('points')).toMatch(/^[\d.]+,[\d.]+( [\d.]+,[\d.]+){2,}$/);
       await expectAccessible(page, 'overview');
 
       // The event stream drops (every connection closed under it): the page reconnects, resumes
