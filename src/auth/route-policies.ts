@@ -15,6 +15,10 @@ export const ROUTE_POLICIES: Readonly<Record<string, Access>> = {
   'GET /ready': { public: true },
   // CORS preflights carry no credentials by design (only registered when CORS is configured).
   'OPTIONS *': { public: true },
+  // The web console's files (src/api/routes/console.ts, ADR 0042): they hold no data; the page
+  // asks the API for everything with the caller's own credential.
+  'GET /ui': { public: true },
+  'GET /ui/*': { public: true },
 
   'GET /api/v1/openapi.json': { authenticated: true },
   'GET /api/v1/whoami': { authenticated: true },

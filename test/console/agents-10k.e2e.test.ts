@@ -48,6 +48,15 @@ describe.skipIf(!hasSystem('chromium'))('web console: 10,000 agents (chromium)',
       expect(await rows.count()).toBeLessThan(100);
       expect(await list.getByRole('link', { name: new RegExp(`^${name(0)}`) }).count()).toBe(0);
       expect(await last.locator('xpath=..').getAttribute('aria-posinset')).toBe(String(COUNT));
+      // The keyboard walks the rows, rendering the ones it reaches: up from the last, then Home.
+      await last.focus();
+      await page.keyboard.press('ArrowUp');
+      await expect.poll(() => page.evaluate('document.activeElement.getAttribute("href")')).toBe(`/ui/agents/${name(COUNT - 2)}`);
+      await page.keyboard.press('Home');
+      await expect.poll(() => page.evaluate('document.activeElement.getAttribute("href")')).toBe(`/ui/agents/${name(0)}`);
+      expect(await rows.count()).toBeLessThan(100);
+      await page.keyboard.press('PageDown');
+      await expect.poll(() => page.evaluate('document.activeElement.closest("li")?.getAttribute("aria-posinset")')).not.toBe('1');
       // A search narrows the 10,000 to the matching ones.
       await page.getByLabel('Search by name or capability').fill('cap-96');
       await page.getByTestId('agent-count').getByText(`103 of ${COUNT} agents`).waitFor();

@@ -10,7 +10,7 @@ import { http } from '../helpers/http.js';
 import { bearer } from '../helpers/keys.js';
 import { hasSystem } from '../helpers/system.js';
 import { removeTempDirs } from '../helpers/tmp.js';
-import { expectAccessible, keyId, launchBrowser, openPage, screenshot, signIn, startConsoleServer, WIDTHS, type ConsoleServer } from './harness.js';
+import { expectAccessible, expectNoSideScroll, keyId, launchBrowser, openPage, screenshot, signIn, startConsoleServer, WIDTHS, type ConsoleServer } from './harness.js';
 
 const HELPER = `name = "helper"
 description = "Does arithmetic with the calculator tool."
@@ -66,6 +66,29 @@ describe.skipIf(!hasSystem('chromium'))('web console: agents (chromium)', () => 
     }
   });
 
+  it('follows the directory: an agent deployed elsewhere appears in the open list', async () => {
+    const { page, problems, close } = await openPage(browser);
+    try {
+      await signIn(page, cs.url, cs.admin, '/ui/agents');
+      await page.getByText('Directory: connected').waitFor();
+      const before = (await page.getByTestId('agent-count').textContent()) ?? '';
+      const n = Number(/^(\d+) of/.exec(before)?.[1]);
+      const r = await api('POST', '/api/v1/agents', 'name = "newcomer"\ncapabilities = ["greeting"]\nsystem_prompt = "Hi."\n');
+      expect(r.status, r.text).toBe(201);
+      await page
+        .getByTestId('virtual-list')
+        .getByRole('link', { name: /^newcomer/ })
+        .waitFor();
+      expect(await page.getByTestId('agent-count').textContent()).toBe(`${n + 1} of ${n + 1} agents`);
+      const removed = await api('DELETE', '/api/v1/agents/newcomer');
+      expect(removed.status).toBe(204);
+      await page.getByTestId('agent-count').getByText(`${n} of ${n} agents`).waitFor();
+      expect(problems).toEqual([]);
+    } finally {
+      await close();
+    }
+  });
+
   it('chats with the agent, streaming, with its tool call and result inline', async () => {
     const { page, problems, close } = await openPage(browser);
     try {
@@ -86,6 +109,8 @@ describe.skipIf(!hasSystem('chromium'))('web console: agents (chromium)', () => 
       await expectAccessible(page, 'agents: chat');
       for (const width of WIDTHS) {
         await page.setViewportSize({ width, height: 900 });
+        await expectNoSideScroll(page);
+        await expectAccessible(page, `agents-chat at ${width} px`);
         await screenshot(page, 'agents-chat');
       }
       expect(problems).toEqual([]);
@@ -112,6 +137,8 @@ describe.skipIf(!hasSystem('chromium'))('web console: agents (chromium)', () => 
       await expectAccessible(page, 'agents: versions and rollout');
       for (const width of WIDTHS) {
         await page.setViewportSize({ width, height: 900 });
+        await expectNoSideScroll(page);
+        await expectAccessible(page, `agents-rollout at ${width} px`);
         await screenshot(page, 'agents-rollout');
       }
       await page.setViewportSize({ width: 1440, height: 900 });
@@ -129,7 +156,8 @@ describe.skipIf(!hasSystem('chromium'))('web console: agents (chromium)', () => 
       await page.getByRole('button', { name: 'Deploy new version' }).click();
       await page.getByTestId('editor-status').getByText('as a blue-green rollout').waitFor();
       await page.getByRole('link', { name: 'Versions and rollout' }).click();
-      await page.getByRole('button', { name: 'Roll back' }).click();
+      await page.getByTestId('rollout-state').getByText('running', { exact: true }).waitFor();
+      await page.getByRole('button', { name: 'Roll back', exact: true }).click();
       await page.getByTestId('rollout-result').getByText('Rolled back: the rollout ended (rolled back)').waitFor();
       await page.getByTestId('rollout-state').getByText('rolled back', { exact: true }).waitFor();
       const after = await api<{ live_version: number; running: boolean; rollout: { state: string; candidate_version: number } }>('GET', '/api/v1/agents/support/rollout');
@@ -163,6 +191,8 @@ describe.skipIf(!hasSystem('chromium'))('web console: agents (chromium)', () => 
       await expectAccessible(page, 'agents: editor with errors');
       for (const width of WIDTHS) {
         await page.setViewportSize({ width, height: 900 });
+        await expectNoSideScroll(page);
+        await expectAccessible(page, `agents-editor at ${width} px`);
         await screenshot(page, 'agents-editor');
       }
       const now = await api<{ total: number }>('GET', '/api/v1/agents');
@@ -185,6 +215,50 @@ describe.skipIf(!hasSystem('chromium'))('web console: agents (chromium)', () => 
       const tabs = await page.getByRole('navigation', { name: 'Agent views' }).getByRole('link').allTextContents();
       expect(tabs).toEqual(['Definition', 'Versions and rollout']);
       expect(await page.getByRole('button', { name: 'Deploy an agent' }).count()).toBe(0);
+      expect(problems).toEqual([]);
+    } finally {
+      await close();
+    }
+  });
+
+  it("a key scoped to one agent is refused another with the server's reason", async () => {
+    const scoped = await cs.keyFor('operator', { agents: ['helper'] });
+    const { page, problems, close } = await openPage(browser);
+    try {
+      await signIn(page, cs.url, scoped, '/ui/agents/support');
+      const alert = page.getByRole('alert');
+      await alert.waitFor();
+      expect(await alert.textContent()).toContain('may not use the agent "support"');
+      expect(problems).toEqual([]);
+    } finally {
+      await close();
+    }
+  });
+
+  it('is usable by keyboard: the skip link, the nav and the search are reached with Tab', async () => {
+    const { page, problems, close } = await openPage(browser);
+    try {
+      await signIn(page, cs.url, cs.admin, '/ui/agents');
+      await page.getByTestId('agent-count').getByText('of').waitFor();
+      await page.reload();
+      await page.getByTestId('agent-count').getByText('of').waitFor();
+      await page.keyboard.press('Tab');
+      expect(await page.evaluate('document.activeElement.textContent')).toBe('Skip to content');
+      await page.keyboard.press('Enter');
+      expect(await page.evaluate('document.activeElement.id')).toBe('main');
+      // From the main landmark, Tab reaches the page's controls: the deploy button, then the search.
+      await page.keyboard.press('Tab');
+      expect(await page.evaluate('document.activeElement.textContent')).toBe('Deploy an agent');
+      await page.keyboard.press('Tab');
+      expect(await page.evaluate('document.activeElement.id')).toBe('agent-search');
+      await page.keyboard.type('scribe');
+      await page.getByTestId('agent-count').getByText('1 of 3 agents').waitFor();
+      // Into the list and onto the agent with the keyboard alone.
+      await page.keyboard.press('Tab');
+      await page.keyboard.press('Tab');
+      expect(await page.evaluate('document.activeElement.getAttribute("href")')).toBe('/ui/agents/scribe?q=scribe');
+      await page.keyboard.press('Enter');
+      await page.waitForURL(`${cs.url}/ui/agents/scribe?q=scribe`);
       expect(problems).toEqual([]);
     } finally {
       await close();
@@ -216,6 +290,8 @@ describe.skipIf(!hasSystem('chromium'))('web console: agents (chromium)', () => 
       try {
         await signIn(page, cs.url, cs.admin, '/ui/agents/helper');
         await page.getByTestId('agent-source').waitFor();
+        await expectAccessible(page, `agents at ${width} px`);
+        await expectNoSideScroll(page);
         await screenshot(page, 'agents');
       } finally {
         await close();

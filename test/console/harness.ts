@@ -5,11 +5,12 @@
  * docs/console/ when CAXTON_SCREENSHOTS=1 (so an ordinary run leaves the tree clean).
  * docs/console.md, "End-to-end tests".
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { expect } from 'vitest';
+import { DEFAULT_CONSOLE_DIR } from '../../src/api/index.js';
 import { adminKeyOf, createKey } from '../helpers/keys.js';
 import { startTestServer, type TestServer, type TestServerOptions } from '../helpers/server.js';
 import { TEST_CHROMIUM } from '../helpers/system.js';
@@ -54,9 +55,13 @@ export interface ConsoleServer {
 }
 
 /** A server for the console: authentication on, the scripted model, `agentFiles` in agents/. */
-export async function startConsoleServer(opts: Pick<TestServerOptions, 'agentFiles'> & { toml?: string } = {}): Promise<ConsoleServer> {
+export async function startConsoleServer(
+  opts: Pick<TestServerOptions, 'agentFiles'> & { toml?: string; /** Files beside caxton.toml (name → content), e.g. an issuer's public key. */ files?: Record<string, string> } = {},
+): Promise<ConsoleServer> {
+  if (!existsSync(join(DEFAULT_CONSOLE_DIR, 'index.html'))) throw new Error('dist/console is missing: run npm run build (npm test does it first) or npm run build:console');
   const dir = makeTempDir('caxton-console-');
   writeFileSync(join(dir, 'replies.toml'), REPLIES);
+  for (const [name, content] of Object.entries(opts.files ?? {})) writeFileSync(join(dir, name), content);
   const srv = await startTestServer({ dir, toml: CONFIG + (opts.toml ?? ''), ...(opts.agentFiles && { agentFiles: opts.agentFiles }) });
   const admin = adminKeyOf(srv.dataDir);
   let n = 0;
@@ -137,6 +142,12 @@ export async function expectAccessible(page: Page, label: string): Promise<void>
   )) as AxeViolation[];
   const bad = violations.filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => `${v.impact} ${v.id}: ${v.help} (${v.nodes.map((n) => n.target.join(' ')).join(', ')})`);
   expect(bad, `axe-core on ${label}`).toEqual([]);
+}
+
+/** The page fits its viewport's width: nothing makes the whole page scroll sideways (wide tables scroll in their own box). */
+export async function expectNoSideScroll(page: Page): Promise<void> {
+  const width = page.viewportSize()?.width ?? 0;
+  expect(await page.evaluate('document.documentElement.scrollWidth'), `page wider than ${width} px`).toBeLessThanOrEqual(width);
 }
 
 export const SCREENSHOTS = process.env.CAXTON_SCREENSHOTS === '1';

@@ -3,22 +3,36 @@
  * queue, dead letters, memory, tool servers) and agent events arriving live over the event
  * stream; no cluster section on a single node.
  */
+import { request } from 'node:http';
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { http } from '../helpers/http.js';
 import { bearer } from '../helpers/keys.js';
 import { hasSystem } from '../helpers/system.js';
 import { removeTempDirs } from '../helpers/tmp.js';
-import { expectAccessible, launchBrowser, openPage, screenshot, signIn, startConsoleServer, WIDTHS, type ConsoleServer } from './harness.js';
+import { expectAccessible, expectNoSideScroll, launchBrowser, openPage, screenshot, signIn, startConsoleServer, WIDTHS, type ConsoleServer } from './harness.js';
 
 const HELPER = `name = "helper"\ncapabilities = ["arithmetic"]\ntools = ["calculator"]\nsystem_prompt = "You help."\n`;
+const BROKEN = `name = "broken"\nsystem_prompt = "x"\n\n[limits]\nmax_turns = "many"\n`;
 const SCRIBE = `name = "scribe"\ncapabilities = ["writing"]\nsystem_prompt = "You write."\n`;
+
+/** POST .../invoke on a connection of its own (the pooled ones were just closed under the test). */
+function invokeOnNewConnection(cs: ConsoleServer, agent: string, text: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = request(`${cs.url}/api/v1/agents/${agent}/invoke`, { method: 'POST', agent: false, headers: { ...bearer(cs.admin), 'content-type': 'application/json' } }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.on('error', reject);
+    req.end(JSON.stringify({ request: text }));
+  });
+}
 
 describe.skipIf(!hasSystem('chromium'))('web console: overview (chromium)', () => {
   let cs: ConsoleServer;
   let browser: Browser;
   beforeAll(async () => {
-    [cs, browser] = await Promise.all([startConsoleServer({ agentFiles: { 'helper.toml': HELPER, 'scribe.toml': SCRIBE } }), launchBrowser()]);
+    [cs, browser] = await Promise.all([startConsoleServer({ agentFiles: { 'helper.toml': HELPER, 'scribe.toml': SCRIBE, 'broken.toml': BROKEN } }), launchBrowser()]);
   });
   afterAll(async () => {
     await browser?.close();
@@ -32,6 +46,10 @@ describe.skipIf(!hasSystem('chromium'))('web console: overview (chromium)', () =
       await signIn(page, cs.url, cs.admin, '/ui');
       await page.getByRole('heading', { name: 'Overview', level: 1 }).waitFor();
       expect(await page.getByTestId('stat-agents').locator('dd .value').textContent()).toBe('2');
+      // The invalid file is named with its located error (from GET /api/v1/status).
+      const invalid = page.getByTestId('invalid-files');
+      await invalid.waitFor();
+      expect(await invalid.textContent()).toMatch(/broken\.toml.*line 5.*limits\.max_turns/);
       expect(await page.getByTestId('stat-dead-letters').locator('dd .value').textContent()).toBe('0');
       // Built-in tool servers are loaded at start.
       expect(Number(await page.getByTestId('stat-tools').locator('dd .value').textContent())).toBeGreaterThan(0);
@@ -58,7 +76,19 @@ describe.skipIf(!hasSystem('chromium'))('web console: overview (chromium)', () =
           { timeout: 10_000 },
         )
         .toBeGreaterThan(0);
+      // The charts are fed by the polls: the executions chart describes a growing series.
+      const chart = page.getByTestId('stat-executions').getByRole('img');
+      await expect.poll(async () => Number(/last (\d+) samples/.exec((await chart.getAttribute('aria-label')) ?? '')?.[1] ?? 0), { timeout: 15_000 }).toBeGreaterThanOrEqual(3);
+      expect(await chart.locator('polyline').getAttribute('points')).toMatch(/^[\d.]+,[\d.]+( [\d.]+,[\d.]+){2,}$/);
       await expectAccessible(page, 'overview');
+
+      // The event stream drops (every connection closed under it): the page reconnects, resumes
+      // after the last event it saw (no repeats), and the next execution arrives.
+      cs.srv.server.app.server.closeAllConnections();
+      expect(await invokeOnNewConnection(cs, 'helper', '4 + 5')).toBe(200);
+      await expect.poll(() => row.count(), { timeout: 15_000 }).toBe(2);
+      await page.getByText('Events: connected').waitFor();
+      expect(await page.getByTestId('events').locator('tbody tr', { hasText: 'agent.deployed' }).count()).toBe(2);
       expect(problems).toEqual([]);
     } finally {
       await close();
@@ -72,6 +102,8 @@ describe.skipIf(!hasSystem('chromium'))('web console: overview (chromium)', () =
         await signIn(page, cs.url, cs.admin, '/ui');
         await page.getByTestId('stat-agents').waitFor();
         await page.getByText('Events: connected').waitFor();
+        await expectAccessible(page, `overview at ${width} px`);
+        await expectNoSideScroll(page);
         await screenshot(page, 'overview');
       } finally {
         await close();

@@ -3,6 +3,7 @@
  * and its permissions shown, navigation limited to what the role may use, a wrong key and a
  * revoked one refused, and no sign-in at all on loopback with authentication off.
  */
+import { exportSPKI, generateKeyPair, SignJWT, type CryptoKey } from 'jose';
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hasSystem } from '../helpers/system.js';
@@ -10,7 +11,7 @@ import { startTestServer, type TestServer } from '../helpers/server.js';
 import { removeTempDirs } from '../helpers/tmp.js';
 import { http } from '../helpers/http.js';
 import { bearer } from '../helpers/keys.js';
-import { expectAccessible, keyId, launchBrowser, openPage, screenshot, signIn, startConsoleServer, WIDTHS, type ConsoleServer } from './harness.js';
+import { expectAccessible, expectNoSideScroll, keyId, launchBrowser, openPage, screenshot, signIn, startConsoleServer, WIDTHS, type ConsoleServer } from './harness.js';
 
 describe.skipIf(!hasSystem('chromium'))('web console sign-in (chromium)', () => {
   let cs: ConsoleServer;
@@ -78,6 +79,9 @@ describe.skipIf(!hasSystem('chromium'))('web console sign-in (chromium)', () => 
     const { page, close } = await openPage(browser);
     try {
       await signIn(page, cs.url, key, '/ui/agents');
+      // Everything the page asks for is answered before the key goes (else that call's 401 signs out first).
+      await page.getByTestId('agent-count').getByText('of').waitFor();
+      await page.getByText('Directory: connected').waitFor();
       const del = await http(cs.url, 'DELETE', `/api/v1/keys/${keyId(key)}`, { headers: bearer(cs.admin) });
       expect(del.status, del.text).toBe(200);
       await page.reload();
@@ -95,6 +99,8 @@ describe.skipIf(!hasSystem('chromium'))('web console sign-in (chromium)', () => 
       try {
         await page.goto(`${cs.url}/ui`);
         await page.getByRole('heading', { name: 'Sign in to Caxton' }).waitFor();
+        await expectAccessible(page, `sign-in at ${width} px`);
+        await expectNoSideScroll(page);
         await screenshot(page, 'sign-in');
       } finally {
         await close();
@@ -123,6 +129,61 @@ describe.skipIf(!hasSystem('chromium'))('web console with authentication off (lo
       expect(await page.getByText('(authentication off)').count()).toBe(1);
       expect(await page.getByRole('button', { name: 'Sign out' }).count()).toBe(0);
       expect(problems).toEqual([]);
+    } finally {
+      await close();
+    }
+  });
+});
+
+describe.skipIf(!hasSystem('chromium'))('web console with single sign-on tokens (chromium)', () => {
+  let cs: ConsoleServer;
+  let browser: Browser;
+  let privateKey: CryptoKey;
+  const token = (expires: number | string = '10m') =>
+    new SignJWT({ caxton_role: 'viewer' })
+      .setProtectedHeader({ alg: 'ES256', typ: 'JWT' })
+      .setIssuer('https://sso.example.test')
+      .setAudience('caxton')
+      .setSubject('ada')
+      .setIssuedAt()
+      .setExpirationTime(expires)
+      .sign(privateKey);
+  beforeAll(async () => {
+    const pair = await generateKeyPair('ES256', { extractable: true });
+    privateKey = pair.privateKey;
+    const jwt = '\n[auth.jwt]\nissuer = "https://sso.example.test"\naudience = "caxton"\npublic_key_file = "issuer.pem"\n';
+    [cs, browser] = await Promise.all([startConsoleServer({ toml: jwt, files: { 'issuer.pem': await exportSPKI(pair.publicKey) } }), launchBrowser()]);
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await cs?.close();
+    removeTempDirs();
+  });
+
+  it('signs in with a bearer token from the issuer, as its mapped role', async () => {
+    const { page, problems, close } = await openPage(browser);
+    try {
+      await signIn(page, cs.url, await token(), '/ui/agents');
+      expect(await page.getByTestId('principal').textContent()).toBe('oidc:ada');
+      const perms = await page.getByTestId('permissions').locator('li').allTextContents();
+      expect(perms).toContain('agents:read');
+      expect(perms).not.toContain('agents:write');
+      expect(problems).toEqual([]);
+    } finally {
+      await close();
+    }
+  });
+
+  it("refuses an expired token with the server's reason", async () => {
+    const { page, close } = await openPage(browser);
+    try {
+      await page.goto(`${cs.url}/ui`);
+      await page.getByLabel('API key or bearer token').fill(await token(Math.floor(Date.now() / 1000) - 3600));
+      await page.getByRole('button', { name: 'Sign in' }).click();
+      const refused = page.locator('#credential-error');
+      await refused.waitFor();
+      expect(await refused.textContent()).toMatch(/^The server refused this key: /);
+      expect(await page.evaluate(`sessionStorage.getItem('caxton.credential')`)).toBeNull();
     } finally {
       await close();
     }

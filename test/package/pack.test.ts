@@ -117,6 +117,17 @@ describe('installed globally (npm install -g of the tarball)', () => {
     expect(r.stdout).toContain('The answer is 42.');
   }, 90_000);
 
+  it('serves the web console from the installed package at /ui', async () => {
+    const page = await fetch(`${url}/ui/agents`);
+    expect(page.status).toBe(200);
+    const html = await page.text();
+    const script = /<script type="module" src="([^"]+)"><\/script>/.exec(html)?.[1];
+    expect(script, html).toMatch(/^\/ui\/assets\/main-[A-Z0-9]+\.js$/);
+    const js = await fetch(`${url}${script!}`);
+    expect(js.status).toBe(200);
+    expect(js.headers.get('content-type')).toBe('text/javascript; charset=utf-8');
+  });
+
   it('loads the built-in WebAssembly tools from the installed package', async () => {
     const body = (await (await fetch(`${url}/api/v1/tools`, { headers: adminAuth() })).json()) as { servers: { name: string; origin: string; kind: string; state: string }[] };
     // The catalogue lists every tool source; the package's WebAssembly servers are the wasm ones.

@@ -42,6 +42,40 @@ export function VirtualList<T>({ items, rowHeight, overscan = 6, label, keyOf, r
     const el = box.current;
     if (el && el.scrollTop > items.length * rowHeight) el.scrollTop = 0;
   }, [items.length]);
+  // Arrow keys, Home and End move between rows (only rendered rows exist: scroll first, then focus).
+  const focusRow = (i: number) => {
+    const el = box.current;
+    if (!el || items.length === 0) return;
+    const n = Math.max(0, Math.min(items.length - 1, i));
+    const y = n * rowHeight;
+    if (y < el.scrollTop || y + rowHeight > el.scrollTop + el.clientHeight) {
+      el.scrollTop = Math.max(0, y - el.clientHeight + rowHeight * 2);
+      setTop(el.scrollTop);
+    }
+    requestAnimationFrame(() => el.querySelector<HTMLElement>(`li[aria-posinset="${n + 1}"] a, li[aria-posinset="${n + 1}"] button`)?.focus());
+  };
+  const onKeyDown = (e: KeyboardEvent) => {
+    const li = (e.target as HTMLElement).closest('li');
+    const at = li ? Number(li.getAttribute('aria-posinset')) - 1 : -1;
+    const page = Math.max(1, Math.floor(height / rowHeight) - 1);
+    const to =
+      e.key === 'ArrowDown'
+        ? at + 1
+        : e.key === 'ArrowUp'
+          ? at - 1
+          : e.key === 'PageDown' && at >= 0
+            ? at + page
+            : e.key === 'PageUp' && at >= 0
+              ? at - page
+              : e.key === 'Home' && at >= 0
+                ? 0
+                : e.key === 'End' && at >= 0
+                  ? items.length - 1
+                  : undefined;
+    if (to === undefined) return;
+    e.preventDefault();
+    focusRow(to);
+  };
   const first = Math.max(0, Math.floor(top / rowHeight) - overscan);
   const last = Math.min(items.length, Math.ceil((top + height) / rowHeight) + overscan);
   const rows = [];
@@ -54,7 +88,7 @@ export function VirtualList<T>({ items, rowHeight, overscan = 6, label, keyOf, r
     );
   }
   return (
-    <div class="vlist" ref={box} onScroll={(e) => setTop((e.currentTarget as HTMLDivElement).scrollTop)} tabIndex={0} role="region" aria-label={label} data-testid="virtual-list">
+    <div class="vlist" ref={box} onScroll={(e) => setTop((e.currentTarget as HTMLDivElement).scrollTop)} onKeyDown={onKeyDown} tabIndex={0} role="region" aria-label={label} data-testid="virtual-list">
       <ul style={{ height: `${items.length * rowHeight}px` }} aria-label={label}>
         {rows}
       </ul>

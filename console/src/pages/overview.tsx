@@ -6,10 +6,11 @@
 import { useRef, useState } from 'preact/hooks';
 import { get } from '../api';
 import { ErrorBox, Loading } from '../components/feedback';
+import { locationOf } from '../components/issues';
 import { LiveStatus } from '../components/live-status';
 import { Sparkline } from '../components/sparkline';
 import { bytes, duration, percent, rate, time } from '../format';
-import { useLive, usePoll } from '../hooks';
+import { useApi, useLive, usePoll } from '../hooks';
 import { Link } from '../router';
 import { can } from '../session';
 
@@ -37,6 +38,10 @@ interface OverviewData {
   tool_sources?: { total: number; tools: number; by_kind: Record<string, number>; unavailable: { name: string; kind: string; state: string; error: string | null }[] };
   /** Reported by a clustered server only. */
   cluster?: { node: string; nodes: { id: string; state: string; address?: string; last_seen?: string }[] };
+}
+
+interface Status {
+  agent_files: { loaded: number; invalid: { path: string; agent?: string; errors: { message: string; line?: number; column?: number; field?: string }[] }[]; ignored: string[] };
 }
 
 interface AgentEvent {
@@ -97,6 +102,10 @@ export default function Overview() {
     },
     [],
   );
+
+  // Invalid agent files, with their located errors, from GET /api/v1/status (read again when their count changes).
+  const invalidCount = data?.agents.invalid_files ?? 0;
+  const status = useApi<Status>(invalidCount > 0 ? '/api/v1/status' : undefined, { n: invalidCount });
 
   if (!data) {
     return (
@@ -202,6 +211,27 @@ export default function Overview() {
         </div>
       </dl>
 
+      {invalidCount > 0 && status.data && (
+        <>
+          <h2 id="invalid-files">Invalid agent files</h2>
+          <ul aria-labelledby="invalid-files" data-testid="invalid-files">
+            {status.data.agent_files.invalid.map((f) => (
+              <li key={f.path}>
+                <code>{f.path}</code>
+                <ul class="issues">
+                  {f.errors.map((e, i) => (
+                    <li key={i}>
+                      {locationOf(e) && <strong>{locationOf(e)}: </strong>}
+                      {e.message}
+                    </li>
+                  ))}
+                </ul>
+              </li>
+            ))}
+          </ul>
+        </>
+      )}
+
       {d.tool_sources && d.tool_sources.unavailable.length > 0 && (
         <>
           <h2>Unavailable tool sources</h2>
@@ -218,7 +248,7 @@ export default function Overview() {
       {d.cluster && (
         <>
           <h2 id="cluster">Cluster nodes</h2>
-          <div class="table-wrap">
+          <div class="table-wrap" tabIndex={0} role="region" aria-labelledby="cluster">
             <table aria-labelledby="cluster">
               <thead>
                 <tr>
@@ -254,7 +284,7 @@ export default function Overview() {
       {events.length === 0 ? (
         <p class="muted">No agent events in the last ten minutes.</p>
       ) : (
-        <div class="table-wrap">
+        <div class="table-wrap" tabIndex={0} role="region" aria-labelledby="events">
           <table aria-labelledby="events" data-testid="events">
             <thead>
               <tr>
@@ -269,7 +299,7 @@ export default function Overview() {
                 <tr key={e.id}>
                   <td>{time(e.time)}</td>
                   <td>{e.type}</td>
-                  <td>{can('agents:read') ? <Link to={`/agents/${encodeURIComponent(e.agent)}`}>{e.agent}</Link> : e.agent}</td>
+                  <td>{can('agents:read') && e.type !== 'agent.invalid_file' ? <Link to={`/agents/${encodeURIComponent(e.agent)}`}>{e.agent}</Link> : e.agent}</td>
                   <td class="small">{summary(e)}</td>
                 </tr>
               ))}

@@ -1,7 +1,7 @@
 /**
  * The web console (issue 19, docs/console.md): the files `npm run build` wrote to dist/console,
  * served at /ui. They hold no data (every figure comes from the API with the caller's own
- * credentials), so the routes are public; /ui/* answers index.html for the client-side routes.
+ * credentials), so the routes are public (src/auth/route-policies.ts); /ui/* answers index.html for the client-side routes.
  * The files are read once, when the routes are registered, with the .br and .gz copies the
  * build wrote beside them. Without a build, /ui answers a 503 page saying how to make one.
  */
@@ -112,7 +112,6 @@ Run <code>npm run build</code>, then restart <code>caxton serve</code>.</p>
 export async function consoleRoutes(app: FastifyInstance, opts: ConsoleRoutesOptions = {}): Promise<void> {
   const dir = opts.dir ?? DEFAULT_CONSOLE_DIR;
   const files = existsSync(join(dir, 'index.html')) ? readConsoleFiles(dir) : undefined;
-  const access = { public: true } as const;
 
   const send = (req: FastifyRequest, reply: FastifyReply, file: ConsoleFile): FastifyReply => {
     reply.headers(SECURITY_HEADERS);
@@ -144,6 +143,7 @@ export async function consoleRoutes(app: FastifyInstance, opts: ConsoleRoutesOpt
     return send(req, reply, files.get('index.html')!);
   };
 
-  app.get(CONSOLE_BASE, { config: { access }, schema: { hide: true } }, serve);
-  app.get(`${CONSOLE_BASE}/*`, { config: { access }, schema: { hide: true } }, serve);
+  // Public, like the probes: the policy is in src/auth/route-policies.ts.
+  app.get(CONSOLE_BASE, { schema: { hide: true } }, serve);
+  app.get(`${CONSOLE_BASE}/*`, { schema: { hide: true } }, serve);
 }

@@ -72,26 +72,22 @@ function Definition({ agent }: { agent: AgentDetail }) {
   return (
     <div>
       {agent.description && <p>{agent.description}</p>}
-      <dl class="stats">
-        <div class="stat">
+      <dl class="facts">
+        <div>
           <dt>Capabilities</dt>
-          <dd class="small" data-testid="capabilities">
-            {agent.capabilities.join(', ') || 'none'}
-          </dd>
+          <dd data-testid="capabilities">{agent.capabilities.join(', ') || 'none'}</dd>
         </div>
-        <div class="stat">
+        <div>
           <dt>Tools</dt>
-          <dd class="small" data-testid="tools">
-            {agent.tools.join(', ') || 'none'}
-          </dd>
+          <dd data-testid="tools">{agent.tools.join(', ') || 'none'}</dd>
         </div>
-        <div class="stat">
+        <div>
           <dt>Origin</dt>
-          <dd class="small">{agent.origin.kind === 'file' ? `file ${agent.origin.path}` : 'deployed through the API'}</dd>
+          <dd>{agent.origin.kind === 'file' ? `file ${agent.origin.path}` : 'deployed through the API'}</dd>
         </div>
-        <div class="stat">
+        <div>
           <dt>Revision</dt>
-          <dd class="small">
+          <dd>
             {agent.revision} · {agent.format}
             {agent.version && <> · version {agent.version}</>}
           </dd>

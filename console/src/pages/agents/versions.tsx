@@ -102,7 +102,7 @@ export function AgentVersions({ name, onChanged }: { name: string; onChanged: ()
       {!versions.data ? (
         !versions.error && <Loading what="versions" />
       ) : (
-        <div class="table-wrap">
+        <div class="table-wrap" tabIndex={0} role="region" aria-labelledby="versions-title">
           <table aria-labelledby="versions-title" data-testid="versions">
             <thead>
               <tr>
@@ -119,7 +119,12 @@ export function AgentVersions({ name, onChanged }: { name: string; onChanged: ()
                   <td>
                     {v.version}
                     {v.semver && <span class="muted"> ({v.semver})</span>}
-                    {v.version === versions.data!.current && <span class="badge promoted"> live</span>}
+                    {v.version === versions.data!.current && (
+                      <>
+                        {' '}
+                        <span class="badge promoted">live</span>
+                      </>
+                    )}
                   </td>
                   <td>
                     {v.how}
@@ -129,7 +134,7 @@ export function AgentVersions({ name, onChanged }: { name: string; onChanged: ()
                   <td>{time(v.deployed_at)}</td>
                   {writer && (
                     <td>
-                      {v.version !== versions.data!.current && !ro?.running && v.origin === 'api' && (
+                      {v.version !== versions.data!.current && ro !== undefined && !ro.running && v.origin === 'api' && (
                         <button type="button" class="secondary" disabled={busy} onClick={() => void act('rollback', v.version)} aria-label={`Roll back to version ${v.version}`}>
                           Roll back to this
                         </button>
