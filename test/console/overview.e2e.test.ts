@@ -8,7 +8,8 @@ import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { http } from '../helpers/http.js';
 import { bearer } from '../helpers/keys.js';
-import { hasSystem } from '../helpers/system.js';
+import { hasSystem, TEST_PG_URL } from '../helpers/system.js';
+import { startTcpProxy } from '../helpers/tcp-proxy.js';
 import { removeTempDirs } from '../helpers/tmp.js';
 import { expectAccessible, expectNoSideScroll, launchBrowser, openPage, screenshot, signIn, startConsoleServer, WIDTHS, type ConsoleServer } from './harness.js';
 
@@ -110,4 +111,37 @@ describe.skipIf(!hasSystem('chromium'))('web console: overview (chromium)', () =
       }
     });
   }
+});
+
+describe.skipIf(!hasSystem('chromium') || !hasSystem('postgresql'))('web console: overview of a node whose database link drops (chromium)', () => {
+  it('shows each outside dependency, and the one that stops answering as unavailable with its reason', async () => {
+    const target = new URL(TEST_PG_URL);
+    const proxy = await startTcpProxy({ host: target.hostname, port: Number(target.port || 5432) });
+    const url = new URL(TEST_PG_URL);
+    url.port = String(proxy.port);
+    const schema = `caxton_console_${process.pid}_${Date.now()}`;
+    const [cs, browser] = await Promise.all([startConsoleServer({ toml: `\n[memory]\nbackend = "postgres"\n[memory.postgres]\nurl = "${url.toString()}"\nschema = "${schema}"\n` }), launchBrowser()]);
+    const { page, problems, close } = await openPage(browser);
+    try {
+      await signIn(page, cs.url, cs.admin, '/ui');
+      const deps = page.getByTestId('dependencies');
+      await expect.poll(() => deps.textContent(), { timeout: 10_000 }).toContain('memory-postgresql: available');
+      proxy.cut();
+      await expect.poll(() => deps.textContent(), { timeout: 15_000 }).toContain('memory-postgresql: unavailable (');
+      expect(await page.getByText('not ready').count()).toBeGreaterThan(0);
+      proxy.restore();
+      await expect.poll(() => deps.textContent(), { timeout: 15_000 }).toContain('memory-postgresql: available');
+      expect(problems).toEqual([]);
+    } finally {
+      await close();
+      await browser.close();
+      await cs.close();
+      await proxy.close();
+      const pg = (await import('pg')).default;
+      const c = new pg.Client({ connectionString: TEST_PG_URL });
+      await c.connect();
+      await c.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+      await c.end();
+    }
+  });
 });

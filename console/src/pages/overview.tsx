@@ -1,7 +1,8 @@
 /**
  * Overview: the server at a glance. Figures from GET /api/v1/status/overview, polled every two
  * seconds, with the last few minutes as small charts; agent events live from
- * GET /api/v1/events/stream. Cluster nodes appear only when the server reports them.
+ * GET /api/v1/events/stream. Outside dependencies (GET /ready's checks) appear when the server
+ * has any; cluster nodes (GET /api/v1/cluster) when it runs with [cluster].
  */
 import { useRef, useState } from 'preact/hooks';
 import { get } from '../api';
@@ -36,8 +37,15 @@ interface OverviewData {
   memory?: { entities: number; relations: number; observations: number; database_bytes?: number };
   tool_servers: { total: number; loaded: number; failed: number; tools: number; servers: { name: string; origin: string; state: string; tools: number }[] } | null;
   tool_sources?: { total: number; tools: number; by_kind: Record<string, number>; unavailable: { name: string; kind: string; state: string; error: string | null }[] };
-  /** Reported by a clustered server only. */
-  cluster?: { node: string; nodes: { id: string; state: string; address?: string; last_seen?: string }[] };
+  /** The outside dependencies /ready checks (memory on PostgreSQL, NATS), with why one failed. */
+  dependencies?: { name: string; ok: boolean; reason?: string }[];
+}
+
+/** GET /api/v1/cluster: a server without [cluster] lists itself with clustered = false. */
+interface ClusterData {
+  clustered: boolean;
+  node: string;
+  nodes: { node: string; url: string | null; version: string; state: string; age_ms: number; self: boolean; load: Record<string, number> }[];
 }
 
 interface Status {
@@ -103,6 +111,11 @@ export default function Overview() {
     [],
   );
 
+  const [cluster, setCluster] = useState<ClusterData>();
+  usePoll(() => {
+    get<ClusterData>('/api/v1/cluster').then(setCluster, () => setCluster(undefined));
+  }, 5000);
+
   // Invalid agent files, with their located errors, from GET /api/v1/status (read again when their count changes).
   const invalidCount = data?.agents.invalid_files ?? 0;
   const status = useApi<Status>(invalidCount > 0 ? '/api/v1/status' : undefined, { n: invalidCount });
@@ -123,9 +136,18 @@ export default function Overview() {
         <h1 id="overview-title">Overview</h1>
         <span class="spacer" />
         <span class="muted small">
-          Caxton {d.version} · up {duration(d.uptime_seconds)} · {d.ready ? 'ready' : 'starting'}
+          Caxton {d.version} · up {duration(d.uptime_seconds)} · {d.ready ? 'ready' : 'not ready'}
         </span>
       </div>
+      {d.dependencies && d.dependencies.length > 0 && (
+        <ul class="dependencies" aria-label="Outside dependencies" data-testid="dependencies">
+          {d.dependencies.map((dep) => (
+            <li key={dep.name} class={dep.ok ? 'ok-text' : 'error-text'}>
+              {dep.name}: {dep.ok ? 'available' : `unavailable${dep.reason ? ` (${dep.reason})` : ''}`}
+            </li>
+          ))}
+        </ul>
+      )}
       {error !== undefined && <ErrorBox error={error} />}
       {!d.metrics_enabled && <p class="notice">Rates stay at 0: [metrics] enabled = false on this server.</p>}
       <h2 id="now">Now</h2>
@@ -245,7 +267,7 @@ export default function Overview() {
         </>
       )}
 
-      {d.cluster && (
+      {cluster?.clustered && (
         <>
           <h2 id="cluster">Cluster nodes</h2>
           <div class="table-wrap" tabIndex={0} role="region" aria-labelledby="cluster">
@@ -254,20 +276,24 @@ export default function Overview() {
                 <tr>
                   <th scope="col">Node</th>
                   <th scope="col">State</th>
-                  <th scope="col">Address</th>
-                  <th scope="col">Last seen</th>
+                  <th scope="col">Heartbeat</th>
+                  <th scope="col">Queued</th>
+                  <th scope="col">Running</th>
+                  <th scope="col">URL</th>
                 </tr>
               </thead>
               <tbody>
-                {d.cluster.nodes.map((n) => (
-                  <tr key={n.id}>
+                {cluster.nodes.map((n) => (
+                  <tr key={n.node}>
                     <td>
-                      {n.id}
-                      {n.id === d.cluster!.node && <span class="muted"> (this node)</span>}
+                      {n.node}
+                      {n.self && <span class="muted"> (this node)</span>}
                     </td>
                     <td>{n.state}</td>
-                    <td>{n.address ?? '—'}</td>
-                    <td>{n.last_seen ? time(n.last_seen) : '—'}</td>
+                    <td>{(n.age_ms / 1000).toFixed(1)} s ago</td>
+                    <td>{n.load.queued ?? '—'}</td>
+                    <td>{n.load.running ?? '—'}</td>
+                    <td>{n.url ?? '—'}</td>
                   </tr>
                 ))}
               </tbody>
