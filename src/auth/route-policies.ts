@@ -72,6 +72,7 @@ export const ROUTE_POLICIES: Readonly<Record<string, Access>> = {
 
   // Messaging
   'POST /api/v1/messages': P('messages:send'),
+  'GET /api/v1/messages': P('messages:read'),
   'GET /api/v1/messages/:id': P('messages:read'),
   'GET /api/v1/conversations': P('messages:read'),
   'GET /api/v1/conversations/:id': P('messages:read'),

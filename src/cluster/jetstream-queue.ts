@@ -31,6 +31,7 @@ import {
   type DeliveryQueue,
   type DeliveryQueueDeps,
   type DeliveryQueueFactory,
+  type DeadLetterFilter,
   type DeliveryRow,
   type MessageId,
   type Page,
@@ -229,8 +230,8 @@ export class JetStreamDeliveryQueue implements DeliveryQueue {
     return this.#record.ofMessage(messageId);
   }
 
-  deadLetters(limit: number, offset: number): Page<DeliveryRow> {
-    return this.#record.deadLetters(limit, offset);
+  deadLetters(limit: number, offset: number, filter?: DeadLetterFilter): Page<DeliveryRow> {
+    return this.#record.deadLetters(limit, offset, filter);
   }
 
   deadCount(): number {

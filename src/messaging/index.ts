@@ -5,7 +5,7 @@ export { MessageReads, type ReadSources } from './reads.js';
 export { PLATFORM, type SendHints, type SubmitResult } from './submission.js';
 export type { DeliveryQueue, DeliveryQueueDeps, DeliveryQueueFactory, PendingDelivery } from './queue.js';
 export { SqliteDeliveryQueue, sqliteQueue } from './sqlite-queue.js';
-export { MESSAGING_MIGRATIONS, type DeliveryRow, type StoredMessage, type Page } from './store.js';
+export { MESSAGING_MIGRATIONS, type DeadLetterFilter, type DeliveryRow, type MessageFilter, type StoredMessage, type Page } from './store.js';
 export { Directory, type DirectoryEntry, type DirectoryEvent, type DirectoryQuery } from './directory.js';
 export { Router, type RouteDecision } from './router.js';
 export { RoundRobin, LeastLoaded, createStrategy, type RoutingStrategy, type LoadView } from './strategy.js';

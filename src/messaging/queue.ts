@@ -1,7 +1,7 @@
 import type { Delivery } from './dispatcher.js';
 import type { GroupCommit } from './group-commit.js';
 import type { AclMessage, MessageId } from './message.js';
-import type { DeliveryRow, MessageStore, Page } from './store.js';
+import type { DeadLetterFilter, DeliveryRow, MessageStore, Page } from './store.js';
 import type { LoadView } from './strategy.js';
 
 /** A delivery a previous run left pending, and when it may run again (epoch ms; 0: now). */
@@ -49,7 +49,7 @@ export interface DeliveryQueue extends LoadView {
   recover(onSkipped: (messageId: MessageId, reason: string) => void): { pending: PendingDelivery[]; found: number };
   get(id: number): DeliveryRow | undefined;
   ofMessage(messageId: string): DeliveryRow[];
-  deadLetters(limit: number, offset: number): Page<DeliveryRow>;
+  deadLetters(limit: number, offset: number, filter?: DeadLetterFilter): Page<DeliveryRow>;
   deadCount(): number;
   /** Stops handing out deliveries; running ones are abandoned after `graceMs` (they stay pending). */
   stop(graceMs: number): Promise<void>;

@@ -2,7 +2,7 @@ import { CaxtonError } from '../shared/errors.js';
 import type { Conversation, ConversationState } from './conversation.js';
 import type { AclMessage, ConversationId } from './message.js';
 import type { DeliveryQueue } from './queue.js';
-import type { DeliveryRow, MessageStore, Page, StoredMessage } from './store.js';
+import type { DeadLetterFilter, DeliveryRow, MessageFilter, MessageStore, Page, StoredMessage } from './store.js';
 
 /** What the reads need from the bus: its write barrier, its open conversations, its store and queue. */
 export interface ReadSources {
@@ -44,9 +44,17 @@ export class MessageReads {
     return s && { ...s, deliveries: this.#src.queue.ofMessage(id) };
   }
 
-  async deadLetters(q: { limit?: number; offset?: number } = {}): Promise<Page<DeliveryRow & { message: AclMessage }>> {
+  /** Messages newest first, narrowed by the filter. */
+  async listMessages(q: MessageFilter & { limit?: number; offset?: number } = {}): Promise<Page<StoredMessage>> {
     await this.#src.settled();
-    const page = this.#src.queue.deadLetters(q.limit ?? 50, q.offset ?? 0);
+    const { limit, offset, ...filter } = q;
+    return this.#src.store.listMessages(filter, limit ?? 50, offset ?? 0);
+  }
+
+  async deadLetters(q: DeadLetterFilter & { limit?: number; offset?: number } = {}): Promise<Page<DeliveryRow & { message: AclMessage }>> {
+    await this.#src.settled();
+    const { limit, offset, ...filter } = q;
+    const page = this.#src.queue.deadLetters(limit ?? 50, offset ?? 0, filter);
     return { total: page.total, items: page.items.map((d) => ({ ...d, message: this.#messageOf(d) })) };
   }
 

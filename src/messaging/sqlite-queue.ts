@@ -3,7 +3,7 @@ import { Dispatcher, type Delivery } from './dispatcher.js';
 import type { GroupCommit } from './group-commit.js';
 import type { AclMessage, MessageId } from './message.js';
 import type { DeliveryQueue, DeliveryQueueDeps, PendingDelivery } from './queue.js';
-import type { DeliveryRow, MessageStore, Page } from './store.js';
+import type { DeadLetterFilter, DeliveryRow, MessageStore, Page } from './store.js';
 
 /**
  * The delivery queue in the data dir's SQLite (the `deliveries` table of store.ts): every write
@@ -112,8 +112,8 @@ export class SqliteDeliveryQueue implements DeliveryQueue {
     return this.#store.deliveriesOf(messageId);
   }
 
-  deadLetters(limit: number, offset: number): Page<DeliveryRow> {
-    return this.#store.deadLetters(limit, offset);
+  deadLetters(limit: number, offset: number, filter?: DeadLetterFilter): Page<DeliveryRow> {
+    return this.#store.deadLetters(limit, offset, filter);
   }
 
   deadCount(): number {

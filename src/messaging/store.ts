@@ -91,6 +91,23 @@ export interface Page<T> {
   total: number;
 }
 
+/** Which dead letters to list: `receiver` exactly (any case), `error` anywhere in the last error (any case). */
+export interface DeadLetterFilter {
+  receiver?: string;
+  error?: string;
+}
+
+/** Which messages to list; every field narrows (exact match; `receiver`: routed to it). */
+export interface MessageFilter {
+  performative?: string;
+  sender?: string;
+  receiver?: string;
+  conversation_id?: string;
+}
+
+/** A LIKE pattern matching `text` literally anywhere (with ESCAPE '\\'). */
+const containing = (text: string): string => `%${text.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+
 interface ConversationRow extends Omit<Conversation, 'participants'> {
   participants: string;
 }
@@ -296,8 +313,56 @@ export class MessageStore {
     return this.#s.deliveriesOf.all(messageId) as DeliveryRow[];
   }
 
-  deadLetters(limit: number, offset: number): Page<DeliveryRow> {
-    return { items: this.#s.deadLetters.all(limit, offset) as DeliveryRow[], total: this.#s.deadCount.get() as number };
+  deadLetters(limit: number, offset: number, filter: DeadLetterFilter = {}): Page<DeliveryRow> {
+    if (filter.receiver === undefined && filter.error === undefined) {
+      return { items: this.#s.deadLetters.all(limit, offset) as DeliveryRow[], total: this.#s.deadCount.get() as number };
+    }
+    const where = ["state = 'dead'"];
+    const args: unknown[] = [];
+    if (filter.receiver !== undefined) {
+      where.push('receiver = ? COLLATE NOCASE');
+      args.push(filter.receiver);
+    }
+    if (filter.error !== undefined) {
+      where.push("last_error LIKE ? ESCAPE '\\'");
+      args.push(containing(filter.error));
+    }
+    const w = where.join(' AND ');
+    const total = this.db
+      .prepare(`SELECT count(*) FROM deliveries WHERE ${w}`)
+      .pluck()
+      .get(...args) as number;
+    const items = this.db.prepare(`SELECT * FROM deliveries WHERE ${w} ORDER BY id LIMIT ? OFFSET ?`).all(...args, limit, offset) as DeliveryRow[];
+    return { items, total };
+  }
+
+  /** Messages newest first, narrowed by `filter`. */
+  listMessages(filter: MessageFilter, limit: number, offset: number): Page<StoredMessage> {
+    const where: string[] = [];
+    const args: unknown[] = [];
+    if (filter.conversation_id !== undefined) {
+      where.push('conversation_id = ?');
+      args.push(filter.conversation_id);
+    }
+    if (filter.performative !== undefined) {
+      where.push('performative = ?');
+      args.push(filter.performative);
+    }
+    if (filter.sender !== undefined) {
+      where.push('sender = ? COLLATE NOCASE');
+      args.push(filter.sender);
+    }
+    if (filter.receiver !== undefined) {
+      where.push('EXISTS (SELECT 1 FROM json_each(routed_to) WHERE value = ? COLLATE NOCASE)');
+      args.push(filter.receiver);
+    }
+    const w = where.length > 0 ? `WHERE ${where.join(' AND ')}` : '';
+    const total = this.db
+      .prepare(`SELECT count(*) FROM messages ${w}`)
+      .pluck()
+      .get(...args) as number;
+    const rows = this.db.prepare(`SELECT body, routed_to FROM messages ${w} ORDER BY seq DESC LIMIT ? OFFSET ?`).all(...args, limit, offset) as { body: string; routed_to: string }[];
+    return { items: rows.map((r) => ({ message: JSON.parse(r.body) as AclMessage, routed_to: JSON.parse(r.routed_to) as string[] })), total };
   }
 
   deadCount(): number {

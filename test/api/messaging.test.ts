@@ -219,6 +219,27 @@ describe('POST /api/v1/messages and conversations', () => {
     expect(list.json).toMatchObject({ limit: 50, offset: 0 });
   });
 
+  it('GET /messages lists messages newest first, narrowed by performative, sender, receiver and conversation; a bad filter names it', async () => {
+    const res = await send(cx.url, { performative: 'request', capability: 'answering', content: 'list me' }, '?wait=30');
+    expect(res.status, res.text).toBe(200);
+    const conv = res.json.conversation_id;
+    const all = await get(cx.url, `/api/v1/messages?conversation_id=${conv}`);
+    expect(all.status, all.text).toBe(200);
+    expect(all.json.messages.map((m: Json) => `${m.performative}:${m.sender}`)).toEqual(['inform:helper', 'agree:helper', 'request:user']);
+    expect(all.json).toMatchObject({ total: 3, limit: 50, offset: 0 });
+    const informs = await get(cx.url, `/api/v1/messages?conversation_id=${conv}&performative=inform`);
+    expect(informs.json.messages.map((m: Json) => m.sender)).toEqual(['helper']);
+    const fromUser = await get(cx.url, `/api/v1/messages?conversation_id=${conv}&sender=USER`);
+    expect(fromUser.json.messages.map((m: Json) => m.id)).toEqual([res.json.id]);
+    const toHelper = await get(cx.url, `/api/v1/messages?receiver=helper&limit=1000`);
+    expect(toHelper.json.messages.map((m: Json) => m.id)).toContain(res.json.id);
+    expect(toHelper.json.messages.every((m: Json) => m.routed_to.includes('helper'))).toBe(true);
+    const page2 = await get(cx.url, `/api/v1/messages?conversation_id=${conv}&limit=1&offset=1`);
+    expect(page2.json.messages.map((m: Json) => m.performative)).toEqual(['agree']);
+    const bad = expectEnvelope(await get(cx.url, '/api/v1/messages?performative=shout'), 400, 'invalid_request');
+    expect(JSON.stringify(bad)).toContain('performative');
+  });
+
   it('?wait returns 200 with the outcome: the conversation and its messages', async () => {
     const res = await send(cx.url, { performative: 'query-ref', capability: 'answering', content: 'the capital of France' }, '?wait=30');
     expect(res.status, res.text).toBe(200);
@@ -494,6 +515,13 @@ describe('dead letters', () => {
     expect(one.status).toBe(200);
     expect(one.json).toMatchObject({ id: dead.id, receiver: 'fragile', message: { id: res.json.id } });
     expect((await get(cx.url, '/api/v1/messaging/stats')).json.dead_letters).toBe(list.json.total);
+    // Filtered on the server: by receiver (any case) and by text in the last error (literally: % and _ are not wildcards).
+    const byReceiver = await get(cx.url, '/api/v1/dead-letters?receiver=FRAGILE');
+    expect(byReceiver.json.dead_letters.map((d: Json) => d.id)).toContain(dead.id);
+    expect(byReceiver.json.dead_letters.every((d: Json) => d.receiver === 'fragile')).toBe(true);
+    expect((await get(cx.url, '/api/v1/dead-letters?error=CANNOT%20REACH')).json.dead_letters.map((d: Json) => d.id)).toContain(dead.id);
+    expect((await get(cx.url, '/api/v1/dead-letters?error=%25')).json).toMatchObject({ dead_letters: [], total: 0 });
+    expect((await get(cx.url, '/api/v1/dead-letters?receiver=nobody')).json).toMatchObject({ dead_letters: [], total: 0 });
 
     // Fix the agent (point it at a working provider), then replay.
     await cx.update({ name: 'fragile', capabilities: ['fragile'], llm: { provider: 'stub' } });

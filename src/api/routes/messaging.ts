@@ -4,7 +4,17 @@ import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest }
 import { requestTraceparent } from '../request-trace.js';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { isTerminal, TERMINAL_STATES, type BusEvent, type ConversationState, type DirectoryEntry, type DirectoryEvent, type MessageBus, type StoredMessage } from '../../messaging/index.js';
+import {
+  isTerminal,
+  PERFORMATIVES,
+  TERMINAL_STATES,
+  type BusEvent,
+  type ConversationState,
+  type DirectoryEntry,
+  type DirectoryEvent,
+  type MessageBus,
+  type StoredMessage,
+} from '../../messaging/index.js';
 import type { AclMessage } from '../../messaging/index.js';
 import { CaxtonError } from '../../shared/errors.js';
 import { closest } from '../../shared/suggest.js';
@@ -123,6 +133,11 @@ export const messageBodyDocSchema = z
     trace_context: z.object({ traceparent: z.string(), tracestate: z.string().optional() }).optional(),
   })
   .describe('A FIPA-ACL message; FIPA spellings such as "conversation-id" are accepted too');
+
+/** The query's fields that were given (exactOptionalPropertyTypes: an absent filter is no key, not undefined). */
+function definedOnly<T extends Record<string, unknown>>(o: T): { [K in keyof T]?: Exclude<T[K], undefined> } {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as { [K in keyof T]?: Exclude<T[K], undefined> };
+}
 
 const pageQuery = {
   limit: z.coerce.number({ error: 'expected a number' }).int({ error: 'expected a whole number' }).min(1, { error: 'at least 1' }).max(1000, { error: 'at most 1000' }).default(50),
@@ -265,6 +280,29 @@ export async function messagingRoutes(app: FastifyInstance, opts: { bus: Message
   );
 
   r.get(
+    '/messages',
+    {
+      schema: {
+        summary: 'List messages, newest first, narrowed by performative, sender, receiver or conversation',
+        tags: ['messaging'],
+        querystring: z.object({
+          performative: z.enum(PERFORMATIVES, { error: `expected one of the FIPA acts: ${PERFORMATIVES.join(', ')}` }).optional(),
+          sender: z.string().min(1).max(200).optional().describe('exactly this sender (any case)'),
+          receiver: z.string().min(1).max(200).optional().describe('routed to this agent (any case)'),
+          conversation_id: z.string().min(1).max(200).optional(),
+          ...pageQuery,
+        }),
+        response: { 200: z.object({ messages: z.array(aclMessageSchema), total: z.number().int(), limit: z.number().int(), offset: z.number().int() }), 400: errorEnvelopeSchema },
+      },
+    },
+    async (req) => {
+      const { limit, offset, ...filter } = req.query;
+      const page = await bus.reads.listMessages({ ...definedOnly(filter), limit, offset });
+      return { messages: page.items.map(messageView), total: page.total, limit, offset };
+    },
+  );
+
+  r.get(
     '/messages/:id',
     {
       schema: {
@@ -335,15 +373,19 @@ export async function messagingRoutes(app: FastifyInstance, opts: { bus: Message
     '/dead-letters',
     {
       schema: {
-        summary: 'Deliveries that failed for good, oldest first',
+        summary: 'Deliveries that failed for good, oldest first, narrowed by receiver or error text',
         tags: ['messaging'],
-        querystring: z.object(pageQuery),
+        querystring: z.object({
+          receiver: z.string().min(1).max(200).optional().describe('exactly this receiver (any case)'),
+          error: z.string().min(1).max(200).optional().describe('this text anywhere in the last error (any case)'),
+          ...pageQuery,
+        }),
         response: { 200: z.object({ dead_letters: z.array(deadLetterSchema), total: z.number().int(), limit: z.number().int(), offset: z.number().int() }), 400: errorEnvelopeSchema },
       },
     },
     async (req) => {
-      const { limit, offset } = req.query;
-      const page = await bus.reads.deadLetters({ limit, offset });
+      const { limit, offset, ...filter } = req.query;
+      const page = await bus.reads.deadLetters({ ...definedOnly(filter), limit, offset });
       return { dead_letters: page.items, total: page.total, limit, offset };
     },
   );
