@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { usageError } from './errors.js';
-import { positiveInt } from './commands/conversation.js';
+import { positiveInt } from './number-flags.js';
 
 export interface WatchOptions {
   watch?: boolean;

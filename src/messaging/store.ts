@@ -91,7 +91,7 @@ export interface Page<T> {
   total: number;
 }
 
-/** Which dead letters to list: `receiver` exactly (any case), `error` anywhere in the last error (any case). */
+/** Which dead letters to list: text anywhere in the receiver's name, or in the last error (any case, taken literally). */
 export interface DeadLetterFilter {
   receiver?: string;
   error?: string;
@@ -320,8 +320,8 @@ export class MessageStore {
     const where = ["state = 'dead'"];
     const args: unknown[] = [];
     if (filter.receiver !== undefined) {
-      where.push('receiver = ? COLLATE NOCASE');
-      args.push(filter.receiver);
+      where.push("receiver LIKE ? ESCAPE '\\'");
+      args.push(containing(filter.receiver));
     }
     if (filter.error !== undefined) {
       where.push("last_error LIKE ? ESCAPE '\\'");

@@ -97,7 +97,16 @@ describe('caxton message, conversation and dlq', () => {
     expect(text.stdout).toMatch(/state:\s+completed/);
     expect(text.stdout).toMatch(/\[request\] key:admin → capability "answering" \(helper\): what is 6 times 7\?/);
     expect(text.stdout).toMatch(/\[inform\] helper → key:admin: 42/);
-  });
+
+    const msgs = await cli('message', 'list', '--conversation', conversationId, '--json');
+    expectExit(msgs, 0);
+    expect(parseJson<Json>(msgs).messages.map((m: Json) => m.performative)).toEqual(['inform', 'agree', 'request']);
+    const informs = await cli('message', 'list', '--conversation', conversationId, '--performative', 'inform');
+    expectExit(informs, 0);
+    expect(informs.stdout).toMatch(/\[inform\] helper → key:admin: 42\n\(1 of 1, newest first\)\n$/);
+    expect((await cli('message', 'list', '--sender', 'nobody')).stdout.trim()).toBe('no messages match');
+    expectExit(await cli('message', 'list', '--limit', '0'), 2);
+  }, 30_000);
 
   it('conversation show --follow streams until the conversation ends', async () => {
     const json = await cli('conversation', 'show', conversationId, '--follow', '--json');
@@ -133,6 +142,8 @@ describe('caxton message, conversation and dlq', () => {
     expect(dead).toMatchObject({ receiver: 'fragile', state: 'dead', attempts: 1, message_id: f.id, message: { content: 'do it' } });
     expect(dead.last_error).toContain('later.toml');
 
+    expect(parseJson<Json>(await cli('dlq', 'list', '--receiver', 'FRAG', '--error', 'later.toml', '--json')).total).toBe(1);
+    expect(parseJson<Json>(await cli('dlq', 'list', '--receiver', 'nobody', '--json')).total).toBe(0);
     const table = await cli('dlq', 'list');
     expectExit(table, 0);
     expect(table.stdout).toMatch(/^ID\s+RECEIVER\s+ACT\s+ATTEMPTS/);

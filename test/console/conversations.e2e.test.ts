@@ -199,6 +199,53 @@ describe.skipIf(!hasSystem('chromium'))('console: conversations (chromium)', () 
     }
   });
 
+  it("the messages list filters on the server by performative, sender and conversation, shows a bad filter's error, and opens a message", async () => {
+    expect(cnp).toBeDefined();
+    const { page, problems, close } = await openPage(browser);
+    try {
+      await signIn(page, cs.url, cs.admin, `/ui/messages?conversation_id=${cnp}`);
+      const rows = page.getByTestId('message-row');
+      await page.getByText(/shown of \d+ messages/).waitFor();
+      const all = await rows.count();
+      expect(all).toBeGreaterThanOrEqual(7); // cfp, 3 proposals, accept, 2 rejects, inform
+      await page.getByLabel('Performative').selectOption('propose');
+      await page.getByText('3 shown of 3 messages').waitFor();
+      expect(new URL(page.url()).searchParams.get('performative')).toBe('propose');
+      expect((await rows.locator('td:nth-child(3)').allTextContents()).sort()).toEqual(['carrier-a', 'carrier-b', 'carrier-c']);
+      await page.getByLabel('Sender').fill('carrier-b');
+      await page.getByText('1 shown of 1 message').waitFor();
+      await rows.getByRole('link', { name: 'propose' }).click();
+      await page.getByRole('heading', { name: 'Message: propose from carrier-b' }).waitFor();
+      await expectAccessible(page, 'a message');
+
+      await page.goto(`${cs.url}/ui/messages?performative=shout`);
+      const err = page.locator('#msg-filter-error');
+      await err.waitFor();
+      expect(await err.textContent()).toContain('performative');
+      await expectAccessible(page, 'messages with a bad filter');
+      expect(problems).toEqual([]);
+    } finally {
+      await close();
+    }
+  });
+
+  for (const width of WIDTHS) {
+    it(`the messages list at ${width} px`, async () => {
+      expect(cnp).toBeDefined();
+      const { page, problems, close } = await openPage(browser, width);
+      try {
+        await signIn(page, cs.url, cs.admin, '/ui/messages');
+        await page.getByTestId('message-row').first().waitFor();
+        await expectAccessible(page, `messages at ${width}`);
+        await screenshot(page, 'messages');
+        expect(await page.evaluate('document.documentElement.scrollWidth'), 'the page is no wider than the screen').toBeLessThanOrEqual(width);
+        expect(problems).toEqual([]);
+      } finally {
+        await close();
+      }
+    });
+  }
+
   for (const width of WIDTHS) {
     it(`the list and a Contract Net at ${width} px`, async () => {
       expect(cnp).toBeDefined();

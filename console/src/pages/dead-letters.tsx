@@ -1,7 +1,7 @@
 /**
  * Dead letters (issue 19): deliveries that failed for good (GET /api/v1/dead-letters, polled, as
- * the API has no event stream for them), filtered here by receiver and error text (the API has no
- * filter: the filter applies to the page fetched), one dead letter with its message, attempts and
+ * the API has no event stream for them), filtered by the server by receiver and error text, one
+ * dead letter with its message, attempts and
  * last error, and replay (POST /api/v1/dead-letters/:id/replay) for a principal with
  * dead_letters:replay, after a confirmation.
  */
@@ -33,18 +33,24 @@ function DeadLetterList({ query }: { query: URLSearchParams }) {
   const receiver = query.get('receiver') ?? '';
   const errorText = query.get('error') ?? '';
   const offset = Math.max(0, Number(query.get('offset') ?? 0) || 0);
-  const list = useApi<DeadLetterPage>('/api/v1/dead-letters', { limit: PAGE_SIZE, offset });
+  const r = receiver.trim();
+  const t = errorText.trim();
+  const filtered = r !== '' || t !== '';
+  const list = useApi<DeadLetterPage>('/api/v1/dead-letters', { limit: PAGE_SIZE, offset, ...(r && { receiver: r }), ...(t && { error: t }) });
+  // The count of all dead letters beside a filtered one.
+  const all = useApi<DeadLetterPage>(filtered ? '/api/v1/dead-letters' : undefined, { limit: 1 });
   // No event stream for dead letters: refreshed every 5 s while the tab is visible.
   const first = useRef(true);
   usePoll(() => {
     if (first.current) first.current = false;
-    else list.reload();
+    else {
+      list.reload();
+      if (filtered) all.reload();
+    }
   }, 5_000);
 
   const page = list.data;
-  const r = receiver.trim().toLowerCase();
-  const t = errorText.trim().toLowerCase();
-  const shown = (page?.dead_letters ?? []).filter((d) => (!r || d.receiver.toLowerCase().includes(r)) && (!t || (d.last_error ?? '').toLowerCase().includes(t)));
+  const shown = page?.dead_letters ?? [];
 
   return (
     <section class="msg-page" aria-labelledby="dead-letters-title">
@@ -60,7 +66,7 @@ function DeadLetterList({ query }: { query: URLSearchParams }) {
           <input id="dl-error" type="search" value={errorText} onInput={(e) => setQuery({ error: (e.target as HTMLInputElement).value || undefined })} aria-describedby="dl-filter-help" />
         </div>
         <p id="dl-filter-help" class="muted small filters-help">
-          Filters the {PAGE_SIZE} dead letters fetched (the API lists them without a filter).
+          Text anywhere in the receiver's name or the last error, any case.
         </p>
       </form>
       <ErrorBox error={list.error} />
@@ -68,7 +74,11 @@ function DeadLetterList({ query }: { query: URLSearchParams }) {
       {page && (
         <>
           <p class="muted" role="status" data-testid="dead-letter-count">
-            {page.total === 0 ? 'No dead letters.' : `${shown.length} shown of ${page.total} dead letter${page.total === 1 ? '' : 's'}${r || t ? ' (filtered)' : ''}`}
+            {filtered
+              ? `${page.total} of ${all.data?.total ?? '…'} dead letters match`
+              : page.total === 0
+                ? 'No dead letters.'
+                : `${shown.length} shown of ${page.total} dead letter${page.total === 1 ? '' : 's'}`}
           </p>
           {shown.length > 0 && (
             <div class="table-wrap">

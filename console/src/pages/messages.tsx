@@ -8,12 +8,17 @@ import { ErrorBox, Loading } from '../components/feedback';
 import { useApi } from '../hooks';
 import type { PageProps } from '../pages';
 import { Link } from '../router';
+import { MessageList } from './message-list';
 import { type AclMessage, type Delivery, MessageFields, when } from './messaging-common';
 
 type MessageDoc = AclMessage & { deliveries: Delivery[] };
 
-export default function Message({ params }: PageProps) {
-  const id = params.id ?? '';
+export default function Messages({ params, query }: PageProps) {
+  if (params.id === undefined) return <MessageList query={query} />;
+  return <Message key={params.id} id={params.id} />;
+}
+
+function Message({ id }: { id: string }) {
   const doc = useApi<MessageDoc>(`/api/v1/messages/${encodeURIComponent(id)}`);
   const pending = doc.data?.deliveries.some((d) => d.state === 'pending') ?? false;
   useEffect(() => {
@@ -26,7 +31,7 @@ export default function Message({ params }: PageProps) {
   return (
     <section class="msg-page" aria-labelledby="message-title">
       <p class="crumbs">
-        <Link to="/conversations">Conversations</Link> /{' '}
+        <Link to="/messages">Messages</Link> /{' '}
         {m && (
           <>
             <Link to={`/conversations/${encodeURIComponent(m.conversation_id)}?m=${encodeURIComponent(m.id)}`}>conversation {m.conversation_id}</Link> /

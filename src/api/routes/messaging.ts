@@ -376,7 +376,7 @@ export async function messagingRoutes(app: FastifyInstance, opts: { bus: Message
         summary: 'Deliveries that failed for good, oldest first, narrowed by receiver or error text',
         tags: ['messaging'],
         querystring: z.object({
-          receiver: z.string().min(1).max(200).optional().describe('exactly this receiver (any case)'),
+          receiver: z.string().min(1).max(200).optional().describe("this text anywhere in the receiver's name (any case)"),
           error: z.string().min(1).max(200).optional().describe('this text anywhere in the last error (any case)'),
           ...pageQuery,
         }),

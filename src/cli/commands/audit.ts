@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import type { CliContext } from '../context.js';
 import { usageError } from '../errors.js';
 import { table, truncate } from '../output.js';
-import { nonNegativeInt, positiveInt } from './conversation.js';
+import { nonNegativeInt, positiveInt } from '../number-flags.js';
 
 // The CLI stays free of the server's modules (the store pulls in SQLite): the outcomes are repeated here.
 const OUTCOMES = ['ok', 'denied', 'error'];

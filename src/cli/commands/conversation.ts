@@ -1,23 +1,9 @@
 import type { Command } from 'commander';
 import type { CliContext } from '../context.js';
-import { CliError, usageError } from '../errors.js';
+import { CliError } from '../errors.js';
+import { nonNegativeInt, positiveInt } from '../number-flags.js';
 import { table, truncate } from '../output.js';
 import { conversationLine, isTerminalState, messageLine, type ConversationJson, type MessageJson } from './message.js';
-
-export function positiveInt(flag: string, max = 1_000_000) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!/^\d+$/.test(v.trim()) || n < 1 || n > max) throw usageError(`${flag} expects a whole number between 1 and ${max}, got "${v}"`);
-    return n;
-  };
-}
-
-export function nonNegativeInt(flag: string) {
-  return (v: string): number => {
-    if (!/^\d+$/.test(v.trim())) throw usageError(`${flag} expects a whole number (0 or more), got "${v}"`);
-    return Number(v);
-  };
-}
 
 function header(c: ConversationJson): string[] {
   return [

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import type { CliContext } from '../context.js';
 import { usageError } from '../errors.js';
 import { table, truncate } from '../output.js';
-import { nonNegativeInt, positiveInt } from './conversation.js';
+import { nonNegativeInt, positiveInt } from '../number-flags.js';
 import { contentText, type MessageJson } from './message.js';
 
 interface DeadLetterJson {
@@ -30,9 +30,13 @@ export function registerDlqCommands(program: Command, ctx: CliContext): void {
     .description('list dead letters, oldest first')
     .option('--limit <n>', 'at most this many (default 50, at most 1000)', positiveInt('--limit', 1000))
     .option('--offset <n>', 'skip this many', nonNegativeInt('--offset'))
-    .action(async (opts: { limit?: number; offset?: number }) => {
+    .option('--receiver <text>', "only those whose receiver's name contains this (any case)")
+    .option('--error <text>', 'only those whose last error contains this (any case)')
+    .action(async (opts: { limit?: number; offset?: number; receiver?: string; error?: string }) => {
       const out = ctx.output();
       const q = new URLSearchParams();
+      if (opts.receiver) q.set('receiver', opts.receiver);
+      if (opts.error) q.set('error', opts.error);
       if (opts.limit !== undefined) q.set('limit', String(opts.limit));
       if (opts.offset !== undefined) q.set('offset', String(opts.offset));
       const res = await ctx.client().get<{ dead_letters: DeadLetterJson[]; total: number; limit: number; offset: number }>(`/api/v1/dead-letters${q.size > 0 ? `?${q}` : ''}`);

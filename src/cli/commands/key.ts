@@ -5,7 +5,7 @@ import type { CliContext } from '../context.js';
 import { credentialsFile, removeProfile, writeProfile } from '../credentials.js';
 import { CliError, usageError } from '../errors.js';
 import { table } from '../output.js';
-import { positiveInt } from './conversation.js';
+import { positiveInt } from '../number-flags.js';
 
 const list = (v: string, prev: string[] = []) => [
   ...prev,

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import type { CliContext } from '../context.js';
 import { usageError } from '../errors.js';
+import { nonNegativeInt, positiveInt } from '../number-flags.js';
 import type { Output } from '../output.js';
 
 /** A stored message as the API serves it. */
@@ -231,6 +232,32 @@ export function registerMessageCommands(program: Command, ctx: CliContext): void
       if (replies.length > 0) out.out(['', ...replies.map(messageLine), ''].join('\n'));
       if (isTerminalState(c.state)) out.out(conversationLine(c));
       else out.err(`${conversationLine(c)} after ${wait} s; follow it with: caxton conversation show ${c.id} --follow`);
+    });
+
+  message
+    .command('list')
+    .alias('ls')
+    .description('list messages, newest first')
+    .option('--performative <act>', 'only this act, e.g. inform or cfp')
+    .option('--sender <name>', 'only from this sender')
+    .option('--receiver <agent>', 'only routed to this agent')
+    .option('--conversation <id>', 'only in this conversation')
+    .option('--limit <n>', 'at most this many (default 50, at most 1000)', positiveInt('--limit', 1000))
+    .option('--offset <n>', 'skip this many', nonNegativeInt('--offset'))
+    .addHelpText('after', '\nExamples:\n  caxton message list --performative propose --conversation conv_...\n  caxton message list --receiver helper --json')
+    .action(async (opts: { performative?: string; sender?: string; receiver?: string; conversation?: string; limit?: number; offset?: number }) => {
+      const out = ctx.output();
+      const q = new URLSearchParams();
+      if (opts.performative) q.set('performative', opts.performative);
+      if (opts.sender) q.set('sender', opts.sender);
+      if (opts.receiver) q.set('receiver', opts.receiver);
+      if (opts.conversation) q.set('conversation_id', opts.conversation);
+      if (opts.limit !== undefined) q.set('limit', String(opts.limit));
+      if (opts.offset !== undefined) q.set('offset', String(opts.offset));
+      const res = await ctx.client().get<{ messages: MessageJson[]; total: number; limit: number; offset: number }>(`/api/v1/messages${q.size > 0 ? `?${q}` : ''}`);
+      if (out.json) return out.data(res);
+      if (res.messages.length === 0) return out.out(res.total > 0 ? `no messages past offset ${res.offset} (${res.total} match)` : 'no messages match');
+      out.out([...res.messages.map(messageLine), `(${res.messages.length} of ${res.total}, newest first)`].join('\n'));
     });
 
   message

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import type { CliContext } from '../context.js';
 import { CliError, usageError } from '../errors.js';
 import type { Output } from '../output.js';
-import { positiveInt } from './conversation.js';
+import { positiveInt } from '../number-flags.js';
 
 const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'];
 const EVENT_FILTERS = ['agent.deployed', 'agent.updated', 'agent.removed', 'agent.invalid_file', 'message.sent', 'message.received', 'execution.finished', 'lifecycle', 'communication', 'performance'];
