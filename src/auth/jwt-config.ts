@@ -47,15 +47,19 @@ const role = z.enum(ROLES, { error: `expected a Caxton role: ${ROLES.join(', ')}
 
 const isLoopbackHost = (host: string) => host === 'localhost' || host === '[::1]' || /^127(\.\d{1,3}){3}$/.test(host);
 
+/** An https URL, or http on this host only: what Caxton fetches keys from or sends codes and secrets to. */
+export function isSecureUrl(v: unknown): v is string {
+  if (typeof v !== 'string') return false;
+  try {
+    const u = new URL(v);
+    return u.protocol === 'https:' || (u.protocol === 'http:' && isLoopbackHost(u.hostname));
+  } catch {
+    return false;
+  }
+}
+
 const jwksUrl = z.string({ error: 'expected the issuer\'s JWKS URL, e.g. "https://issuer.example.com/.well-known/jwks.json"' }).refine(
-  (v) => {
-    try {
-      const u = new URL(v);
-      return u.protocol === 'https:' || (u.protocol === 'http:' && isLoopbackHost(u.hostname));
-    } catch {
-      return false;
-    }
-  },
+  isSecureUrl,
   // Keys fetched over plain HTTP could be swapped in transit, and with them every token accepted.
   { message: 'expected an https:// URL of the issuer\'s key set, e.g. "https://issuer.example.com/.well-known/jwks.json" (http:// only on 127.0.0.1 or localhost)' },
 );
@@ -94,14 +98,7 @@ const publicJwk = z.unknown().transform((v, ctx) => {
 
 const endpointUrl = (what: string) =>
   z.string({ error: `expected the issuer's ${what} URL` }).refine(
-    (v) => {
-      try {
-        const u = new URL(v);
-        return u.protocol === 'https:' || (u.protocol === 'http:' && isLoopbackHost(u.hostname));
-      } catch {
-        return false;
-      }
-    },
+    isSecureUrl,
     // The sign-in code and the client secret travel to it: never in clear beyond this host.
     { message: `expected an https:// URL of the issuer's ${what} (http:// only on 127.0.0.1 or localhost)` },
   );

@@ -12,7 +12,7 @@
  * flood against the issuer.
  */
 import { CaxtonError, describeError } from '../shared/errors.js';
-import type { JwtConfig, SsoConfig } from './jwt-config.js';
+import { isSecureUrl, type JwtConfig, type SsoConfig } from './jwt-config.js';
 
 /** Where the console receives the issuer's answer (registered at the issuer as `<Caxton URL>/ui/auth/callback`). */
 export const SSO_CALLBACK_PATH = '/ui/auth/callback';
@@ -25,16 +25,6 @@ export interface SsoEndpoints {
 const TIMEOUT_MS = 5000;
 const MAX_ANSWER_BYTES = 64 * 1024;
 const MAX_IN_FLIGHT = 8;
-
-const secureUrl = (v: unknown): v is string => {
-  if (typeof v !== 'string') return false;
-  try {
-    const u = new URL(v);
-    return u.protocol === 'https:' || (u.protocol === 'http:' && /^(localhost|127(\.\d{1,3}){3}|\[::1\])$/.test(u.hostname));
-  } catch {
-    return false;
-  }
-};
 
 /** Reads at most MAX_ANSWER_BYTES of a response body as JSON. */
 async function boundedJson(res: Response, what: string): Promise<unknown> {
@@ -119,7 +109,7 @@ export class SsoClient {
     const d = (doc ?? {}) as Record<string, unknown>;
     const authorization = this.#cfg.authorization_endpoint ?? d.authorization_endpoint;
     const token = this.#cfg.token_endpoint ?? d.token_endpoint;
-    if (!secureUrl(authorization) || !secureUrl(token)) {
+    if (!isSecureUrl(authorization) || !isSecureUrl(token)) {
       throw new CaxtonError('not_ready', `single sign-on is unavailable: the issuer's discovery document ${url} has no https authorization_endpoint and token_endpoint; set them in [auth.jwt.sso]`);
     }
     return { authorization_endpoint: authorization, token_endpoint: token };
