@@ -6,6 +6,7 @@
 import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
 import { api, type RequestOptions } from './api';
 import { follow, type FollowOptions, type LiveState, type SseEvent } from './live';
+import { can } from './session';
 
 export interface Loaded<T> {
   data: T | undefined;
@@ -58,4 +59,41 @@ export function usePoll(fn: () => void, ms: number, deps: unknown[] = []): void 
     }, ms);
     return () => clearInterval(t);
   }, deps);
+}
+
+/**
+ * Reloads what a page shows after agent activity: on each `execution.finished` event of the
+ * server's event stream (at most once a second) for a principal with observe:read, or every
+ * `pollMs` without it (or while the stream is refused). For pages whose data changes when agents
+ * run (tool calls, memory) but which have no stream of their own.
+ */
+export function useReloadOnExecutions(reload: () => void, pollMs = 5000): LiveState | undefined {
+  const observe = can('observe:read');
+  const pending = useRef<ReturnType<typeof setTimeout>>();
+  const fn = useRef(reload);
+  fn.current = reload;
+  const live = useLive(
+    observe
+      ? {
+          path: '/api/v1/events/stream',
+          query: { type: 'execution.finished' },
+          onEvent: (e) => {
+            if (e.event !== 'execution.finished' || pending.current !== undefined) return;
+            pending.current = setTimeout(() => {
+              pending.current = undefined;
+              fn.current();
+            }, 1000);
+          },
+        }
+      : undefined,
+    [observe],
+  );
+  const streaming = observe && live?.state !== 'stopped';
+  const first = useRef(true);
+  usePoll(() => {
+    if (first.current) first.current = false;
+    else if (!streaming) fn.current();
+  }, pollMs);
+  useEffect(() => () => clearTimeout(pending.current), []);
+  return live;
 }

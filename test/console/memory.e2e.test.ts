@@ -16,7 +16,7 @@ describe.skipIf(!hasSystem('chromium'))('web console: memory (chromium)', () => 
   let cs: ConsoleServer;
   let browser: Browser;
   beforeAll(async () => {
-    [cs, browser] = await Promise.all([startConsoleServer(), launchBrowser()]);
+    [cs, browser] = await Promise.all([startConsoleServer({ agentFiles: { 'echo.toml': 'name = "echo"\nsystem_prompt = "You echo."\n' } }), launchBrowser()]);
     const post = async (path: string, body: unknown) => {
       const r = await http(cs.url, 'POST', path, { body: JSON.stringify(body), contentType: 'application/json', headers: bearer(cs.admin) });
       expect(r.status, r.text).toBe(201);
@@ -94,6 +94,29 @@ describe.skipIf(!hasSystem('chromium'))('web console: memory (chromium)', () => 
         .click();
       await page.getByRole('heading', { name: 'Charles Babbage', level: 1 }).waitFor();
       await expect.poll(() => nodeNames(page)).toContain('Charles Babbage (person), the centre');
+      expect(problems).toEqual([]);
+    } finally {
+      await close();
+    }
+  });
+
+  it('an open entity page follows the changes agents make: it reloads when an execution finishes', async () => {
+    const { page, problems, close } = await openPage(browser);
+    try {
+      await signIn(page, cs.url, cs.admin, '/ui/memory/entities/Difference%20Engine');
+      await page.getByText('An earlier calculating machine').waitFor();
+      // Written behind the page's back (no event of its own) ...
+      const add = await http(cs.url, 'POST', '/api/v1/memory/entities/Difference%20Engine/observations', {
+        body: JSON.stringify({ contents: ['Rebuilt by the Science Museum in 1991'] }),
+        contentType: 'application/json',
+        headers: bearer(cs.admin),
+      });
+      expect(add.status, add.text).toBeLessThan(300);
+      expect(await page.getByText('Rebuilt by the Science Museum in 1991').count()).toBe(0);
+      // ... and shown once an agent's execution finishes (the event stream's execution.finished).
+      const run = await http(cs.url, 'POST', '/api/v1/agents/echo/invoke', { body: JSON.stringify({ request: 'hello' }), contentType: 'application/json', headers: bearer(cs.admin) });
+      expect(run.status, run.text).toBe(200);
+      await page.getByText('Rebuilt by the Science Museum in 1991').waitFor();
       expect(problems).toEqual([]);
     } finally {
       await close();

@@ -7,7 +7,7 @@
 import { useEffect, useMemo, useState } from 'preact/hooks';
 import { api } from '../api';
 import { ErrorBox, Loading } from '../components/feedback';
-import { useApi } from '../hooks';
+import { useApi, useReloadOnExecutions } from '../hooks';
 import type { PageProps } from '../pages';
 import { Link, setQuery } from '../router';
 import { MemoryGraph, type GraphEdge, type GraphNode } from './memory-graph';
@@ -116,6 +116,11 @@ function EntityPage({ name, query }: { name: string; query: URLSearchParams }) {
     scope === undefined ? undefined : '/api/v1/memory/traverse',
     scope === undefined ? undefined : { from: name, scope, max_depth: depth, direction: 'both', limit: 200 },
   );
+  // Agents write memory as they run (memory tools, auto_store): the entity and its neighbours follow.
+  useReloadOnExecutions(() => {
+    ent.reload();
+    trav.reload();
+  });
   const nodes = useMemo<GraphNode[]>(() => trav.data?.entities.map((e) => ({ name: e.name, entityType: e.entityType, depth: e.depth })) ?? [], [trav.data]);
   const edges = useMemo<GraphEdge[]>(() => trav.data?.relations ?? [], [trav.data]);
   const scopeQ = scope && scope !== 'workspace' ? `?scope=${encodeURIComponent(scope)}` : '';

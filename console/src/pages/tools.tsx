@@ -6,7 +6,7 @@
  */
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { ErrorBox, Loading } from '../components/feedback';
-import { useApi } from '../hooks';
+import { useApi, useReloadOnExecutions } from '../hooks';
 import type { PageProps } from '../pages';
 import { Link, setQuery } from '../router';
 import { can } from '../session';
@@ -72,6 +72,11 @@ function StateBadge({ state }: { state: string }) {
 function ToolsList({ query }: { query: URLSearchParams }) {
   const sources = useApi<{ servers: Source[] }>('/api/v1/tools');
   const mcp = useApi<{ servers: McpServer[] }>('/api/v1/mcp/servers');
+  // Tool sources change state (loaded, failed, an MCP server reconnecting) while agents run.
+  useReloadOnExecutions(() => {
+    sources.reload();
+    mcp.reload();
+  }, 10_000);
   return (
     <section aria-labelledby="tools-title">
       <h1 id="tools-title">Tools</h1>
@@ -206,8 +211,9 @@ function AuditLog({ query, server, refresh = 0 }: { query: URLSearchParams; serv
   const before = query.get('before_id') ?? '';
   const q: Record<string, string> = { ...filters, limit: '50', ...(before && { before_id: before }), ...(server !== undefined && { server }) };
   const audit = useApi<{ records: AuditRecord[]; next_before_id: number | null }>('/api/v1/tools/audit', q);
-  // After a call from this page, the log shows it.
+  // After a call from this page, the log shows it; calls by agents appear as their executions finish.
   useRefresh(audit.reload, refresh);
+  useReloadOnExecutions(audit.reload);
   const [draft, setDraft] = useState(filters);
   const apply = (e: Event) => {
     e.preventDefault();
