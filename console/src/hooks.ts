@@ -62,12 +62,12 @@ export function usePoll(fn: () => void, ms: number, deps: unknown[] = []): void 
 }
 
 /**
- * Reloads what a page shows after agent activity: on each `execution.finished` event of the
- * server's event stream (at most once a second) for a principal with observe:read, or every
- * `pollMs` without it (or while the stream is refused). For pages whose data changes when agents
- * run (tool calls, memory) but which have no stream of their own.
+ * Reloads what a page shows when the server's event stream reports `type` (at most once per
+ * `throttleMs`) for a principal with observe:read; every `pollMs` without it or while the stream
+ * is refused, and every `streamingPollMs` (if given) while it runs, as a safety net. Returns the
+ * stream's state and whether it is streaming.
  */
-export function useReloadOnExecutions(reload: () => void, pollMs = 5000): LiveState | undefined {
+export function useReloadOnEvent(type: string, reload: () => void, opts: { throttleMs: number; pollMs: number; streamingPollMs?: number }): { live: LiveState | undefined; streaming: boolean } {
   const observe = can('observe:read');
   const pending = useRef<ReturnType<typeof setTimeout>>();
   const fn = useRef(reload);
@@ -76,24 +76,30 @@ export function useReloadOnExecutions(reload: () => void, pollMs = 5000): LiveSt
     observe
       ? {
           path: '/api/v1/events/stream',
-          query: { type: 'execution.finished' },
+          query: { type },
           onEvent: (e) => {
-            if (e.event !== 'execution.finished' || pending.current !== undefined) return;
+            if (e.event !== type || pending.current !== undefined) return;
             pending.current = setTimeout(() => {
               pending.current = undefined;
               fn.current();
-            }, 1000);
+            }, opts.throttleMs);
           },
         }
       : undefined,
-    [observe],
+    [observe, type],
   );
   const streaming = observe && live?.state !== 'stopped';
-  const first = useRef(true);
-  usePoll(() => {
-    if (first.current) first.current = false;
-    else if (!streaming) fn.current();
-  }, pollMs);
+  const every = streaming ? opts.streamingPollMs : opts.pollMs;
+  useEffect(() => {
+    if (every === undefined) return;
+    const t = setInterval(() => document.visibilityState === 'visible' && fn.current(), every);
+    return () => clearInterval(t);
+  }, [every]);
   useEffect(() => () => clearTimeout(pending.current), []);
-  return live;
+  return { live, streaming };
+}
+
+/** For pages whose data changes when agents run (tool calls, memory) but which have no stream of their own. */
+export function useReloadOnExecutions(reload: () => void, pollMs = 5000): void {
+  useReloadOnEvent('execution.finished', reload, { throttleMs: 1000, pollMs });
 }

@@ -8,7 +8,7 @@ import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { ApiError } from '../api';
 import { ErrorBox, Loading } from '../components/feedback';
 import { LiveStatus } from '../components/live-status';
-import { useApi, useLive } from '../hooks';
+import { useApi, useLive, useReloadOnEvent } from '../hooks';
 import type { PageProps } from '../pages';
 import { Link, setQuery } from '../router';
 import { can } from '../session';
@@ -46,32 +46,10 @@ function ConversationList({ query }: { query: URLSearchParams }) {
   const [participantDraft, setParticipantDraft] = useState(participant);
   useEffect(() => setParticipantDraft(participant), [participant]);
 
-  // Live: every message sent reloads the page (at most four times a second); polling otherwise.
+  // Live: every message sent reloads the page (at most four times a second); polled every 3 s
+  // otherwise, including when the stream is refused (events disabled, a 403).
   const observe = can('observe:read');
-  const pending = useRef<ReturnType<typeof setTimeout>>();
-  const live = useLive(
-    observe
-      ? {
-          path: '/api/v1/events/stream',
-          query: { type: 'message.sent' },
-          onEvent: (e) => {
-            if (e.event !== 'message.sent' || pending.current !== undefined) return;
-            pending.current = setTimeout(() => {
-              pending.current = undefined;
-              list.reload();
-            }, 250);
-          },
-        }
-      : undefined,
-    [observe],
-  );
-  // The stream refused (events disabled, a 403): poll as often as without it.
-  const streaming = observe && live?.state !== 'stopped';
-  useEffect(() => {
-    const t = setInterval(() => document.visibilityState === 'visible' && list.reload(), streaming ? 15_000 : 3_000);
-    return () => clearInterval(t);
-  }, [streaming]);
-  useEffect(() => () => clearTimeout(pending.current), []);
+  const { live, streaming } = useReloadOnEvent('message.sent', list.reload, { throttleMs: 250, pollMs: 3_000, streamingPollMs: 15_000 });
 
   const stateError = issueAbout(list.error, 'state');
   const participantError = issueAbout(list.error, 'participant') ?? issueAbout(list.error, 'offset');

@@ -4,12 +4,11 @@
  * live when a message is sent (the event stream, for a principal with observe:read) or every 5 s.
  * A row opens the message (messages.tsx).
  */
-import { useRef } from 'preact/hooks';
 import { Loading } from '../components/feedback';
 import { FieldError } from '../components/issues';
-import { useApi, useLive, usePoll } from '../hooks';
+import { useApi, useReloadOnEvent } from '../hooks';
 import { Link, setQuery } from '../router';
-import { can } from '../session';
+import { FIPA_ACTS } from '../vocabulary';
 import { type AclMessage, contentText, targetsOf, when } from './messaging-common';
 
 interface MessagePage {
@@ -20,32 +19,6 @@ interface MessagePage {
 }
 
 const PAGE_SIZE = 50;
-
-/** The FIPA communicative acts, as the server accepts them. */
-const ACTS = [
-  'accept-proposal',
-  'agree',
-  'cancel',
-  'cfp',
-  'confirm',
-  'disconfirm',
-  'failure',
-  'inform',
-  'inform-if',
-  'inform-ref',
-  'not-understood',
-  'propagate',
-  'propose',
-  'proxy',
-  'query-if',
-  'query-ref',
-  'refuse',
-  'reject-proposal',
-  'request',
-  'request-when',
-  'request-whenever',
-  'subscribe',
-];
 
 const FIELDS = [
   { key: 'sender', label: 'Sender' },
@@ -61,31 +34,8 @@ export function MessageList({ query }: { query: URLSearchParams }) {
   }
   const offset = Math.max(0, Number(query.get('offset') ?? 0) || 0);
   const list = useApi<MessagePage>('/api/v1/messages', { ...filters, limit: PAGE_SIZE, offset });
-  // Live: a message sent reloads the list (at most four times a second); polling without the stream.
-  const observe = can('observe:read');
-  const pending = useRef<ReturnType<typeof setTimeout>>();
-  const live = useLive(
-    observe
-      ? {
-          path: '/api/v1/events/stream',
-          query: { type: 'message.sent' },
-          onEvent: (e) => {
-            if (e.event !== 'message.sent' || pending.current !== undefined) return;
-            pending.current = setTimeout(() => {
-              pending.current = undefined;
-              list.reload();
-            }, 250);
-          },
-        }
-      : undefined,
-    [observe],
-  );
-  const streaming = observe && live?.state !== 'stopped';
-  const first = useRef(true);
-  usePoll(() => {
-    if (first.current) first.current = false;
-    else if (!streaming) list.reload();
-  }, 5_000);
+  // Live: a message sent reloads the list (at most once a second); polled without the stream.
+  useReloadOnEvent('message.sent', list.reload, { throttleMs: 1000, pollMs: 5000 });
   const page = list.data;
   const set = (k: string, v: string) => setQuery({ [k]: v || undefined, offset: undefined });
 
@@ -98,7 +48,7 @@ export function MessageList({ query }: { query: URLSearchParams }) {
           <label for="msg-performative">Performative</label>
           <select id="msg-performative" class="narrow" value={filters.performative ?? ''} onChange={(e) => set('performative', (e.target as HTMLSelectElement).value)}>
             <option value="">any</option>
-            {ACTS.map((a) => (
+            {FIPA_ACTS.map((a) => (
               <option key={a} value={a}>
                 {a}
               </option>
