@@ -5,6 +5,16 @@
 import { describe, expect, it } from 'vitest';
 import { firstJsonError, JsonTextError, parseJsonText } from '../../console/src/pages/json-text.js';
 import { appendBounded, MAX_LINES } from '../../console/src/pages/tail-buffer.js';
+import { EVENT_TYPES, FIPA_ACTS } from '../../console/src/vocabulary.js';
+import { PERFORMATIVES } from '../../src/messaging/index.js';
+import { EVENT_TYPES as SERVER_EVENT_TYPES } from '../../src/observability/events.js';
+
+describe("the console's copies of the server's words", () => {
+  it('offers exactly the performatives and event types the server knows', () => {
+    expect([...FIPA_ACTS].sort()).toEqual([...PERFORMATIVES].sort());
+    expect([...EVENT_TYPES].sort()).toEqual([...SERVER_EVENT_TYPES].sort());
+  });
+});
 
 describe('the live tail buffer', () => {
   it(`keeps the last ${MAX_LINES} lines and counts the ones it drops`, () => {

@@ -8,6 +8,7 @@ import { useState } from 'preact/hooks';
 import type { PageProps } from '../pages';
 import { Link, setQuery } from '../router';
 import { TailControls, TailList, useTail } from './tail';
+import { EVENT_TYPES } from '../vocabulary';
 
 interface AgentEvent {
   id: number;
@@ -20,22 +21,7 @@ interface AgentEvent {
   data: Record<string, unknown> | null;
 }
 
-const TYPES = [
-  'lifecycle',
-  'communication',
-  'performance',
-  'agent.deployed',
-  'agent.updated',
-  'agent.removed',
-  'agent.invalid_file',
-  'rollout.started',
-  'rollout.stage_advanced',
-  'rollout.promoted',
-  'rollout.rolled_back',
-  'message.sent',
-  'message.received',
-  'execution.finished',
-] as const;
+const TYPES = ['lifecycle', 'communication', 'performance', ...EVENT_TYPES] as const;
 
 const str = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : undefined);
 
