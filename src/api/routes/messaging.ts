@@ -288,7 +288,7 @@ export async function messagingRoutes(app: FastifyInstance, opts: { bus: Message
         querystring: z.object({
           performative: z.enum(PERFORMATIVES, { error: `expected one of the FIPA acts: ${PERFORMATIVES.join(', ')}` }).optional(),
           sender: z.string().min(1).max(200).optional().describe('exactly this sender (any case)'),
-          receiver: z.string().min(1).max(200).optional().describe('routed to this agent (any case)'),
+          receiver: z.string().min(1).max(200).optional().describe('delivered, or being delivered, to this agent (any case)'),
           conversation_id: z.string().min(1).max(200).optional(),
           ...pageQuery,
         }),

@@ -240,7 +240,7 @@ export function registerMessageCommands(program: Command, ctx: CliContext): void
     .description('list messages, newest first')
     .option('--performative <act>', 'only this act, e.g. inform or cfp')
     .option('--sender <name>', 'only from this sender')
-    .option('--receiver <agent>', 'only routed to this agent')
+    .option('--receiver <agent>', 'only delivered (or being delivered) to this agent')
     .option('--conversation <id>', 'only in this conversation')
     .option('--limit <n>', 'at most this many (default 50, at most 1000)', positiveInt('--limit', 1000))
     .option('--offset <n>', 'skip this many', nonNegativeInt('--offset'))
