@@ -105,6 +105,15 @@ export class PgMessageStore {
     this.#s = `"${opts.schema}"`;
   }
 
+  /** The pool and the quoted schema, for the read side (pg-reads.ts) over the same tables. */
+  get pool(): pg.Pool {
+    return this.#pool;
+  }
+
+  get quotedSchema(): string {
+    return this.#s;
+  }
+
   /** Creates the schema and tables if missing (nodes starting together take turns on a lock). */
   static async open(opts: PgMessageStoreOptions): Promise<PgMessageStore> {
     if (!SCHEMA_NAME.test(opts.schema)) {

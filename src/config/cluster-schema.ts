@@ -5,6 +5,7 @@
  */
 import { hostname } from 'node:os';
 import { z } from 'zod';
+import { CaxtonError } from '../shared/errors.js';
 import { durationMs } from '../shared/zod-units.js';
 
 const duration = (def: number) =>
@@ -65,6 +66,31 @@ export const clusterConfigSchema = z
     nodes_bucket: bucketName.default('caxton_nodes'),
     /** The JetStream key-value bucket of the agents deployed through the API (directory propagation, ADR 0039). */
     agents_bucket: bucketName.default('caxton_agents'),
+    /**
+     * The shared state in PostgreSQL (ADR 0043): conversations, messages, delivery rows and dead
+     * letters. Required: a node refuses to start with `[cluster]` and no shared state, since its
+     * SQLite is its own. Exactly one of `url` and `url_env` (the variable holding a URL with a password).
+     */
+    state: z
+      .strictObject({
+        url: z
+          .string()
+          .regex(/^postgres(ql)?:\/\//, { error: 'expected a postgres:// URL' })
+          .optional(),
+        url_env: z
+          .string()
+          .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { error: 'expected the name of an environment variable' })
+          .optional(),
+        /** The schema holding the cluster's tables (created if missing); every node of one cluster names the same. */
+        schema: z
+          .string()
+          .regex(/^[a-z_][a-z0-9_]{0,62}$/, { error: 'expected a lower-case SQL identifier (letters, digits, _)' })
+          .default('caxton_cluster'),
+        /** Connections this node keeps to PostgreSQL. */
+        pool_size: z.int().min(1).max(200).default(10),
+      })
+      .refine((s) => (s.url === undefined) !== (s.url_env === undefined), { error: 'set exactly one of url and url_env (the environment variable holding the URL)' })
+      .optional(),
     /** Delivery on JetStream (src/cluster/jetstream-queue.ts, ADR 0038). */
     delivery: z
       .strictObject({
@@ -92,3 +118,19 @@ export const clusterConfigSchema = z
   });
 
 export type ClusterConfig = z.infer<typeof clusterConfigSchema>;
+
+/** The PostgreSQL connection `[cluster.state]` names (the URL read from `url_env` when given); errors name the key. */
+export function clusterStateConfig(c: ClusterConfig, env: NodeJS.ProcessEnv = process.env): { url: string; schema: string; pool_size: number } {
+  const st = c.state;
+  if (!st) {
+    throw new CaxtonError(
+      'invalid_config',
+      `refusing to start: [cluster] is set (node "${c.node}") but [cluster.state] is not. Every node of a cluster keeps its agents' conversations, messages and deliveries in one PostgreSQL database; this node's SQLite is its own, which no other node sees. Set [cluster.state] url_env (the variable holding a postgres:// URL) or url, or remove [cluster] to run one node`,
+      { field: 'cluster.state' },
+    );
+  }
+  const url = st.url ?? env[st.url_env!];
+  if (!url) throw new CaxtonError('invalid_config', `cluster.state.url_env: the environment variable ${st.url_env} is not set; set it to a postgres:// URL`, { field: 'cluster.state.url_env' });
+  if (!/^postgres(ql)?:\/\//.test(url)) throw new CaxtonError('invalid_config', `cluster.state.url_env: ${st.url_env} does not hold a postgres:// URL`, { field: 'cluster.state.url_env' });
+  return { url, schema: st.schema, pool_size: st.pool_size };
+}
