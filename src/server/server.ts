@@ -7,7 +7,7 @@ import { secretValues, type ServerConfig } from '../config/index.js';
 import type { Executor } from '../execution/index.js';
 import type { McpClientManager } from '../mcp/index.js';
 import type { MemoryComponent } from '../memory/index.js';
-import type { MessageBus } from '../messaging/index.js';
+import type { MessagingBus } from '../messaging/index.js';
 import { createLogger, Metrics, type Logger } from '../observability/index.js';
 import type { AgentEvents } from '../observability/events.js';
 import { LogBuffer } from '../observability/log-buffer.js';
@@ -66,7 +66,7 @@ export interface CaxtonServer {
   readonly service: AgentService;
   readonly registry: AgentRegistry;
   readonly executor: Executor;
-  readonly bus: MessageBus;
+  readonly bus: MessagingBus;
   readonly metrics: Metrics;
   readonly logger: Logger;
   readonly db: Db;
@@ -192,7 +192,7 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
     const { sampler } = observability;
     stack.add(statusRoutes({ config, lifecycle, service, sampler, events, logs: logBuffer, bus, tools: tools.servers, catalogue: tools.catalogue, memory: memory?.graph }));
     stack.add(serveConsole({ ...(opts.consoleDir !== undefined && { dir: opts.consoleDir }) }));
-    stack.add(startDelivery({ bus, logger }));
+    stack.add(await startDelivery({ bus, logger }));
     const listen = opts.listen !== false;
     const metricsEndpoint =
       listen && config.metrics.enabled

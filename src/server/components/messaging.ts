@@ -28,7 +28,7 @@ export function startMessaging(opts: {
 }): MessagingComponent {
   const { events } = opts;
   const bus = new MessageBus({ db: opts.db, registry: opts.registry, config: opts.config.messaging, log: opts.logger, ...opts.telemetry });
-  const agentHandler = executorHandler(opts.executor, bus.store);
+  const agentHandler = executorHandler(opts.executor, (id, n) => bus.history(id, n));
   bus.setAgentHandler(events ? events.receiving(agentHandler) : agentHandler);
   events?.observeBus(bus);
   return {

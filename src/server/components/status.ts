@@ -3,7 +3,7 @@ import { clusterApi, observabilityApi, type ClusterView, type Lifecycle } from '
 import type { AgentService } from '../../agents/index.js';
 import type { ServerConfig } from '../../config/index.js';
 import type { MemoryComponent as MemoryGraph } from '../../memory/index.js';
-import type { MessageBus } from '../../messaging/index.js';
+import type { MessagingBus } from '../../messaging/index.js';
 import type { AgentEvents } from '../../observability/events.js';
 import type { LogBuffer } from '../../observability/log-buffer.js';
 import type { StatusSampler } from '../../observability/status.js';
@@ -19,7 +19,7 @@ export function statusRoutes(opts: {
   sampler: StatusSampler;
   events: AgentEvents | undefined;
   logs: LogBuffer | undefined;
-  bus: MessageBus;
+  bus: MessagingBus;
   tools: ToolServerManager;
   catalogue: ToolCatalogue;
   memory: MemoryGraph | undefined;
@@ -46,7 +46,7 @@ export function statusRoutes(opts: {
 }
 
 /** A node without `[cluster]`: a cluster of one, itself, always up. */
-function standaloneView(lifecycle: Lifecycle, bus: MessageBus): ClusterView {
+function standaloneView(lifecycle: Lifecycle, bus: MessagingBus): ClusterView {
   const node = hostname();
   const startedAt = new Date(lifecycle.startedAt).toISOString();
   return {
