@@ -4,7 +4,6 @@ import type { Directory } from './directory.js';
 import type { BusEvent } from './events.js';
 import type { AclMessage, ConversationId, MessageId } from './message.js';
 import type { MessageReads } from './reads.js';
-import type { StoredMessage } from './store.js';
 import type { SendHints, SubmitResult } from './submission.js';
 
 /** What the routes, the CLI and the status pages read from a bus. */
