@@ -65,7 +65,7 @@ import type { ConversationStep, PgMessageStore } from './pg-message-store.js';
 import { afterReply, atDeadline, endless, openCall, replyActs, type StepEffects } from './protocol-steps.js';
 
 /** The read side over the same tables (pg-reads.ts), plus what the agent handler and gauges read. */
-export type ClusterReads = BusReads & { lastMessagesOf(conversation: string, n: number): Promise<AclMessage[]> };
+export type ClusterReads = BusReads & { lastMessagesOf(conversation: string, n: number): Promise<StoredMessage[]> };
 
 export interface ClusterBusOptions {
   store: PgMessageStore;
@@ -267,8 +267,8 @@ export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements M
     };
   }
 
-  history(conversation: ConversationId, n: number): Promise<AclMessage[]> {
-    return this.#o.reads.lastMessagesOf(conversation, n);
+  async history(conversation: ConversationId, n: number): Promise<AclMessage[]> {
+    return (await this.#o.reads.lastMessagesOf(conversation, n)).map((s) => s.message);
   }
 
   /** Retention of the shared tables is not run by the nodes yet (docs/cluster.md): nothing is deleted. */

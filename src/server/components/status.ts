@@ -23,12 +23,14 @@ export function statusRoutes(opts: {
   tools: ToolServerManager;
   catalogue: ToolCatalogue;
   memory: MemoryGraph | undefined;
+  /** A cluster node's view (JetStream membership); absent: the node lists itself. */
+  view?: ClusterView | undefined;
 }): Component {
   const { events, logs, memory } = opts;
   return {
     name: 'status',
     routes: [
-      ...clusterApi({ view: standaloneView(opts.lifecycle, opts.bus) }),
+      ...clusterApi({ view: opts.view ?? standaloneView(opts.lifecycle, opts.bus) }),
       ...observabilityApi({
         ...(events && { events: events.store }),
         ...(logs && { logs }),
