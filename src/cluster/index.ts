@@ -5,3 +5,4 @@ export { openJetStreamQueue, jetstreamQueueOptions, subjectToken, JetStreamDeliv
 export { DirectorySync, type DirectorySyncOptions } from './directory-sync.js';
 export { PgMessageStore, type ConversationStep, type PgMessageStoreOptions } from './pg-message-store.js';
 export { ClusterBus, type ClusterBusOptions, type ClusterReads } from './cluster-bus.js';
+export { PgMessageReads, type PgMessageReadsOptions } from './pg-reads.js';

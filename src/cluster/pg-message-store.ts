@@ -86,6 +86,19 @@ const MIGRATIONS: readonly { id: string; sql: (s: string) => string }[] = [
       CREATE INDEX subscriptions_conversation ON ${s}.subscriptions (conversation_id);
     `,
   },
+  {
+    // The read side's filters (pg-reads.ts), as SQLite's messaging-002: index lookups, not scans.
+    // Names fold ASCII case only, like SQLite's NOCASE: the translate() is pg-reads.ts's `folded`,
+    // and a query must spell it the same to use these (test/cluster/pg-reads.test.ts checks).
+    id: 'cluster-messaging-003',
+    sql: (s) => `
+      CREATE INDEX messages_sender_folded ON ${s}.messages (translate(sender, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz'), seq);
+      CREATE INDEX messages_performative ON ${s}.messages (performative, seq);
+      CREATE INDEX deliveries_receiver_folded ON ${s}.deliveries (translate(receiver, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz'), message_id);
+      CREATE INDEX conversations_participants ON ${s}.conversations USING gin ((participants::jsonb) jsonb_path_ops);
+      CREATE INDEX conversations_created ON ${s}.conversations (created_at DESC, id);
+    `,
+  },
 ];
 
 export interface PgMessageStoreOptions {
