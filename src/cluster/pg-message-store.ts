@@ -20,6 +20,7 @@ import type pg from 'pg';
 import type { AclMessage, Conversation, ConversationState, DeliveryRow, Page, StoredMessage, SubscriptionRow } from '../messaging/index.js';
 import { CaxtonError } from '../shared/errors.js';
 import { scrubSecrets } from '../shared/secrets.js';
+import { inTransaction } from './pg-tx.js';
 
 const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 
@@ -164,9 +165,7 @@ export class PgMessageStore {
   }
 
   async #migrate(schema: string): Promise<void> {
-    const c = await this.#pool.connect();
-    try {
-      await c.query('BEGIN');
+    await inTransaction(this.#pool, 'BEGIN', async (c) => {
       await c.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`caxton-cluster-migrate:${schema}`]);
       await c.query(`CREATE SCHEMA IF NOT EXISTS ${this.#s}`);
       await c.query(`CREATE TABLE IF NOT EXISTS ${this.#s}.migrations (id text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`);
@@ -176,13 +175,7 @@ export class PgMessageStore {
         await c.query(m.sql(this.#s));
         await c.query(`INSERT INTO ${this.#s}.migrations (id) VALUES ($1)`, [m.id]);
       }
-      await c.query('COMMIT');
-    } catch (e) {
-      await c.query('ROLLBACK').catch(() => {});
-      throw e;
-    } finally {
-      c.release();
-    }
+    });
   }
 
   /**
@@ -306,20 +299,8 @@ export class PgMessageStore {
     };
   }
 
-  async #tx<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
-    const c = await this.#pool.connect();
-    let broken: Error | undefined;
-    try {
-      await c.query('BEGIN');
-      const out = await fn(c);
-      await c.query('COMMIT');
-      return out;
-    } catch (e) {
-      await c.query('ROLLBACK').catch((err: unknown) => (broken = err instanceof Error ? err : new Error(String(err))));
-      throw e;
-    } finally {
-      c.release(broken);
-    }
+  #tx<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+    return inTransaction(this.#pool, 'BEGIN', fn);
   }
 
   // ---- delivery rows (each its own statement: a row belongs to one delivery, held by one node) ----

@@ -11,6 +11,7 @@ import type pg from 'pg';
 import type { AclMessage, Conversation, ConversationState, DeadLetterFilter, DeliveryRow, MessageFilter, Page, StoredMessage } from '../messaging/index.js';
 import { CaxtonError } from '../shared/errors.js';
 import type { PgMessageStore } from './pg-message-store.js';
+import { inTransaction } from './pg-tx.js';
 
 /** `expr` with ASCII letters lower-cased, as SQLite's NOCASE and LIKE compare (the indexes of cluster-messaging-003 are on it). */
 const folded = (expr: string): string => `translate(${expr}, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz')`;
@@ -165,19 +166,7 @@ export class PgMessageReads {
   }
 
   /** Runs `fn` in a read-only transaction over one snapshot (REPEATABLE READ). */
-  async #snapshot<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
-    const c = await this.#pool.connect();
-    let broken: Error | undefined;
-    try {
-      await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY');
-      const out = await fn(c);
-      await c.query('COMMIT');
-      return out;
-    } catch (e) {
-      await c.query('ROLLBACK').catch((err: unknown) => (broken = err instanceof Error ? err : new Error(String(err))));
-      throw e;
-    } finally {
-      c.release(broken);
-    }
+  #snapshot<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+    return inTransaction(this.#pool, 'BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY', fn);
   }
 }

@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { agentKey } from '../agents/index.js';
 import { Deque } from './deque.js';
 import type { AclMessage } from './message.js';
@@ -40,7 +41,10 @@ export class Dispatcher implements LoadView {
   #stopped = false;
   #idle: (() => void)[] = [];
 
-  constructor(private readonly opts: DispatcherOptions) {}
+  constructor(private readonly opts: DispatcherOptions) {
+    // Every running delivery listens on this one signal (the executor adds its own listener per run).
+    setMaxListeners(0, this.#abort.signal);
+  }
 
   /** Deliveries waiting or running (not counting those waiting for a retry). */
   get size(): number {
