@@ -226,6 +226,22 @@ function traffic(nodes: () => ClusterNode[], prefix: string, concurrency = 4) {
   };
 }
 
+/**
+ * Sends every refused (non-202) submission of `rs` again, same id and node: each must be accepted
+ * now (202), or 200 with duplicate = true when the refused attempt had stored it. Returns the ids.
+ */
+async function resendRefused(rs: readonly Submitted[]): Promise<string[]> {
+  const refused = rs.filter((r) => r.status !== 202);
+  const again = await pool(refused, 4, async (r) => {
+    const res = await call(cluster.node(r.node), 'POST', '/api/v1/messages', workRequest(r.id), { timeoutMs: 20_000 });
+    return { id: r.id, first: r.status, status: res.status, duplicate: res.json?.duplicate as boolean | undefined, text: res.text.slice(0, 300) };
+  });
+  const bad = again.filter((a) => !(a.status === 202 || (a.status === 200 && a.duplicate === true)));
+  expect(bad, 'a refused message sent again is accepted (202, or 200 duplicate when it was stored)').toEqual([]);
+  console.log(`[three-nodes] ${refused.length} refused messages sent again: ${again.filter((a) => a.status === 202).length} accepted, ${again.filter((a) => a.status === 200).length} duplicates`);
+  return again.map((a) => a.id);
+}
+
 const accepted = (rs: readonly Submitted[]) => rs.filter((r) => r.status === 202).map((r) => r.id);
 
 function statusCounts(rs: readonly Submitted[]): Record<string, number> {
@@ -476,6 +492,11 @@ describe.skipIf(!run)('three caxton serve nodes on NATS JetStream and PostgreSQL
     const ids = accepted(rs);
     await waitDelivered(() => B, ids, 60_000);
     expectAnsweredOnce(await answersOf(A, ids), 'nats-server restart');
+
+    // A refused message sent again with the same id (what the 503 says to do) is delivered once.
+    const again = await resendRefused(rs);
+    await waitDelivered(() => A, again, 30_000);
+    expectAnsweredOnce(await answersOf(B, again), 'messages refused while nats-server was down, sent again');
   }, 120_000);
 
   it("node-a's PostgreSQL link cut: 503 naming PostgreSQL, /ready 503, the others go on, and it recovers", async () => {
@@ -520,6 +541,10 @@ describe.skipIf(!run)('three caxton serve nodes on NATS JetStream and PostgreSQL
     const ids = accepted(rs);
     await waitDelivered(() => C, ids, 60_000);
     expectAnsweredOnce(await answersOf(B, ids), "node-a's PostgreSQL link cut");
+
+    const again = await resendRefused(rs);
+    await waitDelivered(() => A, again, 30_000);
+    expectAnsweredOnce(await answersOf(C, again), "messages refused while node-a's PostgreSQL link was cut, sent again");
   }, 120_000);
 
   it('node-c cut off from NATS: /ready 503, it takes no work while the others deliver, and is ready again once the link is back', async () => {
