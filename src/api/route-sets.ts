@@ -10,7 +10,7 @@ import type { ApiKeyStore, SsoClient } from '../auth/index.js';
 import type { ServerConfig } from '../config/index.js';
 import type { Executor, SuspendedExecutionStore } from '../execution/index.js';
 import type { MemoryBackend } from '../memory/index.js';
-import type { MessageBus } from '../messaging/index.js';
+import type { MessagingBus } from '../messaging/index.js';
 import type { ToolAuditStore, ToolServerManager } from '../tools/wasm/index.js';
 import type { ToolCatalogue } from '../tools/index.js';
 import { auditRecorder } from '../audit/index.js';
@@ -63,7 +63,7 @@ export function executionApi(opts: { executor: Executor; service: AgentService; 
 }
 
 /** Messages, conversations, dead letters, directory. */
-export function messagingApi(opts: { bus: MessageBus }): ApiRoutes[] {
+export function messagingApi(opts: { bus: MessagingBus }): ApiRoutes[] {
   return [{ plugin: (a) => messagingRoutes(a, opts) }];
 }
 

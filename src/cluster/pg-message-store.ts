@@ -17,7 +17,7 @@
  * read the same), not shared with the SQLite migration: the two differ in every id column.
  */
 import type pg from 'pg';
-import type { AclMessage, Conversation, ConversationState, DeliveryRow, Page, StoredMessage } from '../messaging/index.js';
+import type { AclMessage, Conversation, ConversationState, DeliveryRow, Page, StoredMessage, SubscriptionRow } from '../messaging/index.js';
 import { CaxtonError } from '../shared/errors.js';
 import { scrubSecrets } from '../shared/secrets.js';
 
@@ -68,6 +68,37 @@ const MIGRATIONS: readonly { id: string; sql: (s: string) => string }[] = [
       CREATE INDEX conversations_expiry ON ${s}.conversations (expires_at) WHERE state IN ('initiated', 'in_progress');
     `,
   },
+  {
+    // FIPA-Subscribe's subscriptions, read when an inform is accepted on any node.
+    id: 'cluster-messaging-002',
+    sql: (s) => `
+      CREATE TABLE ${s}.subscriptions (
+        id              text PRIMARY KEY,
+        conversation_id text NOT NULL,
+        subscriber      text NOT NULL,
+        capability      text,
+        agent           text,
+        content         text NOT NULL,
+        created_at      text NOT NULL
+      );
+      CREATE INDEX subscriptions_capability ON ${s}.subscriptions (capability) WHERE capability IS NOT NULL;
+      CREATE INDEX subscriptions_agent ON ${s}.subscriptions (lower(agent)) WHERE agent IS NOT NULL;
+      CREATE INDEX subscriptions_conversation ON ${s}.subscriptions (conversation_id);
+    `,
+  },
+  {
+    // The read side's filters (pg-reads.ts), as SQLite's messaging-002: index lookups, not scans.
+    // Names fold ASCII case only, like SQLite's NOCASE: the translate() is pg-reads.ts's `folded`,
+    // and a query must spell it the same to use these (test/cluster/pg-reads.test.ts checks).
+    id: 'cluster-messaging-003',
+    sql: (s) => `
+      CREATE INDEX messages_sender_folded ON ${s}.messages (translate(sender, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz'), seq);
+      CREATE INDEX messages_performative ON ${s}.messages (performative, seq);
+      CREATE INDEX deliveries_receiver_folded ON ${s}.deliveries (translate(receiver, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz'), message_id);
+      CREATE INDEX conversations_participants ON ${s}.conversations USING gin ((participants::jsonb) jsonb_path_ops);
+      CREATE INDEX conversations_created ON ${s}.conversations (created_at DESC, id);
+    `,
+  },
 ];
 
 export interface PgMessageStoreOptions {
@@ -86,6 +117,14 @@ export interface ConversationStep {
   insertMessage(m: AclMessage, routedTo: readonly string[]): Promise<void>;
   /** A pending delivery row; returns its id. */
   insertDelivery(messageId: string, receiver: string, now: string): Promise<number>;
+  /** A delivery row, locked until the step commits (undefined: no such row). */
+  delivery(id: number): Promise<DeliveryRow | undefined>;
+  /** Changes a delivery row (its state, attempts, error, receiver). */
+  setDelivery(id: number, to: { state: DeliveryRow['state']; attempts: number; last_error?: string | null; receiver?: string; next_at?: number }, now: string): Promise<void>;
+  /** This conversation's deliveries still pending. */
+  outstanding(): Promise<number>;
+  insertSubscription(row: SubscriptionRow): Promise<void>;
+  deleteSubscription(conversationId: string): Promise<void>;
 }
 
 interface ConversationRow extends Omit<Conversation, 'participants'> {
@@ -231,6 +270,35 @@ export class PgMessageStore {
           JSON.stringify(routedTo),
         ]);
       },
+      delivery: async (did) => {
+        const r = (await c.query(`SELECT * FROM ${s}.deliveries WHERE id = $1 FOR UPDATE`, [did])).rows[0] as Record<string, unknown> | undefined;
+        return r && deliveryOf(r);
+      },
+      setDelivery: async (did, to, now) => {
+        await c.query(
+          `UPDATE ${s}.deliveries SET state = $1, attempts = $2, last_error = COALESCE($3, last_error), receiver = COALESCE($4, receiver), next_at = COALESCE($5, next_at), updated_at = $6 WHERE id = $7`,
+          [to.state, to.attempts, to.last_error === undefined || to.last_error === null ? null : scrubSecrets(to.last_error), to.receiver ?? null, to.next_at ?? null, now, did],
+        );
+      },
+      outstanding: async () =>
+        Number(
+          (await c.query<{ n: string }>(`SELECT count(*) AS n FROM ${s}.deliveries d JOIN ${s}.messages m ON m.id = d.message_id WHERE m.conversation_id = $1 AND d.state = 'pending'`, [id])).rows[0]!
+            .n,
+        ),
+      insertSubscription: async (r) => {
+        await c.query(`INSERT INTO ${s}.subscriptions (id, conversation_id, subscriber, capability, agent, content, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING`, [
+          r.id,
+          r.conversation_id,
+          r.subscriber,
+          r.capability,
+          r.agent,
+          scrubSecrets(r.content),
+          r.created_at,
+        ]);
+      },
+      deleteSubscription: async (cid) => {
+        await c.query(`DELETE FROM ${s}.subscriptions WHERE conversation_id = $1`, [cid]);
+      },
       insertDelivery: async (messageId, receiver, now) =>
         Number(
           (await c.query<{ id: string }>(`INSERT INTO ${s}.deliveries (message_id, receiver, state, updated_at) VALUES ($1, $2, 'pending', $3) RETURNING id`, [messageId, receiver, now])).rows[0]!.id,
@@ -285,6 +353,31 @@ export class PgMessageStore {
   }
 
   // ---- reads ----
+
+  /** The active subscriptions to a capability or to an agent (by name, any case). */
+  async subscriptionsFor(capability: string | undefined, agent: string): Promise<SubscriptionRow[]> {
+    return (
+      await this.#pool.query<SubscriptionRow>(
+        `SELECT * FROM ${this.#s}.subscriptions WHERE (capability IS NOT NULL AND capability = $1) OR (agent IS NOT NULL AND lower(agent) = lower($2)) ORDER BY created_at, id`,
+        [capability ?? null, agent],
+      )
+    ).rows;
+  }
+
+  /** Open conversations and dead letters, for the node's gauges (one round trip). */
+  async counts(): Promise<{ open: number; dead: number }> {
+    const r = (
+      await this.#pool.query<{ open: string; dead: string }>(
+        `SELECT (SELECT count(*) FROM ${this.#s}.conversations WHERE state IN ('initiated', 'in_progress')) AS open, (SELECT count(*) FROM ${this.#s}.deliveries WHERE state = 'dead') AS dead`,
+      )
+    ).rows[0]!;
+    return { open: Number(r.open), dead: Number(r.dead) };
+  }
+
+  /** The store answers (readiness: PostgreSQL reachable). */
+  async ping(): Promise<void> {
+    await this.#pool.query('SELECT 1');
+  }
 
   async getMessage(id: string): Promise<StoredMessage | undefined> {
     const r = (await this.#pool.query<{ body: string; routed_to: string }>(`SELECT body, routed_to FROM ${this.#s}.messages WHERE id = $1`, [id])).rows[0];

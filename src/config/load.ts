@@ -143,6 +143,13 @@ export function loadServerConfig(opts: LoadOptions = {}): ServerConfig {
     if (tls && typeof tls === 'object') for (const k of ['cert', 'key', 'ca'] as const) if (tls[k] !== undefined) tls[k] = rel(tls[k], baseDir);
   }
 
+  // [cluster.nats] creds file and TLS files (src/cluster/nats.ts).
+  const nats = (raw.cluster as { nats?: { creds_file?: unknown; tls?: Record<string, unknown> } } | undefined)?.nats;
+  if (nats && typeof nats === 'object') {
+    if (nats.creds_file !== undefined) nats.creds_file = rel(nats.creds_file, baseDir);
+    if (nats.tls && typeof nats.tls === 'object') for (const k of ['ca_file', 'cert_file', 'key_file'] as const) if (nats.tls[k] !== undefined) nats.tls[k] = rel(nats.tls[k], baseDir);
+  }
+
   const envUsed: string[] = [];
   for (const [name, value] of Object.entries(env)) {
     if (!name.startsWith('CAXTON_') || value === undefined || name === 'CAXTON_CONFIG' || name === 'CAXTON_SERVER_URL') continue;

@@ -8,6 +8,7 @@ import type { MessagingConfig } from './config.js';
 import { isTerminal, transition, type Conversation, type ConversationState } from './conversation.js';
 import { Directory, type DirectoryEntry } from './directory.js';
 import type { Delivery } from './dispatcher.js';
+import type { BusStats, MessagingBus } from './bus-port.js';
 import { GroupCommit } from './group-commit.js';
 import { contentSize, newMessageId, replyAddress, type AclMessage, type Content, type ConversationId, type MessageId } from './message.js';
 import { ConversationEvents, type BusEvent } from './events.js';
@@ -83,7 +84,7 @@ function undeployedReceiver(agent: string): InProcessReceiver {
  * default). Accepting a message means it is committed; each receiver gets it at least once,
  * acknowledged atomically with the reply it produced.
  */
-export class MessageBus extends EventEmitter<{ event: [BusEvent] }> {
+export class MessageBus extends EventEmitter<{ event: [BusEvent] }> implements MessagingBus {
   readonly directory: Directory;
   readonly router: Router;
   readonly store: MessageStore;
@@ -228,7 +229,12 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> {
     this.#handlers.delete(agent.toLowerCase());
   }
 
-  stats() {
+  /** The conversation's last `n` messages, oldest first. */
+  history(conversation: ConversationId, n: number): AclMessage[] {
+    return this.store.lastMessagesOf(conversation, n);
+  }
+
+  stats(): BusStats {
     return {
       queued: this.#queue.size,
       running: this.#queue.running,

@@ -1,6 +1,6 @@
 import type { Tool, ToolContext, ToolResult } from '../tools/index.js';
 import { isCaxtonError } from '../shared/errors.js';
-import type { MessageBus } from './bus.js';
+import type { MessagingBus } from './bus-port.js';
 import { contentText, type AclMessage } from './message.js';
 import { expectsReply, normalizePerformative, PERFORMATIVES } from './performatives.js';
 
@@ -21,7 +21,7 @@ interface Args {
  * query, cfp...) and returns the replies; the message carries the chain of agents that led to it,
  * so A → B → A loops are stopped by the router.
  */
-export function sendMessageTool(bus: MessageBus): Tool {
+export function sendMessageTool(bus: MessagingBus): Tool {
   return {
     name: 'send_message',
     description:

@@ -7,7 +7,7 @@ import { secretValues, type ServerConfig } from '../config/index.js';
 import type { Executor } from '../execution/index.js';
 import type { McpClientManager } from '../mcp/index.js';
 import type { MemoryComponent } from '../memory/index.js';
-import type { MessageBus } from '../messaging/index.js';
+import type { MessagingBus } from '../messaging/index.js';
 import { createLogger, Metrics, type Logger } from '../observability/index.js';
 import type { AgentEvents } from '../observability/events.js';
 import { LogBuffer } from '../observability/log-buffer.js';
@@ -24,6 +24,7 @@ import {
   openToolAudit,
   startAgents,
   startAuth,
+  startCluster,
   startDelivery,
   startExecution,
   startHttp,
@@ -66,7 +67,7 @@ export interface CaxtonServer {
   readonly service: AgentService;
   readonly registry: AgentRegistry;
   readonly executor: Executor;
-  readonly bus: MessageBus;
+  readonly bus: MessagingBus;
   readonly metrics: Metrics;
   readonly logger: Logger;
   readonly db: Db;
@@ -132,17 +133,6 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
     );
   }
 
-  // Several nodes must share their agents, conversations and deliveries; the data dir's SQLite is
-  // one node's. Until the PostgreSQL shared state exists (docs/cluster.md), a [cluster] node would
-  // silently be an island: refuse instead.
-  if (config.cluster) {
-    throw new CaxtonError(
-      'invalid_config',
-      `refusing to start: [cluster] is set (node "${config.cluster.node}"), but this node's agents, conversations and deliveries would stay in the data dir's SQLite, which no other node sees. Shared state in PostgreSQL is not available in this version (docs/cluster.md); remove [cluster] to run one node`,
-      { field: 'cluster' },
-    );
-  }
-
   const metrics = new Metrics();
   const stack = new ComponentStack({ metrics, readiness, onCloseError: (component, err) => logger.error({ err, component }, `closing ${component} failed`) });
   try {
@@ -160,6 +150,8 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
     const agents = stack.add(startAgents({ config, db, logger, metrics, lifecycle }));
     const { registry, service, events } = agents;
     const files = stack.add(await watchAgentFiles({ agentsDir: config.agents_dir, registry, service, events, logger, metrics }));
+    // A cluster node: NATS, the shared state in PostgreSQL, and API agents propagated to every node (docs/cluster.md).
+    const cluster = config.cluster ? stack.add(await startCluster({ cluster: config.cluster, registry, lifecycle, logger })) : undefined;
     // Telemetry reaches the executor and the bus only when it is on: with [metrics] enabled = false
     // and no tracing configured, their hot paths skip it entirely.
     const { tracing } = observability;
@@ -184,15 +176,19 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
     const { executor } = execution;
     // Host tools run in the server whatever the isolation mode: from here on every component's are registered on the executor.
     stack.useHostTools(executor.hostTools);
-    const { bus } = stack.add(startMessaging({ config, db, registry, executor, events, logger, telemetry }));
+    const { bus } = stack.add(startMessaging({ config, db, registry, executor, events, logger, telemetry, cluster }));
     const toolAudit = stack.add(openToolAudit({ config, db, logger }));
     const mcp = stack.add(await startMcp({ config, db, executor, registry, bus, memory: memory?.graph.store, audit: toolAudit.watch, logger, metrics }));
     const tools = stack.add(startTools({ config, db, executor, registry, service, mcp: mcp.clients, audit: toolAudit.store, auditWatch: toolAudit.watch, logger, metrics }));
     const audit = stack.add(openAudit({ config, db, logger }));
     const { sampler } = observability;
-    stack.add(statusRoutes({ config, lifecycle, service, sampler, events, logs: logBuffer, bus, tools: tools.servers, catalogue: tools.catalogue, memory: memory?.graph }));
+    const view = await cluster?.join(() => {
+      const s = bus.stats();
+      return { queued: s.queued, running: s.running, open_conversations: s.open_conversations, dead_letters: s.dead_letters };
+    });
+    stack.add(statusRoutes({ config, lifecycle, service, sampler, events, logs: logBuffer, bus, tools: tools.servers, catalogue: tools.catalogue, memory: memory?.graph, view }));
     stack.add(serveConsole({ ...(opts.consoleDir !== undefined && { dir: opts.consoleDir }) }));
-    stack.add(startDelivery({ bus, logger }));
+    stack.add(await startDelivery({ bus, logger }));
     const listen = opts.listen !== false;
     const metricsEndpoint =
       listen && config.metrics.enabled

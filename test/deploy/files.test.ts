@@ -5,21 +5,21 @@
  * the way the image starts it (the Dockerfile's ENTRYPOINT + CMD and ENV, run directly with node
  * against this repository's dist/, /etc/caxton and /var/lib/caxton mapped to temp dirs), the
  * Kubernetes ConfigMap's caxton.toml starts a server too, and every CAXTON_* variable the files set
- * is one the configuration loader reads.
+ * is one the configuration loader reads. compose.yaml runs three nodes as one cluster: each node's
+ * configuration is loaded as its container would (test/deploy/compose.ts), and they must differ only
+ * in their names, advertised URLs, ports and data volumes (compose-config.test.ts validates each).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseAllDocuments } from 'yaml';
-import { loadServerConfig, type ServerConfig } from '../../src/config/index.js';
+import { clusterStateConfig, loadServerConfig, type ServerConfig } from '../../src/config/index.js';
 import { freePorts } from '../cli/helpers/cli.js';
 import { repoRoot } from '../helpers/fixtures.js';
-import { envPairs, execForm, parseDockerfile, stages, type Stage } from './dockerfile.js';
+import { caxtonNodes, COMPOSE, DOCKERFILE, imageEnvAt, layOutImage, layOutNode, mapPaths, nodeEnv, portMapping, readCompose, yamlDocs } from './compose.js';
+import { execForm, parseDockerfile, stages, type Stage } from './dockerfile.js';
 
-const DOCKERFILE = join(repoRoot, 'deploy/docker/Dockerfile');
-const COMPOSE = join(repoRoot, 'deploy/compose/compose.yaml');
 const K8S = join(repoRoot, 'deploy/kubernetes/caxton.yaml');
 const YAML_FILES = [COMPOSE, K8S, join(repoRoot, 'deploy/prometheus/alerts.yml')];
 
@@ -31,12 +31,6 @@ afterAll(() => {
 });
 
 type Obj = Record<string, unknown>;
-const yamlDocs = (file: string): Obj[] => {
-  const docs = parseAllDocuments(readFileSync(file, 'utf8'));
-  if (!Array.isArray(docs)) throw new Error(`${file}: empty`);
-  for (const d of docs) if (d.errors.length > 0) throw new Error(`${file}: ${d.errors.map((e) => e.message).join('; ')}`);
-  return docs.map((d) => d.toJS() as Obj).filter((d) => d !== null);
-};
 
 const docker = stages(parseDockerfile(readFileSync(DOCKERFILE, 'utf8')));
 const runtime = docker.at(-1)!;
@@ -46,12 +40,7 @@ const one = (s: Stage, name: string) => {
   expect(found, `${name} in the runtime stage`).toHaveLength(1);
   return found[0]!.args;
 };
-const compose = yamlDocs(COMPOSE)[0] as {
-  services: Record<
-    string,
-    { image?: string; build?: { context: string; dockerfile: string }; environment?: Record<string, string>; ports?: string[]; healthcheck?: { test: string[] }; command?: string[] }
-  >;
-};
+const compose = readCompose();
 const k8s = yamlDocs(K8S) as { kind: string; apiVersion: string; metadata: { name: string }; [k: string]: unknown }[];
 const ofKind = <T = Obj>(kind: string) => k8s.filter((d) => d.kind === kind) as unknown as T[];
 
@@ -77,11 +66,6 @@ const configMap = ofKind<{ metadata: { name: string }; data: Record<string, stri
 const secret = ofKind<{ metadata: { name: string }; stringData: Record<string, string> }>('Secret')[0]!;
 const service = ofKind<{ spec: { ports: { name: string; port: number; targetPort: string }[] } }>('Service')[0]!;
 const monitor = ofKind<{ spec: { endpoints: { port: string; path: string; authorization?: { type: string; credentials: { name: string; key: string } } }[] } }>('ServiceMonitor')[0]!;
-
-/** Container paths of the files → temp dirs here (the image's layout, recreated). */
-function mapPaths(v: string, root: string): string {
-  return v.replaceAll('/opt/caxton', repoRoot).replaceAll('/etc/caxton', join(root, 'etc')).replaceAll('/var/lib/caxton', join(root, 'data'));
-}
 
 interface Live {
   url: string;
@@ -144,17 +128,12 @@ function unreadCaxtonVars(env: Record<string, string>, cfg: ServerConfig): strin
 // The image: deploy/docker/Dockerfile
 
 const imageRoot = join(dir, 'image');
-const imageEnv = (): Record<string, string> => Object.fromEntries(Object.entries(envPairs(one(runtime, 'ENV'))).map(([k, v]) => [k, mapPaths(v, imageRoot)]));
+const imageEnv = (): Record<string, string> => imageEnvAt(imageRoot);
 let image: Live;
 
 beforeAll(async () => {
   // /etc/caxton as the Dockerfile's COPY lines lay it out.
-  mkdirSync(join(imageRoot, 'etc'), { recursive: true });
-  mkdirSync(join(imageRoot, 'data'), { recursive: true });
-  for (const ins of all(runtime, 'COPY').filter((i) => !i.args.startsWith('--from'))) {
-    const [src, dest] = ins.args.split(/\s+/) as [string, string];
-    cpSync(join(repoRoot, src), mapPaths(dest, imageRoot), { recursive: true });
-  }
+  layOutImage(imageRoot);
   const argv = [...execForm(one(runtime, 'ENTRYPOINT')), ...execForm(one(runtime, 'CMD'))].map((a) => mapPaths(a, imageRoot));
   image = await startLive(argv, imageEnv());
 }, 60_000);
@@ -235,35 +214,89 @@ describe('deploy/docker/Dockerfile', () => {
 // deploy/compose/compose.yaml
 
 describe('deploy/compose/compose.yaml', () => {
-  it('parses, with Caxton built from the Dockerfile, PostgreSQL with pgvector and NATS with JetStream', () => {
-    const { caxton, postgres, nats } = compose.services;
-    expect(caxton?.build).toEqual({ context: '../..', dockerfile: 'deploy/docker/Dockerfile' });
+  const nodes = caxtonNodes(compose);
+  const nodeRoot = (name: string) => join(dir, 'compose', name);
+  const envOf = (name: string) => nodeEnv(compose.services[name]!, nodeRoot(name));
+  const configOf = (name: string) => configFor(envOf(name));
+
+  beforeAll(() => {
+    // Each node's /etc/caxton: the image's files, then its bind mounts (cluster.toml) over them.
+    for (const [name, svc] of nodes) layOutNode(svc, nodeRoot(name));
+  });
+
+  it('parses, with three Caxton nodes built from the Dockerfile as one image, PostgreSQL with pgvector and NATS with JetStream', () => {
+    const { postgres, nats } = compose.services;
+    expect(nodes.map(([name]) => name)).toEqual(['caxton-a', 'caxton-b', 'caxton-c']);
+    for (const [, svc] of nodes) {
+      expect(svc.build).toEqual({ context: '../..', dockerfile: 'deploy/docker/Dockerfile' });
+      expect(svc.image).toBe('caxton:latest');
+      expect(svc.depends_on).toEqual({ postgres: { condition: 'service_healthy' }, nats: { condition: 'service_started' } });
+    }
     expect(postgres?.image).toMatch(/^pgvector\/pgvector:pg\d+$/);
     expect(nats?.image).toMatch(/^nats:/);
     expect(nats?.command).toContain('-js');
   });
 
-  it('publishes the configured ports, and its health check path answers on the live server', async () => {
-    const cfg = configFor({ ...imageEnv(), ...compose.services.caxton!.environment });
-    const published = compose.services.caxton!.ports!.map((p) => Number(p.split(':').at(-1)));
-    expect(published.sort()).toEqual([cfg.server.port, cfg.metrics.port].sort());
-    for (const p of compose.services.caxton!.ports!) expect(p).toMatch(/^127\.0\.0\.1:/); // no authentication yet
-    const test = compose.services.caxton!.healthcheck!.test.join(' ');
-    const path = /127\.0\.0\.1:(\d+)(\/\w+)/.exec(test)!;
-    expect(Number(path[1])).toBe(cfg.server.port);
-    expect(await status(`${image.url}${path[2]}`)).toBe(200);
+  it('gives each node its own data volume and its own published ports, on 127.0.0.1, for the configured ports', () => {
+    const volumes = nodes.map(([, svc]) => svc.volumes!.find((v) => v.endsWith(':/var/lib/caxton'))!.split(':')[0]!);
+    expect(new Set(volumes).size).toBe(3);
+    for (const v of volumes) expect(Object.keys(compose.volumes ?? {})).toContain(v);
+    const api: number[] = [];
+    const metrics: number[] = [];
+    for (const [name, svc] of nodes) {
+      const cfg = configOf(name);
+      const ports = svc.ports!.map(portMapping);
+      for (const p of ports) expect(p.host, `${name} ${p.hostPort}`).toBe('127.0.0.1');
+      expect(ports.map((p) => p.containerPort).sort()).toEqual([cfg.server.port, cfg.metrics.port].sort());
+      api.push(ports.find((p) => p.containerPort === cfg.server.port)!.hostPort);
+      metrics.push(ports.find((p) => p.containerPort === cfg.metrics.port)!.hostPort);
+    }
+    expect(api).toEqual([8080, 8081, 8082]);
+    expect(metrics).toEqual([9090, 9091, 9092]);
+    // The header tells how to reach each node: every published API port is in it.
+    const header = readFileSync(COMPOSE, 'utf8').split('\nname:')[0]!;
+    for (const p of api) expect(header).toContain(`http://127.0.0.1:${p}`);
+  });
+
+  it('checks each node on /ready, a path that answers on the live server', async () => {
+    for (const [name, svc] of nodes) {
+      const cfg = configOf(name);
+      const test = svc.healthcheck!.test.join(' ');
+      const path = /127\.0\.0\.1:(\d+)(\/\w+)/.exec(test)!;
+      expect(Number(path[1]), name).toBe(cfg.server.port);
+      expect(path[2], name).toBe('/ready');
+    }
+    expect(await status(`${image.url}/ready`)).toBe(200);
   });
 
   it('moves memory to PostgreSQL through url_env, and sets only CAXTON_* variables the loader reads', () => {
-    const env = { ...imageEnv(), ...compose.services.caxton!.environment };
-    const cfg = configFor(env);
-    expect(cfg.memory.backend).toBe('postgres');
-    const urlEnv = (cfg.memory as { postgres?: { url_env?: string } }).postgres?.url_env;
-    expect(urlEnv).toBe('CAXTON_MEMORY_DATABASE_URL');
-    expect(env[urlEnv!]).toMatch(/^postgres:\/\/\w+:\w+@postgres:5432\/\w+$/);
     const pg = compose.services.postgres!.environment!;
-    expect(env[urlEnv!]).toBe(`postgres://${pg.POSTGRES_USER}:${pg.POSTGRES_PASSWORD}@postgres:5432/${pg.POSTGRES_DB}`);
-    expect(unreadCaxtonVars(env, cfg)).toEqual([]);
+    const pgUrl = `postgres://${pg.POSTGRES_USER}:${pg.POSTGRES_PASSWORD}@postgres:5432/${pg.POSTGRES_DB}`;
+    for (const [name] of nodes) {
+      const env = envOf(name);
+      const cfg = configFor(env);
+      expect(cfg.memory.backend).toBe('postgres');
+      const urlEnv = (cfg.memory as { postgres?: { url_env?: string } }).postgres?.url_env;
+      expect(urlEnv).toBe('CAXTON_MEMORY_DATABASE_URL');
+      expect(env[urlEnv!]).toBe(pgUrl);
+      expect(unreadCaxtonVars(env, cfg)).toEqual([]);
+    }
+  });
+
+  it('makes the three nodes one cluster: distinct names and advertised URLs, one NATS, one cluster.state database and schema', () => {
+    const pg = compose.services.postgres!.environment!;
+    const clusters = nodes.map(([name]) => {
+      const cfg = configOf(name);
+      expect(cfg.cluster, `${name}: [cluster]`).toBeDefined();
+      return { name, cluster: cfg.cluster!, state: clusterStateConfig(cfg.cluster!, envOf(name)), port: cfg.server.port };
+    });
+    expect(clusters.map((c) => c.cluster.node)).toEqual(['a', 'b', 'c']);
+    for (const c of clusters) expect(c.cluster.advertise_url).toBe(`http://${c.name}:${c.port}`);
+    for (const c of clusters) expect(c.cluster.nats.urls).toEqual(['nats://nats:4222']);
+    expect(new Set(clusters.map((c) => c.state.schema))).toEqual(new Set(['caxton_cluster']));
+    for (const c of clusters) expect(c.state.url).toBe(`postgres://${pg.POSTGRES_USER}:${pg.POSTGRES_PASSWORD}@postgres:5432/${pg.POSTGRES_DB}`);
+    for (const key of ['nodes_bucket', 'agents_bucket'] as const) expect(new Set(clusters.map((c) => c.cluster[key])).size, key).toBe(1);
+    expect(new Set(clusters.map((c) => JSON.stringify(c.cluster.delivery))).size).toBe(1);
   });
 });
 

@@ -12,7 +12,7 @@ import {
   type ConversationState,
   type DirectoryEntry,
   type DirectoryEvent,
-  type MessageBus,
+  type MessagingBus,
   type StoredMessage,
 } from '../../messaging/index.js';
 import type { AclMessage } from '../../messaging/index.js';
@@ -219,7 +219,7 @@ function directoryEventView(e: DirectoryEvent) {
  * Messaging: send FIPA-ACL messages, follow conversations (JSON and server-sent events), the
  * dead-letter queue, the directory facilitator and queue statistics.
  */
-export async function messagingRoutes(app: FastifyInstance, opts: { bus: MessageBus }): Promise<void> {
+export async function messagingRoutes(app: FastifyInstance, opts: { bus: MessagingBus }): Promise<void> {
   const { bus } = opts;
   const r = app.withTypeProvider<ZodTypeProvider>();
 
@@ -490,7 +490,7 @@ export async function messagingRoutes(app: FastifyInstance, opts: { bus: Message
  * what arrives meanwhile is held back and sent after them (skipping what the replay already had),
  * so no message is lost or sent twice.
  */
-async function followConversation(bus: MessageBus, req: FastifyRequest, reply: FastifyReply, id: string, streams: Set<() => void>): Promise<FastifyReply> {
+async function followConversation(bus: MessagingBus, req: FastifyRequest, reply: FastifyReply, id: string, streams: Set<() => void>): Promise<FastifyReply> {
   const held: BusEvent[] = [];
   let live = false;
   const onEvent = (e: BusEvent): void => {
@@ -499,7 +499,7 @@ async function followConversation(bus: MessageBus, req: FastifyRequest, reply: F
     else held.push(e);
   };
   bus.on('event', onEvent);
-  let snapshot: Awaited<ReturnType<MessageBus['reads']['getConversation']>>;
+  let snapshot: Awaited<ReturnType<MessagingBus['reads']['getConversation']>>;
   try {
     snapshot = await bus.reads.getConversation(id, { limit: 100_000 });
   } catch (e) {

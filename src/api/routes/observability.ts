@@ -3,7 +3,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { AgentService } from '../../agents/index.js';
 import type { ServerConfig } from '../../config/index.js';
-import type { MessageBus } from '../../messaging/index.js';
+import type { MessagingBus } from '../../messaging/index.js';
 import type { MemoryComponent } from '../../memory/index.js';
 import { EVENT_CATEGORIES, EVENT_TYPES, EventStore, type AgentEvent, type EventCategory, type AgentEventType } from '../../observability/events.js';
 import { LOG_LEVELS, LogBuffer, type LogLevel, type LogRecord } from '../../observability/log-buffer.js';
@@ -25,7 +25,7 @@ export interface ObservabilityRouteDeps {
   service: AgentService;
   config: ServerConfig;
   lifecycle: Lifecycle;
-  bus?: MessageBus;
+  bus?: MessagingBus;
   tools?: ToolServerManager;
   /** Every tool source (issue 15): `tool_sources` of the overview counts them by kind. */
   catalogue?: ToolCatalogue;

@@ -5,7 +5,7 @@ import type { ServerConfig } from '../../config/index.js';
 import type { Executor } from '../../execution/index.js';
 import { MCP_OAUTH_MIGRATIONS, McpClientManager, mcpPlugins, SqliteOAuthStore } from '../../mcp/index.js';
 import type { MemoryBackend } from '../../memory/index.js';
-import type { MessageBus } from '../../messaging/index.js';
+import type { MessagingBus } from '../../messaging/index.js';
 import type { Logger, Metrics } from '../../observability/index.js';
 import { migrate, type Db } from '../../storage/index.js';
 import type { AuditWatch } from '../../tools/index.js';
@@ -25,7 +25,7 @@ export async function startMcp(opts: {
   db: Db;
   executor: Executor;
   registry: AgentRegistry;
-  bus: MessageBus;
+  bus: MessagingBus;
   memory: MemoryBackend | undefined;
   audit: AuditWatch;
   logger: Logger;

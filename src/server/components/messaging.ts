@@ -2,14 +2,16 @@ import type { AgentRegistry } from '../../agents/index.js';
 import { messagingApi } from '../../api/index.js';
 import type { ServerConfig } from '../../config/index.js';
 import type { Executor } from '../../execution/index.js';
-import { executorHandler, MessageBus, sendMessageTool } from '../../messaging/index.js';
+import { ClusterBus } from '../../cluster/index.js';
+import { executorHandler, MessageBus, sendMessageTool, type MessagingBus } from '../../messaging/index.js';
 import type { Logger, Metrics, Tracer } from '../../observability/index.js';
 import type { AgentEvents } from '../../observability/events.js';
 import type { Db } from '../../storage/index.js';
+import type { ClusterComponent } from './cluster.js';
 import type { Component } from './component.js';
 
 export interface MessagingComponent extends Component {
-  readonly bus: MessageBus;
+  readonly bus: MessagingBus;
 }
 
 /**
@@ -25,10 +27,23 @@ export function startMessaging(opts: {
   events: AgentEvents | undefined;
   logger: Logger;
   telemetry: { tracer?: Tracer; metrics?: Metrics };
+  /** A cluster node's shared state and NATS: the bus is then the cluster's (PostgreSQL + JetStream). */
+  cluster?: ClusterComponent | undefined;
 }): MessagingComponent {
-  const { events } = opts;
-  const bus = new MessageBus({ db: opts.db, registry: opts.registry, config: opts.config.messaging, log: opts.logger, ...opts.telemetry });
-  const agentHandler = executorHandler(opts.executor, bus.store);
+  const { events, cluster } = opts;
+  const bus: MessagingBus = cluster
+    ? new ClusterBus({
+        store: cluster.store,
+        reads: cluster.reads,
+        nc: cluster.nc,
+        registry: opts.registry,
+        config: opts.config.messaging,
+        cluster: cluster.cluster,
+        log: opts.logger,
+        ...(opts.telemetry.metrics && { metrics: opts.telemetry.metrics }),
+      })
+    : new MessageBus({ db: opts.db, registry: opts.registry, config: opts.config.messaging, log: opts.logger, ...opts.telemetry });
+  const agentHandler = executorHandler(opts.executor, (id, n) => bus.history(id, n));
   bus.setAgentHandler(events ? events.receiving(agentHandler) : agentHandler);
   events?.observeBus(bus);
   return {

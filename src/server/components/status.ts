@@ -3,7 +3,7 @@ import { clusterApi, observabilityApi, type ClusterView, type Lifecycle } from '
 import type { AgentService } from '../../agents/index.js';
 import type { ServerConfig } from '../../config/index.js';
 import type { MemoryComponent as MemoryGraph } from '../../memory/index.js';
-import type { MessageBus } from '../../messaging/index.js';
+import type { MessagingBus } from '../../messaging/index.js';
 import type { AgentEvents } from '../../observability/events.js';
 import type { LogBuffer } from '../../observability/log-buffer.js';
 import type { StatusSampler } from '../../observability/status.js';
@@ -19,16 +19,18 @@ export function statusRoutes(opts: {
   sampler: StatusSampler;
   events: AgentEvents | undefined;
   logs: LogBuffer | undefined;
-  bus: MessageBus;
+  bus: MessagingBus;
   tools: ToolServerManager;
   catalogue: ToolCatalogue;
   memory: MemoryGraph | undefined;
+  /** A cluster node's view (JetStream membership); absent: the node lists itself. */
+  view?: ClusterView | undefined;
 }): Component {
   const { events, logs, memory } = opts;
   return {
     name: 'status',
     routes: [
-      ...clusterApi({ view: standaloneView(opts.lifecycle, opts.bus) }),
+      ...clusterApi({ view: opts.view ?? standaloneView(opts.lifecycle, opts.bus) }),
       ...observabilityApi({
         ...(events && { events: events.store }),
         ...(logs && { logs }),
@@ -46,7 +48,7 @@ export function statusRoutes(opts: {
 }
 
 /** A node without `[cluster]`: a cluster of one, itself, always up. */
-function standaloneView(lifecycle: Lifecycle, bus: MessageBus): ClusterView {
+function standaloneView(lifecycle: Lifecycle, bus: MessagingBus): ClusterView {
   const node = hostname();
   const startedAt = new Date(lifecycle.startedAt).toISOString();
   return {

@@ -1,0 +1,904 @@
+/**
+ * The message bus of a cluster node (issue 17; ADR 0043): the second implementation of
+ * `MessagingBus`, beside the single-node `MessageBus`. Nothing about a conversation lives in the
+ * process: its rows are in PostgreSQL (PgMessageStore) and every step that changes it runs in one
+ * transaction under its lock; its deliveries travel on a JetStream work queue every node consumes.
+ *
+ *  - **Accepted** means committed in PostgreSQL (the message, its delivery rows, the conversation)
+ *    and acknowledged by JetStream (PubAck) for every receiver. A publish that fails answers 503:
+ *    the rows stay, and sending the same message id again publishes the pending deliveries again
+ *    (JetStream's duplicate window and the row state keep that to one delivery).
+ *  - **Delivered** means the receiver's answer, the delivery row's `done` and what the protocol
+ *    decided were committed together; the JetStream ack follows. A node that dies before the ack
+ *    loses its deliveries to another node after `ack_wait`, which runs them again unless their row
+ *    says done (at least once; never twice once acknowledged).
+ *  - **Protocols** are functions of the stored conversation (protocol-steps.ts); deadlines are
+ *    swept by every node with `SKIP LOCKED` (PgMessageStore.expired), each handled once.
+ *  - **Events** (SSE, the event store, waiters) are emitted where they happen and published on
+ *    core NATS, so every node's listeners hear every node's conversations.
+ */
+import { EventEmitter } from 'node:events';
+import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, RetentionPolicy, StorageType, type Consumer, type JetStreamClient, type JsMsg } from '@nats-io/jetstream';
+import type { NatsConnection, Subscription } from '@nats-io/transport-node';
+import { agentKey, type AgentRegistry } from '../agents/index.js';
+import type { ClusterConfig } from '../config/index.js';
+import {
+  contentSize,
+  createStrategy,
+  Directory,
+  Dispatcher,
+  executes,
+  expectsReply,
+  isTerminal,
+  newMessageId,
+  parseMessage,
+  PLATFORM,
+  replyAddress,
+  Router,
+  type AclMessage,
+  type BusEvent,
+  type BusReads,
+  type BusStats,
+  type Content,
+  type Conversation,
+  type ConversationId,
+  type ConversationState,
+  type Delivery,
+  type HandlerContext,
+  type InProcessHandler,
+  type InProcessReceiver,
+  type MessageHandler,
+  type MessageId,
+  type MessagingBus,
+  type MessagingConfig,
+  type Performative,
+  type RouteDecision,
+  type SendHints,
+  type StoredMessage,
+  type SubmitResult,
+  type AgentAnswer,
+} from '../messaging/index.js';
+import type { Metrics } from '../observability/metrics.js';
+import { CaxtonError, describeError, isCaxtonError, type ErrorCode } from '../shared/errors.js';
+import { subjectToken } from './jetstream-queue.js';
+import type { ConversationStep, PgMessageStore } from './pg-message-store.js';
+import { afterReply, atDeadline, endless, openCall, replyActs, type StepEffects } from './protocol-steps.js';
+
+/** The read side over the same tables (pg-reads.ts), plus what the agent handler and gauges read. */
+export type ClusterReads = BusReads & { lastMessagesOf(conversation: string, n: number): Promise<StoredMessage[]> };
+
+export interface ClusterBusOptions {
+  store: PgMessageStore;
+  reads: ClusterReads;
+  nc: NatsConnection;
+  registry: AgentRegistry;
+  config: MessagingConfig;
+  /** `[cluster]`: the node's name and `[cluster.delivery]`. */
+  cluster: Pick<ClusterConfig, 'node' | 'delivery'>;
+  agentHandler?: MessageHandler;
+  log?: { warn(obj: object, msg: string): void; error(obj: object, msg: string): void; info?(obj: object, msg: string): void };
+  metrics?: Metrics;
+  /** How often this node sweeps expired conversations (default 1 s). */
+  sweepMs?: number;
+}
+
+/** One delivery on the wire: its row id, receiver and message (the row is the truth; this saves a read). */
+interface Wire {
+  id: number;
+  receiver: string;
+  message: AclMessage;
+}
+
+/** A bus event as it travels between nodes. */
+interface EventWire {
+  node: string;
+  event: BusEvent;
+}
+
+const RETRYABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['llm_error', 'isolation_failure', 'not_ready', 'rate_limited', 'internal', 'cancelled']);
+const UNDELIVERABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['agent_not_found', 'invalid_config', 'configuration_error', 'invalid_request', 'payload_too_large', 'tool_not_allowed']);
+const iso = (t = Date.now()) => new Date(t).toISOString();
+const isUniqueViolation = (e: unknown) => (e as { code?: string }).code === '23505';
+
+/** What a step decided to deliver once it commits. */
+interface Outgoing {
+  id: number;
+  receiver: string;
+  message: AclMessage;
+}
+
+/** Collects a step's effects: messages to store and deliver, events to emit after the commit. */
+class StepWork {
+  readonly outgoing: Outgoing[] = [];
+  readonly events: BusEvent[] = [];
+  /** Informs to forward to subscribers (other conversations: after this step commits, each in its own). */
+  readonly notify: AclMessage[] = [];
+}
+
+export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements MessagingBus {
+  readonly directory: Directory;
+  readonly router: Router;
+  readonly reads: BusReads;
+  readonly #o: ClusterBusOptions;
+  readonly #cfg: MessagingConfig;
+  readonly #store: PgMessageStore;
+  readonly #dispatcher: Dispatcher;
+  readonly #handlers = new Map<string, InProcessHandler>();
+  #agentHandler: MessageHandler | undefined;
+  readonly #log: NonNullable<ClusterBusOptions['log']>;
+  #js: JetStreamClient | undefined;
+  #consumer: Consumer | undefined;
+  #events: Subscription | undefined;
+  /** The JetStream message of each delivery this node holds, by row id. */
+  readonly #held = new Map<number, JsMsg>();
+  readonly #waiters = new Map<ConversationId, Set<(c: Conversation) => void>>();
+  #counts = { open: 0, dead: 0 };
+  #timers: NodeJS.Timeout[] = [];
+  #loop: Promise<void> | undefined;
+  #room: (() => void) | undefined;
+  #state: 'new' | 'running' | 'closed' = 'new';
+  readonly #eventSubject: string;
+
+  constructor(opts: ClusterBusOptions) {
+    super();
+    this.setMaxListeners(0);
+    this.#o = opts;
+    this.#cfg = opts.config;
+    this.#store = opts.store;
+    this.reads = opts.reads;
+    this.#agentHandler = opts.agentHandler;
+    this.#log = opts.log ?? { warn: () => {}, error: () => {} };
+    this.#eventSubject = `${opts.cluster.delivery.subject}_events`;
+    this.directory = new Directory(opts.registry);
+    this.#dispatcher = new Dispatcher({
+      concurrency: (agent) => this.directory.get(agent)?.max_concurrency ?? this.#cfg.agent_concurrency,
+      deliver: async (d, signal) => {
+        try {
+          await this.#deliver(d, signal);
+        } catch (e) {
+          this.#log.error({ delivery: d.id, err: describeError(e) }, 'a delivery could not be finished; JetStream delivers it again after ack_wait');
+        } finally {
+          this.#wake();
+        }
+      },
+    });
+    this.router = new Router(this.directory, createStrategy(this.#cfg.routing), this.#dispatcher, this.#cfg.max_hops);
+    if (opts.metrics) {
+      opts.metrics.sources.queueDepth = () => this.#dispatcher.size;
+      opts.metrics.sources.deadLetters = () => this.#counts.dead;
+      opts.metrics.sources.activeConversations = () => this.#counts.open;
+    }
+  }
+
+  // ---------------------------------------------------------------- lifecycle
+
+  /** Creates the stream and the shared consumer if missing, then starts fetching and sweeping. */
+  async start(): Promise<{ redelivering: number; open_conversations: number }> {
+    if (this.#state !== 'new') return { redelivering: 0, open_conversations: this.#counts.open };
+    const d = this.#o.cluster.delivery;
+    const jsm = await jetstreamManager(this.#o.nc);
+    const stream = {
+      name: d.stream,
+      subjects: [`${d.subject}.>`],
+      retention: RetentionPolicy.Workqueue,
+      storage: StorageType.File,
+      duplicate_window: 120_000_000_000,
+    };
+    try {
+      await jsm.streams.info(d.stream);
+    } catch (e) {
+      if (!/stream not found/i.test(describeError(e))) throw e;
+      await jsm.streams.add(stream);
+    }
+    try {
+      await jsm.consumers.info(d.stream, d.consumer);
+      await jsm.consumers.update(d.stream, d.consumer, { ack_wait: d.ack_wait * 1_000_000 });
+    } catch (e) {
+      if (!/consumer not found/i.test(describeError(e))) throw e;
+      await jsm.consumers.add(d.stream, {
+        durable_name: d.consumer,
+        ack_policy: AckPolicy.Explicit,
+        deliver_policy: DeliverPolicy.All,
+        ack_wait: d.ack_wait * 1_000_000,
+        max_deliver: -1,
+        max_ack_pending: -1,
+      });
+    }
+    this.#js = jetstream(this.#o.nc);
+    this.#consumer = await this.#js.consumers.get(d.stream, d.consumer);
+    this.#events = this.#o.nc.subscribe(this.#eventSubject, {
+      callback: (err, msg) => {
+        if (!err) this.#remoteEvent(msg.data);
+      },
+    });
+    this.#state = 'running';
+    await this.#refreshCounts();
+    const every = Math.max(200, Math.floor(d.ack_wait / 3));
+    this.#timers = [
+      setInterval(() => void this.#sweep(), this.#o.sweepMs ?? 1000),
+      setInterval(() => {
+        for (const m of this.#held.values()) m.working();
+      }, every),
+      setInterval(() => void this.#refreshCounts(), 2000),
+    ];
+    for (const t of this.#timers) t.unref();
+    this.#loop = this.#fetchLoop();
+    // What a previous run left is in the stream (unacknowledged: redelivered after ack_wait), not here.
+    return { redelivering: 0, open_conversations: this.#counts.open };
+  }
+
+  async close(graceMs = 0): Promise<void> {
+    if (this.#state === 'closed') return;
+    const wasRunning = this.#state === 'running';
+    this.#state = 'closed';
+    for (const t of this.#timers) clearInterval(t);
+    this.#wake();
+    await this.#dispatcher.stop(graceMs);
+    await this.#loop;
+    // What this node held and did not finish goes back to the stream now, for another node.
+    for (const m of this.#held.values()) m.nak();
+    this.#held.clear();
+    if (wasRunning) this.#events?.unsubscribe();
+    this.directory.close();
+    for (const set of this.#waiters.values()) for (const w of set) w(undefined as unknown as Conversation);
+    this.#waiters.clear();
+  }
+
+  setAgentHandler(handler: MessageHandler): void {
+    this.#agentHandler = handler;
+  }
+
+  registerHandler(agent: string, handler: InProcessHandler): void {
+    this.#handlers.set(agent.toLowerCase(), handler);
+  }
+
+  unregisterHandler(agent: string): void {
+    this.#handlers.delete(agent.toLowerCase());
+  }
+
+  stats(): BusStats {
+    return {
+      queued: this.#dispatcher.size,
+      running: this.#dispatcher.running,
+      retrying: 0,
+      open_conversations: this.#counts.open,
+      dead_letters: this.#counts.dead,
+      max_queue: this.#cfg.max_queue,
+    };
+  }
+
+  async history(conversation: ConversationId, n: number): Promise<AclMessage[]> {
+    return (await this.#o.reads.lastMessagesOf(conversation, n)).map((s) => s.message);
+  }
+
+  /** Retention of the shared tables is not run by the nodes yet (docs/cluster.md): nothing is deleted. */
+  applyRetention(): Promise<Record<string, number>> {
+    return Promise.resolve({});
+  }
+
+  /** Every write is committed before the call that made it resolves: nothing to wait for. */
+  settled(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  // ---------------------------------------------------------------- submission
+
+  parse(body: unknown, opts: { bodySize?: number; sender?: string } = {}): AclMessage {
+    return parseMessage(
+      body,
+      { maxMessageSize: this.#cfg.max_message_size, defaultCfpDeadlineMs: this.#cfg.cfp_deadline, ...(opts.sender !== undefined && { defaultSender: opts.sender }) },
+      opts.bodySize,
+    );
+  }
+
+  submit(body: unknown, opts: { bodySize?: number; sender?: string; traceparent?: string } = {}): Promise<SubmitResult> {
+    let m: AclMessage;
+    try {
+      m = this.parse(body, opts);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    if (m.trace_context === undefined && opts.traceparent !== undefined) m = { ...m, trace_context: { traceparent: opts.traceparent } };
+    const b = body as Record<string, unknown>;
+    return this.send(m, { newId: b.id === undefined, newConversation: b.conversation_id === undefined && b['conversation-id'] === undefined });
+  }
+
+  async send(m: AclMessage, hints: SendHints = {}): Promise<SubmitResult> {
+    if (this.#state !== 'running') throw new CaxtonError('not_ready', 'the message bus is not running');
+    if (!hints.newId) {
+      const stored = await this.#store.getMessage(m.id);
+      if (stored) return this.#duplicate(stored);
+    }
+    if (this.#dispatcher.size >= this.#cfg.max_queue) {
+      throw new CaxtonError('queue_full', `this node holds ${this.#dispatcher.size} undelivered messages ([messaging] max_queue = ${this.#cfg.max_queue}); retry later`, {
+        retry_after: 1,
+        queued: this.#dispatcher.size,
+      });
+    }
+    const decision = this.router.route(m);
+    if (decision.ok) {
+      const size = contentSize(m.content);
+      for (const r of decision.receivers) {
+        const limit = r.definition.limits.max_message_size;
+        if (size > limit) {
+          throw new CaxtonError('payload_too_large', `the content is ${size} bytes; agent "${r.agent}" accepts at most ${limit} (its limits.max_message_size)`, {
+            size,
+            limit,
+            field: 'content',
+            agent: r.agent,
+          });
+        }
+      }
+    }
+    const work = new StepWork();
+    let out: { result: SubmitResult; closed?: CaxtonError };
+    try {
+      out = await this.#store.inConversation(m.conversation_id, (s) => this.#acceptStep(s, m, decision, hints.newConversation === true, work));
+    } catch (e) {
+      // Two nodes took the same client-chosen id at once: the other one stored it first.
+      if (isUniqueViolation(e)) {
+        const stored = await this.#store.getMessage(m.id);
+        if (stored) return this.#duplicate(stored);
+      }
+      throw e;
+    }
+    this.#emitAll(work.events);
+    if (out.closed) throw out.closed;
+    await this.#publishAll(work.outgoing);
+    void this.#forward(work.notify);
+    return out.result;
+  }
+
+  async #acceptStep(s: ConversationStep, m: AclMessage, decision: RouteDecision, fresh: boolean, work: StepWork): Promise<{ result: SubmitResult; closed?: CaxtonError }> {
+    const now = iso();
+    let conv = fresh ? undefined : s.conversation;
+    if (conv && isTerminal(conv.state)) {
+      throw new CaxtonError('conversation_closed', `conversation ${conv.id} is ${conv.state}${conv.reason ? ` (${conv.reason})` : ''}; start a new conversation by leaving out conversation_id`, {
+        conversation_id: conv.id,
+        state: conv.state,
+      });
+    }
+    if (conv && conv.turns + 1 > conv.max_turns) {
+      const reason = `turn limit reached: at most ${conv.max_turns} messages per conversation`;
+      this.#setState(conv, 'failed', reason, work);
+      await s.saveConversation(conv);
+      return {
+        result: undefined as unknown as SubmitResult,
+        closed: new CaxtonError('conversation_closed', `conversation ${conv.id} ${reason}; it is now failed`, { conversation_id: conv.id, state: 'failed' }),
+      };
+    }
+    conv ??= this.#newConversation(m, now, decision);
+    const receivers = decision.ok ? decision.receivers.map((r) => r.agent) : [];
+    let failure: SubmitResult['failure'];
+    await this.#storeMessage(s, conv, m, receivers, now, work);
+    if (!decision.ok) {
+      const reply = this.#reply(m, PLATFORM, 'failure', { reason: decision.reason, message: decision.message });
+      await this.#storeMessage(s, conv, reply, [], now, work);
+      this.#setState(conv, 'failed', decision.message, work);
+      failure = { reason: decision.reason, message: decision.message, reply_id: reply.id };
+    } else if (m.performative === 'cfp' && conv.protocol === 'fipa-contract-net') {
+      // The call closes at its deadline (the sweep decides it then) unless every bidder answers first.
+      const call = openCall([{ message: m, routed_to: receivers }], this.#cfg);
+      if (call) conv.expires_at = iso(Math.min(call.deadline, Date.parse(conv.expires_at ?? iso(call.deadline))));
+    }
+    if (m.performative === 'cancel' && conv.protocol === 'fipa-subscribe') {
+      await s.deleteSubscription(conv.id);
+      this.#setState(conv, 'completed', 'cancelled by the subscriber', work);
+    }
+    if (m.performative === 'inform' && m.in_reply_to === undefined) work.notify.push(m);
+    await s.saveConversation(conv);
+    return {
+      result: {
+        id: m.id,
+        conversation_id: m.conversation_id,
+        performative: m.performative,
+        routed_to: receivers,
+        routing: decision.ok ? decision.mode : 'none',
+        duplicate: false,
+        ...(failure && { failure }),
+      },
+    };
+  }
+
+  /** Stores `m` in `conv` with a pending delivery per receiver (published once the step commits). */
+  async #storeMessage(s: ConversationStep, conv: Conversation, m: AclMessage, receivers: readonly string[], now: string, work: StepWork): Promise<void> {
+    this.#touch(conv, m, receivers, now);
+    await s.insertMessage(m, receivers);
+    for (const r of receivers) work.outgoing.push({ id: await s.insertDelivery(m.id, r, now), receiver: r, message: m });
+    work.events.push({ type: 'message', conversation_id: m.conversation_id, message: m, routed_to: [...receivers] });
+  }
+
+  /** The message was accepted before: its pending deliveries are published again (a submission whose publish failed). */
+  async #duplicate(stored: StoredMessage): Promise<SubmitResult> {
+    const m = stored.message;
+    const rows = (await this.reads.getMessage(m.id))?.deliveries ?? [];
+    await this.#publishAll(rows.filter((r) => r.state === 'pending').map((r) => ({ id: r.id, receiver: r.receiver, message: m })));
+    return {
+      id: m.id,
+      conversation_id: m.conversation_id,
+      performative: m.performative,
+      routed_to: stored.routed_to,
+      routing: stored.routed_to.length === 0 ? 'none' : m.receivers.length > 0 ? 'named' : stored.routed_to.length > 1 ? 'all' : 'one',
+      duplicate: true,
+    };
+  }
+
+  #newConversation(m: AclMessage, now: string, decision: RouteDecision): Conversation {
+    let maxTurns = this.#cfg.max_conversation_turns;
+    if (decision.ok) for (const r of decision.receivers) maxTurns = Math.min(maxTurns, Math.max(2, r.definition.conversation.max_turns));
+    if (endless(m.protocol)) maxTurns = this.#cfg.max_conversation_turns;
+    return {
+      id: m.conversation_id,
+      protocol: m.protocol ?? null,
+      state: 'initiated',
+      initiator: m.sender,
+      participants: [m.sender],
+      capability: m.capability ?? null,
+      turns: 0,
+      max_turns: maxTurns,
+      created_at: now,
+      updated_at: now,
+      expires_at: iso(Date.now() + this.#cfg.conversation_ttl),
+      reason: null,
+    };
+  }
+
+  #touch(conv: Conversation, m: AclMessage, receivers: readonly string[], now: string): void {
+    conv.turns++;
+    conv.updated_at = now;
+    if (!conv.participants.includes(m.sender)) conv.participants.push(m.sender);
+    for (const r of receivers) if (!conv.participants.includes(r)) conv.participants.push(r);
+    if (isTerminal(conv.state)) return;
+    if (endless(conv.protocol)) {
+      conv.expires_at = null;
+      return;
+    }
+    let expires = Date.now() + this.#cfg.conversation_ttl;
+    if (m.reply_by && m.performative !== 'cfp' && expectsReply(m.performative)) expires = Math.min(expires, Date.parse(m.reply_by));
+    conv.expires_at = iso(expires);
+  }
+
+  #setState(conv: Conversation, to: ConversationState, reason: string | null, work: StepWork): void {
+    if (isTerminal(conv.state) || conv.state === to || to === 'initiated') return;
+    conv.state = to;
+    conv.updated_at = iso();
+    if (reason !== null) conv.reason = reason;
+    if (isTerminal(to)) conv.expires_at = null;
+    work.events.push({ type: 'state', conversation_id: conv.id, conversation: { ...conv, participants: [...conv.participants] } });
+  }
+
+  #effects(s: ConversationStep, conv: Conversation, work: StepWork): StepEffects & { subscribe(original: AclMessage, provider: string): Promise<void>; pending: Promise<void>[] } {
+    const pending: Promise<void>[] = [];
+    return {
+      pending,
+      setState: (to, reason) => this.#setState(conv, to, reason, work),
+      send: (m) => {
+        const decision = this.router.route(m);
+        pending.push(this.#storeMessage(s, conv, m, decision.ok ? decision.receivers.map((r) => r.agent) : [], iso(), work));
+      },
+      subscribe: async (sub, provider) => {
+        await s.insertSubscription({
+          id: sub.id,
+          conversation_id: conv.id,
+          subscriber: sub.sender,
+          capability: sub.capability ?? null,
+          agent: sub.capability === undefined ? provider : null,
+          content: typeof sub.content === 'string' ? sub.content : JSON.stringify(sub.content),
+          created_at: iso(),
+        });
+      },
+    };
+  }
+
+  #reply(to: AclMessage, sender: string, performative: Performative, content: Content, extra: Partial<AclMessage> = {}): AclMessage {
+    return {
+      id: newMessageId(),
+      performative,
+      sender,
+      receivers: replyAddress(to),
+      content,
+      conversation_id: to.conversation_id,
+      in_reply_to: to.reply_with ?? to.id,
+      ...(to.protocol !== undefined && { protocol: to.protocol }),
+      ...(to.ontology !== undefined && { ontology: to.ontology }),
+      ...(to.language !== undefined && typeof content === 'string' && { language: to.language }),
+      ...(to.trace_context !== undefined && { trace_context: to.trace_context }),
+      params: {},
+      timestamp: iso(),
+      chain: to.chain,
+      ...extra,
+    };
+  }
+
+  // ---------------------------------------------------------------- JetStream
+
+  async #publishAll(out: readonly Outgoing[], tag = ''): Promise<void> {
+    if (out.length === 0) return;
+    const d = this.#o.cluster.delivery;
+    try {
+      await Promise.all(
+        out.map((o) =>
+          this.#js!.publish(`${d.subject}.${subjectToken(o.receiver)}`, JSON.stringify({ id: o.id, receiver: o.receiver, message: o.message } satisfies Wire), {
+            msgID: `d${o.id}${tag}`,
+            timeout: d.publish_timeout,
+          }),
+        ),
+      );
+    } catch (e) {
+      throw new CaxtonError(
+        'not_ready',
+        `the message was stored but NATS JetStream did not acknowledge its delivery within ${d.publish_timeout} ms (${describeError(e)}); send it again with the same id once NATS is reachable (it is delivered once)`,
+        { retry_after: 5 },
+      );
+    }
+  }
+
+  /** After a step committed: its new deliveries go out; a failure is logged (the rows stay pending; see docs/cluster.md). */
+  #publishAfter(out: readonly Outgoing[]): Promise<void> {
+    return this.#publishAll(out).catch((e: unknown) =>
+      this.#log.error({ deliveries: out.map((o) => o.id), err: describeError(e) }, 'could not publish deliveries a conversation step made; they stay pending in PostgreSQL'),
+    );
+  }
+
+  #wake(): void {
+    const r = this.#room;
+    this.#room = undefined;
+    r?.();
+  }
+
+  async #fetchLoop(): Promise<void> {
+    const max = this.#o.cluster.delivery.max_held;
+    while (this.#state === 'running') {
+      const room = max - this.#held.size;
+      if (room <= 0) {
+        await new Promise<void>((r) => (this.#room = r));
+        continue;
+      }
+      try {
+        const batch = await this.#consumer!.fetch({ max_messages: room, expires: 1000 });
+        for await (const m of batch) await this.#take(m);
+      } catch (e) {
+        if (this.#state !== 'running') break;
+        this.#log.warn({ err: describeError(e) }, 'fetching deliveries from JetStream failed; trying again');
+        await new Promise((r) => setTimeout(r, 500).unref());
+      }
+    }
+  }
+
+  async #take(m: JsMsg): Promise<void> {
+    if (this.#state !== 'running') return m.nak();
+    let w: Wire;
+    try {
+      w = m.json<Wire>();
+    } catch (e) {
+      this.#log.error({ seq: m.seq, err: describeError(e) }, 'dropped a delivery that is not JSON');
+      return m.term('not JSON');
+    }
+    let row;
+    try {
+      row = await this.#store.getDelivery(w.id);
+    } catch (e) {
+      // PostgreSQL is away: the delivery goes back to the stream, for this or another node later.
+      this.#log.warn({ delivery: w.id, err: describeError(e) }, 'could not read a delivery row; it is delivered again later');
+      return m.nak(1000);
+    }
+    if (!row) {
+      this.#log.warn({ delivery: w.id, message_id: w.message.id }, 'dropped a delivery whose row does not exist (its schema was reset?)');
+      return m.term('no stored delivery');
+    }
+    // Acknowledged, dead or rerouted since: a duplicate (the ack after the commit was lost, or a republish).
+    if (row.state !== 'pending' || agentKey(row.receiver) !== agentKey(w.receiver)) return m.ack();
+    const held = this.#held.get(row.id);
+    if (held) {
+      if (held.seq === m.seq) this.#held.set(row.id, m);
+      else m.ack();
+      return;
+    }
+    const wait = row.next_at - Date.now();
+    if (wait > 50) return m.nak(wait);
+    this.#held.set(row.id, m);
+    this.#dispatcher.enqueue({ id: row.id, message: w.message, receiver: row.receiver, attempts: row.attempts });
+  }
+
+  #release(id: number): JsMsg | undefined {
+    const m = this.#held.get(id);
+    this.#held.delete(id);
+    this.#wake();
+    return m;
+  }
+
+  // ---------------------------------------------------------------- delivery
+
+  async #deliver(d: Delivery, signal: AbortSignal): Promise<void> {
+    const t0 = performance.now();
+    const outcome = await this.#attempt(d, signal);
+    if (this.#o.metrics && outcome !== 'stopped') this.#o.metrics.message(d.message.performative, outcome, (performance.now() - t0) / 1000);
+  }
+
+  async #attempt(d: Delivery, signal: AbortSignal): Promise<'delivered' | 'failed' | 'retried' | 'dead_letter' | 'rerouted' | 'stopped'> {
+    const m = d.message;
+    const entry = this.directory.get(d.receiver);
+    const inProcess = this.#handlers.get(d.receiver.toLowerCase());
+    if (!entry && !inProcess) return this.#reroute(d);
+    const ctx: HandlerContext = { signal, delivery: d };
+    let answer: AgentAnswer;
+    try {
+      let r: Promise<AgentAnswer> | AgentAnswer = undefined;
+      if (inProcess) r = inProcess(m, entry ?? undeployed(d.receiver), ctx);
+      else if (entry && this.#agentHandler && executes(m.performative)) r = this.#agentHandler(m, entry, ctx);
+      answer = r instanceof Promise ? await r : r;
+    } catch (e) {
+      if (signal.aborted) return 'stopped';
+      return this.#failed(d, e);
+    }
+    if (signal.aborted && this.#state === 'closed') return 'stopped';
+    await this.#acknowledge(d, answer);
+    return 'delivered';
+  }
+
+  /** The answer, the row's `done` and what the protocol decided, in one step of the conversation; then the JetStream ack. */
+  async #acknowledge(d: Delivery, answer: AgentAnswer): Promise<void> {
+    const m = d.message;
+    const work = new StepWork();
+    const done = await this.#store.inConversation(m.conversation_id, async (s) => {
+      const row = await s.delivery(d.id);
+      // Another node finished it first (this one ran it after JetStream's redelivery): its answer stands.
+      if (!row || row.state !== 'pending') return false;
+      const now = iso();
+      const conv = s.conversation;
+      const replies: AclMessage[] = [];
+      if (answer && expectsReply(m.performative)) {
+        const acts = replyActs(m, answer.performative ?? 'inform');
+        acts.forEach((act, i) => replies.push(this.#reply(m, d.receiver, act, i === acts.length - 1 ? answer.content : '')));
+      }
+      await s.setDelivery(d.id, { state: 'done', attempts: row.attempts + 1 }, now);
+      if (conv) {
+        for (const r of replies) await this.#storeMessage(s, conv, r, [], now, work);
+        if (conv.state === 'initiated') this.#setState(conv, 'in_progress', null, work);
+        const fx = this.#effects(s, conv, work);
+        await afterReply(conv, m, replies, await s.outstanding(), () => s.messages(), this.#cfg, fx);
+        await Promise.all(fx.pending);
+        await s.saveConversation(conv);
+      } else {
+        for (const r of replies) await s.insertMessage(r, []);
+      }
+      return true;
+    });
+    this.#emitAll(work.events);
+    await this.#publishAfter(work.outgoing);
+    this.#release(d.id)?.ack();
+    if (!done) this.#log.info?.({ delivery: d.id, message_id: m.id }, 'a delivery was already acknowledged by another node; this answer is dropped');
+  }
+
+  async #failed(d: Delivery, e: unknown): Promise<'failed' | 'retried' | 'dead_letter'> {
+    const code: ErrorCode = isCaxtonError(e) ? e.code : 'internal';
+    const reason = describeError(e);
+    d.attempts++;
+    if (RETRYABLE.has(code) && d.attempts < this.#cfg.max_attempts) {
+      const delay = Math.min(this.#cfg.retry_max, this.#cfg.retry_base * 2 ** (d.attempts - 1));
+      const jittered = Math.round(delay * (0.8 + Math.random() * 0.4));
+      this.#log.warn({ message_id: d.message.id, receiver: d.receiver, attempt: d.attempts, retry_in_ms: jittered, err: reason }, 'message delivery failed; will retry');
+      await this.#store.retry(d.id, d.attempts, Date.now() + jittered, reason, iso());
+      // The stream holds it until then: any node may run the retry.
+      this.#release(d.id)?.nak(jittered);
+      return 'retried';
+    }
+    if (RETRYABLE.has(code) || UNDELIVERABLE.has(code)) {
+      const why = RETRYABLE.has(code) ? `delivery to "${d.receiver}" failed ${d.attempts} time${d.attempts === 1 ? '' : 's'}; last error: ${reason}` : `delivery to "${d.receiver}" failed: ${reason}`;
+      await this.#deadLetter(d, why);
+      return 'dead_letter';
+    }
+    await this.#acknowledge(d, expectsReply(d.message.performative) ? { performative: 'failure', content: reason } : undefined);
+    return 'failed';
+  }
+
+  async #deadLetter(d: Delivery, why: string): Promise<void> {
+    const m = d.message;
+    const work = new StepWork();
+    await this.#store.inConversation(m.conversation_id, async (s) => {
+      const row = await s.delivery(d.id);
+      if (!row || row.state !== 'pending') return;
+      const now = iso();
+      await s.setDelivery(d.id, { state: 'dead', attempts: d.attempts, last_error: why }, now);
+      const reply = this.#reply(m, PLATFORM, 'failure', { reason: 'undeliverable', message: why, dead_letter: d.id });
+      const conv = s.conversation;
+      if (conv) {
+        await this.#storeMessage(s, conv, reply, [], now, work);
+        this.#setState(conv, 'failed', why, work);
+        await s.saveConversation(conv);
+      } else await s.insertMessage(reply, []);
+    });
+    this.#log.error({ message_id: m.id, receiver: d.receiver, dead_letter: d.id, reason: why }, 'message moved to the dead-letter queue');
+    this.#emitAll(work.events);
+    this.#counts.dead++;
+    this.#release(d.id)?.term('dead letter');
+  }
+
+  /** The receiver is no longer deployed anywhere: another provider of the capability, or a dead letter. */
+  async #reroute(d: Delivery): Promise<'rerouted' | 'dead_letter'> {
+    const m = d.message;
+    if (m.capability !== undefined) {
+      const decision = this.router.route({ ...m, chain: m.chain });
+      if (decision.ok && decision.mode === 'one') {
+        const next = decision.receivers[0]!.agent;
+        await this.#store.inConversation(m.conversation_id, (s) => s.setDelivery(d.id, { state: 'pending', attempts: d.attempts, receiver: next }, iso()));
+        await this.#publishAll([{ id: d.id, receiver: next, message: m }], `:to:${agentKey(next)}`);
+        this.#release(d.id)?.ack();
+        return 'rerouted';
+      }
+    }
+    await this.#deadLetter(d, `agent "${d.receiver}" is no longer deployed`);
+    return 'dead_letter';
+  }
+
+  // ---------------------------------------------------------------- subscriptions, deadlines
+
+  /** Forwards accepted informs to their subscribers, each notification a step of the subscription's conversation. */
+  async #forward(informs: readonly AclMessage[]): Promise<void> {
+    for (const m of informs) {
+      try {
+        for (const sub of await this.#store.subscriptionsFor(m.capability, m.sender)) {
+          if (sub.subscriber === m.sender) continue;
+          const isAgent = this.directory.get(sub.subscriber) !== undefined;
+          const note: AclMessage = {
+            id: newMessageId(),
+            performative: 'inform',
+            sender: m.sender,
+            receivers: isAgent ? [sub.subscriber] : [],
+            content: m.content,
+            conversation_id: sub.conversation_id as ConversationId,
+            protocol: 'fipa-subscribe',
+            in_reply_to: sub.id as MessageId,
+            ...(m.ontology !== undefined && { ontology: m.ontology }),
+            ...(m.language !== undefined && { language: m.language }),
+            params: { 'X-notification-of': m.id },
+            timestamp: iso(),
+            chain: m.chain,
+          };
+          const work = new StepWork();
+          await this.#store.inConversation(sub.conversation_id, async (s) => {
+            const conv = s.conversation;
+            if (!conv || isTerminal(conv.state)) return;
+            const receivers = isAgent ? [sub.subscriber] : [];
+            await this.#storeMessage(s, conv, note, receivers, iso(), work);
+            await s.saveConversation(conv);
+          });
+          this.#emitAll(work.events);
+          await this.#publishAfter(work.outgoing);
+        }
+      } catch (e) {
+        this.#log.warn({ message_id: m.id, err: describeError(e) }, 'could not notify the subscribers of an inform');
+      }
+    }
+  }
+
+  async #sweep(): Promise<void> {
+    if (this.#state !== 'running') return;
+    try {
+      await this.#store.expired(iso(), 100, async (s) => {
+        const conv = s.conversation;
+        const work = new StepWork();
+        const fx = this.#effects(s, conv, work);
+        await atDeadline(conv, await s.outstanding(), () => s.messages(), this.#cfg, fx);
+        await Promise.all(fx.pending);
+        if (!isTerminal(conv.state) && conv.expires_at !== null && Date.parse(conv.expires_at) <= Date.now()) conv.expires_at = iso(Date.now() + this.#cfg.conversation_ttl);
+        await s.saveConversation(conv);
+        // Emitted and published after the commit: queued behind this transaction's end.
+        setImmediate(() => {
+          this.#emitAll(work.events);
+          void this.#publishAfter(work.outgoing);
+        });
+      });
+    } catch (e) {
+      this.#log.warn({ err: describeError(e) }, 'the conversation deadline sweep failed; it runs again in a second');
+    }
+  }
+
+  async #refreshCounts(): Promise<void> {
+    try {
+      this.#counts = await this.#store.counts();
+    } catch {
+      // PostgreSQL away: the gauges keep their last figures; readiness reports it.
+    }
+  }
+
+  // ---------------------------------------------------------------- events and waiting
+
+  #emitAll(events: readonly BusEvent[]): void {
+    for (const e of events) {
+      this.#emitLocal(e);
+      if (this.#state === 'running') {
+        try {
+          this.#o.nc.publish(this.#eventSubject, JSON.stringify({ node: this.#o.cluster.node, event: e } satisfies EventWire));
+        } catch {
+          // Too large for NATS or the connection is closed: the other nodes read it from PostgreSQL.
+        }
+      }
+    }
+  }
+
+  #emitLocal(e: BusEvent): void {
+    this.emit('event', e);
+    if (e.type === 'state' && isTerminal(e.conversation.state)) {
+      const set = this.#waiters.get(e.conversation_id);
+      if (set) for (const w of set) w(e.conversation);
+    }
+  }
+
+  #remoteEvent(data: Uint8Array): void {
+    try {
+      const w = JSON.parse(new TextDecoder().decode(data)) as EventWire;
+      if (w.node !== this.#o.cluster.node) this.#emitLocal(w.event);
+    } catch {
+      // Not ours: ignored.
+    }
+  }
+
+  /** Resolves with the conversation once it ends (heard from any node, or read every second), or as it is at the timeout. */
+  async wait(id: ConversationId, timeoutMs: number, signal?: AbortSignal): Promise<Conversation> {
+    const now = await this.#store.getConversation(id);
+    if (!now) throw new CaxtonError('conversation_not_found', `no conversation ${id}`);
+    if (isTerminal(now.state) || timeoutMs <= 0 || signal?.aborted) return now;
+    return new Promise<Conversation>((resolve, reject) => {
+      const set = this.#waiters.get(id) ?? new Set();
+      this.#waiters.set(id, set);
+      let poll: NodeJS.Timeout | undefined;
+      const finish = (c: Conversation | undefined) => {
+        clearTimeout(timer);
+        clearTimeout(poll);
+        set.delete(waiter);
+        if (set.size === 0) this.#waiters.delete(id);
+        signal?.removeEventListener('abort', onAbort);
+        if (c) resolve(c);
+        else this.#store.getConversation(id).then((x) => resolve(x ?? now), reject);
+      };
+      const waiter = (c: Conversation) => finish(c);
+      const onAbort = () => finish(undefined);
+      set.add(waiter);
+      signal?.addEventListener('abort', onAbort, { once: true });
+      const timer = setTimeout(() => finish(undefined), timeoutMs);
+      // A missed event (core NATS is at most once) costs at most a second.
+      const check = () => {
+        poll = setTimeout(() => {
+          this.#store.getConversation(id).then(
+            (c) => (c && isTerminal(c.state) ? finish(c) : check()),
+            () => check(),
+          );
+        }, 1000);
+        poll.unref();
+      };
+      check();
+    });
+  }
+
+  /** Puts a dead letter back with fresh attempts, reopening its conversation when it failed because of it. */
+  async replay(id: number): Promise<{ id: number; message_id: MessageId; receiver: string }> {
+    const d = await this.reads.deadLetter(id);
+    const work = new StepWork();
+    const ok = await this.#store.inConversation(d.message.conversation_id, async (s) => {
+      const row = await s.delivery(id);
+      if (!row || row.state !== 'dead') return false;
+      const now = iso();
+      await s.setDelivery(id, { state: 'pending', attempts: 0, next_at: 0 }, now);
+      const conv = s.conversation;
+      if (conv && (conv.state === 'failed' || conv.state === 'expired')) {
+        conv.state = 'in_progress';
+        conv.reason = null;
+        conv.updated_at = now;
+        conv.expires_at = iso(Date.now() + this.#cfg.conversation_ttl);
+        work.events.push({ type: 'state', conversation_id: conv.id, conversation: { ...conv } });
+        await s.saveConversation(conv);
+      }
+      return true;
+    });
+    if (!ok) throw new CaxtonError('conflict', `dead letter ${id} was replayed already`);
+    this.#emitAll(work.events);
+    this.#counts.dead = Math.max(0, this.#counts.dead - 1);
+    await this.#publishAll([{ id, receiver: d.receiver, message: d.message }], `:replay:${Date.now()}`);
+    return { id, message_id: d.message_id, receiver: d.receiver };
+  }
+}
+
+function undeployed(agent: string): InProcessReceiver {
+  return { agent, description: '', capabilities: [], protocols: [], ontologies: [], languages: [], max_concurrency: undefined };
+}

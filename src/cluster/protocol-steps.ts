@@ -1,0 +1,166 @@
+/**
+ * The interaction protocols of a cluster as functions of the stored conversation (ADR 0043, item
+ * 2). The single-node protocols (src/messaging/protocols) keep state between messages in the
+ * process: a Contract Net's collected proposals and its deadline timer, the subscriptions. Here
+ * every decision is made inside the conversation's step (its PostgreSQL transaction and lock)
+ * from what the conversation's rows say, so whichever node commits the last expected answer
+ * makes the award, and the one after it sees the award stored and does nothing.
+ */
+import {
+  chooseWinner,
+  expectsReply,
+  isTerminal,
+  newMessageId,
+  selectionOf,
+  type AclMessage,
+  type Content,
+  type Conversation,
+  type ConversationState,
+  type MessagingConfig,
+  type Performative,
+  type StoredMessage,
+} from '../messaging/index.js';
+
+const iso = (t = Date.now()) => new Date(t).toISOString();
+
+/** What a protocol step may do to its conversation (all of it written in the same transaction). */
+export interface StepEffects {
+  /** Moves the conversation (terminal states end it). */
+  setState(to: ConversationState, reason: string | null): void;
+  /** Sends a platform-made message in this conversation (a Contract Net decision): stored and delivered with the step. */
+  send(m: AclMessage): void;
+}
+
+/** The acts that answer `original` when its receiver answered `performative` (a request gets `agree` first). */
+export function replyActs(original: AclMessage, performative: Performative): Performative[] {
+  const plain: Performative = performative === 'agree' && original.performative !== 'subscribe' ? 'inform' : performative;
+  if (original.protocol === 'fipa-request' && original.performative === 'request' && (plain === 'inform' || plain === 'failure')) return ['agree', plain];
+  return [plain];
+}
+
+const negative = (p: Performative) => p === 'failure' || p === 'refuse' || p === 'not-understood';
+
+/** Whether conversations of `protocol` never expire and take the server's turn budget (subscriptions). */
+export const endless = (protocol: string | null | undefined): boolean => protocol === 'fipa-subscribe';
+
+/** The open call for proposals of a Contract Net conversation: the cfp, its bidders and the answers so far. */
+export interface OpenCall {
+  cfp: StoredMessage;
+  /** Bidders that have not answered yet (lower case). */
+  waiting: Set<string>;
+  proposals: AclMessage[];
+  refusals: AclMessage[];
+  /** When the call closes (epoch ms). */
+  deadline: number;
+}
+
+/** The call still open in these messages (none once an accept-proposal is stored: decided). */
+export function openCall(messages: readonly StoredMessage[], cfg: MessagingConfig): OpenCall | undefined {
+  const cfp = messages.find((s) => s.message.performative === 'cfp');
+  if (!cfp || messages.some((s) => s.message.performative === 'accept-proposal')) return undefined;
+  const key = cfp.message.reply_with ?? cfp.message.id;
+  const answers = messages.map((s) => s.message).filter((m) => m.in_reply_to === key && m.sender !== cfp.message.sender);
+  const waiting = new Set(cfp.routed_to.map((r) => r.toLowerCase()));
+  for (const a of answers) waiting.delete(a.sender.toLowerCase());
+  const deadline = cfp.message.reply_by ? Date.parse(cfp.message.reply_by) : Date.parse(cfp.message.timestamp) + cfg.cfp_deadline;
+  return {
+    cfp,
+    waiting,
+    proposals: answers.filter((a) => a.performative === 'propose'),
+    refusals: answers.filter((a) => a.performative !== 'propose'),
+    deadline,
+  };
+}
+
+/**
+ * Awards the call: the winner by the selection rule gets `accept-proposal`, the others
+ * `reject-proposal`; with no proposal the conversation fails.
+ */
+export function decide(conv: Conversation, call: OpenCall, cfg: MessagingConfig, fx: StepEffects): void {
+  const cfp = call.cfp.message;
+  const sel = selectionOf(cfp, { rule: cfg.cfp_select, field: cfg.cfp_field });
+  const winner = chooseWinner(call.proposals, sel);
+  if (!winner) {
+    fx.setState('failed', `no proposals (${call.refusals.length} refused, ${call.waiting.size} did not answer by the deadline)`);
+    return;
+  }
+  const mk = (p: AclMessage, performative: Performative, content: Content): AclMessage => ({
+    id: newMessageId(),
+    performative,
+    sender: cfp.sender,
+    receivers: [p.sender],
+    content,
+    conversation_id: conv.id,
+    protocol: 'fipa-contract-net',
+    in_reply_to: p.reply_with ?? p.id,
+    ...(cfp.ontology !== undefined && { ontology: cfp.ontology }),
+    ...(cfp.trace_context !== undefined && { trace_context: cfp.trace_context }),
+    params: { 'X-select': sel.rule, 'X-select-field': sel.field },
+    timestamp: iso(),
+    chain: cfp.chain,
+  });
+  const text = (c: Content) => (typeof c === 'string' ? c : JSON.stringify(c));
+  const rejects = call.proposals.filter((p) => p !== winner).map((p) => mk(p, 'reject-proposal', `Another proposal was selected (rule: ${sel.rule} ${sel.field}).`));
+  // Room for the decisions and the winner's answer even when the turn budget is tight.
+  conv.max_turns = Math.max(conv.max_turns, conv.turns + rejects.length + 3);
+  fx.send(mk(winner, 'accept-proposal', `Your proposal was selected (rule: ${sel.rule} ${sel.field}). Task: ${text(cfp.content)}\nYour proposal: ${text(winner.content)}`));
+  for (const r of rejects) fx.send(r);
+}
+
+/**
+ * A receiver's replies to `original` were stored in `conv` and its delivery acknowledged:
+ * what the protocol does next. `left` is the conversation's deliveries still pending;
+ * `messages` reads the conversation (replies included) when the protocol needs it.
+ */
+export async function afterReply(
+  conv: Conversation,
+  original: AclMessage,
+  replies: readonly AclMessage[],
+  left: number,
+  messages: () => Promise<StoredMessage[]>,
+  cfg: MessagingConfig,
+  fx: StepEffects & { subscribe(original: AclMessage, provider: string): Promise<void> },
+): Promise<void> {
+  if (isTerminal(conv.state)) return;
+  const last = replies.at(-1);
+  switch (conv.protocol) {
+    case 'fipa-request':
+    case 'fipa-query':
+      if (!last) return;
+      if (last.performative === 'inform') fx.setState('completed', null);
+      else if (negative(last.performative)) fx.setState('failed', `${last.sender} answered ${last.performative}`);
+      return;
+    case 'fipa-contract-net': {
+      if (!last) return;
+      if (original.performative === 'cfp') {
+        const call = openCall(await messages(), cfg);
+        if (call && (call.waiting.size === 0 || call.deadline <= Date.now())) decide(conv, call, cfg, fx);
+        else if (call) conv.expires_at = iso(call.deadline);
+      } else if (original.performative === 'accept-proposal') {
+        if (last.performative === 'inform') fx.setState('completed', `awarded to ${last.sender}`);
+        else fx.setState('failed', `${last.sender} won the contract but answered ${last.performative}`);
+      }
+      return;
+    }
+    case 'fipa-subscribe':
+      if (original.performative !== 'subscribe' || !last) return;
+      if (last.performative === 'agree') await fx.subscribe(original, last.sender);
+      else fx.setState('failed', `${last.sender} answered ${last.performative}`);
+      return;
+    default:
+      // No protocol: one that asked for replies ends with the last of them; one-way messages complete once delivered.
+      if (expectsReply(original.performative)) {
+        if (last && left === 0) fx.setState(negative(last.performative) ? 'failed' : 'completed', null);
+      } else if (left === 0) fx.setState('completed', 'delivered');
+  }
+}
+
+/** A conversation's deadline passed (found by the sweep): a Contract Net still collecting is decided, anything else expires. */
+export async function atDeadline(conv: Conversation, left: number, messages: () => Promise<StoredMessage[]>, cfg: MessagingConfig, fx: StepEffects): Promise<void> {
+  if (endless(conv.protocol)) return;
+  if (conv.protocol === 'fipa-contract-net') {
+    const call = openCall(await messages(), cfg);
+    if (call) return decide(conv, call, cfg, fx);
+  }
+  fx.setState('expired', conv.turns > 0 && left === 0 ? 'no reply by the reply_by deadline or within the conversation ttl' : 'no activity within the conversation ttl');
+}

@@ -1,0 +1,53 @@
+import type { AgentAnswer, InProcessHandler, MessageHandler } from './bus.js';
+import type { Conversation } from './conversation.js';
+import type { Directory } from './directory.js';
+import type { BusEvent } from './events.js';
+import type { AclMessage, ConversationId, MessageId } from './message.js';
+import type { MessageReads } from './reads.js';
+import type { SendHints, SubmitResult } from './submission.js';
+
+/** What the routes, the CLI and the status pages read from a bus. */
+export type BusReads = Pick<MessageReads, 'getConversation' | 'listConversations' | 'getMessage' | 'listMessages' | 'deadLetters' | 'deadLetter'>;
+
+/** The figures of GET /api/v1/messaging/stats and the status overview. */
+export interface BusStats {
+  queued: number;
+  running: number;
+  retrying: number;
+  open_conversations: number;
+  dead_letters: number;
+  max_queue: number;
+}
+
+/**
+ * The message bus as the rest of the server sees it, implemented twice: `MessageBus` (one node,
+ * SQLite, src/messaging/bus.ts) and `ClusterBus` (several nodes, PostgreSQL + JetStream,
+ * src/cluster/cluster-bus.ts). Routes, host tools and components depend on this, never on either.
+ */
+export interface MessagingBus {
+  readonly directory: Directory;
+  readonly reads: BusReads;
+  parse(body: unknown, opts?: { bodySize?: number; sender?: string }): AclMessage;
+  submit(body: unknown, opts?: { bodySize?: number; sender?: string; traceparent?: string }): Promise<SubmitResult>;
+  send(m: AclMessage, hints?: SendHints): Promise<SubmitResult>;
+  wait(id: ConversationId, timeoutMs: number, signal?: AbortSignal): Promise<Conversation>;
+  replay(id: number): Promise<{ id: number; message_id: MessageId; receiver: string }>;
+  stats(): BusStats;
+  /** Starts delivering (what a previous run left is delivered again). */
+  start(): Promise<{ redelivering: number; open_conversations: number }> | { redelivering: number; open_conversations: number };
+  close(graceMs?: number): Promise<void>;
+  setAgentHandler(handler: MessageHandler): void;
+  registerHandler(agent: string, handler: InProcessHandler): void;
+  unregisterHandler(agent: string): void;
+  /** The last `n` messages of a conversation, oldest first (an agent's conversation history). */
+  history(conversation: ConversationId, n: number): Promise<AclMessage[]> | AclMessage[];
+  on(event: 'event', f: (e: BusEvent) => void): unknown;
+  off(event: 'event', f: (e: BusEvent) => void): unknown;
+  /** Applies retention now (finished conversations, dead letters); the rows deleted per rule. */
+  applyRetention(): Promise<Record<string, number>>;
+  listenerCount(event: 'event'): number;
+  /** Resolves once what was accepted so far is stored. */
+  settled(): Promise<void>;
+}
+
+export type { AgentAnswer };

@@ -1,0 +1,97 @@
+import pg from 'pg';
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { AgentRegistry } from '../../agents/index.js';
+import type { ClusterView, Lifecycle } from '../../api/index.js';
+import { connectNats, DirectorySync, Membership, PgMessageReads, PgMessageStore } from '../../cluster/index.js';
+import { clusterStateConfig, type ClusterConfig } from '../../config/index.js';
+import type { Logger } from '../../observability/index.js';
+import { CaxtonError, describeError } from '../../shared/errors.js';
+import type { Component } from './component.js';
+
+export interface ClusterComponent extends Component {
+  readonly cluster: ClusterConfig;
+  readonly nc: NatsConnection;
+  readonly store: PgMessageStore;
+  readonly reads: PgMessageReads;
+  /** Starts the heartbeats once the bus can report its load (membership needs it). */
+  join(load: () => Record<string, number>): Promise<ClusterView>;
+}
+
+/**
+ * A node of a cluster (`[cluster]`, issue 17): its NATS connection, the shared state in
+ * PostgreSQL (`[cluster.state]`, required: a node never runs a cluster on its own SQLite), the
+ * directory propagation of API agents, and, once `join` runs, its heartbeats. Contributes the
+ * readiness checks `nats` and `cluster-postgresql`: /ready is 503 on a node that lost either.
+ */
+export async function startCluster(opts: { cluster: ClusterConfig; registry: AgentRegistry; lifecycle: Lifecycle; logger: Logger }): Promise<ClusterComponent> {
+  const { cluster, logger } = opts;
+  const state = clusterStateConfig(cluster);
+  const pool = new pg.Pool({ connectionString: state.url, max: state.pool_size, application_name: `caxton-${cluster.node}`, connectionTimeoutMillis: 5000 });
+  pool.on('error', (err) => logger.warn({ err: describeError(err) }, 'cluster: an idle PostgreSQL connection failed; it is replaced on next use'));
+  let store: PgMessageStore;
+  try {
+    store = await PgMessageStore.open({ pool, schema: state.schema });
+  } catch (e) {
+    await pool.end().catch(() => {});
+    throw new CaxtonError('invalid_config', `refusing to start: the cluster's shared state ([cluster.state], schema "${state.schema}") could not be opened: ${describeError(e)}`, {
+      field: 'cluster.state',
+    });
+  }
+  let nc: NatsConnection;
+  try {
+    nc = await connectNats({ cluster });
+  } catch (e) {
+    await pool.end().catch(() => {});
+    throw new CaxtonError('invalid_config', `refusing to start: NATS at ${cluster.nats.urls.join(', ')} ([cluster.nats] urls) could not be reached: ${describeError(e)}`, { field: 'cluster.nats.urls' });
+  }
+  let sync: DirectorySync | undefined;
+  let membership: Membership | undefined;
+  const close = async () => {
+    await membership?.stop().catch(() => {});
+    await sync?.stop().catch(() => {});
+    await nc.drain().catch(() => nc.close());
+    await pool.end().catch(() => {});
+  };
+  try {
+    sync = await DirectorySync.start({ nc, bucket: cluster.agents_bucket, node: cluster.node, registry: opts.registry, log: logger });
+  } catch (e) {
+    await close();
+    throw e;
+  }
+  return {
+    name: 'cluster',
+    cluster,
+    nc,
+    store,
+    reads: new PgMessageReads({ store }),
+    readiness: [
+      {
+        name: 'nats',
+        check: async () => {
+          if (nc.isClosed() || nc.isDraining()) throw new Error('the NATS connection is closed');
+          // A round trip to the server: a connection that is reconnecting does not answer.
+          await nc.flush();
+          if (membership && !membership.healthy()) throw new Error('heartbeats are not reaching JetStream');
+        },
+      },
+      { name: 'cluster-postgresql', check: () => store.ping() },
+    ],
+    join: async (load) => {
+      membership = await Membership.start({
+        nc,
+        cluster,
+        version: opts.lifecycle.version,
+        // The directory lag rides along: GET /api/v1/cluster shows each node's.
+        load: () => {
+          const lag = sync?.lag();
+          return { ...load(), ...(lag?.p99_ms != null && { directory_lag_p99_ms: lag.p99_ms }) };
+        },
+        onHealth: (healthy, error) =>
+          healthy ? logger.info({ node: cluster.node }, 'cluster heartbeats reach JetStream again') : logger.warn({ node: cluster.node, err: error }, 'cluster heartbeats are failing'),
+      });
+      const m = membership;
+      return { clustered: true, node: cluster.node, nodes: () => m.nodes() };
+    },
+    close,
+  };
+}

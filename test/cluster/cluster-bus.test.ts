@@ -1,0 +1,277 @@
+/**
+ * The cluster's message bus (ADR 0043) with two nodes in one process: each its own registry, NATS
+ * connection, PostgreSQL pool and ClusterBus, over one real `nats-server -js` started here and the
+ * machine's PostgreSQL (a schema of its own). Requests submitted on either node complete once
+ * each; a Contract Net whose proposals are handled on both nodes is awarded exactly once; a node
+ * that stops answering loses its delivery to the other after ack_wait, and its late answer is
+ * dropped; a dead letter replays from the other node; a message id sent on both nodes at once is
+ * stored once; a subscription made on one node hears an inform sent on the other; a waiter on one
+ * node wakes when the conversation ends on the other; a call whose bidder never answers is
+ * decided at its deadline by the sweep.
+ */
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import pg from 'pg';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { AgentRegistry } from '../../src/agents/index.js';
+import { ClusterBus, clusterConfigSchema, PgMessageReads, PgMessageStore } from '../../src/cluster/index.js';
+import type { AgentAnswer, AclMessage, Conversation, InProcessHandler, MessagingConfig } from '../../src/messaging/index.js';
+import { CaxtonError } from '../../src/shared/errors.js';
+import { agentDef, deploy, messagingConfig } from '../messaging/helpers.js';
+import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';
+import { hasSystem, TEST_PG_URL } from '../helpers/system.js';
+import { removeTempDirs } from '../helpers/tmp.js';
+import { waitUntil } from '../helpers/wait.js';
+
+const run = hasSystem('nats-server') && hasSystem('postgresql');
+const ACK_WAIT_MS = 1_500;
+
+let nats: NatsServer;
+let schema = '';
+let tests = 0;
+const open: { bus: ClusterBus; nc: NatsConnection; pool: pg.Pool }[] = [];
+
+interface Node {
+  name: string;
+  bus: ClusterBus;
+  registry: AgentRegistry;
+}
+
+/** One node: its own registry (with `agents` deployed), connection, pool and bus on the shared schema and stream. */
+async function node(name: string, agents: [string, string[]][], over: Partial<MessagingConfig> = {}): Promise<Node> {
+  const nc = await connect({ servers: nats.url });
+  const pool = new pg.Pool({ connectionString: TEST_PG_URL, max: 4 });
+  const store = await PgMessageStore.open({ pool, schema });
+  const registry = new AgentRegistry();
+  for (const [agent, caps] of agents) deploy(registry, agentDef(agent, caps));
+  const cluster = clusterConfigSchema.parse({ node: name, delivery: { stream: `S${schema}`, consumer: `c${schema}`, subject: `d${schema}`, ack_wait: ACK_WAIT_MS / 1000 } });
+  const bus = new ClusterBus({ store, reads: new PgMessageReads({ store }), nc, registry, config: messagingConfig({ retry_base: 50, ...over }), cluster, sweepMs: 200 });
+  open.push({ bus, nc, pool });
+  return { name, bus, registry };
+}
+
+const done = (c: Conversation) => c.state !== 'initiated' && c.state !== 'in_progress';
+
+beforeAll(async () => {
+  if (run) nats = await startNatsServer();
+});
+
+afterEach(async () => {
+  for (const o of open.splice(0)) {
+    await o.bus.close();
+    await o.nc.close();
+    await o.pool.end();
+  }
+  if (run && schema) {
+    const pool = new pg.Pool({ connectionString: TEST_PG_URL, max: 1 });
+    await pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+    await pool.end();
+  }
+});
+
+afterAll(async () => {
+  await nats?.stop();
+  removeTempDirs();
+});
+
+/** A fresh schema and stream per test: nothing of one test reaches another. */
+function fresh(): void {
+  schema = `cbus_${process.pid}_${++tests}`;
+}
+
+describe.runIf(run)('ClusterBus: two nodes on PostgreSQL and JetStream', () => {
+  it('requests submitted on either node complete, each executed once, on whichever node took it', async () => {
+    fresh();
+    const ran = new Map<string, string[]>();
+    const worker = (nodeName: string): InProcessHandler => (m) => {
+      ran.set(m.id, [...(ran.get(m.id) ?? []), nodeName]);
+      return { performative: 'inform', content: `done by ${nodeName}` };
+    };
+    const a = await node('a', [['worker', ['work']]]);
+    const b = await node('b', [['worker', ['work']]]);
+    a.bus.registerHandler('worker', worker('a'));
+    b.bus.registerHandler('worker', worker('b'));
+    await Promise.all([a.bus.start(), b.bus.start()]);
+    const sent = await Promise.all(
+      Array.from({ length: 40 }, (_, i) => (i % 2 ? a : b).bus.submit({ performative: 'request', protocol: 'fipa-request', sender: 'client', capability: 'work', content: `job ${i}` })),
+    );
+    const convs = await Promise.all(sent.map((s, i) => (i % 3 ? a : b).bus.wait(s.conversation_id, 20_000)));
+    expect(convs.map((c) => c.state)).toEqual(convs.map(() => 'completed'));
+    expect(ran.size).toBe(40);
+    expect([...ran.values()].every((nodes) => nodes.length === 1)).toBe(true);
+    const { messages } = await a.bus.reads.getConversation(sent[0]!.conversation_id);
+    expect(messages.map((s) => s.message.performative)).toEqual(['request', 'agree', 'inform']);
+    const m = await b.bus.reads.getMessage(sent[0]!.id);
+    expect(m?.deliveries.map((d) => d.state)).toEqual(['done']);
+  });
+
+  it('a Contract Net whose proposals are handled on both nodes is awarded exactly once, to the best bid', async () => {
+    fresh();
+    const prices: Record<string, number> = { p1: 30, p2: 10, p3: 20 };
+    const bidder =
+      (nodeName: string): InProcessHandler =>
+      (m, receiver): AgentAnswer => {
+        if (m.performative === 'cfp') return { performative: 'propose', content: `price: ${prices[receiver.agent]}` };
+        if (m.performative === 'accept-proposal') return { performative: 'inform', content: `${receiver.agent} delivered on ${nodeName}` };
+        return undefined;
+      };
+    const agents: [string, string[]][] = Object.keys(prices).map((p) => [p, ['quote']]);
+    const a = await node('a', agents);
+    const b = await node('b', agents);
+    for (const p of Object.keys(prices)) {
+      a.bus.registerHandler(p, bidder('a'));
+      b.bus.registerHandler(p, bidder('b'));
+    }
+    await Promise.all([a.bus.start(), b.bus.start()]);
+    const calls = await Promise.all(
+      Array.from({ length: 8 }, (_, i) => (i % 2 ? a : b).bus.submit({ performative: 'cfp', protocol: 'fipa-contract-net', sender: 'buyer', capability: 'quote', content: `task ${i}` })),
+    );
+    for (const c of calls) {
+      expect(c.routed_to).toHaveLength(3);
+      const conv = await a.bus.wait(c.conversation_id, 20_000);
+      expect(conv.state).toBe('completed');
+      const { messages } = await b.bus.reads.getConversation(c.conversation_id);
+      const acts = messages.map((s) => s.message);
+      const accepts = acts.filter((x) => x.performative === 'accept-proposal');
+      expect(accepts).toHaveLength(1);
+      expect(accepts[0]!.receivers).toEqual(['p2']);
+      expect(acts.filter((x) => x.performative === 'reject-proposal').map((x) => x.receivers[0]).sort()).toEqual(['p1', 'p3']);
+      expect(acts.filter((x) => x.performative === 'propose')).toHaveLength(3);
+    }
+  });
+
+  it('a node cut off from NATS mid-delivery loses it to the other after ack_wait; its late answer is dropped', async () => {
+    fresh();
+    let release: (a: AgentAnswer) => void = () => {};
+    const stuck = new Promise<AgentAnswer>((r) => (release = r));
+    const ran: string[] = [];
+    const a = await node('a', [['worker', ['work']]]);
+    a.bus.registerHandler('worker', () => {
+      ran.push('a');
+      return stuck;
+    });
+    await a.bus.start();
+    const sent = await a.bus.submit({ performative: 'request', sender: 'client', receivers: ['worker'], content: 'once' });
+    await waitUntil(() => ran.length === 1);
+    // A's link to NATS goes (as when it dies): no more progress heartbeats, so JetStream gives the delivery to B after ack_wait.
+    await open[0]!.nc.close();
+    const b = await node('b', [['worker', ['work']]]);
+    b.bus.registerHandler('worker', () => {
+      ran.push('b');
+      return { performative: 'inform', content: 'answered by b' };
+    });
+    await b.bus.start();
+    const conv = await b.bus.wait(sent.conversation_id, 15_000);
+    expect(conv.state).toBe('completed');
+    expect(ran).toEqual(['a', 'b']);
+    // A answers at last: the row says done, so nothing more is stored.
+    release({ performative: 'inform', content: 'late answer from a' });
+    await new Promise((r) => setTimeout(r, 300));
+    const { messages } = await a.bus.reads.getConversation(sent.conversation_id);
+    expect(messages.map((s) => [s.message.performative, s.message.content])).toEqual([
+      ['request', 'once'],
+      ['agree', ''],
+      ['inform', 'answered by b'],
+    ]);
+    const m = await a.bus.reads.getMessage(sent.id);
+    expect(m?.deliveries).toHaveLength(1);
+    expect(m?.deliveries[0]!.state).toBe('done');
+  }, 30_000);
+
+  it('a dead letter made on one node replays from the other and completes its conversation', async () => {
+    fresh();
+    let broken = true;
+    const handler: InProcessHandler = () => {
+      if (broken) throw new CaxtonError('invalid_config', 'the agent is misconfigured');
+      return { performative: 'inform', content: 'fixed' };
+    };
+    const a = await node('a', [['worker', ['work']]]);
+    const b = await node('b', [['worker', ['work']]]);
+    a.bus.registerHandler('worker', handler);
+    b.bus.registerHandler('worker', handler);
+    await Promise.all([a.bus.start(), b.bus.start()]);
+    const sent = await a.bus.submit({ performative: 'request', sender: 'client', receivers: ['worker'], content: 'x' });
+    expect((await b.bus.wait(sent.conversation_id, 10_000)).state).toBe('failed');
+    const dead = await b.bus.reads.deadLetters({});
+    expect(dead.total).toBe(1);
+    broken = false;
+    await b.bus.replay(dead.items[0]!.id);
+    // Replayed already: no longer a dead letter on any node.
+    await expect(a.bus.replay(dead.items[0]!.id)).rejects.toMatchObject({ code: 'not_found' });
+    const { value: conv } = await waitUntil(async () => {
+      const c = (await a.bus.reads.getConversation(sent.conversation_id)).conversation;
+      return c.state === 'completed' ? c : undefined;
+    });
+    expect(conv.state).toBe('completed');
+    expect((await a.bus.reads.deadLetters({})).total).toBe(0);
+  });
+
+  it('a message id sent on both nodes at once is stored and delivered once', async () => {
+    fresh();
+    let runs = 0;
+    const a = await node('a', [['worker', ['work']]]);
+    const b = await node('b', [['worker', ['work']]]);
+    for (const n of [a, b])
+      n.bus.registerHandler('worker', () => {
+        runs++;
+        return undefined;
+      });
+    await Promise.all([a.bus.start(), b.bus.start()]);
+    const body = { id: 'client-chosen-id-1', performative: 'inform', sender: 'client', receivers: ['worker'], content: 'once only' };
+    const [x, y] = await Promise.all([a.bus.submit(body), b.bus.submit(body)]);
+    expect([x.duplicate, y.duplicate].sort()).toEqual([false, true]);
+    expect((await a.bus.wait(x.conversation_id, 10_000)).state).toBe('completed');
+    const again = await b.bus.submit(body);
+    expect(again.duplicate).toBe(true);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(runs).toBe(1);
+  });
+
+  it('a subscription made through one node hears an inform sent through the other, until cancelled', async () => {
+    fresh();
+    const provider: InProcessHandler = (m) => (m.performative === 'subscribe' ? { performative: 'agree', content: 'subscribed' } : undefined);
+    const a = await node('a', [['newsroom', ['news']]]);
+    const b = await node('b', [['newsroom', ['news']]]);
+    a.bus.registerHandler('newsroom', provider);
+    b.bus.registerHandler('newsroom', provider);
+    await Promise.all([a.bus.start(), b.bus.start()]);
+    const sub = await a.bus.submit({ performative: 'subscribe', protocol: 'fipa-subscribe', sender: 'reader', capability: 'news', content: 'headlines' });
+    await waitUntil(async () => (await a.bus.reads.getConversation(sub.conversation_id)).messages.some((s) => s.message.performative === 'agree'));
+    await b.bus.submit({ performative: 'inform', sender: 'reporter', capability: 'news', content: 'rain tomorrow' });
+    const { value: note } = await waitUntil(async () =>
+      (await b.bus.reads.getConversation(sub.conversation_id)).messages.map((s) => s.message).find((m: AclMessage) => m.performative === 'inform' && m.content === 'rain tomorrow'),
+    );
+    expect(note.params['X-notification-of']).toBeDefined();
+    expect((await a.bus.reads.getConversation(sub.conversation_id)).conversation.expires_at).toBeNull();
+    await b.bus.submit({ performative: 'cancel', protocol: 'fipa-subscribe', sender: 'reader', receivers: ['newsroom'], conversation_id: sub.conversation_id, content: 'stop' });
+    expect((await a.bus.wait(sub.conversation_id, 10_000)).state).toBe('completed');
+    await b.bus.submit({ performative: 'inform', sender: 'reporter', capability: 'news', content: 'sun after' });
+    await new Promise((r) => setTimeout(r, 300));
+    const after = (await a.bus.reads.getConversation(sub.conversation_id)).messages.map((s) => s.message.content);
+    expect(after).not.toContain('sun after');
+  });
+
+  it('a call whose bidder never answers is decided at its deadline by a sweeping node', async () => {
+    fresh();
+    const a = await node('a', [
+      ['fast', ['quote']],
+      ['silent', ['quote']],
+    ]);
+    a.bus.registerHandler('fast', (m) => (m.performative === 'cfp' ? { performative: 'propose', content: 'price: 5' } : { performative: 'inform', content: 'done' }));
+    a.bus.registerHandler('silent', () => new Promise<AgentAnswer>(() => {}));
+    const b = await node('b', [
+      ['fast', ['quote']],
+      ['silent', ['quote']],
+    ]);
+    b.bus.registerHandler('fast', (m) => (m.performative === 'cfp' ? { performative: 'propose', content: 'price: 5' } : { performative: 'inform', content: 'done' }));
+    b.bus.registerHandler('silent', () => new Promise<AgentAnswer>(() => {}));
+    await Promise.all([a.bus.start(), b.bus.start()]);
+    const replyBy = new Date(Date.now() + 1500).toISOString();
+    const call = await a.bus.submit({ performative: 'cfp', protocol: 'fipa-contract-net', sender: 'buyer', capability: 'quote', content: 'task', reply_by: replyBy });
+    const conv = await b.bus.wait(call.conversation_id, 15_000);
+    expect(done(conv)).toBe(true);
+    expect(conv.state).toBe('completed');
+    const { messages } = await a.bus.reads.getConversation(call.conversation_id);
+    const accepts = messages.filter((s) => s.message.performative === 'accept-proposal');
+    expect(accepts.map((s) => s.message.receivers)).toEqual([['fast']]);
+  }, 30_000);
+});
