@@ -17,10 +17,11 @@
  * CAXTON_TEST_CLUSTER_MESSAGES sets the size of the kill -9 run (default 500; the issue's figure is
  * 5,000). CAXTON_TEST_CLUSTER_LOG=info shows the nodes' logs in failure messages.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connect } from 'node:net';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { hasSystem } from '../helpers/system.js';
 import { sleep, waitUntil } from '../helpers/wait.js';
-import { nodeOf, startCluster, type ClusterNode, type TestCluster } from './helpers/nodes.js';
+import { nodeOf, nodeScript, startCluster, type ClusterNode, type TestCluster } from './helpers/nodes.js';
 
 const run = hasSystem('nats-server') && hasSystem('postgresql');
 if (!run) console.log('[caxton tests] test/cluster/three-nodes.e2e.test.ts skipped: it needs nats-server and PostgreSQL (see the lines above)');
@@ -80,7 +81,30 @@ async function call(node: ClusterNode, method: string, path: string, body?: unkn
   }
 }
 
+/** nats-server accepts connections on its port. */
+const natsUp = () =>
+  new Promise<boolean>((resolve) => {
+    const sock = connect(cluster.nats.port, '127.0.0.1');
+    sock.once('connect', () => {
+      sock.destroy();
+      resolve(true);
+    });
+    sock.once('error', () => resolve(false));
+  });
+
 const ready = async (n: ClusterNode) => (await call(n, 'GET', '/ready', undefined, { timeoutMs: 5000 })).status === 200;
+
+/** Polls GET /ready on `n` until it answers `want`; fails with the nodes' logs if `n` exits or time runs out. */
+async function readyIs(n: ClusterNode, want: 200 | 503, timeoutMs: number, what: string): Promise<Res> {
+  const t0 = performance.now();
+  for (;;) {
+    if (!n.alive) fail(`${what}: ${n.name} exited (${JSON.stringify(await n.serve?.exited)})`);
+    const r = await call(n, 'GET', '/ready', undefined, { timeoutMs: 5000 });
+    if (r.status === want) return r;
+    if (performance.now() - t0 > timeoutMs) fail(`${what}: ${n.name} GET /ready did not answer ${want} within ${timeoutMs} ms`, r);
+    await sleep(100);
+  }
+}
 
 function fail(what: string, res?: Res): never {
   throw new Error(`${what}${res ? `: HTTP ${res.status} ${res.text.slice(0, 600)}` : ''}\n${cluster.logs(2500)}`);
@@ -201,6 +225,9 @@ function expectAnsweredOnce(answers: Map<string, string[]>, what: string): Recor
   return perNode;
 }
 
+/** Traffic still running (a test failed before stopping it): afterEach stops it. */
+const running = new Set<{ stop(): Promise<Submitted[]> }>();
+
 /** Keeps submitting (`concurrency` loops, round robin over `nodes()`) until stop() is called. */
 function traffic(nodes: () => ClusterNode[], prefix: string, concurrency = 4) {
   const results: Submitted[] = [];
@@ -216,14 +243,17 @@ function traffic(nodes: () => ClusterNode[], prefix: string, concurrency = 4) {
       if (s.status !== 202) await sleep(50); // no busy loop against a refusing node
     }
   });
-  return {
+  const t = {
     results,
     async stop(): Promise<Submitted[]> {
       stopped = true;
       await Promise.all(loops);
+      running.delete(t);
       return results;
     },
   };
+  running.add(t);
+  return t;
 }
 
 /**
@@ -317,6 +347,16 @@ describe.skipIf(!run)('three caxton serve nodes on NATS JetStream and PostgreSQL
 
   afterAll(async () => {
     await cluster?.close();
+  }, 60_000);
+
+  // A failed test leaves no cut link, stopped nats-server or dead node to the next one.
+  afterEach(async () => {
+    if (!cluster) return;
+    for (const t of [...running]) await t.stop();
+    A.pgProxy!.restore();
+    C.natsProxy!.restore();
+    if (!(await natsUp())) await cluster.nats.restart();
+    for (const n of cluster.nodes) if (!n.alive) await cluster.restart(n.name);
   }, 60_000);
 
   it('lists the three nodes with their advertised URLs; an agent deployed on A reaches B and C at once and is invoked on C', async () => {
@@ -418,36 +458,50 @@ describe.skipIf(!run)('three caxton serve nodes on NATS JetStream and PostgreSQL
   }, 120_000);
 
   it(`kill -9 of a node with accepted messages in flight: all ${MESSAGES} messages delivered, each answered exactly once`, async () => {
-    const t0 = performance.now();
-    const ids = newIds('kill', MESSAGES);
-    const survivors = [A, C];
-    let killedAt: number | undefined;
-    let bLoad: unknown;
-    const results = await pool(ids, 16, async (id, i) => {
-      if (i === Math.floor(MESSAGES / 3) && killedAt === undefined) {
-        killedAt = -1;
-        // Kill node-b while it holds work: what it reports running or queued right now.
-        bLoad = (await call(B, 'GET', '/api/v1/messaging/stats', undefined, { timeoutMs: 2000 })).json;
+    // Slower answers (150 ms) for this test: a backlog builds up and node-b holds work when it dies.
+    for (const n of cluster.nodes) cluster.setScript(n.name, nodeScript(n.name, 150));
+    try {
+      const t0 = performance.now();
+      const ids = newIds('kill', MESSAGES);
+      let done = 0;
+      let killed: { at: number; stats: Json } | undefined;
+      // Kills node-b once a quarter of the messages are in and it reports work queued or running.
+      const killer = (async () => {
+        await waitUntil(() => done >= MESSAGES / 4, { timeoutMs: 120_000, intervalMs: 20, what: 'a quarter of the messages accepted' });
+        const busy = await waitUntil(
+          async () => {
+            const st = (await call(B, 'GET', '/api/v1/messaging/stats', undefined, { timeoutMs: 2000 })).json;
+            return st && st.queued + st.running >= 5 ? st : false;
+          },
+          { timeoutMs: 20_000, intervalMs: 25, what: 'node-b holding at least 5 deliveries (queued + running)' },
+        );
         await cluster.kill('node-b');
-        killedAt = performance.now();
-      }
-      return submit(survivors[i % 2]!, id);
-    });
-    const submittedMs = performance.now() - t0;
-    const notAccepted = results.filter((r) => r.status !== 202);
-    expect(notAccepted, `submissions refused: ${JSON.stringify(notAccepted.slice(0, 5))}`).toHaveLength(0);
+        killed = { at: performance.now() - t0, stats: busy.value };
+      })();
+      const results = await pool(ids, 16, async (id, i) => {
+        const r = await submit([A, C][i % 2]!, id);
+        done++;
+        return r;
+      });
+      const submittedMs = performance.now() - t0;
+      await killer;
+      const notAccepted = results.filter((r) => r.status !== 202);
+      expect(notAccepted, `submissions refused: ${JSON.stringify(notAccepted.slice(0, 5))}`).toHaveLength(0);
 
-    const deliveredMs = await waitDelivered(() => A, ids, 60_000 + MESSAGES * 40);
-    const perNode = expectAnsweredOnce(await answersOf(C, ids), `kill -9 of node-b with ${MESSAGES} messages`);
-    const total = performance.now() - t0;
-    console.log(
-      `[three-nodes] kill -9: ${MESSAGES} messages submitted in ${Math.round(submittedMs)} ms, node-b killed ${Math.round(killedAt! - t0)} ms in (its stats then: ${JSON.stringify(bLoad)}), ` +
-        `all delivered ${Math.round(deliveredMs)} ms after the last submission, ${Math.round(total)} ms in all; answered by ${JSON.stringify(perNode)}`,
-    );
-    expect(Object.keys(perNode).length, JSON.stringify(perNode)).toBeGreaterThanOrEqual(2);
-    const dead = await call(A, 'GET', '/api/v1/dead-letters?receiver=worker&limit=1000');
-    expect(dead.json.dead_letters.filter((d: { message_id: string }) => ids.includes(d.message_id))).toHaveLength(0);
-
+      const deliveredMs = await waitDelivered(() => A, ids, 60_000 + MESSAGES * 40);
+      const perNode = expectAnsweredOnce(await answersOf(C, ids), `kill -9 of node-b with ${MESSAGES} messages`);
+      const total = performance.now() - t0;
+      console.log(
+        `[three-nodes] kill -9: ${MESSAGES} messages submitted in ${Math.round(submittedMs)} ms; node-b killed ${Math.round(killed!.at)} ms in, holding ${JSON.stringify(killed!.stats)}; ` +
+          `all delivered ${Math.round(deliveredMs)} ms after the last submission, ${Math.round(total)} ms in all; answered by ${JSON.stringify(perNode)}`,
+      );
+      expect(perNode['node-a'] ?? 0, JSON.stringify(perNode)).toBeGreaterThan(0);
+      expect(perNode['node-c'] ?? 0, JSON.stringify(perNode)).toBeGreaterThan(0);
+      const dead = await call(A, 'GET', '/api/v1/dead-letters?receiver=worker&limit=1000');
+      expect(dead.json.dead_letters.filter((d: { message_id: string }) => ids.includes(d.message_id))).toHaveLength(0);
+    } finally {
+      for (const n of cluster.nodes) cluster.setScript(n.name, nodeScript(n.name, 20));
+    }
     // node-b comes back with the same configuration and rejoins.
     await cluster.restart('node-b');
     await clusterWhole();
@@ -459,18 +513,12 @@ describe.skipIf(!run)('three caxton serve nodes on NATS JetStream and PostgreSQL
     const downAt = Date.now();
     await cluster.nats.stop();
     // /ready turns 503 on the nodes, naming NATS.
-    const notReady = await waitUntil(
-      async () => {
-        const r = await call(A, 'GET', '/ready', undefined, { timeoutMs: 5000 });
-        return r.status === 503 ? r : false;
-      },
-      { timeoutMs: 10_000, intervalMs: 100, what: 'node-a /ready 503 with nats-server down' },
-    );
-    expect(JSON.stringify(notReady.value.json), 'the dependency named').toMatch(/nats|jetstream/i);
+    const notReady = await readyIs(A, 503, 10_000, 'node-a /ready 503 with nats-server down');
+    expect(JSON.stringify(notReady.json), 'the dependency named').toMatch(/nats|jetstream/i);
     await sleep(3000);
     const upAt = Date.now();
     await cluster.nats.restart();
-    for (const n of cluster.nodes) await waitUntil(() => ready(n), { timeoutMs: 20_000, intervalMs: 200, what: `${n.name} /ready 200 after nats-server restarted` });
+    for (const n of cluster.nodes) await readyIs(n, 200, 20_000, 'after nats-server restarted');
     await sleep(2000);
     const rs = await load.stop();
 
@@ -499,24 +547,35 @@ describe.skipIf(!run)('three caxton serve nodes on NATS JetStream and PostgreSQL
     expectAnsweredOnce(await answersOf(B, again), 'messages refused while nats-server was down, sent again');
   }, 120_000);
 
-  it("node-a's PostgreSQL link cut: 503 naming PostgreSQL, /ready 503, the others go on, and it recovers", async () => {
+  it("node-a's PostgreSQL link cut while idle: /ready 503 and a fast 503 naming PostgreSQL for a submission, ready again once it is back", async () => {
+    A.pgProxy!.cut();
+    const notReady = await readyIs(A, 503, 10_000, 'node-a /ready 503 with its PostgreSQL link cut');
+    expect(JSON.stringify(notReady.json), 'the dependency named').toMatch(/postgres/i);
+    const [id] = newIds('pgidle', 1);
+    const r = await submit(A, id!);
+    expect(r, 'a submission at node-a while its PostgreSQL link is cut').toMatchObject({ status: 503, code: 'not_ready' });
+    expect(r.message ?? '', JSON.stringify(r)).toMatch(/postgres/i);
+    expect(r.ms).toBeLessThan(FAST_503_MS);
+    A.pgProxy!.restore();
+    await readyIs(A, 200, 20_000, 'node-a /ready 200 after its PostgreSQL link is back');
+    const again = await submit(A, id!);
+    expect([200, 202], JSON.stringify(again)).toContain(again.status);
+    await waitDelivered(() => A, [id!], 20_000);
+    expectAnsweredOnce(await answersOf(A, [id!]), 'the message refused while PostgreSQL was cut, sent again');
+  }, 60_000);
+
+  it("node-a's PostgreSQL link cut under traffic: it stays up, 503 naming PostgreSQL, /ready 503, the others go on, and it recovers", async () => {
     const load = traffic(() => [A, B], 'pgcut', 4);
     await sleep(1000);
     const cutAt = Date.now();
     A.pgProxy!.cut();
-    const notReady = await waitUntil(
-      async () => {
-        const r = await call(A, 'GET', '/ready', undefined, { timeoutMs: 5000 });
-        return r.status === 503 ? r : false;
-      },
-      { timeoutMs: 10_000, intervalMs: 100, what: 'node-a /ready 503 with its PostgreSQL link cut' },
-    );
-    expect(JSON.stringify(notReady.value.json), 'the dependency named').toMatch(/postgres/i);
+    const notReady = await readyIs(A, 503, 10_000, 'node-a /ready 503 with its PostgreSQL link cut');
+    expect(JSON.stringify(notReady.json), 'the dependency named').toMatch(/postgres/i);
     expect(await ready(B), 'node-b, whose link is fine, stays ready').toBe(true);
     await sleep(3000);
     const restoredAt = Date.now();
     A.pgProxy!.restore();
-    await waitUntil(() => ready(A), { timeoutMs: 20_000, intervalMs: 200, what: 'node-a /ready 200 after its PostgreSQL link is back' });
+    await readyIs(A, 200, 20_000, 'node-a /ready 200 after its PostgreSQL link is back');
     await sleep(1500);
     const rs = await load.stop();
 
@@ -550,15 +609,9 @@ describe.skipIf(!run)('three caxton serve nodes on NATS JetStream and PostgreSQL
   it('node-c cut off from NATS: /ready 503, it takes no work while the others deliver, and is ready again once the link is back', async () => {
     C.natsProxy!.cut();
     const cutAt = Date.now();
-    const notReady = await waitUntil(
-      async () => {
-        const r = await call(C, 'GET', '/ready', undefined, { timeoutMs: 5000 });
-        return r.status === 503 ? r : false;
-      },
-      { timeoutMs: 10_000, intervalMs: 100, what: 'node-c /ready 503 with its NATS link cut' },
-    );
-    console.log(`[three-nodes] node-c /ready 503 ${Date.now() - cutAt} ms after its NATS link was cut: ${JSON.stringify(notReady.value.json)}`);
-    expect(JSON.stringify(notReady.value.json)).toMatch(/nats|jetstream/i);
+    const notReady = await readyIs(C, 503, 10_000, 'node-c /ready 503 with its NATS link cut');
+    console.log(`[three-nodes] node-c /ready 503 ${Date.now() - cutAt} ms after its NATS link was cut: ${JSON.stringify(notReady.json)}`);
+    expect(JSON.stringify(notReady.json)).toMatch(/nats|jetstream/i);
     // The others see node-c leave (its heartbeats stop; JetStream drops its entry after three).
     await waitUntil(
       async () => {
@@ -582,7 +635,7 @@ describe.skipIf(!run)('three caxton serve nodes on NATS JetStream and PostgreSQL
 
     C.natsProxy!.restore();
     const restoredAt = Date.now();
-    await waitUntil(() => ready(C), { timeoutMs: 20_000, intervalMs: 200, what: 'node-c /ready 200 after its NATS link is back' });
+    await readyIs(C, 200, 20_000, 'node-c /ready 200 after its NATS link is back');
     console.log(`[three-nodes] node-c ready ${Date.now() - restoredAt} ms after its NATS link came back`);
     await clusterWhole();
 

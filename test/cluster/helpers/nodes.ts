@@ -105,6 +105,8 @@ export interface TestCluster {
   stop(name: string, timeoutMs?: number): Promise<void>;
   /** Starts the node again (killing it first if it runs) with the same caxton.toml, data dir and ports; resolves once GET /ready answers 200. */
   restart(name: string): Promise<ClusterNode>;
+  /** Replaces a node's script (the scripted provider reads it again when it changes; no restart). */
+  setScript(name: string, script: string): void;
   /** The last `chars` characters of every node's output, labelled, for failure messages. */
   logs(chars?: number): string;
   /** Kills every node, stops nats-server, closes the relays, drops the schema, removes the temp dirs. */
@@ -335,6 +337,9 @@ export async function startCluster(opts: ClusterOptions): Promise<TestCluster> {
       }
       await startNode(s);
       return view(s);
+    },
+    setScript(name, script) {
+      writeFileSync(join(byName(name).dir, 'replies.toml'), script);
     },
     logs(chars = 3000) {
       return states.map((s) => `--- node ${s.name} (${s.serve ? 'running' : 'stopped'})\n${view(s).output().slice(-chars)}`).join('\n');
