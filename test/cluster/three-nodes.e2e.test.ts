@@ -457,55 +457,59 @@ describe.skipIf(!run)('three caxton serve nodes on NATS JetStream and PostgreSQL
     expect(spread, `no Contract Net had proposals made on two nodes: ${seen.join('; ')}`).toBeDefined();
   }, 120_000);
 
-  it(`kill -9 of a node with accepted messages in flight: all ${MESSAGES} messages delivered, each answered exactly once`, async () => {
-    // Slower answers (150 ms) for this test: a backlog builds up and node-b holds work when it dies.
-    for (const n of cluster.nodes) cluster.setScript(n.name, nodeScript(n.name, 150));
-    try {
-      const t0 = performance.now();
-      const ids = newIds('kill', MESSAGES);
-      let done = 0;
-      let killed: { at: number; stats: Json } | undefined;
-      // Kills node-b once a quarter of the messages are in and it reports work queued or running.
-      const killer = (async () => {
-        await waitUntil(() => done >= MESSAGES / 4, { timeoutMs: 120_000, intervalMs: 20, what: 'a quarter of the messages accepted' });
-        const busy = await waitUntil(
-          async () => {
-            const st = (await call(B, 'GET', '/api/v1/messaging/stats', undefined, { timeoutMs: 2000 })).json;
-            return st && st.queued + st.running >= 5 ? st : false;
-          },
-          { timeoutMs: 20_000, intervalMs: 25, what: 'node-b holding at least 5 deliveries (queued + running)' },
-        );
-        await cluster.kill('node-b');
-        killed = { at: performance.now() - t0, stats: busy.value };
-      })();
-      const results = await pool(ids, 16, async (id, i) => {
-        const r = await submit([A, C][i % 2]!, id);
-        done++;
-        return r;
-      });
-      const submittedMs = performance.now() - t0;
-      await killer;
-      const notAccepted = results.filter((r) => r.status !== 202);
-      expect(notAccepted, `submissions refused: ${JSON.stringify(notAccepted.slice(0, 5))}`).toHaveLength(0);
+  it(
+    `kill -9 of a node with accepted messages in flight: all ${MESSAGES} messages delivered, each answered exactly once`,
+    async () => {
+      // Slower answers (150 ms) for this test: a backlog builds up and node-b holds work when it dies.
+      for (const n of cluster.nodes) cluster.setScript(n.name, nodeScript(n.name, 150));
+      try {
+        const t0 = performance.now();
+        const ids = newIds('kill', MESSAGES);
+        let done = 0;
+        let killed: { at: number; stats: Json } | undefined;
+        // Kills node-b once a quarter of the messages are in and it reports work queued or running.
+        const killer = (async () => {
+          await waitUntil(() => done >= MESSAGES / 4, { timeoutMs: 120_000, intervalMs: 20, what: 'a quarter of the messages accepted' });
+          const busy = await waitUntil(
+            async () => {
+              const st = (await call(B, 'GET', '/api/v1/messaging/stats', undefined, { timeoutMs: 2000 })).json;
+              return st && st.queued + st.running >= 5 ? st : false;
+            },
+            { timeoutMs: 20_000, intervalMs: 25, what: 'node-b holding at least 5 deliveries (queued + running)' },
+          );
+          await cluster.kill('node-b');
+          killed = { at: performance.now() - t0, stats: busy.value };
+        })();
+        const results = await pool(ids, 16, async (id, i) => {
+          const r = await submit([A, C][i % 2]!, id);
+          done++;
+          return r;
+        });
+        const submittedMs = performance.now() - t0;
+        await killer;
+        const notAccepted = results.filter((r) => r.status !== 202);
+        expect(notAccepted, `submissions refused: ${JSON.stringify(notAccepted.slice(0, 5))}`).toHaveLength(0);
 
-      const deliveredMs = await waitDelivered(() => A, ids, 60_000 + MESSAGES * 40);
-      const perNode = expectAnsweredOnce(await answersOf(C, ids), `kill -9 of node-b with ${MESSAGES} messages`);
-      const total = performance.now() - t0;
-      console.log(
-        `[three-nodes] kill -9: ${MESSAGES} messages submitted in ${Math.round(submittedMs)} ms; node-b killed ${Math.round(killed!.at)} ms in, holding ${JSON.stringify(killed!.stats)}; ` +
-          `all delivered ${Math.round(deliveredMs)} ms after the last submission, ${Math.round(total)} ms in all; answered by ${JSON.stringify(perNode)}`,
-      );
-      expect(perNode['node-a'] ?? 0, JSON.stringify(perNode)).toBeGreaterThan(0);
-      expect(perNode['node-c'] ?? 0, JSON.stringify(perNode)).toBeGreaterThan(0);
-      const dead = await call(A, 'GET', '/api/v1/dead-letters?receiver=worker&limit=1000');
-      expect(dead.json.dead_letters.filter((d: { message_id: string }) => ids.includes(d.message_id))).toHaveLength(0);
-    } finally {
-      for (const n of cluster.nodes) cluster.setScript(n.name, nodeScript(n.name, 20));
-    }
-    // node-b comes back with the same configuration and rejoins.
-    await cluster.restart('node-b');
-    await clusterWhole();
-  }, 240_000);
+        const deliveredMs = await waitDelivered(() => A, ids, 60_000 + MESSAGES * 40);
+        const perNode = expectAnsweredOnce(await answersOf(C, ids), `kill -9 of node-b with ${MESSAGES} messages`);
+        const total = performance.now() - t0;
+        console.log(
+          `[three-nodes] kill -9: ${MESSAGES} messages submitted in ${Math.round(submittedMs)} ms; node-b killed ${Math.round(killed!.at)} ms in, holding ${JSON.stringify(killed!.stats)}; ` +
+            `all delivered ${Math.round(deliveredMs)} ms after the last submission, ${Math.round(total)} ms in all; answered by ${JSON.stringify(perNode)}`,
+        );
+        expect(perNode['node-a'] ?? 0, JSON.stringify(perNode)).toBeGreaterThan(0);
+        expect(perNode['node-c'] ?? 0, JSON.stringify(perNode)).toBeGreaterThan(0);
+        const dead = await call(A, 'GET', '/api/v1/dead-letters?receiver=worker&limit=1000');
+        expect(dead.json.dead_letters.filter((d: { message_id: string }) => ids.includes(d.message_id))).toHaveLength(0);
+      } finally {
+        for (const n of cluster.nodes) cluster.setScript(n.name, nodeScript(n.name, 20));
+      }
+      // node-b comes back with the same configuration and rejoins.
+      await cluster.restart('node-b');
+      await clusterWhole();
+    },
+    120_000 + MESSAGES * 60,
+  );
 
   it('nats-server killed and restarted during traffic: a fast 503 while it is down, no accepted message lost', async () => {
     const load = traffic(() => [A, B], 'natsdown', 4);
