@@ -61,6 +61,7 @@ import {
 import type { Metrics } from '../observability/metrics.js';
 import { CaxtonError, describeError, isCaxtonError, type ErrorCode } from '../shared/errors.js';
 import { subjectToken } from './jetstream-queue.js';
+import { guardReads, stateUnavailable } from './pg-errors.js';
 import type { ConversationStep, PgMessageStore } from './pg-message-store.js';
 import { afterReply, atDeadline, endless, openCall, replyActs, type StepEffects } from './protocol-steps.js';
 
@@ -98,6 +99,8 @@ interface EventWire {
 const RETRYABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['llm_error', 'isolation_failure', 'not_ready', 'rate_limited', 'internal', 'cancelled']);
 const UNDELIVERABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['agent_not_found', 'invalid_config', 'configuration_error', 'invalid_request', 'payload_too_large', 'tool_not_allowed']);
 const iso = (t = Date.now()) => new Date(t).toISOString();
+/** Times a delivery to an agent this node lacks goes back to the stream before it is dead-lettered. */
+const HAND_BACKS = 10;
 const isUniqueViolation = (e: unknown) => (e as { code?: string }).code === '23505';
 
 /** What a step decided to deliver once it commits. */
@@ -145,7 +148,7 @@ export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements M
     this.#o = opts;
     this.#cfg = opts.config;
     this.#store = opts.store;
-    this.reads = opts.reads;
+    this.reads = guardReads(opts.reads);
     this.#agentHandler = opts.agentHandler;
     this.#log = opts.log ?? { warn: () => {}, error: () => {} };
     this.#eventSubject = `${opts.cluster.delivery.subject}_events`;
@@ -156,7 +159,9 @@ export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements M
         try {
           await this.#deliver(d, signal);
         } catch (e) {
-          this.#log.error({ delivery: d.id, err: describeError(e) }, 'a delivery could not be finished; JetStream delivers it again after ack_wait');
+          // PostgreSQL or NATS went away mid-delivery: the delivery goes back to the stream (its row is still pending).
+          this.#log.error({ delivery: d.id, err: describeError(e) }, 'a delivery could not be finished; it is delivered again');
+          this.#release(d.id)?.nak(1000);
         } finally {
           this.#wake();
         }
@@ -303,7 +308,11 @@ export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements M
     return this.send(m, { newId: b.id === undefined, newConversation: b.conversation_id === undefined && b['conversation-id'] === undefined });
   }
 
-  async send(m: AclMessage, hints: SendHints = {}): Promise<SubmitResult> {
+  send(m: AclMessage, hints: SendHints = {}): Promise<SubmitResult> {
+    return this.#send(m, hints).catch((e: unknown) => Promise.reject(stateUnavailable(e)));
+  }
+
+  async #send(m: AclMessage, hints: SendHints): Promise<SubmitResult> {
     if (this.#state !== 'running') throw new CaxtonError('not_ready', 'the message bus is not running');
     if (!hints.newId) {
       const stored = await this.#store.getMessage(m.id);
@@ -596,6 +605,10 @@ export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements M
     }
     const wait = row.next_at - Date.now();
     if (wait > 50) return m.nak(wait);
+    // A file agent may exist on some nodes only (each watches its own agents_dir): a node without
+    // the receiver hands the delivery back for one that has it. Past HAND_BACKS redeliveries no node
+    // took it: delivered here, where it is rerouted or dead-lettered as on one node.
+    if (!this.directory.get(row.receiver) && !this.#handlers.has(row.receiver.toLowerCase()) && m.info.deliveryCount <= HAND_BACKS) return m.nak(200);
     this.#held.set(row.id, m);
     this.#dispatcher.enqueue({ id: row.id, message: w.message, receiver: row.receiver, attempts: row.attempts });
   }
@@ -836,7 +849,7 @@ export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements M
 
   /** Resolves with the conversation once it ends (heard from any node, or read every second), or as it is at the timeout. */
   async wait(id: ConversationId, timeoutMs: number, signal?: AbortSignal): Promise<Conversation> {
-    const now = await this.#store.getConversation(id);
+    const now = await this.#store.getConversation(id).catch((e: unknown) => Promise.reject(stateUnavailable(e)));
     if (!now) throw new CaxtonError('conversation_not_found', `no conversation ${id}`);
     if (isTerminal(now.state) || timeoutMs <= 0 || signal?.aborted) return now;
     return new Promise<Conversation>((resolve, reject) => {
@@ -872,7 +885,11 @@ export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements M
   }
 
   /** Puts a dead letter back with fresh attempts, reopening its conversation when it failed because of it. */
-  async replay(id: number): Promise<{ id: number; message_id: MessageId; receiver: string }> {
+  replay(id: number): Promise<{ id: number; message_id: MessageId; receiver: string }> {
+    return this.#replay(id).catch((e: unknown) => Promise.reject(stateUnavailable(e)));
+  }
+
+  async #replay(id: number): Promise<{ id: number; message_id: MessageId; receiver: string }> {
     const d = await this.reads.deadLetter(id);
     const work = new StepWork();
     const ok = await this.#store.inConversation(d.message.conversation_id, async (s) => {

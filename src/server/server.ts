@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import type { AgentRegistry, AgentService } from '../agents/index.js';
 import { Readiness, underApi, type Lifecycle, type RoutePlugin } from '../api/index.js';
 import type { AuditStore } from '../audit/index.js';
-import { secretValues, type ServerConfig } from '../config/index.js';
+import { clusterStateConfig, secretValues, type ServerConfig } from '../config/index.js';
 import type { Executor } from '../execution/index.js';
 import type { McpClientManager } from '../mcp/index.js';
 import type { MemoryComponent } from '../memory/index.js';
@@ -132,6 +132,10 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
       { field: 'auth.enabled' },
     );
   }
+
+  // Several nodes share their conversations and deliveries in PostgreSQL; a [cluster] node without
+  // [cluster.state] would be an island on its own SQLite: refused before anything is opened.
+  if (config.cluster) clusterStateConfig(config.cluster);
 
   const metrics = new Metrics();
   const stack = new ComponentStack({ metrics, readiness, onCloseError: (component, err) => logger.error({ err, component }, `closing ${component} failed`) });

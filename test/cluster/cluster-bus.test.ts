@@ -19,6 +19,7 @@ import { CaxtonError } from '../../src/shared/errors.js';
 import { agentDef, deploy, messagingConfig } from '../messaging/helpers.js';
 import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';
 import { hasSystem, TEST_PG_URL } from '../helpers/system.js';
+import { startTcpProxy } from '../helpers/tcp-proxy.js';
 import { removeTempDirs } from '../helpers/tmp.js';
 import { waitUntil } from '../helpers/wait.js';
 
@@ -37,9 +38,11 @@ interface Node {
 }
 
 /** One node: its own registry (with `agents` deployed), connection, pool and bus on the shared schema and stream. */
-async function node(name: string, agents: [string, string[]][], over: Partial<MessagingConfig> = {}): Promise<Node> {
+async function node(name: string, agents: [string, string[]][], over: Partial<MessagingConfig> = {}, pgUrl = TEST_PG_URL): Promise<Node> {
   const nc = await connect({ servers: nats.url });
-  const pool = new pg.Pool({ connectionString: TEST_PG_URL, max: 4 });
+  const pool = new pg.Pool({ connectionString: pgUrl, max: 4, connectionTimeoutMillis: 2000 });
+  // An idle connection cut by the relay: replaced on next use, as the server's pool does.
+  pool.on('error', () => {});
   const store = await PgMessageStore.open({ pool, schema });
   const registry = new AgentRegistry();
   for (const [agent, caps] of agents) deploy(registry, agentDef(agent, caps));
@@ -82,10 +85,12 @@ describe.runIf(run)('ClusterBus: two nodes on PostgreSQL and JetStream', () => {
   it('requests submitted on either node complete, each executed once, on whichever node took it', async () => {
     fresh();
     const ran = new Map<string, string[]>();
-    const worker = (nodeName: string): InProcessHandler => (m) => {
-      ran.set(m.id, [...(ran.get(m.id) ?? []), nodeName]);
-      return { performative: 'inform', content: `done by ${nodeName}` };
-    };
+    const worker =
+      (nodeName: string): InProcessHandler =>
+      (m) => {
+        ran.set(m.id, [...(ran.get(m.id) ?? []), nodeName]);
+        return { performative: 'inform', content: `done by ${nodeName}` };
+      };
     const a = await node('a', [['worker', ['work']]]);
     const b = await node('b', [['worker', ['work']]]);
     a.bus.registerHandler('worker', worker('a'));
@@ -134,7 +139,12 @@ describe.runIf(run)('ClusterBus: two nodes on PostgreSQL and JetStream', () => {
       const accepts = acts.filter((x) => x.performative === 'accept-proposal');
       expect(accepts).toHaveLength(1);
       expect(accepts[0]!.receivers).toEqual(['p2']);
-      expect(acts.filter((x) => x.performative === 'reject-proposal').map((x) => x.receivers[0]).sort()).toEqual(['p1', 'p3']);
+      expect(
+        acts
+          .filter((x) => x.performative === 'reject-proposal')
+          .map((x) => x.receivers[0])
+          .sort(),
+      ).toEqual(['p1', 'p3']);
       expect(acts.filter((x) => x.performative === 'propose')).toHaveLength(3);
     }
   });
@@ -273,5 +283,46 @@ describe.runIf(run)('ClusterBus: two nodes on PostgreSQL and JetStream', () => {
     const { messages } = await a.bus.reads.getConversation(call.conversation_id);
     const accepts = messages.filter((s) => s.message.performative === 'accept-proposal');
     expect(accepts.map((s) => s.message.receivers)).toEqual([['fast']]);
+  }, 30_000);
+
+  it('a node without the receiver (a file agent of another node) hands its deliveries back to one that has it', async () => {
+    fresh();
+    const ran: string[] = [];
+    const a = await node('a', [['other', ['misc']]]);
+    const b = await node('b', [['local-only', ['misc']]]);
+    b.bus.registerHandler('local-only', (m) => {
+      ran.push(m.id);
+      return undefined;
+    });
+    await Promise.all([a.bus.start(), b.bus.start()]);
+    const sent = await Promise.all(Array.from({ length: 12 }, (_, i) => b.bus.submit({ performative: 'inform', sender: 'client', receivers: ['local-only'], content: `n${i}` })));
+    for (const x of sent) expect((await a.bus.wait(x.conversation_id, 15_000)).state).toBe('completed');
+    expect(ran.sort()).toEqual(sent.map((x) => x.id).sort());
+    expect((await a.bus.reads.deadLetters({})).total).toBe(0);
+  }, 30_000);
+
+  it('with its PostgreSQL link cut a node answers 503 naming the shared state, and works again once it is back', async () => {
+    fresh();
+    const url = new URL(TEST_PG_URL);
+    const proxy = await startTcpProxy({ host: url.hostname, port: Number(url.port || 5432) });
+    try {
+      url.port = String(proxy.port);
+      const a = await node('a', [['worker', ['work']]], {}, url.toString());
+      a.bus.registerHandler('worker', () => undefined);
+      await a.bus.start();
+      expect((await a.bus.submit({ performative: 'inform', sender: 'client', receivers: ['worker'], content: 'before' })).duplicate).toBe(false);
+      proxy.cut();
+      const t0 = Date.now();
+      const err = await a.bus.submit({ performative: 'inform', sender: 'client', receivers: ['worker'], content: 'during' }).catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: 'not_ready', details: { dependency: 'cluster-postgresql' } });
+      expect(String((err as Error).message)).toMatch(/PostgreSQL is unreachable/);
+      expect(Date.now() - t0).toBeLessThan(10_000);
+      await expect(a.bus.reads.listConversations({})).rejects.toMatchObject({ code: 'not_ready' });
+      proxy.restore();
+      const after = await waitUntil(async () => a.bus.submit({ performative: 'inform', sender: 'client', receivers: ['worker'], content: 'after' }).catch(() => undefined));
+      expect((await a.bus.wait(after.value.conversation_id, 10_000)).state).toBe('completed');
+    } finally {
+      await proxy.close();
+    }
   }, 30_000);
 });

@@ -79,8 +79,15 @@ describe('a start that fails part-way', () => {
   it('a [cluster] node refuses to start on SQLite state, naming [cluster], before it opens anything', async () => {
     const config = configIn('[cluster]\nnode = "node-a"\n', { port: 0, metricsPort: 0 });
     const e = await startServer({ config }).catch((x: unknown) => x);
-    expect(e).toMatchObject({ code: 'invalid_config', details: { field: 'cluster' } });
-    expect((e as Error).message).toMatch(/^refusing to start: \[cluster\] is set \(node "node-a"\), but this node's agents, conversations and deliveries would stay in the data dir's SQLite/);
+    expect(e).toMatchObject({ code: 'invalid_config', details: { field: 'cluster.state' } });
+    expect((e as Error).message).toMatch(/^refusing to start: \[cluster\] is set \(node "node-a"\) but \[cluster.state\] is not\..*this node's SQLite is its own/);
+    expect(existsSync(join(config.data_dir, 'caxton.db'))).toBe(false);
+  });
+
+  it('a [cluster.state] url_env naming an unset variable is refused, naming the key, before anything opens', async () => {
+    delete process.env.CAXTON_TEST_NO_SUCH_VARIABLE;
+    const config = configIn('[cluster]\nnode = "node-a"\n[cluster.state]\nurl_env = "CAXTON_TEST_NO_SUCH_VARIABLE"\n', { port: 0, metricsPort: 0 });
+    await expect(startServer({ config })).rejects.toMatchObject({ code: 'invalid_config', details: { field: 'cluster.state.url_env' } });
     expect(existsSync(join(config.data_dir, 'caxton.db'))).toBe(false);
   });
 

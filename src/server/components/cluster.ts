@@ -42,7 +42,9 @@ export async function startCluster(opts: { cluster: ClusterConfig; registry: Age
     nc = await connectNats({ cluster });
   } catch (e) {
     await pool.end().catch(() => {});
-    throw new CaxtonError('invalid_config', `refusing to start: NATS at ${cluster.nats.urls.join(', ')} ([cluster.nats] urls) could not be reached: ${describeError(e)}`, { field: 'cluster.nats.urls' });
+    throw new CaxtonError('invalid_config', `refusing to start: NATS at ${cluster.nats.urls.join(', ')} ([cluster.nats] urls) could not be reached: ${describeError(e)}`, {
+      field: 'cluster.nats.urls',
+    });
   }
   let sync: DirectorySync | undefined;
   let membership: Membership | undefined;
