@@ -171,6 +171,12 @@ export interface ServeOptions {
   args?: string[];
   env?: Record<string, string>;
   readyTimeoutMs?: number;
+  /**
+   * Fixed ports instead of free ones picked here (a node restarted on the port its caxton.toml
+   * advertises, test/cluster/helpers/nodes.ts); then a port in use fails at once, with no retry.
+   */
+  port?: number;
+  metricsPort?: number;
 }
 
 async function isReady(url: string): Promise<boolean> {
@@ -210,7 +216,8 @@ function spawnServeOnce(opts: ServeOptions, port: number, metricsPort: number): 
 export async function startServe(opts: ServeOptions): Promise<ServeProcess> {
   const deadline = Date.now() + (opts.readyTimeoutMs ?? 20_000);
   for (let attempt = 1; ; attempt++) {
-    const [port, metricsPort] = (await freePorts(2)) as [number, number];
+    const fixed = opts.port !== undefined && opts.metricsPort !== undefined;
+    const [port, metricsPort] = fixed ? [opts.port!, opts.metricsPort!] : ((await freePorts(2)) as [number, number]);
     const p = spawnServeOnce(opts, port, metricsPort);
     let exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
     void p.exited.then((e) => (exit = e));
@@ -222,7 +229,7 @@ export async function startServe(opts: ServeOptions): Promise<ServeProcess> {
       p.child.kill('SIGKILL');
       throw new Error(`caxton serve did not become ready within the timeout\n--- stdout\n${p.stdout()}\n--- stderr\n${p.stderr()}`);
     }
-    if (attempt < 3 && /address already in use/.test(p.stderr())) continue;
+    if (!fixed && attempt < 3 && /address already in use/.test(p.stderr())) continue;
     throw new Error(`caxton serve exited early (code ${exit.code}, signal ${exit.signal})\n--- stdout\n${p.stdout()}\n--- stderr\n${p.stderr()}`);
   }
 }
