@@ -99,6 +99,8 @@ interface EventWire {
 const RETRYABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['llm_error', 'isolation_failure', 'not_ready', 'rate_limited', 'internal', 'cancelled']);
 const UNDELIVERABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['agent_not_found', 'invalid_config', 'configuration_error', 'invalid_request', 'payload_too_large', 'tool_not_allowed']);
 const iso = (t = Date.now()) => new Date(t).toISOString();
+/** The delivery's envelope around the message (row id, receiver, JSON keys), with room to spare. */
+const WIRE_OVERHEAD = 512;
 /** Times a delivery to an agent this node lacks goes back to the stream before it is dead-lettered. */
 const HAND_BACKS = 10;
 const isUniqueViolation = (e: unknown) => (e as { code?: string }).code === '23505';
@@ -323,6 +325,16 @@ export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements M
         retry_after: 1,
         queued: this.#dispatcher.size,
       });
+    }
+    // The delivery must fit NATS's max_payload, or it would be stored and never published.
+    const wire = Buffer.byteLength(JSON.stringify(m)) + WIRE_OVERHEAD;
+    const maxPayload = this.#o.nc.info?.max_payload;
+    if (maxPayload !== undefined && wire > maxPayload) {
+      throw new CaxtonError(
+        'payload_too_large',
+        `the message is ${wire} bytes on the wire; NATS accepts at most ${maxPayload} (its max_payload): send a smaller message, or raise max_payload on the NATS servers`,
+        { size: wire, limit: maxPayload, field: 'content' },
+      );
     }
     const decision = this.router.route(m);
     if (decision.ok) {
