@@ -325,4 +325,14 @@ describe.runIf(run)('ClusterBus: two nodes on PostgreSQL and JetStream', () => {
       await proxy.close();
     }
   }, 30_000);
+
+  it("a message too large for NATS's max_payload is refused with 413 before anything is stored", async () => {
+    fresh();
+    const a = await node('a', [['worker', ['work']]], { max_message_size: 4 * 1024 * 1024 });
+    await a.bus.start();
+    const err = await a.bus.submit({ id: 'too-big-1', performative: 'inform', sender: 'client', receivers: ['worker'], content: 'x'.repeat(1024 * 1024) }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'payload_too_large' });
+    expect(String((err as Error).message)).toMatch(/max_payload/);
+    expect(await a.bus.reads.getMessage('too-big-1')).toBeUndefined();
+  });
 });
