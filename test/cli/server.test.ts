@@ -223,7 +223,7 @@ describe('caxton serve + the agent, status, health and config commands', () => {
     const [text, json] = await Promise.all([cli('status', '--cluster'), cli('--json', 'status', '--cluster')]);
     expectExit(text, 0);
     expect(text.stdout).toMatch(/^not clustered \(no \[cluster\] in caxton\.toml\): \S+ only$/m);
-    expect(text.stdout).toMatch(/^NODE\s+STATE\s+HEARTBEAT\s+QUEUED\s+RUNNING\s+CONVERSATIONS\s+VERSION\s+URL$/m);
+    expect(text.stdout).toMatch(/^NODE\s+STATE\s+HEARTBEAT\s+QUEUED\s+RUNNING\s+CONVERSATIONS\s+DIRECTORY LAG\s+VERSION\s+URL$/m);
     expectExit(json, 0);
     const c = parseJson<{ clustered: boolean; node: string; nodes: { node: string; state: string; self: boolean; version: string; load: Record<string, number> }[] }>(json);
     expect(c.clustered).toBe(false);

@@ -105,11 +105,13 @@ export function clusterText(c: ClusterStatus): string {
     String(n.load.queued ?? '-'),
     String(n.load.running ?? '-'),
     String(n.load.open_conversations ?? '-'),
+    // The p99 lag of the API agents this node received from the others (ms); '-' before any.
+    n.load.directory_lag_p99_ms !== undefined ? `${n.load.directory_lag_p99_ms}ms` : '-',
     n.version,
     n.url ?? '-',
   ]);
   const head = c.clustered ? `cluster: ${c.nodes.length} node(s); * answered` : `not clustered (no [cluster] in caxton.toml): ${c.node} only`;
-  return `${head}\n${table(['NODE', 'STATE', 'HEARTBEAT', 'QUEUED', 'RUNNING', 'CONVERSATIONS', 'VERSION', 'URL'], rows)}`;
+  return `${head}\n${table(['NODE', 'STATE', 'HEARTBEAT', 'QUEUED', 'RUNNING', 'CONVERSATIONS', 'DIRECTORY LAG', 'VERSION', 'URL'], rows)}`;
 }
 
 export function registerSystemCommands(program: Command, ctx: CliContext): void {
