@@ -227,6 +227,9 @@ export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements M
         for (const m of this.#held.values()) m.working();
       }, every),
       setInterval(() => void this.#refreshCounts(), 2000),
+      setInterval(() => {
+        this.applyRetention().catch((e: unknown) => this.#log.warn({ err: describeError(e) }, 'message retention failed; it runs again in a minute'));
+      }, 60_000),
     ];
     for (const t of this.#timers) t.unref();
     this.#loop = this.#fetchLoop();
@@ -278,9 +281,20 @@ export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements M
     return (await this.#o.reads.lastMessagesOf(conversation, n)).map((s) => s.message);
   }
 
-  /** Retention of the shared tables is not run by the nodes yet (docs/cluster.md): nothing is deleted. */
-  applyRetention(): Promise<Record<string, number>> {
-    return Promise.resolve({});
+  /**
+   * Applies `[messaging]` retention to the shared tables now (batches until nothing more is due);
+   * every node runs it each minute, one at a time (the others skip while one holds the lock).
+   */
+  async applyRetention(): Promise<Record<string, number>> {
+    const out = { dead_letters: 0, conversations: 0 };
+    for (let i = 0; i < 1000; i++) {
+      const r = await this.#store.prune(this.#cfg, 500);
+      out.dead_letters += r.dead_letters;
+      out.conversations += r.conversations;
+      if (!r.more) break;
+    }
+    if (out.dead_letters + out.conversations > 0) this.#log.info?.({ deleted: out }, 'message retention applied to the shared state');
+    return out;
   }
 
   /** Every write is committed before the call that made it resolves: nothing to wait for. */

@@ -102,6 +102,14 @@ const MIGRATIONS: readonly { id: string; sql: (s: string) => string }[] = [
   },
 ];
 
+/** The `[messaging]` retention keys the cluster applies (max_messages is the single node's only). */
+export interface MessagingRetentionLimits {
+  retention: number;
+  max_conversations: number;
+  dead_letter_retention: number;
+  max_dead_letters: number;
+}
+
 export interface PgMessageStoreOptions {
   pool: pg.Pool;
   /** The schema holding the tables (created if missing). */
@@ -331,6 +339,49 @@ export class PgMessageStore {
   async replay(id: number, now: string): Promise<boolean> {
     const r = await this.#pool.query(`UPDATE ${this.#s}.deliveries SET state = 'pending', attempts = 0, next_at = 0, updated_at = $1 WHERE id = $2 AND state = 'dead'`, [now, id]);
     return (r.rowCount ?? 0) > 0;
+  }
+
+  // ---- retention ----
+
+  /**
+   * One batch of retention, as the single-node rules (src/messaging/retention.ts): dead letters
+   * older than `dead_letter_retention` or beyond `max_dead_letters`, then finished conversations
+   * with nothing undelivered or dead, idle longer than `retention` or beyond `max_conversations`
+   * (oldest first), each with its messages, deliveries and subscriptions. One node at a time runs
+   * it (a transaction-scoped try-lock; the others skip). Returns the rows deleted per rule and
+   * whether a full batch was taken (more may be due).
+   */
+  prune(cfg: MessagingRetentionLimits, batch: number): Promise<{ dead_letters: number; conversations: number; more: boolean; skipped: boolean }> {
+    const s = this.#s;
+    return this.#tx(async (c) => {
+      const lock = await c.query<{ ok: boolean }>('SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0)) AS ok', [`caxton-retention:${s}`]);
+      if (!lock.rows[0]!.ok) return { dead_letters: 0, conversations: 0, more: false, skipped: true };
+      const deadCutoff = new Date(Date.now() - cfg.dead_letter_retention).toISOString();
+      const dead = await c.query(
+        `DELETE FROM ${s}.deliveries WHERE id IN (
+           (SELECT id FROM ${s}.deliveries WHERE state = 'dead' AND updated_at < $1 ORDER BY id LIMIT $2)
+           UNION (SELECT id FROM ${s}.deliveries WHERE state = 'dead' ORDER BY id DESC OFFSET $3 LIMIT $2))`,
+        [deadCutoff, batch, cfg.max_dead_letters],
+      );
+      const cutoff = new Date(Date.now() - cfg.retention).toISOString();
+      const settled = `state IN ('completed', 'failed', 'expired') AND NOT EXISTS (SELECT 1 FROM ${s}.messages m JOIN ${s}.deliveries d ON d.message_id = m.id WHERE m.conversation_id = c.id AND d.state <> 'done')`;
+      const ids = (
+        await c.query<{ id: string }>(
+          `(SELECT id FROM ${s}.conversations c WHERE ${settled} AND updated_at < $1 ORDER BY updated_at LIMIT $2)
+           UNION (SELECT id FROM ${s}.conversations c WHERE ${settled} ORDER BY updated_at DESC OFFSET $3 LIMIT $2)`,
+          [cutoff, batch, cfg.max_conversations],
+        )
+      ).rows.map((r) => r.id);
+      let conversations = 0;
+      if (ids.length > 0) {
+        await c.query(`DELETE FROM ${s}.deliveries WHERE message_id IN (SELECT id FROM ${s}.messages WHERE conversation_id = ANY($1))`, [ids]);
+        await c.query(`DELETE FROM ${s}.messages WHERE conversation_id = ANY($1)`, [ids]);
+        await c.query(`DELETE FROM ${s}.subscriptions WHERE conversation_id = ANY($1)`, [ids]);
+        conversations = (await c.query(`DELETE FROM ${s}.conversations WHERE id = ANY($1)`, [ids])).rowCount ?? 0;
+      }
+      const deadLetters = dead.rowCount ?? 0;
+      return { dead_letters: deadLetters, conversations, more: deadLetters >= batch || ids.length >= batch, skipped: false };
+    });
   }
 
   // ---- reads ----

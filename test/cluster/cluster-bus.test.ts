@@ -335,4 +335,35 @@ describe.runIf(run)('ClusterBus: two nodes on PostgreSQL and JetStream', () => {
     expect(String((err as Error).message)).toMatch(/max_payload/);
     expect(await a.bus.reads.getMessage('too-big-1')).toBeUndefined();
   });
+
+  it('retention deletes finished conversations and old dead letters from the shared tables, never an open conversation', async () => {
+    fresh();
+    const a = await node(
+      'a',
+      [
+        ['worker', ['work']],
+        ['broken', ['work']],
+      ],
+      { retention: 50, dead_letter_retention: 50 },
+    );
+    a.bus.registerHandler('worker', () => undefined);
+    a.bus.registerHandler('broken', () => {
+      throw new CaxtonError('invalid_config', 'misconfigured');
+    });
+    await a.bus.start();
+    const done1 = await a.bus.submit({ performative: 'inform', sender: 'client', receivers: ['worker'], content: 'done' });
+    const dead = await a.bus.submit({ performative: 'inform', sender: 'client', receivers: ['broken'], content: 'dead' });
+    expect((await a.bus.wait(done1.conversation_id, 10_000)).state).toBe('completed');
+    expect((await a.bus.wait(dead.conversation_id, 10_000)).state).toBe('failed');
+    const still = await a.bus.submit({ performative: 'query-ref', sender: 'client', receivers: ['worker'], content: 'open?' });
+    await new Promise((r) => setTimeout(r, 120));
+    const deleted = await a.bus.applyRetention();
+    expect(deleted.dead_letters).toBe(1);
+    expect(deleted.conversations).toBe(2);
+    await expect(a.bus.reads.getConversation(done1.conversation_id)).rejects.toMatchObject({ code: 'conversation_not_found' });
+    await expect(a.bus.reads.getConversation(dead.conversation_id)).rejects.toMatchObject({ code: 'conversation_not_found' });
+    expect((await a.bus.reads.deadLetters({})).total).toBe(0);
+    const kept = await a.bus.reads.getConversation(still.conversation_id);
+    expect(['initiated', 'in_progress']).toContain(kept.conversation.state);
+  });
 });
