@@ -20,7 +20,7 @@ import type pg from 'pg';
 import type { AclMessage, Conversation, ConversationState, DeliveryRow, Page, StoredMessage, SubscriptionRow } from '../messaging/index.js';
 import { CaxtonError } from '../shared/errors.js';
 import { scrubSecrets } from '../shared/secrets.js';
-import { inTransaction } from './pg-tx.js';
+import { escapeLiteral, inTransaction } from './pg-tx.js';
 
 const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 
@@ -192,10 +192,15 @@ export class PgMessageStore {
    * A step that throws is rolled back whole.
    */
   inConversation<T>(id: string, step: (s: ConversationStep) => Promise<T>): Promise<T> {
-    return this.#tx(async (c) => {
-      await c.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`caxton-conversation:${id}`]);
+    // BEGIN, the lock and the row in one round trip: a simple query of three statements, run in
+    // order (so the lock is held before the row is read), with the id as an escaped literal since
+    // a multi-statement query takes no parameters.
+    const lit = escapeLiteral(id);
+    const begin = `BEGIN; SELECT pg_advisory_xact_lock(hashtextextended('caxton-conversation:' || ${lit}, 0)); SELECT * FROM ${this.#s}.conversations WHERE id = ${lit} FOR UPDATE`;
+    return inTransaction(this.#pool, begin, async (c, started) => {
       // The row lock too (when the row exists): a sweeping node skips a conversation a step holds.
-      const row = (await c.query<ConversationRow>(`SELECT * FROM ${this.#s}.conversations WHERE id = $1 FOR UPDATE`, [id])).rows[0];
+      const results = started as unknown as pg.QueryResult<ConversationRow>[];
+      const row = results[2]!.rows[0];
       return step(this.#step(c, id, row && conversationOf(row)));
     });
   }

@@ -7,14 +7,14 @@ import type pg from 'pg';
  * restart, a cut link) would otherwise emit an unhandled `error` and end the process. A connection
  * that failed, or whose ROLLBACK failed, is released as broken, so the pool replaces it.
  */
-export async function inTransaction<T>(pool: pg.Pool, begin: string, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+export async function inTransaction<T>(pool: pg.Pool, begin: string, fn: (c: pg.PoolClient, started: pg.QueryResult | pg.QueryResult[]) => Promise<T>): Promise<T> {
   const c = await pool.connect();
   let broken: Error | undefined;
   const onError = (e: Error) => (broken = e);
   c.on('error', onError);
   try {
-    await c.query(begin);
-    const out = await fn(c);
+    const started = (await c.query(begin)) as pg.QueryResult | pg.QueryResult[];
+    const out = await fn(c, started);
     await c.query('COMMIT');
     return out;
   } catch (e) {
@@ -24,4 +24,16 @@ export async function inTransaction<T>(pool: pg.Pool, begin: string, fn: (c: pg.
     c.off('error', onError);
     c.release(broken);
   }
+}
+
+/**
+ * `text` as a PostgreSQL string literal (for the one multi-statement query that cannot take
+ * parameters), as pg's `escapeLiteral` writes it: quotes doubled, and with a backslash the `E''`
+ * form with backslashes doubled, so it reads the same whatever standard_conforming_strings says.
+ * A NUL, which no text column can hold, is refused.
+ */
+export function escapeLiteral(text: string): string {
+  if (text.includes('\0')) throw new Error('a conversation id cannot contain NUL');
+  const quoted = text.replace(/'/g, "''");
+  return text.includes('\\') ? ` E'${quoted.replace(/\\/g, '\\\\')}'` : `'${quoted}'`;
 }

@@ -87,6 +87,14 @@ describe.skipIf(!run)('PgMessageStore (two nodes on one PostgreSQL)', () => {
     expect(await b.inConversation(id, async (s) => (await s.messages()).length)).toBe(100);
   });
 
+  it("a conversation id with quotes and backslashes takes its step and reads its own row (the lock's literal is escaped)", async () => {
+    for (const id of [`c-q'uote-${seq++}`, `c-back\\slash\\'-${seq++}`, `c-'); DROP TABLE x; --${seq++}`]) {
+      await a.inConversation(id, (s) => s.saveConversation(conversation(id)));
+      const seen = await b.inConversation(id, async (s) => s.conversation?.id);
+      expect(seen).toBe(id);
+    }
+  });
+
   it('a Contract Net whose proposals commit on two nodes at once is awarded exactly once', async () => {
     const bidders = ['bid-1', 'bid-2', 'bid-3', 'bid-4', 'bid-5', 'bid-6'];
     for (let round = 0; round < 5; round++) {
