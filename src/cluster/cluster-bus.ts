@@ -23,17 +23,24 @@ import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import { agentKey, type AgentRegistry } from '../agents/index.js';
 import type { ClusterConfig } from '../config/index.js';
 import {
-  contentSize,
+  checkReceiverLimits,
   createStrategy,
+  duplicateResult,
+  newConversation,
+  parseBody,
+  replyTo,
+  RETRYABLE,
+  submitBody,
+  touchConversation,
+  UNDELIVERABLE,
+  undeployedReceiver,
   Directory,
   Dispatcher,
   executes,
   expectsReply,
   isTerminal,
   newMessageId,
-  parseMessage,
   PLATFORM,
-  replyAddress,
   Router,
   type AclMessage,
   type BusEvent,
@@ -46,7 +53,6 @@ import {
   type Delivery,
   type HandlerContext,
   type InProcessHandler,
-  type InProcessReceiver,
   type MessageHandler,
   type MessageId,
   type MessagingBus,
@@ -96,8 +102,6 @@ interface EventWire {
   event: BusEvent;
 }
 
-const RETRYABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['llm_error', 'isolation_failure', 'not_ready', 'rate_limited', 'internal', 'cancelled']);
-const UNDELIVERABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['agent_not_found', 'invalid_config', 'configuration_error', 'invalid_request', 'payload_too_large', 'tool_not_allowed']);
 const iso = (t = Date.now()) => new Date(t).toISOString();
 /** The delivery's envelope around the message (row id, receiver, JSON keys), with room to spare. */
 const WIRE_OVERHEAD = 512;
@@ -305,23 +309,11 @@ export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements M
   // ---------------------------------------------------------------- submission
 
   parse(body: unknown, opts: { bodySize?: number; sender?: string } = {}): AclMessage {
-    return parseMessage(
-      body,
-      { maxMessageSize: this.#cfg.max_message_size, defaultCfpDeadlineMs: this.#cfg.cfp_deadline, ...(opts.sender !== undefined && { defaultSender: opts.sender }) },
-      opts.bodySize,
-    );
+    return parseBody(this.#cfg, body, opts);
   }
 
   submit(body: unknown, opts: { bodySize?: number; sender?: string; traceparent?: string } = {}): Promise<SubmitResult> {
-    let m: AclMessage;
-    try {
-      m = this.parse(body, opts);
-    } catch (e) {
-      return Promise.reject(e);
-    }
-    if (m.trace_context === undefined && opts.traceparent !== undefined) m = { ...m, trace_context: { traceparent: opts.traceparent } };
-    const b = body as Record<string, unknown>;
-    return this.send(m, { newId: b.id === undefined, newConversation: b.conversation_id === undefined && b['conversation-id'] === undefined });
+    return submitBody(this.#cfg, body, opts, (m, hints) => this.send(m, hints));
   }
 
   send(m: AclMessage, hints: SendHints = {}): Promise<SubmitResult> {
@@ -351,20 +343,7 @@ export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements M
       );
     }
     const decision = this.router.route(m);
-    if (decision.ok) {
-      const size = contentSize(m.content);
-      for (const r of decision.receivers) {
-        const limit = r.definition.limits.max_message_size;
-        if (size > limit) {
-          throw new CaxtonError('payload_too_large', `the content is ${size} bytes; agent "${r.agent}" accepts at most ${limit} (its limits.max_message_size)`, {
-            size,
-            limit,
-            field: 'content',
-            agent: r.agent,
-          });
-        }
-      }
-    }
+    checkReceiverLimits(m, decision);
     const work = new StepWork();
     let out: { result: SubmitResult; closed?: CaxtonError };
     try {
@@ -448,49 +427,15 @@ export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements M
     const m = stored.message;
     const rows = (await this.reads.getMessage(m.id))?.deliveries ?? [];
     await this.#publishAll(rows.filter((r) => r.state === 'pending').map((r) => ({ id: r.id, receiver: r.receiver, message: m })));
-    return {
-      id: m.id,
-      conversation_id: m.conversation_id,
-      performative: m.performative,
-      routed_to: stored.routed_to,
-      routing: stored.routed_to.length === 0 ? 'none' : m.receivers.length > 0 ? 'named' : stored.routed_to.length > 1 ? 'all' : 'one',
-      duplicate: true,
-    };
+    return duplicateResult(stored, true);
   }
 
   #newConversation(m: AclMessage, now: string, decision: RouteDecision): Conversation {
-    let maxTurns = this.#cfg.max_conversation_turns;
-    if (decision.ok) for (const r of decision.receivers) maxTurns = Math.min(maxTurns, Math.max(2, r.definition.conversation.max_turns));
-    if (endless(m.protocol)) maxTurns = this.#cfg.max_conversation_turns;
-    return {
-      id: m.conversation_id,
-      protocol: m.protocol ?? null,
-      state: 'initiated',
-      initiator: m.sender,
-      participants: [m.sender],
-      capability: m.capability ?? null,
-      turns: 0,
-      max_turns: maxTurns,
-      created_at: now,
-      updated_at: now,
-      expires_at: iso(Date.now() + this.#cfg.conversation_ttl),
-      reason: null,
-    };
+    return newConversation(m, now, decision, this.#cfg, endless(m.protocol));
   }
 
   #touch(conv: Conversation, m: AclMessage, receivers: readonly string[], now: string): void {
-    conv.turns++;
-    conv.updated_at = now;
-    if (!conv.participants.includes(m.sender)) conv.participants.push(m.sender);
-    for (const r of receivers) if (!conv.participants.includes(r)) conv.participants.push(r);
-    if (isTerminal(conv.state)) return;
-    if (endless(conv.protocol)) {
-      conv.expires_at = null;
-      return;
-    }
-    let expires = Date.now() + this.#cfg.conversation_ttl;
-    if (m.reply_by && m.performative !== 'cfp' && expectsReply(m.performative)) expires = Math.min(expires, Date.parse(m.reply_by));
-    conv.expires_at = iso(expires);
+    touchConversation(conv, m, receivers, now, this.#cfg.conversation_ttl, endless(conv.protocol));
   }
 
   #setState(conv: Conversation, to: ConversationState, reason: string | null, work: StepWork): void {
@@ -525,24 +470,8 @@ export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements M
     };
   }
 
-  #reply(to: AclMessage, sender: string, performative: Performative, content: Content, extra: Partial<AclMessage> = {}): AclMessage {
-    return {
-      id: newMessageId(),
-      performative,
-      sender,
-      receivers: replyAddress(to),
-      content,
-      conversation_id: to.conversation_id,
-      in_reply_to: to.reply_with ?? to.id,
-      ...(to.protocol !== undefined && { protocol: to.protocol }),
-      ...(to.ontology !== undefined && { ontology: to.ontology }),
-      ...(to.language !== undefined && typeof content === 'string' && { language: to.language }),
-      ...(to.trace_context !== undefined && { trace_context: to.trace_context }),
-      params: {},
-      timestamp: iso(),
-      chain: to.chain,
-      ...extra,
-    };
+  #reply(to: AclMessage, sender: string, performative: Performative, content: Content): AclMessage {
+    return replyTo(to, sender, performative, content);
   }
 
   // ---------------------------------------------------------------- JetStream
@@ -663,7 +592,7 @@ export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements M
     let answer: AgentAnswer;
     try {
       let r: Promise<AgentAnswer> | AgentAnswer = undefined;
-      if (inProcess) r = inProcess(m, entry ?? undeployed(d.receiver), ctx);
+      if (inProcess) r = inProcess(m, entry ?? undeployedReceiver(d.receiver), ctx);
       else if (entry && this.#agentHandler && executes(m.performative)) r = this.#agentHandler(m, entry, ctx);
       answer = r instanceof Promise ? await r : r;
     } catch (e) {
@@ -940,8 +869,4 @@ export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements M
     await this.#publishAll([{ id, receiver: d.receiver, message: d.message }], `:replay:${Date.now()}`);
     return { id, message_id: d.message_id, receiver: d.receiver };
   }
-}
-
-function undeployed(agent: string): InProcessReceiver {
-  return { agent, description: '', capabilities: [], protocols: [], ontologies: [], languages: [], max_concurrency: undefined };
 }

@@ -7,6 +7,7 @@ import { hostname } from 'node:os';
 import { z } from 'zod';
 import { CaxtonError } from '../shared/errors.js';
 import { durationMs } from '../shared/zod-units.js';
+import { postgresConnectionFields } from './postgres-schema.js';
 
 const duration = (def: number) =>
   z
@@ -72,23 +73,7 @@ export const clusterConfigSchema = z
      * SQLite is its own. Exactly one of `url` and `url_env` (the variable holding a URL with a password).
      */
     state: z
-      .strictObject({
-        url: z
-          .string()
-          .regex(/^postgres(ql)?:\/\//, { error: 'expected a postgres:// URL' })
-          .optional(),
-        url_env: z
-          .string()
-          .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { error: 'expected the name of an environment variable' })
-          .optional(),
-        /** The schema holding the cluster's tables (created if missing); every node of one cluster names the same. */
-        schema: z
-          .string()
-          .regex(/^[a-z_][a-z0-9_]{0,62}$/, { error: 'expected a lower-case SQL identifier (letters, digits, _)' })
-          .default('caxton_cluster'),
-        /** Connections this node keeps to PostgreSQL. */
-        pool_size: z.int().min(1).max(200).default(10),
-      })
+      .strictObject(postgresConnectionFields('caxton_cluster'))
       .refine((s) => (s.url === undefined) !== (s.url_env === undefined), { error: 'set exactly one of url and url_env (the environment variable holding the URL)' })
       .optional(),
     /** Delivery on JetStream (src/cluster/jetstream-queue.ts, ADR 0038). */

@@ -2,3 +2,4 @@ export { loadServerConfig, ConfigError, type ConfigFlags, type LoadOptions } fro
 export { redactSecrets, REDACTED, secretValues } from './redact.js';
 export { serverConfigSchema, providerSchema, toolGrantSchema, type ServerConfig, type ServerConfigInput, type ToolGrantConfig, toolCapsSchema, type ToolCapsConfig } from './schema.js';
 export { clusterConfigSchema, clusterStateConfig, NODE_NAME, type ClusterConfig } from './cluster-schema.js';
+export { postgresConnectionFields } from './postgres-schema.js';

@@ -22,6 +22,7 @@
 import { join } from 'node:path';
 import { z } from 'zod';
 import { CaxtonError } from '../shared/errors.js';
+import { postgresConnectionFields } from '../config/index.js';
 import type { EmbedderConfig } from './embedding/index.js';
 
 const schema = z.looseObject({
@@ -39,23 +40,7 @@ const schema = z.looseObject({
       api_key_env: z.string().min(1).optional(),
     })
     .optional(),
-  postgres: z
-    .strictObject({
-      url: z
-        .string()
-        .regex(/^postgres(ql)?:\/\//, { error: 'expected a postgres:// URL' })
-        .optional(),
-      url_env: z
-        .string()
-        .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { error: 'expected the name of an environment variable' })
-        .optional(),
-      schema: z
-        .string()
-        .regex(/^[a-z_][a-z0-9_]{0,62}$/, { error: 'expected a lower-case SQL identifier (letters, digits, _)' })
-        .default('caxton_memory'),
-      pool_size: z.number().int().min(1).max(200).default(10),
-    })
-    .optional(),
+  postgres: z.strictObject(postgresConnectionFields('caxton_memory')).optional(),
 });
 
 export type MemoryConfig = z.output<typeof schema>;

@@ -9,8 +9,9 @@ import { isTerminal, transition, type Conversation, type ConversationState } fro
 import { Directory, type DirectoryEntry } from './directory.js';
 import type { Delivery } from './dispatcher.js';
 import type { BusStats, MessagingBus } from './bus-port.js';
+import { checkReceiverLimits, duplicateResult, newConversation, parseBody, replyTo, RETRYABLE, submitBody, touchConversation, UNDELIVERABLE, undeployedReceiver } from './bus-rules.js';
 import { GroupCommit } from './group-commit.js';
-import { contentSize, newMessageId, replyAddress, type AclMessage, type Content, type ConversationId, type MessageId } from './message.js';
+import type { AclMessage, Content, ConversationId, MessageId } from './message.js';
 import { ConversationEvents, type BusEvent } from './events.js';
 import { executes, expectsReply, type Performative } from './performatives.js';
 import { createProtocolEngine, type ProtocolEngine } from './protocols/index.js';
@@ -19,10 +20,9 @@ import { MessageReads } from './reads.js';
 import { Router, type RouteDecision } from './router.js';
 import { messagingRetentionRules } from './retention.js';
 import { sqliteQueue } from './sqlite-queue.js';
-import { MessageStore, type StoredMessage } from './store.js';
+import { MessageStore } from './store.js';
 import { createStrategy } from './strategy.js';
 import { PLATFORM, type SendHints, type SubmitResult } from './submission.js';
-import { parseMessage } from './validate.js';
 
 /** What an agent answered: the reply act and its content (undefined: no reply). */
 export type AgentAnswer = { performative?: Performative; content: Content } | undefined;
@@ -64,17 +64,7 @@ export interface BusOptions {
   queue?: DeliveryQueueFactory;
 }
 
-/** Errors worth another delivery attempt: the agent could succeed next time. */
-const RETRYABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['llm_error', 'isolation_failure', 'not_ready', 'rate_limited', 'internal', 'cancelled']);
-/** Errors that make a message undeliverable until an operator acts: straight to the dead-letter queue. */
-const UNDELIVERABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['agent_not_found', 'invalid_config', 'configuration_error', 'invalid_request', 'payload_too_large', 'tool_not_allowed']);
-
 const iso = (t = Date.now()) => new Date(t).toISOString();
-
-/** What an in-process handler registered for a name that is not a deployed agent receives. */
-function undeployedReceiver(agent: string): InProcessReceiver {
-  return { agent, description: '', capabilities: [], protocols: [], ontologies: [], languages: [], max_concurrency: undefined };
-}
 
 /**
  * The message bus: validates, routes, persists and delivers ACL messages and keeps conversations;
@@ -249,11 +239,7 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> implements M
 
   /** Validates an untrusted body into a message (throws 'invalid_message' or 'payload_too_large'). */
   parse(body: unknown, opts: { bodySize?: number; sender?: string } = {}): AclMessage {
-    return parseMessage(
-      body,
-      { maxMessageSize: this.#cfg.max_message_size, defaultCfpDeadlineMs: this.#cfg.cfp_deadline, ...(opts.sender !== undefined && { defaultSender: opts.sender }) },
-      opts.bodySize,
-    );
+    return parseBody(this.#cfg, body, opts);
   }
 
   /**
@@ -261,15 +247,7 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> implements M
    * `traceparent` (the submitting request's) is the message's trace context unless it has its own.
    */
   submit(body: unknown, opts: { bodySize?: number; sender?: string; traceparent?: string } = {}): Promise<SubmitResult> {
-    let m: AclMessage;
-    try {
-      m = this.parse(body, opts);
-    } catch (e) {
-      return Promise.reject(e);
-    }
-    if (m.trace_context === undefined && opts.traceparent !== undefined) m = { ...m, trace_context: { traceparent: opts.traceparent } };
-    const b = body as Record<string, unknown>;
-    return this.send(m, { newId: b.id === undefined, newConversation: b.conversation_id === undefined && b['conversation-id'] === undefined });
+    return submitBody(this.#cfg, body, opts, (m, hints) => this.send(m, hints));
   }
 
   /**
@@ -282,7 +260,7 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> implements M
       const pending = this.#inflight.get(m.id);
       if (pending) return pending.then((r) => ({ ...r, duplicate: true }));
       const stored = this.store.getMessage(m.id);
-      if (stored) return Promise.resolve(this.#resultOf(stored, true));
+      if (stored) return Promise.resolve(duplicateResult(stored, true));
     }
     const queued = this.#queue.size + this.#queue.delayed;
     if (queued >= this.#cfg.max_queue) {
@@ -304,18 +282,6 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> implements M
     return p;
   }
 
-  #resultOf(s: StoredMessage, duplicate: boolean): SubmitResult {
-    const m = s.message;
-    return {
-      id: m.id,
-      conversation_id: m.conversation_id,
-      performative: m.performative,
-      routed_to: s.routed_to,
-      routing: s.routed_to.length === 0 ? 'none' : m.receivers.length > 0 ? 'named' : s.routed_to.length > 1 ? 'all' : 'one',
-      duplicate,
-    };
-  }
-
   #accept(m: AclMessage, newConversation: boolean): Promise<SubmitResult> {
     const now = iso();
     let conv = newConversation ? undefined : this.#conversation(m.conversation_id);
@@ -333,20 +299,7 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> implements M
     }
     if (this.#tracer) m = this.#traceRoute(m);
     const decision = this.router.route(m);
-    if (decision.ok) {
-      const size = contentSize(m.content);
-      for (const r of decision.receivers) {
-        const limit = r.definition.limits.max_message_size;
-        if (size > limit) {
-          throw new CaxtonError('payload_too_large', `the content is ${size} bytes; agent "${r.agent}" accepts at most ${limit} (its limits.max_message_size)`, {
-            size,
-            limit,
-            field: 'content',
-            agent: r.agent,
-          });
-        }
-      }
-    }
+    checkReceiverLimits(m, decision);
     const created = !conv;
     conv ??= this.#newConversation(m, now, decision);
     return this.#store(m, conv, decision, now, created);
@@ -377,23 +330,7 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> implements M
   }
 
   #newConversation(m: AclMessage, now: string, decision: RouteDecision): Conversation {
-    let maxTurns = this.#cfg.max_conversation_turns;
-    if (decision.ok) for (const r of decision.receivers) maxTurns = Math.min(maxTurns, Math.max(2, r.definition.conversation.max_turns));
-    if (this.#protocols.endless(m.protocol)) maxTurns = this.#cfg.max_conversation_turns;
-    return {
-      id: m.conversation_id,
-      protocol: m.protocol ?? null,
-      state: 'initiated',
-      initiator: m.sender,
-      participants: [m.sender],
-      capability: m.capability ?? null,
-      turns: 0,
-      max_turns: maxTurns,
-      created_at: now,
-      updated_at: now,
-      expires_at: iso(Date.now() + this.#cfg.conversation_ttl),
-      reason: null,
-    };
+    return newConversation(m, now, decision, this.#cfg, this.#protocols.endless(m.protocol));
   }
 
   async #store(m: AclMessage, conv: Conversation, decision: RouteDecision, now: string, created: boolean): Promise<SubmitResult> {
@@ -462,15 +399,8 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> implements M
 
   /** Counts a message in its conversation: turns, participants, activity, expiry. */
   #touch(conv: Conversation, m: AclMessage, receivers: readonly string[], now: string): void {
-    conv.turns++;
-    conv.updated_at = now;
-    if (!conv.participants.includes(m.sender)) conv.participants.push(m.sender);
-    for (const r of receivers) if (!conv.participants.includes(r)) conv.participants.push(r);
-    if (!isTerminal(conv.state)) {
-      let expires = Date.now() + this.#cfg.conversation_ttl;
-      if (m.reply_by && m.performative !== 'cfp' && expectsReply(m.performative)) expires = Math.min(expires, Date.parse(m.reply_by));
-      conv.expires_at = iso(expires);
-    }
+    // Endless conversations keep an expiry here: the sweep skips them by protocol (#expire).
+    touchConversation(conv, m, receivers, now, this.#cfg.conversation_ttl, false);
     this.#dirty.add(conv);
   }
 
@@ -490,23 +420,7 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> implements M
   }
 
   #reply(to: AclMessage, sender: string, performative: Performative, content: Content, extra: Partial<AclMessage> = {}): AclMessage {
-    return {
-      id: newMessageId(),
-      performative,
-      sender,
-      receivers: replyAddress(to),
-      content,
-      conversation_id: to.conversation_id,
-      in_reply_to: to.reply_with ?? to.id,
-      ...(to.protocol !== undefined && { protocol: to.protocol }),
-      ...(to.ontology !== undefined && { ontology: to.ontology }),
-      ...(to.language !== undefined && typeof content === 'string' && { language: to.language }),
-      ...(to.trace_context !== undefined && { trace_context: to.trace_context }),
-      params: {},
-      timestamp: iso(),
-      chain: to.chain,
-      ...extra,
-    };
+    return replyTo(to, sender, performative, content, extra);
   }
 
   // ---------------------------------------------------------------- delivery

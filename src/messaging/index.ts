@@ -1,6 +1,7 @@
 export { MessageBus, type BusOptions, type MessageHandler, type InProcessHandler, type InProcessReceiver, type HandlerContext, type AgentAnswer } from './bus.js';
 export type { MessagingConfig } from './config.js';
 export type { BusReads, BusStats, MessagingBus } from './bus-port.js';
+export { checkReceiverLimits, duplicateResult, newConversation, parseBody, replyTo, RETRYABLE, submitBody, submission, touchConversation, UNDELIVERABLE, undeployedReceiver } from './bus-rules.js';
 export { ConversationEvents, type BusEvent } from './events.js';
 export { MessageReads, type ReadSources } from './reads.js';
 export { PLATFORM, type SendHints, type SubmitResult } from './submission.js';

@@ -1,0 +1,150 @@
+/**
+ * What both buses (the single-node `MessageBus` and the cluster's `ClusterBus`) decide the same
+ * way: how a body becomes a message, which errors are retried or dead-lettered, how a reply and a
+ * new conversation look, how a message counts in its conversation, and what a duplicate answers.
+ * One place, so the two cannot drift apart.
+ */
+import { CaxtonError, type ErrorCode } from '../shared/errors.js';
+import type { InProcessReceiver } from './bus.js';
+import type { MessagingConfig } from './config.js';
+import { isTerminal, type Conversation } from './conversation.js';
+import { contentSize, newMessageId, replyAddress, type AclMessage, type Content } from './message.js';
+import { expectsReply, type Performative } from './performatives.js';
+import type { RouteDecision } from './router.js';
+import type { StoredMessage } from './store.js';
+import type { SendHints, SubmitResult } from './submission.js';
+import { parseMessage } from './validate.js';
+
+/** Errors worth another delivery attempt: the agent could succeed next time. */
+export const RETRYABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['llm_error', 'isolation_failure', 'not_ready', 'rate_limited', 'internal', 'cancelled']);
+/** Errors that make a message undeliverable until an operator acts: straight to the dead-letter queue. */
+export const UNDELIVERABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['agent_not_found', 'invalid_config', 'configuration_error', 'invalid_request', 'payload_too_large', 'tool_not_allowed']);
+
+const iso = (t = Date.now()) => new Date(t).toISOString();
+
+/** Validates an untrusted body into a message (throws 'invalid_message' or 'payload_too_large'). */
+export function parseBody(cfg: MessagingConfig, body: unknown, opts: { bodySize?: number; sender?: string } = {}): AclMessage {
+  return parseMessage(body, { maxMessageSize: cfg.max_message_size, defaultCfpDeadlineMs: cfg.cfp_deadline, ...(opts.sender !== undefined && { defaultSender: opts.sender }) }, opts.bodySize);
+}
+
+/**
+ * A REST body as a message and the hints for sending it: `traceparent` (the submitting request's)
+ * is the message's trace context unless it has its own; ids the body left out were generated here.
+ */
+export function submission(cfg: MessagingConfig, body: unknown, opts: { bodySize?: number; sender?: string; traceparent?: string }): { message: AclMessage; hints: SendHints } {
+  let m = parseBody(cfg, body, opts);
+  if (m.trace_context === undefined && opts.traceparent !== undefined) m = { ...m, trace_context: { traceparent: opts.traceparent } };
+  const b = body as Record<string, unknown>;
+  return { message: m, hints: { newId: b.id === undefined, newConversation: b.conversation_id === undefined && b['conversation-id'] === undefined } };
+}
+
+/** Validates a REST body and hands it to `send`; an invalid body rejects and nothing is sent. */
+export function submitBody(
+  cfg: MessagingConfig,
+  body: unknown,
+  opts: { bodySize?: number; sender?: string; traceparent?: string },
+  send: (m: AclMessage, hints: SendHints) => Promise<SubmitResult>,
+): Promise<SubmitResult> {
+  let sub: ReturnType<typeof submission>;
+  try {
+    sub = submission(cfg, body, opts);
+  } catch (e) {
+    return Promise.reject(e);
+  }
+  return send(sub.message, sub.hints);
+}
+
+/** Refuses content larger than a receiver accepts (its `limits.max_message_size`). */
+export function checkReceiverLimits(m: AclMessage, decision: RouteDecision): void {
+  if (!decision.ok) return;
+  const size = contentSize(m.content);
+  for (const r of decision.receivers) {
+    const limit = r.definition.limits.max_message_size;
+    if (size > limit) {
+      throw new CaxtonError('payload_too_large', `the content is ${size} bytes; agent "${r.agent}" accepts at most ${limit} (its limits.max_message_size)`, {
+        size,
+        limit,
+        field: 'content',
+        agent: r.agent,
+      });
+    }
+  }
+}
+
+/** What a message id sent again answers: the stored message's result, marked as a duplicate. */
+export function duplicateResult(s: StoredMessage, duplicate: boolean): SubmitResult {
+  const m = s.message;
+  return {
+    id: m.id,
+    conversation_id: m.conversation_id,
+    performative: m.performative,
+    routed_to: s.routed_to,
+    routing: s.routed_to.length === 0 ? 'none' : m.receivers.length > 0 ? 'named' : s.routed_to.length > 1 ? 'all' : 'one',
+    duplicate,
+  };
+}
+
+/** A new conversation started by `m`: its turn budget is the tightest of its receivers' (not for endless protocols). */
+export function newConversation(m: AclMessage, now: string, decision: RouteDecision, cfg: MessagingConfig, endless: boolean): Conversation {
+  let maxTurns = cfg.max_conversation_turns;
+  if (decision.ok && !endless) for (const r of decision.receivers) maxTurns = Math.min(maxTurns, Math.max(2, r.definition.conversation.max_turns));
+  return {
+    id: m.conversation_id,
+    protocol: m.protocol ?? null,
+    state: 'initiated',
+    initiator: m.sender,
+    participants: [m.sender],
+    capability: m.capability ?? null,
+    turns: 0,
+    max_turns: maxTurns,
+    created_at: now,
+    updated_at: now,
+    expires_at: iso(Date.now() + cfg.conversation_ttl),
+    reason: null,
+  };
+}
+
+/**
+ * Counts a message in its conversation: turns, participants, activity, and its expiry (the ttl, or
+ * the reply_by of a message expecting a reply; none for an endless protocol).
+ */
+export function touchConversation(conv: Conversation, m: AclMessage, receivers: readonly string[], now: string, ttl: number, endless: boolean): void {
+  conv.turns++;
+  conv.updated_at = now;
+  if (!conv.participants.includes(m.sender)) conv.participants.push(m.sender);
+  for (const r of receivers) if (!conv.participants.includes(r)) conv.participants.push(r);
+  if (isTerminal(conv.state)) return;
+  if (endless) {
+    conv.expires_at = null;
+    return;
+  }
+  let expires = Date.now() + ttl;
+  if (m.reply_by && m.performative !== 'cfp' && expectsReply(m.performative)) expires = Math.min(expires, Date.parse(m.reply_by));
+  conv.expires_at = iso(expires);
+}
+
+/** A reply to `to` from `sender`, in its conversation and trace. */
+export function replyTo(to: AclMessage, sender: string, performative: Performative, content: Content, extra: Partial<AclMessage> = {}): AclMessage {
+  return {
+    id: newMessageId(),
+    performative,
+    sender,
+    receivers: replyAddress(to),
+    content,
+    conversation_id: to.conversation_id,
+    in_reply_to: to.reply_with ?? to.id,
+    ...(to.protocol !== undefined && { protocol: to.protocol }),
+    ...(to.ontology !== undefined && { ontology: to.ontology }),
+    ...(to.language !== undefined && typeof content === 'string' && { language: to.language }),
+    ...(to.trace_context !== undefined && { trace_context: to.trace_context }),
+    params: {},
+    timestamp: iso(),
+    chain: to.chain,
+    ...extra,
+  };
+}
+
+/** The receiver an in-process handler gets for a name that is not a deployed agent. */
+export function undeployedReceiver(agent: string): InProcessReceiver {
+  return { agent, description: '', capabilities: [], protocols: [], ontologies: [], languages: [], max_concurrency: undefined };
+}
