@@ -23,6 +23,7 @@ const SUITES: Record<string, () => Promise<Suite>> = {
   'auth-jwt': async () => (await import('./auth-jwt.js')).authJwtSuite,
   auth: async () => (await import('./auth.js')).authSuite,
   cluster: async () => (await import('./cluster.js')).clusterSuite,
+  'cluster-nodes': async () => (await import('./cluster-nodes.js')).clusterNodesSuite,
 };
 
 async function main(argv: string[]): Promise<number> {
