@@ -140,6 +140,8 @@ export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements M
   #events: Subscription | undefined;
   /** The JetStream message of each delivery this node holds, by row id. */
   readonly #held = new Map<number, JsMsg>();
+  /** Fetched deliveries whose rows are being read (they count against max_held). */
+  #taking = 0;
   readonly #waiters = new Map<ConversationId, Set<(c: Conversation) => void>>();
   #counts = { open: 0, dead: 0 };
   #timers: NodeJS.Timeout[] = [];
@@ -513,14 +515,27 @@ export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements M
   async #fetchLoop(): Promise<void> {
     const max = this.#o.cluster.delivery.max_held;
     while (this.#state === 'running') {
-      const room = max - this.#held.size;
+      const room = max - this.#held.size - this.#taking;
       if (room <= 0) {
         await new Promise<void>((r) => (this.#room = r));
         continue;
       }
       try {
         const batch = await this.#consumer!.fetch({ max_messages: room, expires: 1000 });
-        for await (const m of batch) await this.#take(m);
+        // Each fetched delivery's row is read at once, not one after another: a burst keeps the
+        // node's lanes full instead of holding a few deliveries while the stream backs up.
+        for await (const m of batch) {
+          this.#taking++;
+          void this.#take(m)
+            .catch((e: unknown) => {
+              this.#log.warn({ seq: m.seq, err: describeError(e) }, 'could not take a delivery; it is delivered again later');
+              m.nak(1000);
+            })
+            .finally(() => {
+              this.#taking--;
+              this.#wake();
+            });
+        }
       } catch (e) {
         if (this.#state !== 'running') break;
         this.#log.warn({ err: describeError(e) }, 'fetching deliveries from JetStream failed; trying again');

@@ -286,10 +286,16 @@ export class PgMessageStore {
           [to.state, to.attempts, to.last_error === undefined || to.last_error === null ? null : scrubSecrets(to.last_error), to.receiver ?? null, to.next_at ?? null, now, did],
         );
       },
+      // Driven from the conversation's messages (LATERAL: a nested loop on deliveries_message);
+      // planned from deliveries_open instead, it visited every pending delivery of the cluster.
       outstanding: async () =>
         Number(
-          (await c.query<{ n: string }>(`SELECT count(*) AS n FROM ${s}.deliveries d JOIN ${s}.messages m ON m.id = d.message_id WHERE m.conversation_id = $1 AND d.state = 'pending'`, [id])).rows[0]!
-            .n,
+          (
+            await c.query<{ n: string }>(
+              `SELECT count(*) AS n FROM ${s}.messages m CROSS JOIN LATERAL (SELECT 1 FROM ${s}.deliveries d WHERE d.message_id = m.id AND d.state = 'pending') p WHERE m.conversation_id = $1`,
+              [id],
+            )
+          ).rows[0]!.n,
         ),
       insertSubscription: async (r) => {
         await c.query(`INSERT INTO ${s}.subscriptions (id, conversation_id, subscriber, capability, agent, content, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING`, [
