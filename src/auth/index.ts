@@ -16,7 +16,7 @@ export {
 } from './keys.js';
 export { ROUTE_POLICIES, policyFor } from './route-policies.js';
 export { installAuth, assertAgentAllowed, hostAllowedBy, bearerOf, hostName, LOCAL_PRINCIPAL, type AuthPluginOptions, type Authenticators, type RouteAccess } from './plugin.js';
-export { ADMIN_KEY_FILE, bootstrapAdminKey, caxtonHome, localServerKey, readKeyFile, writeRunRecord, type RunRecord } from './local.js';
+export { ADMIN_KEY_FILE, bootstrapAdminKey, bootstrapKeyName, caxtonHome, localServerKey, readKeyFile, writeRunRecord, type RunRecord } from './local.js';
 export { createJwtAuthenticator, MAX_TOKEN_CHARS, type JwtAuthenticator, type JwtAuthenticatorOptions } from './jwt.js';
 export { jwtConfigSchema, ssoConfigSchema, type JwtConfig, type JwtConfigInput, type SsoConfig } from './jwt-config.js';
 export { SsoClient, SSO_CALLBACK_PATH, type SsoEndpoints } from './sso.js';
