@@ -15,7 +15,8 @@
  *   something later) puts its row back, so the bucket ends with it too.
  * - An entry that is not JSON, does not match the expected shape, or whose id is not its key is
  *   skipped with a warning naming the key. A key whose name an active key with another id holds
- *   on this node is skipped with a warning (names of active keys are unique per node).
+ *   on this node is skipped with a warning (names of active keys are unique per node), and
+ *   applied once that key is revoked.
  *
  * What the bucket holds is as sensitive as the api_keys table, no more: `hash` is the SHA-256 of
  * a 192-bit random secret (src/auth/keys.ts), which cannot be turned back into the key. Writing to
@@ -74,6 +75,8 @@ export class KeySync {
   #unlisten: (() => void) | undefined;
   /** The last valid entry seen or put per key id (this node's own included): what need not be put again at start. */
   readonly #inBucket = new Map<string, ApiKeyRecord>();
+  /** Keys from other nodes skipped because an active key here holds their name, by id (applied once the name is free). */
+  readonly #clashed = new Map<string, { key: ApiKeyRecord; node: string }>();
   /** Puts in flight (stop waits for them). */
   readonly #pending = new Set<Promise<void>>();
 
@@ -90,7 +93,10 @@ export class KeySync {
     const kv = await new Kvm(opts.nc).create(opts.bucket, { history: 1 });
     const s = new KeySync(kv, opts);
     // Listening first: a key changed while the bucket is read is put too.
-    s.#unlisten = opts.keys.onChange((k) => s.#publish(k));
+    s.#unlisten = opts.keys.onChange((k) => {
+      s.#publish(k);
+      s.#retryClashed(k);
+    });
     try {
       await s.#follow();
     } catch (e) {
@@ -187,9 +193,24 @@ export class KeySync {
     const { node, published_at: _published, ...k } = parsed.data;
     this.#inBucket.set(key, k);
     if (node === this.#opts.node) return; // this node's own write (it may already be newer here)
+    this.#apply(k, node);
+  }
+
+  #apply(k: ApiKeyRecord, node: string): void {
     const r = this.#opts.keys.applyRemote(k);
-    if (r.status === 'skipped') return this.#opts.log?.warn({ key, name: k.name, from: node }, `API key from node ${node}: ${r.problem}`);
+    if (r.status === 'skipped') {
+      this.#clashed.set(k.id, { key: k, node });
+      return this.#opts.log?.warn({ key: k.id, name: k.name, from: node }, `API key from node ${node}: ${r.problem}`);
+    }
+    this.#clashed.delete(k.id);
     // This node knew a later revocation or rotation: the bucket gets the row both nodes end with.
     if (!sameKeyRecord(r.record, k)) this.#publish(r.record);
+    this.#retryClashed(r.record);
+  }
+
+  /** A key revoked here (by this node or another) frees its name: the keys skipped for holding it are applied now. */
+  #retryClashed(k: ApiKeyRecord): void {
+    if (k.revoked_at === null) return;
+    for (const c of [...this.#clashed.values()]) if (c.key.name === k.name && c.key.id !== k.id) this.#apply(c.key, c.node);
   }
 }

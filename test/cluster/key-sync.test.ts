@@ -213,7 +213,7 @@ describe.skipIf(!run)('API keys across nodes on a JetStream key-value bucket', (
     expect(a.keys.get('AAAAAAAAAAAA')).toMatchObject({ name: 'x', role: 'viewer', state: 'active' });
   });
 
-  it('skips a key whose name an active key of this node holds, with a warning on both nodes, and goes on syncing', async () => {
+  it('skips a key whose name an active key of this node holds, with a warning on both nodes, goes on syncing, and applies it once the name is free', async () => {
     const b = bucket();
     const a = await node('node-a', b);
     const theirs = a.keys.create({ name: 'ci', role: 'admin' });
@@ -235,5 +235,11 @@ describe.skipIf(!run)('API keys across nodes on a JetStream key-value bucket', (
     // Sync goes on for other keys.
     const next = a.keys.create({ name: 'other', role: 'viewer' });
     await waitUntil(() => verifies(n2.keys, next.secret) === 'other', { what: 'the next key on node-b' });
+    // node-b revokes its own "ci": the name is free there, node-a's "ci" is applied at once; node-a gets the revocation.
+    n2.keys.revoke(mine.key.id);
+    expect(verifies(n2.keys, theirs.secret)).toBe('ci');
+    await waitUntil(() => verifies(a.keys, mine.secret) === 'API key "ci" was revoked', { what: "node-b's revocation on node-a" });
+    expect(a.keys.get('ci')?.id).toBe(theirs.key.id);
+    expect([a.warnings.length, n2.warnings.length]).toEqual([1, 1]);
   });
 });
