@@ -1,10 +1,22 @@
 export { PERMISSIONS, ROLES, ROLE_PERMISSIONS, ROLE_SUMMARY, isRole, type Permission, type Role } from './permissions.js';
 export { can, globMatch, inScope, senderOf, principalScopeSchema, type Principal, type PrincipalScope } from './principal.js';
 export type { Access } from './access.js';
-export { ApiKeyStore, KEY_MIGRATIONS, KEY_PREFIX, unauthenticated, type ApiKeyInfo, type CreateKey, type KeyLimits } from './keys.js';
+export {
+  ApiKeyStore,
+  KEY_MIGRATIONS,
+  KEY_NAME_RE,
+  KEY_PREFIX,
+  sameKeyRecord,
+  unauthenticated,
+  type ApiKeyInfo,
+  type ApiKeyRecord,
+  type ApplyRemoteResult,
+  type CreateKey,
+  type KeyLimits,
+} from './keys.js';
 export { ROUTE_POLICIES, policyFor } from './route-policies.js';
 export { installAuth, assertAgentAllowed, hostAllowedBy, bearerOf, hostName, LOCAL_PRINCIPAL, type AuthPluginOptions, type Authenticators, type RouteAccess } from './plugin.js';
-export { ADMIN_KEY_FILE, bootstrapAdminKey, caxtonHome, localServerKey, readKeyFile, writeRunRecord, type RunRecord } from './local.js';
+export { ADMIN_KEY_FILE, bootstrapAdminKey, bootstrapKeyName, caxtonHome, localServerKey, readKeyFile, writeRunRecord, type RunRecord } from './local.js';
 export { createJwtAuthenticator, MAX_TOKEN_CHARS, type JwtAuthenticator, type JwtAuthenticatorOptions } from './jwt.js';
 export { jwtConfigSchema, ssoConfigSchema, type JwtConfig, type JwtConfigInput, type SsoConfig } from './jwt-config.js';
 export { SsoClient, SSO_CALLBACK_PATH, type SsoEndpoints } from './sso.js';

@@ -3,6 +3,10 @@
  * once, when it is created or rotated. The key's id is in the clear so verifying is one indexed
  * lookup (cached in memory) and one hash, not a scan (ADR 0025: why SHA-256 rather than a slow
  * password hash — the secret is 192 random bits, nothing to brute-force).
+ *
+ * On a cluster node (ADR 0044) the rows travel between nodes: `onChange` tells a listener each
+ * key as it now is after a create, revoke or rotate, and `applyRemote` stores a key another node
+ * changed. `verify` stays a map lookup on this node's own table either way.
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { migrate, type Db, type Migration } from '../storage/index.js';
@@ -76,6 +80,34 @@ interface Row {
   last_used_at: number | null;
 }
 
+/**
+ * A key as it travels between cluster nodes (ADR 0044): every column but `last_used_at`, which
+ * stays per node. `hash` is the SHA-256 of the secret, never the secret.
+ */
+export interface ApiKeyRecord {
+  id: string;
+  name: string;
+  role: Role;
+  scope: PrincipalScope;
+  limits: KeyLimits;
+  hash: Buffer;
+  /** Epoch ms. */
+  created_at: number;
+  created_by: string | null;
+  expires_at: number | null;
+  revoked_at: number | null;
+  rotated_at: number | null;
+}
+
+/** What `applyRemote` did with a key from another node. */
+export type ApplyRemoteResult =
+  /** Stored: `record` is the row as it now is here (it differs from the one given when this node knew a later revocation or rotation). */
+  | { status: 'applied'; record: ApiKeyRecord }
+  /** This node already had it (or something later): `record` is the row here. */
+  | { status: 'unchanged'; record: ApiKeyRecord }
+  /** Not stored, and why (an active key of the same name exists here). */
+  | { status: 'skipped'; problem: string };
+
 export interface CreateKey {
   name: string;
   role: Role;
@@ -103,6 +135,7 @@ export class ApiKeyStore {
   readonly #tokenOf = new Map<string, string>();
   readonly #limits = new Map<string, LimitSet | undefined>();
   readonly #touched = new Map<string, number>();
+  readonly #listeners = new Set<(key: ApiKeyRecord) => void>();
   readonly #stmts;
 
   constructor(db: Db, opts: { now?: () => number } = {}) {
@@ -117,7 +150,70 @@ export class ApiKeyStore {
       rotate: db.prepare('UPDATE api_keys SET hash = ?, rotated_at = ? WHERE id = ?'),
       touch: db.prepare('UPDATE api_keys SET last_used_at = ? WHERE id = ?'),
       countActive: db.prepare<[], { n: number }>('SELECT count(*) AS n FROM api_keys WHERE revoked_at IS NULL'),
+      // last_used_at is left alone: it stays per node.
+      upsert: db.prepare(
+        `INSERT INTO api_keys (id, name, role, scope, limits, hash, created_at, created_by, expires_at, revoked_at, rotated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (id) DO UPDATE SET name = excluded.name, role = excluded.role, scope = excluded.scope, limits = excluded.limits, hash = excluded.hash,
+           created_at = excluded.created_at, created_by = excluded.created_by, expires_at = excluded.expires_at, revoked_at = excluded.revoked_at, rotated_at = excluded.rotated_at`,
+      ),
     };
+  }
+
+  /**
+   * Tells `fn` each key as it now is after a create, a revoke or a rotate on this node (not after
+   * `applyRemote`), synchronously, once the row is written. `fn` must not throw. Returns a
+   * function that stops it.
+   */
+  onChange(fn: (key: ApiKeyRecord) => void): () => void {
+    this.#listeners.add(fn);
+    return () => void this.#listeners.delete(fn);
+  }
+
+  /** Every key (revoked ones too) as it travels between nodes. */
+  records(): ApiKeyRecord[] {
+    return this.#stmts.all.all().map(recordOf);
+  }
+
+  /**
+   * Stores a key another node created, revoked or rotated (upsert by id), without telling the
+   * `onChange` listeners. A revocation is never undone and the latest rotation wins (by
+   * `rotated_at`), so two nodes applying each other's concurrent changes end with the same row.
+   * The key's cached principal and verified secret are dropped: a revoke or rotate elsewhere takes
+   * effect here at once. An active key whose name an active key with another id holds here is
+   * skipped (names of active keys are unique per node).
+   */
+  applyRemote(remote: ApiKeyRecord): ApplyRemoteResult {
+    const here = this.#stmts.byId.get(remote.id);
+    const merged = here ? mergeRecords(recordOf(here), remote) : remote;
+    if (here && sameKeyRecord(recordOf(here), merged)) return { status: 'unchanged', record: merged };
+    const clash = () => ({
+      status: 'skipped' as const,
+      problem: `key "${merged.name}" (id ${merged.id}) is not applied here: an active key of that name with another id (${this.#stmts.activeByName.get(merged.name)?.id ?? '?'}) exists on this node; revoke one of them`,
+    });
+    if (merged.revoked_at === null) {
+      const other = this.#stmts.activeByName.get(merged.name);
+      if (other && other.id !== merged.id) return clash();
+    }
+    try {
+      this.#stmts.upsert.run(
+        merged.id,
+        merged.name,
+        merged.role,
+        JSON.stringify(merged.scope),
+        JSON.stringify(merged.limits),
+        merged.hash,
+        merged.created_at,
+        merged.created_by,
+        merged.expires_at,
+        merged.revoked_at,
+        merged.rotated_at,
+      );
+    } catch (e) {
+      if ((e as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') return clash();
+      throw e;
+    }
+    this.#forget(merged.id);
+    return { status: 'applied', record: merged };
   }
 
   /** Creates a key; the returned `secret` is the only copy of the whole key. */
@@ -140,6 +236,7 @@ export class ApiKeyStore {
       req.ttlMs === undefined ? null : now + req.ttlMs,
     );
     this.#forget(id);
+    this.#changed(id);
     return { key: this.get(id)!, secret: `${KEY_PREFIX}${id}_${secret}` };
   }
 
@@ -162,8 +259,9 @@ export class ApiKeyStore {
 
   revoke(idOrName: string): ApiKeyInfo {
     const row = this.#mustRow(idOrName);
-    this.#stmts.revoke.run(this.#now(), row.id);
+    const { changes } = this.#stmts.revoke.run(this.#now(), row.id);
     this.#forget(row.id);
+    if (changes > 0) this.#changed(row.id);
     return this.get(row.id)!;
   }
 
@@ -174,6 +272,7 @@ export class ApiKeyStore {
     const secret = randomBytes(SECRET_BYTES).toString('base64url');
     this.#stmts.rotate.run(hashSecret(secret), this.#now(), row.id);
     this.#forget(row.id);
+    this.#changed(row.id);
     return { key: this.get(row.id)!, secret: `${KEY_PREFIX}${row.id}_${secret}` };
   }
 
@@ -251,6 +350,12 @@ export class ApiKeyStore {
     }
   }
 
+  #changed(id: string): void {
+    if (this.#listeners.size === 0) return;
+    const key = recordOf(this.#stmts.byId.get(id)!);
+    for (const fn of this.#listeners) fn(key);
+  }
+
   #forget(id: string): void {
     this.#cache.delete(id);
     const token = this.#tokenOf.get(id);
@@ -288,6 +393,57 @@ export class ApiKeyStore {
       state: r.revoked_at !== null ? 'revoked' : r.expires_at !== null && r.expires_at <= now ? 'expired' : 'active',
     };
   }
+}
+
+function recordOf(r: Row): ApiKeyRecord {
+  return {
+    id: r.id,
+    name: r.name,
+    role: r.role,
+    scope: JSON.parse(r.scope) as PrincipalScope,
+    limits: JSON.parse(r.limits) as KeyLimits,
+    hash: r.hash,
+    created_at: r.created_at,
+    created_by: r.created_by,
+    expires_at: r.expires_at,
+    revoked_at: r.revoked_at,
+    rotated_at: r.rotated_at,
+  };
+}
+
+/**
+ * The row two nodes agree on for one key, whichever applies the other's first: the earliest
+ * revocation (a revoked key stays revoked), the hash of the latest rotation (ties broken by the
+ * hash itself), the rest as the remote has it (it never changes after the key is created).
+ */
+function mergeRecords(here: ApiKeyRecord, remote: ApiKeyRecord): ApiKeyRecord {
+  const revoked_at = here.revoked_at === null ? remote.revoked_at : remote.revoked_at === null ? here.revoked_at : Math.min(here.revoked_at, remote.revoked_at);
+  const [h, r] = [here.rotated_at ?? -1, remote.rotated_at ?? -1];
+  const keepHash = h > r || (h === r && Buffer.compare(here.hash, remote.hash) > 0);
+  return { ...remote, revoked_at, ...(keepHash && { hash: here.hash, rotated_at: here.rotated_at }) };
+}
+
+/** Whether two records are the same key in the same state (scope and limits compared by content). */
+export function sameKeyRecord(a: ApiKeyRecord, b: ApiKeyRecord): boolean {
+  return (
+    a.id === b.id &&
+    a.name === b.name &&
+    a.role === b.role &&
+    canonicalJson(a.scope) === canonicalJson(b.scope) &&
+    canonicalJson(a.limits) === canonicalJson(b.limits) &&
+    a.hash.equals(b.hash) &&
+    a.created_at === b.created_at &&
+    a.created_by === b.created_by &&
+    a.expires_at === b.expires_at &&
+    a.revoked_at === b.revoked_at &&
+    a.rotated_at === b.rotated_at
+  );
+}
+
+function canonicalJson(v: unknown): string {
+  return JSON.stringify(v, (_k, x: unknown) =>
+    x && typeof x === 'object' && !Array.isArray(x) ? Object.fromEntries(Object.entries(x as Record<string, unknown>).sort(([p], [q]) => (p < q ? -1 : p > q ? 1 : 0))) : x,
+  );
 }
 
 function principalOfKey(r: Row): Principal {

@@ -5,6 +5,7 @@
  * user, talking to the same loopback port, finds the key wherever it runs from. Other users
  * cannot read either file.
  */
+import { createHash } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -29,12 +30,24 @@ function writePrivate(path: string, text: string): void {
 }
 
 /**
- * Creates the first admin key when the store has no active key. Returns the key file's path when
- * it wrote one. A store that already has keys is left alone (its admin.key, if any, too).
+ * The bootstrap key's name: `admin`, or `admin-<node>` on a cluster node, where keys travel
+ * between nodes (ADR 0044) and each node's first key must not clash with another's. A node name
+ * too long for a key name (64 characters) is cut and given a short hash of the whole name.
  */
-export function bootstrapAdminKey(keys: ApiKeyStore, dataDir: string): string | undefined {
+export function bootstrapKeyName(node?: string): string {
+  if (node === undefined) return 'admin';
+  const name = `admin-${node}`;
+  return name.length <= 64 ? name : `admin-${node.slice(0, 49)}-${createHash('sha256').update(node).digest('hex').slice(0, 8)}`;
+}
+
+/**
+ * Creates the first admin key when the store has no active key. Returns the key file's path when
+ * it wrote one. A store that already has keys is left alone (its admin.key, if any, too). On a
+ * cluster node (`node` given) the key is `admin-<node>`.
+ */
+export function bootstrapAdminKey(keys: ApiKeyStore, dataDir: string, opts: { node?: string } = {}): string | undefined {
   if (keys.countActive() > 0) return undefined;
-  const { secret } = keys.create({ name: 'admin', role: 'admin', createdBy: 'bootstrap' });
+  const { secret } = keys.create({ name: bootstrapKeyName(opts.node), role: 'admin', createdBy: 'bootstrap' });
   const file = join(resolve(dataDir), ADMIN_KEY_FILE);
   writePrivate(file, `${secret}\n`);
   return file;

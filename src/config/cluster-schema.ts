@@ -67,6 +67,8 @@ export const clusterConfigSchema = z
     nodes_bucket: bucketName.default('caxton_nodes'),
     /** The JetStream key-value bucket of the agents deployed through the API (directory propagation, ADR 0039). */
     agents_bucket: bucketName.default('caxton_agents'),
+    /** The JetStream key-value bucket of API keys (their hashes, never their secrets; ADR 0044). */
+    keys_bucket: bucketName.default('caxton_keys'),
     /**
      * The shared state in PostgreSQL (ADR 0043): conversations, messages, delivery rows and dead
      * letters. Required: a node refuses to start with `[cluster]` and no shared state, since its

@@ -155,7 +155,7 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
     const { registry, service, events } = agents;
     const files = stack.add(await watchAgentFiles({ agentsDir: config.agents_dir, registry, service, events, logger, metrics }));
     // A cluster node: NATS, the shared state in PostgreSQL, and API agents propagated to every node (docs/cluster.md).
-    const cluster = config.cluster ? stack.add(await startCluster({ cluster: config.cluster, registry, lifecycle, logger })) : undefined;
+    const cluster = config.cluster ? stack.add(await startCluster({ cluster: config.cluster, registry, keys: auth.keys, lifecycle, logger })) : undefined;
     // Telemetry reaches the executor and the bus only when it is on: with [metrics] enabled = false
     // and no tracing configured, their hot paths skip it entirely.
     const { tracing } = observability;

@@ -4,6 +4,7 @@ import { keyApi } from '../../api/index.js';
 import {
   ApiKeyStore,
   bootstrapAdminKey,
+  bootstrapKeyName,
   createJwtAuthenticator,
   SsoClient,
   principalFromSocket,
@@ -33,8 +34,10 @@ export interface AuthComponent extends Component {
 export function startAuth(opts: { config: ServerConfig; db: Db; logger: Logger; metrics: Metrics }): AuthComponent {
   const { config, logger, metrics } = opts;
   const keys = new ApiKeyStore(opts.db);
-  const adminKeyFile = config.auth.enabled && config.auth.bootstrap_admin_key ? bootstrapAdminKey(keys, config.data_dir) : undefined;
-  if (adminKeyFile) logger.info({ file: adminKeyFile }, 'created the first API key (role admin) for the local CLI; it is readable only by this user');
+  // On a cluster node the key is admin-<node>: keys travel between nodes (ADR 0044), and each node makes its own first key.
+  const node = config.cluster?.node;
+  const adminKeyFile = config.auth.enabled && config.auth.bootstrap_admin_key ? bootstrapAdminKey(keys, config.data_dir, { ...(node !== undefined && { node }) }) : undefined;
+  if (adminKeyFile) logger.info({ file: adminKeyFile, key: bootstrapKeyName(node) }, 'created the first API key (role admin) for the local CLI; it is readable only by this user');
   const jwt = config.auth.jwt ? createJwtAuthenticator(config.auth.jwt, { ...(config.source.file && { baseDir: dirname(config.source.file) }) }) : undefined;
   // The console's single sign-on through the same issuer (a missing client secret stops the start).
   const sso = config.auth.enabled && config.auth.jwt?.sso ? new SsoClient({ issuer: config.auth.jwt.issuer, sso: config.auth.jwt.sso }) : undefined;

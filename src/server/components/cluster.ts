@@ -2,7 +2,8 @@ import pg from 'pg';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { AgentRegistry } from '../../agents/index.js';
 import type { ClusterView, Lifecycle } from '../../api/index.js';
-import { connectNats, DirectorySync, Membership, PgMessageReads, PgMessageStore } from '../../cluster/index.js';
+import type { ApiKeyStore } from '../../auth/index.js';
+import { connectNats, DirectorySync, KeySync, Membership, PgMessageReads, PgMessageStore } from '../../cluster/index.js';
 import { clusterStateConfig, type ClusterConfig } from '../../config/index.js';
 import type { Logger } from '../../observability/index.js';
 import { CaxtonError, describeError } from '../../shared/errors.js';
@@ -20,10 +21,11 @@ export interface ClusterComponent extends Component {
 /**
  * A node of a cluster (`[cluster]`, issue 17): its NATS connection, the shared state in
  * PostgreSQL (`[cluster.state]`, required: a node never runs a cluster on its own SQLite), the
- * directory propagation of API agents, and, once `join` runs, its heartbeats. Contributes the
+ * directory propagation of API agents, API keys shared with the other nodes (ADR 0044), and,
+ * once `join` runs, its heartbeats. Contributes the
  * readiness checks `nats` and `cluster-postgresql`: /ready is 503 on a node that lost either.
  */
-export async function startCluster(opts: { cluster: ClusterConfig; registry: AgentRegistry; lifecycle: Lifecycle; logger: Logger }): Promise<ClusterComponent> {
+export async function startCluster(opts: { cluster: ClusterConfig; registry: AgentRegistry; keys: ApiKeyStore; lifecycle: Lifecycle; logger: Logger }): Promise<ClusterComponent> {
   const { cluster, logger } = opts;
   const state = clusterStateConfig(cluster);
   const pool = new pg.Pool({ connectionString: state.url, max: state.pool_size, application_name: `caxton-${cluster.node}`, connectionTimeoutMillis: 5000 });
@@ -47,15 +49,18 @@ export async function startCluster(opts: { cluster: ClusterConfig; registry: Age
     });
   }
   let sync: DirectorySync | undefined;
+  let keySync: KeySync | undefined;
   let membership: Membership | undefined;
   const close = async () => {
     await membership?.stop().catch(() => {});
+    await keySync?.stop().catch(() => {});
     await sync?.stop().catch(() => {});
     await nc.drain().catch(() => nc.close());
     await pool.end().catch(() => {});
   };
   try {
     sync = await DirectorySync.start({ nc, bucket: cluster.agents_bucket, node: cluster.node, registry: opts.registry, log: logger });
+    keySync = await KeySync.start({ nc, bucket: cluster.keys_bucket, node: cluster.node, keys: opts.keys, log: logger });
   } catch (e) {
     await close();
     throw e;

@@ -1,0 +1,216 @@
+/**
+ * API keys across nodes (ADR 0044): a key created, revoked or rotated on one node verifies (or
+ * stops verifying) on every node, through a JetStream key-value bucket (`[cluster] keys_bucket`),
+ * the way the directory of API agents travels (ADR 0039, directory-sync.ts). Each node keeps
+ * verifying against its own SQLite table and in-memory cache, so `verify` stays synchronous.
+ *
+ * - The bucket holds one entry per key id (history 1): the row as the last node to change it had
+ *   it, without `last_used_at` (that stays per node). Keys are never deleted, only revoked, so
+ *   there are only puts; a deleted or purged entry changes nothing on the nodes.
+ * - A node that starts reads the bucket's current entries (its watch's initial values), then puts
+ *   each of its own keys the bucket does not hold as it has it (its first start, or changes made
+ *   while it was cut off), then follows both ways.
+ * - Two nodes changing one key at once converge: `applyRemote` never undoes a revocation and keeps
+ *   the latest rotation, and a node that ends with a row other than the entry it applied (it knew
+ *   something later) puts its row back, so the bucket ends with it too.
+ * - An entry that is not JSON, does not match the expected shape, or whose id is not its key is
+ *   skipped with a warning naming the key. A key whose name an active key with another id holds
+ *   on this node is skipped with a warning (names of active keys are unique per node), and
+ *   applied once that key is revoked.
+ *
+ * What the bucket holds is as sensitive as the api_keys table, no more: `hash` is the SHA-256 of
+ * a 192-bit random secret (src/auth/keys.ts), which cannot be turned back into the key. Writing to
+ * the bucket is another matter: whoever can put an entry there can add an admin key of their own
+ * on every node. The NATS account the nodes use must be private to Caxton (docs/security.md).
+ */
+import { Kvm, type KV } from '@nats-io/kv';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { z } from 'zod';
+import { KEY_NAME_RE, ROLES, principalScopeSchema, sameKeyRecord, type ApiKeyRecord, type ApiKeyStore } from '../auth/index.js';
+import { describeError } from '../shared/errors.js';
+
+export interface KeySyncOptions {
+  nc: NatsConnection;
+  /** The key-value bucket of API keys. */
+  bucket: string;
+  /** This node's name (entries it wrote are not applied again). */
+  node: string;
+  keys: ApiKeyStore;
+  log?: { warn(obj: object, msg: string): void };
+}
+
+/** A key id as `ApiKeyStore` makes them (9 random bytes, base64url): also the entry's key in the bucket. */
+const KEY_ID = /^[A-Za-z0-9_-]{12}$/;
+const epochMs = z.int().min(0);
+
+/** One key as it travels between nodes: the row without last_used_at, the hash in base64. */
+const keyEntrySchema = z.object({
+  node: z.string().min(1),
+  /** The publisher's clock (epoch ms) when it published; informational. */
+  published_at: epochMs,
+  id: z.string().regex(KEY_ID, { error: 'expected a key id (12 base64url characters)' }),
+  name: z.string().regex(KEY_NAME_RE, { error: 'expected a key name' }),
+  role: z.enum(ROLES),
+  // Strict: a scope with a restriction this version does not know is skipped, never widened.
+  scope: z.strictObject(principalScopeSchema.shape),
+  limits: z.record(z.string(), z.number()),
+  hash: z
+    .base64()
+    .transform((s) => Buffer.from(s, 'base64'))
+    .refine((b) => b.length === 32, { error: 'expected the base64 of a SHA-256 (32 bytes)' }),
+  created_at: epochMs,
+  created_by: z.string().nullable(),
+  expires_at: epochMs.nullable(),
+  revoked_at: epochMs.nullable(),
+  rotated_at: epochMs.nullable(),
+});
+
+type KeyEntry = z.input<typeof keyEntrySchema>;
+
+export class KeySync {
+  readonly #kv: KV;
+  readonly #opts: KeySyncOptions;
+  #stopped = false;
+  #watch: { stop(): void } | undefined;
+  #unlisten: (() => void) | undefined;
+  /** The last valid entry seen or put per key id (this node's own included): what need not be put again at start. */
+  readonly #inBucket = new Map<string, ApiKeyRecord>();
+  /** Keys from other nodes skipped because an active key here holds their name, by id (applied once the name is free). */
+  readonly #clashed = new Map<string, { key: ApiKeyRecord; node: string }>();
+  /** Puts in flight (stop waits for them). */
+  readonly #pending = new Set<Promise<void>>();
+
+  private constructor(kv: KV, opts: KeySyncOptions) {
+    this.#kv = kv;
+    this.#opts = opts;
+  }
+
+  /**
+   * Opens (or creates) the bucket, applies its current entries, puts this node's keys it lacks,
+   * and follows both ways until `stop`. Resolves once all of that is done.
+   */
+  static async start(opts: KeySyncOptions): Promise<KeySync> {
+    const kv = await new Kvm(opts.nc).create(opts.bucket, { history: 1 });
+    const s = new KeySync(kv, opts);
+    // Listening first: a key changed while the bucket is read is put too.
+    s.#unlisten = opts.keys.onChange((k) => {
+      s.#publish(k);
+      s.#retryClashed(k);
+    });
+    try {
+      await s.#follow();
+    } catch (e) {
+      await s.stop();
+      throw e;
+    }
+    for (const k of opts.keys.records()) {
+      const there = s.#inBucket.get(k.id);
+      if (!there || !sameKeyRecord(there, k)) s.#publish(k);
+    }
+    await Promise.all(s.#pending);
+    return s;
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    this.#unlisten?.();
+    this.#watch?.stop();
+    await Promise.all(this.#pending);
+  }
+
+  #publish(k: ApiKeyRecord): void {
+    if (this.#stopped) return;
+    this.#inBucket.set(k.id, k);
+    const p = this.#put(k);
+    this.#pending.add(p);
+    void p.finally(() => this.#pending.delete(p));
+  }
+
+  async #put(k: ApiKeyRecord): Promise<void> {
+    const entry: KeyEntry = {
+      node: this.#opts.node,
+      published_at: Date.now(),
+      id: k.id,
+      name: k.name,
+      role: k.role,
+      scope: k.scope,
+      limits: k.limits,
+      hash: k.hash.toString('base64'),
+      created_at: k.created_at,
+      created_by: k.created_by,
+      expires_at: k.expires_at,
+      revoked_at: k.revoked_at,
+      rotated_at: k.rotated_at,
+    };
+    try {
+      await this.#kv.put(k.id, JSON.stringify(entry));
+    } catch (e) {
+      this.#opts.log?.warn(
+        { key: k.name, id: k.id, err: describeError(e) },
+        `could not publish API key "${k.name}" to the cluster; other nodes see it after its next change or this node's next start`,
+      );
+    }
+  }
+
+  /** Starts the watch and resolves once its initial values (the bucket's current keys) have been applied. */
+  async #follow(): Promise<void> {
+    let ready!: () => void;
+    const initial = new Promise<void>((r) => (ready = r));
+    const it = await this.#kv.watch({ key: '>' });
+    this.#watch = it;
+    let sawUpdate = false;
+    void (async () => {
+      for await (const e of it) {
+        // Keys are revoked, never deleted: a deleted or purged entry changes nothing here.
+        if (e.operation === 'PUT') this.#applyPut(e.key, e.string());
+        // The initial values end when none are left to come (delta 0), or with the first change.
+        if ((e.delta === 0 || e.isUpdate) && !sawUpdate) {
+          sawUpdate = true;
+          ready();
+        }
+      }
+    })();
+    // An empty bucket has no initial values to wait for: the watch reports nothing until a change.
+    const status = await this.#kv.status();
+    if (status.values === 0 && !sawUpdate) ready();
+    await initial;
+  }
+
+  #applyPut(key: string, text: string): void {
+    let raw: unknown;
+    try {
+      raw = JSON.parse(text);
+    } catch {
+      return this.#opts.log?.warn({ key }, `skipped cluster key entry "${key}": it is not JSON`);
+    }
+    const from = typeof raw === 'object' && raw !== null && typeof (raw as { node?: unknown }).node === 'string' ? (raw as { node: string }).node : undefined;
+    const parsed = keyEntrySchema.safeParse(raw);
+    if (!parsed.success || parsed.data.id !== key) {
+      const issue = parsed.error?.issues[0];
+      const why = parsed.success ? `it holds key id "${parsed.data.id}"` : `${issue!.path.join('.') || 'entry'}: ${issue!.message}`;
+      return this.#opts.log?.warn({ key, ...(from !== undefined && { from }) }, `skipped cluster key entry "${key}"${from !== undefined ? ` from node ${from}` : ''}: ${why}`);
+    }
+    const { node, published_at: _published, ...k } = parsed.data;
+    this.#inBucket.set(key, k);
+    if (node === this.#opts.node) return; // this node's own write (it may already be newer here)
+    this.#apply(k, node);
+  }
+
+  #apply(k: ApiKeyRecord, node: string): void {
+    const r = this.#opts.keys.applyRemote(k);
+    if (r.status === 'skipped') {
+      this.#clashed.set(k.id, { key: k, node });
+      return this.#opts.log?.warn({ key: k.id, name: k.name, from: node }, `API key from node ${node}: ${r.problem}`);
+    }
+    this.#clashed.delete(k.id);
+    // This node knew a later revocation or rotation: the bucket gets the row both nodes end with.
+    if (!sameKeyRecord(r.record, k)) this.#publish(r.record);
+    this.#retryClashed(r.record);
+  }
+
+  /** A key revoked here (by this node or another) frees its name: the keys skipped for holding it are applied now. */
+  #retryClashed(k: ApiKeyRecord): void {
+    if (k.revoked_at === null) return;
+    for (const c of [...this.#clashed.values()]) if (c.key.name === k.name && c.key.id !== k.id) this.#apply(c.key, c.node);
+  }
+}
