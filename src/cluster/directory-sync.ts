@@ -16,6 +16,7 @@ import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { agentKey, checkStoredDefinition, type AgentFormat, type AgentRegistry, type DeployedAgent, type RegistryEvent } from '../agents/index.js';
 import { describeError } from '../shared/errors.js';
+import { followBucket } from './kv-follow.js';
 
 export interface DirectorySyncOptions {
   nc: NatsConnection;
@@ -131,26 +132,10 @@ export class DirectorySync {
 
   /** Starts the watch and resolves once its initial values (the current directory) have been applied. */
   async #follow(): Promise<void> {
-    let ready!: () => void;
-    const initial = new Promise<void>((r) => (ready = r));
-    const it = await this.#kv.watch({ key: '>' });
-    this.#watch = it;
-    let sawUpdate = false;
-    void (async () => {
-      for await (const e of it) {
-        if (e.operation === 'PUT') this.#applyPut(e.key, e.string());
-        else this.#applyDelete(e.key, e.created.getTime());
-        // The initial values end when none are left to come (delta 0), or with the first change.
-        if ((e.delta === 0 || e.isUpdate) && !sawUpdate) {
-          sawUpdate = true;
-          ready();
-        }
-      }
-    })();
-    // An empty bucket has no initial values to wait for: the watch reports nothing until a change.
-    const status = await this.#kv.status();
-    if (status.values === 0 && !sawUpdate) ready();
-    await initial;
+    this.#watch = await followBucket(this.#kv, 'cluster directory', (e) => {
+      if (e.operation === 'PUT') this.#applyPut(e.key, e.string());
+      else this.#applyDelete(e.key, e.created.getTime());
+    });
   }
 
   #applyPut(key: string, text: string): void {

@@ -28,6 +28,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { z } from 'zod';
 import { KEY_NAME_RE, ROLES, principalScopeSchema, sameKeyRecord, type ApiKeyRecord, type ApiKeyStore } from '../auth/index.js';
 import { describeError } from '../shared/errors.js';
+import { followBucket } from './kv-follow.js';
 
 export interface KeySyncOptions {
   nc: NatsConnection;
@@ -154,26 +155,10 @@ export class KeySync {
 
   /** Starts the watch and resolves once its initial values (the bucket's current keys) have been applied. */
   async #follow(): Promise<void> {
-    let ready!: () => void;
-    const initial = new Promise<void>((r) => (ready = r));
-    const it = await this.#kv.watch({ key: '>' });
-    this.#watch = it;
-    let sawUpdate = false;
-    void (async () => {
-      for await (const e of it) {
-        // Keys are revoked, never deleted: a deleted or purged entry changes nothing here.
-        if (e.operation === 'PUT') this.#applyPut(e.key, e.string());
-        // The initial values end when none are left to come (delta 0), or with the first change.
-        if ((e.delta === 0 || e.isUpdate) && !sawUpdate) {
-          sawUpdate = true;
-          ready();
-        }
-      }
-    })();
-    // An empty bucket has no initial values to wait for: the watch reports nothing until a change.
-    const status = await this.#kv.status();
-    if (status.values === 0 && !sawUpdate) ready();
-    await initial;
+    this.#watch = await followBucket(this.#kv, 'cluster API keys', (e) => {
+      // Keys are revoked, never deleted: a deleted or purged entry changes nothing here.
+      if (e.operation === 'PUT') this.#applyPut(e.key, e.string());
+    });
   }
 
   #applyPut(key: string, text: string): void {
