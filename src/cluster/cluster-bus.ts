@@ -66,7 +66,7 @@ import {
 } from '../messaging/index.js';
 import type { Metrics } from '../observability/metrics.js';
 import { CaxtonError, describeError, isCaxtonError, type ErrorCode } from '../shared/errors.js';
-import { subjectToken } from './jetstream-queue.js';
+import { mayTake, subjectToken } from './jetstream-queue.js';
 import { guardReads, stateUnavailable } from './pg-errors.js';
 import type { ConversationStep, PgMessageStore } from './pg-message-store.js';
 import { afterReply, atDeadline, endless, openCall, replyActs, type StepEffects } from './protocol-steps.js';
@@ -565,16 +565,7 @@ export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements M
       this.#log.warn({ delivery: w.id, message_id: w.message.id }, 'dropped a delivery whose row does not exist (its schema was reset?)');
       return m.term('no stored delivery');
     }
-    // Acknowledged, dead or rerouted since: a duplicate (the ack after the commit was lost, or a republish).
-    if (row.state !== 'pending' || agentKey(row.receiver) !== agentKey(w.receiver)) return m.ack();
-    const held = this.#held.get(row.id);
-    if (held) {
-      if (held.seq === m.seq) this.#held.set(row.id, m);
-      else m.ack();
-      return;
-    }
-    const wait = row.next_at - Date.now();
-    if (wait > 50) return m.nak(wait);
+    if (!mayTake(row, m, w.receiver, this.#held)) return;
     // A file agent may exist on some nodes only (each watches its own agents_dir): a node without
     // the receiver hands the delivery back for one that has it. Past HAND_BACKS redeliveries no node
     // took it: delivered here, where it is rerouted or dead-lettered as on one node.

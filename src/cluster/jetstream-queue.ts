@@ -321,20 +321,35 @@ export class JetStreamDeliveryQueue implements DeliveryQueue {
       this.#opts.log?.warn({ message_id: w.message.id, receiver: w.receiver }, 'dropped a delivery whose row was never stored (its submission failed after JetStream accepted it)');
       return m.term('no stored delivery');
     }
-    // Acknowledged, dead or rerouted since: a duplicate (the ack after the commit was lost, or a recovery's copy).
-    if (row.state !== 'pending' || agentKey(row.receiver) !== agentKey(w.receiver)) return m.ack();
-    const held = this.#held.get(row.id);
-    if (held) {
-      // The same delivery again: JetStream's redelivery of it (keep the newest handle) or a second copy (drop it).
-      if (held.seq === m.seq) this.#held.set(row.id, m);
-      else m.ack();
-      return;
-    }
-    const wait = row.next_at - Date.now();
-    if (wait > 50) return m.nak(wait); // a retry published again early (a recovery): not before its time
+    if (!mayTake(row, m, w.receiver, this.#held)) return;
     this.#held.set(row.id, m);
     this.#dispatcher.enqueue({ id: row.id, message: w.message, receiver: row.receiver, attempts: row.attempts });
   }
+}
+
+/**
+ * Whether a fetched delivery is to be run here, given its row; when not, it is settled: acked as a
+ * duplicate (its row is done, dead or rerouted since: the ack after the commit was lost, or a
+ * recovery's copy; or this node holds it already under another stream copy), its handle refreshed
+ * (JetStream's redelivery of one this node holds), or naked until its retry time.
+ */
+export function mayTake(row: DeliveryRow, m: JsMsg, receiver: string, held: ReadonlyMap<number, JsMsg> & { set(id: number, m: JsMsg): unknown }): boolean {
+  if (row.state !== 'pending' || agentKey(row.receiver) !== agentKey(receiver)) {
+    m.ack();
+    return false;
+  }
+  const mine = held.get(row.id);
+  if (mine) {
+    if (mine.seq === m.seq) held.set(row.id, m);
+    else m.ack();
+    return false;
+  }
+  const wait = row.next_at - Date.now();
+  if (wait > 50) {
+    m.nak(wait); // a retry published again early (a recovery): not before its time
+    return false;
+  }
+  return true;
 }
 
 /** The queue options `[cluster.delivery]` gives, on the node's connection. */
