@@ -18,7 +18,7 @@
  *    core NATS, so every node's listeners hear every node's conversations.
  */
 import { EventEmitter } from 'node:events';
-import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, RetentionPolicy, StorageType, type Consumer, type JetStreamClient, type JsMsg } from '@nats-io/jetstream';
+import type { Consumer, JetStreamClient, JsMsg } from '@nats-io/jetstream';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import { agentKey, type AgentRegistry } from '../agents/index.js';
 import type { ClusterConfig } from '../config/index.js';
@@ -66,7 +66,7 @@ import {
 } from '../messaging/index.js';
 import type { Metrics } from '../observability/metrics.js';
 import { CaxtonError, describeError, isCaxtonError, type ErrorCode } from '../shared/errors.js';
-import { mayTake, subjectToken } from './jetstream-queue.js';
+import { mayTake, openDeliveryStream, subjectToken } from './jetstream-queue.js';
 import { guardReads, stateUnavailable } from './pg-errors.js';
 import type { ConversationStep, PgMessageStore } from './pg-message-store.js';
 import { afterReply, atDeadline, endless, openCall, replyActs, type StepEffects } from './protocol-steps.js';
@@ -142,7 +142,8 @@ export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements M
   readonly #held = new Map<number, JsMsg>();
   /** Fetched deliveries whose rows are being read (they count against max_held). */
   #taking = 0;
-  readonly #waiters = new Map<ConversationId, Set<(c: Conversation) => void>>();
+  /** Callers waiting for a conversation to end; told its final state, or nothing (read it again) when the bus closes. */
+  readonly #waiters = new Map<ConversationId, Set<(c?: Conversation) => void>>();
   #counts = { open: 0, dead: 0 };
   #timers: NodeJS.Timeout[] = [];
   #loop: Promise<void> | undefined;
@@ -189,36 +190,9 @@ export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements M
   async start(): Promise<{ redelivering: number; open_conversations: number }> {
     if (this.#state !== 'new') return { redelivering: 0, open_conversations: this.#counts.open };
     const d = this.#o.cluster.delivery;
-    const jsm = await jetstreamManager(this.#o.nc);
-    const stream = {
-      name: d.stream,
-      subjects: [`${d.subject}.>`],
-      retention: RetentionPolicy.Workqueue,
-      storage: StorageType.File,
-      duplicate_window: 120_000_000_000,
-    };
-    try {
-      await jsm.streams.info(d.stream);
-    } catch (e) {
-      if (!/stream not found/i.test(describeError(e))) throw e;
-      await jsm.streams.add(stream);
-    }
-    try {
-      await jsm.consumers.info(d.stream, d.consumer);
-      await jsm.consumers.update(d.stream, d.consumer, { ack_wait: d.ack_wait * 1_000_000 });
-    } catch (e) {
-      if (!/consumer not found/i.test(describeError(e))) throw e;
-      await jsm.consumers.add(d.stream, {
-        durable_name: d.consumer,
-        ack_policy: AckPolicy.Explicit,
-        deliver_policy: DeliverPolicy.All,
-        ack_wait: d.ack_wait * 1_000_000,
-        max_deliver: -1,
-        max_ack_pending: -1,
-      });
-    }
-    this.#js = jetstream(this.#o.nc);
-    this.#consumer = await this.#js.consumers.get(d.stream, d.consumer);
+    const opened = await openDeliveryStream(this.#o.nc, { stream: d.stream, subject: d.subject, consumer: d.consumer, ackWaitMs: d.ack_wait });
+    this.#js = opened.js;
+    this.#consumer = opened.consumer;
     this.#events = this.#o.nc.subscribe(this.#eventSubject, {
       callback: (err, msg) => {
         if (!err) this.#remoteEvent(msg.data);
@@ -256,7 +230,7 @@ export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements M
     this.#held.clear();
     if (wasRunning) this.#events?.unsubscribe();
     this.directory.close();
-    for (const set of this.#waiters.values()) for (const w of set) w(undefined as unknown as Conversation);
+    for (const set of this.#waiters.values()) for (const w of set) w();
     this.#waiters.clear();
   }
 
@@ -347,7 +321,7 @@ export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements M
     const decision = this.router.route(m);
     checkReceiverLimits(m, decision);
     const work = new StepWork();
-    let out: { result: SubmitResult; closed?: CaxtonError };
+    let out: SubmitResult | CaxtonError;
     try {
       out = await this.#store.inConversation(m.conversation_id, (s) => this.#acceptStep(s, m, decision, hints.newConversation === true, work));
     } catch (e) {
@@ -359,13 +333,14 @@ export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements M
       throw e;
     }
     this.#emitAll(work.events);
-    if (out.closed) throw out.closed;
+    // The turn limit was reached: the conversation's end is committed, the message refused.
+    if (out instanceof CaxtonError) throw out;
     await this.#publishAll(work.outgoing);
     void this.#forward(work.notify);
-    return out.result;
+    return out;
   }
 
-  async #acceptStep(s: ConversationStep, m: AclMessage, decision: RouteDecision, fresh: boolean, work: StepWork): Promise<{ result: SubmitResult; closed?: CaxtonError }> {
+  async #acceptStep(s: ConversationStep, m: AclMessage, decision: RouteDecision, fresh: boolean, work: StepWork): Promise<SubmitResult | CaxtonError> {
     const now = iso();
     let conv = fresh ? undefined : s.conversation;
     if (conv && isTerminal(conv.state)) {
@@ -378,10 +353,7 @@ export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements M
       const reason = `turn limit reached: at most ${conv.max_turns} messages per conversation`;
       this.#setState(conv, 'failed', reason, work);
       await s.saveConversation(conv);
-      return {
-        result: undefined as unknown as SubmitResult,
-        closed: new CaxtonError('conversation_closed', `conversation ${conv.id} ${reason}; it is now failed`, { conversation_id: conv.id, state: 'failed' }),
-      };
+      return new CaxtonError('conversation_closed', `conversation ${conv.id} ${reason}; it is now failed`, { conversation_id: conv.id, state: 'failed' });
     }
     conv ??= this.#newConversation(m, now, decision);
     const receivers = decision.ok ? decision.receivers.map((r) => r.agent) : [];
@@ -404,15 +376,13 @@ export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements M
     if (m.performative === 'inform' && m.in_reply_to === undefined) work.notify.push(m);
     await s.saveConversation(conv);
     return {
-      result: {
-        id: m.id,
-        conversation_id: m.conversation_id,
-        performative: m.performative,
-        routed_to: receivers,
-        routing: decision.ok ? decision.mode : 'none',
-        duplicate: false,
-        ...(failure && { failure }),
-      },
+      id: m.id,
+      conversation_id: m.conversation_id,
+      performative: m.performative,
+      routed_to: receivers,
+      routing: decision.ok ? decision.mode : 'none',
+      duplicate: false,
+      ...(failure && { failure }),
     };
   }
 
@@ -826,7 +796,7 @@ export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements M
         if (c) resolve(c);
         else this.#store.getConversation(id).then((x) => resolve(x ?? now), reject);
       };
-      const waiter = (c: Conversation) => finish(c);
+      const waiter = (c?: Conversation) => finish(c);
       const onAbort = () => finish(undefined);
       set.add(waiter);
       signal?.addEventListener('abort', onAbort, { once: true });

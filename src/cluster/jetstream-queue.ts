@@ -73,9 +73,13 @@ interface Wire {
 /** Agent names may hold `.`, a NATS subject separator: it travels as `~`, which names never hold. */
 export const subjectToken = (agent: string): string => agentKey(agent).replace(/\./g, '~');
 
-/** Creates (or updates) the stream and the shared consumer; returns the queue factory for the bus. */
-export async function openJetStreamQueue(opts: JetStreamQueueOptions): Promise<DeliveryQueueFactory> {
-  const jsm = await jetstreamManager(opts.nc);
+/**
+ * Creates (or updates) the work-queue stream of deliveries and the durable consumer every node
+ * shares; returns the JetStream client and that consumer. Used by both JetStream consumers: the
+ * single-node bus's queue below and the cluster's bus (cluster-bus.ts).
+ */
+export async function openDeliveryStream(nc: NatsConnection, opts: { stream: string; subject: string; consumer: string; ackWaitMs: number }): Promise<{ js: JetStreamClient; consumer: Consumer }> {
+  const jsm = await jetstreamManager(nc);
   const stream = {
     name: opts.stream,
     subjects: [`${opts.subject}.>`],
@@ -107,9 +111,14 @@ export async function openJetStreamQueue(opts: JetStreamQueueOptions): Promise<D
     if (!/consumer not found/i.test(describeError(e))) throw e;
     await jsm.consumers.add(opts.stream, consumer);
   }
-  const js = jetstream(opts.nc);
-  const c = await js.consumers.get(opts.stream, opts.consumer);
-  return (deps) => new JetStreamDeliveryQueue(deps, opts, js, c);
+  const js = jetstream(nc);
+  return { js, consumer: await js.consumers.get(opts.stream, opts.consumer) };
+}
+
+/** Creates (or updates) the stream and the shared consumer; returns the queue factory for the bus. */
+export async function openJetStreamQueue(opts: JetStreamQueueOptions): Promise<DeliveryQueueFactory> {
+  const { js, consumer } = await openDeliveryStream(opts.nc, opts);
+  return (deps) => new JetStreamDeliveryQueue(deps, opts, js, consumer);
 }
 
 export class JetStreamDeliveryQueue implements DeliveryQueue {

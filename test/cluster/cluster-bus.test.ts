@@ -366,4 +366,20 @@ describe.runIf(run)('ClusterBus: two nodes on PostgreSQL and JetStream', () => {
     const kept = await a.bus.reads.getConversation(still.conversation_id);
     expect(['initiated', 'in_progress']).toContain(kept.conversation.state);
   });
+
+  it("a message past the conversation's turn limit is refused and the conversation is failed, on whichever node it arrives", async () => {
+    fresh();
+    const a = await node('a', [['worker', ['work']]]);
+    const b = await node('b', [['worker', ['work']]]);
+    for (const n of [a, b]) n.bus.registerHandler('worker', () => undefined);
+    await Promise.all([a.bus.start(), b.bus.start()]);
+    const first = await a.bus.submit({ performative: 'query-ref', sender: 'client', receivers: ['worker'], content: 'turn 1' });
+    const { conversation } = await a.bus.reads.getConversation(first.conversation_id);
+    const more = (n: number) => ({ performative: 'query-ref', sender: 'client', receivers: ['worker'], conversation_id: first.conversation_id, content: `turn ${n}` });
+    for (let n = 2; n <= conversation.max_turns; n++) await (n % 2 ? a : b).bus.submit(more(n));
+    await expect(b.bus.submit(more(conversation.max_turns + 1))).rejects.toMatchObject({ code: 'conversation_closed', details: { state: 'failed' } });
+    const after = await a.bus.reads.getConversation(first.conversation_id);
+    expect(after.conversation.state).toBe('failed');
+    expect(after.messages).toHaveLength(conversation.max_turns);
+  }, 30_000);
 });
