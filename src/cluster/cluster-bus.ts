@@ -87,6 +87,11 @@ export interface ClusterBusOptions {
   metrics?: Metrics;
   /** How often this node sweeps expired conversations (default 1 s). */
   sweepMs?: number;
+  /**
+   * How often this node publishes again the deliveries whose publish was never confirmed (default
+   * 5 s), and how old such a delivery must be first (default twice `publish_timeout`, at least 5 s).
+   */
+  republish?: { everyMs?: number; afterMs?: number };
 }
 
 /** One delivery on the wire: its row id, receiver and message (the row is the truth; this saves a read). */
@@ -114,6 +119,8 @@ interface Outgoing {
   id: number;
   receiver: string;
   message: AclMessage;
+  /** The Nats-Msg-Id suffix (a replay's or a reroute's, stored on the row too; none for a first publish). */
+  tag?: string;
 }
 
 /** Collects a step's effects: messages to store and deliver, events to emit after the commit. */
@@ -147,9 +154,15 @@ export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements M
   #counts = { open: 0, dead: 0 };
   #timers: NodeJS.Timeout[] = [];
   #loop: Promise<void> | undefined;
+  /** The fetch in progress (stopped by close). */
+  #batch: { stop(err?: Error): void } | undefined;
   #room: (() => void) | undefined;
   #state: 'new' | 'running' | 'closed' = 'new';
   readonly #eventSubject: string;
+  /** PubAcks not yet recorded on their rows (see #confirm). */
+  #confirmed: { id: number; tag: string }[] = [];
+  #confirming: Promise<void> | undefined;
+  #republishing = false;
 
   constructor(opts: ClusterBusOptions) {
     super();
@@ -203,6 +216,7 @@ export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements M
     const every = Math.max(200, Math.floor(d.ack_wait / 3));
     this.#timers = [
       setInterval(() => void this.#sweep(), this.#o.sweepMs ?? 1000),
+      setInterval(() => void this.#republish(), this.#o.republish?.everyMs ?? 5000),
       setInterval(() => {
         for (const m of this.#held.values()) m.working();
       }, every),
@@ -224,10 +238,13 @@ export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements M
     for (const t of this.#timers) clearInterval(t);
     this.#wake();
     await this.#dispatcher.stop(graceMs);
+    // A fetch on a dead link would end only when the client notices (tens of seconds): stopped here.
+    this.#batch?.stop();
     await this.#loop;
     // What this node held and did not finish goes back to the stream now, for another node.
     for (const m of this.#held.values()) m.nak();
     this.#held.clear();
+    await this.#confirming;
     if (wasRunning) this.#events?.unsubscribe();
     this.directory.close();
     for (const set of this.#waiters.values()) for (const w of set) w();
@@ -448,17 +465,18 @@ export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements M
 
   // ---------------------------------------------------------------- JetStream
 
-  async #publishAll(out: readonly Outgoing[], tag = ''): Promise<void> {
+  async #publishAll(out: readonly Outgoing[]): Promise<void> {
     if (out.length === 0) return;
     const d = this.#o.cluster.delivery;
     try {
       await Promise.all(
-        out.map((o) =>
-          this.#js!.publish(`${d.subject}.${subjectToken(o.receiver)}`, JSON.stringify({ id: o.id, receiver: o.receiver, message: o.message } satisfies Wire), {
-            msgID: `d${o.id}${tag}`,
+        out.map(async (o) => {
+          await this.#js!.publish(`${d.subject}.${subjectToken(o.receiver)}`, JSON.stringify({ id: o.id, receiver: o.receiver, message: o.message } satisfies Wire), {
+            msgID: `d${o.id}${o.tag ?? ''}`,
             timeout: d.publish_timeout,
-          }),
-        ),
+          });
+          this.#confirm(o);
+        }),
       );
     } catch (e) {
       throw new CaxtonError(
@@ -466,6 +484,51 @@ export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements M
         `the message was stored but NATS JetStream did not acknowledge its delivery within ${d.publish_timeout} ms (${describeError(e)}); send it again with the same id once NATS is reachable (it is delivered once)`,
         { retry_after: 5 },
       );
+    }
+  }
+
+  /**
+   * Records a PubAck on the row, batched: one UPDATE for what was confirmed meanwhile. A record
+   * lost (this node dies first, PostgreSQL is away) costs one publish again by the republish
+   * sweep, under the same Nats-Msg-Id: JetStream drops it within its duplicate window.
+   */
+  #confirm(o: Outgoing): void {
+    this.#confirmed.push({ id: o.id, tag: o.tag ?? '' });
+    this.#confirming ??= new Promise<void>((r) => setImmediate(r)).then(() => this.#flushConfirmed());
+  }
+
+  async #flushConfirmed(): Promise<void> {
+    while (this.#confirmed.length > 0) {
+      const batch = this.#confirmed.splice(0, 1000);
+      try {
+        await this.#store.markPublished(batch);
+      } catch (e) {
+        this.#log.warn({ deliveries: batch.length, err: describeError(e) }, 'could not record that deliveries were published; the republish sweep sends them again (JetStream drops the copies)');
+      }
+    }
+    this.#confirming = undefined;
+  }
+
+  /**
+   * Publishes again what was stored but never confirmed published: the caller got a 503 and did not
+   * send again, or the node died between the commit and the PubAck. Every node sweeps; the same
+   * Nats-Msg-Id makes the copies one within JetStream's duplicate window (2 min).
+   */
+  async #republish(): Promise<void> {
+    if (this.#state !== 'running' || this.#republishing) return;
+    this.#republishing = true;
+    const d = this.#o.cluster.delivery;
+    const after = this.#o.republish?.afterMs ?? Math.max(5000, 2 * d.publish_timeout);
+    try {
+      const rows = await this.#store.unpublished(Date.now() - after, 500);
+      if (rows.length > 0) {
+        await this.#publishAll(rows.map((r) => ({ id: r.id, receiver: r.receiver, message: r.message, ...(r.tag !== '' && { tag: r.tag }) })));
+        this.#log.warn({ deliveries: rows.length }, 'published again deliveries whose first publish was not confirmed');
+      }
+    } catch (e) {
+      this.#log.warn({ err: describeError(e) }, 'could not publish unconfirmed deliveries again; trying again later');
+    } finally {
+      this.#republishing = false;
     }
   }
 
@@ -492,6 +555,7 @@ export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements M
       }
       try {
         const batch = await this.#consumer!.fetch({ max_messages: room, expires: 1000 });
+        this.#batch = batch;
         // Each fetched delivery's row is read at once, not one after another: a burst keeps the
         // node's lanes full instead of holding a few deliveries while the stream backs up.
         for await (const m of batch) {
@@ -665,8 +729,9 @@ export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements M
       const decision = this.router.route({ ...m, chain: m.chain });
       if (decision.ok && decision.mode === 'one') {
         const next = decision.receivers[0]!.agent;
-        await this.#store.inConversation(m.conversation_id, (s) => s.setDelivery(d.id, { state: 'pending', attempts: d.attempts, receiver: next }, iso()));
-        await this.#publishAll([{ id: d.id, receiver: next, message: m }], `:to:${agentKey(next)}`);
+        const tag = `:to:${agentKey(next)}`;
+        await this.#store.inConversation(m.conversation_id, (s) => s.setDelivery(d.id, { state: 'pending', attempts: d.attempts, receiver: next, publish_tag: tag }, iso()));
+        await this.#publishAll([{ id: d.id, receiver: next, message: m, tag }]);
         this.#release(d.id)?.ack();
         return 'rerouted';
       }
@@ -823,11 +888,12 @@ export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements M
   async #replay(id: number): Promise<{ id: number; message_id: MessageId; receiver: string }> {
     const d = await this.reads.deadLetter(id);
     const work = new StepWork();
+    const tag = `:replay:${Date.now()}`;
     const ok = await this.#store.inConversation(d.message.conversation_id, async (s) => {
       const row = await s.delivery(id);
       if (!row || row.state !== 'dead') return false;
       const now = iso();
-      await s.setDelivery(id, { state: 'pending', attempts: 0, next_at: 0 }, now);
+      await s.setDelivery(id, { state: 'pending', attempts: 0, next_at: 0, publish_tag: tag }, now);
       const conv = s.conversation;
       if (conv && (conv.state === 'failed' || conv.state === 'expired')) {
         conv.state = 'in_progress';
@@ -842,7 +908,7 @@ export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements M
     if (!ok) throw new CaxtonError('conflict', `dead letter ${id} was replayed already`);
     this.#emitAll(work.events);
     this.#counts.dead = Math.max(0, this.#counts.dead - 1);
-    await this.#publishAll([{ id, receiver: d.receiver, message: d.message }], `:replay:${Date.now()}`);
+    await this.#publishAll([{ id, receiver: d.receiver, message: d.message, tag }]);
     return { id, message_id: d.message_id, receiver: d.receiver };
   }
 }

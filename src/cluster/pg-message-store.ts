@@ -100,6 +100,17 @@ const MIGRATIONS: readonly { id: string; sql: (s: string) => string }[] = [
       CREATE INDEX conversations_created ON ${s}.conversations (created_at DESC, id);
     `,
   },
+  {
+    // A delivery is stored before it is published (commit, then publish): until JetStream's PubAck
+    // is recorded, `unpublished_since` (epoch ms) is set, and the republish sweep sends it again
+    // with the same Nats-Msg-Id (`d<id><publish_tag>`), so a copy that did reach the stream is
+    // dropped by JetStream's duplicate window. Rows from before this migration count as published.
+    id: 'cluster-messaging-004',
+    sql: (s) => `
+      ALTER TABLE ${s}.deliveries ADD COLUMN unpublished_since bigint, ADD COLUMN publish_tag text NOT NULL DEFAULT '';
+      CREATE INDEX deliveries_unpublished ON ${s}.deliveries (unpublished_since) WHERE unpublished_since IS NOT NULL;
+    `,
+  },
 ];
 
 /** The `[messaging]` retention keys the cluster applies (max_messages is the single node's only). */
@@ -128,8 +139,12 @@ export interface ConversationStep {
   insertDelivery(messageId: string, receiver: string, now: string): Promise<number>;
   /** A delivery row, locked until the step commits (undefined: no such row). */
   delivery(id: number): Promise<DeliveryRow | undefined>;
-  /** Changes a delivery row (its state, attempts, error, receiver). */
-  setDelivery(id: number, to: { state: DeliveryRow['state']; attempts: number; last_error?: string | null; receiver?: string; next_at?: number }, now: string): Promise<void>;
+  /**
+   * Changes a delivery row (its state, attempts, error, receiver). With `publish_tag`, the row is
+   * to be published again under that Nats-Msg-Id suffix (a replay, a reroute): unpublished until
+   * `markPublished` records its PubAck.
+   */
+  setDelivery(id: number, to: { state: DeliveryRow['state']; attempts: number; last_error?: string | null; receiver?: string; next_at?: number; publish_tag?: string }, now: string): Promise<void>;
   /** This conversation's deliveries still pending. */
   outstanding(): Promise<number>;
   insertSubscription(row: SubscriptionRow): Promise<void>;
@@ -142,7 +157,26 @@ interface ConversationRow extends Omit<Conversation, 'participants'> {
 
 const conversationOf = (r: ConversationRow): Conversation => ({ ...r, participants: JSON.parse(r.participants) as string[] });
 const storedOf = (r: { body: string; routed_to: string }): StoredMessage => ({ message: JSON.parse(r.body) as AclMessage, routed_to: JSON.parse(r.routed_to) as string[] });
-const deliveryOf = (r: Record<string, unknown>): DeliveryRow => ({ ...(r as unknown as DeliveryRow), id: Number(r.id), next_at: Number(r.next_at) });
+// bigint columns arrive as strings; the publishing columns stay inside the cluster.
+export const deliveryOf = (r: Record<string, unknown>): DeliveryRow => ({
+  id: Number(r.id),
+  message_id: r.message_id as DeliveryRow['message_id'],
+  receiver: r.receiver as string,
+  state: r.state as DeliveryRow['state'],
+  attempts: r.attempts as number,
+  next_at: Number(r.next_at),
+  last_error: r.last_error as string | null,
+  updated_at: r.updated_at as string,
+});
+
+/** A stored delivery whose publish was not confirmed (see migration cluster-messaging-004). */
+export interface UnpublishedDelivery {
+  id: number;
+  receiver: string;
+  /** The Nats-Msg-Id suffix it was (or was to be) published with. */
+  tag: string;
+  message: AclMessage;
+}
 
 export class PgMessageStore {
   readonly #pool: pg.Pool;
@@ -281,9 +315,11 @@ export class PgMessageStore {
         return r && deliveryOf(r);
       },
       setDelivery: async (did, to, now) => {
+        const tag = to.publish_tag ?? null;
         await c.query(
-          `UPDATE ${s}.deliveries SET state = $1, attempts = $2, last_error = COALESCE($3, last_error), receiver = COALESCE($4, receiver), next_at = COALESCE($5, next_at), updated_at = $6 WHERE id = $7`,
-          [to.state, to.attempts, to.last_error === undefined || to.last_error === null ? null : scrubSecrets(to.last_error), to.receiver ?? null, to.next_at ?? null, now, did],
+          `UPDATE ${s}.deliveries SET state = $1, attempts = $2, last_error = COALESCE($3, last_error), receiver = COALESCE($4, receiver), next_at = COALESCE($5, next_at), updated_at = $6,
+             publish_tag = COALESCE($8, publish_tag), unpublished_since = CASE WHEN $8::text IS NULL THEN unpublished_since ELSE $9::bigint END WHERE id = $7`,
+          [to.state, to.attempts, to.last_error === undefined || to.last_error === null ? null : scrubSecrets(to.last_error), to.receiver ?? null, to.next_at ?? null, now, did, tag, Date.now()],
         );
       },
       // Driven from the conversation's messages (LATERAL: a nested loop on deliveries_message);
@@ -313,7 +349,14 @@ export class PgMessageStore {
       },
       insertDelivery: async (messageId, receiver, now) =>
         Number(
-          (await c.query<{ id: string }>(`INSERT INTO ${s}.deliveries (message_id, receiver, state, updated_at) VALUES ($1, $2, 'pending', $3) RETURNING id`, [messageId, receiver, now])).rows[0]!.id,
+          (
+            await c.query<{ id: string }>(`INSERT INTO ${s}.deliveries (message_id, receiver, state, updated_at, unpublished_since) VALUES ($1, $2, 'pending', $3, $4) RETURNING id`, [
+              messageId,
+              receiver,
+              now,
+              Date.now(),
+            ])
+          ).rows[0]!.id,
         ),
     };
   }
@@ -350,6 +393,29 @@ export class PgMessageStore {
   async replay(id: number, now: string): Promise<boolean> {
     const r = await this.#pool.query(`UPDATE ${this.#s}.deliveries SET state = 'pending', attempts = 0, next_at = 0, updated_at = $1 WHERE id = $2 AND state = 'dead'`, [now, id]);
     return (r.rowCount ?? 0) > 0;
+  }
+
+  // ---- publishing ----
+
+  /** Records JetStream's PubAck of these deliveries (under the tag each was published with: a later replay's stays unpublished). */
+  async markPublished(published: readonly { id: number; tag: string }[]): Promise<void> {
+    if (published.length === 0) return;
+    await this.#pool.query(
+      `UPDATE ${this.#s}.deliveries d SET unpublished_since = NULL FROM unnest($1::bigint[], $2::text[]) AS p(id, tag) WHERE d.id = p.id AND d.publish_tag = p.tag AND d.unpublished_since IS NOT NULL`,
+      [published.map((p) => p.id), published.map((p) => p.tag)],
+    );
+  }
+
+  /** Pending deliveries stored before `before` (epoch ms) whose publish was never confirmed, oldest first. */
+  async unpublished(before: number, limit: number): Promise<UnpublishedDelivery[]> {
+    const rows = (
+      await this.#pool.query<{ id: string; receiver: string; publish_tag: string; body: string }>(
+        `SELECT d.id, d.receiver, d.publish_tag, m.body FROM ${this.#s}.deliveries d JOIN ${this.#s}.messages m ON m.id = d.message_id
+         WHERE d.unpublished_since IS NOT NULL AND d.unpublished_since < $1 AND d.state = 'pending' ORDER BY d.unpublished_since LIMIT $2`,
+        [before, limit],
+      )
+    ).rows;
+    return rows.map((r) => ({ id: Number(r.id), receiver: r.receiver, tag: r.publish_tag, message: JSON.parse(r.body) as AclMessage }));
   }
 
   // ---- retention ----

@@ -10,7 +10,7 @@
 import type pg from 'pg';
 import type { AclMessage, Conversation, ConversationState, DeadLetterFilter, DeliveryRow, MessageFilter, Page, StoredMessage } from '../messaging/index.js';
 import { CaxtonError } from '../shared/errors.js';
-import type { PgMessageStore } from './pg-message-store.js';
+import { deliveryOf, type PgMessageStore } from './pg-message-store.js';
 import { inTransaction } from './pg-tx.js';
 
 /** `expr` with ASCII letters lower-cased, as SQLite's NOCASE and LIKE compare (the indexes of cluster-messaging-003 are on it). */
@@ -30,17 +30,6 @@ interface MessageRow {
 
 const conversationOf = (r: ConversationRow): Conversation => ({ ...r, participants: JSON.parse(r.participants) as string[] });
 const storedOf = (r: MessageRow): StoredMessage => ({ message: JSON.parse(r.body) as AclMessage, routed_to: JSON.parse(r.routed_to) as string[] });
-// bigint columns arrive as strings.
-const deliveryOf = (r: Record<string, unknown>): DeliveryRow => ({
-  id: Number(r.id),
-  message_id: r.message_id as DeliveryRow['message_id'],
-  receiver: r.receiver as string,
-  state: r.state as DeliveryRow['state'],
-  attempts: r.attempts as number,
-  next_at: Number(r.next_at),
-  last_error: r.last_error as string | null,
-  updated_at: r.updated_at as string,
-});
 const deadLetterOf = (r: Record<string, unknown>): DeliveryRow & { message: AclMessage } => ({ ...deliveryOf(r), message: JSON.parse(r.body as string) as AclMessage });
 
 /** Conditions joined by AND, with their $n arguments numbered in order. */

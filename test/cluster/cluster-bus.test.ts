@@ -38,16 +38,33 @@ interface Node {
 }
 
 /** One node: its own registry (with `agents` deployed), connection, pool and bus on the shared schema and stream. */
-async function node(name: string, agents: [string, string[]][], over: Partial<MessagingConfig> = {}, pgUrl = TEST_PG_URL): Promise<Node> {
-  const nc = await connect({ servers: nats.url });
-  const pool = new pg.Pool({ connectionString: pgUrl, max: 4, connectionTimeoutMillis: 2000 });
+async function node(
+  name: string,
+  agents: [string, string[]][],
+  over: Partial<MessagingConfig> = {},
+  links: { pgUrl?: string; natsUrl?: string; publishTimeoutS?: number; republish?: { everyMs: number; afterMs: number } } = {},
+): Promise<Node> {
+  const nc = await connect({ servers: links.natsUrl ?? nats.url });
+  const pool = new pg.Pool({ connectionString: links.pgUrl ?? TEST_PG_URL, max: 4, connectionTimeoutMillis: 2000 });
   // An idle connection cut by the relay: replaced on next use, as the server's pool does.
   pool.on('error', () => {});
   const store = await PgMessageStore.open({ pool, schema });
   const registry = new AgentRegistry();
   for (const [agent, caps] of agents) deploy(registry, agentDef(agent, caps));
-  const cluster = clusterConfigSchema.parse({ node: name, delivery: { stream: `S${schema}`, consumer: `c${schema}`, subject: `d${schema}`, ack_wait: ACK_WAIT_MS / 1000 } });
-  const bus = new ClusterBus({ store, reads: new PgMessageReads({ store }), nc, registry, config: messagingConfig({ retry_base: 50, ...over }), cluster, sweepMs: 200 });
+  const cluster = clusterConfigSchema.parse({
+    node: name,
+    delivery: { stream: `S${schema}`, consumer: `c${schema}`, subject: `d${schema}`, ack_wait: ACK_WAIT_MS / 1000, ...(links.publishTimeoutS && { publish_timeout: links.publishTimeoutS }) },
+  });
+  const bus = new ClusterBus({
+    store,
+    reads: new PgMessageReads({ store }),
+    nc,
+    registry,
+    config: messagingConfig({ retry_base: 50, ...over }),
+    cluster,
+    sweepMs: 200,
+    ...(links.republish && { republish: links.republish }),
+  });
   open.push({ bus, nc, pool });
   return { name, bus, registry };
 }
@@ -307,7 +324,7 @@ describe.runIf(run)('ClusterBus: two nodes on PostgreSQL and JetStream', () => {
     const proxy = await startTcpProxy({ host: url.hostname, port: Number(url.port || 5432) });
     try {
       url.port = String(proxy.port);
-      const a = await node('a', [['worker', ['work']]], {}, url.toString());
+      const a = await node('a', [['worker', ['work']]], {}, { pgUrl: url.toString() });
       a.bus.registerHandler('worker', () => undefined);
       await a.bus.start();
       expect((await a.bus.submit({ performative: 'inform', sender: 'client', receivers: ['worker'], content: 'before' })).duplicate).toBe(false);
@@ -321,6 +338,39 @@ describe.runIf(run)('ClusterBus: two nodes on PostgreSQL and JetStream', () => {
       proxy.restore();
       const after = await waitUntil(async () => a.bus.submit({ performative: 'inform', sender: 'client', receivers: ['worker'], content: 'after' }).catch(() => undefined));
       expect((await a.bus.wait(after.value.conversation_id, 10_000)).state).toBe('completed');
+    } finally {
+      await proxy.close();
+    }
+  }, 30_000);
+
+  it('a message stored by a node that lost NATS before the PubAck is published by another node, and delivered once', async () => {
+    fresh();
+    const ran: string[] = [];
+    const b = await node('b', [['worker', ['work']]], {}, { republish: { everyMs: 200, afterMs: 1500 } });
+    b.bus.registerHandler('worker', (m) => void ran.push(`b:${String(m.content)}`));
+    await b.bus.start();
+    const url = new URL(nats.url);
+    const proxy = await startTcpProxy({ host: url.hostname, port: Number(url.port) });
+    try {
+      const a = await node('a', [['worker', ['work']]], {}, { natsUrl: `nats://127.0.0.1:${proxy.port}`, publishTimeoutS: 0.5 });
+      a.bus.registerHandler('worker', (m) => void ran.push(`a:${String(m.content)}`));
+      await a.bus.start();
+      const ok = await a.bus.submit({ performative: 'inform', sender: 'client', receivers: ['worker'], content: 'first' });
+      await b.bus.wait(ok.conversation_id, 10_000);
+      proxy.cut();
+      // Stored, then the publish times out: the caller is told, and nobody sends it again.
+      const err = await a.bus.submit({ id: 'orphan-1', performative: 'inform', sender: 'client', receivers: ['worker'], content: 'orphan' }).catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: 'not_ready' });
+      expect(String((err as Error).message)).toMatch(/stored but NATS JetStream did not acknowledge/);
+      const stored = await b.bus.reads.getMessage('orphan-1');
+      expect(stored?.deliveries.map((d) => d.state)).toEqual(['pending']);
+      // Node A is gone for good; B's republish sweep finds the unconfirmed row and publishes it.
+      await a.bus.close();
+      const conv = await b.bus.wait(stored!.message.conversation_id, 15_000);
+      expect(conv.state).toBe('completed');
+      await new Promise((r) => setTimeout(r, 1000)); // two more sweeps: nothing is published twice
+      expect(ran.filter((x) => x.endsWith(':orphan'))).toEqual(['b:orphan']);
+      expect((await b.bus.reads.getMessage('orphan-1'))?.deliveries.map((d) => [d.state, d.attempts])).toEqual([['done', 1]]);
     } finally {
       await proxy.close();
     }
