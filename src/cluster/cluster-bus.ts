@@ -648,30 +648,34 @@ export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements M
   async #acknowledge(d: Delivery, answer: AgentAnswer): Promise<void> {
     const m = d.message;
     const work = new StepWork();
-    const done = await this.#store.inConversation(m.conversation_id, async (s) => {
-      const row = await s.delivery(d.id);
-      // Another node finished it first (this one ran it after JetStream's redelivery): its answer stands.
-      if (!row || row.state !== 'pending') return false;
-      const now = iso();
-      const conv = s.conversation;
-      const replies: AclMessage[] = [];
-      if (answer && expectsReply(m.performative)) {
-        const acts = replyActs(m, answer.performative ?? 'inform');
-        acts.forEach((act, i) => replies.push(this.#reply(m, d.receiver, act, i === acts.length - 1 ? answer.content : '')));
-      }
-      await s.setDelivery(d.id, { state: 'done', attempts: row.attempts + 1 }, now);
-      if (conv) {
-        for (const r of replies) await this.#storeMessage(s, conv, r, [], now, work);
-        if (conv.state === 'initiated') this.#setState(conv, 'in_progress', null, work);
-        const fx = this.#effects(s, conv, work);
-        await afterReply(conv, m, replies, await s.outstanding(), () => s.messages(), this.#cfg, fx);
-        await Promise.all(fx.pending);
-        await s.saveConversation(conv);
-      } else {
-        for (const r of replies) await s.insertMessage(r, []);
-      }
-      return true;
-    });
+    const done = await this.#store.inConversation(
+      m.conversation_id,
+      async (s) => {
+        const row = await s.delivery(d.id);
+        // Another node finished it first (this one ran it after JetStream's redelivery): its answer stands.
+        if (!row || row.state !== 'pending') return false;
+        const now = iso();
+        const conv = s.conversation;
+        const replies: AclMessage[] = [];
+        if (answer && expectsReply(m.performative)) {
+          const acts = replyActs(m, answer.performative ?? 'inform');
+          acts.forEach((act, i) => replies.push(this.#reply(m, d.receiver, act, i === acts.length - 1 ? answer.content : '')));
+        }
+        await s.setDelivery(d.id, { state: 'done', attempts: row.attempts + 1 }, now);
+        if (conv) {
+          for (const r of replies) await this.#storeMessage(s, conv, r, [], now, work);
+          if (conv.state === 'initiated') this.#setState(conv, 'in_progress', null, work);
+          const fx = this.#effects(s, conv, work);
+          await afterReply(conv, m, replies, await s.outstanding(), () => s.messages(), this.#cfg, fx);
+          await Promise.all(fx.pending);
+          await s.saveConversation(conv);
+        } else {
+          for (const r of replies) await s.insertMessage(r, []);
+        }
+        return true;
+      },
+      { delivery: d.id },
+    );
     this.#emitAll(work.events);
     await this.#publishAfter(work.outgoing);
     this.#release(d.id)?.ack();
@@ -703,19 +707,23 @@ export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements M
   async #deadLetter(d: Delivery, why: string): Promise<void> {
     const m = d.message;
     const work = new StepWork();
-    await this.#store.inConversation(m.conversation_id, async (s) => {
-      const row = await s.delivery(d.id);
-      if (!row || row.state !== 'pending') return;
-      const now = iso();
-      await s.setDelivery(d.id, { state: 'dead', attempts: d.attempts, last_error: why }, now);
-      const reply = this.#reply(m, PLATFORM, 'failure', { reason: 'undeliverable', message: why, dead_letter: d.id });
-      const conv = s.conversation;
-      if (conv) {
-        await this.#storeMessage(s, conv, reply, [], now, work);
-        this.#setState(conv, 'failed', why, work);
-        await s.saveConversation(conv);
-      } else await s.insertMessage(reply, []);
-    });
+    await this.#store.inConversation(
+      m.conversation_id,
+      async (s) => {
+        const row = await s.delivery(d.id);
+        if (!row || row.state !== 'pending') return;
+        const now = iso();
+        await s.setDelivery(d.id, { state: 'dead', attempts: d.attempts, last_error: why }, now);
+        const reply = this.#reply(m, PLATFORM, 'failure', { reason: 'undeliverable', message: why, dead_letter: d.id });
+        const conv = s.conversation;
+        if (conv) {
+          await this.#storeMessage(s, conv, reply, [], now, work);
+          this.#setState(conv, 'failed', why, work);
+          await s.saveConversation(conv);
+        } else await s.insertMessage(reply, []);
+      },
+      { delivery: d.id },
+    );
     this.#log.error({ message_id: m.id, receiver: d.receiver, dead_letter: d.id, reason: why }, 'message moved to the dead-letter queue');
     this.#emitAll(work.events);
     this.#counts.dead++;
@@ -889,22 +897,26 @@ export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements M
     const d = await this.reads.deadLetter(id);
     const work = new StepWork();
     const tag = `:replay:${Date.now()}`;
-    const ok = await this.#store.inConversation(d.message.conversation_id, async (s) => {
-      const row = await s.delivery(id);
-      if (!row || row.state !== 'dead') return false;
-      const now = iso();
-      await s.setDelivery(id, { state: 'pending', attempts: 0, next_at: 0, publish_tag: tag }, now);
-      const conv = s.conversation;
-      if (conv && (conv.state === 'failed' || conv.state === 'expired')) {
-        conv.state = 'in_progress';
-        conv.reason = null;
-        conv.updated_at = now;
-        conv.expires_at = iso(Date.now() + this.#cfg.conversation_ttl);
-        work.events.push({ type: 'state', conversation_id: conv.id, conversation: { ...conv } });
-        await s.saveConversation(conv);
-      }
-      return true;
-    });
+    const ok = await this.#store.inConversation(
+      d.message.conversation_id,
+      async (s) => {
+        const row = await s.delivery(id);
+        if (!row || row.state !== 'dead') return false;
+        const now = iso();
+        await s.setDelivery(id, { state: 'pending', attempts: 0, next_at: 0, publish_tag: tag }, now);
+        const conv = s.conversation;
+        if (conv && (conv.state === 'failed' || conv.state === 'expired')) {
+          conv.state = 'in_progress';
+          conv.reason = null;
+          conv.updated_at = now;
+          conv.expires_at = iso(Date.now() + this.#cfg.conversation_ttl);
+          work.events.push({ type: 'state', conversation_id: conv.id, conversation: { ...conv } });
+          await s.saveConversation(conv);
+        }
+        return true;
+      },
+      { delivery: id },
+    );
     if (!ok) throw new CaxtonError('conflict', `dead letter ${id} was replayed already`);
     this.#emitAll(work.events);
     this.#counts.dead = Math.max(0, this.#counts.dead - 1);

@@ -20,7 +20,7 @@ import type pg from 'pg';
 import type { AclMessage, Conversation, ConversationState, DeliveryRow, Page, StoredMessage, SubscriptionRow } from '../messaging/index.js';
 import { CaxtonError } from '../shared/errors.js';
 import { scrubSecrets } from '../shared/secrets.js';
-import { escapeLiteral, inTransaction } from './pg-tx.js';
+import { escapeLiteral, inTransaction, literal, type StatementBatch } from './pg-tx.js';
 
 const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 
@@ -225,17 +225,23 @@ export class PgMessageStore {
    * the same conversation run one after another, and a step sees what the previous one committed.
    * A step that throws is rolled back whole.
    */
-  inConversation<T>(id: string, step: (s: ConversationStep) => Promise<T>): Promise<T> {
+  inConversation<T>(id: string, step: (s: ConversationStep) => Promise<T>, opts: { delivery?: number } = {}): Promise<T> {
     // BEGIN, the lock and the row in one round trip: a simple query of three statements, run in
     // order (so the lock is held before the row is read), with the id as an escaped literal since
-    // a multi-statement query takes no parameters.
+    // a multi-statement query takes no parameters. A step about one delivery (`opts.delivery`)
+    // locks and reads its row in the same round trip.
     const lit = escapeLiteral(id);
-    const begin = `BEGIN; SELECT pg_advisory_xact_lock(hashtextextended('caxton-conversation:' || ${lit}, 0)); SELECT * FROM ${this.#s}.conversations WHERE id = ${lit} FOR UPDATE`;
-    return inTransaction(this.#pool, begin, async (c, started) => {
+    const did = opts.delivery;
+    const begin = [
+      `BEGIN; SELECT pg_advisory_xact_lock(hashtextextended('caxton-conversation:' || ${lit}, 0)); SELECT * FROM ${this.#s}.conversations WHERE id = ${lit} FOR UPDATE`,
+      ...(did === undefined ? [] : [`SELECT * FROM ${this.#s}.deliveries WHERE id = ${literal(did)} FOR UPDATE`]),
+    ].join('; ');
+    return inTransaction(this.#pool, begin, async (_c, started, batch) => {
       // The row lock too (when the row exists): a sweeping node skips a conversation a step holds.
-      const results = started as unknown as pg.QueryResult<ConversationRow>[];
-      const row = results[2]!.rows[0];
-      return step(this.#step(c, id, row && conversationOf(row)));
+      const results = started as unknown as pg.QueryResult[];
+      const row = results[2]!.rows[0] as ConversationRow | undefined;
+      const locked = did === undefined ? undefined : { id: did, row: results[3]!.rows[0] as Record<string, unknown> | undefined };
+      return step(this.#step(batch, id, row && conversationOf(row), locked));
     });
   }
 
@@ -248,7 +254,7 @@ export class PgMessageStore {
     // Conversations whose step lock another node holds right now: left to the next sweep.
     const busy: string[] = [];
     for (let i = 0; i < limit; i++) {
-      const did = await this.#tx(async (c) => {
+      const did = await this.#tx(async (c, batch) => {
         const row = (
           await c.query<ConversationRow>(
             `SELECT * FROM ${this.#s}.conversations WHERE state IN ('initiated', 'in_progress') AND expires_at < $1 AND NOT (id = ANY($2))
@@ -263,7 +269,7 @@ export class PgMessageStore {
           busy.push(row.id);
           return 'busy' as const;
         }
-        await step(this.#step(c, row.id, conversationOf(row)) as ConversationStep & { conversation: Conversation });
+        await step(this.#step(batch, row.id, conversationOf(row)) as ConversationStep & { conversation: Conversation });
         return 'done' as const;
       });
       if (did === 'none') break;
@@ -272,13 +278,13 @@ export class PgMessageStore {
     return handled;
   }
 
-  #step(c: pg.PoolClient, id: string, conversation: Conversation | undefined): ConversationStep {
+  #step(b: StatementBatch, id: string, conversation: Conversation | undefined, locked?: { id: number; row: Record<string, unknown> | undefined }): ConversationStep {
     const s = this.#s;
     return {
       conversation,
-      messages: async () => (await c.query<{ body: string; routed_to: string }>(`SELECT body, routed_to FROM ${s}.messages WHERE conversation_id = $1 ORDER BY seq`, [id])).rows.map(storedOf),
+      messages: async () => (await b.now<{ body: string; routed_to: string }>(`SELECT body, routed_to FROM ${s}.messages WHERE conversation_id = $1 ORDER BY seq`, [id])).rows.map(storedOf),
       saveConversation: async (v) => {
-        await c.query(
+        b.later(
           `INSERT INTO ${s}.conversations (id, protocol, state, initiator, participants, capability, turns, max_turns, created_at, updated_at, expires_at, reason)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
            ON CONFLICT (id) DO UPDATE SET protocol = excluded.protocol, state = excluded.state, participants = excluded.participants,
@@ -300,7 +306,7 @@ export class PgMessageStore {
         );
       },
       insertMessage: async (m, routedTo) => {
-        await c.query(`INSERT INTO ${s}.messages (id, conversation_id, performative, sender, created_at, body, routed_to) VALUES ($1, $2, $3, $4, $5, $6, $7)`, [
+        b.later(`INSERT INTO ${s}.messages (id, conversation_id, performative, sender, created_at, body, routed_to) VALUES ($1, $2, $3, $4, $5, $6, $7)`, [
           m.id,
           m.conversation_id,
           m.performative,
@@ -311,12 +317,15 @@ export class PgMessageStore {
         ]);
       },
       delivery: async (did) => {
-        const r = (await c.query(`SELECT * FROM ${s}.deliveries WHERE id = $1 FOR UPDATE`, [did])).rows[0] as Record<string, unknown> | undefined;
+        // Locked and read with BEGIN (inConversation's opts.delivery), unless written since.
+        if (locked?.id === did) return locked.row && deliveryOf(locked.row);
+        const r = (await b.now(`SELECT * FROM ${s}.deliveries WHERE id = $1 FOR UPDATE`, [did])).rows[0] as Record<string, unknown> | undefined;
         return r && deliveryOf(r);
       },
       setDelivery: async (did, to, now) => {
+        if (locked?.id === did) locked = undefined;
         const tag = to.publish_tag ?? null;
-        await c.query(
+        b.later(
           `UPDATE ${s}.deliveries SET state = $1, attempts = $2, last_error = COALESCE($3, last_error), receiver = COALESCE($4, receiver), next_at = COALESCE($5, next_at), updated_at = $6,
              publish_tag = COALESCE($8, publish_tag), unpublished_since = CASE WHEN $8::text IS NULL THEN unpublished_since ELSE $9::bigint END WHERE id = $7`,
           [to.state, to.attempts, to.last_error === undefined || to.last_error === null ? null : scrubSecrets(to.last_error), to.receiver ?? null, to.next_at ?? null, now, did, tag, Date.now()],
@@ -327,14 +336,14 @@ export class PgMessageStore {
       outstanding: async () =>
         Number(
           (
-            await c.query<{ n: string }>(
+            await b.now<{ n: string }>(
               `SELECT count(*) AS n FROM ${s}.messages m CROSS JOIN LATERAL (SELECT 1 FROM ${s}.deliveries d WHERE d.message_id = m.id AND d.state = 'pending') p WHERE m.conversation_id = $1`,
               [id],
             )
           ).rows[0]!.n,
         ),
       insertSubscription: async (r) => {
-        await c.query(`INSERT INTO ${s}.subscriptions (id, conversation_id, subscriber, capability, agent, content, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING`, [
+        b.later(`INSERT INTO ${s}.subscriptions (id, conversation_id, subscriber, capability, agent, content, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING`, [
           r.id,
           r.conversation_id,
           r.subscriber,
@@ -345,12 +354,12 @@ export class PgMessageStore {
         ]);
       },
       deleteSubscription: async (cid) => {
-        await c.query(`DELETE FROM ${s}.subscriptions WHERE conversation_id = $1`, [cid]);
+        b.later(`DELETE FROM ${s}.subscriptions WHERE conversation_id = $1`, [cid]);
       },
       insertDelivery: async (messageId, receiver, now) =>
         Number(
           (
-            await c.query<{ id: string }>(`INSERT INTO ${s}.deliveries (message_id, receiver, state, updated_at, unpublished_since) VALUES ($1, $2, 'pending', $3, $4) RETURNING id`, [
+            await b.now<{ id: string }>(`INSERT INTO ${s}.deliveries (message_id, receiver, state, updated_at, unpublished_since) VALUES ($1, $2, 'pending', $3, $4) RETURNING id`, [
               messageId,
               receiver,
               now,
@@ -361,17 +370,17 @@ export class PgMessageStore {
     };
   }
 
-  #tx<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
-    return inTransaction(this.#pool, 'BEGIN', fn);
+  #tx<T>(fn: (c: pg.PoolClient, batch: StatementBatch) => Promise<T>): Promise<T> {
+    return inTransaction(this.#pool, 'BEGIN', (c, _started, batch) => fn(c, batch));
   }
 
   // ---- delivery rows (each its own statement: a row belongs to one delivery, held by one node) ----
 
   /** The delivery is done; the replies it produced are stored in the same transaction. */
   ack(id: number, replies: readonly AclMessage[], now: string): Promise<void> {
-    return this.#tx(async (c) => {
-      await c.query(`UPDATE ${this.#s}.deliveries SET state = 'done', attempts = attempts + 1, updated_at = $1 WHERE id = $2`, [now, id]);
-      for (const r of replies) await this.#step(c, r.conversation_id, undefined).insertMessage(r, []);
+    return this.#tx(async (_c, batch) => {
+      batch.later(`UPDATE ${this.#s}.deliveries SET state = 'done', attempts = attempts + 1, updated_at = $1 WHERE id = $2`, [now, id]);
+      for (const r of replies) await this.#step(batch, r.conversation_id, undefined).insertMessage(r, []);
     });
   }
 

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { CaxtonError } from '../shared/errors.js';
 
 /**
  * Runs `fn` in one transaction on a connection of `pool` (`begin`: the BEGIN statement to send).
@@ -7,15 +8,17 @@ import type pg from 'pg';
  * restart, a cut link) would otherwise emit an unhandled `error` and end the process. A connection
  * that failed, or whose ROLLBACK failed, is released as broken, so the pool replaces it.
  */
-export async function inTransaction<T>(pool: pg.Pool, begin: string, fn: (c: pg.PoolClient, started: pg.QueryResult | pg.QueryResult[]) => Promise<T>): Promise<T> {
+export async function inTransaction<T>(pool: pg.Pool, begin: string, fn: (c: pg.PoolClient, started: pg.QueryResult | pg.QueryResult[], batch: StatementBatch) => Promise<T>): Promise<T> {
   const c = await pool.connect();
   let broken: Error | undefined;
   const onError = (e: Error) => (broken = e);
   c.on('error', onError);
   try {
     const started = (await c.query(begin)) as pg.QueryResult | pg.QueryResult[];
-    const out = await fn(c, started);
-    await c.query('COMMIT');
+    const batch = new StatementBatch(c);
+    const out = await fn(c, started, batch);
+    // The writes still waiting go with the COMMIT, in one round trip.
+    await batch.end('COMMIT');
     return out;
   } catch (e) {
     if (!broken) await c.query('ROLLBACK').catch((err: unknown) => (broken = err instanceof Error ? err : new Error(String(err))));
@@ -26,6 +29,64 @@ export async function inTransaction<T>(pool: pg.Pool, begin: string, fn: (c: pg.
   }
 }
 
+/** A value written into a statement of a batch. */
+export type Literal = string | number | boolean | null | undefined;
+
+/**
+ * The statements of one transaction, sent fewer at a time: a write whose result nobody reads
+ * waits, and goes with the next statement that is read, or with the COMMIT, as one simple query
+ * (each round trip to PostgreSQL costs more than the statement it carries: a conversation step
+ * is mostly small writes). A simple query takes no parameters, so waiting statements carry their
+ * values as literals (`literal`), and the error of a write arrives with the statement sent after it
+ * (the transaction fails whole either way).
+ */
+export class StatementBatch {
+  readonly #c: pg.PoolClient;
+  #waiting: string[] = [];
+
+  constructor(c: pg.PoolClient) {
+    this.#c = c;
+  }
+
+  /** A write whose result is not read: sent with the next statement. */
+  later(sql: string, values: readonly Literal[]): void {
+    this.#waiting.push(inline(sql, values));
+  }
+
+  /** A statement whose result is read: sent now, after the writes waiting (alone and with parameters when none wait). */
+  async now<R extends pg.QueryResultRow>(sql: string, values: readonly Literal[]): Promise<pg.QueryResult<R>> {
+    if (this.#waiting.length === 0) return this.#c.query<R>(sql, values as unknown[]);
+    const text = [...this.#waiting.splice(0), inline(sql, values)].join(';\n');
+    const results = (await this.#c.query(text)) as unknown as pg.QueryResult<R>[];
+    return results[results.length - 1]!;
+  }
+
+  /** Sends the writes waiting, then `last` (the COMMIT). */
+  async end(last: string): Promise<void> {
+    await this.#c.query([...this.#waiting.splice(0), last].join(';\n'));
+  }
+}
+
+/** `sql` with each `$n` replaced by the literal of `values[n - 1]` (the templates hold no other `$`). */
+function inline(sql: string, values: readonly Literal[]): string {
+  return sql.replace(/\$(\d+)/g, (_, n: string) => {
+    const i = Number(n) - 1;
+    if (i >= values.length) throw new Error(`statement refers to $${n} but has ${values.length} values`);
+    return literal(values[i]);
+  });
+}
+
+/** One value as SQL: NULL, a finite number as written, a boolean, or an escaped string literal. */
+export function literal(v: Literal): string {
+  if (v === null || v === undefined) return 'NULL';
+  if (typeof v === 'boolean') return v ? 'TRUE' : 'FALSE';
+  if (typeof v === 'number') {
+    if (!Number.isFinite(v)) throw new Error(`${v} is not a number PostgreSQL stores`);
+    return String(v);
+  }
+  return escapeLiteral(v);
+}
+
 /**
  * `text` as a PostgreSQL string literal (for the one multi-statement query that cannot take
  * parameters), as pg's `escapeLiteral` writes it: quotes doubled, and with a backslash the `E''`
@@ -33,7 +94,7 @@ export async function inTransaction<T>(pool: pg.Pool, begin: string, fn: (c: pg.
  * A NUL, which no text column can hold, is refused.
  */
 export function escapeLiteral(text: string): string {
-  if (text.includes('\0')) throw new Error('a conversation id cannot contain NUL');
+  if (text.includes('\0')) throw new CaxtonError('invalid_request', 'text stored in the cluster state cannot contain a NUL character (U+0000): remove it');
   const quoted = text.replace(/'/g, "''");
   return text.includes('\\') ? ` E'${quoted.replace(/\\/g, '\\\\')}'` : `'${quoted}'`;
 }
