@@ -81,7 +81,7 @@ export interface ClusterBusOptions {
   registry: AgentRegistry;
   config: MessagingConfig;
   /** `[cluster]`: the node's name and `[cluster.delivery]`. */
-  cluster: Pick<ClusterConfig, 'node' | 'delivery'>;
+  cluster: Pick<ClusterConfig, 'node' | 'delivery'> & Partial<Pick<ClusterConfig, 'replicas'>>;
   agentHandler?: MessageHandler;
   log?: { warn(obj: object, msg: string): void; error(obj: object, msg: string): void; info?(obj: object, msg: string): void };
   metrics?: Metrics;
@@ -203,7 +203,7 @@ export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements M
   async start(): Promise<{ redelivering: number; open_conversations: number }> {
     if (this.#state !== 'new') return { redelivering: 0, open_conversations: this.#counts.open };
     const d = this.#o.cluster.delivery;
-    const opened = await openDeliveryStream(this.#o.nc, { stream: d.stream, subject: d.subject, consumer: d.consumer, ackWaitMs: d.ack_wait });
+    const opened = await openDeliveryStream(this.#o.nc, { stream: d.stream, subject: d.subject, consumer: d.consumer, ackWaitMs: d.ack_wait, replicas: this.#o.cluster.replicas });
     this.#js = opened.js;
     this.#consumer = opened.consumer;
     this.#events = this.#o.nc.subscribe(this.#eventSubject, {

@@ -24,6 +24,8 @@ export interface DirectorySyncOptions {
   bucket: string;
   /** This node's name (entries it wrote are not applied again). */
   node: string;
+  /** Copies JetStream keeps of the bucket when this node creates it (`[cluster] replicas`). */
+  replicas?: number;
   registry: AgentRegistry;
   log?: { warn(obj: object, msg: string): void };
   /** Told each time a remote change reached the registry, with its lag (ms). */
@@ -66,7 +68,7 @@ export class DirectorySync {
    * follows both ways until `stop`. Resolves once the bucket's current entries have been applied.
    */
   static async start(opts: DirectorySyncOptions): Promise<DirectorySync> {
-    const kv = await new Kvm(opts.nc).create(opts.bucket, { history: 1 });
+    const kv = await new Kvm(opts.nc).create(opts.bucket, { history: 1, replicas: opts.replicas ?? 1 });
     const s = new DirectorySync(kv, opts);
     await s.#follow();
     opts.registry.on('change', s.#onChange);

@@ -78,7 +78,10 @@ export const subjectToken = (agent: string): string => agentKey(agent).replace(/
  * shares; returns the JetStream client and that consumer. Used by both JetStream consumers: the
  * single-node bus's queue below and the cluster's bus (cluster-bus.ts).
  */
-export async function openDeliveryStream(nc: NatsConnection, opts: { stream: string; subject: string; consumer: string; ackWaitMs: number }): Promise<{ js: JetStreamClient; consumer: Consumer }> {
+export async function openDeliveryStream(
+  nc: NatsConnection,
+  opts: { stream: string; subject: string; consumer: string; ackWaitMs: number; replicas?: number },
+): Promise<{ js: JetStreamClient; consumer: Consumer }> {
   const jsm = await jetstreamManager(nc);
   const stream = {
     name: opts.stream,
@@ -87,6 +90,8 @@ export async function openDeliveryStream(nc: NatsConnection, opts: { stream: str
     retention: RetentionPolicy.Workqueue,
     storage: StorageType.File,
     duplicate_window: 120_000_000_000, // 2 min in ns: a repeated publish (a retried submission, a recovery) is stored once
+    // Always given: an update without it would scale a replicated stream back to one copy.
+    num_replicas: opts.replicas ?? 1,
   };
   try {
     await jsm.streams.info(opts.stream);

@@ -36,6 +36,8 @@ export interface KeySyncOptions {
   bucket: string;
   /** This node's name (entries it wrote are not applied again). */
   node: string;
+  /** Copies JetStream keeps of the bucket when this node creates it (`[cluster] replicas`). */
+  replicas?: number;
   keys: ApiKeyStore;
   log?: { warn(obj: object, msg: string): void };
 }
@@ -91,7 +93,7 @@ export class KeySync {
    * and follows both ways until `stop`. Resolves once all of that is done.
    */
   static async start(opts: KeySyncOptions): Promise<KeySync> {
-    const kv = await new Kvm(opts.nc).create(opts.bucket, { history: 1 });
+    const kv = await new Kvm(opts.nc).create(opts.bucket, { history: 1, replicas: opts.replicas ?? 1 });
     const s = new KeySync(kv, opts);
     // Listening first: a key changed while the bucket is read is put too.
     s.#unlisten = opts.keys.onChange((k) => {

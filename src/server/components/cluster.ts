@@ -59,8 +59,8 @@ export async function startCluster(opts: { cluster: ClusterConfig; registry: Age
     await pool.end().catch(() => {});
   };
   try {
-    sync = await DirectorySync.start({ nc, bucket: cluster.agents_bucket, node: cluster.node, registry: opts.registry, log: logger });
-    keySync = await KeySync.start({ nc, bucket: cluster.keys_bucket, node: cluster.node, keys: opts.keys, log: logger });
+    sync = await DirectorySync.start({ nc, bucket: cluster.agents_bucket, node: cluster.node, replicas: cluster.replicas, registry: opts.registry, log: logger });
+    keySync = await KeySync.start({ nc, bucket: cluster.keys_bucket, node: cluster.node, replicas: cluster.replicas, keys: opts.keys, log: logger });
   } catch (e) {
     await close();
     throw e;
