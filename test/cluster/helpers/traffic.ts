@@ -150,8 +150,11 @@ export function trafficKit(getCluster: () => TestCluster, label: string) {
     }
   }
 
-  /** Keeps submitting (`concurrency` loops, round robin over `nodes()`) until stop() is called. */
-  function traffic(nodes: () => readonly ClusterNode[], prefix: string, concurrency = 4) {
+  /**
+   * Keeps submitting (`concurrency` loops, round robin over `nodes()`) until stop() is called; a
+   * loop pauses `refusedPauseMs` after a refusal (no busy loop against a refusing node).
+   */
+  function traffic(nodes: () => readonly ClusterNode[], prefix: string, concurrency = 4, refusedPauseMs = 50) {
     const results: Submitted[] = [];
     let stopped = false;
     let turn = 0;
@@ -162,7 +165,7 @@ export function trafficKit(getCluster: () => TestCluster, label: string) {
         const [id] = newIds(prefix, 1);
         const s = await submit(node, id!);
         results.push(s);
-        if (s.status !== 202) await sleep(50); // no busy loop against a refusing node
+        if (s.status !== 202) await sleep(refusedPauseMs);
       }
     });
     const t = {
@@ -242,9 +245,9 @@ export function trafficKit(getCluster: () => TestCluster, label: string) {
    * Sends every refused (non-202) submission of `rs` again, same id and node: each must be accepted
    * now (202), or 200 with duplicate = true when the refused attempt had stored it. Returns the ids.
    */
-  async function resendRefused(rs: readonly Submitted[]): Promise<string[]> {
+  async function resendRefused(rs: readonly Submitted[], concurrency = 4): Promise<string[]> {
     const refused = rs.filter((r) => r.status !== 202);
-    const again = await pool(refused, 4, async (r) => {
+    const again = await pool(refused, concurrency, async (r) => {
       const res = await call(getCluster().node(r.node), 'POST', '/api/v1/messages', workRequest(r.id), { timeoutMs: 20_000 });
       return { id: r.id, first: r.status, status: res.status, duplicate: res.json?.duplicate as boolean | undefined, text: res.text.slice(0, 300) };
     });
