@@ -56,7 +56,15 @@ const { fail, newIds, submit, readyIs, traffic, waitDelivered, answersOf, expect
 /** The requests the nodes logged as failed with anything but not_ready (a 500's cause), for failure messages. */
 function failedRequests(): string {
   return cluster.nodes
-    .map((n) => `--- ${n.name}\n${n.output().split('\n').filter((l) => l.includes('"request failed"') && !l.includes('"not_ready"')).slice(0, 5).join('\n')}`)
+    .map(
+      (n) =>
+        `--- ${n.name}\n${n
+          .output()
+          .split('\n')
+          .filter((l) => l.includes('"request failed"') && !l.includes('"not_ready"'))
+          .slice(0, 5)
+          .join('\n')}`,
+    )
     .join('\n');
 }
 
@@ -126,7 +134,10 @@ describe.skipIf(!run)('PostgreSQL of three caxton serve nodes stopped and starte
       const notReady = await allReady(503, 10_000, `/ready 503 with PostgreSQL stopped (-m ${mode})`);
       for (const r of notReady) {
         const deps = (r.res.json?.dependencies ?? []) as { name: string; ok: boolean }[];
-        expect(deps.find((d) => d.name === DEPENDENCY), `${r.node}: ${r.res.text}`).toMatchObject({ ok: false });
+        expect(
+          deps.find((d) => d.name === DEPENDENCY),
+          `${r.node}: ${r.res.text}`,
+        ).toMatchObject({ ok: false });
       }
 
       // A submission and a read at each node while it is down: a clear 503, fast.

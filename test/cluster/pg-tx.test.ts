@@ -35,7 +35,20 @@ const authenticationOk = () => message('R', int32(0));
 const readyForQuery = () => message('Z', Buffer.from('I'));
 const commandComplete = (tag: string) => message('C', cstr(tag));
 const adminShutdown = () =>
-  message('E', Buffer.concat([Buffer.from('S'), cstr('FATAL'), Buffer.from('V'), cstr('FATAL'), Buffer.from('C'), cstr('57P01'), Buffer.from('M'), cstr('terminating connection due to administrator command'), Buffer.from([0])]));
+  message(
+    'E',
+    Buffer.concat([
+      Buffer.from('S'),
+      cstr('FATAL'),
+      Buffer.from('V'),
+      cstr('FATAL'),
+      Buffer.from('C'),
+      cstr('57P01'),
+      Buffer.from('M'),
+      cstr('terminating connection due to administrator command'),
+      Buffer.from([0]),
+    ]),
+  );
 
 /**
  * Accepts connections; answers each simple query with an empty result. `shutdownAfterNextQuery`:
@@ -87,7 +100,7 @@ async function fakePostgres(): Promise<{ port: number; shutdownAfterNextQuery():
   };
 }
 
-let cleanup: (() => Promise<void>)[] = [];
+const cleanup: (() => Promise<void>)[] = [];
 afterEach(async () => {
   for (const c of cleanup.splice(0).reverse()) await c();
 });

@@ -109,24 +109,7 @@ export async function startPrivatePostgres(opts: { startTimeoutMs?: number } = {
     if (running()) return;
     const c = spawn(
       join(bin.dir, 'postgres'),
-      [
-        '-D',
-        data,
-        '-p',
-        String(port),
-        '-k',
-        dir,
-        '-c',
-        'listen_addresses=127.0.0.1',
-        '-c',
-        'fsync=off',
-        '-c',
-        'full_page_writes=off',
-        '-c',
-        'max_connections=100',
-        '-c',
-        'shared_buffers=32MB',
-      ],
+      ['-D', data, '-p', String(port), '-k', dir, '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', '-c', 'full_page_writes=off', '-c', 'max_connections=100', '-c', 'shared_buffers=32MB'],
       { ...spawnOpts, stdio: ['ignore', 'pipe', 'pipe'] },
     );
     child = c;
