@@ -7,3 +7,4 @@ export { KeySync, type KeySyncOptions } from './key-sync.js';
 export { PgMessageStore, type ConversationStep, type PgMessageStoreOptions } from './pg-message-store.js';
 export { ClusterBus, type ClusterBusOptions, type ClusterReads } from './cluster-bus.js';
 export { PgMessageReads, type PgMessageReadsOptions } from './pg-reads.js';
+export { guardConnections } from './pg-tx.js';

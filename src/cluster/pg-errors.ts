@@ -10,7 +10,12 @@ export function isUnreachable(e: unknown): boolean {
   if (isCaxtonError(e)) return false;
   const code = (e as { code?: unknown }).code;
   if (typeof code === 'string' && (NETWORK.has(code) || code.startsWith('08') || code.startsWith('57P'))) return true;
-  return /timeout exceeded when trying to connect|connection terminated|terminating connection|Connection ended|the database system is (starting up|shutting down)/i.test(describeError(e));
+  // "… is not queryable": node-pg's answer to a statement on a client whose connection already
+  // failed (a step's next statement after `pg_ctl stop -m fast` ended its session); without it,
+  // such a submission answered 500 instead of 503 (test/cluster/pg-restart.e2e.test.ts).
+  return /timeout exceeded when trying to connect|connection terminated|terminating connection|Connection ended|is not queryable|the database system is (starting up|shutting down)/i.test(
+    describeError(e),
+  );
 }
 
 /** The caller's error when the shared state is unreachable: a 503 naming it, never a 500 for the caller. */

@@ -2,6 +2,23 @@ import type pg from 'pg';
 import { CaxtonError } from '../shared/errors.js';
 
 /**
+ * Gives every connection `pool` opens an `error` listener of its own, for as long as it lives, so
+ * that a connection never emits `error` with no listener (which ends the process). Why: pg-pool
+ * removes its listener from a connection it hands out, and a connection released by `pool.query`
+ * inside the reply's read is handed to a waiting caller at once, while that caller attaches its
+ * own listener a tick later; a server's "terminating connection" that arrived in the same read as
+ * the last reply then found no listener, and `pg_ctl stop -m fast` under traffic crashed a node
+ * (test/cluster/pg-restart.e2e.test.ts, test/cluster/pg-tx.test.ts; node-postgres issue 2762).
+ * The listener does nothing more: the query in flight fails on its own, a connection that failed
+ * is no longer queryable and pg-pool drops it when it is released, and an idle one's failure still
+ * reaches the pool's `error` listeners.
+ */
+export function guardConnections(pool: pg.Pool): pg.Pool {
+  pool.on('connect', (client) => client.on('error', () => {}));
+  return pool;
+}
+
+/**
  * Runs `fn` in one transaction on a connection of `pool` (`begin`: the BEGIN statement to send).
  * While the connection is held it has an `error` listener of its own: pg-pool removes the pool's
  * from a checked-out connection, and a connection that dies between two statements (a database

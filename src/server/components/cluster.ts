@@ -3,7 +3,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { AgentRegistry } from '../../agents/index.js';
 import type { ClusterView, Lifecycle } from '../../api/index.js';
 import type { ApiKeyStore } from '../../auth/index.js';
-import { connectNats, DirectorySync, KeySync, Membership, PgMessageReads, PgMessageStore } from '../../cluster/index.js';
+import { connectNats, DirectorySync, guardConnections, KeySync, Membership, PgMessageReads, PgMessageStore } from '../../cluster/index.js';
 import { clusterStateConfig, type ClusterConfig } from '../../config/index.js';
 import type { Logger } from '../../observability/index.js';
 import { CaxtonError, describeError } from '../../shared/errors.js';
@@ -30,6 +30,9 @@ export async function startCluster(opts: { cluster: ClusterConfig; registry: Age
   const state = clusterStateConfig(cluster);
   const pool = new pg.Pool({ connectionString: state.url, max: state.pool_size, application_name: `caxton-${cluster.node}`, connectionTimeoutMillis: 5000 });
   pool.on('error', (err) => logger.warn({ err: describeError(err) }, 'cluster: an idle PostgreSQL connection failed; it is replaced on next use'));
+  // Why: pg-pool leaves a connection without an `error` listener for a moment, and a PostgreSQL
+  // restart then ended the node's process (see guardConnections).
+  guardConnections(pool);
   let store: PgMessageStore;
   try {
     store = await PgMessageStore.open({ pool, schema: state.schema });

@@ -1,7 +1,8 @@
 /**
  * Several real `caxton serve` processes acting as one cluster (issue 17), for the system tests in
  * test/cluster/*.e2e.test.ts: one `nats-server -js` per test file (test/helpers/nats-server.ts),
- * one fresh PostgreSQL schema per test file (dropped by close()), and per node its own directory
+ * one fresh PostgreSQL schema per test file (dropped by close(); on the shared test server, or on
+ * a test's own given as `pgUrl`), and per node its own directory
  * with its own caxton.toml, data dir and scripted-provider script, so the reply of an agent names
  * the node that ran it. A node's link to NATS or to PostgreSQL may go through a TCP relay the test
  * can cut (test/helpers/tcp-proxy.ts). A node can be killed (SIGKILL, as a crash) and restarted
@@ -74,6 +75,11 @@ export interface ClusterOptions {
   logLevel?: string;
   /** Longest a node may take to answer GET /ready with 200 (default 30 s: three nodes start together on a slow machine). */
   readyTimeoutMs?: number;
+  /**
+   * The PostgreSQL every node's `[cluster.state]` points at (default TEST_PG_URL, the shared test
+   * server): a server of the test's own that it may stop (helpers/private-postgres.ts).
+   */
+  pgUrl?: string;
 }
 
 export interface ClusterNode {
@@ -131,7 +137,7 @@ function pgTarget(url: string): { host: string; port: number } {
   return { host: u.hostname || '127.0.0.1', port: Number(u.port || 5432) };
 }
 
-/** TEST_PG_URL with its host and port replaced by the relay's. */
+/** `url` with its host and port replaced by the relay's. */
 function viaProxy(url: string, proxy: TcpProxy): string {
   const u = new URL(url);
   u.hostname = '127.0.0.1';
@@ -231,6 +237,7 @@ export async function startCluster(opts: ClusterOptions): Promise<TestCluster> {
   const relays: TcpProxy[] = [];
   const readyTimeoutMs = opts.readyTimeoutMs ?? 30_000;
   const logLevel = opts.logLevel ?? process.env.CAXTON_TEST_CLUSTER_LOG ?? 'warn';
+  const pgUrl = opts.pgUrl ?? TEST_PG_URL;
 
   const startNode = async (s: NodeState): Promise<void> => {
     s.serve = await startServe({ cwd: s.dir, args: ['--config', s.configPath], port: s.port, metricsPort: s.metricsPort, readyTimeoutMs }).catch((e: unknown) => {
@@ -245,14 +252,17 @@ export async function startCluster(opts: ClusterOptions): Promise<TestCluster> {
     await cleanupCli(); // SIGKILL to every caxton process still running, and their temp dirs
     for (const r of relays) await r.close().catch(() => undefined);
     await nats.stop();
-    const client = new pg.Client({ connectionString: TEST_PG_URL, connectionTimeoutMillis: 5000 });
+    const client = new pg.Client({ connectionString: pgUrl, connectionTimeoutMillis: 5000 });
     try {
       await client.connect();
       await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+    } catch (e) {
+      // A test's own server (opts.pgUrl) is removed whole by its owner, and may be down by now.
+      if (opts.pgUrl === undefined) throw e;
     } finally {
       await client.end().catch(() => undefined);
+      removeTempDirs();
     }
-    removeTempDirs();
   };
 
   try {
@@ -262,7 +272,7 @@ export async function startCluster(opts: ClusterOptions): Promise<TestCluster> {
       mkdirSync(join(dir, 'agents'));
       const port = ports[2 * i]!;
       const natsProxy = spec.proxyNats ? await startTcpProxy({ host: '127.0.0.1', port: nats.port }) : undefined;
-      const pgProxy = spec.proxyPg ? await startTcpProxy(pgTarget(TEST_PG_URL)) : undefined;
+      const pgProxy = spec.proxyPg ? await startTcpProxy(pgTarget(pgUrl)) : undefined;
       if (natsProxy) relays.push(natsProxy);
       if (pgProxy) relays.push(pgProxy);
       const s: NodeState = {
@@ -283,7 +293,7 @@ export async function startCluster(opts: ClusterOptions): Promise<TestCluster> {
         nodeToml({
           node: s,
           natsUrl: natsProxy ? `nats://127.0.0.1:${natsProxy.port}` : nats.url,
-          pgUrl: pgProxy ? viaProxy(TEST_PG_URL, pgProxy) : TEST_PG_URL,
+          pgUrl: pgProxy ? viaProxy(pgUrl, pgProxy) : pgUrl,
           schema,
           heartbeat: opts.heartbeat ?? '500ms',
           ackWait: opts.ackWait ?? '3s',
