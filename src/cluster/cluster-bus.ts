@@ -438,12 +438,16 @@ export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements M
 
   #effects(s: ConversationStep, conv: Conversation, work: StepWork): StepEffects & { subscribe(original: AclMessage, provider: string): Promise<void>; pending: Promise<void>[] } {
     const pending: Promise<void>[] = [];
+    // One after another: they share the step's connection, where pg wants one query at a time.
+    let last: Promise<void> = Promise.resolve();
     return {
       pending,
       setState: (to, reason) => this.#setState(conv, to, reason, work),
       send: (m) => {
         const decision = this.router.route(m);
-        pending.push(this.#storeMessage(s, conv, m, decision.ok ? decision.receivers.map((r) => r.agent) : [], iso(), work));
+        const receivers = decision.ok ? decision.receivers.map((r) => r.agent) : [];
+        last = last.then(() => this.#storeMessage(s, conv, m, receivers, iso(), work));
+        pending.push(last);
       },
       subscribe: async (sub, provider) => {
         await s.insertSubscription({
