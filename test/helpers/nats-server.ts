@@ -5,6 +5,7 @@
  * store, so what JetStream had persisted comes back.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer, type AddressInfo, type Server } from 'node:net';
 import { makeTempDir } from './tmp.js';
 
 export const NATS_SERVER = process.env.CAXTON_TEST_NATS_SERVER ?? 'nats-server';
@@ -17,9 +18,9 @@ export interface NatsServer {
   restart(): Promise<void>;
 }
 
-function launch(port: number, storeDir: string): Promise<{ child: ChildProcess; port: number }> {
+function launch(port: number, storeDir: string, extra: readonly string[] = []): Promise<{ child: ChildProcess; port: number }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(NATS_SERVER, ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', storeDir, '--http_port', '0'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(NATS_SERVER, ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', storeDir, '--http_port', '0', ...extra], { stdio: ['ignore', 'ignore', 'pipe'] });
     let log = '';
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
@@ -69,4 +70,62 @@ export async function startNatsServer(): Promise<NatsServer> {
       ({ child, port } = await launch(port, storeDir));
     },
   };
+}
+
+/** Free loopback ports, chosen by the kernel (a route list must name them before any server starts). */
+async function freePorts(n: number): Promise<number[]> {
+  const servers = await Promise.all(
+    Array.from(
+      { length: n },
+      () =>
+        new Promise<Server>((resolve, reject) => {
+          const srv = createServer();
+          srv.once('error', reject);
+          srv.listen(0, '127.0.0.1', () => resolve(srv));
+        }),
+    ),
+  );
+  const ports = servers.map((srv) => (srv.address() as AddressInfo).port);
+  await Promise.all(servers.map((srv) => new Promise((r) => srv.close(r))));
+  return ports;
+}
+
+export interface NatsCluster {
+  /** Every server's client URL, for a client that fails over between them. */
+  urls: string[];
+  servers: NatsServer[];
+  stop(): Promise<void>;
+}
+
+/**
+ * `size` JetStream-enabled nats-servers clustered over routes on loopback (a replicated stream
+ * survives one of three dying); each with its own client port, route port and store.
+ */
+export async function startNatsCluster(size = 3): Promise<NatsCluster> {
+  const [clientPorts, routePorts] = [await freePorts(size), await freePorts(size)];
+  const routes = routePorts.map((p) => `nats://127.0.0.1:${p}`).join(',');
+  const name = `caxton_test_${process.pid}`;
+  const servers = await Promise.all(
+    clientPorts.map(async (cp, i) => {
+      const storeDir = makeTempDir('caxton-natsc-');
+      const extra = ['--server_name', `n${i}`, '--cluster_name', name, '--cluster', `nats://127.0.0.1:${routePorts[i]}`, '--routes', routes];
+      let { child, port } = await launch(cp, storeDir, extra);
+      const server: NatsServer = {
+        get url() {
+          return `nats://127.0.0.1:${port}`;
+        },
+        get port() {
+          return port;
+        },
+        storeDir,
+        stop: () => stopChild(child),
+        async restart() {
+          await stopChild(child);
+          ({ child, port } = await launch(port, storeDir, extra));
+        },
+      };
+      return server;
+    }),
+  );
+  return { urls: servers.map((x) => x.url), servers, stop: async () => void (await Promise.all(servers.map((x) => x.stop()))) };
 }
