@@ -23,7 +23,7 @@ function logCapture() {
 }
 
 describe('ToolServerManager', () => {
-  it('loads built-in packages, skipping one whose module is not built with a warning', () => {
+  it('loads built-in packages, skipping one whose module is not built with a warning', async () => {
     ensureToolsBuilt();
     const builtin = makeTempDir('caxton-builtin-');
     mkdirSync(join(builtin, 'text', 'build'), { recursive: true });
@@ -39,7 +39,7 @@ describe('ToolServerManager', () => {
     const { logger, lines } = logCapture();
     const tools = new ToolRegistry();
     const m = new ToolServerManager({ db: openDatabase(makeTempDir()), tools, logger, builtinDir: builtin });
-    expect(m.start()).toEqual({ loaded: 1, failed: 1 });
+    expect(await m.start()).toEqual({ loaded: 1, failed: 1 });
     expect(m.list().map((s) => [s.name, s.origin, s.state])).toEqual([
       ['text', 'builtin', 'loaded'],
       ['unbuilt', 'builtin', 'failed'],
@@ -58,9 +58,9 @@ describe('ToolServerManager', () => {
     const needsKey = `${manifest.replace('name = "text"', 'name = "keyed"')}\n[config]\napi_key = { description = "the key", required = true }\n`;
     const grants = { keyed: toolGrantSchema.parse({ config: { api_key: 'k1' } }) };
     const first = new ToolServerManager({ db, tools: new ToolRegistry(), grants, builtinDir: false });
-    first.start();
-    first.deploy(manifest, wasm);
-    first.deploy(needsKey, wasm);
+    await first.start();
+    await first.deploy(manifest, wasm);
+    await first.deploy(needsKey, wasm);
     first.close();
 
     // Restart without the grant: "keyed" cannot load (its required config value is missing).
@@ -68,7 +68,7 @@ describe('ToolServerManager', () => {
     const tools = new ToolRegistry();
     const audit = new MemoryAuditSink();
     const second = new ToolServerManager({ db, tools, builtinDir: false, logger, audit });
-    expect(second.start()).toEqual({ loaded: 1, failed: 1 });
+    expect(await second.start()).toEqual({ loaded: 1, failed: 1 });
     const keyed = second.list().find((s) => s.name === 'keyed')!;
     expect(keyed).toMatchObject({ state: 'failed', origin: 'api', tools: [] });
     expect(keyed.error).toMatch(/configuration value "api_key" is required by the package and was not given \(the key\)/);
@@ -78,17 +78,17 @@ describe('ToolServerManager', () => {
     expect(r).toMatchObject({ content: '{"hi":1}', is_error: false, outcome: 'ok' });
     expect(audit.records.at(-1)).toMatchObject({ agent: 'someone', tool: 'text.echo', execution_id: r.execution_id });
     // A failed package can still be removed.
-    second.remove('keyed');
+    await second.remove('keyed');
     expect(second.list().map((s) => s.name)).toEqual(['text']);
     second.close();
   });
 
-  it('refuses a package whose tool names are taken by another tool, keeping the old version running', () => {
+  it('refuses a package whose tool names are taken by another tool, keeping the old version running', async () => {
     const tools = new ToolRegistry();
     tools.register({ name: 'text.echo', description: 'someone else', input_schema: {}, invoke: () => Promise.resolve({ content: 'x' }) });
     const m = new ToolServerManager({ db: openDatabase(makeTempDir()), tools, builtinDir: false });
-    m.start();
-    expect(() => m.deploy(readFileSync(join(EXAMPLE_DIR, 'caxton-tool.toml')), readFileSync(join(EXAMPLE_DIR, 'build/text.wasm')))).toThrow(/a tool named "text.echo" is already registered/);
+    await m.start();
+    await expect(m.deploy(readFileSync(join(EXAMPLE_DIR, 'caxton-tool.toml')), readFileSync(join(EXAMPLE_DIR, 'build/text.wasm')))).rejects.toThrow(/a tool named "text.echo" is already registered/);
     expect(m.list()).toEqual([]);
     expect(tools.get('text.echo')!.description).toBe('someone else');
     expect(tools.get('text.stats')).toBeUndefined();
