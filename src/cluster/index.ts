@@ -7,3 +7,5 @@ export { KeySync, type KeySyncOptions } from './key-sync.js';
 export { PgMessageStore, type ConversationStep, type PgMessageStoreOptions } from './pg-message-store.js';
 export { ClusterBus, type ClusterBusOptions, type ClusterReads } from './cluster-bus.js';
 export { PgMessageReads, type PgMessageReadsOptions } from './pg-reads.js';
+export { PgToolPackageStore, type PgToolPackageStoreOptions } from './pg-tool-packages.js';
+export { ToolSync, toolsSubject, DEFAULT_RECONCILE_MS, type ToolSyncOptions } from './tool-sync.js';
