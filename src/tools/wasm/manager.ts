@@ -305,7 +305,7 @@ export class ToolServerManager {
     } catch (e) {
       server?.close();
       entry.error = errText(e);
-      log?.error({ tool_server: p.name, revision: p.revision, err: entry.error }, 'deployed tool server could not be loaded');
+      log?.warn({ tool_server: p.name, revision: p.revision, err: entry.error }, `deployed tool server "${p.name}" could not be loaded; it is listed as failed, without tools`);
     }
     // The old copy is gone either way: the stored package is the one every node should run.
     if (old?.server && entry.server !== old.server) {

@@ -72,7 +72,7 @@ describe('ToolServerManager', () => {
     const keyed = second.list().find((s) => s.name === 'keyed')!;
     expect(keyed).toMatchObject({ state: 'failed', origin: 'api', tools: [] });
     expect(keyed.error).toMatch(/configuration value "api_key" is required by the package and was not given \(the key\)/);
-    expect(lines.some((l) => l.msg === 'deployed tool server could not be loaded' && l.tool_server === 'keyed')).toBe(true);
+    expect(lines.some((l) => l.msg === 'deployed tool server "keyed" could not be loaded; it is listed as failed, without tools' && l.tool_server === 'keyed')).toBe(true);
     await expect(second.call('keyed.echo', {})).rejects.toThrow(/tool server "keyed" is not loaded: .*api_key/);
     const r = await second.call('text.echo', { hi: 1 }, { agent: 'someone' });
     expect(r).toMatchObject({ content: '{"hi":1}', is_error: false, outcome: 'ok' });
