@@ -18,7 +18,6 @@
  */
 import type pg from 'pg';
 import type { AclMessage, Conversation, ConversationState, DeliveryRow, Page, StoredMessage, SubscriptionRow } from '../messaging/index.js';
-import { CaxtonError } from '../shared/errors.js';
 import { scrubSecrets } from '../shared/secrets.js';
 import { migrateSchema, quotedSchema, type PgMigration } from './pg-migrate.js';
 import { escapeLiteral, inTransaction } from './pg-tx.js';

@@ -182,7 +182,10 @@ export class ToolSync {
           this.#opts.onApplied?.(lag, w.name);
         },
         (e: unknown) => {
-          this.#opts.log?.warn({ tool_server: w.name, node: w.node, err: describeError(e) }, `tool package "${w.name}" changed on node ${w.node} but could not be read here; the next reconciliation tries again`);
+          this.#opts.log?.warn(
+            { tool_server: w.name, node: w.node, err: describeError(e) },
+            `tool package "${w.name}" changed on node ${w.node} but could not be read here; the next reconciliation tries again`,
+          );
           // Sooner than the interval: the store may be back in a moment.
           this.#track(new Promise((r) => setTimeout(r, 1000).unref()).then(() => this.reconcile()));
         },

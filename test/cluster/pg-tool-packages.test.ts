@@ -72,7 +72,9 @@ describe.skipIf(!run)('PgToolPackageStore', () => {
     expect(applied).toContain('cluster-tools-001');
     expect(applied).toContain('cluster-messaging-001');
     expect(applied.filter((id) => id === 'cluster-tools-001')).toHaveLength(1);
-    const col = await pools[0]!.query<{ data_type: string }>(`SELECT data_type FROM information_schema.columns WHERE table_schema = $1 AND table_name = 'tool_packages' AND column_name = 'wasm'`, [schema]);
+    const col = await pools[0]!.query<{ data_type: string }>(`SELECT data_type FROM information_schema.columns WHERE table_schema = $1 AND table_name = 'tool_packages' AND column_name = 'wasm'`, [
+      schema,
+    ]);
     expect(col.rows[0]?.data_type).toBe('bytea');
   });
 

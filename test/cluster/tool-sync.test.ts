@@ -96,7 +96,11 @@ async function node(name: string, opts: { nats?: boolean } = {}): Promise<Node> 
   return n;
 }
 
-const toolNames = (n: Node) => n.tools.list().map((t) => t.name).sort();
+const toolNames = (n: Node) =>
+  n.tools
+    .list()
+    .map((t) => t.name)
+    .sort();
 const isWarn = (l: Node['logs'][number]) => l.level === 40 || l.level === 'warn';
 const warnedAbout = (n: Node, server: string) => n.logs.some((l) => isWarn(l) && l.tool_server === server && l.msg.includes(`"${server}"`));
 
@@ -165,11 +169,10 @@ describe.skipIf(!run)('tool packages shared through PostgreSQL, changes told ove
     await b.manager.deploy(text.manifest, text.wasm);
     const s = `"${schema}"`;
     const insert = (name: string, manifest: string) =>
-      admin.query(`INSERT INTO ${s}.tool_packages (name, manifest, wasm, digest, deployed_at, revision) VALUES ($1, $2, $3, 'x', '2026-01-01T00:00:00.000Z', nextval('${s}.tool_package_revisions')) RETURNING revision`, [
-        name,
-        manifest,
-        Buffer.from(text.wasm),
-      ]);
+      admin.query(
+        `INSERT INTO ${s}.tool_packages (name, manifest, wasm, digest, deployed_at, revision) VALUES ($1, $2, $3, 'x', '2026-01-01T00:00:00.000Z', nextval('${s}.tool_package_revisions')) RETURNING revision`,
+        [name, manifest, Buffer.from(text.wasm)],
+      );
     await insert('broken', 'name = "broken"\nversion = [not toml');
     await insert('misnamed', text.manifest); // the manifest says "text"
 
@@ -226,7 +229,14 @@ describe.skipIf(!run)('tool packages shared through PostgreSQL, changes told ove
     await quiet.manager.deploy(csv.manifest, csv.wasm);
     await quiet.manager.remove('text');
     await nats.restart();
-    await waitUntil(() => b.manager.list().map((x) => x.name).join() === 'csv_parser', { what: 'B caught up after the reconnection', timeoutMs: 15_000 });
+    await waitUntil(
+      () =>
+        b.manager
+          .list()
+          .map((x) => x.name)
+          .join() === 'csv_parser',
+      { what: 'B caught up after the reconnection', timeoutMs: 15_000 },
+    );
     expect(toolNames(b)).toEqual(['csv_parser.parse']);
   }, 60_000);
 

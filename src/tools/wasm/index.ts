@@ -53,12 +53,4 @@ export {
   type RefreshOutcome,
 } from './manager.js';
 export { capLimits, formatLimit, DEFAULT_TOOL_CAPS, type ToolLimitCaps, type LimitViolation } from './limits.js';
-export {
-  ToolPackageStore,
-  TOOL_PACKAGE_MIGRATIONS,
-  moduleDigest,
-  type StoredToolPackage,
-  type ToolPackageInput,
-  type ToolPackageStorePort,
-  type ToolPackageVersion,
-} from './package-store.js';
+export { ToolPackageStore, TOOL_PACKAGE_MIGRATIONS, moduleDigest, type StoredToolPackage, type ToolPackageInput, type ToolPackageStorePort, type ToolPackageVersion } from './package-store.js';

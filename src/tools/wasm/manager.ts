@@ -439,7 +439,8 @@ export class ToolServerManager {
     return this.#serial(name, async () => {
       const old = this.#entries.get(name);
       if (old?.origin === 'builtin') throw new CaxtonError('conflict', `"${name}" is a built-in tool server and cannot be replaced; choose another name`, { name });
-      if (this.#opts.grants?.[name]?.enabled === false) throw new CaxtonError('conflict', `tool server "${name}" is disabled by the operator ([tools.${name}] enabled = false in caxton.toml)`, { name });
+      if (this.#opts.grants?.[name]?.enabled === false)
+        throw new CaxtonError('conflict', `tool server "${name}" is disabled by the operator ([tools.${name}] enabled = false in caxton.toml)`, { name });
       const server = this.#build(manifest, wasm, MANIFEST_FILE, manifest.module, warnings);
       const registry = this.#opts.tools;
       old?.server?.unregister(registry);
