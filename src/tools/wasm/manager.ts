@@ -353,7 +353,10 @@ export class ToolServerManager {
   refresh(name: string, known?: { revision: number }): Promise<RefreshOutcome> {
     return this.#serial(name, async () => {
       const e = this.#entries.get(name);
-      if (e?.origin === 'builtin') return 'unchanged';
+      if (e?.origin === 'builtin') {
+        this.#opts.logger?.warn({ tool_server: name }, `deployed tool server "${name}" (changed on another node) is shadowed here by the built-in of the same name and was not loaded`);
+        return 'unchanged';
+      }
       if (known && e?.revision === known.revision) return 'unchanged';
       const p = await this.#store.get(name);
       if (!p) {

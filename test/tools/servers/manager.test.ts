@@ -93,4 +93,54 @@ describe('ToolServerManager', () => {
     expect(tools.get('text.echo')!.description).toBe('someone else');
     expect(tools.get('text.stats')).toBeUndefined();
   });
+
+  it('refresh and refreshAll follow a store another manager writes: load, replace, unload; a built-in keeps its name', async () => {
+    ensureToolsBuilt();
+    const db = openDatabase(makeTempDir());
+    const manifest = readFileSync(join(EXAMPLE_DIR, 'caxton-tool.toml'), 'utf8');
+    const wasm = readFileSync(join(EXAMPLE_DIR, 'build/text.wasm'));
+    const writer = new ToolServerManager({ db, tools: new ToolRegistry(), builtinDir: false });
+    await writer.start();
+    const changes: unknown[] = [];
+    writer.onChange((c) => changes.push(c));
+    const builtin = makeTempDir('caxton-builtin-');
+    mkdirSync(join(builtin, 'other', 'build'), { recursive: true });
+    writeFileSync(join(builtin, 'other', 'caxton-tool.toml'), manifest.replace('name = "text"', 'name = "other"'));
+    copyFileSync(join(EXAMPLE_DIR, 'build/text.wasm'), join(builtin, 'other', 'build/text.wasm'));
+    const { logger, lines } = logCapture();
+    const tools = new ToolRegistry();
+    const reader = new ToolServerManager({ db, tools, builtinDir: builtin, logger });
+    await reader.start();
+
+    const first = await writer.deploy(manifest, wasm);
+    expect(changes).toEqual([{ type: 'deployed', name: 'text', digest: first.server.digest, revision: 1 }]);
+    expect(await reader.refresh('text', { revision: 1 })).toBe('loaded');
+    expect(await reader.refresh('text', { revision: 1 })).toBe('unchanged');
+    expect(await reader.refresh('text')).toBe('unchanged');
+    expect((await reader.call('text.echo', { n: 1 })).content).toBe('{"n":1}');
+
+    await writer.deploy(manifest.replace(/^version = "[^"]*"/m, 'version = "2.0.0"'), wasm);
+    await writer.deploy(manifest.replace('name = "text"', 'name = "second"'), wasm);
+    expect(await reader.refreshAll()).toEqual({ loaded: 2, failed: 0, removed: 0, unchanged: 0 });
+    expect(reader.view('text')!.version).toBe('2.0.0');
+    expect(await reader.refreshAll()).toEqual({ loaded: 0, failed: 0, removed: 0, unchanged: 0 });
+
+    await writer.remove('second');
+    expect(changes.at(-1)).toEqual({ type: 'removed', name: 'second' });
+    expect(await reader.refresh('second')).toBe('removed');
+    expect(tools.get('second.echo')).toBeUndefined();
+    expect(await reader.refresh('second')).toBe('unchanged');
+
+    // A package another manager stored under the name of this one's built-in: the built-in stays.
+    await writer.deploy(manifest.replace('name = "text"', 'name = "other"'), wasm);
+    expect(await reader.refresh('other')).toBe('unchanged');
+    expect(reader.view('other')!.origin).toBe('builtin');
+    expect(lines.some((l) => l.tool_server === 'other' && /shadowed here by the built-in/.test(l.msg))).toBe(true);
+    expect(reader.list().map((x) => [x.name, x.origin])).toEqual([
+      ['other', 'builtin'],
+      ['text', 'api'],
+    ]);
+    writer.close();
+    reader.close();
+  });
 });
