@@ -11,6 +11,7 @@
  */
 import type pg from 'pg';
 import type { StoredToolPackage, ToolPackageInput, ToolPackageStorePort, ToolPackageVersion } from '../tools/wasm/index.js';
+import { guardReads } from './pg-errors.js';
 import { migrateSchema, quotedSchema, type PgMigration } from './pg-migrate.js';
 
 const MIGRATIONS: readonly PgMigration[] = [
@@ -65,11 +66,15 @@ export class PgToolPackageStore implements ToolPackageStorePort {
     this.#s = s;
   }
 
-  /** Creates the table if missing (under the schema's migration lock). */
+  /**
+   * Creates the table if missing (under the schema's migration lock). A method that cannot reach
+   * PostgreSQL rejects with a 503 `not_ready` naming it (a deploy through the API then answers
+   * 503, not 500), as the message state's routes do.
+   */
   static async open(opts: PgToolPackageStoreOptions): Promise<PgToolPackageStore> {
     const s = quotedSchema(opts.schema);
     await migrateSchema(opts.pool, opts.schema, MIGRATIONS);
-    return new PgToolPackageStore(opts.pool, s);
+    return guardReads(new PgToolPackageStore(opts.pool, s));
   }
 
   async put(p: ToolPackageInput): Promise<StoredToolPackage> {

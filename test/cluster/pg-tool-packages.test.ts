@@ -10,6 +10,7 @@ import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { PgMessageStore, PgToolPackageStore } from '../../src/cluster/index.js';
 import { hasSystem, TEST_PG_URL } from '../helpers/system.js';
+import { startTcpProxy } from '../helpers/tcp-proxy.js';
 import { removeTempDirs } from '../helpers/tmp.js';
 import { packageStoreSuite, pkg } from '../tools/servers/package-store-suite.js';
 
@@ -76,6 +77,31 @@ describe.skipIf(!run)('PgToolPackageStore', () => {
       schema,
     ]);
     expect(col.rows[0]?.data_type).toBe('bytea');
+  });
+
+  it('PostgreSQL out of reach: every method rejects with not_ready naming it (a deploy answers 503), and works again once it is back', async () => {
+    const schema = newSchema();
+    const u = new URL(TEST_PG_URL);
+    const proxy = await startTcpProxy({ host: u.hostname || '127.0.0.1', port: Number(u.port || 5432) });
+    u.hostname = '127.0.0.1';
+    u.port = String(proxy.port);
+    const pool = new pg.Pool({ connectionString: u.toString(), max: 2, connectionTimeoutMillis: 1000 });
+    pool.on('error', () => {});
+    try {
+      const store = await PgToolPackageStore.open({ pool, schema });
+      await store.put(pkg('before', new Uint8Array([1])));
+      proxy.cut();
+      const refused = { code: 'not_ready', details: { dependency: 'cluster-postgresql' } };
+      await expect(store.put(pkg('during', new Uint8Array([2])))).rejects.toMatchObject(refused);
+      await expect(store.versions()).rejects.toMatchObject(refused);
+      await expect(store.remove('before')).rejects.toMatchObject(refused);
+      proxy.restore();
+      await expect(store.put(pkg('after', new Uint8Array([3])))).resolves.toMatchObject({ name: 'after' });
+      expect((await store.versions()).map((v) => v.name)).toEqual(['after', 'before']);
+    } finally {
+      await pool.end();
+      await proxy.close();
+    }
   });
 
   it('refuses a schema name that is not a lower-case identifier, naming the field', async () => {
