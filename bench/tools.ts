@@ -73,7 +73,7 @@ async function healthDuringHostileCall(dir: string) {
   writeFileSync(file, `data_dir = "data-health"\nagents_dir = "agents"\n[server]\nport = 0\n[metrics]\nenabled = false\n[logging]\nlevel = "warn"\n`);
   const server = await startServer({ config: loadServerConfig({ file, env: { CAXTON_AUTH__ENABLED: 'false' } /* auth has its own suite (auth) */, cwd: dir }), logger: createLogger('warn') });
   try {
-    server.tools.deploy(SPIN_MANIFEST, new TextEncoder().encode(SPIN_JS));
+    await server.tools.deploy(SPIN_MANIFEST, new TextEncoder().encode(SPIN_JS));
     const idle = await healthLatencies(server.url, () => false, HEALTH_IDLE);
     let done = false;
     const spin = server.tools.call('spin.spin', {}).finally(() => (done = true));

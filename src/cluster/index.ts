@@ -8,3 +8,5 @@ export { PgMessageStore, type ConversationStep, type PgMessageStoreOptions } fro
 export { ClusterBus, type ClusterBusOptions, type ClusterReads } from './cluster-bus.js';
 export { PgMessageReads, type PgMessageReadsOptions } from './pg-reads.js';
 export { guardConnections } from './pg-tx.js';
+export { PgToolPackageStore, type PgToolPackageStoreOptions } from './pg-tool-packages.js';
+export { ToolSync, toolsSubject, DEFAULT_RECONCILE_MS, type ToolSyncOptions } from './tool-sync.js';

@@ -183,12 +183,14 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
     const { bus } = stack.add(startMessaging({ config, db, registry, executor, events, logger, telemetry, cluster }));
     const toolAudit = stack.add(openToolAudit({ config, db, logger }));
     const mcp = stack.add(await startMcp({ config, db, executor, registry, bus, memory: memory?.graph.store, audit: toolAudit.watch, logger, metrics }));
-    const tools = stack.add(startTools({ config, db, executor, registry, service, mcp: mcp.clients, audit: toolAudit.store, auditWatch: toolAudit.watch, logger, metrics }));
+    const tools = stack.add(await startTools({ config, db, executor, registry, service, mcp: mcp.clients, audit: toolAudit.store, auditWatch: toolAudit.watch, logger, metrics, cluster }));
     const audit = stack.add(openAudit({ config, db, logger }));
     const { sampler } = observability;
     const view = await cluster?.join(() => {
       const s = bus.stats();
-      return { queued: s.queued, running: s.running, open_conversations: s.open_conversations, dead_letters: s.dead_letters };
+      // The tool packages' propagation lag rides along, as the directory's does (GET /api/v1/cluster).
+      const toolLag = tools.sync?.lag().p99_ms;
+      return { queued: s.queued, running: s.running, open_conversations: s.open_conversations, dead_letters: s.dead_letters, ...(toolLag != null && { tool_lag_p99_ms: toolLag }) };
     });
     stack.add(statusRoutes({ config, lifecycle, service, sampler, events, logs: logBuffer, bus, tools: tools.servers, catalogue: tools.catalogue, memory: memory?.graph, view }));
     stack.add(serveConsole({ ...(opts.consoleDir !== undefined && { dir: opts.consoleDir }) }));

@@ -4,6 +4,8 @@
  * the node, so a reply shows where its message ran (test/cluster/helpers/nodes.ts).
  *
  * - an agent deployed on A is invoked on C;
+ * - a tool package deployed through A's API is called through C's, replaced through C's and
+ *   removed through B's, every node following;
  * - capability requests submitted at A run on the other nodes too;
  * - a Contract Net whose proposals come from several nodes awards exactly once;
  * - kill -9 of a node with accepted messages in flight: every message ends delivered, and answered
@@ -17,10 +19,13 @@
  * CAXTON_TEST_CLUSTER_MESSAGES sets the size of the kill -9 run (default 500; the issue's figure is
  * 5,000). CAXTON_TEST_CLUSTER_LOG=info shows the nodes' logs in failure messages.
  */
+import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
+import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { hasSystem } from '../helpers/system.js';
 import { sleep, waitUntil } from '../helpers/wait.js';
+import { ensureToolsBuilt, EXAMPLE_DIR } from '../tools/servers/helpers.js';
 import { nodeOf, nodeScript, startCluster, type ClusterNode, type TestCluster } from './helpers/nodes.js';
 
 const run = hasSystem('nats-server') && hasSystem('postgresql');
@@ -380,6 +385,38 @@ describe.skipIf(!run)('three caxton serve nodes on NATS JetStream and PostgreSQL
     // The bidders of the Contract Net test, deployed on B this time.
     for (const n of [1, 2, 3]) await deploy(B, bidder(n));
     await Promise.all([1, 2, 3].map((n) => everywhere(`bidder-${n}`)));
+  });
+
+  it("a tool package deployed through A's API is called through C's; a replacement through C and a removal through B reach every node", async () => {
+    ensureToolsBuilt();
+    const manifest = readFileSync(join(EXAMPLE_DIR, 'caxton-tool.toml'), 'utf8');
+    const wasm = readFileSync(join(EXAMPLE_DIR, 'build/text.wasm')).toString('base64');
+    const version = async (n: ClusterNode) => {
+      const r = await call(n, 'GET', '/api/v1/tools/text');
+      return r.status === 200 ? (r.json.version as string) : r.status;
+    };
+    const onEvery = async (want: string | number, what: string) => {
+      const t0 = performance.now();
+      await waitUntil(async () => (await Promise.all(cluster.nodes.map(version))).every((v) => v === want), { timeoutMs: 10_000, intervalMs: 10, what });
+      return performance.now() - t0;
+    };
+
+    const dep = await call(A, 'POST', '/api/v1/tools', { manifest, wasm });
+    if (dep.status !== 201) fail('deploying the text tool package on node-a', dep);
+    const lag = await onEvery(dep.json.version, 'the text package on every node');
+    console.log(`[three-nodes] text tool package deployed on node-a: on every node after ${Math.round(lag)} ms`);
+    const called = await call(C, 'POST', '/api/v1/tools/text/echo/call', { args: { via: 'node-c' } });
+    if (called.status !== 200) fail('calling text.echo on node-c', called);
+    expect(called.json).toMatchObject({ content: '{"via":"node-c"}', is_error: false, outcome: 'ok' });
+
+    const replaced = await call(C, 'POST', '/api/v1/tools', { manifest: manifest.replace(/^version = "[^"]*"/m, 'version = "7.7.7"'), wasm });
+    if (replaced.status !== 200) fail('replacing the text tool package on node-c', replaced);
+    await onEvery('7.7.7', 'the replacement on every node');
+    expect((await call(A, 'POST', '/api/v1/tools/text/stats/call', { args: { text: 'a b' } })).json).toMatchObject({ is_error: false });
+
+    const removed = await call(B, 'DELETE', '/api/v1/tools/text');
+    if (removed.status !== 200) fail('removing the text tool package on node-b', removed);
+    await onEvery(404, 'the removal on every node');
   });
 
   it('capability requests submitted at A run on B or C as well, and all complete', async () => {

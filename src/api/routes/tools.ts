@@ -207,7 +207,7 @@ export async function toolRoutes(app: FastifyInstance, opts: { tools: ToolServer
         throw new CaxtonError('invalid_request', 'invalid body: wasm: expected the module encoded as base64', { issues: [{ field: 'wasm', message: 'is not base64' }] });
       }
       const wasm = new Uint8Array(Buffer.from(b64, 'base64'));
-      const res = tools.deploy(req.body.manifest, wasm);
+      const res = await tools.deploy(req.body.manifest, wasm);
       reply.header('location', `/api/v1/tools/${encodeURIComponent(res.server.name)}`);
       return reply.code(res.created ? 201 : 200).send(res.server);
     },
@@ -275,7 +275,7 @@ export async function toolRoutes(app: FastifyInstance, opts: { tools: ToolServer
     '/tools/:name',
     { schema: { summary: 'Remove a deployed tool server', tags: ['tools'], params: nameParams, response: { 200: z.object({ removed: z.string() }), ...errors, 409: errorEnvelopeSchema } } },
     async (req) => {
-      tools.remove(req.params.name);
+      await tools.remove(req.params.name);
       return { removed: req.params.name };
     },
   );

@@ -3,7 +3,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { AgentRegistry } from '../../agents/index.js';
 import type { ClusterView, Lifecycle } from '../../api/index.js';
 import type { ApiKeyStore } from '../../auth/index.js';
-import { connectNats, DirectorySync, guardConnections, KeySync, Membership, PgMessageReads, PgMessageStore } from '../../cluster/index.js';
+import { connectNats, DirectorySync, guardConnections, KeySync, Membership, PgMessageReads, PgMessageStore, PgToolPackageStore } from '../../cluster/index.js';
 import { clusterStateConfig, type ClusterConfig } from '../../config/index.js';
 import type { Logger } from '../../observability/index.js';
 import { CaxtonError, describeError } from '../../shared/errors.js';
@@ -14,6 +14,10 @@ export interface ClusterComponent extends Component {
   readonly nc: NatsConnection;
   readonly store: PgMessageStore;
   readonly reads: PgMessageReads;
+  /** `[cluster.state] schema`. */
+  readonly schema: string;
+  /** Tool packages deployed through any node (the tools component loads and follows them). */
+  readonly packages: PgToolPackageStore;
   /** Starts the heartbeats once the bus can report its load (membership needs it). */
   join(load: () => Record<string, number>): Promise<ClusterView>;
 }
@@ -21,7 +25,8 @@ export interface ClusterComponent extends Component {
 /**
  * A node of a cluster (`[cluster]`, issue 17): its NATS connection, the shared state in
  * PostgreSQL (`[cluster.state]`, required: a node never runs a cluster on its own SQLite), the
- * directory propagation of API agents, API keys shared with the other nodes (ADR 0044), and,
+ * directory propagation of API agents, API keys shared with the other nodes (ADR 0044), the
+ * table of tool packages (followed by the tools component, src/cluster/tool-sync.ts), and,
  * once `join` runs, its heartbeats. Contributes the
  * readiness checks `nats` and `cluster-postgresql`: /ready is 503 on a node that lost either.
  */
@@ -34,8 +39,10 @@ export async function startCluster(opts: { cluster: ClusterConfig; registry: Age
   // restart then ended the node's process (see guardConnections).
   guardConnections(pool);
   let store: PgMessageStore;
+  let packages: PgToolPackageStore;
   try {
     store = await PgMessageStore.open({ pool, schema: state.schema });
+    packages = await PgToolPackageStore.open({ pool, schema: state.schema });
   } catch (e) {
     await pool.end().catch(() => {});
     throw new CaxtonError('invalid_config', `refusing to start: the cluster's shared state ([cluster.state], schema "${state.schema}") could not be opened: ${describeError(e)}`, {
@@ -74,6 +81,8 @@ export async function startCluster(opts: { cluster: ClusterConfig; registry: Age
     nc,
     store,
     reads: new PgMessageReads({ store }),
+    schema: state.schema,
+    packages,
     readiness: [
       {
         name: 'nats',

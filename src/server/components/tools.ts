@@ -3,11 +3,13 @@ import type { AgentRegistry, AgentService } from '../../agents/index.js';
 import { toolApi } from '../../api/index.js';
 import type { ServerConfig } from '../../config/index.js';
 import { toolCheck, type Executor } from '../../execution/index.js';
+import { ToolSync, toolsSubject } from '../../cluster/index.js';
 import type { McpClientManager } from '../../mcp/index.js';
 import type { Logger, Metrics } from '../../observability/index.js';
 import type { Db } from '../../storage/index.js';
 import { ToolCatalogue, type AuditWatch } from '../../tools/index.js';
-import { ToolServerManager, type ToolAuditStore } from '../../tools/wasm/index.js';
+import { ToolPackageStore, ToolServerManager, type ToolAuditStore } from '../../tools/wasm/index.js';
+import type { ClusterComponent } from './cluster.js';
 import type { Component } from './component.js';
 
 export interface ToolsComponent extends Component {
@@ -15,15 +17,18 @@ export interface ToolsComponent extends Component {
   readonly servers: ToolServerManager;
   /** Every tool source (tool servers, MCP servers, built-in and host tools). */
   readonly catalogue: ToolCatalogue;
+  /** On a cluster node: the propagation of deployed packages between nodes. */
+  readonly sync: ToolSync | undefined;
 }
 
 /**
  * WebAssembly tool servers (src/tools/wasm/manager.ts): built-in packages (tools/builtin/) and
- * API-deployed ones (SQLite) as host tools `SERVER.tool`, under the operator's [tools.NAME]
+ * API-deployed ones (the data dir's SQLite; on a cluster node the cluster's PostgreSQL, followed
+ * through NATS notices by ToolSync) as host tools `SERVER.tool`, under the operator's [tools.NAME]
  * grants, every call audited; the deploy-time tool check; the tool catalogue; REST under /api/v1/tools.
  * Started after MCP and every other host tool, so the tool check sees them all.
  */
-export function startTools(opts: {
+export async function startTools(opts: {
   config: ServerConfig;
   db: Db;
   executor: Executor;
@@ -34,11 +39,13 @@ export function startTools(opts: {
   auditWatch: AuditWatch;
   logger: Logger;
   metrics: Metrics;
-}): ToolsComponent {
-  const { config, executor, registry, logger } = opts;
+  /** A cluster node: deployed packages live in the cluster's PostgreSQL and propagate to every node. */
+  cluster?: ClusterComponent | undefined;
+}): Promise<ToolsComponent> {
+  const { config, executor, registry, logger, cluster } = opts;
   const { limits: toolCaps, ...toolGrants } = config.tools;
   const servers = new ToolServerManager({
-    db: opts.db,
+    store: cluster ? cluster.packages : new ToolPackageStore(opts.db),
     tools: executor.hostTools,
     grants: toolGrants,
     caps: toolCaps,
@@ -46,7 +53,16 @@ export function startTools(opts: {
     logger,
     baseDir: config.source.file ? dirname(config.source.file) : process.cwd(),
   });
-  servers.start();
+  await servers.start();
+  let sync: ToolSync | undefined;
+  if (cluster) {
+    try {
+      sync = await ToolSync.start({ nc: cluster.nc, subject: toolsSubject(cluster.schema), node: cluster.cluster.node, manager: servers, log: logger });
+    } catch (e) {
+      servers.close();
+      throw e;
+    }
+  }
   // --- deploy-time tool check (issue 15): from here on deploys and file changes warn about tools no
   // built-in, host tool, tool server or mounted MCP server offers; the agents loaded before now
   // (stored, agents_dir at start) are checked once, to the log. ---
@@ -71,7 +87,11 @@ export function startTools(opts: {
     name: 'tools',
     servers,
     catalogue,
+    sync,
     routes: toolApi({ tools: servers, catalogue, audit: opts.audit, bodyLimit: config.server.max_body_size }),
-    close: () => servers.close(),
+    close: async () => {
+      await sync?.stop();
+      servers.close();
+    },
   };
 }

@@ -49,6 +49,8 @@ export {
   type ToolCallOptions,
   type ToolCallResult,
   type DeployResult,
+  type ToolPackageChange,
+  type RefreshOutcome,
 } from './manager.js';
 export { capLimits, formatLimit, DEFAULT_TOOL_CAPS, type ToolLimitCaps, type LimitViolation } from './limits.js';
-export { ToolPackageStore, TOOL_PACKAGE_MIGRATIONS, moduleDigest, type StoredToolPackage } from './package-store.js';
+export { ToolPackageStore, TOOL_PACKAGE_MIGRATIONS, moduleDigest, type StoredToolPackage, type ToolPackageInput, type ToolPackageStorePort, type ToolPackageVersion } from './package-store.js';

@@ -1,6 +1,9 @@
 /**
  * The tool servers a Caxton server runs: the built-in packages shipped in `tools/builtin/` and the
- * packages deployed through the API (kept in SQLite, reloaded at start). Each server's tools are
+ * packages deployed through the API (kept in a ToolPackageStorePort: the data dir's SQLite, or a
+ * cluster's PostgreSQL; reloaded at start). In a cluster, `refresh`/`refreshAll` bring this node's
+ * servers in line with what the shared store holds (src/cluster/tool-sync.ts calls them when
+ * another node deploys or removes a package), and `onChange` tells of this node's own deploys. Each server's tools are
  * registered on the host tool registry (`executor.hostTools`) as `SERVER.tool`, exactly like
  * mounted MCP servers, so an agent's `tools` allowlist, the request deadline and the audit log
  * apply the same way. What a server may reach is the intersection of its manifest and the
@@ -22,7 +25,7 @@ import { digestArgs, type ToolAuditRecord, type ToolAuditSink } from './audit.js
 import type { SyncHttpClient } from './http.js';
 import { DEFAULT_TOOL_CAPS, type ToolLimitCaps } from './limits.js';
 import { MANIFEST_FILE, parseToolManifestOrThrow, type ToolLimits, type ToolManifest } from './manifest.js';
-import { moduleDigest, ToolPackageStore } from './package-store.js';
+import { moduleDigest, ToolPackageStore, type StoredToolPackage, type ToolPackageStorePort } from './package-store.js';
 import { WasmToolServer, type ToolServerGrants, type ToolServerStats } from './server.js';
 
 /** `tools/builtin/` of this installation (src/tools/wasm and dist/tools/wasm are both three levels down). */
@@ -34,7 +37,10 @@ export const API_CALLER = 'api';
 export type ToolServerOrigin = 'builtin' | 'api';
 
 export interface ToolServerManagerOptions {
-  db: Db;
+  /** Where deployed packages are kept; default: a ToolPackageStore on `db`. */
+  store?: ToolPackageStorePort;
+  /** The data dir's database, for the default store (one of `store` and `db` is required). */
+  db?: Db;
   /** Where tools are registered: the executor's host tools. */
   tools: ToolRegistry;
   /** `[tools.NAME]` of caxton.toml. */
@@ -119,6 +125,8 @@ interface Entry {
   error?: string;
   deployed_at: string | null;
   digest: string | null;
+  /** The store's revision of a deployed package (null for a built-in). */
+  revision: number | null;
   module_bytes: number | null;
   path: string | null;
   manifest?: ToolManifest;
@@ -128,6 +136,12 @@ export interface DeployResult {
   created: boolean;
   server: ToolServerView;
 }
+
+/** A change this node made to the stored packages (deploy or remove through its API). */
+export type ToolPackageChange = { type: 'deployed'; name: string; digest: string; revision: number } | { type: 'removed'; name: string };
+
+/** What `refresh` did to one name: loaded (new or replaced), failed to load, unloaded, or nothing. */
+export type RefreshOutcome = 'loaded' | 'failed' | 'removed' | 'unchanged';
 
 const enc = new TextEncoder();
 const errText = (e: unknown) => (e instanceof Error ? e.message : String(e));
@@ -161,8 +175,11 @@ export function toLimitCaps(c: ToolCapsConfig | ToolLimitCaps | undefined): Tool
 
 export class ToolServerManager {
   readonly #opts: ToolServerManagerOptions;
-  readonly #store: ToolPackageStore;
+  readonly #store: ToolPackageStorePort;
   readonly #entries = new Map<string, Entry>();
+  /** Per name, the tail of its chain of changes: deploys, removals and refreshes of one name run one at a time. */
+  readonly #chains = new Map<string, Promise<unknown>>();
+  readonly #listeners = new Set<(c: ToolPackageChange) => void>();
   readonly #baseDir: string;
   /** Execution ids of API calls in flight → their audit record once written. */
   readonly #watch = new Map<string, ToolAuditRecord | undefined>();
@@ -172,7 +189,9 @@ export class ToolServerManager {
   constructor(opts: ToolServerManagerOptions) {
     this.#opts = opts;
     this.#caps = toLimitCaps(opts.caps);
-    this.#store = new ToolPackageStore(opts.db);
+    if (opts.store) this.#store = opts.store;
+    else if (opts.db) this.#store = new ToolPackageStore(opts.db);
+    else throw new Error('ToolServerManager needs a store or a db');
     this.#baseDir = opts.baseDir ?? process.cwd();
     this.#sink = {
       record: (r) => {
@@ -238,7 +257,7 @@ export class ToolServerManager {
    * Loads the built-in packages, then the deployed ones. A package that cannot be loaded is logged
    * and listed as `failed`; it never stops the server.
    */
-  start(): { loaded: number; failed: number } {
+  async start(): Promise<{ loaded: number; failed: number }> {
     const log = this.#opts.logger;
     const dir = this.#opts.builtinDir === undefined ? DEFAULT_BUILTIN_DIR : this.#opts.builtinDir;
     if (dir !== false && existsSync(dir)) {
@@ -251,30 +270,126 @@ export class ToolServerManager {
         this.#loadBuiltin(file);
       }
     }
-    for (const p of this.#store.all()) {
-      const entry: Entry = { name: p.name, origin: 'api', deployed_at: p.deployed_at, digest: p.digest, module_bytes: p.wasm.byteLength, path: null };
-      if (this.#entries.has(p.name)) {
-        entry.error = `a built-in tool server has the same name; remove this deployed package (caxton tool remove ${p.name})`;
-        log?.error({ tool_server: p.name }, `deployed tool server "${p.name}" is shadowed by the built-in of the same name and was not loaded`);
-        continue;
-      }
-      try {
-        if (this.#opts.grants?.[p.name]?.enabled === false) throw new CaxtonError('conflict', `tool server "${p.name}" is disabled by [tools.${p.name}] enabled = false in caxton.toml`);
-        const { manifest, warnings } = parseToolManifestOrThrow(p.manifest, `${p.name}/${MANIFEST_FILE}`);
-        const server = this.#build(manifest, p.wasm, `${p.name}/${MANIFEST_FILE}`, manifest.module, warnings);
-        server.register(this.#opts.tools);
-        entry.server = server;
-        entry.manifest = manifest;
-      } catch (e) {
-        entry.error = errText(e);
-        log?.error({ tool_server: p.name, err: entry.error }, 'deployed tool server could not be loaded');
-      }
-      this.#entries.set(p.name, entry);
-    }
+    for (const p of await this.#store.all()) this.#loadStored(p);
     const all = [...this.#entries.values()];
     const loaded = all.filter((e) => e.server).length;
     log?.info({ loaded, failed: all.length - loaded, servers: all.filter((e) => e.server).map((e) => e.name) }, 'tool servers loaded');
     return { loaded, failed: all.length - loaded };
+  }
+
+  /**
+   * Loads a stored package, replacing this node's copy of the name (if any), through the checks a
+   * deploy makes (the manifest, the operator's grants and caps, the module's compilation, the
+   * tool names). A package that fails them is listed as `failed` with the reason and logged, never
+   * thrown: the store is what every node shares, and one bad row must not stop a node.
+   */
+  #loadStored(p: StoredToolPackage): boolean {
+    const log = this.#opts.logger;
+    const registry = this.#opts.tools;
+    const entry: Entry = { name: p.name, origin: 'api', deployed_at: p.deployed_at, digest: p.digest, revision: p.revision, module_bytes: p.wasm.byteLength, path: null };
+    const old = this.#entries.get(p.name);
+    if (old?.origin === 'builtin') {
+      log?.error({ tool_server: p.name }, `deployed tool server "${p.name}" is shadowed by the built-in of the same name and was not loaded`);
+      return false;
+    }
+    let server: WasmToolServer | undefined;
+    try {
+      if (this.#opts.grants?.[p.name]?.enabled === false) throw new CaxtonError('conflict', `tool server "${p.name}" is disabled by [tools.${p.name}] enabled = false in caxton.toml`);
+      const { manifest, warnings } = parseToolManifestOrThrow(p.manifest, `${p.name}/${MANIFEST_FILE}`);
+      if (manifest.name !== p.name) throw new CaxtonError('validation_failed', `the stored manifest names "${manifest.name}", not "${p.name}"`);
+      entry.manifest = manifest;
+      server = this.#build(manifest, p.wasm, `${p.name}/${MANIFEST_FILE}`, manifest.module, warnings);
+      old?.server?.unregister(registry);
+      server.register(registry);
+      entry.server = server;
+    } catch (e) {
+      server?.close();
+      entry.error = errText(e);
+      log?.warn({ tool_server: p.name, revision: p.revision, err: entry.error }, `deployed tool server "${p.name}" could not be loaded; it is listed as failed, without tools`);
+    }
+    // The old copy is gone either way: the stored package is the one every node should run.
+    if (old?.server && entry.server !== old.server) {
+      old.server.unregister(registry);
+      old.server.close();
+    }
+    this.#entries.set(p.name, entry);
+    return entry.server !== undefined;
+  }
+
+  /** Runs `fn` after every earlier change of `name` (deploy, remove, refresh) has finished. */
+  #serial<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.#chains.get(name) ?? Promise.resolve();
+    const run = prev.then(fn, fn);
+    const tail = run.catch(() => {});
+    this.#chains.set(name, tail);
+    void tail.then(() => {
+      if (this.#chains.get(name) === tail) this.#chains.delete(name);
+    });
+    return run;
+  }
+
+  /** Told of each deploy and removal made through this manager (not of refreshes); returns the unsubscribe. */
+  onChange(fn: (c: ToolPackageChange) => void): () => void {
+    this.#listeners.add(fn);
+    return () => this.#listeners.delete(fn);
+  }
+
+  #emit(c: ToolPackageChange): void {
+    for (const fn of this.#listeners) {
+      try {
+        fn(c);
+      } catch (e) {
+        this.#opts.logger?.warn({ tool_server: c.name, err: errText(e) }, 'a tool package change listener failed');
+      }
+    }
+  }
+
+  /**
+   * Brings this node's copy of deployed package `name` in line with the store: loads it if the
+   * store has another revision than the one running here (through the checks of `#loadStored`),
+   * unloads it if the store has none. `known`: the revision a change notice announced; when it is
+   * the one running here, nothing is read.
+   */
+  refresh(name: string, known?: { revision: number }): Promise<RefreshOutcome> {
+    return this.#serial(name, async () => {
+      const e = this.#entries.get(name);
+      if (e?.origin === 'builtin') {
+        this.#opts.logger?.warn({ tool_server: name }, `deployed tool server "${name}" (changed on another node) is shadowed here by the built-in of the same name and was not loaded`);
+        return 'unchanged';
+      }
+      if (known && e?.revision === known.revision) return 'unchanged';
+      const p = await this.#store.get(name);
+      if (!p) {
+        if (!e) return 'unchanged';
+        e.server?.unregister(this.#opts.tools);
+        e.server?.close();
+        this.#entries.delete(name);
+        this.#opts.logger?.info({ tool_server: name }, 'tool server removed (by another node)');
+        return 'removed';
+      }
+      if (e?.revision === p.revision) return 'unchanged';
+      const ok = this.#loadStored(p);
+      if (ok) this.#opts.logger?.info({ tool_server: name, revision: p.revision, replaced: e !== undefined }, 'tool server loaded (deployed by another node)');
+      return ok ? 'loaded' : 'failed';
+    });
+  }
+
+  /**
+   * Compares every deployed package running here with the store's versions (names, digests and
+   * revisions: no module bytes) and refreshes the names that differ. Catches up on changes whose
+   * notices were missed.
+   */
+  async refreshAll(): Promise<Record<RefreshOutcome, number>> {
+    const out: Record<RefreshOutcome, number> = { loaded: 0, failed: 0, removed: 0, unchanged: 0 };
+    const stored = new Map((await this.#store.versions()).map((v) => [v.name, v]));
+    const names = new Set<string>();
+    for (const v of stored.values()) {
+      const e = this.#entries.get(v.name);
+      if (!e || (e.origin === 'api' && (e.revision !== v.revision || e.digest !== v.digest))) names.add(v.name);
+    }
+    for (const e of this.#entries.values()) if (e.origin === 'api' && !stored.has(e.name)) names.add(e.name);
+    for (const name of names) out[await this.refresh(name)]++;
+    return out;
   }
 
   #loadBuiltin(file: string): void {
@@ -293,7 +408,7 @@ export class ToolServerManager {
       return;
     }
     const wasmFile = join(dirname(file), manifest.module);
-    const entry: Entry = { name, origin: 'builtin', deployed_at: null, digest: null, module_bytes: null, path: dirname(file), manifest };
+    const entry: Entry = { name, origin: 'builtin', deployed_at: null, digest: null, revision: null, module_bytes: null, path: dirname(file), manifest };
     if (!existsSync(wasmFile)) {
       entry.error = `module ${manifest.module} is not built; run \`npm run build:tools\``;
       log?.warn({ tool_server: name, module: wasmFile }, `built-in tool server "${name}" skipped: ${entry.error}`);
@@ -321,46 +436,58 @@ export class ToolServerManager {
    * disallowed module ('validation_failed'), a name held by a built-in server or another tool
    * ('conflict') leave the running servers and the stored packages as they were.
    */
-  deploy(manifestText: string | Uint8Array, wasm: Uint8Array): DeployResult {
+  async deploy(manifestText: string | Uint8Array, wasm: Uint8Array): Promise<DeployResult> {
     const { manifest, warnings } = parseToolManifestOrThrow(manifestText, MANIFEST_FILE);
     const name = manifest.name;
-    const old = this.#entries.get(name);
-    if (old?.origin === 'builtin') throw new CaxtonError('conflict', `"${name}" is a built-in tool server and cannot be replaced; choose another name`, { name });
-    if (this.#opts.grants?.[name]?.enabled === false) throw new CaxtonError('conflict', `tool server "${name}" is disabled by the operator ([tools.${name}] enabled = false in caxton.toml)`, { name });
-    const server = this.#build(manifest, wasm, MANIFEST_FILE, manifest.module, warnings);
-    const registry = this.#opts.tools;
-    old?.server?.unregister(registry);
-    try {
-      server.register(registry);
-    } catch (e) {
-      if (old?.server) old.server.register(registry);
-      throw e;
-    }
-    const text = typeof manifestText === 'string' ? manifestText : Buffer.from(manifestText).toString('utf8');
-    const digest = moduleDigest(wasm);
-    const deployedAt = new Date().toISOString();
-    try {
-      this.#store.put({ name, manifest: text, wasm, digest, deployed_at: deployedAt });
-    } catch (e) {
-      server.unregister(registry);
-      if (old?.server) old.server.register(registry);
-      throw e;
-    }
-    old?.server?.close();
-    this.#entries.set(name, { name, origin: 'api', server, manifest, deployed_at: deployedAt, digest, module_bytes: wasm.byteLength, path: null });
-    this.#opts.logger?.info({ tool_server: name, version: manifest.version, tools: server.tools.map((t) => t.name), replaced: old !== undefined }, 'tool server deployed');
-    return { created: old === undefined, server: this.view(name)! };
+    return this.#serial(name, async () => {
+      const old = this.#entries.get(name);
+      if (old?.origin === 'builtin') throw new CaxtonError('conflict', `"${name}" is a built-in tool server and cannot be replaced; choose another name`, { name });
+      if (this.#opts.grants?.[name]?.enabled === false)
+        throw new CaxtonError('conflict', `tool server "${name}" is disabled by the operator ([tools.${name}] enabled = false in caxton.toml)`, { name });
+      const server = this.#build(manifest, wasm, MANIFEST_FILE, manifest.module, warnings);
+      const registry = this.#opts.tools;
+      old?.server?.unregister(registry);
+      try {
+        server.register(registry);
+      } catch (e) {
+        if (old?.server) old.server.register(registry);
+        server.close();
+        throw e;
+      }
+      const text = typeof manifestText === 'string' ? manifestText : Buffer.from(manifestText).toString('utf8');
+      const digest = moduleDigest(wasm);
+      const deployedAt = new Date().toISOString();
+      let revision: number;
+      try {
+        ({ revision } = await this.#store.put({ name, manifest: text, wasm, digest, deployed_at: deployedAt }));
+      } catch (e) {
+        server.unregister(registry);
+        server.close();
+        if (old?.server) old.server.register(registry);
+        throw e;
+      }
+      old?.server?.close();
+      this.#entries.set(name, { name, origin: 'api', server, manifest, deployed_at: deployedAt, digest, revision, module_bytes: wasm.byteLength, path: null });
+      this.#opts.logger?.info({ tool_server: name, version: manifest.version, tools: server.tools.map((t) => t.name), replaced: old !== undefined }, 'tool server deployed');
+      this.#emit({ type: 'deployed', name, digest, revision });
+      return { created: old === undefined, server: this.view(name)! };
+    });
   }
 
   /** Removes a deployed package (its tools disappear at once). Built-in servers cannot be removed. */
-  remove(name: string): void {
-    const e = this.#require(name);
-    if (e.origin === 'builtin') throw new CaxtonError('conflict', `"${name}" is a built-in tool server; disable it in caxton.toml with [tools.${name}] enabled = false`, { name });
-    this.#store.remove(name);
-    e.server?.unregister(this.#opts.tools);
-    e.server?.close();
-    this.#entries.delete(name);
-    this.#opts.logger?.info({ tool_server: name }, 'tool server removed');
+  remove(name: string): Promise<void> {
+    // Checked first, so an unknown name is refused without waiting for the name's other changes.
+    this.#require(name);
+    return this.#serial(name, async () => {
+      const e = this.#require(name);
+      if (e.origin === 'builtin') throw new CaxtonError('conflict', `"${name}" is a built-in tool server; disable it in caxton.toml with [tools.${name}] enabled = false`, { name });
+      await this.#store.remove(name);
+      e.server?.unregister(this.#opts.tools);
+      e.server?.close();
+      this.#entries.delete(name);
+      this.#opts.logger?.info({ tool_server: name }, 'tool server removed');
+      this.#emit({ type: 'removed', name });
+    });
   }
 
   #require(name: string): Entry {

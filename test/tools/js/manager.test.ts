@@ -16,9 +16,9 @@ import { ctx, JS_EXAMPLE_DIR, jsExample, jsManifestText } from './helpers.js';
 
 afterAll(removeTempDirs);
 
-function thrown(f: () => unknown): Error & { code?: string } {
+async function thrown(f: () => unknown): Promise<Error & { code?: string }> {
   try {
-    f();
+    await f();
   } catch (e) {
     return e as Error & { code?: string };
   }
@@ -52,9 +52,9 @@ describe('JavaScript tool servers in ToolServerManager', () => {
     const audit = new MemoryAuditSink();
     const tools = new ToolRegistry();
     const m = new ToolServerManager({ db, tools, grants, audit, builtinDir: false });
-    m.start();
+    await m.start();
     const { manifest, source } = jsExample();
-    const res = m.deploy(manifest, source);
+    const res = await m.deploy(manifest, source);
     expect(res.created).toBe(true);
     expect(res.server).toMatchObject({ name: 'js-text', origin: 'api', state: 'loaded', tools: ['js-text.stats', 'js-text.slugify', 'js-text.read_file', 'js-text.calls'] });
     expect(res.server.limits).toMatchObject({ memory: 8 * 1024 * 1024, timeout_ms: 1000 });
@@ -92,7 +92,7 @@ describe('JavaScript tool servers in ToolServerManager', () => {
 
     // A new manager on the same database loads the stored JS package.
     const again = new ToolServerManager({ db, tools: new ToolRegistry(), builtinDir: false });
-    again.start();
+    await again.start();
     expect(again.list().map((s) => [s.name, s.state])).toEqual([['js-text', 'loaded']]);
     expect((await again.call('js-text.slugify', { title: 'Restarted OK' })).content).toBe('restarted-ok');
     // Without the operator's path grant, files are not offered at all.
@@ -102,25 +102,25 @@ describe('JavaScript tool servers in ToolServerManager', () => {
     again.close();
   });
 
-  it('a script that does not parse is refused at deploy naming file, line and error; nothing is stored or registered', () => {
+  it('a script that does not parse is refused at deploy naming file, line and error; nothing is stored or registered', async () => {
     const db = openDatabase(makeTempDir());
     const tools = new ToolRegistry();
     const m = new ToolServerManager({ db, tools, builtinDir: false });
-    m.start();
-    const e = thrown(() => m.deploy(jsManifestText('broken', ['f']), Buffer.from('export function f() {\n  return {;\n}\n')));
+    await m.start();
+    const e = await thrown(() => m.deploy(jsManifestText('broken', ['f']), Buffer.from('export function f() {\n  return {;\n}\n')));
     expect(e.code).toBe('validation_failed');
     expect(e.message).toMatch(/^caxton-tool\.toml: the module failed to load: SyntaxError: .* \(at tool\.js:2:\d+\)/);
-    const missing = thrown(() => m.deploy(jsManifestText('partial', ['f', 'g']), Buffer.from('export function f() { return 1 }\n')));
+    const missing = await thrown(() => m.deploy(jsManifestText('partial', ['f', 'g']), Buffer.from('export function f() { return 1 }\n')));
     expect(missing.message).toMatch(/tool "g" names export "g", which the module does not export \(exports: f\)/);
-    const throws = thrown(() => m.deploy(jsManifestText('thrower', ['f']), Buffer.from('throw new Error("no config");\nexport function f() {}\n')));
+    const throws = await thrown(() => m.deploy(jsManifestText('thrower', ['f']), Buffer.from('throw new Error("no config");\nexport function f() {}\n')));
     expect(throws.message).toMatch(/the module failed to load: Error: no config/);
-    const notUtf8 = thrown(() => m.deploy(jsManifestText('binary', ['f']), Buffer.from([0xff, 0xfe, 0x00])));
+    const notUtf8 = await thrown(() => m.deploy(jsManifestText('binary', ['f']), Buffer.from([0xff, 0xfe, 0x00])));
     expect(notUtf8.message).toMatch(/not valid UTF-8/);
     expect(m.list()).toEqual([]);
     expect(tools.list()).toEqual([]);
     m.close();
     const reopened = new ToolServerManager({ db, tools: new ToolRegistry(), builtinDir: false });
-    expect(reopened.start()).toEqual({ loaded: 0, failed: 0 });
+    expect(await reopened.start()).toEqual({ loaded: 0, failed: 0 });
   });
 
   it('WasmToolServer.load reads a JS package directory', async () => {

@@ -23,16 +23,16 @@ const jsManifest = (name: string, limits = '') =>
   `name = "${name}"\nversion = "1.0.0"\ndescription = "d"\nmodule = "tool.js"\n[[tools]]\nname = "ok"\ndescription = "ok"\n${limits ? `[limits]\n${limits}\n` : ''}`;
 const wasmManifest = (name: string, limits = '') => `name = "${name}"\nversion = "1.0.0"\ndescription = "d"\n[[tools]]\nname = "ok"\ndescription = "ok"\n${limits ? `[limits]\n${limits}\n` : ''}`;
 
-function manager(opts: Partial<ConstructorParameters<typeof ToolServerManager>[0]> = {}) {
+async function manager(opts: Partial<ConstructorParameters<typeof ToolServerManager>[0]> = {}) {
   const tools = new ToolRegistry();
   const m = new ToolServerManager({ db: openDatabase(makeTempDir()), tools, builtinDir: false, ...opts });
-  m.start();
+  await m.start();
   return { m, tools };
 }
 
-function deployError(fn: () => unknown): CaxtonError {
+async function deployError(fn: () => Promise<unknown>): Promise<CaxtonError> {
   try {
-    fn();
+    await fn();
   } catch (e) {
     if (e instanceof CaxtonError) return e;
     throw e;
@@ -41,9 +41,9 @@ function deployError(fn: () => unknown): CaxtonError {
 }
 
 describe('[tools.limits]: operator caps over manifests', () => {
-  it('refuses a manifest stating more than a cap (validation_failed → 422), naming field, value, cap and how to raise it; nothing changes', () => {
-    const { m, tools } = manager();
-    const e = deployError(() => m.deploy(jsManifest('greedy', 'memory = "1GiB"\nfuel = 2_000_000_000\ntimeout = "30s"\nmax_output = "64MiB"'), JS));
+  it('refuses a manifest stating more than a cap (validation_failed → 422), naming field, value, cap and how to raise it; nothing changes', async () => {
+    const { m, tools } = await manager();
+    const e = await deployError(() => m.deploy(jsManifest('greedy', 'memory = "1GiB"\nfuel = 2_000_000_000\ntimeout = "30s"\nmax_output = "64MiB"'), JS));
     expect(e.code).toBe('validation_failed');
     expect(e.message).toBe(
       'caxton-tool.toml: the package asks for more than this server allows:\n' +
@@ -66,38 +66,38 @@ describe('[tools.limits]: operator caps over manifests', () => {
     const bytes = await wat(OK_WAT);
     const db = openDatabase(makeTempDir());
     const first = new ToolServerManager({ db, tools: new ToolRegistry(), builtinDir: false });
-    first.start();
-    first.deploy(wasmManifest('roomy', 'memory = "64MiB"'), bytes);
+    await first.start();
+    await first.deploy(wasmManifest('roomy', 'memory = "64MiB"'), bytes);
     first.close();
-    const e = deployError(() =>
+    const e = await deployError(() =>
       new ToolServerManager({ db, tools: new ToolRegistry(), builtinDir: false, caps: { ...DEFAULT_TOOL_CAPS, memory: 16 * MiB } }).deploy(wasmManifest('big', 'memory = "32MiB"'), bytes),
     );
     expect(e.message).toMatch(/limits\.memory = 32MiB is above the operator's cap of 16MiB/);
     const lowered = new ToolServerManager({ db, tools: new ToolRegistry(), builtinDir: false, caps: { ...DEFAULT_TOOL_CAPS, memory: 16 * MiB } });
-    expect(lowered.start()).toEqual({ loaded: 0, failed: 1 });
+    expect(await lowered.start()).toEqual({ loaded: 0, failed: 1 });
     expect(lowered.list()[0]).toMatchObject({ name: 'roomy', state: 'failed', error: expect.stringMatching(/limits\.memory = 64MiB is above the operator's cap of 16MiB/) });
     lowered.close();
   });
 
   it("the operator's per-server grant decides for that server, even above [tools.limits]; limits left out are lowered to the caps", async () => {
     const grants = { big: toolGrantSchema.parse({ limits: { memory: '512MiB', timeout: '60s' } }) };
-    const { m } = manager({ grants, caps: { ...DEFAULT_TOOL_CAPS, max_input: 64 * 1024 } });
-    const big = m.deploy(jsManifest('big', 'memory = "1GiB"\ntimeout = "30s"'), JS);
+    const { m } = await manager({ grants, caps: { ...DEFAULT_TOOL_CAPS, max_input: 64 * 1024 } });
+    const big = await m.deploy(jsManifest('big', 'memory = "1GiB"\ntimeout = "30s"'), JS);
     // memory: min(manifest 1GiB, grant 512MiB); timeout: min(manifest 30s, grant 60s); the rest: caps.
     expect(big.server.limits).toMatchObject({ memory: 512 * MiB, timeout_ms: 30_000, max_input: 64 * 1024 });
     // A manifest without [limits]: defaults (1 MiB input), lowered to the 64 KiB cap, not refused.
-    const plain = m.deploy(wasmManifest('plain'), await wat(OK_WAT));
+    const plain = await m.deploy(wasmManifest('plain'), await wat(OK_WAT));
     expect(plain.server.limits).toMatchObject({ max_input: 64 * 1024, memory: 16 * MiB });
     m.close();
   });
 
   it('JavaScript servers and WebAssembly servers above in_thread_fuel run on a worker thread; small WebAssembly ones in the server thread', async () => {
     const audit = new MemoryAuditSink();
-    const { m } = manager({ audit });
+    const { m } = await manager({ audit });
     const bytes = await wat(OK_WAT);
-    m.deploy(jsManifest('js'), JS);
-    m.deploy(wasmManifest('small', 'fuel = 1_000_000'), bytes);
-    m.deploy(wasmManifest('large', 'fuel = 1_000_001'), bytes);
+    await m.deploy(jsManifest('js'), JS);
+    await m.deploy(wasmManifest('small', 'fuel = 1_000_000'), bytes);
+    await m.deploy(wasmManifest('large', 'fuel = 1_000_001'), bytes);
     expect(['js', 'small', 'large'].map((n) => [n, m.server(n)!.offThread])).toEqual([
       ['js', true],
       ['small', false],
@@ -114,8 +114,8 @@ describe('[tools.limits]: operator caps over manifests', () => {
 
   it('an agent allowlist refusal reaches the audit through the host registry (outcome not_allowed), with no call made', async () => {
     const audit = new MemoryAuditSink();
-    const { m, tools } = manager({ audit });
-    m.deploy(jsManifest('js'), JS);
+    const { m, tools } = await manager({ audit });
+    await m.deploy(jsManifest('js'), JS);
     const r = await tools.invoke(['other.*'], 'js.ok', { x: 1 }, ctx({ agent: 'intruder', conversation_id: 'c-1' }));
     expect(r).toEqual({ content: 'tool "js.ok" is not allowed for agent "intruder"; allowed tools: other.*', is_error: true });
     expect(audit.records).toEqual([
