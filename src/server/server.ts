@@ -16,7 +16,7 @@ import { CaxtonError } from '../shared/errors.js';
 import { registerSecrets } from '../shared/secrets.js';
 import { VERSION } from '../shared/version.js';
 import type { Db } from '../storage/index.js';
-import type { ToolAuditStore, ToolServerManager } from '../tools/wasm/index.js';
+import type { ToolAuditLog, ToolServerManager } from '../tools/wasm/index.js';
 import {
   ComponentStack,
   openAudit,
@@ -73,8 +73,8 @@ export interface CaxtonServer {
   readonly db: Db;
   /** Mounted MCP servers (`[mcp_servers.NAME]`): their tools are host tools `NAME.tool`. */
   readonly mcp: McpClientManager;
-  /** The audit log of tool calls (SQLite `tool_audit`): WASM and MCP tool calls are recorded here. */
-  readonly toolAudit: ToolAuditStore;
+  /** The audit log of tool calls (SQLite `tool_audit`; in a cluster, the shared one in PostgreSQL): WASM and MCP tool calls are recorded here. */
+  readonly toolAudit: ToolAuditLog;
   /** The audit trail (SQLite `audit_log`, src/audit): `audit.record(entry)` for non-HTTP events; undefined with `[audit] enabled = false`. */
   readonly audit: AuditStore | undefined;
   /** The knowledge graph (src/memory); undefined with `[memory] enabled = false`. */

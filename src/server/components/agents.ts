@@ -83,7 +83,7 @@ export function startAgents(opts: { config: ServerConfig; db: Db; logger: Logger
     close: async () => {
       // The agent parser's worker thread (large agent bodies, ADR 0020), once no request can use it.
       await service.close();
-      events?.close();
+      await events?.close();
     },
   };
 }

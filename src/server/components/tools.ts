@@ -7,7 +7,7 @@ import type { McpClientManager } from '../../mcp/index.js';
 import type { Logger, Metrics } from '../../observability/index.js';
 import type { Db } from '../../storage/index.js';
 import { ToolCatalogue, type AuditWatch } from '../../tools/index.js';
-import { ToolServerManager, type ToolAuditStore } from '../../tools/wasm/index.js';
+import { ToolServerManager, type ToolAuditLog } from '../../tools/wasm/index.js';
 import type { Component } from './component.js';
 
 export interface ToolsComponent extends Component {
@@ -30,7 +30,7 @@ export function startTools(opts: {
   registry: AgentRegistry;
   service: AgentService;
   mcp: McpClientManager;
-  audit: ToolAuditStore;
+  audit: ToolAuditLog;
   auditWatch: AuditWatch;
   logger: Logger;
   metrics: Metrics;
