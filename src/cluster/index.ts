@@ -7,3 +7,7 @@ export { KeySync, type KeySyncOptions } from './key-sync.js';
 export { PgMessageStore, type ConversationStep, type PgMessageStoreOptions } from './pg-message-store.js';
 export { ClusterBus, type ClusterBusOptions, type ClusterReads } from './cluster-bus.js';
 export { PgMessageReads, type PgMessageReadsOptions } from './pg-reads.js';
+export { PgEventStore, relayEvents, type PgEventStoreOptions } from './pg-event-store.js';
+export { PgToolAudit, type PgToolAuditOptions } from './pg-tool-audit.js';
+export { PgBatchWriter, type PgBatchWriterOptions } from './pg-batch.js';
+export { migrateSchema, type PgMigration } from './pg-migrate.js';

@@ -18,13 +18,11 @@
  */
 import type pg from 'pg';
 import type { AclMessage, Conversation, ConversationState, DeliveryRow, Page, StoredMessage, SubscriptionRow } from '../messaging/index.js';
-import { CaxtonError } from '../shared/errors.js';
 import { scrubSecrets } from '../shared/secrets.js';
+import { migrateSchema, quoteSchema, type PgMigration } from './pg-migrate.js';
 import { escapeLiteral, inTransaction } from './pg-tx.js';
 
-const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
-
-const MIGRATIONS: readonly { id: string; sql: (s: string) => string }[] = [
+const MIGRATIONS: readonly PgMigration[] = [
   {
     id: 'cluster-messaging-001',
     sql: (s) => `
@@ -164,26 +162,10 @@ export class PgMessageStore {
 
   /** Creates the schema and tables if missing (nodes starting together take turns on a lock). */
   static async open(opts: PgMessageStoreOptions): Promise<PgMessageStore> {
-    if (!SCHEMA_NAME.test(opts.schema)) {
-      throw new CaxtonError('invalid_config', `cluster state schema "${opts.schema}" must be a lower-case identifier (letters, digits, _; at most 63)`, { field: 'schema' });
-    }
+    quoteSchema(opts.schema);
     const store = new PgMessageStore(opts);
-    await store.#migrate(opts.schema);
+    await migrateSchema(opts.pool, opts.schema, MIGRATIONS);
     return store;
-  }
-
-  async #migrate(schema: string): Promise<void> {
-    await inTransaction(this.#pool, 'BEGIN', async (c) => {
-      await c.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`caxton-cluster-migrate:${schema}`]);
-      await c.query(`CREATE SCHEMA IF NOT EXISTS ${this.#s}`);
-      await c.query(`CREATE TABLE IF NOT EXISTS ${this.#s}.migrations (id text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`);
-      const done = new Set((await c.query<{ id: string }>(`SELECT id FROM ${this.#s}.migrations`)).rows.map((r) => r.id));
-      for (const m of MIGRATIONS) {
-        if (done.has(m.id)) continue;
-        await c.query(m.sql(this.#s));
-        await c.query(`INSERT INTO ${this.#s}.migrations (id) VALUES ($1)`, [m.id]);
-      }
-    });
   }
 
   /**

@@ -20,6 +20,7 @@ import type { ToolAuditLog, ToolServerManager } from '../tools/wasm/index.js';
 import {
   ComponentStack,
   openAudit,
+  openClusterState,
   openStorage,
   openToolAudit,
   startAgents,
@@ -150,12 +151,15 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
       }),
     );
     const { db } = stack.add(openStorage({ dataDir: config.data_dir, logger }));
+    // A cluster node's shared state in PostgreSQL: before the stores that live there (the event store, the tool audit), closed after them.
+    const clusterState = config.cluster ? stack.add(await openClusterState({ cluster: config.cluster, logger })) : undefined;
     const auth = stack.add(startAuth({ config, db, logger, metrics }));
-    const agents = stack.add(startAgents({ config, db, logger, metrics, lifecycle }));
+    const agents = stack.add(startAgents({ config, db, logger, metrics, lifecycle, clusterState }));
     const { registry, service, events } = agents;
     const files = stack.add(await watchAgentFiles({ agentsDir: config.agents_dir, registry, service, events, logger, metrics }));
     // A cluster node: NATS, the shared state in PostgreSQL, and API agents propagated to every node (docs/cluster.md).
-    const cluster = config.cluster ? stack.add(await startCluster({ cluster: config.cluster, registry, keys: auth.keys, lifecycle, logger })) : undefined;
+    const cluster =
+      config.cluster && clusterState ? stack.add(await startCluster({ cluster: config.cluster, state: clusterState, registry, keys: auth.keys, lifecycle, logger, events: events?.store })) : undefined;
     // Telemetry reaches the executor and the bus only when it is on: with [metrics] enabled = false
     // and no tracing configured, their hot paths skip it entirely.
     const { tracing } = observability;
@@ -181,7 +185,7 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
     // Host tools run in the server whatever the isolation mode: from here on every component's are registered on the executor.
     stack.useHostTools(executor.hostTools);
     const { bus } = stack.add(startMessaging({ config, db, registry, executor, events, logger, telemetry, cluster }));
-    const toolAudit = stack.add(openToolAudit({ config, db, logger }));
+    const toolAudit = stack.add(openToolAudit({ config, db, logger, metrics, clusterState }));
     const mcp = stack.add(await startMcp({ config, db, executor, registry, bus, memory: memory?.graph.store, audit: toolAudit.watch, logger, metrics }));
     const tools = stack.add(startTools({ config, db, executor, registry, service, mcp: mcp.clients, audit: toolAudit.store, auditWatch: toolAudit.watch, logger, metrics }));
     const audit = stack.add(openAudit({ config, db, logger }));
