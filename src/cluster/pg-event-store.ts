@@ -200,6 +200,11 @@ export class PgEventStore extends EventEmitter<{ event: [AgentEvent] }> implemen
 
   /** Applies retention now, to completion unless another node is at it (`skipped`); resolves with the rows deleted. */
   async prune(): Promise<{ deleted: number; skipped: boolean }> {
+    await this.#pruning; // this node's own run first (it holds the lock)
+    return this.#runPrune();
+  }
+
+  async #runPrune(): Promise<{ deleted: number; skipped: boolean }> {
     await this.#writer.flush();
     let deleted = 0;
     for (;;) {
@@ -212,7 +217,7 @@ export class PgEventStore extends EventEmitter<{ event: [AgentEvent] }> implemen
   #prune(): void {
     this.#sinceSweep = 0;
     if (this.#pruning || this.#closed) return;
-    this.#pruning = this.prune()
+    this.#pruning = this.#runPrune()
       .catch((e: unknown) => this.#o.onError?.(e))
       .finally(() => (this.#pruning = undefined));
   }

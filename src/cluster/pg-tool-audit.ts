@@ -163,6 +163,11 @@ export class PgToolAudit implements ToolAuditLog {
 
   /** Applies retention now, to completion unless another node is at it; resolves with the records deleted. */
   async prune(): Promise<{ deleted: number; skipped: boolean }> {
+    await this.#pruning; // this node's own run first (it holds the lock)
+    return this.#runPrune();
+  }
+
+  async #runPrune(): Promise<{ deleted: number; skipped: boolean }> {
     await this.#writer.flush();
     let deleted = 0;
     for (;;) {
@@ -175,7 +180,7 @@ export class PgToolAudit implements ToolAuditLog {
   #prune(): void {
     this.#sinceSweep = 0;
     if (this.#pruning || this.#closed) return;
-    this.#pruning = this.prune()
+    this.#pruning = this.#runPrune()
       .catch((e: unknown) => this.#o.onError?.(e))
       .finally(() => (this.#pruning = undefined));
   }
