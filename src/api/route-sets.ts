@@ -11,7 +11,7 @@ import type { ServerConfig } from '../config/index.js';
 import type { Executor, SuspendedExecutionStore } from '../execution/index.js';
 import type { MemoryBackend } from '../memory/index.js';
 import type { MessagingBus } from '../messaging/index.js';
-import type { ToolAuditStore, ToolServerManager } from '../tools/wasm/index.js';
+import type { ToolAuditReads, ToolServerManager } from '../tools/wasm/index.js';
 import type { ToolCatalogue } from '../tools/index.js';
 import { auditRecorder } from '../audit/index.js';
 import type { ResponseStore } from './response-store.js';
@@ -73,7 +73,7 @@ export function memoryApi(opts: { store: MemoryBackend }): ApiRoutes[] {
 }
 
 /** /api/v1/tools... */
-export function toolApi(opts: { tools: ToolServerManager; catalogue: ToolCatalogue; audit: ToolAuditStore; bodyLimit: number }): ApiRoutes[] {
+export function toolApi(opts: { tools: ToolServerManager; catalogue: ToolCatalogue; audit: ToolAuditReads; bodyLimit: number }): ApiRoutes[] {
   return [{ plugin: (a) => toolRoutes(a, opts) }];
 }
 

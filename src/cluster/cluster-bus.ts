@@ -66,6 +66,7 @@ import {
 } from '../messaging/index.js';
 import type { Metrics } from '../observability/metrics.js';
 import { CaxtonError, describeError, isCaxtonError, type ErrorCode } from '../shared/errors.js';
+import { markRelayed } from '../shared/relayed.js';
 import { mayTake, openDeliveryStream, subjectToken } from './jetstream-queue.js';
 import { guardReads, stateUnavailable } from './pg-errors.js';
 import type { ConversationStep, PgMessageStore } from './pg-message-store.js';
@@ -849,7 +850,8 @@ export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements M
   #remoteEvent(data: Uint8Array): void {
     try {
       const w = JSON.parse(new TextDecoder().decode(data)) as EventWire;
-      if (w.node !== this.#o.cluster.node) this.#emitLocal(w.event);
+      // Marked: the event store in PostgreSQL has it from the node where it happened (src/shared/relayed.ts).
+      if (w.node !== this.#o.cluster.node) this.#emitLocal(markRelayed(w.event, w.node));
     } catch {
       // Not ours: ignored.
     }

@@ -16,6 +16,7 @@ import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { agentKey, checkStoredDefinition, type AgentFormat, type AgentRegistry, type DeployedAgent, type RegistryEvent } from '../agents/index.js';
 import { describeError } from '../shared/errors.js';
+import { whileRelayed } from '../shared/relayed.js';
 import { followBucket } from './kv-follow.js';
 
 export interface DirectorySyncOptions {
@@ -160,7 +161,9 @@ export class DirectorySync {
     if (here && here.revision === w.revision && here.updated_at === w.updated_at) return;
     this.#applying = true;
     try {
-      this.#opts.registry.upsert({ definition: def.definition, format: w.format, origin: { kind: 'api' }, revision: w.revision, deployed_at: w.deployed_at, updated_at: w.updated_at });
+      // Marked while applied: the change event it causes is node w.node's, recorded there (the cluster's event store).
+      const agent: DeployedAgent = { definition: def.definition, format: w.format, origin: { kind: 'api' }, revision: w.revision, deployed_at: w.deployed_at, updated_at: w.updated_at };
+      whileRelayed(agent, w.node, () => this.#opts.registry.upsert(agent));
     } finally {
       this.#applying = false;
     }
@@ -173,7 +176,7 @@ export class DirectorySync {
     if (!here || here.origin.kind !== 'api') return;
     this.#applying = true;
     try {
-      this.#opts.registry.remove(key);
+      whileRelayed(here, 'directory', () => this.#opts.registry.remove(key));
     } finally {
       this.#applying = false;
     }

@@ -10,3 +10,7 @@ export { PgMessageReads, type PgMessageReadsOptions } from './pg-reads.js';
 export { guardConnections } from './pg-tx.js';
 export { PgToolPackageStore, type PgToolPackageStoreOptions } from './pg-tool-packages.js';
 export { ToolSync, toolsSubject, DEFAULT_RECONCILE_MS, type ToolSyncOptions } from './tool-sync.js';
+export { PgEventStore, relayEvents, type PgEventStoreOptions } from './pg-event-store.js';
+export { PgToolAudit, type PgToolAuditOptions } from './pg-tool-audit.js';
+export { PgBatchWriter, type PgBatchWriterOptions } from './pg-batch.js';
+export { migrateSchema, type PgMigration } from './pg-migrate.js';

@@ -22,7 +22,7 @@ export function quotedSchema(schema: string): string {
 /**
  * Creates the schema if missing and applies the migrations not yet recorded in its `migrations`
  * table, in one transaction under an advisory lock on the schema's name: nodes starting together
- * take turns, and each store (messages, tool packages) brings its own list.
+ * take turns, and each store (messages, tool packages, events, tool audit) brings its own list.
  */
 export async function migrateSchema(pool: pg.Pool, schema: string, migrations: readonly PgMigration[]): Promise<void> {
   const s = quotedSchema(schema);

@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { trace } from '@opentelemetry/api';
 import { Pruner, tableRule, type Db, type Migration } from '../storage/index.js';
+import { relayedFrom } from '../shared/relayed.js';
 import { scrubSecrets } from '../shared/secrets.js';
 
 /**
@@ -132,6 +133,78 @@ export interface EventQuery {
   order?: 'asc' | 'desc';
 }
 
+/**
+ * The read side of an event store: what the routes (GET /api/v1/events, its SSE follow, the status
+ * overview) depend on. Two implementations answer it alike: the node's SQLite EventStore and the
+ * cluster's PgEventStore (src/cluster/pg-event-store.ts); test/cluster/pg-events.test.ts runs one
+ * suite against both.
+ */
+export interface EventReads {
+  /** The events matching `q` (EventQuery: filters, id cursors, order, limit 100 by default); what is queued is written first. */
+  find(q?: EventQuery): Promise<AgentEvent[]>;
+  /** How many events are stored. */
+  size(): Promise<number>;
+  /** Live events as they are stored (and, in a cluster, as other nodes store theirs). */
+  on(event: 'event', f: (e: AgentEvent) => void): unknown;
+  off(event: 'event', f: (e: AgentEvent) => void): unknown;
+}
+
+/** An event store as the recorder (createAgentEvents) writes to it. `record` never blocks nor throws. */
+export interface EventLog extends EventReads {
+  record(e: AgentEventInput): void;
+  /** Writes what is queued (as far as it can) and stops. */
+  close(): void | Promise<void>;
+}
+
+/**
+ * The WHERE clause of an EventQuery over the `agent_events` columns, with `param(value)` returning
+ * the placeholder of each value (SQLite `?`, PostgreSQL `$n`): one definition of the filters for
+ * both stores. Empty when nothing filters.
+ */
+export function eventWhere(q: EventQuery, param: (v: string | number) => string): string {
+  const where: string[] = [];
+  if (q.agent !== undefined) where.push(`agent = ${param(q.agent)}`);
+  if (q.types && q.types.length > 0) {
+    const types = q.types.filter((t): t is AgentEventType => (EVENT_TYPES as readonly string[]).includes(t));
+    const cats = q.types.filter((t): t is EventCategory => (EVENT_CATEGORIES as readonly string[]).includes(t));
+    const ors: string[] = [];
+    if (types.length > 0) ors.push(`type IN (${types.map((t) => param(t)).join(', ')})`);
+    if (cats.length > 0) ors.push(`category IN (${cats.map((c) => param(c)).join(', ')})`);
+    if (ors.length > 0) where.push(`(${ors.join(' OR ')})`);
+  }
+  if (q.since !== undefined) where.push(`ts >= ${param(q.since)}`);
+  if (q.after !== undefined) where.push(`id > ${param(q.after)}`);
+  if (q.before !== undefined) where.push(`id < ${param(q.before)}`);
+  return where.length > 0 ? ` WHERE ${where.join(' AND ')}` : '';
+}
+
+/** ORDER BY and LIMIT of an EventQuery (newest first and 100 by default). */
+export function eventOrder(q: EventQuery, param: (v: number) => string): string {
+  return ` ORDER BY id ${q.order === 'asc' ? 'ASC' : 'DESC'} LIMIT ${param(q.limit ?? 100)}`;
+}
+
+/** A stored row as an AgentEvent (both stores keep the same columns; PostgreSQL's bigints arrive as strings). */
+export function eventOfRow(r: { id: number | string; ts: number | string; type: string; category: string; agent: string; trace_id: string | null; span_id: string | null; data: string }): AgentEvent {
+  return {
+    id: Number(r.id),
+    time: new Date(Number(r.ts)).toISOString(),
+    type: r.type as AgentEventType,
+    category: r.category as EventCategory,
+    agent: r.agent,
+    trace_id: r.trace_id,
+    span_id: r.span_id,
+    data: JSON.parse(r.data) as AgentEventData,
+  };
+}
+
+/** Does `e` pass the filter (agent, types, since; not the id cursors)? For live followers. */
+export function eventMatches(e: AgentEvent, q: EventQuery): boolean {
+  if (q.agent !== undefined && e.agent !== q.agent) return false;
+  if (q.types && q.types.length > 0 && !q.types.includes(e.type) && !q.types.includes(e.category)) return false;
+  if (q.since !== undefined && Date.parse(e.time) < q.since) return false;
+  return true;
+}
+
 export interface EventStoreOptions {
   db: Db;
   /** Rows older than this many ms are deleted. */
@@ -189,7 +262,7 @@ export function activeTraceIds(): { trace_id: string; span_id: string } | undefi
   return sc && trace.isSpanContextValid(sc) ? { trace_id: sc.traceId, span_id: sc.spanId } : undefined;
 }
 
-export class EventStore extends EventEmitter<{ event: [AgentEvent] }> {
+export class EventStore extends EventEmitter<{ event: [AgentEvent] }> implements EventLog {
   readonly #db: Db;
   readonly #opts: EventStoreOptions;
   #pending: AgentEventInput[] = [];
@@ -264,59 +337,33 @@ export class EventStore extends EventEmitter<{ event: [AgentEvent] }> {
 
   /** Does `e` pass the filter (agent, types, since; not the id cursors)? For live followers. */
   static matches(e: AgentEvent, q: EventQuery): boolean {
-    if (q.agent !== undefined && e.agent !== q.agent) return false;
-    if (q.types && q.types.length > 0 && !q.types.includes(e.type) && !q.types.includes(e.category)) return false;
-    if (q.since !== undefined && Date.parse(e.time) < q.since) return false;
-    return true;
+    return eventMatches(e, q);
   }
 
   query(q: EventQuery = {}): AgentEvent[] {
     this.flush();
-    const where: string[] = [];
     const args: (string | number)[] = [];
-    if (q.agent !== undefined) {
-      where.push('agent = ?');
-      args.push(q.agent);
+    const param = (v: string | number) => (args.push(v), '?');
+    const sql = `SELECT id, ts, type, category, agent, trace_id, span_id, data FROM agent_events${eventWhere(q, param)}${eventOrder(q, param)}`;
+    return (this.#db.prepare(sql).all(...args) as Row[]).map(eventOfRow);
+  }
+
+  /** EventReads: `query`, as a promise. */
+  find(q: EventQuery = {}): Promise<AgentEvent[]> {
+    try {
+      return Promise.resolve(this.query(q));
+    } catch (e) {
+      return Promise.reject(e as Error);
     }
-    if (q.types && q.types.length > 0) {
-      const types = q.types.filter((t): t is AgentEventType => (EVENT_TYPES as readonly string[]).includes(t));
-      const cats = q.types.filter((t): t is EventCategory => (EVENT_CATEGORIES as readonly string[]).includes(t));
-      const ors: string[] = [];
-      if (types.length > 0) {
-        ors.push(`type IN (${types.map(() => '?').join(', ')})`);
-        args.push(...types);
-      }
-      if (cats.length > 0) {
-        ors.push(`category IN (${cats.map(() => '?').join(', ')})`);
-        args.push(...cats);
-      }
-      where.push(`(${ors.join(' OR ')})`);
+  }
+
+  /** EventReads: `count`, as a promise. */
+  size(): Promise<number> {
+    try {
+      return Promise.resolve(this.count());
+    } catch (e) {
+      return Promise.reject(e as Error);
     }
-    if (q.since !== undefined) {
-      where.push('ts >= ?');
-      args.push(q.since);
-    }
-    if (q.after !== undefined) {
-      where.push('id > ?');
-      args.push(q.after);
-    }
-    if (q.before !== undefined) {
-      where.push('id < ?');
-      args.push(q.before);
-    }
-    const order = q.order === 'asc' ? 'ASC' : 'DESC';
-    const sql = `SELECT id, ts, type, category, agent, trace_id, span_id, data FROM agent_events${where.length > 0 ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY id ${order} LIMIT ?`;
-    args.push(q.limit ?? 100);
-    return (this.#db.prepare(sql).all(...args) as Row[]).map((r) => ({
-      id: r.id,
-      time: new Date(r.ts).toISOString(),
-      type: r.type,
-      category: r.category,
-      agent: r.agent,
-      trace_id: r.trace_id,
-      span_id: r.span_id,
-      data: JSON.parse(r.data) as AgentEventData,
-    }));
   }
 
   count(): number {
@@ -371,7 +418,8 @@ interface ExecutionLike {
 }
 
 export interface AgentEvents {
-  readonly store: EventStore;
+  /** Where events go and are read from: the node's SQLite EventStore, or the cluster's PgEventStore. */
+  readonly store: EventLog;
   /** For ExecutorOptions.onExecuted: one `execution.finished` per execution. */
   onExecuted(e: ExecutionLike): void;
   /** Records `message.sent` for every message the bus accepts (and the platform's own replies). */
@@ -383,26 +431,39 @@ export interface AgentEvents {
   /** For the agents_dir watcher: an agent file that does not parse or validate. */
   invalidFile(file: string, agent: string | undefined, errors: readonly { message: string }[]): void;
   /** Stops listening, writes what is queued. */
-  close(): void;
+  close(): Promise<void>;
 }
 
 /**
- * The one entry point: an event store on `db` (migrated here) recording lifecycle events from the
- * registry and, through the hooks returned, `message.sent` (observeBus), `message.received`
- * (receiving) and `execution.finished` (onExecuted).
+ * The one entry point: an event store recording lifecycle events from the registry and, through
+ * the hooks returned, `message.sent` (observeBus), `message.received` (receiving) and
+ * `execution.finished` (onExecuted). The store is SQLite's on `db` (migrated here), or `store`
+ * (the cluster's, in PostgreSQL).
+ *
+ * With `shared` (a store every node of a cluster writes to), what this node only relays is not
+ * recorded: bus events heard from other nodes and registry changes applied from the cluster's
+ * directory (src/shared/relayed.ts) are the other node's to record, so each event is stored once.
+ * The rest is recorded where it happens: message.sent by the node whose bus accepted the message,
+ * message.received and execution.finished by the node that ran the delivery, lifecycle events of
+ * API agents by the node that made the change, file agents' by each node (its own agents_dir).
  */
-export function createAgentEvents(opts: {
-  db: Db;
-  registry: RegistryLike;
-  retentionMs: number;
-  maxRows: number;
-  onError?: (e: unknown) => void;
-  migrate: (db: Db, m: readonly Migration[]) => void;
-}): AgentEvents {
-  opts.migrate(opts.db, EVENTS_MIGRATIONS);
-  const store = new EventStore({ db: opts.db, retentionMs: opts.retentionMs, maxRows: opts.maxRows, ...(opts.onError && { onError: opts.onError }) });
+export function createAgentEvents(
+  opts: { registry: RegistryLike; onError?: (e: unknown) => void } & (
+    { db: Db; retentionMs: number; maxRows: number; migrate: (db: Db, m: readonly Migration[]) => void } | { store: EventLog; shared: boolean }
+  ),
+): AgentEvents {
+  let store: EventLog;
+  let shared = false;
+  if ('store' in opts) {
+    store = opts.store;
+    shared = opts.shared;
+  } else {
+    opts.migrate(opts.db, EVENTS_MIGRATIONS);
+    store = new EventStore({ db: opts.db, retentionMs: opts.retentionMs, maxRows: opts.maxRows, ...(opts.onError && { onError: opts.onError }) });
+  }
   const state = (a: AgentLike) => `deployed (revision ${a.revision})`;
   const onChange = (e: RegistryChange): void => {
+    if (shared && relayedFrom(e.agent) !== undefined) return;
     const ids = activeTraceIds();
     const a = e.agent;
     const common = { origin: a.origin.kind, revision: a.revision, ...(a.origin.path !== undefined && { file: a.origin.path }) };
@@ -416,7 +477,7 @@ export function createAgentEvents(opts: {
   };
   opts.registry.on('change', onChange);
   const onBus = (e: BusEventLike): void => {
-    if (e.type !== 'message') return;
+    if (e.type !== 'message' || (shared && relayedFrom(e) !== undefined)) return;
     const m = e.message;
     const ids = traceIdsOf(m.trace_context?.traceparent);
     store.record({
@@ -496,10 +557,10 @@ export function createAgentEvents(opts: {
         },
       });
     },
-    close() {
+    async close() {
       opts.registry.off('change', onChange);
       bus?.off('event', onBus);
-      store.close();
+      await store.close();
     },
   };
 }

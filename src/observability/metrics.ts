@@ -44,6 +44,8 @@ export class Metrics {
   readonly otlpExportFailures: Counter<'reason'>;
   readonly idleCollections: Counter;
   readonly idleCollectionFreed: Counter;
+  /** Records the cluster's shared logs in PostgreSQL (events, tool audit) dropped: buffer full while it was unreachable, or a batch it refused. */
+  readonly clusterRecordsDropped: Counter<'store'>;
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -57,6 +59,12 @@ export class Metrics {
     this.httpRequests = new Counter({ name: 'caxton_http_requests_total', help: 'HTTP requests served by the REST API', labelNames: ['method', 'route', 'status'], registers });
     this.httpDuration = new Histogram({ name: 'caxton_http_request_duration_seconds', help: 'REST API request duration', labelNames: ['method', 'route'], buckets: FAST_BUCKETS, registers });
     this.agentsDeployed = new Gauge({ name: 'caxton_agents_deployed', help: 'Agents currently deployed', labelNames: ['origin'], registers });
+    this.clusterRecordsDropped = new Counter({
+      name: 'caxton_cluster_records_dropped_total',
+      help: "Records of the cluster's shared logs in PostgreSQL (store: events, tool_audit) dropped: the buffer bound while PostgreSQL was unreachable, or a batch it refused",
+      labelNames: ['store'],
+      registers,
+    });
     this.agentEvents = new Counter({ name: 'caxton_agent_events_total', help: 'Agent lifecycle events (deployed, updated, removed, invalid_file)', labelNames: ['event'], registers });
     this.errors = new Counter({ name: 'caxton_errors_total', help: 'Errors, by error code', labelNames: ['code'], registers });
     this.messagesProcessed = new Counter({

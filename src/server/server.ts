@@ -16,10 +16,11 @@ import { CaxtonError } from '../shared/errors.js';
 import { registerSecrets } from '../shared/secrets.js';
 import { VERSION } from '../shared/version.js';
 import type { Db } from '../storage/index.js';
-import type { ToolAuditStore, ToolServerManager } from '../tools/wasm/index.js';
+import type { ToolAuditLog, ToolServerManager } from '../tools/wasm/index.js';
 import {
   ComponentStack,
   openAudit,
+  openClusterState,
   openStorage,
   openToolAudit,
   startAgents,
@@ -73,8 +74,8 @@ export interface CaxtonServer {
   readonly db: Db;
   /** Mounted MCP servers (`[mcp_servers.NAME]`): their tools are host tools `NAME.tool`. */
   readonly mcp: McpClientManager;
-  /** The audit log of tool calls (SQLite `tool_audit`): WASM and MCP tool calls are recorded here. */
-  readonly toolAudit: ToolAuditStore;
+  /** The audit log of tool calls (SQLite `tool_audit`; in a cluster, the shared one in PostgreSQL): WASM and MCP tool calls are recorded here. */
+  readonly toolAudit: ToolAuditLog;
   /** The audit trail (SQLite `audit_log`, src/audit): `audit.record(entry)` for non-HTTP events; undefined with `[audit] enabled = false`. */
   readonly audit: AuditStore | undefined;
   /** The knowledge graph (src/memory); undefined with `[memory] enabled = false`. */
@@ -150,12 +151,15 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
       }),
     );
     const { db } = stack.add(openStorage({ dataDir: config.data_dir, logger }));
+    // A cluster node's shared state in PostgreSQL: before the stores that live there (the event store, the tool audit), closed after them.
+    const clusterState = config.cluster ? stack.add(await openClusterState({ cluster: config.cluster, logger })) : undefined;
     const auth = stack.add(startAuth({ config, db, logger, metrics }));
-    const agents = stack.add(startAgents({ config, db, logger, metrics, lifecycle }));
+    const agents = stack.add(startAgents({ config, db, logger, metrics, lifecycle, clusterState }));
     const { registry, service, events } = agents;
     const files = stack.add(await watchAgentFiles({ agentsDir: config.agents_dir, registry, service, events, logger, metrics }));
     // A cluster node: NATS, the shared state in PostgreSQL, and API agents propagated to every node (docs/cluster.md).
-    const cluster = config.cluster ? stack.add(await startCluster({ cluster: config.cluster, registry, keys: auth.keys, lifecycle, logger })) : undefined;
+    const cluster =
+      config.cluster && clusterState ? stack.add(await startCluster({ cluster: config.cluster, state: clusterState, registry, keys: auth.keys, lifecycle, logger, events: events?.store })) : undefined;
     // Telemetry reaches the executor and the bus only when it is on: with [metrics] enabled = false
     // and no tracing configured, their hot paths skip it entirely.
     const { tracing } = observability;
@@ -181,7 +185,7 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
     // Host tools run in the server whatever the isolation mode: from here on every component's are registered on the executor.
     stack.useHostTools(executor.hostTools);
     const { bus } = stack.add(startMessaging({ config, db, registry, executor, events, logger, telemetry, cluster }));
-    const toolAudit = stack.add(openToolAudit({ config, db, logger }));
+    const toolAudit = stack.add(openToolAudit({ config, db, logger, metrics, clusterState }));
     const mcp = stack.add(await startMcp({ config, db, executor, registry, bus, memory: memory?.graph.store, audit: toolAudit.watch, logger, metrics }));
     const tools = stack.add(await startTools({ config, db, executor, registry, service, mcp: mcp.clients, audit: toolAudit.store, auditWatch: toolAudit.watch, logger, metrics, cluster }));
     const audit = stack.add(openAudit({ config, db, logger }));

@@ -66,8 +66,8 @@ describe('mounted MCP servers in a running Caxton', () => {
     expect(r.status).toBe(200);
     expect(r.body.content).toBe('The tool said: Echo: echo ping');
     const { value } = await waitUntil(
-      () => {
-        const recs = t.server.toolAudit.query({ tool: 'everything.*' });
+      async () => {
+        const recs = await t.server.toolAudit.find({ tool: 'everything.*' });
         return recs.length > 0 && recs;
       },
       { what: 'an audit record' },
@@ -83,12 +83,12 @@ describe('mounted MCP servers in a running Caxton', () => {
   });
 
   it('an agent without it in its allowlist is refused, and the tool is not run', async () => {
-    const before = t.server.toolAudit.query({ tool: 'everything.*' }).length;
+    const before = (await t.server.toolAudit.find({ tool: 'everything.*' })).length;
     const r = await invoke('locked', 'echo ping');
     expect(r.status).toBe(200);
     expect(r.body.content).toContain('tool "everything.echo" is not allowed for agent "locked"');
     // The refusal is audited (outcome not_allowed); no call of the tool is.
-    const after = t.server.toolAudit.query({ tool: 'everything.*' });
+    const after = await t.server.toolAudit.find({ tool: 'everything.*' });
     expect(after.length).toBe(before + 1);
     expect(after[0]).toMatchObject({ agent: 'locked', tool: 'everything.echo', outcome: 'not_allowed' });
   });

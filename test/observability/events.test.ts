@@ -101,7 +101,7 @@ describe('agent event store', () => {
   it('streams new events over SSE, filtered, after replaying `since`', async () => {
     const got = cx.stream('/api/v1/events/stream?type=agent.deployed,agent.removed&agent=ev-beta', (evs) => evs.some((e) => e.event === 'agent.removed'));
     // Wait until the stream is open (the ready event) before acting: poll the store's listeners.
-    await waitUntil(() => cx.server.events!.store.listenerCount('event') > 0, { timeoutMs: 5000 });
+    await waitUntil(() => (cx.server.events!.store as EventStore).listenerCount('event') > 0, { timeoutMs: 5000 });
     await cx.deploy({ name: 'ev-beta' });
     expect((await cx.send('DELETE', '/api/v1/agents/ev-beta')).status).toBe(204);
     const events = await got;

@@ -102,7 +102,7 @@ describe('POST /api/v1/tools/{server}/{tool}/call for every kind', () => {
     const r = await call('everything', 'echo', { message: 'catalogue' });
     expect(r.status).toBe(200);
     expect(r.body).toMatchObject({ tool: 'everything.echo', kind: 'mcp', is_error: false, outcome: 'ok', content: 'Echo: catalogue' });
-    const recs = t.server.toolAudit.query({ tool: 'everything.echo', agent: 'api' });
+    const recs = await t.server.toolAudit.find({ tool: 'everything.echo', agent: 'api' });
     expect(recs.some((x) => x.execution_id === r.body.execution_id && x.outcome === 'ok')).toBe(true);
     expect(await metricValue({ tool: 'everything.echo', via: 'rest', status: 'ok' })).toBe(before + 1);
   });
@@ -111,7 +111,7 @@ describe('POST /api/v1/tools/{server}/{tool}/call for every kind', () => {
     const r = await call('builtin', 'calculator', { expression: '(2 + 3) * 4' });
     expect(r.status).toBe(200);
     expect(r.body).toMatchObject({ tool: 'calculator', kind: 'builtin', is_error: false, outcome: 'ok', content: '20' });
-    const { value } = await waitUntil(() => t.server.toolAudit.query({ server: 'builtin' }).find((x) => x.execution_id === r.body.execution_id), { what: 'the audit record' });
+    const { value } = await waitUntil(async () => (await t.server.toolAudit.find({ server: 'builtin' })).find((x) => x.execution_id === r.body.execution_id), { what: 'the audit record' });
     expect(value).toMatchObject({ agent: 'api', tool: 'calculator', outcome: 'ok' });
   });
 

@@ -5,7 +5,7 @@ import type { AgentService } from '../../agents/index.js';
 import type { ServerConfig } from '../../config/index.js';
 import type { MessagingBus } from '../../messaging/index.js';
 import type { MemoryComponent } from '../../memory/index.js';
-import { EVENT_CATEGORIES, EVENT_TYPES, EventStore, type AgentEvent, type EventCategory, type AgentEventType } from '../../observability/events.js';
+import { EVENT_CATEGORIES, EVENT_TYPES, eventMatches, type AgentEvent, type AgentEventType, type EventCategory, type EventReads } from '../../observability/events.js';
 import { LOG_LEVELS, LogBuffer, type LogLevel, type LogRecord } from '../../observability/log-buffer.js';
 import type { StatusSampler } from '../../observability/status.js';
 import { CaxtonError } from '../../shared/errors.js';
@@ -18,8 +18,8 @@ import { keepOpen, openSse, wantsEventStream } from '../sse.js';
 import type { Lifecycle } from './system.js';
 
 export interface ObservabilityRouteDeps {
-  /** The agent event store; absent (`[events] enabled = false`): /events answers 404 events_disabled. */
-  events?: EventStore;
+  /** The agent event store (SQLite, or the cluster's in PostgreSQL); absent (`[events] enabled = false`): /events answers 404 events_disabled. */
+  events?: EventReads;
   logs?: LogBuffer;
   sampler: StatusSampler;
   service: AgentService;
@@ -177,7 +177,7 @@ const overviewSchema = z.object({
     })
     .optional()
     .describe('every tool source (tool servers, MCP servers, built-in and host tools), counted by kind'),
-  events: z.object({ enabled: z.boolean(), stored: z.number().int() }),
+  events: z.object({ enabled: z.boolean(), stored: z.number().int().nullable() }),
   process: z.object({ rss_bytes: z.number().int(), heap_used_bytes: z.number().int() }),
   config: z.object({ file: z.string().nullable(), agents_dir: z.string(), data_dir: z.string() }),
 });
@@ -203,45 +203,47 @@ export async function observabilityRoutes(app: FastifyInstance, deps: Observabil
     limit: limitField(100, 10_000),
     follow: followField,
   });
-  const requireEvents = (): EventStore => {
+  const requireEvents = (): EventReads => {
     if (!deps.events) throw new CaxtonError('not_found', 'the agent event store is disabled ([events] enabled = false in caxton.toml)', { reason: 'events_disabled' });
     return deps.events;
   };
 
-  const followEvents = (req: FastifyRequest, reply: FastifyReply, q: z.output<typeof eventsQuery>): FastifyReply => {
+  const followEvents = async (req: FastifyRequest, reply: FastifyReply, q: z.output<typeof eventsQuery>): Promise<FastifyReply> => {
     const store = requireEvents();
     const filter = { ...(q.agent !== undefined && { agent: q.agent }), ...(q.type !== undefined && { types: q.type }) };
     const held: AgentEvent[] = [];
     let live = false;
-    let last = q.after ?? 0;
     const onEvent = (e: AgentEvent) => {
-      if (!EventStore.matches(e, filter)) return;
+      if (!eventMatches(e, filter)) return;
       if (live) send(e);
       else held.push(e);
     };
     store.on('event', onEvent);
     // Stored events first (only when asked for: since or after), oldest first, then live ones.
-    const replay =
-      q.since !== undefined || q.after !== undefined
-        ? store.query({ ...filter, ...(q.since !== undefined && { since: q.since }), ...(q.after !== undefined && { after: q.after }), limit: q.limit, order: 'asc' })
-        : [];
-    if (replay.length === q.limit) {
-      // More matched than the limit: send the newest ones.
-      replay.splice(
-        0,
-        replay.length,
-        ...store.query({ ...filter, ...(q.since !== undefined && { since: q.since }), ...(q.after !== undefined && { after: q.after }), limit: q.limit, order: 'desc' }).reverse(),
-      );
+    let replay: AgentEvent[] = [];
+    try {
+      const stored = { ...filter, ...(q.since !== undefined && { since: q.since }), ...(q.after !== undefined && { after: q.after }), limit: q.limit };
+      if (q.since !== undefined || q.after !== undefined) {
+        replay = await store.find({ ...stored, order: 'asc' });
+        // More matched than the limit: send the newest ones.
+        if (replay.length === q.limit) replay = (await store.find({ ...stored, order: 'desc' })).reverse();
+      }
+    } catch (e) {
+      store.off('event', onEvent);
+      throw e;
     }
+    // A live event is sent unless it was replayed or is at or before the cursor. Not "at or before
+    // the last id sent": in a cluster, events of several nodes arrive out of id order.
+    const replayed = new Set(replay.map((e) => e.id));
+    const after = q.after ?? 0;
     const sse = openSse(req, reply);
     const send = (e: AgentEvent) => {
-      if (e.id <= last) return;
-      last = e.id;
+      if (e.id <= after || replayed.has(e.id)) return;
       sse.send(e.type, e);
     };
     keepOpen(sse, streams, () => store.off('event', onEvent));
     sse.send('ready', { replayed: replay.length });
-    for (const e of replay) send(e);
+    for (const e of replay) sse.send(e.type, e);
     for (const e of held.splice(0)) send(e);
     live = true;
     return reply;
@@ -263,7 +265,7 @@ export async function observabilityRoutes(app: FastifyInstance, deps: Observabil
     async (req, reply) => {
       const q = req.query;
       if (q.follow !== undefined || wantsEventStream(req)) return followEvents(req, reply, q);
-      const events = requireEvents().query({
+      const events = await requireEvents().find({
         ...(q.agent !== undefined && { agent: q.agent }),
         ...(q.type !== undefined && { types: q.type }),
         ...(q.since !== undefined && { since: q.since }),
@@ -448,7 +450,8 @@ async function overview(deps: ObservabilityRouteDeps, windowMs: number): Promise
         unavailable: sources.filter((s) => s.state !== 'loaded' && s.state !== 'ready' && s.state !== 'disabled').map((s) => ({ name: s.name, kind: s.kind, state: s.state, error: s.error })),
       },
     }),
-    events: { enabled: deps.events !== undefined, stored: deps.events?.count() ?? 0 },
+    // null: the store did not answer (the cluster's PostgreSQL unreachable).
+    events: { enabled: deps.events !== undefined, stored: deps.events ? await deps.events.size().catch(() => null) : 0 },
     process: { rss_bytes: mem.rss, heap_used_bytes: mem.heapUsed },
     config: { file: config.source.file, agents_dir: config.agents_dir, data_dir: config.data_dir },
   };

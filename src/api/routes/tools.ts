@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { CaxtonError } from '../../shared/errors.js';
 import { parseDuration } from '../../shared/units.js';
 import { BUILTIN_GROUP, HOST_GROUP, TOOL_SOURCE_KINDS, type ToolCatalogue } from '../../tools/index.js';
-import { CALL_OUTCOMES, type AuditQuery, type CallOutcome, type ToolAuditStore, type ToolServerManager } from '../../tools/wasm/index.js';
+import { CALL_OUTCOMES, type AuditQuery, type CallOutcome, type ToolAuditReads, type ToolServerManager } from '../../tools/wasm/index.js';
 import { errorEnvelopeSchema, issueSchema } from '../schemas.js';
 
 /** Deploy bodies carry the module base64-encoded: they may be larger than `[server] max_body_size`. */
@@ -182,7 +182,7 @@ const errors = { 400: errorEnvelopeSchema, 404: errorEnvelopeSchema };
  * Tool servers (WebAssembly packages) and the audit log of tool calls: deploy, list, show, remove,
  * call, audit. A thin layer over ToolServerManager and ToolAuditStore.
  */
-export async function toolRoutes(app: FastifyInstance, opts: { tools: ToolServerManager; catalogue: ToolCatalogue; audit: ToolAuditStore; bodyLimit: number }): Promise<void> {
+export async function toolRoutes(app: FastifyInstance, opts: { tools: ToolServerManager; catalogue: ToolCatalogue; audit: ToolAuditReads; bodyLimit: number }): Promise<void> {
   const { tools, catalogue, audit } = opts;
   const r = app.withTypeProvider<ZodTypeProvider>();
 
@@ -249,7 +249,7 @@ export async function toolRoutes(app: FastifyInstance, opts: { tools: ToolServer
       if (q.since !== undefined) query.since = q.since;
       if (q.until !== undefined) query.until = q.until;
       if (q.before_id !== undefined) query.before_id = q.before_id;
-      const records = audit.query(query);
+      const records = await audit.find(query);
       return { records, next_before_id: records.length === q.limit ? records.at(-1)!.id : null };
     },
   );

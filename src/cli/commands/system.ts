@@ -80,7 +80,7 @@ export function overviewRows(base: string, s: Overview): string[][] {
     rows.push(['tool sources', `${s.tool_sources.total}${kinds ? ` (${kinds})` : ''}, ${s.tool_sources.tools} tools${down ? `; unavailable: ${down}` : ''}`]);
   }
   rows.push(
-    ['events', s.events.enabled ? `${s.events.stored} stored` : 'disabled'],
+    ['events', !s.events.enabled ? 'disabled' : s.events.stored === null ? 'count unavailable (the store did not answer)' : `${s.events.stored} stored`],
     ['process', `${mib(s.process.rss_bytes)} resident`],
     ['config', s.config.file ?? '(defaults)'],
     ['agents_dir', s.config.agents_dir],

@@ -5,6 +5,9 @@ import { llmSetup, modelCheck, providerCheck } from '../../execution/index.js';
 import type { Logger, Metrics } from '../../observability/index.js';
 import { createAgentEvents, type AgentEvents } from '../../observability/events.js';
 import { migrate, type Db } from '../../storage/index.js';
+import { PgEventStore } from '../../cluster/index.js';
+import { describeError } from '../../shared/errors.js';
+import type { ClusterStateComponent } from './cluster.js';
 import type { Component } from './component.js';
 
 export interface AgentsComponent extends Component {
@@ -19,7 +22,7 @@ export interface AgentsComponent extends Component {
 }
 
 /** The registry, the service with its deploy-time checks, the API-deployed agents from caxton.db, and the agent event store. */
-export function startAgents(opts: { config: ServerConfig; db: Db; logger: Logger; metrics: Metrics; lifecycle: Lifecycle }): AgentsComponent {
+export function startAgents(opts: { config: ServerConfig; db: Db; logger: Logger; metrics: Metrics; lifecycle: Lifecycle; clusterState?: ClusterStateComponent | undefined }): AgentsComponent {
   const { config, db, logger, metrics } = opts;
   const registry = new AgentRegistry();
   // Deploy-time warnings for model aliases the configured providers cannot serve (issue 12).
@@ -45,9 +48,29 @@ export function startAgents(opts: { config: ServerConfig; db: Db; logger: Logger
   const persisted = service.loadPersisted();
   // --- Agent event store (src/observability/events.ts): lifecycle events from the registry,
   // message.sent from the bus, message.received around the agent handler, execution.finished from the executor. ---
-  const events = config.events.enabled
-    ? createAgentEvents({ db, registry, migrate, retentionMs: config.events.retention, maxRows: config.events.max_rows, onError: (e) => logger.error({ err: e }, 'agent events could not be written') })
-    : undefined;
+  // A cluster node writes to the shared store in PostgreSQL: each event once, by the node where it happened (docs/cluster.md).
+  const onError = (e: unknown) => logger.error({ err: e }, 'agent events could not be written');
+  const state = opts.clusterState;
+  const events = !config.events.enabled
+    ? undefined
+    : state
+      ? createAgentEvents({
+          registry,
+          shared: true,
+          store: new PgEventStore({
+            pool: state.pool,
+            schema: state.schema,
+            node: state.node,
+            retentionMs: config.events.retention,
+            maxRows: config.events.max_rows,
+            onError: (e) => logger.warn({ err: describeError(e) }, "agent events could not be written to the cluster's PostgreSQL; they wait (up to a bound) and are tried again"),
+            onDropped: (n, total) => {
+              metrics.clusterRecordsDropped.inc({ store: 'events' }, n);
+              logger.warn({ dropped: n, total }, "agent events dropped: the cluster's PostgreSQL could not take them (caxton_cluster_records_dropped_total)");
+            },
+          }),
+        })
+      : createAgentEvents({ db, registry, migrate, retentionMs: config.events.retention, maxRows: config.events.max_rows, onError });
   registry.on('change', (e) => metrics.agentEvents.inc({ event: e.type }));
   // The service names its steps as the event store's types.
   const recordRollout = (type: RolloutEventType, r: Rollout): void => {
@@ -83,7 +106,7 @@ export function startAgents(opts: { config: ServerConfig; db: Db; logger: Logger
     close: async () => {
       // The agent parser's worker thread (large agent bodies, ADR 0020), once no request can use it.
       await service.close();
-      events?.close();
+      await events?.close();
     },
   };
 }

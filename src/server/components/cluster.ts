@@ -3,11 +3,54 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { AgentRegistry } from '../../agents/index.js';
 import type { ClusterView, Lifecycle } from '../../api/index.js';
 import type { ApiKeyStore } from '../../auth/index.js';
-import { connectNats, DirectorySync, guardConnections, KeySync, Membership, PgMessageReads, PgMessageStore, PgToolPackageStore } from '../../cluster/index.js';
+import { connectNats, DirectorySync, guardConnections, KeySync, Membership, PgEventStore, PgMessageReads, PgMessageStore, PgToolAudit, PgToolPackageStore, relayEvents } from '../../cluster/index.js';
 import { clusterStateConfig, type ClusterConfig } from '../../config/index.js';
 import type { Logger } from '../../observability/index.js';
+import type { EventLog } from '../../observability/events.js';
 import { CaxtonError, describeError } from '../../shared/errors.js';
 import type { Component } from './component.js';
+
+/** The cluster's shared state in PostgreSQL (`[cluster.state]`): the pool every shared store uses. */
+export interface ClusterStateComponent extends Component {
+  readonly pool: pg.Pool;
+  /** `[cluster.state] schema`. */
+  readonly schema: string;
+  /** `[cluster] node`: what the shared logs record as the writing node. */
+  readonly node: string;
+  readonly store: PgMessageStore;
+  /** Tool packages deployed through any node. */
+  readonly packages: PgToolPackageStore;
+}
+
+/**
+ * A cluster node's PostgreSQL (`[cluster.state]`, required: a node never runs a cluster on its
+ * own SQLite): the pool, and every shared table migrated (messages, tool packages, agent events, tool audit).
+ * Opened before the components whose stores live there (agents' event store, the tool audit);
+ * closed after them, so their last batches are written.
+ */
+export async function openClusterState(opts: { cluster: ClusterConfig; logger: Logger }): Promise<ClusterStateComponent> {
+  const { cluster, logger } = opts;
+  const state = clusterStateConfig(cluster);
+  const pool = new pg.Pool({ connectionString: state.url, max: state.pool_size, application_name: `caxton-${cluster.node}`, connectionTimeoutMillis: 5000 });
+  pool.on('error', (err) => logger.warn({ err: describeError(err) }, 'cluster: an idle PostgreSQL connection failed; it is replaced on next use'));
+  // Why: pg-pool leaves a connection without an `error` listener for a moment, and a PostgreSQL
+  // restart then ended the node's process (see guardConnections).
+  guardConnections(pool);
+  let store: PgMessageStore;
+  let packages: PgToolPackageStore;
+  try {
+    store = await PgMessageStore.open({ pool, schema: state.schema });
+    packages = await PgToolPackageStore.open({ pool, schema: state.schema });
+    await PgEventStore.migrate(pool, state.schema);
+    await PgToolAudit.migrate(pool, state.schema);
+  } catch (e) {
+    await pool.end().catch(() => {});
+    throw new CaxtonError('invalid_config', `refusing to start: the cluster's shared state ([cluster.state], schema "${state.schema}") could not be opened: ${describeError(e)}`, {
+      field: 'cluster.state',
+    });
+  }
+  return { name: 'cluster state', pool, schema: state.schema, node: cluster.node, store, packages, close: () => pool.end().catch(() => {}) };
+}
 
 export interface ClusterComponent extends Component {
   readonly cluster: ClusterConfig;
@@ -23,37 +66,28 @@ export interface ClusterComponent extends Component {
 }
 
 /**
- * A node of a cluster (`[cluster]`, issue 17): its NATS connection, the shared state in
- * PostgreSQL (`[cluster.state]`, required: a node never runs a cluster on its own SQLite), the
- * directory propagation of API agents, API keys shared with the other nodes (ADR 0044), the
- * table of tool packages (followed by the tools component, src/cluster/tool-sync.ts), and,
- * once `join` runs, its heartbeats. Contributes the
- * readiness checks `nats` and `cluster-postgresql`: /ready is 503 on a node that lost either.
+ * A node of a cluster (`[cluster]`, issue 17): its NATS connection, the directory propagation of
+ * API agents, API keys shared with the other nodes (ADR 0044), the live agent events of the other
+ * nodes (relayEvents, when the event store is the shared one), the table of tool packages
+ * (followed by the tools component, src/cluster/tool-sync.ts), and, once `join` runs, its
+ * heartbeats. Its state is `state` (openClusterState). Contributes the readiness checks `nats` and
+ * `cluster-postgresql`: /ready is 503 on a node that lost either.
  */
-export async function startCluster(opts: { cluster: ClusterConfig; registry: AgentRegistry; keys: ApiKeyStore; lifecycle: Lifecycle; logger: Logger }): Promise<ClusterComponent> {
+export async function startCluster(opts: {
+  cluster: ClusterConfig;
+  state: ClusterStateComponent;
+  registry: AgentRegistry;
+  keys: ApiKeyStore;
+  lifecycle: Lifecycle;
+  logger: Logger;
+  events?: EventLog | undefined;
+}): Promise<ClusterComponent> {
   const { cluster, logger } = opts;
-  const state = clusterStateConfig(cluster);
-  const pool = new pg.Pool({ connectionString: state.url, max: state.pool_size, application_name: `caxton-${cluster.node}`, connectionTimeoutMillis: 5000 });
-  pool.on('error', (err) => logger.warn({ err: describeError(err) }, 'cluster: an idle PostgreSQL connection failed; it is replaced on next use'));
-  // Why: pg-pool leaves a connection without an `error` listener for a moment, and a PostgreSQL
-  // restart then ended the node's process (see guardConnections).
-  guardConnections(pool);
-  let store: PgMessageStore;
-  let packages: PgToolPackageStore;
-  try {
-    store = await PgMessageStore.open({ pool, schema: state.schema });
-    packages = await PgToolPackageStore.open({ pool, schema: state.schema });
-  } catch (e) {
-    await pool.end().catch(() => {});
-    throw new CaxtonError('invalid_config', `refusing to start: the cluster's shared state ([cluster.state], schema "${state.schema}") could not be opened: ${describeError(e)}`, {
-      field: 'cluster.state',
-    });
-  }
+  const { store, packages, schema } = opts.state;
   let nc: NatsConnection;
   try {
     nc = await connectNats({ cluster });
   } catch (e) {
-    await pool.end().catch(() => {});
     throw new CaxtonError('invalid_config', `refusing to start: NATS at ${cluster.nats.urls.join(', ')} ([cluster.nats] urls) could not be reached: ${describeError(e)}`, {
       field: 'cluster.nats.urls',
     });
@@ -61,12 +95,14 @@ export async function startCluster(opts: { cluster: ClusterConfig; registry: Age
   let sync: DirectorySync | undefined;
   let keySync: KeySync | undefined;
   let membership: Membership | undefined;
+  // The shared event store's live events, to and from the other nodes (docs/cluster.md).
+  const stopRelay = opts.events instanceof PgEventStore ? relayEvents({ nc, subject: `${cluster.delivery.subject}_agent_events`, node: cluster.node, store: opts.events }) : undefined;
   const close = async () => {
     await membership?.stop().catch(() => {});
     await keySync?.stop().catch(() => {});
     await sync?.stop().catch(() => {});
+    stopRelay?.();
     await nc.drain().catch(() => nc.close());
-    await pool.end().catch(() => {});
   };
   try {
     sync = await DirectorySync.start({ nc, bucket: cluster.agents_bucket, node: cluster.node, replicas: cluster.replicas, registry: opts.registry, log: logger });
@@ -81,7 +117,7 @@ export async function startCluster(opts: { cluster: ClusterConfig; registry: Age
     nc,
     store,
     reads: new PgMessageReads({ store }),
-    schema: state.schema,
+    schema,
     packages,
     readiness: [
       {

@@ -11,7 +11,7 @@ export { startAgents, type AgentsComponent } from './agents.js';
 export { watchAgentFiles, type AgentFilesComponent } from './agent-files.js';
 export { startMemory, type MemoryComponent } from './memory.js';
 export { startExecution, type ExecutionComponent } from './execution.js';
-export { startCluster, type ClusterComponent } from './cluster.js';
+export { openClusterState, startCluster, type ClusterComponent, type ClusterStateComponent } from './cluster.js';
 export { startMessaging, type MessagingComponent } from './messaging.js';
 export { openToolAudit, type ToolAuditComponent } from './tool-audit.js';
 export { startMcp, type McpComponent } from './mcp.js';

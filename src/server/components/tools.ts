@@ -8,7 +8,7 @@ import type { McpClientManager } from '../../mcp/index.js';
 import type { Logger, Metrics } from '../../observability/index.js';
 import type { Db } from '../../storage/index.js';
 import { ToolCatalogue, type AuditWatch } from '../../tools/index.js';
-import { ToolPackageStore, ToolServerManager, type ToolAuditStore } from '../../tools/wasm/index.js';
+import { ToolPackageStore, ToolServerManager, type ToolAuditLog } from '../../tools/wasm/index.js';
 import type { ClusterComponent } from './cluster.js';
 import type { Component } from './component.js';
 
@@ -35,7 +35,7 @@ export async function startTools(opts: {
   registry: AgentRegistry;
   service: AgentService;
   mcp: McpClientManager;
-  audit: ToolAuditStore;
+  audit: ToolAuditLog;
   auditWatch: AuditWatch;
   logger: Logger;
   metrics: Metrics;

@@ -102,29 +102,124 @@ export interface AuditQuery {
   limit?: number;
 }
 
-const toMs = (v: number | string) => (typeof v === 'number' ? v : Date.parse(v));
-const FLUSH_AT = 1000;
-
-interface Row {
-  id: number;
-  time: number;
-  agent: string;
-  execution_id: string | null;
-  conversation_id: string | null;
-  server: string;
-  tool: string;
-  args_digest: string;
-  outcome: CallOutcome;
-  error: string | null;
-  duration_us: number;
-  fuel_used: number;
-  memory_bytes: number;
-  input_bytes: number;
-  output_bytes: number;
-  principal: string | null;
+/**
+ * The read side of the tool audit (GET /api/v1/tools/audit): the node's SQLite ToolAuditStore and
+ * the cluster's PgToolAudit (src/cluster/pg-tool-audit.ts) answer it alike
+ * (test/cluster/pg-events.test.ts runs one suite against both).
+ */
+export interface ToolAuditReads {
+  /** Records matching every given filter, newest first (AuditQuery); what is queued is written first. */
+  find(q?: AuditQuery): Promise<StoredAuditRecord[]>;
 }
 
-export class ToolAuditStore implements ToolAuditSink {
+/** A tool audit as the server uses it: tool servers record, the routes read. `record` never blocks nor throws. */
+export interface ToolAuditLog extends ToolAuditSink, ToolAuditReads {
+  /** Writes what is queued (reads do it too). */
+  flush(): void | Promise<void>;
+  close(): void | Promise<void>;
+}
+
+/**
+ * The WHERE clause of an AuditQuery over the `tool_audit` columns, `param(value)` returning each
+ * value's placeholder (SQLite `?`, PostgreSQL `$n`): one definition of the filters for both stores.
+ */
+export function auditWhere(q: AuditQuery, param: (v: string | number) => string): string {
+  const where: string[] = [];
+  const eq = (col: string, v: string | undefined) => {
+    if (v !== undefined) where.push(`${col} = ${param(v)}`);
+  };
+  eq('agent', q.agent);
+  eq('server', q.server);
+  eq('conversation_id', q.conversation_id);
+  eq('execution_id', q.execution_id);
+  eq('principal', q.principal);
+  if (q.tool !== undefined) {
+    if (q.tool.endsWith('.*')) where.push(`tool LIKE ${param(`${q.tool.slice(0, -1).replace(/[\\%_]/g, (c) => `\\${c}`)}%`)} ESCAPE '\\'`);
+    else eq('tool', q.tool);
+  }
+  if (q.outcome === 'failed') where.push("outcome <> 'ok'");
+  else eq('outcome', q.outcome);
+  if (q.since !== undefined) where.push(`time >= ${param(toMs(q.since))}`);
+  if (q.until !== undefined) where.push(`time < ${param(toMs(q.until))}`);
+  if (q.before_id !== undefined) where.push(`id < ${param(q.before_id)}`);
+  return where.length > 0 ? ` WHERE ${where.join(' AND ')}` : '';
+}
+
+/** Newest first, at most `limit` (default 100, between 1 and 1,000). */
+export function auditOrder(q: AuditQuery, param: (v: number) => string): string {
+  return ` ORDER BY id DESC LIMIT ${param(Math.min(1000, Math.max(1, Math.floor(q.limit ?? 100))))}`;
+}
+
+/** The columns every audit store writes, in order (the INSERT of both). */
+export const AUDIT_COLUMNS = [
+  'time',
+  'agent',
+  'execution_id',
+  'conversation_id',
+  'server',
+  'tool',
+  'args_digest',
+  'outcome',
+  'error',
+  'duration_us',
+  'fuel_used',
+  'memory_bytes',
+  'input_bytes',
+  'output_bytes',
+  'principal',
+] as const;
+
+/** A record as the row values of AUDIT_COLUMNS; the error is scrubbed of the configured secrets (it may quote a tool's output; ADR 0017). */
+export function auditValues(r: ToolAuditRecord): (string | number | null)[] {
+  return [
+    r.time,
+    r.agent,
+    r.execution_id ?? null,
+    r.conversation_id ?? null,
+    r.server,
+    r.tool,
+    r.args_digest,
+    r.outcome,
+    r.error === undefined || r.error === null ? null : scrubSecrets(r.error),
+    r.duration_us,
+    r.fuel_used,
+    r.memory_bytes,
+    r.input_bytes,
+    r.output_bytes,
+    r.principal ?? null,
+  ];
+}
+
+/** A stored row as a record: absent optional fields are left out (PostgreSQL's bigints arrive as strings). */
+export function auditOfRow(r: Record<string, unknown>): StoredAuditRecord {
+  const n = (k: string) => Number(r[k]);
+  const out: StoredAuditRecord = {
+    id: n('id'),
+    time: n('time'),
+    agent: r.agent as string,
+    server: r.server as string,
+    tool: r.tool as string,
+    args_digest: r.args_digest as string,
+    outcome: r.outcome as CallOutcome,
+    duration_us: n('duration_us'),
+    fuel_used: n('fuel_used'),
+    memory_bytes: n('memory_bytes'),
+    input_bytes: n('input_bytes'),
+    output_bytes: n('output_bytes'),
+  };
+  if (r.execution_id !== null) out.execution_id = r.execution_id as string;
+  if (r.conversation_id !== null) out.conversation_id = r.conversation_id as string;
+  if (r.error !== null) out.error = r.error as string;
+  if (r.principal !== null) out.principal = r.principal as string;
+  return out;
+}
+
+function toMs(v: number | string): number {
+  return typeof v === 'number' ? v : Date.parse(v);
+}
+const FLUSH_AT = 1000;
+
+export class ToolAuditStore implements ToolAuditLog {
   readonly #db: Db;
   readonly #insert;
   #pending: ToolAuditRecord[] = [];
@@ -148,10 +243,7 @@ export class ToolAuditStore implements ToolAuditSink {
       .add(tableRule(db, { name: 'tool_audit', table: 'tool_audit', timeColumn: 'time', time: 'ms', retentionMs: opts.retentionMs ?? 30 * 24 * 3_600_000, maxRows }))
       .start();
     this.#pruner.poke();
-    this.#insert = db.prepare(
-      `INSERT INTO tool_audit (time, agent, execution_id, conversation_id, server, tool, args_digest, outcome, error, duration_us, fuel_used, memory_bytes, input_bytes, output_bytes, principal)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-    );
+    this.#insert = db.prepare(`INSERT INTO tool_audit (${AUDIT_COLUMNS.join(', ')}) VALUES (${AUDIT_COLUMNS.map(() => '?').join(', ')})`);
   }
 
   record(r: ToolAuditRecord): void {
@@ -172,27 +264,8 @@ export class ToolAuditStore implements ToolAuditSink {
     this.#pending = [];
     try {
       this.#db.transaction(() => {
-        for (const r of batch) {
-          // Positional parameters: about twice as fast to bind as named ones.
-          this.#insert.run(
-            r.time,
-            r.agent,
-            r.execution_id ?? null,
-            r.conversation_id ?? null,
-            r.server,
-            r.tool,
-            r.args_digest,
-            r.outcome,
-            // The error may quote a tool's output: scrubbed of the configured secrets (ADR 0017).
-            r.error === undefined || r.error === null ? null : scrubSecrets(r.error),
-            r.duration_us,
-            r.fuel_used,
-            r.memory_bytes,
-            r.input_bytes,
-            r.output_bytes,
-            r.principal ?? null,
-          );
-        }
+        // Positional parameters: about twice as fast to bind as named ones.
+        for (const r of batch) this.#insert.run(...auditValues(r));
       })();
     } catch (e) {
       this.dropped += batch.length;
@@ -215,61 +288,19 @@ export class ToolAuditStore implements ToolAuditSink {
   /** Records matching every given filter, newest first. Pending records are flushed first. */
   query(q: AuditQuery = {}): StoredAuditRecord[] {
     this.flush();
-    const where: string[] = [];
-    const params: Record<string, unknown> = {};
-    const eq = (col: keyof AuditQuery & string, v: unknown) => {
-      if (v === undefined) return;
-      where.push(`${col} = @${col}`);
-      params[col] = v;
-    };
-    eq('agent', q.agent);
-    eq('server', q.server);
-    eq('conversation_id', q.conversation_id);
-    eq('execution_id', q.execution_id);
-    eq('principal', q.principal);
-    if (q.tool !== undefined) {
-      if (q.tool.endsWith('.*')) {
-        where.push("tool LIKE @tool_prefix ESCAPE '\\'");
-        params.tool_prefix = `${q.tool.slice(0, -1).replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
-      } else eq('tool', q.tool);
+    const args: (string | number)[] = [];
+    const param = (v: string | number) => (args.push(v), '?');
+    const sql = `SELECT * FROM tool_audit${auditWhere(q, param)}${auditOrder(q, param)}`;
+    return (this.#db.prepare(sql).all(...args) as Record<string, unknown>[]).map(auditOfRow);
+  }
+
+  /** ToolAuditReads: `query`, as a promise. */
+  find(q: AuditQuery = {}): Promise<StoredAuditRecord[]> {
+    try {
+      return Promise.resolve(this.query(q));
+    } catch (e) {
+      return Promise.reject(e as Error);
     }
-    if (q.outcome === 'failed') where.push("outcome <> 'ok'");
-    else eq('outcome', q.outcome);
-    if (q.since !== undefined) {
-      where.push('time >= @since');
-      params.since = toMs(q.since);
-    }
-    if (q.until !== undefined) {
-      where.push('time < @until');
-      params.until = toMs(q.until);
-    }
-    if (q.before_id !== undefined) {
-      where.push('id < @before_id');
-      params.before_id = q.before_id;
-    }
-    params.limit = Math.min(1000, Math.max(1, Math.floor(q.limit ?? 100)));
-    const sql = `SELECT * FROM tool_audit ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT @limit`;
-    return (this.#db.prepare(sql).all(params) as Row[]).map((r) => {
-      const out: StoredAuditRecord = {
-        id: r.id,
-        time: r.time,
-        agent: r.agent,
-        server: r.server,
-        tool: r.tool,
-        args_digest: r.args_digest,
-        outcome: r.outcome,
-        duration_us: r.duration_us,
-        fuel_used: r.fuel_used,
-        memory_bytes: r.memory_bytes,
-        input_bytes: r.input_bytes,
-        output_bytes: r.output_bytes,
-      };
-      if (r.execution_id !== null) out.execution_id = r.execution_id;
-      if (r.conversation_id !== null) out.conversation_id = r.conversation_id;
-      if (r.error !== null) out.error = r.error;
-      if (r.principal !== null) out.principal = r.principal;
-      return out;
-    });
   }
 
   /** Flushes and stops accepting records. Does not close the database (its owner does). */

@@ -17,7 +17,23 @@ export {
   type ConfigDeclaration,
   type ManifestResult,
 } from './manifest.js';
-export { ToolAuditStore, MemoryAuditSink, TOOLS_MIGRATIONS, digestArgs, type ToolAuditRecord, type StoredAuditRecord, type ToolAuditSink, type AuditQuery } from './audit.js';
+export {
+  ToolAuditStore,
+  MemoryAuditSink,
+  TOOLS_MIGRATIONS,
+  digestArgs,
+  type ToolAuditRecord,
+  type StoredAuditRecord,
+  type ToolAuditSink,
+  type AuditQuery,
+  type ToolAuditReads,
+  type ToolAuditLog,
+  auditWhere,
+  auditOrder,
+  auditValues,
+  auditOfRow,
+  AUDIT_COLUMNS,
+} from './audit.js';
 export { JsSandbox, isJsModule, JS_FUEL_PER_POLL, JS_MAX_STACK_BYTES } from './js-sandbox.js';
 export {
   WasmSandbox,

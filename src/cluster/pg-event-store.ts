@@ -1,0 +1,267 @@
+/**
+ * The agent event store of a cluster, in PostgreSQL (issue 17, item 2; ADR 0043): the single
+ * node's `agent_events` (src/observability/events.ts) in the cluster schema, shared by every node,
+ * so GET /api/v1/events answers the same history on each and it outlives any node.
+ *
+ *  - **Same rows.** The columns of SQLite's table (id, ts, type, category, agent, trace_id,
+ *    span_id, data) plus `node`, the node that recorded the event. The DDL is PostgreSQL's own
+ *    (bigserial for the id), the filters are written once (`eventWhere`, `eventOrder`), and one
+ *    suite runs against both stores (test/cluster/pg-events.test.ts).
+ *  - **Writes never wait.** `record` queues; a multi-row INSERT writes up to 500 events every
+ *    50 ms (PgBatchWriter). With PostgreSQL unreachable the events wait, up to a bound, then the
+ *    oldest are dropped and counted.
+ *  - **Each event once.** A node records what happened on it (createAgentEvents with `shared`
+ *    skips relayed bus events and directory-applied registry changes).
+ *  - **Live followers on every node.** After its INSERT a node emits its events (with their ids)
+ *    to its own followers and publishes them on core NATS (`relayEvents`); the other nodes emit
+ *    them to theirs without storing them again. Core NATS is at most once: a follower that misses
+ *    one still finds it with GET /events.
+ *  - **Retention** (`[events] retention`, `max_rows`) is applied by one node at a time.
+ */
+import { EventEmitter } from 'node:events';
+import type { NatsConnection } from '@nats-io/transport-node';
+import type pg from 'pg';
+import { categoryOf, eventOfRow, eventOrder, eventWhere, type AgentEvent, type AgentEventInput, type EventLog, type EventQuery } from '../observability/events.js';
+import { scrubSecrets } from '../shared/secrets.js';
+import { PgBatchWriter, pruneLogTable } from './pg-batch.js';
+import { stateUnavailable } from './pg-errors.js';
+import { migrateSchema, quotedSchema, type PgMigration } from './pg-migrate.js';
+
+const MIGRATIONS: readonly PgMigration[] = [
+  {
+    id: 'cluster-events-001',
+    sql: (s) => `
+      CREATE TABLE ${s}.agent_events (
+        id        bigserial PRIMARY KEY,
+        ts        bigint NOT NULL,
+        type      text NOT NULL,
+        category  text NOT NULL,
+        agent     text NOT NULL,
+        trace_id  text,
+        span_id   text,
+        data      text NOT NULL,
+        node      text NOT NULL
+      );
+      CREATE INDEX agent_events_ts ON ${s}.agent_events (ts);
+      CREATE INDEX agent_events_agent ON ${s}.agent_events (agent, id);
+      CREATE INDEX agent_events_type ON ${s}.agent_events (type, id);
+      CREATE INDEX agent_events_category ON ${s}.agent_events (category, id);
+    `,
+  },
+];
+
+export interface PgEventStoreOptions {
+  pool: pg.Pool;
+  /** The cluster schema (`[cluster.state] schema`); migrated by `PgEventStore.migrate`. */
+  schema: string;
+  /** This node's name (`[cluster] node`): the `node` column of what it records. */
+  node: string;
+  /** Rows older than this many ms are deleted. */
+  retentionMs: number;
+  /** At most this many rows are kept (cluster-wide). */
+  maxRows: number;
+  /** How often retention runs (default 60 s; also after every max_rows / 10 events written here). */
+  sweepIntervalMs?: number;
+  /** Batching (PgBatchWriter): flush interval, rows per INSERT, the buffer bound, the retry delay. */
+  flushMs?: number;
+  batchSize?: number;
+  maxBuffered?: number;
+  retryMs?: number;
+  /** A write or a retention run failed (rate-limited while PostgreSQL stays away). */
+  onError?: (e: unknown) => void;
+  /** Events were dropped (the buffer bound while PostgreSQL was unreachable, or a refused batch). */
+  onDropped?: (n: number, total: number) => void;
+}
+
+type Relay = (events: AgentEvent[]) => void;
+
+export class PgEventStore extends EventEmitter<{ event: [AgentEvent] }> implements EventLog {
+  readonly #o: PgEventStoreOptions;
+  readonly #s: string;
+  readonly #writer: PgBatchWriter<AgentEventInput>;
+  readonly #sweep: NodeJS.Timeout;
+  #sinceSweep = 0;
+  #pruning: Promise<unknown> | undefined;
+  #relay: Relay | undefined;
+  #closed = false;
+
+  /** Creates the table in the cluster schema if missing (with the schema's other stores' migrations table). */
+  static migrate(pool: pg.Pool, schema: string): Promise<void> {
+    return migrateSchema(pool, schema, MIGRATIONS);
+  }
+
+  constructor(opts: PgEventStoreOptions) {
+    super();
+    this.setMaxListeners(0);
+    this.#o = opts;
+    this.#s = quotedSchema(opts.schema);
+    this.#writer = new PgBatchWriter<AgentEventInput>({
+      write: (batch) => this.#write(batch),
+      ...(opts.flushMs !== undefined && { flushMs: opts.flushMs }),
+      ...(opts.batchSize !== undefined && { batchSize: opts.batchSize }),
+      ...(opts.maxBuffered !== undefined && { maxBuffered: opts.maxBuffered }),
+      ...(opts.retryMs !== undefined && { retryMs: opts.retryMs }),
+      ...(opts.onError && { onError: opts.onError }),
+      ...(opts.onDropped && { onDropped: opts.onDropped }),
+    });
+    this.#sweep = setInterval(() => this.#prune(), opts.sweepIntervalMs ?? 60_000);
+    this.#sweep.unref();
+    this.#prune();
+  }
+
+  /** Events dropped since start (see PgBatchWriter). */
+  get dropped(): number {
+    return this.#writer.dropped;
+  }
+
+  /** Queues an event; it is written, then streamed to followers, within `flushMs`. Never blocks, never throws. */
+  record(e: AgentEventInput): void {
+    if (this.#closed) return;
+    if (e.time === undefined) e.time = Date.now();
+    this.#writer.push(e);
+  }
+
+  /** Writes what is queued (never rejects: an unreachable PostgreSQL leaves it queued). */
+  flush(): Promise<void> {
+    return this.#writer.flush();
+  }
+
+  async #write(batch: AgentEventInput[]): Promise<void> {
+    const cols: unknown[][] = [[], [], [], [], [], [], []];
+    for (const e of batch) {
+      const row = [e.time ?? Date.now(), e.type, categoryOf(e.type), e.agent, e.trace_id ?? null, e.span_id ?? null, scrubSecrets(JSON.stringify(e.data))]; // ADR 0017
+      for (let i = 0; i < row.length; i++) cols[i]!.push(row[i]);
+    }
+    // One statement for the batch; nextval runs in ORDINALITY order, so the ids, sorted, are the batch's in order.
+    const r = await this.#o.pool.query<{ id: string }>(
+      `INSERT INTO ${this.#s}.agent_events (ts, type, category, agent, trace_id, span_id, data, node)
+       SELECT ts, type, category, agent, trace_id, span_id, data, $8
+       FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[]) WITH ORDINALITY AS u(ts, type, category, agent, trace_id, span_id, data, ord)
+       ORDER BY ord RETURNING id`,
+      [...cols, this.#o.node],
+    );
+    const ids = r.rows.map((x) => Number(x.id)).sort((a, b) => a - b);
+    const written = batch.map((e, i): AgentEvent => ({
+      id: ids[i]!,
+      time: new Date(e.time ?? 0).toISOString(),
+      type: e.type,
+      category: categoryOf(e.type),
+      agent: e.agent,
+      trace_id: e.trace_id ?? null,
+      span_id: e.span_id ?? null,
+      data: e.data,
+    }));
+    this.#sinceSweep += written.length;
+    if (this.#sinceSweep >= Math.max(100, Math.floor(this.#o.maxRows / 10))) this.#prune();
+    // Written: nothing after this point may fail the batch (it would count stored events as dropped).
+    try {
+      if (this.listenerCount('event') > 0) for (const e of written) this.emit('event', e);
+    } catch (e) {
+      this.#o.onError?.(e);
+    }
+    try {
+      this.#relay?.(written);
+    } catch {
+      // NATS closed or the batch too large: the other nodes' followers miss it, GET /events has it.
+    }
+  }
+
+  /** Other nodes' events, heard over NATS: streamed to this node's followers, not stored again. */
+  deliver(events: readonly AgentEvent[]): void {
+    if (this.#closed || this.listenerCount('event') === 0) return;
+    for (const e of events) this.emit('event', e);
+  }
+
+  /** Where this node's written events are published for the other nodes (relayEvents sets it). */
+  relayTo(relay: Relay | undefined): void {
+    this.#relay = relay;
+  }
+
+  async find(q: EventQuery = {}): Promise<AgentEvent[]> {
+    await this.#writer.flush();
+    const args: unknown[] = [];
+    const param = (v: unknown) => `$${args.push(v)}`;
+    const sql = `SELECT id, ts, type, category, agent, trace_id, span_id, data FROM ${this.#s}.agent_events${eventWhere(q, param)}${eventOrder(q, param)}`;
+    try {
+      return (await this.#o.pool.query(sql, args)).rows.map(eventOfRow);
+    } catch (e) {
+      throw stateUnavailable(e);
+    }
+  }
+
+  async size(): Promise<number> {
+    await this.#writer.flush();
+    try {
+      return Number((await this.#o.pool.query<{ n: string }>(`SELECT count(*) AS n FROM ${this.#s}.agent_events`)).rows[0]!.n);
+    } catch (e) {
+      throw stateUnavailable(e);
+    }
+  }
+
+  /** Applies retention now, to completion unless another node is at it (`skipped`); resolves with the rows deleted. */
+  async prune(): Promise<{ deleted: number; skipped: boolean }> {
+    await this.#pruning; // this node's own run first (it holds the lock)
+    return this.#runPrune();
+  }
+
+  async #runPrune(): Promise<{ deleted: number; skipped: boolean }> {
+    await this.#writer.flush();
+    let deleted = 0;
+    for (;;) {
+      const r = await pruneLogTable(this.#o.pool, { schema: this.#s, table: 'agent_events', timeColumn: 'ts', retentionMs: this.#o.retentionMs, maxRows: this.#o.maxRows });
+      deleted += r.deleted;
+      if (r.skipped || !r.more) return { deleted, skipped: r.skipped };
+    }
+  }
+
+  #prune(): void {
+    this.#sinceSweep = 0;
+    if (this.#pruning || this.#closed) return;
+    this.#pruning = this.#runPrune()
+      .catch((e: unknown) => this.#o.onError?.(e))
+      .finally(() => (this.#pruning = undefined));
+  }
+
+  /** Writes what is queued (one attempt) and stops; later records are dropped. Does not end the pool (its owner does). */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    clearInterval(this.#sweep);
+    await this.#writer.close();
+    this.#closed = true;
+    this.#relay = undefined;
+    await this.#pruning;
+    this.removeAllListeners();
+  }
+}
+
+interface EventsWire {
+  node: string;
+  events: AgentEvent[];
+}
+
+/**
+ * Live events between nodes: what `store` writes is published on `subject` (core NATS, in chunks),
+ * and what the other nodes publish there is delivered to this node's followers. Returns the stop.
+ */
+export function relayEvents(o: { nc: NatsConnection; subject: string; node: string; store: PgEventStore; chunk?: number }): () => void {
+  const chunk = o.chunk ?? 100;
+  const sub = o.nc.subscribe(o.subject, {
+    callback: (err, msg) => {
+      if (err) return;
+      try {
+        const w = JSON.parse(new TextDecoder().decode(msg.data)) as EventsWire;
+        if (w.node !== o.node && Array.isArray(w.events)) o.store.deliver(w.events);
+      } catch {
+        // Not ours: ignored.
+      }
+    },
+  });
+  o.store.relayTo((events) => {
+    if (o.nc.isClosed()) return;
+    for (let i = 0; i < events.length; i += chunk) o.nc.publish(o.subject, JSON.stringify({ node: o.node, events: events.slice(i, i + chunk) } satisfies EventsWire));
+  });
+  return () => {
+    o.store.relayTo(undefined);
+    sub.unsubscribe();
+  };
+}

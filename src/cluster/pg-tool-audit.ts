@@ -1,0 +1,196 @@
+/**
+ * The tool audit of a cluster, in PostgreSQL (issue 17, item 2; ADR 0043): the single node's
+ * `tool_audit` (src/tools/wasm/audit.ts) in the cluster schema, shared by every node: each call is
+ * recorded once, by the node that ran it (`node` column), and GET /api/v1/tools/audit answers the
+ * same on every node. Same columns as SQLite's plus `node`; the filters are written once
+ * (`auditWhere`, `auditOrder`), and one suite runs against both stores
+ * (test/cluster/pg-events.test.ts). Writes are batched off the call path (PgBatchWriter: bounded,
+ * oldest dropped and counted while PostgreSQL is unreachable); retention (`[tool_audit]`) is
+ * applied by one node at a time.
+ */
+import type pg from 'pg';
+import { AUDIT_COLUMNS, auditOfRow, auditOrder, auditValues, auditWhere, type AuditQuery, type StoredAuditRecord, type ToolAuditLog, type ToolAuditRecord } from '../tools/wasm/index.js';
+import { PgBatchWriter, pruneLogTable } from './pg-batch.js';
+import { stateUnavailable } from './pg-errors.js';
+import { migrateSchema, quotedSchema, type PgMigration } from './pg-migrate.js';
+
+const MIGRATIONS: readonly PgMigration[] = [
+  {
+    // SQLite's tools-001 and tools-002 in one step (the principal column came with issue 14).
+    id: 'cluster-tool-audit-001',
+    sql: (s) => `
+      CREATE TABLE ${s}.tool_audit (
+        id              bigserial PRIMARY KEY,
+        time            bigint NOT NULL,
+        agent           text NOT NULL,
+        execution_id    text,
+        conversation_id text,
+        server          text NOT NULL,
+        tool            text NOT NULL,
+        args_digest     text NOT NULL,
+        outcome         text NOT NULL,
+        error           text,
+        duration_us     bigint NOT NULL,
+        fuel_used       bigint NOT NULL,
+        memory_bytes    bigint NOT NULL,
+        input_bytes     bigint NOT NULL,
+        output_bytes    bigint NOT NULL,
+        principal       text,
+        node            text NOT NULL
+      );
+      CREATE INDEX tool_audit_time ON ${s}.tool_audit (time);
+      CREATE INDEX tool_audit_agent ON ${s}.tool_audit (agent, id);
+      CREATE INDEX tool_audit_tool ON ${s}.tool_audit (tool, id);
+      CREATE INDEX tool_audit_conversation ON ${s}.tool_audit (conversation_id, id) WHERE conversation_id IS NOT NULL;
+      CREATE INDEX tool_audit_principal ON ${s}.tool_audit (principal, id) WHERE principal IS NOT NULL;
+    `,
+  },
+];
+
+/** The PostgreSQL array type of each of AUDIT_COLUMNS (for the unnest of a batch). */
+const ARRAY_TYPE: Record<(typeof AUDIT_COLUMNS)[number], string> = {
+  time: 'bigint[]',
+  agent: 'text[]',
+  execution_id: 'text[]',
+  conversation_id: 'text[]',
+  server: 'text[]',
+  tool: 'text[]',
+  args_digest: 'text[]',
+  outcome: 'text[]',
+  error: 'text[]',
+  duration_us: 'bigint[]',
+  fuel_used: 'bigint[]',
+  memory_bytes: 'bigint[]',
+  input_bytes: 'bigint[]',
+  output_bytes: 'bigint[]',
+  principal: 'text[]',
+};
+
+export interface PgToolAuditOptions {
+  pool: pg.Pool;
+  /** The cluster schema (`[cluster.state] schema`); migrated by `PgToolAudit.migrate`. */
+  schema: string;
+  /** This node's name: the `node` column of the calls it ran. */
+  node: string;
+  /** Records older than this are deleted (default 30 days). */
+  retentionMs?: number;
+  /** At most this many records are kept, cluster-wide (default 1,000,000). */
+  maxRows?: number;
+  /** How often retention runs (default 60 s; also after every max_rows / 10 records written here). */
+  sweepIntervalMs?: number;
+  flushMs?: number;
+  batchSize?: number;
+  maxBuffered?: number;
+  retryMs?: number;
+  onError?: (e: unknown) => void;
+  onDropped?: (n: number, total: number) => void;
+}
+
+export class PgToolAudit implements ToolAuditLog {
+  readonly #o: PgToolAuditOptions;
+  readonly #s: string;
+  readonly #writer: PgBatchWriter<ToolAuditRecord>;
+  readonly #insert: string;
+  readonly #sweep: NodeJS.Timeout;
+  readonly #retentionMs: number;
+  readonly #maxRows: number;
+  #sinceSweep = 0;
+  #pruning: Promise<unknown> | undefined;
+  #closed = false;
+
+  static migrate(pool: pg.Pool, schema: string): Promise<void> {
+    return migrateSchema(pool, schema, MIGRATIONS);
+  }
+
+  constructor(opts: PgToolAuditOptions) {
+    this.#o = opts;
+    this.#s = quotedSchema(opts.schema);
+    this.#retentionMs = opts.retentionMs ?? 30 * 24 * 3_600_000;
+    this.#maxRows = opts.maxRows ?? 1_000_000;
+    const n = AUDIT_COLUMNS.length;
+    this.#insert = `INSERT INTO ${this.#s}.tool_audit (${AUDIT_COLUMNS.join(', ')}, node)
+      SELECT ${AUDIT_COLUMNS.join(', ')}, $${n + 1} FROM unnest(${AUDIT_COLUMNS.map((c, i) => `$${i + 1}::${ARRAY_TYPE[c]}`).join(', ')}) WITH ORDINALITY AS u(${AUDIT_COLUMNS.join(', ')}, ord) ORDER BY ord`;
+    this.#writer = new PgBatchWriter<ToolAuditRecord>({
+      write: (batch) => this.#write(batch),
+      ...(opts.flushMs !== undefined && { flushMs: opts.flushMs }),
+      ...(opts.batchSize !== undefined && { batchSize: opts.batchSize }),
+      ...(opts.maxBuffered !== undefined && { maxBuffered: opts.maxBuffered }),
+      ...(opts.retryMs !== undefined && { retryMs: opts.retryMs }),
+      ...(opts.onError && { onError: opts.onError }),
+      ...(opts.onDropped && { onDropped: opts.onDropped }),
+    });
+    this.#sweep = setInterval(() => this.#prune(), opts.sweepIntervalMs ?? 60_000);
+    this.#sweep.unref();
+    this.#prune();
+  }
+
+  /** Records dropped since start (see PgBatchWriter). */
+  get dropped(): number {
+    return this.#writer.dropped;
+  }
+
+  /** Queues a record; never blocks, never throws. */
+  record(r: ToolAuditRecord): void {
+    if (!this.#closed) this.#writer.push(r);
+  }
+
+  flush(): Promise<void> {
+    return this.#writer.flush();
+  }
+
+  async #write(batch: ToolAuditRecord[]): Promise<void> {
+    const cols: unknown[][] = AUDIT_COLUMNS.map(() => []);
+    for (const r of batch) {
+      const v = auditValues(r);
+      for (let i = 0; i < v.length; i++) cols[i]!.push(v[i]);
+    }
+    await this.#o.pool.query(this.#insert, [...cols, this.#o.node]);
+    this.#sinceSweep += batch.length;
+    if (this.#sinceSweep >= Math.max(100, Math.floor(this.#maxRows / 10))) this.#prune();
+  }
+
+  async find(q: AuditQuery = {}): Promise<StoredAuditRecord[]> {
+    await this.#writer.flush();
+    const args: unknown[] = [];
+    const param = (v: unknown) => `$${args.push(v)}`;
+    const sql = `SELECT id, ${AUDIT_COLUMNS.join(', ')} FROM ${this.#s}.tool_audit${auditWhere(q, param)}${auditOrder(q, param)}`;
+    try {
+      return (await this.#o.pool.query(sql, args)).rows.map((r) => auditOfRow(r as Record<string, unknown>));
+    } catch (e) {
+      throw stateUnavailable(e);
+    }
+  }
+
+  /** Applies retention now, to completion unless another node is at it; resolves with the records deleted. */
+  async prune(): Promise<{ deleted: number; skipped: boolean }> {
+    await this.#pruning; // this node's own run first (it holds the lock)
+    return this.#runPrune();
+  }
+
+  async #runPrune(): Promise<{ deleted: number; skipped: boolean }> {
+    await this.#writer.flush();
+    let deleted = 0;
+    for (;;) {
+      const r = await pruneLogTable(this.#o.pool, { schema: this.#s, table: 'tool_audit', timeColumn: 'time', retentionMs: this.#retentionMs, maxRows: this.#maxRows });
+      deleted += r.deleted;
+      if (r.skipped || !r.more) return { deleted, skipped: r.skipped };
+    }
+  }
+
+  #prune(): void {
+    this.#sinceSweep = 0;
+    if (this.#pruning || this.#closed) return;
+    this.#pruning = this.#runPrune()
+      .catch((e: unknown) => this.#o.onError?.(e))
+      .finally(() => (this.#pruning = undefined));
+  }
+
+  /** Writes what is queued (one attempt) and stops. Does not end the pool (its owner does). */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    clearInterval(this.#sweep);
+    await this.#writer.close();
+    this.#closed = true;
+    await this.#pruning;
+  }
+}
