@@ -90,15 +90,14 @@ export async function openDeliveryStream(
     retention: RetentionPolicy.Workqueue,
     storage: StorageType.File,
     duplicate_window: 120_000_000_000, // 2 min in ns: a repeated publish (a retried submission, a recovery) is stored once
-    // Always given: an update without it would scale a replicated stream back to one copy.
-    num_replicas: opts.replicas ?? 1,
   };
   try {
     await jsm.streams.info(opts.stream);
-    await jsm.streams.update(opts.stream, stream);
+    // update merges into the stream's config: what an operator set (limits, replicas) stays unless configured here.
+    await jsm.streams.update(opts.stream, { ...stream, ...(opts.replicas !== undefined && { num_replicas: opts.replicas }) });
   } catch (e) {
     if (!/stream not found/i.test(describeError(e))) throw e;
-    await jsm.streams.add(stream);
+    await jsm.streams.add({ ...stream, num_replicas: opts.replicas ?? 1 });
   }
   const consumer = {
     durable_name: opts.consumer,

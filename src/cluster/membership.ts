@@ -59,7 +59,7 @@ export class Membership {
   /** Opens (or creates) the nodes bucket, writes the first heartbeat and keeps writing them. */
   static async start(opts: MembershipOptions): Promise<Membership> {
     const { cluster } = opts;
-    const kv = await new Kvm(opts.nc).create(cluster.nodes_bucket, { history: 1, ttl: cluster.heartbeat * 3, replicas: cluster.replicas });
+    const kv = await new Kvm(opts.nc).create(cluster.nodes_bucket, { history: 1, ttl: cluster.heartbeat * 3, replicas: cluster.replicas ?? 1 });
     const m = new Membership(kv, opts);
     await m.beat();
     m.#timer = setInterval(() => void m.beat(), cluster.heartbeat);

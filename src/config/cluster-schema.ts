@@ -64,11 +64,12 @@ export const clusterConfigSchema = z
     /** Membership: each node writes its heartbeat this often into the nodes bucket; a node silent for 3 beats is gone. */
     heartbeat: duration(2_000),
     /**
-     * Copies JetStream keeps of the delivery stream and of every bucket (1 for a single
-     * nats-server; 3 on a NATS cluster of three or more, so a NATS server may die without losing
-     * an accepted message). Applied when a node creates them; the stream is updated to it at start.
+     * Copies JetStream keeps of the delivery stream and of every bucket (3 on a NATS cluster of
+     * three or more, so a NATS server may die without losing an accepted message). Applied when a
+     * node creates them, and to the stream at each start; unset, they are created with one copy
+     * and an existing stream keeps the replicas it has (raised by an operator with `nats`).
      */
-    replicas: z.int().min(1).max(5).default(1),
+    replicas: z.int().min(1).max(5).optional(),
     /** The JetStream key-value bucket of node heartbeats. */
     nodes_bucket: bucketName.default('caxton_nodes'),
     /** The JetStream key-value bucket of the agents deployed through the API (directory propagation, ADR 0039). */

@@ -105,8 +105,8 @@ export async function startCluster(opts: {
     await nc.drain().catch(() => nc.close());
   };
   try {
-    sync = await DirectorySync.start({ nc, bucket: cluster.agents_bucket, node: cluster.node, replicas: cluster.replicas, registry: opts.registry, log: logger });
-    keySync = await KeySync.start({ nc, bucket: cluster.keys_bucket, node: cluster.node, replicas: cluster.replicas, keys: opts.keys, log: logger });
+    sync = await DirectorySync.start({ nc, bucket: cluster.agents_bucket, node: cluster.node, replicas: cluster.replicas ?? 1, registry: opts.registry, log: logger });
+    keySync = await KeySync.start({ nc, bucket: cluster.keys_bucket, node: cluster.node, replicas: cluster.replicas ?? 1, keys: opts.keys, log: logger });
   } catch (e) {
     await close();
     throw e;
