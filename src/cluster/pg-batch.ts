@@ -6,9 +6,13 @@ import type pg from 'pg';
 import { isUnreachable } from './pg-errors.js';
 import { inTransaction } from './pg-tx.js';
 
-export interface PgBatchWriterOptions<T> {
+export interface PgBatchWriterOptions<T> extends PgBatchTuning {
   /** Writes one batch (one multi-row INSERT); rejects when it could not. */
   write: (batch: T[]) => Promise<void>;
+}
+
+/** How a store's batches are written (every store on PgBatchWriter takes these in its options). */
+export interface PgBatchTuning {
   /** How long a record may wait for company before it is written (default 50 ms). */
   flushMs?: number;
   /** Rows per INSERT; a full batch is written at once (default 500). */
@@ -44,7 +48,9 @@ export class PgBatchWriter<T> {
   dropped = 0;
 
   constructor(opts: PgBatchWriterOptions<T>) {
-    this.#o = { flushMs: 50, batchSize: 500, maxBuffered: 50_000, retryMs: 1000, reportMs: 30_000, ...opts };
+    // What a store's options leave undefined keeps its default.
+    const given = Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)) as PgBatchWriterOptions<T>;
+    this.#o = { flushMs: 50, batchSize: 500, maxBuffered: 50_000, retryMs: 1000, reportMs: 30_000, ...given };
   }
 
   /** Records waiting to be written. */

@@ -23,7 +23,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type pg from 'pg';
 import { categoryOf, eventOfRow, eventOrder, eventWhere, type AgentEvent, type AgentEventInput, type EventLog, type EventQuery } from '../observability/events.js';
 import { scrubSecrets } from '../shared/secrets.js';
-import { PgBatchWriter, pruneLogTable } from './pg-batch.js';
+import { PgBatchWriter, pruneLogTable, type PgBatchTuning } from './pg-batch.js';
 import { stateUnavailable } from './pg-errors.js';
 import { migrateSchema, quotedSchema, type PgMigration } from './pg-migrate.js';
 
@@ -50,7 +50,7 @@ const MIGRATIONS: readonly PgMigration[] = [
   },
 ];
 
-export interface PgEventStoreOptions {
+export interface PgEventStoreOptions extends PgBatchTuning {
   pool: pg.Pool;
   /** The cluster schema (`[cluster.state] schema`); migrated by `PgEventStore.migrate`. */
   schema: string;
@@ -62,15 +62,6 @@ export interface PgEventStoreOptions {
   maxRows: number;
   /** How often retention runs (default 60 s; also after every max_rows / 10 events written here). */
   sweepIntervalMs?: number;
-  /** Batching (PgBatchWriter): flush interval, rows per INSERT, the buffer bound, the retry delay. */
-  flushMs?: number;
-  batchSize?: number;
-  maxBuffered?: number;
-  retryMs?: number;
-  /** A write or a retention run failed (rate-limited while PostgreSQL stays away). */
-  onError?: (e: unknown) => void;
-  /** Events were dropped (the buffer bound while PostgreSQL was unreachable, or a refused batch). */
-  onDropped?: (n: number, total: number) => void;
 }
 
 type Relay = (events: AgentEvent[]) => void;
@@ -95,15 +86,7 @@ export class PgEventStore extends EventEmitter<{ event: [AgentEvent] }> implemen
     this.setMaxListeners(0);
     this.#o = opts;
     this.#s = quotedSchema(opts.schema);
-    this.#writer = new PgBatchWriter<AgentEventInput>({
-      write: (batch) => this.#write(batch),
-      ...(opts.flushMs !== undefined && { flushMs: opts.flushMs }),
-      ...(opts.batchSize !== undefined && { batchSize: opts.batchSize }),
-      ...(opts.maxBuffered !== undefined && { maxBuffered: opts.maxBuffered }),
-      ...(opts.retryMs !== undefined && { retryMs: opts.retryMs }),
-      ...(opts.onError && { onError: opts.onError }),
-      ...(opts.onDropped && { onDropped: opts.onDropped }),
-    });
+    this.#writer = new PgBatchWriter<AgentEventInput>({ ...opts, write: (batch) => this.#write(batch) });
     this.#sweep = setInterval(() => this.#prune(), opts.sweepIntervalMs ?? 60_000);
     this.#sweep.unref();
     this.#prune();

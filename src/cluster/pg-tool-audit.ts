@@ -10,7 +10,7 @@
  */
 import type pg from 'pg';
 import { AUDIT_COLUMNS, auditOfRow, auditOrder, auditValues, auditWhere, type AuditQuery, type StoredAuditRecord, type ToolAuditLog, type ToolAuditRecord } from '../tools/wasm/index.js';
-import { PgBatchWriter, pruneLogTable } from './pg-batch.js';
+import { PgBatchWriter, pruneLogTable, type PgBatchTuning } from './pg-batch.js';
 import { stateUnavailable } from './pg-errors.js';
 import { migrateSchema, quotedSchema, type PgMigration } from './pg-migrate.js';
 
@@ -66,7 +66,7 @@ const ARRAY_TYPE: Record<(typeof AUDIT_COLUMNS)[number], string> = {
   principal: 'text[]',
 };
 
-export interface PgToolAuditOptions {
+export interface PgToolAuditOptions extends PgBatchTuning {
   pool: pg.Pool;
   /** The cluster schema (`[cluster.state] schema`); migrated by `PgToolAudit.migrate`. */
   schema: string;
@@ -78,12 +78,6 @@ export interface PgToolAuditOptions {
   maxRows?: number;
   /** How often retention runs (default 60 s; also after every max_rows / 10 records written here). */
   sweepIntervalMs?: number;
-  flushMs?: number;
-  batchSize?: number;
-  maxBuffered?: number;
-  retryMs?: number;
-  onError?: (e: unknown) => void;
-  onDropped?: (n: number, total: number) => void;
 }
 
 export class PgToolAudit implements ToolAuditLog {
@@ -110,15 +104,7 @@ export class PgToolAudit implements ToolAuditLog {
     const n = AUDIT_COLUMNS.length;
     this.#insert = `INSERT INTO ${this.#s}.tool_audit (${AUDIT_COLUMNS.join(', ')}, node)
       SELECT ${AUDIT_COLUMNS.join(', ')}, $${n + 1} FROM unnest(${AUDIT_COLUMNS.map((c, i) => `$${i + 1}::${ARRAY_TYPE[c]}`).join(', ')}) WITH ORDINALITY AS u(${AUDIT_COLUMNS.join(', ')}, ord) ORDER BY ord`;
-    this.#writer = new PgBatchWriter<ToolAuditRecord>({
-      write: (batch) => this.#write(batch),
-      ...(opts.flushMs !== undefined && { flushMs: opts.flushMs }),
-      ...(opts.batchSize !== undefined && { batchSize: opts.batchSize }),
-      ...(opts.maxBuffered !== undefined && { maxBuffered: opts.maxBuffered }),
-      ...(opts.retryMs !== undefined && { retryMs: opts.retryMs }),
-      ...(opts.onError && { onError: opts.onError }),
-      ...(opts.onDropped && { onDropped: opts.onDropped }),
-    });
+    this.#writer = new PgBatchWriter<ToolAuditRecord>({ ...opts, write: (batch) => this.#write(batch) });
     this.#sweep = setInterval(() => this.#prune(), opts.sweepIntervalMs ?? 60_000);
     this.#sweep.unref();
     this.#prune();

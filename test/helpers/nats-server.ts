@@ -53,9 +53,13 @@ const stopChild = (child: ChildProcess) =>
   });
 
 /** Starts a JetStream-enabled nats-server on a free loopback port. */
-export async function startNatsServer(): Promise<NatsServer> {
-  const storeDir = makeTempDir('caxton-nats-');
-  let { child, port } = await launch(-1, storeDir);
+export function startNatsServer(): Promise<NatsServer> {
+  return startOne(-1, makeTempDir('caxton-nats-'));
+}
+
+/** One server on `port` (-1: any) and `storeDir`, restartable on the port it got. */
+async function startOne(wanted: number, storeDir: string, extra: readonly string[] = []): Promise<NatsServer> {
+  let { child, port } = await launch(wanted, storeDir, extra);
   return {
     get url() {
       return `nats://127.0.0.1:${port}`;
@@ -67,7 +71,7 @@ export async function startNatsServer(): Promise<NatsServer> {
     stop: () => stopChild(child),
     async restart() {
       await stopChild(child);
-      ({ child, port } = await launch(port, storeDir));
+      ({ child, port } = await launch(port, storeDir, extra));
     },
   };
 }
@@ -106,25 +110,9 @@ export async function startNatsCluster(size = 3): Promise<NatsCluster> {
   const routes = routePorts.map((p) => `nats://127.0.0.1:${p}`).join(',');
   const name = `caxton_test_${process.pid}`;
   const servers = await Promise.all(
-    clientPorts.map(async (cp, i) => {
-      const storeDir = makeTempDir('caxton-natsc-');
+    clientPorts.map((cp, i) => {
       const extra = ['--server_name', `n${i}`, '--cluster_name', name, '--cluster', `nats://127.0.0.1:${routePorts[i]}`, '--routes', routes];
-      let { child, port } = await launch(cp, storeDir, extra);
-      const server: NatsServer = {
-        get url() {
-          return `nats://127.0.0.1:${port}`;
-        },
-        get port() {
-          return port;
-        },
-        storeDir,
-        stop: () => stopChild(child),
-        async restart() {
-          await stopChild(child);
-          ({ child, port } = await launch(port, storeDir, extra));
-        },
-      };
-      return server;
+      return startOne(cp, makeTempDir('caxton-natsc-'), extra);
     }),
   );
   return { urls: servers.map((x) => x.url), servers, stop: async () => void (await Promise.all(servers.map((x) => x.stop()))) };

@@ -32,7 +32,7 @@ export interface Submitted {
   dependency: string | undefined;
 }
 
-interface Reply {
+export interface Reply {
   id: string;
   in_reply_to?: string;
   performative: string;
