@@ -80,10 +80,11 @@ export interface AgentVersionsPort {
   readonly keep: number;
   /**
    * Records a new version (numbered after the agent's last one, whichever node wrote it) and drops
-   * those beyond `keep`. `alongside` (this node's writes that go with it: the agent row, a rollout)
-   * runs before the version is committed, and a throw from it records nothing.
+   * those beyond `keep`. `alongside` (this node's writes that go with it: the agent row, a rollout
+   * of the new version) runs with the version written but not yet committed: a throw from it
+   * records nothing.
    */
-  append(v: NewVersion, alongside?: () => void): Promise<AgentVersion>;
+  append(v: NewVersion, alongside?: (written: AgentVersion) => void): Promise<AgentVersion>;
   /** The newest version, without its definition and text. */
   latest(name: string): Promise<AgentVersion | undefined>;
   get(name: string, version: number): Promise<AgentVersionDetail | undefined>;
@@ -213,7 +214,14 @@ export class AgentVersionStore {
   port(): AgentVersionsPort {
     return {
       keep: this.keep,
-      append: (v, alongside) => Promise.resolve().then(() => this.transaction(() => (alongside?.(), this.append(v)))),
+      append: (v, alongside) =>
+        Promise.resolve().then(() =>
+          this.transaction(() => {
+            const written = this.append(v);
+            alongside?.(written);
+            return written;
+          }),
+        ),
       latest: (name) => Promise.resolve().then(() => this.latest(name)),
       get: (name, version) => Promise.resolve().then(() => this.get(name, version)),
       list: (name, opts) => Promise.resolve().then(() => this.list(name, opts)),

@@ -90,7 +90,7 @@ export class PgAgentVersionStore implements AgentVersionsPort {
     return guardReads(new PgAgentVersionStore(opts.pool, s, opts.keep ?? 100));
   }
 
-  async append(v: NewVersion, alongside?: () => void): Promise<AgentVersion> {
+  async append(v: NewVersion, alongside?: (written: AgentVersion) => void): Promise<AgentVersion> {
     const r = versionValues(v);
     const row = await inTransaction(this.#pool, 'BEGIN', async (c) => {
       await c.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`caxton-agent-versions:${this.#s}:${r.key}`]);
@@ -103,7 +103,7 @@ export class PgAgentVersionStore implements AgentVersionsPort {
       const written = inserted.rows[0]!;
       await c.query(`DELETE FROM ${this.#s}.agent_versions WHERE key = $1 AND version <= $2`, [r.key, written.version - this.keep]);
       // This node's own writes (SQLite) before the COMMIT: when they throw, the version is not recorded.
-      alongside?.();
+      alongside?.(versionSummary(written));
       return written;
     });
     for (const k of this.#cache.keys()) if (k.startsWith(`${r.key}\0`)) this.#cache.delete(k);
