@@ -159,6 +159,9 @@ export class AgentService {
    */
   readonly #sharedLatest = new Map<string, AgentVersion>();
   readonly #sharedDetails = new Map<string, AgentVersionDetail>();
+  /** Reads of the shared history under way for that view (one per agent or version at a time, however many messages miss it). */
+  readonly #reading = new Set<string>();
+  readonly #readAgain = new Set<string>();
   /** Rollouts whose promotion or rollback is being written (the canary runner does not start another). */
   readonly #ending = new Set<number>();
   /** Resolves once a cluster node's view of the shared history is filled (loadPersisted starts it). */
@@ -298,11 +301,18 @@ export class AgentService {
   }
 
   async #refreshLatest(name: string): Promise<void> {
+    const key = agentKey(name);
+    // A read under way may have started before the change that asks for this one: it is read again once done.
+    if (this.#reading.has(key)) return void this.#readAgain.add(key);
+    this.#reading.add(key);
     try {
       const latest = await this.#shared?.latest(name);
-      if (latest) this.#sharedLatest.set(agentKey(name), latest);
+      if (latest) this.#sharedLatest.set(key, latest);
     } catch (e) {
       this.#options.onVersionsError?.(e);
+    } finally {
+      this.#reading.delete(key);
+      if (this.#readAgain.delete(key)) void this.#refreshLatest(name);
     }
   }
 
@@ -317,8 +327,14 @@ export class AgentService {
   /** One version, synchronously; on a cluster node one not read here yet is undefined this time (and read for the next). */
   #getSync(name: string, version: number): AgentVersionDetail | undefined {
     if (!this.#isShared(name)) return this.versions?.get(name, version);
-    const known = this.#sharedDetails.get(`${agentKey(name)}\0${version}`);
-    if (!known) void this.#fetchDetail(name, version).catch((e: unknown) => this.#options.onVersionsError?.(e));
+    const at = `${agentKey(name)}\0${version}`;
+    const known = this.#sharedDetails.get(at);
+    if (!known && !this.#reading.has(at)) {
+      this.#reading.add(at);
+      void this.#fetchDetail(name, version)
+        .catch((e: unknown) => this.#options.onVersionsError?.(e))
+        .finally(() => this.#reading.delete(at));
+    }
     return known;
   }
 

@@ -5,6 +5,7 @@
  * versions in one PgAgentVersionStore schema. A deploy on one node, an update on the other and a
  * rollback record one version each, numbered once for the cluster; the change the other node
  * applies from the directory records none; both nodes list, read and roll back the same history.
+ * Then two `caxton serve` nodes in this process: the version routes answer the same on both.
  */
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import pg from 'pg';
@@ -12,8 +13,9 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AGENT_MIGRATIONS, AgentRegistry, AgentService, AgentStore, AgentVersionStore, RolloutStore } from '../../src/agents/index.js';
 import { DirectorySync, PgAgentVersionStore } from '../../src/cluster/index.js';
 import { migrate, openDatabase } from '../../src/storage/index.js';
-import { tomlAgent } from '../helpers/http.js';
+import { http, tomlAgent } from '../helpers/http.js';
 import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';
+import { startTestServer, type TestServer } from '../helpers/server.js';
 import { hasSystem, TEST_PG_URL } from '../helpers/system.js';
 import { makeTempDir, removeTempDirs } from '../helpers/tmp.js';
 import { waitUntil } from '../helpers/wait.js';
@@ -147,5 +149,66 @@ describe.skipIf(!run)('agent versions shared by two nodes', () => {
     expect(await b.service.liveVersion('writer')).toBe(3);
     // The conversation pinned on node a keeps version 1 after the promotion.
     expect(a.registry.resolve('writer', 'conv-1')?.definition.system_prompt).toBe('You are Writer.');
+  });
+});
+
+describe.skipIf(!run)('two caxton serve nodes: the version routes answer the same on both', () => {
+  let a: TestServer;
+  let b: TestServer;
+  const schema = `${base}_serve`;
+  const toml = (node: string) => `
+[cluster]
+node = "${node}"
+heartbeat = "200ms"
+[cluster.nats]
+urls = ["NATS_URL"]
+[cluster.state]
+url = "${TEST_PG_URL}"
+schema = "${schema}"
+`;
+
+  beforeAll(async () => {
+    schemas.push(schema);
+    a = await startTestServer({ toml: toml('node-a').replace('NATS_URL', nats.url) });
+    b = await startTestServer({ toml: toml('node-b').replace('NATS_URL', nats.url) });
+  }, 60_000);
+
+  afterAll(async () => {
+    await b?.close();
+    await a?.close();
+  });
+
+  interface History {
+    current: number | null;
+    total: number;
+    versions: { version: number; how: string; restored_from: number | null }[];
+  }
+  const history = async (srv: TestServer) => (await http<History>(srv.url, 'GET', '/api/v1/agents/clerk/versions')).json;
+
+  it('a deploy through A, an update through B and a rollback through A: versions 1, 2, 3 on both, current 3 on both', async () => {
+    const created = await http<{ version: number }>(a.url, 'POST', '/api/v1/agents', { body: tomlAgent('clerk'), contentType: 'application/toml' });
+    expect(created.status, created.text).toBe(201);
+    expect(created.json.version).toBe(1);
+    await waitUntil(async () => (await http(b.url, 'GET', '/api/v1/agents/clerk')).status === 200, { what: 'the agent on B' });
+    const updated = await http<{ version: number }>(b.url, 'PUT', '/api/v1/agents/clerk', { body: tomlAgent('clerk', 'version = "2.0.0"\n'), contentType: 'application/toml' });
+    expect(updated.status, updated.text).toBe(200);
+    expect(updated.json.version).toBe(2);
+    await waitUntil(async () => (await http<{ definition: { version?: string } }>(a.url, 'GET', '/api/v1/agents/clerk')).json.definition.version === '2.0.0', {
+      what: 'the update on A',
+    });
+    const back = await http<{ version: { version: number }; restored: { version: number } }>(a.url, 'POST', '/api/v1/agents/clerk/rollback');
+    expect(back.status, back.text).toBe(200);
+    expect([back.json.version.version, back.json.restored.version]).toEqual([3, 1]);
+    await waitUntil(async () => (await http<{ revision: number }>(b.url, 'GET', '/api/v1/agents/clerk')).json.revision === 3, { what: 'the rollback on B' });
+    const [ha, hb] = [await history(a), await history(b)];
+    expect(ha).toEqual(hb);
+    expect(ha).toMatchObject({ current: 3, total: 3 });
+    expect(ha.versions.map((v) => [v.version, v.how, v.restored_from])).toEqual([
+      [3, 'rollback', 1],
+      [2, 'api', null],
+      [1, 'api', null],
+    ]);
+    const one = await http<{ source: string }>(b.url, 'GET', '/api/v1/agents/clerk/versions/2');
+    expect(one.json.source).toBe(tomlAgent('clerk', 'version = "2.0.0"\n'));
   });
 });
