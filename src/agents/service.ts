@@ -162,6 +162,8 @@ export class AgentService {
   /** Reads of the shared history under way for that view (one per agent or version at a time, however many messages miss it). */
   readonly #reading = new Set<string>();
   readonly #readAgain = new Set<string>();
+  /** Per agent, how many versions this node wrote: a read that started before one of them does not overwrite it. */
+  readonly #written = new Map<string, number>();
   /** Rollouts whose promotion or rollback is being written (the canary runner does not start another). */
   readonly #ending = new Set<number>();
   /** Resolves once a cluster node's view of the shared history is filled (loadPersisted starts it). */
@@ -248,7 +250,8 @@ export class AgentService {
   async #fillShared(shared: AgentVersionsPort, loaded: AgentDefinition[]): Promise<void> {
     for (const def of loaded) {
       try {
-        const latest = await shared.latest(def.name);
+        const live = this.registry.get(def.name);
+        const latest = live && (await this.#liveVersion(live, shared));
         if (latest) this.#sharedLatest.set(agentKey(def.name), latest);
         else {
           const a = this.registry.get(def.name);
@@ -285,6 +288,7 @@ export class AgentService {
   #remember(v: AgentVersion, definition: AgentDefinition, format: AgentFormat, source: string): AgentVersion {
     const key = agentKey(v.agent);
     this.#sharedLatest.set(key, v);
+    this.#written.set(key, (this.#written.get(key) ?? 0) + 1);
     this.#cacheDetail({ ...v, definition, format, source });
     return v;
   }
@@ -305,9 +309,12 @@ export class AgentService {
     // A read under way may have started before the change that asks for this one: it is read again once done.
     if (this.#reading.has(key)) return void this.#readAgain.add(key);
     this.#reading.add(key);
+    const written = this.#written.get(key);
     try {
-      const latest = await this.#shared?.latest(name);
-      if (latest) this.#sharedLatest.set(key, latest);
+      // The version whose content the live agent has (another node's rollout may have recorded a newer candidate).
+      const live = this.registry.get(name);
+      const latest = live?.origin.kind === 'api' ? await this.#liveVersion(live, this.#shared!) : undefined;
+      if (latest && this.#written.get(key) === written) this.#sharedLatest.set(key, latest);
     } catch (e) {
       this.#options.onVersionsError?.(e);
     } finally {
@@ -316,7 +323,7 @@ export class AgentService {
     }
   }
 
-  /** The newest version, synchronously: this node's store, or a cluster node's view of the shared one. */
+  /** The newest version, synchronously: this node's store, or a cluster node's view of the shared one (the live agent's version). */
   #latestSync(name: string): AgentVersion | undefined {
     if (!this.#isShared(name)) return this.versions?.latest(name);
     const known = this.#sharedLatest.get(agentKey(name));
