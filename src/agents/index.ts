@@ -19,7 +19,20 @@ export { RolloutStore, type Rollout, type RolloutState, type RolloutStrategy } f
 export { ShadowResultStore, answersAgree, type ShadowComparison, type ShadowReport, type ShadowResult } from './shadow-results.js';
 export { canaryPlanSchema, checkAnswer, checkName, holds, judgeStage, VersionWindow, type CanaryPlan, type CanaryPlanInput, type CanaryVerdict } from './canary.js';
 export { CanaryRunner, type CanaryHost, type CanaryStatus } from './canary-runner.js';
-export { AgentVersionStore, definitionHash, type AgentVersion, type AgentVersionDetail, type VersionHow } from './versions.js';
+export {
+  AgentVersionStore,
+  definitionHash,
+  versionDetail,
+  versionSummary,
+  versionValues,
+  VERSION_SUMMARY_COLUMNS,
+  type AgentVersion,
+  type AgentVersionDetail,
+  type AgentVersionsPort,
+  type NewVersion,
+  type VersionHow,
+  type VersionRow,
+} from './versions.js';
 export { diffVersions, type VersionDiff } from './diff.js';
 export { AgentDirectoryWatcher, isAgentFile } from './watcher.js';
 export { CLAUDE_TOOL_MAP, CLAUDE_MODEL_ALIASES, mapClaudeTool } from './claude.js';

@@ -5,10 +5,11 @@ import { parseAgent, type ParseResult } from './parse.js';
 import { AgentParser, type ParseStats } from './parse-pool.js';
 import type { AgentRegistry, DeployedAgent } from './registry.js';
 import type { AgentStore } from './store.js';
+import { relayedFrom } from '../shared/relayed.js';
 import { canaryPlanSchema, type CanaryPlan, type CanaryPlanInput } from './canary.js';
 import { CanaryRunner, type CanaryStatus } from './canary-runner.js';
 import type { Rollout, RolloutStore, RolloutStrategy } from './rollouts.js';
-import { definitionHash, type AgentVersion, type AgentVersionDetail, type AgentVersionStore } from './versions.js';
+import { definitionHash, type AgentVersion, type AgentVersionDetail, type AgentVersionsPort, type AgentVersionStore } from './versions.js';
 
 export interface DeployInput {
   body: string | Uint8Array;
@@ -70,6 +71,14 @@ export interface AgentServiceOptions {
   offThreadParseBytes?: number;
   /** Every deploy recorded as a version (versions.ts); absent: no history (tests of the parser alone). */
   versions?: AgentVersionStore;
+  /**
+   * A cluster node (issue 17): the version history of API agents shared by the nodes (the
+   * cluster's PostgreSQL, src/cluster/pg-agent-versions.ts). API deploys, rollbacks and rollouts
+   * record their versions there; file agents' versions stay in `versions` (per node).
+   */
+  sharedVersions?: AgentVersionsPort;
+  /** A shared version history that could not be read (its in-memory view here stays as it was). */
+  onVersionsError?: (e: unknown) => void;
   /** Blue-green rollouts (rollouts.ts); needs `versions`. */
   rollouts?: RolloutStore;
   /**
@@ -101,6 +110,9 @@ export interface FileStatus {
   errors?: SourceIssue[];
   updated_at: string;
 }
+
+/** Versions of the shared history a cluster node keeps parsed in memory. */
+const SHARED_DETAILS = 64;
 
 function invalid(result: Extract<ParseResult, { ok: false }>): CaxtonError {
   const first = result.errors[0];
@@ -135,6 +147,27 @@ export class AgentService {
   /** Canaries whose [[rollout.checks]] are running: their candidate gets no traffic yet. */
   readonly #checking = new Set<number>();
   #runChecks: AgentServiceOptions['runChecks'];
+  /** The shared version history (a cluster node), else undefined. */
+  readonly #shared: AgentVersionsPort | undefined;
+  /** `versions` behind the asynchronous port (what promotions and rollbacks go through). */
+  readonly #local: AgentVersionsPort | undefined;
+  /**
+   * A cluster node's view of the shared history, for what must stay synchronous (choosing the
+   * version of a message): each API agent's newest version, and the versions read or written here
+   * (a running rollout's two, mostly). Kept by this node's writes, refreshed when another node's
+   * change reaches the registry, filled at start (`versionsReady`).
+   */
+  readonly #sharedLatest = new Map<string, AgentVersion>();
+  readonly #sharedDetails = new Map<string, AgentVersionDetail>();
+  /** Reads of the shared history under way for that view (one per agent or version at a time, however many messages miss it). */
+  readonly #reading = new Set<string>();
+  readonly #readAgain = new Set<string>();
+  /** Per agent, how many versions this node wrote: a read that started before one of them does not overwrite it. */
+  readonly #written = new Map<string, number>();
+  /** Rollouts whose promotion or rollback is being written (the canary runner does not start another). */
+  readonly #ending = new Set<number>();
+  /** Resolves once a cluster node's view of the shared history is filled (loadPersisted starts it). */
+  versionsReady: Promise<void> = Promise.resolve();
 
   constructor(registry: AgentRegistry, store: AgentStore, options: AgentServiceOptions = {}) {
     this.registry = registry;
@@ -144,6 +177,16 @@ export class AgentService {
     this.versions = options.versions;
     this.rollouts = options.rollouts;
     this.#runChecks = options.runChecks;
+    this.#shared = options.sharedVersions;
+    this.#local = options.versions?.port();
+    // Another node's change of an API agent (applied from the directory): its newest version is re-read.
+    if (this.#shared)
+      registry.on('change', (e) => {
+        if (e.agent.origin.kind !== 'api' || relayedFrom(e.agent) === undefined) return;
+        const key = agentKey(e.agent.definition.name);
+        if (e.type === 'removed') this.#sharedLatest.delete(key);
+        else void this.#refreshLatest(e.agent.definition.name);
+      });
     // NAME@VERSION resolves through the versions (the live one, or a running rollout's candidate).
     registry.setRefResolver((name, version, conversation) => (version !== undefined ? this.#resolveVersion(name, version) : this.#resolveInConversation(name, conversation)));
     const rollouts = this.rollouts;
@@ -157,10 +200,11 @@ export class AgentService {
             this.#options.onRollout?.('rollout.stage_advanced', next);
             return next;
           },
-          promote: (r) => void this.promote(r.agent, 'canary'),
+          promote: (r) => this.#ended(r, () => this.promote(r.agent, 'canary')),
           rollback: (r, reason) => {
             const existing = this.registry.get(r.agent);
-            if (existing && this.versions) this.#abort(existing, r, this.versions, rollouts, 'canary', reason);
+            const port = this.#portFor(r.agent);
+            if (existing && port) this.#ended(r, () => this.#abort(existing, r, port, rollouts, 'canary', reason));
           },
           onError: (e, r) => this.#options.onCanaryError?.(e, r),
         },
@@ -188,14 +232,126 @@ export class AgentService {
   /** Loads every API-deployed agent persisted in the store. */
   loadPersisted(): number {
     let n = 0;
+    const loaded: AgentDefinition[] = [];
     for (const s of this.#store.loadAll()) {
       this.registry.upsert({ definition: s.definition, format: s.format, origin: { kind: 'api' }, revision: s.revision, deployed_at: s.deployed_at, updated_at: s.updated_at });
+      loaded.push(s.definition);
       // An agent stored before versions were kept gets its first version now, so rollback has a base.
       const v = this.versions;
-      if (v && v.latest(s.definition.name) === undefined) v.append({ definition: s.definition, format: s.format, source: this.#store.source(s.definition.name) ?? '', how: 'api', origin: 'api' });
+      if (!this.#shared && v && v.latest(s.definition.name) === undefined)
+        v.append({ definition: s.definition, format: s.format, source: this.#store.source(s.definition.name) ?? '', how: 'api', origin: 'api' });
       n++;
     }
+    if (this.#shared) this.versionsReady = this.#fillShared(this.#shared, loaded);
     return n;
+  }
+
+  /** A cluster node's start: the newest shared version of each API agent here (a first one for an agent that has none), and its rollouts' versions. */
+  async #fillShared(shared: AgentVersionsPort, loaded: AgentDefinition[]): Promise<void> {
+    for (const def of loaded) {
+      try {
+        const live = this.registry.get(def.name);
+        const latest = live && (await this.#liveVersion(live, shared));
+        if (latest) this.#sharedLatest.set(agentKey(def.name), latest);
+        else {
+          const a = this.registry.get(def.name);
+          if (a)
+            this.#remember(
+              await shared.append({ definition: a.definition, format: a.format, source: this.#store.source(def.name) ?? '', how: 'api', origin: 'api' }),
+              a.definition,
+              a.format,
+              this.#store.source(def.name) ?? '',
+            );
+        }
+        const r = this.rollouts?.running(def.name) ?? this.rollouts?.latest(def.name);
+        if (r) for (const v of [r.stable_version, r.candidate_version]) await this.#fetchDetail(def.name, v);
+      } catch (e) {
+        this.#options.onVersionsError?.(e);
+      }
+    }
+  }
+
+  /** The port that holds `name`'s versions: the shared one for API agents on a cluster node, else this node's. */
+  history(name: string): AgentVersionsPort | undefined {
+    return this.#portFor(name);
+  }
+
+  #portFor(name: string): AgentVersionsPort | undefined {
+    return this.#isShared(name) ? this.#shared : this.#local;
+  }
+
+  #isShared(name: string): boolean {
+    return this.#shared !== undefined && this.registry.get(name)?.origin.kind !== 'file';
+  }
+
+  /** A version this node wrote to the shared history: its newest, and its detail for the hot path. */
+  #remember(v: AgentVersion, definition: AgentDefinition, format: AgentFormat, source: string): AgentVersion {
+    const key = agentKey(v.agent);
+    this.#sharedLatest.set(key, v);
+    this.#written.set(key, (this.#written.get(key) ?? 0) + 1);
+    this.#cacheDetail({ ...v, definition, format, source });
+    return v;
+  }
+
+  #cacheDetail(d: AgentVersionDetail): void {
+    const at = `${agentKey(d.agent)}\0${d.version}`;
+    if (this.#sharedDetails.size >= SHARED_DETAILS && !this.#sharedDetails.has(at)) this.#sharedDetails.delete(this.#sharedDetails.keys().next().value!);
+    this.#sharedDetails.set(at, d);
+  }
+
+  async #fetchDetail(name: string, version: number): Promise<void> {
+    const d = await this.#shared?.get(name, version);
+    if (d) this.#cacheDetail(d);
+  }
+
+  async #refreshLatest(name: string): Promise<void> {
+    const key = agentKey(name);
+    // A read under way may have started before the change that asks for this one: it is read again once done.
+    if (this.#reading.has(key)) return void this.#readAgain.add(key);
+    this.#reading.add(key);
+    const written = this.#written.get(key);
+    try {
+      // The version whose content the live agent has (another node's rollout may have recorded a newer candidate).
+      const live = this.registry.get(name);
+      const latest = live?.origin.kind === 'api' ? await this.#liveVersion(live, this.#shared!) : undefined;
+      if (latest && this.#written.get(key) === written) this.#sharedLatest.set(key, latest);
+    } catch (e) {
+      this.#options.onVersionsError?.(e);
+    } finally {
+      this.#reading.delete(key);
+      if (this.#readAgain.delete(key)) void this.#refreshLatest(name);
+    }
+  }
+
+  /** The newest version, synchronously: this node's store, or a cluster node's view of the shared one (the live agent's version). */
+  #latestSync(name: string): AgentVersion | undefined {
+    if (!this.#isShared(name)) return this.versions?.latest(name);
+    const known = this.#sharedLatest.get(agentKey(name));
+    if (!known) void this.#refreshLatest(name);
+    return known;
+  }
+
+  /** One version, synchronously; on a cluster node one not read here yet is undefined this time (and read for the next). */
+  #getSync(name: string, version: number): AgentVersionDetail | undefined {
+    if (!this.#isShared(name)) return this.versions?.get(name, version);
+    const at = `${agentKey(name)}\0${version}`;
+    const known = this.#sharedDetails.get(at);
+    if (!known && !this.#reading.has(at)) {
+      this.#reading.add(at);
+      void this.#fetchDetail(name, version)
+        .catch((e: unknown) => this.#options.onVersionsError?.(e))
+        .finally(() => this.#reading.delete(at));
+    }
+    return known;
+  }
+
+  /** A promotion or rollback by the canary runner: one at a time per rollout, its failure reported. */
+  #ended(r: Rollout, fn: () => Promise<unknown>): void {
+    if (this.#ending.has(r.id)) return;
+    this.#ending.add(r.id);
+    fn()
+      .catch((e: unknown) => this.#options.onCanaryError?.(e, r))
+      .finally(() => this.#ending.delete(r.id));
   }
 
   /** Parses and checks a definition on this thread (the CLI, tests, small bodies). */
@@ -216,7 +372,7 @@ export class AgentService {
   /** `deploy` with the body parsed by `validateAsync`; every check after the parse runs at once, as in `deploy`. */
   async deployAsync(input: DeployInput, mode: 'create' | 'update', expectName?: string): Promise<DeployOutcome> {
     const result = await this.validateAsync(input);
-    const out = this.deploy(input, mode, expectName, result);
+    const out = this.#shared ? await this.#deployShared(input, mode, expectName, result) : this.deploy(input, mode, expectName, result);
     const checks = result.ok ? (result.definition.rollout?.checks ?? []) : [];
     const run = this.#runChecks;
     // [[rollout.checks]] run before a canary's first stage: the candidate gets no traffic until they pass.
@@ -234,8 +390,9 @@ export class AgentService {
     if (failure === undefined) return out;
     const existing = this.registry.get(rollout.agent);
     const still = this.rollouts?.running(rollout.agent);
-    if (!existing || !this.versions || !this.rollouts || still?.id !== rollout.id) return out;
-    const ended = this.#abort(existing, still, this.versions, this.rollouts, 'canary', `a check failed before the first stage: ${failure}`);
+    const port = this.#portFor(rollout.agent);
+    if (!existing || !port || !this.rollouts || still?.id !== rollout.id) return out;
+    const ended = await this.#abort(existing, still, port, this.rollouts, 'canary', `a check failed before the first stage: ${failure}`);
     return { ...out, rollout: ended.rollout };
   }
 
@@ -266,7 +423,87 @@ export class AgentService {
 
   /** Deploys a new agent (mode `create`) or replaces an API-deployed one (mode `update`). */
   deploy(input: DeployInput, mode: 'create' | 'update', expectName?: string, validated?: ParseResult): DeployOutcome {
-    const result = validated ?? this.validate(input);
+    if (this.#shared) throw new Error('a cluster node records API versions in the shared history: deploy through deployAsync');
+    const { result, def, existing } = this.#admit(input, mode, expectName, validated ?? this.validate(input));
+    const versions = this.versions;
+    const current = existing && versions?.latest(def.name);
+    // Identical content (the same definition, whatever the formatting): nothing to store or reload.
+    if (existing && current && current.hash === definitionHash(def)) return { agent: existing, warnings: result.warnings, created: false, unchanged: true, version: current };
+    const source = typeof input.body === 'string' ? input.body : Buffer.from(input.body).toString('utf8');
+    // The deploy's strategy, else the file's [rollout] one (not for a first deploy: there is nothing to roll out beside).
+    const strategy = input.strategy ?? (existing ? def.rollout?.strategy : undefined) ?? 'direct';
+    if (strategy !== 'direct') {
+      const plan = strategy === 'canary' ? canaryPlan({ ...planOf(def.rollout), ...input.canary }) : undefined;
+      return this.#startRollout(strategy, plan, existing, def, result.format, source, current, result.warnings, input.deployed_by);
+    }
+    const agent = this.#apiAgent(def, result.format, existing);
+    let version: AgentVersion | undefined;
+    const save = () => {
+      this.#store.save({ ...agent, source });
+      version = versions?.append({ definition: def, format: result.format, source, how: 'api', origin: 'api', deployed_by: input.deployed_by });
+    };
+    if (versions) versions.transaction(save);
+    else save();
+    this.registry.upsert(agent);
+    return { agent, warnings: result.warnings, created: !existing, version };
+  }
+
+  /** `deploy` on a cluster node: the version is numbered in the shared history, the agent saved here before it commits. */
+  async #deployShared(input: DeployInput, mode: 'create' | 'update', expectName: string | undefined, validated: ParseResult): Promise<DeployOutcome> {
+    const shared = this.#shared!;
+    const { result, def, existing } = this.#admit(input, mode, expectName, validated);
+    const current = existing && (await this.#liveVersion(existing, shared));
+    if (existing && current && current.hash === definitionHash(def)) return { agent: existing, warnings: result.warnings, created: false, unchanged: true, version: current };
+    const source = typeof input.body === 'string' ? input.body : Buffer.from(input.body).toString('utf8');
+    const strategy = input.strategy ?? (existing ? def.rollout?.strategy : undefined) ?? 'direct';
+    if (strategy !== 'direct') {
+      const plan = strategy === 'canary' ? canaryPlan({ ...planOf(def.rollout), ...input.canary }) : undefined;
+      const rollouts = this.rollouts;
+      if (!rollouts) throw new CaxtonError('invalid_request', `this server keeps no rollouts, so it cannot run a ${strategy} rollout`);
+      if (!existing || !current)
+        throw new CaxtonError('agent_not_found', `a ${strategy} deploy needs a live version of agent "${def.name}" to run beside; deploy it directly first (no --strategy)`, { name: def.name });
+      // The stable version's detail, kept for the hot path (a conversation pinned to it).
+      const stable = await shared.get(def.name, current.version);
+      if (stable) this.#cacheDetail(stable);
+      let rollout: Rollout | undefined;
+      const version = await shared.append({ definition: def, format: result.format, source, how: 'api', origin: 'api', deployed_by: input.deployed_by }, (written) => {
+        rollout = rollouts.start(existing.definition.name, strategy, current.version, written.version, input.deployed_by, plan);
+      });
+      this.#remember(version, def, result.format, source);
+      if (!rollout) throw new Error('the rollout was not started');
+      this.#options.onRollout?.('rollout.started', rollout);
+      return { agent: existing, warnings: result.warnings, created: false, version, rollout };
+    }
+    const agent = this.#apiAgent(def, result.format, existing);
+    const version = this.#remember(
+      await shared.append({ definition: def, format: result.format, source, how: 'api', origin: 'api', deployed_by: input.deployed_by }, () => this.#store.save({ ...agent, source })),
+      def,
+      result.format,
+      source,
+    );
+    this.registry.upsert(agent);
+    return { agent, warnings: result.warnings, created: !existing, version };
+  }
+
+  /**
+   * The shared version the live agent is: the newest whose content it has (another node's rollout
+   * may have recorded a candidate after it), else the newest.
+   */
+  async #liveVersion(live: DeployedAgent, port: AgentVersionsPort): Promise<AgentVersion | undefined> {
+    const latest = await port.latest(live.definition.name);
+    const hash = definitionHash(live.definition);
+    if (!latest || latest.hash === hash) return latest;
+    const page = await port.list(live.definition.name, { limit: 100 });
+    return page.items.find((v) => v.hash === hash) ?? latest;
+  }
+
+  /** What every deploy checks before anything is written: the name, the mode, file agents, a running rollout. */
+  #admit(
+    input: DeployInput,
+    mode: 'create' | 'update',
+    expectName: string | undefined,
+    result: ParseResult,
+  ): { result: Extract<ParseResult, { ok: true }>; def: AgentDefinition; existing: DeployedAgent | undefined } {
     if (!result.ok) throw invalid(result);
     const def = result.definition;
     if (expectName !== undefined && agentKey(expectName) !== agentKey(def.name)) {
@@ -295,7 +532,6 @@ export class AgentService {
         { field: 'name', name: def.name, deployed: existing.definition.name, hint: `use name "${existing.definition.name}", or DELETE the agent and deploy it again under the new spelling` },
       );
     }
-    const versions = this.versions;
     const running = existing && this.rollouts?.running(def.name);
     if (running)
       throw new CaxtonError(
@@ -303,26 +539,7 @@ export class AgentService {
         `agent "${existing.definition.name}" has a ${running.strategy} rollout of version ${running.candidate_version} running; end it first: caxton agent promote ${existing.definition.name}, or caxton agent rollback ${existing.definition.name}`,
         { name: existing.definition.name, rollout: running },
       );
-    const current = existing && versions?.latest(def.name);
-    // Identical content (the same definition, whatever the formatting): nothing to store or reload.
-    if (existing && current && current.hash === definitionHash(def)) return { agent: existing, warnings: result.warnings, created: false, unchanged: true, version: current };
-    const source = typeof input.body === 'string' ? input.body : Buffer.from(input.body).toString('utf8');
-    // The deploy's strategy, else the file's [rollout] one (not for a first deploy: there is nothing to roll out beside).
-    const strategy = input.strategy ?? (existing ? def.rollout?.strategy : undefined) ?? 'direct';
-    if (strategy !== 'direct') {
-      const plan = strategy === 'canary' ? canaryPlan({ ...planOf(def.rollout), ...input.canary }) : undefined;
-      return this.#startRollout(strategy, plan, existing, def, result.format, source, current, result.warnings, input.deployed_by);
-    }
-    const agent = this.#apiAgent(def, result.format, existing);
-    let version: AgentVersion | undefined;
-    const save = () => {
-      this.#store.save({ ...agent, source });
-      version = versions?.append({ definition: def, format: result.format, source, how: 'api', origin: 'api', deployed_by: input.deployed_by });
-    };
-    if (versions) versions.transaction(save);
-    else save();
-    this.registry.upsert(agent);
-    return { agent, warnings: result.warnings, created: !existing, version };
+    return { result, def, existing };
   }
 
   #apiAgent(def: AgentDefinition, format: AgentFormat, existing: DeployedAgent | undefined): DeployedAgent {
@@ -357,19 +574,31 @@ export class AgentService {
 
   /** The version that unaddressed requests get: a running rollout's stable one, else the newest. */
   currentVersion(name: string): number | undefined {
-    return this.rollouts?.running(name)?.stable_version ?? this.versions?.latest(name)?.version;
+    return this.rollouts?.running(name)?.stable_version ?? this.#latestSync(name)?.version;
+  }
+
+  /**
+   * `currentVersion` as the API reports it: on a cluster node read from the shared history (the
+   * version whose content the live agent has), not from this node's view of it.
+   */
+  async liveVersion(name: string): Promise<number | undefined> {
+    const running = this.rollouts?.running(name);
+    if (running) return running.stable_version;
+    const live = this.registry.get(name);
+    if (!live || !this.#isShared(name)) return this.currentVersion(name);
+    return (await this.#liveVersion(live, this.#shared!))?.version;
   }
 
   /** NAME@VERSION: the live version, or the candidate of a running rollout; nothing else is addressable. */
   #resolveVersion(name: string, version: number): DeployedAgent | undefined {
     const live = this.registry.get(name);
-    if (!live || !this.versions) return undefined;
+    if (!live || !(this.versions || this.#shared)) return undefined;
     const agentName = live.definition.name;
     const running = this.rollouts?.running(agentName);
     const current = this.currentVersion(agentName);
     if (version === current) return live;
     if (running && version === running.candidate_version) {
-      const v = this.versions.get(agentName, version);
+      const v = this.#getSync(agentName, version);
       if (v) return asDeployed(live, v);
     }
     throw new CaxtonError(
@@ -387,7 +616,7 @@ export class AgentService {
   #resolveInConversation(name: string, conversation: string | undefined): DeployedAgent | undefined {
     const live = this.registry.get(name);
     const rollouts = this.rollouts;
-    if (!live || !rollouts || !this.versions || live.origin.kind !== 'api' || !rollouts.hasHistory(live.definition.name)) return live;
+    if (!live || !rollouts || !(this.versions || this.#shared) || live.origin.kind !== 'api' || !rollouts.hasHistory(live.definition.name)) return live;
     const agentName = live.definition.name;
     const current = this.currentVersion(agentName);
     if (current === undefined) return live;
@@ -402,7 +631,7 @@ export class AgentService {
       if (canary) this.#versionOf.set(live.definition, current);
       return live;
     }
-    const v = this.versions.get(agentName, chosen);
+    const v = this.#getSync(agentName, chosen);
     if (!v) return live;
     if (canary) this.#versionOf.set(v.definition, chosen);
     return asDeployed(live, v);
@@ -444,26 +673,27 @@ export class AgentService {
     return rollout.state === 'running' ? this.#canaries?.status(rollout) : undefined;
   }
 
-  #runningRollout(name: string): { existing: DeployedAgent; rollout: Rollout; versions: AgentVersionStore; rollouts: RolloutStore } {
+  #runningRollout(name: string): { existing: DeployedAgent; rollout: Rollout; versions: AgentVersionsPort; rollouts: RolloutStore } {
     const existing = this.registry.get(name);
     if (!existing) throw new CaxtonError('agent_not_found', `no agent named "${name}" is deployed`, { name });
     const rollout = this.rollouts?.running(existing.definition.name);
-    if (!rollout || !this.versions || !this.rollouts)
+    const versions = this.#portFor(existing.definition.name);
+    if (!rollout || !versions || !this.rollouts)
       throw new CaxtonError('no_rollout', `agent "${existing.definition.name}" has no rollout running; deploy with --strategy blue-green, canary or shadow to start one`, {
         name: existing.definition.name,
       });
-    return { existing, rollout, versions: this.versions, rollouts: this.rollouts };
+    return { existing, rollout, versions, rollouts: this.rollouts };
   }
 
   /** Makes a running rollout's candidate the live version (a new version, `how: promotion`). */
-  promote(name: string, by?: string): RolloutOutcome {
+  async promote(name: string, by?: string): Promise<RolloutOutcome> {
     const { existing, rollout, versions, rollouts } = this.#runningRollout(name);
-    const candidate = versions.get(rollout.agent, rollout.candidate_version);
+    const candidate = await this.#detail(versions, rollout.agent, rollout.candidate_version);
     if (!candidate) throw new CaxtonError('version_not_found', `version ${rollout.candidate_version} of agent "${rollout.agent}" is no longer kept; roll the rollout back`, { name: rollout.agent });
     const agent = this.#apiAgent(candidate.definition, candidate.format, existing);
-    const { version, ended } = versions.transaction(() => {
-      this.#store.save({ ...agent, source: candidate.source });
-      const version = versions.append({
+    let ended: Rollout | undefined;
+    const version = await versions.append(
+      {
         definition: candidate.definition,
         format: candidate.format,
         source: candidate.source,
@@ -471,19 +701,31 @@ export class AgentService {
         origin: 'api',
         deployed_by: by,
         restored_from: candidate.version,
-      });
-      return { version, ended: rollouts.end(rollout, 'promoted', by, null) };
-    });
+      },
+      () => {
+        this.#store.save({ ...agent, source: candidate.source });
+        ended = rollouts.end(rollout, 'promoted', by, null);
+      },
+    );
+    if (this.#shared) this.#remember(version, candidate.definition, candidate.format, candidate.source);
     this.registry.upsert(agent);
-    this.#options.onRollout?.('rollout.promoted', ended);
-    return { agent, rollout: ended, version };
+    this.#options.onRollout?.('rollout.promoted', ended!);
+    return { agent, rollout: ended!, version };
+  }
+
+  /** One version through the port, parsed (a cluster node keeps it for the hot path). */
+  async #detail(port: AgentVersionsPort, name: string, version: number): Promise<AgentVersionDetail | undefined> {
+    const d = await port.get(name, version);
+    if (d && port === this.#shared) this.#cacheDetail(d);
+    return d;
   }
 
   /** Ends a running rollout: the live version stays (recorded again as a version, `how: rollback`). */
-  #abort(existing: DeployedAgent, rollout: Rollout, versions: AgentVersionStore, rollouts: RolloutStore, by: string | undefined, reason: string): RollbackOutcome {
-    const stable = versions.get(rollout.agent, rollout.stable_version) ?? versions.get(rollout.agent, versions.latest(rollout.agent)!.version)!;
-    const { version, ended } = versions.transaction(() => {
-      const version = versions.append({
+  async #abort(existing: DeployedAgent, rollout: Rollout, versions: AgentVersionsPort, rollouts: RolloutStore, by: string | undefined, reason: string): Promise<RollbackOutcome> {
+    const stable = (await this.#detail(versions, rollout.agent, rollout.stable_version)) ?? (await this.#detail(versions, rollout.agent, (await versions.latest(rollout.agent))!.version))!;
+    let ended: Rollout | undefined;
+    const version = await versions.append(
+      {
         definition: existing.definition,
         format: existing.format,
         source: stable.source,
@@ -491,12 +733,15 @@ export class AgentService {
         origin: 'api',
         deployed_by: by,
         restored_from: rollout.stable_version,
-      });
-      return { version, ended: rollouts.end(rollout, 'rolled_back', by, reason) };
-    });
-    this.#options.onRollout?.('rollout.rolled_back', ended);
+      },
+      () => {
+        ended = rollouts.end(rollout, 'rolled_back', by, reason);
+      },
+    );
+    if (this.#shared) this.#remember(version, existing.definition, existing.format, stable.source);
+    this.#options.onRollout?.('rollout.rolled_back', ended!);
     const { definition: _d, source: _s, ...summary } = stable;
-    return { agent: existing, version, restored: summary, warnings: [], rollout: ended };
+    return { agent: existing, version, restored: summary, warnings: [], rollout: ended! };
   }
 
   /**
@@ -504,7 +749,7 @@ export class AgentService {
    * version whose content differs from the current one. API agents only: a file agent's file is its
    * source of truth.
    */
-  rollback(name: string, to?: number, deployedBy?: string): RollbackOutcome {
+  async rollback(name: string, to?: number, deployedBy?: string): Promise<RollbackOutcome> {
     const existing = this.registry.get(name);
     if (!existing) throw new CaxtonError('agent_not_found', `no agent named "${name}" is deployed`, { name });
     const agentName = existing.definition.name;
@@ -515,7 +760,7 @@ export class AgentService {
         { path: existing.origin.path },
       );
     }
-    const versions = this.versions;
+    const versions = this.#portFor(agentName);
     if (!versions) throw new CaxtonError('invalid_request', 'this server keeps no agent versions');
     const running = this.rollouts?.running(agentName);
     if (running) {
@@ -527,10 +772,10 @@ export class AgentService {
         );
       return this.#abort(existing, running, versions, this.rollouts!, deployedBy, `rolled back${deployedBy ? ` by ${deployedBy}` : ''}`);
     }
-    const current = versions.latest(agentName);
-    let target = to !== undefined ? versions.get(agentName, to) : undefined;
+    const current = versions === this.#shared ? await this.#liveVersion(existing, versions) : await versions.latest(agentName);
+    let target = to !== undefined ? await versions.get(agentName, to) : undefined;
     if (to !== undefined && !target) {
-      const { items, total } = versions.list(agentName, { limit: 1 });
+      const { items, total } = await versions.list(agentName, { limit: 1 });
       throw new CaxtonError('version_not_found', `agent "${agentName}" has no version ${to}${total > 0 ? ` (versions kept: ${total}, the newest is ${items[0]!.version})` : ''}`, {
         name: agentName,
         version: to,
@@ -539,9 +784,9 @@ export class AgentService {
     }
     if (to === undefined) {
       for (let offset = 0; !target; offset += 100) {
-        const page = versions.list(agentName, { limit: 100, offset });
+        const page = await versions.list(agentName, { limit: 100, offset });
         const found = page.items.find((v) => v.hash !== current?.hash);
-        if (found) target = versions.get(agentName, found.version);
+        if (found) target = await versions.get(agentName, found.version);
         if (page.items.length < 100) break;
       }
       if (!target)
@@ -557,9 +802,8 @@ export class AgentService {
         version: restored.version,
       });
     const agent = this.#apiAgent(restored.definition, restored.format, existing);
-    const version = versions.transaction(() => {
-      this.#store.save({ ...agent, source: restored.source });
-      return versions.append({
+    const version = await versions.append(
+      {
         definition: restored.definition,
         format: restored.format,
         source: restored.source,
@@ -567,8 +811,10 @@ export class AgentService {
         origin: 'api',
         deployed_by: deployedBy,
         restored_from: restored.version,
-      });
-    });
+      },
+      () => this.#store.save({ ...agent, source: restored.source }),
+    );
+    if (versions === this.#shared) this.#remember(version, restored.definition, restored.format, restored.source);
     this.registry.upsert(agent);
     const { definition: _d, source: _s, ...summary } = restored;
     return { agent, version, restored: summary, warnings: this.checkDeployed(restored.definition) };

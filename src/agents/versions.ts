@@ -69,7 +69,31 @@ export interface NewVersion {
   restored_from?: number | undefined;
 }
 
-interface Row {
+/**
+ * What the service and the routes need of a version history, asynchronous so that it can live in
+ * the cluster's PostgreSQL (src/cluster/pg-agent-versions.ts: one numbering per agent across the
+ * nodes) as well as in this node's SQLite (`AgentVersionStore.port()`). One shared test suite
+ * (test/agents/version-store-suite.ts) runs on both.
+ */
+export interface AgentVersionsPort {
+  /** Versions kept per agent. */
+  readonly keep: number;
+  /**
+   * Records a new version (numbered after the agent's last one, whichever node wrote it) and drops
+   * those beyond `keep`. `alongside` (this node's writes that go with it: the agent row, a rollout
+   * of the new version) runs with the version written but not yet committed: a throw from it
+   * records nothing.
+   */
+  append(v: NewVersion, alongside?: (written: AgentVersion) => void): Promise<AgentVersion>;
+  /** The newest version, without its definition and text. */
+  latest(name: string): Promise<AgentVersion | undefined>;
+  get(name: string, version: number): Promise<AgentVersionDetail | undefined>;
+  /** Newest first. */
+  list(name: string, opts?: { limit?: number; offset?: number }): Promise<{ items: AgentVersion[]; total: number }>;
+}
+
+/** A version row as both stores read it (`definition` and `source` for one version's detail). */
+export interface VersionRow {
   name: string;
   version: number;
   semver: string | null;
@@ -83,8 +107,6 @@ interface Row {
   restored_from: number | null;
 }
 
-const SUMMARY = 'name, version, semver, hash, format, how, origin, path, deployed_by, deployed_at, restored_from';
-
 /** JSON with object keys sorted, so the hash does not depend on the order fields were written in. */
 function canonical(value: unknown): string {
   return JSON.stringify(value, (_k, v: unknown) =>
@@ -96,7 +118,45 @@ export function definitionHash(def: AgentDefinition): string {
   return createHash('sha256').update(canonical(def)).digest('hex');
 }
 
-function summary(r: Row): AgentVersion {
+type Row = VersionRow;
+
+/** The columns of a version's summary (both stores). */
+export const VERSION_SUMMARY_COLUMNS = 'name, version, semver, hash, format, how, origin, path, deployed_by, deployed_at, restored_from';
+
+/** The row values a new version is stored with (both stores; the number is the store's). */
+export function versionValues(v: NewVersion) {
+  return {
+    key: agentKey(v.definition.name),
+    name: v.definition.name,
+    semver: v.definition.version || null,
+    hash: definitionHash(v.definition),
+    format: v.format,
+    source: v.source,
+    definition: JSON.stringify(v.definition),
+    how: v.how,
+    origin: v.origin,
+    path: v.path ?? null,
+    deployed_by: v.deployed_by ?? null,
+    deployed_at: new Date().toISOString(),
+    restored_from: v.restored_from ?? null,
+  };
+}
+
+/** A stored row's detail: a damaged row (not JSON, or not a definition) reads as missing, so a rollback to it is refused with "not found". */
+export function versionDetail(r: (VersionRow & { definition: string; source: string }) | undefined): AgentVersionDetail | undefined {
+  if (!r) return undefined;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(r.definition);
+  } catch {
+    return undefined;
+  }
+  const checked = checkStoredDefinition(parsed);
+  if (!checked.ok) return undefined;
+  return { ...versionSummary(r), definition: checked.definition, source: r.source };
+}
+
+export function versionSummary(r: VersionRow): AgentVersion {
   return {
     agent: r.name,
     version: r.version,
@@ -111,6 +171,8 @@ function summary(r: Row): AgentVersion {
     restored_from: r.restored_from,
   };
 }
+
+const SUMMARY = VERSION_SUMMARY_COLUMNS;
 
 /** Parsed versions kept in memory (the running rollouts' candidates and pinned versions, mostly). */
 const VERSION_CACHE_SIZE = 64;
@@ -148,6 +210,24 @@ export class AgentVersionStore {
     this.#prune = db.prepare('DELETE FROM agent_versions WHERE key = ? AND version <= (SELECT MAX(version) FROM agent_versions WHERE key = ?) - ?');
   }
 
+  /** This store behind the asynchronous port (the API's routes; `alongside` runs in the version's SQLite transaction). */
+  port(): AgentVersionsPort {
+    return {
+      keep: this.keep,
+      append: (v, alongside) =>
+        Promise.resolve().then(() =>
+          this.transaction(() => {
+            const written = this.append(v);
+            alongside?.(written);
+            return written;
+          }),
+        ),
+      latest: (name) => Promise.resolve().then(() => this.latest(name)),
+      get: (name, version) => Promise.resolve().then(() => this.get(name, version)),
+      list: (name, opts) => Promise.resolve().then(() => this.list(name, opts)),
+    };
+  }
+
   /** Runs `fn` in one transaction (the agent row and its version are written together). */
   transaction<T>(fn: () => T): T {
     return this.#db.transaction(fn)();
@@ -155,25 +235,12 @@ export class AgentVersionStore {
 
   /** Records a new version (numbered after the agent's last one) and drops those beyond `keep`. */
   append(v: NewVersion): AgentVersion {
-    const key = agentKey(v.definition.name);
-    const row = this.#insert.get({
-      key,
-      name: v.definition.name,
-      semver: v.definition.version || null,
-      hash: definitionHash(v.definition),
-      format: v.format,
-      source: v.source,
-      definition: JSON.stringify(v.definition),
-      how: v.how,
-      origin: v.origin,
-      path: v.path ?? null,
-      deployed_by: v.deployed_by ?? null,
-      deployed_at: new Date().toISOString(),
-      restored_from: v.restored_from ?? null,
-    }) as Row;
+    const values = versionValues(v);
+    const key = values.key;
+    const row = this.#insert.get(values) as Row;
     this.#prune.run(key, key, this.keep);
     for (const k of this.#cache.keys()) if (k.startsWith(`${key}\0`)) this.#cache.delete(k);
-    return summary(row);
+    return versionSummary(row);
   }
 
   /**
@@ -182,7 +249,7 @@ export class AgentVersionStore {
    */
   latest(name: string): AgentVersion | undefined {
     const r = this.#latest.get(agentKey(name)) as Row | undefined;
-    return r && summary(r);
+    return r && versionSummary(r);
   }
 
   get(name: string, version: number): AgentVersionDetail | undefined {
@@ -190,7 +257,7 @@ export class AgentVersionStore {
     const at = `${key}\0${version}`;
     const cached = this.#cache.get(at);
     if (cached) return cached;
-    const found = this.#detail(this.#get.get(key, version) as (Row & { definition: string; source: string }) | undefined);
+    const found = versionDetail(this.#get.get(key, version) as (Row & { definition: string; source: string }) | undefined);
     if (found) {
       if (this.#cache.size >= VERSION_CACHE_SIZE) this.#cache.delete(this.#cache.keys().next().value!);
       this.#cache.set(at, found);
@@ -202,19 +269,6 @@ export class AgentVersionStore {
   list(name: string, opts: { limit?: number; offset?: number } = {}): { items: AgentVersion[]; total: number } {
     const key = agentKey(name);
     const rows = this.#list.all(key, opts.limit ?? 50, opts.offset ?? 0) as Row[];
-    return { items: rows.map(summary), total: this.#count.get(key) as number };
-  }
-
-  #detail(r: (Row & { definition: string; source: string }) | undefined): AgentVersionDetail | undefined {
-    if (!r) return undefined;
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(r.definition);
-    } catch {
-      return undefined; // a damaged row reads as missing: rollback to it is refused with "not found"
-    }
-    const checked = checkStoredDefinition(parsed);
-    if (!checked.ok) return undefined;
-    return { ...summary(r), definition: checked.definition, source: r.source };
+    return { items: rows.map(versionSummary), total: this.#count.get(key) as number };
   }
 }

@@ -14,3 +14,4 @@ export { PgEventStore, relayEvents, type PgEventStoreOptions } from './pg-event-
 export { PgToolAudit, type PgToolAuditOptions } from './pg-tool-audit.js';
 export { PgBatchWriter, type PgBatchWriterOptions } from './pg-batch.js';
 export { migrateSchema, type PgMigration } from './pg-migrate.js';
+export { PgAgentVersionStore, type PgAgentVersionStoreOptions } from './pg-agent-versions.js';

@@ -152,10 +152,12 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
     );
     const { db } = stack.add(openStorage({ dataDir: config.data_dir, logger }));
     // A cluster node's shared state in PostgreSQL: before the stores that live there (the event store, the tool audit), closed after them.
-    const clusterState = config.cluster ? stack.add(await openClusterState({ cluster: config.cluster, logger })) : undefined;
+    const clusterState = config.cluster ? stack.add(await openClusterState({ cluster: config.cluster, logger, keepVersions: config.agents.keep_versions })) : undefined;
     const auth = stack.add(startAuth({ config, db, logger, metrics }));
     const agents = stack.add(startAgents({ config, db, logger, metrics, lifecycle, clusterState }));
     const { registry, service, events } = agents;
+    // A cluster node's view of the shared agent versions (each API agent's newest, its rollouts' two), before any traffic.
+    await service.versionsReady;
     const files = stack.add(await watchAgentFiles({ agentsDir: config.agents_dir, registry, service, events, logger, metrics }));
     // A cluster node: NATS, the shared state in PostgreSQL, and API agents propagated to every node (docs/cluster.md).
     const cluster =

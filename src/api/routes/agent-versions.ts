@@ -101,22 +101,24 @@ export async function agentVersionRoutes(
 ): Promise<void> {
   const { service, detail } = opts;
   const r = app.withTypeProvider<ZodTypeProvider>();
-  const store = () => {
-    if (!service.versions) throw new CaxtonError('not_found', 'this server keeps no agent versions');
-    return service.versions;
+  /** Where `name`'s versions are: this node's store, or on a cluster node the history the nodes share (API agents). */
+  const store = (name: string) => {
+    const port = service.history(name);
+    if (!port) throw new CaxtonError('not_found', 'this server keeps no agent versions');
+    return port;
   };
   /** The agent's name as deployed (or, once removed, as its versions spell it); 404 when it never had a version. */
-  const nameOf = (name: string): string => {
+  const nameOf = async (name: string): Promise<string> => {
     const deployed = service.registry.get(name);
     if (deployed) return deployed.definition.name;
-    const newest = store().list(name, { limit: 1 }).items[0];
+    const newest = (await store(name).list(name, { limit: 1 })).items[0];
     if (!newest) throw new CaxtonError('agent_not_found', `no agent named "${name}" is deployed or has versions`, { name });
     return newest.agent;
   };
-  const version = (name: string, v: number): AgentVersionDetail => {
-    const found = store().get(name, v);
+  const version = async (name: string, v: number): Promise<AgentVersionDetail> => {
+    const found = await store(name).get(name, v);
     if (!found) {
-      const newest = store().list(name, { limit: 1 }).items[0];
+      const newest = (await store(name).list(name, { limit: 1 })).items[0];
       throw new CaxtonError('version_not_found', `agent "${name}" has no version ${v}${newest ? ` (the newest is ${newest.version})` : ''}`, {
         name,
         version: v,
@@ -141,10 +143,10 @@ export async function agentVersionRoutes(
       },
     },
     async (req) => {
-      const name = nameOf(req.params.name);
+      const name = await nameOf(req.params.name);
       const { limit, offset } = req.query;
-      const page = store().list(name, { limit, offset });
-      const current = service.registry.get(name) ? (service.currentVersion(name) ?? null) : null;
+      const page = await store(name).list(name, { limit, offset });
+      const current = service.registry.get(name) ? ((await service.liveVersion(name)) ?? null) : null;
       return { agent: name, current, versions: page.items, total: page.total, limit, offset };
     },
   );
@@ -153,7 +155,7 @@ export async function agentVersionRoutes(
     '/agents/:name/versions/:version',
     { schema: { summary: 'One version of an agent: its definition and the text it was deployed from', tags: ['agents'], params: versionParams, response: { 200: versionDetailSchema, ...errors } } },
     async (req) => {
-      const v = version(nameOf(req.params.name), req.params.version);
+      const v = await version(await nameOf(req.params.name), req.params.version);
       return { ...v, definition: v.definition as unknown as Record<string, unknown> };
     },
   );
@@ -170,20 +172,18 @@ export async function agentVersionRoutes(
       },
     },
     async (req) => {
-      const name = nameOf(req.params.name);
-      const to = req.query.to ?? store().latest(name)?.version;
+      const name = await nameOf(req.params.name);
+      const to = req.query.to ?? (await store(name).latest(name))?.version;
       if (to === undefined) throw new CaxtonError('version_not_found', `agent "${name}" has no versions`, { name });
-      const b = version(name, to);
+      const b = await version(name, to);
       let from = req.query.from;
       if (from === undefined) {
         // The newest kept version before `to`.
-        const older = store()
-          .list(name, { limit: 1000 })
-          .items.find((v) => v.version < to);
+        const older = (await store(name).list(name, { limit: 1000 })).items.find((v) => v.version < to);
         if (!older) throw new CaxtonError('no_earlier_version', `agent "${name}" has no version before ${to} to compare with`, { name, hint: 'pass from=N' });
         from = older.version;
       }
-      return diffVersions(version(name, from), b);
+      return diffVersions(await version(name, from), b);
     },
   );
 
@@ -208,7 +208,7 @@ export async function agentVersionRoutes(
     },
     async (req) => {
       const body = rollbackBodyOf(req.body);
-      const out = service.rollback(req.params.name, body.to, req.principal?.id);
+      const out = await service.rollback(req.params.name, body.to, req.principal?.id);
       req.log.info({ agent: out.agent.definition.name, version: out.version.version, restored: out.restored.version, rollout: out.rollout?.id }, 'agent rolled back');
       return { agent: detail(out.agent), version: out.version, restored: out.restored, warnings: out.warnings, ...(out.rollout && { rollout: out.rollout }) };
     },
@@ -225,7 +225,7 @@ export async function agentVersionRoutes(
       },
     },
     async (req) => {
-      const out = service.promote(req.params.name, req.principal?.id);
+      const out = await service.promote(req.params.name, req.principal?.id);
       req.log.info({ agent: out.agent.definition.name, version: out.version.version, promoted: out.rollout.candidate_version }, 'agent rollout promoted');
       return { agent: detail(out.agent), rollout: out.rollout, version: out.version };
     },
@@ -252,12 +252,12 @@ export async function agentVersionRoutes(
       },
     },
     async (req) => {
-      const name = nameOf(req.params.name);
+      const name = await nameOf(req.params.name);
       const running = service.rollouts?.running(name);
       const rollout = running ?? service.rollouts?.latest(name) ?? null;
       return {
         agent: name,
-        live_version: service.registry.get(name) ? (service.currentVersion(name) ?? null) : null,
+        live_version: service.registry.get(name) ? ((await service.liveVersion(name)) ?? null) : null,
         running: running !== undefined,
         rollout,
         canary: (running && service.canaryStatus(running)) ?? null,

@@ -40,6 +40,12 @@ export function startAgents(opts: { config: ServerConfig; db: Db; logger: Logger
       ],
       // Every deploy, file change and rollback kept as a version (issue 18).
       versions: new AgentVersionStore(db, { keep: config.agents.keep_versions }),
+      // A cluster node: API agents' versions in the cluster's PostgreSQL, one history for every node (file agents' stay here).
+      ...(opts.clusterState && {
+        sharedVersions: opts.clusterState.versions,
+        onVersionsError: (e: unknown) =>
+          logger.warn({ err: describeError(e) }, "agent versions could not be read from the cluster's PostgreSQL; this node's view of them is refreshed at the next change"),
+      }),
       // Blue-green rollouts (issue 18): running ones resume after a restart; each step is an event.
       rollouts: new RolloutStore(db),
       onRollout: (event, r) => recordRollout(event, r),

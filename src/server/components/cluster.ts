@@ -3,7 +3,20 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { AgentRegistry } from '../../agents/index.js';
 import type { ClusterView, Lifecycle } from '../../api/index.js';
 import type { ApiKeyStore } from '../../auth/index.js';
-import { connectNats, DirectorySync, guardConnections, KeySync, Membership, PgEventStore, PgMessageReads, PgMessageStore, PgToolAudit, PgToolPackageStore, relayEvents } from '../../cluster/index.js';
+import {
+  connectNats,
+  DirectorySync,
+  guardConnections,
+  KeySync,
+  Membership,
+  PgAgentVersionStore,
+  PgEventStore,
+  PgMessageReads,
+  PgMessageStore,
+  PgToolAudit,
+  PgToolPackageStore,
+  relayEvents,
+} from '../../cluster/index.js';
 import { clusterStateConfig, type ClusterConfig } from '../../config/index.js';
 import type { Logger } from '../../observability/index.js';
 import type { EventLog } from '../../observability/events.js';
@@ -20,15 +33,17 @@ export interface ClusterStateComponent extends Component {
   readonly store: PgMessageStore;
   /** Tool packages deployed through any node. */
   readonly packages: PgToolPackageStore;
+  /** The version history of API agents, one numbering per agent across the nodes. */
+  readonly versions: PgAgentVersionStore;
 }
 
 /**
  * A cluster node's PostgreSQL (`[cluster.state]`, required: a node never runs a cluster on its
- * own SQLite): the pool, and every shared table migrated (messages, tool packages, agent events, tool audit).
+ * own SQLite): the pool, and every shared table migrated (messages, tool packages, agent versions, agent events, tool audit).
  * Opened before the components whose stores live there (agents' event store, the tool audit);
  * closed after them, so their last batches are written.
  */
-export async function openClusterState(opts: { cluster: ClusterConfig; logger: Logger }): Promise<ClusterStateComponent> {
+export async function openClusterState(opts: { cluster: ClusterConfig; logger: Logger; keepVersions?: number }): Promise<ClusterStateComponent> {
   const { cluster, logger } = opts;
   const state = clusterStateConfig(cluster);
   const pool = new pg.Pool({ connectionString: state.url, max: state.pool_size, application_name: `caxton-${cluster.node}`, connectionTimeoutMillis: 5000 });
@@ -38,18 +53,20 @@ export async function openClusterState(opts: { cluster: ClusterConfig; logger: L
   guardConnections(pool);
   let store: PgMessageStore;
   let packages: PgToolPackageStore;
+  let versions: PgAgentVersionStore;
   try {
     store = await PgMessageStore.open({ pool, schema: state.schema });
     packages = await PgToolPackageStore.open({ pool, schema: state.schema });
     await PgEventStore.migrate(pool, state.schema);
     await PgToolAudit.migrate(pool, state.schema);
+    versions = await PgAgentVersionStore.open({ pool, schema: state.schema, ...(opts.keepVersions !== undefined && { keep: opts.keepVersions }) });
   } catch (e) {
     await pool.end().catch(() => {});
     throw new CaxtonError('invalid_config', `refusing to start: the cluster's shared state ([cluster.state], schema "${state.schema}") could not be opened: ${describeError(e)}`, {
       field: 'cluster.state',
     });
   }
-  return { name: 'cluster state', pool, schema: state.schema, node: cluster.node, store, packages, close: () => pool.end().catch(() => {}) };
+  return { name: 'cluster state', pool, schema: state.schema, node: cluster.node, store, packages, versions, close: () => pool.end().catch(() => {}) };
 }
 
 export interface ClusterComponent extends Component {

@@ -1,0 +1,148 @@
+/**
+ * The version history of API agents on a cluster (issue 17; ADR 0043, item 5): the table the
+ * single node keeps in SQLite (src/agents/versions.ts), in the cluster's schema, behind the same
+ * port (`AgentVersionsPort`) and shared test suite. Versions are numbered 1, 2, 3... per agent
+ * across the cluster: the deploy, update, rollback or promotion on whichever node takes the next
+ * number, under a transaction-scoped advisory lock on the agent's key (two nodes writing the same
+ * agent at once take turns; the primary key is the backstop). Only the node where the change was
+ * made records it: a change another node applies from the directory (directory-sync.ts) goes to
+ * its registry, never through the service that records versions.
+ *
+ * File agents stay per node (each node's agents_dir): their versions stay in the node's SQLite.
+ */
+import type pg from 'pg';
+import {
+  agentKey,
+  versionDetail,
+  versionSummary,
+  versionValues,
+  VERSION_SUMMARY_COLUMNS,
+  type AgentVersion,
+  type AgentVersionDetail,
+  type AgentVersionsPort,
+  type NewVersion,
+  type VersionRow,
+} from '../agents/index.js';
+import { guardReads } from './pg-errors.js';
+import { migrateSchema, quotedSchema, type PgMigration } from './pg-migrate.js';
+import { inTransaction } from './pg-tx.js';
+
+const MIGRATIONS: readonly PgMigration[] = [
+  {
+    id: 'cluster-agent-versions-001',
+    sql: (s) => `
+      CREATE TABLE ${s}.agent_versions (
+        key           text NOT NULL,
+        version       integer NOT NULL,
+        name          text NOT NULL,
+        semver        text,
+        hash          text NOT NULL,
+        format        text NOT NULL,
+        source        text NOT NULL,
+        definition    text NOT NULL,
+        how           text NOT NULL,
+        origin        text NOT NULL,
+        path          text,
+        deployed_by   text,
+        deployed_at   text NOT NULL,
+        restored_from integer,
+        PRIMARY KEY (key, version)
+      );
+    `,
+  },
+];
+
+export interface PgAgentVersionStoreOptions {
+  pool: pg.Pool;
+  /** The cluster's schema (created if missing). */
+  schema: string;
+  /** Versions kept per agent (`[agents] keep_versions`; default 100). */
+  keep?: number;
+}
+
+/** Versions parsed and kept in memory: a version never changes once written. */
+const CACHE_SIZE = 64;
+
+export class PgAgentVersionStore implements AgentVersionsPort {
+  readonly #pool: pg.Pool;
+  readonly #s: string;
+  readonly keep: number;
+  readonly #cache = new Map<string, AgentVersionDetail>();
+
+  private constructor(pool: pg.Pool, s: string, keep: number) {
+    this.#pool = pool;
+    this.#s = s;
+    this.keep = keep;
+  }
+
+  /** The table's migrations, applied by `open` (and by the server with the other shared tables). */
+  static migrate(pool: pg.Pool, schema: string): Promise<void> {
+    return migrateSchema(pool, schema, MIGRATIONS);
+  }
+
+  /**
+   * Creates the table if missing (under the schema's migration lock). A method that cannot reach
+   * PostgreSQL rejects with a 503 `not_ready` naming it (a deploy or a rollback answers 503, not 500).
+   */
+  static async open(opts: PgAgentVersionStoreOptions): Promise<PgAgentVersionStore> {
+    const s = quotedSchema(opts.schema);
+    await PgAgentVersionStore.migrate(opts.pool, opts.schema);
+    return guardReads(new PgAgentVersionStore(opts.pool, s, opts.keep ?? 100));
+  }
+
+  async append(v: NewVersion, alongside?: (written: AgentVersion) => void): Promise<AgentVersion> {
+    const r = versionValues(v);
+    const row = await inTransaction(this.#pool, 'BEGIN', async (c) => {
+      await c.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`caxton-agent-versions:${this.#s}:${r.key}`]);
+      const inserted = await c.query<VersionRow>(
+        `INSERT INTO ${this.#s}.agent_versions (key, version, name, semver, hash, format, source, definition, how, origin, path, deployed_by, deployed_at, restored_from)
+         VALUES ($1, (SELECT COALESCE(MAX(version), 0) + 1 FROM ${this.#s}.agent_versions WHERE key = $1), $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+         RETURNING ${VERSION_SUMMARY_COLUMNS}`,
+        [r.key, r.name, r.semver, r.hash, r.format, r.source, r.definition, r.how, r.origin, r.path, r.deployed_by, r.deployed_at, r.restored_from],
+      );
+      const written = inserted.rows[0]!;
+      await c.query(`DELETE FROM ${this.#s}.agent_versions WHERE key = $1 AND version <= $2`, [r.key, written.version - this.keep]);
+      // This node's own writes (SQLite) before the COMMIT: when they throw, the version is not recorded.
+      alongside?.(versionSummary(written));
+      return written;
+    });
+    for (const k of this.#cache.keys()) if (k.startsWith(`${r.key}\0`)) this.#cache.delete(k);
+    return versionSummary(row);
+  }
+
+  async latest(name: string): Promise<AgentVersion | undefined> {
+    const r = await this.#pool.query<VersionRow>(`SELECT ${VERSION_SUMMARY_COLUMNS} FROM ${this.#s}.agent_versions WHERE key = $1 ORDER BY version DESC LIMIT 1`, [agentKey(name)]);
+    const row = r.rows[0];
+    return row && versionSummary(row);
+  }
+
+  async get(name: string, version: number): Promise<AgentVersionDetail | undefined> {
+    const key = agentKey(name);
+    const at = `${key}\0${version}`;
+    const cached = this.#cache.get(at);
+    if (cached) return cached;
+    const r = await this.#pool.query<VersionRow & { definition: string; source: string }>(
+      `SELECT ${VERSION_SUMMARY_COLUMNS}, definition, source FROM ${this.#s}.agent_versions WHERE key = $1 AND version = $2`,
+      [key, version],
+    );
+    const found = versionDetail(r.rows[0]);
+    if (found) {
+      if (this.#cache.size >= CACHE_SIZE) this.#cache.delete(this.#cache.keys().next().value!);
+      this.#cache.set(at, found);
+    }
+    return found;
+  }
+
+  async list(name: string, opts: { limit?: number; offset?: number } = {}): Promise<{ items: AgentVersion[]; total: number }> {
+    const key = agentKey(name);
+    const [rows, count] = await Promise.all([
+      this.#pool.query<VersionRow>(`SELECT ${VERSION_SUMMARY_COLUMNS} FROM ${this.#s}.agent_versions WHERE key = $1 ORDER BY version DESC LIMIT $2 OFFSET $3`, [
+        key,
+        opts.limit ?? 50,
+        opts.offset ?? 0,
+      ]),
+      this.#pool.query<{ n: string }>(`SELECT COUNT(*) AS n FROM ${this.#s}.agent_versions WHERE key = $1`, [key]),
+    ]);
+    return { items: rows.rows.map(versionSummary), total: Number(count.rows[0]!.n) };
+  }
+}

@@ -1,0 +1,214 @@
+/**
+ * One version history of API agents for two nodes (issue 17; ADR 0043, item 5), in this process on
+ * the machine's nats-server and PostgreSQL: per node its own SQLite (agents, file agents'
+ * versions, rollouts), registry, service and pool, the agents propagated by DirectorySync, the
+ * versions in one PgAgentVersionStore schema. A deploy on one node, an update on the other and a
+ * rollback record one version each, numbered once for the cluster; the change the other node
+ * applies from the directory records none; both nodes list, read and roll back the same history.
+ * Then two `caxton serve` nodes in this process: the version routes answer the same on both.
+ */
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import pg from 'pg';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { AGENT_MIGRATIONS, AgentRegistry, AgentService, AgentStore, AgentVersionStore, RolloutStore } from '../../src/agents/index.js';
+import { DirectorySync, PgAgentVersionStore } from '../../src/cluster/index.js';
+import { migrate, openDatabase } from '../../src/storage/index.js';
+import { http, tomlAgent } from '../helpers/http.js';
+import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';
+import { startTestServer, type TestServer } from '../helpers/server.js';
+import { hasSystem, TEST_PG_URL } from '../helpers/system.js';
+import { makeTempDir, removeTempDirs } from '../helpers/tmp.js';
+import { waitUntil } from '../helpers/wait.js';
+
+const run = hasSystem('postgresql') && hasSystem('nats-server');
+const base = `caxton_pgversions_nodes_${process.pid}_${Date.now()}`;
+const schemas: string[] = [];
+let nats: NatsServer;
+const cleanups: (() => unknown)[] = [];
+
+beforeAll(async () => {
+  if (run) nats = await startNatsServer();
+});
+
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+afterAll(async () => {
+  if (run) {
+    const pool = new pg.Pool({ connectionString: TEST_PG_URL, max: 1 });
+    for (const s of schemas) await pool.query(`DROP SCHEMA IF EXISTS "${s}" CASCADE`);
+    await pool.end();
+  }
+  await nats?.stop();
+  removeTempDirs();
+});
+
+interface Node {
+  name: string;
+  registry: AgentRegistry;
+  service: AgentService;
+  local: AgentVersionStore;
+}
+
+/** Node `name` of the cluster whose directory is `bucket` and whose versions are in a schema named after it (one per test). */
+async function node(name: string, bucket: string): Promise<Node> {
+  const schema = `${base}_${bucket}`;
+  if (!schemas.includes(schema)) schemas.push(schema);
+  const db = openDatabase(makeTempDir('caxton-pgversions-'));
+  migrate(db, AGENT_MIGRATIONS);
+  const pool = new pg.Pool({ connectionString: TEST_PG_URL, max: 4 });
+  const shared = await PgAgentVersionStore.open({ pool, schema });
+  const registry = new AgentRegistry();
+  const local = new AgentVersionStore(db);
+  const service = new AgentService(registry, new AgentStore(db), { versions: local, rollouts: new RolloutStore(db), sharedVersions: shared });
+  const nc: NatsConnection = await connect({ servers: nats.url });
+  const sync = await DirectorySync.start({ nc, bucket, node: name, registry });
+  cleanups.push(async () => {
+    await sync.stop();
+    await service.close();
+    await nc.close();
+    await pool.end();
+    db.close();
+  });
+  return { name, registry, service, local };
+}
+
+const v1 = tomlAgent('Writer', 'version = "1.0.0"\n');
+const v2 = tomlAgent('Writer', 'version = "2.0.0"\n').replace('You are Writer.', 'You are Writer. Be terse.');
+const promptOf = (n: Node) => n.registry.get('writer')?.definition.system_prompt;
+const historyOf = async (n: Node) => (await n.service.history('writer')!.list('writer', { limit: 100 })).items.map((v) => [v.version, v.how, v.semver, v.restored_from]);
+
+describe.skipIf(!run)('agent versions shared by two nodes', () => {
+  it('a deploy on one node, an update on the other and a rollback: one numbering, one history, read the same on both', async () => {
+    const [a, b] = [await node('node-a', 'test_versions_1'), await node('node-b', 'test_versions_1')];
+
+    const created = await a.service.deployAsync({ body: v1, deployed_by: 'alice' }, 'create');
+    expect(created.version).toMatchObject({ version: 1, how: 'api', deployed_by: 'alice' });
+    await waitUntil(() => b.registry.get('writer'), { what: 'the agent on node b' });
+    // Node b applied the change from the directory: no version of its own.
+    expect(await historyOf(b)).toEqual([[1, 'api', '1.0.0', null]]);
+    expect(await b.service.liveVersion('writer')).toBe(1);
+
+    const updated = await b.service.deployAsync({ body: v2, deployed_by: 'bob' }, 'update', 'writer');
+    expect(updated.version).toMatchObject({ version: 2, deployed_by: 'bob' });
+    await waitUntil(() => promptOf(a)?.includes('Be terse'), { what: 'the update on node a' });
+    // The same content deployed again on the node that did not write it: nothing recorded.
+    const same = await a.service.deployAsync({ body: v2 }, 'update', 'writer');
+    expect(same).toMatchObject({ unchanged: true, version: { version: 2 } });
+
+    const back = await a.service.rollback('writer', undefined, 'carol');
+    expect(back.version).toMatchObject({ version: 3, how: 'rollback', restored_from: 1, deployed_by: 'carol' });
+    await waitUntil(() => promptOf(b) === 'You are Writer.', { what: 'the rollback on node b' });
+
+    const expected = [
+      [3, 'rollback', '1.0.0', 1],
+      [2, 'api', '2.0.0', null],
+      [1, 'api', '1.0.0', null],
+    ];
+    expect(await historyOf(a)).toEqual(expected);
+    expect(await historyOf(b)).toEqual(expected);
+    expect(await a.service.liveVersion('writer')).toBe(3);
+    expect(await b.service.liveVersion('writer')).toBe(3);
+    expect((await b.service.history('writer')!.get('writer', 2))!.source).toBe(v2);
+    // Neither node kept a version of the API agent in its own SQLite.
+    expect(a.local.list('writer').total + b.local.list('writer').total).toBe(0);
+
+    // A rollback to a given version on the other node continues the same numbering.
+    const again = await b.service.rollback('writer', 2);
+    expect(again.version).toMatchObject({ version: 4, restored_from: 2 });
+    await waitUntil(() => promptOf(a)?.includes('Be terse'), { what: 'the second rollback on node a' });
+    expect((await historyOf(a)).map(([v]) => v)).toEqual([4, 3, 2, 1]);
+  });
+
+  it('updates of one agent on both nodes at once take distinct numbers', async () => {
+    const [a, b] = [await node('node-a', 'test_versions_2'), await node('node-b', 'test_versions_2')];
+    const first = await a.service.deployAsync({ body: tomlAgent('Racer') }, 'create');
+    await waitUntil(() => b.registry.get('racer'), { what: 'the agent on node b' });
+    const [x, y] = await Promise.all([
+      a.service.deployAsync({ body: tomlAgent('Racer', 'version = "1.1.0"\n') }, 'update', 'racer'),
+      b.service.deployAsync({ body: tomlAgent('Racer', 'version = "1.2.0"\n') }, 'update', 'racer'),
+    ]);
+    expect([first.version!.version, x.version!.version, y.version!.version].sort()).toEqual([1, 2, 3]);
+    expect((await a.service.history('racer')!.list('racer')).total).toBe(3);
+  });
+
+  it('a blue-green rollout on a node: its candidate is numbered in the shared history and served there as NAME@VERSION; the promotion reaches the other node', async () => {
+    const [a, b] = [await node('node-a', 'test_versions_3'), await node('node-b', 'test_versions_3')];
+    await a.service.deployAsync({ body: v1 }, 'create');
+    await waitUntil(() => b.registry.get('writer'), { what: 'the agent on node b' });
+    const started = await a.service.deployAsync({ body: v2, strategy: 'blue-green' }, 'update', 'writer');
+    expect(started.rollout).toMatchObject({ stable_version: 1, candidate_version: 2, state: 'running' });
+    expect(a.registry.resolve('writer@2')?.definition.system_prompt).toContain('Be terse');
+    expect(a.registry.resolve('writer', 'conv-1')?.definition.system_prompt).toBe('You are Writer.');
+    // Node b still serves version 1 (rollouts stay per node) and says so, though version 2 is in the history.
+    expect(await b.service.liveVersion('writer')).toBe(1);
+    const promoted = await a.service.promote('writer', 'alice');
+    expect(promoted.version).toMatchObject({ version: 3, how: 'promotion', restored_from: 2 });
+    await waitUntil(() => promptOf(b)?.includes('Be terse'), { what: 'the promotion on node b' });
+    expect(await b.service.liveVersion('writer')).toBe(3);
+    // The conversation pinned on node a keeps version 1 after the promotion.
+    expect(a.registry.resolve('writer', 'conv-1')?.definition.system_prompt).toBe('You are Writer.');
+  });
+});
+
+describe.skipIf(!run)('two caxton serve nodes: the version routes answer the same on both', () => {
+  let a: TestServer;
+  let b: TestServer;
+  const schema = `${base}_serve`;
+  const toml = (node: string) => `
+[cluster]
+node = "${node}"
+heartbeat = "200ms"
+[cluster.nats]
+urls = ["NATS_URL"]
+[cluster.state]
+url = "${TEST_PG_URL}"
+schema = "${schema}"
+`;
+
+  beforeAll(async () => {
+    schemas.push(schema);
+    a = await startTestServer({ toml: toml('node-a').replace('NATS_URL', nats.url) });
+    b = await startTestServer({ toml: toml('node-b').replace('NATS_URL', nats.url) });
+  }, 60_000);
+
+  afterAll(async () => {
+    await b?.close();
+    await a?.close();
+  });
+
+  interface History {
+    current: number | null;
+    total: number;
+    versions: { version: number; how: string; restored_from: number | null }[];
+  }
+  const history = async (srv: TestServer) => (await http<History>(srv.url, 'GET', '/api/v1/agents/clerk/versions')).json;
+
+  it('a deploy through A, an update through B and a rollback through A: versions 1, 2, 3 on both, current 3 on both', async () => {
+    const created = await http<{ version: number }>(a.url, 'POST', '/api/v1/agents', { body: tomlAgent('clerk'), contentType: 'application/toml' });
+    expect(created.status, created.text).toBe(201);
+    expect(created.json.version).toBe(1);
+    await waitUntil(async () => (await http(b.url, 'GET', '/api/v1/agents/clerk')).status === 200, { what: 'the agent on B' });
+    const updated = await http<{ version: number }>(b.url, 'PUT', '/api/v1/agents/clerk', { body: tomlAgent('clerk', 'version = "2.0.0"\n'), contentType: 'application/toml' });
+    expect(updated.status, updated.text).toBe(200);
+    expect(updated.json.version).toBe(2);
+    await waitUntil(async () => (await http<{ definition: { version?: string } }>(a.url, 'GET', '/api/v1/agents/clerk')).json.definition.version === '2.0.0', {
+      what: 'the update on A',
+    });
+    const back = await http<{ version: { version: number }; restored: { version: number } }>(a.url, 'POST', '/api/v1/agents/clerk/rollback');
+    expect(back.status, back.text).toBe(200);
+    expect([back.json.version.version, back.json.restored.version]).toEqual([3, 1]);
+    await waitUntil(async () => (await http<{ revision: number }>(b.url, 'GET', '/api/v1/agents/clerk')).json.revision === 3, { what: 'the rollback on B' });
+    const [ha, hb] = [await history(a), await history(b)];
+    expect(ha).toEqual(hb);
+    expect(ha).toMatchObject({ current: 3, total: 3 });
+    expect(ha.versions.map((v) => [v.version, v.how, v.restored_from])).toEqual([
+      [3, 'rollback', 1],
+      [2, 'api', null],
+      [1, 'api', null],
+    ]);
+    const one = await http<{ source: string }>(b.url, 'GET', '/api/v1/agents/clerk/versions/2');
+    expect(one.json.source).toBe(tomlAgent('clerk', 'version = "2.0.0"\n'));
+  });
+});

@@ -1,0 +1,100 @@
+/**
+ * The cluster's agent version store (src/cluster/pg-agent-versions.ts) on the machine's
+ * PostgreSQL: the port's shared suite (test/agents/version-store-suite.ts, also run on SQLite),
+ * each test on a schema of its own, dropped afterwards; then what only this store promises: one
+ * numbering per agent for two pools (two nodes) appending at once, and each reading the other's;
+ * and PostgreSQL out of reach: a deploy or rollback through the service answers 503 naming it and
+ * changes nothing on the node.
+ */
+import pg from 'pg';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { AGENT_MIGRATIONS, AgentRegistry, AgentService, AgentStore, AgentVersionStore } from '../../src/agents/index.js';
+import { PgAgentVersionStore } from '../../src/cluster/index.js';
+import { migrate, openDatabase } from '../../src/storage/index.js';
+import { tomlAgent } from '../helpers/http.js';
+import { hasSystem, TEST_PG_URL } from '../helpers/system.js';
+import { startTcpProxy } from '../helpers/tcp-proxy.js';
+import { makeTempDir, removeTempDirs } from '../helpers/tmp.js';
+import { newVersion, versionStoreSuite } from '../agents/version-store-suite.js';
+
+const run = hasSystem('postgresql');
+const base = `caxton_pgversions_${process.pid}_${Date.now()}`;
+let n = 0;
+let pools: pg.Pool[] = [];
+const schemas: string[] = [];
+
+const newSchema = () => {
+  const s = `${base}_${++n}`;
+  schemas.push(s);
+  return s;
+};
+
+beforeAll(() => {
+  if (run) pools = [new pg.Pool({ connectionString: TEST_PG_URL, max: 4 }), new pg.Pool({ connectionString: TEST_PG_URL, max: 4 })];
+});
+
+afterEach(async () => {
+  for (const s of schemas.splice(0)) await pools[0]!.query(`DROP SCHEMA IF EXISTS "${s}" CASCADE`);
+});
+
+afterAll(async () => {
+  for (const p of pools) await p.end();
+  removeTempDirs();
+});
+
+describe.skipIf(!run)('PgAgentVersionStore', () => {
+  versionStoreSuite('PostgreSQL', ({ keep }) => PgAgentVersionStore.open({ pool: pools[0]!, schema: newSchema(), ...(keep !== undefined && { keep }) }));
+
+  it('two nodes appending the same agent at once get one numbering, and read each other’s versions', async () => {
+    const schema = newSchema();
+    const [a, b] = await Promise.all(pools.map((pool) => PgAgentVersionStore.open({ pool, schema })));
+    const out = await Promise.all(Array.from({ length: 8 }, (_, i) => (i % 2 === 0 ? a! : b!).append(newVersion('shared', `version = "1.0.${i}"\n`))));
+    expect(out.map((v) => v.version).sort((x, y) => x - y)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+    expect(await a!.list('shared', { limit: 100 })).toEqual(await b!.list('shared', { limit: 100 }));
+    const fromB = (await b!.get('shared', out[0]!.version))!;
+    expect(fromB.semver).toBe('1.0.0');
+    expect((await a!.latest('SHARED'))!.version).toBe(8);
+  });
+
+  it('keeps its table beside the other shared tables in one migrations table', async () => {
+    const schema = newSchema();
+    await PgAgentVersionStore.open({ pool: pools[0]!, schema });
+    await PgAgentVersionStore.open({ pool: pools[1]!, schema });
+    const ids = (await pools[0]!.query<{ id: string }>(`SELECT id FROM "${schema}".migrations`)).rows.map((r) => r.id);
+    expect(ids).toEqual(['cluster-agent-versions-001']);
+  });
+
+  it('PostgreSQL out of reach: an update and a rollback answer not_ready naming it and change nothing here; once it is back they work', async () => {
+    const schema = newSchema();
+    const u = new URL(TEST_PG_URL);
+    const proxy = await startTcpProxy({ host: u.hostname || '127.0.0.1', port: Number(u.port || 5432) });
+    u.hostname = '127.0.0.1';
+    u.port = String(proxy.port);
+    const pool = new pg.Pool({ connectionString: u.toString(), max: 2, connectionTimeoutMillis: 1000 });
+    pool.on('error', () => {});
+    const db = openDatabase(makeTempDir('caxton-pgversions-'));
+    migrate(db, AGENT_MIGRATIONS);
+    const store = new AgentStore(db);
+    const registry = new AgentRegistry();
+    const service = new AgentService(registry, store, { versions: new AgentVersionStore(db), sharedVersions: await PgAgentVersionStore.open({ pool, schema }) });
+    try {
+      await service.deployAsync({ body: tomlAgent('Keeper') }, 'create');
+      await service.deployAsync({ body: tomlAgent('Keeper', 'version = "2.0.0"\n') }, 'update', 'keeper');
+      proxy.cut();
+      const refused = { code: 'not_ready', details: { dependency: 'cluster-postgresql' } };
+      await expect(service.deployAsync({ body: tomlAgent('Keeper', 'version = "3.0.0"\n') }, 'update', 'keeper')).rejects.toMatchObject(refused);
+      await expect(service.rollback('keeper')).rejects.toMatchObject(refused);
+      expect(registry.get('keeper')).toMatchObject({ revision: 2, definition: { version: '2.0.0' } });
+      expect(store.source('keeper')).toBe(tomlAgent('Keeper', 'version = "2.0.0"\n'));
+      proxy.restore();
+      const back = await service.rollback('keeper');
+      expect(back.version).toMatchObject({ version: 3, restored_from: 1 });
+      expect(store.source('keeper')).toBe(tomlAgent('Keeper'));
+    } finally {
+      await service.close();
+      db.close();
+      await pool.end();
+      await proxy.close();
+    }
+  });
+});
