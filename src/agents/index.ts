@@ -3,7 +3,7 @@ export { parseAgent, detectFormat, type ParseOptions, type ParseResult } from '.
 export { agentDocumentSchema, agentNameSchema } from './schema.js';
 export { checkStoredDefinition } from './stored-shape.js';
 export { AgentRegistry, type DeployedAgent, type AgentOrigin, type RegistryEvent, type ListOptions } from './registry.js';
-export { AgentStore, AGENT_MIGRATIONS } from './store.js';
+export { AgentStore, AGENT_MIGRATIONS, type StoredAgent } from './store.js';
 export {
   AgentService,
   DEPLOY_CHECK_CODES,
@@ -14,6 +14,7 @@ export {
   type FileStatus,
   type RollbackOutcome,
   type RolloutOutcome,
+  type SharedAgentsPort,
 } from './service.js';
 export { RolloutStore, type Rollout, type RolloutState, type RolloutStrategy } from './rollouts.js';
 export { ShadowResultStore, answersAgree, type ShadowComparison, type ShadowReport, type ShadowResult } from './shadow-results.js';

@@ -4,7 +4,7 @@ import { agentKey, type AgentDefinition, type AgentFormat, type RolloutCheck, ty
 import { parseAgent, type ParseResult } from './parse.js';
 import { AgentParser, type ParseStats } from './parse-pool.js';
 import type { AgentRegistry, DeployedAgent } from './registry.js';
-import type { AgentStore } from './store.js';
+import type { AgentStore, StoredAgent } from './store.js';
 import { relayedFrom } from '../shared/relayed.js';
 import { canaryPlanSchema, type CanaryPlan, type CanaryPlanInput } from './canary.js';
 import { CanaryRunner, type CanaryStatus } from './canary-runner.js';
@@ -77,6 +77,12 @@ export interface AgentServiceOptions {
    * record their versions there; file agents' versions stay in `versions` (per node).
    */
   sharedVersions?: AgentVersionsPort;
+  /**
+   * A cluster node: the agents deployed through the API, shared by the nodes (the cluster's
+   * PostgreSQL, src/cluster/pg-agents.ts). Deploys, promotions and rollbacks put an agent live
+   * there with its version (`sharedVersions`); removals and the deployed text go through this.
+   */
+  sharedAgents?: SharedAgentsPort;
   /** A shared version history that could not be read (its in-memory view here stays as it was). */
   onVersionsError?: (e: unknown) => void;
   /** Blue-green rollouts (rollouts.ts); needs `versions`. */
@@ -92,6 +98,14 @@ export interface AgentServiceOptions {
   onCanaryError?: (e: unknown, rollout: Rollout) => void;
   /** How often running canaries are judged without traffic (ms; default 1000). */
   canaryIntervalMs?: number;
+}
+
+/** What the service needs of the agents a cluster's nodes share (besides putting one live with its version). */
+export interface SharedAgentsPort {
+  /** Removes the agent for every node (`a`: this node's copy). Whether a live agent was removed. */
+  remove(a: StoredAgent): Promise<boolean>;
+  /** The text a live agent was deployed from, on whichever node. */
+  source(name: string): Promise<string | undefined>;
 }
 
 /** The rollout steps the service reports (the event store's types of the same names). */
@@ -149,6 +163,7 @@ export class AgentService {
   #runChecks: AgentServiceOptions['runChecks'];
   /** The shared version history (a cluster node), else undefined. */
   readonly #shared: AgentVersionsPort | undefined;
+  readonly #sharedAgents: SharedAgentsPort | undefined;
   /** `versions` behind the asynchronous port (what promotions and rollbacks go through). */
   readonly #local: AgentVersionsPort | undefined;
   /**
@@ -178,6 +193,7 @@ export class AgentService {
     this.rollouts = options.rollouts;
     this.#runChecks = options.runChecks;
     this.#shared = options.sharedVersions;
+    this.#sharedAgents = options.sharedAgents;
     this.#local = options.versions?.port();
     // Another node's change of an API agent (applied from the directory): its newest version is re-read.
     if (this.#shared)
@@ -476,7 +492,10 @@ export class AgentService {
     }
     const agent = this.#apiAgent(def, result.format, existing);
     const version = this.#remember(
-      await shared.append({ definition: def, format: result.format, source, how: 'api', origin: 'api', deployed_by: input.deployed_by }, () => this.#store.save({ ...agent, source })),
+      await shared.append({ definition: def, format: result.format, source, how: 'api', origin: 'api', deployed_by: input.deployed_by }, () => this.#store.save({ ...agent, source }), {
+        ...agent,
+        source,
+      }),
       def,
       result.format,
       source,
@@ -706,6 +725,7 @@ export class AgentService {
         this.#store.save({ ...agent, source: candidate.source });
         ended = rollouts.end(rollout, 'promoted', by, null);
       },
+      { ...agent, source: candidate.source },
     );
     if (this.#shared) this.#remember(version, candidate.definition, candidate.format, candidate.source);
     this.registry.upsert(agent);
@@ -813,6 +833,7 @@ export class AgentService {
         restored_from: restored.version,
       },
       () => this.#store.save({ ...agent, source: restored.source }),
+      { ...agent, source: restored.source },
     );
     if (versions === this.#shared) this.#remember(version, restored.definition, restored.format, restored.source);
     this.registry.upsert(agent);
@@ -821,6 +842,21 @@ export class AgentService {
   }
 
   remove(name: string): DeployedAgent {
+    if (this.#sharedAgents && this.registry.get(name)?.origin.kind === 'api') throw new Error('a cluster node removes API agents for every node: remove through removeAsync');
+    return this.#removeHere(name);
+  }
+
+  /** `remove`, on a cluster node first for every node (the shared row becomes a tombstone), then here. */
+  async removeAsync(name: string): Promise<DeployedAgent> {
+    const existing = this.registry.get(name);
+    const shared = this.#sharedAgents;
+    if (shared && existing?.origin.kind === 'api') {
+      await shared.remove({ ...existing, source: this.#store.source(name) ?? '' });
+    }
+    return this.#removeHere(name);
+  }
+
+  #removeHere(name: string): DeployedAgent {
     const existing = this.registry.get(name);
     if (!existing) throw new CaxtonError('agent_not_found', `no agent named "${name}" is deployed`, { name });
     if (existing.origin.kind === 'file') {
@@ -835,9 +871,16 @@ export class AgentService {
     return existing;
   }
 
-  /** The original text an agent was deployed from (API agents only). */
+  /** The original text an agent was deployed from (API agents only; this node's copy). */
   source(name: string): string | undefined {
     return this.#store.source(name);
+  }
+
+  /** `source`, on a cluster node from the shared agents (an agent deployed on another node has no copy here). */
+  async sourceAsync(name: string): Promise<string | undefined> {
+    const shared = this.#sharedAgents;
+    if (!shared || this.registry.get(name)?.origin.kind !== 'api') return this.#store.source(name);
+    return (await shared.source(name)) ?? this.#store.source(name);
   }
 
   // -------------------------------------------------------------------------------------------

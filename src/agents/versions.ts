@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto';
 import type { Db, Migration } from '../storage/index.js';
 import { agentKey, type AgentDefinition, type AgentFormat } from './definition.js';
 import { checkStoredDefinition } from './stored-shape.js';
+import type { StoredAgent } from './store.js';
 
 export const AGENT_VERSION_MIGRATION: Migration = {
   id: 'agents-002-versions',
@@ -82,9 +83,12 @@ export interface AgentVersionsPort {
    * Records a new version (numbered after the agent's last one, whichever node wrote it) and drops
    * those beyond `keep`. `alongside` (this node's writes that go with it: the agent row, a rollout
    * of the new version) runs with the version written but not yet committed: a throw from it
-   * records nothing.
+   * records nothing. `live`: the API agent this version puts live (a deploy, promotion or
+   * rollback). A store the nodes of a cluster share writes it to the cluster's agents in the same
+   * transaction (pg-agent-versions.ts); this node's SQLite port leaves it to `alongside`, which
+   * saves the node's own copy.
    */
-  append(v: NewVersion, alongside?: (written: AgentVersion) => void): Promise<AgentVersion>;
+  append(v: NewVersion, alongside?: (written: AgentVersion) => void, live?: StoredAgent): Promise<AgentVersion>;
   /** The newest version, without its definition and text. */
   latest(name: string): Promise<AgentVersion | undefined>;
   get(name: string, version: number): Promise<AgentVersionDetail | undefined>;

@@ -1,186 +1,296 @@
 /**
- * Directory propagation (issue 17, item 4; ADR 0039): an agent deployed, updated or removed through
- * the API on one node reaches every node's registry, through a JetStream key-value bucket
- * (`[cluster] agents_bucket`): each node puts its API agents there and watches the bucket.
+ * Directory propagation (issue 17, items 2 and 4; ADR 0045): an agent deployed, updated or removed
+ * through the API on one node reaches every node's registry. PostgreSQL holds the agents
+ * (pg-agents.ts: one row per name, removals as tombstones); NATS only says that a name changed.
  *
- * - The bucket holds one entry per agent (history 1): a node that starts (or reconnects) reads
- *   the current directory from the watch's initial values, then follows the changes.
- * - File agents stay per node (each node watches its own agents_dir): they are never published,
- *   and an entry never replaces a file agent of the same name on a node (that node logs it).
- * - An entry carries the definition the deploying node parsed, checked again here against the
- *   stored-definition shape; one that does not match is skipped with a warning naming the key.
- * - The lag (from the publisher's clock to the registry update here) is kept per node for
- *   `GET /api/v1/cluster`; it assumes the nodes' clocks agree (NTP), as logs do.
+ * - The node that makes a change writes the row (with the agent's version, in one transaction),
+ *   then its registry changes; this sync then reads the row's `seq` and sends a notice
+ *   `{node, key, seq}` on a core NATS subject (`caxton.agents.<schema>`).
+ * - A node hearing a notice from another node with a `seq` newer than it knows reads that row and
+ *   applies it: the agent upserted (checked against the stored-definition shape), or removed.
+ * - Notices are fire and forget: a missed one (NATS down, this node reconnecting) is caught up by
+ *   the reconciliation, which compares every row's head with the registry and applies the rows
+ *   that differ. It runs at start (before the node serves: an agent removed while the node was
+ *   down is removed here; one only this node has, deployed before its agents were shared, is
+ *   written to the table), after each reconnection to NATS, and every `reconcileMs`.
+ * - `seq` orders the changes of one name: a row read before this node's own change committed is
+ *   never applied over it (a change of this node counts as pending until its `seq` is known).
+ * - File agents stay per node: a row never replaces a file agent of the same name here (warned,
+ *   once per change).
+ * - The lag (from the writer's clock as it wrote the row to the registry update here) is kept for GET /api/v1/cluster;
+ *   it assumes the nodes' clocks agree (NTP), as logs do.
  */
-import { Kvm, type KV } from '@nats-io/kv';
-import type { NatsConnection } from '@nats-io/transport-node';
-import { agentKey, checkStoredDefinition, type AgentFormat, type AgentRegistry, type DeployedAgent, type RegistryEvent } from '../agents/index.js';
+import type { NatsConnection, Subscription } from '@nats-io/transport-node';
+import { agentKey, definitionHash, type AgentRegistry, type DeployedAgent, type RegistryEvent, type StoredAgent } from '../agents/index.js';
 import { describeError } from '../shared/errors.js';
-import { whileRelayed } from '../shared/relayed.js';
-import { followBucket } from './kv-follow.js';
+import { relayedFrom, whileRelayed } from '../shared/relayed.js';
+import type { AgentHead, AgentRow, PgAgentDirectory } from './pg-agents.js';
+
+/** The core NATS subject of a cluster's directory notices (one per schema: one per cluster). */
+export const agentsSubject = (schema: string): string => `caxton.agents.${schema}`;
 
 export interface DirectorySyncOptions {
   nc: NatsConnection;
-  /** The key-value bucket of API agents. */
-  bucket: string;
-  /** This node's name (entries it wrote are not applied again). */
+  /** The subject notices travel on (agentsSubject(schema)). */
+  subject: string;
+  /** This node's name (its own notices are not applied again). */
   node: string;
-  /** Copies JetStream keeps of the bucket when this node creates it (`[cluster] replicas`). */
-  replicas?: number;
+  /** The cluster's agents in PostgreSQL. */
+  directory: Pick<PgAgentDirectory, 'head' | 'heads' | 'rows' | 'adopt'>;
   registry: AgentRegistry;
-  log?: { warn(obj: object, msg: string): void };
-  /** Told each time a remote change reached the registry, with its lag (ms). */
+  /** The text this node's copy of an API agent came from (written when the cluster has never seen the agent). */
+  sourceOf?: (name: string) => string | undefined;
+  /** How often the registry is compared with the table (default 15 s). */
+  reconcileMs?: number;
+  log?: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
+  /** Told each time another node's change reached the registry, with its lag (ms). */
   onApplied?: (lagMs: number, key: string) => void;
 }
 
-/** One agent as it travels between nodes. */
-interface DirectoryEntryWire {
+/** One notice as it travels between nodes: which name changed, and the change's `seq`. */
+interface AgentNoticeWire {
   node: string;
-  /** The publisher's clock (epoch ms) when it published: the lag is measured from it. */
-  published_at: number;
-  format: AgentFormat;
-  revision: number;
-  deployed_at: string;
-  updated_at: string;
-  definition: DeployedAgent['definition'];
+  key: string;
+  seq: number;
 }
 
 const LAG_WINDOW = 1000;
+const DEFAULT_RECONCILE_MS = 15_000;
 
 export class DirectorySync {
-  readonly #kv: KV;
   readonly #opts: DirectorySyncOptions;
-  /** Set while a remote change is applied: the registry's change event it causes is not published back. */
-  #applying = false;
+  #sub: Subscription | undefined;
+  #status: { stop?(): void } | undefined;
+  #timer: NodeJS.Timeout | undefined;
   #stopped = false;
+  #started = false;
   readonly #lags: number[] = [];
-  #watch: { stop(): void } | undefined;
-  readonly #onChange = (e: RegistryEvent) => void this.#publish(e);
-  /** Publishes in flight (stop waits for them). */
-  readonly #pending = new Set<Promise<void>>();
+  readonly #pending = new Set<Promise<unknown>>();
+  /** Per key, the newest `seq` this node's registry reflects. */
+  readonly #seen = new Map<string, number>();
+  /** Per key, this node's own changes whose `seq` is not read yet: rows of that key wait. */
+  readonly #local = new Map<string, number>();
+  /** Per key, the `seq` of a row already warned about (a file agent here, a damaged row). */
+  readonly #warned = new Map<string, number>();
+  #reconciling: Promise<void> | undefined;
+  #again = false;
+  #failing = false;
+  readonly #onChange = (e: RegistryEvent) => this.#changedHere(e);
 
-  private constructor(kv: KV, opts: DirectorySyncOptions) {
-    this.#kv = kv;
+  private constructor(opts: DirectorySyncOptions) {
     this.#opts = opts;
   }
 
   /**
-   * Opens (or creates) the bucket, publishes this node's API agents, applies the others', and
-   * follows both ways until `stop`. Resolves once the bucket's current entries have been applied.
+   * Subscribes to the notices, starts announcing this node's changes, and reconciles once: the
+   * registry holds the cluster's API agents when this resolves (unless PostgreSQL could not be
+   * read, which is logged and tried again).
    */
   static async start(opts: DirectorySyncOptions): Promise<DirectorySync> {
-    const kv = await new Kvm(opts.nc).create(opts.bucket, { history: 1, replicas: opts.replicas ?? 1 });
-    const s = new DirectorySync(kv, opts);
-    await s.#follow();
+    const s = new DirectorySync(opts);
+    s.#sub = opts.nc.subscribe(opts.subject, { callback: (err, msg) => (err ? undefined : s.#onNotice(msg.string())) });
     opts.registry.on('change', s.#onChange);
-    for (const a of opts.registry.list({ limit: Number.MAX_SAFE_INTEGER }).agents) if (a.origin.kind === 'api') s.#track(s.#put(a));
-    await Promise.all(s.#pending);
+    const status = opts.nc.status();
+    s.#status = status as { stop?(): void };
+    void (async () => {
+      for await (const st of status) if (st.type === 'reconnect' && !s.#stopped) s.#track(s.reconcile());
+    })().catch(() => {});
+    s.#timer = setInterval(() => s.#track(s.reconcile()), opts.reconcileMs ?? DEFAULT_RECONCILE_MS);
+    s.#timer.unref();
+    // The subscription reaches the server before the first comparison: nothing falls between them.
+    await opts.nc.flush();
+    await s.reconcile();
+    s.#started = true;
     return s;
   }
 
-  /** The lag of the last (up to 1,000) remote changes applied here: p50, p99 and max, in ms. */
+  /** The lag of the last (up to 1,000) changes of other nodes applied here: p50, p99 and max, in ms. */
   lag(): { samples: number; p50_ms: number | null; p99_ms: number | null; max_ms: number | null } {
     const s = [...this.#lags].sort((a, b) => a - b);
     const at = (q: number) => (s.length === 0 ? null : s[Math.min(s.length - 1, Math.ceil(q * s.length) - 1)]!);
     return { samples: s.length, p50_ms: at(0.5), p99_ms: at(0.99), max_ms: s.length === 0 ? null : s[s.length - 1]! };
   }
 
+  /**
+   * Compares every row's head with the registry and applies the rows that differ. Concurrent calls
+   * share one run (and one more after it, if asked for while it ran). Never rejects: a table that
+   * cannot be read is logged once per outage, and the next run tries again.
+   */
+  reconcile(): Promise<void> {
+    if (this.#reconciling) {
+      this.#again = true;
+      return this.#reconciling;
+    }
+    const run = (async () => {
+      do {
+        this.#again = false;
+        if (this.#stopped) return;
+        try {
+          const n = await this.#compare();
+          if (this.#failing) this.#opts.log?.info({}, "cluster directory: the cluster's PostgreSQL answers again");
+          this.#failing = false;
+          if (n.applied + n.adopted > 0) this.#opts.log?.info({ ...n }, 'cluster directory reconciled with PostgreSQL');
+        } catch (e) {
+          if (!this.#failing) this.#opts.log?.warn({ err: describeError(e) }, "cluster directory: could not compare with the cluster's PostgreSQL; trying again later");
+          this.#failing = true;
+        }
+      } while (this.#again);
+    })();
+    this.#reconciling = run;
+    void run.finally(() => (this.#reconciling = undefined));
+    return run;
+  }
+
   async stop(): Promise<void> {
     this.#stopped = true;
+    clearInterval(this.#timer);
     this.#opts.registry.off('change', this.#onChange);
-    this.#watch?.stop();
+    this.#status?.stop?.();
+    try {
+      this.#sub?.unsubscribe();
+    } catch {
+      // the connection is already closed
+    }
     await Promise.all(this.#pending);
   }
 
-  #track(p: Promise<void>): void {
+  #track(p: Promise<unknown>): void {
     this.#pending.add(p);
     void p.finally(() => this.#pending.delete(p));
   }
 
-  #publish(e: RegistryEvent): void {
-    if (this.#applying || this.#stopped) return;
+  /** One pass of the reconciliation: how many rows were applied here and how many agents of this node written there. */
+  async #compare(): Promise<{ applied: number; adopted: number }> {
+    const heads = await this.#opts.directory.heads();
+    const known = new Set<string>();
+    const differ: string[] = [];
+    for (const h of heads) {
+      known.add(h.key);
+      if (this.#differs(h)) differ.push(h.key);
+    }
+    let adopted = 0;
+    for (const a of this.#opts.registry.list({ limit: Number.MAX_SAFE_INTEGER }).agents) {
+      const key = agentKey(a.definition.name);
+      if (a.origin.kind !== 'api' || known.has(key) || this.#local.has(key)) continue;
+      // An API agent the cluster has never seen: deployed on this node before its agents were shared.
+      if (await this.#opts.directory.adopt(stored(a, this.#opts.sourceOf?.(a.definition.name) ?? ''))) adopted++;
+      else differ.push(key);
+    }
+    let applied = 0;
+    for (const row of await this.#opts.directory.rows(differ)) if (this.#apply(row, this.#started ? Date.now() - row.changed_at : undefined)) applied++;
+    return { applied, adopted };
+  }
+
+  /** Whether the registry here lacks what `h` says (a newer change than this node has seen). */
+  #differs(h: AgentHead): boolean {
+    if (this.#local.has(h.key) || h.seq <= (this.#seen.get(h.key) ?? -1)) return false;
+    const here = this.#opts.registry.get(h.key);
+    if (here?.origin.kind === 'file') return this.#warnFile(h);
+    const same = h.deleted ? here === undefined : here !== undefined && here.revision === h.revision && here.updated_at === h.updated_at && definitionHash(here.definition) === h.hash;
+    if (!same) return true;
+    this.#seen.set(h.key, h.seq);
+    return false;
+  }
+
+  /** A row for a name this node has a file agent of: warned once per change. Always false (nothing to apply). */
+  #warnFile(h: AgentHead): boolean {
+    if (!h.deleted && this.#warned.get(h.key) !== h.seq) {
+      this.#warned.set(h.key, h.seq);
+      this.#opts.log?.warn({ agent: h.key, from: h.node }, `agent "${h.key}" deployed on node ${h.node} is not applied here: this node has a file agent of that name (file agents stay per node)`);
+    }
+    return false;
+  }
+
+  /** Applies a row read from the table, unless this node already has it or newer. Whether the registry changed. */
+  #apply(row: AgentRow, lagMs: number | undefined): boolean {
+    if (this.#stopped || this.#local.has(row.key) || row.seq <= (this.#seen.get(row.key) ?? -1)) return false;
+    const here = this.#opts.registry.get(row.key);
+    if (here?.origin.kind === 'file') return this.#warnFile(row);
+    if ('problem' in row) {
+      if (this.#warned.get(row.key) !== row.seq) {
+        this.#warned.set(row.key, row.seq);
+        this.#opts.log?.warn({ key: row.key, from: row.node }, `skipped cluster agent "${row.key}" written by node ${row.node}: ${row.problem}; redeploy it`);
+      }
+      return false;
+    }
+    this.#seen.set(row.key, row.seq);
+    if (row.deleted) {
+      if (!here) return false;
+      whileRelayed(here, row.node, () => this.#opts.registry.remove(row.key));
+    } else {
+      const a = row.agent;
+      if (here && here.revision === a.revision && here.updated_at === a.updated_at && definitionHash(here.definition) === row.hash) return false;
+      const agent: DeployedAgent = { definition: a.definition, format: a.format, origin: { kind: 'api' }, revision: a.revision, deployed_at: a.deployed_at, updated_at: a.updated_at };
+      // Marked while applied: the change event it causes is node row.node's, recorded there (the cluster's event store).
+      whileRelayed(agent, row.node, () => this.#opts.registry.upsert(agent));
+    }
+    if (lagMs !== undefined) this.#sample(lagMs, row.key);
+    return true;
+  }
+
+  /** A change made on this node (its row already committed): its `seq` is read, then the other nodes told. */
+  #changedHere(e: RegistryEvent): void {
     const a = e.agent;
-    if (e.type === 'removed') {
-      if (a.origin.kind === 'api') this.#track(this.#del(agentKey(a.definition.name)));
-      return;
-    }
-    // A file agent replacing an API one (or the reverse) on this node: only API agents travel.
-    if (a.origin.kind === 'api') this.#track(this.#put(a));
+    if (this.#stopped || relayedFrom(a) !== undefined || a.origin.kind !== 'api') return;
+    const key = agentKey(a.definition.name);
+    this.#local.set(key, (this.#local.get(key) ?? 0) + 1);
+    this.#track(
+      this.#opts.directory
+        .head(key)
+        .then(
+          (h) => {
+            if (h && h.seq > (this.#seen.get(key) ?? -1)) this.#seen.set(key, h.seq);
+            if (h) this.#publish({ key, seq: h.seq });
+          },
+          (err: unknown) => {
+            // Its seq unknown: the next reconciliation compares the row with the registry again.
+            this.#seen.delete(key);
+            this.#opts.log?.warn({ agent: key, err: describeError(err) }, 'could not tell the other nodes about an agent change; they catch up within their reconciliation interval');
+          },
+        )
+        .finally(() => {
+          const n = (this.#local.get(key) ?? 1) - 1;
+          if (n > 0) this.#local.set(key, n);
+          else this.#local.delete(key);
+        }),
+    );
   }
 
-  async #put(a: DeployedAgent): Promise<void> {
-    const wire: DirectoryEntryWire = {
-      node: this.#opts.node,
-      published_at: Date.now(),
-      format: a.format,
-      revision: a.revision,
-      deployed_at: a.deployed_at,
-      updated_at: a.updated_at,
-      definition: a.definition,
-    };
+  #publish(n: Pick<AgentNoticeWire, 'key' | 'seq'>): void {
+    if (this.#stopped) return;
+    const wire: AgentNoticeWire = { node: this.#opts.node, ...n };
     try {
-      await this.#kv.put(agentKey(a.definition.name), JSON.stringify(wire));
+      this.#opts.nc.publish(this.#opts.subject, JSON.stringify(wire));
     } catch (e) {
-      this.#opts.log?.warn({ agent: a.definition.name, err: describeError(e) }, 'could not publish an agent to the cluster directory; other nodes see it after its next change');
+      this.#opts.log?.warn({ agent: n.key, err: describeError(e) }, 'could not tell the other nodes about an agent change; they catch up within their reconciliation interval');
     }
   }
 
-  async #del(key: string): Promise<void> {
+  #onNotice(text: string): void {
+    if (this.#stopped) return;
+    let w: AgentNoticeWire;
     try {
-      await this.#kv.delete(key);
-    } catch (e) {
-      this.#opts.log?.warn({ agent: key, err: describeError(e) }, 'could not remove an agent from the cluster directory');
-    }
-  }
-
-  /** Starts the watch and resolves once its initial values (the current directory) have been applied. */
-  async #follow(): Promise<void> {
-    this.#watch = await followBucket(this.#kv, 'cluster directory', (e) => {
-      if (e.operation === 'PUT') this.#applyPut(e.key, e.string());
-      else this.#applyDelete(e.key, e.created.getTime());
-    });
-  }
-
-  #applyPut(key: string, text: string): void {
-    let w: DirectoryEntryWire;
-    try {
-      w = JSON.parse(text) as DirectoryEntryWire;
+      w = JSON.parse(text) as AgentNoticeWire;
     } catch {
-      return this.#opts.log?.warn({ key }, `skipped cluster directory entry "${key}": it is not JSON`);
+      return this.#opts.log?.warn({ subject: this.#opts.subject }, `skipped a cluster directory notice on ${this.#opts.subject}: it is not JSON`);
     }
-    if (w.node === this.#opts.node) return; // this node's own write (it may already be newer here)
-    const def = checkStoredDefinition(w.definition);
-    if (!def.ok || agentKey(def.definition.name) !== key) {
-      const why = def.ok ? `it holds agent "${def.definition.name}"` : def.problem;
-      return this.#opts.log?.warn({ key, from: w.node }, `skipped cluster directory entry "${key}" from node ${String(w.node)}: ${why}`);
+    if (typeof w?.key !== 'string' || typeof w.node !== 'string' || typeof w.seq !== 'number') {
+      return this.#opts.log?.warn({ subject: this.#opts.subject }, `skipped a cluster directory notice on ${this.#opts.subject}: it names no agent and change`);
     }
-    const here = this.#opts.registry.get(key);
-    if (here?.origin.kind === 'file') {
-      return this.#opts.log?.warn({ agent: key, from: w.node }, `agent "${key}" deployed on node ${w.node} is not applied here: this node has a file agent of that name (file agents stay per node)`);
-    }
-    if (here && here.revision === w.revision && here.updated_at === w.updated_at) return;
-    this.#applying = true;
-    try {
-      // Marked while applied: the change event it causes is node w.node's, recorded there (the cluster's event store).
-      const agent: DeployedAgent = { definition: def.definition, format: w.format, origin: { kind: 'api' }, revision: w.revision, deployed_at: w.deployed_at, updated_at: w.updated_at };
-      whileRelayed(agent, w.node, () => this.#opts.registry.upsert(agent));
-    } finally {
-      this.#applying = false;
-    }
-    this.#sample(Date.now() - w.published_at, key);
-  }
-
-  /** A removal carries no publisher clock: its lag is measured from JetStream's timestamp of the delete. */
-  #applyDelete(key: string, deletedAt: number): void {
-    const here = this.#opts.registry.get(key);
-    if (!here || here.origin.kind !== 'api') return;
-    this.#applying = true;
-    try {
-      whileRelayed(here, 'directory', () => this.#opts.registry.remove(key));
-    } finally {
-      this.#applying = false;
-    }
-    this.#sample(Date.now() - deletedAt, key);
+    if (w.node === this.#opts.node || w.seq <= (this.#seen.get(w.key) ?? -1)) return;
+    this.#track(
+      this.#opts.directory.rows([w.key]).then(
+        (rows) => {
+          const row = rows[0];
+          if (row) this.#apply(row, Date.now() - row.changed_at);
+        },
+        (e: unknown) => {
+          this.#opts.log?.warn({ agent: w.key, node: w.node, err: describeError(e) }, `agent "${w.key}" changed on node ${w.node} but could not be read here; the next reconciliation tries again`);
+          // Sooner than the interval: PostgreSQL may be back in a moment.
+          this.#track(new Promise((r) => setTimeout(r, 1000).unref()).then(() => this.reconcile()));
+        },
+      ),
+    );
   }
 
   #sample(lag: number, key: string): void {
@@ -190,3 +300,12 @@ export class DirectorySync {
     this.#opts.onApplied?.(v, key);
   }
 }
+
+const stored = (a: DeployedAgent, source: string): StoredAgent => ({
+  definition: a.definition,
+  format: a.format,
+  source,
+  revision: a.revision,
+  deployed_at: a.deployed_at,
+  updated_at: a.updated_at,
+});

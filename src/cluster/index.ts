@@ -2,7 +2,7 @@ export { clusterConfigSchema, NODE_NAME, type ClusterConfig } from '../config/in
 export { connectNats, natsOptions, type NatsOptionsInput } from './nats.js';
 export { Membership, type Heartbeat, type MembershipOptions, type NodeInfo } from './membership.js';
 export { openJetStreamQueue, jetstreamQueueOptions, subjectToken, JetStreamDeliveryQueue, type JetStreamQueueOptions } from './jetstream-queue.js';
-export { DirectorySync, type DirectorySyncOptions } from './directory-sync.js';
+export { agentsSubject, DirectorySync, type DirectorySyncOptions } from './directory-sync.js';
 export { KeySync, type KeySyncOptions } from './key-sync.js';
 export { PgMessageStore, type ConversationStep, type PgMessageStoreOptions } from './pg-message-store.js';
 export { ClusterBus, type ClusterBusOptions, type ClusterReads } from './cluster-bus.js';
@@ -15,3 +15,4 @@ export { PgToolAudit, type PgToolAuditOptions } from './pg-tool-audit.js';
 export { PgBatchWriter, type PgBatchWriterOptions } from './pg-batch.js';
 export { migrateSchema, type PgMigration } from './pg-migrate.js';
 export { PgAgentVersionStore, type PgAgentVersionStoreOptions } from './pg-agent-versions.js';
+export { PgAgentDirectory, type AgentHead, type AgentRow, type PgAgentDirectoryOptions } from './pg-agents.js';

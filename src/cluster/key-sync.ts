@@ -1,7 +1,7 @@
 /**
  * API keys across nodes (ADR 0044): a key created, revoked or rotated on one node verifies (or
  * stops verifying) on every node, through a JetStream key-value bucket (`[cluster] keys_bucket`),
- * the way the directory of API agents travels (ADR 0039, directory-sync.ts). Each node keeps
+ * as the directory of API agents first did (ADR 0039; it is in PostgreSQL now, ADR 0045). Each node keeps
  * verifying against its own SQLite table and in-memory cache, so `verify` stays synchronous.
  *
  * - The bucket holds one entry per key id (history 1): the row as the last node to change it had

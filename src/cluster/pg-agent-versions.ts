@@ -21,8 +21,10 @@ import {
   type AgentVersionDetail,
   type AgentVersionsPort,
   type NewVersion,
+  type StoredAgent,
   type VersionRow,
 } from '../agents/index.js';
+import type { PgAgentDirectory } from './pg-agents.js';
 import { guardReads } from './pg-errors.js';
 import { migrateSchema, quotedSchema, type PgMigration } from './pg-migrate.js';
 import { inTransaction } from './pg-tx.js';
@@ -58,6 +60,8 @@ export interface PgAgentVersionStoreOptions {
   schema: string;
   /** Versions kept per agent (`[agents] keep_versions`; default 100). */
   keep?: number;
+  /** The cluster's agents: a version that puts an agent live writes its row there, in the same transaction. */
+  directory?: PgAgentDirectory;
 }
 
 /** Versions parsed and kept in memory: a version never changes once written. */
@@ -68,11 +72,13 @@ export class PgAgentVersionStore implements AgentVersionsPort {
   readonly #s: string;
   readonly keep: number;
   readonly #cache = new Map<string, AgentVersionDetail>();
+  readonly #directory: PgAgentDirectory | undefined;
 
-  private constructor(pool: pg.Pool, s: string, keep: number) {
+  private constructor(pool: pg.Pool, s: string, keep: number, directory: PgAgentDirectory | undefined) {
     this.#pool = pool;
     this.#s = s;
     this.keep = keep;
+    this.#directory = directory;
   }
 
   /** The table's migrations, applied by `open` (and by the server with the other shared tables). */
@@ -87,10 +93,11 @@ export class PgAgentVersionStore implements AgentVersionsPort {
   static async open(opts: PgAgentVersionStoreOptions): Promise<PgAgentVersionStore> {
     const s = quotedSchema(opts.schema);
     await PgAgentVersionStore.migrate(opts.pool, opts.schema);
-    return guardReads(new PgAgentVersionStore(opts.pool, s, opts.keep ?? 100));
+    return guardReads(new PgAgentVersionStore(opts.pool, s, opts.keep ?? 100, opts.directory));
   }
 
-  async append(v: NewVersion, alongside?: (written: AgentVersion) => void): Promise<AgentVersion> {
+  async append(v: NewVersion, alongside?: (written: AgentVersion) => void, live?: StoredAgent): Promise<AgentVersion> {
+    if (live && !this.#directory) throw new Error("this version store was opened without the cluster's agents: it cannot put an agent live");
     const r = versionValues(v);
     const row = await inTransaction(this.#pool, 'BEGIN', async (c) => {
       await c.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`caxton-agent-versions:${this.#s}:${r.key}`]);
@@ -102,6 +109,8 @@ export class PgAgentVersionStore implements AgentVersionsPort {
       );
       const written = inserted.rows[0]!;
       await c.query(`DELETE FROM ${this.#s}.agent_versions WHERE key = $1 AND version <= $2`, [r.key, written.version - this.keep]);
+      // The agent is live for the cluster exactly when its version is recorded.
+      if (live) await this.#directory!.writeLive(c, live);
       // This node's own writes (SQLite) before the COMMIT: when they throw, the version is not recorded.
       alongside?.(versionSummary(written));
       return written;

@@ -72,8 +72,12 @@ export const clusterConfigSchema = z
     replicas: z.int().min(1).max(5).optional(),
     /** The JetStream key-value bucket of node heartbeats. */
     nodes_bucket: bucketName.default('caxton_nodes'),
-    /** The JetStream key-value bucket of the agents deployed through the API (directory propagation, ADR 0039). */
-    agents_bucket: bucketName.default('caxton_agents'),
+    /**
+     * No longer used: the agents deployed through the API are in the cluster's PostgreSQL, with
+     * notices on core NATS (ADR 0045), not in a key-value bucket (ADR 0039). Accepted so that
+     * existing files load; a node warns at start that it can be removed.
+     */
+    agents_bucket: bucketName.optional(),
     /** The JetStream key-value bucket of API keys (their hashes, never their secrets; ADR 0044). */
     keys_bucket: bucketName.default('caxton_keys'),
     /**

@@ -1,151 +1,263 @@
 /**
- * Directory propagation (issue 17, item 4) on a real `nats-server -js` started by the test: three
- * registries, each with its own NATS connection, as three nodes would have. A deploy, an update and
- * a removal through one reach the others; a node that starts later gets the current directory; a
- * file agent is never replaced by another node's; an entry that is not an agent is skipped with a
- * warning naming it. The lag is measured in bench/cluster.ts, not asserted here.
+ * Directory propagation (issue 17, items 2 and 4; ADR 0045) on a real `nats-server -js` started by
+ * the test and the machine's PostgreSQL (a schema per test): three registries, each with its own
+ * NATS connection and pool, as three nodes would have. A change is made as the service makes it:
+ * the row written first, then the registry. A deploy, an update and a removal through one node
+ * reach the others; a node that starts later gets the current directory, loses what was removed
+ * while it was down and writes what only it had; a missed notice is caught up by the
+ * reconciliation; two nodes changing one agent end on the row PostgreSQL kept; a file agent is
+ * never replaced; a damaged row is skipped, naming it. The lag is measured in bench/cluster.ts.
  */
-import { Kvm } from '@nats-io/kv';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
+import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AgentRegistry, type DeployedAgent } from '../../src/agents/index.js';
-import { DirectorySync } from '../../src/cluster/index.js';
+import { agentsSubject, DirectorySync, PgAgentDirectory } from '../../src/cluster/index.js';
 import { agentDef } from '../messaging/helpers.js';
 import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';
-import { hasSystem } from '../helpers/system.js';
+import { hasSystem, TEST_PG_URL } from '../helpers/system.js';
 import { removeTempDirs } from '../helpers/tmp.js';
-import { waitUntil } from '../helpers/wait.js';
+import { sleep, waitUntil } from '../helpers/wait.js';
 
-const run = hasSystem('nats-server');
-
+const run = hasSystem('nats-server') && hasSystem('postgresql');
+const base = `caxton_dirsync_${process.pid}_${Date.now()}`;
+const schemas: string[] = [];
 let nats: NatsServer;
-const connections: NatsConnection[] = [];
-const syncs: DirectorySync[] = [];
-let buckets = 0;
+let admin: pg.Pool;
+const cleanups: (() => Promise<unknown>)[] = [];
 
 beforeAll(async () => {
-  if (run) nats = await startNatsServer();
+  if (!run) return;
+  nats = await startNatsServer();
+  admin = new pg.Pool({ connectionString: TEST_PG_URL, max: 2 });
+  admin.on('error', () => {});
 });
 
 afterEach(async () => {
-  for (const s of syncs.splice(0)) await s.stop();
+  for (const c of cleanups.splice(0).reverse()) await c().catch(() => {});
 });
 
 afterAll(async () => {
-  for (const nc of connections) await nc.close().catch(() => {});
+  if (run) {
+    for (const s of schemas) await admin.query(`DROP SCHEMA IF EXISTS "${s}" CASCADE`);
+    await admin.end();
+  }
   await nats?.stop();
   removeTempDirs();
 });
 
 interface Node {
+  name: string;
   registry: AgentRegistry;
+  directory: PgAgentDirectory;
   sync: DirectorySync;
   warnings: string[];
-  nc: NatsConnection;
+  /** Deploys or updates as the service does: the row, then the registry. */
+  deploy(a: DeployedAgent): Promise<void>;
+  remove(name: string): Promise<void>;
 }
 
-async function node(name: string, bucket: string, registry = new AgentRegistry()): Promise<Node> {
-  const nc = await connect({ servers: nats.url });
-  connections.push(nc);
+function cluster(): string {
+  const schema = `${base}_${schemas.length + 1}`;
+  schemas.push(schema);
+  return schema;
+}
+
+async function node(name: string, schema: string, registry = new AgentRegistry(), opts: { reconcileMs?: number; sources?: Record<string, string>; slowRowsMs?: number } = {}): Promise<Node> {
+  const nc: NatsConnection = await connect({ servers: nats.url });
+  const pool = new pg.Pool({ connectionString: TEST_PG_URL, max: 3 });
+  pool.on('error', () => {});
+  const directory = await PgAgentDirectory.open({ pool, schema, node: name });
   const warnings: string[] = [];
-  const sync = await DirectorySync.start({ nc, bucket, node: name, registry, log: { warn: (_o, msg) => warnings.push(msg) } });
-  syncs.push(sync);
-  return { registry, sync, warnings, nc };
+  const slow = opts.slowRowsMs;
+  const sync = await DirectorySync.start({
+    nc,
+    subject: agentsSubject(schema),
+    node: name,
+    // A slow read of rows: what it returns is older than what this node writes meanwhile.
+    directory:
+      slow === undefined
+        ? directory
+        : { head: (k) => directory.head(k), heads: () => directory.heads(), adopt: (x) => directory.adopt(x), rows: async (k) => directory.rows(k).then(async (r) => (await sleep(slow), r)) },
+    registry,
+    sourceOf: (n) => opts.sources?.[n.toLowerCase()],
+    ...(opts.reconcileMs !== undefined && { reconcileMs: opts.reconcileMs }),
+    log: { info: () => {}, warn: (_o, msg) => warnings.push(msg) },
+  });
+  cleanups.push(async () => {
+    await sync.stop();
+    await nc.close();
+    await pool.end();
+  });
+  return {
+    name,
+    registry,
+    directory,
+    sync,
+    warnings,
+    deploy: async (a) => {
+      await directory.put({ ...a, source: `name = "${a.definition.name}"` });
+      registry.upsert(a);
+    },
+    remove: async (n) => {
+      const here = registry.get(n)!;
+      await directory.remove({ ...here, source: '' });
+      registry.remove(n);
+    },
+  };
 }
 
-function agent(name: string, revision = 1, origin: DeployedAgent['origin'] = { kind: 'api' }, prompt = ''): DeployedAgent {
+function agent(name: string, revision = 1, origin: DeployedAgent['origin'] = { kind: 'api' }, extra = ''): DeployedAgent {
   const now = new Date(Date.UTC(2026, 10, 24, 9, 0, revision)).toISOString();
-  return { definition: agentDef(name, ['desk'], prompt), format: 'toml', origin, revision, deployed_at: now, updated_at: now };
+  return { definition: agentDef(name, ['desk'], extra), format: 'toml', origin, revision, deployed_at: now, updated_at: now };
 }
 
-const bucket = () => `test_agents_${++buckets}`;
-const promptOf = (r: AgentRegistry, name: string) => r.get(name)?.definition.system_prompt;
+describe.skipIf(!run)('directory propagation: API agents in PostgreSQL, notices on NATS', () => {
+  it('a deploy, an update and a removal on one node reach the two others, with their lag', async () => {
+    const s = cluster();
+    const [a, b, c] = [await node('node-a', s), await node('node-b', s), await node('node-c', s)];
+    await a.deploy(agent('Clerk.One'));
+    for (const n of [b, c]) await waitUntil(() => n.registry.get('clerk.one'), { what: 'the deploy on every node' });
+    expect(c.registry.get('clerk.one')).toMatchObject({ definition: { name: 'Clerk.One', capabilities: ['desk'] }, origin: { kind: 'api' }, revision: 1, format: 'toml' });
+    expect(c.registry.providersOf('desk').map((x) => x.definition.name)).toEqual(['Clerk.One']);
 
-describe.skipIf(!run)('directory propagation on a JetStream key-value bucket', () => {
-  it('a deploy, an update and a removal on one node reach the two others', async () => {
-    const b = bucket();
-    const [a, n2, n3] = [await node('node-a', b), await node('node-b', b), await node('node-c', b)];
-    a.registry.upsert(agent('Clerk.One'));
-    for (const n of [n2, n3]) await waitUntil(() => n.registry.get('clerk.one'), { what: 'the deploy on every node' });
-    expect(n3.registry.get('clerk.one')).toMatchObject({ definition: { name: 'Clerk.One', capabilities: ['desk'] }, origin: { kind: 'api' }, revision: 1, format: 'toml' });
-    expect(n3.registry.providersOf('desk').map((x) => x.definition.name)).toEqual(['Clerk.One']);
+    await a.deploy(agent('Clerk.One', 2, { kind: 'api' }, 'description = "second"'));
+    for (const n of [b, c]) await waitUntil(() => n.registry.get('clerk.one')?.revision === 2, { what: 'the update on every node' });
+    expect(b.registry.get('clerk.one')?.definition.description).toBe('second');
 
-    a.registry.upsert(agent('Clerk.One', 2, { kind: 'api' }, 'description = "second"'));
-    for (const n of [n2, n3]) await waitUntil(() => n.registry.get('clerk.one')?.revision === 2, { what: 'the update on every node' });
-    expect(n2.registry.get('clerk.one')?.definition.description).toBe('second');
-
-    a.registry.remove('clerk.one');
-    for (const n of [n2, n3]) await waitUntil(() => !n.registry.has('clerk.one'), { what: 'the removal on every node' });
-    // Each node applied two changes and the removal, and measured their lag; none echoed back to A.
-    expect(n2.sync.lag().samples).toBe(3);
+    await a.remove('clerk.one');
+    for (const n of [b, c]) await waitUntil(() => !n.registry.has('clerk.one'), { what: 'the removal on every node' });
+    // Each other node applied the two changes and the removal and measured their lag; none came back to A.
+    expect(b.sync.lag().samples).toBe(3);
+    expect(b.sync.lag().p99_ms).toBeGreaterThanOrEqual(0);
     expect(a.sync.lag().samples).toBe(0);
-    expect([a.warnings, n2.warnings, n3.warnings]).toEqual([[], [], []]);
+    // The removal is a tombstone: the name's row stays, removed.
+    expect((await a.directory.heads()).map((h) => [h.key, h.deleted])).toEqual([['clerk.one', true]]);
+    expect([a.warnings, b.warnings, c.warnings]).toEqual([[], [], []]);
   });
 
-  it('a node never applies its own entries back (a quick series of updates never goes backwards there)', async () => {
-    const b = bucket();
-    const [a, n2] = [await node('node-a', b), await node('node-b', b)];
+  it('a quick series of updates never goes backwards on the node that made them, and ends the same on the others', async () => {
+    const s = cluster();
+    const [a, b] = [await node('node-a', s, undefined, { reconcileMs: 50 }), await node('node-b', s, undefined, { reconcileMs: 50 })];
     const seen: number[] = [];
     a.registry.on('change', (e) => seen.push(e.agent.revision));
-    for (let rev = 1; rev <= 5; rev++) a.registry.upsert(agent('busy', rev));
-    await waitUntil(() => n2.registry.get('busy')?.revision === 5, { what: 'the last revision on node-b' });
-    // The watch delivers in stream order: once node-b's marker is here, node-a has seen its own five entries come back.
-    n2.registry.upsert(agent('marker'));
-    await waitUntil(() => a.registry.get('marker'), { what: "node-b's marker on node-a" });
-    expect(seen).toEqual([1, 2, 3, 4, 5, 1]);
+    // Reconciliations every 50 ms read rows while the updates are being written: none older may land on A.
+    for (let rev = 1; rev <= 15; rev++) await a.deploy(agent('busy', rev));
+    await waitUntil(() => b.registry.get('busy')?.revision === 15, { what: 'the last revision on node-b' });
+    await sleep(200);
+    expect(seen).toEqual(Array.from({ length: 15 }, (_, i) => i + 1));
+    expect(b.registry.get('busy')?.revision).toBe(15);
   });
 
-  it('a change made on any node travels, not only on the first one', async () => {
-    const b = bucket();
-    const [a, n2] = [await node('node-a', b), await node('node-b', b)];
-    n2.registry.upsert(agent('from-b'));
-    await waitUntil(() => a.registry.get('from-b'), { what: "node-b's deploy on node-a" });
-    expect(promptOf(a.registry, 'from-b')).toBe('You are from-b.');
+  it("a row read before this node's own change committed never lands over it", async () => {
+    const s = cluster();
+    const [a, b] = [await node('node-a', s, undefined, { slowRowsMs: 300 }), await node('node-b', s)];
+    await a.deploy(agent('raced'));
+    await waitUntil(() => b.registry.get('raced'), { what: 'the deploy on node-b' });
+    const seen: number[] = [];
+    a.registry.on('change', (e) => seen.push(e.agent.revision));
+    // node-b's update: node-a reads its row (slowly); node-a's own, newer update commits meanwhile.
+    await b.deploy(agent('raced', 2));
+    await sleep(100);
+    await a.deploy(agent('raced', 3));
+    await sleep(500);
+    await a.sync.reconcile();
+    expect(seen).toEqual([3]);
+    await waitUntil(() => b.registry.get('raced')?.revision === 3, { what: "node-a's update on node-b" });
   });
 
-  it('a node that starts later gets the current directory before start() resolves, and publishes its own API agents', async () => {
-    const b = bucket();
-    const a = await node('node-a', b);
-    a.registry.upsert(agent('early'));
-    a.registry.upsert(agent('gone'));
-    a.registry.remove('gone');
-    await waitUntil(async () => (await (await new Kvm(a.nc).open(b)).status()).values >= 1, { what: 'the entries in the bucket' });
+  it('a node that starts later gets the current directory before start() resolves, drops what was removed meanwhile, and writes what only it had', async () => {
+    const s = cluster();
+    const a = await node('node-a', s);
+    await a.deploy(agent('early'));
+    await a.deploy(agent('gone'));
+    // What a restarted node loads from its own SQLite: one the cluster removed while it was down, one only it has.
     const own = new AgentRegistry();
+    own.upsert(agent('gone'));
     own.upsert(agent('late-local'));
-    const late = await node('node-late', b, own);
+    await a.remove('gone');
+    const late = await node('node-late', s, own, { sources: { 'late-local': 'name = "late-local"' } });
     expect(late.registry.get('early')?.revision).toBe(1);
     expect(late.registry.has('gone')).toBe(false);
-    await waitUntil(() => a.registry.get('late-local'), { what: "the late node's own agent on node-a" });
+    expect(late.registry.get('late-local')?.origin.kind).toBe('api');
+    expect(await a.directory.source('late-local')).toBe('name = "late-local"');
+    // Written for the cluster at start; node-a reads it at its next reconciliation (no notice for an adoption).
+    await a.sync.reconcile();
+    expect(a.registry.get('late-local')).toBeDefined();
+    expect(late.sync.lag().samples).toBe(0);
   });
 
-  it("never replaces a file agent with another node's agent of the same name, and says so", async () => {
-    const b = bucket();
-    const a = await node('node-a', b);
+  it('a change whose notice was missed is applied by the reconciliation', async () => {
+    const s = cluster();
+    const [a, b] = [await node('node-a', s), await node('node-b', s, undefined, { reconcileMs: 100 })];
+    // The row written without the notice (node-a's NATS link down at that moment).
+    await a.directory.put({ ...agent('quiet', 3), source: '' });
+    const { elapsedMs } = await waitUntil(() => b.registry.get('quiet'), { what: 'the reconciliation on node-b', timeoutMs: 3000 });
+    expect(b.registry.get('quiet')?.revision).toBe(3);
+    expect(elapsedMs).toBeLessThan(3000);
+    // Its lag is counted from the row's time, as a notice's is.
+    expect(b.sync.lag().samples).toBe(1);
+  });
+
+  it('two nodes changing one agent at once end on the row PostgreSQL kept', async () => {
+    const s = cluster();
+    const [a, b, c] = [await node('node-a', s), await node('node-b', s), await node('node-c', s)];
+    await a.deploy(agent('shared'));
+    await waitUntil(() => b.registry.get('shared') && c.registry.get('shared'), { what: 'the first deploy everywhere' });
+    for (let i = 0; i < 5; i++) {
+      await Promise.all([a.deploy(agent('shared', 10 + i, { kind: 'api' }, `description = "a${i}"`)), b.deploy(agent('shared', 10 + i, { kind: 'api' }, `description = "b${i}"`))]);
+    }
+    const [kept] = await a.directory.rows(['shared']);
+    const want = kept && !kept.deleted && 'agent' in kept ? kept.agent.definition.description : undefined;
+    expect(want).toMatch(/^[ab]4$/);
+    for (const n of [a, b, c]) await waitUntil(() => n.registry.get('shared')?.definition.description === want, { what: `${n.name} on the kept row`, timeoutMs: 3000 });
+  });
+
+  it("never replaces a file agent with another node's agent of the same name, and says so once per change", async () => {
+    const s = cluster();
+    const a = await node('node-a', s);
     const files = new AgentRegistry();
     files.upsert(agent('clerk', 1, { kind: 'file', path: '/agents/clerk.toml' }));
-    const f = await node('node-f', b, files);
-    a.registry.upsert(agent('clerk', 5));
+    const f = await node('node-f', s, files);
+    await a.deploy(agent('clerk', 5));
     await waitUntil(() => f.warnings.length > 0, { what: 'the warning' });
+    await f.sync.reconcile();
     expect(f.warnings).toEqual(['agent "clerk" deployed on node node-a is not applied here: this node has a file agent of that name (file agents stay per node)']);
     expect(f.registry.get('clerk')).toMatchObject({ origin: { kind: 'file' }, revision: 1 });
-    // And the file agent itself is not published: node-a keeps its own.
+    // The file agent itself is never written for the cluster: node-a keeps its own.
     expect(a.registry.get('clerk')?.revision).toBe(5);
+    expect((await a.directory.rows(['clerk']))[0]).toMatchObject({ node: 'node-a', revision: 5 });
   });
 
-  it('skips an entry that is not an agent definition, naming the key and the field', async () => {
-    const b = bucket();
-    const a = await node('node-a', b);
-    const kv = await new Kvm(a.nc).open(b);
-    await kv.put('broken', 'not json');
-    await kv.put(
-      'shapeless',
-      JSON.stringify({ node: 'node-x', published_at: Date.now(), format: 'toml', revision: 1, deployed_at: '', updated_at: '', definition: { name: 'shapeless', capabilities: 'desk' } }),
-    );
-    await kv.put('other', JSON.stringify({ node: 'node-x', published_at: Date.now(), format: 'toml', revision: 1, deployed_at: '', updated_at: '', definition: agent('mismatch').definition }));
-    await waitUntil(() => a.warnings.length === 3, { what: 'three warnings' });
-    expect(a.warnings[0]).toBe('skipped cluster directory entry "broken": it is not JSON');
-    expect(a.warnings[1]).toMatch(/^skipped cluster directory entry "shapeless" from node node-x: version: expected a string/);
-    expect(a.warnings[2]).toBe('skipped cluster directory entry "other" from node node-x: it holds agent "mismatch"');
-    expect(a.registry.list().total).toBe(0);
+  it('skips a damaged row, naming the agent and what is wrong, and applies it once repaired', async () => {
+    const s = cluster();
+    const a = await node('node-a', s);
+    const b = await node('node-b', s);
+    await a.deploy(agent('fragile'));
+    await waitUntil(() => b.registry.get('fragile'), { what: 'the deploy on node-b' });
+    // Edited by hand: not JSON, then valid JSON naming another agent.
+    await admin.query(`UPDATE "${s}".agents SET definition = 'not json', revision = 2, seq = seq + 1000 WHERE key = 'fragile'`);
+    await b.sync.reconcile();
+    await admin.query(`UPDATE "${s}".agents SET definition = $1, revision = 3, seq = seq + 1000 WHERE key = 'fragile'`, [JSON.stringify(agentDef('other', ['desk']))]);
+    await b.sync.reconcile();
+    expect(b.warnings).toHaveLength(2);
+    expect(b.warnings[0]).toMatch(/^skipped cluster agent "fragile" written by node node-a: its stored definition is not JSON \(.+\); redeploy it$/);
+    expect(b.warnings[1]).toBe('skipped cluster agent "fragile" written by node node-a: it holds agent "other"; redeploy it');
+    expect(b.registry.get('fragile')?.revision).toBe(1);
+    await a.deploy(agent('fragile', 4));
+    await waitUntil(() => b.registry.get('fragile')?.revision === 4, { what: 'the redeploy on node-b' });
+  });
+
+  it('a notice that is not one is skipped with a warning', async () => {
+    const s = cluster();
+    const a = await node('node-a', s);
+    const nc = await connect({ servers: nats.url });
+    nc.publish(agentsSubject(s), 'not json');
+    nc.publish(agentsSubject(s), JSON.stringify({ node: 'x' }));
+    await nc.flush();
+    await nc.close();
+    await waitUntil(() => a.warnings.length === 2, { what: 'two warnings' });
+    expect(a.warnings[0]).toBe(`skipped a cluster directory notice on ${agentsSubject(s)}: it is not JSON`);
+    expect(a.warnings[1]).toBe(`skipped a cluster directory notice on ${agentsSubject(s)}: it names no agent and change`);
   });
 });

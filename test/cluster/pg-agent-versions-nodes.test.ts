@@ -11,7 +11,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AGENT_MIGRATIONS, AgentRegistry, AgentService, AgentStore, AgentVersionStore, RolloutStore } from '../../src/agents/index.js';
-import { DirectorySync, PgAgentVersionStore } from '../../src/cluster/index.js';
+import { agentsSubject, DirectorySync, PgAgentDirectory, PgAgentVersionStore } from '../../src/cluster/index.js';
 import { migrate, openDatabase } from '../../src/storage/index.js';
 import { http, tomlAgent } from '../helpers/http.js';
 import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';
@@ -51,19 +51,21 @@ interface Node {
   local: AgentVersionStore;
 }
 
-/** Node `name` of the cluster whose directory is `bucket` and whose versions are in a schema named after it (one per test). */
+/** Node `name` of the cluster whose agents and versions are in a schema named after `bucket` (one per test). */
 async function node(name: string, bucket: string): Promise<Node> {
   const schema = `${base}_${bucket}`;
   if (!schemas.includes(schema)) schemas.push(schema);
   const db = openDatabase(makeTempDir('caxton-pgversions-'));
   migrate(db, AGENT_MIGRATIONS);
   const pool = new pg.Pool({ connectionString: TEST_PG_URL, max: 4 });
-  const shared = await PgAgentVersionStore.open({ pool, schema });
+  const directory = await PgAgentDirectory.open({ pool, schema, node: name });
+  const shared = await PgAgentVersionStore.open({ pool, schema, directory });
   const registry = new AgentRegistry();
   const local = new AgentVersionStore(db);
-  const service = new AgentService(registry, new AgentStore(db), { versions: local, rollouts: new RolloutStore(db), sharedVersions: shared });
+  const store = new AgentStore(db);
+  const service = new AgentService(registry, store, { versions: local, rollouts: new RolloutStore(db), sharedVersions: shared, sharedAgents: directory });
   const nc: NatsConnection = await connect({ servers: nats.url });
-  const sync = await DirectorySync.start({ nc, bucket, node: name, registry });
+  const sync = await DirectorySync.start({ nc, subject: agentsSubject(schema), node: name, directory, registry, sourceOf: (n) => store.source(n) });
   cleanups.push(async () => {
     await sync.stop();
     await service.close();
@@ -210,5 +212,18 @@ schema = "${schema}"
     ]);
     const one = await http<{ source: string }>(b.url, 'GET', '/api/v1/agents/clerk/versions/2');
     expect(one.json.source).toBe(tomlAgent('clerk', 'version = "2.0.0"\n'));
+  });
+
+  it('the text an agent was deployed from reads the same through either node; a removal through B reaches A', async () => {
+    const body = tomlAgent('scribe', '# deployed through A\n');
+    expect((await http(a.url, 'POST', '/api/v1/agents', { body, contentType: 'application/toml' })).status).toBe(201);
+    await waitUntil(async () => (await http(b.url, 'GET', '/api/v1/agents/scribe')).status === 200, { what: 'the agent on B' });
+    const src = await http(b.url, 'GET', '/api/v1/agents/scribe/source');
+    expect(src.status, src.text).toBe(200);
+    expect(src.text).toBe(body);
+    const removed = await http(b.url, 'DELETE', '/api/v1/agents/scribe');
+    expect(removed.status, removed.text).toBe(204);
+    await waitUntil(async () => (await http(a.url, 'GET', '/api/v1/agents/scribe')).status === 404, { what: 'the removal on A' });
+    expect((await http(a.url, 'GET', '/api/v1/agents/scribe/source')).status).toBe(404);
   });
 });

@@ -3,13 +3,13 @@
  * PostgreSQL: the port's shared suite (test/agents/version-store-suite.ts, also run on SQLite),
  * each test on a schema of its own, dropped afterwards; then what only this store promises: one
  * numbering per agent for two pools (two nodes) appending at once, and each reading the other's;
- * and PostgreSQL out of reach: a deploy or rollback through the service answers 503 naming it and
- * changes nothing on the node.
+ * and PostgreSQL out of reach: a deploy, rollback, removal or read of the deployed text through the
+ * service answers 503 naming it and changes nothing on the node (nor in the cluster's agents).
  */
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AGENT_MIGRATIONS, AgentRegistry, AgentService, AgentStore, AgentVersionStore } from '../../src/agents/index.js';
-import { PgAgentVersionStore } from '../../src/cluster/index.js';
+import { PgAgentDirectory, PgAgentVersionStore } from '../../src/cluster/index.js';
 import { migrate, openDatabase } from '../../src/storage/index.js';
 import { tomlAgent } from '../helpers/http.js';
 import { hasSystem, TEST_PG_URL } from '../helpers/system.js';
@@ -76,7 +76,12 @@ describe.skipIf(!run)('PgAgentVersionStore', () => {
     migrate(db, AGENT_MIGRATIONS);
     const store = new AgentStore(db);
     const registry = new AgentRegistry();
-    const service = new AgentService(registry, store, { versions: new AgentVersionStore(db), sharedVersions: await PgAgentVersionStore.open({ pool, schema }) });
+    const directory = await PgAgentDirectory.open({ pool, schema, node: 'node-a' });
+    const service = new AgentService(registry, store, {
+      versions: new AgentVersionStore(db),
+      sharedVersions: await PgAgentVersionStore.open({ pool, schema, directory }),
+      sharedAgents: directory,
+    });
     try {
       await service.deployAsync({ body: tomlAgent('Keeper') }, 'create');
       await service.deployAsync({ body: tomlAgent('Keeper', 'version = "2.0.0"\n') }, 'update', 'keeper');
@@ -84,12 +89,20 @@ describe.skipIf(!run)('PgAgentVersionStore', () => {
       const refused = { code: 'not_ready', details: { dependency: 'cluster-postgresql' } };
       await expect(service.deployAsync({ body: tomlAgent('Keeper', 'version = "3.0.0"\n') }, 'update', 'keeper')).rejects.toMatchObject(refused);
       await expect(service.rollback('keeper')).rejects.toMatchObject(refused);
+      await expect(service.removeAsync('keeper')).rejects.toMatchObject(refused);
+      await expect(service.sourceAsync('keeper')).rejects.toMatchObject(refused);
       expect(registry.get('keeper')).toMatchObject({ revision: 2, definition: { version: '2.0.0' } });
       expect(store.source('keeper')).toBe(tomlAgent('Keeper', 'version = "2.0.0"\n'));
       proxy.restore();
+      // The cluster's row is the deploy's, unchanged by what was refused.
+      expect(await service.sourceAsync('keeper')).toBe(tomlAgent('Keeper', 'version = "2.0.0"\n'));
       const back = await service.rollback('keeper');
       expect(back.version).toMatchObject({ version: 3, restored_from: 1 });
       expect(store.source('keeper')).toBe(tomlAgent('Keeper'));
+      expect(await service.sourceAsync('keeper')).toBe(tomlAgent('Keeper'));
+      await service.removeAsync('keeper');
+      expect(registry.get('keeper')).toBeUndefined();
+      expect((await directory.heads()).map((h) => [h.key, h.deleted, h.node])).toEqual([['keeper', true, 'node-a']]);
     } finally {
       await service.close();
       db.close();

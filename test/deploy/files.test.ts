@@ -295,7 +295,7 @@ describe('deploy/compose/compose.yaml', () => {
     for (const c of clusters) expect(c.cluster.nats.urls).toEqual(['nats://nats:4222']);
     expect(new Set(clusters.map((c) => c.state.schema))).toEqual(new Set(['caxton_cluster']));
     for (const c of clusters) expect(c.state.url).toBe(`postgres://${pg.POSTGRES_USER}:${pg.POSTGRES_PASSWORD}@postgres:5432/${pg.POSTGRES_DB}`);
-    for (const key of ['nodes_bucket', 'agents_bucket', 'keys_bucket'] as const) expect(new Set(clusters.map((c) => c.cluster[key])).size, key).toBe(1);
+    for (const key of ['nodes_bucket', 'keys_bucket'] as const) expect(new Set(clusters.map((c) => c.cluster[key])).size, key).toBe(1);
     expect(new Set(clusters.map((c) => JSON.stringify(c.cluster.delivery))).size).toBe(1);
   });
 });

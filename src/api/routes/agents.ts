@@ -100,7 +100,7 @@ export async function agentRoutes(app: FastifyInstance, opts: { service: AgentSe
     async (req, reply) => {
       const a = registry.get(req.params.name);
       if (!a) throw new CaxtonError('agent_not_found', `no agent named "${req.params.name}" is deployed`, { name: req.params.name });
-      const src = a.origin.kind === 'api' ? service.source(a.definition.name) : undefined;
+      const src = a.origin.kind === 'api' ? await service.sourceAsync(a.definition.name) : undefined;
       if (src === undefined) throw new CaxtonError('not_found', `agent "${a.definition.name}" comes from a file; read ${a.origin.kind === 'file' ? a.origin.path : 'it'} instead`);
       const type = a.format === 'toml' ? 'application/toml' : a.format === 'markdown' ? 'text/markdown' : 'application/json';
       return reply.type(`${type}; charset=utf-8`).send(src);
@@ -176,7 +176,7 @@ export async function agentRoutes(app: FastifyInstance, opts: { service: AgentSe
     '/agents/:name',
     { schema: { summary: 'Remove an API-deployed agent', tags: ['agents'], params: agentNameParams, response: { 204: z.null(), 404: errorEnvelopeSchema, 409: errorEnvelopeSchema } } },
     async (req, reply) => {
-      const removed = service.remove(req.params.name);
+      const removed = await service.removeAsync(req.params.name);
       req.log.info({ agent: removed.definition.name }, 'agent removed');
       return reply.code(204).send(null);
     },

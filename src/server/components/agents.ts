@@ -43,6 +43,7 @@ export function startAgents(opts: { config: ServerConfig; db: Db; logger: Logger
       // A cluster node: API agents' versions in the cluster's PostgreSQL, one history for every node (file agents' stay here).
       ...(opts.clusterState && {
         sharedVersions: opts.clusterState.versions,
+        sharedAgents: opts.clusterState.agents,
         onVersionsError: (e: unknown) =>
           logger.warn({ err: describeError(e) }, "agent versions could not be read from the cluster's PostgreSQL; this node's view of them is refreshed at the next change"),
       }),

@@ -4,11 +4,13 @@ import type { AgentRegistry } from '../../agents/index.js';
 import type { ClusterView, Lifecycle } from '../../api/index.js';
 import type { ApiKeyStore } from '../../auth/index.js';
 import {
+  agentsSubject,
   connectNats,
   DirectorySync,
   guardConnections,
   KeySync,
   Membership,
+  PgAgentDirectory,
   PgAgentVersionStore,
   PgEventStore,
   PgMessageReads,
@@ -35,11 +37,13 @@ export interface ClusterStateComponent extends Component {
   readonly packages: PgToolPackageStore;
   /** The version history of API agents, one numbering per agent across the nodes. */
   readonly versions: PgAgentVersionStore;
+  /** The agents deployed through the API of any node (the directory's store of record). */
+  readonly agents: PgAgentDirectory;
 }
 
 /**
  * A cluster node's PostgreSQL (`[cluster.state]`, required: a node never runs a cluster on its
- * own SQLite): the pool, and every shared table migrated (messages, tool packages, agent versions, agent events, tool audit).
+ * own SQLite): the pool, and every shared table migrated (messages, tool packages, API agents and their versions, agent events, tool audit).
  * Opened before the components whose stores live there (agents' event store, the tool audit);
  * closed after them, so their last batches are written.
  */
@@ -54,19 +58,21 @@ export async function openClusterState(opts: { cluster: ClusterConfig; logger: L
   let store: PgMessageStore;
   let packages: PgToolPackageStore;
   let versions: PgAgentVersionStore;
+  let agents: PgAgentDirectory;
   try {
     store = await PgMessageStore.open({ pool, schema: state.schema });
     packages = await PgToolPackageStore.open({ pool, schema: state.schema });
     await PgEventStore.migrate(pool, state.schema);
     await PgToolAudit.migrate(pool, state.schema);
-    versions = await PgAgentVersionStore.open({ pool, schema: state.schema, ...(opts.keepVersions !== undefined && { keep: opts.keepVersions }) });
+    agents = await PgAgentDirectory.open({ pool, schema: state.schema, node: cluster.node });
+    versions = await PgAgentVersionStore.open({ pool, schema: state.schema, directory: agents, ...(opts.keepVersions !== undefined && { keep: opts.keepVersions }) });
   } catch (e) {
     await pool.end().catch(() => {});
     throw new CaxtonError('invalid_config', `refusing to start: the cluster's shared state ([cluster.state], schema "${state.schema}") could not be opened: ${describeError(e)}`, {
       field: 'cluster.state',
     });
   }
-  return { name: 'cluster state', pool, schema: state.schema, node: cluster.node, store, packages, versions, close: () => pool.end().catch(() => {}) };
+  return { name: 'cluster state', pool, schema: state.schema, node: cluster.node, store, packages, versions, agents, close: () => pool.end().catch(() => {}) };
 }
 
 export interface ClusterComponent extends Component {
@@ -94,6 +100,8 @@ export async function startCluster(opts: {
   cluster: ClusterConfig;
   state: ClusterStateComponent;
   registry: AgentRegistry;
+  /** The text of this node's copy of an API agent (written to PostgreSQL if the cluster has never seen it). */
+  sourceOf?: (name: string) => string | undefined;
   keys: ApiKeyStore;
   lifecycle: Lifecycle;
   logger: Logger;
@@ -121,8 +129,18 @@ export async function startCluster(opts: {
     stopRelay?.();
     await nc.drain().catch(() => nc.close());
   };
+  if (cluster.agents_bucket !== undefined)
+    logger.warn({ field: 'cluster.agents_bucket' }, "[cluster] agents_bucket is no longer used (API agents live in the cluster's PostgreSQL, docs/cluster.md); remove it from caxton.toml");
   try {
-    sync = await DirectorySync.start({ nc, bucket: cluster.agents_bucket, node: cluster.node, replicas: cluster.replicas ?? 1, registry: opts.registry, log: logger });
+    sync = await DirectorySync.start({
+      nc,
+      subject: agentsSubject(schema),
+      node: cluster.node,
+      directory: opts.state.agents,
+      registry: opts.registry,
+      ...(opts.sourceOf && { sourceOf: opts.sourceOf }),
+      log: logger,
+    });
     keySync = await KeySync.start({ nc, bucket: cluster.keys_bucket, node: cluster.node, replicas: cluster.replicas ?? 1, keys: opts.keys, log: logger });
   } catch (e) {
     await close();
