@@ -92,7 +92,6 @@ interface ClusterNames {
   stream: string;
   subject: string;
   consumer: string;
-  agents_bucket: string;
   nodes_bucket: string;
 }
 
@@ -141,7 +140,6 @@ script = "replies.toml"
 node = "${name}"
 advertise_url = "http://127.0.0.1:${port}"
 heartbeat = "1s"
-agents_bucket = "${names.agents_bucket}"
 nodes_bucket = "${names.nodes_bucket}"
 
 [cluster.state]
@@ -600,7 +598,6 @@ async function measureNodeCount(k: number, nats: NatsServer, natsPid: number | u
     stream: `BENCH_NODES_${stamp}`,
     subject: `bench.nodes${stamp}`,
     consumer: `deliverer_${stamp}`,
-    agents_bucket: `bench_agents_${stamp}`,
     nodes_bucket: `bench_nodes_${stamp}`,
   };
   const dir = tempDir('caxton-bench-nodes-');
