@@ -160,7 +160,9 @@ consumer = "${names.consumer}"
   env.CAXTON_BENCH_STATE_URL = PG_URL;
   const log = join(dir, 'serve.log');
   const fd = openSync(log, 'a');
-  const child = spawn(process.execPath, [MAIN, 'serve', '--config', join(dir, 'caxton.toml'), '--port', String(port), '--metrics-port', String(metricsPort)], {
+  // BENCH_CLUSTER_NODE_PROFILE=DIR: each node writes a V8 CPU profile there when it stops (open in Chrome DevTools).
+  const profile = process.env.BENCH_CLUSTER_NODE_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CLUSTER_NODE_PROFILE}`] : [];
+  const child = spawn(process.execPath, [...profile, MAIN, 'serve', '--config', join(dir, 'caxton.toml'), '--port', String(port), '--metrics-port', String(metricsPort)], {
     env,
     stdio: ['ignore', fd, fd],
   });
