@@ -176,9 +176,28 @@ export interface UnpublishedDelivery {
   message: AclMessage;
 }
 
+/** Delivery ids a node reserves at once from the table's sequence (see `#takeId`). */
+const ID_BLOCK = 256;
+
+/** The outstanding count read with BEGIN, and how the step's own writes changed it since. */
+interface PendingCount {
+  base: number;
+  delta: number;
+  /** False once the step changed a row whose earlier state it does not know: outstanding() queries again. */
+  valid: boolean;
+}
+
 export class PgMessageStore {
   readonly #pool: pg.Pool;
   readonly #s: string;
+  /**
+   * Delivery ids taken from the sequence ahead of use, oldest first. A step's delivery row then
+   * goes with its COMMIT like its other writes (its id known without a round trip of its own);
+   * ids are unique as before but no longer in commit order across nodes, and a node that stops
+   * leaves a gap of the ones it did not use.
+   */
+  #ids: number[] = [];
+  #reserving: Promise<void> | undefined;
 
   private constructor(opts: PgMessageStoreOptions) {
     this.#pool = opts.pool;
@@ -214,16 +233,20 @@ export class PgMessageStore {
     // locks and reads its row in the same round trip.
     const lit = escapeLiteral(id);
     const did = opts.delivery;
+    // A step about one delivery (an acknowledgement, mostly) also counts the conversation's pending
+    // deliveries here, under the lock: outstanding() then needs no round trip of its own.
     const begin = [
       `BEGIN; SELECT pg_advisory_xact_lock(hashtextextended('caxton-conversation:' || ${lit}, 0)); SELECT * FROM ${this.#s}.conversations WHERE id = ${lit} FOR UPDATE`,
-      ...(did === undefined ? [] : [`SELECT * FROM ${this.#s}.deliveries WHERE id = ${literal(did)} FOR UPDATE`]),
+      ...(did === undefined ? [] : [`SELECT * FROM ${this.#s}.deliveries WHERE id = ${literal(did)} FOR UPDATE`, this.#pendingSql(lit)]),
     ].join('; ');
+    this.#reserveIds();
     return inTransaction(this.#pool, begin, async (_c, started, batch) => {
       // The row lock too (when the row exists): a sweeping node skips a conversation a step holds.
       const results = started as unknown as pg.QueryResult[];
       const row = results[2]!.rows[0] as ConversationRow | undefined;
       const locked = did === undefined ? undefined : { id: did, row: results[3]!.rows[0] as Record<string, unknown> | undefined };
-      return step(this.#step(batch, id, row && conversationOf(row), locked));
+      const pending = did === undefined ? undefined : { base: Number((results[4]!.rows[0] as { n: string }).n), delta: 0, valid: true };
+      return step(this.#step(batch, id, row && conversationOf(row), locked, pending));
     });
   }
 
@@ -260,8 +283,37 @@ export class PgMessageStore {
     return handled;
   }
 
-  #step(b: StatementBatch, id: string, conversation: Conversation | undefined, locked?: { id: number; row: Record<string, unknown> | undefined }): ConversationStep {
+  /** The count of pending deliveries of conversation `lit` (an escaped literal). */
+  // Driven from the conversation's messages (LATERAL: a nested loop on deliveries_message);
+  // planned from deliveries_open instead, it visited every pending delivery of the cluster.
+  #pendingSql(lit: string): string {
+    return `SELECT count(*) AS n FROM ${this.#s}.messages m CROSS JOIN LATERAL (SELECT 1 FROM ${this.#s}.deliveries d WHERE d.message_id = m.id AND d.state = 'pending') p WHERE m.conversation_id = ${lit}`;
+  }
+
+  /** Takes the next reserved delivery id (undefined when none is left: the caller asks PostgreSQL), reserving more ahead of need. */
+  #takeId(): number | undefined {
+    const id = this.#ids.shift();
+    if (this.#ids.length < ID_BLOCK / 4) this.#reserveIds();
+    return id;
+  }
+
+  /** Reserves a block of delivery ids when fewer than a quarter of one is left (one query, off any step's path). */
+  #reserveIds(): void {
+    if (this.#reserving || this.#ids.length >= ID_BLOCK / 4) return;
+    this.#reserving = this.#pool
+      .query<{ id: string }>(`SELECT nextval(pg_get_serial_sequence('${this.#s}.deliveries', 'id')) AS id FROM generate_series(1, ${ID_BLOCK})`)
+      .then(
+        (r) => void this.#ids.push(...r.rows.map((x) => Number(x.id))),
+        () => {}, // PostgreSQL away: steps take ids from the INSERT meanwhile, and the next step tries again
+      )
+      .finally(() => (this.#reserving = undefined));
+  }
+
+  #step(b: StatementBatch, id: string, conversation: Conversation | undefined, locked?: { id: number; row: Record<string, unknown> | undefined }, pending?: PendingCount): ConversationStep {
     const s = this.#s;
+    const lockedState = locked?.row?.state as DeliveryRow['state'] | undefined;
+    /** The conversation of each message this step inserted (whether its deliveries count as this conversation's). */
+    const inserted = new Map<string, string>();
     return {
       conversation,
       messages: async () => (await b.now<{ body: string; routed_to: string }>(`SELECT body, routed_to FROM ${s}.messages WHERE conversation_id = $1 ORDER BY seq`, [id])).rows.map(storedOf),
@@ -288,6 +340,7 @@ export class PgMessageStore {
         );
       },
       insertMessage: async (m, routedTo) => {
+        inserted.set(m.id, m.conversation_id);
         b.later(`INSERT INTO ${s}.messages (id, conversation_id, performative, sender, created_at, body, routed_to) VALUES ($1, $2, $3, $4, $5, $6, $7)`, [
           m.id,
           m.conversation_id,
@@ -305,6 +358,11 @@ export class PgMessageStore {
         return r && deliveryOf(r);
       },
       setDelivery: async (did, to, now) => {
+        if (pending?.valid) {
+          // The count read with BEGIN stays right for the locked row, whose earlier state is known.
+          if (locked?.id === did && lockedState !== undefined) pending.delta += (to.state === 'pending' ? 1 : 0) - (lockedState === 'pending' ? 1 : 0);
+          else pending.valid = false;
+        }
         if (locked?.id === did) locked = undefined;
         const tag = to.publish_tag ?? null;
         b.later(
@@ -313,17 +371,7 @@ export class PgMessageStore {
           [to.state, to.attempts, to.last_error === undefined || to.last_error === null ? null : scrubSecrets(to.last_error), to.receiver ?? null, to.next_at ?? null, now, did, tag, Date.now()],
         );
       },
-      // Driven from the conversation's messages (LATERAL: a nested loop on deliveries_message);
-      // planned from deliveries_open instead, it visited every pending delivery of the cluster.
-      outstanding: async () =>
-        Number(
-          (
-            await b.now<{ n: string }>(
-              `SELECT count(*) AS n FROM ${s}.messages m CROSS JOIN LATERAL (SELECT 1 FROM ${s}.deliveries d WHERE d.message_id = m.id AND d.state = 'pending') p WHERE m.conversation_id = $1`,
-              [id],
-            )
-          ).rows[0]!.n,
-        ),
+      outstanding: async () => (pending?.valid ? pending.base + pending.delta : Number((await b.now<{ n: string }>(this.#pendingSql(escapeLiteral(id)), [])).rows[0]!.n)),
       insertSubscription: async (r) => {
         b.later(`INSERT INTO ${s}.subscriptions (id, conversation_id, subscriber, capability, agent, content, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING`, [
           r.id,
@@ -338,8 +386,24 @@ export class PgMessageStore {
       deleteSubscription: async (cid) => {
         b.later(`DELETE FROM ${s}.subscriptions WHERE conversation_id = $1`, [cid]);
       },
-      insertDelivery: async (messageId, receiver, now) =>
-        Number(
+      insertDelivery: async (messageId, receiver, now) => {
+        if (pending?.valid) {
+          const of = inserted.get(messageId);
+          if (of === undefined) pending.valid = false;
+          else if (of === id) pending.delta++;
+        }
+        const reserved = this.#takeId();
+        if (reserved !== undefined) {
+          b.later(`INSERT INTO ${s}.deliveries (id, message_id, receiver, state, updated_at, unpublished_since) VALUES ($1, $2, $3, 'pending', $4, $5)`, [
+            reserved,
+            messageId,
+            receiver,
+            now,
+            Date.now(),
+          ]);
+          return reserved;
+        }
+        return Number(
           (
             await b.now<{ id: string }>(`INSERT INTO ${s}.deliveries (message_id, receiver, state, updated_at, unpublished_since) VALUES ($1, $2, 'pending', $3, $4) RETURNING id`, [
               messageId,
@@ -348,7 +412,8 @@ export class PgMessageStore {
               Date.now(),
             ])
           ).rows[0]!.id,
-        ),
+        );
+      },
     };
   }
 
