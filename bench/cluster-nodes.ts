@@ -13,7 +13,7 @@
  *    written by whichever node delivered it; one clock, one machine), and messages per second as N
  *    over the time from the first submission to the last `done`;
  *  - the latency below saturation: the same messages open loop at half the delivered/s just
- *    measured (BENCH_CLUSTER_NODE_PACED_SHARE), for BENCH_CLUSTER_NODE_PACED_SECONDS;
+ *    measured (BENCH_CLUSTER_NODE_PACED_SHARE; or BENCH_CLUSTER_NODE_PACED_RATE msg/s), for BENCH_CLUSTER_NODE_PACED_SECONDS;
  *  - where the time goes: CPU of every process (/proc), the nodes' PostgreSQL sessions
  *    (pg_stat_activity), each node's deliveries held at once and their mean time (its /metrics and
  *    GET /api/v1/messaging/stats), the most deliveries pending at once.
@@ -55,6 +55,8 @@ const WARMUP = Number(process.env.BENCH_CLUSTER_NODE_WARMUP ?? 300);
 const NODE_COUNTS = (process.env.BENCH_CLUSTER_NODE_COUNTS ?? '1,3').split(',').map(Number);
 /** The latency batch's rate, as a share of the delivered/s just measured, and its length (seconds). */
 const PACED_SHARE = Number(process.env.BENCH_CLUSTER_NODE_PACED_SHARE ?? 0.5);
+/** A fixed rate (msg/s) for the paced batch instead of a share: two builds compared at the same load. */
+const PACED_RATE = process.env.BENCH_CLUSTER_NODE_PACED_RATE ? Number(process.env.BENCH_CLUSTER_NODE_PACED_RATE) : undefined;
 const PACED_SECONDS = Number(process.env.BENCH_CLUSTER_NODE_PACED_SECONDS ?? 10);
 /** Also measure informs (a scripted agent run per message); 0 skips them. */
 const INFORMS = process.env.BENCH_CLUSTER_NODE_INFORMS !== '0';
@@ -620,7 +622,7 @@ async function measureNodeCount(k: number, nats: NatsServer, natsPid: number | u
     groups["of which the nodes' backends"] = async () => (await db.query<{ pid: number }>(`SELECT pid FROM pg_stat_activity WHERE application_name LIKE 'caxton-node-%'`)).rows.map((r) => r.pid);
     await runBatch(nodes, db, names.schema, 'agree', WARMUP, undefined, groups);
     const agree = await runBatch(nodes, db, names.schema, 'agree', N, `${nodesLabel}: agree (no agent run), completed`, groups);
-    const rate = Math.max(1, Math.round(agree.delivered_per_s * PACED_SHARE));
+    const rate = PACED_RATE ?? Math.max(1, Math.round(agree.delivered_per_s * PACED_SHARE));
     const count = Math.min(N, Math.max(100, Math.round(rate * PACED_SECONDS)));
     const pacedNodes = await runBatch(nodes, db, names.schema, 'agree', count, `${nodesLabel}: agree at ${rate}/s, completed`, groups, rate);
     const pacedRaw = await clients.round('paced', count, `${rawLabel} at ${rate}/s`, rate);
@@ -691,7 +693,7 @@ export async function measureNodes(): Promise<NodesReport> {
         ...(three && { target: 'p99 ≤ 15 ms', verdict: r.agree.e2e_ms.p99 <= 15 ? ('pass' as const) : ('fail' as const) }),
       },
       {
-        metric: `${nodes}: submission to delivered at ${r.paced.rate}/s (${fmt(PACED_SHARE * 100, 0)} % of the above, open loop, ${r.paced.nodes.n} messages), p50 / p99`,
+        metric: `${nodes}: submission to delivered at ${r.paced.rate}/s (${PACED_RATE === undefined ? `${fmt(PACED_SHARE * 100, 0)} % of the above` : 'a fixed rate'}, open loop, ${r.paced.nodes.n} messages), p50 / p99`,
         value: `${fmt(r.paced.nodes.e2e_ms.p50)} / ${fmt(r.paced.nodes.e2e_ms.p99)} ms (${fmt(r.paced.nodes.delivered_per_s, 0)}/s delivered)`,
         baseline: `raw at the same rate ${fmt(r.paced.raw.e2e_ms.p50)} / ${fmt(r.paced.raw.e2e_ms.p99)} ms`,
         ...(three && { target: 'p99 ≤ 15 ms', verdict: r.paced.nodes.e2e_ms.p99 <= 15 ? ('pass' as const) : ('fail' as const) }),

@@ -20,10 +20,11 @@
  * - The lag (from the writer's clock as it wrote the row to the registry update here) is kept for GET /api/v1/cluster;
  *   it assumes the nodes' clocks agree (NTP), as logs do.
  */
-import type { NatsConnection, Subscription } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { agentKey, definitionHash, type AgentRegistry, type DeployedAgent, type RegistryEvent, type StoredAgent } from '../agents/index.js';
 import { describeError } from '../shared/errors.js';
 import { relayedFrom, whileRelayed } from '../shared/relayed.js';
+import { LagWindow, NoticeChannel } from './notice-channel.js';
 import type { AgentHead, AgentRow, PgAgentDirectory } from './pg-agents.js';
 
 /** The core NATS subject of a cluster's directory notices (one per schema: one per cluster). */
@@ -54,27 +55,19 @@ interface AgentNoticeWire {
   seq: number;
 }
 
-const LAG_WINDOW = 1000;
-const DEFAULT_RECONCILE_MS = 15_000;
-
 export class DirectorySync {
   readonly #opts: DirectorySyncOptions;
-  #sub: Subscription | undefined;
-  #status: { stop?(): void } | undefined;
-  #timer: NodeJS.Timeout | undefined;
-  #stopped = false;
+  #channel!: NoticeChannel;
   #started = false;
-  readonly #lags: number[] = [];
-  readonly #pending = new Set<Promise<unknown>>();
+  readonly #lags = new LagWindow();
   /** Per key, the newest `seq` this node's registry reflects. */
   readonly #seen = new Map<string, number>();
   /** Per key, this node's own changes whose `seq` is not read yet: rows of that key wait. */
   readonly #local = new Map<string, number>();
+  /** Keys whose row was heard of (or read) while a change of this node was pending: read again once it is not. */
+  readonly #recheck = new Set<string>();
   /** Per key, the `seq` of a row already warned about (a file agent here, a damaged row). */
   readonly #warned = new Map<string, number>();
-  #reconciling: Promise<void> | undefined;
-  #again = false;
-  #failing = false;
   readonly #onChange = (e: RegistryEvent) => this.#changedHere(e);
 
   private constructor(opts: DirectorySyncOptions) {
@@ -88,17 +81,18 @@ export class DirectorySync {
    */
   static async start(opts: DirectorySyncOptions): Promise<DirectorySync> {
     const s = new DirectorySync(opts);
-    s.#sub = opts.nc.subscribe(opts.subject, { callback: (err, msg) => (err ? undefined : s.#onNotice(msg.string())) });
+    s.#channel = await NoticeChannel.open({
+      nc: opts.nc,
+      subject: opts.subject,
+      ...(opts.reconcileMs !== undefined && { reconcileMs: opts.reconcileMs }),
+      what: 'cluster directory',
+      store: "the cluster's PostgreSQL",
+      log: opts.log,
+      // Before `open` returns there is no channel yet: such a notice is covered by the first reconciliation.
+      onNotice: (text) => void (s.#channel && s.#onNotice(text)),
+      compare: () => s.#compare(),
+    });
     opts.registry.on('change', s.#onChange);
-    const status = opts.nc.status();
-    s.#status = status as { stop?(): void };
-    void (async () => {
-      for await (const st of status) if (st.type === 'reconnect' && !s.#stopped) s.#track(s.reconcile());
-    })().catch(() => {});
-    s.#timer = setInterval(() => s.#track(s.reconcile()), opts.reconcileMs ?? DEFAULT_RECONCILE_MS);
-    s.#timer.unref();
-    // The subscription reaches the server before the first comparison: nothing falls between them.
-    await opts.nc.flush();
     await s.reconcile();
     s.#started = true;
     return s;
@@ -106,57 +100,17 @@ export class DirectorySync {
 
   /** The lag of the last (up to 1,000) changes of other nodes applied here: p50, p99 and max, in ms. */
   lag(): { samples: number; p50_ms: number | null; p99_ms: number | null; max_ms: number | null } {
-    const s = [...this.#lags].sort((a, b) => a - b);
-    const at = (q: number) => (s.length === 0 ? null : s[Math.min(s.length - 1, Math.ceil(q * s.length) - 1)]!);
-    return { samples: s.length, p50_ms: at(0.5), p99_ms: at(0.99), max_ms: s.length === 0 ? null : s[s.length - 1]! };
+    return this.#lags.summary();
   }
 
-  /**
-   * Compares every row's head with the registry and applies the rows that differ. Concurrent calls
-   * share one run (and one more after it, if asked for while it ran). Never rejects: a table that
-   * cannot be read is logged once per outage, and the next run tries again.
-   */
+  /** Compares every row's head with the registry and applies the rows that differ (see NoticeChannel.reconcile). */
   reconcile(): Promise<void> {
-    if (this.#reconciling) {
-      this.#again = true;
-      return this.#reconciling;
-    }
-    const run = (async () => {
-      do {
-        this.#again = false;
-        if (this.#stopped) return;
-        try {
-          const n = await this.#compare();
-          if (this.#failing) this.#opts.log?.info({}, "cluster directory: the cluster's PostgreSQL answers again");
-          this.#failing = false;
-          if (n.applied + n.adopted > 0) this.#opts.log?.info({ ...n }, 'cluster directory reconciled with PostgreSQL');
-        } catch (e) {
-          if (!this.#failing) this.#opts.log?.warn({ err: describeError(e) }, "cluster directory: could not compare with the cluster's PostgreSQL; trying again later");
-          this.#failing = true;
-        }
-      } while (this.#again);
-    })();
-    this.#reconciling = run;
-    void run.finally(() => (this.#reconciling = undefined));
-    return run;
+    return this.#channel.reconcile();
   }
 
   async stop(): Promise<void> {
-    this.#stopped = true;
-    clearInterval(this.#timer);
     this.#opts.registry.off('change', this.#onChange);
-    this.#status?.stop?.();
-    try {
-      this.#sub?.unsubscribe();
-    } catch {
-      // the connection is already closed
-    }
-    await Promise.all(this.#pending);
-  }
-
-  #track(p: Promise<unknown>): void {
-    this.#pending.add(p);
-    void p.finally(() => this.#pending.delete(p));
+    await this.#channel.stop();
   }
 
   /** One pass of the reconciliation: how many rows were applied here and how many agents of this node written there. */
@@ -183,13 +137,23 @@ export class DirectorySync {
 
   /** Whether the registry here lacks what `h` says (a newer change than this node has seen). */
   #differs(h: AgentHead): boolean {
-    if (this.#local.has(h.key) || h.seq <= (this.#seen.get(h.key) ?? -1)) return false;
+    if (h.seq <= (this.#seen.get(h.key) ?? -1)) return false;
+    if (this.#local.has(h.key)) {
+      this.#recheck.add(h.key);
+      return false;
+    }
     const here = this.#opts.registry.get(h.key);
     if (here?.origin.kind === 'file') return this.#warnFile(h);
-    const same = h.deleted ? here === undefined : here !== undefined && here.revision === h.revision && here.updated_at === h.updated_at && definitionHash(here.definition) === h.hash;
-    if (!same) return true;
+    if (!this.#matches(h)) return true;
     this.#seen.set(h.key, h.seq);
     return false;
+  }
+
+  /** Whether the registry here holds what `h` says (the agent at that revision and content, or none for a removal). */
+  #matches(h: AgentHead): boolean {
+    const here = this.#opts.registry.get(h.key);
+    if (h.deleted) return here === undefined || here.origin.kind !== 'api';
+    return here?.origin.kind === 'api' && here.revision === h.revision && here.updated_at === h.updated_at && definitionHash(here.definition) === h.hash;
   }
 
   /** A row for a name this node has a file agent of: warned once per change. Always false (nothing to apply). */
@@ -203,7 +167,11 @@ export class DirectorySync {
 
   /** Applies a row read from the table, unless this node already has it or newer. Whether the registry changed. */
   #apply(row: AgentRow, lagMs: number | undefined): boolean {
-    if (this.#stopped || this.#local.has(row.key) || row.seq <= (this.#seen.get(row.key) ?? -1)) return false;
+    if (this.#channel.stopped || row.seq <= (this.#seen.get(row.key) ?? -1)) return false;
+    if (this.#local.has(row.key)) {
+      this.#recheck.add(row.key);
+      return false;
+    }
     const here = this.#opts.registry.get(row.key);
     if (here?.origin.kind === 'file') return this.#warnFile(row);
     if ('problem' in row) {
@@ -231,16 +199,22 @@ export class DirectorySync {
   /** A change made on this node (its row already committed): its `seq` is read, then the other nodes told. */
   #changedHere(e: RegistryEvent): void {
     const a = e.agent;
-    if (this.#stopped || relayedFrom(a) !== undefined || a.origin.kind !== 'api') return;
+    if (this.#channel.stopped || relayedFrom(a) !== undefined || a.origin.kind !== 'api') return;
     const key = agentKey(a.definition.name);
     this.#local.set(key, (this.#local.get(key) ?? 0) + 1);
-    this.#track(
+    /** Whether the row already holds another node's later change than this one (two nodes changed the agent at once). */
+    let overtaken = false;
+    this.#channel.track(
       this.#opts.directory
         .head(key)
         .then(
           (h) => {
-            if (h && h.seq > (this.#seen.get(key) ?? -1)) this.#seen.set(key, h.seq);
-            if (h) this.#publish({ key, seq: h.seq });
+            if (!h) return;
+            // The row is this change only if it matches the registry; else it is a later commit of another node, applied below.
+            if (this.#matches(h)) {
+              if (h.seq > (this.#seen.get(key) ?? -1)) this.#seen.set(key, h.seq);
+            } else overtaken = true;
+            this.#publish({ key, seq: h.seq });
           },
           (err: unknown) => {
             // Its seq unknown: the next reconciliation compares the row with the registry again.
@@ -252,22 +226,34 @@ export class DirectorySync {
           const n = (this.#local.get(key) ?? 1) - 1;
           if (n > 0) this.#local.set(key, n);
           else this.#local.delete(key);
+          // Another node's change committed after this one, or was heard of while this one was pending: the row is read again now.
+          if (n <= 0 && (this.#recheck.delete(key) || overtaken)) this.#refresh(key);
         }),
     );
   }
 
+  /** Reads one row and applies it (a notice, a change overtaken by another node's). */
+  #refresh(key: string, lagFrom?: 'row'): void {
+    this.#channel.track(
+      this.#opts.directory.rows([key]).then(
+        (rows) => {
+          const row = rows[0];
+          if (row) this.#apply(row, lagFrom === 'row' ? Date.now() - row.changed_at : undefined);
+        },
+        (e: unknown) => {
+          this.#opts.log?.warn({ agent: key, err: describeError(e) }, `agent "${key}" changed on another node but could not be read here; the next reconciliation tries again`);
+          this.#channel.reconcileSoon();
+        },
+      ),
+    );
+  }
+
   #publish(n: Pick<AgentNoticeWire, 'key' | 'seq'>): void {
-    if (this.#stopped) return;
     const wire: AgentNoticeWire = { node: this.#opts.node, ...n };
-    try {
-      this.#opts.nc.publish(this.#opts.subject, JSON.stringify(wire));
-    } catch (e) {
-      this.#opts.log?.warn({ agent: n.key, err: describeError(e) }, 'could not tell the other nodes about an agent change; they catch up within their reconciliation interval');
-    }
+    if (!this.#channel.publish(wire)) this.#opts.log?.warn({ agent: n.key }, 'could not tell the other nodes about an agent change; they catch up within their reconciliation interval');
   }
 
   #onNotice(text: string): void {
-    if (this.#stopped) return;
     let w: AgentNoticeWire;
     try {
       w = JSON.parse(text) as AgentNoticeWire;
@@ -278,25 +264,11 @@ export class DirectorySync {
       return this.#opts.log?.warn({ subject: this.#opts.subject }, `skipped a cluster directory notice on ${this.#opts.subject}: it names no agent and change`);
     }
     if (w.node === this.#opts.node || w.seq <= (this.#seen.get(w.key) ?? -1)) return;
-    this.#track(
-      this.#opts.directory.rows([w.key]).then(
-        (rows) => {
-          const row = rows[0];
-          if (row) this.#apply(row, Date.now() - row.changed_at);
-        },
-        (e: unknown) => {
-          this.#opts.log?.warn({ agent: w.key, node: w.node, err: describeError(e) }, `agent "${w.key}" changed on node ${w.node} but could not be read here; the next reconciliation tries again`);
-          // Sooner than the interval: PostgreSQL may be back in a moment.
-          this.#track(new Promise((r) => setTimeout(r, 1000).unref()).then(() => this.reconcile()));
-        },
-      ),
-    );
+    this.#refresh(w.key, 'row');
   }
 
   #sample(lag: number, key: string): void {
-    const v = Math.max(0, lag);
-    this.#lags.push(v);
-    if (this.#lags.length > LAG_WINDOW) this.#lags.shift();
+    const v = this.#lags.add(lag);
     this.#opts.onApplied?.(v, key);
   }
 }

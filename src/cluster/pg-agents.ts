@@ -146,7 +146,9 @@ export class PgAgentDirectory {
 
   /**
    * Makes `a` the agent's live row, on `c` (the caller's transaction: the version that goes with
-   * it). Takes the next `seq`.
+   * it). Takes the next `seq` once it holds the row (an update draws it in SET, after the row
+   * lock, not in VALUES before it): of two writers of one name, the one that commits later has
+   * the higher `seq`, which is what the followers order by.
    */
   async writeLive(c: pg.ClientBase, a: StoredAgent): Promise<void> {
     await c.query(
@@ -154,7 +156,7 @@ export class PgAgentDirectory {
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, false, $10, $11, nextval('${this.#s}.agent_changes'))
        ON CONFLICT (key) DO UPDATE SET name = excluded.name, format = excluded.format, source = excluded.source, definition = excluded.definition,
          hash = excluded.hash, revision = excluded.revision, deployed_at = excluded.deployed_at, updated_at = excluded.updated_at,
-         deleted = false, node = excluded.node, changed_at = excluded.changed_at, seq = excluded.seq`,
+         deleted = false, node = excluded.node, changed_at = excluded.changed_at, seq = nextval('${this.#s}.agent_changes')`,
       [agentKey(a.definition.name), a.definition.name, a.format, a.source, JSON.stringify(a.definition), definitionHash(a.definition), a.revision, a.deployed_at, a.updated_at, this.node, Date.now()],
     );
   }
