@@ -311,6 +311,8 @@ export class JetStreamDeliveryQueue implements DeliveryQueue {
         for await (const m of batch) this.#take(m);
       } catch (e) {
         if (this.#stopped) break;
+        // A pull the server stopped answering (two idle heartbeats missed, ~1 s): pull again at once.
+        if (pullLapsed(e)) continue;
         // NATS is away (the connection reconnects on its own): try again shortly.
         this.#opts.log?.warn({ err: describeError(e) }, 'fetching deliveries from JetStream failed; trying again');
         await new Promise((r) => setTimeout(r, 500).unref());
@@ -346,6 +348,15 @@ export class JetStreamDeliveryQueue implements DeliveryQueue {
  * recovery's copy; or this node holds it already under another stream copy), its handle refreshed
  * (JetStream's redelivery of one this node holds), or naked until its retry time.
  */
+/**
+ * Whether a fetch ended because the client stopped hearing the server's idle heartbeats for its
+ * pull (nats.js rejects a fetch so, rather than waiting out its expiry): the connection may be
+ * fine, and a new pull is the remedy. A connection that is down fails the next pull another way.
+ */
+export function pullLapsed(e: unknown): boolean {
+  return /heartbeats missed/i.test(describeError(e));
+}
+
 export function mayTake(row: DeliveryRow, m: JsMsg, receiver: string, held: ReadonlyMap<number, JsMsg> & { set(id: number, m: JsMsg): unknown }): boolean {
   if (row.state !== 'pending' || agentKey(row.receiver) !== agentKey(receiver)) {
     m.ack();
