@@ -171,3 +171,102 @@ export function pruneLogTable(
     return { deleted, skipped: false, more: true };
   });
 }
+
+export interface PgLogTableOptions<T> extends PgBatchTuning {
+  pool: pg.Pool;
+  /** The quoted schema. */
+  schema: string;
+  table: string;
+  /** The column of each row's time (epoch ms) that retention compares. */
+  timeColumn: string;
+  retentionMs: number;
+  /** At most this many rows are kept, cluster-wide. */
+  maxRows: number;
+  /** How often retention runs (default 60 s; also after every max_rows / 10 records written here). */
+  sweepIntervalMs?: number;
+  /** Writes one batch (one multi-row INSERT); rejects when it could not. */
+  write: (batch: T[]) => Promise<void>;
+}
+
+/**
+ * An append-only log table of the cluster (the event store, the tool audit): records batched by a
+ * PgBatchWriter, and retention (`pruneLogTable`) at start, every `sweepIntervalMs` and after every
+ * max_rows / 10 records written by this node, one run at a time. The store around it owns the
+ * INSERT and the reads.
+ */
+export class PgLogTable<T> {
+  readonly #o: PgLogTableOptions<T>;
+  readonly #writer: PgBatchWriter<T>;
+  readonly #sweep: NodeJS.Timeout;
+  #sinceSweep = 0;
+  #pruning: Promise<unknown> | undefined;
+  #closed = false;
+
+  constructor(opts: PgLogTableOptions<T>) {
+    this.#o = opts;
+    this.#writer = new PgBatchWriter<T>({
+      ...opts,
+      write: async (batch) => {
+        await opts.write(batch);
+        this.#sinceSweep += batch.length;
+        if (this.#sinceSweep >= Math.max(100, Math.floor(opts.maxRows / 10))) this.#prune();
+      },
+    });
+    this.#sweep = setInterval(() => this.#prune(), opts.sweepIntervalMs ?? 60_000);
+    this.#sweep.unref();
+    this.#prune();
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Records dropped since start (see PgBatchWriter). */
+  get dropped(): number {
+    return this.#writer.dropped;
+  }
+
+  /** Queues a record; never blocks, never throws (dropped once closed). */
+  push(x: T): void {
+    if (!this.#closed) this.#writer.push(x);
+  }
+
+  /** Writes what is queued (never rejects: an unreachable PostgreSQL leaves it queued). */
+  flush(): Promise<void> {
+    return this.#writer.flush();
+  }
+
+  /** Applies retention now, to completion unless another node is at it; resolves with the records deleted. */
+  async prune(): Promise<{ deleted: number; skipped: boolean }> {
+    await this.#pruning; // this node's own run first (it holds the lock)
+    return this.#runPrune();
+  }
+
+  async #runPrune(): Promise<{ deleted: number; skipped: boolean }> {
+    await this.#writer.flush();
+    let deleted = 0;
+    for (;;) {
+      const o = this.#o;
+      const r = await pruneLogTable(o.pool, { schema: o.schema, table: o.table, timeColumn: o.timeColumn, retentionMs: o.retentionMs, maxRows: o.maxRows });
+      deleted += r.deleted;
+      if (r.skipped || !r.more) return { deleted, skipped: r.skipped };
+    }
+  }
+
+  #prune(): void {
+    this.#sinceSweep = 0;
+    if (this.#pruning || this.#closed) return;
+    this.#pruning = this.#runPrune()
+      .catch((e: unknown) => this.#o.onError?.(e))
+      .finally(() => (this.#pruning = undefined));
+  }
+
+  /** Writes what is queued (one attempt) and stops; later records are dropped. Does not end the pool (its owner does). */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    clearInterval(this.#sweep);
+    await this.#writer.close();
+    this.#closed = true;
+    await this.#pruning;
+  }
+}

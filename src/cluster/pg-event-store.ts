@@ -23,7 +23,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type pg from 'pg';
 import { categoryOf, eventOfRow, eventOrder, eventWhere, type AgentEvent, type AgentEventInput, type EventLog, type EventQuery } from '../observability/events.js';
 import { scrubSecrets } from '../shared/secrets.js';
-import { PgBatchWriter, pruneLogTable, type PgBatchTuning } from './pg-batch.js';
+import { PgLogTable, type PgBatchTuning } from './pg-batch.js';
 import { stateUnavailable } from './pg-errors.js';
 import { migrateSchema, quotedSchema, type PgMigration } from './pg-migrate.js';
 
@@ -69,12 +69,8 @@ type Relay = (events: AgentEvent[]) => void;
 export class PgEventStore extends EventEmitter<{ event: [AgentEvent] }> implements EventLog {
   readonly #o: PgEventStoreOptions;
   readonly #s: string;
-  readonly #writer: PgBatchWriter<AgentEventInput>;
-  readonly #sweep: NodeJS.Timeout;
-  #sinceSweep = 0;
-  #pruning: Promise<unknown> | undefined;
+  readonly #log: PgLogTable<AgentEventInput>;
   #relay: Relay | undefined;
-  #closed = false;
 
   /** Creates the table in the cluster schema if missing (with the schema's other stores' migrations table). */
   static migrate(pool: pg.Pool, schema: string): Promise<void> {
@@ -86,27 +82,24 @@ export class PgEventStore extends EventEmitter<{ event: [AgentEvent] }> implemen
     this.setMaxListeners(0);
     this.#o = opts;
     this.#s = quotedSchema(opts.schema);
-    this.#writer = new PgBatchWriter<AgentEventInput>({ ...opts, write: (batch) => this.#write(batch) });
-    this.#sweep = setInterval(() => this.#prune(), opts.sweepIntervalMs ?? 60_000);
-    this.#sweep.unref();
-    this.#prune();
+    this.#log = new PgLogTable<AgentEventInput>({ ...opts, schema: this.#s, table: 'agent_events', timeColumn: 'ts', write: (batch) => this.#write(batch) });
   }
 
   /** Events dropped since start (see PgBatchWriter). */
   get dropped(): number {
-    return this.#writer.dropped;
+    return this.#log.dropped;
   }
 
   /** Queues an event; it is written, then streamed to followers, within `flushMs`. Never blocks, never throws. */
   record(e: AgentEventInput): void {
-    if (this.#closed) return;
+    if (this.#log.closed) return;
     if (e.time === undefined) e.time = Date.now();
-    this.#writer.push(e);
+    this.#log.push(e);
   }
 
   /** Writes what is queued (never rejects: an unreachable PostgreSQL leaves it queued). */
   flush(): Promise<void> {
-    return this.#writer.flush();
+    return this.#log.flush();
   }
 
   async #write(batch: AgentEventInput[]): Promise<void> {
@@ -134,8 +127,6 @@ export class PgEventStore extends EventEmitter<{ event: [AgentEvent] }> implemen
       span_id: e.span_id ?? null,
       data: e.data,
     }));
-    this.#sinceSweep += written.length;
-    if (this.#sinceSweep >= Math.max(100, Math.floor(this.#o.maxRows / 10))) this.#prune();
     // Written: nothing after this point may fail the batch (it would count stored events as dropped).
     try {
       if (this.listenerCount('event') > 0) for (const e of written) this.emit('event', e);
@@ -151,7 +142,7 @@ export class PgEventStore extends EventEmitter<{ event: [AgentEvent] }> implemen
 
   /** Other nodes' events, heard over NATS: streamed to this node's followers, not stored again. */
   deliver(events: readonly AgentEvent[]): void {
-    if (this.#closed || this.listenerCount('event') === 0) return;
+    if (this.#log.closed || this.listenerCount('event') === 0) return;
     for (const e of events) this.emit('event', e);
   }
 
@@ -161,7 +152,7 @@ export class PgEventStore extends EventEmitter<{ event: [AgentEvent] }> implemen
   }
 
   async find(q: EventQuery = {}): Promise<AgentEvent[]> {
-    await this.#writer.flush();
+    await this.#log.flush();
     const args: unknown[] = [];
     const param = (v: unknown) => `$${args.push(v)}`;
     const sql = `SELECT id, ts, type, category, agent, trace_id, span_id, data FROM ${this.#s}.agent_events${eventWhere(q, param)}${eventOrder(q, param)}`;
@@ -173,7 +164,7 @@ export class PgEventStore extends EventEmitter<{ event: [AgentEvent] }> implemen
   }
 
   async size(): Promise<number> {
-    await this.#writer.flush();
+    await this.#log.flush();
     try {
       return Number((await this.#o.pool.query<{ n: string }>(`SELECT count(*) AS n FROM ${this.#s}.agent_events`)).rows[0]!.n);
     } catch (e) {
@@ -182,37 +173,15 @@ export class PgEventStore extends EventEmitter<{ event: [AgentEvent] }> implemen
   }
 
   /** Applies retention now, to completion unless another node is at it (`skipped`); resolves with the rows deleted. */
-  async prune(): Promise<{ deleted: number; skipped: boolean }> {
-    await this.#pruning; // this node's own run first (it holds the lock)
-    return this.#runPrune();
-  }
-
-  async #runPrune(): Promise<{ deleted: number; skipped: boolean }> {
-    await this.#writer.flush();
-    let deleted = 0;
-    for (;;) {
-      const r = await pruneLogTable(this.#o.pool, { schema: this.#s, table: 'agent_events', timeColumn: 'ts', retentionMs: this.#o.retentionMs, maxRows: this.#o.maxRows });
-      deleted += r.deleted;
-      if (r.skipped || !r.more) return { deleted, skipped: r.skipped };
-    }
-  }
-
-  #prune(): void {
-    this.#sinceSweep = 0;
-    if (this.#pruning || this.#closed) return;
-    this.#pruning = this.#runPrune()
-      .catch((e: unknown) => this.#o.onError?.(e))
-      .finally(() => (this.#pruning = undefined));
+  prune(): Promise<{ deleted: number; skipped: boolean }> {
+    return this.#log.prune();
   }
 
   /** Writes what is queued (one attempt) and stops; later records are dropped. Does not end the pool (its owner does). */
   async close(): Promise<void> {
-    if (this.#closed) return;
-    clearInterval(this.#sweep);
-    await this.#writer.close();
-    this.#closed = true;
+    if (this.#log.closed) return;
+    await this.#log.close();
     this.#relay = undefined;
-    await this.#pruning;
     this.removeAllListeners();
   }
 }

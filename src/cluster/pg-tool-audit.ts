@@ -10,7 +10,7 @@
  */
 import type pg from 'pg';
 import { AUDIT_COLUMNS, auditOfRow, auditOrder, auditValues, auditWhere, type AuditQuery, type StoredAuditRecord, type ToolAuditLog, type ToolAuditRecord } from '../tools/wasm/index.js';
-import { PgBatchWriter, pruneLogTable, type PgBatchTuning } from './pg-batch.js';
+import { PgLogTable, type PgBatchTuning } from './pg-batch.js';
 import { stateUnavailable } from './pg-errors.js';
 import { migrateSchema, quotedSchema, type PgMigration } from './pg-migrate.js';
 
@@ -83,14 +83,8 @@ export interface PgToolAuditOptions extends PgBatchTuning {
 export class PgToolAudit implements ToolAuditLog {
   readonly #o: PgToolAuditOptions;
   readonly #s: string;
-  readonly #writer: PgBatchWriter<ToolAuditRecord>;
+  readonly #log: PgLogTable<ToolAuditRecord>;
   readonly #insert: string;
-  readonly #sweep: NodeJS.Timeout;
-  readonly #retentionMs: number;
-  readonly #maxRows: number;
-  #sinceSweep = 0;
-  #pruning: Promise<unknown> | undefined;
-  #closed = false;
 
   static migrate(pool: pg.Pool, schema: string): Promise<void> {
     return migrateSchema(pool, schema, MIGRATIONS);
@@ -99,29 +93,32 @@ export class PgToolAudit implements ToolAuditLog {
   constructor(opts: PgToolAuditOptions) {
     this.#o = opts;
     this.#s = quotedSchema(opts.schema);
-    this.#retentionMs = opts.retentionMs ?? 30 * 24 * 3_600_000;
-    this.#maxRows = opts.maxRows ?? 1_000_000;
     const n = AUDIT_COLUMNS.length;
     this.#insert = `INSERT INTO ${this.#s}.tool_audit (${AUDIT_COLUMNS.join(', ')}, node)
       SELECT ${AUDIT_COLUMNS.join(', ')}, $${n + 1} FROM unnest(${AUDIT_COLUMNS.map((c, i) => `$${i + 1}::${ARRAY_TYPE[c]}`).join(', ')}) WITH ORDINALITY AS u(${AUDIT_COLUMNS.join(', ')}, ord) ORDER BY ord`;
-    this.#writer = new PgBatchWriter<ToolAuditRecord>({ ...opts, write: (batch) => this.#write(batch) });
-    this.#sweep = setInterval(() => this.#prune(), opts.sweepIntervalMs ?? 60_000);
-    this.#sweep.unref();
-    this.#prune();
+    this.#log = new PgLogTable<ToolAuditRecord>({
+      ...opts,
+      schema: this.#s,
+      table: 'tool_audit',
+      timeColumn: 'time',
+      retentionMs: opts.retentionMs ?? 30 * 24 * 3_600_000,
+      maxRows: opts.maxRows ?? 1_000_000,
+      write: (batch) => this.#write(batch),
+    });
   }
 
   /** Records dropped since start (see PgBatchWriter). */
   get dropped(): number {
-    return this.#writer.dropped;
+    return this.#log.dropped;
   }
 
   /** Queues a record; never blocks, never throws. */
   record(r: ToolAuditRecord): void {
-    if (!this.#closed) this.#writer.push(r);
+    this.#log.push(r);
   }
 
   flush(): Promise<void> {
-    return this.#writer.flush();
+    return this.#log.flush();
   }
 
   async #write(batch: ToolAuditRecord[]): Promise<void> {
@@ -131,12 +128,10 @@ export class PgToolAudit implements ToolAuditLog {
       for (let i = 0; i < v.length; i++) cols[i]!.push(v[i]);
     }
     await this.#o.pool.query(this.#insert, [...cols, this.#o.node]);
-    this.#sinceSweep += batch.length;
-    if (this.#sinceSweep >= Math.max(100, Math.floor(this.#maxRows / 10))) this.#prune();
   }
 
   async find(q: AuditQuery = {}): Promise<StoredAuditRecord[]> {
-    await this.#writer.flush();
+    await this.#log.flush();
     const args: unknown[] = [];
     const param = (v: unknown) => `$${args.push(v)}`;
     const sql = `SELECT id, ${AUDIT_COLUMNS.join(', ')} FROM ${this.#s}.tool_audit${auditWhere(q, param)}${auditOrder(q, param)}`;
@@ -148,35 +143,12 @@ export class PgToolAudit implements ToolAuditLog {
   }
 
   /** Applies retention now, to completion unless another node is at it; resolves with the records deleted. */
-  async prune(): Promise<{ deleted: number; skipped: boolean }> {
-    await this.#pruning; // this node's own run first (it holds the lock)
-    return this.#runPrune();
-  }
-
-  async #runPrune(): Promise<{ deleted: number; skipped: boolean }> {
-    await this.#writer.flush();
-    let deleted = 0;
-    for (;;) {
-      const r = await pruneLogTable(this.#o.pool, { schema: this.#s, table: 'tool_audit', timeColumn: 'time', retentionMs: this.#retentionMs, maxRows: this.#maxRows });
-      deleted += r.deleted;
-      if (r.skipped || !r.more) return { deleted, skipped: r.skipped };
-    }
-  }
-
-  #prune(): void {
-    this.#sinceSweep = 0;
-    if (this.#pruning || this.#closed) return;
-    this.#pruning = this.#runPrune()
-      .catch((e: unknown) => this.#o.onError?.(e))
-      .finally(() => (this.#pruning = undefined));
+  prune(): Promise<{ deleted: number; skipped: boolean }> {
+    return this.#log.prune();
   }
 
   /** Writes what is queued (one attempt) and stops. Does not end the pool (its owner does). */
-  async close(): Promise<void> {
-    if (this.#closed) return;
-    clearInterval(this.#sweep);
-    await this.#writer.close();
-    this.#closed = true;
-    await this.#pruning;
+  close(): Promise<void> {
+    return this.#log.close();
   }
 }
