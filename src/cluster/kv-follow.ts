@@ -6,14 +6,14 @@ const ATTEMPTS = 4;
 
 /**
  * Follows every key of `kv`: `onEntry` gets the bucket's current entries, then each change, and
- * the promise resolves once the current entries have been applied. Shared by the directory of API
- * agents and the API keys (directory-sync.ts, key-sync.ts).
+ * the promise resolves once the current entries have been applied. Used by the API keys
+ * (key-sync.ts; the directory of API agents used it until it moved to PostgreSQL, ADR 0045).
  *
  * Why the retries: a watch started while an entry is being replaced (history 1 deletes the old
  * message) can be handed a message the server no longer has; nats-server 2.9 then delivers
  * nothing at all, and a node would wait for its initial values forever. A watch that has not
  * finished them within INITIAL_WAIT_MS is stopped and started again (applying an entry twice is
- * harmless: both callers ignore what they already hold); after ATTEMPTS the start fails with an
+ * harmless: the caller ignores what it already holds); after ATTEMPTS the start fails with an
  * error naming the bucket.
  */
 export async function followBucket(kv: KV, label: string, onEntry: (e: KvEntry) => void): Promise<{ stop(): void }> {
