@@ -40,6 +40,7 @@ import { fileURLToPath } from 'node:url';
 import { AckPolicy, jetstreamManager, RetentionPolicy, StorageType } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import pg from 'pg';
+import { Pool, type Dispatcher } from 'undici';
 import { startNatsServer, type NatsServer } from '../test/helpers/nats-server.js';
 import { TEST_PG_URL } from '../test/helpers/system-probe.js';
 import { cpuMeter, pidsNamed, pidWithArgs, type CpuReport } from './lib/proc-cpu.js';
@@ -197,20 +198,34 @@ async function stopNode(n: Node): Promise<void> {
   clearTimeout(timer);
 }
 
+/**
+ * One keep-alive pool per node. Why not fetch: this driver shares the machine's two cores with the
+ * nodes, and undici's `request` costs it about a third of fetch's CPU per call, which the nodes
+ * then have (bench/cluster-nodes.ts took 1.9 ms of CPU per submission with fetch).
+ */
+const pools = new Map<string, Pool>();
+const poolOf = (origin: string) => {
+  let p = pools.get(origin);
+  if (!p) pools.set(origin, (p = new Pool(origin, { connections: IN_FLIGHT + 8, pipelining: 1 })));
+  return p;
+};
+
 async function api(n: Node, method: string, path: string, body?: string, type = 'application/json'): Promise<{ status: number; json: unknown }> {
-  const res = await fetch(`${n.url}${path}`, {
-    method,
+  const res = await poolOf(n.url).request({
+    path,
+    method: method as Dispatcher.HttpMethod,
     headers: { authorization: `Bearer ${n.key}`, ...(body !== undefined && { 'content-type': type }) },
     ...(body !== undefined && { body }),
   });
-  const text = await res.text();
+  const text = await res.body.text();
+  const status = res.statusCode;
   let json: unknown = text;
   try {
     json = JSON.parse(text);
   } catch {
     // Not JSON: kept as text.
   }
-  return { status: res.status, json };
+  return { status, json };
 }
 
 /** The figures of a node's /metrics this suite reads: deliveries (count, seconds) and POST /api/v1/messages (count, seconds). */
@@ -219,6 +234,9 @@ interface NodeCounters {
   delivery_s: number;
   posts: number;
   post_s: number;
+  /** Conversation steps and the PostgreSQL transactions that ran them (group commit, ADR 0046). */
+  steps: number;
+  step_tx: number;
 }
 
 async function counters(n: Node): Promise<NodeCounters> {
@@ -236,6 +254,8 @@ async function counters(n: Node): Promise<NodeCounters> {
     delivery_s: sum(/^caxton_message_processing_duration_seconds_sum\{[^}]*\} (\S+)$/),
     posts: sum(/^caxton_http_request_duration_seconds_count\{method="POST",route="\/api\/v1\/messages"\} (\S+)$/),
     post_s: sum(/^caxton_http_request_duration_seconds_sum\{method="POST",route="\/api\/v1\/messages"\} (\S+)$/),
+    steps: sum(/^caxton_cluster_steps_total (\S+)$/),
+    step_tx: sum(/^caxton_cluster_step_transactions_total (\S+)$/),
   };
 }
 
@@ -280,7 +300,7 @@ interface NodeBatch {
   /** Most deliveries pending at once (accepted, not yet done), as polled. */
   peak_pending: number;
   /** Inside each node, from its /metrics and stats: deliveries it ran, their mean time (fetched to acked), its POST handling time, deliveries held at once (mean, max of the polls). */
-  inside: { node: string; deliveries: number; delivery_mean_ms: number; post_mean_ms: number; held_mean: number; held_max: number }[];
+  inside: { node: string; deliveries: number; delivery_mean_ms: number; post_mean_ms: number; held_mean: number; held_max: number; steps_per_tx: number }[];
   /** What the nodes' PostgreSQL sessions were doing, sampled with each poll (shares of all samples). */
   pg_sessions: Record<string, number>;
   failures: { status: number; body: string }[];
@@ -414,6 +434,7 @@ async function runBatch(
       deliveries: b.deliveries - a.deliveries,
       delivery_mean_ms: ((b.delivery_s - a.delivery_s) / Math.max(1, b.deliveries - a.deliveries)) * 1000,
       post_mean_ms: ((b.post_s - a.post_s) / Math.max(1, b.posts - a.posts)) * 1000,
+      steps_per_tx: (b.steps - a.steps) / Math.max(1, b.step_tx - a.step_tx),
       held_mean: hs.reduce((x, y) => x + y, 0) / Math.max(1, hs.length),
       held_max: Math.max(0, ...hs),
     };
@@ -633,6 +654,8 @@ async function measureNodeCount(k: number, nats: NatsServer, natsPid: number | u
     throw e;
   } finally {
     await clients.close();
+    await Promise.all(nodes.map((n) => pools.get(n.url)?.close()));
+    for (const n of nodes) pools.delete(n.url);
     await Promise.all(nodes.map(stopNode));
     dir.remove();
     await db.query(`DROP SCHEMA IF EXISTS "${names.schema}" CASCADE`).catch(() => {});
@@ -722,7 +745,7 @@ export async function measureNodes(): Promise<NodesReport> {
       b.inside
         .map(
           (x) =>
-            `${x.node} ran ${x.deliveries} deliveries, ${fmt(x.delivery_mean_ms)} ms each on average (fetched to acked), held ${fmt(x.held_mean, 1)} at once on average (max ${x.held_max}), answered POST /messages in ${fmt(x.post_mean_ms)} ms on average`,
+            `${x.node} ran ${x.deliveries} deliveries, ${fmt(x.delivery_mean_ms)} ms each on average (fetched to acked), held ${fmt(x.held_mean, 1)} at once on average (max ${x.held_max}), answered POST /messages in ${fmt(x.post_mean_ms)} ms on average, ran ${fmt(x.steps_per_tx, 1)} conversation steps per PostgreSQL transaction`,
         )
         .join('; ');
     notes.push(`${nodes}, inside the nodes during the agree batch: ${inside(r.agree)}.`);

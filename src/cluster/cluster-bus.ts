@@ -18,6 +18,7 @@
  *    core NATS, so every node's listeners hear every node's conversations.
  */
 import { EventEmitter } from 'node:events';
+import DataLoader from 'dataloader';
 import type { Consumer, JetStreamClient, JsMsg } from '@nats-io/jetstream';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import { agentKey, type AgentRegistry } from '../agents/index.js';
@@ -51,6 +52,7 @@ import {
   type ConversationId,
   type ConversationState,
   type Delivery,
+  type DeliveryRow,
   type HandlerContext,
   type InProcessHandler,
   type MessageHandler,
@@ -164,6 +166,11 @@ export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements M
   #confirmed: { id: number; tag: string }[] = [];
   #confirming: Promise<void> | undefined;
   #republishing = false;
+  /**
+   * The rows of fetched deliveries, read together: the deliveries one fetch brings arrive in the
+   * same turn of the event loop, and their rows take one query instead of one each.
+   */
+  readonly #rows: DataLoader<number, DeliveryRow | undefined>;
 
   constructor(opts: ClusterBusOptions) {
     super();
@@ -175,6 +182,13 @@ export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements M
     this.#agentHandler = opts.agentHandler;
     this.#log = opts.log ?? { warn: () => {}, error: () => {} };
     this.#eventSubject = `${opts.cluster.delivery.subject}_events`;
+    this.#rows = new DataLoader(
+      async (ids) => {
+        const rows = await this.#store.getDeliveries(ids);
+        return ids.map((id) => rows.get(id));
+      },
+      { cache: false, maxBatchSize: 256 },
+    );
     this.directory = new Directory(opts.registry);
     this.#dispatcher = new Dispatcher({
       concurrency: (agent) => this.directory.get(agent)?.max_concurrency ?? this.#cfg.agent_concurrency,
@@ -195,6 +209,7 @@ export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements M
       opts.metrics.sources.queueDepth = () => this.#dispatcher.size;
       opts.metrics.sources.deadLetters = () => this.#counts.dead;
       opts.metrics.sources.activeConversations = () => this.#counts.open;
+      opts.metrics.sources.clusterSteps = () => this.#store.groupStats;
     }
   }
 
@@ -338,10 +353,10 @@ export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements M
     }
     const decision = this.router.route(m);
     checkReceiverLimits(m, decision);
-    const work = new StepWork();
     let out: SubmitResult | CaxtonError;
+    let work: StepWork;
     try {
-      out = await this.#store.inConversation(m.conversation_id, (s) => this.#acceptStep(s, m, decision, hints.newConversation === true, work));
+      ({ out, work } = await this.#inStep(m.conversation_id, (s, w) => this.#acceptStep(s, m, decision, hints.newConversation === true, w)));
     } catch (e) {
       // Two nodes took the same client-chosen id at once: the other one stored it first.
       if (isUniqueViolation(e)) {
@@ -356,6 +371,21 @@ export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements M
     await this.#publishAll(work.outgoing);
     void this.#forward(work.notify);
     return out;
+  }
+
+  /**
+   * One step of a conversation with its effects collected in a fresh StepWork: a step may run twice
+   * (its group failed as a whole, pg-message-store.ts), and only the run that committed counts.
+   */
+  async #inStep<T>(id: string, fn: (s: ConversationStep, work: StepWork) => Promise<T>, opts?: { delivery?: number }): Promise<{ out: T; work: StepWork }> {
+    return this.#store.inConversation(
+      id,
+      async (s) => {
+        const work = new StepWork();
+        return { out: await fn(s, work), work };
+      },
+      opts,
+    );
   }
 
   async #acceptStep(s: ConversationStep, m: AclMessage, decision: RouteDecision, fresh: boolean, work: StepWork): Promise<SubmitResult | CaxtonError> {
@@ -597,7 +627,7 @@ export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements M
     }
     let row;
     try {
-      row = await this.#store.getDelivery(w.id);
+      row = await this.#rows.load(w.id);
     } catch (e) {
       // PostgreSQL is away: the delivery goes back to the stream, for this or another node later.
       this.#log.warn({ delivery: w.id, err: describeError(e) }, 'could not read a delivery row; it is delivered again later');
@@ -655,10 +685,9 @@ export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements M
   /** The answer, the row's `done` and what the protocol decided, in one step of the conversation; then the JetStream ack. */
   async #acknowledge(d: Delivery, answer: AgentAnswer): Promise<void> {
     const m = d.message;
-    const work = new StepWork();
-    const done = await this.#store.inConversation(
+    const { out: done, work } = await this.#inStep(
       m.conversation_id,
-      async (s) => {
+      async (s, work) => {
         const row = await s.delivery(d.id);
         // Another node finished it first (this one ran it after JetStream's redelivery): its answer stands.
         if (!row || row.state !== 'pending') return false;
@@ -714,10 +743,9 @@ export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements M
 
   async #deadLetter(d: Delivery, why: string): Promise<void> {
     const m = d.message;
-    const work = new StepWork();
-    await this.#store.inConversation(
+    const { work } = await this.#inStep(
       m.conversation_id,
-      async (s) => {
+      async (s, work) => {
         const row = await s.delivery(d.id);
         if (!row || row.state !== 'pending') return;
         const now = iso();
@@ -780,8 +808,7 @@ export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements M
             timestamp: iso(),
             chain: m.chain,
           };
-          const work = new StepWork();
-          await this.#store.inConversation(sub.conversation_id, async (s) => {
+          const { work } = await this.#inStep(sub.conversation_id, async (s, work) => {
             const conv = s.conversation;
             if (!conv || isTerminal(conv.state)) return;
             const receivers = isAgent ? [sub.subscriber] : [];
@@ -904,11 +931,10 @@ export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements M
 
   async #replay(id: number): Promise<{ id: number; message_id: MessageId; receiver: string }> {
     const d = await this.reads.deadLetter(id);
-    const work = new StepWork();
     const tag = `:replay:${Date.now()}`;
-    const ok = await this.#store.inConversation(
+    const { out: ok, work } = await this.#inStep(
       d.message.conversation_id,
-      async (s) => {
+      async (s, work) => {
         const row = await s.delivery(id);
         if (!row || row.state !== 'dead') return false;
         const now = iso();

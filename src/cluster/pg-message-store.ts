@@ -19,8 +19,10 @@
 import type pg from 'pg';
 import type { AclMessage, Conversation, ConversationState, DeliveryRow, Page, StoredMessage, SubscriptionRow } from '../messaging/index.js';
 import { scrubSecrets } from '../shared/secrets.js';
+import { isUnreachable } from './pg-errors.js';
 import { migrateSchema, quotedSchema, type PgMigration } from './pg-migrate.js';
-import { escapeLiteral, inTransaction, literal, type StatementBatch } from './pg-tx.js';
+import { StepGroups, type StepGroupsOptions } from './step-groups.js';
+import { escapeLiteral, inTransaction, literal, RolledBack, StatementBatch } from './pg-tx.js';
 
 const MIGRATIONS: readonly PgMigration[] = [
   {
@@ -123,6 +125,8 @@ export interface PgMessageStoreOptions {
   pool: pg.Pool;
   /** The schema holding the tables (created if missing). */
   schema: string;
+  /** Group commit of conversation steps (step-groups.ts): steps per group (default 64), groups at once (default 4). */
+  groups?: Partial<StepGroupsOptions>;
 }
 
 /** What one conversation step may do, inside its transaction and lock. */
@@ -176,6 +180,28 @@ export interface UnpublishedDelivery {
   message: AclMessage;
 }
 
+/** A conversation step waiting for its group (step-groups.ts). */
+interface QueuedStep {
+  key: string;
+  delivery: number | undefined;
+  step: (s: ConversationStep) => Promise<unknown>;
+  resolve(v: unknown): void;
+  reject(e: unknown): void;
+}
+
+/** A group's transaction is void: a step failed after some of its writes were sent (its steps run again alone). */
+class GroupVoid extends Error {
+  constructor() {
+    super('a step of the group failed after its writes were sent');
+  }
+}
+
+/**
+ * Whether PostgreSQL refused a statement of the transaction (an SQLSTATE outside the connection
+ * classes: a constraint, a deadlock, an aborted transaction), as opposed to being unreachable.
+ */
+const isRefused = (e: unknown) => e instanceof RolledBack || (!isUnreachable(e) && /^[0-9A-Z]{5}$/.test(String((e as { code?: unknown }).code ?? '')));
+
 /** Delivery ids a node reserves at once from the table's sequence (see `#takeId`). */
 const ID_BLOCK = 256;
 
@@ -198,10 +224,13 @@ export class PgMessageStore {
    */
   #ids: number[] = [];
   #reserving: Promise<void> | undefined;
+  readonly #groups: StepGroups<QueuedStep>;
+  readonly #groupStats = { transactions: 0, steps: 0, voided: 0 };
 
   private constructor(opts: PgMessageStoreOptions) {
     this.#pool = opts.pool;
     this.#s = `"${opts.schema}"`;
+    this.#groups = new StepGroups((g) => this.#runGroup(g), { maxSteps: opts.groups?.maxSteps ?? 64, concurrent: opts.groups?.concurrent ?? 4 });
   }
 
   /** The pool and the quoted schema, for the read side (pg-reads.ts) over the same tables. */
@@ -224,30 +253,119 @@ export class PgMessageStore {
   /**
    * Runs one step of conversation `id` in a transaction holding its lock: every node's steps on
    * the same conversation run one after another, and a step sees what the previous one committed.
-   * A step that throws is rolled back whole.
+   * A step that throws is rolled back whole. Under load, steps of different conversations share a
+   * transaction (group commit, step-groups.ts): a step's result is returned once its group
+   * committed, and a group that fails as a whole runs each of its steps again alone, so a step may
+   * run twice (its effects only count from the run that committed).
    */
   inConversation<T>(id: string, step: (s: ConversationStep) => Promise<T>, opts: { delivery?: number } = {}): Promise<T> {
-    // BEGIN, the lock and the row in one round trip: a simple query of three statements, run in
-    // order (so the lock is held before the row is read), with the id as an escaped literal since
-    // a multi-statement query takes no parameters. A step about one delivery (`opts.delivery`)
-    // locks and reads its row in the same round trip.
-    const lit = escapeLiteral(id);
-    const did = opts.delivery;
+    return new Promise<T>((resolve, reject) => {
+      this.#groups.push({ key: id, delivery: opts.delivery, step, resolve: resolve as (v: unknown) => void, reject });
+    });
+  }
+
+  /** Conversation-step transactions so far: how many, the steps they held, and groups voided (their steps run again alone). */
+  get groupStats(): { transactions: number; steps: number; voided: number } {
+    return { ...this.#groupStats };
+  }
+
+  /** Runs a group; on a failure of the group as a whole, each step again alone. Never rejects. */
+  async #runGroup(group: QueuedStep[]): Promise<void> {
+    this.#reserveIds();
+    this.#groupStats.transactions++;
+    this.#groupStats.steps += group.length;
+    let settled: PromiseSettledResult<unknown>[];
+    try {
+      settled = await this.#groupTx(group);
+    } catch (e) {
+      // A statement failed, or a step failed after its writes were sent: the transaction is void,
+      // and which step caused it is unknown. Alone, each step commits or fails on its own.
+      if (group.length > 1 && (e instanceof GroupVoid || isRefused(e))) {
+        this.#groupStats.voided++;
+        await Promise.all(group.map((q) => this.#runGroup([q])));
+        return;
+      }
+      for (const q of group) q.reject(e);
+      return;
+    }
+    settled.forEach((r, i) => (r.status === 'fulfilled' ? group[i]!.resolve(r.value) : group[i]!.reject(r.reason)));
+  }
+
+  /**
+   * One transaction for `group` (steps of distinct conversations): BEGIN, every lock and the rows
+   * in one round trip, the steps, then all their writes with the COMMIT. A step that fails before
+   * any of its writes was sent drops them and fails alone; after, the whole group is void.
+   */
+  #groupTx(group: QueuedStep[]): Promise<PromiseSettledResult<unknown>[]> {
+    if (group.length === 1) {
+      const q = group[0]!;
+      return inTransaction(this.#pool, this.#beginOne(q.key, q.delivery), async (_c, started, batch) => {
+        // The row lock too (when the row exists): a sweeping node skips a conversation a step holds.
+        const results = started as unknown as pg.QueryResult[];
+        const row = results[2]!.rows[0] as ConversationRow | undefined;
+        const did = q.delivery;
+        const locked = did === undefined ? undefined : { id: did, row: results[3]!.rows[0] as Record<string, unknown> | undefined };
+        const pending = did === undefined ? undefined : { base: Number((results[4]!.rows[0] as { n: string }).n), delta: 0, valid: true };
+        return [{ status: 'fulfilled', value: await q.step(this.#step(batch, q.key, row && conversationOf(row), locked, pending)) }];
+      });
+    }
+    const withDelivery = group.filter((q) => q.delivery !== undefined);
+    return inTransaction(this.#pool, this.#beginGroup(group, withDelivery), async (c, started, batch) => {
+      const results = started as unknown as pg.QueryResult[];
+      const conversations = new Map((results[2]!.rows as ConversationRow[]).map((r) => [r.id as string, r]));
+      const deliveries = new Map(withDelivery.length === 0 ? [] : (results[3]!.rows as Record<string, unknown>[]).map((r) => [Number(r.id), r]));
+      const counts = new Map(withDelivery.length === 0 ? [] : (results[4]!.rows as { id: string; n: string }[]).map((r) => [r.id, Number(r.n)]));
+      const line = { tail: Promise.resolve() as Promise<unknown> };
+      const batches = group.map(() => new StatementBatch(c, line));
+      const settled = await Promise.allSettled(
+        group.map((q, i) => {
+          const row = conversations.get(q.key);
+          const did = q.delivery;
+          const locked = did === undefined ? undefined : { id: did, row: deliveries.get(did) };
+          const pending = did === undefined ? undefined : { base: counts.get(q.key) ?? 0, delta: 0, valid: true };
+          return q.step(this.#step(batches[i]!, q.key, row && conversationOf(row), locked, pending));
+        }),
+      );
+      settled.forEach((r, i) => {
+        const b = batches[i]!;
+        if (b.failed || (r.status === 'rejected' && b.wrote)) throw new GroupVoid();
+        if (r.status === 'fulfilled') batch.adopt(b);
+      });
+      return settled;
+    });
+  }
+
+  /** BEGIN, the lock and the row in one round trip (with `delivery`: its row locked and the pending count too). */
+  #beginOne(id: string, did: number | undefined): string {
+    // A simple query of several statements, run in order (so the lock is held before the row is
+    // read), with the id as an escaped literal since a multi-statement query takes no parameters.
     // A step about one delivery (an acknowledgement, mostly) also counts the conversation's pending
     // deliveries here, under the lock: outstanding() then needs no round trip of its own.
-    const begin = [
+    const lit = escapeLiteral(id);
+    return [
       `BEGIN; SELECT pg_advisory_xact_lock(hashtextextended('caxton-conversation:' || ${lit}, 0)); SELECT * FROM ${this.#s}.conversations WHERE id = ${lit} FOR UPDATE`,
-      ...(did === undefined ? [] : [`SELECT * FROM ${this.#s}.deliveries WHERE id = ${literal(did)} FOR UPDATE`, this.#pendingSql(lit)]),
+      ...(did === undefined ? [] : [`SELECT * FROM ${this.#s}.deliveries WHERE id = ${literal(did)} FOR UPDATE`, this.#pendingSql(`= ${lit}`)]),
     ].join('; ');
-    this.#reserveIds();
-    return inTransaction(this.#pool, begin, async (_c, started, batch) => {
-      // The row lock too (when the row exists): a sweeping node skips a conversation a step holds.
-      const results = started as unknown as pg.QueryResult[];
-      const row = results[2]!.rows[0] as ConversationRow | undefined;
-      const locked = did === undefined ? undefined : { id: did, row: results[3]!.rows[0] as Record<string, unknown> | undefined };
-      const pending = did === undefined ? undefined : { base: Number((results[4]!.rows[0] as { n: string }).n), delta: 0, valid: true };
-      return step(this.#step(batch, id, row && conversationOf(row), locked, pending));
-    });
+  }
+
+  /**
+   * The same for a group, in one round trip. Every lock is taken in one order (the locks' keys,
+   * the rows' ids), so two nodes' groups never wait for each other in a cycle; the rows are read
+   * once all the locks are held.
+   */
+  #beginGroup(group: readonly QueuedStep[], withDelivery: readonly QueuedStep[]): string {
+    const ids = `ARRAY[${group.map((q) => escapeLiteral(q.key)).join(', ')}]::text[]`;
+    return [
+      'BEGIN',
+      `SELECT pg_advisory_xact_lock(k) FROM (SELECT hashtextextended('caxton-conversation:' || id, 0) AS k FROM unnest(${ids}) AS id ORDER BY k) AS l`,
+      `SELECT * FROM ${this.#s}.conversations WHERE id = ANY(${ids}) ORDER BY id FOR UPDATE`,
+      ...(withDelivery.length === 0
+        ? []
+        : [
+            `SELECT * FROM ${this.#s}.deliveries WHERE id = ANY(ARRAY[${withDelivery.map((q) => literal(q.delivery)).join(', ')}]::bigint[]) ORDER BY id FOR UPDATE`,
+            this.#pendingSql(`= ANY(ARRAY[${withDelivery.map((q) => escapeLiteral(q.key)).join(', ')}]::text[])`, true),
+          ]),
+    ].join('; ');
   }
 
   /**
@@ -283,11 +401,12 @@ export class PgMessageStore {
     return handled;
   }
 
-  /** The count of pending deliveries of conversation `lit` (an escaped literal). */
+  /** The count of pending deliveries of the conversations `where` matches (`= 'id'`), per conversation with `grouped`. */
   // Driven from the conversation's messages (LATERAL: a nested loop on deliveries_message);
   // planned from deliveries_open instead, it visited every pending delivery of the cluster.
-  #pendingSql(lit: string): string {
-    return `SELECT count(*) AS n FROM ${this.#s}.messages m CROSS JOIN LATERAL (SELECT 1 FROM ${this.#s}.deliveries d WHERE d.message_id = m.id AND d.state = 'pending') p WHERE m.conversation_id = ${lit}`;
+  #pendingSql(where: string, grouped = false): string {
+    const from = `FROM ${this.#s}.messages m CROSS JOIN LATERAL (SELECT 1 FROM ${this.#s}.deliveries d WHERE d.message_id = m.id AND d.state = 'pending') p WHERE m.conversation_id ${where}`;
+    return grouped ? `SELECT m.conversation_id AS id, count(*) AS n ${from} GROUP BY m.conversation_id` : `SELECT count(*) AS n ${from}`;
   }
 
   /** Takes the next reserved delivery id (undefined when none is left: the caller asks PostgreSQL), reserving more ahead of need. */
@@ -371,7 +490,7 @@ export class PgMessageStore {
           [to.state, to.attempts, to.last_error === undefined || to.last_error === null ? null : scrubSecrets(to.last_error), to.receiver ?? null, to.next_at ?? null, now, did, tag, Date.now()],
         );
       },
-      outstanding: async () => (pending?.valid ? pending.base + pending.delta : Number((await b.now<{ n: string }>(this.#pendingSql(escapeLiteral(id)), [])).rows[0]!.n)),
+      outstanding: async () => (pending?.valid ? pending.base + pending.delta : Number((await b.now<{ n: string }>(this.#pendingSql(`= ${escapeLiteral(id)}`), [])).rows[0]!.n)),
       insertSubscription: async (r) => {
         b.later(`INSERT INTO ${s}.subscriptions (id, conversation_id, subscriber, capability, agent, content, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING`, [
           r.id,
@@ -457,7 +576,11 @@ export class PgMessageStore {
   async markPublished(published: readonly { id: number; tag: string }[]): Promise<void> {
     if (published.length === 0) return;
     await this.#pool.query(
-      `UPDATE ${this.#s}.deliveries d SET unpublished_since = NULL FROM unnest($1::bigint[], $2::text[]) AS p(id, tag) WHERE d.id = p.id AND d.publish_tag = p.tag AND d.unpublished_since IS NOT NULL`,
+      // The rows are locked in id order, as a group of steps locks its deliveries (pg-message-store
+      // #beginGroup): the two never wait for each other in a cycle.
+      `UPDATE ${this.#s}.deliveries d SET unpublished_since = NULL FROM (
+         SELECT x.id FROM ${this.#s}.deliveries x JOIN unnest($1::bigint[], $2::text[]) AS p(id, tag) ON x.id = p.id AND x.publish_tag = p.tag
+         WHERE x.unpublished_since IS NOT NULL ORDER BY x.id FOR UPDATE OF x) AS l WHERE d.id = l.id`,
       [published.map((p) => p.id), published.map((p) => p.tag)],
     );
   }
@@ -566,6 +689,12 @@ export class PgMessageStore {
       ])
     ).rows;
     return { items: rows.map(conversationOf), total };
+  }
+
+  /** Delivery rows by id, in one query (the rows a fetch from JetStream brought, read together). */
+  async getDeliveries(ids: readonly number[]): Promise<Map<number, DeliveryRow>> {
+    const rows = (await this.#pool.query(`SELECT * FROM ${this.#s}.deliveries WHERE id = ANY($1::bigint[])`, [ids])).rows as Record<string, unknown>[];
+    return new Map(rows.map((r) => [Number(r.id), deliveryOf(r)]));
   }
 
   async getDelivery(id: number): Promise<DeliveryRow | undefined> {

@@ -60,9 +60,24 @@ export type Literal = string | number | boolean | null | undefined;
 export class StatementBatch {
   readonly #c: pg.PoolClient;
   #waiting: string[] = [];
+  #wrote = false;
+  #failed = false;
+  /** The statements sent on this connection, in order: the batches of a group's steps share it (pg wants one query at a time). */
+  readonly #line: { tail: Promise<unknown> };
 
-  constructor(c: pg.PoolClient) {
+  constructor(c: pg.PoolClient, line: { tail: Promise<unknown> } = { tail: Promise.resolve() }) {
     this.#c = c;
+    this.#line = line;
+  }
+
+  /** Whether some of its writes were sent (they are in the transaction, whatever this batch does next). */
+  get wrote(): boolean {
+    return this.#wrote;
+  }
+
+  /** Whether a statement it sent failed (the transaction is aborted). */
+  get failed(): boolean {
+    return this.#failed;
   }
 
   /** A write whose result is not read: sent with the next statement. */
@@ -70,17 +85,46 @@ export class StatementBatch {
     this.#waiting.push(inline(sql, values));
   }
 
-  /** A statement whose result is read: sent now, after the writes waiting (alone and with parameters when none wait). */
-  async now<R extends pg.QueryResultRow>(sql: string, values: readonly Literal[]): Promise<pg.QueryResult<R>> {
-    if (this.#waiting.length === 0) return this.#c.query<R>(sql, values as unknown[]);
-    const text = [...this.#waiting.splice(0), inline(sql, values)].join(';\n');
-    const results = (await this.#c.query(text)) as unknown as pg.QueryResult<R>[];
-    return results[results.length - 1]!;
+  /** Takes over the writes `other` has waiting (a group's steps: all go with the group's COMMIT). */
+  adopt(other: StatementBatch): void {
+    this.#waiting.push(...other.#waiting.splice(0));
   }
 
-  /** Sends the writes waiting, then `last` (the COMMIT). */
-  async end(last: string): Promise<void> {
-    await this.#c.query([...this.#waiting.splice(0), last].join(';\n'));
+  /** A statement whose result is read: sent now, after the writes waiting (alone and with parameters when none wait). */
+  async now<R extends pg.QueryResultRow>(sql: string, values: readonly Literal[]): Promise<pg.QueryResult<R>> {
+    try {
+      if (this.#waiting.length === 0) return await this.#send(() => this.#c.query<R>(sql, values as unknown[]));
+      this.#wrote = true;
+      const text = [...this.#waiting.splice(0), inline(sql, values)].join(';\n');
+      const results = (await this.#send(() => this.#c.query(text))) as unknown as pg.QueryResult<R>[];
+      return results[results.length - 1]!;
+    } catch (e) {
+      this.#failed = true;
+      throw e;
+    }
+  }
+
+  #send<T>(query: () => Promise<T>): Promise<T> {
+    const out = this.#line.tail.then(query, query);
+    this.#line.tail = out.catch(() => {});
+    return out;
+  }
+
+  /**
+   * Sends the writes waiting, then `last` (the COMMIT). PostgreSQL answers a COMMIT of a
+   * transaction a failed statement aborted with ROLLBACK, not an error: that is thrown here.
+   */
+  async end(last: 'COMMIT'): Promise<void> {
+    const out = (await this.#c.query([...this.#waiting.splice(0), last].join(';\n'))) as pg.QueryResult | pg.QueryResult[];
+    const tail = Array.isArray(out) ? out[out.length - 1] : out;
+    if (tail?.command === 'ROLLBACK') throw new RolledBack();
+  }
+}
+
+/** The COMMIT found the transaction aborted by a statement that failed before it: nothing was stored. */
+export class RolledBack extends Error {
+  constructor() {
+    super('PostgreSQL rolled the transaction back: a statement in it had failed');
   }
 }
 

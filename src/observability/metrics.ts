@@ -10,6 +10,8 @@ export interface MetricSources {
   memoryEntities?: () => number | Promise<number>;
   /** Principal and agent states the limiter holds (src/auth/limits.ts). */
   limitStates?: () => number;
+  /** A cluster node's conversation-step transactions so far (src/cluster/step-groups.ts): how many, the steps they held, groups voided. */
+  clusterSteps?: () => { transactions: number; steps: number; voided: number };
 }
 
 const FAST_BUCKETS = [0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
@@ -149,6 +151,25 @@ export class Metrics {
     gauge('caxton_tool_servers', 'WebAssembly tool servers loaded', (s) => s.toolServers);
     gauge('caxton_memory_entities', 'Entities in the memory store', (s) => s.memoryEntities);
     gauge('caxton_limit_tracked_states', 'Principals and agents whose limit state is held (dropped once idle)', (s) => s.limitStates);
+    // Counters read from a source's running totals at scrape time (each scrape adds what it gained since).
+    const total = (name: string, help: string, read: (t: { transactions: number; steps: number; voided: number }) => number) => {
+      let last = 0;
+      return new Counter({
+        name,
+        help,
+        registers,
+        collect() {
+          const t = sources.clusterSteps?.();
+          if (!t) return;
+          const v = read(t);
+          if (v > last) this.inc(v - last);
+          last = v;
+        },
+      });
+    };
+    total('caxton_cluster_step_transactions_total', 'PostgreSQL transactions that ran conversation steps on this node (a group of steps shares one; see docs/adr/0046)', (t) => t.transactions);
+    total('caxton_cluster_steps_total', 'Conversation steps run on this node (steps per transaction: this over caxton_cluster_step_transactions_total)', (t) => t.steps);
+    total('caxton_cluster_step_groups_voided_total', 'Groups of conversation steps rolled back as a whole (a statement failed) whose steps then ran again alone', (t) => t.voided);
   }
 
   // Hot-path recorders: the labelled children are looked up once per label set and kept, so a

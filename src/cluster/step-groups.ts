@@ -1,0 +1,77 @@
+/**
+ * Group commit for conversation steps (ADR 0046): the steps a node has waiting are taken in
+ * groups, each group one PostgreSQL transaction, so that under load many conversations' steps
+ * share one BEGIN, one round trip for their locks and rows, and one COMMIT with all their writes.
+ * Why: each round trip costs this node a socket write and PostgreSQL a wake-up, and on a 2-core
+ * machine those, not the statements, were the largest share of a message's CPU (docs/benchmarks.md).
+ *
+ * The rules that keep a group equivalent to its steps run one by one:
+ *  - a group never holds two steps of one conversation (the second would not see the first's
+ *    writes): it waits for the next group, and so does a step whose conversation is in a group now;
+ *  - at most `concurrent` groups run at once; a step arriving when one is free starts at once,
+ *    alone (no added latency when the node is idle), and steps arriving while all are busy form
+ *    the next groups, in arrival order, up to `maxSteps` each.
+ *
+ * What a group does with its steps (locks, rows, failure) is the runner's: PgMessageStore.
+ */
+
+/** One step waiting: the conversation it is about. */
+export interface GroupedStep {
+  readonly key: string;
+}
+
+export interface StepGroupsOptions {
+  /** The most steps in one group. */
+  maxSteps: number;
+  /** The most groups running at once. */
+  concurrent: number;
+}
+
+export class StepGroups<S extends GroupedStep> {
+  readonly #run: (group: S[]) => Promise<void>;
+  readonly #o: StepGroupsOptions;
+  #waiting: S[] = [];
+  /** Conversations with a step in a running group. */
+  readonly #busy = new Set<string>();
+  #running = 0;
+
+  /** `run` settles every step of its group itself and never rejects. */
+  constructor(run: (group: S[]) => Promise<void>, opts: StepGroupsOptions) {
+    this.#run = run;
+    this.#o = { maxSteps: Math.max(1, opts.maxSteps), concurrent: Math.max(1, opts.concurrent) };
+  }
+
+  /** Steps waiting for a group, and groups running (for tests and gauges). */
+  get size(): { waiting: number; running: number } {
+    return { waiting: this.#waiting.length, running: this.#running };
+  }
+
+  push(step: S): void {
+    this.#waiting.push(step);
+    this.#pump();
+  }
+
+  #pump(): void {
+    while (this.#running < this.#o.concurrent && this.#waiting.length > 0) {
+      const group: S[] = [];
+      const keys = new Set<string>();
+      const rest: S[] = [];
+      for (const s of this.#waiting) {
+        if (group.length < this.#o.maxSteps && !keys.has(s.key) && !this.#busy.has(s.key)) {
+          group.push(s);
+          keys.add(s.key);
+        } else rest.push(s);
+      }
+      // Every waiting step's conversation is in a running group: the next to end pumps again.
+      if (group.length === 0) return;
+      this.#waiting = rest;
+      for (const k of keys) this.#busy.add(k);
+      this.#running++;
+      void this.#run(group).finally(() => {
+        this.#running--;
+        for (const k of keys) this.#busy.delete(k);
+        this.#pump();
+      });
+    }
+  }
+}

@@ -1,0 +1,111 @@
+/**
+ * StepGroups (src/cluster/step-groups.ts): how waiting conversation steps become groups. A group
+ * never holds two steps of one conversation, a conversation is never in two running groups, at
+ * most `concurrent` groups run, steps keep their arrival order, and an idle queue starts a step at
+ * once, alone.
+ */
+import { describe, expect, it } from 'vitest';
+import { StepGroups } from '../../src/cluster/step-groups.js';
+
+interface Job {
+  key: string;
+  n: number;
+}
+
+/** Groups run until released by the test, recorded in start order. */
+function harness(opts: { maxSteps: number; concurrent: number }) {
+  const started: Job[][] = [];
+  const release: (() => void)[] = [];
+  let running = 0;
+  let most = 0;
+  const busy = new Set<string>();
+  const groups = new StepGroups<Job>(async (g) => {
+    for (const j of g) {
+      if (busy.has(j.key)) throw new Error(`conversation ${j.key} in two running groups`);
+      busy.add(j.key);
+    }
+    running++;
+    most = Math.max(most, running);
+    started.push(g);
+    await new Promise<void>((r) => release.push(r));
+    running--;
+    for (const j of g) busy.delete(j.key);
+  }, opts);
+  const flush = () => new Promise((r) => setImmediate(r));
+  return { groups, started, release, most: () => most, flush };
+}
+
+describe('step groups', () => {
+  it('an idle queue starts a step at once, alone', () => {
+    const h = harness({ maxSteps: 8, concurrent: 2 });
+    h.groups.push({ key: 'a', n: 1 });
+    expect(h.started).toEqual([[{ key: 'a', n: 1 }]]);
+  });
+
+  it('steps arriving while every slot is busy form the next groups in arrival order, up to maxSteps, one step per conversation', async () => {
+    const h = harness({ maxSteps: 3, concurrent: 1 });
+    h.groups.push({ key: 'a', n: 0 });
+    const later = ['b', 'a', 'c', 'd', 'b', 'e'].map((key, i) => ({ key, n: i + 1 }));
+    for (const j of later) h.groups.push(j);
+    expect(h.groups.size).toEqual({ waiting: 6, running: 1 });
+    h.release.shift()!();
+    await h.flush();
+    // a's second step waits for a's first group, which has ended: it may go now; b's second waits for the next group.
+    expect(h.started[1]!.map((j) => j.n)).toEqual([1, 2, 3]);
+    h.release.shift()!();
+    await h.flush();
+    expect(h.started[2]!.map((j) => j.n)).toEqual([4, 5, 6]);
+    h.release.shift()!();
+    await h.flush();
+    expect(h.started).toHaveLength(3);
+    expect(h.groups.size).toEqual({ waiting: 0, running: 0 });
+  });
+
+  it('a conversation in a running group keeps its next step waiting even when a slot is free', async () => {
+    const h = harness({ maxSteps: 8, concurrent: 3 });
+    h.groups.push({ key: 'a', n: 1 });
+    h.groups.push({ key: 'a', n: 2 });
+    h.groups.push({ key: 'b', n: 3 });
+    expect(h.started.map((g) => g.map((j) => j.n))).toEqual([[1], [3]]);
+    h.release.shift()!();
+    await h.flush();
+    expect(h.started.map((g) => g.map((j) => j.n))).toEqual([[1], [3], [2]]);
+  });
+
+  it('1,000 steps over 20 conversations: never more than `concurrent` groups, never one conversation twice at once, every step run once', async () => {
+    const ran: number[] = [];
+    let running = 0;
+    let most = 0;
+    const busy = new Set<string>();
+    const groups = new StepGroups<Job>(
+      async (g) => {
+        running++;
+        most = Math.max(most, running);
+        for (const j of g) {
+          expect(busy.has(j.key)).toBe(false);
+          busy.add(j.key);
+        }
+        await new Promise((r) => setTimeout(r, Math.random() * 3));
+        for (const j of g) {
+          busy.delete(j.key);
+          ran.push(j.n);
+        }
+        running--;
+      },
+      { maxSteps: 7, concurrent: 3 },
+    );
+    for (let i = 0; i < 1000; i++) {
+      groups.push({ key: `c${i % 20}`, n: i });
+      if (i % 50 === 0) await new Promise((r) => setTimeout(r, 1));
+    }
+    while (groups.size.waiting + groups.size.running > 0) await new Promise((r) => setTimeout(r, 5));
+    expect(most).toBeLessThanOrEqual(3);
+    expect(most).toBeGreaterThan(1);
+    expect([...ran].sort((x, y) => x - y)).toEqual(Array.from({ length: 1000 }, (_, i) => i));
+    // One conversation's steps ran in arrival order.
+    for (let c = 0; c < 20; c++) {
+      const mine = ran.filter((n) => n % 20 === c);
+      expect(mine).toEqual([...mine].sort((x, y) => x - y));
+    }
+  });
+});
