@@ -63,6 +63,8 @@ const PACED_SECONDS = Number(process.env.BENCH_CLUSTER_NODE_PACED_SECONDS ?? 10)
 const INFORMS = process.env.BENCH_CLUSTER_NODE_INFORMS !== '0';
 /** `[cluster.state] pool_size` of each node; unset: the default (10). */
 const POOL_SIZE = process.env.BENCH_CLUSTER_NODE_POOL_SIZE;
+/** `[cluster.state] step_transactions` of each node; unset: the default (4). */
+const STEP_TX = process.env.BENCH_CLUSTER_NODE_STEP_TRANSACTIONS;
 const PG_URL = process.env.CAXTON_BENCH_PG_URL ?? TEST_PG_URL;
 const MAIN = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
 const WORKER = fileURLToPath(new URL('./lib/raw-jetstream-worker.ts', import.meta.url));
@@ -148,7 +150,7 @@ nodes_bucket = "${names.nodes_bucket}"
 [cluster.state]
 url_env = "CAXTON_BENCH_STATE_URL"
 schema = "${names.schema}"
-${POOL_SIZE ? `pool_size = ${Number(POOL_SIZE)}\n` : ''}
+${POOL_SIZE ? `pool_size = ${Number(POOL_SIZE)}\n` : ''}${STEP_TX ? `step_transactions = ${Number(STEP_TX)}\n` : ''}
 [cluster.nats]
 urls = ["${nats.url}"]
 

@@ -86,7 +86,15 @@ export const clusterConfigSchema = z
      * SQLite is its own. Exactly one of `url` and `url_env` (the variable holding a URL with a password).
      */
     state: z
-      .strictObject(postgresConnectionFields('caxton_cluster'))
+      .strictObject({
+        ...postgresConnectionFields('caxton_cluster'),
+        /**
+         * Transactions of conversation steps a node runs at once (group commit, ADR 0046): steps
+         * arriving while all are busy share the next ones. Fewer: larger groups, less PostgreSQL
+         * CPU per message under load; more: less waiting at moderate load. At most pool_size.
+         */
+        step_transactions: z.int().min(1).max(200).default(4),
+      })
       .refine((s) => (s.url === undefined) !== (s.url_env === undefined), { error: 'set exactly one of url and url_env (the environment variable holding the URL)' })
       .optional(),
     /** Delivery on JetStream (src/cluster/jetstream-queue.ts, ADR 0038). */
@@ -118,7 +126,7 @@ export const clusterConfigSchema = z
 export type ClusterConfig = z.infer<typeof clusterConfigSchema>;
 
 /** The PostgreSQL connection `[cluster.state]` names (the URL read from `url_env` when given); errors name the key. */
-export function clusterStateConfig(c: ClusterConfig, env: NodeJS.ProcessEnv = process.env): { url: string; schema: string; pool_size: number } {
+export function clusterStateConfig(c: ClusterConfig, env: NodeJS.ProcessEnv = process.env): { url: string; schema: string; pool_size: number; step_transactions: number } {
   const st = c.state;
   if (!st) {
     throw new CaxtonError(
@@ -130,5 +138,5 @@ export function clusterStateConfig(c: ClusterConfig, env: NodeJS.ProcessEnv = pr
   const url = st.url ?? env[st.url_env!];
   if (!url) throw new CaxtonError('invalid_config', `cluster.state.url_env: the environment variable ${st.url_env} is not set; set it to a postgres:// URL`, { field: 'cluster.state.url_env' });
   if (!/^postgres(ql)?:\/\//.test(url)) throw new CaxtonError('invalid_config', `cluster.state.url_env: ${st.url_env} does not hold a postgres:// URL`, { field: 'cluster.state.url_env' });
-  return { url, schema: st.schema, pool_size: st.pool_size };
+  return { url, schema: st.schema, pool_size: st.pool_size, step_transactions: Math.min(st.step_transactions, st.pool_size) };
 }

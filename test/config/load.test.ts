@@ -1,7 +1,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ConfigError, loadServerConfig, redactSecrets, REDACTED, type LoadOptions } from '../../src/config/index.js';
+import { clusterStateConfig, ConfigError, loadServerConfig, redactSecrets, REDACTED, type LoadOptions } from '../../src/config/index.js';
 import { makeTempDir, removeTempDirs } from '../helpers/tmp.js';
 
 afterEach(() => removeTempDirs());
@@ -136,6 +136,15 @@ timeout = "90s"
     expect(e.issues[0]).toMatchObject({ column: 21 });
     expect(e.issues[0]!.message).toContain('unterminated string');
     expect(e.message).toContain(':3:');
+  });
+
+  it('[cluster.state] step_transactions: 4 by default, at most pool_size, and 0 refused naming its line', () => {
+    const base = '[cluster]\nnode = "node-a"\n[cluster.nats]\nurls = ["nats://127.0.0.1:4222"]\n[cluster.state]\nurl = "postgres://caxton@db/caxton"\n';
+    const state = (extra: string) => clusterStateConfig(loadServerConfig({ file: writeConfig(base + extra), env: {} }).cluster!);
+    expect(state('')).toMatchObject({ pool_size: 10, step_transactions: 4 });
+    expect(state('pool_size = 3\nstep_transactions = 8\n')).toMatchObject({ pool_size: 3, step_transactions: 3 });
+    const e = configError({ file: writeConfig(base + 'step_transactions = 0\n'), env: {} });
+    expect(e.issues[0]).toMatchObject({ field: 'cluster.state.step_transactions', line: 7 });
   });
 
   it('a missing file is a clear error', () => {

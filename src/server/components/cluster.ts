@@ -60,7 +60,7 @@ export async function openClusterState(opts: { cluster: ClusterConfig; logger: L
   let versions: PgAgentVersionStore;
   let agents: PgAgentDirectory;
   try {
-    store = await PgMessageStore.open({ pool, schema: state.schema });
+    store = await PgMessageStore.open({ pool, schema: state.schema, groups: { concurrent: state.step_transactions } });
     packages = await PgToolPackageStore.open({ pool, schema: state.schema });
     await PgEventStore.migrate(pool, state.schema);
     await PgToolAudit.migrate(pool, state.schema);
