@@ -343,12 +343,6 @@ export class JetStreamDeliveryQueue implements DeliveryQueue {
 }
 
 /**
- * Whether a fetched delivery is to be run here, given its row; when not, it is settled: acked as a
- * duplicate (its row is done, dead or rerouted since: the ack after the commit was lost, or a
- * recovery's copy; or this node holds it already under another stream copy), its handle refreshed
- * (JetStream's redelivery of one this node holds), or naked until its retry time.
- */
-/**
  * Whether a fetch ended because the client stopped hearing the server's idle heartbeats for its
  * pull (nats.js rejects a fetch so, rather than waiting out its expiry): the connection may be
  * fine, and a new pull is the remedy. A connection that is down fails the next pull another way.
@@ -357,6 +351,12 @@ export function pullLapsed(e: unknown): boolean {
   return /heartbeats missed/i.test(describeError(e));
 }
 
+/**
+ * Whether a fetched delivery is to be run here, given its row; when not, it is settled: acked as a
+ * duplicate (its row is done, dead or rerouted since: the ack after the commit was lost, or a
+ * recovery's copy; or this node holds it already under another stream copy), its handle refreshed
+ * (JetStream's redelivery of one this node holds), or naked until its retry time.
+ */
 export function mayTake(row: DeliveryRow, m: JsMsg, receiver: string, held: ReadonlyMap<number, JsMsg> & { set(id: number, m: JsMsg): unknown }): boolean {
   if (row.state !== 'pending' || agentKey(row.receiver) !== agentKey(receiver)) {
     m.ack();

@@ -1,20 +1,21 @@
 /**
- * The message state of a cluster in PostgreSQL (issue 17, item 2; ADR 0043, first step): the
+ * The message state of a cluster in PostgreSQL (issue 17, item 2; ADR 0043): the
  * messaging tables of the single-node store (src/messaging/store.ts) — messages, delivery rows,
  * conversations, subscriptions — shared by every node, with the two guarantees the cluster's bus
- * will rest on:
+ * rests on:
  *
  *  - **one step of a conversation at a time, cluster-wide**: `inConversation` runs a step in one
  *    transaction holding the conversation's transaction-scoped advisory lock (the row may not
  *    exist yet when the first message creates it, so the lock is on its id, not on the row). Two
  *    nodes answering one Contract Net serialize there; different conversations never wait for
- *    each other.
+ *    each other's locks. Under load, steps of different conversations share one transaction
+ *    (group commit, step-groups.ts; ADR 0046), each still seeing only its own conversation.
  *  - **each deadline handled once**: `expired` takes the conversations whose `expires_at` passed
  *    with `FOR UPDATE SKIP LOCKED`, so nodes sweeping at the same time split them.
  *
- * Not yet used by `caxton serve`: the bus still runs on SQLite (ADR 0043 lists what remains).
- * The DDL is PostgreSQL's own (bigserial, timestamptz-free ISO text kept as in SQLite so rows
- * read the same), not shared with the SQLite migration: the two differ in every id column.
+ * The cluster's bus (cluster-bus.ts) runs on it. The DDL is PostgreSQL's own (bigserial,
+ * timestamptz-free ISO text kept as in SQLite so rows read the same), not shared with the SQLite
+ * migration: the two differ in every id column.
  */
 import type pg from 'pg';
 import type { AclMessage, Conversation, ConversationState, DeliveryRow, Page, StoredMessage, SubscriptionRow } from '../messaging/index.js';

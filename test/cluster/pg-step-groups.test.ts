@@ -9,6 +9,7 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PgMessageStore, type ConversationStep } from '../../src/cluster/index.js';
+import { inTransaction, RolledBack } from '../../src/cluster/pg-tx.js';
 import type { AclMessage, Conversation, ConversationId, MessageId } from '../../src/messaging/index.js';
 import { aclMessage } from '../messaging/helpers.js';
 import { hasSystem, TEST_PG_URL } from '../helpers/system.js';
@@ -196,6 +197,16 @@ describe.runIf(run)('conversation steps in groups', () => {
       expect(await turnsOf(c)).toBe(50);
       expect(await messagesOf(c)).toBe(50);
     }
+  });
+
+  it('a transaction whose failed statement was caught is never reported committed: PostgreSQL answers its COMMIT with ROLLBACK, which is an error', async () => {
+    const out = await inTransaction(pools[0]!, 'BEGIN', async (_c, _started, batch) => {
+      batch.later(`INSERT INTO "${schema}".subscriptions (id, conversation_id, subscriber, content, created_at) VALUES ($1, 'g-rb', 'x', '', $2)`, ['sub-rolled-back', now()]);
+      await batch.now('SELECT 1 / 0', []).catch(() => undefined);
+      return 'committed?';
+    }).catch((e: unknown) => e);
+    expect(out).toBeInstanceOf(RolledBack);
+    expect(await q(`SELECT id FROM "${schema}".subscriptions WHERE id = 'sub-rolled-back'`)).toEqual([]);
   });
 
   it('delivery steps in one group see their own locked row and their own conversation’s pending count', async () => {
