@@ -7,67 +7,25 @@
  * outstanding count a step sees equals a fresh count in every order of writes, reserved ids are
  * unique across two nodes, and a step that fails leaves no row.
  */
-import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PgMessageStore, type ConversationStep } from '../../src/cluster/index.js';
+import { describe, expect, it } from 'vitest';
+import type { ConversationStep } from '../../src/cluster/index.js';
 import type { AclMessage, Conversation, ConversationId, MessageId } from '../../src/messaging/index.js';
 import { aclMessage } from '../messaging/helpers.js';
-import { hasSystem, TEST_PG_URL } from '../helpers/system.js';
+import { hasSystem } from '../helpers/system.js';
+import { freshConversation, twoStores } from './helpers/message-stores.js';
 import { waitUntil } from '../helpers/wait.js';
 
 const run = hasSystem('postgresql');
-const schema = `caxton_pgrt_${process.pid}_${Date.now()}`;
-let pools: pg.Pool[] = [];
-let stores: PgMessageStore[] = [];
-/** Statements sent per pool (a multi-statement simple query is one). */
+/** Statements sent per node (a multi-statement simple query is one). */
 const sent = [0, 0];
-
-beforeAll(async () => {
-  if (!run) return;
-  pools = [0, 1].map((i) => {
-    const p = new pg.Pool({ connectionString: TEST_PG_URL, max: 3 });
-    p.on('connect', (c) => {
-      const query = c.query.bind(c) as (...a: unknown[]) => unknown;
-      (c as unknown as { query: (...a: unknown[]) => unknown }).query = (...a: unknown[]) => {
-        sent[i]!++;
-        return query(...a);
-      };
-    });
-    return p;
-  });
-  stores = [await PgMessageStore.open({ pool: pools[0]!, schema }), await PgMessageStore.open({ pool: pools[1]!, schema })];
-});
-
-afterAll(async () => {
-  if (!run) return;
-  await pools[0]!.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-  for (const p of pools) await p.end();
-});
+const { schema, pools, stores } = twoStores(run, 'caxton_pgrt', { max: 3, onQuery: (i) => sent[i]!++ });
 
 let n = 0;
 const now = () => new Date().toISOString();
 function message(conversation: string, receiver = 'worker'): AclMessage {
   return { ...aclMessage({ sender: 'caller', receivers: [receiver], timestamp: now() }), id: `m-${process.pid}-${++n}` as MessageId, conversation_id: conversation as ConversationId };
 }
-function conversationOf(s: ConversationStep, id: string): Conversation {
-  const t = now();
-  return (
-    s.conversation ?? {
-      id: id as ConversationId,
-      protocol: null,
-      state: 'in_progress',
-      initiator: 'caller',
-      participants: ['caller'],
-      capability: null,
-      turns: 0,
-      max_turns: 100,
-      created_at: t,
-      updated_at: t,
-      expires_at: null,
-      reason: null,
-    }
-  );
-}
+const conversationOf = (s: ConversationStep, id: string): Conversation => s.conversation ?? freshConversation(id);
 
 /** Accepts a message into `conv` (as the bus does): the message, one delivery per receiver, the conversation. */
 const accept = (i: number, conv: string, receivers = ['worker']) =>

@@ -6,44 +6,25 @@
  * group and every step runs again alone; two nodes' overlapping groups never deadlock and lose no
  * update.
  */
-import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PgMessageStore, type ConversationStep } from '../../src/cluster/index.js';
+import type pg from 'pg';
+import { describe, expect, it } from 'vitest';
+import type { ConversationStep } from '../../src/cluster/index.js';
 import { inTransaction, RolledBack } from '../../src/cluster/pg-tx.js';
-import type { AclMessage, Conversation, ConversationId, MessageId } from '../../src/messaging/index.js';
+import type { AclMessage, ConversationId, MessageId } from '../../src/messaging/index.js';
 import { aclMessage } from '../messaging/helpers.js';
-import { hasSystem, TEST_PG_URL } from '../helpers/system.js';
+import { hasSystem } from '../helpers/system.js';
+import { freshConversation, twoStores } from './helpers/message-stores.js';
 
 const run = hasSystem('postgresql');
-const schema = `caxton_pgsg_${process.pid}_${Date.now()}`;
-let pools: pg.Pool[] = [];
-let stores: PgMessageStore[] = [];
-/** Transactions begun per pool (a group's BEGIN is one). */
+/** Transactions begun per node (a group's BEGIN is one). */
 const begun = [0, 0];
-
-beforeAll(async () => {
-  if (!run) return;
-  pools = [0, 1].map((i) => {
-    const p = new pg.Pool({ connectionString: TEST_PG_URL, max: 4 });
-    p.on('error', () => {});
-    p.on('connect', (c) => {
-      const query = c.query.bind(c) as (...a: unknown[]) => unknown;
-      (c as unknown as { query: (...a: unknown[]) => unknown }).query = (...a: unknown[]) => {
-        if (typeof a[0] === 'string' && a[0].startsWith('BEGIN')) begun[i]!++;
-        return query(...a);
-      };
-    });
-    return p;
-  });
-  // One group at a time per node: every step that arrives while one runs waits for the next group.
-  stores = [0, 1].map(() => undefined as unknown as PgMessageStore);
-  stores = [await PgMessageStore.open({ pool: pools[0]!, schema, groups: { concurrent: 1 } }), await PgMessageStore.open({ pool: pools[1]!, schema, groups: { concurrent: 1, maxSteps: 16 } })];
-});
-
-afterAll(async () => {
-  if (!run) return;
-  await pools[0]!.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-  for (const p of pools) await p.end();
+// One group at a time per node: every step that arrives while one runs waits for the next group.
+const { schema, pools, stores } = twoStores(run, 'caxton_pgsg', {
+  max: 4,
+  onQuery: (i, q) => {
+    if (typeof q === 'string' && q.startsWith('BEGIN')) begun[i]!++;
+  },
+  groups: [{ concurrent: 1 }, { concurrent: 1, maxSteps: 16 }],
 });
 
 let n = 0;
@@ -51,27 +32,9 @@ const now = () => new Date().toISOString();
 function message(conversation: string, id = `m-${process.pid}-${++n}`): AclMessage {
   return { ...aclMessage({ sender: 'caller', receivers: ['worker'], timestamp: now() }), id: id as MessageId, conversation_id: conversation as ConversationId };
 }
-function fresh(id: string): Conversation {
-  const t = now();
-  return {
-    id: id as ConversationId,
-    protocol: null,
-    state: 'in_progress',
-    initiator: 'caller',
-    participants: ['caller'],
-    capability: null,
-    turns: 0,
-    max_turns: 1000,
-    created_at: t,
-    updated_at: t,
-    expires_at: null,
-    reason: null,
-  };
-}
-
 /** One turn of `conv`: a message, its delivery, the conversation's turn count up by one. */
 async function turn(s: ConversationStep, conv: string, id?: string): Promise<number> {
-  const c = s.conversation ?? fresh(conv);
+  const c = s.conversation ?? freshConversation(conv, 1000);
   const m = message(conv, id);
   await s.insertMessage(m, ['worker']);
   const d = await s.insertDelivery(m.id, 'worker', now());

@@ -1,0 +1,69 @@
+import pg from 'pg';
+import { afterAll, beforeAll } from 'vitest';
+import { PgMessageStore, type PgMessageStoreOptions } from '../../../src/cluster/index.js';
+import type { Conversation, ConversationId } from '../../../src/messaging/index.js';
+import { TEST_PG_URL } from '../../helpers/system.js';
+
+/**
+ * A pool on the test database whose connections pass the text (or config) of every query they
+ * send to `onQuery` (a multi-statement simple query is one): how tests count round trips and
+ * transactions.
+ */
+export function observedPool(max: number, onQuery: (query: unknown) => void): pg.Pool {
+  const p = new pg.Pool({ connectionString: TEST_PG_URL, max });
+  p.on('error', () => {});
+  p.on('connect', (c) => {
+    const query = c.query.bind(c) as (...a: unknown[]) => unknown;
+    (c as unknown as { query: (...a: unknown[]) => unknown }).query = (...a: unknown[]) => {
+      onQuery(a[0]);
+      return query(...a);
+    };
+  });
+  return p;
+}
+
+/**
+ * Two nodes' message stores on one fresh schema (`<prefix>_<pid>_<time>`), each on an observed
+ * pool of `max` connections; opened before the file's tests when `run`, the schema dropped after.
+ * `onQuery(node, query)` sees every query of each node's pool.
+ */
+export function twoStores(
+  run: boolean,
+  prefix: string,
+  opts: { max: number; onQuery: (node: number, query: unknown) => void; groups?: [PgMessageStoreOptions['groups'], PgMessageStoreOptions['groups']] },
+): { schema: string; pools: pg.Pool[]; stores: PgMessageStore[] } {
+  const out = { schema: `${prefix}_${process.pid}_${Date.now()}`, pools: [] as pg.Pool[], stores: [] as PgMessageStore[] };
+  beforeAll(async () => {
+    if (!run) return;
+    out.pools.push(...[0, 1].map((i) => observedPool(opts.max, (q) => opts.onQuery(i, q))));
+    for (const [i, pool] of out.pools.entries()) {
+      const groups = opts.groups?.[i];
+      out.stores.push(await PgMessageStore.open({ pool, schema: out.schema, ...(groups && { groups }) }));
+    }
+  });
+  afterAll(async () => {
+    if (!run) return;
+    await out.pools[0]!.query(`DROP SCHEMA IF EXISTS "${out.schema}" CASCADE`);
+    for (const p of out.pools) await p.end();
+  });
+  return out;
+}
+
+/** A conversation in progress, started by `caller` now, as a step stores it the first time. */
+export function freshConversation(id: string, maxTurns = 100): Conversation {
+  const t = new Date().toISOString();
+  return {
+    id: id as ConversationId,
+    protocol: null,
+    state: 'in_progress',
+    initiator: 'caller',
+    participants: ['caller'],
+    capability: null,
+    turns: 0,
+    max_turns: maxTurns,
+    created_at: t,
+    updated_at: t,
+    expires_at: null,
+    reason: null,
+  };
+}
