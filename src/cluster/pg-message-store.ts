@@ -23,7 +23,7 @@ import { scrubSecrets } from '../shared/secrets.js';
 import { isUnreachable } from './pg-errors.js';
 import { migrateSchema, quotedSchema, type PgMigration } from './pg-migrate.js';
 import { StepGroups, type StepGroupsOptions } from './step-groups.js';
-import { escapeLiteral, inTransaction, literal, RolledBack, StatementBatch } from './pg-tx.js';
+import { escapeLiteral, inTransaction, literal, StatementBatch } from './pg-tx.js';
 
 const MIGRATIONS: readonly PgMigration[] = [
   {
@@ -197,12 +197,6 @@ class GroupVoid extends Error {
   }
 }
 
-/**
- * Whether PostgreSQL refused a statement of the transaction (an SQLSTATE outside the connection
- * classes: a constraint, a deadlock, an aborted transaction), as opposed to being unreachable.
- */
-const isRefused = (e: unknown) => e instanceof RolledBack || (!isUnreachable(e) && /^[0-9A-Z]{5}$/.test(String((e as { code?: unknown }).code ?? '')));
-
 /** Delivery ids a node reserves at once from the table's sequence (see `#takeId`). */
 const ID_BLOCK = 256;
 
@@ -279,9 +273,10 @@ export class PgMessageStore {
     try {
       settled = await this.#groupTx(group);
     } catch (e) {
-      // A statement failed, or a step failed after its writes were sent: the transaction is void,
-      // and which step caused it is unknown. Alone, each step commits or fails on its own.
-      if (group.length > 1 && (e instanceof GroupVoid || isRefused(e))) {
+      // A statement failed, a step failed after its writes were sent, or one step's input could not
+      // be written into the group's statements: which step caused it is unknown, and alone each
+      // commits or fails on its own. Only an unreachable PostgreSQL fails them all as they are.
+      if (group.length > 1 && !isUnreachable(e)) {
         this.#groupStats.voided++;
         await Promise.all(group.map((q) => this.#runGroup([q])));
         return;
@@ -304,10 +299,8 @@ export class PgMessageStore {
         // The row lock too (when the row exists): a sweeping node skips a conversation a step holds.
         const results = started as unknown as pg.QueryResult[];
         const row = results[2]!.rows[0] as ConversationRow | undefined;
-        const did = q.delivery;
-        const locked = did === undefined ? undefined : { id: did, row: results[3]!.rows[0] as Record<string, unknown> | undefined };
-        const pending = did === undefined ? undefined : { base: Number((results[4]!.rows[0] as { n: string }).n), delta: 0, valid: true };
-        return [{ status: 'fulfilled', value: await q.step(this.#step(batch, q.key, row && conversationOf(row), locked, pending)) }];
+        const withDelivery = q.delivery === undefined ? undefined : { row: results[3]!.rows[0] as Record<string, unknown> | undefined, pending: Number((results[4]!.rows[0] as { n: string }).n) };
+        return [{ status: 'fulfilled', value: await q.step(this.#stepOf(q, batch, row, withDelivery)) }];
       });
     }
     const withDelivery = group.filter((q) => q.delivery !== undefined);
@@ -319,13 +312,9 @@ export class PgMessageStore {
       const line = { tail: Promise.resolve() as Promise<unknown> };
       const batches = group.map(() => new StatementBatch(c, line));
       const settled = await Promise.allSettled(
-        group.map((q, i) => {
-          const row = conversations.get(q.key);
-          const did = q.delivery;
-          const locked = did === undefined ? undefined : { id: did, row: deliveries.get(did) };
-          const pending = did === undefined ? undefined : { base: counts.get(q.key) ?? 0, delta: 0, valid: true };
-          return q.step(this.#step(batches[i]!, q.key, row && conversationOf(row), locked, pending));
-        }),
+        group.map((q, i) =>
+          q.step(this.#stepOf(q, batches[i]!, conversations.get(q.key), q.delivery === undefined ? undefined : { row: deliveries.get(q.delivery), pending: counts.get(q.key) ?? 0 })),
+        ),
       );
       settled.forEach((r, i) => {
         const b = batches[i]!;
@@ -334,6 +323,13 @@ export class PgMessageStore {
       });
       return settled;
     });
+  }
+
+  /** The step of `q` over what its transaction read: its conversation's row and, for a step about one delivery, that row (locked) and the pending count. */
+  #stepOf(q: QueuedStep, batch: StatementBatch, row: ConversationRow | undefined, withDelivery: { row: Record<string, unknown> | undefined; pending: number } | undefined): ConversationStep {
+    const locked = withDelivery && { id: q.delivery!, row: withDelivery.row };
+    const pending = withDelivery && { base: withDelivery.pending, delta: 0, valid: true };
+    return this.#step(batch, q.key, row && conversationOf(row), locked, pending);
   }
 
   /** BEGIN, the lock and the row in one round trip (with `delivery`: its row locked and the pending count too). */
@@ -699,8 +695,7 @@ export class PgMessageStore {
   }
 
   async getDelivery(id: number): Promise<DeliveryRow | undefined> {
-    const r = (await this.#pool.query(`SELECT * FROM ${this.#s}.deliveries WHERE id = $1`, [id])).rows[0] as Record<string, unknown> | undefined;
-    return r && deliveryOf(r);
+    return (await this.getDeliveries([id])).get(id);
   }
 
   async deliveriesOf(messageId: string): Promise<DeliveryRow[]> {

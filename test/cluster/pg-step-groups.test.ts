@@ -117,6 +117,20 @@ describe.runIf(run)('conversation steps in groups', () => {
     expect(stored.sort()).toEqual(out.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : [])).sort());
   });
 
+  it("one step's conversation id PostgreSQL cannot store (a NUL) fails that step alone with a clear error; the group's others commit", async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const held = stores[0]!.inConversation('g-gate-nul', async () => gate);
+    const convs = ['g-nul-0', 'g-nul-\u0000-1', 'g-nul-2'];
+    const pending = convs.map((c) => stores[0]!.inConversation(c, (s) => turn(s, c)));
+    release();
+    await held;
+    const out = await Promise.allSettled(pending);
+    expect(out.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    expect((out[1] as PromiseRejectedResult).reason).toMatchObject({ code: 'invalid_request', message: expect.stringContaining('NUL') });
+    expect([await turnsOf('g-nul-0'), await turnsOf('g-nul-2')]).toEqual([1, 1]);
+  });
+
   it('a step failing after it read (its writes went with the read) voids the group too, and nothing of it is stored', async () => {
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));
