@@ -68,16 +68,8 @@ export interface AgentHead {
 /** A row as read back: the agent, or why it cannot be used (a damaged or hand-edited row). */
 export type AgentRow = (AgentHead & { deleted: true }) | (AgentHead & { deleted: false; agent: StoredAgent }) | (AgentHead & { deleted: false; problem: string });
 
-interface HeadRow {
-  key: string;
-  revision: number;
-  updated_at: string;
-  hash: string;
-  deleted: boolean;
-  node: string;
-  changed_at: string;
-  seq: string;
-}
+/** A head as PostgreSQL returns it: its bigint columns arrive as strings. */
+type HeadRow = Omit<AgentHead, 'changed_at' | 'seq'> & { changed_at: string; seq: string };
 
 interface FullRow extends HeadRow {
   name: string;
