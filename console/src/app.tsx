@@ -4,7 +4,7 @@
  * at the URL they asked for, and the page once signed in.
  */
 import type { ComponentType } from 'preact';
-import { useEffect, useRef, useState } from 'preact/hooks';
+import { useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
 import { ErrorBox, Loading } from './components/feedback';
 import { PAGES, type PageDef, type PageProps } from './pages';
 import { SignIn } from './pages/sign-in';
@@ -41,9 +41,10 @@ function Layout({ who, signedIn }: { who: WhoAmI; signedIn: boolean }) {
   const found = resolve(loc.path);
   const mainRef = useRef<HTMLElement>(null);
   const first = useRef(true);
-  useEffect(() => {
+  useLayoutEffect(() => {
     document.title = `${found?.page.title ?? 'Not found'} · Caxton`;
-    // After a client-side navigation, focus moves to the new content (as a page load would).
+    // After a client-side navigation, focus moves to the new content (as a page load would),
+    // in the same commit that shows it (a layout effect), not a frame later.
     if (!first.current) mainRef.current?.focus();
     first.current = false;
   }, [loc.path]);

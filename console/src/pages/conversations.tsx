@@ -4,7 +4,7 @@
  * a principal with observe:read and by polling otherwise; and one conversation as a sequence
  * diagram (GET /api/v1/conversations/:id, then live from its /events stream until it ends).
  */
-import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
+import { useEffect, useLayoutEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { ApiError } from '../api';
 import { ErrorBox, Loading } from '../components/feedback';
 import { LiveStatus } from '../components/live-status';
@@ -221,7 +221,9 @@ function ConversationView({ id, query }: { id: string; query: URLSearchParams })
   const selected = messages.find((m) => m.id === selectedId);
   const detailRef = useRef<HTMLHeadingElement>(null);
   const chosen = useRef(false);
-  useEffect(() => {
+  // A layout effect, not an effect: focus moves in the commit that shows the message, so
+  // nothing (a keystroke, a screen reader, a test) sees the detail before focus is on it.
+  useLayoutEffect(() => {
     if (chosen.current && selected) detailRef.current?.focus();
     chosen.current = false;
   }, [selectedId, selected !== undefined]);

@@ -5,7 +5,7 @@
  * last error, and replay (POST /api/v1/dead-letters/:id/replay) for a principal with
  * dead_letters:replay, after a confirmation.
  */
-import { useEffect, useRef, useState } from 'preact/hooks';
+import { useLayoutEffect, useRef, useState } from 'preact/hooks';
 import { api, ApiError } from '../api';
 import { ErrorBox, Loading } from '../components/feedback';
 import { FieldError } from '../components/issues';
@@ -144,10 +144,11 @@ function DeadLetterView({ id }: { id: string }) {
   const [result, setResult] = useState<ReplayResult>();
   const resultRef = useRef<HTMLDivElement>(null);
   const confirmRef = useRef<HTMLButtonElement>(null);
-  useEffect(() => {
+  // Layout effects: focus moves in the commit that shows the button or result, never a frame later.
+  useLayoutEffect(() => {
     if (confirming) confirmRef.current?.focus();
   }, [confirming]);
-  useEffect(() => {
+  useLayoutEffect(() => {
     if (result) resultRef.current?.focus();
   }, [result]);
   const mayReplay = can('dead_letters:replay');
