@@ -63,7 +63,7 @@ const PACED_SECONDS = Number(process.env.BENCH_CLUSTER_NODE_PACED_SECONDS ?? 10)
 const INFORMS = process.env.BENCH_CLUSTER_NODE_INFORMS !== '0';
 /** `[cluster.state] pool_size` of each node; unset: the default (10). */
 const POOL_SIZE = process.env.BENCH_CLUSTER_NODE_POOL_SIZE;
-/** `[cluster.state] step_transactions` of each node; unset: the default (4). */
+/** `[cluster.state] step_transactions` of each node; unset: the default (2). */
 const STEP_TX = process.env.BENCH_CLUSTER_NODE_STEP_TRANSACTIONS;
 const PG_URL = process.env.CAXTON_BENCH_PG_URL ?? TEST_PG_URL;
 const MAIN = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
@@ -676,6 +676,19 @@ function cpuLine(c: CpuReport): string {
   return `${parts.join(', ')}, everything else on the machine ${fmt((others / c.wall_s) * 100, 0)} %; machine ${fmt(c.machine.pct_of_all_cores, 0)} % busy (${c.machine.cores} cores)`;
 }
 
+/**
+ * CPU milliseconds per message of each process in `c` (the `of which` parts left out of the
+ * total), and the rate the machine's cores could carry at that cost if nothing else ran: why a
+ * batch is as fast as it is, in the units a design can change.
+ */
+function cpuPerMessage(c: CpuReport, messages: number): { total_ms: number; parts: string; ceiling_per_s: number } {
+  const per = (cpu_s: number) => (cpu_s * 1000) / Math.max(1, messages);
+  const own = Object.entries(c.processes).filter(([name]) => !name.startsWith('of which'));
+  const total_ms = per(own.reduce((sum, [, x]) => sum + x.cpu_s, 0));
+  const parts = own.map(([name, x]) => `${name} ${fmt(per(x.cpu_s), 2)}`).join(', ');
+  return { total_ms, parts, ceiling_per_s: (c.machine.cores * 1000) / total_ms };
+}
+
 export interface NodesReport {
   rows: Row[];
   notes: string[];
@@ -729,6 +742,14 @@ export async function measureNodes(): Promise<NodesReport> {
         baseline: `raw publish → PubAck ${fmt(r.raw.puback_ms.p50)} / ${fmt(r.raw.puback_ms.p99)} ms`,
       },
     );
+    const caxtonCpu = cpuPerMessage(r.agree.cpu, r.agree.delivered);
+    const rawCpu = cpuPerMessage(r.raw.cpu, r.raw.consumed);
+    rows.push({
+      metric: `${nodes}: CPU per message, every process involved (ms; the rate ${r.agree.cpu.machine.cores} cores could carry at that cost, nothing else running)`,
+      value: `${fmt(caxtonCpu.total_ms, 2)} ms (${fmt(caxtonCpu.ceiling_per_s, 0)}/s: ${fmt(caxtonCpu.ceiling_per_s / r.raw.per_s, 2)} of raw)`,
+      baseline: `raw ${fmt(rawCpu.total_ms, 2)} ms (${fmt(rawCpu.ceiling_per_s, 0)}/s)`,
+    });
+    notes.push(`${nodes}, CPU per message (ms) over the agree batch: ${caxtonCpu.parts}; over the raw batch: ${rawCpu.parts}.`);
     if (r.inform)
       rows.push({
         metric: `${nodes}: the same with inform (the agent runs, scripted model, no latency): delivered/s; submission to delivered p50 / p99`,

@@ -126,7 +126,7 @@ export interface PgMessageStoreOptions {
   pool: pg.Pool;
   /** The schema holding the tables (created if missing). */
   schema: string;
-  /** Group commit of conversation steps (step-groups.ts): steps per group (default 64), groups at once (default 4). */
+  /** Group commit of conversation steps (step-groups.ts): steps per group (default 64), groups at once (default 4; a server passes `[cluster.state] step_transactions`). */
   groups?: Partial<StepGroupsOptions>;
 }
 

@@ -91,9 +91,11 @@ export const clusterConfigSchema = z
         /**
          * Transactions of conversation steps a node runs at once (group commit, ADR 0046): steps
          * arriving while all are busy share the next ones. Fewer: larger groups, less PostgreSQL
-         * CPU per message under load; more: less waiting at moderate load. At most pool_size.
+         * CPU per message under load; more: less waiting at moderate load, and a step waiting for a
+         * lock another node holds stalls fewer others. At most pool_size. 2: docs/benchmarks.md
+         * measured 1, 2 and 4 (fewer was faster on 2 cores; 1 leaves no room around a lock wait).
          */
-        step_transactions: z.int().min(1).max(200).default(4),
+        step_transactions: z.int().min(1).max(200).default(2),
       })
       .refine((s) => (s.url === undefined) !== (s.url_env === undefined), { error: 'set exactly one of url and url_env (the environment variable holding the URL)' })
       .optional(),

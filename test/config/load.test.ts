@@ -138,10 +138,10 @@ timeout = "90s"
     expect(e.message).toContain(':3:');
   });
 
-  it('[cluster.state] step_transactions: 4 by default, at most pool_size, and 0 refused naming its line', () => {
+  it('[cluster.state] step_transactions: 2 by default, at most pool_size, and 0 refused naming its line', () => {
     const base = '[cluster]\nnode = "node-a"\n[cluster.nats]\nurls = ["nats://127.0.0.1:4222"]\n[cluster.state]\nurl = "postgres://caxton@db/caxton"\n';
     const state = (extra: string) => clusterStateConfig(loadServerConfig({ file: writeConfig(base + extra), env: {} }).cluster!);
-    expect(state('')).toMatchObject({ pool_size: 10, step_transactions: 4 });
+    expect(state('')).toMatchObject({ pool_size: 10, step_transactions: 2 });
     expect(state('pool_size = 3\nstep_transactions = 8\n')).toMatchObject({ pool_size: 3, step_transactions: 3 });
     const e = configError({ file: writeConfig(base + 'step_transactions = 0\n'), env: {} });
     expect(e.issues[0]).toMatchObject({ field: 'cluster.state.step_transactions', line: 7 });

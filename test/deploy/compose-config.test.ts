@@ -56,9 +56,9 @@ describe('deploy/compose: each node configuration, through the loader', () => {
     expect(cluster.node).toBe(name.replace(/^caxton-/, ''));
     expect(cluster.advertise_url).toBe(`http://${name}:${cfg.server.port}`);
     expect(cluster.nats.urls).toEqual(['nats://nats:4222']);
-    expect(cluster.state).toEqual({ url_env: 'CAXTON_CLUSTER_DATABASE_URL', schema: 'caxton_cluster', pool_size: 10, step_transactions: 4 });
+    expect(cluster.state).toEqual({ url_env: 'CAXTON_CLUSTER_DATABASE_URL', schema: 'caxton_cluster', pool_size: 10, step_transactions: 2 });
     // What `caxton serve` resolves before it connects: the URL read from the variable url_env names.
-    expect(clusterStateConfig(cluster, env)).toEqual({ url: PG_URL, schema: 'caxton_cluster', pool_size: 10, step_transactions: 4 });
+    expect(clusterStateConfig(cluster, env)).toEqual({ url: PG_URL, schema: 'caxton_cluster', pool_size: 10, step_transactions: 2 });
   });
 
   it('cluster.toml is the image’s caxton.toml plus [cluster], nothing else', () => {
