@@ -136,6 +136,7 @@ export class ApiKeyStore {
   readonly #limits = new Map<string, LimitSet | undefined>();
   readonly #touched = new Map<string, number>();
   readonly #listeners = new Set<(key: ApiKeyRecord) => void>();
+  readonly #usedListeners = new Set<(id: string, at: number) => void>();
   readonly #stmts;
 
   constructor(db: Db, opts: { now?: () => number } = {}) {
@@ -149,8 +150,9 @@ export class ApiKeyStore {
       revoke: db.prepare('UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL'),
       rotate: db.prepare('UPDATE api_keys SET hash = ?, rotated_at = ? WHERE id = ?'),
       touch: db.prepare('UPDATE api_keys SET last_used_at = ? WHERE id = ?'),
+      touchLater: db.prepare('UPDATE api_keys SET last_used_at = ? WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)'),
       countActive: db.prepare<[], { n: number }>('SELECT count(*) AS n FROM api_keys WHERE revoked_at IS NULL'),
-      // last_used_at is left alone: it stays per node.
+      // last_used_at is left alone: it travels on its own (onUsed, applyRemoteUse).
       upsert: db.prepare(
         `INSERT INTO api_keys (id, name, role, scope, limits, hash, created_at, created_by, expires_at, revoked_at, rotated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (id) DO UPDATE SET name = excluded.name, role = excluded.role, scope = excluded.scope, limits = excluded.limits, hash = excluded.hash,
@@ -167,6 +169,29 @@ export class ApiKeyStore {
   onChange(fn: (key: ApiKeyRecord) => void): () => void {
     this.#listeners.add(fn);
     return () => void this.#listeners.delete(fn);
+  }
+
+  /**
+   * Tells `fn` each last use of a key this node records (at most once a minute per key, as it is
+   * written), synchronously; not the uses `applyRemoteUse` brings. `fn` must not throw. Returns
+   * a function that stops it. How a cluster's nodes share when a key was last used (key-sync.ts).
+   */
+  onUsed(fn: (id: string, at: number) => void): () => void {
+    this.#usedListeners.add(fn);
+    return () => void this.#usedListeners.delete(fn);
+  }
+
+  /**
+   * A use of key `id` at `at` (epoch ms) another node recorded: kept when it is later than the one
+   * here (never moved back), without telling the `onUsed` listeners. False when the key is not
+   * here or its last use here is as late.
+   */
+  applyRemoteUse(id: string, at: number): boolean {
+    const row = this.#cache.get(id) ?? this.#stmts.byId.get(id);
+    if (!row || (row.last_used_at ?? 0) >= at) return false;
+    this.#stmts.touchLater.run(at, id, at);
+    row.last_used_at = at;
+    return true;
   }
 
   /** Every key (revoked ones too) as it travels between nodes. */
@@ -347,6 +372,7 @@ export class ApiKeyStore {
       } catch {
         // last-used is informational: a full disk must not refuse a valid key.
       }
+      for (const fn of this.#usedListeners) fn(row.id, now);
     }
   }
 
@@ -377,7 +403,8 @@ export class ApiKeyStore {
 
   #info(r: Row): ApiKeyInfo {
     const now = this.#now();
-    const lastUsed = this.#touched.get(r.id) ?? r.last_used_at;
+    // The later of this node's pending use and the stored one (which another node's may have moved on).
+    const lastUsed = Math.max(this.#touched.get(r.id) ?? 0, r.last_used_at ?? 0) || null;
     return {
       id: r.id,
       name: r.name,

@@ -5,8 +5,13 @@
  * verifying against its own SQLite table and in-memory cache, so `verify` stays synchronous.
  *
  * - The bucket holds one entry per key id (history 1): the row as the last node to change it had
- *   it, without `last_used_at` (that stays per node). Keys are never deleted, only revoked, so
- *   there are only puts; a deleted or purged entry changes nothing on the nodes.
+ *   it, without `last_used_at`. Keys are never deleted, only revoked, so there are only puts; a
+ *   deleted or purged entry changes nothing on the nodes.
+ * - When a key was last used travels in a bucket of its own (`<bucket>_used`, one entry per key
+ *   id: `{node, at}`), put by a node each time it records a use (at most once a minute per key,
+ *   ApiKeyStore.onUsed) later than the last it saw there; every node keeps the latest it hears
+ *   (`applyRemoteUse`, never moved back), so `caxton key list` answers the same on every node,
+ *   within a minute. Why not in the key's entry: a use would then race the key's changes.
  * - A node that starts reads the bucket's current entries (its watch's initial values), then puts
  *   each of its own keys the bucket does not hold as it has it (its first start, or changes made
  *   while it was cut off), then follows both ways.
@@ -45,6 +50,8 @@ export interface KeySyncOptions {
 /** A key id as `ApiKeyStore` makes them (9 random bytes, base64url): also the entry's key in the bucket. */
 const KEY_ID = /^[A-Za-z0-9_-]{12}$/;
 const epochMs = z.int().min(0);
+/** A key's last use as it travels between nodes (the `<bucket>_used` bucket, keyed by key id). */
+const usedEntrySchema = z.object({ node: z.string().min(1), at: epochMs });
 
 /** One key as it travels between nodes: the row without last_used_at, the hash in base64. */
 const keyEntrySchema = z.object({
@@ -72,10 +79,17 @@ type KeyEntry = z.input<typeof keyEntrySchema>;
 
 export class KeySync {
   readonly #kv: KV;
+  readonly #used: KV;
   readonly #opts: KeySyncOptions;
   #stopped = false;
   #watch: { stop(): void } | undefined;
+  #usedWatch: { stop(): void } | undefined;
   #unlisten: (() => void) | undefined;
+  #unlistenUsed: (() => void) | undefined;
+  /** The latest use seen or put per key id: a use not later than it is not put. */
+  readonly #lastUse = new Map<string, number>();
+  /** A failed put of a use was logged (once until one succeeds: uses are informational and frequent). */
+  #usePutFailed = false;
   /** The last valid entry seen or put per key id (this node's own included): what need not be put again at start. */
   readonly #inBucket = new Map<string, ApiKeyRecord>();
   /** Keys from other nodes skipped because an active key here holds their name, by id (applied once the name is free). */
@@ -83,8 +97,9 @@ export class KeySync {
   /** Puts in flight (stop waits for them). */
   readonly #pending = new Set<Promise<void>>();
 
-  private constructor(kv: KV, opts: KeySyncOptions) {
+  private constructor(kv: KV, used: KV, opts: KeySyncOptions) {
     this.#kv = kv;
+    this.#used = used;
     this.#opts = opts;
   }
 
@@ -93,15 +108,21 @@ export class KeySync {
    * and follows both ways until `stop`. Resolves once all of that is done.
    */
   static async start(opts: KeySyncOptions): Promise<KeySync> {
-    const kv = await new Kvm(opts.nc).create(opts.bucket, { history: 1, replicas: opts.replicas ?? 1 });
-    const s = new KeySync(kv, opts);
+    const kvm = new Kvm(opts.nc);
+    const kv = await kvm.create(opts.bucket, { history: 1, replicas: opts.replicas ?? 1 });
+    const used = await kvm.create(`${opts.bucket}_used`, { history: 1, replicas: opts.replicas ?? 1 });
+    const s = new KeySync(kv, used, opts);
     // Listening first: a key changed while the bucket is read is put too.
     s.#unlisten = opts.keys.onChange((k) => {
       s.#publish(k);
       s.#retryClashed(k);
     });
+    s.#unlistenUsed = opts.keys.onUsed((id, at) => s.#publishUse(id, at));
     try {
       await s.#follow();
+      s.#usedWatch = await followBucket(used, 'cluster API key uses', (e) => {
+        if (e.operation === 'PUT') s.#applyUse(e.key, e.string());
+      });
     } catch (e) {
       await s.stop();
       throw e;
@@ -117,7 +138,9 @@ export class KeySync {
   async stop(): Promise<void> {
     this.#stopped = true;
     this.#unlisten?.();
+    this.#unlistenUsed?.();
     this.#watch?.stop();
+    this.#usedWatch?.stop();
     await Promise.all(this.#pending);
   }
 
@@ -153,6 +176,35 @@ export class KeySync {
         `could not publish API key "${k.name}" to the cluster; other nodes see it after its next change or this node's next start`,
       );
     }
+  }
+
+  #publishUse(id: string, at: number): void {
+    if (this.#stopped || at <= (this.#lastUse.get(id) ?? 0)) return;
+    this.#lastUse.set(id, at);
+    const p = this.#used.put(id, JSON.stringify({ node: this.#opts.node, at })).then(
+      () => void (this.#usePutFailed = false),
+      (e: unknown) => {
+        if (this.#usePutFailed) return;
+        this.#usePutFailed = true;
+        this.#opts.log?.warn({ id, err: describeError(e) }, "could not tell the cluster when an API key was last used; other nodes' key lists show an earlier use until a later one gets through");
+      },
+    );
+    this.#pending.add(p);
+    void p.finally(() => this.#pending.delete(p));
+  }
+
+  #applyUse(key: string, text: string): void {
+    let raw: unknown;
+    try {
+      raw = JSON.parse(text);
+    } catch {
+      raw = undefined;
+    }
+    const parsed = usedEntrySchema.safeParse(raw);
+    if (!parsed.success || !KEY_ID.test(key)) return this.#opts.log?.warn({ key }, `skipped cluster key use "${key}": expected {"node", "at"} under a key id`);
+    const { node, at } = parsed.data;
+    if (at > (this.#lastUse.get(key) ?? 0)) this.#lastUse.set(key, at);
+    if (node !== this.#opts.node) this.#opts.keys.applyRemoteUse(key, at);
   }
 
   /** Starts the watch and resolves once its initial values (the bucket's current keys) have been applied. */

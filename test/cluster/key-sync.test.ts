@@ -47,11 +47,11 @@ interface Node {
   nc: NatsConnection;
 }
 
-/** An ApiKeyStore on a SQLite file of its own. */
-function keyStore(): ApiKeyStore {
+/** An ApiKeyStore on a SQLite file of its own (on the clock `now`, when given). */
+function keyStore(now?: () => number): ApiKeyStore {
   const db = openDatabase(makeTempDir('caxton-key-sync-'));
   dbs.push(db);
-  return new ApiKeyStore(db);
+  return new ApiKeyStore(db, now ? { now } : {});
 }
 
 async function node(name: string, bucket: string, keys = keyStore()): Promise<Node> {
@@ -85,7 +85,7 @@ async function bucketEntries(nc: NatsConnection, b: string): Promise<Map<string,
 }
 
 describe.skipIf(!run)('API keys across nodes on a JetStream key-value bucket', () => {
-  it('a key created on one node verifies on the two others, with its role, scope and limits; last use stays per node', async () => {
+  it('a key created on one node verifies on the two others, with its role, scope and limits; its last use reaches the node that never verified it', async () => {
     const b = bucket();
     const [a, n2, n3] = [await node('node-a', b), await node('node-b', b), await node('node-c', b)];
     const { key, secret } = a.keys.create({ name: 'ci', role: 'operator', scope: { agents: ['support-*'] }, limits: { requests_per_minute: 60 }, createdBy: 'key:admin' });
@@ -93,9 +93,17 @@ describe.skipIf(!run)('API keys across nodes on a JetStream key-value bucket', (
     expect(n3.keys.verify(secret)).toMatchObject({ id: 'key:ci', role: 'operator', scope: { agents: ['support-*'] }, keyId: key.id });
     expect(n3.keys.get('ci')).toMatchObject({ id: key.id, created_at: key.created_at, created_by: 'key:admin', state: 'active', limits: { requests_per_minute: 60 } });
     expect(n3.keys.limitsOf(key.id)).toEqual({ requests_per_minute: 60 });
-    // Used on node-c only: node-a never heard of it.
-    expect(n3.keys.get('ci')?.last_used_at).not.toBeNull();
-    expect(a.keys.get('ci')?.last_used_at).toBeNull();
+    // Used on node-b and node-c only (the waits above verified it there, milliseconds apart): node-a learns a use
+    // between their first and their last (a node tells the others of a use at most once a minute per key).
+    const first = (n: Node) => n.keys.get('ci')!.last_used_at!;
+    const [earliest, latest] = [first(n2), first(n3)].sort();
+    await waitUntil(
+      () => {
+        const seen = a.keys.get('ci')?.last_used_at;
+        return seen != null && seen >= earliest! && seen <= latest!;
+      },
+      { what: 'a use of the key on node-a' },
+    );
     // The bucket holds its hash, never its secret.
     const entry = (await bucketEntries(a.nc, b)).get(key.id)!;
     expect(entry).toMatchObject({ node: 'node-a', id: key.id, name: 'ci', role: 'operator', revoked_at: null });
@@ -257,5 +265,57 @@ describe.skipIf(!run)('API keys across nodes on a JetStream key-value bucket', (
     await waitUntil(() => verifies(a.keys, mine.secret) === 'API key "ci" was revoked', { what: "node-b's revocation on node-a" });
     expect(a.keys.get('ci')?.id).toBe(theirs.key.id);
     expect([a.warnings.length, n2.warnings.length]).toEqual([1, 1]);
+  });
+
+  it('when a key was last used reaches every node, never moves back, and a node that starts later has it when start() resolves', async () => {
+    const b = bucket();
+    const t0 = Date.parse('2026-11-25T00:00:00Z');
+    const clock = { a: t0, b: t0 };
+    const a = await node(
+      'node-a',
+      b,
+      keyStore(() => clock.a),
+    );
+    const n2 = await node(
+      'node-b',
+      b,
+      keyStore(() => clock.b),
+    );
+    const { key, secret } = a.keys.create({ name: 'ci', role: 'viewer' });
+    const other = a.keys.create({ name: 'other', role: 'viewer' });
+    await waitUntil(() => n2.keys.get('other'), { what: 'the keys on node-b' });
+    const lastUse = (n: Node, name = 'ci') => n.keys.get(name)?.last_used_at;
+
+    clock.a = t0 + 60_000;
+    a.keys.verify(secret);
+    await waitUntil(() => lastUse(n2) === new Date(t0 + 60_000).toISOString(), { what: "node-a's use on node-b" });
+    // node-b uses it later: node-a gets that. Its own later check, on a clock behind, keeps the later use.
+    clock.b = t0 + 300_000;
+    n2.keys.verify(secret);
+    await waitUntil(() => lastUse(a) === new Date(t0 + 300_000).toISOString(), { what: "node-b's use on node-a" });
+    clock.a = t0 + 120_000;
+    a.keys.verify(secret);
+    expect(lastUse(a)).toBe(new Date(t0 + 300_000).toISOString());
+
+    // An earlier use arriving late (another node's clock behind) does not move it back.
+    const kv = await new Kvm(a.nc).open(`${b}_used`);
+    await kv.put(key.id, JSON.stringify({ node: 'node-x', at: t0 + 30_000 }));
+    await kv.put(other.key.id, JSON.stringify({ node: 'node-x', at: t0 + 30_000 }));
+    for (const n of [a, n2]) await waitUntil(() => lastUse(n, 'other') === new Date(t0 + 30_000).toISOString(), { what: 'the later put on every node' });
+    expect([lastUse(a), lastUse(n2)]).toEqual([new Date(t0 + 300_000).toISOString(), new Date(t0 + 300_000).toISOString()]);
+
+    // A node that starts later: the last uses are there when start() resolves.
+    const late = await node('node-c', b);
+    expect(lastUse(late, 'other')).toBe(new Date(t0 + 30_000).toISOString());
+    // The bucket holds the last put for that key (node-x's, earlier): node-c applied it, then nothing later came. What it
+    // shows is what the bucket holds; node-a and node-b keep their later use.
+    expect(lastUse(late)).toBe(new Date(t0 + 30_000).toISOString());
+    expect([a.warnings, n2.warnings, late.warnings]).toEqual([[], [], []]);
+
+    // An entry that is not a use is skipped with a warning naming its key; the last use stays.
+    await kv.put(key.id, JSON.stringify({ node: 'node-x', at: 'yesterday' }));
+    for (const n of [a, n2, late]) await waitUntil(() => n.warnings.length === 1, { what: 'the warning on every node' });
+    expect(late.warnings[0]).toBe(`skipped cluster key use "${key.id}": expected {"node", "at"} under a key id`);
+    expect([lastUse(a), lastUse(n2)]).toEqual([new Date(t0 + 300_000).toISOString(), new Date(t0 + 300_000).toISOString()]);
   });
 });
