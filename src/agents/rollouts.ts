@@ -74,6 +74,40 @@ export interface Rollout {
   stage_started_at: string;
 }
 
+/**
+ * A rollout as the nodes of a cluster know it (src/cluster/pg-rollout-marks.ts): which node runs
+ * it. A rollout runs on the node that started it (its row, pins and figures are there); the mark
+ * is how every other node refuses to change that agent meanwhile, and says where to go.
+ */
+export interface RolloutMark {
+  agent: string;
+  node: string;
+  rollout_id: number;
+  strategy: RolloutStrategy;
+  candidate_version: number;
+  started_at: string;
+  /** The node is not in the cluster now (no heartbeat within the membership bucket's TTL). */
+  down: boolean;
+  /** The API URL the node advertises (`[cluster] advertise_url`), when it does. */
+  url: string | null;
+  /** Another node changed the agent while this one was down: the rollout ended there, to be closed when the node is back. */
+  superseded_by: string | null;
+}
+
+/** What the service needs of the marks (a cluster node; a single node has none). */
+export interface RolloutMarksPort {
+  /** Records that `r` runs on this node; the mark that holds the agent instead, when another node's (or this node's, superseded) does. */
+  claim(r: Rollout): Promise<RolloutMark | undefined>;
+  /** `r` ended on this node. */
+  release(r: Rollout): Promise<void>;
+  /**
+   * Another node's mark on `name`, if any. `changing`: the caller is about to change the agent, and
+   * a mark of a node that is down is superseded (the rollout ends when that node is back) and not
+   * returned.
+   */
+  elsewhere(name: string, changing: boolean): Promise<RolloutMark | undefined>;
+}
+
 interface Row {
   id: number;
   name: string;

@@ -8,7 +8,7 @@ import type { AgentStore, StoredAgent } from './store.js';
 import { relayedFrom } from '../shared/relayed.js';
 import { canaryPlanSchema, type CanaryPlan, type CanaryPlanInput } from './canary.js';
 import { CanaryRunner, type CanaryStatus } from './canary-runner.js';
-import type { Rollout, RolloutStore, RolloutStrategy } from './rollouts.js';
+import type { Rollout, RolloutMark, RolloutMarksPort, RolloutStore, RolloutStrategy } from './rollouts.js';
 import { definitionHash, type AgentVersion, type AgentVersionDetail, type AgentVersionsPort, type AgentVersionStore } from './versions.js';
 
 export interface DeployInput {
@@ -88,6 +88,11 @@ export interface AgentServiceOptions {
   /** Blue-green rollouts (rollouts.ts); needs `versions`. */
   rollouts?: RolloutStore;
   /**
+   * A cluster node: which node runs a rollout of each API agent (src/cluster/pg-rollout-marks.ts).
+   * A change of an agent another node runs a rollout of is refused, naming that node.
+   */
+  rolloutMarks?: RolloutMarksPort;
+  /**
    * Runs a canary candidate's [[rollout.checks]] (the server wires the executor): resolves with
    * what failed, or undefined when every check passed.
    */
@@ -128,6 +133,18 @@ export interface FileStatus {
 /** Versions of the shared history a cluster node keeps parsed in memory. */
 const SHARED_DETAILS = 64;
 
+/** A change refused because another node of the cluster runs a rollout of the agent (its promotion would undo the change). */
+function rolloutElsewhere(m: RolloutMark): CaxtonError {
+  const where = m.down
+    ? `on node ${m.node}, which is not in the cluster now; start that node again and end the rollout there, or change the agent through any node, which ends it`
+    : `on node ${m.node}; end it through that node first (caxton --server ${m.url ?? `<${m.node}'s API URL>`} agent promote ${m.agent}, or agent rollback ${m.agent})`;
+  return new CaxtonError('rollout_in_progress', `agent "${m.agent}" has a ${m.strategy} rollout of version ${m.candidate_version} running ${where}`, {
+    name: m.agent,
+    node: m.node,
+    rollout: { id: m.rollout_id, strategy: m.strategy, candidate_version: m.candidate_version, started_at: m.started_at },
+  });
+}
+
 function invalid(result: Extract<ParseResult, { ok: false }>): CaxtonError {
   const first = result.errors[0];
   const where = first ? `${first.file ?? ''}${first.line ? `:${first.line}:${first.column ?? 1}` : ''}` : '';
@@ -164,6 +181,8 @@ export class AgentService {
   /** The shared version history (a cluster node), else undefined. */
   readonly #shared: AgentVersionsPort | undefined;
   readonly #sharedAgents: SharedAgentsPort | undefined;
+  /** Which node runs a rollout of each API agent (a cluster node), else undefined. */
+  readonly #marks: RolloutMarksPort | undefined;
   /** `versions` behind the asynchronous port (what promotions and rollbacks go through). */
   readonly #local: AgentVersionsPort | undefined;
   /**
@@ -194,6 +213,7 @@ export class AgentService {
     this.#runChecks = options.runChecks;
     this.#shared = options.sharedVersions;
     this.#sharedAgents = options.sharedAgents;
+    this.#marks = options.rolloutMarks;
     this.#local = options.versions?.port();
     // Another node's change of an API agent (applied from the directory): its newest version is re-read.
     if (this.#shared)
@@ -262,29 +282,100 @@ export class AgentService {
     return n;
   }
 
-  /** A cluster node's start: the newest shared version of each API agent here (a first one for an agent that has none), and its rollouts' versions. */
+  /** A cluster node's start: the newest shared version of each API agent here (for an agent the cluster has none of: this node's earlier history, or a first one), and its rollouts' versions. */
   async #fillShared(shared: AgentVersionsPort, loaded: AgentDefinition[]): Promise<void> {
     for (const def of loaded) {
       try {
         const live = this.registry.get(def.name);
         const latest = live && (await this.#liveVersion(live, shared));
         if (latest) this.#sharedLatest.set(agentKey(def.name), latest);
-        else {
-          const a = this.registry.get(def.name);
-          if (a)
-            this.#remember(
-              await shared.append({ definition: a.definition, format: a.format, source: this.#store.source(def.name) ?? '', how: 'api', origin: 'api' }),
-              a.definition,
-              a.format,
-              this.#store.source(def.name) ?? '',
-            );
-        }
+        else if (live) await this.#joinHistory(live, shared);
         const r = this.rollouts?.running(def.name) ?? this.rollouts?.latest(def.name);
         if (r) for (const v of [r.stable_version, r.candidate_version]) await this.#fetchDetail(def.name, v);
       } catch (e) {
         this.#options.onVersionsError?.(e);
       }
     }
+    await this.#reclaim();
+  }
+
+  /**
+   * An API agent the shared history has no version of, at a cluster node's start: the versions
+   * this node kept of it before it joined (its SQLite) become the cluster's, numbers and authors
+   * unchanged, unless another node's got there first. The live agent is then the shared version
+   * with its content, or (no such version: a node with no history of it, or another content) a
+   * new one (so a first start on a cluster records one, as before versions were shared).
+   */
+  async #joinHistory(live: DeployedAgent, shared: AgentVersionsPort): Promise<void> {
+    const name = live.definition.name;
+    const source = this.#store.source(name) ?? '';
+    const earlier = this.versions?.stored(name) ?? [];
+    // Another node's history got there first: this node's agent is the cluster's (the directory brings it), as at any later start.
+    const lost = earlier.length > 0 && !(await shared.seed(name, earlier));
+    const found = await this.#liveVersion(live, shared);
+    if (found && (lost || found.hash === definitionHash(live.definition))) this.#sharedLatest.set(agentKey(name), found);
+    else this.#remember(await shared.append({ definition: live.definition, format: live.format, source, how: 'api', origin: 'api' }), live.definition, live.format, source);
+  }
+
+  /**
+   * A cluster node: refuses a change of `name` while another node runs a rollout of it (that
+   * rollout's end would undo the change). `changing` false: only an action that belongs to the
+   * rollout's node (a promotion), which supersedes nothing.
+   */
+  async #refuseElsewhere(name: string, changing = true): Promise<void> {
+    const there = await this.#marks?.elsewhere(name, changing);
+    if (there) throw rolloutElsewhere(there);
+  }
+
+  /**
+   * Marks `r` as this node's for the cluster: the mark that holds the agent instead, if any. A
+   * mark that cannot be written is reported, and the rollout runs unmarked (other nodes do not
+   * refuse changes of the agent) until this node's next start claims it again.
+   */
+  async #claim(r: Rollout): Promise<RolloutMark | undefined> {
+    try {
+      return await this.#marks?.claim(r);
+    } catch (e) {
+      this.#options.onVersionsError?.(e);
+      return undefined;
+    }
+  }
+
+  /** The cluster's mark of a rollout that ended here goes (reported, not thrown, when it cannot: this node's next start clears it). */
+  async #release(r: Rollout): Promise<void> {
+    try {
+      await this.#marks?.release(r);
+    } catch (e) {
+      this.#options.onVersionsError?.(e);
+    }
+  }
+
+  /**
+   * A cluster node's start: each rollout running here is marked again (a mark lost with a crash
+   * comes back); one whose agent another node changed while this one was down, or that another
+   * node's rollout holds now, ends here (rolled back: the cluster's agent is what the directory
+   * brings).
+   */
+  async #reclaim(): Promise<void> {
+    const rollouts = this.rollouts;
+    if (!this.#marks || !rollouts) return;
+    for (const r of rollouts.runningAll()) {
+      if (!this.#isShared(r.agent)) continue;
+      try {
+        const holder = await this.#marks.claim(r);
+        if (!holder) continue;
+        const why = holder.superseded_by !== null ? `node ${holder.superseded_by} changed the agent while this node was down` : `node ${holder.node} runs a rollout of this agent`;
+        this.#options.onRollout?.('rollout.rolled_back', rollouts.end(r, 'rolled_back', undefined, why));
+        await this.#marks.release(r);
+      } catch (e) {
+        this.#options.onVersionsError?.(e);
+      }
+    }
+  }
+
+  /** Another node's running rollout of `name` (a cluster node), for GET /agents/NAME/rollout. */
+  async rolloutElsewhere(name: string): Promise<RolloutMark | undefined> {
+    return this.rollouts?.running(name) ? undefined : this.#marks?.elsewhere(name, false);
   }
 
   /** The port that holds `name`'s versions: the shared one for API agents on a cluster node, else this node's. */
@@ -470,6 +561,7 @@ export class AgentService {
     const { result, def, existing } = this.#admit(input, mode, expectName, validated);
     const current = existing && (await this.#liveVersion(existing, shared));
     if (existing && current && current.hash === definitionHash(def)) return { agent: existing, warnings: result.warnings, created: false, unchanged: true, version: current };
+    if (existing) await this.#refuseElsewhere(def.name);
     const source = typeof input.body === 'string' ? input.body : Buffer.from(input.body).toString('utf8');
     const strategy = input.strategy ?? (existing ? def.rollout?.strategy : undefined) ?? 'direct';
     if (strategy !== 'direct') {
@@ -488,6 +580,12 @@ export class AgentService {
       this.#remember(version, def, result.format, source);
       if (!rollout) throw new Error('the rollout was not started');
       this.#options.onRollout?.('rollout.started', rollout);
+      // Another node started one of this agent at the same time and marked it first: this one ends now.
+      const holder = await this.#claim(rollout);
+      if (holder) {
+        this.#options.onRollout?.('rollout.rolled_back', rollouts.end(rollout, 'rolled_back', input.deployed_by, `node ${holder.node} started a rollout of this agent at the same time`));
+        throw rolloutElsewhere(holder);
+      }
       return { agent: existing, warnings: result.warnings, created: false, version, rollout };
     }
     const agent = this.#apiAgent(def, result.format, existing);
@@ -706,6 +804,7 @@ export class AgentService {
 
   /** Makes a running rollout's candidate the live version (a new version, `how: promotion`). */
   async promote(name: string, by?: string): Promise<RolloutOutcome> {
+    if (!this.rollouts?.running(name)) await this.#refuseElsewhere(name, false);
     const { existing, rollout, versions, rollouts } = this.#runningRollout(name);
     const candidate = await this.#detail(versions, rollout.agent, rollout.candidate_version);
     if (!candidate) throw new CaxtonError('version_not_found', `version ${rollout.candidate_version} of agent "${rollout.agent}" is no longer kept; roll the rollout back`, { name: rollout.agent });
@@ -729,6 +828,7 @@ export class AgentService {
     );
     if (this.#shared) this.#remember(version, candidate.definition, candidate.format, candidate.source);
     this.registry.upsert(agent);
+    await this.#release(ended!);
     this.#options.onRollout?.('rollout.promoted', ended!);
     return { agent, rollout: ended!, version };
   }
@@ -759,6 +859,7 @@ export class AgentService {
       },
     );
     if (this.#shared) this.#remember(version, existing.definition, existing.format, stable.source);
+    await this.#release(ended!);
     this.#options.onRollout?.('rollout.rolled_back', ended!);
     const { definition: _d, source: _s, ...summary } = stable;
     return { agent: existing, version, restored: summary, warnings: [], rollout: ended! };
@@ -792,6 +893,7 @@ export class AgentService {
         );
       return this.#abort(existing, running, versions, this.rollouts!, deployedBy, `rolled back${deployedBy ? ` by ${deployedBy}` : ''}`);
     }
+    await this.#refuseElsewhere(agentName);
     const current = versions === this.#shared ? await this.#liveVersion(existing, versions) : await versions.latest(agentName);
     let target = to !== undefined ? await versions.get(agentName, to) : undefined;
     if (to !== undefined && !target) {
@@ -850,10 +952,14 @@ export class AgentService {
   async removeAsync(name: string): Promise<DeployedAgent> {
     const existing = this.registry.get(name);
     const shared = this.#sharedAgents;
+    const running = existing && this.rollouts?.running(existing.definition.name);
     if (shared && existing?.origin.kind === 'api') {
+      if (!running) await this.#refuseElsewhere(existing.definition.name);
       await shared.remove({ ...existing, source: this.#store.source(name) ?? '' });
     }
-    return this.#removeHere(name);
+    const removed = this.#removeHere(name);
+    if (running) await this.#release(running);
+    return removed;
   }
 
   #removeHere(name: string): DeployedAgent {

@@ -94,6 +94,13 @@ export interface AgentVersionsPort {
   get(name: string, version: number): Promise<AgentVersionDetail | undefined>;
   /** Newest first. */
   list(name: string, opts?: { limit?: number; offset?: number }): Promise<{ items: AgentVersion[]; total: number }>;
+  /**
+   * Records an agent's versions as another store kept them (their numbers, authors and times
+   * unchanged; the newest `keep`), when this store has none of that agent: how a node's history
+   * from before it joined a cluster becomes the cluster's. False, and nothing written, when the
+   * agent has versions here already (another node's, or this one's).
+   */
+  seed(name: string, rows: readonly StoredVersionRow[]): Promise<boolean>;
 }
 
 /** A version row as both stores read it (`definition` and `source` for one version's detail). */
@@ -109,6 +116,12 @@ export interface VersionRow {
   deployed_by: string | null;
   deployed_at: string;
   restored_from: number | null;
+}
+
+/** A version as a store holds it, its definition still the stored JSON text (what `seed` copies). */
+export interface StoredVersionRow extends VersionRow {
+  definition: string;
+  source: string;
 }
 
 /** JSON with object keys sorted, so the hash does not depend on the order fields were written in. */
@@ -189,6 +202,8 @@ export class AgentVersionStore {
   readonly #list;
   readonly #count;
   readonly #prune;
+  readonly #stored;
+  readonly #seed;
   /** Versions kept per agent. */
   readonly keep: number;
   /**
@@ -212,6 +227,11 @@ export class AgentVersionStore {
     this.#list = db.prepare(`SELECT ${SUMMARY} FROM agent_versions WHERE key = ? ORDER BY version DESC LIMIT ? OFFSET ?`);
     this.#count = db.prepare('SELECT COUNT(*) FROM agent_versions WHERE key = ?').pluck();
     this.#prune = db.prepare('DELETE FROM agent_versions WHERE key = ? AND version <= (SELECT MAX(version) FROM agent_versions WHERE key = ?) - ?');
+    this.#stored = db.prepare(`SELECT ${SUMMARY}, definition, source FROM agent_versions WHERE key = ? ORDER BY version`);
+    this.#seed = db.prepare(
+      `INSERT INTO agent_versions (key, version, name, semver, hash, format, source, definition, how, origin, path, deployed_by, deployed_at, restored_from)
+       VALUES (@key, @version, @name, @semver, @hash, @format, @source, @definition, @how, @origin, @path, @deployed_by, @deployed_at, @restored_from)`,
+    );
   }
 
   /** This store behind the asynchronous port (the API's routes; `alongside` runs in the version's SQLite transaction). */
@@ -229,7 +249,25 @@ export class AgentVersionStore {
       latest: (name) => Promise.resolve().then(() => this.latest(name)),
       get: (name, version) => Promise.resolve().then(() => this.get(name, version)),
       list: (name, opts) => Promise.resolve().then(() => this.list(name, opts)),
+      seed: (name, rows) => Promise.resolve().then(() => this.seed(name, rows)),
     };
+  }
+
+  /** Every version of `name` kept here as stored, oldest first (what a node joining a cluster copies into its history). */
+  stored(name: string): StoredVersionRow[] {
+    return this.#stored.all(agentKey(name)) as StoredVersionRow[];
+  }
+
+  /** `AgentVersionsPort.seed` on this node's SQLite, in one transaction. */
+  seed(name: string, rows: readonly StoredVersionRow[]): boolean {
+    const key = agentKey(name);
+    const kept = rows.slice(-this.keep);
+    if (kept.length === 0) return false;
+    return this.transaction(() => {
+      if ((this.#count.get(key) as number) > 0) return false;
+      for (const r of kept) this.#seed.run({ ...r, key });
+      return true;
+    });
   }
 
   /** Runs `fn` in one transaction (the agent row and its version are written together). */

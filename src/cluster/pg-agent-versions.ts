@@ -22,6 +22,7 @@ import {
   type AgentVersionsPort,
   type NewVersion,
   type StoredAgent,
+  type StoredVersionRow,
   type VersionRow,
 } from '../agents/index.js';
 import type { PgAgentDirectory } from './pg-agents.js';
@@ -100,7 +101,7 @@ export class PgAgentVersionStore implements AgentVersionsPort {
     if (live && !this.#directory) throw new Error("this version store was opened without the cluster's agents: it cannot put an agent live");
     const r = versionValues(v);
     const row = await inTransaction(this.#pool, 'BEGIN', async (c) => {
-      await c.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`caxton-agent-versions:${this.#s}:${r.key}`]);
+      await this.#lock(c, r.key);
       const inserted = await c.query<VersionRow>(
         `INSERT INTO ${this.#s}.agent_versions (key, version, name, semver, hash, format, source, definition, how, origin, path, deployed_by, deployed_at, restored_from)
          VALUES ($1, (SELECT COALESCE(MAX(version), 0) + 1 FROM ${this.#s}.agent_versions WHERE key = $1), $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
@@ -115,8 +116,53 @@ export class PgAgentVersionStore implements AgentVersionsPort {
       alongside?.(versionSummary(written));
       return written;
     });
-    for (const k of this.#cache.keys()) if (k.startsWith(`${r.key}\0`)) this.#cache.delete(k);
+    this.#forget(r.key);
     return versionSummary(row);
+  }
+
+  async seed(name: string, rows: readonly StoredVersionRow[]): Promise<boolean> {
+    const key = agentKey(name);
+    const kept = rows.slice(-this.keep);
+    if (kept.length === 0) return false;
+    const col = <K extends keyof StoredVersionRow>(k: K) => kept.map((r) => r[k]);
+    const seeded = await inTransaction(this.#pool, 'BEGIN', async (c) => {
+      // The lock a new version takes: a node seeding and another appending the same agent take turns.
+      await this.#lock(c, key);
+      if ((await c.query(`SELECT 1 FROM ${this.#s}.agent_versions WHERE key = $1 LIMIT 1`, [key])).rowCount) return false;
+      await c.query(
+        `INSERT INTO ${this.#s}.agent_versions (key, version, name, semver, hash, format, source, definition, how, origin, path, deployed_by, deployed_at, restored_from)
+         SELECT $1, * FROM unnest($2::integer[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::integer[])`,
+        [
+          key,
+          col('version'),
+          col('name'),
+          col('semver'),
+          col('hash'),
+          col('format'),
+          col('source'),
+          col('definition'),
+          col('how'),
+          col('origin'),
+          col('path'),
+          col('deployed_by'),
+          col('deployed_at'),
+          col('restored_from'),
+        ],
+      );
+      return true;
+    });
+    this.#forget(key);
+    return seeded;
+  }
+
+  /** The agent's lock for the rest of the transaction: its writers number its versions one at a time. */
+  async #lock(c: pg.PoolClient, key: string): Promise<void> {
+    await c.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`caxton-agent-versions:${this.#s}:${key}`]);
+  }
+
+  /** The agent's cached versions go once it has new ones (a version written may have pruned others). */
+  #forget(key: string): void {
+    for (const k of this.#cache.keys()) if (k.startsWith(`${key}\0`)) this.#cache.delete(k);
   }
 
   async latest(name: string): Promise<AgentVersion | undefined> {

@@ -200,6 +200,8 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
       const toolLag = tools.sync?.lag().p99_ms;
       return { queued: s.queued, running: s.running, open_conversations: s.open_conversations, dead_letters: s.dead_letters, ...(toolLag != null && { tool_lag_p99_ms: toolLag }) };
     });
+    // Rollouts on a node that left the cluster stop holding their agents (pg-rollout-marks.ts).
+    if (view && clusterState) clusterState.marks.nodesUp = async () => new Map((await view.nodes()).map((n) => [n.node, n.url]));
     stack.add(statusRoutes({ config, lifecycle, service, sampler, events, logs: logBuffer, bus, tools: tools.servers, catalogue: tools.catalogue, memory: memory?.graph, view }));
     stack.add(serveConsole({ ...(opts.consoleDir !== undefined && { dir: opts.consoleDir }) }));
     stack.add(await startDelivery({ bus, logger }));

@@ -7,7 +7,7 @@
  * record nothing.
  */
 import { beforeEach, describe, expect, it } from 'vitest';
-import { definitionHash, parseAgent, type AgentDefinition, type AgentVersionsPort, type NewVersion } from '../../src/agents/index.js';
+import { definitionHash, parseAgent, type AgentDefinition, type AgentVersionDetail, type AgentVersionsPort, type NewVersion, type StoredVersionRow } from '../../src/agents/index.js';
 import { tomlAgent } from '../helpers/http.js';
 
 export function definition(name: string, extra = ''): AgentDefinition {
@@ -18,6 +18,12 @@ export function definition(name: string, extra = ''): AgentDefinition {
 
 export function newVersion(name: string, extra = '', more: Partial<NewVersion> = {}): NewVersion {
   return { definition: definition(name, extra), format: 'toml', source: tomlAgent(name, extra), how: 'api', origin: 'api', ...more };
+}
+
+/** A version's detail as a store keeps its row (what `seed` takes). */
+function storedRow(d: AgentVersionDetail): StoredVersionRow {
+  const { agent, definition: def, ...rest } = d;
+  return { ...rest, name: agent, definition: JSON.stringify(def) };
 }
 
 export function versionStoreSuite(label: string, open: (opts: { keep?: number }) => Promise<AgentVersionsPort>): void {
@@ -77,6 +83,29 @@ export function versionStoreSuite(label: string, open: (opts: { keep?: number })
       ).rejects.toThrow('the local save failed');
       expect(await store.list('side')).toMatchObject({ total: 1, items: [{ version: 1 }] });
       expect((await store.append(newVersion('side', 'version = "2.0.0"\n'))).version).toBe(2);
+    });
+
+    it("seeds an agent it has no versions of with another store's, numbers and authors unchanged; never over versions it has", async () => {
+      const earlier = await open({});
+      await earlier.append(newVersion('Joiner', 'version = "1.0.0"\n', { deployed_by: 'alice' }));
+      await earlier.append(newVersion('Joiner', 'version = "2.0.0"\n', { deployed_by: 'bob' }));
+      await earlier.append(newVersion('Joiner', 'version = "1.0.0"\n', { how: 'rollback', restored_from: 1 }));
+      const rows = await Promise.all([1, 2, 3].map(async (n) => storedRow((await earlier.get('joiner', n))!)));
+
+      expect(await store.seed('joiner', [])).toBe(false);
+      expect(await store.seed('JOINER', rows)).toBe(true);
+      expect(await store.list('joiner')).toEqual(await earlier.list('joiner'));
+      expect(await store.get('joiner', 2)).toEqual(await earlier.get('joiner', 2));
+      expect((await store.append(newVersion('Joiner', 'version = "3.0.0"\n'))).version).toBe(4);
+      // Versions here already: nothing is written.
+      expect(await store.seed('joiner', rows)).toBe(false);
+      expect((await store.list('joiner')).total).toBe(4);
+
+      // Only the newest `keep`; the numbering goes on after them.
+      const small = await open({ keep: 2 });
+      expect(await small.seed('joiner', rows)).toBe(true);
+      expect((await small.list('joiner')).items.map((v) => v.version)).toEqual([3, 2]);
+      expect((await small.append(newVersion('Joiner'))).version).toBe(4);
     });
 
     it('concurrent appends of one agent take distinct, consecutive numbers', async () => {

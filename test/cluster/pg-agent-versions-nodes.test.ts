@@ -13,9 +13,11 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AGENT_MIGRATIONS, AgentRegistry, AgentService, AgentStore, AgentVersionStore, RolloutStore } from '../../src/agents/index.js';
 import { agentsSubject, DirectorySync, PgAgentDirectory, PgAgentVersionStore } from '../../src/cluster/index.js';
 import { migrate, openDatabase } from '../../src/storage/index.js';
+import { assertBuilt, expectExit, runCli } from '../cli/helpers/cli.js';
 import { http, tomlAgent } from '../helpers/http.js';
 import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';
-import { startTestServer, type TestServer } from '../helpers/server.js';
+import { clusterToml as clusterTomlOf, servers } from './helpers/serve-nodes.js';
+import type { TestServer } from '../helpers/server.js';
 import { hasSystem, TEST_PG_URL } from '../helpers/system.js';
 import { makeTempDir, removeTempDirs } from '../helpers/tmp.js';
 import { waitUntil } from '../helpers/wait.js';
@@ -75,6 +77,9 @@ async function node(name: string, bucket: string): Promise<Node> {
   });
   return { name, registry, service, local };
 }
+
+/** caxton.toml of node `node` of the cluster whose state is `schema`, on this file's NATS server. */
+const clusterToml = (node: string, schema: string) => clusterTomlOf(node, nats.url, schema);
 
 const v1 = tomlAgent('Writer', 'version = "1.0.0"\n');
 const v2 = tomlAgent('Writer', 'version = "2.0.0"\n').replace('You are Writer.', 'You are Writer. Be terse.');
@@ -158,27 +163,13 @@ describe.skipIf(!run)('two caxton serve nodes: the version routes answer the sam
   let a: TestServer;
   let b: TestServer;
   const schema = `${base}_serve`;
-  const toml = (node: string) => `
-[cluster]
-node = "${node}"
-heartbeat = "200ms"
-[cluster.nats]
-urls = ["NATS_URL"]
-[cluster.state]
-url = "${TEST_PG_URL}"
-schema = "${schema}"
-`;
+  const start = servers();
 
   beforeAll(async () => {
     schemas.push(schema);
-    a = await startTestServer({ toml: toml('node-a').replace('NATS_URL', nats.url) });
-    b = await startTestServer({ toml: toml('node-b').replace('NATS_URL', nats.url) });
+    a = await start({ toml: clusterToml('node-a', schema) });
+    b = await start({ toml: clusterToml('node-b', schema) });
   }, 60_000);
-
-  afterAll(async () => {
-    await b?.close();
-    await a?.close();
-  });
 
   interface History {
     current: number | null;
@@ -226,4 +217,142 @@ schema = "${schema}"
     await waitUntil(async () => (await http(a.url, 'GET', '/api/v1/agents/scribe')).status === 404, { what: 'the removal on A' });
     expect((await http(a.url, 'GET', '/api/v1/agents/scribe/source')).status).toBe(404);
   });
+});
+
+describe.skipIf(!run)("a single node that joins a cluster brings its agents' version history", () => {
+  const schema = `${base}_joined`;
+  const started = servers();
+
+  interface Versions {
+    current: number | null;
+    total: number;
+    versions: { version: number; how: string; hash: string; deployed_at: string; restored_from: number | null }[];
+  }
+  const versionsOf = async (srv: TestServer) => {
+    const r = await http<Versions>(srv.url, 'GET', '/api/v1/agents/keeper/versions');
+    expect(r.status, r.text).toBe(200);
+    return r.json;
+  };
+  const put = async (srv: TestServer, extra: string) => {
+    const r = await http(srv.url, 'PUT', '/api/v1/agents/keeper', { body: tomlAgent('keeper', extra), contentType: 'application/toml' });
+    expect(r.status, r.text).toBe(200);
+  };
+
+  it("its versions become the cluster's, numbers and times unchanged; a node joining later with its own keeps the cluster's", async () => {
+    schemas.push(schema);
+    // A single node (SQLite only): a deploy, an update and a rollback.
+    const single = await started({});
+    expect((await http(single.url, 'POST', '/api/v1/agents', { body: tomlAgent('keeper', 'version = "1.0.0"\n'), contentType: 'application/toml' })).status).toBe(201);
+    await put(single, 'version = "2.0.0"\n');
+    expect((await http(single.url, 'POST', '/api/v1/agents/keeper/rollback')).status).toBe(200);
+    const before = await versionsOf(single);
+    expect(before.versions.map((v) => [v.version, v.how, v.restored_from])).toEqual([
+      [3, 'rollback', 1],
+      [2, 'api', null],
+      [1, 'api', null],
+    ]);
+    // Another single node with a history of its own for the same agent.
+    const other = await started({});
+    expect((await http(other.url, 'POST', '/api/v1/agents', { body: tomlAgent('keeper', 'version = "9.0.0"\n'), contentType: 'application/toml' })).status).toBe(201);
+    await single.close();
+    await other.close();
+
+    // The first restarts on its data with [cluster]: the shared history is its history.
+    const joined = await started({ dir: single.dir, toml: clusterToml('node-c', schema) });
+    expect(await versionsOf(joined)).toEqual(before);
+    const back = await http<{ version: { version: number; restored_from: number } }>(joined.url, 'POST', '/api/v1/agents/keeper/rollback', {
+      body: JSON.stringify({ to: 2 }),
+      contentType: 'application/json',
+    });
+    expect(back.status, back.text).toBe(200);
+    expect(back.json.version).toMatchObject({ version: 4, restored_from: 2 });
+
+    // The second joins after: its own history is not copied over the cluster's, and it records nothing.
+    const late = await started({ dir: other.dir, toml: clusterToml('node-d', schema) });
+    await waitUntil(async () => (await http<{ definition: { version?: string } }>(late.url, 'GET', '/api/v1/agents/keeper')).json.definition.version === '2.0.0', {
+      what: "the cluster's agent on the node that joined later",
+    });
+    const shared = await versionsOf(late);
+    expect(shared).toEqual(await versionsOf(joined));
+    expect(shared).toMatchObject({ total: 4, current: 4 });
+    expect(shared.versions.slice(1)).toEqual(before.versions);
+  }, 60_000);
+});
+
+describe.skipIf(!run)('a rollout on one node: the other nodes refuse to change its agent, and say where it runs', () => {
+  const schema = `${base}_marks`;
+  const started = servers();
+  const start = (node: string, dir?: string) => started({ toml: clusterToml(node, schema), ...(dir !== undefined && { dir }) });
+  const toml = (extra: string) => ({ body: tomlAgent('pilot', extra), contentType: 'application/toml' });
+  interface RolloutView {
+    running: boolean;
+    live_version: number | null;
+    rollout: { id: number; state: string; reason: string | null } | null;
+    elsewhere: { node: string; strategy: string; candidate_version: number; down: boolean } | null;
+  }
+
+  it('refused on node B while node A runs it, allowed once it ends; a node that left holds nothing, and closes its rollout when it is back', async () => {
+    assertBuilt();
+    schemas.push(schema);
+    const a = await start('node-a');
+    const b = await start('node-b');
+    expect((await http(a.url, 'POST', '/api/v1/agents', toml('version = "1.0.0"\n'))).status).toBe(201);
+    await waitUntil(async () => (await http(b.url, 'GET', '/api/v1/agents/pilot')).status === 200, { what: 'the agent on B' });
+
+    const started = await http(a.url, 'PUT', '/api/v1/agents/pilot?strategy=blue-green', toml('version = "2.0.0"\n'));
+    expect(started.status, started.text).toBe(200);
+    // B: an update, a rollback, a removal and a promotion are refused, naming node A; B's status says where it runs.
+    for (const [method, path, opts] of [
+      ['PUT', '/api/v1/agents/pilot', toml('version = "3.0.0"\n')],
+      ['POST', '/api/v1/agents/pilot/rollback', {}],
+      ['DELETE', '/api/v1/agents/pilot', {}],
+      ['POST', '/api/v1/agents/pilot/promote', {}],
+    ] as const) {
+      const r = await http<{ error: { code: string; message: string; details: { node: string } } }>(b.url, method, path, opts);
+      expect(r.status, `${method} ${path}: ${r.text}`).toBe(409);
+      expect(r.json.error).toMatchObject({ code: 'rollout_in_progress', details: { node: 'node-a' } });
+      expect(r.json.error.message).toContain('running on node node-a');
+    }
+    // The live content again changes nothing, so it is answered as before.
+    const same = await http<{ unchanged?: boolean }>(b.url, 'PUT', '/api/v1/agents/pilot', toml('version = "1.0.0"\n'));
+    expect([same.status, same.json.unchanged]).toEqual([200, true]);
+    // The real CLI through B: where it runs, and a promotion refused with the same words.
+    const status = await runCli(['--server', b.url, 'agent', 'rollout', 'status', 'pilot'], { cwd: b.dir });
+    expectExit(status, 0);
+    expect(status.stdout).toContain('pilot: blue-green rollout of version 2 running on node node-a, started');
+    const promote = await runCli(['--server', b.url, 'agent', 'promote', 'pilot'], { cwd: b.dir });
+    expect(promote.code).not.toBe(0);
+    expect(promote.stderr).toContain('running on node node-a; end it through that node first');
+    const onB = (await http<RolloutView>(b.url, 'GET', '/api/v1/agents/pilot/rollout')).json;
+    expect(onB).toMatchObject({ running: false, elsewhere: { node: 'node-a', strategy: 'blue-green', candidate_version: 2, down: false } });
+    expect((await http<RolloutView>(a.url, 'GET', '/api/v1/agents/pilot/rollout')).json).toMatchObject({ running: true, elsewhere: null });
+
+    // Promoted on A: B may change the agent again.
+    expect((await http(a.url, 'POST', '/api/v1/agents/pilot/promote')).status).toBe(200);
+    expect((await http<RolloutView>(b.url, 'GET', '/api/v1/agents/pilot/rollout')).json.elsewhere).toBeNull();
+    const updated = await http(b.url, 'PUT', '/api/v1/agents/pilot', toml('version = "3.0.0"\n'));
+    expect(updated.status, updated.text).toBe(200);
+
+    // A starts another rollout and leaves the cluster: it holds nothing, B's change goes ahead.
+    await waitUntil(async () => (await http<{ definition: { version?: string } }>(a.url, 'GET', '/api/v1/agents/pilot')).json.definition.version === '3.0.0', {
+      what: "B's update on A",
+    });
+    const again = await http<{ rollout: { id: number } }>(a.url, 'PUT', '/api/v1/agents/pilot?strategy=blue-green', toml('version = "4.0.0"\n'));
+    expect(again.status, again.text).toBe(200);
+    expect((await http(b.url, 'PUT', '/api/v1/agents/pilot', toml('version = "5.0.0"\n'))).status).toBe(409);
+    await a.close();
+    const changed = await http(b.url, 'PUT', '/api/v1/agents/pilot', toml('version = "5.0.0"\n'));
+    expect(changed.status, changed.text).toBe(200);
+    // Back, A closes the rollout B's change ended, and serves B's version.
+    const back = await start('node-a', a.dir);
+    const view = (await http<RolloutView>(back.url, 'GET', '/api/v1/agents/pilot/rollout')).json;
+    expect(view).toMatchObject({ running: false, elsewhere: null, rollout: { id: again.json.rollout.id, state: 'rolled_back' } });
+    expect(view.rollout!.reason).toContain('node node-b changed the agent while this node was down');
+    await waitUntil(async () => (await http<{ definition: { version?: string } }>(back.url, 'GET', '/api/v1/agents/pilot')).json.definition.version === '5.0.0', {
+      what: "B's change on A",
+    });
+    // And B is free to start a rollout of its own.
+    expect((await http(b.url, 'PUT', '/api/v1/agents/pilot?strategy=blue-green', toml('version = "6.0.0"\n'))).status).toBe(200);
+    expect((await http(back.url, 'PUT', '/api/v1/agents/pilot', toml('version = "7.0.0"\n'))).json).toMatchObject({ error: { code: 'rollout_in_progress', details: { node: 'node-b' } } });
+  }, 90_000);
 });

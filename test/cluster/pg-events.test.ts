@@ -22,6 +22,7 @@ import { ToolAuditStore, type ToolAuditLog, type ToolAuditRecord } from '../../s
 import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { hasSystem, TEST_PG_URL } from '../helpers/system.js';
+import { clusterToml } from './helpers/serve-nodes.js';
 import { makeTempDir, removeTempDirs } from '../helpers/tmp.js';
 import { waitUntil } from '../helpers/wait.js';
 
@@ -338,21 +339,11 @@ describe.skipIf(!runServe)('two caxton serve nodes share the event store and the
   let a: TestServer;
   let b: TestServer;
   const schema = runServe ? newSchema() : '';
-  const toml = (node: string) => `
-[cluster]
-node = "${node}"
-heartbeat = "200ms"
-[cluster.nats]
-urls = ["NATS_URL"]
-[cluster.state]
-url = "${TEST_PG_URL}"
-schema = "${schema}"
-`;
 
   beforeAll(async () => {
     nats = await startNatsServer();
-    a = await startTestServer({ toml: toml('node-a').replace('NATS_URL', nats.url) });
-    b = await startTestServer({ toml: toml('node-b').replace('NATS_URL', nats.url) });
+    a = await startTestServer({ toml: clusterToml('node-a', nats.url, schema) });
+    b = await startTestServer({ toml: clusterToml('node-b', nats.url, schema) });
   }, 60_000);
 
   afterAll(async () => {

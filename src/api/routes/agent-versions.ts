@@ -246,6 +246,18 @@ export async function agentVersionRoutes(
             rollout: rolloutSchema.nullable(),
             canary: canaryStatusSchema.nullable(),
             shadow: shadowReportSchema.nullable(),
+            elsewhere: z
+              .object({
+                node: z.string(),
+                rollout_id: z.number().int(),
+                strategy: z.enum(['blue-green', 'canary', 'shadow']),
+                candidate_version: z.number().int(),
+                started_at: z.string(),
+                down: z.boolean().describe('the node is not in the cluster now'),
+                url: z.string().nullable().describe('the API URL the node advertises ([cluster] advertise_url)'),
+              })
+              .nullable()
+              .describe('a cluster node: the rollout another node runs of this agent (its figures are on that node); changes of the agent are refused here until it ends'),
           }),
           ...errors,
         },
@@ -262,6 +274,9 @@ export async function agentVersionRoutes(
         rollout,
         canary: (running && service.canaryStatus(running)) ?? null,
         shadow: rollout?.strategy === 'shadow' && opts.shadowReport ? opts.shadowReport(rollout.id) : null,
+        elsewhere: await service
+          .rolloutElsewhere(name)
+          .then((m) => (m ? { node: m.node, rollout_id: m.rollout_id, strategy: m.strategy, candidate_version: m.candidate_version, started_at: m.started_at, down: m.down, url: m.url } : null)),
       };
     },
   );

@@ -122,9 +122,7 @@ export function registerAgentVersionCommands(agent: Command, ctx: CliContext): v
     async (name: string, opts: WatchOptions) => {
       const out = ctx.output();
       await watchLoop(opts, process.stdout.isTTY === true && !out.json, async (clear) => {
-        const res = await ctx
-          .client()
-          .get<{ agent: string; live_version: number | null; running: boolean; rollout: Rollout | null; canary: CanaryStatus | null; shadow: ShadowReport | null }>(path(name, '/rollout'));
+        const res = await ctx.client().get<RolloutResponse>(path(name, '/rollout'));
         if (out.json) {
           if (opts.watch) process.stdout.write(`${JSON.stringify(res)}\n`);
           else out.data(res);
@@ -139,7 +137,26 @@ export function registerAgentVersionCommands(agent: Command, ctx: CliContext): v
   );
 }
 
-function rolloutText(res: { agent: string; live_version: number | null; running: boolean; rollout: Rollout | null; canary: CanaryStatus | null; shadow: ShadowReport | null }): string {
+/** GET /api/v1/agents/NAME/rollout. */
+interface RolloutResponse {
+  agent: string;
+  live_version: number | null;
+  running: boolean;
+  rollout: Rollout | null;
+  canary: CanaryStatus | null;
+  shadow: ShadowReport | null;
+  /** A cluster node: the rollout another node runs of this agent. */
+  elsewhere?: { node: string; strategy: string; candidate_version: number; started_at: string; down: boolean; url: string | null } | null;
+}
+
+function rolloutText(res: RolloutResponse): string {
+  const there = res.elsewhere;
+  if (there)
+    return [
+      `${res.agent}: ${there.strategy} rollout of version ${there.candidate_version} running on node ${there.node}${there.down ? ' (not in the cluster now)' : ''}, started ${there.started_at}`,
+      `  live here: version ${res.live_version ?? '(none)'}`,
+      `  next:      its figures, promote and rollback are on node ${there.node} (caxton --server ${there.url ?? '<its API URL>'} agent rollout status ${res.agent})`,
+    ].join('\n');
   const r = res.rollout;
   if (!r) return `${res.agent}: no rollout yet; live version ${res.live_version ?? '(none)'}`;
   const lines = [

@@ -15,6 +15,7 @@ import {
   PgEventStore,
   PgMessageReads,
   PgMessageStore,
+  PgRolloutMarks,
   PgToolAudit,
   PgToolPackageStore,
   relayEvents,
@@ -39,11 +40,13 @@ export interface ClusterStateComponent extends Component {
   readonly versions: PgAgentVersionStore;
   /** The agents deployed through the API of any node (the directory's store of record). */
   readonly agents: PgAgentDirectory;
+  /** Which node runs a rollout of each API agent (its `nodesUp` is set once this node has joined). */
+  readonly marks: PgRolloutMarks;
 }
 
 /**
  * A cluster node's PostgreSQL (`[cluster.state]`, required: a node never runs a cluster on its
- * own SQLite): the pool, and every shared table migrated (messages, tool packages, API agents and their versions, agent events, tool audit).
+ * own SQLite): the pool, and every shared table migrated (messages, tool packages, API agents, their versions and rollout marks, agent events, tool audit).
  * Opened before the components whose stores live there (agents' event store, the tool audit);
  * closed after them, so their last batches are written.
  */
@@ -59,12 +62,14 @@ export async function openClusterState(opts: { cluster: ClusterConfig; logger: L
   let packages: PgToolPackageStore;
   let versions: PgAgentVersionStore;
   let agents: PgAgentDirectory;
+  let marks: PgRolloutMarks;
   try {
     store = await PgMessageStore.open({ pool, schema: state.schema, groups: { concurrent: state.step_transactions } });
     packages = await PgToolPackageStore.open({ pool, schema: state.schema });
     await PgEventStore.migrate(pool, state.schema);
     await PgToolAudit.migrate(pool, state.schema);
     agents = await PgAgentDirectory.open({ pool, schema: state.schema, node: cluster.node });
+    marks = await PgRolloutMarks.open({ pool, schema: state.schema, node: cluster.node });
     versions = await PgAgentVersionStore.open({ pool, schema: state.schema, directory: agents, ...(opts.keepVersions !== undefined && { keep: opts.keepVersions }) });
   } catch (e) {
     await pool.end().catch(() => {});
@@ -72,7 +77,7 @@ export async function openClusterState(opts: { cluster: ClusterConfig; logger: L
       field: 'cluster.state',
     });
   }
-  return { name: 'cluster state', pool, schema: state.schema, node: cluster.node, store, packages, versions, agents, close: () => pool.end().catch(() => {}) };
+  return { name: 'cluster state', pool, schema: state.schema, node: cluster.node, store, packages, versions, agents, marks, close: () => pool.end().catch(() => {}) };
 }
 
 export interface ClusterComponent extends Component {
