@@ -11,7 +11,7 @@ export { guardConnections } from './pg-tx.js';
 export { PgToolPackageStore, type PgToolPackageStoreOptions } from './pg-tool-packages.js';
 export { ToolSync, toolsSubject, type ToolSyncOptions } from './tool-sync.js';
 export { DEFAULT_RECONCILE_MS, LagWindow, NoticeChannel, type NoticeChannelOptions } from './notice-channel.js';
-export { PgEventStore, relayEvents, type PgEventStoreOptions } from './pg-event-store.js';
+export { PgEventStore, relayEvents, type PgEventStoreOptions, type RelayEventsOptions } from './pg-event-store.js';
 export { PgToolAudit, type PgToolAuditOptions } from './pg-tool-audit.js';
 export { PgBatchWriter, type PgBatchWriterOptions } from './pg-batch.js';
 export { migrateSchema, type PgMigration } from './pg-migrate.js';

@@ -14,8 +14,10 @@
  *    skips relayed bus events and directory-applied registry changes).
  *  - **Live followers on every node.** After its INSERT a node emits its events (with their ids)
  *    to its own followers and publishes them on core NATS (`relayEvents`); the other nodes emit
- *    them to theirs without storing them again. Core NATS is at most once: a follower that misses
- *    one still finds it with GET /events.
+ *    them to theirs without storing them again. Core NATS is at most once, so each publication
+ *    is numbered per node and an idle node repeats its number: a node that sees a number skipped
+ *    (its link to NATS was down) reads what it missed from the table, and its followers hear
+ *    every event of a live node once, in that node's order.
  *  - **Retention** (`[events] retention`, `max_rows`) is applied by one node at a time.
  */
 import { EventEmitter } from 'node:events';
@@ -151,6 +153,26 @@ export class PgEventStore extends EventEmitter<{ event: [AgentEvent] }> implemen
     this.#relay = relay;
   }
 
+  /** Whether anything on this node follows the events live (an SSE stream): relayed gaps are filled only then. */
+  get following(): boolean {
+    return this.listenerCount('event') > 0;
+  }
+
+  /** Events `node` wrote with `after` < id ≤ `upTo`, oldest first, at most `limit`: what this node's followers missed of it. */
+  async writtenBy(node: string, after: number, upTo: number, limit: number): Promise<AgentEvent[]> {
+    try {
+      const r = await this.#o.pool.query(`SELECT id, ts, type, category, agent, trace_id, span_id, data FROM ${this.#s}.agent_events WHERE node = $1 AND id > $2 AND id <= $3 ORDER BY id LIMIT $4`, [
+        node,
+        after,
+        upTo,
+        limit,
+      ]);
+      return r.rows.map(eventOfRow);
+    } catch (e) {
+      throw stateUnavailable(e);
+    }
+  }
+
   async find(q: EventQuery = {}): Promise<AgentEvent[]> {
     await this.#log.flush();
     const args: unknown[] = [];
@@ -186,33 +208,136 @@ export class PgEventStore extends EventEmitter<{ event: [AgentEvent] }> implemen
   }
 }
 
+/**
+ * One publication of a node's events. `seq` counts the node's publications since `epoch` (its
+ * relay's start); a tick (no events, every `tickMs`) repeats the last `seq` with `last`, the id
+ * of the node's newest event, so a gap shows even when the node writes nothing more.
+ */
 interface EventsWire {
   node: string;
+  epoch: string;
+  seq: number;
   events: AgentEvent[];
+  last?: number;
 }
 
+/** What this node has heard of another's publications. */
+interface Heard {
+  epoch: string;
+  seq: number;
+  last: number;
+  /** Deliveries of that node's events, one after another (a gap's read from PostgreSQL keeps its place). */
+  chain: Promise<void>;
+  /** Deliveries waiting on `chain`: while any do, the next waits too. */
+  pending: number;
+}
+
+export interface RelayEventsOptions {
+  nc: NatsConnection;
+  subject: string;
+  node: string;
+  store: PgEventStore;
+  /** Events per publication (default 100). */
+  chunk?: number;
+  /** How often a node that has published repeats its number (default 2 s): how soon an idle node's gap shows. */
+  tickMs?: number;
+  /** Most events read back for one gap (default 10,000); beyond, followers miss the rest (GET /events has them). */
+  maxFill?: number;
+  /** A gap that could not be read back, or was larger than `maxFill`. */
+  onGap?: (info: { node: string; error?: unknown; truncated?: boolean }) => void;
+}
+
+const lastId = (events: readonly AgentEvent[]): number => (events.length > 0 ? events[events.length - 1]!.id : 0);
+
 /**
- * Live events between nodes: what `store` writes is published on `subject` (core NATS, in chunks),
- * and what the other nodes publish there is delivered to this node's followers. Returns the stop.
+ * Live events between nodes: what `store` writes is published on `subject` (core NATS, in
+ * numbered chunks, with a tick while idle), and what the other nodes publish there is delivered
+ * to this node's followers; a skipped number is read back from PostgreSQL first. Returns the stop.
  */
-export function relayEvents(o: { nc: NatsConnection; subject: string; node: string; store: PgEventStore; chunk?: number }): () => void {
+export function relayEvents(o: RelayEventsOptions): () => void {
   const chunk = o.chunk ?? 100;
+  const maxFill = o.maxFill ?? 10_000;
+  const epoch = `${Date.now().toString(36)}.${Math.random().toString(36).slice(2)}`;
+  let seq = 0;
+  let last = 0;
+  const heard = new Map<string, Heard>();
+
+  const fill = async (node: string, after: number, upTo: number): Promise<void> => {
+    if (upTo <= after || !o.store.following) return;
+    try {
+      const missed = await o.store.writtenBy(node, after, upTo, maxFill);
+      if (missed.length === maxFill) o.onGap?.({ node, truncated: true });
+      o.store.deliver(missed);
+    } catch (error) {
+      o.onGap?.({ node, error });
+    }
+  };
+
+  const hear = (w: EventsWire): void => {
+    const h = heard.get(w.node);
+    if (!h || h.epoch !== w.epoch) {
+      // A node first heard, or started again: its numbers start here.
+      heard.set(w.node, { epoch: w.epoch, seq: w.seq, last: Math.max(lastId(w.events), w.last ?? 0), chain: Promise.resolve(), pending: 0 });
+      o.store.deliver(w.events);
+      return;
+    }
+    const expected = w.events.length > 0 ? h.seq + 1 : h.seq;
+    if (w.seq < expected) return; // not newer than what was heard (a tick overtaken by its node's next chunk)
+    const gap = w.seq > expected ? { after: h.last, upTo: w.events.length > 0 ? w.events[0]!.id - 1 : (w.last ?? 0) } : undefined;
+    h.seq = w.seq;
+    h.last = Math.max(h.last, lastId(w.events), w.last ?? 0);
+    const events = w.events;
+    if (!gap && h.pending === 0) {
+      o.store.deliver(events);
+      return;
+    }
+    h.pending++;
+    h.chain = h.chain.then(async () => {
+      try {
+        if (gap) await fill(w.node, gap.after, gap.upTo);
+        o.store.deliver(events);
+      } catch {
+        // A follower that threw: the others were served (EventEmitter stops at the thrower; so did the direct path).
+      } finally {
+        h.pending--;
+      }
+    });
+  };
+
   const sub = o.nc.subscribe(o.subject, {
     callback: (err, msg) => {
       if (err) return;
+      let w: EventsWire;
       try {
-        const w = JSON.parse(new TextDecoder().decode(msg.data)) as EventsWire;
-        if (w.node !== o.node && Array.isArray(w.events)) o.store.deliver(w.events);
+        w = JSON.parse(new TextDecoder().decode(msg.data)) as EventsWire;
       } catch {
-        // Not ours: ignored.
+        return; // not ours
+      }
+      if (w.node === o.node || typeof w.epoch !== 'string' || typeof w.seq !== 'number' || !Array.isArray(w.events)) return;
+      try {
+        hear(w);
+      } catch {
+        // A follower that threw: nothing to undo.
       }
     },
   });
+  const publish = (w: EventsWire) => {
+    if (!o.nc.isClosed()) o.nc.publish(o.subject, JSON.stringify(w));
+  };
   o.store.relayTo((events) => {
-    if (o.nc.isClosed()) return;
-    for (let i = 0; i < events.length; i += chunk) o.nc.publish(o.subject, JSON.stringify({ node: o.node, events: events.slice(i, i + chunk) } satisfies EventsWire));
+    for (let i = 0; i < events.length; i += chunk) {
+      const part = events.slice(i, i + chunk);
+      seq++;
+      last = Math.max(last, lastId(part));
+      publish({ node: o.node, epoch, seq, events: part });
+    }
   });
+  const tick = setInterval(() => {
+    if (seq > 0) publish({ node: o.node, epoch, seq, events: [], last });
+  }, o.tickMs ?? 2_000);
+  tick.unref();
   return () => {
+    clearInterval(tick);
     o.store.relayTo(undefined);
     sub.unsubscribe();
   };

@@ -8,13 +8,16 @@
  *  - two stores on two pools (two nodes) write one history, each event once; a shared recorder
  *    skips relayed bus events and directory-applied registry changes;
  *  - PostgreSQL unreachable: record() neither blocks nor throws, the buffer is bounded, drops counted;
+ *  - live events between nodes (relayEvents on a real nats-server): a node whose link to NATS was
+ *    cut reads back what it missed, so its follower hears every event once, in order;
  *  - two `caxton serve` nodes in this process (nats-server + PostgreSQL): GET /api/v1/events and
  *    GET /api/v1/tools/audit on one node answer what the other recorded, and its SSE follower hears it live.
  */
 import { EventEmitter } from 'node:events';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { PgEventStore, PgToolAudit } from '../../src/cluster/index.js';
+import { connect } from '@nats-io/transport-node';
+import { PgEventStore, PgToolAudit, relayEvents } from '../../src/cluster/index.js';
 import { createAgentEvents, EVENTS_MIGRATIONS, EventStore, type AgentEvent, type AgentEventInput, type EventLog } from '../../src/observability/events.js';
 import { markRelayed, whileRelayed } from '../../src/shared/relayed.js';
 import { migrate, openDatabase, type Db } from '../../src/storage/index.js';
@@ -22,6 +25,7 @@ import { ToolAuditStore, type ToolAuditLog, type ToolAuditRecord } from '../../s
 import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { hasSystem, TEST_PG_URL } from '../helpers/system.js';
+import { startTcpProxy } from '../helpers/tcp-proxy.js';
 import { clusterToml } from './helpers/serve-nodes.js';
 import { makeTempDir, removeTempDirs } from '../helpers/tmp.js';
 import { waitUntil } from '../helpers/wait.js';
@@ -330,9 +334,76 @@ describe.skipIf(!run)('the cluster tables in PostgreSQL', () => {
   });
 });
 
-// ------------------------------------------------------------------------------ two serve nodes
+// ------------------------------------------------------------------------------ live events between nodes
 
 const runServe = run && hasSystem('nats-server');
+
+describe.skipIf(!runServe)('live events between nodes (relayEvents)', () => {
+  it("a node cut off from NATS reads back what it missed: its follower hears each of the other node's events once, in order", async () => {
+    const schema = newSchema();
+    await PgEventStore.migrate(pool, schema);
+    const nats = await startNatsServer();
+    cleanups.push(() => nats.stop());
+    // B reaches NATS through a link the test cuts; A directly.
+    const link = await startTcpProxy({ host: '127.0.0.1', port: nats.port });
+    cleanups.push(() => link.close());
+    const ncA = await connect({ servers: nats.url });
+    const ncB = await connect({ servers: `127.0.0.1:${link.port}`, reconnectTimeWait: 100, maxReconnectAttempts: -1 });
+    cleanups.push(
+      () => ncA.close(),
+      () => ncB.close(),
+    );
+    const limits = { retentionMs: 86_400_000, maxRows: 10_000, flushMs: 5, sweepIntervalMs: 3_600_000 };
+    const A = new PgEventStore({ pool, schema, node: 'a', ...limits });
+    const B = new PgEventStore({ pool, schema, node: 'b', ...limits });
+    cleanups.push(
+      () => A.close(),
+      () => B.close(),
+    );
+    const gaps: unknown[] = [];
+    const subject = `events_${schema}`;
+    cleanups.push(relayEvents({ nc: ncA, subject, node: 'a', store: A, tickMs: 100 }));
+    cleanups.push(relayEvents({ nc: ncB, subject, node: 'b', store: B, tickMs: 100, onGap: (g) => gaps.push(g) }));
+    await Promise.all([ncA.flush(), ncB.flush()]);
+    const followed: AgentEvent[] = [];
+    B.on('event', (e) => followed.push(e));
+    const record = async (from: number, to: number) => {
+      for (let i = from; i < to; i++) A.record({ type: 'agent.deployed', agent: `agent-${i}`, data: { old_state: null, new_state: 'running', reason: null, revision: i } });
+      await A.flush();
+    };
+    const agents = () => followed.map((e) => e.agent);
+    const upTo = (n: number) => Array.from({ length: n }, (_, i) => `agent-${i}`);
+
+    await record(0, 5);
+    await waitUntil(() => followed.length >= 5, { timeoutMs: 5000 });
+
+    // B's link goes down; A goes on writing (and publishing): B's subscription hears none of it.
+    const lost = (async () => {
+      for await (const st of ncB.status()) if (st.type === 'disconnect') return;
+    })();
+    link.cut();
+    await lost;
+    await record(5, 25);
+    await ncA.flush();
+    expect(agents()).toEqual(upTo(5));
+
+    // The link is back; A writes nothing more: its tick shows B the gap, and B reads it back.
+    link.restore();
+    await waitUntil(() => followed.length >= 25, { timeoutMs: 10_000 });
+    expect(agents()).toEqual(upTo(25));
+
+    // What A writes next follows, in order, once.
+    await record(25, 30);
+    await waitUntil(() => followed.length >= 30, { timeoutMs: 5000 });
+    await new Promise((r) => setTimeout(r, 300));
+    expect(agents()).toEqual(upTo(30));
+    expect(followed.map((e) => e.id)).toEqual([...followed.map((e) => e.id)].sort((x, y) => x - y));
+    // B's own events are not heard back from NATS, and nothing failed.
+    expect(gaps).toEqual([]);
+  }, 60_000);
+});
+
+// ------------------------------------------------------------------------------ two serve nodes
 
 describe.skipIf(!runServe)('two caxton serve nodes share the event store and the tool audit', () => {
   let nats: NatsServer;

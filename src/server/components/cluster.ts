@@ -126,7 +126,22 @@ export async function startCluster(opts: {
   let keySync: KeySync | undefined;
   let membership: Membership | undefined;
   // The shared event store's live events, to and from the other nodes (docs/cluster.md).
-  const stopRelay = opts.events instanceof PgEventStore ? relayEvents({ nc, subject: `${cluster.delivery.subject}_agent_events`, node: cluster.node, store: opts.events }) : undefined;
+  const stopRelay =
+    opts.events instanceof PgEventStore
+      ? relayEvents({
+          nc,
+          subject: `${cluster.delivery.subject}_agent_events`,
+          node: cluster.node,
+          store: opts.events,
+          onGap: ({ node, error, truncated }) =>
+            logger.warn(
+              { node, ...(error !== undefined && { err: describeError(error) }) },
+              truncated
+                ? `live events of node ${node} were missed beyond what is read back at once; followers here miss the rest (GET /api/v1/events has them)`
+                : `live events of node ${node} were missed and could not be read from PostgreSQL; followers here miss them (GET /api/v1/events has them)`,
+            ),
+        })
+      : undefined;
   const close = async () => {
     await membership?.stop().catch(() => {});
     await keySync?.stop().catch(() => {});
