@@ -328,16 +328,24 @@ export class AgentService {
   }
 
   /**
-   * Marks `r` as this node's for the cluster: the mark that holds the agent instead, if any. A
-   * mark that cannot be written is reported, and the rollout runs unmarked (other nodes do not
-   * refuse changes of the agent) until this node's next start claims it again.
+   * Marks `r`, just started, as this node's for the cluster. A rollout the cluster cannot know of
+   * does not run: if the mark cannot be written (PostgreSQL lost since the version committed) or
+   * another node's mark holds the agent (it started one at the same time), `r` ends here, rolled
+   * back, and the caller gets the error (503 naming PostgreSQL, or 409 naming the node). Its
+   * candidate stays in the history, as any rolled-back candidate does.
    */
-  async #claim(r: Rollout): Promise<RolloutMark | undefined> {
+  async #claim(r: Rollout, by: string | undefined): Promise<void> {
+    const rollouts = this.rollouts!;
+    let holder: RolloutMark | undefined;
     try {
-      return await this.#marks?.claim(r);
+      holder = await this.#marks?.claim(r);
     } catch (e) {
-      this.#options.onVersionsError?.(e);
-      return undefined;
+      this.#options.onRollout?.('rollout.rolled_back', rollouts.end(r, 'rolled_back', by, "the cluster's PostgreSQL could not record which node runs the rollout"));
+      throw e;
+    }
+    if (holder) {
+      this.#options.onRollout?.('rollout.rolled_back', rollouts.end(r, 'rolled_back', by, `node ${holder.node} started a rollout of this agent at the same time`));
+      throw rolloutElsewhere(holder);
     }
   }
 
@@ -580,12 +588,7 @@ export class AgentService {
       this.#remember(version, def, result.format, source);
       if (!rollout) throw new Error('the rollout was not started');
       this.#options.onRollout?.('rollout.started', rollout);
-      // Another node started one of this agent at the same time and marked it first: this one ends now.
-      const holder = await this.#claim(rollout);
-      if (holder) {
-        this.#options.onRollout?.('rollout.rolled_back', rollouts.end(rollout, 'rolled_back', input.deployed_by, `node ${holder.node} started a rollout of this agent at the same time`));
-        throw rolloutElsewhere(holder);
-      }
+      await this.#claim(rollout, input.deployed_by);
       return { agent: existing, warnings: result.warnings, created: false, version, rollout };
     }
     const agent = this.#apiAgent(def, result.format, existing);

@@ -6,7 +6,8 @@
  * naming the node) instead of being overwritten by the rollout's promotion later.
  *
  * - One row per agent key, written after the rollout's version commits (`claim`) and deleted when
- *   it ends (`release`). A node that dies in between leaves its row: it claims again, or closes its
+ *   it ends (`release`); a rollout whose row cannot be written does not run (AgentService closes
+ *   it and answers 503). A node that dies in between leaves its row: it claims again, or closes its
  *   rollout, when it starts (AgentService), so the table and the nodes' rollouts agree again.
  * - A node that is down (absent from the membership bucket: no heartbeat within its TTL) does not
  *   hold the agent: a change through another node marks its row `superseded_by` that node and goes

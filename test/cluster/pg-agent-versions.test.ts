@@ -4,12 +4,13 @@
  * each test on a schema of its own, dropped afterwards; then what only this store promises: one
  * numbering per agent for two pools (two nodes) appending at once, and each reading the other's;
  * and PostgreSQL out of reach: a deploy, rollback, removal or read of the deployed text through the
- * service answers 503 naming it and changes nothing on the node (nor in the cluster's agents).
+ * service answers 503 naming it and changes nothing on the node (nor in the cluster's agents); a
+ * rollout whose mark cannot be written (PostgreSQL lost after its version committed) does not run.
  */
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { AGENT_MIGRATIONS, AgentRegistry, AgentService, AgentStore, AgentVersionStore } from '../../src/agents/index.js';
-import { PgAgentDirectory, PgAgentVersionStore } from '../../src/cluster/index.js';
+import { AGENT_MIGRATIONS, AgentRegistry, AgentService, AgentStore, AgentVersionStore, RolloutStore } from '../../src/agents/index.js';
+import { PgAgentDirectory, PgAgentVersionStore, PgRolloutMarks } from '../../src/cluster/index.js';
 import { migrate, openDatabase } from '../../src/storage/index.js';
 import { tomlAgent } from '../helpers/http.js';
 import { hasSystem, TEST_PG_URL } from '../helpers/system.js';
@@ -107,6 +108,61 @@ describe.skipIf(!run)('PgAgentVersionStore', () => {
       await service.close();
       db.close();
       await pool.end();
+      await proxy.close();
+    }
+  });
+
+  it('a rollout whose mark PostgreSQL cannot record does not run: 503 naming it, rolled back here, the live version unchanged; once back, it runs and is marked', async () => {
+    const schema = newSchema();
+    const u = new URL(TEST_PG_URL);
+    const proxy = await startTcpProxy({ host: u.hostname || '127.0.0.1', port: Number(u.port || 5432) });
+    u.hostname = '127.0.0.1';
+    u.port = String(proxy.port);
+    // The versions reach PostgreSQL directly; the marks through a link the test cuts.
+    const marksPool = new pg.Pool({ connectionString: u.toString(), max: 1, connectionTimeoutMillis: 1000 });
+    marksPool.on('error', () => {});
+    const db = openDatabase(makeTempDir('caxton-pgversions-'));
+    migrate(db, AGENT_MIGRATIONS);
+    const registry = new AgentRegistry();
+    const rollouts = new RolloutStore(db);
+    const directory = await PgAgentDirectory.open({ pool: pools[0]!, schema, node: 'node-a' });
+    const marks = await PgRolloutMarks.open({ pool: marksPool, schema, node: 'node-a' });
+    const other = await PgRolloutMarks.open({ pool: pools[1]!, schema, node: 'node-b' });
+    const events: string[] = [];
+    let cutAtStart = false;
+    const service = new AgentService(registry, new AgentStore(db), {
+      versions: new AgentVersionStore(db),
+      rollouts,
+      sharedVersions: await PgAgentVersionStore.open({ pool: pools[0]!, schema, directory }),
+      sharedAgents: directory,
+      rolloutMarks: marks,
+      // The link goes down once the rollout's version has committed, before its mark is written.
+      onRollout: (type) => {
+        events.push(type);
+        if (type === 'rollout.started' && cutAtStart) proxy.cut();
+      },
+    });
+    try {
+      await service.deployAsync({ body: tomlAgent('Pilot') }, 'create');
+      cutAtStart = true;
+      await expect(service.deployAsync({ body: tomlAgent('Pilot', 'version = "2.0.0"\n'), strategy: 'blue-green' }, 'update', 'pilot')).rejects.toMatchObject({
+        code: 'not_ready',
+        details: { dependency: 'cluster-postgresql' },
+      });
+      expect(rollouts.running('pilot')).toBeUndefined();
+      expect(events).toEqual(['rollout.started', 'rollout.rolled_back']);
+      expect(rollouts.latest('pilot')).toMatchObject({ state: 'rolled_back', reason: expect.stringContaining('could not record which node runs the rollout') });
+      expect(registry.get('pilot')?.definition.version).toBe('1.0.0');
+      expect(await other.elsewhere('pilot', true)).toBeUndefined();
+      cutAtStart = false;
+      proxy.restore();
+      const started = await service.deployAsync({ body: tomlAgent('Pilot', 'version = "3.0.0"\n'), strategy: 'blue-green' }, 'update', 'pilot');
+      expect(started.rollout).toMatchObject({ state: 'running', candidate_version: 3 });
+      expect(await other.elsewhere('pilot', true)).toMatchObject({ node: 'node-a', candidate_version: 3 });
+    } finally {
+      await service.close();
+      db.close();
+      await marksPool.end();
       await proxy.close();
     }
   });
