@@ -19,7 +19,7 @@ import { CaxtonError } from '../../src/shared/errors.js';
 import { agentDef, deploy, messagingConfig } from '../messaging/helpers.js';
 import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';
 import { hasSystem, TEST_PG_URL } from '../helpers/system.js';
-import { startTcpProxy } from '../helpers/tcp-proxy.js';
+import { startPgProxy, startTcpProxy } from '../helpers/tcp-proxy.js';
 import { removeTempDirs } from '../helpers/tmp.js';
 import { waitUntil } from '../helpers/wait.js';
 
@@ -320,11 +320,9 @@ describe.runIf(run)('ClusterBus: two nodes on PostgreSQL and JetStream', () => {
 
   it('with its PostgreSQL link cut a node answers 503 naming the shared state, and works again once it is back', async () => {
     fresh();
-    const url = new URL(TEST_PG_URL);
-    const proxy = await startTcpProxy({ host: url.hostname, port: Number(url.port || 5432) });
+    const { proxy, url } = await startPgProxy();
     try {
-      url.port = String(proxy.port);
-      const a = await node('a', [['worker', ['work']]], {}, { pgUrl: url.toString() });
+      const a = await node('a', [['worker', ['work']]], {}, { pgUrl: url });
       a.bus.registerHandler('worker', () => undefined);
       await a.bus.start();
       expect((await a.bus.submit({ performative: 'inform', sender: 'client', receivers: ['worker'], content: 'before' })).duplicate).toBe(false);

@@ -14,7 +14,7 @@ import { PgAgentDirectory, PgAgentVersionStore, PgRolloutMarks } from '../../src
 import { migrate, openDatabase } from '../../src/storage/index.js';
 import { tomlAgent } from '../helpers/http.js';
 import { hasSystem, TEST_PG_URL } from '../helpers/system.js';
-import { startTcpProxy } from '../helpers/tcp-proxy.js';
+import { startPgProxy } from '../helpers/tcp-proxy.js';
 import { makeTempDir, removeTempDirs } from '../helpers/tmp.js';
 import { newVersion, versionStoreSuite } from '../agents/version-store-suite.js';
 
@@ -67,11 +67,8 @@ describe.skipIf(!run)('PgAgentVersionStore', () => {
 
   it('PostgreSQL out of reach: an update and a rollback answer not_ready naming it and change nothing here; once it is back they work', async () => {
     const schema = newSchema();
-    const u = new URL(TEST_PG_URL);
-    const proxy = await startTcpProxy({ host: u.hostname || '127.0.0.1', port: Number(u.port || 5432) });
-    u.hostname = '127.0.0.1';
-    u.port = String(proxy.port);
-    const pool = new pg.Pool({ connectionString: u.toString(), max: 2, connectionTimeoutMillis: 1000 });
+    const { proxy, url: proxied } = await startPgProxy();
+    const pool = new pg.Pool({ connectionString: proxied, max: 2, connectionTimeoutMillis: 1000 });
     pool.on('error', () => {});
     const db = openDatabase(makeTempDir('caxton-pgversions-'));
     migrate(db, AGENT_MIGRATIONS);
@@ -114,12 +111,9 @@ describe.skipIf(!run)('PgAgentVersionStore', () => {
 
   it('a rollout whose mark PostgreSQL cannot record does not run: 503 naming it, rolled back here, the live version unchanged; once back, it runs and is marked', async () => {
     const schema = newSchema();
-    const u = new URL(TEST_PG_URL);
-    const proxy = await startTcpProxy({ host: u.hostname || '127.0.0.1', port: Number(u.port || 5432) });
-    u.hostname = '127.0.0.1';
-    u.port = String(proxy.port);
+    const { proxy, url: proxied } = await startPgProxy();
     // The versions reach PostgreSQL directly; the marks through a link the test cuts.
-    const marksPool = new pg.Pool({ connectionString: u.toString(), max: 1, connectionTimeoutMillis: 1000 });
+    const marksPool = new pg.Pool({ connectionString: proxied, max: 1, connectionTimeoutMillis: 1000 });
     marksPool.on('error', () => {});
     const db = openDatabase(makeTempDir('caxton-pgversions-'));
     migrate(db, AGENT_MIGRATIONS);

@@ -10,7 +10,7 @@ import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { PgMessageStore, PgToolPackageStore } from '../../src/cluster/index.js';
 import { hasSystem, TEST_PG_URL } from '../helpers/system.js';
-import { startTcpProxy } from '../helpers/tcp-proxy.js';
+import { startPgProxy } from '../helpers/tcp-proxy.js';
 import { removeTempDirs } from '../helpers/tmp.js';
 import { packageStoreSuite, pkg } from '../tools/servers/package-store-suite.js';
 
@@ -81,11 +81,8 @@ describe.skipIf(!run)('PgToolPackageStore', () => {
 
   it('PostgreSQL out of reach: every method rejects with not_ready naming it (a deploy answers 503), and works again once it is back', async () => {
     const schema = newSchema();
-    const u = new URL(TEST_PG_URL);
-    const proxy = await startTcpProxy({ host: u.hostname || '127.0.0.1', port: Number(u.port || 5432) });
-    u.hostname = '127.0.0.1';
-    u.port = String(proxy.port);
-    const pool = new pg.Pool({ connectionString: u.toString(), max: 2, connectionTimeoutMillis: 1000 });
+    const { proxy, url: proxied } = await startPgProxy();
+    const pool = new pg.Pool({ connectionString: proxied, max: 2, connectionTimeoutMillis: 1000 });
     pool.on('error', () => {});
     try {
       const store = await PgToolPackageStore.open({ pool, schema });

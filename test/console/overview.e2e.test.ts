@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { http } from '../helpers/http.js';
 import { bearer } from '../helpers/keys.js';
 import { hasSystem, TEST_PG_URL } from '../helpers/system.js';
-import { startTcpProxy } from '../helpers/tcp-proxy.js';
+import { startPgProxy } from '../helpers/tcp-proxy.js';
 import { removeTempDirs } from '../helpers/tmp.js';
 import { expectAccessible, expectNoSideScroll, launchBrowser, openPage, screenshot, signIn, startConsoleServer, WIDTHS, type ConsoleServer } from './harness.js';
 
@@ -115,12 +115,9 @@ describe.skipIf(!hasSystem('chromium'))('web console: overview (chromium)', () =
 
 describe.skipIf(!hasSystem('chromium') || !hasSystem('postgresql'))('web console: overview of a node whose database link drops (chromium)', () => {
   it('shows each outside dependency, and the one that stops answering as unavailable with its reason', async () => {
-    const target = new URL(TEST_PG_URL);
-    const proxy = await startTcpProxy({ host: target.hostname, port: Number(target.port || 5432) });
-    const url = new URL(TEST_PG_URL);
-    url.port = String(proxy.port);
+    const { proxy, url } = await startPgProxy();
     const schema = `caxton_console_${process.pid}_${Date.now()}`;
-    const [cs, browser] = await Promise.all([startConsoleServer({ toml: `\n[memory]\nbackend = "postgres"\n[memory.postgres]\nurl = "${url.toString()}"\nschema = "${schema}"\n` }), launchBrowser()]);
+    const [cs, browser] = await Promise.all([startConsoleServer({ toml: `\n[memory]\nbackend = "postgres"\n[memory.postgres]\nurl = "${url}"\nschema = "${schema}"\n` }), launchBrowser()]);
     const { page, problems, close } = await openPage(browser);
     try {
       await signIn(page, cs.url, cs.admin, '/ui');

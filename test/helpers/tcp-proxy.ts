@@ -1,4 +1,5 @@
 import { createServer, connect, type AddressInfo, type Socket } from 'node:net';
+import { TEST_PG_URL } from './system.js';
 
 /**
  * A TCP relay on 127.0.0.1 in front of a real service (PostgreSQL, NATS), which a test can cut
@@ -58,4 +59,13 @@ export async function startTcpProxy(target: { host: string; port: number }): Pro
       return new Promise((resolve) => server.close(() => resolve()));
     },
   };
+}
+
+/** A cuttable link to the machine's PostgreSQL (`TEST_PG_URL`), and the URL that goes through it. */
+export async function startPgProxy(): Promise<{ proxy: TcpProxy; url: string }> {
+  const u = new URL(TEST_PG_URL);
+  const proxy = await startTcpProxy({ host: u.hostname || '127.0.0.1', port: Number(u.port || 5432) });
+  u.hostname = '127.0.0.1';
+  u.port = String(proxy.port);
+  return { proxy, url: u.toString() };
 }

@@ -10,7 +10,7 @@ import { expectExit, parseJson, runCli } from '../cli/helpers/cli.js';
 import { getJson } from '../helpers/http.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { hasSystem, TEST_PG_URL } from '../helpers/system.js';
-import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.js';
+import { startPgProxy, type TcpProxy } from '../helpers/tcp-proxy.js';
 import { waitUntil } from '../helpers/wait.js';
 
 interface ReadyBody {
@@ -62,17 +62,15 @@ describe('Readiness', () => {
 });
 
 describe.skipIf(!hasSystem('postgresql'))('GET /ready with memory on PostgreSQL', () => {
-  const target = new URL(TEST_PG_URL);
   const schema = `caxton_ready_${process.pid}_${Date.now()}`;
   let proxy: TcpProxy;
   let server: TestServer;
 
   beforeAll(async () => {
-    proxy = await startTcpProxy({ host: target.hostname, port: Number(target.port || 5432) });
-    const url = new URL(TEST_PG_URL);
-    url.port = String(proxy.port);
+    let url: string;
+    ({ proxy, url } = await startPgProxy());
     server = await startTestServer({
-      toml: `[memory]\nbackend = "postgres"\n[memory.postgres]\nurl = "${url.toString()}"\nschema = "${schema}"\n`,
+      toml: `[memory]\nbackend = "postgres"\n[memory.postgres]\nurl = "${url}"\nschema = "${schema}"\n`,
     });
   });
 
