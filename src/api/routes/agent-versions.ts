@@ -250,7 +250,7 @@ export async function agentVersionRoutes(
               .object({
                 node: z.string(),
                 rollout_id: z.number().int(),
-                strategy: z.enum(['blue-green', 'canary', 'shadow']),
+                strategy: rolloutSchema.shape.strategy,
                 candidate_version: z.number().int(),
                 started_at: z.string(),
                 down: z.boolean().describe('the node is not in the cluster now'),

@@ -4,7 +4,7 @@
  * and /rollback.
  */
 import type { Command } from 'commander';
-import type { AgentVersion, CanaryStatus, Rollout, ShadowReport, VersionDiff } from '../../agents/index.js';
+import type { AgentVersion, CanaryStatus, Rollout, RolloutMark, ShadowReport, VersionDiff } from '../../agents/index.js';
 import type { CliContext } from '../context.js';
 import { CliError } from '../errors.js';
 import { table } from '../output.js';
@@ -146,7 +146,7 @@ interface RolloutResponse {
   canary: CanaryStatus | null;
   shadow: ShadowReport | null;
   /** A cluster node: the rollout another node runs of this agent. */
-  elsewhere?: { node: string; strategy: string; candidate_version: number; started_at: string; down: boolean; url: string | null } | null;
+  elsewhere?: Pick<RolloutMark, 'node' | 'strategy' | 'candidate_version' | 'started_at' | 'down' | 'url'> | null;
 }
 
 function rolloutText(res: RolloutResponse): string {
