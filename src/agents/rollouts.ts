@@ -94,6 +94,12 @@ export interface RolloutMark {
   superseded_by: string | null;
 }
 
+/**
+ * Another node's running rollout as every node follows it (src/cluster/rollout-sync.ts): its
+ * candidate answers as NAME@VERSION on this node too.
+ */
+export type RolloutHeld = Pick<RolloutMark, 'agent' | 'node' | 'rollout_id' | 'strategy' | 'candidate_version'>;
+
 /** What the service needs of the marks (a cluster node; a single node has none). */
 export interface RolloutMarksPort {
   /** Records that `r` runs on this node; the mark that holds the agent instead, when another node's (or this node's, superseded) does. */

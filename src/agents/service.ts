@@ -8,7 +8,7 @@ import type { AgentStore, StoredAgent } from './store.js';
 import { relayedFrom } from '../shared/relayed.js';
 import { canaryPlanSchema, type CanaryPlan, type CanaryPlanInput } from './canary.js';
 import { CanaryRunner, type CanaryStatus } from './canary-runner.js';
-import type { Rollout, RolloutMark, RolloutMarksPort, RolloutStore, RolloutStrategy } from './rollouts.js';
+import type { Rollout, RolloutHeld, RolloutMark, RolloutMarksPort, RolloutStore, RolloutStrategy } from './rollouts.js';
 import { definitionHash, type AgentVersion, type AgentVersionDetail, type AgentVersionsPort, type AgentVersionStore } from './versions.js';
 
 export interface DeployInput {
@@ -198,6 +198,8 @@ export class AgentService {
   readonly #readAgain = new Set<string>();
   /** Per agent, how many versions this node wrote: a read that started before one of them does not overwrite it. */
   readonly #written = new Map<string, number>();
+  /** The rollouts other nodes run (a cluster node, kept by `followRollouts`), by agent key: their candidates answer here as NAME@VERSION. */
+  #heldElsewhere = new Map<string, RolloutHeld>();
   /** Rollouts whose promotion or rollback is being written (the canary runner does not start another). */
   readonly #ending = new Set<number>();
   /** Resolves once a cluster node's view of the shared history is filled (loadPersisted starts it). */
@@ -379,6 +381,42 @@ export class AgentService {
         this.#options.onVersionsError?.(e);
       }
     }
+  }
+
+  /**
+   * A cluster node: the rollouts the other nodes run now (the whole table of marks but this node's,
+   * src/cluster/rollout-sync.ts). Each candidate is read into this node's view of the shared
+   * history before it counts, so that from then on it answers here as NAME@VERSION, as on its
+   * node; a rollout no longer listed stops answering so. Resolves with the counts of what changed;
+   * rejects when a candidate cannot be read (the caller tries again later; the others are kept).
+   */
+  async followRollouts(held: readonly RolloutHeld[]): Promise<{ followed: number; ended: number }> {
+    const next = new Map<string, RolloutHeld>();
+    let followed = 0;
+    let failed: unknown;
+    for (const m of held) {
+      const key = agentKey(m.agent);
+      const before = this.#heldElsewhere.get(key);
+      if (before?.rollout_id === m.rollout_id && before.node === m.node && before.candidate_version === m.candidate_version) {
+        next.set(key, before);
+        continue;
+      }
+      try {
+        await this.#fetchDetail(m.agent, m.candidate_version);
+        next.set(key, m);
+        followed++;
+      } catch (e) {
+        failed ??= e;
+      }
+    }
+    const ended = [...this.#heldElsewhere.values()].filter((m) => !next.has(agentKey(m.agent)));
+    // A rollout's end records a version (a promotion, or a rollback to the stable content, which
+    // changes nothing the directory would bring): this node's view of the newest is read again
+    // before the candidate stops answering, so its refusal names the version its node names.
+    for (const m of ended) if (this.registry.get(m.agent)) await this.#refreshLatest(m.agent);
+    this.#heldElsewhere = next;
+    if (failed !== undefined) throw failed;
+    return { followed, ended: ended.length };
   }
 
   /** Another node's running rollout of `name` (a cluster node), for GET /agents/NAME/rollout. */
@@ -714,7 +752,8 @@ export class AgentService {
     const live = this.registry.get(name);
     if (!live || !(this.versions || this.#shared)) return undefined;
     const agentName = live.definition.name;
-    const running = this.rollouts?.running(agentName);
+    // The candidate of this node's rollout, or of one another node of the cluster runs.
+    const running = this.rollouts?.running(agentName) ?? (live.origin.kind === 'api' ? this.#heldElsewhere.get(agentKey(agentName)) : undefined);
     const current = this.currentVersion(agentName);
     if (version === current) return live;
     if (running && version === running.candidate_version) {

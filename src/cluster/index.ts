@@ -18,3 +18,4 @@ export { migrateSchema, type PgMigration } from './pg-migrate.js';
 export { PgAgentVersionStore, type PgAgentVersionStoreOptions } from './pg-agent-versions.js';
 export { PgAgentDirectory, type AgentHead, type AgentRow, type PgAgentDirectoryOptions } from './pg-agents.js';
 export { PgRolloutMarks, type PgRolloutMarksOptions } from './pg-rollout-marks.js';
+export { RolloutSync, rolloutsSubject, type RolloutSyncOptions } from './rollout-sync.js';

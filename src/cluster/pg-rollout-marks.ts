@@ -14,9 +14,11 @@
  *   ahead; the node that comes back closes its rollout (rolled back) and deletes the row.
  * - Two nodes starting a rollout of one agent at once: the first claim wins, the other closes its
  *   rollout at once and answers 409.
+ * - Every node follows the other nodes' marks (`others`, rollout-sync.ts), so a candidate answers
+ *   as NAME@VERSION on every node; `onChanged` tells that sync when this node's mark changed.
  */
 import type pg from 'pg';
-import { agentKey, type Rollout, type RolloutMark, type RolloutMarksPort, type RolloutStrategy } from '../agents/index.js';
+import { agentKey, type Rollout, type RolloutHeld, type RolloutMark, type RolloutMarksPort, type RolloutStrategy } from '../agents/index.js';
 import { guardReads } from './pg-errors.js';
 import { migrateSchema, quotedSchema, type PgMigration } from './pg-migrate.js';
 
@@ -65,6 +67,8 @@ export class PgRolloutMarks implements RolloutMarksPort {
    * has joined; until then every node counts as up, so nothing is superseded before this node can tell.
    */
   nodesUp: (() => Promise<ReadonlyMap<string, string | null>>) | undefined;
+  /** Told after this node's mark of `agent` was written or deleted (RolloutSync tells the other nodes). */
+  onChanged: ((agent: string) => void) | undefined;
 
   private constructor(pool: pg.Pool, s: string, node: string) {
     this.#pool = pool;
@@ -94,12 +98,25 @@ export class PgRolloutMarks implements RolloutMarksPort {
        WHERE (m.node = excluded.node AND m.superseded_by IS NULL) OR (m.node <> excluded.node AND m.superseded_by IS NOT NULL)`,
       [key, r.agent, this.#node, r.id, r.strategy, r.candidate_version, r.started_at],
     );
-    if ((won.rowCount ?? 0) > 0) return undefined;
+    if ((won.rowCount ?? 0) > 0) {
+      this.onChanged?.(r.agent);
+      return undefined;
+    }
     return this.#read(key);
   }
 
   async release(r: Rollout): Promise<void> {
-    await this.#pool.query(`DELETE FROM ${this.#s}.rollout_marks WHERE key = $1 AND node = $2 AND rollout_id = $3`, [agentKey(r.agent), this.#node, r.id]);
+    const gone = await this.#pool.query(`DELETE FROM ${this.#s}.rollout_marks WHERE key = $1 AND node = $2 AND rollout_id = $3`, [agentKey(r.agent), this.#node, r.id]);
+    if ((gone.rowCount ?? 0) > 0) this.onChanged?.(r.agent);
+  }
+
+  /** The rollouts running on the other nodes (superseded ones left out): what RolloutSync follows. */
+  async others(): Promise<RolloutHeld[]> {
+    const r = await this.#pool.query<Omit<Row, 'started_at' | 'superseded_by'>>(
+      `SELECT name, node, rollout_id, strategy, candidate_version FROM ${this.#s}.rollout_marks WHERE node <> $1 AND superseded_by IS NULL ORDER BY key`,
+      [this.#node],
+    );
+    return r.rows.map((m) => ({ agent: m.name, node: m.node, rollout_id: m.rollout_id, strategy: m.strategy as RolloutStrategy, candidate_version: m.candidate_version }));
   }
 
   async elsewhere(name: string, changing: boolean): Promise<RolloutMark | undefined> {
@@ -107,7 +124,8 @@ export class PgRolloutMarks implements RolloutMarksPort {
     const mark = await this.#read(key);
     if (!mark || mark.node === this.#node || mark.superseded_by !== null) return undefined;
     if (!mark.down || !changing) return mark;
-    await this.#pool.query(`UPDATE ${this.#s}.rollout_marks SET superseded_by = $3 WHERE key = $1 AND node = $2 AND superseded_by IS NULL`, [key, mark.node, this.#node]);
+    const superseded = await this.#pool.query(`UPDATE ${this.#s}.rollout_marks SET superseded_by = $3 WHERE key = $1 AND node = $2 AND superseded_by IS NULL`, [key, mark.node, this.#node]);
+    if ((superseded.rowCount ?? 0) > 0) this.onChanged?.(mark.agent);
     return undefined;
   }
 

@@ -162,7 +162,19 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
     // A cluster node: NATS, the shared state in PostgreSQL, and API agents propagated to every node (docs/cluster.md).
     const cluster =
       config.cluster && clusterState
-        ? stack.add(await startCluster({ cluster: config.cluster, state: clusterState, registry, sourceOf: (name) => service.source(name), keys: auth.keys, lifecycle, logger, events: events?.store }))
+        ? stack.add(
+            await startCluster({
+              cluster: config.cluster,
+              state: clusterState,
+              registry,
+              rollouts: service,
+              sourceOf: (name) => service.source(name),
+              keys: auth.keys,
+              lifecycle,
+              logger,
+              events: events?.store,
+            }),
+          )
         : undefined;
     // Telemetry reaches the executor and the bus only when it is on: with [metrics] enabled = false
     // and no tracing configured, their hot paths skip it entirely.

@@ -7,6 +7,8 @@
  * applies from the directory records none; both nodes list, read and roll back the same history.
  * Then two `caxton serve` nodes in this process: the version routes answer the same on both.
  */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -355,4 +357,54 @@ describe.skipIf(!run)('a rollout on one node: the other nodes refuse to change i
     expect((await http(b.url, 'PUT', '/api/v1/agents/pilot?strategy=blue-green', toml('version = "6.0.0"\n'))).status).toBe(200);
     expect((await http(back.url, 'PUT', '/api/v1/agents/pilot', toml('version = "7.0.0"\n'))).json).toMatchObject({ error: { code: 'rollout_in_progress', details: { node: 'node-b' } } });
   }, 90_000);
+});
+
+describe.skipIf(!run)("a rollout's candidate answers as NAME@VERSION through every node, not only its own", () => {
+  const schema = `${base}_candidate`;
+  const started = servers();
+  // Each node's scripted provider answers with the agent's system prompt: a reply shows which version ran.
+  const start = (node: string) => {
+    const dir = makeTempDir('caxton-candidate-');
+    writeFileSync(join(dir, 'replies.toml'), '[[rules]]\ncontent = "{{system}}"\n');
+    return started({ dir, toml: `${clusterToml(node, schema)}\n[llm]\ndefault_provider = "demo"\n[llm.providers.demo]\ntype = "scripted"\nscript = "replies.toml"\n` });
+  };
+  const pilot = (prompt: string) => ({ body: `name = "pilot"\ndescription = "test agent pilot"\ncapabilities = ["testing"]\nsystem_prompt = "${prompt}"\n`, contentType: 'application/toml' });
+  const invoke = (s: TestServer, name: string) =>
+    http<{ content?: string; error?: { code: string; message: string } }>(s.url, 'POST', `/api/v1/agents/${name}/invoke`, {
+      body: JSON.stringify({ request: 'who?' }),
+      contentType: 'application/json',
+    });
+  type Sent = { messages: { performative: string; sender: string; content: string }[] };
+  const send = (s: TestServer, receiver: string) =>
+    http<Sent>(s.url, 'POST', '/api/v1/messages?wait=10', { body: JSON.stringify({ performative: 'request', receiver, content: 'who?', sender: 'user' }), contentType: 'application/json' });
+
+  it('a blue-green candidate started on A is invoked and messaged through B; once A rolls it back, B refuses it as A does', async () => {
+    schemas.push(schema);
+    const a = await start('node-a');
+    const b = await start('node-b');
+    expect((await http(a.url, 'POST', '/api/v1/agents', pilot('You are pilot v1.'))).status).toBe(201);
+    await waitUntil(async () => (await http(b.url, 'GET', '/api/v1/agents/pilot')).status === 200, { what: 'the agent on B' });
+    const rollout = await http(a.url, 'PUT', '/api/v1/agents/pilot?strategy=blue-green', pilot('You are pilot v2.'));
+    expect(rollout.status, rollout.text).toBe(200);
+
+    // B hears of A's rollout (a notice, then the table) and serves its candidate when addressed.
+    await waitUntil(async () => (await invoke(b, 'pilot@2')).json.content === 'You are pilot v2.', { timeoutMs: 10_000, what: 'pilot@2 answering through node B' });
+    // Unaddressed, B serves the stable version, as A does.
+    expect((await invoke(b, 'pilot')).json.content).toBe('You are pilot v1.');
+    expect((await invoke(a, 'pilot')).json.content).toBe('You are pilot v1.');
+    // Messages to the candidate through B are accepted and answered by it, on whichever node ran them.
+    for (let i = 0; i < 4; i++) {
+      const sent = await send(b, 'pilot@2');
+      expect(sent.status, sent.text).toBe(200);
+      expect(sent.json.messages.find((m) => m.performative === 'inform')).toMatchObject({ sender: 'pilot@2', content: 'You are pilot v2.' });
+    }
+
+    // Rolled back on A: the candidate is no longer addressable on B either, with the same error.
+    expect((await http(a.url, 'POST', '/api/v1/agents/pilot/rollback')).status).toBe(200);
+    await waitUntil(async () => (await invoke(b, 'pilot@2')).json.error?.code === 'version_not_found', { timeoutMs: 10_000, what: 'pilot@2 refused through node B' });
+    const onA = await invoke(a, 'pilot@2');
+    const onB = await invoke(b, 'pilot@2');
+    expect([onA.status, onA.json.error?.message]).toEqual([onB.status, onB.json.error?.message]);
+    expect(onB.json.error?.message).toContain('version 2 of agent "pilot" is not live');
+  }, 60_000);
 });

@@ -19,6 +19,9 @@ import {
   PgToolAudit,
   PgToolPackageStore,
   relayEvents,
+  RolloutSync,
+  rolloutsSubject,
+  type RolloutSyncOptions,
 } from '../../cluster/index.js';
 import { clusterStateConfig, type ClusterConfig } from '../../config/index.js';
 import type { Logger } from '../../observability/index.js';
@@ -95,8 +98,9 @@ export interface ClusterComponent extends Component {
 
 /**
  * A node of a cluster (`[cluster]`, issue 17): its NATS connection, the directory propagation of
- * API agents, API keys shared with the other nodes (ADR 0044), the live agent events of the other
- * nodes (relayEvents, when the event store is the shared one), the table of tool packages
+ * API agents, the other nodes' rollouts followed (their candidates answer here as NAME@VERSION:
+ * src/cluster/rollout-sync.ts), API keys shared with the other nodes (ADR 0044), the live agent
+ * events of the other nodes (relayEvents, when the event store is the shared one), the table of tool packages
  * (followed by the tools component, src/cluster/tool-sync.ts), and, once `join` runs, its
  * heartbeats. Its state is `state` (openClusterState). Contributes the readiness checks `nats` and
  * `cluster-postgresql`: /ready is 503 on a node that lost either.
@@ -105,6 +109,8 @@ export async function startCluster(opts: {
   cluster: ClusterConfig;
   state: ClusterStateComponent;
   registry: AgentRegistry;
+  /** Follows the rollouts other nodes run (their candidates answer here as NAME@VERSION: src/cluster/rollout-sync.ts). */
+  rollouts: RolloutSyncOptions['agents'];
   /** The text of this node's copy of an API agent (written to PostgreSQL if the cluster has never seen it). */
   sourceOf?: (name: string) => string | undefined;
   keys: ApiKeyStore;
@@ -124,6 +130,7 @@ export async function startCluster(opts: {
   }
   let sync: DirectorySync | undefined;
   let keySync: KeySync | undefined;
+  let rolloutSync: RolloutSync | undefined;
   let membership: Membership | undefined;
   // The shared event store's live events, to and from the other nodes (docs/cluster.md).
   const stopRelay =
@@ -145,6 +152,7 @@ export async function startCluster(opts: {
   const close = async () => {
     await membership?.stop().catch(() => {});
     await keySync?.stop().catch(() => {});
+    await rolloutSync?.stop().catch(() => {});
     await sync?.stop().catch(() => {});
     stopRelay?.();
     await nc.drain().catch(() => nc.close());
@@ -161,6 +169,7 @@ export async function startCluster(opts: {
       ...(opts.sourceOf && { sourceOf: opts.sourceOf }),
       log: logger,
     });
+    rolloutSync = await RolloutSync.start({ nc, subject: rolloutsSubject(schema), node: cluster.node, marks: opts.state.marks, agents: opts.rollouts, log: logger });
     keySync = await KeySync.start({ nc, bucket: cluster.keys_bucket, node: cluster.node, replicas: cluster.replicas ?? 1, keys: opts.keys, log: logger });
   } catch (e) {
     await close();

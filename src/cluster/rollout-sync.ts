@@ -1,0 +1,100 @@
+/**
+ * Other nodes' rollouts, followed by every node (docs/cluster.md "Agent versions"): a rollout runs
+ * on the node that started it, but its candidate answers as NAME@VERSION on every node, so a
+ * request or message addressed to it through any node (behind a load balancer), or delivered to
+ * any node by the shared work queue, reaches the candidate.
+ *
+ * - The table of marks (pg-rollout-marks.ts) is what counts; it holds one row per agent with a
+ *   rollout, so each comparison reads it whole (`PgRolloutMarks.others`) and hands it to the
+ *   service (`AgentService.followRollouts`), which reads each new candidate before it answers.
+ * - After this node writes or deletes a mark, a notice `{node, agent}` goes out on core NATS
+ *   (`caxton.rollouts.<schema>`); a node hearing another's notice compares again at once. A missed
+ *   notice is caught up by the comparison after each reconnection to NATS and every `reconcileMs`
+ *   (NoticeChannel).
+ */
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { RolloutHeld } from '../agents/index.js';
+import { NoticeChannel } from './notice-channel.js';
+
+/** The core NATS subject of a cluster's rollout notices (one per schema: one per cluster). */
+export const rolloutsSubject = (schema: string): string => `caxton.rollouts.${schema}`;
+
+export interface RolloutSyncOptions {
+  nc: NatsConnection;
+  /** The subject notices travel on (rolloutsSubject(schema)). */
+  subject: string;
+  /** This node's name (its own notices are not followed). */
+  node: string;
+  /** The marks: read whole, and told to call back after this node changes one. */
+  marks: { others(): Promise<RolloutHeld[]>; onChanged: ((agent: string) => void) | undefined };
+  /** What follows them (AgentService). */
+  agents: { followRollouts(held: readonly RolloutHeld[]): Promise<{ followed: number; ended: number }> };
+  /** How often the marks are read without a notice (default 15 s). */
+  reconcileMs?: number;
+  log?: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
+}
+
+interface RolloutNoticeWire {
+  node: string;
+  agent: string;
+}
+
+export class RolloutSync {
+  readonly #opts: RolloutSyncOptions;
+  #channel!: NoticeChannel;
+
+  private constructor(opts: RolloutSyncOptions) {
+    this.#opts = opts;
+  }
+
+  /** Subscribes, starts telling the other nodes of this node's marks, and follows the table once before it resolves. */
+  static async start(opts: RolloutSyncOptions): Promise<RolloutSync> {
+    const s = new RolloutSync(opts);
+    s.#channel = await NoticeChannel.open({
+      nc: opts.nc,
+      subject: opts.subject,
+      ...(opts.reconcileMs !== undefined && { reconcileMs: opts.reconcileMs }),
+      what: 'rollouts of other nodes',
+      store: 'the shared store',
+      log: opts.log,
+      onNotice: (text) => void (s.#channel && s.#onNotice(text)),
+      compare: async () => {
+        try {
+          return await opts.agents.followRollouts(await opts.marks.others());
+        } catch (e) {
+          // A candidate (or the table) that could not be read: PostgreSQL may be back in a moment.
+          s.#channel?.reconcileSoon();
+          throw e;
+        }
+      },
+    });
+    opts.marks.onChanged = (agent) => {
+      const wire: RolloutNoticeWire = { node: opts.node, agent };
+      // The other nodes catch up at their next comparison.
+      if (!s.#channel.publish(wire)) opts.log?.warn({ agent }, 'could not tell the other nodes about a rollout; they catch up within their reconciliation interval');
+    };
+    await s.reconcile();
+    return s;
+  }
+
+  /** Reads the marks and follows them (see NoticeChannel.reconcile: never rejects). */
+  reconcile(): Promise<void> {
+    return this.#channel.reconcile();
+  }
+
+  async stop(): Promise<void> {
+    this.#opts.marks.onChanged = undefined;
+    await this.#channel.stop();
+  }
+
+  #onNotice(text: string): void {
+    let w: RolloutNoticeWire;
+    try {
+      w = JSON.parse(text) as RolloutNoticeWire;
+    } catch {
+      return this.#opts.log?.warn({ subject: this.#opts.subject }, `skipped a rollout notice on ${this.#opts.subject}: it is not JSON`);
+    }
+    if (typeof w?.node !== 'string' || w.node === this.#opts.node) return;
+    this.#channel.track(this.reconcile());
+  }
+}
