@@ -245,6 +245,24 @@ export async function startCluster(opts: ClusterOptions): Promise<TestCluster> {
     });
   };
 
+  /**
+   * A node's first start. Its ports were free when freePorts chose them, but another test's
+   * process, or a connection's local port, may have taken one since: the node then gets new ones
+   * (its caxton.toml written again, as it advertises its URL) and starts again.
+   */
+  const firstStart = async (s: NodeState, writeConfig: () => void): Promise<void> => {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await startNode(s);
+      } catch (e) {
+        if (attempt >= 3 || !/address already in use/.test((e as Error).message)) throw e;
+        [s.port, s.metricsPort] = (await freePorts(2)) as [number, number];
+        s.url = `http://127.0.0.1:${s.port}`;
+        writeConfig();
+      }
+    }
+  };
+
   let closed = false;
   const close = async (): Promise<void> => {
     if (closed) return;
@@ -267,6 +285,7 @@ export async function startCluster(opts: ClusterOptions): Promise<TestCluster> {
 
   try {
     const ports = await freePorts(opts.nodes.length * 2);
+    const writers = new Map<NodeState, () => void>();
     for (const [i, spec] of opts.nodes.entries()) {
       const dir = tempDir(`caxton-node-${spec.name}-`);
       mkdirSync(join(dir, 'agents'));
@@ -288,25 +307,28 @@ export async function startCluster(opts: ClusterOptions): Promise<TestCluster> {
         previous: [],
       };
       writeFileSync(join(dir, 'replies.toml'), spec.script ?? nodeScript(spec.name, opts.latencyMs ?? 20));
-      writeFileSync(
-        s.configPath,
-        nodeToml({
-          node: s,
-          natsUrl: natsProxy ? `nats://127.0.0.1:${natsProxy.port}` : nats.url,
-          pgUrl: pgProxy ? viaProxy(pgUrl, pgProxy) : pgUrl,
-          schema,
-          heartbeat: opts.heartbeat ?? '500ms',
-          ackWait: opts.ackWait ?? '3s',
-          publishTimeout: opts.publishTimeout ?? '1s',
-          connectTimeout: opts.connectTimeout ?? '2s',
-          agentConcurrency: opts.agentConcurrency ?? 16,
-          logLevel,
-          extra: opts.extraToml ?? '',
-        }),
-      );
+      const writeConfig = () =>
+        writeFileSync(
+          s.configPath,
+          nodeToml({
+            node: s,
+            natsUrl: natsProxy ? `nats://127.0.0.1:${natsProxy.port}` : nats.url,
+            pgUrl: pgProxy ? viaProxy(pgUrl, pgProxy) : pgUrl,
+            schema,
+            heartbeat: opts.heartbeat ?? '500ms',
+            ackWait: opts.ackWait ?? '3s',
+            publishTimeout: opts.publishTimeout ?? '1s',
+            connectTimeout: opts.connectTimeout ?? '2s',
+            agentConcurrency: opts.agentConcurrency ?? 16,
+            logLevel,
+            extra: opts.extraToml ?? '',
+          }),
+        );
+      writeConfig();
+      writers.set(s, writeConfig);
       states.push(s);
     }
-    await Promise.all(states.map((s) => startNode(s)));
+    await Promise.all(states.map((s) => firstStart(s, writers.get(s)!)));
   } catch (e) {
     await close().catch(() => undefined);
     throw e;
