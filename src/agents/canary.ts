@@ -59,6 +59,22 @@ function parseStages(s: string, ctx: { addIssue(i: { code: 'custom'; message: st
   return out;
 }
 
+/**
+ * Where a conversation falls in a canary, 0 to 99: it gets the candidate while the stage's share
+ * is above that. The same on every node of a cluster (FNV-1a of the rollout and the conversation),
+ * so a conversation whose messages run on several nodes gets one version on all of them, and,
+ * shares only rising, a conversation on the candidate stays on it through the later stages.
+ */
+export function canaryBucket(rolloutId: number, conversation: string): number {
+  let h = 0x811c9dc5;
+  const s = `${rolloutId}:${conversation}`;
+  for (let i = 0; i < s.length; i++) {
+    h ^= s.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return (h >>> 0) % 100;
+}
+
 /** What one version did in a window: executions, failures and their latencies (ms). */
 export class VersionWindow {
   n = 0;

@@ -92,18 +92,45 @@ export interface RolloutMark {
   url: string | null;
   /** Another node changed the agent while this one was down: the rollout ended there, to be closed when the node is back. */
   superseded_by: string | null;
+  /**
+   * A canary's share of new conversations now (its stage's percentage), which every node applies;
+   * null for blue-green and shadow, and while a canary's checks run.
+   */
+  share: number | null;
 }
 
 /**
  * Another node's running rollout as every node follows it (src/cluster/rollout-sync.ts): its
- * candidate answers as NAME@VERSION on this node too.
+ * candidate answers as NAME@VERSION on this node too, and a canary's share of new conversations
+ * goes to it here as there (while its node is up: `down` false).
  */
-export type RolloutHeld = Pick<RolloutMark, 'agent' | 'node' | 'rollout_id' | 'strategy' | 'candidate_version'>;
+export type RolloutHeld = Pick<RolloutMark, 'agent' | 'node' | 'rollout_id' | 'strategy' | 'candidate_version' | 'share' | 'down'>;
+
+/**
+ * One execution of a version of another node's canary, on this node: sent to that node, whose
+ * judge counts it with its own (src/cluster/rollout-sync.ts). `share` is the stage's share it ran
+ * under (the judge drops figures of a stage it has left).
+ */
+export interface CanaryFigure {
+  /** The node that runs the canary, and its agent and rollout. */
+  node: string;
+  agent: string;
+  rollout_id: number;
+  share: number;
+  version: number;
+  ok: boolean;
+  ms: number;
+}
 
 /** What the service needs of the marks (a cluster node; a single node has none). */
 export interface RolloutMarksPort {
-  /** Records that `r` runs on this node; the mark that holds the agent instead, when another node's (or this node's, superseded) does. */
-  claim(r: Rollout): Promise<RolloutMark | undefined>;
+  /**
+   * Records that `r` runs on this node, with its canary share (`RolloutMark.share`); the mark that
+   * holds the agent instead, when another node's (or this node's, superseded) does.
+   */
+  claim(r: Rollout, share?: number | null): Promise<RolloutMark | undefined>;
+  /** `r`'s canary share changed (its checks passed, its stage advanced). */
+  reshare(r: Rollout, share: number | null): Promise<void>;
   /** `r` ended on this node. */
   release(r: Rollout): Promise<void>;
   /**

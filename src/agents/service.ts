@@ -6,9 +6,9 @@ import { AgentParser, type ParseStats } from './parse-pool.js';
 import type { AgentRegistry, DeployedAgent } from './registry.js';
 import type { AgentStore, StoredAgent } from './store.js';
 import { relayedFrom } from '../shared/relayed.js';
-import { canaryPlanSchema, type CanaryPlan, type CanaryPlanInput } from './canary.js';
+import { canaryBucket, canaryPlanSchema, type CanaryPlan, type CanaryPlanInput } from './canary.js';
 import { CanaryRunner, type CanaryStatus } from './canary-runner.js';
-import type { Rollout, RolloutHeld, RolloutMark, RolloutMarksPort, RolloutStore, RolloutStrategy } from './rollouts.js';
+import type { CanaryFigure, Rollout, RolloutHeld, RolloutMark, RolloutMarksPort, RolloutStore, RolloutStrategy } from './rollouts.js';
 import { definitionHash, type AgentVersion, type AgentVersionDetail, type AgentVersionsPort, type AgentVersionStore } from './versions.js';
 
 export interface DeployInput {
@@ -200,6 +200,8 @@ export class AgentService {
   readonly #written = new Map<string, number>();
   /** The rollouts other nodes run (a cluster node, kept by `followRollouts`), by agent key: their candidates answer here as NAME@VERSION. */
   #heldElsewhere = new Map<string, RolloutHeld>();
+  /** Where this node's executions of another node's canary go (a cluster node: RolloutSync sends them to its judge). */
+  #figuresOut: ((f: CanaryFigure) => void) | undefined;
   /** Rollouts whose promotion or rollback is being written (the canary runner does not start another). */
   readonly #ending = new Set<number>();
   /** Resolves once a cluster node's view of the shared history is filled (loadPersisted starts it). */
@@ -236,6 +238,8 @@ export class AgentService {
           advance: (r, stage) => {
             const next = rollouts.advance(r, stage);
             this.#options.onRollout?.('rollout.stage_advanced', next);
+            // The other nodes of a cluster apply the stage's share too.
+            void this.#reshare(next);
             return next;
           },
           promote: (r) => this.#ended(r, () => this.promote(r.agent, 'canary')),
@@ -336,11 +340,11 @@ export class AgentService {
    * back, and the caller gets the error (503 naming PostgreSQL, or 409 naming the node). Its
    * candidate stays in the history, as any rolled-back candidate does.
    */
-  async #claim(r: Rollout, by: string | undefined): Promise<void> {
+  async #claim(r: Rollout, by: string | undefined, share: number | null): Promise<void> {
     const rollouts = this.rollouts!;
     let holder: RolloutMark | undefined;
     try {
-      holder = await this.#marks?.claim(r);
+      holder = await this.#marks?.claim(r, share);
     } catch (e) {
       this.#options.onRollout?.('rollout.rolled_back', rollouts.end(r, 'rolled_back', by, "the cluster's PostgreSQL could not record which node runs the rollout"));
       throw e;
@@ -349,6 +353,27 @@ export class AgentService {
       this.#options.onRollout?.('rollout.rolled_back', rollouts.end(r, 'rolled_back', by, `node ${holder.node} started a rollout of this agent at the same time`));
       throw rolloutElsewhere(holder);
     }
+  }
+
+  /** A canary's share of new conversations now: its stage's, none while its checks run (or for other strategies). */
+  #shareOf(r: Rollout): number | null {
+    return r.strategy === 'canary' && r.plan && !this.#checking.has(r.id) ? (r.plan.stages[r.stage] ?? null) : null;
+  }
+
+  /** Tells the cluster `r`'s share now (reported, not thrown, when it cannot: the other nodes keep the share they had). */
+  async #reshare(r: Rollout): Promise<void> {
+    if (!this.#marks || !this.#isShared(r.agent)) return;
+    try {
+      await this.#marks.reshare(r, this.#shareOf(r));
+    } catch (e) {
+      this.#options.onVersionsError?.(e);
+    }
+  }
+
+  /** Another node's canary of `name` whose share applies here (its node is up), if any. */
+  #splitElsewhere(name: string): RolloutHeld | undefined {
+    const h = this.#heldElsewhere.get(agentKey(name));
+    return h?.strategy === 'canary' && h.share !== null && !h.down ? h : undefined;
   }
 
   /** The cluster's mark of a rollout that ended here goes (reported, not thrown, when it cannot: this node's next start clears it). */
@@ -372,7 +397,7 @@ export class AgentService {
     for (const r of rollouts.runningAll()) {
       if (!this.#isShared(r.agent)) continue;
       try {
-        const holder = await this.#marks.claim(r);
+        const holder = await this.#marks.claim(r, this.#shareOf(r));
         if (!holder) continue;
         const why = holder.superseded_by !== null ? `node ${holder.superseded_by} changed the agent while this node was down` : `node ${holder.node} runs a rollout of this agent`;
         this.#options.onRollout?.('rollout.rolled_back', rollouts.end(r, 'rolled_back', undefined, why));
@@ -398,7 +423,9 @@ export class AgentService {
       const key = agentKey(m.agent);
       const before = this.#heldElsewhere.get(key);
       if (before?.rollout_id === m.rollout_id && before.node === m.node && before.candidate_version === m.candidate_version) {
-        next.set(key, before);
+        // Its candidate is read already; its share (a stage moved, checks passed) or its node's state may be new.
+        next.set(key, m);
+        if (before.share !== m.share || before.down !== m.down) followed++;
         continue;
       }
       try {
@@ -540,7 +567,12 @@ export class AgentService {
     } finally {
       this.#checking.delete(rollout.id);
     }
-    if (failure === undefined) return out;
+    if (failure === undefined) {
+      // Its share of new conversations starts now on the other nodes of a cluster too.
+      const now = this.rollouts?.running(rollout.agent);
+      if (now?.id === rollout.id) await this.#reshare(now);
+      return out;
+    }
     const existing = this.registry.get(rollout.agent);
     const still = this.rollouts?.running(rollout.agent);
     const port = this.#portFor(rollout.agent);
@@ -626,7 +658,9 @@ export class AgentService {
       this.#remember(version, def, result.format, source);
       if (!rollout) throw new Error('the rollout was not started');
       this.#options.onRollout?.('rollout.started', rollout);
-      await this.#claim(rollout, input.deployed_by);
+      // A canary whose [[rollout.checks]] are about to run (deployAsync) gets no traffic anywhere until they pass.
+      const checksFirst = plan !== undefined && (def.rollout?.checks?.length ?? 0) > 0 && this.#runChecks !== undefined;
+      await this.#claim(rollout, input.deployed_by, checksFirst ? null : this.#shareOf(rollout));
       return { agent: existing, warnings: result.warnings, created: false, version, rollout };
     }
     const agent = this.#apiAgent(def, result.format, existing);
@@ -775,16 +809,21 @@ export class AgentService {
   #resolveInConversation(name: string, conversation: string | undefined): DeployedAgent | undefined {
     const live = this.registry.get(name);
     const rollouts = this.rollouts;
-    if (!live || !rollouts || !(this.versions || this.#shared) || live.origin.kind !== 'api' || !rollouts.hasHistory(live.definition.name)) return live;
+    if (!live || !rollouts || !(this.versions || this.#shared) || live.origin.kind !== 'api') return live;
     const agentName = live.definition.name;
+    const running = rollouts.running(agentName);
+    // Another node's canary (a cluster node): its share of new conversations is drawn here too.
+    const held = running ? undefined : this.#splitElsewhere(agentName);
+    if (!held && !rollouts.hasHistory(agentName)) return live;
     const current = this.currentVersion(agentName);
     if (current === undefined) return live;
-    const running = rollouts.running(agentName);
-    const canary = running?.strategy === 'canary' && running.plan && !this.#checking.has(running.id) ? running : undefined;
+    const ownShare = running ? this.#shareOf(running) : null;
+    const canary =
+      running && ownShare !== null ? { id: running.id, candidate: running.candidate_version, share: ownShare } : held && { id: held.rollout_id, candidate: held.candidate_version, share: held.share! };
     // Shadow: every live request stays on the stable version; the server copies it to the candidate.
     if (running?.strategy === 'shadow' && current === running.stable_version) this.#versionOf.set(live.definition, current);
-    // A canary's share of new conversations; one without a conversation is drawn on its own.
-    const choose = canary ? () => (Math.random() * 100 < canary.plan!.stages[canary.stage]! ? canary.candidate_version : current) : current;
+    // A canary's share of new conversations, each placed by its id as on every node (canaryBucket); one without a conversation is drawn on its own.
+    const choose = canary ? () => ((conversation !== undefined ? canaryBucket(canary.id, conversation) : Math.random() * 100) < canary.share ? canary.candidate : current) : current;
     const chosen = conversation !== undefined ? rollouts.pin(conversation, agentName, choose) : typeof choose === 'number' ? choose : choose();
     if (chosen === current) {
       if (canary) this.#versionOf.set(live.definition, current);
@@ -804,7 +843,22 @@ export class AgentService {
     const version = this.#versionOf.get(definition);
     if (version === undefined || !this.#canaries) return;
     const running = this.rollouts?.running(definition.name);
-    if (running) this.#canaries.observe(running, version, ok, durationMs);
+    if (running) return this.#canaries.observe(running, version, ok, durationMs);
+    // Another node's canary: its judge counts this execution (RolloutSync carries it there).
+    const held = this.#splitElsewhere(definition.name);
+    if (held && this.#figuresOut) this.#figuresOut({ node: held.node, agent: held.agent, rollout_id: held.rollout_id, share: held.share!, version, ok, ms: durationMs });
+  }
+
+  /** Where this node's executions of other nodes' canaries go (RolloutSync; undefined: nowhere). */
+  sendFigures(to: ((f: CanaryFigure) => void) | undefined): void {
+    this.#figuresOut = to;
+  }
+
+  /** An execution of this node's canary on another node: counted in the stage it ran under (a figure of a stage already left is dropped). */
+  observeElsewhere(f: CanaryFigure): void {
+    const running = this.rollouts?.running(f.agent);
+    if (running?.id !== f.rollout_id || this.#shareOf(running) !== f.share) return;
+    this.#canaries?.observe(running, f.version, f.ok, f.ms);
   }
 
   /**

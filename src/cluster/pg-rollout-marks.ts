@@ -38,6 +38,11 @@ const MIGRATIONS: readonly PgMigration[] = [
       );
     `,
   },
+  {
+    // A canary's share of new conversations, applied by every node (rollout-sync.ts).
+    id: 'cluster-rollout-marks-002-share',
+    sql: (s) => `ALTER TABLE ${s}.rollout_marks ADD COLUMN share integer;`,
+  },
 ];
 
 export interface PgRolloutMarksOptions {
@@ -56,6 +61,7 @@ interface Row {
   candidate_version: number;
   started_at: string;
   superseded_by: string | null;
+  share: number | null;
 }
 
 export class PgRolloutMarks implements RolloutMarksPort {
@@ -86,17 +92,17 @@ export class PgRolloutMarks implements RolloutMarksPort {
     return guardReads(new PgRolloutMarks(opts.pool, quotedSchema(opts.schema), opts.node));
   }
 
-  async claim(r: Rollout): Promise<RolloutMark | undefined> {
+  async claim(r: Rollout, share: number | null = null): Promise<RolloutMark | undefined> {
     const key = agentKey(r.agent);
     const won = await this.#pool.query(
       // This node's own mark (an earlier rollout whose end was not recorded) is replaced; another
       // node's only once superseded (that node was down when the agent changed).
-      `INSERT INTO ${this.#s}.rollout_marks AS m (key, name, node, rollout_id, strategy, candidate_version, started_at)
-       VALUES ($1, $2, $3, $4, $5, $6, $7)
+      `INSERT INTO ${this.#s}.rollout_marks AS m (key, name, node, rollout_id, strategy, candidate_version, started_at, share)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
        ON CONFLICT (key) DO UPDATE SET name = excluded.name, node = excluded.node, rollout_id = excluded.rollout_id, strategy = excluded.strategy,
-         candidate_version = excluded.candidate_version, started_at = excluded.started_at, superseded_by = NULL
+         candidate_version = excluded.candidate_version, started_at = excluded.started_at, superseded_by = NULL, share = excluded.share
        WHERE (m.node = excluded.node AND m.superseded_by IS NULL) OR (m.node <> excluded.node AND m.superseded_by IS NOT NULL)`,
-      [key, r.agent, this.#node, r.id, r.strategy, r.candidate_version, r.started_at],
+      [key, r.agent, this.#node, r.id, r.strategy, r.candidate_version, r.started_at, share],
     );
     if ((won.rowCount ?? 0) > 0) {
       this.onChanged?.(r.agent);
@@ -110,13 +116,32 @@ export class PgRolloutMarks implements RolloutMarksPort {
     if ((gone.rowCount ?? 0) > 0) this.onChanged?.(r.agent);
   }
 
-  /** The rollouts running on the other nodes (superseded ones left out): what RolloutSync follows. */
+  async reshare(r: Rollout, share: number | null): Promise<void> {
+    const changed = await this.#pool.query(`UPDATE ${this.#s}.rollout_marks SET share = $4 WHERE key = $1 AND node = $2 AND rollout_id = $3 AND share IS DISTINCT FROM $4`, [
+      agentKey(r.agent),
+      this.#node,
+      r.id,
+      share,
+    ]);
+    if ((changed.rowCount ?? 0) > 0) this.onChanged?.(r.agent);
+  }
+
+  /** The rollouts running on the other nodes (superseded ones left out), each node's membership asked once: what RolloutSync follows. */
   async others(): Promise<RolloutHeld[]> {
     const r = await this.#pool.query<Omit<Row, 'started_at' | 'superseded_by'>>(
-      `SELECT name, node, rollout_id, strategy, candidate_version FROM ${this.#s}.rollout_marks WHERE node <> $1 AND superseded_by IS NULL ORDER BY key`,
+      `SELECT name, node, rollout_id, strategy, candidate_version, share FROM ${this.#s}.rollout_marks WHERE node <> $1 AND superseded_by IS NULL ORDER BY key`,
       [this.#node],
     );
-    return r.rows.map((m) => ({ agent: m.name, node: m.node, rollout_id: m.rollout_id, strategy: m.strategy as RolloutStrategy, candidate_version: m.candidate_version }));
+    const up = r.rows.length > 0 ? await this.nodesUp?.() : undefined;
+    return r.rows.map((m) => ({
+      agent: m.name,
+      node: m.node,
+      rollout_id: m.rollout_id,
+      strategy: m.strategy as RolloutStrategy,
+      candidate_version: m.candidate_version,
+      share: m.share,
+      down: up !== undefined && !up.has(m.node),
+    }));
   }
 
   async elsewhere(name: string, changing: boolean): Promise<RolloutMark | undefined> {
@@ -130,7 +155,7 @@ export class PgRolloutMarks implements RolloutMarksPort {
   }
 
   async #read(key: string): Promise<RolloutMark | undefined> {
-    const r = (await this.#pool.query<Row>(`SELECT name, node, rollout_id, strategy, candidate_version, started_at, superseded_by FROM ${this.#s}.rollout_marks WHERE key = $1`, [key])).rows[0];
+    const r = (await this.#pool.query<Row>(`SELECT name, node, rollout_id, strategy, candidate_version, started_at, superseded_by, share FROM ${this.#s}.rollout_marks WHERE key = $1`, [key])).rows[0];
     if (!r) return undefined;
     // Membership (a listing of the heartbeat bucket) is asked only about another node's live mark:
     // a deploy of an agent nobody rolls out costs this one read.
@@ -145,6 +170,7 @@ export class PgRolloutMarks implements RolloutMarksPort {
       down: up !== undefined && !up.has(r.node),
       url: up?.get(r.node) ?? null,
       superseded_by: r.superseded_by,
+      share: r.share,
     };
   }
 }

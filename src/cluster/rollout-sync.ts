@@ -4,6 +4,12 @@
  * request or message addressed to it through any node (behind a load balancer), or delivered to
  * any node by the shared work queue, reaches the candidate.
  *
+ * - A canary's share of new conversations applies on every node: its node writes the share into
+ *   its mark when the canary's checks pass and at each stage, and every node places a conversation
+ *   by its id (`canaryBucket`), so one conversation gets one version on every node. The other
+ *   nodes' executions of its two versions are sent to its node (core NATS,
+ *   `caxton.rollouts.<schema>.figures`, batched every 250 ms), whose judge counts them with its
+ *   own. A canary whose node is down (left the membership) splits nothing elsewhere until it is back.
  * - The table of marks (pg-rollout-marks.ts) is what counts; it holds one row per agent with a
  *   rollout, so each comparison reads it whole (`PgRolloutMarks.others`) and hands it to the
  *   service (`AgentService.followRollouts`), which reads each new candidate before it answers.
@@ -12,8 +18,8 @@
  *   notice is caught up by the comparison after each reconnection to NATS and every `reconcileMs`
  *   (NoticeChannel).
  */
-import type { NatsConnection } from '@nats-io/transport-node';
-import type { RolloutHeld } from '../agents/index.js';
+import type { NatsConnection, Subscription } from '@nats-io/transport-node';
+import type { CanaryFigure, RolloutHeld } from '../agents/index.js';
 import { NoticeChannel } from './notice-channel.js';
 
 /** The core NATS subject of a cluster's rollout notices (one per schema: one per cluster). */
@@ -27,8 +33,14 @@ export interface RolloutSyncOptions {
   node: string;
   /** The marks: read whole, and told to call back after this node changes one. */
   marks: { others(): Promise<RolloutHeld[]>; onChanged: ((agent: string) => void) | undefined };
-  /** What follows them (AgentService). */
-  agents: { followRollouts(held: readonly RolloutHeld[]): Promise<{ followed: number; ended: number }> };
+  /** What follows them, and counts and makes the canaries' figures (AgentService). */
+  agents: {
+    followRollouts(held: readonly RolloutHeld[]): Promise<{ followed: number; ended: number }>;
+    sendFigures(to: ((f: CanaryFigure) => void) | undefined): void;
+    observeElsewhere(f: CanaryFigure): void;
+  };
+  /** How long figures wait to go out together (default 250 ms). */
+  figuresMs?: number;
   /** How often the marks are read without a notice (default 15 s). */
   reconcileMs?: number;
   log?: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
@@ -39,9 +51,36 @@ interface RolloutNoticeWire {
   agent: string;
 }
 
+interface FiguresWire {
+  from: string;
+  figures: CanaryFigure[];
+}
+
+/** Figures sent in one message at most (a batch is sent early once it has this many). */
+const FIGURES_PER_MESSAGE = 1000;
+
+const isFigure = (f: unknown): f is CanaryFigure => {
+  const x = f as CanaryFigure | null;
+  return (
+    typeof x === 'object' &&
+    x !== null &&
+    typeof x.node === 'string' &&
+    typeof x.agent === 'string' &&
+    Number.isSafeInteger(x.rollout_id) &&
+    Number.isSafeInteger(x.share) &&
+    Number.isSafeInteger(x.version) &&
+    typeof x.ok === 'boolean' &&
+    typeof x.ms === 'number' &&
+    Number.isFinite(x.ms)
+  );
+};
+
 export class RolloutSync {
   readonly #opts: RolloutSyncOptions;
   #channel!: NoticeChannel;
+  #figuresSub: Subscription | undefined;
+  #figures: CanaryFigure[] = [];
+  #flush: NodeJS.Timeout | undefined;
 
   private constructor(opts: RolloutSyncOptions) {
     this.#opts = opts;
@@ -73,8 +112,15 @@ export class RolloutSync {
       // The other nodes catch up at their next comparison.
       if (!s.#channel.publish(wire)) opts.log?.warn({ agent }, 'could not tell the other nodes about a rollout; they catch up within their reconciliation interval');
     };
+    // Executions of this node's canaries on the other nodes, for its judge.
+    s.#figuresSub = opts.nc.subscribe(s.#figuresSubject, { callback: (err, msg) => (err ? undefined : s.#onFigures(msg.string())) });
+    opts.agents.sendFigures((f) => s.#queue(f));
     await s.reconcile();
     return s;
+  }
+
+  get #figuresSubject(): string {
+    return `${this.#opts.subject}.figures`;
   }
 
   /** Reads the marks and follows them (see NoticeChannel.reconcile: never rejects). */
@@ -84,7 +130,48 @@ export class RolloutSync {
 
   async stop(): Promise<void> {
     this.#opts.marks.onChanged = undefined;
+    this.#opts.agents.sendFigures(undefined);
+    this.#send();
+    try {
+      this.#figuresSub?.unsubscribe();
+    } catch {
+      // the connection is already closed
+    }
     await this.#channel.stop();
+  }
+
+  #queue(f: CanaryFigure): void {
+    this.#figures.push(f);
+    if (this.#figures.length >= FIGURES_PER_MESSAGE) this.#send();
+    else if (!this.#flush) {
+      this.#flush = setTimeout(() => this.#send(), this.#opts.figuresMs ?? 250);
+      this.#flush.unref();
+    }
+  }
+
+  /** Sends the figures queued (at most once: figures lost with NATS down only slow the judge). */
+  #send(): void {
+    clearTimeout(this.#flush);
+    this.#flush = undefined;
+    if (this.#figures.length === 0) return;
+    const wire: FiguresWire = { from: this.#opts.node, figures: this.#figures };
+    this.#figures = [];
+    try {
+      if (!this.#opts.nc.isClosed()) this.#opts.nc.publish(this.#figuresSubject, JSON.stringify(wire));
+    } catch {
+      // NATS closed or reconnecting beyond its buffer: the canary's node judges on the rest.
+    }
+  }
+
+  #onFigures(text: string): void {
+    let w: FiguresWire;
+    try {
+      w = JSON.parse(text) as FiguresWire;
+    } catch {
+      return;
+    }
+    if (w?.from === this.#opts.node || !Array.isArray(w?.figures)) return;
+    for (const f of w.figures.slice(0, FIGURES_PER_MESSAGE)) if (isFigure(f) && f.node === this.#opts.node) this.#opts.agents.observeElsewhere(f);
   }
 
   #onNotice(text: string): void {

@@ -12,7 +12,7 @@ import type { AddressInfo } from 'node:net';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { canaryPlanSchema, checkAnswer, judgeStage, parseAgent, VersionWindow } from '../../src/agents/index.js';
+import { canaryBucket, canaryPlanSchema, checkAnswer, judgeStage, parseAgent, VersionWindow } from '../../src/agents/index.js';
 import { tomlAgent } from '../helpers/http.js';
 import { makeTempDir, removeTempDirs } from '../helpers/tmp.js';
 import { assertBuilt } from '../cli/helpers/cli.js';
@@ -111,6 +111,21 @@ afterAll(async () => {
 });
 
 describe('the canary plan and its judgement (no server)', () => {
+  it('places conversations by id: the same place every time, spread evenly over 0–99, another place in another rollout', () => {
+    const ids = Array.from({ length: 20_000 }, (_, i) => `conv_${i.toString(36)}`);
+    const tenths = new Array<number>(10).fill(0);
+    for (const id of ids) {
+      const b = canaryBucket(7, id);
+      expect(Number.isInteger(b) && b >= 0 && b < 100).toBe(true);
+      tenths[Math.floor(b / 10)]!++;
+    }
+    // 2,000 expected per tenth; a bias of a fifth would show.
+    for (const n of tenths) (expect(n).toBeGreaterThan(1_700), expect(n).toBeLessThan(2_300));
+    expect(ids.map((id) => canaryBucket(7, id))).toEqual(ids.map((id) => canaryBucket(7, id)));
+    const moved = ids.filter((id) => canaryBucket(7, id) !== canaryBucket(8, id)).length;
+    expect(moved).toBeGreaterThan(ids.length * 0.9);
+  });
+
   it('fills defaults and reads stages and durations as written', () => {
     expect(canaryPlanSchema.parse({})).toEqual({ stages: [5, 25, 50, 100], hold_ms: 60_000, min_requests: 20, max_error_rate_increase: 0.05, max_latency_ratio: 2 });
     expect(canaryPlanSchema.parse({ stages: '10, 50%,100', hold: '2m', min_requests: '5' })).toMatchObject({ stages: [10, 50, 100], hold_ms: 120_000, min_requests: 5 });

@@ -362,6 +362,8 @@ describe.skipIf(!run)('a rollout on one node: the other nodes refuse to change i
 describe.skipIf(!run)("a rollout's candidate answers as NAME@VERSION through every node, not only its own", () => {
   const schema = `${base}_candidate`;
   const started = servers();
+  /** Nodes A and B, started by the first test (the tests of this block build on each other). */
+  const nodes: TestServer[] = [];
   // Each node's scripted provider answers with the agent's system prompt: a reply shows which version ran.
   const start = (node: string) => {
     const dir = makeTempDir('caxton-candidate-');
@@ -369,11 +371,21 @@ describe.skipIf(!run)("a rollout's candidate answers as NAME@VERSION through eve
     return started({ dir, toml: `${clusterToml(node, schema)}\n[llm]\ndefault_provider = "demo"\n[llm.providers.demo]\ntype = "scripted"\nscript = "replies.toml"\n` });
   };
   const pilot = (prompt: string) => ({ body: `name = "pilot"\ndescription = "test agent pilot"\ncapabilities = ["testing"]\nsystem_prompt = "${prompt}"\n`, contentType: 'application/toml' });
-  const invoke = (s: TestServer, name: string) =>
+  const invoke = (s: TestServer, name: string, conversation?: string) =>
     http<{ content?: string; error?: { code: string; message: string } }>(s.url, 'POST', `/api/v1/agents/${name}/invoke`, {
-      body: JSON.stringify({ request: 'who?' }),
+      body: JSON.stringify({ request: 'who?', ...(conversation !== undefined && { conversation_id: conversation }) }),
       contentType: 'application/json',
     });
+  interface Figures {
+    requests: number;
+  }
+  interface RolloutView {
+    running: boolean;
+    rollout: { state: string; candidate_version: number } | null;
+    canary: { stage: number; candidate: Figures; stable: Figures } | null;
+    elsewhere: { node: string; share: number | null } | null;
+  }
+  const rolloutOn = async (s: TestServer) => (await http<RolloutView>(s.url, 'GET', '/api/v1/agents/pilot/rollout')).json;
   type Sent = { messages: { performative: string; sender: string; content: string }[] };
   const send = (s: TestServer, receiver: string) =>
     http<Sent>(s.url, 'POST', '/api/v1/messages?wait=10', { body: JSON.stringify({ performative: 'request', receiver, content: 'who?', sender: 'user' }), contentType: 'application/json' });
@@ -382,6 +394,7 @@ describe.skipIf(!run)("a rollout's candidate answers as NAME@VERSION through eve
     schemas.push(schema);
     const a = await start('node-a');
     const b = await start('node-b');
+    nodes.push(a, b);
     expect((await http(a.url, 'POST', '/api/v1/agents', pilot('You are pilot v1.'))).status).toBe(201);
     await waitUntil(async () => (await http(b.url, 'GET', '/api/v1/agents/pilot')).status === 200, { what: 'the agent on B' });
     const rollout = await http(a.url, 'PUT', '/api/v1/agents/pilot?strategy=blue-green', pilot('You are pilot v2.'));
@@ -406,5 +419,53 @@ describe.skipIf(!run)("a rollout's candidate answers as NAME@VERSION through eve
     const onB = await invoke(b, 'pilot@2');
     expect([onA.status, onA.json.error?.message]).toEqual([onB.status, onB.json.error?.message]);
     expect(onB.json.error?.message).toContain('version 2 of agent "pilot" is not live');
+  }, 60_000);
+
+  it("a canary started on A splits B's new conversations at its share, each conversation on one version on both nodes; B's executions count in A's figures", async () => {
+    const [a, b] = nodes;
+    const deploy = await http(a!.url, 'PUT', '/api/v1/agents/pilot?strategy=canary&stages=50,100&hold=1h&min_requests=1000', pilot('You are pilot canary.'));
+    expect(deploy.status, deploy.text).toBe(200);
+    await waitUntil(async () => (await rolloutOn(b!)).elsewhere?.share === 50, { timeoutMs: 10_000, what: "the canary's share on node B" });
+
+    const conversations = Array.from({ length: 40 }, (_, i) => `split-${i}`);
+    const onB = new Map<string, string | undefined>();
+    for (const c of conversations) onB.set(c, (await invoke(b!, 'pilot', c)).json.content);
+    const canaryOnB = [...onB.values()].filter((x) => x === 'You are pilot canary.').length;
+    // Both versions get conversations through B (before: all 40 on the stable version).
+    expect(canaryOnB).toBeGreaterThan(5);
+    expect(canaryOnB).toBeLessThan(35);
+    expect(new Set(onB.values())).toEqual(new Set(['You are pilot canary.', 'You are pilot v1.']));
+    // The same conversations through A, where the canary runs: each gets the version it got on B.
+    for (const c of conversations) expect([c, (await invoke(a!, 'pilot', c)).json.content]).toEqual([c, onB.get(c)]);
+    // A's judge counts B's executions with its own: both nodes' 40 each.
+    await waitUntil(
+      async () => {
+        const c = (await rolloutOn(a!)).canary;
+        return c?.candidate.requests === 2 * canaryOnB && c.stable.requests === 2 * (40 - canaryOnB);
+      },
+      { timeoutMs: 10_000, what: "node B's executions in node A's canary figures" },
+    );
+
+    // Rolled back on A: B sends no new conversation to the candidate any more.
+    expect((await http(a!.url, 'POST', '/api/v1/agents/pilot/rollback')).status).toBe(200);
+    await waitUntil(async () => (await rolloutOn(b!)).elsewhere === null, { timeoutMs: 10_000, what: 'the canary ended on node B' });
+    for (let i = 0; i < 10; i++) expect((await invoke(b!, 'pilot', `after-${i}`)).json.content).toBe('You are pilot v1.');
+  }, 60_000);
+
+  it("B's executions alone take A's canary through its stages to its promotion, which reaches B", async () => {
+    const [a, b] = nodes;
+    const deploy = await http(a!.url, 'PUT', '/api/v1/agents/pilot?strategy=canary&stages=50,100&hold=0s&min_requests=3', pilot('You are pilot promoted.'));
+    expect(deploy.status, deploy.text).toBe(200);
+    await waitUntil(async () => (await rolloutOn(b!)).elsewhere?.share === 50, { timeoutMs: 10_000, what: "the canary's share on node B" });
+    let n = 0;
+    await waitUntil(
+      async () => {
+        // New conversations through B only: A runs none of them.
+        for (let i = 0; i < 4; i++) await invoke(b!, 'pilot', `judged-${n++}`);
+        return (await rolloutOn(a!)).rollout?.state === 'promoted';
+      },
+      { timeoutMs: 20_000, intervalMs: 100, what: 'the canary promoted on node A' },
+    );
+    await waitUntil(async () => (await invoke(b!, 'pilot', `late-${n}`)).json.content === 'You are pilot promoted.', { timeoutMs: 10_000, what: 'the promotion on node B' });
   }, 60_000);
 });

@@ -104,7 +104,7 @@ describe.runIf(run)('rollout marks', () => {
     expect(await a.elsewhere('reader', true)).toMatchObject({ node: 'node-b', rollout_id: rb.id, superseded_by: null });
   });
 
-  it("lists the other nodes' live marks (not its own, not superseded ones) and says when its own are written, deleted or superseded", async () => {
+  it("lists the other nodes' live marks (not its own, not superseded ones) and says when its own are written, reshared, deleted or superseded", async () => {
     const told: string[] = [];
     a.onChanged = (agent) => told.push(`a:${agent}`);
     b.onChanged = (agent) => told.push(`b:${agent}`);
@@ -112,16 +112,23 @@ describe.runIf(run)('rollout marks', () => {
       const ra = rollout('Lister', 4);
       const rb = rollout('other-lister', 7);
       expect(await a.claim(ra)).toBeUndefined();
-      expect(await b.claim(rb)).toBeUndefined();
+      expect(await b.claim(rb, 25)).toBeUndefined();
       const ofB = (await a.others()).filter((m) => /lister$/i.test(m.agent));
-      expect(ofB).toEqual([{ agent: 'other-lister', node: 'node-b', rollout_id: rb.id, strategy: 'canary', candidate_version: 7 }]);
-      expect((await b.others()).filter((m) => /lister$/i.test(m.agent))).toEqual([{ agent: 'Lister', node: 'node-a', rollout_id: ra.id, strategy: 'canary', candidate_version: 4 }]);
+      expect(ofB).toEqual([{ agent: 'other-lister', node: 'node-b', rollout_id: rb.id, strategy: 'canary', candidate_version: 7, share: 25, down: false }]);
+      expect((await b.others()).filter((m) => /lister$/i.test(m.agent))).toEqual([
+        { agent: 'Lister', node: 'node-a', rollout_id: ra.id, strategy: 'canary', candidate_version: 4, share: null, down: false },
+      ]);
+      // A stage moves: the share changes, said once (the same share again says nothing).
+      await a.reshare(ra, 50);
+      await a.reshare(ra, 50);
+      expect((await b.others()).find((m) => m.rollout_id === ra.id)).toMatchObject({ share: 50 });
       // A claim that loses and a release of another rollout change nothing, and say nothing.
       expect(await a.claim(rollout('other-lister'))).toMatchObject({ node: 'node-b' });
       await a.release(rb);
       // Superseded (node-b is down and node-a changes the agent): no longer listed, and said.
       up.delete('node-b');
       try {
+        expect((await a.others()).find((m) => m.rollout_id === rb.id)).toMatchObject({ down: true });
         expect(await a.elsewhere('other-lister', true)).toBeUndefined();
       } finally {
         up.set('node-b', null);
@@ -129,7 +136,7 @@ describe.runIf(run)('rollout marks', () => {
       expect((await a.others()).filter((m) => /lister$/i.test(m.agent))).toEqual([]);
       await a.release(ra);
       expect((await b.others()).filter((m) => /lister$/i.test(m.agent))).toEqual([]);
-      expect(told).toEqual(['a:Lister', 'b:other-lister', 'a:other-lister', 'a:Lister']);
+      expect(told).toEqual(['a:Lister', 'b:other-lister', 'a:Lister', 'a:other-lister', 'a:Lister']);
     } finally {
       a.onChanged = b.onChanged = undefined;
     }

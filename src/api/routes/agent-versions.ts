@@ -255,9 +255,12 @@ export async function agentVersionRoutes(
                 started_at: z.string(),
                 down: z.boolean().describe('the node is not in the cluster now'),
                 url: z.string().nullable().describe('the API URL the node advertises ([cluster] advertise_url)'),
+                share: z.number().int().nullable().describe("a canary's share of new conversations on every node now, in percent (null: blue-green or shadow, or the canary's checks are running)"),
               })
               .nullable()
-              .describe('a cluster node: the rollout another node runs of this agent (its figures are on that node); changes of the agent are refused here until it ends'),
+              .describe(
+                'a cluster node: the rollout another node runs of this agent (its figures and judge are on that node; its candidate answers here as NAME@VERSION); changes of the agent are refused here until it ends',
+              ),
           }),
           ...errors,
         },
@@ -276,7 +279,9 @@ export async function agentVersionRoutes(
         shadow: rollout?.strategy === 'shadow' && opts.shadowReport ? opts.shadowReport(rollout.id) : null,
         elsewhere: await service
           .rolloutElsewhere(name)
-          .then((m) => (m ? { node: m.node, rollout_id: m.rollout_id, strategy: m.strategy, candidate_version: m.candidate_version, started_at: m.started_at, down: m.down, url: m.url } : null)),
+          .then((m) =>
+            m ? { node: m.node, rollout_id: m.rollout_id, strategy: m.strategy, candidate_version: m.candidate_version, started_at: m.started_at, down: m.down, url: m.url, share: m.share } : null,
+          ),
       };
     },
   );

@@ -146,7 +146,7 @@ interface RolloutResponse {
   canary: CanaryStatus | null;
   shadow: ShadowReport | null;
   /** A cluster node: the rollout another node runs of this agent. */
-  elsewhere?: Pick<RolloutMark, 'node' | 'strategy' | 'candidate_version' | 'started_at' | 'down' | 'url'> | null;
+  elsewhere?: Pick<RolloutMark, 'node' | 'strategy' | 'candidate_version' | 'started_at' | 'down' | 'url' | 'share'> | null;
 }
 
 function rolloutText(res: RolloutResponse): string {
@@ -154,7 +154,8 @@ function rolloutText(res: RolloutResponse): string {
   if (there)
     return [
       `${res.agent}: ${there.strategy} rollout of version ${there.candidate_version} running on node ${there.node}${there.down ? ' (not in the cluster now)' : ''}, started ${there.started_at}`,
-      `  live here: version ${res.live_version ?? '(none)'}`,
+      `  live here: version ${res.live_version ?? '(none)'}${there.share != null ? `; ${there.share} % of new conversations get version ${there.candidate_version} on every node${there.down ? ' once its node is back' : ''}` : ''}`,
+      `  candidate: reachable here as ${res.agent}@${there.candidate_version}`,
       `  next:      its figures, promote and rollback are on node ${there.node} (caxton --server ${there.url ?? '<its API URL>'} agent rollout status ${res.agent})`,
     ].join('\n');
   const r = res.rollout;
