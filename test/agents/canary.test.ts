@@ -120,7 +120,7 @@ describe('the canary plan and its judgement (no server)', () => {
       tenths[Math.floor(b / 10)]!++;
     }
     // 2,000 expected per tenth; a bias of a fifth would show.
-    for (const n of tenths) (expect(n).toBeGreaterThan(1_700), expect(n).toBeLessThan(2_300));
+    for (const n of tenths) expect(n > 1_700 && n < 2_300, `${n} in a tenth`).toBe(true);
     expect(ids.map((id) => canaryBucket(7, id))).toEqual(ids.map((id) => canaryBucket(7, id)));
     const moved = ids.filter((id) => canaryBucket(7, id) !== canaryBucket(8, id)).length;
     expect(moved).toBeGreaterThan(ids.length * 0.9);
