@@ -18,7 +18,7 @@
  *   as NAME@VERSION on every node; `onChanged` tells that sync when this node's mark changed.
  */
 import type pg from 'pg';
-import { agentKey, type Rollout, type RolloutHeld, type RolloutMark, type RolloutMarksPort, type RolloutStrategy } from '../agents/index.js';
+import { agentKey, type Rollout, type RolloutMark, type RolloutMarksPort, type RolloutStrategy } from '../agents/index.js';
 import { guardReads } from './pg-errors.js';
 import { migrateSchema, quotedSchema, type PgMigration } from './pg-migrate.js';
 
@@ -126,22 +126,11 @@ export class PgRolloutMarks implements RolloutMarksPort {
     if ((changed.rowCount ?? 0) > 0) this.onChanged?.(r.agent);
   }
 
-  /** The rollouts running on the other nodes (superseded ones left out), each node's membership asked once: what RolloutSync follows. */
-  async others(): Promise<RolloutHeld[]> {
-    const r = await this.#pool.query<Omit<Row, 'started_at' | 'superseded_by'>>(
-      `SELECT name, node, rollout_id, strategy, candidate_version, share FROM ${this.#s}.rollout_marks WHERE node <> $1 AND superseded_by IS NULL ORDER BY key`,
-      [this.#node],
-    );
+  /** The rollouts running on the other nodes (superseded ones left out), the membership asked once: what RolloutSync follows. */
+  async others(): Promise<RolloutMark[]> {
+    const r = await this.#pool.query<Row>(`SELECT ${COLUMNS} FROM ${this.#s}.rollout_marks WHERE node <> $1 AND superseded_by IS NULL ORDER BY key`, [this.#node]);
     const up = r.rows.length > 0 ? await this.nodesUp?.() : undefined;
-    return r.rows.map((m) => ({
-      agent: m.name,
-      node: m.node,
-      rollout_id: m.rollout_id,
-      strategy: m.strategy as RolloutStrategy,
-      candidate_version: m.candidate_version,
-      share: m.share,
-      down: up !== undefined && !up.has(m.node),
-    }));
+    return r.rows.map((m) => markOf(m, up));
   }
 
   async elsewhere(name: string, changing: boolean): Promise<RolloutMark | undefined> {
@@ -155,22 +144,28 @@ export class PgRolloutMarks implements RolloutMarksPort {
   }
 
   async #read(key: string): Promise<RolloutMark | undefined> {
-    const r = (await this.#pool.query<Row>(`SELECT name, node, rollout_id, strategy, candidate_version, started_at, superseded_by, share FROM ${this.#s}.rollout_marks WHERE key = $1`, [key])).rows[0];
+    const r = (await this.#pool.query<Row>(`SELECT ${COLUMNS} FROM ${this.#s}.rollout_marks WHERE key = $1`, [key])).rows[0];
     if (!r) return undefined;
     // Membership (a listing of the heartbeat bucket) is asked only about another node's live mark:
     // a deploy of an agent nobody rolls out costs this one read.
-    const up = r.node !== this.#node && r.superseded_by === null ? await this.nodesUp?.() : undefined;
-    return {
-      agent: r.name,
-      node: r.node,
-      rollout_id: r.rollout_id,
-      strategy: r.strategy as RolloutStrategy,
-      candidate_version: r.candidate_version,
-      started_at: r.started_at,
-      down: up !== undefined && !up.has(r.node),
-      url: up?.get(r.node) ?? null,
-      superseded_by: r.superseded_by,
-      share: r.share,
-    };
+    return markOf(r, r.node !== this.#node && r.superseded_by === null ? await this.nodesUp?.() : undefined);
   }
+}
+
+const COLUMNS = 'name, node, rollout_id, strategy, candidate_version, started_at, superseded_by, share';
+
+/** A row as the service sees it; `up`: the nodes in the cluster now, when asked (else the node counts as up). */
+function markOf(r: Row, up: ReadonlyMap<string, string | null> | undefined): RolloutMark {
+  return {
+    agent: r.name,
+    node: r.node,
+    rollout_id: r.rollout_id,
+    strategy: r.strategy as RolloutStrategy,
+    candidate_version: r.candidate_version,
+    started_at: r.started_at,
+    down: up !== undefined && !up.has(r.node),
+    url: up?.get(r.node) ?? null,
+    superseded_by: r.superseded_by,
+    share: r.share,
+  };
 }
