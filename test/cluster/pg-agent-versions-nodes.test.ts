@@ -426,6 +426,11 @@ describe.skipIf(!run)("a rollout's candidate answers as NAME@VERSION through eve
     const deploy = await http(a!.url, 'PUT', '/api/v1/agents/pilot?strategy=canary&stages=50,100&hold=1h&min_requests=1000', pilot('You are pilot canary.'));
     expect(deploy.status, deploy.text).toBe(200);
     await waitUntil(async () => (await rolloutOn(b!)).elsewhere?.share === 50, { timeoutMs: 10_000, what: "the canary's share on node B" });
+    // The real CLI through B says so.
+    assertBuilt();
+    const status = await runCli(['--server', b!.url, 'agent', 'rollout', 'status', 'pilot'], { cwd: b!.dir });
+    expectExit(status, 0);
+    expect(status.stdout).toMatch(/live here: version \d+; 50 % of new conversations get version \d+ on every node\n {2}candidate: reachable here as pilot@\d+/);
 
     const conversations = Array.from({ length: 40 }, (_, i) => `split-${i}`);
     const onB = new Map<string, string | undefined>();
