@@ -13,6 +13,8 @@ export {
   type DeployOutcome,
   type FileStatus,
   type RollbackOutcome,
+  type RolloutActionOptions,
+  type RolloutForwarder,
   type RolloutOutcome,
   type SharedAgentsPort,
 } from './service.js';

@@ -47,6 +47,20 @@ export interface RolloutOutcome {
   version: AgentVersion;
 }
 
+/**
+ * A cluster node: where a promotion or rollback of a rollout another node runs is sent
+ * (src/cluster/rollout-sync.ts): that node carries it out and its outcome is the answer here.
+ */
+export interface RolloutForwarder {
+  promote(node: string, name: string, by: string | undefined): Promise<RolloutOutcome>;
+  rollback(node: string, name: string, to: number | undefined, by: string | undefined): Promise<RollbackOutcome>;
+}
+
+/** `forwarded`: asked by another node for this node's rollout (never sent on again). */
+export interface RolloutActionOptions {
+  forwarded?: boolean;
+}
+
 export interface RollbackOutcome {
   agent: DeployedAgent;
   /** The new version, a copy of `restored`. */
@@ -137,7 +151,7 @@ const SHARED_DETAILS = 64;
 function rolloutElsewhere(m: RolloutMark): CaxtonError {
   const where = m.down
     ? `on node ${m.node}, which is not in the cluster now; start that node again and end the rollout there, or change the agent through any node, which ends it`
-    : `on node ${m.node}; end it through that node first (caxton --server ${m.url ?? `<${m.node}'s API URL>`} agent promote ${m.agent}, or agent rollback ${m.agent})`;
+    : `on node ${m.node}; end it first (caxton agent promote ${m.agent}, or agent rollback ${m.agent}, through any node: node ${m.node} carries it out)`;
   return new CaxtonError('rollout_in_progress', `agent "${m.agent}" has a ${m.strategy} rollout of version ${m.candidate_version} running ${where}`, {
     name: m.agent,
     node: m.node,
@@ -202,6 +216,8 @@ export class AgentService {
   #heldElsewhere = new Map<string, RolloutHeld>();
   /** Where this node's executions of another node's canary go (a cluster node: RolloutSync sends them to its judge). */
   #figuresOut: ((f: CanaryFigure) => void) | undefined;
+  /** Where promotions and rollbacks of other nodes' rollouts go (a cluster node: RolloutSync). */
+  #forwarder: RolloutForwarder | undefined;
   /** Rollouts whose promotion or rollback is being written (the canary runner does not start another). */
   readonly #ending = new Set<number>();
   /** Resolves once a cluster node's view of the shared history is filled (loadPersisted starts it). */
@@ -444,6 +460,11 @@ export class AgentService {
     this.#heldElsewhere = next;
     if (failed !== undefined) throw failed;
     return { followed, ended: ended.length };
+  }
+
+  /** Sends promotions and rollbacks of other nodes' rollouts to those nodes (RolloutSync; undefined: they are refused, naming the node). */
+  forwardRolloutsTo(f: RolloutForwarder | undefined): void {
+    this.#forwarder = f;
   }
 
   /** Another node's running rollout of `name` (a cluster node), for GET /agents/NAME/rollout. */
@@ -899,8 +920,13 @@ export class AgentService {
   }
 
   /** Makes a running rollout's candidate the live version (a new version, `how: promotion`). */
-  async promote(name: string, by?: string): Promise<RolloutOutcome> {
-    if (!this.rollouts?.running(name)) await this.#refuseElsewhere(name, false);
+  async promote(name: string, by?: string, opts: RolloutActionOptions = {}): Promise<RolloutOutcome> {
+    if (!this.rollouts?.running(name)) {
+      // Another node's rollout (a cluster node): that node promotes it, when it is in the cluster.
+      const there = await this.#marks?.elsewhere(name, false);
+      if (there && this.#forwarder && !there.down && !opts.forwarded) return this.#forwarder.promote(there.node, name, by);
+      if (there) throw rolloutElsewhere(there);
+    }
     const { existing, rollout, versions, rollouts } = this.#runningRollout(name);
     const candidate = await this.#detail(versions, rollout.agent, rollout.candidate_version);
     if (!candidate) throw new CaxtonError('version_not_found', `version ${rollout.candidate_version} of agent "${rollout.agent}" is no longer kept; roll the rollout back`, { name: rollout.agent });
@@ -966,7 +992,7 @@ export class AgentService {
    * version whose content differs from the current one. API agents only: a file agent's file is its
    * source of truth.
    */
-  async rollback(name: string, to?: number, deployedBy?: string): Promise<RollbackOutcome> {
+  async rollback(name: string, to?: number, deployedBy?: string, opts: RolloutActionOptions = {}): Promise<RollbackOutcome> {
     const existing = this.registry.get(name);
     if (!existing) throw new CaxtonError('agent_not_found', `no agent named "${name}" is deployed`, { name });
     const agentName = existing.definition.name;
@@ -989,7 +1015,10 @@ export class AgentService {
         );
       return this.#abort(existing, running, versions, this.rollouts!, deployedBy, `rolled back${deployedBy ? ` by ${deployedBy}` : ''}`);
     }
-    await this.#refuseElsewhere(agentName);
+    // Another node's rollout (a cluster node; one whose node left is superseded): that node ends it.
+    const there = await this.#marks?.elsewhere(agentName, true);
+    if (there && this.#forwarder && !opts.forwarded) return this.#forwarder.rollback(there.node, agentName, to, deployedBy);
+    if (there) throw rolloutElsewhere(there);
     const current = versions === this.#shared ? await this.#liveVersion(existing, versions) : await versions.latest(agentName);
     let target = to !== undefined ? await versions.get(agentName, to) : undefined;
     if (to !== undefined && !target) {

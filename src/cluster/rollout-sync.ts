@@ -10,6 +10,11 @@
  *   nodes' executions of its two versions are sent to its node (core NATS,
  *   `caxton.rollouts.<schema>.figures`, batched every 250 ms), whose judge counts them with its
  *   own. A canary whose node is down (left the membership) splits nothing elsewhere until it is back.
+ * - A promotion or rollback asked through any node reaches the rollout's node: the node asked sends
+ *   it (NATS request, `caxton.rollouts.<schema>.do.<node>`) and answers with that node's outcome
+ *   or error, so a rollout is ended through the load balancer as through its node. The node that
+ *   carries it out records the caller the first node authenticated (the cluster's NATS is trusted,
+ *   as for deliveries).
  * - The table of marks (pg-rollout-marks.ts) is what counts; it holds one row per agent with a
  *   rollout, so each comparison reads it whole (`PgRolloutMarks.others`) and hands it to the
  *   service (`AgentService.followRollouts`), which reads each new candidate before it answers.
@@ -19,7 +24,9 @@
  *   (NoticeChannel).
  */
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
-import type { CanaryFigure, RolloutHeld } from '../agents/index.js';
+import { z } from 'zod';
+import type { CanaryFigure, RollbackOutcome, RolloutActionOptions, RolloutForwarder, RolloutHeld, RolloutOutcome } from '../agents/index.js';
+import { CaxtonError, describeError, ERROR_CODES, type ErrorCode } from '../shared/errors.js';
 import { NoticeChannel } from './notice-channel.js';
 
 /** The core NATS subject of a cluster's rollout notices (one per schema: one per cluster). */
@@ -38,7 +45,12 @@ export interface RolloutSyncOptions {
     followRollouts(held: readonly RolloutHeld[]): Promise<{ followed: number; ended: number }>;
     sendFigures(to: ((f: CanaryFigure) => void) | undefined): void;
     observeElsewhere(f: CanaryFigure): void;
+    forwardRolloutsTo(f: RolloutForwarder | undefined): void;
+    promote(name: string, by: string | undefined, opts: RolloutActionOptions): Promise<RolloutOutcome>;
+    rollback(name: string, to: number | undefined, by: string | undefined, opts: RolloutActionOptions): Promise<RollbackOutcome>;
   };
+  /** How long a promotion or rollback sent to another node may take before it answers 503 (default 15 s). */
+  forwardTimeoutMs?: number;
   /** How long figures wait to go out together (default 250 ms). */
   figuresMs?: number;
   /** How often the marks are read without a notice (default 15 s). */
@@ -55,6 +67,18 @@ interface FiguresWire {
   from: string;
   figures: CanaryFigure[];
 }
+
+/** A promotion or rollback sent to the rollout's node. */
+const actionSchema = z.strictObject({
+  action: z.enum(['promote', 'rollback']),
+  agent: z.string().min(1).max(256),
+  by: z.string().max(512).optional(),
+  to: z.number().int().positive().optional(),
+});
+type ActionWire = z.infer<typeof actionSchema>;
+
+/** Its answer: the outcome, or the error as the API would have answered it there. */
+type ActionReply = { ok: true; outcome: unknown } | { ok: false; error: { code: string; message: string; details?: unknown } };
 
 /** Figures sent in one message at most (a batch is sent early once it has this many). */
 const FIGURES_PER_MESSAGE = 1000;
@@ -79,6 +103,7 @@ export class RolloutSync {
   readonly #opts: RolloutSyncOptions;
   #channel!: NoticeChannel;
   #figuresSub: Subscription | undefined;
+  #actionsSub: Subscription | undefined;
   #figures: CanaryFigure[] = [];
   #flush: NodeJS.Timeout | undefined;
 
@@ -115,8 +140,64 @@ export class RolloutSync {
     // Executions of this node's canaries on the other nodes, for its judge.
     s.#figuresSub = opts.nc.subscribe(s.#figuresSubject, { callback: (err, msg) => (err ? undefined : s.#onFigures(msg.string())) });
     opts.agents.sendFigures((f) => s.#queue(f));
+    // Promotions and rollbacks of this node's rollouts, asked through the other nodes.
+    s.#actionsSub = opts.nc.subscribe(s.#actionsSubject(opts.node), { callback: (err, msg) => (err ? undefined : s.#channel.track(s.#carryOut(msg.string(), (r) => msg.respond(r)))) });
+    opts.agents.forwardRolloutsTo({
+      promote: (node, name, by) => s.#send<RolloutOutcome>(node, { action: 'promote', agent: name, ...(by !== undefined && { by }) }),
+      rollback: (node, name, to, by) => s.#send<RollbackOutcome>(node, { action: 'rollback', agent: name, ...(to !== undefined && { to }), ...(by !== undefined && { by }) }),
+    });
     await s.reconcile();
     return s;
+  }
+
+  #actionsSubject(node: string): string {
+    return `${this.#opts.subject}.do.${node}`;
+  }
+
+  /** Sends a promotion or rollback to `node` and answers with its outcome, or rethrows its error. */
+  async #send<T>(node: string, action: ActionWire): Promise<T> {
+    let text: string;
+    try {
+      text = (await this.#opts.nc.request(this.#actionsSubject(node), JSON.stringify(action), { timeout: this.#opts.forwardTimeoutMs ?? 15_000 })).string();
+    } catch (e) {
+      throw new CaxtonError(
+        'not_ready',
+        `node ${node} runs the rollout of "${action.agent}" but did not answer the ${action.action === 'promote' ? 'promotion' : 'rollback'} (${describeError(e)}); try again, or through that node`,
+        { dependency: 'nats', node },
+      );
+    }
+    let reply: ActionReply;
+    try {
+      reply = JSON.parse(text) as ActionReply;
+    } catch {
+      throw new CaxtonError('internal', `node ${node} answered the rollout action with something that is not JSON`);
+    }
+    if (reply.ok) return reply.outcome as T;
+    const code = Object.hasOwn(ERROR_CODES, reply.error.code) ? (reply.error.code as ErrorCode) : 'internal';
+    throw new CaxtonError(code, reply.error.message, reply.error.details);
+  }
+
+  /** Carries out a promotion or rollback another node sent; `respond` gets the outcome or the error. */
+  async #carryOut(text: string, respond: (reply: string) => unknown): Promise<void> {
+    let reply: ActionReply;
+    try {
+      const parsed = actionSchema.safeParse(JSON.parse(text));
+      if (!parsed.success) throw new CaxtonError('invalid_request', `a rollout action from another node is not one: ${parsed.error.issues[0]?.message ?? 'bad shape'}`);
+      const a = parsed.data;
+      const outcome = a.action === 'promote' ? await this.#opts.agents.promote(a.agent, a.by, { forwarded: true }) : await this.#opts.agents.rollback(a.agent, a.to, a.by, { forwarded: true });
+      reply = { ok: true, outcome };
+    } catch (e) {
+      if (e instanceof CaxtonError) reply = { ok: false, error: { code: e.code, message: e.message, details: e.details } };
+      else {
+        this.#opts.log?.warn({ err: describeError(e) }, 'a rollout action sent by another node failed');
+        reply = { ok: false, error: { code: 'internal', message: `node ${this.#opts.node} could not carry out the rollout action; see its log` } };
+      }
+    }
+    try {
+      respond(JSON.stringify(reply));
+    } catch {
+      // The asking node gave up (its timeout) or NATS is closed: it answered 503 already.
+    }
   }
 
   get #figuresSubject(): string {
@@ -131,9 +212,11 @@ export class RolloutSync {
   async stop(): Promise<void> {
     this.#opts.marks.onChanged = undefined;
     this.#opts.agents.sendFigures(undefined);
-    this.#send();
+    this.#opts.agents.forwardRolloutsTo(undefined);
+    this.#sendFigures();
     try {
       this.#figuresSub?.unsubscribe();
+      this.#actionsSub?.unsubscribe();
     } catch {
       // the connection is already closed
     }
@@ -142,15 +225,15 @@ export class RolloutSync {
 
   #queue(f: CanaryFigure): void {
     this.#figures.push(f);
-    if (this.#figures.length >= FIGURES_PER_MESSAGE) this.#send();
+    if (this.#figures.length >= FIGURES_PER_MESSAGE) this.#sendFigures();
     else if (!this.#flush) {
-      this.#flush = setTimeout(() => this.#send(), this.#opts.figuresMs ?? 250);
+      this.#flush = setTimeout(() => this.#sendFigures(), this.#opts.figuresMs ?? 250);
       this.#flush.unref();
     }
   }
 
   /** Sends the figures queued (at most once: figures lost with NATS down only slow the judge). */
-  #send(): void {
+  #sendFigures(): void {
     clearTimeout(this.#flush);
     this.#flush = undefined;
     if (this.#figures.length === 0) return;

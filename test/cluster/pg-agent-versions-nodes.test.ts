@@ -293,7 +293,7 @@ describe.skipIf(!run)('a rollout on one node: the other nodes refuse to change i
     elsewhere: { node: string; strategy: string; candidate_version: number; down: boolean } | null;
   }
 
-  it('refused on node B while node A runs it, allowed once it ends; a node that left holds nothing, and closes its rollout when it is back', async () => {
+  it('changes refused on node B while node A runs it, its promotion through B carried out on A, changes allowed once it ends; a node that left holds nothing, and closes its rollout when it is back', async () => {
     assertBuilt();
     schemas.push(schema);
     const a = await start('node-a');
@@ -303,12 +303,10 @@ describe.skipIf(!run)('a rollout on one node: the other nodes refuse to change i
 
     const started = await http(a.url, 'PUT', '/api/v1/agents/pilot?strategy=blue-green', toml('version = "2.0.0"\n'));
     expect(started.status, started.text).toBe(200);
-    // B: an update, a rollback, a removal and a promotion are refused, naming node A; B's status says where it runs.
+    // B: an update and a removal are refused, naming node A; B's status says where it runs.
     for (const [method, path, opts] of [
       ['PUT', '/api/v1/agents/pilot', toml('version = "3.0.0"\n')],
-      ['POST', '/api/v1/agents/pilot/rollback', {}],
       ['DELETE', '/api/v1/agents/pilot', {}],
-      ['POST', '/api/v1/agents/pilot/promote', {}],
     ] as const) {
       const r = await http<{ error: { code: string; message: string; details: { node: string } } }>(b.url, method, path, opts);
       expect(r.status, `${method} ${path}: ${r.text}`).toBe(409);
@@ -322,15 +320,19 @@ describe.skipIf(!run)('a rollout on one node: the other nodes refuse to change i
     const status = await runCli(['--server', b.url, 'agent', 'rollout', 'status', 'pilot'], { cwd: b.dir });
     expectExit(status, 0);
     expect(status.stdout).toContain('pilot: blue-green rollout of version 2 running on node node-a, started');
-    const promote = await runCli(['--server', b.url, 'agent', 'promote', 'pilot'], { cwd: b.dir });
-    expect(promote.code).not.toBe(0);
-    expect(promote.stderr).toContain('running on node node-a; end it through that node first');
     const onB = (await http<RolloutView>(b.url, 'GET', '/api/v1/agents/pilot/rollout')).json;
     expect(onB).toMatchObject({ running: false, elsewhere: { node: 'node-a', strategy: 'blue-green', candidate_version: 2, down: false } });
     expect((await http<RolloutView>(a.url, 'GET', '/api/v1/agents/pilot/rollout')).json).toMatchObject({ running: true, elsewhere: null });
+    // A rollback to another version than the stable one, through B: node A refuses it, and B answers with A's words.
+    const further = await http<{ error: { code: string; message: string } }>(b.url, 'POST', '/api/v1/agents/pilot/rollback', { body: '{"to": 9}', contentType: 'application/json' });
+    expect([further.status, further.json.error.code]).toEqual([409, 'rollout_in_progress']);
+    expect(further.json.error.message).toContain('a rollback ends it and keeps version 1');
 
-    // Promoted on A: B may change the agent again.
-    expect((await http(a.url, 'POST', '/api/v1/agents/pilot/promote')).status).toBe(200);
+    // Promoted through B (the real CLI): node A carries it out; B may change the agent again.
+    const promote = await runCli(['--server', b.url, 'agent', 'promote', 'pilot'], { cwd: b.dir });
+    expectExit(promote, 0);
+    expect(promote.stdout).toMatch(/^promoted pilot: version 2 is live \(recorded as version 3\)/m);
+    expect((await http<RolloutView>(a.url, 'GET', '/api/v1/agents/pilot/rollout')).json).toMatchObject({ running: false, rollout: { state: 'promoted' } });
     expect((await http<RolloutView>(b.url, 'GET', '/api/v1/agents/pilot/rollout')).json.elsewhere).toBeNull();
     const updated = await http(b.url, 'PUT', '/api/v1/agents/pilot', toml('version = "3.0.0"\n'));
     expect(updated.status, updated.text).toBe(200);
@@ -451,8 +453,11 @@ describe.skipIf(!run)("a rollout's candidate answers as NAME@VERSION through eve
       { timeoutMs: 10_000, what: "node B's executions in node A's canary figures" },
     );
 
-    // Rolled back on A: B sends no new conversation to the candidate any more.
-    expect((await http(a!.url, 'POST', '/api/v1/agents/pilot/rollback')).status).toBe(200);
+    // Rolled back through B: node A ends its canary, and B sends no new conversation to the candidate any more.
+    const rolledBack = await http<{ rollout: { state: string; ended_by: string } }>(b!.url, 'POST', '/api/v1/agents/pilot/rollback');
+    expect(rolledBack.status, rolledBack.text).toBe(200);
+    expect(rolledBack.json.rollout.state).toBe('rolled_back');
+    expect((await rolloutOn(a!)).rollout?.state).toBe('rolled_back');
     await waitUntil(async () => (await rolloutOn(b!)).elsewhere === null, { timeoutMs: 10_000, what: 'the canary ended on node B' });
     for (let i = 0; i < 10; i++) expect((await invoke(b!, 'pilot', `after-${i}`)).json.content).toBe('You are pilot v1.');
   }, 60_000);

@@ -156,7 +156,7 @@ function rolloutText(res: RolloutResponse): string {
       `${res.agent}: ${there.strategy} rollout of version ${there.candidate_version} running on node ${there.node}${there.down ? ' (not in the cluster now)' : ''}, started ${there.started_at}`,
       `  live here: version ${res.live_version ?? '(none)'}${there.share != null ? `; ${there.share} % of new conversations get version ${there.candidate_version} on every node${there.down ? ' once its node is back' : ''}` : ''}`,
       `  candidate: reachable here as ${res.agent}@${there.candidate_version}`,
-      `  next:      its figures, promote and rollback are on node ${there.node} (caxton --server ${there.url ?? '<its API URL>'} agent rollout status ${res.agent})`,
+      `  next:      its figures are on node ${there.node} (caxton --server ${there.url ?? '<its API URL>'} agent rollout status ${res.agent}); promote and rollback work through any node`,
     ].join('\n');
   const r = res.rollout;
   if (!r) return `${res.agent}: no rollout yet; live version ${res.live_version ?? '(none)'}`;

@@ -1,0 +1,123 @@
+/**
+ * What RolloutSync carries between nodes besides the marks (src/cluster/rollout-sync.ts), on a
+ * real `nats-server` started by the test: two syncs, each with its own NATS connection, around
+ * recording stand-ins for the agent service (the service itself is exercised through two
+ * `caxton serve` nodes in pg-agent-versions-nodes.test.ts).
+ *
+ * A promotion or rollback sent to a node is carried out there (marked forwarded, so it is never
+ * sent on) and its outcome is the answer; its error comes back with its code, message and details;
+ * an unexpected failure comes back as `internal` without its text; a node that does not listen
+ * answers 503 `not_ready` at once. A canary figure reaches only the node it names.
+ */
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { CanaryFigure, RolloutActionOptions, RolloutForwarder } from '../../src/agents/index.js';
+import { RolloutSync, rolloutsSubject } from '../../src/cluster/index.js';
+import { CaxtonError } from '../../src/shared/errors.js';
+import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';
+import { hasSystem } from '../helpers/system.js';
+import { waitUntil } from '../helpers/wait.js';
+
+const run = hasSystem('nats-server');
+
+interface Stand {
+  sync: RolloutSync;
+  nc: NatsConnection;
+  forwarder: RolloutForwarder | undefined;
+  sendFigure: ((f: CanaryFigure) => void) | undefined;
+  figures: CanaryFigure[];
+  actions: { action: string; name: string; to?: number | undefined; by: string | undefined; opts: RolloutActionOptions }[];
+  /** What the next action does. */
+  next: () => unknown;
+}
+
+let nats: NatsServer;
+const stands: Stand[] = [];
+
+async function stand(node: string): Promise<Stand> {
+  const nc = await connect({ servers: nats.url });
+  const s = { nc, forwarder: undefined, sendFigure: undefined, figures: [], actions: [], next: () => ({ done: node }) } as unknown as Stand;
+  s.sync = await RolloutSync.start({
+    nc,
+    subject: rolloutsSubject('rollout_sync_test'),
+    node,
+    marks: { others: () => Promise.resolve([]), onChanged: undefined },
+    agents: {
+      followRollouts: () => Promise.resolve({ followed: 0, ended: 0 }),
+      sendFigures: (to) => (s.sendFigure = to),
+      observeElsewhere: (f) => s.figures.push(f),
+      forwardRolloutsTo: (f) => (s.forwarder = f),
+      promote: async (name, by, opts) => {
+        s.actions.push({ action: 'promote', name, by, opts });
+        return s.next() as never;
+      },
+      rollback: async (name, to, by, opts) => {
+        s.actions.push({ action: 'rollback', name, to, by, opts });
+        return s.next() as never;
+      },
+    },
+    figuresMs: 20,
+    // Longer than a test may run: a node that does not listen must answer before it (no responders).
+    forwardTimeoutMs: 120_000,
+  });
+  stands.push(s);
+  return s;
+}
+
+beforeAll(async () => {
+  if (run) nats = await startNatsServer();
+});
+
+afterAll(async () => {
+  for (const s of stands) {
+    await s.sync.stop();
+    await s.nc.close();
+  }
+  await nats?.stop();
+});
+
+describe.runIf(run)('RolloutSync between two nodes', () => {
+  it('a promotion or rollback sent to the rollout node is carried out there and answered with its outcome or its error', async () => {
+    const a = await stand('node-a');
+    const b = await stand('node-b');
+    expect(await b.forwarder!.promote('node-a', 'pilot', 'alice')).toEqual({ done: 'node-a' });
+    expect(a.actions).toEqual([{ action: 'promote', name: 'pilot', by: 'alice', opts: { forwarded: true } }]);
+    expect(b.actions).toEqual([]);
+
+    a.next = () => {
+      throw new CaxtonError('rollout_in_progress', 'agent "pilot" has a canary rollout running: run it without --to', { name: 'pilot', rollout: { id: 3 } });
+    };
+    const refused = await b.forwarder!.rollback('node-a', 'pilot', 9, undefined).catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(CaxtonError);
+    expect(refused).toMatchObject({ code: 'rollout_in_progress', message: 'agent "pilot" has a canary rollout running: run it without --to', details: { name: 'pilot', rollout: { id: 3 } } });
+    expect(a.actions[1]).toEqual({ action: 'rollback', name: 'pilot', to: 9, by: undefined, opts: { forwarded: true } });
+
+    // Anything else: `internal`, its text kept in that node's log, not sent.
+    a.next = () => {
+      throw new Error('secret detail of node-a');
+    };
+    const broken = (await b.forwarder!.promote('node-a', 'pilot', undefined).catch((e: unknown) => e)) as CaxtonError;
+    expect([broken.code, broken.message]).toEqual(['internal', 'node node-a could not carry out the rollout action; see its log']);
+  });
+
+  it('a node that does not listen answers 503 not_ready at once (not after the timeout), naming it', async () => {
+    const b = stands[1] ?? (await stand('node-b'));
+    const e = (await b.forwarder!.promote('node-gone', 'pilot', undefined).catch((x: unknown) => x)) as CaxtonError;
+    expect(e).toBeInstanceOf(CaxtonError);
+    expect(e.code).toBe('not_ready');
+    expect(e.message).toContain('node node-gone runs the rollout of "pilot" but did not answer the promotion');
+  });
+
+  it("a canary figure reaches the node it names, and no other's judge", async () => {
+    const [a, b] = stands as [Stand, Stand];
+    const c = await stand('node-c');
+    const figure = (node: string, version: number): CanaryFigure => ({ node, agent: 'pilot', rollout_id: 4, share: 25, version, ok: true, ms: 12 });
+    b.sendFigure!(figure('node-a', 7));
+    b.sendFigure!(figure('node-c', 8));
+    c.sendFigure!(figure('node-a', 9));
+    await waitUntil(() => a.figures.length === 2 && c.figures.length === 1, { timeoutMs: 5_000, what: 'the figures on node-a and node-c' });
+    expect(a.figures.map((f) => f.version).sort()).toEqual([7, 9]);
+    expect(c.figures).toEqual([figure('node-c', 8)]);
+    expect(b.figures).toEqual([]);
+  });
+});
