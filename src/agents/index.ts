@@ -16,6 +16,7 @@ export {
   type RolloutActionOptions,
   type RolloutForwarder,
   type RolloutOutcome,
+  type RolloutStatus,
   type SharedAgentsPort,
 } from './service.js';
 export { RolloutStore, type Rollout, type CanaryFigure, type RolloutHeld, type RolloutMark, type RolloutMarksPort, type RolloutState, type RolloutStrategy } from './rollouts.js';

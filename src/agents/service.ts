@@ -9,6 +9,7 @@ import { relayedFrom } from '../shared/relayed.js';
 import { canaryBucket, canaryPlanSchema, type CanaryPlan, type CanaryPlanInput } from './canary.js';
 import { CanaryRunner, type CanaryStatus } from './canary-runner.js';
 import type { CanaryFigure, Rollout, RolloutHeld, RolloutMark, RolloutMarksPort, RolloutStore, RolloutStrategy } from './rollouts.js';
+import type { ShadowReport } from './shadow-results.js';
 import { definitionHash, type AgentVersion, type AgentVersionDetail, type AgentVersionsPort, type AgentVersionStore } from './versions.js';
 
 export interface DeployInput {
@@ -54,6 +55,15 @@ export interface RolloutOutcome {
 export interface RolloutForwarder {
   promote(node: string, name: string, by: string | undefined): Promise<RolloutOutcome>;
   rollback(node: string, name: string, to: number | undefined, by: string | undefined): Promise<RollbackOutcome>;
+  status(node: string, name: string): Promise<RolloutStatus>;
+}
+
+/** A node's rollout of an agent: running, or its last; a canary's stage and figures, a shadow's report. */
+export interface RolloutStatus {
+  running: boolean;
+  rollout: Rollout | null;
+  canary: CanaryStatus | null;
+  shadow: ShadowReport | null;
 }
 
 /** `forwarded`: asked by another node for this node's rollout (never sent on again). */
@@ -111,6 +121,8 @@ export interface AgentServiceOptions {
    * what failed, or undefined when every check passed.
    */
   runChecks?: (agent: string, version: number, checks: RolloutCheck[]) => Promise<string | undefined>;
+  /** A shadow rollout's comparison report (the shadow runner's store), for `rolloutStatus`. */
+  shadowReport?: (rolloutId: number) => ShadowReport;
   /** Told of rollout events (the server records them in the event store). */
   onRollout?: (event: RolloutEventType, rollout: Rollout) => void;
   /** A canary step that failed (its promotion or rollback could not be stored); it is tried again at the next check. */
@@ -465,6 +477,28 @@ export class AgentService {
   /** Sends promotions and rollbacks of other nodes' rollouts to those nodes (RolloutSync; undefined: they are refused, naming the node). */
   forwardRolloutsTo(f: RolloutForwarder | undefined): void {
     this.#forwarder = f;
+  }
+
+  /** This node's rollout of `name` (running, or its last), for GET /agents/NAME/rollout. */
+  rolloutStatus(name: string): RolloutStatus {
+    const running = this.rollouts?.running(name);
+    const rollout = running ?? this.rollouts?.latest(name) ?? null;
+    return {
+      running: running !== undefined,
+      rollout,
+      canary: (running && this.canaryStatus(running)) ?? null,
+      shadow: rollout?.strategy === 'shadow' && this.#options.shadowReport ? this.#options.shadowReport(rollout.id) : null,
+    };
+  }
+
+  /** Another node's rollout (its mark) as that node reports it: its stage, figures, report; null when that node is down or did not answer. */
+  async rolloutStatusAt(mark: RolloutMark): Promise<RolloutStatus | null> {
+    if (!this.#forwarder || mark.down) return null;
+    try {
+      return await this.#forwarder.status(mark.node, mark.agent);
+    } catch {
+      return null;
+    }
   }
 
   /** Another node's running rollout of `name` (a cluster node), for GET /agents/NAME/rollout. */

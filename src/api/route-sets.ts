@@ -4,7 +4,7 @@
  * registers them all the same way, in the order given (ADR 0034).
  */
 import type { FastifyInstance } from 'fastify';
-import type { AgentService, ShadowReport } from '../agents/index.js';
+import type { AgentService } from '../agents/index.js';
 import type { AuditStore } from '../audit/index.js';
 import type { ApiKeyStore, SsoClient } from '../auth/index.js';
 import type { ServerConfig } from '../config/index.js';
@@ -42,8 +42,8 @@ export interface ApiRoutes {
 export const underApi = (plugins: readonly RoutePlugin[]): ApiRoutes[] => plugins.map((plugin) => ({ plugin }));
 
 /** /health, /ready, status, config; agents and capabilities. */
-export function agentApi(opts: { service: AgentService; config: ServerConfig; lifecycle: Lifecycle; shadowReport?: (rolloutId: number) => ShadowReport }): ApiRoutes[] {
-  return [{ root: true, plugin: (a) => systemRoutes(a, opts) }, { plugin: (a) => agentRoutes(a, { service: opts.service, shadowReport: opts.shadowReport }) }];
+export function agentApi(opts: { service: AgentService; config: ServerConfig; lifecycle: Lifecycle }): ApiRoutes[] {
+  return [{ root: true, plugin: (a) => systemRoutes(a, opts) }, { plugin: (a) => agentRoutes(a, { service: opts.service }) }];
 }
 
 /** API keys (`caxton key ...`), and the console's single sign-on. */

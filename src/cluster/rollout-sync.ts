@@ -25,7 +25,7 @@
  */
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import { z } from 'zod';
-import type { CanaryFigure, RollbackOutcome, RolloutActionOptions, RolloutForwarder, RolloutHeld, RolloutOutcome } from '../agents/index.js';
+import type { CanaryFigure, RollbackOutcome, RolloutActionOptions, RolloutForwarder, RolloutHeld, RolloutOutcome, RolloutStatus } from '../agents/index.js';
 import { CaxtonError, describeError, ERROR_CODES, type ErrorCode } from '../shared/errors.js';
 import { NoticeChannel } from './notice-channel.js';
 
@@ -48,6 +48,7 @@ export interface RolloutSyncOptions {
     forwardRolloutsTo(f: RolloutForwarder | undefined): void;
     promote(name: string, by: string | undefined, opts: RolloutActionOptions): Promise<RolloutOutcome>;
     rollback(name: string, to: number | undefined, by: string | undefined, opts: RolloutActionOptions): Promise<RollbackOutcome>;
+    rolloutStatus(name: string): RolloutStatus;
   };
   /** How long a promotion or rollback sent to another node may take before it answers 503 (default 15 s). */
   forwardTimeoutMs?: number;
@@ -70,7 +71,7 @@ interface FiguresWire {
 
 /** A promotion or rollback sent to the rollout's node. */
 const actionSchema = z.strictObject({
-  action: z.enum(['promote', 'rollback']),
+  action: z.enum(['promote', 'rollback', 'status']),
   agent: z.string().min(1).max(256),
   by: z.string().max(512).optional(),
   to: z.number().int().positive().optional(),
@@ -145,6 +146,7 @@ export class RolloutSync {
     opts.agents.forwardRolloutsTo({
       promote: (node, name, by) => s.#send<RolloutOutcome>(node, { action: 'promote', agent: name, ...(by !== undefined && { by }) }),
       rollback: (node, name, to, by) => s.#send<RollbackOutcome>(node, { action: 'rollback', agent: name, ...(to !== undefined && { to }), ...(by !== undefined && { by }) }),
+      status: (node, name) => s.#send<RolloutStatus>(node, { action: 'status', agent: name }),
     });
     await s.reconcile();
     return s;
@@ -162,7 +164,7 @@ export class RolloutSync {
     } catch (e) {
       throw new CaxtonError(
         'not_ready',
-        `node ${node} runs the rollout of "${action.agent}" but did not answer the ${action.action === 'promote' ? 'promotion' : 'rollback'} (${describeError(e)}); try again, or through that node`,
+        `node ${node} runs the rollout of "${action.agent}" but did not answer the ${action.action === 'promote' ? 'promotion' : action.action === 'rollback' ? 'rollback' : 'request for its status'} (${describeError(e)}); try again, or through that node`,
         { dependency: 'nats', node },
       );
     }
@@ -184,7 +186,13 @@ export class RolloutSync {
       const parsed = actionSchema.safeParse(JSON.parse(text));
       if (!parsed.success) throw new CaxtonError('invalid_request', `a rollout action from another node is not one: ${parsed.error.issues[0]?.message ?? 'bad shape'}`);
       const a = parsed.data;
-      const outcome = a.action === 'promote' ? await this.#opts.agents.promote(a.agent, a.by, { forwarded: true }) : await this.#opts.agents.rollback(a.agent, a.to, a.by, { forwarded: true });
+      const agents = this.#opts.agents;
+      const outcome =
+        a.action === 'status'
+          ? agents.rolloutStatus(a.agent)
+          : a.action === 'promote'
+            ? await agents.promote(a.agent, a.by, { forwarded: true })
+            : await agents.rollback(a.agent, a.to, a.by, { forwarded: true });
       reply = { ok: true, outcome };
     } catch (e) {
       if (e instanceof CaxtonError) reply = { ok: false, error: { code: e.code, message: e.message, details: e.details } };

@@ -385,7 +385,7 @@ describe.skipIf(!run)("a rollout's candidate answers as NAME@VERSION through eve
     running: boolean;
     rollout: { state: string; candidate_version: number } | null;
     canary: { stage: number; candidate: Figures; stable: Figures } | null;
-    elsewhere: { node: string; share: number | null } | null;
+    elsewhere: { node: string; share: number | null; status: { canary: RolloutView['canary'] } | null } | null;
   }
   const rolloutOn = async (s: TestServer) => (await http<RolloutView>(s.url, 'GET', '/api/v1/agents/pilot/rollout')).json;
   type Sent = { messages: { performative: string; sender: string; content: string }[] };
@@ -433,6 +433,9 @@ describe.skipIf(!run)("a rollout's candidate answers as NAME@VERSION through eve
     const status = await runCli(['--server', b!.url, 'agent', 'rollout', 'status', 'pilot'], { cwd: b!.dir });
     expectExit(status, 0);
     expect(status.stdout).toMatch(/live here: version \d+; 50 % of new conversations get version \d+ on every node\n {2}candidate: reachable here as pilot@\d+/);
+    // ...and what node A reports of it: its stage and figures.
+    expect(status.stdout).toContain('  stage:     1 of 2: 50 % of new conversations to the candidate (stages 50, 100 %)');
+    expect(status.stdout).toContain('  next:      caxton agent promote pilot, or caxton agent rollback pilot (through any node: node node-a carries it out)');
 
     const conversations = Array.from({ length: 40 }, (_, i) => `split-${i}`);
     const onB = new Map<string, string | undefined>();
@@ -452,6 +455,8 @@ describe.skipIf(!run)("a rollout's candidate answers as NAME@VERSION through eve
       },
       { timeoutMs: 10_000, what: "node B's executions in node A's canary figures" },
     );
+    // B shows them as A reports them.
+    expect((await rolloutOn(b!)).elsewhere?.status?.canary).toEqual((await rolloutOn(a!)).canary);
 
     // Rolled back through B: node A ends its canary, and B sends no new conversation to the candidate any more.
     const rolledBack = await http<{ rollout: { state: string; ended_by: string } }>(b!.url, 'POST', '/api/v1/agents/pilot/rollback');

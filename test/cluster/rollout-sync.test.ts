@@ -55,6 +55,10 @@ async function stand(node: string): Promise<Stand> {
         s.actions.push({ action: 'rollback', name, to, by, opts });
         return s.next() as never;
       },
+      rolloutStatus: (name) => {
+        s.actions.push({ action: 'status', name, by: undefined, opts: {} });
+        return s.next() as never;
+      },
     },
     figuresMs: 20,
     // Longer than a test may run: a node that does not listen must answer before it (no responders).
@@ -83,6 +87,10 @@ describe.runIf(run)('RolloutSync between two nodes', () => {
     expect(await b.forwarder!.promote('node-a', 'pilot', 'alice')).toEqual({ done: 'node-a' });
     expect(a.actions).toEqual([{ action: 'promote', name: 'pilot', by: 'alice', opts: { forwarded: true } }]);
     expect(b.actions).toEqual([]);
+    // Its status, as that node reports it.
+    a.next = () => ({ running: true, rollout: null, canary: null, shadow: null });
+    expect(await b.forwarder!.status('node-a', 'pilot')).toEqual({ running: true, rollout: null, canary: null, shadow: null });
+    expect(a.actions[1]).toMatchObject({ action: 'status', name: 'pilot' });
 
     a.next = () => {
       throw new CaxtonError('rollout_in_progress', 'agent "pilot" has a canary rollout running: run it without --to', { name: 'pilot', rollout: { id: 3 } });
@@ -90,7 +98,7 @@ describe.runIf(run)('RolloutSync between two nodes', () => {
     const refused = await b.forwarder!.rollback('node-a', 'pilot', 9, undefined).catch((e: unknown) => e);
     expect(refused).toBeInstanceOf(CaxtonError);
     expect(refused).toMatchObject({ code: 'rollout_in_progress', message: 'agent "pilot" has a canary rollout running: run it without --to', details: { name: 'pilot', rollout: { id: 3 } } });
-    expect(a.actions[1]).toEqual({ action: 'rollback', name: 'pilot', to: 9, by: undefined, opts: { forwarded: true } });
+    expect(a.actions[2]).toEqual({ action: 'rollback', name: 'pilot', to: 9, by: undefined, opts: { forwarded: true } });
 
     // Anything else: `internal`, its text kept in that node's log, not sent.
     a.next = () => {

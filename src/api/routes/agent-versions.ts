@@ -88,6 +88,14 @@ const shadowReportSchema = z
 const shadowReportMatches: Same<z.infer<typeof shadowReportSchema>, ShadowReport> = true;
 void shadowReportMatches;
 
+/** A node's rollout of an agent (AgentService.rolloutStatus): this node's, or another's as it reports it. */
+const rolloutStatusSchema = z.object({
+  running: z.boolean(),
+  rollout: rolloutSchema.nullable(),
+  canary: canaryStatusSchema.nullable(),
+  shadow: shadowReportSchema.nullable(),
+});
+
 const versionParams = agentNameParams.extend({ version: z.coerce.number().int().min(1).max(Number.MAX_SAFE_INTEGER) });
 const historyQuery = z.object({ limit: z.coerce.number().int().min(1).max(1000).default(50), offset: z.coerce.number().int().min(0).default(0) });
 const diffQuery = z.object({ from: z.coerce.number().int().min(1).optional(), to: z.coerce.number().int().min(1).optional() });
@@ -95,10 +103,7 @@ const rollbackBody = z.strictObject({ to: z.number().int().min(1).optional() });
 
 const errors = { 400: errorEnvelopeSchema, 404: errorEnvelopeSchema, 409: errorEnvelopeSchema };
 
-export async function agentVersionRoutes(
-  app: FastifyInstance,
-  opts: { service: AgentService; detail: (a: DeployedAgent) => z.infer<typeof agentDetailSchema>; shadowReport?: ((rolloutId: number) => ShadowReport) | undefined },
-): Promise<void> {
+export async function agentVersionRoutes(app: FastifyInstance, opts: { service: AgentService; detail: (a: DeployedAgent) => z.infer<typeof agentDetailSchema> }): Promise<void> {
   const { service, detail } = opts;
   const r = app.withTypeProvider<ZodTypeProvider>();
   /** Where `name`'s versions are: this node's store, or on a cluster node the history the nodes share (API agents). */
@@ -239,13 +244,9 @@ export async function agentVersionRoutes(
         tags: ['agents'],
         params: agentNameParams,
         response: {
-          200: z.object({
+          200: rolloutStatusSchema.extend({
             agent: z.string(),
             live_version: z.number().int().nullable(),
-            running: z.boolean(),
-            rollout: rolloutSchema.nullable(),
-            canary: canaryStatusSchema.nullable(),
-            shadow: shadowReportSchema.nullable(),
             elsewhere: z
               .object({
                 node: z.string(),
@@ -256,10 +257,11 @@ export async function agentVersionRoutes(
                 down: z.boolean().describe('the node is not in the cluster now'),
                 url: z.string().nullable().describe('the API URL the node advertises ([cluster] advertise_url)'),
                 share: z.number().int().nullable().describe("a canary's share of new conversations on every node now, in percent (null: blue-green or shadow, or the canary's checks are running)"),
+                status: rolloutStatusSchema.nullable().describe('the rollout as its node reports it (stage, figures, shadow report); null when that node is down or did not answer'),
               })
               .nullable()
               .describe(
-                'a cluster node: the rollout another node runs of this agent (its figures and judge are on that node; its candidate answers here as NAME@VERSION); changes of the agent are refused here until it ends',
+                'a cluster node: the rollout another node runs of this agent (its judge is on that node; its candidate answers here as NAME@VERSION; a promotion or rollback here is carried out there); other changes of the agent are refused here until it ends',
               ),
           }),
           ...errors,
@@ -268,20 +270,24 @@ export async function agentVersionRoutes(
     },
     async (req) => {
       const name = await nameOf(req.params.name);
-      const running = service.rollouts?.running(name);
-      const rollout = running ?? service.rollouts?.latest(name) ?? null;
+      const m = await service.rolloutElsewhere(name);
       return {
         agent: name,
         live_version: service.registry.get(name) ? ((await service.liveVersion(name)) ?? null) : null,
-        running: running !== undefined,
-        rollout,
-        canary: (running && service.canaryStatus(running)) ?? null,
-        shadow: rollout?.strategy === 'shadow' && opts.shadowReport ? opts.shadowReport(rollout.id) : null,
-        elsewhere: await service
-          .rolloutElsewhere(name)
-          .then((m) =>
-            m ? { node: m.node, rollout_id: m.rollout_id, strategy: m.strategy, candidate_version: m.candidate_version, started_at: m.started_at, down: m.down, url: m.url, share: m.share } : null,
-          ),
+        ...service.rolloutStatus(name),
+        elsewhere: m
+          ? {
+              node: m.node,
+              rollout_id: m.rollout_id,
+              strategy: m.strategy,
+              candidate_version: m.candidate_version,
+              started_at: m.started_at,
+              down: m.down,
+              url: m.url,
+              share: m.share,
+              status: await service.rolloutStatusAt(m),
+            }
+          : null,
       };
     },
   );

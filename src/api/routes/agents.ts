@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { DEPLOY_CHECK_CODES, type AgentFormat, type AgentService, type DeployedAgent, type DeployOutcome, type ShadowReport } from '../../agents/index.js';
+import { DEPLOY_CHECK_CODES, type AgentFormat, type AgentService, type DeployedAgent, type DeployOutcome } from '../../agents/index.js';
 import { MAX_INPUT_DEPTH } from '../../shared/depth.js';
 import { CaxtonError } from '../../shared/errors.js';
 import { jsonProblemError, scanJsonText } from '../../shared/json-text.js';
@@ -72,7 +72,7 @@ function checkJsonAgentBody(body: Buffer): void {
 const errors = { 400: errorEnvelopeSchema, 404: errorEnvelopeSchema, 409: errorEnvelopeSchema, 413: errorEnvelopeSchema, 415: errorEnvelopeSchema, 422: errorEnvelopeSchema };
 
 /** Agent management: list, get, deploy, validate, update, remove; capabilities. */
-export async function agentRoutes(app: FastifyInstance, opts: { service: AgentService; shadowReport?: ((rolloutId: number) => ShadowReport) | undefined }): Promise<void> {
+export async function agentRoutes(app: FastifyInstance, opts: { service: AgentService }): Promise<void> {
   const { service } = opts;
   const registry = service.registry;
   const r = app.withTypeProvider<ZodTypeProvider>();
@@ -182,7 +182,7 @@ export async function agentRoutes(app: FastifyInstance, opts: { service: AgentSe
     },
   );
 
-  await agentVersionRoutes(app, { service, detail, shadowReport: opts.shadowReport });
+  await agentVersionRoutes(app, { service, detail });
 
   r.get('/capabilities', { schema: { summary: 'Capabilities and the agents providing each', tags: ['agents'], response: { 200: capabilityListSchema } } }, async () => ({
     capabilities: registry.capabilities(),

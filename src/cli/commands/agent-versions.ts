@@ -4,7 +4,7 @@
  * and /rollback.
  */
 import type { Command } from 'commander';
-import type { AgentVersion, CanaryStatus, Rollout, RolloutMark, ShadowReport, VersionDiff } from '../../agents/index.js';
+import type { AgentVersion, CanaryStatus, Rollout, RolloutMark, RolloutStatus, VersionDiff } from '../../agents/index.js';
 import type { CliContext } from '../context.js';
 import { CliError } from '../errors.js';
 import { table } from '../output.js';
@@ -138,26 +138,28 @@ export function registerAgentVersionCommands(agent: Command, ctx: CliContext): v
 }
 
 /** GET /api/v1/agents/NAME/rollout. */
-interface RolloutResponse {
+interface RolloutResponse extends RolloutStatus {
   agent: string;
   live_version: number | null;
-  running: boolean;
-  rollout: Rollout | null;
-  canary: CanaryStatus | null;
-  shadow: ShadowReport | null;
-  /** A cluster node: the rollout another node runs of this agent. */
-  elsewhere?: Pick<RolloutMark, 'node' | 'strategy' | 'candidate_version' | 'started_at' | 'down' | 'url' | 'share'> | null;
+  /** A cluster node: the rollout another node runs of this agent, and its status as that node reports it. */
+  elsewhere?: (Pick<RolloutMark, 'node' | 'strategy' | 'candidate_version' | 'started_at' | 'down' | 'url' | 'share'> & { status?: RolloutStatus | null }) | null;
 }
 
 function rolloutText(res: RolloutResponse): string {
   const there = res.elsewhere;
-  if (there)
-    return [
+  if (there) {
+    const lines = [
       `${res.agent}: ${there.strategy} rollout of version ${there.candidate_version} running on node ${there.node}${there.down ? ' (not in the cluster now)' : ''}, started ${there.started_at}`,
       `  live here: version ${res.live_version ?? '(none)'}${there.share != null ? `; ${there.share} % of new conversations get version ${there.candidate_version} on every node${there.down ? ' once its node is back' : ''}` : ''}`,
       `  candidate: reachable here as ${res.agent}@${there.candidate_version}`,
-      `  next:      its figures are on node ${there.node} (caxton --server ${there.url ?? '<its API URL>'} agent rollout status ${res.agent}); promote and rollback work through any node`,
-    ].join('\n');
+    ];
+    // What its node reports (its stage, figures, shadow report), when it answered.
+    const r = there.status?.rollout;
+    if (r && there.status) lines.push(...detailLines(r, there.status));
+    else lines.push(`  figures:   on node ${there.node}, which did not answer (caxton --server ${there.url ?? '<its API URL>'} agent rollout status ${res.agent})`);
+    lines.push(`  next:      caxton agent promote ${res.agent}, or caxton agent rollback ${res.agent} (through any node: node ${there.node} carries it out)`);
+    return lines.join('\n');
+  }
   const r = res.rollout;
   if (!r) return `${res.agent}: no rollout yet; live version ${res.live_version ?? '(none)'}`;
   const lines = [
@@ -167,7 +169,16 @@ function rolloutText(res: RolloutResponse): string {
     `  candidate: version ${r.candidate_version}${r.state === 'running' ? ` (reachable as ${res.agent}@${r.candidate_version})` : ''}`,
     `  started:   ${r.started_at}${r.started_by ? ` by ${r.started_by}` : ''}`,
   ];
-  const c = res.canary;
+  lines.push(...detailLines(r, res));
+  if (r.ended_at) lines.push(`  ended:     ${r.ended_at}${r.ended_by ? ` by ${r.ended_by}` : ''}${r.reason ? ` (${r.reason})` : ''}`);
+  if (r.state === 'running') lines.push(`  next:      caxton agent promote ${res.agent}, or caxton agent rollback ${res.agent}`);
+  return lines.join('\n');
+}
+
+/** A canary's stage and figures, a shadow's comparison: as the rollout's node reports them. */
+function detailLines(r: Rollout, status: Pick<RolloutStatus, 'canary' | 'shadow'>): string[] {
+  const lines: string[] = [];
+  const c = status.canary;
   if (c && r.plan) {
     const figures = (f: CanaryStatus['stable']) =>
       `${f.requests} executions, ${f.errors} failed (${Math.round(f.error_rate * 1000) / 10} %), p99 ${f.p99_ms === null ? '-' : `${Math.round(f.p99_ms)} ms`}`;
@@ -179,7 +190,7 @@ function rolloutText(res: RolloutResponse): string {
       `  waiting:   ${c.waiting_for ?? 'judging now'} (hold ends ${c.hold_ends_at})`,
     );
   }
-  const sh = res.shadow;
+  const sh = status.shadow;
   if (sh) {
     const ms = (v: number | null) => (v === null ? '-' : `${Math.round(v)} ms`);
     lines.push(
@@ -189,7 +200,5 @@ function rolloutText(res: RolloutResponse): string {
       `  tokens:    stable ${sh.stable.tokens}, candidate ${sh.candidate.tokens}`,
     );
   }
-  if (r.ended_at) lines.push(`  ended:     ${r.ended_at}${r.ended_by ? ` by ${r.ended_by}` : ''}${r.reason ? ` (${r.reason})` : ''}`);
-  if (r.state === 'running') lines.push(`  next:      caxton agent promote ${res.agent}, or caxton agent rollback ${res.agent}`);
-  return lines.join('\n');
+  return lines;
 }

@@ -25,6 +25,7 @@ export interface AgentsComponent extends Component {
 export function startAgents(opts: { config: ServerConfig; db: Db; logger: Logger; metrics: Metrics; lifecycle: Lifecycle; clusterState?: ClusterStateComponent | undefined }): AgentsComponent {
   const { config, db, logger, metrics } = opts;
   const registry = new AgentRegistry();
+  const shadowResults = new ShadowResultStore(db);
   // Deploy-time warnings for model aliases the configured providers cannot serve (issue 12).
   const service = new AgentService(
     registry,
@@ -50,6 +51,7 @@ export function startAgents(opts: { config: ServerConfig; db: Db; logger: Logger
       }),
       // Blue-green rollouts (issue 18): running ones resume after a restart; each step is an event.
       rollouts: new RolloutStore(db),
+      shadowReport: (id) => shadowResults.report(id),
       onRollout: (event, r) => recordRollout(event, r),
     },
   );
@@ -102,7 +104,6 @@ export function startAgents(opts: { config: ServerConfig; db: Db; logger: Logger
     });
     logger.info({ agent: r.agent, event: type, stable: r.stable_version, candidate: r.candidate_version }, `agent rollout: ${type}`);
   };
-  const shadowResults = new ShadowResultStore(db);
   return {
     name: 'agents',
     registry,
@@ -110,7 +111,7 @@ export function startAgents(opts: { config: ServerConfig; db: Db; logger: Logger
     persisted,
     events,
     shadowResults,
-    routes: agentApi({ service, config, lifecycle: opts.lifecycle, shadowReport: (id) => shadowResults.report(id) }),
+    routes: agentApi({ service, config, lifecycle: opts.lifecycle }),
     close: async () => {
       // The agent parser's worker thread (large agent bodies, ADR 0020), once no request can use it.
       await service.close();
