@@ -9,6 +9,7 @@
 import type { Db, Migration } from '../storage/index.js';
 import type { CanaryPlan } from './canary.js';
 import { agentKey } from './definition.js';
+import type { ShadowResult } from './shadow-results.js';
 
 export const AGENT_ROLLOUT_MIGRATION: Migration = {
   id: 'agents-003-rollouts',
@@ -120,6 +121,25 @@ export interface CanaryFigure {
   version: number;
   ok: boolean;
   ms: number;
+}
+
+/**
+ * Where a shadow copy's comparison goes: this node's rollout (`node` undefined: its store), or
+ * another node's (sent there, src/cluster/rollout-sync.ts).
+ */
+export interface ShadowTarget {
+  id: number;
+  agent: string;
+  candidate_version: number;
+  node?: string | undefined;
+}
+
+/** A shadow comparison (`result`) or a copy skipped (none) on this node, for another node's shadow rollout. */
+export interface ShadowFigure {
+  node: string;
+  agent: string;
+  rollout_id: number;
+  result?: ShadowResult | undefined;
 }
 
 /** What the service needs of the marks (a cluster node; a single node has none). */

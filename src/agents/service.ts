@@ -8,8 +8,8 @@ import type { AgentStore, StoredAgent } from './store.js';
 import { relayedFrom } from '../shared/relayed.js';
 import { canaryBucket, canaryPlanSchema, type CanaryPlan, type CanaryPlanInput } from './canary.js';
 import { CanaryRunner, type CanaryStatus } from './canary-runner.js';
-import type { CanaryFigure, Rollout, RolloutHeld, RolloutMark, RolloutMarksPort, RolloutStore, RolloutStrategy } from './rollouts.js';
-import type { ShadowReport } from './shadow-results.js';
+import type { CanaryFigure, Rollout, RolloutHeld, RolloutMark, RolloutMarksPort, RolloutStore, RolloutStrategy, ShadowFigure, ShadowTarget } from './rollouts.js';
+import type { ShadowReport, ShadowResult, ShadowResultStore } from './shadow-results.js';
 import { definitionHash, type AgentVersion, type AgentVersionDetail, type AgentVersionsPort, type AgentVersionStore } from './versions.js';
 
 export interface DeployInput {
@@ -121,8 +121,8 @@ export interface AgentServiceOptions {
    * what failed, or undefined when every check passed.
    */
   runChecks?: (agent: string, version: number, checks: RolloutCheck[]) => Promise<string | undefined>;
-  /** A shadow rollout's comparison report (the shadow runner's store), for `rolloutStatus`. */
-  shadowReport?: (rolloutId: number) => ShadowReport;
+  /** What shadow rollouts compared (the shadow runner's store): read for `rolloutStatus`, written with the other nodes' comparisons. */
+  shadowResults?: Pick<ShadowResultStore, 'report' | 'record' | 'skipped'>;
   /** Told of rollout events (the server records them in the event store). */
   onRollout?: (event: RolloutEventType, rollout: Rollout) => void;
   /** A canary step that failed (its promotion or rollback could not be stored); it is tried again at the next check. */
@@ -228,6 +228,8 @@ export class AgentService {
   #heldElsewhere = new Map<string, RolloutHeld>();
   /** Where this node's executions of another node's canary go (a cluster node: RolloutSync sends them to its judge). */
   #figuresOut: ((f: CanaryFigure) => void) | undefined;
+  /** Where this node's comparisons for another node's shadow rollout go (RolloutSync). */
+  #shadowsOut: ((f: ShadowFigure) => void) | undefined;
   /** Where promotions and rollbacks of other nodes' rollouts go (a cluster node: RolloutSync). */
   #forwarder: RolloutForwarder | undefined;
   /** Rollouts whose promotion or rollback is being written (the canary runner does not start another). */
@@ -398,6 +400,12 @@ export class AgentService {
     }
   }
 
+  /** Another node's shadow rollout of `name` whose live requests here are copied too (its node is up), if any. */
+  #shadowElsewhere(name: string): RolloutHeld | undefined {
+    const h = this.#heldElsewhere.get(agentKey(name));
+    return h?.strategy === 'shadow' && !h.down ? h : undefined;
+  }
+
   /** Another node's canary of `name` whose share applies here (its node is up), if any. */
   #splitElsewhere(name: string): RolloutHeld | undefined {
     const h = this.#heldElsewhere.get(agentKey(name));
@@ -487,7 +495,7 @@ export class AgentService {
       running: running !== undefined,
       rollout,
       canary: (running && this.canaryStatus(running)) ?? null,
-      shadow: rollout?.strategy === 'shadow' && this.#options.shadowReport ? this.#options.shadowReport(rollout.id) : null,
+      shadow: rollout?.strategy === 'shadow' && this.#options.shadowResults ? this.#options.shadowResults.report(rollout.id) : null,
     };
   }
 
@@ -869,9 +877,15 @@ export class AgentService {
     const running = rollouts.running(agentName);
     // Another node's canary (a cluster node): its share of new conversations is drawn here too.
     const held = running ? undefined : this.#splitElsewhere(agentName);
-    if (!held && !rollouts.hasHistory(agentName)) return live;
+    // Another node's shadow rollout: the live requests here are copied to its candidate too.
+    const shadowThere = running || held ? undefined : this.#shadowElsewhere(agentName);
+    if (!held && !shadowThere && !rollouts.hasHistory(agentName)) return live;
     const current = this.currentVersion(agentName);
     if (current === undefined) return live;
+    if (shadowThere) {
+      this.#versionOf.set(live.definition, current);
+      return live;
+    }
     const ownShare = running ? this.#shareOf(running) : null;
     const canary =
       running && ownShare !== null ? { id: running.id, candidate: running.candidate_version, share: ownShare } : held && { id: held.rollout_id, candidate: held.candidate_version, share: held.share! };
@@ -931,9 +945,34 @@ export class AgentService {
    * The running shadow rollout whose stable version `definition` is (a live execution to copy to
    * its candidate), if any.
    */
-  shadowOf(definition: AgentDefinition): Rollout | undefined {
+  shadowOf(definition: AgentDefinition): ShadowTarget | undefined {
     const running = this.rollouts?.running(definition.name);
-    return running?.strategy === 'shadow' && this.#versionOf.get(definition) === running.stable_version ? running : undefined;
+    const version = this.#versionOf.get(definition);
+    if (running) return running.strategy === 'shadow' && version === running.stable_version ? running : undefined;
+    // Another node's: its comparisons go there (recordShadow).
+    const there = this.#shadowElsewhere(definition.name);
+    return there && this.#shadowsOut && version !== undefined && version === this.currentVersion(definition.name)
+      ? { id: there.rollout_id, agent: there.agent, candidate_version: there.candidate_version, node: there.node }
+      : undefined;
+  }
+
+  /** A shadow copy's comparison (`result`) or a copy skipped (none): kept here for this node's rollout, sent to its node for another's. */
+  recordShadow(target: ShadowTarget, result?: ShadowResult): void {
+    if (target.node !== undefined) return this.#shadowsOut?.({ node: target.node, agent: target.agent, rollout_id: target.id, ...(result && { result }) });
+    if (result) this.#options.shadowResults?.record(result);
+    else this.#options.shadowResults?.skipped(target.id);
+  }
+
+  /** Where this node's comparisons for other nodes' shadow rollouts go (RolloutSync; undefined: nowhere, and none are made). */
+  sendShadows(to: ((f: ShadowFigure) => void) | undefined): void {
+    this.#shadowsOut = to;
+  }
+
+  /** A comparison made on another node for this node's shadow rollout: kept with this node's (one of a rollout already ended is dropped). */
+  observeShadowElsewhere(f: ShadowFigure): void {
+    const running = this.rollouts?.running(f.agent);
+    if (running?.id !== f.rollout_id || running.strategy !== 'shadow') return;
+    this.recordShadow(running, f.result && { ...f.result, rollout_id: running.id });
   }
 
   /** A running canary's stage, weights and figures (undefined for other rollouts). */

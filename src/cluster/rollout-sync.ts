@@ -10,6 +10,9 @@
  *   nodes' executions of its two versions are sent to its node (core NATS,
  *   `caxton.rollouts.<schema>.figures`, batched every 250 ms), whose judge counts them with its
  *   own. A canary whose node is down (left the membership) splits nothing elsewhere until it is back.
+ * - A shadow rollout's live requests on every node are copied to its candidate there, and each
+ *   comparison (or a copy skipped) is sent to its node's report, one message each (their texts
+ *   cut to the report's 2,000 characters).
  * - A promotion or rollback asked through any node reaches the rollout's node: the node asked sends
  *   it (NATS request, `caxton.rollouts.<schema>.do.<node>`) and answers with that node's outcome
  *   or error, so a rollout is ended through the load balancer as through its node. The node that
@@ -25,7 +28,7 @@
  */
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import { z } from 'zod';
-import type { CanaryFigure, RollbackOutcome, RolloutActionOptions, RolloutForwarder, RolloutHeld, RolloutOutcome, RolloutStatus } from '../agents/index.js';
+import type { CanaryFigure, RollbackOutcome, RolloutActionOptions, RolloutForwarder, RolloutHeld, RolloutOutcome, RolloutStatus, ShadowFigure } from '../agents/index.js';
 import { CaxtonError, describeError, ERROR_CODES, type ErrorCode } from '../shared/errors.js';
 import { NoticeChannel } from './notice-channel.js';
 
@@ -45,6 +48,8 @@ export interface RolloutSyncOptions {
     followRollouts(held: readonly RolloutHeld[]): Promise<{ followed: number; ended: number }>;
     sendFigures(to: ((f: CanaryFigure) => void) | undefined): void;
     observeElsewhere(f: CanaryFigure): void;
+    sendShadows(to: ((f: ShadowFigure) => void) | undefined): void;
+    observeShadowElsewhere(f: ShadowFigure): void;
     forwardRolloutsTo(f: RolloutForwarder | undefined): void;
     promote(name: string, by: string | undefined, opts: RolloutActionOptions): Promise<RolloutOutcome>;
     rollback(name: string, to: number | undefined, by: string | undefined, opts: RolloutActionOptions): Promise<RollbackOutcome>;
@@ -66,8 +71,29 @@ interface RolloutNoticeWire {
 
 interface FiguresWire {
   from: string;
-  figures: CanaryFigure[];
+  figures?: CanaryFigure[];
+  shadow?: ShadowFigure;
 }
+
+/** A comparison's texts as they travel: the report keeps 2,000 characters of each. */
+const SHADOW_TEXT = 2000;
+const cutText = (t: string | undefined) => (t !== undefined && t.length > SHADOW_TEXT ? t.slice(0, SHADOW_TEXT) : t);
+
+const shadowResultSchema = z.object({
+  rollout_id: z.number().int(),
+  request: z.string(),
+  stable_answer: z.string(),
+  candidate_answer: z.string().optional(),
+  candidate_error: z.string().optional(),
+  agree: z.boolean(),
+  similarity: z.number().optional(),
+  method: z.enum(['exact', 'similarity', 'judge']),
+  stable_ms: z.number(),
+  candidate_ms: z.number(),
+  stable_tokens: z.number(),
+  candidate_tokens: z.number(),
+});
+const shadowFigureSchema = z.object({ node: z.string(), agent: z.string(), rollout_id: z.number().int(), result: shadowResultSchema.optional() });
 
 /** A promotion or rollback sent to the rollout's node. */
 const actionSchema = z.strictObject({
@@ -141,6 +167,7 @@ export class RolloutSync {
     // Executions of this node's canaries on the other nodes, for its judge.
     s.#figuresSub = opts.nc.subscribe(s.#figuresSubject, { callback: (err, msg) => (err ? undefined : s.#onFigures(msg.string())) });
     opts.agents.sendFigures((f) => s.#queue(f));
+    opts.agents.sendShadows((f) => s.#publishFigures({ from: opts.node, shadow: f.result ? { ...f, result: s.#cut(f.result) } : f }));
     // Promotions and rollbacks of this node's rollouts, asked through the other nodes.
     s.#actionsSub = opts.nc.subscribe(s.#actionsSubject(opts.node), { callback: (err, msg) => (err ? undefined : s.#channel.track(s.#carryOut(msg.string(), (r) => msg.respond(r)))) });
     opts.agents.forwardRolloutsTo({
@@ -220,6 +247,7 @@ export class RolloutSync {
   async stop(): Promise<void> {
     this.#opts.marks.onChanged = undefined;
     this.#opts.agents.sendFigures(undefined);
+    this.#opts.agents.sendShadows(undefined);
     this.#opts.agents.forwardRolloutsTo(undefined);
     this.#sendFigures();
     try {
@@ -247,11 +275,19 @@ export class RolloutSync {
     if (this.#figures.length === 0) return;
     const wire: FiguresWire = { from: this.#opts.node, figures: this.#figures };
     this.#figures = [];
+    this.#publishFigures(wire);
+  }
+
+  #publishFigures(wire: FiguresWire): void {
     try {
       if (!this.#opts.nc.isClosed()) this.#opts.nc.publish(this.#figuresSubject, JSON.stringify(wire));
     } catch {
-      // NATS closed or reconnecting beyond its buffer: the canary's node judges on the rest.
+      // NATS closed or reconnecting beyond its buffer: the rollout's node judges and reports on the rest.
     }
+  }
+
+  #cut<T extends { request: string; stable_answer: string; candidate_answer?: string | undefined; candidate_error?: string | undefined }>(r: T): T {
+    return { ...r, request: cutText(r.request)!, stable_answer: cutText(r.stable_answer)!, candidate_answer: cutText(r.candidate_answer), candidate_error: cutText(r.candidate_error) };
   }
 
   #onFigures(text: string): void {
@@ -261,8 +297,12 @@ export class RolloutSync {
     } catch {
       return;
     }
-    if (w?.from === this.#opts.node || !Array.isArray(w?.figures)) return;
-    for (const f of w.figures.slice(0, FIGURES_PER_MESSAGE)) if (isFigure(f) && f.node === this.#opts.node) this.#opts.agents.observeElsewhere(f);
+    if (w?.from === this.#opts.node) return;
+    if (Array.isArray(w.figures)) for (const f of w.figures.slice(0, FIGURES_PER_MESSAGE)) if (isFigure(f) && f.node === this.#opts.node) this.#opts.agents.observeElsewhere(f);
+    if (w.shadow !== undefined) {
+      const shadow = shadowFigureSchema.safeParse(w.shadow);
+      if (shadow.success && shadow.data.node === this.#opts.node) this.#opts.agents.observeShadowElsewhere(shadow.data);
+    }
   }
 
   #onNotice(text: string): void {

@@ -6,6 +6,10 @@
  *
  * Copies never slow the live path: they start after the live answer is out, at most
  * `maxInFlight` at a time; a copy that finds them all busy is counted as skipped.
+ *
+ * On a cluster node, the live requests of another node's shadow rollout are copied here too (the
+ * candidate answers here as NAME@VERSION), and each comparison goes to that node's report
+ * (`AgentService.recordShadow`, src/cluster/rollout-sync.ts).
  */
 import { answersAgree, type AgentService, type ShadowComparison, type ShadowResultStore } from '../agents/index.js';
 import { describeError } from '../shared/errors.js';
@@ -41,7 +45,7 @@ export class ShadowRunner {
     const rollout = this.#o.service.shadowOf(e.definition);
     if (!rollout) return;
     if (this.#running.size >= (this.#o.maxInFlight ?? 4)) {
-      this.#o.results.skipped(rollout.id);
+      this.#o.service.recordShadow(rollout);
       return;
     }
     const stable = e.response;
@@ -55,7 +59,7 @@ export class ShadowRunner {
       )
       .then(async (c) => {
         const verdict = c.answer === undefined ? { agree: false, method: 'exact' as const } : await this.#compare(rollout.agent, rollout.candidate_version, request.request, stable.content, c.answer);
-        this.#o.results.record({
+        this.#o.service.recordShadow(rollout, {
           rollout_id: rollout.id,
           request: request.request,
           stable_answer: stable.content,

@@ -385,7 +385,8 @@ describe.skipIf(!run)("a rollout's candidate answers as NAME@VERSION through eve
     running: boolean;
     rollout: { state: string; candidate_version: number } | null;
     canary: { stage: number; candidate: Figures; stable: Figures } | null;
-    elsewhere: { node: string; share: number | null; status: { canary: RolloutView['canary'] } | null } | null;
+    shadow: { compared: number; skipped: number; agreements: number; disagreements: { stable_answer: string; candidate_answer: string | null }[] } | null;
+    elsewhere: { node: string; strategy: string; share: number | null; status: { canary: RolloutView['canary']; shadow: RolloutView['shadow'] } | null } | null;
   }
   const rolloutOn = async (s: TestServer) => (await http<RolloutView>(s.url, 'GET', '/api/v1/agents/pilot/rollout')).json;
   type Sent = { messages: { performative: string; sender: string; content: string }[] };
@@ -482,5 +483,29 @@ describe.skipIf(!run)("a rollout's candidate answers as NAME@VERSION through eve
       { timeoutMs: 20_000, intervalMs: 100, what: 'the canary promoted on node A' },
     );
     await waitUntil(async () => (await invoke(b!, 'pilot', `late-${n}`)).json.content === 'You are pilot promoted.', { timeoutMs: 10_000, what: 'the promotion on node B' });
+  }, 60_000);
+
+  it("a shadow rollout started on A copies B's live requests to the candidate on B, and A's report counts them", async () => {
+    const [a, b] = nodes;
+    const deploy = await http(a!.url, 'PUT', '/api/v1/agents/pilot?strategy=shadow', pilot('You are pilot shadowed.'));
+    expect(deploy.status, deploy.text).toBe(200);
+    await waitUntil(async () => (await rolloutOn(b!)).elsewhere?.strategy === 'shadow', { timeoutMs: 10_000, what: 'the shadow rollout followed by node B' });
+    // Live requests through B get the stable version, as on A.
+    for (let i = 0; i < 5; i++) expect((await invoke(b!, 'pilot', `shadowed-${i}`)).json.content).toBe('You are pilot promoted.');
+    // Each copied and compared on B, or skipped there (at most 4 copies run at once); A ran none.
+    await waitUntil(
+      async () => {
+        const sh = (await rolloutOn(a!)).shadow;
+        return sh !== null && sh.compared + sh.skipped === 5;
+      },
+      { timeoutMs: 10_000, what: "B's five copies in A's shadow report" },
+    );
+    const report = (await rolloutOn(a!)).shadow!;
+    expect(report.compared).toBeGreaterThan(0);
+    expect(report.agreements).toBe(0);
+    expect(report.disagreements[0]).toMatchObject({ stable_answer: 'You are pilot promoted.', candidate_answer: 'You are pilot shadowed.' });
+    // B shows A's report.
+    expect((await rolloutOn(b!)).elsewhere?.status?.shadow).toEqual(report);
+    expect((await http(b!.url, 'POST', '/api/v1/agents/pilot/rollback')).status).toBe(200);
   }, 60_000);
 });

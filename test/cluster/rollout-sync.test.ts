@@ -11,7 +11,7 @@
  */
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { CanaryFigure, RolloutActionOptions, RolloutForwarder } from '../../src/agents/index.js';
+import type { CanaryFigure, RolloutActionOptions, RolloutForwarder, ShadowFigure } from '../../src/agents/index.js';
 import { RolloutSync, rolloutsSubject } from '../../src/cluster/index.js';
 import { CaxtonError } from '../../src/shared/errors.js';
 import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';
@@ -26,6 +26,8 @@ interface Stand {
   forwarder: RolloutForwarder | undefined;
   sendFigure: ((f: CanaryFigure) => void) | undefined;
   figures: CanaryFigure[];
+  sendShadow: ((f: ShadowFigure) => void) | undefined;
+  shadows: ShadowFigure[];
   actions: { action: string; name: string; to?: number | undefined; by: string | undefined; opts: RolloutActionOptions }[];
   /** What the next action does. */
   next: () => unknown;
@@ -36,7 +38,7 @@ const stands: Stand[] = [];
 
 async function stand(node: string): Promise<Stand> {
   const nc = await connect({ servers: nats.url });
-  const s = { nc, forwarder: undefined, sendFigure: undefined, figures: [], actions: [], next: () => ({ done: node }) } as unknown as Stand;
+  const s = { nc, forwarder: undefined, sendFigure: undefined, figures: [], sendShadow: undefined, shadows: [], actions: [], next: () => ({ done: node }) } as unknown as Stand;
   s.sync = await RolloutSync.start({
     nc,
     subject: rolloutsSubject('rollout_sync_test'),
@@ -46,6 +48,8 @@ async function stand(node: string): Promise<Stand> {
       followRollouts: () => Promise.resolve({ followed: 0, ended: 0 }),
       sendFigures: (to) => (s.sendFigure = to),
       observeElsewhere: (f) => s.figures.push(f),
+      sendShadows: (to) => (s.sendShadow = to),
+      observeShadowElsewhere: (f) => s.shadows.push(f),
       forwardRolloutsTo: (f) => (s.forwarder = f),
       promote: async (name, by, opts) => {
         s.actions.push({ action: 'promote', name, by, opts });
@@ -127,5 +131,35 @@ describe.runIf(run)('RolloutSync between two nodes', () => {
     expect(a.figures.map((f) => f.version).sort()).toEqual([7, 9]);
     expect(c.figures).toEqual([figure('node-c', 8)]);
     expect(b.figures).toEqual([]);
+  });
+
+  it("a shadow comparison reaches the node it names, its texts cut to the report's 2,000 characters; a copy skipped travels as one without a result", async () => {
+    const [a, b] = stands as [Stand, Stand];
+    const result = {
+      rollout_id: 5,
+      request: 'q'.repeat(5000),
+      stable_answer: 'stable',
+      candidate_answer: 'c'.repeat(3000),
+      agree: false,
+      method: 'exact' as const,
+      stable_ms: 10,
+      candidate_ms: 12,
+      stable_tokens: 3,
+      candidate_tokens: 4,
+    };
+    b.sendShadow!({ node: 'node-a', agent: 'mirror', rollout_id: 5, result });
+    b.sendShadow!({ node: 'node-a', agent: 'mirror', rollout_id: 5 });
+    b.sendShadow!({ node: 'node-c', agent: 'mirror', rollout_id: 5 });
+    await waitUntil(() => a.shadows.length === 2, { timeoutMs: 5_000, what: 'the comparison and the skipped copy on node-a' });
+    const got = a.shadows.find((f) => f.result)!;
+    expect(got.result).toMatchObject({ rollout_id: 5, stable_answer: 'stable', agree: false, method: 'exact', candidate_tokens: 4 });
+    expect([got.result!.request.length, got.result!.candidate_answer!.length]).toEqual([2000, 2000]);
+    expect(a.shadows.find((f) => !f.result)).toEqual({ node: 'node-a', agent: 'mirror', rollout_id: 5 });
+    // Something that is not a comparison is dropped.
+    b.nc.publish(`${rolloutsSubject('rollout_sync_test')}.figures`, JSON.stringify({ from: 'node-x', shadow: { node: 'node-a', agent: 'mirror', rollout_id: 'five' } }));
+    await b.nc.flush();
+    b.sendShadow!({ node: 'node-a', agent: 'mirror', rollout_id: 6 });
+    await waitUntil(() => a.shadows.length === 3, { timeoutMs: 5_000, what: 'the next copy on node-a' });
+    expect(a.shadows[2]).toEqual({ node: 'node-a', agent: 'mirror', rollout_id: 6 });
   });
 });

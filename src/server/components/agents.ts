@@ -51,7 +51,7 @@ export function startAgents(opts: { config: ServerConfig; db: Db; logger: Logger
       }),
       // Blue-green rollouts (issue 18): running ones resume after a restart; each step is an event.
       rollouts: new RolloutStore(db),
-      shadowReport: (id) => shadowResults.report(id),
+      shadowResults,
       onRollout: (event, r) => recordRollout(event, r),
     },
   );
