@@ -19,7 +19,18 @@ export {
   type RolloutStatus,
   type SharedAgentsPort,
 } from './service.js';
-export { RolloutStore, type Rollout, type CanaryFigure, type RolloutHeld, type ShadowFigure, type ShadowTarget, type RolloutMark, type RolloutMarksPort, type RolloutState, type RolloutStrategy } from './rollouts.js';
+export {
+  RolloutStore,
+  type Rollout,
+  type CanaryFigure,
+  type RolloutHeld,
+  type ShadowFigure,
+  type ShadowTarget,
+  type RolloutMark,
+  type RolloutMarksPort,
+  type RolloutState,
+  type RolloutStrategy,
+} from './rollouts.js';
 export { ShadowResultStore, answersAgree, type ShadowComparison, type ShadowReport, type ShadowResult } from './shadow-results.js';
 export { canaryBucket, canaryPlanSchema, checkAnswer, checkName, holds, judgeStage, VersionWindow, type CanaryPlan, type CanaryPlanInput, type CanaryVerdict } from './canary.js';
 export { CanaryRunner, type CanaryHost, type CanaryStatus } from './canary-runner.js';
