@@ -226,6 +226,11 @@ export class AgentService {
   readonly #written = new Map<string, number>();
   /** The rollouts other nodes run (a cluster node, kept by `followRollouts`), by agent key: their candidates answer here as NAME@VERSION. */
   #heldElsewhere = new Map<string, RolloutHeld>();
+  /**
+   * Agents another node ran a canary of while this node followed it (in memory): this node pinned
+   * their conversations, and keeps to those pins after the canary ends, as the canary's node does.
+   */
+  readonly #pinnedHere = new Set<string>();
   /** Where this node's executions of another node's canary go (a cluster node: RolloutSync sends them to its judge). */
   #figuresOut: ((f: CanaryFigure) => void) | undefined;
   /** Where this node's comparisons for another node's shadow rollout go (RolloutSync). */
@@ -879,7 +884,8 @@ export class AgentService {
     const held = running ? undefined : this.#splitElsewhere(agentName);
     // Another node's shadow rollout: the live requests here are copied to its candidate too.
     const shadowThere = running || held ? undefined : this.#shadowElsewhere(agentName);
-    if (!held && !shadowThere && !rollouts.hasHistory(agentName)) return live;
+    if (held) this.#pinnedHere.add(agentKey(agentName));
+    if (!held && !shadowThere && !rollouts.hasHistory(agentName) && !this.#pinnedHere.has(agentKey(agentName))) return live;
     const current = this.currentVersion(agentName);
     if (current === undefined) return live;
     if (shadowThere) {

@@ -466,6 +466,11 @@ describe.skipIf(!run)("a rollout's candidate answers as NAME@VERSION through eve
     expect((await rolloutOn(a!)).rollout?.state).toBe('rolled_back');
     await waitUntil(async () => (await rolloutOn(b!)).elsewhere === null, { timeoutMs: 10_000, what: 'the canary ended on node B' });
     for (let i = 0; i < 10; i++) expect((await invoke(b!, 'pilot', `after-${i}`)).json.content).toBe('You are pilot v1.');
+    // A conversation keeps the version it started on, through either node, after the canary ended.
+    for (const c of conversations.slice(0, 12)) {
+      expect([c, (await invoke(b!, 'pilot', c)).json.content]).toEqual([c, onB.get(c)]);
+      expect([c, (await invoke(a!, 'pilot', c)).json.content]).toEqual([c, onB.get(c)]);
+    }
   }, 60_000);
 
   it("B's executions alone take A's canary through its stages to its promotion, which reaches B", async () => {
