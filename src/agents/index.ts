@@ -20,6 +20,8 @@ export {
   type SharedAgentsPort,
 } from './service.js';
 export {
+  canaryFigureSchema,
+  shadowFigureSchema,
   RolloutStore,
   type Rollout,
   type CanaryFigure,
@@ -31,7 +33,7 @@ export {
   type RolloutState,
   type RolloutStrategy,
 } from './rollouts.js';
-export { ShadowResultStore, answersAgree, type ShadowComparison, type ShadowReport, type ShadowResult } from './shadow-results.js';
+export { ShadowResultStore, answersAgree, shadowResultSchema, type ShadowComparison, type ShadowReport, type ShadowResult } from './shadow-results.js';
 export { canaryBucket, canaryPlanSchema, checkAnswer, checkName, holds, judgeStage, VersionWindow, type CanaryPlan, type CanaryPlanInput, type CanaryVerdict } from './canary.js';
 export { CanaryRunner, type CanaryHost, type CanaryStatus } from './canary-runner.js';
 export {

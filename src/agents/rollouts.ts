@@ -9,7 +9,8 @@
 import type { Db, Migration } from '../storage/index.js';
 import type { CanaryPlan } from './canary.js';
 import { agentKey } from './definition.js';
-import type { ShadowResult } from './shadow-results.js';
+import { z } from 'zod';
+import { shadowResultSchema } from './shadow-results.js';
 
 export const AGENT_ROLLOUT_MIGRATION: Migration = {
   id: 'agents-003-rollouts',
@@ -112,16 +113,18 @@ export type RolloutHeld = Pick<RolloutMark, 'agent' | 'node' | 'rollout_id' | 's
  * judge counts it with its own (src/cluster/rollout-sync.ts). `share` is the stage's share it ran
  * under (the judge drops figures of a stage it has left).
  */
-export interface CanaryFigure {
+export const canaryFigureSchema = z.object({
   /** The node that runs the canary, and its agent and rollout. */
-  node: string;
-  agent: string;
-  rollout_id: number;
-  share: number;
-  version: number;
-  ok: boolean;
-  ms: number;
-}
+  node: z.string(),
+  agent: z.string(),
+  rollout_id: z.number().int(),
+  share: z.number().int(),
+  version: z.number().int(),
+  ok: z.boolean(),
+  ms: z.number(),
+});
+
+export type CanaryFigure = z.infer<typeof canaryFigureSchema>;
 
 /**
  * Where a shadow copy's comparison goes: this node's rollout (`node` undefined: its store), or
@@ -135,12 +138,9 @@ export interface ShadowTarget {
 }
 
 /** A shadow comparison (`result`) or a copy skipped (none) on this node, for another node's shadow rollout. */
-export interface ShadowFigure {
-  node: string;
-  agent: string;
-  rollout_id: number;
-  result?: ShadowResult | undefined;
-}
+export const shadowFigureSchema = z.object({ node: z.string(), agent: z.string(), rollout_id: z.number().int(), result: shadowResultSchema.optional() });
+
+export type ShadowFigure = z.infer<typeof shadowFigureSchema>;
 
 /** What the service needs of the marks (a cluster node; a single node has none). */
 export interface RolloutMarksPort {

@@ -4,6 +4,7 @@
  * the data dir's SQLite, so the report survives a restart; at most `MAX_ROWS_PER_ROLLOUT` are kept
  * per rollout (the oldest go first).
  */
+import { z } from 'zod';
 import type { Db, Migration } from '../storage/index.js';
 
 export const AGENT_SHADOW_MIGRATION: Migration = {
@@ -29,27 +30,30 @@ export const AGENT_SHADOW_MIGRATION: Migration = {
 
 export const MAX_ROWS_PER_ROLLOUT = 1000;
 
-export type ShadowComparison = 'exact' | 'similarity' | 'judge';
+export type ShadowComparison = ShadowResult['method'];
 /** Stored text is cut here: the report needs examples, not whole transcripts. */
 const TEXT_LIMIT = 2000;
 
-export interface ShadowResult {
-  rollout_id: number;
-  request: string;
-  stable_answer: string;
+/** One comparison of a live answer with the candidate's (also as another node sends it: src/cluster/rollout-sync.ts). */
+export const shadowResultSchema = z.object({
+  rollout_id: z.number().int(),
+  request: z.string(),
+  stable_answer: z.string(),
   /** Undefined when the candidate failed (`candidate_error` says why). */
-  candidate_answer?: string | undefined;
-  candidate_error?: string | undefined;
-  agree: boolean;
+  candidate_answer: z.string().optional(),
+  candidate_error: z.string().optional(),
+  agree: z.boolean(),
   /** Cosine similarity of the two answers by the embedding model, when they differ and memory is on. */
-  similarity?: number | undefined;
+  similarity: z.number().optional(),
   /** What decided `agree`: the text, the embedding similarity, or the judge agent. */
-  method: ShadowComparison;
-  stable_ms: number;
-  candidate_ms: number;
-  stable_tokens: number;
-  candidate_tokens: number;
-}
+  method: z.enum(['exact', 'similarity', 'judge']),
+  stable_ms: z.number(),
+  candidate_ms: z.number(),
+  stable_tokens: z.number(),
+  candidate_tokens: z.number(),
+});
+
+export type ShadowResult = z.infer<typeof shadowResultSchema>;
 
 /** A shadow rollout's report: agreement, and latency and token cost side by side. */
 export interface ShadowReport {
