@@ -53,13 +53,19 @@ export interface Rollout {
   reason: string | null;
 }
 
-export interface RolloutStatus {
-  agent: string;
-  live_version: number | null;
+/** A node's rollout of an agent: running, or its last. */
+export interface NodeRollout {
   running: boolean;
   rollout: Rollout | null;
   canary: Record<string, unknown> | null;
   shadow: Record<string, unknown> | null;
+}
+
+export interface RolloutStatus extends NodeRollout {
+  agent: string;
+  live_version: number | null;
+  /** A cluster node: the rollout another node runs of this agent, and its status as that node reports it (null: it did not answer). */
+  elsewhere?: { node: string; candidate_version: number; status: NodeRollout | null } | null;
 }
 
 export interface ValidateResult {

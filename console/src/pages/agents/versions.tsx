@@ -46,7 +46,10 @@ export function AgentVersions({ name, onChanged }: { name: string; onChanged: ()
   };
 
   const ro = rollout.data;
-  const r = ro?.rollout;
+  // A cluster node: a rollout another node runs is shown as that node reports it; promote and roll back work through this node.
+  const there = ro?.elsewhere ?? undefined;
+  const running = ro?.running === true || there != null;
+  const r = there ? (there.status?.rollout ?? undefined) : ro?.rollout;
   return (
     <div>
       <h3 id="rollout-title">Rollout</h3>
@@ -56,9 +59,15 @@ export function AgentVersions({ name, onChanged }: { name: string; onChanged: ()
           <p>
             Live version: <strong data-testid="live-version">{ro.live_version ?? 'none'}</strong>
           </p>
+          {there && (
+            <p data-testid="rollout-node">
+              Runs on node <strong>{there.node}</strong>
+              {there.status ? '' : ', which did not answer'}: its candidate, version {there.candidate_version}, answers here too.
+            </p>
+          )}
           {r ? (
             <p>
-              {ro.running ? 'Running' : 'Last'} {r.strategy} rollout #{r.id}: version {r.candidate_version} beside version {r.stable_version} —{' '}
+              {running ? 'Running' : 'Last'} {r.strategy} rollout #{r.id}: version {r.candidate_version} beside version {r.stable_version} —{' '}
               <span class={`badge ${r.state}`} data-testid="rollout-state">
                 {r.state.replace('_', ' ')}
               </span>
@@ -77,17 +86,17 @@ export function AgentVersions({ name, onChanged }: { name: string; onChanged: ()
           ) : (
             <p class="muted">No rollout yet. Deploy a new version with the blue-green, canary or shadow strategy (Edit) to run it beside the live one.</p>
           )}
-          {ro.running && writer && (
+          {running && writer && (
             <div class="row">
               <button type="button" disabled={busy} onClick={() => void act('promote')}>
-                Promote version {r?.candidate_version}
+                Promote version {r?.candidate_version ?? there?.candidate_version}
               </button>
               <button type="button" class="danger" disabled={busy} onClick={() => void act('rollback')}>
                 Roll back
               </button>
             </div>
           )}
-          {ro.running && !writer && <p class="muted small">Promoting or rolling back needs the permission agents:write.</p>}
+          {running && !writer && <p class="muted small">Promoting or rolling back needs the permission agents:write.</p>}
         </div>
       )}
       {result && (
@@ -134,7 +143,7 @@ export function AgentVersions({ name, onChanged }: { name: string; onChanged: ()
                   <td>{time(v.deployed_at)}</td>
                   {writer && (
                     <td>
-                      {v.version !== versions.data!.current && ro !== undefined && !ro.running && v.origin === 'api' && (
+                      {v.version !== versions.data!.current && ro !== undefined && !running && v.origin === 'api' && (
                         <button type="button" class="secondary" disabled={busy} onClick={() => void act('rollback', v.version)} aria-label={`Roll back to version ${v.version}`}>
                           Roll back to this
                         </button>
