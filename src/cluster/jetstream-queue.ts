@@ -97,7 +97,18 @@ export async function openDeliveryStream(
     await jsm.streams.update(opts.stream, { ...stream, ...(opts.replicas !== undefined && { num_replicas: opts.replicas }) });
   } catch (e) {
     if (!/stream not found/i.test(describeError(e))) throw e;
-    await jsm.streams.add({ ...stream, num_replicas: opts.replicas ?? 1 });
+    await jsm.streams.add({ ...stream, num_replicas: opts.replicas ?? 1 }).catch(async (added: unknown) => {
+      // Nodes starting at once: another one's add may win the race, and JetStream may refuse this
+      // one ("subjects overlap with an existing stream", seen in CI) rather than return that
+      // stream. The stream is there then, and is the one this node would have made.
+      if (
+        !(await jsm.streams.info(opts.stream).then(
+          () => true,
+          () => false,
+        ))
+      )
+        throw added;
+    });
   }
   const consumer = {
     durable_name: opts.consumer,
@@ -113,7 +124,16 @@ export async function openDeliveryStream(
     await jsm.consumers.update(opts.stream, opts.consumer, { ack_wait: consumer.ack_wait });
   } catch (e) {
     if (!/consumer not found/i.test(describeError(e))) throw e;
-    await jsm.consumers.add(opts.stream, consumer);
+    await jsm.consumers.add(opts.stream, consumer).catch(async (added: unknown) => {
+      // The same race for the shared consumer: another node's add made it.
+      if (
+        !(await jsm.consumers.info(opts.stream, opts.consumer).then(
+          () => true,
+          () => false,
+        ))
+      )
+        throw added;
+    });
   }
   const js = jetstream(nc);
   return { js, consumer: await js.consumers.get(opts.stream, opts.consumer) };
