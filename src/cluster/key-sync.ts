@@ -28,7 +28,8 @@
  * the bucket is another matter: whoever can put an entry there can add an admin key of their own
  * on every node. The NATS account the nodes use must be private to Caxton (docs/security.md).
  */
-import { Kvm, type KV } from '@nats-io/kv';
+import type { KV } from '@nats-io/kv';
+import { createKv } from './nats.js';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { z } from 'zod';
 import { KEY_NAME_RE, ROLES, principalScopeSchema, sameKeyRecord, type ApiKeyRecord, type ApiKeyStore } from '../auth/index.js';
@@ -108,9 +109,8 @@ export class KeySync {
    * and follows both ways until `stop`. Resolves once all of that is done.
    */
   static async start(opts: KeySyncOptions): Promise<KeySync> {
-    const kvm = new Kvm(opts.nc);
-    const kv = await kvm.create(opts.bucket, { history: 1, replicas: opts.replicas ?? 1 });
-    const used = await kvm.create(`${opts.bucket}_used`, { history: 1, replicas: opts.replicas ?? 1 });
+    const kv = await createKv(opts.nc, opts.bucket, { history: 1, replicas: opts.replicas ?? 1 });
+    const used = await createKv(opts.nc, `${opts.bucket}_used`, { history: 1, replicas: opts.replicas ?? 1 });
     const s = new KeySync(kv, used, opts);
     // Listening first: a key changed while the bucket is read is put too.
     s.#unlisten = opts.keys.onChange((k) => {

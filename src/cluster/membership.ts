@@ -8,7 +8,8 @@
  * itself unhealthy (`healthy()`, which /ready will use) and keeps trying; it is healthy again
  * with its next successful heartbeat. `stop()` deletes its key so the others see it leave at once.
  */
-import { Kvm, type KV } from '@nats-io/kv';
+import type { KV } from '@nats-io/kv';
+import { createKv } from './nats.js';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { ClusterConfig } from '../config/index.js';
 
@@ -59,7 +60,7 @@ export class Membership {
   /** Opens (or creates) the nodes bucket, writes the first heartbeat and keeps writing them. */
   static async start(opts: MembershipOptions): Promise<Membership> {
     const { cluster } = opts;
-    const kv = await new Kvm(opts.nc).create(cluster.nodes_bucket, { history: 1, ttl: cluster.heartbeat * 3, replicas: cluster.replicas ?? 1 });
+    const kv = await createKv(opts.nc, cluster.nodes_bucket, { history: 1, ttl: cluster.heartbeat * 3, replicas: cluster.replicas ?? 1 });
     const m = new Membership(kv, opts);
     await m.beat();
     m.#timer = setInterval(() => void m.beat(), cluster.heartbeat);

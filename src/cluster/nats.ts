@@ -6,6 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
+import { Kvm, type KV, type KvOptions } from '@nats-io/kv';
 import { connect, credsAuthenticator, nkeyAuthenticator, type ConnectionOptions, type NatsConnection } from '@nats-io/transport-node';
 import { CaxtonError } from '../shared/errors.js';
 import type { ClusterConfig } from '../config/index.js';
@@ -73,5 +74,19 @@ export async function connectNats(input: NatsOptionsInput): Promise<NatsConnecti
       `cannot connect to NATS at ${input.cluster.nats.urls.join(', ')}: ${(e as Error).message}; check that nats-server runs with JetStream (nats-server -js) and [cluster.nats] in caxton.toml`,
       { field: 'cluster.nats.urls' },
     );
+  }
+}
+
+/**
+ * A key-value bucket, created when missing (membership, API keys). Nodes starting at once race to
+ * create it, and JetStream may refuse the loser's add ("subjects overlap with an existing
+ * stream") instead of returning the bucket: a second look then finds the bucket the winner made.
+ */
+export async function createKv(nc: NatsConnection, bucket: string, opts: Partial<KvOptions>): Promise<KV> {
+  const kvm = new Kvm(nc);
+  try {
+    return await kvm.create(bucket, opts);
+  } catch (e) {
+    return kvm.create(bucket, opts).catch(() => Promise.reject(e));
   }
 }
