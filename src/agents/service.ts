@@ -360,11 +360,10 @@ export class AgentService {
 
   /**
    * A cluster node: refuses a change of `name` while another node runs a rollout of it (that
-   * rollout's end would undo the change). `changing` false: only an action that belongs to the
-   * rollout's node (a promotion), which supersedes nothing.
+   * rollout's end would undo the change); the mark of a node that left is superseded instead.
    */
-  async #refuseElsewhere(name: string, changing = true): Promise<void> {
-    const there = await this.#marks?.elsewhere(name, changing);
+  async #refuseElsewhere(name: string): Promise<void> {
+    const there = await this.#marks?.elsewhere(name, true);
     if (there) throw rolloutElsewhere(there);
   }
 
@@ -405,16 +404,14 @@ export class AgentService {
     }
   }
 
-  /** Another node's shadow rollout of `name` whose live requests here are copied too (its node is up), if any. */
-  #shadowElsewhere(name: string): RolloutHeld | undefined {
+  /**
+   * Another node's rollout of `name` that acts on this node's unaddressed traffic, while its node
+   * is up: a canary with a share (new conversations split here too) or a shadow (live requests
+   * copied here too).
+   */
+  #actingHere(name: string): RolloutHeld | undefined {
     const h = this.#heldElsewhere.get(agentKey(name));
-    return h?.strategy === 'shadow' && !h.down ? h : undefined;
-  }
-
-  /** Another node's canary of `name` whose share applies here (its node is up), if any. */
-  #splitElsewhere(name: string): RolloutHeld | undefined {
-    const h = this.#heldElsewhere.get(agentKey(name));
-    return h?.strategy === 'canary' && h.share !== null && !h.down ? h : undefined;
+    return h && !h.down && ((h.strategy === 'canary' && h.share !== null) || h.strategy === 'shadow') ? h : undefined;
   }
 
   /** The cluster's mark of a rollout that ended here goes (reported, not thrown, when it cannot: this node's next start clears it). */
@@ -880,10 +877,11 @@ export class AgentService {
     if (!live || !rollouts || !(this.versions || this.#shared) || live.origin.kind !== 'api') return live;
     const agentName = live.definition.name;
     const running = rollouts.running(agentName);
-    // Another node's canary (a cluster node): its share of new conversations is drawn here too.
-    const held = running ? undefined : this.#splitElsewhere(agentName);
-    // Another node's shadow rollout: the live requests here are copied to its candidate too.
-    const shadowThere = running || held ? undefined : this.#shadowElsewhere(agentName);
+    // Another node's canary (a cluster node): its share of new conversations is drawn here too;
+    // another node's shadow: the live requests here are copied to its candidate too.
+    const there = running ? undefined : this.#actingHere(agentName);
+    const held = there?.strategy === 'canary' ? there : undefined;
+    const shadowThere = there?.strategy === 'shadow' ? there : undefined;
     if (held) this.#pinnedHere.add(agentKey(agentName));
     if (!held && !shadowThere && !rollouts.hasHistory(agentName) && !this.#pinnedHere.has(agentKey(agentName))) return live;
     const current = this.currentVersion(agentName);
@@ -920,8 +918,8 @@ export class AgentService {
     const running = this.rollouts?.running(definition.name);
     if (running) return this.#canaries.observe(running, version, ok, durationMs);
     // Another node's canary: its judge counts this execution (RolloutSync carries it there).
-    const held = this.#splitElsewhere(definition.name);
-    if (held && this.#figuresOut) this.#figuresOut({ node: held.node, agent: held.agent, rollout_id: held.rollout_id, share: held.share!, version, ok, ms: durationMs });
+    const held = this.#actingHere(definition.name);
+    if (held?.strategy === 'canary' && this.#figuresOut) this.#figuresOut({ node: held.node, agent: held.agent, rollout_id: held.rollout_id, share: held.share!, version, ok, ms: durationMs });
   }
 
   /** Where this node's executions of other nodes' canaries go (RolloutSync; undefined: nowhere). */
@@ -956,8 +954,8 @@ export class AgentService {
     const version = this.#versionOf.get(definition);
     if (running) return running.strategy === 'shadow' && version === running.stable_version ? running : undefined;
     // Another node's: its comparisons go there (recordShadow).
-    const there = this.#shadowElsewhere(definition.name);
-    return there && this.#shadowsOut && version !== undefined && version === this.currentVersion(definition.name)
+    const there = this.#actingHere(definition.name);
+    return there?.strategy === 'shadow' && this.#shadowsOut && version !== undefined && version === this.currentVersion(definition.name)
       ? { id: there.rollout_id, agent: there.agent, candidate_version: there.candidate_version, node: there.node }
       : undefined;
   }
