@@ -23,6 +23,7 @@ export {
   canaryFigureSchema,
   shadowFigureSchema,
   RolloutStore,
+  PIN_MAX_AGE_MS,
   type Rollout,
   type CanaryFigure,
   type RolloutHeld,
@@ -30,6 +31,7 @@ export {
   type ShadowTarget,
   type RolloutMark,
   type RolloutMarksPort,
+  type ConversationPinsPort,
   type RolloutState,
   type RolloutStrategy,
 } from './rollouts.js';

@@ -45,6 +45,22 @@ export class AgentRegistry extends EventEmitter<{ change: [RegistryEvent] }> {
     this.#refResolver = fn;
   }
 
+  #refPreparer: ((name: string, conversation: string) => Promise<void> | undefined) | undefined;
+
+  /** What must be read before a name resolves within a conversation (a cluster node: the conversation's shared pin). */
+  setRefPreparer(fn: (name: string, conversation: string) => Promise<void> | undefined): void {
+    this.#refPreparer = fn;
+  }
+
+  /**
+   * Reads what `resolve(ref, conversation)` will need, when that takes I/O: undefined (nothing to
+   * wait for, the common case) or a promise to await first. Never rejects.
+   */
+  prepare(ref: string, conversation: string | undefined): Promise<void> | undefined {
+    if (conversation === undefined || !this.#refPreparer || ref.lastIndexOf('@') > 0) return undefined;
+    return this.#refPreparer(ref, conversation);
+  }
+
   /**
    * An agent by name, or one of its versions by `NAME@VERSION` (agent names have no "@"); within a
    * conversation, the version that conversation runs on. A version that cannot be addressed throws

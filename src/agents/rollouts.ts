@@ -197,7 +197,27 @@ const rollout = (r: Row): Rollout => ({
   stage_started_at: r.stage_started_at ?? r.started_at,
 });
 
-export class RolloutStore {
+/**
+ * Where conversations are pinned to a version of an agent: this node's SQLite (`RolloutStore`), or,
+ * on a cluster node, the cluster's PostgreSQL (src/cluster/pg-pins.ts), so that a conversation whose
+ * turns reach different nodes keeps one version on all of them.
+ */
+export interface ConversationPinsPort {
+  /** Whether conversations of the agent may be pinned (it has had a rollout): only then is `pin` asked. */
+  hasHistory(name: string): boolean;
+  /**
+   * The version a conversation runs on: the one it was pinned to, else `choose` (pinned now; the
+   * first pin of a conversation wins). Synchronous: a store that reads over the network answers
+   * from what `load` read.
+   */
+  pin(conversation: string, name: string, choose: number | (() => number)): number;
+  /** A store that reads over the network: reads the conversation's pin before `pin` is asked (undefined: nothing to read). */
+  load?(conversation: string, name: string): Promise<void> | undefined;
+  /** The agent has a rollout now (this node's or another's): its conversations get pinned from here on. */
+  remember?(name: string): void;
+}
+
+export class RolloutStore implements ConversationPinsPort {
   readonly #insert;
   readonly #running;
   readonly #latest;

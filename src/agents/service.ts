@@ -8,7 +8,7 @@ import type { AgentStore, StoredAgent } from './store.js';
 import { relayedFrom } from '../shared/relayed.js';
 import { canaryBucket, canaryPlanSchema, type CanaryPlan, type CanaryPlanInput } from './canary.js';
 import { CanaryRunner, type CanaryStatus } from './canary-runner.js';
-import type { CanaryFigure, Rollout, RolloutHeld, RolloutMark, RolloutMarksPort, RolloutStore, RolloutStrategy, ShadowFigure, ShadowTarget } from './rollouts.js';
+import type { CanaryFigure, ConversationPinsPort, Rollout, RolloutHeld, RolloutMark, RolloutMarksPort, RolloutStore, RolloutStrategy, ShadowFigure, ShadowTarget } from './rollouts.js';
 import type { ShadowReport, ShadowResult, ShadowResultStore } from './shadow-results.js';
 import { definitionHash, type AgentVersion, type AgentVersionDetail, type AgentVersionsPort, type AgentVersionStore } from './versions.js';
 
@@ -116,6 +116,11 @@ export interface AgentServiceOptions {
    * A change of an agent another node runs a rollout of is refused, naming that node.
    */
   rolloutMarks?: RolloutMarksPort;
+  /**
+   * A cluster node: conversation pins in the cluster's PostgreSQL (src/cluster/pg-pins.ts), so a
+   * conversation keeps one version whichever node handles its turns; absent: `rollouts` pins them here.
+   */
+  sharedPins?: ConversationPinsPort;
   /**
    * Runs a canary candidate's [[rollout.checks]] (the server wires the executor): resolves with
    * what failed, or undefined when every check passed.
@@ -226,11 +231,8 @@ export class AgentService {
   readonly #written = new Map<string, number>();
   /** The rollouts other nodes run (a cluster node, kept by `followRollouts`), by agent key: their candidates answer here as NAME@VERSION. */
   #heldElsewhere = new Map<string, RolloutHeld>();
-  /**
-   * Agents another node ran a canary of while this node followed it (in memory): this node pinned
-   * their conversations, and keeps to those pins after the canary ends, as the canary's node does.
-   */
-  readonly #pinnedHere = new Set<string>();
+  /** Where conversations are pinned to a version: the cluster's shared pins, else `rollouts` (this node's SQLite). */
+  readonly #pins: ConversationPinsPort | undefined;
   /** Where this node's executions of another node's canary go (a cluster node: RolloutSync sends them to its judge). */
   #figuresOut: ((f: CanaryFigure) => void) | undefined;
   /** Where this node's comparisons for another node's shadow rollout go (RolloutSync). */
@@ -253,6 +255,8 @@ export class AgentService {
     this.#shared = options.sharedVersions;
     this.#sharedAgents = options.sharedAgents;
     this.#marks = options.rolloutMarks;
+    this.#pins = options.sharedPins ?? options.rollouts;
+    for (const r of options.rollouts?.runningAll() ?? []) this.#pins?.remember?.(r.agent);
     this.#local = options.versions?.port();
     // Another node's change of an API agent (applied from the directory): its newest version is re-read.
     if (this.#shared)
@@ -264,6 +268,9 @@ export class AgentService {
       });
     // NAME@VERSION resolves through the versions (the live one, or a running rollout's candidate).
     registry.setRefResolver((name, version, conversation) => (version !== undefined ? this.#resolveVersion(name, version) : this.#resolveInConversation(name, conversation)));
+    // Shared pins are read before the executor resolves a name within a conversation (resolution is synchronous).
+    const pins = this.#pins;
+    if (pins?.load) registry.setRefPreparer((name, conversation) => pins.load!(conversation, name));
     const rollouts = this.rollouts;
     this.#canaries =
       rollouts &&
@@ -459,6 +466,8 @@ export class AgentService {
     let failed: unknown;
     for (const m of held) {
       const key = agentKey(m.agent);
+      // Its conversations get pinned from now on, on whichever node: this one reads their pins.
+      this.#pins?.remember?.(m.agent);
       const before = this.#heldElsewhere.get(key);
       if (before?.rollout_id === m.rollout_id && before.node === m.node && before.candidate_version === m.candidate_version) {
         // Its candidate is read already; its share (a stage moved, checks passed) or its node's state may be new.
@@ -720,6 +729,7 @@ export class AgentService {
       const version = await shared.append({ definition: def, format: result.format, source, how: 'api', origin: 'api', deployed_by: input.deployed_by }, (written) => {
         rollout = rollouts.start(existing.definition.name, strategy, current.version, written.version, input.deployed_by, plan);
       });
+      this.#pins?.remember?.(existing.definition.name);
       this.#remember(version, def, result.format, source);
       if (!rollout) throw new Error('the rollout was not started');
       this.#options.onRollout?.('rollout.started', rollout);
@@ -882,8 +892,8 @@ export class AgentService {
     const there = running ? undefined : this.#actingHere(agentName);
     const held = there?.strategy === 'canary' ? there : undefined;
     const shadowThere = there?.strategy === 'shadow' ? there : undefined;
-    if (held) this.#pinnedHere.add(agentKey(agentName));
-    if (!held && !shadowThere && !rollouts.hasHistory(agentName) && !this.#pinnedHere.has(agentKey(agentName))) return live;
+    const pins = this.#pins ?? rollouts;
+    if (!running && !held && !shadowThere && !pins.hasHistory(agentName)) return live;
     const current = this.currentVersion(agentName);
     if (current === undefined) return live;
     if (shadowThere) {
@@ -897,7 +907,7 @@ export class AgentService {
     if (running?.strategy === 'shadow' && current === running.stable_version) this.#versionOf.set(live.definition, current);
     // A canary's share of new conversations, each placed by its id as on every node (canaryBucket); one without a conversation is drawn on its own.
     const choose = canary ? () => ((conversation !== undefined ? canaryBucket(canary.id, conversation) : Math.random() * 100) < canary.share ? canary.candidate : current) : current;
-    const chosen = conversation !== undefined ? rollouts.pin(conversation, agentName, choose) : typeof choose === 'number' ? choose : choose();
+    const chosen = conversation !== undefined ? pins.pin(conversation, agentName, choose) : typeof choose === 'number' ? choose : choose();
     if (chosen === current) {
       if (canary) this.#versionOf.set(live.definition, current);
       return live;

@@ -19,3 +19,4 @@ export { PgAgentVersionStore, type PgAgentVersionStoreOptions } from './pg-agent
 export { PgAgentDirectory, type AgentHead, type AgentRow, type PgAgentDirectoryOptions } from './pg-agents.js';
 export { PgRolloutMarks, type PgRolloutMarksOptions } from './pg-rollout-marks.js';
 export { RolloutSync, rolloutsSubject, type RolloutSyncOptions } from './rollout-sync.js';
+export { PgConversationPins, type PgConversationPinsOptions } from './pg-pins.js';

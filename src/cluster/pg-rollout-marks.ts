@@ -1,7 +1,7 @@
 /**
  * Which node runs a rollout of each API agent (docs/cluster.md "Agent versions"): a rollout runs
- * on the node that started it — its row, conversation pins, canary figures and shadow results are
- * in that node's SQLite — and this table is how every other node knows, so that a deploy, update,
+ * on the node that started it — its row, canary figures and shadow results are in that node's
+ * SQLite (its conversation pins are shared: pg-pins.ts) — and this table is how every other node knows, so that a deploy, update,
  * rollback or removal of that agent through another node is refused (409 `rollout_in_progress`,
  * naming the node) instead of being overwritten by the rollout's promotion later.
  *

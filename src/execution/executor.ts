@@ -184,8 +184,16 @@ export class Executor {
   /**
    * Checks a request against the agent's current definition without running it; returns the
    * definition. Streaming routes call it before opening the stream, so such errors keep their status.
+   * What resolving the name within the request's conversation needs (a cluster node: the
+   * conversation's pinned version) is read first, as invoke() does.
    */
-  check(name: string, req: InvokeRequest): AgentDefinition {
+  async check(name: string, req: InvokeRequest): Promise<AgentDefinition> {
+    const reading = this.#registry.prepare(name, req.conversation_id);
+    if (reading) await reading;
+    return this.#check(name, req);
+  }
+
+  #check(name: string, req: InvokeRequest): AgentDefinition {
     // NAME@VERSION reaches a version under a blue-green rollout (src/agents/rollouts.ts).
     const agent = this.#registry.resolve(name, req.conversation_id);
     if (!agent) throw new CaxtonError('agent_not_found', `no agent named "${name}" is deployed`, { name });
@@ -258,10 +266,13 @@ export class Executor {
   }
 
   async invoke(name: string, req: InvokeRequest, opts: InvokeOptions = {}): Promise<AgentResponse> {
-    if (!this.#limiter && !opts.admitted) return this.#invoke(this.check(name, req), req, opts);
+    // The conversation's pinned version first (a cluster node): resolution itself is synchronous.
+    const reading = this.#registry.prepare(name, req.conversation_id);
+    if (reading) await reading;
+    if (!this.#limiter && !opts.admitted) return this.#invoke(this.#check(name, req), req, opts);
     let slot = opts.admitted;
     try {
-      const def = this.check(name, req);
+      const def = this.#check(name, req);
       slot ??= this.admit(def.name, opts.limit);
       const res = await this.#invoke(def, req, opts);
       slot?.release({ tokens: res.usage.input_tokens + res.usage.output_tokens });

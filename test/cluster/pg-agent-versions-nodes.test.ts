@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { AGENT_MIGRATIONS, AgentRegistry, AgentService, AgentStore, AgentVersionStore, RolloutStore } from '../../src/agents/index.js';
+import { AGENT_MIGRATIONS, AgentRegistry, AgentService, AgentStore, AgentVersionStore, canaryBucket, RolloutStore } from '../../src/agents/index.js';
 import { agentsSubject, DirectorySync, PgAgentDirectory, PgAgentVersionStore } from '../../src/cluster/index.js';
 import { migrate, openDatabase } from '../../src/storage/index.js';
 import { assertBuilt, expectExit, runCli } from '../cli/helpers/cli.js';
@@ -389,6 +389,13 @@ describe.skipIf(!run)("a rollout's candidate answers as NAME@VERSION through eve
     elsewhere: { node: string; strategy: string; share: number | null; status: { canary: RolloutView['canary']; shadow: RolloutView['shadow'] } | null } | null;
   }
   const rolloutOn = async (s: TestServer) => (await http<RolloutView>(s.url, 'GET', '/api/v1/agents/pilot/rollout')).json;
+  /** A canary of `prompt` started on node A (`query`: its plan), once node B applies its first share. */
+  const canaryOnA = async (query: string, prompt: string, share: number) => {
+    const deploy = await http<{ rollout: { id: number } }>(nodes[0]!.url, 'PUT', `/api/v1/agents/pilot?strategy=canary&${query}`, pilot(prompt));
+    expect(deploy.status, deploy.text).toBe(200);
+    await waitUntil(async () => (await rolloutOn(nodes[1]!)).elsewhere?.share === share, { timeoutMs: 10_000, what: "the canary's share on node B" });
+    return deploy.json.rollout;
+  };
   type Sent = { messages: { performative: string; sender: string; content: string }[] };
   const send = (s: TestServer, receiver: string) =>
     http<Sent>(s.url, 'POST', '/api/v1/messages?wait=10', { body: JSON.stringify({ performative: 'request', receiver, content: 'who?', sender: 'user' }), contentType: 'application/json' });
@@ -426,9 +433,7 @@ describe.skipIf(!run)("a rollout's candidate answers as NAME@VERSION through eve
 
   it("a canary started on A splits B's new conversations at its share, each conversation on one version on both nodes; B's executions count in A's figures", async () => {
     const [a, b] = nodes;
-    const deploy = await http(a!.url, 'PUT', '/api/v1/agents/pilot?strategy=canary&stages=50,100&hold=1h&min_requests=1000', pilot('You are pilot canary.'));
-    expect(deploy.status, deploy.text).toBe(200);
-    await waitUntil(async () => (await rolloutOn(b!)).elsewhere?.share === 50, { timeoutMs: 10_000, what: "the canary's share on node B" });
+    await canaryOnA('stages=50,100&hold=1h&min_requests=1000', 'You are pilot canary.', 50);
     // The real CLI through B says so.
     assertBuilt();
     const status = await runCli(['--server', b!.url, 'agent', 'rollout', 'status', 'pilot'], { cwd: b!.dir });
@@ -475,9 +480,7 @@ describe.skipIf(!run)("a rollout's candidate answers as NAME@VERSION through eve
 
   it("B's executions alone take A's canary through its stages to its promotion, which reaches B", async () => {
     const [a, b] = nodes;
-    const deploy = await http(a!.url, 'PUT', '/api/v1/agents/pilot?strategy=canary&stages=50,100&hold=0s&min_requests=3', pilot('You are pilot promoted.'));
-    expect(deploy.status, deploy.text).toBe(200);
-    await waitUntil(async () => (await rolloutOn(b!)).elsewhere?.share === 50, { timeoutMs: 10_000, what: "the canary's share on node B" });
+    await canaryOnA('stages=50,100&hold=0s&min_requests=3', 'You are pilot promoted.', 50);
     let n = 0;
     await waitUntil(
       async () => {
@@ -488,6 +491,44 @@ describe.skipIf(!run)("a rollout's candidate answers as NAME@VERSION through eve
       { timeoutMs: 20_000, intervalMs: 100, what: 'the canary promoted on node A' },
     );
     await waitUntil(async () => (await invoke(b!, 'pilot', `late-${n}`)).json.content === 'You are pilot promoted.', { timeoutMs: 10_000, what: 'the promotion on node B' });
+  }, 60_000);
+
+  it("a conversation keeps its version when the canary's stage rises and its next turn reaches a node that never saw it, and after the canary ends", async () => {
+    const [a, b] = nodes;
+    const rollout = await canaryOnA('stages=20,80,100&hold=0s&min_requests=3', 'You are pilot rising.', 20);
+    // Conversations placed (canaryBucket, as on every node) on the stable version at 20 % that 80 % would
+    // place on the candidate, and some on the candidate at 20 %.
+    const band: string[] = [];
+    const low: string[] = [];
+    for (let i = 0; band.length < 6 || low.length < 3; i++) {
+      const c = `rise-${i}`;
+      const bucket = canaryBucket(rollout.id, c);
+      if (bucket >= 20 && bucket < 80 && band.length < 6) band.push(c);
+      else if (bucket < 20 && low.length < 3) low.push(c);
+    }
+    // Their first turns through A, at 20 %: enough executions of both versions for the judge to raise the stage.
+    for (const c of band) expect((await invoke(a!, 'pilot', c)).json.content).toBe('You are pilot promoted.');
+    for (const c of low) expect((await invoke(a!, 'pilot', c)).json.content).toBe('You are pilot rising.');
+    await waitUntil(async () => (await rolloutOn(b!)).elsewhere?.share === 80, { timeoutMs: 10_000, what: 'the second stage (80 %) on node B' });
+    // Their next turns through B, which never saw them: the version each started on (before: the band moved to the candidate).
+    // The first one streamed (the streaming route reads the pin before it checks the request).
+    const streamed = await fetch(`${b!.url}/api/v1/agents/pilot/invoke`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'text/event-stream' },
+      body: JSON.stringify({ request: 'who?', conversation_id: band[0] }),
+    });
+    expect(streamed.headers.get('content-type')).toContain('text/event-stream');
+    const text = await streamed.text();
+    expect(text).toContain('You are pilot promoted.');
+    expect(text).not.toContain('You are pilot rising.');
+    for (const c of band) expect([c, (await invoke(b!, 'pilot', c)).json.content]).toEqual([c, 'You are pilot promoted.']);
+    for (const c of low) expect([c, (await invoke(b!, 'pilot', c)).json.content]).toEqual([c, 'You are pilot rising.']);
+    // Rolled back: each conversation still keeps its version, through B too (before: B put them all on the stable version).
+    expect((await http(a!.url, 'POST', '/api/v1/agents/pilot/rollback')).status).toBe(200);
+    await waitUntil(async () => (await rolloutOn(b!)).elsewhere === null, { timeoutMs: 10_000, what: 'the canary ended on node B' });
+    for (const c of low) expect([c, (await invoke(b!, 'pilot', c)).json.content]).toEqual([c, 'You are pilot rising.']);
+    for (const c of band.slice(0, 2)) expect([c, (await invoke(b!, 'pilot', c)).json.content]).toEqual([c, 'You are pilot promoted.']);
+    expect((await invoke(b!, 'pilot', 'rise-new')).json.content).toBe('You are pilot promoted.');
   }, 60_000);
 
   it("a shadow rollout started on A copies B's live requests to the candidate on B, and A's report counts them", async () => {

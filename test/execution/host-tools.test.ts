@@ -279,9 +279,9 @@ describe.each(MODES)('%s isolation', (mode) => {
 });
 
 describe('request checks', () => {
-  it('rejects a malformed chain or traceparent', () => {
-    expect(() => executor.check('host-context', { request: 'x', chain: 'alpha' as unknown as string[] })).toThrow(/"chain" must be an array of agent names/);
-    expect(() => executor.check('host-context', { request: 'x', chain: ['a', 3] as unknown as string[] })).toThrow(/"chain"/);
-    expect(() => executor.check('host-context', { request: 'x', traceparent: 5 as unknown as string })).toThrow(/"traceparent" must be a string/);
+  it('rejects a malformed chain or traceparent', async () => {
+    await expect(executor.check('host-context', { request: 'x', chain: 'alpha' as unknown as string[] })).rejects.toThrow(/"chain" must be an array of agent names/);
+    await expect(executor.check('host-context', { request: 'x', chain: ['a', 3] as unknown as string[] })).rejects.toThrow(/"chain"/);
+    await expect(executor.check('host-context', { request: 'x', traceparent: 5 as unknown as string })).rejects.toThrow(/"traceparent" must be a string/);
   });
 });

@@ -73,7 +73,7 @@ export async function invokeRoutes(app: FastifyInstance, opts: { executor: Execu
         const signal = disconnectSignal(req, reply);
         return executor.invoke(req.params.name, request, { signal, ...(limit && { limit }) });
       }
-      executor.check(req.params.name, request); // errors before the stream opens keep their HTTP status
+      await executor.check(req.params.name, request); // errors before the stream opens keep their HTTP status
       const { sse, admitted } = admitAndOpenSse(executor, req.params.name, req, reply);
       try {
         const response = await executor.invoke(req.params.name, request, {

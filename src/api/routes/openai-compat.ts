@@ -131,7 +131,7 @@ export async function openAiRoutes(app: FastifyInstance, opts: { executor: Execu
           usage: usage(res),
         };
       }
-      executor.check(body.model, invoke); // fails before the stream opens (unknown agent, oversized request), keeping the HTTP status
+      await executor.check(body.model, invoke); // fails before the stream opens (unknown agent, oversized request), keeping the HTTP status
       const { sse, admitted } = admitAndOpenSse(executor, body.model, req, reply);
       const chunk = (delta: Record<string, unknown>, finish: string | null, extra: Record<string, unknown> = {}) =>
         sse.send(undefined, { id, object: 'chat.completion.chunk', created, model: body.model, choices: [{ index: 0, delta, finish_reason: finish, logprobs: null }], ...extra });

@@ -122,7 +122,7 @@ export async function responsesRoutes(
       const check = replyCheckFor(formatOf(body), 'text.format.schema');
       const { transcript, invoke, resumed } = await prepare(req, body);
       try {
-        executor.check(body.model, invoke); // before a stream opens (unknown agent, oversized request, a client tool shadowing the agent's), keeping the HTTP status
+        await executor.check(body.model, invoke); // before a stream opens (unknown agent, oversized request, a client tool shadowing the agent's), keeping the HTTP status
       } catch (e) {
         throw withResponsesParam(e);
       }

@@ -46,6 +46,7 @@ export function startAgents(opts: { config: ServerConfig; db: Db; logger: Logger
         sharedVersions: opts.clusterState.versions,
         sharedAgents: opts.clusterState.agents,
         rolloutMarks: opts.clusterState.marks,
+        sharedPins: opts.clusterState.pins,
         onVersionsError: (e: unknown) =>
           logger.warn({ err: describeError(e) }, "agent versions could not be read from the cluster's PostgreSQL; this node's view of them is refreshed at the next change"),
       }),

@@ -12,6 +12,7 @@ import {
   Membership,
   PgAgentDirectory,
   PgAgentVersionStore,
+  PgConversationPins,
   PgEventStore,
   PgMessageReads,
   PgMessageStore,
@@ -45,11 +46,13 @@ export interface ClusterStateComponent extends Component {
   readonly agents: PgAgentDirectory;
   /** Which node runs a rollout of each API agent (its `nodesUp` is set once this node has joined). */
   readonly marks: PgRolloutMarks;
+  /** Which version of an agent each conversation runs on, for every node (agents that have had a rollout). */
+  readonly pins: PgConversationPins;
 }
 
 /**
  * A cluster node's PostgreSQL (`[cluster.state]`, required: a node never runs a cluster on its
- * own SQLite): the pool, and every shared table migrated (messages, tool packages, API agents, their versions and rollout marks, agent events, tool audit).
+ * own SQLite): the pool, and every shared table migrated (messages, tool packages, API agents, their versions, rollout marks and conversation pins, agent events, tool audit).
  * Opened before the components whose stores live there (agents' event store, the tool audit);
  * closed after them, so their last batches are written.
  */
@@ -66,6 +69,7 @@ export async function openClusterState(opts: { cluster: ClusterConfig; logger: L
   let versions: PgAgentVersionStore;
   let agents: PgAgentDirectory;
   let marks: PgRolloutMarks;
+  let pins: PgConversationPins;
   try {
     store = await PgMessageStore.open({ pool, schema: state.schema, groups: { concurrent: state.step_transactions } });
     packages = await PgToolPackageStore.open({ pool, schema: state.schema });
@@ -73,6 +77,17 @@ export async function openClusterState(opts: { cluster: ClusterConfig; logger: L
     await PgToolAudit.migrate(pool, state.schema);
     agents = await PgAgentDirectory.open({ pool, schema: state.schema, node: cluster.node });
     marks = await PgRolloutMarks.open({ pool, schema: state.schema, node: cluster.node });
+    pins = await PgConversationPins.open({
+      pool,
+      schema: state.schema,
+      onError: (e, what) =>
+        logger.warn(
+          { err: describeError(e) },
+          what === 'read'
+            ? "a conversation's pinned agent version could not be read from the cluster's PostgreSQL; the version was drawn as for a new conversation"
+            : "a conversation's pinned agent version could not be written to the cluster's PostgreSQL; it holds on this node only",
+        ),
+    });
     versions = await PgAgentVersionStore.open({ pool, schema: state.schema, directory: agents, ...(opts.keepVersions !== undefined && { keep: opts.keepVersions }) });
   } catch (e) {
     await pool.end().catch(() => {});
@@ -80,7 +95,7 @@ export async function openClusterState(opts: { cluster: ClusterConfig; logger: L
       field: 'cluster.state',
     });
   }
-  return { name: 'cluster state', pool, schema: state.schema, node: cluster.node, store, packages, versions, agents, marks, close: () => pool.end().catch(() => {}) };
+  return { name: 'cluster state', pool, schema: state.schema, node: cluster.node, store, packages, versions, agents, marks, pins, close: () => pool.end().catch(() => {}) };
 }
 
 export interface ClusterComponent extends Component {

@@ -1,0 +1,171 @@
+/**
+ * Conversation pins shared by the nodes (docs/cluster.md "Agent versions"): which version of an
+ * agent each conversation runs on once that agent has had a rollout. A single node keeps them in
+ * its SQLite (`RolloutStore.pin`); behind a load balancer a conversation's turns reach different
+ * nodes, and per-node pins let a turn on a node that never saw the conversation draw its version
+ * again (a canary stage that rose since, or a rollout that ended, moved it part-way).
+ *
+ * - `pin` stays synchronous (the version is chosen while the executor resolves the agent): it
+ *   answers from this node's cache, which `load` fills from PostgreSQL before the execution (one
+ *   indexed read per execution of a conversation this node has not seen, for agents that have had
+ *   a rollout only); a new pin is cached and written in the background.
+ * - Two nodes pinning one new conversation at once both draw it by `canaryBucket`, the same on every
+ *   node; they can differ only when a canary's stage changes between the two draws. The first row
+ *   written holds from then on (`ON CONFLICT DO NOTHING`; the node that lost reads it back).
+ * - A pin that could not be written (PostgreSQL unreachable) holds on this node only, with a
+ *   warning; a read that fails draws the version as a new conversation would (never blocks the
+ *   execution on the pin).
+ * - Rows older than PIN_MAX_AGE_MS are deleted now and then, as in SQLite.
+ */
+import type pg from 'pg';
+import { agentKey, PIN_MAX_AGE_MS, type ConversationPinsPort } from '../agents/index.js';
+import { migrateSchema, quotedSchema, type PgMigration } from './pg-migrate.js';
+
+const MIGRATIONS: readonly PgMigration[] = [
+  {
+    id: 'cluster-conversation-pins-001',
+    sql: (s) => `
+      CREATE TABLE ${s}.conversation_pins (
+        conversation_id text NOT NULL,
+        key             text NOT NULL,
+        version         integer NOT NULL,
+        created_at      timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (conversation_id, key)
+      );
+      CREATE INDEX conversation_pins_key ON ${s}.conversation_pins (key);
+      CREATE INDEX conversation_pins_age ON ${s}.conversation_pins (created_at);
+    `,
+  },
+];
+
+/** Pins kept in memory (the most recently used); older ones are read again when needed. */
+const CACHE_ENTRIES = 50_000;
+
+export interface PgConversationPinsOptions {
+  pool: pg.Pool;
+  /** The cluster's schema (created if missing). */
+  schema: string;
+  /** A pin that could not be read or written (it then holds on this node only). */
+  onError?: (e: unknown, what: 'read' | 'write') => void;
+}
+
+export class PgConversationPins implements ConversationPinsPort {
+  readonly #pool: pg.Pool;
+  readonly #s: string;
+  readonly #onError: PgConversationPinsOptions['onError'];
+  /** Agent keys whose conversations may be pinned (any node's rollout). */
+  readonly #keys = new Set<string>();
+  /** `key \0 conversation` → version, in order of use. */
+  readonly #cache = new Map<string, number>();
+  /** Reads under way, so that concurrent executions of one conversation read once. */
+  readonly #loading = new Map<string, Promise<void>>();
+  /** Writes under way (`settled` waits for them). */
+  readonly #writing = new Set<Promise<void>>();
+  #sincePrune = 0;
+
+  private constructor(pool: pg.Pool, s: string, onError: PgConversationPinsOptions['onError']) {
+    this.#pool = pool;
+    this.#s = s;
+    this.#onError = onError;
+  }
+
+  static migrate(pool: pg.Pool, schema: string): Promise<void> {
+    return migrateSchema(pool, schema, MIGRATIONS);
+  }
+
+  /** Creates the table if missing and reads which agents have pinned conversations. */
+  static async open(opts: PgConversationPinsOptions): Promise<PgConversationPins> {
+    await PgConversationPins.migrate(opts.pool, opts.schema);
+    const pins = new PgConversationPins(opts.pool, quotedSchema(opts.schema), opts.onError);
+    // One index probe per agent (a loose index scan), not a pass over every pin as DISTINCT would make.
+    const r = await opts.pool.query<{ key: string }>(
+      `WITH RECURSIVE k AS (
+         SELECT min(key) AS key FROM ${pins.#s}.conversation_pins
+         UNION ALL
+         SELECT (SELECT min(key) FROM ${pins.#s}.conversation_pins WHERE key > k.key) FROM k WHERE k.key IS NOT NULL
+       ) SELECT key FROM k WHERE key IS NOT NULL`,
+    );
+    for (const row of r.rows) pins.#keys.add(row.key);
+    return pins;
+  }
+
+  hasHistory(name: string): boolean {
+    return this.#keys.has(agentKey(name));
+  }
+
+  remember(name: string): void {
+    this.#keys.add(agentKey(name));
+  }
+
+  load(conversation: string, name: string): Promise<void> | undefined {
+    const key = agentKey(name);
+    if (!this.#keys.has(key)) return undefined;
+    const k = `${key}\0${conversation}`;
+    if (this.#cache.has(k)) return undefined;
+    const under = this.#loading.get(k);
+    if (under) return under;
+    const p = this.#pool
+      .query<{ version: number }>(`SELECT version FROM ${this.#s}.conversation_pins WHERE conversation_id = $1 AND key = $2`, [conversation, key])
+      .then(
+        (r) => {
+          if (r.rows[0] && !this.#cache.has(k)) this.#remember(k, r.rows[0].version);
+        },
+        (e: unknown) => {
+          this.#onError?.(e, 'read');
+        },
+      )
+      .finally(() => this.#loading.delete(k));
+    this.#loading.set(k, p);
+    return p;
+  }
+
+  pin(conversation: string, name: string, choose: number | (() => number)): number {
+    const key = agentKey(name);
+    const k = `${key}\0${conversation}`;
+    const had = this.#cache.get(k);
+    if (had !== undefined) {
+      // Most recently used last: the oldest are the ones dropped.
+      this.#cache.delete(k);
+      this.#cache.set(k, had);
+      return had;
+    }
+    const version = typeof choose === 'number' ? choose : choose();
+    this.#keys.add(key);
+    this.#remember(k, version);
+    this.#write(conversation, key, version);
+    return version;
+  }
+
+  /** Resolves once the pins written so far are in PostgreSQL (or failed). */
+  async settled(): Promise<void> {
+    await Promise.all([...this.#writing]);
+  }
+
+  #remember(k: string, version: number): void {
+    this.#cache.set(k, version);
+    if (this.#cache.size > CACHE_ENTRIES) this.#cache.delete(this.#cache.keys().next().value!);
+  }
+
+  #write(conversation: string, key: string, version: number): void {
+    const prune = ++this.#sincePrune >= 1000;
+    if (prune) this.#sincePrune = 0;
+    const w = this.#pool
+      .query(`INSERT INTO ${this.#s}.conversation_pins (conversation_id, key, version) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`, [conversation, key, version])
+      .then(async (r) => {
+        // Another node pinned it first: its version holds here too from the next turn on.
+        if (r.rowCount === 0) {
+          const held = await this.#pool.query<{ version: number }>(`SELECT version FROM ${this.#s}.conversation_pins WHERE conversation_id = $1 AND key = $2`, [conversation, key]);
+          if (held.rows[0]) this.#remember(`${key}\0${conversation}`, held.rows[0].version);
+        }
+        if (prune) await this.#pool.query(`DELETE FROM ${this.#s}.conversation_pins WHERE created_at < now() - make_interval(secs => $1)`, [PIN_MAX_AGE_MS / 1000]);
+      })
+      .then(
+        () => undefined,
+        (e: unknown) => {
+          this.#onError?.(e, 'write');
+        },
+      )
+      .finally(() => this.#writing.delete(w));
+    this.#writing.add(w);
+  }
+}

@@ -1,0 +1,100 @@
+/**
+ * Conversation pins shared by the nodes (src/cluster/pg-pins.ts) on the machine's PostgreSQL: two
+ * nodes' stores on one schema. A pin made on one node holds on the other (read before the
+ * resolution), also on a node opened afterwards (a restart); the first pin of a conversation wins
+ * and the node that lost adopts it; nothing is read for agents that never had a rollout; an
+ * unreachable PostgreSQL neither throws nor blocks. (Across `caxton serve` nodes:
+ * pg-agent-versions-nodes.test.ts.)
+ */
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PgConversationPins } from '../../src/cluster/index.js';
+import { hasSystem, TEST_PG_URL } from '../helpers/system.js';
+
+const run = hasSystem('postgresql');
+const schema = `caxton_pins_${process.pid}_${Date.now()}`;
+let pool: pg.Pool;
+
+beforeAll(() => {
+  if (!run) return;
+  pool = new pg.Pool({ connectionString: TEST_PG_URL, max: 4 });
+  pool.on('error', () => {});
+});
+
+afterAll(async () => {
+  if (!run) return;
+  await pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+  await pool.end();
+});
+
+const open = () => PgConversationPins.open({ pool, schema });
+
+describe.runIf(run)('conversation pins shared by the nodes', () => {
+  it("a pin made on node A holds on node B, read before B resolves; a node opened later knows the agent's pins", async () => {
+    const a = await open();
+    const b = await open();
+    expect(a.hasHistory('Writer')).toBe(false);
+    // No rollout yet: nothing to read, no query.
+    expect(b.load('conv-1', 'Writer')).toBeUndefined();
+    a.remember('Writer');
+    expect(a.pin('conv-1', 'Writer', 2)).toBe(2);
+    expect(a.pin('conv-1', 'writer', 3)).toBe(2); // agent names are case-insensitive, as everywhere
+    await a.settled();
+
+    b.remember('Writer'); // B follows the rollout (its mark)
+    const reading = b.load('conv-1', 'Writer');
+    expect(reading).toBeInstanceOf(Promise);
+    await reading;
+    let drawn = 0;
+    expect(
+      b.pin('conv-1', 'Writer', () => {
+        drawn++;
+        return 3;
+      }),
+    ).toBe(2);
+    expect(drawn).toBe(0);
+    // Read once: the next turn on B answers from memory.
+    expect(b.load('conv-1', 'Writer')).toBeUndefined();
+
+    // A node started after the rollout ended (or restarted) knows from the table.
+    const c = await open();
+    expect(c.hasHistory('WRITER')).toBe(true);
+    await c.load('conv-1', 'Writer');
+    expect(c.pin('conv-1', 'Writer', 3)).toBe(2);
+    // A conversation no node pinned is drawn and pinned for all.
+    expect(c.pin('conv-2', 'Writer', 3)).toBe(3);
+    await c.settled();
+    await a.load('conv-2', 'Writer');
+    expect(a.pin('conv-2', 'Writer', 2)).toBe(3);
+  });
+
+  it('two nodes pinning one conversation at once: the first row wins and the other node adopts it', async () => {
+    const a = await open();
+    const b = await open();
+    a.remember('Editor');
+    b.remember('Editor');
+    expect(a.pin('race', 'Editor', 1)).toBe(1);
+    await a.settled();
+    // B drew before it could read A's row (a canary stage changed between the two draws).
+    expect(b.pin('race', 'Editor', 2)).toBe(2);
+    await b.settled();
+    expect(b.pin('race', 'Editor', 2)).toBe(1);
+    const rows = await pool.query(`SELECT version FROM "${schema}".conversation_pins WHERE conversation_id = 'race'`);
+    expect(rows.rows).toEqual([{ version: 1 }]);
+  });
+
+  it('an unreachable PostgreSQL neither throws nor blocks: the version is drawn and held on this node, and reported', async () => {
+    const lost = new pg.Pool({ connectionString: TEST_PG_URL, max: 1 });
+    lost.on('error', () => {});
+    const errors: string[] = [];
+    const pins = await PgConversationPins.open({ pool: lost, schema, onError: (_e, what) => errors.push(what) });
+    // Every agent with pins is known at open (both of the tests above), and only those.
+    expect([pins.hasHistory('Writer'), pins.hasHistory('Editor'), pins.hasHistory('Nobody')]).toEqual([true, true, false]);
+    await lost.end();
+    await expect(pins.load('conv-3', 'Writer')).resolves.toBeUndefined();
+    expect(pins.pin('conv-3', 'Writer', 4)).toBe(4);
+    await pins.settled();
+    expect(errors).toEqual(['read', 'write']);
+    expect(pins.pin('conv-3', 'Writer', 5)).toBe(4);
+  });
+});
