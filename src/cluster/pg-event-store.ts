@@ -230,6 +230,15 @@ interface Heard {
   chain: Promise<void>;
   /** Deliveries waiting on `chain`: while any do, the next waits too. */
   pending: number;
+  /** When this node last heard from it (ms). */
+  heardAt: number;
+  /**
+   * The newest of its events delivered here (its ids grow in the order they are delivered): what a
+   * node that was only slow publishes after it was read back is not delivered again.
+   */
+  delivered: number;
+  /** Read back already for its current silence. */
+  silent: boolean;
 }
 
 export interface RelayEventsOptions {
@@ -243,6 +252,11 @@ export interface RelayEventsOptions {
   tickMs?: number;
   /** Most events read back for one gap (default 10,000); beyond, followers miss the rest (GET /events has them). */
   maxFill?: number;
+  /**
+   * A node not heard for this long (default 3 ticks) is read back once from PostgreSQL: what it
+   * wrote and did not publish before it died (or lost NATS) reaches this node's followers.
+   */
+  silentMs?: number;
   /** A gap that could not be read back, or was larger than `maxFill`. */
   onGap?: (info: { node: string; error?: unknown; truncated?: boolean }) => void;
 }
@@ -262,12 +276,21 @@ export function relayEvents(o: RelayEventsOptions): () => void {
   let last = 0;
   const heard = new Map<string, Heard>();
 
-  const fill = async (node: string, after: number, upTo: number): Promise<void> => {
-    if (upTo <= after || !o.store.following) return;
+  /** Delivers what was not delivered yet of a node's events (ids above `h.delivered`). */
+  const deliver = (h: Heard, events: readonly AgentEvent[]): void => {
+    const fresh = events.length > 0 && events[0]!.id <= h.delivered ? events.filter((e) => e.id > h.delivered) : events;
+    if (fresh.length === 0) return;
+    h.delivered = lastId(fresh);
+    o.store.deliver(fresh);
+  };
+
+  const fill = async (node: string, h: Heard, after: number, upTo: number): Promise<void> => {
+    const from = Math.max(after, h.delivered);
+    if (upTo <= from || !o.store.following) return;
     try {
-      const missed = await o.store.writtenBy(node, after, upTo, maxFill);
+      const missed = await o.store.writtenBy(node, from, upTo, maxFill);
       if (missed.length === maxFill) o.onGap?.({ node, truncated: true });
-      o.store.deliver(missed);
+      deliver(h, missed);
     } catch (error) {
       o.onGap?.({ node, error });
     }
@@ -277,10 +300,22 @@ export function relayEvents(o: RelayEventsOptions): () => void {
     const h = heard.get(w.node);
     if (!h || h.epoch !== w.epoch) {
       // A node first heard, or started again: its numbers start here.
-      heard.set(w.node, { epoch: w.epoch, seq: w.seq, last: Math.max(lastId(w.events), w.last ?? 0), chain: Promise.resolve(), pending: 0 });
-      o.store.deliver(w.events);
+      const started: Heard = {
+        epoch: w.epoch,
+        seq: w.seq,
+        last: Math.max(lastId(w.events), w.last ?? 0),
+        chain: Promise.resolve(),
+        pending: 0,
+        heardAt: Date.now(),
+        delivered: h?.delivered ?? 0,
+        silent: false,
+      };
+      heard.set(w.node, started);
+      deliver(started, w.events);
       return;
     }
+    h.heardAt = Date.now();
+    h.silent = false;
     const expected = w.events.length > 0 ? h.seq + 1 : h.seq;
     if (w.seq < expected) return; // not newer than what was heard (a tick overtaken by its node's next chunk)
     const gap = w.seq > expected ? { after: h.last, upTo: w.events.length > 0 ? w.events[0]!.id - 1 : (w.last ?? 0) } : undefined;
@@ -288,14 +323,15 @@ export function relayEvents(o: RelayEventsOptions): () => void {
     h.last = Math.max(h.last, lastId(w.events), w.last ?? 0);
     const events = w.events;
     if (!gap && h.pending === 0) {
-      o.store.deliver(events);
+      deliver(h, events);
       return;
     }
     h.pending++;
     h.chain = h.chain.then(async () => {
       try {
-        if (gap) await fill(w.node, gap.after, gap.upTo);
-        o.store.deliver(events);
+        if (gap) await fill(w.node, h, gap.after, gap.upTo);
+        // Filtered when delivered, not when heard: a read-back queued before it may deliver some of them first.
+        deliver(h, events);
       } catch {
         // A follower that threw: the others were served (EventEmitter stops at the thrower; so did the direct path).
       } finally {
@@ -332,9 +368,31 @@ export function relayEvents(o: RelayEventsOptions): () => void {
       publish({ node: o.node, epoch, seq, events: part });
     }
   });
+  const tickMs = o.tickMs ?? 2_000;
+  const silentMs = o.silentMs ?? 3 * tickMs;
+  /** A node silent for `silentMs`: what it wrote after the last event delivered here is read back, once per silence, in its place in the chain. */
+  const sweep = () => {
+    const now = Date.now();
+    for (const [node, h] of heard) {
+      if (h.silent || now - h.heardAt < silentMs) continue;
+      h.silent = true;
+      h.pending++;
+      h.chain = h.chain.then(async () => {
+        try {
+          await fill(node, h, h.delivered, Number.MAX_SAFE_INTEGER);
+          h.last = Math.max(h.last, h.delivered);
+        } catch {
+          // A follower that threw: nothing to undo.
+        } finally {
+          h.pending--;
+        }
+      });
+    }
+  };
   const tick = setInterval(() => {
     if (seq > 0) publish({ node: o.node, epoch, seq, events: [], last });
-  }, o.tickMs ?? 2_000);
+    sweep();
+  }, tickMs);
   tick.unref();
   return () => {
     clearInterval(tick);

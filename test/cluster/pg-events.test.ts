@@ -338,41 +338,62 @@ describe.skipIf(!run)('the cluster tables in PostgreSQL', () => {
 
 const runServe = run && hasSystem('nats-server');
 
+/**
+ * Two nodes' event stores on a fresh schema and a test nats-server: A records, B's follower
+ * listens. `ncB` is B's connection (through `linkB` when given), `ncA` A's.
+ */
+async function eventNodes(linkB?: (port: number) => Promise<number>) {
+  const schema = newSchema();
+  await PgEventStore.migrate(pool, schema);
+  const nats = await startNatsServer();
+  cleanups.push(() => nats.stop());
+  const ncA = await connect({ servers: nats.url });
+  const ncB = linkB ? await connect({ servers: `127.0.0.1:${await linkB(nats.port)}`, reconnectTimeWait: 100, maxReconnectAttempts: -1 }) : await connect({ servers: nats.url });
+  cleanups.push(
+    () => ncA.close(),
+    () => ncB.close(),
+  );
+  const limits = { retentionMs: 86_400_000, maxRows: 10_000, flushMs: 5, sweepIntervalMs: 3_600_000 };
+  const A = new PgEventStore({ pool, schema, node: 'a', ...limits });
+  const B = new PgEventStore({ pool, schema, node: 'b', ...limits });
+  cleanups.push(
+    () => A.close(),
+    () => B.close(),
+  );
+  const followed: AgentEvent[] = [];
+  B.on('event', (e) => followed.push(e));
+  return {
+    nats,
+    ncA,
+    ncB,
+    A,
+    B,
+    subject: `events_${schema}`,
+    followed,
+    /** A records agent-FROM … agent-(TO-1), written once this resolves. */
+    record: async (from: number, to: number) => {
+      for (let i = from; i < to; i++) A.record({ type: 'agent.deployed', agent: `agent-${i}`, data: { old_state: null, new_state: 'running', reason: null, revision: i } });
+      await A.flush();
+    },
+    agents: () => followed.map((e) => e.agent),
+  };
+}
+
+const upTo = (n: number) => Array.from({ length: n }, (_, i) => `agent-${i}`);
+
 describe.skipIf(!runServe)('live events between nodes (relayEvents)', () => {
   it("a node cut off from NATS reads back what it missed: its follower hears each of the other node's events once, in order", async () => {
-    const schema = newSchema();
-    await PgEventStore.migrate(pool, schema);
-    const nats = await startNatsServer();
-    cleanups.push(() => nats.stop());
     // B reaches NATS through a link the test cuts; A directly.
-    const link = await startTcpProxy({ host: '127.0.0.1', port: nats.port });
-    cleanups.push(() => link.close());
-    const ncA = await connect({ servers: nats.url });
-    const ncB = await connect({ servers: `127.0.0.1:${link.port}`, reconnectTimeWait: 100, maxReconnectAttempts: -1 });
-    cleanups.push(
-      () => ncA.close(),
-      () => ncB.close(),
-    );
-    const limits = { retentionMs: 86_400_000, maxRows: 10_000, flushMs: 5, sweepIntervalMs: 3_600_000 };
-    const A = new PgEventStore({ pool, schema, node: 'a', ...limits });
-    const B = new PgEventStore({ pool, schema, node: 'b', ...limits });
-    cleanups.push(
-      () => A.close(),
-      () => B.close(),
-    );
+    let link: Awaited<ReturnType<typeof startTcpProxy>> | undefined;
+    const { ncA, ncB, A, B, subject, followed, record, agents } = await eventNodes(async (port) => {
+      link = await startTcpProxy({ host: '127.0.0.1', port });
+      cleanups.push(() => link!.close());
+      return link.port;
+    });
     const gaps: unknown[] = [];
-    const subject = `events_${schema}`;
     cleanups.push(relayEvents({ nc: ncA, subject, node: 'a', store: A, tickMs: 100 }));
     cleanups.push(relayEvents({ nc: ncB, subject, node: 'b', store: B, tickMs: 100, onGap: (g) => gaps.push(g) }));
     await Promise.all([ncA.flush(), ncB.flush()]);
-    const followed: AgentEvent[] = [];
-    B.on('event', (e) => followed.push(e));
-    const record = async (from: number, to: number) => {
-      for (let i = from; i < to; i++) A.record({ type: 'agent.deployed', agent: `agent-${i}`, data: { old_state: null, new_state: 'running', reason: null, revision: i } });
-      await A.flush();
-    };
-    const agents = () => followed.map((e) => e.agent);
-    const upTo = (n: number) => Array.from({ length: n }, (_, i) => `agent-${i}`);
 
     await record(0, 5);
     await waitUntil(() => followed.length >= 5, { timeoutMs: 5000 });
@@ -381,14 +402,14 @@ describe.skipIf(!runServe)('live events between nodes (relayEvents)', () => {
     const lost = (async () => {
       for await (const st of ncB.status()) if (st.type === 'disconnect') return;
     })();
-    link.cut();
+    link!.cut();
     await lost;
     await record(5, 25);
     await ncA.flush();
     expect(agents()).toEqual(upTo(5));
 
     // The link is back; A writes nothing more: its tick shows B the gap, and B reads it back.
-    link.restore();
+    link!.restore();
     await waitUntil(() => followed.length >= 25, { timeoutMs: 10_000 });
     expect(agents()).toEqual(upTo(25));
 
@@ -399,6 +420,46 @@ describe.skipIf(!runServe)('live events between nodes (relayEvents)', () => {
     expect(agents()).toEqual(upTo(30));
     expect(followed.map((e) => e.id)).toEqual([...followed.map((e) => e.id)].sort((x, y) => x - y));
     // B's own events are not heard back from NATS, and nothing failed.
+    expect(gaps).toEqual([]);
+  }, 60_000);
+
+  it('what a node wrote and did not publish before it went silent is read back once; if it was only slow, what it publishes late is not heard twice', async () => {
+    const { nats, ncA, ncB, A, B, subject, followed, record, agents } = await eventNodes();
+    const spy = await connect({ servers: nats.url });
+    cleanups.push(() => spy.close());
+    // What A publishes, as the test sees it on the wire.
+    const wires: { epoch: string; seq: number; events?: unknown[] }[] = [];
+    spy.subscribe(subject, {
+      callback: (_e, m) => {
+        wires.push(JSON.parse(new TextDecoder().decode(m.data)) as (typeof wires)[number]);
+      },
+    });
+    await spy.flush();
+    const stopA = relayEvents({ nc: ncA, subject, node: 'a', store: A, tickMs: 100 });
+    const gaps: unknown[] = [];
+    cleanups.push(relayEvents({ nc: ncB, subject, node: 'b', store: B, tickMs: 100, silentMs: 500, onGap: (g) => gaps.push(g) }));
+    await Promise.all([ncA.flush(), ncB.flush()]);
+
+    await record(0, 5);
+    await waitUntil(() => followed.length >= 5, { timeoutMs: 5000 });
+    await spy.flush();
+    const lastWire = wires.filter((w) => w.events?.length).at(-1)!;
+
+    // A stops publishing (as if killed right after its INSERTs) but its rows are written.
+    stopA();
+    await record(5, 10);
+    // Before: B's follower never heard agent-5 to agent-9 (only GET /events had them).
+    await waitUntil(() => followed.length >= 10, { timeoutMs: 10_000, what: "the silent node's unpublished events read back" });
+    expect(agents()).toEqual(upTo(10));
+
+    // A was only slow: it publishes agent-5 to agent-10 late, in its next numbered chunk. B's follower hears agent-10 alone.
+    await record(10, 11);
+    const late = (await A.find({ limit: 100 })).filter((e) => Number(e.agent?.slice(6)) >= 5).sort((x, y) => x.id - y.id);
+    expect(late.map((e) => e.agent)).toEqual(['agent-5', 'agent-6', 'agent-7', 'agent-8', 'agent-9', 'agent-10']);
+    spy.publish(subject, JSON.stringify({ node: 'a', epoch: lastWire.epoch, seq: lastWire.seq + 1, events: late }));
+    await waitUntil(() => followed.length >= 11, { timeoutMs: 5000, what: "the slow node's late chunk" });
+    await new Promise((r) => setTimeout(r, 700));
+    expect(agents()).toEqual(upTo(11));
     expect(gaps).toEqual([]);
   }, 60_000);
 });
