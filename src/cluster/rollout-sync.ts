@@ -9,8 +9,8 @@
  *   by its id (`canaryBucket`), so one conversation gets one version on every node. A canary whose
  *   node is down (left the membership) splits nothing elsewhere until it is back; neither is a
  *   shadow's live request copied.
- * - The other nodes' canary executions and shadow comparisons go to the rollout's node
- *   (rollout-figures.ts); promotions, rollbacks and status requests through any node are carried
+ * - The other nodes' canary executions and shadow comparisons go to the rollout's node, sent
+ *   again until it answers (rollout-figures.ts); promotions, rollbacks and status requests through any node are carried
  *   out there (rollout-actions.ts).
  * - The table of marks (pg-rollout-marks.ts) is what counts; it holds one row per agent with a
  *   rollout, so each comparison reads it whole (`PgRolloutMarks.others`) and hands it to the
@@ -49,6 +49,8 @@ export interface RolloutSyncOptions {
   forwardTimeoutMs?: number;
   /** How long canary figures wait to go out together (default 250 ms). */
   figuresMs?: number;
+  /** How soon figures a rollout's node did not answer are sent again (default 1 s). */
+  figuresRetryMs?: number;
   /** How often the marks are read without a notice (default 15 s). */
   reconcileMs?: number;
   log?: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
@@ -67,7 +69,15 @@ export class RolloutSync {
 
   private constructor(opts: RolloutSyncOptions) {
     this.#opts = opts;
-    this.#figures = new RolloutFigures({ nc: opts.nc, subject: opts.subject, node: opts.node, batchMs: opts.figuresMs });
+    this.#figures = new RolloutFigures({
+      nc: opts.nc,
+      subject: opts.subject,
+      node: opts.node,
+      batchMs: opts.figuresMs,
+      retryMs: opts.figuresRetryMs,
+      onDropped: (node, figures) =>
+        opts.log?.warn({ node, figures }, `dropped ${figures} canary figures or shadow comparisons for node ${node}, which did not answer for 5 minutes: its judge or report misses them`),
+    });
     this.#actions = new RolloutActions({ nc: opts.nc, subject: opts.subject, node: opts.node, timeoutMs: opts.forwardTimeoutMs, log: opts.log });
   }
 

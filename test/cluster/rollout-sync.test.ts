@@ -16,7 +16,7 @@ import { RolloutSync, rolloutsSubject } from '../../src/cluster/index.js';
 import { CaxtonError } from '../../src/shared/errors.js';
 import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';
 import { hasSystem } from '../helpers/system.js';
-import { waitUntil } from '../helpers/wait.js';
+import { sleep, waitUntil } from '../helpers/wait.js';
 
 const run = hasSystem('nats-server');
 
@@ -65,6 +65,7 @@ async function stand(node: string): Promise<Stand> {
       },
     },
     figuresMs: 20,
+    figuresRetryMs: 100,
     // Longer than a test may run: a node that does not listen must answer before it (no responders).
     forwardTimeoutMs: 120_000,
   });
@@ -156,10 +157,30 @@ describe.runIf(run)('RolloutSync between two nodes', () => {
     expect([got.result!.request.length, got.result!.candidate_answer!.length]).toEqual([2000, 2000]);
     expect(a.shadows.find((f) => !f.result)).toEqual({ node: 'node-a', agent: 'mirror', rollout_id: 5 });
     // Something that is not a comparison is dropped.
-    b.nc.publish(`${rolloutsSubject('rollout_sync_test')}.figures`, JSON.stringify({ from: 'node-x', shadow: { node: 'node-a', agent: 'mirror', rollout_id: 'five' } }));
-    await b.nc.flush();
+    await b.nc.request(`${rolloutsSubject('rollout_sync_test')}.figures.node-a`, JSON.stringify({ from: 'node-x', id: 'x-1', shadows: [{ node: 'node-a', agent: 'mirror', rollout_id: 'five' }] }));
     b.sendShadow!({ node: 'node-a', agent: 'mirror', rollout_id: 6 });
     await waitUntil(() => a.shadows.length === 3, { timeoutMs: 5_000, what: 'the next copy on node-a' });
     expect(a.shadows[2]).toEqual({ node: 'node-a', agent: 'mirror', rollout_id: 6 });
+  });
+
+  it('figures for a node that is not listening reach it once it is (sent again until answered), and a batch sent twice counts once', async () => {
+    const [a, b] = stands as [Stand, Stand];
+    const figure = (node: string, version: number): CanaryFigure => ({ node, agent: 'pilot', rollout_id: 8, share: 50, version, ok: true, ms: 5 });
+    // node-d has not started (restarting, or cut off from NATS): B keeps its figures and tries again.
+    b.sendFigure!(figure('node-d', 1));
+    b.sendShadow!({ node: 'node-d', agent: 'mirror', rollout_id: 8 });
+    await sleep(400);
+    const d = await stand('node-d');
+    // Before: published once on core NATS while no one listened, and lost.
+    await waitUntil(() => d.figures.length === 1 && d.shadows.length === 1, { timeoutMs: 5_000, what: "node-d's figures after it started" });
+    expect(d.figures).toEqual([figure('node-d', 1)]);
+    await sleep(300);
+    expect([d.figures.length, d.shadows.length]).toEqual([1, 1]);
+
+    // A batch whose answer was lost is sent again with its id: counted once.
+    const before = a.figures.length;
+    const batch = JSON.stringify({ from: 'node-x', id: 'x-again', figures: [figure('node-a', 3)] });
+    for (let i = 0; i < 2; i++) expect((await b.nc.request(`${rolloutsSubject('rollout_sync_test')}.figures.node-a`, batch)).string()).toBe('ok');
+    expect(a.figures.length).toBe(before + 1);
   });
 });
