@@ -7,6 +7,7 @@
  * The rows survive restarts: a running rollout is running again after a restart, at its stage.
  */
 import type { Db, Migration } from '../storage/index.js';
+import { CaxtonError } from '../shared/errors.js';
 import type { CanaryPlan } from './canary.js';
 import { agentKey } from './definition.js';
 import { z } from 'zod';
@@ -307,5 +308,22 @@ export class RolloutStore implements ConversationPinsPort {
     const ended = this.#end.get(state, new Date().toISOString(), by ?? null, reason, r.id) as Row | undefined;
     this.#cache.delete(agentKey(r.agent));
     return ended ? rollout(ended) : r;
+  }
+
+  /**
+   * Ends `r` as `state` when it is still running; otherwise throws 'conflict' saying how it ended.
+   * Why: its judge's promotion (or rollback) and one asked by a user can start together; the
+   * second to record its version must not record it too (a rollback version after a promotion
+   * would leave the history saying the stable version while the candidate is live).
+   */
+  endRunning(r: Rollout, state: Exclude<RolloutState, 'running'>, by: string | undefined, reason: string | null): Rollout {
+    const ended = this.end(r, state, by, reason);
+    if (ended.state !== 'running') return ended;
+    const now = this.latest(r.agent);
+    const how = now?.id === r.id && now.state !== 'running' ? `was ${now.state.replace('_', ' ')}${now.ended_by ? ` by ${now.ended_by}` : ''}` : 'ended';
+    throw new CaxtonError('conflict', `the ${r.strategy} rollout of version ${r.candidate_version} of agent "${r.agent}" ${how} meanwhile; nothing more to do (caxton agent rollout status ${r.agent})`, {
+      name: r.agent,
+      rollout: now ?? r,
+    });
   }
 }

@@ -604,7 +604,8 @@ export class AgentService {
     if (this.#ending.has(r.id)) return;
     this.#ending.add(r.id);
     fn()
-      .catch((e: unknown) => this.#options.onCanaryError?.(e, r))
+      // A conflict: a user's promotion or rollback ended it first, which is no failure of this step.
+      .catch((e: unknown) => (e instanceof CaxtonError && e.code === 'conflict' ? undefined : this.#options.onCanaryError?.(e, r)))
       .finally(() => this.#ending.delete(r.id));
   }
 
@@ -1030,8 +1031,9 @@ export class AgentService {
         restored_from: candidate.version,
       },
       () => {
+        // Ended first: when its judge or a user ended it meanwhile, this throws before anything is saved.
+        ended = rollouts.endRunning(rollout, 'promoted', by, null);
         this.#store.save({ ...agent, source: candidate.source });
-        ended = rollouts.end(rollout, 'promoted', by, null);
       },
       { ...agent, source: candidate.source },
     );
@@ -1064,7 +1066,7 @@ export class AgentService {
         restored_from: rollout.stable_version,
       },
       () => {
-        ended = rollouts.end(rollout, 'rolled_back', by, reason);
+        ended = rollouts.endRunning(rollout, 'rolled_back', by, reason);
       },
     );
     if (this.#shared) this.#remember(version, existing.definition, existing.format, stable.source);

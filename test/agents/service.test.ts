@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { AGENT_MIGRATIONS, AgentRegistry, AgentService, AgentStore, type RegistryEvent } from '../../src/agents/index.js';
+import { AGENT_MIGRATIONS, AgentRegistry, AgentService, AgentStore, AgentVersionStore, RolloutStore, type RegistryEvent } from '../../src/agents/index.js';
 import { CaxtonError } from '../../src/shared/index.js';
 import { migrate, openDatabase, type Db } from '../../src/storage/index.js';
 import { tomlAgent } from '../helpers/http.js';
@@ -138,5 +138,36 @@ describe('AgentService with a real SQLite store', () => {
     expect(thrown(() => service.deploy({ body: tomlAgent('filed') }, 'update', 'filed')).code).toBe('agent_managed_by_file');
     expect(thrown(() => service.remove('filed')).code).toBe('agent_managed_by_file');
     expect(registry.get('filed')?.origin).toEqual({ kind: 'file', path: '/agents/f.toml' });
+  });
+
+  it('a promotion and a rollback that both found the rollout running: the second to record is a conflict naming how it ended, and records nothing', async () => {
+    const db = openDatabase(makeTempDir());
+    open.push(db);
+    migrate(db, AGENT_MIGRATIONS);
+    const rollouts = new RolloutStore(db);
+    const versions = new AgentVersionStore(db);
+    const service = new AgentService(new AgentRegistry(), new AgentStore(db), { versions, rollouts });
+    await service.deployAsync({ body: tomlAgent('Pilot') }, 'create');
+    let live = 'You are Pilot.';
+    for (const first of ['promote', 'rollback'] as const) {
+      const prompt = `You are pilot ${first}.`;
+      await service.deployAsync({ body: tomlAgent('Pilot').replace('You are Pilot.', prompt), strategy: 'blue-green' }, 'update', 'pilot');
+      const before = versions.latest('pilot')!.version;
+      // Both called in one tick: each checks the running rollout before either records its version.
+      const promote = () => service.promote('pilot', 'key:p');
+      const rollback = () => service.rollback('pilot', undefined, 'key:r');
+      const [won, lost] = await Promise.allSettled(first === 'promote' ? [promote(), rollback()] : [rollback(), promote()]);
+      expect(won.status).toBe('fulfilled');
+      // Before: both fulfilled, a rollback version (the stable content) recorded after the promotion while the candidate stayed live.
+      expect(lost.status).toBe('rejected');
+      const e = (lost as PromiseRejectedResult).reason as CaxtonError;
+      expect(e).toBeInstanceOf(CaxtonError);
+      expect(e.code).toBe('conflict');
+      expect(e.message).toMatch(first === 'promote' ? /blue-green rollout of version \d+ of agent "Pilot" was promoted by key:p meanwhile/ : /was rolled back by key:r meanwhile/);
+      expect(versions.latest('pilot')).toMatchObject({ version: before + 1, how: first === 'promote' ? 'promotion' : 'rollback' });
+      expect(rollouts.running('pilot')).toBeUndefined();
+      if (first === 'promote') live = prompt;
+      expect(service.registry.get('pilot')!.definition.system_prompt).toBe(live);
+    }
   });
 });
