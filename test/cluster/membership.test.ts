@@ -95,8 +95,16 @@ describe.skipIf(!run)('membership on a JetStream key-value bucket', () => {
 
   it('nodes see each other with what each says about itself, and a stopped node is gone at once', async () => {
     const a = await member('node-a', () => ({ queue_depth: 7 }));
+    // Its own entry at once; another node's as soon as the watch brings it (milliseconds).
+    expect((await a.m.nodes()).map((n) => [n.node, n.self])).toEqual([['node-a', true]]);
     const b = await member('node-b');
-    const seen = await a.m.nodes();
+    const { value: seen } = await waitUntil(
+      async () => {
+        const all = await a.m.nodes();
+        return all.length === 2 && all;
+      },
+      { timeoutMs: 1_000, what: 'node-b seen by node-a' },
+    );
     expect(seen.map((n) => [n.node, n.state, n.self])).toEqual([
       ['node-a', 'up', true],
       ['node-b', 'up', false],
@@ -105,7 +113,30 @@ describe.skipIf(!run)('membership on a JetStream key-value bucket', () => {
     expect(a.m.healthy()).toBe(true);
     expect(a.health).toEqual([true]);
     await b.m.stop();
+    // Gone with its deletion, not after the TTL (three heartbeats, 600 ms).
+    const gone = await waitUntil(async () => (await a.m.nodes()).every((n) => n.node !== 'node-b'), { timeoutMs: HEARTBEAT_MS * 2, intervalMs: 5, what: 'node-b gone from node-a' });
     expect((await a.m.nodes()).map((n) => n.node)).toEqual(['node-a']);
+    expect(gone.elapsedMs).toBeLessThan(HEARTBEAT_MS * 2);
+  });
+
+  it('lists the nodes without waiting on NATS while their heartbeats replace each other (kv.keys() hung there on nats-server 2.9)', async () => {
+    const members = await Promise.all(['node-e', 'node-f', 'node-g'].map((n) => member(n)));
+    const [e] = members;
+    // Heartbeats as fast as they go, each one replacing that node's entry.
+    let beating = true;
+    const beaters = members.map(async ({ m }) => {
+      while (beating) await m.beat();
+    });
+    try {
+      // Before: a listing that started while an entry was replaced never ended (3 in 300 past 8 s).
+      for (let i = 0; i < 300; i++) {
+        const listed = await Promise.race([e!.m.nodes(), new Promise<'hung'>((r) => setTimeout(() => r('hung'), 2_000))]);
+        expect(listed === 'hung' ? `listing ${i} hung` : listed.filter((n) => /^node-[efg]$/.test(n.node)).length).toBe(3);
+      }
+    } finally {
+      beating = false;
+      await Promise.all(beaters);
+    }
   });
 
   it('a node that goes silent turns stale, then disappears when the bucket TTL (three heartbeats) drops it', async () => {
