@@ -53,6 +53,8 @@ export interface RolloutSyncOptions {
   figuresRetryMs?: number;
   /** How often the marks are read without a notice (default 15 s). */
   reconcileMs?: number;
+  /** Figures dropped unsent (their node did not answer for 5 minutes, or too many waited): the server counts them in a metric. */
+  onFiguresDropped?: (node: string, figures: number) => void;
   log?: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
 }
 
@@ -75,8 +77,10 @@ export class RolloutSync {
       node: opts.node,
       batchMs: opts.figuresMs,
       retryMs: opts.figuresRetryMs,
-      onDropped: (node, figures) =>
-        opts.log?.warn({ node, figures }, `dropped ${figures} canary figures or shadow comparisons for node ${node}, which did not answer for 5 minutes: its judge or report misses them`),
+      onDropped: (node, figures) => {
+        opts.onFiguresDropped?.(node, figures);
+        opts.log?.warn({ node, figures }, `dropped ${figures} canary figures or shadow comparisons for node ${node}, which did not answer for 5 minutes: its judge or report misses them (caxton_cluster_records_dropped_total{store="rollout_figures"})`);
+      },
     });
     this.#actions = new RolloutActions({ nc: opts.nc, subject: opts.subject, node: opts.node, timeoutMs: opts.forwardTimeoutMs, log: opts.log });
   }

@@ -63,7 +63,7 @@ export class Metrics {
     this.agentsDeployed = new Gauge({ name: 'caxton_agents_deployed', help: 'Agents currently deployed', labelNames: ['origin'], registers });
     this.clusterRecordsDropped = new Counter({
       name: 'caxton_cluster_records_dropped_total',
-      help: "Records of the cluster's shared logs in PostgreSQL (store: events, tool_audit) dropped: the buffer bound while PostgreSQL was unreachable, or a batch it refused",
+      help: "Records of the cluster's shared logs in PostgreSQL (store: events, tool_audit) dropped: the buffer bound while PostgreSQL was unreachable, or a batch it refused; store rollout_figures: canary figures and shadow comparisons another node's rollout never took (5 minutes unanswered)",
       labelNames: ['store'],
       registers,
     });

@@ -173,6 +173,7 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
               lifecycle,
               logger,
               events: events?.store,
+              metrics,
             }),
           )
         : undefined;

@@ -13,6 +13,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CanaryFigure, RolloutActionOptions, RolloutForwarder, ShadowFigure } from '../../src/agents/index.js';
 import { RolloutSync, rolloutsSubject } from '../../src/cluster/index.js';
+import { RolloutFigures } from '../../src/cluster/rollout-figures.js';
 import { CaxtonError } from '../../src/shared/errors.js';
 import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';
 import { hasSystem } from '../helpers/system.js';
@@ -182,5 +183,52 @@ describe.runIf(run)('RolloutSync between two nodes', () => {
     const batch = JSON.stringify({ from: 'node-x', id: 'x-again', figures: [figure('node-a', 3)] });
     for (let i = 0; i < 2; i++) expect((await b.nc.request(`${rolloutsSubject('rollout_sync_test')}.figures.node-a`, batch)).string()).toBe('ok');
     expect(a.figures.length).toBe(before + 1);
+  });
+
+  it('figures their node never takes are dropped after keepMs and beyond 100 batches waiting, each drop counted (onDropped)', async () => {
+    const figure = (version: number): CanaryFigure => ({ node: 'node-q', agent: 'pilot', rollout_id: 9, share: 50, version, ok: true, ms: 5 });
+    const subject = rolloutsSubject('rollout_drop_test');
+    const nc = await connect({ servers: nats.url });
+    const nc2 = await connect({ servers: nats.url });
+    const dropped: [string, number][] = [];
+    const sender = new RolloutFigures({ nc, subject, node: 'node-s', batchMs: 5, retryMs: 50, keepMs: 400, onDropped: (node, n) => dropped.push([node, n]) });
+    const got: number[] = [];
+    const receiver = new RolloutFigures({ nc: nc2, subject, node: 'node-q' });
+    try {
+      // node-q does not listen: the two figures wait, then go with a count.
+      sender.canary(figure(1));
+      sender.canary(figure(2));
+      await waitUntil(() => dropped.length > 0, { timeoutMs: 3_000, what: 'the figures dropped' });
+      expect(dropped).toEqual([['node-q', 2]]);
+      // Once it listens, what was dropped never arrives; what is new does.
+      receiver.receive({ observeElsewhere: (f) => got.push(f.version), observeShadowElsewhere: () => {} });
+      sender.canary(figure(3));
+      await waitUntil(() => got.length === 1, { timeoutMs: 3_000, what: 'the new figure at node-q' });
+      await sleep(200);
+      expect(got).toEqual([3]);
+    } finally {
+      sender.stop();
+      receiver.stop();
+    }
+
+    // The bound: at most 100 batches wait for one node; beyond, the oldest go, counted.
+    const bounded: [string, number][] = [];
+    const many = new RolloutFigures({ nc, subject, node: 'node-s', batchMs: 1, retryMs: 60_000, keepMs: 60_000, onDropped: (node, n) => bounded.push([node, n]) });
+    try {
+      for (let i = 0; i < 103; i++) {
+        many.canary({ ...figure(i), node: 'node-r' });
+        await sleep(4);
+      }
+      await waitUntil(() => bounded.length === 3, { timeoutMs: 3_000, what: 'three batches dropped beyond the bound' });
+      expect(bounded).toEqual([
+        ['node-r', 1],
+        ['node-r', 1],
+        ['node-r', 1],
+      ]);
+    } finally {
+      many.stop();
+      await nc.close();
+      await nc2.close();
+    }
   });
 });

@@ -25,7 +25,7 @@ import {
   type RolloutSyncOptions,
 } from '../../cluster/index.js';
 import { clusterStateConfig, type ClusterConfig } from '../../config/index.js';
-import type { Logger } from '../../observability/index.js';
+import type { Logger, Metrics } from '../../observability/index.js';
 import type { EventLog } from '../../observability/events.js';
 import { CaxtonError, describeError } from '../../shared/errors.js';
 import type { Component } from './component.js';
@@ -132,6 +132,8 @@ export async function startCluster(opts: {
   lifecycle: Lifecycle;
   logger: Logger;
   events?: EventLog | undefined;
+  /** Counts canary figures and shadow comparisons dropped unsent (caxton_cluster_records_dropped_total{store="rollout_figures"}). */
+  metrics?: Pick<Metrics, 'clusterRecordsDropped'> | undefined;
 }): Promise<ClusterComponent> {
   const { cluster, logger } = opts;
   const { store, packages, schema } = opts.state;
@@ -184,7 +186,15 @@ export async function startCluster(opts: {
       ...(opts.sourceOf && { sourceOf: opts.sourceOf }),
       log: logger,
     });
-    rolloutSync = await RolloutSync.start({ nc, subject: rolloutsSubject(schema), node: cluster.node, marks: opts.state.marks, agents: opts.rollouts, log: logger });
+    rolloutSync = await RolloutSync.start({
+      nc,
+      subject: rolloutsSubject(schema),
+      node: cluster.node,
+      marks: opts.state.marks,
+      agents: opts.rollouts,
+      log: logger,
+      onFiguresDropped: (_node, figures) => opts.metrics?.clusterRecordsDropped.inc({ store: 'rollout_figures' }, figures),
+    });
     keySync = await KeySync.start({ nc, bucket: cluster.keys_bucket, node: cluster.node, replicas: cluster.replicas ?? 1, keys: opts.keys, log: logger });
   } catch (e) {
     await close();
