@@ -321,9 +321,13 @@ export class RolloutStore implements ConversationPinsPort {
     if (ended.state !== 'running') return ended;
     const now = this.latest(r.agent);
     const how = now?.id === r.id && now.state !== 'running' ? `was ${now.state.replace('_', ' ')}${now.ended_by ? ` by ${now.ended_by}` : ''}` : 'ended';
-    throw new CaxtonError('conflict', `the ${r.strategy} rollout of version ${r.candidate_version} of agent "${r.agent}" ${how} meanwhile; nothing more to do (caxton agent rollout status ${r.agent})`, {
-      name: r.agent,
-      rollout: now ?? r,
-    });
+    throw new CaxtonError(
+      'conflict',
+      `the ${r.strategy} rollout of version ${r.candidate_version} of agent "${r.agent}" ${how} meanwhile; nothing more to do (caxton agent rollout status ${r.agent})`,
+      {
+        name: r.agent,
+        rollout: now ?? r,
+      },
+    );
   }
 }

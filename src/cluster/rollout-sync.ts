@@ -79,7 +79,10 @@ export class RolloutSync {
       retryMs: opts.figuresRetryMs,
       onDropped: (node, figures) => {
         opts.onFiguresDropped?.(node, figures);
-        opts.log?.warn({ node, figures }, `dropped ${figures} canary figures or shadow comparisons for node ${node}, which did not answer for 5 minutes: its judge or report misses them (caxton_cluster_records_dropped_total{store="rollout_figures"})`);
+        opts.log?.warn(
+          { node, figures },
+          `dropped ${figures} canary figures or shadow comparisons for node ${node}, which did not answer for 5 minutes: its judge or report misses them (caxton_cluster_records_dropped_total{store="rollout_figures"})`,
+        );
       },
     });
     this.#actions = new RolloutActions({ nc: opts.nc, subject: opts.subject, node: opts.node, timeoutMs: opts.forwardTimeoutMs, log: opts.log });
