@@ -5,6 +5,7 @@
  * JetStream's TTL drops its entry, and a node that loses NATS reports itself unhealthy and is
  * healthy again after the server comes back.
  */
+import { jetstreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import Fastify from 'fastify';
 import { serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
@@ -29,14 +30,15 @@ function config(node: string, extra: Record<string, unknown> = {}): ClusterConfi
   return clusterConfigSchema.parse({ node, heartbeat: HEARTBEAT_MS / 1000, nats: { urls: [nats.url] }, nodes_bucket: 'test_nodes', ...extra });
 }
 
-async function member(node: string, load?: () => Record<string, number>): Promise<{ m: Membership; nc: NatsConnection; health: boolean[] }> {
+async function member(node: string, load?: () => Record<string, number>): Promise<{ m: Membership; nc: NatsConnection; health: boolean[]; rewatched: string[] }> {
   const cluster = config(node, { advertise_url: `http://${node}.example:8080` });
   const nc = await connectNats({ cluster });
   connections.push(nc);
   const health: boolean[] = [];
-  const m = await Membership.start({ nc, cluster, version: '0.1.0', ...(load && { load }), onHealth: (h) => health.push(h) });
+  const rewatched: string[] = [];
+  const m = await Membership.start({ nc, cluster, version: '0.1.0', ...(load && { load }), onHealth: (h) => health.push(h), onRewatch: (why) => rewatched.push(why) });
   members.push(m);
-  return { m, nc, health };
+  return { m, nc, health, rewatched };
 }
 
 beforeAll(async () => {
@@ -117,13 +119,15 @@ describe.skipIf(!run)('membership on a JetStream key-value bucket', () => {
     const gone = await waitUntil(async () => (await a.m.nodes()).every((n) => n.node !== 'node-b'), { timeoutMs: HEARTBEAT_MS * 2, intervalMs: 5, what: 'node-b gone from node-a' });
     expect((await a.m.nodes()).map((n) => n.node)).toEqual(['node-a']);
     expect(gone.elapsedMs).toBeLessThan(HEARTBEAT_MS * 2);
+    // Its watch delivered its own heartbeats all along: never started again.
+    expect(a.rewatched).toEqual([]);
   });
 
   it('lists the nodes without waiting on NATS while their heartbeats replace each other (kv.keys() hung there on nats-server 2.9)', async () => {
-    const members = await Promise.all(['node-e', 'node-f', 'node-g'].map((n) => member(n)));
+    const members = await Promise.all(['list-1', 'list-2', 'list-3'].map((n) => member(n)));
     const [e] = members;
-    const ours = (listed: NodeInfo[]) => listed.filter((n) => /^node-[efg]$/.test(n.node)).length;
-    await waitUntil(async () => ours(await e!.m.nodes()) === 3, { timeoutMs: 1_000, what: 'the three nodes seen by node-e' });
+    const ours = (listed: NodeInfo[]) => listed.filter((n) => /^list-\d$/.test(n.node)).length;
+    await waitUntil(async () => ours(await e!.m.nodes()) === 3, { timeoutMs: 1_000, what: 'the three nodes seen by list-1' });
     // Heartbeats as fast as they go, each one replacing that node's entry.
     let beating = true;
     const beaters = members.map(async ({ m }) => {
@@ -138,6 +142,7 @@ describe.skipIf(!run)('membership on a JetStream key-value bucket', () => {
     } finally {
       beating = false;
       await Promise.all(beaters);
+      for (const { m } of members) await m.stop();
     }
   });
 
@@ -163,6 +168,24 @@ describe.skipIf(!run)('membership on a JetStream key-value bucket', () => {
     await waitUntil(() => e.m.healthy(), { timeoutMs: 15_000, what: 'node-e healthy after NATS restarted' });
     expect(e.health.at(-1)).toBe(true);
     expect((await e.m.nodes()).some((n) => n.node === 'node-e' && n.state === 'up')).toBe(true);
+    // It still follows the bucket: a node that starts after the restart is listed here.
+    await member('node-h');
+    await waitUntil(async () => (await e.m.nodes()).some((n) => n.node === 'node-h'), { timeoutMs: 5_000, what: 'node-h seen by node-e after the restart' });
+  });
+});
+
+describe.skipIf(!run)('membership follows the bucket', () => {
+  it('a watch whose consumer the server lost is started again: its own heartbeats stop coming back through it', async () => {
+    const w = await member('watch-1');
+    const jsm = await jetstreamManager(w.nc);
+    // What a stalled watch looks like from here: the server no longer delivers to it.
+    for await (const c of jsm.consumers.list('KV_test_nodes')) await jsm.consumers.delete('KV_test_nodes', c.name);
+    await member('watch-2');
+    // Before: never (nothing within 20 s); now within a few heartbeats (the check runs with each).
+    const seen = await waitUntil(async () => (await w.m.nodes()).some((n) => n.node === 'watch-2'), { timeoutMs: 5_000, intervalMs: 20, what: 'watch-2 seen by watch-1' });
+    expect(seen.elapsedMs).toBeLessThan(HEARTBEAT_MS * 10);
+    expect(w.rewatched.length).toBeGreaterThan(0);
+    expect(w.rewatched[0]).toMatch(/^its own heartbeats did not come back through the watch for \d+ ms$/);
   });
 });
 

@@ -230,6 +230,10 @@ export async function startCluster(opts: {
           const lag = sync?.lag();
           return { ...load(), ...(lag?.p99_ms != null && { directory_lag_p99_ms: lag.p99_ms }) };
         },
+        onRewatch: (why, error) =>
+          error === undefined
+            ? logger.warn({ node: cluster.node, why }, 'the watch of the cluster membership bucket was started again')
+            : logger.warn({ node: cluster.node, why, err: describeError(error) }, 'the watch of the cluster membership bucket could not be started again; trying again after the next heartbeats'),
         onHealth: (healthy, error) =>
           healthy ? logger.info({ node: cluster.node }, 'cluster heartbeats reach JetStream again') : logger.warn({ node: cluster.node, err: error }, 'cluster heartbeats are failing'),
       });
