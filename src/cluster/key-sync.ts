@@ -34,7 +34,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { z } from 'zod';
 import { KEY_NAME_RE, ROLES, principalScopeSchema, sameKeyRecord, type ApiKeyRecord, type ApiKeyStore } from '../auth/index.js';
 import { describeError } from '../shared/errors.js';
-import { followBucket } from './kv-follow.js';
+import { followBucket, type FollowOptions } from './kv-follow.js';
 
 export interface KeySyncOptions {
   nc: NatsConnection;
@@ -46,6 +46,11 @@ export interface KeySyncOptions {
   replicas?: number;
   keys: ApiKeyStore;
   log?: { warn(obj: object, msg: string): void };
+  /**
+   * How often each watch is checked for progress (default 10 s; kv-follow.ts): one that stopped
+   * delivering is started again, so a revocation on another node still reaches this one.
+   */
+  watchCheckMs?: number;
 }
 
 /** A key id as `ApiKeyStore` makes them (9 random bytes, base64url): also the entry's key in the bucket. */
@@ -120,9 +125,14 @@ export class KeySync {
     s.#unlistenUsed = opts.keys.onUsed((id, at) => s.#publishUse(id, at));
     try {
       await s.#follow();
-      s.#usedWatch = await followBucket(used, 'cluster API key uses', (e) => {
-        if (e.operation === 'PUT') s.#applyUse(e.key, e.string());
-      });
+      s.#usedWatch = await followBucket(
+        used,
+        'cluster API key uses',
+        (e) => {
+          if (e.operation === 'PUT') s.#applyUse(e.key, e.string());
+        },
+        s.#followOptions(),
+      );
     } catch (e) {
       await s.stop();
       throw e;
@@ -209,10 +219,26 @@ export class KeySync {
 
   /** Starts the watch and resolves once its initial values (the bucket's current keys) have been applied. */
   async #follow(): Promise<void> {
-    this.#watch = await followBucket(this.#kv, 'cluster API keys', (e) => {
-      // Keys are revoked, never deleted: a deleted or purged entry changes nothing here.
-      if (e.operation === 'PUT') this.#applyPut(e.key, e.string());
-    });
+    this.#watch = await followBucket(
+      this.#kv,
+      'cluster API keys',
+      (e) => {
+        // Keys are revoked, never deleted: a deleted or purged entry changes nothing here.
+        if (e.operation === 'PUT') this.#applyPut(e.key, e.string());
+      },
+      this.#followOptions(),
+    );
+  }
+
+  #followOptions(): FollowOptions {
+    return {
+      checkMs: this.#opts.watchCheckMs,
+      onRestart: (why, error) =>
+        this.#opts.log?.warn(
+          { why, ...(error !== undefined && { err: describeError(error) }) },
+          error === undefined ? 'a watch of the cluster API keys was started again' : 'a watch of the cluster API keys could not be started again; trying again at the next check',
+        ),
+    };
   }
 
   #applyPut(key: string, text: string): void {

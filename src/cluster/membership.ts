@@ -46,7 +46,7 @@ export interface MembershipOptions {
   load?: () => Record<string, number>;
   /** Told when heartbeats start failing and when they succeed again. */
   onHealth?: (healthy: boolean, error?: string) => void;
-  /** Told when the watch of the bucket is started again (its own heartbeats stopped coming back through it), and why. */
+  /** Told when the watch of the bucket is started again (it stopped delivering: kv-follow.ts), and why. */
   onRewatch?: (why: string, error?: unknown) => void;
 }
 
@@ -65,9 +65,6 @@ export class Membership {
   /** Revisions of entries deleted (a node that left), so an older heartbeat delivered late is not taken back. */
   readonly #left = new Map<string, number>();
   #watch: { stop(): void } | undefined;
-  /** When the watch last brought this node's own entry back (a watch that stopped delivering is started again). */
-  #echoAt = 0;
-  #rewatching = false;
 
   private constructor(kv: KV, opts: MembershipOptions) {
     this.#kv = kv;
@@ -79,7 +76,8 @@ export class Membership {
     const { cluster } = opts;
     const kv = await createKv(opts.nc, cluster.nodes_bucket, { history: 1, ttl: cluster.heartbeat * 3, replicas: cluster.replicas ?? 1 });
     const m = new Membership(kv, opts);
-    m.#watch = await m.#follow();
+    // Checked every two heartbeats: a watch that stopped delivering is started again within four.
+    m.#watch = await followBucket(kv, `nodes (${cluster.nodes_bucket})`, (e) => m.#apply(e), { checkMs: cluster.heartbeat * 2, onRestart: opts.onRewatch });
     await m.beat();
     m.#timer = setInterval(() => void m.beat(), cluster.heartbeat);
     m.#timer.unref();
@@ -123,9 +121,6 @@ export class Membership {
       this.#lastOk = Date.now();
       // Its own entry without waiting for the watch to bring it back.
       if (revision > (this.#heard.get(this.node)?.revision ?? 0) && !this.#stopped) this.#heard.set(this.node, { beat: hb, at: this.#lastOk, revision });
-      // Its heartbeats go out but stopped coming back through the watch: the server no longer
-      // delivers to it (its consumer lost; nats.js never noticed, measured: nothing for 20 s).
-      if (this.#lastOk - this.#echoAt > hbMs * 4) void this.#rewatch(`its own heartbeats did not come back through the watch for ${this.#lastOk - this.#echoAt} ms`);
       if (!this.#healthy && !this.#stopped) {
         this.#healthy = true;
         this.#lastError = null;
@@ -146,34 +141,8 @@ export class Membership {
     }
   }
 
-  async #follow(): Promise<{ stop(): void }> {
-    this.#echoAt = Date.now();
-    const w = await followBucket(this.#kv, `nodes (${this.#opts.cluster.nodes_bucket})`, (e) => this.#apply(e));
-    this.#echoAt = Date.now();
-    return w;
-  }
-
-  /** Stops the watch and starts another (one at a time); until it has the bucket's entries, the old ones are listed. */
-  async #rewatch(why: string): Promise<void> {
-    if (this.#rewatching || this.#stopped) return;
-    this.#rewatching = true;
-    this.#watch?.stop();
-    try {
-      const w = await this.#follow();
-      if (this.#stopped) w.stop();
-      else this.#watch = w;
-      this.#opts.onRewatch?.(why);
-    } catch (e) {
-      // Tried again after the next heartbeats.
-      this.#opts.onRewatch?.(why, e);
-    } finally {
-      this.#rewatching = false;
-    }
-  }
-
   /** One entry of the bucket as the watch delivers it (a watch started again may repeat older ones). */
   #apply(e: KvEntry): void {
-    if (e.key === this.node) this.#echoAt = Date.now();
     const had = Math.max(this.#heard.get(e.key)?.revision ?? 0, this.#left.get(e.key) ?? 0);
     if (e.revision <= had) return;
     if (e.operation !== 'PUT') {

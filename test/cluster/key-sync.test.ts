@@ -7,6 +7,7 @@
  * entries that are not keys and active-name clashes are skipped with a warning, and sync goes on.
  */
 import { Kvm } from '@nats-io/kv';
+import { jetstreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ApiKeyStore } from '../../src/auth/index.js';
@@ -54,11 +55,11 @@ function keyStore(now?: () => number): ApiKeyStore {
   return new ApiKeyStore(db, now ? { now } : {});
 }
 
-async function node(name: string, bucket: string, keys = keyStore()): Promise<Node> {
+async function node(name: string, bucket: string, keys = keyStore(), watchCheckMs?: number): Promise<Node> {
   const nc = await connect({ servers: nats.url });
   connections.push(nc);
   const warnings: string[] = [];
-  const sync = await KeySync.start({ nc, bucket, node: name, keys, log: { warn: (_o, msg) => warnings.push(msg) } });
+  const sync = await KeySync.start({ nc, bucket, node: name, keys, log: { warn: (_o, msg) => warnings.push(msg) }, ...(watchCheckMs !== undefined && { watchCheckMs }) });
   syncs.push(sync);
   return { keys, sync, warnings, nc };
 }
@@ -127,6 +128,20 @@ describe.skipIf(!run)('API keys across nodes on a JetStream key-value bucket', (
     const again = a.keys.create({ name: 'deployer', role: 'viewer' });
     await waitUntil(() => verifies(n2.keys, again.secret) === 'deployer', { what: 'the new key on node-b' });
     expect([a.warnings, n2.warnings]).toEqual([[], []]);
+  });
+
+  it('a revocation reaches a node whose watch the server stopped serving (its consumer lost): the watch is started again', async () => {
+    const b = bucket();
+    const [a, n2] = [await node('node-a', b, keyStore(), 200), await node('node-b', b)];
+    const { secret } = a.keys.create({ name: 'ci', role: 'developer' });
+    await waitUntil(() => n2.keys.get('ci'), { what: 'the key on node-b' });
+    // node-a's watches stop receiving: the server lost their consumers (nats.js does not notice).
+    const jsm = await jetstreamManager(a.nc);
+    for (const stream of [`KV_${b}`, `KV_${b}_used`]) for await (const c of jsm.consumers.list(stream)) await jsm.consumers.delete(stream, c.name);
+    n2.keys.revoke('ci');
+    // Before: the key went on verifying on node-a (nothing delivered for as long as the test waited).
+    await waitUntil(() => verifies(a.keys, secret) === 'API key "ci" was revoked', { timeoutMs: 5_000, what: 'the revocation on node-a' });
+    expect(a.warnings).toContain('a watch of the cluster API keys was started again');
   });
 
   it('a key rotated on one node: the old secret fails and the new one works on another', async () => {
