@@ -23,6 +23,7 @@ export {
   canaryFigureSchema,
   shadowFigureSchema,
   RolloutStore,
+  type StoredPin,
   PIN_MAX_AGE_MS,
   type Rollout,
   type CanaryFigure,

@@ -218,6 +218,14 @@ export interface ConversationPinsPort {
   remember?(name: string): void;
 }
 
+/** A conversation's pin as a single node keeps it (`created_at`: epoch ms). */
+export interface StoredPin {
+  conversation_id: string;
+  key: string;
+  version: number;
+  created_at: number;
+}
+
 export class RolloutStore implements ConversationPinsPort {
   readonly #insert;
   readonly #running;
@@ -229,6 +237,9 @@ export class RolloutStore implements ConversationPinsPort {
   readonly #pin;
   readonly #pinned;
   readonly #prunePins;
+  readonly #oldestPins;
+  readonly #dropPin;
+  readonly #db: Db;
   #pinsSincePrune = 0;
   /** Agents that have had a rollout (their conversations are pinned to a version); only grows. */
   readonly #everRolled = new Set<string>();
@@ -247,6 +258,24 @@ export class RolloutStore implements ConversationPinsPort {
     this.#pin = db.prepare('INSERT OR IGNORE INTO agent_conversation_versions (conversation_id, key, version, created_at) VALUES (?, ?, ?, ?)');
     this.#pinned = db.prepare('SELECT version FROM agent_conversation_versions WHERE conversation_id = ? AND key = ?').pluck();
     this.#prunePins = db.prepare('DELETE FROM agent_conversation_versions WHERE created_at < ?');
+    this.#oldestPins = db.prepare('SELECT conversation_id, key, version, created_at FROM agent_conversation_versions ORDER BY created_at, conversation_id, key LIMIT ?');
+    this.#dropPin = db.prepare('DELETE FROM agent_conversation_versions WHERE conversation_id = ? AND key = ? AND version = ?');
+    this.#db = db;
+  }
+
+  /**
+   * Up to `limit` of the pins kept here, oldest first: a node that joins a cluster moves them to the
+   * cluster's pins (src/cluster/pg-pins.ts `carryOver`), then drops them here (`dropPins`).
+   */
+  oldestPins(limit: number): StoredPin[] {
+    return this.#oldestPins.all(limit) as StoredPin[];
+  }
+
+  /** Drops pins kept here (those moved to the cluster's), in one transaction. */
+  dropPins(pins: readonly StoredPin[]): void {
+    this.#db.transaction(() => {
+      for (const p of pins) this.#dropPin.run(p.conversation_id, p.key, p.version);
+    })();
   }
 
   /**

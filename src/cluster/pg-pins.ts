@@ -18,7 +18,7 @@
  * - Rows older than PIN_MAX_AGE_MS are deleted now and then, as in SQLite.
  */
 import type pg from 'pg';
-import { agentKey, PIN_MAX_AGE_MS, type ConversationPinsPort } from '../agents/index.js';
+import { agentKey, PIN_MAX_AGE_MS, type ConversationPinsPort, type StoredPin } from '../agents/index.js';
 import { migrateSchema, quotedSchema, type PgMigration } from './pg-migrate.js';
 
 const MIGRATIONS: readonly PgMigration[] = [
@@ -134,6 +134,30 @@ export class PgConversationPins implements ConversationPinsPort {
     this.#remember(k, version);
     this.#write(conversation, key, version);
     return version;
+  }
+
+  /**
+   * Moves the pins a node kept in its SQLite before it joined the cluster (or before pins were
+   * shared) into the cluster's, `batch` at a time, oldest first, then drops them there: a
+   * conversation open across that upgrade keeps its version on every node. A pin the cluster
+   * holds already wins (first row). Resolves with how many were moved; a failure leaves the rest
+   * for the next start.
+   */
+  async carryOver(from: { oldestPins(limit: number): StoredPin[]; dropPins(pins: readonly StoredPin[]): void }, batch = 1000): Promise<number> {
+    let moved = 0;
+    for (;;) {
+      const pins = from.oldestPins(batch);
+      if (pins.length === 0) return moved;
+      await this.#pool.query(
+        `INSERT INTO ${this.#s}.conversation_pins (conversation_id, key, version, created_at)
+         SELECT c, k, v, to_timestamp(t / 1000.0) FROM unnest($1::text[], $2::text[], $3::integer[], $4::bigint[]) AS p(c, k, v, t)
+         ON CONFLICT DO NOTHING`,
+        [pins.map((p) => p.conversation_id), pins.map((p) => p.key), pins.map((p) => p.version), pins.map((p) => p.created_at)],
+      );
+      for (const p of pins) this.#keys.add(p.key);
+      from.dropPins(pins);
+      moved += pins.length;
+    }
   }
 
   /** Resolves once the pins written so far are in PostgreSQL (or failed). */

@@ -3,12 +3,16 @@
  * nodes' stores on one schema. A pin made on one node holds on the other (read before the
  * resolution), also on a node opened afterwards (a restart); the first pin of a conversation wins
  * and the node that lost adopts it; nothing is read for agents that never had a rollout; an
- * unreachable PostgreSQL neither throws nor blocks. (Across `caxton serve` nodes:
+ * unreachable PostgreSQL neither throws nor blocks; pins a node kept in its SQLite move to the
+ * cluster's. (Across `caxton serve` nodes:
  * pg-agent-versions-nodes.test.ts.)
  */
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AGENT_MIGRATIONS, RolloutStore } from '../../src/agents/index.js';
 import { PgConversationPins } from '../../src/cluster/index.js';
+import { migrate, openDatabase } from '../../src/storage/index.js';
+import { makeTempDir, removeTempDirs } from '../helpers/tmp.js';
 import { hasSystem, TEST_PG_URL } from '../helpers/system.js';
 
 const run = hasSystem('postgresql');
@@ -25,6 +29,7 @@ afterAll(async () => {
   if (!run) return;
   await pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
   await pool.end();
+  removeTempDirs();
 });
 
 const open = () => PgConversationPins.open({ pool, schema });
@@ -81,6 +86,40 @@ describe.runIf(run)('conversation pins shared by the nodes', () => {
     expect(b.pin('race', 'Editor', 2)).toBe(1);
     const rows = await pool.query(`SELECT version FROM "${schema}".conversation_pins WHERE conversation_id = 'race'`);
     expect(rows.rows).toEqual([{ version: 1 }]);
+  });
+
+  it("pins a node kept in its SQLite move to the cluster's (a held pin wins), oldest first in batches, and are dropped there", async () => {
+    const db = openDatabase(makeTempDir('caxton-pins-carry-'));
+    migrate(db, AGENT_MIGRATIONS);
+    const local = new RolloutStore(db);
+    // Pinned on this node before it joined the cluster: 2,500 conversations of Scribe, one of which the cluster pinned already.
+    for (let i = 0; i < 2500; i++) local.pin(`carry-${i}`, 'Scribe', i === 7 ? 4 : 3);
+    const a = await open();
+    a.remember('Scribe');
+    expect(a.pin('carry-7', 'Scribe', 5)).toBe(5);
+    await a.settled();
+
+    const b = await open();
+    expect(b.hasHistory('scribe')).toBe(true);
+    const batches: number[] = [];
+    const moved = await b.carryOver({ oldestPins: (n) => local.oldestPins(n), dropPins: (p) => (batches.push(p.length), local.dropPins(p)) }, 1000);
+    expect(moved).toBe(2500);
+    expect(batches).toEqual([1000, 1000, 500]);
+    expect(local.oldestPins(10)).toEqual([]);
+    // Every node reads them, and the cluster's own pin held.
+    const c = await open();
+    for (const [conv, version] of [
+      ['carry-0', 3],
+      ['carry-2499', 3],
+      ['carry-7', 5],
+    ] as const) {
+      await c.load(conv, 'Scribe');
+      expect([conv, c.pin(conv, 'Scribe', 9)]).toEqual([conv, version]);
+    }
+    // Their age is kept (pins older than 30 days are dropped by it).
+    const { rows } = await pool.query<{ age: number }>(`SELECT extract(epoch FROM now() - created_at) AS age FROM "${schema}".conversation_pins WHERE conversation_id = 'carry-0'`);
+    expect(Number(rows[0]!.age)).toBeLessThan(60);
+    db.close();
   });
 
   it('an unreachable PostgreSQL neither throws nor blocks: the version is drawn and held on this node, and reported', async () => {

@@ -26,6 +26,7 @@ export function startAgents(opts: { config: ServerConfig; db: Db; logger: Logger
   const { config, db, logger, metrics } = opts;
   const registry = new AgentRegistry();
   const shadowResults = new ShadowResultStore(db);
+  const rollouts = new RolloutStore(db);
   // Deploy-time warnings for model aliases the configured providers cannot serve (issue 12).
   const service = new AgentService(
     registry,
@@ -51,12 +52,21 @@ export function startAgents(opts: { config: ServerConfig; db: Db; logger: Logger
           logger.warn({ err: describeError(e) }, "agent versions could not be read from the cluster's PostgreSQL; this node's view of them is refreshed at the next change"),
       }),
       // Blue-green rollouts (issue 18): running ones resume after a restart; each step is an event.
-      rollouts: new RolloutStore(db),
+      rollouts,
       shadowResults,
       onRollout: (event, r) => recordRollout(event, r),
     },
   );
   const persisted = service.loadPersisted();
+  // A node that kept pins in its SQLite (before it joined the cluster, or before pins were shared)
+  // moves them to the cluster's, in the background: their conversations keep their versions on every node.
+  if (opts.clusterState)
+    void opts.clusterState.pins.carryOver(rollouts).then(
+      (moved) => {
+        if (moved > 0) logger.info({ moved }, "conversation pins kept on this node moved to the cluster's PostgreSQL");
+      },
+      (e: unknown) => logger.warn({ err: describeError(e) }, "conversation pins kept on this node could not all be moved to the cluster's PostgreSQL; the rest are tried again at the next start"),
+    );
   // --- Agent event store (src/observability/events.ts): lifecycle events from the registry,
   // message.sent from the bus, message.received around the agent handler, execution.finished from the executor. ---
   // A cluster node writes to the shared store in PostgreSQL: each event once, by the node where it happened (docs/cluster.md).
