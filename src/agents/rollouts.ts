@@ -212,8 +212,12 @@ export interface ConversationPinsPort {
    * from what `load` read.
    */
   pin(conversation: string, name: string, choose: number | (() => number)): number;
-  /** A store that reads over the network: reads the conversation's pin before `pin` is asked (undefined: nothing to read). */
-  load?(conversation: string, name: string): Promise<void> | undefined;
+  /**
+   * A store that reads over the network: reads the conversation's pin before `pin` is asked
+   * (undefined: nothing to read); when it has none, pins what `draw` gives (the version `pin`
+   * would choose now; undefined: not pinned), so the first pin is settled before the execution.
+   */
+  load?(conversation: string, name: string, draw?: () => number | undefined): Promise<void> | undefined;
   /** The agent has a rollout now (this node's or another's): its conversations get pinned from here on. */
   remember?(name: string): void;
 }

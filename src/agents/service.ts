@@ -270,7 +270,8 @@ export class AgentService {
     registry.setRefResolver((name, version, conversation) => (version !== undefined ? this.#resolveVersion(name, version) : this.#resolveInConversation(name, conversation)));
     // Shared pins are read before the executor resolves a name within a conversation (resolution is synchronous).
     const pins = this.#pins;
-    if (pins?.load) registry.setRefPreparer((name, conversation) => pins.load!(conversation, name));
+    // A conversation's first pin is claimed there too (drawn as resolution would draw it), so two nodes taking its first turns agree.
+    if (pins?.load) registry.setRefPreparer((name, conversation) => pins.load!(conversation, name, () => this.#draw(name, conversation)));
     const rollouts = this.rollouts;
     this.#canaries =
       rollouts &&
@@ -884,30 +885,10 @@ export class AgentService {
    */
   #resolveInConversation(name: string, conversation: string | undefined): DeployedAgent | undefined {
     const live = this.registry.get(name);
-    const rollouts = this.rollouts;
-    if (!live || !rollouts || !(this.versions || this.#shared) || live.origin.kind !== 'api') return live;
-    const agentName = live.definition.name;
-    const running = rollouts.running(agentName);
-    // Another node's canary (a cluster node): its share of new conversations is drawn here too;
-    // another node's shadow: the live requests here are copied to its candidate too.
-    const there = running ? undefined : this.#actingHere(agentName);
-    const held = there?.strategy === 'canary' ? there : undefined;
-    const shadowThere = there?.strategy === 'shadow' ? there : undefined;
-    const pins = this.#pins ?? rollouts;
-    if (!running && !held && !shadowThere && !pins.hasHistory(agentName)) return live;
-    const current = this.currentVersion(agentName);
-    if (current === undefined) return live;
-    if (shadowThere) {
-      this.#versionOf.set(live.definition, current);
-      return live;
-    }
-    const ownShare = running ? this.#shareOf(running) : null;
-    const canary =
-      running && ownShare !== null ? { id: running.id, candidate: running.candidate_version, share: ownShare } : held && { id: held.rollout_id, candidate: held.candidate_version, share: held.share! };
-    // Shadow: every live request stays on the stable version; the server copies it to the candidate.
-    if (running?.strategy === 'shadow' && current === running.stable_version) this.#versionOf.set(live.definition, current);
-    // A canary's share of new conversations, each placed by its id as on every node (canaryBucket); one without a conversation is drawn on its own.
-    const choose = canary ? () => ((conversation !== undefined ? canaryBucket(canary.id, conversation) : Math.random() * 100) < canary.share ? canary.candidate : current) : current;
+    const placed = live && this.#placement(live, conversation);
+    if (!live || !placed) return live;
+    const { agentName, current, canary, choose } = placed;
+    const pins = this.#pins ?? this.rollouts!;
     const chosen = conversation !== undefined ? pins.pin(conversation, agentName, choose) : typeof choose === 'number' ? choose : choose();
     if (chosen === current) {
       if (canary) this.#versionOf.set(live.definition, current);
@@ -917,6 +898,55 @@ export class AgentService {
     if (!v) return live;
     if (canary) this.#versionOf.set(v.definition, chosen);
     return asDeployed(live, v);
+  }
+
+  /**
+   * How a conversation of `live`'s agent without a pin is placed: the live version, or a canary's
+   * share drawn by the conversation's id (`choose`); undefined when its conversations are not
+   * pinned (an agent that never had a rollout, or another node's shadow, whose live requests stay
+   * on the live version and are copied to its candidate).
+   */
+  #placement(
+    live: DeployedAgent,
+    conversation: string | undefined,
+  ): { agentName: string; current: number; canary: { id: number; candidate: number; share: number } | undefined; choose: number | (() => number) } | undefined {
+    const rollouts = this.rollouts;
+    if (!rollouts || !(this.versions || this.#shared) || live.origin.kind !== 'api') return undefined;
+    const agentName = live.definition.name;
+    const running = rollouts.running(agentName);
+    // Another node's canary (a cluster node): its share of new conversations is drawn here too;
+    // another node's shadow: the live requests here are copied to its candidate too.
+    const there = running ? undefined : this.#actingHere(agentName);
+    const held = there?.strategy === 'canary' ? there : undefined;
+    const shadowThere = there?.strategy === 'shadow' ? there : undefined;
+    const pins = this.#pins ?? rollouts;
+    if (!running && !held && !shadowThere && !pins.hasHistory(agentName)) return undefined;
+    const current = this.currentVersion(agentName);
+    if (current === undefined) return undefined;
+    if (shadowThere) {
+      this.#versionOf.set(live.definition, current);
+      return undefined;
+    }
+    const ownShare = running ? this.#shareOf(running) : null;
+    const canary =
+      running && ownShare !== null
+        ? { id: running.id, candidate: running.candidate_version, share: ownShare }
+        : held
+          ? { id: held.rollout_id, candidate: held.candidate_version, share: held.share! }
+          : undefined;
+    // Shadow: every live request stays on the stable version; the server copies it to the candidate.
+    if (running?.strategy === 'shadow' && current === running.stable_version) this.#versionOf.set(live.definition, current);
+    // A canary's share of new conversations, each placed by its id as on every node (canaryBucket); one without a conversation is drawn on its own.
+    const choose = canary ? () => ((conversation !== undefined ? canaryBucket(canary.id, conversation) : Math.random() * 100) < canary.share ? canary.candidate : current) : current;
+    return { agentName, current, canary, choose };
+  }
+
+  /** The version a new conversation of the agent would be pinned to now (undefined: not pinned); shared pins claim it before the execution. */
+  #draw(name: string, conversation: string): number | undefined {
+    const live = this.registry.get(name);
+    const placed = live && this.#placement(live, conversation);
+    if (!placed) return undefined;
+    return typeof placed.choose === 'number' ? placed.choose : placed.choose();
   }
 
   /**

@@ -8,10 +8,13 @@
  * - `pin` stays synchronous (the version is chosen while the executor resolves the agent): it
  *   answers from this node's cache, which `load` fills from PostgreSQL before the execution (one
  *   indexed read per execution of a conversation this node has not seen, for agents that have had
- *   a rollout only); a new pin is cached and written in the background.
- * - Two nodes pinning one new conversation at once both draw it by `canaryBucket`, the same on every
- *   node; they can differ only when a canary's stage changes between the two draws. The first row
- *   written holds from then on (`ON CONFLICT DO NOTHING`; the node that lost reads it back).
+ *   a rollout only).
+ * - A conversation without a pin gets it in `load`, before its first turn runs: drawn as `pin`
+ *   would draw it (`draw`, by `canaryBucket`, the same on every node) and inserted, first row
+ *   winning (`ON CONFLICT DO NOTHING`; a node that lost reads the winner). So two nodes taking its
+ *   first turns at once, even as a canary's stage changes, run it on one version, and a later turn
+ *   on another node finds the pin however soon it comes. One more round trip on a conversation's
+ *   first turn. A pin made without `load` (its insert failed) is written in the background.
  * - A pin that could not be written (PostgreSQL unreachable) holds on this node only, with a
  *   warning; a read that fails draws the version as a new conversation would (never blocks the
  *   execution on the pin).
@@ -97,18 +100,31 @@ export class PgConversationPins implements ConversationPinsPort {
     this.#keys.add(agentKey(name));
   }
 
-  load(conversation: string, name: string): Promise<void> | undefined {
+  load(conversation: string, name: string, draw?: () => number | undefined): Promise<void> | undefined {
     const key = agentKey(name);
     if (!this.#keys.has(key)) return undefined;
     const k = `${key}\0${conversation}`;
     if (this.#cache.has(k)) return undefined;
     const under = this.#loading.get(k);
     if (under) return under;
-    const p = this.#pool
-      .query<{ version: number }>(`SELECT version FROM ${this.#s}.conversation_pins WHERE conversation_id = $1 AND key = $2`, [conversation, key])
+    const p = this.#read(conversation, key)
+      .then(async (held) => {
+        if (held !== undefined) return held;
+        // None yet: this turn's version is claimed before it runs (first row wins), so a node
+        // taking a later turn, or the same first turn at once, reads it rather than drawing again.
+        const drawn = draw?.();
+        if (drawn === undefined) return undefined;
+        const r = await this.#pool.query<{ version: number }>(`INSERT INTO ${this.#s}.conversation_pins (conversation_id, key, version) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING version`, [
+          conversation,
+          key,
+          drawn,
+        ]);
+        this.#pruneNow();
+        return r.rows[0]?.version ?? (await this.#read(conversation, key));
+      })
       .then(
-        (r) => {
-          if (r.rows[0] && !this.#cache.has(k)) this.#remember(k, r.rows[0].version);
+        (version) => {
+          if (version !== undefined && !this.#cache.has(k)) this.#remember(k, version);
         },
         (e: unknown) => {
           this.#onError?.(e, 'read');
@@ -117,6 +133,11 @@ export class PgConversationPins implements ConversationPinsPort {
       .finally(() => this.#loading.delete(k));
     this.#loading.set(k, p);
     return p;
+  }
+
+  async #read(conversation: string, key: string): Promise<number | undefined> {
+    const r = await this.#pool.query<{ version: number }>(`SELECT version FROM ${this.#s}.conversation_pins WHERE conversation_id = $1 AND key = $2`, [conversation, key]);
+    return r.rows[0]?.version;
   }
 
   pin(conversation: string, name: string, choose: number | (() => number)): number {
@@ -171,18 +192,28 @@ export class PgConversationPins implements ConversationPinsPort {
   }
 
   #write(conversation: string, key: string, version: number): void {
-    const prune = ++this.#sincePrune >= 1000;
-    if (prune) this.#sincePrune = 0;
-    const w = this.#pool
-      .query(`INSERT INTO ${this.#s}.conversation_pins (conversation_id, key, version) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`, [conversation, key, version])
-      .then(async (r) => {
+    this.#track(
+      this.#pool.query(`INSERT INTO ${this.#s}.conversation_pins (conversation_id, key, version) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`, [conversation, key, version]).then(async (r) => {
         // Another node pinned it first: its version holds here too from the next turn on.
         if (r.rowCount === 0) {
-          const held = await this.#pool.query<{ version: number }>(`SELECT version FROM ${this.#s}.conversation_pins WHERE conversation_id = $1 AND key = $2`, [conversation, key]);
-          if (held.rows[0]) this.#remember(`${key}\0${conversation}`, held.rows[0].version);
+          const held = await this.#read(conversation, key);
+          if (held !== undefined) this.#remember(`${key}\0${conversation}`, held);
         }
-        if (prune) await this.#pool.query(`DELETE FROM ${this.#s}.conversation_pins WHERE created_at < now() - make_interval(secs => $1)`, [PIN_MAX_AGE_MS / 1000]);
-      })
+      }),
+    );
+    this.#pruneNow();
+  }
+
+  /** Every 1,000 pins made here, rows older than PIN_MAX_AGE_MS are deleted (in the background). */
+  #pruneNow(): void {
+    if (++this.#sincePrune < 1000) return;
+    this.#sincePrune = 0;
+    this.#track(this.#pool.query(`DELETE FROM ${this.#s}.conversation_pins WHERE created_at < now() - make_interval(secs => $1)`, [PIN_MAX_AGE_MS / 1000]));
+  }
+
+  /** A write under way: `settled` waits for it; its failure is reported. */
+  #track(q: Promise<unknown>): void {
+    const w: Promise<void> = q
       .then(
         () => undefined,
         (e: unknown) => {

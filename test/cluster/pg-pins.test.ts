@@ -88,6 +88,34 @@ describe.runIf(run)('conversation pins shared by the nodes', () => {
     expect(rows.rows).toEqual([{ version: 1 }]);
   });
 
+  it("a conversation's first pin is claimed before its first turn runs: two nodes drawing differently at once (a stage changed between the draws) both run it on the first row's version", async () => {
+    const a = await open();
+    const b = await open();
+    a.remember('Critic');
+    b.remember('Critic');
+    for (let i = 0; i < 20; i++) {
+      const conv = `first-${i}`;
+      const drawn: string[] = [];
+      // Their first turns at once, A drawing 1 and B 2.
+      await Promise.all([a.load(conv, 'Critic', () => (drawn.push('a'), 1)), b.load(conv, 'Critic', () => (drawn.push('b'), 2))]);
+      // Before: each ran the turn on its own draw (the pins were written after it, in the background).
+      const onA = a.pin(conv, 'Critic', 1);
+      expect([conv, b.pin(conv, 'Critic', 2)]).toEqual([conv, onA]);
+      expect(drawn.length).toBeGreaterThan(0);
+      const rows = await pool.query(`SELECT version FROM "${schema}".conversation_pins WHERE conversation_id = $1`, [conv]);
+      expect(rows.rows).toEqual([{ version: onA }]);
+    }
+    // A later turn on a third node finds it at once (no waiting for a background write); nothing drawn.
+    const c = await open();
+    await c.load('first-0', 'Critic', () => {
+      throw new Error('drawn although pinned');
+    });
+    expect(c.pin('first-0', 'Critic', 9)).toBe(a.pin('first-0', 'Critic', 9));
+    // No draw (the agent's conversations are not pinned): nothing is written; pin() then pins as before.
+    await a.load('undrawn', 'Critic', () => undefined);
+    expect((await pool.query(`SELECT 1 FROM "${schema}".conversation_pins WHERE conversation_id = 'undrawn'`)).rowCount).toBe(0);
+  });
+
   it("pins a node kept in its SQLite move to the cluster's (a held pin wins), oldest first in batches, and are dropped there", async () => {
     const db = openDatabase(makeTempDir('caxton-pins-carry-'));
     migrate(db, AGENT_MIGRATIONS);
