@@ -461,16 +461,20 @@ describe.skipIf(!run)('three caxton serve nodes on NATS JetStream and PostgreSQL
     console.log(`[three-nodes] node-c ready ${Date.now() - restoredAt} ms after its NATS link came back`);
     await clusterWhole();
 
-    // And it takes work again.
-    const again = newIds('cback', 45);
-    const rs2 = await pool(again, 9, (id, i) => submit(cluster.nodes[i % 3]!, id));
-    expect(
-      rs2.filter((r) => r.status !== 202),
-      JSON.stringify(rs2.filter((r) => r.status !== 202).slice(0, 3)),
-    ).toHaveLength(0);
-    await waitDelivered(() => C, again, 30_000);
-    const perNode2 = expectAnsweredOnce(await answersOf(C, again), 'after node-c came back');
-    console.log(`[three-nodes] 45 requests after node-c came back ran on ${JSON.stringify(perNode2)}`);
-    expect(perNode2['node-c'] ?? 0, `node-c takes work again: ${JSON.stringify(perNode2)}`).toBeGreaterThan(0);
+    // And it takes work again: rounds of 45 requests until it runs some (its consumer's first
+    // pulls after the reconnect may come after the others took a round; at most five rounds).
+    const rounds: Record<string, number>[] = [];
+    while (rounds.length < 5 && !(rounds.at(-1)?.['node-c'] ?? 0)) {
+      const again = newIds('cback', 45);
+      const rs2 = await pool(again, 9, (id, i) => submit(cluster.nodes[i % 3]!, id));
+      expect(
+        rs2.filter((r) => r.status !== 202),
+        JSON.stringify(rs2.filter((r) => r.status !== 202).slice(0, 3)),
+      ).toHaveLength(0);
+      await waitDelivered(() => C, again, 30_000);
+      rounds.push(expectAnsweredOnce(await answersOf(C, again), 'after node-c came back'));
+    }
+    console.log(`[three-nodes] rounds of 45 requests after node-c came back ran on ${JSON.stringify(rounds)}`);
+    expect(rounds.at(-1)!['node-c'] ?? 0, `node-c takes work again: ${JSON.stringify(rounds)}`).toBeGreaterThan(0);
   }, 120_000);
 });
