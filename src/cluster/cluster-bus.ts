@@ -726,8 +726,13 @@ export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements M
     if (RETRYABLE.has(code) && d.attempts < this.#cfg.max_attempts) {
       const delay = Math.min(this.#cfg.retry_max, this.#cfg.retry_base * 2 ** (d.attempts - 1));
       const jittered = Math.round(delay * (0.8 + Math.random() * 0.4));
+      if (!(await this.#store.retry(d.id, d.attempts, Date.now() + jittered, reason, iso()))) {
+        // Finished meanwhile by another copy of it (JetStream redelivered it while this one ran): its answer stands.
+        this.#log.info?.({ message_id: d.message.id, receiver: d.receiver, err: reason }, 'a delivery failed here after it was finished elsewhere; nothing to retry');
+        this.#release(d.id)?.ack();
+        return 'failed';
+      }
       this.#log.warn({ message_id: d.message.id, receiver: d.receiver, attempt: d.attempts, retry_in_ms: jittered, err: reason }, 'message delivery failed; will retry');
-      await this.#store.retry(d.id, d.attempts, Date.now() + jittered, reason, iso());
       // The stream holds it until then: any node may run the retry.
       this.#release(d.id)?.nak(jittered);
       return 'retried';
@@ -774,8 +779,13 @@ export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements M
       if (decision.ok && decision.mode === 'one') {
         const next = decision.receivers[0]!.agent;
         const tag = `:to:${agentKey(next)}`;
-        await this.#store.inConversation(m.conversation_id, (s) => s.setDelivery(d.id, { state: 'pending', attempts: d.attempts, receiver: next, publish_tag: tag }, iso()));
-        await this.#publishAll([{ id: d.id, receiver: next, message: m, tag }]);
+        const moved = await this.#store.inConversation(m.conversation_id, async (s) => {
+          // Finished or dead-lettered meanwhile by another copy of it: left as it is.
+          if ((await s.delivery(d.id))?.state !== 'pending') return false;
+          await s.setDelivery(d.id, { state: 'pending', attempts: d.attempts, receiver: next, publish_tag: tag }, iso());
+          return true;
+        });
+        if (moved) await this.#publishAll([{ id: d.id, receiver: next, message: m, tag }]);
         this.#release(d.id)?.ack();
         return 'rerouted';
       }

@@ -547,18 +547,32 @@ export class PgMessageStore {
     });
   }
 
-  async retry(id: number, attempts: number, nextAt: number, error: string, now: string): Promise<void> {
-    await this.#pool.query(`UPDATE ${this.#s}.deliveries SET state = 'pending', attempts = $1, next_at = $2, last_error = $3, updated_at = $4 WHERE id = $5`, [
+  /**
+   * A failed attempt of a pending delivery, to be run again at `nextAt`. Only a row still pending
+   * changes: false when it is done, dead or rerouted already (another node, or another copy of the
+   * delivery JetStream gave this one, finished it first). Why: writing 'pending' over 'done' ran
+   * the delivery again and stored a second answer (three-nodes e2e, nats-server killed).
+   */
+  async retry(id: number, attempts: number, nextAt: number, error: string, now: string): Promise<boolean> {
+    const r = await this.#pool.query(`UPDATE ${this.#s}.deliveries SET attempts = $1, next_at = $2, last_error = $3, updated_at = $4 WHERE id = $5 AND state = 'pending'`, [
       attempts,
       nextAt,
       scrubSecrets(error),
       now,
       id,
     ]);
+    return (r.rowCount ?? 0) > 0;
   }
 
-  async dead(id: number, attempts: number, error: string, now: string): Promise<void> {
-    await this.#pool.query(`UPDATE ${this.#s}.deliveries SET state = 'dead', attempts = $1, last_error = $2, updated_at = $3 WHERE id = $4`, [attempts, scrubSecrets(error), now, id]);
+  /** A pending delivery dead-lettered (false: it was not pending any more, as for `retry`). */
+  async dead(id: number, attempts: number, error: string, now: string): Promise<boolean> {
+    const r = await this.#pool.query(`UPDATE ${this.#s}.deliveries SET state = 'dead', attempts = $1, last_error = $2, updated_at = $3 WHERE id = $4 AND state = 'pending'`, [
+      attempts,
+      scrubSecrets(error),
+      now,
+      id,
+    ]);
+    return (r.rowCount ?? 0) > 0;
   }
 
   /** A dead letter back to pending with fresh attempts; false when it was not dead (another node replayed it first). */

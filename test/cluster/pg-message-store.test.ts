@@ -189,4 +189,23 @@ describe.skipIf(!run)('PgMessageStore (two nodes on one PostgreSQL)', () => {
       ['other', 'pending'],
     ]);
   });
+
+  it('a failed attempt of a delivery another copy finished meanwhile is not retried or dead-lettered: the row stays done', async () => {
+    const id = `c-late-${seq++}`;
+    const m = message(id, 'request', 'client', ['worker']);
+    const [done, pending] = await a.inConversation(id, async (s) => {
+      await s.saveConversation(conversation(id));
+      await s.insertMessage(m, ['worker', 'other']);
+      return [await s.insertDelivery(m.id, 'worker', iso()), await s.insertDelivery(m.id, 'other', iso())];
+    });
+    // One copy answered on node B...
+    await b.ack(done!, [message(id, 'inform', 'worker', ['client'], { in_reply_to: m.id })], iso());
+    // ...then another copy's attempt failed on node A: before, its retry wrote 'pending' over 'done' and the delivery ran (and was answered) again.
+    expect(await a.retry(done!, 1, Date.now() + 1000, 'provider failed', iso())).toBe(false);
+    expect(await a.dead(done!, 3, 'provider failed', iso())).toBe(false);
+    expect((await a.getDelivery(done!))!.state).toBe('done');
+    // A pending one is retried as before.
+    expect(await a.retry(pending!, 1, Date.now() + 1000, 'provider failed', iso())).toBe(true);
+    expect(await b.getDelivery(pending!)).toMatchObject({ state: 'pending', attempts: 1, last_error: 'provider failed' });
+  });
 });
