@@ -887,8 +887,7 @@ export class AgentService {
     const live = this.registry.get(name);
     const placed = live && this.#placement(live, conversation);
     if (!live || !placed) return live;
-    const { agentName, current, canary, choose } = placed;
-    const pins = this.#pins ?? this.rollouts!;
+    const { agentName, current, canary, choose, pins } = placed;
     const chosen = conversation !== undefined ? pins.pin(conversation, agentName, choose) : typeof choose === 'number' ? choose : choose();
     if (chosen === current) {
       if (canary) this.#versionOf.set(live.definition, current);
@@ -909,9 +908,11 @@ export class AgentService {
   #placement(
     live: DeployedAgent,
     conversation: string | undefined,
-  ): { agentName: string; current: number; canary: { id: number; candidate: number; share: number } | undefined; choose: number | (() => number) } | undefined {
+  ): { agentName: string; current: number; canary: { id: number; candidate: number; share: number } | undefined; choose: number | (() => number); pins: ConversationPinsPort } | undefined {
     const rollouts = this.rollouts;
-    if (!rollouts || !(this.versions || this.#shared) || live.origin.kind !== 'api') return undefined;
+    // Pins are kept wherever rollouts are: the cluster's shared ones, or `rollouts` itself.
+    const pins = this.#pins;
+    if (!rollouts || !pins || !(this.versions || this.#shared) || live.origin.kind !== 'api') return undefined;
     const agentName = live.definition.name;
     const running = rollouts.running(agentName);
     // Another node's canary (a cluster node): its share of new conversations is drawn here too;
@@ -919,7 +920,6 @@ export class AgentService {
     const there = running ? undefined : this.#actingHere(agentName);
     const held = there?.strategy === 'canary' ? there : undefined;
     const shadowThere = there?.strategy === 'shadow' ? there : undefined;
-    const pins = this.#pins ?? rollouts;
     if (!running && !held && !shadowThere && !pins.hasHistory(agentName)) return undefined;
     const current = this.currentVersion(agentName);
     if (current === undefined) return undefined;
@@ -938,7 +938,7 @@ export class AgentService {
     if (running?.strategy === 'shadow' && current === running.stable_version) this.#versionOf.set(live.definition, current);
     // A canary's share of new conversations, each placed by its id as on every node (canaryBucket); one without a conversation is drawn on its own.
     const choose = canary ? () => ((conversation !== undefined ? canaryBucket(canary.id, conversation) : Math.random() * 100) < canary.share ? canary.candidate : current) : current;
-    return { agentName, current, canary, choose };
+    return { agentName, current, canary, choose, pins };
   }
 
   /** The version a new conversation of the agent would be pinned to now (undefined: not pinned); shared pins claim it before the execution. */

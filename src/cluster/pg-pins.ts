@@ -113,14 +113,7 @@ export class PgConversationPins implements ConversationPinsPort {
         // None yet: this turn's version is claimed before it runs (first row wins), so a node
         // taking a later turn, or the same first turn at once, reads it rather than drawing again.
         const drawn = draw?.();
-        if (drawn === undefined) return undefined;
-        const r = await this.#pool.query<{ version: number }>(`INSERT INTO ${this.#s}.conversation_pins (conversation_id, key, version) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING version`, [
-          conversation,
-          key,
-          drawn,
-        ]);
-        this.#pruneNow();
-        return r.rows[0]?.version ?? (await this.#read(conversation, key));
+        return drawn === undefined ? undefined : this.#claim(conversation, key, drawn);
       })
       .then(
         (version) => {
@@ -133,6 +126,17 @@ export class PgConversationPins implements ConversationPinsPort {
       .finally(() => this.#loading.delete(k));
     this.#loading.set(k, p);
     return p;
+  }
+
+  /** Pins `version` unless the conversation has a pin already; resolves with the pin that holds (the first row). */
+  async #claim(conversation: string, key: string, version: number): Promise<number | undefined> {
+    const r = await this.#pool.query<{ version: number }>(`INSERT INTO ${this.#s}.conversation_pins (conversation_id, key, version) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING version`, [
+      conversation,
+      key,
+      version,
+    ]);
+    this.#pruneNow();
+    return r.rows[0]?.version ?? (await this.#read(conversation, key));
   }
 
   async #read(conversation: string, key: string): Promise<number | undefined> {
@@ -193,15 +197,11 @@ export class PgConversationPins implements ConversationPinsPort {
 
   #write(conversation: string, key: string, version: number): void {
     this.#track(
-      this.#pool.query(`INSERT INTO ${this.#s}.conversation_pins (conversation_id, key, version) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`, [conversation, key, version]).then(async (r) => {
+      this.#claim(conversation, key, version).then((held) => {
         // Another node pinned it first: its version holds here too from the next turn on.
-        if (r.rowCount === 0) {
-          const held = await this.#read(conversation, key);
-          if (held !== undefined) this.#remember(`${key}\0${conversation}`, held);
-        }
+        if (held !== undefined && held !== version) this.#remember(`${key}\0${conversation}`, held);
       }),
     );
-    this.#pruneNow();
   }
 
   /** Every 1,000 pins made here, rows older than PIN_MAX_AGE_MS are deleted (in the background). */
