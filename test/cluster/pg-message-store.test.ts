@@ -51,6 +51,18 @@ function message(conversationId: string, performative: AclMessage['performative'
   } as AclMessage;
 }
 
+/** A new conversation holding a request from `client` with a delivery to `worker` and one to `other` (stored through node A). */
+async function requestToTwo(prefix: string): Promise<{ id: string; m: AclMessage; worker: number; other: number }> {
+  const id = `${prefix}-${seq++}`;
+  const m = message(id, 'request', 'client', ['worker']);
+  const [worker, other] = await a.inConversation(id, async (s) => {
+    await s.saveConversation(conversation(id));
+    await s.insertMessage(m, ['worker', 'other']);
+    return [await s.insertDelivery(m.id, 'worker', iso()), await s.insertDelivery(m.id, 'other', iso())];
+  });
+  return { id, m, worker: worker!, other: other! };
+}
+
 beforeAll(async () => {
   if (!run) return;
   for (let i = 0; i < 2; i++) pools.push(new pg.Pool({ connectionString: TEST_PG_URL, max: 6 }));
@@ -169,20 +181,14 @@ describe.skipIf(!run)('PgMessageStore (two nodes on one PostgreSQL)', () => {
   });
 
   it('a delivery acknowledged with its replies stores both; a dead letter replayed from two nodes at once is replayed once', async () => {
-    const id = `c-dl-${seq++}`;
-    const m = message(id, 'request', 'client', ['worker']);
-    const [ok, dead] = await a.inConversation(id, async (s) => {
-      await s.saveConversation(conversation(id));
-      await s.insertMessage(m, ['worker', 'other']);
-      return [await s.insertDelivery(m.id, 'worker', iso()), await s.insertDelivery(m.id, 'other', iso())];
-    });
+    const { id, m, worker: ok, other: dead } = await requestToTwo('c-dl');
     const reply = message(id, 'inform', 'worker', ['client'], { in_reply_to: m.id });
-    await b.ack(ok!, [reply], iso());
-    expect((await a.getDelivery(ok!))!.state).toBe('done');
+    await b.ack(ok, [reply], iso());
+    expect((await a.getDelivery(ok))!.state).toBe('done');
     expect((await a.getMessage(reply.id))!.message.in_reply_to).toBe(m.id);
-    await a.dead(dead!, 3, 'provider failed', iso());
+    await a.dead(dead, 3, 'provider failed', iso());
     expect((await b.deadLetters(100, 0)).items.map((d) => d.id)).toContain(dead);
-    const replayed = await Promise.all([a.replay(dead!, iso()), b.replay(dead!, iso())]);
+    const replayed = await Promise.all([a.replay(dead, iso()), b.replay(dead, iso())]);
     expect(replayed.filter(Boolean)).toHaveLength(1);
     expect((await b.deliveriesOf(m.id)).map((d) => [d.receiver, d.state])).toEqual([
       ['worker', 'done'],
@@ -191,21 +197,15 @@ describe.skipIf(!run)('PgMessageStore (two nodes on one PostgreSQL)', () => {
   });
 
   it('a failed attempt of a delivery another copy finished meanwhile is not retried or dead-lettered: the row stays done', async () => {
-    const id = `c-late-${seq++}`;
-    const m = message(id, 'request', 'client', ['worker']);
-    const [done, pending] = await a.inConversation(id, async (s) => {
-      await s.saveConversation(conversation(id));
-      await s.insertMessage(m, ['worker', 'other']);
-      return [await s.insertDelivery(m.id, 'worker', iso()), await s.insertDelivery(m.id, 'other', iso())];
-    });
+    const { id, m, worker: done, other: pending } = await requestToTwo('c-late');
     // One copy answered on node B...
-    await b.ack(done!, [message(id, 'inform', 'worker', ['client'], { in_reply_to: m.id })], iso());
+    await b.ack(done, [message(id, 'inform', 'worker', ['client'], { in_reply_to: m.id })], iso());
     // ...then another copy's attempt failed on node A: before, its retry wrote 'pending' over 'done' and the delivery ran (and was answered) again.
-    expect(await a.retry(done!, 1, Date.now() + 1000, 'provider failed', iso())).toBe(false);
-    expect(await a.dead(done!, 3, 'provider failed', iso())).toBe(false);
-    expect((await a.getDelivery(done!))!.state).toBe('done');
+    expect(await a.retry(done, 1, Date.now() + 1000, 'provider failed', iso())).toBe(false);
+    expect(await a.dead(done, 3, 'provider failed', iso())).toBe(false);
+    expect((await a.getDelivery(done))!.state).toBe('done');
     // A pending one is retried as before.
-    expect(await a.retry(pending!, 1, Date.now() + 1000, 'provider failed', iso())).toBe(true);
-    expect(await b.getDelivery(pending!)).toMatchObject({ state: 'pending', attempts: 1, last_error: 'provider failed' });
+    expect(await a.retry(pending, 1, Date.now() + 1000, 'provider failed', iso())).toBe(true);
+    expect(await b.getDelivery(pending)).toMatchObject({ state: 'pending', attempts: 1, last_error: 'provider failed' });
   });
 });
