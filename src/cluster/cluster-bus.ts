@@ -19,7 +19,7 @@
  */
 import { EventEmitter } from 'node:events';
 import DataLoader from 'dataloader';
-import type { Consumer, JetStreamClient, JsMsg } from '@nats-io/jetstream';
+import type { JetStreamClient, JsMsg } from '@nats-io/jetstream';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import { agentKey, type AgentRegistry } from '../agents/index.js';
 import type { ClusterConfig } from '../config/index.js';
@@ -69,7 +69,8 @@ import {
 import type { Metrics } from '../observability/metrics.js';
 import { CaxtonError, describeError, isCaxtonError, type ErrorCode } from '../shared/errors.js';
 import { markRelayed } from '../shared/relayed.js';
-import { mayTake, openDeliveryStream, pullLapsed, subjectToken } from './jetstream-queue.js';
+import { mayTake, openDeliveryStream, subjectToken } from './jetstream-queue.js';
+import { pullLapsed, Pulls } from './pulls.js';
 import { guardReads, stateUnavailable } from './pg-errors.js';
 import type { ConversationStep, PgMessageStore } from './pg-message-store.js';
 import { afterReply, atDeadline, endless, openCall, replyActs, type StepEffects } from './protocol-steps.js';
@@ -86,7 +87,7 @@ export interface ClusterBusOptions {
   /** `[cluster]`: the node's name and `[cluster.delivery]`. */
   cluster: Pick<ClusterConfig, 'node' | 'delivery'> & Partial<Pick<ClusterConfig, 'replicas'>>;
   agentHandler?: MessageHandler;
-  log?: { warn(obj: object, msg: string): void; error(obj: object, msg: string): void; info?(obj: object, msg: string): void };
+  log?: { warn(obj: object, msg: string): void; error(obj: object, msg: string): void; info?(obj: object, msg: string): void; debug?(obj: object, msg: string): void };
   metrics?: Metrics;
   /** How often this node sweeps expired conversations (default 1 s). */
   sweepMs?: number;
@@ -146,7 +147,6 @@ export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements M
   #agentHandler: MessageHandler | undefined;
   readonly #log: NonNullable<ClusterBusOptions['log']>;
   #js: JetStreamClient | undefined;
-  #consumer: Consumer | undefined;
   #events: Subscription | undefined;
   /** The JetStream message of each delivery this node holds, by row id. */
   readonly #held = new Map<number, JsMsg>();
@@ -157,8 +157,8 @@ export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements M
   #counts = { open: 0, dead: 0 };
   #timers: NodeJS.Timeout[] = [];
   #loop: Promise<void> | undefined;
-  /** The fetch in progress (stopped by close). */
-  #batch: { stop(err?: Error): void } | undefined;
+  /** The pulls of the delivery loop (their open fetches are stopped by close). */
+  #pulls: Pulls | undefined;
   #room: (() => void) | undefined;
   #state: 'new' | 'running' | 'closed' = 'new';
   readonly #eventSubject: string;
@@ -221,7 +221,10 @@ export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements M
     const d = this.#o.cluster.delivery;
     const opened = await openDeliveryStream(this.#o.nc, { stream: d.stream, subject: d.subject, consumer: d.consumer, ackWaitMs: d.ack_wait, replicas: this.#o.cluster.replicas });
     this.#js = opened.js;
-    this.#consumer = opened.consumer;
+    this.#pulls = new Pulls(opened.consumer, {
+      onOverdue: (asked, got) => this.#log.debug?.({ asked, got }, 'a JetStream pull outlived its expiry without an answer; pulling again without waiting for it'),
+      onReleased: () => this.#wake(),
+    });
     this.#events = this.#o.nc.subscribe(this.#eventSubject, {
       callback: (err, msg) => {
         if (!err) this.#remoteEvent(msg.data);
@@ -255,7 +258,7 @@ export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements M
     this.#wake();
     await this.#dispatcher.stop(graceMs);
     // A fetch on a dead link would end only when the client notices (tens of seconds): stopped here.
-    this.#batch?.stop();
+    this.#pulls?.stop();
     await this.#loop;
     // What this node held and did not finish goes back to the stream now, for another node.
     for (const m of this.#held.values()) m.nak();
@@ -582,18 +585,17 @@ export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements M
 
   async #fetchLoop(): Promise<void> {
     const max = this.#o.cluster.delivery.max_held;
+    const pulls = this.#pulls!;
     while (this.#state === 'running') {
-      const room = max - this.#held.size - this.#taking;
+      const room = max - this.#held.size - this.#taking - pulls.owed;
       if (room <= 0) {
         await new Promise<void>((r) => (this.#room = r));
         continue;
       }
       try {
-        const batch = await this.#consumer!.fetch({ max_messages: room, expires: 1000 });
-        this.#batch = batch;
         // Each fetched delivery's row is read at once, not one after another: a burst keeps the
         // node's lanes full instead of holding a few deliveries while the stream backs up.
-        for await (const m of batch) {
+        await pulls.pull(room, (m) => {
           this.#taking++;
           void this.#take(m)
             .catch((e: unknown) => {
@@ -604,7 +606,7 @@ export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements M
               this.#taking--;
               this.#wake();
             });
-        }
+        });
       } catch (e) {
         if (this.#state !== 'running') break;
         // A pull the server stopped answering (two idle heartbeats missed, ~1 s): pull again at once,

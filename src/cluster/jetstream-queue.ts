@@ -23,6 +23,7 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, RetentionPolicy, StorageType, type Consumer, type JetStreamClient, type JsMsg } from '@nats-io/jetstream';
 import { agentKey } from '../agents/index.js';
+import { pullLapsed, Pulls } from './pulls.js';
 import {
   Dispatcher,
   SqliteDeliveryQueue,
@@ -151,7 +152,7 @@ export class JetStreamDeliveryQueue implements DeliveryQueue {
   readonly #deps: DeliveryQueueDeps;
   readonly #opts: JetStreamQueueOptions;
   readonly #js: JetStreamClient;
-  readonly #consumer: Consumer;
+  readonly #pulls: Pulls;
   readonly #dispatcher: Dispatcher;
   /** The JetStream message of each delivery this process holds, by row id. */
   readonly #held = new Map<number, JsMsg>();
@@ -164,7 +165,7 @@ export class JetStreamDeliveryQueue implements DeliveryQueue {
     this.#deps = deps;
     this.#opts = opts;
     this.#js = js;
-    this.#consumer = consumer;
+    this.#pulls = new Pulls(consumer, { onReleased: () => this.#wakeLoop() });
     this.#record = new SqliteDeliveryQueue(deps);
     this.#dispatcher = new Dispatcher({
       concurrency: deps.concurrency,
@@ -321,14 +322,13 @@ export class JetStreamDeliveryQueue implements DeliveryQueue {
 
   async #fetchLoop(): Promise<void> {
     while (!this.#stopped) {
-      const room = this.#opts.maxHeld - this.#held.size;
+      const room = this.#opts.maxHeld - this.#held.size - this.#pulls.owed;
       if (room <= 0) {
         await new Promise<void>((r) => (this.#room = r));
         continue;
       }
       try {
-        const batch = await this.#consumer.fetch({ max_messages: room, expires: 1000 });
-        for await (const m of batch) this.#take(m);
+        await this.#pulls.pull(room, (m) => this.#take(m));
       } catch (e) {
         if (this.#stopped) break;
         // A pull the server stopped answering (two idle heartbeats missed, ~1 s): pull again at once.
@@ -360,15 +360,6 @@ export class JetStreamDeliveryQueue implements DeliveryQueue {
     this.#held.set(row.id, m);
     this.#dispatcher.enqueue({ id: row.id, message: w.message, receiver: row.receiver, attempts: row.attempts });
   }
-}
-
-/**
- * Whether a fetch ended because the client stopped hearing the server's idle heartbeats for its
- * pull (nats.js rejects a fetch so, rather than waiting out its expiry): the connection may be
- * fine, and a new pull is the remedy. A connection that is down fails the next pull another way.
- */
-export function pullLapsed(e: unknown): boolean {
-  return /heartbeats missed/i.test(describeError(e));
 }
 
 /**

@@ -1,4 +1,5 @@
 import { createServer, connect, type AddressInfo, type Socket } from 'node:net';
+import type { Transform } from 'node:stream';
 import { TEST_PG_URL } from './system.js';
 
 /**
@@ -16,7 +17,8 @@ export interface TcpProxy {
   close(): Promise<void>;
 }
 
-export async function startTcpProxy(target: { host: string; port: number }): Promise<TcpProxy> {
+/** `down`: a filter of each connection's service → client bytes (e.g. one that loses a frame: test/helpers/nats-frames.ts). */
+export async function startTcpProxy(target: { host: string; port: number }, opts: { down?: () => Transform } = {}): Promise<TcpProxy> {
   const open = new Set<Socket>();
   let cut = false;
   let accepted = 0;
@@ -38,7 +40,8 @@ export async function startTcpProxy(target: { host: string; port: number }): Pro
     client.on('error', drop).on('close', drop);
     upstream.on('error', drop).on('close', drop);
     client.pipe(upstream);
-    upstream.pipe(client);
+    if (opts.down) upstream.pipe(opts.down()).pipe(client);
+    else upstream.pipe(client);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
