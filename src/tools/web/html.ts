@@ -197,12 +197,13 @@ export function htmlToMarkdown(html: string, base?: string): string {
         newline(2);
         break;
       case 'pre':
-        newline(2);
         if (closing) {
           pre = Math.max(0, pre - 1);
+          if (!out.endsWith('\n')) out += '\n';
           out += '```';
           newline(2);
         } else {
+          newline(2);
           pre++;
           out += '```\n';
         }
