@@ -81,3 +81,9 @@ describe('an agent with workspace.read, workspace.grep and workspace.glob', () =
     expect(after.records.filter((x) => x.agent === 'api')).toHaveLength(1);
   });
 });
+
+describe('a [workspace] path that is not a directory', () => {
+  it('stops the start with an error naming the setting', async () => {
+    await expect(startCaxton({ config: { workspace: { path: 'does-not-exist' } } })).rejects.toThrow('[workspace] path');
+  });
+});
