@@ -3,7 +3,7 @@
  * MultiEdit, Glob and LS with the same argument names and the same kind of result, confined to
  * the granted workspace (grant.ts) and bounded in bytes, lines, entries and time.
  */
-import { closeSync, mkdirSync, openSync, readSync, renameSync, statSync, writeFileSync, readFileSync, existsSync } from 'node:fs';
+import { closeSync, constants, existsSync, mkdirSync, openSync, readFileSync, readSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { AuditedResult, AuditedTool } from '../audited.js';
 import { toolError } from '../audited.js';
@@ -60,7 +60,17 @@ function readText(path: string): string {
   const st = statSync(path);
   if (st.isDirectory()) throw new WorkspaceError(`${path} is a directory, not a file (use workspace.ls to list it)`, 'invalid_input');
   if (st.size > MAX_FILE_BYTES) throw new WorkspaceError(`${path} is ${st.size} bytes, more than the ${MAX_FILE_BYTES} a call may edit`, 'input_too_large');
-  return readFileSync(path, 'utf8');
+  const fd = openNoFollow(path);
+  try {
+    return readFileSync(fd, 'utf8');
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Opens a resolved path for reading, refusing a symlink put in its place since it was resolved. */
+function openNoFollow(path: string): number {
+  return openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
 }
 
 /** Writes through a temporary file and a rename, so a reader never sees half a file and a failed write leaves the old one. */
@@ -89,7 +99,7 @@ function numbered(lines: readonly string[], first: number): string {
  * bounded at MAX_FILE_BYTES scanned per call.
  */
 function readLines(path: string, offset: number, limit: number): { lines: string[]; total: number | undefined; binary: boolean } {
-  const fd = openSync(path, 'r');
+  const fd = openNoFollow(path);
   try {
     const buf = Buffer.alloc(64 * 1024);
     const lines: string[] = [];
