@@ -143,22 +143,28 @@ export interface SandboxProbe {
 
 let probed: SandboxProbe | undefined;
 
-/** Whether bubblewrap is installed and can create its namespaces here (checked once per process). */
-export function probeSandbox(): SandboxProbe {
-  if (probed) return probed;
-  const bwrap = ['/usr/bin/bwrap', '/usr/local/bin/bwrap', '/bin/bwrap'].find((p) => existsSync(p));
+const BWRAP_PATHS = ['/usr/bin/bwrap', '/usr/local/bin/bwrap', '/bin/bwrap'];
+
+/** Whether bubblewrap is installed (at one of `paths`) and can create its namespaces here; checked once per process for the usual paths. */
+export function probeSandbox(paths: readonly string[] = BWRAP_PATHS): SandboxProbe {
+  const usual = paths === BWRAP_PATHS;
+  if (usual && probed) return probed;
+  const result = probeAt(paths);
+  if (usual) probed = result;
+  return result;
+}
+
+function probeAt(paths: readonly string[]): SandboxProbe {
+  const bwrap = paths.find((p) => existsSync(p));
   if (!bwrap) {
-    probed = { ok: false, problem: 'bubblewrap (bwrap) is not installed: install it (Debian/Ubuntu: apt-get install bubblewrap)' };
-    return probed;
+    return { ok: false, problem: `bubblewrap (bwrap) is not installed (looked for ${paths.join(', ')}): install it (Debian/Ubuntu: apt-get install bubblewrap)` };
   }
   const t0 = performance.now();
   const r = spawnSync(bwrap, [...systemBinds(false), '--unshare-all', '--unshare-user', '--cap-drop', 'ALL', '--die-with-parent', '--', '/bin/true'], { timeout: 10_000, encoding: 'utf8', env: {} });
   const ms = performance.now() - t0;
-  probed =
-    r.status === 0
-      ? { ok: true, bwrap, start_ms: Math.round(ms * 10) / 10 }
-      : { ok: false, bwrap, problem: `bubblewrap cannot create its sandbox here (user namespaces may be disabled): ${(r.stderr || r.error?.message || `exit ${r.status}`).trim()}` };
-  return probed;
+  return r.status === 0
+    ? { ok: true, bwrap, start_ms: Math.round(ms * 10) / 10 }
+    : { ok: false, bwrap, problem: `bubblewrap cannot create its sandbox here (user namespaces may be disabled): ${(r.stderr || r.error?.message || `exit ${r.status}`).trim()}` };
 }
 
 /** Read-only binds of the system: /usr, the /bin and /lib links or directories, and the few /etc files programs need. */

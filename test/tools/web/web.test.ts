@@ -32,6 +32,7 @@ beforeAll(async () => {
     if (u.pathname === '/hop') return res.writeHead(302, { location: '/page' }).end();
     if (u.pathname === '/away') return res.writeHead(302, { location: 'http://elsewhere.invalid/' }).end();
     if (u.pathname === '/bin') return res.writeHead(200, { 'content-type': 'image/png' }).end(Buffer.alloc(10));
+    if (u.pathname === '/slow') return; // never answers
     if (u.pathname === '/missing') return res.writeHead(404, { 'content-type': 'text/plain' }).end('not here');
     if (u.pathname === '/search') {
       const results = [
@@ -103,6 +104,16 @@ describe('web.fetch', () => {
     const missing = await w.fetch.invoke({ url: `${base}/missing`, prompt: 'x' }, ctx());
     expect(missing.is_error).toBe(true);
     expect(missing.content).toContain('Status: 404');
+  });
+
+  it('gives up at [web.fetch] timeout on a server that never answers', async () => {
+    const records: ToolAuditRecord[] = [];
+    const t0 = Date.now();
+    const r = await web({ fetch: { timeout: '300ms' } }, ['127.0.0.1'], records).fetch.invoke({ url: `${base}/slow`, prompt: 'x' }, ctx());
+    expect(r.is_error).toBe(true);
+    expect(r.content).toContain('no complete answer within 300 ms');
+    expect(Date.now() - t0).toBeLessThan(3000);
+    expect(records[0]!.outcome).toBe('timeout');
   });
 });
 

@@ -9,7 +9,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { checkAllowlist, parseCommandLine } from '../../../src/tools/workspace/index.js';
+import { checkAllowlist, parseCommandLine, probeSandbox } from '../../../src/tools/workspace/index.js';
 import { hasSystem } from '../../helpers/system.js';
 import { ctx, tempDir, tools } from './helpers.js';
 
@@ -41,6 +41,21 @@ describe('the command line check', () => {
       expect(checkAllowlist(c, allowed), c).toMatch(/refused/);
     }
     expect(checkAllowlist("echo '$(not run)'", allowed)).toBeUndefined();
+  });
+});
+
+describe('the sandbox probe', () => {
+  it('names what is missing when bwrap is not installed', () => {
+    const p = probeSandbox(['/nonexistent/bin/bwrap']);
+    expect(p.ok).toBe(false);
+    expect(p.problem).toContain('bubblewrap (bwrap) is not installed');
+    expect(p.problem).toContain('apt-get install bubblewrap');
+  });
+
+  it.skipIf(!hasSystem('bwrap'))('finds a working bwrap here and times one start', () => {
+    const p = probeSandbox();
+    expect(p).toMatchObject({ ok: true });
+    expect(p.start_ms).toBeGreaterThan(0);
   });
 });
 
