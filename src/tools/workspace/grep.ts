@@ -244,26 +244,21 @@ export function grepTool(ws: Workspace): AuditedTool {
         if (source.length > MAX_PATTERN) return toolError(`the pattern is longer than ${MAX_PATTERN} characters`, 'invalid_input');
         const mode = (str(args, 'output_mode', { optional: true }) ?? 'files_with_matches') as Mode;
         if (!['content', 'files_with_matches', 'count'].includes(mode)) return toolError('"output_mode" must be "content", "files_with_matches" or "count"', 'invalid_input');
-        const flags = flag(args, '-i') ? 'iu' : 'u';
+        const unicode = flag(args, '-i') ? 'iu' : 'u';
         const multiline = flag(args, 'multiline') ?? false;
-        try {
-          new RegExp(source, flags + (multiline ? 'gms' : ''));
-        } catch (e) {
-          // Without the u flag some patterns that ripgrep accepts (`\-`) parse: try that before refusing.
+        // Unicode mode first; without it some patterns ripgrep accepts (`\-`, `\/`) parse too.
+        let safeFlags: string | undefined;
+        let syntaxError = '';
+        for (const f of [unicode, unicode.replace('u', '')]) {
           try {
-            new RegExp(source, flags.replace('u', ''));
-          } catch {
-            return toolError(`invalid regular expression: ${(e as Error).message}`, 'invalid_input');
+            new RegExp(source, f + (multiline ? 'gms' : ''));
+            safeFlags = f;
+            break;
+          } catch (e) {
+            syntaxError ||= (e as Error).message;
           }
         }
-        const safeFlags = (() => {
-          try {
-            new RegExp(source, flags);
-            return flags;
-          } catch {
-            return flags.replace('u', '');
-          }
-        })();
+        if (safeFlags === undefined) return toolError(`invalid regular expression: ${syntaxError}`, 'invalid_input');
         const C = int(args, '-C', 0, 1000) ?? int(args, 'context', 0, 1000) ?? 0;
         const before = int(args, '-B', 0, 1000) ?? C;
         const after = int(args, '-A', 0, 1000) ?? C;
