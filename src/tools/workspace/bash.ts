@@ -139,6 +139,8 @@ export interface SandboxProbe {
   problem?: string;
   /** Time one start of an empty sandbox took (ms). */
   start_ms?: number;
+  /** Whether this bwrap can forbid new user namespaces inside (`--disable-userns`, bubblewrap 0.8+). */
+  disable_userns?: boolean;
 }
 
 let probed: SandboxProbe | undefined;
@@ -159,11 +161,21 @@ function probeAt(paths: readonly string[]): SandboxProbe {
   if (!bwrap) {
     return { ok: false, problem: `bubblewrap (bwrap) is not installed (looked for ${paths.join(', ')}): install it (Debian/Ubuntu: apt-get install bubblewrap)` };
   }
-  const t0 = performance.now();
-  const r = spawnSync(bwrap, [...systemBinds(false), '--unshare-all', '--unshare-user', '--cap-drop', 'ALL', '--die-with-parent', '--', '/bin/true'], { timeout: 10_000, encoding: 'utf8', env: {} });
-  const ms = performance.now() - t0;
+  const attempt = (disableUserns: boolean) => {
+    const t0 = performance.now();
+    const args = [...systemBinds(false), '--unshare-all', '--unshare-user', ...(disableUserns ? ['--disable-userns'] : []), '--cap-drop', 'ALL', '--die-with-parent', '--', '/bin/true'];
+    const r = spawnSync(bwrap, args, { timeout: 10_000, encoding: 'utf8', env: {} });
+    return { r, ms: performance.now() - t0 };
+  };
+  // Older bubblewraps lack --disable-userns: the sandbox then goes without it.
+  let { r, ms } = attempt(true);
+  let disableUserns = true;
+  if (r.status !== 0 && /unknown option/i.test(r.stderr ?? '')) {
+    ({ r, ms } = attempt(false));
+    disableUserns = false;
+  }
   return r.status === 0
-    ? { ok: true, bwrap, start_ms: Math.round(ms * 10) / 10 }
+    ? { ok: true, bwrap, start_ms: Math.round(ms * 10) / 10, disable_userns: disableUserns }
     : { ok: false, bwrap, problem: `bubblewrap cannot create its sandbox here (user namespaces may be disabled): ${(r.stderr || r.error?.message || `exit ${r.status}`).trim()}` };
 }
 
@@ -207,11 +219,13 @@ export const SANDBOX_ENV: Readonly<Record<string, string>> = {
   TERM: 'dumb',
 };
 
-export function sandboxArgs(root: string, opts: { write: boolean; network: boolean }): string[] {
+export function sandboxArgs(root: string, opts: { write: boolean; network: boolean; disableUserns?: boolean }): string[] {
   const args = [...systemBinds(opts.network), opts.write ? '--bind' : '--ro-bind', root, root, '--chdir', root, '--unshare-all'];
   if (opts.network) args.push('--share-net');
   // Inside a user namespace as an unprivileged user, with no capabilities.
   args.push('--unshare-user', '--uid', '65534', '--gid', '65534', '--cap-drop', 'ALL', '--die-with-parent', '--new-session', '--clearenv');
+  // No user namespace of its own inside: no capabilities to regain there, less kernel to reach.
+  if (opts.disableUserns) args.push('--disable-userns');
   for (const [k, v] of Object.entries(SANDBOX_ENV)) args.push('--setenv', k, v);
   return args;
 }
@@ -242,7 +256,13 @@ export function bashTool(ws: Workspace): AuditedTool {
         const sandbox = probeSandbox();
         if (!sandbox.ok) return toolError(`workspace.bash cannot run: ${sandbox.problem}`, 'denied');
         const timeoutMs = Math.max(1, Math.min(asked ?? cfg.timeout, cfg.timeout, ctx.deadline - Date.now() - 100));
-        return run(sandbox.bwrap!, [...sandboxArgs(root, { write: ws.writable, network: cfg.network }), '--', '/bin/sh', '-c', command], timeoutMs, cfg.max_output, ctx.signal);
+        return run(
+          sandbox.bwrap!,
+          [...sandboxArgs(root, { write: ws.writable, network: cfg.network, disableUserns: sandbox.disable_userns === true }), '--', '/bin/sh', '-c', command],
+          timeoutMs,
+          cfg.max_output,
+          ctx.signal,
+        );
       }),
   };
 }

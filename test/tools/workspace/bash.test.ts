@@ -54,7 +54,7 @@ describe('the sandbox probe', () => {
 
   it.skipIf(!hasSystem('bwrap'))('finds a working bwrap here and times one start', () => {
     const p = probeSandbox();
-    expect(p).toMatchObject({ ok: true });
+    expect(p).toMatchObject({ ok: true, disable_userns: true });
     expect(p.start_ms).toBeGreaterThan(0);
   });
 });
@@ -128,6 +128,9 @@ describe.skipIf(!hasSystem('bwrap'))('workspace.bash in the sandbox', () => {
     expect(existsSync('/tmp/scratch')).toBe(false);
     const id = await bash({}).invoke({ command: 'id -u' }, ctx());
     expect(id.content).toBe('65534');
+    // No user namespace of its own to regain capabilities in.
+    const nested = await bash({ commands: ['unshare'] }).invoke({ command: 'unshare -r true' }, ctx());
+    expect(nested.is_error).toBe(true);
   });
 
   it('writes in the workspace only with [workspace] write = true', async () => {
