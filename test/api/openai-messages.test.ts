@@ -8,7 +8,6 @@ import type { ChatMessageParam } from '../../src/api/routes/openai-params.js';
 import { CaxtonError } from '../../src/shared/errors.js';
 import type { SuspendedExecution } from '../../src/execution/index.js';
 
-const tools = new Set(['get_weather']);
 const call = (id: string, city: string) => ({ id, type: 'function' as const, function: { name: 'get_weather', arguments: JSON.stringify({ city }) } });
 
 const stored: SuspendedExecution = {
@@ -37,7 +36,7 @@ describe('chatMessagesToInvoke', () => {
       { role: 'assistant', content: null, tool_calls: [call('c1', 'Oslo')] },
       { role: 'tool', tool_call_id: 'c1', content: 'snow' },
     ];
-    const { invoke, resumed } = await chatMessagesToInvoke(messages, { agent: 'helper', userTemplate: '{{request}}', toolNames: tools });
+    const { invoke, resumed } = await chatMessagesToInvoke(messages, { agent: 'helper', userTemplate: '{{request}}' });
     expect(resumed).toBeUndefined();
     expect(invoke).toEqual({
       request: 'weather?',
@@ -56,7 +55,7 @@ describe('chatMessagesToInvoke', () => {
         { role: 'tool', tool_call_id: 'call_a', content: 'snow' },
         { role: 'user', content: 'and tomorrow?' },
       ],
-      { agent: 'helper', userTemplate: '', toolNames: tools, resume: stored },
+      { agent: 'helper', userTemplate: '', resume: stored },
     );
     expect(resumed).toBe(stored);
     expect(invoke).toEqual({
@@ -70,7 +69,7 @@ describe('chatMessagesToInvoke', () => {
   });
 
   it('with resume, refuses missing results and new system messages', async () => {
-    expect(await param(chatMessagesToInvoke([{ role: 'user', content: 'hi' }], { agent: 'helper', userTemplate: '', toolNames: tools, resume: stored }))).toBe('messages');
+    expect(await param(chatMessagesToInvoke([{ role: 'user', content: 'hi' }], { agent: 'helper', userTemplate: '', resume: stored }))).toBe('messages');
     expect(
       await param(
         chatMessagesToInvoke(
@@ -78,10 +77,41 @@ describe('chatMessagesToInvoke', () => {
             { role: 'system', content: 'new rules' },
             { role: 'tool', tool_call_id: 'call_a', content: 'x' },
           ],
-          { agent: 'helper', userTemplate: '', toolNames: tools, resume: stored },
+          { agent: 'helper', userTemplate: '', resume: stored },
         ),
       ),
     ).toBe('messages[0].role');
+  });
+
+  it('reads answered calls of any tool as history (a handoff), and refuses an unanswered one whatever it names', async () => {
+    const handoff = { id: 'h1', type: 'function' as const, function: { name: 'transfer_to_billing', arguments: '{}' } };
+    const messages: ChatMessageParam[] = [
+      { role: 'user', content: 'refund please' },
+      { role: 'assistant', content: null, tool_calls: [handoff] },
+      { role: 'tool', tool_call_id: 'h1', content: '{"assistant":"Billing"}' },
+    ];
+    const { invoke } = await chatMessagesToInvoke(messages, { agent: 'billing', userTemplate: '' });
+    expect(invoke.continuation).toEqual([
+      { role: 'assistant', content: '', tool_calls: [{ id: 'h1', name: 'transfer_to_billing', arguments: {} }] },
+      { role: 'tool', tool_call_id: 'h1', name: 'transfer_to_billing', content: '{"assistant":"Billing"}' },
+    ]);
+    expect(await param(chatMessagesToInvoke(messages.slice(0, 2), { agent: 'billing', userTemplate: '' }))).toBe('messages[1].tool_calls');
+  });
+
+  it("reads an assistant message's refusal, or its audio transcript, when its content is empty", async () => {
+    const { invoke } = await chatMessagesToInvoke(
+      [
+        { role: 'user', content: 'a' },
+        { role: 'assistant', content: null, refusal: 'I cannot help with that.' },
+        { role: 'user', content: 'b' },
+        { role: 'assistant', content: null, audio: { id: 'audio_1', transcript: 'Spoken answer.' } },
+        { role: 'user', content: 'c' },
+        { role: 'assistant', content: 'Text wins.', refusal: null },
+        { role: 'user', content: 'd' },
+      ],
+      { agent: 'helper', userTemplate: '' },
+    );
+    expect(invoke.history!.filter((m) => m.role === 'assistant').map((m) => m.content)).toEqual(['I cannot help with that.', 'Spoken answer.', 'Text wins.']);
   });
 
   it('refuses arguments that are not a JSON object', async () => {
@@ -90,6 +120,6 @@ describe('chatMessagesToInvoke', () => {
       { role: 'assistant', content: null, tool_calls: [{ ...call('c1', 'x'), function: { name: 'get_weather', arguments: '[1' } }] },
       { role: 'tool', tool_call_id: 'c1', content: 'snow' },
     ];
-    expect(await param(chatMessagesToInvoke(messages, { agent: 'helper', userTemplate: '', toolNames: tools }))).toBe('messages[1].tool_calls[0].function.arguments');
+    expect(await param(chatMessagesToInvoke(messages, { agent: 'helper', userTemplate: '' }))).toBe('messages[1].tool_calls[0].function.arguments');
   });
 });
