@@ -11,6 +11,8 @@ import OpenAI from 'openai';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import type { ExecutionEvent } from '../../src/execution/index.js';
+import { assertToolChoiceHonoured } from '../../src/execution/tool-choice.js';
+import type { ChatResponse, ToolChoice } from '../../src/llm/index.js';
 import { CaxtonError } from '../../src/shared/errors.js';
 import { openaiProvider, parseSse, removeTempDirs, setTestKeys, startCaxton, type Caxton } from './helpers/caxton.js';
 import { startLlmStub, type LlmStub, type Reply } from './helpers/llm-stub.js';
@@ -47,6 +49,31 @@ async function apiError(p: Promise<unknown>): Promise<InstanceType<typeof OpenAI
   expect(e).toBeInstanceOf(OpenAI.APIError);
   return e as InstanceType<typeof OpenAI.APIError>;
 }
+
+describe('assertToolChoiceHonoured', () => {
+  const reply = (...names: string[]): ChatResponse => ({
+    provider: 'p',
+    model: 'm',
+    content: names.length === 0 ? 'text' : '',
+    tool_calls: names.map((name, i) => ({ id: `c${i}`, name, arguments: {} })),
+    usage: { input_tokens: 1, output_tokens: 1, total_tokens: 2 },
+    finish_reason: names.length === 0 ? 'stop' : 'tool_calls',
+  });
+  const passes: [ToolChoice | undefined, string[]][] = [
+    [undefined, []],
+    ['auto', []],
+    ['none', ['a']],
+    ['required', ['a']],
+    [{ name: 'b' }, ['a', 'b']],
+  ];
+  it.each(passes)('%j with calls %j passes', (choice, names) => {
+    expect(() => assertToolChoiceHonoured('x', choice, reply(...names))).not.toThrow();
+  });
+
+  it('names every tool the model called instead of the forced one', () => {
+    expect(() => assertToolChoiceHonoured('x', { name: 'b' }, reply('a', 'c'))).toThrow('the model of agent "x" was forced to call the tool "b" (tool_choice), but it called "a", "c" instead');
+  });
+});
 
 describe('the execution core (Executor.invoke)', () => {
   it.each(['calc', 'calc-worker'])('a named tool the model did not call fails the execution, before any tool runs (%s)', async (agent) => {
