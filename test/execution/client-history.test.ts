@@ -148,6 +148,51 @@ describe('history with answered calls of tools this request does not offer', () 
     expect(offeredTools(oai.hits[0]!)).toEqual(['transfer_to_Billing']);
   });
 
+  /** The client's instructions (the SDK agent's), as the model received them. */
+  const instructions = (hit: StubHit): string =>
+    String(messagesOf(hit).filter((m) => m.role === 'system')[1]?.content ?? '')
+      .split('\n\n')
+      .slice(1)
+      .join(' ');
+
+  /** The model calls the first tool offered while no result is in, then says under which client instructions it answers. */
+  function instructionsScript(): void {
+    oai.setScript((hit) => {
+      if (offeredTools(hit).length > 0 && toolResultsOf(hit).length === 0) return { tool_calls: [{ id: 'prov_h', name: offeredTools(hit)[0]!, arguments: {} }] };
+      return { content: `Under [${instructions(hit)}], offered [${offeredTools(hit).join(', ')}]` };
+    });
+  }
+
+  it('with previous_response_id, a request that no longer offers the called tool runs under its own instructions', async () => {
+    instructionsScript();
+    const handoff = { type: 'function' as const, name: 'transfer_to_b', parameters: { type: 'object', properties: {} }, strict: false };
+    const first = await client.responses.create({ model: 'helper', instructions: 'Route the customer.', input: 'I want a refund', tools: [handoff] });
+    const call = first.output.find((i) => i.type === 'function_call')!;
+    const second = await client.responses.create({
+      model: 'helper',
+      instructions: 'Handle refunds.',
+      previous_response_id: first.id,
+      input: [{ type: 'function_call_output', call_id: call.call_id, output: '{"assistant":"B"}' }],
+    });
+    expect(second.output_text).toBe('Under [Handle refunds.], offered []');
+    // The model read the conversation so far: the call it made, and its output.
+    expect(messagesOf(oai.hits[1]!).map((m) => m.role)).toEqual(['system', 'system', 'user', 'assistant', 'tool']);
+  });
+
+  it.each([
+    ['Responses', (name: string) => new OpenAIResponsesModel(client, name)],
+    ['Chat Completions', (name: string) => new OpenAIChatCompletionsModel(client, name)],
+  ] as const)('a handoff between two SDK agents on one Caxton agent runs under the next agent’s instructions (%s)', async (_api, model) => {
+    instructionsScript();
+    const result = await run(
+      agents(() => model('helper')),
+      'I want a refund',
+    );
+    expect(result.lastAgent?.name).toBe('Billing');
+    expect(instructions(oai.hits[0]!)).toContain('Route the customer.');
+    expect(result.finalOutput).toMatch(/^Under \[Handle refunds\.[^\]]*\], offered \[\]$/);
+  });
+
   it('a streamed Agents SDK handoff on the Responses model', async () => {
     handoffScript();
     const result = await run(

@@ -93,6 +93,7 @@ export async function openAiRoutes(app: FastifyInstance, opts: { executor: Execu
       const { invoke: fromMessages, resumed } = await chatMessagesToInvoke(body.messages, {
         agent: body.model,
         userTemplate: template,
+        toolNames: new Set((params.client_tools ?? []).map((t) => t.name)),
         principal,
         store: suspended,
       });

@@ -28,6 +28,8 @@ export interface ChatToInvokeOptions {
   agent: string;
   /** The agent's user_prompt_template (decides where system messages go). */
   userTemplate: string;
+  /** The request's client tools: a suspended execution is resumed only by a request offering the tools of its pending calls (continues). */
+  toolNames: ReadonlySet<string>;
   /** The caller (Principal.id); only the principal that started an execution resumes it. */
   principal?: string | undefined;
   /** Absent: every follow-up is rebuilt from its messages. */
@@ -79,6 +81,16 @@ function pendingCalls(s: SuspendedExecution): Map<string, ToolCall> {
   const out = new Map<string, ToolCall>();
   for (const m of s.transcript) if (m.role === 'assistant') for (const c of m.tool_calls ?? []) if (pending.has(c.id)) out.set(c.id, c);
   return out;
+}
+
+/**
+ * Whether a follow-up offering `toolNames` continues stored execution `s`: only when it still
+ * offers the tools of the calls it answers. One that does not has moved on — the Agents SDK's
+ * handoff answers transfer_to_B in B's request, under B's instructions and tools — and is rebuilt
+ * from its own messages, which a resumed execution would set aside for the prompts it started with.
+ */
+export function continues(s: SuspendedExecution, toolNames: ReadonlySet<string>): boolean {
+  return [...pendingCalls(s).values()].every((c) => toolNames.has(c.name));
 }
 
 type KnownCalls = Map<string, { call: ToolCall; at: number; answered: boolean }>;
@@ -156,7 +168,7 @@ export async function chatMessagesToInvoke(messages: ChatMessageParam[], opts: C
       const s = await opts.store.findByCallId(m.tool_call_id!);
       // Another principal's or another agent's execution is not theirs to resume; to them it does
       // not exist (its existence is not revealed): their request is rebuilt from its own messages.
-      if (s && s.agent === opts.agent && s.principal === opts.principal) stored = s;
+      if (s && s.agent === opts.agent && s.principal === opts.principal && continues(s, opts.toolNames)) stored = s;
       break;
     }
   }

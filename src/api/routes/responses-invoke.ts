@@ -82,6 +82,7 @@ export async function responsesToInvoke(
     const { invoke, resumed } = await chatMessagesToInvoke(messages as ChatMessageParam[], {
       agent: body.model,
       userTemplate: opts.userTemplate,
+      toolNames: new Set(tools.map((t) => t.name)),
       principal: opts.principal ?? undefined,
       store: opts.store,
       resume: opts.resume,
