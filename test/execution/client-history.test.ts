@@ -12,11 +12,12 @@ import OpenAI from 'openai';
 import { zodFunction, zodResponseFormat } from 'openai/helpers/zod';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { openaiProvider, removeTempDirs, setTestKeys, startCaxton, type Caxton } from './helpers/caxton.js';
+import { anthropicProvider, openaiProvider, removeTempDirs, setTestKeys, startCaxton, type Caxton } from './helpers/caxton.js';
 import { startLlmStub, type LlmStub, type StubHit } from './helpers/llm-stub.js';
 import { messagesOf, offeredTools, systemPromptOf, toolResultsOf } from './helpers/wire.js';
 
 let oai: LlmStub;
+let ant: LlmStub;
 let cx: Caxton;
 let client: OpenAI;
 
@@ -24,20 +25,26 @@ beforeAll(async () => {
   setTestKeys();
   setTracingDisabled(true);
   oai = await startLlmStub();
-  cx = await startCaxton({ config: { llm: { default_provider: 'oai', providers: { oai: openaiProvider(oai.url) } } } });
+  ant = await startLlmStub();
+  cx = await startCaxton({ config: { llm: { default_provider: 'oai', providers: { oai: openaiProvider(oai.url), ant: anthropicProvider(ant.url) } } } });
   await cx.deploy({ name: 'helper', system_prompt: 'You are Helper.' });
   await cx.deploy({ name: 'triage', system_prompt: 'You are Triage.' });
   await cx.deploy({ name: 'billing', system_prompt: 'You are Billing.' });
+  await cx.deploy({ name: 'billing-ant', system_prompt: 'You are Billing.', llm: { provider: 'ant' } });
   client = new OpenAI({ baseURL: `${cx.url}/v1`, apiKey: 'unused', maxRetries: 0, timeout: 20_000 });
 });
 
 afterAll(async () => {
   await cx?.close();
   await oai?.close();
+  await ant?.close();
   removeTempDirs();
 });
 
-beforeEach(() => oai.reset());
+beforeEach(() => {
+  oai.reset();
+  ant.reset();
+});
 
 type Msg = OpenAI.Chat.ChatCompletionMessageParam;
 
@@ -191,6 +198,19 @@ describe('history with answered calls of tools this request does not offer', () 
     expect(result.lastAgent?.name).toBe('Billing');
     expect(instructions(oai.hits[0]!)).toContain('Route the customer.');
     expect(result.finalOutput).toMatch(/^Under \[Handle refunds\.[^\]]*\], offered \[\]$/);
+  });
+
+  it('a handoff to an Anthropic-type agent without tools declares the tools its history names, with tool_choice none', async () => {
+    handoffScript();
+    ant.setScript([{ content: 'Billing (Claude) here' }]);
+    const billing = new Agent({ name: 'Billing', model: new OpenAIChatCompletionsModel(client, 'billing-ant'), instructions: 'Handle refunds.' });
+    const triage = new Agent({ name: 'Triage', model: new OpenAIChatCompletionsModel(client, 'triage'), instructions: 'Route the customer.', handoffs: [billing] });
+    const result = await run(triage, 'I want a refund');
+    expect(result.finalOutput).toBe('Billing (Claude) here');
+    // The Messages API refuses tool blocks in a request that defines no tools.
+    expect(ant.hits[0]!.body.tools.map((t: { name: string }) => t.name)).toEqual(['transfer_to_Billing']);
+    expect(ant.hits[0]!.body.tool_choice).toEqual({ type: 'none' });
+    expect(ant.hits[0]!.body.messages.map((m: { role: string }) => m.role)).toEqual(['user', 'assistant', 'user']);
   });
 
   it('a streamed Agents SDK handoff on the Responses model', async () => {
