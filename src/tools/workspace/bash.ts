@@ -201,8 +201,11 @@ export const SANDBOX_ENV: Readonly<Record<string, string>> = {
   TERM: 'dumb',
 };
 
-export function sandboxArgs(root: string, opts: { write: boolean; network: boolean }): string[] {
-  const args = [...systemBinds(opts.network), opts.write ? '--bind' : '--ro-bind', root, root, '--chdir', root, '--unshare-all'];
+export function sandboxArgs(root: string, opts: { write: boolean; network: boolean; hidden?: readonly string[] }): string[] {
+  const args = [...systemBinds(opts.network), opts.write ? '--bind' : '--ro-bind', root, root];
+  // The workspace's private directories (the server's data) are covered by an empty tmpfs.
+  for (const h of opts.hidden ?? []) args.push('--tmpfs', h);
+  args.push('--chdir', root, '--unshare-all');
   if (opts.network) args.push('--share-net');
   // Inside a user namespace as an unprivileged user, with no capabilities.
   args.push('--unshare-user', '--uid', '65534', '--gid', '65534', '--cap-drop', 'ALL', '--die-with-parent', '--new-session', '--clearenv');
@@ -236,7 +239,7 @@ export function bashTool(ws: Workspace): AuditedTool {
         const sandbox = probeSandbox();
         if (!sandbox.ok) return toolError(`workspace.bash cannot run: ${sandbox.problem}`, 'denied');
         const timeoutMs = Math.max(1, Math.min(asked ?? cfg.timeout, cfg.timeout, ctx.deadline - Date.now() - 100));
-        return run(sandbox.bwrap!, [...sandboxArgs(root, { write: ws.writable, network: cfg.network }), '--', '/bin/sh', '-c', command], timeoutMs, cfg.max_output, ctx.signal);
+        return run(sandbox.bwrap!, [...sandboxArgs(root, { write: ws.writable, network: cfg.network, hidden: ws.hidden() }), '--', '/bin/sh', '-c', command], timeoutMs, cfg.max_output, ctx.signal);
       }),
   };
 }
