@@ -136,6 +136,8 @@ describe('Anthropic Messages client', () => {
         { role: 'tool', tool_call_id: 't1', name: 'f', content: 'r' },
         { role: 'user', content: 'and?' },
       ],
+      // The API refuses tool_use and tool_result blocks in a request that defines no tools.
+      tools: [{ name: 'f', description: 'f', input_schema: { type: 'object' } }],
     });
     expect((s.hits[0]!.body as { messages: unknown }).messages).toEqual([
       { role: 'user', content: 'q' },

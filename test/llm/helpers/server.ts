@@ -1,10 +1,15 @@
 /**
  * Real HTTP test servers on 127.0.0.1 (port 0) that emulate provider endpoints, so the clients'
  * actual fetch / SSE / retry code runs. Each request is recorded as a Hit.
+ *
+ * A POST to /chat/completions or /v1/messages that the real API would refuse gets the real API's
+ * 400 (test/helpers/llm-standin.ts) instead of the handler's answer. The handlers' answers are the
+ * tests' own wire texts, partial or malformed on purpose where a test is about parsing them.
  */
 import { createServer, type IncomingHttpHeaders, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { ProviderConfig } from '../../../src/llm/index.js';
+import { parseBody, refuseInvalid } from '../../helpers/llm-standin.js';
 
 export interface Hit {
   method: string;
@@ -13,6 +18,8 @@ export interface Hit {
   /** The parsed JSON body (undefined when not JSON). */
   body: unknown;
   at: number;
+  /** Why the server refused this request as the real API would (then no handler ran). */
+  refused?: string;
 }
 
 /** Answers hit number `n` (0-based). */
@@ -32,15 +39,12 @@ export async function startServer(handlers: Handler | Handler[]): Promise<TestSe
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
-      const raw = Buffer.concat(chunks).toString('utf8');
-      let body: unknown;
-      try {
-        body = JSON.parse(raw);
-      } catch {
-        body = undefined;
-      }
+      const body = parseBody(Buffer.concat(chunks).toString('utf8'));
       const hit: Hit = { method: req.method ?? '', path: req.url ?? '', headers: req.headers, body, at: Date.now() };
+      const refusal = refuseInvalid(req.method, hit.path, body, res);
+      if (refusal !== undefined) hit.refused = refusal.message;
       const n = hits.push(hit) - 1;
+      if (refusal !== undefined) return;
       const handler = list[Math.min(n, list.length - 1)]!;
       void Promise.resolve(handler(res, hit, n)).catch(() => res.destroy());
     });
