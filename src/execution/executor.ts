@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import type { AgentDefinition, AgentRegistry, IsolationMode } from '../agents/index.js';
 import { limitedError, type ExecutionSlot, type LimitSet, type PrincipalLimiter } from '../auth/limits.js';
 import type { ServerConfig } from '../config/index.js';
+import { providerAttributes } from '../llm/index.js';
 import type { Metrics } from '../observability/metrics.js';
 import { endWithError, SpanStatusCode, startSpan, traceparentOf, withSpan, type Span, type Tracer } from '../observability/trace-context.js';
 import { CaxtonError, isCaxtonError } from '../shared/errors.js';
@@ -339,7 +340,7 @@ export class Executor {
       span.setAttributes({
         'caxton.execution_id': res.execution_id,
         'caxton.isolation': res.isolation,
-        'gen_ai.system': res.provider,
+        ...providerAttributes(res.provider, Object.hasOwn(this.#setup.providers, res.provider) ? this.#setup.providers[res.provider]!.type : undefined),
         'gen_ai.request.model': res.model,
         'caxton.turns': res.turns,
         'gen_ai.usage.input_tokens': res.usage.input_tokens,

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { trace } from '@opentelemetry/api';
-import { chatWithFallbacks, type ChatMessage, type ChatRequest, type ChatResponse, type ProviderRegistry, type ResolveDefaults, type ToolCall, type Usage } from '../llm/index.js';
+import { chatWithFallbacks, providerAttributes, type ChatMessage, type ChatRequest, type ChatResponse, type ProviderRegistry, type ResolveDefaults, type ToolCall, type Usage } from '../llm/index.js';
 import { endWithError, SpanKind, SpanStatusCode, startSpan, traceparentOf } from '../observability/trace-context.js';
 import { CaxtonError } from '../shared/errors.js';
 import type { ToolContext, ToolRegistry } from '../tools/index.js';
@@ -109,7 +109,7 @@ export async function runAgent(job: ExecutionJob, deps: ExecutionDeps, opts: { s
       throw e;
     }
     llmSpan.setAttributes({
-      'gen_ai.system': last.provider,
+      ...providerAttributes(last.provider, deps.providers.has(last.provider) ? deps.providers.get(last.provider).type : undefined),
       'gen_ai.request.model': last.model,
       'gen_ai.usage.input_tokens': last.usage.input_tokens,
       'gen_ai.usage.output_tokens': last.usage.output_tokens,

@@ -10,10 +10,12 @@
  *   blocks (with `is_error: true` when set) in a user message. Consecutive user-side messages
  *   (tool results, user text) are merged into one user message, as the API expects.
  * - `max_tokens` is required by the API: 4096 when the request does not say.
+ * - Tool names go out as names the API accepts and come back as Caxton's (wire-names.ts).
  * - Usage: input_tokens (plus cache creation/read tokens when reported) and output_tokens.
  */
 import { asString, count, isRecord, makeUsage, parseToolArguments } from './decode.js';
 import { joinUrl, malformed, postJson, postSse, quoteOutside, readApiKey, type HttpTarget } from './http.js';
+import { WireNames } from './wire-names.js';
 import {
   LlmError,
   type ChatMessage,
@@ -51,12 +53,12 @@ export class AnthropicProvider implements LlmProvider {
   }
 
   async chat(req: ChatRequest): Promise<ChatResponse> {
-    const { target, post } = this.prepare(req, false);
-    return parseResponse(target, await postJson(target, post));
+    const { target, post, names } = this.prepare(req, false);
+    return parseResponse(target, await postJson(target, post), names);
   }
 
   async *stream(req: ChatRequest): AsyncGenerator<StreamEvent> {
-    const { target, post } = this.prepare(req, true);
+    const { target, post, names } = this.prepare(req, true);
     const events = await postSse(target, post);
     let model = target.model;
     let content = '';
@@ -94,7 +96,8 @@ export class AnthropicProvider implements LlmProvider {
       } else if (type === 'content_block_stop') {
         const block = blocks.get(index);
         if (block?.type === 'tool_use') {
-          const call: ToolCall = { id: block.id, name: block.name, arguments: parseToolArguments(target, block.name, block.json) };
+          const name = names.fromWire(block.name);
+          const call: ToolCall = { id: block.id, name, arguments: parseToolArguments(target, name, block.json) };
           calls.push(call);
           yield { type: 'tool_call', call };
         }
@@ -116,7 +119,7 @@ export class AnthropicProvider implements LlmProvider {
     yield { type: 'done', response: { provider: this.name, model, content, tool_calls: calls, usage: makeUsage(input, output), finish_reason: mapStop(stopReason) } };
   }
 
-  private prepare(req: ChatRequest, stream: boolean): { target: HttpTarget; post: Parameters<typeof postJson>[1] } {
+  private prepare(req: ChatRequest, stream: boolean): { target: HttpTarget; post: Parameters<typeof postJson>[1]; names: WireNames } {
     const model = req.model || this.defaultModel || '';
     if (model === '') throw new LlmError({ provider: this.name, model: '(none)', kind: 'bad_request', message: 'no model given and the provider has no default model' });
     const key = readApiKey(this.name, model, this.config);
@@ -127,12 +130,13 @@ export class AnthropicProvider implements LlmProvider {
       ...(req.traceparent !== undefined && { traceparent: req.traceparent }),
       ...this.config.headers,
     };
-    return { target, post: { url: joinUrl(this.baseUrl, '/v1/messages'), headers, body: buildBody(req, model, stream), signal: req.signal, deadline: req.deadline } };
+    const names = WireNames.forRequest(req);
+    return { target, names, post: { url: joinUrl(this.baseUrl, '/v1/messages'), headers, body: buildBody(req, model, stream, names), signal: req.signal, deadline: req.deadline } };
   }
 }
 
-export function buildBody(req: ChatRequest, model: string, stream: boolean): Record<string, unknown> {
-  const { system, messages } = toWireMessages(req.messages);
+export function buildBody(req: ChatRequest, model: string, stream: boolean, names = WireNames.forRequest(req)): Record<string, unknown> {
+  const { system, messages } = toWireMessages(req.messages, names);
   const body: Record<string, unknown> = { model, max_tokens: req.max_tokens ?? ANTHROPIC_DEFAULT_MAX_TOKENS };
   // The Messages API has no response_format: the model is told in the system prompt, and the
   // caller validates the reply all the same.
@@ -141,8 +145,8 @@ export function buildBody(req: ChatRequest, model: string, stream: boolean): Rec
   if (fullSystem !== '') body.system = fullSystem;
   body.messages = messages;
   if (req.tools && req.tools.length > 0) {
-    body.tools = req.tools.map((t) => ({ name: t.name, description: t.description, input_schema: t.input_schema }));
-    const choice = toolChoice(req);
+    body.tools = req.tools.map((t) => ({ name: names.toWire(t.name), description: t.description, input_schema: t.input_schema }));
+    const choice = toolChoice(req, names);
     if (choice !== undefined) body.tool_choice = choice;
   }
   if (req.temperature !== undefined) body.temperature = req.temperature;
@@ -156,12 +160,12 @@ export function buildBody(req: ChatRequest, model: string, stream: boolean): Rec
  * `tool_choice` in the Messages API's terms: auto, none, any (OpenAI's "required"), or tool with
  * a name; `parallel_tool_calls: false` becomes `disable_parallel_tool_use` (not allowed with none).
  */
-function toolChoice(req: ChatRequest): Record<string, unknown> | undefined {
+function toolChoice(req: ChatRequest, names: WireNames): Record<string, unknown> | undefined {
   const c = req.tool_choice;
   const serial = req.parallel_tool_calls === false;
   if (c === undefined) return serial ? { type: 'auto', disable_parallel_tool_use: true } : undefined;
   if (c === 'none') return { type: 'none' };
-  const base = c === 'auto' ? { type: 'auto' } : c === 'required' ? { type: 'any' } : { type: 'tool', name: c.name };
+  const base = c === 'auto' ? { type: 'auto' } : c === 'required' ? { type: 'any' } : { type: 'tool', name: names.toWire(c.name) };
   return serial ? { ...base, disable_parallel_tool_use: true } : base;
 }
 
@@ -172,7 +176,7 @@ export function formatInstruction(f: ResponseFormat): string {
   return `${base} The object must match this JSON Schema (named "${f.json_schema.name}"):\n${JSON.stringify(f.json_schema.schema)}`;
 }
 
-export function toWireMessages(messages: ChatMessage[]): { system: string | undefined; messages: WireMessage[] } {
+export function toWireMessages(messages: ChatMessage[], names = WireNames.forRequest({ messages })): { system: string | undefined; messages: WireMessage[] } {
   const system: string[] = [];
   const out: WireMessage[] = [];
   const pushUser = (block: Block): void => {
@@ -198,14 +202,14 @@ export function toWireMessages(messages: ChatMessage[]): { system: string | unde
         continue;
       }
       const blocks: Block[] = m.content === '' ? [] : [{ type: 'text', text: m.content }];
-      for (const c of calls) blocks.push({ type: 'tool_use', id: c.id, name: c.name, input: c.arguments });
+      for (const c of calls) blocks.push({ type: 'tool_use', id: c.id, name: names.toWire(c.name), input: c.arguments });
       out.push({ role: 'assistant', content: blocks });
     }
   }
   return { system: system.length > 0 ? system.join('\n\n') : undefined, messages: out };
 }
 
-function parseResponse(t: HttpTarget, body: unknown): ChatResponse {
+function parseResponse(t: HttpTarget, body: unknown, names: WireNames): ChatResponse {
   if (!isRecord(body)) throw malformed(t, 'the response body is not a JSON object');
   if (body.type === 'error') throw errorEvent(t, body.error);
   if (!Array.isArray(body.content)) throw malformed(t, 'the response has no content array');
@@ -215,9 +219,10 @@ function parseResponse(t: HttpTarget, body: unknown): ChatResponse {
     if (!isRecord(b)) continue;
     if (b.type === 'text') content += asString(b.text) ?? '';
     else if (b.type === 'tool_use') {
-      const name = asString(b.name);
+      const wire = asString(b.name);
       const id = asString(b.id);
-      if (!name || !id) throw malformed(t, 'a tool_use block has no id or name');
+      if (!wire || !id) throw malformed(t, 'a tool_use block has no id or name');
+      const name = names.fromWire(wire);
       const args = b.input === undefined ? {} : b.input;
       if (!isRecord(args)) throw malformed(t, `the input of tool call "${name}" is not a JSON object`);
       calls.push({ id, name, arguments: args });

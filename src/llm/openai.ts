@@ -9,6 +9,7 @@
  * - Assistant tool calls → `tool_calls: [{id, type: 'function', function: {name, arguments: JSON}}]`
  *   (content null when empty); tool results → `{role: 'tool', tool_call_id, content}`, the content
  *   prefixed with "Error: " when `is_error` (the API has no error flag).
+ * - Tool names go out as names the API accepts and come back as Caxton's (wire-names.ts).
  * - `max_tokens` is sent as `max_completion_tokens` to api.openai.com (its newer models reject the
  *   old name) and as `max_tokens` to every other server.
  * - Streaming uses `stream: true` with `stream_options.include_usage`; tool-call fragments are
@@ -16,6 +17,7 @@
  */
 import { asString, count, isRecord, makeUsage, parseToolArguments } from './decode.js';
 import { joinUrl, malformed, postJson, postSse, quoteOutside, readApiKey, type HttpTarget } from './http.js';
+import { WireNames } from './wire-names.js';
 import { LlmError, type ChatMessage, type ChatRequest, type ChatResponse, type FinishReason, type LlmProvider, type ProviderConfig, type StreamEvent, type ToolCall, type Usage } from './types.js';
 
 export const OPENAI_DEFAULT_BASE_URL = 'https://api.openai.com/v1';
@@ -34,13 +36,13 @@ export class OpenAiProvider implements LlmProvider {
   }
 
   async chat(req: ChatRequest): Promise<ChatResponse> {
-    const { target, post } = this.prepare(req, false);
+    const { target, post, names } = this.prepare(req, false);
     const body = await postJson(target, post);
-    return parseResponse(target, body);
+    return parseResponse(target, body, names);
   }
 
   async *stream(req: ChatRequest): AsyncGenerator<StreamEvent> {
-    const { target, post } = this.prepare(req, true);
+    const { target, post, names } = this.prepare(req, true);
     const events = await postSse(target, post);
     let model = target.model;
     let content = '';
@@ -52,7 +54,8 @@ export class OpenAiProvider implements LlmProvider {
     const complete = (): ToolCall[] => {
       const out: ToolCall[] = [];
       for (const [index, p] of [...partial].sort((a, b) => a[0] - b[0])) {
-        out.push({ id: p.id || `call_${index}`, name: p.name, arguments: parseToolArguments(target, p.name, p.args) });
+        const name = names.fromWire(p.name);
+        out.push({ id: p.id || `call_${index}`, name, arguments: parseToolArguments(target, name, p.args) });
       }
       partial.clear();
       calls.push(...out);
@@ -98,7 +101,7 @@ export class OpenAiProvider implements LlmProvider {
     yield { type: 'done', response: { provider: this.name, model, content, tool_calls: calls, usage, finish_reason: mapFinish(finish, calls.length > 0) } };
   }
 
-  private prepare(req: ChatRequest, stream: boolean): { target: HttpTarget; post: Parameters<typeof postJson>[1] } {
+  private prepare(req: ChatRequest, stream: boolean): { target: HttpTarget; post: Parameters<typeof postJson>[1]; names: WireNames } {
     const model = req.model || this.defaultModel || '';
     if (model === '') throw new LlmError({ provider: this.name, model: '(none)', kind: 'bad_request', message: 'no model given and the provider has no default model' });
     const key = readApiKey(this.name, model, this.config);
@@ -108,9 +111,17 @@ export class OpenAiProvider implements LlmProvider {
       ...(req.traceparent !== undefined && { traceparent: req.traceparent }),
       ...this.config.headers,
     };
+    const names = WireNames.forRequest(req);
     return {
       target,
-      post: { url: joinUrl(this.baseUrl, '/chat/completions'), headers, body: buildBody(req, model, stream, usesMaxCompletionTokens(this.baseUrl)), signal: req.signal, deadline: req.deadline },
+      names,
+      post: {
+        url: joinUrl(this.baseUrl, '/chat/completions'),
+        headers,
+        body: buildBody(req, model, stream, usesMaxCompletionTokens(this.baseUrl), names),
+        signal: req.signal,
+        deadline: req.deadline,
+      },
     };
   }
 }
@@ -123,11 +134,14 @@ function usesMaxCompletionTokens(baseUrl: string): boolean {
   }
 }
 
-export function buildBody(req: ChatRequest, model: string, stream: boolean, maxCompletionTokens = false): Record<string, unknown> {
-  const body: Record<string, unknown> = { model, messages: req.messages.map(toWireMessage) };
+export function buildBody(req: ChatRequest, model: string, stream: boolean, maxCompletionTokens = false, names = WireNames.forRequest(req)): Record<string, unknown> {
+  const body: Record<string, unknown> = { model, messages: req.messages.map((m) => toWireMessage(m, names)) };
   if (req.tools && req.tools.length > 0) {
-    body.tools = req.tools.map((t) => ({ type: 'function', function: { name: t.name, description: t.description, parameters: t.input_schema, ...(t.strict !== undefined && { strict: t.strict }) } }));
-    if (req.tool_choice !== undefined) body.tool_choice = typeof req.tool_choice === 'string' ? req.tool_choice : { type: 'function', function: { name: req.tool_choice.name } };
+    body.tools = req.tools.map((t) => ({
+      type: 'function',
+      function: { name: names.toWire(t.name), description: t.description, parameters: t.input_schema, ...(t.strict !== undefined && { strict: t.strict }) },
+    }));
+    if (req.tool_choice !== undefined) body.tool_choice = typeof req.tool_choice === 'string' ? req.tool_choice : { type: 'function', function: { name: names.toWire(req.tool_choice.name) } };
     if (req.parallel_tool_calls !== undefined) body.parallel_tool_calls = req.parallel_tool_calls;
   }
   if (req.temperature !== undefined) body.temperature = req.temperature;
@@ -142,7 +156,7 @@ export function buildBody(req: ChatRequest, model: string, stream: boolean, maxC
   return body;
 }
 
-function toWireMessage(m: ChatMessage): Record<string, unknown> {
+function toWireMessage(m: ChatMessage, names: WireNames): Record<string, unknown> {
   switch (m.role) {
     case 'system':
     case 'user':
@@ -153,7 +167,7 @@ function toWireMessage(m: ChatMessage): Record<string, unknown> {
       return {
         role: 'assistant',
         content: m.content === '' ? null : m.content,
-        tool_calls: calls.map((c) => ({ id: c.id, type: 'function', function: { name: c.name, arguments: JSON.stringify(c.arguments) } })),
+        tool_calls: calls.map((c) => ({ id: c.id, type: 'function', function: { name: names.toWire(c.name), arguments: JSON.stringify(c.arguments) } })),
       };
     }
     case 'tool':
@@ -161,7 +175,7 @@ function toWireMessage(m: ChatMessage): Record<string, unknown> {
   }
 }
 
-function parseResponse(t: HttpTarget, body: unknown): ChatResponse {
+function parseResponse(t: HttpTarget, body: unknown, names: WireNames): ChatResponse {
   if (!isRecord(body)) throw malformed(t, 'the response body is not a JSON object');
   if (body.error !== undefined && body.choices === undefined) throw streamError(t, body.error);
   const choice = Array.isArray(body.choices) ? body.choices[0] : undefined;
@@ -172,8 +186,9 @@ function parseResponse(t: HttpTarget, body: unknown): ChatResponse {
   if (!Array.isArray(rawCalls)) throw malformed(t, 'choices[0].message.tool_calls is not an array');
   const calls = rawCalls.map((tc: unknown, i: number): ToolCall => {
     const fn = isRecord(tc) && isRecord(tc.function) ? tc.function : undefined;
-    const name = asString(fn?.name);
-    if (!isRecord(tc) || fn === undefined || !name) throw malformed(t, `tool call ${i} has no function name`);
+    const wire = asString(fn?.name);
+    if (!isRecord(tc) || fn === undefined || !wire) throw malformed(t, `tool call ${i} has no function name`);
+    const name = names.fromWire(wire);
     const args = fn.arguments;
     return { id: asString(tc.id) || `call_${i}`, name, arguments: isRecord(args) ? args : parseToolArguments(t, name, asString(args) ?? '') };
   });

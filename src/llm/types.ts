@@ -9,6 +9,22 @@ import { scrubSecrets } from '../shared/secrets.js';
 export type ProviderType = 'openai' | 'anthropic' | 'scripted';
 export const PROVIDER_TYPES: readonly ProviderType[] = ['openai', 'anthropic', 'scripted'];
 
+/**
+ * OpenTelemetry's GenAI value for a provider type (`gen_ai.system`, `gen_ai.provider.name`): the
+ * API spoken, as the conventions ask of a client that may be talking to a compatible server, and a
+ * custom value for the scripted provider, which speaks to no one. The configured provider name
+ * travels as `caxton.provider`.
+ */
+export function genAiSystem(type: ProviderType): string {
+  return type === 'scripted' ? 'caxton.scripted' : type;
+}
+
+/** The span attributes naming the provider of a model call (the type unknown: only its name). */
+export function providerAttributes(name: string, type: ProviderType | undefined): Record<string, string> {
+  const system = type === undefined ? '_OTHER' : genAiSystem(type);
+  return { 'gen_ai.system': system, 'gen_ai.provider.name': system, 'caxton.provider': name };
+}
+
 /** JSON Schema for a tool's input, as both OpenAI and Anthropic accept it. */
 export type JsonSchema = Record<string, unknown>;
 

@@ -204,7 +204,9 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
     const { bus } = stack.add(startMessaging({ config, db, registry, executor, events, logger, telemetry, cluster }));
     const toolAudit = stack.add(openToolAudit({ config, db, logger, metrics, clusterState }));
     const mcp = stack.add(await startMcp({ config, db, executor, registry, bus, memory: memory?.graph.store, audit: toolAudit.watch, logger, metrics }));
-    const tools = stack.add(await startTools({ config, db, executor, registry, service, mcp: mcp.clients, audit: toolAudit.store, auditWatch: toolAudit.watch, logger, metrics, cluster }));
+    const tools = stack.add(
+      await startTools({ config, db, executor, registry, service, mcp: mcp.clients, audit: toolAudit.store, auditWatch: toolAudit.watch, logger, metrics, cluster, tracer: telemetry.tracer }),
+    );
     const audit = stack.add(openAudit({ config, db, logger }));
     const { sampler } = observability;
     const view = await cluster?.join(() => {

@@ -14,6 +14,8 @@
  * src/tools, never the other way round.
  */
 import { createHash, randomUUID } from 'node:crypto';
+import { SpanStatusCode, type Tracer } from '@opentelemetry/api';
+import { endWithError, startSpan } from '../observability/trace-context.js';
 import { CaxtonError } from '../shared/errors.js';
 import { closest } from '../shared/suggest.js';
 import type { ToolRegistry } from './registry.js';
@@ -118,6 +120,8 @@ export interface ToolCatalogueOptions {
   /** Where built-in and host tool calls are audited; pass the same AuditWatch the MCP client audits into. */
   audit?: AuditWatch;
   metrics?: ToolCallMetrics;
+  /** Records a `tool.call` span per direct call, as an agent's calls get one. */
+  tracer?: Tracer;
 }
 
 /** Longest a direct call of a built-in, host or MCP tool may take unless the caller says otherwise. */
@@ -222,7 +226,31 @@ export class ToolCatalogue {
    * Calls `tool` of `server` directly (REST, CLI), audited as agent "api" and counted in
    * caxton_tool_calls_total with `via` (default "rest"). Unknown sources and tools: 'tool_not_found'.
    */
-  async call(server: string, tool: string, args: Record<string, unknown>, opts: ToolCallOptions & { via?: ToolCallVia } = {}): Promise<ToolCallResult & { kind: ToolSourceKind }> {
+  async call(
+    server: string,
+    tool: string,
+    args: Record<string, unknown>,
+    opts: ToolCallOptions & { via?: ToolCallVia; traceparent?: string } = {},
+  ): Promise<ToolCallResult & { kind: ToolSourceKind }> {
+    const tracer = this.#o.tracer;
+    if (!tracer) return this.#call(server, tool, args, opts);
+    const via = opts.via ?? 'rest';
+    const span = startSpan(tracer, `tool.call ${server}.${tool}`, opts.traceparent, { 'caxton.agent': opts.agent ?? API_CALLER, 'caxton.tool': `${server}.${tool}`, 'caxton.tool.via': via });
+    let r: ToolCallResult & { kind: ToolSourceKind };
+    try {
+      r = await this.#call(server, tool, args, opts);
+    } catch (e) {
+      endWithError(span, e);
+      throw e;
+    }
+    // The name the call resolved to (`builtin/calculator` is the tool `calculator`).
+    span.setAttributes({ 'caxton.tool': r.tool, 'caxton.tool.kind': r.kind });
+    if (r.is_error) span.setStatus({ code: SpanStatusCode.ERROR, message: r.content.slice(0, 200) });
+    span.end();
+    return r;
+  }
+
+  async #call(server: string, tool: string, args: Record<string, unknown>, opts: ToolCallOptions & { via?: ToolCallVia }): Promise<ToolCallResult & { kind: ToolSourceKind }> {
     const via = opts.via ?? 'rest';
     const t0 = performance.now();
     const count = (name: string, r: ToolCallResult) => this.#o.metrics?.tool(name, r.is_error ? 'error' : 'ok', (performance.now() - t0) / 1000, via);

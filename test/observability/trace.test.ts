@@ -143,6 +143,33 @@ describe('tracing across agents', () => {
     expect(byId.get(parentOf(call)!)!.name).toBe('agent.execute archivist');
   });
 
+  it('model calls name the provider by its OpenTelemetry GenAI value, and the configured name apart', async () => {
+    exporter.reset();
+    const res = await cx.invoke('carrier-b', { request: 'hello' }, { traceparent: '00-55555555555555555555555555555555-6666666666666666-01' });
+    expect(res.status, res.text).toBe(200);
+    const spans = exporter.getFinishedSpans().filter((x) => x.spanContext().traceId === '55555555555555555555555555555555');
+    for (const name of ['llm.chat', 'agent.execute carrier-b']) {
+      const span = spans.find((x) => x.name === name);
+      expect(span?.attributes, name).toMatchObject({ 'gen_ai.system': 'openai', 'gen_ai.provider.name': 'openai', 'caxton.provider': 'stub' });
+    }
+  });
+
+  it("a direct tool call through the API is a tool.call span in the caller's trace", async () => {
+    exporter.reset();
+    const res = await fetch(`${cx.url}/api/v1/tools/builtin/calculator/call`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', traceparent: '00-77777777777777777777777777777777-8888888888888888-01' },
+      body: JSON.stringify({ args: { expression: '6 * 7' } }),
+    });
+    expect(res.status, await res.clone().text()).toBe(200);
+    await waitUntil(() => exporter.getFinishedSpans().some((x) => x.name.startsWith('tool.call')), { what: 'the tool.call span' });
+    const spans = exporter.getFinishedSpans().filter((x) => x.spanContext().traceId === '77777777777777777777777777777777');
+    const call = spans.find((x) => x.name === 'tool.call builtin.calculator');
+    expect(call?.attributes).toMatchObject({ 'caxton.tool': 'calculator', 'caxton.agent': 'api', 'caxton.tool.via': 'rest', 'caxton.tool.kind': 'builtin' });
+    const http = spans.find((x) => x.spanContext().spanId === parentOf(call!));
+    expect(http?.name).toMatch(/POST/);
+  });
+
   it('log lines written inside a span carry its trace_id and span_id', async () => {
     // A rejected request is logged (level info) inside its HTTP span.
     const res = await cx.invoke('planner', { request: '' }, { traceparent: '00-11111111111111111111111111111111-2222222222222222-01' });

@@ -5,7 +5,10 @@ import { CaxtonError } from '../../shared/errors.js';
 import { parseDuration } from '../../shared/units.js';
 import { BUILTIN_GROUP, HOST_GROUP, TOOL_SOURCE_KINDS, type ToolCatalogue } from '../../tools/index.js';
 import { CALL_OUTCOMES, type AuditQuery, type CallOutcome, type ToolAuditReads, type ToolServerManager } from '../../tools/wasm/index.js';
+import { requestTraceparent } from '../request-trace.js';
 import { errorEnvelopeSchema, issueSchema } from '../schemas.js';
+
+const traceparentField = (traceparent: string | undefined) => (traceparent === undefined ? {} : { traceparent });
 
 /** Deploy bodies carry the module base64-encoded: they may be larger than `[server] max_body_size`. */
 export const TOOL_DEPLOY_BODY_LIMIT = 32 * 1024 * 1024;
@@ -299,6 +302,7 @@ export async function toolRoutes(app: FastifyInstance, opts: { tools: ToolServer
       const res = await catalogue.call(server, tool, req.body.args, {
         ...(req.body.timeout_ms !== undefined && { timeoutMs: req.body.timeout_ms }),
         ...(req.principal && { principal: req.principal.id }),
+        ...traceparentField(requestTraceparent(req)),
       });
       let json: unknown;
       try {

@@ -5,7 +5,7 @@ import type { ServerConfig } from '../../config/index.js';
 import { toolCheck, type Executor } from '../../execution/index.js';
 import { ToolSync, toolsSubject } from '../../cluster/index.js';
 import type { McpClientManager } from '../../mcp/index.js';
-import type { Logger, Metrics } from '../../observability/index.js';
+import type { Logger, Metrics, Tracer } from '../../observability/index.js';
 import type { Db } from '../../storage/index.js';
 import { ToolCatalogue, type AuditWatch } from '../../tools/index.js';
 import { ToolPackageStore, ToolServerManager, type ToolAuditLog } from '../../tools/wasm/index.js';
@@ -39,6 +39,8 @@ export async function startTools(opts: {
   auditWatch: AuditWatch;
   logger: Logger;
   metrics: Metrics;
+  /** Set when tracing is on: direct tool calls record their `tool.call` span. */
+  tracer?: Tracer | undefined;
   /** A cluster node: deployed packages live in the cluster's PostgreSQL and propagate to every node. */
   cluster?: ClusterComponent | undefined;
 }): Promise<ToolsComponent> {
@@ -82,6 +84,7 @@ export async function startTools(opts: {
     mcp: opts.mcp,
     audit: opts.auditWatch,
     ...(config.metrics.enabled && { metrics: opts.metrics }),
+    ...(opts.tracer && { tracer: opts.tracer }),
   });
   return {
     name: 'tools',

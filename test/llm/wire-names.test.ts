@@ -1,0 +1,202 @@
+/**
+ * Caxton's tool names (`csv_parser.parse`, `everything.get-tiny-image`, long MCP names) reach
+ * OpenAI and Anthropic as names their APIs accept, and every call the model makes comes back
+ * under Caxton's name, streamed or not.
+ */
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { AnthropicProvider, OpenAiProvider, type ChatMessage, type ChatRequest, type StreamEvent, type ToolSpec } from '../../src/llm/index.js';
+import { WireNames } from '../../src/llm/wire-names.js';
+import { frame, providerConfig, startServer, type Handler, type Hit, type TestServer } from './helpers/server.js';
+
+const API_NAME = /^[A-Za-z0-9_-]{1,64}$/;
+const LONG = `${'very_long_server_name'.repeat(3)}.${'tool'.repeat(10)}`;
+
+describe('WireNames', () => {
+  it('keeps valid names, replaces other characters, and maps back', () => {
+    const names = new WireNames(['get_weather', 'csv_parser.parse', 'everything.get-tiny-image', 'mem.read_graph']);
+    expect(names.toWire('get_weather')).toBe('get_weather');
+    expect(names.toWire('csv_parser.parse')).toBe('csv_parser_parse');
+    expect(names.toWire('everything.get-tiny-image')).toBe('everything_get-tiny-image');
+    for (const n of ['get_weather', 'csv_parser.parse', 'everything.get-tiny-image', 'mem.read_graph']) expect(names.fromWire(names.toWire(n))).toBe(n);
+  });
+
+  it('is free of collisions: a.b and a_b both present each get their own name', () => {
+    const names = new WireNames(['a.b', 'a_b', 'a-b', 'a/b']);
+    const wires = ['a.b', 'a_b', 'a-b', 'a/b'].map((n) => names.toWire(n));
+    expect(new Set(wires).size).toBe(4);
+    expect(names.toWire('a_b')).toBe('a_b');
+    expect(names.toWire('a-b')).toBe('a-b');
+    for (const w of wires) expect(w).toMatch(API_NAME);
+    for (const n of ['a.b', 'a_b', 'a-b', 'a/b']) expect(names.fromWire(names.toWire(n))).toBe(n);
+  });
+
+  it('shortens long names with a stable hash suffix within the limit', () => {
+    const a = new WireNames([LONG, 'x']);
+    const b = new WireNames(['y', LONG]);
+    expect(a.toWire(LONG)).toMatch(API_NAME);
+    expect(a.toWire(LONG)).toHaveLength(64);
+    expect(a.toWire(LONG)).toBe(b.toWire(LONG));
+    expect(a.toWire(LONG)).toMatch(/_[0-9a-f]{8}$/);
+    expect(a.fromWire(a.toWire(LONG))).toBe(LONG);
+    // Two long names sharing their first 55 characters stay apart.
+    const other = `${LONG}.other`;
+    const c = new WireNames([LONG, other]);
+    expect(c.toWire(LONG)).not.toBe(c.toWire(other));
+  });
+
+  it('depends on the set of names, not their order, and covers history and a forced choice', () => {
+    const one = new WireNames(['a.b', 'a_b']);
+    const two = new WireNames(['a_b', 'a.b']);
+    expect(one.toWire('a.b')).toBe(two.toWire('a.b'));
+    const names = WireNames.forRequest({
+      messages: [
+        { role: 'user', content: 'hi' },
+        { role: 'assistant', content: '', tool_calls: [{ id: 'c1', name: 'old.tool', arguments: {} }] },
+        { role: 'tool', tool_call_id: 'c1', name: 'old.tool', content: 'done' },
+      ],
+      tool_choice: { name: 'forced.tool' },
+    });
+    expect(names.toWire('old.tool')).toBe('old_tool');
+    expect(names.toWire('forced.tool')).toBe('forced_tool');
+    expect(names.fromWire('unknown_tool')).toBe('unknown_tool');
+  });
+});
+
+const KEY_ENV = 'CAXTON_TEST_WIRE_KEY';
+const servers: TestServer[] = [];
+beforeAll(() => {
+  process.env[KEY_ENV] = 'sk-wire-test';
+});
+afterEach(async () => {
+  await Promise.all(servers.splice(0).map((s) => s.close()));
+});
+
+const tools: ToolSpec[] = ['csv_parser.parse', 'csv_parser_parse', LONG].map((name) => ({
+  name,
+  description: `the tool ${name}`,
+  input_schema: { type: 'object', properties: { n: { type: 'number' } } },
+}));
+const history: ChatMessage[] = [
+  { role: 'user', content: 'parse it' },
+  { role: 'assistant', content: '', tool_calls: [{ id: 'call_0', name: 'csv_parser.parse', arguments: { n: 0 } }] },
+  { role: 'tool', tool_call_id: 'call_0', name: 'csv_parser.parse', content: 'rows: 0' },
+];
+const request = (extra: Partial<ChatRequest> = {}): ChatRequest => ({ model: 'm', messages: history, tools, tool_choice: { name: LONG }, ...extra });
+
+/** The wire names a request offered, in order, after checking each is one the API accepts. */
+function offered(hit: Hit, api: 'openai' | 'anthropic'): string[] {
+  const body = hit.body as { tools: { name?: string; function?: { name: string } }[] };
+  const names = body.tools.map((t) => (api === 'openai' ? t.function!.name : t.name!));
+  for (const n of names) expect(n).toMatch(API_NAME);
+  return names;
+}
+
+/** An OpenAI-shaped model that calls every tool it was offered, by the wire name it got. */
+function openaiModel(stream: boolean): Handler {
+  return async (res, hit) => {
+    const names = offered(hit, 'openai');
+    const calls = names.map((name, i) => ({ id: `call_${i + 1}`, type: 'function' as const, function: { name, arguments: `{"n":${i + 1}}` } }));
+    if (!stream) {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(
+        JSON.stringify({
+          id: 'chatcmpl-w',
+          object: 'chat.completion',
+          created: 1,
+          model: 'm',
+          choices: [{ index: 0, message: { role: 'assistant', content: null, refusal: null, annotations: [], tool_calls: calls }, finish_reason: 'tool_calls', logprobs: null }],
+          usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 },
+        }),
+      );
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    const chunk = (delta: unknown, finish: string | null = null) => ({
+      id: 'chatcmpl-w',
+      object: 'chat.completion.chunk',
+      created: 1,
+      model: 'm',
+      choices: [{ index: 0, delta, finish_reason: finish, logprobs: null }],
+    });
+    res.write(frame(chunk({ role: 'assistant', content: null })));
+    calls.forEach((c, index) => res.write(frame(chunk({ tool_calls: [{ index, id: c.id, type: 'function', function: { name: c.function.name, arguments: c.function.arguments } }] }))));
+    res.write(frame(chunk({}, 'tool_calls')));
+    res.end(frame('[DONE]'));
+  };
+}
+
+/** An Anthropic-shaped model that calls every tool it was offered. */
+function anthropicModel(stream: boolean): Handler {
+  return async (res, hit) => {
+    const names = offered(hit, 'anthropic');
+    const blocks = names.map((name, i) => ({ type: 'tool_use', id: `toolu_${i + 1}`, name, input: { n: i + 1 } }));
+    if (!stream) {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(
+        JSON.stringify({ id: 'msg_w', type: 'message', role: 'assistant', model: 'm', content: blocks, stop_reason: 'tool_use', stop_sequence: null, usage: { input_tokens: 1, output_tokens: 1 } }),
+      );
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    res.write(
+      frame(
+        {
+          type: 'message_start',
+          message: { id: 'msg_w', type: 'message', role: 'assistant', model: 'm', content: [], stop_reason: null, stop_sequence: null, usage: { input_tokens: 1, output_tokens: 0 } },
+        },
+        'message_start',
+      ),
+    );
+    blocks.forEach((b, index) => {
+      res.write(frame({ type: 'content_block_start', index, content_block: { ...b, input: {} } }, 'content_block_start'));
+      res.write(frame({ type: 'content_block_delta', index, delta: { type: 'input_json_delta', partial_json: JSON.stringify(b.input) } }, 'content_block_delta'));
+      res.write(frame({ type: 'content_block_stop', index }, 'content_block_stop'));
+    });
+    res.write(frame({ type: 'message_delta', delta: { stop_reason: 'tool_use', stop_sequence: null }, usage: { output_tokens: 3 } }, 'message_delta'));
+    res.end(frame({ type: 'message_stop' }, 'message_stop'));
+  };
+}
+
+async function collect(events: AsyncIterable<StreamEvent>): Promise<StreamEvent[]> {
+  const out: StreamEvent[] = [];
+  for await (const ev of events) out.push(ev);
+  return out;
+}
+
+const expectedCalls = [
+  { name: 'csv_parser.parse', arguments: { n: 1 } },
+  { name: 'csv_parser_parse', arguments: { n: 2 } },
+  { name: LONG, arguments: { n: 3 } },
+];
+
+describe.each([
+  ['openai', openaiModel, (url: string) => new OpenAiProvider('oai', providerConfig({ type: 'openai', base_url: `${url}/v1`, api_key_env: KEY_ENV, model: 'm' }))],
+  ['anthropic', anthropicModel, (url: string) => new AnthropicProvider('ant', providerConfig({ type: 'anthropic', base_url: url, api_key_env: KEY_ENV, model: 'm' }))],
+] as const)('%s provider', (api, model, make) => {
+  it('sends valid wire names for tools, history and tool_choice, and maps the calls back', async () => {
+    const s = await startServer(model(false));
+    servers.push(s);
+    const res = await make(s.url).chat(request());
+    expect(res.tool_calls.map((c) => ({ name: c.name, arguments: c.arguments }))).toEqual(expectedCalls);
+    const body = s.hits[0]!.body as Record<string, unknown>;
+    const wire = JSON.stringify(body);
+    expect(wire).not.toContain('"name":"csv_parser.parse"');
+    if (api === 'openai') {
+      expect((body.tool_choice as { function: { name: string } }).function.name).toMatch(API_NAME);
+      expect((body.messages as { tool_calls?: { function: { name: string } }[] }[])[1]!.tool_calls![0]!.function.name).toBe(offered(s.hits[0]!, 'openai')[0]);
+    } else {
+      expect((body.tool_choice as { name: string }).name).toMatch(API_NAME);
+      expect((body.messages as { content: { name?: string }[] }[])[1]!.content[0]!.name).toBe(offered(s.hits[0]!, 'anthropic')[0]);
+    }
+  });
+
+  it('maps streamed calls back too', async () => {
+    const s = await startServer(model(true));
+    servers.push(s);
+    const events = await collect(make(s.url).stream(request()));
+    const calls = events.flatMap((e) => (e.type === 'tool_call' ? [{ name: e.call.name, arguments: e.call.arguments }] : []));
+    expect(calls).toEqual(expectedCalls);
+    const done = events.at(-1);
+    expect(done?.type === 'done' && done.response.tool_calls.map((c) => c.name)).toEqual(expectedCalls.map((c) => c.name));
+  });
+});
