@@ -181,8 +181,9 @@ describe.each(MODES)('%s isolation', (mode) => {
       ['calculator', '42', false],
       ['notes.add', 'noted', false],
     ]);
-    // The model was offered the allowed built-ins and host tools (`notes.*` covers notes.add), nothing else.
-    expect(offeredTools(llm.hits[0]!)).toEqual(['calculator', 'echo_host', 'fail_host', 'notes.add']);
+    // The model was offered the allowed built-ins and host tools (`notes.*` covers notes.add), nothing
+    // else; notes.add under a name the API accepts (the model called it by that name, as scripted).
+    expect(offeredTools(llm.hits[0]!)).toEqual(['calculator', 'echo_host', 'fail_host', 'notes_add']);
 
     // Both host tools ran here: this process, this (main) thread.
     expect(seen.map((s) => s.tool)).toEqual(['echo_host', 'notes.add']);

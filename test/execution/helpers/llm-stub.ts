@@ -238,6 +238,24 @@ function waitOrClose(res: ServerResponse, ms: number): Promise<boolean> {
   });
 }
 
+/** The names of the tools a request offered, as it sent them. */
+function offeredNames(hit: StubHit): string[] {
+  const tools = Array.isArray(hit.body?.tools) ? (hit.body.tools as { name?: unknown; function?: { name?: unknown } }[]) : [];
+  return tools.map((t) => t.function?.name ?? t.name).filter((n): n is string => typeof n === 'string');
+}
+
+/**
+ * A scripted call names its tool as Caxton does (`csv_parser.parse`); a model calls it by the name
+ * the request offered it under (`csv_parser_parse`), so that is the name answered. A name the
+ * request did not offer in either form (a test of an unknown tool) is answered as scripted.
+ */
+function offeredName(hit: StubHit, name: string): string {
+  const offered = offeredNames(hit);
+  if (offered.includes(name)) return name;
+  const plain = name.replace(/[^A-Za-z0-9_-]/g, '_');
+  return offered.find((o) => o === plain || (o.length === 64 && plain.startsWith(o.slice(0, o.lastIndexOf('_'))))) ?? name;
+}
+
 async function reply(res: ServerResponse, hit: StubHit, r: Reply): Promise<void> {
   if (r.delayMs !== undefined && r.delayMs > 0 && !(await waitOrClose(res, r.delayMs))) return;
   if (hit.api === 'other') {
@@ -246,7 +264,8 @@ async function reply(res: ServerResponse, hit: StubHit, r: Reply): Promise<void>
     return;
   }
   const model = r.model ?? (typeof hit.body?.model === 'string' ? (hit.body.model as string) : 'stub-model');
-  const answer = { content: r.content, tool_calls: r.tool_calls, usage: r.usage, model, id: hit.api === 'openai' ? 'chatcmpl-stub' : 'msg_stub' };
+  const calls = r.tool_calls?.map((c) => ({ ...c, name: offeredName(hit, c.name) }));
+  const answer = { content: r.content, tool_calls: calls, usage: r.usage, model, id: hit.api === 'openai' ? 'chatcmpl-stub' : 'msg_stub' };
   if (!hit.stream) {
     sendJson(res, hit.api === 'openai' ? openaiCompletion(answer) : anthropicMessage(answer));
     return;
