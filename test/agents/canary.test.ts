@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { canaryBucket, canaryPlanSchema, checkAnswer, judgeStage, parseAgent, VersionWindow } from '../../src/agents/index.js';
 import { tomlAgent } from '../helpers/http.js';
-import { openaiCompletion, parseBody, refusalBody, refuseInvalid, sendJson } from '../helpers/llm-standin.js';
+import { openaiCompletion, parseBody, refusalBody, refuseInvalid, sendJson, warmUp } from '../helpers/llm-standin.js';
 import { makeTempDir, removeTempDirs } from '../helpers/tmp.js';
 import { assertBuilt } from '../cli/helpers/cli.js';
 import { RolloutServer, SCRIPTED_AUTH_TOML } from './rollout-server.js';
@@ -69,6 +69,7 @@ async function start(): Promise<void> {
 beforeAll(async () => {
   assertBuilt();
   // An OpenAI-compatible provider that fails every other request it gets (400: not retried).
+  warmUp();
   provider = createServer((req, res) => {
     let raw = '';
     req.on('data', (c: Buffer) => (raw += c.toString()));

@@ -7,7 +7,7 @@
 import type { ServerResponse } from 'node:http';
 import { apiOf, assertValidAnswer, checkRequest, type Provider, type Refusal } from './provider-spec.js';
 
-export { apiOf, checkRequest, refusalBody, type Provider, type Refusal } from './provider-spec.js';
+export { apiOf, checkRequest, refusalBody, warmUp, type Provider, type Refusal } from './provider-spec.js';
 
 /**
  * For a POST to an LLM endpoint, refuses (answering 400 on `res`) what the real API would refuse.

@@ -31,21 +31,21 @@ type Json = Record<string, unknown>;
 const SPEC_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'provider-specs');
 
 /** The schemas validated, per provider: requests first (their top-level names are collected too). */
-const ROOTS: Record<Provider, { file: string; request: string; answers: string[] }> = {
+const ROOTS: Record<Provider, { file: string; request: string; answers: Record<AnswerKind | 'error', string> }> = {
   openai: {
     file: 'openai-openapi.yaml',
     request: 'CreateChatCompletionRequest',
-    answers: ['CreateChatCompletionResponse', 'CreateChatCompletionStreamResponse'],
+    answers: { response: 'CreateChatCompletionResponse', chunk: 'CreateChatCompletionStreamResponse', error: 'ErrorResponse' },
   },
   anthropic: {
     file: 'anthropic-openapi.yaml',
     request: 'CreateMessageParams',
-    answers: ['Message', 'MessageStreamEvent'],
+    answers: { response: 'Message', chunk: 'MessageStreamEvent', error: 'ErrorResponse' },
   },
 };
 
 /** Bumped when the pruning below changes, so an old cache entry is not reused. */
-const PRUNE_VERSION = 2;
+const PRUNE_VERSION = 3;
 
 interface Pruned {
   schemas: Record<string, unknown>;
@@ -132,7 +132,7 @@ function topLevelKeys(schemas: Record<string, unknown>, node: unknown, seen = ne
 function build(provider: Provider, yamlText: string): Pruned {
   const spec = parseYaml(yamlText) as { components: { schemas: Record<string, unknown> } };
   const { request, answers } = ROOTS[provider];
-  const picked = closure(spec.components.schemas, [request, ...answers]);
+  const picked = closure(spec.components.schemas, [request, ...Object.values(answers)]);
   const schemas = Object.fromEntries(Object.entries(picked).map(([name, s]) => [name, prune(resolveRecursive(name, s))]));
   return { schemas, requestKeys: [...new Set(topLevelKeys(schemas, schemas[request]))].sort() };
 }
@@ -345,11 +345,28 @@ export type AnswerKind = 'response' | 'chunk';
 
 /** Throws when a stand-in's answer (a whole response, or one stream chunk/event) is not one the real service could send. */
 export function assertValidAnswer(provider: Provider, kind: AnswerKind, value: unknown): void {
-  const name = ROOTS[provider].answers[kind === 'response' ? 0 : 1]!;
+  const type = (value as { type?: unknown } | null)?.type;
+  // Anthropic's streams also carry `ping` and `error` events (its streaming guide), which the
+  // schema's MessageStreamEvent leaves out; an error event's data is an ErrorResponse, as is
+  // the error object OpenAI sends in place of a chunk when a stream fails.
+  if (provider === 'anthropic' && kind === 'chunk' && type === 'ping' && Object.keys(value as object).length === 1) return;
+  const streamError = kind === 'chunk' && (provider === 'anthropic' ? type === 'error' : (value as { error?: unknown } | null)?.error !== undefined);
+  const name = ROOTS[provider].answers[streamError ? 'error' : kind];
   const validate = validator(provider, name);
   if (validate(value)) return;
   const { param, message } = describe(provider, validate.errors);
   throw new Error(`stand-in ${provider} answer is not a valid ${name}: ${param || '(root)'} ${message}: ${JSON.stringify(value).slice(0, 500)}`);
+}
+
+/**
+ * Loads and compiles every validator now, so the cost (a few hundred ms, more on a loaded machine)
+ * falls when a stand-in starts, not inside the first request's client timeout.
+ */
+export function warmUp(): void {
+  for (const provider of ['openai', 'anthropic'] as const) {
+    validator(provider, ROOTS[provider].request);
+    for (const name of Object.values(ROOTS[provider].answers)) validator(provider, name);
+  }
 }
 
 /** Which API a request path is for, if any. */

@@ -23,7 +23,7 @@ import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assertBuilt, cleanEnv, cleanup, CLI, startServe, stopServe, tempDir, type ServeProcess } from '../cli/helpers/cli.js';
-import { openaiCompletion, parseBody, refuseInvalid, sendJson } from '../helpers/llm-standin.js';
+import { openaiCompletion, parseBody, refuseInvalid, sendJson, warmUp } from '../helpers/llm-standin.js';
 
 const FIXTURE = join(dirname(fileURLToPath(import.meta.url)), 'fixtures/leaky-mcp-server.mjs');
 
@@ -71,6 +71,7 @@ function expectClean(where: string, text: string | Buffer): void {
 /** An OpenAI-compatible provider behind a proxy that echoes the Authorization value in its 401 body. */
 async function echoingProvider(): Promise<{ server: Server; url: string; hits: () => number }> {
   let hits = 0;
+  warmUp();
   const server = createServer((req, res) => {
     let raw = '';
     req.setEncoding('utf8').on('data', (c: string) => (raw += c));
@@ -94,6 +95,7 @@ async function echoingProvider(): Promise<{ server: Server; url: string; hits: (
  */
 async function relayingModel(): Promise<{ server: Server; url: string; bodies: string[] }> {
   const bodies: string[] = [];
+  warmUp();
   const server = createServer((req, res) => {
     let raw = '';
     req.setEncoding('utf8').on('data', (c: string) => (raw += c));

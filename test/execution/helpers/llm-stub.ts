@@ -14,7 +14,7 @@
  */
 import { createServer, type IncomingHttpHeaders, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { anthropicMessage, anthropicStream, openaiCompletion, openaiStream, parseBody, refuseInvalid, sendJson, wantsUsage } from '../../helpers/llm-standin.js';
+import { anthropicMessage, anthropicStream, openaiCompletion, openaiStream, parseBody, refuseInvalid, sendJson, wantsUsage, warmUp } from '../../helpers/llm-standin.js';
 
 export interface StubHit {
   method: string;
@@ -82,6 +82,7 @@ function toScript(s: Script | Action[]): Script {
 
 export async function startLlmStub(script: Script | Action[] = [{ content: 'ok' }]): Promise<LlmStub> {
   let current = toScript(script);
+  warmUp();
   const hits: StubHit[] = [];
   const invalidAnswers: string[] = [];
   const waiters = new Set<() => void>();
