@@ -65,7 +65,8 @@ describe('agents and WASM tools', () => {
     const res = await cx.invoke(agent, { request: 'parse this', conversation_id: `conv-${agent}` });
     expect(res.status, res.text).toBe(200);
     expect(res.json.isolation).toBe(agent === 'analyst' ? 'context' : 'worker');
-    expect(offeredTools(llm.hits[0]!)).toEqual(['csv_parser.parse']);
+    // Offered under the name the API accepts (the model calls it by that name; Caxton maps it back).
+    expect(offeredTools(llm.hits[0]!)).toEqual(['csv_parser_parse']);
     expect(res.json.tool_calls.map((c: Json) => [c.name, c.is_error])).toEqual([['csv_parser.parse', false]]);
     expect(JSON.parse(res.json.tool_calls[0].result)).toEqual({ columns: ['a', 'b'], rows: [{ a: 1, b: 2 }], row_count: 1, truncated: false });
     expect(res.json.content).toBe('tool said: {"columns":["a","b"],"rows":[{"a":1,"b":2}],"row_count":1,"truncated":false}');
@@ -80,7 +81,7 @@ describe('agents and WASM tools', () => {
     llm.setScript(parseScript);
     const res = await cx.invoke('outsider', { request: 'parse this' });
     expect(res.status, res.text).toBe(200);
-    expect(offeredTools(llm.hits[0]!)).toEqual(['chart_generator.render']);
+    expect(offeredTools(llm.hits[0]!)).toEqual(['chart_generator_render']);
     expect(res.json.tool_calls.map((c: Json) => [c.name, c.is_error])).toEqual([['csv_parser.parse', true]]);
     expect(res.json.tool_calls[0].result).toMatch(/tool "csv_parser\.parse" is not allowed for agent "outsider"; allowed tools: chart_generator\.render/);
     // Issue 13: refusals were missing from the tool audit.
@@ -111,7 +112,7 @@ describe('agents and WASM tools', () => {
     });
     const res = await cx.invoke('charts', { request: 'Chart the monthly sales', conversation_id: 'conv-demo' });
     expect(res.status, res.text).toBe(200);
-    expect(offeredTools(llm.hits[0]!)).toEqual(['chart_generator.render', 'csv_parser.parse', 'http_client.get']);
+    expect(offeredTools(llm.hits[0]!)).toEqual(['chart_generator_render', 'csv_parser_parse', 'http_client_get']);
     const calls = res.json.tool_calls as Json[];
     expect(calls.map((c) => [c.name, c.is_error])).toEqual([
       ['http_client.get', false],
