@@ -3,18 +3,21 @@
  * OpenAPI specifications (test/fixtures/provider-specs), so a stand-in refuses what OpenAI or
  * Anthropic would refuse, in their own error shape, and cannot itself answer what they never would.
  *
- * Parsing the 3 MB OpenAI YAML takes over a second, too much for each of the ~30 test files that
- * start a stand-in: the schemas needed here (the closure of a few roots, descriptions dropped, OpenAPI
- * 3.0 `nullable` turned into JSON Schema) are cached as JSON in the OS temp directory, keyed by the
- * YAML's hash, and compiled lazily, one root at a time.
+ * Parsing the 3 MB OpenAI YAML and compiling its schemas takes seconds, too much for each of the
+ * ~30 test files that start a stand-in: the validators (for the closure of a few schemas, with
+ * descriptions dropped and OpenAPI 3.0's `nullable` turned into JSON Schema) are generated once as
+ * ajv standalone code, cached in the OS temp directory under the YAML's hash, and loaded from there
+ * (about 30 ms; the YAML parser and ajv's compiler are loaded only on a cache miss).
  */
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.js';
-import { parse as parseYaml } from 'yaml';
+import type { Ajv2020, ErrorObject, ValidateFunction } from 'ajv/dist/2020.js';
+import type Standalone from 'ajv/dist/standalone/index.js';
+import type { parse as parseYaml } from 'yaml';
 
 export type Provider = 'openai' | 'anthropic';
 
@@ -28,6 +31,7 @@ export interface Refusal {
 
 type Json = Record<string, unknown>;
 
+const requireHere = createRequire(import.meta.url);
 const SPEC_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'provider-specs');
 
 /** The schemas validated, per provider: requests first (their top-level names are collected too). */
@@ -44,8 +48,9 @@ const ROOTS: Record<Provider, { file: string; request: string; answers: Record<A
   },
 };
 
-/** Bumped when the pruning below changes, so an old cache entry is not reused. */
-const PRUNE_VERSION = 3;
+/** Bumped when the pruning or code generation below changes, so an old cache entry is not reused. */
+const PRUNE_VERSION = 4;
+const AJV_VERSION = (requireHere('ajv/package.json') as { version: string }).version;
 
 interface Pruned {
   schemas: Record<string, unknown>;
@@ -130,54 +135,70 @@ function topLevelKeys(schemas: Record<string, unknown>, node: unknown, seen = ne
 }
 
 function build(provider: Provider, yamlText: string): Pruned {
-  const spec = parseYaml(yamlText) as { components: { schemas: Record<string, unknown> } };
+  const { parse } = requireHere('yaml') as { parse: typeof parseYaml };
+  const spec = parse(yamlText) as { components: { schemas: Record<string, unknown> } };
   const { request, answers } = ROOTS[provider];
   const picked = closure(spec.components.schemas, [request, ...Object.values(answers)]);
   const schemas = Object.fromEntries(Object.entries(picked).map(([name, s]) => [name, prune(resolveRecursive(name, s))]));
   return { schemas, requestKeys: [...new Set(topLevelKeys(schemas, schemas[request]))].sort() };
 }
 
-const loaded = new Map<Provider, { pruned: Pruned; ajv: Ajv2020; compiled: Map<string, ValidateFunction> }>();
-
-/** Reads the pruned schemas from the temp-directory cache, building (and caching) them on a miss. */
-export function loadPruned(provider: Provider): Pruned {
-  const yamlText = readFileSync(join(SPEC_DIR, ROOTS[provider].file), 'utf8');
-  const hash = createHash('sha256').update(yamlText).update(String(PRUNE_VERSION)).digest('hex').slice(0, 24);
-  const dir = join(tmpdir(), 'caxton-provider-specs');
-  const file = join(dir, `${provider}-${hash}.json`);
-  try {
-    return JSON.parse(readFileSync(file, 'utf8')) as Pruned;
-  } catch {
-    const pruned = build(provider, yamlText);
-    mkdirSync(dir, { recursive: true });
-    // Written aside and renamed: two test workers may build it at the same time.
-    const aside = `${file}.${process.pid}.tmp`;
-    writeFileSync(aside, JSON.stringify(pruned));
-    renameSync(aside, file);
-    return pruned;
-  }
+interface Compiled {
+  /** One validator per schema in ROOTS, by schema name. */
+  validators: Record<string, ValidateFunction>;
+  requestKeys: string[];
 }
 
-function state(provider: Provider): { pruned: Pruned; ajv: Ajv2020; compiled: Map<string, ValidateFunction> } {
-  let s = loaded.get(provider);
-  if (s === undefined) {
-    const pruned = loadPruned(provider);
-    // strict off: the specs carry OpenAPI keywords (readOnly, format names ajv does not define).
-    const ajv = new Ajv2020({ strict: false, validateFormats: false, allErrors: false });
-    ajv.addSchema({ $id: `${provider}.json`, components: { schemas: pruned.schemas } });
-    s = { pruned, ajv, compiled: new Map() };
-    loaded.set(provider, s);
+const loaded = new Map<Provider, Compiled>();
+
+/** ajv's code for the validators of ROOTS, as a CommonJS module that runs from any directory. */
+function generate(provider: Provider, yamlText: string): string {
+  const pruned = build(provider, yamlText);
+  // Loaded here only: a cache hit needs neither ajv's compiler nor the YAML parser.
+  const { Ajv2020: Ajv } = requireHere('ajv/dist/2020') as { Ajv2020: typeof Ajv2020 };
+  const generateCode = (requireHere('ajv/dist/standalone') as typeof Standalone).default;
+  // strict off: the specs carry OpenAPI keywords (readOnly, format names ajv does not define).
+  const ajv = new Ajv({ strict: false, validateFormats: false, allErrors: false, code: { source: true } });
+  ajv.addSchema({ $id: `${provider}.json`, components: { schemas: pruned.schemas } });
+  const names = [ROOTS[provider].request, ...Object.values(ROOTS[provider].answers)];
+  for (const name of names) ajv.addSchema({ $id: name, $ref: `${provider}.json#/components/schemas/${name}` });
+  const code = generateCode(ajv, Object.fromEntries(names.map((n) => [n, n])));
+  // The module lives in the temp directory: ajv's runtime helpers are required by absolute path.
+  const portable = code.replace(/require\("(ajv\/dist\/runtime\/[^"]+)"\)/g, (_, m: string) => `require(${JSON.stringify(requireHere.resolve(m))})`);
+  return `${portable}\nexports.requestKeys = ${JSON.stringify(pruned.requestKeys)};\n`;
+}
+
+/**
+ * The compiled validators, from the temp-directory cache (keyed by the YAML's hash), generated and
+ * cached on a miss.
+ */
+function compiled(provider: Provider): Compiled {
+  let c = loaded.get(provider);
+  if (c !== undefined) return c;
+  const yamlText = readFileSync(join(SPEC_DIR, ROOTS[provider].file), 'utf8');
+  const hash = createHash('sha256').update(yamlText).update(`${PRUNE_VERSION} ajv ${AJV_VERSION}`).digest('hex').slice(0, 24);
+  const dir = join(tmpdir(), 'caxton-provider-specs');
+  const file = join(dir, `${provider}-${hash}.cjs`);
+  let mod: Record<string, unknown>;
+  try {
+    mod = requireHere(file) as Record<string, unknown>;
+  } catch {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    // Written aside and renamed: two test workers may generate it at the same time.
+    const aside = `${file}.${process.pid}.tmp`;
+    writeFileSync(aside, generate(provider, yamlText));
+    renameSync(aside, file);
+    mod = requireHere(file) as Record<string, unknown>;
   }
-  return s;
+  const { requestKeys, ...validators } = mod;
+  c = { validators: validators as Record<string, ValidateFunction>, requestKeys: requestKeys as string[] };
+  loaded.set(provider, c);
+  return c;
 }
 
 function validator(provider: Provider, name: string): ValidateFunction {
-  const s = state(provider);
-  let v = s.compiled.get(name);
-  if (v === undefined) {
-    v = s.ajv.compile({ $ref: `${provider}.json#/components/schemas/${name}` });
-    s.compiled.set(name, v);
-  }
+  const v = compiled(provider).validators[name];
+  if (v === undefined) throw new Error(`provider spec: no validator for ${name}`);
   return v;
 }
 
@@ -328,7 +349,7 @@ function anthropicRules(body: Json): Refusal | undefined {
 export function checkRequest(provider: Provider, body: unknown): Refusal | undefined {
   if (body === null || typeof body !== 'object' || Array.isArray(body))
     return refuse(provider, provider === 'openai' ? 'We could not parse the JSON body of your request.' : 'The request body is not valid JSON.');
-  const known = new Set(state(provider).pruned.requestKeys);
+  const known = new Set(compiled(provider).requestKeys);
   for (const key of Object.keys(body)) {
     if (known.has(key)) continue;
     return provider === 'openai' ? refuse(provider, `Unrecognized request argument supplied: ${key}`) : refuse(provider, `${key}: Extra inputs are not permitted`);
