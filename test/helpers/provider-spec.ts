@@ -298,8 +298,9 @@ function blocks(m: Json): Json[] {
 
 /**
  * What Anthropic's Messages API refuses that its schema cannot say: tool_result blocks that answer
- * no tool_use of the assistant turn just before, tool_use blocks left unanswered in the next turn,
- * tool blocks in a request that defines no tools, tool names it does not accept, a tool_choice that
+ * no tool_use of the assistant turn just before, or that follow other content in their message,
+ * tool_use blocks left unanswered in the next turn, tool blocks in a request that defines no tools,
+ * empty messages (but a final assistant one), tool names it does not accept, a tool_choice that
  * names no tool.
  */
 function anthropicRules(body: Json): Refusal | undefined {
@@ -319,7 +320,13 @@ function anthropicRules(body: Json): Refusal | undefined {
   const usesTools = messages.some((m) => blocks(m).some((b) => b.type === 'tool_use' || b.type === 'tool_result'));
   if (usesTools && tools.length === 0) return refuse('anthropic', 'Requests which include `tool_use` or `tool_result` blocks must define tools.');
   for (const [i, m] of messages.entries()) {
+    const empty = m.content === '' || (Array.isArray(m.content) && m.content.length === 0);
+    if (empty && !(m.role === 'assistant' && i === messages.length - 1))
+      return refuse('anthropic', `messages.${i}: all messages must have non-empty content except for the optional final assistant message`);
     const results = blocks(m).filter((b) => b.type === 'tool_result');
+    const firstOther = blocks(m).findIndex((b) => b.type !== 'tool_result');
+    if (results.length > 0 && firstOther >= 0 && firstOther < blocks(m).findLastIndex((b) => b.type === 'tool_result'))
+      return refuse('anthropic', `messages.${i}.content.${firstOther}: \`tool_result\` blocks must come before any other content in a user message`);
     if (results.length > 0) {
       const prev = i > 0 ? messages[i - 1]! : undefined;
       const asked = new Set(prev?.role === 'assistant' ? blocks(prev).flatMap((b) => (b.type === 'tool_use' ? [String(b.id)] : [])) : []);

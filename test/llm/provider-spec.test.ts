@@ -129,6 +129,23 @@ describe('Anthropic Messages requests', () => {
     );
   });
 
+  it('refuses tool_result blocks after other content, and empty messages', () => {
+    const late = { role: 'user', content: [{ type: 'text', text: 'and?' }, ...answered.content] };
+    expect(anthropicError(anthropic({ messages: [{ role: 'user', content: 'q' }, asked, late], tools: [tool('get_weather')] }))).toMatch(/must come before any other content/);
+    expect(anthropicError(anthropic({ messages: [{ role: 'user', content: '' }] }))).toMatch(/^messages\.0: all messages must have non-empty content/);
+    expect(
+      checkRequest(
+        'anthropic',
+        anthropic({
+          messages: [
+            { role: 'user', content: 'q' },
+            { role: 'assistant', content: '' },
+          ],
+        }),
+      ),
+    ).toBeUndefined();
+  });
+
   it('refuses tool blocks in a request that defines no tools', () => {
     expect(anthropicError(anthropic({ messages: [{ role: 'user', content: 'q' }, asked, answered] }))).toMatch(/must define tools/);
   });
