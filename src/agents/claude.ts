@@ -6,27 +6,25 @@
 import { AGENT_NAME_RE } from './definition.js';
 
 export const CLAUDE_TOOL_MAP: Readonly<Record<string, string | null>> = {
-  Read: 'filesystem',
-  Write: 'filesystem',
-  Edit: 'filesystem',
-  MultiEdit: 'filesystem',
-  Glob: 'filesystem',
-  Grep: 'filesystem',
-  LS: 'filesystem',
-  NotebookRead: 'filesystem',
-  NotebookEdit: 'filesystem',
-  WebFetch: 'http_client',
-  WebSearch: 'web_search',
-  Bash: 'shell',
-  BashOutput: 'shell',
-  KillBash: 'shell',
-  KillShell: 'shell',
+  // The workspace tools keep Claude Code's arguments and results; the operator grants the
+  // directory (read, and separately write) and Bash in caxton.toml (docs/agent-format.md).
+  Read: 'workspace.read',
+  NotebookRead: 'workspace.read',
+  Write: 'workspace.write',
+  Edit: 'workspace.edit',
+  MultiEdit: 'workspace.multi_edit',
+  Glob: 'workspace.glob',
+  Grep: 'workspace.grep',
+  LS: 'workspace.ls',
+  Bash: 'workspace.bash',
+  WebFetch: 'web.fetch',
+  WebSearch: 'web.search',
+  TodoWrite: 'todo.write',
   // Delegation: `Task` was renamed `Agent` (Claude Code 2.1.x); `SendMessage` messages a teammate.
   Task: 'send_message',
   Agent: 'send_message',
   SendMessage: 'send_message',
   // Claude Code's own scratch-pad, planning and session tools have no Caxton counterpart; they are dropped.
-  TodoWrite: null,
   TodoRead: null,
   TaskCreate: null,
   TaskList: null,
@@ -46,6 +44,19 @@ export const CLAUDE_TOOL_MAP: Readonly<Record<string, string | null>> = {
   TeamDelete: null,
   EnterWorktree: null,
   ExitWorktree: null,
+  // Refused by name (CLAUDE_TOOLS_REFUSED says why): dropped with a warning.
+  NotebookEdit: null,
+  BashOutput: null,
+  KillBash: null,
+  KillShell: null,
+};
+
+/** Claude tools Caxton does not offer, with the reason the load warning gives. */
+export const CLAUDE_TOOLS_REFUSED: Readonly<Record<string, string>> = {
+  NotebookEdit: 'notebooks are not edited cell by cell; Edit changes a notebook file as text',
+  BashOutput: 'background shells are not supported: Bash runs each command to its end',
+  KillBash: 'background shells are not supported: Bash runs each command to its end',
+  KillShell: 'background shells are not supported: Bash runs each command to its end',
 };
 
 /** The Claude tools whose `Name(a, b)` form lists the agents it may delegate to. */

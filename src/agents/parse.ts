@@ -2,7 +2,7 @@ import { isMap, isNode, type Document, type LineCounter } from 'yaml';
 import type { z } from 'zod';
 import { closest } from '../shared/suggest.js';
 import { decodeUtf8 } from '../shared/utf8.js';
-import { CLAUDE_MEMORY_SCOPES, CLAUDE_MODEL_ALIASES, mapClaudeTools, splitToolList } from './claude.js';
+import { CLAUDE_MEMORY_SCOPES, CLAUDE_MODEL_ALIASES, CLAUDE_TOOLS_REFUSED, mapClaudeTools, splitToolList } from './claude.js';
 import { parseFrontmatterYaml, splitFrontmatter } from './frontmatter.js';
 import { agentKey, TOOL_NAME_RE, type AgentDefinition, type AgentFormat, type Capability } from './definition.js';
 import { fieldPath, type SourceIssue as AgentIssue, type Locator } from '../shared/issues.js';
@@ -494,6 +494,10 @@ function applyClaudeFields(
       for (const bad of mapped.invalid) {
         dropped.push(bad.entry);
         warn('tools', 'unknown_tool', `tools entry "${bad.entry}" is ignored: ${bad.reason}`, 'e.g. tools: Read, Agent(worker, reviewer)');
+      }
+      for (const d of mapped.dropped) {
+        const reason = Object.hasOwn(CLAUDE_TOOLS_REFUSED, d) ? CLAUDE_TOOLS_REFUSED[d] : undefined;
+        if (reason !== undefined) warn('tools', 'unsupported_tool', `tools entry "${d}" is not offered: ${reason}`, `remove "${d}" from tools`);
       }
       for (const u of mapped.unenforced) {
         warn(

@@ -148,7 +148,8 @@ export interface SharedAgentsPort {
 export type RolloutEventType = 'rollout.started' | 'rollout.stage_advanced' | 'rollout.promoted' | 'rollout.rolled_back';
 
 /** A deploy-time check of a valid definition against the server's configuration: its warnings. */
-export type AgentCheck = (def: AgentDefinition) => { code: string; field: string; message: string; suggestion?: string }[];
+/** A check run after the parse; an issue is a warning unless its `severity` says error (the deploy is then refused). */
+export type AgentCheck = (def: AgentDefinition) => { severity?: 'error' | 'warning'; code: string; field: string; message: string; suggestion?: string }[];
 
 /** The warning codes of the server-side checks (logged at warn level when a file loads). */
 export const DEPLOY_CHECK_CODES: ReadonlySet<string> = new Set(['model_unresolved', 'provider_unresolved', 'tool_unresolved']);
@@ -668,8 +669,11 @@ export class AgentService {
       const suggestion = `e.g. in caxton.toml:\n[llm.model_aliases]\n${def.llm.model ?? 'sonnet'} = "gpt-4o"`;
       added.push({ severity: 'warning', code: 'model_unresolved', file, field, message, suggestion });
     }
-    for (const check of this.#checks) for (const w of check(def)) added.push({ severity: 'warning', file, ...w });
-    return added.length === 0 ? result : { ...result, warnings: [...result.warnings, ...added] };
+    for (const check of this.#checks) for (const w of check(def)) added.push({ ...w, severity: w.severity ?? 'warning', file });
+    const errors = added.filter((i) => i.severity === 'error');
+    const warnings = [...result.warnings, ...added.filter((i) => i.severity !== 'error')];
+    if (errors.length > 0) return { ok: false, format: result.format, errors, warnings };
+    return added.length === 0 ? result : { ...result, warnings };
   }
 
   /** Adds a deploy-time check (the tool check, once tool servers and MCP servers are up). */
@@ -677,9 +681,35 @@ export class AgentService {
     this.#checks.push(check);
   }
 
-  /** The server-side checks' warnings for a deployed agent (the start-up log, once every check is in). */
-  checkDeployed(def: AgentDefinition): { code: string; field: string; message: string }[] {
+  /** The server-side checks' issues for a deployed agent (the start-up log, once every check is in; `agent show`). */
+  checkDeployed(def: AgentDefinition): ReturnType<AgentCheck> {
     return this.#checks.flatMap((c) => c(def));
+  }
+
+  /**
+   * Runs the checks added since the agents_dir files were loaded (the tool check needs the tool
+   * servers, which start after the agents): a file agent they find errors in is unloaded and its
+   * file marked invalid with those errors, as if the check had run when it loaded.
+   */
+  recheckFiles(): FileStatus[] {
+    const out: FileStatus[] = [];
+    for (const [path, key] of [...this.#fileAgents]) {
+      const agent = this.registry.get(key);
+      if (!agent) continue;
+      const errors = this.checkDeployed(agent.definition).filter((i) => i.severity === 'error');
+      if (errors.length === 0) continue;
+      this.removeFile(path);
+      const status: FileStatus = {
+        path,
+        state: 'invalid',
+        agent: agent.definition.name,
+        errors: errors.map((e) => ({ ...e, severity: 'error' as const, file: path })),
+        updated_at: new Date().toISOString(),
+      };
+      this.#files.set(path, status);
+      out.push(status);
+    }
+    return out;
   }
 
   /** Deploys a new agent (mode `create`) or replaces an API-deployed one (mode `update`). */

@@ -1,15 +1,17 @@
 /**
- * Deploy-time checks of what an agent names that only the server's configuration can resolve
- * (issue 15): its `[llm] provider` and fallbacks, and its tools. Each returns warnings, never
- * errors — the agent deploys, and the operator hears at once what would fail at run time (a
- * missing provider answers configuration_error then; a missing tool is never offered to the model).
+ * Deploy-time checks of what an agent names that only the server's configuration can resolve:
+ * its `[llm] provider` and fallbacks, and its tools. A provider that is not configured is a
+ * warning (the agent deploys; invoking it answers configuration_error until the operator adds the
+ * provider). A tool that resolves to nothing is an error for Caxton's own formats and a warning for
+ * a Claude Code file, which Claude Code loads with the tools it does not know ignored.
  */
 import { closest } from '../shared/suggest.js';
 import type { ToolRegistry } from '../tools/index.js';
 import type { LlmSetup } from './deps.js';
 
-/** A deploy warning (a SourceIssue with severity `warning`, without the file). */
+/** A deploy-time issue (a SourceIssue without the file); a warning unless `severity` says error. */
 export interface AgentCheckWarning {
+  severity?: 'error' | 'warning';
   code: 'provider_unresolved' | 'tool_unresolved';
   field: string;
   message: string;
@@ -39,37 +41,60 @@ export function providerCheck(setup: LlmSetup): (llm: { provider?: string; fallb
 }
 
 /**
- * Warns for a `tools` entry the server cannot resolve: not a built-in, not a registered host tool
- * (send_message, memory tools, WebAssembly tool servers' `SERVER.tool`, connected MCP servers'
- * `NAME.tool`). A `NAME.tool` or `NAME.*` of a configured MCP server that has not connected yet
- * is not warned about: its tools arrive when it connects. Patterns other than `NAME.*` are left
- * alone (the allowlist only understands that one).
+ * The `tools` entries the server cannot resolve: not a built-in, not a registered host tool
+ * (send_message, the memory, workspace and web tools, WebAssembly tool servers' `SERVER.tool`,
+ * connected MCP servers' `NAME.tool`), and not a server: `SERVER` and `SERVER.*` name every tool of
+ * one. A configured MCP server that has not connected yet resolves whatever tool is named (its
+ * tools arrive when it connects). Patterns other than `NAME.*` are left alone.
  */
-export function toolCheck(opts: { builtins: ToolRegistry; host: ToolRegistry; mcpServers: () => readonly string[] }): (tools: readonly string[]) => AgentCheckWarning[] {
-  return (tools) => {
+export function toolCheck(opts: {
+  builtins: ToolRegistry;
+  host: ToolRegistry;
+  mcpServers: () => readonly string[];
+}): (tools: readonly string[], severity?: 'error' | 'warning') => AgentCheckWarning[] {
+  return (tools, severity = 'warning') => {
     const known = [...opts.builtins.list(), ...opts.host.list()].map((t) => t.name);
-    const mcp = new Set(opts.mcpServers());
-    const out: AgentCheckWarning[] = [];
-    tools.forEach((entry, i) => {
-      const dot = entry.indexOf('.');
-      const prefix = dot > 0 ? entry.slice(0, dot) : undefined;
-      const serverTools = prefix !== undefined ? known.filter((n) => n.startsWith(`${prefix}.`)) : [];
-      if (entry.endsWith('.*')) {
-        if (serverTools.length > 0 || (prefix !== undefined && mcp.has(prefix))) return;
-      } else if (entry.includes('*')) return;
-      else if (known.includes(entry) || (prefix !== undefined && mcp.has(prefix) && serverTools.length === 0)) return;
-      // A bare server name allows nothing: the allowlist wants `SERVER.*` (or `SERVER.tool`).
-      const guess = known.some((n) => n.startsWith(`${entry}.`)) ? `${entry}.*` : closest(entry, known);
-      out.push({
-        code: 'tool_unresolved',
-        field: `tools.${i}`,
-        message: `the tool "${entry}" is not offered by this server (not a built-in, host tool, WebAssembly tool server or mounted MCP server tool)${guess ? `; did you mean "${guess}"?` : ''}. The agent runs without it`,
-        suggestion:
-          prefix !== undefined
-            ? `deploy the tool server "${prefix}", mount it with [mcp_servers.${prefix}] in caxton.toml, or fix the name`
-            : 'fix the name (GET /api/v1/tools lists the tools), or remove it',
-      });
-    });
-    return out;
+    return unresolvedTools(tools, { tools: known, mcpServers: opts.mcpServers() }, severity);
   };
+}
+
+/** What tool names can resolve to: every tool name offered, and the MCP servers configured (connected or not). */
+export interface ToolCatalogueNames {
+  tools: readonly string[];
+  mcpServers: readonly string[];
+}
+
+const serverOf = (name: string): string | undefined => {
+  const dot = name.indexOf('.');
+  return dot > 0 ? name.slice(0, dot) : undefined;
+};
+
+/** The unresolved entries of `tools` against `names` (the server's live registries, or the CLI's offline catalogue). */
+export function unresolvedTools(tools: readonly string[], names: ToolCatalogueNames, severity: 'error' | 'warning'): AgentCheckWarning[] {
+  const known = new Set(names.tools);
+  const servers = new Set(names.tools.flatMap((n) => serverOf(n) ?? []));
+  const mcp = new Set(names.mcpServers);
+  const out: AgentCheckWarning[] = [];
+  tools.forEach((entry, i) => {
+    const all = entry.endsWith('.*');
+    if (entry.includes('*') && !all) return;
+    const prefix = all ? entry.slice(0, -2) : (serverOf(entry) ?? entry);
+    if (known.has(entry) || servers.has(all ? prefix : entry) || mcp.has(prefix)) {
+      // A connected MCP server (its tools listed) must offer the tool named.
+      if (all || entry === prefix || known.has(entry) || !servers.has(prefix)) return;
+    }
+    const candidates = [...known, ...servers, ...mcp];
+    const guess = closest(entry, candidates) ?? (all || entry === prefix ? undefined : closest(prefix, [...servers, ...mcp]));
+    const tail = severity === 'error' ? 'Fix the name or make the tool available, then deploy again' : 'The agent runs without it, as Claude Code ignores tools it does not know';
+    out.push({
+      severity,
+      code: 'tool_unresolved',
+      field: `tools.${i}`,
+      message: `the tool "${entry}" is not offered by this server (not a built-in, host tool, WebAssembly tool server or mounted MCP server tool)${guess ? `; did you mean "${guess}"?` : ''}. ${tail}`,
+      suggestion: servers.has(prefix)
+        ? `"${prefix}" offers: ${names.tools.filter((n) => serverOf(n) === prefix).join(', ')}`
+        : `mount an MCP server with [mcp_servers.${prefix}] in caxton.toml, deploy a tool server named "${prefix}", or fix the name (caxton tool list shows every tool)`,
+    });
+  });
+  return out;
 }

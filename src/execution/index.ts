@@ -5,6 +5,6 @@ export { executionTools, hostToolProxy, HOST_TOOL_METHOD, type HostToolCall } fr
 export { llmSetup, buildDeps, modelCheck, type LlmSetup } from './deps.js';
 export { renderTemplate } from './prompt.js';
 export type { AgentResponse, ExecutionEvent, ExecutionJob, ExecutionMemory, HistoryMessage, InvokeRequest, ToolCallRecord, ExecutionFinish } from './types.js';
-export { providerCheck, toolCheck, type AgentCheckWarning } from './agent-checks.js';
+export { providerCheck, toolCheck, unresolvedTools, type AgentCheckWarning, type ToolCatalogueNames } from './agent-checks.js';
 export { DEFAULT_SUSPENDED_TTL_MS, type SuspendedExecution, type SuspendedExecutionStore } from './suspended.js';
 export { SqliteSuspendedStore, SUSPENDED_MIGRATIONS } from './suspended-sqlite.js';

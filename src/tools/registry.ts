@@ -3,17 +3,24 @@ import { scrubSecrets } from '../shared/secrets.js';
 import type { ToolSpec } from '../llm/types.js';
 import type { Tool, ToolContext, ToolResult } from './types.js';
 
-function allows(allowed: readonly string[], name: string): boolean {
+/**
+ * Whether an agent's `tools` list allows `name`: an exact name, `SERVER.*`, or the bare server
+ * name `SERVER`, which grants the same as `SERVER.*` (what people write, and what the docs show).
+ */
+export function allowsTool(allowed: readonly string[], name: string): boolean {
   for (const a of allowed) {
     if (a === name) return true;
     if (a.endsWith('.*') && name.startsWith(a.slice(0, -1))) return true;
+    if (!a.includes('.') && !a.includes('*') && name.startsWith(`${a}.`)) return true;
   }
   return false;
 }
 
+const allows = allowsTool;
+
 /**
  * All tools the server offers. An agent sees only the tools its `tools` list allows (exact names,
- * or `server.*` for every tool of a server); anything else it asks for is refused, never run.
+ * `SERVER.*` or a bare `SERVER` for every tool of a server); anything else it asks for is refused, never run.
  */
 export class ToolRegistry {
   readonly #tools = new Map<string, Tool>();

@@ -33,7 +33,7 @@ describe('values strict YAML refuses but Claude Code reads as text', () => {
   it('a description starting with **BOLD**: loads with the exact text and a warning', () => {
     const r = fixture('bold-description.md');
     expect(r.definition.description).toBe('**TECHNICAL DESIGN SPECIALIST**: Transforms requirements into designs. Use when: a spec is needed.');
-    expect(r.definition.tools).toEqual(['filesystem']);
+    expect(r.definition.tools).toEqual(['workspace.read', 'workspace.grep']);
     expect(r.warnings.find((w) => w.code === 'yaml_unquoted_colon')).toMatchObject({ field: 'description', line: 3 });
   });
 
@@ -84,7 +84,7 @@ describe('values strict YAML refuses but Claude Code reads as text', () => {
   });
 
   it('CRLF line ends, a BOM, trailing spaces after ---, and tabs after colons all load', () => {
-    expect(fixture('crlf.md').definition).toMatchObject({ name: 'crlf-agent', description: 'Uses CRLF line ends', tools: ['filesystem', 'shell'], system_prompt: 'Body with CRLF.' });
+    expect(fixture('crlf.md').definition).toMatchObject({ name: 'crlf-agent', description: 'Uses CRLF line ends', tools: ['workspace.read', 'workspace.bash'], system_prompt: 'Body with CRLF.' });
     expect(fixture('bom.md').definition.name).toBe('bom-agent');
     expect(fixture('fence-trailing-spaces.md').definition.description).toBe('The fences have trailing spaces and tabs');
     expect(fixture('tabs.md').definition).toMatchObject({ name: 'Tabbed', description: 'Tabs after the colons' });
@@ -118,12 +118,12 @@ describe('tools', () => {
   });
 
   it('a YAML list of tools maps like the comma string', () => {
-    expect(fixture('list-tools.md').definition.tools).toEqual(['filesystem', 'http_client', 'github.create_issue']);
+    expect(fixture('list-tools.md').definition.tools).toEqual(['workspace.read', 'web.fetch', 'github.create_issue']);
   });
 
   it('Read, Task(explorer), Agent(worker, reviewer): parentheses keep their commas; delegation is restricted to those agents', () => {
     const d = fixture('agent-specifiers.md').definition;
-    expect(d.tools).toEqual(['filesystem', 'send_message']);
+    expect(d.tools).toEqual(['workspace.read', 'send_message']);
     expect(d.messaging.send_to).toEqual(['explorer', 'worker', 'reviewer']);
     expect(d.metadata.claude_tools).toEqual(['Read', 'Task(explorer)', 'Agent(worker, reviewer)']);
   });
@@ -136,7 +136,7 @@ describe('tools', () => {
 
   it('a broken entry is ignored with a warning that shows the bad value', () => {
     const r = load(md('name: x\ndescription: d\ntools: Read, Agent(worker, bad/name), Agent(unclosed, Grep'));
-    expect(r.definition.tools).toEqual(['filesystem']);
+    expect(r.definition.tools).toEqual(['workspace.read']);
     const messages = r.warnings.filter((w) => w.code === 'unknown_tool').map((w) => w.message);
     expect(messages.some((m) => m.includes('"Agent(worker, bad/name)"') && m.includes('"bad/name"'))).toBe(true);
     expect(messages.some((m) => m.includes('"Agent(unclosed, Grep"'))).toBe(true);
@@ -145,18 +145,18 @@ describe('tools', () => {
 
   it('Agent (the renamed Task) and SendMessage map to send_message; TaskCreate/TaskList/TaskGet/TaskUpdate are dropped and recorded', () => {
     const d = fixture('new-tool-names.md').definition;
-    expect(d.tools).toEqual(['send_message', 'filesystem']);
+    expect(d.tools).toEqual(['send_message', 'workspace.read']);
     expect(d.messaging.send_to).toBeUndefined();
     expect(d.metadata.claude_tools_dropped).toEqual(['TaskCreate', 'TaskList', 'TaskGet', 'TaskUpdate']);
   });
 
-  it('disallowedTools removes tools: Write and Edit denied still leaves Read → filesystem; Bash denied removes shell', () => {
-    expect(load(md('name: x\ndescription: d\ntools: Read, Write, Edit, Bash\ndisallowedTools: Write, Edit, Bash')).definition.tools).toEqual(['filesystem']);
-    expect(load(md('name: x\ndescription: d\ntools: Read, Bash\ndisallowedTools: [Read, Grep, Glob]')).definition.tools).toEqual(['shell']);
-    const d = load(md('name: x\ndescription: d\ntools: Read, mcp__github__create_issue, mcp__github__list, WebFetch\ndisallowedTools: mcp__github, http_client')).definition;
-    expect(d.tools).toEqual(['filesystem']);
-    expect(d.metadata.claude_disallowed_tools).toEqual(['mcp__github', 'http_client']);
-    expect(load(md('name: x\ndescription: d\ntools: Read, Agent(worker)\ndisallowedTools: Agent')).definition.tools).toEqual(['filesystem']);
+  it('disallowedTools removes tools: Write and Edit denied still leaves Read; Bash denied removes workspace.bash', () => {
+    expect(load(md('name: x\ndescription: d\ntools: Read, Write, Edit, Bash\ndisallowedTools: Write, Edit, Bash')).definition.tools).toEqual(['workspace.read']);
+    expect(load(md('name: x\ndescription: d\ntools: Read, Bash\ndisallowedTools: [Read, Grep, Glob]')).definition.tools).toEqual(['workspace.bash']);
+    const d = load(md('name: x\ndescription: d\ntools: Read, mcp__github__create_issue, mcp__github__list, WebFetch\ndisallowedTools: mcp__github, web.fetch')).definition;
+    expect(d.tools).toEqual(['workspace.read']);
+    expect(d.metadata.claude_disallowed_tools).toEqual(['mcp__github', 'web.fetch']);
+    expect(load(md('name: x\ndescription: d\ntools: Read, Agent(worker)\ndisallowedTools: Agent')).definition.tools).toEqual(['workspace.read']);
   });
 });
 

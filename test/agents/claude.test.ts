@@ -8,15 +8,25 @@ function tools(list: string) {
 }
 
 describe('Claude Code tool mapping', () => {
-  it('maps Read/Write/Edit to a single filesystem tool', () => {
-    const d = tools('Read, Write, Edit');
-    expect(d.tools).toEqual(['filesystem']);
-    expect(d.metadata.claude_tools).toEqual(['Read', 'Write', 'Edit']);
+  it('maps Read/Write/Edit to the workspace tools of the same contract', () => {
+    const d = tools('Read, Write, Edit, MultiEdit, Glob, Grep, LS');
+    expect(d.tools).toEqual(['workspace.read', 'workspace.write', 'workspace.edit', 'workspace.multi_edit', 'workspace.glob', 'workspace.grep', 'workspace.ls']);
+    expect(tools('Read, Write, Edit').metadata.claude_tools).toEqual(['Read', 'Write', 'Edit']);
   });
 
-  it('maps WebFetch to http_client, WebSearch to web_search, Bash to shell, Task to send_message', () => {
-    expect(tools('WebFetch').tools).toEqual(['http_client']);
-    expect(tools('WebSearch, Bash, Task').tools).toEqual(['web_search', 'shell', 'send_message']);
+  it('refuses NotebookEdit and the background-shell tools by name, with a warning', () => {
+    const r = parseAgent(`---\nname: t\ndescription: d\ntools: Read, NotebookEdit, KillShell\n---\nPrompt\n`, { format: 'markdown' });
+    if (!r.ok) throw new Error(JSON.stringify(r.errors));
+    expect(r.definition.tools).toEqual(['workspace.read']);
+    const warned = r.warnings.filter((w) => w.code === 'unsupported_tool').map((w) => w.message);
+    expect(warned).toHaveLength(2);
+    expect(warned[0]).toContain('"NotebookEdit" is not offered');
+    expect(warned[1]).toContain('background shells are not supported');
+  });
+
+  it('maps WebFetch to web.fetch, WebSearch to web.search, Bash to workspace.bash, Task to send_message', () => {
+    expect(tools('WebFetch').tools).toEqual(['web.fetch']);
+    expect(tools('WebSearch, Bash, Task').tools).toEqual(['web.search', 'workspace.bash', 'send_message']);
   });
 
   it('maps mcp__server__tool to server.tool and mcp__server to server.*', () => {
@@ -25,12 +35,11 @@ describe('Claude Code tool mapping', () => {
     expect(mapClaudeTool('mcp__postgres')).toBe('postgres.*');
   });
 
-  it('drops TodoWrite and records it in metadata', () => {
-    const d = tools('Read, TodoWrite, WebFetch');
-    expect(d.tools).toEqual(['filesystem', 'http_client']);
-    expect(d.tools).not.toContain('TodoWrite');
-    expect(d.metadata.claude_tools_dropped).toEqual(['TodoWrite']);
-    expect(d.metadata.claude_tools).toEqual(['Read', 'TodoWrite', 'WebFetch']);
+  it('maps TodoWrite to todo.write, drops TodoRead and records it in metadata', () => {
+    const d = tools('Read, TodoWrite, TodoRead, WebFetch');
+    expect(d.tools).toEqual(['workspace.read', 'todo.write', 'web.fetch']);
+    expect(d.metadata.claude_tools_dropped).toEqual(['TodoRead']);
+    expect(d.metadata.claude_tools).toEqual(['Read', 'TodoWrite', 'TodoRead', 'WebFetch']);
   });
 
   it('keeps names it does not know unchanged', () => {
@@ -40,7 +49,7 @@ describe('Claude Code tool mapping', () => {
   it('maps every tool in the table to a valid Caxton tool name or null', () => {
     for (const [claude, caxton] of Object.entries(CLAUDE_TOOL_MAP)) {
       expect(mapClaudeTool(claude)).toBe(caxton);
-      if (caxton !== null) expect(caxton).toMatch(/^[a-z_]+$/);
+      if (caxton !== null) expect(caxton).toMatch(/^[a-z_]+(\.[a-z_]+)?$/);
     }
   });
 });

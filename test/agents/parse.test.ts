@@ -134,7 +134,7 @@ Focus on correctness.
     const d = r.definition;
     expect(d.name).toBe('code-reviewer');
     expect(d.description).toBe('Reviews code for quality and security');
-    expect(d.tools).toEqual(['filesystem', 'shell', 'http_client']);
+    expect(d.tools).toEqual(['workspace.read', 'workspace.write', 'workspace.edit', 'workspace.bash', 'workspace.glob', 'workspace.grep', 'web.fetch']);
     expect(d.llm.model).toBe('sonnet');
     expect(d.metadata.claude_model).toBe('sonnet');
     expect(d.metadata.claude_tools).toEqual(['Read', 'Write', 'Edit', 'Bash', 'Glob', 'Grep', 'WebFetch']);
@@ -156,7 +156,7 @@ color: blue
 Body prompt.
 `;
     const d = ok(parseAgent(md, { file: 'helper.md' })).definition;
-    expect(d.tools).toEqual(['filesystem', 'github.create_issue', 'slack.*']);
+    expect(d.tools).toEqual(['workspace.read', 'github.create_issue', 'slack.*']);
     expect(d.llm.model).toBeUndefined();
     expect(d.llm).toEqual({});
     expect(d.metadata).toMatchObject({ claude_model: 'inherit', color: 'blue', claude_tools: ['Read', 'mcp__github__create_issue', 'mcp__slack'] });

@@ -44,8 +44,8 @@ describe('agent management API', () => {
     );
     expect(res.status).toBe(201);
     expect(res.headers.get('location')).toBe('/api/v1/agents/DataAnalyzer');
-    // The fixture names a tool nothing offers here: deployed, with a warning (issue 15).
-    expect((res.json.warnings as { code: string }[]).map((w) => w.code)).toEqual(['tool_unresolved']);
+    // A bare server name grants that server's tools, as `http_client.*` does.
+    expect(res.json.warnings).toEqual([]);
     expect(res.json.agent).toMatchObject({
       name: 'DataAnalyzer',
       version: '1.1.0',
@@ -63,13 +63,13 @@ describe('agent management API', () => {
   });
 
   it('deploys Markdown (text/markdown) with Claude tool mapping', async () => {
-    const res = await postAgent<{ agent: Detail }>(t.url, '---\nname: md-reviewer\ndescription: Reviews\ntools: Read, Grep, TodoWrite\nmodel: haiku\n---\nYou review code.\n', 'text/markdown');
+    const res = await postAgent<{ agent: Detail }>(t.url, '---\nname: md-reviewer\ndescription: Reviews\ntools: Read, Grep, TodoRead\nmodel: haiku\n---\nYou review code.\n', 'text/markdown');
     expect(res.status).toBe(201);
     expect(res.headers.get('location')).toBe('/api/v1/agents/md-reviewer');
-    expect(res.json.agent).toMatchObject({ name: 'md-reviewer', format: 'markdown', tools: ['filesystem'] });
+    expect(res.json.agent).toMatchObject({ name: 'md-reviewer', format: 'markdown', tools: ['workspace.read', 'workspace.grep'] });
     expect(res.json.agent.definition.system_prompt).toBe('You review code.');
     expect(res.json.agent.definition.llm).toEqual({ model: 'haiku' });
-    expect(res.json.agent.definition.metadata.claude_tools_dropped).toEqual(['TodoWrite']);
+    expect(res.json.agent.definition.metadata.claude_tools_dropped).toEqual(['TodoRead']);
   });
 
   it('deploys JSON', async () => {
@@ -111,7 +111,7 @@ describe('agent management API', () => {
     const res = await http(t.url, 'GET', '/api/v1/agents/md-reviewer/source');
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toContain('text/markdown');
-    expect(res.text).toContain('tools: Read, Grep, TodoWrite');
+    expect(res.text).toContain('tools: Read, Grep, TodoRead');
   });
 
   it('updates through PUT (revision 2), case-insensitive URL', async () => {

@@ -5,8 +5,8 @@ import { fileURLToPath } from 'node:url';
 /** The repository root (test/helpers/ is two levels below it). */
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 
-/** Community Claude Code subagents; in CI the repo is cloned with `shared/` beside it. */
-export const claudeAgentsDir = resolve(repoRoot, '../shared/fixtures/claude-agents');
+/** Community Claude Code subagents, kept in the repository with their licence and source commit (README.md there). */
+export const claudeAgentsDir = resolve(repoRoot, 'test/fixtures/claude-agents');
 
 /** How many agent files the voltagent fixture set holds. */
 export const EXPECTED_FIXTURE_COUNT = 158;
@@ -25,7 +25,7 @@ function walk(dir: string): string[] {
 export function claudeAgentFiles(): string[] {
   const dir = join(claudeAgentsDir, 'voltagent');
   if (!existsSync(dir)) {
-    throw new Error(`Claude agent fixtures not found at ${dir}; clone the shared/ fixtures beside the repository (expected <repo>/../shared/fixtures/claude-agents)`);
+    throw new Error(`Claude agent fixtures not found at ${dir}; they are part of the repository (test/fixtures/claude-agents)`);
   }
   return walk(dir)
     .filter((p) => p.endsWith('.md') && !/(^|[\\/])README\.md$/i.test(p))

@@ -65,11 +65,15 @@ export async function startTools(opts: {
       throw e;
     }
   }
-  // --- deploy-time tool check (issue 15): from here on deploys and file changes warn about tools no
-  // built-in, host tool, tool server or mounted MCP server offers; the agents loaded before now
-  // (stored, agents_dir at start) are checked once, to the log. ---
+  // --- deploy-time tool check: from here on a deploy or file change naming a tool nothing offers is
+  // refused (a Claude Code file is loaded with a warning instead: Claude Code ignores tools it does
+  // not know). The files loaded before now are checked once: those refused are unloaded and marked
+  // invalid; the stored API agents, already deployed, only warn. ---
   const check = toolCheck({ builtins: executor.deps.tools, host: executor.hostTools, mcpServers: () => Object.keys(config.mcp_servers) });
-  opts.service.addCheck((def) => check(def.tools));
+  opts.service.addCheck((def) => check(def.tools, def.metadata.claude_tools !== undefined ? 'warning' : 'error'));
+  for (const status of opts.service.recheckFiles()) {
+    for (const e of status.errors ?? []) logger.error({ agent: status.agent, file: status.path, field: e.field, code: e.code }, `agent file not loaded: ${e.message}`);
+  }
   for (const a of registry.list().agents) {
     for (const w of check(a.definition.tools)) {
       logger.warn({ agent: a.definition.name, ...(a.origin.kind === 'file' && { file: a.origin.path }), field: w.field, code: w.code }, w.message);
