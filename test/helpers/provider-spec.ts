@@ -203,7 +203,7 @@ function validator(provider: Provider, name: string): ValidateFunction {
 }
 
 /** The most specific of ajv's errors (anyOf reports each branch's error, then its own). */
-function describe(provider: Provider, errors: ErrorObject[] | null | undefined): { param: string; message: string } {
+function mostSpecific(provider: Provider, errors: ErrorObject[] | null | undefined): { param: string; message: string } {
   const list = errors ?? [];
   const best = list.reduce<ErrorObject | undefined>((a, e) => (a === undefined || e.instancePath.length > a.instancePath.length ? e : a), undefined);
   if (best === undefined) return { param: '', message: 'invalid request' };
@@ -363,7 +363,7 @@ export function checkRequest(provider: Provider, body: unknown): Refusal | undef
   }
   const validate = validator(provider, ROOTS[provider].request);
   if (!validate(body)) {
-    const { param, message } = describe(provider, validate.errors);
+    const { param, message } = mostSpecific(provider, validate.errors);
     return provider === 'openai' ? refuse(provider, `Invalid '${param}': ${message}.`, param || null) : refuse(provider, `${param}: ${message}`);
   }
   return provider === 'openai' ? openaiRules(body as Json) : anthropicRules(body as Json);
@@ -382,7 +382,7 @@ export function assertValidAnswer(provider: Provider, kind: AnswerKind, value: u
   const name = ROOTS[provider].answers[streamError ? 'error' : kind];
   const validate = validator(provider, name);
   if (validate(value)) return;
-  const { param, message } = describe(provider, validate.errors);
+  const { param, message } = mostSpecific(provider, validate.errors);
   throw new Error(`stand-in ${provider} answer is not a valid ${name}: ${param || '(root)'} ${message}: ${JSON.stringify(value).slice(0, 500)}`);
 }
 
