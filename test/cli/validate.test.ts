@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assertBuilt, cleanup, expectExit, expectNoStackTrace, markdownAgent, parseJson, repoRoot, runCli, tempDir, tomlAgent } from './helpers/cli.js';
@@ -104,6 +104,39 @@ describe('caxton agent validate (offline, no server)', () => {
     expectExit(r, 1);
     expect(r.stderr).toMatch(/latin1\.toml:1:\d+: error: .*not valid UTF-8/);
     expectNoStackTrace(r);
+  });
+
+  it('a tool that resolves to nothing is an error with a did-you-mean; built-in tools and servers resolve, bare names too', async () => {
+    const tools = join(dir, 'tools');
+    mkdirSync(tools);
+    writeFileSync(join(tools, 'typo.toml'), tomlAgent('typo', { extra: 'tools = ["calculater", "csv_parser.parse", "csv_parser", "http_client.*", "send_message", "workspace.read"]\n' }));
+    writeFileSync(join(tools, 'mounted.toml'), tomlAgent('mounted', { extra: 'tools = ["github.*", "github.create_issue"]\n' }));
+    writeFileSync(join(tools, 'claude.md'), '---\nname: claudish\ndescription: d\ntools: Read, calculater\n---\nHi.\n');
+    const r = await runCli(['--json', 'agent', 'validate', 'typo.toml', 'mounted.toml', 'claude.md'], { cwd: tools });
+    expectExit(r, 1);
+    const body = parseJson<ValidateJson & { config: string | null }>(r);
+    expect(body.config).toBeNull();
+    const [typo, mounted, claude] = body.files;
+    expect(typo!.valid).toBe(false);
+    expect(typo!.errors).toEqual([expect.objectContaining({ code: 'tool_unresolved', field: 'tools.0', message: expect.stringContaining('did you mean "calculator"?') })]);
+    // No caxton.toml: no MCP server is mounted, and the error says how to mount one.
+    expect(mounted!.valid).toBe(false);
+    expect(mounted!.errors[0]!.message).toContain('"github.*"');
+    expect((mounted!.errors[0] as { suggestion?: string }).suggestion).toContain('[mcp_servers.github]');
+    // A Claude Code file loads as Claude Code loads it: the unknown tool ignored, with a warning.
+    expect(claude!.valid).toBe(true);
+    expect((claude as unknown as { warnings: { code: string; message: string }[] }).warnings.filter((w) => w.code === 'tool_unresolved')).toEqual([
+      expect.objectContaining({ code: 'tool_unresolved', message: expect.stringContaining('did you mean "calculator"?') }),
+    ]);
+
+    // The caxton.toml beside (or above) the files names the servers they may use.
+    writeFileSync(join(dir, 'caxton.toml'), '[mcp_servers.github]\ncommand = "github-mcp"\n[llm.providers.main]\ntype = "scripted"\nscript = "replies.toml"\n');
+    const found = await runCli(['--json', 'agent', 'validate', 'mounted.toml'], { cwd: tools });
+    expectExit(found, 0);
+    expect(parseJson<{ config: string }>(found).config).toBe(join(dir, 'caxton.toml'));
+    const given = await runCli(['agent', 'validate', '--config', join(dir, 'caxton.toml'), 'mounted.toml'], { cwd: tools });
+    expectExit(given, 0);
+    rmSync(join(dir, 'caxton.toml'));
   });
 
   it('every bundled example and template agent is valid', async () => {

@@ -157,7 +157,7 @@ describe.each(MODES)('%s isolation', (mode) => {
           tool_calls: [
             { id: 'h1', name: 'echo_host', arguments: { text: 'hello' } },
             { id: 'c1', name: 'calculator', arguments: { expression: '6*7' } },
-            { id: 'n1', name: 'notes.add', arguments: { text: 'remember' } },
+            { id: 'n1', name: 'notes_add', arguments: { text: 'remember' } },
           ],
         };
       }
@@ -181,8 +181,7 @@ describe.each(MODES)('%s isolation', (mode) => {
       ['calculator', '42', false],
       ['notes.add', 'noted', false],
     ]);
-    // The model was offered the allowed built-ins and host tools (`notes.*` covers notes.add), nothing
-    // else; notes.add under a name the API accepts (the model called it by that name, as scripted).
+    // The model was offered the allowed built-ins and host tools (`notes.*` covers notes.add), nothing else.
     expect(offeredTools(llm.hits[0]!)).toEqual(['calculator', 'echo_host', 'fail_host', 'notes_add']);
 
     // Both host tools ran here: this process, this (main) thread.
@@ -210,6 +209,7 @@ describe.each(MODES)('%s isolation', (mode) => {
         return {
           tool_calls: [
             { id: 's1', name: 'secret_host', arguments: {} },
+            // Not offered, so not in the request's wire names: a model naming it as Caxton does.
             { id: 'n1', name: 'notes.add', arguments: {} },
             { id: 'e1', name: 'echo_host', arguments: { text: 'allowed' } },
           ],

@@ -48,18 +48,28 @@ export function registerAgentCommands(program: Command, ctx: CliContext): void {
 
   agent
     .command('validate')
-    .description('check agent files offline (no server needed); prints every error with file, line and column')
+    .description(
+      "check agent files offline (no server needed); prints every error with file, line and column. Tool names are checked against the built-in tools and the servers caxton.toml names (--config, else $CAXTON_CONFIG, else ./caxton.toml, else one beside the files' folder)",
+    )
     .argument('<file...>', 'agent files (.toml, .md or .json)')
-    .action((files: string[]) => {
+    .option('--config <file>', 'the caxton.toml whose servers, providers and models the agents may name')
+    .action(async (files: string[], opts: { config?: string }) => {
       const out = ctx.output();
+      // Loaded here only: the tool catalogue reads the built-in tool manifests.
+      const { findProjectConfig, offlineChecker } = await import('../offline-checks.js');
+      const checker = offlineChecker(findProjectConfig(files, opts.config));
       const results = files.map((file) => {
         const r = parseAgent(readAgentFile(file), { file });
-        return r.ok
-          ? { file, valid: true, format: r.format, name: r.definition.name as string, errors: [] as SourceIssue[], warnings: r.warnings }
-          : { file, valid: false, format: r.format, errors: r.errors, warnings: r.warnings };
+        if (!r.ok) return { file, valid: false, format: r.format, errors: r.errors, warnings: r.warnings };
+        const found = checker.check(r.definition, file);
+        const errors = found.filter((i) => i.severity === 'error');
+        const warnings = [...r.warnings, ...found.filter((i) => i.severity !== 'error')];
+        return errors.length > 0
+          ? { file, valid: false, format: r.format, name: r.definition.name as string, errors, warnings }
+          : { file, valid: true, format: r.format, name: r.definition.name as string, errors: [] as SourceIssue[], warnings };
       });
       const invalid = results.filter((r) => !r.valid).length;
-      if (out.json) out.data({ valid: invalid === 0, files: results });
+      if (out.json) out.data({ valid: invalid === 0, config: checker.configFile ?? null, files: results });
       else {
         for (const r of results) {
           if (r.valid) out.out(`ok       ${r.file} (${r.name}, ${r.format})`);

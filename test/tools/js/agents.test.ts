@@ -21,7 +21,7 @@ beforeAll(async () => {
   llm = await startLlmStub();
   cx = await startCaxton({
     config: { llm: { default_provider: 'stub', providers: { stub: openaiProvider(llm.url) } } },
-    agents: [{ name: 'writer', tools: ['js-text.*'] }],
+    agents: [],
   });
 });
 
@@ -40,14 +40,15 @@ describe('JavaScript tools over REST and for agents', () => {
 
     const direct = await api(cx.url, 'POST', '/api/v1/tools/js-text/stats/call', { args: { text: 'a b c' } });
     expect(direct.json).toMatchObject({ is_error: false, outcome: 'ok', json: { chars: 5, words: 3, lines: 1 } });
+    // An agent naming the server's tools deploys once the server offers them.
+    await cx.deploy({ name: 'writer', tools: ['js-text.*'] });
 
     llm.reset();
     llm.setScript((hit: StubHit): Reply =>
-      assistantTurns(hit) === 0 ? { tool_calls: [{ id: 's1', name: 'js-text.slugify', arguments: { title: 'Hello, QuickJS World' } }] } : { content: `slug: ${toolResultsOf(hit).at(-1)!.content}` },
+      assistantTurns(hit) === 0 ? { tool_calls: [{ id: 's1', name: 'js-text_slugify', arguments: { title: 'Hello, QuickJS World' } }] } : { content: `slug: ${toolResultsOf(hit).at(-1)!.content}` },
     );
     const res = await cx.invoke('writer', { request: 'make a slug', conversation_id: 'conv-js' });
     expect(res.status, res.text).toBe(200);
-    // Offered under names the API accepts (the model calls them by those names; Caxton maps them back).
     expect(offeredTools(llm.hits[0]!)).toEqual(['js-text_calls', 'js-text_read_file', 'js-text_slugify', 'js-text_stats']);
     expect(res.json.content).toBe('slug: hello-quickjs-world');
     cx.server.toolAudit.flush();

@@ -55,7 +55,8 @@ const audit = async (q: string): Promise<Json[]> => {
 /** Turn 0 asks for csv_parser.parse; turn 1 answers with what the tool returned. */
 const parseScript = (hit: StubHit): Reply =>
   assistantTurns(hit) === 0
-    ? { tool_calls: [{ id: 'p1', name: 'csv_parser.parse', arguments: { text: 'a,b\n1,2\n', infer_types: true } }] }
+    ? // The name it was offered, else (an agent not given the tool) the name Caxton knows it by.
+      { tool_calls: [{ id: 'p1', name: offeredTools(hit).includes('csv_parser_parse') ? 'csv_parser_parse' : 'csv_parser.parse', arguments: { text: 'a,b\n1,2\n', infer_types: true } }] }
     : { content: `tool said: ${toolResultsOf(hit).at(-1)!.content}` };
 
 describe('agents and WASM tools', () => {
@@ -65,7 +66,6 @@ describe('agents and WASM tools', () => {
     const res = await cx.invoke(agent, { request: 'parse this', conversation_id: `conv-${agent}` });
     expect(res.status, res.text).toBe(200);
     expect(res.json.isolation).toBe(agent === 'analyst' ? 'context' : 'worker');
-    // Offered under the name the API accepts (the model calls it by that name; Caxton maps it back).
     expect(offeredTools(llm.hits[0]!)).toEqual(['csv_parser_parse']);
     expect(res.json.tool_calls.map((c: Json) => [c.name, c.is_error])).toEqual([['csv_parser.parse', false]]);
     expect(JSON.parse(res.json.tool_calls[0].result)).toEqual({ columns: ['a', 'b'], rows: [{ a: 1, b: 2 }], row_count: 1, truncated: false });
@@ -97,14 +97,14 @@ describe('agents and WASM tools', () => {
       const last = toolResultsOf(hit).at(-1);
       switch (assistantTurns(hit)) {
         case 0:
-          return { tool_calls: [{ id: 't1', name: 'http_client.get', arguments: { url: `${web.url}/sales.csv` } }] };
+          return { tool_calls: [{ id: 't1', name: 'http_client_get', arguments: { url: `${web.url}/sales.csv` } }] };
         case 1: {
           const fetched = JSON.parse(last!.content) as { status: number; body: string };
-          return { tool_calls: [{ id: 't2', name: 'csv_parser.parse', arguments: { text: fetched.body, infer_types: true } }] };
+          return { tool_calls: [{ id: 't2', name: 'csv_parser_parse', arguments: { text: fetched.body, infer_types: true } }] };
         }
         case 2: {
           const parsed = JSON.parse(last!.content) as { rows: Record<string, unknown>[] };
-          return { tool_calls: [{ id: 't3', name: 'chart_generator.render', arguments: { type: 'bar', title: 'Sales per month', rows: parsed.rows, label_key: 'month', value_keys: ['sales'] } }] };
+          return { tool_calls: [{ id: 't3', name: 'chart_generator_render', arguments: { type: 'bar', title: 'Sales per month', rows: parsed.rows, label_key: 'month', value_keys: ['sales'] } }] };
         }
         default:
           return { content: last!.content };
@@ -142,7 +142,7 @@ describe('agents and WASM tools', () => {
     llm.reset();
     llm.setScript((hit: StubHit): Reply =>
       assistantTurns(hit) === 0
-        ? { tool_calls: [{ id: 'x1', name: 'http_client.get', arguments: { url: `http://localhost:${new URL(web.url).port}/sales.csv` } }] }
+        ? { tool_calls: [{ id: 'x1', name: 'http_client_get', arguments: { url: `http://localhost:${new URL(web.url).port}/sales.csv` } }] }
         : { content: `failed: ${toolResultsOf(hit).at(-1)!.content}` },
     );
     const res = await cx.invoke('charts', { request: 'Chart it from localhost' });
