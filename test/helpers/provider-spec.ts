@@ -49,7 +49,7 @@ const ROOTS: Record<Provider, { file: string; request: string; answers: Record<A
 };
 
 /** Bumped when the pruning or code generation below changes, so an old cache entry is not reused. */
-const PRUNE_VERSION = 4;
+const PRUNE_VERSION = 5;
 const AJV_VERSION = (requireHere('ajv/package.json') as { version: string }).version;
 
 interface Pruned {
@@ -134,12 +134,23 @@ function topLevelKeys(schemas: Record<string, unknown>, node: unknown, seen = ne
   return keys;
 }
 
+/**
+ * What the Messages API accepts today that the copy of its spec (2024-11) predates: `tool_choice`
+ * `{type: "none"}` (added 2025-02). Without it the stand-in would refuse a request the API accepts.
+ */
+function amendAnthropic(schemas: Record<string, unknown>): void {
+  const choice = schemas.ToolChoice as { oneOf?: unknown[] } | undefined;
+  if (!Array.isArray(choice?.oneOf)) throw new Error('provider spec: Anthropic ToolChoice is not a oneOf');
+  choice.oneOf.push({ type: 'object', additionalProperties: false, properties: { type: { const: 'none', type: 'string' } }, required: ['type'] });
+}
+
 function build(provider: Provider, yamlText: string): Pruned {
   const { parse } = requireHere('yaml') as { parse: typeof parseYaml };
   const spec = parse(yamlText) as { components: { schemas: Record<string, unknown> } };
   const { request, answers } = ROOTS[provider];
   const picked = closure(spec.components.schemas, [request, ...Object.values(answers)]);
   const schemas = Object.fromEntries(Object.entries(picked).map(([name, s]) => [name, prune(resolveRecursive(name, s))]));
+  if (provider === 'anthropic') amendAnthropic(schemas);
   return { schemas, requestKeys: [...new Set(topLevelKeys(schemas, schemas[request]))].sort() };
 }
 

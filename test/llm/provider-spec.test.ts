@@ -110,6 +110,8 @@ describe('Anthropic Messages requests', () => {
       stream: true,
     });
     expect(checkRequest('anthropic', body)).toBeUndefined();
+    // Accepted since 2025-02, after the date of the spec's copy.
+    expect(checkRequest('anthropic', anthropic({ tools: [tool('get_weather')], tool_choice: { type: 'none' } }))).toBeUndefined();
   });
 
   it('refuses a dotted tool name', () => {
