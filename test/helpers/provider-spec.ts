@@ -216,7 +216,10 @@ function validator(provider: Provider, name: string): ValidateFunction {
 /** The most specific of ajv's errors (anyOf reports each branch's error, then its own). */
 function mostSpecific(provider: Provider, errors: ErrorObject[] | null | undefined): { param: string; message: string } {
   const list = errors ?? [];
-  const best = list.reduce<ErrorObject | undefined>((a, e) => (a === undefined || e.instancePath.length > a.instancePath.length ? e : a), undefined);
+  // Deepest first; at one depth a constraint (maxItems, pattern…) says more than a branch's type.
+  const vague = new Set(['type', 'anyOf', 'oneOf', 'const', 'enum', 'if']);
+  const rank = (e: ErrorObject): number => e.instancePath.split('/').length * 2 + (vague.has(e.keyword) ? 0 : 1);
+  const best = list.reduce<ErrorObject | undefined>((a, e) => (a === undefined || rank(e) > rank(a) ? e : a), undefined);
   if (best === undefined) return { param: '', message: 'invalid request' };
   const parts = best.instancePath.split('/').slice(1);
   const param = provider === 'openai' ? parts.map((p, i) => (/^\d+$/.test(p) ? `[${p}]` : i === 0 ? p : `.${p}`)).join('') : parts.join('.');
