@@ -52,6 +52,10 @@ export const agentSummarySchema = z.object({
 
 export const agentDetailSchema = agentSummarySchema.extend({
   definition: z.record(z.string(), z.unknown()).describe('the full normalized AgentDefinition'),
+  unresolved_tools: z
+    .array(z.object({ tool: z.string(), message: z.string(), suggestion: z.string().optional() }))
+    .optional()
+    .describe('GET of one agent: the tools entries this server does not offer now (a tool server removed, an MCP server unmounted), each with why and what to do'),
 });
 
 export const agentListSchema = z.object({ agents: z.array(agentSummarySchema), total: z.number().int(), limit: z.number().int(), offset: z.number().int() });

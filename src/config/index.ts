@@ -1,5 +1,16 @@
 export { loadServerConfig, ConfigError, type ConfigFlags, type LoadOptions } from './load.js';
 export { redactSecrets, REDACTED, secretValues } from './redact.js';
-export { serverConfigSchema, providerSchema, toolGrantSchema, type ServerConfig, type ServerConfigInput, type ToolGrantConfig, toolCapsSchema, type ToolCapsConfig } from './schema.js';
+export {
+  serverConfigSchema,
+  providerSchema,
+  toolGrantSchema,
+  type ServerConfig,
+  type ServerConfigInput,
+  type ToolGrantConfig,
+  toolCapsSchema,
+  type ToolCapsConfig,
+  type WorkspaceConfig,
+  type WebConfig,
+} from './schema.js';
 export { clusterConfigSchema, clusterStateConfig, NODE_NAME, type ClusterConfig } from './cluster-schema.js';
 export { postgresConnectionFields } from './postgres-schema.js';

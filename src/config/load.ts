@@ -143,6 +143,10 @@ export function loadServerConfig(opts: LoadOptions = {}): ServerConfig {
     if (tls && typeof tls === 'object') for (const k of ['cert', 'key', 'ca'] as const) if (tls[k] !== undefined) tls[k] = rel(tls[k], baseDir);
   }
 
+  // [workspace] path (src/tools/workspace): the directory the workspace tools are confined to.
+  const workspace = raw.workspace as { path?: unknown } | undefined;
+  if (workspace && typeof workspace === 'object' && workspace.path !== undefined) workspace.path = rel(workspace.path, baseDir);
+
   // [cluster.nats] creds file and TLS files (src/cluster/nats.ts).
   const nats = (raw.cluster as { nats?: { creds_file?: unknown; tls?: Record<string, unknown> } } | undefined)?.nats;
   if (nats && typeof nats === 'object') {

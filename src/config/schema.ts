@@ -173,6 +173,68 @@ const modelAliasSchema = z.union([
   z.strictObject({ provider: z.string().min(1).optional(), model: z.string().min(1) }),
 ]);
 
+/** Program names the workspace.bash allowlist holds: a plain name, no path, no shell syntax. */
+const COMMAND_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,63}$/;
+
+/** `[workspace.bash]`: shell commands in the workspace, run in a bubblewrap sandbox (ADR 0049). Off unless enabled. */
+export const workspaceBashSchema = z.strictObject({
+  enabled: z.boolean({ error: 'expected true or false' }).default(false),
+  /** The programs a command may run (every command of a pipeline or sequence is checked), e.g. ["ls", "cat", "grep", "git"]. */
+  commands: z.array(z.string().regex(COMMAND_NAME, { message: 'expected a program name such as "ls" or "git" (no path, no spaces)' }), { error: 'expected a list of program names' }).default([]),
+  /** Longest a command may run; a call's `timeout` may ask for less, never more. */
+  timeout: duration(30_000, { min: 100, max: 600_000 }),
+  /** Most bytes of output (stdout and stderr together) kept; the command is stopped past it. */
+  max_output: size(64 * 1024, { min: 1024, max: 16 * 1024 * 1024 }),
+  /** Whether commands may reach the network (a new, empty network namespace otherwise). */
+  network: z.boolean({ error: 'expected true or false' }).default(false),
+});
+
+export const workspaceConfigSchema = z
+  .strictObject({
+    /** The granted directory (relative to caxton.toml); absent: no workspace. */
+    path: z.string({ error: 'expected a directory path' }).min(1, { error: 'expected a directory path' }).optional(),
+    /** Whether workspace.write, .edit and .multi_edit may change files (and workspace.bash write in the workspace). */
+    write: z.boolean({ error: 'expected true or false' }).default(false),
+    bash: workspaceBashSchema.prefault({}),
+  })
+  .prefault({});
+
+/** `[web.search]`: the search backend web.search calls (a SearXNG instance or the Brave Search API). */
+export const webSearchSchema = z.strictObject({
+  /** "searxng": GET URL?q=...&format=json; "brave": GET URL?q=... with the X-Subscription-Token header. */
+  kind: z.enum(['searxng', 'brave'], { error: 'expected "searxng" or "brave"' }),
+  /** The endpoint, e.g. "http://127.0.0.1:8888/search" or "https://api.search.brave.com/res/v1/web/search". */
+  url: z.url({ error: 'expected a URL such as "http://127.0.0.1:8888/search"' }),
+  /** The environment variable holding the API key (Brave: required). */
+  api_key_env: z
+    .string()
+    .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { message: 'expected the NAME of an environment variable, e.g. "BRAVE_API_KEY"' })
+    .optional(),
+  max_results: z.number({ error: 'expected a number' }).int().min(1).max(50).default(10),
+  timeout: duration(15_000, { min: 100, max: 120_000 }),
+});
+
+export const webConfigSchema = z
+  .strictObject({
+    fetch: z
+      .strictObject({
+        /** Longest one fetch may take (redirects included). */
+        timeout: duration(30_000, { min: 100, max: 300_000 }),
+        /** Most bytes of a response body read; a longer body is cut there. */
+        max_bytes: size(2 * 1024 * 1024, { min: 1024, max: 32 * 1024 * 1024 }),
+        /** Most characters of page text one call returns (read on with `offset`). */
+        max_chars: z.number({ error: 'expected a number' }).int().min(1000).max(1_000_000).default(100_000),
+      })
+      .prefault({}),
+    /** Absent: web.search answers an error naming this setting. */
+    search: webSearchSchema.optional(),
+  })
+  .refine((w) => w.search?.kind !== 'brave' || w.search.api_key_env !== undefined, { error: 'the Brave Search API needs api_key_env (the variable holding the key)', path: ['search', 'api_key_env'] })
+  .prefault({});
+
+export type WorkspaceConfig = z.output<typeof workspaceConfigSchema>;
+export type WebConfig = z.output<typeof webConfigSchema>;
+
 export const serverConfigSchema = z.strictObject({
   data_dir: z.string().default('./data'),
   agents_dir: z.string().default('./agents'),
@@ -328,6 +390,14 @@ export const serverConfigSchema = z.strictObject({
       }
     })
     .prefault({}),
+  /**
+   * `[workspace]`: the directory the workspace tools (workspace.read, .write, .edit, .multi_edit,
+   * .glob, .grep, .ls, .bash; src/tools/workspace) are confined to. Nothing is granted by default:
+   * without `path` every workspace tool answers an error naming this setting.
+   */
+  workspace: workspaceConfigSchema,
+  /** `[web]`: web.fetch and web.search (src/tools/web); web.fetch reaches the hosts of `[tools.http_client] allowed_hosts`. */
+  web: webConfigSchema,
   /** External MCP servers whose tools agents may call as `NAME.tool` (src/mcp). */
   mcp_servers: z
     .record(z.string(), mcpServerSchema)

@@ -64,6 +64,9 @@ export interface ToolCatalogueNames {
   mcpServers: readonly string[];
 }
 
+/** What a tool server or MCP server may be named (src/config/schema.ts allows no more). */
+const SERVER_NAME = /^[A-Za-z0-9_-]+$/;
+
 const serverOf = (name: string): string | undefined => {
   const dot = name.indexOf('.');
   return dot > 0 ? name.slice(0, dot) : undefined;
@@ -93,7 +96,9 @@ export function unresolvedTools(tools: readonly string[], names: ToolCatalogueNa
       message: `the tool "${entry}" is not offered by this server (not a built-in, host tool, WebAssembly tool server or mounted MCP server tool)${guess ? `; did you mean "${guess}"?` : ''}. ${tail}`,
       suggestion: servers.has(prefix)
         ? `"${prefix}" offers: ${names.tools.filter((n) => serverOf(n) === prefix).join(', ')}`
-        : `mount an MCP server with [mcp_servers.${prefix}] in caxton.toml, deploy a tool server named "${prefix}", or fix the name (caxton tool list shows every tool)`,
+        : SERVER_NAME.test(prefix)
+          ? `mount an MCP server with [mcp_servers.${prefix}] in caxton.toml, deploy a tool server named "${prefix}", or fix the name (caxton tool list shows every tool)`
+          : `no server can be named "${prefix}" (a tool is NAME, SERVER.tool or SERVER.*, with letters, digits, "_" and "-"): fix the name or remove it`,
     });
   });
   return out;

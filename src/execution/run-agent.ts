@@ -5,6 +5,7 @@ import { endWithError, SpanKind, SpanStatusCode, startSpan, traceparentOf } from
 import { CaxtonError } from '../shared/errors.js';
 import type { ToolContext, ToolRegistry } from '../tools/index.js';
 import { renderSystemPrompt, renderTemplate } from './prompt.js';
+import { assertToolChoiceHonoured } from './tool-choice.js';
 import type { AgentResponse, ExecutionEvent, ExecutionJob, ToolCallRecord } from './types.js';
 
 /** Opens the system message that carries a caller's own system/developer messages. */
@@ -81,6 +82,7 @@ export async function runAgent(job: ExecutionJob, deps: ExecutionDeps, opts: { s
     deadline: job.deadline,
   };
 
+  const toolChoice = toolSpecs.length > 0 ? req.tool_choice : undefined;
   const records: ToolCallRecord[] = [];
   let usage: Usage = { input_tokens: 0, output_tokens: 0, total_tokens: 0 };
   let last: ChatResponse | undefined;
@@ -96,8 +98,8 @@ export async function runAgent(job: ExecutionJob, deps: ExecutionDeps, opts: { s
       // The model provider sees the call's trace context (its span when recording, else the request's).
       const tp = (llmSpan.isRecording() ? traceparentOf(llmSpan) : undefined) ?? job.request.traceparent;
       // tool_choice holds for the request's first model call only: 'required' on every turn would
-      // never let a server-side tool loop end (docs/openai.md).
-      const choice = turns === 1 && toolSpecs.length > 0 ? req.tool_choice : undefined;
+      // never let a server-side tool loop end (docs/openai.md). A forced choice is checked on its reply (below).
+      const choice = turns === 1 ? toolChoice : undefined;
       last = await chatWithFallbacks(
         deps.providers,
         attempts,
@@ -115,6 +117,8 @@ export async function runAgent(job: ExecutionJob, deps: ExecutionDeps, opts: { s
       'gen_ai.usage.output_tokens': last.usage.output_tokens,
     });
     llmSpan.end();
+    // Before any tool of the reply runs: a call of another tool is not the one forced.
+    if (turns === 1) assertToolChoiceHonoured(def.name, toolChoice, last);
     usage = addUsage(usage, last.usage);
     // Client tool calls get Caxton's own ids: providers' ids need not be unique across executions
     // (scripted ones are call_0_0...), and a follow-up finds its suspended execution by them.

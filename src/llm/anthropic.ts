@@ -148,6 +148,15 @@ export function buildBody(req: ChatRequest, model: string, stream: boolean, name
     body.tools = req.tools.map((t) => ({ name: names.toWire(t.name), description: t.description, input_schema: t.input_schema }));
     const choice = toolChoice(req, names);
     if (choice !== undefined) body.tool_choice = choice;
+  } else {
+    // The Messages API refuses tool_use/tool_result blocks in a request that defines no tools (a
+    // handoff's history reaching an agent without tools): the tools they name are declared, and
+    // tool_choice none keeps the model from calling them.
+    const called = new Set(req.messages.flatMap((m) => (m.role === 'assistant' ? (m.tool_calls ?? []).map((c) => c.name) : m.role === 'tool' ? [m.name] : [])));
+    if (called.size > 0) {
+      body.tools = [...called].map((name) => ({ name: names.toWire(name), description: 'Called earlier in this conversation; not available now.', input_schema: { type: 'object' } }));
+      body.tool_choice = { type: 'none' };
+    }
   }
   if (req.temperature !== undefined) body.temperature = req.temperature;
   if (req.top_p !== undefined) body.top_p = req.top_p;

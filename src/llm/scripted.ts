@@ -22,8 +22,9 @@
  * number N = the count of assistant messages already in the request. Past the last turn the last
  * turn without tool calls repeats (or, when every turn calls tools, `fallback` or a fixed notice),
  * so a tool loop always ends. Placeholders in `content` and in string tool arguments:
- * `{{request}}`, `{{system}}` (all system messages), `{{last_tool_result}}`, `{{tool_results}}` (all, one per line) and
- * `{{tool_result.NAME}}` (the latest result of tool NAME); unknown ones are rejected at load.
+ * `{{request}}`, `{{system}}` (all system messages), `{{last_tool_result}}`, `{{tool_results}}` (all, one per line),
+ * `{{tool_result.NAME}}` (the latest result of tool NAME) and `{{match.N}}` (capture group N, 0-9, of the
+ * rule's `match` in the request); unknown ones are rejected at load.
  * Usage is approximated as characters / 4 (at least 1). The file is cached and re-read when its
  * modification time or size changes.
  */
@@ -131,7 +132,7 @@ export class ScriptedProvider implements LlmProvider {
     } else {
       turn = rule.turns[turnIndex] ?? rule.turns.findLast((t) => !t.tool_calls?.length) ?? { content: script.fallback ?? `[scripted provider: ${rule.label} has no more turns]` };
     }
-    const vars = templateVars(req.messages, request);
+    const vars = templateVars(req.messages, request, rule?.match?.exec(request) ?? undefined);
     const content = render(turn.content ?? '', vars);
     const calls: ToolCall[] = (turn.tool_calls ?? []).map((c, i) => ({ id: c.id ?? `call_${turnIndex}_${i}`, name: c.name, arguments: renderValue(c.arguments, vars) as Record<string, unknown> }));
     const inputChars = req.messages.reduce((n, m) => n + m.content.length, 0);
@@ -254,8 +255,14 @@ function checkPlaceholders(value: unknown, path: string, where: string, fail: (m
   if (typeof value === 'string') {
     for (const m of value.matchAll(PLACEHOLDER)) {
       const key = m[1] ?? '';
-      const ok = key === 'request' || key === 'system' || key === 'last_tool_result' || key === 'tool_results' || (key.startsWith('tool_result.') && key.length > 'tool_result.'.length);
-      if (!ok) throw fail(`${where}${path}: unknown placeholder {{${key}}} (known: {{request}}, {{system}}, {{last_tool_result}}, {{tool_results}}, {{tool_result.NAME}})`);
+      const ok =
+        key === 'request' ||
+        key === 'system' ||
+        key === 'last_tool_result' ||
+        key === 'tool_results' ||
+        (key.startsWith('tool_result.') && key.length > 'tool_result.'.length) ||
+        /^match\.\d$/.test(key);
+      if (!ok) throw fail(`${where}${path}: unknown placeholder {{${key}}} (known: {{request}}, {{system}}, {{last_tool_result}}, {{tool_results}}, {{tool_result.NAME}}, {{match.N}})`);
     }
   } else if (Array.isArray(value)) value.forEach((v) => checkPlaceholders(v, path, where, fail));
   else if (value !== null && typeof value === 'object') for (const v of Object.values(value)) checkPlaceholders(v, path, where, fail);
@@ -270,11 +277,13 @@ interface TemplateVars {
   /** Every system message of the request, in order, separated by a line `---` (tests check where prompts end up). */
   system: string;
   results: { name: string; content: string }[];
+  /** The capture groups of the rule's `match` in the request (`{{match.N}}`). */
+  groups: readonly (string | undefined)[];
 }
 
-function templateVars(messages: ChatMessage[], request: string): TemplateVars {
+function templateVars(messages: ChatMessage[], request: string, match: RegExpExecArray | undefined): TemplateVars {
   const system = messages.flatMap((m) => (m.role === 'system' ? [m.content] : [])).join('\n---\n');
-  return { request, system, results: messages.flatMap((m) => (m.role === 'tool' ? [{ name: m.name, content: m.content }] : [])) };
+  return { request, system, results: messages.flatMap((m) => (m.role === 'tool' ? [{ name: m.name, content: m.content }] : [])), groups: match ?? [] };
 }
 
 function render(template: string, v: TemplateVars): string {
@@ -283,6 +292,7 @@ function render(template: string, v: TemplateVars): string {
     if (key === 'system') return v.system;
     if (key === 'last_tool_result') return v.results.at(-1)?.content ?? '';
     if (key === 'tool_results') return v.results.map((r) => r.content).join('\n');
+    if (key.startsWith('match.')) return v.groups[Number(key.slice('match.'.length))] ?? '';
     if (key.startsWith('tool_result.')) {
       const name = key.slice('tool_result.'.length);
       return v.results.findLast((r) => r.name === name)?.content ?? '';

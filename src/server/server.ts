@@ -35,6 +35,7 @@ import {
   startMetricsEndpoint,
   startObservability,
   startTools,
+  startToolkit,
   serveConsole,
   statusRoutes,
   watchAgentFiles,
@@ -203,6 +204,8 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
     stack.useHostTools(executor.hostTools);
     const { bus } = stack.add(startMessaging({ config, db, registry, executor, events, logger, telemetry, cluster }));
     const toolAudit = stack.add(openToolAudit({ config, db, logger, metrics, clusterState }));
+    // Claude Code's toolkit (workspace.*, web.*, todo.write), under the operator's [workspace] and [web] grants.
+    stack.add(startToolkit({ config, audit: toolAudit.watch, logger }));
     const mcp = stack.add(await startMcp({ config, db, executor, registry, bus, memory: memory?.graph.store, audit: toolAudit.watch, logger, metrics }));
     const tools = stack.add(
       await startTools({ config, db, executor, registry, service, mcp: mcp.clients, audit: toolAudit.store, auditWatch: toolAudit.watch, logger, metrics, cluster, tracer: telemetry.tracer }),

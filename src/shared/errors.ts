@@ -46,6 +46,8 @@ export const ERROR_CODES = {
   llm_error: 502,
   /** The model's reply is not the JSON (or does not match the JSON schema) the request's response_format asked for. */
   invalid_structured_output: 502,
+  /** The request forced a tool call (tool_choice "required" or a named function) and the model made none, or called another tool. */
+  tool_choice_not_honoured: 502,
   tool_error: 500,
   tool_not_allowed: 403,
   tool_not_found: 404,

@@ -110,8 +110,19 @@ export class AuditWatch implements ToolAuditSink {
   }
 }
 
+/**
+ * A named group of the host's own tools (`workspace`, `web`, `todo`): the host tools named
+ * `NAME.tool`, listed as one source of kind "host". Their tools audit themselves.
+ */
+export interface HostToolGroup {
+  name: string;
+  description: string;
+}
+
 export interface ToolCatalogueOptions {
   servers: ToolServerManager;
+  /** Groups of the host's own tools listed as sources of their own (not under `host`). */
+  groups?: readonly HostToolGroup[];
   /** The executor's built-in tools (`executor.deps.tools`). */
   builtin: ToolRegistry;
   /** The host tools (`executor.hostTools`): tool servers', MCP servers' and the host's own. */
@@ -141,7 +152,17 @@ export class ToolCatalogue {
     const owned = new Set<string>();
     for (const s of this.#o.servers.list()) for (const t of s.tools) owned.add(t);
     for (const s of this.#o.mcp?.statuses() ?? []) for (const t of s.tool_names) owned.add(t);
-    return this.#o.host.list().filter((t) => !owned.has(t.name));
+    return this.#o.host.list().filter((t) => !owned.has(t.name) && this.#groupOf(t.name) === undefined);
+  }
+
+  #groupOf(tool: string): HostToolGroup | undefined {
+    return this.#o.groups?.find((g) => tool.startsWith(`${g.name}.`));
+  }
+
+  #toolGroup(g: HostToolGroup): ToolSourceSummary | undefined {
+    const tools = this.#o.host.list().filter((t) => t.name.startsWith(`${g.name}.`));
+    if (tools.length === 0) return undefined;
+    return { name: g.name, kind: 'host', version: null, description: g.description, origin: 'host', state: 'loaded', error: null, tools: tools.map((t) => t.name), deployed_at: null };
   }
 
   #group(kind: 'builtin' | 'host'): ToolSourceSummary | undefined {
@@ -184,6 +205,10 @@ export class ToolCatalogue {
       const g = this.#group(kind);
       if (g && !out.some((s) => s.name === g.name)) out.push(g);
     }
+    for (const group of this.#o.groups ?? []) {
+      const g = this.#toolGroup(group);
+      if (g && !out.some((s) => s.name === g.name)) out.push(g);
+    }
     return out;
   }
 
@@ -208,6 +233,9 @@ export class ToolCatalogue {
       const g = this.#group(kind);
       if (g?.name === name) return { ...g, ...none, tool_specs: this.#specs(g.tools.map((t) => (kind === 'builtin' ? this.#o.builtin : this.#o.host).get(t))) };
     }
+    const group = this.#o.groups?.find((g) => g.name === name);
+    const g = group && this.#toolGroup(group);
+    if (g) return { ...g, ...none, tool_specs: this.#specs(g.tools.map((t) => this.#o.host.get(t))) };
     return undefined;
   }
 
@@ -273,6 +301,14 @@ export class ToolCatalogue {
       const r = await this.#invoke(this.#o.host, full, args, opts, undefined);
       count(full, r);
       return { ...r, kind: 'mcp' };
+    }
+    // A group of the host's own tools (`workspace/read`): the tools write their audit records themselves.
+    const group = this.#o.groups?.find((g) => g.name === server);
+    if (group && this.#o.host.get(`${server}.${tool}`)) {
+      const full = `${server}.${tool}`;
+      const r = await this.#invoke(this.#o.host, full, args, opts, undefined);
+      count(full, r);
+      return { ...r, kind: 'host' };
     }
     // `builtin/NAME`, `host/NAME`, and dotted single names such as `llm.chat` given as `llm/chat`.
     const groups = server === BUILTIN_GROUP || server === HOST_GROUP;

@@ -31,4 +31,5 @@ export {
   type McpSource,
   type McpSourceStatus,
   type ToolCatalogueOptions,
+  type HostToolGroup,
 } from './catalogue.js';

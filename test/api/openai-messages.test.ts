@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { chatMessagesToInvoke } from '../../src/api/routes/openai-messages.js';
 import type { ChatMessageParam } from '../../src/api/routes/openai-params.js';
 import { CaxtonError } from '../../src/shared/errors.js';
-import type { SuspendedExecution } from '../../src/execution/index.js';
+import type { SuspendedExecution, SuspendedExecutionStore } from '../../src/execution/index.js';
 
 const tools = new Set(['get_weather']);
 const call = (id: string, city: string) => ({ id, type: 'function' as const, function: { name: 'get_weather', arguments: JSON.stringify({ city }) } });
@@ -82,6 +82,52 @@ describe('chatMessagesToInvoke', () => {
         ),
       ),
     ).toBe('messages[0].role');
+  });
+
+  it('reads answered calls of any tool as history (a handoff), and refuses an unanswered one whatever it names', async () => {
+    const handoff = { id: 'h1', type: 'function' as const, function: { name: 'transfer_to_billing', arguments: '{}' } };
+    const messages: ChatMessageParam[] = [
+      { role: 'user', content: 'refund please' },
+      { role: 'assistant', content: null, tool_calls: [handoff] },
+      { role: 'tool', tool_call_id: 'h1', content: '{"assistant":"Billing"}' },
+    ];
+    const { invoke } = await chatMessagesToInvoke(messages, { agent: 'billing', userTemplate: '', toolNames: new Set() });
+    expect(invoke.continuation).toEqual([
+      { role: 'assistant', content: '', tool_calls: [{ id: 'h1', name: 'transfer_to_billing', arguments: {} }] },
+      { role: 'tool', tool_call_id: 'h1', name: 'transfer_to_billing', content: '{"assistant":"Billing"}' },
+    ]);
+    expect(await param(chatMessagesToInvoke(messages.slice(0, 2), { agent: 'billing', userTemplate: '', toolNames: new Set() }))).toBe('messages[1].tool_calls');
+  });
+
+  it("reads an assistant message's refusal, or its audio transcript, when its content is empty", async () => {
+    const { invoke } = await chatMessagesToInvoke(
+      [
+        { role: 'user', content: 'a' },
+        { role: 'assistant', content: null, refusal: 'I cannot help with that.' },
+        { role: 'user', content: 'b' },
+        { role: 'assistant', content: null, audio: { id: 'audio_1', transcript: 'Spoken answer.' } },
+        { role: 'user', content: 'c' },
+        { role: 'assistant', content: 'Text wins.', refusal: null },
+        { role: 'user', content: 'd' },
+      ],
+      { agent: 'helper', userTemplate: '', toolNames: tools },
+    );
+    expect(invoke.history!.filter((m) => m.role === 'assistant').map((m) => m.content)).toEqual(['I cannot help with that.', 'Spoken answer.', 'Text wins.']);
+  });
+
+  it('resumes a stored execution only for a request that still offers the tools of its pending calls', async () => {
+    const store = { findByCallId: (id: string) => Promise.resolve(id === 'call_a' ? stored : undefined) } as unknown as SuspendedExecutionStore;
+    const messages: ChatMessageParam[] = [
+      { role: 'user', content: 'weather?' },
+      { role: 'assistant', content: null, tool_calls: [call('call_a', 'Oslo')] },
+      { role: 'tool', tool_call_id: 'call_a', content: 'snow' },
+    ];
+    const offering = await chatMessagesToInvoke(messages, { agent: 'helper', userTemplate: '', toolNames: tools, store });
+    expect(offering.resumed).toBe(stored);
+    // A handoff: the next request answers the call without offering its tool, under its own prompts.
+    const moved = await chatMessagesToInvoke([{ role: 'system', content: 'You handle refunds.' }, ...messages], { agent: 'helper', userTemplate: '', toolNames: new Set(), store });
+    expect(moved.resumed).toBeUndefined();
+    expect(moved.invoke).toMatchObject({ instructions: ['You handle refunds.'], history: [], continuation: [{ role: 'assistant' }, { role: 'tool', content: 'snow' }] });
   });
 
   it('refuses arguments that are not a JSON object', async () => {

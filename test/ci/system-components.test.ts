@@ -79,15 +79,15 @@ describe('system components missing', () => {
   });
 
   it('prints one line per missing component, pgvector implied by PostgreSQL', () => {
-    expect(missingLines({ postgresql: null, pgvector: null, promtool: null, 'nats-server': null, chromium: null })).toEqual([]);
-    const both = missingLines({ postgresql: 'down', pgvector: 'down', promtool: 'not found', 'nats-server': null, chromium: null });
+    expect(missingLines({ postgresql: null, pgvector: null, promtool: null, 'nats-server': null, chromium: null, bwrap: null })).toEqual([]);
+    const both = missingLines({ postgresql: 'down', pgvector: 'down', promtool: 'not found', 'nats-server': null, chromium: null, bwrap: null });
     expect(both).toHaveLength(2);
     expect(both[0]).toMatch(/^\[caxton tests\] PostgreSQL missing \(down\): skipping the tests that need it; install it with: sudo apt-get install postgresql/);
     expect(both[1]).toMatch(/promtool missing \(not found\).*apt-get install --no-install-recommends prometheus$/);
-    expect(missingLines({ postgresql: null, pgvector: 'no extension', promtool: null, 'nats-server': null, chromium: null })).toEqual([
+    expect(missingLines({ postgresql: null, pgvector: 'no extension', promtool: null, 'nats-server': null, chromium: null, bwrap: null })).toEqual([
       '[caxton tests] pgvector missing (no extension): skipping the tests that need it; install it with: sudo scripts/setup-pgvector.sh',
     ]);
-    expect(missingLines({ postgresql: null, pgvector: null, promtool: null, 'nats-server': 'nats-server not found on PATH (ENOENT)', chromium: null })).toEqual([
+    expect(missingLines({ postgresql: null, pgvector: null, promtool: null, 'nats-server': 'nats-server not found on PATH (ENOENT)', chromium: null, bwrap: null })).toEqual([
       '[caxton tests] nats-server missing (nats-server not found on PATH (ENOENT)): skipping the tests that need it; install it with: sudo apt-get install nats-server (or set CAXTON_TEST_NATS_SERVER to its path)',
     ]);
   });

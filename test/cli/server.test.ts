@@ -175,6 +175,17 @@ describe('caxton serve + the agent, status, health and config commands', () => {
     expect(a.definition?.system_prompt).toContain('You are beta');
   });
 
+  it('agent show marks the tools this server does not offer', async () => {
+    writeFileSync(join(dir, 'claudish.md'), '---\nname: claudish\ndescription: d\ntools: mcp__github, Agent\n---\nHi.\n');
+    expectExit(await cli('agent', 'deploy', 'claudish.md'), 0);
+    const [text, json] = await Promise.all([cli('agent', 'show', 'claudish'), cli('--json', 'agent', 'show', 'claudish')]);
+    expectExit(text, 0);
+    expect(text.stdout).toMatch(/^tools:\s+github\.\* \(unresolved\), send_message$/m);
+    expect(text.stdout).toMatch(/^\s+unresolved github\.\*: the tool "github\.\*" is not offered .*\[mcp_servers\.github\]/m);
+    expect(parseJson<{ unresolved_tools: { tool: string }[] }>(json).unresolved_tools.map((u) => u.tool)).toEqual(['github.*']);
+    expectExit(await cli('agent', 'remove', 'claudish'), 0);
+  });
+
   it('agent show of an unknown agent exits 1 ("no agent named"), as text and as a JSON error', async () => {
     const [text, json] = await Promise.all([cli('agent', 'show', 'nobody'), cli('--json', 'agent', 'show', 'nobody')]);
     expectExit(text, 1);

@@ -62,16 +62,24 @@ describe('unsupported parameters are refused by name', () => {
     { name: 'reasoning_effort', params: { reasoning_effort: 'high' }, param: 'reasoning_effort', code: 'unsupported_parameter' },
     { name: 'an unknown parameter', params: { frobnicate: true }, param: 'frobnicate', code: 'unsupported_parameter' },
     {
-      name: 'a tool call of a tool the request does not define',
-      params: {
-        messages: [
-          { role: 'user', content: 'hi' },
-          { role: 'assistant', content: null, tool_calls: [{ id: 'c1', type: 'function', function: { name: 'lookup', arguments: '{}' } }] },
-          { role: 'tool', tool_call_id: 'c1', content: 'x' },
-        ],
-      },
-      param: 'messages[1].tool_calls[0].function.name',
-      code: 'invalid_request',
+      name: 'a deprecated function_call in a message',
+      params: { messages: [...user('hi'), { role: 'assistant', content: null, function_call: { name: 'lookup', arguments: '{}' } }, ...user('again')] },
+      param: 'messages[1].function_call',
+      code: 'unsupported_parameter',
+    },
+    {
+      name: 'an earlier audio reply known only by its id',
+      params: { messages: [...user('hi'), { role: 'assistant', content: null, audio: { id: 'audio_1' } }, ...user('again')] },
+      param: 'messages[1].audio',
+      code: 'unsupported_parameter',
+    },
+    { name: 'an unknown message field', params: { messages: [{ role: 'user', content: 'hi', colour: 'red' }] }, param: 'messages[0].colour', code: 'unsupported_parameter' },
+    { name: "an assistant's field on a user message", params: { messages: [{ role: 'user', content: 'hi', parsed: {} }] }, param: 'messages[0].parsed', code: 'unsupported_parameter' },
+    {
+      name: 'a refusal part in a user message',
+      params: { messages: [{ role: 'user', content: [{ type: 'refusal', refusal: 'no' }] }] },
+      param: 'messages[0].content[0].type',
+      code: 'unsupported_value',
     },
     {
       name: 'a tool message answering no call',

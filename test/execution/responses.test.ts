@@ -339,9 +339,14 @@ describe('client function tools', () => {
     { name: 'a call without its output', params: { input: [{ role: 'user', content: 'hi' }, call('call_a'), call('call_b'), output('call_a')] }, param: 'input[1]', text: 'call_b' },
     { name: 'arguments that are not JSON', params: { input: [{ role: 'user', content: 'hi' }, call('call_a', '{nope'), output('call_a')] }, param: 'input[1].arguments', text: 'not JSON' },
     {
-      name: 'a call of a tool not in tools',
-      params: { input: [{ role: 'user', content: 'hi' }, { ...call('call_a'), name: 'other_tool' }, output('call_a')] },
-      param: 'input[1].name',
+      name: 'a call of a tool not in tools, without its output',
+      params: {
+        input: [
+          { role: 'user', content: 'hi' },
+          { ...call('call_a'), name: 'other_tool' },
+        ],
+      },
+      param: 'input[1]',
       text: 'other_tool',
     },
     { name: 'a tool defined twice', params: { tools: [weatherTool, weatherTool] }, param: 'tools[1].name', text: 'twice' },

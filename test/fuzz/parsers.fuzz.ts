@@ -1,7 +1,8 @@
 /**
  * Fuzzing every in-process parser of outside input (docs/fuzzing.md): request-body JSON, agent
  * files (TOML, Markdown + YAML frontmatter, JSON), ACL messages, tool manifests, memory imports
- * (JSON and JSONL) and caxton.toml. For each target: the saved corpus is replayed, then
+ * (JSON and JSONL), caxton.toml, and the workspace and web tools' parsers of model and page input
+ * (HTML to Markdown, the workspace.bash command line, glob patterns). For each target: the saved corpus is replayed, then
  * structure-aware input is generated for the time budget. A finding is a throw other than the
  * documented CaxtonError (e.g. a RangeError: stack overflow), a call over 1 s, or a result that
  * cannot be serialized (what the server stores must stay readable).
@@ -19,6 +20,8 @@ import { MAX_INPUT_DEPTH, valueDepth } from '../../src/shared/depth.js';
 import { CaxtonError } from '../../src/shared/errors.js';
 import { scanJsonText } from '../../src/shared/json-text.js';
 import { parseToolManifest } from '../../src/tools/wasm/index.js';
+import { htmlToMarkdown } from '../../src/tools/web/index.js';
+import { Glob, GlobError, parseCommandLine } from '../../src/tools/workspace/index.js';
 import { makeTempDir, removeTempDirs } from '../helpers/tmp.js';
 import { corpus, documents, preview, FUZZ_SEED, fuzz, guarded, HANG_MS, hostileJson, startWatchdog, stopWatchdog, testTimeout, yamlAliasBomb, type CallOutcome } from './harness.js';
 
@@ -70,7 +73,27 @@ const CONFIGS = [
   '[server]\nport = 8080\nmax_body_size = "1MB"\n[llm]\ndefault_provider = "d"\n[llm.providers.d]\ntype = "scripted"\nscript = "replies.toml"\n[memory]\nenabled = true\n[messaging]\nmax_hops = 8\n',
 ];
 
-const TARGETS = ['json-body', 'agent-toml', 'agent-markdown', 'agent-json', 'acl-message', 'tool-manifest', 'memory-json', 'memory-jsonl', 'caxton-toml'] as const;
+const HTML = [
+  '<!doctype html><html><head><title>T &amp; t</title><script>x<y</script></head><body><h2>H</h2><p>a <b>b</b> <a href="/x">c</a></p><ul><li>1<ol><li>2</li></ol></li></ul><pre>p  re</pre><table><tr><td>1</td></tr></table><img src="i.png" alt="A"></body></html>',
+  '<div><!-- c --><p>&#x263A; &lt;&nbsp;</p><br><hr><blockquote>q</blockquote><code>c</code></div>',
+];
+const SHELL = [`ls -la | grep 'a b' && wc -l < x.txt; echo "done" > out 2>&1`, 'cat a\\ b || echo $(x)\n# c\nls', "echo 'un", 'a | | b'];
+const GLOBS = ['**/*.{ts,tsx}', 'src/[a-z]?*.js', '{a,{b,c}}/**/x', '*a*a*a*a*b', '[!x-z]\\*'];
+
+const TARGETS = [
+  'json-body',
+  'agent-toml',
+  'agent-markdown',
+  'agent-json',
+  'acl-message',
+  'tool-manifest',
+  'memory-json',
+  'memory-jsonl',
+  'caxton-toml',
+  'html-markdown',
+  'shell-line',
+  'glob-pattern',
+] as const;
 type Target = (typeof TARGETS)[number];
 
 /** The documented failure of every target is a CaxtonError (ConfigError is one) with a message. */
@@ -137,6 +160,29 @@ const CHECKS: Record<Target, (input: string) => void> = {
     const o = guarded('caxton-toml', input, () => loadServerConfig({ file: configPath, env: {}, cwd: dir }));
     expectOnlyDocumentedError('caxton-toml', input, o, ['invalid_config', 'input_too_deep']);
   },
+  'html-markdown': (input) => {
+    const o = guarded('html-markdown', input, (t) => htmlToMarkdown(t, 'https://example.com/a/'));
+    expect(o.error, `html-markdown threw ${String(o.error)}`).toBeUndefined();
+    expectOnlyDocumentedError('html-markdown', input, o);
+  },
+  'shell-line': (input) => {
+    const o = guarded('shell-line', input, (t) => parseCommandLine(t));
+    expect(o.error, `shell-line threw ${String(o.error)}`).toBeUndefined();
+    expectOnlyDocumentedError('shell-line', input, o);
+  },
+  'glob-pattern': (input) => {
+    const o = guarded('glob-pattern', input, (t) => {
+      try {
+        const g = new Glob(t, { basenameAnywhere: true });
+        return [g.matches(t.replace(/[*?[\]{},]/g, 'a').slice(0, 300)), g.matches('a/'.repeat(100) + 'a'.repeat(200))];
+      } catch (e) {
+        if (e instanceof GlobError) return e.message;
+        throw e;
+      }
+    });
+    expect(o.error, `glob-pattern threw ${String(o.error)}`).toBeUndefined();
+    expectOnlyDocumentedError('glob-pattern', input, o);
+  },
 };
 
 function agentCheck(target: Target, input: string, format: 'toml' | 'markdown' | 'json'): void {
@@ -170,6 +216,20 @@ const ARBITRARIES: Record<Target, fc.Arbitrary<string>> = {
   'caxton-toml': fc.oneof(
     documents(CONFIGS),
     fc.integer({ min: 1, max: 50_000 }).map((n) => `[server]\nx = ${'['.repeat(n)}${']'.repeat(n)}\n`),
+  ),
+  'html-markdown': fc.oneof(
+    { arbitrary: documents(HTML), weight: 6 },
+    { arbitrary: fc.integer({ min: 1, max: 100_000 }).map((n) => `${'<div><a href=x>'.repeat(n)}t`), weight: 1 },
+    { arbitrary: fc.integer({ min: 1, max: 100_000 }).map((n) => `<pre>${' \t'.repeat(n)}</pre>${'<!--'.repeat(n)}`), weight: 1 },
+  ),
+  'shell-line': fc.oneof(
+    documents(SHELL),
+    fc.array(fc.constantFrom('ls', '|', '&&', "'", '"', '\\', '>', '2>&1', '<(', '$', ' ', '\n', '#', 'a'), { maxLength: 400 }).map((a) => a.join('')),
+  ),
+  'glob-pattern': fc.oneof(
+    documents(GLOBS),
+    fc.array(fc.constantFrom('*', '**', '/', '?', '[', ']', '!', '-', '{', '}', ',', '\\', 'a', 'b'), { maxLength: 300 }).map((a) => a.join('')),
+    fc.integer({ min: 1, max: 200 }).map((n) => '{a,b}'.repeat(n)),
   ),
 };
 

@@ -5,7 +5,7 @@
 import { spawnSync } from 'node:child_process';
 import pg from 'pg';
 
-export type SystemComponent = 'postgresql' | 'pgvector' | 'promtool' | 'nats-server' | 'chromium';
+export type SystemComponent = 'postgresql' | 'pgvector' | 'promtool' | 'nats-server' | 'chromium' | 'bwrap';
 
 /** What each component is and the command that installs it (Debian; see README "Test"). */
 export const SYSTEM_COMPONENTS: Record<SystemComponent, { label: string; install: string }> = {
@@ -14,6 +14,7 @@ export const SYSTEM_COMPONENTS: Record<SystemComponent, { label: string; install
   promtool: { label: 'promtool', install: 'sudo apt-get install --no-install-recommends prometheus' },
   'nats-server': { label: 'nats-server', install: 'sudo apt-get install nats-server (or set CAXTON_TEST_NATS_SERVER to its path)' },
   chromium: { label: 'Chromium', install: 'sudo apt-get install --no-install-recommends chromium (or set CAXTON_TEST_CHROMIUM to its path)' },
+  bwrap: { label: 'bubblewrap', install: 'sudo apt-get install --no-install-recommends bubblewrap' },
 };
 
 /** The browser the web console's end-to-end tests drive (test/console/harness.ts); never downloaded. */
@@ -67,7 +68,10 @@ export async function probeSystem(): Promise<SystemStatus> {
     : c.status !== 0
       ? `${TEST_CHROMIUM} --version exited with ${c.status}`
       : null;
-  return { postgresql, pgvector, promtool, 'nats-server': nats, chromium };
+  // workspace.bash runs commands in a bubblewrap sandbox (test/tools/workspace/bash.test.ts): it must be able to make its namespaces here.
+  const b = spawnSync('bwrap', ['--ro-bind', '/', '/', '--unshare-all', '--', '/bin/true'], { encoding: 'utf8', timeout: 10_000 });
+  const bwrap = b.error ? `bwrap not found on PATH (${(b.error as NodeJS.ErrnoException).code ?? b.error.message})` : b.status !== 0 ? `bwrap cannot create a sandbox here: ${b.stderr.trim()}` : null;
+  return { postgresql, pgvector, promtool, 'nats-server': nats, chromium, bwrap };
 }
 
 /** The one line printed for a missing component. */

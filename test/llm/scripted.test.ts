@@ -97,6 +97,23 @@ describe('scripted provider', () => {
     expect((await p.chat({ model: '', messages })).content).toBe(t2.content);
   });
 
+  it("{{match.N}} is a capture group of the rule's match in the request, in content and tool arguments", async () => {
+    const p = createScriptedProvider('demo', providerConfig({ type: 'scripted' }), {
+      rules: [
+        {
+          match: '^review\\s+(\\S+)(?:\\s+(\\S+))?',
+          turns: [{ tool_calls: [{ name: 'workspace.read', arguments: { file_path: '{{match.1}}' } }] }, { content: 'read {{match.1}}[{{match.2}}]: {{last_tool_result}}' }],
+        },
+      ],
+    });
+    const messages: ChatMessage[] = [{ role: 'user', content: 'review src/app.ts please' }];
+    const t0 = await p.chat({ model: '', messages });
+    expect(t0.tool_calls[0]).toMatchObject({ name: 'workspace.read', arguments: { file_path: 'src/app.ts' } });
+    messages.push({ role: 'assistant', content: '', tool_calls: t0.tool_calls }, { role: 'tool', tool_call_id: t0.tool_calls[0]!.id, name: 'workspace.read', content: '1\tx' });
+    expect((await p.chat({ model: '', messages })).content).toBe('read src/app.ts[please]: 1\tx');
+    expect(() => createScriptedProvider('demo', providerConfig({ type: 'scripted' }), { rules: [{ content: '{{match.x}}' }] })).toThrow(/unknown placeholder \{\{match\.x\}\}/);
+  });
+
   it('uses the catch-all order, the fallback when nothing matches, and the fallback after tool-only turns', async () => {
     const p = await fileProvider('weather2.toml', WEATHER);
     expect((await p.chat({ model: '', messages: [{ role: 'user', content: 'hello there' }] })).content).toBe('You said: hello there');

@@ -46,4 +46,17 @@ describe('tool_choice on the wire', () => {
       { role: 'user', content: [{ type: 'tool_result', tool_use_id: 'call_x', content: 'snow' }] },
     ]);
   });
+
+  it('Anthropic: history with tool blocks and no tools offered declares the tools it names, with tool_choice none (the API refuses tool blocks without tools)', () => {
+    const messages: ChatRequest['messages'] = [
+      { role: 'user', content: 'refund please' },
+      { role: 'assistant', content: '', tool_calls: [{ id: 'call_h', name: 'transfer.to billing', arguments: {} }] },
+      { role: 'tool', tool_call_id: 'call_h', name: 'transfer.to billing', content: '{"assistant":"Billing"}' },
+    ];
+    const body = anthropicBody(req({ tools: [], messages }), 'm', false);
+    expect(body.tools).toEqual([{ name: 'transfer_to_billing', description: 'Called earlier in this conversation; not available now.', input_schema: { type: 'object' } }]);
+    expect(body.tool_choice).toEqual({ type: 'none' });
+    expect((body.messages as { content: { name?: string }[] }[])[1]!.content[0]!.name).toBe('transfer_to_billing');
+    expect(anthropicBody(req({ tools: [] }), 'm', false)).not.toHaveProperty('tools');
+  });
 });

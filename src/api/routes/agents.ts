@@ -91,7 +91,11 @@ export async function agentRoutes(app: FastifyInstance, opts: { service: AgentSe
   r.get('/agents/:name', { schema: { summary: 'Get one agent', tags: ['agents'], params: agentNameParams, response: { 200: agentDetailSchema, 404: errorEnvelopeSchema } } }, async (req) => {
     const a = registry.get(req.params.name);
     if (!a) throw new CaxtonError('agent_not_found', `no agent named "${req.params.name}" is deployed`, { name: req.params.name });
-    return detail(a);
+    const unresolved = service
+      .checkDeployed(a.definition)
+      .filter((i) => i.code === 'tool_unresolved')
+      .map((i) => ({ tool: a.definition.tools[Number(i.field.split('.')[1])] ?? i.field, message: i.message, ...(i.suggestion !== undefined && { suggestion: i.suggestion }) }));
+    return { ...detail(a), unresolved_tools: unresolved };
   });
 
   r.get(

@@ -1,7 +1,7 @@
 import type { HistoryMessage, InvokeRequest, SuspendedExecution, SuspendedExecutionStore } from '../../execution/index.js';
 import type { ToolCall } from '../../llm/index.js';
 import { CaxtonError } from '../../shared/errors.js';
-import { textOf, type ChatMessageParam } from './openai-params.js';
+import { assistantText, textOf, type ChatMessageParam } from './openai-params.js';
 
 /**
  * OpenAI chat messages → the invoke request's message fields (instructions or context, history,
@@ -13,6 +13,11 @@ import { textOf, type ChatMessageParam } from './openai-params.js';
  * started it and the model is the same agent: the model then sees exactly what it saw before,
  * the server-side tool results the client never saw included (ADR 0029). Otherwise the
  * conversation is rebuilt from the messages sent (stateless fallback).
+ *
+ * Answered tool calls in the conversation may name tools this request does not offer: a handoff
+ * (the OpenAI Agents SDK's transfer_to_B, answered, then B's request without that tool) or a tool
+ * dropped between turns is history the model reads, as OpenAI's API accepts it. Only the
+ * request's own `tools` are offered to the model; an unanswered call is refused whatever it names.
  */
 
 /** `{{context}}` in the agent's user template: the agent asked for the caller's system messages there. */
@@ -23,7 +28,7 @@ export interface ChatToInvokeOptions {
   agent: string;
   /** The agent's user_prompt_template (decides where system messages go). */
   userTemplate: string;
-  /** The names of the request's client-defined tools: a tool call or result naming another is a 400. */
+  /** The request's client tools: a suspended execution is resumed only by a request offering the tools of its pending calls (continues). */
   toolNames: ReadonlySet<string>;
   /** The caller (Principal.id); only the principal that started an execution resumes it. */
   principal?: string | undefined;
@@ -49,10 +54,9 @@ function invalid(param: string, message: string, details: Record<string, unknown
 }
 
 /** The tool calls of assistant message `i`, their arguments parsed (a JSON object, as the model produced it). */
-function callsOf(m: ChatMessageParam, i: number, toolNames: ReadonlySet<string>): ToolCall[] {
+function callsOf(m: ChatMessageParam, i: number): ToolCall[] {
   return (m.tool_calls ?? []).map((c, j) => {
     const at = `messages[${i}].tool_calls[${j}]`;
-    if (!toolNames.has(c.function.name)) throw invalid(`${at}.function.name`, `"${c.function.name}" is not one of this request's tools; send the tools the conversation uses with every request`);
     let args: unknown;
     try {
       args = c.function.arguments.trim() === '' ? {} : JSON.parse(c.function.arguments);
@@ -79,10 +83,20 @@ function pendingCalls(s: SuspendedExecution): Map<string, ToolCall> {
   return out;
 }
 
+/**
+ * Whether a follow-up offering `toolNames` continues stored execution `s`: only when it still
+ * offers the tools of the calls it answers. One that does not has moved on — the Agents SDK's
+ * handoff answers transfer_to_B in B's request, under B's instructions and tools — and is rebuilt
+ * from its own messages, which a resumed execution would set aside for the prompts it started with.
+ */
+export function continues(s: SuspendedExecution, toolNames: ReadonlySet<string>): boolean {
+  return [...pendingCalls(s).values()].every((c) => toolNames.has(c.name));
+}
+
 type KnownCalls = Map<string, { call: ToolCall; at: number; answered: boolean }>;
 
 /** Checks each tool message against the calls it may answer (the request's, a stored execution's) and converts it in place. */
-function convertToolMessages(messages: ChatMessageParam[], converted: (HistoryMessage | undefined)[], calls: KnownCalls, storedCalls: Map<string, ToolCall>, toolNames: ReadonlySet<string>): void {
+function convertToolMessages(messages: ChatMessageParam[], converted: (HistoryMessage | undefined)[], calls: KnownCalls, storedCalls: Map<string, ToolCall>): void {
   messages.forEach((m, i) => {
     if (m.role !== 'tool') return;
     const id = m.tool_call_id!;
@@ -91,35 +105,34 @@ function convertToolMessages(messages: ChatMessageParam[], converted: (HistoryMe
     if (!call) throw invalid(`messages[${i}].tool_call_id`, `"${id}" answers no tool call: it is in no earlier assistant message's tool_calls and belongs to no open call`);
     if (known && known.at > i) throw invalid(`messages[${i}].tool_call_id`, `"${id}" is answered before the assistant message that calls it (messages[${known.at}])`);
     if (m.name !== undefined && m.name !== call.name) throw invalid(`messages[${i}].name`, `"${m.name}" is not the tool that call ${id} named ("${call.name}")`);
-    if (!toolNames.has(call.name)) throw invalid(`messages[${i}].tool_call_id`, `call ${id} is of the tool "${call.name}", which is not one of this request's tools`);
     if (known) known.answered = true;
     converted[i] = { role: 'tool', tool_call_id: id, name: call.name, content: textOf(m.content) };
   });
 }
 
 /** The conversion of assistant and user messages (tool messages are converted once every call is known). */
-function convertTurns(messages: ChatMessageParam[], toolNames: ReadonlySet<string>, calls: KnownCalls): (HistoryMessage | undefined)[] {
+function convertTurns(messages: ChatMessageParam[], calls: KnownCalls): (HistoryMessage | undefined)[] {
   return messages.map((m, i) => {
     if (m.role === 'user') return { role: 'user', content: textOf(m.content) };
     if (m.role === 'assistant') {
-      const tc = callsOf(m, i, toolNames);
+      const tc = callsOf(m, i);
       for (const c of tc) calls.set(c.id, { call: c, at: i, answered: false });
-      return { role: 'assistant', content: textOf(m.content), ...(tc.length > 0 && { tool_calls: tc }) };
+      return { role: 'assistant', content: assistantText(m), ...(tc.length > 0 && { tool_calls: tc }) };
     }
     return undefined;
   });
 }
 
 /** `opts.resume`: every message is new since the stored transcript, and appended to it. */
-function continueExecution(messages: ChatMessageParam[], stored: SuspendedExecution, toolNames: ReadonlySet<string>): ChatInvoke {
+function continueExecution(messages: ChatMessageParam[], stored: SuspendedExecution): ChatInvoke {
   messages.forEach((m, i) => {
     if (m.role === 'system' || m.role === 'developer')
       throw invalid(`messages[${i}].role`, 'system and developer messages cannot be added to a continued execution: it keeps the instructions it started with');
   });
   const calls: KnownCalls = new Map();
-  const converted = convertTurns(messages, toolNames, calls);
+  const converted = convertTurns(messages, calls);
   const storedCalls = pendingCalls(stored);
-  convertToolMessages(messages, converted, calls, storedCalls, toolNames);
+  convertToolMessages(messages, converted, calls, storedCalls);
   const answered = new Set(messages.flatMap((m) => (m.role === 'tool' ? [m.tool_call_id!] : [])));
   const missing = [...storedCalls.values(), ...[...calls.values()].map((c) => c.call)].filter((c) => !answered.has(c.id));
   if (missing.length > 0) throw missingError('messages', missing);
@@ -132,18 +145,18 @@ function continueExecution(messages: ChatMessageParam[], stored: SuspendedExecut
 /**
  * The invoke request's message fields for OpenAI chat messages (see the top of this file), and
  * the suspended execution resumed, if any. Throws 400 `invalid_request` with `param` for tool
- * input that does not add up (results answering no call, tools not in the request, missing results).
+ * input that does not add up (results answering no call, calls without results).
  */
 export async function chatMessagesToInvoke(messages: ChatMessageParam[], opts: ChatToInvokeOptions): Promise<ChatInvoke> {
   const system = messages.filter((m) => m.role === 'system' || m.role === 'developer').map((m) => textOf(m.content));
-  if (opts.resume) return continueExecution(messages, opts.resume, opts.toolNames);
+  if (opts.resume) return continueExecution(messages, opts.resume);
   const lastUser = messages.map((m) => m.role).lastIndexOf('user');
   if (lastUser < 0) throw new CaxtonError('invalid_request', 'messages must contain a user message', { field: 'messages' });
 
   // Every call the request's assistant messages carry, with whether it is answered; system
   // messages were taken above, tool messages are converted below, once the calls are known.
   const calls: KnownCalls = new Map();
-  const converted = convertTurns(messages, opts.toolNames, calls);
+  const converted = convertTurns(messages, calls);
 
   // The follow-up's tool results may answer calls of a suspended execution whose assistant message
   // the request does not repeat (the Responses API sends results alone): look those up.
@@ -155,12 +168,12 @@ export async function chatMessagesToInvoke(messages: ChatMessageParam[], opts: C
       const s = await opts.store.findByCallId(m.tool_call_id!);
       // Another principal's or another agent's execution is not theirs to resume; to them it does
       // not exist (its existence is not revealed): their request is rebuilt from its own messages.
-      if (s && s.agent === opts.agent && s.principal === opts.principal) stored = s;
+      if (s && s.agent === opts.agent && s.principal === opts.principal && continues(s, opts.toolNames)) stored = s;
       break;
     }
   }
   const storedCalls = stored ? pendingCalls(stored) : new Map<string, ToolCall>();
-  convertToolMessages(messages, converted, calls, storedCalls, opts.toolNames);
+  convertToolMessages(messages, converted, calls, storedCalls);
 
   const placement = system.length > 0 ? (CONTEXT_RE.test(opts.userTemplate) ? { context: system.join('\n\n') } : { instructions: system }) : {};
   const request = textOf(messages[lastUser]!.content);

@@ -11,7 +11,7 @@ import { MAX_SCHEMA_CHARS } from './structured-output.js';
  * refused with 400 unsupported_parameter / unsupported_value naming it. Never a silent drop.
  */
 
-const textPart = z.object({ type: z.string(), text: z.string().optional() }).loose();
+const textPart = z.object({ type: z.string(), text: z.string().optional(), refusal: z.string().optional() }).loose();
 const contentSchema = z.union([z.string(), z.array(textPart), z.null()]);
 
 const responseFormatSchema = z.discriminatedUnion('type', [
@@ -47,6 +47,8 @@ export const chatMessageSchema = z
     name: z.string().max(256).optional(),
     tool_calls: z.array(messageToolCallSchema).max(MAX_CLIENT_TOOLS).nullable().optional(),
     tool_call_id: z.string().min(1).max(256).optional(),
+    refusal: z.string().nullable().optional(),
+    audio: z.object({ id: z.string().optional(), transcript: z.string().optional() }).loose().nullable().optional(),
   })
   .loose();
 
@@ -137,6 +139,14 @@ const REFUSED: Record<string, string> = {
 
 const MESSAGE_KEYS = new Set(['role', 'content', 'name', 'refusal', 'tool_calls', 'function_call', 'tool_call_id']);
 
+/**
+ * Fields of an assistant message as OpenAI returns it, so that a client (the `openai` SDK's
+ * create(), finalChatCompletion(), parse()) can send its message objects back as they are:
+ * `annotations` (citations of OpenAI's web search) and `parsed` (the SDK's own parse of the
+ * content) say nothing the content does not; `audio` is read as text (assistantText).
+ */
+const ASSISTANT_KEYS = new Set(['annotations', 'parsed', 'audio']);
+
 function unsupported(param: string, message: string): CaxtonError {
   return new CaxtonError('unsupported_parameter', `${param} is not supported by Caxton's OpenAI-compatible endpoint: ${message}`, { param });
 }
@@ -171,13 +181,19 @@ export function assertSupported(body: Record<string, unknown>): void {
   const messages = body.messages as Record<string, unknown>[];
   messages.forEach((m, i) => {
     const at = `messages[${i}]`;
-    for (const key of Object.keys(m)) if (!MESSAGE_KEYS.has(key)) throw unsupported(`${at}.${key}`, 'unknown message field');
+    const assistant = m.role === 'assistant';
+    for (const key of Object.keys(m)) if (!MESSAGE_KEYS.has(key) && !(assistant && ASSISTANT_KEYS.has(key))) throw unsupported(`${at}.${key}`, 'unknown message field');
     if (!absent(m.function_call)) throw unsupported(`${at}.function_call`, 'the deprecated function-calling fields are not supported; use tool_calls');
+    const audio = m.audio as { transcript?: unknown } | null | undefined;
+    if (!absent(audio) && typeof audio!.transcript !== 'string' && textOf(m.content as ChatMessageParam['content']) === '') {
+      throw unsupported(`${at}.audio`, "an earlier audio reply reaches the model only as text: send its transcript as the message's content");
+    }
     if (m.role === 'tool' && absent(m.tool_call_id)) throw invalid(`${at}.tool_call_id`, 'a tool message needs the tool_call_id of the call it answers');
     if (!absent(m.tool_calls) && m.role !== 'assistant') throw invalid(`${at}.tool_calls`, 'only assistant messages carry tool_calls');
     if (Array.isArray(m.content)) {
       (m.content as { type: string }[]).forEach((p, j) => {
-        if (p.type !== 'text') throw unsupportedValue(`${at}.content[${j}].type`, `content parts of type "${p.type}" are not supported; only "text" parts are`);
+        if (p.type !== 'text' && !(assistant && p.type === 'refusal'))
+          throw unsupportedValue(`${at}.content[${j}].type`, `content parts of type "${p.type}" are not supported; only "text" parts are (and "refusal" parts in assistant messages)`);
       });
     }
   });
@@ -186,7 +202,18 @@ export function assertSupported(body: Record<string, unknown>): void {
 export function textOf(c: z.infer<typeof contentSchema> | undefined): string {
   if (c === undefined || c === null) return '';
   if (typeof c === 'string') return c;
-  return c.map((p) => p.text ?? '').join('');
+  return c.map((p) => p.text ?? p.refusal ?? '').join('');
+}
+
+/**
+ * What an assistant message said, as the model reads it back: its content; when that is empty,
+ * its refusal (OpenAI returns a refusal beside a null content) or the transcript of its audio.
+ */
+export function assistantText(m: ChatMessageParam): string {
+  const text = textOf(m.content);
+  if (text !== '') return text;
+  if (typeof m.refusal === 'string' && m.refusal !== '') return m.refusal;
+  return m.audio?.transcript ?? '';
 }
 
 /**

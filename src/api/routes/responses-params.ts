@@ -10,7 +10,7 @@ import { IGNORED_PARAMETERS } from './openai-params.js';
  */
 
 /** A content part of a message item; which types are usable is checked per item (below). */
-const contentPart = z.object({ type: z.string(), text: z.string().optional() }).loose();
+const contentPart = z.object({ type: z.string(), text: z.string().optional(), refusal: z.string().optional() }).loose();
 
 // Strict: a field Caxton does not know inside `text` is refused, not dropped.
 const formatSchema = z.discriminatedUnion('type', [
@@ -214,7 +214,13 @@ export function inputItems(input: ResponsesBody['input']): InputItem[] {
     if (Array.isArray(parts)) {
       const field = 'content' in item ? 'content' : 'output';
       parts.forEach((p, j) => {
-        if (!TEXT_PARTS.has(p.type)) throw unsupportedValue(`input[${i}].${field}[${j}].type`, `content parts of type "${p.type.slice(0, 100)}" are not supported; only text parts are`);
+        // A refusal is what the model said in an earlier output: read back as its text.
+        const refusal = p.type === 'refusal' && 'role' in item && item.role === 'assistant';
+        if (!TEXT_PARTS.has(p.type) && !refusal)
+          throw unsupportedValue(
+            `input[${i}].${field}[${j}].type`,
+            `content parts of type "${p.type.slice(0, 100)}" are not supported; only text parts are (and "refusal" parts in assistant messages)`,
+          );
       });
     }
     return item;
@@ -224,6 +230,6 @@ export function inputItems(input: ResponsesBody['input']): InputItem[] {
 const TEXT_PARTS = new Set(['input_text', 'output_text', 'text']);
 
 /** The text of a message's (or a tool output's) content. */
-export function textOf(content: string | { type: string; text?: string | undefined }[]): string {
-  return typeof content === 'string' ? content : content.map((p) => p.text ?? '').join('');
+export function textOf(content: string | { type: string; text?: string | undefined; refusal?: string | undefined }[]): string {
+  return typeof content === 'string' ? content : content.map((p) => p.text ?? p.refusal ?? '').join('');
 }

@@ -12,6 +12,7 @@ import { MemoryResponseStore, type ResponseStore, type StoredResponse, type Tran
 import { errorEnvelopeSchema } from '../schemas.js';
 import { disconnectSignal, wantsEventStream } from '../sse.js';
 import { rewriteErrorPayload } from './openai-errors.js';
+import { continues } from './openai-messages.js';
 import { itemsToMessages, newId, outputText, outputToMessages, responseObject, ResponseEvents, type FunctionCallOutput, type OutputItem, type ResponseState } from './responses-objects.js';
 import { formatOf, responsesToInvoke, withResponsesParam, type MessageSource } from './responses-invoke.js';
 import { assertResponsesSupported, inputItems, responsesBody, type ResponsesBody } from './responses-params.js';
@@ -73,9 +74,10 @@ export async function responsesRoutes(
     const userTemplate = registry.find(body.model)?.definition.user_prompt_template ?? '';
     // The previous response ended in function calls and its execution is still suspended: the
     // input (function outputs, maybe new user turns) continues that execution exactly, with the
-    // instructions it started with.
+    // instructions it started with — unless the request no longer offers those calls' tools (continues).
     const waiting = body.previous_response_id && suspended ? await suspended.get(body.previous_response_id) : undefined;
-    const own = waiting && waiting.agent === body.model && (waiting.principal ?? null) === principal ? waiting : undefined;
+    const offered = new Set((body.tools ?? []).map((t) => String(t.name)));
+    const own = waiting && waiting.agent === body.model && (waiting.principal ?? null) === principal && continues(waiting, offered) ? waiting : undefined;
     // Otherwise `instructions` go where a chat client's system messages go, and are not stored: a
     // response continuing this one does not inherit them (as at OpenAI).
     const instructions: TranscriptMessage[] = !own && body.instructions ? [{ role: 'system', content: body.instructions }] : [];

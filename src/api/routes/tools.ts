@@ -234,7 +234,8 @@ export async function toolRoutes(app: FastifyInstance, opts: { tools: ToolServer
     {
       schema: {
         summary: 'The audit log of tool calls, newest first',
-        description: 'Every call of a WebAssembly or MCP tool: time, agent, conversation, tool, SHA-256 of the arguments, outcome, duration, fuel and memory. Page with before_id = next_before_id.',
+        description:
+          'Every call of a WebAssembly, JavaScript or MCP tool, and of the workspace, web and todo tools: time, agent, conversation, tool, SHA-256 of the arguments, outcome, duration, fuel and memory. Page with before_id = next_before_id.',
         tags: ['tools'],
         querystring: auditQuery,
         response: { 200: z.object({ records: z.array(auditRecordSchema), next_before_id: z.number().int().nullable() }), 400: errorEnvelopeSchema },

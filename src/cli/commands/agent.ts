@@ -246,20 +246,24 @@ export function registerAgentCommands(program: Command, ctx: CliContext): void {
     .argument('<name>', 'agent name')
     .action(async (name: string) => {
       const out = ctx.output();
-      const a = await ctx
-        .client()
-        .get<AgentSummary & { definition: Record<string, unknown> & { system_prompt: string; llm: Record<string, unknown>; memory: Record<string, unknown>; limits: Record<string, unknown> } }>(
-          `/api/v1/agents/${encodeURIComponent(name)}`,
-        );
+      const a = await ctx.client().get<
+        AgentSummary & {
+          definition: Record<string, unknown> & { system_prompt: string; llm: Record<string, unknown>; memory: Record<string, unknown>; limits: Record<string, unknown> };
+          unresolved_tools?: { tool: string; message: string; suggestion?: string }[];
+        }
+      >(`/api/v1/agents/${encodeURIComponent(name)}`);
       if (out.json) return out.data(a);
       const d = a.definition;
+      const unresolved = new Map((a.unresolved_tools ?? []).map((u) => [u.tool, u]));
+      const tools = a.tools.map((t) => (unresolved.has(t) ? `${t} (unresolved)` : t));
       out.out(
         [
           `name:         ${a.name}`,
           `version:      ${a.version}`,
           `description:  ${a.description}`,
           `capabilities: ${a.capabilities.join(', ')}`,
-          `tools:        ${a.tools.join(', ') || '(none)'}`,
+          `tools:        ${tools.join(', ') || '(none)'}`,
+          ...[...unresolved.values()].map((u) => `  unresolved ${u.tool}: ${u.message}${u.suggestion ? ` (${u.suggestion})` : ''}`),
           `source:       ${a.origin.kind === 'file' ? `file ${a.origin.path}` : 'api'} (${a.format}, revision ${a.revision}, updated ${a.updated_at})`,
           `llm:          ${JSON.stringify(d.llm)}`,
           `memory:       ${JSON.stringify(d.memory)}`,

@@ -11,6 +11,7 @@ import { ToolCatalogue, type AuditWatch } from '../../tools/index.js';
 import { ToolPackageStore, ToolServerManager, type ToolAuditLog } from '../../tools/wasm/index.js';
 import type { ClusterComponent } from './cluster.js';
 import type { Component } from './component.js';
+import { TOOLKIT_GROUPS } from './toolkit.js';
 
 export interface ToolsComponent extends Component {
   /** WebAssembly tool servers (built-in and deployed): their tools are host tools `SERVER.tool`. */
@@ -85,6 +86,7 @@ export async function startTools(opts: {
     servers,
     builtin: executor.deps.tools,
     host: executor.hostTools,
+    groups: TOOLKIT_GROUPS,
     mcp: opts.mcp,
     audit: opts.auditWatch,
     ...(config.metrics.enabled && { metrics: opts.metrics }),

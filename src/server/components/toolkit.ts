@@ -1,0 +1,50 @@
+import { statSync } from 'node:fs';
+import type { ServerConfig } from '../../config/index.js';
+import type { Logger } from '../../observability/index.js';
+import { CaxtonError } from '../../shared/errors.js';
+import type { HostToolGroup } from '../../tools/index.js';
+import { todoTools } from '../../tools/todo/index.js';
+import type { ToolAuditSink } from '../../tools/wasm/index.js';
+import { webTools } from '../../tools/web/index.js';
+import { probeSandbox, workspaceTools } from '../../tools/workspace/index.js';
+import type { Component } from './component.js';
+
+/** The catalogue's sources for these tools (`caxton tool list`, GET /api/v1/tools). */
+export const TOOLKIT_GROUPS: readonly HostToolGroup[] = [
+  { name: 'workspace', description: 'Files and shell commands in the granted workspace ([workspace] in caxton.toml): read, write, edit, multi_edit, glob, grep, ls, bash' },
+  { name: 'web', description: 'Web pages and web search: fetch (hosts of [tools.http_client] allowed_hosts), search ([web.search])' },
+  { name: 'todo', description: 'The task list of an execution: write' },
+];
+
+/**
+ * Claude Code's toolkit as host tools (docs/workspace.md, ADR 0049): `workspace.*` confined to
+ * `[workspace]`, `web.fetch` through `[tools.http_client] allowed_hosts`, `web.search` through
+ * `[web.search]`, and `todo.write`. They are registered whatever the grants (an ungranted call
+ * answers an error naming the setting to add), so agents naming them load and the catalogue lists
+ * them; every call is written to the tool audit. A granted workspace that is not a directory stops
+ * the start ('invalid_config'), as a typo there would otherwise only show on the first call.
+ */
+export function startToolkit(opts: { config: ServerConfig; audit: ToolAuditSink; logger: Logger }): Component {
+  const { config, audit, logger } = opts;
+  const ws = config.workspace;
+  if (ws.path !== undefined) {
+    let dir = false;
+    try {
+      dir = statSync(ws.path).isDirectory();
+    } catch {
+      dir = false;
+    }
+    if (!dir) throw new CaxtonError('invalid_config', `refusing to start: [workspace] path = "${ws.path}" in caxton.toml is not a directory (create it, or fix the path)`, { field: 'workspace.path' });
+    if (ws.bash.enabled) {
+      const sandbox = probeSandbox();
+      if (!sandbox.ok) logger.warn({ field: 'workspace.bash.enabled' }, `workspace.bash is enabled but cannot run: ${sandbox.problem}; its calls will be refused`);
+      else if (ws.bash.commands.length === 0)
+        logger.warn({ field: 'workspace.bash.commands' }, 'workspace.bash is enabled with no programs in [workspace.bash] commands: every command will be refused');
+    }
+  }
+  const allowedHosts = () => config.tools.http_client?.allowed_hosts ?? [];
+  return {
+    name: 'toolkit',
+    hostTools: [...workspaceTools(ws, audit), ...webTools(config.web, allowedHosts, audit), ...todoTools(audit)],
+  };
+}

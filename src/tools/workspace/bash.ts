@@ -1,0 +1,291 @@
+/**
+ * workspace.bash: Claude Code's Bash, run only when the operator grants it, as a real child
+ * process inside a bubblewrap sandbox (ADR 0049): new namespaces (no network unless granted),
+ * a read-only view of the system, the workspace bound at its own path (writable only with the
+ * write grant), nothing else of the host's files, a minimal environment, a time limit and an
+ * output limit. Before anything runs, every command of the line is checked against the
+ * operator's allowlist; shell syntax that could hide a command (substitution, variables,
+ * subshells, functions) is refused rather than guessed at.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, lstatSync, readlinkSync } from 'node:fs';
+import type { AuditedResult, AuditedTool } from '../audited.js';
+import { toolError } from '../audited.js';
+import { guarded, int, str } from './files.js';
+import { WorkspaceError, type Workspace } from './grant.js';
+
+export const BASH_NOT_GRANTED = 'workspace.bash is not granted: set [workspace.bash] enabled = true and list the programs it may run in [workspace.bash] commands = ["ls", "cat", ...] in caxton.toml';
+
+/** The words of each simple command of a command line, or a refusal saying what could not be checked. */
+export function parseCommandLine(line: string): { commands: string[][] } | { refused: string } {
+  if (line.length > 16 * 1024) return { refused: 'the command is longer than 16 KiB' };
+  const commands: string[][] = [];
+  let words: string[] = [];
+  let word = '';
+  let inWord = false;
+  let expectTarget = false;
+  const endWord = () => {
+    if (!inWord) return;
+    if (expectTarget) expectTarget = false;
+    else words.push(word);
+    word = '';
+    inWord = false;
+  };
+  const endCommand = (op: string) => {
+    endWord();
+    if (expectTarget) return `"${op}" after a redirection with no file`;
+    if (words.length === 0) return op === '\n' || op === ';' ? undefined : `"${op}" with no command before it`;
+    commands.push(words);
+    words = [];
+    return undefined;
+  };
+  for (let i = 0; i < line.length; i++) {
+    const c = line[i]!;
+    if (c === "'") {
+      const end = line.indexOf("'", i + 1);
+      if (end < 0) return { refused: 'an unterminated single quote' };
+      word += line.slice(i + 1, end);
+      inWord = true;
+      i = end;
+    } else if (c === '"') {
+      let j = i + 1;
+      for (; j < line.length && line[j] !== '"'; j++) {
+        const d = line[j]!;
+        if (d === '$' || d === '`') return { refused: `"${d}" inside double quotes (expansion cannot be checked; use single quotes)` };
+        if (d === '\\' && j + 1 < line.length) {
+          word += line[++j];
+          continue;
+        }
+        word += d;
+      }
+      if (j >= line.length) return { refused: 'an unterminated double quote' };
+      inWord = true;
+      i = j;
+    } else if (c === '\\') {
+      if (i + 1 >= line.length) return { refused: 'a trailing backslash' };
+      const n = line[++i]!;
+      if (n !== '\n') {
+        word += n;
+        inWord = true;
+      }
+    } else if (c === ' ' || c === '\t') endWord();
+    else if (c === '\n' || c === ';') {
+      const err = endCommand(c);
+      if (err) return { refused: err };
+    } else if (c === '|' || c === '&') {
+      const two = line[i + 1] === c;
+      if (c === '&' && !two) {
+        // `2>&1` and `>&2` are redirections; a lone `&` would put a command in the background.
+        if (line[i - 1] === '>' && /[0-9]/.test(line[i + 1] ?? '')) {
+          i++;
+          continue;
+        }
+        return { refused: '"&" (background jobs are not supported)' };
+      }
+      const err = endCommand(two ? c + c : c);
+      if (err) return { refused: err };
+      if (two) i++;
+    } else if (c === '>' || c === '<') {
+      // A redirection: an optional fd number before it belongs to it, and the next word is its file.
+      if (inWord && /^[0-9]$/.test(word)) {
+        word = '';
+        inWord = false;
+      } else endWord();
+      if (line[i + 1] === c) i++;
+      if (c === '<' && line[i + 1] === '(') return { refused: 'process substitution "<(" (it runs a command that cannot be checked)' };
+      if (line[i + 1] === '&') {
+        i++;
+        while (/[0-9-]/.test(line[i + 1] ?? '')) i++;
+        continue;
+      }
+      expectTarget = true;
+    } else if (c === '$' || c === '`') return { refused: `"${c}" (command substitution and variables cannot be checked)` };
+    else if (c === '(' || c === ')' || c === '{' || c === '}') return { refused: `"${c}" (subshells, groups and functions cannot be checked)` };
+    else if (c === '#' && !inWord) {
+      const nl = line.indexOf('\n', i);
+      if (nl < 0) break;
+      i = nl - 1;
+    } else {
+      word += c;
+      inWord = true;
+    }
+  }
+  const err = endCommand('\n');
+  if (err) return { refused: err };
+  if (expectTarget) return { refused: 'a redirection with no file' };
+  return { commands };
+}
+
+/** Refusal text for the first command of `line` the allowlist does not hold, or undefined when all are allowed. */
+export function checkAllowlist(line: string, allowed: readonly string[]): string | undefined {
+  const parsed = parseCommandLine(line);
+  if ('refused' in parsed)
+    return `the command was refused: it uses ${parsed.refused}. workspace.bash runs plain commands, pipelines (|) and sequences (;, &&, ||) with quoted arguments and redirections`;
+  if (parsed.commands.length === 0) return 'the command is empty';
+  for (const words of parsed.commands) {
+    const name = words[0]!;
+    if (/^[A-Za-z_][A-Za-z0-9_]*=/.test(name)) return `the command was refused: variable assignments ("${name}") are not supported`;
+    if (!allowed.includes(name)) {
+      return `the command "${name}" is not allowed: the programs workspace.bash may run are ${allowed.length > 0 ? allowed.join(', ') : '(none)'}; the operator adds programs to [workspace.bash] commands in caxton.toml`;
+    }
+  }
+  return undefined;
+}
+
+/** What the sandbox needs of the host: where bwrap is, or why it cannot run here. */
+export interface SandboxProbe {
+  ok: boolean;
+  bwrap?: string;
+  problem?: string;
+  /** Time one start of an empty sandbox took (ms). */
+  start_ms?: number;
+}
+
+let probed: SandboxProbe | undefined;
+
+/** Whether bubblewrap is installed and can create its namespaces here (checked once per process). */
+export function probeSandbox(): SandboxProbe {
+  if (probed) return probed;
+  const bwrap = ['/usr/bin/bwrap', '/usr/local/bin/bwrap', '/bin/bwrap'].find((p) => existsSync(p));
+  if (!bwrap) {
+    probed = { ok: false, problem: 'bubblewrap (bwrap) is not installed: install it (Debian/Ubuntu: apt-get install bubblewrap)' };
+    return probed;
+  }
+  const t0 = performance.now();
+  const r = spawnSync(bwrap, [...systemBinds(false), '--unshare-all', '--unshare-user', '--cap-drop', 'ALL', '--die-with-parent', '--', '/bin/true'], { timeout: 10_000, encoding: 'utf8', env: {} });
+  const ms = performance.now() - t0;
+  probed =
+    r.status === 0
+      ? { ok: true, bwrap, start_ms: Math.round(ms * 10) / 10 }
+      : { ok: false, bwrap, problem: `bubblewrap cannot create its sandbox here (user namespaces may be disabled): ${(r.stderr || r.error?.message || `exit ${r.status}`).trim()}` };
+  return probed;
+}
+
+/** Read-only binds of the system: /usr, the /bin and /lib links or directories, and the few /etc files programs need. */
+function systemBinds(network: boolean): string[] {
+  const args = ['--ro-bind', '/usr', '/usr'];
+  for (const d of ['/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32']) {
+    let st;
+    try {
+      st = lstatSync(d);
+    } catch {
+      continue;
+    }
+    if (st.isSymbolicLink()) args.push('--symlink', readlinkSync(d), d);
+    else if (st.isDirectory()) args.push('--ro-bind', d, d);
+  }
+  const etc = [
+    '/etc/alternatives',
+    '/etc/ld.so.cache',
+    '/etc/ld.so.conf',
+    '/etc/ld.so.conf.d',
+    '/etc/localtime',
+    '/etc/nsswitch.conf',
+    '/etc/passwd',
+    '/etc/group',
+    '/etc/ssl',
+    '/etc/ca-certificates',
+  ];
+  if (network) etc.push('/etc/resolv.conf', '/etc/hosts');
+  for (const f of etc) args.push('--ro-bind-try', f, f);
+  args.push('--proc', '/proc', '--dev', '/dev', '--tmpfs', '/tmp');
+  return args;
+}
+
+/** The environment inside: nothing of the server's (no keys, no tokens). */
+export const SANDBOX_ENV: Readonly<Record<string, string>> = {
+  PATH: '/usr/local/bin:/usr/bin:/bin',
+  HOME: '/tmp',
+  TMPDIR: '/tmp',
+  LANG: 'C.UTF-8',
+  TERM: 'dumb',
+};
+
+export function sandboxArgs(root: string, opts: { write: boolean; network: boolean }): string[] {
+  const args = [...systemBinds(opts.network), opts.write ? '--bind' : '--ro-bind', root, root, '--chdir', root, '--unshare-all'];
+  if (opts.network) args.push('--share-net');
+  // Inside a user namespace as an unprivileged user, with no capabilities.
+  args.push('--unshare-user', '--uid', '65534', '--gid', '65534', '--cap-drop', 'ALL', '--die-with-parent', '--new-session', '--clearenv');
+  for (const [k, v] of Object.entries(SANDBOX_ENV)) args.push('--setenv', k, v);
+  return args;
+}
+
+export function bashTool(ws: Workspace): AuditedTool {
+  return {
+    name: 'workspace.bash',
+    description:
+      'Runs a shell command in the workspace directory, in a sandbox: only the programs the operator allows, no network unless granted, files outside the workspace not visible, writes only with the write grant. Pipelines (|) and sequences (;, &&, ||) are allowed; command substitution and variables are not. Returns the output (stdout and stderr) and the exit code.',
+    input_schema: {
+      type: 'object',
+      properties: {
+        command: { type: 'string', description: 'The command to execute' },
+        timeout: { type: 'number', description: "Optional timeout in milliseconds (at most the operator's limit)" },
+        description: { type: 'string', description: 'Clear, concise description of what this command does in 5-10 words' },
+      },
+      required: ['command'],
+    },
+    invoke: (args, ctx) =>
+      guarded(async () => {
+        const root = ws.root();
+        const cfg = ws.bash;
+        if (!cfg.enabled) return toolError(BASH_NOT_GRANTED, 'denied');
+        const command = str(args, 'command')!;
+        const refusal = checkAllowlist(command, cfg.commands);
+        if (refusal) return toolError(refusal, 'denied');
+        const asked = int(args, 'timeout', 1, 600_000);
+        const sandbox = probeSandbox();
+        if (!sandbox.ok) return toolError(`workspace.bash cannot run: ${sandbox.problem}`, 'denied');
+        const timeoutMs = Math.max(1, Math.min(asked ?? cfg.timeout, cfg.timeout, ctx.deadline - Date.now() - 100));
+        return run(sandbox.bwrap!, [...sandboxArgs(root, { write: ws.writable, network: cfg.network }), '--', '/bin/sh', '-c', command], timeoutMs, cfg.max_output, ctx.signal);
+      }),
+  };
+}
+
+function run(bwrap: string, args: string[], timeoutMs: number, maxOutput: number, signal: AbortSignal): Promise<AuditedResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(bwrap, args, { env: {}, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    const chunks: Buffer[] = [];
+    let bytes = 0;
+    let stopped: 'timeout' | 'output' | 'cancelled' | undefined;
+    const kill = (why: typeof stopped) => {
+      stopped ??= why;
+      try {
+        if (child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        child.kill('SIGKILL');
+      }
+    };
+    const take = (b: Buffer) => {
+      if (stopped === 'output') return;
+      if (bytes + b.length > maxOutput) {
+        chunks.push(b.subarray(0, maxOutput - bytes));
+        bytes = maxOutput;
+        kill('output');
+        return;
+      }
+      chunks.push(b);
+      bytes += b.length;
+    };
+    child.stdout.on('data', take);
+    child.stderr.on('data', take);
+    const timer = setTimeout(() => kill('timeout'), timeoutMs);
+    const onAbort = () => kill('cancelled');
+    signal.addEventListener('abort', onAbort, { once: true });
+    child.once('error', (e) => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', onAbort);
+      resolve(toolError(`workspace.bash could not start the sandbox: ${e.message}`, 'io_error'));
+    });
+    child.once('close', (code, sig) => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', onAbort);
+      const out = Buffer.concat(chunks).toString('utf8');
+      if (stopped === 'cancelled') return reject(new WorkspaceError('cancelled: the execution was cancelled or timed out', 'timeout'));
+      if (stopped === 'timeout') return resolve(toolError(`${out}${out.endsWith('\n') || out === '' ? '' : '\n'}Command timed out after ${timeoutMs} ms and was stopped`, 'timeout'));
+      if (stopped === 'output') return resolve(toolError(`${out}\n… Output exceeded ${maxOutput} bytes; the command was stopped`, 'output_too_large'));
+      const body = out === '' ? '(no output)' : out.replace(/\n$/, '');
+      if (code === 0) return resolve({ content: body });
+      resolve(toolError(`${body}\nExit code ${code ?? sig}`, 'error'));
+    });
+  });
+}

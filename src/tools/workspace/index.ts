@@ -1,0 +1,26 @@
+/**
+ * The workspace tools: Claude Code's file and shell tools (Read, Write, Edit, MultiEdit, Glob,
+ * Grep, LS, Bash) as host tools `workspace.*`, confined to the directory `[workspace] path` grants
+ * (docs/workspace.md, ADR 0049). Each call is audited under server "workspace".
+ */
+import type { WorkspaceConfig } from '../../config/index.js';
+import { audited } from '../audited.js';
+import type { Tool } from '../types.js';
+import type { ToolAuditSink } from '../wasm/audit.js';
+import { bashTool } from './bash.js';
+import { editTool, globTool, lsTool, multiEditTool, readTool, writeTool } from './files.js';
+import { Workspace } from './grant.js';
+import { grepTool } from './grep.js';
+
+export const WORKSPACE_GROUP = 'workspace';
+
+export { Workspace, WorkspaceError, NOT_GRANTED, WRITE_NOT_GRANTED } from './grant.js';
+export { BASH_NOT_GRANTED, checkAllowlist, parseCommandLine, probeSandbox, sandboxArgs, SANDBOX_ENV, type SandboxProbe } from './bash.js';
+export { Glob, GlobError, matchSegment } from './glob.js';
+export { DEFAULT_READ_LINES, MAX_LINE_CHARS } from './files.js';
+
+/** The eight workspace tools over `config`, audited into `audit`. They are always registered: without a grant each answers an error naming the setting. */
+export function workspaceTools(config: WorkspaceConfig, audit: ToolAuditSink | undefined): Tool[] {
+  const ws = new Workspace(config);
+  return [readTool(ws), writeTool(ws), editTool(ws), multiEditTool(ws), globTool(ws), grepTool(ws), lsTool(ws), bashTool(ws)].map((t) => audited(WORKSPACE_GROUP, t, audit));
+}

@@ -1,0 +1,76 @@
+/**
+ * A bounded walk of the workspace for glob, grep and ls: symbolic links are not followed (a link
+ * could lead out, or into a cycle), hidden entries are skipped as ripgrep skips them, and the
+ * walk stops at a number of entries and at a deadline.
+ */
+import { lstatSync, readdirSync, type Stats } from 'node:fs';
+import { join } from 'node:path';
+
+export interface WalkEntry {
+  /** Absolute real path. */
+  path: string;
+  /** Relative to the walk's start, `/`-separated. */
+  rel: string;
+  stats: Stats;
+}
+
+export interface WalkLimits {
+  /** Most entries (files and directories) visited. */
+  maxEntries: number;
+  /** Absolute time (ms) to stop at. */
+  deadline: number;
+  /** Whether entries starting with "." are visited (default false). */
+  hidden?: boolean;
+  /** Directory names never entered. */
+  skipDirs?: ReadonlySet<string>;
+  /** Directories deeper than this are not entered. */
+  maxDepth?: number;
+}
+
+export interface WalkResult {
+  files: WalkEntry[];
+  /** Why the walk stopped early, if it did. */
+  truncated?: string;
+}
+
+export const DEFAULT_SKIP_DIRS: ReadonlySet<string> = new Set(['.git', 'node_modules']);
+
+/** Files under `start` (a real directory inside the workspace), in directory order, depth first. */
+export function walkFiles(start: string, limits: WalkLimits, onDir?: (e: WalkEntry, depth: number) => boolean): WalkResult {
+  const files: WalkEntry[] = [];
+  let seen = 0;
+  const stack: { dir: string; rel: string; depth: number }[] = [{ dir: start, rel: '', depth: 0 }];
+  while (stack.length > 0) {
+    const { dir, rel, depth } = stack.pop()!;
+    if (Date.now() > limits.deadline) return { files, truncated: 'the time limit was reached' };
+    let names: string[];
+    try {
+      names = readdirSync(dir).sort();
+    } catch {
+      continue;
+    }
+    const subdirs: { dir: string; rel: string; depth: number }[] = [];
+    for (const name of names) {
+      if (!limits.hidden && name.startsWith('.')) continue;
+      if (++seen > limits.maxEntries) return { files, truncated: `more than ${limits.maxEntries} entries` };
+      const path = join(dir, name);
+      const r = rel === '' ? name : `${rel}/${name}`;
+      let stats: Stats;
+      try {
+        stats = lstatSync(path);
+      } catch {
+        continue;
+      }
+      if (stats.isDirectory()) {
+        if (limits.skipDirs?.has(name)) continue;
+        if (limits.maxDepth !== undefined && depth + 1 > limits.maxDepth) continue;
+        if (onDir && !onDir({ path, rel: r, stats }, depth + 1)) continue;
+        subdirs.push({ dir: path, rel: r, depth: depth + 1 });
+      } else if (stats.isFile()) {
+        files.push({ path, rel: r, stats });
+      }
+    }
+    for (let i = subdirs.length - 1; i >= 0; i--) stack.push(subdirs[i]!);
+  }
+  return { files };
+}

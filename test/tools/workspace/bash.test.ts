@@ -1,0 +1,136 @@
+/**
+ * workspace.bash: the allowlist checked per command of a line (and the shell syntax it cannot
+ * check refused), then real commands in a real bubblewrap sandbox: the time limit, the output
+ * limit, an environment without the server's secrets, no writes outside the workspace (nor
+ * inside without the write grant), /root and the server's other files not visible, no network.
+ */
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { checkAllowlist, parseCommandLine } from '../../../src/tools/workspace/index.js';
+import { hasSystem } from '../../helpers/system.js';
+import { ctx, tempDir, tools } from './helpers.js';
+
+describe('the command line check', () => {
+  const allowed = ['ls', 'cat', 'grep', 'wc', 'echo'];
+  it('splits pipelines and sequences into commands', () => {
+    expect(parseCommandLine(`ls -la | grep 'a b' && wc -l < x.txt; echo "done" > out 2>&1`)).toEqual({
+      commands: [
+        ['ls', '-la'],
+        ['grep', 'a b'],
+        ['wc', '-l'],
+        ['echo', 'done'],
+      ],
+    });
+  });
+
+  it('allows only listed programs, in every position', () => {
+    expect(checkAllowlist('ls | grep x', allowed)).toBeUndefined();
+    expect(checkAllowlist('ls | rm -rf x', allowed)).toContain('"rm" is not allowed');
+    expect(checkAllowlist('ls; curl http://x', allowed)).toContain('"curl" is not allowed');
+    expect(checkAllowlist('ls || /bin/rm x', allowed)).toContain('"/bin/rm" is not allowed');
+    expect(checkAllowlist("'rm' x", allowed)).toContain('"rm" is not allowed');
+    expect(checkAllowlist('ls\nrm x', allowed)).toContain('"rm" is not allowed');
+    expect(checkAllowlist('rm x', allowed)).toContain('[workspace.bash] commands');
+  });
+
+  it('refuses what it cannot check: substitution, variables, subshells, background jobs, assignments', () => {
+    for (const c of ['echo $(rm x)', 'echo `rm x`', 'echo $HOME', 'echo "$(id)"', '(rm x)', '{ rm x; }', 'ls & rm x', 'X=1 ls', 'cat <(rm x)', "echo 'unterminated"]) {
+      expect(checkAllowlist(c, allowed), c).toMatch(/refused/);
+    }
+    expect(checkAllowlist("echo '$(not run)'", allowed)).toBeUndefined();
+  });
+});
+
+describe.skipIf(!hasSystem('bwrap'))('workspace.bash in the sandbox', () => {
+  let root: string;
+  let web: ReturnType<typeof createServer>;
+  let port: number;
+  const secret = 'sk-test-secret-value';
+  beforeAll(async () => {
+    root = tempDir();
+    writeFileSync(join(root, 'hello.txt'), 'hello from the workspace\n');
+    process.env.CAXTON_TEST_SECRET_TOKEN = secret;
+    web = createServer((_req, res) => res.end('reached'));
+    await new Promise<void>((r) => web.listen(0, '127.0.0.1', r));
+    port = (web.address() as AddressInfo).port;
+  });
+  afterAll(() => {
+    delete process.env.CAXTON_TEST_SECRET_TOKEN;
+    web.close();
+  });
+  const bash = (bash: Record<string, unknown>, write = false) =>
+    tools({ path: root, write, bash: { enabled: true, commands: ['cat', 'ls', 'echo', 'env', 'sleep', 'yes', 'head', 'touch', 'wc', 'grep', 'sh', 'id', 'python3', 'bash', 'getent'], ...bash } })(
+      'bash',
+    );
+
+  it('is refused unless [workspace.bash] enabled, naming the setting', async () => {
+    const r = await tools({ path: root })('bash').invoke({ command: 'ls' }, ctx());
+    expect(r.is_error).toBe(true);
+    expect(r.content).toContain('[workspace.bash] enabled = true');
+  });
+
+  it('runs a pipeline in the workspace and returns its output; a non-zero exit is an error with the code', async () => {
+    const r = await bash({}).invoke({ command: 'cat hello.txt | wc -l && ls', description: 'Count lines' }, ctx());
+    expect(r).toEqual({ content: '1\nhello.txt' });
+    const fail = await bash({}).invoke({ command: 'cat missing.txt' }, ctx());
+    expect(fail.is_error).toBe(true);
+    expect(fail.content).toMatch(/No such file[\s\S]*Exit code 1$/);
+  });
+
+  it("stops a command at the time limit (the operator's, or the smaller one asked for)", async () => {
+    const t0 = Date.now();
+    const r = await bash({ timeout: '10s' }).invoke({ command: 'sleep 30', timeout: 500 }, ctx());
+    expect(r.is_error).toBe(true);
+    expect(r.content).toContain('timed out after 500 ms');
+    expect(Date.now() - t0).toBeLessThan(5000);
+  });
+
+  it('stops a command past the output limit', async () => {
+    const r = await bash({ max_output: '2KiB' }).invoke({ command: 'yes caxton' }, ctx());
+    expect(r.is_error).toBe(true);
+    expect(r.content).toContain('Output exceeded 2048 bytes');
+    expect(r.content.length).toBeLessThan(2200);
+  });
+
+  it("runs with a minimal environment: none of the server's variables", async () => {
+    const r = await bash({}).invoke({ command: 'env' }, ctx());
+    expect(r.content).not.toContain(secret);
+    expect(r.content).not.toContain('CAXTON_TEST_SECRET_TOKEN');
+    expect(r.content.split('\n').sort()).toEqual(['HOME=/tmp', 'LANG=C.UTF-8', 'PATH=/usr/local/bin:/usr/bin:/bin', 'PWD=' + root, 'TERM=dumb', 'TMPDIR=/tmp'].sort());
+  });
+
+  it("cannot read /root or the server's files, and cannot write outside the workspace", async () => {
+    const ls = await bash({}).invoke({ command: 'ls /root' }, ctx());
+    expect(ls.is_error).toBe(true);
+    const outside = tempDir('caxton-outside-');
+    const w = await bash({}, true).invoke({ command: `touch ${outside}/escaped; touch /usr/escaped; echo ok > /tmp/scratch && cat /tmp/scratch` }, ctx());
+    expect(w.content).toContain('ok');
+    expect(existsSync(join(outside, 'escaped'))).toBe(false);
+    expect(existsSync('/usr/escaped')).toBe(false);
+    expect(existsSync('/tmp/scratch')).toBe(false);
+    const id = await bash({}).invoke({ command: 'id -u' }, ctx());
+    expect(id.content).toBe('65534');
+  });
+
+  it('writes in the workspace only with [workspace] write = true', async () => {
+    const ro = await bash({}).invoke({ command: 'echo x > made-ro.txt' }, ctx());
+    expect(ro.is_error).toBe(true);
+    expect(existsSync(join(root, 'made-ro.txt'))).toBe(false);
+    const rw = await bash({}, true).invoke({ command: 'echo x > made-rw.txt' }, ctx());
+    expect(rw.is_error).toBeUndefined();
+    expect(readFileSync(join(root, 'made-rw.txt'), 'utf8')).toBe('x\n');
+  });
+
+  it('has no network unless [workspace.bash] network = true', async () => {
+    const probe = `python3 -c "import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:${port}/').read().decode())"`;
+    const off = await bash({}).invoke({ command: probe }, ctx());
+    expect(off.is_error).toBe(true);
+    expect(off.content).not.toContain('reached');
+    // With the network shared the command reaches the host's loopback.
+    const on = await bash({ network: true }).invoke({ command: probe }, ctx());
+    expect(on.content).toBe('reached');
+  });
+});
