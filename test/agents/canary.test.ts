@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { canaryBucket, canaryPlanSchema, checkAnswer, judgeStage, parseAgent, VersionWindow } from '../../src/agents/index.js';
 import { tomlAgent } from '../helpers/http.js';
+import { openaiCompletion, parseBody, refusalBody, refuseInvalid, sendJson, warmUp } from '../helpers/llm-standin.js';
 import { makeTempDir, removeTempDirs } from '../helpers/tmp.js';
 import { assertBuilt } from '../cli/helpers/cli.js';
 import { RolloutServer, SCRIPTED_AUTH_TOML } from './rollout-server.js';
@@ -68,28 +69,21 @@ async function start(): Promise<void> {
 beforeAll(async () => {
   assertBuilt();
   // An OpenAI-compatible provider that fails every other request it gets (400: not retried).
+  warmUp();
   provider = createServer((req, res) => {
-    let body = '';
-    req.on('data', (c: Buffer) => (body += c.toString()));
+    let raw = '';
+    req.on('data', (c: Buffer) => (raw += c.toString()));
     req.on('end', () => {
+      const body = parseBody(raw);
+      if (refuseInvalid(req.method, req.url ?? '', body, res)) return;
       const n = providerCalls++;
-      res.setHeader('content-type', 'application/json');
       if (n % 2 === 1) {
-        res.statusCode = 400;
-        res.end(JSON.stringify({ error: { message: 'scripted failure for the canary', type: 'invalid_request_error' } }));
+        res.writeHead(400, { 'content-type': 'application/json' });
+        res.end(JSON.stringify(refusalBody('openai', 'scripted failure for the canary')));
         return;
       }
-      const system = (JSON.parse(body) as { messages: { role: string; content: string }[] }).messages.find((m) => m.role === 'system')?.content ?? '';
-      res.end(
-        JSON.stringify({
-          id: `chatcmpl-${n}`,
-          object: 'chat.completion',
-          created: 0,
-          model: 'flaky-model',
-          choices: [{ index: 0, message: { role: 'assistant', content: system }, finish_reason: 'stop' }],
-          usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 },
-        }),
-      );
+      const system = (body as { messages: { role: string; content: string }[] }).messages.find((m) => m.role === 'system')?.content ?? '';
+      sendJson(res, openaiCompletion({ id: `chatcmpl-${n}`, model: 'flaky-model', content: system, usage: { input: 1, output: 1 } }));
     });
   });
   await new Promise<void>((r) => provider.listen(0, '127.0.0.1', r));

@@ -10,6 +10,7 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectEnvelope, openaiProvider, parseSse, removeTempDirs, setTestKeys, startCaxton, type AgentSpec, type Caxton, type HttpResult, type SseEvent } from '../execution/helpers/caxton.js';
 import { startLlmStub, type LlmStub, type RawHandler, type StubHit } from '../execution/helpers/llm-stub.js';
+import { openaiCompletion, sendJson } from '../helpers/llm-standin.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Json = any;
@@ -21,17 +22,7 @@ function agentOf(hit: StubHit): string {
 }
 
 function completion(res: ServerResponse, content: string): void {
-  res.writeHead(200, { 'content-type': 'application/json' });
-  res.end(
-    JSON.stringify({
-      id: 'chatcmpl-gate',
-      object: 'chat.completion',
-      created: Math.floor(Date.now() / 1000),
-      model: 'gpt-test',
-      choices: [{ index: 0, message: { role: 'assistant', content }, finish_reason: 'stop' }],
-      usage: { prompt_tokens: 10, completion_tokens: 5, total_tokens: 15 },
-    }),
-  );
+  sendJson(res, openaiCompletion({ id: 'chatcmpl-gate', model: 'gpt-test', content }));
 }
 
 /** A stub answer held back until `open()` is called: the test decides when the agent replies. */

@@ -80,6 +80,29 @@ describe('caxton init', () => {
       expect(r.stdout.trimEnd().split('\n')).toHaveLength(agents.length + 1);
       expect(existsSync(join(dir, 'data'))).toBe(true);
       expect((await stopServe(serve, 'SIGTERM')).code).toBe(0);
+      // Every tool its agents name resolves: no warning at start.
+      expect(serve.stdout()).not.toContain('tool_unresolved');
+      expect(serve.stdout()).not.toMatch(/"level":(40|50)/);
     });
   }
+
+  it('the basic project grants itself read-only: its code reviewer reads the file it is asked to review, and never the data directory', async () => {
+    const dir = join(cwd, 'review');
+    expectExit(await runCli(['init', dir], { cwd }), 0);
+    const serve = await startServe({ cwd: dir, args: [] });
+    const r = await runCli(['--server', serve.url, 'agent', 'run', 'code-reviewer', 'review agents/assistant.toml'], { cwd: dir });
+    expectExit(r, 0);
+    expect(r.stdout).toContain('I read agents/assistant.toml.');
+    expect(r.stdout).toMatch(/^\s+1\tname = "assistant"$/m);
+    expect(r.stderr).toMatch(/\[tool workspace\.read /);
+    const secret = await runCli(['--server', serve.url, 'agent', 'run', 'code-reviewer', 'review data/caxton.db'], { cwd: dir });
+    expectExit(secret, 0);
+    expect(secret.stdout).not.toContain('SQLite');
+    expect(secret.stderr).toContain("server's data directory");
+    const write = await runCli(['--server', serve.url, 'tool', 'call', 'workspace.write', '--args', '{"file_path": "x.txt", "content": "x"}'], { cwd: dir });
+    expect(write.stdout + write.stderr).toContain('[workspace] write = true');
+    expect(existsSync(join(dir, 'x.txt'))).toBe(false);
+    expect((await stopServe(serve, 'SIGTERM')).code).toBe(0);
+    expect(serve.stdout()).not.toContain('tool_unresolved');
+  });
 });

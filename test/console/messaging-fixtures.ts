@@ -8,6 +8,7 @@ import type { Page } from 'playwright-core';
 import { agentToml, type AgentSpec } from '../execution/helpers/caxton.js';
 import type { RawHandler, StubHit } from '../execution/helpers/llm-stub.js';
 import { http } from '../helpers/http.js';
+import { openaiCompletion, sendJson } from '../helpers/llm-standin.js';
 import { bearer } from '../helpers/keys.js';
 
 /** The agent a stub request is for: the system prompt starts with "You are NAME." */
@@ -24,17 +25,7 @@ export function lastUser(hit: StubHit): string {
 
 /** A non-streaming OpenAI chat completion. */
 export function completion(res: ServerResponse, content: string): void {
-  res.writeHead(200, { 'content-type': 'application/json' });
-  res.end(
-    JSON.stringify({
-      id: 'chatcmpl-console',
-      object: 'chat.completion',
-      created: Math.floor(Date.now() / 1000),
-      model: 'gpt-test',
-      choices: [{ index: 0, message: { role: 'assistant', content }, finish_reason: 'stop' }],
-      usage: { prompt_tokens: 10, completion_tokens: 5, total_tokens: 15 },
-    }),
-  );
+  sendJson(res, openaiCompletion({ id: 'chatcmpl-console', model: 'gpt-test', content }));
 }
 
 /** Answers held back until `open()`: the test decides when the agents reply. */

@@ -1,6 +1,6 @@
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AnthropicProvider, type ChatMessage, type StreamEvent, type ToolSpec } from '../../src/llm/index.js';
-import { frame, json, providerConfig, sse, startServer, type TestServer } from './helpers/server.js';
+import { frame, json, message, messageStart, providerConfig, sse, startServer, type TestServer } from './helpers/server.js';
 
 const KEY_ENV = 'CAXTON_TEST_ANTHROPIC_KEY';
 const servers: TestServer[] = [];
@@ -46,6 +46,7 @@ describe('Anthropic Messages client', () => {
           { type: 'tool_use', id: 'toolu_b', name: 'get_time', input: { tz: 'Europe/Paris' } },
         ],
         stop_reason: 'tool_use',
+        stop_sequence: null,
         usage: { input_tokens: 40, output_tokens: 30, cache_read_input_tokens: 10 },
       }),
       json(200, {
@@ -55,6 +56,7 @@ describe('Anthropic Messages client', () => {
         model: 'claude-test-20250101',
         content: [{ type: 'text', text: 'Sunny, 14:00.' }],
         stop_reason: 'end_turn',
+        stop_sequence: null,
         usage: { input_tokens: 120, output_tokens: 6 },
       }),
     ]);
@@ -127,7 +129,7 @@ describe('Anthropic Messages client', () => {
   });
 
   it('merges a user message that follows tool results into the same user turn', async () => {
-    const s = await serve(json(200, { content: [{ type: 'text', text: 'ok' }], stop_reason: 'end_turn', usage: { input_tokens: 1, output_tokens: 1 } }));
+    const s = await serve(json(200, message({ content: [{ type: 'text', text: 'ok' }], stop_reason: 'end_turn', usage: { input_tokens: 1, output_tokens: 1 } })));
     await provider(s.url).chat({
       model: 'claude-test',
       messages: [
@@ -136,6 +138,8 @@ describe('Anthropic Messages client', () => {
         { role: 'tool', tool_call_id: 't1', name: 'f', content: 'r' },
         { role: 'user', content: 'and?' },
       ],
+      // The API refuses tool_use and tool_result blocks in a request that defines no tools.
+      tools: [{ name: 'f', description: 'f', input_schema: { type: 'object' } }],
     });
     expect((s.hits[0]!.body as { messages: unknown }).messages).toEqual([
       { role: 'user', content: 'q' },
@@ -151,10 +155,7 @@ describe('Anthropic Messages client', () => {
   });
 
   const streamFrames = [
-    frame(
-      { type: 'message_start', message: { id: 'msg_s', type: 'message', role: 'assistant', model: 'claude-test-20250101', content: [], usage: { input_tokens: 25, output_tokens: 1 } } },
-      'message_start',
-    ),
+    frame(messageStart({ id: 'msg_s', model: 'claude-test-20250101', usage: { input_tokens: 25, output_tokens: 1 } }), 'message_start'),
     frame({ type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } }, 'content_block_start'),
     frame({ type: 'ping' }, 'ping'),
     frame({ type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: 'Let me ' } }, 'content_block_delta'),
@@ -199,8 +200,8 @@ describe('Anthropic Messages client', () => {
 
   it('maps stop reasons: max_tokens → length, stop_sequence → stop', async () => {
     const s = await serve([
-      json(200, { content: [{ type: 'text', text: 'a' }], stop_reason: 'max_tokens', usage: { input_tokens: 1, output_tokens: 1 } }),
-      json(200, { content: [{ type: 'text', text: 'b' }], stop_reason: 'stop_sequence', usage: { input_tokens: 1, output_tokens: 1 } }),
+      json(200, message({ content: [{ type: 'text', text: 'a' }], stop_reason: 'max_tokens', usage: { input_tokens: 1, output_tokens: 1 } })),
+      json(200, message({ content: [{ type: 'text', text: 'b' }], stop_reason: 'stop_sequence', stop_sequence: 'END', usage: { input_tokens: 1, output_tokens: 1 } })),
     ]);
     const p = provider(s.url);
     expect((await p.chat({ model: 'claude-test', messages: [{ role: 'user', content: 'x' }] })).finish_reason).toBe('length');
@@ -208,12 +209,7 @@ describe('Anthropic Messages client', () => {
   });
 
   it('turns an error event mid-stream into an LlmError with the server text', async () => {
-    const s = await serve(
-      sse([
-        frame({ type: 'message_start', message: { model: 'claude-test', usage: { input_tokens: 1, output_tokens: 0 } } }, 'message_start'),
-        frame({ type: 'error', error: { type: 'overloaded_error', message: 'Overloaded' } }, 'error'),
-      ]),
-    );
+    const s = await serve(sse([frame(messageStart(), 'message_start'), frame({ type: 'error', error: { type: 'overloaded_error', message: 'Overloaded' } }, 'error')]));
     await expect(collect(provider(s.url).stream({ model: 'claude-test', messages: [{ role: 'user', content: 'x' }] }))).rejects.toMatchObject({
       kind: 'server_error',
       message: expect.stringContaining('Overloaded'),
@@ -222,7 +218,7 @@ describe('Anthropic Messages client', () => {
   });
 
   it('treats a stream without message_stop as malformed_response', async () => {
-    const s = await serve(sse([frame({ type: 'message_start', message: { model: 'claude-test' } }, 'message_start')]));
+    const s = await serve(sse([frame(messageStart(), 'message_start')]));
     await expect(collect(provider(s.url).stream({ model: 'claude-test', messages: [{ role: 'user', content: 'x' }] }))).rejects.toMatchObject({ kind: 'malformed_response' });
   });
 

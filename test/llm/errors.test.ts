@@ -1,7 +1,7 @@
 /** Failure handling, retries and timeouts, run against both HTTP clients. */
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AnthropicProvider, LlmError, OpenAiProvider, type LlmProvider, type ProviderConfig, type StreamEvent } from '../../src/llm/index.js';
-import { deadUrl, frame, hang, json, providerConfig, sse, startServer, text, type Handler, type TestServer } from './helpers/server.js';
+import { chunk, completion, deadUrl, frame, hang, json, jsonAsIs, message, messageStart, providerConfig, sse, startServer, text, type Handler, type TestServer } from './helpers/server.js';
 
 const KEY_ENV = 'CAXTON_TEST_ERRORS_KEY';
 const servers: TestServer[] = [];
@@ -29,15 +29,15 @@ const flavours: Flavour[] = [
   {
     name: 'openai',
     make: (url, extra) => new OpenAiProvider('p', providerConfig({ type: 'openai', base_url: url, api_key_env: KEY_ENV, model: 'm', ...extra })),
-    ok: { choices: [{ index: 0, message: { role: 'assistant', content: 'fine' }, finish_reason: 'stop' }], usage: { prompt_tokens: 1, completion_tokens: 1 } },
-    startFrames: [frame({ choices: [{ index: 0, delta: { content: 'partial' } }] })],
+    ok: completion({ choices: [{ index: 0, message: { role: 'assistant', content: 'fine' }, finish_reason: 'stop' }], usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 } }),
+    startFrames: [frame(chunk({ choices: [{ index: 0, delta: { content: 'partial' } }] }))],
   },
   {
     name: 'anthropic',
     make: (url, extra) => new AnthropicProvider('p', providerConfig({ type: 'anthropic', base_url: url, api_key_env: KEY_ENV, model: 'm', ...extra })),
-    ok: { type: 'message', content: [{ type: 'text', text: 'fine' }], stop_reason: 'end_turn', usage: { input_tokens: 1, output_tokens: 1 } },
+    ok: message({ content: [{ type: 'text', text: 'fine' }], stop_reason: 'end_turn', usage: { input_tokens: 1, output_tokens: 1 } }),
     startFrames: [
-      frame({ type: 'message_start', message: { model: 'm', usage: { input_tokens: 1, output_tokens: 0 } } }, 'message_start'),
+      frame(messageStart({ model: 'm' }), 'message_start'),
       frame({ type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } }, 'content_block_start'),
       frame({ type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: 'partial' } }, 'content_block_delta'),
     ],
@@ -143,7 +143,7 @@ describe.each(flavours)('$name client failures', (f) => {
   });
 
   it('a JSON body of the wrong shape → malformed_response', async () => {
-    const s = await serve(json(200, { hello: 'world' }));
+    const s = await serve(jsonAsIs(200, { hello: 'world' }));
     expect((await failure(f.make(s.url).chat(req))).kind).toBe('malformed_response');
   });
 

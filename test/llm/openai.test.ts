@@ -1,6 +1,6 @@
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { OpenAiProvider, type ChatMessage, type StreamEvent, type ToolSpec } from '../../src/llm/index.js';
-import { frame, json, providerConfig, sse, startServer, type TestServer } from './helpers/server.js';
+import { chunk, completion, frame, json, jsonAsIs, providerConfig, sse, startServer, type TestServer } from './helpers/server.js';
 
 const KEY_ENV = 'CAXTON_TEST_OPENAI_KEY';
 const servers: TestServer[] = [];
@@ -35,32 +35,38 @@ async function collect(it: AsyncIterable<StreamEvent>): Promise<StreamEvent[]> {
 describe('OpenAI-compatible client', () => {
   it('runs a two-tool-call exchange, then a final text reply', async () => {
     const s = await serve([
-      json(200, {
-        id: 'chatcmpl-1',
-        object: 'chat.completion',
-        model: 'gpt-test-0613',
-        choices: [
-          {
-            index: 0,
-            message: {
-              role: 'assistant',
-              content: null,
-              tool_calls: [
-                { id: 'call_a', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Paris"}' } },
-                { id: 'call_b', type: 'function', function: { name: 'get_time', arguments: '{"tz":"Europe/Paris"}' } },
-              ],
+      json(
+        200,
+        completion({
+          id: 'chatcmpl-1',
+          object: 'chat.completion',
+          model: 'gpt-test-0613',
+          choices: [
+            {
+              index: 0,
+              message: {
+                role: 'assistant',
+                content: null,
+                tool_calls: [
+                  { id: 'call_a', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Paris"}' } },
+                  { id: 'call_b', type: 'function', function: { name: 'get_time', arguments: '{"tz":"Europe/Paris"}' } },
+                ],
+              },
+              finish_reason: 'tool_calls',
             },
-            finish_reason: 'tool_calls',
-          },
-        ],
-        usage: { prompt_tokens: 50, completion_tokens: 20, total_tokens: 70 },
-      }),
-      json(200, {
-        id: 'chatcmpl-2',
-        model: 'gpt-test-0613',
-        choices: [{ index: 0, message: { role: 'assistant', content: 'Sunny, 14:00.' }, finish_reason: 'stop' }],
-        usage: { prompt_tokens: 90, completion_tokens: 5, total_tokens: 95 },
-      }),
+          ],
+          usage: { prompt_tokens: 50, completion_tokens: 20, total_tokens: 70 },
+        }),
+      ),
+      json(
+        200,
+        completion({
+          id: 'chatcmpl-2',
+          model: 'gpt-test-0613',
+          choices: [{ index: 0, message: { role: 'assistant', content: 'Sunny, 14:00.' }, finish_reason: 'stop' }],
+          usage: { prompt_tokens: 90, completion_tokens: 5, total_tokens: 95 },
+        }),
+      ),
     ]);
     const p = provider(s.url);
     const messages: ChatMessage[] = [
@@ -128,16 +134,17 @@ describe('OpenAI-compatible client', () => {
     });
   });
 
+  const c = (p: Parameters<typeof chunk>[0]): string => frame(chunk({ id: 'c', model: 'gpt-test-0613', ...p }));
   const streamFrames = [
-    frame({ id: 'c', model: 'gpt-test-0613', choices: [{ index: 0, delta: { role: 'assistant', content: 'Let me ' } }] }),
-    frame({ id: 'c', choices: [{ index: 0, delta: { content: 'check… ' } }] }),
-    frame({ id: 'c', choices: [{ index: 0, delta: { tool_calls: [{ index: 0, id: 'call_1', type: 'function', function: { name: 'get_weather', arguments: '' } }] } }] }),
-    frame({ id: 'c', choices: [{ index: 0, delta: { tool_calls: [{ index: 0, function: { arguments: '{"ci' } }] } }] }),
-    frame({ id: 'c', choices: [{ index: 0, delta: { tool_calls: [{ index: 0, function: { arguments: 'ty":"Paris"}' } }] } }] }),
-    frame({ id: 'c', choices: [{ index: 0, delta: { tool_calls: [{ index: 1, id: 'call_2', type: 'function', function: { name: 'get_time', arguments: '{"tz":' } }] } }] }),
-    frame({ id: 'c', choices: [{ index: 0, delta: { tool_calls: [{ index: 1, function: { arguments: '"UTC"}' } }] } }] }),
-    frame({ id: 'c', choices: [{ index: 0, delta: {}, finish_reason: 'tool_calls' }] }),
-    frame({ id: 'c', choices: [], usage: { prompt_tokens: 12, completion_tokens: 34, total_tokens: 46 } }),
+    c({ choices: [{ index: 0, delta: { role: 'assistant', content: 'Let me ' } }] }),
+    c({ choices: [{ index: 0, delta: { content: 'check… ' } }] }),
+    c({ choices: [{ index: 0, delta: { tool_calls: [{ index: 0, id: 'call_1', type: 'function', function: { name: 'get_weather', arguments: '' } }] } }] }),
+    c({ choices: [{ index: 0, delta: { tool_calls: [{ index: 0, function: { arguments: '{"ci' } }] } }] }),
+    c({ choices: [{ index: 0, delta: { tool_calls: [{ index: 0, function: { arguments: 'ty":"Paris"}' } }] } }] }),
+    c({ choices: [{ index: 0, delta: { tool_calls: [{ index: 1, id: 'call_2', type: 'function', function: { name: 'get_time', arguments: '{"tz":' } }] } }] }),
+    c({ choices: [{ index: 0, delta: { tool_calls: [{ index: 1, function: { arguments: '"UTC"}' } }] } }] }),
+    c({ choices: [{ index: 0, delta: {}, finish_reason: 'tool_calls' }] }),
+    c({ choices: [], usage: { prompt_tokens: 12, completion_tokens: 34, total_tokens: 46 } }),
     frame('[DONE]'),
   ];
 
@@ -172,7 +179,8 @@ describe('OpenAI-compatible client', () => {
   });
 
   it('sends no Authorization header when no api_key_env is configured (Ollama, llama.cpp)', async () => {
-    const s = await serve(json(200, { choices: [{ message: { role: 'assistant', content: 'hi' }, finish_reason: 'stop' }] }));
+    // The minimal answer some OpenAI-compatible servers give: no id, model or usage.
+    const s = await serve(jsonAsIs(200, { choices: [{ message: { role: 'assistant', content: 'hi' }, finish_reason: 'stop' }] }));
     const p = new OpenAiProvider('local', providerConfig({ type: 'openai', base_url: `${s.url}/v1/`, model: 'llama3' }));
     const r = await p.chat({ model: '', messages: [{ role: 'user', content: 'hello' }] });
     expect(r).toMatchObject({ content: 'hi', model: 'llama3', finish_reason: 'stop', usage: { input_tokens: 0, output_tokens: 0, total_tokens: 0 } });
@@ -182,7 +190,7 @@ describe('OpenAI-compatible client', () => {
   });
 
   it('maps finish reasons and sends extra headers, stop and top_p', async () => {
-    const s = await serve(json(200, { choices: [{ message: { role: 'assistant', content: 'trunc' }, finish_reason: 'length' }] }));
+    const s = await serve(json(200, completion({ choices: [{ message: { role: 'assistant', content: 'trunc' }, finish_reason: 'length' }] })));
     const p = provider(s.url, { headers: { 'x-org': 'acme' } });
     const r = await p.chat({ model: 'gpt-test', messages: [{ role: 'user', content: 'x' }], stop: ['END'], top_p: 0.9 });
     expect(r.finish_reason).toBe('length');
@@ -192,9 +200,12 @@ describe('OpenAI-compatible client', () => {
 
   it('rejects tool call arguments that are not JSON as malformed_response', async () => {
     const s = await serve(
-      json(200, {
-        choices: [{ message: { role: 'assistant', content: null, tool_calls: [{ id: 'x', type: 'function', function: { name: 'f', arguments: '{oops' } }] }, finish_reason: 'tool_calls' }],
-      }),
+      json(
+        200,
+        completion({
+          choices: [{ message: { role: 'assistant', content: null, tool_calls: [{ id: 'x', type: 'function', function: { name: 'f', arguments: '{oops' } }] }, finish_reason: 'tool_calls' }],
+        }),
+      ),
     );
     await expect(provider(s.url).chat({ model: 'gpt-test', messages: [{ role: 'user', content: 'x' }] })).rejects.toMatchObject({
       kind: 'malformed_response',
@@ -203,7 +214,7 @@ describe('OpenAI-compatible client', () => {
   });
 
   it('reports an error object in the stream as server_error', async () => {
-    const s = await serve(sse([frame({ choices: [{ index: 0, delta: { content: 'a' } }] }), frame({ error: { message: 'model crashed', type: 'server_error' } })]));
+    const s = await serve(sse([c({ choices: [{ index: 0, delta: { content: 'a' } }] }), frame({ error: { message: 'model crashed', type: 'server_error', param: null, code: null } })]));
     await expect(collect(provider(s.url).stream({ model: 'gpt-test', messages: [{ role: 'user', content: 'x' }] }))).rejects.toMatchObject({
       kind: 'server_error',
       message: expect.stringContaining('model crashed'),
@@ -211,7 +222,7 @@ describe('OpenAI-compatible client', () => {
   });
 
   it('treats a stream that stops before finish_reason / [DONE] as malformed_response', async () => {
-    const s = await serve(sse([frame({ choices: [{ index: 0, delta: { content: 'a' } }] })]));
+    const s = await serve(sse([c({ choices: [{ index: 0, delta: { content: 'a' } }] })]));
     await expect(collect(provider(s.url).stream({ model: 'gpt-test', messages: [{ role: 'user', content: 'x' }] }))).rejects.toMatchObject({ kind: 'malformed_response' });
   });
 });

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { CaxtonError } from '../../src/shared/errors.js';
 import { AnthropicProvider, chatWithFallbacks, createProvider, createScriptedProvider, LlmError, OpenAiProvider, ProviderRegistry, ScriptedProvider } from '../../src/llm/index.js';
-import { hang, json, providerConfig, startServer, type Handler, type TestServer } from './helpers/server.js';
+import { completion, hang, json, providerConfig, startServer, type Handler, type TestServer } from './helpers/server.js';
 
 const servers: TestServer[] = [];
 async function serve(handlers: Handler | Handler[]): Promise<TestServer> {
@@ -13,7 +13,7 @@ afterEach(async () => {
   await Promise.all(servers.splice(0).map((s) => s.close()));
 });
 
-const ok = { choices: [{ index: 0, message: { role: 'assistant', content: 'from backup' }, finish_reason: 'stop' }] };
+const ok = completion({ model: 'model-b', choices: [{ index: 0, message: { role: 'assistant', content: 'from backup' }, finish_reason: 'stop' }] });
 const aliases = {
   sonnet: { provider: 'anthropic', model: 'claude-sonnet-4-5' },
   haiku: { model: 'local-haiku' },

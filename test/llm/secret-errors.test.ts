@@ -44,7 +44,7 @@ const flavours: { name: string; make(url: string): LlmProvider; streamError: str
   {
     name: 'openai',
     make: (url) => new OpenAiProvider('p', providerConfig({ type: 'openai', base_url: url, api_key_env: KEY_ENV, model: 'm', max_retries: 0 })),
-    streamError: [frame({ error: { message: `upstream rejected Bearer ${KEY}` } })],
+    streamError: [frame({ error: { message: `upstream rejected Bearer ${KEY}`, type: 'invalid_request_error', param: null, code: 'invalid_api_key' } })],
   },
   {
     name: 'anthropic',

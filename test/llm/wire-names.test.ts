@@ -6,7 +6,8 @@
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AnthropicProvider, OpenAiProvider, type ChatMessage, type ChatRequest, type StreamEvent, type ToolSpec } from '../../src/llm/index.js';
 import { WireNames } from '../../src/llm/wire-names.js';
-import { frame, providerConfig, startServer, type Handler, type Hit, type TestServer } from './helpers/server.js';
+import { anthropicMessage, anthropicStream, openaiCompletion, openaiStream, sendJson, wantsUsage } from '../helpers/llm-standin.js';
+import { providerConfig, startServer, type Handler, type Hit, type TestServer } from './helpers/server.js';
 
 const API_NAME = /^[A-Za-z0-9_-]{1,64}$/;
 const LONG = `${'very_long_server_name'.repeat(3)}.${'tool'.repeat(10)}`;
@@ -94,66 +95,22 @@ function offered(hit: Hit, api: 'openai' | 'anthropic'): string[] {
 /** An OpenAI-shaped model that calls every tool it was offered, by the wire name it got. */
 function openaiModel(stream: boolean): Handler {
   return async (res, hit) => {
-    const names = offered(hit, 'openai');
-    const calls = names.map((name, i) => ({ id: `call_${i + 1}`, type: 'function' as const, function: { name, arguments: `{"n":${i + 1}}` } }));
-    if (!stream) {
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(
-        JSON.stringify({
-          id: 'chatcmpl-w',
-          object: 'chat.completion',
-          created: 1,
-          model: 'm',
-          choices: [{ index: 0, message: { role: 'assistant', content: null, refusal: null, annotations: [], tool_calls: calls }, finish_reason: 'tool_calls', logprobs: null }],
-          usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 },
-        }),
-      );
-      return;
-    }
+    const calls = offered(hit, 'openai').map((name, i) => ({ id: `call_${i + 1}`, name, arguments: `{"n":${i + 1}}` }));
+    const answer = { id: 'chatcmpl-w', model: 'm', tool_calls: calls, usage: { input: 1, output: 1 } };
+    if (!stream) return sendJson(res, openaiCompletion(answer));
     res.writeHead(200, { 'content-type': 'text/event-stream' });
-    const chunk = (delta: unknown, finish: string | null = null) => ({
-      id: 'chatcmpl-w',
-      object: 'chat.completion.chunk',
-      created: 1,
-      model: 'm',
-      choices: [{ index: 0, delta, finish_reason: finish, logprobs: null }],
-    });
-    res.write(frame(chunk({ role: 'assistant', content: null })));
-    calls.forEach((c, index) => res.write(frame(chunk({ tool_calls: [{ index, id: c.id, type: 'function', function: { name: c.function.name, arguments: c.function.arguments } }] }))));
-    res.write(frame(chunk({}, 'tool_calls')));
-    res.end(frame('[DONE]'));
+    res.end(openaiStream({ ...answer, pieces: [], includeUsage: wantsUsage(hit.body) }).join(''));
   };
 }
 
 /** An Anthropic-shaped model that calls every tool it was offered. */
 function anthropicModel(stream: boolean): Handler {
   return async (res, hit) => {
-    const names = offered(hit, 'anthropic');
-    const blocks = names.map((name, i) => ({ type: 'tool_use', id: `toolu_${i + 1}`, name, input: { n: i + 1 } }));
-    if (!stream) {
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(
-        JSON.stringify({ id: 'msg_w', type: 'message', role: 'assistant', model: 'm', content: blocks, stop_reason: 'tool_use', stop_sequence: null, usage: { input_tokens: 1, output_tokens: 1 } }),
-      );
-      return;
-    }
+    const calls = offered(hit, 'anthropic').map((name, i) => ({ id: `toolu_${i + 1}`, name, arguments: { n: i + 1 } }));
+    const answer = { id: 'msg_w', model: 'm', tool_calls: calls, usage: { input: 1, output: 3 } };
+    if (!stream) return sendJson(res, anthropicMessage(answer));
     res.writeHead(200, { 'content-type': 'text/event-stream' });
-    res.write(
-      frame(
-        {
-          type: 'message_start',
-          message: { id: 'msg_w', type: 'message', role: 'assistant', model: 'm', content: [], stop_reason: null, stop_sequence: null, usage: { input_tokens: 1, output_tokens: 0 } },
-        },
-        'message_start',
-      ),
-    );
-    blocks.forEach((b, index) => {
-      res.write(frame({ type: 'content_block_start', index, content_block: { ...b, input: {} } }, 'content_block_start'));
-      res.write(frame({ type: 'content_block_delta', index, delta: { type: 'input_json_delta', partial_json: JSON.stringify(b.input) } }, 'content_block_delta'));
-      res.write(frame({ type: 'content_block_stop', index }, 'content_block_stop'));
-    });
-    res.write(frame({ type: 'message_delta', delta: { stop_reason: 'tool_use', stop_sequence: null }, usage: { output_tokens: 3 } }, 'message_delta'));
-    res.end(frame({ type: 'message_stop' }, 'message_stop'));
+    res.end(anthropicStream({ ...answer, pieces: [] }).join(''));
   };
 }
 

@@ -23,6 +23,7 @@ import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assertBuilt, cleanEnv, cleanup, CLI, startServe, stopServe, tempDir, type ServeProcess } from '../cli/helpers/cli.js';
+import { openaiCompletion, parseBody, refuseInvalid, sendJson, warmUp } from '../helpers/llm-standin.js';
 
 const FIXTURE = join(dirname(fileURLToPath(import.meta.url)), 'fixtures/leaky-mcp-server.mjs');
 
@@ -70,9 +71,12 @@ function expectClean(where: string, text: string | Buffer): void {
 /** An OpenAI-compatible provider behind a proxy that echoes the Authorization value in its 401 body. */
 async function echoingProvider(): Promise<{ server: Server; url: string; hits: () => number }> {
   let hits = 0;
+  warmUp();
   const server = createServer((req, res) => {
-    req.resume();
+    let raw = '';
+    req.setEncoding('utf8').on('data', (c: string) => (raw += c));
     req.on('end', () => {
+      if (refuseInvalid(req.method, req.url ?? '', parseBody(raw), res)) return;
       hits++;
       const auth = String(req.headers.authorization ?? '');
       const key = auth.replace(/^Bearer /, '');
@@ -91,25 +95,25 @@ async function echoingProvider(): Promise<{ server: Server; url: string; hits: (
  */
 async function relayingModel(): Promise<{ server: Server; url: string; bodies: string[] }> {
   const bodies: string[] = [];
+  warmUp();
   const server = createServer((req, res) => {
     let raw = '';
     req.setEncoding('utf8').on('data', (c: string) => (raw += c));
     req.on('end', () => {
       bodies.push(raw);
-      const body = JSON.parse(raw) as { messages: { role: string; content?: string }[] };
-      const toolResult = body.messages.findLast((m) => m.role === 'tool');
-      const message = toolResult
-        ? { role: 'assistant', content: `The tool said: ${toolResult.content ?? ''}` }
-        : { role: 'assistant', content: null, tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'leaky.show_token', arguments: '{}' } }] };
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(
-        JSON.stringify({
-          id: 'r',
-          object: 'chat.completion',
-          model: 'relay',
-          choices: [{ index: 0, message, finish_reason: toolResult ? 'stop' : 'tool_calls' }],
-          usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 },
-        }),
+      const body = parseBody(raw);
+      if (refuseInvalid(req.method, req.url ?? '', body, res)) return;
+      const { messages, tools = [] } = body as { messages: { role: string; content?: string }[]; tools?: { function: { name: string } }[] };
+      const toolResult = messages.findLast((m) => m.role === 'tool');
+      // The tool as the request named it (Caxton's `leaky.show_token` under its wire name).
+      const name = tools.map((t) => t.function.name).find((n) => n.endsWith('show_token')) ?? 'show_token';
+      sendJson(
+        res,
+        openaiCompletion(
+          toolResult
+            ? { id: 'r', model: 'relay', content: `The tool said: ${toolResult.content ?? ''}`, usage: { input: 1, output: 1 } }
+            : { id: 'r', model: 'relay', tool_calls: [{ id: 'call_1', name, arguments: '{}' }], usage: { input: 1, output: 1 } },
+        ),
       );
     });
   });

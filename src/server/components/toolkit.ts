@@ -45,6 +45,6 @@ export function startToolkit(opts: { config: ServerConfig; audit: ToolAuditSink;
   const allowedHosts = () => config.tools.http_client?.allowed_hosts ?? [];
   return {
     name: 'toolkit',
-    hostTools: [...workspaceTools(ws, audit), ...webTools(config.web, allowedHosts, audit), ...todoTools(audit)],
+    hostTools: [...workspaceTools(ws, audit, [config.data_dir]), ...webTools(config.web, allowedHosts, audit), ...todoTools(audit)],
   };
 }

@@ -219,8 +219,11 @@ export const SANDBOX_ENV: Readonly<Record<string, string>> = {
   TERM: 'dumb',
 };
 
-export function sandboxArgs(root: string, opts: { write: boolean; network: boolean; disableUserns?: boolean }): string[] {
-  const args = [...systemBinds(opts.network), opts.write ? '--bind' : '--ro-bind', root, root, '--chdir', root, '--unshare-all'];
+export function sandboxArgs(root: string, opts: { write: boolean; network: boolean; hidden?: readonly string[]; disableUserns?: boolean }): string[] {
+  const args = [...systemBinds(opts.network), opts.write ? '--bind' : '--ro-bind', root, root];
+  // The workspace's private directories (the server's data) are covered by an empty tmpfs.
+  for (const h of opts.hidden ?? []) args.push('--tmpfs', h);
+  args.push('--chdir', root, '--unshare-all');
   if (opts.network) args.push('--share-net');
   // Inside a user namespace as an unprivileged user, with no capabilities.
   args.push('--unshare-user', '--uid', '65534', '--gid', '65534', '--cap-drop', 'ALL', '--die-with-parent', '--new-session', '--clearenv');
@@ -258,7 +261,7 @@ export function bashTool(ws: Workspace): AuditedTool {
         const timeoutMs = Math.max(1, Math.min(asked ?? cfg.timeout, cfg.timeout, ctx.deadline - Date.now() - 100));
         return run(
           sandbox.bwrap!,
-          [...sandboxArgs(root, { write: ws.writable, network: cfg.network, disableUserns: sandbox.disable_userns === true }), '--', '/bin/sh', '-c', command],
+          [...sandboxArgs(root, { write: ws.writable, network: cfg.network, hidden: ws.hidden(), disableUserns: sandbox.disable_userns === true }), '--', '/bin/sh', '-c', command],
           timeoutMs,
           cfg.max_output,
           ctx.signal,

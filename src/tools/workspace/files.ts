@@ -321,7 +321,7 @@ export function globTool(ws: Workspace): AuditedTool {
         const glob = new Glob(str(args, 'pattern')!);
         const dir = ws.resolve(str(args, 'path', { optional: true }), 'path');
         if (!statSync(dir).isDirectory()) return toolError(`${dir} is not a directory`, 'invalid_input');
-        const walk = walkFiles(dir, { maxEntries: WALK_ENTRIES, deadline: Date.now() + WALK_MS, hidden: true, skipDirs: DEFAULT_SKIP_DIRS });
+        const walk = walkFiles(dir, { maxEntries: WALK_ENTRIES, deadline: Date.now() + WALK_MS, hidden: true, skipDirs: DEFAULT_SKIP_DIRS, skipPaths: ws.hidden() });
         const hits = walk.files.filter((f) => glob.matches(f.rel)).sort((a, b) => b.stats.mtimeMs - a.stats.mtimeMs || (a.rel < b.rel ? -1 : 1));
         if (hits.length === 0) return { content: walk.truncated ? `No files found (the search stopped early: ${walk.truncated})` : 'No files found' };
         const shown = hits.slice(0, GLOB_RESULTS).map((f) => f.path);
@@ -356,7 +356,7 @@ export function lsTool(ws: Workspace): AuditedTool {
         const ignored = (rel: string) => ignore.some((g) => g.matches(rel));
         const entries: { rel: string; dir: boolean }[] = [];
         let full = false;
-        const walk = walkFiles(dir, { maxEntries: WALK_ENTRIES, deadline: Date.now() + WALK_MS, skipDirs: DEFAULT_SKIP_DIRS }, (e) => {
+        const walk = walkFiles(dir, { maxEntries: WALK_ENTRIES, deadline: Date.now() + WALK_MS, skipDirs: DEFAULT_SKIP_DIRS, skipPaths: ws.hidden() }, (e) => {
           if (ignored(e.rel) || full) return false;
           entries.push({ rel: e.rel, dir: true });
           if (entries.length >= LS_ENTRIES) full = true;

@@ -29,10 +29,36 @@ function inside(root: string, p: string): boolean {
 
 export class Workspace {
   readonly #cfg: WorkspaceConfig;
+  readonly #private: readonly string[];
   #root: string | undefined;
+  #hidden: string[] | undefined;
 
-  constructor(cfg: WorkspaceConfig) {
+  /**
+   * `privateDirs`: directories inside the workspace that no workspace tool reaches — the server's
+   * data directory (its databases, keys and suspended executions) when the workspace holds it, as
+   * a project's own directory does.
+   */
+  constructor(cfg: WorkspaceConfig, privateDirs: readonly string[] = []) {
     this.#cfg = cfg;
+    this.#private = privateDirs;
+  }
+
+  /** The real paths of the private directories inside the workspace (walks skip them; bash hides them). */
+  hidden(): readonly string[] {
+    if (this.#hidden !== undefined) return this.#hidden;
+    const root = this.root();
+    const out: string[] = [];
+    for (const d of this.#private) {
+      let real: string;
+      try {
+        real = realpathSync(d);
+      } catch {
+        real = resolve(d);
+      }
+      if (inside(root, real) && real !== root) out.push(real);
+    }
+    this.#hidden = out;
+    return out;
   }
 
   get writable(): boolean {
@@ -89,6 +115,7 @@ export class Workspace {
         const real = realpathSync(existing);
         const full = rest === '' ? real : join(real, rest);
         if (!inside(root, full)) throw new WorkspaceError(`${p} leads outside the workspace (${root}) through a symbolic link: refused`);
+        if (this.hidden().some((h) => inside(h, full))) throw new WorkspaceError(`${p} is in the server's data directory, which the workspace tools never reach`);
         return full;
       } catch (e) {
         if (e instanceof WorkspaceError) throw e;

@@ -282,7 +282,7 @@ export function grepTool(ws: Workspace): AuditedTool {
         const st = statSync(target);
         if (st.isFile()) entries = [{ path: target, rel: basename(target), stats: st }];
         else {
-          const walk = walkFiles(target, { maxEntries: MAX_FILES * 5, deadline, skipDirs: DEFAULT_SKIP_DIRS });
+          const walk = walkFiles(target, { maxEntries: MAX_FILES * 5, deadline, skipDirs: DEFAULT_SKIP_DIRS, skipPaths: ws.hidden() });
           entries = walk.files.filter((f) => filters.every((g) => g.matches(f.rel)));
           truncated = walk.truncated;
         }

@@ -20,7 +20,7 @@ export { Glob, GlobError, matchSegment } from './glob.js';
 export { DEFAULT_READ_LINES, MAX_LINE_CHARS } from './files.js';
 
 /** The eight workspace tools over `config`, audited into `audit`. They are always registered: without a grant each answers an error naming the setting. */
-export function workspaceTools(config: WorkspaceConfig, audit: ToolAuditSink | undefined): Tool[] {
-  const ws = new Workspace(config);
+export function workspaceTools(config: WorkspaceConfig, audit: ToolAuditSink | undefined, privateDirs: readonly string[] = []): Tool[] {
+  const ws = new Workspace(config, privateDirs);
   return [readTool(ws), writeTool(ws), editTool(ws), multiEditTool(ws), globTool(ws), grepTool(ws), lsTool(ws), bashTool(ws)].map((t) => audited(WORKSPACE_GROUP, t, audit));
 }

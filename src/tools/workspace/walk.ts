@@ -23,6 +23,8 @@ export interface WalkLimits {
   hidden?: boolean;
   /** Directory names never entered. */
   skipDirs?: ReadonlySet<string>;
+  /** Directories (real paths) never entered: the workspace's private ones. */
+  skipPaths?: readonly string[];
   /** Directories deeper than this are not entered. */
   maxDepth?: number;
 }
@@ -62,7 +64,7 @@ export function walkFiles(start: string, limits: WalkLimits, onDir?: (e: WalkEnt
         continue;
       }
       if (stats.isDirectory()) {
-        if (limits.skipDirs?.has(name)) continue;
+        if (limits.skipDirs?.has(name) || limits.skipPaths?.includes(path)) continue;
         if (limits.maxDepth !== undefined && depth + 1 > limits.maxDepth) continue;
         if (onDir && !onDir({ path, rel: r, stats }, depth + 1)) continue;
         subdirs.push({ dir: path, rel: r, depth: depth + 1 });

@@ -7,9 +7,14 @@
  * What it answers is scripted per hit: a provider-neutral `Reply` (rendered in the wire format of
  * the endpoint that was hit, streamed or not) or a raw handler for error cases. Every request is
  * recorded as a `StubHit`, including whether the client went away before the answer was complete.
+ *
+ * It is strict (test/helpers/llm-standin.ts): a request the real API would refuse gets the real
+ * API's 400 and never reaches the script, and a `Reply` is rendered as the real API renders it and
+ * checked against the provider's schema; a rendering that fails the check makes close() reject.
  */
 import { createServer, type IncomingHttpHeaders, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { anthropicMessage, anthropicStream, openaiCompletion, openaiStream, parseBody, refuseInvalid, sendJson, wantsUsage, warmUp } from '../../helpers/llm-standin.js';
 
 export interface StubHit {
   method: string;
@@ -24,6 +29,8 @@ export interface StubHit {
   stream: boolean;
   /** Set when the client closed the connection before the response was finished. */
   clientClosed: boolean;
+  /** Why the stand-in refused this request as the real API would (then the script did not run). */
+  refused?: string;
   at: number;
 }
 
@@ -59,6 +66,8 @@ export interface LlmStub {
   setScript(script: Script | Action[]): void;
   /** Forgets the recorded hits and restarts hit numbering. */
   reset(): void;
+  /** Answers the stand-in failed to render validly (close() rejects when there are any). */
+  readonly invalidAnswers: string[];
   /** Resolves once at least `n` hits were recorded. */
   waitForHits(n: number, timeoutMs?: number): Promise<void>;
   close(): Promise<void>;
@@ -73,19 +82,16 @@ function toScript(s: Script | Action[]): Script {
 
 export async function startLlmStub(script: Script | Action[] = [{ content: 'ok' }]): Promise<LlmStub> {
   let current = toScript(script);
+  warmUp();
   const hits: StubHit[] = [];
+  const invalidAnswers: string[] = [];
   const waiters = new Set<() => void>();
   const server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       const raw = Buffer.concat(chunks).toString('utf8');
-      let body: unknown;
-      try {
-        body = JSON.parse(raw);
-      } catch {
-        body = undefined;
-      }
+      const body = parseBody(raw);
       const path = req.url ?? '';
       const api = path.endsWith('/chat/completions') ? 'openai' : path.endsWith('/v1/messages') ? 'anthropic' : 'other';
       const hit: StubHit = {
@@ -102,11 +108,20 @@ export async function startLlmStub(script: Script | Action[] = [{ content: 'ok' 
       res.on('close', () => {
         if (!res.writableFinished) hit.clientClosed = true;
       });
+      const refusal = refuseInvalid(req.method, path, body, res);
+      if (refusal !== undefined) hit.refused = refusal.message;
       const n = hits.push(hit) - 1;
       for (const w of waiters) w();
+      if (refusal !== undefined) return;
       const action = current(hit, n);
       const run = typeof action === 'function' ? action(res, hit) : reply(res, hit, action);
-      void Promise.resolve(run).catch(() => res.destroy());
+      void Promise.resolve(run).catch((err: unknown) => {
+        if (typeof action !== 'function') {
+          invalidAnswers.push(String(err));
+          process.stderr.write(`[llm stub] ${String(err)}\n`);
+        }
+        res.destroy();
+      });
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -114,6 +129,7 @@ export async function startLlmStub(script: Script | Action[] = [{ content: 'ok' 
   return {
     url: `http://127.0.0.1:${port}`,
     hits,
+    invalidAnswers,
     setScript(s) {
       current = toScript(s);
     },
@@ -137,9 +153,9 @@ export async function startLlmStub(script: Script | Action[] = [{ content: 'ok' 
       });
     },
     close: () =>
-      new Promise<void>((resolve) => {
+      new Promise<void>((resolve, reject) => {
         server.closeAllConnections();
-        server.close(() => resolve());
+        server.close(() => (invalidAnswers.length > 0 ? reject(new Error(`the LLM stub rendered invalid answers:\n${invalidAnswers.join('\n')}`)) : resolve()));
       }),
   };
 }
@@ -223,6 +239,24 @@ function waitOrClose(res: ServerResponse, ms: number): Promise<boolean> {
   });
 }
 
+/** The names of the tools a request offered, as it sent them. */
+function offeredNames(hit: StubHit): string[] {
+  const tools = Array.isArray(hit.body?.tools) ? (hit.body.tools as { name?: unknown; function?: { name?: unknown } }[]) : [];
+  return tools.map((t) => t.function?.name ?? t.name).filter((n): n is string => typeof n === 'string');
+}
+
+/**
+ * A scripted call names its tool as Caxton does (`csv_parser.parse`); a model calls it by the name
+ * the request offered it under (`csv_parser_parse`), so that is the name answered. A name the
+ * request did not offer in either form (a test of an unknown tool) is answered as scripted.
+ */
+function offeredName(hit: StubHit, name: string): string {
+  const offered = offeredNames(hit);
+  if (offered.includes(name)) return name;
+  const plain = name.replace(/[^A-Za-z0-9_-]/g, '_');
+  return offered.find((o) => o === plain || (o.length === 64 && plain.startsWith(o.slice(0, o.lastIndexOf('_'))))) ?? name;
+}
+
 async function reply(res: ServerResponse, hit: StubHit, r: Reply): Promise<void> {
   if (r.delayMs !== undefined && r.delayMs > 0 && !(await waitOrClose(res, r.delayMs))) return;
   if (hit.api === 'other') {
@@ -230,107 +264,20 @@ async function reply(res: ServerResponse, hit: StubHit, r: Reply): Promise<void>
     res.end(JSON.stringify({ error: { message: `no such endpoint ${hit.path}` } }));
     return;
   }
-  const calls = r.tool_calls ?? [];
-  const content = r.content ?? '';
-  const usage = r.usage ?? { input: 10, output: 5 };
   const model = r.model ?? (typeof hit.body?.model === 'string' ? (hit.body.model as string) : 'stub-model');
-  if (hit.api === 'openai') {
-    if (!hit.stream) {
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(
-        JSON.stringify({
-          id: 'chatcmpl-stub',
-          object: 'chat.completion',
-          created: Math.floor(Date.now() / 1000),
-          model,
-          choices: [
-            {
-              index: 0,
-              message: {
-                role: 'assistant',
-                content: calls.length > 0 && content === '' ? null : content,
-                ...(calls.length > 0 && { tool_calls: calls.map((c) => ({ id: c.id, type: 'function', function: { name: c.name, arguments: JSON.stringify(c.arguments) } })) }),
-              },
-              finish_reason: calls.length > 0 ? 'tool_calls' : 'stop',
-            },
-          ],
-          usage: { prompt_tokens: usage.input, completion_tokens: usage.output, total_tokens: usage.input + usage.output },
-        }),
-      );
-      return;
-    }
-    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
-    const chunk = (delta: Record<string, unknown>, finish: string | null): string =>
-      sse({ id: 'chatcmpl-stub', object: 'chat.completion.chunk', created: 0, model, choices: [{ index: 0, delta, finish_reason: finish }] });
-    res.write(chunk({ role: 'assistant', content: '' }, null));
-    for (const p of pieces(content, r.chunkSize)) {
-      res.write(chunk({ content: p }, null));
-      await tick();
-    }
-    calls.forEach((c, index) => {
-      const args = JSON.stringify(c.arguments);
-      const half = Math.floor(args.length / 2);
-      res.write(chunk({ tool_calls: [{ index, id: c.id, type: 'function', function: { name: c.name, arguments: args.slice(0, half) } }] }, null));
-      res.write(chunk({ tool_calls: [{ index, function: { arguments: args.slice(half) } }] }, null));
-    });
-    res.write(chunk({}, calls.length > 0 ? 'tool_calls' : 'stop'));
-    res.write(
-      sse({
-        id: 'chatcmpl-stub',
-        object: 'chat.completion.chunk',
-        created: 0,
-        model,
-        choices: [],
-        usage: { prompt_tokens: usage.input, completion_tokens: usage.output, total_tokens: usage.input + usage.output },
-      }),
-    );
-    res.end(sse('[DONE]'));
-    return;
-  }
-  // Anthropic
-  const stopReason = calls.length > 0 ? 'tool_use' : 'end_turn';
+  const calls = r.tool_calls?.map((c) => ({ ...c, name: offeredName(hit, c.name) }));
+  const answer = { content: r.content, tool_calls: calls, usage: r.usage, model, id: hit.api === 'openai' ? 'chatcmpl-stub' : 'msg_stub' };
   if (!hit.stream) {
-    res.writeHead(200, { 'content-type': 'application/json' });
-    res.end(
-      JSON.stringify({
-        id: 'msg_stub',
-        type: 'message',
-        role: 'assistant',
-        model,
-        content: [...(content !== '' ? [{ type: 'text', text: content }] : []), ...calls.map((c) => ({ type: 'tool_use', id: c.id, name: c.name, input: c.arguments }))],
-        stop_reason: stopReason,
-        stop_sequence: null,
-        usage: { input_tokens: usage.input, output_tokens: usage.output },
-      }),
-    );
+    sendJson(res, hit.api === 'openai' ? openaiCompletion(answer) : anthropicMessage(answer));
     return;
   }
+  const parts = pieces(r.content ?? '', r.chunkSize);
+  const frames = hit.api === 'openai' ? openaiStream({ ...answer, pieces: parts, includeUsage: wantsUsage(hit.body) }) : anthropicStream({ ...answer, pieces: parts });
   res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
-  res.write(
-    sse(
-      { type: 'message_start', message: { id: 'msg_stub', type: 'message', role: 'assistant', model, content: [], stop_reason: null, usage: { input_tokens: usage.input, output_tokens: 1 } } },
-      'message_start',
-    ),
-  );
-  let index = 0;
-  if (content !== '') {
-    res.write(sse({ type: 'content_block_start', index, content_block: { type: 'text', text: '' } }, 'content_block_start'));
-    for (const p of pieces(content, r.chunkSize)) {
-      res.write(sse({ type: 'content_block_delta', index, delta: { type: 'text_delta', text: p } }, 'content_block_delta'));
-      await tick();
-    }
-    res.write(sse({ type: 'content_block_stop', index }, 'content_block_stop'));
-    index++;
+  // A pause after each frame, so clients see the pieces arrive separately.
+  for (const f of frames.slice(0, -1)) {
+    res.write(f);
+    await tick();
   }
-  for (const c of calls) {
-    const args = JSON.stringify(c.arguments);
-    const half = Math.floor(args.length / 2);
-    res.write(sse({ type: 'content_block_start', index, content_block: { type: 'tool_use', id: c.id, name: c.name, input: {} } }, 'content_block_start'));
-    res.write(sse({ type: 'content_block_delta', index, delta: { type: 'input_json_delta', partial_json: args.slice(0, half) } }, 'content_block_delta'));
-    res.write(sse({ type: 'content_block_delta', index, delta: { type: 'input_json_delta', partial_json: args.slice(half) } }, 'content_block_delta'));
-    res.write(sse({ type: 'content_block_stop', index }, 'content_block_stop'));
-    index++;
-  }
-  res.write(sse({ type: 'message_delta', delta: { stop_reason: stopReason, stop_sequence: null }, usage: { output_tokens: usage.output } }, 'message_delta'));
-  res.end(sse({ type: 'message_stop' }, 'message_stop'));
+  res.end(frames.at(-1));
 }

@@ -15,9 +15,9 @@ export function ctx(overrides: Partial<ToolContext> = {}): ToolContext {
 }
 
 /** The workspace tools over `[workspace]` as caxton.toml would give it (validated by the real schema), by short name. */
-export function tools(workspace: Record<string, unknown> | undefined, records: ToolAuditRecord[] = []) {
+export function tools(workspace: Record<string, unknown> | undefined, records: ToolAuditRecord[] = [], privateDirs: string[] = []) {
   const config = serverConfigSchema.parse(workspace === undefined ? {} : { workspace });
-  const list = workspaceTools(config.workspace, { record: (r) => records.push(r) });
+  const list = workspaceTools(config.workspace, { record: (r) => records.push(r) }, privateDirs);
   const by = new Map(list.map((t) => [t.name.replace(/^workspace\./, ''), t]));
   return (name: string): Tool => {
     const t = by.get(name);
