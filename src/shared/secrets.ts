@@ -10,6 +10,8 @@
  * a key inside a longer base64 string — `Basic base64(user:key)` — is found too) and hex. Matching
  * is one Aho-Corasick pass over the text: linear in its length whatever the text holds, so a
  * hostile text cannot make it slow. Overlapping matches are merged and replaced by one "***".
+ * A text that arrives in pieces (a streamed answer) is scrubbed as one text by StreamScrubber
+ * (stream-scrub.ts): scrubbing each piece would miss a secret split across them.
  *
  * The scrubber is process-wide: the composition roots (`startServer`, `caxton mcp`) register the
  * secret values of their configuration once, and every boundary reads the same scrubber, however
