@@ -25,13 +25,13 @@ const SAYS = {
   last: `The key is ${KEY}`,
   plain: 'Nothing secret here: just an ordinary answer, streamed in small pieces, word after word.',
 } as const;
-type Topic = keyof typeof SAYS;
+type Topic = keyof typeof SAYS | 'tool';
 
 function topicOf(hit: StubHit): Topic {
   const messages = (hit.body?.messages ?? []) as { role: string; content: unknown }[];
   const last = messages.findLast((m) => m.role === 'user');
   const text = typeof last?.content === 'string' ? last.content : JSON.stringify(last?.content ?? '');
-  return (Object.keys(SAYS) as Topic[]).find((t) => text.includes(`topic:${t}`)) ?? 'plain';
+  return (['tool', ...Object.keys(SAYS)] as Topic[]).find((t) => text.includes(`topic:${t}`)) ?? 'plain';
 }
 
 let stub: LlmStub;
@@ -40,9 +40,16 @@ let client: OpenAI;
 
 beforeAll(async () => {
   process.env.STREAM_SCRUB_KEY = KEY;
-  stub = await startLlmStub((hit) => ({ content: SAYS[topicOf(hit)], chunkSize: PIECE }));
+  stub = await startLlmStub((hit) => {
+    const messages = (hit.body?.messages ?? []) as { role: string }[];
+    if (messages.some((m) => m.role === 'tool')) return { content: 'Six times seven is 42.', chunkSize: PIECE };
+    const topic = topicOf(hit);
+    if (topic === 'tool') return { content: `Let me compute ${KEY.slice(0, 12)}`, chunkSize: PIECE, tool_calls: [{ id: 'call_1', name: 'calculator', arguments: { expression: '6*7' } }] };
+    return { content: SAYS[topic], chunkSize: PIECE };
+  });
   cx = await startCaxton({ config: { llm: { default_provider: 'stub', providers: { stub: openaiProvider(stub.url, { api_key_env: 'STREAM_SCRUB_KEY' }) } } } });
   await cx.deploy({ name: 'keeper' });
+  await cx.deploy({ name: 'calc', tools: ['calculator'] });
   await cx.deploy({ name: 'keeper-worker', execution: { isolation: 'worker' } });
   await cx.deploy({ name: 'keeper-process', execution: { isolation: 'process' } });
   client = new OpenAI({ baseURL: `${cx.url}/v1`, apiKey: 'unused', maxRetries: 0, timeout: 10_000 });
@@ -141,6 +148,19 @@ describe('the other parts of a streamed answer', () => {
     const { text, content, raw } = await invokeSse('key');
     expect(content).toBe(text);
     expect(raw).not.toContain(KEY);
+  });
+
+  it('invoke SSE: text held back (it begins the key) is released before the tool call that follows it, in order', async () => {
+    const { status, events } = await cx.invokeStream('calc', { request: 'topic:tool' });
+    expect(status).toBe(200);
+    const kinds = events.map((e) => e.event);
+    const call = kinds.indexOf('tool_call');
+    expect(call).toBeGreaterThan(0);
+    const before = events.slice(0, call).filter((e) => e.event === 'token');
+    expect(before.map((e) => e.json.text as string).join('')).toBe(`Let me compute ${KEY.slice(0, 12)}`);
+    expect(kinds.slice(call)).toEqual(['tool_call', 'tool_result', ...kinds.slice(call + 2, -1).map(() => 'token'), 'response']);
+    const after = events.slice(call + 2, -1).map((e) => e.json.text as string);
+    expect(after.join('')).toBe('Six times seven is 42.');
   });
 
   it('/v1/responses: output_text.done carries the same scrubbed text as the deltas', async () => {
