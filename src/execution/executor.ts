@@ -9,6 +9,7 @@ import type { Metrics } from '../observability/metrics.js';
 import { endWithError, SpanStatusCode, startSpan, traceparentOf, withSpan, type Span, type Tracer } from '../observability/trace-context.js';
 import { CaxtonError, isCaxtonError } from '../shared/errors.js';
 import { scrubError, scrubSecretsIn } from '../shared/secrets.js';
+import { StreamScrubber } from '../shared/stream-scrub.js';
 import { ToolRegistry, type Tool, type ToolResult } from '../tools/index.js';
 import { buildDeps, llmSetup, type LlmSetup } from './deps.js';
 import { executionTools, HOST_TOOL_METHOD, parseHostToolCall } from './host-tools.js';
@@ -351,18 +352,23 @@ export class Executor {
   }
 
   /**
-   * One execution, with everything it hands back — the response, the streamed events, the error —
-   * scrubbed of the configured secrets (ADR 0017): they carry provider and tool text, and go on to
+   * One execution, with everything it hands back — the response, the streamed events (the streamed
+   * text as one text: scrubbedEvents), the error — scrubbed of the configured secrets (ADR 0017): they carry provider and tool text, and go on to
    * responses, messages, events and memory. In worker and process mode this is where that text
    * first reaches the server.
    */
   async #run(def: AgentDefinition, req: InvokeRequest, opts: InvokeOptions): Promise<AgentResponse> {
-    const onEvent = opts.onEvent;
-    const scrubbed: InvokeOptions = onEvent ? { ...opts, onEvent: (e) => onEvent(scrubSecretsIn(e)) } : opts;
+    const events = opts.onEvent && scrubbedEvents(opts.onEvent);
     let res: AgentResponse;
     try {
-      res = scrubSecretsIn(await this.#execute(def, req, scrubbed));
+      res = scrubSecretsIn(await this.#execute(def, req, events ? { ...opts, onEvent: events.emit } : opts));
+      events?.end();
     } catch (e) {
+      try {
+        events?.end();
+      } catch {
+        // The execution's own error is the one to report.
+      }
       throw scrubError(e);
     }
     return opts.shadow ? res : this.#remember(def, req, res);
@@ -470,4 +476,25 @@ function shadowTools(builtins: ToolRegistry, host: readonly Tool[]): ToolRegistr
     tools.register({ name: t.name, description: t.description, input_schema: t.input_schema, invoke: () => Promise.resolve({ content: SHADOW_TOOL_REFUSAL, is_error: true }) });
   }
   return tools;
+}
+
+/**
+ * An execution's events as its caller receives them, scrubbed of the configured secrets. The
+ * streamed text is scrubbed as one text, not token by token: a secret the model streams in pieces
+ * holds no secret in any one piece (src/shared/stream-scrub.ts). The text held back is released
+ * before any other event, so the caller sees everything in the order it happened, and by `end()`.
+ */
+function scrubbedEvents(onEvent: (e: ExecutionEvent) => void): { emit: (e: ExecutionEvent) => void; end: () => void } {
+  const text = new StreamScrubber();
+  const release = (t: string): void => {
+    if (t !== '') onEvent({ type: 'token', text: t });
+  };
+  return {
+    emit(e) {
+      if (e.type === 'token') return release(text.push(e.text));
+      release(text.flush());
+      onEvent(scrubSecretsIn(e));
+    },
+    end: () => release(text.flush()),
+  };
 }

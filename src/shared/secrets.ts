@@ -10,6 +10,8 @@
  * a key inside a longer base64 string — `Basic base64(user:key)` — is found too) and hex. Matching
  * is one Aho-Corasick pass over the text: linear in its length whatever the text holds, so a
  * hostile text cannot make it slow. Overlapping matches are merged and replaced by one "***".
+ * A text that arrives in pieces (a streamed answer) is scrubbed as one text by StreamScrubber
+ * (stream-scrub.ts): scrubbing each piece would miss a secret split across them.
  *
  * The scrubber is process-wide: the composition roots (`startServer`, `caxton mcp`) register the
  * secret values of their configuration once, and every boundary reads the same scrubber, however
@@ -17,8 +19,9 @@
  * two servers in one process (tests) scrub each other's secrets too, which is never a leak.
  */
 
-/** What a secret is replaced by. */
-export const SCRUBBED = '***';
+import { Matcher, SCRUBBED } from './secret-matcher.js';
+
+export { SCRUBBED };
 
 /** Secrets shorter than this are ignored: too likely to be ordinary text (and too weak to matter). */
 export const MIN_SECRET_LENGTH = 8;
@@ -60,100 +63,6 @@ function base64Variants(bytes: Buffer): string[] {
   return out;
 }
 
-/**
- * Aho-Corasick automaton over UTF-16 code units, compiled to a dense table (state × character
- * class → state) so that scanning costs one array read per character, with no failure-link walks:
- * a text full of near-misses is as fast as any other. Characters that occur in no pattern share
- * class 0. Per state, the length of the longest pattern ending there.
- */
-class Matcher {
-  readonly #classOf = new Uint16Array(65536);
-  readonly #width: number;
-  readonly #table: Int32Array;
-  readonly #longest: Int32Array;
-
-  constructor(patterns: Iterable<string>) {
-    const list = [...patterns];
-    let classes = 1;
-    for (const p of list) for (let i = 0; i < p.length; i++) if (this.#classOf[p.charCodeAt(i)] === 0) this.#classOf[p.charCodeAt(i)] = classes++;
-    const width = (this.#width = classes);
-    // The trie.
-    const children: Map<number, number>[] = [new Map()];
-    const longest: number[] = [0];
-    for (const p of list) {
-      let s = 0;
-      for (let i = 0; i < p.length; i++) {
-        const c = this.#classOf[p.charCodeAt(i)]!;
-        let t = children[s]!.get(c);
-        if (t === undefined) {
-          t = children.length;
-          children.push(new Map());
-          longest.push(0);
-          children[s]!.set(c, t);
-        }
-        s = t;
-      }
-      longest[s] = Math.max(longest[s]!, p.length);
-    }
-    // Breadth-first: each state's row is its children, and otherwise its failure state's row
-    // (already complete, being shallower); the longest match also follows the failure link.
-    const table = (this.#table = new Int32Array(children.length * width));
-    const fail = new Int32Array(children.length);
-    this.#longest = new Int32Array(children.length);
-    const queue: number[] = [];
-    for (const [c, t] of children[0]!) {
-      table[c] = t;
-      queue.push(t);
-    }
-    this.#longest.set(longest);
-    for (let q = 0; q < queue.length; q++) {
-      const s = queue[q]!;
-      const f = fail[s]!;
-      this.#longest[s] = Math.max(this.#longest[s]!, this.#longest[f]!);
-      for (let c = 0; c < width; c++) {
-        const t = children[s]!.get(c);
-        if (t === undefined) table[s * width + c] = table[f * width + c]!;
-        else {
-          table[s * width + c] = t;
-          fail[t] = table[f * width + c]!;
-          queue.push(t);
-        }
-      }
-    }
-  }
-
-  /** `text` with every match (overlapping ones merged) replaced by SCRUBBED; the same string when none. */
-  replace(text: string): string {
-    const classOf = this.#classOf;
-    const table = this.#table;
-    const longest = this.#longest;
-    const width = this.#width;
-    let spans: number[] | undefined; // [start, end) pairs, ordered, disjoint
-    const n = text.length;
-    let s = 0;
-    for (let i = 0; i < n; i++) {
-      s = table[s * width + classOf[text.charCodeAt(i)]!]!;
-      if (s === 0) continue;
-      const len = longest[s]!;
-      if (len === 0) continue;
-      const start = i + 1 - len;
-      spans ??= [];
-      // Drop the spans this one covers, then merge with an overlapping one.
-      while (spans.length > 0 && spans[spans.length - 2]! >= start) spans.length -= 2;
-      if (spans.length > 0 && spans[spans.length - 1]! >= start) spans[spans.length - 1] = i + 1;
-      else spans.push(start, i + 1);
-    }
-    if (spans === undefined) return text;
-    let out = '';
-    let at = 0;
-    for (let k = 0; k < spans.length; k += 2) {
-      out += text.slice(at, spans[k]) + SCRUBBED;
-      at = spans[k + 1]!;
-    }
-    return out + text.slice(at);
-  }
-}
-
 /** Replaces given secret values, in every encoding, by "***". Build once; `scrub` is linear in the text. */
 export class SecretScrubber {
   readonly #secrets: ReadonlySet<string>;
@@ -172,6 +81,11 @@ export class SecretScrubber {
 
   get size(): number {
     return this.#secrets.size;
+  }
+
+  /** The automaton of every form of the secrets (none when there is no secret), for scrubbing streams (stream-scrub.ts). */
+  get matcher(): Matcher | undefined {
+    return this.#matcher;
   }
 
   /** The text with every secret, in every encoding, replaced; the same string when there is none. */
