@@ -17,6 +17,17 @@ import { isSecureUrl, type JwtConfig, type SsoConfig } from './jwt-config.js';
 /** Where the console receives the issuer's answer (registered at the issuer as `<Caxton URL>/ui/auth/callback`). */
 export const SSO_CALLBACK_PATH = '/ui/auth/callback';
 
+/**
+ * What the console needs to send the browser to the issuer: all of it public (the browser shows
+ * it in its address bar). The client secret is never part of it.
+ */
+export interface SsoConsoleSettings {
+  authorization_endpoint: string;
+  client_id: string;
+  scope: string;
+  redirect_path: string;
+}
+
 export interface SsoEndpoints {
   authorization_endpoint: string;
   token_endpoint: string;
@@ -80,6 +91,12 @@ export class SsoClient {
 
   get scope(): string {
     return this.#cfg.scopes.join(' ');
+  }
+
+  /** The console's sign-in settings (see SsoConsoleSettings). */
+  async consoleSettings(): Promise<SsoConsoleSettings> {
+    const { authorization_endpoint } = await this.endpoints();
+    return { authorization_endpoint, client_id: this.clientId, scope: this.scope, redirect_path: SSO_CALLBACK_PATH };
   }
 
   /** The issuer's endpoints: configured, or discovered once (a failed discovery is tried again on the next sign-in). */

@@ -42,11 +42,7 @@ export async function ssoRoutes(app: FastifyInstance, opts: { client: SsoClient 
         response: { 200: ssoInfoSchema, 503: errorEnvelopeSchema },
       },
     },
-    async () => {
-      if (!client) return { enabled: false as const };
-      const { authorization_endpoint } = await client.endpoints();
-      return { enabled: true as const, authorization_endpoint, client_id: client.clientId, scope: client.scope, redirect_path: SSO_CALLBACK_PATH };
-    },
+    async () => (client ? { enabled: true as const, ...(await client.consoleSettings()) } : { enabled: false as const }),
   );
 
   r.post(
