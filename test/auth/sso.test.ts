@@ -1,7 +1,9 @@
 /**
  * The console's single sign-on routes against a stand-in issuer on 127.0.0.1: the settings the
  * console needs come back as configured (the authorization endpoint is a public URL, not a
- * secret) and never carry the client secret.
+ * secret) and never carry the client secret; the code exchange accepts only the exact redirect
+ * URI (scheme, host, port and path), so a callback path on another host or port is refused before
+ * the issuer is asked.
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -87,5 +89,47 @@ describe('single sign-on routes', () => {
     expect(res.status).toBe(200);
     expect(res.json.token).toBe('issued-token');
     expect(s.exchanges.at(-1)?.redirect_uri).toBe(`${s.srv.url}/ui/auth/callback`);
+  });
+
+  it('refuses the callback path on another host, port or scheme, or with a query, before asking the issuer', async () => {
+    const port = Number(new URL(s.srv.url).port);
+    const before = s.exchanges.length;
+    for (const uri of [
+      'https://attacker.example.com/ui/auth/callback',
+      `http://attacker.example.com:${port}/ui/auth/callback`,
+      `http://127.0.0.1:${port + 1}/ui/auth/callback`,
+      `https://127.0.0.1:${port}/ui/auth/callback`,
+      `${s.srv.url}/ui/auth/callback?next=https://attacker.example.com`,
+      `${s.srv.url}/ui/auth/other`,
+      'not a url',
+    ]) {
+      const res = await exchange(s, uri);
+      expect(res.status, uri).toBe(400);
+      expect(res.json.error.code, uri).toBe('invalid_request');
+      expect(res.json.error.message, uri).toContain('redirect_uri');
+      expect((res.json.error.details as { field?: string }).field, uri).toBe('redirect_uri');
+    }
+    expect(s.exchanges.length).toBe(before);
+  });
+});
+
+describe('single sign-on with [auth.jwt.sso] redirect_uri', () => {
+  let s: Setup;
+  beforeAll(async () => {
+    s = await setup('redirect_uri = "https://caxton.example.com/ui/auth/callback"\n');
+  });
+  afterAll(async () => {
+    await s.close();
+    delete process.env[SECRET_ENV];
+    removeTempDirs();
+  });
+
+  it('accepts exactly the configured URI and refuses any other, even the address the request came to', async () => {
+    expect((await exchange(s, 'https://caxton.example.com/ui/auth/callback')).status).toBe(200);
+    expect((await exchange(s, 'https://caxton.example.com:8443/ui/auth/callback')).status).toBe(400);
+    expect((await exchange(s, 'https://caxton.example.org/ui/auth/callback')).status).toBe(400);
+    const own = await exchange(s, `${s.srv.url}/ui/auth/callback`);
+    expect(own.status).toBe(400);
+    expect(own.json.error.message).toContain('https://caxton.example.com/ui/auth/callback');
   });
 });
