@@ -1231,6 +1231,7 @@ export class AgentService {
     if (shared && existing?.origin.kind === 'api') {
       if (!running) await this.#refuseElsewhere(existing.definition.name);
       await shared.remove({ ...existing, source: this.#store.source(name) ?? '' });
+      await this.#shared?.removed(existing.definition.name);
     }
     const removed = this.#removeHere(name);
     if (running) await this.#release(running);
@@ -1248,8 +1249,8 @@ export class AgentService {
     const running = this.rollouts?.running(existing.definition.name);
     this.#store.delete(name);
     if (running) this.#options.onRollout?.('rollout.rolled_back', this.rollouts!.end(running, 'rolled_back', undefined, 'the agent was removed'));
-    // This node's history of it joins the removed agents', of which [agents] keep_removed_agents
-    // are kept (the cluster's shared history is bounded per agent by keep_versions alone).
+    // Its history joins the removed agents', of which [agents] keep_removed_agents are kept (a
+    // cluster's shared history is told by removeAsync, which removes for every node).
     if (!this.#isShared(existing.definition.name)) this.versions?.removed(existing.definition.name);
     this.registry.remove(name);
     return existing;

@@ -110,6 +110,12 @@ export interface AgentVersionsPort {
    * agent has versions here already (another node's, or this one's).
    */
   seed(name: string, rows: readonly StoredVersionRow[]): Promise<boolean>;
+  /**
+   * `name` was removed: its history joins the removed agents', of which only the `keepRemoved`
+   * most recently removed keep theirs (the others' are deleted whole). A new version of a name
+   * takes it out of them again.
+   */
+  removed(name: string): Promise<void>;
 }
 
 /** A version row as both stores read it (`definition` and `source` for one version's detail). */
@@ -271,6 +277,7 @@ export class AgentVersionStore {
       get: (name, version) => Promise.resolve().then(() => this.get(name, version)),
       list: (name, opts) => Promise.resolve().then(() => this.list(name, opts)),
       seed: (name, rows) => Promise.resolve().then(() => this.seed(name, rows)),
+      removed: (name) => Promise.resolve().then(() => this.removed(name)),
     };
   }
 
@@ -307,10 +314,7 @@ export class AgentVersionStore {
     return versionSummary(row);
   }
 
-  /**
-   * `name` was removed: its history now counts among the removed agents', of which only the
-   * `keepRemoved` most recently removed are kept; the histories of those removed before go whole.
-   */
+  /** `AgentVersionsPort.removed` on this node's SQLite, in one transaction. */
   removed(name: string): void {
     this.transaction(() => {
       this.#mark.run(agentKey(name));
