@@ -698,7 +698,8 @@ export class AgentService {
       if (!agent) continue;
       const errors = this.checkDeployed(agent.definition).filter((i) => i.severity === 'error');
       if (errors.length === 0) continue;
-      this.removeFile(path);
+      // Unloaded, not removed: the file is still there, so its history stays with the live agents'.
+      this.removeFile(path, { keepStatus: true });
       const status: FileStatus = {
         path,
         state: 'invalid',
@@ -1230,6 +1231,7 @@ export class AgentService {
     if (shared && existing?.origin.kind === 'api') {
       if (!running) await this.#refuseElsewhere(existing.definition.name);
       await shared.remove({ ...existing, source: this.#store.source(name) ?? '' });
+      await this.#shared?.removed(existing.definition.name);
     }
     const removed = this.#removeHere(name);
     if (running) await this.#release(running);
@@ -1247,6 +1249,9 @@ export class AgentService {
     const running = this.rollouts?.running(existing.definition.name);
     this.#store.delete(name);
     if (running) this.#options.onRollout?.('rollout.rolled_back', this.rollouts!.end(running, 'rolled_back', undefined, 'the agent was removed'));
+    // Its history joins the removed agents', of which [agents] keep_removed_agents are kept (a
+    // cluster's shared history is told by removeAsync, which removes for every node).
+    if (!this.#isShared(existing.definition.name)) this.versions?.removed(existing.definition.name);
     this.registry.remove(name);
     return existing;
   }
@@ -1384,7 +1389,11 @@ export class AgentService {
     const key = this.#fileAgents.get(path);
     if (key !== undefined) {
       const agent = this.registry.get(key);
-      if (agent?.origin.kind === 'file' && agent.origin.path === path) this.registry.remove(key);
+      if (agent?.origin.kind === 'file' && agent.origin.path === path) {
+        this.registry.remove(key);
+        // The file is gone (keepStatus: it is only unloaded): a removed agent's history is bounded.
+        if (!opts.keepStatus) this.versions?.removed(agent.definition.name);
+      }
       this.#fileAgents.delete(path);
     }
     if (!opts.keepStatus) this.#files.delete(path);

@@ -3,7 +3,7 @@ import { agentKey, type AgentDefinition, type AgentFormat } from './definition.j
 import { checkStoredDefinition } from './stored-shape.js';
 import { AGENT_CANARY_MIGRATION, AGENT_ROLLOUT_MIGRATION } from './rollouts.js';
 import { AGENT_SHADOW_MIGRATION } from './shadow-results.js';
-import { AGENT_VERSION_MIGRATION } from './versions.js';
+import { AGENT_VERSION_MIGRATION, AGENT_VERSION_REMOVALS_MIGRATION } from './versions.js';
 
 export const AGENT_MIGRATIONS: readonly Migration[] = [
   {
@@ -23,6 +23,7 @@ export const AGENT_MIGRATIONS: readonly Migration[] = [
   AGENT_ROLLOUT_MIGRATION,
   AGENT_CANARY_MIGRATION,
   AGENT_SHADOW_MIGRATION,
+  AGENT_VERSION_REMOVALS_MIGRATION,
 ];
 
 export interface StoredAgent {

@@ -3,7 +3,10 @@
  * came from, its content hash, the semver the file declares, who deployed it, when, and how (API,
  * a file change in agents_dir, a rollback, a promotion). Versions are numbered 1, 2, 3... per
  * agent name (case-insensitive, as agent names are) and survive the agent's removal, so a
- * redeploy continues the numbering. `keep` bounds how many are kept per agent (oldest go first).
+ * redeploy continues the numbering. `keep` bounds how many are kept per agent (oldest go first),
+ * removed agents included; `keepRemoved` bounds how many removed agents keep a history at all
+ * (the most recently removed), so deploying and removing new names never grows the table: an
+ * older removed agent's history is deleted whole, and a redeploy of its name starts at 1 again.
  */
 import { createHash } from 'node:crypto';
 import type { Db, Migration } from '../storage/index.js';
@@ -30,6 +33,12 @@ export const AGENT_VERSION_MIGRATION: Migration = {
       restored_from INTEGER,
       PRIMARY KEY (key, version)
     ) WITHOUT ROWID`,
+};
+
+/** Removed agents whose history is still kept, in the order they were removed (`seq`). */
+export const AGENT_VERSION_REMOVALS_MIGRATION: Migration = {
+  id: 'agents-006-version-removals',
+  sql: 'CREATE TABLE agent_version_removals (key TEXT PRIMARY KEY, seq INTEGER NOT NULL)',
 };
 
 /** How a version came to be. */
@@ -101,6 +110,12 @@ export interface AgentVersionsPort {
    * agent has versions here already (another node's, or this one's).
    */
   seed(name: string, rows: readonly StoredVersionRow[]): Promise<boolean>;
+  /**
+   * `name` was removed: its history joins the removed agents', of which only the `keepRemoved`
+   * most recently removed keep theirs (the others' are deleted whole). A new version of a name
+   * takes it out of them again.
+   */
+  removed(name: string): Promise<void>;
 }
 
 /** A version row as both stores read it (`definition` and `source` for one version's detail). */
@@ -204,8 +219,14 @@ export class AgentVersionStore {
   readonly #prune;
   readonly #stored;
   readonly #seed;
+  readonly #unmark;
+  readonly #mark;
+  readonly #dropRemoved;
+  readonly #forgetRemoved;
   /** Versions kept per agent. */
   readonly keep: number;
+  /** Removed agents whose history is kept (the most recently removed). */
+  readonly keepRemoved: number;
   /**
    * Parsed versions by key and number. A version never changes once written, and during a rollout
    * its candidate (or a conversation's pinned version) is read on every execution that reaches it:
@@ -214,9 +235,10 @@ export class AgentVersionStore {
    */
   readonly #cache = new Map<string, AgentVersionDetail>();
 
-  constructor(db: Db, opts: { keep?: number } = {}) {
+  constructor(db: Db, opts: { keep?: number; keepRemoved?: number } = {}) {
     this.#db = db;
     this.keep = opts.keep ?? 100;
+    this.keepRemoved = opts.keepRemoved ?? 20;
     this.#insert = db.prepare(
       `INSERT INTO agent_versions (key, version, name, semver, hash, format, source, definition, how, origin, path, deployed_by, deployed_at, restored_from)
        VALUES (@key, (SELECT COALESCE(MAX(version), 0) + 1 FROM agent_versions WHERE key = @key), @name, @semver, @hash, @format, @source, @definition, @how, @origin, @path, @deployed_by, @deployed_at, @restored_from)
@@ -232,6 +254,11 @@ export class AgentVersionStore {
       `INSERT INTO agent_versions (key, version, name, semver, hash, format, source, definition, how, origin, path, deployed_by, deployed_at, restored_from)
        VALUES (@key, @version, @name, @semver, @hash, @format, @source, @definition, @how, @origin, @path, @deployed_by, @deployed_at, @restored_from)`,
     );
+    this.#unmark = db.prepare('DELETE FROM agent_version_removals WHERE key = ?');
+    this.#mark = db.prepare('INSERT OR REPLACE INTO agent_version_removals (key, seq) VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM agent_version_removals))');
+    const beyond = 'SELECT key FROM agent_version_removals ORDER BY seq DESC LIMIT -1 OFFSET ?';
+    this.#dropRemoved = db.prepare(`DELETE FROM agent_versions WHERE key IN (${beyond})`);
+    this.#forgetRemoved = db.prepare(`DELETE FROM agent_version_removals WHERE key IN (${beyond})`);
   }
 
   /** This store behind the asynchronous port (the API's routes; `alongside` runs in the version's SQLite transaction). */
@@ -250,6 +277,7 @@ export class AgentVersionStore {
       get: (name, version) => Promise.resolve().then(() => this.get(name, version)),
       list: (name, opts) => Promise.resolve().then(() => this.list(name, opts)),
       seed: (name, rows) => Promise.resolve().then(() => this.seed(name, rows)),
+      removed: (name) => Promise.resolve().then(() => this.removed(name)),
     };
   }
 
@@ -281,8 +309,23 @@ export class AgentVersionStore {
     const key = values.key;
     const row = this.#insert.get(values) as Row;
     this.#prune.run(key, key, this.keep);
-    for (const k of this.#cache.keys()) if (k.startsWith(`${key}\0`)) this.#cache.delete(k);
+    this.#unmark.run(key);
+    this.#forget(key);
     return versionSummary(row);
+  }
+
+  /** `AgentVersionsPort.removed` on this node's SQLite, in one transaction. */
+  removed(name: string): void {
+    this.transaction(() => {
+      this.#mark.run(agentKey(name));
+      this.#dropRemoved.run(this.keepRemoved);
+      this.#forgetRemoved.run(this.keepRemoved);
+    });
+    this.#cache.clear();
+  }
+
+  #forget(key: string): void {
+    for (const k of this.#cache.keys()) if (k.startsWith(`${key}\0`)) this.#cache.delete(k);
   }
 
   /**

@@ -1,6 +1,7 @@
-import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readdirSync, readSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, openSync, readdirSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import { watch, type FSWatcher } from 'chokidar';
+import { makePrivateDir } from '../shared/private-fs.js';
 import { MAX_AGENT_FILE_BYTES } from './bounds.js';
 import type { AgentService, FileStatus } from './service.js';
 
@@ -82,7 +83,7 @@ export class AgentDirectoryWatcher {
 
   /** Synchronous initial load, so the server is ready with every valid file agent. */
   loadAll(): FileStatus[] {
-    mkdirSync(this.#dir, { recursive: true });
+    makePrivateDir(this.#dir);
     return walk(this.#dir, (dir, e) => this.#report(e, { path: dir, what: 'agents_dir folder could not be read' }))
       .map((p) => this.#apply(p))
       .filter((s): s is FileStatus => s !== undefined);

@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import cors from '@fastify/cors';
 import type { ServerOptions as HttpsServerOptions } from 'node:https';
 import swagger from '@fastify/swagger';
@@ -8,7 +7,7 @@ import { jsonSchemaTransform, validatorCompiler } from 'fastify-type-provider-zo
 import { z } from 'zod';
 import { agentDocumentSchema } from '../agents/index.js';
 import type { ServerConfig } from '../config/index.js';
-import { contextOf, withSpan, type Logger, type Metrics } from '../observability/index.js';
+import { clientRequestId, contextOf, newRequestId, withSpan, type Logger, type Metrics } from '../observability/index.js';
 import { envelope, sendError, toEnvelope } from './envelope.js';
 import { scrubSecrets } from '../shared/secrets.js';
 import { parseJsonBody } from './json-body.js';
@@ -37,8 +36,6 @@ export interface ApiDeps {
   https?: HttpsServerOptions;
 }
 
-const REQUEST_ID_RE = /^[A-Za-z0-9._:-]{1,128}$/;
-
 /** Builds the REST API. Listening is the caller's job, so tests can inject or listen on port 0. */
 export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
   const { config, metrics, tracer } = deps;
@@ -48,10 +45,8 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
     loggerInstance: deps.logger as unknown as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'request_id' }),
     bodyLimit,
-    genReqId: (req) => {
-      const given = req.headers['x-request-id'];
-      return typeof given === 'string' && REQUEST_ID_RE.test(given) ? given : randomUUID();
-    },
+    // Always the server's own (src/observability/request-id.ts); the client's is client_request_id.
+    genReqId: () => newRequestId(),
     return503OnClosing: true,
     // Behind a reverse proxy ([security] trust_proxy): req.ip (the audit trail's source address) from X-Forwarded-For.
     trustProxy: config.security.trust_proxy,
@@ -91,6 +86,15 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
 
   app.addHook('onRequest', (req, reply, done) => {
     reply.header('x-request-id', req.id);
+    try {
+      const client = clientRequestId(req.headers['x-request-id']);
+      if (client !== undefined) {
+        req.clientRequestId = client;
+        req.log = req.log.child({ client_request_id: client });
+      }
+    } catch (e) {
+      return done(e as Error);
+    }
     // A client's W3C traceparent header is continued; the span is active for the handler, so the
     // spans it starts (routing, executions) and the lines it logs belong to this request's trace.
     const header = req.headers.traceparent;

@@ -5,6 +5,8 @@ declare module 'fastify' {
   interface FastifyRequest {
     /** The request's HTTP server span, set by the API's onRequest hook (src/api/app.ts) and ended in onResponse. */
     span?: Span;
+    /** The client's own id from `X-Request-Id`, checked by the onRequest hook (src/observability/request-id.ts). */
+    clientRequestId?: string;
   }
 }
 

@@ -85,6 +85,7 @@ function record(sink: AuditSink, table: Map<string, AuditRoute | null>, req: Fas
     principal: principal ? { id: principal.id, kind: principal.kind } : null,
     source: req.ip,
     request_id: String(req.id),
+    client_request_id: (req as FastifyRequest & { clientRequestId?: string }).clientRequestId ?? null,
     action: entry?.action ?? 'http.request',
     method: req.method,
     route,

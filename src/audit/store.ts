@@ -24,7 +24,10 @@ export interface AuditEntry {
   principal?: { id: string; kind: string } | null;
   /** The client's address (the socket's, or the proxy's client address when trusted). */
   source?: string | null;
+  /** The server's id of the request. */
   request_id?: string | null;
+  /** The client's own id of the request (its `X-Request-Id`), when it sent one. */
+  client_request_id?: string | null;
   /** What was done: `agent.deploy`, `memory.import`, `key.create`... (src/audit/actions.ts). */
   action: string;
   method?: string | null;
@@ -47,6 +50,7 @@ export interface AuditRecord {
   principal_kind: string | null;
   source: string | null;
   request_id: string | null;
+  client_request_id: string | null;
   action: string;
   method: string | null;
   route: string | null;
@@ -101,6 +105,7 @@ export const AUDIT_MIGRATIONS: readonly Migration[] = [
       CREATE INDEX audit_log_target ON audit_log (target, id) WHERE target IS NOT NULL;
     `,
   },
+  { id: 'audit-002-client-request-id', sql: 'ALTER TABLE audit_log ADD COLUMN client_request_id TEXT' },
 ];
 
 /** Serialized `details` above this size are replaced by `{"truncated": true}`: a row stays small. */
@@ -116,6 +121,7 @@ interface Row {
   principal_kind: string | null;
   source: string | null;
   request_id: string | null;
+  client_request_id: string | null;
   action: string;
   method: string | null;
   route: string | null;
@@ -155,6 +161,7 @@ function toRecord(r: Row): AuditRecord {
     principal_kind: r.principal_kind,
     source: r.source,
     request_id: r.request_id,
+    client_request_id: r.client_request_id,
     action: r.action,
     method: r.method,
     route: r.route,
@@ -200,8 +207,8 @@ export class AuditStore implements AuditSink {
       .start();
     this.#pruner.poke();
     this.#insert = db.prepare(
-      `INSERT INTO audit_log (time, principal, principal_kind, source, request_id, action, method, route, target, outcome, status, details)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO audit_log (time, principal, principal_kind, source, request_id, client_request_id, action, method, route, target, outcome, status, details)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     );
     // Opened now, so a path that cannot be written stops the start with an error naming it.
     this.#jsonl = opts.jsonl === undefined ? undefined : new JsonlAppender(opts.jsonl, (e) => this.#onError(e));
@@ -216,6 +223,7 @@ export class AuditStore implements AuditSink {
       principal_kind: e.principal ? text(e.principal.kind) : null,
       source: text(e.source),
       request_id: text(e.request_id),
+      client_request_id: text(e.client_request_id),
       action: text(e.action) ?? 'unknown',
       method: e.method ?? null,
       route: text(e.route),
@@ -241,7 +249,12 @@ export class AuditStore implements AuditSink {
     try {
       this.#db.transaction(() => {
         for (const r of batch) {
-          ids.push(Number(this.#insert.run(r.time, r.principal, r.principal_kind, r.source, r.request_id, r.action, r.method, r.route, r.target, r.outcome, r.status, r.details).lastInsertRowid));
+          ids.push(
+            Number(
+              this.#insert.run(r.time, r.principal, r.principal_kind, r.source, r.request_id, r.client_request_id, r.action, r.method, r.route, r.target, r.outcome, r.status, r.details)
+                .lastInsertRowid,
+            ),
+          );
         }
       })();
     } catch (e) {

@@ -103,6 +103,9 @@ const endpointUrl = (what: string) =>
     { message: `expected an https:// URL of the issuer's ${what} (http:// only on 127.0.0.1 or localhost)` },
   );
 
+/** Where the console receives the issuer's answer (registered at the issuer as `<Caxton URL>/ui/auth/callback`). */
+export const SSO_CALLBACK_PATH = '/ui/auth/callback';
+
 /**
  * `[auth.jwt.sso]`: the web console's "Sign in with single sign-on" (authorization code with
  * PKCE; src/auth/sso.ts). The client is registered at the issuer with the redirect URI
@@ -124,7 +127,23 @@ export const ssoConfigSchema = z.strictObject({
   /** Absent: read from the issuer's /.well-known/openid-configuration. */
   authorization_endpoint: endpointUrl('authorization endpoint').optional(),
   token_endpoint: endpointUrl('token endpoint').optional(),
+  /**
+   * The redirect URI registered at the issuer, compared whole (scheme, host, port, path) with the
+   * one a sign-in brings back. Absent: this server's callback at the origin the request came to.
+   */
+  redirect_uri: z
+    .string({ error: `expected the console's redirect URI registered at the issuer, e.g. "https://caxton.example.com${SSO_CALLBACK_PATH}"` })
+    .refine((v) => isSecureUrl(v) && isCallbackUri(v), {
+      message: `expected the console's redirect URI registered at the issuer: an https:// URL (http:// only on 127.0.0.1 or localhost) with the path ${SSO_CALLBACK_PATH} and no query, e.g. "https://caxton.example.com${SSO_CALLBACK_PATH}"`,
+    })
+    .optional(),
 });
+
+/** Whether `v` is a URL of the console's callback: that path, no credentials, query or fragment. */
+function isCallbackUri(v: string): boolean {
+  const u = new URL(v);
+  return u.pathname === SSO_CALLBACK_PATH && u.search === '' && u.hash === '' && u.username === '' && u.password === '';
+}
 
 export type SsoConfig = z.output<typeof ssoConfigSchema>;
 

@@ -12,10 +12,20 @@
  * flood against the issuer.
  */
 import { CaxtonError, describeError } from '../shared/errors.js';
-import { isSecureUrl, type JwtConfig, type SsoConfig } from './jwt-config.js';
+import { isSecureUrl, SSO_CALLBACK_PATH, type JwtConfig, type SsoConfig } from './jwt-config.js';
 
-/** Where the console receives the issuer's answer (registered at the issuer as `<Caxton URL>/ui/auth/callback`). */
-export const SSO_CALLBACK_PATH = '/ui/auth/callback';
+export { SSO_CALLBACK_PATH };
+
+/**
+ * What the console needs to send the browser to the issuer: all of it public (the browser shows
+ * it in its address bar). The client secret is never part of it.
+ */
+export interface SsoConsoleSettings {
+  authorization_endpoint: string;
+  client_id: string;
+  scope: string;
+  redirect_path: string;
+}
 
 export interface SsoEndpoints {
   authorization_endpoint: string;
@@ -50,6 +60,19 @@ async function boundedJson(res: Response, what: string): Promise<unknown> {
   }
 }
 
+/** Whether `a` is the URL `b` (after URL normalization: case of scheme and host, default port), with nothing more. */
+function sameUri(a: string, b: string): boolean {
+  let u: URL;
+  let v: URL;
+  try {
+    u = new URL(a);
+    v = new URL(b);
+  } catch {
+    return false;
+  }
+  return u.href === v.href && u.search === '' && u.hash === '' && u.username === '' && u.password === '';
+}
+
 export class SsoClient {
   readonly #issuer: string;
   readonly #cfg: SsoConfig;
@@ -80,6 +103,28 @@ export class SsoClient {
 
   get scope(): string {
     return this.#cfg.scopes.join(' ');
+  }
+
+  /** The console's sign-in settings (see SsoConsoleSettings). */
+  async consoleSettings(): Promise<SsoConsoleSettings> {
+    const { authorization_endpoint } = await this.endpoints();
+    return { authorization_endpoint, client_id: this.clientId, scope: this.scope, redirect_path: SSO_CALLBACK_PATH };
+  }
+
+  /**
+   * Refuses a redirect URI other than the one the console was registered with: `[auth.jwt.sso]
+   * redirect_uri`, else this server's callback at `requestOrigin` (the origin the exchange was sent
+   * to, whose host the browser-safety checks have admitted). Compared whole — scheme, host, port
+   * and path — so a callback path on another host cannot have a code exchanged for it.
+   */
+  #checkRedirectUri(redirectUri: string, requestOrigin: string): void {
+    const expected = this.#cfg.redirect_uri ?? `${requestOrigin}${SSO_CALLBACK_PATH}`;
+    if (sameUri(redirectUri, expected)) return;
+    throw new CaxtonError(
+      'invalid_request',
+      `redirect_uri must be ${this.#cfg.redirect_uri === undefined ? "this server's" : 'the configured'} ${expected} exactly (scheme, host, port and path); sign in again from the console`,
+      { field: 'redirect_uri' },
+    );
   }
 
   /** The issuer's endpoints: configured, or discovered once (a failed discovery is tried again on the next sign-in). */
@@ -115,8 +160,13 @@ export class SsoClient {
     return { authorization_endpoint: authorization, token_endpoint: token };
   }
 
-  /** Exchanges the code for the configured token; a refusal by the issuer is the caller's (400), an unreachable issuer a 503. */
-  async exchange(code: string, verifier: string, redirectUri: string): Promise<{ token: string; expires_in?: number }> {
+  /**
+   * Exchanges the code for the configured token, once the redirect URI is the registered one
+   * (`requestOrigin`: see #checkRedirectUri); a refusal by the issuer is the caller's (400), an
+   * unreachable issuer a 503.
+   */
+  async exchange(code: string, verifier: string, redirectUri: string, requestOrigin: string): Promise<{ token: string; expires_in?: number }> {
+    this.#checkRedirectUri(redirectUri, requestOrigin);
     if (this.#inFlight >= MAX_IN_FLIGHT) throw new CaxtonError('rate_limited', 'too many sign-ins at once; try again in a second', { retry_after: 1 });
     this.#inFlight++;
     try {

@@ -53,6 +53,10 @@ const MIGRATIONS: readonly PgMigration[] = [
       );
     `,
   },
+  {
+    id: 'cluster-agent-versions-002-removals',
+    sql: (s) => `CREATE TABLE ${s}.agent_version_removals (key text PRIMARY KEY, seq bigint NOT NULL)`,
+  },
 ];
 
 export interface PgAgentVersionStoreOptions {
@@ -61,6 +65,8 @@ export interface PgAgentVersionStoreOptions {
   schema: string;
   /** Versions kept per agent (`[agents] keep_versions`; default 100). */
   keep?: number;
+  /** Removed agents whose history is kept, the most recently removed (`[agents] keep_removed_agents`; default 20). */
+  keepRemoved?: number;
   /** The cluster's agents: a version that puts an agent live writes its row there, in the same transaction. */
   directory?: PgAgentDirectory;
 }
@@ -72,13 +78,15 @@ export class PgAgentVersionStore implements AgentVersionsPort {
   readonly #pool: pg.Pool;
   readonly #s: string;
   readonly keep: number;
+  readonly keepRemoved: number;
   readonly #cache = new Map<string, AgentVersionDetail>();
   readonly #directory: PgAgentDirectory | undefined;
 
-  private constructor(pool: pg.Pool, s: string, keep: number, directory: PgAgentDirectory | undefined) {
+  private constructor(pool: pg.Pool, s: string, keep: number, keepRemoved: number, directory: PgAgentDirectory | undefined) {
     this.#pool = pool;
     this.#s = s;
     this.keep = keep;
+    this.keepRemoved = keepRemoved;
     this.#directory = directory;
   }
 
@@ -94,7 +102,7 @@ export class PgAgentVersionStore implements AgentVersionsPort {
   static async open(opts: PgAgentVersionStoreOptions): Promise<PgAgentVersionStore> {
     const s = quotedSchema(opts.schema);
     await PgAgentVersionStore.migrate(opts.pool, opts.schema);
-    return guardReads(new PgAgentVersionStore(opts.pool, s, opts.keep ?? 100, opts.directory));
+    return guardReads(new PgAgentVersionStore(opts.pool, s, opts.keep ?? 100, opts.keepRemoved ?? 20, opts.directory));
   }
 
   async append(v: NewVersion, alongside?: (written: AgentVersion) => void, live?: StoredAgent): Promise<AgentVersion> {
@@ -110,6 +118,7 @@ export class PgAgentVersionStore implements AgentVersionsPort {
       );
       const written = inserted.rows[0]!;
       await c.query(`DELETE FROM ${this.#s}.agent_versions WHERE key = $1 AND version <= $2`, [r.key, written.version - this.keep]);
+      await c.query(`DELETE FROM ${this.#s}.agent_version_removals WHERE key = $1`, [r.key]);
       // The agent is live for the cluster exactly when its version is recorded.
       if (live) await this.#directory!.writeLive(c, live);
       // This node's own writes (SQLite) before the COMMIT: when they throw, the version is not recorded.
@@ -153,6 +162,26 @@ export class PgAgentVersionStore implements AgentVersionsPort {
     });
     this.#forget(key);
     return seeded;
+  }
+
+  async removed(name: string): Promise<void> {
+    const key = agentKey(name);
+    await inTransaction(this.#pool, 'BEGIN', async (c) => {
+      // Removals are numbered one at a time across the nodes, like an agent's versions.
+      await c.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`caxton-agent-version-removals:${this.#s}`]);
+      await c.query(
+        `INSERT INTO ${this.#s}.agent_version_removals (key, seq) VALUES ($1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM ${this.#s}.agent_version_removals))
+         ON CONFLICT (key) DO UPDATE SET seq = EXCLUDED.seq`,
+        [key],
+      );
+      // Only the rows this statement took out: a name redeployed meanwhile is no longer among them.
+      const gone = await c.query<{ key: string }>(
+        `DELETE FROM ${this.#s}.agent_version_removals WHERE key IN (SELECT key FROM ${this.#s}.agent_version_removals ORDER BY seq DESC OFFSET $1) RETURNING key`,
+        [this.keepRemoved],
+      );
+      if (gone.rows.length > 0) await c.query(`DELETE FROM ${this.#s}.agent_versions WHERE key = ANY($1::text[])`, [gone.rows.map((r) => r.key)]);
+    });
+    this.#cache.clear();
   }
 
   /** The agent's lock for the rest of the transaction: its writers number its versions one at a time. */

@@ -1,14 +1,30 @@
-/** A deep copy with secrets replaced by "***": safe to print or log. `api_key_env` names a variable, so it stays. */
+import { isFieldName } from '../shared/secrets.js';
+
 const SECRET_KEY_RE = /(secret|password|passwd|api[_-]?key|authorization|credential|private[_-]?key|(?:^|[_-])token$)/i;
+/**
+ * Keys that say where a secret is or what it is called rather than hold it: `api_key_env` names a
+ * variable, `authorization_endpoint` is the issuer's public URL, `client_secret_file` a path.
+ */
+const DESCRIBES_RE = /[_-](?:env|file|path|dir|url|uri|endpoint|id|name|type|claim)$/i;
+
+/** Whether a configuration key holds a secret value (a key, token, password, auth header). */
+export function isSecretKey(key: string): boolean {
+  return SECRET_KEY_RE.test(key) && !DESCRIBES_RE.test(key);
+}
 
 export const REDACTED = '***';
 
+/**
+ * A deep copy with secrets replaced by "***": safe to print or log. The values of secret keys are
+ * replaced, except a field name chosen as a value (`token = "access_token"`); passwords in URLs
+ * too.
+ */
 export function redactSecrets<T>(value: T): T {
   return walk(value, undefined) as T;
 }
 
 function walk(v: unknown, key: string | undefined): unknown {
-  if (key !== undefined && SECRET_KEY_RE.test(key) && !key.endsWith('_env') && v !== undefined && v !== null && typeof v !== 'object') return REDACTED;
+  if (key !== undefined && isSecretKey(key) && v !== undefined && v !== null && typeof v !== 'object' && !(typeof v === 'string' && isFieldName(v))) return REDACTED;
   if (typeof v === 'string') return redactUrl(v);
   if (Array.isArray(v)) return v.map((x) => walk(x, undefined));
   if (v !== null && typeof v === 'object') {
@@ -40,7 +56,7 @@ function redactUrl(s: string): string {
 export function secretValues(config: unknown, env: NodeJS.ProcessEnv = process.env): string[] {
   const out = new Set<string>();
   const add = (s: unknown) => {
-    if (typeof s !== 'string' || s.length === 0) return;
+    if (typeof s !== 'string' || s.length === 0 || isFieldName(s)) return;
     out.add(s);
     out.add(s.trim()); // the provider clients send the key trimmed
     const bearer = /^(?:bearer|basic|token)\s+(\S+)$/i.exec(s.trim());
@@ -62,8 +78,8 @@ export function secretValues(config: unknown, env: NodeJS.ProcessEnv = process.e
       if (inHeaders) {
         // A header is secret by its name, or by its value's form ("Bearer ...", "Basic ...").
         if ((key !== undefined && /auth|key|token|secret|cookie|session|credential|password/i.test(key)) || /^(?:bearer|basic|token)\s+\S/i.test(v.trim())) add(v);
-      } else if (key !== undefined && key.endsWith('_env') && SECRET_KEY_RE.test(key.slice(0, -4))) add(env[v]);
-      else if (key !== undefined && SECRET_KEY_RE.test(key) && !key.endsWith('_env')) add(v);
+      } else if (key !== undefined && key.endsWith('_env') && isSecretKey(key.slice(0, -4))) add(env[v]);
+      else if (key !== undefined && isSecretKey(key)) add(v);
       addUrlSecrets(v);
       // A variable named by any `*_env` key (`url_env`) may hold a URL with a password.
       if (key !== undefined && key.endsWith('_env')) {

@@ -245,6 +245,11 @@ export const serverConfigSchema = z.strictObject({
     .strictObject({
       /** Versions kept per agent (every deploy, file change and rollback is one); the oldest go first. */
       keep_versions: z.number().int().min(1).max(100_000).default(100),
+      /**
+       * Removed agents whose history is kept (the most recently removed, each up to keep_versions,
+       * so a redeploy can continue the numbering and roll back); older ones' history is deleted.
+       */
+      keep_removed_agents: z.number().int().min(0).max(100_000).default(20),
     })
     .prefault({}),
   server: z

@@ -11,7 +11,8 @@
  * usearch crashes the process on a truncated file.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, fsyncSync, openSync, readFileSync, readSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, fsyncSync, openSync, readFileSync, readSync, renameSync, statSync, unlinkSync } from 'node:fs';
+import { PRIVATE_FILE_MODE, writePrivateFileSync } from '../shared/private-fs.js';
 import { ANN_PARAMS, type VectorIndex } from './vector-index.js';
 
 export const ANN_FILE_FORMAT = 'caxton-memory-ann';
@@ -75,6 +76,8 @@ export function saveAnnFile(index: VectorIndex, path: string, state: { db_uid: s
   unlinkIfPresent(side);
   const tmp = `${path}.tmp`;
   index.saveAnn(tmp);
+  // usearch writes with the default mode; the graph holds the vectors of private memories.
+  chmodSync(tmp, PRIVATE_FILE_MODE);
   fsyncFile(tmp);
   renameSync(tmp, path);
   const sidecar: AnnSidecar = {
@@ -90,7 +93,7 @@ export function saveAnnFile(index: VectorIndex, path: string, state: { db_uid: s
     sha256: sha256File(path),
     saved_at: new Date().toISOString(),
   };
-  writeFileSync(`${side}.tmp`, `${JSON.stringify(sidecar, null, 2)}\n`);
+  writePrivateFileSync(`${side}.tmp`, `${JSON.stringify(sidecar, null, 2)}\n`);
   fsyncFile(`${side}.tmp`);
   renameSync(`${side}.tmp`, side);
   return sidecar;

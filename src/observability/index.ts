@@ -1,4 +1,5 @@
 export { createLogger, REDACT_PATHS, type Logger } from './logger.js';
+export { clientRequestId, MAX_CLIENT_REQUEST_ID, newRequestId } from './request-id.js';
 export { Metrics, type MetricSources } from './metrics.js';
 export { activeTraceparent, contextOf, endWithError, SpanKind, SpanStatusCode, startSpan, traceLogFields, traceparentOf, withSpan, type Span, type Tracer } from './trace-context.js';
 export { setupTracing, type Tracing } from './tracing.js';

@@ -153,7 +153,9 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
     );
     const { db } = stack.add(openStorage({ dataDir: config.data_dir, logger }));
     // A cluster node's shared state in PostgreSQL: before the stores that live there (the event store, the tool audit), closed after them.
-    const clusterState = config.cluster ? stack.add(await openClusterState({ cluster: config.cluster, logger, keepVersions: config.agents.keep_versions })) : undefined;
+    const clusterState = config.cluster
+      ? stack.add(await openClusterState({ cluster: config.cluster, logger, keepVersions: config.agents.keep_versions, keepRemovedAgents: config.agents.keep_removed_agents }))
+      : undefined;
     const auth = stack.add(startAuth({ config, db, logger, metrics }));
     const agents = stack.add(startAgents({ config, db, logger, metrics, lifecycle, clusterState }));
     const { registry, service, events } = agents;

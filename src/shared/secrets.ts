@@ -26,6 +26,39 @@ export { SCRUBBED };
 /** Secrets shorter than this are ignored: too likely to be ordinary text (and too weak to matter). */
 export const MIN_SECRET_LENGTH = 8;
 
+/**
+ * Names of fields, headers and schemes in the protocols secrets travel in (OAuth, OpenID Connect,
+ * HTTP). Agents' text is full of them, and a configuration may hold one as a choice
+ * (`[auth.jwt.sso] token = "access_token"`), never as a secret: such a value is a word and is not
+ * scrubbed, whoever registers it.
+ */
+const FIELD_NAMES: ReadonlySet<string> = new Set([
+  'access_token',
+  'id_token',
+  'refresh_token',
+  'token_type',
+  'client_id',
+  'client_secret',
+  'client_credentials',
+  'authorization',
+  'authorization_code',
+  'proxy-authorization',
+  'x-api-key',
+  'password',
+  'passphrase',
+  'credentials',
+]);
+
+/** Whether `value` is a protocol field name (see FIELD_NAMES), a word rather than a secret. */
+export function isFieldName(value: string): boolean {
+  return FIELD_NAMES.has(value.trim().toLowerCase());
+}
+
+/** Whether `value` can be a secret to scrub: long enough, and not a field name. */
+function isSecretCandidate(value: unknown): value is string {
+  return typeof value === 'string' && value.length >= MIN_SECRET_LENGTH && !isFieldName(value);
+}
+
 /** The forms of one secret to look for (each at least MIN_SECRET_LENGTH long, or left out). */
 export function secretVariants(secret: string): string[] {
   if (secret.length < MIN_SECRET_LENGTH) return [];
@@ -69,12 +102,12 @@ export class SecretScrubber {
   readonly #matcher: Matcher | undefined;
 
   constructor(secrets: Iterable<string>) {
-    this.#secrets = new Set([...secrets].filter((s) => typeof s === 'string' && s.length >= MIN_SECRET_LENGTH));
+    this.#secrets = new Set([...secrets].filter(isSecretCandidate));
     const patterns = new Set([...this.#secrets].flatMap(secretVariants));
     this.#matcher = patterns.size > 0 ? new Matcher(patterns) : undefined;
   }
 
-  /** The secrets matched (those of at least MIN_SECRET_LENGTH characters). */
+  /** The secrets matched (those of at least MIN_SECRET_LENGTH characters that are not field names). */
   get secrets(): ReadonlySet<string> {
     return this.#secrets;
   }
@@ -142,10 +175,10 @@ let current: SecretScrubber = EMPTY;
 
 /**
  * Adds secret values to the process-wide scrubber (the composition roots call it with
- * `secretValues(config)`). Values shorter than MIN_SECRET_LENGTH are ignored.
+ * `secretValues(config)`). Values shorter than MIN_SECRET_LENGTH, and field names, are ignored.
  */
 export function registerSecrets(values: Iterable<string>): SecretScrubber {
-  const add = [...values].filter((v) => typeof v === 'string' && v.length >= MIN_SECRET_LENGTH && !current.secrets.has(v));
+  const add = [...values].filter((v) => isSecretCandidate(v) && !current.secrets.has(v));
   if (add.length > 0) current = new SecretScrubber([...current.secrets, ...add]);
   return current;
 }

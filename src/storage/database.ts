@@ -1,7 +1,8 @@
-import { accessSync, closeSync, constants, mkdirSync, openSync, readSync, statSync } from 'node:fs';
+import { accessSync, closeSync, constants, openSync, readSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import { CaxtonError } from '../shared/errors.js';
+import { createPrivateFile, makePrivateDir, restrictMode } from '../shared/private-fs.js';
 
 export type Db = Database.Database;
 
@@ -31,12 +32,15 @@ export interface OpenOptions {
  * header), shorter than its header says (truncated), another application's database, or a data
  * dir or file Caxton may not write. An empty (0-byte) file is taken as a new store, and said so.
  * Every failure is a CaxtonError (`configuration_error`, or `insufficient_storage` for a full disk).
+ *
+ * A data dir it creates is 0700 and a database file it creates 0600 (so are its -wal and -shm);
+ * an existing file or directory keeps the mode the operator gave it.
  */
 export function openDatabase(dataDir: string, file = 'caxton.db', opts: OpenOptions = {}): Db {
   const dir = resolve(dataDir);
   const path = join(dir, file);
   try {
-    mkdirSync(dir, { recursive: true });
+    makePrivateDir(dir);
   } catch (e) {
     throw fsError(e, dir, `cannot create the data dir ${dir}`);
   }
@@ -58,6 +62,9 @@ export function openDatabase(dataDir: string, file = 'caxton.db', opts: OpenOpti
 
   let db: Db;
   try {
+    // SQLite would create the file 0644 (less the umask). Created here 0600 instead; SQLite then
+    // gives the -wal and -shm it makes the database file's mode.
+    if (size === undefined) createPrivateFile(path);
     db = new Database(path);
   } catch (e) {
     throw storeStartError(e, path);
@@ -91,6 +98,10 @@ export function openDatabase(dataDir: string, file = 'caxton.db', opts: OpenOpti
     // Memory-mapped reads of index pages: about 1.4x the durable message throughput (docs/benchmarks.md).
     db.pragma('mmap_size = 268435456');
     db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (id TEXT PRIMARY KEY, applied_at TEXT NOT NULL)');
+    // SQLite sets the mode of a -wal or -shm only when it creates it: one left by an earlier run
+    // (a crash, an older version) may be looser than the database it belongs to.
+    const dbMode = statSync(path).mode & 0o777;
+    for (const side of [`${path}-wal`, `${path}-shm`]) restrictMode(side, dbMode);
   } catch (e) {
     db.close();
     throw storeStartError(e, path);

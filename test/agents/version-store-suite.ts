@@ -3,8 +3,8 @@
  * (test/agents/version-store.test.ts, `AgentVersionStore.port()`) and the cluster's PostgreSQL one
  * (test/cluster/pg-agent-versions.test.ts): numbering per agent (case-insensitive) from 1,
  * summaries and details, newest-first pages with a total, `keep` pruning the oldest while the
- * numbering goes on, and `alongside` writes that commit with the version or, when they throw,
- * record nothing.
+ * numbering goes on, `alongside` writes that commit with the version or, when they throw,
+ * record nothing, and `keepRemoved` bounding the histories of removed agents.
  */
 import { beforeEach, describe, expect, it } from 'vitest';
 import { definitionHash, parseAgent, type AgentDefinition, type AgentVersionDetail, type AgentVersionsPort, type NewVersion, type StoredVersionRow } from '../../src/agents/index.js';
@@ -26,7 +26,7 @@ function storedRow(d: AgentVersionDetail): StoredVersionRow {
   return { ...rest, name: agent, definition: JSON.stringify(def) };
 }
 
-export function versionStoreSuite(label: string, open: (opts: { keep?: number }) => Promise<AgentVersionsPort>): void {
+export function versionStoreSuite(label: string, open: (opts: { keep?: number; keepRemoved?: number }) => Promise<AgentVersionsPort>): void {
   describe(`AgentVersionsPort: ${label}`, () => {
     let store: AgentVersionsPort;
     beforeEach(async () => {
@@ -70,6 +70,26 @@ export function versionStoreSuite(label: string, open: (opts: { keep?: number })
       expect(await small.list('kept')).toMatchObject({ total: 2, items: [{ version: 4 }, { version: 3 }] });
       expect(await small.get('kept', 2)).toBeUndefined();
       expect((await small.append(newVersion('kept'))).version).toBe(5);
+    });
+
+    it('keeps the histories of the `keepRemoved` most recently removed agents only; a redeploy takes a name out of them', async () => {
+      const small = await open({ keep: 2, keepRemoved: 2 });
+      for (const name of ['gone-a', 'gone-b', 'back', 'gone-c']) {
+        for (let i = 1; i <= 3; i++) await small.append(newVersion(name, `version = "1.0.${i}"\n`));
+      }
+      await small.removed('Gone-A');
+      await small.removed('back');
+      expect((await small.append(newVersion('back', 'version = "2.0.0"\n'))).version).toBe(4);
+      await small.removed('gone-b');
+      expect((await small.list('gone-a')).total).toBe(2);
+      await small.removed('gone-c');
+      // gone-a was removed longest ago: its history is gone, and the name starts again at 1.
+      expect(await small.list('gone-a')).toEqual({ items: [], total: 0 });
+      expect(await small.get('gone-a', 3)).toBeUndefined();
+      expect((await small.list('gone-b')).total).toBe(2);
+      expect((await small.list('gone-c')).total).toBe(2);
+      expect((await small.list('back')).total).toBe(2);
+      expect((await small.append(newVersion('gone-a'))).version).toBe(1);
     });
 
     it('runs `alongside` with the version; when it throws, no version is recorded and the numbering is unchanged', async () => {

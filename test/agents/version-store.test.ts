@@ -7,8 +7,8 @@ import { versionStoreSuite } from './version-store-suite.js';
 
 afterAll(removeTempDirs);
 
-versionStoreSuite('SQLite', ({ keep }) => {
+versionStoreSuite('SQLite', ({ keep, keepRemoved }) => {
   const db = openDatabase(makeTempDir());
   migrate(db, AGENT_MIGRATIONS);
-  return Promise.resolve(new AgentVersionStore(db, keep !== undefined ? { keep } : {}).port());
+  return Promise.resolve(new AgentVersionStore(db, { ...(keep !== undefined && { keep }), ...(keepRemoved !== undefined && { keepRemoved }) }).port());
 });

@@ -59,7 +59,7 @@ async function audit(query = ''): Promise<AuditRecord[]> {
   return r.json.records as AuditRecord[];
 }
 
-const byRequest = async (id: string) => (await audit()).filter((r) => r.request_id === id);
+const byRequest = async (id: string) => (await audit()).filter((r) => r.client_request_id === id);
 
 const AGENT = `name = "auditee"
 description = "an agent for the audit tests"
@@ -124,7 +124,7 @@ describe('recording', () => {
 
     const rows = await audit();
     const one = (id: string) => {
-      const r = rows.filter((x) => x.request_id === id);
+      const r = rows.filter((x) => x.client_request_id === id);
       expect(r, id).toHaveLength(1);
       return r[0]!;
     };
@@ -218,7 +218,7 @@ describe('GET /api/v1/audit filters', () => {
     expect(errors.length).toBeGreaterThanOrEqual(2);
     expect(errors.every((r) => r.outcome === 'error')).toBe(true);
     expect((await audit('?target=auditee')).map((r) => r.action).sort()).toEqual(['agent.deploy', 'agent.remove']);
-    expect((await audit('?principal=key:ops')).map((r) => r.request_id).sort()).toEqual(['req-config', 'req-replay', 'req-tool']);
+    expect((await audit('?principal=key:ops')).map((r) => r.client_request_id).sort()).toEqual(['req-config', 'req-replay', 'req-tool']);
     const anonymous = await audit('?principal=-');
     expect(anonymous.length).toBeGreaterThan(0);
     expect(anonymous.every((r) => r.principal === null)).toBe(true);
@@ -264,7 +264,7 @@ describe('secrets', () => {
     expect(text).not.toContain(enc);
     // The rows are there, the secret replaced.
     expect(rows.some((r) => (r as { target: string | null }).target === '***')).toBe(true);
-    expect(rows.some((r) => (r as { request_id: string | null }).request_id === '***')).toBe(true);
+    expect(rows.some((r) => (r as { client_request_id: string | null }).client_request_id === '***')).toBe(true);
     expect(rows.some((r) => (r as { principal: string | null }).principal === 'key:***')).toBe(true);
     expect(rows.some((r) => (r as { target: string | null }).target === 'agent:***')).toBe(true);
     await waitUntil(() => readFileSync(jsonlPath, 'utf8').includes('key:***'), { timeoutMs: 5000, what: 'the JSON lines' });
@@ -302,14 +302,14 @@ describe('caxton audit', () => {
     const text = await cli('audit', '--action', 'agent.*', '--principal', 'key:ci');
     expectExit(text, 0);
     const lines = text.stdout.trim().split('\n');
-    expect(lines[0]).toMatch(/^TIME\s+PRINCIPAL\s+SOURCE\s+ACTION\s+TARGET\s+OUTCOME\s+STATUS\s+REQUEST\s+DETAILS$/);
-    expect(lines[1]).toMatch(/key:ci\s+127\.0\.0\.1\s+agent\.deploy\s+auditee\s+ok\s+201\s+req-deploy/);
-    expect(text.stdout).toMatch(/agent\.remove\s+auditee\s+ok\s+204\s+req-remove/);
-    expect(text.stdout).toMatch(/agent\.deploy\s+-\s+error\s+422\s+req-bad\s+error_code=invalid_agent/);
+    expect(lines[0]).toMatch(/^TIME\s+PRINCIPAL\s+SOURCE\s+ACTION\s+TARGET\s+OUTCOME\s+STATUS\s+REQUEST\s+CLIENT REQUEST\s+DETAILS$/);
+    expect(lines[1]).toMatch(/key:ci\s+127\.0\.0\.1\s+agent\.deploy\s+auditee\s+ok\s+201\s+[0-9a-f-]{36}\s+req-deploy/);
+    expect(text.stdout).toMatch(/agent\.remove\s+auditee\s+ok\s+204\s+[0-9a-f-]{36}\s+req-remove/);
+    expect(text.stdout).toMatch(/agent\.deploy\s+-\s+error\s+422\s+[0-9a-f-]{36}\s+req-bad\s+error_code=invalid_agent/);
     const json = await cli('--json', 'audit', '--outcome', 'denied', '--since', '1h');
     expectExit(json, 0);
     const res = parseJson<{ records: AuditRecord[] }>(json);
-    expect(res.records.map((r) => r.request_id).sort()).toEqual(['req-401', 'req-403', 'req-anon']);
+    expect(res.records.map((r) => r.client_request_id).sort()).toEqual(['req-401', 'req-403', 'req-anon']);
   });
 
   it('caxton tool audit --principal selects the tool calls made for that caller', async () => {

@@ -44,7 +44,9 @@ afterAll(async () => {
 });
 
 describe.skipIf(!run)('PgAgentVersionStore', () => {
-  versionStoreSuite('PostgreSQL', ({ keep }) => PgAgentVersionStore.open({ pool: pools[0]!, schema: newSchema(), ...(keep !== undefined && { keep }) }));
+  versionStoreSuite('PostgreSQL', ({ keep, keepRemoved }) =>
+    PgAgentVersionStore.open({ pool: pools[0]!, schema: newSchema(), ...(keep !== undefined && { keep }), ...(keepRemoved !== undefined && { keepRemoved }) }),
+  );
 
   it('two nodes appending the same agent at once get one numbering, and read each other’s versions', async () => {
     const schema = newSchema();
@@ -57,12 +59,12 @@ describe.skipIf(!run)('PgAgentVersionStore', () => {
     expect((await a!.latest('SHARED'))!.version).toBe(8);
   });
 
-  it('keeps its table beside the other shared tables in one migrations table', async () => {
+  it('keeps its tables beside the other shared tables in one migrations table', async () => {
     const schema = newSchema();
     await PgAgentVersionStore.open({ pool: pools[0]!, schema });
     await PgAgentVersionStore.open({ pool: pools[1]!, schema });
     const ids = (await pools[0]!.query<{ id: string }>(`SELECT id FROM "${schema}".migrations`)).rows.map((r) => r.id);
-    expect(ids).toEqual(['cluster-agent-versions-001']);
+    expect(ids.sort()).toEqual(['cluster-agent-versions-001', 'cluster-agent-versions-002-removals']);
   });
 
   it('PostgreSQL out of reach: an update and a rollback answer not_ready naming it and change nothing here; once it is back they work', async () => {
@@ -101,6 +103,8 @@ describe.skipIf(!run)('PgAgentVersionStore', () => {
       await service.removeAsync('keeper');
       expect(registry.get('keeper')).toBeUndefined();
       expect((await directory.heads()).map((h) => [h.key, h.deleted, h.node])).toEqual([['keeper', true, 'node-a']]);
+      // Its shared history joins the removed agents' ([agents] keep_removed_agents).
+      expect((await pool.query(`SELECT key FROM "${schema}".agent_version_removals`)).rows).toEqual([{ key: 'keeper' }]);
     } finally {
       await service.close();
       db.close();

@@ -39,20 +39,24 @@ describe('logging', () => {
     const dir = makeTempDir('caxton-obs-');
     const log = memoryLog();
     const server = await startServer({ config: config(dir), logger: createLogger('debug', log.stream) });
+    let serverId = '';
     try {
       const ok = await postAgent(server.url, tomlAgent('logged'), 'application/toml');
       expect(ok.status).toBe(201);
       const bad = await fetch(`${server.url}/api/v1/agents`, { method: 'POST', headers: { 'content-type': 'application/toml', 'x-request-id': 'req-from-client-1' }, body: 'name = "x' });
       expect(bad.status).toBe(422);
-      expect(bad.headers.get('x-request-id')).toBe('req-from-client-1');
+      serverId = bad.headers.get('x-request-id')!;
+      expect(serverId).not.toBe('req-from-client-1');
     } finally {
       await server.close();
     }
     const lines = log.lines();
     const deployed = lines.find((l) => l.msg === 'agent deployed');
     expect(deployed?.request_id).toEqual(expect.any(String));
-    const rejected = lines.filter((l) => l.request_id === 'req-from-client-1');
+    // Logged under the server's request id, with the client's beside it.
+    const rejected = lines.filter((l) => l.request_id === serverId);
     expect(rejected.map((l) => l.msg)).toContain('request rejected');
+    for (const l of rejected) expect(l.client_request_id).toBe('req-from-client-1');
     // Every line about a request (completion, rejection, deploy) names its request.
     for (const l of lines.filter((x) => ['request completed', 'request rejected', 'agent deployed'].includes(String(x.msg)))) expect(l.request_id).toBeTruthy();
     expect(lines.every((l) => typeof l.level === 'string' && typeof l.time === 'string')).toBe(true);

@@ -7,7 +7,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { SSO_CALLBACK_PATH, type SsoClient } from '../../auth/index.js';
+import type { SsoClient } from '../../auth/index.js';
 import { CaxtonError } from '../../shared/errors.js';
 import { errorEnvelopeSchema } from '../schemas.js';
 
@@ -42,11 +42,7 @@ export async function ssoRoutes(app: FastifyInstance, opts: { client: SsoClient 
         response: { 200: ssoInfoSchema, 503: errorEnvelopeSchema },
       },
     },
-    async () => {
-      if (!client) return { enabled: false as const };
-      const { authorization_endpoint } = await client.endpoints();
-      return { enabled: true as const, authorization_endpoint, client_id: client.clientId, scope: client.scope, redirect_path: SSO_CALLBACK_PATH };
-    },
+    async () => (client ? { enabled: true as const, ...(await client.consoleSettings()) } : { enabled: false as const }),
   );
 
   r.post(
@@ -62,14 +58,7 @@ export async function ssoRoutes(app: FastifyInstance, opts: { client: SsoClient 
     },
     async (req, reply) => {
       if (!client) throw new CaxtonError('not_found', 'single sign-on is not configured on this server ([auth.jwt.sso]); sign in with an API key');
-      let path: string;
-      try {
-        path = new URL(req.body.redirect_uri).pathname;
-      } catch {
-        path = '';
-      }
-      if (path !== SSO_CALLBACK_PATH) throw new CaxtonError('invalid_request', `redirect_uri must be this server's ${SSO_CALLBACK_PATH}`, { field: 'redirect_uri' });
-      const out = await client.exchange(req.body.code, req.body.code_verifier, req.body.redirect_uri);
+      const out = await client.exchange(req.body.code, req.body.code_verifier, req.body.redirect_uri, `${req.protocol}://${req.host}`);
       reply.header('cache-control', 'no-store');
       return out;
     },

@@ -14,6 +14,7 @@ interface AuditRecordJson {
   principal_kind: string | null;
   source: string | null;
   request_id: string | null;
+  client_request_id?: string | null;
   action: string;
   method: string | null;
   route: string | null;
@@ -59,7 +60,7 @@ export function registerAuditCommand(program: Command, ctx: CliContext): void {
       if (res.records.length === 0) return out.err('no audit records match');
       out.out(
         table(
-          ['TIME', 'PRINCIPAL', 'SOURCE', 'ACTION', 'TARGET', 'OUTCOME', 'STATUS', 'REQUEST', 'DETAILS'],
+          ['TIME', 'PRINCIPAL', 'SOURCE', 'ACTION', 'TARGET', 'OUTCOME', 'STATUS', 'REQUEST', 'CLIENT REQUEST', 'DETAILS'],
           [...res.records]
             .reverse()
             .map((r) => [
@@ -71,6 +72,7 @@ export function registerAuditCommand(program: Command, ctx: CliContext): void {
               r.outcome,
               r.status === null ? '-' : String(r.status),
               r.request_id ?? '-',
+              truncate(r.client_request_id ?? '-', 40),
               truncate(detailsText(r.details), 60),
             ]),
         ),

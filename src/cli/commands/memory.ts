@@ -1,4 +1,4 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { SingleBar } from 'cli-progress';
 import type { Command } from 'commander';
 import { ApiError, type ApiClient, type ApiErrorBody } from '../client.js';
@@ -6,6 +6,7 @@ import type { CliContext } from '../context.js';
 import { CliError, usageError } from '../errors.js';
 import { table, truncate } from '../output.js';
 import { collect } from './message.js';
+import { writePrivateFileSync } from '../../shared/private-fs.js';
 
 interface EntityJson {
   scope: string;
@@ -229,7 +230,8 @@ export function registerMemoryCommands(program: Command, ctx: CliContext): void 
         }
       }
       if (o.out === undefined) return void process.stdout.write(text);
-      writeFileSync(o.out, text);
+      // An export holds every memory of the scopes read: the exporter's alone, like the store.
+      writePrivateFileSync(o.out, text);
       if (out.json) return out.data({ file: o.out, bytes: Buffer.byteLength(text), format: o.format });
       out.out(`exported to ${o.out} (${Buffer.byteLength(text)} bytes, ${o.format})`);
     });

@@ -9,12 +9,13 @@
  * are serialized: one inference at a time uses all intra-op threads.
  */
 import { createHash } from 'node:crypto';
-import { mkdirSync, existsSync, openSync, readSync, closeSync, renameSync, writeFileSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, openSync, readSync, closeSync, renameSync, readFileSync, rmSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import type * as OrtModule from 'onnxruntime-node';
 import type { InferenceSession as OrtSession } from 'onnxruntime-node';
 import { CaxtonError } from '../../shared/errors.js';
+import { makePrivateDir, writePrivateFileSync } from '../../shared/private-fs.js';
 import { buildMiniLmOnnx, GRAPH_VERSION, type BertConfig, type GraphVariant } from './minilm-graph.js';
 import { WordPieceTokenizer } from './tokenizer.js';
 import { closedError, DEFAULT_MAX_INPUT_CHARS, validateTexts, type Embedder } from './types.js';
@@ -84,10 +85,10 @@ export function loadOrBuildOnnx(files: ModelFiles, variant: GraphVariant, cacheD
   }
   const bytes = buildMiniLmOnnx(readFileSync(files.weightsPath), config, variant);
   if (!target) return { model: bytes, cached: 'none' };
-  mkdirSync(dirname(target), { recursive: true });
+  makePrivateDir(dirname(target));
   const tmp = `${target}.${process.pid}.tmp`;
   try {
-    writeFileSync(tmp, bytes);
+    writePrivateFileSync(tmp, bytes);
     renameSync(tmp, target);
   } catch (e) {
     rmSync(tmp, { force: true });

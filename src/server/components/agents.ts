@@ -41,7 +41,7 @@ export function startAgents(opts: { config: ServerConfig; db: Db; logger: Logger
         )(providerCheck(llmSetup(config))),
       ],
       // Every deploy, file change and rollback kept as a version (issue 18).
-      versions: new AgentVersionStore(db, { keep: config.agents.keep_versions }),
+      versions: new AgentVersionStore(db, { keep: config.agents.keep_versions, keepRemoved: config.agents.keep_removed_agents }),
       // A cluster node: API agents' versions in the cluster's PostgreSQL, one history for every node (file agents' stay here).
       ...(opts.clusterState && {
         sharedVersions: opts.clusterState.versions,

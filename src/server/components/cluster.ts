@@ -56,7 +56,7 @@ export interface ClusterStateComponent extends Component {
  * Opened before the components whose stores live there (agents' event store, the tool audit);
  * closed after them, so their last batches are written.
  */
-export async function openClusterState(opts: { cluster: ClusterConfig; logger: Logger; keepVersions?: number }): Promise<ClusterStateComponent> {
+export async function openClusterState(opts: { cluster: ClusterConfig; logger: Logger; keepVersions?: number; keepRemovedAgents?: number }): Promise<ClusterStateComponent> {
   const { cluster, logger } = opts;
   const state = clusterStateConfig(cluster);
   const pool = new pg.Pool({ connectionString: state.url, max: state.pool_size, application_name: `caxton-${cluster.node}`, connectionTimeoutMillis: 5000 });
@@ -88,7 +88,13 @@ export async function openClusterState(opts: { cluster: ClusterConfig; logger: L
             : "a conversation's pinned agent version could not be written to the cluster's PostgreSQL; it holds on this node only",
         ),
     });
-    versions = await PgAgentVersionStore.open({ pool, schema: state.schema, directory: agents, ...(opts.keepVersions !== undefined && { keep: opts.keepVersions }) });
+    versions = await PgAgentVersionStore.open({
+      pool,
+      schema: state.schema,
+      directory: agents,
+      ...(opts.keepVersions !== undefined && { keep: opts.keepVersions }),
+      ...(opts.keepRemovedAgents !== undefined && { keepRemoved: opts.keepRemovedAgents }),
+    });
   } catch (e) {
     await pool.end().catch(() => {});
     throw new CaxtonError('invalid_config', `refusing to start: the cluster's shared state ([cluster.state], schema "${state.schema}") could not be opened: ${describeError(e)}`, {
