@@ -32,6 +32,7 @@ import {
 export const ANTHROPIC_DEFAULT_BASE_URL = 'https://api.anthropic.com';
 export const ANTHROPIC_VERSION = '2023-06-01';
 export const ANTHROPIC_DEFAULT_MAX_TOKENS = 4096;
+export const ANTHROPIC_MAX_TEMPERATURE = 1;
 
 type Block = Record<string, unknown>;
 interface WireMessage {
@@ -122,6 +123,16 @@ export class AnthropicProvider implements LlmProvider {
   private prepare(req: ChatRequest, stream: boolean): { target: HttpTarget; post: Parameters<typeof postJson>[1]; names: WireNames } {
     const model = req.model || this.defaultModel || '';
     if (model === '') throw new LlmError({ provider: this.name, model: '(none)', kind: 'bad_request', message: 'no model given and the provider has no default model' });
+    // The Messages API refuses a temperature above 1 (OpenAI's scale goes to 2): said here, in
+    // Caxton's words and without a round trip, instead of as the provider's 400.
+    if (req.temperature !== undefined && req.temperature > ANTHROPIC_MAX_TEMPERATURE) {
+      throw new LlmError({
+        provider: this.name,
+        model,
+        kind: 'bad_request',
+        message: `temperature ${req.temperature} is above ${ANTHROPIC_MAX_TEMPERATURE}, the most the Messages API accepts: set the agent's llm.temperature (or the request's temperature) to at most ${ANTHROPIC_MAX_TEMPERATURE} for an Anthropic-type provider`,
+      });
+    }
     const key = readApiKey(this.name, model, this.config);
     const target: HttpTarget = { provider: this.name, model, baseUrl: this.baseUrl, config: this.config };
     const headers: Record<string, string> = {

@@ -21,6 +21,7 @@ import { WireNames } from './wire-names.js';
 import { LlmError, type ChatMessage, type ChatRequest, type ChatResponse, type FinishReason, type LlmProvider, type ProviderConfig, type StreamEvent, type ToolCall, type Usage } from './types.js';
 
 export const OPENAI_DEFAULT_BASE_URL = 'https://api.openai.com/v1';
+export const OPENAI_MAX_STOP = 4;
 
 export class OpenAiProvider implements LlmProvider {
   readonly type = 'openai' as const;
@@ -104,6 +105,15 @@ export class OpenAiProvider implements LlmProvider {
   private prepare(req: ChatRequest, stream: boolean): { target: HttpTarget; post: Parameters<typeof postJson>[1]; names: WireNames } {
     const model = req.model || this.defaultModel || '';
     if (model === '') throw new LlmError({ provider: this.name, model: '(none)', kind: 'bad_request', message: 'no model given and the provider has no default model' });
+    // Chat Completions refuses more than four stop sequences: said here, in Caxton's words.
+    if (req.stop !== undefined && req.stop.length > OPENAI_MAX_STOP) {
+      throw new LlmError({
+        provider: this.name,
+        model,
+        kind: 'bad_request',
+        message: `${req.stop.length} stop sequences are more than the ${OPENAI_MAX_STOP} Chat Completions accepts: keep at most ${OPENAI_MAX_STOP} in the agent's llm.stop`,
+      });
+    }
     const key = readApiKey(this.name, model, this.config);
     const target: HttpTarget = { provider: this.name, model, baseUrl: this.baseUrl, config: this.config };
     const headers: Record<string, string> = {

@@ -1,7 +1,8 @@
 /**
  * Caxton's tool names (`csv_parser.parse`, `everything.get-tiny-image`, long MCP names) reach
  * OpenAI and Anthropic as names their APIs accept, and every call the model makes comes back
- * under Caxton's name, streamed or not.
+ * under Caxton's name, streamed or not. Values the APIs refuse that Caxton's own settings allow
+ * (Anthropic's temperature range, OpenAI's four stop sequences) are refused before the call.
  */
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AnthropicProvider, OpenAiProvider, type ChatMessage, type ChatRequest, type StreamEvent, type ToolSpec } from '../../src/llm/index.js';
@@ -155,5 +156,18 @@ describe.each([
     expect(calls).toEqual(expectedCalls);
     const done = events.at(-1);
     expect(done?.type === 'done' && done.response.tool_calls.map((c) => c.name)).toEqual(expectedCalls.map((c) => c.name));
+  });
+});
+
+describe('values the APIs refuse are refused before the call, in Caxton’s words', () => {
+  it('a temperature above 1 to an Anthropic-type provider, more than four stop sequences to an OpenAI-type one', async () => {
+    const s = await startServer(() => undefined);
+    servers.push(s);
+    const ant = new AnthropicProvider('ant', providerConfig({ type: 'anthropic', base_url: s.url, api_key_env: KEY_ENV, model: 'm' }));
+    const oai = new OpenAiProvider('oai', providerConfig({ type: 'openai', base_url: `${s.url}/v1`, api_key_env: KEY_ENV, model: 'm' }));
+    const hi: ChatMessage[] = [{ role: 'user', content: 'hi' }];
+    await expect(ant.chat({ model: 'm', messages: hi, temperature: 1.5 })).rejects.toMatchObject({ kind: 'bad_request', message: expect.stringContaining('at most 1 for an Anthropic-type provider') });
+    await expect(oai.chat({ model: 'm', messages: hi, stop: ['a', 'b', 'c', 'd', 'e'] })).rejects.toMatchObject({ kind: 'bad_request', message: expect.stringContaining('at most 4') });
+    expect(s.hits).toHaveLength(0);
   });
 });
