@@ -35,21 +35,24 @@ const requireHere = createRequire(import.meta.url);
 const SPEC_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'provider-specs');
 
 /** The schemas validated, per provider: requests first (their top-level names are collected too). */
-const ROOTS: Record<Provider, { file: string; request: string; answers: Record<AnswerKind | 'error', string> }> = {
+const ROOTS: Record<Provider, { file: string; request: string; answers: Record<AnswerKind | 'error', string>; more: string[] }> = {
   openai: {
     file: 'openai-openapi.yaml',
     request: 'CreateChatCompletionRequest',
     answers: { response: 'CreateChatCompletionResponse', chunk: 'CreateChatCompletionStreamResponse', error: 'ErrorResponse' },
+    // The embeddings stand-in's request and answer (POST /embeddings).
+    more: ['CreateEmbeddingRequest', 'CreateEmbeddingResponse'],
   },
   anthropic: {
     file: 'anthropic-openapi.yaml',
     request: 'CreateMessageParams',
     answers: { response: 'Message', chunk: 'MessageStreamEvent', error: 'ErrorResponse' },
+    more: [],
   },
 };
 
 /** Bumped when the pruning or code generation below changes, so an old cache entry is not reused. */
-const PRUNE_VERSION = 5;
+const PRUNE_VERSION = 6;
 const AJV_VERSION = (requireHere('ajv/package.json') as { version: string }).version;
 
 interface Pruned {
@@ -147,8 +150,8 @@ function amendAnthropic(schemas: Record<string, unknown>): void {
 function build(provider: Provider, yamlText: string): Pruned {
   const { parse } = requireHere('yaml') as { parse: typeof parseYaml };
   const spec = parse(yamlText) as { components: { schemas: Record<string, unknown> } };
-  const { request, answers } = ROOTS[provider];
-  const picked = closure(spec.components.schemas, [request, ...Object.values(answers)]);
+  const { request, answers, more } = ROOTS[provider];
+  const picked = closure(spec.components.schemas, [request, ...Object.values(answers), ...more]);
   const schemas = Object.fromEntries(Object.entries(picked).map(([name, s]) => [name, prune(resolveRecursive(name, s))]));
   if (provider === 'anthropic') amendAnthropic(schemas);
   return { schemas, requestKeys: [...new Set(topLevelKeys(schemas, schemas[request]))].sort() };
@@ -171,7 +174,7 @@ function generate(provider: Provider, yamlText: string): string {
   // strict off: the specs carry OpenAPI keywords (readOnly, format names ajv does not define).
   const ajv = new Ajv({ strict: false, validateFormats: false, allErrors: false, code: { source: true } });
   ajv.addSchema({ $id: `${provider}.json`, components: { schemas: pruned.schemas } });
-  const names = [ROOTS[provider].request, ...Object.values(ROOTS[provider].answers)];
+  const names = [ROOTS[provider].request, ...Object.values(ROOTS[provider].answers), ...ROOTS[provider].more];
   for (const name of names) ajv.addSchema({ $id: name, $ref: `${provider}.json#/components/schemas/${name}` });
   const code = generateCode(ajv, Object.fromEntries(names.map((n) => [n, n])));
   // The module lives in the temp directory: ajv's runtime helpers are required by absolute path.
@@ -381,6 +384,28 @@ export function checkRequest(provider: Provider, body: unknown): Refusal | undef
     return provider === 'openai' ? refuse(provider, `Invalid '${param}': ${message}.`, param || null) : refuse(provider, `${param}: ${message}`);
   }
   return provider === 'openai' ? openaiRules(body as Json) : anthropicRules(body as Json);
+}
+
+/**
+ * Undefined when OpenAI would accept this embeddings request (`POST /embeddings`); else its 400
+ * answer. Unknown top-level parameters are refused as for chat completions.
+ */
+export function checkEmbeddingRequest(body: unknown): Refusal | undefined {
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) return refuse('openai', 'We could not parse the JSON body of your request.');
+  const validate = validator('openai', 'CreateEmbeddingRequest');
+  const known = new Set(['input', 'model', 'encoding_format', 'dimensions', 'user']);
+  for (const key of Object.keys(body)) if (!known.has(key)) return refuse('openai', `Unrecognized request argument supplied: ${key}`);
+  if (validate(body)) return undefined;
+  const { param, message } = mostSpecific('openai', validate.errors);
+  return refuse('openai', `Invalid '${param}': ${message}.`, param || null);
+}
+
+/** Throws when an embeddings stand-in's answer is not one OpenAI could send. */
+export function assertValidEmbeddingAnswer(value: unknown): void {
+  const validate = validator('openai', 'CreateEmbeddingResponse');
+  if (validate(value)) return;
+  const { param, message } = mostSpecific('openai', validate.errors);
+  throw new Error(`stand-in embeddings answer is not a valid CreateEmbeddingResponse: ${param || '(root)'} ${message}: ${JSON.stringify(value).slice(0, 300)}`);
 }
 
 export type AnswerKind = 'response' | 'chunk';

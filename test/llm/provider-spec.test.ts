@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startLlmStub, type LlmStub } from '../execution/helpers/llm-stub.js';
-import { assertValidAnswer, checkRequest, type Provider } from '../helpers/provider-spec.js';
+import { assertValidAnswer, checkEmbeddingRequest, checkRequest, type Provider } from '../helpers/provider-spec.js';
 
 const fn = (name: string) => ({ type: 'function', function: { name, description: 'd', parameters: { type: 'object', properties: {} } } });
 const openai = (extra: Record<string, unknown>) => ({ model: 'gpt-test', messages: [{ role: 'user', content: 'hi' }], ...extra });
@@ -225,5 +225,14 @@ describe('the stand-in LLM server', () => {
       /not a valid CreateChatCompletionResponse/,
     );
     expect(() => assertValidAnswer('anthropic', 'chunk', { type: 'content_block_delta', index: 0, delta: { type: 'text', text: 'x' } })).toThrow(/not a valid MessageStreamEvent/);
+  });
+});
+
+describe('the embeddings stand-in', () => {
+  it('refuses an unknown parameter and a request without a model, and accepts what the embedder sends', () => {
+    expect(checkEmbeddingRequest({ model: 'text-embedding-3-small', input: ['a', 'b'] })).toBeUndefined();
+    expect(checkEmbeddingRequest({ model: 'm', input: 'a', dimensions: 4, encoding_format: 'float' })).toBeUndefined();
+    expect(checkEmbeddingRequest({ model: 'm', input: 'a', top_k: 3 })?.message).toBe('Unrecognized request argument supplied: top_k');
+    expect(checkEmbeddingRequest({ input: 'a' })).toMatchObject({ status: 400, body: { error: { type: 'invalid_request_error' } } });
   });
 });

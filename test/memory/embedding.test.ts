@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cosine, createEmbedder, LocalEmbedder, type Embedder } from '../../src/memory/embedding/index.js';
 import { rejection } from './helpers.js';
+import { assertValidEmbeddingAnswer, checkEmbeddingRequest } from '../helpers/provider-spec.js';
 
 const dirs: string[] = [];
 const tempDir = () => {
@@ -231,6 +232,13 @@ async function scriptedServer(reply: (res: ServerResponse, hit: Hit, n: number) 
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       const hit: Hit = { path: req.url ?? '', headers: req.headers, body: JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}') as Hit['body'] };
+      // A stand-in for OpenAI's embeddings: it refuses what the real endpoint refuses.
+      const refusal = checkEmbeddingRequest(hit.body);
+      if (refusal !== undefined) {
+        res.writeHead(refusal.status, { 'content-type': 'application/json' });
+        res.end(JSON.stringify(refusal.body));
+        return;
+      }
       reply(res, hit, hits.push(hit) - 1);
     });
   });
@@ -261,7 +269,14 @@ describe('OpenAI-compatible embedder', () => {
     const srv = await start((res, hit) => {
       const input = hit.body.input ?? [];
       // answer in reverse order: the client must sort by index
-      json(res, 200, { object: 'list', model: hit.body.model, data: input.map((t, index) => ({ object: 'embedding', index, embedding: fakeVector(t) })).reverse() });
+      const answer = {
+        object: 'list',
+        model: hit.body.model,
+        data: input.map((t, index) => ({ object: 'embedding', index, embedding: fakeVector(t) })).reverse(),
+        usage: { prompt_tokens: 3, total_tokens: 3 },
+      };
+      assertValidEmbeddingAnswer(answer);
+      json(res, 200, answer);
     });
     process.env.CAXTON_TEST_EMBED_KEY = 'sk-test-123';
     const emb: Embedder = await createEmbedder({ kind: 'openai', base_url: `${srv.url}/`, model: 'text-embedding-3-small', api_key_env: 'CAXTON_TEST_EMBED_KEY', dimensions: 4 });
