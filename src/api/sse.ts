@@ -1,7 +1,11 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { scrubSecrets } from '../shared/secrets.js';
+import { envelope } from './envelope.js';
 
-/** A server-sent-events response on a hijacked reply; `signal` aborts when the client goes away. */
+/**
+ * A server-sent-events response on a hijacked reply; `signal` aborts when the client goes away or
+ * when the credential the stream was opened with stops being valid (revoked, rotated, expired).
+ */
 export interface SseStream {
   send(event: string | undefined, data: unknown): void;
   /** A comment line (`: text`), ignored by clients: keeps idle connections and proxies alive. */
@@ -25,7 +29,10 @@ export function disconnectSignal(req: FastifyRequest, reply: FastifyReply): Abor
 }
 
 export function openSse(req: FastifyRequest, reply: FastifyReply): SseStream {
-  const signal = disconnectSignal(req, reply);
+  const ac = new AbortController();
+  const gone = disconnectSignal(req, reply);
+  gone.addEventListener('abort', () => ac.abort(gone.reason), { once: true });
+  const signal = ac.signal;
   reply.hijack();
   const raw = reply.raw;
   raw.writeHead(200, {
@@ -38,6 +45,20 @@ export function openSse(req: FastifyRequest, reply: FastifyReply): SseStream {
   // Send the status and headers now: without this Node holds them back until the first event,
   // so a client would see nothing (not even the 200) until the model's first token.
   raw.flushHeaders();
+  // Authentication happens once, when the request starts: without this a stream would go on
+  // delivering after its key is revoked. The last event says why, in the API's error shape; the
+  // abort lets the route stop its work and release what it holds, as when the client goes away.
+  const release =
+    req.principal && req.server.hasDecorator('holdStream')
+      ? req.server.holdStream(req.principal, (why) => {
+          if (!raw.writableEnded) {
+            raw.write(`event: error\ndata: ${JSON.stringify(envelope(why.code, why.message, why.details, String(req.id)))}\n\n`);
+          }
+          ac.abort(why);
+          if (!raw.writableEnded) raw.end();
+        })
+      : undefined;
+  if (release) raw.once('close', release);
   return {
     signal,
     send(event, data) {

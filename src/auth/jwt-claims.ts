@@ -98,5 +98,7 @@ export function principalFromClaims(payload: Record<string, unknown>, m: ClaimMa
   const username = payload.preferred_username;
   const name = typeof username === 'string' && username.length > 0 && username.length <= MAX_VALUE ? username : sub;
   // Frozen: the token cache hands the same Principal to every request carrying this token.
-  return Object.freeze({ id: `oidc:${sub}`, kind: 'jwt', name, role, scope: Object.freeze(scope) });
+  // exp is in seconds; the principal's expiry ends the event streams the token opened.
+  const expiresAt = typeof payload.exp === 'number' ? payload.exp * 1000 : undefined;
+  return Object.freeze({ id: `oidc:${sub}`, kind: 'jwt', name, role, scope: Object.freeze(scope), ...(expiresAt !== undefined && { expiresAt }) });
 }

@@ -14,6 +14,7 @@ import { CaxtonError } from '../shared/errors.js';
 import { limitSetSchema, type LimitSet } from './limits-config.js';
 import type { Role } from './permissions.js';
 import type { Principal, PrincipalScope } from './principal.js';
+import { keyRevoked, keyRotated, OpenStreams, type StreamEnd } from './open-streams.js';
 
 export const KEY_PREFIX = 'cxk_';
 const ID_BYTES = 9; // 12 base64url characters
@@ -138,9 +139,12 @@ export class ApiKeyStore {
   readonly #listeners = new Set<(key: ApiKeyRecord) => void>();
   readonly #usedListeners = new Set<(id: string, at: number) => void>();
   readonly #stmts;
+  /** The event streams open under each key, ended when the key stops being valid. */
+  readonly streams: OpenStreams;
 
   constructor(db: Db, opts: { now?: () => number } = {}) {
     this.#now = opts.now ?? Date.now;
+    this.streams = new OpenStreams(this.#now);
     migrate(db, KEY_MIGRATIONS);
     this.#stmts = {
       byId: db.prepare<[string], Row>('SELECT * FROM api_keys WHERE id = ?'),
@@ -238,6 +242,9 @@ export class ApiKeyStore {
       throw e;
     }
     this.#forget(merged.id);
+    // The same verdict verify() now gives a request with the old secret, for the streams opened with it.
+    if (merged.revoked_at !== null && (here?.revoked_at ?? null) === null) this.streams.end(merged.id, keyRevoked(merged.name));
+    else if (here && !here.hash.equals(merged.hash)) this.streams.end(merged.id, keyRotated(merged.name));
     return { status: 'applied', record: merged };
   }
 
@@ -287,6 +294,7 @@ export class ApiKeyStore {
     const { changes } = this.#stmts.revoke.run(this.#now(), row.id);
     this.#forget(row.id);
     if (changes > 0) this.#changed(row.id);
+    this.streams.end(row.id, keyRevoked(row.name));
     return this.get(row.id)!;
   }
 
@@ -298,7 +306,20 @@ export class ApiKeyStore {
     this.#stmts.rotate.run(hashSecret(secret), this.#now(), row.id);
     this.#forget(row.id);
     this.#changed(row.id);
+    this.streams.end(row.id, keyRotated(row.name));
     return { key: this.get(row.id)!, secret: `${KEY_PREFIX}${row.id}_${secret}` };
+  }
+
+  /**
+   * Holds an event stream opened by `p` (a key's principal) until the key is revoked, rotated or
+   * expires, when `close` is called with the reason; undefined when `p` is not one of this store's
+   * keys. The returned function releases the stream when it ends by itself.
+   */
+  holdStream(p: Principal, close: (why: StreamEnd) => void): (() => void) | undefined {
+    if (p.kind !== 'key' || p.keyId === undefined) return undefined;
+    const row = this.#cache.get(p.keyId) ?? this.#stmts.byId.get(p.keyId);
+    if (!row) return undefined;
+    return this.streams.hold(row.id, row.name, row.expires_at, close);
   }
 
   /** Whether the text has the shape of a Caxton API key (checked before any lookup). */

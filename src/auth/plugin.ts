@@ -15,6 +15,7 @@ import { ApiKeyStore } from './keys.js';
 import { can, globMatch, inScope, type Principal } from './principal.js';
 import { policyFor } from './route-policies.js';
 import { limitedError, type PrincipalLimiter } from './limits.js';
+import { OpenStreams, tokenExpired, type StreamEnd } from './open-streams.js';
 import type { LimitSet } from './limits-config.js';
 
 export interface Authenticators {
@@ -50,6 +51,13 @@ declare module 'fastify' {
   interface FastifyInstance {
     /** Every registered route and its policy (for tests and `caxton` docs). */
     accessTable: readonly RouteAccess[];
+    /**
+     * Holds an event stream opened by `p` until its credential stops being valid (an API key
+     * revoked, rotated or expired; a bearer token expired), when `close` is called with the
+     * reason; undefined when nothing can end it. The returned function releases a stream that ended
+     * by itself.
+     */
+    holdStream(p: Principal, close: (why: StreamEnd) => void): (() => void) | undefined;
   }
 }
 
@@ -66,6 +74,17 @@ const MAX_TOKEN = 16 * 1024;
 export function installAuth(app: FastifyInstance, opts: AuthPluginOptions): void {
   const table: RouteAccess[] = [];
   app.decorate('accessTable', table);
+  // Bearer tokens cannot be revoked here, only outlived: their streams are held until they expire.
+  const tokenStreams = new OpenStreams();
+  app.decorate('holdStream', (p: Principal, close: (why: StreamEnd) => void): (() => void) | undefined => {
+    if (!opts.enabled) return undefined;
+    if (p.kind === 'key') return opts.authenticators.keys?.holdStream(p, close);
+    if (p.expiresAt !== undefined) {
+      const at = p.expiresAt;
+      return tokenStreams.hold(p.id, p.name, at, () => close(tokenExpired(at)));
+    }
+    return undefined;
+  });
   app.addHook('onRoute', (route) => {
     const methods = Array.isArray(route.method) ? route.method : [route.method];
     const own = route.config?.access;

@@ -18,6 +18,8 @@ export interface Principal {
   readonly scope: PrincipalScope;
   /** The API key's id, when kind is 'key' (for last-used and limits). */
   readonly keyId?: string;
+  /** When a bearer token (kind 'jwt') stops being valid, epoch ms: the event streams it opened end then. */
+  readonly expiresAt?: number;
 }
 
 const globList = z.array(z.string()).readonly().optional();

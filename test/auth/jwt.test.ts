@@ -93,7 +93,10 @@ describe('JWT authenticator: valid tokens', () => {
     const key = { RS256: rsa, ES256: ec, EdDSA: ed }[alg];
     const auth = jwtAuth();
     const p = await auth.authenticate(await mint(key, { preferred_username: 'ada' }));
-    expect(p).toEqual({ id: 'oidc:user-1', kind: 'jwt', name: 'ada', role: 'operator', scope: {} });
+    // expiresAt is the token's exp: the event streams it opens end then.
+    expect(p).toEqual({ id: 'oidc:user-1', kind: 'jwt', name: 'ada', role: 'operator', scope: {}, expiresAt: expect.any(Number) });
+    expect(p.expiresAt! % 1000).toBe(0);
+    expect(p.expiresAt! - Date.now()).toBeGreaterThan(0);
     auth.close();
   });
 

@@ -135,3 +135,37 @@ describe('ApiKeyStore across nodes', () => {
     ).toEqual(['admin:revoked', 'viewer:active']);
   });
 });
+
+describe('streams held under a key across nodes', () => {
+  it('a revocation or rotation another node made ends the streams held here under that key; other changes do not', () => {
+    const a = store();
+    const b = store();
+    const { key, secret } = a.keys.create({ name: 'streamer', role: 'viewer' });
+    b.keys.applyRemote(record(a.keys, key.id));
+    const principal = b.keys.verify(secret);
+    const ended: string[] = [];
+    const hold = () => b.keys.holdStream(principal, (why) => ended.push((why.details as { reason: string }).reason));
+    expect(hold()).toBeDefined();
+    // The same row again changes nothing: the stream stays.
+    b.keys.applyRemote(record(a.keys, key.id));
+    expect(ended).toEqual([]);
+    a.keys.rotate(key.id);
+    b.keys.applyRemote(record(a.keys, key.id));
+    expect(ended).toEqual(['key_rotated']);
+    hold();
+    a.keys.revoke(key.id);
+    b.keys.applyRemote(record(a.keys, key.id));
+    expect(ended).toEqual(['key_rotated', 'key_revoked']);
+    expect(b.keys.streams.count()).toBe(0);
+  });
+
+  it('a stream released by itself is no longer held', () => {
+    const { keys } = store();
+    const { secret } = keys.create({ name: 'short', role: 'viewer' });
+    const release = keys.holdStream(keys.verify(secret), () => expect.fail('released streams are not closed'))!;
+    expect(keys.streams.count()).toBe(1);
+    release();
+    expect(keys.streams.count()).toBe(0);
+    keys.revoke('short');
+  });
+});
