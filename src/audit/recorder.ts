@@ -6,6 +6,8 @@ import type { AuditEntry, AuditOutcome, AuditSink } from './store.js';
 /** What a route may add to its request's audit row (the action it really did, a target, details). */
 export interface AuditNote {
   action?: string;
+  /** The outcome when the status does not tell it (a refusal answered inside a 200, as MCP answers tool calls). */
+  outcome?: AuditOutcome;
   target?: string;
   details?: Record<string, unknown>;
 }
@@ -77,8 +79,8 @@ function record(sink: AuditSink, table: Map<string, AuditRoute | null>, req: Fas
   if (entry === null) return;
   if (entry === undefined && !isStateChanging(req.method, route)) return;
   const status = reply.statusCode;
-  const outcome = outcomeOf(status);
   const note = notes.get(req);
+  const outcome = note?.outcome ?? outcomeOf(status);
   const principal = (req as FastifyRequest & { principal?: Principal }).principal;
   const code = errorCodes.get(req);
   const base: AuditEntry = {
@@ -94,7 +96,8 @@ function record(sink: AuditSink, table: Map<string, AuditRoute | null>, req: Fas
   };
   const details = { ...(entry === undefined && { unmapped: true }), ...entry?.details, ...(code !== undefined && { error_code: code }), ...note?.details };
   const withDetails = (e: AuditEntry): AuditEntry => (Object.keys(details).length > 0 ? { ...e, details } : e);
-  if (entry?.expand && outcome !== 'denied') {
+  // A request denied by its status never had its body read; one refused inside its answer did.
+  if (entry?.expand && outcomeOf(status) !== 'denied') {
     const parts = entry.expand(req);
     for (const p of parts) sink.record(withDetails({ ...base, action: note?.action ?? p.action, ...(p.target !== undefined && { target: p.target }) }));
     return;

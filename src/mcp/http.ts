@@ -8,6 +8,7 @@
  *    .../:name/login/callback: `caxton mcp login` (login-routes.ts).
  */
 import type { FastifyInstance, FastifyReply } from 'fastify';
+import { annotateAudit } from '../audit/index.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import type { McpClientManager } from './client.js';
 import { mcpLoginRoutes } from './login-routes.js';
@@ -49,7 +50,7 @@ function mcpEndpoint(opts: McpHttpOptions): Plugin {
   return async (app) => {
     app.post(MCP_PATH, { schema: { summary: 'MCP (Streamable HTTP, stateless): Caxton tools and agents', tags: ['mcp'] } }, async (req, reply) => {
       // Origin, Host and credentials are checked for every route by src/auth/plugin.ts.
-      const server = createMcpServer(opts, tools, { caller: { principal: req.principal, limits: req.limits }, listChanged: false });
+      const server = createMcpServer(opts, tools, { caller: { principal: req.principal, limits: req.limits, refused: () => annotateAudit(req, { outcome: 'denied' }) }, listChanged: false });
       const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined });
       reply.hijack();
       reply.raw.setHeader('x-request-id', String(req.id));

@@ -11,6 +11,11 @@ import type { AgentRegistry, DeployedAgent } from '../agents/index.js';
 export interface McpCaller {
   principal?: Principal | undefined;
   limits?: LimitSet | undefined;
+  /**
+   * Told when a tool call is refused for the caller's permissions or scopes, so the request's
+   * audit row says `denied` although the MCP answer itself is a success carrying a tool error.
+   */
+  refused?: (() => void) | undefined;
 }
 
 /**

@@ -15,9 +15,8 @@
  * does not exist; a URI that cannot be parsed is -32602. Text is scrubbed of configured secrets.
  */
 import { ErrorCode, type ReadResourceResult, type Resource, type ResourceTemplate } from '@modelcontextprotocol/sdk/types.js';
-import { inScope } from '../auth/index.js';
 import type { AgentRegistry, DeployedAgent } from '../agents/index.js';
-import { parseScope, type MemoryBackend } from '../memory/index.js';
+import { parseScope, permittedScopes, type MemoryBackend } from '../memory/index.js';
 import type { Conversation, MessageReads } from '../messaging/index.js';
 import { CaxtonError } from '../shared/errors.js';
 import { scrubSecrets, scrubSecretsIn } from '../shared/secrets.js';
@@ -245,9 +244,9 @@ export class CaxtonMcpResources {
     } catch (e) {
       throw rpcError(ErrorCode.InvalidParams, `resource URI "${uri}": ${e instanceof Error ? e.message : String(e)}`);
     }
-    // The REST routes' memory-scope rule (issue 14): a principal limited to some scopes reads only those.
-    const limited = p?.scope.memory;
-    if (limited !== undefined && !inScope(limited, written) && !inScope(limited, scope)) throw notFound(uri, `no such entity in a memory scope this caller may read`);
+    // The memory layer's scope rule, answered as "not found" so a resource read does not tell
+    // which entities exist in scopes the caller may not use.
+    if (permittedScopes(p, [written, scope]).length === 0) throw notFound(uri, `no such entity in a memory scope this caller may read`);
     const entity = await memory.getEntity(scope, name);
     if (!entity) throw notFound(uri, `no entity named "${name}" in scope ${scope}`);
     const relations = await memory.relationsTouching([{ scope, name: entity.name }]);

@@ -33,6 +33,7 @@ import type { Logger } from '../observability/index.js';
 import { CaxtonError } from '../shared/errors.js';
 import { scrubSecrets, scrubSecretsIn } from '../shared/secrets.js';
 import { VERSION } from '../shared/version.js';
+import type { AuditedResult } from '../tools/audited.js';
 import type { ToolRegistry } from '../tools/registry.js';
 import type { ToolCallMetrics } from '../tools/catalogue.js';
 import type { McpClientManager } from './client.js';
@@ -150,11 +151,17 @@ export class CaxtonMcpTools {
     if (!target) throw rpcError(ErrorCode.InvalidParams, `Unknown tool: "${name}" is not offered by this Caxton server (tools/list names the ones that are)`);
     // The HTTP route let the caller in with agents:invoke; tools need tools:call and the caller's scopes.
     const p = caller.principal;
-    if (p && target.kind === 'agent' && !inScope(p.scope.agents, target.agent)) return text(`${p.id} may not use the agent "${target.agent}"`, true);
+    if (p && target.kind === 'agent' && !inScope(p.scope.agents, target.agent)) {
+      caller.refused?.();
+      return text(`${p.id} may not use the agent "${target.agent}"`, true);
+    }
     // A gateway tool is in scope by its Caxton name (`NAME.tool`), as agents and the audit name it.
     const scoped = target.kind === 'gateway' ? target.tool.name : name;
-    if (p && target.kind !== 'agent' && (!mayCallTools(p) || !toolInScope(p, scoped)))
+    if (p && target.kind !== 'agent' && (!mayCallTools(p) || !toolInScope(p, scoped))) {
+      caller.refused?.();
       return text(`${p.id} (role ${p.role}) may not call the tool "${scoped}": it needs the tools:call permission${p.scope.tools ? ' and the tool in its scope' : ''}`, true);
+    }
+    // The key's memory scopes go with the call: the memory tools refuse any other scope.
     const who = p ? { principal: p.id } : {};
     const caller_ = `mcp${client ? `:${client}` : ''}`;
     if (target.kind === 'agent') {
@@ -177,7 +184,16 @@ export class CaxtonMcpTools {
         return text(`agent "${target.agent}" failed: ${e instanceof Error ? e.message : String(e)}`, true);
       }
     }
-    const ctx = { agent: caller_, execution_id: `mcp_${randomUUID()}`, deadline: Date.now() + this.#deps.config.timeout, signal, ...(traceparent !== undefined && { traceparent }), ...who };
+    // The key's memory scopes go with the call: the memory tools refuse any other scope.
+    const ctx = {
+      agent: caller_,
+      execution_id: `mcp_${randomUUID()}`,
+      deadline: Date.now() + this.#deps.config.timeout,
+      signal,
+      ...(traceparent !== undefined && { traceparent }),
+      ...who,
+      ...(p?.scope.memory !== undefined && { memory_scopes: p.scope.memory }),
+    };
     const t0 = performance.now();
     if (target.kind === 'gateway') {
       // The server's result as it is, its progress forwarded with the client's own token.
@@ -186,7 +202,8 @@ export class CaxtonMcpTools {
       return r;
     }
     try {
-      const r = await target.registry.invoke([name], name, args, ctx);
+      const r: AuditedResult = await target.registry.invoke([name], name, args, ctx);
+      if (r.outcome === 'denied') caller.refused?.();
       this.#deps.metrics?.tool(name, r.is_error === true ? 'error' : 'ok', (performance.now() - t0) / 1000, 'mcp');
       return text(r.content, r.is_error === true);
     } catch (e) {

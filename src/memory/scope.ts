@@ -7,6 +7,7 @@
  *  - `global`: shared by everything.
  */
 import { agentKey } from '../agents/definition.js';
+import { inScope, type Principal } from '../auth/principal.js';
 import { CaxtonError } from '../shared/errors.js';
 
 export const SCOPE_KINDS = ['agent', 'workspace', 'global'] as const;
@@ -51,4 +52,26 @@ export function toolScope(value: unknown, agent: string, fallback: ScopeKind): s
   if (kind === 'agent' || kind === 'agent-only') return agentScope(agent);
   if (kind === 'workspace' || kind === 'global') return kind;
   throw new CaxtonError('invalid_request', `unknown scope ${JSON.stringify(kind)}: use "agent" (your private memory), "workspace" or "global"`, { field: 'scope' });
+}
+
+/** Who is asking, as far as memory scopes go: a principal's id and the memory scopes its key allows. */
+export type MemoryCaller = Pick<Principal, 'id'> & { readonly scope: Pick<Principal['scope'], 'memory'> };
+
+/**
+ * The one rule on a caller's memory scopes, applied by every way into memory (REST, MCP tools):
+ * a caller limited to some scopes uses only those. `scope` undefined means "every scope", which
+ * such a caller may not ask for: it must name one. No caller (auth off, an agent's own call) and
+ * a caller without limits may use any scope. Throws 'forbidden' naming the scope.
+ */
+export function checkMemoryScope(caller: MemoryCaller | undefined, scope: string | undefined): void {
+  const allowed = caller?.scope.memory;
+  if (!caller || allowed === undefined) return;
+  if (scope === undefined) throw new CaxtonError('forbidden', `${caller.id} may use only the memory scopes ${allowed.join(', ')}: name one with ?scope=`, { reason: 'memory_scope', allowed });
+  if (!inScope(allowed, scope)) throw new CaxtonError('forbidden', `${caller.id} may not use the memory scope "${scope}" (its keys allow: ${allowed.join(', ')})`, { reason: 'memory_scope', scope });
+}
+
+/** Of `scopes`, those the caller may use (all of them for a caller without limits). */
+export function permittedScopes(caller: MemoryCaller | undefined, scopes: readonly string[]): string[] {
+  const allowed = caller?.scope.memory;
+  return allowed === undefined ? [...scopes] : scopes.filter((s) => inScope(allowed, s));
 }

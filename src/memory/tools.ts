@@ -12,8 +12,9 @@
  */
 import type { JsonSchema } from '../llm/types.js';
 import { CaxtonError, isCaxtonError } from '../shared/errors.js';
+import type { AuditedResult } from '../tools/audited.js';
 import type { Tool, ToolContext, ToolResult } from '../tools/types.js';
-import { agentScope, SCOPE_KINDS, toolScope, visibleScopes, type ScopeKind } from './scope.js';
+import { agentScope, checkMemoryScope, permittedScopes, SCOPE_KINDS, toolScope, visibleScopes, type MemoryCaller, type ScopeKind } from './scope.js';
 import type { MemoryBackend } from './backend.js';
 import type { Graph, StoredEntity } from './types.js';
 import { checkAdditions, checkDeletions, checkEntities, checkNames, checkRelations } from './validate.js';
@@ -68,6 +69,12 @@ const RELATION: JsonSchema = {
   required: ['from', 'to', 'relationType'],
 };
 
+/** The principal behind a call, when there is one: its memory scopes bound what the tools touch. */
+function callerOf(ctx: ToolContext): MemoryCaller | undefined {
+  if (ctx.principal === undefined) return undefined;
+  return { id: ctx.principal, scope: ctx.memory_scopes === undefined ? {} : { memory: ctx.memory_scopes } };
+}
+
 function json(v: unknown): ToolResult {
   return { content: JSON.stringify(v, null, 2) };
 }
@@ -91,8 +98,24 @@ function presentGraph(g: Graph & { entities: (StoredEntity & { score?: number })
 
 export function memoryTools(store: MemoryBackend, opts: MemoryToolsOptions = {}): Tool[] {
   const settings = (agent: string): AgentMemorySettings => opts.settings?.(agent) ?? { scope: 'agent', search_limit: 10, min_similarity: 0 };
-  const writeScope = (args: Record<string, unknown>, ctx: ToolContext) => toolScope(args.scope, ctx.agent, settings(ctx.agent).scope);
-  const readScopes = (args: Record<string, unknown>, ctx: ToolContext) => (args.scope === undefined || args.scope === null ? visibleScopes(ctx.agent) : [toolScope(args.scope, ctx.agent, 'agent')]);
+  const writeScope = (args: Record<string, unknown>, ctx: ToolContext) => {
+    const scope = toolScope(args.scope, ctx.agent, settings(ctx.agent).scope);
+    checkMemoryScope(callerOf(ctx), scope);
+    return scope;
+  };
+  // A read without a scope covers what the caller may see of the calling agent's scopes; a caller
+  // allowed none of them is refused, as one naming a scope it may not use is.
+  const readScopes = (args: Record<string, unknown>, ctx: ToolContext) => {
+    const caller = callerOf(ctx);
+    if (args.scope !== undefined && args.scope !== null) {
+      const scope = toolScope(args.scope, ctx.agent, 'agent');
+      checkMemoryScope(caller, scope);
+      return [scope];
+    }
+    const scopes = permittedScopes(caller, visibleScopes(ctx.agent));
+    if (scopes.length === 0) checkMemoryScope(caller, undefined);
+    return scopes;
+  };
   const L = store.limits;
 
   const tool = (
@@ -105,11 +128,12 @@ export function memoryTools(store: MemoryBackend, opts: MemoryToolsOptions = {})
     name,
     description,
     input_schema: { type: 'object', properties: { ...properties, scope: SCOPE_PROP }, required },
-    async invoke(args, ctx) {
+    async invoke(args, ctx): Promise<AuditedResult> {
       try {
         return await run(args, ctx);
       } catch (e) {
-        if (isCaxtonError(e)) return { content: e.message, is_error: true };
+        // A scope the caller may not use is a refusal, and is recorded as one (not as a failure).
+        if (isCaxtonError(e)) return { content: e.message, is_error: true, ...(e.code === 'forbidden' && { outcome: 'denied' as const }) };
         throw e;
       }
     },

@@ -15,6 +15,11 @@ export interface ToolContext {
   /** The id of the authenticated caller whose request led to this call (Principal.id): recorded in the tool audit. */
   principal?: string;
   /**
+   * The memory scopes that caller's key allows (Principal.scope.memory); absent: any. The memory
+   * tools refuse every other scope, as the REST memory routes do.
+   */
+  memory_scopes?: readonly string[];
+  /**
    * The agents the caller's `send_message` may address, by name (its definition's
    * `messaging.send_to`, from Claude Code's `Agent(a, b)`); absent: any agent or capability.
    */

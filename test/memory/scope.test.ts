@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { agentScope, parseScope, SCOPE_KINDS, toolScope, visibleScopes } from '../../src/memory/scope.js';
+import { agentScope, checkMemoryScope, parseScope, permittedScopes, SCOPE_KINDS, toolScope, visibleScopes } from '../../src/memory/scope.js';
 import { isCaxtonError } from '../../src/shared/errors.js';
 
 /** The error a call throws: its code, message and details. */
@@ -95,6 +95,28 @@ describe('memory scopes', () => {
         expect(e.message).toBe(`unknown scope ${JSON.stringify(v)}: use "agent" (your private memory), "workspace" or "global"`);
         expect(e.details).toEqual({ field: 'scope' });
       }
+    });
+  });
+
+  describe("a caller's memory scopes (one rule for REST and MCP)", () => {
+    const limited = { id: 'key:dev', scope: { memory: ['workspace', 'agent:team-*'] } };
+
+    it('lets through no caller, a caller without limits, and an allowed scope', () => {
+      expect(() => checkMemoryScope(undefined, 'global')).not.toThrow();
+      expect(() => checkMemoryScope({ id: 'key:all', scope: {} }, 'global')).not.toThrow();
+      expect(() => checkMemoryScope(limited, 'workspace')).not.toThrow();
+      expect(() => checkMemoryScope(limited, 'agent:team-a')).not.toThrow();
+    });
+
+    it('refuses another scope, naming it, and a request for every scope', () => {
+      expect(thrown(() => checkMemoryScope(limited, 'global'))).toMatchObject({ code: 'forbidden', details: { reason: 'memory_scope', scope: 'global' } });
+      expect(thrown(() => checkMemoryScope(limited, 'global')).message).toContain('"global"');
+      expect(thrown(() => checkMemoryScope(limited, undefined))).toMatchObject({ code: 'forbidden', details: { reason: 'memory_scope' } });
+    });
+
+    it('keeps the allowed ones of a list', () => {
+      expect(permittedScopes(limited, visibleScopes('team-a'))).toEqual(['agent:team-a', 'workspace']);
+      expect(permittedScopes(undefined, ['global'])).toEqual(['global']);
     });
   });
 });

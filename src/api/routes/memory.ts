@@ -5,10 +5,9 @@
  * oversized values), an unknown entity a 404; every write is one transaction.
  */
 import type { FastifyInstance } from 'fastify';
-import { inScope } from '../../auth/index.js';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { exportJson, exportJsonl, parseScope, prepareImport, runImport, type ImportFormat, type MemoryBackend } from '../../memory/index.js';
+import { checkMemoryScope, exportJson, exportJsonl, parseScope, prepareImport, runImport, type ImportFormat, type MemoryBackend } from '../../memory/index.js';
 import { toEnvelope } from '../envelope.js';
 import { openSse, wantsEventStream } from '../sse.js';
 import { checkAdditions, checkDeletions, checkEntities, checkNames, checkObservations, checkRelations } from '../../memory/validate.js';
@@ -37,20 +36,18 @@ export async function memoryRoutes(app: FastifyInstance, opts: { store: MemoryBa
   const { store } = opts;
   const r = app.withTypeProvider<ZodTypeProvider>();
   const L = store.limits;
-  // A principal limited to some memory scopes (issue 14) names one: reads without a scope would
-  // cover every scope, imports keep each record's own, and writes default to "workspace".
+  // The scope a request names is checked by the memory layer's rule (checkMemoryScope), as the
+  // MCP memory tools check theirs. Reads without a scope would cover every scope, imports keep
+  // each record's own, and writes default to "workspace".
   app.addHook('preHandler', async (req) => {
     const p = req.principal;
-    const allowed = p?.scope.memory;
-    if (!p || allowed === undefined) return;
+    if (!p || p.scope.memory === undefined) return;
     const q = (req.query as Record<string, unknown> | undefined)?.scope;
     const b = typeof req.body === 'object' && req.body !== null && !Array.isArray(req.body) ? (req.body as Record<string, unknown>).scope : undefined;
     const given = typeof b === 'string' ? b : typeof q === 'string' ? q : undefined;
     const url = req.routeOptions.url ?? '';
     const defaultsToWorkspace = req.method !== 'GET' && !url.endsWith('/memory/search') && !url.endsWith('/memory/import');
-    const scope = given ?? (defaultsToWorkspace ? 'workspace' : undefined);
-    if (scope === undefined) throw new CaxtonError('forbidden', `${p.id} may use only the memory scopes ${allowed.join(', ')}: name one with ?scope=`, { reason: 'memory_scope', allowed });
-    if (!inScope(allowed, scope)) throw new CaxtonError('forbidden', `${p.id} may not use the memory scope "${scope}" (its keys allow: ${allowed.join(', ')})`, { reason: 'memory_scope', scope });
+    checkMemoryScope(p, given ?? (defaultsToWorkspace ? 'workspace' : undefined));
   });
   // Imports take JSONL (and plain text) as well as JSON.
   app.addContentTypeParser(['application/x-ndjson', 'application/jsonl', 'application/x-jsonlines', 'text/plain'], { parseAs: 'string', bodyLimit: MAX_IMPORT_BYTES }, (_req, body, done) =>
