@@ -11,28 +11,21 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { parse } from 'smol-toml';
 import type { AgentDefinition } from '../agents/index.js';
-import { loadServerConfig, type ServerConfig } from '../config/index.js';
+import { loadServerConfig, serverConfigSchema, type ServerConfig } from '../config/index.js';
 import { llmSetup, modelCheck, providerCheck, unresolvedTools, type ToolCatalogueNames } from '../execution/index.js';
 import type { SourceIssue } from '../shared/issues.js';
 import { MEMORY_TOOL_NAMES } from '../memory/tools.js';
 import { calculatorTool, currentTimeTool } from '../tools/index.js';
+import { todoTools } from '../tools/todo/index.js';
 import { DEFAULT_BUILTIN_DIR } from '../tools/wasm/index.js';
+import { webTools } from '../tools/web/index.js';
+import { workspaceTools } from '../tools/workspace/index.js';
 
-/** The host tools of every server besides memory's: messaging and the Claude Code toolkit. */
-const HOST_TOOLS = [
-  'send_message',
-  'workspace.read',
-  'workspace.write',
-  'workspace.edit',
-  'workspace.multi_edit',
-  'workspace.glob',
-  'workspace.grep',
-  'workspace.ls',
-  'workspace.bash',
-  'web.fetch',
-  'web.search',
-  'todo.write',
-];
+/** The host tools every server offers besides memory's: messaging, and the toolkit's tools as the server builds them. */
+function hostToolNames(config: Pick<ServerConfig, 'workspace' | 'web'>): string[] {
+  const toolkit = [...workspaceTools(config.workspace, undefined), ...webTools(config.web, () => [], undefined), ...todoTools(undefined)];
+  return ['send_message', ...toolkit.map((t) => t.name)];
+}
 
 /** `SERVER.tool` for every tool of the built-in tool server packages (those `[tools.NAME] enabled = false` turns off left out). */
 function builtinServerTools(dir: string, config: ServerConfig | undefined): { servers: string[]; tools: string[] } {
@@ -59,7 +52,7 @@ export function offlineToolNames(config: ServerConfig | undefined, builtinDir = 
   const wasm = builtinServerTools(builtinDir, config);
   const granted = Object.keys(config?.tools ?? {}).filter((name) => name !== 'limits' && !wasm.servers.includes(name));
   return {
-    tools: [calculatorTool.name, currentTimeTool.name, 'llm.chat', ...HOST_TOOLS, ...MEMORY_TOOL_NAMES, ...wasm.tools],
+    tools: [calculatorTool.name, currentTimeTool.name, 'llm.chat', ...hostToolNames(config ?? serverConfigSchema.parse({})), ...MEMORY_TOOL_NAMES, ...wasm.tools],
     mcpServers: [...Object.keys(config?.mcp_servers ?? {}), ...granted],
   };
 }
