@@ -82,12 +82,11 @@ export function unresolvedTools(tools: readonly string[], names: ToolCatalogueNa
     const all = entry.endsWith('.*');
     if (entry.includes('*') && !all) return;
     const prefix = all ? entry.slice(0, -2) : (serverOf(entry) ?? entry);
-    if (known.has(entry) || servers.has(all ? prefix : entry) || mcp.has(prefix)) {
-      // A connected MCP server (its tools listed) must offer the tool named.
-      if (all || entry === prefix || known.has(entry) || !servers.has(prefix)) return;
-    }
+    const wholeServer = all || entry === prefix;
+    // A tool of an MCP server not connected yet resolves; a connected one (its tools listed) must offer it.
+    if (known.has(entry) || (wholeServer && (servers.has(prefix) || mcp.has(prefix))) || (mcp.has(prefix) && !servers.has(prefix))) return;
     const candidates = [...known, ...servers, ...mcp];
-    const guess = closest(entry, candidates) ?? (all || entry === prefix ? undefined : closest(prefix, [...servers, ...mcp]));
+    const guess = closest(entry, candidates) ?? (wholeServer ? undefined : closest(prefix, [...servers, ...mcp]));
     const tail = severity === 'error' ? 'Fix the name or make the tool available, then deploy again' : 'The agent runs without it, as Claude Code ignores tools it does not know';
     out.push({
       severity,
