@@ -24,3 +24,5 @@ export { clientCertMappingSchema, clientCertMappingsSchema, principalFromCertifi
 export { PrincipalLimiter, limitedError, retryAfterSeconds, type LimitDenied, type LimitUsage, type ExecutionSlot } from './limits.js';
 export { authLimitsConfigSchema, limitSetSchema, principalLimits, agentLimitsLookup, type AuthLimitsConfig, type LimitSet } from './limits-config.js';
 export { metricsGuard } from './metrics-guard.js';
+export { checkSend, unknownPrincipal, type SendScope } from './scope-send.js';
+export { PrincipalDirectory, REMEMBERED_PRINCIPALS, type ActingPrincipals } from './acting.js';

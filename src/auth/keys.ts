@@ -365,6 +365,18 @@ export class ApiKeyStore {
     return p;
   }
 
+  /**
+   * The principal of the active key named `name`, as of now: undefined once it is revoked or has
+   * expired (messages acting for it are then refused further sends). Does not count as a use.
+   */
+  principalByName(name: string): Principal | undefined {
+    const row = this.#stmts.activeByName.get(name);
+    if (!row || row.revoked_at !== null || (row.expires_at !== null && row.expires_at <= this.#now())) return undefined;
+    let p = this.#principals.get(row.id);
+    if (!p) this.#principals.set(row.id, (p = principalOfKey(row)));
+    return p;
+  }
+
   /** A key's own limits (`caxton key create --rpm ...`), parsed; undefined when it has none. */
   limitsOf(keyId: string): LimitSet | undefined {
     if (this.#limits.has(keyId)) return this.#limits.get(keyId);

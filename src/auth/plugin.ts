@@ -37,6 +37,8 @@ export interface AuthPluginOptions {
   /** Request-rate limits per principal (src/auth/limits.ts); `limitsOf` gives a principal's effective limits. */
   limiter?: PrincipalLimiter;
   limitsOf?: (p: Principal) => LimitSet | undefined;
+  /** Called with every authenticated principal (the acting-principal directory remembers token and certificate principals). */
+  onAuthenticated?: (p: Principal) => void;
   /** Called when a request is refused (401/403), for the audit trail and metrics. */
   onDenied?: (req: FastifyRequest, code: 'unauthenticated' | 'forbidden', reason: string) => void;
 }
@@ -117,6 +119,7 @@ export function installAuth(app: FastifyInstance, opts: AuthPluginOptions): void
     if (access === undefined || 'public' in access) return; // unmatched routes answer 404; probes are public
 
     req.principal = opts.enabled ? await authenticate(req, opts.authenticators, reply, deny) : LOCAL_PRINCIPAL;
+    opts.onAuthenticated?.(req.principal);
     if ('permission' in access) {
       const p = req.principal;
       if (!can(p, access.permission)) {

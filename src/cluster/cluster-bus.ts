@@ -30,7 +30,10 @@ import {
   newConversation,
   parseBody,
   replyTo,
+  rerouteDecision,
+  retryDelay,
   RETRYABLE,
+  sendScopeOf,
   submitBody,
   touchConversation,
   UNDELIVERABLE,
@@ -62,10 +65,12 @@ import {
   type Performative,
   type RouteDecision,
   type SendHints,
+  type SubmitOptions,
   type StoredMessage,
   type SubmitResult,
   type AgentAnswer,
 } from '../messaging/index.js';
+import type { ActingPrincipals } from '../auth/index.js';
 import type { Metrics } from '../observability/metrics.js';
 import { CaxtonError, describeError, isCaxtonError, type ErrorCode } from '../shared/errors.js';
 import { markRelayed } from '../shared/relayed.js';
@@ -87,6 +92,8 @@ export interface ClusterBusOptions {
   /** `[cluster]`: the node's name and `[cluster.delivery]`. */
   cluster: Pick<ClusterConfig, 'node' | 'delivery'> & Partial<Pick<ClusterConfig, 'replicas'>>;
   agentHandler?: MessageHandler;
+  /** Turns a message's `on_behalf_of` back into its principal, whose scope decides where it may go (src/auth/acting.ts). */
+  principals?: ActingPrincipals;
   log?: { warn(obj: object, msg: string): void; error(obj: object, msg: string): void; info?(obj: object, msg: string): void; debug?(obj: object, msg: string): void };
   metrics?: Metrics;
   /** How often this node sweeps expired conversations (default 1 s). */
@@ -324,7 +331,7 @@ export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements M
     return parseBody(this.#cfg, body, opts);
   }
 
-  submit(body: unknown, opts: { bodySize?: number; sender?: string; traceparent?: string } = {}): Promise<SubmitResult> {
+  submit(body: unknown, opts: SubmitOptions = {}): Promise<SubmitResult> {
     return submitBody(this.#cfg, body, opts, (m, hints) => this.send(m, hints));
   }
 
@@ -334,6 +341,7 @@ export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements M
 
   async #send(m: AclMessage, hints: SendHints): Promise<SubmitResult> {
     if (this.#state !== 'running') throw new CaxtonError('not_ready', 'the message bus is not running');
+    const scope = sendScopeOf(m, hints, this.#o.principals);
     if (!hints.newId) {
       const stored = await this.#store.getMessage(m.id);
       if (stored) return this.#duplicate(stored);
@@ -354,7 +362,7 @@ export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements M
         { size: wire, limit: maxPayload, field: 'content' },
       );
     }
-    const decision = this.router.route(m);
+    const decision = this.router.route(m, scope);
     checkReceiverLimits(m, decision);
     let out: SubmitResult | CaxtonError;
     let work: StepWork;
@@ -478,7 +486,8 @@ export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements M
       pending,
       setState: (to, reason) => this.#setState(conv, to, reason, work),
       send: (m) => {
-        const decision = this.router.route(m);
+        // The platform's own sends (a Contract Net's award) act for the conversation's principal too.
+        const decision = rerouteDecision(this.router, m, this.#o.principals);
         const receivers = decision.ok ? decision.receivers.map((r) => r.agent) : [];
         last = last.then(() => this.#storeMessage(s, conv, m, receivers, iso(), work));
         pending.push(last);
@@ -724,10 +733,8 @@ export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements M
   async #failed(d: Delivery, e: unknown): Promise<'failed' | 'retried' | 'dead_letter'> {
     const code: ErrorCode = isCaxtonError(e) ? e.code : 'internal';
     const reason = describeError(e);
-    d.attempts++;
-    if (RETRYABLE.has(code) && d.attempts < this.#cfg.max_attempts) {
-      const delay = Math.min(this.#cfg.retry_max, this.#cfg.retry_base * 2 ** (d.attempts - 1));
-      const jittered = Math.round(delay * (0.8 + Math.random() * 0.4));
+    const jittered = retryDelay(this.#cfg, d, e);
+    if (jittered !== undefined) {
       if (!(await this.#store.retry(d.id, d.attempts, Date.now() + jittered, reason, iso()))) {
         // Finished meanwhile by another copy of it (JetStream redelivered it while this one ran): its answer stands.
         this.#log.info?.({ message_id: d.message.id, receiver: d.receiver, err: reason }, 'a delivery failed here after it was finished elsewhere; nothing to retry');
@@ -777,7 +784,7 @@ export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements M
   async #reroute(d: Delivery): Promise<'rerouted' | 'dead_letter'> {
     const m = d.message;
     if (m.capability !== undefined) {
-      const decision = this.router.route({ ...m, chain: m.chain });
+      const decision = rerouteDecision(this.router, m, this.#o.principals);
       if (decision.ok && decision.mode === 'one') {
         const next = decision.receivers[0]!.agent;
         const tag = `:to:${agentKey(next)}`;
@@ -819,6 +826,7 @@ export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements M
             params: { 'X-notification-of': m.id },
             timestamp: iso(),
             chain: m.chain,
+            ...(m.on_behalf_of !== undefined && { on_behalf_of: m.on_behalf_of }),
           };
           const { work } = await this.#inStep(sub.conversation_id, async (s, work) => {
             const conv = s.conversation;

@@ -98,6 +98,7 @@ export function decide(conv: Conversation, call: OpenCall, cfg: MessagingConfig,
     params: { 'X-select': sel.rule, 'X-select-field': sel.field },
     timestamp: iso(),
     chain: cfp.chain,
+    ...(cfp.on_behalf_of !== undefined && { on_behalf_of: cfp.on_behalf_of }),
   });
   const text = (c: Content) => (typeof c === 'string' ? c : JSON.stringify(c));
   const rejects = call.proposals.filter((p) => p !== winner).map((p) => mk(p, 'reject-proposal', `Another proposal was selected (rule: ${sel.rule} ${sel.field}).`));

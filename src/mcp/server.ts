@@ -9,7 +9,7 @@
  * prompt (prompts.ts) and as a resource `caxton://agents/{name}` (resources.ts).
  */
 import { randomUUID } from 'node:crypto';
-import { inScope, type Principal } from '../auth/index.js';
+import { inScope, senderOf, type Principal } from '../auth/index.js';
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import {
   CallToolRequestSchema,
@@ -192,6 +192,8 @@ export class CaxtonMcpTools {
       signal,
       ...(traceparent !== undefined && { traceparent }),
       ...who,
+      // Messages it sends are the caller's own (send_message): sent as its principal, in its scope.
+      ...(p !== undefined && p.kind !== 'local' && { sender: senderOf(p) }),
       ...(p?.scope.memory !== undefined && { memory_scopes: p.scope.memory }),
     };
     const t0 = performance.now();

@@ -1,3 +1,4 @@
+import type { ActingPrincipals } from '../auth/index.js';
 import type { Executor } from '../execution/index.js';
 import type { AgentAnswer, MessageHandler } from './bus.js';
 import type { AclMessage } from './message.js';
@@ -8,11 +9,23 @@ import { parseAnswer, renderMessagePrompt } from './prompt.js';
  * Runs a configuration agent on a message: the message (and the conversation so far, up to the
  * agent's `conversation.history_limit`) becomes the prompt, and the agent's answer becomes the
  * reply act. Execution errors propagate so the bus can retry, dead-letter or answer `failure`.
+ *
+ * The execution acts for the message's principal (`on_behalf_of`): it is charged to that
+ * principal's limits exactly as an invoke is (a concurrency slot while it runs, its tokens after),
+ * and what the agent sends carries the principal on. A refusal for concurrency is retried by the
+ * bus without spending an attempt (bus-rules.ts retryDelay).
  */
-export function executorHandler(executor: Executor, history: (conversation: AclMessage['conversation_id'], n: number) => Promise<AclMessage[]> | AclMessage[]): MessageHandler {
+export function executorHandler(
+  executor: Executor,
+  history: (conversation: AclMessage['conversation_id'], n: number) => Promise<AclMessage[]> | AclMessage[],
+  principals?: ActingPrincipals,
+): MessageHandler {
   return async (m, receiver, { signal, traceparent }): Promise<AgentAnswer> => {
-    const limit = receiver.definition.conversation.history_limit;
-    const earlier = limit > 0 ? await history(m.conversation_id, limit + 1) : [];
+    const acting = m.on_behalf_of;
+    // Before anything runs: a key revoked since the message was sent stops its queued work here.
+    const limit = acting !== undefined && principals !== undefined && !acting.startsWith('local:') ? { principalId: acting, limits: principals.executionLimits(acting) } : undefined;
+    const historyLimit = receiver.definition.conversation.history_limit;
+    const earlier = historyLimit > 0 ? await history(m.conversation_id, historyLimit + 1) : [];
     const res = await executor.invoke(
       receiver.agent,
       {
@@ -20,10 +33,11 @@ export function executorHandler(executor: Executor, history: (conversation: AclM
         conversation_id: m.conversation_id,
         ...(m.capability !== undefined && { capability: m.capability }),
         chain: [...m.chain],
+        ...(acting !== undefined && { principal: acting }),
         // The delivery's span when tracing records, else the message's own context passed through.
         ...((traceparent ?? m.trace_context?.traceparent) !== undefined && { traceparent: traceparent ?? m.trace_context!.traceparent }),
       },
-      { signal },
+      { signal, ...(limit && { limit }) },
     );
     return parseAnswer(res.content, m.performative);
   };

@@ -4,7 +4,7 @@ import type { Directory } from './directory.js';
 import type { BusEvent } from './events.js';
 import type { AclMessage, ConversationId, MessageId } from './message.js';
 import type { MessageReads } from './reads.js';
-import type { SendHints, SubmitResult } from './submission.js';
+import type { SendHints, SubmitOptions, SubmitResult } from './submission.js';
 
 /** What the routes, the CLI and the status pages read from a bus. */
 export type BusReads = Pick<MessageReads, 'getConversation' | 'listConversations' | 'getMessage' | 'listMessages' | 'deadLetters' | 'deadLetter'>;
@@ -28,7 +28,8 @@ export interface MessagingBus {
   readonly directory: Directory;
   readonly reads: BusReads;
   parse(body: unknown, opts?: { bodySize?: number; sender?: string }): AclMessage;
-  submit(body: unknown, opts?: { bodySize?: number; sender?: string; traceparent?: string }): Promise<SubmitResult>;
+  /** Validates and sends a body from outside; `principal`: the caller it acts for, whose scope and limits apply (docs/security.md). */
+  submit(body: unknown, opts?: SubmitOptions): Promise<SubmitResult>;
   send(m: AclMessage, hints?: SendHints): Promise<SubmitResult>;
   wait(id: ConversationId, timeoutMs: number, signal?: AbortSignal): Promise<Conversation>;
   replay(id: number): Promise<{ id: number; message_id: MessageId; receiver: string }>;

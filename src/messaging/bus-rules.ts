@@ -4,23 +4,50 @@
  * new conversation look, how a message counts in its conversation, and what a duplicate answers.
  * One place, so the two cannot drift apart.
  */
-import { CaxtonError, type ErrorCode } from '../shared/errors.js';
+import { checkSend, unknownPrincipal, type ActingPrincipals, type SendScope } from '../auth/index.js';
+import { CaxtonError, isCaxtonError, type ErrorCode } from '../shared/errors.js';
 import type { InProcessReceiver } from './bus.js';
 import type { MessagingConfig } from './config.js';
 import { isTerminal, type Conversation } from './conversation.js';
 import { contentSize, newMessageId, replyAddress, type AclMessage, type Content } from './message.js';
 import { expectsReply, type Performative } from './performatives.js';
-import type { RouteDecision } from './router.js';
+import type { RouteDecision, Router } from './router.js';
 import type { StoredMessage } from './store.js';
-import type { SendHints, SubmitResult } from './submission.js';
+import type { SendHints, SubmitOptions, SubmitResult } from './submission.js';
 import { parseMessage } from './validate.js';
 
 /** Errors worth another delivery attempt: the agent could succeed next time. */
 export const RETRYABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['llm_error', 'isolation_failure', 'not_ready', 'rate_limited', 'internal', 'cancelled']);
 /** Errors that make a message undeliverable until an operator acts: straight to the dead-letter queue. */
-export const UNDELIVERABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['agent_not_found', 'invalid_config', 'configuration_error', 'invalid_request', 'payload_too_large', 'tool_not_allowed']);
+export const UNDELIVERABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  'agent_not_found',
+  'invalid_config',
+  'configuration_error',
+  'invalid_request',
+  'payload_too_large',
+  'tool_not_allowed',
+  'forbidden',
+]);
 
 const iso = (t = Date.now()) => new Date(t).toISOString();
+
+/**
+ * Whether and in how many ms a failed delivery is tried again; counts the attempt in `d`. A
+ * delivery refused because its acting principal (or the agent) already runs as many executions as
+ * it may has not failed: it waits for a slot and tries again without spending an attempt, so it is
+ * neither dead-lettered nor lost. Other retryable errors back off exponentially, at least as long
+ * as a rate limit asks, until `max_attempts`. Undefined: no retry (dead letter or failure reply).
+ */
+export function retryDelay(cfg: MessagingConfig, d: { attempts: number }, e: unknown): number | undefined {
+  const code: ErrorCode = isCaxtonError(e) ? e.code : 'internal';
+  const details = isCaxtonError(e) && typeof e.details === 'object' && e.details !== null ? (e.details as Record<string, unknown>) : {};
+  const jitter = (ms: number) => Math.round(ms * (0.8 + Math.random() * 0.4));
+  const asked = code === 'rate_limited' && typeof details.retry_after === 'number' ? details.retry_after * 1000 : 0;
+  if (code === 'rate_limited' && details.limit === 'concurrency') return jitter(Math.min(cfg.retry_max, Math.max(cfg.retry_base, asked)));
+  d.attempts++;
+  if (!RETRYABLE.has(code) || d.attempts >= cfg.max_attempts) return undefined;
+  return jitter(Math.min(cfg.retry_max, Math.max(cfg.retry_base * 2 ** (d.attempts - 1), asked)));
+}
 
 /** Validates an untrusted body into a message (throws 'invalid_message' or 'payload_too_large'). */
 export function parseBody(cfg: MessagingConfig, body: unknown, opts: { bodySize?: number; sender?: string } = {}): AclMessage {
@@ -31,20 +58,50 @@ export function parseBody(cfg: MessagingConfig, body: unknown, opts: { bodySize?
  * A REST body as a message and the hints for sending it: `traceparent` (the submitting request's)
  * is the message's trace context unless it has its own; ids the body left out were generated here.
  */
-export function submission(cfg: MessagingConfig, body: unknown, opts: { bodySize?: number; sender?: string; traceparent?: string }): { message: AclMessage; hints: SendHints } {
+export function submission(cfg: MessagingConfig, body: unknown, opts: SubmitOptions): { message: AclMessage; hints: SendHints } {
   let m = parseBody(cfg, body, opts);
   if (m.trace_context === undefined && opts.traceparent !== undefined) m = { ...m, trace_context: { traceparent: opts.traceparent } };
+  if (opts.principal !== undefined) m = { ...m, on_behalf_of: opts.principal.id };
   const b = body as Record<string, unknown>;
-  return { message: m, hints: { newId: b.id === undefined, newConversation: b.conversation_id === undefined && b['conversation-id'] === undefined } };
+  return {
+    message: m,
+    hints: { newId: b.id === undefined, newConversation: b.conversation_id === undefined && b['conversation-id'] === undefined, ...(opts.principal !== undefined && { principal: opts.principal }) },
+  };
+}
+
+/**
+ * What the principal a message acts for may send (src/auth/scope-send.ts): throws 403 when a named
+ * receiver or the capability is outside its scope, 403 principal_unknown when the id no longer
+ * names a valid principal, 429 when it has used up its tokens; else the routing filter for the
+ * router. Both buses call it for every message they accept, whoever sent it. Without
+ * `principals` (a bus built without authentication: tests, benchmarks) nothing is checked.
+ */
+export function sendScopeOf(m: AclMessage, hints: SendHints, principals: ActingPrincipals | undefined, admit = true): SendScope | undefined {
+  const id = m.on_behalf_of;
+  if (id === undefined || principals === undefined) return undefined;
+  const p = hints.principal?.id === id ? hints.principal : principals.resolve(id);
+  if (p === undefined) throw unknownPrincipal(id);
+  const scope = checkSend(p, m);
+  if (admit) principals.admitSend(p);
+  return scope;
+}
+
+/**
+ * Routes a message the platform moves on its own (a delivery whose receiver was removed, a Contract
+ * Net's award), as its acting principal may send it: a refusal (the principal's scope changed, or
+ * it is no longer valid) is a route failure rather than an error, as nobody waits to be told.
+ */
+export function rerouteDecision(router: Router, m: AclMessage, principals: ActingPrincipals | undefined): RouteDecision {
+  try {
+    // The message was admitted when it was sent: only where it may go is decided again.
+    return router.route(m, sendScopeOf(m, {}, principals, false));
+  } catch (e) {
+    return { ok: false, reason: 'out_of_scope', message: e instanceof Error ? e.message : String(e) };
+  }
 }
 
 /** Validates a REST body and hands it to `send`; an invalid body rejects and nothing is sent. */
-export function submitBody(
-  cfg: MessagingConfig,
-  body: unknown,
-  opts: { bodySize?: number; sender?: string; traceparent?: string },
-  send: (m: AclMessage, hints: SendHints) => Promise<SubmitResult>,
-): Promise<SubmitResult> {
+export function submitBody(cfg: MessagingConfig, body: unknown, opts: SubmitOptions, send: (m: AclMessage, hints: SendHints) => Promise<SubmitResult>): Promise<SubmitResult> {
   let sub: ReturnType<typeof submission>;
   try {
     sub = submission(cfg, body, opts);
@@ -140,6 +197,7 @@ export function replyTo(to: AclMessage, sender: string, performative: Performati
     params: {},
     timestamp: iso(),
     chain: to.chain,
+    ...(to.on_behalf_of !== undefined && { on_behalf_of: to.on_behalf_of }),
     ...extra,
   };
 }

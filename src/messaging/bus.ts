@@ -9,7 +9,22 @@ import { isTerminal, transition, type Conversation, type ConversationState } fro
 import { Directory, type DirectoryEntry } from './directory.js';
 import type { Delivery } from './dispatcher.js';
 import type { BusStats, MessagingBus } from './bus-port.js';
-import { checkReceiverLimits, duplicateResult, newConversation, parseBody, replyTo, RETRYABLE, submitBody, touchConversation, UNDELIVERABLE, undeployedReceiver } from './bus-rules.js';
+import type { ActingPrincipals, SendScope } from '../auth/index.js';
+import {
+  checkReceiverLimits,
+  duplicateResult,
+  newConversation,
+  parseBody,
+  replyTo,
+  rerouteDecision,
+  retryDelay,
+  RETRYABLE,
+  sendScopeOf,
+  submitBody,
+  touchConversation,
+  UNDELIVERABLE,
+  undeployedReceiver,
+} from './bus-rules.js';
 import { GroupCommit } from './group-commit.js';
 import type { AclMessage, Content, ConversationId, MessageId } from './message.js';
 import { ConversationEvents, type BusEvent } from './events.js';
@@ -22,7 +37,7 @@ import { messagingRetentionRules } from './retention.js';
 import { sqliteQueue } from './sqlite-queue.js';
 import { MessageStore } from './store.js';
 import { createStrategy } from './strategy.js';
-import { PLATFORM, type SendHints, type SubmitResult } from './submission.js';
+import { PLATFORM, type SendHints, type SubmitOptions, type SubmitResult } from './submission.js';
 
 /** What an agent answered: the reply act and its content (undefined: no reply). */
 export type AgentAnswer = { performative?: Performative; content: Content } | undefined;
@@ -62,6 +77,8 @@ export interface BusOptions {
   metrics?: Metrics;
   /** Builds the delivery queue (queue.ts); default: the SQLite one (sqlite-queue.ts). */
   queue?: DeliveryQueueFactory;
+  /** Turns a message's `on_behalf_of` back into its principal, whose scope decides where it may go (src/auth/acting.ts). */
+  principals?: ActingPrincipals;
 }
 
 const iso = (t = Date.now()) => new Date(t).toISOString();
@@ -84,6 +101,7 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> implements M
   readonly #protocols: ProtocolEngine;
   readonly #handlers = new Map<string, InProcessHandler>();
   #agentHandler: MessageHandler | undefined;
+  readonly #principals: ActingPrincipals | undefined;
   readonly #log: NonNullable<BusOptions['log']>;
   readonly #tracer: Tracer | undefined;
   readonly #metrics: Metrics | undefined;
@@ -119,6 +137,7 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> implements M
       opts.metrics.sources.activeConversations = () => this.#open.size;
     }
     this.#agentHandler = opts.agentHandler;
+    this.#principals = opts.principals;
     this.store = new MessageStore(opts.db);
     this.directory = new Directory(opts.registry);
     this.#pruner = new Pruner(opts.db, {
@@ -246,7 +265,7 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> implements M
    * Validates an untrusted body (REST) and sends it. Nothing is stored when it is invalid.
    * `traceparent` (the submitting request's) is the message's trace context unless it has its own.
    */
-  submit(body: unknown, opts: { bodySize?: number; sender?: string; traceparent?: string } = {}): Promise<SubmitResult> {
+  submit(body: unknown, opts: SubmitOptions = {}): Promise<SubmitResult> {
     return submitBody(this.#cfg, body, opts, (m, hints) => this.send(m, hints));
   }
 
@@ -256,6 +275,12 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> implements M
    */
   send(m: AclMessage, hints: SendHints = {}): Promise<SubmitResult> {
     if (this.#state !== 'running') return Promise.reject(new CaxtonError('not_ready', 'the message bus is not running'));
+    let scope: SendScope | undefined;
+    try {
+      scope = sendScopeOf(m, hints, this.#principals);
+    } catch (e) {
+      return Promise.reject(e);
+    }
     if (!hints.newId) {
       const pending = this.#inflight.get(m.id);
       if (pending) return pending.then((r) => ({ ...r, duplicate: true }));
@@ -270,7 +295,7 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> implements M
     }
     let p: Promise<SubmitResult>;
     try {
-      p = this.#accept(m, hints.newConversation === true);
+      p = this.#accept(m, hints.newConversation === true, scope);
     } catch (e) {
       return Promise.reject(e);
     }
@@ -282,7 +307,7 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> implements M
     return p;
   }
 
-  #accept(m: AclMessage, newConversation: boolean): Promise<SubmitResult> {
+  #accept(m: AclMessage, newConversation: boolean, scope: SendScope | undefined): Promise<SubmitResult> {
     const now = iso();
     let conv = newConversation ? undefined : this.#conversation(m.conversation_id);
     if (conv && isTerminal(conv.state)) {
@@ -298,7 +323,7 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> implements M
       throw new CaxtonError('conversation_closed', `conversation ${conv.id} ${reason}; it is now failed`, { conversation_id: conv.id, state: 'failed' });
     }
     if (this.#tracer) m = this.#traceRoute(m);
-    const decision = this.router.route(m);
+    const decision = this.router.route(m, scope);
     checkReceiverLimits(m, decision);
     const created = !conv;
     conv ??= this.#newConversation(m, now, decision);
@@ -564,11 +589,10 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> implements M
   async #failed(d: Delivery, e: unknown, traceparent?: string): Promise<DeliveryOutcome> {
     const code: ErrorCode = isCaxtonError(e) ? e.code : 'internal';
     const reason = describeError(e);
-    d.attempts++;
+    const retry = retryDelay(this.#cfg, d, e);
     const now = iso();
-    if (RETRYABLE.has(code) && d.attempts < this.#cfg.max_attempts) {
-      const delay = Math.min(this.#cfg.retry_max, this.#cfg.retry_base * 2 ** (d.attempts - 1));
-      const jittered = Math.round(delay * (0.8 + Math.random() * 0.4));
+    if (retry !== undefined) {
+      const jittered = retry;
       this.#log.warn(
         { ...traceLogFields(traceparent ?? d.message.trace_context?.traceparent), message_id: d.message.id, receiver: d.receiver, attempt: d.attempts, retry_in_ms: jittered, err: reason },
         'message delivery failed; will retry',
@@ -606,7 +630,7 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> implements M
   async #reroute(d: Delivery): Promise<DeliveryOutcome> {
     const m = d.message;
     if (m.capability !== undefined) {
-      const decision = this.router.route({ ...m, chain: m.chain });
+      const decision = rerouteDecision(this.router, m, this.#principals);
       if (decision.ok && decision.mode === 'one') {
         const next = decision.receivers[0]!.agent;
         await this.#queue.reroute(d, next, iso());

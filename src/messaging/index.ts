@@ -1,10 +1,25 @@
 export { MessageBus, type BusOptions, type MessageHandler, type InProcessHandler, type InProcessReceiver, type HandlerContext, type AgentAnswer } from './bus.js';
 export type { MessagingConfig } from './config.js';
 export type { BusReads, BusStats, MessagingBus } from './bus-port.js';
-export { checkReceiverLimits, duplicateResult, newConversation, parseBody, replyTo, RETRYABLE, submitBody, submission, touchConversation, UNDELIVERABLE, undeployedReceiver } from './bus-rules.js';
+export {
+  checkReceiverLimits,
+  duplicateResult,
+  newConversation,
+  parseBody,
+  replyTo,
+  rerouteDecision,
+  retryDelay,
+  RETRYABLE,
+  sendScopeOf,
+  submitBody,
+  submission,
+  touchConversation,
+  UNDELIVERABLE,
+  undeployedReceiver,
+} from './bus-rules.js';
 export { ConversationEvents, type BusEvent } from './events.js';
 export { MessageReads, type ReadSources } from './reads.js';
-export { PLATFORM, type SendHints, type SubmitResult } from './submission.js';
+export { PLATFORM, type SendHints, type SubmitOptions, type SubmitResult } from './submission.js';
 export type { DeliveryQueue, DeliveryQueueDeps, DeliveryQueueFactory, PendingDelivery } from './queue.js';
 export { SqliteDeliveryQueue, sqliteQueue } from './sqlite-queue.js';
 export { MESSAGING_MIGRATIONS, type DeadLetterFilter, type DeliveryRow, type MessageFilter, type StoredMessage, type Page, type SubscriptionRow } from './store.js';

@@ -46,6 +46,14 @@ export interface AclMessage {
   readonly timestamp: string;
   /** Agents whose executions led to this message, oldest first (loop detection). */
   readonly chain: readonly string[];
+  /**
+   * The principal the message acts for (Principal.id), set by the platform, never by a client: the
+   * authenticated caller for a message from outside; for one an agent sends while handling a
+   * message, and for the platform's replies, the handled message's. Its scope decides where the
+   * message may go and its limits are charged for the executions the message starts. Absent: a
+   * message of the platform's own, or stored before messages carried it (unrestricted).
+   */
+  readonly on_behalf_of?: string;
 }
 
 let lastMs = 0;

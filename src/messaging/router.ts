@@ -1,9 +1,10 @@
+import type { SendScope } from '../auth/index.js';
 import { accepts, type Directory, type DirectoryEntry } from './directory.js';
 import type { AclMessage } from './message.js';
 import { fanOut } from './performatives.js';
 import type { LoadView, RoutingStrategy } from './strategy.js';
 
-export type RouteFailure = 'unknown_capability' | 'unknown_agent' | 'no_acceptable_provider' | 'loop_detected';
+export type RouteFailure = 'unknown_capability' | 'unknown_agent' | 'no_acceptable_provider' | 'loop_detected' | 'out_of_scope';
 
 export type RouteDecision =
   { readonly ok: true; readonly mode: 'named' | 'one' | 'all'; readonly receivers: readonly DirectoryEntry[] } | { readonly ok: false; readonly reason: RouteFailure; readonly message: string };
@@ -14,7 +15,9 @@ const NO_LOAD: LoadView = { load: () => 0 };
  * Decides where a message goes. Named receivers get it as addressed; a capability goes to one
  * provider chosen by the strategy (request, query, propose...) or to every provider (inform, cfp).
  * Providers that do not accept the message's protocol, ontology or language are passed over, and
- * an agent already in the message's chain never receives it again (a message loop).
+ * an agent already in the message's chain never receives it again (a message loop). With a
+ * `scope` (the acting principal's, src/auth/scope-send.ts), providers outside it are not
+ * candidates at all, and when a capability has providers but none inside it, its refusal is thrown.
  * Synchronous and allocation-light: it runs for every message.
  */
 export class Router {
@@ -25,7 +28,7 @@ export class Router {
     private readonly maxHops = 8,
   ) {}
 
-  route(m: AclMessage): RouteDecision {
+  route(m: AclMessage, scope?: SendScope): RouteDecision {
     if (m.chain.length >= this.maxHops) {
       return {
         ok: false,
@@ -35,8 +38,12 @@ export class Router {
     }
     if (m.receivers.length > 0) return this.#named(m);
     const capability = m.capability!;
-    const providers = this.directory.providers(capability);
+    let providers = this.directory.providers(capability);
     if (providers.length === 0) return { ok: false, reason: 'unknown_capability', message: `no agent provides capability "${capability}"` };
+    if (scope) {
+      providers = providers.filter((e) => scope.allows(e.agent));
+      if (providers.length === 0) throw scope.refusal(capability);
+    }
     let candidates = providers;
     if (m.protocol !== undefined || m.ontology !== undefined || m.language !== undefined || m.chain.length > 0) {
       candidates = providers.filter((e) => accepts(e, m) && !m.chain.includes(e.agent));

@@ -19,7 +19,10 @@ interface Args {
  * `send_message`: lets an agent, during its execution, message other agents by capability or by
  * name. By default it waits for the conversation to end when the act expects a reply (request,
  * query, cfp...) and returns the replies; the message carries the chain of agents that led to it,
- * so A → B → A loops are stopped by the router.
+ * so A → B → A loops are stopped by the router. It acts for the call's principal
+ * (`ToolContext.principal`: the caller of an invoke, the principal a handled message acts for, the
+ * key of an MCP client), and the bus applies that principal's scope to it. Called from outside an
+ * agent (an MCP client), the sender is that principal (`ToolContext.sender`), not the tool's caller.
  */
 export function sendMessageTool(bus: MessagingBus): Tool {
   return {
@@ -55,12 +58,13 @@ export function sendMessageTool(bus: MessagingBus): Tool {
         if (a.capability !== undefined) return { content: `address the agent by "to" only; this agent may not address capabilities`, is_error: true };
       }
       const chain = [...(ctx.chain ?? [])];
-      if (chain[chain.length - 1] !== ctx.agent) chain.push(ctx.agent);
+      // The chain names agents only: a party outside (an MCP client) is not one.
+      if (ctx.sender === undefined && chain[chain.length - 1] !== ctx.agent) chain.push(ctx.agent);
       let parsed: AclMessage;
       try {
         const body: Record<string, unknown> = {
           performative,
-          sender: ctx.agent,
+          sender: ctx.sender ?? ctx.agent,
           content: a.content ?? '',
           ...(a.capability !== undefined && { capability: a.capability }),
           ...(a.to !== undefined && { receiver: a.to }),
@@ -68,7 +72,7 @@ export function sendMessageTool(bus: MessagingBus): Tool {
           ...(a.language !== undefined && { language: a.language }),
           ...(ctx.traceparent !== undefined && { trace_context: { traceparent: ctx.traceparent } }),
         };
-        parsed = { ...bus.parse(body), chain };
+        parsed = { ...bus.parse(body), chain, ...(ctx.principal !== undefined && { on_behalf_of: ctx.principal }) };
       } catch (e) {
         return { content: isCaxtonError(e) ? e.message : String(e), is_error: true };
       }
@@ -81,7 +85,7 @@ export function sendMessageTool(bus: MessagingBus): Tool {
         const timeout = Math.max(0, Math.min(budget, (a.timeout_seconds ?? Infinity) * 1000));
         const conv = await bus.wait(sent.conversation_id, timeout, ctx.signal);
         const { messages } = await bus.reads.getConversation(sent.conversation_id);
-        const replies = messages.map((s) => s.message).filter((x) => x.sender !== ctx.agent && x.id !== sent.id);
+        const replies = messages.map((s) => s.message).filter((x) => x.sender !== parsed.sender && x.id !== sent.id);
         const lines = replies.map((r) => `[${r.performative}] from ${r.sender}: ${contentText(r.content)}`);
         const status = `conversation ${conv.id} is ${conv.state}${conv.reason ? ` (${conv.reason})` : ''}`;
         const failed = conv.state === 'failed' || conv.state === 'expired' || (conv.state !== 'completed' && replies.length === 0);

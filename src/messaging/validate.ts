@@ -117,6 +117,10 @@ export function parseMessage(body: unknown, opts: ParseMessageOptions, bodySize?
       continue;
     }
     const key = k.replace(/-/g, '_');
+    if (key === 'on_behalf_of') {
+      issues.push({ field: k, message: 'is set by the platform (the principal the message acts for: the authenticated sender); leave it out' });
+      continue;
+    }
     if (!(KEYS as readonly string[]).includes(key)) {
       const hint = closest(key, KEYS);
       // A hostile body's key can be as long as the body: named, but not echoed whole into the

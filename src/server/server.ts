@@ -204,7 +204,7 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
     const { executor } = execution;
     // Host tools run in the server whatever the isolation mode: from here on every component's are registered on the executor.
     stack.useHostTools(executor.hostTools);
-    const { bus } = stack.add(startMessaging({ config, db, registry, executor, events, logger, telemetry, cluster }));
+    const { bus } = stack.add(startMessaging({ config, db, registry, executor, events, logger, telemetry, cluster, principals: auth.principals }));
     const toolAudit = stack.add(openToolAudit({ config, db, logger, metrics, clusterState }));
     // Claude Code's toolkit (workspace.*, web.*, todo.write), under the operator's [workspace] and [web] grants.
     stack.add(startToolkit({ config, audit: toolAudit.watch, logger }));

@@ -12,8 +12,17 @@ export interface ToolContext {
   chain?: string[];
   /** W3C trace context of the request (`traceparent` header value), to continue its trace. */
   traceparent?: string;
-  /** The id of the authenticated caller whose request led to this call (Principal.id): recorded in the tool audit. */
+  /**
+   * The id of the principal this call acts for (Principal.id): the authenticated caller whose
+   * request led to it, or the principal a message being handled acts for. Recorded in the tool
+   * audit; messages sent by the call carry it as `on_behalf_of`.
+   */
   principal?: string;
+  /**
+   * The ACL sender of messages sent by the call when it is not an agent's (an MCP client's call:
+   * its principal, Principal.id); absent: `agent`.
+   */
+  sender?: string;
   /**
    * The memory scopes that caller's key allows (Principal.scope.memory); absent: any. The memory
    * tools refuse every other scope, as the REST memory routes do.

@@ -1,4 +1,4 @@
-import { assertAgentAllowed, can, inScope, senderOf, type Principal } from '../../auth/index.js';
+import { can, senderOf, type Principal } from '../../auth/index.js';
 import { annotateAudit } from '../../audit/index.js';
 import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { requestTraceparent } from '../request-trace.js';
@@ -55,6 +55,7 @@ const aclMessageSchema = z
     trace_context: z.object({ traceparent: z.string(), tracestate: z.string().optional() }).optional(),
     timestamp: z.string(),
     chain: z.array(z.string()).readonly().describe('agents whose executions led to this message'),
+    on_behalf_of: z.string().optional().describe('the principal the message acts for (set by the platform): its scope and limits apply to what the message causes'),
     routed_to: z.array(z.string()).describe('agents the message was delivered to'),
   })
   .describe('A stored FIPA-ACL message');
@@ -163,10 +164,10 @@ const stateQuery = z
 const errors = { 400: errorEnvelopeSchema, 404: errorEnvelopeSchema };
 
 /**
- * The ACL sender of a message from outside is the authenticated caller (issue 14): absent, it is
- * filled in; another party needs the impersonate permission (system integrations), and is logged
- * and audited. With authentication off (the local principal) the client's sender stands as before.
- * The receivers and capability must be in the caller's agent and capability scope.
+ * The ACL sender of a message from outside is the authenticated caller: absent, it is filled in;
+ * another party needs the impersonate permission (system integrations), and is logged and audited.
+ * With authentication off (the local principal) the client's sender stands. Where the message may
+ * go is decided by the bus for the principal it acts for (src/auth/scope-send.ts), not here.
  */
 function asPrincipal(body: unknown, p: Principal | undefined, log: FastifyBaseLogger, req?: FastifyRequest): void {
   if (p === undefined || typeof body !== 'object' || body === null || Array.isArray(body)) return;
@@ -183,11 +184,6 @@ function asPrincipal(body: unknown, p: Principal | undefined, log: FastifyBaseLo
       log.warn({ principal: p.id, sender: b.sender }, 'message sent on behalf of another party');
       if (req) annotateAudit(req, { action: 'message.send_as', details: { as: String(b.sender).slice(0, 200) } });
     }
-  }
-  const receivers = [...(typeof b.receiver === 'string' ? [b.receiver] : []), ...(Array.isArray(b.receivers) ? b.receivers.filter((r): r is string => typeof r === 'string') : [])];
-  for (const r of receivers) assertAgentAllowed(p, r);
-  if (typeof b.capability === 'string' && !inScope(p.scope.capabilities, b.capability)) {
-    throw new CaxtonError('forbidden', `${p.id} may not address the capability "${b.capability}"`, { reason: 'capability_scope', capability: b.capability });
   }
 }
 
@@ -246,13 +242,15 @@ export async function messagingRoutes(app: FastifyInstance, opts: { bus: Messagi
           'Validates, routes and durably stores the message, then answers 202 with where it went (200 for a message id seen before). ' +
           'A message that cannot be routed is still recorded, with a `failure` reply, and its conversation fails. ' +
           'With `?wait=SECONDS` the answer comes when the conversation ends (or the time is up) and includes the conversation and its messages. ' +
-          'Errors: 400 invalid_message (naming the field), 409 conversation_closed, 413 payload_too_large, 429 queue_full (with Retry-After).',
+          'The message acts for the caller: a receiver, capability or provider outside its scope is refused (403 forbidden), and it is refused at once when the caller has used up its tokens. ' +
+          'Errors: 400 invalid_message (naming the field), 403 forbidden, 409 conversation_closed, 413 payload_too_large, 429 queue_full or rate_limited (with Retry-After).',
         tags: ['messaging'],
         querystring: z.object({ wait: waitSeconds }),
         response: {
           200: submitResultSchema.extend({ conversation: conversationSchema.optional(), messages: z.array(aclMessageSchema).optional() }),
           202: submitResultSchema,
           400: errorEnvelopeSchema,
+          403: errorEnvelopeSchema,
           409: errorEnvelopeSchema,
           413: errorEnvelopeSchema,
           429: errorEnvelopeSchema,
@@ -268,7 +266,7 @@ export async function messagingRoutes(app: FastifyInstance, opts: { bus: Messagi
       // Listen for the client going away before any await: the body is already read.
       const gone = waitMs !== undefined ? disconnectSignal(req, reply) : undefined;
       const tp = requestTraceparent(req);
-      const result = await bus.submit(body, { bodySize: raw!.length, ...(tp !== undefined && { traceparent: tp }) });
+      const result = await bus.submit(body, { bodySize: raw!.length, ...(tp !== undefined && { traceparent: tp }), ...(req.principal !== undefined && { principal: req.principal }) });
       if (result.duplicate) req.log.debug({ message_id: result.id }, 'duplicate message');
       reply.header('location', `/api/v1/conversations/${encodeURIComponent(result.conversation_id)}`);
       if (waitMs === undefined) return reply.code(result.duplicate ? 200 : 202).send(result);

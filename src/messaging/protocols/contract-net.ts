@@ -124,6 +124,7 @@ export class ContractNetProtocol implements ConversationProtocol {
       params: { 'X-select': sel.rule, 'X-select-field': sel.field },
       timestamp: iso(),
       chain: t.cfp.chain,
+      ...(t.cfp.on_behalf_of !== undefined && { on_behalf_of: t.cfp.on_behalf_of }),
     });
     const task = typeof t.cfp.content === 'string' ? t.cfp.content : JSON.stringify(t.cfp.content);
     const accept = mk(

@@ -91,6 +91,7 @@ export class SubscribeProtocol implements ConversationProtocol {
         params: { 'X-notification-of': m.id },
         timestamp: iso(),
         chain: m.chain,
+        ...(m.on_behalf_of !== undefined && { on_behalf_of: m.on_behalf_of }),
       };
       if (isAgent) {
         this.ctx.send(note, { newId: true }).catch((e: unknown) => this.ctx.log.warn({ subscription: s.id, err: describeError(e) }, 'could not notify a subscriber'));

@@ -9,6 +9,7 @@ import {
   SsoClient,
   principalFromSocket,
   principalLimits,
+  PrincipalDirectory,
   PrincipalLimiter,
   type Authenticators,
   type AuthPluginOptions,
@@ -24,6 +25,8 @@ export interface AuthComponent extends Component {
   readonly keys: ApiKeyStore;
   readonly authenticators: Authenticators;
   readonly limiter: PrincipalLimiter;
+  /** The principals messages act for (`on_behalf_of`), for the message bus and its deliveries. */
+  readonly principals: PrincipalDirectory;
   /** Host names the API answers to besides loopback names and IP addresses. */
   readonly allowedHosts: string[];
   /** What the API's auth hook needs (src/auth). */
@@ -46,6 +49,7 @@ export function startAuth(opts: { config: ServerConfig; db: Db; logger: Logger; 
   // Limits per principal and per agent (ADR 0024): requests in the auth hook, executions and tokens in the executor.
   const limiter = new PrincipalLimiter(config.metrics.enabled ? { metrics } : {});
   const limitsOf = (p: Principal) => principalLimits(config.auth.limits, p.keyId !== undefined ? keys.limitsOf(p.keyId) : undefined);
+  const principals = new PrincipalDirectory({ keys, limitsOf, defaultLimits: principalLimits(config.auth.limits), limiter });
   const allowedHosts = [...config.security.allowed_hosts, ...(isLoopbackHost(config.server.host) || WILDCARD_HOSTS.has(config.server.host) ? [] : [config.server.host.toLowerCase()])];
   const plugin: AuthPluginOptions = {
     enabled: config.auth.enabled,
@@ -54,6 +58,7 @@ export function startAuth(opts: { config: ServerConfig; db: Db; logger: Logger; 
     allowedOrigins: config.security.cors_origins,
     limiter,
     limitsOf,
+    onAuthenticated: (p) => principals.remember(p),
   };
   const usage = (id: string) => limiter.usage(id, id.startsWith('key:') ? principalLimits(config.auth.limits, keyLimitsByName(keys, id.slice(4))) : config.auth.limits.default);
   if (config.auth.enabled && !isLoopbackHost(config.server.host) && config.security.allowed_hosts.length === 0) {
@@ -64,6 +69,7 @@ export function startAuth(opts: { config: ServerConfig; db: Db; logger: Logger; 
     keys,
     authenticators,
     limiter,
+    principals,
     allowedHosts,
     plugin,
     routes: keyApi({ keys, usage, ...(sso && { sso }) }),

@@ -1,4 +1,5 @@
 import type { AgentRegistry } from '../../agents/index.js';
+import type { ActingPrincipals } from '../../auth/index.js';
 import { messagingApi } from '../../api/index.js';
 import type { ServerConfig } from '../../config/index.js';
 import type { Executor } from '../../execution/index.js';
@@ -29,8 +30,10 @@ export function startMessaging(opts: {
   telemetry: { tracer?: Tracer; metrics?: Metrics };
   /** A cluster node's shared state and NATS: the bus is then the cluster's (PostgreSQL + JetStream). */
   cluster?: ClusterComponent | undefined;
+  /** The principals messages act for: their scope decides where messages go, their limits are charged for deliveries. */
+  principals?: ActingPrincipals;
 }): MessagingComponent {
-  const { events, cluster } = opts;
+  const { events, cluster, principals } = opts;
   const bus: MessagingBus = cluster
     ? new ClusterBus({
         store: cluster.store,
@@ -41,9 +44,10 @@ export function startMessaging(opts: {
         cluster: cluster.cluster,
         log: opts.logger,
         ...(opts.telemetry.metrics && { metrics: opts.telemetry.metrics }),
+        ...(principals && { principals }),
       })
-    : new MessageBus({ db: opts.db, registry: opts.registry, config: opts.config.messaging, log: opts.logger, ...opts.telemetry });
-  const agentHandler = executorHandler(opts.executor, (id, n) => bus.history(id, n));
+    : new MessageBus({ db: opts.db, registry: opts.registry, config: opts.config.messaging, log: opts.logger, ...opts.telemetry, ...(principals && { principals }) });
+  const agentHandler = executorHandler(opts.executor, (id, n) => bus.history(id, n), principals);
   bus.setAgentHandler(events ? events.receiving(agentHandler) : agentHandler);
   events?.observeBus(bus);
   return {
