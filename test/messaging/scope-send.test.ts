@@ -319,4 +319,22 @@ describe('per-key limits charged by message deliveries', () => {
     expect(refused!.json.error.details).toMatchObject({ limit: 'tokens', scope: 'principal' });
     expect(refused!.headers.get('retry-after')).toMatch(/^\d+$/);
   });
+
+  it('runs nothing more for a key revoked while its messages wait: they are dead-lettered, naming the key', async () => {
+    const key = await createKey(srv.url, admin, 'to-revoke', { role: 'invoker', agents: ['a-*'], limits: { concurrent_executions: 1 } });
+    for (let i = 0; i < 3; i++) {
+      const r = await send(key, { performative: 'request', receiver: 'a-one', content: `SLOW revoke ${i}` });
+      expect(r.status, r.text).toBe(202);
+    }
+    const revoked = await http(srv.url, 'DELETE', '/api/v1/keys/to-revoke', { headers: bearer(admin) });
+    expect(revoked.status, revoked.text).toBeLessThan(300);
+    const { value } = await waitUntil(
+      async () => {
+        const r = await asAdmin<{ dead_letters: { last_error: string }[] }>('/api/v1/dead-letters?error=key:to-revoke');
+        return r.json.dead_letters.length > 0 ? r.json.dead_letters : undefined;
+      },
+      { timeoutMs: 20_000, intervalMs: 100 },
+    );
+    expect(value[0]!.last_error).toContain('no longer valid');
+  });
 });
