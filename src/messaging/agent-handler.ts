@@ -1,4 +1,4 @@
-import type { ActingPrincipals } from '../auth/index.js';
+import type { ActingPrincipals, LimitSet } from '../auth/index.js';
 import type { Executor } from '../execution/index.js';
 import type { AgentAnswer, MessageHandler } from './bus.js';
 import type { AclMessage } from './message.js';
@@ -23,7 +23,8 @@ export function executorHandler(
   return async (m, receiver, { signal, traceparent }): Promise<AgentAnswer> => {
     const acting = m.on_behalf_of;
     // Before anything runs: a key revoked since the message was sent stops its queued work here.
-    const limit = acting !== undefined && principals !== undefined && !acting.startsWith('local:') ? { principalId: acting, limits: principals.executionLimits(acting) } : undefined;
+    const charged = acting !== undefined && principals !== undefined && !acting.startsWith('local:');
+    const limit = charged ? { principalId: acting, limits: nested(m, principals.executionLimits(acting)) } : undefined;
     const historyLimit = receiver.definition.conversation.history_limit;
     const earlier = historyLimit > 0 ? await history(m.conversation_id, historyLimit + 1) : [];
     const res = await executor.invoke(
@@ -41,4 +42,16 @@ export function executorHandler(
     );
     return parseAnswer(res.content, m.performative);
   };
+}
+
+/**
+ * The limits of a delivery caused by an agent's send (its chain is not empty): it is part of the
+ * execution that sent it, which holds the principal's concurrency slot, so it takes none of its
+ * own — under `concurrent_executions = 1` an agent waiting for a reply would otherwise wait for
+ * itself until its deadline. It still counts as running and its tokens are charged.
+ */
+function nested(m: AclMessage, limits: LimitSet | undefined): LimitSet | undefined {
+  if (limits?.concurrent_executions === undefined || m.chain.length === 0) return limits;
+  const { concurrent_executions: _, ...rest } = limits;
+  return rest;
 }

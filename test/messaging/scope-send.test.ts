@@ -299,6 +299,18 @@ describe('per-key limits charged by message deliveries', () => {
     expect(dead.json.total).toBe(0);
   });
 
+  it('lets an agent acting for a key limited to one execution wait for the reply of the agent it asks', async () => {
+    const key = await createKey(srv.url, admin, 'single-chain', { role: 'invoker', agents: ['a-*'], limits: { concurrent_executions: 1 } });
+    const t0 = Date.now();
+    const r = await send(key, { performative: 'request', receiver: 'a-fwd', content: 'FORWARD-IN now' }, '?wait=20');
+    expect(r.status, r.text).toBe(200);
+    expect(r.json.conversation.state).toBe('completed');
+    expect(r.json.messages.at(-1)!.content).toContain('[inform] from a-two: answered');
+    // Not by waiting out a deadline: the nested delivery took no slot of its own.
+    expect(Date.now() - t0).toBeLessThan(5_000);
+    expect((await usageOf('single-chain')).tokens.used).toBeGreaterThan(0);
+  });
+
   it('charges the tokens of deliveries to the key and refuses its messages once they are used up', async () => {
     const key = await createKey(srv.url, admin, 'thirty-tokens', { role: 'invoker', agents: ['a-*'], limits: { concurrent_executions: 1, tokens_per_minute: 30 } });
     const first = await send(key, { performative: 'request', receiver: 'a-one', content: 'count me' }, '?wait=20');
