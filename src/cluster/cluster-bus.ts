@@ -30,9 +30,9 @@ import {
   newConversation,
   parseBody,
   replyTo,
-  rerouteDecision,
   retryDelay,
   RETRYABLE,
+  routeForPrincipal,
   sendScopeOf,
   submitBody,
   touchConversation,
@@ -487,7 +487,7 @@ export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements M
       setState: (to, reason) => this.#setState(conv, to, reason, work),
       send: (m) => {
         // The platform's own sends (a Contract Net's award) act for the conversation's principal too.
-        const decision = rerouteDecision(this.router, m, this.#o.principals);
+        const decision = routeForPrincipal(this.router, m, this.#o.principals);
         const receivers = decision.ok ? decision.receivers.map((r) => r.agent) : [];
         last = last.then(() => this.#storeMessage(s, conv, m, receivers, iso(), work));
         pending.push(last);
@@ -784,7 +784,7 @@ export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements M
   async #reroute(d: Delivery): Promise<'rerouted' | 'dead_letter'> {
     const m = d.message;
     if (m.capability !== undefined) {
-      const decision = rerouteDecision(this.router, m, this.#o.principals);
+      const decision = routeForPrincipal(this.router, m, this.#o.principals);
       if (decision.ok && decision.mode === 'one') {
         const next = decision.receivers[0]!.agent;
         const tag = `:to:${agentKey(next)}`;

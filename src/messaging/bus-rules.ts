@@ -91,7 +91,7 @@ export function sendScopeOf(m: AclMessage, hints: SendHints, principals: ActingP
  * Net's award), as its acting principal may send it: a refusal (the principal's scope changed, or
  * it is no longer valid) is a route failure rather than an error, as nobody waits to be told.
  */
-export function rerouteDecision(router: Router, m: AclMessage, principals: ActingPrincipals | undefined): RouteDecision {
+export function routeForPrincipal(router: Router, m: AclMessage, principals: ActingPrincipals | undefined): RouteDecision {
   try {
     // The message was admitted when it was sent: only where it may go is decided again.
     return router.route(m, sendScopeOf(m, {}, principals, false));

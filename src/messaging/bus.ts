@@ -16,9 +16,9 @@ import {
   newConversation,
   parseBody,
   replyTo,
-  rerouteDecision,
   retryDelay,
   RETRYABLE,
+  routeForPrincipal,
   sendScopeOf,
   submitBody,
   touchConversation,
@@ -589,10 +589,9 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> implements M
   async #failed(d: Delivery, e: unknown, traceparent?: string): Promise<DeliveryOutcome> {
     const code: ErrorCode = isCaxtonError(e) ? e.code : 'internal';
     const reason = describeError(e);
-    const retry = retryDelay(this.#cfg, d, e);
+    const jittered = retryDelay(this.#cfg, d, e);
     const now = iso();
-    if (retry !== undefined) {
-      const jittered = retry;
+    if (jittered !== undefined) {
       this.#log.warn(
         { ...traceLogFields(traceparent ?? d.message.trace_context?.traceparent), message_id: d.message.id, receiver: d.receiver, attempt: d.attempts, retry_in_ms: jittered, err: reason },
         'message delivery failed; will retry',
@@ -630,7 +629,7 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> implements M
   async #reroute(d: Delivery): Promise<DeliveryOutcome> {
     const m = d.message;
     if (m.capability !== undefined) {
-      const decision = rerouteDecision(this.router, m, this.#principals);
+      const decision = routeForPrincipal(this.router, m, this.#principals);
       if (decision.ok && decision.mode === 'one') {
         const next = decision.receivers[0]!.agent;
         await this.#queue.reroute(d, next, iso());
