@@ -133,5 +133,14 @@ export const AUDIT_ROUTES: Readonly<Record<string, AuditRoute | null>> = {
 
 /** The known action names (for `caxton audit --action` help and the docs). */
 export const AUDIT_ACTIONS: readonly string[] = [
-  ...new Set([...Object.values(AUDIT_ROUTES).flatMap((r) => (r ? [r.action] : [])), 'mcp.tool_call', 'message.send_as', 'key.create', 'key.revoke', 'key.rotate']),
+  ...new Set([
+    ...Object.values(AUDIT_ROUTES).flatMap((r) => (r ? [r.action] : [])),
+    'mcp.tool_call',
+    'message.send_as',
+    'key.create',
+    'key.revoke',
+    'key.rotate',
+    'auth.anonymous_refusals',
+    'http.request',
+  ]),
 ].sort();

@@ -24,3 +24,4 @@ export { clientCertMappingSchema, clientCertMappingsSchema, principalFromCertifi
 export { PrincipalLimiter, limitedError, retryAfterSeconds, type LimitDenied, type LimitUsage, type ExecutionSlot } from './limits.js';
 export { authLimitsConfigSchema, limitSetSchema, principalLimits, agentLimitsLookup, type AuthLimitsConfig, type LimitSet } from './limits-config.js';
 export { metricsGuard } from './metrics-guard.js';
+export { AnonymousLimiter, anonymousLimitedError, type AnonymousLimitOptions } from './anonymous-limit.js';

@@ -2,6 +2,7 @@ import { dirname } from 'node:path';
 import type { TLSSocket } from 'node:tls';
 import { keyApi } from '../../api/index.js';
 import {
+  AnonymousLimiter,
   ApiKeyStore,
   bootstrapAdminKey,
   bootstrapKeyName,
@@ -47,6 +48,7 @@ export function startAuth(opts: { config: ServerConfig; db: Db; logger: Logger; 
   const limiter = new PrincipalLimiter(config.metrics.enabled ? { metrics } : {});
   const limitsOf = (p: Principal) => principalLimits(config.auth.limits, p.keyId !== undefined ? keys.limitsOf(p.keyId) : undefined);
   const allowedHosts = [...config.security.allowed_hosts, ...(isLoopbackHost(config.server.host) || WILDCARD_HOSTS.has(config.server.host) ? [] : [config.server.host.toLowerCase()])];
+  const anonymous = new AnonymousLimiter({ requestsPerMinute: config.auth.limits.anonymous.requests_per_minute, maxAddresses: config.auth.limits.anonymous.max_addresses });
   const plugin: AuthPluginOptions = {
     enabled: config.auth.enabled,
     authenticators,
@@ -54,6 +56,8 @@ export function startAuth(opts: { config: ServerConfig; db: Db; logger: Logger; 
     allowedOrigins: config.security.cors_origins,
     limiter,
     limitsOf,
+    anonymous,
+    ...(config.metrics.enabled && { onDenied: (req, _code, reason) => (req.principal === undefined ? metrics.anonymousRefused(reason) : undefined) }),
   };
   const usage = (id: string) => limiter.usage(id, id.startsWith('key:') ? principalLimits(config.auth.limits, keyLimitsByName(keys, id.slice(4))) : config.auth.limits.default);
   if (config.auth.enabled && !isLoopbackHost(config.server.host) && config.security.allowed_hosts.length === 0) {
