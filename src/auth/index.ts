@@ -25,3 +25,4 @@ export { PrincipalLimiter, limitedError, retryAfterSeconds, type LimitDenied, ty
 export { authLimitsConfigSchema, limitSetSchema, principalLimits, agentLimitsLookup, type AuthLimitsConfig, type LimitSet } from './limits-config.js';
 export { metricsGuard } from './metrics-guard.js';
 export { AnonymousLimiter, anonymousLimitedError, type AnonymousLimitOptions } from './anonymous-limit.js';
+export { assertDeployAllowed, deployActor, type DeployTarget } from './scope-deploy.js';

@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { DEPLOY_CHECK_CODES, type AgentFormat, type AgentService, type DeployedAgent, type DeployOutcome } from '../../agents/index.js';
+import { deployActor } from '../../auth/index.js';
 import { MAX_INPUT_DEPTH } from '../../shared/depth.js';
 import { CaxtonError } from '../../shared/errors.js';
 import { jsonProblemError, scanJsonText } from '../../shared/json-text.js';
@@ -113,7 +114,7 @@ export async function agentRoutes(app: FastifyInstance, opts: { service: AgentSe
 
   r.post('/agents', { schema: { summary: 'Deploy an agent (TOML, Markdown or JSON body)', tags: ['agents'], response: { 201: deployResponseSchema, ...errors } } }, async (req, reply) => {
     const { body, format } = bodyOf(req);
-    const out = await service.deployAsync({ body, ...(format && { format }), deployed_by: req.principal?.id }, 'create');
+    const out = await service.deployAsync({ body, ...(format && { format }), deployed_by: req.principal?.id, actor: deployActor(req.principal) }, 'create');
     req.log.info({ agent: out.agent.definition.name, version: out.version?.version }, 'agent deployed');
     logCheckWarnings(req, out);
     return reply
@@ -168,7 +169,11 @@ export async function agentRoutes(app: FastifyInstance, opts: { service: AgentSe
     async (req) => {
       const { body, format } = bodyOf(req);
       const canary = canaryOptionsOf(req.query);
-      const out = await service.deployAsync({ body, ...(format && { format }), deployed_by: req.principal?.id, strategy: req.query.strategy, canary }, 'update', req.params.name);
+      const out = await service.deployAsync(
+        { body, ...(format && { format }), deployed_by: req.principal?.id, actor: deployActor(req.principal), strategy: req.query.strategy, canary },
+        'update',
+        req.params.name,
+      );
       if (out.unchanged) req.log.info({ agent: out.agent.definition.name, version: out.version?.version }, 'agent unchanged: the body equals the deployed version');
       else req.log.info({ agent: out.agent.definition.name, revision: out.agent.revision, version: out.version?.version }, 'agent updated');
       logCheckWarnings(req, out);
@@ -180,7 +185,7 @@ export async function agentRoutes(app: FastifyInstance, opts: { service: AgentSe
     '/agents/:name',
     { schema: { summary: 'Remove an API-deployed agent', tags: ['agents'], params: agentNameParams, response: { 204: z.null(), 404: errorEnvelopeSchema, 409: errorEnvelopeSchema } } },
     async (req, reply) => {
-      const removed = await service.removeAsync(req.params.name);
+      const removed = await service.removeAsync(req.params.name, deployActor(req.principal));
       req.log.info({ agent: removed.definition.name }, 'agent removed');
       return reply.code(204).send(null);
     },
