@@ -47,9 +47,11 @@ export interface AuditRecorderOptions {
 /**
  * The fastify plugin recording every state-changing request (and the reads AUDIT_ROUTES names)
  * when its response is finished: one onResponse hook at the root, so it sees every route
- * whichever plugin registered it, the 401/403 answers of authentication included (recorded as
- * `denied`). The principal is read from `req.principal` (src/auth) at that point; requests
- * without one (401s, or before authentication exists) are recorded with principal null.
+ * whichever plugin registered it. The principal is read from `req.principal` (src/auth) at that
+ * point. A refusal (401/403) of a known principal is recorded `denied` on any route, reads
+ * included. A refusal of a request without a principal (401, a 403 before authentication, the
+ * anonymous 429) goes to `opts.anonymous`, which writes one row per source address per interval;
+ * without it (tests of the recorder alone) such requests are recorded with principal null.
  */
 export function auditRecorder(sink: AuditSink, opts: AuditRecorderOptions = {}): Plugin {
   const table = new Map(Object.entries(opts.routes ?? AUDIT_ROUTES));
