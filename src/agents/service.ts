@@ -1107,7 +1107,14 @@ export class AgentService {
     if (!this.rollouts?.running(name)) {
       // Another node's rollout (a cluster node): that node promotes it, when it is in the cluster.
       const there = await this.#marks?.elsewhere(name, false);
-      if (there && this.#forwarder && !there.down && !opts.forwarded) return this.#forwarder.promote(there.node, name, by);
+      if (there && this.#forwarder && !there.down && !opts.forwarded) {
+        // The node carrying it out is not told who asks: the candidate is checked here.
+        if (opts.actor) {
+          const candidate = await this.#portFor(there.agent)?.get(there.agent, there.candidate_version);
+          if (candidate) this.#authorize(opts.actor, there.agent, candidate.definition.capabilities);
+        }
+        return this.#forwarder.promote(there.node, name, by);
+      }
       if (there) throw rolloutElsewhere(there);
     }
     const { existing, rollout, versions, rollouts } = this.#runningRollout(name);
