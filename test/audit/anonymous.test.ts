@@ -7,6 +7,7 @@
  * Refusals of known principals are recorded on every route, reads included, as denied.
  */
 import { readFileSync } from 'node:fs';
+import { request } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { AnonymousRefusals, MemoryAuditSink, type AuditRecord } from '../../src/audit/index.js';
@@ -27,6 +28,18 @@ async function start(toml: string): Promise<{ ts: TestServer; admin: string }> {
 }
 
 const bearer = (key: string) => ({ authorization: `Bearer ${key}` });
+
+/** A GET with headers fetch will not send as given (Host). */
+function rawStatus(base: string, path: string, headers: Record<string, string>): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = request(base + path, { headers }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
 
 async function audit(ts: TestServer, admin: string, query: string): Promise<AuditRecord[]> {
   const r = await http<{ records: AuditRecord[] }>(ts.url, 'GET', `/api/v1/audit${query}`, { headers: bearer(admin) });
@@ -85,10 +98,15 @@ describe('anonymous refusals in the audit trail', () => {
     // Another address has its own allowance; a valid key is never charged.
     expect((await from('203.0.113.8')).status).toBe(401);
     expect((await from('203.0.113.7', bearer(admin))).status).toBe(200);
+    // A foreign Host is refused before anyone is known: counted the same way.
+    expect(await rawStatus(ts.url, '/api/v1/agents', { host: 'rebound.example', 'x-forwarded-for': '203.0.113.9' })).toBe(403);
 
     await waitUntil(async () => (await audit(ts, admin, '?action=auth.anonymous_refusals')).some((r) => r.source === '203.0.113.7'), { timeoutMs: 10_000, what: 'the aggregate row' });
     const row = (await audit(ts, admin, '?action=auth.anonymous_refusals')).find((r) => r.source === '203.0.113.7')!;
     expect(row.details).toMatchObject({ count: 6, reasons: { missing_credentials: 5, anonymous_rate: 1 } });
+    await waitUntil(async () => (await audit(ts, admin, '?action=auth.anonymous_refusals')).some((r) => r.source === '203.0.113.9'), { what: 'the Host refusal row' });
+    const host = (await audit(ts, admin, '?action=auth.anonymous_refusals')).find((r) => r.source === '203.0.113.9')!;
+    expect(host.details).toMatchObject({ count: 1, reasons: { host_not_allowed: 1 } });
   }, 60_000);
 
   it('records refusals of known principals on reads and event streams as denied, one row each', async () => {
