@@ -24,3 +24,15 @@ export { clientCertMappingSchema, clientCertMappingsSchema, principalFromCertifi
 export { PrincipalLimiter, limitedError, retryAfterSeconds, type LimitDenied, type LimitUsage, type ExecutionSlot } from './limits.js';
 export { authLimitsConfigSchema, limitSetSchema, principalLimits, agentLimitsLookup, type AuthLimitsConfig, type LimitSet } from './limits-config.js';
 export { metricsGuard } from './metrics-guard.js';
+export {
+  NON_AGENT_PARTIES,
+  agentVisible,
+  conversationScopeSql,
+  conversationVisible,
+  isAgentParty,
+  messageScopeSql,
+  messageVisible,
+  partiesVisible,
+  readScopeOf,
+  type MessageParties,
+} from './scope-read.js';
