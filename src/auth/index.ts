@@ -30,6 +30,7 @@ export {
   conversationScopeSql,
   conversationVisible,
   isAgentParty,
+  logLinesVisibleTo,
   messageScopeSql,
   messageVisible,
   partiesVisible,

@@ -54,6 +54,19 @@ export function conversationVisible(p: Pick<Principal, 'scope'> | undefined, c: 
   return partiesVisible(p, c.participants);
 }
 
+/**
+ * The log lines `p` may see, or undefined when it sees them all: a line naming agents (its
+ * `agent`, `sender` or `receiver` fields) is visible iff each is in scope, as a message is.
+ */
+export function logLinesVisibleTo(p: Pick<Principal, 'scope'> | undefined): ((line: Readonly<Record<string, unknown>>) => boolean) | undefined {
+  if (readScopeOf(p) === undefined) return undefined;
+  return (line) =>
+    partiesVisible(
+      p,
+      [line.agent, line.sender, line.receiver].flat().filter((v): v is string => typeof v === 'string'),
+    );
+}
+
 /** `expr` (a party name) is an agent outside `globs`, as SQL. */
 function outsideSql(dialect: SqlDialect, expr: string, globs: readonly string[], param: (v: string) => string): string {
   const colon = dialect === 'sqlite' ? `instr(${expr}, ':') = 0` : `strpos(${expr}, ':') = 0`;

@@ -184,6 +184,44 @@ describe('REST reads by agent scope', () => {
   });
 });
 
+describe('other reads naming agents', () => {
+  it('the tool audit: only calls made for agents in scope', async () => {
+    const call = {
+      time: Date.now(),
+      server: 'kit',
+      tool: 'kit.run',
+      args_digest: '0'.repeat(64),
+      outcome: 'ok' as const,
+      duration_us: 1,
+      fuel_used: 0,
+      memory_bytes: 0,
+      input_bytes: 0,
+      output_bytes: 0,
+    };
+    for (const agent of ['a-one', 'b-secret', 'api']) srv.server.toolAudit.record({ ...call, agent });
+    const seen = await get<{ records: { agent: string }[] }>(scoped, '/api/v1/tools/audit');
+    expect(seen.status, seen.text).toBe(200);
+    expect(seen.json.records.map((r) => r.agent)).toEqual(['a-one']);
+    expect((await get<{ records: unknown[] }>(scoped, '/api/v1/tools/audit?agent=b-secret')).json.records).toEqual([]);
+    const all = await get<{ records: { agent: string }[] }>(open, '/api/v1/tools/audit');
+    expect(all.json.records.map((r) => r.agent).sort()).toEqual(['a-one', 'api', 'b-secret']);
+  });
+
+  it('the log: lines naming an agent out of scope are left out; lines naming none stay', async () => {
+    const line = (fields: Record<string, unknown>) => srv.server.logs!.write(`${JSON.stringify({ level: 30, time: Date.now(), ...fields })}\n`);
+    line({ agent: 'b-secret', msg: 'scope-test b-secret at work' });
+    line({ sender: 'a-one', receiver: 'b-secret', msg: 'scope-test a-one to b-secret' });
+    line({ agent: 'a-one', msg: 'scope-test a-one at work' });
+    line({ msg: 'scope-test server line' });
+    const logs = await get<{ logs: { msg?: string }[] }>(scoped, '/api/v1/logs?limit=10000');
+    expect(logs.status, logs.text).toBe(200);
+    const msgs = logs.json.logs.map((l) => l.msg).filter((m) => m?.startsWith('scope-test'));
+    expect(msgs).toEqual(['scope-test a-one at work', 'scope-test server line']);
+    const all = (await get<{ logs: { msg?: string }[] }>(open, '/api/v1/logs?limit=10000')).json.logs.map((l) => l.msg).filter((m) => m?.startsWith('scope-test'));
+    expect(all).toHaveLength(4);
+  });
+});
+
 describe('MCP resources by agent scope', () => {
   it('lists and reads only conversations in scope; one of b-secret is not found', async () => {
     const client = await mcp(scoped);
@@ -242,6 +280,9 @@ describe('memory by agent scope', () => {
     expect(found.text).toContain('agent:a-one');
     expect(found.text).not.toContain('b-secret');
     expect((await get(scoped, '/api/v1/memory/export?scope=agent:a-one')).status).toBe(200);
+    const stats = await get<{ by_scope: Record<string, unknown> }>(scoped, '/api/v1/memory/stats');
+    expect(Object.keys(stats.json.by_scope)).toEqual(['agent:a-one']);
+    expect(Object.keys((await get<{ by_scope: Record<string, unknown> }>(open, '/api/v1/memory/stats')).json.by_scope).sort()).toEqual(['agent:a-one', 'agent:b-secret']);
   });
 
   it('a key without an agents scope reads every agent memory', async () => {

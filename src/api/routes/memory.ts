@@ -262,5 +262,10 @@ export async function memoryRoutes(app: FastifyInstance, opts: { store: MemoryBa
     },
   );
 
-  r.get('/memory/stats', { schema: { summary: 'Entity, relation and observation counts per scope; embedding model; database size', tags } }, async () => store.stats());
+  r.get('/memory/stats', { schema: { summary: 'Entity, relation and observation counts per scope; embedding model; database size', tags } }, async (req) => {
+    const stats = await store.stats();
+    // The per-scope figures of the scopes this caller may use (the totals stay the store's).
+    const shown = new Set(permittedScopes(req.principal, Object.keys(stats.by_scope)));
+    return { ...stats, by_scope: Object.fromEntries(Object.entries(stats.by_scope).filter(([scope]) => shown.has(scope))) };
+  });
 }

@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { agentVisible, readScopeOf } from '../../auth/index.js';
+import { agentVisible, logLinesVisibleTo, readScopeOf } from '../../auth/index.js';
 import type { AgentService } from '../../agents/index.js';
 import type { ServerConfig } from '../../config/index.js';
 import type { MessagingBus } from '../../messaging/index.js';
@@ -309,7 +309,8 @@ export async function observabilityRoutes(app: FastifyInstance, deps: Observabil
   };
   const followLogs = (req: FastifyRequest, reply: FastifyReply, q: z.output<typeof logsQuery>): FastifyReply => {
     const logs = requireLogs();
-    const filter = { ...(q.agent !== undefined && { agent: q.agent }), ...(q.level !== undefined && { level: q.level }) };
+    const visible = logLinesVisibleTo(req.principal);
+    const filter = { ...(q.agent !== undefined && { agent: q.agent }), ...(q.level !== undefined && { level: q.level }), ...(visible !== undefined && { visible }) };
     const held: LogRecord[] = [];
     let live = false;
     let last = -1;
@@ -353,7 +354,9 @@ export async function observabilityRoutes(app: FastifyInstance, deps: Observabil
       const q = req.query;
       if (q.follow !== undefined || wantsEventStream(req)) return followLogs(req, reply, q);
       const logs = requireLogs();
+      const visible = logLinesVisibleTo(req.principal);
       const lines = logs.query({
+        ...(visible !== undefined && { visible }),
         ...(q.agent !== undefined && { agent: q.agent }),
         ...(q.level !== undefined && { level: q.level }),
         ...(q.since !== undefined && { since: q.since }),
