@@ -79,7 +79,7 @@ async function mcp(key: string): Promise<Client> {
 
 beforeAll(async () => {
   const dir = makeTempDir('caxton-scope-reads-');
-  writeFileSync(join(dir, 'replies.toml'), 'fallback = "noted"\n');
+  writeFileSync(join(dir, 'replies.toml'), 'fallback = "noted"\n\n[[rules]]\nmatch = "slow"\nlatency_ms = 1500\ncontent = "done slowly"\n');
   srv = await startTestServer({
     dir,
     toml: '[auth]\nenabled = true\n\n[llm]\ndefault_provider = "s"\n[llm.providers.s]\ntype = "scripted"\nscript = "replies.toml"\n',
@@ -166,6 +166,22 @@ describe('REST reads by agent scope', () => {
     const all = await get(open, `/api/v1/conversations/${convs.b[0]}/events`);
     expect(all.status).toBe(200);
     expect(all.text).toContain('b-secret');
+  });
+
+  it('a conversation stream ends, unseen, once the conversation draws in an agent out of scope', async () => {
+    const started = await post<{ conversation_id: string }>(admin, '/api/v1/messages', { performative: 'request', receiver: 'a-one', content: 'slow work' });
+    expect(started.status, started.text).toBe(202);
+    const id = started.json.conversation_id;
+    const stream = get(scoped, `/api/v1/conversations/${id}/events`);
+    await new Promise((r) => setTimeout(r, 300));
+    const joined = await post(admin, '/api/v1/messages', { performative: 'request', receiver: 'b-secret', content: 'slow secret', conversation_id: id });
+    expect(joined.status, joined.text).toBe(202);
+    const seen = await stream;
+    expect(seen.status).toBe(200);
+    expect(parseSse(seen.text).some((e) => e.event === 'message')).toBe(true);
+    expect(seen.text).not.toContain('b-secret');
+    expect(seen.text).not.toContain('slow secret');
+    expect((await get(scoped, `/api/v1/conversations/${id}`)).status).toBe(404);
   });
 
   it('agent events: only those about agents in scope', async () => {
