@@ -60,13 +60,13 @@ export type MemoryCaller = Pick<Principal, 'id'> & { readonly scope: Pick<Princi
 
 /**
  * Whether the caller's agent scope reaches a memory scope: `agent:NAME` only with NAME among its
- * agents (src/auth/scope-read.ts), compared without case as the key is lower-cased; the shared
- * scopes always.
+ * agents (src/auth/scope-read.ts); the shared scopes always. The key holds the name lower-cased,
+ * and the globs are matched against that as written: a glob with capitals reaches no agent memory
+ * rather than, by folding case, that of an agent it does not match.
  */
 function agentReaches(caller: MemoryCaller, scope: string): boolean {
-  const agents = caller.scope.agents;
-  if (agents === undefined || !scope.startsWith('agent:')) return true;
-  return agentVisible({ scope: { agents: agents.map((g) => g.toLowerCase()) } }, scope.slice('agent:'.length));
+  if (caller.scope.agents === undefined || !scope.startsWith('agent:')) return true;
+  return agentVisible(caller, scope.slice('agent:'.length));
 }
 
 /**
