@@ -74,10 +74,16 @@ function outsideSql(dialect: SqlDialect, expr: string, globs: readonly string[],
   return `(${colon} AND ${expr} NOT IN (${named}) AND NOT ${globSql(dialect, expr, globs, param)})`;
 }
 
-/** The strings of a JSON array held in `expr` (text), as a FROM item `r` and its value column. */
+/**
+ * `expr`, JSON text, with each `\u0000` escape made `\u0001`: PostgreSQL refuses to read JSON
+ * holding one (message content may), and the names read from it never contain either.
+ */
+const pgJsonText = (expr: string): string => `(CASE WHEN strpos(${expr}, '\\u0000') > 0 THEN regexp_replace(${expr}, '(?<!\\\\)((?:\\\\\\\\)*)\\\\u0000', '\\1\\\\u0001', 'g') ELSE ${expr} END)`;
+
+/** The strings of a JSON array held in `expr` (text), as a FROM item `r` and its value column; `path`: the array at that key of an object. */
 function jsonElements(dialect: SqlDialect, expr: string, path?: string): { from: string; v: string } {
   if (dialect === 'sqlite') return { from: `json_each(${expr}${path ? `, '$.${path}'` : ''}) r`, v: 'r.value' };
-  return { from: `jsonb_array_elements_text(${path ? `COALESCE((${expr})::jsonb -> '${path}', '[]'::jsonb)` : `(${expr})::jsonb`}) AS r(v)`, v: 'r.v' };
+  return { from: `json_array_elements_text(${path ? `COALESCE(${pgJsonText(expr)}::json -> '${path}', '[]'::json)` : `(${expr})::json`}) AS r(v)`, v: 'r.v' };
 }
 
 /** No element of the JSON array in `expr` is an agent outside `globs`, as SQL. */

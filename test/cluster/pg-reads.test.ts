@@ -420,6 +420,16 @@ describe.skipIf(!run)('PgMessageReads (MessageReads over PostgreSQL)', () => {
       const got = await reads.deadLetters({ agents, limit: 50 });
       expect({ total: got.total, items: got.items.map(({ message: _, ...row }) => row) }, tag).toEqual({ items: dead, total: dead.length });
     }
+    // Content holding NUL (JSON \u0000, which PostgreSQL will not read as JSON) and its escaped spelling.
+    const nul = sent(10, 5, 'inform', 'helper', ['Worker-A']);
+    const odd = { ...nul.message, content: 'a\u0000b \\u0000 \\\u0000' } as AclMessage;
+    await store.inConversation(odd.conversation_id, (s) => s.insertMessage(odd, ['Worker-A']));
+    lite.insertMessage(odd, ['Worker-A']);
+    for (const agents of [['helper', 'Worker-A'], ['helper']]) {
+      const want = lite.listMessages({ agents, conversation_id: 'conv-5' }, 50, 0);
+      expect(want.total).toBe(agents.length === 2 ? 1 : 0);
+      expect(await reads.listMessages({ agents, conversation_id: 'conv-5' }), JSON.stringify(agents)).toEqual(want);
+    }
   });
 
   it('each filter is an index lookup on the indexes of cluster-messaging-003', async () => {
