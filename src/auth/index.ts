@@ -2,6 +2,19 @@ export { PERMISSIONS, ROLES, ROLE_PERMISSIONS, ROLE_SUMMARY, isRole, type Permis
 export { can, globMatch, inScope, senderOf, principalScopeSchema, type Principal, type PrincipalScope } from './principal.js';
 export type { Access } from './access.js';
 export {
+  NON_AGENT_PARTIES,
+  agentVisible,
+  conversationScopeSql,
+  conversationVisible,
+  isAgentParty,
+  logLinesVisibleTo,
+  messageScopeSql,
+  messageVisible,
+  partiesVisible,
+  readScopeOf,
+  type MessageParties,
+} from './scope-read.js';
+export {
   ApiKeyStore,
   KEY_MIGRATIONS,
   KEY_NAME_RE,
@@ -24,16 +37,3 @@ export { clientCertMappingSchema, clientCertMappingsSchema, principalFromCertifi
 export { PrincipalLimiter, limitedError, retryAfterSeconds, type LimitDenied, type LimitUsage, type ExecutionSlot } from './limits.js';
 export { authLimitsConfigSchema, limitSetSchema, principalLimits, agentLimitsLookup, type AuthLimitsConfig, type LimitSet } from './limits-config.js';
 export { metricsGuard } from './metrics-guard.js';
-export {
-  NON_AGENT_PARTIES,
-  agentVisible,
-  conversationScopeSql,
-  conversationVisible,
-  isAgentParty,
-  logLinesVisibleTo,
-  messageScopeSql,
-  messageVisible,
-  partiesVisible,
-  readScopeOf,
-  type MessageParties,
-} from './scope-read.js';
