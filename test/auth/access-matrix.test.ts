@@ -160,7 +160,8 @@ beforeAll(async () => {
   writeFileSync(join(dir, 'replies.toml'), REPLIES);
   mkdirSync(join(dir, 'ws'));
   writeFileSync(join(dir, 'ws', 'seed.txt'), 'alpha beta gamma\n');
-  srv = await startTestServer({ dir, toml: TOML, agentFiles: AGENTS });
+  // An empty console folder: the console's routes answer their 503 page whether or not the console was built.
+  srv = await startTestServer({ dir, toml: TOML, agentFiles: AGENTS, consoleDir: makeTempDir('caxton-matrix-console-') });
   admin = adminKeyOf(srv.dataDir);
   // Deployed through the API (not files), so they can be replaced, deleted and their source read.
   for (const name of ['a-spare', 'b-spare']) await must(admin, 'POST', '/api/v1/agents', agent(name, []), 'application/toml');

@@ -8,7 +8,8 @@
  *  - `unscoped`: a principal of the same role without scopes, on the out-of-scope target (so a
  *    refusal above is the scope's doing, not a missing target).
  * test/auth/access-matrix.test.ts enumerates the live surfaces and fails on an operation without an
- * entry here, or an entry for an operation that no longer exists.
+ * entry here, or an entry for an operation that no longer exists. The WASM tool servers are among
+ * them: like the tool tests, it needs them built (`npm run build:tools`, part of `npm run build`).
  *
  * The rules (docs/security.md): R1 a send names in-scope receivers and an in-scope capability, and
  * capability routing picks only in-scope providers; R2 an agent's sends act for the principal that
@@ -146,11 +147,12 @@ function memory(op: string, call: (t: Targets, n: string) => Call, status: Outco
 const q = (t: Targets) => `scope=${encodeURIComponent(t.memory)}`;
 
 export const ROUTES: Entry[] = [
-  // Public: probes, the console's files and its sign-on (not configured here: 404).
+  // Public: probes, the console's files (an empty console folder here: its 503 page) and its
+  // sign-on (not configured here).
   role('GET /health', () => get('/health'), 200),
   role('GET /ready', () => get('/ready'), 200),
-  role('GET /ui', () => get('/ui'), 200),
-  role('GET /ui/*', () => get('/ui/index.html'), 200),
+  role('GET /ui', () => get('/ui'), 503),
+  role('GET /ui/*', () => get('/ui/index.html'), 503),
   role('GET /api/v1/auth/sso', () => get('/api/v1/auth/sso'), 200, { has: ['"enabled":false'] }),
   role('POST /api/v1/auth/sso/token', () => post('/api/v1/auth/sso/token', { code: 'x', code_verifier: 'y'.repeat(43), redirect_uri: 'http://127.0.0.1:1/ui' }), 404),
   role('GET /api/v1/openapi.json', () => get('/api/v1/openapi.json'), 200),
