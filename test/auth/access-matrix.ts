@@ -220,7 +220,7 @@ export const ROUTES: Entry[] = [
   agentList('GET /api/v1/conversations', () => get('/api/v1/conversations?limit=1000'), 200, 'CONV-IN', 'CONV-OUT'),
   agentItem('GET /api/v1/conversations/:id', (t) => get(`/api/v1/conversations/${t.conversation}`), 200, notFound),
   agentItem('GET /api/v1/conversations/:id/events', (t) => ({ ...get(`/api/v1/conversations/${t.conversation}/events`), sse: {} }), 200, notFound),
-  // Dead letters are operator data (R3 names messages, conversations and events): the role decides.
+  // Dead letters: the rules give them no scope of their own, so the role decides (replay needs dead_letters:replay).
   role('GET /api/v1/dead-letters', () => get('/api/v1/dead-letters'), 200),
   role('GET /api/v1/dead-letters/:id', () => get('/api/v1/dead-letters/999999'), 404),
   role('POST /api/v1/dead-letters/:id/replay', () => post('/api/v1/dead-letters/999999/replay'), 404),
