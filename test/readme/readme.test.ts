@@ -3,7 +3,7 @@
  * the built CLI (dist/, `npm test` builds it first) as `caxton` on the PATH and a real server. A
  * block that fails fails this test, so README cannot promise what Caxton no longer does.
  */
-import { readFileSync, rmSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assertBuilt, CLI, repoRoot, tempDir } from '../cli/helpers/cli.js';
@@ -61,5 +61,38 @@ describe('README.md', () => {
     const root = await fetch(`${run.url}/`, { redirect: 'manual' });
     expect(root.status).toBe(302);
     expect(root.headers.get('location')).toBe('/ui');
+  });
+});
+
+describe('the README runner', () => {
+  it('fails at the first runnable block that exits non-zero, naming its line and showing its output', async () => {
+    const own = tempDir('caxton-readme-fail-');
+    const readme = join(own, 'README.md');
+    writeFileSync(
+      readme,
+      [
+        '# x',
+        '',
+        '<!-- runnable -->',
+        '```sh',
+        'echo first',
+        '```',
+        '',
+        '<!-- runnable -->',
+        '```sh',
+        'echo "went wrong" >&2',
+        'exit 3',
+        '```',
+        '',
+        '<!-- runnable -->',
+        '```sh',
+        'echo never',
+        '```',
+        '',
+      ].join('\n'),
+    );
+    const blocks = runnableBlocks(readFileSync(readme, 'utf8'));
+    expect(blocks.map((b) => b.line)).toEqual([4, 9, 15]);
+    await expect(runReadme(readme, { cwd: join(own, 'work'), binDir: join(own, 'bin'), home: join(own, 'home') })).rejects.toThrow(/README\.md block at line 9:[\s\S]*exited 3[\s\S]*went wrong/);
   });
 });
