@@ -2,6 +2,19 @@ export { PERMISSIONS, ROLES, ROLE_PERMISSIONS, ROLE_SUMMARY, isRole, type Permis
 export { can, globMatch, inScope, senderOf, principalScopeSchema, type Principal, type PrincipalScope } from './principal.js';
 export type { Access } from './access.js';
 export {
+  NON_AGENT_PARTIES,
+  agentVisible,
+  conversationScopeSql,
+  conversationVisible,
+  isAgentParty,
+  logLinesVisibleTo,
+  messageScopeSql,
+  messageVisible,
+  partiesVisible,
+  readScopeOf,
+  type MessageParties,
+} from './scope-read.js';
+export {
   ApiKeyStore,
   KEY_MIGRATIONS,
   KEY_NAME_RE,

@@ -17,6 +17,7 @@ export const ROUTE_POLICIES: Readonly<Record<string, Access>> = {
   'OPTIONS *': { public: true },
   // The web console's files (src/api/routes/console.ts, ADR 0042): they hold no data; the page
   // asks the API for everything with the caller's own credential.
+  'GET /': { public: true }, // a redirect to /ui
   'GET /ui': { public: true },
   'GET /ui/*': { public: true },
 
