@@ -1,7 +1,7 @@
 import { CaxtonError, describeError } from '../shared/errors.js';
 import type { SourceIssue } from '../shared/issues.js';
 import { agentKey, type AgentDefinition, type AgentFormat, type RolloutCheck, type RolloutSettings } from './definition.js';
-import { parseAgent, type ParseResult } from './parse.js';
+import { defaultCapability, parseAgent, type ParseResult } from './parse.js';
 import { AgentParser, type ParseStats } from './parse-pool.js';
 import type { AgentRegistry, DeployedAgent } from './registry.js';
 import type { AgentStore, StoredAgent } from './store.js';
@@ -40,7 +40,7 @@ export interface DeployInput {
 export interface DeployActor {
   readonly id: string;
   /** Throws when the actor may not make `target.name` an agent providing `target.capabilities` (or remove it, without them). */
-  authorize(target: { name: string; capabilities?: readonly string[] }, providersOf: (capability: string) => readonly string[]): void;
+  authorize(target: { name: string; capabilities?: readonly string[]; derivedCapability?: string }, providersOf: (capability: string) => readonly string[]): void;
 }
 
 export interface DeployOutcome {
@@ -867,7 +867,10 @@ export class AgentService {
   #authorize(actor: DeployActor | undefined, name: string, capabilities?: readonly string[]): void {
     if (!actor) return;
     const self = agentKey(name);
-    actor.authorize({ name, ...(capabilities && { capabilities }) }, (capability) =>
+    // An agent declaring no capability provides one made from its name (parse.ts): the name's
+    // scope covers it, so only whether another agent already provides it is asked.
+    const derived = capabilities?.length === 1 && capabilities[0] === defaultCapability(name) ? capabilities[0] : undefined;
+    actor.authorize({ name, ...(capabilities && { capabilities }), ...(derived !== undefined && { derivedCapability: derived }) }, (capability) =>
       this.registry
         .providersOf(capability)
         .map((a) => a.definition.name as string)

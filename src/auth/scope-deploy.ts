@@ -7,6 +7,8 @@ export interface DeployTarget {
   name: string;
   /** The capabilities the agent will declare; absent for a removal. */
   capabilities?: readonly string[];
+  /** The one capability made from the agent's name when it declares none: not held to the capabilities scope (the name's scope covers it). */
+  derivedCapability?: string;
 }
 
 /**
@@ -29,7 +31,7 @@ export function assertDeployAllowed(p: Principal, target: DeployTarget, provider
     );
   }
   for (const capability of target.capabilities ?? []) {
-    if (!inScope(capabilities, capability)) {
+    if (capability !== target.derivedCapability && !inScope(capabilities, capability)) {
       throw new CaxtonError(
         'forbidden',
         `${p.id} may not deploy an agent declaring the capability "${capability}": its keys allow the capabilities ${capabilities!.join(', ')}; remove it from the agent's capabilities, or ask an administrator for a key whose capabilities scope includes it`,

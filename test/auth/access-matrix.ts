@@ -513,7 +513,4 @@ export const PENDING: Record<string, string> = {
   'GET /api/v1/directory/events|scopedOut': 'R3: directory events about out-of-scope agents are streamed',
   'GET /v1/models|scopedIn': 'R3: the model list is not filtered by the agents scope',
   'GET /v1/models|scopedOut': 'R3: the model list is not filtered by the agents scope',
-  // R4: deploys within the scope.
-  'POST /api/v1/agents|scopedOut': 'R4: an agent named outside the agents scope is deployed',
-  'red-team deploy a capability provided outside the scope|scopedOut': 'R4: a capability provided outside the agents scope is taken over',
 };

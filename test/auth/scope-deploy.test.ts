@@ -84,6 +84,12 @@ describe('deploy scope', () => {
   it('refuses a capability outside the capabilities scope (capability_scope)', async () => {
     expectRefused(await deploy(teamACaps, agent('a-caps', ['cap-free'])), 'capability_scope', '"cap-free"');
     expect((await deploy(teamACaps, agent('a-caps', ['cap-a-1']))).status).toBe(201);
+    // An agent declaring no capability provides one made from its name: the name's scope covers
+    // it, but not when an agent outside the scope already provides it.
+    const plain = 'name = "a-plain"\nsystem_prompt = "x"\n';
+    expect((await deploy(teamACaps, plain)).status).toBe(201);
+    expect((await deploy(admin, agent('b-squatter', ['a-taken']))).status).toBe(201);
+    expectRefused(await deploy(teamA, 'name = "a-taken"\nsystem_prompt = "x"\n'), 'capability_taken', '"a-taken"');
   });
 
   it('gives the same answer on update, removal, rollback and promotion of an agent outside the scope', async () => {
@@ -116,7 +122,7 @@ describe('deploy scope', () => {
   it('records each refused deploy in the audit trail as denied, with its reason', async () => {
     const rows = (await http<{ records: AuditRecord[] }>(ts.url, 'GET', '/api/v1/audit?principal=key:team-a&outcome=denied&limit=100', { headers: bearer(admin) })).json.records;
     const deploys = rows.filter((r) => r.action === 'agent.deploy');
-    expect(deploys.map((r) => r.details?.reason).sort()).toEqual(['agent_scope', 'capability_taken']);
+    expect(deploys.map((r) => r.details?.reason).sort()).toEqual(['agent_scope', 'capability_taken', 'capability_taken']);
     expect(rows.some((r) => r.action === 'agent.remove' && r.target === 'b-secret' && r.details?.reason === 'agent_scope')).toBe(true);
   });
 });
