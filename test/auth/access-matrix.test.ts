@@ -47,8 +47,10 @@ const clients = new Map<string, Client>();
 let counter = 0;
 
 async function api(key: string, method: string, path: string, body?: unknown, type = 'application/json', signal?: AbortSignal): Promise<Response> {
+  // A redirect is the route's own answer: the matrix judges it, not where it leads.
   return fetch(srv.url + path, {
     method,
+    redirect: 'manual',
     headers: { ...bearer(key), ...(body !== undefined && { 'content-type': type }) },
     ...(body !== undefined && { body: typeof body === 'string' ? body : JSON.stringify(body) }),
     ...(signal && { signal }),
