@@ -1,7 +1,7 @@
 /**
  * Lists of agents are filtered by the caller's agent scope (src/auth/scope-read.ts): a key limited
  * to `a-*` sees a-one and never b-secret in the agents, the capabilities, the directory and its
- * stream, the OpenAI models and the audit trail, while a key without an agents scope sees both. A
+ * stream, the OpenAI models, the status counts and the audit trail, while a key without an agents scope sees both. A
  * model outside the scope reads as a missing one.
  */
 import { writeFileSync } from 'node:fs';
@@ -147,6 +147,14 @@ describe('agent lists by agent scope', () => {
     // Nothing tells the two apart but the name.
     const shape = (e: OpenAiError['error'], name: string) => JSON.stringify({ ...e, request_id: undefined }).replaceAll(name, 'NAME');
     expect(shape(hidden.json.error, 'b-secret')).toBe(shape(missing.json.error, 'b-nobody'));
+  });
+
+  it('GET /api/v1/status and /status/overview count only agents and capabilities in scope', async () => {
+    type Counts = { agents: { total: number; from_files: number; capabilities: number } };
+    for (const path of ['/api/v1/status', '/api/v1/status/overview']) {
+      expect((await get<Counts>(scoped, path)).json.agents, path).toMatchObject({ total: 1, from_files: 1, capabilities: 1 });
+      expect((await get<Counts>(open, path)).json.agents, path).toMatchObject({ total: 2, from_files: 2, capabilities: 2 });
+    }
   });
 
   it('GET /api/v1/directory/events does not carry the changes of agents out of scope', async () => {
