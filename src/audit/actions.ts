@@ -144,3 +144,13 @@ export const AUDIT_ACTIONS: readonly string[] = [
     'http.request',
   ]),
 ].sort();
+
+/**
+ * The actions whose target names an agent, and what comes before the name in it: an agent
+ * reader's scope hides the rows about agents outside it (AuditStore.query). MCP's `ask_<agent>`
+ * tools name their agent; its other tools do not.
+ */
+export const AGENT_TARGETS: readonly { action: string; prefix: string }[] = [
+  ...AUDIT_ACTIONS.filter((a) => a.startsWith('agent.')).map((action) => ({ action, prefix: '' })),
+  { action: 'mcp.tool_call', prefix: 'ask_' },
+];

@@ -3,7 +3,12 @@ export { can, globMatch, inScope, senderOf, principalScopeSchema, type Principal
 export type { Access } from './access.js';
 export {
   NON_AGENT_PARTIES,
+  agentFilterOf,
+  agentOfRef,
+  agentScopeSql,
   agentVisible,
+  agentsVisibleTo,
+  capabilitiesVisibleTo,
   conversationScopeSql,
   conversationVisible,
   isAgentParty,

@@ -5,12 +5,15 @@
  *    receivers, where it was routed) is in the principal's `agents` scope.
  *  - A conversation is visible iff every agent among its participants is.
  *  - An event about an agent is visible iff that agent is.
+ *  - A list of agents (the agents, the directory, the OpenAI models) holds only those in scope; a
+ *    capability is listed with its providers in scope, and not at all when none is.
  * Parties that are not agents (`key:…`, `oidc:…`, `cert:…`, the platform `caxton`, `mcp`, `user`)
  * do not count. A principal without an agents scope (and the local one) sees everything.
  *
  * The same rule as SQL (messageScopeSql, conversationScopeSql) narrows list queries, so a page of
  * a filtered list is full while visible items remain; the readers still check each item here.
  */
+import type { AgentRegistry, DeployedAgent, ListOptions } from '../agents/index.js';
 import { globSql, type SqlDialect } from '../storage/index.js';
 import { inScope, type Principal } from './principal.js';
 
@@ -30,6 +33,35 @@ export function readScopeOf(p: Pick<Principal, 'scope'> | undefined): readonly s
 /** Whether an event or record about agent `name` is visible to `p`. */
 export function agentVisible(p: Pick<Principal, 'scope'> | undefined, name: string): boolean {
   return inScope(readScopeOf(p), name);
+}
+
+/** The agent a reference names: `NAME@VERSION` (a version under rollout) is the agent NAME, as agent names have no "@". */
+export function agentOfRef(ref: string): string {
+  const at = ref.lastIndexOf('@');
+  return at > 0 ? ref.slice(0, at) : ref;
+}
+
+/** agentVisible as a filter for lists, or undefined when `p` sees every agent (nothing to filter). */
+export function agentFilterOf(p: Pick<Principal, 'scope'> | undefined): ((name: string) => boolean) | undefined {
+  const globs = readScopeOf(p);
+  return globs === undefined ? undefined : (name) => inScope(globs, agentOfRef(name));
+}
+
+/** The deployed agents `p` sees, sorted by name; `total` counts only those, so pages stay full. */
+export function agentsVisibleTo(p: Pick<Principal, 'scope'> | undefined, registry: AgentRegistry, opts: Omit<ListOptions, 'visible'> = {}): { agents: DeployedAgent[]; total: number } {
+  return registry.list({ ...opts, visible: agentFilterOf(p) });
+}
+
+/** Capabilities with only the providers `p` sees; a capability none of whose providers it sees is left out. */
+export function capabilitiesVisibleTo<C extends string>(
+  p: Pick<Principal, 'scope'> | undefined,
+  capabilities: readonly { capability: C; agents: readonly string[] }[],
+): { capability: C; agents: string[] }[] {
+  const visible = agentFilterOf(p);
+  return capabilities.flatMap((c) => {
+    const agents = visible ? c.agents.filter(visible) : [...c.agents];
+    return agents.length > 0 ? [{ capability: c.capability, agents }] : [];
+  });
 }
 
 /** Whether every agent among `parties` is in `p`'s agents scope. */
@@ -103,4 +135,11 @@ export function messageScopeSql(dialect: SqlDialect, cols: { sender: string; rou
 /** conversationVisible as an SQL condition over the participants JSON array `participants`. */
 export function conversationScopeSql(dialect: SqlDialect, participants: string, globs: readonly string[], param: (v: string) => string): string {
   return noneOutside(dialect, participants, globs, param);
+}
+
+/** agentVisible as an SQL condition over `expr`, text naming an agent (`NAME@VERSION` is the agent NAME). */
+export function agentScopeSql(dialect: SqlDialect, expr: string, globs: readonly string[], param: (v: string) => string): string {
+  const at = dialect === 'sqlite' ? `instr(${expr}, '@')` : `strpos(${expr}, '@')`;
+  const name = `(CASE WHEN ${at} > 1 THEN substr(${expr}, 1, ${at} - 1) ELSE ${expr} END)`;
+  return globSql(dialect, name, globs, param);
 }

@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { agentsVisibleTo, capabilitiesVisibleTo } from '../../auth/index.js';
 import { DEPLOY_CHECK_CODES, type AgentFormat, type AgentService, type DeployedAgent, type DeployOutcome } from '../../agents/index.js';
 import { deployActor } from '../../auth/index.js';
 import { MAX_INPUT_DEPTH } from '../../shared/depth.js';
@@ -85,7 +86,7 @@ export async function agentRoutes(app: FastifyInstance, opts: { service: AgentSe
 
   r.get('/agents', { schema: { summary: 'List agents', tags: ['agents'], querystring: listAgentsQuery, response: { 200: agentListSchema, 400: errorEnvelopeSchema } } }, async (req) => {
     const { capability, limit, offset } = req.query;
-    const { agents, total } = registry.list({ ...(capability !== undefined && { capability }), limit, offset });
+    const { agents, total } = agentsVisibleTo(req.principal, registry, { ...(capability !== undefined && { capability }), limit, offset });
     return { agents: agents.map(summary), total, limit, offset };
   });
 
@@ -193,8 +194,8 @@ export async function agentRoutes(app: FastifyInstance, opts: { service: AgentSe
 
   await agentVersionRoutes(app, { service, detail });
 
-  r.get('/capabilities', { schema: { summary: 'Capabilities and the agents providing each', tags: ['agents'], response: { 200: capabilityListSchema } } }, async () => ({
-    capabilities: registry.capabilities(),
+  r.get('/capabilities', { schema: { summary: 'Capabilities and the agents providing each', tags: ['agents'], response: { 200: capabilityListSchema } } }, async (req) => ({
+    capabilities: capabilitiesVisibleTo(req.principal, registry.capabilities()),
   }));
 }
 

@@ -434,12 +434,15 @@ export async function messagingRoutes(app: FastifyInstance, opts: { bus: Messagi
     async (req) => {
       const q = req.query;
       const entries = bus.directory
-        .find({
-          ...(q.capability !== undefined && { capability: q.capability }),
-          ...(q.protocol !== undefined && { protocol: q.protocol }),
-          ...(q.ontology !== undefined && { ontology: q.ontology }),
-          ...(q.language !== undefined && { language: q.language }),
-        })
+        .find(
+          {
+            ...(q.capability !== undefined && { capability: q.capability }),
+            ...(q.protocol !== undefined && { protocol: q.protocol }),
+            ...(q.ontology !== undefined && { ontology: q.ontology }),
+            ...(q.language !== undefined && { language: q.language }),
+          },
+          req.principal,
+        )
         .map(entryView);
       return { entries, total: entries.length };
     },
@@ -459,9 +462,8 @@ export async function messagingRoutes(app: FastifyInstance, opts: { bus: Messagi
       // Headers are flushed in openSse but reach the client only after this synchronous block: a
       // client that has seen the 200 will see every later change.
       const sse = openSse(req, reply);
-      const onChange = (e: DirectoryEvent) => sse.send(e.type, directoryEventView(e));
-      bus.directory.on('change', onChange);
-      keepOpen(sse, streams, () => bus.directory.off('change', onChange));
+      const stop = bus.directory.follow(req.principal, (e: DirectoryEvent) => sse.send(e.type, directoryEventView(e)));
+      keepOpen(sse, streams, stop);
       return reply;
     },
   );

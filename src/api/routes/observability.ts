@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { agentVisible, logLinesVisibleTo, readScopeOf } from '../../auth/index.js';
+import { agentVisible, agentsVisibleTo, capabilitiesVisibleTo, logLinesVisibleTo, readScopeOf, type Principal } from '../../auth/index.js';
 import type { AgentService } from '../../agents/index.js';
 import type { ServerConfig } from '../../config/index.js';
 import type { MessagingBus } from '../../messaging/index.js';
@@ -391,14 +391,15 @@ export async function observabilityRoutes(app: FastifyInstance, deps: Observabil
         response: { 200: overviewSchema, 400: errorEnvelopeSchema },
       },
     },
-    async (req) => overview(deps, req.query.window),
+    async (req) => overview(deps, req.query.window, req.principal),
   );
 }
 
-async function overview(deps: ObservabilityRouteDeps, windowMs: number): Promise<z.input<typeof overviewSchema>> {
+/** The agents counted are those `reader` sees (src/auth/scope-read.ts); the other figures are the server's. */
+async function overview(deps: ObservabilityRouteDeps, windowMs: number, reader: Principal | undefined): Promise<z.input<typeof overviewSchema>> {
   const { service, config, lifecycle, bus, tools, memory } = deps;
   const { now, rates } = await deps.sampler.rates(windowMs);
-  const all = service.registry.list().agents;
+  const all = agentsVisibleTo(reader, service.registry).agents;
   const fromFiles = all.filter((a) => a.origin.kind === 'file').length;
   const q = bus?.stats();
   const servers = tools?.list();
@@ -425,7 +426,7 @@ async function overview(deps: ObservabilityRouteDeps, windowMs: number): Promise
       total: all.length,
       from_files: fromFiles,
       from_api: all.length - fromFiles,
-      capabilities: service.registry.capabilities().length,
+      capabilities: capabilitiesVisibleTo(reader, service.registry.capabilities()).length,
       invalid_files: service.fileStatuses().filter((f) => f.state === 'invalid').length,
     },
     rates,
