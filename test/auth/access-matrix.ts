@@ -193,7 +193,8 @@ export const ROUTES: Entry[] = [
   // Execution.
   agentItem('POST /api/v1/agents/:name/invoke', (t) => post(`/api/v1/agents/${t.agent}/invoke`, { request: 'hi' }), 200),
   agentList('GET /v1/models', () => get('/v1/models')),
-  agentItem('GET /v1/models/:model', (t) => get(`/v1/models/${t.agent}`), 200),
+  // Out of scope reads as a model that does not exist, in OpenAI's error shape.
+  agentItem('GET /v1/models/:model', (t) => get(`/v1/models/${t.agent}`), 200, notFound),
   agentItem('POST /v1/chat/completions', (t) => post('/v1/chat/completions', { model: t.agent, messages: [{ role: 'user', content: 'hi' }] }), 200),
   agentItem('POST /v1/responses', (t) => post('/v1/responses', { model: t.agent, input: 'hi', store: false }), 200),
   // A stored response is found only by the principal that made it: the out-of-scope one is the unscoped caller's.
@@ -486,15 +487,4 @@ export const PENDING: Record<string, string> = {
   'message agent send_message to|scopedOut': 'R2: an agent working for the scoped caller sends to an out-of-scope agent',
   'message agent send_message capability|scopedOut': 'R2: an agent working for the scoped caller addresses a capability outside its capabilities scope',
   'red-team send by capability to an out-of-scope provider|scopedOut': 'R1: capability routing picks a provider outside the agents scope',
-  // R3, lists are filtered: the REST lists of agents are not yet (MCP's tools, prompts and resources are).
-  'GET /api/v1/agents|scopedIn': 'R3: the agent list is not filtered by the agents scope',
-  'GET /api/v1/agents|scopedOut': 'R3: the agent list is not filtered by the agents scope',
-  'GET /api/v1/capabilities|scopedIn': 'R3: the capability list names providers outside the agents scope',
-  'GET /api/v1/capabilities|scopedOut': 'R3: the capability list names providers outside the agents scope',
-  'GET /api/v1/directory|scopedIn': 'R3: the directory is not filtered by the agents scope',
-  'GET /api/v1/directory|scopedOut': 'R3: the directory is not filtered by the agents scope',
-  'GET /api/v1/directory/events|scopedIn': 'R3: directory events about out-of-scope agents are streamed',
-  'GET /api/v1/directory/events|scopedOut': 'R3: directory events about out-of-scope agents are streamed',
-  'GET /v1/models|scopedIn': 'R3: the model list is not filtered by the agents scope',
-  'GET /v1/models|scopedOut': 'R3: the model list is not filtered by the agents scope',
 };
