@@ -23,6 +23,7 @@ const SUITES: Record<string, () => Promise<Suite>> = {
   limits: async () => (await import('./limits.js')).limitsSuite,
   'auth-jwt': async () => (await import('./auth-jwt.js')).authJwtSuite,
   auth: async () => (await import('./auth.js')).authSuite,
+  scope: async () => (await import('./scope.js')).scopeSuite,
   cluster: async () => (await import('./cluster.js')).clusterSuite,
   'cluster-nodes': async () => (await import('./cluster-nodes.js')).clusterNodesSuite,
 };

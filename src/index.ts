@@ -2,7 +2,7 @@
  * The library entry of the `caxton` package: `import { startServer, loadConfig } from 'caxton'`.
  *
  * Why a curated list instead of `export *` from every folder: this is the package's public API
- * (documented in README "Use Caxton as a library"); everything else under dist/ is internal and
+ * (documented in docs/install.md, "Use Caxton as a library"); everything else under dist/ is internal and
  * may change between versions. Types come from the same modules the server uses (one source of
  * truth), so an embedding program and `caxton serve` cannot disagree.
  */

@@ -9,6 +9,7 @@ export {
   DEPLOY_CHECK_CODES,
   type RolloutEventType,
   type AgentCheck,
+  type DeployActor,
   type DeployInput,
   type DeployOutcome,
   type FileStatus,

@@ -159,9 +159,7 @@ function validateDocument(raw: Raw, format: AgentFormat, at: (i: Omit<AgentIssue
 
   const def = result.data;
   if (def.capabilities.length === 0) {
-    const cap = agentKey(def.name)
-      .replace(/[^a-z0-9]+/g, '-')
-      .replace(/^-+|-+$/g, '') as Capability;
+    const cap = defaultCapability(def.name) as Capability;
     def.capabilities = [cap];
     warnings.push(
       withPos(['capabilities'], {
@@ -173,6 +171,13 @@ function validateDocument(raw: Raw, format: AgentFormat, at: (i: Omit<AgentIssue
     );
   }
   return { ok: true, format, definition: def, warnings };
+}
+
+/** The capability an agent declaring none provides: its name, lower-cased, runs of other characters as "-". */
+export function defaultCapability(name: string): string {
+  return agentKey(name)
+    .replace(/[^a-z0-9]+/g, '-')
+    .replace(/^-+|-+$/g, '');
 }
 
 /** The issue for a field nested deeper than MAX_INPUT_DEPTH: names the field and the limit. */

@@ -17,6 +17,8 @@ export type RegistryEvent = { type: 'deployed'; agent: DeployedAgent } | { type:
 
 export interface ListOptions {
   capability?: string;
+  /** Only agents whose names pass (a reader's agent scope: src/auth/scope-read.ts), applied before paging so pages stay full. */
+  visible?: ((name: string) => boolean) | undefined;
   limit?: number;
   offset?: number;
 }
@@ -92,7 +94,7 @@ export class AgentRegistry extends EventEmitter<{ change: [RegistryEvent] }> {
     return this.#byKey.has(agentKey(name));
   }
 
-  /** Agents sorted by name, optionally only those providing `capability`. */
+  /** Agents sorted by name, optionally only those providing `capability`, or only the `visible` ones. */
   list(opts: ListOptions = {}): { agents: DeployedAgent[]; total: number } {
     let all: DeployedAgent[];
     if (opts.capability !== undefined) {
@@ -100,6 +102,8 @@ export class AgentRegistry extends EventEmitter<{ change: [RegistryEvent] }> {
       if (!providers) return { agents: [], total: 0 };
       all = [...providers.values()].sort(byName);
     } else all = this.#sorted;
+    const visible = opts.visible;
+    if (visible) all = all.filter((a) => visible(a.definition.name as string));
     const offset = opts.offset ?? 0;
     return { agents: all.slice(offset, offset + (opts.limit ?? all.length)), total: all.length };
   }

@@ -1,7 +1,7 @@
 import { CaxtonError, describeError } from '../shared/errors.js';
 import type { SourceIssue } from '../shared/issues.js';
 import { agentKey, type AgentDefinition, type AgentFormat, type RolloutCheck, type RolloutSettings } from './definition.js';
-import { parseAgent, type ParseResult } from './parse.js';
+import { defaultCapability, parseAgent, type ParseResult } from './parse.js';
 import { AgentParser, type ParseStats } from './parse-pool.js';
 import type { AgentRegistry, DeployedAgent } from './registry.js';
 import type { AgentStore, StoredAgent } from './store.js';
@@ -27,6 +27,20 @@ export interface DeployInput {
   strategy?: 'direct' | RolloutStrategy | undefined;
   /** The canary's plan (stages, hold time, thresholds); defaults fill what is left out. */
   canary?: CanaryPlanInput | undefined;
+  /** Who deploys, when their scope limits what they may deploy; absent: the operator. */
+  actor?: DeployActor | undefined;
+}
+
+/**
+ * A deployer whose own rule decides what they may deploy (src/auth/scope-deploy.ts: a scoped API
+ * key or token). The service asks it before anything is written, whichever surface deploys, with
+ * what the agent is about to become; absent, the caller is the operator (agents_dir files, the
+ * server's own start-up) and nothing is asked.
+ */
+export interface DeployActor {
+  readonly id: string;
+  /** Throws when the actor may not make `target.name` an agent providing `target.capabilities` (or remove it, without them). */
+  authorize(target: { name: string; capabilities?: readonly string[]; derivedCapability?: string }, providersOf: (capability: string) => readonly string[]): void;
 }
 
 export interface DeployOutcome {
@@ -69,6 +83,8 @@ export interface RolloutStatus {
 /** `forwarded`: asked by another node for this node's rollout (never sent on again). */
 export interface RolloutActionOptions {
   forwarded?: boolean;
+  /** Who asks, when their scope limits which agents they may change (DeployActor). */
+  actor?: DeployActor | undefined;
 }
 
 export interface RollbackOutcome {
@@ -806,6 +822,7 @@ export class AgentService {
   ): { result: Extract<ParseResult, { ok: true }>; def: AgentDefinition; existing: DeployedAgent | undefined } {
     if (!result.ok) throw invalid(result);
     const def = result.definition;
+    this.#authorize(input.actor, def.name, def.capabilities);
     if (expectName !== undefined && agentKey(expectName) !== agentKey(def.name)) {
       throw new CaxtonError('invalid_request', `the body defines agent "${def.name}" but the URL names "${expectName}"`, { field: 'name' });
     }
@@ -840,6 +857,25 @@ export class AgentService {
         { name: existing.definition.name, rollout: running },
       );
     return { result, def, existing };
+  }
+
+  /**
+   * Asks the actor whether it may make `name` an agent declaring `capabilities` (a removal: none),
+   * before anything is answered about the agent (an out-of-scope name is refused, never told apart
+   * as existing or not). Providers are this registry's agents other than the agent itself.
+   */
+  #authorize(actor: DeployActor | undefined, name: string, capabilities?: readonly string[]): void {
+    if (!actor) return;
+    const self = agentKey(name);
+    // An agent declaring no capability provides one made from its name (parse.ts): the name's
+    // scope covers it, so only whether another agent already provides it is asked.
+    const derived = capabilities?.length === 1 && capabilities[0] === defaultCapability(name) ? capabilities[0] : undefined;
+    actor.authorize({ name, ...(capabilities && { capabilities }), ...(derived !== undefined && { derivedCapability: derived }) }, (capability) =>
+      this.registry
+        .providersOf(capability)
+        .map((a) => a.definition.name as string)
+        .filter((n) => agentKey(n) !== self),
+    );
   }
 
   #apiAgent(def: AgentDefinition, format: AgentFormat, existing: DeployedAgent | undefined): DeployedAgent {
@@ -1070,15 +1106,24 @@ export class AgentService {
 
   /** Makes a running rollout's candidate the live version (a new version, `how: promotion`). */
   async promote(name: string, by?: string, opts: RolloutActionOptions = {}): Promise<RolloutOutcome> {
+    this.#authorize(opts.actor, name);
     if (!this.rollouts?.running(name)) {
       // Another node's rollout (a cluster node): that node promotes it, when it is in the cluster.
       const there = await this.#marks?.elsewhere(name, false);
-      if (there && this.#forwarder && !there.down && !opts.forwarded) return this.#forwarder.promote(there.node, name, by);
+      if (there && this.#forwarder && !there.down && !opts.forwarded) {
+        // The node carrying it out is not told who asks: the candidate is checked here.
+        if (opts.actor) {
+          const candidate = await this.#portFor(there.agent)?.get(there.agent, there.candidate_version);
+          if (candidate) this.#authorize(opts.actor, there.agent, candidate.definition.capabilities);
+        }
+        return this.#forwarder.promote(there.node, name, by);
+      }
       if (there) throw rolloutElsewhere(there);
     }
     const { existing, rollout, versions, rollouts } = this.#runningRollout(name);
     const candidate = await this.#detail(versions, rollout.agent, rollout.candidate_version);
     if (!candidate) throw new CaxtonError('version_not_found', `version ${rollout.candidate_version} of agent "${rollout.agent}" is no longer kept; roll the rollout back`, { name: rollout.agent });
+    this.#authorize(opts.actor, rollout.agent, candidate.definition.capabilities);
     const agent = this.#apiAgent(candidate.definition, candidate.format, existing);
     let ended: Rollout | undefined;
     const version = await versions.append(
@@ -1143,6 +1188,7 @@ export class AgentService {
    * source of truth.
    */
   async rollback(name: string, to?: number, deployedBy?: string, opts: RolloutActionOptions = {}): Promise<RollbackOutcome> {
+    this.#authorize(opts.actor, name);
     const existing = this.registry.get(name);
     if (!existing) throw new CaxtonError('agent_not_found', `no agent named "${name}" is deployed`, { name });
     const agentName = existing.definition.name;
@@ -1198,6 +1244,7 @@ export class AgentService {
         name: agentName,
         version: restored.version,
       });
+    this.#authorize(opts.actor, agentName, restored.definition.capabilities);
     const agent = this.#apiAgent(restored.definition, restored.format, existing);
     const version = await versions.append(
       {
@@ -1224,7 +1271,8 @@ export class AgentService {
   }
 
   /** `remove`, on a cluster node first for every node (the shared row becomes a tombstone), then here. */
-  async removeAsync(name: string): Promise<DeployedAgent> {
+  async removeAsync(name: string, actor?: DeployActor): Promise<DeployedAgent> {
+    this.#authorize(actor, name);
     const existing = this.registry.get(name);
     const shared = this.#sharedAgents;
     const running = existing && this.rollouts?.running(existing.definition.name);

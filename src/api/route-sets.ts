@@ -5,7 +5,7 @@
  */
 import type { FastifyInstance } from 'fastify';
 import type { AgentService } from '../agents/index.js';
-import type { AuditStore } from '../audit/index.js';
+import type { AnonymousRefusals, AuditStore } from '../audit/index.js';
 import type { ApiKeyStore, SsoClient } from '../auth/index.js';
 import type { ServerConfig } from '../config/index.js';
 import type { Executor, SuspendedExecutionStore } from '../execution/index.js';
@@ -78,8 +78,11 @@ export function toolApi(opts: { tools: ToolServerManager; catalogue: ToolCatalog
 }
 
 /** The audit trail: the recorder (a root onResponse hook) when there is a store, and GET /api/v1/audit. */
-export function auditApi(opts: { store?: AuditStore }): ApiRoutes[] {
-  return [...(opts.store ? [{ plugin: auditRecorder(opts.store) }] : []), { plugin: (a) => auditRoutes(a, { ...(opts.store && { store: opts.store }) }) }];
+export function auditApi(opts: { store?: AuditStore; anonymous?: AnonymousRefusals }): ApiRoutes[] {
+  return [
+    ...(opts.store ? [{ plugin: auditRecorder(opts.store, { ...(opts.anonymous && { anonymous: opts.anonymous }) }) }] : []),
+    { plugin: (a) => auditRoutes(a, { ...(opts.store && { store: opts.store }) }) },
+  ];
 }
 
 /** Events, logs, status overview. */

@@ -133,5 +133,24 @@ export const AUDIT_ROUTES: Readonly<Record<string, AuditRoute | null>> = {
 
 /** The known action names (for `caxton audit --action` help and the docs). */
 export const AUDIT_ACTIONS: readonly string[] = [
-  ...new Set([...Object.values(AUDIT_ROUTES).flatMap((r) => (r ? [r.action] : [])), 'mcp.tool_call', 'message.send_as', 'key.create', 'key.revoke', 'key.rotate']),
+  ...new Set([
+    ...Object.values(AUDIT_ROUTES).flatMap((r) => (r ? [r.action] : [])),
+    'mcp.tool_call',
+    'message.send_as',
+    'key.create',
+    'key.revoke',
+    'key.rotate',
+    'auth.anonymous_refusals',
+    'http.request',
+  ]),
 ].sort();
+
+/**
+ * The actions whose target names an agent, and what comes before the name in it: an agent
+ * reader's scope hides the rows about agents outside it (AuditStore.query). MCP's `ask_<agent>`
+ * tools name their agent; its other tools do not.
+ */
+export const AGENT_TARGETS: readonly { action: string; prefix: string }[] = [
+  ...AUDIT_ACTIONS.filter((a) => a.startsWith('agent.')).map((action) => ({ action, prefix: '' })),
+  { action: 'mcp.tool_call', prefix: 'ask_' },
+];

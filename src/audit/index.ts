@@ -6,6 +6,7 @@
  * `caxton audit` read it.
  */
 export { AUDIT_ACTIONS, AUDIT_ROUTES, isStateChanging, type AuditRoute } from './actions.js';
+export { AnonymousRefusals, ANONYMOUS_REFUSALS_ACTION, type AnonymousRefusalsOptions } from './anonymous.js';
 export { annotateAudit, auditRecorder, outcomeOf, type AuditNote, type AuditRecorderOptions } from './recorder.js';
 export {
   AUDIT_MIGRATIONS,

@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Principal } from '../auth/principal.js';
 import { AUDIT_ROUTES, isStateChanging, type AuditRoute } from './actions.js';
 import type { AuditEntry, AuditOutcome, AuditSink } from './store.js';
+import type { AnonymousRefusals } from './anonymous.js';
 
 /** What a route may add to its request's audit row (the action it really did, a target, details). */
 export interface AuditNote {
@@ -15,6 +16,10 @@ export interface AuditNote {
 const notes = new WeakMap<FastifyRequest, AuditNote>();
 /** The error code of a failed response, read from its envelope in onSend. */
 const errorCodes = new WeakMap<FastifyRequest, string>();
+/** The `details.reason` of a refusal (missing_credentials, agent_scope...), read with the code. */
+const reasons = new WeakMap<FastifyRequest, string>();
+/** The statuses of a refusal without a principal: 401, 403 before authentication, 429 of the anonymous limit. */
+const ANONYMOUS_REFUSAL = new Set([401, 403, 429]);
 
 /**
  * Lets a route say more than the table can: `annotateAudit(req, { action: 'message.send_as',
@@ -35,14 +40,18 @@ type Plugin = (app: FastifyInstance) => Promise<void>;
 export interface AuditRecorderOptions {
   /** Defaults to AUDIT_ROUTES. */
   routes?: Readonly<Record<string, AuditRoute | null>>;
+  /** Where refusals of requests without a principal are counted instead of one row each (anonymous.ts). */
+  anonymous?: AnonymousRefusals;
 }
 
 /**
  * The fastify plugin recording every state-changing request (and the reads AUDIT_ROUTES names)
  * when its response is finished: one onResponse hook at the root, so it sees every route
- * whichever plugin registered it, the 401/403 answers of authentication included (recorded as
- * `denied`). The principal is read from `req.principal` (src/auth) at that point; requests
- * without one (401s, or before authentication exists) are recorded with principal null.
+ * whichever plugin registered it. The principal is read from `req.principal` (src/auth) at that
+ * point. A refusal (401/403) of a known principal is recorded `denied` on any route, reads
+ * included. A refusal of a request without a principal (401, a 403 before authentication, the
+ * anonymous 429) goes to `opts.anonymous`, which writes one row per source address per interval;
+ * without it (tests of the recorder alone) such requests are recorded with principal null.
  */
 export function auditRecorder(sink: AuditSink, opts: AuditRecorderOptions = {}): Plugin {
   const table = new Map(Object.entries(opts.routes ?? AUDIT_ROUTES));
@@ -53,12 +62,14 @@ export function auditRecorder(sink: AuditSink, opts: AuditRecorderOptions = {}):
       if (reply.statusCode >= 400 && typeof payload === 'string' && payload.length < 65_536 && payload.startsWith('{"error"')) {
         const code = /^\{"error":\{"code":"([a-z_]{1,64})"/.exec(payload)?.[1];
         if (code) errorCodes.set(req, code);
+        const reason = ANONYMOUS_REFUSAL.has(reply.statusCode) ? /"reason":"([a-z_]{1,64})"/.exec(payload)?.[1] : undefined;
+        if (reason) reasons.set(req, reason);
       }
       done(null, payload);
     });
     app.addHook('onResponse', (req, reply, done) => {
       try {
-        record(sink, table, req, reply);
+        record(sink, table, req, reply, opts.anonymous);
       } catch (e) {
         // Recording must never fail a request that has already been answered.
         req.log.error({ err: e }, 'audit record could not be built');
@@ -71,18 +82,24 @@ export function auditRecorder(sink: AuditSink, opts: AuditRecorderOptions = {}):
   return plugin;
 }
 
-function record(sink: AuditSink, table: Map<string, AuditRoute | null>, req: FastifyRequest, reply: FastifyReply): void {
+function record(sink: AuditSink, table: Map<string, AuditRoute | null>, req: FastifyRequest, reply: FastifyReply, anonymous: AnonymousRefusals | undefined): void {
   const route = req.routeOptions.url;
   if (route === undefined) return; // no route matched: nothing was done
-  const key = `${req.method} ${route}`;
-  const entry = table.get(key);
-  if (entry === null) return;
-  if (entry === undefined && !isStateChanging(req.method, route)) return;
   const status = reply.statusCode;
-  const note = notes.get(req);
-  const outcome = note?.outcome ?? outcomeOf(status);
   const principal = (req as FastifyRequest & { principal?: Principal }).principal;
   const code = errorCodes.get(req);
+  if (principal === undefined && anonymous && ANONYMOUS_REFUSAL.has(status)) {
+    anonymous.note(req.ip, reasons.get(req) ?? code ?? String(status), `${req.method} ${route}`);
+    return;
+  }
+  const key = `${req.method} ${route}`;
+  const entry = table.get(key);
+  // A refusal is worth its row on every route, reads and event streams included: who tried what.
+  const refused = outcomeOf(status) === 'denied' && principal !== undefined;
+  if (entry === null && !refused) return;
+  if (entry === undefined && !isStateChanging(req.method, route) && !refused) return;
+  const note = notes.get(req);
+  const outcome = note?.outcome ?? outcomeOf(status);
   const base: AuditEntry = {
     principal: principal ? { id: principal.id, kind: principal.kind } : null,
     source: req.ip,
@@ -94,7 +111,14 @@ function record(sink: AuditSink, table: Map<string, AuditRoute | null>, req: Fas
     outcome,
     status,
   };
-  const details = { ...(entry === undefined && { unmapped: true }), ...entry?.details, ...(code !== undefined && { error_code: code }), ...note?.details };
+  const reason = reasons.get(req);
+  const details = {
+    ...(entry === undefined && isStateChanging(req.method, route) && { unmapped: true }),
+    ...entry?.details,
+    ...(code !== undefined && { error_code: code }),
+    ...(reason !== undefined && outcome === 'denied' && { reason }),
+    ...note?.details,
+  };
   const withDetails = (e: AuditEntry): AuditEntry => (Object.keys(details).length > 0 ? { ...e, details } : e);
   // A request denied by its status never had its body read; one refused inside its answer did.
   if (entry?.expand && outcomeOf(status) !== 'denied') {

@@ -8,8 +8,10 @@
  * Rows never hold request or response bodies: only the fields below, every text scrubbed of the
  * configured secrets (ADR 0017), `details` a small JSON object (at most MAX_DETAILS_BYTES).
  */
+import { agentScopeSql, readScopeOf, type Principal } from '../auth/index.js';
 import { migrate, Pruner, tableRule, type Db, type Migration } from '../storage/index.js';
 import { scrubSecrets } from '../shared/secrets.js';
+import { AGENT_TARGETS } from './actions.js';
 import { JsonlAppender } from './jsonl.js';
 
 export const AUDIT_OUTCOMES = ['ok', 'denied', 'error'] as const;
@@ -276,11 +278,28 @@ export class AuditStore implements AuditSink {
     return (await this.#pruner.run()).audit_log ?? 0;
   }
 
-  /** Rows matching every given filter, newest first. Pending rows are flushed first. */
-  query(q: AuditQuery = {}): AuditRecord[] {
+  /**
+   * Rows matching every given filter, newest first. Pending rows are flushed first. With a
+   * `reader` limited to some agents, rows whose target is an agent outside them are left out in
+   * the query (src/auth/scope-read.ts), so pages stay full.
+   */
+  query(q: AuditQuery = {}, reader?: Pick<Principal, 'scope'>): AuditRecord[] {
     this.flush();
     const where: string[] = [];
     const params: Record<string, unknown> = {};
+    const globs = readScopeOf(reader);
+    if (globs !== undefined) {
+      let n = 0;
+      const param = (v: string): string => {
+        params[`scope_${n}`] = v;
+        return `@scope_${n++}`;
+      };
+      for (const { action, prefix } of AGENT_TARGETS) {
+        const name = prefix === '' ? 'target' : `substr(target, ${prefix.length + 1})`;
+        const about = prefix === '' ? `action = ${param(action)}` : `action = ${param(action)} AND substr(target, 1, ${prefix.length}) = ${param(prefix)}`;
+        where.push(`NOT (${about} AND target IS NOT NULL AND NOT ${agentScopeSql('sqlite', name, globs, param)})`);
+      }
+    }
     if (q.principal !== undefined) {
       if (q.principal === '-' || q.principal === 'none') where.push('principal IS NULL');
       else {

@@ -2,6 +2,24 @@ export { PERMISSIONS, ROLES, ROLE_PERMISSIONS, ROLE_SUMMARY, isRole, type Permis
 export { can, globMatch, inScope, senderOf, principalScopeSchema, type Principal, type PrincipalScope } from './principal.js';
 export type { Access } from './access.js';
 export {
+  NON_AGENT_PARTIES,
+  agentFilterOf,
+  agentOfRef,
+  agentScopeSql,
+  agentVisible,
+  agentsVisibleTo,
+  capabilitiesVisibleTo,
+  conversationScopeSql,
+  conversationVisible,
+  isAgentParty,
+  logLinesVisibleTo,
+  messageScopeSql,
+  messageVisible,
+  partiesVisible,
+  readScopeOf,
+  type MessageParties,
+} from './scope-read.js';
+export {
   ApiKeyStore,
   KEY_MIGRATIONS,
   KEY_NAME_RE,
@@ -26,3 +44,5 @@ export { authLimitsConfigSchema, limitSetSchema, principalLimits, agentLimitsLoo
 export { metricsGuard } from './metrics-guard.js';
 export { checkSend, unknownPrincipal, type SendScope } from './scope-send.js';
 export { PrincipalDirectory, REMEMBERED_PRINCIPALS, type ActingPrincipals } from './acting.js';
+export { AnonymousLimiter, anonymousLimitedError, type AnonymousLimitOptions } from './anonymous-limit.js';
+export { assertDeployAllowed, deployActor, type DeployTarget } from './scope-deploy.js';

@@ -11,6 +11,9 @@
  *   concurrent_executions = 4
  *   tokens_per_minute = 50000          # shorthand for tokens = 50000, tokens_period = "1m"
  *
+ *   [auth.limits.anonymous]            # callers without a valid credential, per source address
+ *   requests_per_minute = 600          # the default; refusals past it are answered 429
+ *
  * Absent fields mean "no limit". The schemas live here; src/config/schema.ts mounts them.
  */
 import { z } from 'zod';
@@ -33,6 +36,8 @@ export interface LimitSet {
 }
 
 export const DEFAULT_TOKENS_PERIOD_MS = 60_000;
+/** `[auth.limits.anonymous] requests_per_minute` when not set. */
+export const DEFAULT_ANONYMOUS_PER_MINUTE = 600;
 /** The longest token window: a month's budget, give or take (windows align to the epoch, not to calendar months). */
 export const MAX_TOKENS_PERIOD_MS = 31 * 24 * 3_600_000;
 
@@ -84,8 +89,20 @@ export const authLimitsConfigSchema = z
      * over globs; among globs the first in the file wins.
      */
     agents: z.record(z.string().min(1, { message: 'expected an agent name or glob' }).max(200), limitSetSchema).default({}),
+    /**
+     * Requests refused for want of a valid credential (401, or 403 before authentication), per
+     * source address (src/auth/anonymous-limit.ts). High enough for a person or a misconfigured
+     * script to see their 401s; low enough that guessing keys or flooding refusals is slowed.
+     */
+    anonymous: z
+      .strictObject({
+        requests_per_minute: count('requests').default(DEFAULT_ANONYMOUS_PER_MINUTE),
+        /** Addresses tracked at once; beyond them, new addresses share one allowance. */
+        max_addresses: z.number().int().min(1).max(10_000_000).default(10_000),
+      })
+      .prefault({}),
   })
-  .default({ agents: {} });
+  .prefault({});
 
 export type AuthLimitsConfig = z.output<typeof authLimitsConfigSchema>;
 

@@ -17,6 +17,7 @@ import { policyFor } from './route-policies.js';
 import { limitedError, type PrincipalLimiter } from './limits.js';
 import { OpenStreams, tokenExpired, type StreamEnd } from './open-streams.js';
 import type { LimitSet } from './limits-config.js';
+import { anonymousLimitedError, type AnonymousLimiter } from './anonymous-limit.js';
 
 export interface Authenticators {
   keys?: ApiKeyStore;
@@ -39,8 +40,10 @@ export interface AuthPluginOptions {
   limitsOf?: (p: Principal) => LimitSet | undefined;
   /** Called with every authenticated principal (the acting-principal directory remembers token and certificate principals). */
   onAuthenticated?: (p: Principal) => void;
-  /** Called when a request is refused (401/403), for the audit trail and metrics. */
-  onDenied?: (req: FastifyRequest, code: 'unauthenticated' | 'forbidden', reason: string) => void;
+  /** Request rate per source address of callers refused for want of a valid credential (src/auth/anonymous-limit.ts). */
+  anonymous?: AnonymousLimiter;
+  /** Called when a request is refused (401/403, or 429 `anonymous_rate`), for metrics; `req.principal` is unset for an anonymous refusal. */
+  onDenied?: (req: FastifyRequest, code: 'unauthenticated' | 'forbidden' | 'rate_limited', reason: string) => void;
 }
 
 export interface RouteAccess {
@@ -103,6 +106,15 @@ export function installAuth(app: FastifyInstance, opts: AuthPluginOptions): void
   const hostAllowed = (host: string | undefined): boolean => hostAllowedBy(opts.allowedHosts, host);
 
   const deny = (req: FastifyRequest, code: 'unauthenticated' | 'forbidden', message: string, details: Record<string, unknown>): CaxtonError => {
+    // A refusal before anyone is known is charged to the address: past its allowance the answer is
+    // a 429, so guessing keys or flooding the refusals costs the caller time.
+    if (req.principal === undefined && opts.anonymous) {
+      const wait = opts.anonymous.charge(req.ip);
+      if (wait > 0) {
+        opts.onDenied?.(req, 'rate_limited', 'anonymous_rate');
+        return anonymousLimitedError(req.ip, opts.anonymous.requestsPerMinute, wait);
+      }
+    }
     opts.onDenied?.(req, code, String(details.reason ?? message));
     return new CaxtonError(code, message, details);
   };

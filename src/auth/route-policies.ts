@@ -17,6 +17,7 @@ export const ROUTE_POLICIES: Readonly<Record<string, Access>> = {
   'OPTIONS *': { public: true },
   // The web console's files (src/api/routes/console.ts, ADR 0042): they hold no data; the page
   // asks the API for everything with the caller's own credential.
+  'GET /': { public: true }, // a redirect to /ui
   'GET /ui': { public: true },
   'GET /ui/*': { public: true },
 
@@ -55,7 +56,8 @@ export const ROUTE_POLICIES: Readonly<Record<string, Access>> = {
   // Execution
   'POST /api/v1/agents/:name/invoke': P('agents:invoke', 'name'),
   'GET /v1/models': P('agents:read'),
-  'GET /v1/models/:model': P('agents:read', 'model'),
+  // Not checked against the agent scope here: an agent outside it answers 404, as a missing model (src/api/routes/openai-compat.ts).
+  'GET /v1/models/:model': P('agents:read'),
   'POST /v1/chat/completions': P('agents:invoke'),
   // The agent scope is checked by the handlers (the body's model; a stored response's agent), as
   // for chat completions; a stored response is only found by the principal that created it.

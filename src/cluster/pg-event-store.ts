@@ -177,7 +177,7 @@ export class PgEventStore extends EventEmitter<{ event: [AgentEvent] }> implemen
     await this.#log.flush();
     const args: unknown[] = [];
     const param = (v: unknown) => `$${args.push(v)}`;
-    const sql = `SELECT id, ts, type, category, agent, trace_id, span_id, data FROM ${this.#s}.agent_events${eventWhere(q, param)}${eventOrder(q, param)}`;
+    const sql = `SELECT id, ts, type, category, agent, trace_id, span_id, data FROM ${this.#s}.agent_events${eventWhere(q, param, 'pg')}${eventOrder(q, param)}`;
     try {
       return (await this.#o.pool.query(sql, args)).rows.map(eventOfRow);
     } catch (e) {

@@ -8,7 +8,8 @@
  * snapshot, as they do from SQLite's single synchronous call.
  */
 import type pg from 'pg';
-import type { AclMessage, Conversation, ConversationState, DeadLetterFilter, DeliveryRow, MessageFilter, Page, StoredMessage } from '../messaging/index.js';
+import { conversationScopeSql, messageScopeSql } from '../auth/index.js';
+import type { AclMessage, Conversation, ConversationFilter, DeadLetterFilter, DeliveryRow, MessageFilter, Page, StoredMessage } from '../messaging/index.js';
 import { CaxtonError } from '../shared/errors.js';
 import { deliveryOf, type PgMessageStore } from './pg-message-store.js';
 import { inTransaction } from './pg-tx.js';
@@ -47,6 +48,16 @@ class Where {
     this.#parts.push(cond.replace('$?', () => `$${this.args.length}`));
   }
 
+  /** `build(param)`, where `param(arg)` adds an argument and returns its placeholder. */
+  addBuilt(build: (param: (arg: unknown) => string) => string): void {
+    this.#parts.push(
+      build((arg) => {
+        this.args.push(arg);
+        return `$${this.args.length}`;
+      }),
+    );
+  }
+
   toString(): string {
     return this.#parts.length > 0 ? `WHERE ${this.#parts.join(' AND ')}` : '';
   }
@@ -81,11 +92,12 @@ export class PgMessageReads {
     });
   }
 
-  async listConversations(q: { state?: ConversationState; participant?: string; limit?: number; offset?: number } = {}): Promise<Page<Conversation>> {
+  async listConversations(q: ConversationFilter & { limit?: number; offset?: number } = {}): Promise<Page<Conversation>> {
     const w = new Where();
     if (q.state) w.add('state = $?', q.state);
     // An element of the JSON array equal to the name, case and all (as json_each's `value = ?`).
     if (q.participant) w.add('participants::jsonb @> jsonb_build_array($?::text)', q.participant);
+    if (q.agents) w.addBuilt((param) => conversationScopeSql('pg', 'participants', q.agents!, param));
     return this.#snapshot(async (c) => {
       const total = Number((await c.query<{ n: string }>(`SELECT count(*) AS n FROM ${this.#s}.conversations ${w}`, w.args)).rows[0]!.n);
       const rows = (await c.query<ConversationRow>(`SELECT * FROM ${this.#s}.conversations ${w} ORDER BY created_at DESC, id ${w.page()}`, [...w.args, q.limit ?? 50, q.offset ?? 0])).rows;
@@ -110,6 +122,7 @@ export class PgMessageReads {
     if (q.sender !== undefined) w.add(`${folded('sender')} = ${folded('$?::text')}`, q.sender);
     // Through the delivery rows (indexed), not the routed_to JSON of every message.
     if (q.receiver !== undefined) w.add(`id IN (SELECT message_id FROM ${this.#s}.deliveries WHERE ${folded('receiver')} = ${folded('$?::text')})`, q.receiver);
+    if (q.agents) w.addBuilt((param) => messageScopeSql('pg', { sender: 'sender', routed_to: 'routed_to', body: 'body' }, q.agents!, param));
     return this.#snapshot(async (c) => {
       const total = Number((await c.query<{ n: string }>(`SELECT count(*) AS n FROM ${this.#s}.messages ${w}`, w.args)).rows[0]!.n);
       const rows = (await c.query<MessageRow>(`SELECT body, routed_to FROM ${this.#s}.messages ${w} ORDER BY seq DESC ${w.page()}`, [...w.args, q.limit ?? 50, q.offset ?? 0])).rows;
@@ -121,6 +134,7 @@ export class PgMessageReads {
     const w = new Where("d.state = 'dead'");
     if (q.receiver !== undefined) w.add(`${folded('d.receiver')} LIKE ${folded('$?::text')} ESCAPE '\\'`, containing(q.receiver));
     if (q.error !== undefined) w.add(`${folded('d.last_error')} LIKE ${folded('$?::text')} ESCAPE '\\'`, containing(q.error));
+    if (q.agents) w.addBuilt((param) => messageScopeSql('pg', { sender: 'm.sender', routed_to: 'm.routed_to', body: 'm.body' }, q.agents!, param));
     // No foreign key to the message here (SQLite has one): the join keeps the total and the items in step.
     const from = `${this.#s}.deliveries d JOIN ${this.#s}.messages m ON m.id = d.message_id ${w}`;
     return this.#snapshot(async (c) => {

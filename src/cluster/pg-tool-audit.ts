@@ -134,7 +134,7 @@ export class PgToolAudit implements ToolAuditLog {
     await this.#log.flush();
     const args: unknown[] = [];
     const param = (v: unknown) => `$${args.push(v)}`;
-    const sql = `SELECT id, ${AUDIT_COLUMNS.join(', ')} FROM ${this.#s}.tool_audit${auditWhere(q, param)}${auditOrder(q, param)}`;
+    const sql = `SELECT id, ${AUDIT_COLUMNS.join(', ')} FROM ${this.#s}.tool_audit${auditWhere(q, param, 'pg')}${auditOrder(q, param)}`;
     try {
       return (await this.#o.pool.query(sql, args)).rows.map((r) => auditOfRow(r as Record<string, unknown>));
     } catch (e) {

@@ -373,6 +373,13 @@ export const serverConfigSchema = z.strictObject({
       max_rows: z.number().int().min(100).max(100_000_000).default(1_000_000),
       /** Every row also appended to this file as one JSON line (relative to caxton.toml; created 0600). */
       jsonl: z.string({ error: 'expected a file path' }).min(1, { error: 'expected a file path' }).optional(),
+      /**
+       * Refusals of callers without a principal (401s) are counted, not recorded one by one: one
+       * row per source address per this interval, with the count (src/audit/anonymous.ts).
+       */
+      anonymous_interval: duration(60_000, { min: 1_000, max: 24 * 3_600_000 }),
+      /** Source addresses told apart per interval; refusals from further addresses share one row. */
+      anonymous_sources: z.number().int().min(1).max(1_000_000).default(1000),
     })
     .prefault({}),
   memory: z

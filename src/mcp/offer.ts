@@ -3,7 +3,7 @@
  * caller's agent scope. Shared by tools (`ask_<agent>`), prompts and resources so the three never
  * disagree about who is visible.
  */
-import { can, inScope, type LimitSet, type Permission, type Principal } from '../auth/index.js';
+import { agentVisible as inAgentScope, can, type LimitSet, type Permission, type Principal } from '../auth/index.js';
 import { ErrorCode, McpError } from '@modelcontextprotocol/sdk/types.js';
 import type { AgentRegistry, DeployedAgent } from '../agents/index.js';
 
@@ -43,7 +43,7 @@ export function matches(patterns: readonly string[], name: string): boolean {
 export const allowed = (p: Principal | undefined, permission: Permission): boolean => p === undefined || can(p, permission);
 
 export function agentVisible(patterns: readonly string[], caller: McpCaller, name: string): boolean {
-  return matches(patterns, name) && (caller.principal === undefined || inScope(caller.principal.scope.agents, name));
+  return matches(patterns, name) && inAgentScope(caller.principal, name);
 }
 
 /** The agent `name` if it is offered and in the caller's scope. */

@@ -3,7 +3,8 @@
  *  - `caxton://agents/{name}`: an agent definition (JSON). Needs agents:read and the agent in the
  *    caller's scope, as GET /api/v1/agents/{name}. Listed.
  *  - `caxton://conversations/{id}`: a conversation and its messages in order (JSON). Needs
- *    messages:read, as GET /api/v1/conversations/{id}. Listed after the agents, newest first.
+ *    messages:read and every agent of it in the caller's scope, as GET /api/v1/conversations/{id}.
+ *    Listed after the agents, newest first.
  *  - `caxton://memory/{scope}/{name}`: a knowledge-graph entity with its observations and
  *    relations (JSON); only when memory is configured. Needs memory:read and the scope among the
  *    caller's memory scopes, as GET /api/v1/memory/entities/{name}?scope=. Not listed: the backend
@@ -17,7 +18,7 @@
 import { ErrorCode, type ReadResourceResult, type Resource, type ResourceTemplate } from '@modelcontextprotocol/sdk/types.js';
 import type { AgentRegistry, DeployedAgent } from '../agents/index.js';
 import { parseScope, permittedScopes, type MemoryBackend } from '../memory/index.js';
-import type { Conversation, MessageReads } from '../messaging/index.js';
+import { readsFor, type Conversation, type MessageReads } from '../messaging/index.js';
 import { CaxtonError } from '../shared/errors.js';
 import { scrubSecrets, scrubSecretsIn } from '../shared/secrets.js';
 import type { McpGateway } from './gateway.js';
@@ -161,7 +162,7 @@ export class CaxtonMcpResources {
     if (section === 'conversations' && conversations && allowed(p, 'messages:read')) {
       const room = RESOURCE_PAGE - resources.length;
       // A full page of agents: say there is more only if there is a conversation to come.
-      const page = await conversations.listConversations({ limit: Math.max(room, 1), offset });
+      const page = await readsFor(conversations, p).listConversations({ limit: Math.max(room, 1), offset });
       if (room === 0) {
         if (page.total > offset) return { resources, nextCursor: encodeCursor('conversations', offset) };
       } else {
@@ -214,7 +215,7 @@ export class CaxtonMcpResources {
     if (id === '' || id.length > 200) throw notFound(uri, 'no such conversation');
     let got: Awaited<ReturnType<ConversationReader['getConversation']>>;
     try {
-      got = await conversations.getConversation(id, { limit: TRANSCRIPT_LIMIT });
+      got = await readsFor(conversations, p).getConversation(id, { limit: TRANSCRIPT_LIMIT });
     } catch (e) {
       if (e instanceof CaxtonError && (e.code === 'conversation_not_found' || e.code === 'not_found')) throw notFound(uri, 'no such conversation');
       throw e;

@@ -8,6 +8,7 @@
  */
 import { agentKey } from '../agents/definition.js';
 import { inScope, type Principal } from '../auth/principal.js';
+import { agentVisible } from '../auth/scope-read.js';
 import { CaxtonError } from '../shared/errors.js';
 
 export const SCOPE_KINDS = ['agent', 'workspace', 'global'] as const;
@@ -54,24 +55,44 @@ export function toolScope(value: unknown, agent: string, fallback: ScopeKind): s
   throw new CaxtonError('invalid_request', `unknown scope ${JSON.stringify(kind)}: use "agent" (your private memory), "workspace" or "global"`, { field: 'scope' });
 }
 
-/** Who is asking, as far as memory scopes go: a principal's id and the memory scopes its key allows. */
-export type MemoryCaller = Pick<Principal, 'id'> & { readonly scope: Pick<Principal['scope'], 'memory'> };
+/** Who is asking, as far as memory scopes go: a principal's id, the memory scopes and the agents its key allows. */
+export type MemoryCaller = Pick<Principal, 'id'> & { readonly scope: Pick<Principal['scope'], 'memory' | 'agents'> };
+
+/**
+ * Whether the caller's agent scope reaches a memory scope: `agent:NAME` only with NAME among its
+ * agents (src/auth/scope-read.ts); the shared scopes always. The key holds the name lower-cased,
+ * and the globs are matched against that as written: a glob with capitals reaches no agent memory
+ * rather than, by folding case, that of an agent it does not match.
+ */
+function agentReaches(caller: MemoryCaller, scope: string): boolean {
+  if (caller.scope.agents === undefined || !scope.startsWith('agent:')) return true;
+  return agentVisible(caller, scope.slice('agent:'.length));
+}
 
 /**
  * The one rule on a caller's memory scopes, applied by every way into memory (REST, MCP tools):
- * a caller limited to some scopes uses only those. `scope` undefined means "every scope", which
- * such a caller may not ask for: it must name one. No caller (auth off, an agent's own call) and
- * a caller without limits may use any scope. Throws 'forbidden' naming the scope.
+ * a caller limited to some scopes uses only those, and a caller limited to some agents reaches
+ * `agent:NAME` only for those agents. `scope` undefined means "every scope", which a caller
+ * limited to some memory scopes may not ask for: it must name one (a caller limited only by agents
+ * gets every scope it may use, permittedScopes). No caller (auth off, an agent's own call) and a
+ * caller without limits may use any scope. Throws 'forbidden' naming the scope.
  */
 export function checkMemoryScope(caller: MemoryCaller | undefined, scope: string | undefined): void {
-  const allowed = caller?.scope.memory;
-  if (!caller || allowed === undefined) return;
+  if (!caller) return;
+  if (scope !== undefined && !agentReaches(caller, scope))
+    throw new CaxtonError('forbidden', `${caller.id} may not use the memory scope "${scope}": its agent is outside the agents it may reach (${caller.scope.agents!.join(', ')})`, {
+      reason: 'agent_scope',
+      scope,
+    });
+  const allowed = caller.scope.memory;
+  if (allowed === undefined) return;
   if (scope === undefined) throw new CaxtonError('forbidden', `${caller.id} may use only the memory scopes ${allowed.join(', ')}: name one with ?scope=`, { reason: 'memory_scope', allowed });
   if (!inScope(allowed, scope)) throw new CaxtonError('forbidden', `${caller.id} may not use the memory scope "${scope}" (its keys allow: ${allowed.join(', ')})`, { reason: 'memory_scope', scope });
 }
 
 /** Of `scopes`, those the caller may use (all of them for a caller without limits). */
 export function permittedScopes(caller: MemoryCaller | undefined, scopes: readonly string[]): string[] {
-  const allowed = caller?.scope.memory;
-  return allowed === undefined ? [...scopes] : scopes.filter((s) => inScope(allowed, s));
+  if (!caller) return [...scopes];
+  const allowed = caller.scope.memory;
+  return scopes.filter((s) => inScope(allowed, s) && agentReaches(caller, s));
 }

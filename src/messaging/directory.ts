@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { agentKey, type AgentDefinition, type AgentRegistry, type DeployedAgent, type RegistryEvent } from '../agents/index.js';
+import { agentVisible, type Principal } from '../auth/index.js';
 import type { Protocol } from './performatives.js';
 
 /** What the directory facilitator knows about one agent. */
@@ -101,9 +102,22 @@ export class Directory extends EventEmitter<{ change: [DirectoryEvent] }> {
     return this.#byCapability.get(capability) ?? [];
   }
 
-  find(q: DirectoryQuery = {}): DirectoryEntry[] {
+  /** Entries matching `q`, sorted by name; with a `reader`, only the agents in its scope (src/auth/scope-read.ts). */
+  find(q: DirectoryQuery = {}, reader?: Pick<Principal, 'scope'>): DirectoryEntry[] {
     const pool = q.capability !== undefined ? this.providers(q.capability) : [...this.#entries.values()].sort((a, b) => (a.agent < b.agent ? -1 : 1));
-    return pool.filter((e) => accepts(e, q));
+    return pool.filter((e) => accepts(e, q) && agentVisible(reader, e.agent));
+  }
+
+  /**
+   * Calls `onChange` with each later change about an agent in `reader`'s scope; returns the
+   * function that stops it. An update never changes an agent's name, so its scope stays the same.
+   */
+  follow(reader: Pick<Principal, 'scope'> | undefined, onChange: (e: DirectoryEvent) => void): () => void {
+    const listener = (e: DirectoryEvent): void => {
+      if (agentVisible(reader, e.entry.agent)) onChange(e);
+    };
+    this.on('change', listener);
+    return () => this.off('change', listener);
   }
 
   capabilities(): { capability: string; agents: string[] }[] {

@@ -1,8 +1,8 @@
 import { CaxtonError } from '../shared/errors.js';
-import type { Conversation, ConversationState } from './conversation.js';
+import type { Conversation } from './conversation.js';
 import type { AclMessage, ConversationId } from './message.js';
 import type { DeliveryQueue } from './queue.js';
-import type { DeadLetterFilter, DeliveryRow, MessageFilter, MessageStore, Page, StoredMessage } from './store.js';
+import type { ConversationFilter, DeadLetterFilter, DeliveryRow, MessageFilter, MessageStore, Page, StoredMessage } from './store.js';
 
 /** What the reads need from the bus: its write barrier, its open conversations, its store and queue. */
 export interface ReadSources {
@@ -33,7 +33,7 @@ export class MessageReads {
     return { conversation: { ...c }, messages: this.#src.store.messagesOf(id, opts.limit ?? 1000, opts.offset ?? 0) };
   }
 
-  async listConversations(q: { state?: ConversationState; participant?: string; limit?: number; offset?: number } = {}): Promise<Page<Conversation>> {
+  async listConversations(q: ConversationFilter & { limit?: number; offset?: number } = {}): Promise<Page<Conversation>> {
     await this.#src.settled();
     return this.#src.store.listConversations({ ...q, limit: q.limit ?? 50, offset: q.offset ?? 0 });
   }

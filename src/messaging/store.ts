@@ -1,3 +1,4 @@
+import { conversationScopeSql, messageScopeSql } from '../auth/index.js';
 import type { Db, Migration } from '../storage/index.js';
 import { scrubSecrets } from '../shared/secrets.js';
 import type { Conversation, ConversationState } from './conversation.js';
@@ -106,6 +107,8 @@ export interface Page<T> {
 export interface DeadLetterFilter {
   receiver?: string;
   error?: string;
+  /** Only dead letters of messages naming no agent outside these globs (a reader's agent scope, src/auth/scope-read.ts). */
+  agents?: readonly string[];
 }
 
 /** Which messages to list; every field narrows (exact match; `receiver`: delivered, or being delivered, to it). */
@@ -114,6 +117,17 @@ export interface MessageFilter {
   sender?: string;
   receiver?: string;
   conversation_id?: string;
+  /** Only messages naming no agent outside these globs (a reader's agent scope, src/auth/scope-read.ts). */
+  agents?: readonly string[];
+}
+
+/** Which conversations to list; every field narrows. */
+export interface ConversationFilter {
+  state?: ConversationState;
+  /** Only conversations this party sent or received a message in. */
+  participant?: string;
+  /** Only conversations with no agent outside these globs among their participants (a reader's agent scope). */
+  agents?: readonly string[];
 }
 
 /** A LIKE pattern matching `text` literally anywhere (with ESCAPE '\\'). */
@@ -122,6 +136,11 @@ const containing = (text: string): string => `%${text.replace(/[\\%_]/g, (c) => 
 interface ConversationRow extends Omit<Conversation, 'participants'> {
   participants: string;
 }
+
+/** An SQLite placeholder for each value, pushed onto `args` in order. */
+const param =
+  (args: unknown[]) =>
+  (v: string): string => (args.push(v), '?');
 
 function conversationOf(r: ConversationRow): Conversation {
   return { ...r, participants: JSON.parse(r.participants) as string[] };
@@ -274,7 +293,7 @@ export class MessageStore {
     return c;
   }
 
-  listConversations(q: { state?: ConversationState; participant?: string; limit: number; offset: number }): Page<Conversation> {
+  listConversations(q: ConversationFilter & { limit: number; offset: number }): Page<Conversation> {
     const where: string[] = [];
     const args: unknown[] = [];
     if (q.state) {
@@ -285,6 +304,7 @@ export class MessageStore {
       where.push('EXISTS (SELECT 1 FROM json_each(participants) WHERE value = ?)');
       args.push(q.participant);
     }
+    if (q.agents) where.push(conversationScopeSql('sqlite', 'participants', q.agents, param(args)));
     const w = where.length > 0 ? `WHERE ${where.join(' AND ')}` : '';
     const total = this.db
       .prepare(`SELECT count(*) FROM conversations ${w}`)
@@ -325,7 +345,7 @@ export class MessageStore {
   }
 
   deadLetters(limit: number, offset: number, filter: DeadLetterFilter = {}): Page<DeliveryRow> {
-    if (filter.receiver === undefined && filter.error === undefined) {
+    if (filter.receiver === undefined && filter.error === undefined && filter.agents === undefined) {
       return { items: this.#s.deadLetters.all(limit, offset) as DeliveryRow[], total: this.#s.deadCount.get() as number };
     }
     const where = ["state = 'dead'"];
@@ -338,6 +358,10 @@ export class MessageStore {
       where.push("last_error LIKE ? ESCAPE '\\'");
       args.push(containing(filter.error));
     }
+    if (filter.agents)
+      where.push(
+        `EXISTS (SELECT 1 FROM messages m WHERE m.id = deliveries.message_id AND ${messageScopeSql('sqlite', { sender: 'm.sender', routed_to: 'm.routed_to', body: 'm.body' }, filter.agents, param(args))})`,
+      );
     const w = where.join(' AND ');
     const total = this.db
       .prepare(`SELECT count(*) FROM deliveries WHERE ${w}`)
@@ -368,6 +392,7 @@ export class MessageStore {
       where.push('id IN (SELECT message_id FROM deliveries WHERE receiver = ? COLLATE NOCASE)');
       args.push(filter.receiver);
     }
+    if (filter.agents) where.push(messageScopeSql('sqlite', { sender: 'sender', routed_to: 'routed_to', body: 'body' }, filter.agents, param(args)));
     const w = where.length > 0 ? `WHERE ${where.join(' AND ')}` : '';
     const total = this.db
       .prepare(`SELECT count(*) FROM messages ${w}`)

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { trace } from '@opentelemetry/api';
-import { Pruner, tableRule, type Db, type Migration } from '../storage/index.js';
+import { globSql, Pruner, tableRule, type Db, type Migration, type SqlDialect } from '../storage/index.js';
 import { relayedFrom } from '../shared/relayed.js';
 import { scrubSecrets } from '../shared/secrets.js';
 
@@ -120,6 +120,11 @@ export interface AgentEvent {
 
 export interface EventQuery {
   agent?: string;
+  /**
+   * Only events about agents matching one of these globs: a reader's agent scope, narrowed in the
+   * query so a page is full. The rule itself (and the check of live events) is src/auth/scope-read.ts.
+   */
+  agents?: readonly string[];
   /** Event types and/or categories; empty or absent: all. */
   types?: readonly (AgentEventType | EventCategory)[];
   /** ms since epoch, inclusive. */
@@ -161,9 +166,10 @@ export interface EventLog extends EventReads {
  * the placeholder of each value (SQLite `?`, PostgreSQL `$n`): one definition of the filters for
  * both stores. Empty when nothing filters.
  */
-export function eventWhere(q: EventQuery, param: (v: string | number) => string): string {
+export function eventWhere(q: EventQuery, param: (v: string | number) => string, dialect: SqlDialect): string {
   const where: string[] = [];
   if (q.agent !== undefined) where.push(`agent = ${param(q.agent)}`);
+  if (q.agents !== undefined) where.push(globSql(dialect, 'agent', q.agents, param));
   if (q.types && q.types.length > 0) {
     const types = q.types.filter((t): t is AgentEventType => (EVENT_TYPES as readonly string[]).includes(t));
     const cats = q.types.filter((t): t is EventCategory => (EVENT_CATEGORIES as readonly string[]).includes(t));
@@ -344,7 +350,7 @@ export class EventStore extends EventEmitter<{ event: [AgentEvent] }> implements
     this.flush();
     const args: (string | number)[] = [];
     const param = (v: string | number) => (args.push(v), '?');
-    const sql = `SELECT id, ts, type, category, agent, trace_id, span_id, data FROM agent_events${eventWhere(q, param)}${eventOrder(q, param)}`;
+    const sql = `SELECT id, ts, type, category, agent, trace_id, span_id, data FROM agent_events${eventWhere(q, param, 'sqlite')}${eventOrder(q, param)}`;
     return (this.#db.prepare(sql).all(...args) as Row[]).map(eventOfRow);
   }
 

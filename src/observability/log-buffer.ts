@@ -28,6 +28,8 @@ export interface LogQuery {
   after?: number;
   /** The last this many matching lines (default 100). */
   limit?: number;
+  /** Only lines this reader may see (its agent scope: src/auth/scope-read.ts logLinesVisibleTo). */
+  visible?: (r: LogRecord) => boolean;
 }
 
 interface Slot {
@@ -92,7 +94,7 @@ export class LogBuffer {
     if (q.level !== undefined && (RANK[r.level] ?? 0) < RANK[q.level]!) return false;
     if (q.agent !== undefined && r.agent !== q.agent && r.receiver !== q.agent && r.sender !== q.agent) return false;
     if (q.since !== undefined && !(Date.parse(r.time) >= q.since)) return false;
-    return true;
+    return q.visible === undefined || q.visible(r);
   }
 }
 

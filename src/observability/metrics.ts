@@ -15,6 +15,16 @@ export interface MetricSources {
 }
 
 const FAST_BUCKETS = [0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+/** The reasons src/auth gives for refusing a request before it knows who sends it. */
+const ANONYMOUS_REASONS: ReadonlySet<string> = new Set([
+  'missing_credentials',
+  'invalid_credentials',
+  'token_too_long',
+  'anonymous_rate',
+  'host_not_allowed',
+  'origin_not_allowed',
+  'simple_content_type',
+]);
 const SLOW_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
 
 /**
@@ -43,6 +53,8 @@ export class Metrics {
   readonly memoryOperations: Counter<'operation' | 'status'>;
   readonly memoryOperationDuration: Histogram<'operation'>;
   readonly limitRejections: Counter<'limit' | 'scope'>;
+  /** Requests refused before any principal was known (no or an invalid credential, a foreign Host or Origin), by reason. */
+  readonly anonymousRefusals: Counter<'reason'>;
   readonly otlpExportFailures: Counter<'reason'>;
   readonly idleCollections: Counter;
   readonly idleCollectionFreed: Counter;
@@ -116,6 +128,12 @@ export class Metrics {
     this.toolCallDuration = new Histogram({ name: 'caxton_tool_call_duration_seconds', help: 'Tool call duration', labelNames: ['tool'], buckets: FAST_BUCKETS, registers });
     this.memoryOperations = new Counter({ name: 'caxton_memory_operations_total', help: 'Memory operations, by operation and outcome', labelNames: ['operation', 'status'], registers });
     this.memoryOperationDuration = new Histogram({ name: 'caxton_memory_operation_duration_seconds', help: 'Memory operation duration', labelNames: ['operation'], buckets: FAST_BUCKETS, registers });
+    this.anonymousRefusals = new Counter({
+      name: 'caxton_auth_anonymous_refusals_total',
+      help: 'Requests refused before any principal was known, by reason (missing_credentials, invalid_credentials, anonymous_rate, host_not_allowed...; others as "other")',
+      labelNames: ['reason'],
+      registers,
+    });
     this.limitRejections = new Counter({
       name: 'caxton_limit_rejections_total',
       help: 'Requests and executions refused with 429 by a limit, by limit (requests, concurrency, tokens) and scope (principal, agent)',
@@ -225,6 +243,11 @@ export class Metrics {
   /** A request or execution refused by a limit (src/auth/limits.ts). */
   limitRejected(limit: string, scope: string): void {
     this.#counter(this.limitRejections, { limit, scope }).inc();
+  }
+
+  /** A request refused before any principal was known; an unknown reason counts as `other`, so the label set stays bounded. */
+  anonymousRefused(reason: string): void {
+    this.#counter(this.anonymousRefusals, { reason: ANONYMOUS_REASONS.has(reason) ? reason : 'other' }).inc();
   }
 
   /** An error, by code. */

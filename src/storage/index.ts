@@ -1,2 +1,3 @@
 export { openDatabase, migrate, storeStartError, isDiskFull, diskFullError, CAXTON_APPLICATION_ID, type Db, type Migration, type OpenOptions } from './database.js';
+export { globSql, type SqlDialect } from './glob-sql.js';
 export { Pruner, tableRule, PRUNE_BATCH, type RetentionRule, type PrunerOptions } from './retention.js';

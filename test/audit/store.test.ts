@@ -77,13 +77,20 @@ describe('the JSON-lines file', () => {
 describe('[audit] configuration', () => {
   it('has defaults: on, 90 days, 1,000,000 rows, no JSON lines', () => {
     const c = loadServerConfig({ env: {}, cwd: makeTempDir() });
-    expect(c.audit).toEqual({ enabled: true, retention: 90 * DAY, max_rows: 1_000_000 });
+    expect(c.audit).toEqual({ enabled: true, retention: 90 * DAY, max_rows: 1_000_000, anonymous_interval: 60_000, anonymous_sources: 1000 });
   });
 
   it('takes a retention up to 366 days and refuses unknown keys naming them', () => {
     const dir = makeTempDir();
     writeFileSync(join(dir, 'caxton.toml'), '[audit]\nretention = "8760h"\nmax_rows = 500\njsonl = "audit.jsonl"\n');
-    expect(loadServerConfig({ file: join(dir, 'caxton.toml'), env: {}, cwd: dir }).audit).toEqual({ enabled: true, retention: 365 * DAY, max_rows: 500, jsonl: 'audit.jsonl' });
+    expect(loadServerConfig({ file: join(dir, 'caxton.toml'), env: {}, cwd: dir }).audit).toEqual({
+      enabled: true,
+      retention: 365 * DAY,
+      max_rows: 500,
+      jsonl: 'audit.jsonl',
+      anonymous_interval: 60_000,
+      anonymous_sources: 1000,
+    });
     writeFileSync(join(dir, 'caxton.toml'), '[audit]\nretain = "1d"\n');
     expect(() => loadServerConfig({ file: join(dir, 'caxton.toml'), env: {}, cwd: dir })).toThrow(ConfigError);
     try {

@@ -78,7 +78,7 @@ beforeAll(async () => {
   );
   ts = await startTestServer({
     dir,
-    toml: `[auth]\nenabled = true\n\n[llm]\ndefault_provider = "demo"\n[llm.providers.demo]\ntype = "scripted"\nscript = "replies.toml"\n\n[messaging]\nmax_attempts = 1\n\n[audit]\njsonl = "logs/audit.jsonl"\n`,
+    toml: `[auth]\nenabled = true\n\n[llm]\ndefault_provider = "demo"\n[llm.providers.demo]\ntype = "scripted"\nscript = "replies.toml"\n\n[messaging]\nmax_attempts = 1\n\n[audit]\njsonl = "logs/audit.jsonl"\nanonymous_interval = "1s"\n`,
   });
   admin = readFileSync(join(dir, 'data', 'admin.key'), 'utf8').trim();
   registerSecrets([SECRET]);
@@ -141,10 +141,12 @@ describe('recording', () => {
     expect(rows.filter((r) => r.method === 'GET' && r.action !== 'config.read')).toEqual([]);
   });
 
-  it('records a request without credentials (401) with principal null', async () => {
+  it("counts a request without credentials (401) into its address's aggregate row, principal null, not a row of its own", async () => {
     const r = await call('POST', '/api/v1/agents', { body: AGENT.replace('auditee', 'anonymous'), type: 'application/toml', headers: { 'x-request-id': 'req-anon' }, anon: true });
     expect(r.status).toBe(401);
-    expect((await byRequest('req-anon'))[0]).toMatchObject({ principal: null, principal_kind: null, action: 'agent.deploy', outcome: 'denied', status: 401 });
+    const { value: row } = await waitUntil(async () => (await audit('?action=auth.anonymous_refusals')).find((x) => x.source === '127.0.0.1'), { what: 'the aggregate row' });
+    expect(row).toMatchObject({ principal: null, principal_kind: null, outcome: 'denied', details: { reasons: { missing_credentials: 1 }, routes: { 'POST /api/v1/agents': 1 } } });
+    expect(await byRequest('req-anon')).toEqual([]);
     // Deployed for real (by the admin) for the 401/403 test below.
     expect((await call('POST', '/api/v1/agents', { body: AGENT.replace('auditee', 'anonymous'), type: 'application/toml' })).status).toBe(201);
   });
@@ -161,10 +163,10 @@ describe('recording', () => {
     expect((await byRequest('req-ghost'))[0]).toMatchObject({ action: 'agent.remove', target: 'ghost', outcome: 'error', status: 404, details: { error_code: 'agent_not_found' } });
   });
 
-  it('records 401 and 403 answers as denied (401 without a principal, 403 with one)', async () => {
+  it('records 403 answers as denied with the principal; a 401 is counted in the aggregate only', async () => {
     expect((await call('DELETE', '/api/v1/agents/anonymous', { headers: { 'x-request-id': 'req-401' }, anon: true })).status).toBe(401);
     expect((await call('POST', '/api/v1/tools', { body: deployBody(EXAMPLE_DIR), headers: as('key:viewer', 'req-403') })).status).toBe(403);
-    expect((await byRequest('req-401'))[0]).toMatchObject({ principal: null, action: 'agent.remove', target: 'anonymous', outcome: 'denied', status: 401, details: { error_code: 'unauthenticated' } });
+    expect(await byRequest('req-401')).toEqual([]);
     expect((await byRequest('req-403'))[0]).toMatchObject({ principal: 'key:viewer', action: 'tool.deploy', outcome: 'denied', status: 403, details: { error_code: 'forbidden' } });
     // Not deleted: the 401 stopped it.
     expect((await call('GET', '/api/v1/agents/anonymous')).status).toBe(200);
@@ -309,7 +311,9 @@ describe('caxton audit', () => {
     const json = await cli('--json', 'audit', '--outcome', 'denied', '--since', '1h');
     expectExit(json, 0);
     const res = parseJson<{ records: AuditRecord[] }>(json);
-    expect(res.records.map((r) => r.client_request_id).sort()).toEqual(['req-401', 'req-403', 'req-anon']);
+    // The two 401s are in their address's aggregate row, which carries no request id.
+    expect(res.records.filter((r) => r.action !== 'auth.anonymous_refusals').map((r) => r.client_request_id)).toEqual(['req-403']);
+    expect(res.records.filter((r) => r.action === 'auth.anonymous_refusals').reduce((n, r) => n + Number(r.details?.count), 0)).toBe(2);
   });
 
   it('caxton tool audit --principal selects the tool calls made for that caller', async () => {

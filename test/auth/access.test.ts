@@ -65,6 +65,8 @@ describe('every route has a policy', () => {
     // Its single sign-on runs before any credential exists (bounded in src/auth/sso.ts).
     expect(pub.sort()).toEqual(
       [
+        'GET /',
+        'HEAD /',
         'GET /health',
         'GET /ready',
         'HEAD /health',

@@ -49,7 +49,7 @@ describe('[auth.limits] schema', () => {
     expect(limitSetSchema.parse({ requests_per_minute: 60, concurrent_executions: 2 })).toEqual({ requests_per_minute: 60, concurrent_executions: 2 });
     expect(limitSetSchema.parse({})).toEqual({});
     const cfg = authLimitsConfigSchema.parse(undefined);
-    expect(cfg).toEqual({ agents: {} });
+    expect(cfg).toEqual({ agents: {}, anonymous: { requests_per_minute: 600, max_addresses: 10_000 } });
   });
 
   it('refuses contradictions, zero, fractions, unknown keys and out-of-range periods, naming the field', () => {

@@ -55,6 +55,19 @@ describe('caxton init', () => {
     expect(readFileSync(join(dir, 'caxton.toml'), 'utf8')).toBe(readFileSync(join(repoRoot, 'templates/minimal/caxton.toml'), 'utf8'));
   });
 
+  it('--template tool-assemblyscript creates a tool package and its next steps name only paths that exist', async () => {
+    const r = await runCli(['init', 'hello-tool', '--template', 'tool-assemblyscript'], { cwd });
+    expectExit(r, 0);
+    const dir = join(cwd, 'hello-tool');
+    expect(existsSync(join(dir, 'caxton-tool.toml'))).toBe(true);
+    expect(existsSync(join(dir, 'agents'))).toBe(false);
+    const next = r.stdout.slice(r.stdout.indexOf('next:'));
+    expect(next).toContain('cd hello-tool && npm install && npm run build');
+    expect(next).toContain('caxton tool deploy hello-tool');
+    expect(next).toContain('caxton tool show hello');
+    expect(next).not.toMatch(/agents\/|caxton\.toml/);
+  });
+
   it('an unknown template exits 2, lists the available ones and creates nothing', async () => {
     const r = await runCli(['init', 'nope', '--template', 'enterprise'], { cwd });
     expectExit(r, 2);

@@ -72,7 +72,7 @@ describe('caxton serve + the agent, status, health and config commands', () => {
 
   it('serve announces its URL on stderr and loads the agents_dir file', async () => {
     const stderr = await waitForOutput(serve, 'stderr', /caxton listening on .*\n/);
-    expect(stderr).toContain(`caxton listening on ${serve.url} (metrics http://127.0.0.1:${serve.metricsPort}/metrics); 1 agents loaded.`);
+    expect(stderr).toContain(`caxton listening on ${serve.url} (metrics http://127.0.0.1:${serve.metricsPort}/metrics); 1 agents loaded; web console ${serve.url}/ui.`);
     expect(await waitForOutput(serve, 'stdout', /"msg":"caxton ready"/)).toMatch(/"agents":1,.*"files":1,"invalid_files":0/);
   });
 

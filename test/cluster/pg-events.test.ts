@@ -178,6 +178,12 @@ describe.skipIf(!run).each(EVENT_STORES)('event store contract: $name', ({ open 
     expect(await ids({ limit: 3 })).toEqual([9, 8, 7]);
     expect(await ids({ order: 'asc', limit: 3 })).toEqual([0, 1, 2]);
     expect(await ids({ order: 'asc', after: byIndex(4), limit: 2, agent: 'alice' })).toEqual([6, 8]);
+    // A reader's agent scope: globs, case-sensitive, only * special.
+    expect(await ids({ agents: ['b*'] })).toEqual([9, 7, 5, 3, 1]);
+    expect(await ids({ agents: ['a*'], limit: 2 })).toEqual([8, 6]);
+    expect(await ids({ agents: ['*'] })).toHaveLength(10);
+    expect(await ids({ agents: [] })).toEqual([]);
+    expect(await ids({ agents: ['Bob', 'al?ce', 'b_b', 'b%'] })).toEqual([]);
   });
 
   it('deletes events past the retention, then the oldest beyond max_rows', async () => {
@@ -211,6 +217,10 @@ describe.skipIf(!run).each(AUDIT_STORES)('tool audit contract: $name', ({ open }
     });
     expect(await tools({ principal: 'key:ops' })).toEqual(['text.echo']);
     expect(await tools({ execution_id: 'e9' })).toEqual(['web.get']);
+    // A reader's agent scope (globs): narrowed in the query on both stores.
+    expect(await tools({ agents: ['a*', 'c?rol'] })).toEqual(['web.get', 'text.echo']);
+    expect(await tools({ agents: ['*o*'] })).toEqual(['te_t.x', 'text.stats']);
+    expect(await tools({ agents: [] })).toEqual([]);
     expect((await store.find({ outcome: 'failed' })).map((r) => r.outcome)).toEqual(['denied', 'fuel_exhausted']);
     expect((await store.find({ outcome: 'fuel_exhausted' }))[0]).toMatchObject({ error: 'out of fuel' });
     expect((await store.find({ since: 2000, until: 3000 })).map((r) => r.time)).toEqual([2000]);

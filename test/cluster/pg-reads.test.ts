@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { conversationVisible, messageVisible } from '../../src/auth/index.js';
 import { PgMessageReads, PgMessageStore } from '../../src/cluster/index.js';
 import { MESSAGING_MIGRATIONS, type AclMessage, type Conversation, type ConversationId, type DeadLetterFilter, type MessageFilter, type MessageId } from '../../src/messaging/index.js';
 import { MessageStore } from '../../src/messaging/store.js';
@@ -386,6 +387,49 @@ describe.skipIf(!run)('PgMessageReads (MessageReads over PostgreSQL)', () => {
     }
     for (const { message } of MESSAGES) expect((await reads.getMessage(message.id))!.deliveries).toEqual(lite.deliveriesOf(message.id));
     expect(await reads.deadCount()).toBe(lite.deadCount());
+  });
+
+  it('an agents scope narrows messages, dead letters and conversations as the read rule does, in both stores and on every page', async () => {
+    const scopes: (readonly string[])[] = [
+      [],
+      ['*'],
+      ['Worker-*'],
+      ['worker-*', 'client', 'buyer', 'seller'],
+      ['client', 'Worker-A', 'helper', 'Client'],
+      ['C*', 'h?lper', 'Émile', 'Worker-A'],
+      ['*-A', 'client', 'helper', 'Émile', 'buyer', 'seller', 'worker-a'],
+      ['%', '_lient', 'Worker-A'],
+    ];
+    for (const agents of scopes) {
+      const reader = { scope: { agents } };
+      const tag = JSON.stringify(agents);
+      const messages = lite.listMessages({}, 1000, 0).items.filter((m) => messageVisible(reader, m));
+      for (const [limit, offset] of [
+        [50, 0],
+        [2, 1],
+      ] as const) {
+        const want = { items: messages.slice(offset, offset + limit), total: messages.length };
+        expect(lite.listMessages({ agents }, limit, offset), tag).toEqual(want);
+        expect(await reads.listMessages({ agents, limit, offset }), tag).toEqual(want);
+      }
+      const conversations = lite.listConversations({ limit: 1000, offset: 0 }).items.filter((c) => conversationVisible(reader, c));
+      expect(lite.listConversations({ agents, limit: 1, offset: 1 }), tag).toEqual({ items: conversations.slice(1, 2), total: conversations.length });
+      expect(await reads.listConversations({ agents, limit: 50, offset: 0 }), tag).toEqual({ items: conversations, total: conversations.length });
+      const dead = lite.deadLetters(1000, 0).items.filter((d) => messageVisible(reader, lite.getMessage(d.message_id)!));
+      expect(lite.deadLetters(50, 0, { agents }), tag).toEqual({ items: dead, total: dead.length });
+      const got = await reads.deadLetters({ agents, limit: 50 });
+      expect({ total: got.total, items: got.items.map(({ message: _, ...row }) => row) }, tag).toEqual({ items: dead, total: dead.length });
+    }
+    // Content holding NUL (JSON \u0000, which PostgreSQL will not read as JSON) and its escaped spelling.
+    const nul = sent(10, 5, 'inform', 'helper', ['Worker-A']);
+    const odd = { ...nul.message, content: 'a\u0000b \\u0000 \\\u0000' } as AclMessage;
+    await store.inConversation(odd.conversation_id, (s) => s.insertMessage(odd, ['Worker-A']));
+    lite.insertMessage(odd, ['Worker-A']);
+    for (const agents of [['helper', 'Worker-A'], ['helper']]) {
+      const want = lite.listMessages({ agents, conversation_id: 'conv-5' }, 50, 0);
+      expect(want.total).toBe(agents.length === 2 ? 1 : 0);
+      expect(await reads.listMessages({ agents, conversation_id: 'conv-5' }), JSON.stringify(agents)).toEqual(want);
+    }
   });
 
   it('each filter is an index lookup on the indexes of cluster-messaging-003', async () => {

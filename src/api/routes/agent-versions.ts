@@ -17,6 +17,7 @@ import {
   type Rollout,
   type VersionDiff,
 } from '../../agents/index.js';
+import { deployActor } from '../../auth/index.js';
 import { MAX_INPUT_DEPTH } from '../../shared/depth.js';
 import { CaxtonError } from '../../shared/errors.js';
 import { jsonProblemError, scanJsonText } from '../../shared/json-text.js';
@@ -213,7 +214,7 @@ export async function agentVersionRoutes(app: FastifyInstance, opts: { service: 
     },
     async (req) => {
       const body = rollbackBodyOf(req.body);
-      const out = await service.rollback(req.params.name, body.to, req.principal?.id);
+      const out = await service.rollback(req.params.name, body.to, req.principal?.id, { actor: deployActor(req.principal) });
       req.log.info({ agent: out.agent.definition.name, version: out.version.version, restored: out.restored.version, rollout: out.rollout?.id }, 'agent rolled back');
       return { agent: detail(out.agent), version: out.version, restored: out.restored, warnings: out.warnings, ...(out.rollout && { rollout: out.rollout }) };
     },
@@ -230,7 +231,7 @@ export async function agentVersionRoutes(app: FastifyInstance, opts: { service: 
       },
     },
     async (req) => {
-      const out = await service.promote(req.params.name, req.principal?.id);
+      const out = await service.promote(req.params.name, req.principal?.id, { actor: deployActor(req.principal) });
       req.log.info({ agent: out.agent.definition.name, version: out.version.version, promoted: out.rollout.candidate_version }, 'agent rollout promoted');
       return { agent: detail(out.agent), rollout: out.rollout, version: out.version };
     },

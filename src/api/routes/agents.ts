@@ -1,7 +1,9 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { agentsVisibleTo, capabilitiesVisibleTo } from '../../auth/index.js';
 import { DEPLOY_CHECK_CODES, type AgentFormat, type AgentService, type DeployedAgent, type DeployOutcome } from '../../agents/index.js';
+import { deployActor } from '../../auth/index.js';
 import { MAX_INPUT_DEPTH } from '../../shared/depth.js';
 import { CaxtonError } from '../../shared/errors.js';
 import { jsonProblemError, scanJsonText } from '../../shared/json-text.js';
@@ -84,7 +86,7 @@ export async function agentRoutes(app: FastifyInstance, opts: { service: AgentSe
 
   r.get('/agents', { schema: { summary: 'List agents', tags: ['agents'], querystring: listAgentsQuery, response: { 200: agentListSchema, 400: errorEnvelopeSchema } } }, async (req) => {
     const { capability, limit, offset } = req.query;
-    const { agents, total } = registry.list({ ...(capability !== undefined && { capability }), limit, offset });
+    const { agents, total } = agentsVisibleTo(req.principal, registry, { ...(capability !== undefined && { capability }), limit, offset });
     return { agents: agents.map(summary), total, limit, offset };
   });
 
@@ -113,7 +115,7 @@ export async function agentRoutes(app: FastifyInstance, opts: { service: AgentSe
 
   r.post('/agents', { schema: { summary: 'Deploy an agent (TOML, Markdown or JSON body)', tags: ['agents'], response: { 201: deployResponseSchema, ...errors } } }, async (req, reply) => {
     const { body, format } = bodyOf(req);
-    const out = await service.deployAsync({ body, ...(format && { format }), deployed_by: req.principal?.id }, 'create');
+    const out = await service.deployAsync({ body, ...(format && { format }), deployed_by: req.principal?.id, actor: deployActor(req.principal) }, 'create');
     req.log.info({ agent: out.agent.definition.name, version: out.version?.version }, 'agent deployed');
     logCheckWarnings(req, out);
     return reply
@@ -168,7 +170,11 @@ export async function agentRoutes(app: FastifyInstance, opts: { service: AgentSe
     async (req) => {
       const { body, format } = bodyOf(req);
       const canary = canaryOptionsOf(req.query);
-      const out = await service.deployAsync({ body, ...(format && { format }), deployed_by: req.principal?.id, strategy: req.query.strategy, canary }, 'update', req.params.name);
+      const out = await service.deployAsync(
+        { body, ...(format && { format }), deployed_by: req.principal?.id, actor: deployActor(req.principal), strategy: req.query.strategy, canary },
+        'update',
+        req.params.name,
+      );
       if (out.unchanged) req.log.info({ agent: out.agent.definition.name, version: out.version?.version }, 'agent unchanged: the body equals the deployed version');
       else req.log.info({ agent: out.agent.definition.name, revision: out.agent.revision, version: out.version?.version }, 'agent updated');
       logCheckWarnings(req, out);
@@ -180,7 +186,7 @@ export async function agentRoutes(app: FastifyInstance, opts: { service: AgentSe
     '/agents/:name',
     { schema: { summary: 'Remove an API-deployed agent', tags: ['agents'], params: agentNameParams, response: { 204: z.null(), 404: errorEnvelopeSchema, 409: errorEnvelopeSchema } } },
     async (req, reply) => {
-      const removed = await service.removeAsync(req.params.name);
+      const removed = await service.removeAsync(req.params.name, deployActor(req.principal));
       req.log.info({ agent: removed.definition.name }, 'agent removed');
       return reply.code(204).send(null);
     },
@@ -188,8 +194,8 @@ export async function agentRoutes(app: FastifyInstance, opts: { service: AgentSe
 
   await agentVersionRoutes(app, { service, detail });
 
-  r.get('/capabilities', { schema: { summary: 'Capabilities and the agents providing each', tags: ['agents'], response: { 200: capabilityListSchema } } }, async () => ({
-    capabilities: registry.capabilities(),
+  r.get('/capabilities', { schema: { summary: 'Capabilities and the agents providing each', tags: ['agents'], response: { 200: capabilityListSchema } } }, async (req) => ({
+    capabilities: capabilitiesVisibleTo(req.principal, registry.capabilities()),
   }));
 }
 

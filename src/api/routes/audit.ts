@@ -92,7 +92,7 @@ export async function auditRoutes(app: FastifyInstance, opts: { store?: AuditSto
       if (q.target !== undefined) query.target = q.target;
       if (q.since !== undefined) query.since = q.since;
       if (q.until !== undefined) query.until = q.until;
-      const records = opts.store.query(query);
+      const records = opts.store.query(query, req.principal);
       return { records, count: records.length, limit: q.limit, offset: q.offset };
     },
   );

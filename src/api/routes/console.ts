@@ -1,5 +1,5 @@
 /**
- * The web console (issue 19, docs/console.md): the files `npm run build` wrote to dist/console,
+ * The web console (docs/console.md): the files `npm run build` wrote to dist/console,
  * served at /ui. They hold no data (every figure comes from the API with the caller's own
  * credentials), so the routes are public (src/auth/route-policies.ts); /ui/* answers index.html for the client-side routes.
  * The files are read once, when the routes are registered, with the .br and .gz copies the
@@ -108,7 +108,7 @@ Run <code>npm run build</code>, then restart <code>caxton serve</code>.</p>
 <p>The REST API works without it: <a href="/api/v1/openapi.json">/api/v1/openapi.json</a>.</p></main></body></html>
 `;
 
-/** GET /ui and /ui/*: the console's files, index.html for every other path under /ui (client-side routes). */
+/** GET /ui and /ui/*: the console's files, index.html for every other path under /ui (client-side routes); GET / redirects to /ui. */
 export async function consoleRoutes(app: FastifyInstance, opts: ConsoleRoutesOptions = {}): Promise<void> {
   const dir = opts.dir ?? DEFAULT_CONSOLE_DIR;
   const files = existsSync(join(dir, 'index.html')) ? readConsoleFiles(dir) : undefined;
@@ -143,7 +143,9 @@ export async function consoleRoutes(app: FastifyInstance, opts: ConsoleRoutesOpt
     return send(req, reply, files.get('index.html')!);
   };
 
-  // Public, like the probes: the policy is in src/auth/route-policies.ts.
+  // Public, like the probes: the policy is in src/auth/route-policies.ts. A browser pointed at the
+  // server's address lands on the console rather than on a JSON 404.
+  app.get('/', { schema: { hide: true } }, async (_req, reply) => reply.redirect(CONSOLE_BASE, 302));
   app.get(CONSOLE_BASE, { schema: { hide: true } }, serve);
   app.get(`${CONSOLE_BASE}/*`, { schema: { hide: true } }, serve);
 }

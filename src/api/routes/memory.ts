@@ -7,7 +7,8 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { checkMemoryScope, exportJson, exportJsonl, parseScope, prepareImport, runImport, type ImportFormat, type MemoryBackend } from '../../memory/index.js';
+import type { Principal } from '../../auth/index.js';
+import { checkMemoryScope, exportJson, exportJsonl, parseScope, permittedScopes, prepareImport, runImport, type ImportFormat, type MemoryBackend } from '../../memory/index.js';
 import { toEnvelope } from '../envelope.js';
 import { openSse, wantsEventStream } from '../sse.js';
 import { checkAdditions, checkDeletions, checkEntities, checkNames, checkObservations, checkRelations } from '../../memory/validate.js';
@@ -18,8 +19,9 @@ export const MAX_IMPORT_BYTES = 64 * 1024 * 1024;
 
 const scopeQuery = z.string().min(1).max(200).optional().describe('"workspace", "global" or "agent:NAME"; reads without it cover every scope');
 
-async function scopesOf(store: MemoryBackend, scope: string | undefined): Promise<string[]> {
-  return scope === undefined ? store.scopes() : [parseScope(scope)];
+/** The scopes a read covers: the one named (checked before), or every stored scope the caller may use. */
+async function scopesOf(store: MemoryBackend, scope: string | undefined, caller: Principal | undefined): Promise<string[]> {
+  return scope === undefined ? permittedScopes(caller, await store.scopes()) : [parseScope(scope)];
 }
 
 function bodyObject(body: unknown): Record<string, unknown> {
@@ -41,7 +43,7 @@ export async function memoryRoutes(app: FastifyInstance, opts: { store: MemoryBa
   // each record's own, and writes default to "workspace".
   app.addHook('preHandler', async (req) => {
     const p = req.principal;
-    if (!p || p.scope.memory === undefined) return;
+    if (!p || (p.scope.memory === undefined && p.scope.agents === undefined)) return;
     const q = (req.query as Record<string, unknown> | undefined)?.scope;
     const b = typeof req.body === 'object' && req.body !== null && !Array.isArray(req.body) ? (req.body as Record<string, unknown>).scope : undefined;
     const given = typeof b === 'string' ? b : typeof q === 'string' ? q : undefined;
@@ -70,7 +72,7 @@ export async function memoryRoutes(app: FastifyInstance, opts: { store: MemoryBa
       },
     },
     async (req) => {
-      const scopes = await scopesOf(store, req.query.scope);
+      const scopes = await scopesOf(store, req.query.scope, req.principal);
       const all = (await store.readGraph(scopes)).entities.filter((e) => req.query.type === undefined || e.entityType === req.query.type);
       return { entities: all.slice(req.query.offset, req.query.offset + req.query.limit), total: all.length, limit: req.query.limit, offset: req.query.offset };
     },
@@ -87,7 +89,7 @@ export async function memoryRoutes(app: FastifyInstance, opts: { store: MemoryBa
     '/memory/entities/:name',
     { schema: { summary: 'One entity (in each scope that has it) and its relations (open_nodes)', tags, params: z.object({ name: z.string().min(1) }), querystring: z.object({ scope: scopeQuery }) } },
     async (req) => {
-      const g = await store.openNodes(await scopesOf(store, req.query.scope), [req.params.name]);
+      const g = await store.openNodes(await scopesOf(store, req.query.scope, req.principal), [req.params.name]);
       if (g.entities.length === 0) throw new CaxtonError('not_found', `no entity named "${req.params.name}"${req.query.scope ? ` in scope ${req.query.scope}` : ''}`, { name: req.params.name });
       return g;
     },
@@ -126,7 +128,7 @@ export async function memoryRoutes(app: FastifyInstance, opts: { store: MemoryBa
   });
 
   r.get('/memory/relations', { schema: { summary: 'List relations', tags, querystring: z.object({ scope: scopeQuery }) } }, async (req) => ({
-    relations: (await store.readGraph(await scopesOf(store, req.query.scope))).relations,
+    relations: (await store.readGraph(await scopesOf(store, req.query.scope, req.principal))).relations,
   }));
 
   r.post('/memory/relations', { schema: { summary: 'Create relations (create_relations); existing ones are skipped', tags, querystring: z.object({ scope: scopeQuery }) } }, async (req, reply) => {
@@ -165,7 +167,7 @@ export async function memoryRoutes(app: FastifyInstance, opts: { store: MemoryBa
       const b = req.body;
       const results = await store.search({
         query: b.query,
-        scopes: await scopesOf(store, b.scope),
+        scopes: await scopesOf(store, b.scope, req.principal),
         limit: b.limit,
         min_similarity: b.min_similarity,
         mode: b.mode,
@@ -215,7 +217,7 @@ export async function memoryRoutes(app: FastifyInstance, opts: { store: MemoryBa
         if (req.query.scope === undefined) throw new CaxtonError('invalid_request', 'a JSONL export covers one scope: give "scope"', { field: 'scope' });
         return reply.type('application/x-ndjson').send(await exportJsonl(store, parseScope(req.query.scope)));
       }
-      return exportJson(store, req.query.scope === undefined ? undefined : [parseScope(req.query.scope)]);
+      return exportJson(store, await scopesOf(store, req.query.scope, req.principal));
     },
   );
 
@@ -260,5 +262,10 @@ export async function memoryRoutes(app: FastifyInstance, opts: { store: MemoryBa
     },
   );
 
-  r.get('/memory/stats', { schema: { summary: 'Entity, relation and observation counts per scope; embedding model; database size', tags } }, async () => store.stats());
+  r.get('/memory/stats', { schema: { summary: 'Entity, relation and observation counts per scope; embedding model; database size', tags } }, async (req) => {
+    const stats = await store.stats();
+    // The per-scope figures of the scopes this caller may use (the totals stay the store's).
+    const shown = new Set(permittedScopes(req.principal, Object.keys(stats.by_scope)));
+    return { ...stats, by_scope: Object.fromEntries(Object.entries(stats.by_scope).filter(([scope]) => shown.has(scope))) };
+  });
 }

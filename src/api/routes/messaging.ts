@@ -5,8 +5,10 @@ import { requestTraceparent } from '../request-trace.js';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import {
+  eventVisibleTo,
   isTerminal,
   PERFORMATIVES,
+  readsFor,
   TERMINAL_STATES,
   type BusEvent,
   type ConversationState,
@@ -272,8 +274,9 @@ export async function messagingRoutes(app: FastifyInstance, opts: { bus: Messagi
       if (waitMs === undefined) return reply.code(result.duplicate ? 200 : 202).send(result);
       const signal = AbortSignal.any([gone!, closing.signal]);
       const conversation = await bus.wait(result.conversation_id, signal.aborted ? 0 : waitMs, signal);
-      const { messages } = await bus.reads.getConversation(result.conversation_id, { limit: 100_000 });
-      return reply.code(200).send({ ...result, conversation, messages: messages.map(messageView) });
+      // What the caller may read of it: an agent may have drawn in others outside its scope.
+      const { items } = await readsFor(bus.reads, req.principal).listMessages({ conversation_id: result.conversation_id, limit: 100_000 });
+      return reply.code(200).send({ ...result, conversation, messages: items.reverse().map(messageView) });
     },
   );
 
@@ -295,7 +298,7 @@ export async function messagingRoutes(app: FastifyInstance, opts: { bus: Messagi
     },
     async (req) => {
       const { limit, offset, ...filter } = req.query;
-      const page = await bus.reads.listMessages({ ...definedOnly(filter), limit, offset });
+      const page = await readsFor(bus.reads, req.principal).listMessages({ ...definedOnly(filter), limit, offset });
       return { messages: page.items.map(messageView), total: page.total, limit, offset };
     },
   );
@@ -311,7 +314,7 @@ export async function messagingRoutes(app: FastifyInstance, opts: { bus: Messagi
       },
     },
     async (req) => {
-      const m = await bus.reads.getMessage(req.params.id);
+      const m = await readsFor(bus.reads, req.principal).getMessage(req.params.id);
       if (!m) throw new CaxtonError('not_found', `no message with id "${req.params.id}"`, { id: req.params.id });
       return { ...messageView(m), deliveries: m.deliveries };
     },
@@ -329,7 +332,7 @@ export async function messagingRoutes(app: FastifyInstance, opts: { bus: Messagi
     },
     async (req) => {
       const { state, participant, limit, offset } = req.query;
-      const page = await bus.reads.listConversations({ ...(state !== undefined && { state }), ...(participant !== undefined && { participant }), limit, offset });
+      const page = await readsFor(bus.reads, req.principal).listConversations({ ...(state !== undefined && { state }), ...(participant !== undefined && { participant }), limit, offset });
       return { conversations: page.items, total: page.total, limit, offset };
     },
   );
@@ -346,7 +349,7 @@ export async function messagingRoutes(app: FastifyInstance, opts: { bus: Messagi
       },
     },
     async (req) => {
-      const { conversation, messages } = await bus.reads.getConversation(req.params.id, { limit: req.query.limit, offset: req.query.offset });
+      const { conversation, messages } = await readsFor(bus.reads, req.principal).getConversation(req.params.id, { limit: req.query.limit, offset: req.query.offset });
       return { conversation, messages: messages.map(messageView) };
     },
   );
@@ -383,13 +386,13 @@ export async function messagingRoutes(app: FastifyInstance, opts: { bus: Messagi
     },
     async (req) => {
       const { limit, offset, ...filter } = req.query;
-      const page = await bus.reads.deadLetters({ ...definedOnly(filter), limit, offset });
+      const page = await readsFor(bus.reads, req.principal).deadLetters({ ...definedOnly(filter), limit, offset });
       return { dead_letters: page.items, total: page.total, limit, offset };
     },
   );
 
   r.get('/dead-letters/:id', { schema: { summary: 'One dead letter', tags: ['messaging'], params: deadLetterParams, response: { 200: deadLetterSchema, ...errors } } }, async (req) =>
-    bus.reads.deadLetter(Number(req.params.id)),
+    readsFor(bus.reads, req.principal).deadLetter(Number(req.params.id)),
   );
 
   r.post(
@@ -404,7 +407,7 @@ export async function messagingRoutes(app: FastifyInstance, opts: { bus: Messagi
       },
     },
     async (req, reply) => {
-      const d = await bus.reads.deadLetter(Number(req.params.id));
+      const d = await readsFor(bus.reads, req.principal).deadLetter(Number(req.params.id));
       const out = await bus.replay(d.id);
       req.log.info({ dead_letter: out.id, message_id: out.message_id, receiver: out.receiver }, 'dead letter replayed');
       return reply.code(202).send({ ...out, conversation_id: d.message.conversation_id });
@@ -429,12 +432,15 @@ export async function messagingRoutes(app: FastifyInstance, opts: { bus: Messagi
     async (req) => {
       const q = req.query;
       const entries = bus.directory
-        .find({
-          ...(q.capability !== undefined && { capability: q.capability }),
-          ...(q.protocol !== undefined && { protocol: q.protocol }),
-          ...(q.ontology !== undefined && { ontology: q.ontology }),
-          ...(q.language !== undefined && { language: q.language }),
-        })
+        .find(
+          {
+            ...(q.capability !== undefined && { capability: q.capability }),
+            ...(q.protocol !== undefined && { protocol: q.protocol }),
+            ...(q.ontology !== undefined && { ontology: q.ontology }),
+            ...(q.language !== undefined && { language: q.language }),
+          },
+          req.principal,
+        )
         .map(entryView);
       return { entries, total: entries.length };
     },
@@ -454,9 +460,8 @@ export async function messagingRoutes(app: FastifyInstance, opts: { bus: Messagi
       // Headers are flushed in openSse but reach the client only after this synchronous block: a
       // client that has seen the 200 will see every later change.
       const sse = openSse(req, reply);
-      const onChange = (e: DirectoryEvent) => sse.send(e.type, directoryEventView(e));
-      bus.directory.on('change', onChange);
-      keepOpen(sse, streams, () => bus.directory.off('change', onChange));
+      const stop = bus.directory.follow(req.principal, (e: DirectoryEvent) => sse.send(e.type, directoryEventView(e)));
+      keepOpen(sse, streams, stop);
       return reply;
     },
   );
@@ -491,6 +496,7 @@ export async function messagingRoutes(app: FastifyInstance, opts: { bus: Messagi
 async function followConversation(bus: MessagingBus, req: FastifyRequest, reply: FastifyReply, id: string, streams: Set<() => void>): Promise<FastifyReply> {
   const held: BusEvent[] = [];
   let live = false;
+  const visible = eventVisibleTo(req.principal);
   const onEvent = (e: BusEvent): void => {
     if (e.conversation_id !== id) return;
     if (live) send(e);
@@ -499,7 +505,7 @@ async function followConversation(bus: MessagingBus, req: FastifyRequest, reply:
   bus.on('event', onEvent);
   let snapshot: Awaited<ReturnType<MessagingBus['reads']['getConversation']>>;
   try {
-    snapshot = await bus.reads.getConversation(id, { limit: 100_000 });
+    snapshot = await readsFor(bus.reads, req.principal).getConversation(id, { limit: 100_000 });
   } catch (e) {
     bus.off('event', onEvent);
     throw e; // 404 before the stream opens
@@ -511,6 +517,14 @@ async function followConversation(bus: MessagingBus, req: FastifyRequest, reply:
   let done = false;
   const send = (e: BusEvent): void => {
     if (done) return;
+    if (!visible(e)) {
+      // The conversation drew in an agent outside the caller's scope: the stream ends here.
+      if (e.type === 'state') {
+        done = true;
+        end();
+      }
+      return;
+    }
     if (e.type === 'message') {
       if (sent.has(e.message.id)) return;
       sent.add(e.message.id);

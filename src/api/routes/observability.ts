@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { agentVisible, agentsVisibleTo, capabilitiesVisibleTo, logLinesVisibleTo, readScopeOf, type Principal } from '../../auth/index.js';
 import type { AgentService } from '../../agents/index.js';
 import type { ServerConfig } from '../../config/index.js';
 import type { MessagingBus } from '../../messaging/index.js';
@@ -210,11 +211,12 @@ export async function observabilityRoutes(app: FastifyInstance, deps: Observabil
 
   const followEvents = async (req: FastifyRequest, reply: FastifyReply, q: z.output<typeof eventsQuery>): Promise<FastifyReply> => {
     const store = requireEvents();
-    const filter = { ...(q.agent !== undefined && { agent: q.agent }), ...(q.type !== undefined && { types: q.type }) };
+    const scope = readScopeOf(req.principal);
+    const filter = { ...(q.agent !== undefined && { agent: q.agent }), ...(q.type !== undefined && { types: q.type }), ...(scope !== undefined && { agents: scope }) };
     const held: AgentEvent[] = [];
     let live = false;
     const onEvent = (e: AgentEvent) => {
-      if (!eventMatches(e, filter)) return;
+      if (!eventMatches(e, filter) || !agentVisible(req.principal, e.agent)) return;
       if (live) send(e);
       else held.push(e);
     };
@@ -265,8 +267,10 @@ export async function observabilityRoutes(app: FastifyInstance, deps: Observabil
     async (req, reply) => {
       const q = req.query;
       if (q.follow !== undefined || wantsEventStream(req)) return followEvents(req, reply, q);
+      const scope = readScopeOf(req.principal);
       const events = await requireEvents().find({
         ...(q.agent !== undefined && { agent: q.agent }),
+        ...(scope !== undefined && { agents: scope }),
         ...(q.type !== undefined && { types: q.type }),
         ...(q.since !== undefined && { since: q.since }),
         ...(q.after !== undefined && { after: q.after }),
@@ -305,7 +309,8 @@ export async function observabilityRoutes(app: FastifyInstance, deps: Observabil
   };
   const followLogs = (req: FastifyRequest, reply: FastifyReply, q: z.output<typeof logsQuery>): FastifyReply => {
     const logs = requireLogs();
-    const filter = { ...(q.agent !== undefined && { agent: q.agent }), ...(q.level !== undefined && { level: q.level }) };
+    const visible = logLinesVisibleTo(req.principal);
+    const filter = { ...(q.agent !== undefined && { agent: q.agent }), ...(q.level !== undefined && { level: q.level }), ...(visible !== undefined && { visible }) };
     const held: LogRecord[] = [];
     let live = false;
     let last = -1;
@@ -349,7 +354,9 @@ export async function observabilityRoutes(app: FastifyInstance, deps: Observabil
       const q = req.query;
       if (q.follow !== undefined || wantsEventStream(req)) return followLogs(req, reply, q);
       const logs = requireLogs();
+      const visible = logLinesVisibleTo(req.principal);
       const lines = logs.query({
+        ...(visible !== undefined && { visible }),
         ...(q.agent !== undefined && { agent: q.agent }),
         ...(q.level !== undefined && { level: q.level }),
         ...(q.since !== undefined && { since: q.since }),
@@ -384,14 +391,15 @@ export async function observabilityRoutes(app: FastifyInstance, deps: Observabil
         response: { 200: overviewSchema, 400: errorEnvelopeSchema },
       },
     },
-    async (req) => overview(deps, req.query.window),
+    async (req) => overview(deps, req.query.window, req.principal),
   );
 }
 
-async function overview(deps: ObservabilityRouteDeps, windowMs: number): Promise<z.input<typeof overviewSchema>> {
+/** The agents counted are those `reader` sees (src/auth/scope-read.ts); the other figures are the server's. */
+async function overview(deps: ObservabilityRouteDeps, windowMs: number, reader: Principal | undefined): Promise<z.input<typeof overviewSchema>> {
   const { service, config, lifecycle, bus, tools, memory } = deps;
   const { now, rates } = await deps.sampler.rates(windowMs);
-  const all = service.registry.list().agents;
+  const all = agentsVisibleTo(reader, service.registry).agents;
   const fromFiles = all.filter((a) => a.origin.kind === 'file').length;
   const q = bus?.stats();
   const servers = tools?.list();
@@ -418,7 +426,7 @@ async function overview(deps: ObservabilityRouteDeps, windowMs: number): Promise
       total: all.length,
       from_files: fromFiles,
       from_api: all.length - fromFiles,
-      capabilities: service.registry.capabilities().length,
+      capabilities: capabilitiesVisibleTo(reader, service.registry.capabilities()).length,
       invalid_files: service.fileStatuses().filter((f) => f.state === 'invalid').length,
     },
     rates,

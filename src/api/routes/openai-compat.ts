@@ -1,4 +1,4 @@
-import { assertAgentAllowed } from '../../auth/index.js';
+import { agentVisible, agentsVisibleTo, assertAgentAllowed } from '../../auth/index.js';
 import { admitAndOpenSse, callerOf, limitOf } from '../caller.js';
 import { randomUUID } from 'node:crypto';
 import { requestTraceparent } from '../request-trace.js';
@@ -50,7 +50,7 @@ export async function openAiRoutes(app: FastifyInstance, opts: { executor: Execu
 
   const model = (a: { definition: { name: string }; deployed_at: string }) => ({ id: a.definition.name, object: 'model', created: Math.floor(Date.parse(a.deployed_at) / 1000), owned_by: 'caxton' });
 
-  r.get('/v1/models', { schema: { summary: 'Agents as OpenAI models', tags: ['openai'] } }, async () => ({ object: 'list', data: registry.list().agents.map(model) }));
+  r.get('/v1/models', { schema: { summary: 'Agents as OpenAI models', tags: ['openai'] } }, async (req) => ({ object: 'list', data: agentsVisibleTo(req.principal, registry).agents.map(model) }));
 
   r.get(
     '/v1/models/:model',
@@ -63,8 +63,10 @@ export async function openAiRoutes(app: FastifyInstance, opts: { executor: Execu
       },
     },
     async (req) => {
-      const name = req.params.model; // the agent scope of the caller's key is checked by the auth hook (route-policies.ts)
-      const agent = registry.find(name); // NAME@VERSION too: a version under a blue-green rollout
+      const name = req.params.model;
+      const found = registry.find(name); // NAME@VERSION too: a version under a blue-green rollout
+      // An agent outside the caller's scope reads as a missing one, so its existence is not revealed.
+      const agent = found && agentVisible(req.principal, found.definition.name as string) ? found : undefined;
       if (!agent) throw new CaxtonError('agent_not_found', `no agent named "${name}" is deployed; GET /v1/models lists them`, { name, param: 'model' });
       return model(agent);
     },

@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { AgentService } from '../../agents/index.js';
+import { agentsVisibleTo, capabilitiesVisibleTo } from '../../auth/index.js';
 import { redactSecrets, type ServerConfig } from '../../config/index.js';
 import type { DependencyState, Readiness } from '../readiness.js';
 import { errorEnvelopeSchema, healthSchema, readySchema, statusSchema } from '../schemas.js';
@@ -43,16 +44,16 @@ export async function systemRoutes(app: FastifyInstance, opts: { service: AgentS
     },
   );
 
-  r.get('/api/v1/status', { schema: { summary: 'Server status', tags: ['system'], response: { 200: statusSchema } } }, async () => {
+  r.get('/api/v1/status', { schema: { summary: 'Server status', tags: ['system'], response: { 200: statusSchema } } }, async (req) => {
     const files = service.fileStatuses();
-    const all = service.registry.list().agents;
+    const all = agentsVisibleTo(req.principal, service.registry).agents;
     const fromFiles = all.filter((a) => a.origin.kind === 'file').length;
     const mem = process.memoryUsage();
     return {
       version: lifecycle.version,
       uptime_seconds: Math.round((Date.now() - lifecycle.startedAt) / 1000),
       ...(await readyWithDependencies(lifecycle)),
-      agents: { total: all.length, from_files: fromFiles, from_api: all.length - fromFiles, capabilities: service.registry.capabilities().length },
+      agents: { total: all.length, from_files: fromFiles, from_api: all.length - fromFiles, capabilities: capabilitiesVisibleTo(req.principal, service.registry.capabilities()).length },
       agent_files: {
         loaded: files.filter((f) => f.state === 'loaded').length,
         invalid: files.filter((f) => f.state === 'invalid').map((f) => ({ path: f.path, ...(f.agent !== undefined && { agent: f.agent }), errors: f.errors ?? [] })),

@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { readScopeOf } from '../../auth/index.js';
 import { CaxtonError } from '../../shared/errors.js';
 import { parseDuration } from '../../shared/units.js';
 import { BUILTIN_GROUP, HOST_GROUP, TOOL_SOURCE_KINDS, type ToolCatalogue } from '../../tools/index.js';
@@ -243,7 +244,8 @@ export async function toolRoutes(app: FastifyInstance, opts: { tools: ToolServer
     },
     async (req) => {
       const q = req.query;
-      const query: AuditQuery = { limit: q.limit };
+      const scope = readScopeOf(req.principal);
+      const query: AuditQuery = { limit: q.limit, ...(scope !== undefined && { agents: scope }) };
       if (q.agent !== undefined) query.agent = q.agent;
       if (q.tool !== undefined) query.tool = q.tool;
       if (q.server !== undefined) query.server = q.server;

@@ -1,4 +1,4 @@
-import { copyFileSync, existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
@@ -47,10 +47,22 @@ export function registerInit(program: Command, ctx: CliContext): void {
         mkdirSync(dirname(join(dest, f)), { recursive: true });
         copyFileSync(join(src, f), join(dest, f));
       }
-      mkdirSync(join(dest, 'agents'), { recursive: true });
+      const toolPackage = files.includes(MANIFEST);
+      if (!toolPackage) mkdirSync(join(dest, 'agents'), { recursive: true });
       if (out.json) return out.data({ dir: dest, template: opts.template, files });
       out.out(`created ${dest} from template "${opts.template}":`);
       for (const f of files) out.out(`  ${f}`);
-      out.out(`\nnext:\n  caxton agent validate ${join(dir, 'agents')}/*\n  caxton serve --config ${join(dir, 'caxton.toml')}`);
+      out.out(`\nnext:\n${nextSteps(dir, files).join('\n')}`);
     });
+}
+
+const MANIFEST = 'caxton-tool.toml';
+
+/** The commands to run next, naming only paths the template created (a tool package has no agents/ or caxton.toml). */
+function nextSteps(dir: string, files: string[]): string[] {
+  if (files.includes(MANIFEST)) {
+    const name = /^name\s*=\s*"([^"]+)"/m.exec(readFileSync(join(resolve(dir), MANIFEST), 'utf8'))?.[1] ?? 'NAME';
+    return [`  cd ${dir} && npm install && npm run build   # compiles assembly/index.ts to build/*.wasm`, `  caxton tool deploy ${dir}`, `  caxton tool show ${name}`];
+  }
+  return [`  caxton agent validate ${join(dir, 'agents')}/*`, `  caxton serve --config ${join(dir, 'caxton.toml')}`];
 }

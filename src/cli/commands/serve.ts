@@ -54,7 +54,7 @@ export function registerServe(program: Command): void {
     // Loaded on demand: the server's dependencies (fastify, OpenTelemetry, SQLite) would slow every other command.
     const { startServer } = await import('../../server/index.js');
     const server = await startServer({ config });
-    process.stderr.write(`caxton listening on ${server.url} (metrics ${server.metricsUrl ?? 'off'}); ${server.registry.size} agents loaded. Ctrl-C to stop.\n`);
+    process.stderr.write(`caxton listening on ${server.url} (metrics ${server.metricsUrl ?? 'off'}); ${server.registry.size} agents loaded; web console ${server.url}/ui. Ctrl-C to stop.\n`);
     let signals = 0;
     // The logger writes asynchronously: flush it before exiting, or the last lines ("caxton stopped") are lost.
     const exit = (code: number) => {

@@ -1,6 +1,6 @@
 import { dirname, resolve } from 'node:path';
 import { auditApi } from '../../api/index.js';
-import { AuditStore } from '../../audit/index.js';
+import { AnonymousRefusals, AuditStore } from '../../audit/index.js';
 import type { ServerConfig } from '../../config/index.js';
 import type { Logger } from '../../observability/index.js';
 import type { Db } from '../../storage/index.js';
@@ -28,6 +28,15 @@ export function openAudit(opts: { config: ServerConfig; db: Db; logger: Logger }
         ...(config.audit.jsonl !== undefined && { jsonl: resolve(baseDir, config.audit.jsonl) }),
       })
     : undefined;
+  const anonymous = store && new AnonymousRefusals(store, { intervalMs: config.audit.anonymous_interval, maxSources: config.audit.anonymous_sources });
   // Closed after the HTTP listener (started later, so closed earlier): the last responses' rows are in.
-  return { name: 'audit', store, routes: auditApi({ ...(store && { store }) }), close: () => store?.close() };
+  return {
+    name: 'audit',
+    store,
+    routes: auditApi({ ...(store && { store }), ...(anonymous && { anonymous }) }),
+    close: () => {
+      anonymous?.close();
+      return store?.close();
+    },
+  };
 }

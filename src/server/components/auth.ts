@@ -2,6 +2,7 @@ import { dirname } from 'node:path';
 import type { TLSSocket } from 'node:tls';
 import { keyApi } from '../../api/index.js';
 import {
+  AnonymousLimiter,
   ApiKeyStore,
   bootstrapAdminKey,
   bootstrapKeyName,
@@ -51,6 +52,7 @@ export function startAuth(opts: { config: ServerConfig; db: Db; logger: Logger; 
   const limitsOf = (p: Principal) => principalLimits(config.auth.limits, p.keyId !== undefined ? keys.limitsOf(p.keyId) : undefined);
   const principals = new PrincipalDirectory({ keys, limitsOf, defaultLimits: principalLimits(config.auth.limits), limiter });
   const allowedHosts = [...config.security.allowed_hosts, ...(isLoopbackHost(config.server.host) || WILDCARD_HOSTS.has(config.server.host) ? [] : [config.server.host.toLowerCase()])];
+  const anonymous = new AnonymousLimiter({ requestsPerMinute: config.auth.limits.anonymous.requests_per_minute, maxAddresses: config.auth.limits.anonymous.max_addresses });
   const plugin: AuthPluginOptions = {
     enabled: config.auth.enabled,
     authenticators,
@@ -59,6 +61,8 @@ export function startAuth(opts: { config: ServerConfig; db: Db; logger: Logger; 
     limiter,
     limitsOf,
     onAuthenticated: (p) => principals.remember(p),
+    anonymous,
+    ...(config.metrics.enabled && { onDenied: (req, _code, reason) => (req.principal === undefined ? metrics.anonymousRefused(reason) : undefined) }),
   };
   const usage = (id: string) => limiter.usage(id, id.startsWith('key:') ? principalLimits(config.auth.limits, keyLimitsByName(keys, id.slice(4))) : config.auth.limits.default);
   if (config.auth.enabled && !isLoopbackHost(config.server.host) && config.security.allowed_hosts.length === 0) {

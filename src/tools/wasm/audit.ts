@@ -7,7 +7,7 @@
  * max_rows) is applied by the storage Pruner, in small batches off the call path.
  */
 import { createHash } from 'node:crypto';
-import { migrate, Pruner, tableRule, type Db, type Migration } from '../../storage/index.js';
+import { globSql, migrate, Pruner, tableRule, type Db, type Migration, type SqlDialect } from '../../storage/index.js';
 import { scrubSecrets } from '../../shared/secrets.js';
 import type { CallOutcome } from './errors.js';
 
@@ -86,6 +86,8 @@ export const TOOLS_MIGRATIONS: readonly Migration[] = [
 
 export interface AuditQuery {
   agent?: string;
+  /** Only calls made for agents matching one of these globs: a reader's agent scope (src/auth/scope-read.ts), narrowed in the query. */
+  agents?: readonly string[];
   /** Exact tool name, or `server.*`. */
   tool?: string;
   server?: string;
@@ -123,8 +125,9 @@ export interface ToolAuditLog extends ToolAuditSink, ToolAuditReads {
  * The WHERE clause of an AuditQuery over the `tool_audit` columns, `param(value)` returning each
  * value's placeholder (SQLite `?`, PostgreSQL `$n`): one definition of the filters for both stores.
  */
-export function auditWhere(q: AuditQuery, param: (v: string | number) => string): string {
+export function auditWhere(q: AuditQuery, param: (v: string | number) => string, dialect: SqlDialect): string {
   const where: string[] = [];
+  if (q.agents !== undefined) where.push(globSql(dialect, 'agent', q.agents, param));
   const eq = (col: string, v: string | undefined) => {
     if (v !== undefined) where.push(`${col} = ${param(v)}`);
   };
@@ -290,7 +293,7 @@ export class ToolAuditStore implements ToolAuditLog {
     this.flush();
     const args: (string | number)[] = [];
     const param = (v: string | number) => (args.push(v), '?');
-    const sql = `SELECT * FROM tool_audit${auditWhere(q, param)}${auditOrder(q, param)}`;
+    const sql = `SELECT * FROM tool_audit${auditWhere(q, param, 'sqlite')}${auditOrder(q, param)}`;
     return (this.#db.prepare(sql).all(...args) as Record<string, unknown>[]).map(auditOfRow);
   }
 
