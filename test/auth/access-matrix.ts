@@ -481,10 +481,4 @@ export const RED_TEAM: Entry[] = [
  * Cases that fail until another change lands, `op|caller` → why (the rule). The test skips them
  * with the reason printed, and fails when one passes (so the entry is removed once it does).
  */
-export const PENDING: Record<string, string> = {
-  // R1 and R2: sends checked against the acting principal's scope (messaging).
-  'mcp tool send_message|scopedOut': 'R1: a send through MCP names an out-of-scope receiver',
-  'message agent send_message to|scopedOut': 'R2: an agent working for the scoped caller sends to an out-of-scope agent',
-  'message agent send_message capability|scopedOut': 'R2: an agent working for the scoped caller addresses a capability outside its capabilities scope',
-  'red-team send by capability to an out-of-scope provider|scopedOut': 'R1: capability routing picks a provider outside the agents scope',
-};
+export const PENDING: Record<string, string> = {};
