@@ -56,5 +56,5 @@ export {
   type VersionRow,
 } from './versions.js';
 export { diffVersions, type VersionDiff } from './diff.js';
-export { AgentDirectoryWatcher, isAgentFile } from './watcher.js';
+export { AgentDirectoryWatcher, isAgentFile, notAnAgent, type SkippedFile } from './watcher.js';
 export { CLAUDE_TOOL_MAP, CLAUDE_MODEL_ALIASES, mapClaudeTool } from './claude.js';

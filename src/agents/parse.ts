@@ -1,3 +1,4 @@
+import { describeIssue } from '../shared/zod-issues.js';
 import { isMap, isNode, type Document, type LineCounter } from 'yaml';
 import type { z } from 'zod';
 import { closest } from '../shared/suggest.js';
@@ -137,6 +138,7 @@ function validateDocument(raw: Raw, format: AgentFormat, at: (i: Omit<AgentIssue
       if (reported.has(top)) continue;
       const missing = issue.code === 'invalid_type' && pathValue(doc, path) === undefined;
       const suggestion = suggestionFor(top, missing, format);
+      const text = describeIssue(issue, pathValue(doc, path));
       const err = withPos(path, {
         severity: 'error',
         code: missing ? 'missing_field' : issue.code === 'invalid_type' ? 'invalid_type' : 'invalid_value',
@@ -145,9 +147,9 @@ function validateDocument(raw: Raw, format: AgentFormat, at: (i: Omit<AgentIssue
           ? `required field "${fieldPath(path)}" is missing`
           : issue.code === 'custom' && path.length > 0 && /^(duration|size|expected a (duration|size))\b/.test(issue.message)
             ? `${fieldPath(path)}: ${issue.message}`
-            : issue.message,
-        ...(issue.code === 'invalid_type' && { expected: issue.expected }),
-        ...(suggestion && { suggestion }),
+            : text.message,
+        ...(issue.code === 'invalid_type' ? { expected: issue.expected } : text.expected !== undefined && { expected: text.expected }),
+        ...((suggestion ?? text.suggestion) && { suggestion: suggestion ?? text.suggestion }),
       });
       // A missing top-level key has no position of its own: point at where it belongs (the top of
       // the file, or the first frontmatter line).

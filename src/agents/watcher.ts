@@ -1,5 +1,5 @@
 import { closeSync, existsSync, fstatSync, openSync, readdirSync, readSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { watch, type FSWatcher } from 'chokidar';
 import { makePrivateDir } from '../shared/private-fs.js';
 import { MAX_AGENT_FILE_BYTES } from './bounds.js';
@@ -11,23 +11,51 @@ export function isAgentFile(path: string): boolean {
   return AGENT_FILE_RE.test(path) && !/(^|[\\/])\./.test(path);
 }
 
-/** Agent files under `dir`, sorted; a folder that cannot be read is skipped, not fatal. */
-function walk(dir: string, onError: (dir: string, e: unknown) => void): string[] {
-  const out: string[] = [];
-  let entries;
-  try {
-    entries = readdirSync(dir, { withFileTypes: true });
-  } catch (e) {
-    onError(dir, e);
-    return out;
-  }
-  for (const e of entries) {
-    if (e.name.startsWith('.')) continue;
-    const p = join(dir, e.name);
-    if (e.isDirectory()) out.push(...walk(p, onError));
-    else if (e.isFile() && isAgentFile(p)) out.push(p);
-  }
-  return out.sort();
+/** A file in agents_dir that is not an agent, though it looks like one. */
+export interface SkippedFile {
+  path: string;
+  /** "skill": a skill (SKILL.md, or anything in a skills/ folder); "command": a slash command (a commands/ folder). */
+  kind: 'skill' | 'command';
+}
+
+/**
+ * Repositories of agents often hold skills and slash commands beside them, written in the same
+ * Markdown: they are not agents, and loading them would deploy hundreds of bogus agents or mark
+ * every command invalid. `rel` is the path inside agents_dir.
+ */
+export function notAnAgent(rel: string): SkippedFile['kind'] | undefined {
+  const parts = rel.split(/[\\/]/);
+  const name = parts.pop() ?? '';
+  if (name.toLowerCase() === 'skill.md' || parts.includes('skills')) return 'skill';
+  if (parts.includes('commands')) return 'command';
+  return undefined;
+}
+
+/** Agent files under `root`, sorted, and the skipped skills and commands; a folder that cannot be read is skipped, not fatal. */
+function walk(root: string, onError: (dir: string, e: unknown) => void): { files: string[]; skipped: SkippedFile[] } {
+  const files: string[] = [];
+  const skipped: SkippedFile[] = [];
+  const visit = (dir: string) => {
+    let entries;
+    try {
+      entries = readdirSync(dir, { withFileTypes: true });
+    } catch (e) {
+      onError(dir, e);
+      return;
+    }
+    for (const e of entries) {
+      if (e.name.startsWith('.')) continue;
+      const p = join(dir, e.name);
+      if (e.isDirectory()) visit(p);
+      else if (e.isFile() && isAgentFile(p)) {
+        const kind = notAnAgent(relative(root, p));
+        if (kind) skipped.push({ path: p, kind });
+        else files.push(p);
+      }
+    }
+  };
+  visit(root);
+  return { files: files.sort(), skipped: skipped.sort((a, b) => (a.path < b.path ? -1 : 1)) };
 }
 
 /** Reads a file of at most `max` bytes; `undefined` when it is larger (without reading it). */
@@ -52,6 +80,8 @@ function readBounded(path: string, max: number): Buffer | undefined {
 export interface WatcherHooks {
   onApplied?: (status: FileStatus) => void;
   onRemoved?: (path: string) => void;
+  /** Once, after the initial load: the skills and slash commands left out (none when empty). */
+  onSkipped?: (skipped: SkippedFile[]) => void;
   /** Something went wrong outside any one file (a folder that cannot be read, a hook that threw). */
   onError?: (e: unknown, context: { path?: string; what: string }) => void;
 }
@@ -84,15 +114,16 @@ export class AgentDirectoryWatcher {
   /** Synchronous initial load, so the server is ready with every valid file agent. */
   loadAll(): FileStatus[] {
     makePrivateDir(this.#dir);
-    return walk(this.#dir, (dir, e) => this.#report(e, { path: dir, what: 'agents_dir folder could not be read' }))
-      .map((p) => this.#apply(p))
-      .filter((s): s is FileStatus => s !== undefined);
+    const { files, skipped } = walk(this.#dir, (dir, e) => this.#report(e, { path: dir, what: 'agents_dir folder could not be read' }));
+    const statuses = files.map((p) => this.#apply(p)).filter((s): s is FileStatus => s !== undefined);
+    if (skipped.length > 0) this.#call(() => this.#hooks.onSkipped?.(skipped), this.#dir);
+    return statuses;
   }
 
   async start(): Promise<void> {
     const watcher = watch(this.#dir, {
       ignoreInitial: true,
-      ignored: (p, stats) => /(^|[\\/])\.[^\\/]/.test(p.slice(this.#dir.length)) || (stats?.isFile() === true && !isAgentFile(p)),
+      ignored: (p, stats) => /(^|[\\/])\.[^\\/]/.test(p.slice(this.#dir.length)) || (stats?.isFile() === true && (!isAgentFile(p) || notAnAgent(relative(this.#dir, p)) !== undefined)),
       awaitWriteFinish: { stabilityThreshold: 60, pollInterval: 20 },
     });
     watcher.on('add', (p) => this.#schedule(p));

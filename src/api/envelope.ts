@@ -1,3 +1,5 @@
+import type { z } from 'zod';
+import { describeIssue } from '../shared/zod-issues.js';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
 import { CaxtonError, type ErrorCode } from '../shared/errors.js';
@@ -52,8 +54,16 @@ export function toEnvelope(err: unknown, req: FastifyRequest, bodyLimit: number)
     return { status: e.status, body: envelope(e.code, e.message, e.details, id), code: e.code };
   }
   if (hasZodFastifySchemaValidationErrors(err)) {
-    const issues = err.validation.map((v) => ({ field: v.instancePath.replace(/^\//, '').replace(/\//g, '.'), message: v.message }));
     const where = err.validationContext ?? 'request';
+    const source: unknown = where === 'body' ? req.body : where === 'querystring' ? req.query : where === 'params' ? req.params : where === 'headers' ? req.headers : undefined;
+    // In our words (field, expected, got), never zod's default text.
+    const issues = err.validation.map((v) => {
+      const path = String(v.instancePath)
+        .split('/')
+        .filter((p: string) => p !== '');
+      const text = describeIssue({ ...(v.params as object), code: v.keyword, path, message: v.message } as z.core.$ZodIssue, valueAt(source, path));
+      return { field: path.join('.'), message: text.message, ...(text.expected !== undefined && { expected: text.expected }) };
+    });
     return {
       status: 400,
       body: envelope('invalid_request', `invalid ${where}: ${issues.map((i) => `${i.field || where}: ${i.message}`).join('; ')}`, { issues }, id),
@@ -104,4 +114,13 @@ export function sendError(reply: FastifyReply, status: number, body: ErrorEnvelo
   const retry = retryAfterSeconds(body.error.details);
   if (retry !== undefined) reply.header('retry-after', String(retry));
   return reply.code(status).header('content-type', 'application/json; charset=utf-8').send(body);
+}
+
+function valueAt(doc: unknown, path: readonly string[]): unknown {
+  let cur = doc;
+  for (const k of path) {
+    if (cur === null || typeof cur !== 'object') return undefined;
+    cur = (cur as Record<string, unknown>)[k];
+  }
+  return cur;
 }

@@ -12,6 +12,18 @@ export interface ReadinessCheck {
   check(signal: AbortSignal): Promise<void>;
 }
 
+/**
+ * Something in the configuration that will make work fail although the node serves (a provider
+ * with no key, a missing script file): reported as "degraded", never by /ready (src/server/config-problems.ts).
+ */
+export interface ConfigProblem {
+  /** The configuration field at fault, e.g. "llm.providers.openai". */
+  name: string;
+  problem: string;
+  /** What to change, in which process, and whether a restart is needed. */
+  fix: string;
+}
+
 export interface DependencyState {
   name: string;
   ok: boolean;

@@ -105,7 +105,13 @@ export const capabilityListSchema = z.object({
   capabilities: z.array(z.object({ capability: z.string(), agents: z.array(z.string()) })),
 });
 
-export const healthSchema = z.object({ status: z.enum(['ok', 'starting', 'stopping']) });
+export const healthSchema = z.object({
+  status: z.enum(['ok', 'starting', 'stopping']),
+  degraded: z
+    .array(z.string())
+    .optional()
+    .describe('configuration fields that will make work fail (a provider with no key, a missing script); GET /api/v1/status/overview says why and how to fix them'),
+});
 
 /** GET /ready: `unavailable` when the node started but a dependency does not answer. */
 export const readySchema = z.object({

@@ -20,9 +20,12 @@ export const DEFAULT_SERVER_URL = 'http://127.0.0.1:8080';
 export class ApiClient {
   readonly base: string;
   readonly #apiKey: string | undefined;
-  constructor(base: string, opts: { apiKey?: string | undefined } = {}) {
+  /** Where the address came from (e.g. "[server] in ./caxton.toml"), named when it cannot be reached. */
+  readonly #source: string | undefined;
+  constructor(base: string, opts: { apiKey?: string | undefined; source?: string | undefined } = {}) {
     this.base = base.replace(/\/+$/, '');
     this.#apiKey = opts.apiKey;
+    this.#source = opts.source;
   }
 
   /** Headers carrying the API key (for callers that fetch themselves). */
@@ -47,7 +50,7 @@ export class ApiClient {
     const c = (e as { cause?: { code?: string; message?: string } }).cause;
     const cause = c?.code ?? c?.message ?? (e as Error).name;
     return new CliError(`cannot reach the Caxton server at ${this.base} (${cause === 'TimeoutError' ? 'timed out' : cause === 'ECONNREFUSED' ? 'connection refused' : cause})`, {
-      lines: ['start it with `caxton serve`, or point to it with --server URL (or $CAXTON_SERVER_URL)'],
+      lines: [...(this.#source ? [`this address comes from ${this.#source}`] : []), 'start it with `caxton serve`, or point to it with --server URL (or $CAXTON_SERVER_URL)'],
       json: { error: { code: 'server_unreachable', message: `cannot reach ${this.base}`, details: { cause } } },
     });
   }

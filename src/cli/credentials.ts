@@ -1,6 +1,7 @@
 /**
  * Which server the CLI talks to and with which key (docs/security.md):
- * - server: --server, else $CAXTON_SERVER_URL, else the profile's, else http://127.0.0.1:8080;
+ * - server: --server, else $CAXTON_SERVER_URL, else the profile's, else the [server] of the
+ *   project's caxton.toml, else http://127.0.0.1:8080 (src/cli/server-url.ts);
  * - key: $CAXTON_API_KEY, else the profile's (`caxton login`), else — for a server on this
  *   machine's loopback — the admin key that server wrote for its own user (src/auth/local.ts).
  * Profiles live in $CAXTON_HOME/credentials.toml (default ~/.caxton), mode 0600; --profile or
@@ -10,8 +11,8 @@ import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, re
 import { join } from 'node:path';
 import { parse, stringify } from 'smol-toml';
 import { caxtonHome, localServerKey } from '../auth/index.js';
-import { DEFAULT_SERVER_URL } from './client.js';
 import { CliError } from './errors.js';
+import { chooseServer, type ServerSource } from './server-url.js';
 
 export interface Profile {
   server?: string;
@@ -20,6 +21,10 @@ export interface Profile {
 
 export interface Credentials {
   server: string;
+  /** Where the server address came from, for `caxton whoami` and error hints. */
+  serverSource: ServerSource;
+  /** The caxton.toml the address was read from, when serverSource is "project". */
+  serverFile?: string | undefined;
   apiKey: string | undefined;
   /** Where the key came from, for `caxton whoami` and error hints. */
   keySource: 'env' | 'profile' | 'local-server' | 'none';
@@ -75,20 +80,22 @@ export function removeProfile(name: string, env: NodeJS.ProcessEnv = process.env
 
 const LOOPBACK = new Set(['127.0.0.1', 'localhost', '[::1]']);
 
-export function resolveCredentials(opts: { server?: string; profile?: string }, env: NodeJS.ProcessEnv = process.env): Credentials {
+export function resolveCredentials(opts: { server?: string | undefined; profile?: string | undefined }, env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): Credentials {
   const profileName = opts.profile ?? env.CAXTON_PROFILE ?? 'default';
   const profiles = opts.profile !== undefined || env.CAXTON_PROFILE !== undefined || existsSync(credentialsFile(env)) ? readProfiles(env) : {};
   const profile = profiles[profileName];
   if ((opts.profile !== undefined || env.CAXTON_PROFILE !== undefined) && !profile) {
     throw new CliError(`no profile "${profileName}" in ${credentialsFile(env)}`, { lines: [`create it with \`caxton login --profile ${profileName} --server URL\``] });
   }
-  const server = opts.server ?? env.CAXTON_SERVER_URL ?? profile?.server ?? DEFAULT_SERVER_URL;
-  if (env.CAXTON_API_KEY) return { server, apiKey: env.CAXTON_API_KEY.trim(), keySource: 'env', profile: profileName };
+  const chosen = chooseServer({ server: opts.server, profileServer: profile?.server }, env, cwd);
+  const server = chosen.url;
+  const base = { server, serverSource: chosen.source, ...(chosen.file !== undefined && { serverFile: chosen.file }), profile: profileName };
+  if (env.CAXTON_API_KEY) return { ...base, apiKey: env.CAXTON_API_KEY.trim(), keySource: 'env' };
   // A profile's key goes only to its own server (or to any when it names none).
-  if (profile?.api_key && (profile.server === undefined || sameServer(profile.server, server))) return { server, apiKey: profile.api_key, keySource: 'profile', profile: profileName };
+  if (profile?.api_key && (profile.server === undefined || sameServer(profile.server, server))) return { ...base, apiKey: profile.api_key, keySource: 'profile' };
   const local = localKeyFor(server, env);
-  if (local) return { server, apiKey: local, keySource: 'local-server', profile: profileName };
-  return { server, apiKey: undefined, keySource: 'none', profile: profileName };
+  if (local) return { ...base, apiKey: local, keySource: 'local-server' };
+  return { ...base, apiKey: undefined, keySource: 'none' };
 }
 
 function sameServer(a: string, b: string): boolean {

@@ -6,6 +6,7 @@ import { formatIssue } from '../shared/issues.js';
 import { VERSION } from '../shared/version.js';
 import { ApiClient, DEFAULT_SERVER_URL } from './client.js';
 import { resolveCredentials } from './credentials.js';
+import { describeServerSource } from './server-url.js';
 import { registerKeyCommands } from './commands/key.js';
 import { registerAgentCommands } from './commands/agent.js';
 import { registerConversationCommands } from './commands/conversation.js';
@@ -28,7 +29,7 @@ program
   .name('caxton')
   .description('Caxton: multi-agent orchestration server. Agents are configuration files; this CLI runs the server and talks to its REST API.')
   .version(VERSION, '-V, --version')
-  .option('--server <url>', `Caxton server URL (default: $CAXTON_SERVER_URL, the profile's, or ${DEFAULT_SERVER_URL})`)
+  .option('--server <url>', `Caxton server URL; HOST:PORT means http (default: $CAXTON_SERVER_URL, the profile's, [server] in ./caxton.toml, or ${DEFAULT_SERVER_URL})`)
   .option('--profile <name>', 'credentials profile from `caxton login` (default: $CAXTON_PROFILE or "default")')
   .option('--json', 'print machine-readable JSON instead of text')
   .showSuggestionAfterError(true)
@@ -41,7 +42,7 @@ program
 const ctx: CliContext = {
   client: () => {
     const c = resolveCredentials({ server: program.opts().server as string | undefined, profile: program.opts().profile as string | undefined });
-    return new ApiClient(c.server, { apiKey: c.apiKey });
+    return new ApiClient(c.server, { apiKey: c.apiKey, source: describeServerSource(c) });
   },
   credentials: () => resolveCredentials({ server: program.opts().server as string | undefined, profile: program.opts().profile as string | undefined }),
   output: () => createOutput(Boolean(program.opts().json)),

@@ -6,6 +6,7 @@ import { closest } from '../shared/suggest.js';
 import { tomlLocator } from '../shared/toml-locator.js';
 import { parseTomlBounded } from '../shared/toml.js';
 import { decodeUtf8 } from '../shared/utf8.js';
+import { describeIssue, knownKeysAt } from '../shared/zod-issues.js';
 import { serverConfigSchema, type ServerConfig } from './schema.js';
 
 /** Command-line overrides, the highest-precedence source. */
@@ -68,6 +69,15 @@ function setPath(obj: Record<string, unknown>, path: readonly string[], value: u
     cur = cur[k] as Record<string, unknown>;
   }
   cur[path[path.length - 1]!] = value;
+}
+
+function valueAt(doc: unknown, path: readonly (string | number)[]): unknown {
+  let cur = doc;
+  for (const k of path) {
+    if (cur === null || typeof cur !== 'object') return undefined;
+    cur = (cur as Record<string | number, unknown>)[k];
+  }
+  return cur;
 }
 
 function envValue(raw: string): unknown {
@@ -181,7 +191,7 @@ export function loadServerConfig(opts: LoadOptions = {}): ServerConfig {
       if (i.code === 'unrecognized_keys') {
         for (const key of i.keys) {
           const path = [...(i.path as (string | number)[]), key];
-          const guess = i.path.length === 0 ? closest(key, KNOWN_SECTIONS) : undefined;
+          const guess = closest(key, i.path.length === 0 ? KNOWN_SECTIONS : knownKeysAt(serverConfigSchema, i.path));
           const pos = locate(path);
           issues.push({
             severity: 'error',
@@ -189,15 +199,25 @@ export function loadServerConfig(opts: LoadOptions = {}): ServerConfig {
             ...(file && { file }),
             field: fieldPath(path),
             ...(pos && { line: pos.line, column: pos.column }),
-            message: `unknown configuration key "${key}"`,
-            ...(guess && { suggestion: `did you mean "${guess}"?` }),
+            message: `unknown configuration key "${key}"${i.path.length > 0 ? ` in [${fieldPath(i.path)}]` : ''}`,
+            suggestion: guess ? `did you mean "${guess}"?` : `remove it, or see examples/caxton.toml for the keys [${i.path.length > 0 ? fieldPath(i.path) : 'the top level'}] accepts`,
           });
         }
         continue;
       }
       const path = i.path as (string | number)[];
       const pos = locate(path);
-      issues.push({ severity: 'error', code: 'invalid_value', ...(file && { file }), field: fieldPath(path), ...(pos && { line: pos.line, column: pos.column }), message: i.message });
+      const text = describeIssue(i, valueAt(raw, path));
+      issues.push({
+        severity: 'error',
+        code: 'invalid_value',
+        ...(file && { file }),
+        field: fieldPath(path),
+        ...(pos && { line: pos.line, column: pos.column }),
+        message: text.message,
+        ...(text.expected !== undefined && { expected: text.expected }),
+        ...(text.suggestion !== undefined && { suggestion: text.suggestion }),
+      });
     }
     throw new ConfigError(issues);
   }

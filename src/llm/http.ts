@@ -51,7 +51,12 @@ export function readApiKey(provider: string, model: string, config: ProviderConf
   if (env === undefined || env === '') return undefined;
   const key = process.env[env];
   if (key === undefined || key.trim() === '') {
-    throw new LlmError({ provider, model, kind: 'missing_key', message: `environment variable ${env} is not set (api_key_env = "${env}"); export the API key in it` });
+    throw new LlmError({
+      provider,
+      model,
+      kind: 'missing_key',
+      message: `environment variable ${env} is not set for the server process (api_key_env = "${env}"); export the API key in it where \`caxton serve\` runs and restart the server`,
+    });
   }
   return key.trim();
 }

@@ -40,6 +40,8 @@ import {
   statusRoutes,
   watchAgentFiles,
 } from './components/index.js';
+import type { ConfigProblem } from '../api/readiness.js';
+import { configProblems } from './config-problems.js';
 import { isLoopbackHost } from './hosts.js';
 import { readTlsMaterial, warnIfExpiring, type TlsReloader } from './tls.js';
 
@@ -94,6 +96,8 @@ export interface CaxtonServer {
   readonly metricsUrl: string | undefined;
   /** The certificate reloaders of [server.tls] and [metrics.tls] (absent without TLS or when not listening). */
   readonly tls: { api?: TlsReloader; metrics?: TlsReloader };
+  /** What in the configuration will make work fail although the server serves, with the fixes. */
+  problems(): ConfigProblem[];
   close(): Promise<void>;
 }
 
@@ -112,7 +116,7 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
   const logBuffer = opts.logBuffer ?? (opts.logger ? undefined : new LogBuffer(config.logging.buffer_lines));
   const logger = opts.logger ?? createLogger(config.logging.level, undefined, { ...(logBuffer && { buffer: logBuffer }), secrets: secretValues(config) });
   const readiness = new Readiness({ log: logger });
-  const lifecycle: Lifecycle = { state: 'starting', startedAt: Date.now(), version: VERSION, readiness };
+  const lifecycle: Lifecycle = { state: 'starting', startedAt: Date.now(), version: VERSION, readiness, problems: () => configProblems(config) };
   // TLS files are checked before anything is opened: a missing file or a key that does not match
   // its certificate stops the start with an error naming the file (src/server/tls.ts).
   const apiTls = config.server.tls && { cfg: config.server.tls, material: readTlsMaterial(config.server.tls, 'server.tls') };
@@ -258,6 +262,7 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
       },
       'caxton ready',
     );
+    for (const p of lifecycle.problems!()) logger.warn({ field: p.name, fix: p.fix }, `degraded: ${p.problem}; fix: ${p.fix}`);
 
     let closing: Promise<void> | undefined;
     const close = () =>
@@ -287,6 +292,7 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
       sampler,
       url: http.url,
       metricsUrl: metricsEndpoint?.url,
+      problems: lifecycle.problems!,
       tls: { ...(http.tls && { api: http.tls }), ...(metricsEndpoint?.tls && { metrics: metricsEndpoint.tls }) },
       close,
     };

@@ -29,12 +29,13 @@ afterAll(async () => {
 });
 
 describe('system endpoints', () => {
-  it('/health and /ready return ok', async () => {
-    for (const p of ['/health', '/ready']) {
-      const res = await getJson(t.url, p);
-      expect(res.status).toBe(200);
-      expect(res.json).toEqual({ status: 'ok' });
-    }
+  it('/health and /ready return ok; /health names the provider that has no key and no model as degraded', async () => {
+    const ready = await getJson(t.url, '/ready');
+    expect(ready.status).toBe(200);
+    expect(ready.json).toEqual({ status: 'ok' });
+    const health = await getJson(t.url, '/health');
+    expect(health.status).toBe(200);
+    expect(health.json).toEqual({ status: 'ok', degraded: ['llm.providers.local'] });
   });
 
   it('/api/v1/status reports agents and the config paths', async () => {

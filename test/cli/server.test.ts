@@ -39,6 +39,7 @@ level = "info"
 [llm.providers.openai]
 type = "openai"
 api_key_env = "OPENAI_API_KEY"
+model = "gpt-4o-mini"
 headers = { Authorization = "Bearer sk-remote-secret" }
 `;
 
@@ -66,7 +67,8 @@ describe('caxton serve + the agent, status, health and config commands', () => {
     assertBuilt();
     dir = tempDir('caxton-serve-');
     const config = writeProject(dir);
-    serve = await startServe({ cwd: dir, args: ['--config', config] });
+    // The provider's key is in the server's environment: the server is healthy, not degraded.
+    serve = await startServe({ cwd: dir, args: ['--config', config], env: { OPENAI_API_KEY: 'sk-test-key' } });
   });
   afterAll(cleanup);
 

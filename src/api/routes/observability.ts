@@ -139,9 +139,20 @@ const overviewSchema = z.object({
   uptime_seconds: z.number().int(),
   ready: z.boolean().describe('started, and every outside dependency answering'),
   dependencies: z.array(dependencyStateSchema).optional().describe('the outside dependencies /ready checks (PostgreSQL, NATS), with why one failed'),
+  degraded: z
+    .array(z.object({ name: z.string(), problem: z.string(), fix: z.string() }))
+    .optional()
+    .describe('configuration that will make work fail although the server serves (a provider with no key, a missing script), each with its fix'),
   time: z.string(),
   metrics_enabled: z.boolean().describe('rates come from the metrics counters: with [metrics] enabled = false they stay 0'),
-  agents: z.object({ total: z.number().int(), from_files: z.number().int(), from_api: z.number().int(), capabilities: z.number().int(), invalid_files: z.number().int() }),
+  agents: z.object({
+    total: z.number().int(),
+    from_files: z.number().int(),
+    from_api: z.number().int(),
+    capabilities: z.number().int(),
+    invalid_files: z.number().int(),
+    invalid_paths: z.array(z.string()).optional().describe('the invalid agent files'),
+  }),
   rates: z.object({
     window_seconds: z.number(),
     executions_per_second: z.number(),
@@ -415,11 +426,14 @@ async function overview(deps: ObservabilityRouteDeps, windowMs: number, reader: 
     }
   }
   const dependencies = lifecycle.readiness && lifecycle.readiness.size > 0 ? await lifecycle.readiness.probe() : undefined;
+  const degraded = lifecycle.problems?.() ?? [];
+  const invalid = service.fileStatuses().filter((f) => f.state === 'invalid');
   return {
     version: lifecycle.version,
     uptime_seconds: Math.round((Date.now() - lifecycle.startedAt) / 1000),
     ready: lifecycle.state === 'ready' && (dependencies?.every((d) => d.ok) ?? true),
     ...(dependencies && { dependencies }),
+    ...(degraded.length > 0 && { degraded }),
     time: new Date(now.t).toISOString(),
     metrics_enabled: config.metrics.enabled,
     agents: {
@@ -427,7 +441,8 @@ async function overview(deps: ObservabilityRouteDeps, windowMs: number, reader: 
       from_files: fromFiles,
       from_api: all.length - fromFiles,
       capabilities: capabilitiesVisibleTo(reader, service.registry.capabilities()).length,
-      invalid_files: service.fileStatuses().filter((f) => f.state === 'invalid').length,
+      invalid_files: invalid.length,
+      ...(invalid.length > 0 && { invalid_paths: invalid.map((f) => f.path) }),
     },
     rates,
     totals: { executions: now.executions, execution_errors: now.execution_errors, messages: now.messages, message_failures: now.message_failures, errors: now.errors },

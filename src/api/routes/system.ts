@@ -4,7 +4,7 @@ import { z } from 'zod';
 import type { AgentService } from '../../agents/index.js';
 import { agentsVisibleTo, capabilitiesVisibleTo } from '../../auth/index.js';
 import { redactSecrets, type ServerConfig } from '../../config/index.js';
-import type { DependencyState, Readiness } from '../readiness.js';
+import type { ConfigProblem, DependencyState, Readiness } from '../readiness.js';
 import { errorEnvelopeSchema, healthSchema, readySchema, statusSchema } from '../schemas.js';
 
 export interface Lifecycle {
@@ -13,6 +13,8 @@ export interface Lifecycle {
   version: string;
   /** The outside dependencies /ready checks once the node has started (none on a default node). */
   readiness?: Readiness;
+  /** What in the configuration will make work fail (GET /health names them; the status overview explains them). */
+  problems?: () => ConfigProblem[];
 }
 
 /** Liveness, readiness, status and effective configuration. */
@@ -20,9 +22,16 @@ export async function systemRoutes(app: FastifyInstance, opts: { service: AgentS
   const { service, config, lifecycle } = opts;
   const r = app.withTypeProvider<ZodTypeProvider>();
 
-  r.get('/health', { schema: { summary: 'Liveness: the process is up and serving HTTP', tags: ['system'], response: { 200: healthSchema } } }, async () => ({
-    status: lifecycle.state === 'ready' ? ('ok' as const) : lifecycle.state,
-  }));
+  // Public: the degraded parts are named by their configuration field only; the authenticated
+  // status overview says what is wrong and how to fix it.
+  r.get(
+    '/health',
+    { schema: { summary: 'Liveness: the process is up and serving HTTP; `degraded` names configuration that will make work fail', tags: ['system'], response: { 200: healthSchema } } },
+    async () => {
+      const degraded = lifecycle.problems?.() ?? [];
+      return { status: lifecycle.state === 'ready' ? ('ok' as const) : lifecycle.state, ...(degraded.length > 0 && { degraded: [...new Set(degraded.map((d) => d.name))] }) };
+    },
+  );
 
   // Public (load balancers call it without credentials): each dependency is named with whether it
   // answers, never why not (an error may name internal hosts); GET /api/v1/status has the reasons.

@@ -6,6 +6,7 @@ import { credentialsFile, removeProfile, writeProfile } from '../credentials.js'
 import { CliError, usageError } from '../errors.js';
 import { table } from '../output.js';
 import { positiveInt } from '../number-flags.js';
+import { describeServerSource, normalizeServerUrl } from '../server-url.js';
 
 const list = (v: string, prev: string[] = []) => [
   ...prev,
@@ -180,7 +181,7 @@ export function registerKeyCommands(program: Command, ctx: CliContext): void {
       if (process.stdin.isTTY) out.err('paste the API key and press Ctrl-D:');
       const apiKey = await readStdin();
       if (apiKey.length === 0) throw usageError('no API key on standard input');
-      const client = new ApiClient(o.server, { apiKey });
+      const client = new ApiClient(normalizeServerUrl(o.server, '--server'), { apiKey });
       const who = await client.get<{ id: string; role: string }>('/api/v1/whoami');
       const file = writeProfile(profile, { server: client.base, api_key: apiKey });
       if (out.json) return out.data({ profile, server: client.base, principal: who.id, role: who.role, file });
@@ -205,9 +206,9 @@ export function registerKeyCommands(program: Command, ctx: CliContext): void {
       const out = ctx.output();
       const c = ctx.credentials();
       const who = await ctx.client().get<Record<string, unknown>>('/api/v1/whoami');
-      if (out.json) return out.data({ server: c.server, key_source: c.keySource, ...who });
+      if (out.json) return out.data({ server: c.server, server_source: c.serverSource, ...(c.serverFile !== undefined && { server_file: c.serverFile }), key_source: c.keySource, ...who });
       out.out(
-        `${String(who.id)} (role ${String(who.role)}) at ${c.server}; key from ${c.keySource === 'env' ? '$CAXTON_API_KEY' : c.keySource === 'profile' ? `profile "${c.profile}"` : c.keySource === 'local-server' ? "the local server's admin key" : 'nowhere (authentication is off)'}`,
+        `${String(who.id)} (role ${String(who.role)}) at ${c.server} (from ${describeServerSource(c)}); key from ${c.keySource === 'env' ? '$CAXTON_API_KEY' : c.keySource === 'profile' ? `profile "${c.profile}"` : c.keySource === 'local-server' ? "the local server's admin key" : 'nowhere (authentication is off)'}`,
       );
     });
 }

@@ -55,6 +55,8 @@ export function registerServe(program: Command): void {
     const { startServer } = await import('../../server/index.js');
     const server = await startServer({ config });
     process.stderr.write(`caxton listening on ${server.url} (metrics ${server.metricsUrl ?? 'off'}); ${server.registry.size} agents loaded; web console ${server.url}/ui. Ctrl-C to stop.\n`);
+    // Served, but runs will fail: said where the person who started it looks.
+    for (const p of server.problems()) process.stderr.write(`degraded: ${p.problem}\n  fix: ${p.fix}\n`);
     let signals = 0;
     // The logger writes asynchronously: flush it before exiting, or the last lines ("caxton stopped") are lost.
     const exit = (code: number) => {

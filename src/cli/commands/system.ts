@@ -1,10 +1,18 @@
 import type { Command } from 'commander';
 import { loadServerConfig, redactSecrets } from '../../config/index.js';
 import { stringify as tomlStringify } from 'smol-toml';
+import { ApiError, type ApiClient } from '../client.js';
 import { table } from '../output.js';
 import { addWatchOptions, durationFlag, watchLoop } from '../watch.js';
 import type { CliContext } from '../context.js';
 import { addServerConfigOptions, serverLoadOptions } from './serve.js';
+
+/** Configuration that will make work fail although the server serves. */
+export interface Degraded {
+  name: string;
+  problem: string;
+  fix: string;
+}
 
 /** GET /api/v1/status/overview. */
 export interface Overview {
@@ -12,9 +20,10 @@ export interface Overview {
   uptime_seconds: number;
   ready: boolean;
   dependencies?: { name: string; ok: boolean; reason?: string }[];
+  degraded?: Degraded[];
   time: string;
   metrics_enabled: boolean;
-  agents: { total: number; from_files: number; from_api: number; capabilities: number; invalid_files: number };
+  agents: { total: number; from_files: number; from_api: number; capabilities: number; invalid_files: number; invalid_paths?: string[] };
   rates: {
     window_seconds: number;
     executions_per_second: number;
@@ -39,6 +48,13 @@ const mib = (b: number) => `${(b / 1024 / 1024).toFixed(1)} MiB`;
 const pct = (r: number | null) => (r === null ? 'n/a' : `${(r * 100).toFixed(1)}%`);
 const rate = (r: number) => `${r.toFixed(2)}/s`;
 
+/** "1 invalid file: agents/a.toml (see caxton agent validate)", naming at most five. */
+function invalidFiles(a: Overview['agents']): string {
+  const paths = a.invalid_paths ?? [];
+  const shown = paths.slice(0, 5).join(', ') + (paths.length > 5 ? ` and ${paths.length - 5} more` : '');
+  return `${a.invalid_files} invalid file${a.invalid_files === 1 ? '' : 's'}${shown ? `: ${shown} (\`caxton agent validate FILE\` says why)` : ''}`;
+}
+
 /** The overview as label/value rows. */
 export function overviewRows(base: string, s: Overview): string[][] {
   const rows = [
@@ -48,8 +64,9 @@ export function overviewRows(base: string, s: Overview): string[][] {
       : []),
     [
       'agents',
-      `${s.agents.total} (${s.agents.from_files} from files, ${s.agents.from_api} via API), ${s.agents.capabilities} capabilities${s.agents.invalid_files > 0 ? `, ${s.agents.invalid_files} invalid files` : ''}`,
+      `${s.agents.total} (${s.agents.from_files} from files, ${s.agents.from_api} via API), ${s.agents.capabilities} capabilities${s.agents.invalid_files > 0 ? `, ${invalidFiles(s.agents)}` : ''}`,
     ],
+    ...(s.degraded ?? []).map((d) => ['degraded', `${d.problem}; fix: ${d.fix}`]),
     ['executions', `${rate(s.rates.executions_per_second)}  (${s.totals.executions} total, ${s.totals.execution_errors} failed; error rate ${pct(s.rates.execution_error_rate)})`],
     ['messages', `${rate(s.rates.messages_per_second)}  (${s.totals.messages} processed, ${s.totals.message_failures} failed; error rate ${pct(s.rates.message_error_rate)})`],
     ['errors', `${rate(s.rates.errors_per_second)}  (${s.totals.errors} total)`],
@@ -114,6 +131,17 @@ export function clusterText(c: ClusterStatus): string {
   return `${head}\n${table(['NODE', 'STATE', 'HEARTBEAT', 'QUEUED', 'RUNNING', 'CONVERSATIONS', 'DIRECTORY LAG', 'VERSION', 'URL'], rows)}`;
 }
 
+/** The reasons and fixes behind the names GET /health lists (from the status overview, which needs a key). */
+async function degradedDetails(client: ApiClient, names: string[]): Promise<Degraded[]> {
+  try {
+    const s = await client.get<Overview>('/api/v1/status/overview');
+    if (s.degraded && s.degraded.length > 0) return s.degraded;
+  } catch (e) {
+    if (!(e instanceof ApiError)) throw e;
+  }
+  return names.map((name) => ({ name, problem: `[${name}] in the server's configuration will make runs fail`, fix: '`caxton status` with an API key says why and how to fix it' }));
+}
+
 export function registerSystemCommands(program: Command, ctx: CliContext): void {
   program
     .command('health')
@@ -121,15 +149,20 @@ export function registerSystemCommands(program: Command, ctx: CliContext): void 
     .action(async () => {
       const out = ctx.output();
       const client = ctx.client();
-      const live = await client.get<{ status: string }>('/health');
+      const live = await client.get<{ status: string; degraded?: string[] }>('/health');
       // 503 names the dependencies that do not answer (the reasons are in `caxton status`).
       const r = await client.request<{ status: string; dependencies?: { name: string; ok: boolean }[] }>('GET', '/ready', { accept: [503] });
       const ready = r.status === 200;
       const down = (r.data.dependencies ?? []).filter((d) => !d.ok).map((d) => d.name);
-      if (out.json) out.data({ server: client.base, live: live.status, ready, ...(r.data.dependencies && { dependencies: r.data.dependencies }) });
-      else if (ready) out.out(`${client.base}: healthy (live and ready)`);
-      else out.out(`${client.base}: live but not ready (${down.length > 0 ? `unavailable: ${down.join(', ')}; see caxton status` : r.data.status})`);
-      if (!ready) process.exitCode = 1;
+      const degraded = live.degraded && live.degraded.length > 0 ? await degradedDetails(client, live.degraded) : [];
+      if (out.json) out.data({ server: client.base, live: live.status, ready, ...(r.data.dependencies && { dependencies: r.data.dependencies }), ...(degraded.length > 0 && { degraded }) });
+      else {
+        if (!ready) out.out(`${client.base}: live but not ready (${down.length > 0 ? `unavailable: ${down.join(', ')}; see caxton status` : r.data.status})`);
+        else if (degraded.length > 0) out.out(`${client.base}: live and ready, but degraded: runs will fail until this is fixed`);
+        else out.out(`${client.base}: healthy (live and ready)`);
+        for (const d of degraded) out.out(`  - ${d.problem}${d.fix ? `\n    fix: ${d.fix}` : ''}`);
+      }
+      if (!ready || degraded.length > 0) process.exitCode = 1;
     });
 
   addWatchOptions(program.command('status').description('live overview: agents, executions and messages per second, error rates, queue depth, dead letters, memory, tool servers'))

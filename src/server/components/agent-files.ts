@@ -1,3 +1,4 @@
+import { relative } from 'node:path';
 import { AgentDirectoryWatcher, DEPLOY_CHECK_CODES, type AgentRegistry, type AgentService, type FileStatus } from '../../agents/index.js';
 import type { Logger, Metrics } from '../../observability/index.js';
 import type { AgentEvents } from '../../observability/events.js';
@@ -32,6 +33,15 @@ export async function watchAgentFiles(opts: {
       }
     },
     onRemoved: (p) => logger.info({ file: p }, 'agent file removed'),
+    onSkipped: (skipped) => {
+      const skills = skipped.filter((f) => f.kind === 'skill').length;
+      const commands = skipped.length - skills;
+      const what = [skills > 0 && `${skills} skill file${skills === 1 ? '' : 's'}`, commands > 0 && `${commands} slash-command file${commands === 1 ? '' : 's'}`].filter(Boolean).join(' and ');
+      logger.info(
+        { agents_dir: opts.agentsDir, skills, commands, files: skipped.map((f) => relative(opts.agentsDir, f.path)) },
+        `agents_dir: skipped ${what} (SKILL.md, skills/ and commands/ hold skills and slash commands, not agents)`,
+      );
+    },
     onError: (e, c) => logger.error({ err: e, file: c.path }, c.what),
   });
   const statuses = watcher.loadAll();

@@ -60,7 +60,11 @@ export class FileAccess {
 
   /** The host path for `guestPath`, after every check but the final realpath. */
   #locate(guestPath: string, write: boolean): { root: PathRoot; host: string } {
-    if (this.#roots.length === 0) throw new HostTrap('denied', 'file access is not granted to this tool server');
+    if (this.#roots.length === 0)
+      throw new HostTrap(
+        'denied',
+        'file access is not granted to this tool server; grant a folder in caxton.toml with [tools.SERVER.paths] "/GUEST" = "host/folder" (SERVER: the tool name before the dot) and restart the server',
+      );
     if (guestPath.includes('\0')) throw new HostTrap('denied', 'file path contains a NUL byte');
     if (!guestPath.startsWith('/')) throw new HostTrap('denied', `file path "${guestPath}" must be absolute (under ${this.#rootList()})`);
     const segs = segments(guestPath);

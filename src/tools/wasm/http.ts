@@ -154,8 +154,16 @@ export function checkHttpRequest(text: string, fn: string, grants: { httpGranted
     throw new HostTrap('http_error', `${fn}: "${req.url}" is not a valid URL`);
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new HostTrap('denied', `HTTP request to "${req.url}" refused: only http and https URLs are allowed`);
-  if (!grants.httpGranted) throw new HostTrap('denied', `HTTP request to host "${url.hostname}" refused: HTTP is not granted to this tool server`);
-  if (!grants.hostAllowed(url.hostname)) throw new HostTrap('denied', `HTTP request to host "${url.hostname}" refused: the host is not in the allowlist`);
+  if (!grants.httpGranted)
+    throw new HostTrap(
+      'denied',
+      `HTTP request to host "${url.hostname}" refused: HTTP is not granted to this tool server; grant it in caxton.toml with [tools.SERVER] allowed_hosts = ["${url.hostname}"] (SERVER: the tool name before the dot, e.g. http_client) and restart the server`,
+    );
+  if (!grants.hostAllowed(url.hostname))
+    throw new HostTrap(
+      'denied',
+      `HTTP request to host "${url.hostname}" refused: the host is not in the allowlist; allow it with [tools.SERVER] allowed_hosts = ["${url.hostname}"] in caxton.toml (SERVER: the tool name before the dot; the tool manifest must list the host too) and restart the server`,
+    );
   const headers: Record<string, string> = {};
   if (typeof req.headers === 'object' && req.headers !== null) for (const [k, v] of Object.entries(req.headers)) headers[k] = String(v);
   if (traceparent !== undefined && !Object.keys(headers).some((k) => k.toLowerCase() === 'traceparent')) headers.traceparent = traceparent;

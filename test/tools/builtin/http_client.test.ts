@@ -102,7 +102,9 @@ describe('http_client', () => {
     const before = await hits();
     const r = await http.call('get', { url: 'http://evil.example.com/steal' });
     expect(r.is_error).toBe(true);
-    expect(r.content).toBe('tool "http_client.get" failed (denied): HTTP request to host "evil.example.com" refused: the host is not in the allowlist');
+    expect(r.content).toBe(
+      'tool "http_client.get" failed (denied): HTTP request to host "evil.example.com" refused: the host is not in the allowlist; allow it with [tools.SERVER] allowed_hosts = ["evil.example.com"] in caxton.toml (SERVER: the tool name before the dot; the tool manifest must list the host too) and restart the server',
+    );
     const local = await http.call('request', { url: base.replace('127.0.0.1', 'localhost') + '/x', method: 'POST', body: 'x' });
     expect(local.content).toMatch(/\(denied\): HTTP request to host "localhost" refused: the host is not in the allowlist/);
     expect(await hits()).toBe(before);

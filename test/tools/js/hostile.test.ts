@@ -171,7 +171,8 @@ export function list({ path }) { return caxton.files.list(path); }
     expect(JSON.parse(ok.content)).toEqual({ status: 200, body: 'hello over http' });
     const port = new URL(web.url).port;
     expect(await invoke('net.get', { url: `http://localhost:${port}/hello.txt` })).toEqual({
-      content: 'tool "net.get" failed (denied): HTTP request to host "localhost" refused: the host is not in the allowlist',
+      content:
+        'tool "net.get" failed (denied): HTTP request to host "localhost" refused: the host is not in the allowlist; allow it with [tools.SERVER] allowed_hosts = ["localhost"] in caxton.toml (SERVER: the tool name before the dot; the tool manifest must list the host too) and restart the server',
       is_error: true,
     });
     expect(await invoke('net.get', { url: 'http://example.com/' })).toMatchObject({ content: expect.stringMatching(/failed \(denied\): HTTP request to host "example\.com" refused/), is_error: true });
