@@ -1,5 +1,5 @@
 /**
- * Canary rollouts (issue 18, item 2): the plan a deploy asks for, and the judgement of each stage.
+ * Canary rollouts: the plan a deploy asks for, and the judgement of each stage.
  *
  * Each stage gives the candidate a share of new conversations (sticky: a conversation keeps the
  * version it started on). A stage is judged on the executions of both versions since it began:

@@ -1,5 +1,5 @@
 /**
- * Rollouts of an agent's new version (issue 18, item 2). Blue-green: the candidate version is
+ * Rollouts of an agent's new version. Blue-green: the candidate version is
  * recorded (a version like any deploy) but not put live; it answers only when addressed as
  * `NAME@VERSION` until it is promoted (it becomes the live version) or rolled back (the rollout
  * ends, the live version stays). Canary: the candidate also gets a rising share of new
@@ -41,7 +41,7 @@ export const AGENT_ROLLOUT_MIGRATION: Migration = {
     CREATE INDEX agent_conversation_versions_age ON agent_conversation_versions (created_at);`,
 };
 
-/** Canary rollouts (issue 18, item 2): the plan and the stage reached, so a restart resumes there. */
+/** Canary rollouts: the plan and the stage reached, so a restart resumes there. */
 export const AGENT_CANARY_MIGRATION: Migration = {
   id: 'agents-004-canary',
   sql: `ALTER TABLE agent_rollouts ADD COLUMN plan TEXT;

@@ -103,7 +103,7 @@ export interface AgentServiceOptions {
   /** A warning when the agent's model cannot be served as written (see src/execution/deps.ts modelCheck). */
   checkModel?: (llm: { provider?: string; model?: string }) => string | undefined;
   /**
-   * Further deploy-time checks (issue 15: providers and tools the server cannot resolve), each
+   * Further deploy-time checks (providers and tools the server cannot resolve), each
    * returning warnings. More can be added once the server's parts are up (`addCheck`).
    */
   checks?: AgentCheck[];
@@ -112,7 +112,7 @@ export interface AgentServiceOptions {
   /** Every deploy recorded as a version (versions.ts); absent: no history (tests of the parser alone). */
   versions?: AgentVersionStore;
   /**
-   * A cluster node (issue 17): the version history of API agents shared by the nodes (the
+   * A cluster node: the version history of API agents shared by the nodes (the
    * cluster's PostgreSQL, src/cluster/pg-agent-versions.ts). API deploys, rollbacks and rollouts
    * record their versions there; file agents' versions stay in `versions` (per node).
    */

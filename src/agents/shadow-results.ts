@@ -1,5 +1,5 @@
 /**
- * What a shadow rollout recorded (issue 18, item 2; ADR 0041): for each live request copied to the
+ * What a shadow rollout recorded (ADR 0041): for each live request copied to the
  * candidate, both answers, whether they agree, and each side's latency and tokens. The rows are in
  * the data dir's SQLite, so the report survives a restart; at most `MAX_ROWS_PER_ROLLOUT` are kept
  * per rollout (the oldest go first).

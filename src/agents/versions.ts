@@ -1,5 +1,5 @@
 /**
- * Every deploy of an agent, kept as an immutable version (issue 18): the definition, the text it
+ * Every deploy of an agent, kept as an immutable version: the definition, the text it
  * came from, its content hash, the semver the file declares, who deployed it, when, and how (API,
  * a file change in agents_dir, a rollback, a promotion). Versions are numbered 1, 2, 3... per
  * agent name (case-insensitive, as agent names are) and survive the agent's removal, so a

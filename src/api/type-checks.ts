@@ -1,6 +1,5 @@
 /**
- * Compile-time checks that an API schema documents the domain type it serializes (issue 16,
- * item 4). The responses are serialized as the domain objects are (app.ts: schemas document,
+ * Compile-time checks that an API schema documents the domain type it serializes. The responses are serialized as the domain objects are (app.ts: schemas document,
  * they do not filter), so a schema that drifts from its type documents fields that are not sent,
  * or misses fields that are. The domain type stays the source (it lives in a lower layer); the
  * schema is checked against it: the same field names, the same optional ones, and every domain

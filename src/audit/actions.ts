@@ -90,7 +90,7 @@ export const AUDIT_ROUTES: Readonly<Record<string, AuditRoute | null>> = {
   'POST /api/v1/auth/sso/token': null, // the console's sign-in: nothing changes here, and what the token then does is audited with its principal
   'PUT /api/v1/agents/:name': { action: 'agent.update', target: param('name') },
   'DELETE /api/v1/agents/:name': { action: 'agent.remove', target: param('name') },
-  // Versions and rollouts (issue 18): each changes which definition runs.
+  // Versions and rollouts: each changes which definition runs.
   'POST /api/v1/agents/:name/rollback': { action: 'agent.rollback', target: param('name') },
   'POST /api/v1/agents/:name/promote': { action: 'agent.promote', target: param('name') },
   // Executions (they spend the operator's LLM budget)

@@ -1,5 +1,5 @@
 /**
- * The audit trail (issue 14, ADR 0023): who did what to which target, from where, with what
+ * The audit trail (ADR 0023): who did what to which target, from where, with what
  * outcome. AuditStore keeps the rows (SQLite `audit_log`, optional JSON lines); auditRecorder is
  * the fastify plugin that records every state-changing request by the AUDIT_ROUTES table;
  * `AuditStore.record` takes non-HTTP events. GET /api/v1/audit (src/api/routes/audit.ts) and

@@ -1,5 +1,5 @@
 /**
- * The message bus of a cluster node (issue 17; ADR 0043): the second implementation of
+ * The message bus of a cluster node (ADR 0043): the second implementation of
  * `MessagingBus`, beside the single-node `MessageBus`. Nothing about a conversation lives in the
  * process: its rows are in PostgreSQL (PgMessageStore) and every step that changes it runs in one
  * transaction under its lock; its deliveries travel on a JetStream work queue every node consumes.

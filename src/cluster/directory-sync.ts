@@ -1,5 +1,5 @@
 /**
- * Directory propagation (issue 17, items 2 and 4; ADR 0045): an agent deployed, updated or removed
+ * Directory propagation (ADR 0045): an agent deployed, updated or removed
  * through the API on one node reaches every node's registry. PostgreSQL holds the agents
  * (pg-agents.ts: one row per name, removals as tombstones); NATS only says that a name changed.
  *

@@ -1,5 +1,5 @@
 /**
- * The delivery queue on NATS JetStream (issue 17, ADR 0038): the second implementation of
+ * The delivery queue on NATS JetStream (ADR 0038): the second implementation of
  * messaging's `DeliveryQueue` (src/messaging/queue.ts), plugged in through `BusOptions.queue`.
  *
  * JetStream carries the deliveries; the message store keeps the record of each one (its state,

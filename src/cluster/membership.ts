@@ -1,5 +1,5 @@
 /**
- * Cluster membership on a JetStream key-value bucket (issue 17, item 4): every node writes its
+ * Cluster membership on a JetStream key-value bucket: every node writes its
  * heartbeat (name, URL, version, start time, load) under its own key every `heartbeat`; the
  * bucket's TTL (three heartbeats) makes the server drop a silent node's entry, so no node decides
  * another is dead — JetStream's clock does. Nothing home-made: no gossip, no election.

@@ -1,5 +1,5 @@
 /**
- * The version history of API agents on a cluster (issue 17; ADR 0043, item 5): the table the
+ * The version history of API agents on a cluster (ADR 0043): the table the
  * single node keeps in SQLite (src/agents/versions.ts), in the cluster's schema, behind the same
  * port (`AgentVersionsPort`) and shared test suite. Versions are numbered 1, 2, 3... per agent
  * across the cluster: the deploy, update, rollback or promotion on whichever node takes the next

@@ -1,5 +1,5 @@
 /**
- * The agents deployed through the API of a cluster, in PostgreSQL (issue 17, item 2; ADR 0045):
+ * The agents deployed through the API of a cluster, in PostgreSQL (ADR 0045):
  * the store of record of the cluster's directory. One row per agent name (case-insensitive key),
  * holding what the node that made the change parsed and the text it came from; a removal leaves
  * the row as a tombstone (`deleted`), so that a node that was down when it happened removes its

@@ -1,5 +1,5 @@
 /**
- * The agent event store of a cluster, in PostgreSQL (issue 17, item 2; ADR 0043): the single
+ * The agent event store of a cluster, in PostgreSQL (ADR 0043): the single
  * node's `agent_events` (src/observability/events.ts) in the cluster schema, shared by every node,
  * so GET /api/v1/events answers the same history on each and it outlives any node.
  *

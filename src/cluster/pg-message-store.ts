@@ -1,5 +1,5 @@
 /**
- * The message state of a cluster in PostgreSQL (issue 17, item 2; ADR 0043): the
+ * The message state of a cluster in PostgreSQL (ADR 0043): the
  * messaging tables of the single-node store (src/messaging/store.ts) — messages, delivery rows,
  * conversations, subscriptions — shared by every node, with the two guarantees the cluster's bus
  * rests on:

@@ -1,5 +1,5 @@
 /**
- * The tool audit of a cluster, in PostgreSQL (issue 17, item 2; ADR 0043): the single node's
+ * The tool audit of a cluster, in PostgreSQL (ADR 0043): the single node's
  * `tool_audit` (src/tools/wasm/audit.ts) in the cluster schema, shared by every node: each call is
  * recorded once, by the node that ran it (`node` column), and GET /api/v1/tools/audit answers the
  * same on every node. Same columns as SQLite's plus `node`; the filters are written once
@@ -16,7 +16,7 @@ import { migrateSchema, quotedSchema, type PgMigration } from './pg-migrate.js';
 
 const MIGRATIONS: readonly PgMigration[] = [
   {
-    // SQLite's tools-001 and tools-002 in one step (the principal column came with issue 14).
+    // SQLite's tools-001 and tools-002 in one step (the table and its principal column).
     id: 'cluster-tool-audit-001',
     sql: (s) => `
       CREATE TABLE ${s}.tool_audit (

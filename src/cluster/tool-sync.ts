@@ -1,5 +1,5 @@
 /**
- * Tool package propagation (issue 17): a tool server deployed, replaced or removed through the API
+ * Tool package propagation: a tool server deployed, replaced or removed through the API
  * of one node is loaded, replaced or unloaded on every node. PostgreSQL holds the packages
  * (pg-tool-packages.ts, the module bytes included); NATS only says that a name changed.
  *

@@ -1,5 +1,5 @@
 /**
- * `[cluster]` in caxton.toml (issue 17): how a node reaches NATS JetStream and what it calls
+ * `[cluster]` in caxton.toml: how a node reaches NATS JetStream and what it calls
  * itself. Its absence is the single-node default (SQLite, no NATS). src/cluster uses it; it lives
  * here because the configuration is a lower layer than the cluster (test/architecture/layers).
  */

@@ -37,7 +37,7 @@ export function buildDeps(setup: LlmSetup): ExecutionDeps {
 }
 
 /**
- * The deploy-time check of an agent's model (issue 12): the warning text when its model alias or
+ * The deploy-time check of an agent's model: the warning text when its model alias or
  * Claude model id cannot be served as written by the configured providers and the run will fall
  * back (see resolveModelName); undefined when it resolves, or when no provider is configured at
  * all (then nothing can run and the executor says so).

@@ -1,5 +1,5 @@
 /**
- * Shadow rollouts (issue 18, item 2; ADR 0041): each live execution of a shadow rollout's stable
+ * Shadow rollouts (ADR 0041): each live execution of a shadow rollout's stable
  * version is copied to the candidate in the background, as a shadow run (the executor's
  * `shadow` option: tool calls refused, nothing remembered, its messages never sent since sending
  * is a tool); both answers are compared and recorded, the candidate's is never returned.

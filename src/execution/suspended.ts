@@ -7,7 +7,7 @@ import type { ChatMessage } from '../llm/types.js';
  * exactly. Rows expire (`[execution] suspended_ttl`, default 1 h); a follow-up whose row is gone
  * falls back to rebuilding the conversation from the messages the client sent.
  *
- * An interface so that other stores (PostgreSQL, issue 17) can stand in for SQLite
+ * An interface so that other stores (PostgreSQL) can stand in for SQLite
  * (suspended-sqlite.ts), and so that other APIs (the Responses API's previous_response_id) can
  * keep their own executions under their own ids.
  */

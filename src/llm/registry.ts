@@ -85,7 +85,7 @@ export class ProviderRegistry {
    *
    * A provider that is not configured, or one with no model to use, is the operator's to fix
    * (the agent definition or caxton.toml), never the caller's: `configuration_error` (500) naming
-   * the agent (when given), the field and the fix (issue 15).
+   * the agent (when given), the field and the fix.
    */
   resolve(agentLlm: AgentLlmChoice, defaults: ResolveDefaults, agent?: string): ModelAttempt[] {
     const chosen = resolveModelName(

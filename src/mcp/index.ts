@@ -1,5 +1,5 @@
 /**
- * MCP both ways (issue 5): external MCP servers mounted as host tools (`[mcp_servers.NAME]` →
+ * MCP both ways: external MCP servers mounted as host tools (`[mcp_servers.NAME]` →
  * `NAME.tool`), and Caxton's tools and agents served over MCP (POST /mcp, `caxton mcp` on stdio).
  */
 export { McpClientManager, McpConnection, resultText, type McpClientManagerOptions, type McpServerConfig, type McpServerState, type McpServerStatus } from './client.js';

@@ -27,7 +27,7 @@ export interface ExportFailure {
 /**
  * A span exporter that reports every failed export. The OTLP exporter says nothing when the
  * collector is down, refuses the spans (4xx) or the URL is wrong: OpenTelemetry's diagnostic
- * logger is a no-op unless set up, so spans were dropped silently (issue 15).
+ * logger is a no-op unless set up, so spans were dropped silently.
  */
 export class ReportingExporter implements SpanExporter {
   readonly #inner: SpanExporter;

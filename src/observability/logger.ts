@@ -28,7 +28,7 @@ export const REDACT_PATHS = [
  * The active span's ids, on every line logged inside a span (request, delivery, execution, tool
  * call) — unless the line already names them. Pino writes a child logger's bindings as text
  * beside the line's fields, without merging: a request's child logger (src/api/app.ts binds
- * `trace_id`/`span_id`) plus this mixin wrote each key twice (issue 15). The line's own fields
+ * `trace_id`/`span_id`) plus this mixin wrote each key twice. The line's own fields
  * win over the mixin's anyway (pino's merge), so only the bindings need a look: a substring test
  * on pino's serialized bindings, cheap enough for every line.
  */

@@ -3,7 +3,7 @@ import v8 from 'node:v8';
 import { runInNewContext } from 'node:vm';
 
 /**
- * Gives memory back once a burst is over (issue 13, "unbounded growth"; ADR 0031).
+ * Gives memory back once a burst is over (ADR 0031).
  *
  * Why: V8 collects its old generation when allocation asks for it. A server that goes quiet after
  * a flood allocates almost nothing, so the flood's garbage stays in the heap and the process keeps

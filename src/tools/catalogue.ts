@@ -1,5 +1,5 @@
 /**
- * Every tool source of a server in one catalogue (issue 15): WebAssembly and JavaScript tool
+ * Every tool source of a server in one catalogue: WebAssembly and JavaScript tool
  * servers (ToolServerManager), mounted MCP servers (their tools are host tools `NAME.tool`), the
  * built-in tools (`calculator`, `current_time`, `llm.chat`: the executor's own registry) and the
  * other host tools (`send_message`, the memory tools). REST (`/api/v1/tools`), the CLI and
@@ -244,7 +244,7 @@ export class ToolCatalogue {
       name,
       this.list().map((s) => s.name),
     );
-    // "no tool server named" as before issue 15: clients may match it.
+    // The message starts "no tool server named": clients may match it.
     return new CaxtonError('tool_not_found', `no tool server named "${name}"${guess ? `; did you mean "${guess}"?` : ''} (nor an MCP server or a built-in tool; caxton tool list shows every source)`, {
       name,
     });

@@ -1,5 +1,5 @@
 /**
- * Agent versions (issue 18): history, one version with its source, the difference between two,
+ * Agent versions: history, one version with its source, the difference between two,
  * and rollback. Registered inside agentRoutes (whose content-type parsers hand bodies over as
  * buffers: the rollback's small JSON body is bounded and parsed here).
  */

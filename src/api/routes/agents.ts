@@ -213,7 +213,7 @@ function deployed(out: DeployOutcome) {
   };
 }
 
-/** What the server cannot resolve for a deployed agent (model, provider, tool) is worth a warn line, as for agents_dir files (issue 15). */
+/** What the server cannot resolve for a deployed agent (model, provider, tool) is worth a warn line, as for agents_dir files. */
 function logCheckWarnings(req: FastifyRequest, out: DeployOutcome): void {
   for (const w of out.warnings) if (DEPLOY_CHECK_CODES.has(w.code)) req.log.warn({ agent: out.agent.definition.name, field: w.field, code: w.code }, w.message);
 }

@@ -28,7 +28,7 @@ export interface ObservabilityRouteDeps {
   lifecycle: Lifecycle;
   bus?: MessagingBus;
   tools?: ToolServerManager;
-  /** Every tool source (issue 15): `tool_sources` of the overview counts them by kind. */
+  /** Every tool source: `tool_sources` of the overview counts them by kind. */
   catalogue?: ToolCatalogue;
   memory?: MemoryComponent;
 }

@@ -1,6 +1,6 @@
 /**
  * `caxton agent history NAME`, `caxton agent diff NAME [A] [B]`, `caxton agent rollback NAME
- * [--to VERSION]`: an agent's versions (issue 18) through /api/v1/agents/{name}/versions, /diff
+ * [--to VERSION]`: an agent's versions through /api/v1/agents/{name}/versions, /diff
  * and /rollback.
  */
 import type { Command } from 'commander';

@@ -25,7 +25,7 @@ interface McpStatusJson {
 
 interface ServerSummaryJson {
   name: string;
-  /** Absent from servers older than issue 15 (only WebAssembly servers then). */
+  /** Absent from older servers, which had only WebAssembly tool servers. */
   kind?: 'wasm' | 'javascript' | 'mcp' | 'builtin' | 'host';
   version: string | null;
   description: string | null;

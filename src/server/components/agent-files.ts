@@ -27,8 +27,8 @@ export async function watchAgentFiles(opts: {
         logger.warn({ file: s.path, agent: s.agent, errors: s.errors }, s.agent ? 'agent file is invalid; the last good version keeps running' : 'agent file is invalid; not loaded');
       } else if (s.state === 'loaded') {
         logger.info({ file: s.path, agent: s.agent }, 'agent file loaded');
-        // A model the providers cannot serve as written is worth a line at warn level (issue 12).
-        // So is a provider or tool it names that the server cannot resolve (issue 15).
+        // A model the providers cannot serve as written is worth a line at warn level.
+        // So is a provider or tool it names that the server cannot resolve.
         for (const w of s.errors ?? []) if (DEPLOY_CHECK_CODES.has(w.code)) logger.warn({ file: s.path, agent: s.agent, field: w.field, code: w.code }, w.message);
       }
     },

@@ -27,11 +27,11 @@ export function startAgents(opts: { config: ServerConfig; db: Db; logger: Logger
   const registry = new AgentRegistry();
   const shadowResults = new ShadowResultStore(db);
   const rollouts = new RolloutStore(db);
-  // Deploy-time warnings for model aliases the configured providers cannot serve (issue 12).
+  // Deploy-time warnings for model aliases the configured providers cannot serve.
   const service = new AgentService(
     registry,
     new AgentStore(db, { onSkipped: (row, reason) => logger.warn({ table: 'agents', row, reason }, `skipped the stored agent "${row}": ${reason}; redeploy it`) }),
-    // Providers too (issue 15); the tool check joins once tool servers and MCP servers are up (components/tools.ts).
+    // Providers too; the tool check joins once tool servers and MCP servers are up (components/tools.ts).
     {
       checkModel: modelCheck(llmSetup(config)),
       checks: [
@@ -40,7 +40,7 @@ export function startAgents(opts: { config: ServerConfig; db: Db; logger: Logger
             check(def.llm)
         )(providerCheck(llmSetup(config))),
       ],
-      // Every deploy, file change and rollback kept as a version (issue 18).
+      // Every deploy, file change and rollback kept as a version.
       versions: new AgentVersionStore(db, { keep: config.agents.keep_versions, keepRemoved: config.agents.keep_removed_agents }),
       // A cluster node: API agents' versions in the cluster's PostgreSQL, one history for every node (file agents' stay here).
       ...(opts.clusterState && {
@@ -51,7 +51,7 @@ export function startAgents(opts: { config: ServerConfig; db: Db; logger: Logger
         onVersionsError: (e: unknown) =>
           logger.warn({ err: describeError(e) }, "agent versions could not be read from the cluster's PostgreSQL; this node's view of them is refreshed at the next change"),
       }),
-      // Blue-green rollouts (issue 18): running ones resume after a restart; each step is an event.
+      // Blue-green rollouts: running ones resume after a restart; each step is an event.
       rollouts,
       shadowResults,
       onRollout: (event, r) => recordRollout(event, r),

@@ -118,7 +118,7 @@ export interface ClusterComponent extends Component {
 }
 
 /**
- * A node of a cluster (`[cluster]`, issue 17): its NATS connection, the directory propagation of
+ * A node of a cluster (`[cluster]`): its NATS connection, the directory propagation of
  * API agents, the other nodes' rollouts followed (their candidates answer here as NAME@VERSION:
  * src/cluster/rollout-sync.ts), API keys shared with the other nodes (ADR 0044), the live agent
  * events of the other nodes (relayEvents, when the event store is the shared one), the table of tool packages

@@ -25,7 +25,7 @@ export function startObservability(opts: { config: ServerConfig; logger: Logger;
         },
       })
     : undefined;
-  // OTLP export failures (collector down, wrong URL, 4xx): a rate-limited warn line and caxton_otlp_export_failures_total (issue 15).
+  // OTLP export failures (collector down, wrong URL, 4xx): a rate-limited warn line and caxton_otlp_export_failures_total.
   const exportFailures = exportFailureReporter(logger, metrics, opts.exportFailureLogIntervalMs);
   const tracing = setupTracing({ version: VERSION, onExportFailure: (f) => exportFailures.record(f), ...(opts.spanProcessors && { processors: opts.spanProcessors }) });
   const sampler = new StatusSampler(metrics);

@@ -80,7 +80,7 @@ export async function startTools(opts: {
       logger.warn({ agent: a.definition.name, ...(a.origin.kind === 'file' && { file: a.origin.path }), field: w.field, code: w.code }, w.message);
     }
   }
-  // --- tool catalogue (src/tools/catalogue.ts, issue 15): every source (tool servers, MCP servers,
+  // --- tool catalogue (src/tools/catalogue.ts): every source (tool servers, MCP servers,
   // built-in and host tools) for /api/v1/tools, the CLI and the status overview. ---
   const catalogue = new ToolCatalogue({
     servers,

@@ -75,7 +75,7 @@ export const TOOLS_MIGRATIONS: readonly Migration[] = [
     `,
   },
   {
-    // Who asked (issue 14): null for rows written before, and for calls with no authenticated caller.
+    // Who asked: null for rows older than this column, and for calls with no authenticated caller.
     id: 'tools-002-principal',
     sql: `
       ALTER TABLE tool_audit ADD COLUMN principal TEXT;
