@@ -13,11 +13,10 @@
  * an API key); routing one send at most 50 µs and filtering a page of 100 messages at most 1 ms,
  * both small beside the SQLite write or read they come with.
  *
- * The send and read rules are written here as the rule states them (`sendFilter`,
- * `messageVisible`) over the shared primitives (inScope, globMatch); where the tree has them as
- * functions of src/auth, the CHECKS line calls those instead.
+ * The send and read rules are the functions of src/auth the bus and the message reads call
+ * (checkSend's routing filter, messageVisible).
  */
-import { assertAgentAllowed, inScope, type Principal, type PrincipalScope } from '../src/auth/index.js';
+import { assertAgentAllowed, checkSend, inScope, messageVisible, type Principal, type PrincipalScope } from '../src/auth/index.js';
 import type { Row, Suite, SuiteReport } from './lib/report.js';
 import { fmt, summarize, type Summary } from './lib/stats.js';
 
@@ -55,18 +54,10 @@ const MESSAGES: StoredMessage[] = Array.from({ length: PAGE }, (_, i) => {
   return { message: { sender, receivers: [b] }, routed_to: [b] };
 });
 
-/** Capability routing under the send rule: only providers in the acting principal's agents scope; none left is the caller's refusal. */
+/** Capability routing under the send rule, as the router applies it: the filter checkSend returns. */
 function sendFilter(p: Principal, providers: readonly string[]): readonly string[] {
-  const agents = p.scope.agents;
-  return agents === undefined ? providers : providers.filter((a) => inScope(agents, a));
-}
-
-/** The read rule: every agent a message names is in scope; parties with ":" and the platform's own are not agents. */
-function messageVisible(p: Principal, m: StoredMessage): boolean {
-  const globs = p.scope.agents;
-  if (globs === undefined) return true;
-  for (const name of [m.message.sender, ...m.message.receivers, ...m.routed_to]) if (!name.includes(':') && name !== 'caxton' && name !== 'mcp' && !inScope(globs, name)) return false;
-  return true;
+  const scope = checkSend(p, { receivers: [] });
+  return scope === undefined ? providers : providers.filter((a) => scope.allows(a));
 }
 
 /**
