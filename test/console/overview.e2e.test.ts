@@ -15,6 +15,8 @@ import { expectAccessible, expectNoSideScroll, launchBrowser, openPage, screensh
 
 const HELPER = `name = "helper"\ncapabilities = ["arithmetic"]\ntools = ["calculator"]\nsystem_prompt = "You help."\n`;
 const BROKEN = `name = "broken"\nsystem_prompt = "x"\n\n[limits]\nmax_turns = "many"\n`;
+/** A second provider whose key variable is unset: the server serves, degraded, and says how to fix it. */
+const CLOUD = `[llm.providers.cloud]\ntype = "openai"\napi_key_env = "CAXTON_OVERVIEW_UNSET_KEY"\nmodel = "gpt-4o-mini"\n`;
 const SCRIBE = `name = "scribe"\ncapabilities = ["writing"]\nsystem_prompt = "You write."\n`;
 
 /** POST .../invoke on a connection of its own (the pooled ones were just closed under the test). */
@@ -33,7 +35,7 @@ describe.skipIf(!hasSystem('chromium'))('web console: overview (chromium)', () =
   let cs: ConsoleServer;
   let browser: Browser;
   beforeAll(async () => {
-    [cs, browser] = await Promise.all([startConsoleServer({ agentFiles: { 'helper.toml': HELPER, 'scribe.toml': SCRIBE, 'broken.toml': BROKEN } }), launchBrowser()]);
+    [cs, browser] = await Promise.all([startConsoleServer({ agentFiles: { 'helper.toml': HELPER, 'scribe.toml': SCRIBE, 'broken.toml': BROKEN }, toml: CLOUD }), launchBrowser()]);
   });
   afterAll(async () => {
     await browser?.close();
@@ -51,6 +53,8 @@ describe.skipIf(!hasSystem('chromium'))('web console: overview (chromium)', () =
       const invalid = page.getByTestId('invalid-files');
       await invalid.waitFor();
       expect(await invalid.textContent()).toMatch(/broken\.toml.*line 5.*limits\.max_turns/);
+      // A provider without its key is named with the fix: the variable, the server, a restart.
+      expect(await page.getByTestId('degraded').textContent()).toMatch(/CAXTON_OVERVIEW_UNSET_KEY.*restart the server/);
       expect(await page.getByTestId('stat-dead-letters').locator('dd .value').textContent()).toBe('0');
       // Built-in tool servers are loaded at start.
       expect(Number(await page.getByTestId('stat-tools').locator('dd .value').textContent())).toBeGreaterThan(0);

@@ -37,6 +37,8 @@ interface OverviewData {
   memory?: { entities: number; relations: number; observations: number; database_bytes?: number };
   tool_servers: { total: number; loaded: number; failed: number; tools: number; servers: { name: string; origin: string; state: string; tools: number }[] } | null;
   tool_sources?: { total: number; tools: number; by_kind: Record<string, number>; unavailable: { name: string; kind: string; state: string; error: string | null }[] };
+  /** Configuration that makes work fail although the server serves (a provider without its key), each with its fix. */
+  degraded?: { name: string; problem: string; fix: string }[];
   /** The outside dependencies /ready checks (memory on PostgreSQL, NATS), with why one failed. */
   dependencies?: { name: string; ok: boolean; reason?: string }[];
 }
@@ -144,6 +146,15 @@ export default function Overview() {
           {d.dependencies.map((dep) => (
             <li key={dep.name} class={dep.ok ? 'ok-text' : 'error-text'}>
               {dep.name}: {dep.ok ? 'available' : `unavailable${dep.reason ? ` (${dep.reason})` : ''}`}
+            </li>
+          ))}
+        </ul>
+      )}
+      {d.degraded && d.degraded.length > 0 && (
+        <ul class="notice" aria-label="Degraded" data-testid="degraded">
+          {d.degraded.map((p) => (
+            <li key={p.name}>
+              <strong>{p.problem}</strong> Fix: {p.fix}
             </li>
           ))}
         </ul>
