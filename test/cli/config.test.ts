@@ -124,7 +124,7 @@ describe('caxton config show', () => {
   it('an unknown key exits 1 with its position and field; --json gives the issues', async () => {
     const [text, json] = await Promise.all([runCli(['config', 'show', '--config', 'typo.toml'], { cwd: dir }), runCli(['--json', 'config', 'show', '--config', 'typo.toml'], { cwd: dir })]);
     expectExit(text, 1);
-    expect(text.stderr).toMatch(/typo\.toml:2:1: error: unknown configuration key "prot" \[server\.prot\]/);
+    expect(text.stderr).toMatch(/typo\.toml:2:1: error: unknown configuration key "prot" in \[server\] \[server\.prot\]\n\s+hint: did you mean "port"\?/);
     expectExit(json, 1);
     const body = parseJson<{ error: { code: string; details: { issues: { code: string; field: string; line: number }[] } } }>(json);
     expect(body.error.code).toBe('invalid_config');

@@ -305,7 +305,10 @@ describe('authentication errors in OpenAI shape', () => {
     expect(res.status).toBe(201);
     const scoped = new OpenAI({ baseURL: `${srv.url}/v1`, apiKey: ((await res.json()) as { secret: string }).secret, maxRetries: 0 });
     expect((await scoped.models.retrieve('helper')).id).toBe('helper');
-    const denied = await scoped.models.retrieve('other').catch((x: unknown) => x);
+    // Out of scope, a model reads as one that does not exist; using it is refused.
+    const hidden = await scoped.models.retrieve('other').catch((x: unknown) => x);
+    expect(hidden).toBeInstanceOf(OpenAI.NotFoundError);
+    const denied = await scoped.chat.completions.create({ model: 'other', messages: user('hi') }).catch((x: unknown) => x);
     expect(denied).toBeInstanceOf(OpenAI.PermissionDeniedError);
     expect((denied as InstanceType<typeof OpenAI.APIError>).type).toBe('permission_error');
   });

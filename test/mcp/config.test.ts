@@ -65,7 +65,7 @@ enabled = false
 
   it('refuses names with dots, unknown keys and bad URLs, with the line', () => {
     expect(issues('[mcp_servers."a.b"]\ncommand = "x"\n')[0]).toMatch(/no dots/);
-    expect(issues('[mcp_servers.x]\ncommand = "x"\ncomand = "y"\n')[0]).toMatch(/^mcp_servers\.x\.comand: unknown configuration key "comand" @3/);
+    expect(issues('[mcp_servers.x]\ncommand = "x"\ncomand = "y"\n')[0]).toMatch(/^mcp_servers\.x\.comand: unknown configuration key "comand" in \[mcp_servers\.x\] @3/);
     expect(issues('[mcp_servers.x]\nurl = "not a url"\n')[0]).toMatch(/^mcp_servers\.x\.url: expected a URL/);
   });
 
