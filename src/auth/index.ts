@@ -1,10 +1,9 @@
 export { PERMISSIONS, ROLES, ROLE_PERMISSIONS, ROLE_SUMMARY, isRole, type Permission, type Role } from './permissions.js';
-export { can, globMatch, inScope, senderOf, principalScopeSchema, type Principal, type PrincipalScope } from './principal.js';
+export { agentOfRef, can, globMatch, inScope, senderOf, principalScopeSchema, type Principal, type PrincipalScope } from './principal.js';
 export type { Access } from './access.js';
 export {
   NON_AGENT_PARTIES,
   agentFilterOf,
-  agentOfRef,
   agentScopeSql,
   agentVisible,
   agentsVisibleTo,

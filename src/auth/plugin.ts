@@ -12,7 +12,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { CaxtonError } from '../shared/errors.js';
 import type { Access } from './access.js';
 import { ApiKeyStore } from './keys.js';
-import { can, globMatch, inScope, type Principal } from './principal.js';
+import { agentOfRef, can, globMatch, inScope, type Principal } from './principal.js';
 import { policyFor } from './route-policies.js';
 import { limitedError, type PrincipalLimiter } from './limits.js';
 import { OpenStreams, tokenExpired, type StreamEnd } from './open-streams.js';
@@ -171,10 +171,8 @@ export function hostAllowedBy(allowedHosts: readonly string[], host: string | un
 
 /** Throws 403 when the principal's agent scope does not include `agent`. For routes whose target agent is in the body. */
 export function assertAgentAllowed(p: Principal, agent: string, make: (code: 'forbidden', message: string, details: Record<string, unknown>) => Error = (c, m, d) => new CaxtonError(c, m, d)): void {
-  // NAME@VERSION (a version under rollout) is the agent NAME: agent names have no "@".
-  const at = agent.lastIndexOf('@');
-  const name = at > 0 ? agent.slice(0, at) : agent;
-  if (!inScope(p.scope.agents, name)) throw make('forbidden', `${p.id} may not use the agent "${agent}" (its keys allow: ${p.scope.agents!.join(', ')})`, { reason: 'agent_scope', agent });
+  if (!inScope(p.scope.agents, agentOfRef(agent)))
+    throw make('forbidden', `${p.id} may not use the agent "${agent}" (its keys allow: ${p.scope.agents!.join(', ')})`, { reason: 'agent_scope', agent });
 }
 
 function checkCrossSite(req: FastifyRequest, opts: AuthPluginOptions, deny: (req: FastifyRequest, code: 'forbidden', message: string, details: Record<string, unknown>) => CaxtonError): void {

@@ -66,6 +66,12 @@ export function inScope(list: readonly string[] | undefined, value: string): boo
   return list === undefined || list.some((p) => globMatch(p, value));
 }
 
+/** The agent a reference names: `NAME@VERSION` (a version under rollout) is the agent NAME, as agent names have no "@". */
+export function agentOfRef(ref: string): string {
+  const at = ref.lastIndexOf('@');
+  return at > 0 ? ref.slice(0, at) : ref;
+}
+
 /** The party recorded as the ACL `sender` of a message this principal sends from outside. */
 export function senderOf(p: Principal): string {
   // `key:ci` can never be an agent's name (agent names have no ":"), so nobody is impersonated.

@@ -15,7 +15,7 @@
  */
 import type { AgentRegistry, DeployedAgent, ListOptions } from '../agents/index.js';
 import { globSql, type SqlDialect } from '../storage/index.js';
-import { inScope, type Principal } from './principal.js';
+import { agentOfRef, inScope, type Principal } from './principal.js';
 
 /** Parties without ":" that are still not agents: the platform itself and default outside senders. */
 export const NON_AGENT_PARTIES: readonly string[] = ['caxton', 'mcp', 'user'];
@@ -33,12 +33,6 @@ export function readScopeOf(p: Pick<Principal, 'scope'> | undefined): readonly s
 /** Whether an event or record about agent `name` is visible to `p`. */
 export function agentVisible(p: Pick<Principal, 'scope'> | undefined, name: string): boolean {
   return inScope(readScopeOf(p), name);
-}
-
-/** The agent a reference names: `NAME@VERSION` (a version under rollout) is the agent NAME, as agent names have no "@". */
-export function agentOfRef(ref: string): string {
-  const at = ref.lastIndexOf('@');
-  return at > 0 ? ref.slice(0, at) : ref;
 }
 
 /** agentVisible as a filter for lists, or undefined when `p` sees every agent (nothing to filter). */

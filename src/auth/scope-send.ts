@@ -1,6 +1,6 @@
 import { CaxtonError } from '../shared/errors.js';
 import { assertAgentAllowed } from './plugin.js';
-import { inScope, type Principal } from './principal.js';
+import { agentOfRef, inScope, type Principal } from './principal.js';
 
 /**
  * Which agents a message may be routed to by capability, for the principal it acts for: the
@@ -32,8 +32,7 @@ export function checkSend(p: Principal | undefined, m: { readonly receivers: rea
   const agents = p.scope.agents;
   if (agents === undefined) return undefined;
   return {
-    // A candidate version under rollout (NAME@VERSION) is the agent NAME, as for a direct send.
-    allows: (agent) => inScope(agents, agent.lastIndexOf('@') > 0 ? agent.slice(0, agent.lastIndexOf('@')) : agent),
+    allows: (agent) => inScope(agents, agentOfRef(agent)),
     // The same refusal as a direct send to an agent outside the scope; the providers are not named.
     refusal: (capability) =>
       new CaxtonError('forbidden', `${p.id} may not use the agents providing capability "${capability}" (its keys allow: ${agents.join(', ')})`, { reason: 'agent_scope', capability }),
