@@ -9,17 +9,13 @@
  * bucket, so a flood from many (spoofed-looking) addresses is limited as one caller.
  */
 import { CaxtonError } from '../shared/errors.js';
+import { refilled, takeRequest, type RequestBucket } from './limits.js';
 
 export interface AnonymousLimitOptions {
   requestsPerMinute: number;
   /** Addresses tracked at once (default 10,000); the rest share one bucket. */
   maxAddresses?: number;
   now?: () => number;
-}
-
-interface Bucket {
-  tokens: number;
-  at: number;
 }
 
 /** The key of the bucket shared by the addresses beyond `maxAddresses`. */
@@ -29,7 +25,7 @@ export class AnonymousLimiter {
   readonly requestsPerMinute: number;
   readonly #max: number;
   readonly #now: () => number;
-  readonly #buckets = new Map<string, Bucket>();
+  readonly #buckets = new Map<string, RequestBucket>();
   #sweptAt = -Infinity;
 
   constructor(opts: AnonymousLimitOptions) {
@@ -41,15 +37,7 @@ export class AnonymousLimiter {
   /** Charges one refused request to `address`; the milliseconds to wait when its allowance is used up, else 0. */
   charge(address: string): number {
     const now = this.#now();
-    const perMs = this.requestsPerMinute / 60_000;
-    const b = this.#bucket(address, now);
-    b.tokens = Math.min(this.requestsPerMinute, b.tokens + (now - b.at) * perMs);
-    b.at = now;
-    if (b.tokens >= 1) {
-      b.tokens -= 1;
-      return 0;
-    }
-    return Math.ceil((1 - b.tokens) / perMs);
+    return takeRequest(this.#bucket(address, now), this.requestsPerMinute, now);
   }
 
   /** Addresses tracked now (for tests and metrics). */
@@ -57,7 +45,7 @@ export class AnonymousLimiter {
     return this.#buckets.size;
   }
 
-  #bucket(address: string, now: number): Bucket {
+  #bucket(address: string, now: number): RequestBucket {
     let b = this.#buckets.get(address);
     if (b) return b;
     // At most once a second: a flood of new addresses must not make every request walk the table.
@@ -65,7 +53,8 @@ export class AnonymousLimiter {
     const key = this.#buckets.size >= this.#max ? OVERFLOW : address;
     b = this.#buckets.get(key);
     if (!b) {
-      b = { tokens: this.requestsPerMinute, at: now };
+      // Capacity 0: takeRequest fills a new bucket to the limit on its first charge.
+      b = { bucket: 0, bucketAt: now, bucketCap: 0 };
       this.#buckets.set(key, b);
     }
     return b;
@@ -74,8 +63,7 @@ export class AnonymousLimiter {
   /** Drops the buckets that have refilled: they hold nothing a new bucket would not. */
   #sweep(now: number): void {
     this.#sweptAt = now;
-    const perMs = this.requestsPerMinute / 60_000;
-    for (const [k, b] of this.#buckets) if (k !== OVERFLOW && b.tokens + (now - b.at) * perMs >= this.requestsPerMinute) this.#buckets.delete(k);
+    for (const [k, b] of this.#buckets) if (k !== OVERFLOW && refilled(b, now) >= this.requestsPerMinute) this.#buckets.delete(k);
   }
 }
 

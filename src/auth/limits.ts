@@ -92,12 +92,16 @@ export interface PrincipalLimiterOptions {
  */
 export const CONCURRENCY_RETRY_MS = 1_000;
 
-interface State {
+/** A request-rate token bucket, refilled continuously (also the per-address one of anonymous callers). */
+export interface RequestBucket {
   /** Requests available in the bucket (fractional while refilling). */
   bucket: number;
   bucketAt: number;
   /** The capacity the bucket was last used with; 0 = never used. */
   bucketCap: number;
+}
+
+interface State extends RequestBucket {
   running: number;
   /** Tokens charged in the window starting at windowStart. */
   tokens: number;
@@ -276,13 +280,13 @@ function chargeTokens(s: State, tokens: number, now: number): void {
 }
 
 /** The bucket refilled to `now` (not stored). */
-function refilled(s: State, now: number): number {
+export function refilled(s: RequestBucket, now: number): number {
   if (s.bucketCap === 0) return 0;
   return Math.min(s.bucketCap, s.bucket + (Math.max(0, now - s.bucketAt) * s.bucketCap) / MINUTE_MS);
 }
 
 /** Takes one request from the bucket: 0 when taken, else the ms until one is available. */
-function takeRequest(s: State, rpm: number, now: number): number {
+export function takeRequest(s: RequestBucket, rpm: number, now: number): number {
   // A new bucket starts full; one whose size changed keeps its deficit within the new size.
   s.bucket = s.bucketCap === 0 ? rpm : Math.min(rpm, refilled(s, now));
   s.bucketCap = rpm;
