@@ -334,7 +334,7 @@ export class ApiKeyStore {
   verify(token: string): Principal {
     const known = this.#verified.get(token);
     const knownRow = known === undefined ? undefined : this.#cache.get(known);
-    if (knownRow) return this.#admit(knownRow, known!);
+    if (knownRow) return this.#admit(knownRow);
     const m = KEY_RE.exec(token);
     if (!m) throw unauthenticated('the API key is malformed: expected cxk_<id>_<secret> as printed by `caxton key create`');
     const id = m[1]!;
@@ -346,7 +346,7 @@ export class ApiKeyStore {
     }
     const given = hashSecret(m[2]!);
     if (given.length !== row.hash.length || !timingSafeEqual(given, row.hash)) throw unauthenticated('unknown API key');
-    const p = this.#admit(row, id);
+    const p = this.#admit(row);
     const previous = this.#tokenOf.get(id);
     if (previous !== undefined) this.#verified.delete(previous);
     this.#verified.set(token, id);
@@ -355,13 +355,18 @@ export class ApiKeyStore {
   }
 
   /** The checks that apply on every request, even for a key verified before. */
-  #admit(row: Row, id: string): Principal {
+  #admit(row: Row): Principal {
     const now = this.#now();
     if (row.revoked_at !== null) throw unauthenticated(`API key "${row.name}" was revoked`);
     if (row.expires_at !== null && row.expires_at <= now) throw unauthenticated(`API key "${row.name}" expired at ${iso(row.expires_at)}; create a new one`);
     this.#touch(row, now);
-    let p = this.#principals.get(id);
-    if (!p) this.#principals.set(id, (p = principalOfKey(row)));
+    return this.#principalOf(row);
+  }
+
+  /** The key's principal, made once per key (dropped when the key changes). */
+  #principalOf(row: Row): Principal {
+    let p = this.#principals.get(row.id);
+    if (!p) this.#principals.set(row.id, (p = principalOfKey(row)));
     return p;
   }
 
@@ -372,9 +377,7 @@ export class ApiKeyStore {
   principalByName(name: string): Principal | undefined {
     const row = this.#stmts.activeByName.get(name);
     if (!row || row.revoked_at !== null || (row.expires_at !== null && row.expires_at <= this.#now())) return undefined;
-    let p = this.#principals.get(row.id);
-    if (!p) this.#principals.set(row.id, (p = principalOfKey(row)));
-    return p;
+    return this.#principalOf(row);
   }
 
   /** A key's own limits (`caxton key create --rpm ...`), parsed; undefined when it has none. */
