@@ -58,3 +58,6 @@ export {
 export { diffVersions, type VersionDiff } from './diff.js';
 export { AgentDirectoryWatcher, isAgentFile, notAnAgent, type SkippedFile } from './watcher.js';
 export { CLAUDE_TOOL_MAP, CLAUDE_MODEL_ALIASES, mapClaudeTool } from './claude.js';
+export { PgAgentDirectory, type AgentHead, type AgentRow, type PgAgentDirectoryOptions } from './pg-agents.js';
+export { PgAgentVersionStore, type PgAgentVersionStoreOptions } from './pg-agent-versions.js';
+export { PgConversationPins, type PgConversationPinsOptions } from './pg-pins.js';

@@ -200,7 +200,7 @@ const rollout = (r: Row): Rollout => ({
 
 /**
  * Where conversations are pinned to a version of an agent: this node's SQLite (`RolloutStore`), or,
- * on a cluster node, the cluster's PostgreSQL (src/cluster/pg-pins.ts), so that a conversation whose
+ * on a cluster node, the cluster's PostgreSQL (src/agents/pg-pins.ts), so that a conversation whose
  * turns reach different nodes keeps one version on all of them.
  */
 export interface ConversationPinsPort {
@@ -269,7 +269,7 @@ export class RolloutStore implements ConversationPinsPort {
 
   /**
    * Up to `limit` of the pins kept here, oldest first: a node that joins a cluster moves them to the
-   * cluster's pins (src/cluster/pg-pins.ts `carryOver`), then drops them here (`dropPins`).
+   * cluster's pins (src/agents/pg-pins.ts `carryOver`), then drops them here (`dropPins`).
    */
   oldestPins(limit: number): StoredPin[] {
     return this.#oldestPins.all(limit) as StoredPin[];

@@ -81,7 +81,7 @@ export interface NewVersion {
 
 /**
  * What the service and the routes need of a version history, asynchronous so that it can live in
- * the cluster's PostgreSQL (src/cluster/pg-agent-versions.ts: one numbering per agent across the
+ * the cluster's PostgreSQL (src/agents/pg-agent-versions.ts: one numbering per agent across the
  * nodes) as well as in this node's SQLite (`AgentVersionStore.port()`). One shared test suite
  * (test/agents/version-store-suite.ts) runs on both.
  */

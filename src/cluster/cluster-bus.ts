@@ -76,7 +76,7 @@ import { CaxtonError, describeError, isCaxtonError, type ErrorCode } from '../sh
 import { markRelayed } from '../shared/relayed.js';
 import { mayTake, openDeliveryStream, subjectToken } from './jetstream-queue.js';
 import { pullLapsed, Pulls } from './pulls.js';
-import { guardReads, stateUnavailable } from './pg-errors.js';
+import { guardReads, stateUnavailable } from '../storage/pg/index.js';
 import type { ConversationStep, PgMessageStore } from './pg-message-store.js';
 import { afterReply, atDeadline, endless, openCall, replyActs, type StepEffects } from './protocol-steps.js';
 

@@ -25,7 +25,7 @@ import { agentKey, definitionHash, type AgentRegistry, type DeployedAgent, type 
 import { describeError } from '../shared/errors.js';
 import { relayedFrom, whileRelayed } from '../shared/relayed.js';
 import { LagWindow, NoticeChannel } from './notice-channel.js';
-import type { AgentHead, AgentRow, PgAgentDirectory } from './pg-agents.js';
+import type { AgentHead, AgentRow, PgAgentDirectory } from '../agents/index.js';
 
 /** The core NATS subject of a cluster's directory notices (one per schema: one per cluster). */
 export const agentsSubject = (schema: string): string => `caxton.agents.${schema}`;

@@ -20,10 +20,8 @@
 import type pg from 'pg';
 import type { AclMessage, Conversation, ConversationState, DeliveryRow, Page, StoredMessage, SubscriptionRow } from '../messaging/index.js';
 import { scrubSecrets } from '../shared/secrets.js';
-import { isUnreachable } from './pg-errors.js';
-import { migrateSchema, quotedSchema, type PgMigration } from './pg-migrate.js';
+import { escapeLiteral, inTransaction, isUnreachable, literal, migrateSchema, quotedSchema, StatementBatch, type PgMigration } from '../storage/pg/index.js';
 import { StepGroups, type StepGroupsOptions } from './step-groups.js';
-import { escapeLiteral, inTransaction, literal, StatementBatch } from './pg-tx.js';
 
 const MIGRATIONS: readonly PgMigration[] = [
   {

@@ -12,7 +12,7 @@ import { conversationScopeSql, messageScopeSql } from '../auth/index.js';
 import type { AclMessage, Conversation, ConversationFilter, DeadLetterFilter, DeliveryRow, MessageFilter, Page, StoredMessage } from '../messaging/index.js';
 import { CaxtonError } from '../shared/errors.js';
 import { deliveryOf, type PgMessageStore } from './pg-message-store.js';
-import { inTransaction } from './pg-tx.js';
+import { inTransaction } from '../storage/pg/index.js';
 
 /** `expr` with ASCII letters lower-cased, as SQLite's NOCASE and LIKE compare (the indexes of cluster-messaging-003 are on it). */
 const folded = (expr: string): string => `translate(${expr}, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz')`;

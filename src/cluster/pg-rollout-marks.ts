@@ -19,8 +19,7 @@
  */
 import type pg from 'pg';
 import { agentKey, type Rollout, type RolloutMark, type RolloutMarksPort, type RolloutStrategy } from '../agents/index.js';
-import { guardReads } from './pg-errors.js';
-import { migrateSchema, quotedSchema, type PgMigration } from './pg-migrate.js';
+import { guardReads, migrateSchema, quotedSchema, type PgMigration } from '../storage/pg/index.js';
 
 const MIGRATIONS: readonly PgMigration[] = [
   {

@@ -5,3 +5,4 @@ export { activeTraceparent, contextOf, endWithError, SpanKind, SpanStatusCode, s
 export { setupTracing, type Tracing } from './tracing.js';
 export { ExportFailureLog, exportFailureReporter, ReportingExporter, type ExportFailure, type ExportFailureReason } from './export-failures.js';
 export { fullGc, startMemoryReducer, type MemoryReducer, type MemoryReducerOptions, type MemoryReducerStats } from './memory-reducer.js';
+export { PgEventStore, relayEvents, type PgEventStoreOptions, type RelayEventsOptions } from './pg-event-store.js';

@@ -1,7 +1,7 @@
 /**
  * The behaviour every AgentVersionsPort shares, run against the single node's SQLite store
  * (test/agents/version-store.test.ts, `AgentVersionStore.port()`) and the cluster's PostgreSQL one
- * (test/cluster/pg-agent-versions.test.ts): numbering per agent (case-insensitive) from 1,
+ * (test/agents/pg-agent-versions.test.ts): numbering per agent (case-insensitive) from 1,
  * summaries and details, newest-first pages with a total, `keep` pruning the oldest while the
  * numbering goes on, `alongside` writes that commit with the version or, when they throw,
  * record nothing, and `keepRemoved` bounding the histories of removed agents.

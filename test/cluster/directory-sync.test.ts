@@ -11,8 +11,8 @@
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { AgentRegistry, type DeployedAgent } from '../../src/agents/index.js';
-import { agentsSubject, DirectorySync, PgAgentDirectory } from '../../src/cluster/index.js';
+import { AgentRegistry, PgAgentDirectory, type DeployedAgent } from '../../src/agents/index.js';
+import { agentsSubject, DirectorySync } from '../../src/cluster/index.js';
 import { agentDef } from '../messaging/helpers.js';
 import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';
 import { hasSystem, TEST_PG_URL } from '../helpers/system.js';

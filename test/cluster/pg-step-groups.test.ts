@@ -9,7 +9,7 @@
 import type pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import type { ConversationStep } from '../../src/cluster/index.js';
-import { inTransaction, RolledBack } from '../../src/cluster/pg-tx.js';
+import { inTransaction, RolledBack } from '../../src/storage/pg/index.js';
 import type { AclMessage, ConversationId, MessageId } from '../../src/messaging/index.js';
 import { aclMessage } from '../messaging/helpers.js';
 import { hasSystem } from '../helpers/system.js';

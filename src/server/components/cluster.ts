@@ -1,33 +1,27 @@
 import pg from 'pg';
 import type { NatsConnection } from '@nats-io/transport-node';
-import type { AgentRegistry } from '../../agents/index.js';
+import { PgAgentDirectory, PgAgentVersionStore, PgConversationPins, type AgentRegistry } from '../../agents/index.js';
 import type { ClusterView, Lifecycle } from '../../api/index.js';
 import type { ApiKeyStore } from '../../auth/index.js';
 import {
   agentsSubject,
   connectNats,
   DirectorySync,
-  guardConnections,
   KeySync,
   Membership,
-  PgAgentDirectory,
-  PgAgentVersionStore,
-  PgConversationPins,
-  PgEventStore,
   PgMessageReads,
   PgMessageStore,
   PgRolloutMarks,
-  PgToolAudit,
-  PgToolPackageStore,
-  relayEvents,
   RolloutSync,
   rolloutsSubject,
   type RolloutSyncOptions,
 } from '../../cluster/index.js';
 import { clusterStateConfig, type ClusterConfig } from '../../config/index.js';
-import type { Logger, Metrics } from '../../observability/index.js';
+import { PgEventStore, relayEvents, type Logger, type Metrics } from '../../observability/index.js';
 import type { EventLog } from '../../observability/events.js';
 import { CaxtonError, describeError } from '../../shared/errors.js';
+import { guardConnections } from '../../storage/pg/index.js';
+import { PgToolAudit, PgToolPackageStore } from '../../tools/wasm/index.js';
 import type { Component } from './component.js';
 
 /** The cluster's shared state in PostgreSQL (`[cluster.state]`): the pool every shared store uses. */

@@ -1,10 +1,9 @@
-import { PgToolAudit } from '../../cluster/index.js';
 import type { ServerConfig } from '../../config/index.js';
 import type { Logger, Metrics } from '../../observability/index.js';
 import { describeError } from '../../shared/errors.js';
 import type { Db } from '../../storage/index.js';
 import { AuditWatch } from '../../tools/index.js';
-import { ToolAuditStore, type ToolAuditLog } from '../../tools/wasm/index.js';
+import { PgToolAudit, ToolAuditStore, type ToolAuditLog } from '../../tools/wasm/index.js';
 import type { ClusterStateComponent } from './cluster.js';
 import type { Component } from './component.js';
 

@@ -106,8 +106,8 @@ export interface AuditQuery {
 
 /**
  * The read side of the tool audit (GET /api/v1/tools/audit): the node's SQLite ToolAuditStore and
- * the cluster's PgToolAudit (src/cluster/pg-tool-audit.ts) answer it alike
- * (test/cluster/pg-events.test.ts runs one suite against both).
+ * the cluster's PgToolAudit (src/tools/wasm/pg-tool-audit.ts) answer it alike
+ * (test/observability/pg-events.test.ts runs one suite against both).
  */
 export interface ToolAuditReads {
   /** Records matching every given filter, newest first (AuditQuery); what is queued is written first. */

@@ -70,3 +70,5 @@ export {
 } from './manager.js';
 export { capLimits, formatLimit, DEFAULT_TOOL_CAPS, type ToolLimitCaps, type LimitViolation } from './limits.js';
 export { ToolPackageStore, TOOL_PACKAGE_MIGRATIONS, moduleDigest, type StoredToolPackage, type ToolPackageInput, type ToolPackageStorePort, type ToolPackageVersion } from './package-store.js';
+export { PgToolAudit, type PgToolAuditOptions } from './pg-tool-audit.js';
+export { PgToolPackageStore, type PgToolPackageStoreOptions } from './pg-tool-packages.js';

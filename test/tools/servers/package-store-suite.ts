@@ -1,7 +1,7 @@
 /**
  * The behaviour every ToolPackageStorePort shares, run against the single-node SQLite store
  * (test/tools/servers/package-store.test.ts) and the cluster's PostgreSQL one
- * (test/cluster/pg-tool-packages.test.ts): put, replace, get, all, versions, remove, and module
+ * (test/tools/servers/pg-tool-packages.test.ts): put, replace, get, all, versions, remove, and module
  * bytes coming back byte for byte (a real tool module, and bytes no text encoding survives).
  */
 import { readFileSync } from 'node:fs';

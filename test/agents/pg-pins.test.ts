@@ -1,5 +1,5 @@
 /**
- * Conversation pins shared by the nodes (src/cluster/pg-pins.ts) on the machine's PostgreSQL: two
+ * Conversation pins shared by the nodes (src/agents/pg-pins.ts) on the machine's PostgreSQL: two
  * nodes' stores on one schema. A pin made on one node holds on the other (read before the
  * resolution), also on a node opened afterwards (a restart); the first pin of a conversation wins
  * and the node that lost adopts it; nothing is read for agents that never had a rollout; an
@@ -9,8 +9,7 @@
  */
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AGENT_MIGRATIONS, RolloutStore } from '../../src/agents/index.js';
-import { PgConversationPins } from '../../src/cluster/index.js';
+import { AGENT_MIGRATIONS, PgConversationPins, RolloutStore } from '../../src/agents/index.js';
 import { migrate, openDatabase } from '../../src/storage/index.js';
 import { makeTempDir, removeTempDirs } from '../helpers/tmp.js';
 import { hasSystem, TEST_PG_URL } from '../helpers/system.js';

@@ -11,8 +11,8 @@
  * File agents stay per node (each node's agents_dir): their versions stay in the node's SQLite.
  */
 import type pg from 'pg';
+import { agentKey } from './definition.js';
 import {
-  agentKey,
   versionDetail,
   versionSummary,
   versionValues,
@@ -21,14 +21,12 @@ import {
   type AgentVersionDetail,
   type AgentVersionsPort,
   type NewVersion,
-  type StoredAgent,
   type StoredVersionRow,
   type VersionRow,
-} from '../agents/index.js';
+} from './versions.js';
+import type { StoredAgent } from './store.js';
 import type { PgAgentDirectory } from './pg-agents.js';
-import { guardReads } from './pg-errors.js';
-import { migrateSchema, quotedSchema, type PgMigration } from './pg-migrate.js';
-import { inTransaction } from './pg-tx.js';
+import { guardReads, inTransaction, migrateSchema, quotedSchema, type PgMigration } from '../storage/pg/index.js';
 
 const MIGRATIONS: readonly PgMigration[] = [
   {

@@ -15,10 +15,11 @@
  * File agents stay per node (each node's agents_dir) and never have a row.
  */
 import type pg from 'pg';
-import { agentKey, checkStoredDefinition, definitionHash, type AgentFormat, type StoredAgent } from '../agents/index.js';
-import { guardReads } from './pg-errors.js';
-import { migrateSchema, quotedSchema, type PgMigration } from './pg-migrate.js';
-import { inTransaction } from './pg-tx.js';
+import { guardReads, inTransaction, migrateSchema, quotedSchema, type PgMigration } from '../storage/pg/index.js';
+import { agentKey, type AgentFormat } from './definition.js';
+import { checkStoredDefinition } from './stored-shape.js';
+import type { StoredAgent } from './store.js';
+import { definitionHash } from './versions.js';
 
 const MIGRATIONS: readonly PgMigration[] = [
   {

@@ -21,8 +21,9 @@
  * - Rows older than PIN_MAX_AGE_MS are deleted now and then, as in SQLite.
  */
 import type pg from 'pg';
-import { agentKey, PIN_MAX_AGE_MS, type ConversationPinsPort, type StoredPin } from '../agents/index.js';
-import { migrateSchema, quotedSchema, type PgMigration } from './pg-migrate.js';
+import { migrateSchema, quotedSchema, type PgMigration } from '../storage/pg/index.js';
+import { agentKey } from './definition.js';
+import { PIN_MAX_AGE_MS, type ConversationPinsPort, type StoredPin } from './rollouts.js';
 
 const MIGRATIONS: readonly PgMigration[] = [
   {

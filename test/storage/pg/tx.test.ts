@@ -1,5 +1,5 @@
 /**
- * guardConnections (src/cluster/pg-tx.ts): a server ending a session must never end the node's
+ * guardConnections (src/storage/pg/tx.ts): a server ending a session must never end the node's
  * process. The race it closes, made deterministic: a pool of one connection, a `pool.query` on it
  * and a second caller waiting for the connection; the server answers the query and, in the same
  * write, sends "terminating connection due to administrator command" (what `pg_ctl stop -m fast`
@@ -14,7 +14,7 @@
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
-import { guardConnections } from '../../src/cluster/pg-tx.js';
+import { guardConnections } from '../../../src/storage/pg/index.js';
 
 /** A backend message: type byte, int32 length (itself included), body. */
 function message(type: string, body: Buffer = Buffer.alloc(0)): Buffer {

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { CaxtonError } from '../shared/errors.js';
+import { CaxtonError } from '../../shared/errors.js';
 
 /**
  * Gives every connection `pool` opens an `error` listener of its own, for as long as it lives, so
@@ -8,7 +8,7 @@ import { CaxtonError } from '../shared/errors.js';
  * inside the reply's read is handed to a waiting caller at once, while that caller attaches its
  * own listener a tick later; a server's "terminating connection" that arrived in the same read as
  * the last reply then found no listener, and `pg_ctl stop -m fast` under traffic crashed a node
- * (test/cluster/pg-restart.e2e.test.ts, test/cluster/pg-tx.test.ts; brianc/node-postgres#2762).
+ * (test/cluster/pg-restart.e2e.test.ts, test/storage/pg/tx.test.ts; brianc/node-postgres#2762).
  * The listener does nothing more: the query in flight fails on its own, a connection that failed
  * is no longer queryable and pg-pool drops it when it is released, and an idle one's failure still
  * reaches the pool's `error` listeners.

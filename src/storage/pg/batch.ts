@@ -3,8 +3,8 @@
  * writer that never makes its callers wait, and retention applied by one node at a time.
  */
 import type pg from 'pg';
-import { isUnreachable } from './pg-errors.js';
-import { inTransaction } from './pg-tx.js';
+import { isUnreachable } from './errors.js';
+import { inTransaction } from './tx.js';
 
 export interface PgBatchWriterOptions<T> extends PgBatchTuning {
   /** Writes one batch (one multi-row INSERT); rejects when it could not. */

@@ -1,5 +1,5 @@
 /**
- * The event store and the tool audit of a cluster, in PostgreSQL (src/cluster/pg-event-store.ts,
+ * The event store and the tool audit of a cluster, in PostgreSQL (src/observability/pg-event-store.ts,
  * pg-tool-audit.ts), on the machine's PostgreSQL:
  *
  *  - one suite of each store's read contract (filters, order, pagination, retention) run against
@@ -17,16 +17,16 @@ import { EventEmitter } from 'node:events';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { connect } from '@nats-io/transport-node';
-import { PgEventStore, PgToolAudit, relayEvents } from '../../src/cluster/index.js';
+import { PgEventStore, relayEvents } from '../../src/observability/index.js';
 import { createAgentEvents, EVENTS_MIGRATIONS, EventStore, type AgentEvent, type AgentEventInput, type EventLog } from '../../src/observability/events.js';
 import { markRelayed, whileRelayed } from '../../src/shared/relayed.js';
 import { migrate, openDatabase, type Db } from '../../src/storage/index.js';
-import { ToolAuditStore, type ToolAuditLog, type ToolAuditRecord } from '../../src/tools/wasm/index.js';
+import { PgToolAudit, ToolAuditStore, type ToolAuditLog, type ToolAuditRecord } from '../../src/tools/wasm/index.js';
 import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { hasSystem, TEST_PG_URL } from '../helpers/system.js';
 import { startTcpProxy } from '../helpers/tcp-proxy.js';
-import { clusterToml } from './helpers/serve-nodes.js';
+import { clusterToml } from '../cluster/helpers/serve-nodes.js';
 import { makeTempDir, removeTempDirs } from '../helpers/tmp.js';
 import { waitUntil } from '../helpers/wait.js';
 

@@ -1,5 +1,5 @@
 /**
- * The cluster's agent version store (src/cluster/pg-agent-versions.ts) on the machine's
+ * The cluster's agent version store (src/agents/pg-agent-versions.ts) on the machine's
  * PostgreSQL: the port's shared suite (test/agents/version-store-suite.ts, also run on SQLite),
  * each test on a schema of its own, dropped afterwards; then what only this store promises: one
  * numbering per agent for two pools (two nodes) appending at once, and each reading the other's;
@@ -9,14 +9,14 @@
  */
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { AGENT_MIGRATIONS, AgentRegistry, AgentService, AgentStore, AgentVersionStore, RolloutStore } from '../../src/agents/index.js';
-import { PgAgentDirectory, PgAgentVersionStore, PgRolloutMarks } from '../../src/cluster/index.js';
+import { AGENT_MIGRATIONS, AgentRegistry, AgentService, AgentStore, AgentVersionStore, PgAgentDirectory, PgAgentVersionStore, RolloutStore } from '../../src/agents/index.js';
+import { PgRolloutMarks } from '../../src/cluster/index.js';
 import { migrate, openDatabase } from '../../src/storage/index.js';
 import { tomlAgent } from '../helpers/http.js';
 import { hasSystem, TEST_PG_URL } from '../helpers/system.js';
 import { startPgProxy } from '../helpers/tcp-proxy.js';
 import { makeTempDir, removeTempDirs } from '../helpers/tmp.js';
-import { newVersion, versionStoreSuite } from '../agents/version-store-suite.js';
+import { newVersion, versionStoreSuite } from './version-store-suite.js';
 
 const run = hasSystem('postgresql');
 const base = `caxton_pgversions_${process.pid}_${Date.now()}`;

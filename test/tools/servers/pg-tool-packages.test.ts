@@ -1,5 +1,5 @@
 /**
- * The cluster's tool package store (src/cluster/pg-tool-packages.ts) on the machine's PostgreSQL:
+ * The cluster's tool package store (src/tools/wasm/pg-tool-packages.ts) on the machine's PostgreSQL:
  * the port's shared suite (test/tools/servers/package-store-suite.ts, also run on SQLite), each
  * test on a schema of its own, dropped afterwards; then what only this store promises: revisions
  * from one sequence (never reused, not even by a name removed and deployed again), a write on one
@@ -8,11 +8,12 @@
  */
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { PgMessageStore, PgToolPackageStore } from '../../src/cluster/index.js';
-import { hasSystem, TEST_PG_URL } from '../helpers/system.js';
-import { startPgProxy } from '../helpers/tcp-proxy.js';
-import { removeTempDirs } from '../helpers/tmp.js';
-import { packageStoreSuite, pkg } from '../tools/servers/package-store-suite.js';
+import { PgMessageStore } from '../../../src/cluster/index.js';
+import { PgToolPackageStore } from '../../../src/tools/wasm/index.js';
+import { hasSystem, TEST_PG_URL } from '../../helpers/system.js';
+import { startPgProxy } from '../../helpers/tcp-proxy.js';
+import { removeTempDirs } from '../../helpers/tmp.js';
+import { packageStoreSuite, pkg } from './package-store-suite.js';
 
 const run = hasSystem('postgresql');
 const base = `caxton_pgtools_${process.pid}_${Date.now()}`;

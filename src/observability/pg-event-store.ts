@@ -6,7 +6,7 @@
  *  - **Same rows.** The columns of SQLite's table (id, ts, type, category, agent, trace_id,
  *    span_id, data) plus `node`, the node that recorded the event. The DDL is PostgreSQL's own
  *    (bigserial for the id), the filters are written once (`eventWhere`, `eventOrder`), and one
- *    suite runs against both stores (test/cluster/pg-events.test.ts).
+ *    suite runs against both stores (test/observability/pg-events.test.ts).
  *  - **Writes never wait.** `record` queues; a multi-row INSERT writes up to 500 events every
  *    50 ms (PgBatchWriter). With PostgreSQL unreachable the events wait, up to a bound, then the
  *    oldest are dropped and counted.
@@ -23,11 +23,9 @@
 import { EventEmitter } from 'node:events';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type pg from 'pg';
-import { categoryOf, eventOfRow, eventOrder, eventWhere, type AgentEvent, type AgentEventInput, type EventLog, type EventQuery } from '../observability/events.js';
 import { scrubSecrets } from '../shared/secrets.js';
-import { PgLogTable, type PgBatchTuning } from './pg-batch.js';
-import { stateUnavailable } from './pg-errors.js';
-import { migrateSchema, quotedSchema, type PgMigration } from './pg-migrate.js';
+import { migrateSchema, PgLogTable, quotedSchema, stateUnavailable, type PgBatchTuning, type PgMigration } from '../storage/pg/index.js';
+import { categoryOf, eventOfRow, eventOrder, eventWhere, type AgentEvent, type AgentEventInput, type EventLog, type EventQuery } from './events.js';
 
 const MIGRATIONS: readonly PgMigration[] = [
   {

@@ -1,4 +1,4 @@
-import { CaxtonError, describeError, isCaxtonError } from '../shared/errors.js';
+import { CaxtonError, describeError, isCaxtonError } from '../../shared/errors.js';
 
 const NETWORK = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN']);
 

@@ -1,6 +1,6 @@
 import type pg from 'pg';
-import { CaxtonError } from '../shared/errors.js';
-import { inTransaction } from './pg-tx.js';
+import { CaxtonError } from '../../shared/errors.js';
+import { inTransaction } from './tx.js';
 
 /** A lower-case SQL identifier: what `[cluster.state] schema` may be. */
 export const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;

@@ -1,13 +1,13 @@
 /**
- * The statement batch of a cluster transaction (src/cluster/pg-tx.ts) on the machine's
+ * The statement batch of a cluster transaction (src/storage/pg/tx.ts) on the machine's
  * PostgreSQL: writes that wait and go with the next read or the COMMIT carry their values as
  * literals, so hostile text must come back byte for byte, a write that fails must fail the whole
  * transaction (surfacing with the statement sent after it), and a NUL is refused with a clear error.
  */
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { inTransaction, literal } from '../../src/cluster/pg-tx.js';
-import { hasSystem, TEST_PG_URL } from '../helpers/system.js';
+import { inTransaction, literal } from '../../../src/storage/pg/index.js';
+import { hasSystem, TEST_PG_URL } from '../../helpers/system.js';
 
 const run = hasSystem('postgresql');
 const schema = `caxton_pgtx_${process.pid}_${Date.now()}`;

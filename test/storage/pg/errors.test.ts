@@ -5,8 +5,8 @@
  * under traffic (test/cluster/pg-restart.e2e.test.ts).
  */
 import { describe, expect, it } from 'vitest';
-import { isUnreachable, stateUnavailable } from '../../src/cluster/pg-errors.js';
-import { CaxtonError } from '../../src/shared/errors.js';
+import { isUnreachable, stateUnavailable } from '../../../src/storage/pg/index.js';
+import { CaxtonError } from '../../../src/shared/errors.js';
 
 const pgError = (message: string, code?: string) => Object.assign(new Error(message), code === undefined ? {} : { code });
 

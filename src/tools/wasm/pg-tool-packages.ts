@@ -10,9 +10,8 @@
  * tell whether its copy is current from (name, revision) alone.
  */
 import type pg from 'pg';
-import type { StoredToolPackage, ToolPackageInput, ToolPackageStorePort, ToolPackageVersion } from '../tools/wasm/index.js';
-import { guardReads } from './pg-errors.js';
-import { migrateSchema, quotedSchema, type PgMigration } from './pg-migrate.js';
+import { guardReads, migrateSchema, quotedSchema, type PgMigration } from '../../storage/pg/index.js';
+import type { StoredToolPackage, ToolPackageInput, ToolPackageStorePort, ToolPackageVersion } from './package-store.js';
 
 const MIGRATIONS: readonly PgMigration[] = [
   {

@@ -4,15 +4,13 @@
  * recorded once, by the node that ran it (`node` column), and GET /api/v1/tools/audit answers the
  * same on every node. Same columns as SQLite's plus `node`; the filters are written once
  * (`auditWhere`, `auditOrder`), and one suite runs against both stores
- * (test/cluster/pg-events.test.ts). Writes are batched off the call path (PgBatchWriter: bounded,
+ * (test/observability/pg-events.test.ts). Writes are batched off the call path (PgBatchWriter: bounded,
  * oldest dropped and counted while PostgreSQL is unreachable); retention (`[tool_audit]`) is
  * applied by one node at a time.
  */
 import type pg from 'pg';
-import { AUDIT_COLUMNS, auditOfRow, auditOrder, auditValues, auditWhere, type AuditQuery, type StoredAuditRecord, type ToolAuditLog, type ToolAuditRecord } from '../tools/wasm/index.js';
-import { PgLogTable, type PgBatchTuning } from './pg-batch.js';
-import { stateUnavailable } from './pg-errors.js';
-import { migrateSchema, quotedSchema, type PgMigration } from './pg-migrate.js';
+import { migrateSchema, PgLogTable, quotedSchema, stateUnavailable, type PgBatchTuning, type PgMigration } from '../../storage/pg/index.js';
+import { AUDIT_COLUMNS, auditOfRow, auditOrder, auditValues, auditWhere, type AuditQuery, type StoredAuditRecord, type ToolAuditLog, type ToolAuditRecord } from './audit.js';
 
 const MIGRATIONS: readonly PgMigration[] = [
   {

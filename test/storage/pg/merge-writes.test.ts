@@ -1,5 +1,5 @@
 /**
- * A group's writes merged into multi-row INSERTs (src/cluster/pg-tx.ts, `mergeWrites`) on the
+ * A group's writes merged into multi-row INSERTs (src/storage/pg/tx.ts, `mergeWrites`) on the
  * machine's PostgreSQL: the steps of a group (one StatementBatch each, adopted by the group's)
  * write through `later`, and the group's COMMIT carries them. Shown with the SQL actually sent:
  *  - one INSERT per template for the whole group, every row stored;
@@ -11,8 +11,8 @@
  */
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { StatementBatch } from '../../src/cluster/pg-tx.js';
-import { hasSystem, TEST_PG_URL } from '../helpers/system.js';
+import { StatementBatch } from '../../../src/storage/pg/index.js';
+import { hasSystem, TEST_PG_URL } from '../../helpers/system.js';
 
 const run = hasSystem('postgresql');
 const schema = `caxton_merge_${process.pid}_${Date.now()}`;
