@@ -73,7 +73,12 @@ export type ContractCase =
   | 'trace-retry'
   | 'contract-net'
   | 'contract-net-sync'
-  | 'scope';
+  | 'scope'
+  | 'unroutable'
+  | 'query'
+  | 'failure-reply'
+  | 'expiry'
+  | 'subscribe';
 
 export interface ContractOptions {
   /** Whether the configuration can run here (its system parts are installed). */
@@ -201,6 +206,90 @@ export function runBusContract(name: string, factory: BusFactory, opts: Contract
         }
       });
 
+      kept('unroutable')('a capability nobody provides: a failure reply from the platform, the conversation failed, nothing delivered', async () => {
+        const t = await start({ agents: [['worker', ['work']]], handlers: { worker: () => ({ content: 'never' }) } });
+        const r = await t.bus.submit({ performative: 'request', sender: 'client', capability: 'nobody-does-this', content: 'hi' });
+        expect(r).toMatchObject({ routed_to: [], routing: 'none', failure: { reason: 'unknown_capability' } });
+        const { conversation: c, messages } = await conversation(t.bus, r.conversation_id);
+        expect(c).toMatchObject({ state: 'failed', reason: r.failure!.message });
+        expect(r.failure!.message).toMatch(/no agent provides capability "nobody-does-this"/);
+        expect(acts(messages)).toEqual(['request:client', 'failure:caxton']);
+        expect(messages[1]!.message).toMatchObject({ id: r.failure!.reply_id, content: { reason: 'unknown_capability', message: r.failure!.message } });
+        expect((await t.bus.reads.getMessage(r.id))?.deliveries).toEqual([]);
+      });
+
+      kept('query')('query-ref: answered with inform alone, the conversation completed', async () => {
+        const t = await start({ agents: [['oracle', ['answers']]], handlers: { oracle: () => ({ content: '42' }) } });
+        const r = await t.bus.submit({ performative: 'query-ref', sender: 'client', receiver: 'oracle', content: 'the answer?' });
+        const { conversation: c, messages } = await conversation(t.bus, r.conversation_id);
+        expect(c.state).toBe('completed');
+        expect(acts(messages)).toEqual(['query-ref:client', 'inform:oracle']);
+        expect(messages[1]!.message).toMatchObject({ content: '42', in_reply_to: r.id });
+      });
+
+      kept('failure-reply')('an agent that fails for good (not retried): a failure reply with its error, the conversation failed, no dead letter', async () => {
+        let calls = 0;
+        const e = new CaxtonError('timeout', 'the agent ran out of time');
+        const t = await start({
+          agents: [['worker', ['work']]],
+          handlers: {
+            worker: () => {
+              calls++;
+              throw e;
+            },
+          },
+        });
+        const r = await t.bus.submit({ performative: 'request', sender: 'client', receiver: 'worker', content: 'slow' });
+        const { conversation: c, messages } = await conversation(t.bus, r.conversation_id);
+        expect(acts(messages)).toEqual(['request:client', 'agree:worker', 'failure:worker']);
+        expect(messages[2]!.message.content).toBe(describeError(e));
+        expect(c.state).toBe('failed');
+        expect(calls).toBe(1);
+        expect((await t.bus.reads.getMessage(r.id))?.deliveries.map((d) => [d.state, d.attempts])).toEqual([['done', 1]]);
+        expect((await t.bus.reads.deadLetters()).total).toBe(0);
+      });
+
+      kept('expiry')('no reply by reply_by: the conversation expires', async () => {
+        const g = hold();
+        const t = await start({ agents: [['worker', ['work']]], handlers: { worker: async (_m, _r, ctx) => (await held(g, ctx.signal), { content: 'too late' }) } });
+        const r = await t.bus.submit({ performative: 'request', sender: 'client', receiver: 'worker', content: 'hurry', reply_by: '1s' });
+        expect(terminal(await t.bus.wait(r.conversation_id, WAIT_MS))).toBe(true);
+        // ClusterBus wakes waiters on an expiry before the sweep's write commits, so its reads may lag
+        // the wait for a moment: polled, this case checks the outcome, not that race.
+        const { value: c } = await waitUntil(async () => {
+          const now = (await t.bus.reads.getConversation(r.conversation_id)).conversation;
+          return terminal(now) && now;
+        });
+        const { messages } = await t.bus.reads.getConversation(r.conversation_id);
+        expect(c).toMatchObject({ state: 'expired', reason: 'no activity within the conversation ttl' });
+        expect(acts(messages)).toEqual(['request:client']);
+      });
+
+      kept('subscribe')('subscribe: agreed, a later inform to the capability is forwarded to the subscriber, cancel ends it', async () => {
+        const notes: string[] = [];
+        const t = await start({
+          agents: [
+            ['reporter', ['news']],
+            ['watcher', ['watching']],
+          ],
+          handlers: {
+            reporter: (m) => (m.performative === 'subscribe' ? { performative: 'agree', content: 'subscribed' } : undefined),
+            watcher: (m) => (notes.push(`${m.performative}:${String(m.content)}:${m.params['X-notification-of'] ?? ''}`), undefined),
+          },
+        });
+        const sub = await t.bus.submit({ performative: 'subscribe', protocol: 'fipa-subscribe', sender: 'watcher', capability: 'news', content: 'rates' });
+        await waitUntil(async () => (await t.bus.reads.getConversation(sub.conversation_id)).messages.some((s) => s.message.performative === 'agree'), { what: 'the agree' });
+        const news = await t.bus.submit({ performative: 'inform', sender: 'client', capability: 'news', content: 'rates are up' });
+        await waitUntil(() => notes.length > 0, { what: 'the notification' });
+        await t.bus.submit({ performative: 'cancel', protocol: 'fipa-subscribe', sender: 'watcher', receiver: 'reporter', content: '', conversation_id: sub.conversation_id });
+        const { conversation: c, messages } = await conversation(t.bus, sub.conversation_id);
+        expect(c).toMatchObject({ state: 'completed', reason: 'cancelled by the subscriber' });
+        expect(acts(messages)).toEqual(['subscribe:watcher', 'agree:reporter', 'inform:client', 'cancel:watcher']);
+        const later = await t.bus.submit({ performative: 'inform', sender: 'client', capability: 'news', content: 'rates are down' });
+        await conversation(t.bus, later.conversation_id);
+        expect(notes).toEqual([`inform:rates are up:${news.id}`]);
+      });
+
       kept('duplicate')('a message id sent three times (two at once) is stored and delivered once', async () => {
         const seen: string[] = [];
         const t = await start({ agents: [['worker', ['work']]], handlers: { worker: (m) => (seen.push(m.id), { content: 'ok' }) } });
@@ -302,6 +391,8 @@ export function runBusContract(name: string, factory: BusFactory, opts: Contract
             },
           },
         });
+        const events: BusEvent[] = [];
+        t.bus.on('event', (e) => events.push(e));
         const r = await t.bus.submit({ performative: 'request', sender: 'client', receiver: 'worker', content: 'doomed' });
         const why = `delivery to "worker" failed 3 times; last error: ${describeError(overloaded())}`;
         const { conversation: c, messages } = await conversation(t.bus, r.conversation_id);
@@ -313,6 +404,9 @@ export function runBusContract(name: string, factory: BusFactory, opts: Contract
         expect(acts(messages)).toEqual(['request:client', 'failure:caxton']);
         expect(messages[1]!.message.content).toEqual({ reason: 'undeliverable', message: why, dead_letter: dead.items[0]!.id });
         expect(await t.bus.reads.deadLetter(dead.items[0]!.id)).toMatchObject({ id: dead.items[0]!.id, message: { id: r.id } });
+        const mine = events.filter((e) => e.conversation_id === r.conversation_id);
+        expect(mine.flatMap((e) => (e.type === 'message' ? [`${e.message.performative}:${e.message.sender}`] : []))).toEqual(['request:client', 'failure:caxton']);
+        expect(mine.filter((e) => e.type === 'state').at(-1)).toMatchObject({ conversation: { state: 'failed', reason: why } });
       });
 
       kept('replay')('replay of a dead letter delivers it again and completes its conversation; a second replay finds no dead letter', async () => {
