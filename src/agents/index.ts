@@ -4,22 +4,21 @@ export { agentDocumentSchema, agentNameSchema } from './schema.js';
 export { checkStoredDefinition } from './stored-shape.js';
 export { AgentRegistry, type DeployedAgent, type AgentOrigin, type RegistryEvent, type ListOptions } from './registry.js';
 export { AgentStore, AGENT_MIGRATIONS, type StoredAgent } from './store.js';
+export { AgentService, type AgentServiceOptions, type ClusterAgentsOptions } from './service.js';
+export { AgentChecks, DEPLOY_CHECK_CODES, type AgentCheck } from './agent-checks.js';
+export { AgentFiles, type FileStatus } from './agent-files.js';
+export { Deployer, type DeployInput, type DeployOutcome, type SharedAgentsPort } from './deployer.js';
+export type { DeployActor } from './deploy-actor.js';
+export { VersionHistory } from './version-history.js';
 export {
-  AgentService,
-  DEPLOY_CHECK_CODES,
+  RolloutController,
   type RolloutEventType,
-  type AgentCheck,
-  type DeployActor,
-  type DeployInput,
-  type DeployOutcome,
-  type FileStatus,
   type RollbackOutcome,
   type RolloutActionOptions,
   type RolloutForwarder,
   type RolloutOutcome,
   type RolloutStatus,
-  type SharedAgentsPort,
-} from './service.js';
+} from './rollout-controller.js';
 export {
   canaryFigureSchema,
   shadowFigureSchema,

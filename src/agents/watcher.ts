@@ -3,7 +3,8 @@ import { join, relative } from 'node:path';
 import { watch, type FSWatcher } from 'chokidar';
 import { makePrivateDir } from '../shared/private-fs.js';
 import { MAX_AGENT_FILE_BYTES } from './bounds.js';
-import type { AgentService, FileStatus } from './service.js';
+import type { FileStatus } from './agent-files.js';
+import type { AgentService } from './service.js';
 
 const AGENT_FILE_RE = /\.(toml|md|markdown|json)$/i;
 
@@ -151,7 +152,7 @@ export class AgentDirectoryWatcher {
         try {
           if (removed) {
             this.#bump(path);
-            this.#service.removeFile(path);
+            this.#service.files.removeFile(path);
             this.#call(() => this.#hooks.onRemoved?.(path), path);
             this.#retryDuplicates();
           } else void this.#applyAsync(path);
@@ -170,7 +171,7 @@ export class AgentDirectoryWatcher {
 
   /** A file refused for a duplicate name may load now that the name's holder is gone. */
   #retryDuplicates(): void {
-    for (const s of this.#service.fileStatuses()) {
+    for (const s of this.#service.files.fileStatuses()) {
       if (s.state === 'invalid' && s.errors?.some((e) => e.code === 'duplicate_name')) void this.#applyAsync(s.path);
     }
   }
@@ -188,7 +189,7 @@ export class AgentDirectoryWatcher {
       let status: FileStatus | undefined;
       if ('status' in read) status = read.status;
       else if ('gone' in read) return;
-      else status = await this.#service.applyFileAsync(path, read.bytes, current);
+      else status = await this.#service.files.applyFileAsync(path, read.bytes, current);
       if (status) this.#call(() => this.#hooks.onApplied?.(status), path);
     } catch (e) {
       this.#report(e, { path, what: 'agent file could not be applied' });
@@ -196,7 +197,7 @@ export class AgentDirectoryWatcher {
   }
 
   #rescanRemoved(): void {
-    for (const s of this.#service.fileStatuses()) if (!existsSync(s.path)) this.#schedule(s.path, true);
+    for (const s of this.#service.files.fileStatuses()) if (!existsSync(s.path)) this.#schedule(s.path, true);
   }
 
   /** The initial load: parsed on this thread (the server is not serving requests yet). */
@@ -205,7 +206,7 @@ export class AgentDirectoryWatcher {
     if ('gone' in read) return undefined;
     let status: FileStatus;
     try {
-      status = 'status' in read ? read.status : this.#service.applyFile(path, read.bytes);
+      status = 'status' in read ? read.status : this.#service.files.applyFile(path, read.bytes);
     } catch (e) {
       status = this.#unreadable(path, e);
     }
@@ -219,7 +220,7 @@ export class AgentDirectoryWatcher {
       const bytes = readBounded(path, MAX_AGENT_FILE_BYTES);
       if (bytes !== undefined) return { bytes };
       return {
-        status: this.#service.markInvalid(path, {
+        status: this.#service.files.markInvalid(path, {
           severity: 'error',
           code: 'file_too_large',
           file: path,
@@ -229,7 +230,7 @@ export class AgentDirectoryWatcher {
       };
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
-        this.#service.removeFile(path);
+        this.#service.files.removeFile(path);
         this.#call(() => this.#hooks.onRemoved?.(path), path);
         return { gone: true };
       }
@@ -239,7 +240,7 @@ export class AgentDirectoryWatcher {
 
   #unreadable(path: string, e: unknown): FileStatus {
     const code = (e as NodeJS.ErrnoException).code;
-    return this.#service.markInvalid(path, {
+    return this.#service.files.markInvalid(path, {
       severity: 'error',
       code: 'unreadable',
       file: path,

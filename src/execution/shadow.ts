@@ -42,10 +42,10 @@ export class ShadowRunner {
   /** The executor's record of a finished execution: copied when it is a shadow rollout's live one. */
   onExecuted(e: ExecutionRecord): void {
     if (e.shadow || this.#closed || !e.response) return;
-    const rollout = this.#o.service.shadowOf(e.definition);
+    const rollout = this.#o.service.rollout.shadowOf(e.definition);
     if (!rollout) return;
     if (this.#running.size >= (this.#o.maxInFlight ?? 4)) {
-      this.#o.service.recordShadow(rollout);
+      this.#o.service.rollout.recordShadow(rollout);
       return;
     }
     const stable = e.response;
@@ -59,7 +59,7 @@ export class ShadowRunner {
       )
       .then(async (c) => {
         const verdict = c.answer === undefined ? { agree: false, method: 'exact' as const } : await this.#compare(rollout.agent, rollout.candidate_version, request.request, stable.content, c.answer);
-        this.#o.service.recordShadow(rollout, {
+        this.#o.service.rollout.recordShadow(rollout, {
           rollout_id: rollout.id,
           request: request.request,
           stable_answer: stable.content,

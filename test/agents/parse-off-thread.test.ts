@@ -129,7 +129,7 @@ describe('a large agent through the server', () => {
     writeFileSync(join(t.agentsDir, 'large.toml'), bigToml('large', 700_000));
     writeFileSync(join(t.agentsDir, 'broken.toml'), BIG_INVALID);
     await waitUntil(() => t!.server.registry.get('large'), { timeoutMs: 20_000, what: 'the large file agent loaded' });
-    const { value: status } = await waitUntil(() => t!.server.service.fileStatuses().find((s) => s.path.endsWith('broken.toml')), { timeoutMs: 20_000, what: 'the invalid file reported' });
+    const { value: status } = await waitUntil(() => t!.server.service.files.fileStatuses().find((s) => s.path.endsWith('broken.toml')), { timeoutMs: 20_000, what: 'the invalid file reported' });
     expect(status.state).toBe('invalid');
     expect(status.errors).toEqual([expect.objectContaining({ field: 'limits.timeout', line: BIG_INVALID.split('\n').length - 1, file: join(t.agentsDir, 'broken.toml') })]);
     expect(t.server.service.parseStats().off_thread - before).toBe(2);

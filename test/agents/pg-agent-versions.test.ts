@@ -79,28 +79,27 @@ describe.skipIf(!run)('PgAgentVersionStore', () => {
     const directory = await PgAgentDirectory.open({ pool, schema, node: 'node-a' });
     const service = new AgentService(registry, store, {
       versions: new AgentVersionStore(db),
-      sharedVersions: await PgAgentVersionStore.open({ pool, schema, directory }),
-      sharedAgents: directory,
+      cluster: { versions: await PgAgentVersionStore.open({ pool, schema, directory }), agents: directory },
     });
     try {
-      await service.deployAsync({ body: tomlAgent('Keeper') }, 'create');
-      await service.deployAsync({ body: tomlAgent('Keeper', 'version = "2.0.0"\n') }, 'update', 'keeper');
+      await service.deploy({ body: tomlAgent('Keeper') }, 'create');
+      await service.deploy({ body: tomlAgent('Keeper', 'version = "2.0.0"\n') }, 'update', 'keeper');
       proxy.cut();
       const refused = { code: 'not_ready', details: { dependency: 'cluster-postgresql' } };
-      await expect(service.deployAsync({ body: tomlAgent('Keeper', 'version = "3.0.0"\n') }, 'update', 'keeper')).rejects.toMatchObject(refused);
+      await expect(service.deploy({ body: tomlAgent('Keeper', 'version = "3.0.0"\n') }, 'update', 'keeper')).rejects.toMatchObject(refused);
       await expect(service.rollback('keeper')).rejects.toMatchObject(refused);
-      await expect(service.removeAsync('keeper')).rejects.toMatchObject(refused);
-      await expect(service.sourceAsync('keeper')).rejects.toMatchObject(refused);
+      await expect(service.remove('keeper')).rejects.toMatchObject(refused);
+      await expect(service.source('keeper')).rejects.toMatchObject(refused);
       expect(registry.get('keeper')).toMatchObject({ revision: 2, definition: { version: '2.0.0' } });
       expect(store.source('keeper')).toBe(tomlAgent('Keeper', 'version = "2.0.0"\n'));
       proxy.restore();
       // The cluster's row is the deploy's, unchanged by what was refused.
-      expect(await service.sourceAsync('keeper')).toBe(tomlAgent('Keeper', 'version = "2.0.0"\n'));
+      expect(await service.source('keeper')).toBe(tomlAgent('Keeper', 'version = "2.0.0"\n'));
       const back = await service.rollback('keeper');
       expect(back.version).toMatchObject({ version: 3, restored_from: 1 });
       expect(store.source('keeper')).toBe(tomlAgent('Keeper'));
-      expect(await service.sourceAsync('keeper')).toBe(tomlAgent('Keeper'));
-      await service.removeAsync('keeper');
+      expect(await service.source('keeper')).toBe(tomlAgent('Keeper'));
+      await service.remove('keeper');
       expect(registry.get('keeper')).toBeUndefined();
       expect((await directory.heads()).map((h) => [h.key, h.deleted, h.node])).toEqual([['keeper', true, 'node-a']]);
       // Its shared history joins the removed agents' ([agents] keep_removed_agents).
@@ -131,9 +130,7 @@ describe.skipIf(!run)('PgAgentVersionStore', () => {
     const service = new AgentService(registry, new AgentStore(db), {
       versions: new AgentVersionStore(db),
       rollouts,
-      sharedVersions: await PgAgentVersionStore.open({ pool: pools[0]!, schema, directory }),
-      sharedAgents: directory,
-      rolloutMarks: marks,
+      cluster: { versions: await PgAgentVersionStore.open({ pool: pools[0]!, schema, directory }), agents: directory, rolloutMarks: marks },
       // The link goes down once the rollout's version has committed, before its mark is written.
       onRollout: (type) => {
         events.push(type);
@@ -141,9 +138,9 @@ describe.skipIf(!run)('PgAgentVersionStore', () => {
       },
     });
     try {
-      await service.deployAsync({ body: tomlAgent('Pilot') }, 'create');
+      await service.deploy({ body: tomlAgent('Pilot') }, 'create');
       cutAtStart = true;
-      await expect(service.deployAsync({ body: tomlAgent('Pilot', 'version = "2.0.0"\n'), strategy: 'blue-green' }, 'update', 'pilot')).rejects.toMatchObject({
+      await expect(service.deploy({ body: tomlAgent('Pilot', 'version = "2.0.0"\n'), strategy: 'blue-green' }, 'update', 'pilot')).rejects.toMatchObject({
         code: 'not_ready',
         details: { dependency: 'cluster-postgresql' },
       });
@@ -154,7 +151,7 @@ describe.skipIf(!run)('PgAgentVersionStore', () => {
       expect(await other.elsewhere('pilot', true)).toBeUndefined();
       cutAtStart = false;
       proxy.restore();
-      const started = await service.deployAsync({ body: tomlAgent('Pilot', 'version = "3.0.0"\n'), strategy: 'blue-green' }, 'update', 'pilot');
+      const started = await service.deploy({ body: tomlAgent('Pilot', 'version = "3.0.0"\n'), strategy: 'blue-green' }, 'update', 'pilot');
       expect(started.rollout).toMatchObject({ state: 'running', candidate_version: 3 });
       expect(await other.elsewhere('pilot', true)).toMatchObject({ node: 'node-a', candidate_version: 3 });
     } finally {

@@ -16,9 +16,9 @@ function newService(dataDir: string) {
   return { db, registry, service };
 }
 
-function thrown(fn: () => unknown): CaxtonError {
+async function thrown(fn: () => Promise<unknown>): Promise<CaxtonError> {
   try {
-    fn();
+    await fn();
   } catch (e) {
     expect(e).toBeInstanceOf(CaxtonError);
     return e as CaxtonError;
@@ -32,54 +32,54 @@ afterEach(() => {
 });
 
 describe('AgentService with a real SQLite store', () => {
-  it('deploys, updates (revision 2), lists by capability and removes', () => {
+  it('deploys, updates (revision 2), lists by capability and removes', async () => {
     const { service, registry } = newService(makeTempDir());
     const events: RegistryEvent['type'][] = [];
     registry.on('change', (e) => events.push(e.type));
 
-    const a = service.deploy({ body: tomlAgent('Alpha') }, 'create');
+    const a = await service.deploy({ body: tomlAgent('Alpha') }, 'create');
     expect(a.created).toBe(true);
     expect(a.agent.revision).toBe(1);
     expect(registry.providersOf('testing').map((x) => x.definition.name)).toEqual(['Alpha']);
 
     // The URL may spell the name in any case; the body keeps the deployed spelling.
-    const b = service.deploy({ body: 'name = "Alpha"\ncapabilities = ["reporting"]\nsystem_prompt = "v2"\n' }, 'update', 'ALPHA');
+    const b = await service.deploy({ body: 'name = "Alpha"\ncapabilities = ["reporting"]\nsystem_prompt = "v2"\n' }, 'update', 'ALPHA');
     expect(b.agent.revision).toBe(2);
     expect(b.agent.deployed_at).toBe(a.agent.deployed_at);
     // The capability index follows the update: the old capability is gone.
     expect(registry.providersOf('testing')).toEqual([]);
     expect(registry.list({ capability: 'reporting' }).total).toBe(1);
     expect(registry.capabilities()).toEqual([{ capability: 'reporting', agents: ['Alpha'] }]);
-    expect(service.source('Alpha')).toContain('v2');
+    expect(await service.source('Alpha')).toContain('v2');
 
-    service.remove('ALPHA');
+    await service.remove('ALPHA');
     expect(registry.size).toBe(0);
     expect(registry.capabilities()).toEqual([]);
     expect(events).toEqual(['deployed', 'updated', 'removed']);
   });
 
-  it('refuses an update whose name differs only in case (it would rename the agent), leaving the stored agent as it was', () => {
+  it('refuses an update whose name differs only in case (it would rename the agent), leaving the stored agent as it was', async () => {
     const dir = makeTempDir();
     const { service, registry } = newService(dir);
-    service.deploy({ body: tomlAgent('Alpha') }, 'create');
-    const err = thrown(() => service.deploy({ body: 'name = "alpha"\nsystem_prompt = "v2"\n' }, 'update', 'Alpha'));
+    await service.deploy({ body: tomlAgent('Alpha') }, 'create');
+    const err = await thrown(() => service.deploy({ body: 'name = "alpha"\nsystem_prompt = "v2"\n' }, 'update', 'Alpha'));
     expect(err.code).toBe('invalid_request');
     expect(err.message).toContain('"alpha"');
     expect(err.message).toContain('"Alpha"');
     expect(registry.get('alpha')?.definition.name).toBe('Alpha');
     expect(registry.get('alpha')?.revision).toBe(1);
-    expect(service.source('Alpha')).not.toContain('v2');
+    expect(await service.source('Alpha')).not.toContain('v2');
     // Creating "ALPHA" beside "Alpha" is refused too (names are unique regardless of case).
-    expect(thrown(() => service.deploy({ body: tomlAgent('ALPHA') }, 'create')).code).toBe('agent_exists');
+    expect((await thrown(() => service.deploy({ body: tomlAgent('ALPHA') }, 'create'))).code).toBe('agent_exists');
   });
 
-  it('persists API agents: a new service on the same database file gets them back, same revision', () => {
+  it('persists API agents: a new service on the same database file gets them back, same revision', async () => {
     const dir = makeTempDir();
     const first = newService(dir);
-    first.service.deploy({ body: tomlAgent('keeper') }, 'create');
-    first.service.deploy({ body: tomlAgent('keeper', 'version = "2.0.0"\n') }, 'update', 'keeper');
-    first.service.deploy({ body: tomlAgent('gone') }, 'create');
-    first.service.remove('gone');
+    await first.service.deploy({ body: tomlAgent('keeper') }, 'create');
+    await first.service.deploy({ body: tomlAgent('keeper', 'version = "2.0.0"\n') }, 'update', 'keeper');
+    await first.service.deploy({ body: tomlAgent('gone') }, 'create');
+    await first.service.remove('gone');
     first.db.close();
 
     const second = newService(dir);
@@ -91,15 +91,15 @@ describe('AgentService with a real SQLite store', () => {
     expect(second.registry.get('gone')).toBeUndefined();
   });
 
-  it('a stored row of valid JSON but the wrong shape is skipped and reported (fields, what was expected); the others load', () => {
+  it('a stored row of valid JSON but the wrong shape is skipped and reported (fields, what was expected); the others load', async () => {
     const dir = makeTempDir();
     const first = newService(dir);
-    first.service.deploy({ body: tomlAgent('keeper') }, 'create');
-    first.service.deploy({ body: tomlAgent('shapeless') }, 'create');
+    await first.service.deploy({ body: tomlAgent('keeper') }, 'create');
+    await first.service.deploy({ body: tomlAgent('shapeless') }, 'create');
     const def = JSON.parse(first.db.prepare("SELECT definition FROM agents WHERE key = 'shapeless'").pluck().get() as string) as Record<string, unknown>;
     first.db.prepare("UPDATE agents SET definition = ? WHERE key = 'shapeless'").run(JSON.stringify({ ...def, tools: [1], memory: null }));
     first.db.prepare("UPDATE agents SET format = 'yaml' WHERE key = 'keeper'").run();
-    first.service.deploy({ body: tomlAgent('fine') }, 'create');
+    await first.service.deploy({ body: tomlAgent('fine') }, 'create');
     first.db.close();
 
     const db = openDatabase(dir);
@@ -114,29 +114,29 @@ describe('AgentService with a real SQLite store', () => {
     ]);
   });
 
-  it('a rejected deploy changes neither the registry nor the store', () => {
+  it('a rejected deploy changes neither the registry nor the store', async () => {
     const dir = makeTempDir();
     const { service, registry, db } = newService(dir);
-    service.deploy({ body: tomlAgent('one') }, 'create');
+    await service.deploy({ body: tomlAgent('one') }, 'create');
     const count = () => (db.prepare('SELECT count(*) AS n FROM agents').get() as { n: number }).n;
 
-    expect(thrown(() => service.deploy({ body: 'name = "two"\n' }, 'create')).code).toBe('invalid_agent');
-    expect(thrown(() => service.deploy({ body: tomlAgent('ONE') }, 'create')).code).toBe('agent_exists');
-    expect(thrown(() => service.deploy({ body: tomlAgent('other') }, 'update', 'one')).code).toBe('invalid_request');
-    expect(thrown(() => service.deploy({ body: tomlAgent('missing') }, 'update', 'missing')).code).toBe('agent_not_found');
-    expect(thrown(() => service.remove('missing')).code).toBe('agent_not_found');
+    expect((await thrown(() => service.deploy({ body: 'name = "two"\n' }, 'create'))).code).toBe('invalid_agent');
+    expect((await thrown(() => service.deploy({ body: tomlAgent('ONE') }, 'create'))).code).toBe('agent_exists');
+    expect((await thrown(() => service.deploy({ body: tomlAgent('other') }, 'update', 'one'))).code).toBe('invalid_request');
+    expect((await thrown(() => service.deploy({ body: tomlAgent('missing') }, 'update', 'missing'))).code).toBe('agent_not_found');
+    expect((await thrown(() => service.remove('missing'))).code).toBe('agent_not_found');
 
     expect(registry.list().agents.map((a) => [a.definition.name, a.revision])).toEqual([['one', 1]]);
     expect(count()).toBe(1);
   });
 
-  it('a file agent cannot be replaced or removed through the service API', () => {
+  it('a file agent cannot be replaced or removed through the service API', async () => {
     const { service, registry } = newService(makeTempDir());
-    const st = service.applyFile('/agents/f.toml', Buffer.from(tomlAgent('filed')));
+    const st = service.files.applyFile('/agents/f.toml', Buffer.from(tomlAgent('filed')));
     expect(st.state).toBe('loaded');
-    expect(thrown(() => service.deploy({ body: tomlAgent('Filed') }, 'create')).code).toBe('agent_managed_by_file');
-    expect(thrown(() => service.deploy({ body: tomlAgent('filed') }, 'update', 'filed')).code).toBe('agent_managed_by_file');
-    expect(thrown(() => service.remove('filed')).code).toBe('agent_managed_by_file');
+    expect((await thrown(() => service.deploy({ body: tomlAgent('Filed') }, 'create'))).code).toBe('agent_managed_by_file');
+    expect((await thrown(() => service.deploy({ body: tomlAgent('filed') }, 'update', 'filed'))).code).toBe('agent_managed_by_file');
+    expect((await thrown(() => service.remove('filed'))).code).toBe('agent_managed_by_file');
     expect(registry.get('filed')?.origin).toEqual({ kind: 'file', path: '/agents/f.toml' });
   });
 
@@ -147,11 +147,11 @@ describe('AgentService with a real SQLite store', () => {
     const rollouts = new RolloutStore(db);
     const versions = new AgentVersionStore(db);
     const service = new AgentService(new AgentRegistry(), new AgentStore(db), { versions, rollouts });
-    await service.deployAsync({ body: tomlAgent('Pilot') }, 'create');
+    await service.deploy({ body: tomlAgent('Pilot') }, 'create');
     let live = 'You are Pilot.';
     for (const first of ['promote', 'rollback'] as const) {
       const prompt = `You are pilot ${first}.`;
-      await service.deployAsync({ body: tomlAgent('Pilot').replace('You are Pilot.', prompt), strategy: 'blue-green' }, 'update', 'pilot');
+      await service.deploy({ body: tomlAgent('Pilot').replace('You are Pilot.', prompt), strategy: 'blue-green' }, 'update', 'pilot');
       const before = versions.latest('pilot')!.version;
       // Both called in one tick: each checks the running rollout before either records its version.
       const promote = () => service.promote('pilot', 'key:p');

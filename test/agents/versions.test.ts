@@ -165,7 +165,7 @@ describe('versions of a file agent', () => {
     const revision = (await api<{ revision: number }>('GET', '/api/v1/agents/filed')).json.revision;
     const before = new Date().toISOString();
     writeFileSync(file, `# touched\n${tomlAgent('filed', 'version = "0.2.0"\n')}`);
-    await waitUntil(() => srv.server.service.fileStatuses().some((f) => f.path === file && f.updated_at > before), { timeoutMs: 10_000, what: 'the touched file seen by the watcher' });
+    await waitUntil(() => srv.server.service.files.fileStatuses().some((f) => f.path === file && f.updated_at > before), { timeoutMs: 10_000, what: 'the touched file seen by the watcher' });
     expect((await history('filed')).total).toBe(2);
     writeFileSync(file, tomlAgent('filed', 'version = "0.3.0"\n'));
     await waitUntil(async () => (await history('filed')).total === 3, { timeoutMs: 10_000, what: 'the next change recorded as version 3' });

@@ -67,7 +67,7 @@ async function node(name: string, bucket: string): Promise<Node> {
   const registry = new AgentRegistry();
   const local = new AgentVersionStore(db);
   const store = new AgentStore(db);
-  const service = new AgentService(registry, store, { versions: local, rollouts: new RolloutStore(db), sharedVersions: shared, sharedAgents: directory });
+  const service = new AgentService(registry, store, { versions: local, rollouts: new RolloutStore(db), cluster: { versions: shared, agents: directory } });
   const nc: NatsConnection = await connect({ servers: nats.url });
   const sync = await DirectorySync.start({ nc, subject: agentsSubject(schema), node: name, directory, registry, sourceOf: (n) => store.source(n) });
   cleanups.push(async () => {
@@ -86,24 +86,24 @@ const clusterToml = (node: string, schema: string) => clusterTomlOf(node, nats.u
 const v1 = tomlAgent('Writer', 'version = "1.0.0"\n');
 const v2 = tomlAgent('Writer', 'version = "2.0.0"\n').replace('You are Writer.', 'You are Writer. Be terse.');
 const promptOf = (n: Node) => n.registry.get('writer')?.definition.system_prompt;
-const historyOf = async (n: Node) => (await n.service.history('writer')!.list('writer', { limit: 100 })).items.map((v) => [v.version, v.how, v.semver, v.restored_from]);
+const historyOf = async (n: Node) => (await n.service.history.portFor('writer')!.list('writer', { limit: 100 })).items.map((v) => [v.version, v.how, v.semver, v.restored_from]);
 
 describe.skipIf(!run)('agent versions shared by two nodes', () => {
   it('a deploy on one node, an update on the other and a rollback: one numbering, one history, read the same on both', async () => {
     const [a, b] = [await node('node-a', 'test_versions_1'), await node('node-b', 'test_versions_1')];
 
-    const created = await a.service.deployAsync({ body: v1, deployed_by: 'alice' }, 'create');
+    const created = await a.service.deploy({ body: v1, deployed_by: 'alice' }, 'create');
     expect(created.version).toMatchObject({ version: 1, how: 'api', deployed_by: 'alice' });
     await waitUntil(() => b.registry.get('writer'), { what: 'the agent on node b' });
     // Node b applied the change from the directory: no version of its own.
     expect(await historyOf(b)).toEqual([[1, 'api', '1.0.0', null]]);
     expect(await b.service.liveVersion('writer')).toBe(1);
 
-    const updated = await b.service.deployAsync({ body: v2, deployed_by: 'bob' }, 'update', 'writer');
+    const updated = await b.service.deploy({ body: v2, deployed_by: 'bob' }, 'update', 'writer');
     expect(updated.version).toMatchObject({ version: 2, deployed_by: 'bob' });
     await waitUntil(() => promptOf(a)?.includes('Be terse'), { what: 'the update on node a' });
     // The same content deployed again on the node that did not write it: nothing recorded.
-    const same = await a.service.deployAsync({ body: v2 }, 'update', 'writer');
+    const same = await a.service.deploy({ body: v2 }, 'update', 'writer');
     expect(same).toMatchObject({ unchanged: true, version: { version: 2 } });
 
     const back = await a.service.rollback('writer', undefined, 'carol');
@@ -119,7 +119,7 @@ describe.skipIf(!run)('agent versions shared by two nodes', () => {
     expect(await historyOf(b)).toEqual(expected);
     expect(await a.service.liveVersion('writer')).toBe(3);
     expect(await b.service.liveVersion('writer')).toBe(3);
-    expect((await b.service.history('writer')!.get('writer', 2))!.source).toBe(v2);
+    expect((await b.service.history.portFor('writer')!.get('writer', 2))!.source).toBe(v2);
     // Neither node kept a version of the API agent in its own SQLite.
     expect(a.local.list('writer').total + b.local.list('writer').total).toBe(0);
 
@@ -132,21 +132,21 @@ describe.skipIf(!run)('agent versions shared by two nodes', () => {
 
   it('updates of one agent on both nodes at once take distinct numbers', async () => {
     const [a, b] = [await node('node-a', 'test_versions_2'), await node('node-b', 'test_versions_2')];
-    const first = await a.service.deployAsync({ body: tomlAgent('Racer') }, 'create');
+    const first = await a.service.deploy({ body: tomlAgent('Racer') }, 'create');
     await waitUntil(() => b.registry.get('racer'), { what: 'the agent on node b' });
     const [x, y] = await Promise.all([
-      a.service.deployAsync({ body: tomlAgent('Racer', 'version = "1.1.0"\n') }, 'update', 'racer'),
-      b.service.deployAsync({ body: tomlAgent('Racer', 'version = "1.2.0"\n') }, 'update', 'racer'),
+      a.service.deploy({ body: tomlAgent('Racer', 'version = "1.1.0"\n') }, 'update', 'racer'),
+      b.service.deploy({ body: tomlAgent('Racer', 'version = "1.2.0"\n') }, 'update', 'racer'),
     ]);
     expect([first.version!.version, x.version!.version, y.version!.version].sort()).toEqual([1, 2, 3]);
-    expect((await a.service.history('racer')!.list('racer')).total).toBe(3);
+    expect((await a.service.history.portFor('racer')!.list('racer')).total).toBe(3);
   });
 
   it('a blue-green rollout on a node: its candidate is numbered in the shared history and served there as NAME@VERSION; the promotion reaches the other node', async () => {
     const [a, b] = [await node('node-a', 'test_versions_3'), await node('node-b', 'test_versions_3')];
-    await a.service.deployAsync({ body: v1 }, 'create');
+    await a.service.deploy({ body: v1 }, 'create');
     await waitUntil(() => b.registry.get('writer'), { what: 'the agent on node b' });
-    const started = await a.service.deployAsync({ body: v2, strategy: 'blue-green' }, 'update', 'writer');
+    const started = await a.service.deploy({ body: v2, strategy: 'blue-green' }, 'update', 'writer');
     expect(started.rollout).toMatchObject({ stable_version: 1, candidate_version: 2, state: 'running' });
     expect(a.registry.resolve('writer@2')?.definition.system_prompt).toContain('Be terse');
     expect(a.registry.resolve('writer', 'conv-1')?.definition.system_prompt).toBe('You are Writer.');

@@ -103,7 +103,7 @@ describe('deploy-time warnings', () => {
 
   it('an agents_dir file naming an unknown tool is not loaded: its status says why, and the log', async () => {
     await waitUntil(() => lines.some((l) => l.code === 'tool_unresolved' && l.agent === 'at-start' && l.level === 'error'), { what: 'an error line for the file loaded at start' });
-    const start = server.service.fileStatuses().find((s) => s.path.endsWith('at-start.toml'));
+    const start = server.service.files.fileStatuses().find((s) => s.path.endsWith('at-start.toml'));
     expect(start?.state).toBe('invalid');
     expect(start?.errors?.[0]?.message).toContain('did you mean "calculator"');
     expect(server.registry.get('at-start')).toBeUndefined();
@@ -112,7 +112,7 @@ describe('deploy-time warnings', () => {
   it('an agents_dir file: a provider warning is in its file status and the log, on change', async () => {
     writeFileSync(join(server.config.agents_dir, 'later.toml'), agent('from-file', '[llm]\nprovider = "elsewhere"\n'));
     await waitUntil(() => lines.some((l) => l.code === 'provider_unresolved' && l.agent === 'from-file' && l.level === 'warn'), { what: 'a warn line for the changed file' });
-    const status = server.service.fileStatuses().find((s) => s.path.endsWith('later.toml'));
+    const status = server.service.files.fileStatuses().find((s) => s.path.endsWith('later.toml'));
     expect(status?.state).toBe('loaded');
     expect(status?.errors?.map((e) => e.code)).toContain('provider_unresolved');
   });

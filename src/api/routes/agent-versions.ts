@@ -109,7 +109,7 @@ export async function agentVersionRoutes(app: FastifyInstance, opts: { service: 
   const r = app.withTypeProvider<ZodTypeProvider>();
   /** Where `name`'s versions are: this node's store, or on a cluster node the history the nodes share (API agents). */
   const store = (name: string) => {
-    const port = service.history(name);
+    const port = service.history.portFor(name);
     if (!port) throw new CaxtonError('not_found', 'this server keeps no agent versions');
     return port;
   };
@@ -271,11 +271,11 @@ export async function agentVersionRoutes(app: FastifyInstance, opts: { service: 
     },
     async (req) => {
       const name = await nameOf(req.params.name);
-      const m = await service.rolloutElsewhere(name);
+      const m = await service.rollout.rolloutElsewhere(name);
       return {
         agent: name,
         live_version: service.registry.get(name) ? ((await service.liveVersion(name)) ?? null) : null,
-        ...service.rolloutStatus(name),
+        ...service.rollout.rolloutStatus(name),
         elsewhere: m
           ? {
               node: m.node,
@@ -286,7 +286,7 @@ export async function agentVersionRoutes(app: FastifyInstance, opts: { service: 
               down: m.down,
               url: m.url,
               share: m.share,
-              status: await service.rolloutStatusAt(m),
+              status: await service.rollout.rolloutStatusAt(m),
             }
           : null,
       };

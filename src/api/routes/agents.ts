@@ -106,7 +106,7 @@ export async function agentRoutes(app: FastifyInstance, opts: { service: AgentSe
     async (req, reply) => {
       const a = registry.get(req.params.name);
       if (!a) throw new CaxtonError('agent_not_found', `no agent named "${req.params.name}" is deployed`, { name: req.params.name });
-      const src = a.origin.kind === 'api' ? await service.sourceAsync(a.definition.name) : undefined;
+      const src = a.origin.kind === 'api' ? await service.source(a.definition.name) : undefined;
       if (src === undefined) throw new CaxtonError('not_found', `agent "${a.definition.name}" comes from a file; read ${a.origin.kind === 'file' ? a.origin.path : 'it'} instead`);
       const type = a.format === 'toml' ? 'application/toml' : a.format === 'markdown' ? 'text/markdown' : 'application/json';
       return reply.type(`${type}; charset=utf-8`).send(src);
@@ -115,7 +115,7 @@ export async function agentRoutes(app: FastifyInstance, opts: { service: AgentSe
 
   r.post('/agents', { schema: { summary: 'Deploy an agent (TOML, Markdown or JSON body)', tags: ['agents'], response: { 201: deployResponseSchema, ...errors } } }, async (req, reply) => {
     const { body, format } = bodyOf(req);
-    const out = await service.deployAsync({ body, ...(format && { format }), deployed_by: req.principal?.id, actor: deployActor(req.principal) }, 'create');
+    const out = await service.deploy({ body, ...(format && { format }), deployed_by: req.principal?.id, actor: deployActor(req.principal) }, 'create');
     req.log.info({ agent: out.agent.definition.name, version: out.version?.version }, 'agent deployed');
     logCheckWarnings(req, out);
     return reply
@@ -135,7 +135,7 @@ export async function agentRoutes(app: FastifyInstance, opts: { service: AgentSe
     },
     async (req) => {
       const { body, format } = bodyOf(req);
-      const res = await service.validateAsync({ body, ...(format && { format }) });
+      const res = await service.validate({ body, ...(format && { format }) });
       return res.ok
         ? { valid: true, format: res.format, name: res.definition.name as string, errors: [], warnings: res.warnings }
         : { valid: false, format: res.format, errors: res.errors, warnings: res.warnings };
@@ -170,7 +170,7 @@ export async function agentRoutes(app: FastifyInstance, opts: { service: AgentSe
     async (req) => {
       const { body, format } = bodyOf(req);
       const canary = canaryOptionsOf(req.query);
-      const out = await service.deployAsync(
+      const out = await service.deploy(
         { body, ...(format && { format }), deployed_by: req.principal?.id, actor: deployActor(req.principal), strategy: req.query.strategy, canary },
         'update',
         req.params.name,
@@ -186,7 +186,7 @@ export async function agentRoutes(app: FastifyInstance, opts: { service: AgentSe
     '/agents/:name',
     { schema: { summary: 'Remove an API-deployed agent', tags: ['agents'], params: agentNameParams, response: { 204: z.null(), 404: errorEnvelopeSchema, 409: errorEnvelopeSchema } } },
     async (req, reply) => {
-      const removed = await service.removeAsync(req.params.name, deployActor(req.principal));
+      const removed = await service.remove(req.params.name, deployActor(req.principal));
       req.log.info({ agent: removed.definition.name }, 'agent removed');
       return reply.code(204).send(null);
     },

@@ -427,7 +427,7 @@ async function overview(deps: ObservabilityRouteDeps, windowMs: number, reader: 
   }
   const dependencies = lifecycle.readiness && lifecycle.readiness.size > 0 ? await lifecycle.readiness.probe() : undefined;
   const degraded = lifecycle.problems?.() ?? [];
-  const invalid = service.fileStatuses().filter((f) => f.state === 'invalid');
+  const invalid = service.files.fileStatuses().filter((f) => f.state === 'invalid');
   return {
     version: lifecycle.version,
     uptime_seconds: Math.round((Date.now() - lifecycle.startedAt) / 1000),

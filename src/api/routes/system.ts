@@ -54,7 +54,7 @@ export async function systemRoutes(app: FastifyInstance, opts: { service: AgentS
   );
 
   r.get('/api/v1/status', { schema: { summary: 'Server status', tags: ['system'], response: { 200: statusSchema } } }, async (req) => {
-    const files = service.fileStatuses();
+    const files = service.files.fileStatuses();
     const all = agentsVisibleTo(req.principal, service.registry).agents;
     const fromFiles = all.filter((a) => a.origin.kind === 'file').length;
     const mem = process.memoryUsage();

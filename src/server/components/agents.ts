@@ -12,6 +12,8 @@ import type { Component } from './component.js';
 export interface AgentsComponent extends Component {
   readonly registry: AgentRegistry;
   readonly service: AgentService;
+  /** This node's copy of the API agents (caxton.db). */
+  readonly store: AgentStore;
   /** How many API-deployed agents were loaded from caxton.db. */
   readonly persisted: number;
   /** The agent event store (GET /api/v1/events); undefined with `[events] enabled = false`. */
@@ -27,9 +29,10 @@ export function startAgents(opts: { config: ServerConfig; db: Db; logger: Logger
   const shadowResults = new ShadowResultStore(db);
   const rollouts = new RolloutStore(db);
   // Deploy-time warnings for model aliases the configured providers cannot serve.
+  const store = new AgentStore(db, { onSkipped: (row, reason) => logger.warn({ table: 'agents', row, reason }, `skipped the stored agent "${row}": ${reason}; redeploy it`) });
   const service = new AgentService(
     registry,
-    new AgentStore(db, { onSkipped: (row, reason) => logger.warn({ table: 'agents', row, reason }, `skipped the stored agent "${row}": ${reason}; redeploy it`) }),
+    store,
     // Providers too; the tool check joins once tool servers and MCP servers are up (components/tools.ts).
     {
       checkModel: modelCheck(llmSetup(config)),
@@ -43,12 +46,14 @@ export function startAgents(opts: { config: ServerConfig; db: Db; logger: Logger
       versions: new AgentVersionStore(db, { keep: config.agents.keep_versions, keepRemoved: config.agents.keep_removed_agents }),
       // A cluster node: API agents' versions in the cluster's PostgreSQL, one history for every node (file agents' stay here).
       ...(opts.clusterState && {
-        sharedVersions: opts.clusterState.versions,
-        sharedAgents: opts.clusterState.agents,
-        rolloutMarks: opts.clusterState.marks,
-        sharedPins: opts.clusterState.pins,
-        onVersionsError: (e: unknown) =>
-          logger.warn({ err: describeError(e) }, "agent versions could not be read from the cluster's PostgreSQL; this node's view of them is refreshed at the next change"),
+        cluster: {
+          versions: opts.clusterState.versions,
+          agents: opts.clusterState.agents,
+          rolloutMarks: opts.clusterState.marks,
+          pins: opts.clusterState.pins,
+          onError: (e: unknown) =>
+            logger.warn({ err: describeError(e) }, "agent versions could not be read from the cluster's PostgreSQL; this node's view of them is refreshed at the next change"),
+        },
       }),
       // Blue-green rollouts: running ones resume after a restart; each step is an event.
       rollouts,
@@ -118,6 +123,7 @@ export function startAgents(opts: { config: ServerConfig; db: Db; logger: Logger
     name: 'agents',
     registry,
     service,
+    store,
     persisted,
     events,
     shadowResults,

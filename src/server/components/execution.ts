@@ -43,19 +43,19 @@ export function startExecution(opts: {
     // figures or the shadow runner (which copies a live execution to the candidate).
     onExecuted: (e) => {
       events?.onExecuted(e);
-      opts.service.observe(e.definition, e.status === 'ok', e.duration_ms);
+      opts.service.rollout.observe(e.definition, e.status === 'ok', e.duration_ms);
       shadow.onExecuted(e);
       const m = opts.telemetry.metrics;
       if (m) {
         // Executions labelled with their version while the agent has a canary or shadow rollout.
         const running = e.shadow ? opts.service.rollouts?.running(e.agent) : undefined;
-        const v = running ? { version: running.candidate_version, role: 'shadow' as const } : opts.service.rolloutVersionOf(e.definition);
+        const v = running ? { version: running.candidate_version, role: 'shadow' as const } : opts.service.rollout.rolloutVersionOf(e.definition);
         if (v) m.rolloutExecution(e.agent, v.version, v.role, e.status, e.duration_ms / 1000);
       }
     },
   });
   // A canary candidate's [[rollout.checks]]: each request run on the candidate, its answer checked.
-  opts.service.setCheckRunner(async (agent, version, checks) => {
+  opts.service.rollout.setCheckRunner(async (agent, version, checks) => {
     for (const check of checks) {
       let answer: string;
       try {

@@ -72,7 +72,7 @@ export async function startTools(opts: {
   // invalid; the stored API agents, already deployed, only warn. ---
   const check = toolCheck({ builtins: executor.deps.tools, host: executor.hostTools, mcpServers: () => Object.keys(config.mcp_servers) });
   opts.service.addCheck((def) => check(def.tools, def.metadata.claude_tools !== undefined ? 'warning' : 'error'));
-  for (const status of opts.service.recheckFiles()) {
+  for (const status of opts.service.files.recheckFiles()) {
     for (const e of status.errors ?? []) logger.error({ agent: status.agent, file: status.path, field: e.field, code: e.code }, `agent file not loaded: ${e.message}`);
   }
   for (const a of registry.list().agents) {

@@ -1,0 +1,121 @@
+import { CaxtonError } from '../shared/errors.js';
+import { canaryBucket } from './canary.js';
+import type { AgentRegistry, DeployedAgent } from './registry.js';
+import type { RolloutController } from './rollout-controller.js';
+import type { ConversationPinsPort } from './rollouts.js';
+import { asDeployed, type VersionHistory } from './version-history.js';
+
+/**
+ * Which version of an agent a request runs on: NAME@VERSION (the live version, or a running
+ * rollout's candidate), and a name within a conversation (the version the conversation was pinned
+ * to, or a canary's share drawn by the conversation's id). Installed on the registry, which asks
+ * it whenever the executor resolves an agent.
+ */
+export class VersionResolver {
+  readonly #registry: AgentRegistry;
+  readonly #history: VersionHistory;
+  readonly #rollouts: RolloutController;
+
+  constructor(registry: AgentRegistry, history: VersionHistory, rollouts: RolloutController) {
+    this.#registry = registry;
+    this.#history = history;
+    this.#rollouts = rollouts;
+    registry.setRefResolver((name, version, conversation) => (version !== undefined ? this.#resolveVersion(name, version) : this.#resolveInConversation(name, conversation)));
+    // Shared pins are read before the executor resolves a name within a conversation (resolution is synchronous).
+    const pins = rollouts.pins;
+    // A conversation's first pin is claimed there too (drawn as resolution would draw it), so two nodes taking its first turns agree.
+    if (pins?.load) registry.setRefPreparer((name, conversation) => pins.load!(conversation, name, () => this.#draw(name, conversation)));
+  }
+
+  /** NAME@VERSION: the live version, or the candidate of a running rollout; nothing else is addressable. */
+  #resolveVersion(name: string, version: number): DeployedAgent | undefined {
+    const live = this.#registry.get(name);
+    if (!live || !this.#history.kept) return undefined;
+    const agentName = live.definition.name;
+    // The candidate of this node's rollout, or of one another node of the cluster runs.
+    const running = this.#rollouts.runningAnywhere(live);
+    const current = this.#rollouts.currentVersion(agentName);
+    if (version === current) return live;
+    if (running && version === running.candidate_version) {
+      const v = this.#history.getSync(agentName, version);
+      if (v) return asDeployed(live, v);
+    }
+    throw new CaxtonError(
+      'version_not_found',
+      `version ${version} of agent "${agentName}" is not live: address the current version (${current ?? 'none'})${running ? ` or the rollout's candidate (${running.candidate_version})` : ''}, or deploy it again`,
+      { name: agentName, version },
+    );
+  }
+
+  /**
+   * A name within a conversation, for an agent that has had a rollout: the version the
+   * conversation was pinned to when it first reached the agent (the live one then), even after a
+   * promotion or a rollback; a pinned version no longer kept falls back to the live one.
+   */
+  #resolveInConversation(name: string, conversation: string | undefined): DeployedAgent | undefined {
+    const live = this.#registry.get(name);
+    const placed = live && this.#placement(live, conversation);
+    if (!live || !placed) return live;
+    const { agentName, current, canary, choose, pins } = placed;
+    const chosen = conversation !== undefined ? pins.pin(conversation, agentName, choose) : typeof choose === 'number' ? choose : choose();
+    if (chosen === current) {
+      if (canary) this.#rollouts.tag(live.definition, current);
+      return live;
+    }
+    const v = this.#history.getSync(agentName, chosen);
+    if (!v) return live;
+    if (canary) this.#rollouts.tag(v.definition, chosen);
+    return asDeployed(live, v);
+  }
+
+  /**
+   * How a conversation of `live`'s agent without a pin is placed: the live version, or a canary's
+   * share drawn by the conversation's id (`choose`); undefined when its conversations are not
+   * pinned (an agent that never had a rollout, or another node's shadow, whose live requests stay
+   * on the live version and are copied to its candidate).
+   */
+  #placement(
+    live: DeployedAgent,
+    conversation: string | undefined,
+  ): { agentName: string; current: number; canary: { id: number; candidate: number; share: number } | undefined; choose: number | (() => number); pins: ConversationPinsPort } | undefined {
+    const control = this.#rollouts;
+    const rollouts = control.rollouts;
+    // Pins are kept wherever rollouts are: the cluster's shared ones, or `rollouts` itself.
+    const pins = control.pins;
+    if (!rollouts || !pins || !this.#history.kept || live.origin.kind !== 'api') return undefined;
+    const agentName = live.definition.name;
+    const running = rollouts.running(agentName);
+    // Another node's canary (a cluster node): its share of new conversations is drawn here too;
+    // another node's shadow: the live requests here are copied to its candidate too.
+    const there = running ? undefined : control.actingHere(agentName);
+    const held = there?.strategy === 'canary' ? there : undefined;
+    const shadowThere = there?.strategy === 'shadow' ? there : undefined;
+    if (!running && !held && !shadowThere && !pins.hasHistory(agentName)) return undefined;
+    const current = control.currentVersion(agentName);
+    if (current === undefined) return undefined;
+    if (shadowThere) {
+      control.tag(live.definition, current);
+      return undefined;
+    }
+    const ownShare = running ? control.shareOf(running) : null;
+    const canary =
+      running && ownShare !== null
+        ? { id: running.id, candidate: running.candidate_version, share: ownShare }
+        : held
+          ? { id: held.rollout_id, candidate: held.candidate_version, share: held.share! }
+          : undefined;
+    // Shadow: every live request stays on the stable version; the server copies it to the candidate.
+    if (running?.strategy === 'shadow' && current === running.stable_version) control.tag(live.definition, current);
+    // A canary's share of new conversations, each placed by its id as on every node (canaryBucket); one without a conversation is drawn on its own.
+    const choose = canary ? () => ((conversation !== undefined ? canaryBucket(canary.id, conversation) : Math.random() * 100) < canary.share ? canary.candidate : current) : current;
+    return { agentName, current, canary, choose, pins };
+  }
+
+  /** The version a new conversation of the agent would be pinned to now (undefined: not pinned); shared pins claim it before the execution. */
+  #draw(name: string, conversation: string): number | undefined {
+    const live = this.#registry.get(name);
+    const placed = live && this.#placement(live, conversation);
+    if (!placed) return undefined;
+    return typeof placed.choose === 'number' ? placed.choose : placed.choose();
+  }
+}
