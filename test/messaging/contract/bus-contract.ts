@@ -78,7 +78,11 @@ export type ContractCase =
   | 'query'
   | 'failure-reply'
   | 'expiry'
-  | 'subscribe';
+  | 'subscribe'
+  | 'history'
+  | 'stats-retrying'
+  | 'queue-full'
+  | 'queue-full-message';
 
 export interface ContractOptions {
   /** Whether the configuration can run here (its system parts are installed). */
@@ -290,6 +294,37 @@ export function runBusContract(name: string, factory: BusFactory, opts: Contract
         expect(notes).toEqual([`inform:rates are up:${news.id}`]);
       });
 
+      kept('history')('history: the last n messages of a conversation, oldest first', async () => {
+        const t = await start({ agents: [['worker', ['work']]], handlers: { worker: () => ({ content: 'answer' }) } });
+        const r = await t.bus.submit({ performative: 'request', sender: 'client', receiver: 'worker', content: 'question' });
+        await conversation(t.bus, r.conversation_id);
+        expect((await t.bus.history(r.conversation_id, 2)).map((m) => [m.performative, m.content])).toEqual([
+          ['agree', ''],
+          ['inform', 'answer'],
+        ]);
+        expect((await t.bus.history(r.conversation_id, 10)).map((m) => m.performative)).toEqual(['request', 'agree', 'inform']);
+      });
+
+      /** A bus whose worker holds every message, with room for two undelivered ones; two sent and held. */
+      const full = async () => {
+        const g = hold();
+        const t = await start({ agents: [['worker', ['work']]], config: { max_queue: 2 }, handlers: { worker: async (_m, _r, ctx) => (await held(g, ctx.signal), { content: 'ok' }) } });
+        for (const n of [1, 2]) await t.bus.submit({ performative: 'request', sender: 'client', receiver: 'worker', content: `held ${n}` });
+        await waitUntil(() => t.bus.stats().queued === 2, { what: 'two deliveries in hand' });
+        return { t, e: await errorOf(t.bus.submit({ id: 'one-too-many', performative: 'request', sender: 'client', receiver: 'worker', content: 'third' })) };
+      };
+
+      kept('queue-full')('back-pressure: past max_queue undelivered messages a send is refused (429, retry after 1 s), nothing stored', async () => {
+        const { t, e } = await full();
+        expect([e.code, httpStatusFor(e.code), e.details]).toEqual(['queue_full', 429, { retry_after: 1, queued: 2 }]);
+        expect(await t.bus.reads.getMessage('one-too-many')).toBeUndefined();
+      });
+
+      kept('queue-full-message')('back-pressure: the refusal says the queue is full and names [messaging] max_queue', async () => {
+        const { e } = await full();
+        expect(e.message).toBe('the message queue is full (2 undelivered messages, [messaging] max_queue = 2); retry later');
+      });
+
       kept('duplicate')('a message id sent three times (two at once) is stored and delivered once', async () => {
         const seen: string[] = [];
         const t = await start({ agents: [['worker', ['work']]], handlers: { worker: (m) => (seen.push(m.id), { content: 'ok' }) } });
@@ -377,6 +412,13 @@ export function runBusContract(name: string, factory: BusFactory, opts: Contract
         await conversation(t.bus, b.conversation_id);
         await conversation(t.bus, a.conversation_id);
         expect(order).toEqual(['A#0', 'B#0', 'A#1']);
+      });
+
+      kept('stats-retrying')('stats: a delivery waiting for its retry counts as retrying, not queued', async () => {
+        const t = await start({ agents: [['worker', ['work']]], config: { retry_base: 10_000, max_attempts: 3 }, handlers: { worker: () => Promise.reject(overloaded()) } });
+        const r = await t.bus.submit({ performative: 'request', sender: 'client', receiver: 'worker', content: 'later' });
+        await waitUntil(async () => (await t.bus.reads.getMessage(r.id))?.deliveries[0]?.attempts === 1, { what: 'the failed attempt' });
+        expect(t.bus.stats()).toMatchObject({ queued: 0, running: 0, retrying: 1, dead_letters: 0 });
       });
 
       kept('dead-letter')('max attempts: the delivery is a dead letter with the reason, the conversation failed with a failure reply', async () => {
