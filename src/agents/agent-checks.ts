@@ -1,6 +1,6 @@
 import type { SourceIssue } from '../shared/issues.js';
 import type { AgentDefinition, AgentFormat } from './definition.js';
-import { parseAgent, type ParseResult } from './parse.js';
+import type { ParseResult } from './parse.js';
 import { AgentParser, type ParseStats } from './parse-pool.js';
 
 /** A check run after the parse; an issue is a warning unless its `severity` says error (the deploy is then refused). */
@@ -33,12 +33,7 @@ export class AgentChecks {
     this.#parser = new AgentParser(opts.offThreadParseBytes !== undefined ? { offThreadBytes: opts.offThreadParseBytes } : {});
   }
 
-  /** Parses and checks a body on this thread (the CLI, files at start, small bodies). */
-  validate(body: string | Uint8Array, file: string, format?: AgentFormat): ParseResult {
-    return this.checked(parseAgent(body, { file, ...(format && { format }) }), file);
-  }
-
-  /** As `validate`, with a large body parsed on the worker thread so the event loop stays free. */
+  /** Parses and checks a body; a large one on the worker thread, so the event loop stays free. */
   async validateAsync(body: string | Uint8Array, file: string, format?: AgentFormat): Promise<ParseResult> {
     return this.checked(await this.#parser.parse(body, { file, ...(format && { format }) }), file);
   }

@@ -74,6 +74,8 @@ export class Deployer {
   readonly #history: VersionHistory;
   readonly #rollouts: RolloutController;
   readonly #shared: SharedAgentsPort | undefined;
+  /** The change of each agent under way: the next one waits for it, so two deploys of one agent never both pass the checks. */
+  readonly #turns = new Map<string, Promise<unknown>>();
 
   constructor(parts: { registry: AgentRegistry; store: AgentStore; checks: AgentChecks; history: VersionHistory; rollouts: RolloutController; sharedAgents?: SharedAgentsPort | undefined }) {
     this.#registry = parts.registry;
@@ -101,6 +103,35 @@ export class Deployer {
   /** Deploys a new agent (mode `create`) or replaces an API-deployed one (mode `update`); a large body is parsed off the event loop. */
   async deploy(input: DeployInput, mode: 'create' | 'update', expectName?: string): Promise<DeployOutcome> {
     const validated = await this.#checks.validateAsync(input.body, input.file ?? '<request body>', input.format);
+    const out = await this.#inTurn(validated.ok ? validated.definition.name : undefined, () => this.#deploy(input, mode, expectName, validated));
+    // [[rollout.checks]] run before a canary's first stage (the candidate gets no traffic until they pass), outside the agent's turn: a change meanwhile is refused as during any rollout.
+    if (!out.rollout || !validated.ok) return out;
+    return { ...out, rollout: await this.#rollouts.checkFirst(out.rollout, validated.definition.rollout?.checks ?? []) };
+  }
+
+  /**
+   * Runs `fn` once every change of `name` started before it has finished. The checks read the
+   * registry, and the write that follows them awaits the version store: without a turn each, two
+   * deploys of one agent could both pass the checks (both create it, say).
+   */
+  async #inTurn<T>(name: string | undefined, fn: () => Promise<T>): Promise<T> {
+    if (name === undefined) return fn();
+    const key = agentKey(name);
+    const before = this.#turns.get(key);
+    const mine = (before ?? Promise.resolve()).then(fn, fn);
+    const settled = mine.then(
+      () => {},
+      () => {},
+    );
+    this.#turns.set(key, settled);
+    try {
+      return await mine;
+    } finally {
+      if (this.#turns.get(key) === settled) this.#turns.delete(key);
+    }
+  }
+
+  async #deploy(input: DeployInput, mode: 'create' | 'update', expectName: string | undefined, validated: ParseResult): Promise<DeployOutcome> {
     const { result, def, existing } = this.#admit(input, mode, expectName, validated);
     const history = this.#history;
     const port = history.portFor(def.name);
@@ -118,9 +149,7 @@ export class Deployer {
         throw new CaxtonError('agent_not_found', `a ${strategy} deploy needs a live version of agent "${def.name}" to run beside; deploy it directly first (no --strategy)`, { name: def.name });
       const candidate = { definition: def, format: result.format, source, warnings: result.warnings, by: input.deployed_by };
       const { version, rollout } = await this.#rollouts.start(port, strategy, plan, existing, current, candidate);
-      // [[rollout.checks]] run before a canary's first stage: the candidate gets no traffic until they pass.
-      const after = await this.#rollouts.checkFirst(rollout, def.rollout?.checks ?? []);
-      return { agent: existing, warnings: result.warnings, created: false, version, rollout: after };
+      return { agent: existing, warnings: result.warnings, created: false, version, rollout };
     }
     const agent = apiAgent(def, result.format, existing);
     const stored = { ...agent, source };
@@ -246,8 +275,12 @@ export class Deployer {
   }
 
   /** Removes an API agent: on a cluster node first for every node (the shared row becomes a tombstone), then here. */
-  async remove(name: string, actor?: DeployActor): Promise<DeployedAgent> {
+  remove(name: string, actor?: DeployActor): Promise<DeployedAgent> {
     authorize(this.#registry, actor, name);
+    return this.#inTurn(name, () => this.#remove(name));
+  }
+
+  async #remove(name: string): Promise<DeployedAgent> {
     const existing = this.#registry.get(name);
     const shared = this.#shared;
     const running = existing && this.#rollouts.rollouts?.running(existing.definition.name);

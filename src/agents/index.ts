@@ -10,15 +10,7 @@ export { AgentFiles, type FileStatus } from './agent-files.js';
 export { Deployer, type DeployInput, type DeployOutcome, type SharedAgentsPort } from './deployer.js';
 export type { DeployActor } from './deploy-actor.js';
 export { VersionHistory } from './version-history.js';
-export {
-  RolloutController,
-  type RolloutEventType,
-  type RollbackOutcome,
-  type RolloutActionOptions,
-  type RolloutForwarder,
-  type RolloutOutcome,
-  type RolloutStatus,
-} from './rollout-controller.js';
+export { RolloutController, type RolloutEventType, type RollbackOutcome, type RolloutActionOptions, type RolloutForwarder, type RolloutOutcome, type RolloutStatus } from './rollout-controller.js';
 export {
   canaryFigureSchema,
   shadowFigureSchema,

@@ -594,8 +594,7 @@ export class RolloutController {
   /** Ends a running rollout: the live version stays (recorded again as a version, `how: rollback`). */
   async #abort(existing: DeployedAgent, rollout: Rollout, versions: AgentVersionsPort, rollouts: RolloutStore, by: string | undefined, reason: string): Promise<RollbackOutcome> {
     const history = this.#history;
-    const stable =
-      (await history.detail(versions, rollout.agent, rollout.stable_version)) ?? (await history.detail(versions, rollout.agent, (await versions.latest(rollout.agent))!.version))!;
+    const stable = (await history.detail(versions, rollout.agent, rollout.stable_version)) ?? (await history.detail(versions, rollout.agent, (await versions.latest(rollout.agent))!.version))!;
     let ended: Rollout | undefined;
     const version = await versions.append(
       {

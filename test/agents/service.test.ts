@@ -130,6 +130,17 @@ describe('AgentService with a real SQLite store', () => {
     expect(count()).toBe(1);
   });
 
+  it('two deploys of one agent at once take turns: one creates it, the other is told it exists; two updates both apply, one after the other', async () => {
+    const { service, registry, db } = newService(makeTempDir());
+    const [one, two] = await Promise.allSettled([service.deploy({ body: tomlAgent('Twin') }, 'create'), service.deploy({ body: tomlAgent('twin') }, 'create')]);
+    expect(one).toMatchObject({ status: 'fulfilled', value: { created: true } });
+    expect(two).toMatchObject({ status: 'rejected', reason: { code: 'agent_exists' } });
+    const updates = await Promise.all(['v2', 'v3'].map((p) => service.deploy({ body: `name = "Twin"\ncapabilities = ["testing"]\nsystem_prompt = "${p}"\n` }, 'update', 'twin')));
+    expect(updates.map((u) => u.agent.revision)).toEqual([2, 3]);
+    expect(registry.get('twin')?.definition.system_prompt).toBe('v3');
+    expect(db.prepare("SELECT revision FROM agents WHERE key = 'twin'").pluck().get()).toBe(3);
+  });
+
   it('a file agent cannot be replaced or removed through the service API', async () => {
     const { service, registry } = newService(makeTempDir());
     const st = service.files.applyFile('/agents/f.toml', Buffer.from(tomlAgent('filed')));

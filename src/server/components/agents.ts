@@ -51,8 +51,7 @@ export function startAgents(opts: { config: ServerConfig; db: Db; logger: Logger
           agents: opts.clusterState.agents,
           rolloutMarks: opts.clusterState.marks,
           pins: opts.clusterState.pins,
-          onError: (e: unknown) =>
-            logger.warn({ err: describeError(e) }, "agent versions could not be read from the cluster's PostgreSQL; this node's view of them is refreshed at the next change"),
+          onError: (e: unknown) => logger.warn({ err: describeError(e) }, "agent versions could not be read from the cluster's PostgreSQL; this node's view of them is refreshed at the next change"),
         },
       }),
       // Blue-green rollouts: running ones resume after a restart; each step is an event.
