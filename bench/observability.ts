@@ -24,9 +24,15 @@ import type { Row, Suite, SuiteReport } from './lib/report.js';
 import { fmt } from './lib/stats.js';
 import { tempDir } from './lib/tmp.js';
 
-const ROUNDS = 3;
-const MESSAGES = 20_000;
-const EXECUTIONS = 3_000;
+const env = (name: string, def: number) => {
+  const v = process.env[name];
+  return v !== undefined && /^\d+$/.test(v) ? Number(v) : def;
+};
+
+/** Sizes; the environment overrides them for quick runs (e.g. BENCH_ROUNDS=1 BENCH_MESSAGES=2000). */
+const ROUNDS = env('BENCH_ROUNDS', 3);
+const MESSAGES = env('BENCH_MESSAGES', 20_000);
+const EXECUTIONS = env('BENCH_EXECUTIONS', 3_000);
 const MAX_OVERHEAD = 0.1;
 const SAMPLE_RATIO = 0.1;
 
@@ -42,13 +48,17 @@ class DiscardExporter implements SpanExporter {
 
 const SCRIPT = `[[rules]]\n[[rules.turns]]\ntool_calls = [{ name = "calculator", arguments = { expression = "6 * 7" } }]\n[[rules.turns]]\ncontent = "It is {{last_tool_result}}."\n`;
 
-type Mode = 'off' | 'metrics' | 'on' | 'sampled';
+const MODES = ['off', 'metrics', 'on', 'sampled', 'unsampled'] as const;
+type Mode = (typeof MODES)[number];
+/** BENCH_MODES=on,off runs only those modes (profiling one of them). */
+const RUN_MODES: readonly Mode[] = process.env.BENCH_MODES ? MODES.filter((m) => process.env.BENCH_MODES!.split(',').includes(m)) : MODES;
 
 async function start(dir: string, mode: Mode, exporter: DiscardExporter): Promise<CaxtonServer> {
   const on = mode !== 'off';
-  const tracing = mode === 'on' || mode === 'sampled';
+  const tracing = mode === 'on' || mode === 'sampled' || mode === 'unsampled';
   // The SDK reads the sampler from the environment (the standard OTEL_TRACES_SAMPLER variables).
   if (mode === 'sampled') Object.assign(process.env, { OTEL_TRACES_SAMPLER: 'parentbased_traceidratio', OTEL_TRACES_SAMPLER_ARG: String(SAMPLE_RATIO) });
+  else if (mode === 'unsampled') Object.assign(process.env, { OTEL_TRACES_SAMPLER: 'parentbased_always_off' });
   else for (const k of ['OTEL_TRACES_SAMPLER', 'OTEL_TRACES_SAMPLER_ARG']) delete process.env[k];
   writeFileSync(join(dir, 'script.toml'), SCRIPT);
   const file = join(dir, 'caxton.toml');
@@ -117,11 +127,11 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 async function run(): Promise<SuiteReport> {
   const dir = tempDir('caxton-bench-obs-');
   const empty = () => ({ messages: [] as number[], executions: [] as number[] });
-  const results: Record<Mode, { messages: number[]; executions: number[] }> = { off: empty(), metrics: empty(), on: empty(), sampled: empty() };
+  const results: Record<Mode, { messages: number[]; executions: number[] }> = { off: empty(), metrics: empty(), on: empty(), sampled: empty(), unsampled: empty() };
   let spans = 0;
   try {
     for (let round = 0; round < ROUNDS; round++) {
-      for (const mode of ['off', 'metrics', 'on', 'sampled'] as const) {
+      for (const mode of RUN_MODES) {
         const exporter = new DiscardExporter();
         const server = await start(dir.path, mode, exporter);
         try {
