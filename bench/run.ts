@@ -15,6 +15,7 @@ const SUITES: Record<string, () => Promise<Suite>> = {
   embedding: async () => (await import('./embedding.js')).embeddingSuite,
   tools: async () => (await import('./tools.js')).toolsSuite,
   observability: async () => (await import('./observability.js')).observabilitySuite,
+  tracing: async () => (await import('./tracing.js')).tracingSuite,
   memory: async () => (await import('./memory.js')).memorySuite,
   'memory-postgres': async () => (await import('./memory-postgres.js')).memoryPostgresSuite,
   secrets: async () => (await import('./secrets.js')).secretsSuite,

@@ -7,7 +7,7 @@ import { jsonSchemaTransform, validatorCompiler } from 'fastify-type-provider-zo
 import { z } from 'zod';
 import { agentDocumentSchema } from '../agents/index.js';
 import type { ServerConfig } from '../config/index.js';
-import { clientRequestId, contextOf, newRequestId, withSpan, type Logger, type Metrics } from '../observability/index.js';
+import { clientRequestId, newRequestId, startSpan, withSpan, type Logger, type Metrics } from '../observability/index.js';
 import { envelope, sendError, toEnvelope } from './envelope.js';
 import { scrubSecrets } from '../shared/secrets.js';
 import { parseJsonBody } from './json-body.js';
@@ -98,10 +98,12 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
     // A client's W3C traceparent header is continued; the span is active for the handler, so the
     // spans it starts (routing, executions) and the lines it logs belong to this request's trace.
     const header = req.headers.traceparent;
-    const span = tracer.startSpan(
+    const span = startSpan(
+      tracer,
       `HTTP ${req.method}`,
-      { kind: SpanKind.SERVER, attributes: { 'http.request.method': req.method, 'url.path': req.url.split('?')[0] } },
-      contextOf(typeof header === 'string' ? header : undefined),
+      typeof header === 'string' ? header : undefined,
+      () => ({ 'http.request.method': req.method, 'url.path': req.url.split('?')[0]! }),
+      SpanKind.SERVER,
     );
     req.span = span; // declared on FastifyRequest in request-trace.ts
     if (!span.isRecording()) return done();
@@ -132,7 +134,7 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
     metrics.httpRequests.inc({ method: req.method, route, status });
     metrics.httpDuration.observe({ method: req.method, route }, reply.elapsedTime / 1000);
     const span = req.span;
-    if (span) {
+    if (span?.isRecording()) {
       span.updateName(`${req.method} ${route}`);
       span.setAttribute('http.route', route);
       span.setAttribute('http.response.status_code', reply.statusCode);

@@ -1,5 +1,5 @@
 import type { FastifyRequest } from 'fastify';
-import { traceparentOf, type Span } from '../observability/index.js';
+import { childTraceparent, traceparentOf, type Span } from '../observability/index.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -20,5 +20,7 @@ export function requestTraceparent(req: FastifyRequest): string | undefined {
   const span = req.span;
   if (span?.isRecording()) return traceparentOf(span);
   const header = req.headers.traceparent;
-  return typeof header === 'string' && /^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/.test(header) ? header : undefined;
+  const incoming = typeof header === 'string' && /^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/.test(header) ? header : undefined;
+  // A trace that starts here unsampled hands on that decision (childTraceparent).
+  return span ? childTraceparent(span, incoming) : incoming;
 }

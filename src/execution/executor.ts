@@ -6,7 +6,7 @@ import { limitedError, type ExecutionSlot, type LimitSet, type PrincipalLimiter 
 import type { ServerConfig } from '../config/index.js';
 import { providerAttributes } from '../llm/index.js';
 import type { Metrics } from '../observability/metrics.js';
-import { endWithError, SpanStatusCode, startSpan, traceparentOf, withSpan, type Span, type Tracer } from '../observability/trace-context.js';
+import { childTraceparent, endWithError, SpanStatusCode, startSpan, traceparentOf, withSpan, type Span, type Tracer } from '../observability/trace-context.js';
 import { CaxtonError, isCaxtonError } from '../shared/errors.js';
 import { scrubError, scrubSecretsIn } from '../shared/secrets.js';
 import { StreamScrubber } from '../shared/stream-scrub.js';
@@ -292,9 +292,12 @@ export class Executor {
     const t0 = performance.now();
     const span =
       this.#tracer &&
-      startSpan(this.#tracer, `agent.execute ${def.name}`, req.traceparent, { 'caxton.agent': def.name, ...(req.conversation_id !== undefined && { 'caxton.conversation_id': req.conversation_id }) });
-    const tp = span?.isRecording() ? traceparentOf(span) : undefined;
-    const traced = tp !== undefined ? { ...req, traceparent: tp } : req;
+      startSpan(this.#tracer, `agent.execute ${def.name}`, req.traceparent, () => ({
+        'caxton.agent': def.name,
+        ...(req.conversation_id !== undefined && { 'caxton.conversation_id': req.conversation_id }),
+      }));
+    const tp = span ? childTraceparent(span, req.traceparent) : undefined;
+    const traced = tp !== undefined && tp !== req.traceparent ? { ...req, traceparent: tp } : req;
     try {
       const res = await (span ? withSpan(span, () => this.#run(def, traced, opts)) : this.#run(def, traced, opts));
       this.#record(def, res, undefined, t0, span, traced, opts.shadow === true);
@@ -336,7 +339,7 @@ export class Executor {
         m.error(status);
       }
     }
-    if (!span) return;
+    if (!span?.isRecording()) return;
     if (res) {
       span.setAttributes({
         'caxton.execution_id': res.execution_id,
@@ -442,9 +445,8 @@ export class Executor {
     const ctx = toolContext(job, signal);
     if (!this.#tracer) return this.hostTools.invoke(job.definition.tools as string[], call.name, call.args, ctx);
     // The task's own spans are not recorded (no tracer there): the host tool call gets its span here.
-    const span = startSpan(this.#tracer, `tool.call ${call.name}`, job.request.traceparent, { 'caxton.agent': job.definition.name, 'caxton.tool': call.name });
-    const tp = traceparentOf(span);
-    if (tp !== undefined && span.isRecording()) ctx.traceparent = tp;
+    const span = startSpan(this.#tracer, `tool.call ${call.name}`, job.request.traceparent, () => ({ 'caxton.agent': job.definition.name, 'caxton.tool': call.name }));
+    if (span.isRecording()) ctx.traceparent = traceparentOf(span);
     try {
       const r = await withSpan(span, () => this.hostTools.invoke(job.definition.tools as string[], call.name, call.args, ctx));
       if (r.is_error) span.setStatus({ code: SpanStatusCode.ERROR, message: r.content.slice(0, 200) });

@@ -93,7 +93,7 @@ export async function runAgent(job: ExecutionJob, deps: ExecutionDeps, opts: { s
     turns++;
     // Spans record only where a tracer provider is registered (the server process: `context`
     // isolation); in a worker or child process they are no-ops and the trace context passes through.
-    const llmSpan = startSpan(tracer, 'llm.chat', job.request.traceparent, { 'caxton.agent': def.name, 'caxton.turn': turns }, SpanKind.CLIENT);
+    const llmSpan = startSpan(tracer, 'llm.chat', job.request.traceparent, () => ({ 'caxton.agent': def.name, 'caxton.turn': turns }), SpanKind.CLIENT);
     try {
       // The model provider sees the call's trace context (its span when recording, else the request's).
       const tp = (llmSpan.isRecording() ? traceparentOf(llmSpan) : undefined) ?? job.request.traceparent;
@@ -110,13 +110,15 @@ export async function runAgent(job: ExecutionJob, deps: ExecutionDeps, opts: { s
       endWithError(llmSpan, e);
       throw e;
     }
-    llmSpan.setAttributes({
-      ...providerAttributes(last.provider, deps.providers.has(last.provider) ? deps.providers.get(last.provider).type : undefined),
-      'gen_ai.request.model': last.model,
-      'gen_ai.usage.input_tokens': last.usage.input_tokens,
-      'gen_ai.usage.output_tokens': last.usage.output_tokens,
-    });
-    llmSpan.end();
+    if (llmSpan.isRecording()) {
+      llmSpan.setAttributes({
+        ...providerAttributes(last.provider, deps.providers.has(last.provider) ? deps.providers.get(last.provider).type : undefined),
+        'gen_ai.request.model': last.model,
+        'gen_ai.usage.input_tokens': last.usage.input_tokens,
+        'gen_ai.usage.output_tokens': last.usage.output_tokens,
+      });
+      llmSpan.end();
+    }
     // Before any tool of the reply runs: a call of another tool is not the one forced.
     if (turns === 1) assertToolChoiceHonoured(def.name, toolChoice, last);
     usage = addUsage(usage, last.usage);
@@ -129,10 +131,9 @@ export async function runAgent(job: ExecutionJob, deps: ExecutionDeps, opts: { s
     for (const call of calls.filter((c) => !clientNames.has(c.name))) {
       emit({ type: 'tool_call', call, turn: turns });
       const t0 = performance.now();
-      const toolSpan = startSpan(tracer, `tool.call ${call.name}`, job.request.traceparent, { 'caxton.agent': def.name, 'caxton.tool': call.name });
+      const toolSpan = startSpan(tracer, `tool.call ${call.name}`, job.request.traceparent, () => ({ 'caxton.agent': def.name, 'caxton.tool': call.name }));
       const ctx = toolContext(job, opts.signal);
-      const tp = traceparentOf(toolSpan);
-      if (tp !== undefined && toolSpan.isRecording()) ctx.traceparent = tp;
+      if (toolSpan.isRecording()) ctx.traceparent = traceparentOf(toolSpan);
       let result;
       try {
         result = await deps.tools.invoke(allowed, call.name, call.arguments, ctx);

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { AgentRegistry } from '../agents/index.js';
 import type { Metrics } from '../observability/metrics.js';
-import { endWithError, SpanKind, SpanStatusCode, startSpan, traceLogFields, traceparentOf, withSpan, type Tracer } from '../observability/trace-context.js';
+import { childTraceparent, endWithError, SpanKind, SpanStatusCode, startSpan, traceLogFields, withSpan, type Tracer } from '../observability/trace-context.js';
 import { CaxtonError, describeError, isCaxtonError, type ErrorCode } from '../shared/errors.js';
 import { diskFullError, isDiskFull, Pruner, type Db } from '../storage/index.js';
 import type { MessagingConfig } from './config.js';
@@ -336,21 +336,22 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> implements M
    * the executions they start and the replies they produce belong to the same trace.
    */
   #traceRoute(m: AclMessage): AclMessage {
+    const incoming = m.trace_context?.traceparent;
     const span = startSpan(
       this.#tracer!,
       `message.route ${m.performative}`,
-      m.trace_context?.traceparent,
-      {
+      incoming,
+      () => ({
         'caxton.performative': m.performative,
         'caxton.sender': m.sender,
         ...(m.capability !== undefined && { 'caxton.capability': m.capability }),
         ...(m.protocol !== undefined && { 'caxton.protocol': m.protocol }),
-      },
+      }),
       SpanKind.PRODUCER,
     );
-    const tp = span.isRecording() ? traceparentOf(span) : undefined;
+    const tp = childTraceparent(span, incoming);
     span.end();
-    if (tp === undefined) return m;
+    if (tp === undefined || tp === incoming) return m;
     return { ...m, trace_context: { traceparent: tp, ...(m.trace_context?.tracestate !== undefined && { tracestate: m.trace_context.tracestate }) } };
   }
 
@@ -463,10 +464,10 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> implements M
         this.#tracer,
         `message.deliver ${m.performative}`,
         m.trace_context?.traceparent,
-        { 'caxton.performative': m.performative, 'caxton.receiver': d.receiver, 'caxton.attempt': d.attempts + 1 },
+        () => ({ 'caxton.performative': m.performative, 'caxton.receiver': d.receiver, 'caxton.attempt': d.attempts + 1 }),
         SpanKind.CONSUMER,
       );
-    const tp = span?.isRecording() ? traceparentOf(span) : undefined;
+    const tp = span ? childTraceparent(span, m.trace_context?.traceparent) : undefined;
     let outcome: DeliveryOutcome;
     try {
       outcome = await (span ? withSpan(span, () => this.#attempt(d, signal, tp)) : this.#attempt(d, signal, tp));
@@ -477,7 +478,7 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> implements M
     if (this.#metrics && outcome !== 'stopped') {
       this.#metrics.message(m.performative, outcome, (performance.now() - t0) / 1000);
     }
-    if (span) {
+    if (span?.isRecording()) {
       span.setAttribute('caxton.outcome', outcome);
       if (outcome === 'dead_letter' || outcome === 'failed') span.setStatus({ code: SpanStatusCode.ERROR, message: outcome });
       span.end();

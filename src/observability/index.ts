@@ -1,7 +1,21 @@
 export { createLogger, REDACT_PATHS, type Logger } from './logger.js';
 export { clientRequestId, MAX_CLIENT_REQUEST_ID, newRequestId } from './request-id.js';
 export { Metrics, type MetricSources } from './metrics.js';
-export { activeTraceparent, contextOf, endWithError, SpanKind, SpanStatusCode, startSpan, traceLogFields, traceparentOf, withSpan, type Span, type Tracer } from './trace-context.js';
+export {
+  activeTraceparent,
+  childTraceparent,
+  contextOf,
+  endWithError,
+  SpanKind,
+  SpanStatusCode,
+  startSpan,
+  traceLogFields,
+  traceparentOf,
+  withSpan,
+  type Span,
+  type SpanAttributes,
+  type Tracer,
+} from './trace-context.js';
 export { setupTracing, type Tracing } from './tracing.js';
 export { ExportFailureLog, exportFailureReporter, ReportingExporter, type ExportFailure, type ExportFailureReason } from './export-failures.js';
 export { fullGc, startMemoryReducer, type MemoryReducer, type MemoryReducerOptions, type MemoryReducerStats } from './memory-reducer.js';

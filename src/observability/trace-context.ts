@@ -3,12 +3,24 @@ import { context, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, TraceFlags, typ
 /** W3C traceparent: version 00, 32 hex trace id, 16 hex parent id, 2 hex flags. */
 const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
 
+const ZERO_TRACE = '0'.repeat(32);
+const ZERO_SPAN = '0'.repeat(16);
+
+/**
+ * The last traceparent parsed and its context: an execution starts its model and tool spans from
+ * the same traceparent, and a context is immutable, so one entry saves most of the parsing.
+ */
+let last: { traceparent: string; context: Context } | undefined;
+
 /** The context a W3C `traceparent` continues (or the active context when there is none or it is malformed). */
 export function contextOf(traceparent: string | undefined): Context {
   if (traceparent === undefined) return context.active();
+  if (last?.traceparent === traceparent) return last.context;
   const m = TRACEPARENT.exec(traceparent);
-  if (!m || /^0+$/.test(m[1]!) || /^0+$/.test(m[2]!)) return context.active();
-  return trace.setSpanContext(ROOT_CONTEXT, { traceId: m[1]!, spanId: m[2]!, traceFlags: parseInt(m[3]!, 16) & TraceFlags.SAMPLED, isRemote: true });
+  if (!m || m[1] === ZERO_TRACE || m[2] === ZERO_SPAN) return context.active();
+  const ctx = trace.setSpanContext(ROOT_CONTEXT, { traceId: m[1]!, spanId: m[2]!, traceFlags: parseInt(m[3]!, 16) & TraceFlags.SAMPLED, isRemote: true });
+  last = { traceparent, context: ctx };
+  return ctx;
 }
 
 /** The W3C `traceparent` of a span (undefined for a span without a valid context). */
@@ -23,9 +35,27 @@ export function activeTraceparent(): string | undefined {
   return traceparentOf(trace.getActiveSpan());
 }
 
+/**
+ * Attributes of a span, or a function building them: it runs only when the span records, so a
+ * span the sampler dropped (or a no-op tracer's) costs no attribute object at all.
+ */
+export type SpanAttributes = Attributes | (() => Attributes);
+
 /** Starts a span continuing `traceparent` (or the active context). */
-export function startSpan(tracer: Tracer, name: string, traceparent: string | undefined, attributes: Attributes = {}, kind: SpanKind = SpanKind.INTERNAL): Span {
-  return tracer.startSpan(name, { kind, attributes }, contextOf(traceparent));
+export function startSpan(tracer: Tracer, name: string, traceparent: string | undefined, attributes?: SpanAttributes, kind: SpanKind = SpanKind.INTERNAL): Span {
+  const span = tracer.startSpan(name, { kind }, contextOf(traceparent));
+  if (attributes !== undefined && span.isRecording()) span.setAttributes(typeof attributes === 'function' ? attributes() : attributes);
+  return span;
+}
+
+/**
+ * The `traceparent` the work below `span` continues. A recorded span hands on its own context.
+ * A span that is not recorded hands on the context it continued (`incoming`, unchanged), or,
+ * when the trace starts here, its own unsampled context: the decision not to sample then holds
+ * for everything below it, which is why it needs no active async context (withSpan).
+ */
+export function childTraceparent(span: Span, incoming: string | undefined): string | undefined {
+  return span.isRecording() || incoming === undefined ? traceparentOf(span) : incoming;
 }
 
 /** Ends a span with an error status and the error's message (and code, when it has one). */
@@ -36,8 +66,14 @@ export function endWithError(span: Span, e: unknown): void {
   span.end();
 }
 
-/** Runs `fn` with `span` as the active span (children and log lines pick it up). */
+/**
+ * Runs `fn` with `span` as the active span (children and log lines pick it up). A span that is
+ * not recorded is not made active: the active context lives in an AsyncLocalStorage whose first
+ * use installs promise hooks on every promise of the process, a cost only kept spans should pay.
+ * Work below an unrecorded span gets its context explicitly (childTraceparent).
+ */
 export function withSpan<T>(span: Span, fn: () => T): T {
+  if (!span.isRecording()) return fn();
   return context.with(trace.setSpan(context.active(), span), fn);
 }
 

@@ -1,4 +1,4 @@
-import { context, propagation, trace, type Tracer } from '@opentelemetry/api';
+import { context, propagation, trace, TraceFlags, type Context, type Span, type SpanOptions, type Tracer, type TracerOptions, type TracerProvider } from '@opentelemetry/api';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { BatchSpanProcessor, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
@@ -46,6 +46,11 @@ export function setupTracing(opts: {
     spanProcessors: processors,
   });
   provider.register();
+  if (parentBased(process.env.OTEL_TRACES_SAMPLER)) {
+    // register() installed the provider itself: the shortcut goes in front of it.
+    trace.disable();
+    trace.setGlobalTracerProvider(new UnsampledParentShortcut(provider));
+  }
   return {
     tracer: trace.getTracer('caxton', opts.version),
     enabled: true,
@@ -59,5 +64,42 @@ export function setupTracing(opts: {
       context.disable();
       propagation.disable();
     },
+  };
+}
+
+/**
+ * Whether the sampler the SDK builds from OTEL_TRACES_SAMPLER follows its parent's decision: the
+ * default (parentbased_always_on) and every parentbased_* one do; always_on and traceidratio may
+ * record below a parent that was not sampled. An unknown value falls back to the default.
+ */
+function parentBased(sampler: string | undefined): boolean {
+  return !['always_on', 'traceidratio'].includes((sampler ?? '').trim().toLowerCase());
+}
+
+/**
+ * Below a parent that was not sampled, a parent-based sampler drops every span: the shortcut
+ * hands back the parent's own context as a non-recording span instead of asking the SDK, which
+ * would make up a span id, run the sampler and count the span only to drop it.
+ */
+class UnsampledParentShortcut implements TracerProvider {
+  readonly #tracers = new Map<string, Tracer>();
+  constructor(private readonly provider: TracerProvider) {}
+
+  getTracer(name: string, version?: string, options?: TracerOptions): Tracer {
+    const key = `${name}@${version ?? ''}:${options?.schemaUrl ?? ''}`;
+    let tracer = this.#tracers.get(key);
+    if (!tracer) this.#tracers.set(key, (tracer = shortcut(this.provider.getTracer(name, version, options))));
+    return tracer;
+  }
+}
+
+function shortcut(inner: Tracer): Tracer {
+  return {
+    startSpan(name: string, options?: SpanOptions, ctx: Context = context.active()): Span {
+      const parent = options?.root ? undefined : trace.getSpanContext(ctx);
+      if (parent !== undefined && (parent.traceFlags & TraceFlags.SAMPLED) === 0 && trace.isSpanContextValid(parent)) return trace.wrapSpanContext(parent);
+      return inner.startSpan(name, options, ctx);
+    },
+    startActiveSpan: inner.startActiveSpan.bind(inner) as Tracer['startActiveSpan'],
   };
 }

@@ -263,7 +263,7 @@ export class ToolCatalogue {
     const tracer = this.#o.tracer;
     if (!tracer) return this.#call(server, tool, args, opts);
     const via = opts.via ?? 'rest';
-    const span = startSpan(tracer, `tool.call ${server}.${tool}`, opts.traceparent, { 'caxton.agent': opts.agent ?? API_CALLER, 'caxton.tool': `${server}.${tool}`, 'caxton.tool.via': via });
+    const span = startSpan(tracer, `tool.call ${server}.${tool}`, opts.traceparent, () => ({ 'caxton.agent': opts.agent ?? API_CALLER, 'caxton.tool': `${server}.${tool}`, 'caxton.tool.via': via }));
     let r: ToolCallResult & { kind: ToolSourceKind };
     try {
       r = await this.#call(server, tool, args, opts);
@@ -272,6 +272,7 @@ export class ToolCatalogue {
       throw e;
     }
     // The name the call resolved to (`builtin/calculator` is the tool `calculator`).
+    if (!span.isRecording()) return r;
     span.setAttributes({ 'caxton.tool': r.tool, 'caxton.tool.kind': r.kind });
     if (r.is_error) span.setStatus({ code: SpanStatusCode.ERROR, message: r.content.slice(0, 200) });
     span.end();

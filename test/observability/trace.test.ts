@@ -170,6 +170,16 @@ describe('tracing across agents', () => {
     expect(http?.name).toMatch(/POST/);
   });
 
+  it('a request its caller did not sample records no span, and hands the decision on to the model provider', async () => {
+    exporter.reset();
+    const res = await cx.invoke('carrier-b', { request: 'hello' }, { traceparent: '00-99999999999999999999999999999999-aaaaaaaaaaaaaaaa-00' });
+    expect(res.status, res.text).toBe(200);
+    expect(exporter.getFinishedSpans().filter((x) => x.spanContext().traceId === '99999999999999999999999999999999')).toEqual([]);
+    const sent = stub.hits.filter((h) => String(h.headers.traceparent ?? '').includes('99999999999999999999999999999999'));
+    expect(sent.length).toBeGreaterThan(0);
+    for (const h of sent) expect(h.headers.traceparent).toBe('00-99999999999999999999999999999999-aaaaaaaaaaaaaaaa-00');
+  });
+
   it('log lines written inside a span carry its trace_id and span_id', async () => {
     // A rejected request is logged (level info) inside its HTTP span.
     const res = await cx.invoke('planner', { request: '' }, { traceparent: '00-11111111111111111111111111111111-2222222222222222-01' });
