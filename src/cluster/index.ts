@@ -13,7 +13,6 @@ export { ToolSync, toolsSubject, type ToolSyncOptions } from './tool-sync.js';
 export { DEFAULT_RECONCILE_MS, LagWindow, NoticeChannel, type NoticeChannelOptions } from './notice-channel.js';
 export { PgEventStore, relayEvents, type PgEventStoreOptions, type RelayEventsOptions } from './pg-event-store.js';
 export { PgToolAudit, type PgToolAuditOptions } from './pg-tool-audit.js';
-export { PgBatchWriter, type PgBatchWriterOptions } from './pg-batch.js';
 export { migrateSchema, type PgMigration } from './pg-migrate.js';
 export { PgAgentVersionStore, type PgAgentVersionStoreOptions } from './pg-agent-versions.js';
 export { PgAgentDirectory, type AgentHead, type AgentRow, type PgAgentDirectoryOptions } from './pg-agents.js';
