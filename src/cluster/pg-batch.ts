@@ -11,7 +11,7 @@ import { inTransaction } from './pg-tx.js';
 
 /** How a store's batches are written (TurnBatcher: every store on PgLogTable takes these in its options). */
 export interface PgBatchTuning {
-  /** Wait this long after the first queued record before writing (default 0: the end of the turn). */
+  /** Least time between two INSERTs of a store, in ms (default 0: what each turn queued, one INSERT at a time). */
   flushMs?: number;
   /** Rows per INSERT (default 500). */
   batchSize?: number;
@@ -92,7 +92,7 @@ export class PgLogTable<T> {
     this.#writer = new TurnBatcher<T>({
       maxQueue: opts.maxBuffered ?? 50_000,
       maxBatch: opts.batchSize ?? 500,
-      delayMs: opts.flushMs ?? 0,
+      windowMs: opts.flushMs ?? 0,
       retryable: isUnreachable,
       retryMs: opts.retryMs ?? 1000,
       reportMs: opts.reportMs ?? 30_000,

@@ -4,6 +4,10 @@
  * one turn of the event loop is written together at its end, in one batch. The caller never waits
  * for the write and never sees it fail.
  *
+ *  - **At most one write per window** (`windowMs`): a record is written at the end of its turn
+ *    when the last write is older than the window, else when the window ends. An idle server
+ *    writes at once; a busy one writes one batch per window instead of one per turn, because a
+ *    write costs mostly per page it touches, and rows that share pages share that cost.
  *  - **Bounded.** At most `maxQueue` records wait. A record that finds the queue full is
  *    back-pressure, counted (`onFull`): the batch is written at once on the caller's turn when no
  *    write is under way (a synchronous writer always), else the oldest records are dropped and
@@ -14,7 +18,8 @@
  *  - **Drained on close**: `close()` writes what is queued (one attempt) before it resolves.
  *
  * What a hard kill (SIGKILL, power loss) loses is what was queued and not yet written: the records
- * of the current turn (plus `delayMs`, when set, and what waits on an unreachable database).
+ * of the last flush window (the current turn, or `windowMs` when busy) and what waits on an
+ * unreachable database.
  */
 
 export interface TurnBatcherOptions<T> {
@@ -27,8 +32,8 @@ export interface TurnBatcherOptions<T> {
   maxQueue?: number;
   /** At most this many records per write (default: the whole queue). */
   maxBatch?: number;
-  /** Wait this long after the first queued record before writing (default 0: the end of the turn). */
-  delayMs?: number;
+  /** Least time between the starts of two writes, in ms (default 0: one write per turn). */
+  windowMs?: number;
   /** A failure worth trying again (an unreachable database): the batch waits and is retried. Default: none is. */
   retryable?: (e: unknown) => boolean;
   /** How long to wait before a retry (default 1 s). */
@@ -54,6 +59,7 @@ export class TurnBatcher<T> {
   #writing: Promise<void> | undefined;
   #retrying = false;
   #lastReport = -Infinity;
+  #lastWrite = -Infinity;
   #closed = false;
   /** Records dropped since start. */
   dropped = 0;
@@ -101,6 +107,7 @@ export class TurnBatcher<T> {
       const batch = this.#queue.length <= this.#maxBatch ? this.#queue : this.#queue.slice(0, this.#maxBatch);
       if (batch === this.#queue) this.#queue = [];
       else this.#queue.splice(0, batch.length);
+      this.#lastWrite = performance.now();
       let r: void | Promise<void>;
       try {
         r = this.#o.write(batch);
@@ -170,8 +177,8 @@ export class TurnBatcher<T> {
       this.#timer = undefined;
       void this.flush();
     };
-    const delay = this.#o.delayMs ?? 0;
-    this.#timer = delay > 0 ? setTimeout(run, delay).unref() : setImmediate(run);
+    const wait = (this.#o.windowMs ?? 0) - (performance.now() - this.#lastWrite);
+    this.#timer = wait > 0 ? setTimeout(run, wait) : setImmediate(run);
   }
 
   #cancelTimer(): void {

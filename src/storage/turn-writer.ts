@@ -1,8 +1,8 @@
 /**
  * One write-behind writer per SQLite database for its append-only records: the audit trail, the
- * tool audit and the agent events each write through a lane of it, and what all lanes queued in
- * one turn of the event loop is inserted in ONE transaction at its end (a TurnBatcher). A commit
- * costs about as much as a hundred small inserts, so sharing it is most of the saving.
+ * tool audit and the agent events each write through a lane of it, and what all lanes queued is
+ * inserted in ONE transaction at the end of the event-loop turn, at most once per
+ * TURN_WRITER_WINDOW_MS (a TurnBatcher).
  *
  * Each lane's rows are written inside a savepoint: rows of one store that fail (a constraint, a
  * bug) are dropped and reported to that store alone, the other lanes' rows still commit. A failed
@@ -11,8 +11,15 @@
 import { TurnBatcher } from '../shared/turn-batcher.js';
 import type { Db } from './database.js';
 
-/** Records that may wait for the end of the turn, all lanes together; a full queue is written at once (back-pressure). */
+/** Records that may wait, all lanes together; a full queue is written at once (back-pressure). */
 export const TURN_WRITER_MAX_QUEUE = 1000;
+/**
+ * Least time between two transactions of the writer, in ms: what a kill -9 may lose when the
+ * server is busy. A transaction's cost is mostly the pages it writes (each table's and index's
+ * last page), so batching one window of rows instead of one turn's cuts the cost per row several
+ * times under load (docs/benchmarks.md, "Audit and events").
+ */
+export const TURN_WRITER_WINDOW_MS = 10;
 
 export interface WriteLaneOptions<T, R> {
   /** Inserts one batch of this lane's records, inside the writer's transaction. */
@@ -79,7 +86,7 @@ class SqliteTurnWriter {
 
   constructor(db: Db) {
     this.#db = db;
-    this.#batcher = new TurnBatcher<Item>({ maxQueue: TURN_WRITER_MAX_QUEUE, write: (batch) => this.#write(batch) });
+    this.#batcher = new TurnBatcher<Item>({ maxQueue: TURN_WRITER_MAX_QUEUE, windowMs: TURN_WRITER_WINDOW_MS, write: (batch) => this.#write(batch) });
   }
 
   lane<T, R>(o: WriteLaneOptions<T, R>): WriteLane<T> {
