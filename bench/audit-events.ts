@@ -8,7 +8,13 @@
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { parseAgent } from '../src/agents/index.js';
+import { AuditStore } from '../src/audit/index.js';
+import { EventStore, EVENTS_MIGRATIONS } from '../src/observability/events.js';
+import { migrate, openDatabase } from '../src/storage/index.js';
+import { ToolAuditStore } from '../src/tools/wasm/audit.js';
 import { loadServerConfig } from '../src/config/index.js';
 import { createLogger } from '../src/observability/index.js';
 import { startServer, type CaxtonServer } from '../src/server/index.js';
@@ -63,12 +69,55 @@ async function startCaxton(dir: string, on: boolean): Promise<CaxtonServer> {
   return server;
 }
 
+/**
+ * The stores alone, no HTTP: CPU time per "request's worth" of records (one audit row, one
+ * execution.finished event, one tool audit record), `per` of each recorded per event-loop turn,
+ * turns back to back as under load. CPU time, not wall time: it holds up on a busy machine.
+ */
+async function storeCost(per: number, n = 8000): Promise<number> {
+  const dir = mkdtempSync(join(tmpdir(), 'caxton-bench-ae-stores-'));
+  const db = openDatabase(join(dir, 'caxton.db'));
+  const audit = new AuditStore(db);
+  migrate(db, EVENTS_MIGRATIONS);
+  const events = new EventStore({ db, retentionMs: 1e12, maxRows: 1e8 });
+  const tools = new ToolAuditStore(db, { maxRows: 1e8 });
+  const turn = () => new Promise((r) => setImmediate(r));
+  const c0 = process.cpuUsage();
+  for (let i = 0; i < n; i += per) {
+    for (let j = 0; j < per; j++) {
+      audit.record({ action: 'agent.invoke', method: 'POST', route: '/api/v1/agents/:name/invoke', target: 'text', outcome: 'ok', status: 200, request_id: `req-${i}`, source: '127.0.0.1' });
+      events.record({
+        type: 'execution.finished',
+        agent: 'text',
+        data: { execution_id: `x${i}`, conversation_id: null, status: 'ok', duration_ms: 1, input_tokens: 1, output_tokens: 1, turns: 1, tool_calls: 0, provider: 'p', model: 'm' },
+      });
+      tools.record({ time: Date.now(), agent: 'text', server: 's', tool: 's.t', args_digest: 'd', outcome: 'ok', duration_us: 1, fuel_used: 0, memory_bytes: 0, input_bytes: 1, output_bytes: 1 });
+    }
+    await turn();
+  }
+  await audit.close();
+  events.close();
+  tools.close();
+  const c = process.cpuUsage(c0);
+  db.close();
+  rmSync(dir, { recursive: true, force: true });
+  return (c.user + c.system) / n;
+}
+
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 export const auditEventsSuite: Suite = {
   name: 'audit-events',
   description: `audit trail and agent events on vs off: context invoke and REST submit beside a fastify echo, ${ROUNDS} alternated rounds of ${SECONDS}s × ${CONNECTIONS} connections`,
   async run(): Promise<SuiteReport> {
+    const stores: Record<string, number[]> = { 1: [], 4: [] };
+    for (let r = 0; r < ROUNDS; r++) for (const per of [1, 4]) stores[per]!.push(await storeCost(per));
+    const storeRows: Row[] = [1, 4].map((per) => ({
+      metric: `stores alone: CPU per audit row + event + tool audit record, ${per} of each per turn`,
+      value: `${fmt(median(stores[per]!), 1)} µs (median of ${ROUNDS})`,
+      baseline: 'none (CPU time)',
+    }));
+    if (process.env.BENCH_STORES_ONLY === '1') return { rows: storeRows, raw: { stores } };
     const hw = await startHelloWorld();
     const dirOn = tempDir('caxton-bench-ae-on-');
     const dirOff = tempDir('caxton-bench-ae-off-');
@@ -136,6 +185,6 @@ export const auditEventsSuite: Suite = {
         baseline: '1.00 = free',
       },
     ];
-    return { rows, raw: { runs, ratios } };
+    return { rows: [...storeRows, ...rows], raw: { stores, runs, ratios } };
   },
 };
