@@ -19,6 +19,7 @@ const SUITES: Record<string, () => Promise<Suite>> = {
   memory: async () => (await import('./memory.js')).memorySuite,
   'memory-postgres': async () => (await import('./memory-postgres.js')).memoryPostgresSuite,
   secrets: async () => (await import('./secrets.js')).secretsSuite,
+  'audit-events': async () => (await import('./audit-events.js')).auditEventsSuite,
   'stream-scrub': async () => (await import('./stream-scrub.js')).streamScrubSuite,
   hostile: async () => (await import('./hostile.js')).hostileSuite,
   limits: async () => (await import('./limits.js')).limitsSuite,

@@ -3,6 +3,7 @@
  * how long to wait (exponential backoff with jitter, or the server's Retry-After), and an
  * abortable sleep.
  */
+import { backoffDelay as exponentialBackoff } from '../shared/backoff.js';
 
 /** Statuses retried: rate limiting and transient server trouble (529 is Anthropic's "overloaded"). */
 export const RETRYABLE_STATUSES: ReadonlySet<number> = new Set([408, 429, 500, 502, 503, 504, 529]);
@@ -31,8 +32,7 @@ export function parseRetryAfter(value: string | null | undefined, now: number = 
  * random factor in [0.5, 1) so that clients failing together do not retry together.
  */
 export function backoffDelay(retry: number, baseMs: number, random: () => number = Math.random): number {
-  const exp = Math.min(MAX_BACKOFF_MS, baseMs * 2 ** retry);
-  return Math.round(exp * (0.5 + random() * 0.5));
+  return exponentialBackoff(retry, { baseMs, maxMs: MAX_BACKOFF_MS, jitter: [0.5, 1] }, random);
 }
 
 /**

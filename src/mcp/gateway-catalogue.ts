@@ -6,7 +6,7 @@
  * /mcp costs no round trip to the server.
  */
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import type { Prompt, Resource, ResourceTemplate } from '@modelcontextprotocol/sdk/types.js';
+import { PromptListChangedNotificationSchema, ResourceListChangedNotificationSchema, type Prompt, type Resource, type ResourceTemplate } from '@modelcontextprotocol/sdk/types.js';
 
 /** Bounds what is kept of one server's lists (a server that pages forever cannot fill memory). */
 export const GATEWAY_LIST_LIMIT = 10_000;
@@ -58,4 +58,38 @@ export async function readCatalogue(client: Client, timeout: number): Promise<Ga
       })
     : [];
   return { prompts, resources, templates, completions: caps.completions !== undefined };
+}
+
+/** One gateway server's catalogue as last read: read at connection, again on each announced change. */
+export class CatalogueFollower {
+  #catalogue: GatewayCatalogue = EMPTY_CATALOGUE;
+
+  constructor(
+    private readonly timeout: () => number,
+    private readonly onChange: () => void,
+    private readonly onError: (e: unknown) => void,
+  ) {}
+
+  get catalogue(): GatewayCatalogue {
+    return this.#catalogue;
+  }
+
+  /** Rereads the lists when `client` announces a change, while `current()` holds. */
+  follow(client: Client, current: () => boolean): void {
+    const reread = () => {
+      if (!current()) return;
+      readCatalogue(client, this.timeout()).then((c) => {
+        if (!current()) return;
+        this.#catalogue = c;
+        this.onChange();
+      }, this.onError);
+    };
+    client.setNotificationHandler(PromptListChangedNotificationSchema, reread);
+    client.setNotificationHandler(ResourceListChangedNotificationSchema, reread);
+  }
+
+  /** Reads the lists of a client just connected. */
+  async read(client: Client): Promise<void> {
+    this.#catalogue = await readCatalogue(client, this.timeout());
+  }
 }

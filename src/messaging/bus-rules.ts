@@ -6,6 +6,7 @@
  */
 import { checkSend, unknownPrincipal, type ActingPrincipals, type SendScope } from '../auth/index.js';
 import { CaxtonError, isCaxtonError, type ErrorCode } from '../shared/errors.js';
+import { backoffDelay } from '../shared/backoff.js';
 import type { InProcessReceiver } from './bus.js';
 import type { MessagingConfig } from './config.js';
 import { isTerminal, type Conversation } from './conversation.js';
@@ -46,7 +47,7 @@ export function retryDelay(cfg: MessagingConfig, d: { attempts: number }, e: unk
   if (code === 'rate_limited' && details.limit === 'concurrency') return jitter(Math.min(cfg.retry_max, Math.max(cfg.retry_base, asked)));
   d.attempts++;
   if (!RETRYABLE.has(code) || d.attempts >= cfg.max_attempts) return undefined;
-  return jitter(Math.min(cfg.retry_max, Math.max(cfg.retry_base * 2 ** (d.attempts - 1), asked)));
+  return jitter(Math.min(cfg.retry_max, Math.max(backoffDelay(d.attempts - 1, { baseMs: cfg.retry_base, maxMs: cfg.retry_max }), asked)));
 }
 
 /** Validates an untrusted body into a message (throws 'invalid_message' or 'payload_too_large'). */

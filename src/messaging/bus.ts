@@ -3,6 +3,7 @@ import type { AgentRegistry } from '../agents/index.js';
 import type { Metrics } from '../observability/metrics.js';
 import { childTraceparent, endWithError, SpanKind, SpanStatusCode, startSpan, traceLogFields, withSpan, type Tracer } from '../observability/trace-context.js';
 import { CaxtonError, describeError, isCaxtonError, type ErrorCode } from '../shared/errors.js';
+import { backoffDelay } from '../shared/backoff.js';
 import { diskFullError, isDiskFull, Pruner, type Db } from '../storage/index.js';
 import type { MessagingConfig } from './config.js';
 import { isTerminal, transition, type Conversation, type ConversationState } from './conversation.js';
@@ -548,7 +549,7 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> implements M
    */
   #ackLater(d: Delivery, write: () => Promise<void>, attempt: number): void {
     const conv = d.message.conversation_id;
-    const delay = Math.min(this.#cfg.retry_max, this.#cfg.retry_base * 2 ** Math.min(attempt - 1, 20));
+    const delay = backoffDelay(attempt - 1, { baseMs: this.#cfg.retry_base, maxMs: this.#cfg.retry_max });
     if (attempt === 1 || attempt % 10 === 0) {
       this.#log.error(
         { ...traceLogFields(d.message.trace_context?.traceparent), message_id: d.message.id, conversation_id: conv, receiver: d.receiver, delivery: d.id, attempt, retry_in_ms: delay },

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { trace } from '@opentelemetry/api';
-import { globSql, Pruner, tableRule, type Db, type Migration, type SqlDialect } from '../storage/index.js';
+import { globSql, Pruner, tableRule, writeLane, type Db, type Migration, type SqlDialect, type WriteLane } from '../storage/index.js';
 import { relayedFrom } from '../shared/relayed.js';
 import { scrubSecrets } from '../shared/secrets.js';
 
@@ -13,8 +13,9 @@ import { scrubSecrets } from '../shared/secrets.js';
  *   with the receivers it was routed to) and `message.received` (one per delivery to an agent)
  * - performance (PerformanceEvent): `execution.finished` (agent, duration, tokens, status)
  *
- * Events are written in batches: `record()` only queues, and one transaction per event-loop tick
- * inserts everything queued, so a busy bus pays an array push per event. Rows older than the
+ * Events are written in batches: `record()` only queues, and at the end of the event-loop turn the
+ * database's one transaction of that turn (src/storage/turn-writer.ts, shared with the audit trail
+ * and the tool audit) inserts everything queued, so a busy bus pays an array push per event. Rows older than the
  * retention and beyond `max_rows` are deleted by the storage Pruner (src/storage/retention.ts), in
  * small batches.
  */
@@ -220,6 +221,8 @@ export interface EventStoreOptions {
   /** How often retention is applied (default 60 s; also after every max_rows / 10 inserts). */
   sweepIntervalMs?: number;
   onError?: (e: unknown) => void;
+  /** An event found the write queue full (back-pressure: the queue was written on the caller's turn). */
+  onFull?: () => void;
 }
 
 export const EVENTS_MIGRATIONS: readonly Migration[] = [
@@ -271,29 +274,31 @@ export function activeTraceIds(): { trace_id: string; span_id: string } | undefi
 export class EventStore extends EventEmitter<{ event: [AgentEvent] }> implements EventLog {
   readonly #db: Db;
   readonly #opts: EventStoreOptions;
-  #pending: AgentEventInput[] = [];
-  #scheduled = false;
   #sinceSweep = 0;
   readonly #pruner: Pruner;
   #closed = false;
-  readonly #insert;
-  readonly #flushTx;
+  readonly #lane: WriteLane<AgentEventInput>;
 
   constructor(opts: EventStoreOptions) {
     super();
     this.setMaxListeners(0);
     this.#db = opts.db;
     this.#opts = opts;
-    this.#insert = this.#db.prepare('INSERT INTO agent_events (ts, type, category, agent, trace_id, span_id, data) VALUES (?, ?, ?, ?, ?, ?, ?)');
-    this.#flushTx = this.#db.transaction((batch: AgentEventInput[]) => {
-      const out: AgentEvent[] = [];
-      for (const e of batch) {
-        const ts = e.time ?? Date.now();
-        const category = CATEGORY[e.type];
-        const r = this.#insert.run(ts, e.type, category, e.agent, e.trace_id ?? null, e.span_id ?? null, scrubSecrets(JSON.stringify(e.data))); // ADR 0017
-        out.push({ id: Number(r.lastInsertRowid), time: new Date(ts).toISOString(), type: e.type, category, agent: e.agent, trace_id: e.trace_id ?? null, span_id: e.span_id ?? null, data: e.data });
-      }
-      return out;
+    const insert = this.#db.prepare('INSERT INTO agent_events (ts, type, category, agent, trace_id, span_id, data) VALUES (?, ?, ?, ?, ?, ?, ?)');
+    this.#lane = writeLane(this.#db, {
+      write: (batch: AgentEventInput[]) => {
+        const out: AgentEvent[] = [];
+        for (const e of batch) {
+          const ts = e.time ?? Date.now();
+          const category = CATEGORY[e.type];
+          const r = insert.run(ts, e.type, category, e.agent, e.trace_id ?? null, e.span_id ?? null, scrubSecrets(JSON.stringify(e.data))); // ADR 0017
+          out.push({ id: Number(r.lastInsertRowid), time: new Date(ts).toISOString(), type: e.type, category, agent: e.agent, trace_id: e.trace_id ?? null, span_id: e.span_id ?? null, data: e.data });
+        }
+        return out;
+      },
+      committed: (written) => this.#written(written),
+      ...(opts.onError && { onError: opts.onError }),
+      ...(opts.onFull && { onFull: opts.onFull }),
     });
     this.#pruner = new Pruner(this.#db, { intervalMs: opts.sweepIntervalMs ?? 60_000, ...(opts.onError && { onError: opts.onError }) }).add(
       tableRule(this.#db, { name: 'agent_events', table: 'agent_events', timeColumn: 'ts', time: 'ms', retentionMs: opts.retentionMs, maxRows: opts.maxRows }),
@@ -306,26 +311,21 @@ export class EventStore extends EventEmitter<{ event: [AgentEvent] }> implements
   record(e: AgentEventInput): void {
     if (this.#closed) return;
     if (e.time === undefined) e.time = Date.now();
-    this.#pending.push(e);
-    if (!this.#scheduled) {
-      this.#scheduled = true;
-      setImmediate(() => this.flush());
-    }
+    this.#lane.push(e);
   }
 
-  /** Writes what is queued, in one transaction. */
+  /** Events dropped because writing failed (the error goes to onError). */
+  get dropped(): number {
+    return this.#lane.dropped;
+  }
+
+  /** Writes what is queued (these events and the database's other queued records), synchronously. */
   flush(): void {
-    this.#scheduled = false;
-    if (this.#pending.length === 0 || !this.#db.open) return;
-    const batch = this.#pending;
-    this.#pending = [];
-    let written: AgentEvent[];
-    try {
-      written = this.#flushTx(batch);
-    } catch (e) {
-      this.#opts.onError?.(e);
-      return;
-    }
+    this.#lane.flush();
+  }
+
+  /** A batch committed: retention every so many rows, then the events to live followers. */
+  #written(written: AgentEvent[]): void {
     this.#sinceSweep += written.length;
     if (this.#sinceSweep >= Math.max(100, Math.floor(this.#opts.maxRows / 10))) {
       // One batch now (bounded work on this path), the rest off it.
@@ -380,7 +380,7 @@ export class EventStore extends EventEmitter<{ event: [AgentEvent] }> implements
   /** Writes what is queued and stops the sweep; later records are dropped. */
   close(): void {
     if (this.#closed) return;
-    this.flush();
+    this.#lane.close();
     this.#closed = true;
     this.#pruner.close();
     this.removeAllListeners();
@@ -454,7 +454,7 @@ export interface AgentEvents {
  * API agents by the node that made the change, file agents' by each node (its own agents_dir).
  */
 export function createAgentEvents(
-  opts: { registry: RegistryLike; onError?: (e: unknown) => void } & (
+  opts: { registry: RegistryLike; onError?: (e: unknown) => void; onFull?: () => void } & (
     { db: Db; retentionMs: number; maxRows: number; migrate: (db: Db, m: readonly Migration[]) => void } | { store: EventLog; shared: boolean }
   ),
 ): AgentEvents {
@@ -465,7 +465,7 @@ export function createAgentEvents(
     shared = opts.shared;
   } else {
     opts.migrate(opts.db, EVENTS_MIGRATIONS);
-    store = new EventStore({ db: opts.db, retentionMs: opts.retentionMs, maxRows: opts.maxRows, ...(opts.onError && { onError: opts.onError }) });
+    store = new EventStore({ db: opts.db, retentionMs: opts.retentionMs, maxRows: opts.maxRows, ...(opts.onError && { onError: opts.onError }), ...(opts.onFull && { onFull: opts.onFull }) });
   }
   const state = (a: AgentLike) => `deployed (revision ${a.revision})`;
   const onChange = (e: RegistryChange): void => {

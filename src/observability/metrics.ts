@@ -60,6 +60,8 @@ export class Metrics {
   readonly idleCollectionFreed: Counter;
   /** Records the cluster's shared logs in PostgreSQL (events, tool audit) dropped: buffer full while it was unreachable, or a batch it refused. */
   readonly clusterRecordsDropped: Counter<'store'>;
+  /** Records (audit, tool audit, events) that found their store's write queue full: back-pressure. */
+  readonly writeQueueFull: Counter<'store'>;
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -76,6 +78,12 @@ export class Metrics {
     this.clusterRecordsDropped = new Counter({
       name: 'caxton_cluster_records_dropped_total',
       help: "Records of the cluster's shared logs in PostgreSQL (store: events, tool_audit) dropped: the buffer bound while PostgreSQL was unreachable, or a batch it refused; store rollout_figures: canary figures and shadow comparisons another node's rollout never took (5 minutes unanswered)",
+      labelNames: ['store'],
+      registers,
+    });
+    this.writeQueueFull = new Counter({
+      name: 'caxton_write_queue_full_total',
+      help: "Records (store: audit, tool_audit, events) that found the write queue full: SQLite writes the queue at once on the caller's turn, a cluster node's PostgreSQL store drops the oldest while an INSERT is under way (counted in caxton_cluster_records_dropped_total too)",
       labelNames: ['store'],
       registers,
     });

@@ -7,9 +7,9 @@
  *    span_id, data) plus `node`, the node that recorded the event. The DDL is PostgreSQL's own
  *    (bigserial for the id), the filters are written once (`eventWhere`, `eventOrder`), and one
  *    suite runs against both stores (test/observability/pg-events.test.ts).
- *  - **Writes never wait.** `record` queues; a multi-row INSERT writes up to 500 events every
- *    50 ms (PgBatchWriter). With PostgreSQL unreachable the events wait, up to a bound, then the
- *    oldest are dropped and counted.
+ *  - **Writes never wait.** `record` queues; what a turn of the event loop queued goes in one
+ *    multi-row INSERT of up to 500 events (TurnBatcher). With PostgreSQL unreachable the events
+ *    wait, up to a bound, then the oldest are dropped and counted.
  *  - **Each event once.** A node records what happened on it (createAgentEvents with `shared`
  *    skips relayed bus events and directory-applied registry changes).
  *  - **Live followers on every node.** After its INSERT a node emits its events (with their ids)
@@ -85,12 +85,12 @@ export class PgEventStore extends EventEmitter<{ event: [AgentEvent] }> implemen
     this.#log = new PgLogTable<AgentEventInput>({ ...opts, schema: this.#s, table: 'agent_events', timeColumn: 'ts', write: (batch) => this.#write(batch) });
   }
 
-  /** Events dropped since start (see PgBatchWriter). */
+  /** Events dropped since start (the buffer bound, or a batch PostgreSQL refused). */
   get dropped(): number {
     return this.#log.dropped;
   }
 
-  /** Queues an event; it is written, then streamed to followers, within `flushMs`. Never blocks, never throws. */
+  /** Queues an event; it is written, then streamed to followers, at the end of the turn. Never blocks, never throws. */
   record(e: AgentEventInput): void {
     if (this.#log.closed) return;
     if (e.time === undefined) e.time = Date.now();

@@ -226,7 +226,7 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
     const tools = stack.add(
       await startTools({ config, db, executor, registry, service, mcp: mcp.clients, audit: toolAudit.store, auditWatch: toolAudit.watch, logger, metrics, cluster, tracer: telemetry.tracer }),
     );
-    const audit = stack.add(openAudit({ config, db, logger }));
+    const audit = stack.add(openAudit({ config, db, logger, metrics }));
     const { sampler } = observability;
     const view = await cluster?.join(() => {
       const s = bus.stats();

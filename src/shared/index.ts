@@ -10,3 +10,5 @@ export { MAX_INPUT_DEPTH, assertValueDepth, tooDeepError, valueDepth } from './d
 export { MIN_SECRET_LENGTH, SCRUBBED, SecretScrubber, registerSecrets, scrubError, scrubSecrets, scrubSecretsIn, secretScrubber, secretVariants } from './secrets.js';
 export { StreamScrubber } from './stream-scrub.js';
 export { jsonProblemError, lineColumn, parseJsonText, scanJsonText, type JsonProblemKind, type JsonScanOptions, type JsonTextProblem, type ParseJsonTextOptions } from './json-text.js';
+export { backoffDelay, type BackoffPolicy } from './backoff.js';
+export { TurnBatcher, type TurnBatcherOptions } from './turn-batcher.js';

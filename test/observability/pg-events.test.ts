@@ -331,11 +331,13 @@ describe.skipIf(!run)('the cluster tables in PostgreSQL', () => {
     const audit = new PgToolAudit({ pool: dead, schema: 'caxton_nowhere', node: 'n', flushMs: 1, retryMs: 50, maxBuffered: 5, sweepIntervalMs: 3_600_000 });
     const t0 = performance.now();
     for (let i = 0; i < 100; i++) store.record({ type: 'agent.updated', agent: `x${i}`, data: life });
-    for (let i = 0; i < 10; i++) audit.record(rec({}));
+    for (let i = 0; i < 20; i++) audit.record(rec({}));
     expect(performance.now() - t0).toBeLessThan(100);
-    expect(store.dropped).toBe(80);
-    expect(drops.reduce((a, b) => a + b, 0)).toBe(80);
-    expect(audit.dropped).toBe(5);
+    // The record that found the buffer full started an INSERT of the buffer (in flight, never
+    // answered); behind it the buffer fills again and each further record drops the oldest.
+    expect(store.dropped).toBe(60);
+    expect(drops.reduce((a, b) => a + b, 0)).toBe(60);
+    expect(audit.dropped).toBe(10);
     await expect(store.find()).rejects.toMatchObject({ code: 'not_ready', details: { dependency: 'cluster-postgresql' } });
     await expect(audit.find()).rejects.toMatchObject({ code: 'not_ready' });
     await store.close();

@@ -1,4 +1,5 @@
 import { CaxtonError, describeError, isCaxtonError } from '../../shared/errors.js';
+import { backoffDelay } from '../../shared/backoff.js';
 import type { PoolMember } from './pool-member.js';
 
 export interface WarmPoolOptions<M extends PoolMember> {
@@ -259,7 +260,7 @@ export class WarmPool<M extends PoolMember> {
 
   #scheduleRetry(): void {
     if (this.#backoff !== undefined || this.#closed) return;
-    const delay = Math.min(BACKOFF_BASE_MS * 2 ** Math.max(0, this.#failures - 1), BACKOFF_MAX_MS);
+    const delay = backoffDelay(this.#failures - 1, { baseMs: BACKOFF_BASE_MS, maxMs: BACKOFF_MAX_MS });
     this.#backoff = setTimeout(() => {
       this.#backoff = undefined;
       this.#fill();

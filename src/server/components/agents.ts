@@ -74,6 +74,7 @@ export function startAgents(opts: { config: ServerConfig; db: Db; logger: Logger
   // message.sent from the bus, message.received around the agent handler, execution.finished from the executor. ---
   // A cluster node writes to the shared store in PostgreSQL: each event once, by the node where it happened (docs/cluster.md).
   const onError = (e: unknown) => logger.error({ err: e }, 'agent events could not be written');
+  const onFull = () => metrics.writeQueueFull.inc({ store: 'events' });
   const state = opts.clusterState;
   const events = !config.events.enabled
     ? undefined
@@ -88,13 +89,14 @@ export function startAgents(opts: { config: ServerConfig; db: Db; logger: Logger
             retentionMs: config.events.retention,
             maxRows: config.events.max_rows,
             onError: (e) => logger.warn({ err: describeError(e) }, "agent events could not be written to the cluster's PostgreSQL; they wait (up to a bound) and are tried again"),
+            onFull,
             onDropped: (n, total) => {
               metrics.clusterRecordsDropped.inc({ store: 'events' }, n);
               logger.warn({ dropped: n, total }, "agent events dropped: the cluster's PostgreSQL could not take them (caxton_cluster_records_dropped_total)");
             },
           }),
         })
-      : createAgentEvents({ db, registry, migrate, retentionMs: config.events.retention, maxRows: config.events.max_rows, onError });
+      : createAgentEvents({ db, registry, migrate, retentionMs: config.events.retention, maxRows: config.events.max_rows, onError, onFull });
   registry.on('change', (e) => metrics.agentEvents.inc({ event: e.type }));
   // The service names its steps as the event store's types.
   const recordRollout = (type: RolloutEventType, r: Rollout): void => {

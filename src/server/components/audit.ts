@@ -2,7 +2,7 @@ import { dirname, resolve } from 'node:path';
 import { auditApi } from '../../api/index.js';
 import { AnonymousRefusals, AuditStore } from '../../audit/index.js';
 import type { ServerConfig } from '../../config/index.js';
-import type { Logger } from '../../observability/index.js';
+import type { Logger, Metrics } from '../../observability/index.js';
 import type { Db } from '../../storage/index.js';
 import type { Component } from './component.js';
 
@@ -17,7 +17,7 @@ export interface AuditComponent extends Component {
  * [audit] jsonl, a JSON-lines file (relative to caxton.toml); GET /api/v1/audit reads it.
  * Throws, naming the file, when [audit] jsonl cannot be opened.
  */
-export function openAudit(opts: { config: ServerConfig; db: Db; logger: Logger }): AuditComponent {
+export function openAudit(opts: { config: ServerConfig; db: Db; logger: Logger; metrics?: Pick<Metrics, 'writeQueueFull'> }): AuditComponent {
   const { config } = opts;
   const baseDir = config.source.file ? dirname(config.source.file) : process.cwd();
   const store = config.audit.enabled
@@ -25,6 +25,7 @@ export function openAudit(opts: { config: ServerConfig; db: Db; logger: Logger }
         onError: (e) => opts.logger.error({ err: e }, 'audit records could not be written'),
         retentionMs: config.audit.retention,
         maxRows: config.audit.max_rows,
+        onFull: () => opts.metrics?.writeQueueFull.inc({ store: 'audit' }),
         ...(config.audit.jsonl !== undefined && { jsonl: resolve(baseDir, config.audit.jsonl) }),
       })
     : undefined;

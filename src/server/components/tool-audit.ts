@@ -26,6 +26,7 @@ export function openToolAudit(opts: { config: ServerConfig; db: Db; logger: Logg
         retentionMs: config.tool_audit.retention,
         maxRows: config.tool_audit.max_rows,
         onError: (e) => logger.warn({ err: describeError(e) }, "tool audit records could not be written to the cluster's PostgreSQL; they wait (up to a bound) and are tried again"),
+        onFull: () => opts.metrics.writeQueueFull.inc({ store: 'tool_audit' }),
         onDropped: (n, total) => {
           opts.metrics.clusterRecordsDropped.inc({ store: 'tool_audit' }, n);
           logger.warn({ dropped: n, total }, "tool audit records dropped: the cluster's PostgreSQL could not take them (caxton_cluster_records_dropped_total)");
@@ -35,6 +36,7 @@ export function openToolAudit(opts: { config: ServerConfig; db: Db; logger: Logg
         onError: (e) => logger.error({ err: e }, 'tool audit records could not be written'),
         retentionMs: config.tool_audit.retention,
         maxRows: config.tool_audit.max_rows,
+        onFull: () => opts.metrics.writeQueueFull.inc({ store: 'tool_audit' }),
       });
   // The catalogue (components/tools.ts) watches this sink for the outcome of MCP calls made through the API.
   return { name: 'tool audit', store, watch: new AuditWatch(store), close: () => store.close() };

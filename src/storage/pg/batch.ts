@@ -1,23 +1,21 @@
 /**
  * What the cluster's append-only logs in PostgreSQL (the event store, the tool audit) share: a
- * writer that never makes its callers wait, and retention applied by one node at a time.
+ * writer that never makes its callers wait (TurnBatcher: what a turn queued goes in one INSERT,
+ * one INSERT at a time; while PostgreSQL is unreachable the batch waits, up to a bound, the
+ * oldest dropped and counted beyond it), and retention applied by one node at a time.
  */
 import type pg from 'pg';
+import { TurnBatcher } from '../../shared/turn-batcher.js';
 import { isUnreachable } from './errors.js';
 import { inTransaction } from './tx.js';
 
-export interface PgBatchWriterOptions<T> extends PgBatchTuning {
-  /** Writes one batch (one multi-row INSERT); rejects when it could not. */
-  write: (batch: T[]) => Promise<void>;
-}
-
-/** How a store's batches are written (every store on PgBatchWriter takes these in its options). */
+/** How a store's batches are written (TurnBatcher: every store on PgLogTable takes these in its options). */
 export interface PgBatchTuning {
-  /** How long a record may wait for company before it is written (default 50 ms). */
+  /** Least time between two INSERTs of a store, in ms (default 0: what each turn queued, one INSERT at a time). */
   flushMs?: number;
-  /** Rows per INSERT; a full batch is written at once (default 500). */
+  /** Rows per INSERT (default 500). */
   batchSize?: number;
-  /** At most this many records wait while PostgreSQL is unreachable; beyond it the oldest are dropped (default 50,000). */
+  /** At most this many records wait (while PostgreSQL is unreachable, or behind a running INSERT); beyond it the oldest are dropped (default 50,000). */
   maxBuffered?: number;
   /** How long to wait before writing again after PostgreSQL was unreachable (default 1 s). */
   retryMs?: number;
@@ -25,123 +23,10 @@ export interface PgBatchTuning {
   onError?: (e: unknown) => void;
   /** Records were dropped: `n` now, `total` since start (the buffer bound, or a batch PostgreSQL refused). */
   onDropped?: (n: number, total: number) => void;
+  /** A record found the buffer full (back-pressure). */
+  onFull?: () => void;
   /** Least time between two onError reports (default 30 s). */
   reportMs?: number;
-}
-
-/**
- * Buffers records and writes them in batches, off the caller's path: `push` is an array push (and
- * a timer), it never blocks and never throws. When PostgreSQL is unreachable the batch goes back
- * to the front of the buffer and is tried again after `retryMs`; the buffer is bounded, the oldest
- * records dropped beyond the bound (counted: `dropped`, onDropped). A batch PostgreSQL refuses
- * (not a connection failure) is dropped and reported, as SQLite's stores do with a failed write.
- */
-export class PgBatchWriter<T> {
-  readonly #o: Required<Omit<PgBatchWriterOptions<T>, 'onError' | 'onDropped'>> & Pick<PgBatchWriterOptions<T>, 'onError' | 'onDropped'>;
-  #pending: T[] = [];
-  #timer: NodeJS.Timeout | undefined;
-  #draining: Promise<void> | undefined;
-  #failing = false;
-  #lastReport = 0;
-  #closed = false;
-  /** Records dropped since start. */
-  dropped = 0;
-
-  constructor(opts: PgBatchWriterOptions<T>) {
-    // What a store's options leave undefined keeps its default.
-    const given = Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)) as PgBatchWriterOptions<T>;
-    this.#o = { flushMs: 50, batchSize: 500, maxBuffered: 50_000, retryMs: 1000, reportMs: 30_000, ...given };
-  }
-
-  /** Records waiting to be written. */
-  get buffered(): number {
-    return this.#pending.length;
-  }
-
-  push(x: T): void {
-    if (this.#closed) return;
-    this.#pending.push(x);
-    this.#bound();
-    this.#schedule();
-  }
-
-  /** Writes what is buffered (resolves when written, or when PostgreSQL turned out unreachable: never rejects). */
-  async flush(): Promise<void> {
-    while (this.#draining) await this.#draining;
-    if (this.#pending.length === 0) return;
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
-    this.#draining = this.#drain();
-    try {
-      await this.#draining;
-    } finally {
-      this.#draining = undefined;
-    }
-    if (this.#pending.length > 0) this.#schedule();
-  }
-
-  /** Writes what it can (one attempt) and stops; what could not be written is counted as dropped. */
-  async close(): Promise<void> {
-    if (this.#closed) return;
-    this.#failing = false;
-    await this.flush();
-    this.#closed = true;
-    clearTimeout(this.#timer);
-    const left = this.#pending.length;
-    this.#pending = [];
-    if (left > 0) this.#drop(left);
-  }
-
-  #schedule(): void {
-    if (this.#timer || this.#draining || this.#closed) return;
-    const delay = this.#failing ? this.#o.retryMs : this.#pending.length >= this.#o.batchSize ? 0 : this.#o.flushMs;
-    this.#timer = setTimeout(() => {
-      this.#timer = undefined;
-      void this.flush();
-    }, delay);
-    this.#timer.unref();
-  }
-
-  async #drain(): Promise<void> {
-    while (this.#pending.length > 0) {
-      const batch = this.#pending.splice(0, this.#o.batchSize);
-      try {
-        await this.#o.write(batch);
-        this.#failing = false;
-      } catch (e) {
-        if (isUnreachable(e) && !this.#closed) {
-          // Back to the front, in order; tried again after retryMs.
-          this.#pending.unshift(...batch);
-          this.#bound();
-          this.#report(e);
-          this.#failing = true;
-          return;
-        }
-        this.#drop(batch.length);
-        this.#report(e);
-      }
-    }
-  }
-
-  #bound(): void {
-    const over = this.#pending.length - this.#o.maxBuffered;
-    if (over > 0) {
-      this.#pending.splice(0, over);
-      this.#drop(over);
-    }
-  }
-
-  #drop(n: number): void {
-    this.dropped += n;
-    this.#o.onDropped?.(n, this.dropped);
-  }
-
-  #report(e: unknown): void {
-    const now = Date.now();
-    if (now - this.#lastReport < this.#o.reportMs) return;
-    this.#lastReport = now;
-    this.#o.onError?.(e);
-  }
 }
 
 /**
@@ -190,13 +75,13 @@ export interface PgLogTableOptions<T> extends PgBatchTuning {
 
 /**
  * An append-only log table of the cluster (the event store, the tool audit): records batched by a
- * PgBatchWriter, and retention (`pruneLogTable`) at start, every `sweepIntervalMs` and after every
+ * TurnBatcher, and retention (`pruneLogTable`) at start, every `sweepIntervalMs` and after every
  * max_rows / 10 records written by this node, one run at a time. The store around it owns the
  * INSERT and the reads.
  */
 export class PgLogTable<T> {
   readonly #o: PgLogTableOptions<T>;
-  readonly #writer: PgBatchWriter<T>;
+  readonly #writer: TurnBatcher<T>;
   readonly #sweep: NodeJS.Timeout;
   #sinceSweep = 0;
   #pruning: Promise<unknown> | undefined;
@@ -204,8 +89,16 @@ export class PgLogTable<T> {
 
   constructor(opts: PgLogTableOptions<T>) {
     this.#o = opts;
-    this.#writer = new PgBatchWriter<T>({
-      ...opts,
+    this.#writer = new TurnBatcher<T>({
+      maxQueue: opts.maxBuffered ?? 50_000,
+      maxBatch: opts.batchSize ?? 500,
+      windowMs: opts.flushMs ?? 0,
+      retryable: isUnreachable,
+      retryMs: opts.retryMs ?? 1000,
+      reportMs: opts.reportMs ?? 30_000,
+      ...(opts.onError && { onError: opts.onError }),
+      ...(opts.onDropped && { onDropped: opts.onDropped }),
+      ...(opts.onFull && { onFull: opts.onFull }),
       write: async (batch) => {
         await opts.write(batch);
         this.#sinceSweep += batch.length;
@@ -221,7 +114,7 @@ export class PgLogTable<T> {
     return this.#closed;
   }
 
-  /** Records dropped since start (see PgBatchWriter). */
+  /** Records dropped since start (the buffer bound, or a batch PostgreSQL refused). */
   get dropped(): number {
     return this.#writer.dropped;
   }

@@ -7,4 +7,4 @@
 export { guardConnections, inTransaction, escapeLiteral, literal, mergeWrites, RolledBack, StatementBatch, type Literal } from './tx.js';
 export { isUnreachable, stateUnavailable, guardReads } from './errors.js';
 export { migrateSchema, quotedSchema, SCHEMA_NAME, type PgMigration } from './migrate.js';
-export { PgBatchWriter, PgLogTable, pruneLogTable, type PgBatchTuning, type PgBatchWriterOptions, type PgLogTableOptions } from './batch.js';
+export { PgLogTable, pruneLogTable, type PgBatchTuning, type PgLogTableOptions } from './batch.js';

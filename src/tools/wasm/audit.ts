@@ -1,13 +1,14 @@
 /**
  * The audit log of tool calls: one record per call (time, agent, conversation, tool, digest of the
  * arguments, outcome, duration, fuel and memory used), produced by every tool server and kept in
- * the data dir's SQLite database. Records are buffered and written in one transaction per
- * event-loop turn (or every 1,000 records), so auditing stays off the call's latency; `flush()`
- * writes what is pending, `close()` flushes and stops. Retention (`[tool_audit]` retention and
+ * the data dir's SQLite database. Records are queued and written at the end of the event-loop
+ * turn, in the database's one transaction of that turn (src/storage/turn-writer.ts, shared with
+ * the audit trail and the agent events), so auditing stays off the call's latency; `flush()`
+ * writes what is queued, `close()` flushes and stops. Retention (`[tool_audit]` retention and
  * max_rows) is applied by the storage Pruner, in small batches off the call path.
  */
 import { createHash } from 'node:crypto';
-import { globSql, migrate, Pruner, tableRule, type Db, type Migration, type SqlDialect } from '../../storage/index.js';
+import { globSql, migrate, Pruner, tableRule, writeLane, type Db, type Migration, type SqlDialect, type WriteLane } from '../../storage/index.js';
 import { scrubSecrets } from '../../shared/secrets.js';
 import type { CallOutcome } from './errors.js';
 
@@ -220,23 +221,18 @@ export function auditOfRow(r: Record<string, unknown>): StoredAuditRecord {
 function toMs(v: number | string): number {
   return typeof v === 'number' ? v : Date.parse(v);
 }
-const FLUSH_AT = 1000;
 
 export class ToolAuditStore implements ToolAuditLog {
   readonly #db: Db;
-  readonly #insert;
-  #pending: ToolAuditRecord[] = [];
-  #scheduled = false;
+  readonly #lane: WriteLane<ToolAuditRecord>;
   #closed = false;
-  /** Records dropped because writing failed (the error is logged by the caller's onError). */
-  dropped = 0;
   readonly #onError: (e: unknown) => void;
   readonly #pruner: Pruner;
   readonly #pruneEvery: number;
   #sincePrune = 0;
 
   /** Records older than `retentionMs` (default 30 days) and beyond `maxRows` (default 1,000,000) are deleted. */
-  constructor(db: Db, opts: { onError?: (e: unknown) => void; retentionMs?: number; maxRows?: number } = {}) {
+  constructor(db: Db, opts: { onError?: (e: unknown) => void; retentionMs?: number; maxRows?: number; onFull?: () => void } = {}) {
     this.#db = db;
     migrate(db, TOOLS_MIGRATIONS);
     this.#onError = opts.onError ?? (() => {});
@@ -246,36 +242,34 @@ export class ToolAuditStore implements ToolAuditLog {
       .add(tableRule(db, { name: 'tool_audit', table: 'tool_audit', timeColumn: 'time', time: 'ms', retentionMs: opts.retentionMs ?? 30 * 24 * 3_600_000, maxRows }))
       .start();
     this.#pruner.poke();
-    this.#insert = db.prepare(`INSERT INTO tool_audit (${AUDIT_COLUMNS.join(', ')}) VALUES (${AUDIT_COLUMNS.map(() => '?').join(', ')})`);
+    const insert = db.prepare(`INSERT INTO tool_audit (${AUDIT_COLUMNS.join(', ')}) VALUES (${AUDIT_COLUMNS.map(() => '?').join(', ')})`);
+    this.#lane = writeLane(db, {
+      write: (batch: ToolAuditRecord[]) => {
+        // Positional parameters: about twice as fast to bind as named ones.
+        for (const r of batch) insert.run(...auditValues(r));
+      },
+      committed: (_, batch) => this.#written(batch.length),
+      onError: (e) => this.#onError(e),
+      ...(opts.onFull && { onFull: opts.onFull }),
+    });
+  }
+
+  /** Records dropped because writing failed (the error goes to the caller's onError). */
+  get dropped(): number {
+    return this.#lane.dropped;
   }
 
   record(r: ToolAuditRecord): void {
-    if (this.#closed) return;
-    this.#pending.push(r);
-    if (this.#pending.length >= FLUSH_AT) this.flush();
-    else if (!this.#scheduled) {
-      this.#scheduled = true;
-      setImmediate(() => this.flush());
-    }
+    if (!this.#closed) this.#lane.push(r);
   }
 
-  /** Writes the pending records in one transaction. */
+  /** Writes what is queued (this store's records and the database's other queued records), synchronously. */
   flush(): void {
-    this.#scheduled = false;
-    if (this.#pending.length === 0) return;
-    const batch = this.#pending;
-    this.#pending = [];
-    try {
-      this.#db.transaction(() => {
-        // Positional parameters: about twice as fast to bind as named ones.
-        for (const r of batch) this.#insert.run(...auditValues(r));
-      })();
-    } catch (e) {
-      this.dropped += batch.length;
-      this.#onError(e);
-      return;
-    }
-    this.#sincePrune += batch.length;
+    this.#lane.flush();
+  }
+
+  #written(n: number): void {
+    this.#sincePrune += n;
     if (this.#sincePrune >= this.#pruneEvery) {
       this.#sincePrune = 0;
       this.#pruner.poke();
@@ -308,7 +302,7 @@ export class ToolAuditStore implements ToolAuditLog {
 
   /** Flushes and stops accepting records. Does not close the database (its owner does). */
   close(): void {
-    this.flush();
+    this.#lane.close();
     this.#closed = true;
     this.#pruner.close();
   }

@@ -4,7 +4,7 @@
  * recorded once, by the node that ran it (`node` column), and GET /api/v1/tools/audit answers the
  * same on every node. Same columns as SQLite's plus `node`; the filters are written once
  * (`auditWhere`, `auditOrder`), and one suite runs against both stores
- * (test/observability/pg-events.test.ts). Writes are batched off the call path (PgBatchWriter: bounded,
+ * (test/observability/pg-events.test.ts). Writes are batched off the call path (TurnBatcher: bounded,
  * oldest dropped and counted while PostgreSQL is unreachable); retention (`[tool_audit]`) is
  * applied by one node at a time.
  */
@@ -105,7 +105,7 @@ export class PgToolAudit implements ToolAuditLog {
     });
   }
 
-  /** Records dropped since start (see PgBatchWriter). */
+  /** Records dropped since start (the buffer bound, or a batch PostgreSQL refused). */
   get dropped(): number {
     return this.#log.dropped;
   }
