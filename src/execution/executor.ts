@@ -173,6 +173,7 @@ export class Executor {
         taskModule: taskModulePath(),
         maxOldGenerationSizeMb: this.#config.execution.max_memory_mb,
         ...(this.#config.execution.pool_size !== undefined && { poolSize: this.#config.execution.pool_size }),
+        ...(this.#config.execution.process_max_requests !== undefined && { maxRequestsPerProcess: this.#config.execution.process_max_requests }),
       });
       this.#pools.set(mode, pool);
     }
