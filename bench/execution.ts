@@ -170,6 +170,13 @@ async function measureMode(server: CaxtonServer, mode: Mode): Promise<ModeResult
     load({ url: textUrl, method: 'POST', headers: JSON_HEADERS, body: TEXT_BODY, duration: LOAD_SECONDS, connections: CONNECTIONS }),
   );
   const toolLoad = await load({ url: toolUrl, method: 'POST', headers: JSON_HEADERS, body: TOOL_BODY, duration: LOAD_SECONDS, connections: CONNECTIONS });
+  // autocannon stops with requests still waiting for a thread or process: let them finish.
+  const drainStart = Date.now();
+  const draining = () => {
+    const st = poolStats(server, mode);
+    return st !== undefined && st.busy + st.queued > 0;
+  };
+  while (draining() && Date.now() - drainStart < 10_000) await sleep(10);
   return {
     mode,
     text,
