@@ -38,14 +38,8 @@ const LOAD_SECONDS = env('BENCH_DURATION', 5);
 const CONNECTIONS = env('BENCH_CONNECTIONS', 10);
 const WARMUP = 200;
 const DIRECT_CALLS = 10_000;
-/** Process mode: one fork per request, so far fewer requests. */
+/** Worker threads and child processes per pool (one per core on the 2-core bench machine). */
 const PROCESS_POOL = 2;
-const PROCESS_WARMUP = 20;
-const PROCESS_PACED = env('BENCH_PROCESS_REQUESTS', 200);
-const PROCESS_BACK_TO_BACK = 50;
-const PROCESS_TOOL = 50;
-const PROCESS_LOAD_SECONDS = 10;
-const PROCESS_CONNECTIONS = PROCESS_POOL;
 const FORKS = 20;
 const READY_SAMPLES = 10;
 
@@ -106,7 +100,7 @@ async function startCaxton(dir: string): Promise<{ server: CaxtonServer; ms: num
     `data_dir = "data"\nagents_dir = "agents"\n\n[server]\nhost = "127.0.0.1"\nport = 0\n\n[metrics]\nenabled = false\n\n[logging]\nlevel = "warn"\n\n` +
       `[llm]\ndefault_provider = "bench"\n\n[llm.providers.bench]\ntype = "scripted"\nscript = "script.toml"\n\n` +
       // Server-wide context; each agent picks its own mode. pool_size sizes both pools: 2 worker
-      // threads (the default on 2 cores) and 2 pre-started spare processes.
+      // threads and 2 child processes (the default on 2 cores).
       `[execution]\nisolation = "context"\npool_size = ${PROCESS_POOL}\n`,
   );
   // An empty environment: CAXTON_* variables of the shell must not change what is measured.
@@ -145,20 +139,6 @@ function poolStats(server: CaxtonServer, mode: Mode) {
   return server.executor.stats().find((s) => s.mode === mode);
 }
 
-/**
- * Waits until the process pool has `want` started spares (so the next request needs no fork).
- * The pool is created by the first process-mode request: before that there is nothing to wait for.
- */
-async function poolReady(server: CaxtonServer, want: number): Promise<number> {
-  const t0 = process.hrtime.bigint();
-  if (poolStats(server, 'process') === undefined) return 0;
-  while (poolStats(server, 'process')!.ready < want) {
-    if (msSince(t0) > 30_000) throw new Error(`the process pool did not get ${want} ready spares within 30 s: ${JSON.stringify(poolStats(server, 'process'))}`);
-    await sleep(1);
-  }
-  return msSince(t0);
-}
-
 interface ModeResult {
   mode: Mode;
   text: SequentialResult;
@@ -173,14 +153,8 @@ interface ModeResult {
   pool?: unknown;
 }
 
-interface ProcessExtra {
-  backToBack: SequentialResult;
-  /** Time spent waiting for the pool to be full again before each paced request. */
-  refill_ms: Summary;
-}
-
-/** context / worker: warm-up, sequential latency, autocannon; text then one tool call. */
-async function measureInProcessModes(server: CaxtonServer, mode: 'context' | 'worker'): Promise<ModeResult> {
+/** Any mode: warm-up, sequential latency, autocannon; text then one tool call. */
+async function measureMode(server: CaxtonServer, mode: Mode): Promise<ModeResult> {
   const api = `${server.url}/api/v1/agents`;
   const textUrl = `${api}/text-${mode}/invoke`;
   const toolUrl = `${api}/tool-${mode}/invoke`;
@@ -196,6 +170,13 @@ async function measureInProcessModes(server: CaxtonServer, mode: 'context' | 'wo
     load({ url: textUrl, method: 'POST', headers: JSON_HEADERS, body: TEXT_BODY, duration: LOAD_SECONDS, connections: CONNECTIONS }),
   );
   const toolLoad = await load({ url: toolUrl, method: 'POST', headers: JSON_HEADERS, body: TOOL_BODY, duration: LOAD_SECONDS, connections: CONNECTIONS });
+  // autocannon stops with requests still waiting for a thread or process: let them finish.
+  const drainStart = Date.now();
+  const draining = () => {
+    const st = poolStats(server, mode);
+    return st !== undefined && st.busy + st.queued > 0;
+  };
+  while (draining() && Date.now() - drainStart < 10_000) await sleep(10);
   return {
     mode,
     text,
@@ -206,67 +187,6 @@ async function measureInProcessModes(server: CaxtonServer, mode: 'context' | 'wo
     execution_ms: summarize(exec),
     response_bytes: Buffer.byteLength(JSON.stringify(first.response)),
     pool: poolStats(server, mode),
-  };
-}
-
-/**
- * process: each request consumes a pre-started process, and its replacement is forked right
- * away. "Paced" requests wait until the pool is full again, so each finds a warm spare: that is
- * the cost on the request path. "Back-to-back" requests do not wait: they are spawn-limited.
- */
-async function measureProcessMode(server: CaxtonServer): Promise<ModeResult & ProcessExtra> {
-  const api = `${server.url}/api/v1/agents`;
-  const textUrl = `${api}/text-process/invoke`;
-  const toolUrl = `${api}/tool-process/invoke`;
-  note(
-    `process: ${PROCESS_WARMUP} warm-up, ${PROCESS_PACED} paced (warm spare each time), ${PROCESS_TOOL} paced with a tool call, ${PROCESS_BACK_TO_BACK} back-to-back; autocannon ${PROCESS_LOAD_SECONDS}s × ${PROCESS_CONNECTIONS} connections`,
-  );
-  let first: AgentResponse | undefined;
-  for (let i = 0; i < PROCESS_WARMUP; i++) {
-    await poolReady(server, PROCESS_POOL);
-    first = (await invokeOnce(i % 2 === 0 ? textUrl : toolUrl, i % 2 === 0 ? TEXT_BODY : TOOL_BODY, 'process')).response;
-  }
-  const paced = async (n: number, url: string, body: string) => {
-    const samples = new Float64Array(n);
-    const exec = new Float64Array(n);
-    const refill = new Float64Array(n);
-    const t0 = process.hrtime.bigint();
-    for (let i = 0; i < n; i++) {
-      refill[i] = await poolReady(server, PROCESS_POOL);
-      const r = await invokeOnce(url, body, 'process');
-      samples[i] = r.ms;
-      exec[i] = r.response.execution_time_ms;
-    }
-    const total = msSince(t0);
-    const latency_ms = summarize(samples);
-    return { seq: { latency_ms, errors: 0, req_per_s: (n / total) * 1000 } satisfies SequentialResult, exec: summarize(exec), refill: summarize(refill) };
-  };
-  const text = await paced(PROCESS_PACED, textUrl, TEXT_BODY);
-  const tool = await paced(PROCESS_TOOL, toolUrl, TOOL_BODY);
-  await poolReady(server, PROCESS_POOL);
-  const backToBack = await sequential(PROCESS_BACK_TO_BACK, () => textUrl, { warmup: 0, init: postInit(TEXT_BODY) });
-  await poolReady(server, PROCESS_POOL);
-  const { result: textLoad, loop_delay_ms } = await withLoopDelay(() =>
-    load({ url: textUrl, method: 'POST', headers: JSON_HEADERS, body: TEXT_BODY, duration: PROCESS_LOAD_SECONDS, connections: PROCESS_CONNECTIONS }),
-  );
-  // autocannon stops with requests still waiting for a process: let them finish before closing.
-  const drainStart = Date.now();
-  const draining = () => {
-    const st = poolStats(server, 'process');
-    return st !== undefined && st.busy + st.queued > 0;
-  };
-  while (draining() && Date.now() - drainStart < 10_000) await sleep(10);
-  return {
-    mode: 'process',
-    text: text.seq,
-    tool: tool.seq,
-    textLoad,
-    loop_delay_ms,
-    execution_ms: text.exec,
-    response_bytes: Buffer.byteLength(JSON.stringify(first)),
-    pool: poolStats(server, 'process'),
-    backToBack,
-    refill_ms: text.refill,
   };
 }
 
@@ -347,8 +267,7 @@ async function run(): Promise<SuiteReport> {
     const post = await sequential(SEQUENTIAL, () => echo, { init: postInit(TEXT_BODY) });
     const getLoad = await load({ url: hw.url, duration: LOAD_SECONDS, connections: CONNECTIONS });
     const postLoad = await load({ url: echo, method: 'POST', headers: JSON_HEADERS, body: TEXT_BODY, duration: LOAD_SECONDS, connections: CONNECTIONS });
-    const postLoadProcess = await load({ url: echo, method: 'POST', headers: JSON_HEADERS, body: TEXT_BODY, duration: PROCESS_LOAD_SECONDS, connections: PROCESS_CONNECTIONS });
-    base = { start_ms: hw.start_ms, get, post, getLoad, postLoad, postLoadProcess };
+    base = { start_ms: hw.start_ms, get, post, getLoad, postLoad };
   } finally {
     await hw.close();
   }
@@ -357,7 +276,7 @@ async function run(): Promise<SuiteReport> {
   try {
     const { server, ms: startMs } = await startCaxton(dir.path);
     const results: Partial<Record<Mode, ModeResult>> = {};
-    let proc: (ModeResult & ProcessExtra) | undefined;
+    let proc: ModeResult | undefined;
     let direct, health, fork, ready;
     try {
       note(`caxton listening on ${server.url} (started in ${fmtMs(startMs)}), data in ${dir.path}`);
@@ -374,19 +293,19 @@ async function run(): Promise<SuiteReport> {
       note(`caxton floor: ${SEQUENTIAL} sequential GET /health, autocannon ${LOAD_SECONDS}s × ${CONNECTIONS} connections`);
       const healthUrl = `${server.url}/health`;
       health = { sequential: await sequential(SEQUENTIAL, () => healthUrl), load: await load({ url: healthUrl, duration: LOAD_SECONDS, connections: CONNECTIONS }) };
-      results.context = await measureInProcessModes(server, 'context');
+      results.context = await measureMode(server, 'context');
       note(`context: ${SEQUENTIAL} sequential invokes p50 ${fmtMs(results.context.text.latency_ms.p50)}, ${fmt(results.context.textLoad.req_per_s, 0)} req/s`);
       note(`in-process: ${DIRECT_CALLS} × executor.invoke() and runAgent() (context mode, no HTTP)`);
       direct = await measureDirect(server);
-      results.worker = await measureInProcessModes(server, 'worker');
+      results.worker = await measureMode(server, 'worker');
       note(`worker: ${SEQUENTIAL} sequential invokes p50 ${fmtMs(results.worker.text.latency_ms.p50)}, ${fmt(results.worker.textLoad.req_per_s, 0)} req/s`);
       // Measured here, in the bench process as it now is (Caxton loaded, RSS grown): spawn() forks it.
       note(`fork cost: ${FORKS} × \`node -e 0\`; process pool member start (fork + task module) ${READY_SAMPLES} times`);
       fork = await measureFork();
       ready = await measureProcessReady();
-      proc = await measureProcessMode(server);
+      proc = await measureMode(server, 'process');
       results.process = proc;
-      note(`process: paced p50 ${fmtMs(proc.text.latency_ms.p50)}, ${fmt(proc.textLoad.req_per_s, 0)} req/s`);
+      note(`process: ${SEQUENTIAL} sequential invokes p50 ${fmtMs(proc.text.latency_ms.p50)}, ${fmt(proc.textLoad.req_per_s, 0)} req/s; pool ${JSON.stringify(proc.pool)}`);
     } finally {
       await server.close();
     }
@@ -442,29 +361,25 @@ async function run(): Promise<SuiteReport> {
       { metric: 'worker: invoke latency, one calculator call', value: `${p50p99(wrk.tool.latency_ms)} (added ${added(wrk.tool.latency_ms, bp)})`, baseline: basePostSeq },
       { metric: 'worker: throughput, one calculator call', value: `${loadLine(wrk.toolLoad!)} (${ratio(wrk.toolLoad!.req_per_s, base.postLoad.req_per_s)})`, baseline: basePostLoad },
       {
-        metric: `process: invoke latency, short text, warm spare (${PROCESS_PACED} paced)`,
-        value: `${p50p99(proc.text.latency_ms)} (added ${added(proc.text.latency_ms, bp)})`,
-        baseline: basePostSeq,
+        metric: `process: invoke latency, short text, warm pool (${SEQUENTIAL} sequential)`,
+        value: `${p50p99(proc.text.latency_ms)} (added ${added(proc.text.latency_ms, bp)}; ${signed(procAdded - ctxAdded)} p50 over context)`,
+        baseline: `${basePostSeq}; context ${p50p99(ctx.text.latency_ms)}`,
         target: `≤ ${PROCESS_ADDED_P50_MS} ms p50 added`,
         verdict: verdict(procAdded <= PROCESS_ADDED_P50_MS),
       },
       {
-        metric: `process: invoke latency, one calculator call, warm spare (${PROCESS_TOOL} paced)`,
+        metric: `process: throughput, short text (autocannon ${LOAD_SECONDS}s × ${CONNECTIONS} conn, ${PROCESS_POOL} processes)`,
+        value: `${loadLine(proc.textLoad)} (${ratio(proc.textLoad.req_per_s, base.postLoad.req_per_s)}; context ${fmt(ctx.textLoad.req_per_s, 0)} req/s)`,
+        baseline: basePostLoad,
+        target: `≥ ${PROCESS_DOC_REQ_PER_S.toLocaleString('en-US')} req/s`,
+        verdict: verdict(proc.textLoad.req_per_s >= PROCESS_DOC_REQ_PER_S),
+      },
+      {
+        metric: 'process: invoke latency, one calculator call (a host round trip per tool call)',
         value: `${p50p99(proc.tool.latency_ms)} (added ${added(proc.tool.latency_ms, bp)})`,
         baseline: basePostSeq,
       },
-      {
-        metric: `process: invoke latency, back-to-back (${PROCESS_BACK_TO_BACK} sequential, spawn-limited)`,
-        value: `${p50p99(proc.backToBack.latency_ms)}; ${fmt(proc.backToBack.req_per_s, 1)} req/s`,
-        baseline: `${basePostSeq}; ${fmt(base.post.req_per_s, 0)} req/s`,
-      },
-      {
-        metric: `process: throughput (autocannon ${PROCESS_LOAD_SECONDS}s × ${PROCESS_CONNECTIONS} conn, pool_size ${PROCESS_POOL})`,
-        value: loadLine(proc.textLoad),
-        baseline: `POST /echo, same ${PROCESS_CONNECTIONS} conn: ${loadLine(base.postLoadProcess)}`,
-        target: `${PROCESS_DOC_REQ_PER_S.toLocaleString('en-US')}+ req/s (design documents)`,
-        verdict: verdict(proc.textLoad.req_per_s >= PROCESS_DOC_REQ_PER_S),
-      },
+      { metric: 'process: throughput, one calculator call', value: `${loadLine(proc.toolLoad!)} (${ratio(proc.toolLoad!.req_per_s, base.postLoad.req_per_s)})`, baseline: basePostLoad },
       {
         metric: `process: pool member start, fork → task module loaded (${READY_SAMPLES} starts)`,
         value: `p50 ${fmtMs(ready.p50)} / max ${fmtMs(ready.max)}`,
@@ -489,9 +404,9 @@ async function run(): Promise<SuiteReport> {
       },
     ];
     const notes = [
-      `Zero-latency scripted provider (no \`latency_ms\`); one agent per mode and scenario (\`[execution] isolation\` per agent) on a context server with \`[execution] pool_size = ${PROCESS_POOL}\` (2 worker threads, 2 spare processes). Request body ${TEXT_BODY} (${Buffer.byteLength(TEXT_BODY)} bytes); the AgentResponse is ~${fmt(ctx.response_bytes, 0)} bytes of JSON, the echo ${Buffer.byteLength(TEXT_BODY)} bytes.`,
+      `Zero-latency scripted provider (no \`latency_ms\`); one agent per mode and scenario (\`[execution] isolation\` per agent) on a context server with \`[execution] pool_size = ${PROCESS_POOL}\` (2 worker threads, 2 child processes). Request body ${TEXT_BODY} (${Buffer.byteLength(TEXT_BODY)} bytes); the AgentResponse is ~${fmt(ctx.response_bytes, 0)} bytes of JSON, the echo ${Buffer.byteLength(TEXT_BODY)} bytes.`,
       `"Added" = Caxton's invoke latency minus the hello-world's POST /echo latency (same body, same client, same run), at the same percentile. Hello-world GET in the same run: sequential ${p50p99(base.get.latency_ms)}; ${loadLine(base.getLoad)}.`,
-      `Process mode: "paced" requests wait until both spares are started (refill wait p50 ${fmtMs(proc.refill_ms.p50)}), so each request finds a warm process; "back-to-back" and autocannon requests do not, and are limited by how fast replacements start (one fork per request).`,
+      `Process mode: a warm pool of ${PROCESS_POOL} child processes reused across requests (each replaced after \`process_max_requests\`, default 1,000, or after a request that touched process state: ADR 0051); pool at the end ${JSON.stringify(proc.pool)}.`,
       `Server, client and (for autocannon) one load-generator worker thread share ${cpus().length} cores; sequential latencies are client-observed (fetch/undici keep-alive). Caxton started in ${fmtMs(startMs)}; hello-world in ${fmtMs(base.start_ms)}.`,
     ];
     return {
@@ -504,15 +419,7 @@ async function run(): Promise<SuiteReport> {
           load_seconds: LOAD_SECONDS,
           connections: CONNECTIONS,
           direct_calls: DIRECT_CALLS,
-          process: {
-            pool_size: PROCESS_POOL,
-            warmup: PROCESS_WARMUP,
-            paced: PROCESS_PACED,
-            tool: PROCESS_TOOL,
-            back_to_back: PROCESS_BACK_TO_BACK,
-            load_seconds: PROCESS_LOAD_SECONDS,
-            connections: PROCESS_CONNECTIONS,
-          },
+          pool_size: PROCESS_POOL,
           script: SCRIPT,
         },
         baseline: base,

@@ -1,5 +1,16 @@
 import type { ServerConfig } from '../config/index.js';
-import { DEFAULT_MODEL_ALIASES, ProviderRegistry, resolveModelName, type ProviderConfig, type ProviderFacts, type ResolveDefaults } from '../llm/index.js';
+import { describeError } from '../shared/errors.js';
+import {
+  DEFAULT_MODEL_ALIASES,
+  LlmError,
+  ProviderRegistry,
+  resolveModelName,
+  ScriptedProvider,
+  type CheckedScript,
+  type ProviderConfig,
+  type ProviderFacts,
+  type ResolveDefaults,
+} from '../llm/index.js';
 import { builtinTools } from '../tools/index.js';
 import type { ExecutionDeps } from './run-agent.js';
 
@@ -34,6 +45,39 @@ export function llmSetup(cfg: ServerConfig): LlmSetup {
 export function buildDeps(setup: LlmSetup): ExecutionDeps {
   const providers = ProviderRegistry.fromConfig(setup.providers);
   return { providers, tools: builtinTools(providers, setup.defaults.provider || undefined), llmDefaults: setup.defaults };
+}
+
+/**
+ * The setup a worker thread or child process receives, per execution: each scripted provider's
+ * reply file read and checked here (re-read only when it changed, as in this process), so the
+ * isolated side loads no TOML parser or schema library. The same object comes back while no
+ * script changed.
+ */
+export function setupShipper(setup: LlmSetup, providers: ProviderRegistry): () => Promise<LlmSetup> {
+  const scripted = Object.entries(setup.providers).filter(([, p]) => p.type === 'scripted' && p.script !== undefined && p.script_checked === undefined);
+  if (scripted.length === 0) return () => Promise.resolve(setup);
+  let last: { parts: (CheckedScript | string | undefined)[]; setup: LlmSetup } | undefined;
+  const read = async (name: string): Promise<CheckedScript | string | undefined> => {
+    const provider = providers.has(name) ? providers.get(name) : undefined;
+    if (!(provider instanceof ScriptedProvider)) return undefined;
+    try {
+      return await provider.checkedScript();
+    } catch (e) {
+      return e instanceof LlmError ? e.reason : describeError(e);
+    }
+  };
+  return async () => {
+    const parts = await Promise.all(scripted.map(([name]) => read(name)));
+    if (last && parts.every((part, i) => part === last!.parts[i])) return last.setup;
+    const shipped: Record<string, ProviderConfig> = { ...setup.providers };
+    scripted.forEach(([name, config], i) => {
+      const part = parts[i];
+      if (typeof part === 'string') shipped[name] = { ...config, script_error: part };
+      else if (part !== undefined) shipped[name] = { ...config, script_checked: part };
+    });
+    last = { parts, setup: { ...setup, providers: shipped } };
+    return last.setup;
+  };
 }
 
 /**

@@ -11,7 +11,7 @@ import { CaxtonError, isCaxtonError } from '../shared/errors.js';
 import { scrubError, scrubSecretsIn } from '../shared/secrets.js';
 import { StreamScrubber } from '../shared/stream-scrub.js';
 import { ToolRegistry, type Tool, type ToolResult } from '../tools/index.js';
-import { buildDeps, llmSetup, type LlmSetup } from './deps.js';
+import { buildDeps, llmSetup, setupShipper, type LlmSetup } from './deps.js';
 import { executionTools, HOST_TOOL_METHOD, parseHostToolCall } from './host-tools.js';
 import { createIsolation, type Isolation, type PooledIsolationMode } from './isolation/index.js';
 import { runAgent, toolContext, type ExecutionDeps } from './run-agent.js';
@@ -131,6 +131,7 @@ export class Executor {
   readonly #config: ServerConfig;
   readonly #setup: LlmSetup;
   readonly #deps: ExecutionDeps;
+  readonly #shippedSetup: () => Promise<LlmSetup>;
   readonly #pools = new Map<IsolationMode, Isolation>();
   readonly #tracer: Tracer | undefined;
   readonly #metrics: Metrics | undefined;
@@ -144,6 +145,7 @@ export class Executor {
     this.#registry = registry;
     this.#setup = llmSetup(config);
     this.#deps = buildDeps(this.#setup);
+    this.#shippedSetup = setupShipper(this.#setup, this.#deps.providers);
     this.hostTools = opts.hostTools ?? new ToolRegistry();
     this.#tracer = opts.tracer;
     this.#metrics = opts.metrics;
@@ -173,6 +175,7 @@ export class Executor {
         taskModule: taskModulePath(),
         maxOldGenerationSizeMb: this.#config.execution.max_memory_mb,
         ...(this.#config.execution.pool_size !== undefined && { poolSize: this.#config.execution.pool_size }),
+        ...(this.#config.execution.process_max_requests !== undefined && { maxRequestsPerProcess: this.#config.execution.process_max_requests }),
       });
       this.#pools.set(mode, pool);
     }
@@ -418,7 +421,7 @@ export class Executor {
           throw e;
         }
       }
-      const payload: TaskPayload = { job, setup: this.#setup };
+      const payload: TaskPayload = { job, setup: await this.#shippedSetup() };
       try {
         return (await this.#pool(isolation).run(payload, {
           timeoutMs: timeoutMs + POOL_DEADLINE_SLACK_MS,

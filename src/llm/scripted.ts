@@ -27,51 +27,33 @@
  * rule's `match` in the request); unknown ones are rejected at load.
  * Usage is approximated as characters / 4 (at least 1). The file is cached and re-read when its
  * modification time or size changes.
+ *
+ * Reading and checking a script file (TOML parser, schema) lives in scripted-file.ts, imported
+ * only when a file must be read: a worker thread or child process receives the script already
+ * checked by the server (`ProviderConfig.script_checked`), so it loads neither.
  */
 import { statSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
-import { extname } from 'node:path';
-import { parse as parseToml, TomlError } from 'smol-toml';
-import { z } from 'zod';
 import { makeUsage } from './decode.js';
 import { sleep } from './retry.js';
 import { LlmError, type ChatMessage, type ChatRequest, type ChatResponse, type LlmProvider, type ProviderConfig, type StreamEvent, type ToolCall } from './types.js';
 
-const toolCallSchema = z.strictObject({
-  name: z.string().min(1),
-  arguments: z.record(z.string(), z.unknown()).default({}),
-  id: z.string().min(1).optional(),
-});
-
-const turnSchema = z
-  .strictObject({ content: z.string().optional(), tool_calls: z.array(toolCallSchema).optional() })
-  .refine((t) => t.content !== undefined || (t.tool_calls?.length ?? 0) > 0, { error: 'a turn needs content and/or tool_calls' });
-
-const ruleSchema = z
-  .strictObject({
-    name: z.string().optional(),
-    match: z.string().optional(),
-    latency_ms: z.number().int().min(0).optional(),
-    turns: z.array(turnSchema).min(1).optional(),
-    content: z.string().optional(),
-    tool_calls: z.array(toolCallSchema).optional(),
-  })
-  .refine((r) => (r.turns !== undefined) !== (r.content !== undefined || r.tool_calls !== undefined), { error: 'a rule needs either turns = [...] or content / tool_calls (not both)' });
-
-export const scriptSchema = z
-  .strictObject({
-    latency_ms: z.number().int().min(0).optional(),
-    fallback: z.string().optional(),
-    rules: z.array(ruleSchema).default([]),
-  })
-  .refine((s) => s.rules.length > 0 || s.fallback !== undefined, { error: 'a script needs at least one [[rules]] entry or a fallback' });
-
-/** A script as written (the file's content, or an in-memory object of the same shape). */
-export type Script = z.input<typeof scriptSchema>;
+/** A script that passed the schema check (scripted-file.ts): plain data, structured-clone safe. */
+export interface CheckedScript {
+  latency_ms?: number | undefined;
+  fallback?: string | undefined;
+  rules: {
+    name?: string | undefined;
+    match?: string | undefined;
+    latency_ms?: number | undefined;
+    turns?: Turn[] | undefined;
+    content?: string | undefined;
+    tool_calls?: Turn['tool_calls'];
+  }[];
+}
 
 interface Turn {
-  content?: string;
-  tool_calls?: { name: string; arguments: Record<string, unknown>; id?: string }[];
+  content?: string | undefined;
+  tool_calls?: { name: string; arguments: Record<string, unknown>; id?: string | undefined }[] | undefined;
 }
 interface CompiledRule {
   label: string;
@@ -86,22 +68,37 @@ interface CompiledScript {
 }
 
 const PLACEHOLDER = /\{\{\s*([A-Za-z_][\w.:*-]*)\s*\}\}/g;
-const IN_MEMORY = '<in-memory script>';
+export const IN_MEMORY = '<in-memory script>';
 
 export class ScriptedProvider implements LlmProvider {
   readonly type = 'scripted' as const;
   readonly defaultModel: string | undefined;
-  private cache: { mtimeMs: number; size: number; script: CompiledScript } | undefined;
+  private cache: { mtimeMs: number; size: number; checked: CheckedScript; script: CompiledScript } | undefined;
   private readonly inline: CompiledScript | undefined;
 
+  /**
+   * @param script a script already checked (scripted-file.ts: createScriptedProvider checks one
+   *   given in memory); else `config.script_checked`; else the file `config.script`, read on use.
+   */
   constructor(
     readonly name: string,
     private readonly config: ProviderConfig,
-    script?: unknown,
+    script?: CheckedScript,
   ) {
     this.defaultModel = config.model ?? 'scripted';
-    if (script !== undefined) this.inline = compile(script, IN_MEMORY, (m) => this.fail(this.defaultModel ?? 'scripted', m));
-    else if (!config.script) throw this.fail(this.defaultModel ?? 'scripted', 'no script file configured: set script = "replies.toml" for this provider');
+    const fail = (m: string): LlmError => this.fail(this.defaultModel ?? 'scripted', m);
+    if (script !== undefined) this.inline = compile(script, IN_MEMORY, fail);
+    else if (config.script_checked !== undefined) this.inline = compile(config.script_checked, config.script ?? IN_MEMORY, fail);
+    else if (!config.script && config.script_error === undefined) throw fail('no script file configured: set script = "replies.toml" for this provider');
+  }
+
+  /**
+   * The script file as it is now, checked (re-read only when it changed): what the server ships
+   * to a worker or child process as `script_checked`. Undefined for a script given in memory.
+   */
+  async checkedScript(): Promise<CheckedScript | undefined> {
+    if (this.inline !== undefined) return undefined;
+    return (await this.current(this.defaultModel ?? 'scripted')).checked;
   }
 
   async chat(req: ChatRequest): Promise<ChatResponse> {
@@ -157,8 +154,13 @@ export class ScriptedProvider implements LlmProvider {
     }
   }
 
-  /** The parsed script file, re-read when its mtime or size changed. */
   private async load(model: string): Promise<CompiledScript> {
+    return (await this.current(model)).script;
+  }
+
+  /** The parsed script file, re-read when its mtime or size changed. */
+  private async current(model: string): Promise<{ checked: CheckedScript; script: CompiledScript }> {
+    if (this.config.script_error !== undefined) throw this.fail(model, this.config.script_error);
     const file = this.config.script ?? '';
     let info;
     try {
@@ -168,17 +170,12 @@ export class ScriptedProvider implements LlmProvider {
     } catch (e) {
       throw this.fail(model, `cannot read script file "${file}": ${(e as NodeJS.ErrnoException).code ?? String(e)}`, e);
     }
-    if (this.cache && this.cache.mtimeMs === info.mtimeMs && this.cache.size === info.size) return this.cache.script;
+    if (this.cache && this.cache.mtimeMs === info.mtimeMs && this.cache.size === info.size) return this.cache;
     const fail = (m: string, cause?: unknown): LlmError => this.fail(model, `script file "${file}": ${m}`, cause);
-    let text: string;
-    try {
-      text = await readFile(file, 'utf8');
-    } catch (e) {
-      throw fail(`cannot read it (${(e as NodeJS.ErrnoException).code ?? String(e)})`, e);
-    }
-    const script = compile(parseText(text, extname(file).toLowerCase(), fail), file, fail);
-    this.cache = { mtimeMs: info.mtimeMs, size: info.size, script };
-    return script;
+    const { readScriptFile } = await import('./scripted-file.js');
+    const checked = await readScriptFile(file, fail);
+    this.cache = { mtimeMs: info.mtimeMs, size: info.size, checked, script: compile(checked, file, fail) };
+    return this.cache;
   }
 
   private fail(model: string, message: string, cause?: unknown): LlmError {
@@ -186,48 +183,9 @@ export class ScriptedProvider implements LlmProvider {
   }
 }
 
-export function createScriptedProvider(name: string, config: ProviderConfig, script?: Script): ScriptedProvider {
-  return new ScriptedProvider(name, config, script);
-}
-
-function parseText(text: string, ext: string, fail: (m: string, cause?: unknown) => LlmError): unknown {
-  if (ext === '.toml') {
-    try {
-      return parseToml(text);
-    } catch (e) {
-      if (e instanceof TomlError) {
-        const first = (e.message.split('\n')[0] ?? e.message).replace(/^Invalid TOML document: /, '');
-        throw fail(`TOML syntax error at line ${e.line}, column ${e.column}: ${first}`, e);
-      }
-      throw fail(`cannot parse TOML: ${String(e)}`, e);
-    }
-  }
-  if (ext === '.json') {
-    try {
-      return JSON.parse(text) as unknown;
-    } catch (e) {
-      const msg = e instanceof Error ? e.message : String(e);
-      const pos = /at position (\d+)/.exec(msg);
-      if (pos && !/line \d+/.test(msg)) {
-        const before = text.slice(0, Number(pos[1]));
-        const line = before.split('\n').length;
-        const column = before.length - before.lastIndexOf('\n');
-        throw fail(`JSON syntax error at line ${line}, column ${column}: ${msg}`, e);
-      }
-      throw fail(`JSON syntax error: ${msg}`, e);
-    }
-  }
-  throw fail(`unsupported extension "${ext || '(none)'}": use .toml or .json`);
-}
-
-function compile(raw: unknown, file: string, fail: (m: string) => LlmError): CompiledScript {
+/** Builds the rules' regular expressions and checks the placeholders of a checked script. */
+function compile(s: CheckedScript, file: string, fail: (m: string) => LlmError): CompiledScript {
   const where = file === IN_MEMORY ? `${IN_MEMORY}: ` : '';
-  const parsed = scriptSchema.safeParse(raw);
-  if (!parsed.success) {
-    const issues = parsed.error.issues.slice(0, 5).map((i) => `${formatPath(i.path) || '(top level)'}: ${i.message}`);
-    throw fail(`${where}invalid script: ${issues.join('; ')}`);
-  }
-  const s = parsed.data;
   const rules = s.rules.map((r, i): CompiledRule => {
     const path = `rules[${i}]`;
     const label = r.name !== undefined ? `rule "${r.name}"` : `rule ${i + 1}`;
@@ -266,10 +224,6 @@ function checkPlaceholders(value: unknown, path: string, where: string, fail: (m
     }
   } else if (Array.isArray(value)) value.forEach((v) => checkPlaceholders(v, path, where, fail));
   else if (value !== null && typeof value === 'object') for (const v of Object.values(value)) checkPlaceholders(v, path, where, fail);
-}
-
-function formatPath(path: readonly PropertyKey[]): string {
-  return path.map((p, i) => (typeof p === 'number' ? `[${p}]` : `${i === 0 ? '' : '.'}${String(p)}`)).join('');
 }
 
 interface TemplateVars {

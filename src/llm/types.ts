@@ -1,3 +1,4 @@
+import type { CheckedScript } from './scripted.js';
 import { CaxtonError } from '../shared/errors.js';
 import { scrubSecrets } from '../shared/secrets.js';
 
@@ -135,6 +136,14 @@ export interface ProviderConfig {
   headers?: Record<string, string>;
   /** For `scripted`: the reply file. */
   script?: string;
+  /**
+   * For `scripted`: the reply file's content, already read and checked by the server, which a
+   * worker thread or child process then uses instead of reading the file (so it loads no TOML
+   * parser or schema library).
+   */
+  script_checked?: CheckedScript;
+  /** For `scripted`: why the server could not read or check the reply file; every call fails with it. */
+  script_error?: string;
   /** For `scripted`: artificial latency per call in milliseconds (default 0). */
   latency_ms?: number;
 }

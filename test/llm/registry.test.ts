@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { CaxtonError } from '../../src/shared/errors.js';
-import { AnthropicProvider, chatWithFallbacks, createProvider, createScriptedProvider, LlmError, OpenAiProvider, ProviderRegistry, ScriptedProvider } from '../../src/llm/index.js';
+import { AnthropicProvider, chatWithFallbacks, createProvider, LlmError, OpenAiProvider, ProviderRegistry, ScriptedProvider } from '../../src/llm/index.js';
+import { createScriptedProvider } from '../../src/llm/scripted-file.js';
 import { completion, hang, json, providerConfig, startServer, type Handler, type TestServer } from './helpers/server.js';
 
 const servers: TestServer[] = [];

@@ -2,7 +2,8 @@ import { mkdtemp, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createProvider, createScriptedProvider, LlmError, type ChatMessage, type LlmProvider, type Script, type StreamEvent } from '../../src/llm/index.js';
+import { createProvider, LlmError, type ChatMessage, type LlmProvider, type Script, type StreamEvent } from '../../src/llm/index.js';
+import { createScriptedProvider } from '../../src/llm/scripted-file.js';
 import { providerConfig } from './helpers/server.js';
 
 let dir: string;

@@ -94,6 +94,7 @@ export class ContextIsolation implements Isolation {
       started: this.#loaded ? 1 : 0,
       crashed: 0,
       killed: 0,
+      recycled: 0,
       completed: this.#completed,
       failed: this.#failed,
     };

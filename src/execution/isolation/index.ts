@@ -1,6 +1,7 @@
 /**
  * Isolation: runs a "task module" job in-process (`context`), on a pooled worker thread
- * (`worker`) or in a pre-started, single-use OS process (`process`).
+ * (`worker`) or on a pooled, pre-started OS process (`process`), reused under the recycling
+ * rules of ProcessMember and process-state.ts (ADR 0051).
  *
  * A task module is an ES module exporting `async function run(payload, ctx)`; `ctx.emit(event)`
  * streams progress events to the caller, `ctx.call(method, args)` asks the caller to do something
@@ -35,10 +36,12 @@ import { WorkerMember } from './worker-member.js';
 export type { Isolation, IsolationMode, IsolationOptions, IsolationStats, PooledIsolationMode, RunOptions, TaskContext, TaskFunction } from './types.js';
 
 export const DEFAULT_MAX_OLD_GENERATION_SIZE_MB = 512;
-export const DEFAULT_PROCESS_POOL_SIZE = 2;
 export const DEFAULT_START_TIMEOUT_MS = 30_000;
+/** Jobs one child process runs before it is replaced (process mode). */
+export const DEFAULT_PROCESS_MAX_REQUESTS = 1_000;
 
-export function defaultWorkerPoolSize(): number {
+/** Worker threads or child processes in a pool: one per core, at least two. */
+export function defaultPoolSize(): number {
   return Math.max(2, os.availableParallelism());
 }
 
@@ -74,12 +77,12 @@ export function createIsolation(mode: IsolationMode, options: IsolationOptions):
     output: options.output ?? 'inherit',
   };
   const startTimeoutMs = positiveInt('startTimeoutMs', options.startTimeoutMs, DEFAULT_START_TIMEOUT_MS);
+  const size = positiveInt('poolSize', options.poolSize, defaultPoolSize());
   if (mode === 'worker') {
-    const size = positiveInt('poolSize', options.poolSize, defaultWorkerPoolSize());
-    const pool = new WarmPool({ label: 'worker thread', size, oneShot: false, startTimeoutMs, create: () => new WorkerMember(member) });
+    const pool = new WarmPool({ label: 'worker thread', size, startTimeoutMs, create: () => new WorkerMember(member) });
     return new PooledIsolation('worker', pool, 'worker thread');
   }
-  const size = positiveInt('poolSize', options.poolSize, DEFAULT_PROCESS_POOL_SIZE);
-  const pool = new WarmPool({ label: 'process', size, oneShot: true, startTimeoutMs, create: () => new ProcessMember(member) });
+  const maxRequests = positiveInt('maxRequestsPerProcess', options.maxRequestsPerProcess, DEFAULT_PROCESS_MAX_REQUESTS);
+  const pool = new WarmPool({ label: 'process', size, startTimeoutMs, create: () => new ProcessMember({ ...member, maxRequests }) });
   return new PooledIsolation('process', pool, 'process');
 }

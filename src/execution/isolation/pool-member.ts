@@ -5,7 +5,7 @@
 /** Why a member can no longer take jobs. */
 export type MemberFate =
   | 'alive' // can take (another) job
-  | 'spent' // one-shot member that finished its job and is exiting on its own
+  | 'spent' // finished its last job and is being replaced (process mode: recycling rules)
   | 'killed' // terminated by the runner (timeout, cancellation, close)
   | 'crashed'; // died on its own (exit, crash, out of memory, killed from outside)
 

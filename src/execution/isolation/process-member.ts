@@ -13,28 +13,39 @@ export interface ProcessMemberOptions {
   execArgv: string[];
   env: Record<string, string> | undefined;
   output: 'inherit' | 'ignore';
+  /** Jobs one process runs before it is replaced. */
+  maxRequests: number;
 }
 
 interface PendingJob {
+  id: number;
   hooks: JobHooks;
   resolve: (value: unknown) => void;
   reject: (error: unknown) => void;
 }
 
-/** How long a child may linger after replying before it is SIGKILLed. */
+/** How long a retiring child may take to exit by itself before it is SIGKILLed. */
 const LINGER_MS = 1_000;
 /** How long to wait, after 'exit', for IPC messages still in flight. */
 const DRAIN_MS = 250;
 const STDERR_TAIL = 8_192;
 const OOM_PATTERN = /heap out of memory|Reached heap limit|Allocation failed/i;
 
-/** One pre-started child process running process-runner.js; runs exactly one job. */
+/**
+ * One pre-started child process running process-runner.js; runs jobs one at a time until it
+ * has run `maxRequests`, or a job left process-wide state behind (the child says so in its
+ * reply), or it dies or is killed (timeout, cancellation). Then it is `spent` and the pool
+ * replaces it.
+ */
 export class ProcessMember implements PoolMember {
   readonly ready: Promise<void>;
   readonly gone: Promise<void>;
   #fate: MemberFate = 'alive';
   readonly #child: ChildProcess;
   readonly #limitMb: number;
+  readonly #maxRequests: number;
+  #served = 0;
+  #retired: string | undefined;
   #job: PendingJob | undefined;
   #isReady = false;
   #initError: WireError | undefined;
@@ -48,6 +59,7 @@ export class ProcessMember implements PoolMember {
 
   constructor(o: ProcessMemberOptions) {
     this.#limitMb = o.maxOldGenerationSizeMb;
+    this.#maxRequests = o.maxRequests;
     this.ready = new Promise<void>((resolve, reject) => {
       this.#readyResolve = resolve;
       this.#readyReject = reject;
@@ -56,7 +68,7 @@ export class ProcessMember implements PoolMember {
     this.gone = new Promise<void>((resolve) => {
       this.#goneResolve = resolve;
     });
-    this.#child = fork(entryScript('process-runner'), [o.moduleUrl], {
+    this.#child = fork(entryScript('process-runner'), [o.moduleUrl, String(o.maxOldGenerationSizeMb)], {
       execArgv: [`--max-old-space-size=${o.maxOldGenerationSizeMb}`, ...o.execArgv],
       env: o.env ? { ...process.env, ...o.env } : process.env,
       stdio: ['ignore', o.output, 'pipe', 'ipc'],
@@ -92,9 +104,15 @@ export class ProcessMember implements PoolMember {
     return this.#child.pid;
   }
 
+  /** Why the process retired after its last job (it touched process-wide state), if it did. */
+  get retired(): string | undefined {
+    return this.#retired;
+  }
+
   execute(payload: unknown, hooks: JobHooks, signal: AbortSignal): Promise<unknown> {
     if (signal.aborted) return Promise.reject(signal.reason as Error);
     if (this.#fate !== 'alive' || this.#finalized) return Promise.reject(this.#crashError());
+    const id = ++this.#served;
     return new Promise<unknown>((resolve, reject) => {
       const onAbort = (): void => {
         this.#fate = 'killed';
@@ -106,22 +124,29 @@ export class ProcessMember implements PoolMember {
         this.#job = undefined;
         then();
       };
-      const replied = (then: () => void): void => {
-        // One job per process: it exits by itself after replying; make sure it does.
-        this.#fate = 'spent';
-        setTimeout(() => this.#child.kill('SIGKILL'), LINGER_MS).unref();
-        settle(then);
-      };
-      this.#job = { hooks, resolve: (v) => replied(() => resolve(v)), reject: (e) => settle(() => reject(e)) };
+      this.#job = { id, hooks, resolve: (v) => settle(() => resolve(v)), reject: (e) => settle(() => reject(e)) };
       signal.addEventListener('abort', onAbort, { once: true });
       try {
-        this.#child.send({ type: 'run', id: 1, payload } satisfies ParentMessage);
+        this.#child.send({ type: 'run', id, payload } satisfies ParentMessage);
       } catch (e) {
         this.#fate = 'killed';
         this.#child.kill('SIGKILL');
         settle(() => reject(new CaxtonError('invalid_request', `the payload cannot be sent to the isolated process: ${describeError(e)}`, undefined, { cause: e })));
       }
     });
+  }
+
+  /** After a reply: the process retires when the child asked to or when it has run its share of jobs. */
+  #afterJob(retire: string | undefined): void {
+    if (retire !== undefined) {
+      this.#retired = retire;
+      this.#fate = 'spent';
+      // It exits by itself once the reply is sent; make sure it does.
+      setTimeout(() => this.kill(), LINGER_MS).unref();
+    } else if (this.#served >= this.#maxRequests) {
+      this.#fate = 'spent';
+      this.kill();
+    }
   }
 
   kill(): void {
@@ -156,24 +181,22 @@ export class ProcessMember implements PoolMember {
         this.#fatal = m.error;
         return;
       case 'event':
-        this.#job?.hooks.onEvent(m.event);
+        if (this.#job?.id === m.id) this.#job.hooks.onEvent(m.event);
         return;
       case 'call': {
         const job = this.#job;
-        if (!job) return;
+        if (!job || job.id !== m.id) return;
         const current = (): boolean => this.#job === job && this.#fate === 'alive' && this.#child.connected;
         answerHostCall(m, job.hooks, current, (r) => this.#child.send(r), 'isolated process');
         return;
       }
       case 'result':
-        this.#job?.resolve(m.value);
-        return;
       case 'error': {
         const job = this.#job;
-        if (!job) return;
-        this.#fate = 'spent';
-        setTimeout(() => this.#child.kill('SIGKILL'), LINGER_MS).unref();
-        job.reject(taskErrorFromWire(m.error));
+        if (!job || job.id !== m.id) return;
+        this.#afterJob(m.retire);
+        if (m.type === 'result') job.resolve(m.value);
+        else job.reject(taskErrorFromWire(m.error));
       }
     }
   }

@@ -27,8 +27,12 @@ export type ChildMessage =
   | { type: 'event'; id: number; event: unknown }
   /** Job `id` asks the parent to run `method` (TaskContext.call); answered by call-result / call-error. */
   | { type: 'call'; id: number; callId: number; method: string; args: unknown }
-  | { type: 'result'; id: number; value: unknown }
-  | { type: 'error'; id: number; error: WireError }
+  /**
+   * A job's outcome. `retire` (process mode): why the process must take no further job (it
+   * touched process-wide state, see process-state.ts); it exits right after sending it.
+   */
+  | { type: 'result'; id: number; value: unknown; retire?: string }
+  | { type: 'error'; id: number; error: WireError; retire?: string }
   /** An uncaught exception / unhandled rejection; the sender exits right after. */
   | { type: 'fatal'; error: WireError };
 

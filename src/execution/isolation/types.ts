@@ -1,7 +1,7 @@
 /**
  * Public types of the isolation layer: a generic job runner that executes a "task module"
- * in-process (`context`), on a pooled worker thread (`worker`) or in a pre-started, single-use
- * OS process (`process`). It knows nothing about what the task does.
+ * in-process (`context`), on a pooled worker thread (`worker`) or on a pooled, pre-started OS
+ * process (`process`). It knows nothing about what the task does.
  */
 
 import type { IsolationMode } from '../../agents/definition.js';
@@ -41,8 +41,11 @@ export interface TaskContext {
 
 /**
  * The function a task module exports as `run` (a named export, or `run` on the default export).
- * Workers are reused across jobs, so `run` must build its state per call: module-level state
- * survives from one job to the next in `worker` and `context` mode (never in `process` mode).
+ * Threads and processes are reused across jobs, so `run` must build its state per call:
+ * module-level state survives from one job to the next in every mode. In `process` mode a job
+ * that touches process-wide state (globals, process.env, the working directory, process
+ * listeners, timers left running, half the heap cap in use) retires its process after replying,
+ * so no later job sees it (ADR 0051).
  */
 export type TaskFunction = (payload: unknown, ctx: TaskContext) => Promise<unknown>;
 
@@ -66,12 +69,12 @@ export interface IsolationOptions {
   /** Absolute path or file: URL of the task module (an ES module exporting `run`). */
   taskModule: string;
   /**
-   * `worker`: number of worker threads (default max(2, os.availableParallelism())).
-   * `process`: number of pre-started spare processes kept ready (default 2); processes busy
-   * with a job are not counted, each job consumes one spare and a replacement is started.
-   * Ignored by `context`.
+   * Number of worker threads or child processes, all started ahead of demand (default
+   * max(2, os.availableParallelism())). Ignored by `context`.
    */
   poolSize?: number;
+  /** `process`: jobs one child process runs before it is replaced (default 1,000). */
+  maxRequestsPerProcess?: number;
   /** Heap cap per worker/process in MB (default 512). Ignored by `context`. */
   maxOldGenerationSizeMb?: number;
   /** Extra Node.js flags for workers/processes. The parent's own execArgv is never inherited. */
@@ -102,6 +105,11 @@ export interface IsolationStats {
   crashed: number;
   /** Workers/processes terminated by the runner because their job timed out or was cancelled. */
   killed: number;
+  /**
+   * Processes replaced after a job under the recycling rules (`maxRequestsPerProcess` reached,
+   * or the job touched process-wide state). Always 0 for `context` and `worker`.
+   */
+  recycled: number;
   /** Jobs that returned a result. */
   completed: number;
   /** Jobs that failed (task error, crash, timeout, cancellation). */

@@ -5,13 +5,8 @@ import type { PoolMember } from './pool-member.js';
 export interface WarmPoolOptions<M extends PoolMember> {
   /** What a member is, for messages: 'worker thread' or 'process'. */
   label: string;
-  /**
-   * Reused members (`oneShot: false`): the total number of members.
-   * One-shot members (`oneShot: true`): the number of ready-or-starting spares; members busy
-   * with a job are extra, and taking a member starts its replacement at once.
-   */
+  /** The number of members, busy, ready or starting. */
   size: number;
-  oneShot: boolean;
   startTimeoutMs: number;
   create: () => M;
 }
@@ -38,7 +33,7 @@ export function closedError(): CaxtonError {
  * fast with that failure instead of waiting for their deadline.
  */
 export class WarmPool<M extends PoolMember> {
-  readonly counts = { started: 0, crashed: 0, killed: 0 };
+  readonly counts = { started: 0, crashed: 0, killed: 0, recycled: 0 };
   readonly #o: WarmPoolOptions<M>;
   readonly #ready: M[] = [];
   readonly #busy = new Set<M>();
@@ -101,12 +96,13 @@ export class WarmPool<M extends PoolMember> {
     });
   }
 
-  /** Gives a member back after its job settled; dead or spent members are replaced. */
+  /** Gives a member back after its job settled; dead, killed or spent members are replaced. */
   release(member: M): void {
     this.#busy.delete(member);
     if (member.fate === 'crashed') this.counts.crashed++;
     else if (member.fate === 'killed') this.counts.killed++;
-    if (member.fate === 'alive' && !this.#o.oneShot && !this.#closed) {
+    else if (member.fate === 'spent') this.counts.recycled++;
+    if (member.fate === 'alive' && !this.#closed) {
       this.#offer(member);
       return;
     }
@@ -144,8 +140,7 @@ export class WarmPool<M extends PoolMember> {
   }
 
   #needed(): number {
-    const spares = this.#ready.length + this.#starting.size;
-    return this.#o.size - spares - (this.#o.oneShot ? 0 : this.#busy.size);
+    return this.#o.size - this.#ready.length - this.#starting.size - this.#busy.size;
   }
 
   #isWarm(): boolean {
@@ -202,8 +197,6 @@ export class WarmPool<M extends PoolMember> {
   #take(member: M): void {
     this.#busy.add(member);
     member.setActive(true);
-    // A one-shot member never comes back: start its replacement right after this turn.
-    if (this.#o.oneShot) setImmediate(() => this.#fill());
   }
 
   #offer(member: M): void {
