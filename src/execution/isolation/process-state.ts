@@ -1,7 +1,7 @@
 /**
  * What a job left behind in a reused child process, checked after every job by
  * process-runner.ts. A job that touched process-wide state retires its process, so the next job
- * never sees it (docs/adr/0051-process-isolation-warm-pool.md lists what is and is not checked).
+ * never sees it (docs/adr/0052-process-isolation-warm-pool.md lists what is and is not checked).
  * Every check here is cheap enough to run per request (tens of microseconds together); the costly
  * ones (every global's value, every prototype's properties) are deliberately left out.
  * Like protocol.ts it has no runtime dependencies beyond Node's, so the runner stays light.

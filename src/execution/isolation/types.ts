@@ -45,7 +45,7 @@ export interface TaskContext {
  * module-level state survives from one job to the next in every mode. In `process` mode a job
  * that touches process-wide state (globals, process.env, the working directory, process
  * listeners, timers left running, half the heap cap in use) retires its process after replying,
- * so no later job sees it (ADR 0051).
+ * so no later job sees it (ADR 0052).
  */
 export type TaskFunction = (payload: unknown, ctx: TaskContext) => Promise<unknown>;
 
