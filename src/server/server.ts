@@ -146,7 +146,7 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
   const stack = new ComponentStack({ metrics, readiness, onCloseError: (component, err) => logger.error({ err, component }, `closing ${component} failed`) });
   try {
     const observability = stack.add(
-      startObservability({
+      await startObservability({
         config,
         logger,
         metrics,
