@@ -28,6 +28,7 @@ const SUITES: Record<string, () => Promise<Suite>> = {
   scope: async () => (await import('./scope.js')).scopeSuite,
   cluster: async () => (await import('./cluster.js')).clusterSuite,
   'cluster-nodes': async () => (await import('./cluster-nodes.js')).clusterNodesSuite,
+  startup: async () => (await import('./startup.js')).startupSuite,
 };
 
 async function main(argv: string[]): Promise<number> {

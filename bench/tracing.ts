@@ -59,7 +59,7 @@ async function run(): Promise<SuiteReport> {
   rows.push({ metric: '20 awaits with an AsyncLocalStorage entered (promise hooks on every promise)', value: us(hooked), baseline: `${us(plain)} without` });
 
   delete process.env.OTEL_TRACES_SAMPLER;
-  const tracing = setupTracing({ version: 'bench', env: {}, processors: [new BatchSpanProcessor(new DiscardExporter(), { maxQueueSize: 100_000, maxExportBatchSize: 2_048 })] });
+  const tracing = await setupTracing({ version: 'bench', env: {}, processors: [new BatchSpanProcessor(new DiscardExporter(), { maxQueueSize: 100_000, maxExportBatchSize: 2_048 })] });
   try {
     const tracer = tracing.tracer;
     const bare = await perCall(() => tracer.startSpan('x', {}, context.active()).end());
@@ -84,7 +84,7 @@ async function run(): Promise<SuiteReport> {
   } finally {
     await tracing.shutdown();
   }
-  const off = setupTracing({ version: 'bench', env: {} });
+  const off = await setupTracing({ version: 'bench', env: {} });
   const noop = await perCall(() => startSpan(off.tracer, 'llm.chat', SAMPLED, () => ({ 'caxton.agent': 'x' })).end());
   rows.push({ metric: 'span with tracing off (no-op tracer, traceparent passed through)', value: us(noop), baseline: '—' });
   return {

@@ -1,26 +1,9 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
-import { ConfigError } from '../config/index.js';
-import { CaxtonError } from '../shared/errors.js';
-import { formatIssue } from '../shared/issues.js';
 import { VERSION } from '../shared/version.js';
-import { ApiClient, DEFAULT_SERVER_URL } from './client.js';
-import { resolveCredentials } from './credentials.js';
-import { describeServerSource } from './server-url.js';
-import { registerKeyCommands } from './commands/key.js';
-import { registerAgentCommands } from './commands/agent.js';
-import { registerConversationCommands } from './commands/conversation.js';
-import { registerDlqCommands } from './commands/dlq.js';
-import { registerMessageCommands } from './commands/message.js';
-import { registerMemoryCommands } from './commands/memory.js';
+import { DEFAULT_SERVER_URL } from './client.js';
+import { modulesFor } from './commands/index.js';
 import type { CliContext } from './context.js';
-import { registerInit } from './commands/init.js';
-import { registerServe } from './commands/serve.js';
-import { registerMcpCommand } from './commands/mcp.js';
-import { registerSystemCommands } from './commands/system.js';
-import { registerObservabilityCommands } from './commands/observe.js';
-import { registerToolCommands } from './commands/tool.js';
-import { registerAuditCommand } from './commands/audit.js';
 import { CliError, EXIT } from './errors.js';
 import { createOutput } from './output.js';
 
@@ -39,28 +22,21 @@ program
     `\nExit codes: 0 success, 1 failure, 2 usage error.\nExamples:\n  caxton serve --config examples/caxton.toml\n  caxton agent validate agents/*.toml\n  caxton agent deploy my-agent.toml\n  caxton agent list --capability data-analysis --json\n  caxton message send --capability question-answering --content "What is Caxton?" --wait\n  caxton conversation list --state failed\n  caxton tool call csv_parser.parse --args '{"text": "a,b\\n1,2"}'\n  caxton status --watch\n  caxton logs --level warn --follow\n  caxton events --type lifecycle --since 1h\n  caxton key create --name ci --role operator --expires 30d\n  caxton login --server https://caxton.example.com --profile prod`,
   );
 
-const ctx: CliContext = {
-  client: () => {
-    const c = resolveCredentials({ server: program.opts().server as string | undefined, profile: program.opts().profile as string | undefined });
-    return new ApiClient(c.server, { apiKey: c.apiKey, source: describeServerSource(c) });
-  },
-  credentials: () => resolveCredentials({ server: program.opts().server as string | undefined, profile: program.opts().profile as string | undefined }),
-  output: () => createOutput(Boolean(program.opts().json)),
-};
-
-registerServe(program);
-registerMcpCommand(program, ctx); // caxton mcp (stdio server), mcp servers, mcp login
-registerAgentCommands(program, ctx);
-registerMessageCommands(program, ctx);
-registerConversationCommands(program, ctx);
-registerDlqCommands(program, ctx);
-registerToolCommands(program, ctx);
-registerMemoryCommands(program, ctx); // caxton memory ... (src/memory)
-registerSystemCommands(program, ctx);
-registerObservabilityCommands(program, ctx);
-registerAuditCommand(program, ctx); // caxton audit (src/audit)
-registerInit(program, ctx);
-registerKeyCommands(program, ctx); // caxton key ..., login, logout, whoami (src/auth)
+// Only the command that runs is imported (src/cli/commands/index.ts): `caxton --version` loads
+// next to nothing, `caxton serve` none of the client commands.
+const registers = await Promise.all(modulesFor(process.argv.slice(2)).map((m) => m.load()));
+if (registers.length > 0) {
+  const [{ ApiClient }, { resolveCredentials }, { describeServerSource }] = await Promise.all([import('./client.js'), import('./credentials.js'), import('./server-url.js')]);
+  const ctx: CliContext = {
+    client: () => {
+      const c = resolveCredentials({ server: program.opts().server as string | undefined, profile: program.opts().profile as string | undefined });
+      return new ApiClient(c.server, { apiKey: c.apiKey, source: describeServerSource(c) });
+    },
+    credentials: () => resolveCredentials({ server: program.opts().server as string | undefined, profile: program.opts().profile as string | undefined }),
+    output: () => createOutput(Boolean(program.opts().json)),
+  };
+  for (const register of registers) register(program, ctx);
+}
 
 // Usage errors (unknown command or option, missing argument) exit 2; --help and --version exit 0.
 program.exitOverride();
@@ -69,11 +45,13 @@ for (const c of program.commands) {
   for (const sub of c.commands) sub.exitOverride();
 }
 
-function fail(e: unknown): never {
-  const out = createOutput(Boolean(program.opts().json));
+async function fail(e: unknown): Promise<never> {
   if (e instanceof CommanderError) {
     process.exit(e.exitCode === 0 ? EXIT.ok : EXIT.usage);
   }
+  // Loaded on failure only: the configuration's schema is not needed to print the version.
+  const [{ ConfigError }, { CaxtonError }, { formatIssue }] = await Promise.all([import('../config/index.js'), import('../shared/errors.js'), import('../shared/issues.js')]);
+  const out = createOutput(Boolean(program.opts().json));
   let err: CliError;
   if (e instanceof CliError) err = e;
   else if (e instanceof ConfigError)
@@ -95,5 +73,5 @@ function fail(e: unknown): never {
 try {
   await program.parseAsync(process.argv);
 } catch (e) {
-  fail(e);
+  await fail(e);
 }

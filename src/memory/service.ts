@@ -5,7 +5,7 @@
  * nine tools and the executor hooks.
  */
 import { join } from 'node:path';
-import pg from 'pg';
+import type pg from 'pg';
 import type { AgentRegistry } from '../agents/registry.js';
 import type { ExecutionMemory } from '../execution/types.js';
 import { migrate, type Db } from '../storage/index.js';
@@ -16,7 +16,6 @@ import { embedderConfig, parseMemoryConfig, postgresConfig, type MemoryConfig } 
 import { createEmbedder, type Embedder } from './embedding/index.js';
 import { MEMORY_MIGRATIONS } from './migrations.js';
 import type { MemoryBackend } from './backend.js';
-import { PgMemoryStore } from './pg-store.js';
 import { MemoryStore } from './sqlite-store.js';
 import { memoryTools } from './tools.js';
 
@@ -43,7 +42,7 @@ export interface CreateMemoryOptions {
 }
 
 /** Undefined when `[memory] enabled = false`. Throws 'invalid_config' on a bad `[memory]`. */
-export function createMemory(opts: CreateMemoryOptions): MemoryComponent | undefined {
+export async function createMemory(opts: CreateMemoryOptions): Promise<MemoryComponent | undefined> {
   const config = parseMemoryConfig(opts.config);
   if (!config.enabled) return undefined;
   const log = opts.log;
@@ -65,6 +64,8 @@ export function createMemory(opts: CreateMemoryOptions): MemoryComponent | undef
     }
     case 'postgres': {
       const c = postgresConfig(config);
+      // Loaded only here: a server whose memory is in SQLite never loads pg.
+      const [{ default: pg }, { PgMemoryStore }] = await Promise.all([import('pg'), import('./pg-store.js')]);
       // Connections are opened on first use: a server whose agents never touch memory never connects.
       const pool = new pg.Pool({ connectionString: c.url, max: c.pool_size, application_name: 'caxton-memory' });
       pool.on('error', (err) => log?.warn({ err }, 'memory: an idle PostgreSQL connection failed; it is replaced on next use'));

@@ -1,9 +1,5 @@
 import { context, propagation, trace, TraceFlags, type Context, type Span, type SpanOptions, type Tracer, type TracerOptions, type TracerProvider } from '@opentelemetry/api';
-import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
-import { resourceFromAttributes } from '@opentelemetry/resources';
-import { BatchSpanProcessor, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
-import { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
-import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from '@opentelemetry/semantic-conventions';
+import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { ReportingExporter, type ExportFailure } from './export-failures.js';
 
 export interface Tracing {
@@ -22,24 +18,32 @@ export interface Tracing {
  * OTEL_EXPORTER_OTLP_ENDPOINT (or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) is set they are exported
  * over OTLP/HTTP; extra processors (tests use an in-memory exporter) can be passed in. Otherwise
  * the tracer is the API's no-op one: trace context is still carried (an incoming `traceparent`
- * passes through messages and tool calls unchanged) but nothing is recorded.
+ * passes through messages and tool calls unchanged) but nothing is recorded, and the SDK and the
+ * OTLP exporter are never imported.
  */
-export function setupTracing(opts: {
+export async function setupTracing(opts: {
   version: string;
   env?: NodeJS.ProcessEnv;
   processors?: SpanProcessor[];
   /** Called for every failed OTLP export (collector down, 4xx/5xx, wrong URL): see export-failures.ts. */
   onExportFailure?: (f: ExportFailure) => void;
-}): Tracing {
+}): Promise<Tracing> {
   const env = opts.env ?? process.env;
   const processors: SpanProcessor[] = [...(opts.processors ?? [])];
   const exporting = Boolean(env.OTEL_EXPORTER_OTLP_ENDPOINT || env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT);
+  if (!exporting && processors.length === 0) {
+    return { tracer: trace.getTracer('caxton', opts.version), enabled: false, exporting: false, flush: async () => {}, shutdown: async () => {} };
+  }
+  const [{ resourceFromAttributes }, { BatchSpanProcessor }, { NodeTracerProvider }, { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION }] = await Promise.all([
+    import('@opentelemetry/resources'),
+    import('@opentelemetry/sdk-trace-base'),
+    import('@opentelemetry/sdk-trace-node'),
+    import('@opentelemetry/semantic-conventions'),
+  ]);
   if (exporting) {
+    const { OTLPTraceExporter } = await import('@opentelemetry/exporter-trace-otlp-http');
     const otlp = new OTLPTraceExporter();
     processors.push(new BatchSpanProcessor(opts.onExportFailure ? new ReportingExporter(otlp, opts.onExportFailure) : otlp));
-  }
-  if (processors.length === 0) {
-    return { tracer: trace.getTracer('caxton', opts.version), enabled: false, exporting: false, flush: async () => {}, shutdown: async () => {} };
   }
   const provider = new NodeTracerProvider({
     resource: resourceFromAttributes({ [ATTR_SERVICE_NAME]: env.OTEL_SERVICE_NAME ?? 'caxton', [ATTR_SERVICE_VERSION]: opts.version }),

@@ -18,14 +18,13 @@ import { VERSION } from '../shared/version.js';
 import type { Db } from '../storage/index.js';
 import type { ToolAuditLog, ToolServerManager } from '../tools/wasm/index.js';
 import {
+  clusterComponents,
   ComponentStack,
   openAudit,
-  openClusterState,
   openStorage,
   openToolAudit,
   startAgents,
   startAuth,
-  startCluster,
   startDelivery,
   startExecution,
   startHttp,
@@ -147,7 +146,7 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
   const stack = new ComponentStack({ metrics, readiness, onCloseError: (component, err) => logger.error({ err, component }, `closing ${component} failed`) });
   try {
     const observability = stack.add(
-      startObservability({
+      await startObservability({
         config,
         logger,
         metrics,
@@ -157,9 +156,12 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
     );
     const { db } = stack.add(openStorage({ dataDir: config.data_dir, logger }));
     // A cluster node's shared state in PostgreSQL: before the stores that live there (the event store, the tool audit), closed after them.
-    const clusterState = config.cluster
-      ? stack.add(await openClusterState({ cluster: config.cluster, logger, keepVersions: config.agents.keep_versions, keepRemovedAgents: config.agents.keep_removed_agents }))
-      : undefined;
+    // Loaded only here: a single node never loads NATS or pg.
+    const clustering = config.cluster ? await clusterComponents() : undefined;
+    const clusterState =
+      config.cluster && clustering
+        ? stack.add(await clustering.openClusterState({ cluster: config.cluster, logger, keepVersions: config.agents.keep_versions, keepRemovedAgents: config.agents.keep_removed_agents }))
+        : undefined;
     const auth = stack.add(startAuth({ config, db, logger, metrics }));
     const agents = stack.add(startAgents({ config, db, logger, metrics, lifecycle, clusterState }));
     const { registry, service, events } = agents;
@@ -168,9 +170,9 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
     const files = stack.add(await watchAgentFiles({ agentsDir: config.agents_dir, registry, service, events, logger, metrics }));
     // A cluster node: NATS, the shared state in PostgreSQL, and API agents propagated to every node (docs/cluster.md).
     const cluster =
-      config.cluster && clusterState
+      config.cluster && clustering && clusterState
         ? stack.add(
-            await startCluster({
+            await clustering.startCluster({
               cluster: config.cluster,
               state: clusterState,
               registry,
@@ -198,7 +200,7 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
     // and no tracing configured, their hot paths skip it entirely.
     const { tracing } = observability;
     const telemetry = { ...(tracing.enabled && { tracer: tracing.tracer }), ...(config.metrics.enabled && { metrics }) };
-    const memory = startMemory({ config, db, registry, logger, telemetry });
+    const memory = await startMemory({ config, db, registry, logger, telemetry });
     if (memory) stack.add(memory);
     const execution = stack.add(
       startExecution({

@@ -40,7 +40,7 @@ async function exportTo(url: string, batches: number): Promise<{ lines: Record<s
   const metrics = new Metrics({ defaultMetrics: false });
   // An hour between lines: every failure after the first is only counted until the shutdown's line.
   const reporter = exportFailureReporter(logger, metrics, 3_600_000);
-  const tracing = setupTracing({ version: 'test', onExportFailure: (f) => reporter.record(f) });
+  const tracing = await setupTracing({ version: 'test', onExportFailure: (f) => reporter.record(f) });
   expect(tracing.exporting).toBe(true);
   for (let i = 0; i < batches; i++) {
     tracing.tracer.startSpan(`work ${i}`).end();

@@ -15,11 +15,11 @@ const UNSAMPLED = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00';
 let tracing: Tracing | undefined;
 const saved = process.env.OTEL_TRACES_SAMPLER;
 
-function setup(sampler: string | undefined): { tracing: Tracing; exporter: InMemorySpanExporter } {
+async function setup(sampler: string | undefined): Promise<{ tracing: Tracing; exporter: InMemorySpanExporter }> {
   if (sampler === undefined) delete process.env.OTEL_TRACES_SAMPLER;
   else process.env.OTEL_TRACES_SAMPLER = sampler;
   const exporter = new InMemorySpanExporter();
-  tracing = setupTracing({ version: 'test', env: {}, processors: [new SimpleSpanProcessor(exporter)] });
+  tracing = await setupTracing({ version: 'test', env: {}, processors: [new SimpleSpanProcessor(exporter)] });
   return { tracing, exporter };
 }
 
@@ -31,8 +31,8 @@ afterEach(async () => {
 });
 
 describe('spans that are not recorded', () => {
-  it('build no attributes, are never made active, and hand on the context they continued', () => {
-    const { tracing, exporter } = setup(undefined);
+  it('build no attributes, are never made active, and hand on the context they continued', async () => {
+    const { tracing, exporter } = await setup(undefined);
     let built = 0;
     const span = startSpan(tracing.tracer, 'agent.execute x', UNSAMPLED, () => (built++, { 'caxton.agent': 'x' }));
     expect(span.isRecording()).toBe(false);
@@ -43,8 +43,8 @@ describe('spans that are not recorded', () => {
     expect(exporter.getFinishedSpans()).toHaveLength(0);
   });
 
-  it('a trace sampled out at its root stays out below it, through the traceparent alone', () => {
-    const { tracing, exporter } = setup('parentbased_always_off');
+  it('a trace sampled out at its root stays out below it, through the traceparent alone', async () => {
+    const { tracing, exporter } = await setup('parentbased_always_off');
     const root = startSpan(tracing.tracer, 'message.route inform', undefined);
     expect(root.isRecording()).toBe(false);
     const tp = childTraceparent(root, undefined);
@@ -56,8 +56,8 @@ describe('spans that are not recorded', () => {
     expect(exporter.getFinishedSpans()).toHaveLength(0);
   });
 
-  it('a sampler that ignores its parent still records below an unsampled one', () => {
-    const { tracing, exporter } = setup('always_on');
+  it('a sampler that ignores its parent still records below an unsampled one', async () => {
+    const { tracing, exporter } = await setup('always_on');
     const span = startSpan(tracing.tracer, 'llm.chat', UNSAMPLED, { 'caxton.turn': 1 });
     expect(span.isRecording()).toBe(true);
     span.end();
@@ -66,8 +66,8 @@ describe('spans that are not recorded', () => {
 });
 
 describe('spans that are recorded', () => {
-  it('get their attributes, are active inside withSpan, and hand on their own context', () => {
-    const { tracing, exporter } = setup(undefined);
+  it('get their attributes, are active inside withSpan, and hand on their own context', async () => {
+    const { tracing, exporter } = await setup(undefined);
     const span = startSpan(tracing.tracer, 'agent.execute x', SAMPLED, () => ({ 'caxton.agent': 'x' }));
     expect(span.isRecording()).toBe(true);
     expect(withSpan(span, () => trace.getActiveSpan())).toBe(span);
@@ -82,8 +82,8 @@ describe('spans that are recorded', () => {
 });
 
 describe('tracing off', () => {
-  it('the caller’s traceparent passes through unchanged, and no attributes are built', () => {
-    const off = setupTracing({ version: 'test', env: {} });
+  it('the caller’s traceparent passes through unchanged, and no attributes are built', async () => {
+    const off = await setupTracing({ version: 'test', env: {} });
     expect(off.enabled).toBe(false);
     const span = startSpan(off.tracer, 'agent.execute x', SAMPLED, () => {
       throw new Error('attributes are not built when nothing records');

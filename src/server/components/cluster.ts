@@ -10,8 +10,10 @@ import {
   KeySync,
   Membership,
   PgMessageReads,
+  ClusterBus,
   PgMessageStore,
   PgRolloutMarks,
+  type ClusterBusOptions,
   RolloutSync,
   rolloutsSubject,
   type RolloutSyncOptions,
@@ -107,6 +109,8 @@ export interface ClusterComponent extends Component {
   readonly schema: string;
   /** Tool packages deployed through any node (the tools component loads and follows them). */
   readonly packages: PgToolPackageStore;
+  /** The node's bus (PostgreSQL + JetStream), made here so that a single node never loads NATS or pg. */
+  bus(opts: Omit<ClusterBusOptions, 'store' | 'reads' | 'nc' | 'cluster'>): ClusterBus;
   /** Starts the heartbeats once the bus can report its load (membership needs it). */
   join(load: () => Record<string, number>): Promise<ClusterView>;
 }
@@ -200,14 +204,16 @@ export async function startCluster(opts: {
     await close();
     throw e;
   }
+  const reads = new PgMessageReads({ store });
   return {
     name: 'cluster',
     cluster,
     nc,
     store,
-    reads: new PgMessageReads({ store }),
+    reads,
     schema,
     packages,
+    bus: (o) => new ClusterBus({ ...o, store, reads, nc, cluster }),
     readiness: [
       {
         name: 'nats',

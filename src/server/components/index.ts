@@ -11,7 +11,9 @@ export { startAgents, type AgentsComponent } from './agents.js';
 export { watchAgentFiles, type AgentFilesComponent } from './agent-files.js';
 export { startMemory, type MemoryComponent } from './memory.js';
 export { startExecution, type ExecutionComponent } from './execution.js';
-export { openClusterState, startCluster, type ClusterComponent, type ClusterStateComponent } from './cluster.js';
+export type { ClusterComponent, ClusterStateComponent } from './cluster.js';
+/** The cluster's components (NATS, PostgreSQL), loaded only by a node with `[cluster]`. */
+export const clusterComponents = () => import('./cluster.js');
 export { startMessaging, type MessagingComponent } from './messaging.js';
 export { openToolAudit, type ToolAuditComponent } from './tool-audit.js';
 export { startMcp, type McpComponent } from './mcp.js';

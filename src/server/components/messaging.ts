@@ -3,7 +3,6 @@ import type { ActingPrincipals } from '../../auth/index.js';
 import { messagingApi } from '../../api/index.js';
 import type { ServerConfig } from '../../config/index.js';
 import type { Executor } from '../../execution/index.js';
-import { ClusterBus } from '../../cluster/index.js';
 import { executorHandler, MessageBus, sendMessageTool, type MessagingBus } from '../../messaging/index.js';
 import type { Logger, Metrics, Tracer } from '../../observability/index.js';
 import type { AgentEvents } from '../../observability/events.js';
@@ -35,13 +34,9 @@ export function startMessaging(opts: {
 }): MessagingComponent {
   const { events, cluster, principals } = opts;
   const bus: MessagingBus = cluster
-    ? new ClusterBus({
-        store: cluster.store,
-        reads: cluster.reads,
-        nc: cluster.nc,
+    ? cluster.bus({
         registry: opts.registry,
         config: opts.config.messaging,
-        cluster: cluster.cluster,
         log: opts.logger,
         ...(opts.telemetry.metrics && { metrics: opts.telemetry.metrics }),
         ...(principals && { principals }),

@@ -12,7 +12,13 @@ export interface ObservabilityComponent extends Component {
 }
 
 /** Tracing (with its export-failure reporting), the idle garbage collection and the status sampler: the first to start, the last to close. */
-export function startObservability(opts: { config: ServerConfig; logger: Logger; metrics: Metrics; spanProcessors?: SpanProcessor[]; exportFailureLogIntervalMs?: number }): ObservabilityComponent {
+export async function startObservability(opts: {
+  config: ServerConfig;
+  logger: Logger;
+  metrics: Metrics;
+  spanProcessors?: SpanProcessor[];
+  exportFailureLogIntervalMs?: number;
+}): Promise<ObservabilityComponent> {
   const { config, logger, metrics } = opts;
   // After a burst the server goes quiet and V8 would keep the burst's garbage: one full collection
   // at the first idle moment gives it back (ADR 0031).
@@ -27,7 +33,7 @@ export function startObservability(opts: { config: ServerConfig; logger: Logger;
     : undefined;
   // OTLP export failures (collector down, wrong URL, 4xx): a rate-limited warn line and caxton_otlp_export_failures_total.
   const exportFailures = exportFailureReporter(logger, metrics, opts.exportFailureLogIntervalMs);
-  const tracing = setupTracing({ version: VERSION, onExportFailure: (f) => exportFailures.record(f), ...(opts.spanProcessors && { processors: opts.spanProcessors }) });
+  const tracing = await setupTracing({ version: VERSION, onExportFailure: (f) => exportFailures.record(f), ...(opts.spanProcessors && { processors: opts.spanProcessors }) });
   const sampler = new StatusSampler(metrics);
   sampler.start();
   return {

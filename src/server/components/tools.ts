@@ -3,7 +3,7 @@ import type { AgentRegistry, AgentService } from '../../agents/index.js';
 import { toolApi } from '../../api/index.js';
 import type { ServerConfig } from '../../config/index.js';
 import { toolCheck, type Executor } from '../../execution/index.js';
-import { ToolSync, toolsSubject } from '../../cluster/index.js';
+import type { ToolSync } from '../../cluster/index.js';
 import type { McpClientManager } from '../../mcp/index.js';
 import type { Logger, Metrics, Tracer } from '../../observability/index.js';
 import type { Db } from '../../storage/index.js';
@@ -60,6 +60,8 @@ export async function startTools(opts: {
   let sync: ToolSync | undefined;
   if (cluster) {
     try {
+      // Loaded here: a single node never loads NATS.
+      const { ToolSync, toolsSubject } = await import('../../cluster/index.js');
       sync = await ToolSync.start({ nc: cluster.nc, subject: toolsSubject(cluster.schema), node: cluster.cluster.node, manager: servers, log: logger });
     } catch (e) {
       servers.close();

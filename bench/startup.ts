@@ -1,0 +1,195 @@
+/**
+ * Cold start: spawn → first 200 on an agent request for `caxton serve` (a scripted-model agent, a
+ * fresh data dir each time), beside a fastify hello-world started the same way (the floor, same
+ * run, reps alternated); `caxton --version` beside `node -e 0`; and the modules each imports,
+ * counted by a loader hook (ES modules) and the CommonJS cache.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { cpSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { note } from './lib/progress.js';
+import type { Row, Suite } from './lib/report.js';
+import { fmt, summarize } from './lib/stats.js';
+import { tempDir } from './lib/tmp.js';
+
+const ROOT = resolve(import.meta.dirname, '..');
+const CLI = join(ROOT, 'dist/cli/main.js');
+const HELLO = join(ROOT, 'bench/lib/startup-hello.mjs');
+const REPS = Number(process.env.CAXTON_BENCH_STARTUP_REPS ?? 7);
+
+const PROJECT: Record<string, string> = {
+  'caxton.toml':
+    'data_dir = "data"\nagents_dir = "agents"\n[server]\nhost = "127.0.0.1"\nport = 0\n[auth]\nenabled = false\n[metrics]\nenabled = false\n[llm]\ndefault_provider = "fake"\n[llm.providers.fake]\ntype = "scripted"\nscript = "replies.toml"\n',
+  'replies.toml': 'fallback = "hello"\n',
+  'agents/echo.toml': 'name = "echo"\ndescription = "answers hello"\nsystem_prompt = "Answer."\n',
+};
+
+/** Milliseconds from spawn to the first 200 answering POST /api/v1/agents/echo/invoke. */
+async function firstAnswer(args: string[], cwd: string): Promise<number> {
+  const t0 = performance.now();
+  const child = spawn(process.execPath, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+  try {
+    let out = '';
+    const url = await new Promise<string>((res, rej) => {
+      const read = (d: Buffer) => {
+        out += d.toString();
+        const m = /listening on (http:\/\/\S+?)[\s;,]/.exec(out);
+        if (m) res(m[1]!);
+      };
+      child.stdout.on('data', read);
+      child.stderr.on('data', read);
+      child.on('exit', (code) => rej(new Error(`${args.join(' ')} exited ${code} before listening: ${out}`)));
+    });
+    const r = await fetch(`${url}/api/v1/agents/echo/invoke`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ request: 'hi' }) });
+    await r.text();
+    if (r.status !== 200) throw new Error(`${args.join(' ')}: the first request answered ${r.status}`);
+    return performance.now() - t0;
+  } finally {
+    const exited = new Promise((res) => child.once('exit', res));
+    child.kill('SIGTERM');
+    await exited;
+  }
+}
+
+function exitTime(args: string[]): number {
+  const t0 = performance.now();
+  const r = spawnSync(process.execPath, args, { stdio: 'ignore' });
+  if (r.status !== 0) throw new Error(`${args.join(' ')} exited ${r.status}`);
+  return performance.now() - t0;
+}
+
+/** Modules a run of `args` imports: count and bytes, and the packages among them. */
+async function modulesOf(args: string[], cwd: string, hooks: string, serve: boolean): Promise<{ count: number; mib: number; packages: Record<string, number> }> {
+  const list = join(hooks, `modules-${serve ? 'serve' : 'version'}.txt`);
+  writeFileSync(list, '');
+  const env = { ...process.env, COUNT_MODULES: list };
+  if (serve) {
+    const child = spawn(process.execPath, ['--import', join(hooks, 'count.mjs'), ...args], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    const url = await new Promise<string>((res, rej) => {
+      const read = (d: Buffer) => {
+        out += d.toString();
+        const m = /listening on (http:\/\/\S+?)[\s;,]/.exec(out);
+        if (m) res(m[1]!);
+      };
+      child.stderr.on('data', read);
+      child.on('exit', (code) => rej(new Error(`exited ${code}: ${out}`)));
+    });
+    await (await fetch(`${url}/api/v1/agents/echo/invoke`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"request":"hi"}' })).text();
+    const exited = new Promise((res) => child.once('exit', res));
+    child.kill('SIGTERM');
+    await exited;
+  } else spawnSync(process.execPath, ['--import', join(hooks, 'count.mjs'), ...args], { cwd, env, stdio: 'ignore' });
+  const files = new Set<string>();
+  for (const l of readFileSync(list, 'utf8').split('\n')) {
+    if (l.startsWith('cjs:')) files.add(l.slice(4));
+    else if (l.startsWith('file:')) files.add(fileURLToPath(l));
+  }
+  let bytes = 0;
+  const packages: Record<string, number> = {};
+  for (const f of files) {
+    bytes += statSync(f, { throwIfNoEntry: false })?.size ?? 0;
+    const p = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(f)?.[1] ?? 'caxton';
+    packages[p] = (packages[p] ?? 0) + 1;
+  }
+  return { count: files.size, mib: bytes / 1048576, packages };
+}
+
+const HOOKS = `import { appendFileSync } from 'node:fs';
+const list = process.env.COUNT_MODULES;
+export async function load(url, context, next) { appendFileSync(list, url + '\\n'); return next(url, context); }
+`;
+const COUNT = `import { register, createRequire } from 'node:module';
+import { appendFileSync } from 'node:fs';
+register('./hooks.mjs', import.meta.url);
+const require = createRequire(import.meta.url);
+const list = process.env.COUNT_MODULES;
+const flush = () => appendFileSync(list, Object.keys(require.cache).map((k) => 'cjs:' + k).join('\\n') + '\\n');
+process.on('exit', flush);
+process.on('SIGTERM', () => { flush(); process.exit(0); });
+`;
+
+export const startupSuite: Suite = {
+  name: 'startup',
+  description: 'cold start (spawn → first 200 on an agent request) and `caxton --version`, beside fastify and `node -e 0`',
+  async run() {
+    const tmp = tempDir('caxton-bench-startup-');
+    try {
+      const template = join(tmp.path, 'template');
+      for (const [f, text] of Object.entries(PROJECT)) {
+        mkdirSync(join(template, f, '..'), { recursive: true });
+        writeFileSync(join(template, f), text);
+      }
+      const hooks = join(tmp.path, 'hooks');
+      mkdirSync(hooks);
+      writeFileSync(join(hooks, 'hooks.mjs'), HOOKS);
+      writeFileSync(join(hooks, 'count.mjs'), COUNT);
+
+      const caxton: number[] = [];
+      const fastify: number[] = [];
+      const version: number[] = [];
+      const bare: number[] = [];
+      // One unmeasured start of each warms the OS file cache, as every later start finds it.
+      const fresh = (i: number) => {
+        const dir = join(tmp.path, `run-${i}`);
+        cpSync(template, dir, { recursive: true });
+        return dir;
+      };
+      await firstAnswer([CLI, 'serve'], fresh(-1));
+      await firstAnswer([HELLO], template);
+      for (let i = 0; i < REPS; i++) {
+        note(`startup rep ${i + 1}/${REPS}`);
+        // Alternated, each first in turn, so a busy moment of the machine falls on both.
+        const pair = [async () => caxton.push(await firstAnswer([CLI, 'serve'], fresh(i))), async () => fastify.push(await firstAnswer([HELLO], template))];
+        if (i % 2) pair.reverse();
+        for (const f of pair) await f();
+        for (let j = 0; j < 3; j++) {
+          const two = [() => version.push(exitTime([CLI, '--version'])), () => bare.push(exitTime(['-e', '0']))];
+          if ((i + j) % 2) two.reverse();
+          for (const f of two) f();
+        }
+      }
+      const serveModules = await modulesOf([CLI, 'serve'], fresh(REPS), hooks, true);
+      const versionModules = await modulesOf([CLI, '--version'], template, hooks, false);
+
+      const c = summarize(caxton);
+      const f = summarize(fastify);
+      const v = summarize(version);
+      const b = summarize(bare);
+      const top = (p: Record<string, number>) =>
+        Object.entries(p)
+          .sort((x, y) => y[1] - x[1])
+          .slice(0, 12)
+          .map(([k, n]) => `${k} ${n}`)
+          .join(', ');
+      const rows: Row[] = [
+        {
+          metric: `cold start: spawn → first 200 on POST /api/v1/agents/echo/invoke, \`caxton serve\` (fresh data dir, ${REPS} reps)`,
+          value: `p50 ${fmt(c.p50, 1)} ms (min ${fmt(c.min, 1)}, max ${fmt(c.max, 1)})`,
+          baseline: `fastify hello-world, same way: p50 ${fmt(f.p50, 1)} ms (min ${fmt(f.min, 1)})`,
+          target: '≤ 300 ms and ≤ 2× fastify',
+          verdict: c.p50 <= 300 && c.p50 <= 2 * f.p50 ? 'pass' : 'fail',
+        },
+        { metric: 'cold start ratio (p50)', value: `${fmt(c.p50 / f.p50)} ×`, baseline: 'fastify = 1' },
+        {
+          metric: `\`caxton --version\`, spawn → exit (${version.length} runs)`,
+          value: `p50 ${fmt(v.p50, 1)} ms (min ${fmt(v.min, 1)})`,
+          baseline: `\`node -e 0\`: p50 ${fmt(b.p50, 1)} ms (min ${fmt(b.min, 1)})`,
+          target: '≤ 1.5× node -e 0',
+          verdict: v.p50 <= 1.5 * b.p50 ? 'pass' : 'fail',
+        },
+        { metric: '`caxton --version` ratio (p50)', value: `${fmt(v.p50 / b.p50)} ×`, baseline: '`node -e 0` = 1' },
+        { metric: 'modules imported by `caxton serve` up to the first answer', value: `${serveModules.count} (${fmt(serveModules.mib)} MiB)`, baseline: '—' },
+        { metric: 'modules imported by `caxton --version`', value: `${versionModules.count} (${fmt(versionModules.mib)} MiB)`, baseline: '—' },
+      ];
+      return {
+        rows,
+        notes: [`\`caxton serve\` imports, by package: ${top(serveModules.packages)}`, `\`caxton --version\` imports, by package: ${top(versionModules.packages)}`],
+        raw: { reps: REPS, caxton, fastify, version, bare, serveModules, versionModules },
+      };
+    } finally {
+      tmp.remove();
+    }
+  },
+};
