@@ -72,17 +72,16 @@ export function toEnvelope(err: unknown, req: FastifyRequest, bodyLimit: number)
   }
   const fe = err as FastifyError;
   switch (fe.code) {
-    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+    case 'FST_ERR_CTP_BODY_TOO_LARGE': {
+      // A route may set its own limit (a batch of messages): the one that refused the body.
+      const limit = req.routeOptions?.bodyLimit ?? bodyLimit;
+      const hint = limit === bodyLimit ? 'raise [server] max_body_size in caxton.toml if this is intended' : 'send fewer or smaller items per request';
       return {
         status: 413,
-        body: envelope(
-          'payload_too_large',
-          `request body is larger than the ${humanSize(bodyLimit)} limit`,
-          { limit_bytes: bodyLimit, hint: 'raise [server] max_body_size in caxton.toml if this is intended' },
-          id,
-        ),
+        body: envelope('payload_too_large', `request body is larger than the ${humanSize(limit)} limit`, { limit_bytes: limit, hint }, id),
         code: 'payload_too_large',
       };
+    }
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE': {
       const supported = acceptedContentTypes(req);
       return {
