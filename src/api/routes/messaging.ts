@@ -22,6 +22,7 @@ import { CaxtonError } from '../../shared/errors.js';
 import { closest } from '../../shared/suggest.js';
 import { parseDuration } from '../../shared/units.js';
 import { parseJsonBody } from '../json-body.js';
+import { bodyTooLarge } from '../envelope.js';
 import { batchResultSchema, batchRetryAfter, checkBatch, submitBatch, type BatchLimits } from './message-batch.js';
 import { errorEnvelopeSchema } from '../schemas.js';
 import { disconnectSignal, keepOpen, openSse } from '../sse.js';
@@ -277,11 +278,7 @@ export async function messagingRoutes(app: FastifyInstance, opts: { bus: Messagi
         if (retry !== undefined) reply.header('retry-after', String(retry));
         return reply.code(202).send(out);
       }
-      if (raw!.length > opts.bodyLimit)
-        throw new CaxtonError('payload_too_large', `request body is larger than the ${opts.bodyLimit} bytes limit`, {
-          limit_bytes: opts.bodyLimit,
-          hint: 'raise [server] max_body_size in caxton.toml if this is intended',
-        });
+      if (raw!.length > opts.bodyLimit) throw bodyTooLarge(opts.bodyLimit, true);
       asPrincipal(body, req.principal, req.log, req);
       const waitMs = req.query.wait === undefined ? undefined : req.query.wait === '' ? DEFAULT_WAIT_MS : parseDuration(req.query.wait)!;
       // Listen for the client going away before any await: the body is already read.
