@@ -44,6 +44,12 @@ export function acceptedContentTypes(req: FastifyRequest): string[] {
   return list.length > 0 ? list : ['application/json'];
 }
 
+/** A body over `limit` bytes; `serverWide`: the limit is `[server] max_body_size`, not a route's own. */
+export function bodyTooLarge(limit: number, serverWide: boolean): CaxtonError {
+  const hint = serverWide ? 'raise [server] max_body_size in caxton.toml if this is intended' : 'send fewer or smaller items per request';
+  return new CaxtonError('payload_too_large', `request body is larger than the ${humanSize(limit)} limit`, { limit_bytes: limit, hint });
+}
+
 /** Maps any thrown error to (status, envelope). Unknown errors become 500 without internals. */
 export function toEnvelope(err: unknown, req: FastifyRequest, bodyLimit: number): { status: number; body: ErrorEnvelope; code: ErrorCode | string } {
   const id = String(req.id);
@@ -72,17 +78,12 @@ export function toEnvelope(err: unknown, req: FastifyRequest, bodyLimit: number)
   }
   const fe = err as FastifyError;
   switch (fe.code) {
-    case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return {
-        status: 413,
-        body: envelope(
-          'payload_too_large',
-          `request body is larger than the ${humanSize(bodyLimit)} limit`,
-          { limit_bytes: bodyLimit, hint: 'raise [server] max_body_size in caxton.toml if this is intended' },
-          id,
-        ),
-        code: 'payload_too_large',
-      };
+    case 'FST_ERR_CTP_BODY_TOO_LARGE': {
+      // A route may set its own limit (a batch of messages): the one that refused the body.
+      const limit = req.routeOptions?.bodyLimit ?? bodyLimit;
+      const e = bodyTooLarge(limit, limit === bodyLimit);
+      return { status: e.status, body: envelope(e.code, e.message, e.details, id), code: e.code };
+    }
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE': {
       const supported = acceptedContentTypes(req);
       return {

@@ -24,6 +24,7 @@ import { invokeRoutes } from './routes/invoke.js';
 import { keyRoutes } from './routes/keys.js';
 import { memoryRoutes } from './routes/memory.js';
 import { messagingRoutes } from './routes/messaging.js';
+import type { BatchLimits } from './routes/message-batch.js';
 import { observabilityRoutes, type ObservabilityRouteDeps } from './routes/observability.js';
 import { openAiRoutes } from './routes/openai-compat.js';
 import { responsesRoutes } from './routes/responses.js';
@@ -63,7 +64,7 @@ export function executionApi(opts: { executor: Executor; service: AgentService; 
 }
 
 /** Messages, conversations, dead letters, directory. */
-export function messagingApi(opts: { bus: MessagingBus }): ApiRoutes[] {
+export function messagingApi(opts: { bus: MessagingBus; batch: BatchLimits; bodyLimit: number }): ApiRoutes[] {
   return [{ plugin: (a) => messagingRoutes(a, opts) }];
 }
 

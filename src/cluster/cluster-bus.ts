@@ -102,7 +102,7 @@ export interface ClusterBusOptions {
    * How often this node publishes again the deliveries whose publish was never confirmed (default
    * 5 s), and how old such a delivery must be first (default twice `publish_timeout`, at least 5 s).
    */
-  republish?: { everyMs?: number; afterMs?: number };
+  republish?: { everyMs?: number; afterMs?: number; staleMs?: number };
 }
 
 /** One delivery on the wire: its row id, receiver and message (the row is the truth; this saves a read). */
@@ -571,6 +571,14 @@ export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements M
       if (rows.length > 0) {
         await this.#publishAll(rows.map((r) => ({ id: r.id, receiver: r.receiver, message: r.message, ...(r.tag !== '' && { tag: r.tag }) })));
         this.#log.warn({ deliveries: rows.length }, 'published again deliveries whose first publish was not confirmed');
+      }
+      // A fresh Nats-Msg-Id: within the duplicate window JetStream would drop a copy under the old
+      // one even when the stored message itself was lost.
+      const stale = await this.#store.stale(Date.now() - (this.#o.republish?.staleMs ?? d.ack_wait * d.reconcile_after), 500);
+      if (stale.length > 0) {
+        const at = Date.now().toString(36);
+        await this.#publishAll(stale.map((r) => ({ id: r.id, receiver: r.receiver, message: r.message, tag: `${r.tag}r${at}` })));
+        this.#log.warn({ deliveries: stale.length }, 'published again pending deliveries untouched for ack_wait × reconcile_after (the stream may have lost them)');
       }
     } catch (e) {
       this.#log.warn({ err: describeError(e) }, 'could not publish unconfirmed deliveries again; trying again later');

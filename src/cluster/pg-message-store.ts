@@ -110,6 +110,12 @@ const MIGRATIONS: readonly PgMigration[] = [
       CREATE INDEX deliveries_unpublished ON ${s}.deliveries (unpublished_since) WHERE unpublished_since IS NOT NULL;
     `,
   },
+  {
+    // When the reconciliation sweep last published a pending delivery again (epoch ms): one node
+    // takes a row per period, so nodes sweeping together do not each add a copy.
+    id: 'cluster-messaging-005',
+    sql: (s) => `ALTER TABLE ${s}.deliveries ADD COLUMN reconciled_at bigint;`,
+  },
 ];
 
 /** The `[messaging]` retention keys the cluster applies (max_messages is the single node's only). */
@@ -601,6 +607,28 @@ export class PgMessageStore {
         `SELECT d.id, d.receiver, d.publish_tag, m.body FROM ${this.#s}.deliveries d JOIN ${this.#s}.messages m ON m.id = d.message_id
          WHERE d.unpublished_since IS NOT NULL AND d.unpublished_since < $1 AND d.state = 'pending' ORDER BY d.unpublished_since LIMIT $2`,
         [before, limit],
+      )
+    ).rows;
+    return rows.map((r) => ({ id: Number(r.id), receiver: r.receiver, tag: r.publish_tag, message: JSON.parse(r.body) as AclMessage }));
+  }
+
+  /**
+   * Claims pending deliveries nothing touched since `before` (epoch ms: not stored, retried, or
+   * published again since), oldest first, for the reconciliation sweep: whatever their publish mark
+   * says, the stream may have lost them. A claimed row is not claimed again before `before` passes
+   * its claim, on this node or another.
+   */
+  async stale(before: number, limit: number): Promise<UnpublishedDelivery[]> {
+    const s = this.#s;
+    const rows = (
+      await this.#pool.query<{ id: string; receiver: string; publish_tag: string; body: string }>(
+        `WITH claimed AS (
+           UPDATE ${s}.deliveries d SET reconciled_at = $3 FROM (
+             SELECT id FROM ${s}.deliveries WHERE state = 'pending' AND unpublished_since IS NULL AND updated_at < $1 AND next_at < $2
+               AND (reconciled_at IS NULL OR reconciled_at < $2) ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED) AS x
+           WHERE d.id = x.id RETURNING d.id, d.receiver, d.publish_tag, d.message_id)
+         SELECT c.id, c.receiver, c.publish_tag, m.body FROM claimed c JOIN ${s}.messages m ON m.id = c.message_id ORDER BY c.id`,
+        [new Date(before).toISOString(), before, Date.now(), limit],
       )
     ).rows;
     return rows.map((r) => ({ id: Number(r.id), receiver: r.receiver, tag: r.publish_tag, message: JSON.parse(r.body) as AclMessage }));

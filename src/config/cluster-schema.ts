@@ -117,6 +117,12 @@ export const clusterConfigSchema = z
         publish_timeout: duration(5_000),
         /** Deliveries one node holds at once (fetched, waiting or running). */
         max_held: z.int().min(1).max(100_000).default(256),
+        /**
+         * A pending delivery untouched for `ack_wait` times this is published again, whether or not
+         * its publish was confirmed: JetStream may have lost what it acknowledged but had not synced
+         * to disk. The consumer drops a copy whose row is done, so the cost is a read.
+         */
+        reconcile_after: z.int().min(2).max(10_000).default(10),
       })
       .prefault({}),
   })

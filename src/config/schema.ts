@@ -318,6 +318,10 @@ export const serverConfigSchema = z.strictObject({
     .strictObject({
       /** Largest accepted message (the whole body), bytes. */
       max_message_size: size(1024 * 1024),
+      /** Most messages in one POST /api/v1/messages whose body is a JSON array. */
+      max_batch_messages: z.number().int().min(1).max(100_000).default(1000),
+      /** Largest body of such a batch, bytes (each message still within `max_message_size`). */
+      max_batch_size: size(16 * 1024 * 1024),
       /**
        * Undelivered messages held before submissions get 429 with Retry-After. Each holds about
        * 1 KB of live heap and 4-5 KB of RSS while queued (docs/benchmarks.md), so the default caps

@@ -444,7 +444,7 @@ describe('bad input: a clear error naming the field, and nothing stored', () => 
       says: /unknown parameter; did you mean "conversation_id"\?/,
     },
     { label: 'an unknown protocol', body: JSON.stringify({ ...ok, protocol: 'fipa-gossip' }), status: 400, code: 'invalid_message', field: 'protocol', says: /unknown protocol "fipa-gossip"/ },
-    { label: 'a JSON array instead of an object', body: '[1, 2]', status: 400, code: 'invalid_message', field: '(message)', says: /expected a JSON object/ },
+    { label: 'a JSON number instead of an object', body: '12', status: 400, code: 'invalid_message', field: '(message)', says: /expected a JSON object/ },
     { label: 'an empty body', body: '', status: 400, code: 'invalid_message', says: /body is empty/ },
     { label: 'a body that is not UTF-8', body: Buffer.from([0x7b, 0x22, 0xff, 0x22, 0x7d]), status: 400, code: 'invalid_message', says: /not valid UTF-8 \(invalid byte at line 1, column 3\)/ },
   ];

@@ -171,6 +171,39 @@ describe('caxton message, conversation and dlq', () => {
     expect(again.stderr).toContain(`no dead letter with id ${dead.id}`);
   });
 
+  it('message send --file sends a JSON Lines file in batches; a refused line is named and the others are sent (exit 1)', async () => {
+    const lines = [
+      JSON.stringify({ id: 'file-msg-1', performative: 'inform', receiver: 'helper', content: 'one' }),
+      '',
+      JSON.stringify({ id: 'file-msg-2', performative: 'shout', receiver: 'helper', content: 'bad act' }),
+      JSON.stringify({ id: 'file-msg-3', performative: 'inform', receiver: 'helper', content: 'three' }),
+      JSON.stringify({ id: 'file-msg-4', performative: 'inform', receiver: 'helper', content: 'four' }),
+    ];
+    writeFileSync(join(dir, 'msgs.jsonl'), lines.join('\n') + '\n');
+    const r = await cli('message', 'send', '--file', 'msgs.jsonl', '--batch-size', '2', '--json');
+    expectExit(r, 1);
+    const out = parseJson<Json>(r);
+    expect(out).toMatchObject({ accepted: 3, duplicates: 0, refused: 1 });
+    expect(out.results.map((x: Json) => [x.index, x.line, x.status])).toEqual([
+      [0, 1, 202],
+      [1, 3, 400],
+      [2, 4, 202],
+      [3, 5, 202],
+    ]);
+    expect(out.results[1].error.message).toContain('performative');
+
+    const again = await cli('message', 'send', '--file', 'msgs.jsonl');
+    expectExit(again, 1);
+    expect(again.stderr).toMatch(/^line 3: invalid_message: .*performative/m);
+    expect(again.stdout).toBe('sent 0 messages from msgs.jsonl, 3 already accepted (same ids), 1 refused\n');
+
+    writeFileSync(join(dir, 'broken.jsonl'), '{"performative": "inform"\n');
+    const broken = await cli('message', 'send', '--file', 'broken.jsonl');
+    expectExit(broken, 2);
+    expect(broken.stderr).toContain('broken.jsonl line 1 is not a JSON message');
+    expectExit(await cli('message', 'send', '--file', 'msgs.jsonl', '--to', 'helper'), 2);
+  });
+
   it('usage errors exit 2 with a message and no stack trace', async () => {
     const cases: [string[], RegExp][] = [
       [['message', 'send', '--capability', 'answering', '--to', 'helper', '--content', 'x'], /either --capability or --to, not both/],

@@ -9,6 +9,7 @@
  * node wakes when the conversation ends on the other; a call whose bidder never answers is
  * decided at its deadline by the sweep.
  */
+import { jetstreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -42,7 +43,7 @@ async function node(
   name: string,
   agents: [string, string[]][],
   over: Partial<MessagingConfig> = {},
-  links: { pgUrl?: string; natsUrl?: string; publishTimeoutS?: number; republish?: { everyMs: number; afterMs: number } } = {},
+  links: { pgUrl?: string; natsUrl?: string; publishTimeoutS?: number; republish?: { everyMs: number; afterMs: number; staleMs?: number } } = {},
 ): Promise<Node> {
   const nc = await connect({ servers: links.natsUrl ?? nats.url });
   const pool = new pg.Pool({ connectionString: links.pgUrl ?? TEST_PG_URL, max: 4, connectionTimeoutMillis: 2000 });
@@ -430,4 +431,33 @@ describe.runIf(run)('ClusterBus: two nodes on PostgreSQL and JetStream', () => {
     expect(after.conversation.state).toBe('failed');
     expect(after.messages).toHaveLength(conversation.max_turns);
   }, 30_000);
+
+  it('deliveries JetStream acknowledged but then lost (deleted from the stream before anyone took them) are still delivered, by the reconciliation sweep', async () => {
+    fresh();
+    // Node a accepts the messages; its worker never answers, so nothing is done when it stops.
+    const a = await node('a', [['worker', ['work']]]);
+    a.bus.registerHandler('worker', (_m, _e, ctx) => new Promise((resolve) => ctx.signal.addEventListener('abort', () => resolve(undefined))));
+    await a.bus.start();
+    const sent = await Promise.all(
+      Array.from({ length: 10 }, (_, i) => a.bus.submit({ performative: 'request', protocol: 'fipa-request', sender: 'client', capability: 'work', content: `job ${i}` })),
+    );
+    await a.bus.close();
+    // Every stored copy goes, newest first, as a NATS host that lost its unsynced writes would.
+    const nc = await connect({ servers: nats.url });
+    const jsm = await jetstreamManager(nc);
+    const info = await jsm.streams.info(`S${schema}`);
+    for (let seq = info.state.last_seq; seq >= info.state.first_seq && seq > 0; seq--) await jsm.streams.deleteMessage(`S${schema}`, seq).catch(() => false);
+    expect((await jsm.streams.info(`S${schema}`)).state.messages).toBe(0);
+    await nc.close();
+    const ran: string[] = [];
+    const b = await node('b', [['worker', ['work']]], {}, { republish: { everyMs: 200, afterMs: 60_000, staleMs: 1_000 } });
+    b.bus.registerHandler('worker', (m) => {
+      ran.push(m.id);
+      return { performative: 'inform', content: 'done late' };
+    });
+    await b.bus.start();
+    const convs = await Promise.all(sent.map((x) => b.bus.wait(x.conversation_id, 30_000)));
+    expect(convs.map((c) => c.state)).toEqual(convs.map(() => 'completed'));
+    expect(ran.sort()).toEqual(sent.map((x) => x.id).sort());
+  }, 60_000);
 });

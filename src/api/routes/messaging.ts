@@ -22,6 +22,8 @@ import { CaxtonError } from '../../shared/errors.js';
 import { closest } from '../../shared/suggest.js';
 import { parseDuration } from '../../shared/units.js';
 import { parseJsonBody } from '../json-body.js';
+import { bodyTooLarge } from '../envelope.js';
+import { batchResultSchema, batchRetryAfter, checkBatch, submitBatch, type BatchLimits } from './message-batch.js';
 import { errorEnvelopeSchema } from '../schemas.js';
 import { disconnectSignal, keepOpen, openSse } from '../sse.js';
 import type { Check, Documents } from '../type-checks.js';
@@ -217,8 +219,10 @@ function directoryEventView(e: DirectoryEvent) {
  * Messaging: send FIPA-ACL messages, follow conversations (JSON and server-sent events), the
  * dead-letter queue, the directory facilitator and queue statistics.
  */
-export async function messagingRoutes(app: FastifyInstance, opts: { bus: MessagingBus }): Promise<void> {
+export async function messagingRoutes(app: FastifyInstance, opts: { bus: MessagingBus; batch: BatchLimits; bodyLimit: number }): Promise<void> {
   const { bus } = opts;
+  // A batch may be larger than one request body elsewhere; each of its messages is still bounded by max_message_size.
+  const bodyLimit = Math.max(opts.bodyLimit, opts.batch.max_batch_size);
   const r = app.withTypeProvider<ZodTypeProvider>();
 
   // Open event streams and waiting requests end when the server stops, so shutdown never waits
@@ -238,10 +242,13 @@ export async function messagingRoutes(app: FastifyInstance, opts: { bus: Messagi
   r.post(
     '/messages',
     {
+      bodyLimit,
       schema: {
-        summary: 'Send a FIPA-ACL message',
+        summary: 'Send a FIPA-ACL message, or a batch of them',
         description:
           'Validates, routes and durably stores the message, then answers 202 with where it went (200 for a message id seen before). ' +
+          'A JSON array sends a batch (at most `[messaging] max_batch_messages` messages and `max_batch_size` bytes): it answers 202 with one result per message, in order; ' +
+          'a message that is refused has its own `status` and `error` (naming its index and field) and the others are still sent. ' +
           'A message that cannot be routed is still recorded, with a `failure` reply, and its conversation fails. ' +
           'With `?wait=SECONDS` the answer comes when the conversation ends (or the time is up) and includes the conversation and its messages. ' +
           'The message acts for the caller: a receiver, capability or provider outside its scope is refused (403 forbidden), and it is refused at once when the caller has used up its tokens. ' +
@@ -250,7 +257,7 @@ export async function messagingRoutes(app: FastifyInstance, opts: { bus: Messagi
         querystring: z.object({ wait: waitSeconds }),
         response: {
           200: submitResultSchema.extend({ conversation: conversationSchema.optional(), messages: z.array(aclMessageSchema).optional() }),
-          202: submitResultSchema,
+          202: z.union([submitResultSchema, batchResultSchema(submitResultSchema)]),
           400: errorEnvelopeSchema,
           403: errorEnvelopeSchema,
           409: errorEnvelopeSchema,
@@ -263,6 +270,15 @@ export async function messagingRoutes(app: FastifyInstance, opts: { bus: Messagi
     async (req, reply) => {
       const raw = Buffer.isBuffer(req.body) ? req.body : undefined;
       const body = parseJsonBody(raw, 'invalid_message');
+      if (Array.isArray(body)) {
+        checkBatch(body, opts.batch, req.query.wait !== undefined);
+        const out = await submitBatch(bus, req, body, (b) => asPrincipal(b, req.principal, req.log, req), bodyLimit);
+        annotateAudit(req, { details: { messages: body.length, accepted: out.accepted, refused: out.refused } });
+        const retry = batchRetryAfter(out);
+        if (retry !== undefined) reply.header('retry-after', String(retry));
+        return reply.code(202).send(out);
+      }
+      if (raw!.length > opts.bodyLimit) throw bodyTooLarge(opts.bodyLimit, true);
       asPrincipal(body, req.principal, req.log, req);
       const waitMs = req.query.wait === undefined ? undefined : req.query.wait === '' ? DEFAULT_WAIT_MS : parseDuration(req.query.wait)!;
       // Listen for the client going away before any await: the body is already read.

@@ -3,6 +3,7 @@ import type { CliContext } from '../context.js';
 import { usageError } from '../errors.js';
 import { nonNegativeInt, positiveInt } from '../number-flags.js';
 import type { Output } from '../output.js';
+import { DEFAULT_BATCH_SIZE, sendMessageFile } from './message-batch.js';
 
 /** A stored message as the API serves it. */
 export interface MessageJson {
@@ -131,6 +132,8 @@ interface SendOptions {
   id?: string;
   param?: string[];
   wait?: string | true;
+  file?: string;
+  batchSize?: number;
 }
 
 /** Builds the message body from the options; usage errors exit 2. */
@@ -210,12 +213,22 @@ export function registerMessageCommands(program: Command, ctx: CliContext): void
     .option('--id <id>', 'the message id: sending the same id again is safe (it is stored and delivered once)')
     .option('--param <X-name=value>', 'a user-defined parameter; repeatable', collect)
     .option('--wait [seconds]', `wait for the conversation to end (default ${DEFAULT_WAIT_S} s, at most ${MAX_WAIT_S}) and print the replies`)
+    .option('--file <path>', 'send the messages of a JSON Lines file ("-" for stdin), one API message body per line, in batches')
+    .option('--batch-size <n>', `messages per request with --file (default ${DEFAULT_BATCH_SIZE}, at most the server's [messaging] max_batch_messages)`, positiveInt('--batch-size', 100_000))
     .addHelpText(
       'after',
       '\nExit codes: 0 sent (with --wait: the conversation completed), 1 an API error, an unroutable message or (with --wait) a failed, expired or still open conversation, 2 usage error.\n' +
-        'Examples:\n  caxton message send --capability question-answering --performative query-ref --content "What is Caxton?" --wait\n  caxton message send --to assistant --performative inform --content-json \'{"rates": "up"}\'',
+        'With --file: exit 1 when any message was refused (each named by its line); the others are still sent.\n' +
+        'Examples:\n  caxton message send --file msgs.jsonl --json\n  caxton message send --capability question-answering --performative query-ref --content "What is Caxton?" --wait\n  caxton message send --to assistant --performative inform --content-json \'{"rates": "up"}\'',
     )
     .action(async (opts: SendOptions) => {
+      if (opts.file !== undefined) {
+        const others = Object.keys(opts).filter((k) => !['file', 'batchSize', 'performative', 'to', 'param'].includes(k) && opts[k as keyof SendOptions] !== undefined);
+        if (others.length > 0 || (opts.to?.length ?? 0) > 0 || (opts.param?.length ?? 0) > 0 || opts.performative !== 'request')
+          throw usageError('--file sends the messages as written in the file: give no other message option with it');
+        return sendMessageFile(ctx, opts.file, opts.batchSize ?? DEFAULT_BATCH_SIZE);
+      }
+      if (opts.batchSize !== undefined) throw usageError('--batch-size goes with --file');
       const out = ctx.output();
       const body = messageBody(opts);
       const wait = waitSeconds(opts.wait);

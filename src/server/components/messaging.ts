@@ -49,7 +49,7 @@ export function startMessaging(opts: {
     name: 'messaging',
     bus,
     hostTools: [sendMessageTool(bus)],
-    routes: messagingApi({ bus }),
+    routes: messagingApi({ bus, batch: opts.config.messaging, bodyLimit: opts.config.server.max_body_size }),
     // Idempotent: a no-op when delivery (which closes the bus first) has run.
     close: () => bus.close(),
   };
