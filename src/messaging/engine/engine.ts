@@ -111,7 +111,7 @@ export class DeliveryEngine {
   #agentHandler: MessageHandler | undefined;
   /** Sends of a client-chosen id in flight: a second one waits for the first. */
   readonly #inflight = new Map<string, Promise<SubmitResult>>();
-  /** Work started after a send returned (notifications to subscribers), awaited by `idle`. */
+  /** Work in flight that a reader waits for (`idle`): outcomes being written, notifications to subscribers. */
   readonly #background = new Set<Promise<void>>();
 
   constructor(opts: EngineOptions) {
@@ -134,7 +134,7 @@ export class DeliveryEngine {
     this.#handlers.delete(agent.toLowerCase());
   }
 
-  /** Resolves once the work sends started in the background (notifications to subscribers) is done. */
+  /** Resolves once the outcomes being written and the notifications to subscribers in flight are done. */
   async idle(): Promise<void> {
     while (this.#background.size > 0) await Promise.all(this.#background);
   }
@@ -412,16 +412,16 @@ export class DeliveryEngine {
   }
 
   /** Writes a delivery's outcome; a write the store failed goes to the queue, which tries it again or runs the delivery again. */
-  async #finishing(d: Delivery, finish: () => Promise<DeliveryOutcome>): Promise<DeliveryOutcome> {
-    try {
-      return await finish();
-    } catch (e) {
-      let outcome: DeliveryOutcome = 'stopped';
+  #finishing(d: Delivery, finish: () => Promise<DeliveryOutcome>): Promise<DeliveryOutcome> {
+    const p = finish().catch((e: unknown): DeliveryOutcome => {
       this.#queue.unfinished(d, e, async () => {
-        outcome = await finish();
+        await finish();
       });
-      return outcome;
-    }
+      return 'stopped';
+    });
+    // Counted by `idle`: a reader waits until the outcome is written and the queue told.
+    this.#track(p.then(() => undefined));
+    return p;
   }
 
   /** The answer, the row's `done` and what the protocol decided, in one step of the conversation. */
