@@ -14,15 +14,13 @@
  *  - **Events** (SSE, the event store, waiters) are emitted where they happen and published on
  *    core NATS, so every node's listeners hear every node's conversations.
  */
-import { EventEmitter } from 'node:events';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { AgentRegistry } from '../agents/index.js';
 import type { ClusterConfig } from '../config/index.js';
 import {
   createStrategy,
-  parseBody,
-  submitBody,
   DeliveryEngine,
+  EngineBus,
   Directory,
   isTerminal,
   Router,
@@ -32,16 +30,12 @@ import {
   type BusStats,
   type Conversation,
   type ConversationId,
-  type InProcessHandler,
   type MessageHandler,
   type MessageId,
   type MessagingBus,
   type MessagingConfig,
-  type SendHints,
   type StepStore,
-  type SubmitOptions,
   type StoredMessage,
-  type SubmitResult,
 } from '../messaging/index.js';
 import type { ActingPrincipals } from '../auth/index.js';
 import type { Metrics } from '../observability/metrics.js';
@@ -84,7 +78,7 @@ interface EventWire {
 
 const isUniqueViolation = (e: unknown) => (e as { code?: string }).code === '23505';
 
-export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements MessagingBus {
+export class ClusterBus extends EngineBus implements MessagingBus {
   readonly directory: Directory;
   readonly router: Router;
   readonly reads: BusReads;
@@ -92,7 +86,6 @@ export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements M
   readonly #cfg: MessagingConfig;
   readonly #store: PgMessageStore;
   readonly #queue: JetStreamQueue;
-  readonly #engine: DeliveryEngine;
   readonly #log: NonNullable<ClusterBusOptions['log']>;
   #events: Subscription | undefined;
   /** Callers waiting for a conversation to end; told its final state, or nothing (read it again) when the bus closes. */
@@ -104,9 +97,9 @@ export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements M
 
   constructor(opts: ClusterBusOptions) {
     super();
-    this.setMaxListeners(0);
     this.#o = opts;
     this.#cfg = opts.config;
+    this.busConfig = opts.config;
     this.#store = opts.store;
     this.reads = guardReads(opts.reads);
     this.#log = opts.log ?? { warn: () => {}, error: () => {} };
@@ -118,8 +111,8 @@ export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements M
       store: opts.store,
       reads: opts.reads,
       concurrency: (agent) => this.directory.get(agent)?.max_concurrency ?? this.#cfg.agent_concurrency,
-      deliver: (d, signal) => this.#engine.deliver(d, signal),
-      serves: (receiver) => this.#engine.serves(receiver),
+      deliver: (d, signal) => this.engine.deliver(d, signal),
+      serves: (receiver) => this.engine.serves(receiver),
       onDead: () => this.#counts.dead++,
       log: this.#log,
       ...(opts.republish && { republish: opts.republish }),
@@ -136,7 +129,7 @@ export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements M
       callerError: stateUnavailable,
       isDuplicateId: isUniqueViolation,
     };
-    this.#engine = new DeliveryEngine({
+    this.engine = new DeliveryEngine({
       config: this.#cfg,
       store: steps,
       queue: this.#queue,
@@ -172,7 +165,7 @@ export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements M
     this.#state = 'running';
     await this.#refreshCounts();
     this.#timers = [
-      setInterval(() => void this.#engine.sweep(), this.#o.sweepMs ?? 1000),
+      setInterval(() => void this.engine.sweep(), this.#o.sweepMs ?? 1000),
       setInterval(() => void this.#refreshCounts(), 2000),
       setInterval(() => {
         this.applyRetention().catch((e: unknown) => this.#log.warn({ err: describeError(e) }, 'message retention failed; it runs again in a minute'));
@@ -193,18 +186,6 @@ export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements M
     this.directory.close();
     for (const set of this.#waiters.values()) for (const w of set) w();
     this.#waiters.clear();
-  }
-
-  setAgentHandler(handler: MessageHandler): void {
-    this.#engine.setAgentHandler(handler);
-  }
-
-  registerHandler(agent: string, handler: InProcessHandler): void {
-    this.#engine.registerHandler(agent, handler);
-  }
-
-  unregisterHandler(agent: string): void {
-    this.#engine.unregisterHandler(agent);
   }
 
   stats(): BusStats {
@@ -241,18 +222,6 @@ export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements M
   /** Every write is committed before the call that made it resolves: nothing to wait for. */
   settled(): Promise<void> {
     return Promise.resolve();
-  }
-
-  parse(body: unknown, opts: { bodySize?: number; sender?: string } = {}): AclMessage {
-    return parseBody(this.#cfg, body, opts);
-  }
-
-  submit(body: unknown, opts: SubmitOptions = {}): Promise<SubmitResult> {
-    return submitBody(this.#cfg, body, opts, (m, hints) => this.send(m, hints));
-  }
-
-  send(m: AclMessage, hints: SendHints = {}): Promise<SubmitResult> {
-    return this.#engine.send(m, hints);
   }
 
   async #refreshCounts(): Promise<void> {
@@ -337,7 +306,7 @@ export class ClusterBus extends EventEmitter<{ event: [BusEvent] }> implements M
   async replay(id: number): Promise<{ id: number; message_id: MessageId; receiver: string }> {
     try {
       const d = await this.reads.deadLetter(id);
-      const out = await this.#engine.replay(d, id);
+      const out = await this.engine.replay(d, id);
       this.#counts.dead = Math.max(0, this.#counts.dead - 1);
       return out;
     } catch (e) {

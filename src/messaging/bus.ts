@@ -1,18 +1,17 @@
-import { EventEmitter } from 'node:events';
 import type { AgentRegistry } from '../agents/index.js';
 import type { ActingPrincipals } from '../auth/index.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { Tracer } from '../observability/trace-context.js';
 import { CaxtonError, describeError } from '../shared/errors.js';
 import { Pruner, type Db } from '../storage/index.js';
-import { parseBody, submitBody } from './bus-rules.js';
 import type { BusStats, MessagingBus } from './bus-port.js';
 import type { MessagingConfig } from './config.js';
 import type { Conversation } from './conversation.js';
 import { Directory } from './directory.js';
 import { DispatchQueue } from './dispatch-queue.js';
-import { DeliveryEngine, type InProcessHandler, type MessageHandler } from './engine/engine.js';
-import { ConversationEvents, type BusEvent } from './events.js';
+import { DeliveryEngine, type MessageHandler } from './engine/engine.js';
+import { EngineBus } from './engine/engine-bus.js';
+import { ConversationEvents } from './events.js';
 import { GroupCommit } from './group-commit.js';
 import type { AclMessage, ConversationId, MessageId } from './message.js';
 import { MessageReads } from './reads.js';
@@ -21,7 +20,6 @@ import { Router } from './router.js';
 import { SqliteSteps } from './sqlite-steps.js';
 import { MessageStore } from './store.js';
 import { createStrategy } from './strategy.js';
-import type { SendHints, SubmitOptions, SubmitResult } from './submission.js';
 
 export type { AgentAnswer, HandlerContext, InProcessHandler, InProcessReceiver, MessageHandler } from './engine/engine.js';
 
@@ -46,7 +44,7 @@ export interface BusOptions {
  * message means it is committed; each receiver gets it at least once, acknowledged atomically with
  * the reply it produced.
  */
-export class MessageBus extends EventEmitter<{ event: [BusEvent] }> implements MessagingBus {
+export class MessageBus extends EngineBus implements MessagingBus {
   readonly directory: Directory;
   readonly router: Router;
   readonly store: MessageStore;
@@ -56,7 +54,6 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> implements M
   readonly #commit: GroupCommit;
   readonly #steps: SqliteSteps;
   readonly #queue: DispatchQueue;
-  readonly #engine: DeliveryEngine;
   readonly #log: NonNullable<BusOptions['log']>;
   /** Listeners and the callers waiting for a conversation to end. */
   readonly #events = new ConversationEvents(this);
@@ -70,8 +67,8 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> implements M
 
   constructor(opts: BusOptions) {
     super();
-    this.setMaxListeners(0);
     this.#cfg = opts.config;
+    this.busConfig = opts.config;
     this.#log = opts.log ?? { warn: () => {}, error: () => {} };
     this.store = new MessageStore(opts.db);
     this.directory = new Directory(opts.registry);
@@ -90,7 +87,7 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> implements M
     this.#steps = new SqliteSteps(this.store, this.#commit, () => this.#countForRetention());
     this.#queue = new DispatchQueue({
       concurrency: (agent) => this.directory.get(agent)?.max_concurrency ?? this.#cfg.agent_concurrency,
-      deliver: (d, signal) => this.#engine.deliver(d, signal),
+      deliver: (d, signal) => this.engine.deliver(d, signal),
       retry: { base: this.#cfg.retry_base, max: this.#cfg.retry_max },
       events: this.#events,
       log: this.#log,
@@ -102,7 +99,7 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> implements M
     }
     this.reads = new MessageReads({ settled: () => this.settled(), conversation: (id) => this.#steps.conversation(id), store: this.store });
     this.router = new Router(this.directory, createStrategy(this.#cfg.routing), this.#queue, this.#cfg.max_hops);
-    this.#engine = new DeliveryEngine({
+    this.engine = new DeliveryEngine({
       config: this.#cfg,
       store: this.#steps,
       queue: this.#queue,
@@ -126,7 +123,7 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> implements M
     const skipped = (table: string) => (row: string | number, reason: string) => this.#log.warn({ table, row, reason }, `skipped ${table} row ${row} at start: ${reason}`);
     this.#steps.load(skipped('conversations'));
     const found = this.#recover(skipped('messages'));
-    this.#sweep = setInterval(() => void this.#engine.sweep(), 1000);
+    this.#sweep = setInterval(() => void this.engine.sweep(), 1000);
     this.#sweep.unref();
     this.#pruner.start();
     this.#pruner.poke();
@@ -168,20 +165,6 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> implements M
     this.#events.close();
   }
 
-  /** Sets the handler that runs configuration agents (the executor-backed one in the server). */
-  setAgentHandler(handler: MessageHandler): void {
-    this.#engine.setAgentHandler(handler);
-  }
-
-  /** Registers an in-process handler for an agent name (system agents, benchmarks). */
-  registerHandler(agent: string, handler: InProcessHandler): void {
-    this.#engine.registerHandler(agent, handler);
-  }
-
-  unregisterHandler(agent: string): void {
-    this.#engine.unregisterHandler(agent);
-  }
-
   /** The conversation's last `n` messages, oldest first. */
   history(conversation: ConversationId, n: number): AclMessage[] {
     return this.store.lastMessagesOf(conversation, n);
@@ -196,24 +179,6 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> implements M
       dead_letters: this.store.deadCount(),
       max_queue: this.#cfg.max_queue,
     };
-  }
-
-  /** Validates an untrusted body into a message (throws 'invalid_message' or 'payload_too_large'). */
-  parse(body: unknown, opts: { bodySize?: number; sender?: string } = {}): AclMessage {
-    return parseBody(this.#cfg, body, opts);
-  }
-
-  /**
-   * Validates an untrusted body (REST) and sends it. Nothing is stored when it is invalid.
-   * `traceparent` (the submitting request's) is the message's trace context unless it has its own.
-   */
-  submit(body: unknown, opts: SubmitOptions = {}): Promise<SubmitResult> {
-    return submitBody(this.#cfg, body, opts, (m, hints) => this.send(m, hints));
-  }
-
-  /** Sends a typed message (see DeliveryEngine.send). */
-  send(m: AclMessage, hints: SendHints = {}): Promise<SubmitResult> {
-    return this.#engine.send(m, hints);
   }
 
   /** A message stored or a conversation ended: retention runs every `#pruneEvery` of these. */
@@ -243,12 +208,12 @@ export class MessageBus extends EventEmitter<{ event: [BusEvent] }> implements M
    */
   async replay(id: number): Promise<{ id: number; message_id: MessageId; receiver: string }> {
     const d = await this.reads.deadLetter(id);
-    return this.#engine.replay(d, id);
+    return this.engine.replay(d, id);
   }
 
   /** Waits until everything accepted so far is on disk, notifications to subscribers included (tests, shutdown). */
   async settled(): Promise<void> {
-    await this.#engine.idle();
+    await this.engine.idle();
     await this.#commit.settled();
   }
 }

@@ -9,6 +9,7 @@ export {
   type InProcessReceiver,
   type MessageHandler,
 } from './engine/engine.js';
+export { EngineBus } from './engine/engine-bus.js';
 export type { ConversationStep, DeliveryQueue, Outgoing, StepStore } from './engine/ports.js';
 export { DispatchQueue, type DispatchQueueOptions } from './dispatch-queue.js';
 export { SqliteSteps } from './sqlite-steps.js';
