@@ -2,11 +2,12 @@
  * Issue 17 — the cluster's engines, on a `nats-server -js` this suite starts on its own port and
  * store (Debian's binary):
  *
- *  1. Durable messages through the message bus on the JetStream delivery queue (ADR 0038): one
- *     process, one-way informs to in-process agents, accepted (PubAck + commit) and delivered
- *     (handled, row and JetStream acknowledged). Baseline in the same run: raw JetStream — publish
- *     the same payloads awaiting each PubAck, consume and ack them from one pull consumer — and, for
- *     context, the same bus on the SQLite queue. Target: ≥ 0.5 of raw JetStream.
+ *  1. Durable messages through a cluster node's bus (the delivery engine over PostgreSQL and
+ *     JetStream, as `caxton serve` runs it): one process, one-way informs to in-process agents,
+ *     accepted (commit + PubAck) and delivered (handled, row and JetStream acknowledged). Baseline
+ *     in the same run: raw JetStream — publish the same payloads awaiting each PubAck, consume and
+ *     ack them from one pull consumer — and, for context, the one-node bus on SQLite. Target: ≥ 0.5
+ *     of raw JetStream.
  *  3. Conversation steps in PostgreSQL (ADR 0043): the step a cluster node will take to accept a
  *     message (the conversation's lock, its row, the message, a delivery row, the row updated), 16
  *     at a time over many conversations and over one hot conversation; baseline in the same run: a
@@ -28,9 +29,9 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import pg from 'pg';
 import { AgentRegistry, parseAgent, type DeployedAgent } from '../src/agents/index.js';
 import { PgAgentDirectory } from '../src/agents/index.js';
-import { agentsSubject, clusterConfigSchema, DirectorySync, jetstreamQueueOptions, openJetStreamQueue, PgMessageStore } from '../src/cluster/index.js';
+import { agentsSubject, ClusterBus, clusterConfigSchema, DirectorySync, PgMessageReads, PgMessageStore, type ClusterConfig } from '../src/cluster/index.js';
 import { loadServerConfig } from '../src/config/index.js';
-import { MESSAGING_MIGRATIONS, MessageBus, newConversationId, newMessageId, type AclMessage, type ConversationId, type DeliveryQueueFactory } from '../src/messaging/index.js';
+import { MESSAGING_MIGRATIONS, MessageBus, newConversationId, newMessageId, type AclMessage, type ConversationId, type MessagingBus } from '../src/messaging/index.js';
 import { migrate, openDatabase } from '../src/storage/index.js';
 import { startNatsServer, type NatsServer } from '../test/helpers/nats-server.js';
 import { TEST_PG_URL } from '../test/helpers/system-probe.js';
@@ -65,16 +66,28 @@ function inform(i: number): AclMessage {
   };
 }
 
-/** Messages per second accepted, and delivered, through a bus on `queue` (undefined: the SQLite queue). */
-async function throughBus(queue: DeliveryQueueFactory | undefined, label: string): Promise<{ accepted_per_s: number; delivered_per_s: number }> {
+/**
+ * Messages per second accepted, and delivered, through the bus a server runs: a cluster node's
+ * (PostgreSQL + JetStream, given `cluster`) or one node's (SQLite, without).
+ */
+async function throughBus(cluster: { config: ClusterConfig; nc: NatsConnection } | undefined, label: string): Promise<{ accepted_per_s: number; delivered_per_s: number }> {
   const dir = tempDir('caxton-bench-cluster-');
+  const pool = cluster && new pg.Pool({ connectionString: process.env.CAXTON_BENCH_PG_URL ?? TEST_PG_URL, max: 16 });
+  const schema = `caxton_bench_bus_${Date.now()}`;
+  let db: ReturnType<typeof openDatabase> | undefined;
   try {
-    const db = openDatabase(dir.path);
-    migrate(db, MESSAGING_MIGRATIONS);
     const registry = new AgentRegistry();
     for (let i = 0; i < AGENTS; i++) registry.upsert(agent(`agent-${i}`, 1));
     const config = { ...loadServerConfig({ env: {}, cwd: dir.path }).messaging, max_queue: 10_000_000 };
-    const bus = new MessageBus({ db, registry, config, ...(queue && { queue }) });
+    let bus: MessagingBus;
+    if (cluster && pool) {
+      const store = await PgMessageStore.open({ pool, schema });
+      bus = new ClusterBus({ store, reads: new PgMessageReads({ store }), nc: cluster.nc, registry, config, cluster: cluster.config });
+    } else {
+      db = openDatabase(dir.path);
+      migrate(db, MESSAGING_MIGRATIONS);
+      bus = new MessageBus({ db, registry, config });
+    }
     let delivered = 0;
     let done!: () => void;
     const all = new Promise<void>((r) => (done = r));
@@ -83,7 +96,7 @@ async function throughBus(queue: DeliveryQueueFactory | undefined, label: string
         if (++delivered === MESSAGES) done();
         return undefined;
       });
-    bus.start();
+    await bus.start();
     const msgs = Array.from({ length: MESSAGES }, (_, i) => inform(i));
     const bar = progress(label, MESSAGES);
     const t0 = performance.now();
@@ -95,9 +108,13 @@ async function throughBus(queue: DeliveryQueueFactory | undefined, label: string
     bar.update(MESSAGES);
     bar.end();
     await bus.close();
-    db.close();
     return { accepted_per_s: (MESSAGES / acceptMs) * 1000, delivered_per_s: (MESSAGES / deliverMs) * 1000 };
   } finally {
+    db?.close();
+    if (pool) {
+      await pool.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`).catch(() => {});
+      await pool.end();
+    }
     dir.remove();
   }
 }
@@ -283,8 +300,8 @@ const inProcess = {
     try {
       const raw = await rawJetStream(nc);
       const cluster = clusterConfigSchema.parse({ node: 'bench', nats: { urls: [nats.url] }, delivery: { max_held: 1024 } });
-      const jsQueue = await throughBus(await openJetStreamQueue(jetstreamQueueOptions(cluster, nc)), 'bus on JetStream');
-      const sqlite = await throughBus(undefined, 'bus on SQLite');
+      const jsQueue = await throughBus({ config: cluster, nc }, 'cluster bus (PostgreSQL + JetStream)');
+      const sqlite = await throughBus(undefined, 'one-node bus (SQLite)');
       const lag = await propagation(nats);
       const both = summarize([...lag.b, ...lag.c]);
       const kv = summarize(await kvPropagation(nats));
@@ -295,15 +312,15 @@ const inProcess = {
       const ratio = jsQueue.delivered_per_s / raw.consumed_per_s;
       const rows: Row[] = [
         {
-          metric: `durable messages delivered/s, JetStream queue (${MESSAGES} informs, 1 process)`,
+          metric: `durable messages delivered/s, cluster bus (${MESSAGES} informs, 1 process)`,
           value: fmt(jsQueue.delivered_per_s, 0),
           baseline: `raw JetStream publish+consume ${fmt(raw.consumed_per_s, 0)}/s`,
           target: '≥ 0.5 of raw',
           verdict: ratio >= 0.5 ? 'pass' : 'fail',
         },
         { metric: 'ratio to raw JetStream', value: fmt(ratio, 2), baseline: '1.00' },
-        { metric: 'durable messages accepted/s, JetStream queue (PubAck + commit)', value: fmt(jsQueue.accepted_per_s, 0), baseline: `raw publish with PubAck ${fmt(raw.published_per_s, 0)}/s` },
-        { metric: 'durable messages delivered/s, SQLite queue (same bus, context)', value: fmt(sqlite.delivered_per_s, 0), baseline: `accepted ${fmt(sqlite.accepted_per_s, 0)}/s` },
+        { metric: 'durable messages accepted/s, cluster bus (commit + PubAck)', value: fmt(jsQueue.accepted_per_s, 0), baseline: `raw publish with PubAck ${fmt(raw.published_per_s, 0)}/s` },
+        { metric: 'durable messages delivered/s, one-node bus on SQLite (context)', value: fmt(sqlite.delivered_per_s, 0), baseline: `accepted ${fmt(sqlite.accepted_per_s, 0)}/s` },
         {
           metric: `directory propagation lag, ${DEPLOYS} deploys on node 0 seen by nodes 1 and 2, p50 / p99`,
           value: `${fmt(both.p50)} / ${fmt(both.p99)} ms (max ${fmt(both.max)})`,
@@ -327,8 +344,8 @@ const inProcess = {
         notes: ['The rows above the first "1 node" row: the engines in this process, on one nats-server (loopback, file storage); the "1 node" and "3 nodes" rows: separate caxton serve processes.'],
         raw: {
           raw_jetstream: raw,
-          jetstream_queue: jsQueue,
-          sqlite_queue: sqlite,
+          cluster_bus: jsQueue,
+          sqlite_bus: sqlite,
           directory_lag_ms: both,
           directory_kv_baseline_ms: kv,
           messages: MESSAGES,

@@ -1,83 +1,36 @@
 /**
- * The delivery queue on NATS JetStream (ADR 0038): the second implementation of
- * messaging's `DeliveryQueue` (src/messaging/queue.ts), plugged in through `BusOptions.queue`.
+ * The delivery engine's queue in a cluster: a JetStream work queue every node consumes. The
+ * engine's steps store the delivery rows in PostgreSQL; this hands them out and takes them in.
  *
- * JetStream carries the deliveries; the message store keeps the record of each one (its state,
- * attempts, last error, the dead letters), as with the SQLite queue:
- *  - **accepted means PubAck**: `enqueue` publishes one JetStream message per receiver and resolves
- *    only once JetStream acknowledged every one, then stores the rows. Each carries a message id
- *    (`Nats-Msg-Id`: message id and receiver), so a publish repeated within the stream's duplicate
- *    window is stored once.
- *  - **any consumer may deliver**: one durable pull consumer on the stream, shared by every process
- *    that opens the queue; a fetched delivery runs through the same per-agent lanes (Dispatcher) as
- *    the SQLite queue's, and JetStream is told the delivery is still being worked on while it waits
- *    or runs (`working()`), so its ack wait covers a dead process only.
- *  - **acknowledged after the reply is stored**: the JetStream ack follows the commit of the
- *    delivery's row and its replies. A process that dies before it leaves the message unacked, and
- *    JetStream redelivers it after the ack wait; one that dies after the commit but before the ack
- *    leaves a duplicate the row check drops (a delivery whose row is no longer pending is acked
- *    and not run again).
- *  - **retries** are `nak(delay)` (JetStream redelivers after the backoff), **dead letters** are
- *    `term()` after the row is marked dead; a replay or a reroute publishes the delivery again.
+ *  - **accepted means PubAck**: `publish` resolves once JetStream acknowledged every delivery,
+ *    each under a message id (`Nats-Msg-Id`: the row id and its hand-out tag), so a publish
+ *    repeated within the stream's duplicate window is stored once. A publish that fails answers
+ *    503: the rows stay, and sending the same message id again publishes them again (`again`).
+ *  - **any node may deliver**: one durable pull consumer on the stream, shared by every node; a
+ *    fetched delivery runs through the node's per-agent lanes (Dispatcher), and JetStream is told
+ *    it is still being worked on (`working()`), so its ack wait covers a dead node only.
+ *  - **acknowledged after the step commits**: the engine's `done` follows the commit of the
+ *    delivery's row and its replies. A node that dies before it leaves the message unacked, and
+ *    JetStream redelivers it after the ack wait; the row check drops a copy whose row is done.
+ *  - **retries** are `nak(delay)`, **dead letters** `term()` after the row is marked dead; a replay
+ *    or a reroute publishes the row again under a fresh tag.
  */
+import DataLoader from 'dataloader';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, RetentionPolicy, StorageType, type Consumer, type JetStreamClient, type JsMsg } from '@nats-io/jetstream';
 import { agentKey } from '../agents/index.js';
-import { pullLapsed, Pulls } from './pulls.js';
-import {
-  Dispatcher,
-  SqliteDeliveryQueue,
-  type AclMessage,
-  type Delivery,
-  type DeliveryQueue,
-  type DeliveryQueueDeps,
-  type DeliveryQueueFactory,
-  type DeadLetterFilter,
-  type DeliveryRow,
-  type MessageId,
-  type Page,
-  type PendingDelivery,
-} from '../messaging/index.js';
 import type { ClusterConfig } from '../config/index.js';
+import { Dispatcher, type AclMessage, type BusReads, type Delivery, type DeliveryQueue, type DeliveryRow, type Outgoing, type StoredMessage } from '../messaging/index.js';
 import { CaxtonError, describeError } from '../shared/errors.js';
-
-export interface JetStreamQueueOptions {
-  nc: NatsConnection;
-  /** The stream holding the deliveries (created or updated by `openJetStreamQueue`). */
-  stream: string;
-  /** Deliveries are published on `<subject>.<agent>`. */
-  subject: string;
-  /** The durable consumer every node shares. */
-  consumer: string;
-  /** How long JetStream waits for an ack before it redelivers to another consumer (a dead process). */
-  ackWaitMs: number;
-  /** Longest a publish may wait for its PubAck before the submission fails with 503. */
-  publishTimeoutMs: number;
-  /** Deliveries this process holds at once (fetched, waiting or running). */
-  maxHeld: number;
-  /**
-   * A fetched delivery whose row is not stored yet is tried again shortly, up to this age; after it,
-   * it is dropped: its writer died (or its disk filled) between the PubAck and the commit, and the
-   * submitter got an error, not a 202.
-   */
-  orphanMs?: number;
-  log?: { warn(obj: object, msg: string): void; error(obj: object, msg: string): void };
-}
-
-/** What travels on the stream: the message, its receiver, and the row's id once it has one. */
-interface Wire {
-  id?: number;
-  receiver: string;
-  message: AclMessage;
-}
+import type { PgMessageStore } from './pg-message-store.js';
+import { pullLapsed, Pulls } from './pulls.js';
 
 /** Agent names may hold `.`, a NATS subject separator: it travels as `~`, which names never hold. */
 export const subjectToken = (agent: string): string => agentKey(agent).replace(/\./g, '~');
 
 /**
  * Creates (or updates) the work-queue stream of deliveries and the durable consumer every node
- * shares; returns the JetStream client and that consumer. Used by both JetStream consumers: the
- * single-node bus's queue below and the cluster's bus (cluster-bus.ts).
+ * shares; returns the JetStream client and that consumer.
  */
 export async function openDeliveryStream(
   nc: NatsConnection,
@@ -140,228 +93,6 @@ export async function openDeliveryStream(
   return { js, consumer: await js.consumers.get(opts.stream, opts.consumer) };
 }
 
-/** Creates (or updates) the stream and the shared consumer; returns the queue factory for the bus. */
-export async function openJetStreamQueue(opts: JetStreamQueueOptions): Promise<DeliveryQueueFactory> {
-  const { js, consumer } = await openDeliveryStream(opts.nc, opts);
-  return (deps) => new JetStreamDeliveryQueue(deps, opts, js, consumer);
-}
-
-export class JetStreamDeliveryQueue implements DeliveryQueue {
-  /** The record of each delivery: the rows and their writes are the SQLite queue's. */
-  readonly #record: SqliteDeliveryQueue;
-  readonly #deps: DeliveryQueueDeps;
-  readonly #opts: JetStreamQueueOptions;
-  readonly #js: JetStreamClient;
-  readonly #pulls: Pulls;
-  readonly #dispatcher: Dispatcher;
-  /** The JetStream message of each delivery this process holds, by row id. */
-  readonly #held = new Map<number, JsMsg>();
-  #heartbeat: NodeJS.Timeout | undefined;
-  #loop: Promise<void> | undefined;
-  #stopped = false;
-  #room: (() => void) | undefined;
-
-  constructor(deps: DeliveryQueueDeps, opts: JetStreamQueueOptions, js: JetStreamClient, consumer: Consumer) {
-    this.#deps = deps;
-    this.#opts = opts;
-    this.#js = js;
-    this.#pulls = new Pulls(consumer, { onReleased: () => this.#wakeLoop() });
-    this.#record = new SqliteDeliveryQueue(deps);
-    this.#dispatcher = new Dispatcher({
-      concurrency: deps.concurrency,
-      deliver: async (d, signal) => {
-        try {
-          await deps.deliver(d, signal);
-        } finally {
-          // A delivery the bus neither acked, retried nor dead-lettered (the process is stopping) stays unacked: redelivered.
-          this.#wakeLoop();
-        }
-      },
-    });
-  }
-
-  get size(): number {
-    return this.#dispatcher.size;
-  }
-
-  get running(): number {
-    return this.#dispatcher.running;
-  }
-
-  get delayed(): number {
-    return 0; // a retry waits in the stream (nak with a delay), not here
-  }
-
-  load(agent: string): number {
-    return this.#dispatcher.load(agent);
-  }
-
-  async enqueue(message: AclMessage, receivers: readonly string[], alongside: readonly AclMessage[], now: string): Promise<Delivery[]> {
-    this.#start();
-    await Promise.all(receivers.map((receiver) => this.#publish({ receiver, message }, `${message.id}:${agentKey(receiver)}`)));
-    return this.#record.enqueue(message, receivers, alongside, now);
-  }
-
-  /** Fresh deliveries were published by `enqueue`; a delay is a retry: JetStream redelivers after it. */
-  dispatch(d: Delivery, delayMs?: number): void {
-    if (delayMs === undefined) return;
-    const m = this.#held.get(d.id);
-    if (!m) return;
-    this.#held.delete(d.id);
-    m.nak(delayMs);
-  }
-
-  async ack(d: Delivery, replies: readonly AclMessage[], now: string): Promise<void> {
-    await this.#record.ack(d, replies, now);
-    this.#release(d.id)?.ack();
-  }
-
-  retry(d: Delivery, nextAt: number, error: string, now: string): Promise<void> {
-    return this.#record.retry(d, nextAt, error, now);
-  }
-
-  async deadLetter(d: Delivery, error: string, replies: readonly AclMessage[], now: string): Promise<void> {
-    await this.#record.deadLetter(d, error, replies, now);
-    this.#release(d.id)?.term('dead letter');
-  }
-
-  async reroute(d: Delivery, receiver: string, now: string): Promise<void> {
-    await this.#record.reroute(d, receiver, now);
-    await this.#publish({ id: d.id, receiver, message: d.message }, `${d.id}:reroute:${agentKey(receiver)}`);
-    this.#release(d.id)?.ack();
-  }
-
-  async replay(id: number, now: string, alongside: () => void): Promise<boolean> {
-    const ok = await this.#record.replay(id, now, alongside);
-    if (!ok) return false;
-    const row = this.#record.get(id)!;
-    const message = this.#deps.store.getMessage(row.message_id)!.message;
-    await this.#publish({ id, receiver: row.receiver, message }, `${id}:replay:${row.updated_at}`);
-    return true;
-  }
-
-  /**
-   * The pending rows, for the bus to count as outstanding. They are published again (JetStream
-   * keeps one copy within its duplicate window; the row check drops a later copy), which covers a
-   * process that stored a row but died before its delivery reached the stream.
-   */
-  recover(onSkipped: (messageId: MessageId, reason: string) => void): { pending: PendingDelivery[]; found: number } {
-    const out = this.#record.recover(onSkipped);
-    this.#start();
-    for (const { delivery: d } of out.pending) {
-      this.#publish({ id: d.id, receiver: d.receiver, message: d.message }, `${d.message.id}:${agentKey(d.receiver)}`).catch((e: unknown) =>
-        this.#opts.log?.warn({ delivery: d.id, err: describeError(e) }, 'could not publish a pending delivery again at start; JetStream still holds it if it was published before'),
-      );
-    }
-    return out;
-  }
-
-  get(id: number): DeliveryRow | undefined {
-    return this.#record.get(id);
-  }
-
-  ofMessage(messageId: string): DeliveryRow[] {
-    return this.#record.ofMessage(messageId);
-  }
-
-  deadLetters(limit: number, offset: number, filter?: DeadLetterFilter): Page<DeliveryRow> {
-    return this.#record.deadLetters(limit, offset, filter);
-  }
-
-  deadCount(): number {
-    return this.#record.deadCount();
-  }
-
-  async stop(graceMs: number): Promise<void> {
-    this.#stopped = true;
-    clearInterval(this.#heartbeat);
-    this.#wakeLoop();
-    await this.#dispatcher.stop(graceMs);
-    await this.#loop;
-    // What this process held and did not finish goes back to the stream now, for another node.
-    for (const m of this.#held.values()) m.nak();
-    this.#held.clear();
-  }
-
-  // ---------------------------------------------------------------- JetStream side
-
-  async #publish(w: Wire, msgID: string): Promise<void> {
-    try {
-      await this.#js.publish(`${this.#opts.subject}.${subjectToken(w.receiver)}`, JSON.stringify(w), { msgID, timeout: this.#opts.publishTimeoutMs });
-    } catch (e) {
-      throw new CaxtonError(
-        'not_ready',
-        `the message was not accepted: NATS JetStream did not acknowledge it within ${this.#opts.publishTimeoutMs} ms (${describeError(e)}). Nothing was stored; send it again with the same id once the cluster is reachable`,
-        { retry_after: 5 },
-      );
-    }
-  }
-
-  #release(id: number): JsMsg | undefined {
-    const m = this.#held.get(id);
-    this.#held.delete(id);
-    this.#wakeLoop();
-    return m;
-  }
-
-  #start(): void {
-    if (this.#loop || this.#stopped) return;
-    const every = Math.max(200, Math.floor(this.#opts.ackWaitMs / 3));
-    this.#heartbeat = setInterval(() => {
-      for (const m of this.#held.values()) m.working();
-    }, every);
-    this.#heartbeat.unref();
-    this.#loop = this.#fetchLoop();
-  }
-
-  #wakeLoop(): void {
-    const r = this.#room;
-    this.#room = undefined;
-    r?.();
-  }
-
-  async #fetchLoop(): Promise<void> {
-    while (!this.#stopped) {
-      const room = this.#opts.maxHeld - this.#held.size - this.#pulls.owed;
-      if (room <= 0) {
-        await new Promise<void>((r) => (this.#room = r));
-        continue;
-      }
-      try {
-        await this.#pulls.pull(room, (m) => this.#take(m));
-      } catch (e) {
-        if (this.#stopped) break;
-        // A pull the server stopped answering (two idle heartbeats missed, ~1 s): pull again at once.
-        if (pullLapsed(e)) continue;
-        // NATS is away (the connection reconnects on its own): try again shortly.
-        this.#opts.log?.warn({ err: describeError(e) }, 'fetching deliveries from JetStream failed; trying again');
-        await new Promise((r) => setTimeout(r, 500).unref());
-      }
-    }
-  }
-
-  #take(m: JsMsg): void {
-    if (this.#stopped) return m.nak();
-    let w: Wire;
-    try {
-      w = m.json<Wire>();
-    } catch (e) {
-      this.#opts.log?.error({ seq: m.seq, err: describeError(e) }, 'dropped a delivery that is not JSON');
-      return m.term('not JSON');
-    }
-    const row = w.id !== undefined ? this.#record.get(w.id) : this.#record.ofMessage(w.message.id).find((r) => agentKey(r.receiver) === agentKey(w.receiver));
-    if (!row) {
-      const age = Date.now() - Math.floor(m.info.timestampNanos / 1_000_000);
-      if (age < (this.#opts.orphanMs ?? 30_000)) return m.nak(100); // its row is still being written
-      this.#opts.log?.warn({ message_id: w.message.id, receiver: w.receiver }, 'dropped a delivery whose row was never stored (its submission failed after JetStream accepted it)');
-      return m.term('no stored delivery');
-    }
-    if (!mayTake(row, m, w.receiver, this.#held)) return;
-    this.#held.set(row.id, m);
-    this.#dispatcher.enqueue({ id: row.id, message: w.message, receiver: row.receiver, attempts: row.attempts });
-  }
-}
-
 /**
  * Whether a fetched delivery is to be run here, given its row; when not, it is settled: acked as a
  * duplicate (its row is done, dead or rerouted since: the ack after the commit was lost, or a
@@ -387,8 +118,329 @@ export function mayTake(row: DeliveryRow, m: JsMsg, receiver: string, held: Read
   return true;
 }
 
-/** The queue options `[cluster.delivery]` gives, on the node's connection. */
-export function jetstreamQueueOptions(cluster: ClusterConfig, nc: NatsConnection, log?: JetStreamQueueOptions['log']): JetStreamQueueOptions {
-  const d = cluster.delivery;
-  return { nc, stream: d.stream, subject: d.subject, consumer: d.consumer, ackWaitMs: d.ack_wait, publishTimeoutMs: d.publish_timeout, maxHeld: d.max_held, ...(log && { log }) };
+/** One delivery on the wire: its row id, receiver and message (the row is the truth; this saves a read). */
+interface Wire {
+  id: number;
+  receiver: string;
+  message: AclMessage;
+}
+
+/** The delivery's envelope around the message (row id, receiver, JSON keys), with room to spare. */
+const WIRE_OVERHEAD = 512;
+/** Times a delivery to an agent this node lacks goes back to the stream before it is run here anyway. */
+const HAND_BACKS = 10;
+
+export interface JetStreamQueueOptions {
+  nc: NatsConnection;
+  /** `[cluster.delivery]` and the stream's replicas. */
+  cluster: Pick<ClusterConfig, 'delivery'> & Partial<Pick<ClusterConfig, 'replicas'>>;
+  store: PgMessageStore;
+  reads: BusReads;
+  /** Deliveries `agent` may run at once. */
+  concurrency(agent: string): number;
+  /** Runs one delivery and finishes it; never rejects. */
+  deliver(d: Delivery, signal: AbortSignal): Promise<void>;
+  /** Whether this node can run deliveries to `receiver`. */
+  serves(receiver: string): boolean;
+  /** A delivery was dead-lettered here (the node's gauge counts it before its next refresh). */
+  onDead?(): void;
+  log: { warn(obj: object, msg: string): void; error(obj: object, msg: string): void; debug?(obj: object, msg: string): void };
+  /**
+   * How often this node publishes again the deliveries whose publish was never confirmed (default
+   * 5 s), and how old such a delivery must be first (default twice `publish_timeout`, at least 5 s);
+   * `staleMs`: how long a pending delivery may stay untouched before it is published again whatever
+   * its mark (default `ack_wait` × `reconcile_after`).
+   */
+  republish?: { everyMs?: number; afterMs?: number; staleMs?: number };
+}
+
+export class JetStreamQueue implements DeliveryQueue {
+  readonly #o: JetStreamQueueOptions;
+  readonly #dispatcher: Dispatcher;
+  #js: JetStreamClient | undefined;
+  /** The JetStream message of each delivery this node holds, by row id. */
+  readonly #held = new Map<number, JsMsg>();
+  /** Fetched deliveries whose rows are being read (they count against max_held). */
+  #taking = 0;
+  #loop: Promise<void> | undefined;
+  /** The pulls of the delivery loop (their open fetches are stopped by `stop`). */
+  #pulls: Pulls | undefined;
+  #room: (() => void) | undefined;
+  #running = false;
+  #timers: NodeJS.Timeout[] = [];
+  /** PubAcks not yet recorded on their rows (see #confirm). */
+  #confirmed: { id: number; tag: string }[] = [];
+  #confirming: Promise<void> | undefined;
+  #republishing = false;
+  /**
+   * The rows of fetched deliveries, read together: the deliveries one fetch brings arrive in the
+   * same turn of the event loop, and their rows take one query instead of one each.
+   */
+  readonly #rows: DataLoader<number, DeliveryRow | undefined>;
+
+  constructor(opts: JetStreamQueueOptions) {
+    this.#o = opts;
+    this.#rows = new DataLoader(
+      async (ids) => {
+        const rows = await opts.store.getDeliveries(ids);
+        return ids.map((id) => rows.get(id));
+      },
+      { cache: false, maxBatchSize: 256 },
+    );
+    this.#dispatcher = new Dispatcher({
+      concurrency: opts.concurrency,
+      deliver: async (d, signal) => {
+        try {
+          await opts.deliver(d, signal);
+        } finally {
+          this.#wake();
+        }
+      },
+    });
+  }
+
+  get size(): number {
+    return this.#dispatcher.size;
+  }
+
+  get running(): number {
+    return this.#dispatcher.running;
+  }
+
+  get backlog(): number {
+    return this.#dispatcher.size;
+  }
+
+  load(agent: string): number {
+    return this.#dispatcher.load(agent);
+  }
+
+  /** Creates the stream and the shared consumer if missing, then starts fetching. */
+  async start(): Promise<void> {
+    const d = this.#o.cluster.delivery;
+    const opened = await openDeliveryStream(this.#o.nc, { stream: d.stream, subject: d.subject, consumer: d.consumer, ackWaitMs: d.ack_wait, replicas: this.#o.cluster.replicas });
+    this.#js = opened.js;
+    this.#pulls = new Pulls(opened.consumer, {
+      onOverdue: (asked, got) => this.#o.log.debug?.({ asked, got }, 'a JetStream pull outlived its expiry without an answer; pulling again without waiting for it'),
+      onReleased: () => this.#wake(),
+    });
+    this.#running = true;
+    const every = Math.max(200, Math.floor(d.ack_wait / 3));
+    this.#timers = [
+      setInterval(() => void this.#republish(), this.#o.republish?.everyMs ?? 5000),
+      setInterval(() => {
+        for (const m of this.#held.values()) m.working();
+      }, every),
+    ];
+    for (const t of this.#timers) t.unref();
+    this.#loop = this.#fetchLoop();
+  }
+
+  /** Stops fetching; what this node held and did not finish goes back to the stream, for another node. */
+  async stop(graceMs: number): Promise<void> {
+    const started = this.#running;
+    this.#running = false;
+    for (const t of this.#timers) clearInterval(t);
+    this.#wake();
+    await this.#dispatcher.stop(graceMs);
+    // A fetch on a dead link would end only when the client notices (tens of seconds): stopped here.
+    this.#pulls?.stop();
+    await this.#loop;
+    if (started) for (const m of this.#held.values()) m.nak();
+    this.#held.clear();
+    await this.#confirming;
+  }
+
+  admit(m: AclMessage): void {
+    // The delivery must fit NATS's max_payload, or it would be stored and never published.
+    const wire = Buffer.byteLength(JSON.stringify(m)) + WIRE_OVERHEAD;
+    const maxPayload = this.#o.nc.info?.max_payload;
+    if (maxPayload !== undefined && wire > maxPayload) {
+      throw new CaxtonError(
+        'payload_too_large',
+        `the message is ${wire} bytes on the wire; NATS accepts at most ${maxPayload} (its max_payload): send a smaller message, or raise max_payload on the NATS servers`,
+        { size: wire, limit: maxPayload, field: 'content' },
+      );
+    }
+  }
+
+  async publish(out: readonly Outgoing[]): Promise<void> {
+    if (out.length === 0) return;
+    const d = this.#o.cluster.delivery;
+    try {
+      await Promise.all(
+        out.map(async (o) => {
+          await this.#js!.publish(`${d.subject}.${subjectToken(o.receiver)}`, JSON.stringify({ id: o.id, receiver: o.receiver, message: o.message } satisfies Wire), {
+            msgID: `d${o.id}${o.tag ?? ''}`,
+            timeout: d.publish_timeout,
+          });
+          this.#confirm(o);
+        }),
+      );
+    } catch (e) {
+      throw new CaxtonError(
+        'not_ready',
+        `the message was stored but NATS JetStream did not acknowledge its delivery within ${d.publish_timeout} ms (${describeError(e)}); send it again with the same id once NATS is reachable (it is delivered once)`,
+        { retry_after: 5 },
+      );
+    }
+  }
+
+  /** A submission sent again: its pending deliveries are published again (its first publish may have failed). */
+  async again(stored: StoredMessage): Promise<void> {
+    const m = stored.message;
+    const rows = (await this.#o.reads.getMessage(m.id))?.deliveries ?? [];
+    await this.publish(rows.filter((r) => r.state === 'pending').map((r) => ({ id: r.id, receiver: r.receiver, message: m })));
+  }
+
+  done(d: Delivery, how: 'ack' | 'dead'): void {
+    const m = this.#release(d.id);
+    if (how === 'dead') {
+      m?.term('dead letter');
+      this.#o.onDead?.();
+    } else m?.ack();
+  }
+
+  /** The stream holds it until then: any node may run the retry. */
+  retry(d: Delivery, delayMs: number): void {
+    this.#release(d.id)?.nak(delayMs);
+  }
+
+  /** PostgreSQL or NATS went away mid-delivery: the delivery goes back to the stream (its row is still pending). */
+  unfinished(d: Delivery, e: unknown): void {
+    this.#o.log.error({ delivery: d.id, err: describeError(e) }, 'a delivery could not be finished; it is delivered again');
+    this.#release(d.id)?.nak(1000);
+  }
+
+  /**
+   * Records a PubAck on the row, batched: one UPDATE for what was confirmed meanwhile. A record
+   * lost (this node dies first, PostgreSQL is away) costs one publish again by the republish
+   * sweep, under the same Nats-Msg-Id: JetStream drops it within its duplicate window.
+   */
+  #confirm(o: Outgoing): void {
+    this.#confirmed.push({ id: o.id, tag: o.tag ?? '' });
+    this.#confirming ??= new Promise<void>((r) => setImmediate(r)).then(() => this.#flushConfirmed());
+  }
+
+  async #flushConfirmed(): Promise<void> {
+    while (this.#confirmed.length > 0) {
+      const batch = this.#confirmed.splice(0, 1000);
+      try {
+        await this.#o.store.markPublished(batch);
+      } catch (e) {
+        this.#o.log.warn({ deliveries: batch.length, err: describeError(e) }, 'could not record that deliveries were published; the republish sweep sends them again (JetStream drops the copies)');
+      }
+    }
+    this.#confirming = undefined;
+  }
+
+  /**
+   * Publishes again what was stored but never confirmed published: the caller got a 503 and did not
+   * send again, or the node died between the commit and the PubAck. Every node sweeps; the same
+   * Nats-Msg-Id makes the copies one within JetStream's duplicate window (2 min).
+   */
+  async #republish(): Promise<void> {
+    if (!this.#running || this.#republishing) return;
+    this.#republishing = true;
+    const d = this.#o.cluster.delivery;
+    const after = this.#o.republish?.afterMs ?? Math.max(5000, 2 * d.publish_timeout);
+    try {
+      const rows = await this.#o.store.unpublished(Date.now() - after, 500);
+      if (rows.length > 0) {
+        await this.publish(rows.map((r) => ({ id: r.id, receiver: r.receiver, message: r.message, ...(r.tag !== '' && { tag: r.tag }) })));
+        this.#o.log.warn({ deliveries: rows.length }, 'published again deliveries whose first publish was not confirmed');
+      }
+      // A stream that lost what it had acknowledged (power loss before its fsync) never hands those
+      // deliveries out: whatever their mark, one untouched too long is published again under a
+      // fresh Nats-Msg-Id, since within the duplicate window JetStream would drop a copy under the
+      // old one. The consumer's dedupe acks a copy whose row is already done.
+      const stale = await this.#o.store.stale(Date.now() - (this.#o.republish?.staleMs ?? d.ack_wait * d.reconcile_after), 500);
+      if (stale.length > 0) {
+        const at = Date.now().toString(36);
+        await this.publish(stale.map((r) => ({ id: r.id, receiver: r.receiver, message: r.message, tag: `${r.tag}r${at}` })));
+        this.#o.log.warn({ deliveries: stale.length }, 'published again pending deliveries untouched for ack_wait × reconcile_after (the stream may have lost them)');
+      }
+    } catch (e) {
+      this.#o.log.warn({ err: describeError(e) }, 'could not publish unconfirmed deliveries again; trying again later');
+    } finally {
+      this.#republishing = false;
+    }
+  }
+
+  #wake(): void {
+    const r = this.#room;
+    this.#room = undefined;
+    r?.();
+  }
+
+  async #fetchLoop(): Promise<void> {
+    const max = this.#o.cluster.delivery.max_held;
+    const pulls = this.#pulls!;
+    while (this.#running) {
+      const room = max - this.#held.size - this.#taking - pulls.owed;
+      if (room <= 0) {
+        await new Promise<void>((r) => (this.#room = r));
+        continue;
+      }
+      try {
+        // Each fetched delivery's row is read at once, not one after another: a burst keeps the
+        // node's lanes full instead of holding a few deliveries while the stream backs up.
+        await pulls.pull(room, (m) => {
+          this.#taking++;
+          void this.#take(m)
+            .catch((e: unknown) => {
+              this.#o.log.warn({ seq: m.seq, err: describeError(e) }, 'could not take a delivery; it is delivered again later');
+              m.nak(1000);
+            })
+            .finally(() => {
+              this.#taking--;
+              this.#wake();
+            });
+        });
+      } catch (e) {
+        if (!this.#running) break;
+        // A pull the server stopped answering (two idle heartbeats missed, ~1 s): pull again at once.
+        if (pullLapsed(e)) continue;
+        this.#o.log.warn({ err: describeError(e) }, 'fetching deliveries from JetStream failed; trying again');
+        await new Promise((r) => setTimeout(r, 500).unref());
+      }
+    }
+  }
+
+  async #take(m: JsMsg): Promise<void> {
+    if (!this.#running) return m.nak();
+    let w: Wire;
+    try {
+      w = m.json<Wire>();
+    } catch (e) {
+      this.#o.log.error({ seq: m.seq, err: describeError(e) }, 'dropped a delivery that is not JSON');
+      return m.term('not JSON');
+    }
+    let row;
+    try {
+      row = await this.#rows.load(w.id);
+    } catch (e) {
+      // PostgreSQL is away: the delivery goes back to the stream, for this or another node later.
+      this.#o.log.warn({ delivery: w.id, err: describeError(e) }, 'could not read a delivery row; it is delivered again later');
+      return m.nak(1000);
+    }
+    if (!row) {
+      this.#o.log.warn({ delivery: w.id, message_id: w.message.id }, 'dropped a delivery whose row does not exist (its schema was reset?)');
+      return m.term('no stored delivery');
+    }
+    if (!mayTake(row, m, w.receiver, this.#held)) return;
+    // A file agent may exist on some nodes only (each watches its own agents_dir): a node without
+    // the receiver hands the delivery back for one that has it. Past HAND_BACKS redeliveries no node
+    // took it: delivered here, where it is rerouted or dead-lettered as on one node.
+    if (!this.#o.serves(row.receiver) && m.info.deliveryCount <= HAND_BACKS) return m.nak(200);
+    this.#held.set(row.id, m);
+    this.#dispatcher.enqueue({ id: row.id, message: w.message, receiver: row.receiver, attempts: row.attempts });
+  }
+
+  #release(id: number): JsMsg | undefined {
+    const m = this.#held.get(id);
+    this.#held.delete(id);
+    this.#wake();
+    return m;
+  }
 }

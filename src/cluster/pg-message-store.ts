@@ -18,7 +18,7 @@
  * migration: the two differ in every id column.
  */
 import type pg from 'pg';
-import type { AclMessage, Conversation, ConversationState, DeliveryRow, Page, StoredMessage, SubscriptionRow } from '../messaging/index.js';
+import type { AclMessage, Conversation, ConversationState, ConversationStep, DeliveryRow, Page, StoredMessage, SubscriptionRow } from '../messaging/index.js';
 import { scrubSecrets } from '../shared/secrets.js';
 import { escapeLiteral, inTransaction, isUnreachable, literal, migrateSchema, quotedSchema, StatementBatch, type PgMigration } from '../storage/pg/index.js';
 import { StepGroups, type StepGroupsOptions } from './step-groups.js';
@@ -135,28 +135,7 @@ export interface PgMessageStoreOptions {
 }
 
 /** What one conversation step may do, inside its transaction and lock. */
-export interface ConversationStep {
-  /** The conversation as stored when the step took its lock (undefined: not created yet). */
-  readonly conversation: Conversation | undefined;
-  /** The conversation's messages, oldest first. */
-  messages(): Promise<StoredMessage[]>;
-  saveConversation(c: Conversation): Promise<void>;
-  insertMessage(m: AclMessage, routedTo: readonly string[]): Promise<void>;
-  /** A pending delivery row; returns its id. */
-  insertDelivery(messageId: string, receiver: string, now: string): Promise<number>;
-  /** A delivery row, locked until the step commits (undefined: no such row). */
-  delivery(id: number): Promise<DeliveryRow | undefined>;
-  /**
-   * Changes a delivery row (its state, attempts, error, receiver). With `publish_tag`, the row is
-   * to be published again under that Nats-Msg-Id suffix (a replay, a reroute): unpublished until
-   * `markPublished` records its PubAck.
-   */
-  setDelivery(id: number, to: { state: DeliveryRow['state']; attempts: number; last_error?: string | null; receiver?: string; next_at?: number; publish_tag?: string }, now: string): Promise<void>;
-  /** This conversation's deliveries still pending. */
-  outstanding(): Promise<number>;
-  insertSubscription(row: SubscriptionRow): Promise<void>;
-  deleteSubscription(conversationId: string): Promise<void>;
-}
+export type { ConversationStep };
 
 interface ConversationRow extends Omit<Conversation, 'participants'> {
   participants: string;

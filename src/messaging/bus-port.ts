@@ -1,4 +1,4 @@
-import type { AgentAnswer, InProcessHandler, MessageHandler } from './bus.js';
+import type { AgentAnswer, InProcessHandler, MessageHandler } from './engine/engine.js';
 import type { Conversation } from './conversation.js';
 import type { Directory } from './directory.js';
 import type { BusEvent } from './events.js';
@@ -20,9 +20,10 @@ export interface BusStats {
 }
 
 /**
- * The message bus as the rest of the server sees it, implemented twice: `MessageBus` (one node,
- * SQLite, src/messaging/bus.ts) and `ClusterBus` (several nodes, PostgreSQL + JetStream,
- * src/cluster/cluster-bus.ts). Routes, host tools and components depend on this, never on either.
+ * The message bus as the rest of the server sees it: the one delivery engine (engine/engine.ts)
+ * over SQLite and the in-process dispatcher on one node (`MessageBus`, bus.ts), or over PostgreSQL
+ * and JetStream in a cluster (`ClusterBus`, src/cluster/cluster-bus.ts). Routes, host tools and
+ * components depend on this, never on either.
  */
 export interface MessagingBus {
   readonly directory: Directory;

@@ -1,6 +1,6 @@
 import { CaxtonError } from '../shared/errors.js';
 import { isTerminal, type Conversation } from './conversation.js';
-import type { AclMessage, ConversationId, MessageId } from './message.js';
+import type { AclMessage, ConversationId } from './message.js';
 
 /** What the bus emits: a message it stored, or a conversation's new state. */
 export type BusEvent = { type: 'message'; conversation_id: ConversationId; message: AclMessage; routed_to: string[] } | { type: 'state'; conversation_id: ConversationId; conversation: Conversation };
@@ -15,15 +15,14 @@ type Waiter = (c?: Conversation) => void;
 
 /**
  * The bus's events and the callers waiting for a conversation to end (POST /messages?wait,
- * `caxton message send --wait`). Events are held until the write that carries them commits, then
- * emitted in order (`flush`), so a listener never hears of a message that a failed write dropped;
- * a failed write takes its events back (`drop`). A conversation's waiters wake on its terminal
- * state event, on close, at their timeout, or early when its reply could not be stored for a full
- * disk (`markUnstored`): they then get a 507 instead of waiting for a reply that is not on disk.
+ * `caxton message send --wait`). The engine emits a step's events once the step committed, so a
+ * listener never hears of a message that a failed write dropped. A conversation's waiters wake on
+ * its terminal state event, on close, at their timeout, or early when its reply could not be
+ * stored for a full disk (`markUnstored`): they then get a 507 instead of waiting for a reply that
+ * is not on disk.
  */
 export class ConversationEvents {
   readonly #sink: EventSink;
-  #pending: BusEvent[] = [];
   readonly #waiters = new Map<ConversationId, Set<Waiter>>();
   /** Conversations with an acknowledgement not stored for a full disk, and how many. */
   readonly #unstored = new Map<ConversationId, number>();
@@ -32,35 +31,8 @@ export class ConversationEvents {
     this.#sink = sink;
   }
 
-  /** How many events are held; `drop(mark, ...)` takes back those held after it. */
-  get mark(): number {
-    return this.#pending.length;
-  }
-
-  /** Holds a message event until the write carrying the message commits. */
-  message(m: AclMessage, routed: string[]): void {
-    if (this.#sink.listenerCount('event') > 0) this.#pending.push({ type: 'message', conversation_id: m.conversation_id, message: m, routed_to: routed });
-  }
-
-  /** Holds a state event; held also when nobody listens but somebody waits, so a terminal state wakes them. */
-  state(conv: Conversation): void {
-    if (this.#sink.listenerCount('event') > 0 || this.#waiters.has(conv.id))
-      this.#pending.push({ type: 'state', conversation_id: conv.id, conversation: { ...conv, participants: [...conv.participants] } });
-  }
-
-  /** A write failed: the events held after `mark` about its messages and its conversation are never emitted. */
-  drop(mark: number, conversation: ConversationId, messages: ReadonlySet<MessageId | undefined>): void {
-    this.#pending = [
-      ...this.#pending.slice(0, mark),
-      ...this.#pending.slice(mark).filter((e) => !(e.type === 'message' && messages.has(e.message.id)) && !(e.type === 'state' && e.conversation_id === conversation)),
-    ];
-  }
-
-  /** Emits the held events in order (their writes committed), and wakes whoever waits for a conversation that ended. */
-  flush(): void {
-    if (this.#pending.length === 0) return;
-    const events = this.#pending;
-    this.#pending = [];
+  /** Emits a committed step's events in order, and wakes whoever waits for a conversation that ended. */
+  emit(events: readonly BusEvent[]): void {
     for (const e of events) {
       if (this.#sink.listenerCount('event') > 0) this.#sink.emit('event', e);
       if (e.type === 'state' && isTerminal(e.conversation.state)) this.#wakeAll(e.conversation_id, { ...e.conversation });

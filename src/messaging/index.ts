@@ -1,4 +1,18 @@
-export { MessageBus, type BusOptions, type MessageHandler, type InProcessHandler, type InProcessReceiver, type HandlerContext, type AgentAnswer } from './bus.js';
+export { MessageBus, type BusOptions } from './bus.js';
+export {
+  DeliveryEngine,
+  type AgentAnswer,
+  type DeliveryOutcome,
+  type EngineOptions,
+  type HandlerContext,
+  type InProcessHandler,
+  type InProcessReceiver,
+  type MessageHandler,
+} from './engine/engine.js';
+export { EngineBus } from './engine/engine-bus.js';
+export type { ConversationStep, DeliveryQueue, Outgoing, StepStore } from './engine/ports.js';
+export { DispatchQueue, type DispatchQueueOptions } from './dispatch-queue.js';
+export { SqliteSteps } from './sqlite-steps.js';
 export type { MessagingConfig } from './config.js';
 export type { BusReads, BusStats, MessagingBus } from './bus-port.js';
 export {
@@ -20,8 +34,6 @@ export {
 export { ConversationEvents, type BusEvent } from './events.js';
 export { MessageReads, type ReadSources } from './reads.js';
 export { PLATFORM, type SendHints, type SubmitOptions, type SubmitResult } from './submission.js';
-export type { DeliveryQueue, DeliveryQueueDeps, DeliveryQueueFactory, PendingDelivery } from './queue.js';
-export { SqliteDeliveryQueue, sqliteQueue } from './sqlite-queue.js';
 export { MESSAGING_MIGRATIONS, type ConversationFilter, type DeadLetterFilter, type DeliveryRow, type MessageFilter, type StoredMessage, type Page, type SubscriptionRow } from './store.js';
 export { Directory, type DirectoryEntry, type DirectoryEvent, type DirectoryQuery } from './directory.js';
 export { eventVisibleTo, readsFor } from './scoped-reads.js';
@@ -32,7 +44,7 @@ export { executorHandler } from './agent-handler.js';
 export { sendMessageTool } from './send-message-tool.js';
 export { parseMessage, type ParseMessageOptions } from './validate.js';
 export { renderMessagePrompt, parseAnswer } from './prompt.js';
-export { chooseWinner, proposalValue, selectionOf, createProtocolEngine, ProtocolEngine, type ConversationProtocol, type ProtocolContext } from './protocols/index.js';
+export { afterReply, atDeadline, chooseWinner, decide, endless, openCall, proposalValue, replyActs, selectionOf, type OpenCall, type StepEffects } from './protocols/index.js';
 export { PERFORMATIVES, PROTOCOLS, normalizePerformative, expectsReply, executes, fanOut, type Performative, type Protocol } from './performatives.js';
 export { newMessageId, newConversationId, contentText, contentSize, replyAddress, type AclMessage, type Content, type ConversationId, type MessageId, type TraceContext } from './message.js';
 export { TERMINAL_STATES, isTerminal, type Conversation, type ConversationState } from './conversation.js';

@@ -1,17 +1,15 @@
 import { CaxtonError } from '../shared/errors.js';
 import type { Conversation } from './conversation.js';
 import type { AclMessage, ConversationId } from './message.js';
-import type { DeliveryQueue } from './queue.js';
 import type { ConversationFilter, DeadLetterFilter, DeliveryRow, MessageFilter, MessageStore, Page, StoredMessage } from './store.js';
 
-/** What the reads need from the bus: its write barrier, its open conversations, its store and queue. */
+/** What the reads need from the bus: its write barrier, its open conversations and its store. */
 export interface ReadSources {
   /** Resolves once every write accepted so far has committed (a read never misses an accepted message). */
   settled(): Promise<void>;
   /** The conversation as the bus holds it (open ones in memory, the rest from the store). */
   conversation(id: ConversationId): Conversation | undefined;
   store: MessageStore;
-  queue: DeliveryQueue;
 }
 
 /**
@@ -41,7 +39,7 @@ export class MessageReads {
   async getMessage(id: string): Promise<(StoredMessage & { deliveries: DeliveryRow[] }) | undefined> {
     await this.#src.settled();
     const s = this.#src.store.getMessage(id);
-    return s && { ...s, deliveries: this.#src.queue.ofMessage(id) };
+    return s && { ...s, deliveries: this.#src.store.deliveriesOf(id) };
   }
 
   /** Messages newest first, narrowed by the filter. */
@@ -54,13 +52,13 @@ export class MessageReads {
   async deadLetters(q: DeadLetterFilter & { limit?: number; offset?: number } = {}): Promise<Page<DeliveryRow & { message: AclMessage }>> {
     await this.#src.settled();
     const { limit, offset, ...filter } = q;
-    const page = this.#src.queue.deadLetters(limit ?? 50, offset ?? 0, filter);
+    const page = this.#src.store.deadLetters(limit ?? 50, offset ?? 0, filter);
     return { total: page.total, items: page.items.map((d) => ({ ...d, message: this.#messageOf(d) })) };
   }
 
   async deadLetter(id: number): Promise<DeliveryRow & { message: AclMessage }> {
     await this.#src.settled();
-    const d = this.#src.queue.get(id);
+    const d = this.#src.store.getDelivery(id);
     if (!d || d.state !== 'dead') throw new CaxtonError('not_found', `no dead letter with id ${id}`, { id });
     return { ...d, message: this.#messageOf(d) };
   }

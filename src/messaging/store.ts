@@ -159,7 +159,8 @@ export class MessageStore {
   constructor(readonly db: Db) {
     this.#s = {
       insertMessage: db.prepare('INSERT INTO messages (id, conversation_id, performative, sender, created_at, body, routed_to) VALUES (?, ?, ?, ?, ?, ?, ?)'),
-      insertDelivery: db.prepare("INSERT INTO deliveries (message_id, receiver, state, updated_at) VALUES (?, ?, 'pending', ?)"),
+      insertDelivery: db.prepare("INSERT INTO deliveries (id, message_id, receiver, state, updated_at) VALUES (?, ?, ?, 'pending', ?)"),
+      lastDelivery: db.prepare("SELECT max(coalesce((SELECT max(id) FROM deliveries), 0), coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'deliveries'), 0)) AS id"),
       ack: db.prepare("UPDATE deliveries SET state = 'done', attempts = attempts + 1, updated_at = ? WHERE id = ?"),
       retry: db.prepare("UPDATE deliveries SET state = 'pending', attempts = ?, next_at = ?, last_error = ?, updated_at = ? WHERE id = ?"),
       dead: db.prepare("UPDATE deliveries SET state = 'dead', attempts = ?, last_error = ?, updated_at = ? WHERE id = ?"),
@@ -197,8 +198,14 @@ export class MessageStore {
     this.#s.insertMessage.run(m.id, m.conversation_id, m.performative, m.sender, m.timestamp, scrubSecrets(JSON.stringify(m)), JSON.stringify(routedTo));
   }
 
-  insertDelivery(messageId: MessageId, receiver: string, now: string): number {
-    return Number(this.#s.insertDelivery.run(messageId, receiver, now).lastInsertRowid);
+  /** A pending delivery under an id the bus chose (it numbers deliveries itself: `lastDeliveryId`), so a step knows it before its commit. */
+  insertDelivery(id: number, messageId: MessageId, receiver: string, now: string): void {
+    this.#s.insertDelivery.run(id, messageId, receiver, now);
+  }
+
+  /** The highest delivery id ever given (deleted rows included). */
+  lastDeliveryId(): number {
+    return Number((this.#s.lastDelivery.get() as { id: number }).id);
   }
 
   ack(id: number, now: string): void {

@@ -4,16 +4,7 @@
  */
 import { AgentRegistry, parseAgent, type AgentDefinition } from '../../src/agents/index.js';
 import { loadServerConfig } from '../../src/config/index.js';
-import {
-  MESSAGING_MIGRATIONS,
-  MessageBus,
-  type AclMessage,
-  type ConversationId,
-  type DeliveryQueueFactory,
-  type MessageHandler,
-  type MessageId,
-  type MessagingConfig,
-} from '../../src/messaging/index.js';
+import { MESSAGING_MIGRATIONS, MessageBus, type AclMessage, type ConversationId, type MessageHandler, type MessageId, type MessagingConfig } from '../../src/messaging/index.js';
 import { migrate, openDatabase, type Db } from '../../src/storage/index.js';
 import { makeTempDir } from '../helpers/tmp.js';
 
@@ -58,12 +49,12 @@ export function messagingConfig(over: Partial<MessagingConfig> = {}): MessagingC
   return { ...loadServerConfig({ env: {}, cwd: process.cwd() }).messaging, ...over };
 }
 
-export function openBus(opts: { dir?: string; config?: Partial<MessagingConfig>; handler?: MessageHandler; registry?: AgentRegistry; queue?: DeliveryQueueFactory } = {}): TestBus {
+export function openBus(opts: { dir?: string; config?: Partial<MessagingConfig>; handler?: MessageHandler; registry?: AgentRegistry } = {}): TestBus {
   const dir = opts.dir ?? makeTempDir('caxton-msg-');
   const db = openDatabase(dir);
   migrate(db, MESSAGING_MIGRATIONS);
   const registry = opts.registry ?? new AgentRegistry();
-  const bus = new MessageBus({ db, registry, config: messagingConfig(opts.config), ...(opts.queue && { queue: opts.queue }) });
+  const bus = new MessageBus({ db, registry, config: messagingConfig(opts.config) });
   if (opts.handler) bus.setAgentHandler(opts.handler);
   const t: TestBus = {
     bus,

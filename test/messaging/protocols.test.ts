@@ -1,12 +1,10 @@
 /**
- * The seams of the bus (issue 16): the protocol engine (src/messaging/protocols) and the delivery
- * queue (src/messaging/queue.ts), driven through the real bus over a real SQLite file. What the
- * protocols keep across a restart (Contract Net calls, subscriptions), what they decide alone
- * (endless subscriptions, the request's agree), and that delivery goes through the queue the bus
- * was given.
+ * The interaction protocols (src/messaging/protocols/steps.ts), driven through the real bus over a
+ * real SQLite file: what they find again after a restart (Contract Net calls, subscriptions) and
+ * what they decide alone (endless subscriptions, the request's agree).
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { SqliteDeliveryQueue, type AclMessage, type ConversationId, type Delivery, type MessageHandler } from '../../src/messaging/index.js';
+import { type AclMessage, type ConversationId, type MessageHandler } from '../../src/messaging/index.js';
 import { removeTempDirs } from '../helpers/tmp.js';
 import { waitUntil } from '../helpers/wait.js';
 import { agentDef, deploy, openBus, type TestBus } from './helpers.js';
@@ -111,32 +109,5 @@ describe('FIPA-Request reply acts', () => {
     expect([b.state, b.reason]).toEqual(['failed', 'clerk answered refuse']);
     expect((await messagesOf(t, failed.conversation_id)).map((m) => `${m.performative}:${m.content as string}`)).toEqual(['request:try', 'agree:', 'failure:answer to try']);
     expect((await messagesOf(t, refused.conversation_id)).map((m) => `${m.performative}:${m.content as string}`)).toEqual(['request:no', 'refuse:answer to no']);
-  });
-});
-
-describe('the delivery queue seam', () => {
-  it('delivers through the queue the bus was given: stored, handed out, acknowledged with the reply', async () => {
-    const calls: string[] = [];
-    class RecordingQueue extends SqliteDeliveryQueue {
-      override enqueue(m: AclMessage, receivers: readonly string[], alongside: readonly AclMessage[], now: string): Promise<Delivery[]> {
-        calls.push(`enqueue:${m.performative}>${receivers.join()}`);
-        return super.enqueue(m, receivers, alongside, now);
-      }
-      override dispatch(d: Delivery, delayMs?: number): void {
-        calls.push(`dispatch:${d.receiver}`);
-        super.dispatch(d, delayMs);
-      }
-      override ack(d: Delivery, replies: readonly AclMessage[], now: string): Promise<void> {
-        calls.push(`ack:${d.receiver}:${replies.map((r) => r.performative).join()}`);
-        return super.ack(d, replies, now);
-      }
-    }
-    const t = start({ handler: () => ({ content: 'fine' }), queue: (deps) => new RecordingQueue(deps) });
-    deploy(t.registry, agentDef('desk', ['desk']));
-    const r = await t.bus.submit({ performative: 'query-ref', capability: 'desk', content: 'status?' });
-    expect((await t.bus.wait(r.conversation_id, 5000)).state).toBe('completed');
-    expect(calls).toEqual(['enqueue:query-ref>desk', 'dispatch:desk', 'ack:desk:inform']);
-    const stored = await t.bus.reads.getMessage(r.id);
-    expect(stored?.deliveries.map((d) => [d.receiver, d.state])).toEqual([['desk', 'done']]);
   });
 });

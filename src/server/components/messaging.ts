@@ -38,7 +38,7 @@ export function startMessaging(opts: {
         registry: opts.registry,
         config: opts.config.messaging,
         log: opts.logger,
-        ...(opts.telemetry.metrics && { metrics: opts.telemetry.metrics }),
+        ...opts.telemetry,
         ...(principals && { principals }),
       })
     : new MessageBus({ db: opts.db, registry: opts.registry, config: opts.config.messaging, log: opts.logger, ...opts.telemetry, ...(principals && { principals }) });

@@ -1,25 +1,17 @@
 /**
- * The interaction protocols of a cluster as functions of the stored conversation (ADR 0043, item
- * 2). The single-node protocols (src/messaging/protocols) keep state between messages in the
- * process: a Contract Net's collected proposals and its deadline timer, the subscriptions. Here
- * every decision is made inside the conversation's step (its PostgreSQL transaction and lock)
- * from what the conversation's rows say, so whichever node commits the last expected answer
- * makes the award, and the one after it sees the award stored and does nothing.
+ * The interaction protocols (FIPA-Request, FIPA-Query, Contract Net, Subscribe, and conversations
+ * without one) as functions of the stored conversation. Every decision is made inside the
+ * conversation's step from what its rows say, never from state kept in a process: on one node and
+ * in a cluster alike, whichever step stores the last expected answer makes the award, and the one
+ * after it sees the award stored and does nothing. Deadlines (a call for proposals closing) are
+ * the conversation's `expires_at`, handled by the engine's deadline sweep.
  */
-import {
-  chooseWinner,
-  expectsReply,
-  isTerminal,
-  newMessageId,
-  selectionOf,
-  type AclMessage,
-  type Content,
-  type Conversation,
-  type ConversationState,
-  type MessagingConfig,
-  type Performative,
-  type StoredMessage,
-} from '../messaging/index.js';
+import type { MessagingConfig } from '../config.js';
+import { isTerminal, type Conversation, type ConversationState } from '../conversation.js';
+import { newMessageId, type AclMessage, type Content } from '../message.js';
+import { expectsReply, type Performative } from '../performatives.js';
+import type { StoredMessage } from '../store.js';
+import { chooseWinner, selectionOf } from './selection.js';
 
 const iso = (t = Date.now()) => new Date(t).toISOString();
 

@@ -1,0 +1,646 @@
+import type { ActingPrincipals, SendScope } from '../../auth/index.js';
+import type { Metrics } from '../../observability/metrics.js';
+import { childTraceparent, endWithError, SpanKind, SpanStatusCode, startSpan, traceLogFields, withSpan, type Tracer } from '../../observability/trace-context.js';
+import { CaxtonError, describeError, isCaxtonError, type ErrorCode } from '../../shared/errors.js';
+import type { MessagingConfig } from '../config.js';
+import { isTerminal, type Conversation, type ConversationState } from '../conversation.js';
+import type { DirectoryEntry, Directory } from '../directory.js';
+import type { Delivery } from '../dispatcher.js';
+import type { BusEvent } from '../events.js';
+import { newMessageId, type AclMessage, type Content, type ConversationId, type MessageId } from '../message.js';
+import { executes, expectsReply, type Performative } from '../performatives.js';
+import { afterReply, atDeadline, endless, openCall, replyActs, type StepEffects } from '../protocols/index.js';
+import type { RouteDecision, Router } from '../router.js';
+import {
+  checkReceiverLimits,
+  duplicateResult,
+  newConversation,
+  replyTo,
+  retryDelay,
+  RETRYABLE,
+  routeForPrincipal,
+  sendScopeOf,
+  touchConversation,
+  UNDELIVERABLE,
+  undeployedReceiver,
+} from '../bus-rules.js';
+import type { StoredMessage } from '../store.js';
+import { PLATFORM, type SendHints, type SubmitResult } from '../submission.js';
+import type { ConversationStep, DeliveryQueue, Outgoing, StepStore } from './ports.js';
+
+/** What an agent answered: the reply act and its content (undefined: no reply). */
+export type AgentAnswer = { performative?: Performative; content: Content } | undefined;
+
+/** What a handler gets with the message: the bus's stop signal, the delivery, and the delivery span's trace context. */
+export interface HandlerContext {
+  signal: AbortSignal;
+  delivery: Delivery;
+  traceparent?: string;
+}
+
+/** Runs a message on one receiver. Configuration agents get the executor-backed handler. */
+export type MessageHandler = (m: AclMessage, receiver: DirectoryEntry, ctx: HandlerContext) => Promise<AgentAnswer> | AgentAnswer;
+
+/**
+ * The receiver an in-process handler gets: its directory entry, or, for a name that is not a
+ * deployed agent (a system agent, a benchmark sink), the same fields without a definition.
+ */
+export type InProcessReceiver = Omit<DirectoryEntry, 'definition'> & { readonly definition?: DirectoryEntry['definition'] };
+
+/** Runs messages for an agent name inside the server (system agents, benchmarks): see `registerHandler`. */
+export type InProcessHandler = (m: AclMessage, receiver: InProcessReceiver, ctx: HandlerContext) => Promise<AgentAnswer> | AgentAnswer;
+
+/** What became of one delivery attempt (the `status` label of caxton_messages_processed_total). */
+export type DeliveryOutcome = 'delivered' | 'failed' | 'retried' | 'dead_letter' | 'rerouted' | 'stopped';
+
+export interface EngineLog {
+  warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+  info?(obj: object, msg: string): void;
+}
+
+export interface EngineOptions {
+  config: MessagingConfig;
+  store: StepStore;
+  queue: DeliveryQueue;
+  directory: Directory;
+  router: Router;
+  principals?: ActingPrincipals | undefined;
+  agentHandler?: MessageHandler | undefined;
+  log: EngineLog;
+  /** Spans: `message.route` on acceptance, `message.deliver` around each delivery. */
+  tracer?: Tracer | undefined;
+  /** caxton_messages_processed_total and caxton_message_processing_duration_seconds. */
+  metrics?: Metrics | undefined;
+  /** Tells listeners what a committed step did, in order. */
+  emit(events: readonly BusEvent[]): void;
+  /** Whether the bus is running (accepting messages and finishing deliveries). */
+  running(): boolean;
+}
+
+const iso = (t = Date.now()) => new Date(t).toISOString();
+
+/** A step's effects: messages to hand out and events to emit once it commits, informs to forward to subscribers. */
+class StepWork {
+  readonly outgoing: Outgoing[] = [];
+  readonly events: BusEvent[] = [];
+  readonly notify: AclMessage[] = [];
+}
+
+type Effects = StepEffects & { subscribe(original: AclMessage, provider: string): Promise<void>; pending: Promise<void>[] };
+
+/**
+ * The delivery engine behind both buses: accept → route → store → deliver → acknowledge, with
+ * retry and backoff, dead letter, reroute, replay, deadlines and subscriptions, written once.
+ * Every change of a conversation is one step of it (`StepStore.inConversation`): the engine's
+ * decisions (and the protocols', protocols/steps.ts) are made inside the step from what the
+ * conversation's rows say, and what the step delivers and emits leaves only once it committed.
+ * The stores and queues are adapters: SQLite with group commit and the in-process dispatcher on
+ * one node (sqlite-steps.ts), PostgreSQL with JetStream in a cluster (src/cluster).
+ *
+ * "Accepted" means committed and handed to the queue; a delivery is acknowledged in the same step
+ * as the replies it produced and what the protocol decided, so each receiver gets a message at
+ * least once and its answer counts once.
+ */
+export class DeliveryEngine {
+  readonly #o: EngineOptions;
+  readonly #cfg: MessagingConfig;
+  readonly #store: StepStore;
+  readonly #queue: DeliveryQueue;
+  readonly #handlers = new Map<string, InProcessHandler>();
+  #agentHandler: MessageHandler | undefined;
+  /** Sends of a client-chosen id in flight: a second one waits for the first. */
+  readonly #inflight = new Map<string, Promise<SubmitResult>>();
+  /** Work in flight that a reader waits for (`idle`): outcomes being written, notifications to subscribers. */
+  readonly #background = new Set<Promise<void>>();
+
+  constructor(opts: EngineOptions) {
+    this.#o = opts;
+    this.#cfg = opts.config;
+    this.#store = opts.store;
+    this.#queue = opts.queue;
+    this.#agentHandler = opts.agentHandler;
+  }
+
+  setAgentHandler(handler: MessageHandler): void {
+    this.#agentHandler = handler;
+  }
+
+  registerHandler(agent: string, handler: InProcessHandler): void {
+    this.#handlers.set(agent.toLowerCase(), handler);
+  }
+
+  unregisterHandler(agent: string): void {
+    this.#handlers.delete(agent.toLowerCase());
+  }
+
+  /** Resolves once the outcomes being written and the notifications to subscribers in flight are done. */
+  async idle(): Promise<void> {
+    while (this.#background.size > 0) await Promise.all(this.#background);
+  }
+
+  #track(p: Promise<void>): void {
+    this.#background.add(p);
+    void p.finally(() => this.#background.delete(p));
+  }
+
+  /** Whether this node can run deliveries to `receiver` (a deployed agent or an in-process handler). */
+  serves(receiver: string): boolean {
+    return this.#o.directory.get(receiver) !== undefined || this.#handlers.has(receiver.toLowerCase());
+  }
+
+  // ---------------------------------------------------------------- accept
+
+  /**
+   * Sends a typed message: dedup, back-pressure, routing, then one step of its conversation.
+   * `hints` say which ids were just generated here (then they cannot be stored yet: no lookup).
+   */
+  send(m: AclMessage, hints: SendHints = {}): Promise<SubmitResult> {
+    if (!this.#o.running()) return Promise.reject(new CaxtonError('not_ready', 'the message bus is not running'));
+    if (hints.newId) return this.#send(m, hints);
+    const pending = this.#inflight.get(m.id);
+    if (pending) return pending.then((r) => ({ ...r, duplicate: true }));
+    const p = this.#send(m, hints);
+    this.#inflight.set(m.id, p);
+    const clear = () => this.#inflight.delete(m.id);
+    p.then(clear, clear);
+    return p;
+  }
+
+  async #send(m: AclMessage, hints: SendHints): Promise<SubmitResult> {
+    try {
+      return await this.#accept(m, hints);
+    } catch (e) {
+      throw this.#store.callerError(e);
+    }
+  }
+
+  async #accept(m: AclMessage, hints: SendHints): Promise<SubmitResult> {
+    const scope: SendScope | undefined = sendScopeOf(m, hints, this.#o.principals);
+    if (!hints.newId) {
+      const stored = await this.#store.getMessage(m.id);
+      if (stored) return this.#duplicate(stored);
+    }
+    const backlog = this.#queue.backlog;
+    if (backlog >= this.#cfg.max_queue) {
+      throw new CaxtonError('queue_full', `the message queue is full (${backlog} undelivered messages, [messaging] max_queue = ${this.#cfg.max_queue}); retry later`, {
+        retry_after: 1,
+        queued: backlog,
+      });
+    }
+    this.#queue.admit?.(m);
+    if (this.#o.tracer) m = this.#traceRoute(m);
+    const decision = this.#o.router.route(m, scope);
+    checkReceiverLimits(m, decision);
+    let out: SubmitResult | CaxtonError;
+    let work: StepWork;
+    try {
+      ({ out, work } = await this.#inStep(m.conversation_id, (s, w) => this.#acceptStep(s, m, decision, hints.newConversation === true, w)));
+    } catch (e) {
+      // Two senders took the same client-chosen id at once: the other one stored it first.
+      if (this.#store.isDuplicateId(e)) {
+        const stored = await this.#store.getMessage(m.id);
+        if (stored) return this.#duplicate(stored);
+      }
+      throw e;
+    }
+    this.#o.emit(work.events);
+    // The turn limit was reached: the conversation's end is committed, the message refused.
+    if (out instanceof CaxtonError) throw out;
+    await this.#queue.publish(work.outgoing);
+    if (work.notify.length > 0) this.#track(this.#forward(work.notify));
+    return out;
+  }
+
+  /**
+   * A `message.route` span continuing the message's trace context (or the active span: the HTTP
+   * request that submitted it); the message then carries the span's context, so its deliveries,
+   * the executions they start and the replies they produce belong to the same trace.
+   */
+  #traceRoute(m: AclMessage): AclMessage {
+    const incoming = m.trace_context?.traceparent;
+    const span = startSpan(
+      this.#o.tracer!,
+      `message.route ${m.performative}`,
+      incoming,
+      () => ({
+        'caxton.performative': m.performative,
+        'caxton.sender': m.sender,
+        ...(m.capability !== undefined && { 'caxton.capability': m.capability }),
+        ...(m.protocol !== undefined && { 'caxton.protocol': m.protocol }),
+      }),
+      SpanKind.PRODUCER,
+    );
+    const tp = childTraceparent(span, incoming);
+    span.end();
+    if (tp === undefined || tp === incoming) return m;
+    return { ...m, trace_context: { traceparent: tp, ...(m.trace_context?.tracestate !== undefined && { tracestate: m.trace_context.tracestate }) } };
+  }
+
+  /** One step of a conversation with its effects collected afresh: only the run that committed counts. */
+  #inStep<T>(id: string, fn: (s: ConversationStep, work: StepWork) => Promise<T>, opts?: { delivery?: number }): Promise<{ out: T; work: StepWork }> {
+    return this.#store.inConversation(
+      id,
+      async (s) => {
+        const work = new StepWork();
+        return { out: await fn(s, work), work };
+      },
+      opts,
+    );
+  }
+
+  async #acceptStep(s: ConversationStep, m: AclMessage, decision: RouteDecision, fresh: boolean, work: StepWork): Promise<SubmitResult | CaxtonError> {
+    const now = iso();
+    let conv = fresh ? undefined : s.conversation;
+    if (conv && isTerminal(conv.state)) {
+      throw new CaxtonError('conversation_closed', `conversation ${conv.id} is ${conv.state}${conv.reason ? ` (${conv.reason})` : ''}; start a new conversation by leaving out conversation_id`, {
+        conversation_id: conv.id,
+        state: conv.state,
+      });
+    }
+    if (conv && conv.turns + 1 > conv.max_turns) {
+      const reason = `turn limit reached: at most ${conv.max_turns} messages per conversation`;
+      this.#setState(conv, 'failed', reason, work);
+      await s.saveConversation(conv);
+      return new CaxtonError('conversation_closed', `conversation ${conv.id} ${reason}; it is now failed`, { conversation_id: conv.id, state: 'failed' });
+    }
+    conv ??= newConversation(m, now, decision, this.#cfg, endless(m.protocol));
+    const receivers = decision.ok ? decision.receivers.map((r) => r.agent) : [];
+    let failure: SubmitResult['failure'];
+    await this.#storeMessage(s, conv, m, receivers, now, work);
+    if (!decision.ok) {
+      const reply = replyTo(m, PLATFORM, 'failure', { reason: decision.reason, message: decision.message });
+      await this.#storeMessage(s, conv, reply, [], now, work);
+      this.#setState(conv, 'failed', decision.message, work);
+      failure = { reason: decision.reason, message: decision.message, reply_id: reply.id };
+    } else if (m.performative === 'cfp' && conv.protocol === 'fipa-contract-net') {
+      // The call closes at its deadline (the sweep decides it then) unless every bidder answers first.
+      const call = openCall([{ message: m, routed_to: receivers }], this.#cfg);
+      if (call) conv.expires_at = iso(Math.min(call.deadline, Date.parse(conv.expires_at ?? iso(call.deadline))));
+    }
+    if (m.performative === 'cancel' && conv.protocol === 'fipa-subscribe') {
+      await s.deleteSubscription(conv.id);
+      this.#setState(conv, 'completed', 'cancelled by the subscriber', work);
+    }
+    if (m.performative === 'inform' && m.in_reply_to === undefined) work.notify.push(m);
+    await s.saveConversation(conv);
+    return {
+      id: m.id,
+      conversation_id: m.conversation_id,
+      performative: m.performative,
+      routed_to: receivers,
+      routing: decision.ok ? decision.mode : 'none',
+      duplicate: false,
+      ...(failure && { failure }),
+    };
+  }
+
+  /** Stores `m` in `conv` with a pending delivery per receiver (handed out once the step commits). */
+  async #storeMessage(s: ConversationStep, conv: Conversation, m: AclMessage, receivers: readonly string[], now: string, work: StepWork): Promise<void> {
+    touchConversation(conv, m, receivers, now, this.#cfg.conversation_ttl, endless(conv.protocol));
+    await s.insertMessage(m, receivers);
+    for (const r of receivers) work.outgoing.push({ id: await s.insertDelivery(m.id, r, now), receiver: r, message: m });
+    work.events.push({ type: 'message', conversation_id: m.conversation_id, message: m, routed_to: [...receivers] });
+  }
+
+  /** The message was accepted before: the queue gets its pending deliveries again where it may have lost them. */
+  async #duplicate(stored: StoredMessage): Promise<SubmitResult> {
+    await this.#queue.again(stored);
+    return duplicateResult(stored, true);
+  }
+
+  #setState(conv: Conversation, to: ConversationState, reason: string | null, work: StepWork): void {
+    if (isTerminal(conv.state) || conv.state === to || to === 'initiated') return;
+    conv.state = to;
+    conv.updated_at = iso();
+    if (reason !== null) conv.reason = reason;
+    if (isTerminal(to)) conv.expires_at = null;
+    work.events.push({ type: 'state', conversation_id: conv.id, conversation: { ...conv, participants: [...conv.participants] } });
+  }
+
+  /** What a protocol step may do, written in the step it runs in. */
+  #effects(s: ConversationStep, conv: Conversation, work: StepWork): Effects {
+    const pending: Promise<void>[] = [];
+    // One after another: a step's writes share one connection, where a database wants one query at a time.
+    let last: Promise<void> = Promise.resolve();
+    return {
+      pending,
+      setState: (to, reason) => this.#setState(conv, to, reason, work),
+      send: (made) => {
+        const m = this.#o.tracer ? this.#traceRoute(made) : made;
+        // The platform's own sends (a Contract Net's award) act for the conversation's principal too.
+        const decision = routeForPrincipal(this.#o.router, m, this.#o.principals);
+        const receivers = decision.ok ? decision.receivers.map((r) => r.agent) : [];
+        last = last.then(() => this.#storeMessage(s, conv, m, receivers, iso(), work));
+        pending.push(last);
+      },
+      subscribe: async (sub, provider) => {
+        await s.insertSubscription({
+          id: sub.id,
+          conversation_id: conv.id,
+          subscriber: sub.sender,
+          capability: sub.capability ?? null,
+          agent: sub.capability === undefined ? provider : null,
+          content: typeof sub.content === 'string' ? sub.content : JSON.stringify(sub.content),
+          created_at: iso(),
+        });
+      },
+    };
+  }
+
+  /** After a step committed: its new deliveries go out; a failure is logged (the rows stay pending). */
+  #publishAfter(out: readonly Outgoing[]): Promise<void> {
+    return this.#queue
+      .publish(out)
+      .catch((e: unknown) => this.#o.log.error({ deliveries: out.map((o) => o.id), err: describeError(e) }, 'could not hand out deliveries a conversation step made; they stay pending'));
+  }
+
+  // ---------------------------------------------------------------- deliver
+
+  /** Runs one delivery and finishes it (acknowledged, retried, dead-lettered or rerouted); never rejects. */
+  async deliver(d: Delivery, signal: AbortSignal): Promise<void> {
+    const m = d.message;
+    const t0 = performance.now();
+    const span =
+      this.#o.tracer &&
+      startSpan(
+        this.#o.tracer,
+        `message.deliver ${m.performative}`,
+        m.trace_context?.traceparent,
+        () => ({ 'caxton.performative': m.performative, 'caxton.receiver': d.receiver, 'caxton.attempt': d.attempts + 1 }),
+        SpanKind.CONSUMER,
+      );
+    const tp = span ? childTraceparent(span, m.trace_context?.traceparent) : undefined;
+    let outcome: DeliveryOutcome;
+    try {
+      outcome = await (span ? withSpan(span, () => this.#attempt(d, signal, tp)) : this.#attempt(d, signal, tp));
+    } catch (e) {
+      if (span) endWithError(span, e);
+      this.#o.log.error({ ...traceLogFields(tp ?? m.trace_context?.traceparent), delivery: d.id, message_id: m.id, err: describeError(e) }, 'a delivery could not be finished');
+      return;
+    }
+    if (this.#o.metrics && outcome !== 'stopped') this.#o.metrics.message(m.performative, outcome, (performance.now() - t0) / 1000);
+    if (span?.isRecording()) {
+      span.setAttribute('caxton.outcome', outcome);
+      if (outcome === 'dead_letter' || outcome === 'failed') span.setStatus({ code: SpanStatusCode.ERROR, message: outcome });
+      span.end();
+    }
+  }
+
+  /** One delivery attempt: runs the handler, then acknowledges, retries or dead-letters. */
+  async #attempt(d: Delivery, signal: AbortSignal, traceparent: string | undefined): Promise<DeliveryOutcome> {
+    const m = d.message;
+    const entry = this.#o.directory.get(d.receiver);
+    const inProcess = this.#handlers.get(d.receiver.toLowerCase());
+    if (!entry && !inProcess) return this.#finishing(d, () => this.#reroute(d));
+    const ctx: HandlerContext = { signal, delivery: d, ...(traceparent !== undefined && { traceparent }) };
+    let answer: AgentAnswer;
+    try {
+      // Configuration agents run only for the acts that execute; an in-process handler gets every one.
+      let r: Promise<AgentAnswer> | AgentAnswer = undefined;
+      if (inProcess) r = inProcess(m, entry ?? undeployedReceiver(d.receiver), ctx);
+      else if (entry && this.#agentHandler && executes(m.performative)) r = this.#agentHandler(m, entry, ctx);
+      answer = r instanceof Promise ? await r : r;
+    } catch (e) {
+      if (signal.aborted) return 'stopped'; // the bus is stopping: stays pending, delivered again
+      return this.#finishing(d, () => this.#failed(d, e, traceparent));
+    }
+    if (signal.aborted && !this.#o.running()) return 'stopped';
+    return this.#finishing(d, async () => {
+      await this.#acknowledge(d, answer, traceparent);
+      return 'delivered';
+    });
+  }
+
+  /** Writes a delivery's outcome; a write the store failed goes to the queue, which tries it again or runs the delivery again. */
+  #finishing(d: Delivery, finish: () => Promise<DeliveryOutcome>): Promise<DeliveryOutcome> {
+    const p = finish().catch((e: unknown): DeliveryOutcome => {
+      this.#queue.unfinished(d, e, async () => {
+        await finish();
+      });
+      return 'stopped';
+    });
+    // Counted by `idle`: a reader waits until the outcome is written and the queue told.
+    this.#track(p.then(() => undefined));
+    return p;
+  }
+
+  /** The answer, the row's `done` and what the protocol decided, in one step of the conversation. */
+  async #acknowledge(d: Delivery, answer: AgentAnswer, traceparent?: string): Promise<void> {
+    const m = d.message;
+    // Replies continue the delivery's span, so what they cause joins the same trace.
+    const extra: Partial<AclMessage> = traceparent !== undefined ? { trace_context: { traceparent } } : {};
+    const { out: done, work } = await this.#inStep(
+      m.conversation_id,
+      async (s, work) => {
+        const row = await s.delivery(d.id);
+        // Another copy finished it first (a cluster's queue redelivered it while this one ran): its answer stands.
+        if (!row || row.state !== 'pending') return false;
+        const now = iso();
+        const conv = s.conversation;
+        const replies: AclMessage[] = [];
+        if (answer && expectsReply(m.performative)) {
+          // The protocol may put acts before the answer (a request's `agree`): they carry no content.
+          const acts = replyActs(m, answer.performative ?? 'inform');
+          acts.forEach((act, i) => replies.push(replyTo(m, d.receiver, act, i === acts.length - 1 ? answer.content : '', extra)));
+        }
+        await s.setDelivery(d.id, { state: 'done', attempts: row.attempts + 1 }, now);
+        if (conv) {
+          if (conv.state === 'initiated') this.#setState(conv, 'in_progress', null, work);
+          for (const r of replies) await this.#storeMessage(s, conv, r, [], now, work);
+          const fx = this.#effects(s, conv, work);
+          await afterReply(conv, m, replies, await s.outstanding(), () => s.messages(), this.#cfg, fx);
+          await Promise.all(fx.pending);
+          await s.saveConversation(conv);
+        } else {
+          for (const r of replies) await s.insertMessage(r, []);
+        }
+        return true;
+      },
+      { delivery: d.id },
+    );
+    this.#o.emit(work.events);
+    await this.#publishAfter(work.outgoing);
+    this.#queue.done(d, 'ack');
+    if (!done) this.#o.log.info?.({ delivery: d.id, message_id: m.id }, 'a delivery was already acknowledged elsewhere; this answer is dropped');
+  }
+
+  async #failed(d: Delivery, e: unknown, traceparent?: string): Promise<DeliveryOutcome> {
+    const code: ErrorCode = isCaxtonError(e) ? e.code : 'internal';
+    const reason = describeError(e);
+    const jittered = retryDelay(this.#cfg, d, e);
+    if (jittered !== undefined) {
+      if (!(await this.#store.retry(d.id, d.attempts, Date.now() + jittered, reason, iso()))) {
+        // Finished meanwhile by another copy of it: its answer stands.
+        this.#o.log.info?.({ message_id: d.message.id, receiver: d.receiver, err: reason }, 'a delivery failed here after it was finished elsewhere; nothing to retry');
+        this.#queue.done(d, 'ack');
+        return 'failed';
+      }
+      this.#o.log.warn(
+        { ...traceLogFields(traceparent ?? d.message.trace_context?.traceparent), message_id: d.message.id, receiver: d.receiver, attempt: d.attempts, retry_in_ms: jittered, err: reason },
+        'message delivery failed; will retry',
+      );
+      this.#queue.retry(d, jittered);
+      return 'retried';
+    }
+    if (RETRYABLE.has(code) || UNDELIVERABLE.has(code)) {
+      const why = RETRYABLE.has(code) ? `delivery to "${d.receiver}" failed ${d.attempts} time${d.attempts === 1 ? '' : 's'}; last error: ${reason}` : `delivery to "${d.receiver}" failed: ${reason}`;
+      await this.#deadLetter(d, why);
+      return 'dead_letter';
+    }
+    // The agent ran and failed (its deadline passed, a tool loop hit its limit...): a failure reply.
+    await this.#acknowledge(d, expectsReply(d.message.performative) ? { performative: 'failure', content: reason } : undefined, traceparent);
+    return 'failed';
+  }
+
+  async #deadLetter(d: Delivery, why: string): Promise<void> {
+    const m = d.message;
+    const { work } = await this.#inStep(
+      m.conversation_id,
+      async (s, work) => {
+        const row = await s.delivery(d.id);
+        if (!row || row.state !== 'pending') return;
+        const now = iso();
+        await s.setDelivery(d.id, { state: 'dead', attempts: d.attempts, last_error: why }, now);
+        const reply = replyTo(m, PLATFORM, 'failure', { reason: 'undeliverable', message: why, dead_letter: d.id });
+        const conv = s.conversation;
+        if (conv) {
+          await this.#storeMessage(s, conv, reply, [], now, work);
+          this.#setState(conv, 'failed', why, work);
+          await s.saveConversation(conv);
+        } else await s.insertMessage(reply, []);
+      },
+      { delivery: d.id },
+    );
+    this.#o.log.error({ ...traceLogFields(m.trace_context?.traceparent), message_id: m.id, receiver: d.receiver, dead_letter: d.id, reason: why }, 'message moved to the dead-letter queue');
+    this.#o.emit(work.events);
+    this.#queue.done(d, 'dead');
+  }
+
+  /** The receiver was removed before delivery: another provider of the capability, or a dead letter. */
+  async #reroute(d: Delivery): Promise<DeliveryOutcome> {
+    const m = d.message;
+    if (m.capability !== undefined) {
+      const decision = routeForPrincipal(this.#o.router, m, this.#o.principals);
+      if (decision.ok && decision.mode === 'one') {
+        const next = decision.receivers[0]!.agent;
+        const tag = `:to:${next.toLowerCase()}`;
+        const { out: moved } = await this.#inStep(
+          m.conversation_id,
+          async (s) => {
+            // Finished or dead-lettered meanwhile by another copy of it: left as it is.
+            if ((await s.delivery(d.id))?.state !== 'pending') return false;
+            await s.setDelivery(d.id, { state: 'pending', attempts: d.attempts, receiver: next, publish_tag: tag }, iso());
+            return true;
+          },
+          { delivery: d.id },
+        );
+        if (moved) await this.#queue.publish([{ id: d.id, receiver: next, message: m, attempts: d.attempts, tag }]);
+        this.#queue.done(d, 'ack');
+        return 'rerouted';
+      }
+    }
+    await this.#deadLetter(d, `agent "${d.receiver}" is no longer deployed`);
+    return 'dead_letter';
+  }
+
+  // ---------------------------------------------------------------- subscriptions, deadlines, replay
+
+  /** Forwards accepted informs to their subscribers, each notification a step of the subscription's conversation. */
+  async #forward(informs: readonly AclMessage[]): Promise<void> {
+    for (const m of informs) {
+      try {
+        for (const sub of await this.#store.subscriptionsFor(m.capability, m.sender)) {
+          if (sub.subscriber === m.sender) continue;
+          const isAgent = this.#o.directory.get(sub.subscriber) !== undefined;
+          let note: AclMessage = {
+            id: newMessageId(),
+            performative: 'inform',
+            sender: m.sender,
+            receivers: isAgent ? [sub.subscriber] : [],
+            content: m.content,
+            conversation_id: sub.conversation_id as ConversationId,
+            protocol: 'fipa-subscribe',
+            in_reply_to: sub.id as MessageId,
+            ...(m.ontology !== undefined && { ontology: m.ontology }),
+            ...(m.language !== undefined && { language: m.language }),
+            params: { 'X-notification-of': m.id },
+            timestamp: iso(),
+            chain: m.chain,
+            ...(m.on_behalf_of !== undefined && { on_behalf_of: m.on_behalf_of }),
+          };
+          if (isAgent && this.#o.tracer) note = this.#traceRoute(note);
+          const { work } = await this.#inStep(sub.conversation_id, async (s, work) => {
+            const conv = s.conversation;
+            if (!conv || isTerminal(conv.state)) return;
+            if (conv.turns + 1 > conv.max_turns) {
+              this.#setState(conv, 'completed', `turn limit reached: at most ${conv.max_turns} messages per conversation`, work);
+              await s.deleteSubscription(conv.id);
+            } else await this.#storeMessage(s, conv, note, isAgent ? [sub.subscriber] : [], iso(), work);
+            await s.saveConversation(conv);
+          });
+          this.#o.emit(work.events);
+          await this.#publishAfter(work.outgoing);
+        }
+      } catch (e) {
+        this.#o.log.warn({ message_id: m.id, err: describeError(e) }, 'could not notify the subscribers of an inform');
+      }
+    }
+  }
+
+  /** Handles the conversations whose deadline passed: a Contract Net still collecting is decided, anything else expires. */
+  async sweep(): Promise<void> {
+    if (!this.#o.running()) return;
+    try {
+      await this.#store.expired(iso(), 100, async (s) => {
+        const conv = s.conversation;
+        const work = new StepWork();
+        const fx = this.#effects(s, conv, work);
+        await atDeadline(conv, await s.outstanding(), () => s.messages(), this.#cfg, fx);
+        await Promise.all(fx.pending);
+        if (!isTerminal(conv.state) && conv.expires_at !== null && Date.parse(conv.expires_at) <= Date.now()) conv.expires_at = iso(Date.now() + this.#cfg.conversation_ttl);
+        await s.saveConversation(conv);
+        // Emitted and handed out after the commit: queued behind this step's end.
+        setImmediate(() => {
+          this.#o.emit(work.events);
+          void this.#publishAfter(work.outgoing);
+        });
+      });
+    } catch (e) {
+      this.#o.log.warn({ err: describeError(e) }, 'the conversation deadline sweep failed; it runs again in a second');
+    }
+  }
+
+  /**
+   * Puts a dead letter back with fresh attempts. Its conversation is reopened when it failed
+   * (or expired) because of it, so the reply can complete it.
+   */
+  async replay(d: { message: AclMessage; message_id: MessageId; receiver: string }, id: number): Promise<{ id: number; message_id: MessageId; receiver: string }> {
+    const tag = `:replay:${Date.now()}`;
+    const { out: ok, work } = await this.#inStep(
+      d.message.conversation_id,
+      async (s, work) => {
+        const row = await s.delivery(id);
+        if (!row || row.state !== 'dead') return false;
+        const now = iso();
+        await s.setDelivery(id, { state: 'pending', attempts: 0, next_at: 0, publish_tag: tag }, now);
+        const conv = s.conversation;
+        // The one move back the state machine allows, saved in the same step as the replay.
+        if (conv && (conv.state === 'failed' || conv.state === 'expired')) {
+          conv.state = 'in_progress';
+          conv.reason = null;
+          conv.updated_at = now;
+          conv.expires_at = iso(Date.now() + this.#cfg.conversation_ttl);
+          work.events.push({ type: 'state', conversation_id: conv.id, conversation: { ...conv, participants: [...conv.participants] } });
+          await s.saveConversation(conv);
+        }
+        return true;
+      },
+      { delivery: id },
+    );
+    if (!ok) throw new CaxtonError('conflict', `dead letter ${id} was replayed already`);
+    this.#o.emit(work.events);
+    await this.#queue.publish([{ id, receiver: d.receiver, message: d.message, attempts: 0, tag }]);
+    return { id, message_id: d.message_id, receiver: d.receiver };
+  }
+}

@@ -1,0 +1,86 @@
+import type { Conversation } from '../conversation.js';
+import type { Delivery } from '../dispatcher.js';
+import type { AclMessage } from '../message.js';
+import type { DeliveryRow, StoredMessage, SubscriptionRow } from '../store.js';
+import type { LoadView } from '../strategy.js';
+
+/**
+ * One step of a conversation: what the engine reads and writes while it holds the conversation.
+ * Everything a step writes commits together or not at all; a store may run a step again when its
+ * commit failed as part of a group, so a step keeps its effects in what it returns.
+ */
+export interface ConversationStep {
+  /** The conversation as the step found it (undefined: not created yet). */
+  readonly conversation: Conversation | undefined;
+  /** The conversation's messages, oldest first (those this step stored included). */
+  messages(): Promise<StoredMessage[]>;
+  saveConversation(c: Conversation): Promise<void>;
+  insertMessage(m: AclMessage, routedTo: readonly string[]): Promise<void>;
+  /** A pending delivery row; returns its id. */
+  insertDelivery(messageId: string, receiver: string, now: string): Promise<number>;
+  /** A delivery row, held until the step commits (undefined: no such row). */
+  delivery(id: number): Promise<DeliveryRow | undefined>;
+  /**
+   * Changes a delivery row (its state, attempts, error, receiver). `publish_tag` names a fresh
+   * hand-out of the same row (a replay, a reroute), for a queue that drops repeated hand-outs.
+   */
+  setDelivery(id: number, to: { state: DeliveryRow['state']; attempts: number; last_error?: string | null; receiver?: string; next_at?: number; publish_tag?: string }, now: string): Promise<void>;
+  /** This conversation's deliveries still pending. */
+  outstanding(): Promise<number>;
+  insertSubscription(row: SubscriptionRow): Promise<void>;
+  deleteSubscription(conversationId: string): Promise<void>;
+}
+
+/** Where the engine keeps conversations, messages and delivery rows (SQLite on one node, PostgreSQL in a cluster). */
+export interface StepStore {
+  /** Runs `step` holding conversation `id`; resolves once what it wrote is committed. `delivery`: the row the step is about. */
+  inConversation<T>(id: string, step: (s: ConversationStep) => Promise<T>, opts?: { delivery?: number }): Promise<T>;
+  /** Runs `step` on up to `limit` open conversations whose deadline passed, each in its own step. */
+  expired(now: string, limit: number, step: (s: ConversationStep & { readonly conversation: Conversation }) => Promise<void>): Promise<number>;
+  /** A failed attempt of a pending delivery runs again at `nextAt`; false when the row is not pending any more. */
+  retry(id: number, attempts: number, nextAt: number, error: string, now: string): Promise<boolean>;
+  getMessage(id: string): Promise<StoredMessage | undefined> | StoredMessage | undefined;
+  getConversation(id: string): Promise<Conversation | undefined> | Conversation | undefined;
+  /** The active subscriptions to a capability or to an agent (by name, any case). */
+  subscriptionsFor(capability: string | undefined, agent: string): Promise<SubscriptionRow[]> | SubscriptionRow[];
+  /** What a caller is told when a write of its own failed (a full disk, an unreachable database). */
+  callerError(e: unknown): unknown;
+  /** Whether a failed accept step lost a race for a client-chosen message id. */
+  isDuplicateId(e: unknown): boolean;
+}
+
+/** A delivery the engine hands to the queue once the step that made it committed. */
+export interface Outgoing {
+  id: number;
+  receiver: string;
+  message: AclMessage;
+  /** Attempts made already (a rerouted delivery keeps its count). */
+  attempts?: number;
+  /** The fresh hand-out's tag (a replay's or a reroute's; none for a first hand-out). */
+  tag?: string;
+}
+
+/**
+ * Hands stored deliveries to the node's consumers: the in-process dispatcher on one node, a
+ * JetStream work queue in a cluster. The engine decides what becomes of each delivery; the queue
+ * only moves it.
+ */
+export interface DeliveryQueue extends LoadView {
+  /** Undelivered deliveries this node holds (the back-pressure figure of `max_queue`). */
+  readonly backlog: number;
+  /** Refuses a message the queue could not carry (a cluster's NATS max_payload). */
+  admit?(m: AclMessage): void;
+  /** Hands out deliveries a committed step made; rejects when they could not be handed out (the rows stay pending). */
+  publish(out: readonly Outgoing[]): Promise<void>;
+  /** The deliveries of a message accepted before (sent again with the same id): handed out again where the queue may have lost them. */
+  again(stored: StoredMessage): Promise<void>;
+  /** The delivery is finished here (acknowledged, dead, rerouted or finished elsewhere). */
+  done(d: Delivery, how: 'ack' | 'dead'): void;
+  /** The delivery runs again after `delayMs`. */
+  retry(d: Delivery, delayMs: number): void;
+  /**
+   * Finishing a delivery failed for a reason of the store (a full disk, PostgreSQL away):
+   * `finish` writes its outcome again. The queue decides: try the write later, or run the delivery again.
+   */
+  unfinished(d: Delivery, e: unknown, finish: () => Promise<void>): void;
+}

@@ -1,0 +1,309 @@
+import { diskFullError, isDiskFull } from '../storage/index.js';
+import { isTerminal, type Conversation } from './conversation.js';
+import type { ConversationStep, StepStore } from './engine/ports.js';
+import type { GroupCommit } from './group-commit.js';
+import type { AclMessage, ConversationId, MessageId } from './message.js';
+import { endless } from './protocols/index.js';
+import type { DeliveryRow, MessageStore, StoredMessage, SubscriptionRow } from './store.js';
+
+/**
+ * The engine's step store on one node: the data dir's SQLite behind the group commit. Open
+ * conversations live in memory (the process is the only writer); a step changes them in place and
+ * queues its row writes, which commit with the other steps of the same turn of the event loop.
+ * A step whose commit fails (a full disk) is undone: its conversation is put back as it was and
+ * nothing it did is handed out or emitted. Steps of one conversation run one at a time, so each
+ * sees what the one before it decided, committed or not yet.
+ */
+export class SqliteSteps implements StepStore {
+  readonly #store: MessageStore;
+  readonly #commit: GroupCommit;
+  /** Open conversations (terminal ones are read from the store). */
+  readonly open = new Map<ConversationId, Conversation>();
+  /** Conversations changed since the last commit (saved in it: `saveDirty`). */
+  readonly #dirty = new Set<Conversation>();
+  /** Pending deliveries per conversation. */
+  readonly #outstanding = new Map<string, number>();
+  /** Messages of steps whose commit is in flight, per conversation (a protocol reading the conversation sees them). */
+  readonly #unsaved = new Map<string, StoredMessage[]>();
+  #subscriptions: SubscriptionRow[] = [];
+  /** The step running per conversation, and the steps waiting behind it. */
+  readonly #locks = new Map<string, Promise<void>>();
+  #lastDelivery = 0;
+  /** Told each message stored and conversation ended (retention runs every so many). */
+  readonly #counted: () => void;
+
+  constructor(store: MessageStore, commit: GroupCommit, counted: () => void = () => {}) {
+    this.#store = store;
+    this.#commit = commit;
+    this.#counted = counted;
+  }
+
+  /** Loads the open conversations and subscriptions a previous run left; a damaged conversation row is told to `onSkipped`. */
+  load(onSkipped: (id: string, reason: string) => void): void {
+    for (const c of this.#store.openConversations(onSkipped)) this.open.set(c.id, c);
+    this.#subscriptions = this.#store.subscriptions();
+    this.#lastDelivery = this.#store.lastDeliveryId();
+  }
+
+  /** A delivery a previous run left pending (or a replayed one) counts in its conversation. */
+  pending(conversation: string): void {
+    this.#outstanding.set(conversation, (this.#outstanding.get(conversation) ?? 0) + 1);
+  }
+
+  /** Saves the conversations steps changed: runs inside every group commit's transaction. */
+  saveDirty(): void {
+    for (const c of this.#dirty) this.#store.saveConversation(c);
+  }
+
+  /** After a group commit. */
+  committed(): void {
+    this.#dirty.clear();
+  }
+
+  conversation(id: string): Conversation | undefined {
+    return this.open.get(id as ConversationId) ?? this.#store.getConversation(id);
+  }
+
+  async inConversation<T>(id: string, fn: (s: ConversationStep) => Promise<T>): Promise<T> {
+    const before = this.#locks.get(id);
+    let release!: () => void;
+    const mine = new Promise<void>((r) => (release = r));
+    const chained = before ? before.then(() => mine) : mine;
+    this.#locks.set(id, chained);
+    if (before) await before;
+    const step = new SqliteStep(this, this.#store, id, this.conversation(id));
+    let out: T;
+    try {
+      out = await fn(step);
+    } catch (e) {
+      step.undo();
+      throw e;
+    } finally {
+      release();
+      if (this.#locks.get(id) === chained) this.#locks.delete(id);
+    }
+    try {
+      await this.#commit.run(() => step.write());
+    } catch (e) {
+      step.undo();
+      throw e;
+    }
+    step.done();
+    return out;
+  }
+
+  async expired(now: string, limit: number, fn: (s: ConversationStep & { readonly conversation: Conversation }) => Promise<void>): Promise<number> {
+    const t = Date.parse(now);
+    const due = [...this.open.values()].filter((c) => c.expires_at !== null && Date.parse(c.expires_at) <= t && !endless(c.protocol)).slice(0, limit);
+    let handled = 0;
+    for (const c of due) {
+      await this.inConversation(c.id, async (s) => {
+        const conv = s.conversation;
+        // Ended or moved meanwhile by a step that ran first.
+        if (!conv || isTerminal(conv.state) || conv.expires_at === null || Date.parse(conv.expires_at) > Date.now()) return;
+        handled++;
+        await fn(s as ConversationStep & { readonly conversation: Conversation });
+      });
+    }
+    return handled;
+  }
+
+  async retry(id: number, attempts: number, nextAt: number, error: string, now: string): Promise<boolean> {
+    await this.#commit.run(() => this.#store.retry(id, attempts, nextAt, error, now));
+    return true;
+  }
+
+  getMessage(id: string): StoredMessage | undefined {
+    return this.#store.getMessage(id);
+  }
+
+  getConversation(id: string): Conversation | undefined {
+    return this.conversation(id);
+  }
+
+  subscriptionsFor(capability: string | undefined, agent: string): SubscriptionRow[] {
+    const name = agent.toLowerCase();
+    return this.#subscriptions.filter((s) => (s.capability !== null && s.capability === capability) || (s.agent !== null && s.agent.toLowerCase() === name));
+  }
+
+  callerError(e: unknown): unknown {
+    return isDiskFull(e) ? diskFullError() : e;
+  }
+
+  isDuplicateId(): boolean {
+    // Sends of one id on this node wait for each other (the engine's in-flight map).
+    return false;
+  }
+
+  // ---- what a step changes (SqliteStep calls these)
+
+  nextDeliveryId(): number {
+    return ++this.#lastDelivery;
+  }
+
+  outstanding(conversation: string): number {
+    return this.#outstanding.get(conversation) ?? 0;
+  }
+
+  addOutstanding(conversation: string, n: number): void {
+    const v = (this.#outstanding.get(conversation) ?? 0) + n;
+    if (v <= 0) this.#outstanding.delete(conversation);
+    else this.#outstanding.set(conversation, v);
+  }
+
+  unsaved(conversation: string): StoredMessage[] {
+    return this.#unsaved.get(conversation) ?? [];
+  }
+
+  keepUnsaved(conversation: string, s: StoredMessage): void {
+    const list = this.#unsaved.get(conversation);
+    if (list) list.push(s);
+    else this.#unsaved.set(conversation, [s]);
+  }
+
+  dropUnsaved(conversation: string, gone: ReadonlySet<StoredMessage>): void {
+    const rest = (this.#unsaved.get(conversation) ?? []).filter((s) => !gone.has(s));
+    if (rest.length === 0) this.#unsaved.delete(conversation);
+    else this.#unsaved.set(conversation, rest);
+  }
+
+  save(c: Conversation): void {
+    if (isTerminal(c.state)) {
+      if (this.open.delete(c.id)) this.#counted();
+    } else this.open.set(c.id, c);
+    this.#dirty.add(c);
+  }
+
+  forget(c: Conversation): void {
+    this.open.delete(c.id);
+    this.#dirty.delete(c);
+  }
+
+  counted(): void {
+    this.#counted();
+  }
+
+  subscribed(row: SubscriptionRow): void {
+    if (!this.#subscriptions.some((s) => s.conversation_id === row.conversation_id)) this.#subscriptions.push(row);
+  }
+
+  unsubscribed(conversation: string): void {
+    this.#subscriptions = this.#subscriptions.filter((s) => s.conversation_id !== conversation);
+  }
+}
+
+/** One step: reads answer from memory and the store, writes wait for the step's commit. */
+class SqliteStep implements ConversationStep {
+  readonly #steps: SqliteSteps;
+  readonly #store: MessageStore;
+  readonly #id: string;
+  readonly conversation: Conversation | undefined;
+  /** The conversation as it was, to put back when the step fails. */
+  readonly #before: Conversation | undefined;
+  readonly #wasOpen: boolean;
+  #created: Conversation | undefined;
+  readonly #writes: (() => void)[] = [];
+  readonly #after: (() => void)[] = [];
+  readonly #messages = new Set<StoredMessage>();
+  #outstanding = 0;
+  readonly #rows = new Map<number, DeliveryRow | undefined>();
+
+  constructor(steps: SqliteSteps, store: MessageStore, id: string, conversation: Conversation | undefined) {
+    this.#steps = steps;
+    this.#store = store;
+    this.#id = id;
+    this.conversation = conversation;
+    this.#before = conversation && { ...conversation, participants: [...conversation.participants] };
+    this.#wasOpen = conversation !== undefined && steps.open.get(conversation.id) === conversation;
+  }
+
+  messages(): Promise<StoredMessage[]> {
+    const stored = this.#store.messagesOf(this.#id, 100_000);
+    // A step's messages stay listed here a moment after their commit: each is counted once.
+    const ids = new Set(stored.map((s) => s.message.id));
+    return Promise.resolve([...stored, ...this.#steps.unsaved(this.#id).filter((s) => !ids.has(s.message.id))]);
+  }
+
+  saveConversation(c: Conversation): Promise<void> {
+    if (c !== this.conversation && this.#created === undefined) this.#created = c;
+    this.#steps.save(c);
+    return Promise.resolve();
+  }
+
+  insertMessage(m: AclMessage, routedTo: readonly string[]): Promise<void> {
+    const stored: StoredMessage = { message: m, routed_to: [...routedTo] };
+    this.#messages.add(stored);
+    this.#steps.keepUnsaved(this.#id, stored);
+    this.#steps.counted();
+    this.#writes.push(() => this.#store.insertMessage(m, routedTo));
+    return Promise.resolve();
+  }
+
+  insertDelivery(messageId: string, receiver: string, now: string): Promise<number> {
+    const id = this.#steps.nextDeliveryId();
+    this.#writes.push(() => this.#store.insertDelivery(id, messageId as MessageId, receiver, now));
+    this.#count(1);
+    return Promise.resolve(id);
+  }
+
+  delivery(id: number): Promise<DeliveryRow | undefined> {
+    if (!this.#rows.has(id)) this.#rows.set(id, this.#store.getDelivery(id));
+    return Promise.resolve(this.#rows.get(id));
+  }
+
+  async setDelivery(id: number, to: Parameters<ConversationStep['setDelivery']>[1], now: string): Promise<void> {
+    const was = (await this.delivery(id))?.state;
+    if (was === 'pending' && to.state !== 'pending') this.#count(-1);
+    if (was !== 'pending' && to.state === 'pending') this.#count(1);
+    this.#writes.push(() => {
+      if (to.state === 'done') this.#store.ack(id, now);
+      else if (to.state === 'dead') this.#store.dead(id, to.attempts, to.last_error ?? '', now);
+      else if (to.receiver !== undefined) this.#store.reroute(id, to.receiver, now);
+      else if (was === 'dead') this.#store.replay(id, now);
+      else this.#store.retry(id, to.attempts, to.next_at ?? 0, to.last_error ?? '', now);
+    });
+  }
+
+  outstanding(): Promise<number> {
+    return Promise.resolve(this.#steps.outstanding(this.#id));
+  }
+
+  insertSubscription(row: SubscriptionRow): Promise<void> {
+    this.#writes.push(() => this.#store.insertSubscription(row));
+    this.#after.push(() => this.#steps.subscribed(row));
+    return Promise.resolve();
+  }
+
+  deleteSubscription(conversationId: string): Promise<void> {
+    this.#writes.push(() => this.#store.deleteSubscription(conversationId));
+    this.#after.push(() => this.#steps.unsubscribed(conversationId));
+    return Promise.resolve();
+  }
+
+  /** Runs the step's row writes (inside the group commit's transaction). */
+  write(): void {
+    for (const w of this.#writes) w();
+  }
+
+  /** The step committed. */
+  done(): void {
+    this.#steps.dropUnsaved(this.#id, this.#messages);
+    for (const a of this.#after) a();
+  }
+
+  /** The step failed: its conversation is as before, its messages and deliveries never were. */
+  undo(): void {
+    this.#steps.dropUnsaved(this.#id, this.#messages);
+    this.#steps.addOutstanding(this.#id, -this.#outstanding);
+    if (this.#created) this.#steps.forget(this.#created);
+    if (this.conversation && this.#before) {
+      Object.assign(this.conversation, this.#before);
+      if (this.#wasOpen) this.#steps.open.set(this.conversation.id, this.conversation);
+    }
+  }
+
+  #count(n: number): void {
+    this.#outstanding += n;
+    this.#steps.addOutstanding(this.#id, n);
+  }
+}
