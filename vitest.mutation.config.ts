@@ -9,7 +9,13 @@ import base from './vitest.config.js';
 export default defineConfig({
   test: {
     ...base.test,
-    include: ['test/messaging/*.test.ts', 'test/shared/*.test.ts', 'test/memory/scope*.test.ts', 'test/memory/sqlite-storage.test.ts', 'test/tools/wasm/*.test.ts'],
+    include: [
+      'test/messaging/*.test.ts',
+      'test/shared/*.test.ts',
+      'test/memory/scope*.test.ts',
+      'test/memory/sqlite-storage.test.ts',
+      'test/tools/wasm/*.test.ts',
+    ],
     exclude: ['test/messaging/flood.test.ts'],
     globalSetup: ['test/helpers/system-setup.ts'],
     maxWorkers: 1,

@@ -48,7 +48,10 @@ const loadLine = (l: LoadResult) =>
 
 async function startCaxton(dir: string): Promise<{ server: CaxtonServer; ms: number }> {
   const file = join(dir, 'caxton.toml');
-  writeFileSync(file, `data_dir = "data"\nagents_dir = "agents"\n\n[server]\nhost = "127.0.0.1"\nport = 0\n\n[metrics]\nenabled = false\n\n[logging]\nlevel = "warn"\n`);
+  writeFileSync(
+    file,
+    `data_dir = "data"\nagents_dir = "agents"\n\n[server]\nhost = "127.0.0.1"\nport = 0\n\n[metrics]\nenabled = false\n\n[logging]\nlevel = "warn"\n`,
+  );
   // An empty environment: CAXTON_* variables of the shell must not change what is measured.
   const config = loadServerConfig({ file, env: { CAXTON_AUTH__ENABLED: 'false' } /* auth has its own suite (auth) */ });
   // Logs go to stderr so stdout carries only the result tables.
@@ -78,8 +81,13 @@ async function deployAndQuery(dir: string, { plan, busiestCap }: Dataset) {
 
     // Warm up the paths measured later (parser, schemas, serializers) without deploying anything.
     for (let i = 0; i < 50; i++) {
-      const v = await request(`${api}/agents/validate`, { method: 'POST', headers: { 'content-type': 'application/toml' }, body: agentToml(plan, i) });
-      if (v.status !== 200 || !v.body.includes('"valid":true')) throw new Error(`generated agent ${agentName(i)} does not validate: ${v.body.slice(0, 500)}`);
+      const v = await request(`${api}/agents/validate`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/toml' },
+        body: agentToml(plan, i),
+      });
+      if (v.status !== 200 || !v.body.includes('"valid":true'))
+        throw new Error(`generated agent ${agentName(i)} does not validate: ${v.body.slice(0, 500)}`);
       await request(`${api}/agents?capability=${CAPABILITY_POOL[i]}`);
     }
     const memEmpty = await snapshot();
@@ -90,12 +98,22 @@ async function deployAndQuery(dir: string, { plan, busiestCap }: Dataset) {
     const deploy = await pool(
       AGENTS,
       CONCURRENCY,
-      (i) => ({ url: `${api}/agents`, init: { method: 'POST', headers: { 'content-type': 'application/toml' }, body: agentToml(plan, plan.order[i]!) }, expectStatus: 201 }),
+      (i) => ({
+        url: `${api}/agents`,
+        init: {
+          method: 'POST',
+          headers: { 'content-type': 'application/toml' },
+          body: agentToml(plan, plan.order[i]!),
+        },
+        expectStatus: 201,
+      }),
       (d) => bar.update(d),
     );
     bar.end();
-    if (deploy.failures.length > 0) throw new Error(`${deploy.failures.length}+ deploys failed; first: ${JSON.stringify(deploy.failures[0])}`);
-    if (server.registry.size !== AGENTS) throw new Error(`registry holds ${server.registry.size} agents, expected ${AGENTS}`);
+    if (deploy.failures.length > 0)
+      throw new Error(`${deploy.failures.length}+ deploys failed; first: ${JSON.stringify(deploy.failures[0])}`);
+    if (server.registry.size !== AGENTS)
+      throw new Error(`registry holds ${server.registry.size} agents, expected ${AGENTS}`);
 
     // ---- Idle memory ---------------------------------------------------------------------------
     const memFull = await snapshot();
@@ -109,7 +127,10 @@ async function deployAndQuery(dir: string, { plan, busiestCap }: Dataset) {
     }
     note(`querying: ${QUERIES} sequential GET /agents?capability=<random>`);
     const qrand = rng(7);
-    const queryUrls = Array.from({ length: QUERIES + 100 }, () => `${api}/agents?capability=${CAPABILITY_POOL[Math.floor(qrand() * CAPABILITY_POOL.length)]}`);
+    const queryUrls = Array.from(
+      { length: QUERIES + 100 },
+      () => `${api}/agents?capability=${CAPABILITY_POOL[Math.floor(qrand() * CAPABILITY_POOL.length)]}`,
+    );
     const query = await sequential(QUERIES, (i) => queryUrls[i % queryUrls.length]!);
     const sampleBytes = Buffer.byteLength((await request(queryUrls[0]!)).body);
     const busiestUrl = `${api}/agents?capability=${busiestCap}`;
@@ -133,7 +154,22 @@ async function deployAndQuery(dir: string, { plan, busiestCap }: Dataset) {
     const healthSeq = await sequential(QUERIES, () => healthUrl);
     const healthLoad = await load({ url: healthUrl, duration: LOAD_SECONDS, connections: CONNECTIONS });
 
-    return { firstStartMs, memEmpty, memFull, deploy, query, sampleBytes, busiestFirstMs, busiestSeq, listAll, lookup, queryLoad, healthSeq, healthLoad, registry: new WeakRef(server.registry) };
+    return {
+      firstStartMs,
+      memEmpty,
+      memFull,
+      deploy,
+      query,
+      sampleBytes,
+      busiestFirstMs,
+      busiestSeq,
+      listAll,
+      lookup,
+      queryLoad,
+      healthSeq,
+      healthLoad,
+      registry: new WeakRef(server.registry),
+    };
   } finally {
     await server.close();
   }
@@ -148,7 +184,8 @@ async function restart(dir: string, { plan, busiest, busiestCap }: Dataset) {
     const mem = await snapshot();
     const check = await request(`${server.url}/api/v1/agents?capability=${busiestCap}&limit=1`);
     const total = (JSON.parse(check.body) as { total: number }).total;
-    if (reloaded !== AGENTS || total !== plan.providers[busiest]) throw new Error(`after restart: ${reloaded} agents, ${total} providers of ${busiestCap}`);
+    if (reloaded !== AGENTS || total !== plan.providers[busiest])
+      throw new Error(`after restart: ${reloaded} agents, ${total} providers of ${busiestCap}`);
     return { ms, mem };
   } finally {
     await server.close();
@@ -171,7 +208,9 @@ async function run(): Promise<SuiteReport> {
   );
 
   // ---- Baseline: fastify hello-world, same process, same client code --------------------------
-  note(`baseline: fastify hello-world (${QUERIES} sequential GETs, ${AGENTS} POSTs with ${CONCURRENCY} in flight, autocannon ${LOAD_SECONDS}s × ${CONNECTIONS} connections)`);
+  note(
+    `baseline: fastify hello-world (${QUERIES} sequential GETs, ${AGENTS} POSTs with ${CONCURRENCY} in flight, autocannon ${LOAD_SECONDS}s × ${CONNECTIONS} connections)`,
+  );
   const baseline = await measureBaseline({
     duration: LOAD_SECONDS,
     connections: CONNECTIONS,
@@ -186,7 +225,19 @@ async function run(): Promise<SuiteReport> {
     const r = await restart(dir.path, data);
     // Was the closed first server collected? If not, the after-restart heap counts two registries.
     const closedCollected = c.registry.deref() === undefined;
-    const { firstStartMs, memEmpty, memFull, deploy, query, busiestSeq, listAll, lookup, queryLoad, healthSeq, healthLoad } = c;
+    const {
+      firstStartMs,
+      memEmpty,
+      memFull,
+      deploy,
+      query,
+      busiestSeq,
+      listAll,
+      lookup,
+      queryLoad,
+      healthSeq,
+      healthLoad,
+    } = c;
     const restartMs = r.ms;
     const memRestarted = r.mem;
     const perAgent = (k: keyof MemorySnapshot, after: MemorySnapshot) => (after[k] - memEmpty[k]) / AGENTS;
@@ -209,7 +260,11 @@ async function run(): Promise<SuiteReport> {
         value: `${fmt(deploy.total_ms / 1000)} s`,
         baseline: `${fmt(basePosts.total_ms / 1000)} s (same bodies)`,
       },
-      { metric: 'Deploy throughput', value: `${fmt(deploy.per_s, 0)} agents/s`, baseline: `${fmt(basePosts.per_s, 0)} req/s` },
+      {
+        metric: 'Deploy throughput',
+        value: `${fmt(deploy.per_s, 0)} agents/s`,
+        baseline: `${fmt(basePosts.per_s, 0)} req/s`,
+      },
       { metric: 'Deploy latency', value: p50p99(deploy.latency_ms), baseline: p50p99(basePosts.latency_ms) },
       {
         metric: `Deploy latency, first vs last ${tenth.toLocaleString('en-US')}`,
@@ -240,8 +295,16 @@ async function run(): Promise<SuiteReport> {
         value: `sequential ${p50p99(healthSeq.latency_ms)}; ${loadLine(healthLoad)}`,
         baseline: `sequential ${p50p99(bs)}; ${loadLine(baseline.autocannon)}`,
       },
-      { metric: 'Registry lookup alone (in-process `registry.list`, no HTTP)', value: `p50 ${fmtUs(lookup.p50)} / p99 ${fmtUs(lookup.p99)}`, baseline: 'n/a (no HTTP)' },
-      { metric: `List all (GET /agents?limit=1000 of ${n}, 50 sequential)`, value: p50p99(listAll.latency_ms), baseline: p50p99(bs) },
+      {
+        metric: 'Registry lookup alone (in-process `registry.list`, no HTTP)',
+        value: `p50 ${fmtUs(lookup.p50)} / p99 ${fmtUs(lookup.p99)}`,
+        baseline: 'n/a (no HTTP)',
+      },
+      {
+        metric: `List all (GET /agents?limit=1000 of ${n}, 50 sequential)`,
+        value: p50p99(listAll.latency_ms),
+        baseline: p50p99(bs),
+      },
       {
         metric: 'Idle heap per deployed agent (heapUsed after GC)',
         value: `${kb(heapPerAgent)}${heapPerAgent / KB <= MEMORY_AIM_KB ? ` (≤ ${MEMORY_AIM_KB} KB aim)` : ` (> ${MEMORY_AIM_KB} KB aim)`}`,
@@ -256,7 +319,11 @@ async function run(): Promise<SuiteReport> {
         target: `< ${MEMORY_TARGET_KB} KB`,
         verdict: verdict(rssPerAgent / KB < MEMORY_TARGET_KB),
       },
-      { metric: `Heap / RSS with ${n} agents (idle, after GC)`, value: `${mb(memFull.heapUsed)} / ${mb(memFull.rss)}`, baseline: `${mb(memEmpty.heapUsed)} / ${mb(memEmpty.rss)} empty` },
+      {
+        metric: `Heap / RSS with ${n} agents (idle, after GC)`,
+        value: `${mb(memFull.heapUsed)} / ${mb(memFull.rss)}`,
+        baseline: `${mb(memEmpty.heapUsed)} / ${mb(memEmpty.rss)} empty`,
+      },
       {
         metric: `Restart with ${n} API-deployed agents (SQLite → registry)`,
         value: `${fmtMs(restartMs)} (heap ${kb((memRestarted.heapUsed - memEmpty.heapUsed) / AGENTS)}/agent after reload${closedCollected ? '' : ', closed server NOT collected'})`,
@@ -272,7 +339,14 @@ async function run(): Promise<SuiteReport> {
       rows,
       notes,
       raw: {
-        config: { agents: AGENTS, concurrency: CONCURRENCY, queries: QUERIES, load_seconds: LOAD_SECONDS, connections: CONNECTIONS, seed: plan.seed },
+        config: {
+          agents: AGENTS,
+          concurrency: CONCURRENCY,
+          queries: QUERIES,
+          load_seconds: LOAD_SECONDS,
+          connections: CONNECTIONS,
+          seed: plan.seed,
+        },
         dataset: {
           capabilities: providerCounts.length,
           providers_min: providerCounts[0],
@@ -285,7 +359,12 @@ async function run(): Promise<SuiteReport> {
         caxton: {
           first_start_ms: firstStartMs,
           deploy,
-          memory: { empty: memEmpty, deployed: memFull, after_restart: memRestarted, per_agent_bytes: { heapUsed: heapPerAgent, rss: rssPerAgent, external: externalPerAgent } },
+          memory: {
+            empty: memEmpty,
+            deployed: memFull,
+            after_restart: memRestarted,
+            per_agent_bytes: { heapUsed: heapPerAgent, rss: rssPerAgent, external: externalPerAgent },
+          },
           query_random: query,
           query_busiest: { first_ms: c.busiestFirstMs, sequential: busiestSeq },
           query_load: queryLoad,

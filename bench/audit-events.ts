@@ -52,12 +52,26 @@ async function startCaxton(dir: string, on: boolean): Promise<CaxtonServer> {
   );
   const config = loadServerConfig({ file, env: { CAXTON_AUTH__ENABLED: 'false' } });
   const server = await startServer({ config, logger: createLogger('warn') });
-  const r = await fetch(`${server.url}/api/v1/agents`, { method: 'POST', headers: { 'content-type': 'application/toml' }, body: AGENT });
+  const r = await fetch(`${server.url}/api/v1/agents`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/toml' },
+    body: AGENT,
+  });
   if (r.status !== 201) throw new Error(`deploy → ${r.status}: ${(await r.text()).slice(0, 300)}`);
   const now = new Date().toISOString();
-  const sink = parseAgent('name = "sink"\ncapabilities = ["sink"]\nsystem_prompt = "bench"\n[messaging]\nmax_concurrency = 64\n', { format: 'toml' });
+  const sink = parseAgent(
+    'name = "sink"\ncapabilities = ["sink"]\nsystem_prompt = "bench"\n[messaging]\nmax_concurrency = 64\n',
+    { format: 'toml' },
+  );
   if (!sink.ok) throw new Error(JSON.stringify(sink.errors));
-  server.registry.upsert({ definition: sink.definition, format: 'toml', origin: { kind: 'api' }, revision: 1, deployed_at: now, updated_at: now });
+  server.registry.upsert({
+    definition: sink.definition,
+    format: 'toml',
+    origin: { kind: 'api' },
+    revision: 1,
+    deployed_at: now,
+    updated_at: now,
+  });
   server.bus.registerHandler('sink', () => undefined);
   for (const [url, body, status] of [
     [`${server.url}/api/v1/agents/text/invoke`, INVOKE_BODY, 200],
@@ -85,13 +99,45 @@ async function storeCost(per: number, n = 8000): Promise<number> {
   const c0 = process.cpuUsage();
   for (let i = 0; i < n; i += per) {
     for (let j = 0; j < per; j++) {
-      audit.record({ action: 'agent.invoke', method: 'POST', route: '/api/v1/agents/:name/invoke', target: 'text', outcome: 'ok', status: 200, request_id: `req-${i}`, source: '127.0.0.1' });
+      audit.record({
+        action: 'agent.invoke',
+        method: 'POST',
+        route: '/api/v1/agents/:name/invoke',
+        target: 'text',
+        outcome: 'ok',
+        status: 200,
+        request_id: `req-${i}`,
+        source: '127.0.0.1',
+      });
       events.record({
         type: 'execution.finished',
         agent: 'text',
-        data: { execution_id: `x${i}`, conversation_id: null, status: 'ok', duration_ms: 1, input_tokens: 1, output_tokens: 1, turns: 1, tool_calls: 0, provider: 'p', model: 'm' },
+        data: {
+          execution_id: `x${i}`,
+          conversation_id: null,
+          status: 'ok',
+          duration_ms: 1,
+          input_tokens: 1,
+          output_tokens: 1,
+          turns: 1,
+          tool_calls: 0,
+          provider: 'p',
+          model: 'm',
+        },
       });
-      tools.record({ time: Date.now(), agent: 'text', server: 's', tool: 's.t', args_digest: 'd', outcome: 'ok', duration_us: 1, fuel_used: 0, memory_bytes: 0, input_bytes: 1, output_bytes: 1 });
+      tools.record({
+        time: Date.now(),
+        agent: 'text',
+        server: 's',
+        tool: 's.t',
+        args_digest: 'd',
+        outcome: 'ok',
+        duration_us: 1,
+        fuel_used: 0,
+        memory_bytes: 0,
+        input_bytes: 1,
+        output_bytes: 1,
+      });
     }
     await turn();
   }
@@ -123,15 +169,36 @@ export const auditEventsSuite: Suite = {
     const dirOff = tempDir('caxton-bench-ae-off-');
     const on = await startCaxton(dirOn.path, true);
     const off = await startCaxton(dirOff.path, false);
-    const runs: Record<string, LoadResult[]> = { echo: [], invoke_on: [], invoke_off: [], submit_on: [], submit_off: [] };
+    const runs: Record<string, LoadResult[]> = {
+      echo: [],
+      invoke_on: [],
+      invoke_off: [],
+      submit_on: [],
+      submit_off: [],
+    };
     const ratios: Record<string, number[]> = { invoke_on: [], invoke_off: [], submit_on: [], submit_off: [] };
     try {
-      const go = (url: string, body: string) => load({ url, method: 'POST', headers: JSON_HEADERS, body, duration: SECONDS, connections: CONNECTIONS });
+      const go = (url: string, body: string) =>
+        load({ url, method: 'POST', headers: JSON_HEADERS, body, duration: SECONDS, connections: CONNECTIONS });
       // Warm every path once.
       await go(`${hw.url}echo`, INVOKE_BODY);
       for (const s of [on, off]) {
-        await load({ url: `${s.url}/api/v1/agents/text/invoke`, method: 'POST', headers: JSON_HEADERS, body: INVOKE_BODY, duration: 1, connections: CONNECTIONS });
-        await load({ url: `${s.url}/api/v1/messages`, method: 'POST', headers: JSON_HEADERS, body: SUBMIT_BODY, duration: 1, connections: CONNECTIONS });
+        await load({
+          url: `${s.url}/api/v1/agents/text/invoke`,
+          method: 'POST',
+          headers: JSON_HEADERS,
+          body: INVOKE_BODY,
+          duration: 1,
+          connections: CONNECTIONS,
+        });
+        await load({
+          url: `${s.url}/api/v1/messages`,
+          method: 'POST',
+          headers: JSON_HEADERS,
+          body: SUBMIT_BODY,
+          duration: 1,
+          connections: CONNECTIONS,
+        });
       }
       for (let r = 0; r < ROUNDS; r++) {
         note(`round ${r + 1} of ${ROUNDS}`);
@@ -170,7 +237,11 @@ export const auditEventsSuite: Suite = {
         target: `≥ ${CONTEXT_TARGET} × echo`,
         verdict: median(ratios.invoke_on!) >= CONTEXT_TARGET ? 'pass' : 'fail',
       },
-      { metric: 'context invoke, both off', value: `${fmt(rps('invoke_off'), 0)} req/s (${range('invoke_off')} × echo)`, baseline: echo },
+      {
+        metric: 'context invoke, both off',
+        value: `${fmt(rps('invoke_off'), 0)} req/s (${range('invoke_off')} × echo)`,
+        baseline: echo,
+      },
       {
         metric: 'REST submit, [audit] and [events] on',
         value: `${fmt(rps('submit_on'), 0)} req/s (${range('submit_on')} × echo)`,
@@ -178,7 +249,11 @@ export const auditEventsSuite: Suite = {
         target: `≥ ${SUBMIT_TARGET} × echo`,
         verdict: median(ratios.submit_on!) >= SUBMIT_TARGET ? 'pass' : 'fail',
       },
-      { metric: 'REST submit, both off', value: `${fmt(rps('submit_off'), 0)} req/s (${range('submit_off')} × echo)`, baseline: echo },
+      {
+        metric: 'REST submit, both off',
+        value: `${fmt(rps('submit_off'), 0)} req/s (${range('submit_off')} × echo)`,
+        baseline: echo,
+      },
       {
         metric: 'on / off',
         value: `invoke ${fmt(median(ratios.invoke_on!) / median(ratios.invoke_off!))}, submit ${fmt(median(ratios.submit_on!) / median(ratios.submit_off!))}`,

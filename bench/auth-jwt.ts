@@ -121,7 +121,11 @@ export const authJwtSuite: Suite = {
         const cached = summarize(await timeEach(again, (t) => auth.authenticate(t)));
         auth.close();
         raw[alg] = { cold_ms: cold, cached_ms: cached, token_chars: measured[0]!.length };
-        rows.push({ metric: `${alg} cold: verify a new token (${measured[0]!.length} chars), per call`, value: p(cold), baseline: baseLabel });
+        rows.push({
+          metric: `${alg} cold: verify a new token (${measured[0]!.length} chars), per call`,
+          value: p(cold),
+          baseline: baseLabel,
+        });
         const us = (cached.p50 - baseline.p50) * 1000;
         rows.push({
           metric: `${alg} cached: the same token again (${TOKENS} tokens in the cache), per call`,

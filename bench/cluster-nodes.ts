@@ -57,7 +57,9 @@ const NODE_COUNTS = (process.env.BENCH_CLUSTER_NODE_COUNTS ?? '1,3').split(',').
 /** The latency batch's rate, as a share of the delivered/s just measured, and its length (seconds). */
 const PACED_SHARE = Number(process.env.BENCH_CLUSTER_NODE_PACED_SHARE ?? 0.5);
 /** A fixed rate (msg/s) for the paced batch instead of a share: two builds compared at the same load. */
-const PACED_RATE = process.env.BENCH_CLUSTER_NODE_PACED_RATE ? Number(process.env.BENCH_CLUSTER_NODE_PACED_RATE) : undefined;
+const PACED_RATE = process.env.BENCH_CLUSTER_NODE_PACED_RATE
+  ? Number(process.env.BENCH_CLUSTER_NODE_PACED_RATE)
+  : undefined;
 const PACED_SECONDS = Number(process.env.BENCH_CLUSTER_NODE_PACED_SECONDS ?? 10);
 /** Also measure informs (a scripted agent run per message); 0 skips them. */
 const INFORMS = process.env.BENCH_CLUSTER_NODE_INFORMS !== '0';
@@ -161,21 +163,42 @@ consumer = "${names.consumer}"
 `,
   );
   // The environment's own CAXTON_SECTION__KEY overrides must not leak into the nodes' configuration.
-  const env: NodeJS.ProcessEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^CAXTON_[A-Z0-9_]*__/.test(k)));
+  const env: NodeJS.ProcessEnv = Object.fromEntries(
+    Object.entries(process.env).filter(([k]) => !/^CAXTON_[A-Z0-9_]*__/.test(k)),
+  );
   env.CAXTON_BENCH_STATE_URL = PG_URL;
   const log = join(dir, 'serve.log');
   const fd = openSync(log, 'a');
   // BENCH_CLUSTER_NODE_PROFILE=DIR: each node writes a V8 CPU profile there when it stops (open in Chrome DevTools).
-  const profile = process.env.BENCH_CLUSTER_NODE_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CLUSTER_NODE_PROFILE}`] : [];
-  const child = spawn(process.execPath, [...profile, MAIN, 'serve', '--config', join(dir, 'caxton.toml'), '--port', String(port), '--metrics-port', String(metricsPort)], {
-    env,
-    stdio: ['ignore', fd, fd],
-  });
+  const profile = process.env.BENCH_CLUSTER_NODE_PROFILE
+    ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CLUSTER_NODE_PROFILE}`]
+    : [];
+  const child = spawn(
+    process.execPath,
+    [
+      ...profile,
+      MAIN,
+      'serve',
+      '--config',
+      join(dir, 'caxton.toml'),
+      '--port',
+      String(port),
+      '--metrics-port',
+      String(metricsPort),
+    ],
+    {
+      env,
+      stdio: ['ignore', fd, fd],
+    },
+  );
   closeSync(fd);
   const url = `http://127.0.0.1:${port}`;
   const t0 = Date.now();
   for (;;) {
-    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`caxton serve (node ${name}) exited with ${child.exitCode ?? child.signalCode} before it was ready:\n${logTail(log)}`);
+    if (child.exitCode !== null || child.signalCode !== null)
+      throw new Error(
+        `caxton serve (node ${name}) exited with ${child.exitCode ?? child.signalCode} before it was ready:\n${logTail(log)}`,
+      );
     if (Date.now() - t0 > 60_000) {
       child.kill('SIGKILL');
       throw new Error(`caxton serve (node ${name}) was not ready within 60 s:\n${logTail(log)}`);
@@ -212,7 +235,13 @@ const poolOf = (origin: string) => {
   return p;
 };
 
-async function api(n: Node, method: string, path: string, body?: string, type = 'application/json'): Promise<{ status: number; json: unknown }> {
+async function api(
+  n: Node,
+  method: string,
+  path: string,
+  body?: string,
+  type = 'application/json',
+): Promise<{ status: number; json: unknown }> {
   const res = await poolOf(n.url).request({
     path,
     method: method as Dispatcher.HttpMethod,
@@ -271,11 +300,13 @@ async function held(n: Node): Promise<number> {
 async function deploySink(nodes: Node[]): Promise<void> {
   const toml = `name = "${SINK}"\ncapabilities = ["bench-sink"]\nsystem_prompt = "You receive benchmark messages."\n\n[messaging]\nmax_concurrency = ${AGENT_CONCURRENCY}\n`;
   const r = await api(nodes[0]!, 'POST', '/api/v1/agents', toml, 'application/toml');
-  if (r.status !== 201) throw new Error(`deploying ${SINK} on node ${nodes[0]!.name} answered ${r.status}: ${JSON.stringify(r.json)}`);
+  if (r.status !== 201)
+    throw new Error(`deploying ${SINK} on node ${nodes[0]!.name} answered ${r.status}: ${JSON.stringify(r.json)}`);
   for (const n of nodes) {
     const t0 = Date.now();
     while ((await api(n, 'GET', `/api/v1/agents/${SINK}`)).status !== 200) {
-      if (Date.now() - t0 > 10_000) throw new Error(`node ${n.name} did not learn of ${SINK} from the directory within 10 s`);
+      if (Date.now() - t0 > 10_000)
+        throw new Error(`node ${n.name} did not learn of ${SINK} from the directory within 10 s`);
       await sleep(20);
     }
   }
@@ -302,7 +333,15 @@ interface NodeBatch {
   /** Most deliveries pending at once (accepted, not yet done), as polled. */
   peak_pending: number;
   /** Inside each node, from its /metrics and stats: deliveries it ran, their mean time (fetched to acked), its POST handling time, deliveries held at once (mean, max of the polls). */
-  inside: { node: string; deliveries: number; delivery_mean_ms: number; post_mean_ms: number; held_mean: number; held_max: number; steps_per_tx: number }[];
+  inside: {
+    node: string;
+    deliveries: number;
+    delivery_mean_ms: number;
+    post_mean_ms: number;
+    held_mean: number;
+    held_max: number;
+    steps_per_tx: number;
+  }[];
   /** What the nodes' PostgreSQL sessions were doing, sampled with each poll (shares of all samples). */
   pg_sessions: Record<string, number>;
   failures: { status: number; body: string }[];
@@ -369,7 +408,12 @@ async function runBatch(
   const one = async (i: number) => {
     const node = nodes[i % nodes.length]!;
     const t = wallNow();
-    const r = await api(node, 'POST', '/api/v1/messages', JSON.stringify({ performative, receiver: SINK, content: content(i) }));
+    const r = await api(
+      node,
+      'POST',
+      '/api/v1/messages',
+      JSON.stringify({ performative, receiver: SINK, content: content(i) }),
+    );
     const end = wallNow();
     if (r.status === 202) {
       submitted.set((r.json as { id: string }).id, [t, end]);
@@ -420,7 +464,9 @@ async function runBatch(
     bar?.update(now.completed);
     if (!submitting && now.completed + now.ended >= n - failed) break;
     if (Date.now() - lastChange > STALL_MS) {
-      note(`${label ?? 'warm-up'}: no progress for ${STALL_MS / 1000} s (${now.completed} completed, ${now.ended} failed or expired of ${n - failed} accepted); giving up on the rest`);
+      note(
+        `${label ?? 'warm-up'}: no progress for ${STALL_MS / 1000} s (${now.completed} completed, ${now.ended} failed or expired of ${n - failed} accepted); giving up on the rest`,
+      );
       break;
     }
   }
@@ -441,9 +487,10 @@ async function runBatch(
       held_max: Math.max(0, ...hs),
     };
   });
-  const { rows } = await db.query<{ message_id: string; updated_at: string }>(`SELECT message_id, updated_at FROM "${schema}".deliveries WHERE state = 'done' AND message_id = ANY($1)`, [
-    [...submitted.keys()],
-  ]);
+  const { rows } = await db.query<{ message_id: string; updated_at: string }>(
+    `SELECT message_id, updated_at FROM "${schema}".deliveries WHERE state = 'done' AND message_id = ANY($1)`,
+    [[...submitted.keys()]],
+  );
   const e2e: number[] = [];
   const afterAccept: number[] = [];
   let end = t0;
@@ -468,7 +515,11 @@ async function runBatch(
     duration_s: (end - t0) / 1000,
     peak_pending: peakPending,
     inside,
-    pg_sessions: Object.fromEntries([...sessions].sort((a, b) => b[1] - a[1]).map(([k, v]) => [k, Math.round((v / Math.max(1, samples)) * 1000) / 10])),
+    pg_sessions: Object.fromEntries(
+      [...sessions]
+        .sort((a, b) => b[1] - a[1])
+        .map(([k, v]) => [k, Math.round((v / Math.max(1, samples)) * 1000) / 10]),
+    ),
     failures,
     cpu,
     load_1m: { before: load0, after: loadavg()[0]! },
@@ -518,12 +569,28 @@ async function startRawClients(nats: NatsServer, workers: number, natsPid: numbe
   const jsm = await jetstreamManager(nc);
   const stream = `BENCH_RAW_${workers}`;
   const subject = `bench.raw${workers}`;
-  await jsm.streams.add({ name: stream, subjects: [`${subject}.>`], retention: RetentionPolicy.Workqueue, storage: StorageType.File, duplicate_window: 120_000_000_000 });
-  await jsm.consumers.add(stream, { durable_name: 'raw', ack_policy: AckPolicy.Explicit, ack_wait: 30_000_000_000, max_deliver: -1, max_ack_pending: -1 });
+  await jsm.streams.add({
+    name: stream,
+    subjects: [`${subject}.>`],
+    retention: RetentionPolicy.Workqueue,
+    storage: StorageType.File,
+    duplicate_window: 120_000_000_000,
+  });
+  await jsm.consumers.add(stream, {
+    durable_name: 'raw',
+    ack_policy: AckPolicy.Explicit,
+    ack_wait: 30_000_000_000,
+    max_deliver: -1,
+    max_ack_pending: -1,
+  });
   const children: ChildProcess[] = [];
   const close = async () => {
     for (const c of children) if (c.connected) c.send({ type: 'exit' } satisfies ToWorker);
-    await Promise.all(children.map((c) => (c.exitCode !== null || c.signalCode !== null ? undefined : new Promise((r) => c.once('exit', r)))));
+    await Promise.all(
+      children.map((c) =>
+        c.exitCode !== null || c.signalCode !== null ? undefined : new Promise((r) => c.once('exit', r)),
+      ),
+    );
     await jsm.streams.delete(stream).catch(() => {});
     await nc.close();
   };
@@ -534,7 +601,15 @@ async function startRawClients(nats: NatsServer, workers: number, natsPid: numbe
       children.push(child);
       inbox.push([]);
       child.on('message', (m: FromWorker) => inbox[w]!.push(m));
-      const config: RawWorkerConfig = { url: nats.url, stream, consumer: 'raw', subject, index: w, workers, inFlight: Math.ceil(IN_FLIGHT / workers) };
+      const config: RawWorkerConfig = {
+        url: nats.url,
+        stream,
+        consumer: 'raw',
+        subject,
+        index: w,
+        workers,
+        inFlight: Math.ceil(IN_FLIGHT / workers),
+      };
       child.send({ type: 'config', config } satisfies ToWorker);
     }
     const take = async (w: number, type: FromWorker['type']): Promise<FromWorker> => {
@@ -550,7 +625,11 @@ async function startRawClients(nats: NatsServer, workers: number, natsPid: numbe
       }
     };
     for (let w = 0; w < workers; w++) await take(w, 'ready');
-    const consumed = () => children.reduce((sum, _, w) => sum + inbox[w]!.reduce((s, m) => (m.type === 'progress' ? Math.max(s, m.consumed) : s), 0), 0);
+    const consumed = () =>
+      children.reduce(
+        (sum, _, w) => sum + inbox[w]!.reduce((s, m) => (m.type === 'progress' ? Math.max(s, m.consumed) : s), 0),
+        0,
+      );
     const round = async (name: string, n: number, label: string | undefined, rate?: number): Promise<RawBatch> => {
       const payloads = Array.from({ length: n }, (_, i) => rawPayload(i));
       const bar = label === undefined ? undefined : progress(label, n);
@@ -559,7 +638,8 @@ async function startRawClients(nats: NatsServer, workers: number, natsPid: numbe
         ...(natsPid !== undefined && { 'nats-server': () => [natsPid] }),
         [`raw client processes (${workers})`]: () => children.map((c) => c.pid!),
       });
-      for (const c of children) c.send({ type: 'go', name, payloads, ...(rate !== undefined && { rate }) } satisfies ToWorker);
+      for (const c of children)
+        c.send({ type: 'go', name, payloads, ...(rate !== undefined && { rate }) } satisfies ToWorker);
       const t0 = Date.now();
       for (;;) {
         await sleep(50);
@@ -608,7 +688,12 @@ interface NodeCountResult {
   startup_ms: number[];
 }
 
-async function measureNodeCount(k: number, nats: NatsServer, natsPid: number | undefined, db: pg.Pool): Promise<NodeCountResult> {
+async function measureNodeCount(
+  k: number,
+  nats: NatsServer,
+  natsPid: number | undefined,
+  db: pg.Pool,
+): Promise<NodeCountResult> {
   const clients = await startRawClients(nats, k, natsPid);
   const nodesLabel = `${k} node${k === 1 ? '' : 's'}`;
   const rawLabel = `raw JetStream, ${k} client process${k === 1 ? '' : 'es'}`;
@@ -638,19 +723,58 @@ async function measureNodeCount(k: number, nats: NatsServer, natsPid: number | u
       startup_ms.push(Date.now() - t0);
     }
     await deploySink(nodes);
-    const groups: Record<string, () => number[] | Promise<number[]>> = Object.fromEntries(nodes.map((n) => [`caxton serve ${n.name}`, () => [n.pid]]));
+    const groups: Record<string, () => number[] | Promise<number[]>> = Object.fromEntries(
+      nodes.map((n) => [`caxton serve ${n.name}`, () => [n.pid]]),
+    );
     if (natsPid !== undefined) groups['nats-server'] = () => [natsPid];
     // The server's every process, other sessions' included (the machine's PostgreSQL is shared), and the nodes' own backends.
     groups['PostgreSQL (all its processes)'] = () => pidsNamed('postgres');
-    groups["of which the nodes' backends"] = async () => (await db.query<{ pid: number }>(`SELECT pid FROM pg_stat_activity WHERE application_name LIKE 'caxton-node-%'`)).rows.map((r) => r.pid);
+    groups["of which the nodes' backends"] = async () =>
+      (
+        await db.query<{ pid: number }>(`SELECT pid FROM pg_stat_activity WHERE application_name LIKE 'caxton-node-%'`)
+      ).rows.map((r) => r.pid);
     await runBatch(nodes, db, names.schema, 'agree', WARMUP, undefined, groups);
-    const agree = await runBatch(nodes, db, names.schema, 'agree', N, `${nodesLabel}: agree (no agent run), completed`, groups);
+    const agree = await runBatch(
+      nodes,
+      db,
+      names.schema,
+      'agree',
+      N,
+      `${nodesLabel}: agree (no agent run), completed`,
+      groups,
+    );
     const rate = PACED_RATE ?? Math.max(1, Math.round(agree.delivered_per_s * PACED_SHARE));
     const count = Math.min(N, Math.max(100, Math.round(rate * PACED_SECONDS)));
-    const pacedNodes = await runBatch(nodes, db, names.schema, 'agree', count, `${nodesLabel}: agree at ${rate}/s, completed`, groups, rate);
+    const pacedNodes = await runBatch(
+      nodes,
+      db,
+      names.schema,
+      'agree',
+      count,
+      `${nodesLabel}: agree at ${rate}/s, completed`,
+      groups,
+      rate,
+    );
     const pacedRaw = await clients.round('paced', count, `${rawLabel} at ${rate}/s`, rate);
-    const inform = INFORMS ? await runBatch(nodes, db, names.schema, 'inform', N, `${nodesLabel}: inform (scripted agent run), completed`, groups) : undefined;
-    return { nodes: k, raw, agree, paced: { rate, nodes: pacedNodes, raw: pacedRaw }, ...(inform && { inform }), startup_ms };
+    const inform = INFORMS
+      ? await runBatch(
+          nodes,
+          db,
+          names.schema,
+          'inform',
+          N,
+          `${nodesLabel}: inform (scripted agent run), completed`,
+          groups,
+        )
+      : undefined;
+    return {
+      nodes: k,
+      raw,
+      agree,
+      paced: { rate, nodes: pacedNodes, raw: pacedRaw },
+      ...(inform && { inform }),
+      startup_ms,
+    };
   } catch (e) {
     for (const n of nodes) note(`node ${n.name} log:\n${logTail(n.log)}`);
     throw e;
@@ -681,12 +805,17 @@ function cpuLine(c: CpuReport): string {
  * total), and the rate the machine's cores could carry at that cost if nothing else ran: why a
  * batch is as fast as it is, in the units a design can change.
  */
-function cpuPerMessage(c: CpuReport, messages: number): { total_ms: number; outside_ms: number; parts: string; ceiling_per_s: number } {
+function cpuPerMessage(
+  c: CpuReport,
+  messages: number,
+): { total_ms: number; outside_ms: number; parts: string; ceiling_per_s: number } {
   const per = (cpu_s: number) => (cpu_s * 1000) / Math.max(1, messages);
   const own = Object.entries(c.processes).filter(([name]) => !name.startsWith('of which'));
   const total_ms = per(own.reduce((sum, [, x]) => sum + x.cpu_s, 0));
   // Everything but the caxton serve processes: PostgreSQL, nats-server, this driver.
-  const outside_ms = per(own.filter(([name]) => !name.startsWith('caxton serve')).reduce((sum, [, x]) => sum + x.cpu_s, 0));
+  const outside_ms = per(
+    own.filter(([name]) => !name.startsWith('caxton serve')).reduce((sum, [, x]) => sum + x.cpu_s, 0),
+  );
   const parts = own.map(([name, x]) => `${name} ${fmt(per(x.cpu_s), 2)}`).join(', ');
   return { total_ms, outside_ms, parts, ceiling_per_s: (c.machine.cores * 1000) / total_ms };
 }
@@ -725,18 +854,30 @@ export async function measureNodes(): Promise<NodesReport> {
         target: three ? '≥ 0.5 of raw; design: 50,000/s' : '≥ 0.5 of raw',
         verdict: ratio >= 0.5 && (!three || r.agree.delivered_per_s >= 50_000) ? 'pass' : 'fail',
       },
-      { metric: `${nodes}: ratio to raw JetStream`, value: fmt(ratio, 2), baseline: '1.00', target: '≥ 0.5', verdict: ratio >= 0.5 ? 'pass' : 'fail' },
+      {
+        metric: `${nodes}: ratio to raw JetStream`,
+        value: fmt(ratio, 2),
+        baseline: '1.00',
+        target: '≥ 0.5',
+        verdict: ratio >= 0.5 ? 'pass' : 'fail',
+      },
       {
         metric: `${nodes}: submission to delivered (row done) in that batch (a backlog builds), p50 / p99`,
         value: `${fmt(r.agree.e2e_ms.p50)} / ${fmt(r.agree.e2e_ms.p99)} ms`,
         baseline: `raw publish to consumed ${fmt(r.raw.e2e_ms.p50)} / ${fmt(r.raw.e2e_ms.p99)} ms`,
-        ...(three && { target: 'p99 ≤ 15 ms', verdict: r.agree.e2e_ms.p99 <= 15 ? ('pass' as const) : ('fail' as const) }),
+        ...(three && {
+          target: 'p99 ≤ 15 ms',
+          verdict: r.agree.e2e_ms.p99 <= 15 ? ('pass' as const) : ('fail' as const),
+        }),
       },
       {
         metric: `${nodes}: submission to delivered at ${r.paced.rate}/s (${PACED_RATE === undefined ? `${fmt(PACED_SHARE * 100, 0)} % of the above` : 'a fixed rate'}, open loop, ${r.paced.nodes.n} messages), p50 / p99`,
         value: `${fmt(r.paced.nodes.e2e_ms.p50)} / ${fmt(r.paced.nodes.e2e_ms.p99)} ms (${fmt(r.paced.nodes.delivered_per_s, 0)}/s delivered)`,
         baseline: `raw at the same rate ${fmt(r.paced.raw.e2e_ms.p50)} / ${fmt(r.paced.raw.e2e_ms.p99)} ms`,
-        ...(three && { target: 'p99 ≤ 15 ms', verdict: r.paced.nodes.e2e_ms.p99 <= 15 ? ('pass' as const) : ('fail' as const) }),
+        ...(three && {
+          target: 'p99 ≤ 15 ms',
+          verdict: r.paced.nodes.e2e_ms.p99 <= 15 ? ('pass' as const) : ('fail' as const),
+        }),
       },
       {
         metric: `${nodes}: accepted (POST /api/v1/messages → 202), p50 / p99; accepted/s`,
@@ -760,7 +901,9 @@ export async function measureNodes(): Promise<NodesReport> {
       value: `${fmt(caxtonCpu.outside_ms, 2)} ms (${fmt((100 * caxtonCpu.outside_ms) / budget, 0)} % of the budget)`,
       baseline: `budget ${fmt(budget, 2)} ms`,
     });
-    notes.push(`${nodes}, CPU per message (ms) over the agree batch: ${caxtonCpu.parts}; over the raw batch: ${rawCpu.parts}.`);
+    notes.push(
+      `${nodes}, CPU per message (ms) over the agree batch: ${caxtonCpu.parts}; over the raw batch: ${rawCpu.parts}.`,
+    );
     if (r.inform)
       rows.push({
         metric: `${nodes}: the same with inform (the agent runs, scripted model, no latency): delivered/s; submission to delivered p50 / p99`,
@@ -786,8 +929,13 @@ export async function measureNodes(): Promise<NodesReport> {
     notes.push(
       `${nodes}, agree at ${r.paced.rate}/s: accepted p50 / p99 ${fmt(r.paced.nodes.accept_ms.p50)} / ${fmt(r.paced.nodes.accept_ms.p99)} ms, at most ${r.paced.nodes.peak_pending} pending; CPU: ${cpuLine(r.paced.nodes.cpu)}.`,
     );
-    notes.push(`${nodes}, CPU over the agree batch (${fmt(r.agree.cpu.wall_s)} s; 100 % = one core): ${cpuLine(r.agree.cpu)}.`);
-    if (r.inform) notes.push(`${nodes}, CPU over the inform batch (${fmt(r.inform.cpu.wall_s)} s): ${cpuLine(r.inform.cpu)}; at most ${r.inform.peak_pending} pending.`);
+    notes.push(
+      `${nodes}, CPU over the agree batch (${fmt(r.agree.cpu.wall_s)} s; 100 % = one core): ${cpuLine(r.agree.cpu)}.`,
+    );
+    if (r.inform)
+      notes.push(
+        `${nodes}, CPU over the inform batch (${fmt(r.inform.cpu.wall_s)} s): ${cpuLine(r.inform.cpu)}; at most ${r.inform.peak_pending} pending.`,
+      );
     notes.push(`${nodes}, CPU over the raw JetStream batch (${fmt(r.raw.cpu.wall_s)} s): ${cpuLine(r.raw.cpu)}.`);
     notes.push(
       `${nodes}: 1-minute load average ${fmt(r.raw.load_1m.before)} before the raw batch, ${fmt(r.agree.load_1m.before)} → ${fmt(r.agree.load_1m.after)} over the agree batch; nodes ready in ${r.startup_ms.map((ms) => fmt(ms / 1000, 1)).join(', ')} s.`,
@@ -803,7 +951,19 @@ export async function measureNodes(): Promise<NodesReport> {
   notes.push(
     `Each node is its own process; nats-server, PostgreSQL, the raw clients and this driver (HTTP client, completion polling) share the machine's cores with them. Warm-up: ${WARMUP} messages before each measured batch.`,
   );
-  return { rows, notes, raw: { messages: N, in_flight: IN_FLIGHT, warmup: WARMUP, agent_concurrency: AGENT_CONCURRENCY, paced_share: PACED_SHARE, paced_seconds: PACED_SECONDS, results } };
+  return {
+    rows,
+    notes,
+    raw: {
+      messages: N,
+      in_flight: IN_FLIGHT,
+      warmup: WARMUP,
+      agent_concurrency: AGENT_CONCURRENCY,
+      paced_share: PACED_SHARE,
+      paced_seconds: PACED_SECONDS,
+      results,
+    },
+  };
 }
 
 export const clusterNodesSuite: Suite = {

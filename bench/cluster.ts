@@ -29,9 +29,25 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import pg from 'pg';
 import { AgentRegistry, parseAgent, type DeployedAgent } from '../src/agents/index.js';
 import { PgAgentDirectory } from '../src/agents/index.js';
-import { agentsSubject, ClusterBus, clusterConfigSchema, DirectorySync, PgMessageReads, PgMessageStore, type ClusterConfig } from '../src/cluster/index.js';
+import {
+  agentsSubject,
+  ClusterBus,
+  clusterConfigSchema,
+  DirectorySync,
+  PgMessageReads,
+  PgMessageStore,
+  type ClusterConfig,
+} from '../src/cluster/index.js';
 import { loadServerConfig } from '../src/config/index.js';
-import { MESSAGING_MIGRATIONS, MessageBus, newConversationId, newMessageId, type AclMessage, type ConversationId, type MessagingBus } from '../src/messaging/index.js';
+import {
+  MESSAGING_MIGRATIONS,
+  MessageBus,
+  newConversationId,
+  newMessageId,
+  type AclMessage,
+  type ConversationId,
+  type MessagingBus,
+} from '../src/messaging/index.js';
 import { migrate, openDatabase } from '../src/storage/index.js';
 import { startNatsServer, type NatsServer } from '../test/helpers/nats-server.js';
 import { TEST_PG_URL } from '../test/helpers/system-probe.js';
@@ -46,10 +62,20 @@ const AGENTS = 10;
 const DEPLOYS = Number(process.env.BENCH_CLUSTER_DEPLOYS ?? 300);
 
 function agent(name: string, revision: number): DeployedAgent {
-  const r = parseAgent(`name = "${name}"\ncapabilities = ["desk"]\nsystem_prompt = "You are ${name}."\n`, { format: 'toml', file: `${name}.toml` });
+  const r = parseAgent(`name = "${name}"\ncapabilities = ["desk"]\nsystem_prompt = "You are ${name}."\n`, {
+    format: 'toml',
+    file: `${name}.toml`,
+  });
   if (!r.ok) throw new Error(JSON.stringify(r.errors));
   const now = new Date().toISOString();
-  return { definition: r.definition, format: 'toml', origin: { kind: 'api' }, revision, deployed_at: now, updated_at: now };
+  return {
+    definition: r.definition,
+    format: 'toml',
+    origin: { kind: 'api' },
+    revision,
+    deployed_at: now,
+    updated_at: now,
+  };
 }
 
 function inform(i: number): AclMessage {
@@ -70,7 +96,10 @@ function inform(i: number): AclMessage {
  * Messages per second accepted, and delivered, through the bus a server runs: a cluster node's
  * (PostgreSQL + JetStream, given `cluster`) or one node's (SQLite, without).
  */
-async function throughBus(cluster: { config: ClusterConfig; nc: NatsConnection } | undefined, label: string): Promise<{ accepted_per_s: number; delivered_per_s: number }> {
+async function throughBus(
+  cluster: { config: ClusterConfig; nc: NatsConnection } | undefined,
+  label: string,
+): Promise<{ accepted_per_s: number; delivered_per_s: number }> {
   const dir = tempDir('caxton-bench-cluster-');
   const pool = cluster && new pg.Pool({ connectionString: process.env.CAXTON_BENCH_PG_URL ?? TEST_PG_URL, max: 16 });
   const schema = `caxton_bench_bus_${Date.now()}`;
@@ -82,7 +111,14 @@ async function throughBus(cluster: { config: ClusterConfig; nc: NatsConnection }
     let bus: MessagingBus;
     if (cluster && pool) {
       const store = await PgMessageStore.open({ pool, schema });
-      bus = new ClusterBus({ store, reads: new PgMessageReads({ store }), nc: cluster.nc, registry, config, cluster: cluster.config });
+      bus = new ClusterBus({
+        store,
+        reads: new PgMessageReads({ store }),
+        nc: cluster.nc,
+        registry,
+        config,
+        cluster: cluster.config,
+      });
     } else {
       db = openDatabase(dir.path);
       migrate(db, MESSAGING_MIGRATIONS);
@@ -122,12 +158,31 @@ async function throughBus(cluster: { config: ClusterConfig; nc: NatsConnection }
 /** The baseline: the same payloads published (awaiting each PubAck, all in flight) and consumed with explicit acks. */
 async function rawJetStream(nc: NatsConnection): Promise<{ published_per_s: number; consumed_per_s: number }> {
   const jsm = await jetstreamManager(nc);
-  await jsm.streams.add({ name: 'BENCH_RAW', subjects: ['bench.raw.>'], retention: RetentionPolicy.Workqueue, storage: StorageType.File, duplicate_window: 120_000_000_000 });
-  await jsm.consumers.add('BENCH_RAW', { durable_name: 'raw', ack_policy: AckPolicy.Explicit, ack_wait: 30_000_000_000, max_deliver: -1, max_ack_pending: -1 });
+  await jsm.streams.add({
+    name: 'BENCH_RAW',
+    subjects: ['bench.raw.>'],
+    retention: RetentionPolicy.Workqueue,
+    storage: StorageType.File,
+    duplicate_window: 120_000_000_000,
+  });
+  await jsm.consumers.add('BENCH_RAW', {
+    durable_name: 'raw',
+    ack_policy: AckPolicy.Explicit,
+    ack_wait: 30_000_000_000,
+    max_deliver: -1,
+    max_ack_pending: -1,
+  });
   const js = jetstream(nc);
-  const payloads = Array.from({ length: MESSAGES }, (_, i) => ({ receiver: `agent-${i % AGENTS}`, message: inform(i) }));
+  const payloads = Array.from({ length: MESSAGES }, (_, i) => ({
+    receiver: `agent-${i % AGENTS}`,
+    message: inform(i),
+  }));
   const t0 = performance.now();
-  await Promise.all(payloads.map((p) => js.publish(`bench.raw.${p.receiver}`, JSON.stringify(p), { msgID: `${p.message.id}:${p.receiver}` })));
+  await Promise.all(
+    payloads.map((p) =>
+      js.publish(`bench.raw.${p.receiver}`, JSON.stringify(p), { msgID: `${p.message.id}:${p.receiver}` }),
+    ),
+  );
   const publishMs = performance.now() - t0;
   const c = await js.consumers.get('BENCH_RAW', 'raw');
   let got = 0;
@@ -158,7 +213,16 @@ async function propagation(nats: NatsServer): Promise<{ b: number[]; c: number[]
       conns.push(nc);
       const directory = await PgAgentDirectory.open({ pool, schema, node: `node-${i}` });
       dirs.push(directory);
-      syncs.push(await DirectorySync.start({ nc, subject: agentsSubject(schema), node: `node-${i}`, directory, registry: regs[i]!, onApplied: (lag) => lags[i]!.push(lag) }));
+      syncs.push(
+        await DirectorySync.start({
+          nc,
+          subject: agentsSubject(schema),
+          node: `node-${i}`,
+          directory,
+          registry: regs[i]!,
+          onApplied: (lag) => lags[i]!.push(lag),
+        }),
+      );
     }
     const bar = progress('directory deploys', DEPLOYS);
     for (let i = 0; i < DEPLOYS; i++) {
@@ -167,7 +231,8 @@ async function propagation(nats: NatsServer): Promise<{ b: number[]; c: number[]
       regs[0]!.upsert(a);
       // One at a time, as operators deploy: each measured on its own, not behind a queue of others.
       const t0 = Date.now();
-      while ((!regs[1]!.has(`dir-${i}`) || !regs[2]!.has(`dir-${i}`)) && Date.now() - t0 < 5_000) await new Promise((r) => setImmediate(r));
+      while ((!regs[1]!.has(`dir-${i}`) || !regs[2]!.has(`dir-${i}`)) && Date.now() - t0 < 5_000)
+        await new Promise((r) => setImmediate(r));
       bar.update(i + 1);
     }
     bar.end();
@@ -182,10 +247,16 @@ async function propagation(nats: NatsServer): Promise<{ b: number[]; c: number[]
 
 /** The baseline of the directory lag: the same deploys as JetStream key-value puts seen by two watchers (ADR 0039's design, before the agents moved to PostgreSQL). */
 async function kvPropagation(nats: NatsServer): Promise<number[]> {
-  const conns = [await connect({ servers: nats.url }), await connect({ servers: nats.url }), await connect({ servers: nats.url })];
+  const conns = [
+    await connect({ servers: nats.url }),
+    await connect({ servers: nats.url }),
+    await connect({ servers: nats.url }),
+  ];
   const lags: number[] = [];
   try {
-    const [writer, ...readers] = await Promise.all(conns.map((nc) => new Kvm(nc).create('bench_agents_kv', { history: 1 })));
+    const [writer, ...readers] = await Promise.all(
+      conns.map((nc) => new Kvm(nc).create('bench_agents_kv', { history: 1 })),
+    );
     const seen = new Map<string, number>();
     const watches = await Promise.all(readers.map((kv) => kv!.watch({ key: '>' })));
     for (const w of watches)
@@ -199,7 +270,16 @@ async function kvPropagation(nats: NatsServer): Promise<number[]> {
     const bar = progress('directory deploys, key-value baseline', DEPLOYS);
     for (let i = 0; i < DEPLOYS; i++) {
       const a = agent(`kv-${i}`, 1);
-      await writer!.put(`kv-${i}`, JSON.stringify({ node: 'node-0', published_at: Date.now(), format: a.format, revision: 1, definition: a.definition }));
+      await writer!.put(
+        `kv-${i}`,
+        JSON.stringify({
+          node: 'node-0',
+          published_at: Date.now(),
+          format: a.format,
+          revision: 1,
+          definition: a.definition,
+        }),
+      );
       const t0 = Date.now();
       while ((seen.get(`kv-${i}`) ?? 0) < 2 && Date.now() - t0 < 5_000) await new Promise((r) => setImmediate(r));
       bar.update(i + 1);
@@ -216,7 +296,11 @@ const STEPS = Number(process.env.BENCH_CLUSTER_STEPS ?? 4_000);
 const STEP_CONCURRENCY = 16;
 
 /** Runs `n` operations `concurrency` at a time; returns ops/s and each one's latency (ms). */
-async function concurrently(n: number, concurrency: number, op: (i: number) => Promise<void>): Promise<{ per_s: number; lat: number[] }> {
+async function concurrently(
+  n: number,
+  concurrency: number,
+  op: (i: number) => Promise<void>,
+): Promise<{ per_s: number; lat: number[] }> {
   const lat: number[] = [];
   let next = 0;
   const t0 = performance.now();
@@ -233,7 +317,11 @@ async function concurrently(n: number, concurrency: number, op: (i: number) => P
 }
 
 /** Conversation steps on PostgreSQL over `conversations` conversations, and the plain-INSERT baseline. */
-async function pgSteps(): Promise<{ spread: { per_s: number; lat: number[] }; hot: { per_s: number; lat: number[] }; raw: { per_s: number; lat: number[] } }> {
+async function pgSteps(): Promise<{
+  spread: { per_s: number; lat: number[] };
+  hot: { per_s: number; lat: number[] };
+  raw: { per_s: number; lat: number[] };
+}> {
   const pool = new pg.Pool({ connectionString: process.env.CAXTON_BENCH_PG_URL ?? TEST_PG_URL, max: STEP_CONCURRENCY });
   const schema = `caxton_bench_${Date.now()}`;
   try {
@@ -288,7 +376,11 @@ export const clusterSuite: Suite = {
   async run(): Promise<SuiteReport> {
     const engines = await inProcess.run();
     const nodes = await measureNodes();
-    return { rows: [...engines.rows, ...nodes.rows], notes: [...(engines.notes ?? []), ...nodes.notes], raw: { ...(engines.raw as object), nodes: nodes.raw } };
+    return {
+      rows: [...engines.rows, ...nodes.rows],
+      notes: [...(engines.notes ?? []), ...nodes.notes],
+      raw: { ...(engines.raw as object), nodes: nodes.raw },
+    };
   },
 };
 
@@ -299,7 +391,11 @@ const inProcess = {
     const nc = await connect({ servers: nats.url });
     try {
       const raw = await rawJetStream(nc);
-      const cluster = clusterConfigSchema.parse({ node: 'bench', nats: { urls: [nats.url] }, delivery: { max_held: 1024 } });
+      const cluster = clusterConfigSchema.parse({
+        node: 'bench',
+        nats: { urls: [nats.url] },
+        delivery: { max_held: 1024 },
+      });
       const jsQueue = await throughBus({ config: cluster, nc }, 'cluster bus (PostgreSQL + JetStream)');
       const sqlite = await throughBus(undefined, 'one-node bus (SQLite)');
       const lag = await propagation(nats);
@@ -319,8 +415,16 @@ const inProcess = {
           verdict: ratio >= 0.5 ? 'pass' : 'fail',
         },
         { metric: 'ratio to raw JetStream', value: fmt(ratio, 2), baseline: '1.00' },
-        { metric: 'durable messages accepted/s, cluster bus (commit + PubAck)', value: fmt(jsQueue.accepted_per_s, 0), baseline: `raw publish with PubAck ${fmt(raw.published_per_s, 0)}/s` },
-        { metric: 'durable messages delivered/s, one-node bus on SQLite (context)', value: fmt(sqlite.delivered_per_s, 0), baseline: `accepted ${fmt(sqlite.accepted_per_s, 0)}/s` },
+        {
+          metric: 'durable messages accepted/s, cluster bus (commit + PubAck)',
+          value: fmt(jsQueue.accepted_per_s, 0),
+          baseline: `raw publish with PubAck ${fmt(raw.published_per_s, 0)}/s`,
+        },
+        {
+          metric: 'durable messages delivered/s, one-node bus on SQLite (context)',
+          value: fmt(sqlite.delivered_per_s, 0),
+          baseline: `accepted ${fmt(sqlite.accepted_per_s, 0)}/s`,
+        },
         {
           metric: `directory propagation lag, ${DEPLOYS} deploys on node 0 seen by nodes 1 and 2, p50 / p99`,
           value: `${fmt(both.p50)} / ${fmt(both.p99)} ms (max ${fmt(both.max)})`,
@@ -341,7 +445,9 @@ const inProcess = {
       ];
       return {
         rows,
-        notes: ['The rows above the first "1 node" row: the engines in this process, on one nats-server (loopback, file storage); the "1 node" and "3 nodes" rows: separate caxton serve processes.'],
+        notes: [
+          'The rows above the first "1 node" row: the engines in this process, on one nats-server (loopback, file storage); the "1 node" and "3 nodes" rows: separate caxton serve processes.',
+        ],
         raw: {
           raw_jetstream: raw,
           cluster_bus: jsQueue,
@@ -350,7 +456,15 @@ const inProcess = {
           directory_kv_baseline_ms: kv,
           messages: MESSAGES,
           deploys: DEPLOYS,
-          pg_steps: { spread_per_s: steps.spread.per_s, spread_ms: spreadLat, hot_per_s: steps.hot.per_s, hot_ms: hotLat, raw_insert_per_s: steps.raw.per_s, raw_insert_ms: rawLat, steps: STEPS },
+          pg_steps: {
+            spread_per_s: steps.spread.per_s,
+            spread_ms: spreadLat,
+            hot_per_s: steps.hot.per_s,
+            hot_ms: hotLat,
+            raw_insert_per_s: steps.raw.per_s,
+            raw_insert_ms: rawLat,
+            steps: STEPS,
+          },
         },
       };
     } finally {

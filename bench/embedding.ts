@@ -45,8 +45,26 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 /** Memory-entity-like texts of 1 to 3 clauses (about 10 to 60 tokens), seeded. */
 export function corpus(n: number, seed = 6): string[] {
   const rand = rng(seed);
-  const who = ['The user', 'Alice from billing', 'The deploy agent', 'Our customer Acme Corp', 'The on-call engineer', 'Bob', 'The research assistant', 'The support team'];
-  const did = ['prefers', 'asked about', 'reported a problem with', 'approved', 'is migrating', 'wants a summary of', 'cannot access', 'scheduled a review of'];
+  const who = [
+    'The user',
+    'Alice from billing',
+    'The deploy agent',
+    'Our customer Acme Corp',
+    'The on-call engineer',
+    'Bob',
+    'The research assistant',
+    'The support team',
+  ];
+  const did = [
+    'prefers',
+    'asked about',
+    'reported a problem with',
+    'approved',
+    'is migrating',
+    'wants a summary of',
+    'cannot access',
+    'scheduled a review of',
+  ];
   const what = [
     'the quarterly revenue report',
     'dark mode in the editor',
@@ -71,7 +89,8 @@ export function corpus(n: number, seed = 6): string[] {
   for (let i = 0; i < n; i++) {
     const clauses = 1 + Math.floor(rand() * 3);
     const parts: string[] = [];
-    for (let c = 0; c < clauses; c++) parts.push(`${pick(rand, who)} ${pick(rand, did)} ${pick(rand, what)} ${pick(rand, tail)}`);
+    for (let c = 0; c < clauses; c++)
+      parts.push(`${pick(rand, who)} ${pick(rand, did)} ${pick(rand, what)} ${pick(rand, tail)}`);
     out.push(`${parts.join('; ')}.`);
   }
   return out;
@@ -117,7 +136,9 @@ async function probe(kind: string, cacheDir: string): Promise<Probe> {
 function runProbe(kind: string, cacheDir: string): Promise<Probe> {
   const self = fileURLToPath(import.meta.url);
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--expose-gc', '--import', 'tsx', self, '--probe', kind, cacheDir], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, ['--expose-gc', '--import', 'tsx', self, '--probe', kind, cacheDir], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     let out = '';
     child.stdout.on('data', (c: Buffer) => (out += c.toString()));
     child.on('error', reject);
@@ -135,9 +156,36 @@ function runProbe(kind: string, cacheDir: string): Promise<Probe> {
 /** Short STS-style sentences ("A man is slicing an onion."), about 10 tokens, seeded. */
 export function shortSentences(n: number, seed = 7): string[] {
   const rand = rng(seed);
-  const who = ['A man', 'A woman', 'The child', 'Two dogs', 'A chef', 'The pilot', 'An old farmer', 'A group of students'];
-  const act = ['is eating', 'is slicing', 'is painting', 'is carrying', 'is looking at', 'is repairing', 'is buying', 'is washing'];
-  const obj = ['an onion', 'a red car', 'the old fence', 'a piece of bread', 'a large map', 'the kitchen floor', 'a wooden boat', 'some flowers'];
+  const who = [
+    'A man',
+    'A woman',
+    'The child',
+    'Two dogs',
+    'A chef',
+    'The pilot',
+    'An old farmer',
+    'A group of students',
+  ];
+  const act = [
+    'is eating',
+    'is slicing',
+    'is painting',
+    'is carrying',
+    'is looking at',
+    'is repairing',
+    'is buying',
+    'is washing',
+  ];
+  const obj = [
+    'an onion',
+    'a red car',
+    'the old fence',
+    'a piece of bread',
+    'a large map',
+    'the kitchen floor',
+    'a wooden boat',
+    'some flowers',
+  ];
   return Array.from({ length: n }, () => `${pick(rand, who)} ${pick(rand, act)} ${pick(rand, obj)}.`);
 }
 
@@ -235,8 +283,10 @@ async function run(): Promise<SuiteReport> {
 
     const minRate = 1000 / TARGET_MS_PER_ENTITY;
     const perS = (x: Batched) => `${fmt(x.per_s, 0)}/s`;
-    const rounds = (x: Batched) => `${perS(x)} (median ${fmt(x.median_per_s, 0)}/s; rounds ${x.rounds_per_s.map((r) => fmt(r, 0)).join(', ')})`;
-    const rss = (p: Probe) => `${fmt(p.rss_loaded_mb, 0)} MB (+${fmt(p.rss_loaded_mb - p.rss_before_mb, 0)} MB over bare Node)`;
+    const rounds = (x: Batched) =>
+      `${perS(x)} (median ${fmt(x.median_per_s, 0)}/s; rounds ${x.rounds_per_s.map((r) => fmt(r, 0)).join(', ')})`;
+    const rss = (p: Probe) =>
+      `${fmt(p.rss_loaded_mb, 0)} MB (+${fmt(p.rss_loaded_mb - p.rss_before_mb, 0)} MB over bare Node)`;
     const rows: Row[] = [
       {
         metric: `Batched sentences/s, memory entities (~${fmt(meanTokens.entities, 0)} tokens)`,

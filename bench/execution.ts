@@ -115,7 +115,9 @@ async function startCaxton(dir: string): Promise<{ server: CaxtonServer; ms: num
  * Runs `fn` while sampling the event loop's delay (1 ms resolution): how long the server's one
  * thread was blocked — by a synchronous fork, for instance — while the load ran.
  */
-async function withLoopDelay<T>(fn: () => Promise<T>): Promise<{ result: T; loop_delay_ms: { p50: number; p99: number; max: number } }> {
+async function withLoopDelay<T>(
+  fn: () => Promise<T>,
+): Promise<{ result: T; loop_delay_ms: { p50: number; p99: number; max: number } }> {
   const h = monitorEventLoopDelay({ resolution: 1 });
   h.enable();
   try {
@@ -160,16 +162,34 @@ async function measureMode(server: CaxtonServer, mode: Mode): Promise<ModeResult
   const toolUrl = `${api}/tool-${mode}/invoke`;
   const first = await invokeOnce(textUrl, TEXT_BODY, mode);
   const tool = await invokeOnce(toolUrl, TOOL_BODY, mode);
-  if (tool.response.content !== 'The answer is 42.' || tool.response.tool_calls.length !== 1) throw new Error(`tool loop answered ${JSON.stringify(tool.response.content)}`);
-  note(`${mode}: ${WARMUP} warm-up + ${SEQUENTIAL} sequential invokes, text then tool; autocannon ${LOAD_SECONDS}s × ${CONNECTIONS} connections each`);
+  if (tool.response.content !== 'The answer is 42.' || tool.response.tool_calls.length !== 1)
+    throw new Error(`tool loop answered ${JSON.stringify(tool.response.content)}`);
+  note(
+    `${mode}: ${WARMUP} warm-up + ${SEQUENTIAL} sequential invokes, text then tool; autocannon ${LOAD_SECONDS}s × ${CONNECTIONS} connections each`,
+  );
   const text = await sequential(SEQUENTIAL, () => textUrl, { warmup: WARMUP, init: postInit(TEXT_BODY) });
   const toolSeq = await sequential(SEQUENTIAL, () => toolUrl, { warmup: WARMUP, init: postInit(TOOL_BODY) });
   const exec = new Float64Array(200);
-  for (let i = 0; i < exec.length; i++) exec[i] = (await invokeOnce(textUrl, TEXT_BODY, mode)).response.execution_time_ms;
+  for (let i = 0; i < exec.length; i++)
+    exec[i] = (await invokeOnce(textUrl, TEXT_BODY, mode)).response.execution_time_ms;
   const { result: textLoad, loop_delay_ms } = await withLoopDelay(() =>
-    load({ url: textUrl, method: 'POST', headers: JSON_HEADERS, body: TEXT_BODY, duration: LOAD_SECONDS, connections: CONNECTIONS }),
+    load({
+      url: textUrl,
+      method: 'POST',
+      headers: JSON_HEADERS,
+      body: TEXT_BODY,
+      duration: LOAD_SECONDS,
+      connections: CONNECTIONS,
+    }),
   );
-  const toolLoad = await load({ url: toolUrl, method: 'POST', headers: JSON_HEADERS, body: TOOL_BODY, duration: LOAD_SECONDS, connections: CONNECTIONS });
+  const toolLoad = await load({
+    url: toolUrl,
+    method: 'POST',
+    headers: JSON_HEADERS,
+    body: TOOL_BODY,
+    duration: LOAD_SECONDS,
+    connections: CONNECTIONS,
+  });
   // autocannon stops with requests still waiting for a thread or process: let them finish.
   const drainStart = Date.now();
   const draining = () => {
@@ -207,7 +227,14 @@ async function measureDirect(server: CaxtonServer) {
   const invoke = await time(DIRECT_CALLS, () => server.executor.invoke('text-context', req));
   const def = server.registry.get('text-context')!.definition;
   const signal = new AbortController().signal;
-  const job: ExecutionJob = { execution_id: 'exec_bench', definition: def, request: req, deadline: Date.now() + 3_600_000, stream: false, isolation: 'context' };
+  const job: ExecutionJob = {
+    execution_id: 'exec_bench',
+    definition: def,
+    request: req,
+    deadline: Date.now() + 3_600_000,
+    stream: false,
+    isolation: 'context',
+  };
   const run = await time(DIRECT_CALLS, () => runAgent(job, server.executor.deps, { signal }));
   return { invoke, runAgent: run };
 }
@@ -236,7 +263,8 @@ async function measureFork() {
 async function measureProcessReady() {
   const here = dirname(fileURLToPath(import.meta.url));
   const taskModule = join(here, '..', 'dist', 'execution', 'task.js');
-  if (!existsSync(taskModule)) throw new Error(`${taskModule} is missing: run through \`npm run bench\` (it builds first)`);
+  if (!existsSync(taskModule))
+    throw new Error(`${taskModule} is missing: run through \`npm run bench\` (it builds first)`);
   const samples = new Float64Array(READY_SAMPLES);
   for (let i = 0; i < READY_SAMPLES; i++) {
     const t0 = process.hrtime.bigint();
@@ -256,7 +284,9 @@ async function measureProcessReady() {
 
 async function run(): Promise<SuiteReport> {
   // ---- Baseline: fastify hello-world, same process, same client code --------------------------
-  note(`baseline: fastify hello-world (${SEQUENTIAL} sequential GETs and JSON POSTs, autocannon ${LOAD_SECONDS}s × ${CONNECTIONS} connections, GET and POST)`);
+  note(
+    `baseline: fastify hello-world (${SEQUENTIAL} sequential GETs and JSON POSTs, autocannon ${LOAD_SECONDS}s × ${CONNECTIONS} connections, GET and POST)`,
+  );
   const hw = await startHelloWorld();
   let base;
   try {
@@ -266,7 +296,14 @@ async function run(): Promise<SuiteReport> {
     const get = await sequential(SEQUENTIAL, () => hw.url);
     const post = await sequential(SEQUENTIAL, () => echo, { init: postInit(TEXT_BODY) });
     const getLoad = await load({ url: hw.url, duration: LOAD_SECONDS, connections: CONNECTIONS });
-    const postLoad = await load({ url: echo, method: 'POST', headers: JSON_HEADERS, body: TEXT_BODY, duration: LOAD_SECONDS, connections: CONNECTIONS });
+    const postLoad = await load({
+      url: echo,
+      method: 'POST',
+      headers: JSON_HEADERS,
+      body: TEXT_BODY,
+      duration: LOAD_SECONDS,
+      connections: CONNECTIONS,
+    });
     base = { start_ms: hw.start_ms, get, post, getLoad, postLoad };
   } finally {
     await hw.close();
@@ -285,27 +322,44 @@ async function run(): Promise<SuiteReport> {
           ['text', []],
           ['tool', ['calculator']],
         ] as const) {
-          const r = await request(`${server.url}/api/v1/agents`, { method: 'POST', headers: { 'content-type': 'application/toml' }, body: agentToml(`${kind}-${mode}`, mode, [...tools]) });
+          const r = await request(`${server.url}/api/v1/agents`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/toml' },
+            body: agentToml(`${kind}-${mode}`, mode, [...tools]),
+          });
           if (r.status !== 201) throw new Error(`deploy ${kind}-${mode} → ${r.status}: ${r.body.slice(0, 500)}`);
         }
       }
       // Caxton's own floor: the cheapest route, through the same hooks (request id, span).
-      note(`caxton floor: ${SEQUENTIAL} sequential GET /health, autocannon ${LOAD_SECONDS}s × ${CONNECTIONS} connections`);
+      note(
+        `caxton floor: ${SEQUENTIAL} sequential GET /health, autocannon ${LOAD_SECONDS}s × ${CONNECTIONS} connections`,
+      );
       const healthUrl = `${server.url}/health`;
-      health = { sequential: await sequential(SEQUENTIAL, () => healthUrl), load: await load({ url: healthUrl, duration: LOAD_SECONDS, connections: CONNECTIONS }) };
+      health = {
+        sequential: await sequential(SEQUENTIAL, () => healthUrl),
+        load: await load({ url: healthUrl, duration: LOAD_SECONDS, connections: CONNECTIONS }),
+      };
       results.context = await measureMode(server, 'context');
-      note(`context: ${SEQUENTIAL} sequential invokes p50 ${fmtMs(results.context.text.latency_ms.p50)}, ${fmt(results.context.textLoad.req_per_s, 0)} req/s`);
+      note(
+        `context: ${SEQUENTIAL} sequential invokes p50 ${fmtMs(results.context.text.latency_ms.p50)}, ${fmt(results.context.textLoad.req_per_s, 0)} req/s`,
+      );
       note(`in-process: ${DIRECT_CALLS} × executor.invoke() and runAgent() (context mode, no HTTP)`);
       direct = await measureDirect(server);
       results.worker = await measureMode(server, 'worker');
-      note(`worker: ${SEQUENTIAL} sequential invokes p50 ${fmtMs(results.worker.text.latency_ms.p50)}, ${fmt(results.worker.textLoad.req_per_s, 0)} req/s`);
+      note(
+        `worker: ${SEQUENTIAL} sequential invokes p50 ${fmtMs(results.worker.text.latency_ms.p50)}, ${fmt(results.worker.textLoad.req_per_s, 0)} req/s`,
+      );
       // Measured here, in the bench process as it now is (Caxton loaded, RSS grown): spawn() forks it.
-      note(`fork cost: ${FORKS} × \`node -e 0\`; process pool member start (fork + task module) ${READY_SAMPLES} times`);
+      note(
+        `fork cost: ${FORKS} × \`node -e 0\`; process pool member start (fork + task module) ${READY_SAMPLES} times`,
+      );
       fork = await measureFork();
       ready = await measureProcessReady();
       proc = await measureMode(server, 'process');
       results.process = proc;
-      note(`process: ${SEQUENTIAL} sequential invokes p50 ${fmtMs(proc.text.latency_ms.p50)}, ${fmt(proc.textLoad.req_per_s, 0)} req/s; pool ${JSON.stringify(proc.pool)}`);
+      note(
+        `process: ${SEQUENTIAL} sequential invokes p50 ${fmtMs(proc.text.latency_ms.p50)}, ${fmt(proc.textLoad.req_per_s, 0)} req/s; pool ${JSON.stringify(proc.pool)}`,
+      );
     } finally {
       await server.close();
     }
@@ -340,8 +394,16 @@ async function run(): Promise<SuiteReport> {
         value: `sequential ${p50p99(health.sequential.latency_ms)}; ${loadLine(health.load)}`,
         baseline: `GET / sequential ${p50p99(base.get.latency_ms)}; ${loadLine(base.getLoad)}`,
       },
-      { metric: 'context: invoke latency, one calculator call (2 model turns)', value: `${p50p99(ctx.tool.latency_ms)} (added ${added(ctx.tool.latency_ms, bp)})`, baseline: basePostSeq },
-      { metric: 'context: throughput, one calculator call', value: `${loadLine(ctx.toolLoad!)} (${ratio(ctx.toolLoad!.req_per_s, base.postLoad.req_per_s)})`, baseline: basePostLoad },
+      {
+        metric: 'context: invoke latency, one calculator call (2 model turns)',
+        value: `${p50p99(ctx.tool.latency_ms)} (added ${added(ctx.tool.latency_ms, bp)})`,
+        baseline: basePostSeq,
+      },
+      {
+        metric: 'context: throughput, one calculator call',
+        value: `${loadLine(ctx.toolLoad!)} (${ratio(ctx.toolLoad!.req_per_s, base.postLoad.req_per_s)})`,
+        baseline: basePostLoad,
+      },
       {
         metric: `context: \`executor.invoke()\` in-process, no HTTP (${DIRECT_CALLS.toLocaleString('en-US')} calls)`,
         value: `p50 ${fmtUs(direct.invoke.latency_ms.p50)} / p99 ${fmtUs(direct.invoke.latency_ms.p99)} (${fmt(direct.invoke.per_s, 0)} calls/s)`,
@@ -352,14 +414,26 @@ async function run(): Promise<SuiteReport> {
         value: `p50 ${fmtUs(direct.runAgent.latency_ms.p50)} / p99 ${fmtUs(direct.runAgent.latency_ms.p99)}`,
         baseline: 'n/a (no HTTP)',
       },
-      { metric: `worker: invoke latency, short text (${SEQUENTIAL} sequential)`, value: `${p50p99(wrk.text.latency_ms)} (added ${added(wrk.text.latency_ms, bp)})`, baseline: basePostSeq },
+      {
+        metric: `worker: invoke latency, short text (${SEQUENTIAL} sequential)`,
+        value: `${p50p99(wrk.text.latency_ms)} (added ${added(wrk.text.latency_ms, bp)})`,
+        baseline: basePostSeq,
+      },
       {
         metric: `worker: throughput, short text (autocannon ${LOAD_SECONDS}s × ${CONNECTIONS} conn, ${PROCESS_POOL} threads)`,
         value: `${loadLine(wrk.textLoad)} (${ratio(wrk.textLoad.req_per_s, base.postLoad.req_per_s)})`,
         baseline: basePostLoad,
       },
-      { metric: 'worker: invoke latency, one calculator call', value: `${p50p99(wrk.tool.latency_ms)} (added ${added(wrk.tool.latency_ms, bp)})`, baseline: basePostSeq },
-      { metric: 'worker: throughput, one calculator call', value: `${loadLine(wrk.toolLoad!)} (${ratio(wrk.toolLoad!.req_per_s, base.postLoad.req_per_s)})`, baseline: basePostLoad },
+      {
+        metric: 'worker: invoke latency, one calculator call',
+        value: `${p50p99(wrk.tool.latency_ms)} (added ${added(wrk.tool.latency_ms, bp)})`,
+        baseline: basePostSeq,
+      },
+      {
+        metric: 'worker: throughput, one calculator call',
+        value: `${loadLine(wrk.toolLoad!)} (${ratio(wrk.toolLoad!.req_per_s, base.postLoad.req_per_s)})`,
+        baseline: basePostLoad,
+      },
       {
         metric: `process: invoke latency, short text, warm pool (${SEQUENTIAL} sequential)`,
         value: `${p50p99(proc.text.latency_ms)} (added ${added(proc.text.latency_ms, bp)}; ${signed(procAdded - ctxAdded)} p50 over context)`,
@@ -379,7 +453,11 @@ async function run(): Promise<SuiteReport> {
         value: `${p50p99(proc.tool.latency_ms)} (added ${added(proc.tool.latency_ms, bp)})`,
         baseline: basePostSeq,
       },
-      { metric: 'process: throughput, one calculator call', value: `${loadLine(proc.toolLoad!)} (${ratio(proc.toolLoad!.req_per_s, base.postLoad.req_per_s)})`, baseline: basePostLoad },
+      {
+        metric: 'process: throughput, one calculator call',
+        value: `${loadLine(proc.toolLoad!)} (${ratio(proc.toolLoad!.req_per_s, base.postLoad.req_per_s)})`,
+        baseline: basePostLoad,
+      },
       {
         metric: `process: pool member start, fork → task module loaded (${READY_SAMPLES} starts)`,
         value: `p50 ${fmtMs(ready.p50)} / max ${fmtMs(ready.max)}`,
@@ -394,7 +472,9 @@ async function run(): Promise<SuiteReport> {
       },
       {
         metric: 'Event-loop delay of the server thread during the short-text autocannon run (p99 / max)',
-        value: MODES.map((m) => `${m} ${fmtMs(results[m]!.loop_delay_ms.p99)} / ${fmtMs(results[m]!.loop_delay_ms.max)}`).join('; '),
+        value: MODES.map(
+          (m) => `${m} ${fmtMs(results[m]!.loop_delay_ms.p99)} / ${fmtMs(results[m]!.loop_delay_ms.max)}`,
+        ).join('; '),
         baseline: 'n/a',
       },
       {
@@ -442,6 +522,7 @@ async function run(): Promise<SuiteReport> {
 
 export const executionSuite: Suite = {
   name: 'execution',
-  description: 'invoke overhead and throughput per isolation mode (context, worker, process) with a zero-latency scripted provider',
+  description:
+    'invoke overhead and throughput per isolation mode (context, worker, process) with a zero-latency scripted provider',
   run,
 };

@@ -20,16 +20,49 @@ const SECONDS = Number(process.env.BENCH_DURATION ?? 3);
 const TARGET_MS = 50;
 
 const nested = (n: number) => '['.repeat(n) + '1' + ']'.repeat(n);
-const LAUGHS = ['l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]', ...Array.from({ length: 8 }, (_, i) => `l${i + 1}: &l${i + 1} [${Array(9).fill(`*l${i}`).join(', ')}]`)];
+const LAUGHS = [
+  'l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]',
+  ...Array.from({ length: 8 }, (_, i) => `l${i + 1}: &l${i + 1} [${Array(9).fill(`*l${i}`).join(', ')}]`),
+];
 
 /** label, path, content type, body: the findings of issue 13 that reach the agent parser. */
 const HOSTILE: [string, string, string, string][] = [
-  ['TOML header `[` + 3,200 spaces + `"]"` + 3,200 spaces + `]` (6.4 KB)', 'agents/validate', 'application/toml', `name = "h"\nsystem_prompt = "p"\n[${' '.repeat(3200)}"]"${' '.repeat(3200)}]\n`],
-  ['YAML alias bomb (9 levels × 9 aliases)', 'agents', 'text/markdown', `---\nname: bomb\nmetadata:\n${LAUGHS.map((l) => `  ${l}`).join('\n')}\n---\nhello\n`],
-  ['JSON parameters nested 100,000 deep (200 KB)', 'agents', 'application/json', `{"name":"d","system_prompt":"x","parameters":{"p":${nested(100_000)}}}`],
-  ['JSON metadata nested 2,000 deep', 'agents', 'application/json', `{"name":"d","system_prompt":"x","metadata":{"m":${nested(2000)}}}`],
-  ['TOML `[parameters.k.k…]` with 20,000 dotted parts (40 KB)', 'agents', 'application/toml', `name = "d"\nsystem_prompt = "x"\n[parameters.${Array(20_000).fill('k').join('.')}]\nx = 1\n`],
-  ['YAML frontmatter of 100,000 `- ` (200 KB)', 'agents', 'text/markdown', `---\nname: d\nmetadata:\n  ${'- '.repeat(100_000)}x\n---\nhi\n`],
+  [
+    'TOML header `[` + 3,200 spaces + `"]"` + 3,200 spaces + `]` (6.4 KB)',
+    'agents/validate',
+    'application/toml',
+    `name = "h"\nsystem_prompt = "p"\n[${' '.repeat(3200)}"]"${' '.repeat(3200)}]\n`,
+  ],
+  [
+    'YAML alias bomb (9 levels × 9 aliases)',
+    'agents',
+    'text/markdown',
+    `---\nname: bomb\nmetadata:\n${LAUGHS.map((l) => `  ${l}`).join('\n')}\n---\nhello\n`,
+  ],
+  [
+    'JSON parameters nested 100,000 deep (200 KB)',
+    'agents',
+    'application/json',
+    `{"name":"d","system_prompt":"x","parameters":{"p":${nested(100_000)}}}`,
+  ],
+  [
+    'JSON metadata nested 2,000 deep',
+    'agents',
+    'application/json',
+    `{"name":"d","system_prompt":"x","metadata":{"m":${nested(2000)}}}`,
+  ],
+  [
+    'TOML `[parameters.k.k…]` with 20,000 dotted parts (40 KB)',
+    'agents',
+    'application/toml',
+    `name = "d"\nsystem_prompt = "x"\n[parameters.${Array(20_000).fill('k').join('.')}]\nx = 1\n`,
+  ],
+  [
+    'YAML frontmatter of 100,000 `- ` (200 KB)',
+    'agents',
+    'text/markdown',
+    `---\nname: d\nmetadata:\n  ${'- '.repeat(100_000)}x\n---\nhi\n`,
+  ],
   [
     'YAML frontmatter with 16,000 anchors, each aliased once (340 KB)',
     'agents/validate',
@@ -42,9 +75,19 @@ const HOSTILE: [string, string, string, string][] = [
     'text/markdown',
     `---\nname: a\nmetadata:\n${Array.from({ length: 16_000 }, (_, i) => `  k${i}: x`).join('\n')}\n---\nhi\n`,
   ],
-  ['`limits.timeout` = "1" + 200,000 spaces + "x"', 'agents/validate', 'application/toml', `name = "u"\nsystem_prompt = "x"\n[limits]\ntimeout = "1${' '.repeat(200_000)}x"\n`],
+  [
+    '`limits.timeout` = "1" + 200,000 spaces + "x"',
+    'agents/validate',
+    'application/toml',
+    `name = "u"\nsystem_prompt = "x"\n[limits]\ntimeout = "1${' '.repeat(200_000)}x"\n`,
+  ],
   // Not hostile, just large: about a second of parsing, done on the parser's worker thread (ADR 0020).
-  ['TOML agent of 1.2 MB, 35,600 flat `[metadata]` keys (valid: parsed on the worker thread)', 'agents/validate', 'application/toml', largeToml(1_200_000)],
+  [
+    'TOML agent of 1.2 MB, 35,600 flat `[metadata]` keys (valid: parsed on the worker thread)',
+    'agents/validate',
+    'application/toml',
+    largeToml(1_200_000),
+  ],
 ];
 
 /** A valid TOML agent of about `bytes` bytes: flat keys in [metadata] (as test/agents/parse-off-thread.test.ts). */
@@ -64,7 +107,10 @@ async function startServe(): Promise<{ child: ChildProcess; url: string; remove(
   const config = join(dir, 'caxton.toml');
   // 2 MiB: room for the 1.2 MB agent (the default body limit is 1 MiB).
   // Authentication off: this suite measures parsing (the auth suite measures authentication).
-  writeFileSync(config, '[server]\nport = 0\nmax_body_size = "2MiB"\n[metrics]\nenabled = false\n[logging]\nlevel = "error"\n[auth]\nenabled = false\n');
+  writeFileSync(
+    config,
+    '[server]\nport = 0\nmax_body_size = "2MiB"\n[metrics]\nenabled = false\n[logging]\nlevel = "error"\n[auth]\nenabled = false\n',
+  );
   const child = spawn(process.execPath, [join(process.cwd(), 'dist/cli/main.js'), 'serve', '--config', config], {
     cwd: dir,
     stdio: ['ignore', 'ignore', 'pipe'],
@@ -77,7 +123,9 @@ async function startServe(): Promise<{ child: ChildProcess; url: string; remove(
       const m = /caxton listening on (http:\/\/\S+)/.exec(stderr);
       if (m) resolve(m[1]!);
     });
-    child.once('exit', (code: number | null) => reject(new Error(`caxton serve exited (${code}) before listening:\n${stderr}`)));
+    child.once('exit', (code: number | null) =>
+      reject(new Error(`caxton serve exited (${code}) before listening:\n${stderr}`)),
+    );
   });
   return { child, url, remove: tmp.remove };
 }
@@ -144,7 +192,15 @@ async function run(): Promise<SuiteReport> {
         target: `≤ ${TARGET_MS} ms`,
         verdict: ok ? 'pass' : 'fail',
       });
-      raw.push({ label, path, bytes: Buffer.byteLength(body), statuses: [...statuses], post_ms: post, health_ms: during, parse_ms: parse });
+      raw.push({
+        label,
+        path,
+        bytes: Buffer.byteLength(body),
+        statuses: [...statuses],
+        post_ms: post,
+        health_ms: during,
+        parse_ms: parse,
+      });
     }
     return {
       rows,
@@ -160,4 +216,8 @@ async function run(): Promise<SuiteReport> {
   }
 }
 
-export const hostileSuite: Suite = { name: 'hostile', description: '/health latency while hostile agent bodies are posted (issue 13)', run };
+export const hostileSuite: Suite = {
+  name: 'hostile',
+  description: '/health latency while hostile agent bodies are posted (issue 13)',
+  run,
+};

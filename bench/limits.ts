@@ -40,7 +40,12 @@ export const limitsSuite: Suite = {
   description: 'limits per principal: admitRequest and beginExecution cost per call (ADR 0024)',
   async run(): Promise<SuiteReport> {
     const ids = Array.from({ length: PRINCIPALS }, (_, i) => `key:bench-${i}`);
-    const high: LimitSet = { requests_per_minute: 1e12, concurrent_executions: 1e6, tokens: 1e15, tokens_period_ms: 60_000 };
+    const high: LimitSet = {
+      requests_per_minute: 1e12,
+      concurrent_executions: 1e6,
+      tokens: 1e15,
+      tokens_period_ms: 60_000,
+    };
     const ok: RequestAdmission = { ok: true };
     const noop = (_id: string, _l: LimitSet | undefined): RequestAdmission => ok;
 
@@ -52,7 +57,12 @@ export const limitsSuite: Suite = {
     const refused = measure(() => limiter.admitRequest('key:refused', { requests_per_minute: 1 }));
     const unlimited = measure(() => limiter.admitRequest('key:free', undefined));
     const exec = measure((i) => {
-      const s = limiter.beginExecution({ principalId: ids[i % PRINCIPALS]!, principalLimits: high, agent: 'support', agentLimits: high });
+      const s = limiter.beginExecution({
+        principalId: ids[i % PRINCIPALS]!,
+        principalLimits: high,
+        agent: 'support',
+        agentLimits: high,
+      });
       if (s.ok) s.release({ tokens: 100 });
       return s;
     });
@@ -72,20 +82,44 @@ export const limitsSuite: Suite = {
       metric: `${metric}, ns per call p50 / p99`,
       value: `${ns(s.p50)} / ${ns(s.p99)}`,
       baseline: base,
-      ...(target !== undefined && { target: `p50 ≤ ${target} ns`, verdict: s.p50 <= target ? ('pass' as const) : ('fail' as const) }),
+      ...(target !== undefined && {
+        target: `p50 ≤ ${target} ns`,
+        verdict: s.p50 <= target ? ('pass' as const) : ('fail' as const),
+      }),
     });
     const rows: Row[] = [
       row('admitRequest, one principal under its limit', one, 1_000),
       row(`admitRequest, ${PRINCIPALS.toLocaleString('en-US')} principals in turn`, many, 1_000),
       row('admitRequest, refused (bucket empty)', refused, 1_000),
       row('admitRequest, principal without limits', unlimited),
-      row(`beginExecution + release, principal and agent limits, ${PRINCIPALS.toLocaleString('en-US')} principals`, exec),
-      { metric: 'sweep of 100,000 idle states, ms (runs at most once a minute)', value: fmt(sweepMs), baseline: '-', ...(left !== 0 && { verdict: 'fail' as const, target: '0 left' }) },
+      row(
+        `beginExecution + release, principal and agent limits, ${PRINCIPALS.toLocaleString('en-US')} principals`,
+        exec,
+      ),
+      {
+        metric: 'sweep of 100,000 idle states, ms (runs at most once a minute)',
+        value: fmt(sweepMs),
+        baseline: '-',
+        ...(left !== 0 && { verdict: 'fail' as const, target: '0 left' }),
+      },
     ];
     return {
       rows,
-      notes: [`Each sample is the mean of ${BATCH} calls; ${SAMPLES} samples per row. The no-op baseline is the loop and call overhead.`],
-      raw: { batch: BATCH, samples: SAMPLES, baseline, one, many, refused, unlimited, exec, sweep_ms: sweepMs, sweep_left: left },
+      notes: [
+        `Each sample is the mean of ${BATCH} calls; ${SAMPLES} samples per row. The no-op baseline is the loop and call overhead.`,
+      ],
+      raw: {
+        batch: BATCH,
+        samples: SAMPLES,
+        baseline,
+        one,
+        many,
+        refused,
+        unlimited,
+        exec,
+        sweep_ms: sweepMs,
+        sweep_left: left,
+      },
     };
   },
 };

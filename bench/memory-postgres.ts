@@ -22,7 +22,8 @@ import type { Row, Suite, SuiteReport } from './lib/report.js';
 import { fmt, fmtMs, summarize } from './lib/stats.js';
 
 const env = (name: string, def: string) => process.env[name] ?? def;
-const PG_URL = process.env.BENCH_PG_URL ?? process.env.CAXTON_TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+const PG_URL =
+  process.env.BENCH_PG_URL ?? process.env.CAXTON_TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const EMBED_N = Number(env('BENCH_MEMORY_EMBED', '2000'));
 const SIZES = env('BENCH_PG_SIZES', '10000,100000').split(',').map(Number);
 const QUERIES = Number(env('BENCH_MEMORY_QUERIES', '200'));
@@ -66,7 +67,9 @@ export const memoryPostgresSuite: Suite = {
     try {
       const server = (await admin.query<{ v: string }>("SELECT current_setting('server_version') AS v")).rows[0]!.v;
       await admin.query('CREATE EXTENSION IF NOT EXISTS vector').catch((e: unknown) => {
-        throw new Error(`pgvector is not available at ${raw.url} (${(e as Error).message}): run scripts/setup-pgvector.sh`);
+        throw new Error(
+          `pgvector is not available at ${raw.url} (${(e as Error).message}): run scripts/setup-pgvector.sh`,
+        );
       });
       const ext = (
         await admin.query<{ schema: string; version: string }>(
@@ -90,9 +93,12 @@ export const memoryPostgresSuite: Suite = {
         await store.close();
         const tEmbed = performance.now();
         realVectors = [];
-        for (let i = 0; i < items.length; i += 500) realVectors.push(...(await embedder.embed(items.slice(i, i + 500).map(entityText))));
+        for (let i = 0; i < items.length; i += 500)
+          realVectors.push(...(await embedder.embed(items.slice(i, i + 500).map(entityText))));
         const embedPerEntity = (performance.now() - tEmbed) / EMBED_N;
-        note(`postgres: inserted ${EMBED_N} entities with embedding, ${fmtMs(perEntity)} per entity (embedding alone ${fmtMs(embedPerEntity)})`);
+        note(
+          `postgres: inserted ${EMBED_N} entities with embedding, ${fmtMs(perEntity)} per entity (embedding alone ${fmtMs(embedPerEntity)})`,
+        );
         rows.push({
           metric: `insert with embedding (${EMBED_N} entities, 500 per transaction), per entity amortized`,
           value: fmtMs(perEntity),
@@ -116,7 +122,9 @@ export const memoryPostgresSuite: Suite = {
         const tFill = performance.now();
         let lastNote = tFill;
         for (let i = 0; i < size; i += FILL_BATCH) {
-          const batch: EntityWrite[] = Array.from({ length: Math.min(FILL_BATCH, size - i) }, (_, k) => entityAt(rand, i + k));
+          const batch: EntityWrite[] = Array.from({ length: Math.min(FILL_BATCH, size - i) }, (_, k) =>
+            entityAt(rand, i + k),
+          );
           replay.queue.push(...batch.map(() => synthetic(realVectors, rand)));
           await store.merge(batch, []);
           if (performance.now() - lastNote > 30_000) {
@@ -178,9 +186,16 @@ export const memoryPostgresSuite: Suite = {
           metric: `PG semantic search at ${n} entities (HNSW, iterative scan; + row reads), p50 / p99`,
           value: `${fmtMs(sm.p50)} / ${fmtMs(sm.p99)}`,
           baseline: `exact scan (index scans off) p50 ${fmtMs(ex.p50)} / p99 ${fmtMs(ex.p99)} (${ex.n} queries)`,
-          ...(target !== undefined && { target: `p99 ≤ ${target} ms (documents: 10-50 ms)`, verdict: verdict(sm.p99 <= target) }),
+          ...(target !== undefined && {
+            target: `p99 ≤ ${target} ms (documents: 10-50 ms)`,
+            verdict: verdict(sm.p99 <= target),
+          }),
         });
-        rows.push({ metric: `PG hybrid search at ${n} entities incl. embedding the query, p50 / p99`, value: `${fmtMs(h.p50)} / ${fmtMs(h.p99)}`, baseline: `restart: ready() ${fmtMs(openMs)}` });
+        rows.push({
+          metric: `PG hybrid search at ${n} entities incl. embedding the query, p50 / p99`,
+          value: `${fmtMs(h.p50)} / ${fmtMs(h.p99)}`,
+          baseline: `restart: ready() ${fmtMs(openMs)}`,
+        });
         rows.push({
           metric: `PG recall@10 against exact search at ${n} (${exactLat.length} queries)`,
           value: fmt(recall, 3),
@@ -188,9 +203,25 @@ export const memoryPostgresSuite: Suite = {
           target: '≥ 0.95',
           verdict: verdict(recall >= 0.95),
         });
-        rows.push({ metric: `PG bytes per entity at ${n} (tables, indexes incl. HNSW, TOAST)`, value: `${fmt(bytes / size / 1024)} KB`, baseline: '—', target: 'documents: about 2.5 KB' });
-        (raw.sizes as unknown[]).push({ size, fill_ms: fillMs, restart_ms: openMs, recall, semantic: sm, exact: ex, hybrid: h, database_bytes: bytes });
-        note(`postgres size ${size}: semantic p99 ${fmtMs(sm.p99)}, recall ${fmt(recall, 3)}, ${fmt(bytes / size / 1024)} KB per entity`);
+        rows.push({
+          metric: `PG bytes per entity at ${n} (tables, indexes incl. HNSW, TOAST)`,
+          value: `${fmt(bytes / size / 1024)} KB`,
+          baseline: '—',
+          target: 'documents: about 2.5 KB',
+        });
+        (raw.sizes as unknown[]).push({
+          size,
+          fill_ms: fillMs,
+          restart_ms: openMs,
+          recall,
+          semantic: sm,
+          exact: ex,
+          hybrid: h,
+          database_bytes: bytes,
+        });
+        note(
+          `postgres size ${size}: semantic p99 ${fmtMs(sm.p99)}, recall ${fmt(recall, 3)}, ${fmt(bytes / size / 1024)} KB per entity`,
+        );
       }
       return {
         rows,

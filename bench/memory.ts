@@ -92,7 +92,9 @@ export const memorySuite: Suite = {
     // 1. Insert with real embedding, batches of 500 entities per transaction: the default fp32
     // graph, then the int8 option on the same texts. Baseline: embedding the same texts alone.
     const items = Array.from({ length: EMBED_N }, (_, i) => entityAt(rand, i));
-    const insert = async (e: Embedder): Promise<{ perEntity: number; embedPerEntity: number; vectors: Float32Array[] }> => {
+    const insert = async (
+      e: Embedder,
+    ): Promise<{ perEntity: number; embedPerEntity: number; vectors: Float32Array[] }> => {
       const dir = tempDir();
       try {
         const db = openDatabase(dir.path);
@@ -104,8 +106,11 @@ export const memorySuite: Suite = {
         const tEmbed = performance.now();
         for (let i = 0; i < items.length; i += 500) await e.embed(items.slice(i, i + 500).map(entityText));
         const embedPerEntity = (performance.now() - tEmbed) / EMBED_N;
-        const vectors = (db.prepare('SELECT vector FROM memory_embeddings ORDER BY entity_id').all() as { vector: Buffer }[]).map(
-          (r) => new Float32Array(r.vector.buffer.slice(r.vector.byteOffset, r.vector.byteOffset + r.vector.byteLength)),
+        const vectors = (
+          db.prepare('SELECT vector FROM memory_embeddings ORDER BY entity_id').all() as { vector: Buffer }[]
+        ).map(
+          (r) =>
+            new Float32Array(r.vector.buffer.slice(r.vector.byteOffset, r.vector.byteOffset + r.vector.byteLength)),
         );
         await store.close();
         db.close();
@@ -215,7 +220,11 @@ export const memorySuite: Suite = {
         const n = size.toLocaleString('en');
         const how = graph ? 'HNSW f16 graph' : 'exact scan';
         const target = size >= 100_000 ? 5 : undefined;
-        rows.push({ metric: `store fill at ${n} (merge, 5,000 per transaction, vectors given; graph built alongside), per entity`, value: fmtMs(fillMs / size), baseline: '—' });
+        rows.push({
+          metric: `store fill at ${n} (merge, 5,000 per transaction, vectors given; graph built alongside), per entity`,
+          value: fmtMs(fillMs / size),
+          baseline: '—',
+        });
         if (graph)
           rows.push({
             metric: `HNSW graph at ${n}: background build finished ${fmt(annWaitMs / 1000)} s after the fill; saved at close; restart (rows from SQLite + saved graph checked and loaded)`,
@@ -226,10 +235,23 @@ export const memorySuite: Suite = {
           metric: `semantic search at ${n} entities (${how}; + row reads), p50 / p99`,
           value: `${fmtMs(sm.p50)} / ${fmtMs(sm.p99)}`,
           baseline: `exact scan alone p50 ${fmtMs(ex.p50)} / p99 ${fmtMs(ex.p99)}`,
-          ...(target !== undefined && { target: `p99 ≤ ${target} ms (documents: 10-50 ms)`, verdict: verdict(sm.p99 <= target) }),
+          ...(target !== undefined && {
+            target: `p99 ≤ ${target} ms (documents: 10-50 ms)`,
+            verdict: verdict(sm.p99 <= target),
+          }),
         });
-        rows.push({ metric: `hybrid search at ${n} entities incl. embedding the query, p50 / p99`, value: `${fmtMs(h.p50)} / ${fmtMs(h.p99)}`, baseline: '—' });
-        rows.push({ metric: `recall@10 against exact search at ${n}`, value: fmt(recall, 3), baseline: '1.000 (exact scan)', target: '≥ 0.95', verdict: verdict(recall >= 0.95) });
+        rows.push({
+          metric: `hybrid search at ${n} entities incl. embedding the query, p50 / p99`,
+          value: `${fmtMs(h.p50)} / ${fmtMs(h.p99)}`,
+          baseline: '—',
+        });
+        rows.push({
+          metric: `recall@10 against exact search at ${n}`,
+          value: fmt(recall, 3),
+          baseline: '1.000 (exact scan)',
+          target: '≥ 0.95',
+          verdict: verdict(recall >= 0.95),
+        });
         rows.push({
           metric: `bytes per entity on disk at ${n} (SQLite: rows, FTS5, f32 vectors${graph ? ' + memory.usearch' : ''})`,
           value: `${fmt((dbBytes + graphBytes) / size / 1024)} KB${graph ? ` (${fmt(dbBytes / size / 1024)} + ${fmt(graphBytes / size / 1024)})` : ''}`,
@@ -252,7 +274,9 @@ export const memorySuite: Suite = {
           db_bytes: dbBytes,
           graph_bytes: graphBytes,
         });
-        note(`size ${size}: filled in ${fmt(fillMs / 1000)} s, graph ${fmt(annWaitMs / 1000)} s after, ${fmt((dbBytes + graphBytes) / MB)} MB on disk, recall ${fmt(recall, 3)}`);
+        note(
+          `size ${size}: filled in ${fmt(fillMs / 1000)} s, graph ${fmt(annWaitMs / 1000)} s after, ${fmt((dbBytes + graphBytes) / MB)} MB on disk, recall ${fmt(recall, 3)}`,
+        );
       } finally {
         d.remove();
       }
@@ -268,7 +292,9 @@ export const memorySuite: Suite = {
         const v = new Float32Array(embedder.dimensions);
         for (let i = 0; i < size; i++) index.set(i + 1, 'workspace', 'note', synthetic(realVectors, rand, v));
         const fillMs = performance.now() - tFill;
-        note(`size ${size}: ${n} precomputed vectors in the index (${fmt(fillMs / 1000)} s); building the HNSW graph in the background (single-threaded)`);
+        note(
+          `size ${size}: ${n} precomputed vectors in the index (${fmt(fillMs / 1000)} s); building the HNSW graph in the background (single-threaded)`,
+        );
         const tBuild = performance.now();
         index.release();
         let last = performance.now();
@@ -345,7 +371,11 @@ export const memorySuite: Suite = {
             target: 'documents: about 2.5 KB',
           });
         }
-        rows.push({ metric: `resident memory at ${n} (model + f32 rows + f16 graph, this process)`, value: `${fmt(rss / MB, 0)} MB`, baseline: '—' });
+        rows.push({
+          metric: `resident memory at ${n} (model + f32 rows + f16 graph, this process)`,
+          value: `${fmt(rss / MB, 0)} MB`,
+          baseline: '—',
+        });
         (raw.sizes as unknown[]).push({
           size,
           mode: 'index-only',

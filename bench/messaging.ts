@@ -11,7 +11,18 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { AgentRegistry, parseAgent, type AgentDefinition } from '../src/agents/index.js';
 import { loadServerConfig } from '../src/config/index.js';
-import { Directory, Dispatcher, MESSAGING_MIGRATIONS, MessageBus, Router, RoundRobin, newConversationId, newMessageId, type AclMessage, type Delivery } from '../src/messaging/index.js';
+import {
+  Directory,
+  Dispatcher,
+  MESSAGING_MIGRATIONS,
+  MessageBus,
+  Router,
+  RoundRobin,
+  newConversationId,
+  newMessageId,
+  type AclMessage,
+  type Delivery,
+} from '../src/messaging/index.js';
 import { createLogger } from '../src/observability/index.js';
 import { startServer } from '../src/server/index.js';
 import { migrate, openDatabase } from '../src/storage/index.js';
@@ -44,7 +55,10 @@ const rate = (n: number, ms: number) => (n / ms) * 1000;
 const perS = (v: number) => `${fmt(v, 0)} msg/s`;
 
 function agentDef(name: string, capabilities: string[]): AgentDefinition {
-  const r = parseAgent(`name = "${name}"\ncapabilities = [${capabilities.map((c) => `"${c}"`).join(', ')}]\nsystem_prompt = "bench"\n[messaging]\nmax_concurrency = 64\n`, { format: 'toml' });
+  const r = parseAgent(
+    `name = "${name}"\ncapabilities = [${capabilities.map((c) => `"${c}"`).join(', ')}]\nsystem_prompt = "bench"\n[messaging]\nmax_concurrency = 64\n`,
+    { format: 'toml' },
+  );
   if (!r.ok) throw new Error(JSON.stringify(r.errors));
   return r.definition;
 }
@@ -52,7 +66,14 @@ function agentDef(name: string, capabilities: string[]): AgentDefinition {
 function fillRegistry(registry: AgentRegistry): void {
   const now = new Date().toISOString();
   for (let i = 0; i < AGENTS; i++) {
-    registry.upsert({ definition: agentDef(`agent-${i}`, [`cap-${i % CAPABILITIES}`]), format: 'toml', origin: { kind: 'api' }, revision: 1, deployed_at: now, updated_at: now });
+    registry.upsert({
+      definition: agentDef(`agent-${i}`, [`cap-${i % CAPABILITIES}`]),
+      format: 'toml',
+      origin: { kind: 'api' },
+      revision: 1,
+      deployed_at: now,
+      updated_at: now,
+    });
   }
 }
 
@@ -114,7 +135,11 @@ async function routing(): Promise<RoutingResult> {
   };
   run(50_000); // warm-up (JIT)
   const ms = run(ROUTED);
-  const result = { messages: ROUTED, per_s: rate(ROUTED, ms), latency_us: summarize(Array.from(latencies, (v) => v * 1000)) };
+  const result = {
+    messages: ROUTED,
+    per_s: rate(ROUTED, ms),
+    latency_us: summarize(Array.from(latencies, (v) => v * 1000)),
+  };
 
   // Baseline: the least any router can do — a Map lookup of the capability and a function call.
   const table = new Map<string, (i: number) => void>();
@@ -131,7 +156,11 @@ async function routing(): Promise<RoutingResult> {
   base(50_000);
   const bms = base(ROUTED);
   directory.close();
-  return { ...result, baseline_per_s: rate(ROUTED, bms), baseline_latency_us: summarize(Array.from(latencies, (v) => v * 1000)) };
+  return {
+    ...result,
+    baseline_per_s: rate(ROUTED, bms),
+    baseline_latency_us: summarize(Array.from(latencies, (v) => v * 1000)),
+  };
 }
 
 interface DurableResult {
@@ -166,7 +195,10 @@ async function durable(retention: { max_conversations?: number; max_messages?: n
     // One-way informs to one named agent each: message + delivery + conversation + acknowledgement.
     const batch = (n: number, offset: number): AclMessage[] =>
       Array.from({ length: n }, (_, i) => {
-        const { capability: _named, ...m } = message(offset + i, { performative: 'inform', receivers: [`agent-${(offset + i) % AGENTS}`] });
+        const { capability: _named, ...m } = message(offset + i, {
+          performative: 'inform',
+          receivers: [`agent-${(offset + i) % AGENTS}`],
+        });
         return m;
       });
     const warm = batch(5_000, 0);
@@ -200,13 +232,19 @@ async function durable(retention: { max_conversations?: number; max_messages?: n
     // message + delivery + conversation in one transaction per 5,000, then acknowledgement + completion.
     const raw = openDatabase(join(dir.path, 'raw'));
     migrate(raw, MESSAGING_MIGRATIONS);
-    const insM = raw.prepare('INSERT INTO messages (id, conversation_id, performative, sender, created_at, body, routed_to) VALUES (?, ?, ?, ?, ?, ?, ?)');
-    const insD = raw.prepare("INSERT INTO deliveries (message_id, receiver, state, updated_at) VALUES (?, ?, 'pending', ?)");
+    const insM = raw.prepare(
+      'INSERT INTO messages (id, conversation_id, performative, sender, created_at, body, routed_to) VALUES (?, ?, ?, ?, ?, ?, ?)',
+    );
+    const insD = raw.prepare(
+      "INSERT INTO deliveries (message_id, receiver, state, updated_at) VALUES (?, ?, 'pending', ?)",
+    );
     const upC = raw.prepare(
       `INSERT INTO conversations (id, protocol, state, initiator, participants, capability, turns, max_turns, created_at, updated_at, expires_at, reason)
        VALUES (?, NULL, ?, ?, ?, NULL, 1, 100, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET state = excluded.state, participants = excluded.participants, updated_at = excluded.updated_at, expires_at = excluded.expires_at, reason = excluded.reason`,
     );
-    const ack = raw.prepare("UPDATE deliveries SET state = 'done', attempts = attempts + 1, updated_at = ? WHERE id = ?");
+    const ack = raw.prepare(
+      "UPDATE deliveries SET state = 'done', attempts = attempts + 1, updated_at = ? WHERE id = ?",
+    );
     const rows = batch(DURABLE, 200_000);
     const r0 = performance.now();
     for (let s = 0; s < rows.length; s += 5_000) {
@@ -214,16 +252,42 @@ async function durable(retention: { max_conversations?: number; max_messages?: n
       const ids: number[] = [];
       raw.transaction(() => {
         for (const m of chunk) {
-          insM.run(m.id, m.conversation_id, m.performative, m.sender, m.timestamp, JSON.stringify(m), JSON.stringify(m.receivers));
+          insM.run(
+            m.id,
+            m.conversation_id,
+            m.performative,
+            m.sender,
+            m.timestamp,
+            JSON.stringify(m),
+            JSON.stringify(m.receivers),
+          );
           ids.push(Number(insD.run(m.id, m.receivers[0], m.timestamp).lastInsertRowid));
-          upC.run(m.conversation_id, 'initiated', m.sender, JSON.stringify([m.sender, m.receivers[0]]), m.timestamp, m.timestamp, m.timestamp, null);
+          upC.run(
+            m.conversation_id,
+            'initiated',
+            m.sender,
+            JSON.stringify([m.sender, m.receivers[0]]),
+            m.timestamp,
+            m.timestamp,
+            m.timestamp,
+            null,
+          );
         }
       })();
       raw.transaction(() => {
         for (let i = 0; i < chunk.length; i++) {
           const m = chunk[i]!;
           ack.run(m.timestamp, ids[i]);
-          upC.run(m.conversation_id, 'completed', m.sender, JSON.stringify([m.sender, m.receivers[0]]), m.timestamp, m.timestamp, null, 'delivered');
+          upC.run(
+            m.conversation_id,
+            'completed',
+            m.sender,
+            JSON.stringify([m.sender, m.receivers[0]]),
+            m.timestamp,
+            m.timestamp,
+            null,
+            'delivered',
+          );
         }
       })();
     }
@@ -255,17 +319,34 @@ async function queueMemory(n = 10_000): Promise<{ queued: number; heap_bytes: nu
     migrate(db, MESSAGING_MIGRATIONS);
     const registry = new AgentRegistry();
     fillRegistry(registry);
-    const bus = new MessageBus({ db, registry, config: { ...loadServerConfig({ env: {}, cwd: dir.path }).messaging, max_queue: 10_000_000 } });
+    const bus = new MessageBus({
+      db,
+      registry,
+      config: { ...loadServerConfig({ env: {}, cwd: dir.path }).messaging, max_queue: 10_000_000 },
+    });
     bus.setAgentHandler(() => new Promise(() => {}));
     bus.start();
     const measure = () => {
       for (let i = 0; i < 4; i++) gc();
       return process.memoryUsage();
     };
-    await bus.submit({ performative: 'request', protocol: 'fipa-request', sender: 'warm', receiver: 'agent-0', content: 'warm' });
+    await bus.submit({
+      performative: 'request',
+      protocol: 'fipa-request',
+      sender: 'warm',
+      receiver: 'agent-0',
+      content: 'warm',
+    });
     await bus.settled();
     const m0 = measure();
-    for (let i = 0; i < n; i++) await bus.submit({ performative: 'request', protocol: 'fipa-request', sender: 'flooder', receiver: `agent-${i % AGENTS}`, content: 'do the thing' });
+    for (let i = 0; i < n; i++)
+      await bus.submit({
+        performative: 'request',
+        protocol: 'fipa-request',
+        sender: 'flooder',
+        receiver: `agent-${i % AGENTS}`,
+        content: 'do the thing',
+      });
     await bus.settled();
     const m1 = measure();
     const queued = bus.stats().queued;
@@ -291,23 +372,47 @@ async function rest(): Promise<RestResult | undefined> {
   const dir = tempDir('caxton-bench-rest-');
   const hw = await startHelloWorld();
   const configPath = join(dir.path, 'caxton.toml');
-  writeFileSync(configPath, `data_dir = "./data"\nagents_dir = "./agents"\n[server]\nport = 0\n[metrics]\nenabled = false\n[logging]\nlevel = "warn"\n[messaging]\nmax_queue = 10000000\n`);
+  writeFileSync(
+    configPath,
+    `data_dir = "./data"\nagents_dir = "./agents"\n[server]\nport = 0\n[metrics]\nenabled = false\n[logging]\nlevel = "warn"\n[messaging]\nmax_queue = 10000000\n`,
+  );
   const server = await startServer({
-    config: loadServerConfig({ file: configPath, env: { CAXTON_AUTH__ENABLED: 'false' } /* auth has its own suite (auth) */, cwd: dir.path }),
+    config: loadServerConfig({
+      file: configPath,
+      env: { CAXTON_AUTH__ENABLED: 'false' } /* auth has its own suite (auth) */,
+      cwd: dir.path,
+    }),
     logger: createLogger('warn'),
   });
   try {
     const now = new Date().toISOString();
-    server.registry.upsert({ definition: agentDef('sink', ['sink']), format: 'toml', origin: { kind: 'api' }, revision: 1, deployed_at: now, updated_at: now });
+    server.registry.upsert({
+      definition: agentDef('sink', ['sink']),
+      format: 'toml',
+      origin: { kind: 'api' },
+      revision: 1,
+      deployed_at: now,
+      updated_at: now,
+    });
     server.bus.registerHandler('sink', () => undefined);
     const body = JSON.stringify({ performative: 'inform', capability: 'sink', content: 'benchmark message' });
-    const probe = await fetch(`${server.url}/api/v1/messages`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+    const probe = await fetch(`${server.url}/api/v1/messages`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body,
+    });
     await probe.text();
     if (probe.status !== 202) {
       note(`POST /api/v1/messages answered ${probe.status}: REST figures skipped`);
       return undefined;
     }
-    const opts = { duration: LOAD_SECONDS, connections: CONNECTIONS, method: 'POST' as const, headers: { 'content-type': 'application/json' }, body };
+    const opts = {
+      duration: LOAD_SECONDS,
+      connections: CONNECTIONS,
+      method: 'POST' as const,
+      headers: { 'content-type': 'application/json' },
+      body,
+    };
     await load({ ...opts, url: `${hw.url}echo`, duration: 1 });
     const fastify = await load({ ...opts, url: `${hw.url}echo` });
     await load({ ...opts, url: `${server.url}/api/v1/messages`, duration: 1 });
@@ -331,7 +436,10 @@ export const messagingSuite: Suite = {
     // The same with retention at work throughout: limits a tenth of the run, so the pruner deletes
     // finished conversations (batches of 500 rows, one transaction each) while messages flow.
     note('durable, with retention pruning throughout');
-    const dr = await durable({ max_conversations: Math.max(100, Math.floor(DURABLE / 10)), max_messages: Math.max(100, Math.floor(DURABLE / 10)) });
+    const dr = await durable({
+      max_conversations: Math.max(100, Math.floor(DURABLE / 10)),
+      max_messages: Math.max(100, Math.floor(DURABLE / 10)),
+    });
     note('memory per queued message');
     const q = await queueMemory();
     note('REST submission under load');
@@ -351,7 +459,11 @@ export const messagingSuite: Suite = {
         target: `p99 ≤ ${ROUTING_P99_US} µs`,
         verdict: verdict(r.latency_us.p99 <= ROUTING_P99_US),
       },
-      { metric: 'durable: accepted (committed)', value: perS(d.accepted_per_s), baseline: `${perS(d.raw_insert_per_s)} (same SQL, bare loop)` },
+      {
+        metric: 'durable: accepted (committed)',
+        value: perS(d.accepted_per_s),
+        baseline: `${perS(d.raw_insert_per_s)} (same SQL, bare loop)`,
+      },
       {
         metric: 'durable: delivered and acknowledged',
         value: perS(d.delivered_per_s),
@@ -360,11 +472,28 @@ export const messagingSuite: Suite = {
         verdict: verdict(d.delivered_per_s >= DURABLE_PER_S),
       },
       { metric: 'durable: database size per message', value: `${fmt(d.db_bytes_per_message, 0)} B`, baseline: '—' },
-      { metric: 'durable with retention pruning: accepted', value: perS(dr.accepted_per_s), baseline: `${perS(d.accepted_per_s)} (limits not reached)` },
-      { metric: 'durable with retention pruning: delivered and acknowledged', value: perS(dr.delivered_per_s), baseline: `${perS(d.delivered_per_s)} (limits not reached)` },
-      { metric: 'durable with retention pruning: database size per message sent', value: `${fmt(dr.db_bytes_per_message, 0)} B`, baseline: `${fmt(d.db_bytes_per_message, 0)} B (limits not reached)` },
+      {
+        metric: 'durable with retention pruning: accepted',
+        value: perS(dr.accepted_per_s),
+        baseline: `${perS(d.accepted_per_s)} (limits not reached)`,
+      },
+      {
+        metric: 'durable with retention pruning: delivered and acknowledged',
+        value: perS(dr.delivered_per_s),
+        baseline: `${perS(d.delivered_per_s)} (limits not reached)`,
+      },
+      {
+        metric: 'durable with retention pruning: database size per message sent',
+        value: `${fmt(dr.db_bytes_per_message, 0)} B`,
+        baseline: `${fmt(d.db_bytes_per_message, 0)} B (limits not reached)`,
+      },
     ];
-    if (q) rows.push({ metric: `memory per queued message (${q.queued.toLocaleString('en')} queued)`, value: `${fmt(q.heap_bytes, 0)} B heap, ${fmt(q.rss_bytes, 0)} B RSS`, baseline: '—' });
+    if (q)
+      rows.push({
+        metric: `memory per queued message (${q.queued.toLocaleString('en')} queued)`,
+        value: `${fmt(q.heap_bytes, 0)} B heap, ${fmt(q.rss_bytes, 0)} B RSS`,
+        baseline: '—',
+      });
     if (h) {
       rows.push({
         metric: 'REST POST /api/v1/messages',

@@ -19,7 +19,13 @@ import { join } from 'node:path';
 import { BatchSpanProcessor, type ReadableSpan, type SpanExporter } from '@opentelemetry/sdk-trace-base';
 import { parseAgent } from '../src/agents/index.js';
 import { loadServerConfig } from '../src/config/index.js';
-import { newConversationId, newMessageId, type AclMessage, type ConversationId, type MessageId } from '../src/messaging/index.js';
+import {
+  newConversationId,
+  newMessageId,
+  type AclMessage,
+  type ConversationId,
+  type MessageId,
+} from '../src/messaging/index.js';
 import { createLogger } from '../src/observability/index.js';
 import { startServer, type CaxtonServer } from '../src/server/index.js';
 import { note } from './lib/progress.js';
@@ -55,13 +61,19 @@ const SCRIPT = `[[rules]]\n[[rules.turns]]\ntool_calls = [{ name = "calculator",
 const MODES = ['off', 'metrics', 'on', 'sampled', 'unsampled'] as const;
 type Mode = (typeof MODES)[number];
 /** BENCH_MODES=on,off runs only those modes (profiling one of them). */
-const RUN_MODES: readonly Mode[] = process.env.BENCH_MODES ? MODES.filter((m) => process.env.BENCH_MODES!.split(',').includes(m)) : MODES;
+const RUN_MODES: readonly Mode[] = process.env.BENCH_MODES
+  ? MODES.filter((m) => process.env.BENCH_MODES!.split(',').includes(m))
+  : MODES;
 
 async function start(dir: string, mode: Mode, exporter: DiscardExporter): Promise<CaxtonServer> {
   const on = mode !== 'off';
   const tracing = mode === 'on' || mode === 'sampled' || mode === 'unsampled';
   // The SDK reads the sampler from the environment (the standard OTEL_TRACES_SAMPLER variables).
-  if (mode === 'sampled') Object.assign(process.env, { OTEL_TRACES_SAMPLER: 'parentbased_traceidratio', OTEL_TRACES_SAMPLER_ARG: String(SAMPLE_RATIO) });
+  if (mode === 'sampled')
+    Object.assign(process.env, {
+      OTEL_TRACES_SAMPLER: 'parentbased_traceidratio',
+      OTEL_TRACES_SAMPLER_ARG: String(SAMPLE_RATIO),
+    });
   else if (mode === 'unsampled') Object.assign(process.env, { OTEL_TRACES_SAMPLER: 'parentbased_always_off' });
   else for (const k of ['OTEL_TRACES_SAMPLER', 'OTEL_TRACES_SAMPLER_ARG']) delete process.env[k];
   writeFileSync(join(dir, 'script.toml'), SCRIPT);
@@ -71,16 +83,32 @@ async function start(dir: string, mode: Mode, exporter: DiscardExporter): Promis
     `data_dir = "data-${mode}-${Date.now()}"\nagents_dir = "agents"\n[server]\nport = 0\n[metrics]\nenabled = ${on}\nport = 0\n[logging]\nlevel = "warn"\n` +
       `[messaging]\nmax_queue = 10000000\n[llm]\ndefault_provider = "bench"\n[llm.providers.bench]\ntype = "scripted"\nscript = "script.toml"\n`,
   );
-  const config = loadServerConfig({ file, env: { CAXTON_AUTH__ENABLED: 'false' } /* auth has its own suite (auth) */, cwd: dir });
+  const config = loadServerConfig({
+    file,
+    env: { CAXTON_AUTH__ENABLED: 'false' } /* auth has its own suite (auth) */,
+    cwd: dir,
+  });
   const server = await startServer({
     config,
     logger: createLogger('warn'),
-    ...(tracing && { spanProcessors: [new BatchSpanProcessor(exporter, { maxQueueSize: 100_000, maxExportBatchSize: 2_048 })] }),
+    ...(tracing && {
+      spanProcessors: [new BatchSpanProcessor(exporter, { maxQueueSize: 100_000, maxExportBatchSize: 2_048 })],
+    }),
   });
   const now = new Date().toISOString();
-  const parsed = parseAgent(`name = "calc"\ncapabilities = ["calc"]\nsystem_prompt = "bench"\ntools = ["calculator"]\n[messaging]\nmax_concurrency = 64\n`, { format: 'toml' });
+  const parsed = parseAgent(
+    `name = "calc"\ncapabilities = ["calc"]\nsystem_prompt = "bench"\ntools = ["calculator"]\n[messaging]\nmax_concurrency = 64\n`,
+    { format: 'toml' },
+  );
   if (!parsed.ok) throw new Error(JSON.stringify(parsed.errors));
-  server.registry.upsert({ definition: parsed.definition, format: 'toml', origin: { kind: 'api' }, revision: 1, deployed_at: now, updated_at: now });
+  server.registry.upsert({
+    definition: parsed.definition,
+    format: 'toml',
+    origin: { kind: 'api' },
+    revision: 1,
+    deployed_at: now,
+    updated_at: now,
+  });
   return server;
 }
 
@@ -147,7 +175,13 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 async function run(): Promise<SuiteReport> {
   const dir = tempDir('caxton-bench-obs-');
   const empty = () => ({ messages: [] as Figure[], executions: [] as Figure[] });
-  const results: Record<Mode, { messages: Figure[]; executions: Figure[] }> = { off: empty(), metrics: empty(), on: empty(), sampled: empty(), unsampled: empty() };
+  const results: Record<Mode, { messages: Figure[]; executions: Figure[] }> = {
+    off: empty(),
+    metrics: empty(),
+    on: empty(),
+    sampled: empty(),
+    unsampled: empty(),
+  };
   let spans = 0;
   try {
     for (let round = 0; round < ROUNDS; round++) {
@@ -155,7 +189,9 @@ async function run(): Promise<SuiteReport> {
         const exporter = new DiscardExporter();
         const server = await start(dir.path, mode, exporter);
         try {
-          note(`round ${round + 1}/${ROUNDS}, telemetry ${mode}: ${MESSAGES.toLocaleString('en')} messages, ${EXECUTIONS.toLocaleString('en')} executions`);
+          note(
+            `round ${round + 1}/${ROUNDS}, telemetry ${mode}: ${MESSAGES.toLocaleString('en')} messages, ${EXECUTIONS.toLocaleString('en')} executions`,
+          );
           results[mode].messages.push(await messages(server));
           results[mode].executions.push(await executions(server));
         } finally {
@@ -170,7 +206,8 @@ async function run(): Promise<SuiteReport> {
   const MESSAGES_METRIC = 'messages accepted, delivered and acknowledged';
   const EXECUTIONS_METRIC = 'executions (context mode, 1 tool call, 2 model turns)';
   const row = (workload: 'messages' | 'executions', mode: Mode, base: Mode, max: number): Row => {
-    const [metric, unit, op] = workload === 'messages' ? [MESSAGES_METRIC, 'msg/s', 'msg'] : [EXECUTIONS_METRIC, 'exec/s', 'exec'];
+    const [metric, unit, op] =
+      workload === 'messages' ? [MESSAGES_METRIC, 'msg/s', 'msg'] : [EXECUTIONS_METRIC, 'exec/s', 'exec'];
     const rate = median(results[mode][workload].map((f) => f.rate));
     const baseRate = median(results[base][workload].map((f) => f.rate));
     const cpu = median(results[mode][workload].map((f) => f.cpu));
@@ -214,6 +251,7 @@ const LABELS: Record<Mode, string> = {
 
 export const observabilitySuite: Suite = {
   name: 'observability',
-  description: 'the cost of tracing (all spans, 10 % sampled, unsampled) and metrics on message delivery and agent execution, same run',
+  description:
+    'the cost of tracing (all spans, 10 % sampled, unsampled) and metrics on message delivery and agent execution, same run',
   run,
 };

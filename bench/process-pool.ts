@@ -53,6 +53,10 @@ for (const mode of ['context', 'process'] as const) {
 const [ctx, proc] = results as [(typeof results)[0], (typeof results)[0]];
 console.log(`load average ${fmt(load0, 2)} before, ${fmt(os.loadavg()[0]!, 2)} after, ${os.cpus().length} cores`);
 for (const r of results) {
-  console.log(`${r.mode}: sequential p50 ${fmtMs(r.latency.p50)} / p99 ${fmtMs(r.latency.p99)}; ${fmt(r.perS, 0)} jobs/s with ${IN_FLIGHT} in flight; ${JSON.stringify(r.stats)}`);
+  console.log(
+    `${r.mode}: sequential p50 ${fmtMs(r.latency.p50)} / p99 ${fmtMs(r.latency.p99)}; ${fmt(r.perS, 0)} jobs/s with ${IN_FLIGHT} in flight; ${JSON.stringify(r.stats)}`,
+  );
 }
-console.log(`process adds ${fmtMs(proc.latency.p50 - ctx.latency.p50)} p50 per job over context; throughput ${fmt(proc.perS / ctx.perS, 2)}× context`);
+console.log(
+  `process adds ${fmtMs(proc.latency.p50 - ctx.latency.p50)} p50 per job over context; throughput ${fmt(proc.perS / ctx.perS, 2)}× context`,
+);

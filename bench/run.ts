@@ -38,13 +38,19 @@ async function main(argv: string[]): Promise<number> {
   }
   const unknown = argv.filter((a) => !(a in SUITES));
   if (unknown.length > 0) {
-    console.error(`unknown suite${unknown.length > 1 ? 's' : ''}: ${unknown.join(', ')}; available: ${Object.keys(SUITES).join(', ')}`);
+    console.error(
+      `unknown suite${unknown.length > 1 ? 's' : ''}: ${unknown.join(', ')}; available: ${Object.keys(SUITES).join(', ')}`,
+    );
     return 2;
   }
   const selected = argv.length > 0 ? [...new Set(argv)] : Object.keys(SUITES);
   const m = machine();
-  if (m.load_avg[0]! > m.cpu_count) note(`the machine is busy (1-minute load average ${m.load_avg[0]} on ${m.cpu_count} cores): expect noisy, pessimistic figures`);
-  if (!m.gc_exposed) note('global.gc is not available: run through `npm run bench` (node --expose-gc) for meaningful memory figures');
+  if (m.load_avg[0]! > m.cpu_count)
+    note(
+      `the machine is busy (1-minute load average ${m.load_avg[0]} on ${m.cpu_count} cores): expect noisy, pessimistic figures`,
+    );
+  if (!m.gc_exposed)
+    note('global.gc is not available: run through `npm run bench` (node --expose-gc) for meaningful memory figures');
   console.log(`# Caxton benchmarks\n\n${machineLine(m)}\n`);
 
   let failed = 0;
@@ -72,7 +78,9 @@ async function main(argv: string[]): Promise<number> {
         startedAt,
       );
       console.log(`## ${name}\n\n${markdownTable(report.rows)}\n`);
-      console.log(`- 1-minute load average: ${load.before.toFixed(2)} before, ${load.after.toFixed(2)} after (${m.cpu_count} cores).`);
+      console.log(
+        `- 1-minute load average: ${load.before.toFixed(2)} before, ${load.after.toFixed(2)} after (${m.cpu_count} cores).`,
+      );
       for (const n of report.notes ?? []) console.log(`- ${n}`);
       console.log(`\nRaw results: ${file} (suite took ${((Date.now() - t0) / 1000).toFixed(1)} s)\n`);
       const missed = report.rows.filter((r) => r.verdict === 'fail').map((r) => r.metric);

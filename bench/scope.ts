@@ -16,7 +16,14 @@
  * The send and read rules are the functions of src/auth the bus and the message reads call
  * (checkSend's routing filter, messageVisible).
  */
-import { assertAgentAllowed, checkSend, inScope, messageVisible, type Principal, type PrincipalScope } from '../src/auth/index.js';
+import {
+  assertAgentAllowed,
+  checkSend,
+  inScope,
+  messageVisible,
+  type Principal,
+  type PrincipalScope,
+} from '../src/auth/index.js';
 import type { Row, Suite, SuiteReport } from './lib/report.js';
 import { fmt, summarize, type Summary } from './lib/stats.js';
 
@@ -25,22 +32,57 @@ const SAMPLES_PER_ROUND = 200;
 const PROVIDERS = 50;
 const PAGE = 100;
 
-const principal = (scope: PrincipalScope): Principal => ({ id: 'key:bench', kind: 'key', name: 'bench', role: 'developer', scope });
+const principal = (scope: PrincipalScope): Principal => ({
+  id: 'key:bench',
+  kind: 'key',
+  name: 'bench',
+  role: 'developer',
+  scope,
+});
 
 /** Teams named by prefix, a few exact names: the scope an operator writes for one department. */
-const TEAMS = ['support', 'sales', 'billing', 'search', 'ops', 'legal', 'hr', 'marketing', 'research', 'data', 'web', 'mobile', 'infra', 'security', 'finance'];
+const TEAMS = [
+  'support',
+  'sales',
+  'billing',
+  'search',
+  'ops',
+  'legal',
+  'hr',
+  'marketing',
+  'research',
+  'data',
+  'web',
+  'mobile',
+  'infra',
+  'security',
+  'finance',
+];
 const SCOPED = principal({
   agents: [...TEAMS.map((t) => `${t}-*`), 'triage', 'router', 'summarizer', 'translator', 'reviewer'],
   capabilities: TEAMS.slice(0, 10).map((t) => `${t}.*`),
   memory: ['workspace', 'agent:support-*', 'agent:sales-*'],
-  tools: ['csv_parser.*', 'json_query.*', 'calculator', 'current_time', 'read_graph', 'search_nodes', 'open_nodes', 'create_entities', 'send_message', 'web.fetch'],
+  tools: [
+    'csv_parser.*',
+    'json_query.*',
+    'calculator',
+    'current_time',
+    'read_graph',
+    'search_nodes',
+    'open_nodes',
+    'create_entities',
+    'send_message',
+    'web.fetch',
+  ],
 });
 const UNSCOPED = principal({});
 
 /** In-scope agent names matched late in the glob list (the scan's worst case among allowed names). */
 const NAMES = Array.from({ length: 1_000 }, (_, i) => `${TEAMS[10 + (i % 5)]}-agent-${i}`);
 /** Providers of one capability: most in scope, some outside (`partner-…`). */
-const PROVIDER_LIST = Array.from({ length: PROVIDERS }, (_, i) => (i % 5 === 4 ? `partner-${i}` : `${TEAMS[i % TEAMS.length]}-worker-${i}`));
+const PROVIDER_LIST = Array.from({ length: PROVIDERS }, (_, i) =>
+  i % 5 === 4 ? `partner-${i}` : `${TEAMS[i % TEAMS.length]}-worker-${i}`,
+);
 
 interface StoredMessage {
   message: { sender: string; receivers: string[] };
@@ -92,11 +134,36 @@ interface Check {
 }
 
 const CHECKS: Check[] = [
-  { name: 'agent scope of one request (assertAgentAllowed)', batch: 100, target: 1_000, call: (p, i) => assertAgentAllowed(p, NAMES[i % NAMES.length]!) },
-  { name: 'the same, globs compiled into one RegExp (not in src)', batch: 100, target: 1_000, call: (p, i) => inScopeCompiled(p.scope.agents, NAMES[i % NAMES.length]!) },
-  { name: 'tool scope of one call (inScope, 10 globs)', batch: 100, target: 1_000, call: (p, i) => inScope(p.scope.tools, i % 2 === 0 ? 'json_query.query' : 'web.fetch') },
-  { name: `capability routing over ${PROVIDERS} providers`, batch: 2, target: 50_000, call: (p) => sendFilter(p, PROVIDER_LIST).length },
-  { name: `message visibility over a page of ${PAGE} messages`, batch: 1, target: 1_000_000, call: (p) => MESSAGES.filter((m) => messageVisible(p, m)).length },
+  {
+    name: 'agent scope of one request (assertAgentAllowed)',
+    batch: 100,
+    target: 1_000,
+    call: (p, i) => assertAgentAllowed(p, NAMES[i % NAMES.length]!),
+  },
+  {
+    name: 'the same, globs compiled into one RegExp (not in src)',
+    batch: 100,
+    target: 1_000,
+    call: (p, i) => inScopeCompiled(p.scope.agents, NAMES[i % NAMES.length]!),
+  },
+  {
+    name: 'tool scope of one call (inScope, 10 globs)',
+    batch: 100,
+    target: 1_000,
+    call: (p, i) => inScope(p.scope.tools, i % 2 === 0 ? 'json_query.query' : 'web.fetch'),
+  },
+  {
+    name: `capability routing over ${PROVIDERS} providers`,
+    batch: 2,
+    target: 50_000,
+    call: (p) => sendFilter(p, PROVIDER_LIST).length,
+  },
+  {
+    name: `message visibility over a page of ${PAGE} messages`,
+    batch: 1,
+    target: 1_000_000,
+    call: (p) => MESSAGES.filter((m) => messageVisible(p, m)).length,
+  },
 ];
 
 /** Alternated rounds: per round, SAMPLES_PER_ROUND samples of `batch` calls for each principal in turn. */
@@ -121,7 +188,8 @@ const ns = (v: number) => (v >= 1_000 ? `${fmt(v / 1000, 1)} µs` : `${fmt(v, 1)
 
 export const scopeSuite: Suite = {
   name: 'scope',
-  description: 'central scope checks per request: agent and tool scope, capability routing, message visibility, scoped beside unscoped',
+  description:
+    'central scope checks per request: agent and tool scope, capability routing, message visibility, scoped beside unscoped',
   async run(): Promise<SuiteReport> {
     const rows: Row[] = [];
     const raw: Record<string, unknown> = {};
@@ -129,7 +197,9 @@ export const scopeSuite: Suite = {
     const routed = sendFilter(SCOPED, PROVIDER_LIST).length;
     const visible = MESSAGES.filter((m) => messageVisible(SCOPED, m)).length;
     if (routed === PROVIDERS || routed === 0 || visible === PAGE || visible === 0)
-      throw new Error(`scope bench fixtures are not mixed: ${routed}/${PROVIDERS} providers, ${visible}/${PAGE} messages in scope`);
+      throw new Error(
+        `scope bench fixtures are not mixed: ${routed}/${PROVIDERS} providers, ${visible}/${PAGE} messages in scope`,
+      );
     for (const check of CHECKS) {
       const m = measure(check);
       const added = m.scoped.p50 - m.unscoped.p50;

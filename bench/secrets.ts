@@ -15,7 +15,11 @@ import { SecretScrubber } from '../src/shared/secrets.js';
 import type { Row, Suite, SuiteReport } from './lib/report.js';
 import { fmt } from './lib/stats.js';
 
-const SECRETS = ['sk-bench-0123456789abcdefghijklmnopqrstuvwxyz012', 'ghp_abcdefghijklmnopqrstuvwxyz0123456789', 'pg-password-xyz-12345'];
+const SECRETS = [
+  'sk-bench-0123456789abcdefghijklmnopqrstuvwxyz012',
+  'ghp_abcdefghijklmnopqrstuvwxyz0123456789',
+  'pg-password-xyz-12345',
+];
 const LINE = JSON.stringify({
   level: 'info',
   time: new Date(0).toISOString(),
@@ -44,7 +48,11 @@ function logLinesPerSecond(secrets: string[] | undefined): number {
   const sink = new Writable({ write: (_c, _e, cb) => cb() });
   const log = createLogger('info', sink as never, secrets ? { secrets } : {});
   const t0 = performance.now();
-  for (let i = 0; i < LOG_LINES; i++) log.info({ url: '/api/v1/agents/x/invoke', status: 200, i }, 'request completed with a reasonably long message text');
+  for (let i = 0; i < LOG_LINES; i++)
+    log.info(
+      { url: '/api/v1/agents/x/invoke', status: 200, i },
+      'request completed with a reasonably long message text',
+    );
   return LOG_LINES / ((performance.now() - t0) / 1000);
 }
 
@@ -56,7 +64,10 @@ export const secretsSuite: Suite = {
     const scrubber = new SecretScrubber(SECRETS);
     const buildMs = performance.now() - t0;
     const esc = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-    const regex = new RegExp([...new Set(SECRETS.flatMap((s) => [s, JSON.stringify(s).slice(1, -1)]))].map(esc).join('|'), 'g');
+    const regex = new RegExp(
+      [...new Set(SECRETS.flatMap((s) => [s, JSON.stringify(s).slice(1, -1)]))].map(esc).join('|'),
+      'g',
+    );
     const viaRegex = (s: string) => s.replace(regex, '***');
     const viaScrubber = (s: string) => scrubber.scrub(s);
     const lineNs = nsPerChar(viaScrubber, LINE);
@@ -68,10 +79,28 @@ export const secretsSuite: Suite = {
     const scrubbed = logLinesPerSecond(SECRETS);
     const ratio = missNs / lineNs;
     const rows: Row[] = [
-      { metric: `scrub, ${LINE.length}-char log-like line (ns/char)`, value: fmt(lineNs), baseline: `${fmt(lineRegexNs)} (RegExp, raw + JSON forms only)` },
-      { metric: `scrub, ${(NEAR_MISS.length / 1e6).toFixed(1)} M chars of near-misses (ns/char)`, value: fmt(missNs), baseline: `${fmt(missRegexNs)} (RegExp, raw + JSON forms only)` },
-      { metric: 'near-miss / ordinary cost per char (linear)', value: fmt(ratio), baseline: '1', target: '≤ 3', verdict: ratio <= 3 ? 'pass' : 'fail' },
-      { metric: 'log lines/s through createLogger', value: fmt(scrubbed, 0), baseline: `${fmt(plain, 0)} (no secrets)` },
+      {
+        metric: `scrub, ${LINE.length}-char log-like line (ns/char)`,
+        value: fmt(lineNs),
+        baseline: `${fmt(lineRegexNs)} (RegExp, raw + JSON forms only)`,
+      },
+      {
+        metric: `scrub, ${(NEAR_MISS.length / 1e6).toFixed(1)} M chars of near-misses (ns/char)`,
+        value: fmt(missNs),
+        baseline: `${fmt(missRegexNs)} (RegExp, raw + JSON forms only)`,
+      },
+      {
+        metric: 'near-miss / ordinary cost per char (linear)',
+        value: fmt(ratio),
+        baseline: '1',
+        target: '≤ 3',
+        verdict: ratio <= 3 ? 'pass' : 'fail',
+      },
+      {
+        metric: 'log lines/s through createLogger',
+        value: fmt(scrubbed, 0),
+        baseline: `${fmt(plain, 0)} (no secrets)`,
+      },
       { metric: 'building the automaton (3 secrets, every encoding), ms', value: fmt(buildMs), baseline: '-' },
     ];
     return {

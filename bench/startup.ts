@@ -41,7 +41,11 @@ async function firstAnswer(args: string[], cwd: string): Promise<number> {
       child.stderr.on('data', read);
       child.on('exit', (code) => rej(new Error(`${args.join(' ')} exited ${code} before listening: ${out}`)));
     });
-    const r = await fetch(`${url}/api/v1/agents/echo/invoke`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ request: 'hi' }) });
+    const r = await fetch(`${url}/api/v1/agents/echo/invoke`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ request: 'hi' }),
+    });
     await r.text();
     if (r.status !== 200) throw new Error(`${args.join(' ')}: the first request answered ${r.status}`);
     return performance.now() - t0;
@@ -60,12 +64,21 @@ function exitTime(args: string[]): number {
 }
 
 /** Modules a run of `args` imports: count and bytes, and the packages among them. */
-async function modulesOf(args: string[], cwd: string, hooks: string, serve: boolean): Promise<{ count: number; mib: number; packages: Record<string, number> }> {
+async function modulesOf(
+  args: string[],
+  cwd: string,
+  hooks: string,
+  serve: boolean,
+): Promise<{ count: number; mib: number; packages: Record<string, number> }> {
   const list = join(hooks, `modules-${serve ? 'serve' : 'version'}.txt`);
   writeFileSync(list, '');
   const env = { ...process.env, COUNT_MODULES: list };
   if (serve) {
-    const child = spawn(process.execPath, ['--import', join(hooks, 'count.mjs'), ...args], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['--import', join(hooks, 'count.mjs'), ...args], {
+      cwd,
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     const url = await new Promise<string>((res, rej) => {
       const read = (d: Buffer) => {
@@ -76,7 +89,13 @@ async function modulesOf(args: string[], cwd: string, hooks: string, serve: bool
       child.stderr.on('data', read);
       child.on('exit', (code) => rej(new Error(`exited ${code}: ${out}`)));
     });
-    await (await fetch(`${url}/api/v1/agents/echo/invoke`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"request":"hi"}' })).text();
+    await (
+      await fetch(`${url}/api/v1/agents/echo/invoke`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: '{"request":"hi"}',
+      })
+    ).text();
     const exited = new Promise((res) => child.once('exit', res));
     child.kill('SIGTERM');
     await exited;
@@ -112,7 +131,8 @@ process.on('SIGTERM', () => { flush(); process.exit(0); });
 
 export const startupSuite: Suite = {
   name: 'startup',
-  description: 'cold start (spawn → first 200 on an agent request) and `caxton --version`, beside fastify and `node -e 0`',
+  description:
+    'cold start (spawn → first 200 on an agent request) and `caxton --version`, beside fastify and `node -e 0`',
   async run() {
     const tmp = tempDir('caxton-bench-startup-');
     try {
@@ -141,7 +161,10 @@ export const startupSuite: Suite = {
       for (let i = 0; i < REPS; i++) {
         note(`startup rep ${i + 1}/${REPS}`);
         // Alternated, each first in turn, so a busy moment of the machine falls on both.
-        const pair = [async () => caxton.push(await firstAnswer([CLI, 'serve'], fresh(i))), async () => fastify.push(await firstAnswer([HELLO], template))];
+        const pair = [
+          async () => caxton.push(await firstAnswer([CLI, 'serve'], fresh(i))),
+          async () => fastify.push(await firstAnswer([HELLO], template)),
+        ];
         if (i % 2) pair.reverse();
         for (const f of pair) await f();
         for (let j = 0; j < 3; j++) {
@@ -180,12 +203,23 @@ export const startupSuite: Suite = {
           verdict: v.p50 <= 1.5 * b.p50 ? 'pass' : 'fail',
         },
         { metric: '`caxton --version` ratio (p50)', value: `${fmt(v.p50 / b.p50)} ×`, baseline: '`node -e 0` = 1' },
-        { metric: 'modules imported by `caxton serve` up to the first answer', value: `${serveModules.count} (${fmt(serveModules.mib)} MiB)`, baseline: '—' },
-        { metric: 'modules imported by `caxton --version`', value: `${versionModules.count} (${fmt(versionModules.mib)} MiB)`, baseline: '—' },
+        {
+          metric: 'modules imported by `caxton serve` up to the first answer',
+          value: `${serveModules.count} (${fmt(serveModules.mib)} MiB)`,
+          baseline: '—',
+        },
+        {
+          metric: 'modules imported by `caxton --version`',
+          value: `${versionModules.count} (${fmt(versionModules.mib)} MiB)`,
+          baseline: '—',
+        },
       ];
       return {
         rows,
-        notes: [`\`caxton serve\` imports, by package: ${top(serveModules.packages)}`, `\`caxton --version\` imports, by package: ${top(versionModules.packages)}`],
+        notes: [
+          `\`caxton serve\` imports, by package: ${top(serveModules.packages)}`,
+          `\`caxton --version\` imports, by package: ${top(versionModules.packages)}`,
+        ],
         raw: { reps: REPS, caxton, fastify, version, bare, serveModules, versionModules },
       };
     } finally {

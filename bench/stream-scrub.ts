@@ -32,7 +32,8 @@ const PACE_MS = 5;
 
 const KEY = `sk-proj-${randomBytes(117).toString('base64url')}`;
 const ANSWERS = {
-  ordinary: 'Here is the summary you asked for: the build passed, two tests were flaky, and the deploy went out at noon.',
+  ordinary:
+    'Here is the summary you asked for: the build passed, two tests were flaky, and the deploy went out at noon.',
   'near-miss': `${KEY.slice(0, 24)}… is how the key begins; the rest of it is not shown here, for obvious reasons.`,
 } as const;
 type Answer = keyof typeof ANSWERS;
@@ -76,17 +77,24 @@ async function startServe(modelUrl: string, withKey: boolean): Promise<Serve> {
   const tmp = tempDir('caxton-bench-stream-');
   const dir = tmp.path;
   mkdirSync(join(dir, 'agents'));
-  writeFileSync(join(dir, 'agents', 'teller.toml'), 'name = "teller"\ndescription = "streams an answer"\ncapabilities = ["telling"]\nsystem_prompt = "You tell."\n');
+  writeFileSync(
+    join(dir, 'agents', 'teller.toml'),
+    'name = "teller"\ndescription = "streams an answer"\ncapabilities = ["telling"]\nsystem_prompt = "You tell."\n',
+  );
   writeFileSync(
     join(dir, 'caxton.toml'),
     `data_dir = "data"\nagents_dir = "agents"\n[server]\nport = 0\n[metrics]\nenabled = false\n[logging]\nlevel = "error"\n[auth]\nenabled = false\n` +
       `[llm]\ndefault_provider = "paced"\n[llm.providers.paced]\ntype = "openai"\nbase_url = "${modelUrl}"\nmodel = "paced"\nmax_retries = 0\n${withKey ? 'api_key_env = "BENCH_STREAM_KEY"\n' : ''}`,
   );
-  const child = spawn(process.execPath, [join(process.cwd(), 'dist/cli/main.js'), 'serve', '--config', join(dir, 'caxton.toml')], {
-    cwd: dir,
-    stdio: ['ignore', 'ignore', 'pipe'],
-    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir, ...(withKey && { BENCH_STREAM_KEY: KEY }) },
-  });
+  const child = spawn(
+    process.execPath,
+    [join(process.cwd(), 'dist/cli/main.js'), 'serve', '--config', join(dir, 'caxton.toml')],
+    {
+      cwd: dir,
+      stdio: ['ignore', 'ignore', 'pipe'],
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir, ...(withKey && { BENCH_STREAM_KEY: KEY }) },
+    },
+  );
   let stderr = '';
   const url = await new Promise<string>((resolve, reject) => {
     child.stderr!.setEncoding('utf8').on('data', (d: string) => {
@@ -94,7 +102,9 @@ async function startServe(modelUrl: string, withKey: boolean): Promise<Serve> {
       const m = /caxton listening on (http:\/\/\S+)/.exec(stderr);
       if (m) resolve(m[1]!);
     });
-    child.once('exit', (code: number | null) => reject(new Error(`caxton serve exited (${code}) before listening:\n${stderr}`)));
+    child.once('exit', (code: number | null) =>
+      reject(new Error(`caxton serve exited (${code}) before listening:\n${stderr}`)),
+    );
   });
   return { child, url, remove: tmp.remove };
 }
@@ -128,14 +138,17 @@ async function streamed(base: string, answer: Answer): Promise<{ first: number; 
     if (Number.isNaN(first) && buf.includes('event: token\n')) first = msSince(t0);
   }
   const total = msSince(t0);
-  const text = [...buf.matchAll(/event: token\ndata: (.*)\n/g)].map((m) => (JSON.parse(m[1]!) as { text: string }).text).join('');
+  const text = [...buf.matchAll(/event: token\ndata: (.*)\n/g)]
+    .map((m) => (JSON.parse(m[1]!) as { text: string }).text)
+    .join('');
   if (Number.isNaN(first)) throw new Error(`no token event in the stream:\n${buf.slice(0, 500)}`);
   return { first, total, text };
 }
 
 export const streamScrubSuite: Suite = {
   name: 'stream-scrub',
-  description: 'time to the first streamed token with a provider key configured and without (the stream scrubber holds back what may complete a secret)',
+  description:
+    'time to the first streamed token with a provider key configured and without (the stream scrubber holds back what may complete a secret)',
   async run(): Promise<SuiteReport> {
     const model = await pacedModel();
     const servers = { with: await startServe(model.url, true), without: await startServe(model.url, false) };
@@ -148,7 +161,8 @@ export const streamScrubSuite: Suite = {
       for (const answer of Object.keys(ANSWERS) as Answer[]) {
         for (const which of ['with', 'without'] as const) {
           const { text } = await streamed(servers[which].url, answer);
-          if (text !== ANSWERS[answer]) throw new Error(`the ${which} server streamed ${JSON.stringify(text)}, not the answer`);
+          if (text !== ANSWERS[answer])
+            throw new Error(`the ${which} server streamed ${JSON.stringify(text)}, not the answer`);
           for (let i = 0; i < WARMUP; i++) await streamed(servers[which].url, answer);
         }
         for (let i = 0; i < REPS; i++) {
@@ -168,8 +182,16 @@ export const streamScrubSuite: Suite = {
         const wo = summarize(samples[answer].without.first);
         const tw = summarize(samples[answer].with.total);
         const two = summarize(samples[answer].without.total);
-        rows.push({ metric: `time to first token, ${answer} answer`, value: p(w), baseline: `${p(wo)} (no secret configured)` });
-        rows.push({ metric: `first token later by (p50), ${answer} answer`, value: fmtMs(w.p50 - wo.p50), baseline: '0' });
+        rows.push({
+          metric: `time to first token, ${answer} answer`,
+          value: p(w),
+          baseline: `${p(wo)} (no secret configured)`,
+        });
+        rows.push({
+          metric: `first token later by (p50), ${answer} answer`,
+          value: fmtMs(w.p50 - wo.p50),
+          baseline: '0',
+        });
         rows.push({ metric: `whole stream, ${answer} answer`, value: p(tw), baseline: p(two) });
         raw[answer] = { with: { first: w, total: tw }, without: { first: wo, total: two } };
       }

@@ -15,7 +15,13 @@ import { createLogger } from '../src/observability/index.js';
 import { startServer } from '../src/server/index.js';
 import { openDatabase } from '../src/storage/index.js';
 import type { ToolContext } from '../src/tools/index.js';
-import { clearPreparedModules, DEFAULT_TOOL_CAPS, parseToolManifestOrThrow, ToolAuditStore, WasmToolServer } from '../src/tools/wasm/index.js';
+import {
+  clearPreparedModules,
+  DEFAULT_TOOL_CAPS,
+  parseToolManifestOrThrow,
+  ToolAuditStore,
+  WasmToolServer,
+} from '../src/tools/wasm/index.js';
 import { WA, type WasmInstance } from '../src/tools/wasm/webassembly.js';
 import { MB, snapshot } from './lib/memory.js';
 import { note } from './lib/progress.js';
@@ -42,7 +48,8 @@ const IDLE_MB = 1;
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const EXAMPLE = join(root, 'examples/tools/text');
 /** A trivial JavaScript tool server (QuickJS-in-WebAssembly): `echo` returns its arguments. */
-const JS_MANIFEST = 'name = "js-echo"\nversion = "1.0.0"\ndescription = "echo in JavaScript"\nmodule = "tool.js"\n[[tools]]\nname = "echo"\ndescription = "returns its arguments"\n';
+const JS_MANIFEST =
+  'name = "js-echo"\nversion = "1.0.0"\ndescription = "echo in JavaScript"\nmodule = "tool.js"\n[[tools]]\nname = "echo"\ndescription = "returns its arguments"\n';
 const JS_SOURCE = 'export function echo(input) { return input; }\n';
 const JS_CALLS = env('BENCH_JS_TOOL_CALLS', 20_000);
 const HOP_CALLS = env('BENCH_TOOL_HOP_CALLS', 20_000);
@@ -70,8 +77,18 @@ async function healthLatencies(url: string, until: () => boolean, n = Infinity):
  */
 async function healthDuringHostileCall(dir: string) {
   const file = join(dir, 'caxton-health.toml');
-  writeFileSync(file, `data_dir = "data-health"\nagents_dir = "agents"\n[server]\nport = 0\n[metrics]\nenabled = false\n[logging]\nlevel = "warn"\n`);
-  const server = await startServer({ config: loadServerConfig({ file, env: { CAXTON_AUTH__ENABLED: 'false' } /* auth has its own suite (auth) */, cwd: dir }), logger: createLogger('warn') });
+  writeFileSync(
+    file,
+    `data_dir = "data-health"\nagents_dir = "agents"\n[server]\nport = 0\n[metrics]\nenabled = false\n[logging]\nlevel = "warn"\n`,
+  );
+  const server = await startServer({
+    config: loadServerConfig({
+      file,
+      env: { CAXTON_AUTH__ENABLED: 'false' } /* auth has its own suite (auth) */,
+      cwd: dir,
+    }),
+    logger: createLogger('warn'),
+  });
   try {
     await server.tools.deploy(SPIN_MANIFEST, new TextEncoder().encode(SPIN_JS));
     const idle = await healthLatencies(server.url, () => false, HEALTH_IDLE);
@@ -79,7 +96,10 @@ async function healthDuringHostileCall(dir: string) {
     const spin = server.tools.call('spin.spin', {}).finally(() => (done = true));
     const worker = await healthLatencies(server.url, () => done);
     const outcome = (await spin).outcome;
-    const inThreadServer = new WasmToolServer(parseToolManifestOrThrow(SPIN_MANIFEST).manifest, new TextEncoder().encode(SPIN_JS));
+    const inThreadServer = new WasmToolServer(
+      parseToolManifestOrThrow(SPIN_MANIFEST).manifest,
+      new TextEncoder().encode(SPIN_JS),
+    );
     done = false;
     const blocking = new Promise<void>((resolve) =>
       setTimeout(() => {
@@ -192,7 +212,13 @@ async function run(): Promise<SuiteReport> {
 
     const server = WasmToolServer.load(EXAMPLE, { audit });
     const echo = server.tools.find((t) => t.name === 'text.echo')!;
-    const ctx: ToolContext = { agent: 'bench', execution_id: 'bench-1', conversation_id: 'conv-1', deadline: Date.now() + 3_600_000, signal: new AbortController().signal };
+    const ctx: ToolContext = {
+      agent: 'bench',
+      execution_id: 'bench-1',
+      conversation_id: 'conv-1',
+      deadline: Date.now() + 3_600_000,
+      signal: new AbortController().signal,
+    };
     const args = { text: 'hello' };
     const check = await echo.invoke(args, ctx);
     if (check.content !== '{"text":"hello"}') throw new Error(`text.echo answered ${JSON.stringify(check)}`);
@@ -207,12 +233,25 @@ async function run(): Promise<SuiteReport> {
     const sandboxOnly = await measure(() => server.callRaw('echo', input), CALLS);
 
     note(`JavaScript tool (QuickJS-in-WebAssembly), full sandbox path ×${JS_CALLS}`);
-    const jsServer = new WasmToolServer(parseToolManifestOrThrow(JS_MANIFEST).manifest, new TextEncoder().encode(JS_SOURCE), { audit });
+    const jsServer = new WasmToolServer(
+      parseToolManifestOrThrow(JS_MANIFEST).manifest,
+      new TextEncoder().encode(JS_SOURCE),
+      { audit },
+    );
     const jsEcho = jsServer.tools[0]!;
     const jsCheck = await jsEcho.invoke(args, ctx);
     if (jsCheck.content !== '{"text":"hello"}') throw new Error(`js-echo.echo answered ${JSON.stringify(jsCheck)}`);
     const jsFull = await measure(() => jsEcho.invoke(args, ctx), JS_CALLS);
-    const jsStart = summarize(Array.from({ length: 50 }, () => timeMs(() => new WasmToolServer(parseToolManifestOrThrow(JS_MANIFEST).manifest, new TextEncoder().encode(JS_SOURCE)).close())));
+    const jsStart = summarize(
+      Array.from({ length: 50 }, () =>
+        timeMs(() =>
+          new WasmToolServer(
+            parseToolManifestOrThrow(JS_MANIFEST).manifest,
+            new TextEncoder().encode(JS_SOURCE),
+          ).close(),
+        ),
+      ),
+    );
     jsServer.close();
     audit.flush();
 
@@ -220,13 +259,19 @@ async function run(): Promise<SuiteReport> {
     note(`text.echo on a worker thread (in_thread_fuel = 0) ×${HOP_CALLS}`);
     const hopServer = WasmToolServer.load(EXAMPLE, { audit, caps: { ...DEFAULT_TOOL_CAPS, in_thread_fuel: 0 } });
     const hopEcho = hopServer.tools.find((t) => t.name === 'text.echo')!;
-    if ((await hopEcho.invoke(args, ctx)).content !== '{"text":"hello"}' || !hopServer.offThread) throw new Error('text.echo on a worker did not answer');
+    if ((await hopEcho.invoke(args, ctx)).content !== '{"text":"hello"}' || !hopServer.offThread)
+      throw new Error('text.echo on a worker did not answer');
     const hop = await measure(() => hopEcho.invoke(args, ctx), HOP_CALLS);
     hopServer.close();
     note(`JavaScript echo on a worker thread (the default for JavaScript servers) ×${HOP_CALLS}`);
-    const jsHopServer = new WasmToolServer(parseToolManifestOrThrow(JS_MANIFEST).manifest, new TextEncoder().encode(JS_SOURCE), { audit, caps: DEFAULT_TOOL_CAPS });
+    const jsHopServer = new WasmToolServer(
+      parseToolManifestOrThrow(JS_MANIFEST).manifest,
+      new TextEncoder().encode(JS_SOURCE),
+      { audit, caps: DEFAULT_TOOL_CAPS },
+    );
     const jsHopEcho = jsHopServer.tools[0]!;
-    if ((await jsHopEcho.invoke(args, ctx)).content !== '{"text":"hello"}' || !jsHopServer.offThread) throw new Error('js echo on a worker did not answer');
+    if ((await jsHopEcho.invoke(args, ctx)).content !== '{"text":"hello"}' || !jsHopServer.offThread)
+      throw new Error('js echo on a worker did not answer');
     const jsHop = await measure(() => jsHopEcho.invoke(args, ctx), HOP_CALLS);
     jsHopServer.close();
     audit.flush();
@@ -239,8 +284,13 @@ async function run(): Promise<SuiteReport> {
     note('start times');
     const bytes = readFileSync(join(EXAMPLE, 'build/text.wasm'));
     // Every import a stub: the raw baseline links without Caxton's host functions.
-    const stubImports = new Proxy({}, { get: () => new Proxy({}, { get: () => () => 0n }) }) as Record<string, Record<string, unknown>>;
-    const rawStart = summarize(Array.from({ length: STARTS }, () => timeMs(() => new WA.Instance(new WA.Module(bytes), stubImports))));
+    const stubImports = new Proxy({}, { get: () => new Proxy({}, { get: () => () => 0n }) }) as Record<
+      string,
+      Record<string, unknown>
+    >;
+    const rawStart = summarize(
+      Array.from({ length: STARTS }, () => timeMs(() => new WA.Instance(new WA.Module(bytes), stubImports))),
+    );
     const cold = summarize(
       Array.from({ length: COLD_STARTS }, () => {
         clearPreparedModules();
@@ -325,7 +375,11 @@ async function run(): Promise<SuiteReport> {
         value: `max ${fmtMs(health.inThread.max)} (${health.inThread.n} requests)`,
         baseline: `idle max ${fmtMs(health.idle.max)}`,
       },
-      { metric: 'sandbox call only (metered call over the kernel ABI, no schema/audit)', value: `${us(sandboxOnly.lat)}, ${fmt(sandboxOnly.per_s, 0)}/s`, baseline: `raw ${us(rawCall.lat)}` },
+      {
+        metric: 'sandbox call only (metered call over the kernel ABI, no schema/audit)',
+        value: `${us(sandboxOnly.lat)}, ${fmt(sandboxOnly.per_s, 0)}/s`,
+        baseline: `raw ${us(rawCall.lat)}`,
+      },
       {
         metric: 'tool-server start (manifest, module cached: instance + start)',
         value: `p50 ${fmtMs(warm.p50)} / p99 ${fmtMs(warm.p99)}`,
@@ -373,7 +427,16 @@ async function run(): Promise<SuiteReport> {
         js: { calls: JS_CALLS, full: jsFull, start: jsStart },
         sandbox_only: sandboxOnly,
         start: { raw: rawStart, cold, warm },
-        servers: { count: SERVERS, load_all_ms: loadAllMs, call_all_ms: callAllMs, answered, per_server: perServer, raw_per_instance_rss: rawPer, before, after },
+        servers: {
+          count: SERVERS,
+          load_all_ms: loadAllMs,
+          call_all_ms: callAllMs,
+          answered,
+          per_server: perServer,
+          raw_per_instance_rss: rawPer,
+          before,
+          after,
+        },
       },
     };
   } finally {

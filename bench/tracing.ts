@@ -56,41 +56,81 @@ async function run(): Promise<SuiteReport> {
   als.enterWith(1);
   const hooked = await perCall(twentyAwaits);
   als.disable();
-  rows.push({ metric: '20 awaits with an AsyncLocalStorage entered (promise hooks on every promise)', value: us(hooked), baseline: `${us(plain)} without` });
+  rows.push({
+    metric: '20 awaits with an AsyncLocalStorage entered (promise hooks on every promise)',
+    value: us(hooked),
+    baseline: `${us(plain)} without`,
+  });
 
   delete process.env.OTEL_TRACES_SAMPLER;
-  const tracing = await setupTracing({ version: 'bench', env: {}, processors: [new BatchSpanProcessor(new DiscardExporter(), { maxQueueSize: 100_000, maxExportBatchSize: 2_048 })] });
+  const tracing = await setupTracing({
+    version: 'bench',
+    env: {},
+    processors: [new BatchSpanProcessor(new DiscardExporter(), { maxQueueSize: 100_000, maxExportBatchSize: 2_048 })],
+  });
   try {
     const tracer = tracing.tracer;
     const bare = await perCall(() => tracer.startSpan('x', {}, context.active()).end());
     const full = await perCall(() => {
-      const s = startSpan(tracer, 'agent.execute x', SAMPLED, () => ({ 'caxton.agent': 'x', 'caxton.conversation_id': 'c' }));
+      const s = startSpan(tracer, 'agent.execute x', SAMPLED, () => ({
+        'caxton.agent': 'x',
+        'caxton.conversation_id': 'c',
+      }));
       traceparentOf(s);
-      s.setAttributes({ 'caxton.execution_id': 'e', 'caxton.isolation': 'context', 'gen_ai.request.model': 'm', 'caxton.turns': 2 });
+      s.setAttributes({
+        'caxton.execution_id': 'e',
+        'caxton.isolation': 'context',
+        'gen_ai.request.model': 'm',
+        'caxton.turns': 2,
+      });
       s.end();
     });
     rows.push({ metric: 'one recorded SDK span: start + end', value: us(bare), baseline: '—' });
-    rows.push({ metric: "one recorded SDK span with an execution's attributes and traceparent", value: us(full), baseline: '—' });
+    rows.push({
+      metric: "one recorded SDK span with an execution's attributes and traceparent",
+      value: us(full),
+      baseline: '—',
+    });
     const active = await perCall(() => {
       const s = startSpan(tracer, 'x', SAMPLED);
       return withSpan(s, twentyAwaits).then(() => s.end());
     });
-    rows.push({ metric: 'recorded span made active around 20 awaits', value: us(active), baseline: `${us(plain)} for the awaits alone` });
-    const shortcut = await perCall(() => startSpan(tracer, 'llm.chat', UNSAMPLED, () => ({ 'caxton.agent': 'x' })).end());
+    rows.push({
+      metric: 'recorded span made active around 20 awaits',
+      value: us(active),
+      baseline: `${us(plain)} for the awaits alone`,
+    });
+    const shortcut = await perCall(() =>
+      startSpan(tracer, 'llm.chat', UNSAMPLED, () => ({ 'caxton.agent': 'x' })).end(),
+    );
     // The SDK's own tracer, unregistered: it makes a span id, runs the sampler and counts the span before dropping it.
-    const sdk = new NodeTracerProvider({ spanProcessors: [new BatchSpanProcessor(new DiscardExporter())] }).getTracer('bench');
-    const sdkUnsampled = await perCall(() => startSpan(sdk, 'llm.chat', UNSAMPLED, () => ({ 'caxton.agent': 'x' })).end());
-    rows.push({ metric: 'span below an unsampled parent, Caxton tracer (no SDK span)', value: us(shortcut), baseline: `${us(sdkUnsampled)} through the SDK tracer` });
+    const sdk = new NodeTracerProvider({ spanProcessors: [new BatchSpanProcessor(new DiscardExporter())] }).getTracer(
+      'bench',
+    );
+    const sdkUnsampled = await perCall(() =>
+      startSpan(sdk, 'llm.chat', UNSAMPLED, () => ({ 'caxton.agent': 'x' })).end(),
+    );
+    rows.push({
+      metric: 'span below an unsampled parent, Caxton tracer (no SDK span)',
+      value: us(shortcut),
+      baseline: `${us(sdkUnsampled)} through the SDK tracer`,
+    });
   } finally {
     await tracing.shutdown();
   }
   const off = await setupTracing({ version: 'bench', env: {} });
   const noop = await perCall(() => startSpan(off.tracer, 'llm.chat', SAMPLED, () => ({ 'caxton.agent': 'x' })).end());
-  rows.push({ metric: 'span with tracing off (no-op tracer, traceparent passed through)', value: us(noop), baseline: '—' });
+  rows.push({
+    metric: 'span with tracing off (no-op tracer, traceparent passed through)',
+    value: us(noop),
+    baseline: '—',
+  });
   return {
     rows,
     raw: rows,
-    notes: [`Best of ${REPS} runs of ${N.toLocaleString('en')} calls each, process CPU time (user + system) per call; one process, in this order.`],
+    notes: [
+      `Best of ${REPS} runs of ${N.toLocaleString('en')} calls each, process CPU time (user + system) per call; one process, in this order.`,
+    ],
   };
 }
 

@@ -52,7 +52,10 @@ const preloads = entryMeta.imports
   .filter((i) => i.kind === 'import-statement')
   .map((i) => `<link rel="modulepreload" href="${url(i.path)}">`)
   .join('');
-const html = readFileSync(join(root, 'console/index.html'), 'utf8').replace('<!-- assets -->', `${cssTag}${preloads}<script type="module" src="${url(entryJs)}"></script>`);
+const html = readFileSync(join(root, 'console/index.html'), 'utf8').replace(
+  '<!-- assets -->',
+  `${cssTag}${preloads}<script type="module" src="${url(entryJs)}"></script>`,
+);
 writeFileSync(join(out, 'index.html'), html);
 // A favicon, so the browser's automatic request does not 404.
 writeFileSync(
@@ -61,14 +64,24 @@ writeFileSync(
 );
 
 // Compressed copies, sent by the server when the browser accepts them.
-const walk = (d) => readdirSync(d).flatMap((n) => (statSync(join(d, n)).isDirectory() ? walk(join(d, n)) : [join(d, n)]));
+const walk = (d) =>
+  readdirSync(d).flatMap((n) => (statSync(join(d, n)).isDirectory() ? walk(join(d, n)) : [join(d, n)]));
 let initial = 0;
 for (const file of walk(out)) {
   if (!/\.(js|css|html|svg|json)$/.test(file)) continue;
   const body = readFileSync(file);
   const gz = gzipSync(body, { level: 9 });
   writeFileSync(`${file}.gz`, gz);
-  writeFileSync(`${file}.br`, brotliCompressSync(body, { params: { [constants.BROTLI_PARAM_QUALITY]: 11, [constants.BROTLI_PARAM_SIZE_HINT]: body.length } }));
-  if (file === join(root, entryJs) || entryMeta.imports.some((i) => i.kind === 'import-statement' && join(root, i.path) === file)) initial += gz.length;
+  writeFileSync(
+    `${file}.br`,
+    brotliCompressSync(body, {
+      params: { [constants.BROTLI_PARAM_QUALITY]: 11, [constants.BROTLI_PARAM_SIZE_HINT]: body.length },
+    }),
+  );
+  if (
+    file === join(root, entryJs) ||
+    entryMeta.imports.some((i) => i.kind === 'import-statement' && join(root, i.path) === file)
+  )
+    initial += gz.length;
 }
 console.log(`console built: dist/console (initial JavaScript ${(initial / 1024).toFixed(1)} KB gzip)`);

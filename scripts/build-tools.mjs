@@ -30,13 +30,21 @@ export function builtinBuilds() {
     const manifest = join(dir, name, 'caxton-tool.toml');
     if (!existsSync(manifest)) continue;
     const m = parseToml(readFileSync(manifest, 'utf8'));
-    out.push([`${BUILTIN_DIR}/${name}`, 'assembly/index.ts', typeof m.module === 'string' ? m.module : `${m.name}.wasm`]);
+    out.push([
+      `${BUILTIN_DIR}/${name}`,
+      'assembly/index.ts',
+      typeof m.module === 'string' ? m.module : `${m.name}.wasm`,
+    ]);
   }
   return out;
 }
 
 /** [package dir, entry, output] relative to the repository root. */
-export const TOOL_BUILDS = [['examples/tools/text', 'assembly/index.ts', 'build/text.wasm'], ['templates/tool-assemblyscript', 'assembly/index.ts', 'build/hello.wasm'], ...builtinBuilds()];
+export const TOOL_BUILDS = [
+  ['examples/tools/text', 'assembly/index.ts', 'build/text.wasm'],
+  ['templates/tool-assemblyscript', 'assembly/index.ts', 'build/hello.wasm'],
+  ...builtinBuilds(),
+];
 
 function newestSource(paths) {
   let newest = 0;
@@ -63,10 +71,25 @@ export async function buildTools({ quiet = false, force = false } = {}) {
       continue;
     }
     const t0 = Date.now();
-    const { error, stderr } = await asc.main([join(root, dir, entry), '--outFile', join(root, dir, out), '--optimizeLevel', '3', '--shrinkLevel', '1', '--runtime', 'incremental', '--baseDir', root], {
-      stdout: process.stdout,
-      stderr: process.stderr,
-    });
+    const { error, stderr } = await asc.main(
+      [
+        join(root, dir, entry),
+        '--outFile',
+        join(root, dir, out),
+        '--optimizeLevel',
+        '3',
+        '--shrinkLevel',
+        '1',
+        '--runtime',
+        'incremental',
+        '--baseDir',
+        root,
+      ],
+      {
+        stdout: process.stdout,
+        stderr: process.stderr,
+      },
+    );
     if (error) throw new Error(`building ${dir} failed: ${error.message}\n${stderr.toString()}`);
     if (!quiet) console.log(`built ${relative(root, join(root, dir, out))} (${Date.now() - t0} ms)`);
   }

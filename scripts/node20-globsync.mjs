@@ -41,7 +41,8 @@ const FS_URL = `data:text/javascript,${encodeURIComponent(FS_WITH_GLOB)}`;
 
 /** Resolve hook (runs on the loader thread): "fs" and "node:fs", asked for by a module outside node:, get the copy with globSync. */
 export async function resolve(specifier, context, next) {
-  if ((specifier === 'fs' || specifier === 'node:fs') && context.parentURL && !context.parentURL.startsWith('data:')) return { url: FS_URL, shortCircuit: true };
+  if ((specifier === 'fs' || specifier === 'node:fs') && context.parentURL && !context.parentURL.startsWith('data:'))
+    return { url: FS_URL, shortCircuit: true };
   return next(specifier, context);
 }
 

@@ -41,5 +41,13 @@ export type {
 } from './agents/index.js';
 
 // Errors: one code table (code → HTTP status) shared by the API, the CLI and this library.
-export { CaxtonError, ERROR_CODES, httpStatusFor, isCaxtonError, describeError, type ErrorCode, type SourceIssue } from './shared/index.js';
+export {
+  CaxtonError,
+  ERROR_CODES,
+  httpStatusFor,
+  isCaxtonError,
+  describeError,
+  type ErrorCode,
+  type SourceIssue,
+} from './shared/index.js';
 export { VERSION } from './shared/index.js';

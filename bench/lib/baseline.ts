@@ -22,7 +22,9 @@ export async function startHelloWorld(): Promise<HelloWorld> {
   app.get('/', async () => ({ hello: 'world' }));
   // Accepts the same bodies Caxton is sent, so "POST with a 1 KB TOML body" has a baseline too.
   app.addContentTypeParser('application/toml', { parseAs: 'string' }, (_req, body, done) => done(null, body));
-  app.post('/', async (req, reply) => reply.code(201).send({ ok: true, bytes: typeof req.body === 'string' ? req.body.length : 0 }));
+  app.post('/', async (req, reply) =>
+    reply.code(201).send({ ok: true, bytes: typeof req.body === 'string' ? req.body.length : 0 }),
+  );
   // A JSON POST answered with its own body: the hello-world counterpart of an invoke request.
   app.post('/echo', async (req) => req.body);
   await app.listen({ host: '127.0.0.1', port: 0 });

@@ -150,7 +150,10 @@ export function agentToml(plan: AgentPlan, i: number): string {
   const t2 = (t1 + 1 + Math.floor(rand() * (TOOLS.length - 1))) % TOOLS.length;
   const tools = [TOOLS[t1]!, TOOLS[t2]!];
   const human = caps.map((c) => c.replace('-', ' '));
-  const description = fit(`Handles ${human.join(', ')} requests for team ${1 + (i % 97)} and escalates what it cannot resolve`, 80);
+  const description = fit(
+    `Handles ${human.join(', ')} requests for team ${1 + (i % 97)} and escalates what it cannot resolve`,
+    80,
+  );
   const tone = TONES[i % TONES.length]!;
   const prompt = fit(
     `You are ${name}, a ${tone} assistant specialised in ${human.join(' and ')}. ` +

@@ -20,7 +20,11 @@ export interface SequentialResult {
  * latency as seen by the client: connection reuse, request, server work, body read. `init`
  * (method, headers, body) is used for every request; GET when absent.
  */
-export async function sequential(n: number, next: (i: number) => string, opts: { warmup?: number; expectStatus?: number; init?: RequestInit } = {}): Promise<SequentialResult> {
+export async function sequential(
+  n: number,
+  next: (i: number) => string,
+  opts: { warmup?: number; expectStatus?: number; init?: RequestInit } = {},
+): Promise<SequentialResult> {
   const expect = opts.expectStatus ?? 200;
   for (let i = 0; i < (opts.warmup ?? 200); i++) await request(next(i), opts.init);
   const samples = new Float64Array(n);
@@ -48,7 +52,12 @@ export interface PoolResult {
  * Runs `n` requests with at most `concurrency` in flight. `make(i)` builds request i lazily so
  * the caller never holds all bodies at once (matters when measuring memory).
  */
-export async function pool(n: number, concurrency: number, make: (i: number) => { url: string; init: RequestInit; expectStatus: number }, onProgress?: (done: number) => void): Promise<PoolResult> {
+export async function pool(
+  n: number,
+  concurrency: number,
+  make: (i: number) => { url: string; init: RequestInit; expectStatus: number },
+  onProgress?: (done: number) => void,
+): Promise<PoolResult> {
   const samples = new Float64Array(n);
   const failures: PoolResult['failures'] = [];
   let nextIndex = 0;
@@ -59,7 +68,8 @@ export async function pool(n: number, concurrency: number, make: (i: number) => 
       const { url, init, expectStatus } = make(i);
       const r = await request(url, init);
       samples[i] = r.ms;
-      if (r.status !== expectStatus && failures.length < 20) failures.push({ index: i, status: r.status, body: r.body.slice(0, 500) });
+      if (r.status !== expectStatus && failures.length < 20)
+        failures.push({ index: i, status: r.status, body: r.body.slice(0, 500) });
       onProgress?.(++done);
     }
   };
@@ -67,6 +77,7 @@ export async function pool(n: number, concurrency: number, make: (i: number) => 
   const total = msSince(t0);
   const tenth = Math.max(1, Math.floor(n / 10));
   const p50_by_tenth_ms: number[] = [];
-  for (let from = 0; from + tenth <= n; from += tenth) p50_by_tenth_ms.push(summarize(samples.subarray(from, from + tenth)).p50);
+  for (let from = 0; from + tenth <= n; from += tenth)
+    p50_by_tenth_ms.push(summarize(samples.subarray(from, from + tenth)).p50);
   return { total_ms: total, per_s: (n / total) * 1000, latency_ms: summarize(samples), p50_by_tenth_ms, failures };
 }

@@ -66,7 +66,11 @@ function gaussian(rand: () => number): number {
 }
 
 /** A realistic synthetic vector: a blend of two real ones (mostly the first) plus noise, renormalized. */
-export function synthetic(real: Float32Array[], rand: () => number, out = new Float32Array(real[0]!.length)): Float32Array {
+export function synthetic(
+  real: Float32Array[],
+  rand: () => number,
+  out = new Float32Array(real[0]!.length),
+): Float32Array {
   const a = real[Math.floor(rand() * real.length)]!;
   const b = real[Math.floor(rand() * real.length)]!;
   const t = rand() * 0.4;

@@ -30,7 +30,13 @@ export async function settle(rounds = 4): Promise<void> {
 export async function snapshot(): Promise<MemorySnapshot> {
   await settle();
   const m = process.memoryUsage();
-  return { heapUsed: m.heapUsed, heapTotal: m.heapTotal, rss: m.rss, external: m.external, arrayBuffers: m.arrayBuffers };
+  return {
+    heapUsed: m.heapUsed,
+    heapTotal: m.heapTotal,
+    rss: m.rss,
+    external: m.external,
+    arrayBuffers: m.arrayBuffers,
+  };
 }
 
 export const KB = 1024;

@@ -92,10 +92,13 @@ export interface CpuReport {
  * the interval and counts whole; one gone by the end is lost, unless its parent is in the group and
  * waited for it (the PostgreSQL postmaster and its backends).
  */
-export async function cpuMeter(groups: Record<string, () => number[] | Promise<number[]>>): Promise<{ stop(): Promise<CpuReport> }> {
+export async function cpuMeter(
+  groups: Record<string, () => number[] | Promise<number[]>>,
+): Promise<{ stop(): Promise<CpuReport> }> {
   const sample = async () => {
     const per: Record<string, Map<number, number>> = {};
-    for (const [name, pids] of Object.entries(groups)) per[name] = new Map((await pids()).map((p) => [p, processCpuSeconds(p)]));
+    for (const [name, pids] of Object.entries(groups))
+      per[name] = new Map((await pids()).map((p) => [p, processCpuSeconds(p)]));
     return per;
   };
   const s0 = await sample();
@@ -108,7 +111,10 @@ export async function cpuMeter(groups: Record<string, () => number[] | Promise<n
       const m1 = machineSeconds();
       const self = process.cpuUsage(self0);
       const wall = (performance.now() - t0) / 1000;
-      const share = (cpu: number): CpuShare => ({ cpu_s: Math.round(cpu * 100) / 100, pct_of_core: Math.round((cpu / wall) * 1000) / 10 });
+      const share = (cpu: number): CpuShare => ({
+        cpu_s: Math.round(cpu * 100) / 100,
+        pct_of_core: Math.round((cpu / wall) * 1000) / 10,
+      });
       const processes: Record<string, CpuShare> = {};
       for (const [name, end] of Object.entries(s1)) {
         let cpu = 0;
@@ -124,7 +130,11 @@ export async function cpuMeter(groups: Record<string, () => number[] | Promise<n
       return {
         wall_s: Math.round(wall * 100) / 100,
         processes,
-        machine: { busy_s: Math.round(busy * 100) / 100, pct_of_all_cores: Math.round((busy / (m1.total - m0.total)) * 1000) / 10, cores },
+        machine: {
+          busy_s: Math.round(busy * 100) / 100,
+          pct_of_all_cores: Math.round((busy / (m1.total - m0.total)) * 1000) / 10,
+          cores,
+        },
       };
     },
   };

@@ -31,7 +31,8 @@ export interface RawRound {
   rate?: number;
 }
 
-export type ToWorker = { type: 'config'; config: RawWorkerConfig } | ({ type: 'go' } & RawRound) | { type: 'stop' } | { type: 'exit' };
+export type ToWorker =
+  { type: 'config'; config: RawWorkerConfig } | ({ type: 'go' } & RawRound) | { type: 'stop' } | { type: 'exit' };
 
 export interface RawRoundResult {
   puback_ms: number[];
@@ -41,7 +42,11 @@ export interface RawRoundResult {
   consumed: number;
 }
 
-export type FromWorker = { type: 'ready' } | { type: 'progress'; consumed: number } | ({ type: 'result' } & RawRoundResult) | { type: 'error'; message: string };
+export type FromWorker =
+  | { type: 'ready' }
+  | { type: 'progress'; consumed: number }
+  | ({ type: 'result' } & RawRoundResult)
+  | { type: 'error'; message: string };
 
 /** A wall-clock time with sub-millisecond resolution, comparable across processes on one machine. */
 export const wallNow = (): number => performance.timeOrigin + performance.now();
@@ -86,7 +91,9 @@ async function main(cfg: RawWorkerConfig): Promise<void> {
     for (let i = cfg.index; i < m.payloads.length; i += cfg.workers) mine.push(i);
     const publish = async (i: number) => {
       const t = wallNow();
-      await js.publish(`${cfg.subject}.bench-sink`, m.payloads[i]!.replace('{"sent":0,', `{"sent":${t},`), { msgID: `raw-${m.name}-${i}` });
+      await js.publish(`${cfg.subject}.bench-sink`, m.payloads[i]!.replace('{"sent":0,', `{"sent":${t},`), {
+        msgID: `raw-${m.name}-${i}`,
+      });
       r.puback_ms.push(wallNow() - t);
     };
     r.first_publish_at = wallNow();
@@ -121,7 +128,10 @@ if (process.send) {
     if (m.type !== 'config') return;
     main(m.config).then(
       () => process.exit(0),
-      (e: unknown) => void send({ type: 'error', message: e instanceof Error ? (e.stack ?? e.message) : String(e) }).then(() => process.exit(1)),
+      (e: unknown) =>
+        void send({ type: 'error', message: e instanceof Error ? (e.stack ?? e.message) : String(e) }).then(() =>
+          process.exit(1),
+        ),
     );
   });
 }

@@ -65,11 +65,14 @@ const esc = (s: string) => s.replace(/\|/g, '\\|');
 
 export function markdownTable(rows: Row[]): string {
   const hasTarget = rows.some((r) => r.target !== undefined);
-  const head = hasTarget ? ['Metric', 'Caxton', 'Baseline (same run)', 'Target', 'Result'] : ['Metric', 'Caxton', 'Baseline (same run)'];
+  const head = hasTarget
+    ? ['Metric', 'Caxton', 'Baseline (same run)', 'Target', 'Result']
+    : ['Metric', 'Caxton', 'Baseline (same run)'];
   const lines = [`| ${head.join(' | ')} |`, `| ${head.map(() => '---').join(' | ')} |`];
   for (const r of rows) {
     const cells = [r.metric, r.value, r.baseline];
-    if (hasTarget) cells.push(r.target ?? '', r.verdict === undefined ? '' : r.verdict === 'pass' ? 'pass' : '**FAIL**');
+    if (hasTarget)
+      cells.push(r.target ?? '', r.verdict === undefined ? '' : r.verdict === 'pass' ? 'pass' : '**FAIL**');
     lines.push(`| ${cells.map(esc).join(' | ')} |`);
   }
   return lines.join('\n');

@@ -36,7 +36,8 @@ export class ApiError extends Error {
 
   /** What to tell the person: a refusal names the permission their key lacks. */
   get explanation(): string {
-    if (this.status === 403 && this.permission) return `Your key lacks the permission ${this.permission}. ${this.message}`;
+    if (this.status === 403 && this.permission)
+      return `Your key lacks the permission ${this.permission}. ${this.message}`;
     if (this.status === 403) return `Refused: ${this.message}`;
     return this.message;
   }
@@ -73,10 +74,22 @@ export async function send(method: string, path: string, opts: RequestOptions = 
   }
   let res: Response;
   try {
-    res = await fetch(apiUrl(path, opts.query), { method, headers, ...(body !== undefined && { body }), ...(opts.signal && { signal: opts.signal }), credentials: 'omit', cache: 'no-store' });
+    res = await fetch(apiUrl(path, opts.query), {
+      method,
+      headers,
+      ...(body !== undefined && { body }),
+      ...(opts.signal && { signal: opts.signal }),
+      credentials: 'omit',
+      cache: 'no-store',
+    });
   } catch (e) {
     if (e instanceof DOMException && e.name === 'AbortError') throw e;
-    throw new ApiError(0, 'network_error', `The server did not answer (${e instanceof Error ? e.message : String(e)}). Is caxton serve running?`, null);
+    throw new ApiError(
+      0,
+      'network_error',
+      `The server did not answer (${e instanceof Error ? e.message : String(e)}). Is caxton serve running?`,
+      null,
+    );
   }
   if (res.ok) return res;
   throw await errorOf(res);
@@ -103,4 +116,5 @@ export async function api<T>(method: string, path: string, opts: RequestOptions 
   return (await res.json()) as T;
 }
 
-export const get = <T>(path: string, query?: RequestOptions['query'], signal?: AbortSignal): Promise<T> => api<T>('GET', path, { ...(query && { query }), ...(signal && { signal }) });
+export const get = <T>(path: string, query?: RequestOptions['query'], signal?: AbortSignal): Promise<T> =>
+  api<T>('GET', path, { ...(query && { query }), ...(signal && { signal }) });

@@ -97,7 +97,11 @@ function Layout({ who, signedIn }: { who: WhoAmI; signedIn: boolean }) {
           </ul>
         </nav>
         <main id="main" tabIndex={-1} ref={mainRef}>
-          {found ? <PageView key={found.page.id} page={found.page} params={found.params} query={loc.query} /> : <NotFound path={loc.path} />}
+          {found ? (
+            <PageView key={found.page.id} page={found.page} params={found.params} query={loc.query} />
+          ) : (
+            <NotFound path={loc.path} />
+          )}
         </main>
       </div>
     </>

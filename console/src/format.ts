@@ -2,7 +2,8 @@
 
 export const rate = (v: number): string => (v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2));
 
-export const percent = (v: number | null | undefined): string => (v === null || v === undefined ? '—' : `${(v * 100).toFixed(v < 0.1 ? 1 : 0)} %`);
+export const percent = (v: number | null | undefined): string =>
+  v === null || v === undefined ? '—' : `${(v * 100).toFixed(v < 0.1 ? 1 : 0)} %`;
 
 export function bytes(n: number | undefined): string {
   if (n === undefined) return '—';

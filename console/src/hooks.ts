@@ -17,7 +17,11 @@ export interface Loaded<T> {
 
 /** GET `path` (with `query`); `undefined` path: nothing to load yet. */
 export function useApi<T>(path: string | undefined, query?: RequestOptions['query']): Loaded<T> {
-  const [state, setState] = useState<{ data: T | undefined; error: unknown; loading: boolean }>({ data: undefined, error: undefined, loading: path !== undefined });
+  const [state, setState] = useState<{ data: T | undefined; error: unknown; loading: boolean }>({
+    data: undefined,
+    error: undefined,
+    loading: path !== undefined,
+  });
   const [n, setN] = useState(0);
   const key = path === undefined ? '' : `${path}?${JSON.stringify(query ?? {})}`;
   useEffect(() => {
@@ -67,7 +71,11 @@ export function usePoll(fn: () => void, ms: number, deps: unknown[] = []): void 
  * is refused, and every `streamingPollMs` (if given) while it runs, as a safety net. Returns the
  * stream's state and whether it is streaming.
  */
-export function useReloadOnEvent(type: string, reload: () => void, opts: { throttleMs: number; pollMs: number; streamingPollMs?: number }): { live: LiveState | undefined; streaming: boolean } {
+export function useReloadOnEvent(
+  type: string,
+  reload: () => void,
+  opts: { throttleMs: number; pollMs: number; streamingPollMs?: number },
+): { live: LiveState | undefined; streaming: boolean } {
   const observe = can('observe:read');
   const pending = useRef<ReturnType<typeof setTimeout>>();
   const fn = useRef(reload);

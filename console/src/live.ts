@@ -14,10 +14,18 @@ export interface SseEvent {
   id?: string;
 }
 
-export type LiveState = { state: 'connecting' } | { state: 'open' } | { state: 'retrying'; inMs: number; reason: string } | { state: 'stopped'; error: ApiError };
+export type LiveState =
+  | { state: 'connecting' }
+  | { state: 'open' }
+  | { state: 'retrying'; inMs: number; reason: string }
+  | { state: 'stopped'; error: ApiError };
 
 /** Reads server-sent events from a response body until it ends or `signal` aborts. */
-export async function readSse(body: ReadableStream<Uint8Array>, onEvent: (e: SseEvent) => void, signal?: AbortSignal): Promise<void> {
+export async function readSse(
+  body: ReadableStream<Uint8Array>,
+  onEvent: (e: SseEvent) => void,
+  signal?: AbortSignal,
+): Promise<void> {
   const reader = body.getReader();
   const decoder = new TextDecoder();
   let buf = '';
@@ -37,7 +45,8 @@ export async function readSse(body: ReadableStream<Uint8Array>, onEvent: (e: Sse
         buf = buf.slice(nl + 1);
         if (line.endsWith('\r')) line = line.slice(0, -1);
         if (line === '') {
-          if (data.length > 0) onEvent({ event: event || 'message', data: data.join('\n'), ...(id !== undefined && { id }) });
+          if (data.length > 0)
+            onEvent({ event: event || 'message', data: data.join('\n'), ...(id !== undefined && { id }) });
           event = '';
           data = [];
           continue;
@@ -83,14 +92,19 @@ export function follow(opts: FollowOptions): () => void {
       let reason = 'the stream ended';
       try {
         const res = await fetch(apiUrl(opts.path, typeof opts.query === 'function' ? opts.query() : opts.query), {
-          headers: { ...authHeaders(), accept: 'text/event-stream', ...(lastId !== undefined && { 'last-event-id': lastId }) },
+          headers: {
+            ...authHeaders(),
+            accept: 'text/event-stream',
+            ...(lastId !== undefined && { 'last-event-id': lastId }),
+          },
           signal: ac.signal,
           credentials: 'omit',
           cache: 'no-store',
         });
         if (!res.ok) {
           const err = await errorOf(res);
-          if (res.status === 401 || res.status === 403 || res.status === 404 || res.status === 400) return report({ state: 'stopped', error: err });
+          if (res.status === 401 || res.status === 403 || res.status === 404 || res.status === 400)
+            return report({ state: 'stopped', error: err });
           reason = err.message;
         } else if (res.body) {
           report({ state: 'open' });

@@ -19,7 +19,10 @@ const listeners = new Set<() => void>();
 function read(): Location {
   const p = window.location.pathname;
   const below = p === BASE ? '/' : p.startsWith(`${BASE}/`) ? p.slice(BASE.length) : p;
-  return { path: below.length > 1 ? below.replace(/\/+$/, '') : '/', query: new URLSearchParams(window.location.search) };
+  return {
+    path: below.length > 1 ? below.replace(/\/+$/, '') : '/',
+    query: new URLSearchParams(window.location.search),
+  };
 }
 
 let current = read();

@@ -19,7 +19,11 @@ export interface WhoAmI {
 export type Session =
   | { state: 'checking' }
   | { state: 'signed-out'; reason?: string }
-  | { state: 'signed-in'; who: WhoAmI; /** false: authentication is off (loopback) and there is nothing to sign out of. */ signedIn: boolean };
+  | {
+      state: 'signed-in';
+      who: WhoAmI;
+      /** false: authentication is off (loopback) and there is nothing to sign out of. */ signedIn: boolean;
+    };
 
 let current: Session = { state: 'checking' };
 const listeners = new Set<(s: Session) => void>();
@@ -61,8 +65,14 @@ export function can(permission: string): boolean {
   return current.state === 'signed-in' && current.who.permissions.includes(permission);
 }
 
-async function whoami(credential: string | undefined): Promise<{ ok: true; who: WhoAmI } | { ok: false; status: number; message: string }> {
-  const res = await fetch('/api/v1/whoami', { headers: { accept: 'application/json', ...(credential && { authorization: `Bearer ${credential}` }) }, credentials: 'omit', cache: 'no-store' });
+async function whoami(
+  credential: string | undefined,
+): Promise<{ ok: true; who: WhoAmI } | { ok: false; status: number; message: string }> {
+  const res = await fetch('/api/v1/whoami', {
+    headers: { accept: 'application/json', ...(credential && { authorization: `Bearer ${credential}` }) },
+    credentials: 'omit',
+    cache: 'no-store',
+  });
   if (res.ok) return { ok: true, who: (await res.json()) as WhoAmI };
   let message = res.statusText;
   try {
@@ -91,7 +101,10 @@ export async function signIn(credential: string): Promise<string | undefined> {
   const c = credential.trim();
   if (c.length === 0) return 'Enter an API key (cxk_...) or a bearer token.';
   const r = await whoami(c);
-  if (!r.ok) return r.status === 401 ? `The server refused this key: ${r.message}` : `Sign-in failed (${r.status}): ${r.message}`;
+  if (!r.ok)
+    return r.status === 401
+      ? `The server refused this key: ${r.message}`
+      : `Sign-in failed (${r.status}): ${r.message}`;
   sessionStorage.setItem(STORAGE_KEY, c);
   set({ state: 'signed-in', who: r.who, signedIn: true });
   return undefined;

@@ -67,8 +67,12 @@ export async function finishSso(): Promise<void> {
   // The code and state leave the address bar and the history before anything else happens.
   history.replaceState(null, '', pending?.returnTo?.startsWith('/ui') ? pending.returnTo : '/ui/');
   const fail = (why: string) => signOut(`Single sign-on failed: ${why}`);
-  if (q.get('error')) return fail(`the identity provider answered ${q.get('error')}${q.get('error_description') ? ` (${q.get('error_description')})` : ''}.`);
-  if (!pending || q.get('state') !== pending.state) return fail('this sign-in was not started from this tab (the state does not match); sign in again.');
+  if (q.get('error'))
+    return fail(
+      `the identity provider answered ${q.get('error')}${q.get('error_description') ? ` (${q.get('error_description')})` : ''}.`,
+    );
+  if (!pending || q.get('state') !== pending.state)
+    return fail('this sign-in was not started from this tab (the state does not match); sign in again.');
   const code = q.get('code');
   if (!code) return fail('the identity provider sent no code; sign in again.');
   let res: Response;
@@ -77,7 +81,11 @@ export async function finishSso(): Promise<void> {
       method: 'POST',
       headers: { 'content-type': 'application/json', accept: 'application/json' },
       credentials: 'omit',
-      body: JSON.stringify({ code, code_verifier: pending.verifier, redirect_uri: `${location.origin}${CALLBACK_PATH}` }),
+      body: JSON.stringify({
+        code,
+        code_verifier: pending.verifier,
+        redirect_uri: `${location.origin}${CALLBACK_PATH}`,
+      }),
     });
   } catch (e) {
     return fail(`the server did not answer (${e instanceof Error ? e.message : String(e)}).`);

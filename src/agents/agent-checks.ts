@@ -4,10 +4,16 @@ import type { ParseResult } from './parse.js';
 import { AgentParser, type ParseStats } from './parse-pool.js';
 
 /** A check run after the parse; an issue is a warning unless its `severity` says error (the deploy is then refused). */
-export type AgentCheck = (def: AgentDefinition) => { severity?: 'error' | 'warning'; code: string; field: string; message: string; suggestion?: string }[];
+export type AgentCheck = (
+  def: AgentDefinition,
+) => { severity?: 'error' | 'warning'; code: string; field: string; message: string; suggestion?: string }[];
 
 /** The warning codes of the server-side checks (logged at warn level when a file loads). */
-export const DEPLOY_CHECK_CODES: ReadonlySet<string> = new Set(['model_unresolved', 'provider_unresolved', 'tool_unresolved']);
+export const DEPLOY_CHECK_CODES: ReadonlySet<string> = new Set([
+  'model_unresolved',
+  'provider_unresolved',
+  'tool_unresolved',
+]);
 
 export interface AgentChecksOptions {
   /** A warning when the agent's model cannot be served as written (see src/execution/deps.ts modelCheck). */
@@ -30,7 +36,9 @@ export class AgentChecks {
   constructor(opts: AgentChecksOptions = {}) {
     this.#checkModel = opts.checkModel;
     this.#checks = [...(opts.checks ?? [])];
-    this.#parser = new AgentParser(opts.offThreadParseBytes !== undefined ? { offThreadBytes: opts.offThreadParseBytes } : {});
+    this.#parser = new AgentParser(
+      opts.offThreadParseBytes !== undefined ? { offThreadBytes: opts.offThreadParseBytes } : {},
+    );
   }
 
   /** Parses and checks a body; a large one on the worker thread, so the event loop stays free. */
@@ -49,7 +57,8 @@ export class AgentChecks {
       const suggestion = `e.g. in caxton.toml:\n[llm.model_aliases]\n${def.llm.model ?? 'sonnet'} = "gpt-4o"`;
       added.push({ severity: 'warning', code: 'model_unresolved', file, field, message, suggestion });
     }
-    for (const check of this.#checks) for (const w of check(def)) added.push({ ...w, severity: w.severity ?? 'warning', file });
+    for (const check of this.#checks)
+      for (const w of check(def)) added.push({ ...w, severity: w.severity ?? 'warning', file });
     const errors = added.filter((i) => i.severity === 'error');
     const warnings = [...result.warnings, ...added.filter((i) => i.severity !== 'error')];
     if (errors.length > 0) return { ok: false, format: result.format, errors, warnings };

@@ -49,7 +49,11 @@ export class AgentFiles {
    * the start). `stillCurrent` is asked after the parse: when the file changed or went away
    * meanwhile, this result is dropped (undefined) and the newer event applies.
    */
-  async applyFileAsync(path: string, bytes: Uint8Array, stillCurrent: () => boolean = () => true): Promise<FileStatus | undefined> {
+  async applyFileAsync(
+    path: string,
+    bytes: Uint8Array,
+    stillCurrent: () => boolean = () => true,
+  ): Promise<FileStatus | undefined> {
     let result: ParseResult;
     try {
       result = await this.#checks.parse(bytes, path);
@@ -102,7 +106,14 @@ export class AgentFiles {
         state: 'invalid',
         updated_at: now,
         errors: [
-          { severity: 'error', code: 'duplicate_name', file: path, field: 'name', message: `agent name "${def.name}" is already used by ${by}`, suggestion: 'give this agent a different name' },
+          {
+            severity: 'error',
+            code: 'duplicate_name',
+            file: path,
+            field: 'name',
+            message: `agent name "${def.name}" is already used by ${by}`,
+            suggestion: 'give this agent a different name',
+          },
         ],
       };
       this.#files.set(path, status);
@@ -121,7 +132,14 @@ export class AgentFiles {
     // A version for each content the file takes (not for each start of the server).
     const versions = this.#versions;
     if (versions && versions.latest(def.name)?.hash !== hash)
-      versions.append({ definition: def, format: result.format, source: Buffer.from(bytes).toString('utf8'), how: 'file', origin: 'file', path });
+      versions.append({
+        definition: def,
+        format: result.format,
+        source: Buffer.from(bytes).toString('utf8'),
+        how: 'file',
+        origin: 'file',
+        path,
+      });
     this.#registry.upsert({
       definition: def,
       format: result.format,
@@ -142,7 +160,13 @@ export class AgentFiles {
   markInvalid(path: string, issue: SourceIssue): FileStatus {
     const agentKeyOfFile = this.#fileAgents.get(path);
     const agent = agentKeyOfFile !== undefined ? this.#registry.get(agentKeyOfFile)?.definition.name : undefined;
-    const status: FileStatus = { path, state: 'invalid', errors: [issue], updated_at: new Date().toISOString(), ...(agent !== undefined && { agent }) };
+    const status: FileStatus = {
+      path,
+      state: 'invalid',
+      errors: [issue],
+      updated_at: new Date().toISOString(),
+      ...(agent !== undefined && { agent }),
+    };
     this.#files.set(path, status);
     return status;
   }

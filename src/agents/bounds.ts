@@ -49,7 +49,11 @@ export function tooDeepField(doc: Record<string, unknown>, max = MAX_INPUT_DEPTH
  *   applies after that work.
  * Returns the problem and the 0-based offset of the token where it happened.
  */
-export function scanYaml(text: string, maxDepth = MAX_YAML_STRUCTURE_DEPTH, maxAliases = MAX_YAML_ALIAS_TOKENS): { problem: 'depth' | 'aliases'; offset: number } | undefined {
+export function scanYaml(
+  text: string,
+  maxDepth = MAX_YAML_STRUCTURE_DEPTH,
+  maxAliases = MAX_YAML_ALIAS_TOKENS,
+): { problem: 'depth' | 'aliases'; offset: number } | undefined {
   const indents: number[] = [];
   let flow = 0;
   let onLine = 0;
@@ -101,7 +105,8 @@ export function expandedSize(value: unknown, limit: number): number {
   while (stack.length > 0) {
     const v = stack.pop();
     if (++n > limit) return n;
-    if (v !== null && typeof v === 'object') for (const c of Array.isArray(v) ? v : Object.values(v as Record<string, unknown>)) stack.push(c);
+    if (v !== null && typeof v === 'object')
+      for (const c of Array.isArray(v) ? v : Object.values(v as Record<string, unknown>)) stack.push(c);
   }
   return n;
 }

@@ -91,7 +91,12 @@ export class CanaryRunner {
   #windowsOf(r: Rollout): Windows {
     let w = this.#windows.get(r.id);
     if (!w || w.stage !== r.stage) {
-      w = { stage: r.stage, candidate: new VersionWindow(), stable: new VersionWindow(), previousStable: w && w.stable.n > 0 ? w.stable : w?.previousStable };
+      w = {
+        stage: r.stage,
+        candidate: new VersionWindow(),
+        stable: new VersionWindow(),
+        previousStable: w && w.stable.n > 0 ? w.stable : w?.previousStable,
+      };
       this.#windows.set(r.id, w);
     }
     return w;
@@ -102,7 +107,13 @@ export class CanaryRunner {
   }
 
   #verdict(r: Rollout, w: Windows): CanaryVerdict {
-    return judgeStage(r.plan!, r.stage, w.candidate, this.#stableFor(r, w), Date.now() - Date.parse(r.stage_started_at));
+    return judgeStage(
+      r.plan!,
+      r.stage,
+      w.candidate,
+      this.#stableFor(r, w),
+      Date.now() - Date.parse(r.stage_started_at),
+    );
   }
 
   #judge(r: Rollout): void {

@@ -27,31 +27,69 @@ export const canaryPlanSchema = z
       .default(60)
       .pipe(durationMs({ min: 0 }))
       .describe('how long each stage runs at least (seconds, or "30s", "5m")'),
-    min_requests: z.coerce.number().int().min(1).max(1_000_000).default(20).describe('executions of the candidate in a stage before it is judged'),
-    max_error_rate_increase: z.coerce.number().min(0).max(1).default(0.05).describe('roll back when the candidate’s error rate exceeds the stable one’s by more than this (0..1)'),
-    max_latency_ratio: z.coerce.number().min(1).max(1000).default(2).describe('roll back when the candidate’s p99 latency exceeds the stable one’s times this'),
+    min_requests: z.coerce
+      .number()
+      .int()
+      .min(1)
+      .max(1_000_000)
+      .default(20)
+      .describe('executions of the candidate in a stage before it is judged'),
+    max_error_rate_increase: z.coerce
+      .number()
+      .min(0)
+      .max(1)
+      .default(0.05)
+      .describe('roll back when the candidate’s error rate exceeds the stable one’s by more than this (0..1)'),
+    max_latency_ratio: z.coerce
+      .number()
+      .min(1)
+      .max(1000)
+      .default(2)
+      .describe('roll back when the candidate’s p99 latency exceeds the stable one’s times this'),
   })
   .superRefine((p, ctx) => {
     const s = p.stages;
     if (s.length === 0) ctx.addIssue({ code: 'custom', path: ['stages'], message: 'needs at least one stage' });
     for (let i = 1; i < s.length; i++) {
-      if (s[i]! <= s[i - 1]!) ctx.addIssue({ code: 'custom', path: ['stages'], message: `stages must rise: ${s[i]} % comes after ${s[i - 1]} %` });
+      if (s[i]! <= s[i - 1]!)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['stages'],
+          message: `stages must rise: ${s[i]} % comes after ${s[i - 1]} %`,
+        });
     }
     if (s.length > 0 && s[s.length - 1] !== 100)
-      ctx.addIssue({ code: 'custom', path: ['stages'], message: `the last stage must be 100 % (it is ${s[s.length - 1]} %): a canary ends with every new conversation on the candidate` });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['stages'],
+        message: `the last stage must be 100 % (it is ${s[s.length - 1]} %): a canary ends with every new conversation on the candidate`,
+      });
   })
-  .transform((p) => ({ stages: p.stages, hold_ms: p.hold, min_requests: p.min_requests, max_error_rate_increase: p.max_error_rate_increase, max_latency_ratio: p.max_latency_ratio }));
+  .transform((p) => ({
+    stages: p.stages,
+    hold_ms: p.hold,
+    min_requests: p.min_requests,
+    max_error_rate_increase: p.max_error_rate_increase,
+    max_latency_ratio: p.max_latency_ratio,
+  }));
 
 export type CanaryPlanInput = z.input<typeof canaryPlanSchema>;
 export type CanaryPlan = z.output<typeof canaryPlanSchema>;
 
-function parseStages(s: string, ctx: { addIssue(i: { code: 'custom'; message: string; input: unknown }): void }): number[] | undefined {
+function parseStages(
+  s: string,
+  ctx: { addIssue(i: { code: 'custom'; message: string; input: unknown }): void },
+): number[] | undefined {
   const parts = s.split(',').map((x) => x.trim().replace(/%$/, ''));
   const out: number[] = [];
   for (const p of parts) {
     const n = Number(p);
     if (!/^\d{1,3}$/.test(p) || n < 1 || n > 100) {
-      ctx.addIssue({ code: 'custom', message: `"${p}" is not a percentage from 1 to 100: give the stages as "5,25,50,100"`, input: s });
+      ctx.addIssue({
+        code: 'custom',
+        message: `"${p}" is not a percentage from 1 to 100: give the stages as "5,25,50,100"`,
+        input: s,
+      });
       return undefined;
     }
     out.push(n);
@@ -104,7 +142,11 @@ export class VersionWindow {
   }
 }
 
-export type CanaryVerdict = { action: 'wait'; why: string } | { action: 'advance' } | { action: 'promote' } | { action: 'rollback'; reason: string };
+export type CanaryVerdict =
+  | { action: 'wait'; why: string }
+  | { action: 'advance' }
+  | { action: 'promote' }
+  | { action: 'rollback'; reason: string };
 
 /** Latency differences below this are noise (a 1 ms answer against a 0 ms one is not twice as slow). */
 export const LATENCY_NOISE_MS = 25;
@@ -115,9 +157,16 @@ const pct = (r: number) => `${Math.round(r * 1000) / 10} %`;
  * The verdict on a stage: `candidate` and `stable` are the windows since it began (for the last
  * stage, `stable` is the previous stage's), `heldMs` how long it has run.
  */
-export function judgeStage(plan: CanaryPlan, stage: number, candidate: VersionWindow, stable: VersionWindow, heldMs: number): CanaryVerdict {
+export function judgeStage(
+  plan: CanaryPlan,
+  stage: number,
+  candidate: VersionWindow,
+  stable: VersionWindow,
+  heldMs: number,
+): CanaryVerdict {
   const share = `stage ${stage + 1} of ${plan.stages.length} (${plan.stages[stage]} %)`;
-  if (candidate.n < plan.min_requests) return { action: 'wait', why: `${candidate.n} of ${plan.min_requests} candidate executions in ${share}` };
+  if (candidate.n < plan.min_requests)
+    return { action: 'wait', why: `${candidate.n} of ${plan.min_requests} candidate executions in ${share}` };
   const increase = candidate.errorRate - stable.errorRate;
   if (increase > plan.max_error_rate_increase) {
     return {
@@ -127,13 +176,20 @@ export function judgeStage(plan: CanaryPlan, stage: number, candidate: VersionWi
   }
   const cp = candidate.p99();
   const sp = stable.p99();
-  if (cp !== null && sp !== null && stable.n >= plan.min_requests && cp > sp * plan.max_latency_ratio && cp - sp > LATENCY_NOISE_MS) {
+  if (
+    cp !== null &&
+    sp !== null &&
+    stable.n >= plan.min_requests &&
+    cp > sp * plan.max_latency_ratio &&
+    cp - sp > LATENCY_NOISE_MS
+  ) {
     return {
       action: 'rollback',
       reason: `canary p99 latency ${Math.round(cp)} ms against the stable version's ${Math.round(sp)} ms in ${share}: more than ${plan.max_latency_ratio} times`,
     };
   }
-  if (heldMs < plan.hold_ms) return { action: 'wait', why: `${share} holds for ${Math.ceil((plan.hold_ms - heldMs) / 1000)} s more` };
+  if (heldMs < plan.hold_ms)
+    return { action: 'wait', why: `${share} holds for ${Math.ceil((plan.hold_ms - heldMs) / 1000)} s more` };
   return stage + 1 >= plan.stages.length ? { action: 'promote' } : { action: 'advance' };
 }
 
@@ -157,7 +213,8 @@ function boundedTest(re: RegExp, s: string): boolean | undefined {
 /** Whether `actual` holds every field of `expected` (objects: a deep subset; anything else: equal). */
 export function holds(actual: unknown, expected: unknown): boolean {
   if (expected === null || typeof expected !== 'object') return Object.is(actual, expected);
-  if (Array.isArray(expected)) return Array.isArray(actual) && actual.length === expected.length && expected.every((e, i) => holds(actual[i], e));
+  if (Array.isArray(expected))
+    return Array.isArray(actual) && actual.length === expected.length && expected.every((e, i) => holds(actual[i], e));
   if (actual === null || typeof actual !== 'object' || Array.isArray(actual)) return false;
   return Object.entries(expected).every(([k, v]) => holds((actual as Record<string, unknown>)[k], v));
 }
@@ -168,13 +225,18 @@ export function checkName(check: { name?: string; request: string }): string {
 }
 
 /** What is wrong with a check's answer, or undefined when it passes. */
-export function checkAnswer(check: { name?: string; request: string; expect?: string; expect_json?: Record<string, unknown> }, answer: string): string | undefined {
+export function checkAnswer(
+  check: { name?: string; request: string; expect?: string; expect_json?: Record<string, unknown> },
+  answer: string,
+): string | undefined {
   const name = checkName(check);
   const text = answer.slice(0, CHECK_TEXT_LIMIT);
   if (check.expect !== undefined) {
     const matched = boundedTest(new RegExp(check.expect, 'i'), text);
-    if (matched === undefined) return `check ${name}: the pattern /${check.expect}/i took longer than ${PATTERN_TIMEOUT_MS} ms on the answer (a pattern that backtracks): simplify it`;
-    if (!matched) return `check ${name}: the answer does not match /${check.expect}/i (it begins ${JSON.stringify(text.slice(0, 120))})`;
+    if (matched === undefined)
+      return `check ${name}: the pattern /${check.expect}/i took longer than ${PATTERN_TIMEOUT_MS} ms on the answer (a pattern that backtracks): simplify it`;
+    if (!matched)
+      return `check ${name}: the answer does not match /${check.expect}/i (it begins ${JSON.stringify(text.slice(0, 120))})`;
   }
   if (check.expect_json !== undefined) {
     let parsed: unknown;
@@ -183,7 +245,8 @@ export function checkAnswer(check: { name?: string; request: string; expect?: st
     } catch {
       return `check ${name}: the answer is not JSON (it begins ${JSON.stringify(text.slice(0, 120))})`;
     }
-    if (!holds(parsed, check.expect_json)) return `check ${name}: the answer does not hold ${JSON.stringify(check.expect_json)}`;
+    if (!holds(parsed, check.expect_json))
+      return `check ${name}: the answer does not hold ${JSON.stringify(check.expect_json)}`;
   }
   return undefined;
 }

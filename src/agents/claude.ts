@@ -74,7 +74,8 @@ export function mapClaudeTool(name: string): string | null {
     const sep = rest.indexOf('__');
     const server = sep < 0 ? rest : rest.slice(0, sep);
     const tool = sep < 0 ? '' : rest.slice(sep + 2);
-    if (server !== '' && !server.startsWith('_')) return tool === '' || tool === '*' ? `${server}.*` : `${server}.${tool}`;
+    if (server !== '' && !server.startsWith('_'))
+      return tool === '' || tool === '*' ? `${server}.*` : `${server}.${tool}`;
   }
   return name;
 }
@@ -163,7 +164,11 @@ export function mapClaudeTools(list: readonly string[], disallowed: readonly str
       dropped.push(raw);
       continue;
     }
-    if (deniedMapped.has(mapped) || [...deniedMapped].some((d) => d.endsWith('.*') && mapped.startsWith(d.slice(0, -1)))) continue;
+    if (
+      deniedMapped.has(mapped) ||
+      [...deniedMapped].some((d) => d.endsWith('.*') && mapped.startsWith(d.slice(0, -1)))
+    )
+      continue;
     if (DELEGATION_TOOLS.has(entry.name) || (mapped === 'send_message' && entry.specifier === undefined)) {
       if (entry.specifier === undefined || entry.specifier === '' || entry.specifier === '*') sendToAny = true;
       else {
@@ -173,7 +178,10 @@ export function mapClaudeTools(list: readonly string[], disallowed: readonly str
           .filter((s) => s.length > 0);
         const bad = names.filter((n) => !AGENT_NAME_RE.test(n));
         if (bad.length > 0) {
-          invalid.push({ entry: raw, reason: `${bad.map((b) => `"${b}"`).join(', ')} is not an agent name (letters, digits, "-", "_", "."; starting with a letter)` });
+          invalid.push({
+            entry: raw,
+            reason: `${bad.map((b) => `"${b}"`).join(', ')} is not an agent name (letters, digits, "-", "_", "."; starting with a letter)`,
+          });
           continue;
         }
         sendTo ??= new Set();

@@ -77,7 +77,14 @@ export class Deployer {
   /** The change of each agent under way: the next one waits for it, so two deploys of one agent never both pass the checks. */
   readonly #turns = new Map<string, Promise<unknown>>();
 
-  constructor(parts: { registry: AgentRegistry; store: AgentStore; checks: AgentChecks; history: VersionHistory; rollouts: RolloutController; sharedAgents?: SharedAgentsPort | undefined }) {
+  constructor(parts: {
+    registry: AgentRegistry;
+    store: AgentStore;
+    checks: AgentChecks;
+    history: VersionHistory;
+    rollouts: RolloutController;
+    sharedAgents?: SharedAgentsPort | undefined;
+  }) {
     this.#registry = parts.registry;
     this.#store = parts.store;
     this.#checks = parts.checks;
@@ -91,11 +98,24 @@ export class Deployer {
     const loaded: AgentDefinition[] = [];
     const local = this.#history.shared ? undefined : this.#history.local;
     for (const s of this.#store.loadAll()) {
-      this.#registry.upsert({ definition: s.definition, format: s.format, origin: { kind: 'api' }, revision: s.revision, deployed_at: s.deployed_at, updated_at: s.updated_at });
+      this.#registry.upsert({
+        definition: s.definition,
+        format: s.format,
+        origin: { kind: 'api' },
+        revision: s.revision,
+        deployed_at: s.deployed_at,
+        updated_at: s.updated_at,
+      });
       loaded.push(s.definition);
       // An agent stored before versions were kept gets its first version now, so rollback has a base.
       if (local && local.latest(s.definition.name) === undefined)
-        local.append({ definition: s.definition, format: s.format, source: this.#store.source(s.definition.name) ?? '', how: 'api', origin: 'api' });
+        local.append({
+          definition: s.definition,
+          format: s.format,
+          source: this.#store.source(s.definition.name) ?? '',
+          how: 'api',
+          origin: 'api',
+        });
     }
     return loaded;
   }
@@ -103,10 +123,15 @@ export class Deployer {
   /** Deploys a new agent (mode `create`) or replaces an API-deployed one (mode `update`); a large body is parsed off the event loop. */
   async deploy(input: DeployInput, mode: 'create' | 'update', expectName?: string): Promise<DeployOutcome> {
     const validated = await this.#checks.validateAsync(input.body, input.file ?? '<request body>', input.format);
-    const out = await this.#inTurn(validated.ok ? validated.definition.name : undefined, () => this.#deploy(input, mode, expectName, validated));
+    const out = await this.#inTurn(validated.ok ? validated.definition.name : undefined, () =>
+      this.#deploy(input, mode, expectName, validated),
+    );
     // [[rollout.checks]] run before a canary's first stage (the candidate gets no traffic until they pass), outside the agent's turn: a change meanwhile is refused as during any rollout.
     if (!out.rollout || !validated.ok) return out;
-    return { ...out, rollout: await this.#rollouts.checkFirst(out.rollout, validated.definition.rollout?.checks ?? []) };
+    return {
+      ...out,
+      rollout: await this.#rollouts.checkFirst(out.rollout, validated.definition.rollout?.checks ?? []),
+    };
   }
 
   /**
@@ -131,23 +156,43 @@ export class Deployer {
     }
   }
 
-  async #deploy(input: DeployInput, mode: 'create' | 'update', expectName: string | undefined, validated: ParseResult): Promise<DeployOutcome> {
+  async #deploy(
+    input: DeployInput,
+    mode: 'create' | 'update',
+    expectName: string | undefined,
+    validated: ParseResult,
+  ): Promise<DeployOutcome> {
     const { result, def, existing } = this.#admit(input, mode, expectName, validated);
     const history = this.#history;
     const port = history.portFor(def.name);
     const current = existing && port && (await history.liveVersion(existing, port));
     // Identical content (the same definition, whatever the formatting): nothing to store or reload.
-    if (existing && current && current.hash === definitionHash(def)) return { agent: existing, warnings: result.warnings, created: false, unchanged: true, version: current };
+    if (existing && current && current.hash === definitionHash(def))
+      return { agent: existing, warnings: result.warnings, created: false, unchanged: true, version: current };
     if (existing) await this.#rollouts.refuseElsewhere(def.name);
     const source = typeof input.body === 'string' ? input.body : Buffer.from(input.body).toString('utf8');
     // The deploy's strategy, else the file's [rollout] one (not for a first deploy: there is nothing to roll out beside).
     const strategy = input.strategy ?? (existing ? def.rollout?.strategy : undefined) ?? 'direct';
     if (strategy !== 'direct') {
       const plan = strategy === 'canary' ? canaryPlan({ ...planOf(def.rollout), ...input.canary }) : undefined;
-      if (!port || !this.#rollouts.rollouts) throw new CaxtonError('invalid_request', `this server keeps no agent versions, so it cannot run a ${strategy} rollout`);
+      if (!port || !this.#rollouts.rollouts)
+        throw new CaxtonError(
+          'invalid_request',
+          `this server keeps no agent versions, so it cannot run a ${strategy} rollout`,
+        );
       if (!existing || !current)
-        throw new CaxtonError('agent_not_found', `a ${strategy} deploy needs a live version of agent "${def.name}" to run beside; deploy it directly first (no --strategy)`, { name: def.name });
-      const candidate = { definition: def, format: result.format, source, warnings: result.warnings, by: input.deployed_by };
+        throw new CaxtonError(
+          'agent_not_found',
+          `a ${strategy} deploy needs a live version of agent "${def.name}" to run beside; deploy it directly first (no --strategy)`,
+          { name: def.name },
+        );
+      const candidate = {
+        definition: def,
+        format: result.format,
+        source,
+        warnings: result.warnings,
+        by: input.deployed_by,
+      };
       const { version, rollout } = await this.#rollouts.start(port, strategy, plan, existing, current, candidate);
       return { agent: existing, warnings: result.warnings, created: false, version, rollout };
     }
@@ -155,8 +200,21 @@ export class Deployer {
     const stored = { ...agent, source };
     let version: AgentVersion | undefined;
     if (port) {
-      const v = { definition: def, format: result.format, source, how: 'api' as const, origin: 'api' as const, deployed_by: input.deployed_by };
-      version = history.wrote(port, await port.append(v, () => this.#store.save(stored), stored), def, result.format, source);
+      const v = {
+        definition: def,
+        format: result.format,
+        source,
+        how: 'api' as const,
+        origin: 'api' as const,
+        deployed_by: input.deployed_by,
+      };
+      version = history.wrote(
+        port,
+        await port.append(v, () => this.#store.save(stored), stored),
+        def,
+        result.format,
+        source,
+      );
     } else this.#store.save(stored);
     this.#registry.upsert(agent);
     return { agent, warnings: result.warnings, created: !existing, version };
@@ -173,19 +231,31 @@ export class Deployer {
     const def = result.definition;
     authorize(this.#registry, input.actor, def.name, def.capabilities);
     if (expectName !== undefined && agentKey(expectName) !== agentKey(def.name)) {
-      throw new CaxtonError('invalid_request', `the body defines agent "${def.name}" but the URL names "${expectName}"`, { field: 'name' });
+      throw new CaxtonError(
+        'invalid_request',
+        `the body defines agent "${def.name}" but the URL names "${expectName}"`,
+        { field: 'name' },
+      );
     }
     const existing = this.#registry.get(def.name);
     if (existing?.origin.kind === 'file') {
-      throw new CaxtonError('agent_managed_by_file', `agent "${existing.definition.name}" is defined by the file ${existing.origin.path}; edit or delete that file instead`, {
-        path: existing.origin.path,
-      });
+      throw new CaxtonError(
+        'agent_managed_by_file',
+        `agent "${existing.definition.name}" is defined by the file ${existing.origin.path}; edit or delete that file instead`,
+        {
+          path: existing.origin.path,
+        },
+      );
     }
     if (mode === 'create' && existing) {
-      throw new CaxtonError('agent_exists', `an agent named "${existing.definition.name}" is already deployed (names are unique regardless of case)`, {
-        name: existing.definition.name,
-        hint: 'use PUT /api/v1/agents/{name} to update it',
-      });
+      throw new CaxtonError(
+        'agent_exists',
+        `an agent named "${existing.definition.name}" is already deployed (names are unique regardless of case)`,
+        {
+          name: existing.definition.name,
+          hint: 'use PUT /api/v1/agents/{name} to update it',
+        },
+      );
     }
     if (mode === 'update' && !existing) {
       throw new CaxtonError('agent_not_found', `no agent named "${def.name}" is deployed`, { name: def.name });
@@ -195,7 +265,12 @@ export class Deployer {
       throw new CaxtonError(
         'invalid_request',
         `the body names the agent "${def.name}" but the deployed agent is spelt "${existing.definition.name}"; names are unique regardless of case, so this would rename it`,
-        { field: 'name', name: def.name, deployed: existing.definition.name, hint: `use name "${existing.definition.name}", or DELETE the agent and deploy it again under the new spelling` },
+        {
+          field: 'name',
+          name: def.name,
+          deployed: existing.definition.name,
+          hint: `use name "${existing.definition.name}", or DELETE the agent and deploy it again under the new spelling`,
+        },
       );
     }
     if (existing) this.#rollouts.refuseRunning(existing);
@@ -207,7 +282,12 @@ export class Deployer {
    * version whose content differs from the current one; a running rollout is ended instead. API
    * agents only: a file agent's file is its source of truth.
    */
-  async rollback(name: string, to?: number, deployedBy?: string, opts: RolloutActionOptions = {}): Promise<RollbackOutcome> {
+  async rollback(
+    name: string,
+    to?: number,
+    deployedBy?: string,
+    opts: RolloutActionOptions = {},
+  ): Promise<RollbackOutcome> {
     authorize(this.#registry, opts.actor, name);
     const existing = this.#registry.get(name);
     if (!existing) throw new CaxtonError('agent_not_found', `no agent named "${name}" is deployed`, { name });
@@ -227,11 +307,15 @@ export class Deployer {
     let target = to !== undefined ? await versions.get(agentName, to) : undefined;
     if (to !== undefined && !target) {
       const { items, total } = await versions.list(agentName, { limit: 1 });
-      throw new CaxtonError('version_not_found', `agent "${agentName}" has no version ${to}${total > 0 ? ` (versions kept: ${total}, the newest is ${items[0]!.version})` : ''}`, {
-        name: agentName,
-        version: to,
-        hint: `caxton agent history ${agentName} lists them`,
-      });
+      throw new CaxtonError(
+        'version_not_found',
+        `agent "${agentName}" has no version ${to}${total > 0 ? ` (versions kept: ${total}, the newest is ${items[0]!.version})` : ''}`,
+        {
+          name: agentName,
+          version: to,
+          hint: `caxton agent history ${agentName} lists them`,
+        },
+      );
     }
     if (to === undefined) {
       for (let offset = 0; !target; offset += 100) {
@@ -241,17 +325,25 @@ export class Deployer {
         if (page.items.length < 100) break;
       }
       if (!target)
-        throw new CaxtonError('no_earlier_version', `agent "${agentName}" has no earlier version to roll back to: every version kept has the content deployed now`, {
-          name: agentName,
-          hint: `deploy a new version, or see caxton agent history ${agentName}`,
-        });
+        throw new CaxtonError(
+          'no_earlier_version',
+          `agent "${agentName}" has no earlier version to roll back to: every version kept has the content deployed now`,
+          {
+            name: agentName,
+            hint: `deploy a new version, or see caxton agent history ${agentName}`,
+          },
+        );
     }
     const restored = target!;
     if (current && restored.hash === current.hash)
-      throw new CaxtonError('conflict', `version ${restored.version} of agent "${agentName}" has the content deployed now (version ${current.version}); nothing to roll back`, {
-        name: agentName,
-        version: restored.version,
-      });
+      throw new CaxtonError(
+        'conflict',
+        `version ${restored.version} of agent "${agentName}" has the content deployed now (version ${current.version}); nothing to roll back`,
+        {
+          name: agentName,
+          version: restored.version,
+        },
+      );
     authorize(this.#registry, opts.actor, agentName, restored.definition.capabilities);
     const agent = apiAgent(restored.definition, restored.format, existing);
     const stored = { ...agent, source: restored.source };
@@ -298,9 +390,13 @@ export class Deployer {
     const existing = this.#registry.get(name);
     if (!existing) throw new CaxtonError('agent_not_found', `no agent named "${name}" is deployed`, { name });
     if (existing.origin.kind === 'file') {
-      throw new CaxtonError('agent_managed_by_file', `agent "${existing.definition.name}" is defined by the file ${existing.origin.path}; delete that file to remove it`, {
-        path: existing.origin.path,
-      });
+      throw new CaxtonError(
+        'agent_managed_by_file',
+        `agent "${existing.definition.name}" is defined by the file ${existing.origin.path}; delete that file to remove it`,
+        {
+          path: existing.origin.path,
+        },
+      );
     }
     this.#store.delete(name);
     this.#rollouts.removed(existing.definition.name);
@@ -325,7 +421,10 @@ function canaryPlan(input: CanaryPlanInput | undefined): CanaryPlan {
   if (r.success) return r.data;
   const i = r.error.issues[0]!;
   const field = i.path.length > 0 ? i.path.join('.') : 'canary';
-  throw new CaxtonError('invalid_request', `canary option "${field}": ${i.message}`, { field, hint: 'stages rise and end at 100, e.g. "5,25,50,100"; hold is a duration such as "30s"' });
+  throw new CaxtonError('invalid_request', `canary option "${field}": ${i.message}`, {
+    field,
+    hint: 'stages rise and end at 100, e.g. "5,25,50,100"; hold is a duration such as "30s"',
+  });
 }
 
 /** The canary options a file's [rollout] table gives (the deploy's own options win, field by field). */

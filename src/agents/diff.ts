@@ -45,6 +45,17 @@ function changes(a: unknown, b: unknown, path: string, out: FieldChange[]): void
 export function diffVersions(a: AgentVersionDetail, b: AgentVersionDetail): VersionDiff {
   const out: FieldChange[] = [];
   changes(a.definition, b.definition, '', out);
-  const source_diff = a.source === b.source ? '' : createTwoFilesPatch(`${a.agent}@${a.version}`, `${b.agent}@${b.version}`, a.source, b.source, a.deployed_at, b.deployed_at, { context: 3 });
+  const source_diff =
+    a.source === b.source
+      ? ''
+      : createTwoFilesPatch(
+          `${a.agent}@${a.version}`,
+          `${b.agent}@${b.version}`,
+          a.source,
+          b.source,
+          a.deployed_at,
+          b.deployed_at,
+          { context: 3 },
+        );
   return { agent: b.agent, from: a.version, to: b.version, identical: out.length === 0, changes: out, source_diff };
 }

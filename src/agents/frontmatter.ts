@@ -97,7 +97,8 @@ function keyEnd(line: string): number {
   let i = 1;
   for (; i < line.length; i++) {
     const c = line.charCodeAt(i);
-    const word = (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || (c >= 48 && c <= 57) || c === 95 || c === 45 || c === 46;
+    const word =
+      (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || (c >= 48 && c <= 57) || c === 95 || c === 45 || c === 46;
     if (!word) break;
   }
   if (line.charCodeAt(i) !== 58) return -1; // ':'
@@ -162,7 +163,9 @@ export function quoteUnsafePlainScalars(yamlText: string): { text: string; chang
     // like a whole flow list or map (`[Read, Grep]`).
     const last = value.charAt(value.length - 1);
     // (`[DEPRECATED] Use when...` is text: the bracket closes before the end.)
-    const flow = (first === '[' && (last === ']' || !value.includes(']'))) || (first === '{' && (last === '}' || !value.includes('}')));
+    const flow =
+      (first === '[' && (last === ']' || !value.includes(']'))) ||
+      (first === '{' && (last === '}' || !value.includes('}')));
     const quoted = (first === '"' || first === "'") && !closesBeforeEnd(value);
     if (k < 0 || value === '' || first === '|' || first === '>' || first === '#' || quoted || flow) {
       out.push(line);
@@ -171,7 +174,8 @@ export function quoteUnsafePlainScalars(yamlText: string): { text: string; chang
     }
     // The entry's continuation lines: indented or blank (trailing blank lines belong to no entry).
     let j = i + 1;
-    while (j < lines.length && (lines[j]!.trim() === '' || lines[j]!.startsWith(' ') || lines[j]!.startsWith('\t'))) j++;
+    while (j < lines.length && (lines[j]!.trim() === '' || lines[j]!.startsWith(' ') || lines[j]!.startsWith('\t')))
+      j++;
     while (j > i + 1 && lines[j - 1]!.trim() === '') j--;
     const entry = lines.slice(i, j);
     if (!unreadable(parseYaml(entry.join('\n'), YAML_OPTS))) {

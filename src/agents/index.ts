@@ -2,7 +2,13 @@ export * from './definition.js';
 export { parseAgent, detectFormat, type ParseOptions, type ParseResult } from './parse.js';
 export { agentDocumentSchema, agentNameSchema } from './schema.js';
 export { checkStoredDefinition } from './stored-shape.js';
-export { AgentRegistry, type DeployedAgent, type AgentOrigin, type RegistryEvent, type ListOptions } from './registry.js';
+export {
+  AgentRegistry,
+  type DeployedAgent,
+  type AgentOrigin,
+  type RegistryEvent,
+  type ListOptions,
+} from './registry.js';
 export { AgentStore, AGENT_MIGRATIONS, type StoredAgent } from './store.js';
 export { AgentService, type AgentServiceOptions, type ClusterAgentsOptions } from './service.js';
 export { AgentChecks, DEPLOY_CHECK_CODES, type AgentCheck } from './agent-checks.js';
@@ -10,7 +16,15 @@ export { AgentFiles, type FileStatus } from './agent-files.js';
 export { Deployer, type DeployInput, type DeployOutcome, type SharedAgentsPort } from './deployer.js';
 export type { DeployActor } from './deploy-actor.js';
 export { VersionHistory } from './version-history.js';
-export { RolloutController, type RolloutEventType, type RollbackOutcome, type RolloutActionOptions, type RolloutForwarder, type RolloutOutcome, type RolloutStatus } from './rollout-controller.js';
+export {
+  RolloutController,
+  type RolloutEventType,
+  type RollbackOutcome,
+  type RolloutActionOptions,
+  type RolloutForwarder,
+  type RolloutOutcome,
+  type RolloutStatus,
+} from './rollout-controller.js';
 export {
   canaryFigureSchema,
   shadowFigureSchema,
@@ -28,8 +42,26 @@ export {
   type RolloutState,
   type RolloutStrategy,
 } from './rollouts.js';
-export { ShadowResultStore, answersAgree, shadowResultSchema, type ShadowComparison, type ShadowReport, type ShadowResult } from './shadow-results.js';
-export { canaryBucket, canaryPlanSchema, checkAnswer, checkName, holds, judgeStage, VersionWindow, type CanaryPlan, type CanaryPlanInput, type CanaryVerdict } from './canary.js';
+export {
+  ShadowResultStore,
+  answersAgree,
+  shadowResultSchema,
+  type ShadowComparison,
+  type ShadowReport,
+  type ShadowResult,
+} from './shadow-results.js';
+export {
+  canaryBucket,
+  canaryPlanSchema,
+  checkAnswer,
+  checkName,
+  holds,
+  judgeStage,
+  VersionWindow,
+  type CanaryPlan,
+  type CanaryPlanInput,
+  type CanaryVerdict,
+} from './canary.js';
 export { CanaryRunner, type CanaryHost, type CanaryStatus } from './canary-runner.js';
 export {
   AgentVersionStore,

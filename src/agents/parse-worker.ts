@@ -12,14 +12,20 @@ export interface ParseRequest {
   opts: ParseOptions;
 }
 
-export type ParseReply = { id: number; thread: number } & ({ result: ReturnType<typeof parseAgent> } | { error: { name: string; message: string } });
+export type ParseReply = { id: number; thread: number } & (
+  { result: ReturnType<typeof parseAgent> } | { error: { name: string; message: string } }
+);
 
 parentPort?.on('message', (m: ParseRequest) => {
   let reply: ParseReply;
   try {
     reply = { id: m.id, thread: threadId, result: parseAgent(m.input, m.opts) };
   } catch (e) {
-    reply = { id: m.id, thread: threadId, error: { name: e instanceof Error ? e.name : 'Error', message: e instanceof Error ? e.message : String(e) } };
+    reply = {
+      id: m.id,
+      thread: threadId,
+      error: { name: e instanceof Error ? e.name : 'Error', message: e instanceof Error ? e.message : String(e) },
+    };
   }
   parentPort!.postMessage(reply);
 });

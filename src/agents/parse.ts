@@ -3,7 +3,13 @@ import { isMap, isNode, type Document, type LineCounter } from 'yaml';
 import type { z } from 'zod';
 import { closest } from '../shared/suggest.js';
 import { decodeUtf8 } from '../shared/utf8.js';
-import { CLAUDE_MEMORY_SCOPES, CLAUDE_MODEL_ALIASES, CLAUDE_TOOLS_REFUSED, mapClaudeTools, splitToolList } from './claude.js';
+import {
+  CLAUDE_MEMORY_SCOPES,
+  CLAUDE_MODEL_ALIASES,
+  CLAUDE_TOOLS_REFUSED,
+  mapClaudeTools,
+  splitToolList,
+} from './claude.js';
 import { parseFrontmatterYaml, splitFrontmatter } from './frontmatter.js';
 import { agentKey, TOOL_NAME_RE, type AgentDefinition, type AgentFormat, type Capability } from './definition.js';
 import { fieldPath, type SourceIssue as AgentIssue, type Locator } from '../shared/issues.js';
@@ -12,7 +18,14 @@ import { scanTomlKeys, tomlLocator } from '../shared/toml-locator.js';
 import { parseTomlBounded } from '../shared/toml.js';
 import { MAX_INPUT_DEPTH } from '../shared/depth.js';
 import { scanJsonText } from '../shared/json-text.js';
-import { expandedSize, MAX_YAML_ALIASES, MAX_YAML_ALIAS_TOKENS, MAX_YAML_STRUCTURE_DEPTH, scanYaml, tooDeepField } from './bounds.js';
+import {
+  expandedSize,
+  MAX_YAML_ALIASES,
+  MAX_YAML_ALIAS_TOKENS,
+  MAX_YAML_STRUCTURE_DEPTH,
+  scanYaml,
+  tooDeepField,
+} from './bounds.js';
 
 export interface ParseOptions {
   /** Format to parse as; when absent it is taken from the file name, then sniffed from the content. */
@@ -21,7 +34,9 @@ export interface ParseOptions {
   file?: string;
 }
 
-export type ParseResult = { ok: true; format: AgentFormat; definition: AgentDefinition; warnings: AgentIssue[] } | { ok: false; format: AgentFormat; errors: AgentIssue[]; warnings: AgentIssue[] };
+export type ParseResult =
+  | { ok: true; format: AgentFormat; definition: AgentDefinition; warnings: AgentIssue[] }
+  | { ok: false; format: AgentFormat; errors: AgentIssue[]; warnings: AgentIssue[] };
 
 export function detectFormat(file: string | undefined, text: string): AgentFormat {
   const lower = file?.toLowerCase() ?? '';
@@ -95,13 +110,21 @@ export function parseAgent(input: string | Uint8Array, opts: ParseOptions = {}):
 function validateDocument(raw: Raw, format: AgentFormat, at: (i: Omit<AgentIssue, 'file'>) => AgentIssue): ParseResult {
   const warnings = raw.issues.filter((i) => i.severity === 'warning');
   const errors = raw.issues.filter((i) => i.severity === 'error');
-  const withPos = (path: readonly (string | number)[], i: Omit<AgentIssue, 'file' | 'line' | 'column' | 'field'>): AgentIssue => {
+  const withPos = (
+    path: readonly (string | number)[],
+    i: Omit<AgentIssue, 'file' | 'line' | 'column' | 'field'>,
+  ): AgentIssue => {
     const pos = raw.locate(path);
-    return at({ ...i, ...(path.length > 0 && { field: fieldPath(path) }), ...(pos && { line: pos.line, column: pos.column }) });
+    return at({
+      ...i,
+      ...(path.length > 0 && { field: fieldPath(path) }),
+      ...(pos && { line: pos.line, column: pos.column }),
+    });
   };
   // Before anything recursive (structuredClone, zod, later JSON.stringify and the renderer).
   const deep = tooDeepField(raw.doc);
-  if (deep !== undefined) return { ok: false, format, errors: [...errors, withPos([deep], tooDeepIssue(deep))], warnings };
+  if (deep !== undefined)
+    return { ok: false, format, errors: [...errors, withPos([deep], tooDeepIssue(deep))], warnings };
   const doc = structuredClone(raw.doc);
 
   // Unknown keys are warnings; strip them and validate what remains.
@@ -111,7 +134,10 @@ function validateDocument(raw: Raw, format: AgentFormat, at: (i: Omit<AgentIssue
     if (unknown.length === 0) break;
     for (const issue of unknown) {
       const parentPath = issue.path as (string | number)[];
-      const parent = parentPath.reduce<unknown>((o, k) => (o as Record<string | number, unknown>)[k], doc) as Record<string, unknown>;
+      const parent = parentPath.reduce<unknown>((o, k) => (o as Record<string | number, unknown>)[k], doc) as Record<
+        string,
+        unknown
+      >;
       const known = parentPath.length === 0 ? TOP_LEVEL_KEYS : (TABLE_KEYS[String(parentPath[0])] ?? []);
       for (const key of (issue as z.core.$ZodIssueUnrecognizedKeys).keys) {
         delete parent[key];
@@ -145,15 +171,20 @@ function validateDocument(raw: Raw, format: AgentFormat, at: (i: Omit<AgentIssue
         // Unit messages (src/shared/zod-units.ts) name the value and the range; add the field.
         message: missing
           ? `required field "${fieldPath(path)}" is missing`
-          : issue.code === 'custom' && path.length > 0 && /^(duration|size|expected a (duration|size))\b/.test(issue.message)
+          : issue.code === 'custom' &&
+              path.length > 0 &&
+              /^(duration|size|expected a (duration|size))\b/.test(issue.message)
             ? `${fieldPath(path)}: ${issue.message}`
             : text.message,
-        ...(issue.code === 'invalid_type' ? { expected: issue.expected } : text.expected !== undefined && { expected: text.expected }),
+        ...(issue.code === 'invalid_type'
+          ? { expected: issue.expected }
+          : text.expected !== undefined && { expected: text.expected }),
         ...((suggestion ?? text.suggestion) && { suggestion: suggestion ?? text.suggestion }),
       });
       // A missing top-level key has no position of its own: point at where it belongs (the top of
       // the file, or the first frontmatter line).
-      if (missing && path.length === 1 && err.line === undefined) Object.assign(err, format === 'markdown' ? { line: 2, column: 1 } : { line: 1, column: 1 });
+      if (missing && path.length === 1 && err.line === undefined)
+        Object.assign(err, format === 'markdown' ? { line: 2, column: 1 } : { line: 1, column: 1 });
       errors.push(err);
     }
   }
@@ -183,7 +214,10 @@ export function defaultCapability(name: string): string {
 }
 
 /** The issue for a field nested deeper than MAX_INPUT_DEPTH: names the field and the limit. */
-function tooDeepIssue(field: string | undefined, limit = MAX_INPUT_DEPTH): Omit<AgentIssue, 'file' | 'line' | 'column' | 'field'> {
+function tooDeepIssue(
+  field: string | undefined,
+  limit = MAX_INPUT_DEPTH,
+): Omit<AgentIssue, 'file' | 'line' | 'column' | 'field'> {
   return {
     severity: 'error',
     code: 'input_too_deep',
@@ -202,9 +236,14 @@ function pathValue(doc: unknown, path: readonly (string | number)[]): unknown {
 }
 
 function suggestionFor(top: string, missing: boolean, format: AgentFormat): string | undefined {
-  if (top === 'name' && missing) return format === 'markdown' ? 'add `name: my-agent` to the frontmatter' : 'add name = "my-agent" at the top of the file';
+  if (top === 'name' && missing)
+    return format === 'markdown'
+      ? 'add `name: my-agent` to the frontmatter'
+      : 'add name = "my-agent" at the top of the file';
   if (top === 'system_prompt' && missing)
-    return format === 'markdown' ? 'write the system prompt as the Markdown body after the closing ---' : "add system_prompt = '''...''' before the first [table] header";
+    return format === 'markdown'
+      ? 'write the system prompt as the Markdown body after the closing ---'
+      : "add system_prompt = '''...''' before the first [table] header";
   if (top === 'name') return 'use letters, digits, "-", "_" or ".", starting with a letter, e.g. "data-analyzer"';
   if (top === 'version') return 'use semantic versioning, e.g. version = "1.0.0"';
   if (top === 'capabilities') return 'e.g. capabilities = ["data-analysis", "report-generation"]';
@@ -218,7 +257,10 @@ function suggestionFor(top: string, missing: boolean, format: AgentFormat): stri
 function readToml(text: string, at: (i: Omit<AgentIssue, 'file'>) => AgentIssue): Raw | { errors: AgentIssue[] } {
   const parsed = parseTomlBounded(text);
   if (!parsed.ok) {
-    const suggestion = parsed.issue.code === 'toml_syntax' ? "check quotes, brackets and `key = value` pairs on this line; multi-line text needs '''...'''" : parsed.issue.suggestion;
+    const suggestion =
+      parsed.issue.code === 'toml_syntax'
+        ? "check quotes, brackets and `key = value` pairs on this line; multi-line text needs '''...'''"
+        : parsed.issue.suggestion;
     return { errors: [at({ ...parsed.issue, ...(suggestion !== undefined && { suggestion }) })] };
   }
   const doc = parsed.doc;
@@ -239,18 +281,43 @@ function readToml(text: string, at: (i: Omit<AgentIssue, 'file'>) => AgentIssue)
       const fix = `move ${key} = ... above the first [table] header${headerLine ? ` (line ${headerLine})` : ''}`;
       if (topLevelToo || table === 'parameters') {
         if (table === 'parameters' && !topLevelToo) {
-          issues.push(at({ severity: 'error', code: 'misplaced_key', message: moved, field: `${table}.${key}`, ...loc, suggestion: fix }));
+          issues.push(
+            at({
+              severity: 'error',
+              code: 'misplaced_key',
+              message: moved,
+              field: `${table}.${key}`,
+              ...loc,
+              suggestion: fix,
+            }),
+          );
           // Keep validating as if it were written where it was meant, so other errors are found too.
           doc[key] = (v as Record<string, unknown>)[key];
           delete (v as Record<string, unknown>)[key];
         } else if (table === 'parameters') {
           issues.push(
-            at({ severity: 'warning', code: 'shadowed_key', message: `parameters.${key} looks like a top-level key written after [parameters]`, field: `${table}.${key}`, ...loc, suggestion: fix }),
+            at({
+              severity: 'warning',
+              code: 'shadowed_key',
+              message: `parameters.${key} looks like a top-level key written after [parameters]`,
+              field: `${table}.${key}`,
+              ...loc,
+              suggestion: fix,
+            }),
           );
         }
         continue;
       }
-      issues.push(at({ severity: 'error', code: 'misplaced_key', message: moved, field: `${table}.${key}`, ...loc, suggestion: fix }));
+      issues.push(
+        at({
+          severity: 'error',
+          code: 'misplaced_key',
+          message: moved,
+          field: `${table}.${key}`,
+          ...loc,
+          suggestion: fix,
+        }),
+      );
       doc[key] = (v as Record<string, unknown>)[key];
       delete (v as Record<string, unknown>)[key];
     }
@@ -269,7 +336,10 @@ function readMarkdown(text: string, at: (i: Omit<AgentIssue, 'file'>) => AgentIs
   // frontmatter (community files use a few dozen lines; a long line is fine).
   const fmLines = countLines(yamlText);
   if (fmLines > MAX_FRONTMATTER_LINES || yamlText.length > MAX_FRONTMATTER_BYTES) {
-    const what = fmLines > MAX_FRONTMATTER_LINES ? `${fmLines} lines (at most ${MAX_FRONTMATTER_LINES})` : `${yamlText.length} characters (at most ${MAX_FRONTMATTER_BYTES})`;
+    const what =
+      fmLines > MAX_FRONTMATTER_LINES
+        ? `${fmLines} lines (at most ${MAX_FRONTMATTER_LINES})`
+        : `${yamlText.length} characters (at most ${MAX_FRONTMATTER_BYTES})`;
     return {
       errors: [
         at({
@@ -321,13 +391,17 @@ function readMarkdown(text: string, at: (i: Omit<AgentIssue, 'file'>) => AgentIs
           // yaml's own "at line N, column M" counts from the frontmatter, not the file: drop it, line/column below are the file's.
           message: `YAML syntax error in frontmatter: ${(e.message.split('\n')[0] ?? '').replace(/ at line \d+, column \d+:?$/, '')}`,
           ...(pos && { line: pos.line + 1, column: pos.col }),
-          suggestion: 'quote values that contain ": " or start with a special character, e.g. description: "Use when: ..."',
+          suggestion:
+            'quote values that contain ": " or start with a special character, e.g. description: "Use when: ..."',
         });
       }),
     };
   }
   for (const c of parsed.changed) {
-    const why = c.kind === 'colon' ? 'contains ": " and is not quoted' : 'is not valid YAML as written (it starts with a YAML indicator such as *, `, @, %, & or !)';
+    const why =
+      c.kind === 'colon'
+        ? 'contains ": " and is not quoted'
+        : 'is not valid YAML as written (it starts with a YAML indicator such as *, `, @, %, & or !)';
     issues.push(
       at({
         severity: 'warning',
@@ -357,7 +431,17 @@ function readMarkdown(text: string, at: (i: Omit<AgentIssue, 'file'>) => AgentIs
   const front = expanded.value;
   // An empty frontmatter (`---\n---`) is an empty mapping: the missing name is reported below.
   if (front !== null && (typeof front !== 'object' || Array.isArray(front))) {
-    return { errors: [at({ severity: 'error', code: 'invalid_frontmatter', message: 'the frontmatter must be a mapping of keys to values', line: 2, column: 1 })] };
+    return {
+      errors: [
+        at({
+          severity: 'error',
+          code: 'invalid_frontmatter',
+          message: 'the frontmatter must be a mapping of keys to values',
+          line: 2,
+          column: 1,
+        }),
+      ],
+    };
   }
   const fm: Record<string, unknown> = {};
   // A key left empty (`tools:`) is absent, as Claude Code reads it.
@@ -386,9 +470,12 @@ function readMarkdown(text: string, at: (i: Omit<AgentIssue, 'file'>) => AgentIs
     const top = String(path[0] ?? '');
     if (top === 'system_prompt' && fm.system_prompt === undefined) return { line: bodyLine, column: 1 };
     if (top === 'llm' && path[1] === 'model' && fm.model !== undefined) return yamlPosOpt(ydoc, lineCounter, ['model']);
-    if (top === 'limits' && path[1] === 'max_turns' && fm.maxTurns !== undefined) return yamlPosOpt(ydoc, lineCounter, ['maxTurns']);
-    if (top === 'messaging' && path[1] === 'send_to' && fm.tools !== undefined) return yamlPosOpt(ydoc, lineCounter, ['tools']);
-    if (top === 'tools') return yamlPosOpt(ydoc, lineCounter, fm.tools !== undefined && typeof fm.tools !== 'string' ? path : ['tools']);
+    if (top === 'limits' && path[1] === 'max_turns' && fm.maxTurns !== undefined)
+      return yamlPosOpt(ydoc, lineCounter, ['maxTurns']);
+    if (top === 'messaging' && path[1] === 'send_to' && fm.tools !== undefined)
+      return yamlPosOpt(ydoc, lineCounter, ['tools']);
+    if (top === 'tools')
+      return yamlPosOpt(ydoc, lineCounter, fm.tools !== undefined && typeof fm.tools !== 'string' ? path : ['tools']);
     for (let n = path.length; n > 0; n--) {
       const p = yamlPosOpt(ydoc, lineCounter, path.slice(0, n));
       if (p) return p;
@@ -434,12 +521,31 @@ function frontmatterError(split: Exclude<ReturnType<typeof splitFrontmatter>, { 
         suggestion: 'end the frontmatter with a line holding only ---, then write the body',
       };
     default:
-      return { severity: 'error', code: 'missing_frontmatter', message: 'a Markdown agent must start with YAML frontmatter between --- lines', line: 1, column: 1, suggestion: example };
+      return {
+        severity: 'error',
+        code: 'missing_frontmatter',
+        message: 'a Markdown agent must start with YAML frontmatter between --- lines',
+        line: 1,
+        column: 1,
+        suggestion: example,
+      };
   }
 }
 
 /** Claude Code keys with no Caxton meaning: kept, unchanged, in `metadata`. */
-const CLAUDE_METADATA_KEYS = ['color', 'permissionMode', 'permission_mode', 'skills', 'hooks', 'mcpServers', 'background', 'isolation', 'effort', 'disabled', 'initialPrompt'];
+const CLAUDE_METADATA_KEYS = [
+  'color',
+  'permissionMode',
+  'permission_mode',
+  'skills',
+  'hooks',
+  'mcpServers',
+  'background',
+  'isolation',
+  'effort',
+  'disabled',
+  'initialPrompt',
+];
 
 /**
  * Maps the Claude Code frontmatter keys onto the agent document (tools, disallowedTools, model,
@@ -454,8 +560,10 @@ function applyClaudeFields(
 ): { doc: Record<string, unknown>; metadata: Record<string, unknown> } {
   const doc: Record<string, unknown> = { ...fm };
   const metadata: Record<string, unknown> = { ...(isRecord(fm.metadata) ? fm.metadata : {}) };
-  const err = (field: string, code: string, message: string, suggestion?: string) => issues.push(at({ severity: 'error', code, message, field, ...pos(field), ...(suggestion && { suggestion }) }));
-  const warn = (field: string, code: string, message: string, suggestion?: string) => issues.push(at({ severity: 'warning', code, message, field, ...pos(field), ...(suggestion && { suggestion }) }));
+  const err = (field: string, code: string, message: string, suggestion?: string) =>
+    issues.push(at({ severity: 'error', code, message, field, ...pos(field), ...(suggestion && { suggestion }) }));
+  const warn = (field: string, code: string, message: string, suggestion?: string) =>
+    issues.push(at({ severity: 'warning', code, message, field, ...pos(field), ...(suggestion && { suggestion }) }));
 
   if (fm.description === undefined) {
     warn(
@@ -475,7 +583,13 @@ function applyClaudeFields(
     if (Array.isArray(disallowed) && disallowed.every((t) => typeof t === 'string')) {
       denied = disallowed;
       metadata.claude_disallowed_tools = disallowed;
-    } else err('disallowedTools', 'invalid_type', 'disallowedTools must be a comma-separated string or a list of tool names', 'e.g. disallowedTools: Write, Edit');
+    } else
+      err(
+        'disallowedTools',
+        'invalid_type',
+        'disallowedTools must be a comma-separated string or a list of tool names',
+        'e.g. disallowedTools: Write, Edit',
+      );
   }
   if (fm.tools !== undefined) {
     const list = splitToolList(fm.tools);
@@ -500,11 +614,17 @@ function applyClaudeFields(
       }
       for (const bad of mapped.invalid) {
         dropped.push(bad.entry);
-        warn('tools', 'unknown_tool', `tools entry "${bad.entry}" is ignored: ${bad.reason}`, 'e.g. tools: Read, Agent(worker, reviewer)');
+        warn(
+          'tools',
+          'unknown_tool',
+          `tools entry "${bad.entry}" is ignored: ${bad.reason}`,
+          'e.g. tools: Read, Agent(worker, reviewer)',
+        );
       }
       for (const d of mapped.dropped) {
         const reason = Object.hasOwn(CLAUDE_TOOLS_REFUSED, d) ? CLAUDE_TOOLS_REFUSED[d] : undefined;
-        if (reason !== undefined) warn('tools', 'unsupported_tool', `tools entry "${d}" is not offered: ${reason}`, `remove "${d}" from tools`);
+        if (reason !== undefined)
+          warn('tools', 'unsupported_tool', `tools entry "${d}" is not offered: ${reason}`, `remove "${d}" from tools`);
       }
       for (const u of mapped.unenforced) {
         warn(
@@ -527,7 +647,13 @@ function applyClaudeFields(
       metadata.claude_model = fm.model;
       const model = claudeModelName(fm.model);
       if (model !== 'inherit' && model !== '') doc.llm = { ...(isRecord(fm.llm) ? fm.llm : {}), model };
-    } else err('model', 'invalid_type', 'model must be a string such as "sonnet", "haiku", "inherit" or a model id', 'e.g. model: sonnet');
+    } else
+      err(
+        'model',
+        'invalid_type',
+        'model must be a string such as "sonnet", "haiku", "inherit" or a model id',
+        'e.g. model: sonnet',
+      );
   }
 
   // maxTurns: the turn limit of one execution.
@@ -539,9 +665,16 @@ function applyClaudeFields(
     const n = typeof maxTurns === 'string' && /^\d{1,9}$/.test(maxTurns.trim()) ? Number(maxTurns.trim()) : maxTurns;
     if (typeof n === 'number' && Number.isInteger(n) && n >= 1) {
       metadata.claude_max_turns = n;
-      if (n > MAX_TURNS_LIMIT) warn(key, 'clamped', `${key} ${n} is above Caxton's limit; the agent runs at most ${MAX_TURNS_LIMIT} turns`);
+      if (n > MAX_TURNS_LIMIT)
+        warn(key, 'clamped', `${key} ${n} is above Caxton's limit; the agent runs at most ${MAX_TURNS_LIMIT} turns`);
       doc.limits = { ...(isRecord(fm.limits) ? fm.limits : {}), max_turns: Math.min(n, MAX_TURNS_LIMIT) };
-    } else err(key, 'invalid_value', `${key} must be a whole number of turns, at least 1 (got ${JSON.stringify(maxTurns)})`, `e.g. ${key}: 20`);
+    } else
+      err(
+        key,
+        'invalid_value',
+        `${key} must be a whole number of turns, at least 1 (got ${JSON.stringify(maxTurns)})`,
+        `e.g. ${key}: 20`,
+      );
   }
 
   // memory: Claude Code's persistent-memory scope (a string) — not Caxton's [memory] table.
@@ -567,7 +700,12 @@ function applyClaudeFields(
   if (fm.version !== undefined && !(typeof fm.version === 'string' && SEMVER_LIKE.test(fm.version))) {
     metadata.version = fm.version;
     delete doc.version;
-    warn('version', 'nonstandard_version', `version ${JSON.stringify(fm.version)} is not a semantic version; it is kept in metadata.version and the agent gets version 1.0.0`, 'e.g. version: "1.2.0"');
+    warn(
+      'version',
+      'nonstandard_version',
+      `version ${JSON.stringify(fm.version)} is not a semantic version; it is kept in metadata.version and the agent gets version 1.0.0`,
+      'e.g. version: "1.2.0"',
+    );
   }
 
   for (const claudeOnly of CLAUDE_METADATA_KEYS) {
@@ -619,7 +757,9 @@ function yamlToJs(ydoc: Document, yamlText: string): { value: unknown } | { erro
       error: {
         severity: 'error',
         code: aliases ? 'yaml_alias_limit' : 'yaml_syntax',
-        message: aliases ? `the frontmatter's aliases expand too much (yaml refuses more than ${MAX_YAML_ALIASES} alias expansions: ${msg})` : `YAML error in frontmatter: ${msg}`,
+        message: aliases
+          ? `the frontmatter's aliases expand too much (yaml refuses more than ${MAX_YAML_ALIASES} alias expansions: ${msg})`
+          : `YAML error in frontmatter: ${msg}`,
         ...aliasAt(),
         suggestion,
       },
@@ -644,7 +784,11 @@ function isRecord(v: unknown): v is Record<string, unknown> {
   return v !== null && typeof v === 'object' && !Array.isArray(v);
 }
 
-function yamlPosOpt(doc: Document, lc: LineCounter, path: readonly (string | number)[]): { line: number; column: number } | undefined {
+function yamlPosOpt(
+  doc: Document,
+  lc: LineCounter,
+  path: readonly (string | number)[],
+): { line: number; column: number } | undefined {
   // The frontmatter starts on line 2 of the file (after the opening ---).
   let node: unknown;
   if (path.length === 1 && isMap(doc.contents)) {
@@ -656,7 +800,11 @@ function yamlPosOpt(doc: Document, lc: LineCounter, path: readonly (string | num
   return { line: p.line + 1, column: p.col };
 }
 
-function yamlPos(doc: Document, lc: LineCounter, path: readonly (string | number)[]): { line?: number; column?: number } {
+function yamlPos(
+  doc: Document,
+  lc: LineCounter,
+  path: readonly (string | number)[],
+): { line?: number; column?: number } {
   return yamlPosOpt(doc, lc, path) ?? {};
 }
 
@@ -667,7 +815,16 @@ function readJson(text: string, at: (i: Omit<AgentIssue, 'file'>) => AgentIssue)
   // Deep text is slow for JSON.parse and overflows everything recursive after it: refuse it first.
   // (A field's own container is level 1, so the document may be one level deeper.)
   const deep = scanJsonText(text, { maxDepth: MAX_INPUT_DEPTH + 1, duplicateKeys: false, prototypeKeys: false });
-  if (deep?.kind === 'too_deep') return { errors: [at({ ...tooDeepIssue(deep.key), ...(deep.key !== undefined && { field: deep.key }), ...offsetToLineCol(text, deep.offset) })] };
+  if (deep?.kind === 'too_deep')
+    return {
+      errors: [
+        at({
+          ...tooDeepIssue(deep.key),
+          ...(deep.key !== undefined && { field: deep.key }),
+          ...offsetToLineCol(text, deep.offset),
+        }),
+      ],
+    };
   let doc: unknown;
   try {
     doc = JSON.parse(text);
@@ -677,10 +834,23 @@ function readJson(text: string, at: (i: Omit<AgentIssue, 'file'>) => AgentIssue)
     // Node 20 gives no position for truncated input ("Unexpected end of JSON input"): it is the end of the text.
     const offset = pos ? Number(pos[1]) : /end of JSON input/i.test(msg) ? text.length : undefined;
     const lineCol = offset !== undefined ? offsetToLineCol(text, offset) : {};
-    return { errors: [at({ severity: 'error', code: 'json_syntax', message: `JSON syntax error: ${msg}`, ...lineCol })] };
+    return {
+      errors: [at({ severity: 'error', code: 'json_syntax', message: `JSON syntax error: ${msg}`, ...lineCol })],
+    };
   }
   if (!isRecord(doc)) {
-    return { errors: [at({ severity: 'error', code: 'invalid_type', message: 'an agent document must be a JSON object', expected: 'object', line: 1, column: 1 })] };
+    return {
+      errors: [
+        at({
+          severity: 'error',
+          code: 'invalid_type',
+          message: 'an agent document must be a JSON object',
+          expected: 'object',
+          line: 1,
+          column: 1,
+        }),
+      ],
+    };
   }
   return { doc, locate: () => undefined, issues: [] };
 }

@@ -80,7 +80,13 @@ export class PgAgentVersionStore implements AgentVersionsPort {
   readonly #cache = new Map<string, AgentVersionDetail>();
   readonly #directory: PgAgentDirectory | undefined;
 
-  private constructor(pool: pg.Pool, s: string, keep: number, keepRemoved: number, directory: PgAgentDirectory | undefined) {
+  private constructor(
+    pool: pg.Pool,
+    s: string,
+    keep: number,
+    keepRemoved: number,
+    directory: PgAgentDirectory | undefined,
+  ) {
     this.#pool = pool;
     this.#s = s;
     this.keep = keep;
@@ -104,7 +110,8 @@ export class PgAgentVersionStore implements AgentVersionsPort {
   }
 
   async append(v: NewVersion, alongside?: (written: AgentVersion) => void, live?: StoredAgent): Promise<AgentVersion> {
-    if (live && !this.#directory) throw new Error("this version store was opened without the cluster's agents: it cannot put an agent live");
+    if (live && !this.#directory)
+      throw new Error("this version store was opened without the cluster's agents: it cannot put an agent live");
     const r = versionValues(v);
     const row = await inTransaction(this.#pool, 'BEGIN', async (c) => {
       await this.#lock(c, r.key);
@@ -112,10 +119,27 @@ export class PgAgentVersionStore implements AgentVersionsPort {
         `INSERT INTO ${this.#s}.agent_versions (key, version, name, semver, hash, format, source, definition, how, origin, path, deployed_by, deployed_at, restored_from)
          VALUES ($1, (SELECT COALESCE(MAX(version), 0) + 1 FROM ${this.#s}.agent_versions WHERE key = $1), $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
          RETURNING ${VERSION_SUMMARY_COLUMNS}`,
-        [r.key, r.name, r.semver, r.hash, r.format, r.source, r.definition, r.how, r.origin, r.path, r.deployed_by, r.deployed_at, r.restored_from],
+        [
+          r.key,
+          r.name,
+          r.semver,
+          r.hash,
+          r.format,
+          r.source,
+          r.definition,
+          r.how,
+          r.origin,
+          r.path,
+          r.deployed_by,
+          r.deployed_at,
+          r.restored_from,
+        ],
       );
       const written = inserted.rows[0]!;
-      await c.query(`DELETE FROM ${this.#s}.agent_versions WHERE key = $1 AND version <= $2`, [r.key, written.version - this.keep]);
+      await c.query(`DELETE FROM ${this.#s}.agent_versions WHERE key = $1 AND version <= $2`, [
+        r.key,
+        written.version - this.keep,
+      ]);
       await c.query(`DELETE FROM ${this.#s}.agent_version_removals WHERE key = $1`, [r.key]);
       // The agent is live for the cluster exactly when its version is recorded.
       if (live) await this.#directory!.writeLive(c, live);
@@ -135,7 +159,8 @@ export class PgAgentVersionStore implements AgentVersionsPort {
     const seeded = await inTransaction(this.#pool, 'BEGIN', async (c) => {
       // The lock a new version takes: a node seeding and another appending the same agent take turns.
       await this.#lock(c, key);
-      if ((await c.query(`SELECT 1 FROM ${this.#s}.agent_versions WHERE key = $1 LIMIT 1`, [key])).rowCount) return false;
+      if ((await c.query(`SELECT 1 FROM ${this.#s}.agent_versions WHERE key = $1 LIMIT 1`, [key])).rowCount)
+        return false;
       await c.query(
         `INSERT INTO ${this.#s}.agent_versions (key, version, name, semver, hash, format, source, definition, how, origin, path, deployed_by, deployed_at, restored_from)
          SELECT $1, * FROM unnest($2::integer[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::integer[])`,
@@ -166,7 +191,9 @@ export class PgAgentVersionStore implements AgentVersionsPort {
     const key = agentKey(name);
     await inTransaction(this.#pool, 'BEGIN', async (c) => {
       // Removals are numbered one at a time across the nodes, like an agent's versions.
-      await c.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`caxton-agent-version-removals:${this.#s}`]);
+      await c.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [
+        `caxton-agent-version-removals:${this.#s}`,
+      ]);
       await c.query(
         `INSERT INTO ${this.#s}.agent_version_removals (key, seq) VALUES ($1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM ${this.#s}.agent_version_removals))
          ON CONFLICT (key) DO UPDATE SET seq = EXCLUDED.seq`,
@@ -177,7 +204,10 @@ export class PgAgentVersionStore implements AgentVersionsPort {
         `DELETE FROM ${this.#s}.agent_version_removals WHERE key IN (SELECT key FROM ${this.#s}.agent_version_removals ORDER BY seq DESC OFFSET $1) RETURNING key`,
         [this.keepRemoved],
       );
-      if (gone.rows.length > 0) await c.query(`DELETE FROM ${this.#s}.agent_versions WHERE key = ANY($1::text[])`, [gone.rows.map((r) => r.key)]);
+      if (gone.rows.length > 0)
+        await c.query(`DELETE FROM ${this.#s}.agent_versions WHERE key = ANY($1::text[])`, [
+          gone.rows.map((r) => r.key),
+        ]);
     });
     this.#cache.clear();
   }
@@ -193,7 +223,10 @@ export class PgAgentVersionStore implements AgentVersionsPort {
   }
 
   async latest(name: string): Promise<AgentVersion | undefined> {
-    const r = await this.#pool.query<VersionRow>(`SELECT ${VERSION_SUMMARY_COLUMNS} FROM ${this.#s}.agent_versions WHERE key = $1 ORDER BY version DESC LIMIT 1`, [agentKey(name)]);
+    const r = await this.#pool.query<VersionRow>(
+      `SELECT ${VERSION_SUMMARY_COLUMNS} FROM ${this.#s}.agent_versions WHERE key = $1 ORDER BY version DESC LIMIT 1`,
+      [agentKey(name)],
+    );
     const row = r.rows[0];
     return row && versionSummary(row);
   }
@@ -215,14 +248,16 @@ export class PgAgentVersionStore implements AgentVersionsPort {
     return found;
   }
 
-  async list(name: string, opts: { limit?: number; offset?: number } = {}): Promise<{ items: AgentVersion[]; total: number }> {
+  async list(
+    name: string,
+    opts: { limit?: number; offset?: number } = {},
+  ): Promise<{ items: AgentVersion[]; total: number }> {
     const key = agentKey(name);
     const [rows, count] = await Promise.all([
-      this.#pool.query<VersionRow>(`SELECT ${VERSION_SUMMARY_COLUMNS} FROM ${this.#s}.agent_versions WHERE key = $1 ORDER BY version DESC LIMIT $2 OFFSET $3`, [
-        key,
-        opts.limit ?? 50,
-        opts.offset ?? 0,
-      ]),
+      this.#pool.query<VersionRow>(
+        `SELECT ${VERSION_SUMMARY_COLUMNS} FROM ${this.#s}.agent_versions WHERE key = $1 ORDER BY version DESC LIMIT $2 OFFSET $3`,
+        [key, opts.limit ?? 50, opts.offset ?? 0],
+      ),
       this.#pool.query<{ n: string }>(`SELECT COUNT(*) AS n FROM ${this.#s}.agent_versions WHERE key = $1`, [key]),
     ]);
     return { items: rows.rows.map(versionSummary), total: Number(count.rows[0]!.n) };

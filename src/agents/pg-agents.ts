@@ -67,7 +67,10 @@ export interface AgentHead {
 }
 
 /** A row as read back: the agent, or why it cannot be used (a damaged or hand-edited row). */
-export type AgentRow = (AgentHead & { deleted: true }) | (AgentHead & { deleted: false; agent: StoredAgent }) | (AgentHead & { deleted: false; problem: string });
+export type AgentRow =
+  | (AgentHead & { deleted: true })
+  | (AgentHead & { deleted: false; agent: StoredAgent })
+  | (AgentHead & { deleted: false; problem: string });
 
 /** A head as PostgreSQL returns it: its bigint columns arrive as strings. */
 type HeadRow = Omit<AgentHead, 'changed_at' | 'seq'> & { changed_at: string; seq: string };
@@ -101,17 +104,31 @@ function fromRow(r: FullRow): AgentRow {
   try {
     parsed = JSON.parse(r.definition);
   } catch (e) {
-    return { ...h, deleted: false, problem: `its stored definition is not JSON (${e instanceof Error ? e.message : String(e)})` };
+    return {
+      ...h,
+      deleted: false,
+      problem: `its stored definition is not JSON (${e instanceof Error ? e.message : String(e)})`,
+    };
   }
   // A row edited by hand, or written by a newer Caxton, is checked as the SQLite store checks its rows.
   const checked = checkStoredDefinition(parsed);
-  if (!checked.ok) return { ...h, deleted: false, problem: `its stored definition has the wrong shape (${checked.problem})` };
-  if (agentKey(checked.definition.name) !== r.key) return { ...h, deleted: false, problem: `it holds agent "${checked.definition.name}"` };
-  if (!FORMATS.includes(r.format)) return { ...h, deleted: false, problem: `its format "${r.format}" is not one of ${FORMATS.join(', ')}` };
+  if (!checked.ok)
+    return { ...h, deleted: false, problem: `its stored definition has the wrong shape (${checked.problem})` };
+  if (agentKey(checked.definition.name) !== r.key)
+    return { ...h, deleted: false, problem: `it holds agent "${checked.definition.name}"` };
+  if (!FORMATS.includes(r.format))
+    return { ...h, deleted: false, problem: `its format "${r.format}" is not one of ${FORMATS.join(', ')}` };
   return {
     ...h,
     deleted: false,
-    agent: { definition: checked.definition, format: r.format as AgentFormat, source: r.source, revision: r.revision, deployed_at: r.deployed_at, updated_at: r.updated_at },
+    agent: {
+      definition: checked.definition,
+      format: r.format as AgentFormat,
+      source: r.source,
+      revision: r.revision,
+      deployed_at: r.deployed_at,
+      updated_at: r.updated_at,
+    },
   };
 }
 
@@ -150,7 +167,19 @@ export class PgAgentDirectory {
        ON CONFLICT (key) DO UPDATE SET name = excluded.name, format = excluded.format, source = excluded.source, definition = excluded.definition,
          hash = excluded.hash, revision = excluded.revision, deployed_at = excluded.deployed_at, updated_at = excluded.updated_at,
          deleted = false, node = excluded.node, changed_at = excluded.changed_at, seq = nextval('${this.#s}.agent_changes')`,
-      [agentKey(a.definition.name), a.definition.name, a.format, a.source, JSON.stringify(a.definition), definitionHash(a.definition), a.revision, a.deployed_at, a.updated_at, this.node, Date.now()],
+      [
+        agentKey(a.definition.name),
+        a.definition.name,
+        a.format,
+        a.source,
+        JSON.stringify(a.definition),
+        definitionHash(a.definition),
+        a.revision,
+        a.deployed_at,
+        a.updated_at,
+        this.node,
+        Date.now(),
+      ],
     );
   }
 
@@ -166,7 +195,9 @@ export class PgAgentDirectory {
    */
   async adopt(a: StoredAgent): Promise<boolean> {
     return inTransaction(this.#pool, 'BEGIN', async (c) => {
-      const r = await c.query(`SELECT 1 FROM ${this.#s}.agents WHERE key = $1 FOR UPDATE`, [agentKey(a.definition.name)]);
+      const r = await c.query(`SELECT 1 FROM ${this.#s}.agents WHERE key = $1 FOR UPDATE`, [
+        agentKey(a.definition.name),
+      ]);
       if (r.rowCount) return false;
       await this.writeLive(c, a);
       return true;
@@ -180,14 +211,15 @@ export class PgAgentDirectory {
    */
   async remove(a: StoredAgent): Promise<boolean> {
     return inTransaction(this.#pool, 'BEGIN', async (c) => {
-      const r = await c.query<{ deleted: boolean }>(`SELECT deleted FROM ${this.#s}.agents WHERE key = $1 FOR UPDATE`, [agentKey(a.definition.name)]);
+      const r = await c.query<{ deleted: boolean }>(`SELECT deleted FROM ${this.#s}.agents WHERE key = $1 FOR UPDATE`, [
+        agentKey(a.definition.name),
+      ]);
       if (!r.rows[0]) await this.writeLive(c, a);
       else if (r.rows[0].deleted) return false;
-      await c.query(`UPDATE ${this.#s}.agents SET deleted = true, node = $2, changed_at = $3, seq = nextval('${this.#s}.agent_changes') WHERE key = $1`, [
-        agentKey(a.definition.name),
-        this.node,
-        Date.now(),
-      ]);
+      await c.query(
+        `UPDATE ${this.#s}.agents SET deleted = true, node = $2, changed_at = $3, seq = nextval('${this.#s}.agent_changes') WHERE key = $1`,
+        [agentKey(a.definition.name), this.node, Date.now()],
+      );
       return true;
     });
   }
@@ -207,13 +239,19 @@ export class PgAgentDirectory {
   /** The rows of `keys` (lower-cased names) that exist. */
   async rows(keys: readonly string[]): Promise<AgentRow[]> {
     if (keys.length === 0) return [];
-    const r = await this.#pool.query<FullRow>(`SELECT ${HEAD_COLUMNS}, name, format, source, definition, deployed_at FROM ${this.#s}.agents WHERE key = ANY($1::text[]) ORDER BY key`, [keys]);
+    const r = await this.#pool.query<FullRow>(
+      `SELECT ${HEAD_COLUMNS}, name, format, source, definition, deployed_at FROM ${this.#s}.agents WHERE key = ANY($1::text[]) ORDER BY key`,
+      [keys],
+    );
     return r.rows.map(fromRow);
   }
 
   /** The text a live agent was deployed from. */
   async source(name: string): Promise<string | undefined> {
-    const r = await this.#pool.query<{ source: string }>(`SELECT source FROM ${this.#s}.agents WHERE key = $1 AND NOT deleted`, [agentKey(name)]);
+    const r = await this.#pool.query<{ source: string }>(
+      `SELECT source FROM ${this.#s}.agents WHERE key = $1 AND NOT deleted`,
+      [agentKey(name)],
+    );
     return r.rows[0]?.source;
   }
 }

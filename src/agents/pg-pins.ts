@@ -131,17 +131,19 @@ export class PgConversationPins implements ConversationPinsPort {
 
   /** Pins `version` unless the conversation has a pin already; resolves with the pin that holds (the first row). */
   async #claim(conversation: string, key: string, version: number): Promise<number | undefined> {
-    const r = await this.#pool.query<{ version: number }>(`INSERT INTO ${this.#s}.conversation_pins (conversation_id, key, version) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING version`, [
-      conversation,
-      key,
-      version,
-    ]);
+    const r = await this.#pool.query<{ version: number }>(
+      `INSERT INTO ${this.#s}.conversation_pins (conversation_id, key, version) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING version`,
+      [conversation, key, version],
+    );
     this.#pruneNow();
     return r.rows[0]?.version ?? (await this.#read(conversation, key));
   }
 
   async #read(conversation: string, key: string): Promise<number | undefined> {
-    const r = await this.#pool.query<{ version: number }>(`SELECT version FROM ${this.#s}.conversation_pins WHERE conversation_id = $1 AND key = $2`, [conversation, key]);
+    const r = await this.#pool.query<{ version: number }>(
+      `SELECT version FROM ${this.#s}.conversation_pins WHERE conversation_id = $1 AND key = $2`,
+      [conversation, key],
+    );
     return r.rows[0]?.version;
   }
 
@@ -169,7 +171,10 @@ export class PgConversationPins implements ConversationPinsPort {
    * holds already wins (first row). Resolves with how many were moved; a failure leaves the rest
    * for the next start.
    */
-  async carryOver(from: { oldestPins(limit: number): StoredPin[]; dropPins(pins: readonly StoredPin[]): void }, batch = 1000): Promise<number> {
+  async carryOver(
+    from: { oldestPins(limit: number): StoredPin[]; dropPins(pins: readonly StoredPin[]): void },
+    batch = 1000,
+  ): Promise<number> {
     let moved = 0;
     for (;;) {
       const pins = from.oldestPins(batch);
@@ -178,7 +183,12 @@ export class PgConversationPins implements ConversationPinsPort {
         `INSERT INTO ${this.#s}.conversation_pins (conversation_id, key, version, created_at)
          SELECT c, k, v, to_timestamp(t / 1000.0) FROM unnest($1::text[], $2::text[], $3::integer[], $4::bigint[]) AS p(c, k, v, t)
          ON CONFLICT DO NOTHING`,
-        [pins.map((p) => p.conversation_id), pins.map((p) => p.key), pins.map((p) => p.version), pins.map((p) => p.created_at)],
+        [
+          pins.map((p) => p.conversation_id),
+          pins.map((p) => p.key),
+          pins.map((p) => p.version),
+          pins.map((p) => p.created_at),
+        ],
       );
       for (const p of pins) this.#keys.add(p.key);
       from.dropPins(pins);
@@ -209,7 +219,12 @@ export class PgConversationPins implements ConversationPinsPort {
   #pruneNow(): void {
     if (++this.#sincePrune < 1000) return;
     this.#sincePrune = 0;
-    this.#track(this.#pool.query(`DELETE FROM ${this.#s}.conversation_pins WHERE created_at < now() - make_interval(secs => $1)`, [PIN_MAX_AGE_MS / 1000]));
+    this.#track(
+      this.#pool.query(
+        `DELETE FROM ${this.#s}.conversation_pins WHERE created_at < now() - make_interval(secs => $1)`,
+        [PIN_MAX_AGE_MS / 1000],
+      ),
+    );
   }
 
   /** A write under way: `settled` waits for it; its failure is reported. */

@@ -13,7 +13,10 @@ export interface DeployedAgent {
   readonly updated_at: string;
 }
 
-export type RegistryEvent = { type: 'deployed'; agent: DeployedAgent } | { type: 'updated'; agent: DeployedAgent; previous: DeployedAgent } | { type: 'removed'; agent: DeployedAgent };
+export type RegistryEvent =
+  | { type: 'deployed'; agent: DeployedAgent }
+  | { type: 'updated'; agent: DeployedAgent; previous: DeployedAgent }
+  | { type: 'removed'; agent: DeployedAgent };
 
 export interface ListOptions {
   capability?: string;
@@ -23,7 +26,8 @@ export interface ListOptions {
   offset?: number;
 }
 
-const byName = (a: DeployedAgent, b: DeployedAgent): number => (a.definition.name < b.definition.name ? -1 : a.definition.name > b.definition.name ? 1 : 0);
+const byName = (a: DeployedAgent, b: DeployedAgent): number =>
+  a.definition.name < b.definition.name ? -1 : a.definition.name > b.definition.name ? 1 : 0;
 
 /**
  * The in-memory view of every deployed agent, indexed by (case-insensitive) name and by
@@ -40,10 +44,14 @@ export class AgentRegistry extends EventEmitter<{ change: [RegistryEvent] }> {
     return this.#byKey.size;
   }
 
-  #refResolver: ((name: string, version: number | undefined, conversation: string | undefined) => DeployedAgent | undefined) | undefined;
+  #refResolver:
+    | ((name: string, version: number | undefined, conversation: string | undefined) => DeployedAgent | undefined)
+    | undefined;
 
   /** How `NAME@VERSION`, and a name within a conversation, resolve (the agent service: versions and rollouts). */
-  setRefResolver(fn: (name: string, version: number | undefined, conversation: string | undefined) => DeployedAgent | undefined): void {
+  setRefResolver(
+    fn: (name: string, version: number | undefined, conversation: string | undefined) => DeployedAgent | undefined,
+  ): void {
     this.#refResolver = fn;
   }
 
@@ -111,7 +119,10 @@ export class AgentRegistry extends EventEmitter<{ change: [RegistryEvent] }> {
   /** Every capability with the names of the agents providing it. */
   capabilities(): { capability: Capability; agents: string[] }[] {
     return [...this.#byCapability.entries()]
-      .map(([capability, m]) => ({ capability, agents: [...m.values()].map((a) => a.definition.name as string).sort() }))
+      .map(([capability, m]) => ({
+        capability,
+        agents: [...m.values()].map((a) => a.definition.name as string).sort(),
+      }))
       .sort((a, b) => (a.capability < b.capability ? -1 : 1));
   }
 

@@ -6,7 +6,18 @@ import type { AgentRegistry, DeployedAgent } from './registry.js';
 import type { AgentStore } from './store.js';
 import type { CanaryPlan } from './canary.js';
 import { CanaryRunner, type CanaryStatus } from './canary-runner.js';
-import type { CanaryFigure, ConversationPinsPort, Rollout, RolloutHeld, RolloutMark, RolloutMarksPort, RolloutStore, RolloutStrategy, ShadowFigure, ShadowTarget } from './rollouts.js';
+import type {
+  CanaryFigure,
+  ConversationPinsPort,
+  Rollout,
+  RolloutHeld,
+  RolloutMark,
+  RolloutMarksPort,
+  RolloutStore,
+  RolloutStrategy,
+  ShadowFigure,
+  ShadowTarget,
+} from './rollouts.js';
 import type { ShadowReport, ShadowResult, ShadowResultStore } from './shadow-results.js';
 import { apiAgent, type VersionHistory } from './version-history.js';
 import type { AgentVersion, AgentVersionsPort } from './versions.js';
@@ -54,7 +65,8 @@ export interface RolloutActionOptions {
 }
 
 /** The rollout steps the controller reports (the event store's types of the same names). */
-export type RolloutEventType = 'rollout.started' | 'rollout.stage_advanced' | 'rollout.promoted' | 'rollout.rolled_back';
+export type RolloutEventType =
+  'rollout.started' | 'rollout.stage_advanced' | 'rollout.promoted' | 'rollout.rolled_back';
 
 export interface RolloutControllerOptions {
   /** Where rollouts are kept (rollouts.ts); absent: no rollouts. */
@@ -82,11 +94,20 @@ export function rolloutElsewhere(m: RolloutMark): CaxtonError {
   const where = m.down
     ? `on node ${m.node}, which is not in the cluster now; start that node again and end the rollout there, or change the agent through any node, which ends it`
     : `on node ${m.node}; end it first (caxton agent promote ${m.agent}, or agent rollback ${m.agent}, through any node: node ${m.node} carries it out)`;
-  return new CaxtonError('rollout_in_progress', `agent "${m.agent}" has a ${m.strategy} rollout of version ${m.candidate_version} running ${where}`, {
-    name: m.agent,
-    node: m.node,
-    rollout: { id: m.rollout_id, strategy: m.strategy, candidate_version: m.candidate_version, started_at: m.started_at },
-  });
+  return new CaxtonError(
+    'rollout_in_progress',
+    `agent "${m.agent}" has a ${m.strategy} rollout of version ${m.candidate_version} running ${where}`,
+    {
+      name: m.agent,
+      node: m.node,
+      rollout: {
+        id: m.rollout_id,
+        strategy: m.strategy,
+        candidate_version: m.candidate_version,
+        started_at: m.started_at,
+      },
+    },
+  );
 }
 
 /**
@@ -199,17 +220,27 @@ export class RolloutController {
     plan: CanaryPlan | undefined,
     existing: DeployedAgent,
     current: AgentVersion,
-    candidate: { definition: AgentDefinition; format: AgentFormat; source: string; warnings: SourceIssue[]; by: string | undefined },
+    candidate: {
+      definition: AgentDefinition;
+      format: AgentFormat;
+      source: string;
+      warnings: SourceIssue[];
+      by: string | undefined;
+    },
   ): Promise<{ version: AgentVersion; rollout: Rollout }> {
     const rollouts = this.rollouts;
-    if (!rollouts) throw new CaxtonError('invalid_request', `this server keeps no rollouts, so it cannot run a ${strategy} rollout`);
+    if (!rollouts)
+      throw new CaxtonError('invalid_request', `this server keeps no rollouts, so it cannot run a ${strategy} rollout`);
     const { definition: def, format, source, by } = candidate;
     // The stable version's detail, kept for the hot path (a conversation pinned to it).
     await this.#history.detail(port, def.name, current.version);
     let rollout: Rollout | undefined;
-    const version = await port.append({ definition: def, format, source, how: 'api', origin: 'api', deployed_by: by }, (written) => {
-      rollout = rollouts.start(existing.definition.name, strategy, current.version, written.version, by, plan);
-    });
+    const version = await port.append(
+      { definition: def, format, source, how: 'api', origin: 'api', deployed_by: by },
+      (written) => {
+        rollout = rollouts.start(existing.definition.name, strategy, current.version, written.version, by, plan);
+      },
+    );
     this.pins?.remember?.(existing.definition.name);
     this.#history.wrote(port, version, def, format, source);
     if (!rollout) throw new Error('the rollout was not started');
@@ -249,7 +280,14 @@ export class RolloutController {
     const still = this.rollouts?.running(rollout.agent);
     const port = this.#history.portFor(rollout.agent);
     if (!existing || !port || !this.rollouts || still?.id !== rollout.id) return rollout;
-    const ended = await this.#abort(existing, still, port, this.rollouts, 'canary', `a check failed before the first stage: ${failure}`);
+    const ended = await this.#abort(
+      existing,
+      still,
+      port,
+      this.rollouts,
+      'canary',
+      `a check failed before the first stage: ${failure}`,
+    );
     return ended.rollout ?? rollout;
   }
 
@@ -266,11 +304,17 @@ export class RolloutController {
     try {
       holder = await this.#marks?.claim(r, share);
     } catch (e) {
-      this.#opts.onRollout?.('rollout.rolled_back', rollouts.end(r, 'rolled_back', by, "the cluster's PostgreSQL could not record which node runs the rollout"));
+      this.#opts.onRollout?.(
+        'rollout.rolled_back',
+        rollouts.end(r, 'rolled_back', by, "the cluster's PostgreSQL could not record which node runs the rollout"),
+      );
       throw e;
     }
     if (holder) {
-      this.#opts.onRollout?.('rollout.rolled_back', rollouts.end(r, 'rolled_back', by, `node ${holder.node} started a rollout of this agent at the same time`));
+      this.#opts.onRollout?.(
+        'rollout.rolled_back',
+        rollouts.end(r, 'rolled_back', by, `node ${holder.node} started a rollout of this agent at the same time`),
+      );
       throw rolloutElsewhere(holder);
     }
   }
@@ -303,7 +347,9 @@ export class RolloutController {
   /** This node's running rollout of `name`, else (an API agent on a cluster node) the one another node runs. */
   runningAnywhere(live: DeployedAgent): Pick<Rollout, 'candidate_version'> | undefined {
     const name = live.definition.name;
-    return this.rollouts?.running(name) ?? (live.origin.kind === 'api' ? this.#heldElsewhere.get(agentKey(name)) : undefined);
+    return (
+      this.rollouts?.running(name) ?? (live.origin.kind === 'api' ? this.#heldElsewhere.get(agentKey(name)) : undefined)
+    );
   }
 
   /** The cluster's mark of a rollout that ended here goes (reported, not thrown, when it cannot: this node's next start clears it). */
@@ -329,7 +375,10 @@ export class RolloutController {
       try {
         const holder = await this.#marks.claim(r, this.shareOf(r));
         if (!holder) continue;
-        const why = holder.superseded_by !== null ? `node ${holder.superseded_by} changed the agent while this node was down` : `node ${holder.node} runs a rollout of this agent`;
+        const why =
+          holder.superseded_by !== null
+            ? `node ${holder.superseded_by} changed the agent while this node was down`
+            : `node ${holder.node} runs a rollout of this agent`;
         this.#opts.onRollout?.('rollout.rolled_back', rollouts.end(r, 'rolled_back', undefined, why));
         await this.#marks.release(r);
       } catch (e) {
@@ -354,7 +403,11 @@ export class RolloutController {
       // Its conversations get pinned from now on, on whichever node: this one reads their pins.
       this.pins?.remember?.(m.agent);
       const before = this.#heldElsewhere.get(key);
-      if (before?.rollout_id === m.rollout_id && before.node === m.node && before.candidate_version === m.candidate_version) {
+      if (
+        before?.rollout_id === m.rollout_id &&
+        before.node === m.node &&
+        before.candidate_version === m.candidate_version
+      ) {
         // Its candidate is read already; its share (a stage moved, checks passed) or its node's state may be new.
         next.set(key, m);
         if (before.share !== m.share || before.down !== m.down) followed++;
@@ -391,7 +444,8 @@ export class RolloutController {
       running: running !== undefined,
       rollout,
       canary: (running && this.canaryStatus(running)) ?? null,
-      shadow: rollout?.strategy === 'shadow' && this.#opts.shadowResults ? this.#opts.shadowResults.report(rollout.id) : null,
+      shadow:
+        rollout?.strategy === 'shadow' && this.#opts.shadowResults ? this.#opts.shadowResults.report(rollout.id) : null,
     };
   }
 
@@ -416,7 +470,9 @@ export class RolloutController {
     this.#ending.add(r.id);
     fn()
       // A conflict: a user's promotion or rollback ended it first, which is no failure of this step.
-      .catch((e: unknown) => (e instanceof CaxtonError && e.code === 'conflict' ? undefined : this.#opts.onCanaryError?.(e, r)))
+      .catch((e: unknown) =>
+        e instanceof CaxtonError && e.code === 'conflict' ? undefined : this.#opts.onCanaryError?.(e, r),
+      )
       .finally(() => this.#ending.delete(r.id));
   }
 
@@ -436,7 +492,16 @@ export class RolloutController {
     if (running) return this.#canaries.observe(running, version, ok, durationMs);
     // Another node's canary: its judge counts this execution (RolloutSync carries it there).
     const held = this.actingHere(definition.name);
-    if (held?.strategy === 'canary' && this.#figuresOut) this.#figuresOut({ node: held.node, agent: held.agent, rollout_id: held.rollout_id, share: held.share!, version, ok, ms: durationMs });
+    if (held?.strategy === 'canary' && this.#figuresOut)
+      this.#figuresOut({
+        node: held.node,
+        agent: held.agent,
+        rollout_id: held.rollout_id,
+        share: held.share!,
+        version,
+        ok,
+        ms: durationMs,
+      });
   }
 
   /** Where this node's executions of other nodes' canaries go (RolloutSync; undefined: nowhere). */
@@ -459,7 +524,11 @@ export class RolloutController {
     const version = this.#versionOf.get(definition);
     const running = version === undefined ? undefined : this.rollouts?.running(definition.name);
     if (!running || version === undefined) return undefined;
-    return version === running.candidate_version ? { version, role: 'candidate' } : version === running.stable_version ? { version, role: 'stable' } : undefined;
+    return version === running.candidate_version
+      ? { version, role: 'candidate' }
+      : version === running.stable_version
+        ? { version, role: 'stable' }
+        : undefined;
   }
 
   /**
@@ -472,14 +541,23 @@ export class RolloutController {
     if (running) return running.strategy === 'shadow' && version === running.stable_version ? running : undefined;
     // Another node's: its comparisons go there (recordShadow).
     const there = this.actingHere(definition.name);
-    return there?.strategy === 'shadow' && this.#shadowsOut && version !== undefined && version === this.currentVersion(definition.name)
+    return there?.strategy === 'shadow' &&
+      this.#shadowsOut &&
+      version !== undefined &&
+      version === this.currentVersion(definition.name)
       ? { id: there.rollout_id, agent: there.agent, candidate_version: there.candidate_version, node: there.node }
       : undefined;
   }
 
   /** A shadow copy's comparison (`result`) or a copy skipped (none): kept here for this node's rollout, sent to its node for another's. */
   recordShadow(target: ShadowTarget, result?: ShadowResult): void {
-    if (target.node !== undefined) return this.#shadowsOut?.({ node: target.node, agent: target.agent, rollout_id: target.id, ...(result && { result }) });
+    if (target.node !== undefined)
+      return this.#shadowsOut?.({
+        node: target.node,
+        agent: target.agent,
+        rollout_id: target.id,
+        ...(result && { result }),
+      });
     if (result) this.#opts.shadowResults?.record(result);
     else this.#opts.shadowResults?.skipped(target.id);
   }
@@ -501,15 +579,24 @@ export class RolloutController {
     return rollout.state === 'running' ? this.#canaries?.status(rollout) : undefined;
   }
 
-  #runningRollout(name: string): { existing: DeployedAgent; rollout: Rollout; versions: AgentVersionsPort; rollouts: RolloutStore } {
+  #runningRollout(name: string): {
+    existing: DeployedAgent;
+    rollout: Rollout;
+    versions: AgentVersionsPort;
+    rollouts: RolloutStore;
+  } {
     const existing = this.#registry.get(name);
     if (!existing) throw new CaxtonError('agent_not_found', `no agent named "${name}" is deployed`, { name });
     const rollout = this.rollouts?.running(existing.definition.name);
     const versions = this.#history.portFor(existing.definition.name);
     if (!rollout || !versions || !this.rollouts)
-      throw new CaxtonError('no_rollout', `agent "${existing.definition.name}" has no rollout running; deploy with --strategy blue-green, canary or shadow to start one`, {
-        name: existing.definition.name,
-      });
+      throw new CaxtonError(
+        'no_rollout',
+        `agent "${existing.definition.name}" has no rollout running; deploy with --strategy blue-green, canary or shadow to start one`,
+        {
+          name: existing.definition.name,
+        },
+      );
     return { existing, rollout, versions, rollouts: this.rollouts };
   }
 
@@ -531,7 +618,12 @@ export class RolloutController {
     }
     const { existing, rollout, versions, rollouts } = this.#runningRollout(name);
     const candidate = await this.#history.detail(versions, rollout.agent, rollout.candidate_version);
-    if (!candidate) throw new CaxtonError('version_not_found', `version ${rollout.candidate_version} of agent "${rollout.agent}" is no longer kept; roll the rollout back`, { name: rollout.agent });
+    if (!candidate)
+      throw new CaxtonError(
+        'version_not_found',
+        `version ${rollout.candidate_version} of agent "${rollout.agent}" is no longer kept; roll the rollout back`,
+        { name: rollout.agent },
+      );
     authorize(this.#registry, opts.actor, rollout.agent, candidate.definition.capabilities);
     const agent = apiAgent(candidate.definition, candidate.format, existing);
     let ended: Rollout | undefined;
@@ -564,7 +656,12 @@ export class RolloutController {
    * be its stable version); another node's is sent to that node. Undefined: no rollout runs, the
    * rollback restores an earlier version as usual.
    */
-  async rollbackRunning(existing: DeployedAgent, to: number | undefined, by: string | undefined, opts: RolloutActionOptions): Promise<RollbackOutcome | undefined> {
+  async rollbackRunning(
+    existing: DeployedAgent,
+    to: number | undefined,
+    by: string | undefined,
+    opts: RolloutActionOptions,
+  ): Promise<RollbackOutcome | undefined> {
     const agentName = existing.definition.name;
     const running = this.rollouts?.running(agentName);
     const versions = this.#history.portFor(agentName);
@@ -587,14 +684,27 @@ export class RolloutController {
   /** The rollout of `name` ends because the agent was removed here. */
   removed(name: string): Rollout | undefined {
     const running = this.rollouts?.running(name);
-    if (running) this.#opts.onRollout?.('rollout.rolled_back', this.rollouts!.end(running, 'rolled_back', undefined, 'the agent was removed'));
+    if (running)
+      this.#opts.onRollout?.(
+        'rollout.rolled_back',
+        this.rollouts!.end(running, 'rolled_back', undefined, 'the agent was removed'),
+      );
     return running;
   }
 
   /** Ends a running rollout: the live version stays (recorded again as a version, `how: rollback`). */
-  async #abort(existing: DeployedAgent, rollout: Rollout, versions: AgentVersionsPort, rollouts: RolloutStore, by: string | undefined, reason: string): Promise<RollbackOutcome> {
+  async #abort(
+    existing: DeployedAgent,
+    rollout: Rollout,
+    versions: AgentVersionsPort,
+    rollouts: RolloutStore,
+    by: string | undefined,
+    reason: string,
+  ): Promise<RollbackOutcome> {
     const history = this.#history;
-    const stable = (await history.detail(versions, rollout.agent, rollout.stable_version)) ?? (await history.detail(versions, rollout.agent, (await versions.latest(rollout.agent))!.version))!;
+    const stable =
+      (await history.detail(versions, rollout.agent, rollout.stable_version)) ??
+      (await history.detail(versions, rollout.agent, (await versions.latest(rollout.agent))!.version))!;
     let ended: Rollout | undefined;
     const version = await versions.append(
       {

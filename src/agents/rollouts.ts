@@ -107,7 +107,10 @@ export interface RolloutMark {
  * candidate answers as NAME@VERSION on this node too, and a canary's share of new conversations
  * goes to it here as there (while its node is up: `down` false).
  */
-export type RolloutHeld = Pick<RolloutMark, 'agent' | 'node' | 'rollout_id' | 'strategy' | 'candidate_version' | 'share' | 'down'>;
+export type RolloutHeld = Pick<
+  RolloutMark,
+  'agent' | 'node' | 'rollout_id' | 'strategy' | 'candidate_version' | 'share' | 'down'
+>;
 
 /**
  * One execution of a version of another node's canary, on this node: sent to that node, whose
@@ -139,7 +142,12 @@ export interface ShadowTarget {
 }
 
 /** A shadow comparison (`result`) or a copy skipped (none) on this node, for another node's shadow rollout. */
-export const shadowFigureSchema = z.object({ node: z.string(), agent: z.string(), rollout_id: z.number().int(), result: shadowResultSchema.optional() });
+export const shadowFigureSchema = z.object({
+  node: z.string(),
+  agent: z.string(),
+  rollout_id: z.number().int(),
+  result: shadowResultSchema.optional(),
+});
 
 export type ShadowFigure = z.infer<typeof shadowFigureSchema>;
 
@@ -179,7 +187,8 @@ interface Row {
   stage_started_at: string | null;
 }
 
-const COLUMNS = 'id, name, strategy, stable_version, candidate_version, state, started_at, started_by, ended_at, ended_by, reason, plan, stage, stage_started_at';
+const COLUMNS =
+  'id, name, strategy, stable_version, candidate_version, state, started_at, started_by, ended_at, ended_by, reason, plan, stage, stage_started_at';
 
 const rollout = (r: Row): Rollout => ({
   id: r.id,
@@ -255,15 +264,28 @@ export class RolloutStore implements ConversationPinsPort {
     );
     this.#running = db.prepare(`SELECT ${COLUMNS}, key FROM agent_rollouts WHERE state = 'running'`);
     this.#latest = db.prepare(`SELECT ${COLUMNS} FROM agent_rollouts WHERE key = ? ORDER BY id DESC LIMIT 1`);
-    this.#advance = db.prepare(`UPDATE agent_rollouts SET stage = ?, stage_started_at = ? WHERE id = ? AND state = 'running' RETURNING ${COLUMNS}`);
-    this.#end = db.prepare(`UPDATE agent_rollouts SET state = ?, ended_at = ?, ended_by = ?, reason = ? WHERE id = ? AND state = 'running' RETURNING ${COLUMNS}`);
+    this.#advance = db.prepare(
+      `UPDATE agent_rollouts SET stage = ?, stage_started_at = ? WHERE id = ? AND state = 'running' RETURNING ${COLUMNS}`,
+    );
+    this.#end = db.prepare(
+      `UPDATE agent_rollouts SET state = ?, ended_at = ?, ended_by = ?, reason = ? WHERE id = ? AND state = 'running' RETURNING ${COLUMNS}`,
+    );
     for (const r of this.#running.all() as (Row & { key: string })[]) this.#cache.set(r.key, rollout(r));
-    for (const k of db.prepare('SELECT DISTINCT key FROM agent_rollouts').pluck().all() as string[]) this.#everRolled.add(k);
-    this.#pin = db.prepare('INSERT OR IGNORE INTO agent_conversation_versions (conversation_id, key, version, created_at) VALUES (?, ?, ?, ?)');
-    this.#pinned = db.prepare('SELECT version FROM agent_conversation_versions WHERE conversation_id = ? AND key = ?').pluck();
+    for (const k of db.prepare('SELECT DISTINCT key FROM agent_rollouts').pluck().all() as string[])
+      this.#everRolled.add(k);
+    this.#pin = db.prepare(
+      'INSERT OR IGNORE INTO agent_conversation_versions (conversation_id, key, version, created_at) VALUES (?, ?, ?, ?)',
+    );
+    this.#pinned = db
+      .prepare('SELECT version FROM agent_conversation_versions WHERE conversation_id = ? AND key = ?')
+      .pluck();
     this.#prunePins = db.prepare('DELETE FROM agent_conversation_versions WHERE created_at < ?');
-    this.#oldestPins = db.prepare('SELECT conversation_id, key, version, created_at FROM agent_conversation_versions ORDER BY created_at, conversation_id, key LIMIT ?');
-    this.#dropPin = db.prepare('DELETE FROM agent_conversation_versions WHERE conversation_id = ? AND key = ? AND version = ?');
+    this.#oldestPins = db.prepare(
+      'SELECT conversation_id, key, version, created_at FROM agent_conversation_versions ORDER BY created_at, conversation_id, key LIMIT ?',
+    );
+    this.#dropPin = db.prepare(
+      'DELETE FROM agent_conversation_versions WHERE conversation_id = ? AND key = ? AND version = ?',
+    );
     this.#db = db;
   }
 
@@ -304,9 +326,28 @@ export class RolloutStore implements ConversationPinsPort {
     return this.#everRolled.has(agentKey(name));
   }
 
-  start(name: string, strategy: RolloutStrategy, stable: number, candidate: number, by?: string, plan?: CanaryPlan): Rollout {
+  start(
+    name: string,
+    strategy: RolloutStrategy,
+    stable: number,
+    candidate: number,
+    by?: string,
+    plan?: CanaryPlan,
+  ): Rollout {
     const now = new Date().toISOString();
-    const r = rollout(this.#insert.get(agentKey(name), name, strategy, stable, candidate, now, by ?? null, plan ? JSON.stringify(plan) : null, now) as Row);
+    const r = rollout(
+      this.#insert.get(
+        agentKey(name),
+        name,
+        strategy,
+        stable,
+        candidate,
+        now,
+        by ?? null,
+        plan ? JSON.stringify(plan) : null,
+        now,
+      ) as Row,
+    );
     this.#cache.set(agentKey(name), r);
     this.#everRolled.add(agentKey(name));
     return r;
@@ -349,11 +390,19 @@ export class RolloutStore implements ConversationPinsPort {
    * second to record its version must not record it too (a rollback version after a promotion
    * would leave the history saying the stable version while the candidate is live).
    */
-  endRunning(r: Rollout, state: Exclude<RolloutState, 'running'>, by: string | undefined, reason: string | null): Rollout {
+  endRunning(
+    r: Rollout,
+    state: Exclude<RolloutState, 'running'>,
+    by: string | undefined,
+    reason: string | null,
+  ): Rollout {
     const ended = this.end(r, state, by, reason);
     if (ended.state !== 'running') return ended;
     const now = this.latest(r.agent);
-    const how = now?.id === r.id && now.state !== 'running' ? `was ${now.state.replace('_', ' ')}${now.ended_by ? ` by ${now.ended_by}` : ''}` : 'ended';
+    const how =
+      now?.id === r.id && now.state !== 'running'
+        ? `was ${now.state.replace('_', ' ')}${now.ended_by ? ` by ${now.ended_by}` : ''}`
+        : 'ended';
     throw new CaxtonError(
       'conflict',
       `the ${r.strategy} rollout of version ${r.candidate_version} of agent "${r.agent}" ${how} meanwhile; nothing more to do (caxton agent rollout status ${r.agent})`,

@@ -20,7 +20,8 @@ import {
  * `unrecognized_keys` issues, which the validator turns into warnings.
  */
 
-const SEMVER_RE = /^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?$/;
+const SEMVER_RE =
+  /^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?$/;
 
 /** Durations are bounded (1 ms to a Node.js timer's 24.8 days; periods to 366 days), sizes 1 byte to 4 GiB. */
 const duration = durationMs();
@@ -30,14 +31,17 @@ const size = sizeBytes();
 export const agentNameSchema = z
   .string({ error: 'expected a string' })
   .regex(AGENT_NAME_RE, {
-    message: 'expected a name that starts with a letter or digit and has only letters, digits, "-", "_", "." or single spaces between words (at most 64 characters)',
+    message:
+      'expected a name that starts with a letter or digit and has only letters, digits, "-", "_", "." or single spaces between words (at most 64 characters)',
   })
   .refine((s) => !s.includes('..'), { message: 'a name must not contain ".."' })
   .transform((s) => s as AgentName);
 
 const capabilitySchema = z
   .string({ error: 'expected a string' })
-  .regex(CAPABILITY_RE, { message: 'expected lower-case letters and digits joined by "-", "_" or "." (e.g. "data-analysis")' })
+  .regex(CAPABILITY_RE, {
+    message: 'expected lower-case letters and digits joined by "-", "_" or "." (e.g. "data-analysis")',
+  })
   .transform((s) => s as Capability);
 
 const toolSchema = z
@@ -77,7 +81,9 @@ const limitsSchema = z
       .number()
       .int()
       .positive()
-      .max(MAX_TIMER_MS, { message: `expected at most ${MAX_TIMER_MS} ms (about 24.8 days, the longest Node.js timer)` })
+      .max(MAX_TIMER_MS, {
+        message: `expected at most ${MAX_TIMER_MS} ms (about 24.8 days, the longest Node.js timer)`,
+      })
       .optional(),
     max_message_size: size.default(256 * 1024),
   })
@@ -106,15 +112,26 @@ const conversationSchema = z
   }));
 
 const executionSchema = z.strictObject({
-  isolation: z.enum(ISOLATION_MODES as [string, ...string[]], { error: 'expected "context", "worker" or "process"' }).optional(),
+  isolation: z
+    .enum(ISOLATION_MODES as [string, ...string[]], { error: 'expected "context", "worker" or "process"' })
+    .optional(),
 });
 
 const messagingSchema = z.strictObject({
-  protocols: z.array(z.enum(INTERACTION_PROTOCOLS, { error: `expected one of ${INTERACTION_PROTOCOLS.map((p) => `"${p}"`).join(', ')}` })).default([]),
+  protocols: z
+    .array(
+      z.enum(INTERACTION_PROTOCOLS, {
+        error: `expected one of ${INTERACTION_PROTOCOLS.map((p) => `"${p}"`).join(', ')}`,
+      }),
+    )
+    .default([]),
   ontologies: z.array(z.string().min(1).max(256)).default([]),
   languages: z.array(z.string().min(1).max(256)).default([]),
   max_concurrency: z.number().int().min(1).max(1000).optional(),
-  send_to: z.array(agentNameSchema, { error: 'expected an array of agent names, e.g. send_to = ["reviewer"]' }).max(1000).optional(),
+  send_to: z
+    .array(agentNameSchema, { error: 'expected an array of agent names, e.g. send_to = ["reviewer"]' })
+    .max(1000)
+    .optional(),
 });
 
 /** `[[rollout.checks]]`: a request the new version must answer as expected before its canary starts. */
@@ -142,7 +159,11 @@ const rolloutCheckSchema = z.strictObject({
 
 const rolloutSchema = z
   .strictObject({
-    strategy: z.enum(['direct', 'blue-green', 'canary', 'shadow'], { error: 'expected "direct", "blue-green", "canary" or "shadow"' }).optional(),
+    strategy: z
+      .enum(['direct', 'blue-green', 'canary', 'shadow'], {
+        error: 'expected "direct", "blue-green", "canary" or "shadow"',
+      })
+      .optional(),
     stages: z.array(z.number().int().min(1).max(100)).min(1).max(20).optional(),
     hold: z
       .union([z.number(), z.string()])
@@ -163,15 +184,28 @@ const toolsTableSchema = z.strictObject({ available: z.array(toolSchema) }).tran
 export const agentDocumentSchema = z
   .strictObject({
     name: agentNameSchema,
-    version: z.string({ error: 'expected a string' }).regex(SEMVER_RE, { message: 'expected a semantic version such as "1.0.0"' }).default('1.0.0'),
+    version: z
+      .string({ error: 'expected a string' })
+      .regex(SEMVER_RE, { message: 'expected a semantic version such as "1.0.0"' })
+      .default('1.0.0'),
     description: z.string({ error: 'expected a string' }).default(''),
     capabilities: z.array(capabilitySchema, { error: 'expected an array of strings' }).optional(),
-    tools: z.union([z.array(toolSchema), toolsTableSchema], { error: 'expected an array of tool names, e.g. tools = ["http_client"]' }).default([]),
+    tools: z
+      .union([z.array(toolSchema), toolsTableSchema], {
+        error: 'expected an array of tool names, e.g. tools = ["http_client"]',
+      })
+      .default([]),
     system_prompt: z.string({ error: 'expected a string' }).min(1, { message: 'must not be empty' }),
     user_prompt_template: z.string({ error: 'expected a string' }).default(DEFAULT_USER_PROMPT_TEMPLATE),
     documentation: z.string({ error: 'expected a string' }).optional(),
     llm: llmSchema.default({}),
-    memory: memorySchema.default({ enabled: false, scope: 'agent', auto_store: false, search_limit: 5, min_similarity: 0.5 }),
+    memory: memorySchema.default({
+      enabled: false,
+      scope: 'agent',
+      auto_store: false,
+      search_limit: 5,
+      min_similarity: 0.5,
+    }),
     parameters: z.record(z.string(), z.unknown()).default({}),
     limits: limitsSchema.default({ max_turns: 10, timeout_ms: 120_000, max_message_size: 256 * 1024 }),
     conversation: conversationSchema.default({ history_limit: 20, max_turns: 50, ttl_ms: 3_600_000 }),
@@ -225,7 +259,16 @@ export const TOP_LEVEL_KEYS = [
 ] as const;
 
 /** Top-level keys that are plain values (not tables), which a TOML table header can swallow. */
-export const TOP_LEVEL_VALUE_KEYS = ['name', 'version', 'description', 'capabilities', 'tools', 'system_prompt', 'user_prompt_template', 'documentation'] as const;
+export const TOP_LEVEL_VALUE_KEYS = [
+  'name',
+  'version',
+  'description',
+  'capabilities',
+  'tools',
+  'system_prompt',
+  'user_prompt_template',
+  'documentation',
+] as const;
 
 /** Keys known inside each table, for "did you mean" suggestions. */
 export const TABLE_KEYS: Record<string, readonly string[]> = {
@@ -236,10 +279,22 @@ export const TABLE_KEYS: Record<string, readonly string[]> = {
   execution: ['isolation'],
   messaging: ['protocols', 'ontologies', 'languages', 'max_concurrency', 'send_to'],
   tools: ['available'],
-  rollout: ['strategy', 'stages', 'hold', 'min_requests', 'max_error_rate_increase', 'max_latency_ratio', 'checks', 'judge', 'similarity'],
+  rollout: [
+    'strategy',
+    'stages',
+    'hold',
+    'min_requests',
+    'max_error_rate_increase',
+    'max_latency_ratio',
+    'checks',
+    'judge',
+    'similarity',
+  ],
 };
 
 /** Optional fields left out rather than written as undefined (exactOptionalPropertyTypes). */
 function stripUndefined<T extends object>(o: T): { [K in keyof T]: Exclude<T[K], undefined> } {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as { [K in keyof T]: Exclude<T[K], undefined> };
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as {
+    [K in keyof T]: Exclude<T[K], undefined>;
+  };
 }

@@ -6,7 +6,13 @@ import type { DeployActor } from './deploy-actor.js';
 import type { ParseResult } from './parse.js';
 import type { ParseStats } from './parse-pool.js';
 import type { AgentRegistry, DeployedAgent } from './registry.js';
-import { RolloutController, type RollbackOutcome, type RolloutActionOptions, type RolloutEventType, type RolloutOutcome } from './rollout-controller.js';
+import {
+  RolloutController,
+  type RollbackOutcome,
+  type RolloutActionOptions,
+  type RolloutEventType,
+  type RolloutOutcome,
+} from './rollout-controller.js';
 import type { ConversationPinsPort, Rollout, RolloutMarksPort, RolloutStore } from './rollouts.js';
 import type { ShadowResultStore } from './shadow-results.js';
 import type { AgentStore } from './store.js';
@@ -90,7 +96,14 @@ export class AgentService {
     });
     new VersionResolver(registry, this.history, this.rollout);
     this.files = new AgentFiles(registry, this.checks, options.versions);
-    this.deployer = new Deployer({ registry, store, checks: this.checks, history: this.history, rollouts: this.rollout, sharedAgents: cluster?.agents });
+    this.deployer = new Deployer({
+      registry,
+      store,
+      checks: this.checks,
+      history: this.history,
+      rollouts: this.rollout,
+      sharedAgents: cluster?.agents,
+    });
   }
 
   /** The rollouts kept here (absent: none). */

@@ -70,7 +70,12 @@ export interface ShadowReport {
   stable: { p50_ms: number | null; p99_ms: number | null; tokens: number };
   candidate: { p50_ms: number | null; p99_ms: number | null; tokens: number };
   /** The newest disagreements, for a look at what differs. */
-  disagreements: { request: string; stable_answer: string; candidate_answer: string | null; candidate_error: string | null }[];
+  disagreements: {
+    request: string;
+    stable_answer: string;
+    candidate_answer: string | null;
+    candidate_error: string | null;
+  }[];
 }
 
 const cut = (s: string) => (s.length > TEXT_LIMIT ? `${s.slice(0, TEXT_LIMIT)}…` : s);
@@ -94,9 +99,15 @@ export class ShadowResultStore {
       `INSERT INTO agent_shadow_results (rollout_id, at, request, stable_answer, candidate_answer, candidate_error, agree, similarity, method, stable_ms, candidate_ms, stable_tokens, candidate_tokens)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     );
-    this.#prune = db.prepare('DELETE FROM agent_shadow_results WHERE rollout_id = ? AND id <= (SELECT id FROM agent_shadow_results WHERE rollout_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)');
-    this.#rows = db.prepare('SELECT agree, similarity, method, candidate_error, stable_ms, candidate_ms, stable_tokens, candidate_tokens FROM agent_shadow_results WHERE rollout_id = ?');
-    this.#disagreements = db.prepare('SELECT request, stable_answer, candidate_answer, candidate_error FROM agent_shadow_results WHERE rollout_id = ? AND agree = 0 ORDER BY id DESC LIMIT 5');
+    this.#prune = db.prepare(
+      'DELETE FROM agent_shadow_results WHERE rollout_id = ? AND id <= (SELECT id FROM agent_shadow_results WHERE rollout_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)',
+    );
+    this.#rows = db.prepare(
+      'SELECT agree, similarity, method, candidate_error, stable_ms, candidate_ms, stable_tokens, candidate_tokens FROM agent_shadow_results WHERE rollout_id = ?',
+    );
+    this.#disagreements = db.prepare(
+      'SELECT request, stable_answer, candidate_answer, candidate_error FROM agent_shadow_results WHERE rollout_id = ? AND agree = 0 ORDER BY id DESC LIMIT 5',
+    );
   }
 
   record(r: ShadowResult): void {

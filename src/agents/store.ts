@@ -65,7 +65,9 @@ export class AgentStore {
          definition = excluded.definition, revision = excluded.revision, updated_at = excluded.updated_at`,
     );
     this.#delete = db.prepare('DELETE FROM agents WHERE key = ?');
-    this.#all = db.prepare('SELECT key, format, source, definition, revision, deployed_at, updated_at FROM agents ORDER BY key');
+    this.#all = db.prepare(
+      'SELECT key, format, source, definition, revision, deployed_at, updated_at FROM agents ORDER BY key',
+    );
     this.#source = db.prepare('SELECT source FROM agents WHERE key = ?').pluck();
   }
 
@@ -110,7 +112,13 @@ export class AgentStore {
         continue;
       }
       const definition: AgentDefinition = checked.definition;
-      yield { definition, format: r.format as AgentFormat, revision: r.revision, deployed_at: r.deployed_at, updated_at: r.updated_at };
+      yield {
+        definition,
+        format: r.format as AgentFormat,
+        revision: r.revision,
+        deployed_at: r.deployed_at,
+        updated_at: r.updated_at,
+      };
     }
   }
 }

@@ -34,22 +34,44 @@ export const storedDefinitionSchema = z.looseObject({
     stop: strings.optional(),
     fallbacks: strings.optional(),
   }),
-  memory: z.looseObject({ enabled: z.boolean(), scope: z.enum(['agent', 'workspace', 'global']), auto_store: z.boolean(), search_limit: num, min_similarity: num }),
+  memory: z.looseObject({
+    enabled: z.boolean(),
+    scope: z.enum(['agent', 'workspace', 'global']),
+    auto_store: z.boolean(),
+    search_limit: num,
+    min_similarity: num,
+  }),
   parameters: record,
   limits: z.looseObject({ max_turns: num, timeout_ms: num, max_message_size: num }),
   conversation: z.looseObject({ history_limit: num, max_turns: num, ttl_ms: num }),
   execution: z.looseObject({ isolation: z.enum(ISOLATION_MODES).optional() }),
-  messaging: z.looseObject({ protocols: z.array(z.enum(INTERACTION_PROTOCOLS)), ontologies: strings, languages: strings, max_concurrency: num.optional(), send_to: strings.optional() }),
+  messaging: z.looseObject({
+    protocols: z.array(z.enum(INTERACTION_PROTOCOLS)),
+    ontologies: strings,
+    languages: strings,
+    max_concurrency: num.optional(),
+    send_to: strings.optional(),
+  }),
   metadata: record,
-  rollout: z.looseObject({ strategy: z.enum(['direct', 'blue-green', 'canary', 'shadow']).optional(), stages: z.array(num).optional(), checks: z.array(record) }).optional(),
+  rollout: z
+    .looseObject({
+      strategy: z.enum(['direct', 'blue-green', 'canary', 'shadow']).optional(),
+      stages: z.array(num).optional(),
+      checks: z.array(record),
+    })
+    .optional(),
 });
 
 /** The definition, or what is wrong with it: at most three fields, each with what was expected. */
-export function checkStoredDefinition(value: unknown): { ok: true; definition: AgentDefinition } | { ok: false; problem: string } {
+export function checkStoredDefinition(
+  value: unknown,
+): { ok: true; definition: AgentDefinition } | { ok: false; problem: string } {
   const r = storedDefinitionSchema.safeParse(value);
   if (r.success) return { ok: true, definition: value as AgentDefinition };
   const issues = r.error.issues;
-  const shown = issues.slice(0, 3).map((i) => `${i.path.length > 0 ? i.path.join('.') : 'the definition'}: ${describe(i)}`);
+  const shown = issues
+    .slice(0, 3)
+    .map((i) => `${i.path.length > 0 ? i.path.join('.') : 'the definition'}: ${describe(i)}`);
   return { ok: false, problem: `${shown.join('; ')}${issues.length > 3 ? `; and ${issues.length - 3} more` : ''}` };
 }
 

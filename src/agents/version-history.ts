@@ -2,7 +2,13 @@ import { agentKey, type AgentDefinition, type AgentFormat } from './definition.j
 import type { AgentRegistry, DeployedAgent } from './registry.js';
 import type { AgentStore } from './store.js';
 import { relayedFrom } from '../shared/relayed.js';
-import { definitionHash, type AgentVersion, type AgentVersionDetail, type AgentVersionsPort, type AgentVersionStore } from './versions.js';
+import {
+  definitionHash,
+  type AgentVersion,
+  type AgentVersionDetail,
+  type AgentVersionsPort,
+  type AgentVersionStore,
+} from './versions.js';
 
 /** Versions of the shared history a cluster node keeps parsed in memory. */
 const SHARED_DETAILS = 64;
@@ -30,7 +36,12 @@ export class VersionHistory {
   /** Per agent, how many versions this node wrote: a read that started before one of them does not overwrite it. */
   readonly #written = new Map<string, number>();
 
-  constructor(registry: AgentRegistry, local: AgentVersionStore | undefined, shared: AgentVersionsPort | undefined, onError: (e: unknown) => void = () => {}) {
+  constructor(
+    registry: AgentRegistry,
+    local: AgentVersionStore | undefined,
+    shared: AgentVersionsPort | undefined,
+    onError: (e: unknown) => void = () => {},
+  ) {
     this.#registry = registry;
     this.local = local;
     this.shared = shared;
@@ -61,7 +72,13 @@ export class VersionHistory {
   }
 
   /** A version just written through `port`: a cluster node keeps it as the newest, with its detail, for the hot path. */
-  wrote(port: AgentVersionsPort, v: AgentVersion, definition: AgentDefinition, format: AgentFormat, source: string): AgentVersion {
+  wrote(
+    port: AgentVersionsPort,
+    v: AgentVersion,
+    definition: AgentDefinition,
+    format: AgentFormat,
+    source: string,
+  ): AgentVersion {
     if (port !== this.shared) return v;
     const key = agentKey(v.agent);
     this.#latest.set(key, v);
@@ -163,12 +180,20 @@ export class VersionHistory {
     const lost = earlier.length > 0 && !(await shared.seed(name, earlier));
     const found = await this.liveVersion(live, shared);
     if (found && (lost || found.hash === definitionHash(live.definition))) this.#latest.set(agentKey(name), found);
-    else this.wrote(shared, await shared.append({ definition: live.definition, format: live.format, source, how: 'api', origin: 'api' }), live.definition, live.format, source);
+    else
+      this.wrote(
+        shared,
+        await shared.append({ definition: live.definition, format: live.format, source, how: 'api', origin: 'api' }),
+        live.definition,
+        live.format,
+        source,
+      );
   }
 
   #cacheDetail(d: AgentVersionDetail): void {
     const at = `${agentKey(d.agent)}\0${d.version}`;
-    if (this.#details.size >= SHARED_DETAILS && !this.#details.has(at)) this.#details.delete(this.#details.keys().next().value!);
+    if (this.#details.size >= SHARED_DETAILS && !this.#details.has(at))
+      this.#details.delete(this.#details.keys().next().value!);
     this.#details.set(at, d);
   }
 
@@ -193,12 +218,30 @@ export class VersionHistory {
 }
 
 /** An API agent as deployed now: its revision one more than `existing`'s, its first deploy time kept. */
-export function apiAgent(def: AgentDefinition, format: AgentFormat, existing: DeployedAgent | undefined): DeployedAgent {
+export function apiAgent(
+  def: AgentDefinition,
+  format: AgentFormat,
+  existing: DeployedAgent | undefined,
+): DeployedAgent {
   const now = new Date().toISOString();
-  return { definition: def, format, origin: { kind: 'api' }, revision: (existing?.revision ?? 0) + 1, deployed_at: existing?.deployed_at ?? now, updated_at: now };
+  return {
+    definition: def,
+    format,
+    origin: { kind: 'api' },
+    revision: (existing?.revision ?? 0) + 1,
+    deployed_at: existing?.deployed_at ?? now,
+    updated_at: now,
+  };
 }
 
 /** A version of a live API agent, as the executor runs it (the live agent's revision and deploy time, the version's own date). */
 export function asDeployed(live: DeployedAgent, v: AgentVersionDetail): DeployedAgent {
-  return { definition: v.definition, format: v.format, origin: { kind: 'api' }, revision: live.revision, deployed_at: live.deployed_at, updated_at: v.deployed_at };
+  return {
+    definition: v.definition,
+    format: v.format,
+    origin: { kind: 'api' },
+    revision: live.revision,
+    deployed_at: live.deployed_at,
+    updated_at: v.deployed_at,
+  };
 }

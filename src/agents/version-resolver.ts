@@ -20,11 +20,16 @@ export class VersionResolver {
     this.#registry = registry;
     this.#history = history;
     this.#rollouts = rollouts;
-    registry.setRefResolver((name, version, conversation) => (version !== undefined ? this.#resolveVersion(name, version) : this.#resolveInConversation(name, conversation)));
+    registry.setRefResolver((name, version, conversation) =>
+      version !== undefined ? this.#resolveVersion(name, version) : this.#resolveInConversation(name, conversation),
+    );
     // Shared pins are read before the executor resolves a name within a conversation (resolution is synchronous).
     const pins = rollouts.pins;
     // A conversation's first pin is claimed there too (drawn as resolution would draw it), so two nodes taking its first turns agree.
-    if (pins?.load) registry.setRefPreparer((name, conversation) => pins.load!(conversation, name, () => this.#draw(name, conversation)));
+    if (pins?.load)
+      registry.setRefPreparer((name, conversation) =>
+        pins.load!(conversation, name, () => this.#draw(name, conversation)),
+      );
   }
 
   /** NAME@VERSION: the live version, or the candidate of a running rollout; nothing else is addressable. */
@@ -57,7 +62,12 @@ export class VersionResolver {
     const placed = live && this.#placement(live, conversation);
     if (!live || !placed) return live;
     const { agentName, current, canary, choose, pins } = placed;
-    const chosen = conversation !== undefined ? pins.pin(conversation, agentName, choose) : typeof choose === 'number' ? choose : choose();
+    const chosen =
+      conversation !== undefined
+        ? pins.pin(conversation, agentName, choose)
+        : typeof choose === 'number'
+          ? choose
+          : choose();
     if (chosen === current) {
       if (canary) this.#rollouts.tag(live.definition, current);
       return live;
@@ -77,7 +87,15 @@ export class VersionResolver {
   #placement(
     live: DeployedAgent,
     conversation: string | undefined,
-  ): { agentName: string; current: number; canary: { id: number; candidate: number; share: number } | undefined; choose: number | (() => number); pins: ConversationPinsPort } | undefined {
+  ):
+    | {
+        agentName: string;
+        current: number;
+        canary: { id: number; candidate: number; share: number } | undefined;
+        choose: number | (() => number);
+        pins: ConversationPinsPort;
+      }
+    | undefined {
     const control = this.#rollouts;
     const rollouts = control.rollouts;
     // Pins are kept wherever rollouts are: the cluster's shared ones, or `rollouts` itself.
@@ -107,7 +125,12 @@ export class VersionResolver {
     // Shadow: every live request stays on the stable version; the server copies it to the candidate.
     if (running?.strategy === 'shadow' && current === running.stable_version) control.tag(live.definition, current);
     // A canary's share of new conversations, each placed by its id as on every node (canaryBucket); one without a conversation is drawn on its own.
-    const choose = canary ? () => ((conversation !== undefined ? canaryBucket(canary.id, conversation) : Math.random() * 100) < canary.share ? canary.candidate : current) : current;
+    const choose = canary
+      ? () =>
+          (conversation !== undefined ? canaryBucket(canary.id, conversation) : Math.random() * 100) < canary.share
+            ? canary.candidate
+            : current
+      : current;
     return { agentName, current, canary, choose, pins };
   }
 

@@ -142,7 +142,11 @@ export interface StoredVersionRow extends VersionRow {
 /** JSON with object keys sorted, so the hash does not depend on the order fields were written in. */
 function canonical(value: unknown): string {
   return JSON.stringify(value, (_k, v: unknown) =>
-    v !== null && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) : v,
+    v !== null && typeof v === 'object' && !Array.isArray(v)
+      ? Object.fromEntries(
+          Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
+        )
+      : v,
   );
 }
 
@@ -153,7 +157,8 @@ export function definitionHash(def: AgentDefinition): string {
 type Row = VersionRow;
 
 /** The columns of a version's summary (both stores). */
-export const VERSION_SUMMARY_COLUMNS = 'name, version, semver, hash, format, how, origin, path, deployed_by, deployed_at, restored_from';
+export const VERSION_SUMMARY_COLUMNS =
+  'name, version, semver, hash, format, how, origin, path, deployed_by, deployed_at, restored_from';
 
 /** The row values a new version is stored with (both stores; the number is the store's). */
 export function versionValues(v: NewVersion) {
@@ -175,7 +180,9 @@ export function versionValues(v: NewVersion) {
 }
 
 /** A stored row's detail: a damaged row (not JSON, or not a definition) reads as missing, so a rollback to it is refused with "not found". */
-export function versionDetail(r: (VersionRow & { definition: string; source: string }) | undefined): AgentVersionDetail | undefined {
+export function versionDetail(
+  r: (VersionRow & { definition: string; source: string }) | undefined,
+): AgentVersionDetail | undefined {
   if (!r) return undefined;
   let parsed: unknown;
   try {
@@ -246,16 +253,24 @@ export class AgentVersionStore {
     );
     this.#latest = db.prepare(`SELECT ${SUMMARY} FROM agent_versions WHERE key = ? ORDER BY version DESC LIMIT 1`);
     this.#get = db.prepare(`SELECT ${SUMMARY}, definition, source FROM agent_versions WHERE key = ? AND version = ?`);
-    this.#list = db.prepare(`SELECT ${SUMMARY} FROM agent_versions WHERE key = ? ORDER BY version DESC LIMIT ? OFFSET ?`);
+    this.#list = db.prepare(
+      `SELECT ${SUMMARY} FROM agent_versions WHERE key = ? ORDER BY version DESC LIMIT ? OFFSET ?`,
+    );
     this.#count = db.prepare('SELECT COUNT(*) FROM agent_versions WHERE key = ?').pluck();
-    this.#prune = db.prepare('DELETE FROM agent_versions WHERE key = ? AND version <= (SELECT MAX(version) FROM agent_versions WHERE key = ?) - ?');
-    this.#stored = db.prepare(`SELECT ${SUMMARY}, definition, source FROM agent_versions WHERE key = ? ORDER BY version`);
+    this.#prune = db.prepare(
+      'DELETE FROM agent_versions WHERE key = ? AND version <= (SELECT MAX(version) FROM agent_versions WHERE key = ?) - ?',
+    );
+    this.#stored = db.prepare(
+      `SELECT ${SUMMARY}, definition, source FROM agent_versions WHERE key = ? ORDER BY version`,
+    );
     this.#seed = db.prepare(
       `INSERT INTO agent_versions (key, version, name, semver, hash, format, source, definition, how, origin, path, deployed_by, deployed_at, restored_from)
        VALUES (@key, @version, @name, @semver, @hash, @format, @source, @definition, @how, @origin, @path, @deployed_by, @deployed_at, @restored_from)`,
     );
     this.#unmark = db.prepare('DELETE FROM agent_version_removals WHERE key = ?');
-    this.#mark = db.prepare('INSERT OR REPLACE INTO agent_version_removals (key, seq) VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM agent_version_removals))');
+    this.#mark = db.prepare(
+      'INSERT OR REPLACE INTO agent_version_removals (key, seq) VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM agent_version_removals))',
+    );
     const beyond = 'SELECT key FROM agent_version_removals ORDER BY seq DESC LIMIT -1 OFFSET ?';
     this.#dropRemoved = db.prepare(`DELETE FROM agent_versions WHERE key IN (${beyond})`);
     this.#forgetRemoved = db.prepare(`DELETE FROM agent_version_removals WHERE key IN (${beyond})`);
@@ -342,7 +357,9 @@ export class AgentVersionStore {
     const at = `${key}\0${version}`;
     const cached = this.#cache.get(at);
     if (cached) return cached;
-    const found = versionDetail(this.#get.get(key, version) as (Row & { definition: string; source: string }) | undefined);
+    const found = versionDetail(
+      this.#get.get(key, version) as (Row & { definition: string; source: string }) | undefined,
+    );
     if (found) {
       if (this.#cache.size >= VERSION_CACHE_SIZE) this.#cache.delete(this.#cache.keys().next().value!);
       this.#cache.set(at, found);

@@ -115,7 +115,9 @@ export class AgentDirectoryWatcher {
   /** Synchronous initial load, so the server is ready with every valid file agent. */
   loadAll(): FileStatus[] {
     makePrivateDir(this.#dir);
-    const { files, skipped } = walk(this.#dir, (dir, e) => this.#report(e, { path: dir, what: 'agents_dir folder could not be read' }));
+    const { files, skipped } = walk(this.#dir, (dir, e) =>
+      this.#report(e, { path: dir, what: 'agents_dir folder could not be read' }),
+    );
     const statuses = files.map((p) => this.#apply(p)).filter((s): s is FileStatus => s !== undefined);
     if (skipped.length > 0) this.#call(() => this.#hooks.onSkipped?.(skipped), this.#dir);
     return statuses;
@@ -124,7 +126,9 @@ export class AgentDirectoryWatcher {
   async start(): Promise<void> {
     const watcher = watch(this.#dir, {
       ignoreInitial: true,
-      ignored: (p, stats) => /(^|[\\/])\.[^\\/]/.test(p.slice(this.#dir.length)) || (stats?.isFile() === true && (!isAgentFile(p) || notAnAgent(relative(this.#dir, p)) !== undefined)),
+      ignored: (p, stats) =>
+        /(^|[\\/])\.[^\\/]/.test(p.slice(this.#dir.length)) ||
+        (stats?.isFile() === true && (!isAgentFile(p) || notAnAgent(relative(this.#dir, p)) !== undefined)),
       awaitWriteFinish: { stabilityThreshold: 60, pollInterval: 20 },
     });
     watcher.on('add', (p) => this.#schedule(p));

@@ -7,7 +7,14 @@ import { jsonSchemaTransform, validatorCompiler } from 'fastify-type-provider-zo
 import { z } from 'zod';
 import { agentDocumentSchema } from '../agents/index.js';
 import type { ServerConfig } from '../config/index.js';
-import { clientRequestId, newRequestId, startSpan, withSpan, type Logger, type Metrics } from '../observability/index.js';
+import {
+  clientRequestId,
+  newRequestId,
+  startSpan,
+  withSpan,
+  type Logger,
+  type Metrics,
+} from '../observability/index.js';
 import { envelope, sendError, toEnvelope } from './envelope.js';
 import { scrubSecrets } from '../shared/secrets.js';
 import { parseJsonBody } from './json-body.js';
@@ -54,9 +61,14 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
     // Errors raised by the router before any route runs (an undecodable URL such as
     // /api/v1/agents/%ff, an over-long path parameter) get the same envelope as every other error.
     frameworkErrors: (err, req, reply) => {
-      const status = typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 400;
+      const status =
+        typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 400;
       reply.header('x-request-id', req.id);
-      return sendError(reply, status, envelope('invalid_request', `invalid request URL: ${err.message}`, { reason: err.code }, String(req.id)));
+      return sendError(
+        reply,
+        status,
+        envelope('invalid_request', `invalid request URL: ${err.message}`, { reason: err.code }, String(req.id)),
+      );
     },
   });
   // Every JSON body is read raw and parsed by parseJsonBody, not fastify's parser: the text is
@@ -79,7 +91,11 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
   await app.register(swagger, {
     openapi: {
       openapi: '3.1.0',
-      info: { title: 'Caxton API', version: deps.lifecycle.version, description: 'Management API of the Caxton multi-agent orchestration server' },
+      info: {
+        title: 'Caxton API',
+        version: deps.lifecycle.version,
+        description: 'Management API of the Caxton multi-agent orchestration server',
+      },
     },
     transform: jsonSchemaTransform,
   });
@@ -114,20 +130,38 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
     withSpan(span, done);
   });
   // Before any route: routes without an access policy are refused as they are registered.
-  installAuth(app, deps.auth ?? { enabled: false, authenticators: {}, allowedHosts: config.security.allowed_hosts, allowedOrigins: config.security.cors_origins });
+  installAuth(
+    app,
+    deps.auth ?? {
+      enabled: false,
+      authenticators: {},
+      allowedHosts: config.security.allowed_hosts,
+      allowedOrigins: config.security.cors_origins,
+    },
+  );
   // CORS is off unless [security] cors_origins names origins: a page elsewhere can then call the
   // API with a key it holds (a web console on another host), never with the browser's ambient state.
   if (config.security.cors_origins.length > 0) {
     await app.register(cors, {
       origin: config.security.cors_origins.includes('*') ? '*' : [...config.security.cors_origins],
       credentials: false,
-      allowedHeaders: ['authorization', 'content-type', 'x-api-key', 'x-request-id', 'x-caxton-request', 'traceparent', 'last-event-id'],
+      allowedHeaders: [
+        'authorization',
+        'content-type',
+        'x-api-key',
+        'x-request-id',
+        'x-caxton-request',
+        'traceparent',
+        'last-event-id',
+      ],
       exposedHeaders: ['x-request-id', 'retry-after', 'location'],
       maxAge: 600,
     });
   }
   // The last exit (ADR 0017): no response body carries a configured secret, in any encoding.
-  app.addHook('onSend', (_req, _reply, payload, done) => done(null, typeof payload === 'string' ? scrubSecrets(payload) : payload));
+  app.addHook('onSend', (_req, _reply, payload, done) =>
+    done(null, typeof payload === 'string' ? scrubSecrets(payload) : payload),
+  );
   app.addHook('onResponse', async (req, reply) => {
     const route = req.routeOptions.url ?? 'unmatched';
     const status = String(reply.statusCode);
@@ -142,7 +176,10 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
       span.end();
     }
     const level = reply.statusCode >= 500 ? 'error' : 'debug';
-    req.log[level]({ method: req.method, url: req.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime * 100) / 100 }, 'request completed');
+    req.log[level](
+      { method: req.method, url: req.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime * 100) / 100 },
+      'request completed',
+    );
   });
 
   app.setErrorHandler((err, req, reply) => {
@@ -152,7 +189,18 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
     else req.log.info({ code, message: body.error.message }, 'request rejected');
     return sendError(reply, status, body);
   });
-  app.setNotFoundHandler((req, reply) => sendError(reply, 404, envelope('route_not_found', `no route ${req.method} ${req.url.split('?')[0]}; see /api/v1/openapi.json`, null, String(req.id))));
+  app.setNotFoundHandler((req, reply) =>
+    sendError(
+      reply,
+      404,
+      envelope(
+        'route_not_found',
+        `no route ${req.method} ${req.url.split('?')[0]}; see /api/v1/openapi.json`,
+        null,
+        String(req.id),
+      ),
+    ),
+  );
 
   for (const r of deps.routes) await app.register(r.plugin, r.root ? {} : { prefix: '/api/v1' });
 
@@ -169,7 +217,8 @@ function openApiDocument(app: FastifyInstance): unknown {
   agentBodySchema ??= z.toJSONSchema(agentDocumentSchema, { io: 'input', unrepresentable: 'any' });
   const requestBody = {
     required: true,
-    description: 'An agent definition: TOML (primary), Markdown with YAML frontmatter (Claude Code subagent format), or JSON',
+    description:
+      'An agent definition: TOML (primary), Markdown with YAML frontmatter (Claude Code subagent format), or JSON',
     content: {
       'application/toml': { schema: { type: 'string' } },
       'text/markdown': { schema: { type: 'string' } },
@@ -187,7 +236,11 @@ function openApiDocument(app: FastifyInstance): unknown {
   const send = doc.paths?.['/api/v1/messages']?.post;
   if (send) {
     messageBodySchema ??= z.toJSONSchema(messageBodyDocSchema, { io: 'input', unrepresentable: 'any' });
-    send.requestBody = { required: true, description: 'A FIPA-ACL message (JSON)', content: { 'application/json': { schema: messageBodySchema } } };
+    send.requestBody = {
+      required: true,
+      description: 'A FIPA-ACL message (JSON)',
+      content: { 'application/json': { schema: messageBodySchema } },
+    };
   }
   return doc;
 }

@@ -25,7 +25,12 @@ export function limitOf(req: FastifyRequest): { principalId: string; limits?: Li
  * For streaming executions: the caller's limits are checked before the stream opens (a refusal
  * is a plain 429 with Retry-After), then the stream opens; the slot is given back should opening fail.
  */
-export function admitAndOpenSse(executor: Executor, agent: string, req: FastifyRequest, reply: FastifyReply): { sse: SseStream; admitted: ExecutionSlot | undefined } {
+export function admitAndOpenSse(
+  executor: Executor,
+  agent: string,
+  req: FastifyRequest,
+  reply: FastifyReply,
+): { sse: SseStream; admitted: ExecutionSlot | undefined } {
   const admitted = executor.admit(agent, limitOf(req));
   try {
     return { sse: openSse(req, reply), admitted };

@@ -13,11 +13,15 @@ export interface ErrorEnvelope {
 
 /** Message and details are scrubbed of the configured secrets (ADR 0017): they may quote outside text. */
 export function envelope(code: string, message: string, details: unknown, requestId: string): ErrorEnvelope {
-  return { error: { code, message: scrubSecrets(message), details: scrubSecretsIn(details ?? null), request_id: requestId } };
+  return {
+    error: { code, message: scrubSecrets(message), details: scrubSecretsIn(details ?? null), request_id: requestId },
+  };
 }
 
 function humanSize(bytes: number): string {
-  return bytes >= 1024 * 1024 ? `${(bytes / 1024 / 1024).toFixed(bytes % (1024 * 1024) ? 1 : 0)} MiB` : `${Math.round(bytes / 1024)} KiB`;
+  return bytes >= 1024 * 1024
+    ? `${(bytes / 1024 / 1024).toFixed(bytes % (1024 * 1024) ? 1 : 0)} MiB`
+    : `${Math.round(bytes / 1024)} KiB`;
 }
 
 /** Every content type some route of the API parses (agents, messages, memory imports, JSON). */
@@ -46,14 +50,24 @@ export function acceptedContentTypes(req: FastifyRequest): string[] {
 
 /** A body over `limit` bytes; `serverWide`: the limit is `[server] max_body_size`, not a route's own. */
 export function bodyTooLarge(limit: number, serverWide: boolean): CaxtonError {
-  const hint = serverWide ? 'raise [server] max_body_size in caxton.toml if this is intended' : 'send fewer or smaller items per request';
-  return new CaxtonError('payload_too_large', `request body is larger than the ${humanSize(limit)} limit`, { limit_bytes: limit, hint });
+  const hint = serverWide
+    ? 'raise [server] max_body_size in caxton.toml if this is intended'
+    : 'send fewer or smaller items per request';
+  return new CaxtonError('payload_too_large', `request body is larger than the ${humanSize(limit)} limit`, {
+    limit_bytes: limit,
+    hint,
+  });
 }
 
 /** Maps any thrown error to (status, envelope). Unknown errors become 500 without internals. */
-export function toEnvelope(err: unknown, req: FastifyRequest, bodyLimit: number): { status: number; body: ErrorEnvelope; code: ErrorCode | string } {
+export function toEnvelope(
+  err: unknown,
+  req: FastifyRequest,
+  bodyLimit: number,
+): { status: number; body: ErrorEnvelope; code: ErrorCode | string } {
   const id = String(req.id);
-  if (err instanceof CaxtonError) return { status: err.status, body: envelope(err.code, err.message, err.details, id), code: err.code };
+  if (err instanceof CaxtonError)
+    return { status: err.status, body: envelope(err.code, err.message, err.details, id), code: err.code };
   if (isDiskFull(err)) {
     // SQLite's "database or disk is full" from any write on a request path: the transaction was rolled back.
     const e = diskFullError();
@@ -61,18 +75,39 @@ export function toEnvelope(err: unknown, req: FastifyRequest, bodyLimit: number)
   }
   if (hasZodFastifySchemaValidationErrors(err)) {
     const where = err.validationContext ?? 'request';
-    const source: unknown = where === 'body' ? req.body : where === 'querystring' ? req.query : where === 'params' ? req.params : where === 'headers' ? req.headers : undefined;
+    const source: unknown =
+      where === 'body'
+        ? req.body
+        : where === 'querystring'
+          ? req.query
+          : where === 'params'
+            ? req.params
+            : where === 'headers'
+              ? req.headers
+              : undefined;
     // In our words (field, expected, got), never zod's default text.
     const issues = err.validation.map((v) => {
       const path = String(v.instancePath)
         .split('/')
         .filter((p: string) => p !== '');
-      const text = describeIssue({ ...(v.params as object), code: v.keyword, path, message: v.message } as z.core.$ZodIssue, valueAt(source, path));
-      return { field: path.join('.'), message: text.message, ...(text.expected !== undefined && { expected: text.expected }) };
+      const text = describeIssue(
+        { ...(v.params as object), code: v.keyword, path, message: v.message } as z.core.$ZodIssue,
+        valueAt(source, path),
+      );
+      return {
+        field: path.join('.'),
+        message: text.message,
+        ...(text.expected !== undefined && { expected: text.expected }),
+      };
     });
     return {
       status: 400,
-      body: envelope('invalid_request', `invalid ${where}: ${issues.map((i) => `${i.field || where}: ${i.message}`).join('; ')}`, { issues }, id),
+      body: envelope(
+        'invalid_request',
+        `invalid ${where}: ${issues.map((i) => `${i.field || where}: ${i.message}`).join('; ')}`,
+        { issues },
+        id,
+      ),
       code: 'invalid_request',
     };
   }
@@ -88,20 +123,33 @@ export function toEnvelope(err: unknown, req: FastifyRequest, bodyLimit: number)
       const supported = acceptedContentTypes(req);
       return {
         status: 415,
-        body: envelope('unsupported_media_type', `unsupported content type "${req.headers['content-type'] ?? ''}"; send one of: ${supported.join(', ')}`, { supported }, id),
+        body: envelope(
+          'unsupported_media_type',
+          `unsupported content type "${req.headers['content-type'] ?? ''}"; send one of: ${supported.join(', ')}`,
+          { supported },
+          id,
+        ),
         code: 'unsupported_media_type',
       };
     }
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
-      return { status: 400, body: envelope('invalid_request', `request body is not valid JSON: ${fe.message}`, null, id), code: 'invalid_request' };
+      return {
+        status: 400,
+        body: envelope('invalid_request', `request body is not valid JSON: ${fe.message}`, null, id),
+        code: 'invalid_request',
+      };
     default:
       break;
   }
   if (typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {
     return { status: fe.statusCode, body: envelope('invalid_request', fe.message, null, id), code: 'invalid_request' };
   }
-  return { status: 500, body: envelope('internal', 'internal server error; see the server log for this request id', null, id), code: 'internal' };
+  return {
+    status: 500,
+    body: envelope('internal', 'internal server error; see the server log for this request id', null, id),
+    code: 'internal',
+  };
 }
 
 /** Seconds to wait before retrying, when the error's details say (`retry_after`, e.g. queue_full). */

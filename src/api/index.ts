@@ -5,5 +5,19 @@ export { Readiness, type ReadinessCheck, type DependencyState } from './readines
 export { toolRoutes, TOOL_DEPLOY_BODY_LIMIT } from './routes/tools.js';
 export { SqliteResponseStore, RESPONSE_MIGRATIONS } from './response-store-sqlite.js';
 export type { ClusterView } from './routes/cluster.js';
-export { agentApi, auditApi, clusterApi, consoleApi, executionApi, keyApi, memoryApi, messagingApi, observabilityApi, toolApi, underApi, type ApiRoutes, type RoutePlugin } from './route-sets.js';
+export {
+  agentApi,
+  auditApi,
+  clusterApi,
+  consoleApi,
+  executionApi,
+  keyApi,
+  memoryApi,
+  messagingApi,
+  observabilityApi,
+  toolApi,
+  underApi,
+  type ApiRoutes,
+  type RoutePlugin,
+} from './route-sets.js';
 export { CONSOLE_BASE, CONSOLE_CSP, DEFAULT_CONSOLE_DIR } from './routes/console.js';

@@ -24,7 +24,9 @@ export function locateJsonError(text: string): JsonSyntaxProblem | undefined {
  */
 export function parseJsonBody(body: Buffer | string | undefined, code: ErrorCode = 'invalid_request'): unknown {
   if (body === undefined || body.length === 0) {
-    throw new CaxtonError(code, 'the request body is empty; send a JSON object (content type application/json)', { issues: [{ field: '(body)', message: 'is empty' }] });
+    throw new CaxtonError(code, 'the request body is empty; send a JSON object (content type application/json)', {
+      issues: [{ field: '(body)', message: 'is empty' }],
+    });
   }
   let text: string;
   if (typeof body === 'string') text = body;
@@ -32,7 +34,11 @@ export function parseJsonBody(body: Buffer | string | undefined, code: ErrorCode
     const dec = decodeUtf8(body);
     if (!dec.ok) {
       const message = `the request body is not valid UTF-8 (invalid byte at line ${dec.line}, column ${dec.column})`;
-      throw new CaxtonError(code, message, { line: dec.line, column: dec.column, issues: [{ field: '(body)', message }] });
+      throw new CaxtonError(code, message, {
+        line: dec.line,
+        column: dec.column,
+        issues: [{ field: '(body)', message }],
+      });
     }
     text = dec.text;
   }

@@ -86,7 +86,11 @@ export class Readiness {
     const states = await Promise.all(this.#checks.map((c) => this.#one(c)));
     for (const s of states) {
       const before = this.#last.get(s.name);
-      if (!s.ok && before?.ok !== false) this.#log?.warn({ dependency: s.name, reason: s.reason }, `${s.name} is unavailable: ${s.reason}; /ready answers 503 until it is back`);
+      if (!s.ok && before?.ok !== false)
+        this.#log?.warn(
+          { dependency: s.name, reason: s.reason },
+          `${s.name} is unavailable: ${s.reason}; /ready answers 503 until it is back`,
+        );
       if (s.ok && before?.ok === false) this.#log?.info({ dependency: s.name }, `${s.name} is available again`);
       this.#last.set(s.name, s);
     }

@@ -20,7 +20,8 @@ export function requestTraceparent(req: FastifyRequest): string | undefined {
   const span = req.span;
   if (span?.isRecording()) return traceparentOf(span);
   const header = req.headers.traceparent;
-  const incoming = typeof header === 'string' && /^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/.test(header) ? header : undefined;
+  const incoming =
+    typeof header === 'string' && /^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/.test(header) ? header : undefined;
   // A trace that starts here unsampled hands on that decision (childTraceparent).
   return span ? childTraceparent(span, incoming) : incoming;
 }

@@ -45,24 +45,49 @@ export class SqliteResponseStore implements ResponseStore {
   readonly #get;
   readonly #delete;
 
-  constructor(db: Db, opts: { ttlMs: number; maxRows?: number; pruneIntervalMs?: number; onError?: (e: unknown) => void }) {
+  constructor(
+    db: Db,
+    opts: { ttlMs: number; maxRows?: number; pruneIntervalMs?: number; onError?: (e: unknown) => void },
+  ) {
     this.#ttlMs = opts.ttlMs;
     migrate(db, RESPONSE_MIGRATIONS);
-    this.#insert = db.prepare('INSERT OR REPLACE INTO openai_responses (response_id, agent, principal, messages, response, created_at) VALUES (?, ?, ?, ?, ?, ?)');
+    this.#insert = db.prepare(
+      'INSERT OR REPLACE INTO openai_responses (response_id, agent, principal, messages, response, created_at) VALUES (?, ?, ?, ?, ?, ?)',
+    );
     this.#get = db.prepare('SELECT * FROM openai_responses WHERE response_id = ?');
     this.#delete = db.prepare('DELETE FROM openai_responses WHERE response_id = ? AND principal IS ?');
-    const rule = tableRule(db, { name: 'openai_responses', table: 'openai_responses', timeColumn: 'created_at', time: 'ms', retentionMs: opts.ttlMs, maxRows: opts.maxRows ?? MAX_STORED_RESPONSES });
-    this.#pruner = new Pruner(db, { intervalMs: opts.pruneIntervalMs ?? 60_000, ...(opts.onError && { onError: opts.onError }) }).add(rule).start();
+    const rule = tableRule(db, {
+      name: 'openai_responses',
+      table: 'openai_responses',
+      timeColumn: 'created_at',
+      time: 'ms',
+      retentionMs: opts.ttlMs,
+      maxRows: opts.maxRows ?? MAX_STORED_RESPONSES,
+    });
+    this.#pruner = new Pruner(db, {
+      intervalMs: opts.pruneIntervalMs ?? 60_000,
+      ...(opts.onError && { onError: opts.onError }),
+    })
+      .add(rule)
+      .start();
   }
 
   save(r: StoredResponse): void {
     const clean = scrubSecretsIn(r);
-    this.#insert.run(clean.id, clean.agent, clean.principal, JSON.stringify(clean.messages), JSON.stringify(clean.response), Date.now());
+    this.#insert.run(
+      clean.id,
+      clean.agent,
+      clean.principal,
+      JSON.stringify(clean.messages),
+      JSON.stringify(clean.response),
+      Date.now(),
+    );
   }
 
   get(id: string, principal: string | null): StoredResponse | undefined {
     const row = this.#get.get(id) as Row | undefined;
-    if (row === undefined || row.principal !== principal || row.created_at <= Date.now() - this.#ttlMs) return undefined;
+    if (row === undefined || row.principal !== principal || row.created_at <= Date.now() - this.#ttlMs)
+      return undefined;
     return {
       id: row.response_id,
       agent: row.agent,

@@ -7,7 +7,11 @@
 /** A chat message in OpenAI's chat-completions shape: the transcript a stored response continues. */
 export type TranscriptMessage =
   | { role: 'system' | 'developer' | 'user'; content: string }
-  | { role: 'assistant'; content: string | null; tool_calls?: { id: string; type: 'function'; function: { name: string; arguments: string } }[] }
+  | {
+      role: 'assistant';
+      content: string | null;
+      tool_calls?: { id: string; type: 'function'; function: { name: string; arguments: string } }[];
+    }
   | { role: 'tool'; tool_call_id: string; content: string };
 
 export interface StoredResponse {

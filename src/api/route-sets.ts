@@ -44,22 +44,45 @@ export const underApi = (plugins: readonly RoutePlugin[]): ApiRoutes[] => plugin
 
 /** /health, /ready, status, config; agents and capabilities. */
 export function agentApi(opts: { service: AgentService; config: ServerConfig; lifecycle: Lifecycle }): ApiRoutes[] {
-  return [{ root: true, plugin: (a) => systemRoutes(a, opts) }, { plugin: (a) => agentRoutes(a, { service: opts.service }) }];
+  return [
+    { root: true, plugin: (a) => systemRoutes(a, opts) },
+    { plugin: (a) => agentRoutes(a, { service: opts.service }) },
+  ];
 }
 
 /** API keys (`caxton key ...`), and the console's single sign-on. */
-export function keyApi(opts: { keys: ApiKeyStore; usage?: (principalId: string) => unknown; sso?: SsoClient }): ApiRoutes[] {
+export function keyApi(opts: {
+  keys: ApiKeyStore;
+  usage?: (principalId: string) => unknown;
+  sso?: SsoClient;
+}): ApiRoutes[] {
   return [{ plugin: (a) => keyRoutes(a, opts) }, { plugin: (a) => ssoRoutes(a, { client: opts.sso }) }];
 }
 
 /** Invoke, and the OpenAI-compatible chat completions and responses. */
-export function executionApi(opts: { executor: Executor; service: AgentService; bodyLimit: number; suspended?: SuspendedExecutionStore; responses?: ResponseStore }): ApiRoutes[] {
+export function executionApi(opts: {
+  executor: Executor;
+  service: AgentService;
+  bodyLimit: number;
+  suspended?: SuspendedExecutionStore;
+  responses?: ResponseStore;
+}): ApiRoutes[] {
   const { executor, bodyLimit, suspended } = opts;
   const registry = opts.service.registry;
   return [
     { plugin: (a) => invokeRoutes(a, { executor, bodyLimit }) },
     { root: true, plugin: (a) => openAiRoutes(a, { executor, registry, bodyLimit, ...(suspended && { suspended }) }) },
-    { root: true, plugin: (a) => responsesRoutes(a, { executor, registry, bodyLimit, ...(suspended && { suspended }), ...(opts.responses && { store: opts.responses }) }) },
+    {
+      root: true,
+      plugin: (a) =>
+        responsesRoutes(a, {
+          executor,
+          registry,
+          bodyLimit,
+          ...(suspended && { suspended }),
+          ...(opts.responses && { store: opts.responses }),
+        }),
+    },
   ];
 }
 
@@ -74,14 +97,21 @@ export function memoryApi(opts: { store: MemoryBackend }): ApiRoutes[] {
 }
 
 /** /api/v1/tools... */
-export function toolApi(opts: { tools: ToolServerManager; catalogue: ToolCatalogue; audit: ToolAuditReads; bodyLimit: number }): ApiRoutes[] {
+export function toolApi(opts: {
+  tools: ToolServerManager;
+  catalogue: ToolCatalogue;
+  audit: ToolAuditReads;
+  bodyLimit: number;
+}): ApiRoutes[] {
   return [{ plugin: (a) => toolRoutes(a, opts) }];
 }
 
 /** The audit trail: the recorder (a root onResponse hook) when there is a store, and GET /api/v1/audit. */
 export function auditApi(opts: { store?: AuditStore; anonymous?: AnonymousRefusals }): ApiRoutes[] {
   return [
-    ...(opts.store ? [{ plugin: auditRecorder(opts.store, { ...(opts.anonymous && { anonymous: opts.anonymous }) }) }] : []),
+    ...(opts.store
+      ? [{ plugin: auditRecorder(opts.store, { ...(opts.anonymous && { anonymous: opts.anonymous }) }) }]
+      : []),
     { plugin: (a) => auditRoutes(a, { ...(opts.store && { store: opts.store }) }) },
   ];
 }

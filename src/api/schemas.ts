@@ -35,7 +35,10 @@ export const listAgentsQuery = z.object({
   offset: z.coerce.number().int().min(0).default(0),
 });
 
-const originSchema = z.union([z.object({ kind: z.literal('file'), path: z.string() }), z.object({ kind: z.literal('api') })]);
+const originSchema = z.union([
+  z.object({ kind: z.literal('file'), path: z.string() }),
+  z.object({ kind: z.literal('api') }),
+]);
 
 export const agentSummarySchema = z.object({
   name: z.string(),
@@ -55,10 +58,17 @@ export const agentDetailSchema = agentSummarySchema.extend({
   unresolved_tools: z
     .array(z.object({ tool: z.string(), message: z.string(), suggestion: z.string().optional() }))
     .optional()
-    .describe('GET of one agent: the tools entries this server does not offer now (a tool server removed, an MCP server unmounted), each with why and what to do'),
+    .describe(
+      'GET of one agent: the tools entries this server does not offer now (a tool server removed, an MCP server unmounted), each with why and what to do',
+    ),
 });
 
-export const agentListSchema = z.object({ agents: z.array(agentSummarySchema), total: z.number().int(), limit: z.number().int(), offset: z.number().int() });
+export const agentListSchema = z.object({
+  agents: z.array(agentSummarySchema),
+  total: z.number().int(),
+  limit: z.number().int(),
+  offset: z.number().int(),
+});
 
 /** A rollout of an agent's new version (src/agents/rollouts.ts; checked against Rollout in routes/agent-versions.ts). */
 export const rolloutSchema = z.object({
@@ -74,7 +84,13 @@ export const rolloutSchema = z.object({
   ended_by: z.string().nullable(),
   reason: z.string().nullable(),
   plan: z
-    .object({ stages: z.array(z.number().int()), hold_ms: z.number(), min_requests: z.number().int(), max_error_rate_increase: z.number(), max_latency_ratio: z.number() })
+    .object({
+      stages: z.array(z.number().int()),
+      hold_ms: z.number(),
+      min_requests: z.number().int(),
+      max_error_rate_increase: z.number(),
+      max_latency_ratio: z.number(),
+    })
     .nullable()
     .describe('canary only: stages (percent of new conversations), hold time per stage, and the rollback thresholds'),
   stage: z.number().int().describe('canary only: the stage reached (0-based index into plan.stages)'),
@@ -110,7 +126,9 @@ export const healthSchema = z.object({
   degraded: z
     .array(z.string())
     .optional()
-    .describe('configuration fields that will make work fail (a provider with no key, a missing script); GET /api/v1/status/overview says why and how to fix them'),
+    .describe(
+      'configuration fields that will make work fail (a provider with no key, a missing script); GET /api/v1/status/overview says why and how to fix them',
+    ),
 });
 
 /** GET /ready: `unavailable` when the node started but a dependency does not answer. */
@@ -119,7 +137,12 @@ export const readySchema = z.object({
   dependencies: z.array(z.object({ name: z.string(), ok: z.boolean() })).optional(),
 });
 
-export const dependencyStateSchema = z.object({ name: z.string(), ok: z.boolean(), reason: z.string().optional(), checked_at: z.string() });
+export const dependencyStateSchema = z.object({
+  name: z.string(),
+  ok: z.boolean(),
+  reason: z.string().optional(),
+  checked_at: z.string(),
+});
 
 export const statusSchema = z.object({
   version: z.string(),
@@ -127,8 +150,17 @@ export const statusSchema = z.object({
   ready: z.boolean(),
   /** Each outside dependency /ready checks, with why it failed. */
   dependencies: z.array(dependencyStateSchema).optional(),
-  agents: z.object({ total: z.number().int(), from_files: z.number().int(), from_api: z.number().int(), capabilities: z.number().int() }),
-  agent_files: z.object({ loaded: z.number().int(), invalid: z.array(z.object({ path: z.string(), agent: z.string().optional(), errors: z.array(issueSchema) })), ignored: z.array(z.string()) }),
+  agents: z.object({
+    total: z.number().int(),
+    from_files: z.number().int(),
+    from_api: z.number().int(),
+    capabilities: z.number().int(),
+  }),
+  agent_files: z.object({
+    loaded: z.number().int(),
+    invalid: z.array(z.object({ path: z.string(), agent: z.string().optional(), errors: z.array(issueSchema) })),
+    ignored: z.array(z.string()),
+  }),
   memory: z.object({ rss_bytes: z.number(), heap_used_bytes: z.number() }),
   config: z.object({ file: z.string().nullable(), agents_dir: z.string(), data_dir: z.string() }),
 });

@@ -52,7 +52,9 @@ export function openSse(req: FastifyRequest, reply: FastifyReply): SseStream {
     req.principal && req.server.hasDecorator('holdStream')
       ? req.server.holdStream(req.principal, (why) => {
           if (!raw.writableEnded) {
-            raw.write(`event: error\ndata: ${JSON.stringify(envelope(why.code, why.message, why.details, String(req.id)))}\n\n`);
+            raw.write(
+              `event: error\ndata: ${JSON.stringify(envelope(why.code, why.message, why.details, String(req.id)))}\n\n`,
+            );
           }
           ac.abort(why);
           if (!raw.writableEnded) raw.end();
@@ -64,7 +66,9 @@ export function openSse(req: FastifyRequest, reply: FastifyReply): SseStream {
     send(event, data) {
       if (raw.writableEnded) return;
       // The last exit of streamed text: scrubbed of the configured secrets (ADR 0017).
-      raw.write(`${event ? `event: ${event}\n` : ''}data: ${scrubSecrets(typeof data === 'string' ? data : JSON.stringify(data))}\n\n`);
+      raw.write(
+        `${event ? `event: ${event}\n` : ''}data: ${scrubSecrets(typeof data === 'string' ? data : JSON.stringify(data))}\n\n`,
+      );
     },
     comment(text) {
       if (!raw.writableEnded) raw.write(`: ${scrubSecrets(text.replace(/\n/g, ' '))}\n\n`);

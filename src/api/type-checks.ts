@@ -14,7 +14,13 @@ type OptionalKeys<T> = { [K in keyof T]-?: Partial<Pick<T, K>> extends Pick<T, K
 
 /** True when the schema's output `Schema` documents the domain type `Domain` (see above). */
 export type Documents<Schema, Domain> =
-  Same<keyof Schema, keyof Domain> extends true ? (Same<OptionalKeys<Schema>, OptionalKeys<Domain>> extends true ? ([Domain] extends [Schema] ? true : false) : false) : false;
+  Same<keyof Schema, keyof Domain> extends true
+    ? Same<OptionalKeys<Schema>, OptionalKeys<Domain>> extends true
+      ? [Domain] extends [Schema]
+        ? true
+        : false
+      : false
+    : false;
 
 /** Compiles only when T is true: `export type X = Check<Documents<z.output<typeof s>, T>>`. */
 export type Check<T extends true> = T;

@@ -29,7 +29,10 @@ const STATE_CHANGING = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 
 /** POST/PUT/PATCH/DELETE under /api/v1, /v1 and /mcp: the requests the audit trail records. */
 export function isStateChanging(method: string, url: string): boolean {
-  return STATE_CHANGING.has(method) && (url.startsWith('/api/v1/') || url.startsWith('/v1/') || url === '/mcp' || url.startsWith('/mcp/'));
+  return (
+    STATE_CHANGING.has(method) &&
+    (url.startsWith('/api/v1/') || url.startsWith('/v1/') || url === '/mcp' || url.startsWith('/mcp/'))
+  );
 }
 
 const MAX_FIELD = 200;
@@ -78,7 +81,10 @@ function mcpToolCalls(req: FastifyRequest): { action: string; target?: string }[
   for (const m of msgs.slice(0, 100)) {
     if (typeof m !== 'object' || m === null || (m as { method?: unknown }).method !== 'tools/call') continue;
     const name = ((m as { params?: { name?: unknown } }).params ?? {}).name;
-    out.push({ action: 'mcp.tool_call', ...(typeof name === 'string' && name.length <= MAX_FIELD && { target: name }) });
+    out.push({
+      action: 'mcp.tool_call',
+      ...(typeof name === 'string' && name.length <= MAX_FIELD && { target: name }),
+    });
   }
   return out;
 }
@@ -95,8 +101,16 @@ export const AUDIT_ROUTES: Readonly<Record<string, AuditRoute | null>> = {
   'POST /api/v1/agents/:name/promote': { action: 'agent.promote', target: param('name') },
   // Executions (they spend the operator's LLM budget)
   'POST /api/v1/agents/:name/invoke': { action: 'agent.invoke', target: param('name') },
-  'POST /v1/chat/completions': { action: 'agent.invoke', target: (req) => bodyField(req, 'model'), details: { api: 'openai' } },
-  'POST /v1/responses': { action: 'agent.invoke', target: (req) => bodyField(req, 'model'), details: { api: 'openai-responses' } },
+  'POST /v1/chat/completions': {
+    action: 'agent.invoke',
+    target: (req) => bodyField(req, 'model'),
+    details: { api: 'openai' },
+  },
+  'POST /v1/responses': {
+    action: 'agent.invoke',
+    target: (req) => bodyField(req, 'model'),
+    details: { api: 'openai-responses' },
+  },
   // A stored response holds the conversation's text: deleting it is worth a row.
   'DELETE /v1/responses/:id': { action: 'response.delete', target: param('id') },
   // Messaging. The route marks a send as another party `message.send_as` (annotateAudit).
@@ -104,19 +118,46 @@ export const AUDIT_ROUTES: Readonly<Record<string, AuditRoute | null>> = {
   'POST /api/v1/dead-letters/:id/replay': { action: 'dead_letter.replay', target: param('id') },
   // Memory
   'POST /api/v1/memory/entities': { action: 'memory.write', target: memoryScope, details: { op: 'create_entities' } },
-  'DELETE /api/v1/memory/entities/:name': { action: 'memory.delete', target: memoryScope, details: { op: 'delete_entities' } },
-  'POST /api/v1/memory/entities/delete': { action: 'memory.delete', target: memoryScope, details: { op: 'delete_entities' } },
-  'POST /api/v1/memory/entities/:name/observations': { action: 'memory.write', target: memoryScope, details: { op: 'add_observations' } },
-  'POST /api/v1/memory/observations/add': { action: 'memory.write', target: memoryScope, details: { op: 'add_observations' } },
-  'POST /api/v1/memory/observations/delete': { action: 'memory.delete', target: memoryScope, details: { op: 'delete_observations' } },
+  'DELETE /api/v1/memory/entities/:name': {
+    action: 'memory.delete',
+    target: memoryScope,
+    details: { op: 'delete_entities' },
+  },
+  'POST /api/v1/memory/entities/delete': {
+    action: 'memory.delete',
+    target: memoryScope,
+    details: { op: 'delete_entities' },
+  },
+  'POST /api/v1/memory/entities/:name/observations': {
+    action: 'memory.write',
+    target: memoryScope,
+    details: { op: 'add_observations' },
+  },
+  'POST /api/v1/memory/observations/add': {
+    action: 'memory.write',
+    target: memoryScope,
+    details: { op: 'add_observations' },
+  },
+  'POST /api/v1/memory/observations/delete': {
+    action: 'memory.delete',
+    target: memoryScope,
+    details: { op: 'delete_observations' },
+  },
   'POST /api/v1/memory/relations': { action: 'memory.write', target: memoryScope, details: { op: 'create_relations' } },
-  'POST /api/v1/memory/relations/delete': { action: 'memory.delete', target: memoryScope, details: { op: 'delete_relations' } },
+  'POST /api/v1/memory/relations/delete': {
+    action: 'memory.delete',
+    target: memoryScope,
+    details: { op: 'delete_relations' },
+  },
   'POST /api/v1/memory/import': { action: 'memory.import', target: importScope },
   'POST /api/v1/memory/search': null, // a read with a body
   // Tool servers
   'POST /api/v1/tools': { action: 'tool.deploy', target: location },
   'DELETE /api/v1/tools/:name': { action: 'tool.remove', target: param('name') },
-  'POST /api/v1/tools/:server/:tool/call': { action: 'tool.call', target: (req) => `${param('server')(req) ?? ''}.${param('tool')(req) ?? ''}` },
+  'POST /api/v1/tools/:server/:tool/call': {
+    action: 'tool.call',
+    target: (req) => `${param('server')(req) ?? ''}.${param('tool')(req) ?? ''}`,
+  },
   // MCP: one row per tools/call (initialize, tools/list... change nothing)
   'POST /mcp': { action: 'mcp.request', expand: mcpToolCalls },
   'DELETE /mcp': null, // stateless endpoint: always 405

@@ -84,7 +84,12 @@ export class AnonymousRefusals {
     const windowS = Math.max(1, Math.round((now - this.#windowStart) / 1000));
     const rows: AuditEntry[] = [];
     for (const [source, t] of this.#bySource) rows.push(row(source === '' ? null : source, t, windowS));
-    if (this.#other) rows.push(row(null, this.#other, windowS, { other_sources: this.#otherSeen.size >= this.#max ? `${this.#other.sources}+` : this.#other.sources }));
+    if (this.#other)
+      rows.push(
+        row(null, this.#other, windowS, {
+          other_sources: this.#otherSeen.size >= this.#max ? `${this.#other.sources}+` : this.#other.sources,
+        }),
+      );
     this.#bySource = new Map();
     this.#other = undefined;
     this.#otherSeen = new Set();

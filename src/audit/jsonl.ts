@@ -24,10 +24,14 @@ export class JsonlAppender {
       fd = openSync(path, 'a', 0o600);
     } catch (e) {
       const err = e as NodeJS.ErrnoException;
-      throw new CaxtonError('invalid_config', `[audit] jsonl: cannot open "${path}" for appending (${err.code ?? err.message}); fix the path or its permissions, or remove the setting`, {
-        field: 'audit.jsonl',
-        path,
-      });
+      throw new CaxtonError(
+        'invalid_config',
+        `[audit] jsonl: cannot open "${path}" for appending (${err.code ?? err.message}); fix the path or its permissions, or remove the setting`,
+        {
+          field: 'audit.jsonl',
+          path,
+        },
+      );
     }
     this.#stream = createWriteStream(path, { fd, flags: 'a' });
     this.#stream.on('error', (e) => {

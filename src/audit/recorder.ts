@@ -59,10 +59,17 @@ export function auditRecorder(sink: AuditSink, opts: AuditRecorderOptions = {}):
     // The envelope's error code is worth keeping (validation_failed, forbidden...), never its
     // message, which may quote the input.
     app.addHook('onSend', (req, reply, payload, done) => {
-      if (reply.statusCode >= 400 && typeof payload === 'string' && payload.length < 65_536 && payload.startsWith('{"error"')) {
+      if (
+        reply.statusCode >= 400 &&
+        typeof payload === 'string' &&
+        payload.length < 65_536 &&
+        payload.startsWith('{"error"')
+      ) {
         const code = /^\{"error":\{"code":"([a-z_]{1,64})"/.exec(payload)?.[1];
         if (code) errorCodes.set(req, code);
-        const reason = ANONYMOUS_REFUSAL.has(reply.statusCode) ? /"reason":"([a-z_]{1,64})"/.exec(payload)?.[1] : undefined;
+        const reason = ANONYMOUS_REFUSAL.has(reply.statusCode)
+          ? /"reason":"([a-z_]{1,64})"/.exec(payload)?.[1]
+          : undefined;
         if (reason) reasons.set(req, reason);
       }
       done(null, payload);
@@ -82,7 +89,13 @@ export function auditRecorder(sink: AuditSink, opts: AuditRecorderOptions = {}):
   return plugin;
 }
 
-function record(sink: AuditSink, table: Map<string, AuditRoute | null>, req: FastifyRequest, reply: FastifyReply, anonymous: AnonymousRefusals | undefined): void {
+function record(
+  sink: AuditSink,
+  table: Map<string, AuditRoute | null>,
+  req: FastifyRequest,
+  reply: FastifyReply,
+  anonymous: AnonymousRefusals | undefined,
+): void {
   const route = req.routeOptions.url;
   if (route === undefined) return; // no route matched: nothing was done
   const status = reply.statusCode;
@@ -123,9 +136,18 @@ function record(sink: AuditSink, table: Map<string, AuditRoute | null>, req: Fas
   // A request denied by its status never had its body read; one refused inside its answer did.
   if (entry?.expand && outcomeOf(status) !== 'denied') {
     const parts = entry.expand(req);
-    for (const p of parts) sink.record(withDetails({ ...base, action: note?.action ?? p.action, ...(p.target !== undefined && { target: p.target }) }));
+    for (const p of parts)
+      sink.record(
+        withDetails({ ...base, action: note?.action ?? p.action, ...(p.target !== undefined && { target: p.target }) }),
+      );
     return;
   }
   const target = note?.target ?? entry?.target?.(req, reply);
-  sink.record(withDetails({ ...base, ...(note?.action !== undefined && { action: note.action }), ...(target !== undefined && { target }) }));
+  sink.record(
+    withDetails({
+      ...base,
+      ...(note?.action !== undefined && { action: note.action }),
+      ...(target !== undefined && { target }),
+    }),
+  );
 }

@@ -203,7 +203,16 @@ export class AuditStore implements AuditSink {
     const maxRows = opts.maxRows ?? 1_000_000;
     this.#pruneEvery = Math.max(100, Math.floor(maxRows / 10));
     this.#pruner = new Pruner(db, { onError: (e) => this.#onError(e) })
-      .add(tableRule(db, { name: 'audit_log', table: 'audit_log', timeColumn: 'time', time: 'ms', retentionMs: opts.retentionMs ?? 90 * 24 * 3_600_000, maxRows }))
+      .add(
+        tableRule(db, {
+          name: 'audit_log',
+          table: 'audit_log',
+          timeColumn: 'time',
+          time: 'ms',
+          retentionMs: opts.retentionMs ?? 90 * 24 * 3_600_000,
+          maxRows,
+        }),
+      )
       .start();
     this.#pruner.poke();
     const insert = db.prepare(
@@ -217,7 +226,21 @@ export class AuditStore implements AuditSink {
         for (const r of batch)
           ids.push(
             Number(
-              insert.run(r.time, r.principal, r.principal_kind, r.source, r.request_id, r.client_request_id, r.action, r.method, r.route, r.target, r.outcome, r.status, r.details).lastInsertRowid,
+              insert.run(
+                r.time,
+                r.principal,
+                r.principal_kind,
+                r.source,
+                r.request_id,
+                r.client_request_id,
+                r.action,
+                r.method,
+                r.route,
+                r.target,
+                r.outcome,
+                r.status,
+                r.details,
+              ).lastInsertRowid,
             ),
           );
         return ids;
@@ -262,7 +285,8 @@ export class AuditStore implements AuditSink {
 
   /** A batch committed: its JSON lines, and retention every so many rows. */
   #written(batch: Pending[], ids: number[]): void {
-    if (this.#jsonl) this.#jsonl.write(batch.map((r, i) => `${JSON.stringify(toRecord({ ...r, id: ids[i]! }))}\n`).join(''));
+    if (this.#jsonl)
+      this.#jsonl.write(batch.map((r, i) => `${JSON.stringify(toRecord({ ...r, id: ids[i]! }))}\n`).join(''));
     this.#sincePrune += batch.length;
     if (this.#sincePrune >= this.#pruneEvery) {
       this.#sincePrune = 0;
@@ -294,7 +318,10 @@ export class AuditStore implements AuditSink {
       };
       for (const { action, prefix } of AGENT_TARGETS) {
         const name = prefix === '' ? 'target' : `substr(target, ${prefix.length + 1})`;
-        const about = prefix === '' ? `action = ${param(action)}` : `action = ${param(action)} AND substr(target, 1, ${prefix.length}) = ${param(prefix)}`;
+        const about =
+          prefix === ''
+            ? `action = ${param(action)}`
+            : `action = ${param(action)} AND substr(target, 1, ${prefix.length}) = ${param(prefix)}`;
         where.push(`NOT (${about} AND target IS NOT NULL AND NOT ${agentScopeSql('sqlite', name, globs, param)})`);
       }
     }

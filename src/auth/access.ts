@@ -10,7 +10,10 @@ import type { Principal } from './principal.js';
  *   principal's agent scope against that path parameter, `toolParams` its tool scope against
  *   `SERVER.tool` made of two path parameters.
  */
-export type Access = { public: true } | { authenticated: true } | { permission: Permission; agentParam?: string; toolParams?: readonly [server: string, tool: string] };
+export type Access =
+  | { public: true }
+  | { authenticated: true }
+  | { permission: Permission; agentParam?: string; toolParams?: readonly [server: string, tool: string] };
 
 declare module 'fastify' {
   interface FastifyContextConfig {

@@ -47,7 +47,13 @@ export class PrincipalDirectory implements ActingPrincipals {
   readonly #max: number;
   readonly #defaults: LimitSet | undefined;
 
-  constructor(opts: { keys?: ApiKeyStore; limitsOf?: (p: Principal) => LimitSet | undefined; defaultLimits?: LimitSet | undefined; limiter?: PrincipalLimiter; max?: number }) {
+  constructor(opts: {
+    keys?: ApiKeyStore;
+    limitsOf?: (p: Principal) => LimitSet | undefined;
+    defaultLimits?: LimitSet | undefined;
+    limiter?: PrincipalLimiter;
+    max?: number;
+  }) {
     this.#keys = opts.keys;
     this.#defaults = opts.defaultLimits;
     this.#limitsOf = opts.limitsOf ?? (() => undefined);

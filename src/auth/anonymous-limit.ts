@@ -63,7 +63,8 @@ export class AnonymousLimiter {
   /** Drops the buckets that have refilled: they hold nothing a new bucket would not. */
   #sweep(now: number): void {
     this.#sweptAt = now;
-    for (const [k, b] of this.#buckets) if (k !== OVERFLOW && refilled(b, now) >= this.requestsPerMinute) this.#buckets.delete(k);
+    for (const [k, b] of this.#buckets)
+      if (k !== OVERFLOW && refilled(b, now) >= this.requestsPerMinute) this.#buckets.delete(k);
   }
 }
 

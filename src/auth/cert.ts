@@ -10,7 +10,9 @@ import { globMatch, type Principal, type PrincipalScope } from './principal.js';
  * says who a verified certificate is.
  */
 
-const globList = z.array(z.string().min(1), { error: 'expected a list of names or globs such as ["support-*"]' }).optional();
+const globList = z
+  .array(z.string().min(1), { error: 'expected a list of names or globs such as ["support-*"]' })
+  .optional();
 
 /** One `[[auth.client_certs]]` entry. When both `cn` and `san` are given, both must match. */
 export const clientCertMappingSchema = z
@@ -29,7 +31,9 @@ export const clientCertMappingSchema = z
     memory: globList,
     tools: globList,
   })
-  .refine((m) => m.cn !== undefined || m.san !== undefined, { error: 'a client certificate mapping needs "cn", "san" or both, e.g. cn = "ci-*"' });
+  .refine((m) => m.cn !== undefined || m.san !== undefined, {
+    error: 'a client certificate mapping needs "cn", "san" or both, e.g. cn = "ci-*"',
+  });
 
 export type ClientCertMapping = z.output<typeof clientCertMappingSchema>;
 
@@ -94,7 +98,11 @@ function sanMatches(pattern: string, sans: readonly { type: string; value: strin
  * It does not check who signed the certificate: call it only for a connection whose
  * `authorized` is true (principalFromSocket does both).
  */
-export function principalFromCertificate(cert: PeerCertificate | undefined | null, mapping: readonly ClientCertMapping[], now = Date.now()): Principal | undefined {
+export function principalFromCertificate(
+  cert: PeerCertificate | undefined | null,
+  mapping: readonly ClientCertMapping[],
+  now = Date.now(),
+): Principal | undefined {
   // getPeerCertificate() returns {} when the client sent none.
   if (!cert || !cert.subject || mapping.length === 0) return undefined;
   const rawCn: unknown = cert.subject.CN;

@@ -1,5 +1,22 @@
-export { PERMISSIONS, ROLES, ROLE_PERMISSIONS, ROLE_SUMMARY, isRole, type Permission, type Role } from './permissions.js';
-export { agentOfRef, can, globMatch, inScope, senderOf, principalScopeSchema, type Principal, type PrincipalScope } from './principal.js';
+export {
+  PERMISSIONS,
+  ROLES,
+  ROLE_PERMISSIONS,
+  ROLE_SUMMARY,
+  isRole,
+  type Permission,
+  type Role,
+} from './permissions.js';
+export {
+  agentOfRef,
+  can,
+  globMatch,
+  inScope,
+  senderOf,
+  principalScopeSchema,
+  type Principal,
+  type PrincipalScope,
+} from './principal.js';
 export type { Access } from './access.js';
 export {
   NON_AGENT_PARTIES,
@@ -32,14 +49,54 @@ export {
   type KeyLimits,
 } from './keys.js';
 export { ROUTE_POLICIES, policyFor } from './route-policies.js';
-export { installAuth, assertAgentAllowed, hostAllowedBy, bearerOf, hostName, LOCAL_PRINCIPAL, type AuthPluginOptions, type Authenticators, type RouteAccess } from './plugin.js';
-export { ADMIN_KEY_FILE, bootstrapAdminKey, bootstrapKeyName, caxtonHome, localServerKey, readKeyFile, writeRunRecord, type RunRecord } from './local.js';
+export {
+  installAuth,
+  assertAgentAllowed,
+  hostAllowedBy,
+  bearerOf,
+  hostName,
+  LOCAL_PRINCIPAL,
+  type AuthPluginOptions,
+  type Authenticators,
+  type RouteAccess,
+} from './plugin.js';
+export {
+  ADMIN_KEY_FILE,
+  bootstrapAdminKey,
+  bootstrapKeyName,
+  caxtonHome,
+  localServerKey,
+  readKeyFile,
+  writeRunRecord,
+  type RunRecord,
+} from './local.js';
 export { createJwtAuthenticator, MAX_TOKEN_CHARS, type JwtAuthenticator, type JwtAuthenticatorOptions } from './jwt.js';
 export { jwtConfigSchema, ssoConfigSchema, type JwtConfig, type JwtConfigInput, type SsoConfig } from './jwt-config.js';
 export { SsoClient, SSO_CALLBACK_PATH, type SsoEndpoints } from './sso.js';
-export { clientCertMappingSchema, clientCertMappingsSchema, principalFromCertificate, principalFromSocket, parseSubjectAltName, type ClientCertMapping } from './cert.js';
-export { PrincipalLimiter, limitedError, retryAfterSeconds, type LimitDenied, type LimitUsage, type ExecutionSlot } from './limits.js';
-export { authLimitsConfigSchema, limitSetSchema, principalLimits, agentLimitsLookup, type AuthLimitsConfig, type LimitSet } from './limits-config.js';
+export {
+  clientCertMappingSchema,
+  clientCertMappingsSchema,
+  principalFromCertificate,
+  principalFromSocket,
+  parseSubjectAltName,
+  type ClientCertMapping,
+} from './cert.js';
+export {
+  PrincipalLimiter,
+  limitedError,
+  retryAfterSeconds,
+  type LimitDenied,
+  type LimitUsage,
+  type ExecutionSlot,
+} from './limits.js';
+export {
+  authLimitsConfigSchema,
+  limitSetSchema,
+  principalLimits,
+  agentLimitsLookup,
+  type AuthLimitsConfig,
+  type LimitSet,
+} from './limits-config.js';
 export { metricsGuard } from './metrics-guard.js';
 export { checkSend, unknownPrincipal, type SendScope } from './scope-send.js';
 export { PrincipalDirectory, REMEMBERED_PRINCIPALS, type ActingPrincipals } from './acting.js';

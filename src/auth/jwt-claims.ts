@@ -19,7 +19,10 @@ export interface ClaimMapping {
 const MAX_VALUE = 256;
 const MAX_AGENT_GLOBS = 100;
 
-const own = (o: unknown, k: string): unknown => (typeof o === 'object' && o !== null && !Array.isArray(o) && Object.hasOwn(o, k) ? (o as Record<string, unknown>)[k] : undefined);
+const own = (o: unknown, k: string): unknown =>
+  typeof o === 'object' && o !== null && !Array.isArray(o) && Object.hasOwn(o, k)
+    ? (o as Record<string, unknown>)[k]
+    : undefined;
 
 /**
  * The claim at `path`: the whole path as one claim name first (namespaced claims such as
@@ -64,10 +67,14 @@ export function mapRole(values: readonly string[], table: Record<string, Role>):
 export function principalFromClaims(payload: Record<string, unknown>, m: ClaimMapping): Principal {
   const sub = claimAt(payload, m.subject_claim);
   if (typeof sub !== 'string' || sub.length === 0 || sub.length > MAX_VALUE) {
-    throw new CaxtonError('unauthenticated', `the token has no usable subject: claim "${m.subject_claim}" must be a non-empty string of at most ${MAX_VALUE} characters`, {
-      reason: 'no_subject',
-      claim: m.subject_claim,
-    });
+    throw new CaxtonError(
+      'unauthenticated',
+      `the token has no usable subject: claim "${m.subject_claim}" must be a non-empty string of at most ${MAX_VALUE} characters`,
+      {
+        reason: 'no_subject',
+        claim: m.subject_claim,
+      },
+    );
   }
   const values = claimValues(claimAt(payload, m.role_claim));
   const role = mapRole(values, m.roles) ?? m.default_role;
@@ -76,22 +83,36 @@ export function principalFromClaims(payload: Record<string, unknown>, m: ClaimMa
       values.length === 0
         ? `claim "${m.role_claim}" is missing or holds no string`
         : `no value of claim "${m.role_claim}" (${values.slice(0, 5).map(short).join(', ')}${values.length > 5 ? ', …' : ''}) is ${Object.keys(m.roles).length > 0 ? 'listed in [auth.jwt.roles]' : 'a Caxton role name'}`;
-    throw new CaxtonError('forbidden', `the token for ${short(sub)} maps to no Caxton role: ${why}; an administrator can map it in [auth.jwt.roles] or set [auth.jwt] default_role`, {
-      reason: 'no_role',
-      claim: m.role_claim,
-    });
+    throw new CaxtonError(
+      'forbidden',
+      `the token for ${short(sub)} maps to no Caxton role: ${why}; an administrator can map it in [auth.jwt.roles] or set [auth.jwt] default_role`,
+      {
+        reason: 'no_role',
+        claim: m.role_claim,
+      },
+    );
   }
   const scope: Principal['scope'] = {};
   if (m.agents_claim !== undefined) {
     const raw = claimAt(payload, m.agents_claim);
     // Fail closed: when the operator maps agents from a claim, a token without it may use no
     // agent, rather than every agent. An issuer grants all with ["*"].
-    const agents = raw === undefined ? [] : Array.isArray(raw) || typeof raw === 'string' ? claimValues(raw) : undefined;
-    if (agents === undefined || (Array.isArray(raw) && agents.length !== raw.length) || agents.length > MAX_AGENT_GLOBS || agents.some((a) => a.length === 0 || a.length > MAX_VALUE)) {
-      throw new CaxtonError('forbidden', `the token's claim "${m.agents_claim}" must be an agent name or a list of at most ${MAX_AGENT_GLOBS} agent names or globs such as "support-*"`, {
-        reason: 'bad_agents_claim',
-        claim: m.agents_claim,
-      });
+    const agents =
+      raw === undefined ? [] : Array.isArray(raw) || typeof raw === 'string' ? claimValues(raw) : undefined;
+    if (
+      agents === undefined ||
+      (Array.isArray(raw) && agents.length !== raw.length) ||
+      agents.length > MAX_AGENT_GLOBS ||
+      agents.some((a) => a.length === 0 || a.length > MAX_VALUE)
+    ) {
+      throw new CaxtonError(
+        'forbidden',
+        `the token's claim "${m.agents_claim}" must be an agent name or a list of at most ${MAX_AGENT_GLOBS} agent names or globs such as "support-*"`,
+        {
+          reason: 'bad_agents_claim',
+          claim: m.agents_claim,
+        },
+      );
     }
     scope.agents = Object.freeze(agents);
   }
@@ -100,5 +121,12 @@ export function principalFromClaims(payload: Record<string, unknown>, m: ClaimMa
   // Frozen: the token cache hands the same Principal to every request carrying this token.
   // exp is in seconds; the principal's expiry ends the event streams the token opened.
   const expiresAt = typeof payload.exp === 'number' ? payload.exp * 1000 : undefined;
-  return Object.freeze({ id: `oidc:${sub}`, kind: 'jwt', name, role, scope: Object.freeze(scope), ...(expiresAt !== undefined && { expiresAt }) });
+  return Object.freeze({
+    id: `oidc:${sub}`,
+    kind: 'jwt',
+    name,
+    role,
+    scope: Object.freeze(scope),
+    ...(expiresAt !== undefined && { expiresAt }),
+  });
 }

@@ -18,7 +18,19 @@ const duration = (def: number, bounds?: UnitBounds) =>
  * out on purpose: with them, anyone holding the "public" key could mint tokens (the classic
  * RS256→HS256 confusion), and `none` means no signature at all.
  */
-export const JWT_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519'] as const;
+export const JWT_ALGORITHMS = [
+  'RS256',
+  'RS384',
+  'RS512',
+  'PS256',
+  'PS384',
+  'PS512',
+  'ES256',
+  'ES384',
+  'ES512',
+  'EdDSA',
+  'Ed25519',
+] as const;
 export type JwtAlgorithm = (typeof JWT_ALGORITHMS)[number];
 export const DEFAULT_JWT_ALGORITHMS: JwtAlgorithm[] = ['RS256', 'ES256', 'EdDSA'];
 
@@ -58,11 +70,16 @@ export function isSecureUrl(v: unknown): v is string {
   }
 }
 
-const jwksUrl = z.string({ error: 'expected the issuer\'s JWKS URL, e.g. "https://issuer.example.com/.well-known/jwks.json"' }).refine(
-  isSecureUrl,
-  // Keys fetched over plain HTTP could be swapped in transit, and with them every token accepted.
-  { message: 'expected an https:// URL of the issuer\'s key set, e.g. "https://issuer.example.com/.well-known/jwks.json" (http:// only on 127.0.0.1 or localhost)' },
-);
+const jwksUrl = z
+  .string({ error: 'expected the issuer\'s JWKS URL, e.g. "https://issuer.example.com/.well-known/jwks.json"' })
+  .refine(
+    isSecureUrl,
+    // Keys fetched over plain HTTP could be swapped in transit, and with them every token accepted.
+    {
+      message:
+        'expected an https:// URL of the issuer\'s key set, e.g. "https://issuer.example.com/.well-known/jwks.json" (http:// only on 127.0.0.1 or localhost)',
+    },
+  );
 
 /** A public JWK: an inline TOML table, or the JWK as a JSON string. */
 const publicJwk = z.unknown().transform((v, ctx) => {
@@ -71,17 +88,27 @@ const publicJwk = z.unknown().transform((v, ctx) => {
     try {
       jwk = JSON.parse(v);
     } catch {
-      ctx.addIssue({ code: 'custom', message: 'expected a public JWK: an inline table such as { kty = "EC", crv = "P-256", x = "...", y = "..." }, or the same as a JSON string' });
+      ctx.addIssue({
+        code: 'custom',
+        message:
+          'expected a public JWK: an inline table such as { kty = "EC", crv = "P-256", x = "...", y = "..." }, or the same as a JSON string',
+      });
       return z.NEVER;
     }
   }
   if (typeof jwk !== 'object' || jwk === null || Array.isArray(jwk)) {
-    ctx.addIssue({ code: 'custom', message: 'expected a public JWK: an inline table such as { kty = "EC", crv = "P-256", x = "...", y = "..." }' });
+    ctx.addIssue({
+      code: 'custom',
+      message: 'expected a public JWK: an inline table such as { kty = "EC", crv = "P-256", x = "...", y = "..." }',
+    });
     return z.NEVER;
   }
   const o = jwk as Record<string, unknown>;
   if (o.kty === 'oct') {
-    ctx.addIssue({ code: 'custom', message: 'a shared-secret ("oct") key is refused: give the issuer\'s public key (kty "RSA", "EC" or "OKP")' });
+    ctx.addIssue({
+      code: 'custom',
+      message: 'a shared-secret ("oct") key is refused: give the issuer\'s public key (kty "RSA", "EC" or "OKP")',
+    });
     return z.NEVER;
   }
   if (o.kty !== 'RSA' && o.kty !== 'EC' && o.kty !== 'OKP') {
@@ -90,7 +117,11 @@ const publicJwk = z.unknown().transform((v, ctx) => {
   }
   if ('d' in o) {
     // A private key here would sit in caxton.toml (and in `config show`) for no reason: verifying needs the public half only.
-    ctx.addIssue({ code: 'custom', message: 'this JWK is a private key (it has "d"): give only the public part (drop "d" and the other private members)' });
+    ctx.addIssue({
+      code: 'custom',
+      message:
+        'this JWK is a private key (it has "d"): give only the public part (drop "d" and the other private members)',
+    });
     return z.NEVER;
   }
   return o as Record<string, unknown> & { kty: 'RSA' | 'EC' | 'OKP' };
@@ -112,18 +143,29 @@ export const SSO_CALLBACK_PATH = '/ui/auth/callback';
  * `<Caxton URL>/ui/auth/callback`.
  */
 export const ssoConfigSchema = z.strictObject({
-  client_id: z.string({ error: 'expected the client id the console is registered with at the issuer, e.g. "caxton-console"' }).min(1).max(200),
+  client_id: z
+    .string({ error: 'expected the client id the console is registered with at the issuer, e.g. "caxton-console"' })
+    .min(1)
+    .max(200),
   /** The environment variable holding the client secret (a confidential client); absent: a public client (PKCE only). */
   client_secret_env: z
     .string()
-    .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { message: 'expected the name of an environment variable, e.g. "CAXTON_SSO_CLIENT_SECRET"' })
+    .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, {
+      message: 'expected the name of an environment variable, e.g. "CAXTON_SSO_CLIENT_SECRET"',
+    })
     .optional(),
   scopes: z
-    .array(z.string().regex(/^[\x21\x23-\x5B\x5D-\x7E]+$/, { message: 'a scope is printable ASCII without spaces or quotes' }))
+    .array(
+      z
+        .string()
+        .regex(/^[\x21\x23-\x5B\x5D-\x7E]+$/, { message: 'a scope is printable ASCII without spaces or quotes' }),
+    )
     .min(1)
     .default(['openid', 'profile']),
   /** Which token of the issuer's answer the console uses as its bearer token: it must pass [auth.jwt] (issuer, audience, role claim). */
-  token: z.enum(['access_token', 'id_token'], { error: 'expected "access_token" or "id_token"' }).default('access_token'),
+  token: z
+    .enum(['access_token', 'id_token'], { error: 'expected "access_token" or "id_token"' })
+    .default('access_token'),
   /** Absent: read from the issuer's /.well-known/openid-configuration. */
   authorization_endpoint: endpointUrl('authorization endpoint').optional(),
   token_endpoint: endpointUrl('token endpoint').optional(),
@@ -132,7 +174,9 @@ export const ssoConfigSchema = z.strictObject({
    * one a sign-in brings back. Absent: this server's callback at the origin the request came to.
    */
   redirect_uri: z
-    .string({ error: `expected the console's redirect URI registered at the issuer, e.g. "https://caxton.example.com${SSO_CALLBACK_PATH}"` })
+    .string({
+      error: `expected the console's redirect URI registered at the issuer, e.g. "https://caxton.example.com${SSO_CALLBACK_PATH}"`,
+    })
     .refine((v) => isSecureUrl(v) && isCallbackUri(v), {
       message: `expected the console's redirect URI registered at the issuer: an https:// URL (http:// only on 127.0.0.1 or localhost) with the path ${SSO_CALLBACK_PATH} and no query, e.g. "https://caxton.example.com${SSO_CALLBACK_PATH}"`,
     })
@@ -153,14 +197,21 @@ export const jwtConfigSchema = z
   .strictObject({
     /** Must equal the token's `iss` exactly (Auth0 issuers end in "/"). */
     issuer: z
-      .string({ error: 'expected the issuer URL exactly as the token\'s "iss" claim has it, e.g. "https://issuer.example.com/"' })
+      .string({
+        error: 'expected the issuer URL exactly as the token\'s "iss" claim has it, e.g. "https://issuer.example.com/"',
+      })
       .min(1, { error: 'expected the issuer URL, e.g. "https://issuer.example.com/"' }),
     /** The token's `aud` must contain one of these. */
-    audience: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)], { error: 'expected the audience Caxton\'s tokens are issued for: a string such as "caxton", or a list of them' }),
+    audience: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)], {
+      error: 'expected the audience Caxton\'s tokens are issued for: a string such as "caxton", or a list of them',
+    }),
     /** The issuer's JSON Web Key Set; fetched on demand, cached, refetched for an unknown key id (at most every 30 s). */
     jwks_url: jwksUrl.optional(),
     /** A PEM public key (SPKI, "-----BEGIN PUBLIC KEY-----"), relative to caxton.toml. */
-    public_key_file: z.string({ error: 'expected the path of a PEM public key file' }).min(1, { error: 'expected the path of a PEM public key file' }).optional(),
+    public_key_file: z
+      .string({ error: 'expected the path of a PEM public key file' })
+      .min(1, { error: 'expected the path of a PEM public key file' })
+      .optional(),
     /** One public key as a JWK. */
     jwk: publicJwk.optional(),
     algorithms: z
@@ -170,7 +221,11 @@ export const jwtConfigSchema = z
     /** The claim holding the caller's role(s): a string or a list of strings. */
     role_claim: claimPath('the role').default('caxton_role'),
     /** Claim value → Caxton role; the strongest match wins. Empty: values that are Caxton role names map to themselves. */
-    roles: z.record(z.string().min(1, { error: 'a claim value is not empty' }), role, { error: 'expected a table: claim value = "role", e.g. { "caxton-admins" = "admin" }' }).default({}),
+    roles: z
+      .record(z.string().min(1, { error: 'a claim value is not empty' }), role, {
+        error: 'expected a table: claim value = "role", e.g. { "caxton-admins" = "admin" }',
+      })
+      .default({}),
     /** Given to a token whose role claim maps to no role; absent: such a token is refused (403). */
     default_role: role.optional(),
     subject_claim: claimPath("the caller's identity").default('sub'),
@@ -193,7 +248,11 @@ export const jwtConfigSchema = z
           'the issuer\'s public key is needed: set exactly one of jwks_url (the issuer\'s key set URL, e.g. "https://issuer.example.com/.well-known/jwks.json"), public_key_file (a PEM file) or jwk (an inline public JWK)',
       });
     } else if (set.length > 1) {
-      ctx.addIssue({ code: 'custom', path: [set[1]!], message: `set only one key source (jwks_url, public_key_file or jwk): ${set.join(' and ')} are set` });
+      ctx.addIssue({
+        code: 'custom',
+        path: [set[1]!],
+        message: `set only one key source (jwks_url, public_key_file or jwk): ${set.join(' and ')} are set`,
+      });
     }
   });
 

@@ -67,7 +67,13 @@ function algorithmsFor(key: KeyObject): JwtAlgorithm[] {
       return ['PS256', 'PS384', 'PS512'];
     case 'ec': {
       const curve = key.asymmetricKeyDetails?.namedCurve;
-      return curve === 'prime256v1' ? ['ES256'] : curve === 'secp384r1' ? ['ES384'] : curve === 'secp521r1' ? ['ES512'] : [];
+      return curve === 'prime256v1'
+        ? ['ES256']
+        : curve === 'secp384r1'
+          ? ['ES384']
+          : curve === 'secp521r1'
+            ? ['ES512']
+            : [];
     }
     case 'ed25519':
       return ['EdDSA', 'Ed25519'];
@@ -81,27 +87,40 @@ function staticKey(config: JwtConfig, baseDir: string): { key: KeyObject; field:
     try {
       return { key: createPublicKey({ key: config.jwk as JsonWebKey, format: 'jwk' }), field: 'jwk' };
     } catch (e) {
-      throw new CaxtonError('invalid_config', `[auth.jwt] jwk is not a usable public key: ${describeError(e)}`, { field: 'auth.jwt.jwk' });
+      throw new CaxtonError('invalid_config', `[auth.jwt] jwk is not a usable public key: ${describeError(e)}`, {
+        field: 'auth.jwt.jwk',
+      });
     }
   }
   const file = resolve(baseDir, config.public_key_file!);
   const field = 'auth.jwt.public_key_file';
   let pem: string;
   try {
-    if (statSync(file).size > MAX_KEY_FILE_BYTES) throw new Error(`larger than ${MAX_KEY_FILE_BYTES / 1024} KiB: not a PEM key`);
+    if (statSync(file).size > MAX_KEY_FILE_BYTES)
+      throw new Error(`larger than ${MAX_KEY_FILE_BYTES / 1024} KiB: not a PEM key`);
     pem = readFileSync(file, 'utf8');
   } catch (e) {
-    throw new CaxtonError('invalid_config', `[auth.jwt] public_key_file ${file} cannot be read: ${describeError(e)}`, { field });
+    throw new CaxtonError('invalid_config', `[auth.jwt] public_key_file ${file} cannot be read: ${describeError(e)}`, {
+      field,
+    });
   }
   if (/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(pem)) {
     // createPublicKey would derive the public half, but a private key has no business on a
     // server that only verifies: refusing it keeps the issuer's signing key where it belongs.
-    throw new CaxtonError('invalid_config', `[auth.jwt] public_key_file ${file} holds a PRIVATE key: give the issuer's public key ("-----BEGIN PUBLIC KEY-----" or a certificate)`, { field });
+    throw new CaxtonError(
+      'invalid_config',
+      `[auth.jwt] public_key_file ${file} holds a PRIVATE key: give the issuer's public key ("-----BEGIN PUBLIC KEY-----" or a certificate)`,
+      { field },
+    );
   }
   try {
     return { key: createPublicKey(pem), field: 'public_key_file' };
   } catch {
-    throw new CaxtonError('invalid_config', `[auth.jwt] public_key_file ${file} is not a PEM public key: expected "-----BEGIN PUBLIC KEY-----" (SPKI) or "-----BEGIN CERTIFICATE-----"`, { field });
+    throw new CaxtonError(
+      'invalid_config',
+      `[auth.jwt] public_key_file ${file} is not a PEM public key: expected "-----BEGIN PUBLIC KEY-----" (SPKI) or "-----BEGIN CERTIFICATE-----"`,
+      { field },
+    );
   }
 }
 
@@ -118,19 +137,35 @@ function headerAlg(token: string): string | undefined {
 function mapVerifyError(e: unknown, token: string, algorithms: readonly string[]): CaxtonError {
   if (e instanceof CaxtonError) return e;
   if (e instanceof KeySetUnavailable) {
-    return new CaxtonError('not_ready', "the token issuer's key set could not be fetched; try again shortly (the server log has the cause)", { reason: 'jwks_unavailable' }, { cause: e.cause });
+    return new CaxtonError(
+      'not_ready',
+      "the token issuer's key set could not be fetched; try again shortly (the server log has the cause)",
+      { reason: 'jwks_unavailable' },
+      { cause: e.cause },
+    );
   }
   if (e instanceof errors.JWTExpired) return refuse('expired', 'the token has expired: get a new one from the issuer');
   if (e instanceof errors.JWTClaimValidationFailed) {
     switch (e.claim) {
       case 'iss':
-        return refuse('wrong_issuer', 'the token was issued by another issuer: its "iss" does not match [auth.jwt] issuer');
+        return refuse(
+          'wrong_issuer',
+          'the token was issued by another issuer: its "iss" does not match [auth.jwt] issuer',
+        );
       case 'aud':
-        return refuse('wrong_audience', 'the token is for another audience: its "aud" does not include [auth.jwt] audience');
+        return refuse(
+          'wrong_audience',
+          'the token is for another audience: its "aud" does not include [auth.jwt] audience',
+        );
       case 'nbf':
-        return refuse('not_yet_valid', 'the token is not valid yet ("nbf" is in the future): check the clocks of the issuer and this server');
+        return refuse(
+          'not_yet_valid',
+          'the token is not valid yet ("nbf" is in the future): check the clocks of the issuer and this server',
+        );
       default:
-        return e.reason === 'missing' ? refuse('missing_claim', `the token has no "${e.claim}" claim, which Caxton requires`) : refuse('invalid_claim', `the token's "${e.claim}" claim is invalid`);
+        return e.reason === 'missing'
+          ? refuse('missing_claim', `the token has no "${e.claim}" claim, which Caxton requires`)
+          : refuse('invalid_claim', `the token's "${e.claim}" claim is invalid`);
     }
   }
   if (e instanceof errors.JOSEAlgNotAllowed) {
@@ -144,13 +179,20 @@ function mapVerifyError(e: unknown, token: string, algorithms: readonly string[]
           : `${shown} is not among the accepted algorithms (${algorithms.join(', ')})`;
     return refuse('algorithm_not_allowed', `the token is refused: ${why}`);
   }
-  if (e instanceof errors.JWSSignatureVerificationFailed) return refuse('bad_signature', 'the token signature is invalid: it was not signed by the issuer or it was altered');
+  if (e instanceof errors.JWSSignatureVerificationFailed)
+    return refuse('bad_signature', 'the token signature is invalid: it was not signed by the issuer or it was altered');
   if (e instanceof errors.JWKSNoMatchingKey || e instanceof errors.JWKSMultipleMatchingKeys) {
-    return refuse('unknown_key', 'the token was signed with a key the issuer\'s key set does not hold (unknown or ambiguous "kid")');
+    return refuse(
+      'unknown_key',
+      'the token was signed with a key the issuer\'s key set does not hold (unknown or ambiguous "kid")',
+    );
   }
   // JWSInvalid, JWTInvalid, JOSENotSupported (a "crit" header we do not understand), and the
   // TypeErrors jose raises for a key that does not fit the algorithm: all a bad token.
-  return refuse('malformed', 'the bearer token is not a valid signed JWT (expected three base64url parts: header.payload.signature)');
+  return refuse(
+    'malformed',
+    'the bearer token is not a valid signed JWT (expected three base64url parts: header.payload.signature)',
+  );
 }
 
 export function createJwtAuthenticator(config: JwtConfig, opts: JwtAuthenticatorOptions = {}): JwtAuthenticator {
@@ -202,7 +244,11 @@ export function createJwtAuthenticator(config: JwtConfig, opts: JwtAuthenticator
     async authenticate(token: string): Promise<Principal> {
       if (closed) throw new CaxtonError('not_ready', 'JWT authentication is shut down');
       if (typeof token !== 'string' || token.length === 0) throw refuse('empty_token', 'the bearer token is empty');
-      if (token.length > MAX_TOKEN_CHARS) throw refuse('token_too_long', `the bearer token is longer than ${MAX_TOKEN_CHARS / 1024} KiB (${token.length} characters): Caxton refuses it unread`);
+      if (token.length > MAX_TOKEN_CHARS)
+        throw refuse(
+          'token_too_long',
+          `the bearer token is longer than ${MAX_TOKEN_CHARS / 1024} KiB (${token.length} characters): Caxton refuses it unread`,
+        );
       const cacheKey = TokenCache.keyOf(token);
       const t = now();
       const hit = cache.get(cacheKey, t);

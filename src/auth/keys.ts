@@ -150,11 +150,15 @@ export class ApiKeyStore {
       byId: db.prepare<[string], Row>('SELECT * FROM api_keys WHERE id = ?'),
       activeByName: db.prepare<[string], Row>('SELECT * FROM api_keys WHERE name = ? AND revoked_at IS NULL'),
       all: db.prepare<[], Row>('SELECT * FROM api_keys ORDER BY created_at, id'),
-      insert: db.prepare('INSERT INTO api_keys (id, name, role, scope, limits, hash, created_at, created_by, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)'),
+      insert: db.prepare(
+        'INSERT INTO api_keys (id, name, role, scope, limits, hash, created_at, created_by, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      ),
       revoke: db.prepare('UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL'),
       rotate: db.prepare('UPDATE api_keys SET hash = ?, rotated_at = ? WHERE id = ?'),
       touch: db.prepare('UPDATE api_keys SET last_used_at = ? WHERE id = ?'),
-      touchLater: db.prepare('UPDATE api_keys SET last_used_at = ? WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)'),
+      touchLater: db.prepare(
+        'UPDATE api_keys SET last_used_at = ? WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)',
+      ),
       countActive: db.prepare<[], { n: number }>('SELECT count(*) AS n FROM api_keys WHERE revoked_at IS NULL'),
       // last_used_at is left alone: it travels on its own (onUsed, applyRemoteUse).
       upsert: db.prepare(
@@ -243,7 +247,8 @@ export class ApiKeyStore {
     }
     this.#forget(merged.id);
     // The same verdict verify() now gives a request with the old secret, for the streams opened with it.
-    if (merged.revoked_at !== null && (here?.revoked_at ?? null) === null) this.streams.end(merged.id, keyRevoked(merged.name));
+    if (merged.revoked_at !== null && (here?.revoked_at ?? null) === null)
+      this.streams.end(merged.id, keyRevoked(merged.name));
     else if (here && !here.hash.equals(merged.hash)) this.streams.end(merged.id, keyRotated(merged.name));
     return { status: 'applied', record: merged };
   }
@@ -251,8 +256,17 @@ export class ApiKeyStore {
   /** Creates a key; the returned `secret` is the only copy of the whole key. */
   create(req: CreateKey): { key: ApiKeyInfo; secret: string } {
     if (!KEY_NAME_RE.test(req.name))
-      throw new CaxtonError('invalid_request', `invalid key name "${req.name}": use 1-64 letters, digits, ".", "_" or "-", starting with a letter or digit`, { field: 'name' });
-    if (this.#stmts.activeByName.get(req.name)) throw new CaxtonError('conflict', `an active key named "${req.name}" exists; revoke it first or choose another name`, { field: 'name' });
+      throw new CaxtonError(
+        'invalid_request',
+        `invalid key name "${req.name}": use 1-64 letters, digits, ".", "_" or "-", starting with a letter or digit`,
+        { field: 'name' },
+      );
+    if (this.#stmts.activeByName.get(req.name))
+      throw new CaxtonError(
+        'conflict',
+        `an active key named "${req.name}" exists; revoke it first or choose another name`,
+        { field: 'name' },
+      );
     const id = randomBytes(ID_BYTES).toString('base64url');
     const secret = randomBytes(SECRET_BYTES).toString('base64url');
     const now = this.#now();
@@ -336,7 +350,8 @@ export class ApiKeyStore {
     const knownRow = known === undefined ? undefined : this.#cache.get(known);
     if (knownRow) return this.#admit(knownRow);
     const m = KEY_RE.exec(token);
-    if (!m) throw unauthenticated('the API key is malformed: expected cxk_<id>_<secret> as printed by `caxton key create`');
+    if (!m)
+      throw unauthenticated('the API key is malformed: expected cxk_<id>_<secret> as printed by `caxton key create`');
     const id = m[1]!;
     let row = this.#cache.get(id);
     if (!row) {
@@ -358,7 +373,8 @@ export class ApiKeyStore {
   #admit(row: Row): Principal {
     const now = this.#now();
     if (row.revoked_at !== null) throw unauthenticated(`API key "${row.name}" was revoked`);
-    if (row.expires_at !== null && row.expires_at <= now) throw unauthenticated(`API key "${row.name}" expired at ${iso(row.expires_at)}; create a new one`);
+    if (row.expires_at !== null && row.expires_at <= now)
+      throw unauthenticated(`API key "${row.name}" expired at ${iso(row.expires_at)}; create a new one`);
     this.#touch(row, now);
     return this.#principalOf(row);
   }
@@ -480,7 +496,12 @@ function recordOf(r: Row): ApiKeyRecord {
  * hash itself), the rest as the remote has it (it never changes after the key is created).
  */
 function mergeRecords(here: ApiKeyRecord, remote: ApiKeyRecord): ApiKeyRecord {
-  const revoked_at = here.revoked_at === null ? remote.revoked_at : remote.revoked_at === null ? here.revoked_at : Math.min(here.revoked_at, remote.revoked_at);
+  const revoked_at =
+    here.revoked_at === null
+      ? remote.revoked_at
+      : remote.revoked_at === null
+        ? here.revoked_at
+        : Math.min(here.revoked_at, remote.revoked_at);
   const [h, r] = [here.rotated_at ?? -1, remote.rotated_at ?? -1];
   const keepHash = h > r || (h === r && Buffer.compare(here.hash, remote.hash) > 0);
   return { ...remote, revoked_at, ...(keepHash && { hash: here.hash, rotated_at: here.rotated_at }) };
@@ -505,7 +526,11 @@ export function sameKeyRecord(a: ApiKeyRecord, b: ApiKeyRecord): boolean {
 
 function canonicalJson(v: unknown): string {
   return JSON.stringify(v, (_k, x: unknown) =>
-    x && typeof x === 'object' && !Array.isArray(x) ? Object.fromEntries(Object.entries(x as Record<string, unknown>).sort(([p], [q]) => (p < q ? -1 : p > q ? 1 : 0))) : x,
+    x && typeof x === 'object' && !Array.isArray(x)
+      ? Object.fromEntries(
+          Object.entries(x as Record<string, unknown>).sort(([p], [q]) => (p < q ? -1 : p > q ? 1 : 0)),
+        )
+      : x,
   );
 }
 

@@ -63,10 +63,18 @@ export const limitSetSchema = z
   })
   .superRefine((v, ctx) => {
     if (v.tokens_per_minute !== undefined && (v.tokens !== undefined || v.tokens_period !== undefined)) {
-      ctx.addIssue({ code: 'custom', path: ['tokens_per_minute'], message: 'give either tokens_per_minute or tokens (with tokens_period), not both' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['tokens_per_minute'],
+        message: 'give either tokens_per_minute or tokens (with tokens_period), not both',
+      });
     }
     if (v.tokens_period !== undefined && v.tokens === undefined) {
-      ctx.addIssue({ code: 'custom', path: ['tokens_period'], message: 'tokens_period needs tokens = N (the budget for that period)' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['tokens_period'],
+        message: 'tokens_period needs tokens = N (the budget for that period)',
+      });
     }
   })
   .transform((v): LimitSet => {
@@ -88,7 +96,9 @@ export const authLimitsConfigSchema = z
      * budget, shared by all its callers (executions from messages included). An exact name wins
      * over globs; among globs the first in the file wins.
      */
-    agents: z.record(z.string().min(1, { message: 'expected an agent name or glob' }).max(200), limitSetSchema).default({}),
+    agents: z
+      .record(z.string().min(1, { message: 'expected an agent name or glob' }).max(200), limitSetSchema)
+      .default({}),
     /**
      * Requests refused for want of a valid credential (401, or 403 before authentication), per
      * source address (src/auth/anonymous-limit.ts). High enough for a person or a misconfigured
@@ -122,7 +132,9 @@ export function agentLimitsLookup(cfg: AuthLimitsConfig): (agent: string) => Lim
   return (agent) => {
     if (cache.has(agent)) return cache.get(agent);
     // hasOwn: an agent may be named "constructor".
-    const found = (Object.hasOwn(cfg.agents, agent) ? cfg.agents[agent] : undefined) ?? entries.find(([pattern]) => pattern.includes('*') && globMatch(pattern, agent))?.[1];
+    const found =
+      (Object.hasOwn(cfg.agents, agent) ? cfg.agents[agent] : undefined) ??
+      entries.find(([pattern]) => pattern.includes('*') && globMatch(pattern, agent))?.[1];
     // Agent names come and go; the cache is bounded like principal.ts's glob cache.
     if (cache.size >= 1000) cache.clear();
     cache.set(agent, found);

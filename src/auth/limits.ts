@@ -135,7 +135,9 @@ export class PrincipalLimiter {
     const now = this.#now();
     this.#maybeSweep(now);
     const wait = takeRequest(this.#state(this.#principals, principalId, now), rpm, now);
-    return wait === 0 ? ADMITTED : this.#deny({ limit: 'requests', scope: 'principal', subject: principalId, value: rpm, retryAfterMs: wait });
+    return wait === 0
+      ? ADMITTED
+      : this.#deny({ limit: 'requests', scope: 'principal', subject: principalId, value: rpm, retryAfterMs: wait });
   }
 
   /**
@@ -164,7 +166,14 @@ export class PrincipalLimiter {
       // Last: it is the only check that takes something.
       if (al!.requests_per_minute !== undefined) {
         const wait = takeRequest(a, al!.requests_per_minute, now);
-        if (wait > 0) return this.#deny({ limit: 'requests', scope: 'agent', subject: b.agent!, value: al!.requests_per_minute, retryAfterMs: wait });
+        if (wait > 0)
+          return this.#deny({
+            limit: 'requests',
+            scope: 'agent',
+            subject: b.agent!,
+            value: al!.requests_per_minute,
+            retryAfterMs: wait,
+          });
       }
     }
     if (p) p.running++;
@@ -236,18 +245,46 @@ export class PrincipalLimiter {
   #state(map: Map<string, State>, key: string, now: number): State {
     let s = map.get(key);
     if (!s) {
-      s = { bucket: 0, bucketAt: now, bucketCap: 0, running: 0, tokens: 0, windowStart: windowStartOf(now, DEFAULT_TOKENS_PERIOD_MS), periodMs: DEFAULT_TOKENS_PERIOD_MS };
+      s = {
+        bucket: 0,
+        bucketAt: now,
+        bucketCap: 0,
+        running: 0,
+        tokens: 0,
+        windowStart: windowStartOf(now, DEFAULT_TOKENS_PERIOD_MS),
+        periodMs: DEFAULT_TOKENS_PERIOD_MS,
+      };
       map.set(key, s);
     }
     return s;
   }
 
-  #checkExecution(s: State, l: LimitSet | undefined, scope: LimitScope, subject: string, now: number): LimitDenied | undefined {
+  #checkExecution(
+    s: State,
+    l: LimitSet | undefined,
+    scope: LimitScope,
+    subject: string,
+    now: number,
+  ): LimitDenied | undefined {
     if (l?.concurrent_executions !== undefined && s.running >= l.concurrent_executions) {
-      return this.#deny({ limit: 'concurrency', scope, subject, value: l.concurrent_executions, retryAfterMs: CONCURRENCY_RETRY_MS });
+      return this.#deny({
+        limit: 'concurrency',
+        scope,
+        subject,
+        value: l.concurrent_executions,
+        retryAfterMs: CONCURRENCY_RETRY_MS,
+      });
     }
     if (l?.tokens !== undefined && s.tokens >= l.tokens) {
-      return this.#deny({ limit: 'tokens', scope, subject, value: l.tokens, retryAfterMs: Math.max(1, s.windowStart + s.periodMs - now), periodMs: s.periodMs, used: s.tokens });
+      return this.#deny({
+        limit: 'tokens',
+        scope,
+        subject,
+        value: l.tokens,
+        retryAfterMs: Math.max(1, s.windowStart + s.periodMs - now),
+        periodMs: s.periodMs,
+        used: s.tokens,
+      });
     }
     return undefined;
   }
@@ -310,7 +347,11 @@ function survivors(map: Map<string, State>, now: number): Map<string, State> {
 }
 
 function isIdle(s: State, now: number): boolean {
-  return s.running === 0 && (s.bucketCap === 0 || refilled(s, now) >= s.bucketCap) && (s.tokens === 0 || now >= s.windowStart + s.periodMs);
+  return (
+    s.running === 0 &&
+    (s.bucketCap === 0 || refilled(s, now) >= s.bucketCap) &&
+    (s.tokens === 0 || now >= s.windowStart + s.periodMs)
+  );
 }
 
 function usageOf(s: State | undefined, l: LimitSet | undefined, now: number): LimitUsage {
@@ -319,9 +360,20 @@ function usageOf(s: State | undefined, l: LimitSet | undefined, now: number): Li
   const tokens = s && s.periodMs === periodMs && s.windowStart === start ? s.tokens : 0;
   const cap = s?.bucketCap ?? 0;
   return {
-    requests: { used: s && cap > 0 ? Math.round(cap - refilled(s, now)) : 0, ...(l?.requests_per_minute !== undefined && { limit: l.requests_per_minute }) },
-    executions: { running: s?.running ?? 0, ...(l?.concurrent_executions !== undefined && { limit: l.concurrent_executions }) },
-    tokens: { used: tokens, ...(l?.tokens !== undefined && { limit: l.tokens }), period_ms: periodMs, resets_at: new Date(start + periodMs).toISOString() },
+    requests: {
+      used: s && cap > 0 ? Math.round(cap - refilled(s, now)) : 0,
+      ...(l?.requests_per_minute !== undefined && { limit: l.requests_per_minute }),
+    },
+    executions: {
+      running: s?.running ?? 0,
+      ...(l?.concurrent_executions !== undefined && { limit: l.concurrent_executions }),
+    },
+    tokens: {
+      used: tokens,
+      ...(l?.tokens !== undefined && { limit: l.tokens }),
+      period_ms: periodMs,
+      resets_at: new Date(start + periodMs).toISOString(),
+    },
   };
 }
 

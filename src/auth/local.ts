@@ -37,7 +37,9 @@ function writePrivate(path: string, text: string): void {
 export function bootstrapKeyName(node?: string): string {
   if (node === undefined) return 'admin';
   const name = `admin-${node}`;
-  return name.length <= 64 ? name : `admin-${node.slice(0, 49)}-${createHash('sha256').update(node).digest('hex').slice(0, 8)}`;
+  return name.length <= 64
+    ? name
+    : `admin-${node.slice(0, 49)}-${createHash('sha256').update(node).digest('hex').slice(0, 8)}`;
 }
 
 /**
@@ -45,7 +47,11 @@ export function bootstrapKeyName(node?: string): string {
  * it wrote one. A store that already has keys is left alone (its admin.key, if any, too). On a
  * cluster node (`node` given) the key is `admin-<node>`.
  */
-export function bootstrapAdminKey(keys: ApiKeyStore, dataDir: string, opts: { node?: string } = {}): string | undefined {
+export function bootstrapAdminKey(
+  keys: ApiKeyStore,
+  dataDir: string,
+  opts: { node?: string } = {},
+): string | undefined {
   if (keys.countActive() > 0) return undefined;
   const { secret } = keys.create({ name: bootstrapKeyName(opts.node), role: 'admin', createdBy: 'bootstrap' });
   const file = join(resolve(dataDir), ADMIN_KEY_FILE);
@@ -67,7 +73,15 @@ export function writeRunRecord(port: number, url: string, keyFile: string): () =
   const path = recordPath(port);
   try {
     mkdirSync(join(caxtonHome(), 'run'), { recursive: true, mode: 0o700 });
-    writePrivate(path, JSON.stringify({ url, pid: process.pid, key_file: keyFile, started_at: new Date().toISOString() } satisfies RunRecord));
+    writePrivate(
+      path,
+      JSON.stringify({
+        url,
+        pid: process.pid,
+        key_file: keyFile,
+        started_at: new Date().toISOString(),
+      } satisfies RunRecord),
+    );
   } catch {
     return () => {}; // a read-only home only costs the CLI's automatic key lookup
   }

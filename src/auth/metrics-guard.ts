@@ -11,9 +11,14 @@ import { can, type Principal } from './principal.js';
  * either) and, when the port is reachable from other machines, a key or token with observe:read
  * (Prometheus sends it with `authorization` / `bearer_token_file`) or a mapped client certificate.
  */
-export function metricsGuard(opts: { requireAuth: boolean; authenticators: Authenticators; allowedHosts: readonly string[] }) {
+export function metricsGuard(opts: {
+  requireAuth: boolean;
+  authenticators: Authenticators;
+  allowedHosts: readonly string[];
+}) {
   return async (req: IncomingMessage): Promise<{ status: number; message: string } | undefined> => {
-    if (!hostAllowedBy(opts.allowedHosts, req.headers.host)) return { status: 403, message: 'this Host is not one the server answers to; add it to [security] allowed_hosts' };
+    if (!hostAllowedBy(opts.allowedHosts, req.headers.host))
+      return { status: 403, message: 'this Host is not one the server answers to; add it to [security] allowed_hosts' };
     if (!opts.requireAuth) return undefined;
     let p: Principal | undefined;
     const h = req.headers.authorization;
@@ -22,15 +27,25 @@ export function metricsGuard(opts: { requireAuth: boolean; authenticators: Authe
       if (token !== undefined && token.length <= 16 * 1024) {
         if (ApiKeyStore.looksLikeKey(token) && opts.authenticators.keys) p = opts.authenticators.keys.verify(token);
         else if (opts.authenticators.jwt) p = await opts.authenticators.jwt.authenticate(token);
-      } else if (opts.authenticators.certificate && (req.socket as TLSSocket).encrypted && (req.socket as TLSSocket).authorized) {
+      } else if (
+        opts.authenticators.certificate &&
+        (req.socket as TLSSocket).encrypted &&
+        (req.socket as TLSSocket).authorized
+      ) {
         p = opts.authenticators.certificate(req.socket as TLSSocket);
       }
     } catch (e) {
-      if (e instanceof CaxtonError && (e.code === 'unauthenticated' || e.code === 'forbidden')) return { status: e.status, message: e.message };
+      if (e instanceof CaxtonError && (e.code === 'unauthenticated' || e.code === 'forbidden'))
+        return { status: e.status, message: e.message };
       throw e;
     }
-    if (!p) return { status: 401, message: 'authentication required: send "Authorization: Bearer <API key>" with a key that has observe:read' };
-    if (!can(p, 'observe:read')) return { status: 403, message: `${p.id} (role ${p.role}) may not read metrics: it needs observe:read` };
+    if (!p)
+      return {
+        status: 401,
+        message: 'authentication required: send "Authorization: Bearer <API key>" with a key that has observe:read',
+      };
+    if (!can(p, 'observe:read'))
+      return { status: 403, message: `${p.id} (role ${p.role}) may not read metrics: it needs observe:read` };
     return undefined;
   };
 }

@@ -81,20 +81,36 @@ export class OpenStreams {
 }
 
 export function keyRevoked(name: string): CaxtonError {
-  return new CaxtonError('unauthenticated', `API key "${name}" was revoked: this stream is closed; reconnect with a valid key (\`caxton key create\`)`, { reason: 'key_revoked' });
+  return new CaxtonError(
+    'unauthenticated',
+    `API key "${name}" was revoked: this stream is closed; reconnect with a valid key (\`caxton key create\`)`,
+    { reason: 'key_revoked' },
+  );
 }
 
 export function keyRotated(name: string): CaxtonError {
-  return new CaxtonError('unauthenticated', `API key "${name}" was rotated: the secret this stream was opened with no longer works; reconnect with the new secret`, { reason: 'key_rotated' });
+  return new CaxtonError(
+    'unauthenticated',
+    `API key "${name}" was rotated: the secret this stream was opened with no longer works; reconnect with the new secret`,
+    { reason: 'key_rotated' },
+  );
 }
 
 export function keyExpired(name: string, at: number): CaxtonError {
-  return new CaxtonError('unauthenticated', `API key "${name}" expired at ${new Date(at).toISOString()}: this stream is closed; reconnect with a valid key (\`caxton key create\`)`, {
-    reason: 'key_expired',
-  });
+  return new CaxtonError(
+    'unauthenticated',
+    `API key "${name}" expired at ${new Date(at).toISOString()}: this stream is closed; reconnect with a valid key (\`caxton key create\`)`,
+    {
+      reason: 'key_expired',
+    },
+  );
 }
 
 /** A bearer token (JWT) that stopped being valid at `at`. */
 export function tokenExpired(at: number): CaxtonError {
-  return new CaxtonError('unauthenticated', `the bearer token expired at ${new Date(at).toISOString()}: this stream is closed; reconnect with a fresh token`, { reason: 'token_expired' });
+  return new CaxtonError(
+    'unauthenticated',
+    `the bearer token expired at ${new Date(at).toISOString()}: this stream is closed; reconnect with a fresh token`,
+    { reason: 'token_expired' },
+  );
 }

@@ -30,9 +30,23 @@ export const ROLES = ['admin', 'operator', 'developer', 'invoker', 'viewer'] as 
 export type Role = (typeof ROLES)[number];
 
 const VIEWER: readonly Permission[] = ['agents:read', 'messages:read', 'memory:read', 'tools:read', 'observe:read'];
-const INVOKER: readonly Permission[] = ['agents:read', 'agents:invoke', 'messages:send', 'messages:read', 'memory:read'];
-const DEVELOPER: readonly Permission[] = [...new Set([...VIEWER, ...INVOKER, 'agents:write', 'memory:write', 'tools:call'] as Permission[])];
-const OPERATOR: readonly Permission[] = [...DEVELOPER, 'tools:write', 'dead_letters:replay', 'config:read', 'audit:read'];
+const INVOKER: readonly Permission[] = [
+  'agents:read',
+  'agents:invoke',
+  'messages:send',
+  'messages:read',
+  'memory:read',
+];
+const DEVELOPER: readonly Permission[] = [
+  ...new Set([...VIEWER, ...INVOKER, 'agents:write', 'memory:write', 'tools:call'] as Permission[]),
+];
+const OPERATOR: readonly Permission[] = [
+  ...DEVELOPER,
+  'tools:write',
+  'dead_letters:replay',
+  'config:read',
+  'audit:read',
+];
 
 /** Role → its permissions. Each role is documented in docs/security.md. */
 export const ROLE_PERMISSIONS: Readonly<Record<Role, ReadonlySet<Permission>>> = {

@@ -67,7 +67,13 @@ declare module 'fastify' {
 }
 
 /** The principal of every request when authentication is off (loopback only). */
-export const LOCAL_PRINCIPAL: Principal = Object.freeze({ id: 'local:anonymous', kind: 'local', name: 'anonymous', role: 'admin', scope: Object.freeze({}) });
+export const LOCAL_PRINCIPAL: Principal = Object.freeze({
+  id: 'local:anonymous',
+  kind: 'local',
+  name: 'anonymous',
+  role: 'admin',
+  scope: Object.freeze({}),
+});
 
 const LOOPBACK_NAMES = new Set(['localhost', '127.0.0.1', '::1', '[::1]']);
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
@@ -96,7 +102,10 @@ export function installAuth(app: FastifyInstance, opts: AuthPluginOptions): void
     let access: Access | undefined;
     for (const m of methods) {
       const found = policyFor(m, route.url, own);
-      if (!found) throw new Error(`route ${m} ${route.url} has no access policy: add it to src/auth/route-policies.ts or give the route config.access`);
+      if (!found)
+        throw new Error(
+          `route ${m} ${route.url} has no access policy: add it to src/auth/route-policies.ts or give the route config.access`,
+        );
       access ??= found;
       table.push({ method: m, url: route.url, access: found });
     }
@@ -105,7 +114,12 @@ export function installAuth(app: FastifyInstance, opts: AuthPluginOptions): void
 
   const hostAllowed = (host: string | undefined): boolean => hostAllowedBy(opts.allowedHosts, host);
 
-  const deny = (req: FastifyRequest, code: 'unauthenticated' | 'forbidden', message: string, details: Record<string, unknown>): CaxtonError => {
+  const deny = (
+    req: FastifyRequest,
+    code: 'unauthenticated' | 'forbidden',
+    message: string,
+    details: Record<string, unknown>,
+  ): CaxtonError => {
     // A refusal before anyone is known is charged to the address: past its allowance the answer is
     // a 429, so guessing keys or flooding the refusals costs the caller time.
     if (req.principal === undefined && opts.anonymous) {
@@ -121,9 +135,14 @@ export function installAuth(app: FastifyInstance, opts: AuthPluginOptions): void
 
   app.addHook('onRequest', async (req: FastifyRequest, reply: FastifyReply) => {
     if (!hostAllowed(req.headers.host)) {
-      throw deny(req, 'forbidden', `the Host header "${String(req.headers.host ?? '').slice(0, 100)}" is not one this server answers to; add the name to [security] allowed_hosts`, {
-        reason: 'host_not_allowed',
-      });
+      throw deny(
+        req,
+        'forbidden',
+        `the Host header "${String(req.headers.host ?? '').slice(0, 100)}" is not one this server answers to; add the name to [security] allowed_hosts`,
+        {
+          reason: 'host_not_allowed',
+        },
+      );
     }
     if (!SAFE_METHODS.has(req.method)) checkCrossSite(req, opts, deny);
 
@@ -135,7 +154,12 @@ export function installAuth(app: FastifyInstance, opts: AuthPluginOptions): void
     if ('permission' in access) {
       const p = req.principal;
       if (!can(p, access.permission)) {
-        throw deny(req, 'forbidden', `${p.id} (role ${p.role}) may not do this: it needs the permission ${access.permission}`, { reason: 'permission', permission: access.permission, role: p.role });
+        throw deny(
+          req,
+          'forbidden',
+          `${p.id} (role ${p.role}) may not do this: it needs the permission ${access.permission}`,
+          { reason: 'permission', permission: access.permission, role: p.role },
+        );
       }
       if (access.agentParam !== undefined) {
         const agent = (req.params as Record<string, string> | undefined)?.[access.agentParam];
@@ -144,7 +168,13 @@ export function installAuth(app: FastifyInstance, opts: AuthPluginOptions): void
       if (access.toolParams !== undefined && p.scope.tools !== undefined) {
         const params = (req.params ?? {}) as Record<string, string>;
         const tool = `${params[access.toolParams[0]] ?? ''}.${params[access.toolParams[1]] ?? ''}`;
-        if (!inScope(p.scope.tools, tool)) throw deny(req, 'forbidden', `${p.id} may not call the tool "${tool}" (its keys allow: ${p.scope.tools.join(', ')})`, { reason: 'tool_scope', tool });
+        if (!inScope(p.scope.tools, tool))
+          throw deny(
+            req,
+            'forbidden',
+            `${p.id} may not call the tool "${tool}" (its keys allow: ${p.scope.tools.join(', ')})`,
+            { reason: 'tool_scope', tool },
+          );
       }
     }
     // Limits apply to authenticated principals only: the local principal (authentication off) is the operator.
@@ -170,18 +200,36 @@ export function hostAllowedBy(allowedHosts: readonly string[], host: string | un
 }
 
 /** Throws 403 when the principal's agent scope does not include `agent`. For routes whose target agent is in the body. */
-export function assertAgentAllowed(p: Principal, agent: string, make: (code: 'forbidden', message: string, details: Record<string, unknown>) => Error = (c, m, d) => new CaxtonError(c, m, d)): void {
+export function assertAgentAllowed(
+  p: Principal,
+  agent: string,
+  make: (code: 'forbidden', message: string, details: Record<string, unknown>) => Error = (c, m, d) =>
+    new CaxtonError(c, m, d),
+): void {
   if (!inScope(p.scope.agents, agentOfRef(agent)))
-    throw make('forbidden', `${p.id} may not use the agent "${agent}" (its keys allow: ${p.scope.agents!.join(', ')})`, { reason: 'agent_scope', agent });
+    throw make(
+      'forbidden',
+      `${p.id} may not use the agent "${agent}" (its keys allow: ${p.scope.agents!.join(', ')})`,
+      { reason: 'agent_scope', agent },
+    );
 }
 
-function checkCrossSite(req: FastifyRequest, opts: AuthPluginOptions, deny: (req: FastifyRequest, code: 'forbidden', message: string, details: Record<string, unknown>) => CaxtonError): void {
+function checkCrossSite(
+  req: FastifyRequest,
+  opts: AuthPluginOptions,
+  deny: (req: FastifyRequest, code: 'forbidden', message: string, details: Record<string, unknown>) => CaxtonError,
+): void {
   const origin = req.headers.origin;
   if (origin !== undefined && !originAllowed(origin, req.headers.host, opts.allowedOrigins)) {
-    throw deny(req, 'forbidden', `cross-origin request from ${origin.slice(0, 200)} refused; allow the origin in [security] cors_origins`, {
-      reason: 'origin_not_allowed',
-      origin: origin.slice(0, 200),
-    });
+    throw deny(
+      req,
+      'forbidden',
+      `cross-origin request from ${origin.slice(0, 200)} refused; allow the origin in [security] cors_origins`,
+      {
+        reason: 'origin_not_allowed',
+        origin: origin.slice(0, 200),
+      },
+    );
   }
   if (origin === undefined && req.headers['sec-fetch-site'] === 'cross-site') {
     throw deny(req, 'forbidden', 'cross-site request refused', { reason: 'origin_not_allowed' });
@@ -189,7 +237,12 @@ function checkCrossSite(req: FastifyRequest, opts: AuthPluginOptions, deny: (req
   // A browser sends text/plain, form and multipart bodies cross-site without asking first; an API
   // client sending them must prove it is not a page: a credential header or X-Caxton-Request.
   const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
-  if (SIMPLE_TYPES.has(type) && req.headers.authorization === undefined && req.headers['x-api-key'] === undefined && req.headers['x-caxton-request'] === undefined) {
+  if (
+    SIMPLE_TYPES.has(type) &&
+    req.headers.authorization === undefined &&
+    req.headers['x-api-key'] === undefined &&
+    req.headers['x-caxton-request'] === undefined
+  ) {
     throw deny(
       req,
       'forbidden',
@@ -215,21 +268,41 @@ async function authenticate(
   req: FastifyRequest,
   a: Authenticators,
   reply: FastifyReply,
-  deny: (req: FastifyRequest, code: 'unauthenticated', message: string, details: Record<string, unknown>) => CaxtonError,
+  deny: (
+    req: FastifyRequest,
+    code: 'unauthenticated',
+    message: string,
+    details: Record<string, unknown>,
+  ) => CaxtonError,
 ): Promise<Principal> {
   const token = bearerOf(req);
   if (token !== undefined) {
-    if (token.length > MAX_TOKEN) throw withChallenge(reply, deny(req, 'unauthenticated', 'the bearer token is too long', { reason: 'token_too_long' }));
+    if (token.length > MAX_TOKEN)
+      throw withChallenge(
+        reply,
+        deny(req, 'unauthenticated', 'the bearer token is too long', { reason: 'token_too_long' }),
+      );
     try {
       if (ApiKeyStore.looksLikeKey(token) && a.keys) return a.keys.verify(token);
       if (a.jwt) return await a.jwt.authenticate(token);
     } catch (e) {
       if (e instanceof CaxtonError && (e.code === 'unauthenticated' || e.code === 'forbidden')) {
-        throw withChallenge(reply, deny(req, e.code as 'unauthenticated', e.message, { reason: 'invalid_credentials' }));
+        throw withChallenge(
+          reply,
+          deny(req, e.code as 'unauthenticated', e.message, { reason: 'invalid_credentials' }),
+        );
       }
       throw e;
     }
-    throw withChallenge(reply, deny(req, 'unauthenticated', 'the bearer token is not a Caxton API key (cxk_...) and no [auth.jwt] issuer is configured', { reason: 'invalid_credentials' }));
+    throw withChallenge(
+      reply,
+      deny(
+        req,
+        'unauthenticated',
+        'the bearer token is not a Caxton API key (cxk_...) and no [auth.jwt] issuer is configured',
+        { reason: 'invalid_credentials' },
+      ),
+    );
   }
   const socket = req.raw.socket as TLSSocket;
   // Only a certificate the TLS layer verified against [server.tls] ca (mTLS) names a principal.
@@ -239,9 +312,14 @@ async function authenticate(
   }
   throw withChallenge(
     reply,
-    deny(req, 'unauthenticated', 'authentication required: send "Authorization: Bearer <API key>" (create one with `caxton key create`; the CLI sends $CAXTON_API_KEY or the key of `caxton login`)', {
-      reason: 'missing_credentials',
-    }),
+    deny(
+      req,
+      'unauthenticated',
+      'authentication required: send "Authorization: Bearer <API key>" (create one with `caxton key create`; the CLI sends $CAXTON_API_KEY or the key of `caxton login`)',
+      {
+        reason: 'missing_credentials',
+      },
+    ),
   );
 }
 

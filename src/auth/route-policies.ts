@@ -7,7 +7,10 @@ import type { Permission } from './permissions.js';
  * carry `config.access` itself (plugins added later do). A route with neither is refused when it
  * is registered, and test/auth/route-policies.test.ts walks the route table.
  */
-const P = (permission: Permission, agentParam?: string): Access => ({ permission, ...(agentParam !== undefined && { agentParam }) });
+const P = (permission: Permission, agentParam?: string): Access => ({
+  permission,
+  ...(agentParam !== undefined && { agentParam }),
+});
 
 export const ROUTE_POLICIES: Readonly<Record<string, Access>> = {
   // Probes: load balancers and orchestrators call them without credentials.

@@ -21,7 +21,11 @@ export interface DeployTarget {
  * `providersOf` names the agents other than the target providing a capability now. Throws 403 forbidden with reason
  * `agent_scope`, `capability_scope` or `capability_taken`.
  */
-export function assertDeployAllowed(p: Principal, target: DeployTarget, providersOf: (capability: string) => readonly string[]): void {
+export function assertDeployAllowed(
+  p: Principal,
+  target: DeployTarget,
+  providersOf: (capability: string) => readonly string[],
+): void {
   const { agents, capabilities } = p.scope;
   if (!inScope(agents, target.name)) {
     throw new CaxtonError(

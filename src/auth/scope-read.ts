@@ -42,7 +42,11 @@ export function agentFilterOf(p: Pick<Principal, 'scope'> | undefined): ((name: 
 }
 
 /** The deployed agents `p` sees, sorted by name; `total` counts only those, so pages stay full. */
-export function agentsVisibleTo(p: Pick<Principal, 'scope'> | undefined, registry: AgentRegistry, opts: Omit<ListOptions, 'visible'> = {}): { agents: DeployedAgent[]; total: number } {
+export function agentsVisibleTo(
+  p: Pick<Principal, 'scope'> | undefined,
+  registry: AgentRegistry,
+  opts: Omit<ListOptions, 'visible'> = {},
+): { agents: DeployedAgent[]; total: number } {
   return registry.list({ ...opts, visible: agentFilterOf(p) });
 }
 
@@ -76,7 +80,10 @@ export function messageVisible(p: Pick<Principal, 'scope'> | undefined, m: Messa
   return partiesVisible(p, [m.message.sender, ...m.message.receivers, ...m.routed_to]);
 }
 
-export function conversationVisible(p: Pick<Principal, 'scope'> | undefined, c: { readonly participants: readonly string[] }): boolean {
+export function conversationVisible(
+  p: Pick<Principal, 'scope'> | undefined,
+  c: { readonly participants: readonly string[] },
+): boolean {
   return partiesVisible(p, c.participants);
 }
 
@@ -84,7 +91,9 @@ export function conversationVisible(p: Pick<Principal, 'scope'> | undefined, c: 
  * The log lines `p` may see, or undefined when it sees them all: a line naming agents (its
  * `agent`, `sender` or `receiver` fields) is visible iff each is in scope, as a message is.
  */
-export function logLinesVisibleTo(p: Pick<Principal, 'scope'> | undefined): ((line: Readonly<Record<string, unknown>>) => boolean) | undefined {
+export function logLinesVisibleTo(
+  p: Pick<Principal, 'scope'> | undefined,
+): ((line: Readonly<Record<string, unknown>>) => boolean) | undefined {
   if (readScopeOf(p) === undefined) return undefined;
   return (line) =>
     partiesVisible(
@@ -104,16 +113,26 @@ function outsideSql(dialect: SqlDialect, expr: string, globs: readonly string[],
  * `expr`, JSON text, with each `\u0000` escape made `\u0001`: PostgreSQL refuses to read JSON
  * holding one (message content may), and the names read from it never contain either.
  */
-const pgJsonText = (expr: string): string => `(CASE WHEN strpos(${expr}, '\\u0000') > 0 THEN regexp_replace(${expr}, '(?<!\\\\)((?:\\\\\\\\)*)\\\\u0000', '\\1\\\\u0001', 'g') ELSE ${expr} END)`;
+const pgJsonText = (expr: string): string =>
+  `(CASE WHEN strpos(${expr}, '\\u0000') > 0 THEN regexp_replace(${expr}, '(?<!\\\\)((?:\\\\\\\\)*)\\\\u0000', '\\1\\\\u0001', 'g') ELSE ${expr} END)`;
 
 /** The strings of a JSON array held in `expr` (text), as a FROM item `r` and its value column; `path`: the array at that key of an object. */
 function jsonElements(dialect: SqlDialect, expr: string, path?: string): { from: string; v: string } {
   if (dialect === 'sqlite') return { from: `json_each(${expr}${path ? `, '$.${path}'` : ''}) r`, v: 'r.value' };
-  return { from: `json_array_elements_text(${path ? `COALESCE(${pgJsonText(expr)}::json -> '${path}', '[]'::json)` : `(${expr})::json`}) AS r(v)`, v: 'r.v' };
+  return {
+    from: `json_array_elements_text(${path ? `COALESCE(${pgJsonText(expr)}::json -> '${path}', '[]'::json)` : `(${expr})::json`}) AS r(v)`,
+    v: 'r.v',
+  };
 }
 
 /** No element of the JSON array in `expr` is an agent outside `globs`, as SQL. */
-function noneOutside(dialect: SqlDialect, expr: string, globs: readonly string[], param: (v: string) => string, path?: string): string {
+function noneOutside(
+  dialect: SqlDialect,
+  expr: string,
+  globs: readonly string[],
+  param: (v: string) => string,
+  path?: string,
+): string {
   const e = jsonElements(dialect, expr, path);
   return `NOT EXISTS (SELECT 1 FROM ${e.from} WHERE ${outsideSql(dialect, e.v, globs, param)})`;
 }
@@ -122,17 +141,32 @@ function noneOutside(dialect: SqlDialect, expr: string, globs: readonly string[]
  * messageVisible as an SQL condition over a messages row whose columns are `cols` (sender, the
  * routed_to JSON array, the JSON body with its receivers).
  */
-export function messageScopeSql(dialect: SqlDialect, cols: { sender: string; routed_to: string; body: string }, globs: readonly string[], param: (v: string) => string): string {
+export function messageScopeSql(
+  dialect: SqlDialect,
+  cols: { sender: string; routed_to: string; body: string },
+  globs: readonly string[],
+  param: (v: string) => string,
+): string {
   return `(NOT ${outsideSql(dialect, cols.sender, globs, param)} AND ${noneOutside(dialect, cols.routed_to, globs, param)} AND ${noneOutside(dialect, cols.body, globs, param, 'receivers')})`;
 }
 
 /** conversationVisible as an SQL condition over the participants JSON array `participants`. */
-export function conversationScopeSql(dialect: SqlDialect, participants: string, globs: readonly string[], param: (v: string) => string): string {
+export function conversationScopeSql(
+  dialect: SqlDialect,
+  participants: string,
+  globs: readonly string[],
+  param: (v: string) => string,
+): string {
   return noneOutside(dialect, participants, globs, param);
 }
 
 /** agentVisible as an SQL condition over `expr`, text naming an agent (`NAME@VERSION` is the agent NAME). */
-export function agentScopeSql(dialect: SqlDialect, expr: string, globs: readonly string[], param: (v: string) => string): string {
+export function agentScopeSql(
+  dialect: SqlDialect,
+  expr: string,
+  globs: readonly string[],
+  param: (v: string) => string,
+): string {
   const at = dialect === 'sqlite' ? `instr(${expr}, '@')` : `strpos(${expr}, '@')`;
   const name = `(CASE WHEN ${at} > 1 THEN substr(${expr}, 1, ${at} - 1) ELSE ${expr} END)`;
   return globSql(dialect, name, globs, param);

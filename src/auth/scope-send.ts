@@ -20,14 +20,21 @@ export interface SendScope {
  * No principal (a message the platform itself sends, or one stored before messages carried their
  * principal) and the local principal (authentication off) are unrestricted.
  */
-export function checkSend(p: Principal | undefined, m: { readonly receivers: readonly string[]; readonly capability?: string | undefined }): SendScope | undefined {
+export function checkSend(
+  p: Principal | undefined,
+  m: { readonly receivers: readonly string[]; readonly capability?: string | undefined },
+): SendScope | undefined {
   if (p === undefined || p.kind === 'local') return undefined;
   for (const r of m.receivers) assertAgentAllowed(p, r);
   if (m.capability !== undefined && !inScope(p.scope.capabilities, m.capability)) {
-    throw new CaxtonError('forbidden', `${p.id} may not address the capability "${m.capability}" (its keys allow: ${p.scope.capabilities!.join(', ')})`, {
-      reason: 'capability_scope',
-      capability: m.capability,
-    });
+    throw new CaxtonError(
+      'forbidden',
+      `${p.id} may not address the capability "${m.capability}" (its keys allow: ${p.scope.capabilities!.join(', ')})`,
+      {
+        reason: 'capability_scope',
+        capability: m.capability,
+      },
+    );
   }
   const agents = p.scope.agents;
   if (agents === undefined) return undefined;
@@ -35,7 +42,11 @@ export function checkSend(p: Principal | undefined, m: { readonly receivers: rea
     allows: (agent) => inScope(agents, agentOfRef(agent)),
     // The same refusal as a direct send to an agent outside the scope; the providers are not named.
     refusal: (capability) =>
-      new CaxtonError('forbidden', `${p.id} may not use the agents providing capability "${capability}" (its keys allow: ${agents.join(', ')})`, { reason: 'agent_scope', capability }),
+      new CaxtonError(
+        'forbidden',
+        `${p.id} may not use the agents providing capability "${capability}" (its keys allow: ${agents.join(', ')})`,
+        { reason: 'agent_scope', capability },
+      ),
   };
 }
 

@@ -142,7 +142,11 @@ export class SsoClient {
     const url = `${this.#issuer.replace(/\/+$/, '')}/.well-known/openid-configuration`;
     let doc: unknown;
     try {
-      const res = await fetch(url, { signal: AbortSignal.timeout(TIMEOUT_MS), headers: { accept: 'application/json' }, redirect: 'error' });
+      const res = await fetch(url, {
+        signal: AbortSignal.timeout(TIMEOUT_MS),
+        headers: { accept: 'application/json' },
+        redirect: 'error',
+      });
       doc = await boundedJson(res, 'the issuer');
       if (!res.ok) throw new Error(`HTTP ${res.status}`);
     } catch (e) {
@@ -155,7 +159,10 @@ export class SsoClient {
     const authorization = this.#cfg.authorization_endpoint ?? d.authorization_endpoint;
     const token = this.#cfg.token_endpoint ?? d.token_endpoint;
     if (!isSecureUrl(authorization) || !isSecureUrl(token)) {
-      throw new CaxtonError('not_ready', `single sign-on is unavailable: the issuer's discovery document ${url} has no https authorization_endpoint and token_endpoint; set them in [auth.jwt.sso]`);
+      throw new CaxtonError(
+        'not_ready',
+        `single sign-on is unavailable: the issuer's discovery document ${url} has no https authorization_endpoint and token_endpoint; set them in [auth.jwt.sso]`,
+      );
     }
     return { authorization_endpoint: authorization, token_endpoint: token };
   }
@@ -165,36 +172,73 @@ export class SsoClient {
    * (`requestOrigin`: see #checkRedirectUri); a refusal by the issuer is the caller's (400), an
    * unreachable issuer a 503.
    */
-  async exchange(code: string, verifier: string, redirectUri: string, requestOrigin: string): Promise<{ token: string; expires_in?: number }> {
+  async exchange(
+    code: string,
+    verifier: string,
+    redirectUri: string,
+    requestOrigin: string,
+  ): Promise<{ token: string; expires_in?: number }> {
     this.#checkRedirectUri(redirectUri, requestOrigin);
-    if (this.#inFlight >= MAX_IN_FLIGHT) throw new CaxtonError('rate_limited', 'too many sign-ins at once; try again in a second', { retry_after: 1 });
+    if (this.#inFlight >= MAX_IN_FLIGHT)
+      throw new CaxtonError('rate_limited', 'too many sign-ins at once; try again in a second', { retry_after: 1 });
     this.#inFlight++;
     try {
       const { token_endpoint } = await this.endpoints();
-      const form = new URLSearchParams({ grant_type: 'authorization_code', code, code_verifier: verifier, redirect_uri: redirectUri, client_id: this.#cfg.client_id });
-      const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' };
+      const form = new URLSearchParams({
+        grant_type: 'authorization_code',
+        code,
+        code_verifier: verifier,
+        redirect_uri: redirectUri,
+        client_id: this.#cfg.client_id,
+      });
+      const headers: Record<string, string> = {
+        'content-type': 'application/x-www-form-urlencoded',
+        accept: 'application/json',
+      };
       if (this.#secret !== undefined) {
         headers.authorization = `Basic ${Buffer.from(`${encodeURIComponent(this.#cfg.client_id)}:${encodeURIComponent(this.#secret)}`).toString('base64')}`;
       }
       let res: Response;
       let body: Record<string, unknown>;
       try {
-        res = await fetch(token_endpoint, { method: 'POST', headers, body: form, signal: AbortSignal.timeout(TIMEOUT_MS), redirect: 'error' });
+        res = await fetch(token_endpoint, {
+          method: 'POST',
+          headers,
+          body: form,
+          signal: AbortSignal.timeout(TIMEOUT_MS),
+          redirect: 'error',
+        });
         body = ((await boundedJson(res, 'the token endpoint')) ?? {}) as Record<string, unknown>;
       } catch (e) {
-        throw new CaxtonError('not_ready', `single sign-on is unavailable: the issuer's token endpoint did not answer (${describeError(e)}); try again`);
+        throw new CaxtonError(
+          'not_ready',
+          `single sign-on is unavailable: the issuer's token endpoint did not answer (${describeError(e)}); try again`,
+        );
       }
       if (!res.ok) {
         // OAuth error codes are short ASCII words; anything else from the issuer is not echoed.
-        const err = typeof body.error === 'string' && /^[a-z_]{1,64}$/.test(body.error) ? body.error : `HTTP ${res.status}`;
-        if (res.status >= 500) throw new CaxtonError('not_ready', `single sign-on is unavailable: the issuer's token endpoint answered ${err}; try again`);
-        throw new CaxtonError('invalid_request', `the identity provider refused the sign-in code (${err}); sign in again`, { field: 'code' });
+        const err =
+          typeof body.error === 'string' && /^[a-z_]{1,64}$/.test(body.error) ? body.error : `HTTP ${res.status}`;
+        if (res.status >= 500)
+          throw new CaxtonError(
+            'not_ready',
+            `single sign-on is unavailable: the issuer's token endpoint answered ${err}; try again`,
+          );
+        throw new CaxtonError(
+          'invalid_request',
+          `the identity provider refused the sign-in code (${err}); sign in again`,
+          { field: 'code' },
+        );
       }
       const token = body[this.#cfg.token];
       if (typeof token !== 'string' || token.length === 0) {
-        throw new CaxtonError('not_ready', `the identity provider's answer has no ${this.#cfg.token}; check [auth.jwt.sso] token (it is "${this.#cfg.token}")`);
+        throw new CaxtonError(
+          'not_ready',
+          `the identity provider's answer has no ${this.#cfg.token}; check [auth.jwt.sso] token (it is "${this.#cfg.token}")`,
+        );
       }
-      const expires = typeof body.expires_in === 'number' && Number.isFinite(body.expires_in) ? body.expires_in : undefined;
+      const expires =
+        typeof body.expires_in === 'number' && Number.isFinite(body.expires_in) ? body.expires_in : undefined;
       return { token, ...(expires !== undefined && { expires_in: expires }) };
     } finally {
       this.#inFlight--;

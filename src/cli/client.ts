@@ -49,10 +49,16 @@ export class ApiClient {
   #unreachable(e: unknown): CliError {
     const c = (e as { cause?: { code?: string; message?: string } }).cause;
     const cause = c?.code ?? c?.message ?? (e as Error).name;
-    return new CliError(`cannot reach the Caxton server at ${this.base} (${cause === 'TimeoutError' ? 'timed out' : cause === 'ECONNREFUSED' ? 'connection refused' : cause})`, {
-      lines: [...(this.#source ? [`this address comes from ${this.#source}`] : []), 'start it with `caxton serve`, or point to it with --server URL (or $CAXTON_SERVER_URL)'],
-      json: { error: { code: 'server_unreachable', message: `cannot reach ${this.base}`, details: { cause } } },
-    });
+    return new CliError(
+      `cannot reach the Caxton server at ${this.base} (${cause === 'TimeoutError' ? 'timed out' : cause === 'ECONNREFUSED' ? 'connection refused' : cause})`,
+      {
+        lines: [
+          ...(this.#source ? [`this address comes from ${this.#source}`] : []),
+          'start it with `caxton serve`, or point to it with --server URL (or $CAXTON_SERVER_URL)',
+        ],
+        json: { error: { code: 'server_unreachable', message: `cannot reach ${this.base}`, details: { cause } } },
+      },
+    );
   }
 
   /** `accept`: error statuses whose body the caller reads itself (a 503 from /ready) instead of an error. */
@@ -95,7 +101,10 @@ export class ApiClient {
 
   /** POSTs a JSON body (or none). */
   post<T>(path: string, body?: unknown, opts: { timeoutMs?: number } = {}): Promise<{ status: number; data: T }> {
-    return this.request<T>('POST', path, { ...(body !== undefined && { body: JSON.stringify(body), contentType: 'application/json' }), ...opts });
+    return this.request<T>('POST', path, {
+      ...(body !== undefined && { body: JSON.stringify(body), contentType: 'application/json' }),
+      ...opts,
+    });
   }
 
   /**
@@ -103,12 +112,19 @@ export class ApiClient {
    * (comment lines are skipped), until the server ends it or `on` returns true. Errors before the
    * stream opens are API errors.
    */
-  async events(path: string, on: (event: string, data: string) => boolean | void, opts: { signal?: AbortSignal; method?: 'GET' | 'POST'; body?: string; contentType?: string } = {}): Promise<void> {
+  async events(
+    path: string,
+    on: (event: string, data: string) => boolean | void,
+    opts: { signal?: AbortSignal; method?: 'GET' | 'POST'; body?: string; contentType?: string } = {},
+  ): Promise<void> {
     let res: Response;
     try {
       res = await fetch(this.base + path, {
         method: opts.method ?? 'GET',
-        headers: this.headers({ accept: 'text/event-stream', ...(opts.contentType && { 'content-type': opts.contentType }) }),
+        headers: this.headers({
+          accept: 'text/event-stream',
+          ...(opts.contentType && { 'content-type': opts.contentType }),
+        }),
         ...(opts.body !== undefined && { body: opts.body }),
         ...(opts.signal && { signal: opts.signal }),
       });
@@ -152,7 +168,9 @@ export class ApiClient {
       }
     } catch (e) {
       if (opts.signal?.aborted) return;
-      throw new CliError(`the event stream from ${this.base}${path} broke off: ${e instanceof Error ? e.message : String(e)}`);
+      throw new CliError(
+        `the event stream from ${this.base}${path} broke off: ${e instanceof Error ? e.message : String(e)}`,
+      );
     } finally {
       await reader.cancel().catch(() => {});
     }

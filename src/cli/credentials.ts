@@ -40,11 +40,14 @@ export function readProfiles(env: NodeJS.ProcessEnv = process.env): Record<strin
   try {
     doc = parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
   } catch (e) {
-    throw new CliError(`cannot read ${file}: ${e instanceof Error ? e.message.split('\n')[0] : String(e)}`, { lines: ['fix the file or remove it and run `caxton login` again'] });
+    throw new CliError(`cannot read ${file}: ${e instanceof Error ? e.message.split('\n')[0] : String(e)}`, {
+      lines: ['fix the file or remove it and run `caxton login` again'],
+    });
   }
   const profiles = doc.profiles;
   if (profiles === undefined) return {};
-  if (typeof profiles !== 'object' || profiles === null) throw new CliError(`${file}: "profiles" must be a table of [profiles.NAME] sections`);
+  if (typeof profiles !== 'object' || profiles === null)
+    throw new CliError(`${file}: "profiles" must be a table of [profiles.NAME] sections`);
   return profiles as Record<string, Profile>;
 }
 
@@ -80,19 +83,34 @@ export function removeProfile(name: string, env: NodeJS.ProcessEnv = process.env
 
 const LOOPBACK = new Set(['127.0.0.1', 'localhost', '[::1]']);
 
-export function resolveCredentials(opts: { server?: string | undefined; profile?: string | undefined }, env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): Credentials {
+export function resolveCredentials(
+  opts: { server?: string | undefined; profile?: string | undefined },
+  env: NodeJS.ProcessEnv = process.env,
+  cwd = process.cwd(),
+): Credentials {
   const profileName = opts.profile ?? env.CAXTON_PROFILE ?? 'default';
-  const profiles = opts.profile !== undefined || env.CAXTON_PROFILE !== undefined || existsSync(credentialsFile(env)) ? readProfiles(env) : {};
+  const profiles =
+    opts.profile !== undefined || env.CAXTON_PROFILE !== undefined || existsSync(credentialsFile(env))
+      ? readProfiles(env)
+      : {};
   const profile = profiles[profileName];
   if ((opts.profile !== undefined || env.CAXTON_PROFILE !== undefined) && !profile) {
-    throw new CliError(`no profile "${profileName}" in ${credentialsFile(env)}`, { lines: [`create it with \`caxton login --profile ${profileName} --server URL\``] });
+    throw new CliError(`no profile "${profileName}" in ${credentialsFile(env)}`, {
+      lines: [`create it with \`caxton login --profile ${profileName} --server URL\``],
+    });
   }
   const chosen = chooseServer({ server: opts.server, profileServer: profile?.server }, env, cwd);
   const server = chosen.url;
-  const base = { server, serverSource: chosen.source, ...(chosen.file !== undefined && { serverFile: chosen.file }), profile: profileName };
+  const base = {
+    server,
+    serverSource: chosen.source,
+    ...(chosen.file !== undefined && { serverFile: chosen.file }),
+    profile: profileName,
+  };
   if (env.CAXTON_API_KEY) return { ...base, apiKey: env.CAXTON_API_KEY.trim(), keySource: 'env' };
   // A profile's key goes only to its own server (or to any when it names none).
-  if (profile?.api_key && (profile.server === undefined || sameServer(profile.server, server))) return { ...base, apiKey: profile.api_key, keySource: 'profile' };
+  if (profile?.api_key && (profile.server === undefined || sameServer(profile.server, server)))
+    return { ...base, apiKey: profile.api_key, keySource: 'profile' };
   const local = localKeyFor(server, env);
   if (local) return { ...base, apiKey: local, keySource: 'local-server' };
   return { ...base, apiKey: undefined, keySource: 'none' };

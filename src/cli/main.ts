@@ -10,9 +10,14 @@ import { createOutput } from './output.js';
 const program = new Command();
 program
   .name('caxton')
-  .description('Caxton: multi-agent orchestration server. Agents are configuration files; this CLI runs the server and talks to its REST API.')
+  .description(
+    'Caxton: multi-agent orchestration server. Agents are configuration files; this CLI runs the server and talks to its REST API.',
+  )
   .version(VERSION, '-V, --version')
-  .option('--server <url>', `Caxton server URL; HOST:PORT means http (default: $CAXTON_SERVER_URL, the profile's, [server] in ./caxton.toml, or ${DEFAULT_SERVER_URL})`)
+  .option(
+    '--server <url>',
+    `Caxton server URL; HOST:PORT means http (default: $CAXTON_SERVER_URL, the profile's, [server] in ./caxton.toml, or ${DEFAULT_SERVER_URL})`,
+  )
   .option('--profile <name>', 'credentials profile from `caxton login` (default: $CAXTON_PROFILE or "default")')
   .option('--json', 'print machine-readable JSON instead of text')
   .showSuggestionAfterError(true)
@@ -26,13 +31,24 @@ program
 // next to nothing, `caxton serve` none of the client commands.
 const registers = await Promise.all(modulesFor(process.argv.slice(2)).map((m) => m.load()));
 if (registers.length > 0) {
-  const [{ ApiClient }, { resolveCredentials }, { describeServerSource }] = await Promise.all([import('./client.js'), import('./credentials.js'), import('./server-url.js')]);
+  const [{ ApiClient }, { resolveCredentials }, { describeServerSource }] = await Promise.all([
+    import('./client.js'),
+    import('./credentials.js'),
+    import('./server-url.js'),
+  ]);
   const ctx: CliContext = {
     client: () => {
-      const c = resolveCredentials({ server: program.opts().server as string | undefined, profile: program.opts().profile as string | undefined });
+      const c = resolveCredentials({
+        server: program.opts().server as string | undefined,
+        profile: program.opts().profile as string | undefined,
+      });
       return new ApiClient(c.server, { apiKey: c.apiKey, source: describeServerSource(c) });
     },
-    credentials: () => resolveCredentials({ server: program.opts().server as string | undefined, profile: program.opts().profile as string | undefined }),
+    credentials: () =>
+      resolveCredentials({
+        server: program.opts().server as string | undefined,
+        profile: program.opts().profile as string | undefined,
+      }),
     output: () => createOutput(Boolean(program.opts().json)),
   };
   for (const register of registers) register(program, ctx);
@@ -50,19 +66,33 @@ async function fail(e: unknown): Promise<never> {
     process.exit(e.exitCode === 0 ? EXIT.ok : EXIT.usage);
   }
   // Loaded on failure only: the configuration's schema is not needed to print the version.
-  const [{ ConfigError }, { CaxtonError }, { formatIssue }] = await Promise.all([import('../config/index.js'), import('../shared/errors.js'), import('../shared/issues.js')]);
+  const [{ ConfigError }, { CaxtonError }, { formatIssue }] = await Promise.all([
+    import('../config/index.js'),
+    import('../shared/errors.js'),
+    import('../shared/issues.js'),
+  ]);
   const out = createOutput(Boolean(program.opts().json));
   let err: CliError;
   if (e instanceof CliError) err = e;
   else if (e instanceof ConfigError)
-    err = new CliError('invalid configuration', { lines: e.issues.map(formatIssue), json: { error: { code: e.code, message: e.message, details: { issues: e.issues } } } });
-  else if (e instanceof CaxtonError) err = new CliError(e.message, { json: { error: { code: e.code, message: e.message, details: e.details ?? null } } });
-  else if ((e as NodeJS.ErrnoException)?.code === 'EADDRINUSE')
-    err = new CliError(`address already in use: ${(e as Error).message.replace(/^listen EADDRINUSE: address already in use /, '')}`, {
-      lines: ['another process holds this port; pick another with --port (or --metrics-port)'],
+    err = new CliError('invalid configuration', {
+      lines: e.issues.map(formatIssue),
+      json: { error: { code: e.code, message: e.message, details: { issues: e.issues } } },
     });
+  else if (e instanceof CaxtonError)
+    err = new CliError(e.message, {
+      json: { error: { code: e.code, message: e.message, details: e.details ?? null } },
+    });
+  else if ((e as NodeJS.ErrnoException)?.code === 'EADDRINUSE')
+    err = new CliError(
+      `address already in use: ${(e as Error).message.replace(/^listen EADDRINUSE: address already in use /, '')}`,
+      {
+        lines: ['another process holds this port; pick another with --port (or --metrics-port)'],
+      },
+    );
   else err = new CliError(`unexpected error: ${e instanceof Error ? e.message : String(e)}`);
-  if (out.json && err.exitCode !== EXIT.usage) out.data(err.json ?? { error: { code: 'failure', message: err.message, details: null } });
+  if (out.json && err.exitCode !== EXIT.usage)
+    out.data(err.json ?? { error: { code: 'failure', message: err.message, details: null } });
   else {
     out.err(`error: ${err.message}`);
     for (const l of err.lines) out.err(`  ${l.replace(/\n/g, '\n  ')}`);

@@ -4,7 +4,8 @@ import { usageError } from './errors.js';
 export function positiveInt(flag: string, max = 1_000_000) {
   return (v: string): number => {
     const n = Number(v);
-    if (!/^\d+$/.test(v.trim()) || n < 1 || n > max) throw usageError(`${flag} expects a whole number between 1 and ${max}, got "${v}"`);
+    if (!/^\d+$/.test(v.trim()) || n < 1 || n > max)
+      throw usageError(`${flag} expects a whole number between 1 and ${max}, got "${v}"`);
     return n;
   };
 }

@@ -23,7 +23,11 @@ import { workspaceTools } from '../tools/workspace/index.js';
 
 /** The host tools every server offers besides memory's: messaging, and the toolkit's tools as the server builds them. */
 function hostToolNames(config: Pick<ServerConfig, 'workspace' | 'web'>): string[] {
-  const toolkit = [...workspaceTools(config.workspace, undefined), ...webTools(config.web, () => [], undefined), ...todoTools(undefined)];
+  const toolkit = [
+    ...workspaceTools(config.workspace, undefined),
+    ...webTools(config.web, () => [], undefined),
+    ...todoTools(undefined),
+  ];
   return ['send_message', ...toolkit.map((t) => t.name)];
 }
 
@@ -48,11 +52,21 @@ function builtinServerTools(dir: string, config: ServerConfig | undefined): { se
   return { servers, tools };
 }
 
-export function offlineToolNames(config: ServerConfig | undefined, builtinDir = DEFAULT_BUILTIN_DIR): ToolCatalogueNames {
+export function offlineToolNames(
+  config: ServerConfig | undefined,
+  builtinDir = DEFAULT_BUILTIN_DIR,
+): ToolCatalogueNames {
   const wasm = builtinServerTools(builtinDir, config);
   const granted = Object.keys(config?.tools ?? {}).filter((name) => name !== 'limits' && !wasm.servers.includes(name));
   return {
-    tools: [calculatorTool.name, currentTimeTool.name, 'llm.chat', ...hostToolNames(config ?? serverConfigSchema.parse({})), ...MEMORY_TOOL_NAMES, ...wasm.tools],
+    tools: [
+      calculatorTool.name,
+      currentTimeTool.name,
+      'llm.chat',
+      ...hostToolNames(config ?? serverConfigSchema.parse({})),
+      ...MEMORY_TOOL_NAMES,
+      ...wasm.tools,
+    ],
     mcpServers: [...Object.keys(config?.mcp_servers ?? {}), ...granted],
   };
 }
@@ -61,10 +75,23 @@ export function offlineToolNames(config: ServerConfig | undefined, builtinDir = 
  * The caxton.toml that validating `files` uses: `--config`, else $CAXTON_CONFIG, else
  * ./caxton.toml, else one beside the first file's folder (a project's agents/ sits next to it).
  */
-export function findProjectConfig(files: readonly string[], given: string | undefined, env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): string | undefined {
+export function findProjectConfig(
+  files: readonly string[],
+  given: string | undefined,
+  env: NodeJS.ProcessEnv = process.env,
+  cwd = process.cwd(),
+): string | undefined {
   if (given !== undefined) return given;
   if (env.CAXTON_CONFIG) return env.CAXTON_CONFIG;
-  const candidates = [resolve(cwd, 'caxton.toml'), ...files.slice(0, 1).flatMap((f) => [join(dirname(resolve(cwd, f)), 'caxton.toml'), join(dirname(dirname(resolve(cwd, f))), 'caxton.toml')])];
+  const candidates = [
+    resolve(cwd, 'caxton.toml'),
+    ...files
+      .slice(0, 1)
+      .flatMap((f) => [
+        join(dirname(resolve(cwd, f)), 'caxton.toml'),
+        join(dirname(dirname(resolve(cwd, f))), 'caxton.toml'),
+      ]),
+  ];
   return candidates.find((c) => existsSync(c));
 }
 
@@ -79,7 +106,10 @@ export interface OfflineChecker {
  * Claude Code file (tools given in Claude's form), which Claude Code loads with it ignored: a warning.
  */
 export function offlineChecker(configFile: string | undefined): OfflineChecker {
-  const config = configFile === undefined ? undefined : loadServerConfig({ file: configFile, env: process.env, cwd: process.cwd(), flags: {} });
+  const config =
+    configFile === undefined
+      ? undefined
+      : loadServerConfig({ file: configFile, env: process.env, cwd: process.cwd(), flags: {} });
   const names = offlineToolNames(config);
   const setup = config && llmSetup(config);
   const models = setup && modelCheck(setup);
@@ -87,10 +117,21 @@ export function offlineChecker(configFile: string | undefined): OfflineChecker {
   return {
     configFile,
     check(def, file) {
-      const out: SourceIssue[] = unresolvedTools(def.tools, names, def.metadata.claude_tools !== undefined ? 'warning' : 'error').map((i) => ({ ...i, severity: i.severity ?? 'warning', file }));
+      const out: SourceIssue[] = unresolvedTools(
+        def.tools,
+        names,
+        def.metadata.claude_tools !== undefined ? 'warning' : 'error',
+      ).map((i) => ({ ...i, severity: i.severity ?? 'warning', file }));
       for (const w of providers?.(def.llm) ?? []) out.push({ ...w, severity: 'warning', file });
       const model = models?.(def.llm);
-      if (model !== undefined) out.push({ severity: 'warning', code: 'model_unresolved', file, field: def.metadata.claude_model !== undefined ? 'model' : 'llm.model', message: model });
+      if (model !== undefined)
+        out.push({
+          severity: 'warning',
+          code: 'model_unresolved',
+          file,
+          field: def.metadata.claude_model !== undefined ? 'model' : 'llm.model',
+          message: model,
+        });
       return out;
     },
   };

@@ -19,7 +19,11 @@ export interface ServerChoice {
 }
 
 /** How `whoami` and error hints name where the address came from. */
-export function describeServerSource(c: { serverSource: ServerSource; serverFile?: string | undefined; profile: string }): string {
+export function describeServerSource(c: {
+  serverSource: ServerSource;
+  serverFile?: string | undefined;
+  profile: string;
+}): string {
   switch (c.serverSource) {
     case 'flag':
       return '--server';
@@ -49,8 +53,16 @@ export function normalizeServerUrl(raw: string, from: string): string {
   }
   if (!u || (u.protocol !== 'http:' && u.protocol !== 'https:') || u.hostname === '') {
     throw new CliError(`${from} "${raw}" is not a server address`, {
-      lines: ['expected http://HOST:PORT or https://HOST:PORT, e.g. http://127.0.0.1:8080 (HOST:PORT alone is taken as http)'],
-      json: { error: { code: 'invalid_server_url', message: `${from} "${raw}" is not a server address`, details: { source: from } } },
+      lines: [
+        'expected http://HOST:PORT or https://HOST:PORT, e.g. http://127.0.0.1:8080 (HOST:PORT alone is taken as http)',
+      ],
+      json: {
+        error: {
+          code: 'invalid_server_url',
+          message: `${from} "${raw}" is not a server address`,
+          details: { source: from },
+        },
+      },
     });
   }
   return withScheme.replace(/\/+$/, '');
@@ -69,9 +81,12 @@ function projectServerUrl(file: string): string | undefined {
   try {
     doc = parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
   } catch (e) {
-    throw new CliError(`cannot read the server address from ${file}: ${e instanceof Error ? e.message.split('\n')[0] : String(e)}`, {
-      lines: ['fix the file (`caxton config show` explains what is wrong), or name the server with --server URL'],
-    });
+    throw new CliError(
+      `cannot read the server address from ${file}: ${e instanceof Error ? e.message.split('\n')[0] : String(e)}`,
+      {
+        lines: ['fix the file (`caxton config show` explains what is wrong), or name the server with --server URL'],
+      },
+    );
   }
   const server = doc.server as { host?: unknown; port?: unknown; tls?: unknown } | undefined;
   if (!server || typeof server !== 'object') return undefined;
@@ -85,10 +100,16 @@ function projectServerUrl(file: string): string | undefined {
   return `${scheme}://${host}:${port}`;
 }
 
-export function chooseServer(opts: { server?: string | undefined; profileServer?: string | undefined }, env: NodeJS.ProcessEnv, cwd = process.cwd()): ServerChoice {
+export function chooseServer(
+  opts: { server?: string | undefined; profileServer?: string | undefined },
+  env: NodeJS.ProcessEnv,
+  cwd = process.cwd(),
+): ServerChoice {
   if (opts.server !== undefined) return { url: normalizeServerUrl(opts.server, '--server'), source: 'flag' };
-  if (env.CAXTON_SERVER_URL) return { url: normalizeServerUrl(env.CAXTON_SERVER_URL, '$CAXTON_SERVER_URL'), source: 'env' };
-  if (opts.profileServer !== undefined) return { url: normalizeServerUrl(opts.profileServer, "the profile's server"), source: 'profile' };
+  if (env.CAXTON_SERVER_URL)
+    return { url: normalizeServerUrl(env.CAXTON_SERVER_URL, '$CAXTON_SERVER_URL'), source: 'env' };
+  if (opts.profileServer !== undefined)
+    return { url: normalizeServerUrl(opts.profileServer, "the profile's server"), source: 'profile' };
   const file = projectConfig(env, cwd);
   const fromFile = file && existsSync(file) ? projectServerUrl(file) : undefined;
   if (file && fromFile) return { url: fromFile, source: 'project', file };

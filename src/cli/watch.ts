@@ -13,7 +13,10 @@ export function durationFlag(flag: string, min: number, max: number) {
   return (v: string): number => {
     const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(v.trim());
     const ms = m ? Number(m[1]) * (m[2] === 'ms' ? 1 : m[2] === 'm' ? 60_000 : 1000) : NaN;
-    if (!(ms >= min && ms <= max)) throw usageError(`${flag} expects a duration between ${min / 1000}s and ${max / 1000}s (e.g. "2s", "500ms"), got "${v}"`);
+    if (!(ms >= min && ms <= max))
+      throw usageError(
+        `${flag} expects a duration between ${min / 1000}s and ${max / 1000}s (e.g. "2s", "500ms"), got "${v}"`,
+      );
     return ms;
   };
 }
@@ -22,7 +25,11 @@ export function durationFlag(flag: string, min: number, max: number) {
 export function addWatchOptions(cmd: Command): Command {
   return cmd
     .option('-w, --watch', 'refresh until Ctrl-C')
-    .option('--interval <duration>', 'with --watch: time between refreshes (default 2s)', durationFlag('--interval', 200, 3_600_000))
+    .option(
+      '--interval <duration>',
+      'with --watch: time between refreshes (default 2s)',
+      durationFlag('--interval', 200, 3_600_000),
+    )
     .option('--count <n>', 'with --watch: stop after this many refreshes', positiveInt('--count'));
 }
 
@@ -31,7 +38,12 @@ export function addWatchOptions(cmd: Command): Command {
  * `show` returns false). `show(clear)`: clear is true when the screen should be redrawn (a TTY);
  * `between` runs between two refreshes (a blank line when the output is not a terminal).
  */
-export async function watchLoop(opts: WatchOptions, isTty: boolean, show: (clear: boolean) => Promise<boolean | void>, between?: () => void): Promise<void> {
+export async function watchLoop(
+  opts: WatchOptions,
+  isTty: boolean,
+  show: (clear: boolean) => Promise<boolean | void>,
+  between?: () => void,
+): Promise<void> {
   if (!opts.watch) {
     await show(false);
     return;

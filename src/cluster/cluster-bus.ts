@@ -60,7 +60,12 @@ export interface ClusterBusOptions {
   agentHandler?: MessageHandler;
   /** Turns a message's `on_behalf_of` back into its principal, whose scope decides where it may go (src/auth/acting.ts). */
   principals?: ActingPrincipals;
-  log?: { warn(obj: object, msg: string): void; error(obj: object, msg: string): void; info?(obj: object, msg: string): void; debug?(obj: object, msg: string): void };
+  log?: {
+    warn(obj: object, msg: string): void;
+    error(obj: object, msg: string): void;
+    info?(obj: object, msg: string): void;
+    debug?(obj: object, msg: string): void;
+  };
   /** Spans: `message.route` on acceptance, `message.deliver` around each delivery. */
   tracer?: Tracer;
   metrics?: Metrics;
@@ -168,7 +173,9 @@ export class ClusterBus extends EngineBus implements MessagingBus {
       setInterval(() => void this.engine.sweep(), this.#o.sweepMs ?? 1000),
       setInterval(() => void this.#refreshCounts(), 2000),
       setInterval(() => {
-        this.applyRetention().catch((e: unknown) => this.#log.warn({ err: describeError(e) }, 'message retention failed; it runs again in a minute'));
+        this.applyRetention().catch((e: unknown) =>
+          this.#log.warn({ err: describeError(e) }, 'message retention failed; it runs again in a minute'),
+        );
       }, 60_000),
     ];
     for (const t of this.#timers) t.unref();
@@ -215,7 +222,8 @@ export class ClusterBus extends EngineBus implements MessagingBus {
       out.conversations += r.conversations;
       if (!r.more) break;
     }
-    if (out.dead_letters + out.conversations > 0) this.#log.info?.({ deleted: out }, 'message retention applied to the shared state');
+    if (out.dead_letters + out.conversations > 0)
+      this.#log.info?.({ deleted: out }, 'message retention applied to the shared state');
     return out;
   }
 
@@ -239,7 +247,10 @@ export class ClusterBus extends EngineBus implements MessagingBus {
       this.#emitLocal(e);
       if (this.#state === 'running') {
         try {
-          this.#o.nc.publish(this.#eventSubject, JSON.stringify({ node: this.#o.cluster.node, event: e } satisfies EventWire));
+          this.#o.nc.publish(
+            this.#eventSubject,
+            JSON.stringify({ node: this.#o.cluster.node, event: e } satisfies EventWire),
+          );
         } catch {
           // Too large for NATS or the connection is closed: the other nodes read it from PostgreSQL.
         }

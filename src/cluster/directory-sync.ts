@@ -21,7 +21,14 @@
  *   it assumes the nodes' clocks agree (NTP), as logs do.
  */
 import type { NatsConnection } from '@nats-io/transport-node';
-import { agentKey, definitionHash, type AgentRegistry, type DeployedAgent, type RegistryEvent, type StoredAgent } from '../agents/index.js';
+import {
+  agentKey,
+  definitionHash,
+  type AgentRegistry,
+  type DeployedAgent,
+  type RegistryEvent,
+  type StoredAgent,
+} from '../agents/index.js';
 import { describeError } from '../shared/errors.js';
 import { relayedFrom, whileRelayed } from '../shared/relayed.js';
 import { LagWindow, NoticeChannel } from './notice-channel.js';
@@ -131,7 +138,8 @@ export class DirectorySync {
       else differ.push(key);
     }
     let applied = 0;
-    for (const row of await this.#opts.directory.rows(differ)) if (this.#apply(row, this.#started ? Date.now() - row.changed_at : undefined)) applied++;
+    for (const row of await this.#opts.directory.rows(differ))
+      if (this.#apply(row, this.#started ? Date.now() - row.changed_at : undefined)) applied++;
     return { applied, adopted };
   }
 
@@ -153,14 +161,22 @@ export class DirectorySync {
   #matches(h: AgentHead): boolean {
     const here = this.#opts.registry.get(h.key);
     if (h.deleted) return here === undefined || here.origin.kind !== 'api';
-    return here?.origin.kind === 'api' && here.revision === h.revision && here.updated_at === h.updated_at && definitionHash(here.definition) === h.hash;
+    return (
+      here?.origin.kind === 'api' &&
+      here.revision === h.revision &&
+      here.updated_at === h.updated_at &&
+      definitionHash(here.definition) === h.hash
+    );
   }
 
   /** A row for a name this node has a file agent of: warned once per change. Always false (nothing to apply). */
   #warnFile(h: AgentHead): boolean {
     if (!h.deleted && this.#warned.get(h.key) !== h.seq) {
       this.#warned.set(h.key, h.seq);
-      this.#opts.log?.warn({ agent: h.key, from: h.node }, `agent "${h.key}" deployed on node ${h.node} is not applied here: this node has a file agent of that name (file agents stay per node)`);
+      this.#opts.log?.warn(
+        { agent: h.key, from: h.node },
+        `agent "${h.key}" deployed on node ${h.node} is not applied here: this node has a file agent of that name (file agents stay per node)`,
+      );
     }
     return false;
   }
@@ -177,7 +193,10 @@ export class DirectorySync {
     if ('problem' in row) {
       if (this.#warned.get(row.key) !== row.seq) {
         this.#warned.set(row.key, row.seq);
-        this.#opts.log?.warn({ key: row.key, from: row.node }, `skipped cluster agent "${row.key}" written by node ${row.node}: ${row.problem}; redeploy it`);
+        this.#opts.log?.warn(
+          { key: row.key, from: row.node },
+          `skipped cluster agent "${row.key}" written by node ${row.node}: ${row.problem}; redeploy it`,
+        );
       }
       return false;
     }
@@ -187,8 +206,21 @@ export class DirectorySync {
       whileRelayed(here, row.node, () => this.#opts.registry.remove(row.key));
     } else {
       const a = row.agent;
-      if (here && here.revision === a.revision && here.updated_at === a.updated_at && definitionHash(here.definition) === row.hash) return false;
-      const agent: DeployedAgent = { definition: a.definition, format: a.format, origin: { kind: 'api' }, revision: a.revision, deployed_at: a.deployed_at, updated_at: a.updated_at };
+      if (
+        here &&
+        here.revision === a.revision &&
+        here.updated_at === a.updated_at &&
+        definitionHash(here.definition) === row.hash
+      )
+        return false;
+      const agent: DeployedAgent = {
+        definition: a.definition,
+        format: a.format,
+        origin: { kind: 'api' },
+        revision: a.revision,
+        deployed_at: a.deployed_at,
+        updated_at: a.updated_at,
+      };
       // Marked while applied: the change event it causes is node row.node's, recorded there (the cluster's event store).
       whileRelayed(agent, row.node, () => this.#opts.registry.upsert(agent));
     }
@@ -219,7 +251,10 @@ export class DirectorySync {
           (err: unknown) => {
             // Its seq unknown: the next reconciliation compares the row with the registry again.
             this.#seen.delete(key);
-            this.#opts.log?.warn({ agent: key, err: describeError(err) }, 'could not tell the other nodes about an agent change; they catch up within their reconciliation interval');
+            this.#opts.log?.warn(
+              { agent: key, err: describeError(err) },
+              'could not tell the other nodes about an agent change; they catch up within their reconciliation interval',
+            );
           },
         )
         .finally(() => {
@@ -241,7 +276,10 @@ export class DirectorySync {
           if (row) this.#apply(row, lagFrom === 'row' ? Date.now() - row.changed_at : undefined);
         },
         (e: unknown) => {
-          this.#opts.log?.warn({ agent: key, err: describeError(e) }, `agent "${key}" changed on another node but could not be read here; the next reconciliation tries again`);
+          this.#opts.log?.warn(
+            { agent: key, err: describeError(e) },
+            `agent "${key}" changed on another node but could not be read here; the next reconciliation tries again`,
+          );
           this.#channel.reconcileSoon();
         },
       ),
@@ -250,7 +288,11 @@ export class DirectorySync {
 
   #publish(n: Pick<AgentNoticeWire, 'key' | 'seq'>): void {
     const wire: AgentNoticeWire = { node: this.#opts.node, ...n };
-    if (!this.#channel.publish(wire)) this.#opts.log?.warn({ agent: n.key }, 'could not tell the other nodes about an agent change; they catch up within their reconciliation interval');
+    if (!this.#channel.publish(wire))
+      this.#opts.log?.warn(
+        { agent: n.key },
+        'could not tell the other nodes about an agent change; they catch up within their reconciliation interval',
+      );
   }
 
   #onNotice(text: string): void {
@@ -258,10 +300,16 @@ export class DirectorySync {
     try {
       w = JSON.parse(text) as AgentNoticeWire;
     } catch {
-      return this.#opts.log?.warn({ subject: this.#opts.subject }, `skipped a cluster directory notice on ${this.#opts.subject}: it is not JSON`);
+      return this.#opts.log?.warn(
+        { subject: this.#opts.subject },
+        `skipped a cluster directory notice on ${this.#opts.subject}: it is not JSON`,
+      );
     }
     if (typeof w?.key !== 'string' || typeof w.node !== 'string' || typeof w.seq !== 'number') {
-      return this.#opts.log?.warn({ subject: this.#opts.subject }, `skipped a cluster directory notice on ${this.#opts.subject}: it names no agent and change`);
+      return this.#opts.log?.warn(
+        { subject: this.#opts.subject },
+        `skipped a cluster directory notice on ${this.#opts.subject}: it names no agent and change`,
+      );
     }
     if (w.node === this.#opts.node || w.seq <= (this.#seen.get(w.key) ?? -1)) return;
     this.#refresh(w.key, 'row');

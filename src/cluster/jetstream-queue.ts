@@ -17,10 +17,29 @@
  */
 import DataLoader from 'dataloader';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, RetentionPolicy, StorageType, type Consumer, type JetStreamClient, type JsMsg } from '@nats-io/jetstream';
+import {
+  AckPolicy,
+  DeliverPolicy,
+  jetstream,
+  jetstreamManager,
+  RetentionPolicy,
+  StorageType,
+  type Consumer,
+  type JetStreamClient,
+  type JsMsg,
+} from '@nats-io/jetstream';
 import { agentKey } from '../agents/index.js';
 import type { ClusterConfig } from '../config/index.js';
-import { Dispatcher, type AclMessage, type BusReads, type Delivery, type DeliveryQueue, type DeliveryRow, type Outgoing, type StoredMessage } from '../messaging/index.js';
+import {
+  Dispatcher,
+  type AclMessage,
+  type BusReads,
+  type Delivery,
+  type DeliveryQueue,
+  type DeliveryRow,
+  type Outgoing,
+  type StoredMessage,
+} from '../messaging/index.js';
 import { CaxtonError, describeError } from '../shared/errors.js';
 import type { PgMessageStore } from './pg-message-store.js';
 import { pullLapsed, Pulls } from './pulls.js';
@@ -48,7 +67,10 @@ export async function openDeliveryStream(
   try {
     await jsm.streams.info(opts.stream);
     // update merges into the stream's config: what an operator set (limits, replicas) stays unless configured here.
-    await jsm.streams.update(opts.stream, { ...stream, ...(opts.replicas !== undefined && { num_replicas: opts.replicas }) });
+    await jsm.streams.update(opts.stream, {
+      ...stream,
+      ...(opts.replicas !== undefined && { num_replicas: opts.replicas }),
+    });
   } catch (e) {
     if (!/stream not found/i.test(describeError(e))) throw e;
     await jsm.streams.add({ ...stream, num_replicas: opts.replicas ?? 1 }).catch(async (added: unknown) => {
@@ -99,7 +121,12 @@ export async function openDeliveryStream(
  * recovery's copy; or this node holds it already under another stream copy), its handle refreshed
  * (JetStream's redelivery of one this node holds), or naked until its retry time.
  */
-export function mayTake(row: DeliveryRow, m: JsMsg, receiver: string, held: ReadonlyMap<number, JsMsg> & { set(id: number, m: JsMsg): unknown }): boolean {
+export function mayTake(
+  row: DeliveryRow,
+  m: JsMsg,
+  receiver: string,
+  held: ReadonlyMap<number, JsMsg> & { set(id: number, m: JsMsg): unknown },
+): boolean {
   if (row.state !== 'pending' || agentKey(row.receiver) !== agentKey(receiver)) {
     m.ack();
     return false;
@@ -144,7 +171,11 @@ export interface JetStreamQueueOptions {
   serves(receiver: string): boolean;
   /** A delivery was dead-lettered here (the node's gauge counts it before its next refresh). */
   onDead?(): void;
-  log: { warn(obj: object, msg: string): void; error(obj: object, msg: string): void; debug?(obj: object, msg: string): void };
+  log: {
+    warn(obj: object, msg: string): void;
+    error(obj: object, msg: string): void;
+    debug?(obj: object, msg: string): void;
+  };
   /**
    * How often this node publishes again the deliveries whose publish was never confirmed (default
    * 5 s), and how old such a delivery must be first (default twice `publish_timeout`, at least 5 s);
@@ -218,10 +249,20 @@ export class JetStreamQueue implements DeliveryQueue {
   /** Creates the stream and the shared consumer if missing, then starts fetching. */
   async start(): Promise<void> {
     const d = this.#o.cluster.delivery;
-    const opened = await openDeliveryStream(this.#o.nc, { stream: d.stream, subject: d.subject, consumer: d.consumer, ackWaitMs: d.ack_wait, replicas: this.#o.cluster.replicas });
+    const opened = await openDeliveryStream(this.#o.nc, {
+      stream: d.stream,
+      subject: d.subject,
+      consumer: d.consumer,
+      ackWaitMs: d.ack_wait,
+      replicas: this.#o.cluster.replicas,
+    });
     this.#js = opened.js;
     this.#pulls = new Pulls(opened.consumer, {
-      onOverdue: (asked, got) => this.#o.log.debug?.({ asked, got }, 'a JetStream pull outlived its expiry without an answer; pulling again without waiting for it'),
+      onOverdue: (asked, got) =>
+        this.#o.log.debug?.(
+          { asked, got },
+          'a JetStream pull outlived its expiry without an answer; pulling again without waiting for it',
+        ),
       onReleased: () => this.#wake(),
     });
     this.#running = true;
@@ -270,10 +311,14 @@ export class JetStreamQueue implements DeliveryQueue {
     try {
       await Promise.all(
         out.map(async (o) => {
-          await this.#js!.publish(`${d.subject}.${subjectToken(o.receiver)}`, JSON.stringify({ id: o.id, receiver: o.receiver, message: o.message } satisfies Wire), {
-            msgID: `d${o.id}${o.tag ?? ''}`,
-            timeout: d.publish_timeout,
-          });
+          await this.#js!.publish(
+            `${d.subject}.${subjectToken(o.receiver)}`,
+            JSON.stringify({ id: o.id, receiver: o.receiver, message: o.message } satisfies Wire),
+            {
+              msgID: `d${o.id}${o.tag ?? ''}`,
+              timeout: d.publish_timeout,
+            },
+          );
           this.#confirm(o);
         }),
       );
@@ -290,7 +335,9 @@ export class JetStreamQueue implements DeliveryQueue {
   async again(stored: StoredMessage): Promise<void> {
     const m = stored.message;
     const rows = (await this.#o.reads.getMessage(m.id))?.deliveries ?? [];
-    await this.publish(rows.filter((r) => r.state === 'pending').map((r) => ({ id: r.id, receiver: r.receiver, message: m })));
+    await this.publish(
+      rows.filter((r) => r.state === 'pending').map((r) => ({ id: r.id, receiver: r.receiver, message: m })),
+    );
   }
 
   done(d: Delivery, how: 'ack' | 'dead'): void {
@@ -308,7 +355,10 @@ export class JetStreamQueue implements DeliveryQueue {
 
   /** PostgreSQL or NATS went away mid-delivery: the delivery goes back to the stream (its row is still pending). */
   unfinished(d: Delivery, e: unknown): void {
-    this.#o.log.error({ delivery: d.id, err: describeError(e) }, 'a delivery could not be finished; it is delivered again');
+    this.#o.log.error(
+      { delivery: d.id, err: describeError(e) },
+      'a delivery could not be finished; it is delivered again',
+    );
     this.#release(d.id)?.nak(1000);
   }
 
@@ -328,7 +378,10 @@ export class JetStreamQueue implements DeliveryQueue {
       try {
         await this.#o.store.markPublished(batch);
       } catch (e) {
-        this.#o.log.warn({ deliveries: batch.length, err: describeError(e) }, 'could not record that deliveries were published; the republish sweep sends them again (JetStream drops the copies)');
+        this.#o.log.warn(
+          { deliveries: batch.length, err: describeError(e) },
+          'could not record that deliveries were published; the republish sweep sends them again (JetStream drops the copies)',
+        );
       }
     }
     this.#confirming = undefined;
@@ -347,18 +400,36 @@ export class JetStreamQueue implements DeliveryQueue {
     try {
       const rows = await this.#o.store.unpublished(Date.now() - after, 500);
       if (rows.length > 0) {
-        await this.publish(rows.map((r) => ({ id: r.id, receiver: r.receiver, message: r.message, ...(r.tag !== '' && { tag: r.tag }) })));
-        this.#o.log.warn({ deliveries: rows.length }, 'published again deliveries whose first publish was not confirmed');
+        await this.publish(
+          rows.map((r) => ({
+            id: r.id,
+            receiver: r.receiver,
+            message: r.message,
+            ...(r.tag !== '' && { tag: r.tag }),
+          })),
+        );
+        this.#o.log.warn(
+          { deliveries: rows.length },
+          'published again deliveries whose first publish was not confirmed',
+        );
       }
       // A stream that lost what it had acknowledged (power loss before its fsync) never hands those
       // deliveries out: whatever their mark, one untouched too long is published again under a
       // fresh Nats-Msg-Id, since within the duplicate window JetStream would drop a copy under the
       // old one. The consumer's dedupe acks a copy whose row is already done.
-      const stale = await this.#o.store.stale(Date.now() - (this.#o.republish?.staleMs ?? d.ack_wait * d.reconcile_after), 500);
+      const stale = await this.#o.store.stale(
+        Date.now() - (this.#o.republish?.staleMs ?? d.ack_wait * d.reconcile_after),
+        500,
+      );
       if (stale.length > 0) {
         const at = Date.now().toString(36);
-        await this.publish(stale.map((r) => ({ id: r.id, receiver: r.receiver, message: r.message, tag: `${r.tag}r${at}` })));
-        this.#o.log.warn({ deliveries: stale.length }, 'published again pending deliveries untouched for ack_wait × reconcile_after (the stream may have lost them)');
+        await this.publish(
+          stale.map((r) => ({ id: r.id, receiver: r.receiver, message: r.message, tag: `${r.tag}r${at}` })),
+        );
+        this.#o.log.warn(
+          { deliveries: stale.length },
+          'published again pending deliveries untouched for ack_wait × reconcile_after (the stream may have lost them)',
+        );
       }
     } catch (e) {
       this.#o.log.warn({ err: describeError(e) }, 'could not publish unconfirmed deliveries again; trying again later');
@@ -389,7 +460,10 @@ export class JetStreamQueue implements DeliveryQueue {
           this.#taking++;
           void this.#take(m)
             .catch((e: unknown) => {
-              this.#o.log.warn({ seq: m.seq, err: describeError(e) }, 'could not take a delivery; it is delivered again later');
+              this.#o.log.warn(
+                { seq: m.seq, err: describeError(e) },
+                'could not take a delivery; it is delivered again later',
+              );
               m.nak(1000);
             })
             .finally(() => {
@@ -421,11 +495,17 @@ export class JetStreamQueue implements DeliveryQueue {
       row = await this.#rows.load(w.id);
     } catch (e) {
       // PostgreSQL is away: the delivery goes back to the stream, for this or another node later.
-      this.#o.log.warn({ delivery: w.id, err: describeError(e) }, 'could not read a delivery row; it is delivered again later');
+      this.#o.log.warn(
+        { delivery: w.id, err: describeError(e) },
+        'could not read a delivery row; it is delivered again later',
+      );
       return m.nak(1000);
     }
     if (!row) {
-      this.#o.log.warn({ delivery: w.id, message_id: w.message.id }, 'dropped a delivery whose row does not exist (its schema was reset?)');
+      this.#o.log.warn(
+        { delivery: w.id, message_id: w.message.id },
+        'dropped a delivery whose row does not exist (its schema was reset?)',
+      );
       return m.term('no stored delivery');
     }
     if (!mayTake(row, m, w.receiver, this.#held)) return;

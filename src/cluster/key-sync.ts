@@ -32,7 +32,14 @@ import type { KV } from '@nats-io/kv';
 import { createKv } from './nats.js';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { z } from 'zod';
-import { KEY_NAME_RE, ROLES, principalScopeSchema, sameKeyRecord, type ApiKeyRecord, type ApiKeyStore } from '../auth/index.js';
+import {
+  KEY_NAME_RE,
+  ROLES,
+  principalScopeSchema,
+  sameKeyRecord,
+  type ApiKeyRecord,
+  type ApiKeyStore,
+} from '../auth/index.js';
 import { describeError } from '../shared/errors.js';
 import { followBucket, type FollowOptions } from './kv-follow.js';
 
@@ -196,7 +203,10 @@ export class KeySync {
       (e: unknown) => {
         if (this.#usePutFailed) return;
         this.#usePutFailed = true;
-        this.#opts.log?.warn({ id, err: describeError(e) }, "could not tell the cluster when an API key was last used; other nodes' key lists show an earlier use until a later one gets through");
+        this.#opts.log?.warn(
+          { id, err: describeError(e) },
+          "could not tell the cluster when an API key was last used; other nodes' key lists show an earlier use until a later one gets through",
+        );
       },
     );
     this.#pending.add(p);
@@ -211,7 +221,8 @@ export class KeySync {
       raw = undefined;
     }
     const parsed = usedEntrySchema.safeParse(raw);
-    if (!parsed.success || !KEY_ID.test(key)) return this.#opts.log?.warn({ key }, `skipped cluster key use "${key}": expected {"node", "at"} under a key id`);
+    if (!parsed.success || !KEY_ID.test(key))
+      return this.#opts.log?.warn({ key }, `skipped cluster key use "${key}": expected {"node", "at"} under a key id`);
     const { node, at } = parsed.data;
     if (at > (this.#lastUse.get(key) ?? 0)) this.#lastUse.set(key, at);
     if (node !== this.#opts.node) this.#opts.keys.applyRemoteUse(key, at);
@@ -236,7 +247,9 @@ export class KeySync {
       onRestart: (why, error) =>
         this.#opts.log?.warn(
           { why, ...(error !== undefined && { err: describeError(error) }) },
-          error === undefined ? 'a watch of the cluster API keys was started again' : 'a watch of the cluster API keys could not be started again; trying again at the next check',
+          error === undefined
+            ? 'a watch of the cluster API keys was started again'
+            : 'a watch of the cluster API keys could not be started again; trying again at the next check',
         ),
     };
   }
@@ -248,12 +261,20 @@ export class KeySync {
     } catch {
       return this.#opts.log?.warn({ key }, `skipped cluster key entry "${key}": it is not JSON`);
     }
-    const from = typeof raw === 'object' && raw !== null && typeof (raw as { node?: unknown }).node === 'string' ? (raw as { node: string }).node : undefined;
+    const from =
+      typeof raw === 'object' && raw !== null && typeof (raw as { node?: unknown }).node === 'string'
+        ? (raw as { node: string }).node
+        : undefined;
     const parsed = keyEntrySchema.safeParse(raw);
     if (!parsed.success || parsed.data.id !== key) {
       const issue = parsed.error?.issues[0];
-      const why = parsed.success ? `it holds key id "${parsed.data.id}"` : `${issue!.path.join('.') || 'entry'}: ${issue!.message}`;
-      return this.#opts.log?.warn({ key, ...(from !== undefined && { from }) }, `skipped cluster key entry "${key}"${from !== undefined ? ` from node ${from}` : ''}: ${why}`);
+      const why = parsed.success
+        ? `it holds key id "${parsed.data.id}"`
+        : `${issue!.path.join('.') || 'entry'}: ${issue!.message}`;
+      return this.#opts.log?.warn(
+        { key, ...(from !== undefined && { from }) },
+        `skipped cluster key entry "${key}"${from !== undefined ? ` from node ${from}` : ''}: ${why}`,
+      );
     }
     const { node, published_at: _published, ...k } = parsed.data;
     this.#inBucket.set(key, k);
@@ -276,6 +297,7 @@ export class KeySync {
   /** A key revoked here (by this node or another) frees its name: the keys skipped for holding it are applied now. */
   #retryClashed(k: ApiKeyRecord): void {
     if (k.revoked_at === null) return;
-    for (const c of [...this.#clashed.values()]) if (c.key.name === k.name && c.key.id !== k.id) this.#apply(c.key, c.node);
+    for (const c of [...this.#clashed.values()])
+      if (c.key.name === k.name && c.key.id !== k.id) this.#apply(c.key, c.node);
   }
 }

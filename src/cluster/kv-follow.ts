@@ -36,7 +36,12 @@ export interface FollowOptions {
  * delivered, by the next check, a sequence the stream held at this one, the watch is started
  * again (`onRestart`).
  */
-export async function followBucket(kv: KV, label: string, onEntry: (e: KvEntry) => void, opts: FollowOptions = {}): Promise<{ stop(): void }> {
+export async function followBucket(
+  kv: KV,
+  label: string,
+  onEntry: (e: KvEntry) => void,
+  opts: FollowOptions = {},
+): Promise<{ stop(): void }> {
   let seen = 0;
   const apply = (e: KvEntry) => {
     if (e.revision > seen) seen = e.revision;
@@ -97,7 +102,11 @@ export async function followBucket(kv: KV, label: string, onEntry: (e: KvEntry) 
  * One watch of every key, once its current entries have arrived (started again up to ATTEMPTS
  * times), and the stream's last sequence read just after it started.
  */
-async function watch(kv: KV, label: string, onEntry: (e: KvEntry) => void): Promise<{ it: { stop(): void }; last: number }> {
+async function watch(
+  kv: KV,
+  label: string,
+  onEntry: (e: KvEntry) => void,
+): Promise<{ it: { stop(): void }; last: number }> {
   for (let attempt = 1; ; attempt++) {
     let ready!: () => void;
     const initial = new Promise<void>((r) => (ready = r));
@@ -117,12 +126,17 @@ async function watch(kv: KV, label: string, onEntry: (e: KvEntry) => void): Prom
     const status = await kv.status();
     if (status.values === 0) ready();
     let timer: NodeJS.Timeout | undefined;
-    const inTime = await Promise.race([initial.then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), INITIAL_WAIT_MS)))]);
+    const inTime = await Promise.race([
+      initial.then(() => true),
+      new Promise<boolean>((r) => (timer = setTimeout(() => r(false), INITIAL_WAIT_MS))),
+    ]);
     clearTimeout(timer);
     if (inTime) return { it, last: status.streamInfo.state.last_seq };
     it.stop();
     if (attempt >= ATTEMPTS) {
-      throw new Error(`the ${label} bucket's current entries did not arrive within ${(ATTEMPTS * INITIAL_WAIT_MS) / 1000} s (${ATTEMPTS} watches); check the NATS server's JetStream logs`);
+      throw new Error(
+        `the ${label} bucket's current entries did not arrive within ${(ATTEMPTS * INITIAL_WAIT_MS) / 1000} s (${ATTEMPTS} watches); check the NATS server's JetStream logs`,
+      );
     }
   }
 }

@@ -74,10 +74,17 @@ export class Membership {
   /** Opens (or creates) the nodes bucket, follows it, writes the first heartbeat and keeps writing them. */
   static async start(opts: MembershipOptions): Promise<Membership> {
     const { cluster } = opts;
-    const kv = await createKv(opts.nc, cluster.nodes_bucket, { history: 1, ttl: cluster.heartbeat * 3, replicas: cluster.replicas ?? 1 });
+    const kv = await createKv(opts.nc, cluster.nodes_bucket, {
+      history: 1,
+      ttl: cluster.heartbeat * 3,
+      replicas: cluster.replicas ?? 1,
+    });
     const m = new Membership(kv, opts);
     // Checked every two heartbeats: a watch that stopped delivering is started again within four.
-    m.#watch = await followBucket(kv, `nodes (${cluster.nodes_bucket})`, (e) => m.#apply(e), { checkMs: cluster.heartbeat * 2, onRestart: opts.onRewatch });
+    m.#watch = await followBucket(kv, `nodes (${cluster.nodes_bucket})`, (e) => m.#apply(e), {
+      checkMs: cluster.heartbeat * 2,
+      onRestart: opts.onRewatch,
+    });
     await m.beat();
     m.#timer = setInterval(() => void m.beat(), cluster.heartbeat);
     m.#timer.unref();
@@ -105,7 +112,8 @@ export class Membership {
   async beat(): Promise<void> {
     if (this.#stopped) return;
     const hbMs = this.#opts.cluster.heartbeat;
-    if (this.#healthy && Date.now() - this.#lastOk > hbMs * 2) this.#unhealthy(`no heartbeat acknowledged by JetStream for ${Date.now() - this.#lastOk} ms`);
+    if (this.#healthy && Date.now() - this.#lastOk > hbMs * 2)
+      this.#unhealthy(`no heartbeat acknowledged by JetStream for ${Date.now() - this.#lastOk} ms`);
     if (this.#inFlight) return; // the previous one is still waiting (NATS away): do not pile them up
     this.#inFlight = true;
     const hb: Heartbeat = {
@@ -120,7 +128,8 @@ export class Membership {
       const revision = await this.#kv.put(this.node, JSON.stringify(hb));
       this.#lastOk = Date.now();
       // Its own entry without waiting for the watch to bring it back.
-      if (revision > (this.#heard.get(this.node)?.revision ?? 0) && !this.#stopped) this.#heard.set(this.node, { beat: hb, at: this.#lastOk, revision });
+      if (revision > (this.#heard.get(this.node)?.revision ?? 0) && !this.#stopped)
+        this.#heard.set(this.node, { beat: hb, at: this.#lastOk, revision });
       if (!this.#healthy && !this.#stopped) {
         this.#healthy = true;
         this.#lastError = null;

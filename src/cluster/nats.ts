@@ -7,7 +7,13 @@
 import { readFileSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { Kvm, type KV, type KvOptions } from '@nats-io/kv';
-import { connect, credsAuthenticator, nkeyAuthenticator, type ConnectionOptions, type NatsConnection } from '@nats-io/transport-node';
+import {
+  connect,
+  credsAuthenticator,
+  nkeyAuthenticator,
+  type ConnectionOptions,
+  type NatsConnection,
+} from '@nats-io/transport-node';
 import { CaxtonError } from '../shared/errors.js';
 import type { ClusterConfig } from '../config/index.js';
 
@@ -20,12 +26,21 @@ export interface NatsOptionsInput {
 
 function fromEnv(env: NodeJS.ProcessEnv, variable: string, field: string): string {
   const v = env[variable];
-  if (v === undefined || v === '') throw new CaxtonError('invalid_config', `[cluster.nats] ${field} names the environment variable ${variable}, which is not set`, { field: `cluster.nats.${field}` });
+  if (v === undefined || v === '')
+    throw new CaxtonError(
+      'invalid_config',
+      `[cluster.nats] ${field} names the environment variable ${variable}, which is not set`,
+      { field: `cluster.nats.${field}` },
+    );
   return v;
 }
 
 /** The connection options (`servers`, credentials, TLS) for `[cluster.nats]`. */
-export function natsOptions({ cluster, baseDir = process.cwd(), env = process.env }: NatsOptionsInput): ConnectionOptions {
+export function natsOptions({
+  cluster,
+  baseDir = process.cwd(),
+  env = process.env,
+}: NatsOptionsInput): ConnectionOptions {
   const n = cluster.nats;
   const file = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
   const opts: ConnectionOptions = {
@@ -51,13 +66,18 @@ export function natsOptions({ cluster, baseDir = process.cwd(), env = process.en
     try {
       creds = readFileSync(file(n.creds_file));
     } catch (e) {
-      throw new CaxtonError('invalid_config', `[cluster.nats] creds_file ${file(n.creds_file)} cannot be read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, {
-        field: 'cluster.nats.creds_file',
-      });
+      throw new CaxtonError(
+        'invalid_config',
+        `[cluster.nats] creds_file ${file(n.creds_file)} cannot be read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+        {
+          field: 'cluster.nats.creds_file',
+        },
+      );
     }
     opts.authenticator = credsAuthenticator(new Uint8Array(creds));
   }
-  if (n.nkey_seed_env !== undefined) opts.authenticator = nkeyAuthenticator(new TextEncoder().encode(fromEnv(env, n.nkey_seed_env, 'nkey_seed_env')));
+  if (n.nkey_seed_env !== undefined)
+    opts.authenticator = nkeyAuthenticator(new TextEncoder().encode(fromEnv(env, n.nkey_seed_env, 'nkey_seed_env')));
   if (n.tls !== undefined)
     opts.tls = {
       ...(n.tls.ca_file !== undefined && { caFile: file(n.tls.ca_file) }),

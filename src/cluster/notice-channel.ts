@@ -43,7 +43,9 @@ export class NoticeChannel {
   /** Subscribes and starts the reconciliation's triggers; resolves once the subscription reached the server (call `reconcile` next). */
   static async open(opts: NoticeChannelOptions): Promise<NoticeChannel> {
     const ch = new NoticeChannel(opts);
-    ch.#sub = opts.nc.subscribe(opts.subject, { callback: (err, msg) => (err || ch.#stopped ? undefined : opts.onNotice(msg.string())) });
+    ch.#sub = opts.nc.subscribe(opts.subject, {
+      callback: (err, msg) => (err || ch.#stopped ? undefined : opts.onNotice(msg.string())),
+    });
     const status = opts.nc.status();
     ch.#status = status as { stop?(): void };
     void (async () => {
@@ -81,7 +83,8 @@ export class NoticeChannel {
           this.#failing = false;
           if (Object.values(changed).some((n) => n > 0)) log?.info({ ...changed }, `${what} reconciled with ${store}`);
         } catch (e) {
-          if (!this.#failing) log?.warn({ err: describeError(e) }, `${what}: could not compare with ${store}; trying again later`);
+          if (!this.#failing)
+            log?.warn({ err: describeError(e) }, `${what}: could not compare with ${store}; trying again later`);
           this.#failing = true;
         }
       } while (this.#again);

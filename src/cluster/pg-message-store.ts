@@ -18,9 +18,27 @@
  * migration: the two differ in every id column.
  */
 import type pg from 'pg';
-import type { AclMessage, Conversation, ConversationState, ConversationStep, DeliveryRow, Page, StoredMessage, SubscriptionRow } from '../messaging/index.js';
+import type {
+  AclMessage,
+  Conversation,
+  ConversationState,
+  ConversationStep,
+  DeliveryRow,
+  Page,
+  StoredMessage,
+  SubscriptionRow,
+} from '../messaging/index.js';
 import { scrubSecrets } from '../shared/secrets.js';
-import { escapeLiteral, inTransaction, isUnreachable, literal, migrateSchema, quotedSchema, StatementBatch, type PgMigration } from '../storage/pg/index.js';
+import {
+  escapeLiteral,
+  inTransaction,
+  isUnreachable,
+  literal,
+  migrateSchema,
+  quotedSchema,
+  StatementBatch,
+  type PgMigration,
+} from '../storage/pg/index.js';
 import { StepGroups, type StepGroupsOptions } from './step-groups.js';
 
 const MIGRATIONS: readonly PgMigration[] = [
@@ -141,8 +159,14 @@ interface ConversationRow extends Omit<Conversation, 'participants'> {
   participants: string;
 }
 
-const conversationOf = (r: ConversationRow): Conversation => ({ ...r, participants: JSON.parse(r.participants) as string[] });
-const storedOf = (r: { body: string; routed_to: string }): StoredMessage => ({ message: JSON.parse(r.body) as AclMessage, routed_to: JSON.parse(r.routed_to) as string[] });
+const conversationOf = (r: ConversationRow): Conversation => ({
+  ...r,
+  participants: JSON.parse(r.participants) as string[],
+});
+const storedOf = (r: { body: string; routed_to: string }): StoredMessage => ({
+  message: JSON.parse(r.body) as AclMessage,
+  routed_to: JSON.parse(r.routed_to) as string[],
+});
 // bigint columns arrive as strings; the publishing columns stay inside the cluster.
 export const deliveryOf = (r: Record<string, unknown>): DeliveryRow => ({
   id: Number(r.id),
@@ -208,7 +232,10 @@ export class PgMessageStore {
   private constructor(opts: PgMessageStoreOptions) {
     this.#pool = opts.pool;
     this.#s = `"${opts.schema}"`;
-    this.#groups = new StepGroups((g) => this.#runGroup(g), { maxSteps: opts.groups?.maxSteps ?? 64, concurrent: opts.groups?.concurrent ?? 4 });
+    this.#groups = new StepGroups((g) => this.#runGroup(g), {
+      maxSteps: opts.groups?.maxSteps ?? 64,
+      concurrent: opts.groups?.concurrent ?? 4,
+    });
   }
 
   /** The pool and the quoted schema, for the read side (pg-reads.ts) over the same tables. */
@@ -236,7 +263,11 @@ export class PgMessageStore {
    * committed, and a group that fails as a whole runs each of its steps again alone, so a step may
    * run twice (its effects only count from the run that committed).
    */
-  inConversation<T>(id: string, step: (s: ConversationStep) => Promise<T>, opts: { delivery?: number } = {}): Promise<T> {
+  inConversation<T>(
+    id: string,
+    step: (s: ConversationStep) => Promise<T>,
+    opts: { delivery?: number } = {},
+  ): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       this.#groups.push({ key: id, delivery: opts.delivery, step, resolve: resolve as (v: unknown) => void, reject });
     });
@@ -282,7 +313,13 @@ export class PgMessageStore {
         // The row lock too (when the row exists): a sweeping node skips a conversation a step holds.
         const results = started as unknown as pg.QueryResult[];
         const row = results[2]!.rows[0] as ConversationRow | undefined;
-        const withDelivery = q.delivery === undefined ? undefined : { row: results[3]!.rows[0] as Record<string, unknown> | undefined, pending: Number((results[4]!.rows[0] as { n: string }).n) };
+        const withDelivery =
+          q.delivery === undefined
+            ? undefined
+            : {
+                row: results[3]!.rows[0] as Record<string, unknown> | undefined,
+                pending: Number((results[4]!.rows[0] as { n: string }).n),
+              };
         return [{ status: 'fulfilled', value: await q.step(this.#stepOf(q, batch, row, withDelivery)) }];
       });
     }
@@ -290,13 +327,28 @@ export class PgMessageStore {
     return inTransaction(this.#pool, this.#beginGroup(group, withDelivery), async (c, started, batch) => {
       const results = started as unknown as pg.QueryResult[];
       const conversations = new Map((results[2]!.rows as ConversationRow[]).map((r) => [r.id as string, r]));
-      const deliveries = new Map(withDelivery.length === 0 ? [] : (results[3]!.rows as Record<string, unknown>[]).map((r) => [Number(r.id), r]));
-      const counts = new Map(withDelivery.length === 0 ? [] : (results[4]!.rows as { id: string; n: string }[]).map((r) => [r.id, Number(r.n)]));
+      const deliveries = new Map(
+        withDelivery.length === 0 ? [] : (results[3]!.rows as Record<string, unknown>[]).map((r) => [Number(r.id), r]),
+      );
+      const counts = new Map(
+        withDelivery.length === 0
+          ? []
+          : (results[4]!.rows as { id: string; n: string }[]).map((r) => [r.id, Number(r.n)]),
+      );
       const line = { tail: Promise.resolve() as Promise<unknown> };
       const batches = group.map(() => new StatementBatch(c, line));
       const settled = await Promise.allSettled(
         group.map((q, i) =>
-          q.step(this.#stepOf(q, batches[i]!, conversations.get(q.key), q.delivery === undefined ? undefined : { row: deliveries.get(q.delivery), pending: counts.get(q.key) ?? 0 })),
+          q.step(
+            this.#stepOf(
+              q,
+              batches[i]!,
+              conversations.get(q.key),
+              q.delivery === undefined
+                ? undefined
+                : { row: deliveries.get(q.delivery), pending: counts.get(q.key) ?? 0 },
+            ),
+          ),
         ),
       );
       settled.forEach((r, i) => {
@@ -309,7 +361,12 @@ export class PgMessageStore {
   }
 
   /** The step of `q` over what its transaction read: its conversation's row and, for a step about one delivery, that row (locked) and the pending count. */
-  #stepOf(q: QueuedStep, batch: StatementBatch, row: ConversationRow | undefined, withDelivery: { row: Record<string, unknown> | undefined; pending: number } | undefined): ConversationStep {
+  #stepOf(
+    q: QueuedStep,
+    batch: StatementBatch,
+    row: ConversationRow | undefined,
+    withDelivery: { row: Record<string, unknown> | undefined; pending: number } | undefined,
+  ): ConversationStep {
     const locked = withDelivery && { id: q.delivery!, row: withDelivery.row };
     const pending = withDelivery && { base: withDelivery.pending, delta: 0, valid: true };
     return this.#step(batch, q.key, row && conversationOf(row), locked, pending);
@@ -324,7 +381,9 @@ export class PgMessageStore {
     const lit = escapeLiteral(id);
     return [
       `BEGIN; SELECT pg_advisory_xact_lock(hashtextextended('caxton-conversation:' || ${lit}, 0)); SELECT * FROM ${this.#s}.conversations WHERE id = ${lit} FOR UPDATE`,
-      ...(did === undefined ? [] : [`SELECT * FROM ${this.#s}.deliveries WHERE id = ${literal(did)} FOR UPDATE`, this.#pendingSql(`= ${lit}`)]),
+      ...(did === undefined
+        ? []
+        : [`SELECT * FROM ${this.#s}.deliveries WHERE id = ${literal(did)} FOR UPDATE`, this.#pendingSql(`= ${lit}`)]),
     ].join('; ');
   }
 
@@ -352,7 +411,11 @@ export class PgMessageStore {
    * Runs `step` on up to `limit` open conversations whose deadline passed, each in its own
    * transaction, skipping those another node is handling now; returns how many it handled.
    */
-  async expired(now: string, limit: number, step: (s: ConversationStep & { readonly conversation: Conversation }) => Promise<void>): Promise<number> {
+  async expired(
+    now: string,
+    limit: number,
+    step: (s: ConversationStep & { readonly conversation: Conversation }) => Promise<void>,
+  ): Promise<number> {
     let handled = 0;
     // Conversations whose step lock another node holds right now: left to the next sweep.
     const busy: string[] = [];
@@ -367,7 +430,10 @@ export class PgMessageStore {
         ).rows[0];
         if (!row) return 'none' as const;
         // The lock inConversation takes: never wait for it (that step may be waiting for this row).
-        const locked = await c.query<{ ok: boolean }>('SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0)) AS ok', [`caxton-conversation:${row.id}`]);
+        const locked = await c.query<{ ok: boolean }>(
+          'SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0)) AS ok',
+          [`caxton-conversation:${row.id}`],
+        );
         if (!locked.rows[0]!.ok) {
           busy.push(row.id);
           return 'busy' as const;
@@ -386,7 +452,9 @@ export class PgMessageStore {
   // planned from deliveries_open instead, it visited every pending delivery of the cluster.
   #pendingSql(where: string, grouped = false): string {
     const from = `FROM ${this.#s}.messages m CROSS JOIN LATERAL (SELECT 1 FROM ${this.#s}.deliveries d WHERE d.message_id = m.id AND d.state = 'pending') p WHERE m.conversation_id ${where}`;
-    return grouped ? `SELECT m.conversation_id AS id, count(*) AS n ${from} GROUP BY m.conversation_id` : `SELECT count(*) AS n ${from}`;
+    return grouped
+      ? `SELECT m.conversation_id AS id, count(*) AS n ${from} GROUP BY m.conversation_id`
+      : `SELECT count(*) AS n ${from}`;
   }
 
   /** Takes the next reserved delivery id (undefined when none is left: the caller asks PostgreSQL), reserving more ahead of need. */
@@ -400,7 +468,9 @@ export class PgMessageStore {
   #reserveIds(): void {
     if (this.#reserving || this.#ids.length >= ID_BLOCK / 4) return;
     this.#reserving = this.#pool
-      .query<{ id: string }>(`SELECT nextval(pg_get_serial_sequence('${this.#s}.deliveries', 'id')) AS id FROM generate_series(1, ${ID_BLOCK})`)
+      .query<{ id: string }>(
+        `SELECT nextval(pg_get_serial_sequence('${this.#s}.deliveries', 'id')) AS id FROM generate_series(1, ${ID_BLOCK})`,
+      )
       .then(
         (r) => void this.#ids.push(...r.rows.map((x) => Number(x.id))),
         () => {}, // PostgreSQL away: steps take ids from the INSERT meanwhile, and the next step tries again
@@ -408,14 +478,26 @@ export class PgMessageStore {
       .finally(() => (this.#reserving = undefined));
   }
 
-  #step(b: StatementBatch, id: string, conversation: Conversation | undefined, locked?: { id: number; row: Record<string, unknown> | undefined }, pending?: PendingCount): ConversationStep {
+  #step(
+    b: StatementBatch,
+    id: string,
+    conversation: Conversation | undefined,
+    locked?: { id: number; row: Record<string, unknown> | undefined },
+    pending?: PendingCount,
+  ): ConversationStep {
     const s = this.#s;
     const lockedState = locked?.row?.state as DeliveryRow['state'] | undefined;
     /** The conversation of each message this step inserted (whether its deliveries count as this conversation's). */
     const inserted = new Map<string, string>();
     return {
       conversation,
-      messages: async () => (await b.now<{ body: string; routed_to: string }>(`SELECT body, routed_to FROM ${s}.messages WHERE conversation_id = $1 ORDER BY seq`, [id])).rows.map(storedOf),
+      messages: async () =>
+        (
+          await b.now<{ body: string; routed_to: string }>(
+            `SELECT body, routed_to FROM ${s}.messages WHERE conversation_id = $1 ORDER BY seq`,
+            [id],
+          )
+        ).rows.map(storedOf),
       saveConversation: async (v) => {
         b.later(
           `INSERT INTO ${s}.conversations (id, protocol, state, initiator, participants, capability, turns, max_turns, created_at, updated_at, expires_at, reason)
@@ -440,26 +522,31 @@ export class PgMessageStore {
       },
       insertMessage: async (m, routedTo) => {
         inserted.set(m.id, m.conversation_id);
-        b.later(`INSERT INTO ${s}.messages (id, conversation_id, performative, sender, created_at, body, routed_to) VALUES ($1, $2, $3, $4, $5, $6, $7)`, [
-          m.id,
-          m.conversation_id,
-          m.performative,
-          m.sender,
-          m.timestamp,
-          scrubSecrets(JSON.stringify(m)),
-          JSON.stringify(routedTo),
-        ]);
+        b.later(
+          `INSERT INTO ${s}.messages (id, conversation_id, performative, sender, created_at, body, routed_to) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+          [
+            m.id,
+            m.conversation_id,
+            m.performative,
+            m.sender,
+            m.timestamp,
+            scrubSecrets(JSON.stringify(m)),
+            JSON.stringify(routedTo),
+          ],
+        );
       },
       delivery: async (did) => {
         // Locked and read with BEGIN (inConversation's opts.delivery), unless written since.
         if (locked?.id === did) return locked.row && deliveryOf(locked.row);
-        const r = (await b.now(`SELECT * FROM ${s}.deliveries WHERE id = $1 FOR UPDATE`, [did])).rows[0] as Record<string, unknown> | undefined;
+        const r = (await b.now(`SELECT * FROM ${s}.deliveries WHERE id = $1 FOR UPDATE`, [did])).rows[0] as
+          Record<string, unknown> | undefined;
         return r && deliveryOf(r);
       },
       setDelivery: async (did, to, now) => {
         if (pending?.valid) {
           // The count read with BEGIN stays right for the locked row, whose earlier state is known.
-          if (locked?.id === did && lockedState !== undefined) pending.delta += (to.state === 'pending' ? 1 : 0) - (lockedState === 'pending' ? 1 : 0);
+          if (locked?.id === did && lockedState !== undefined)
+            pending.delta += (to.state === 'pending' ? 1 : 0) - (lockedState === 'pending' ? 1 : 0);
           else pending.valid = false;
         }
         if (locked?.id === did) locked = undefined;
@@ -467,20 +554,28 @@ export class PgMessageStore {
         b.later(
           `UPDATE ${s}.deliveries SET state = $1, attempts = $2, last_error = COALESCE($3, last_error), receiver = COALESCE($4, receiver), next_at = COALESCE($5, next_at), updated_at = $6,
              publish_tag = COALESCE($8, publish_tag), unpublished_since = CASE WHEN $8::text IS NULL THEN unpublished_since ELSE $9::bigint END WHERE id = $7`,
-          [to.state, to.attempts, to.last_error === undefined || to.last_error === null ? null : scrubSecrets(to.last_error), to.receiver ?? null, to.next_at ?? null, now, did, tag, Date.now()],
+          [
+            to.state,
+            to.attempts,
+            to.last_error === undefined || to.last_error === null ? null : scrubSecrets(to.last_error),
+            to.receiver ?? null,
+            to.next_at ?? null,
+            now,
+            did,
+            tag,
+            Date.now(),
+          ],
         );
       },
-      outstanding: async () => (pending?.valid ? pending.base + pending.delta : Number((await b.now<{ n: string }>(this.#pendingSql(`= ${escapeLiteral(id)}`), [])).rows[0]!.n)),
+      outstanding: async () =>
+        pending?.valid
+          ? pending.base + pending.delta
+          : Number((await b.now<{ n: string }>(this.#pendingSql(`= ${escapeLiteral(id)}`), [])).rows[0]!.n),
       insertSubscription: async (r) => {
-        b.later(`INSERT INTO ${s}.subscriptions (id, conversation_id, subscriber, capability, agent, content, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING`, [
-          r.id,
-          r.conversation_id,
-          r.subscriber,
-          r.capability,
-          r.agent,
-          scrubSecrets(r.content),
-          r.created_at,
-        ]);
+        b.later(
+          `INSERT INTO ${s}.subscriptions (id, conversation_id, subscriber, capability, agent, content, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING`,
+          [r.id, r.conversation_id, r.subscriber, r.capability, r.agent, scrubSecrets(r.content), r.created_at],
+        );
       },
       deleteSubscription: async (cid) => {
         b.later(`DELETE FROM ${s}.subscriptions WHERE conversation_id = $1`, [cid]);
@@ -493,23 +588,18 @@ export class PgMessageStore {
         }
         const reserved = this.#takeId();
         if (reserved !== undefined) {
-          b.later(`INSERT INTO ${s}.deliveries (id, message_id, receiver, state, updated_at, unpublished_since) VALUES ($1, $2, $3, 'pending', $4, $5)`, [
-            reserved,
-            messageId,
-            receiver,
-            now,
-            Date.now(),
-          ]);
+          b.later(
+            `INSERT INTO ${s}.deliveries (id, message_id, receiver, state, updated_at, unpublished_since) VALUES ($1, $2, $3, 'pending', $4, $5)`,
+            [reserved, messageId, receiver, now, Date.now()],
+          );
           return reserved;
         }
         return Number(
           (
-            await b.now<{ id: string }>(`INSERT INTO ${s}.deliveries (message_id, receiver, state, updated_at, unpublished_since) VALUES ($1, $2, 'pending', $3, $4) RETURNING id`, [
-              messageId,
-              receiver,
-              now,
-              Date.now(),
-            ])
+            await b.now<{ id: string }>(
+              `INSERT INTO ${s}.deliveries (message_id, receiver, state, updated_at, unpublished_since) VALUES ($1, $2, 'pending', $3, $4) RETURNING id`,
+              [messageId, receiver, now, Date.now()],
+            )
           ).rows[0]!.id,
         );
       },
@@ -525,7 +615,10 @@ export class PgMessageStore {
   /** The delivery is done; the replies it produced are stored in the same transaction. */
   ack(id: number, replies: readonly AclMessage[], now: string): Promise<void> {
     return this.#tx(async (_c, batch) => {
-      batch.later(`UPDATE ${this.#s}.deliveries SET state = 'done', attempts = attempts + 1, updated_at = $1 WHERE id = $2`, [now, id]);
+      batch.later(
+        `UPDATE ${this.#s}.deliveries SET state = 'done', attempts = attempts + 1, updated_at = $1 WHERE id = $2`,
+        [now, id],
+      );
       for (const r of replies) await this.#step(batch, r.conversation_id, undefined).insertMessage(r, []);
     });
   }
@@ -537,30 +630,28 @@ export class PgMessageStore {
    * the delivery again and stored a second answer (three-nodes e2e, nats-server killed).
    */
   async retry(id: number, attempts: number, nextAt: number, error: string, now: string): Promise<boolean> {
-    const r = await this.#pool.query(`UPDATE ${this.#s}.deliveries SET attempts = $1, next_at = $2, last_error = $3, updated_at = $4 WHERE id = $5 AND state = 'pending'`, [
-      attempts,
-      nextAt,
-      scrubSecrets(error),
-      now,
-      id,
-    ]);
+    const r = await this.#pool.query(
+      `UPDATE ${this.#s}.deliveries SET attempts = $1, next_at = $2, last_error = $3, updated_at = $4 WHERE id = $5 AND state = 'pending'`,
+      [attempts, nextAt, scrubSecrets(error), now, id],
+    );
     return (r.rowCount ?? 0) > 0;
   }
 
   /** A pending delivery dead-lettered (false: it was not pending any more, as for `retry`). */
   async dead(id: number, attempts: number, error: string, now: string): Promise<boolean> {
-    const r = await this.#pool.query(`UPDATE ${this.#s}.deliveries SET state = 'dead', attempts = $1, last_error = $2, updated_at = $3 WHERE id = $4 AND state = 'pending'`, [
-      attempts,
-      scrubSecrets(error),
-      now,
-      id,
-    ]);
+    const r = await this.#pool.query(
+      `UPDATE ${this.#s}.deliveries SET state = 'dead', attempts = $1, last_error = $2, updated_at = $3 WHERE id = $4 AND state = 'pending'`,
+      [attempts, scrubSecrets(error), now, id],
+    );
     return (r.rowCount ?? 0) > 0;
   }
 
   /** A dead letter back to pending with fresh attempts; false when it was not dead (another node replayed it first). */
   async replay(id: number, now: string): Promise<boolean> {
-    const r = await this.#pool.query(`UPDATE ${this.#s}.deliveries SET state = 'pending', attempts = 0, next_at = 0, updated_at = $1 WHERE id = $2 AND state = 'dead'`, [now, id]);
+    const r = await this.#pool.query(
+      `UPDATE ${this.#s}.deliveries SET state = 'pending', attempts = 0, next_at = 0, updated_at = $1 WHERE id = $2 AND state = 'dead'`,
+      [now, id],
+    );
     return (r.rowCount ?? 0) > 0;
   }
 
@@ -588,7 +679,12 @@ export class PgMessageStore {
         [before, limit],
       )
     ).rows;
-    return rows.map((r) => ({ id: Number(r.id), receiver: r.receiver, tag: r.publish_tag, message: JSON.parse(r.body) as AclMessage }));
+    return rows.map((r) => ({
+      id: Number(r.id),
+      receiver: r.receiver,
+      tag: r.publish_tag,
+      message: JSON.parse(r.body) as AclMessage,
+    }));
   }
 
   /**
@@ -610,7 +706,12 @@ export class PgMessageStore {
         [new Date(before).toISOString(), before, Date.now(), limit],
       )
     ).rows;
-    return rows.map((r) => ({ id: Number(r.id), receiver: r.receiver, tag: r.publish_tag, message: JSON.parse(r.body) as AclMessage }));
+    return rows.map((r) => ({
+      id: Number(r.id),
+      receiver: r.receiver,
+      tag: r.publish_tag,
+      message: JSON.parse(r.body) as AclMessage,
+    }));
   }
 
   // ---- retention ----
@@ -623,10 +724,15 @@ export class PgMessageStore {
    * it (a transaction-scoped try-lock; the others skip). Returns the rows deleted per rule and
    * whether a full batch was taken (more may be due).
    */
-  prune(cfg: MessagingRetentionLimits, batch: number): Promise<{ dead_letters: number; conversations: number; more: boolean; skipped: boolean }> {
+  prune(
+    cfg: MessagingRetentionLimits,
+    batch: number,
+  ): Promise<{ dead_letters: number; conversations: number; more: boolean; skipped: boolean }> {
     const s = this.#s;
     return this.#tx(async (c) => {
-      const lock = await c.query<{ ok: boolean }>('SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0)) AS ok', [`caxton-retention:${s}`]);
+      const lock = await c.query<{ ok: boolean }>('SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0)) AS ok', [
+        `caxton-retention:${s}`,
+      ]);
       if (!lock.rows[0]!.ok) return { dead_letters: 0, conversations: 0, more: false, skipped: true };
       const deadCutoff = new Date(Date.now() - cfg.dead_letter_retention).toISOString();
       const dead = await c.query(
@@ -646,13 +752,21 @@ export class PgMessageStore {
       ).rows.map((r) => r.id);
       let conversations = 0;
       if (ids.length > 0) {
-        await c.query(`DELETE FROM ${s}.deliveries WHERE message_id IN (SELECT id FROM ${s}.messages WHERE conversation_id = ANY($1))`, [ids]);
+        await c.query(
+          `DELETE FROM ${s}.deliveries WHERE message_id IN (SELECT id FROM ${s}.messages WHERE conversation_id = ANY($1))`,
+          [ids],
+        );
         await c.query(`DELETE FROM ${s}.messages WHERE conversation_id = ANY($1)`, [ids]);
         await c.query(`DELETE FROM ${s}.subscriptions WHERE conversation_id = ANY($1)`, [ids]);
         conversations = (await c.query(`DELETE FROM ${s}.conversations WHERE id = ANY($1)`, [ids])).rowCount ?? 0;
       }
       const deadLetters = dead.rowCount ?? 0;
-      return { dead_letters: deadLetters, conversations, more: deadLetters >= batch || ids.length >= batch, skipped: false };
+      return {
+        dead_letters: deadLetters,
+        conversations,
+        more: deadLetters >= batch || ids.length >= batch,
+        skipped: false,
+      };
     });
   }
 
@@ -684,32 +798,45 @@ export class PgMessageStore {
   }
 
   async getMessage(id: string): Promise<StoredMessage | undefined> {
-    const r = (await this.#pool.query<{ body: string; routed_to: string }>(`SELECT body, routed_to FROM ${this.#s}.messages WHERE id = $1`, [id])).rows[0];
+    const r = (
+      await this.#pool.query<{ body: string; routed_to: string }>(
+        `SELECT body, routed_to FROM ${this.#s}.messages WHERE id = $1`,
+        [id],
+      )
+    ).rows[0];
     return r && storedOf(r);
   }
 
   async getConversation(id: string): Promise<Conversation | undefined> {
-    const r = (await this.#pool.query<ConversationRow>(`SELECT * FROM ${this.#s}.conversations WHERE id = $1`, [id])).rows[0];
+    const r = (await this.#pool.query<ConversationRow>(`SELECT * FROM ${this.#s}.conversations WHERE id = $1`, [id]))
+      .rows[0];
     return r && conversationOf(r);
   }
 
-  async listConversations(q: { state?: ConversationState; limit: number; offset: number }): Promise<Page<Conversation>> {
+  async listConversations(q: {
+    state?: ConversationState;
+    limit: number;
+    offset: number;
+  }): Promise<Page<Conversation>> {
     const where = q.state ? 'WHERE state = $1' : '';
     const args: unknown[] = q.state ? [q.state] : [];
-    const total = Number((await this.#pool.query<{ n: string }>(`SELECT count(*) AS n FROM ${this.#s}.conversations ${where}`, args)).rows[0]!.n);
+    const total = Number(
+      (await this.#pool.query<{ n: string }>(`SELECT count(*) AS n FROM ${this.#s}.conversations ${where}`, args))
+        .rows[0]!.n,
+    );
     const rows = (
-      await this.#pool.query<ConversationRow>(`SELECT * FROM ${this.#s}.conversations ${where} ORDER BY created_at DESC, id LIMIT $${args.length + 1} OFFSET $${args.length + 2}`, [
-        ...args,
-        q.limit,
-        q.offset,
-      ])
+      await this.#pool.query<ConversationRow>(
+        `SELECT * FROM ${this.#s}.conversations ${where} ORDER BY created_at DESC, id LIMIT $${args.length + 1} OFFSET $${args.length + 2}`,
+        [...args, q.limit, q.offset],
+      )
     ).rows;
     return { items: rows.map(conversationOf), total };
   }
 
   /** Delivery rows by id, in one query (the rows a fetch from JetStream brought, read together). */
   async getDeliveries(ids: readonly number[]): Promise<Map<number, DeliveryRow>> {
-    const rows = (await this.#pool.query(`SELECT * FROM ${this.#s}.deliveries WHERE id = ANY($1::bigint[])`, [ids])).rows as Record<string, unknown>[];
+    const rows = (await this.#pool.query(`SELECT * FROM ${this.#s}.deliveries WHERE id = ANY($1::bigint[])`, [ids]))
+      .rows as Record<string, unknown>[];
     return new Map(rows.map((r) => [Number(r.id), deliveryOf(r)]));
   }
 
@@ -718,14 +845,22 @@ export class PgMessageStore {
   }
 
   async deliveriesOf(messageId: string): Promise<DeliveryRow[]> {
-    return (await this.#pool.query(`SELECT * FROM ${this.#s}.deliveries WHERE message_id = $1 ORDER BY id`, [messageId])).rows.map((r) => deliveryOf(r as Record<string, unknown>));
+    return (
+      await this.#pool.query(`SELECT * FROM ${this.#s}.deliveries WHERE message_id = $1 ORDER BY id`, [messageId])
+    ).rows.map((r) => deliveryOf(r as Record<string, unknown>));
   }
 
   async deadLetters(limit: number, offset: number): Promise<Page<DeliveryRow>> {
-    const items = (await this.#pool.query(`SELECT * FROM ${this.#s}.deliveries WHERE state = 'dead' ORDER BY id LIMIT $1 OFFSET $2`, [limit, offset])).rows.map((r) =>
-      deliveryOf(r as Record<string, unknown>),
+    const items = (
+      await this.#pool.query(
+        `SELECT * FROM ${this.#s}.deliveries WHERE state = 'dead' ORDER BY id LIMIT $1 OFFSET $2`,
+        [limit, offset],
+      )
+    ).rows.map((r) => deliveryOf(r as Record<string, unknown>));
+    const total = Number(
+      (await this.#pool.query<{ n: string }>(`SELECT count(*) AS n FROM ${this.#s}.deliveries WHERE state = 'dead'`))
+        .rows[0]!.n,
     );
-    const total = Number((await this.#pool.query<{ n: string }>(`SELECT count(*) AS n FROM ${this.#s}.deliveries WHERE state = 'dead'`)).rows[0]!.n);
     return { items, total };
   }
 }

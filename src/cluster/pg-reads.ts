@@ -9,13 +9,23 @@
  */
 import type pg from 'pg';
 import { conversationScopeSql, messageScopeSql } from '../auth/index.js';
-import type { AclMessage, Conversation, ConversationFilter, DeadLetterFilter, DeliveryRow, MessageFilter, Page, StoredMessage } from '../messaging/index.js';
+import type {
+  AclMessage,
+  Conversation,
+  ConversationFilter,
+  DeadLetterFilter,
+  DeliveryRow,
+  MessageFilter,
+  Page,
+  StoredMessage,
+} from '../messaging/index.js';
 import { CaxtonError } from '../shared/errors.js';
 import { deliveryOf, type PgMessageStore } from './pg-message-store.js';
 import { inTransaction } from '../storage/pg/index.js';
 
 /** `expr` with ASCII letters lower-cased, as SQLite's NOCASE and LIKE compare (the indexes of cluster-messaging-003 are on it). */
-const folded = (expr: string): string => `translate(${expr}, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz')`;
+const folded = (expr: string): string =>
+  `translate(${expr}, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz')`;
 
 /** A LIKE pattern matching `text` literally anywhere (with ESCAPE '\\'), as store.ts's. */
 const containing = (text: string): string => `%${text.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
@@ -29,9 +39,18 @@ interface MessageRow {
   routed_to: string;
 }
 
-const conversationOf = (r: ConversationRow): Conversation => ({ ...r, participants: JSON.parse(r.participants) as string[] });
-const storedOf = (r: MessageRow): StoredMessage => ({ message: JSON.parse(r.body) as AclMessage, routed_to: JSON.parse(r.routed_to) as string[] });
-const deadLetterOf = (r: Record<string, unknown>): DeliveryRow & { message: AclMessage } => ({ ...deliveryOf(r), message: JSON.parse(r.body as string) as AclMessage });
+const conversationOf = (r: ConversationRow): Conversation => ({
+  ...r,
+  participants: JSON.parse(r.participants) as string[],
+});
+const storedOf = (r: MessageRow): StoredMessage => ({
+  message: JSON.parse(r.body) as AclMessage,
+  routed_to: JSON.parse(r.routed_to) as string[],
+});
+const deadLetterOf = (r: Record<string, unknown>): DeliveryRow & { message: AclMessage } => ({
+  ...deliveryOf(r),
+  message: JSON.parse(r.body as string) as AclMessage,
+});
 
 /** Conditions joined by AND, with their $n arguments numbered in order. */
 class Where {
@@ -81,35 +100,54 @@ export class PgMessageReads {
     this.#s = opts.store.quotedSchema;
   }
 
-  async getConversation(id: string, opts: { limit?: number; offset?: number } = {}): Promise<{ conversation: Conversation; messages: StoredMessage[] }> {
+  async getConversation(
+    id: string,
+    opts: { limit?: number; offset?: number } = {},
+  ): Promise<{ conversation: Conversation; messages: StoredMessage[] }> {
     return this.#snapshot(async (c) => {
-      const row = (await c.query<ConversationRow>(`SELECT * FROM ${this.#s}.conversations WHERE id = $1`, [id])).rows[0];
+      const row = (await c.query<ConversationRow>(`SELECT * FROM ${this.#s}.conversations WHERE id = $1`, [id]))
+        .rows[0];
       if (!row) throw new CaxtonError('conversation_not_found', `no conversation with id "${id}"`, { id });
       const messages = (
-        await c.query<MessageRow>(`SELECT body, routed_to FROM ${this.#s}.messages WHERE conversation_id = $1 ORDER BY seq LIMIT $2 OFFSET $3`, [id, opts.limit ?? 1000, opts.offset ?? 0])
+        await c.query<MessageRow>(
+          `SELECT body, routed_to FROM ${this.#s}.messages WHERE conversation_id = $1 ORDER BY seq LIMIT $2 OFFSET $3`,
+          [id, opts.limit ?? 1000, opts.offset ?? 0],
+        )
       ).rows.map(storedOf);
       return { conversation: conversationOf(row), messages };
     });
   }
 
-  async listConversations(q: ConversationFilter & { limit?: number; offset?: number } = {}): Promise<Page<Conversation>> {
+  async listConversations(
+    q: ConversationFilter & { limit?: number; offset?: number } = {},
+  ): Promise<Page<Conversation>> {
     const w = new Where();
     if (q.state) w.add('state = $?', q.state);
     // An element of the JSON array equal to the name, case and all (as json_each's `value = ?`).
     if (q.participant) w.add('participants::jsonb @> jsonb_build_array($?::text)', q.participant);
     if (q.agents) w.addBuilt((param) => conversationScopeSql('pg', 'participants', q.agents!, param));
     return this.#snapshot(async (c) => {
-      const total = Number((await c.query<{ n: string }>(`SELECT count(*) AS n FROM ${this.#s}.conversations ${w}`, w.args)).rows[0]!.n);
-      const rows = (await c.query<ConversationRow>(`SELECT * FROM ${this.#s}.conversations ${w} ORDER BY created_at DESC, id ${w.page()}`, [...w.args, q.limit ?? 50, q.offset ?? 0])).rows;
+      const total = Number(
+        (await c.query<{ n: string }>(`SELECT count(*) AS n FROM ${this.#s}.conversations ${w}`, w.args)).rows[0]!.n,
+      );
+      const rows = (
+        await c.query<ConversationRow>(
+          `SELECT * FROM ${this.#s}.conversations ${w} ORDER BY created_at DESC, id ${w.page()}`,
+          [...w.args, q.limit ?? 50, q.offset ?? 0],
+        )
+      ).rows;
       return { items: rows.map(conversationOf), total };
     });
   }
 
   async getMessage(id: string): Promise<(StoredMessage & { deliveries: DeliveryRow[] }) | undefined> {
     return this.#snapshot(async (c) => {
-      const row = (await c.query<MessageRow>(`SELECT body, routed_to FROM ${this.#s}.messages WHERE id = $1`, [id])).rows[0];
+      const row = (await c.query<MessageRow>(`SELECT body, routed_to FROM ${this.#s}.messages WHERE id = $1`, [id]))
+        .rows[0];
       if (!row) return undefined;
-      const deliveries = (await c.query(`SELECT * FROM ${this.#s}.deliveries WHERE message_id = $1 ORDER BY id`, [id])).rows.map((r) => deliveryOf(r as Record<string, unknown>));
+      const deliveries = (
+        await c.query(`SELECT * FROM ${this.#s}.deliveries WHERE message_id = $1 ORDER BY id`, [id])
+      ).rows.map((r) => deliveryOf(r as Record<string, unknown>));
       return { ...storedOf(row), deliveries };
     });
   }
@@ -121,25 +159,52 @@ export class PgMessageReads {
     if (q.performative !== undefined) w.add('performative = $?', q.performative);
     if (q.sender !== undefined) w.add(`${folded('sender')} = ${folded('$?::text')}`, q.sender);
     // Through the delivery rows (indexed), not the routed_to JSON of every message.
-    if (q.receiver !== undefined) w.add(`id IN (SELECT message_id FROM ${this.#s}.deliveries WHERE ${folded('receiver')} = ${folded('$?::text')})`, q.receiver);
-    if (q.agents) w.addBuilt((param) => messageScopeSql('pg', { sender: 'sender', routed_to: 'routed_to', body: 'body' }, q.agents!, param));
+    if (q.receiver !== undefined)
+      w.add(
+        `id IN (SELECT message_id FROM ${this.#s}.deliveries WHERE ${folded('receiver')} = ${folded('$?::text')})`,
+        q.receiver,
+      );
+    if (q.agents)
+      w.addBuilt((param) =>
+        messageScopeSql('pg', { sender: 'sender', routed_to: 'routed_to', body: 'body' }, q.agents!, param),
+      );
     return this.#snapshot(async (c) => {
-      const total = Number((await c.query<{ n: string }>(`SELECT count(*) AS n FROM ${this.#s}.messages ${w}`, w.args)).rows[0]!.n);
-      const rows = (await c.query<MessageRow>(`SELECT body, routed_to FROM ${this.#s}.messages ${w} ORDER BY seq DESC ${w.page()}`, [...w.args, q.limit ?? 50, q.offset ?? 0])).rows;
+      const total = Number(
+        (await c.query<{ n: string }>(`SELECT count(*) AS n FROM ${this.#s}.messages ${w}`, w.args)).rows[0]!.n,
+      );
+      const rows = (
+        await c.query<MessageRow>(
+          `SELECT body, routed_to FROM ${this.#s}.messages ${w} ORDER BY seq DESC ${w.page()}`,
+          [...w.args, q.limit ?? 50, q.offset ?? 0],
+        )
+      ).rows;
       return { items: rows.map(storedOf), total };
     });
   }
 
-  async deadLetters(q: DeadLetterFilter & { limit?: number; offset?: number } = {}): Promise<Page<DeliveryRow & { message: AclMessage }>> {
+  async deadLetters(
+    q: DeadLetterFilter & { limit?: number; offset?: number } = {},
+  ): Promise<Page<DeliveryRow & { message: AclMessage }>> {
     const w = new Where("d.state = 'dead'");
-    if (q.receiver !== undefined) w.add(`${folded('d.receiver')} LIKE ${folded('$?::text')} ESCAPE '\\'`, containing(q.receiver));
-    if (q.error !== undefined) w.add(`${folded('d.last_error')} LIKE ${folded('$?::text')} ESCAPE '\\'`, containing(q.error));
-    if (q.agents) w.addBuilt((param) => messageScopeSql('pg', { sender: 'm.sender', routed_to: 'm.routed_to', body: 'm.body' }, q.agents!, param));
+    if (q.receiver !== undefined)
+      w.add(`${folded('d.receiver')} LIKE ${folded('$?::text')} ESCAPE '\\'`, containing(q.receiver));
+    if (q.error !== undefined)
+      w.add(`${folded('d.last_error')} LIKE ${folded('$?::text')} ESCAPE '\\'`, containing(q.error));
+    if (q.agents)
+      w.addBuilt((param) =>
+        messageScopeSql('pg', { sender: 'm.sender', routed_to: 'm.routed_to', body: 'm.body' }, q.agents!, param),
+      );
     // No foreign key to the message here (SQLite has one): the join keeps the total and the items in step.
     const from = `${this.#s}.deliveries d JOIN ${this.#s}.messages m ON m.id = d.message_id ${w}`;
     return this.#snapshot(async (c) => {
       const total = Number((await c.query<{ n: string }>(`SELECT count(*) AS n FROM ${from}`, w.args)).rows[0]!.n);
-      const rows = (await c.query(`SELECT d.*, m.body FROM ${from} ORDER BY d.id ${w.page()}`, [...w.args, q.limit ?? 50, q.offset ?? 0])).rows;
+      const rows = (
+        await c.query(`SELECT d.*, m.body FROM ${from} ORDER BY d.id ${w.page()}`, [
+          ...w.args,
+          q.limit ?? 50,
+          q.offset ?? 0,
+        ])
+      ).rows;
       return { total, items: rows.map((r) => deadLetterOf(r as Record<string, unknown>)) };
     });
   }
@@ -148,7 +213,12 @@ export class PgMessageReads {
     const none = () => new CaxtonError('not_found', `no dead letter with id ${id}`, { id });
     // Not an id PostgreSQL's bigint would take (NaN, 1.5): no such row, as in SQLite.
     if (!Number.isSafeInteger(id)) throw none();
-    const r = (await this.#pool.query(`SELECT d.*, m.body FROM ${this.#s}.deliveries d JOIN ${this.#s}.messages m ON m.id = d.message_id WHERE d.id = $1 AND d.state = 'dead'`, [id])).rows[0];
+    const r = (
+      await this.#pool.query(
+        `SELECT d.*, m.body FROM ${this.#s}.deliveries d JOIN ${this.#s}.messages m ON m.id = d.message_id WHERE d.id = $1 AND d.state = 'dead'`,
+        [id],
+      )
+    ).rows[0];
     if (!r) throw none();
     return deadLetterOf(r as Record<string, unknown>);
   }
@@ -157,15 +227,18 @@ export class PgMessageReads {
   async lastMessagesOf(conversationId: string, n: number): Promise<StoredMessage[]> {
     if (n <= 0) return [];
     return (
-      await this.#pool.query<MessageRow>(`SELECT body, routed_to FROM (SELECT seq, body, routed_to FROM ${this.#s}.messages WHERE conversation_id = $1 ORDER BY seq DESC LIMIT $2) last ORDER BY seq`, [
-        conversationId,
-        n,
-      ])
+      await this.#pool.query<MessageRow>(
+        `SELECT body, routed_to FROM (SELECT seq, body, routed_to FROM ${this.#s}.messages WHERE conversation_id = $1 ORDER BY seq DESC LIMIT $2) last ORDER BY seq`,
+        [conversationId, n],
+      )
     ).rows.map(storedOf);
   }
 
   async deadCount(): Promise<number> {
-    return Number((await this.#pool.query<{ n: string }>(`SELECT count(*) AS n FROM ${this.#s}.deliveries WHERE state = 'dead'`)).rows[0]!.n);
+    return Number(
+      (await this.#pool.query<{ n: string }>(`SELECT count(*) AS n FROM ${this.#s}.deliveries WHERE state = 'dead'`))
+        .rows[0]!.n,
+    );
   }
 
   /** Runs `fn` in a read-only transaction over one snapshot (REPEATABLE READ). */

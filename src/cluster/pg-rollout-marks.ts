@@ -18,7 +18,13 @@
  *   as NAME@VERSION on every node; `onChanged` tells that sync when this node's mark changed.
  */
 import type pg from 'pg';
-import { agentKey, type Rollout, type RolloutMark, type RolloutMarksPort, type RolloutStrategy } from '../agents/index.js';
+import {
+  agentKey,
+  type Rollout,
+  type RolloutMark,
+  type RolloutMarksPort,
+  type RolloutStrategy,
+} from '../agents/index.js';
 import { guardReads, migrateSchema, quotedSchema, type PgMigration } from '../storage/pg/index.js';
 
 const MIGRATIONS: readonly PgMigration[] = [
@@ -111,23 +117,27 @@ export class PgRolloutMarks implements RolloutMarksPort {
   }
 
   async release(r: Rollout): Promise<void> {
-    const gone = await this.#pool.query(`DELETE FROM ${this.#s}.rollout_marks WHERE key = $1 AND node = $2 AND rollout_id = $3`, [agentKey(r.agent), this.#node, r.id]);
+    const gone = await this.#pool.query(
+      `DELETE FROM ${this.#s}.rollout_marks WHERE key = $1 AND node = $2 AND rollout_id = $3`,
+      [agentKey(r.agent), this.#node, r.id],
+    );
     if ((gone.rowCount ?? 0) > 0) this.onChanged?.(r.agent);
   }
 
   async reshare(r: Rollout, share: number | null): Promise<void> {
-    const changed = await this.#pool.query(`UPDATE ${this.#s}.rollout_marks SET share = $4 WHERE key = $1 AND node = $2 AND rollout_id = $3 AND share IS DISTINCT FROM $4`, [
-      agentKey(r.agent),
-      this.#node,
-      r.id,
-      share,
-    ]);
+    const changed = await this.#pool.query(
+      `UPDATE ${this.#s}.rollout_marks SET share = $4 WHERE key = $1 AND node = $2 AND rollout_id = $3 AND share IS DISTINCT FROM $4`,
+      [agentKey(r.agent), this.#node, r.id, share],
+    );
     if ((changed.rowCount ?? 0) > 0) this.onChanged?.(r.agent);
   }
 
   /** The rollouts running on the other nodes (superseded ones left out), the membership asked once: what RolloutSync follows. */
   async others(): Promise<RolloutMark[]> {
-    const r = await this.#pool.query<Row>(`SELECT ${COLUMNS} FROM ${this.#s}.rollout_marks WHERE node <> $1 AND superseded_by IS NULL ORDER BY key`, [this.#node]);
+    const r = await this.#pool.query<Row>(
+      `SELECT ${COLUMNS} FROM ${this.#s}.rollout_marks WHERE node <> $1 AND superseded_by IS NULL ORDER BY key`,
+      [this.#node],
+    );
     const up = r.rows.length > 0 ? await this.nodesUp?.() : undefined;
     return r.rows.map((m) => markOf(m, up));
   }
@@ -137,13 +147,17 @@ export class PgRolloutMarks implements RolloutMarksPort {
     const mark = await this.#read(key);
     if (!mark || mark.node === this.#node || mark.superseded_by !== null) return undefined;
     if (!mark.down || !changing) return mark;
-    const superseded = await this.#pool.query(`UPDATE ${this.#s}.rollout_marks SET superseded_by = $3 WHERE key = $1 AND node = $2 AND superseded_by IS NULL`, [key, mark.node, this.#node]);
+    const superseded = await this.#pool.query(
+      `UPDATE ${this.#s}.rollout_marks SET superseded_by = $3 WHERE key = $1 AND node = $2 AND superseded_by IS NULL`,
+      [key, mark.node, this.#node],
+    );
     if ((superseded.rowCount ?? 0) > 0) this.onChanged?.(mark.agent);
     return undefined;
   }
 
   async #read(key: string): Promise<RolloutMark | undefined> {
-    const r = (await this.#pool.query<Row>(`SELECT ${COLUMNS} FROM ${this.#s}.rollout_marks WHERE key = $1`, [key])).rows[0];
+    const r = (await this.#pool.query<Row>(`SELECT ${COLUMNS} FROM ${this.#s}.rollout_marks WHERE key = $1`, [key]))
+      .rows[0];
     if (!r) return undefined;
     // Membership (a listing of the heartbeat bucket) is asked only about another node's live mark:
     // a deploy of an agent nobody rolls out costs this one read.

@@ -9,13 +9,24 @@
  */
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import { z } from 'zod';
-import type { RollbackOutcome, RolloutActionOptions, RolloutForwarder, RolloutOutcome, RolloutStatus } from '../agents/index.js';
+import type {
+  RollbackOutcome,
+  RolloutActionOptions,
+  RolloutForwarder,
+  RolloutOutcome,
+  RolloutStatus,
+} from '../agents/index.js';
 import { CaxtonError, describeError, ERROR_CODES, type ErrorCode } from '../shared/errors.js';
 
 /** What carries the actions out on the rollout's node (AgentService). */
 export interface RolloutActionsHost {
   promote(name: string, by: string | undefined, opts: RolloutActionOptions): Promise<RolloutOutcome>;
-  rollback(name: string, to: number | undefined, by: string | undefined, opts: RolloutActionOptions): Promise<RollbackOutcome>;
+  rollback(
+    name: string,
+    to: number | undefined,
+    by: string | undefined,
+    opts: RolloutActionOptions,
+  ): Promise<RollbackOutcome>;
   rolloutStatus(name: string): RolloutStatus;
 }
 
@@ -29,9 +40,14 @@ const actionSchema = z.strictObject({
 type ActionWire = z.infer<typeof actionSchema>;
 
 /** Its answer: the outcome, or the error as the API would have answered it there. */
-type ActionReply = { ok: true; outcome: unknown } | { ok: false; error: { code: string; message: string; details?: unknown } };
+type ActionReply =
+  { ok: true; outcome: unknown } | { ok: false; error: { code: string; message: string; details?: unknown } };
 
-const WHAT: Record<ActionWire['action'], string> = { promote: 'promotion', rollback: 'rollback', status: 'request for its status' };
+const WHAT: Record<ActionWire['action'], string> = {
+  promote: 'promotion',
+  rollback: 'rollback',
+  status: 'request for its status',
+};
 
 export class RolloutActions {
   readonly #nc: NatsConnection;
@@ -42,7 +58,13 @@ export class RolloutActions {
   #sub: Subscription | undefined;
 
   /** `subject`: the cluster's rollout subject; this node serves `<subject>.do.<node>`. */
-  constructor(o: { nc: NatsConnection; subject: string; node: string; timeoutMs?: number | undefined; log?: { warn(obj: object, msg: string): void } | undefined }) {
+  constructor(o: {
+    nc: NatsConnection;
+    subject: string;
+    node: string;
+    timeoutMs?: number | undefined;
+    log?: { warn(obj: object, msg: string): void } | undefined;
+  }) {
     this.#nc = o.nc;
     this.#subject = o.subject;
     this.#node = o.node;
@@ -52,13 +74,22 @@ export class RolloutActions {
 
   /** Serves the actions the other nodes send this node; `track` is given each one under way (stop waits for them). */
   serve(host: RolloutActionsHost, track: (p: Promise<unknown>) => void): void {
-    this.#sub = this.#nc.subscribe(this.#subjectOf(this.#node), { callback: (err, msg) => (err ? undefined : track(this.#carryOut(host, msg.string(), (r) => msg.respond(r)))) });
+    this.#sub = this.#nc.subscribe(this.#subjectOf(this.#node), {
+      callback: (err, msg) => (err ? undefined : track(this.#carryOut(host, msg.string(), (r) => msg.respond(r)))),
+    });
   }
 
   /** What the service sends through (AgentService.forwardRolloutsTo). */
   readonly forwarder: RolloutForwarder = {
-    promote: (node, name, by) => this.#send<RolloutOutcome>(node, { action: 'promote', agent: name, ...(by !== undefined && { by }) }),
-    rollback: (node, name, to, by) => this.#send<RollbackOutcome>(node, { action: 'rollback', agent: name, ...(to !== undefined && { to }), ...(by !== undefined && { by }) }),
+    promote: (node, name, by) =>
+      this.#send<RolloutOutcome>(node, { action: 'promote', agent: name, ...(by !== undefined && { by }) }),
+    rollback: (node, name, to, by) =>
+      this.#send<RollbackOutcome>(node, {
+        action: 'rollback',
+        agent: name,
+        ...(to !== undefined && { to }),
+        ...(by !== undefined && { by }),
+      }),
     status: (node, name) => this.#send<RolloutStatus>(node, { action: 'status', agent: name }),
   };
 
@@ -78,12 +109,18 @@ export class RolloutActions {
   async #send<T>(node: string, action: ActionWire): Promise<T> {
     let text: string;
     try {
-      text = (await this.#nc.request(this.#subjectOf(node), JSON.stringify(action), { timeout: this.#timeoutMs })).string();
+      text = (
+        await this.#nc.request(this.#subjectOf(node), JSON.stringify(action), { timeout: this.#timeoutMs })
+      ).string();
     } catch (e) {
-      throw new CaxtonError('not_ready', `node ${node} runs the rollout of "${action.agent}" but did not answer the ${WHAT[action.action]} (${describeError(e)}); try again, or through that node`, {
-        dependency: 'nats',
-        node,
-      });
+      throw new CaxtonError(
+        'not_ready',
+        `node ${node} runs the rollout of "${action.agent}" but did not answer the ${WHAT[action.action]} (${describeError(e)}); try again, or through that node`,
+        {
+          dependency: 'nats',
+          node,
+        },
+      );
     }
     let reply: ActionReply;
     try {
@@ -101,7 +138,11 @@ export class RolloutActions {
     let reply: ActionReply;
     try {
       const parsed = actionSchema.safeParse(JSON.parse(text));
-      if (!parsed.success) throw new CaxtonError('invalid_request', `a rollout action from another node is not one: ${parsed.error.issues[0]?.message ?? 'bad shape'}`);
+      if (!parsed.success)
+        throw new CaxtonError(
+          'invalid_request',
+          `a rollout action from another node is not one: ${parsed.error.issues[0]?.message ?? 'bad shape'}`,
+        );
       const a = parsed.data;
       const outcome =
         a.action === 'status'
@@ -111,10 +152,17 @@ export class RolloutActions {
             : await host.rollback(a.agent, a.to, a.by, { forwarded: true });
       reply = { ok: true, outcome };
     } catch (e) {
-      if (e instanceof CaxtonError) reply = { ok: false, error: { code: e.code, message: e.message, details: e.details } };
+      if (e instanceof CaxtonError)
+        reply = { ok: false, error: { code: e.code, message: e.message, details: e.details } };
       else {
         this.#log?.warn({ err: describeError(e) }, 'a rollout action sent by another node failed');
-        reply = { ok: false, error: { code: 'internal', message: `node ${this.#node} could not carry out the rollout action; see its log` } };
+        reply = {
+          ok: false,
+          error: {
+            code: 'internal',
+            message: `node ${this.#node} could not carry out the rollout action; see its log`,
+          },
+        };
       }
     }
     try {

@@ -122,7 +122,18 @@ export class RolloutFigures {
     if (!q) return;
     const r = f.result;
     q.shadows.push(
-      r ? { ...f, result: { ...r, request: cut(r.request)!, stable_answer: cut(r.stable_answer)!, candidate_answer: cut(r.candidate_answer), candidate_error: cut(r.candidate_error) } } : f,
+      r
+        ? {
+            ...f,
+            result: {
+              ...r,
+              request: cut(r.request)!,
+              stable_answer: cut(r.stable_answer)!,
+              candidate_answer: cut(r.candidate_answer),
+              candidate_error: cut(r.candidate_error),
+            },
+          }
+        : f,
     );
     if (q.shadows.length >= SHADOWS_PER_BATCH) this.#batch();
     else this.#later();
@@ -179,7 +190,8 @@ export class RolloutFigures {
   #drop(node: string, waiting: Batch[]): void {
     const old = Date.now() - (this.#o.keepMs ?? 300_000);
     let dropped = 0;
-    while (waiting.length > 0 && (waiting.length > WAITING_PER_NODE || waiting[0]!.at < old)) dropped += waiting.shift()!.count;
+    while (waiting.length > 0 && (waiting.length > WAITING_PER_NODE || waiting[0]!.at < old))
+      dropped += waiting.shift()!.count;
     if (dropped > 0) this.#o.onDropped?.(node, dropped);
   }
 

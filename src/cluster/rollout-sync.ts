@@ -85,7 +85,13 @@ export class RolloutSync {
         );
       },
     });
-    this.#actions = new RolloutActions({ nc: opts.nc, subject: opts.subject, node: opts.node, timeoutMs: opts.forwardTimeoutMs, log: opts.log });
+    this.#actions = new RolloutActions({
+      nc: opts.nc,
+      subject: opts.subject,
+      node: opts.node,
+      timeoutMs: opts.forwardTimeoutMs,
+      log: opts.log,
+    });
   }
 
   /** Subscribes, starts telling the other nodes of this node's marks, and follows the table once before it resolves. */
@@ -112,7 +118,11 @@ export class RolloutSync {
     opts.marks.onChanged = (agent) => {
       const wire: RolloutNoticeWire = { node: opts.node, agent };
       // The other nodes catch up at their next comparison.
-      if (!s.#channel.publish(wire)) opts.log?.warn({ agent }, 'could not tell the other nodes about a rollout; they catch up within their reconciliation interval');
+      if (!s.#channel.publish(wire))
+        opts.log?.warn(
+          { agent },
+          'could not tell the other nodes about a rollout; they catch up within their reconciliation interval',
+        );
     };
     s.#figures.receive(opts.agents);
     opts.agents.sendFigures(s.#figures.canary);
@@ -144,7 +154,10 @@ export class RolloutSync {
     try {
       w = JSON.parse(text) as RolloutNoticeWire;
     } catch {
-      return this.#opts.log?.warn({ subject: this.#opts.subject }, `skipped a rollout notice on ${this.#opts.subject}: it is not JSON`);
+      return this.#opts.log?.warn(
+        { subject: this.#opts.subject },
+        `skipped a rollout notice on ${this.#opts.subject}: it is not JSON`,
+      );
     }
     if (typeof w?.node !== 'string' || w.node === this.#opts.node) return;
     this.#channel.track(this.reconcile());

@@ -79,7 +79,9 @@ export class ToolSync {
       onNotice: (text) => void (s.#channel && s.#onNotice(text)),
       compare: async () => ({ ...(await opts.manager.refreshAll()) }),
     });
-    s.#unlisten = opts.manager.onChange((c) => s.#publish(c.type === 'deployed' ? { name: c.name, revision: c.revision, digest: c.digest } : { name: c.name }));
+    s.#unlisten = opts.manager.onChange((c) =>
+      s.#publish(c.type === 'deployed' ? { name: c.name, revision: c.revision, digest: c.digest } : { name: c.name }),
+    );
     await s.reconcile();
     return s;
   }
@@ -102,7 +104,11 @@ export class ToolSync {
   #publish(n: Omit<ToolNoticeWire, 'node' | 'published_at'>): void {
     const wire: ToolNoticeWire = { node: this.#opts.node, ...n, published_at: Date.now() };
     // Other nodes catch up at their next reconciliation.
-    if (!this.#channel.publish(wire)) this.#opts.log?.warn({ tool_server: n.name }, 'could not tell the other nodes about a tool package change; they catch up within their reconciliation interval');
+    if (!this.#channel.publish(wire))
+      this.#opts.log?.warn(
+        { tool_server: n.name },
+        'could not tell the other nodes about a tool package change; they catch up within their reconciliation interval',
+      );
   }
 
   #onNotice(text: string): void {
@@ -110,10 +116,16 @@ export class ToolSync {
     try {
       w = JSON.parse(text) as ToolNoticeWire;
     } catch {
-      return this.#opts.log?.warn({ subject: this.#opts.subject }, `skipped a tool package notice on ${this.#opts.subject}: it is not JSON`);
+      return this.#opts.log?.warn(
+        { subject: this.#opts.subject },
+        `skipped a tool package notice on ${this.#opts.subject}: it is not JSON`,
+      );
     }
     if (typeof w?.name !== 'string' || typeof w.node !== 'string') {
-      return this.#opts.log?.warn({ subject: this.#opts.subject }, `skipped a tool package notice on ${this.#opts.subject}: it names no package`);
+      return this.#opts.log?.warn(
+        { subject: this.#opts.subject },
+        `skipped a tool package notice on ${this.#opts.subject}: it names no package`,
+      );
     }
     if (w.node === this.#opts.node) return;
     const known = typeof w.revision === 'number' ? { revision: w.revision } : undefined;

@@ -20,14 +20,18 @@ export const NODE_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/;
 const NATS_URL = /^(nats|tls|ws|wss):\/\/[^\s]+$/;
 
 /** A KV bucket or stream name (JetStream allows letters, digits, `-` and `_`). */
-const bucketName = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, { error: 'expected letters, digits, "-" and "_" (a JetStream name)' });
+const bucketName = z
+  .string()
+  .regex(/^[A-Za-z0-9_-]{1,64}$/, { error: 'expected letters, digits, "-" and "_" (a JetStream name)' });
 
 export const clusterConfigSchema = z
   .strictObject({
     /** This node's name, unique in the cluster (default: the host name). */
     node: z
       .string()
-      .regex(NODE_NAME, { error: 'expected letters, digits, "-" and "_" (at most 63), starting with a letter or digit' })
+      .regex(NODE_NAME, {
+        error: 'expected letters, digits, "-" and "_" (at most 63), starting with a letter or digit',
+      })
       .default(
         () =>
           hostname()
@@ -52,11 +56,19 @@ export const clusterConfigSchema = z
         /** The environment variable holding an NKey seed (`SU...`). */
         nkey_seed_env: z.string().min(1).optional(),
         /** TLS to NATS: CA to trust, and a client certificate when the server asks for one (files relative to caxton.toml). */
-        tls: z.strictObject({ ca_file: z.string().min(1).optional(), cert_file: z.string().min(1).optional(), key_file: z.string().min(1).optional() }).optional(),
+        tls: z
+          .strictObject({
+            ca_file: z.string().min(1).optional(),
+            cert_file: z.string().min(1).optional(),
+            key_file: z.string().min(1).optional(),
+          })
+          .optional(),
         /** Longest a connection attempt may take. */
         connect_timeout: duration(5_000),
       })
-      .refine((n) => (n.user === undefined) === (n.password_env === undefined), { error: 'user and password_env go together' })
+      .refine((n) => (n.user === undefined) === (n.password_env === undefined), {
+        error: 'user and password_env go together',
+      })
       .refine((n) => [n.token_env, n.user, n.creds_file, n.nkey_seed_env].filter((x) => x !== undefined).length <= 1, {
         error: 'choose one way to authenticate to NATS: token_env, user + password_env, creds_file or nkey_seed_env',
       })
@@ -97,7 +109,9 @@ export const clusterConfigSchema = z
          */
         step_transactions: z.int().min(1).max(200).default(2),
       })
-      .refine((s) => (s.url === undefined) !== (s.url_env === undefined), { error: 'set exactly one of url and url_env (the environment variable holding the URL)' })
+      .refine((s) => (s.url === undefined) !== (s.url_env === undefined), {
+        error: 'set exactly one of url and url_env (the environment variable holding the URL)',
+      })
       .optional(),
     /** Delivery on JetStream (src/cluster/jetstream-queue.ts, ADR 0038). */
     delivery: z
@@ -107,7 +121,9 @@ export const clusterConfigSchema = z
         /** Deliveries are published on `<subject>.<agent>`. */
         subject: z
           .string()
-          .regex(/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/, { error: 'expected NATS subject tokens (letters, digits, "-" and "_") separated by "."' })
+          .regex(/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/, {
+            error: 'expected NATS subject tokens (letters, digits, "-" and "_") separated by "."',
+          })
           .default('caxton.deliver'),
         /** The durable consumer every node shares. */
         consumer: bucketName.default('caxton_deliverer'),
@@ -126,15 +142,21 @@ export const clusterConfigSchema = z
       })
       .prefault({}),
   })
-  .refine((c) => c.nats.tls === undefined || (c.nats.tls.cert_file === undefined) === (c.nats.tls.key_file === undefined), {
-    error: 'a TLS client certificate needs both cert_file and key_file',
-    path: ['nats', 'tls'],
-  });
+  .refine(
+    (c) => c.nats.tls === undefined || (c.nats.tls.cert_file === undefined) === (c.nats.tls.key_file === undefined),
+    {
+      error: 'a TLS client certificate needs both cert_file and key_file',
+      path: ['nats', 'tls'],
+    },
+  );
 
 export type ClusterConfig = z.infer<typeof clusterConfigSchema>;
 
 /** The PostgreSQL connection `[cluster.state]` names (the URL read from `url_env` when given); errors name the key. */
-export function clusterStateConfig(c: ClusterConfig, env: NodeJS.ProcessEnv = process.env): { url: string; schema: string; pool_size: number; step_transactions: number } {
+export function clusterStateConfig(
+  c: ClusterConfig,
+  env: NodeJS.ProcessEnv = process.env,
+): { url: string; schema: string; pool_size: number; step_transactions: number } {
   const st = c.state;
   if (!st) {
     throw new CaxtonError(
@@ -144,7 +166,20 @@ export function clusterStateConfig(c: ClusterConfig, env: NodeJS.ProcessEnv = pr
     );
   }
   const url = st.url ?? env[st.url_env!];
-  if (!url) throw new CaxtonError('invalid_config', `cluster.state.url_env: the environment variable ${st.url_env} is not set; set it to a postgres:// URL`, { field: 'cluster.state.url_env' });
-  if (!/^postgres(ql)?:\/\//.test(url)) throw new CaxtonError('invalid_config', `cluster.state.url_env: ${st.url_env} does not hold a postgres:// URL`, { field: 'cluster.state.url_env' });
-  return { url, schema: st.schema, pool_size: st.pool_size, step_transactions: Math.min(st.step_transactions, st.pool_size) };
+  if (!url)
+    throw new CaxtonError(
+      'invalid_config',
+      `cluster.state.url_env: the environment variable ${st.url_env} is not set; set it to a postgres:// URL`,
+      { field: 'cluster.state.url_env' },
+    );
+  if (!/^postgres(ql)?:\/\//.test(url))
+    throw new CaxtonError('invalid_config', `cluster.state.url_env: ${st.url_env} does not hold a postgres:// URL`, {
+      field: 'cluster.state.url_env',
+    });
+  return {
+    url,
+    schema: st.schema,
+    pool_size: st.pool_size,
+    step_transactions: Math.min(st.step_transactions, st.pool_size),
+  };
 }

@@ -53,9 +53,13 @@ const FLAG_PATHS: Record<keyof ConfigFlags, string[]> = {
 export class ConfigError extends CaxtonError {
   readonly issues: SourceIssue[];
   constructor(issues: SourceIssue[]) {
-    super('invalid_config', `invalid configuration: ${issues.map((i) => `${i.file ?? ''}${i.line ? `:${i.line}:${i.column ?? 1}` : ''} ${i.field ? `[${i.field}] ` : ''}${i.message}`).join('; ')}`, {
-      issues,
-    });
+    super(
+      'invalid_config',
+      `invalid configuration: ${issues.map((i) => `${i.file ?? ''}${i.line ? `:${i.line}:${i.column ?? 1}` : ''} ${i.field ? `[${i.field}] ` : ''}${i.message}`).join('; ')}`,
+      {
+        issues,
+      },
+    );
     this.name = 'ConfigError';
     this.issues = issues;
   }
@@ -97,14 +101,28 @@ function readConfigFile(file: string): Record<string, unknown> {
         severity: 'error',
         code: 'config_unreadable',
         file,
-        message: code === 'ENOENT' ? 'configuration file not found' : `cannot read configuration file (${code ?? String(e)})`,
-        suggestion: code === 'ENOENT' ? 'create one with `caxton init DIR`, or pass the right path with --config' : 'check the file permissions',
+        message:
+          code === 'ENOENT' ? 'configuration file not found' : `cannot read configuration file (${code ?? String(e)})`,
+        suggestion:
+          code === 'ENOENT'
+            ? 'create one with `caxton init DIR`, or pass the right path with --config'
+            : 'check the file permissions',
       },
     ]);
   }
   const dec = decodeUtf8(bytes);
   if (!dec.ok) {
-    throw new ConfigError([{ severity: 'error', code: 'not_utf8', file, line: dec.line, column: dec.column, message: 'the file is not valid UTF-8', suggestion: 'save it as UTF-8' }]);
+    throw new ConfigError([
+      {
+        severity: 'error',
+        code: 'not_utf8',
+        file,
+        line: dec.line,
+        column: dec.column,
+        message: 'the file is not valid UTF-8',
+        suggestion: 'save it as UTF-8',
+      },
+    ]);
   }
   const parsed = parseTomlBounded(dec.text);
   if (!parsed.ok) throw new ConfigError([{ ...parsed.issue, file }]);
@@ -144,29 +162,37 @@ export function loadServerConfig(opts: LoadOptions = {}): ServerConfig {
   // Paths written in the file are relative to the file; paths from env and flags to the cwd.
   for (const k of ['data_dir', 'agents_dir'] as const) if (raw[k] !== undefined) raw[k] = rel(raw[k], baseDir);
   const providers = (raw.llm as { providers?: Record<string, { script?: unknown }> } | undefined)?.providers;
-  if (providers && typeof providers === 'object') for (const p of Object.values(providers)) if (p && typeof p === 'object' && p.script !== undefined) p.script = rel(p.script, baseDir);
+  if (providers && typeof providers === 'object')
+    for (const p of Object.values(providers))
+      if (p && typeof p === 'object' && p.script !== undefined) p.script = rel(p.script, baseDir);
   const jwt = (raw.auth as { jwt?: { public_key_file?: unknown } } | undefined)?.jwt;
-  if (jwt && typeof jwt === 'object' && jwt.public_key_file !== undefined) jwt.public_key_file = rel(jwt.public_key_file, baseDir);
+  if (jwt && typeof jwt === 'object' && jwt.public_key_file !== undefined)
+    jwt.public_key_file = rel(jwt.public_key_file, baseDir);
   // [server.tls] and [metrics.tls] certificate, key and CA files (src/server/tls.ts).
   for (const section of ['server', 'metrics'] as const) {
     const tls = (raw[section] as { tls?: Record<string, unknown> } | undefined)?.tls;
-    if (tls && typeof tls === 'object') for (const k of ['cert', 'key', 'ca'] as const) if (tls[k] !== undefined) tls[k] = rel(tls[k], baseDir);
+    if (tls && typeof tls === 'object')
+      for (const k of ['cert', 'key', 'ca'] as const) if (tls[k] !== undefined) tls[k] = rel(tls[k], baseDir);
   }
 
   // [workspace] path (src/tools/workspace): the directory the workspace tools are confined to.
   const workspace = raw.workspace as { path?: unknown } | undefined;
-  if (workspace && typeof workspace === 'object' && workspace.path !== undefined) workspace.path = rel(workspace.path, baseDir);
+  if (workspace && typeof workspace === 'object' && workspace.path !== undefined)
+    workspace.path = rel(workspace.path, baseDir);
 
   // [cluster.nats] creds file and TLS files (src/cluster/nats.ts).
   const nats = (raw.cluster as { nats?: { creds_file?: unknown; tls?: Record<string, unknown> } } | undefined)?.nats;
   if (nats && typeof nats === 'object') {
     if (nats.creds_file !== undefined) nats.creds_file = rel(nats.creds_file, baseDir);
-    if (nats.tls && typeof nats.tls === 'object') for (const k of ['ca_file', 'cert_file', 'key_file'] as const) if (nats.tls[k] !== undefined) nats.tls[k] = rel(nats.tls[k], baseDir);
+    if (nats.tls && typeof nats.tls === 'object')
+      for (const k of ['ca_file', 'cert_file', 'key_file'] as const)
+        if (nats.tls[k] !== undefined) nats.tls[k] = rel(nats.tls[k], baseDir);
   }
 
   const envUsed: string[] = [];
   for (const [name, value] of Object.entries(env)) {
-    if (!name.startsWith('CAXTON_') || value === undefined || name === 'CAXTON_CONFIG' || name === 'CAXTON_SERVER_URL') continue;
+    if (!name.startsWith('CAXTON_') || value === undefined || name === 'CAXTON_CONFIG' || name === 'CAXTON_SERVER_URL')
+      continue;
     const path = ENV_ALIASES[name] ?? (name.includes('__') ? name.slice(7).toLowerCase().split('__') : undefined);
     if (!path) continue;
     const v = path.length === 1 && path[0]!.endsWith('_dir') ? resolve(cwd, value) : envValue(value);
@@ -200,7 +226,9 @@ export function loadServerConfig(opts: LoadOptions = {}): ServerConfig {
             field: fieldPath(path),
             ...(pos && { line: pos.line, column: pos.column }),
             message: `unknown configuration key "${key}"${i.path.length > 0 ? ` in [${fieldPath(i.path)}]` : ''}`,
-            suggestion: guess ? `did you mean "${guess}"?` : `remove it, or see examples/caxton.toml for the keys [${i.path.length > 0 ? fieldPath(i.path) : 'the top level'}] accepts`,
+            suggestion: guess
+              ? `did you mean "${guess}"?`
+              : `remove it, or see examples/caxton.toml for the keys [${i.path.length > 0 ? fieldPath(i.path) : 'the top level'}] accepts`,
           });
         }
         continue;

@@ -24,7 +24,15 @@ export function redactSecrets<T>(value: T): T {
 }
 
 function walk(v: unknown, key: string | undefined): unknown {
-  if (key !== undefined && isSecretKey(key) && v !== undefined && v !== null && typeof v !== 'object' && !(typeof v === 'string' && isFieldName(v))) return REDACTED;
+  if (
+    key !== undefined &&
+    isSecretKey(key) &&
+    v !== undefined &&
+    v !== null &&
+    typeof v !== 'object' &&
+    !(typeof v === 'string' && isFieldName(v))
+  )
+    return REDACTED;
   if (typeof v === 'string') return redactUrl(v);
   if (Array.isArray(v)) return v.map((x) => walk(x, undefined));
   if (v !== null && typeof v === 'object') {
@@ -77,7 +85,11 @@ export function secretValues(config: unknown, env: NodeJS.ProcessEnv = process.e
     if (typeof v === 'string') {
       if (inHeaders) {
         // A header is secret by its name, or by its value's form ("Bearer ...", "Basic ...").
-        if ((key !== undefined && /auth|key|token|secret|cookie|session|credential|password/i.test(key)) || /^(?:bearer|basic|token)\s+\S/i.test(v.trim())) add(v);
+        if (
+          (key !== undefined && /auth|key|token|secret|cookie|session|credential|password/i.test(key)) ||
+          /^(?:bearer|basic|token)\s+\S/i.test(v.trim())
+        )
+          add(v);
       } else if (key !== undefined && key.endsWith('_env') && isSecretKey(key.slice(0, -4))) add(env[v]);
       else if (key !== undefined && isSecretKey(key)) add(v);
       addUrlSecrets(v);
@@ -89,7 +101,8 @@ export function secretValues(config: unknown, env: NodeJS.ProcessEnv = process.e
       return;
     }
     if (Array.isArray(v)) for (const x of v) visit(x, undefined, false);
-    else if (v !== null && typeof v === 'object') for (const [k, x] of Object.entries(v)) visit(x, k, inHeaders || k === 'headers');
+    else if (v !== null && typeof v === 'object')
+      for (const [k, x] of Object.entries(v)) visit(x, k, inHeaders || k === 'headers');
   };
   visit(config, undefined, false);
   return [...out];

@@ -17,7 +17,8 @@ const duration = (def: number, bounds?: UnitBounds) =>
     .union([z.number(), z.string()])
     .default(def / 1000)
     .pipe(durationMs(bounds));
-const size = (def: number, bounds?: UnitBounds) => z.union([z.number(), z.string()]).default(def).pipe(sizeBytes(bounds));
+const size = (def: number, bounds?: UnitBounds) =>
+  z.union([z.number(), z.string()]).default(def).pipe(sizeBytes(bounds));
 
 const port = z.number({ error: 'expected a port number' }).int().min(0).max(65535);
 
@@ -26,7 +27,9 @@ export const providerSchema = z.strictObject({
   base_url: z.url({ error: 'expected a URL such as "http://127.0.0.1:11434/v1"' }).optional(),
   api_key_env: z
     .string()
-    .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { message: 'expected the NAME of an environment variable, e.g. "OPENAI_API_KEY"' })
+    .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, {
+      message: 'expected the NAME of an environment variable, e.g. "OPENAI_API_KEY"',
+    })
     .optional(),
   model: z.string().min(1).optional(),
   timeout: duration(60_000),
@@ -56,9 +59,13 @@ export const mcpOAuthSchema = z
     /** The client name sent with dynamic client registration. */
     client_name: z.string().min(1).default('Caxton'),
   })
-  .refine((o) => o.client_secret_env === undefined || o.client_id !== undefined, { error: 'client_secret_env needs client_id (a registered client)', path: ['client_secret_env'] })
+  .refine((o) => o.client_secret_env === undefined || o.client_id !== undefined, {
+    error: 'client_secret_env needs client_id (a registered client)',
+    path: ['client_secret_env'],
+  })
   .refine((o) => !(o.grant === 'authorization_code' && o.client_id !== undefined && o.redirect_port === undefined), {
-    error: 'a registered client (client_id) with grant "authorization_code" needs redirect_port: the redirect URI http://127.0.0.1:PORT/callback must be the one registered',
+    error:
+      'a registered client (client_id) with grant "authorization_code" needs redirect_port: the redirect URI http://127.0.0.1:PORT/callback must be the one registered',
     path: ['redirect_port'],
   });
 
@@ -94,8 +101,13 @@ export const mcpServerSchema = z
     /** OAuth 2.1 (Streamable HTTP only). */
     oauth: mcpOAuthSchema.optional(),
   })
-  .refine((s) => (s.command === undefined) !== (s.url === undefined), { error: 'an MCP server needs exactly one of "command" (stdio) or "url" (Streamable HTTP)' })
-  .refine((s) => s.oauth === undefined || s.url !== undefined, { error: '[mcp_servers.NAME.oauth] needs "url": OAuth applies to Streamable HTTP servers', path: ['oauth'] });
+  .refine((s) => (s.command === undefined) !== (s.url === undefined), {
+    error: 'an MCP server needs exactly one of "command" (stdio) or "url" (Streamable HTTP)',
+  })
+  .refine((s) => s.oauth === undefined || s.url !== undefined, {
+    error: '[mcp_servers.NAME.oauth] needs "url": OAuth applies to Streamable HTTP servers',
+    path: ['oauth'],
+  });
 
 /** Tool server names (as in caxton-tool.toml): lower-case, no dots (tools are named SERVER.tool). */
 const TOOL_SERVER_NAME = /^[a-z][a-z0-9_-]{0,63}$/;
@@ -112,29 +124,58 @@ export const toolGrantSchema = z.strictObject({
   enabled: z.boolean().default(true),
   /** Hosts the server may reach over HTTP: "api.example.com", "*.example.com", "127.0.0.1" or "*". */
   allowed_hosts: z
-    .array(z.string().regex(HOST_PATTERN, { message: 'expected a host name, "*.domain", an IP address in brackets for IPv6, or "*"' }), { error: 'expected a list of host names' })
+    .array(
+      z.string().regex(HOST_PATTERN, {
+        message: 'expected a host name, "*.domain", an IP address in brackets for IPv6, or "*"',
+      }),
+      { error: 'expected a list of host names' },
+    )
     .default([]),
   /** Guest root declared by the manifest (`[permissions.paths]`) → host directory (relative to caxton.toml). */
   paths: z
-    .record(z.string().regex(GUEST_PATH, { message: 'expected a guest path such as "/data" as the key' }), z.string({ error: 'expected a host directory' }).min(1), {
-      error: (iss) => (iss.code === 'invalid_key' ? 'expected a guest path such as "/data" as the key' : 'expected a table: guest root = "host directory"'),
-    })
+    .record(
+      z.string().regex(GUEST_PATH, { message: 'expected a guest path such as "/data" as the key' }),
+      z.string({ error: 'expected a host directory' }).min(1),
+      {
+        error: (iss) =>
+          iss.code === 'invalid_key'
+            ? 'expected a guest path such as "/data" as the key'
+            : 'expected a table: guest root = "host directory"',
+      },
+    )
     .default({}),
   /** Guest database path declared by the manifest (`databases`) → host SQLite file or directory (relative to caxton.toml); always read-only. */
   databases: z
-    .record(z.string().regex(GUEST_PATH, { message: 'expected a guest path such as "/db" as the key' }), z.string({ error: 'expected a host file or directory' }).min(1), {
-      error: (iss) => (iss.code === 'invalid_key' ? 'expected a guest path such as "/db" as the key' : 'expected a table: guest path = "host file or directory"'),
-    })
+    .record(
+      z.string().regex(GUEST_PATH, { message: 'expected a guest path such as "/db" as the key' }),
+      z.string({ error: 'expected a host file or directory' }).min(1),
+      {
+        error: (iss) =>
+          iss.code === 'invalid_key'
+            ? 'expected a guest path such as "/db" as the key'
+            : 'expected a table: guest path = "host file or directory"',
+      },
+    )
     .default({}),
   /** Values for configuration keys the manifest declares (numbers and booleans are passed as text). */
   config: z
-    .record(z.string(), z.union([z.string(), z.number(), z.boolean()], { error: 'expected a string, number or boolean' }).transform(String), { error: 'expected a table of configuration values' })
+    .record(
+      z.string(),
+      z
+        .union([z.string(), z.number(), z.boolean()], { error: 'expected a string, number or boolean' })
+        .transform(String),
+      { error: 'expected a table of configuration values' },
+    )
     .default({}),
   /** Upper bounds on the manifest's [limits]: the effective limit is the smaller. */
   limits: z
     .strictObject({
       memory: sizeBytes().optional(),
-      fuel: z.number({ error: 'expected a number' }).int({ error: 'expected a whole number' }).min(1, { error: 'at least 1' }).optional(),
+      fuel: z
+        .number({ error: 'expected a number' })
+        .int({ error: 'expected a whole number' })
+        .min(1, { error: 'at least 1' })
+        .optional(),
       timeout: durationMs().optional(),
       max_input: sizeBytes().optional(),
       max_output: sizeBytes().optional(),
@@ -153,13 +194,22 @@ export type ToolGrantConfig = z.output<typeof toolGrantSchema>;
 export const toolCapsSchema = z
   .strictObject({
     memory: size(128 * 1024 * 1024),
-    fuel: z.number({ error: 'expected a number' }).int({ error: 'expected a whole number' }).min(1, { error: 'at least 1' }).max(0x7fffffff, { error: 'at most 2147483647' }).default(1_000_000_000),
+    fuel: z
+      .number({ error: 'expected a number' })
+      .int({ error: 'expected a whole number' })
+      .min(1, { error: 'at least 1' })
+      .max(0x7fffffff, { error: 'at most 2147483647' })
+      .default(1_000_000_000),
     timeout: duration(10_000),
     max_input: size(8 * 1024 * 1024),
     max_output: size(16 * 1024 * 1024),
     max_state: size(1024 * 1024),
     /** WebAssembly calls (no HTTP) with at most this much fuel run in the server thread; the rest on a worker. 0: every call on a worker. */
-    in_thread_fuel: z.number({ error: 'expected a number' }).int({ error: 'expected a whole number' }).min(0, { error: 'at least 0' }).default(1_000_000),
+    in_thread_fuel: z
+      .number({ error: 'expected a number' })
+      .int({ error: 'expected a whole number' })
+      .min(0, { error: 'at least 0' })
+      .default(1_000_000),
   })
   .prefault({});
 
@@ -180,7 +230,12 @@ const COMMAND_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,63}$/;
 export const workspaceBashSchema = z.strictObject({
   enabled: z.boolean({ error: 'expected true or false' }).default(false),
   /** The programs a command may run (every command of a pipeline or sequence is checked), e.g. ["ls", "cat", "grep", "git"]. */
-  commands: z.array(z.string().regex(COMMAND_NAME, { message: 'expected a program name such as "ls" or "git" (no path, no spaces)' }), { error: 'expected a list of program names' }).default([]),
+  commands: z
+    .array(
+      z.string().regex(COMMAND_NAME, { message: 'expected a program name such as "ls" or "git" (no path, no spaces)' }),
+      { error: 'expected a list of program names' },
+    )
+    .default([]),
   /** Longest a command may run; a call's `timeout` may ask for less, never more. */
   timeout: duration(30_000, { min: 100, max: 600_000 }),
   /** Most bytes of output (stdout and stderr together) kept; the command is stopped past it. */
@@ -208,7 +263,9 @@ export const webSearchSchema = z.strictObject({
   /** The environment variable holding the API key (Brave: required). */
   api_key_env: z
     .string()
-    .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { message: 'expected the NAME of an environment variable, e.g. "BRAVE_API_KEY"' })
+    .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, {
+      message: 'expected the NAME of an environment variable, e.g. "BRAVE_API_KEY"',
+    })
     .optional(),
   max_results: z.number({ error: 'expected a number' }).int().min(1).max(50).default(10),
   timeout: duration(15_000, { min: 100, max: 120_000 }),
@@ -229,7 +286,10 @@ export const webConfigSchema = z
     /** Absent: web.search answers an error naming this setting. */
     search: webSearchSchema.optional(),
   })
-  .refine((w) => w.search?.kind !== 'brave' || w.search.api_key_env !== undefined, { error: 'the Brave Search API needs api_key_env (the variable holding the key)', path: ['search', 'api_key_env'] })
+  .refine((w) => w.search?.kind !== 'brave' || w.search.api_key_env !== undefined, {
+    error: 'the Brave Search API needs api_key_env (the variable holding the key)',
+    path: ['search', 'api_key_env'],
+  })
   .prefault({});
 
 export type WorkspaceConfig = z.output<typeof workspaceConfigSchema>;
@@ -331,7 +391,9 @@ export const serverConfigSchema = z.strictObject({
       /** Messages one agent handles at once, unless its `[messaging] max_concurrency` says otherwise. */
       agent_concurrency: z.number().int().min(1).max(1000).default(4),
       /** How a provider is chosen for request, query and propose. */
-      routing: z.enum(['round-robin', 'least-loaded'], { error: 'expected "round-robin" or "least-loaded"' }).default('round-robin'),
+      routing: z
+        .enum(['round-robin', 'least-loaded'], { error: 'expected "round-robin" or "least-loaded"' })
+        .default('round-robin'),
       /** Delivery attempts before a message goes to the dead-letter queue. */
       max_attempts: z.number().int().min(1).max(100).default(5),
       retry_base: duration(1_000),
@@ -345,7 +407,9 @@ export const serverConfigSchema = z.strictObject({
       /** Contract Net: how long proposals are collected when a cfp names no reply_by. */
       cfp_deadline: duration(30_000),
       /** Contract Net: which proposal wins, unless the cfp says otherwise with X-select / X-select-field. */
-      cfp_select: z.enum(['lowest', 'highest', 'first'], { error: 'expected "lowest", "highest" or "first"' }).default('lowest'),
+      cfp_select: z
+        .enum(['lowest', 'highest', 'first'], { error: 'expected "lowest", "highest" or "first"' })
+        .default('lowest'),
       cfp_field: z.string().min(1).default('price'),
       // Retention (src/messaging/retention.ts): finished conversations go with their messages and
       // deliveries; nothing undelivered, dead-lettered or still open is ever deleted.
@@ -400,12 +464,19 @@ export const serverConfigSchema = z.strictObject({
    * the name of a server's grant table.
    */
   tools: z
-    .object({ limits: toolCapsSchema }, { error: 'expected [tools.limits] and [tools.NAME] tables, one per tool server' })
+    .object(
+      { limits: toolCapsSchema },
+      { error: 'expected [tools.limits] and [tools.NAME] tables, one per tool server' },
+    )
     .catchall(toolGrantSchema)
     .superRefine((servers, ctx) => {
       for (const name of Object.keys(servers)) {
         if (name !== 'limits' && !TOOL_SERVER_NAME.test(name))
-          ctx.addIssue({ code: 'custom', path: [name], message: `invalid tool server name "${name}": a lower-case letter, then letters, digits, "_" or "-" (no dots: its tools are named NAME.tool)` });
+          ctx.addIssue({
+            code: 'custom',
+            path: [name],
+            message: `invalid tool server name "${name}": a lower-case letter, then letters, digits, "_" or "-" (no dots: its tools are named NAME.tool)`,
+          });
       }
     })
     .prefault({}),
@@ -423,7 +494,11 @@ export const serverConfigSchema = z.strictObject({
     .superRefine((servers, ctx) => {
       for (const name of Object.keys(servers)) {
         if (!/^[A-Za-z][A-Za-z0-9_-]{0,63}$/.test(name))
-          ctx.addIssue({ code: 'custom', path: [name], message: `invalid MCP server name "${name}": use letters, digits, "_" and "-" (no dots: its tools are named NAME.tool)` });
+          ctx.addIssue({
+            code: 'custom',
+            path: [name],
+            message: `invalid MCP server name "${name}": use letters, digits, "_" and "-" (no dots: its tools are named NAME.tool)`,
+          });
       }
     })
     .default({}),
@@ -462,10 +537,21 @@ export const serverConfigSchema = z.strictObject({
       /** Host names (globs such as "*.example.com") accepted besides loopback names and IP addresses (DNS rebinding). */
       allowed_hosts: z.array(z.string().min(1).max(255)).default([]),
       /** Origins allowed to call the API from a browser (CORS); empty: no cross-origin access. */
-      cors_origins: z.array(z.string().regex(/^(\*|https?:\/\/[^/\s]+)$/, { message: 'expected an origin such as "https://console.example.com" (scheme and host, no path) or "*"' })).default([]),
+      cors_origins: z
+        .array(
+          z.string().regex(/^(\*|https?:\/\/[^/\s]+)$/, {
+            message: 'expected an origin such as "https://console.example.com" (scheme and host, no path) or "*"',
+          }),
+        )
+        .default([]),
       /** The address of the client is taken from X-Forwarded-For (behind a reverse proxy; docs/security.md). */
       trust_proxy: z.boolean().default(false),
-      allow_remote: z.never({ error: '"allow_remote" was removed: binding beyond loopback now requires [auth] enabled (the default); delete the key' }).optional(),
+      allow_remote: z
+        .never({
+          error:
+            '"allow_remote" was removed: binding beyond loopback now requires [auth] enabled (the default); delete the key',
+        })
+        .optional(),
     })
     .prefault({}),
 });

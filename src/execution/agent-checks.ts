@@ -19,7 +19,9 @@ export interface AgentCheckWarning {
 }
 
 /** Warns for an `llm.provider` or `llm.fallbacks` entry no `[llm.providers.NAME]` defines. */
-export function providerCheck(setup: LlmSetup): (llm: { provider?: string; fallbacks?: readonly string[] }) => AgentCheckWarning[] {
+export function providerCheck(
+  setup: LlmSetup,
+): (llm: { provider?: string; fallbacks?: readonly string[] }) => AgentCheckWarning[] {
   const names = Object.keys(setup.providers);
   const one = (name: string, field: string): AgentCheckWarning[] => {
     if (Object.hasOwn(setup.providers, name)) return [];
@@ -36,7 +38,10 @@ export function providerCheck(setup: LlmSetup): (llm: { provider?: string; fallb
   return (llm) => {
     // With no provider at all nothing can run, and the executor says so (as for model_unresolved).
     if (names.length === 0) return [];
-    return [...(llm.provider !== undefined ? one(llm.provider, 'llm.provider') : []), ...(llm.fallbacks ?? []).flatMap((f, i) => one(f, `llm.fallbacks.${i}`))];
+    return [
+      ...(llm.provider !== undefined ? one(llm.provider, 'llm.provider') : []),
+      ...(llm.fallbacks ?? []).flatMap((f, i) => one(f, `llm.fallbacks.${i}`)),
+    ];
   };
 }
 
@@ -73,7 +78,11 @@ const serverOf = (name: string): string | undefined => {
 };
 
 /** The unresolved entries of `tools` against `names` (the server's live registries, or the CLI's offline catalogue). */
-export function unresolvedTools(tools: readonly string[], names: ToolCatalogueNames, severity: 'error' | 'warning'): AgentCheckWarning[] {
+export function unresolvedTools(
+  tools: readonly string[],
+  names: ToolCatalogueNames,
+  severity: 'error' | 'warning',
+): AgentCheckWarning[] {
   const known = new Set(names.tools);
   const servers = new Set(names.tools.flatMap((n) => serverOf(n) ?? []));
   const mcp = new Set(names.mcpServers);
@@ -84,10 +93,18 @@ export function unresolvedTools(tools: readonly string[], names: ToolCatalogueNa
     const prefix = all ? entry.slice(0, -2) : (serverOf(entry) ?? entry);
     const wholeServer = all || entry === prefix;
     // A tool of an MCP server not connected yet resolves; a connected one (its tools listed) must offer it.
-    if (known.has(entry) || (wholeServer && (servers.has(prefix) || mcp.has(prefix))) || (mcp.has(prefix) && !servers.has(prefix))) return;
+    if (
+      known.has(entry) ||
+      (wholeServer && (servers.has(prefix) || mcp.has(prefix))) ||
+      (mcp.has(prefix) && !servers.has(prefix))
+    )
+      return;
     const candidates = [...known, ...servers, ...mcp];
     const guess = closest(entry, candidates) ?? (wholeServer ? undefined : closest(prefix, [...servers, ...mcp]));
-    const tail = severity === 'error' ? 'Fix the name or make the tool available, then deploy again' : 'The agent runs without it, as Claude Code ignores tools it does not know';
+    const tail =
+      severity === 'error'
+        ? 'Fix the name or make the tool available, then deploy again'
+        : 'The agent runs without it, as Claude Code ignores tools it does not know';
     out.push({
       severity,
       code: 'tool_unresolved',

@@ -38,13 +38,20 @@ export function llmSetup(cfg: ServerConfig): LlmSetup {
   }
   const names = Object.keys(providers);
   const defaultProvider = cfg.llm.default_provider ?? (names.length === 1 ? names[0]! : '');
-  return { providers, defaults: { provider: defaultProvider, modelAliases: { ...DEFAULT_MODEL_ALIASES, ...cfg.llm.model_aliases } } };
+  return {
+    providers,
+    defaults: { provider: defaultProvider, modelAliases: { ...DEFAULT_MODEL_ALIASES, ...cfg.llm.model_aliases } },
+  };
 }
 
 /** Provider clients and the built-in tools for a setup. */
 export function buildDeps(setup: LlmSetup): ExecutionDeps {
   const providers = ProviderRegistry.fromConfig(setup.providers);
-  return { providers, tools: builtinTools(providers, setup.defaults.provider || undefined), llmDefaults: setup.defaults };
+  return {
+    providers,
+    tools: builtinTools(providers, setup.defaults.provider || undefined),
+    llmDefaults: setup.defaults,
+  };
 }
 
 /**
@@ -54,7 +61,9 @@ export function buildDeps(setup: LlmSetup): ExecutionDeps {
  * script changed.
  */
 export function setupShipper(setup: LlmSetup, providers: ProviderRegistry): () => Promise<LlmSetup> {
-  const scripted = Object.entries(setup.providers).filter(([, p]) => p.type === 'scripted' && p.script !== undefined && p.script_checked === undefined);
+  const scripted = Object.entries(setup.providers).filter(
+    ([, p]) => p.type === 'scripted' && p.script !== undefined && p.script_checked === undefined,
+  );
   if (scripted.length === 0) return () => Promise.resolve(setup);
   let last: { parts: (CheckedScript | string | undefined)[]; setup: LlmSetup } | undefined;
   const read = async (name: string): Promise<CheckedScript | string | undefined> => {

@@ -6,7 +6,16 @@ import { limitedError, type ExecutionSlot, type LimitSet, type PrincipalLimiter 
 import type { ServerConfig } from '../config/index.js';
 import { providerAttributes } from '../llm/index.js';
 import type { Metrics } from '../observability/metrics.js';
-import { childTraceparent, endWithError, SpanStatusCode, startSpan, traceparentOf, withSpan, type Span, type Tracer } from '../observability/trace-context.js';
+import {
+  childTraceparent,
+  endWithError,
+  SpanStatusCode,
+  startSpan,
+  traceparentOf,
+  withSpan,
+  type Span,
+  type Tracer,
+} from '../observability/trace-context.js';
 import { CaxtonError, isCaxtonError } from '../shared/errors.js';
 import { scrubError, scrubSecretsIn } from '../shared/secrets.js';
 import { StreamScrubber } from '../shared/stream-scrub.js';
@@ -90,7 +99,10 @@ function taskModulePath(): string {
  * (120 s by default) until it fires, so under sustained load they pile up by the hundred thousand
  * (see docs/benchmarks.md, Execution).
  */
-function deadlineSignal(timeoutMs: number, outer: AbortSignal | undefined): { signal: AbortSignal; timedOut(): boolean; dispose(): void } {
+function deadlineSignal(
+  timeoutMs: number,
+  outer: AbortSignal | undefined,
+): { signal: AbortSignal; timedOut(): boolean; dispose(): void } {
   const ac = new AbortController();
   let timedOut = false;
   const timer = setTimeout(() => {
@@ -175,7 +187,9 @@ export class Executor {
         taskModule: taskModulePath(),
         maxOldGenerationSizeMb: this.#config.execution.max_memory_mb,
         ...(this.#config.execution.pool_size !== undefined && { poolSize: this.#config.execution.pool_size }),
-        ...(this.#config.execution.process_max_requests !== undefined && { maxRequestsPerProcess: this.#config.execution.process_max_requests }),
+        ...(this.#config.execution.process_max_requests !== undefined && {
+          maxRequestsPerProcess: this.#config.execution.process_max_requests,
+        }),
       });
       this.#pools.set(mode, pool);
     }
@@ -203,16 +217,29 @@ export class Executor {
     const agent = this.#registry.resolve(name, req.conversation_id);
     if (!agent) throw new CaxtonError('agent_not_found', `no agent named "${name}" is deployed`, { name });
     const def = agent.definition;
-    if (typeof req.request !== 'string' || req.request.length === 0) throw new CaxtonError('invalid_request', '"request" must be a non-empty string', { field: 'request' });
-    const size = Buffer.byteLength(req.request) + (req.context === undefined ? 0 : Buffer.byteLength(typeof req.context === 'string' ? req.context : JSON.stringify(req.context)));
+    if (typeof req.request !== 'string' || req.request.length === 0)
+      throw new CaxtonError('invalid_request', '"request" must be a non-empty string', { field: 'request' });
+    const size =
+      Buffer.byteLength(req.request) +
+      (req.context === undefined
+        ? 0
+        : Buffer.byteLength(typeof req.context === 'string' ? req.context : JSON.stringify(req.context)));
     if (size > def.limits.max_message_size) {
-      throw new CaxtonError('payload_too_large', `the request is ${size} bytes; agent "${def.name}" accepts at most ${def.limits.max_message_size} (limits.max_message_size)`, {
-        size,
-        limit: def.limits.max_message_size,
-      });
+      throw new CaxtonError(
+        'payload_too_large',
+        `the request is ${size} bytes; agent "${def.name}" accepts at most ${def.limits.max_message_size} (limits.max_message_size)`,
+        {
+          size,
+          limit: def.limits.max_message_size,
+        },
+      );
     }
     if (req.capability !== undefined && !def.capabilities.includes(req.capability as never)) {
-      throw new CaxtonError('invalid_request', `agent "${def.name}" does not provide capability "${req.capability}"; it provides ${def.capabilities.join(', ')}`, { field: 'capability' });
+      throw new CaxtonError(
+        'invalid_request',
+        `agent "${def.name}" does not provide capability "${req.capability}"; it provides ${def.capabilities.join(', ')}`,
+        { field: 'capability' },
+      );
     }
     if (req.chain !== undefined && !(Array.isArray(req.chain) && req.chain.every((a) => typeof a === 'string'))) {
       throw new CaxtonError('invalid_request', '"chain" must be an array of agent names', { field: 'chain' });
@@ -225,7 +252,10 @@ export class Executor {
     }
     if (req.client_tools !== undefined || req.tool_choice !== undefined) this.#checkClientTools(def, req);
     if (!def.llm.provider && !this.#setup.defaults.provider) {
-      throw new CaxtonError('invalid_config', `agent "${def.name}" names no LLM provider and the server has no default: set [llm] default_provider in caxton.toml or llm.provider in the agent`);
+      throw new CaxtonError(
+        'invalid_config',
+        `agent "${def.name}" names no LLM provider and the server has no default: set [llm] default_provider in caxton.toml or llm.provider in the agent`,
+      );
     }
     return def;
   }
@@ -237,21 +267,35 @@ export class Executor {
    */
   #checkClientTools(def: AgentDefinition, req: InvokeRequest): void {
     const allowed = def.tools as string[];
-    const own = new Set([...this.#deps.tools.specsFor(allowed), ...this.hostTools.specsFor(allowed)].map((s) => s.name));
+    const own = new Set(
+      [...this.#deps.tools.specsFor(allowed), ...this.hostTools.specsFor(allowed)].map((s) => s.name),
+    );
     const client = req.client_tools ?? [];
     client.forEach((t, i) => {
       if (own.has(t.name)) {
-        throw new CaxtonError('invalid_request', `tools[${i}].function.name: "${t.name}" is the name of one of agent "${def.name}"'s own tools; give the client tool another name`, {
-          param: `tools[${i}].function.name`,
-        });
+        throw new CaxtonError(
+          'invalid_request',
+          `tools[${i}].function.name: "${t.name}" is the name of one of agent "${def.name}"'s own tools; give the client tool another name`,
+          {
+            param: `tools[${i}].function.name`,
+          },
+        );
       }
     });
     const choice = req.tool_choice;
     if (choice === 'required' && own.size === 0 && client.length === 0) {
-      throw new CaxtonError('invalid_request', `tool_choice: "required" needs a tool, and neither the request (tools) nor agent "${def.name}" has one`, { param: 'tool_choice' });
+      throw new CaxtonError(
+        'invalid_request',
+        `tool_choice: "required" needs a tool, and neither the request (tools) nor agent "${def.name}" has one`,
+        { param: 'tool_choice' },
+      );
     }
     if (typeof choice === 'object' && !own.has(choice.name) && !client.some((t) => t.name === choice.name)) {
-      throw new CaxtonError('invalid_request', `tool_choice.function.name: "${choice.name}" is neither in tools nor one of agent "${def.name}"'s own tools`, { param: 'tool_choice.function.name' });
+      throw new CaxtonError(
+        'invalid_request',
+        `tool_choice.function.name: "${choice.name}" is neither in tools nor one of agent "${def.name}"'s own tools`,
+        { param: 'tool_choice.function.name' },
+      );
     }
   }
 
@@ -265,7 +309,11 @@ export class Executor {
     if (!this.#limiter) return undefined;
     const agentLimits = this.#agentLimits?.(name);
     if (!limit && !agentLimits) return undefined;
-    const r = this.#limiter.beginExecution({ ...(limit && { principalId: limit.principalId, principalLimits: limit.limits }), agent: name, agentLimits });
+    const r = this.#limiter.beginExecution({
+      ...(limit && { principalId: limit.principalId, principalLimits: limit.limits }),
+      agent: name,
+      agentLimits,
+    });
     if (!r.ok) throw limitedError(r);
     return r;
   }
@@ -312,7 +360,15 @@ export class Executor {
   }
 
   /** Metrics and span attributes of one execution (labels: agent, provider, model and tool names only). */
-  #record(def: AgentDefinition, res: AgentResponse | undefined, err: unknown, t0: number, span: Span | undefined, req: InvokeRequest, shadow: boolean): void {
+  #record(
+    def: AgentDefinition,
+    res: AgentResponse | undefined,
+    err: unknown,
+    t0: number,
+    span: Span | undefined,
+    req: InvokeRequest,
+    shadow: boolean,
+  ): void {
     const agent = def.name;
     const m = this.#metrics;
     const status = res ? 'ok' : isCaxtonError(err) ? err.code : 'internal';
@@ -347,7 +403,10 @@ export class Executor {
       span.setAttributes({
         'caxton.execution_id': res.execution_id,
         'caxton.isolation': res.isolation,
-        ...providerAttributes(res.provider, Object.hasOwn(this.#setup.providers, res.provider) ? this.#setup.providers[res.provider]!.type : undefined),
+        ...providerAttributes(
+          res.provider,
+          Object.hasOwn(this.#setup.providers, res.provider) ? this.#setup.providers[res.provider]!.type : undefined,
+        ),
         'gen_ai.request.model': res.model,
         'caxton.turns': res.turns,
         'gen_ai.usage.input_tokens': res.usage.input_tokens,
@@ -388,7 +447,8 @@ export class Executor {
     const hostSpecs = this.hostTools.specsFor(def.tools as string[]);
     // Memory (src/memory): what the agent remembers about this request, for {{memory_context}}.
     // (Not for a resumed execution: its transcript already holds the prompts it started with.)
-    const memoryContext = def.memory.enabled && this.memory && req.transcript === undefined ? await this.memory.recall(def, req) : '';
+    const memoryContext =
+      def.memory.enabled && this.memory && req.transcript === undefined ? await this.memory.recall(def, req) : '';
     const job: ExecutionJob = {
       execution_id: `exec_${randomUUID()}`,
       definition: def,
@@ -400,7 +460,10 @@ export class Executor {
       ...(memoryContext !== '' && { memory_context: memoryContext }),
     };
     // Built only when needed: an Error captures a stack trace, which costs more than a fast execution.
-    const timeoutError = () => new CaxtonError('timeout', `agent "${def.name}" did not finish within ${timeoutMs} ms (limits.timeout)`, { timeout_ms: timeoutMs });
+    const timeoutError = () =>
+      new CaxtonError('timeout', `agent "${def.name}" did not finish within ${timeoutMs} ms (limits.timeout)`, {
+        timeout_ms: timeoutMs,
+      });
 
     // The agent's deadline is our own timer in every mode, so that a 'timeout' raised inside the
     // task (an LLM provider's per-call timeout) is not mistaken for limits.timeout. In pooled modes
@@ -411,13 +474,20 @@ export class Executor {
       if (isolation === 'context') {
         const host = hostSpecs.map((s) => this.hostTools.get(s.name)).filter((t): t is Tool => t !== undefined);
         const refused = this.hostTools.onRefused;
-        const tools = opts.shadow ? shadowTools(this.#deps.tools, host) : executionTools(this.#deps.tools, host, refused && ((name, args, ctx, reason) => refused(name, args, ctx, reason)));
+        const tools = opts.shadow
+          ? shadowTools(this.#deps.tools, host)
+          : executionTools(
+              this.#deps.tools,
+              host,
+              refused && ((name, args, ctx, reason) => refused(name, args, ctx, reason)),
+            );
         const deps = tools === this.#deps.tools ? this.#deps : { ...this.#deps, tools };
         try {
           return await runAgent(job, deps, { signal, ...(opts.onEvent && { emit: opts.onEvent }) });
         } catch (e) {
           if (deadline.timedOut()) throw timeoutError();
-          if (opts.signal?.aborted) throw new CaxtonError('cancelled', 'the client went away; the execution was cancelled');
+          if (opts.signal?.aborted)
+            throw new CaxtonError('cancelled', 'the client went away; the execution was cancelled');
           throw e;
         }
       }
@@ -443,15 +513,23 @@ export class Executor {
    * allowlist, deadline and signal of the execution as known here (never as the task says).
    */
   async #hostCall(job: ExecutionJob, signal: AbortSignal, method: string, args: unknown): Promise<ToolResult> {
-    if (method !== HOST_TOOL_METHOD) throw new CaxtonError('not_supported', `the execution task called the unknown host method "${method}"`, { method });
+    if (method !== HOST_TOOL_METHOD)
+      throw new CaxtonError('not_supported', `the execution task called the unknown host method "${method}"`, {
+        method,
+      });
     const call = parseHostToolCall(args);
     const ctx = toolContext(job, signal);
     if (!this.#tracer) return this.hostTools.invoke(job.definition.tools as string[], call.name, call.args, ctx);
     // The task's own spans are not recorded (no tracer there): the host tool call gets its span here.
-    const span = startSpan(this.#tracer, `tool.call ${call.name}`, job.request.traceparent, () => ({ 'caxton.agent': job.definition.name, 'caxton.tool': call.name }));
+    const span = startSpan(this.#tracer, `tool.call ${call.name}`, job.request.traceparent, () => ({
+      'caxton.agent': job.definition.name,
+      'caxton.tool': call.name,
+    }));
     if (span.isRecording()) ctx.traceparent = traceparentOf(span);
     try {
-      const r = await withSpan(span, () => this.hostTools.invoke(job.definition.tools as string[], call.name, call.args, ctx));
+      const r = await withSpan(span, () =>
+        this.hostTools.invoke(job.definition.tools as string[], call.name, call.args, ctx),
+      );
       if (r.is_error) span.setStatus({ code: SpanStatusCode.ERROR, message: r.content.slice(0, 200) });
       span.end();
       return r;
@@ -478,7 +556,12 @@ function shadowTools(builtins: ToolRegistry, host: readonly Tool[]): ToolRegistr
   const tools = new ToolRegistry();
   for (const t of [...builtins.list(), ...host]) {
     if (tools.get(t.name)) continue;
-    tools.register({ name: t.name, description: t.description, input_schema: t.input_schema, invoke: () => Promise.resolve({ content: SHADOW_TOOL_REFUSAL, is_error: true }) });
+    tools.register({
+      name: t.name,
+      description: t.description,
+      input_schema: t.input_schema,
+      invoke: () => Promise.resolve({ content: SHADOW_TOOL_REFUSAL, is_error: true }),
+    });
   }
   return tools;
 }

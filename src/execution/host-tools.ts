@@ -30,7 +30,11 @@ export interface HostToolCall {
  * agent's allowlist refuses. Built-in names are reserved (the
  * executor's host registry refuses them), and should one slip through, the built-in wins.
  */
-export function executionTools(builtins: ToolRegistry, host: readonly Tool[], onRefused?: ToolRegistry['onRefused']): ToolRegistry {
+export function executionTools(
+  builtins: ToolRegistry,
+  host: readonly Tool[],
+  onRefused?: ToolRegistry['onRefused'],
+): ToolRegistry {
   if (host.length === 0 && !onRefused) return builtins;
   const tools = new ToolRegistry();
   // Calls the allowlist refuses are reported (the server's tool audit records them).
@@ -62,8 +66,12 @@ export function hostToolProxy(spec: ToolSpec, call: TaskContext['call']): Tool {
 
 /** Server side: checks the `args` of a host tool call coming from a task. */
 export function parseHostToolCall(args: unknown): HostToolCall {
-  const { name, args: toolArgs } = (typeof args === 'object' && args !== null ? args : {}) as { name?: unknown; args?: unknown };
-  if (typeof name !== 'string' || name === '') throw new CaxtonError('invalid_request', 'a host tool call needs the tool name');
+  const { name, args: toolArgs } = (typeof args === 'object' && args !== null ? args : {}) as {
+    name?: unknown;
+    args?: unknown;
+  };
+  if (typeof name !== 'string' || name === '')
+    throw new CaxtonError('invalid_request', 'a host tool call needs the tool name');
   if (typeof toolArgs !== 'object' || toolArgs === null || Array.isArray(toolArgs)) {
     throw new CaxtonError('invalid_request', `the arguments of host tool "${name}" must be an object`, { name });
   }

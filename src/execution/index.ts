@@ -1,10 +1,31 @@
-export { Executor, SHADOW_TOOL_REFUSAL, type ExecutorOptions, type InvokeOptions, type ExecutionRecord } from './executor.js';
+export {
+  Executor,
+  SHADOW_TOOL_REFUSAL,
+  type ExecutorOptions,
+  type InvokeOptions,
+  type ExecutionRecord,
+} from './executor.js';
 export { ShadowRunner, type ShadowRunnerOptions } from './shadow.js';
 export { runAgent, toolContext, type ExecutionDeps } from './run-agent.js';
 export { executionTools, hostToolProxy, HOST_TOOL_METHOD, type HostToolCall } from './host-tools.js';
 export { llmSetup, buildDeps, modelCheck, type LlmSetup } from './deps.js';
 export { renderTemplate } from './prompt.js';
-export type { AgentResponse, ExecutionEvent, ExecutionJob, ExecutionMemory, HistoryMessage, InvokeRequest, ToolCallRecord, ExecutionFinish } from './types.js';
-export { providerCheck, toolCheck, unresolvedTools, type AgentCheckWarning, type ToolCatalogueNames } from './agent-checks.js';
+export type {
+  AgentResponse,
+  ExecutionEvent,
+  ExecutionJob,
+  ExecutionMemory,
+  HistoryMessage,
+  InvokeRequest,
+  ToolCallRecord,
+  ExecutionFinish,
+} from './types.js';
+export {
+  providerCheck,
+  toolCheck,
+  unresolvedTools,
+  type AgentCheckWarning,
+  type ToolCatalogueNames,
+} from './agent-checks.js';
 export { DEFAULT_SUSPENDED_TTL_MS, type SuspendedExecution, type SuspendedExecutionStore } from './suspended.js';
 export { SqliteSuspendedStore, SUSPENDED_MIGRATIONS } from './suspended-sqlite.js';

@@ -44,6 +44,7 @@ export function renderSystemPrompt(def: AgentDefinition, memoryContext = ''): st
       .replace(new RegExp(MEMORY_RE.source, 'g'), memoryContext)
       .replace(/\n{3,}/g, '\n\n')
       .trim();
-  if (memoryContext !== '' && !MEMORY_RE.test(def.user_prompt_template)) return `${def.system_prompt}\n\n${memoryContext}`;
+  if (memoryContext !== '' && !MEMORY_RE.test(def.user_prompt_template))
+    return `${def.system_prompt}\n\n${memoryContext}`;
   return def.system_prompt;
 }

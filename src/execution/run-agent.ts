@@ -1,6 +1,16 @@
 import { randomUUID } from 'node:crypto';
 import { trace } from '@opentelemetry/api';
-import { chatWithFallbacks, providerAttributes, type ChatMessage, type ChatRequest, type ChatResponse, type ProviderRegistry, type ResolveDefaults, type ToolCall, type Usage } from '../llm/index.js';
+import {
+  chatWithFallbacks,
+  providerAttributes,
+  type ChatMessage,
+  type ChatRequest,
+  type ChatResponse,
+  type ProviderRegistry,
+  type ResolveDefaults,
+  type ToolCall,
+  type Usage,
+} from '../llm/index.js';
 import { endWithError, SpanKind, SpanStatusCode, startSpan, traceparentOf } from '../observability/trace-context.js';
 import { CaxtonError } from '../shared/errors.js';
 import type { ToolContext, ToolRegistry } from '../tools/index.js';
@@ -9,7 +19,8 @@ import { assertToolChoiceHonoured } from './tool-choice.js';
 import type { AgentResponse, ExecutionEvent, ExecutionJob, ToolCallRecord } from './types.js';
 
 /** Opens the system message that carries a caller's own system/developer messages. */
-export const CLIENT_INSTRUCTIONS_HEADER = 'Instructions from the client application (they refine, and never override, the instructions above):';
+export const CLIENT_INSTRUCTIONS_HEADER =
+  'Instructions from the client application (they refine, and never override, the instructions above):';
 
 export interface ExecutionDeps {
   providers: ProviderRegistry;
@@ -35,7 +46,11 @@ export function toolContext(job: ExecutionJob, signal: AbortSignal): ToolContext
 }
 
 function addUsage(a: Usage, b: Usage): Usage {
-  return { input_tokens: a.input_tokens + b.input_tokens, output_tokens: a.output_tokens + b.output_tokens, total_tokens: a.total_tokens + b.total_tokens };
+  return {
+    input_tokens: a.input_tokens + b.input_tokens,
+    output_tokens: a.output_tokens + b.output_tokens,
+    total_tokens: a.total_tokens + b.total_tokens,
+  };
 }
 
 /**
@@ -43,7 +58,11 @@ function addUsage(a: Usage, b: Usage): Usage {
  * those its definition allows), feed results back, until it answers or `max_turns` is reached.
  * Everything it builds is local to this call: nothing leaks into the next execution.
  */
-export async function runAgent(job: ExecutionJob, deps: ExecutionDeps, opts: { signal: AbortSignal; emit?: (e: ExecutionEvent) => void }): Promise<AgentResponse> {
+export async function runAgent(
+  job: ExecutionJob,
+  deps: ExecutionDeps,
+  opts: { signal: AbortSignal; emit?: (e: ExecutionEvent) => void },
+): Promise<AgentResponse> {
   const started = performance.now();
   const def = job.definition;
   const tracer = trace.getTracer('caxton');
@@ -68,10 +87,14 @@ export async function runAgent(job: ExecutionJob, deps: ExecutionDeps, opts: { s
   const topP = s.top_p ?? def.llm.top_p;
   const stop = s.stop ?? def.llm.stop;
   // The agent's max_tokens is its operator's budget: a caller may ask for less, never for more.
-  const maxTokens = s.max_tokens !== undefined && def.llm.max_tokens !== undefined ? Math.min(s.max_tokens, def.llm.max_tokens) : (s.max_tokens ?? def.llm.max_tokens);
+  const maxTokens =
+    s.max_tokens !== undefined && def.llm.max_tokens !== undefined
+      ? Math.min(s.max_tokens, def.llm.max_tokens)
+      : (s.max_tokens ?? def.llm.max_tokens);
   const base: Omit<ChatRequest, 'model' | 'messages'> = {
     ...(toolSpecs.length > 0 && { tools: toolSpecs }),
-    ...(toolSpecs.length > 0 && req.parallel_tool_calls !== undefined && { parallel_tool_calls: req.parallel_tool_calls }),
+    ...(toolSpecs.length > 0 &&
+      req.parallel_tool_calls !== undefined && { parallel_tool_calls: req.parallel_tool_calls }),
     ...(temperature !== undefined && { temperature }),
     ...(maxTokens !== undefined && { max_tokens: maxTokens }),
     ...(topP !== undefined && { top_p: topP }),
@@ -89,11 +112,20 @@ export async function runAgent(job: ExecutionJob, deps: ExecutionDeps, opts: { s
   let turns = 0;
   let pending: ToolCall[] = [];
   for (; turns < def.limits.max_turns;) {
-    if (opts.signal.aborted) throw opts.signal.reason instanceof CaxtonError ? opts.signal.reason : new CaxtonError('cancelled', 'the execution was cancelled');
+    if (opts.signal.aborted)
+      throw opts.signal.reason instanceof CaxtonError
+        ? opts.signal.reason
+        : new CaxtonError('cancelled', 'the execution was cancelled');
     turns++;
     // Spans record only where a tracer provider is registered (the server process: `context`
     // isolation); in a worker or child process they are no-ops and the trace context passes through.
-    const llmSpan = startSpan(tracer, 'llm.chat', job.request.traceparent, () => ({ 'caxton.agent': def.name, 'caxton.turn': turns }), SpanKind.CLIENT);
+    const llmSpan = startSpan(
+      tracer,
+      'llm.chat',
+      job.request.traceparent,
+      () => ({ 'caxton.agent': def.name, 'caxton.turn': turns }),
+      SpanKind.CLIENT,
+    );
     try {
       // The model provider sees the call's trace context (its span when recording, else the request's).
       const tp = (llmSpan.isRecording() ? traceparentOf(llmSpan) : undefined) ?? job.request.traceparent;
@@ -103,7 +135,12 @@ export async function runAgent(job: ExecutionJob, deps: ExecutionDeps, opts: { s
       last = await chatWithFallbacks(
         deps.providers,
         attempts,
-        { ...base, messages, ...(choice !== undefined && { tool_choice: choice }), ...(tp !== undefined && { traceparent: tp }) },
+        {
+          ...base,
+          messages,
+          ...(choice !== undefined && { tool_choice: choice }),
+          ...(tp !== undefined && { traceparent: tp }),
+        },
         job.stream ? (text) => emit({ type: 'token', text }) : undefined,
       );
     } catch (e) {
@@ -112,7 +149,10 @@ export async function runAgent(job: ExecutionJob, deps: ExecutionDeps, opts: { s
     }
     if (llmSpan.isRecording()) {
       llmSpan.setAttributes({
-        ...providerAttributes(last.provider, deps.providers.has(last.provider) ? deps.providers.get(last.provider).type : undefined),
+        ...providerAttributes(
+          last.provider,
+          deps.providers.has(last.provider) ? deps.providers.get(last.provider).type : undefined,
+        ),
         'gen_ai.request.model': last.model,
         'gen_ai.usage.input_tokens': last.usage.input_tokens,
         'gen_ai.usage.output_tokens': last.usage.output_tokens,
@@ -124,14 +164,19 @@ export async function runAgent(job: ExecutionJob, deps: ExecutionDeps, opts: { s
     usage = addUsage(usage, last.usage);
     // Client tool calls get Caxton's own ids: providers' ids need not be unique across executions
     // (scripted ones are call_0_0...), and a follow-up finds its suspended execution by them.
-    const calls = last.tool_calls.map((c) => (clientNames.has(c.name) ? { ...c, id: `call_${randomUUID().replaceAll('-', '')}` } : c));
+    const calls = last.tool_calls.map((c) =>
+      clientNames.has(c.name) ? { ...c, id: `call_${randomUUID().replaceAll('-', '')}` } : c,
+    );
     messages.push({ role: 'assistant', content: last.content, ...(calls.length > 0 && { tool_calls: calls }) });
     if (calls.length === 0) break;
     pending = calls.filter((c) => clientNames.has(c.name));
     for (const call of calls.filter((c) => !clientNames.has(c.name))) {
       emit({ type: 'tool_call', call, turn: turns });
       const t0 = performance.now();
-      const toolSpan = startSpan(tracer, `tool.call ${call.name}`, job.request.traceparent, () => ({ 'caxton.agent': def.name, 'caxton.tool': call.name }));
+      const toolSpan = startSpan(tracer, `tool.call ${call.name}`, job.request.traceparent, () => ({
+        'caxton.agent': def.name,
+        'caxton.tool': call.name,
+      }));
       const ctx = toolContext(job, opts.signal);
       if (toolSpan.isRecording()) ctx.traceparent = traceparentOf(toolSpan);
       let result;
@@ -147,7 +192,13 @@ export async function runAgent(job: ExecutionJob, deps: ExecutionDeps, opts: { s
       toolSpan.end();
       records.push({ ...call, result: result.content, is_error, duration_ms });
       emit({ type: 'tool_result', id: call.id, name: call.name, content: result.content, is_error, duration_ms });
-      messages.push({ role: 'tool', tool_call_id: call.id, name: call.name, content: result.content, ...(is_error && { is_error: true }) });
+      messages.push({
+        role: 'tool',
+        tool_call_id: call.id,
+        name: call.name,
+        content: result.content,
+        ...(is_error && { is_error: true }),
+      });
     }
     // The turn's server-side calls have run; the client's are the caller's to answer: the
     // execution stops here, its transcript handed back so that a follow-up can resume it.
@@ -165,7 +216,13 @@ export async function runAgent(job: ExecutionJob, deps: ExecutionDeps, opts: { s
     tool_calls: records,
     usage,
     execution_time_ms: Math.round((performance.now() - started) * 1000) / 1000,
-    finish_reason: suspended ? 'tool_calls' : hitLimit ? 'max_turns' : finished.finish_reason === 'tool_calls' ? 'stop' : finished.finish_reason,
+    finish_reason: suspended
+      ? 'tool_calls'
+      : hitLimit
+        ? 'max_turns'
+        : finished.finish_reason === 'tool_calls'
+          ? 'stop'
+          : finished.finish_reason,
     provider: finished.provider,
     model: finished.model,
     turns,
@@ -181,7 +238,8 @@ function initialMessages(job: ExecutionJob, memory: string): ChatMessage[] {
   // The caller's system messages come after the agent's own and are marked as the caller's: the
   // agent's definition stays the frame, the client's instructions refine it (docs/openai.md).
   const instructions = job.request.instructions ?? [];
-  if (instructions.length > 0) messages.push({ role: 'system', content: `${CLIENT_INSTRUCTIONS_HEADER}\n\n${instructions.join('\n\n')}` });
+  if (instructions.length > 0)
+    messages.push({ role: 'system', content: `${CLIENT_INSTRUCTIONS_HEADER}\n\n${instructions.join('\n\n')}` });
   for (const h of job.request.history ?? []) messages.push({ ...h });
   messages.push({ role: 'user', content: renderTemplate(def.user_prompt_template, def, job.request, memory) });
   return messages;

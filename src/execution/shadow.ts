@@ -52,13 +52,20 @@ export class ShadowRunner {
     const request = e.request;
     const started = performance.now();
     const run = this.#o.executor
-      .invoke(`${rollout.agent}@${rollout.candidate_version}`, { request: request.request, ...(request.context !== undefined && { context: request.context }) }, { shadow: true })
+      .invoke(
+        `${rollout.agent}@${rollout.candidate_version}`,
+        { request: request.request, ...(request.context !== undefined && { context: request.context }) },
+        { shadow: true },
+      )
       .then(
         (res) => ({ answer: res.content, tokens: res.usage.input_tokens + res.usage.output_tokens, error: undefined }),
         (err: unknown) => ({ answer: undefined, tokens: 0, error: describeError(err) }),
       )
       .then(async (c) => {
-        const verdict = c.answer === undefined ? { agree: false, method: 'exact' as const } : await this.#compare(rollout.agent, rollout.candidate_version, request.request, stable.content, c.answer);
+        const verdict =
+          c.answer === undefined
+            ? { agree: false, method: 'exact' as const }
+            : await this.#compare(rollout.agent, rollout.candidate_version, request.request, stable.content, c.answer);
         this.#o.service.rollout.recordShadow(rollout, {
           rollout_id: rollout.id,
           request: request.request,
@@ -84,7 +91,13 @@ export class ShadowRunner {
    * agent, its yes or no; else, with an embedding model, a similarity of at least the threshold
    * ([rollout] similarity, default 0.9).
    */
-  async #compare(agent: string, candidate: number, request: string, a: string, b: string): Promise<{ agree: boolean; method: ShadowComparison; similarity?: number }> {
+  async #compare(
+    agent: string,
+    candidate: number,
+    request: string,
+    a: string,
+    b: string,
+  ): Promise<{ agree: boolean; method: ShadowComparison; similarity?: number }> {
     if (answersAgree(a, b)) return { agree: true, method: 'exact' };
     const settings = this.#o.service.registry.find(`${agent}@${candidate}`)?.definition.rollout;
     if (settings?.judge !== undefined) {
@@ -98,7 +111,11 @@ export class ShadowRunner {
     }
     if (!this.#o.similarity) return { agree: false, method: 'exact' };
     const similarity = await this.#o.similarity(a, b);
-    return { agree: similarity >= (settings?.similarity ?? this.#o.similarityThreshold ?? 0.9), method: 'similarity', similarity };
+    return {
+      agree: similarity >= (settings?.similarity ?? this.#o.similarityThreshold ?? 0.9),
+      method: 'similarity',
+      similarity,
+    };
   }
 
   /** How this runner compares answers (for the report). */

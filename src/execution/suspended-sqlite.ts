@@ -53,7 +53,9 @@ function fromRow(r: Row | undefined, now: number): SuspendedExecution | undefine
 
 /** The retention rule: rows past their expiry go, oldest first (their calls with them: ON DELETE CASCADE). */
 export function suspendedRule(db: Db): RetentionRule {
-  const del = db.prepare('DELETE FROM suspended_executions WHERE id IN (SELECT id FROM suspended_executions WHERE expires_at <= ? ORDER BY expires_at LIMIT ?)');
+  const del = db.prepare(
+    'DELETE FROM suspended_executions WHERE id IN (SELECT id FROM suspended_executions WHERE expires_at <= ? ORDER BY expires_at LIMIT ?)',
+  );
   return {
     name: 'suspended_executions',
     prune(limit) {
@@ -78,13 +80,22 @@ export class SqliteSuspendedStore implements SuspendedExecutionStore {
     this.#db = db;
     this.ttlMs = opts.ttlMs;
     migrate(db, SUSPENDED_MIGRATIONS);
-    this.#insert = db.prepare('INSERT OR REPLACE INTO suspended_executions (id, agent, principal, transcript, pending_call_ids, expires_at) VALUES (?, ?, ?, ?, ?, ?)');
+    this.#insert = db.prepare(
+      'INSERT OR REPLACE INTO suspended_executions (id, agent, principal, transcript, pending_call_ids, expires_at) VALUES (?, ?, ?, ?, ?, ?)',
+    );
     this.#insertCall = db.prepare('INSERT OR REPLACE INTO suspended_tool_calls (call_id, execution_id) VALUES (?, ?)');
     this.#deleteCalls = db.prepare('DELETE FROM suspended_tool_calls WHERE execution_id = ?');
     this.#get = db.prepare('SELECT * FROM suspended_executions WHERE id = ?');
-    this.#byCall = db.prepare('SELECT e.* FROM suspended_tool_calls c JOIN suspended_executions e ON e.id = c.execution_id WHERE c.call_id = ?');
+    this.#byCall = db.prepare(
+      'SELECT e.* FROM suspended_tool_calls c JOIN suspended_executions e ON e.id = c.execution_id WHERE c.call_id = ?',
+    );
     this.#delete = db.prepare('DELETE FROM suspended_executions WHERE id = ?');
-    this.#pruner = new Pruner(db, { intervalMs: opts.pruneIntervalMs ?? 60_000, ...(opts.onError && { onError: opts.onError }) }).add(suspendedRule(db)).start();
+    this.#pruner = new Pruner(db, {
+      intervalMs: opts.pruneIntervalMs ?? 60_000,
+      ...(opts.onError && { onError: opts.onError }),
+    })
+      .add(suspendedRule(db))
+      .start();
   }
 
   save(s: SuspendedExecution): Promise<void> {
@@ -93,7 +104,14 @@ export class SqliteSuspendedStore implements SuspendedExecutionStore {
     this.#db.transaction(() => {
       // INSERT OR REPLACE of the parent would cascade-delete its calls anyway; explicit is clearer.
       this.#deleteCalls.run(clean.id);
-      this.#insert.run(clean.id, clean.agent, clean.principal ?? null, JSON.stringify(clean.transcript), JSON.stringify(clean.pending_call_ids), clean.expires_at);
+      this.#insert.run(
+        clean.id,
+        clean.agent,
+        clean.principal ?? null,
+        JSON.stringify(clean.transcript),
+        JSON.stringify(clean.pending_call_ids),
+        clean.expires_at,
+      );
       for (const c of clean.pending_call_ids) this.#insertCall.run(c, clean.id);
     })();
     return Promise.resolve();

@@ -15,12 +15,22 @@ export function assertToolChoiceHonoured(agent: string, choice: ToolChoice | und
   if (choice === undefined || choice === 'auto' || choice === 'none') return;
   const called = reply.tool_calls.map((c) => c.name);
   if (choice === 'required' ? called.length > 0 : called.includes(choice.name)) return;
-  const forced = choice === 'required' ? 'to call a tool (tool_choice "required")' : `to call the tool "${choice.name}" (tool_choice)`;
-  const did = called.length === 0 ? 'it answered in text without calling any tool' : `it called ${called.map((n) => `"${n}"`).join(', ')} instead`;
-  throw new CaxtonError('tool_choice_not_honoured', `the model of agent "${agent}" was forced ${forced}, but ${did}; retry the request, or use a model that follows tool_choice`, {
-    param: 'tool_choice',
-    tool_choice: choice,
-    called,
-    reply_excerpt: reply.content.slice(0, 200),
-  });
+  const forced =
+    choice === 'required'
+      ? 'to call a tool (tool_choice "required")'
+      : `to call the tool "${choice.name}" (tool_choice)`;
+  const did =
+    called.length === 0
+      ? 'it answered in text without calling any tool'
+      : `it called ${called.map((n) => `"${n}"`).join(', ')} instead`;
+  throw new CaxtonError(
+    'tool_choice_not_honoured',
+    `the model of agent "${agent}" was forced ${forced}, but ${did}; retry the request, or use a model that follows tool_choice`,
+    {
+      param: 'tool_choice',
+      tool_choice: choice,
+      called,
+      reply_excerpt: reply.content.slice(0, 200),
+    },
+  );
 }

@@ -93,7 +93,9 @@ export interface AgentResponse {
 
 /** Streamed while an execution runs (SSE, OpenAI chunks). */
 export type ExecutionEvent =
-  { type: 'token'; text: string } | { type: 'tool_call'; call: ToolCall; turn: number } | { type: 'tool_result'; id: string; name: string; content: string; is_error: boolean; duration_ms: number };
+  | { type: 'token'; text: string }
+  | { type: 'tool_call'; call: ToolCall; turn: number }
+  | { type: 'tool_result'; id: string; name: string; content: string; is_error: boolean; duration_ms: number };
 
 /** Everything one execution needs, serializable so it can cross into a worker or process. */
 export interface ExecutionJob {

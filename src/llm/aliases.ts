@@ -79,14 +79,20 @@ export function resolveModelName(
     if (providers(target)) return { provider: target, model: alias.model };
     // The built-in aliases name the provider "anthropic": one configured under another name serves them too.
     if (baseFacts?.type === target) return { provider: base, model: alias.model };
-    for (const [name, facts] of allProviders()) if (facts.type === target) return { provider: name, model: alias.model };
+    for (const [name, facts] of allProviders())
+      if (facts.type === target) return { provider: name, model: alias.model };
     return {
       provider: base,
       model: undefined,
       fallback: `model "${model}" is an alias for ${target}/${alias.model}, but no provider "${target}" is configured: the agent runs on provider "${base}" with its default model${baseFacts?.defaultModel ? ` "${baseFacts.defaultModel}"` : ''}; to choose the model, ${howToMap(model)}`,
     };
   }
-  if (agent.provider === undefined && isClaudeModelId(model) && baseFacts !== undefined && baseFacts.type !== 'anthropic') {
+  if (
+    agent.provider === undefined &&
+    isClaudeModelId(model) &&
+    baseFacts !== undefined &&
+    baseFacts.type !== 'anthropic'
+  ) {
     for (const [name, facts] of allProviders()) if (facts.type === 'anthropic') return { provider: name, model };
     const family = claudeFamily(model);
     const familyAlias = family !== undefined && Object.hasOwn(aliases, family) ? aliases[family] : undefined;

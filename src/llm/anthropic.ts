@@ -76,10 +76,16 @@ export class AnthropicProvider implements LlmProvider {
       const index = typeof data.index === 'number' ? data.index : 0;
       if (type === 'message_start' && isRecord(data.message)) {
         model = asString(data.message.model) ?? model;
-        if (isRecord(data.message.usage)) [input, output] = [inputTokens(data.message.usage), count(data.message.usage.output_tokens)];
+        if (isRecord(data.message.usage))
+          [input, output] = [inputTokens(data.message.usage), count(data.message.usage.output_tokens)];
       } else if (type === 'content_block_start' && isRecord(data.content_block)) {
         const b = data.content_block;
-        blocks.set(index, { type: asString(b.type) ?? '', id: asString(b.id) ?? '', name: asString(b.name) ?? '', json: '' });
+        blocks.set(index, {
+          type: asString(b.type) ?? '',
+          id: asString(b.id) ?? '',
+          name: asString(b.name) ?? '',
+          json: '',
+        });
         const text = asString(b.text);
         if (text) {
           content += text;
@@ -117,12 +123,31 @@ export class AnthropicProvider implements LlmProvider {
       }
     }
     if (!stopped) throw malformed(target, 'the stream ended before message_stop');
-    yield { type: 'done', response: { provider: this.name, model, content, tool_calls: calls, usage: makeUsage(input, output), finish_reason: mapStop(stopReason) } };
+    yield {
+      type: 'done',
+      response: {
+        provider: this.name,
+        model,
+        content,
+        tool_calls: calls,
+        usage: makeUsage(input, output),
+        finish_reason: mapStop(stopReason),
+      },
+    };
   }
 
-  private prepare(req: ChatRequest, stream: boolean): { target: HttpTarget; post: Parameters<typeof postJson>[1]; names: WireNames } {
+  private prepare(
+    req: ChatRequest,
+    stream: boolean,
+  ): { target: HttpTarget; post: Parameters<typeof postJson>[1]; names: WireNames } {
     const model = req.model || this.defaultModel || '';
-    if (model === '') throw new LlmError({ provider: this.name, model: '(none)', kind: 'bad_request', message: 'no model given and the provider has no default model' });
+    if (model === '')
+      throw new LlmError({
+        provider: this.name,
+        model: '(none)',
+        kind: 'bad_request',
+        message: 'no model given and the provider has no default model',
+      });
     // The Messages API refuses a temperature above 1 (OpenAI's scale goes to 2): said here, in
     // Caxton's words and without a round trip, instead of as the provider's 400.
     if (req.temperature !== undefined && req.temperature > ANTHROPIC_MAX_TEMPERATURE) {
@@ -142,11 +167,26 @@ export class AnthropicProvider implements LlmProvider {
       ...this.config.headers,
     };
     const names = WireNames.forRequest(req);
-    return { target, names, post: { url: joinUrl(this.baseUrl, '/v1/messages'), headers, body: buildBody(req, model, stream, names), signal: req.signal, deadline: req.deadline } };
+    return {
+      target,
+      names,
+      post: {
+        url: joinUrl(this.baseUrl, '/v1/messages'),
+        headers,
+        body: buildBody(req, model, stream, names),
+        signal: req.signal,
+        deadline: req.deadline,
+      },
+    };
   }
 }
 
-export function buildBody(req: ChatRequest, model: string, stream: boolean, names = WireNames.forRequest(req)): Record<string, unknown> {
+export function buildBody(
+  req: ChatRequest,
+  model: string,
+  stream: boolean,
+  names = WireNames.forRequest(req),
+): Record<string, unknown> {
   const { system, messages } = toWireMessages(req.messages, names);
   const body: Record<string, unknown> = { model, max_tokens: req.max_tokens ?? ANTHROPIC_DEFAULT_MAX_TOKENS };
   // The Messages API has no response_format: the model is told in the system prompt, and the
@@ -156,16 +196,28 @@ export function buildBody(req: ChatRequest, model: string, stream: boolean, name
   if (fullSystem !== '') body.system = fullSystem;
   body.messages = messages;
   if (req.tools && req.tools.length > 0) {
-    body.tools = req.tools.map((t) => ({ name: names.toWire(t.name), description: t.description, input_schema: t.input_schema }));
+    body.tools = req.tools.map((t) => ({
+      name: names.toWire(t.name),
+      description: t.description,
+      input_schema: t.input_schema,
+    }));
     const choice = toolChoice(req, names);
     if (choice !== undefined) body.tool_choice = choice;
   } else {
     // The Messages API refuses tool_use/tool_result blocks in a request that defines no tools (a
     // handoff's history reaching an agent without tools): the tools they name are declared, and
     // tool_choice none keeps the model from calling them.
-    const called = new Set(req.messages.flatMap((m) => (m.role === 'assistant' ? (m.tool_calls ?? []).map((c) => c.name) : m.role === 'tool' ? [m.name] : [])));
+    const called = new Set(
+      req.messages.flatMap((m) =>
+        m.role === 'assistant' ? (m.tool_calls ?? []).map((c) => c.name) : m.role === 'tool' ? [m.name] : [],
+      ),
+    );
     if (called.size > 0) {
-      body.tools = [...called].map((name) => ({ name: names.toWire(name), description: 'Called earlier in this conversation; not available now.', input_schema: { type: 'object' } }));
+      body.tools = [...called].map((name) => ({
+        name: names.toWire(name),
+        description: 'Called earlier in this conversation; not available now.',
+        input_schema: { type: 'object' },
+      }));
       body.tool_choice = { type: 'none' };
     }
   }
@@ -185,7 +237,8 @@ function toolChoice(req: ChatRequest, names: WireNames): Record<string, unknown>
   const serial = req.parallel_tool_calls === false;
   if (c === undefined) return serial ? { type: 'auto', disable_parallel_tool_use: true } : undefined;
   if (c === 'none') return { type: 'none' };
-  const base = c === 'auto' ? { type: 'auto' } : c === 'required' ? { type: 'any' } : { type: 'tool', name: names.toWire(c.name) };
+  const base =
+    c === 'auto' ? { type: 'auto' } : c === 'required' ? { type: 'any' } : { type: 'tool', name: names.toWire(c.name) };
   return serial ? { ...base, disable_parallel_tool_use: true } : base;
 }
 
@@ -196,7 +249,10 @@ export function formatInstruction(f: ResponseFormat): string {
   return `${base} The object must match this JSON Schema (named "${f.json_schema.name}"):\n${JSON.stringify(f.json_schema.schema)}`;
 }
 
-export function toWireMessages(messages: ChatMessage[], names = WireNames.forRequest({ messages })): { system: string | undefined; messages: WireMessage[] } {
+export function toWireMessages(
+  messages: ChatMessage[],
+  names = WireNames.forRequest({ messages }),
+): { system: string | undefined; messages: WireMessage[] } {
   const system: string[] = [];
   const out: WireMessage[] = [];
   const pushUser = (block: Block): void => {
@@ -213,7 +269,13 @@ export function toWireMessages(messages: ChatMessage[], names = WireNames.forReq
   for (const m of messages) {
     if (m.role === 'system') system.push(m.content);
     else if (m.role === 'user') pushUser({ type: 'text', text: m.content });
-    else if (m.role === 'tool') pushUser({ type: 'tool_result', tool_use_id: m.tool_call_id, content: m.content, ...(m.is_error && { is_error: true }) });
+    else if (m.role === 'tool')
+      pushUser({
+        type: 'tool_result',
+        tool_use_id: m.tool_call_id,
+        content: m.content,
+        ...(m.is_error && { is_error: true }),
+      });
     else {
       const calls = m.tool_calls ?? [];
       if (calls.length === 0) {
@@ -222,7 +284,8 @@ export function toWireMessages(messages: ChatMessage[], names = WireNames.forReq
         continue;
       }
       const blocks: Block[] = m.content === '' ? [] : [{ type: 'text', text: m.content }];
-      for (const c of calls) blocks.push({ type: 'tool_use', id: c.id, name: names.toWire(c.name), input: c.arguments });
+      for (const c of calls)
+        blocks.push({ type: 'tool_use', id: c.id, name: names.toWire(c.name), input: c.arguments });
       out.push({ role: 'assistant', content: blocks });
     }
   }
@@ -277,8 +340,20 @@ function inputTokens(u: Record<string, unknown>): number {
 function errorEvent(t: HttpTarget, error: unknown): LlmError {
   const type = isRecord(error) ? asString(error.type) : undefined;
   const message = (isRecord(error) ? asString(error.message) : undefined) ?? JSON.stringify(error) ?? 'unknown error';
-  const kind = type === 'rate_limit_error' ? 'rate_limited' : type === 'overloaded_error' || type === 'api_error' ? 'server_error' : type === 'not_found_error' ? 'unknown_model' : 'server_error';
-  return new LlmError({ provider: t.provider, model: t.model, kind, message: `the server reported ${type ?? 'an error'}: ${quoteOutside(message, 300)}` });
+  const kind =
+    type === 'rate_limit_error'
+      ? 'rate_limited'
+      : type === 'overloaded_error' || type === 'api_error'
+        ? 'server_error'
+        : type === 'not_found_error'
+          ? 'unknown_model'
+          : 'server_error';
+  return new LlmError({
+    provider: t.provider,
+    model: t.model,
+    kind,
+    message: `the server reported ${type ?? 'an error'}: ${quoteOutside(message, 300)}`,
+  });
 }
 
 function mapStop(reason: string | undefined): FinishReason {

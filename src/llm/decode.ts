@@ -23,16 +23,30 @@ export function makeUsage(input: number, output: number): Usage {
  * Tool-call arguments from a JSON string (OpenAI's `arguments`, Anthropic's streamed
  * `input_json_delta`s). Empty means no arguments; anything but a JSON object is malformed.
  */
-export function parseToolArguments(who: { provider: string; model: string }, tool: string, raw: string): Record<string, unknown> {
+export function parseToolArguments(
+  who: { provider: string; model: string },
+  tool: string,
+  raw: string,
+): Record<string, unknown> {
   if (raw.trim() === '') return {};
   let parsed: unknown;
   try {
     parsed = JSON.parse(raw);
   } catch {
-    throw new LlmError({ provider: who.provider, model: who.model, kind: 'malformed_response', message: `the arguments of tool call "${tool}" are not valid JSON: ${quoteOutside(raw, 200)}` });
+    throw new LlmError({
+      provider: who.provider,
+      model: who.model,
+      kind: 'malformed_response',
+      message: `the arguments of tool call "${tool}" are not valid JSON: ${quoteOutside(raw, 200)}`,
+    });
   }
   if (!isRecord(parsed)) {
-    throw new LlmError({ provider: who.provider, model: who.model, kind: 'malformed_response', message: `the arguments of tool call "${tool}" are not a JSON object` });
+    throw new LlmError({
+      provider: who.provider,
+      model: who.model,
+      kind: 'malformed_response',
+      message: `the arguments of tool call "${tool}" are not a JSON object`,
+    });
   }
   return parsed;
 }

@@ -35,7 +35,12 @@ export interface PostRequest {
 /** Provider error text is quoted up to this many characters. */
 const MAX_DETAIL = 300;
 
-const TIMEOUT_CODES = new Set(['ETIMEDOUT', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
+const TIMEOUT_CODES = new Set([
+  'ETIMEDOUT',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'UND_ERR_HEADERS_TIMEOUT',
+  'UND_ERR_BODY_TIMEOUT',
+]);
 
 /** `base` + `path` without doubled slashes. */
 export function joinUrl(base: string, path: string): string {
@@ -81,7 +86,10 @@ export async function postJson(t: HttpTarget, r: PostRequest): Promise<unknown> 
  * while reading the body (timeout, cancellation, dropped connection) surface as LlmErrors.
  */
 export async function postSse(t: HttpTarget, r: PostRequest): Promise<AsyncGenerator<SseEvent>> {
-  const { res, timer } = await withRetries(t, r, async (signal, timer) => ({ res: await send(t, r, signal, 'text/event-stream'), timer }));
+  const { res, timer } = await withRetries(t, r, async (signal, timer) => ({
+    res: await send(t, r, signal, 'text/event-stream'),
+    timer,
+  }));
   const type = res.headers.get('content-type') ?? '';
   if (res.body === null || (type !== '' && !type.includes('text/event-stream'))) {
     timer.clear();
@@ -91,7 +99,12 @@ export async function postSse(t: HttpTarget, r: PostRequest): Promise<AsyncGener
   return readStream(t, r, res.body, timer);
 }
 
-async function* readStream(t: HttpTarget, r: PostRequest, body: ReadableStream<Uint8Array>, timer: AttemptTimer): AsyncGenerator<SseEvent> {
+async function* readStream(
+  t: HttpTarget,
+  r: PostRequest,
+  body: ReadableStream<Uint8Array>,
+  timer: AttemptTimer,
+): AsyncGenerator<SseEvent> {
   timer.arm();
   try {
     yield* readSse(body, () => timer.arm());
@@ -138,7 +151,11 @@ class AttemptTimer {
   }
 }
 
-async function withRetries<T>(t: HttpTarget, r: PostRequest, once: (signal: AbortSignal, timer: AttemptTimer) => Promise<T>): Promise<T> {
+async function withRetries<T>(
+  t: HttpTarget,
+  r: PostRequest,
+  once: (signal: AbortSignal, timer: AttemptTimer) => Promise<T>,
+): Promise<T> {
   const maxRetries = Math.max(0, Math.floor(t.config.max_retries));
   for (let retry = 0; ; retry++) {
     if (r.signal?.aborted) throw cancelled(t);
@@ -154,7 +171,8 @@ async function withRetries<T>(t: HttpTarget, r: PostRequest, once: (signal: Abor
     const err = failure.error;
     if (err.kind === 'cancelled') throw err;
     const attempts = retry + 1;
-    if (!err.retryable || retry >= maxRetries) throw attempts > 1 ? rewrap(err, `${err.reason} (gave up after ${attempts} attempts)`) : err;
+    if (!err.retryable || retry >= maxRetries)
+      throw attempts > 1 ? rewrap(err, `${err.reason} (gave up after ${attempts} attempts)`) : err;
     const delay = retryDelay(retry, t.config.retry_base_ms, failure.retryAfterMs);
     if (r.deadline !== undefined && Date.now() + delay > r.deadline) {
       throw rewrap(err, `${err.reason} (not retrying: the ${delay} ms wait would pass the caller's deadline)`);
@@ -180,31 +198,60 @@ async function send(t: HttpTarget, r: PostRequest, signal: AbortSignal, accept: 
   throw httpFailure(t, r.url, res.status, text, res.headers.get('retry-after'));
 }
 
-function httpFailure(t: HttpTarget, url: string, status: number, bodyText: string, retryAfter: string | null): AttemptFailure {
+function httpFailure(
+  t: HttpTarget,
+  url: string,
+  status: number,
+  bodyText: string,
+  retryAfter: string | null,
+): AttemptFailure {
   const detail = providerDetail(bodyText);
   const said = detail ? `: ${detail}` : '';
-  const make = (kind: LlmErrorKind, message: string, retryable = false): LlmError => new LlmError({ provider: t.provider, model: t.model, kind, message, httpStatus: status, retryable });
+  const make = (kind: LlmErrorKind, message: string, retryable = false): LlmError =>
+    new LlmError({ provider: t.provider, model: t.model, kind, message, httpStatus: status, retryable });
   const env = t.config.api_key_env;
   if (status === 401) {
-    const hint = env ? `check the API key in the environment variable ${env}` : 'the server wants an API key: set api_key_env for this provider';
+    const hint = env
+      ? `check the API key in the environment variable ${env}`
+      : 'the server wants an API key: set api_key_env for this provider';
     return new AttemptFailure(make('unauthorized', `HTTP 401 unauthorized${said} (${hint})`));
   }
-  if (status === 403) return new AttemptFailure(make('forbidden', `HTTP 403 forbidden${said} (the API key has no access to this model or endpoint)`));
-  if (status === 404) return new AttemptFailure(make('unknown_model', `HTTP 404 from ${url}${said} (unknown model "${t.model}", or a wrong base_url)`));
-  if (status === 429) return new AttemptFailure(make('rate_limited', `HTTP 429 rate limited${said}`, true), parseRetryAfter(retryAfter));
-  if (status === 408) return new AttemptFailure(make('timeout', `HTTP 408 request timeout${said}`, true), parseRetryAfter(retryAfter));
-  if (status >= 500) return new AttemptFailure(make('server_error', `HTTP ${status} server error${said}`, RETRYABLE_STATUSES.has(status)), parseRetryAfter(retryAfter));
-  if (looksLikeUnknownModel(bodyText)) return new AttemptFailure(make('unknown_model', `HTTP ${status}${said} (unknown model "${t.model}")`));
+  if (status === 403)
+    return new AttemptFailure(
+      make('forbidden', `HTTP 403 forbidden${said} (the API key has no access to this model or endpoint)`),
+    );
+  if (status === 404)
+    return new AttemptFailure(
+      make('unknown_model', `HTTP 404 from ${url}${said} (unknown model "${t.model}", or a wrong base_url)`),
+    );
+  if (status === 429)
+    return new AttemptFailure(make('rate_limited', `HTTP 429 rate limited${said}`, true), parseRetryAfter(retryAfter));
+  if (status === 408)
+    return new AttemptFailure(make('timeout', `HTTP 408 request timeout${said}`, true), parseRetryAfter(retryAfter));
+  if (status >= 500)
+    return new AttemptFailure(
+      make('server_error', `HTTP ${status} server error${said}`, RETRYABLE_STATUSES.has(status)),
+      parseRetryAfter(retryAfter),
+    );
+  if (looksLikeUnknownModel(bodyText))
+    return new AttemptFailure(make('unknown_model', `HTTP ${status}${said} (unknown model "${t.model}")`));
   return new AttemptFailure(make('bad_request', `HTTP ${status} bad request${said}`));
 }
 
 /** Maps a thrown fetch/body error to a failure. */
-function classifyThrown(t: HttpTarget, e: unknown, callerSignal: AbortSignal | undefined, timer: AttemptTimer, phase: string): AttemptFailure {
+function classifyThrown(
+  t: HttpTarget,
+  e: unknown,
+  callerSignal: AbortSignal | undefined,
+  timer: AttemptTimer,
+  phase: string,
+): AttemptFailure {
   if (e instanceof LlmError) return new AttemptFailure(e);
   const make = (kind: LlmErrorKind, message: string, retryable: boolean): AttemptFailure =>
     new AttemptFailure(new LlmError({ provider: t.provider, model: t.model, kind, message, retryable }, { cause: e }));
   if (callerSignal?.aborted) return new AttemptFailure(cancelled(t, e));
-  if (timer.fired) return make('timeout', `timed out: no data for ${timer.ms} ms while ${phase} (timeout_ms = ${timer.ms})`, true);
+  if (timer.fired)
+    return make('timeout', `timed out: no data for ${timer.ms} ms while ${phase} (timeout_ms = ${timer.ms})`, true);
   const code = errorCode(e);
   if (code !== undefined && TIMEOUT_CODES.has(code)) return make('timeout', `timed out while ${phase} (${code})`, true);
   const inner = innermostMessage(e);
@@ -226,7 +273,10 @@ const CONNECTION_CODES: Record<string, string> = {
 };
 
 function cancelled(t: HttpTarget, cause?: unknown): LlmError {
-  return new LlmError({ provider: t.provider, model: t.model, kind: 'cancelled', message: 'the call was cancelled' }, { cause });
+  return new LlmError(
+    { provider: t.provider, model: t.model, kind: 'cancelled', message: 'the call was cancelled' },
+    { cause },
+  );
 }
 
 export function malformed(t: { provider: string; model: string }, message: string): LlmError {
@@ -234,12 +284,26 @@ export function malformed(t: { provider: string; model: string }, message: strin
 }
 
 function rewrap(err: LlmError, message: string): LlmError {
-  return new LlmError({ provider: err.provider, model: err.model, kind: err.kind, message, httpStatus: err.httpStatus, retryable: err.retryable }, { cause: err });
+  return new LlmError(
+    {
+      provider: err.provider,
+      model: err.model,
+      kind: err.kind,
+      message,
+      httpStatus: err.httpStatus,
+      retryable: err.retryable,
+    },
+    { cause: err },
+  );
 }
 
 /** The first `code` string along the cause chain (undici wraps socket errors in "fetch failed"). */
 function errorCode(e: unknown): string | undefined {
-  for (let cur = e, depth = 0; cur !== null && typeof cur === 'object' && depth < 5; cur = (cur as { cause?: unknown }).cause, depth++) {
+  for (
+    let cur = e, depth = 0;
+    cur !== null && typeof cur === 'object' && depth < 5;
+    cur = (cur as { cause?: unknown }).cause, depth++
+  ) {
     const code = (cur as { code?: unknown }).code;
     if (typeof code === 'string') return code;
   }
@@ -261,7 +325,8 @@ export function providerDetail(bodyText: string): string {
     if (body !== null && typeof body === 'object') {
       const b = body as { error?: unknown; message?: unknown; detail?: unknown };
       const err = b.error;
-      const fromErr = err !== null && typeof err === 'object' ? pick((err as { message?: unknown }).message) : pick(err);
+      const fromErr =
+        err !== null && typeof err === 'object' ? pick((err as { message?: unknown }).message) : pick(err);
       text = fromErr ?? pick(b.message) ?? pick(b.detail) ?? text;
     }
   } catch {
@@ -286,5 +351,8 @@ export function quoteOutside(text: string, max: number): string {
 
 function looksLikeUnknownModel(bodyText: string): boolean {
   if (/model_not_found/i.test(bodyText)) return true;
-  return /model/i.test(bodyText) && /(not[ _-]?found|does not exist|doesn't exist|unknown model|no such model|not available)/i.test(bodyText);
+  return (
+    /model/i.test(bodyText) &&
+    /(not[ _-]?found|does not exist|doesn't exist|unknown model|no such model|not available)/i.test(bodyText)
+  );
 }

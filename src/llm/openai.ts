@@ -18,7 +18,18 @@
 import { asString, count, isRecord, makeUsage, parseToolArguments } from './decode.js';
 import { joinUrl, malformed, postJson, postSse, quoteOutside, readApiKey, type HttpTarget } from './http.js';
 import { WireNames } from './wire-names.js';
-import { LlmError, type ChatMessage, type ChatRequest, type ChatResponse, type FinishReason, type LlmProvider, type ProviderConfig, type StreamEvent, type ToolCall, type Usage } from './types.js';
+import {
+  LlmError,
+  type ChatMessage,
+  type ChatRequest,
+  type ChatResponse,
+  type FinishReason,
+  type LlmProvider,
+  type ProviderConfig,
+  type StreamEvent,
+  type ToolCall,
+  type Usage,
+} from './types.js';
 
 export const OPENAI_DEFAULT_BASE_URL = 'https://api.openai.com/v1';
 export const OPENAI_MAX_STOP = 4;
@@ -71,7 +82,9 @@ export class OpenAiProvider implements LlmProvider {
       const chunk = parseChunk(target, ev.data);
       model = asString(chunk.model) ?? model;
       if (isRecord(chunk.usage)) usage = toUsage(chunk.usage);
-      const choice = Array.isArray(chunk.choices) ? chunk.choices.find((c) => isRecord(c) && (c.index === undefined || c.index === 0)) : undefined;
+      const choice = Array.isArray(chunk.choices)
+        ? chunk.choices.find((c) => isRecord(c) && (c.index === undefined || c.index === 0))
+        : undefined;
       if (!isRecord(choice)) continue;
       const delta = isRecord(choice.delta) ? choice.delta : {};
       const text = asString(delta.content);
@@ -97,14 +110,34 @@ export class OpenAiProvider implements LlmProvider {
         for (const call of complete()) yield { type: 'tool_call', call };
       }
     }
-    if (!sawDone && finish === undefined) throw malformed(target, 'the stream ended before the response was complete (no finish_reason, no [DONE])');
+    if (!sawDone && finish === undefined)
+      throw malformed(target, 'the stream ended before the response was complete (no finish_reason, no [DONE])');
     for (const call of complete()) yield { type: 'tool_call', call };
-    yield { type: 'done', response: { provider: this.name, model, content, tool_calls: calls, usage, finish_reason: mapFinish(finish, calls.length > 0) } };
+    yield {
+      type: 'done',
+      response: {
+        provider: this.name,
+        model,
+        content,
+        tool_calls: calls,
+        usage,
+        finish_reason: mapFinish(finish, calls.length > 0),
+      },
+    };
   }
 
-  private prepare(req: ChatRequest, stream: boolean): { target: HttpTarget; post: Parameters<typeof postJson>[1]; names: WireNames } {
+  private prepare(
+    req: ChatRequest,
+    stream: boolean,
+  ): { target: HttpTarget; post: Parameters<typeof postJson>[1]; names: WireNames } {
     const model = req.model || this.defaultModel || '';
-    if (model === '') throw new LlmError({ provider: this.name, model: '(none)', kind: 'bad_request', message: 'no model given and the provider has no default model' });
+    if (model === '')
+      throw new LlmError({
+        provider: this.name,
+        model: '(none)',
+        kind: 'bad_request',
+        message: 'no model given and the provider has no default model',
+      });
     // Chat Completions refuses more than four stop sequences: said here, in Caxton's words.
     if (req.stop !== undefined && req.stop.length > OPENAI_MAX_STOP) {
       throw new LlmError({
@@ -144,14 +177,29 @@ function usesMaxCompletionTokens(baseUrl: string): boolean {
   }
 }
 
-export function buildBody(req: ChatRequest, model: string, stream: boolean, maxCompletionTokens = false, names = WireNames.forRequest(req)): Record<string, unknown> {
+export function buildBody(
+  req: ChatRequest,
+  model: string,
+  stream: boolean,
+  maxCompletionTokens = false,
+  names = WireNames.forRequest(req),
+): Record<string, unknown> {
   const body: Record<string, unknown> = { model, messages: req.messages.map((m) => toWireMessage(m, names)) };
   if (req.tools && req.tools.length > 0) {
     body.tools = req.tools.map((t) => ({
       type: 'function',
-      function: { name: names.toWire(t.name), description: t.description, parameters: t.input_schema, ...(t.strict !== undefined && { strict: t.strict }) },
+      function: {
+        name: names.toWire(t.name),
+        description: t.description,
+        parameters: t.input_schema,
+        ...(t.strict !== undefined && { strict: t.strict }),
+      },
     }));
-    if (req.tool_choice !== undefined) body.tool_choice = typeof req.tool_choice === 'string' ? req.tool_choice : { type: 'function', function: { name: names.toWire(req.tool_choice.name) } };
+    if (req.tool_choice !== undefined)
+      body.tool_choice =
+        typeof req.tool_choice === 'string'
+          ? req.tool_choice
+          : { type: 'function', function: { name: names.toWire(req.tool_choice.name) } };
     if (req.parallel_tool_calls !== undefined) body.parallel_tool_calls = req.parallel_tool_calls;
   }
   if (req.temperature !== undefined) body.temperature = req.temperature;
@@ -177,7 +225,11 @@ function toWireMessage(m: ChatMessage, names: WireNames): Record<string, unknown
       return {
         role: 'assistant',
         content: m.content === '' ? null : m.content,
-        tool_calls: calls.map((c) => ({ id: c.id, type: 'function', function: { name: names.toWire(c.name), arguments: JSON.stringify(c.arguments) } })),
+        tool_calls: calls.map((c) => ({
+          id: c.id,
+          type: 'function',
+          function: { name: names.toWire(c.name), arguments: JSON.stringify(c.arguments) },
+        })),
       };
     }
     case 'tool':
@@ -200,7 +252,11 @@ function parseResponse(t: HttpTarget, body: unknown, names: WireNames): ChatResp
     if (!isRecord(tc) || fn === undefined || !wire) throw malformed(t, `tool call ${i} has no function name`);
     const name = names.fromWire(wire);
     const args = fn.arguments;
-    return { id: asString(tc.id) || `call_${i}`, name, arguments: isRecord(args) ? args : parseToolArguments(t, name, asString(args) ?? '') };
+    return {
+      id: asString(tc.id) || `call_${i}`,
+      name,
+      arguments: isRecord(args) ? args : parseToolArguments(t, name, asString(args) ?? ''),
+    };
   });
   return {
     provider: t.provider,
@@ -215,7 +271,8 @@ function parseResponse(t: HttpTarget, body: unknown, names: WireNames): ChatResp
 /** String content, or the text parts of an array content. */
 function textOf(content: unknown): string {
   if (typeof content === 'string') return content;
-  if (Array.isArray(content)) return content.map((p) => (isRecord(p) && typeof p.text === 'string' ? p.text : '')).join('');
+  if (Array.isArray(content))
+    return content.map((p) => (isRecord(p) && typeof p.text === 'string' ? p.text : '')).join('');
   return '';
 }
 
@@ -233,7 +290,12 @@ function parseChunk(t: HttpTarget, data: string): Record<string, unknown> {
 
 function streamError(t: HttpTarget, error: unknown): LlmError {
   const message = isRecord(error) ? (asString(error.message) ?? JSON.stringify(error)) : String(error);
-  return new LlmError({ provider: t.provider, model: t.model, kind: 'server_error', message: `the server reported an error: ${quoteOutside(message, 300)}` });
+  return new LlmError({
+    provider: t.provider,
+    model: t.model,
+    kind: 'server_error',
+    message: `the server reported an error: ${quoteOutside(message, 300)}`,
+  });
 }
 
 function toUsage(u: Record<string, unknown>): Usage {

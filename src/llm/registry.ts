@@ -40,7 +40,10 @@ export function createProvider(name: string, config: ProviderConfig): LlmProvide
     case 'scripted':
       return new ScriptedProvider(name, config);
     default:
-      throw new CaxtonError('invalid_config', `LLM provider "${name}": unknown type "${String((config as { type: unknown }).type)}" (expected openai, anthropic or scripted)`);
+      throw new CaxtonError(
+        'invalid_config',
+        `LLM provider "${name}": unknown type "${String((config as { type: unknown }).type)}" (expected openai, anthropic or scripted)`,
+      );
   }
 }
 
@@ -57,7 +60,8 @@ export class ProviderRegistry {
   }
 
   add(provider: LlmProvider): void {
-    if (this.providers.has(provider.name)) throw new CaxtonError('invalid_config', `LLM provider "${provider.name}" is configured twice`);
+    if (this.providers.has(provider.name))
+      throw new CaxtonError('invalid_config', `LLM provider "${provider.name}" is configured twice`);
     this.providers.set(provider.name, provider);
   }
 
@@ -74,8 +78,15 @@ export class ProviderRegistry {
     if (p) return p;
     const names = this.names();
     const guess = closest(name, names);
-    const listed = names.length > 0 ? `configured providers: ${names.join(', ')}` : 'no providers are configured (add a [llm.providers.NAME] table to caxton.toml)';
-    throw new CaxtonError('invalid_request', `unknown LLM provider "${name}"${guess ? ` (did you mean "${guess}"?)` : ''}; ${listed}`, { provider: name, configured: names });
+    const listed =
+      names.length > 0
+        ? `configured providers: ${names.join(', ')}`
+        : 'no providers are configured (add a [llm.providers.NAME] table to caxton.toml)';
+    throw new CaxtonError(
+      'invalid_request',
+      `unknown LLM provider "${name}"${guess ? ` (did you mean "${guess}"?)` : ''}; ${listed}`,
+      { provider: name, configured: names },
+    );
   }
 
   /**
@@ -100,12 +111,16 @@ export class ProviderRegistry {
     this.#require(provider, primaryField, agent);
     const model = chosen.model ?? this.get(provider).defaultModel;
     if ((model === undefined || model === '') && chosen.fallback !== undefined) {
-      throw new CaxtonError('configuration_error', `${agentPrefix(agent)}${chosen.fallback}; provider "${provider}" has no default model either (set model in [llm.providers.${provider}])`, {
-        ...(agent !== undefined && { agent }),
-        field: 'llm.model',
-        provider,
-        model: agentLlm.model,
-      });
+      throw new CaxtonError(
+        'configuration_error',
+        `${agentPrefix(agent)}${chosen.fallback}; provider "${provider}" has no default model either (set model in [llm.providers.${provider}])`,
+        {
+          ...(agent !== undefined && { agent }),
+          field: 'llm.model',
+          provider,
+          model: agentLlm.model,
+        },
+      );
     }
     const primary = { provider, model: this.requireModel(provider, model, agent) };
     const attempts: ModelAttempt[] = [primary];
@@ -158,7 +173,12 @@ function agentPrefix(agent: string | undefined): string {
 }
 
 /** One call to a provider; with `onText` it streams, passing text deltas on as they arrive. */
-async function callOnce(provider: LlmProvider, req: ChatRequest, onText: ((text: string) => void) | undefined, streamed: { any: boolean }): Promise<ChatResponse> {
+async function callOnce(
+  provider: LlmProvider,
+  req: ChatRequest,
+  onText: ((text: string) => void) | undefined,
+  streamed: { any: boolean },
+): Promise<ChatResponse> {
   if (!onText) return provider.chat(req);
   for await (const ev of provider.stream(req)) {
     if (ev.type === 'text_delta') {
@@ -166,7 +186,12 @@ async function callOnce(provider: LlmProvider, req: ChatRequest, onText: ((text:
       onText(ev.text);
     } else if (ev.type === 'done') return ev.response;
   }
-  throw new LlmError({ provider: provider.name, model: req.model, kind: 'malformed_response', message: 'the stream ended without a final response' });
+  throw new LlmError({
+    provider: provider.name,
+    model: req.model,
+    kind: 'malformed_response',
+    message: 'the stream ended without a final response',
+  });
 }
 
 /**
@@ -175,7 +200,12 @@ async function callOnce(provider: LlmProvider, req: ChatRequest, onText: ((text:
  * fail, throws the last error with the earlier failures in `details.attempts`. With `onText` the
  * calls stream.
  */
-export async function chatWithFallbacks(registry: ProviderRegistry, attempts: readonly ModelAttempt[], req: Omit<ChatRequest, 'model'>, onText?: (text: string) => void): Promise<ChatResponse> {
+export async function chatWithFallbacks(
+  registry: ProviderRegistry,
+  attempts: readonly ModelAttempt[],
+  req: Omit<ChatRequest, 'model'>,
+  onText?: (text: string) => void,
+): Promise<ChatResponse> {
   if (attempts.length === 0) throw new CaxtonError('invalid_request', 'no LLM provider to call');
   const failures: LlmError[] = [];
   for (const a of attempts) {
@@ -199,7 +229,15 @@ export async function chatWithFallbacks(registry: ProviderRegistry, attempts: re
       message: `${last.reason} (all ${failures.length} attempts failed; earlier: ${summary})`,
       httpStatus: last.httpStatus,
       retryable: last.retryable,
-      details: { attempts: failures.map((f) => ({ provider: f.provider, model: f.model, kind: f.kind, http_status: f.httpStatus, message: f.reason })) },
+      details: {
+        attempts: failures.map((f) => ({
+          provider: f.provider,
+          model: f.model,
+          kind: f.kind,
+          http_status: f.httpStatus,
+          message: f.reason,
+        })),
+      },
     },
     { cause: last },
   );

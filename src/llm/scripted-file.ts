@@ -18,7 +18,9 @@ const toolCallSchema = z.strictObject({
 
 const turnSchema = z
   .strictObject({ content: z.string().optional(), tool_calls: z.array(toolCallSchema).optional() })
-  .refine((t) => t.content !== undefined || (t.tool_calls?.length ?? 0) > 0, { error: 'a turn needs content and/or tool_calls' });
+  .refine((t) => t.content !== undefined || (t.tool_calls?.length ?? 0) > 0, {
+    error: 'a turn needs content and/or tool_calls',
+  });
 
 const ruleSchema = z
   .strictObject({
@@ -29,7 +31,9 @@ const ruleSchema = z
     content: z.string().optional(),
     tool_calls: z.array(toolCallSchema).optional(),
   })
-  .refine((r) => (r.turns !== undefined) !== (r.content !== undefined || r.tool_calls !== undefined), { error: 'a rule needs either turns = [...] or content / tool_calls (not both)' });
+  .refine((r) => (r.turns !== undefined) !== (r.content !== undefined || r.tool_calls !== undefined), {
+    error: 'a rule needs either turns = [...] or content / tool_calls (not both)',
+  });
 
 export const scriptSchema = z
   .strictObject({
@@ -37,13 +41,18 @@ export const scriptSchema = z
     fallback: z.string().optional(),
     rules: z.array(ruleSchema).default([]),
   })
-  .refine((s) => s.rules.length > 0 || s.fallback !== undefined, { error: 'a script needs at least one [[rules]] entry or a fallback' });
+  .refine((s) => s.rules.length > 0 || s.fallback !== undefined, {
+    error: 'a script needs at least one [[rules]] entry or a fallback',
+  });
 
 /** A script as written (the file's content, or an in-memory object of the same shape). */
 export type Script = z.input<typeof scriptSchema>;
 
 /** Reads, parses (.toml or .json) and checks a script file; errors go through `fail`. */
-export async function readScriptFile(file: string, fail: (m: string, cause?: unknown) => LlmError): Promise<CheckedScript> {
+export async function readScriptFile(
+  file: string,
+  fail: (m: string, cause?: unknown) => LlmError,
+): Promise<CheckedScript> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');

@@ -35,7 +35,16 @@
 import { statSync } from 'node:fs';
 import { makeUsage } from './decode.js';
 import { sleep } from './retry.js';
-import { LlmError, type ChatMessage, type ChatRequest, type ChatResponse, type LlmProvider, type ProviderConfig, type StreamEvent, type ToolCall } from './types.js';
+import {
+  LlmError,
+  type ChatMessage,
+  type ChatRequest,
+  type ChatResponse,
+  type LlmProvider,
+  type ProviderConfig,
+  type StreamEvent,
+  type ToolCall,
+} from './types.js';
 
 /** A script that passed the schema check (scripted-file.ts): plain data, structured-clone safe. */
 export interface CheckedScript {
@@ -88,8 +97,10 @@ export class ScriptedProvider implements LlmProvider {
     this.defaultModel = config.model ?? 'scripted';
     const fail = (m: string): LlmError => this.fail(this.defaultModel ?? 'scripted', m);
     if (script !== undefined) this.inline = compile(script, IN_MEMORY, fail);
-    else if (config.script_checked !== undefined) this.inline = compile(config.script_checked, config.script ?? IN_MEMORY, fail);
-    else if (!config.script && config.script_error === undefined) throw fail('no script file configured: set script = "replies.toml" for this provider');
+    else if (config.script_checked !== undefined)
+      this.inline = compile(config.script_checked, config.script ?? IN_MEMORY, fail);
+    else if (!config.script && config.script_error === undefined)
+      throw fail('no script file configured: set script = "replies.toml" for this provider');
   }
 
   /**
@@ -117,23 +128,36 @@ export class ScriptedProvider implements LlmProvider {
 
   private async reply(req: ChatRequest): Promise<{ response: ChatResponse; latency: number }> {
     const model = req.model || this.defaultModel || 'scripted';
-    if (req.signal?.aborted) throw new LlmError({ provider: this.name, model, kind: 'cancelled', message: 'the call was cancelled' });
+    if (req.signal?.aborted)
+      throw new LlmError({ provider: this.name, model, kind: 'cancelled', message: 'the call was cancelled' });
     const script = this.inline ?? (await this.load(model));
     const request = latest(req.messages, 'user');
     const rule = script.rules.find((r) => r.match === undefined || r.match.test(request));
     const turnIndex = req.messages.filter((m) => m.role === 'assistant').length;
     let turn: Turn;
     if (rule === undefined) {
-      if (script.fallback === undefined) throw this.fail(model, `no rule matches the request ${JSON.stringify(request.slice(0, 100))} and the script has no fallback`);
+      if (script.fallback === undefined)
+        throw this.fail(
+          model,
+          `no rule matches the request ${JSON.stringify(request.slice(0, 100))} and the script has no fallback`,
+        );
       turn = { content: script.fallback };
     } else {
-      turn = rule.turns[turnIndex] ?? rule.turns.findLast((t) => !t.tool_calls?.length) ?? { content: script.fallback ?? `[scripted provider: ${rule.label} has no more turns]` };
+      turn = rule.turns[turnIndex] ??
+        rule.turns.findLast((t) => !t.tool_calls?.length) ?? {
+          content: script.fallback ?? `[scripted provider: ${rule.label} has no more turns]`,
+        };
     }
     const vars = templateVars(req.messages, request, rule?.match?.exec(request) ?? undefined);
     const content = render(turn.content ?? '', vars);
-    const calls: ToolCall[] = (turn.tool_calls ?? []).map((c, i) => ({ id: c.id ?? `call_${turnIndex}_${i}`, name: c.name, arguments: renderValue(c.arguments, vars) as Record<string, unknown> }));
+    const calls: ToolCall[] = (turn.tool_calls ?? []).map((c, i) => ({
+      id: c.id ?? `call_${turnIndex}_${i}`,
+      name: c.name,
+      arguments: renderValue(c.arguments, vars) as Record<string, unknown>,
+    }));
     const inputChars = req.messages.reduce((n, m) => n + m.content.length, 0);
-    const outputChars = content.length + calls.reduce((n, c) => n + c.name.length + JSON.stringify(c.arguments).length, 0);
+    const outputChars =
+      content.length + calls.reduce((n, c) => n + c.name.length + JSON.stringify(c.arguments).length, 0);
     const response: ChatResponse = {
       provider: this.name,
       model,
@@ -150,7 +174,15 @@ export class ScriptedProvider implements LlmProvider {
     try {
       await sleep(ms, req.signal);
     } catch (e) {
-      throw new LlmError({ provider: this.name, model: req.model || this.defaultModel || 'scripted', kind: 'cancelled', message: 'the call was cancelled' }, { cause: e });
+      throw new LlmError(
+        {
+          provider: this.name,
+          model: req.model || this.defaultModel || 'scripted',
+          kind: 'cancelled',
+          message: 'the call was cancelled',
+        },
+        { cause: e },
+      );
     }
   }
 
@@ -220,10 +252,14 @@ function checkPlaceholders(value: unknown, path: string, where: string, fail: (m
         key === 'tool_results' ||
         (key.startsWith('tool_result.') && key.length > 'tool_result.'.length) ||
         /^match\.\d$/.test(key);
-      if (!ok) throw fail(`${where}${path}: unknown placeholder {{${key}}} (known: {{request}}, {{system}}, {{last_tool_result}}, {{tool_results}}, {{tool_result.NAME}}, {{match.N}})`);
+      if (!ok)
+        throw fail(
+          `${where}${path}: unknown placeholder {{${key}}} (known: {{request}}, {{system}}, {{last_tool_result}}, {{tool_results}}, {{tool_result.NAME}}, {{match.N}})`,
+        );
     }
   } else if (Array.isArray(value)) value.forEach((v) => checkPlaceholders(v, path, where, fail));
-  else if (value !== null && typeof value === 'object') for (const v of Object.values(value)) checkPlaceholders(v, path, where, fail);
+  else if (value !== null && typeof value === 'object')
+    for (const v of Object.values(value)) checkPlaceholders(v, path, where, fail);
 }
 
 interface TemplateVars {
@@ -237,7 +273,12 @@ interface TemplateVars {
 
 function templateVars(messages: ChatMessage[], request: string, match: RegExpExecArray | undefined): TemplateVars {
   const system = messages.flatMap((m) => (m.role === 'system' ? [m.content] : [])).join('\n---\n');
-  return { request, system, results: messages.flatMap((m) => (m.role === 'tool' ? [{ name: m.name, content: m.content }] : [])), groups: match ?? [] };
+  return {
+    request,
+    system,
+    results: messages.flatMap((m) => (m.role === 'tool' ? [{ name: m.name, content: m.content }] : [])),
+    groups: match ?? [],
+  };
 }
 
 function render(template: string, v: TemplateVars): string {

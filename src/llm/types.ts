@@ -64,7 +64,12 @@ export type ChatMessage =
  * (OpenAI); the others are told in the system prompt (Anthropic). Nothing here checks the
  * reply: the caller does (src/api/routes/structured-output.ts).
  */
-export type ResponseFormat = { type: 'json_object' } | { type: 'json_schema'; json_schema: { name: string; description?: string; schema?: JsonSchema; strict?: boolean | null } };
+export type ResponseFormat =
+  | { type: 'json_object' }
+  | {
+      type: 'json_schema';
+      json_schema: { name: string; description?: string; schema?: JsonSchema; strict?: boolean | null };
+    };
 
 export interface ChatRequest {
   model: string;
@@ -107,7 +112,10 @@ export interface ChatResponse {
   finish_reason: FinishReason;
 }
 
-export type StreamEvent = { type: 'text_delta'; text: string } | { type: 'tool_call'; call: ToolCall } | { type: 'done'; response: ChatResponse };
+export type StreamEvent =
+  | { type: 'text_delta'; text: string }
+  | { type: 'tool_call'; call: ToolCall }
+  | { type: 'done'; response: ChatResponse };
 
 export interface LlmProvider {
   /** The `[llm.providers.NAME]` name. */
@@ -149,7 +157,18 @@ export interface ProviderConfig {
 }
 
 export type LlmErrorKind =
-  'missing_key' | 'unauthorized' | 'forbidden' | 'rate_limited' | 'server_error' | 'timeout' | 'connection' | 'malformed_response' | 'unknown_model' | 'bad_request' | 'cancelled' | 'script';
+  | 'missing_key'
+  | 'unauthorized'
+  | 'forbidden'
+  | 'rate_limited'
+  | 'server_error'
+  | 'timeout'
+  | 'connection'
+  | 'malformed_response'
+  | 'unknown_model'
+  | 'bad_request'
+  | 'cancelled'
+  | 'script';
 
 /** Every provider failure: names the provider, the model and the cause. */
 export class LlmError extends CaxtonError {

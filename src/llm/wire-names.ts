@@ -40,7 +40,10 @@ export class WireNames {
   }
 
   /** Every tool name a request carries: its tools, the calls in its history and a forced choice. */
-  static forRequest(req: Pick<ChatRequest, 'tools' | 'messages' | 'tool_choice'>, maxLength = WIRE_NAME_MAX): WireNames {
+  static forRequest(
+    req: Pick<ChatRequest, 'tools' | 'messages' | 'tool_choice'>,
+    maxLength = WIRE_NAME_MAX,
+  ): WireNames {
     const names: string[] = (req.tools ?? []).map((t) => t.name);
     for (const m of req.messages) {
       if (m.role === 'assistant') for (const c of m.tool_calls ?? []) names.push(c.name);

@@ -9,7 +9,11 @@
  */
 import { EventEmitter } from 'node:events';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { ToolListChangedNotificationSchema, type CallToolResult, type Progress } from '@modelcontextprotocol/sdk/types.js';
+import {
+  ToolListChangedNotificationSchema,
+  type CallToolResult,
+  type Progress,
+} from '@modelcontextprotocol/sdk/types.js';
 import type { Logger } from '../observability/index.js';
 import type { ToolRegistry } from '../tools/registry.js';
 import type { ToolContext, ToolResult } from '../tools/types.js';
@@ -88,7 +92,8 @@ export class McpConnection {
           if (!current()) return;
           this.#tools.refresh(client, current).then(
             (changed) => changed && onChange(),
-            (e: unknown) => this.#sup.log?.warn({ err: errorText(e) }, 'MCP server announced new tools but listing them failed'),
+            (e: unknown) =>
+              this.#sup.log?.warn({ err: errorText(e) }, 'MCP server announced new tools but listing them failed'),
           );
         });
         if (gateway) this.#catalogue.follow(client, current);
@@ -102,7 +107,11 @@ export class McpConnection {
     this.#catalogue = new CatalogueFollower(
       () => this.#sup.connectTimeout,
       onChange,
-      (e) => this.#sup.log?.warn({ err: errorText(e) }, 'MCP server announced new prompts or resources but listing them failed'),
+      (e) =>
+        this.#sup.log?.warn(
+          { err: errorText(e) },
+          'MCP server announced new prompts or resources but listing them failed',
+        ),
     );
   }
 
@@ -165,7 +174,10 @@ export class McpConnection {
       server_info: f.server_info,
       conflicts: this.#tools.conflicts,
       elicitations_refused: f.elicitations_refused,
-      auth: s.cfg.oauth && s.oauthStore ? oauthStatus(this.name, s.cfg.oauth, s.oauthStore, s.state === 'needs_authorization') : null,
+      auth:
+        s.cfg.oauth && s.oauthStore
+          ? oauthStatus(this.name, s.cfg.oauth, s.oauthStore, s.state === 'needs_authorization')
+          : null,
     };
   }
 
@@ -175,12 +187,21 @@ export class McpConnection {
   }
 
   /** The same call for a gateway: the server's result as it is (McpToolCaller.callThrough). */
-  callThrough(tool: McpTool, args: Record<string, unknown>, ctx: ToolContext, onprogress?: (p: Progress) => void): Promise<CallToolResult> {
+  callThrough(
+    tool: McpTool,
+    args: Record<string, unknown>,
+    ctx: ToolContext,
+    onprogress?: (p: Progress) => void,
+  ): Promise<CallToolResult> {
     return this.#tools.callThrough(tool, args, ctx, onprogress);
   }
 
   /** Another request to a gateway server (McpToolCaller.request). */
-  request<T>(what: string, fn: (client: Client, opts: { signal?: AbortSignal; timeout: number }) => Promise<T>, signal?: AbortSignal): Promise<T> {
+  request<T>(
+    what: string,
+    fn: (client: Client, opts: { signal?: AbortSignal; timeout: number }) => Promise<T>,
+    signal?: AbortSignal,
+  ): Promise<T> {
     return this.#tools.request(what, fn, signal);
   }
 

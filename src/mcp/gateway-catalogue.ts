@@ -6,7 +6,13 @@
  * /mcp costs no round trip to the server.
  */
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { PromptListChangedNotificationSchema, ResourceListChangedNotificationSchema, type Prompt, type Resource, type ResourceTemplate } from '@modelcontextprotocol/sdk/types.js';
+import {
+  PromptListChangedNotificationSchema,
+  ResourceListChangedNotificationSchema,
+  type Prompt,
+  type Resource,
+  type ResourceTemplate,
+} from '@modelcontextprotocol/sdk/types.js';
 
 /** Bounds what is kept of one server's lists (a server that pages forever cannot fill memory). */
 export const GATEWAY_LIST_LIMIT = 10_000;
@@ -22,7 +28,9 @@ export interface GatewayCatalogue {
 export const EMPTY_CATALOGUE: GatewayCatalogue = { prompts: [], resources: [], templates: [], completions: false };
 
 /** Follows a paged list to its end (or GATEWAY_LIST_LIMIT items). */
-async function all<T>(page: (cursor: string | undefined) => Promise<{ items: T[]; nextCursor?: string | undefined }>): Promise<T[]> {
+async function all<T>(
+  page: (cursor: string | undefined) => Promise<{ items: T[]; nextCursor?: string | undefined }>,
+): Promise<T[]> {
   const out: T[] = [];
   let cursor: string | undefined;
   do {

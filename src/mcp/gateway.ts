@@ -22,7 +22,8 @@ export interface GatewayTool {
   tool: McpTool;
 }
 
-const mayCall = (p: Principal | undefined, name: string) => allowed(p, 'tools:call') && (p === undefined || inScope(p.scope.tools, name));
+const mayCall = (p: Principal | undefined, name: string) =>
+  allowed(p, 'tools:call') && (p === undefined || inScope(p.scope.tools, name));
 
 /** Templates compiled once per template string (the SDK's matcher is bounded against long URIs). */
 const compiled = new Map<string, UriTemplate>();
@@ -105,7 +106,9 @@ export class McpGateway {
 
   /** The server whose prompt `name` the caller may get. */
   promptOwner(name: string, caller: McpCaller): McpConnection | undefined {
-    return this.connections().find((c) => this.#serverVisible(c, caller) && c.catalogue.prompts.some((p) => p.name === name));
+    return this.connections().find(
+      (c) => this.#serverVisible(c, caller) && c.catalogue.prompts.some((p) => p.name === name),
+    );
   }
 
   resources(caller: McpCaller): Resource[] {
@@ -123,16 +126,24 @@ export class McpGateway {
   /** The server that lists `uri`, or else whose template matches it. */
   resourceOwner(uri: string, caller: McpCaller): McpConnection | undefined {
     const visible = this.connections().filter((c) => this.#serverVisible(c, caller));
-    return visible.find((c) => c.catalogue.resources.some((r) => r.uri === uri)) ?? visible.find((c) => c.catalogue.templates.some((t) => templateMatches(t.uriTemplate, uri)));
+    return (
+      visible.find((c) => c.catalogue.resources.some((r) => r.uri === uri)) ??
+      visible.find((c) => c.catalogue.templates.some((t) => templateMatches(t.uriTemplate, uri)))
+    );
   }
 
   /** The server that completes arguments of a prompt or template it offers (and declared completions). */
-  completionOwner(ref: { type: 'ref/prompt'; name: string } | { type: 'ref/resource'; uri: string }, caller: McpCaller): McpConnection | undefined {
+  completionOwner(
+    ref: { type: 'ref/prompt'; name: string } | { type: 'ref/resource'; uri: string },
+    caller: McpCaller,
+  ): McpConnection | undefined {
     return this.connections().find(
       (c) =>
         c.catalogue.completions &&
         this.#serverVisible(c, caller) &&
-        (ref.type === 'ref/prompt' ? c.catalogue.prompts.some((p) => p.name === ref.name) : c.catalogue.templates.some((t) => t.uriTemplate === ref.uri)),
+        (ref.type === 'ref/prompt'
+          ? c.catalogue.prompts.some((p) => p.name === ref.name)
+          : c.catalogue.templates.some((t) => t.uriTemplate === ref.uri)),
     );
   }
 

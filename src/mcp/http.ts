@@ -37,7 +37,11 @@ export function mcpPlugins(opts: McpHttpOptions): Plugin[] {
   const { clients } = opts;
   if (clients) {
     plugins.push(async (app) => {
-      app.get('/mcp/servers', { schema: { summary: 'Mounted MCP servers: state, tools, last error', tags: ['mcp'] } }, async () => ({ servers: clients.statuses() }));
+      app.get(
+        '/mcp/servers',
+        { schema: { summary: 'Mounted MCP servers: state, tools, last error', tags: ['mcp'] } },
+        async () => ({ servers: clients.statuses() }),
+      );
       await mcpLoginRoutes(app, clients);
     });
   }
@@ -48,28 +52,43 @@ export function mcpPlugins(opts: McpHttpOptions): Plugin[] {
 function mcpEndpoint(opts: McpHttpOptions): Plugin {
   const tools = new CaxtonMcpTools(opts);
   return async (app) => {
-    app.post(MCP_PATH, { schema: { summary: 'MCP (Streamable HTTP, stateless): Caxton tools and agents', tags: ['mcp'] } }, async (req, reply) => {
-      // Origin, Host and credentials are checked for every route by src/auth/plugin.ts.
-      const server = createMcpServer(opts, tools, { caller: { principal: req.principal, limits: req.limits, refused: () => annotateAudit(req, { outcome: 'denied' }) }, listChanged: false });
-      const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined });
-      reply.hijack();
-      reply.raw.setHeader('x-request-id', String(req.id));
-      reply.raw.on('close', () => {
-        void transport.close();
-        void server.close();
-      });
-      try {
-        await server.connect(transport);
-        await transport.handleRequest(req.raw, reply.raw, req.body);
-      } catch (e) {
-        req.log.error({ err: e }, 'MCP request failed');
-        if (!reply.raw.headersSent) {
-          reply.raw.writeHead(500, { 'content-type': 'application/json' });
-          reply.raw.end(JSON.stringify(rpcError(-32603, 'internal server error')));
+    app.post(
+      MCP_PATH,
+      { schema: { summary: 'MCP (Streamable HTTP, stateless): Caxton tools and agents', tags: ['mcp'] } },
+      async (req, reply) => {
+        // Origin, Host and credentials are checked for every route by src/auth/plugin.ts.
+        const server = createMcpServer(opts, tools, {
+          caller: {
+            principal: req.principal,
+            limits: req.limits,
+            refused: () => annotateAudit(req, { outcome: 'denied' }),
+          },
+          listChanged: false,
+        });
+        const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined });
+        reply.hijack();
+        reply.raw.setHeader('x-request-id', String(req.id));
+        reply.raw.on('close', () => {
+          void transport.close();
+          void server.close();
+        });
+        try {
+          await server.connect(transport);
+          await transport.handleRequest(req.raw, reply.raw, req.body);
+        } catch (e) {
+          req.log.error({ err: e }, 'MCP request failed');
+          if (!reply.raw.headersSent) {
+            reply.raw.writeHead(500, { 'content-type': 'application/json' });
+            reply.raw.end(JSON.stringify(rpcError(-32603, 'internal server error')));
+          }
         }
-      }
-    });
-    const notAllowed = async (_req: unknown, reply: FastifyReply) => reply.code(405).header('allow', 'POST').send(rpcError(-32000, 'Method not allowed: this MCP endpoint is stateless, use POST'));
+      },
+    );
+    const notAllowed = async (_req: unknown, reply: FastifyReply) =>
+      reply
+        .code(405)
+        .header('allow', 'POST')
+        .send(rpcError(-32000, 'Method not allowed: this MCP endpoint is stateless, use POST'));
     app.get(MCP_PATH, { schema: { hide: true } }, notAllowed);
     app.delete(MCP_PATH, { schema: { hide: true } }, notAllowed);
   };

@@ -2,11 +2,42 @@
  * MCP both ways: external MCP servers mounted as host tools (`[mcp_servers.NAME]` →
  * `NAME.tool`), and Caxton's tools and agents served over MCP (POST /mcp, `caxton mcp` on stdio).
  */
-export { McpClientManager, McpConnection, resultText, type McpClientManagerOptions, type McpServerConfig, type McpServerState, type McpServerStatus } from './client.js';
+export {
+  McpClientManager,
+  McpConnection,
+  resultText,
+  type McpClientManagerOptions,
+  type McpServerConfig,
+  type McpServerState,
+  type McpServerStatus,
+} from './client.js';
 export { rpcError } from './offer.js';
-export { CaxtonMcpTools, createMcpServer, ASK_PREFIX, type McpCallOptions, type McpCaller, type McpServeConfig, type McpServeDeps, type McpServerOptions } from './server.js';
+export {
+  CaxtonMcpTools,
+  createMcpServer,
+  ASK_PREFIX,
+  type McpCallOptions,
+  type McpCaller,
+  type McpServeConfig,
+  type McpServeDeps,
+  type McpServerOptions,
+} from './server.js';
 export { CaxtonMcpPrompts } from './prompts.js';
-export { CaxtonMcpResources, RESOURCE_NOT_FOUND, RESOURCE_PAGE, type ConversationReader, type ResourceSources } from './resources.js';
+export {
+  CaxtonMcpResources,
+  RESOURCE_NOT_FOUND,
+  RESOURCE_PAGE,
+  type ConversationReader,
+  type ResourceSources,
+} from './resources.js';
 export { mcpPlugins, MCP_PATH, type McpHttpOptions } from './http.js';
 export { serveMcpStdio, type McpStdioOptions, type McpStdioSession } from './stdio.js';
-export { CaxtonOAuthProvider, MCP_OAUTH_MIGRATIONS, MemoryOAuthStore, NeedsAuthorizationError, SqliteOAuthStore, type McpOAuthStatus, type OAuthStore } from './oauth.js';
+export {
+  CaxtonOAuthProvider,
+  MCP_OAUTH_MIGRATIONS,
+  MemoryOAuthStore,
+  NeedsAuthorizationError,
+  SqliteOAuthStore,
+  type McpOAuthStatus,
+  type OAuthStore,
+} from './oauth.js';

@@ -25,9 +25,14 @@ function authError(name: string, e: unknown): CaxtonError {
 export async function mcpLoginRoutes(app: FastifyInstance, clients: McpClientManager): Promise<void> {
   const connection = (name: string) => {
     const conn = clients.connection(name);
-    if (!conn) throw new CaxtonError('not_found', `no MCP server "${name}" is mounted ([mcp_servers.${name}] in caxton.toml)`);
+    if (!conn)
+      throw new CaxtonError('not_found', `no MCP server "${name}" is mounted ([mcp_servers.${name}] in caxton.toml)`);
     const s = conn.status();
-    if (!s.auth) throw new CaxtonError('invalid_request', `MCP server "${name}" has no [mcp_servers.${name}.oauth]: there is nothing to log in to`);
+    if (!s.auth)
+      throw new CaxtonError(
+        'invalid_request',
+        `MCP server "${name}" has no [mcp_servers.${name}.oauth]: there is nothing to log in to`,
+      );
     return conn;
   };
   const params = z.object({ name: z.string() });

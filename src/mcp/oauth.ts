@@ -22,7 +22,11 @@
  */
 import { randomBytes } from 'node:crypto';
 import { auth, type OAuthClientProvider, type OAuthDiscoveryState } from '@modelcontextprotocol/sdk/client/auth.js';
-import type { OAuthClientInformationMixed, OAuthClientMetadata, OAuthTokens } from '@modelcontextprotocol/sdk/shared/auth.js';
+import type {
+  OAuthClientInformationMixed,
+  OAuthClientMetadata,
+  OAuthTokens,
+} from '@modelcontextprotocol/sdk/shared/auth.js';
 import type { ServerConfig } from '../config/index.js';
 import { registerSecrets } from '../shared/secrets.js';
 import type { Db, Migration } from '../storage/index.js';
@@ -116,7 +120,17 @@ interface Row {
 }
 
 const JSON_COLUMNS = new Set(['client_information', 'tokens', 'discovery']);
-const COLUMNS = ['client_information', 'dynamic_client', 'tokens', 'tokens_saved_at', 'code_verifier', 'login_state', 'redirect_uri', 'pending_scope', 'discovery'] as const;
+const COLUMNS = [
+  'client_information',
+  'dynamic_client',
+  'tokens',
+  'tokens_saved_at',
+  'code_verifier',
+  'login_state',
+  'redirect_uri',
+  'pending_scope',
+  'discovery',
+] as const;
 
 /** Table `mcp_oauth` of caxton.db (the data dir). */
 export class SqliteOAuthStore implements OAuthStore {
@@ -126,7 +140,8 @@ export class SqliteOAuthStore implements OAuthStore {
   }
 
   get(server: string): OAuthRecord {
-    const row = this.#db.prepare(`SELECT ${COLUMNS.join(', ')} FROM mcp_oauth WHERE server = ?`).get(server) as Row | undefined;
+    const row = this.#db.prepare(`SELECT ${COLUMNS.join(', ')} FROM mcp_oauth WHERE server = ?`).get(server) as
+      Row | undefined;
     if (!row) return {};
     const rec: OAuthRecord = {};
     const parse = <T>(s: string | null): T | undefined => {
@@ -160,12 +175,29 @@ export class SqliteOAuthStore implements OAuthStore {
     for (const [k, v] of Object.entries(patch)) {
       if (v === undefined || !(COLUMNS as readonly string[]).includes(k)) continue;
       sets.push(`${k} = ?`);
-      values.push(v === null ? (k === 'dynamic_client' ? 0 : null) : JSON_COLUMNS.has(k) ? JSON.stringify(v) : typeof v === 'boolean' ? (v ? 1 : 0) : v);
+      values.push(
+        v === null
+          ? k === 'dynamic_client'
+            ? 0
+            : null
+          : JSON_COLUMNS.has(k)
+            ? JSON.stringify(v)
+            : typeof v === 'boolean'
+              ? v
+                ? 1
+                : 0
+              : v,
+      );
     }
     const now = Date.now();
     this.#db.transaction(() => {
-      this.#db.prepare('INSERT INTO mcp_oauth (server, updated_at) VALUES (?, ?) ON CONFLICT(server) DO NOTHING').run(server, now);
-      if (sets.length > 0) this.#db.prepare(`UPDATE mcp_oauth SET ${sets.join(', ')}, updated_at = ? WHERE server = ?`).run(...values, now, server);
+      this.#db
+        .prepare('INSERT INTO mcp_oauth (server, updated_at) VALUES (?, ?) ON CONFLICT(server) DO NOTHING')
+        .run(server, now);
+      if (sets.length > 0)
+        this.#db
+          .prepare(`UPDATE mcp_oauth SET ${sets.join(', ')}, updated_at = ? WHERE server = ?`)
+          .run(...values, now, server);
     })();
   }
 }
@@ -268,9 +300,14 @@ export class CaxtonOAuthProvider implements OAuthClientProvider {
     const { cfg } = this.#o;
     const rec = this.#rec;
     if (cfg.client_id !== undefined) {
-      const base = { client_id: cfg.client_id, ...(this.#o.clientSecret !== undefined && { client_secret: this.#o.clientSecret }) };
+      const base = {
+        client_id: cfg.client_id,
+        ...(this.#o.clientSecret !== undefined && { client_secret: this.#o.clientSecret }),
+      };
       const stored = rec.client_information;
-      return stored?.client_id === cfg.client_id && typeof stored.issuer === 'string' ? { ...base, issuer: stored.issuer } : base;
+      return stored?.client_id === cfg.client_id && typeof stored.issuer === 'string'
+        ? { ...base, issuer: stored.issuer }
+        : base;
     }
     const stored = rec.dynamic_client ? rec.client_information : undefined;
     if (!stored) {
@@ -284,7 +321,11 @@ export class CaxtonOAuthProvider implements OAuthClientProvider {
       return undefined;
     }
     // A login on another loopback port registers again (the redirect URI is part of the registration).
-    if (this.#o.mode === 'login' && this.#o.redirectUri !== undefined && !((stored as { redirect_uris?: unknown }).redirect_uris as string[] | undefined)?.includes(this.#o.redirectUri))
+    if (
+      this.#o.mode === 'login' &&
+      this.#o.redirectUri !== undefined &&
+      !((stored as { redirect_uris?: unknown }).redirect_uris as string[] | undefined)?.includes(this.#o.redirectUri)
+    )
       return undefined;
     return stored;
   }
@@ -308,7 +349,11 @@ export class CaxtonOAuthProvider implements OAuthClientProvider {
 
   saveTokens(tokens: OAuthTokens): void {
     this.#why = undefined;
-    this.#o.store.update(this.#o.server, { tokens, tokens_saved_at: Date.now(), ...(this.#o.mode === 'login' && { code_verifier: null, login_state: null, pending_scope: null }) });
+    this.#o.store.update(this.#o.server, {
+      tokens,
+      tokens_saved_at: Date.now(),
+      ...(this.#o.mode === 'login' && { code_verifier: null, login_state: null, pending_scope: null }),
+    });
   }
 
   redirectToAuthorization(url: URL): void {
@@ -327,7 +372,10 @@ export class CaxtonOAuthProvider implements OAuthClientProvider {
         `refreshing the access token of MCP server "${this.#o.server}" failed (the authorization server did not answer, or answered with a server error); the refresh token is kept and the refresh retried`,
       );
     }
-    throw new NeedsAuthorizationError(this.#o.server, this.#why ?? (this.#rec.tokens ? 'the stored tokens were not accepted' : 'no tokens stored yet'));
+    throw new NeedsAuthorizationError(
+      this.#o.server,
+      this.#why ?? (this.#rec.tokens ? 'the stored tokens were not accepted' : 'no tokens stored yet'),
+    );
   }
 
   saveCodeVerifier(verifier: string): void {
@@ -336,7 +384,10 @@ export class CaxtonOAuthProvider implements OAuthClientProvider {
 
   codeVerifier(): string {
     const v = this.#rec.code_verifier;
-    if (v === undefined) throw new Error(`no login in progress for MCP server "${this.#o.server}": start one with \`${loginCommand(this.#o.server)}\``);
+    if (v === undefined)
+      throw new Error(
+        `no login in progress for MCP server "${this.#o.server}": start one with \`${loginCommand(this.#o.server)}\``,
+      );
     return v;
   }
 
@@ -379,13 +430,26 @@ export interface McpOAuthStatus {
   login_command: string | null;
 }
 
-export function oauthStatus(server: string, cfg: McpOAuthConfig, store: OAuthStore, needsAuth: boolean): McpOAuthStatus {
+export function oauthStatus(
+  server: string,
+  cfg: McpOAuthConfig,
+  store: OAuthStore,
+  needsAuth: boolean,
+): McpOAuthStatus {
   const rec = store.get(server);
   const t = rec.tokens;
-  const expires = t?.expires_in !== undefined && rec.tokens_saved_at !== undefined ? new Date(rec.tokens_saved_at + t.expires_in * 1000).toISOString() : null;
+  const expires =
+    t?.expires_in !== undefined && rec.tokens_saved_at !== undefined
+      ? new Date(rec.tokens_saved_at + t.expires_in * 1000).toISOString()
+      : null;
   return {
     grant: cfg.grant,
-    client: cfg.client_id !== undefined ? 'registered' : rec.dynamic_client && rec.client_information ? 'dynamic' : 'not_registered',
+    client:
+      cfg.client_id !== undefined
+        ? 'registered'
+        : rec.dynamic_client && rec.client_information
+          ? 'dynamic'
+          : 'not_registered',
     state: needsAuth ? 'needs_authorization' : t ? 'authorized' : 'none',
     token_expires_at: expires,
     refreshable: t?.refresh_token !== undefined,
@@ -404,7 +468,8 @@ export function checkRedirectUri(uri: string): string | undefined {
   } catch {
     return 'redirect_uri is not a URL';
   }
-  if (u.protocol !== 'http:' || !['127.0.0.1', '[::1]', 'localhost'].includes(u.hostname) || u.port === '') return 'redirect_uri must be http://127.0.0.1:PORT/... (a loopback address with a port)';
+  if (u.protocol !== 'http:' || !['127.0.0.1', '[::1]', 'localhost'].includes(u.hostname) || u.port === '')
+    return 'redirect_uri must be http://127.0.0.1:PORT/... (a loopback address with a port)';
   if (u.username || u.password || u.hash) return 'redirect_uri must not carry credentials or a fragment';
   return undefined;
 }
@@ -422,7 +487,9 @@ export interface LoginOptions {
  * Starts a login: discovery, registration (dynamic clients), PKCE; returns the authorization URL
  * for the person to open. client_credentials needs no person: it fetches the tokens at once.
  */
-export async function startLogin(o: LoginOptions & { redirectUri: string }): Promise<{ authorized: true } | { authorization_url: string; redirect_uri: string }> {
+export async function startLogin(
+  o: LoginOptions & { redirectUri: string },
+): Promise<{ authorized: true } | { authorization_url: string; redirect_uri: string }> {
   o.store.update(o.server, { code_verifier: null, login_state: null, redirect_uri: o.redirectUri });
   const p = new CaxtonOAuthProvider({
     server: o.server,
@@ -433,7 +500,11 @@ export async function startLogin(o: LoginOptions & { redirectUri: string }): Pro
     redirectUri: o.redirectUri,
   });
   const scope = o.store.get(o.server).pending_scope ?? (o.cfg.scopes.length > 0 ? o.cfg.scopes.join(' ') : undefined);
-  const r = await auth(p, { serverUrl: o.url, ...(scope !== undefined && { scope }), ...(o.fetchFn && { fetchFn: o.fetchFn }) });
+  const r = await auth(p, {
+    serverUrl: o.url,
+    ...(scope !== undefined && { scope }),
+    ...(o.fetchFn && { fetchFn: o.fetchFn }),
+  });
   if (r === 'AUTHORIZED' || !p.authorizationUrl) return { authorized: true };
   return { authorization_url: p.authorizationUrl.toString(), redirect_uri: o.redirectUri };
 }
@@ -441,9 +512,22 @@ export async function startLogin(o: LoginOptions & { redirectUri: string }): Pro
 /** Ends a login: checks `state`, exchanges the code (with the stored PKCE verifier), stores the tokens. */
 export async function completeLogin(o: LoginOptions & { code: string; state: string }): Promise<void> {
   const rec = o.store.get(o.server);
-  if (rec.login_state === undefined || rec.redirect_uri === undefined) throw new LoginError(`no login in progress for MCP server "${o.server}": start one with \`${loginCommand(o.server)}\``);
-  if (rec.login_state !== o.state) throw new LoginError(`the state of the redirect does not match the login in progress for MCP server "${o.server}": start again with \`${loginCommand(o.server)}\``);
-  const p = new CaxtonOAuthProvider({ server: o.server, cfg: o.cfg, store: o.store, clientSecret: o.clientSecret, mode: 'login', redirectUri: rec.redirect_uri });
+  if (rec.login_state === undefined || rec.redirect_uri === undefined)
+    throw new LoginError(
+      `no login in progress for MCP server "${o.server}": start one with \`${loginCommand(o.server)}\``,
+    );
+  if (rec.login_state !== o.state)
+    throw new LoginError(
+      `the state of the redirect does not match the login in progress for MCP server "${o.server}": start again with \`${loginCommand(o.server)}\``,
+    );
+  const p = new CaxtonOAuthProvider({
+    server: o.server,
+    cfg: o.cfg,
+    store: o.store,
+    clientSecret: o.clientSecret,
+    mode: 'login',
+    redirectUri: rec.redirect_uri,
+  });
   await auth(p, { serverUrl: o.url, authorizationCode: o.code, ...(o.fetchFn && { fetchFn: o.fetchFn }) });
   o.store.update(o.server, { code_verifier: null, login_state: null });
 }

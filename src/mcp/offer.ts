@@ -40,14 +40,20 @@ export function matches(patterns: readonly string[], name: string): boolean {
 }
 
 /** stdio has no principal: the local user may do everything the configuration offers. */
-export const allowed = (p: Principal | undefined, permission: Permission): boolean => p === undefined || can(p, permission);
+export const allowed = (p: Principal | undefined, permission: Permission): boolean =>
+  p === undefined || can(p, permission);
 
 export function agentVisible(patterns: readonly string[], caller: McpCaller, name: string): boolean {
   return matches(patterns, name) && inAgentScope(caller.principal, name);
 }
 
 /** The agent `name` if it is offered and in the caller's scope. */
-export function offeredAgent(agents: AgentRegistry, patterns: readonly string[], caller: McpCaller, name: string): DeployedAgent | undefined {
+export function offeredAgent(
+  agents: AgentRegistry,
+  patterns: readonly string[],
+  caller: McpCaller,
+  name: string,
+): DeployedAgent | undefined {
   const a = agents.get(name);
   return a && agentVisible(patterns, caller, a.definition.name as string) ? a : undefined;
 }
@@ -65,6 +71,10 @@ export function encodeCursor(offset: number): string {
 export function decodeCursor(cursor: string | undefined): number {
   if (cursor === undefined) return 0;
   const n = Number(Buffer.from(cursor, 'base64url').toString());
-  if (!Number.isSafeInteger(n) || n < 0) throw rpcError(ErrorCode.InvalidParams, `invalid cursor "${cursor.slice(0, 40)}": pass the nextCursor of the previous page, or none for the first page`);
+  if (!Number.isSafeInteger(n) || n < 0)
+    throw rpcError(
+      ErrorCode.InvalidParams,
+      `invalid cursor "${cursor.slice(0, 40)}": pass the nextCursor of the previous page, or none for the first page`,
+    );
   return n;
 }

@@ -23,18 +23,29 @@ function promptArguments(def: AgentDefinition): PromptArgument[] {
   for (const [key, value] of Object.entries(def.parameters)) {
     // `request` is the template's own placeholder; a parameter of that name could never be set apart from it.
     if (key === 'request') continue;
-    args.push({ name: key, description: `Agent parameter {{parameters.${key}}} (default: ${JSON.stringify(value)})`, required: false });
+    args.push({
+      name: key,
+      description: `Agent parameter {{parameters.${key}}} (default: ${JSON.stringify(value)})`,
+      required: false,
+    });
   }
   return args;
 }
 
 /** The agent's description, or a stand-in for an agent without one (clients and the conformance suite expect one). */
 function descriptionOf(def: AgentDefinition): string {
-  return def.description || `The Caxton agent "${def.name}": its system prompt, then the request in its user prompt template`;
+  return (
+    def.description || `The Caxton agent "${def.name}": its system prompt, then the request in its user prompt template`
+  );
 }
 
 function describe(def: AgentDefinition): Prompt {
-  return { name: def.name, title: `Caxton agent ${def.name}`, description: descriptionOf(def), arguments: promptArguments(def) };
+  return {
+    name: def.name,
+    title: `Caxton agent ${def.name}`,
+    description: descriptionOf(def),
+    arguments: promptArguments(def),
+  };
 }
 
 export class CaxtonMcpPrompts {
@@ -46,7 +57,9 @@ export class CaxtonMcpPrompts {
   ) {}
 
   list(caller: McpCaller, cursor?: string): { prompts: Prompt[]; nextCursor?: string } {
-    const own = allowed(caller.principal, 'agents:read') ? visibleAgents(this.agents, this.patterns, caller).map((a) => describe(a.definition)) : [];
+    const own = allowed(caller.principal, 'agents:read')
+      ? visibleAgents(this.agents, this.patterns, caller).map((a) => describe(a.definition))
+      : [];
     const all = [...own, ...(this.gateway?.prompts(caller, new Set(own.map((p) => p.name))) ?? [])];
     const start = decodeCursor(cursor);
     const prompts = all.slice(start, start + PROMPT_PAGE);
@@ -55,23 +68,38 @@ export class CaxtonMcpPrompts {
 
   /** Whether `name` is one of Caxton's own prompts for this caller (else a gateway server's may be). */
   offers(name: string, caller: McpCaller): boolean {
-    return allowed(caller.principal, 'agents:read') && offeredAgent(this.agents, this.patterns, caller, name) !== undefined;
+    return (
+      allowed(caller.principal, 'agents:read') && offeredAgent(this.agents, this.patterns, caller, name) !== undefined
+    );
   }
 
   get(name: string, args: Record<string, string>, caller: McpCaller): GetPromptResult {
     const p = caller.principal;
-    if (!allowed(p, 'agents:read')) throw rpcError(ErrorCode.InvalidParams, `${p!.id} (role ${p!.role}) may not read prompts: it needs the agents:read permission`);
+    if (!allowed(p, 'agents:read'))
+      throw rpcError(
+        ErrorCode.InvalidParams,
+        `${p!.id} (role ${p!.role}) may not read prompts: it needs the agents:read permission`,
+      );
     // Not offered and out of scope look the same: an agent's existence is not told to those who may not see it.
     const agent = offeredAgent(this.agents, this.patterns, caller, name);
-    if (!agent) throw rpcError(ErrorCode.InvalidParams, `prompt "${name}" is not offered by this Caxton server (prompts/list names the ones that are)`);
+    if (!agent)
+      throw rpcError(
+        ErrorCode.InvalidParams,
+        `prompt "${name}" is not offered by this Caxton server (prompts/list names the ones that are)`,
+      );
     const def = agent.definition;
     const request = args.request;
-    if (typeof request !== 'string' || request === '') throw rpcError(ErrorCode.InvalidParams, `argument "request" is required: what to ask the agent "${def.name}"`);
+    if (typeof request !== 'string' || request === '')
+      throw rpcError(ErrorCode.InvalidParams, `argument "request" is required: what to ask the agent "${def.name}"`);
     const known = new Set(Object.keys(def.parameters));
     const parameters: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(args)) {
       if (k === 'request') continue;
-      if (!known.has(k)) throw rpcError(ErrorCode.InvalidParams, `argument "${k}" is not a parameter of the agent "${def.name}" (it takes: request${known.size ? `, ${[...known].join(', ')}` : ''})`);
+      if (!known.has(k))
+        throw rpcError(
+          ErrorCode.InvalidParams,
+          `argument "${k}" is not a parameter of the agent "${def.name}" (it takes: request${known.size ? `, ${[...known].join(', ')}` : ''})`,
+        );
       parameters[k] = v;
     }
     const user = renderTemplate(def.user_prompt_template, def, { request, parameters });

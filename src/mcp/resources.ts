@@ -15,7 +15,12 @@
  * reads everything. Something the caller may not see is "not found" (-32002), like something that
  * does not exist; a URI that cannot be parsed is -32602. Text is scrubbed of configured secrets.
  */
-import { ErrorCode, type ReadResourceResult, type Resource, type ResourceTemplate } from '@modelcontextprotocol/sdk/types.js';
+import {
+  ErrorCode,
+  type ReadResourceResult,
+  type Resource,
+  type ResourceTemplate,
+} from '@modelcontextprotocol/sdk/types.js';
 import type { AgentRegistry, DeployedAgent } from '../agents/index.js';
 import { parseScope, permittedScopes, type MemoryBackend } from '../memory/index.js';
 import { readsFor, type Conversation, type MessageReads } from '../messaging/index.js';
@@ -50,10 +55,14 @@ export interface ResourceSources {
 
 const agentUri = (name: string) => `${AGENT_PREFIX}${encodeURIComponent(name)}`;
 const conversationUri = (id: string) => `${CONVERSATION_PREFIX}${encodeURIComponent(id)}`;
-const memoryUri = (scope: string, name: string) => `${MEMORY_PREFIX}${encodeURIComponent(scope)}/${encodeURIComponent(name)}`;
+const memoryUri = (scope: string, name: string) =>
+  `${MEMORY_PREFIX}${encodeURIComponent(scope)}/${encodeURIComponent(name)}`;
 
-const json = (uri: string, body: unknown): ReadResourceResult => ({ contents: [{ uri, mimeType: JSON_TYPE, text: scrubSecrets(JSON.stringify(body, null, 2)) }] });
-const notFound = (uri: string, why: string) => rpcError(RESOURCE_NOT_FOUND, `resource not found: ${uri} (${why})`, { uri });
+const json = (uri: string, body: unknown): ReadResourceResult => ({
+  contents: [{ uri, mimeType: JSON_TYPE, text: scrubSecrets(JSON.stringify(body, null, 2)) }],
+});
+const notFound = (uri: string, why: string) =>
+  rpcError(RESOURCE_NOT_FOUND, `resource not found: ${uri} (${why})`, { uri });
 
 function decode(uri: string, part: string, shape: string): string {
   try {
@@ -97,7 +106,11 @@ function encodeCursor(section: Section, offset: number): string {
 function decodeCursor(cursor: string | undefined): { section: Section; offset: number } {
   if (cursor === undefined) return { section: 'agents', offset: 0 };
   const m = /^(agents|conversations|gateway):(\d{1,15})$/.exec(Buffer.from(cursor, 'base64url').toString());
-  if (!m) throw rpcError(ErrorCode.InvalidParams, `invalid cursor "${cursor.slice(0, 40)}": pass the nextCursor of the previous page, or none for the first page`);
+  if (!m)
+    throw rpcError(
+      ErrorCode.InvalidParams,
+      `invalid cursor "${cursor.slice(0, 40)}": pass the nextCursor of the previous page, or none for the first page`,
+    );
   return { section: m[1] as Section, offset: Number(m[2]) };
 }
 
@@ -132,7 +145,8 @@ export class CaxtonMcpResources {
         uriTemplate: `${CONVERSATION_PREFIX}{id}`,
         name: 'conversation',
         title: 'Conversation transcript',
-        description: 'A conversation between agents (state, protocol, participants) and its FIPA-ACL messages in order: performative, sender, receivers, content, timestamp',
+        description:
+          'A conversation between agents (state, protocol, participants) and its FIPA-ACL messages in order: performative, sender, receivers, content, timestamp',
         mimeType: JSON_TYPE,
       });
     if (this.#memory && allowed(p, 'memory:read'))
@@ -140,7 +154,8 @@ export class CaxtonMcpResources {
         uriTemplate: `${MEMORY_PREFIX}{scope}/{name}`,
         name: 'memory-entity',
         title: 'Memory entity',
-        description: 'A knowledge-graph entity with its type, observations, metadata and every relation from or to it. scope: "workspace", "global" or "agent:NAME"',
+        description:
+          'A knowledge-graph entity with its type, observations, metadata and every relation from or to it. scope: "workspace", "global" or "agent:NAME"',
         mimeType: JSON_TYPE,
       });
     out.push(...(this.#gateway?.templates(caller) ?? []));
@@ -154,7 +169,8 @@ export class CaxtonMcpResources {
     if (section === 'agents') {
       const all = allowed(p, 'agents:read') ? visibleAgents(this.agents, this.patterns, caller) : [];
       resources.push(...all.slice(offset, offset + RESOURCE_PAGE).map(agentResource));
-      if (offset + RESOURCE_PAGE < all.length) return { resources, nextCursor: encodeCursor('agents', offset + RESOURCE_PAGE) };
+      if (offset + RESOURCE_PAGE < all.length)
+        return { resources, nextCursor: encodeCursor('agents', offset + RESOURCE_PAGE) };
       section = 'conversations';
       offset = 0;
     }
@@ -168,7 +184,8 @@ export class CaxtonMcpResources {
       } else {
         resources.push(...page.items.map(conversationResource));
         const next = offset + page.items.length;
-        if (page.items.length > 0 && next < page.total) return { resources, nextCursor: encodeCursor('conversations', next) };
+        if (page.items.length > 0 && next < page.total)
+          return { resources, nextCursor: encodeCursor('conversations', next) };
       }
     }
     if (section !== 'gateway') {
@@ -178,16 +195,20 @@ export class CaxtonMcpResources {
     const through = this.#gateway?.resources(caller) ?? [];
     const room = RESOURCE_PAGE - resources.length;
     resources.push(...through.slice(offset, offset + room));
-    return offset + room < through.length ? { resources, nextCursor: encodeCursor('gateway', offset + room) } : { resources };
+    return offset + room < through.length
+      ? { resources, nextCursor: encodeCursor('gateway', offset + room) }
+      : { resources };
   }
 
   async read(uri: string, caller: McpCaller, signal?: AbortSignal): Promise<ReadResourceResult> {
     if (uri.startsWith(AGENT_PREFIX)) return this.#readAgent(uri, caller);
-    if (uri.startsWith(CONVERSATION_PREFIX) && this.#conversations) return this.#readConversation(uri, caller, this.#conversations);
+    if (uri.startsWith(CONVERSATION_PREFIX) && this.#conversations)
+      return this.#readConversation(uri, caller, this.#conversations);
     if (uri.startsWith(MEMORY_PREFIX) && this.#memory) return this.#readMemory(uri, caller, this.#memory);
     // caxton:// is Caxton's own: a gateway server cannot answer for it.
     const owner = uri.startsWith('caxton://') ? undefined : this.#gateway?.resourceOwner(uri, caller);
-    if (owner) return scrubSecretsIn(await owner.request(`resource ${uri}`, (c, o) => c.readResource({ uri }, o), signal));
+    if (owner)
+      return scrubSecretsIn(await owner.request(`resource ${uri}`, (c, o) => c.readResource({ uri }, o), signal));
     throw notFound(
       uri,
       `this server offers ${
@@ -200,24 +221,43 @@ export class CaxtonMcpResources {
 
   #readAgent(uri: string, caller: McpCaller): ReadResourceResult {
     const p = caller.principal;
-    if (!allowed(p, 'agents:read')) throw rpcError(ErrorCode.InvalidParams, `${p!.id} (role ${p!.role}) may not read agent definitions: it needs the agents:read permission`);
+    if (!allowed(p, 'agents:read'))
+      throw rpcError(
+        ErrorCode.InvalidParams,
+        `${p!.id} (role ${p!.role}) may not read agent definitions: it needs the agents:read permission`,
+      );
     const name = decode(uri, uri.slice(AGENT_PREFIX.length), `${AGENT_PREFIX}{name}`);
     const a = offeredAgent(this.agents, this.patterns, caller, name);
     if (!a) throw notFound(uri, 'no such agent offered');
-    const body = { definition: a.definition, format: a.format, revision: a.revision, deployed_at: a.deployed_at, updated_at: a.updated_at };
+    const body = {
+      definition: a.definition,
+      format: a.format,
+      revision: a.revision,
+      deployed_at: a.deployed_at,
+      updated_at: a.updated_at,
+    };
     return json(agentUri(a.definition.name as string), body);
   }
 
-  async #readConversation(uri: string, caller: McpCaller, conversations: ConversationReader): Promise<ReadResourceResult> {
+  async #readConversation(
+    uri: string,
+    caller: McpCaller,
+    conversations: ConversationReader,
+  ): Promise<ReadResourceResult> {
     const p = caller.principal;
-    if (!allowed(p, 'messages:read')) throw rpcError(ErrorCode.InvalidParams, `${p!.id} (role ${p!.role}) may not read conversations: it needs the messages:read permission`);
+    if (!allowed(p, 'messages:read'))
+      throw rpcError(
+        ErrorCode.InvalidParams,
+        `${p!.id} (role ${p!.role}) may not read conversations: it needs the messages:read permission`,
+      );
     const id = decode(uri, uri.slice(CONVERSATION_PREFIX.length), `${CONVERSATION_PREFIX}{id}`);
     if (id === '' || id.length > 200) throw notFound(uri, 'no such conversation');
     let got: Awaited<ReturnType<ConversationReader['getConversation']>>;
     try {
       got = await readsFor(conversations, p).getConversation(id, { limit: TRANSCRIPT_LIMIT });
     } catch (e) {
-      if (e instanceof CaxtonError && (e.code === 'conversation_not_found' || e.code === 'not_found')) throw notFound(uri, 'no such conversation');
+      if (e instanceof CaxtonError && (e.code === 'conversation_not_found' || e.code === 'not_found'))
+        throw notFound(uri, 'no such conversation');
       throw e;
     }
     const { conversation, messages } = got;
@@ -233,10 +273,15 @@ export class CaxtonMcpResources {
   async #readMemory(uri: string, caller: McpCaller, memory: MemoryBackend): Promise<ReadResourceResult> {
     const p = caller.principal;
     const shape = `${MEMORY_PREFIX}{scope}/{name}`;
-    if (!allowed(p, 'memory:read')) throw rpcError(ErrorCode.InvalidParams, `${p!.id} (role ${p!.role}) may not read memory: it needs the memory:read permission`);
+    if (!allowed(p, 'memory:read'))
+      throw rpcError(
+        ErrorCode.InvalidParams,
+        `${p!.id} (role ${p!.role}) may not read memory: it needs the memory:read permission`,
+      );
     const rest = uri.slice(MEMORY_PREFIX.length);
     const slash = rest.indexOf('/');
-    if (slash <= 0 || slash === rest.length - 1) throw rpcError(ErrorCode.InvalidParams, `resource URI "${uri}" is not well formed: expected ${shape}`);
+    if (slash <= 0 || slash === rest.length - 1)
+      throw rpcError(ErrorCode.InvalidParams, `resource URI "${uri}" is not well formed: expected ${shape}`);
     const written = decode(uri, rest.slice(0, slash), shape);
     const name = decode(uri, rest.slice(slash + 1), shape);
     let scope: string;
@@ -247,7 +292,8 @@ export class CaxtonMcpResources {
     }
     // The memory layer's scope rule, answered as "not found" so a resource read does not tell
     // which entities exist in scopes the caller may not use.
-    if (permittedScopes(p, [written, scope]).length === 0) throw notFound(uri, `no such entity in a memory scope this caller may read`);
+    if (permittedScopes(p, [written, scope]).length === 0)
+      throw notFound(uri, `no such entity in a memory scope this caller may read`);
     const entity = await memory.getEntity(scope, name);
     if (!entity) throw notFound(uri, `no entity named "${name}" in scope ${scope}`);
     const relations = await memory.relationsTouching([{ scope, name: entity.name }]);

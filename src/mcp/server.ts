@@ -85,7 +85,10 @@ function text(raw: string, isError = false): CallToolResult {
 const mayCallTools = (p: Principal | undefined) => allowed(p, 'tools:call');
 const toolInScope = (p: Principal | undefined, name: string) => p === undefined || inScope(p.scope.tools, name);
 
-type Resolved = { kind: 'builtin' | 'host'; registry: ToolRegistry } | { kind: 'agent'; agent: string } | ({ kind: 'gateway' } & GatewayTool);
+type Resolved =
+  | { kind: 'builtin' | 'host'; registry: ToolRegistry }
+  | { kind: 'agent'; agent: string }
+  | ({ kind: 'gateway' } & GatewayTool);
 
 /** What Caxton offers over MCP, computed on every list/call (agents and host tools come and go). */
 export class CaxtonMcpTools {
@@ -109,7 +112,8 @@ export class CaxtonMcpTools {
     };
     const tools = mayCallTools(p);
     for (const t of executor.deps.tools.list())
-      if (tools && config.builtin_tools.includes(t.name) && toolInScope(p, t.name)) add({ name: t.name, description: t.description, inputSchema: t.input_schema as McpToolSpec['inputSchema'] });
+      if (tools && config.builtin_tools.includes(t.name) && toolInScope(p, t.name))
+        add({ name: t.name, description: t.description, inputSchema: t.input_schema as McpToolSpec['inputSchema'] });
     for (const t of executor.hostTools.list())
       if (tools && matches(config.host_tools, t.name) && toolInScope(p, t.name) && !this.gateway.owns(t.name))
         add({ name: t.name, description: t.description, inputSchema: t.input_schema as McpToolSpec['inputSchema'] });
@@ -130,11 +134,14 @@ export class CaxtonMcpTools {
 
   #resolve(name: string): Resolved | undefined {
     const { executor, agents, config } = this.#deps;
-    if (config.builtin_tools.includes(name) && executor.deps.tools.get(name)) return { kind: 'builtin', registry: executor.deps.tools };
-    if (matches(config.host_tools, name) && executor.hostTools.get(name) && !this.gateway.owns(name)) return { kind: 'host', registry: executor.hostTools };
+    if (config.builtin_tools.includes(name) && executor.deps.tools.get(name))
+      return { kind: 'builtin', registry: executor.deps.tools };
+    if (matches(config.host_tools, name) && executor.hostTools.get(name) && !this.gateway.owns(name))
+      return { kind: 'host', registry: executor.hostTools };
     if (name.startsWith(ASK_PREFIX)) {
       const agent = agents.get(name.slice(ASK_PREFIX.length));
-      if (agent && matches(config.agents, agent.definition.name as string)) return { kind: 'agent', agent: agent.definition.name as string };
+      if (agent && matches(config.agents, agent.definition.name as string))
+        return { kind: 'agent', agent: agent.definition.name as string };
     }
     const through = this.gateway.tool(name);
     return through && { kind: 'gateway', ...through };
@@ -148,7 +155,11 @@ export class CaxtonMcpTools {
   async call(name: string, args: Record<string, unknown>, opts: McpCallOptions): Promise<CallToolResult> {
     const { signal, client, traceparent, caller = {}, progress } = opts;
     const target = this.#resolve(name);
-    if (!target) throw rpcError(ErrorCode.InvalidParams, `Unknown tool: "${name}" is not offered by this Caxton server (tools/list names the ones that are)`);
+    if (!target)
+      throw rpcError(
+        ErrorCode.InvalidParams,
+        `Unknown tool: "${name}" is not offered by this Caxton server (tools/list names the ones that are)`,
+      );
     // The HTTP route let the caller in with agents:invoke; tools need tools:call and the caller's scopes.
     const p = caller.principal;
     if (p && target.kind === 'agent' && !inScope(p.scope.agents, target.agent)) {
@@ -159,7 +170,10 @@ export class CaxtonMcpTools {
     const scoped = target.kind === 'gateway' ? target.tool.name : name;
     if (p && target.kind !== 'agent' && (!mayCallTools(p) || !toolInScope(p, scoped))) {
       caller.refused?.();
-      return text(`${p.id} (role ${p.role}) may not call the tool "${scoped}": it needs the tools:call permission${p.scope.tools ? ' and the tool in its scope' : ''}`, true);
+      return text(
+        `${p.id} (role ${p.role}) may not call the tool "${scoped}": it needs the tools:call permission${p.scope.tools ? ' and the tool in its scope' : ''}`,
+        true,
+      );
     }
     // The key's memory scopes go with the call: the memory tools refuse any other scope.
     const who = p ? { principal: p.id } : {};
@@ -171,12 +185,27 @@ export class CaxtonMcpTools {
       try {
         const res = await this.#deps.executor.invoke(
           target.agent,
-          { request, ...(typeof context === 'string' && context !== '' && { context }), ...(traceparent !== undefined && { traceparent }), ...who },
-          { signal, ...(p && { limit: { principalId: p.id, limits: caller.limits } }), ...(progress && { onEvent: progressOf(progress.step) }) },
+          {
+            request,
+            ...(typeof context === 'string' && context !== '' && { context }),
+            ...(traceparent !== undefined && { traceparent }),
+            ...who,
+          },
+          {
+            signal,
+            ...(p && { limit: { principalId: p.id, limits: caller.limits } }),
+            ...(progress && { onEvent: progressOf(progress.step) }),
+          },
         );
         return {
           content: [{ type: 'text', text: res.content }],
-          structuredContent: { agent: res.agent, execution_id: res.execution_id, finish_reason: res.finish_reason, turns: res.turns, usage: res.usage },
+          structuredContent: {
+            agent: res.agent,
+            execution_id: res.execution_id,
+            finish_reason: res.finish_reason,
+            turns: res.turns,
+            usage: res.usage,
+          },
         };
       } catch (e) {
         if (e instanceof CaxtonError) return text(`agent "${target.agent}" failed (${e.code}): ${e.message}`, true);
@@ -200,7 +229,12 @@ export class CaxtonMcpTools {
     if (target.kind === 'gateway') {
       // The server's result as it is, its progress forwarded with the client's own token.
       const r = await target.conn.callThrough(target.tool, args, ctx, progress?.forward);
-      this.#deps.metrics?.tool(target.tool.name, r.isError === true ? 'error' : 'ok', (performance.now() - t0) / 1000, 'mcp');
+      this.#deps.metrics?.tool(
+        target.tool.name,
+        r.isError === true ? 'error' : 'ok',
+        (performance.now() - t0) / 1000,
+        'mcp',
+      );
       return r;
     }
     try {
@@ -235,7 +269,8 @@ export interface McpProgress {
 function progressOf(progress: McpProgress['step']): (e: ExecutionEvent) => void {
   return (e) => {
     if (e.type === 'tool_call') progress(`turn ${e.turn}: calling ${e.call.name}`);
-    else if (e.type === 'tool_result') progress(`${e.name} ${e.is_error ? 'failed' : 'answered'} (${Math.round(e.duration_ms)} ms)`);
+    else if (e.type === 'tool_result')
+      progress(`${e.name} ${e.is_error ? 'failed' : 'answered'} (${Math.round(e.duration_ms)} ms)`);
   };
 }
 
@@ -250,12 +285,20 @@ export interface McpServerOptions {
 }
 
 /** A new MCP `Server` offering Caxton's tools, agents (tools, prompts, resources) and logging (one per HTTP request, one per stdio session). */
-export function createMcpServer(deps: McpServeDeps, tools = new CaxtonMcpTools(deps), opts: McpServerOptions = {}): Server {
+export function createMcpServer(
+  deps: McpServeDeps,
+  tools = new CaxtonMcpTools(deps),
+  opts: McpServerOptions = {},
+): Server {
   const caller = opts.caller ?? {};
   const listChanged = opts.listChanged === true;
   const gateway = tools.gateway;
   const prompts = new CaxtonMcpPrompts(deps.agents, deps.config.agents, gateway);
-  const resources = new CaxtonMcpResources(deps.agents, deps.config.agents, { memory: deps.memory, conversations: deps.conversations, gateway });
+  const resources = new CaxtonMcpResources(deps.agents, deps.config.agents, {
+    memory: deps.memory,
+    conversations: deps.conversations,
+    gateway,
+  });
   const capabilities: ServerCapabilities = {
     tools: listChanged ? { listChanged: true } : {},
     prompts: listChanged ? { listChanged: true } : {},
@@ -278,8 +321,12 @@ export function createMcpServer(deps: McpServeDeps, tools = new CaxtonMcpTools(d
     const token = req.params._meta?.progressToken;
     let step = 0;
     // Progress goes on the request's own stream (an SSE response over HTTP), so it works stateless too.
-    const send = (p: Progress) => void extra.sendNotification({ method: 'notifications/progress', params: { ...p, progressToken: token! } }).catch(() => {});
-    const progress: McpProgress | undefined = token === undefined ? undefined : { step: (message) => send({ progress: ++step, message }), forward: send };
+    const send = (p: Progress) =>
+      void extra
+        .sendNotification({ method: 'notifications/progress', params: { ...p, progressToken: token! } })
+        .catch(() => {});
+    const progress: McpProgress | undefined =
+      token === undefined ? undefined : { step: (message) => send({ progress: ++step, message }), forward: send };
     return tools.call(req.params.name, req.params.arguments ?? {}, {
       signal: extra.signal,
       client: server.getClientVersion()?.name,
@@ -300,10 +347,16 @@ export function createMcpServer(deps: McpServeDeps, tools = new CaxtonMcpTools(d
     server.setRequestHandler(CompleteRequestSchema, async (req, extra) => {
       const owner = gateway.completionOwner(req.params.ref, caller);
       if (!owner) return { completion: { values: [], hasMore: false } };
-      return scrubSecretsIn(await owner.request('completion/complete', (c, o) => c.complete(req.params, o), extra.signal));
+      return scrubSecretsIn(
+        await owner.request('completion/complete', (c, o) => c.complete(req.params, o), extra.signal),
+      );
     });
   server.setRequestHandler(ListResourcesRequestSchema, (req) => resources.list(caller, req.params?.cursor));
-  server.setRequestHandler(ListResourceTemplatesRequestSchema, () => ({ resourceTemplates: resources.templates(caller) }));
-  server.setRequestHandler(ReadResourceRequestSchema, (req, extra) => resources.read(req.params.uri, caller, extra.signal));
+  server.setRequestHandler(ListResourceTemplatesRequestSchema, () => ({
+    resourceTemplates: resources.templates(caller),
+  }));
+  server.setRequestHandler(ReadResourceRequestSchema, (req, extra) =>
+    resources.read(req.params.uri, caller, extra.signal),
+  );
   return server;
 }

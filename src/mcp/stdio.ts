@@ -30,7 +30,8 @@ export async function serveMcpStdio(opts: McpStdioOptions): Promise<McpStdioSess
   // Agents deployed or removed, mounted servers (re)connected: the client should list again, and
   // hears why as a log notification (at or above the level it set with logging/setLevel).
   let connected = false;
-  const log = (level: 'info' | 'warning', data: Record<string, unknown>) => void server.sendLoggingMessage({ level, logger: 'caxton', data }).catch(() => {});
+  const log = (level: 'info' | 'warning', data: Record<string, unknown>) =>
+    void server.sendLoggingMessage({ level, logger: 'caxton', data }).catch(() => {});
   const agentChanged = (e: RegistryEvent) => {
     if (!connected) return;
     void server.sendToolListChanged().catch(() => {});
@@ -42,7 +43,12 @@ export async function serveMcpStdio(opts: McpStdioOptions): Promise<McpStdioSess
     if (!connected) return;
     void server.sendToolListChanged().catch(() => {});
     const failing = s.state === 'failed' || s.state === 'reconnecting' || s.state === 'needs_authorization';
-    log(failing ? 'warning' : 'info', { event: 'mcp server state', server: s.name, state: s.state, ...(failing && s.last_error && { last_error: s.last_error }) });
+    log(failing ? 'warning' : 'info', {
+      event: 'mcp server state',
+      server: s.name,
+      state: s.state,
+      ...(failing && s.last_error && { last_error: s.last_error }),
+    });
   };
   opts.agents.on('change', agentChanged);
   opts.clients?.on('change', serverChanged);

@@ -17,7 +17,16 @@ import type { Logger } from '../observability/index.js';
 import { backoffDelay } from '../shared/backoff.js';
 import { scrubSecrets } from '../shared/secrets.js';
 import { VERSION } from '../shared/version.js';
-import { CaxtonOAuthProvider, completeLogin, loginCommand, MemoryOAuthStore, NeedsAuthorizationError, needsAuthorization, startLogin, type OAuthStore } from './oauth.js';
+import {
+  CaxtonOAuthProvider,
+  completeLogin,
+  loginCommand,
+  MemoryOAuthStore,
+  NeedsAuthorizationError,
+  needsAuthorization,
+  startLogin,
+  type OAuthStore,
+} from './oauth.js';
 
 export type McpServerConfig = ServerConfig['mcp_servers'][string];
 
@@ -31,7 +40,8 @@ export type McpServerConfig = ServerConfig['mcp_servers'][string];
  * - `disabled`: `enabled = false` in caxton.toml.
  * - `closed`: the server is shutting down.
  */
-export type McpServerState = 'connecting' | 'ready' | 'failed' | 'reconnecting' | 'needs_authorization' | 'disabled' | 'closed';
+export type McpServerState =
+  'connecting' | 'ready' | 'failed' | 'reconnecting' | 'needs_authorization' | 'disabled' | 'closed';
 
 export interface SupervisorOptions {
   logger?: Logger | undefined;
@@ -177,12 +187,24 @@ export class McpSupervisor {
 
   #loginOptions() {
     const oauth = this.cfg.oauth;
-    if (!oauth || this.cfg.url === undefined || !this.oauthStore) throw new Error(`MCP server "${this.name}" has no [mcp_servers.${this.name}.oauth]: there is nothing to log in to`);
-    return { server: this.name, url: this.cfg.url, cfg: oauth, store: this.oauthStore, clientSecret: this.#clientSecret, ...(this.#opts.fetch && { fetchFn: this.#opts.fetch }) };
+    if (!oauth || this.cfg.url === undefined || !this.oauthStore)
+      throw new Error(
+        `MCP server "${this.name}" has no [mcp_servers.${this.name}.oauth]: there is nothing to log in to`,
+      );
+    return {
+      server: this.name,
+      url: this.cfg.url,
+      cfg: oauth,
+      store: this.oauthStore,
+      clientSecret: this.#clientSecret,
+      ...(this.#opts.fetch && { fetchFn: this.#opts.fetch }),
+    };
   }
 
   /** `caxton mcp login`, first half: the authorization URL (or, for client_credentials, tokens at once). */
-  async startLogin(redirectUri: string): Promise<{ authorized: true } | { authorization_url: string; redirect_uri: string }> {
+  async startLogin(
+    redirectUri: string,
+  ): Promise<{ authorized: true } | { authorization_url: string; redirect_uri: string }> {
     const r = await startLogin({ ...this.#loginOptions(), redirectUri });
     if ('authorized' in r) this.reconnectNow();
     return r;
@@ -222,13 +244,22 @@ export class McpSupervisor {
       return new StreamableHTTPClientTransport(new URL(cfg.url), {
         ...(Object.keys(cfg.headers).length > 0 && { requestInit: { headers: cfg.headers } }),
         ...(cfg.oauth &&
-          this.oauthStore && { authProvider: new CaxtonOAuthProvider({ server: this.name, cfg: cfg.oauth, store: this.oauthStore, clientSecret: this.#clientSecret, mode: 'headless' }) }),
+          this.oauthStore && {
+            authProvider: new CaxtonOAuthProvider({
+              server: this.name,
+              cfg: cfg.oauth,
+              store: this.oauthStore,
+              clientSecret: this.#clientSecret,
+              mode: 'headless',
+            }),
+          }),
         ...(this.#opts.fetch && { fetch: this.#opts.fetch }),
       });
     }
     const base = this.#opts.baseDir ?? process.cwd();
     let command = cfg.command!;
-    if ((command.startsWith('./') || command.startsWith('../')) && !isAbsolute(command)) command = resolve(base, command);
+    if ((command.startsWith('./') || command.startsWith('../')) && !isAbsolute(command))
+      command = resolve(base, command);
     const t = new StdioClientTransport({
       command,
       args: cfg.args,
@@ -239,7 +270,8 @@ export class McpSupervisor {
     t.stderr?.on('data', (chunk: Buffer) => {
       const text = chunk.toString('utf8');
       this.#stderr = (this.#stderr + text).slice(-STDERR_TAIL);
-      for (const line of text.split('\n')) if (line.trim() !== '') this.log?.debug({ stderr: line }, 'MCP server stderr');
+      for (const line of text.split('\n'))
+        if (line.trim() !== '') this.log?.debug({ stderr: line }, 'MCP server stderr');
     });
     return t;
   }
@@ -261,18 +293,27 @@ export class McpSupervisor {
     const transport = this.#makeTransport();
     client.onerror = (e) => this.log?.debug({ err: errorText(e) }, 'MCP transport error');
     client.onclose = () => {
-      if (this.#client === client) this.lost(this.transportKind === 'stdio' ? this.#exitReason() : 'the connection was closed');
+      if (this.#client === client)
+        this.lost(this.transportKind === 'stdio' ? this.#exitReason() : 'the connection was closed');
     };
     // No elicitation capability is declared; a server that asks anyway gets a JSON-RPC error that
     // says why (an unknown method would only say "Method not found").
     client.fallbackRequestHandler = (request) => {
       if (request.method === 'elicitation/create') {
         this.#elicitationsRefused++;
-        this.log?.warn({ refused: this.#elicitationsRefused }, 'MCP server asked for elicitation: refused (agents run unattended)');
+        this.log?.warn(
+          { refused: this.#elicitationsRefused },
+          'MCP server asked for elicitation: refused (agents run unattended)',
+        );
         this.#hooks.onChange();
         return Promise.reject(new McpError(ErrorCode.InvalidRequest, elicitationRefusal(this.name)));
       }
-      return Promise.reject(new McpError(ErrorCode.MethodNotFound, `Method not found: Caxton's MCP client does not offer ${request.method}`));
+      return Promise.reject(
+        new McpError(
+          ErrorCode.MethodNotFound,
+          `Method not found: Caxton's MCP client does not offer ${request.method}`,
+        ),
+      );
     };
     this.#hooks.prepare(client, () => this.#client === client);
     this.#pending = client;
@@ -283,7 +324,10 @@ export class McpSupervisor {
         await this.#hooks.connected(client);
       } catch (e) {
         // A child that exits during the handshake explains itself on stderr.
-        const why = this.transportKind === 'stdio' && this.#lastStderrLine() ? `${errorText(e)} (stderr: ${this.#lastStderrLine()})` : errorText(e);
+        const why =
+          this.transportKind === 'stdio' && this.#lastStderrLine()
+            ? `${errorText(e)} (stderr: ${this.#lastStderrLine()})`
+            : errorText(e);
         await client.close().catch(() => {});
         if (this.#state === 'closed') return;
         const auth = this.authNeeded(e);
@@ -327,7 +371,8 @@ export class McpSupervisor {
     if (this.cfg.oauth?.grant !== 'authorization_code') return undefined;
     const need = needsAuthorization(e);
     if (need) return need;
-    if (e instanceof UnauthorizedError) return new NeedsAuthorizationError(this.name, `the server refused the credentials: ${e.message}`);
+    if (e instanceof UnauthorizedError)
+      return new NeedsAuthorizationError(this.name, `the server refused the credentials: ${e.message}`);
     return undefined;
   }
 
@@ -362,9 +407,14 @@ export class McpSupervisor {
     this.#attempts++;
     this.#lastError = scrubSecrets(message); // shown by GET /api/v1/mcp/servers and in call errors
     this.#lastErrorAt = Date.now();
-    const delay = backoffDelay(this.#attempts - 1, { baseMs: this.#opts.backoff?.baseMs ?? 500, maxMs: this.#opts.backoff?.maxMs ?? 30_000, jitter: [0.8, 1.2] });
+    const delay = backoffDelay(this.#attempts - 1, {
+      baseMs: this.#opts.backoff?.baseMs ?? 500,
+      maxMs: this.#opts.backoff?.maxMs ?? 30_000,
+      jitter: [0.8, 1.2],
+    });
     this.#nextRetryAt = Date.now() + delay;
-    if (this.#attempts === 1 || this.#attempts % 10 === 0) this.log?.warn({ err: message, attempts: this.#attempts, retry_in_ms: delay }, 'MCP server unavailable');
+    if (this.#attempts === 1 || this.#attempts % 10 === 0)
+      this.log?.warn({ err: message, attempts: this.#attempts, retry_in_ms: delay }, 'MCP server unavailable');
     this.#setState('failed');
     clearTimeout(this.#retryTimer);
     this.#retryTimer = setTimeout(() => void this.#connect(), delay);

@@ -5,7 +5,13 @@
  * configured secrets. The connection itself is the supervisor's (supervisor.ts).
  */
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { ErrorCode, McpError, type CallToolResult, type Progress, type Tool as McpToolSpec } from '@modelcontextprotocol/sdk/types.js';
+import {
+  ErrorCode,
+  McpError,
+  type CallToolResult,
+  type Progress,
+  type Tool as McpToolSpec,
+} from '@modelcontextprotocol/sdk/types.js';
 import type { JsonSchema } from '../llm/types.js';
 import { scrubSecrets, scrubSecretsIn } from '../shared/secrets.js';
 import type { ToolRegistry } from '../tools/registry.js';
@@ -29,7 +35,11 @@ export function resultText(r: CallToolResult): string {
         parts.push(`[${c.type} ${c.mimeType}, ${Math.floor((c.data.length * 3) / 4)} bytes]`);
         break;
       case 'resource':
-        parts.push('text' in c.resource && typeof c.resource.text === 'string' ? c.resource.text : `[resource ${c.resource.uri}${c.resource.mimeType ? ` (${c.resource.mimeType})` : ''}]`);
+        parts.push(
+          'text' in c.resource && typeof c.resource.text === 'string'
+            ? c.resource.text
+            : `[resource ${c.resource.uri}${c.resource.mimeType ? ` (${c.resource.mimeType})` : ''}]`,
+        );
         break;
       case 'resource_link':
         parts.push(`[resource link ${c.uri}${c.name ? ` (${c.name})` : ''}]`);
@@ -44,10 +54,15 @@ export function resultText(r: CallToolResult): string {
 export function scrubResult(r: CallToolResult): CallToolResult {
   const content = (r.content ?? []).map((c) => {
     if (c.type === 'text') return { ...c, text: scrubSecrets(c.text) };
-    if (c.type === 'resource' && 'text' in c.resource && typeof c.resource.text === 'string') return { ...c, resource: { ...c.resource, text: scrubSecrets(c.resource.text) } };
+    if (c.type === 'resource' && 'text' in c.resource && typeof c.resource.text === 'string')
+      return { ...c, resource: { ...c.resource, text: scrubSecrets(c.resource.text) } };
     return c;
   });
-  return { ...r, content, ...(r.structuredContent !== undefined && { structuredContent: scrubSecretsIn(r.structuredContent) }) };
+  return {
+    ...r,
+    content,
+    ...(r.structuredContent !== undefined && { structuredContent: scrubSecretsIn(r.structuredContent) }),
+  };
 }
 
 /** One mounted tool: `server.tool` in Caxton, `tool` on the MCP server. */
@@ -116,7 +131,9 @@ export class McpToolCaller {
     const all: McpToolSpec[] = [];
     let cursor: string | undefined;
     do {
-      const page = await client.listTools(cursor !== undefined ? { cursor } : undefined, { timeout: this.#sup.connectTimeout });
+      const page = await client.listTools(cursor !== undefined ? { cursor } : undefined, {
+        timeout: this.#sup.connectTimeout,
+      });
       all.push(...page.tools);
       cursor = page.nextCursor;
     } while (cursor !== undefined && all.length < 10_000);
@@ -186,7 +203,12 @@ export class McpToolCaller {
    * embedded resources, structured content), text scrubbed of the configured secrets, and the
    * server's progress notifications handed to `onprogress`.
    */
-  async callThrough(tool: McpTool, args: Record<string, unknown>, ctx: ToolContext, onprogress?: (p: Progress) => void): Promise<CallToolResult> {
+  async callThrough(
+    tool: McpTool,
+    args: Record<string, unknown>,
+    ctx: ToolContext,
+    onprogress?: (p: Progress) => void,
+  ): Promise<CallToolResult> {
     const r = await this.#invoke(tool, args, ctx, onprogress);
     if ('failed' in r) return { content: [{ type: 'text', text: r.failed.content }], isError: true };
     return r.result;
@@ -197,7 +219,11 @@ export class McpToolCaller {
    * the call timeout. The server's JSON-RPC errors reach the caller as they are; an unavailable
    * server is an internal error that names it and its state.
    */
-  async request<T>(what: string, fn: (client: Client, opts: { signal?: AbortSignal; timeout: number }) => Promise<T>, signal?: AbortSignal): Promise<T> {
+  async request<T>(
+    what: string,
+    fn: (client: Client, opts: { signal?: AbortSignal; timeout: number }) => Promise<T>,
+    signal?: AbortSignal,
+  ): Promise<T> {
     const s = this.#sup;
     const client = s.client;
     if (s.state !== 'ready' || !client)
@@ -215,7 +241,10 @@ export class McpToolCaller {
         throw passed;
       }
       if (s.client === client) s.lost(errorText(e));
-      throw new McpError(ErrorCode.InternalError, `MCP server "${s.name}" could not be reached for ${what}: ${scrubSecrets(errorText(e))}`);
+      throw new McpError(
+        ErrorCode.InternalError,
+        `MCP server "${s.name}" could not be reached for ${what}: ${scrubSecrets(errorText(e))}`,
+      );
     }
   }
 
@@ -262,12 +291,20 @@ export class McpToolCaller {
     const timeout = Math.max(1, Math.min(s.cfg.timeout, ctx.deadline - Date.now() - DEADLINE_MARGIN_MS));
     try {
       // The calling execution's trace context travels in `_meta` (MCP has no header for it over stdio).
-      const params = { name: tool.remoteName, arguments: args, ...(ctx.traceparent !== undefined && { _meta: { traceparent: ctx.traceparent } }) };
+      const params = {
+        name: tool.remoteName,
+        arguments: args,
+        ...(ctx.traceparent !== undefined && { _meta: { traceparent: ctx.traceparent } }),
+      };
       // With onprogress the SDK sends a progress token of its own and hands each notification on.
-      const r = (await client.callTool(params, undefined, { signal: ctx.signal, timeout, ...(onprogress && { onprogress, resetTimeoutOnProgress: false }) })) as
-        CallToolResult | { toolResult: unknown };
+      const r = (await client.callTool(params, undefined, {
+        signal: ctx.signal,
+        timeout,
+        ...(onprogress && { onprogress, resetTimeoutOnProgress: false }),
+      })) as CallToolResult | { toolResult: unknown };
       // The server's output is outside text: scrubbed of the configured secrets (ADR 0017).
-      const result: CallToolResult = 'toolResult' in r ? { content: [{ type: 'text', text: JSON.stringify(r.toolResult) }] } : r;
+      const result: CallToolResult =
+        'toolResult' in r ? { content: [{ type: 'text', text: JSON.stringify(r.toolResult) }] } : r;
       const text = scrubSecrets(resultText(result));
       const isError = result.isError === true;
       audit(isError ? 'error' : 'ok', text, isError ? text.slice(0, 1000) : undefined);
@@ -278,13 +315,22 @@ export class McpToolCaller {
         throw e;
       }
       if (e instanceof McpError && e.code === (ErrorCode.RequestTimeout as number)) {
-        return fail('timeout', `MCP server "${name}" did not answer tool "${tool.name}" within ${timeout} ms; the call was cancelled`);
+        return fail(
+          'timeout',
+          `MCP server "${name}" did not answer tool "${tool.name}" within ${timeout} ms; the call was cancelled`,
+        );
       }
       if (e instanceof McpError && e.code === (ErrorCode.ConnectionClosed as number)) {
-        return fail('io_error', `MCP server "${name}" closed the connection during the call to "${tool.name}": ${s.lastError ?? 'connection closed'} (state: ${s.state}; reconnecting with backoff)`);
+        return fail(
+          'io_error',
+          `MCP server "${name}" closed the connection during the call to "${tool.name}": ${s.lastError ?? 'connection closed'} (state: ${s.state}; reconnecting with backoff)`,
+        );
       }
       if (e instanceof McpError) {
-        return fail(e.code === (ErrorCode.InvalidParams as number) ? 'invalid_input' : 'error', `MCP server "${name}" refused tool "${tool.name}": ${e.message}`);
+        return fail(
+          e.code === (ErrorCode.InvalidParams as number) ? 'invalid_input' : 'error',
+          `MCP server "${name}" refused tool "${tool.name}": ${e.message}`,
+        );
       }
       const auth = s.authNeeded(e);
       if (auth) {
@@ -293,7 +339,10 @@ export class McpToolCaller {
       }
       // Not an MCP error: the transport broke (HTTP unreachable, child pipe gone).
       if (s.client === client) s.lost(errorText(e));
-      return fail('io_error', `MCP server "${name}" could not be reached for tool "${tool.name}": ${errorText(e)} (state: ${s.state}; reconnecting with backoff)`);
+      return fail(
+        'io_error',
+        `MCP server "${name}" could not be reached for tool "${tool.name}": ${errorText(e)} (state: ${s.state}; reconnecting with backoff)`,
+      );
     }
   }
 }

@@ -52,7 +52,12 @@ export function executionMemory(store: MemoryBackend, opts: AgentMemoryOptions =
       try {
         const query = req.request.slice(0, 2000);
         if (query.trim() === '') return '';
-        const hits = await store.search({ query, scopes: visibleScopes(def.name), limit: def.memory.search_limit, min_similarity: def.memory.min_similarity });
+        const hits = await store.search({
+          query,
+          scopes: visibleScopes(def.name),
+          limit: def.memory.search_limit,
+          min_similarity: def.memory.min_similarity,
+        });
         return renderMemories(hits, agentScope(def.name), opts.max_context_chars);
       } catch (e) {
         report(e, 'recall', def.name);
@@ -62,13 +67,28 @@ export function executionMemory(store: MemoryBackend, opts: AgentMemoryOptions =
     remember(def: AgentDefinition, req: InvokeRequest, res: AgentResponse): void {
       if (res.finish_reason !== 'stop' || res.content.trim() === '') return;
       const scope = def.memory.scope === 'agent' ? agentScope(def.name) : def.memory.scope;
-      const name = req.conversation_id !== undefined ? `conversation:${req.conversation_id}` : `interaction:${res.execution_id}`;
+      const name =
+        req.conversation_id !== undefined ? `conversation:${req.conversation_id}` : `interaction:${res.execution_id}`;
       const max = store.limits.max_observation_chars;
       const budget = Math.max(64, Math.floor((max - 20) / 3));
-      const observation = clip(`User: ${clip(req.request.trim(), budget)}\nAssistant: ${clip(res.content.trim(), 2 * budget)}`, max);
+      const observation = clip(
+        `User: ${clip(req.request.trim(), budget)}\nAssistant: ${clip(res.content.trim(), 2 * budget)}`,
+        max,
+      );
       const write = store
         .merge(
-          [{ scope, name, entityType: 'interaction', observations: [observation], metadata: { agent: def.name, ...(req.conversation_id !== undefined && { conversation_id: req.conversation_id }) } }],
+          [
+            {
+              scope,
+              name,
+              entityType: 'interaction',
+              observations: [observation],
+              metadata: {
+                agent: def.name,
+                ...(req.conversation_id !== undefined && { conversation_id: req.conversation_id }),
+              },
+            },
+          ],
           [],
         )
         .then(

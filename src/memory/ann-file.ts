@@ -11,7 +11,17 @@
  * usearch crashes the process on a truncated file.
  */
 import { createHash } from 'node:crypto';
-import { chmodSync, closeSync, fsyncSync, openSync, readFileSync, readSync, renameSync, statSync, unlinkSync } from 'node:fs';
+import {
+  chmodSync,
+  closeSync,
+  fsyncSync,
+  openSync,
+  readFileSync,
+  readSync,
+  renameSync,
+  statSync,
+  unlinkSync,
+} from 'node:fs';
 import { PRIVATE_FILE_MODE, writePrivateFileSync } from '../shared/private-fs.js';
 import { ANN_PARAMS, type VectorIndex } from './vector-index.js';
 
@@ -71,7 +81,11 @@ export function sha256File(path: string): string {
 }
 
 /** Saves the index's complete graph to `path` with its sidecar (see the protocol above). */
-export function saveAnnFile(index: VectorIndex, path: string, state: { db_uid: string; seq: number; model: string }): AnnSidecar {
+export function saveAnnFile(
+  index: VectorIndex,
+  path: string,
+  state: { db_uid: string; seq: number; model: string },
+): AnnSidecar {
   const side = sidecarPath(path);
   unlinkIfPresent(side);
   const tmp = `${path}.tmp`;
@@ -112,16 +126,37 @@ export function checkAnnFile(
     s = JSON.parse(readFileSync(sidecarPath(path), 'utf8')) as AnnSidecar;
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    return { ok: false, reason: code === 'ENOENT' ? 'no saved graph (or its save did not complete)' : `unreadable sidecar: ${(e as Error).message}` };
+    return {
+      ok: false,
+      reason:
+        code === 'ENOENT'
+          ? 'no saved graph (or its save did not complete)'
+          : `unreadable sidecar: ${(e as Error).message}`,
+    };
   }
   if (s.format !== ANN_FILE_FORMAT || s.version !== ANN_FILE_VERSION)
-    return { ok: false, reason: `sidecar format ${String(s.format)} v${String(s.version)}, expected ${ANN_FILE_FORMAT} v${ANN_FILE_VERSION}` };
+    return {
+      ok: false,
+      reason: `sidecar format ${String(s.format)} v${String(s.version)}, expected ${ANN_FILE_FORMAT} v${ANN_FILE_VERSION}`,
+    };
   if (s.db_uid !== expect.db_uid) return { ok: false, reason: 'the saved graph belongs to another database' };
   if (s.model !== expect.model || s.dimensions !== expect.dimensions)
-    return { ok: false, reason: `the saved graph holds ${s.model} (${s.dimensions}) vectors, the store uses ${expect.model} (${expect.dimensions})` };
-  if (JSON.stringify(s.params) !== JSON.stringify(ANN_PARAMS)) return { ok: false, reason: 'the saved graph was built with other parameters' };
-  if (!Number.isSafeInteger(s.seq) || s.seq > expect.seq) return { ok: false, reason: `the saved graph reflects change ${s.seq}, the database is at ${expect.seq} (restored from an older copy?)` };
-  if (s.seq < expect.log_since) return { ok: false, reason: `the saved graph reflects change ${s.seq}, but the change log starts after ${expect.log_since}` };
+    return {
+      ok: false,
+      reason: `the saved graph holds ${s.model} (${s.dimensions}) vectors, the store uses ${expect.model} (${expect.dimensions})`,
+    };
+  if (JSON.stringify(s.params) !== JSON.stringify(ANN_PARAMS))
+    return { ok: false, reason: 'the saved graph was built with other parameters' };
+  if (!Number.isSafeInteger(s.seq) || s.seq > expect.seq)
+    return {
+      ok: false,
+      reason: `the saved graph reflects change ${s.seq}, the database is at ${expect.seq} (restored from an older copy?)`,
+    };
+  if (s.seq < expect.log_since)
+    return {
+      ok: false,
+      reason: `the saved graph reflects change ${s.seq}, but the change log starts after ${expect.log_since}`,
+    };
   let bytes: number;
   try {
     bytes = statSync(path).size;

@@ -46,7 +46,10 @@ export interface MemoryBackend {
   /** Creates the relations not already present in `scope`; returns those created. */
   createRelations(scope: string, relations: Relation[]): Promise<Relation[]>;
   /** Adds observations to existing entities (an unknown entity fails the whole call: nothing changes). */
-  addObservations(scope: string, additions: ObservationAddition[]): Promise<{ entityName: string; addedObservations: string[] }[]>;
+  addObservations(
+    scope: string,
+    additions: ObservationAddition[],
+  ): Promise<{ entityName: string; addedObservations: string[] }[]>;
   /** Deletes entities and every relation from or to them; unknown names are ignored. */
   deleteEntities(scope: string, names: string[]): Promise<number>;
   /** Removes the given observations; unknown entities or observations are ignored. */
@@ -71,7 +74,11 @@ export interface MemoryBackend {
 
   // Bulk writes and administration.
   /** Merges entities and relations in ONE transaction (imports); `onProgress` follows the embedding. */
-  merge(entities: EntityWrite[], relations: StoredRelation[], onProgress?: (done: number, total: number) => void): Promise<MergeResult>;
+  merge(
+    entities: EntityWrite[],
+    relations: StoredRelation[],
+    onProgress?: (done: number, total: number) => void,
+  ): Promise<MergeResult>;
   /** Deletes everything in `scopes` (one transaction); returns how many entities. */
   clear(scopes: readonly string[]): Promise<number>;
   stats(): Promise<MemoryStats>;

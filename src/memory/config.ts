@@ -54,13 +54,24 @@ export function parseMemoryConfig(raw: unknown): MemoryConfig {
     throw new CaxtonError('invalid_config', `${path}: ${i.message}`, { field: path });
   }
   const c = r.data;
-  if (c.backend === 'postgres' && (!c.postgres || (c.postgres.url === undefined) === (c.postgres.url_env === undefined))) {
-    throw new CaxtonError('invalid_config', 'memory.backend is "postgres": set exactly one of memory.postgres.url or memory.postgres.url_env (the variable holding the URL)', {
-      field: 'memory.postgres',
-    });
+  if (
+    c.backend === 'postgres' &&
+    (!c.postgres || (c.postgres.url === undefined) === (c.postgres.url_env === undefined))
+  ) {
+    throw new CaxtonError(
+      'invalid_config',
+      'memory.backend is "postgres": set exactly one of memory.postgres.url or memory.postgres.url_env (the variable holding the URL)',
+      {
+        field: 'memory.postgres',
+      },
+    );
   }
   if (c.embedder === 'openai' && !c.openai)
-    throw new CaxtonError('invalid_config', 'memory.embedder is "openai" but [memory.openai] (base_url, model, dimensions) is missing', { field: 'memory.openai' });
+    throw new CaxtonError(
+      'invalid_config',
+      'memory.embedder is "openai" but [memory.openai] (base_url, model, dimensions) is missing',
+      { field: 'memory.openai' },
+    );
   return c;
 }
 
@@ -68,17 +79,37 @@ export function parseMemoryConfig(raw: unknown): MemoryConfig {
 export function embedderConfig(c: MemoryConfig, dataDir: string): EmbedderConfig {
   if (c.embedder === 'openai') {
     const o = c.openai!;
-    return { kind: 'openai', base_url: o.base_url, model: o.model, dimensions: o.dimensions, ...(o.api_key_env !== undefined && { api_key_env: o.api_key_env }) };
+    return {
+      kind: 'openai',
+      base_url: o.base_url,
+      model: o.model,
+      dimensions: o.dimensions,
+      ...(o.api_key_env !== undefined && { api_key_env: o.api_key_env }),
+    };
   }
   return { kind: 'local', cache_dir: join(dataDir, 'cache'), graph: c.local_graph };
 }
 
 /** The PostgreSQL connection `[memory.postgres]` asks for (the URL read from `url_env` when given). */
-export function postgresConfig(c: MemoryConfig, env: NodeJS.ProcessEnv = process.env): { url: string; schema: string; pool_size: number } {
+export function postgresConfig(
+  c: MemoryConfig,
+  env: NodeJS.ProcessEnv = process.env,
+): { url: string; schema: string; pool_size: number } {
   const p = c.postgres;
-  if (!p) throw new CaxtonError('invalid_config', 'memory.backend is "postgres" but [memory.postgres] is missing', { field: 'memory.postgres' });
+  if (!p)
+    throw new CaxtonError('invalid_config', 'memory.backend is "postgres" but [memory.postgres] is missing', {
+      field: 'memory.postgres',
+    });
   const url = p.url ?? env[p.url_env!];
-  if (!url) throw new CaxtonError('invalid_config', `memory.postgres.url_env: the environment variable ${p.url_env} is not set; set it to a postgres:// URL`, { field: 'memory.postgres.url_env' });
-  if (!/^postgres(ql)?:\/\//.test(url)) throw new CaxtonError('invalid_config', `memory.postgres.url_env: ${p.url_env} does not hold a postgres:// URL`, { field: 'memory.postgres.url_env' });
+  if (!url)
+    throw new CaxtonError(
+      'invalid_config',
+      `memory.postgres.url_env: the environment variable ${p.url_env} is not set; set it to a postgres:// URL`,
+      { field: 'memory.postgres.url_env' },
+    );
+  if (!/^postgres(ql)?:\/\//.test(url))
+    throw new CaxtonError('invalid_config', `memory.postgres.url_env: ${p.url_env} does not hold a postgres:// URL`, {
+      field: 'memory.postgres.url_env',
+    });
   return { url, schema: p.schema, pool_size: p.pool_size };
 }

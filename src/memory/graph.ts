@@ -15,7 +15,18 @@ import type { MemoryBackend, MemoryBackendKind } from './backend.js';
 import type { Embedder } from './embedding/index.js';
 import { CaxtonError } from '../shared/errors.js';
 import type { Decision, EmbedTexts, EntityRecord, MemoryStorage, StorageReader } from './storage.js';
-import { chunks, countsByScope, EMBED_BATCH, entityText, foldDuplicates, MAX_EMBED_CHARS, planSearch, rankHits, traverseGraph, type SearchPlan } from './text.js';
+import {
+  chunks,
+  countsByScope,
+  EMBED_BATCH,
+  entityText,
+  foldDuplicates,
+  MAX_EMBED_CHARS,
+  planSearch,
+  rankHits,
+  traverseGraph,
+  type SearchPlan,
+} from './text.js';
 import type {
   Entity,
   EntityInput,
@@ -153,7 +164,10 @@ export class MemoryGraph<Id> implements MemoryBackend {
     return run;
   }
 
-  async #write<R>(decide: (r: StorageReader<Id>) => Promise<Decision<Id, R>>, progress?: (done: number, total: number) => void): Promise<R> {
+  async #write<R>(
+    decide: (r: StorageReader<Id>) => Promise<Decision<Id, R>>,
+    progress?: (done: number, total: number) => void,
+  ): Promise<R> {
     await this.ready();
     const out = await this.#exclusive(() => this.#storage.write(decide, this.#embedTexts, progress));
     this.#storage.afterWrite?.();
@@ -171,13 +185,22 @@ export class MemoryGraph<Id> implements MemoryBackend {
       );
       const seen = new Set<string>();
       const fresh = entities.filter((e) => !existing.has(e.name) && !seen.has(e.name) && seen.add(e.name));
-      const created = fresh.map((e) => ({ name: e.name, entityType: e.entityType, observations: [...new Set(e.observations)] }));
+      const created = fresh.map((e) => ({
+        name: e.name,
+        entityType: e.entityType,
+        observations: [...new Set(e.observations)],
+      }));
       return {
         texts: created.map(entityText),
         changes: (vectorOf) => {
           const now = new Date().toISOString();
           return {
-            insert: created.map((e, i) => ({ entity: { ...e, scope, metadata: fresh[i]!.metadata ?? {} }, created_at: now, updated_at: now, vector: vectorOf(entityText(e)) })),
+            insert: created.map((e, i) => ({
+              entity: { ...e, scope, metadata: fresh[i]!.metadata ?? {} },
+              created_at: now,
+              updated_at: now,
+              vector: vectorOf(entityText(e)),
+            })),
           };
         },
         result: () => created,
@@ -196,27 +219,42 @@ export class MemoryGraph<Id> implements MemoryBackend {
         existing.add(k);
         created.push({ from: rel.from, to: rel.to, relationType: rel.relationType });
       }
-      return { texts: [], changes: () => ({ relations: created.map((x) => ({ ...x, scope })) }), result: () => created };
+      return {
+        texts: [],
+        changes: () => ({ relations: created.map((x) => ({ ...x, scope })) }),
+        result: () => created,
+      };
     });
   }
 
   /** Adds observations to existing entities (an unknown entity fails the whole call: nothing changes). */
-  addObservations(scope: string, additions: ObservationAddition[]): Promise<{ entityName: string; addedObservations: string[] }[]> {
+  addObservations(
+    scope: string,
+    additions: ObservationAddition[],
+  ): Promise<{ entityName: string; addedObservations: string[] }[]> {
     return this.#write(async (r) => {
       const rows = await r.entitiesByName(
         scope,
         additions.map((a) => a.entityName),
       );
       const missing = additions.find((a) => !rows.has(a.entityName));
-      if (missing) throw new CaxtonError('not_found', `Entity with name ${missing.entityName} not found in scope ${scope}`, { entityName: missing.entityName, scope });
+      if (missing)
+        throw new CaxtonError('not_found', `Entity with name ${missing.entityName} not found in scope ${scope}`, {
+          entityName: missing.entityName,
+          scope,
+        });
       const results = additions.map((a) => {
         const e = rows.get(a.entityName)!.entity;
         const added = [...new Set(a.contents)].filter((c) => !e.observations.includes(c));
         e.observations.push(...added);
         if (e.observations.length > this.limits.max_observations) {
-          throw new CaxtonError('payload_too_large', `entity ${a.entityName} would hold ${e.observations.length} observations, more than the ${this.limits.max_observations} allowed`, {
-            entityName: a.entityName,
-          });
+          throw new CaxtonError(
+            'payload_too_large',
+            `entity ${a.entityName} would hold ${e.observations.length} observations, more than the ${this.limits.max_observations} allowed`,
+            {
+              entityName: a.entityName,
+            },
+          );
         }
         return { entityName: a.entityName, addedObservations: added };
       });
@@ -256,7 +294,14 @@ export class MemoryGraph<Id> implements MemoryBackend {
       texts: items.map((x) => entityText(x.entity)),
       changes: (vectorOf) => {
         const now = new Date().toISOString();
-        return { update: items.map((x) => ({ id: x.id, entity: x.entity, updated_at: now, vector: vectorOf(entityText(x.entity)) })) };
+        return {
+          update: items.map((x) => ({
+            id: x.id,
+            entity: x.entity,
+            updated_at: now,
+            vector: vectorOf(entityText(x.entity)),
+          })),
+        };
       },
       result: () => result,
     };
@@ -264,18 +309,29 @@ export class MemoryGraph<Id> implements MemoryBackend {
 
   /** Deletes entities and every relation from or to them; unknown names are ignored. Returns how many entities were deleted. */
   deleteEntities(scope: string, names: string[]): Promise<number> {
-    return this.#write(async () => ({ texts: [], changes: () => ({ deleteEntities: { scope, names: [...new Set(names)] } }), result: (a) => a.entitiesDeleted }));
+    return this.#write(async () => ({
+      texts: [],
+      changes: () => ({ deleteEntities: { scope, names: [...new Set(names)] } }),
+      result: (a) => a.entitiesDeleted,
+    }));
   }
 
   /** Deletes relations; unknown ones are ignored. Returns how many were deleted. */
   deleteRelations(scope: string, relations: Relation[]): Promise<number> {
-    return this.#write(async () => ({ texts: [], changes: () => ({ deleteRelations: { scope, relations } }), result: (a) => a.relationsDeleted }));
+    return this.#write(async () => ({
+      texts: [],
+      changes: () => ({ deleteRelations: { scope, relations } }),
+      result: (a) => a.relationsDeleted,
+    }));
   }
 
   /** Every entity and relation of `scopes`. */
   async readGraph(scopes: readonly string[]): Promise<Graph> {
     if (scopes.length === 0) return { entities: [], relations: [] };
-    return this.#storage.read(async (r) => ({ entities: await r.entities(scopes), relations: await r.relations(scopes) }));
+    return this.#storage.read(async (r) => ({
+      entities: await r.entities(scopes),
+      relations: await r.relations(scopes),
+    }));
   }
 
   /** The reference server's search: entities whose name, type or an observation contains `query` (case-insensitive), with their relations. */
@@ -283,10 +339,16 @@ export class MemoryGraph<Id> implements MemoryBackend {
     if (scopes.length === 0) return { entities: [], relations: [] };
     const q = query.toLowerCase();
     // The storages' LIKE folds ASCII case only, and observations are JSON text: prefilter only when that is exact.
-    const pattern = /^[\x20-\x7e]*$/.test(query) && !/["\\]/.test(query) ? `%${q.replace(/[\\%_]/g, (c) => `\\${c}`)}%` : undefined;
+    const pattern =
+      /^[\x20-\x7e]*$/.test(query) && !/["\\]/.test(query) ? `%${q.replace(/[\\%_]/g, (c) => `\\${c}`)}%` : undefined;
     return this.#storage.read(async (r) => {
       const rows = await r.entities(scopes, pattern);
-      const entities = rows.filter((e) => e.name.toLowerCase().includes(q) || e.entityType.toLowerCase().includes(q) || e.observations.some((o) => o.toLowerCase().includes(q)));
+      const entities = rows.filter(
+        (e) =>
+          e.name.toLowerCase().includes(q) ||
+          e.entityType.toLowerCase().includes(q) ||
+          e.observations.some((o) => o.toLowerCase().includes(q)),
+      );
       return { entities, relations: await this.#relationsTouching(r, entities) };
     });
   }
@@ -315,7 +377,10 @@ export class MemoryGraph<Id> implements MemoryBackend {
   }
 
   /** Per scope and chunk of names in the storage's order, each relation once. */
-  async #relationsTouching(r: StorageReader<Id>, entities: readonly Pick<StoredEntity, 'scope' | 'name'>[]): Promise<StoredRelation[]> {
+  async #relationsTouching(
+    r: StorageReader<Id>,
+    entities: readonly Pick<StoredEntity, 'scope' | 'name'>[],
+  ): Promise<StoredRelation[]> {
     const byScope = new Map<string, string[]>();
     for (const e of entities) byScope.set(e.scope, [...(byScope.get(e.scope) ?? []), e.name]);
     const out: StoredRelation[] = [];
@@ -355,7 +420,8 @@ export class MemoryGraph<Id> implements MemoryBackend {
           if (h.similarity !== undefined) known.set(h.id, h.similarity);
         }
       }
-      if (plan.mode !== 'semantic' && plan.terms.length > 0) for (const id of await this.#keywordCandidates(r, plan, q)) ids.add(id);
+      if (plan.mode !== 'semantic' && plan.terms.length > 0)
+        for (const id of await this.#keywordCandidates(r, plan, q)) ids.add(id);
       if (ids.size === 0) return [];
       return rankHits(plan, this.keywordWeight, await r.scored([...ids], qv, known));
     });
@@ -398,7 +464,11 @@ export class MemoryGraph<Id> implements MemoryBackend {
    * embedded before the transaction starts, so a failure (bad input, embedder error, crash)
    * changes nothing. `onProgress` follows the embedding (done, total).
    */
-  merge(entities: EntityWrite[], relations: StoredRelation[], onProgress?: (done: number, total: number) => void): Promise<MergeResult> {
+  merge(
+    entities: EntityWrite[],
+    relations: StoredRelation[],
+    onProgress?: (done: number, total: number) => void,
+  ): Promise<MergeResult> {
     type Item = { row?: EntityRecord<Id>; final: EntityWrite; changed: boolean; embed: boolean };
     return this.#write(async (r) => {
       const items = foldDuplicates(entities);
@@ -419,13 +489,22 @@ export class MemoryGraph<Id> implements MemoryBackend {
           const cur = row.entity;
           const observations = [...cur.observations, ...w.observations.filter((o) => !cur.observations.includes(o))];
           if (observations.length > this.limits.max_observations) {
-            throw new CaxtonError('payload_too_large', `entity ${w.name} (scope ${scope}) would hold ${observations.length} observations, more than the ${this.limits.max_observations} allowed`, {
-              entityName: w.name,
-            });
+            throw new CaxtonError(
+              'payload_too_large',
+              `entity ${w.name} (scope ${scope}) would hold ${observations.length} observations, more than the ${this.limits.max_observations} allowed`,
+              {
+                entityName: w.name,
+              },
+            );
           }
           const final: EntityWrite = { ...w, observations, metadata: { ...cur.metadata, ...w.metadata } };
           const embed = observations.length !== cur.observations.length || w.entityType !== cur.entityType;
-          plan.push({ row, final, changed: embed || JSON.stringify(final.metadata) !== JSON.stringify(cur.metadata), embed });
+          plan.push({
+            row,
+            final,
+            changed: embed || JSON.stringify(final.metadata) !== JSON.stringify(cur.metadata),
+            embed,
+          });
         }
       }
       const fresh = plan.filter((p) => !p.row);
@@ -435,19 +514,37 @@ export class MemoryGraph<Id> implements MemoryBackend {
         changes: (vectorOf) => {
           const now = new Date().toISOString();
           return {
-            insert: fresh.map((p) => ({ entity: p.final, created_at: p.final.created_at ?? now, updated_at: p.final.updated_at ?? now, vector: vectorOf(entityText(p.final)) })),
-            update: changed.map((p) => ({ id: p.row!.id, entity: p.final, updated_at: now, vector: p.embed ? vectorOf(entityText(p.final)) : null })),
+            insert: fresh.map((p) => ({
+              entity: p.final,
+              created_at: p.final.created_at ?? now,
+              updated_at: p.final.updated_at ?? now,
+              vector: vectorOf(entityText(p.final)),
+            })),
+            update: changed.map((p) => ({
+              id: p.row!.id,
+              entity: p.final,
+              updated_at: now,
+              vector: p.embed ? vectorOf(entityText(p.final)) : null,
+            })),
             relations,
           };
         },
-        result: (a) => ({ entities_created: fresh.length, entities_updated: changed.length, relations_created: a.relationsCreated }),
+        result: (a) => ({
+          entities_created: fresh.length,
+          entities_updated: changed.length,
+          relations_created: a.relationsCreated,
+        }),
       };
     }, onProgress);
   }
 
   /** Deletes everything in `scopes` (one transaction); returns how many entities. */
   clear(scopes: readonly string[]): Promise<number> {
-    return this.#write(async () => ({ texts: [], changes: () => (scopes.length === 0 ? {} : { clear: scopes }), result: (a) => a.cleared }));
+    return this.#write(async () => ({
+      texts: [],
+      changes: () => (scopes.length === 0 ? {} : { clear: scopes }),
+      result: (a) => a.cleared,
+    }));
   }
 
   scopes(): Promise<string[]> {
@@ -460,7 +557,11 @@ export class MemoryGraph<Id> implements MemoryBackend {
 
   async stats(): Promise<MemoryStats> {
     const s = await this.#storage.stats();
-    return { ...countsByScope(s.entities, s.relations), embedding: s.embedding, ...(s.database_bytes !== undefined && { database_bytes: s.database_bytes }) };
+    return {
+      ...countsByScope(s.entities, s.relations),
+      embedding: s.embedding,
+      ...(s.database_bytes !== undefined && { database_bytes: s.database_bytes }),
+    };
   }
 
   /** Waits for pending writes, then refuses new ones and closes the storage; closes the embedder when the graph created it. */

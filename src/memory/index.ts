@@ -8,7 +8,17 @@ export type { MemoryBackend, MemoryBackendKind } from './backend.js';
 export { entityText, words } from './text.js';
 export { VectorIndex, ANN_MIN_VECTORS, type AnnRepair } from './vector-index.js';
 export { ANN_FILE_NAME, checkAnnFile, saveAnnFile, type AnnSidecar } from './ann-file.js';
-export { agentScope, checkMemoryScope, parseScope, permittedScopes, toolScope, visibleScopes, SCOPE_KINDS, type MemoryCaller, type ScopeKind } from './scope.js';
+export {
+  agentScope,
+  checkMemoryScope,
+  parseScope,
+  permittedScopes,
+  toolScope,
+  visibleScopes,
+  SCOPE_KINDS,
+  type MemoryCaller,
+  type ScopeKind,
+} from './scope.js';
 export { DEFAULT_LIMITS, type MemoryLimits } from './validate.js';
 export type * from './types.js';
 export { memoryTools, MEMORY_TOOL_NAMES, type AgentMemorySettings, type MemoryToolsOptions } from './tools.js';

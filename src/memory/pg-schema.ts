@@ -24,7 +24,11 @@ export type Queryable = Pick<pg.ClientBase, 'query'>;
 /** A schema name Caxton accepts: a plain lower-case identifier (quoted anyway). */
 export function checkSchemaName(schema: string): string {
   if (!/^[a-z_][a-z0-9_]{0,62}$/.test(schema)) {
-    throw new CaxtonError('invalid_config', `memory PostgreSQL schema "${schema}" must be a lower-case identifier (letters, digits, _; at most 63)`, { field: 'schema' });
+    throw new CaxtonError(
+      'invalid_config',
+      `memory PostgreSQL schema "${schema}" must be a lower-case identifier (letters, digits, _; at most 63)`,
+      { field: 'schema' },
+    );
   }
   return schema;
 }
@@ -46,7 +50,11 @@ export const lockName = {
 /** Maps the errors of CREATE EXTENSION to what an operator can act on. */
 export function extensionError(err: unknown, extension: string, database: string | undefined): unknown {
   const e = err as { code?: string; message?: string };
-  if (e.code === '58P01' || (e.code === '0A000' && /not available/i.test(e.message ?? '')) || /extension control file/i.test(e.message ?? '')) {
+  if (
+    e.code === '58P01' ||
+    (e.code === '0A000' && /not available/i.test(e.message ?? '')) ||
+    /extension control file/i.test(e.message ?? '')
+  ) {
     return new CaxtonError(
       'not_ready',
       `the PostgreSQL server has no pgvector extension ("${extension}" is not installed there: ${e.message}); on a Debian host run ${SETUP_SCRIPT} as root, or install pgvector 0.8 or later from your distribution`,
@@ -69,9 +77,17 @@ export function extensionError(err: unknown, extension: string, database: string
  * Makes sure `extension` (pgvector: `vector`) exists in the database, creating it when missing;
  * returns its schema (quoted as needed) and version. Errors name what to do (setup-pgvector.sh).
  */
-export async function ensureVectorExtension(c: Queryable, extension = 'vector'): Promise<{ schema: string; version: string }> {
+export async function ensureVectorExtension(
+  c: Queryable,
+  extension = 'vector',
+): Promise<{ schema: string; version: string }> {
   const find = async () =>
-    (await c.query<{ schema: string; version: string }>('SELECT extnamespace::regnamespace::text AS schema, extversion AS version FROM pg_extension WHERE extname = $1', [extension])).rows[0];
+    (
+      await c.query<{ schema: string; version: string }>(
+        'SELECT extnamespace::regnamespace::text AS schema, extversion AS version FROM pg_extension WHERE extname = $1',
+        [extension],
+      )
+    ).rows[0];
   let found = await find();
   if (found) return found;
   const db = (await c.query<{ db: string }>('SELECT current_database() AS db')).rows[0]?.db;
@@ -85,7 +101,8 @@ export async function ensureVectorExtension(c: Queryable, extension = 'vector'):
     throw extensionError(err, extension, db);
   }
   found = await find();
-  if (!found) throw new CaxtonError('internal', `CREATE EXTENSION ${extension} succeeded but the extension is not listed`);
+  if (!found)
+    throw new CaxtonError('internal', `CREATE EXTENSION ${extension} succeeded but the extension is not listed`);
   return found;
 }
 
@@ -188,7 +205,12 @@ export async function migrate(c: Queryable, schema: string, vectorSchema: string
       await c.query('COMMIT');
     } catch (err) {
       await c.query('ROLLBACK').catch(() => undefined);
-      throw new CaxtonError('internal', `memory PostgreSQL migration ${m.id} failed in schema ${schema}: ${(err as Error).message}`, { migration: m.id }, { cause: err });
+      throw new CaxtonError(
+        'internal',
+        `memory PostgreSQL migration ${m.id} failed in schema ${schema}: ${(err as Error).message}`,
+        { migration: m.id },
+        { cause: err },
+      );
     }
     applied.push(m.id);
   }

@@ -19,9 +19,31 @@
 import pg from 'pg';
 import type { Embedder } from './embedding/index.js';
 import { CaxtonError } from '../shared/errors.js';
-import { checkSchemaName, DEFAULT_PG_SCHEMA, ensureVectorExtension, hasIterativeScan, HNSW_INDEX, ident, lockName, migrate, type Queryable } from './pg-schema.js';
+import {
+  checkSchemaName,
+  DEFAULT_PG_SCHEMA,
+  ensureVectorExtension,
+  hasIterativeScan,
+  HNSW_INDEX,
+  ident,
+  lockName,
+  migrate,
+  type Queryable,
+} from './pg-schema.js';
 import { toRelation } from './storage.js';
-import type { Applied, Changes, Decision, EmbedTexts, EntityColumns, EntityInsert, EntityUpdate, MemoryStorage, RelationColumns, StorageOpen, StorageReader } from './storage.js';
+import type {
+  Applied,
+  Changes,
+  Decision,
+  EmbedTexts,
+  EntityColumns,
+  EntityInsert,
+  EntityUpdate,
+  MemoryStorage,
+  RelationColumns,
+  StorageOpen,
+  StorageReader,
+} from './storage.js';
 import { chunks, entityWords } from './text.js';
 import type { StoredEntity, StoredRelation } from './types.js';
 
@@ -54,7 +76,15 @@ const WRITE_CHUNK = 1000;
 const READ_CHUNK = 5000;
 
 function toEntity(r: EntityRow): StoredEntity {
-  return { name: r.name, entityType: r.entity_type, observations: r.observations, scope: r.scope, metadata: r.metadata, created_at: r.created_at, updated_at: r.updated_at };
+  return {
+    name: r.name,
+    entityType: r.entity_type,
+    observations: r.observations,
+    scope: r.scope,
+    metadata: r.metadata,
+    created_at: r.created_at,
+    updated_at: r.updated_at,
+  };
 }
 
 /** pgvector's text form; 9 significant digits give back the same float32. */
@@ -68,7 +98,12 @@ export function vectorLiteral(v: Float32Array): string {
 function inputError(err: unknown): unknown {
   const e = err as { code?: string; message?: string };
   if (e.code === '22021' || e.code === '22P05') {
-    return new CaxtonError('invalid_request', `PostgreSQL cannot store this text (${e.message}); the NUL character (U+0000) is not allowed`, undefined, { cause: err });
+    return new CaxtonError(
+      'invalid_request',
+      `PostgreSQL cannot store this text (${e.message}); the NUL character (U+0000) is not allowed`,
+      undefined,
+      { cause: err },
+    );
   }
   return err;
 }
@@ -90,13 +125,17 @@ export class PgStorage implements MemoryStorage<string> {
   #closed = false;
 
   constructor(opts: PgStorageOptions) {
-    if (!opts.pool && !opts.url) throw new CaxtonError('invalid_config', 'the PostgreSQL memory store needs a connection url or a pool', { field: 'url' });
+    if (!opts.pool && !opts.url)
+      throw new CaxtonError('invalid_config', 'the PostgreSQL memory store needs a connection url or a pool', {
+        field: 'url',
+      });
     this.schema = checkSchemaName(opts.schema ?? DEFAULT_PG_SCHEMA);
     this.#s = ident(this.schema);
     this.#log = opts.log;
     this.#ownPool = !opts.pool;
     this.#pool = opts.pool ?? new pg.Pool({ connectionString: opts.url, application_name: 'caxton-memory' });
-    if (this.#ownPool) this.#pool.on('error', (err) => this.#log?.warn({ err }, 'memory: an idle PostgreSQL connection failed'));
+    if (this.#ownPool)
+      this.#pool.on('error', (err) => this.#log?.warn({ err }, 'memory: an idle PostgreSQL connection failed'));
   }
 
   // ---- Schema, readiness, locking ----
@@ -123,7 +162,9 @@ export class PgStorage implements MemoryStorage<string> {
       try {
         return await fn(c);
       } finally {
-        await c.query('SELECT pg_advisory_unlock(hashtextextended($1, 0))', [lockName.ready(this.schema)]).catch((e: unknown) => (broken = e as Error));
+        await c
+          .query('SELECT pg_advisory_unlock(hashtextextended($1, 0))', [lockName.ready(this.schema)])
+          .catch((e: unknown) => (broken = e as Error));
       }
     } finally {
       c.release(broken);
@@ -135,7 +176,8 @@ export class PgStorage implements MemoryStorage<string> {
     this.#tablesReady ??= this.#underReadyLock(async (c) => {
       this.#vec = await ensureVectorExtension(c);
       const applied = await migrate(c, this.schema, this.#vec.schema);
-      if (applied.length > 0) this.#log?.info({ schema: this.schema, migrations: applied }, 'memory: PostgreSQL schema migrated');
+      if (applied.length > 0)
+        this.#log?.info({ schema: this.schema, migrations: applied }, 'memory: PostgreSQL schema migrated');
     }).catch((e: unknown) => {
       this.#tablesReady = undefined;
       throw e;
@@ -159,28 +201,55 @@ export class PgStorage implements MemoryStorage<string> {
     const { embedder } = ctx;
     await this.#tables();
     await this.#underReadyLock(async (c) => {
-      const meta = (await c.query<{ model: string | null; dimensions: number | null }>(`SELECT model, dimensions FROM ${this.#t('meta')} WHERE id = 1`)).rows[0];
+      const meta = (
+        await c.query<{ model: string | null; dimensions: number | null }>(
+          `SELECT model, dimensions FROM ${this.#t('meta')} WHERE id = 1`,
+        )
+      ).rows[0];
       const now = new Date().toISOString();
       if (meta?.dimensions !== embedder.dimensions) {
         // Another dimension: the column's type changes, every vector is re-embedded.
         await this.#inTx(c, async () => {
           await c.query(`DROP INDEX IF EXISTS ${this.#t(HNSW_INDEX)}`);
-          await c.query(`ALTER TABLE ${this.#t('entities')} ALTER COLUMN embedding TYPE ${this.#vector}(${embedder.dimensions}) USING NULL`);
+          await c.query(
+            `ALTER TABLE ${this.#t('entities')} ALTER COLUMN embedding TYPE ${this.#vector}(${embedder.dimensions}) USING NULL`,
+          );
           await c.query(`UPDATE ${this.#t('entities')} SET model = NULL WHERE model IS NOT NULL`);
-          await c.query(`UPDATE ${this.#t('meta')} SET model = $1, dimensions = $2, updated_at = $3 WHERE id = 1`, [embedder.model, embedder.dimensions, now]);
+          await c.query(`UPDATE ${this.#t('meta')} SET model = $1, dimensions = $2, updated_at = $3 WHERE id = 1`, [
+            embedder.model,
+            embedder.dimensions,
+            now,
+          ]);
         });
-        if (meta?.dimensions != null) this.#log?.warn({ from: meta.dimensions, to: embedder.dimensions }, 'memory: embedding dimension changed; re-embedding everything');
+        if (meta?.dimensions != null)
+          this.#log?.warn(
+            { from: meta.dimensions, to: embedder.dimensions },
+            'memory: embedding dimension changed; re-embedding everything',
+          );
       } else if (meta.model !== embedder.model) {
         await c.query(`UPDATE ${this.#t('meta')} SET model = $1, updated_at = $2 WHERE id = 1`, [embedder.model, now]);
-        this.#log?.warn({ from: meta.model, to: embedder.model }, 'memory: embedding model changed; re-embedding everything');
+        this.#log?.warn(
+          { from: meta.model, to: embedder.model },
+          'memory: embedding model changed; re-embedding everything',
+        );
       }
-      const stale = (await c.query<{ id: string }>(`SELECT id FROM ${this.#t('entities')} WHERE model IS DISTINCT FROM $1 OR embedding IS NULL ORDER BY id`, [embedder.model])).rows.map((r) => r.id);
+      const stale = (
+        await c.query<{ id: string }>(
+          `SELECT id FROM ${this.#t('entities')} WHERE model IS DISTINCT FROM $1 OR embedding IS NULL ORDER BY id`,
+          [embedder.model],
+        )
+      ).rows.map((r) => r.id);
       // Each batch its own write transaction; a row changed meanwhile by another instance is left as that write made it.
       if (stale.length > 0) {
         await ctx.reembed(
           stale,
           async (batch) =>
-            (await c.query<EntityRow>(`SELECT ${COLS} FROM ${this.#t('entities')} WHERE id = ANY($1::bigint[]) ORDER BY id`, [batch])).rows.map((r) => ({ id: r.id, entity: toEntity(r) })),
+            (
+              await c.query<EntityRow>(
+                `SELECT ${COLS} FROM ${this.#t('entities')} WHERE id = ANY($1::bigint[]) ORDER BY id`,
+                [batch],
+              )
+            ).rows.map((r) => ({ id: r.id, entity: toEntity(r) })),
           (rows, vectors) =>
             this.#inTx(c, async () => {
               await c.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [lockName.write(this.schema)]);
@@ -188,12 +257,20 @@ export class PgStorage implements MemoryStorage<string> {
                 `UPDATE ${this.#t('entities')} e SET embedding = x.v::${this.#vector}, model = $5
                    FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS x(id, v, t, o)
                   WHERE e.id = x.id AND e.entity_type = x.t AND e.observations = x.o::jsonb`,
-                [rows.map((r) => r.id), vectors.map(vectorLiteral), rows.map((r) => r.entity.entityType), rows.map((r) => JSON.stringify(r.entity.observations)), embedder.model],
+                [
+                  rows.map((r) => r.id),
+                  vectors.map(vectorLiteral),
+                  rows.map((r) => r.entity.entityType),
+                  rows.map((r) => JSON.stringify(r.entity.observations)),
+                  embedder.model,
+                ],
               );
             }),
         );
       }
-      await c.query(`CREATE INDEX IF NOT EXISTS ${ident(HNSW_INDEX)} ON ${this.#t('entities')} USING hnsw (embedding ${this.#vec!.schema}.vector_cosine_ops)`);
+      await c.query(
+        `CREATE INDEX IF NOT EXISTS ${ident(HNSW_INDEX)} ON ${this.#t('entities')} USING hnsw (embedding ${this.#vec!.schema}.vector_cosine_ops)`,
+      );
     });
   }
 
@@ -247,7 +324,11 @@ export class PgStorage implements MemoryStorage<string> {
    * transaction; then, in one transaction holding the schema's write lock, `decide` runs again on
    * the current rows (texts not embedded yet are embedded now) and its changes are applied.
    */
-  async write<R>(decide: (r: StorageReader<string>) => Promise<Decision<string, R>>, embed: EmbedTexts, progress?: (done: number, total: number) => void): Promise<R> {
+  async write<R>(
+    decide: (r: StorageReader<string>) => Promise<Decision<string, R>>,
+    embed: EmbedTexts,
+    progress?: (done: number, total: number) => void,
+  ): Promise<R> {
     const first = await decide(this.#reader(this.#pool));
     const vectors = await embed(first.texts, progress);
     const c = await this.#pool.connect();
@@ -275,19 +356,36 @@ export class PgStorage implements MemoryStorage<string> {
       entitiesByName: async (scope, names) => {
         const out = new Map<string, { id: string; entity: StoredEntity }>();
         for (const part of chunks([...new Set(names)], READ_CHUNK)) {
-          const rows = (await q.query<EntityRow>(`SELECT ${COLS} FROM ${this.#t('entities')} WHERE scope = $1 AND name = ANY($2::text[])`, [scope, part])).rows;
+          const rows = (
+            await q.query<EntityRow>(
+              `SELECT ${COLS} FROM ${this.#t('entities')} WHERE scope = $1 AND name = ANY($2::text[])`,
+              [scope, part],
+            )
+          ).rows;
           for (const r of rows) out.set(r.name, { id: r.id, entity: toEntity(r) });
         }
         return out;
       },
       entity: async (scope, name) => {
-        const r = (await q.query<EntityRow>(`SELECT ${COLS} FROM ${this.#t('entities')} WHERE scope = $1 AND name = $2`, [scope, name])).rows[0];
+        const r = (
+          await q.query<EntityRow>(`SELECT ${COLS} FROM ${this.#t('entities')} WHERE scope = $1 AND name = $2`, [
+            scope,
+            name,
+          ])
+        ).rows[0];
         return r && toEntity(r);
       },
       entities: async (scopes, pattern) => {
-        if (pattern === undefined) return (await q.query<EntityRow>(`SELECT ${COLS} FROM ${this.#t('entities')} WHERE scope = ANY($1::text[]) ORDER BY id`, [scopes])).rows.map(toEntity);
+        if (pattern === undefined)
+          return (
+            await q.query<EntityRow>(
+              `SELECT ${COLS} FROM ${this.#t('entities')} WHERE scope = ANY($1::text[]) ORDER BY id`,
+              [scopes],
+            )
+          ).rows.map(toEntity);
         // As SQLite's LIKE: ASCII case folded only, over the observations' JSON text; the graph's filter decides.
-        const fold = (col: string) => `translate(${col}, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz') LIKE $2 ESCAPE '\\'`;
+        const fold = (col: string) =>
+          `translate(${col}, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz') LIKE $2 ESCAPE '\\'`;
         return (
           await q.query<EntityRow>(
             `SELECT ${COLS} FROM ${this.#t('entities')} WHERE scope = ANY($1::text[]) AND (${fold('name')} OR ${fold('entity_type')} OR ${fold('observations::text')}) ORDER BY id`,
@@ -337,16 +435,27 @@ export class PgStorage implements MemoryStorage<string> {
       },
       nearest: async (v, pool, scopes, type) => {
         await this.#searchSettings(q, pool);
-        return (await q.query<{ id: string }>(this.#semanticSql(type !== undefined), [scopes, this.#embedder!.model, vectorLiteral(v), pool, ...(type !== undefined ? [type] : [])])).rows;
+        return (
+          await q.query<{ id: string }>(this.#semanticSql(type !== undefined), [
+            scopes,
+            this.#embedder!.model,
+            vectorLiteral(v),
+            pool,
+            ...(type !== undefined ? [type] : []),
+          ])
+        ).rows;
       },
       termDocs: async (terms) =>
         new Map(
-          (await q.query<{ word: string; docs: string }>(`SELECT word, docs FROM ${this.#t('word_docs')} WHERE word = ANY($1::text[]) AND docs > 0`, [terms])).rows.map((r) => [
-            r.word,
-            Number(r.docs),
-          ]),
+          (
+            await q.query<{ word: string; docs: string }>(
+              `SELECT word, docs FROM ${this.#t('word_docs')} WHERE word = ANY($1::text[]) AND docs > 0`,
+              [terms],
+            )
+          ).rows.map((r) => [r.word, Number(r.docs)]),
         ),
-      keywordCandidates: (match, rankBy, pool, scopes, type) => this.#keywordCandidates(q, match, rankBy, pool, scopes, type),
+      keywordCandidates: (match, rankBy, pool, scopes, type) =>
+        this.#keywordCandidates(q, match, rankBy, pool, scopes, type),
       scored: async (ids, v) => {
         const rows = (
           await q.query<EntityRow & { sim: number | null }>(
@@ -355,7 +464,10 @@ export class PgStorage implements MemoryStorage<string> {
             [ids, v ? vectorLiteral(v) : null, this.#embedder!.model],
           )
         ).rows;
-        return rows.map((r) => ({ entity: toEntity(r), similarity: r.sim === null || Number.isNaN(r.sim) ? 0 : r.sim }));
+        return rows.map((r) => ({
+          entity: toEntity(r),
+          similarity: r.sim === null || Number.isNaN(r.sim) ? 0 : r.sim,
+        }));
       },
     };
   }
@@ -369,7 +481,11 @@ export class PgStorage implements MemoryStorage<string> {
 
   async #searchSettings(c: Queryable, pool: number): Promise<void> {
     const ef = String(Math.min(1000, Math.max(100, pool)));
-    if (hasIterativeScan(this.#vec!.version)) await c.query("SELECT set_config('hnsw.ef_search', $1, true), set_config('hnsw.iterative_scan', 'relaxed_order', true)", [ef]);
+    if (hasIterativeScan(this.#vec!.version))
+      await c.query(
+        "SELECT set_config('hnsw.ef_search', $1, true), set_config('hnsw.iterative_scan', 'relaxed_order', true)",
+        [ef],
+      );
     else await c.query("SELECT set_config('hnsw.ef_search', $1, true)", [ef]);
   }
 
@@ -391,7 +507,9 @@ export class PgStorage implements MemoryStorage<string> {
       args.push(rankBy);
       order = `ORDER BY (SELECT count(*) FROM unnest(words) AS w WHERE w = ANY($${args.length}::text[])) DESC, id`;
     }
-    return (await c.query<{ id: string }>(`SELECT id FROM ${this.#t('entities')} WHERE ${where} ${order} LIMIT $3`, args)).rows.map((r) => r.id);
+    return (
+      await c.query<{ id: string }>(`SELECT id FROM ${this.#t('entities')} WHERE ${where} ${order} LIMIT $3`, args)
+    ).rows.map((r) => r.id);
   }
 
   /** EXPLAIN of the semantic candidates' query (diagnostics: shows whether the HNSW index is used). */
@@ -399,7 +517,8 @@ export class PgStorage implements MemoryStorage<string> {
     return this.#snapshot(async (c) => {
       await this.#searchSettings(c, pool);
       const args = [scopes, this.#embedder!.model, vectorLiteral(v), pool, ...(type !== undefined ? [type] : [])];
-      const rows = (await c.query<{ 'QUERY PLAN': string }>(`EXPLAIN ${this.#semanticSql(type !== undefined)}`, args)).rows;
+      const rows = (await c.query<{ 'QUERY PLAN': string }>(`EXPLAIN ${this.#semanticSql(type !== undefined)}`, args))
+        .rows;
       return rows.map((r) => r['QUERY PLAN']).join('\n');
     });
   }
@@ -411,12 +530,22 @@ export class PgStorage implements MemoryStorage<string> {
     const applied: Applied = { relationsCreated: 0, entitiesDeleted: 0, relationsDeleted: 0, cleared: 0 };
     if (changes.insert) await this.#insert(c, changes.insert);
     if (changes.update) await this.#update(c, changes.update);
-    if (changes.relations) applied.relationsCreated = await this.#insertRelations(c, changes.relations, new Date().toISOString());
+    if (changes.relations)
+      applied.relationsCreated = await this.#insertRelations(c, changes.relations, new Date().toISOString());
     if (changes.deleteEntities) {
       const { scope, names } = changes.deleteEntities;
       for (const part of chunks(names, READ_CHUNK)) {
-        applied.entitiesDeleted += (await c.query(`DELETE FROM ${this.#t('entities')} WHERE scope = $1 AND name = ANY($2::text[])`, [scope, part])).rowCount ?? 0;
-        await c.query(`DELETE FROM ${this.#t('relations')} WHERE scope = $1 AND (from_name = ANY($2::text[]) OR to_name = ANY($2::text[]))`, [scope, part]);
+        applied.entitiesDeleted +=
+          (
+            await c.query(`DELETE FROM ${this.#t('entities')} WHERE scope = $1 AND name = ANY($2::text[])`, [
+              scope,
+              part,
+            ])
+          ).rowCount ?? 0;
+        await c.query(
+          `DELETE FROM ${this.#t('relations')} WHERE scope = $1 AND (from_name = ANY($2::text[]) OR to_name = ANY($2::text[]))`,
+          [scope, part],
+        );
       }
     }
     if (changes.deleteRelations) {
@@ -431,7 +560,9 @@ export class PgStorage implements MemoryStorage<string> {
       }
     }
     if (changes.clear) {
-      applied.cleared = (await c.query(`DELETE FROM ${this.#t('entities')} WHERE scope = ANY($1::text[])`, [changes.clear])).rowCount ?? 0;
+      applied.cleared =
+        (await c.query(`DELETE FROM ${this.#t('entities')} WHERE scope = ANY($1::text[])`, [changes.clear])).rowCount ??
+        0;
       await c.query(`DELETE FROM ${this.#t('relations')} WHERE scope = ANY($1::text[])`, [changes.clear]);
     }
     return applied;
@@ -494,7 +625,13 @@ export class PgStorage implements MemoryStorage<string> {
         `INSERT INTO ${this.#t('relations')} (scope, from_name, to_name, relation_type, created_at)
          SELECT s, f, t, y, $5 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS x(s, f, t, y, i) ORDER BY i
          ON CONFLICT DO NOTHING`,
-        [part.map((x) => x.scope), part.map((x) => x.from), part.map((x) => x.to), part.map((x) => x.relationType), now],
+        [
+          part.map((x) => x.scope),
+          part.map((x) => x.from),
+          part.map((x) => x.to),
+          part.map((x) => x.relationType),
+          now,
+        ],
       );
       n += r.rowCount ?? 0;
     }
@@ -514,7 +651,8 @@ export class PgStorage implements MemoryStorage<string> {
   countEntities(): Promise<number> {
     return this.#track(async () => {
       await this.#tables();
-      return (await this.#pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${this.#t('entities')}`)).rows[0]!.n;
+      return (await this.#pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${this.#t('entities')}`)).rows[0]!
+        .n;
     });
   }
 
@@ -526,10 +664,19 @@ export class PgStorage implements MemoryStorage<string> {
           `SELECT scope, count(*)::int AS n, coalesce(sum(jsonb_array_length(observations)), 0)::float8 AS o FROM ${this.#t('entities')} GROUP BY scope ORDER BY scope COLLATE "C"`,
         )
       ).rows;
-      const relations = (await c.query<{ scope: string; n: number }>(`SELECT scope, count(*)::int AS n FROM ${this.#t('relations')} GROUP BY scope ORDER BY scope COLLATE "C"`)).rows;
+      const relations = (
+        await c.query<{ scope: string; n: number }>(
+          `SELECT scope, count(*)::int AS n FROM ${this.#t('relations')} GROUP BY scope ORDER BY scope COLLATE "C"`,
+        )
+      ).rows;
       let embedding: Awaited<ReturnType<MemoryStorage<string>['stats']>>['embedding'] = null;
       if (embedder) {
-        const indexed = (await c.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${this.#t('entities')} WHERE model = $1 AND embedding IS NOT NULL`, [embedder.model])).rows[0]!.n;
+        const indexed = (
+          await c.query<{ n: number }>(
+            `SELECT count(*)::int AS n FROM ${this.#t('entities')} WHERE model = $1 AND embedding IS NOT NULL`,
+            [embedder.model],
+          )
+        ).rows[0]!.n;
         embedding = { model: embedder.model, dimensions: embedder.dimensions, indexed };
       }
       const bytes = (

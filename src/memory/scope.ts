@@ -27,19 +27,33 @@ export function agentScope(agent: string): string {
 export function parseScope(value: unknown, opts: { agent?: string; field?: string } = {}): string {
   const field = opts.field ?? 'scope';
   if (typeof value !== 'string' || value === '') {
-    throw new CaxtonError('invalid_request', `"${field}" must be one of "agent", "workspace", "global" or "agent:NAME"`, { field });
+    throw new CaxtonError(
+      'invalid_request',
+      `"${field}" must be one of "agent", "workspace", "global" or "agent:NAME"`,
+      { field },
+    );
   }
   if (value === 'workspace' || value === 'global') return value;
   if (value === 'agent' || value === 'agent-only') {
-    if (!opts.agent) throw new CaxtonError('invalid_request', `"${field}" is "agent" but no agent is named: use "agent:NAME" or give the agent`, { field });
+    if (!opts.agent)
+      throw new CaxtonError(
+        'invalid_request',
+        `"${field}" is "agent" but no agent is named: use "agent:NAME" or give the agent`,
+        { field },
+      );
     return agentScope(opts.agent);
   }
   if (value.startsWith('agent:')) {
     const name = value.slice('agent:'.length);
-    if (!AGENT_RE.test(name)) throw new CaxtonError('invalid_request', `"${field}": "${name}" is not a valid agent name`, { field });
+    if (!AGENT_RE.test(name))
+      throw new CaxtonError('invalid_request', `"${field}": "${name}" is not a valid agent name`, { field });
     return agentScope(name);
   }
-  throw new CaxtonError('invalid_request', `unknown scope "${value}" in "${field}": expected "agent", "workspace", "global" or "agent:NAME"`, { field, value });
+  throw new CaxtonError(
+    'invalid_request',
+    `unknown scope "${value}" in "${field}": expected "agent", "workspace", "global" or "agent:NAME"`,
+    { field, value },
+  );
 }
 
 /** The scopes an agent can see: its own, the workspace and global. */
@@ -52,7 +66,11 @@ export function toolScope(value: unknown, agent: string, fallback: ScopeKind): s
   const kind = value === undefined || value === null ? fallback : value;
   if (kind === 'agent' || kind === 'agent-only') return agentScope(agent);
   if (kind === 'workspace' || kind === 'global') return kind;
-  throw new CaxtonError('invalid_request', `unknown scope ${JSON.stringify(kind)}: use "agent" (your private memory), "workspace" or "global"`, { field: 'scope' });
+  throw new CaxtonError(
+    'invalid_request',
+    `unknown scope ${JSON.stringify(kind)}: use "agent" (your private memory), "workspace" or "global"`,
+    { field: 'scope' },
+  );
 }
 
 /** Who is asking, as far as memory scopes go: a principal's id, the memory scopes and the agents its key allows. */
@@ -80,14 +98,28 @@ function agentReaches(caller: MemoryCaller, scope: string): boolean {
 export function checkMemoryScope(caller: MemoryCaller | undefined, scope: string | undefined): void {
   if (!caller) return;
   if (scope !== undefined && !agentReaches(caller, scope))
-    throw new CaxtonError('forbidden', `${caller.id} may not use the memory scope "${scope}": its agent is outside the agents it may reach (${caller.scope.agents!.join(', ')})`, {
-      reason: 'agent_scope',
-      scope,
-    });
+    throw new CaxtonError(
+      'forbidden',
+      `${caller.id} may not use the memory scope "${scope}": its agent is outside the agents it may reach (${caller.scope.agents!.join(', ')})`,
+      {
+        reason: 'agent_scope',
+        scope,
+      },
+    );
   const allowed = caller.scope.memory;
   if (allowed === undefined) return;
-  if (scope === undefined) throw new CaxtonError('forbidden', `${caller.id} may use only the memory scopes ${allowed.join(', ')}: name one with ?scope=`, { reason: 'memory_scope', allowed });
-  if (!inScope(allowed, scope)) throw new CaxtonError('forbidden', `${caller.id} may not use the memory scope "${scope}" (its keys allow: ${allowed.join(', ')})`, { reason: 'memory_scope', scope });
+  if (scope === undefined)
+    throw new CaxtonError(
+      'forbidden',
+      `${caller.id} may use only the memory scopes ${allowed.join(', ')}: name one with ?scope=`,
+      { reason: 'memory_scope', allowed },
+    );
+  if (!inScope(allowed, scope))
+    throw new CaxtonError(
+      'forbidden',
+      `${caller.id} may not use the memory scope "${scope}" (its keys allow: ${allowed.join(', ')})`,
+      { reason: 'memory_scope', scope },
+    );
 }
 
 /** Of `scopes`, those the caller may use (all of them for a caller without limits). */

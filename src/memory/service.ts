@@ -50,7 +50,8 @@ export async function createMemory(opts: CreateMemoryOptions): Promise<MemoryCom
     embedder: opts.embedder ?? (() => createEmbedder(embedderConfig(config, opts.dataDir))),
     limits: { max_observation_chars: config.max_observation_chars },
     keyword_weight: config.keyword_weight,
-    onReindex: (done: number, total: number) => log?.info({ done, total }, 'memory: re-embedding entities stored with another embedding model'),
+    onReindex: (done: number, total: number) =>
+      log?.info({ done, total }, 'memory: re-embedding entities stored with another embedding model'),
     ...(log && { log }),
   };
   let store: MemoryBackend;
@@ -68,7 +69,9 @@ export async function createMemory(opts: CreateMemoryOptions): Promise<MemoryCom
       const [{ default: pg }, { PgMemoryStore }] = await Promise.all([import('pg'), import('./pg-store.js')]);
       // Connections are opened on first use: a server whose agents never touch memory never connects.
       const pool = new pg.Pool({ connectionString: c.url, max: c.pool_size, application_name: 'caxton-memory' });
-      pool.on('error', (err) => log?.warn({ err }, 'memory: an idle PostgreSQL connection failed; it is replaced on next use'));
+      pool.on('error', (err) =>
+        log?.warn({ err }, 'memory: an idle PostgreSQL connection failed; it is replaced on next use'),
+      );
       store = new PgMemoryStore({ ...common, pool, schema: c.schema });
       release = () => pool.end();
       ping = (signal) => pingPostgres(pool, signal);
@@ -85,7 +88,9 @@ export async function createMemory(opts: CreateMemoryOptions): Promise<MemoryCom
       return m && { scope: m.scope, search_limit: m.search_limit, min_similarity: m.min_similarity };
     },
   });
-  const execution = executionMemory(store, { onError: (err, what, agent) => log?.warn({ err, agent }, `memory ${what} failed; the execution goes on without it`) });
+  const execution = executionMemory(store, {
+    onError: (err, what, agent) => log?.warn({ err, agent }, `memory ${what} failed; the execution goes on without it`),
+  });
   const close = async () => {
     try {
       // Interactions accepted for auto_store are written before the store closes.

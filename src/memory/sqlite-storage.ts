@@ -17,7 +17,18 @@ import type { Embedder } from './embedding/index.js';
 import type { Db } from '../storage/index.js';
 import type { Statement } from 'better-sqlite3';
 import { toRelation } from './storage.js';
-import type { Applied, Changes, Decision, EmbedTexts, EntityColumns, EntityRecord, MemoryStorage, RelationColumns, StorageOpen, StorageReader } from './storage.js';
+import type {
+  Applied,
+  Changes,
+  Decision,
+  EmbedTexts,
+  EntityColumns,
+  EntityRecord,
+  MemoryStorage,
+  RelationColumns,
+  StorageOpen,
+  StorageReader,
+} from './storage.js';
 import { chunks, dot, RARE_TERM_DOCS } from './text.js';
 import type { Entity, StoredEntity } from './types.js';
 import { blobToVector, VectorIndex, vectorToBlob, type AnnRepair } from './vector-index.js';
@@ -115,9 +126,21 @@ export class SqliteStorage implements MemoryStorage<number> {
         `SELECT e.id, e.scope, e.entity_type, v.model, v.dimensions, v.vector
            FROM memory_entities e LEFT JOIN memory_embeddings v ON v.entity_id = e.id`,
       )
-      .iterate() as IterableIterator<{ id: number; scope: string; entity_type: string; model: string | null; dimensions: number | null; vector: Buffer | null }>;
+      .iterate() as IterableIterator<{
+      id: number;
+      scope: string;
+      entity_type: string;
+      model: string | null;
+      dimensions: number | null;
+      vector: Buffer | null;
+    }>;
     for (const r of rows) {
-      if (r.model === embedder.model && r.dimensions === embedder.dimensions && r.vector && r.vector.byteLength === embedder.dimensions * 4) {
+      if (
+        r.model === embedder.model &&
+        r.dimensions === embedder.dimensions &&
+        r.vector &&
+        r.vector.byteLength === embedder.dimensions * 4
+      ) {
         index.set(r.id, r.scope, r.entity_type, blobToVector(r.vector));
       } else stale.push(r.id);
     }
@@ -142,7 +165,11 @@ export class SqliteStorage implements MemoryStorage<number> {
   }
 
   #indexState(): { uid: string; seq: number; log_since: number } {
-    return this.db.prepare('SELECT uid, seq, log_since FROM memory_index_state WHERE id = 1').get() as { uid: string; seq: number; log_since: number };
+    return this.db.prepare('SELECT uid, seq, log_since FROM memory_index_state WHERE id = 1').get() as {
+      uid: string;
+      seq: number;
+      log_since: number;
+    };
   }
 
   /**
@@ -155,10 +182,18 @@ export class SqliteStorage implements MemoryStorage<number> {
     if (!path || index.size < index.annMinVectors) return;
     const t0 = performance.now();
     const state = this.#indexState();
-    const check = checkAnnFile(path, { db_uid: state.uid, seq: state.seq, log_since: state.log_since, model: embedder.model, dimensions: embedder.dimensions });
+    const check = checkAnnFile(path, {
+      db_uid: state.uid,
+      seq: state.seq,
+      log_since: state.log_since,
+      model: embedder.model,
+      dimensions: embedder.dimensions,
+    });
     let reason: string;
     if (check.ok) {
-      const changes = this.db.prepare('SELECT entity_id, deleted FROM memory_vector_log WHERE seq > ?').all(check.sidecar.seq) as { entity_id: number; deleted: number }[];
+      const changes = this.db
+        .prepare('SELECT entity_id, deleted FROM memory_vector_log WHERE seq > ?')
+        .all(check.sidecar.seq) as { entity_id: number; deleted: number }[];
       try {
         const repaired = index.adoptAnn(
           path,
@@ -167,14 +202,27 @@ export class SqliteStorage implements MemoryStorage<number> {
         );
         this.#savedSeq = check.sidecar.seq;
         this.#annSource = { source: 'file', repaired, load_ms: performance.now() - t0 };
-        this.#log?.info({ file: path, vectors: index.size, saved_seq: check.sidecar.seq, seq: state.seq, ...repaired, ms: Math.round(performance.now() - t0) }, 'memory: loaded the saved HNSW graph');
+        this.#log?.info(
+          {
+            file: path,
+            vectors: index.size,
+            saved_seq: check.sidecar.seq,
+            seq: state.seq,
+            ...repaired,
+            ms: Math.round(performance.now() - t0),
+          },
+          'memory: loaded the saved HNSW graph',
+        );
         return;
       } catch (e) {
         reason = `the saved graph disagrees with the database: ${(e as Error).message}`;
       }
     } else reason = check.reason;
     this.#annSource = { source: 'built', reason };
-    this.#log?.warn({ file: path, vectors: index.size, reason }, 'memory: rebuilding the HNSW graph in the background (exact search meanwhile)');
+    this.#log?.warn(
+      { file: path, vectors: index.size, reason },
+      'memory: rebuilding the HNSW graph in the background (exact search meanwhile)',
+    );
   }
 
   /** Saves the graph soon (after pending writes), unless a save is already queued. */
@@ -188,7 +236,11 @@ export class SqliteStorage implements MemoryStorage<number> {
         this.#saveGraph();
       }).catch((err: unknown) => {
         this.#savePending = false;
-        if (!this.#closed) this.#log?.warn({ err, file: this.#annPath }, 'memory: saving the HNSW graph failed; it is rebuilt or repaired at the next start');
+        if (!this.#closed)
+          this.#log?.warn(
+            { err, file: this.#annPath },
+            'memory: saving the HNSW graph failed; it is rebuilt or repaired at the next start',
+          );
       });
     }).unref();
   }
@@ -214,7 +266,8 @@ export class SqliteStorage implements MemoryStorage<number> {
   afterWrite(): void {
     const index = this.#index;
     if (!this.#annPath || !index?.annComplete || this.#savePending || this.#closed) return;
-    if (this.#savedSeq === null || this.#indexState().seq - this.#savedSeq >= saveAfter(index.size)) this.#scheduleSave();
+    if (this.#savedSeq === null || this.#indexState().seq - this.#savedSeq >= saveAfter(index.size))
+      this.#scheduleSave();
   }
 
   /** The HNSW graph: its state, where it came from at start, and what is saved. */
@@ -245,7 +298,9 @@ export class SqliteStorage implements MemoryStorage<number> {
 
   #putFts(id: number, e: Entity, replace: boolean): void {
     if (replace) this.db.prepare('DELETE FROM memory_fts WHERE rowid = ?').run(id);
-    this.db.prepare('INSERT INTO memory_fts (rowid, name, entity_type, observations) VALUES (?, ?, ?, ?)').run(id, e.name, e.entityType, e.observations.join('\n'));
+    this.db
+      .prepare('INSERT INTO memory_fts (rowid, name, entity_type, observations) VALUES (?, ?, ?, ?)')
+      .run(id, e.name, e.entityType, e.observations.join('\n'));
   }
 
   // ---- Reads ----
@@ -256,17 +311,23 @@ export class SqliteStorage implements MemoryStorage<number> {
 
   /** Relations from / to one entity (a traversal asks for many: prepared once). */
   get #outQ(): Statement {
-    return (this.#outStmt ??= this.db.prepare(`SELECT ${REL_COLS} FROM memory_relations WHERE scope = ? AND from_name = ? ORDER BY to_name, relation_type`));
+    return (this.#outStmt ??= this.db.prepare(
+      `SELECT ${REL_COLS} FROM memory_relations WHERE scope = ? AND from_name = ? ORDER BY to_name, relation_type`,
+    ));
   }
 
   get #inQ(): Statement {
-    return (this.#inStmt ??= this.db.prepare(`SELECT ${REL_COLS} FROM memory_relations WHERE scope = ? AND to_name = ? ORDER BY from_name, relation_type`));
+    return (this.#inStmt ??= this.db.prepare(
+      `SELECT ${REL_COLS} FROM memory_relations WHERE scope = ? AND to_name = ? ORDER BY from_name, relation_type`,
+    ));
   }
 
   #rows(scope: string, names: readonly string[]): Map<string, EntityRecord<number>> {
     const out = new Map<string, EntityRecord<number>>();
     for (const part of chunks([...new Set(names)], READ_CHUNK)) {
-      const rows = this.db.prepare(`SELECT * FROM memory_entities WHERE scope = ? AND name IN (${placeholders(part)})`).all(scope, ...part) as EntityRow[];
+      const rows = this.db
+        .prepare(`SELECT * FROM memory_entities WHERE scope = ? AND name IN (${placeholders(part)})`)
+        .all(scope, ...part) as EntityRow[];
       for (const r of rows) out.set(r.name, record(r));
     }
     return out;
@@ -275,7 +336,8 @@ export class SqliteStorage implements MemoryStorage<number> {
   readonly #reader: StorageReader<number> = {
     entitiesByName: async (scope, names) => this.#rows(scope, names),
     entity: async (scope, name) => {
-      const r = this.db.prepare('SELECT * FROM memory_entities WHERE scope = ? AND name = ?').get(scope, name) as EntityRow | undefined;
+      const r = this.db.prepare('SELECT * FROM memory_entities WHERE scope = ? AND name = ?').get(scope, name) as
+        EntityRow | undefined;
       return r && toEntity(r);
     },
     entities: async (scopes, pattern) => {
@@ -284,24 +346,42 @@ export class SqliteStorage implements MemoryStorage<number> {
         pattern === undefined
           ? this.db.prepare(`SELECT * FROM memory_entities WHERE scope IN (${ph}) ORDER BY id`).all(...scopes)
           : this.db
-              .prepare(`SELECT * FROM memory_entities WHERE scope IN (${ph}) AND (name LIKE ? ESCAPE '\\' OR entity_type LIKE ? ESCAPE '\\' OR observations LIKE ? ESCAPE '\\') ORDER BY id`)
+              .prepare(
+                `SELECT * FROM memory_entities WHERE scope IN (${ph}) AND (name LIKE ? ESCAPE '\\' OR entity_type LIKE ? ESCAPE '\\' OR observations LIKE ? ESCAPE '\\') ORDER BY id`,
+              )
               .all(...scopes, pattern, pattern, pattern);
       return (rows as EntityRow[]).map(toEntity);
     },
     relations: async (scopes) =>
-      (this.db.prepare(`SELECT ${REL_COLS} FROM memory_relations WHERE scope IN (${placeholders(scopes)}) ORDER BY scope, created_at, from_name`).all(...scopes) as RelationRow[]).map(toRelation),
+      (
+        this.db
+          .prepare(
+            `SELECT ${REL_COLS} FROM memory_relations WHERE scope IN (${placeholders(scopes)}) ORDER BY scope, created_at, from_name`,
+          )
+          .all(...scopes) as RelationRow[]
+      ).map(toRelation),
     relationsTouching: async (scope, names) => {
       const ph = placeholders(names);
-      return (this.db.prepare(`SELECT ${REL_COLS} FROM memory_relations WHERE scope = ? AND (from_name IN (${ph}) OR to_name IN (${ph}))`).all(scope, ...names, ...names) as RelationRow[]).map(
-        toRelation,
-      );
+      return (
+        this.db
+          .prepare(
+            `SELECT ${REL_COLS} FROM memory_relations WHERE scope = ? AND (from_name IN (${ph}) OR to_name IN (${ph}))`,
+          )
+          .all(scope, ...names, ...names) as RelationRow[]
+      ).map(toRelation);
     },
-    relationsAt: async (scope, name, side) => ((side === 'out' ? this.#outQ : this.#inQ).all(scope, name) as RelationRow[]).map(toRelation),
+    relationsAt: async (scope, name, side) =>
+      ((side === 'out' ? this.#outQ : this.#inQ).all(scope, name) as RelationRow[]).map(toRelation),
     existingRelations: async (scope, relations) => {
-      const has = this.db.prepare('SELECT 1 FROM memory_relations WHERE scope = ? AND from_name = ? AND to_name = ? AND relation_type = ?').pluck();
+      const has = this.db
+        .prepare(
+          'SELECT 1 FROM memory_relations WHERE scope = ? AND from_name = ? AND to_name = ? AND relation_type = ?',
+        )
+        .pluck();
       return relations.filter((r) => has.get(scope, r.from, r.to, r.relationType) !== undefined);
     },
-    nearest: async (v, pool, scopes, type) => this.#index!.search(v, pool, new Set(scopes), type).map((h) => ({ id: h.id, similarity: h.similarity })),
+    nearest: async (v, pool, scopes, type) =>
+      this.#index!.search(v, pool, new Set(scopes), type).map((h) => ({ id: h.id, similarity: h.similarity })),
     termDocs: async (terms) => {
       const docs = this.db.prepare('SELECT doc FROM memory_fts_vocab WHERE term = ?').pluck();
       const out = new Map<string, number>();
@@ -315,7 +395,12 @@ export class SqliteStorage implements MemoryStorage<number> {
     keywordCandidates: async (match, _rankBy, pool, scopes, type) => this.#keywordCandidates(match, pool, scopes, type),
     scored: async (ids, v, known) => {
       const rows: EntityRow[] = [];
-      for (const part of chunks(ids, READ_CHUNK)) rows.push(...(this.db.prepare(`SELECT * FROM memory_entities WHERE id IN (${placeholders(part)})`).all(...part) as EntityRow[]));
+      for (const part of chunks(ids, READ_CHUNK))
+        rows.push(
+          ...(this.db
+            .prepare(`SELECT * FROM memory_entities WHERE id IN (${placeholders(part)})`)
+            .all(...part) as EntityRow[]),
+        );
       return rows.map((r) => {
         let similarity = known.get(r.id);
         if (similarity === undefined && v) {
@@ -328,7 +413,12 @@ export class SqliteStorage implements MemoryStorage<number> {
   };
 
   /** Keyword candidates: FTS5 matches of the terms (any of them ranked by bm25, or all of them). */
-  #keywordCandidates(match: { terms: readonly string[]; every: boolean }, pool: number, scopes: readonly string[], type: string | undefined): number[] {
+  #keywordCandidates(
+    match: { terms: readonly string[]; every: boolean },
+    pool: number,
+    scopes: readonly string[],
+    type: string | undefined,
+  ): number[] {
     const expr = match.terms.map((t) => `"${t}"`).join(match.every ? ' AND ' : ' OR ');
     return this.db
       .prepare(
@@ -343,7 +433,11 @@ export class SqliteStorage implements MemoryStorage<number> {
   // ---- Writes ----
 
   /** The graph serializes writes and nothing else writes these tables: the rows `decide` read are current at commit. */
-  async write<R>(decide: (r: StorageReader<number>) => Promise<Decision<number, R>>, embed: EmbedTexts, progress?: (done: number, total: number) => void): Promise<R> {
+  async write<R>(
+    decide: (r: StorageReader<number>) => Promise<Decision<number, R>>,
+    embed: EmbedTexts,
+    progress?: (done: number, total: number) => void,
+  ): Promise<R> {
     const d = await decide(this.#reader);
     const vectors = await embed(d.texts, progress);
     return d.result(this.#apply(d.changes((t) => vectors.get(t)!)));
@@ -355,15 +449,29 @@ export class SqliteStorage implements MemoryStorage<number> {
     const indexed: { id: number; scope: string; type: string; v: Float32Array | null }[] = [];
     const removed: number[] = [];
     this.db.transaction(() => {
-      const ins = this.db.prepare('INSERT INTO memory_entities (scope, name, entity_type, observations, metadata, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)');
+      const ins = this.db.prepare(
+        'INSERT INTO memory_entities (scope, name, entity_type, observations, metadata, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
+      );
       for (const x of c.insert ?? []) {
         const e = x.entity;
-        const id = Number(ins.run(e.scope, e.name, e.entityType, JSON.stringify(e.observations), JSON.stringify(e.metadata), x.created_at, x.updated_at).lastInsertRowid);
+        const id = Number(
+          ins.run(
+            e.scope,
+            e.name,
+            e.entityType,
+            JSON.stringify(e.observations),
+            JSON.stringify(e.metadata),
+            x.created_at,
+            x.updated_at,
+          ).lastInsertRowid,
+        );
         this.#putFts(id, e, false);
         this.#putVector(id, x.vector);
         indexed.push({ id, scope: e.scope, type: e.entityType, v: x.vector });
       }
-      const upd = this.db.prepare('UPDATE memory_entities SET entity_type = ?, observations = ?, metadata = ?, updated_at = ? WHERE id = ?');
+      const upd = this.db.prepare(
+        'UPDATE memory_entities SET entity_type = ?, observations = ?, metadata = ?, updated_at = ? WHERE id = ?',
+      );
       for (const x of c.update ?? []) {
         const e = x.entity;
         upd.run(e.entityType, JSON.stringify(e.observations), JSON.stringify(e.metadata), x.updated_at, x.id);
@@ -372,9 +480,12 @@ export class SqliteStorage implements MemoryStorage<number> {
         indexed.push({ id: x.id, scope: e.scope, type: e.entityType, v: x.vector });
       }
       if (c.relations) {
-        const rel = this.db.prepare('INSERT OR IGNORE INTO memory_relations (scope, from_name, to_name, relation_type, created_at) VALUES (?, ?, ?, ?, ?)');
+        const rel = this.db.prepare(
+          'INSERT OR IGNORE INTO memory_relations (scope, from_name, to_name, relation_type, created_at) VALUES (?, ?, ?, ?, ?)',
+        );
         const now = new Date().toISOString();
-        for (const r of c.relations) applied.relationsCreated += rel.run(r.scope, r.from, r.to, r.relationType, now).changes;
+        for (const r of c.relations)
+          applied.relationsCreated += rel.run(r.scope, r.from, r.to, r.relationType, now).changes;
       }
       if (c.deleteEntities) {
         const { scope, names } = c.deleteEntities;
@@ -389,8 +500,11 @@ export class SqliteStorage implements MemoryStorage<number> {
         for (const n of names) del.run(scope, n, n);
       }
       if (c.deleteRelations) {
-        const del = this.db.prepare('DELETE FROM memory_relations WHERE scope = ? AND from_name = ? AND to_name = ? AND relation_type = ?');
-        for (const r of c.deleteRelations.relations) applied.relationsDeleted += del.run(c.deleteRelations.scope, r.from, r.to, r.relationType).changes;
+        const del = this.db.prepare(
+          'DELETE FROM memory_relations WHERE scope = ? AND from_name = ? AND to_name = ? AND relation_type = ?',
+        );
+        for (const r of c.deleteRelations.relations)
+          applied.relationsDeleted += del.run(c.deleteRelations.scope, r.from, r.to, r.relationType).changes;
       }
       if (c.clear) {
         const scopes = c.clear;
@@ -399,8 +513,14 @@ export class SqliteStorage implements MemoryStorage<number> {
           .prepare(`SELECT id FROM memory_entities WHERE scope IN (${ph})`)
           .pluck()
           .all(...scopes) as number[];
-        this.db.prepare(`DELETE FROM memory_fts WHERE rowid IN (SELECT id FROM memory_entities WHERE scope IN (${ph}))`).run(...scopes);
-        this.db.prepare(`DELETE FROM memory_embeddings WHERE entity_id IN (SELECT id FROM memory_entities WHERE scope IN (${ph}))`).run(...scopes);
+        this.db
+          .prepare(`DELETE FROM memory_fts WHERE rowid IN (SELECT id FROM memory_entities WHERE scope IN (${ph}))`)
+          .run(...scopes);
+        this.db
+          .prepare(
+            `DELETE FROM memory_embeddings WHERE entity_id IN (SELECT id FROM memory_entities WHERE scope IN (${ph}))`,
+          )
+          .run(...scopes);
         this.db.prepare(`DELETE FROM memory_entities WHERE scope IN (${ph})`).run(...scopes);
         this.db.prepare(`DELETE FROM memory_relations WHERE scope IN (${ph})`).run(...scopes);
         removed.push(...ids);
@@ -419,7 +539,10 @@ export class SqliteStorage implements MemoryStorage<number> {
   // ---- Administration ----
 
   async scopes(): Promise<string[]> {
-    return this.db.prepare('SELECT scope FROM memory_entities UNION SELECT scope FROM memory_relations ORDER BY 1').pluck().all() as string[];
+    return this.db
+      .prepare('SELECT scope FROM memory_entities UNION SELECT scope FROM memory_relations ORDER BY 1')
+      .pluck()
+      .all() as string[];
   }
 
   async countEntities(): Promise<number> {
@@ -427,15 +550,25 @@ export class SqliteStorage implements MemoryStorage<number> {
   }
 
   async stats(): ReturnType<MemoryStorage<number>['stats']> {
-    const entities = this.db.prepare('SELECT scope, count(*) AS n, coalesce(sum(json_array_length(observations)), 0) AS o FROM memory_entities GROUP BY scope').all() as {
+    const entities = this.db
+      .prepare(
+        'SELECT scope, count(*) AS n, coalesce(sum(json_array_length(observations)), 0) AS o FROM memory_entities GROUP BY scope',
+      )
+      .all() as {
       scope: string;
       n: number;
       o: number;
     }[];
-    const relations = this.db.prepare('SELECT scope, count(*) AS n FROM memory_relations GROUP BY scope').all() as { scope: string; n: number }[];
+    const relations = this.db.prepare('SELECT scope, count(*) AS n FROM memory_relations GROUP BY scope').all() as {
+      scope: string;
+      n: number;
+    }[];
     const embedder = this.#embedder;
     const index = this.#index;
-    const embedding = embedder && index ? { model: embedder.model, dimensions: embedder.dimensions, indexed: index.size, ann: this.annStatus() } : null;
+    const embedding =
+      embedder && index
+        ? { model: embedder.model, dimensions: embedder.dimensions, indexed: index.size, ann: this.annStatus() }
+        : null;
     let database_bytes: number | undefined;
     try {
       if (this.db.name && this.db.name !== ':memory:') database_bytes = statSync(this.db.name).size;
@@ -452,7 +585,10 @@ export class SqliteStorage implements MemoryStorage<number> {
     try {
       if (this.db.open) this.#saveGraph();
     } catch (err) {
-      this.#log?.warn({ err, file: this.#annPath }, 'memory: saving the HNSW graph at close failed; it is rebuilt or repaired at the next start');
+      this.#log?.warn(
+        { err, file: this.#annPath },
+        'memory: saving the HNSW graph at close failed; it is rebuilt or repaired at the next start',
+      );
     }
     this.#index?.dispose();
   }

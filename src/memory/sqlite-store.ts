@@ -24,8 +24,17 @@ export class MemoryStore extends MemoryGraph<number> {
   readonly #storage: SqliteStorage;
 
   constructor(db: Db, opts: MemoryStoreOptions) {
-    const annPath = opts.annPath !== undefined ? opts.annPath : db.name && db.name !== ':memory:' ? join(dirname(db.name), ANN_FILE_NAME) : null;
-    const storage = new SqliteStorage(db, { annPath, ...(opts.annMinVectors !== undefined && { annMinVectors: opts.annMinVectors }), ...(opts.log && { log: opts.log }) });
+    const annPath =
+      opts.annPath !== undefined
+        ? opts.annPath
+        : db.name && db.name !== ':memory:'
+          ? join(dirname(db.name), ANN_FILE_NAME)
+          : null;
+    const storage = new SqliteStorage(db, {
+      annPath,
+      ...(opts.annMinVectors !== undefined && { annMinVectors: opts.annMinVectors }),
+      ...(opts.log && { log: opts.log }),
+    });
     super('sqlite', storage, opts);
     this.db = db;
     this.#storage = storage;

@@ -62,7 +62,12 @@ export interface StorageReader<Id> {
 
   // Search candidates.
   /** The `pool` vectors of the current model nearest to `v` in `scopes` (of `type`), with their cosine when the storage has it. */
-  nearest(v: Float32Array, pool: number, scopes: readonly string[], type: string | undefined): Promise<{ id: Id; similarity?: number }[]>;
+  nearest(
+    v: Float32Array,
+    pool: number,
+    scopes: readonly string[],
+    type: string | undefined,
+  ): Promise<{ id: Id; similarity?: number }[]>;
   /** How many entities hold each of `terms` (terms no entity holds may be absent). */
   termDocs(terms: readonly string[]): Promise<Map<string, number>>;
   /**
@@ -70,9 +75,19 @@ export interface StorageReader<Id> {
    * `every` (the first found), else any of them, best first (SQLite: bm25; PostgreSQL: most of
    * `rankBy` held, then id).
    */
-  keywordCandidates(match: { terms: readonly string[]; every: boolean }, rankBy: readonly string[], pool: number, scopes: readonly string[], type: string | undefined): Promise<Id[]>;
+  keywordCandidates(
+    match: { terms: readonly string[]; every: boolean },
+    rankBy: readonly string[],
+    pool: number,
+    scopes: readonly string[],
+    type: string | undefined,
+  ): Promise<Id[]>;
   /** The entities `ids` with the cosine of their vector and `v` (`known` where nearest() gave it; 0 without `v` or a vector). */
-  scored(ids: readonly Id[], v: Float32Array | undefined, known: ReadonlyMap<Id, number>): Promise<{ entity: StoredEntity; similarity: number }[]>;
+  scored(
+    ids: readonly Id[],
+    v: Float32Array | undefined,
+    known: ReadonlyMap<Id, number>,
+  ): Promise<{ entity: StoredEntity; similarity: number }[]>;
 }
 
 export interface EntityInsert {
@@ -120,13 +135,20 @@ export interface Decision<Id, R> {
 }
 
 /** Embeds texts in batches; `progress` is told (done, total) after each batch, and (0, 0) when there is nothing. */
-export type EmbedTexts = (texts: readonly string[], progress?: (done: number, total: number) => void) => Promise<Map<string, Float32Array>>;
+export type EmbedTexts = (
+  texts: readonly string[],
+  progress?: (done: number, total: number) => void,
+) => Promise<Map<string, Float32Array>>;
 
 /** What the graph gives a storage when it opens. */
 export interface StorageOpen<Id> {
   embedder: Embedder;
   /** Re-embeds the entities `ids` in batches: `load` reads a batch's rows, `save` writes their vectors (each batch its own transaction). */
-  reembed(ids: readonly Id[], load: (batch: Id[]) => Promise<EntityRecord<Id>[]>, save: (rows: EntityRecord<Id>[], vectors: Float32Array[]) => Promise<void>): Promise<void>;
+  reembed(
+    ids: readonly Id[],
+    load: (batch: Id[]) => Promise<EntityRecord<Id>[]>,
+    save: (rows: EntityRecord<Id>[], vectors: Float32Array[]) => Promise<void>,
+  ): Promise<void>;
   /** Runs `fn` between the graph's writes (writes are serialized). */
   exclusive<T>(fn: () => Promise<T> | T): Promise<T>;
 }
@@ -147,7 +169,11 @@ export interface MemoryStorage<Id> {
    * by several writers runs `decide` again inside the transaction, under its write lock, and
    * embeds what changed meanwhile. `progress` follows the first embedding.
    */
-  write<R>(decide: (r: StorageReader<Id>) => Promise<Decision<Id, R>>, embed: EmbedTexts, progress?: (done: number, total: number) => void): Promise<R>;
+  write<R>(
+    decide: (r: StorageReader<Id>) => Promise<Decision<Id, R>>,
+    embed: EmbedTexts,
+    progress?: (done: number, total: number) => void,
+  ): Promise<R>;
   /** Called after each write (SQLite saves its HNSW graph now and then). */
   afterWrite?(): void;
   scopes(): Promise<string[]>;

@@ -5,7 +5,17 @@
  * the storage's relation lookups).
  */
 import { CaxtonError } from '../shared/errors.js';
-import type { Entity, MemoryStats, SearchHit, SearchMode, SearchQuery, StoredEntity, StoredRelation, TraverseQuery, TraverseResult } from './types.js';
+import type {
+  Entity,
+  MemoryStats,
+  SearchHit,
+  SearchMode,
+  SearchQuery,
+  StoredEntity,
+  StoredRelation,
+  TraverseQuery,
+  TraverseResult,
+} from './types.js';
 
 /** Only the first 256 tokens count for the local model; never send the embedder more than this. */
 export const MAX_EMBED_CHARS = 8000;
@@ -19,7 +29,9 @@ export function entityText(e: Pick<Entity, 'name' | 'entityType' | 'observations
 }
 
 const STOPWORDS = new Set(
-  'a an and are as at be by did do does for from had has have how i in is it its of on or that the this to was were what when where which who whom why will with you your'.split(' '),
+  'a an and are as at be by did do does for from had has have how i in is it its of on or that the this to was were what when where which who whom why will with you your'.split(
+    ' ',
+  ),
 );
 
 /** Lower-cased, accent-free words of a text (letters and digits). */
@@ -96,16 +108,27 @@ export function countsByScope(
 export const RARE_TERM_DOCS = 5_000;
 
 export function planSearch(q: SearchQuery): SearchPlan {
-  if (typeof q.query !== 'string' || q.query.trim() === '') throw new CaxtonError('invalid_request', '"query" must be a non-empty string', { field: 'query' });
+  if (typeof q.query !== 'string' || q.query.trim() === '')
+    throw new CaxtonError('invalid_request', '"query" must be a non-empty string', { field: 'query' });
   const limit = Math.min(Math.max(1, Math.floor(q.limit ?? 10)), 100);
-  return { limit, min: q.min_similarity ?? 0, mode: q.mode ?? 'hybrid', pool: Math.max(limit * 4, 20), terms: queryTerms(q.query) };
+  return {
+    limit,
+    min: q.min_similarity ?? 0,
+    mode: q.mode ?? 'hybrid',
+    pool: Math.max(limit * 4, 20),
+    terms: queryTerms(q.query),
+  };
 }
 
 /**
  * Scores candidates and returns the best `limit`: semantic = cosine; keyword = share of the
  * query's terms among the entity's words; hybrid = cos + w · keyword · (1 − max(0, cos)).
  */
-export function rankHits(plan: SearchPlan, keywordWeight: number, candidates: Iterable<{ entity: StoredEntity; similarity: number }>): SearchHit[] {
+export function rankHits(
+  plan: SearchPlan,
+  keywordWeight: number,
+  candidates: Iterable<{ entity: StoredEntity; similarity: number }>,
+): SearchHit[] {
   const hits: SearchHit[] = [];
   for (const { entity, similarity } of candidates) {
     let keyword = 0;
@@ -113,8 +136,14 @@ export function rankHits(plan: SearchPlan, keywordWeight: number, candidates: It
       const have = new Set(entityWords(entity));
       keyword = plan.terms.filter((t) => have.has(t)).length / plan.terms.length;
     }
-    const score = plan.mode === 'semantic' ? similarity : plan.mode === 'keyword' ? keyword : similarity + keywordWeight * keyword * (1 - Math.max(0, similarity));
-    if (score >= plan.min && score > 0) hits.push({ entity, score: round(score), similarity: round(similarity), keyword: round(keyword) });
+    const score =
+      plan.mode === 'semantic'
+        ? similarity
+        : plan.mode === 'keyword'
+          ? keyword
+          : similarity + keywordWeight * keyword * (1 - Math.max(0, similarity));
+    if (score >= plan.min && score > 0)
+      hits.push({ entity, score: round(score), similarity: round(similarity), keyword: round(keyword) });
   }
   hits.sort((a, b) => b.score - a.score || a.entity.name.localeCompare(b.entity.name));
   return hits.slice(0, plan.limit);
@@ -135,7 +164,11 @@ export async function traverseGraph(src: TraverseSource, q: TraverseQuery): Prom
   const limit = Math.max(1, q.limit ?? 1000);
   const dir = q.direction ?? 'out';
   const root = await src.getEntity(q.scope, q.from);
-  if (!root) throw new CaxtonError('not_found', `no entity named "${q.from}" in scope ${q.scope}`, { field: 'from', scope: q.scope });
+  if (!root)
+    throw new CaxtonError('not_found', `no entity named "${q.from}" in scope ${q.scope}`, {
+      field: 'from',
+      scope: q.scope,
+    });
   const types = q.relation_types && q.relation_types.length > 0 ? new Set(q.relation_types) : undefined;
   const depthOf = new Map<string, number>([[root.name, 0]]);
   const order: string[] = [root.name];
@@ -146,7 +179,10 @@ export async function traverseGraph(src: TraverseSource, q: TraverseQuery): Prom
   for (let depth = 1; depth <= maxDepth && frontier.length > 0 && !truncated; depth++) {
     const next: string[] = [];
     for (const name of frontier) {
-      const rels = [...(dir !== 'in' ? await src.relations(q.scope, name, 'out') : []), ...(dir !== 'out' ? await src.relations(q.scope, name, 'in') : [])];
+      const rels = [
+        ...(dir !== 'in' ? await src.relations(q.scope, name, 'out') : []),
+        ...(dir !== 'out' ? await src.relations(q.scope, name, 'in') : []),
+      ];
       for (const r of rels) {
         if (types && !types.has(r.relationType)) continue;
         const key = JSON.stringify([r.from, r.to, r.relationType]);
@@ -174,7 +210,15 @@ export async function traverseGraph(src: TraverseSource, q: TraverseQuery): Prom
 }
 
 /** Merges the fields of duplicate entries (same scope and name) of an import, later ones winning. */
-export function foldDuplicates<T extends { scope: string; name: string; entityType: string; observations: string[]; metadata: Record<string, unknown> }>(entities: readonly T[]): T[] {
+export function foldDuplicates<
+  T extends {
+    scope: string;
+    name: string;
+    entityType: string;
+    observations: string[];
+    metadata: Record<string, unknown>;
+  },
+>(entities: readonly T[]): T[] {
   const byKey = new Map<string, T>();
   for (const e of entities) {
     const key = JSON.stringify([e.scope, e.name]);

@@ -14,7 +14,16 @@ import type { JsonSchema } from '../llm/types.js';
 import { CaxtonError, isCaxtonError } from '../shared/errors.js';
 import type { AuditedResult } from '../tools/audited.js';
 import type { Tool, ToolContext, ToolResult } from '../tools/types.js';
-import { agentScope, checkMemoryScope, permittedScopes, SCOPE_KINDS, toolScope, visibleScopes, type MemoryCaller, type ScopeKind } from './scope.js';
+import {
+  agentScope,
+  checkMemoryScope,
+  permittedScopes,
+  SCOPE_KINDS,
+  toolScope,
+  visibleScopes,
+  type MemoryCaller,
+  type ScopeKind,
+} from './scope.js';
 import type { MemoryBackend } from './backend.js';
 import type { Graph, StoredEntity } from './types.js';
 import { checkAdditions, checkDeletions, checkEntities, checkNames, checkRelations } from './validate.js';
@@ -46,7 +55,8 @@ export interface MemoryToolsOptions {
 const SCOPE_PROP = {
   type: 'string',
   enum: [...SCOPE_KINDS],
-  description: 'Memory scope: "agent" (your private memory), "workspace" (shared by this server\'s agents) or "global". Default: your configured scope for writes; for reads, all three.',
+  description:
+    'Memory scope: "agent" (your private memory), "workspace" (shared by this server\'s agents) or "global". Default: your configured scope for writes; for reads, all three.',
 };
 
 const ENTITY: JsonSchema = {
@@ -54,7 +64,11 @@ const ENTITY: JsonSchema = {
   properties: {
     name: { type: 'string', description: 'The name of the entity' },
     entityType: { type: 'string', description: 'The type of the entity' },
-    observations: { type: 'array', items: { type: 'string' }, description: 'An array of observation contents associated with the entity' },
+    observations: {
+      type: 'array',
+      items: { type: 'string' },
+      description: 'An array of observation contents associated with the entity',
+    },
     metadata: { type: 'object', description: 'Optional key/value metadata' },
   },
   required: ['name', 'entityType', 'observations'],
@@ -92,12 +106,19 @@ function present(e: StoredEntity & { score?: number }, agent: string): Record<st
   };
 }
 
-function presentGraph(g: Graph & { entities: (StoredEntity & { score?: number })[] }, agent: string): Record<string, unknown> {
-  return { entities: g.entities.map((e) => present(e, agent)), relations: g.relations.map((r) => ({ from: r.from, to: r.to, relationType: r.relationType })) };
+function presentGraph(
+  g: Graph & { entities: (StoredEntity & { score?: number })[] },
+  agent: string,
+): Record<string, unknown> {
+  return {
+    entities: g.entities.map((e) => present(e, agent)),
+    relations: g.relations.map((r) => ({ from: r.from, to: r.to, relationType: r.relationType })),
+  };
 }
 
 export function memoryTools(store: MemoryBackend, opts: MemoryToolsOptions = {}): Tool[] {
-  const settings = (agent: string): AgentMemorySettings => opts.settings?.(agent) ?? { scope: 'agent', search_limit: 10, min_similarity: 0 };
+  const settings = (agent: string): AgentMemorySettings =>
+    opts.settings?.(agent) ?? { scope: 'agent', search_limit: 10, min_similarity: 0 };
   const writeScope = (args: Record<string, unknown>, ctx: ToolContext) => {
     const scope = toolScope(args.scope, ctx.agent, settings(ctx.agent).scope);
     checkMemoryScope(callerOf(ctx), scope);
@@ -133,15 +154,20 @@ export function memoryTools(store: MemoryBackend, opts: MemoryToolsOptions = {})
         return await run(args, ctx);
       } catch (e) {
         // A scope the caller may not use is a refusal, and is recorded as one (not as a failure).
-        if (isCaxtonError(e)) return { content: e.message, is_error: true, ...(e.code === 'forbidden' && { outcome: 'denied' as const }) };
+        if (isCaxtonError(e))
+          return { content: e.message, is_error: true, ...(e.code === 'forbidden' && { outcome: 'denied' as const }) };
         throw e;
       }
     },
   });
 
   return [
-    tool('create_entities', 'Create multiple new entities in the knowledge graph', { entities: { type: 'array', items: ENTITY } }, ['entities'], async (a, ctx) =>
-      json(await store.createEntities(writeScope(a, ctx), checkEntities(a.entities, L))),
+    tool(
+      'create_entities',
+      'Create multiple new entities in the knowledge graph',
+      { entities: { type: 'array', items: ENTITY } },
+      ['entities'],
+      async (a, ctx) => json(await store.createEntities(writeScope(a, ctx), checkEntities(a.entities, L))),
     ),
     tool(
       'create_relations',
@@ -160,7 +186,11 @@ export function memoryTools(store: MemoryBackend, opts: MemoryToolsOptions = {})
             type: 'object',
             properties: {
               entityName: { type: 'string', description: 'The name of the entity to add the observations to' },
-              contents: { type: 'array', items: { type: 'string' }, description: 'An array of observation contents to add' },
+              contents: {
+                type: 'array',
+                items: { type: 'string' },
+                description: 'An array of observation contents to add',
+              },
             },
             required: ['entityName', 'contents'],
           },
@@ -189,7 +219,11 @@ export function memoryTools(store: MemoryBackend, opts: MemoryToolsOptions = {})
             type: 'object',
             properties: {
               entityName: { type: 'string', description: 'The name of the entity containing the observations' },
-              observations: { type: 'array', items: { type: 'string' }, description: 'An array of observations to delete' },
+              observations: {
+                type: 'array',
+                items: { type: 'string' },
+                description: 'An array of observations to delete',
+              },
             },
             required: ['entityName', 'observations'],
           },
@@ -211,23 +245,31 @@ export function memoryTools(store: MemoryBackend, opts: MemoryToolsOptions = {})
         return { content: 'Relations deleted successfully' };
       },
     ),
-    tool('read_graph', 'Read the entire knowledge graph', {}, [], async (a, ctx) => json(presentGraph(await store.readGraph(readScopes(a, ctx)), ctx.agent))),
+    tool('read_graph', 'Read the entire knowledge graph', {}, [], async (a, ctx) =>
+      json(presentGraph(await store.readGraph(readScopes(a, ctx)), ctx.agent)),
+    ),
     tool(
       'search_nodes',
       'Search for nodes in the knowledge graph based on a query: entities whose name, type or observations contain it, and entities similar in meaning, best first',
       {
-        query: { type: 'string', description: 'The search query to match against entity names, types, and observation content' },
+        query: {
+          type: 'string',
+          description: 'The search query to match against entity names, types, and observation content',
+        },
         entity_type: { type: 'string', description: 'Only entities of this type' },
         limit: { type: 'number', description: 'Most entities found by meaning (default: your memory search_limit)' },
         min_similarity: { type: 'number', description: 'Least similarity (0..1) of entities found by meaning' },
       },
       ['query'],
       async (a, ctx) => {
-        if (typeof a.query !== 'string' || a.query.trim() === '') throw new CaxtonError('invalid_request', '"query" must be a non-empty string', { field: 'query' });
+        if (typeof a.query !== 'string' || a.query.trim() === '')
+          throw new CaxtonError('invalid_request', '"query" must be a non-empty string', { field: 'query' });
         const scopes = readScopes(a, ctx);
         const s = settings(ctx.agent);
         const type = typeof a.entity_type === 'string' ? a.entity_type : undefined;
-        const substring = (await store.searchNodes(scopes, a.query)).entities.filter((e) => type === undefined || e.entityType === type);
+        const substring = (await store.searchNodes(scopes, a.query)).entities.filter(
+          (e) => type === undefined || e.entityType === type,
+        );
         const hits = await store.search({
           query: a.query,
           scopes,
@@ -237,7 +279,10 @@ export function memoryTools(store: MemoryBackend, opts: MemoryToolsOptions = {})
         });
         const key = (e: StoredEntity) => `${e.scope}\u0000${e.name}`;
         const ranked = new Set(hits.map((h) => key(h.entity)));
-        const entities = [...hits.map((h) => ({ ...h.entity, score: h.score })), ...substring.filter((e) => !ranked.has(key(e)))];
+        const entities = [
+          ...hits.map((h) => ({ ...h.entity, score: h.score })),
+          ...substring.filter((e) => !ranked.has(key(e))),
+        ];
         return json(presentGraph({ entities, relations: await store.relationsTouching(entities) }, ctx.agent));
       },
     ),
@@ -246,7 +291,8 @@ export function memoryTools(store: MemoryBackend, opts: MemoryToolsOptions = {})
       'Open specific nodes in the knowledge graph by their names',
       { names: { type: 'array', items: { type: 'string' }, description: 'An array of entity names to retrieve' } },
       ['names'],
-      async (a, ctx) => json(presentGraph(await store.openNodes(readScopes(a, ctx), checkNames(a.names, L, 'names')), ctx.agent)),
+      async (a, ctx) =>
+        json(presentGraph(await store.openNodes(readScopes(a, ctx), checkNames(a.names, L, 'names')), ctx.agent)),
     ),
   ];
 }

@@ -84,8 +84,12 @@ export async function exportJson(store: MemoryBackend, scopes?: string[]): Promi
 export async function exportJsonl(store: MemoryBackend, scope: string): Promise<string> {
   const g = await store.readGraph([scope]);
   return [
-    ...g.entities.map((e) => JSON.stringify({ type: 'entity', name: e.name, entityType: e.entityType, observations: e.observations })),
-    ...g.relations.map((r) => JSON.stringify({ type: 'relation', from: r.from, to: r.to, relationType: r.relationType })),
+    ...g.entities.map((e) =>
+      JSON.stringify({ type: 'entity', name: e.name, entityType: e.entityType, observations: e.observations }),
+    ),
+    ...g.relations.map((r) =>
+      JSON.stringify({ type: 'relation', from: r.from, to: r.to, relationType: r.relationType }),
+    ),
   ].join('\n');
 }
 
@@ -98,7 +102,8 @@ function atLine<T>(line: number, fn: () => T): T {
   try {
     return fn();
   } catch (e) {
-    if (isCaxtonError(e)) throw new CaxtonError(e.code, `line ${line}: ${e.message}`, { ...(e.details as object), line }, { cause: e });
+    if (isCaxtonError(e))
+      throw new CaxtonError(e.code, `line ${line}: ${e.message}`, { ...(e.details as object), line }, { cause: e });
     throw e;
   }
 }
@@ -108,7 +113,11 @@ function isObject(v: unknown): v is Record<string, unknown> {
 }
 
 /** Parses the reference JSONL into writes for `scope`. Blank lines are skipped, as the reference server does. */
-export function parseJsonl(text: string, scope: string, store: Pick<MemoryBackend, 'limits'>): { entities: EntityWrite[]; relations: StoredRelation[] } {
+export function parseJsonl(
+  text: string,
+  scope: string,
+  store: Pick<MemoryBackend, 'limits'>,
+): { entities: EntityWrite[]; relations: StoredRelation[] } {
   const L = store.limits;
   const entities: EntityWrite[] = [];
   const relations: StoredRelation[] = [];
@@ -122,11 +131,15 @@ export function parseJsonl(text: string, scope: string, store: Pick<MemoryBacken
     const problem = scanJsonText(raw, { maxDepth: MAX_INPUT_DEPTH });
     if (problem) {
       const e = jsonProblemError(problem, `line ${line}`);
-      const message = problem.kind === 'syntax' ? `line ${line}: not valid JSON (column ${problem.column}: ${problem.problem})` : e.message;
+      const message =
+        problem.kind === 'syntax'
+          ? `line ${line}: not valid JSON (column ${problem.column}: ${problem.problem})`
+          : e.message;
       throw new CaxtonError(e.code, message, { ...(e.details as object), line, column: problem.column });
     }
     const item: unknown = JSON.parse(raw);
-    if (!isObject(item)) throw invalid(`line ${line}: expected a JSON object with "type": "entity" or "relation"`, { line });
+    if (!isObject(item))
+      throw invalid(`line ${line}: expected a JSON object with "type": "entity" or "relation"`, { line });
     atLine(line, () => {
       if (item.type === 'entity') {
         entities.push({
@@ -137,8 +150,14 @@ export function parseJsonl(text: string, scope: string, store: Pick<MemoryBacken
           metadata: {},
         });
       } else if (item.type === 'relation') {
-        relations.push({ scope, from: checkName(item.from, 'from', L), to: checkName(item.to, 'to', L), relationType: checkType(item.relationType, 'relationType', L) });
-      } else throw invalid(`"type" must be "entity" or "relation" (got ${JSON.stringify(item.type)})`, { field: 'type' });
+        relations.push({
+          scope,
+          from: checkName(item.from, 'from', L),
+          to: checkName(item.to, 'to', L),
+          relationType: checkType(item.relationType, 'relationType', L),
+        });
+      } else
+        throw invalid(`"type" must be "entity" or "relation" (got ${JSON.stringify(item.type)})`, { field: 'type' });
     });
   }
   return { entities, relations };
@@ -146,25 +165,37 @@ export function parseJsonl(text: string, scope: string, store: Pick<MemoryBacken
 
 function timestamp(v: unknown, field: string): string | undefined {
   if (v === undefined) return undefined;
-  if (typeof v !== 'string' || Number.isNaN(Date.parse(v))) throw invalid(`"${field}" must be an ISO 8601 date-time`, { field });
+  if (typeof v !== 'string' || Number.isNaN(Date.parse(v)))
+    throw invalid(`"${field}" must be an ISO 8601 date-time`, { field });
   return v;
 }
 
 /** Parses Caxton's versioned JSON into writes (every scope checked; `scope` moves them all into one). */
-export function parseJsonExport(doc: unknown, store: Pick<MemoryBackend, 'limits'>, scope?: string): { entities: EntityWrite[]; relations: StoredRelation[] } {
+export function parseJsonExport(
+  doc: unknown,
+  store: Pick<MemoryBackend, 'limits'>,
+  scope?: string,
+): { entities: EntityWrite[]; relations: StoredRelation[] } {
   const L = store.limits;
   if (!isObject(doc)) throw invalid('the import is not a JSON object', { field: '' });
   if (doc.format !== EXPORT_FORMAT)
-    throw invalid(`"format" must be "${EXPORT_FORMAT}" (got ${JSON.stringify(doc.format)}); for the MCP reference server's memory.jsonl, import it as JSONL`, { field: 'format' });
+    throw invalid(
+      `"format" must be "${EXPORT_FORMAT}" (got ${JSON.stringify(doc.format)}); for the MCP reference server's memory.jsonl, import it as JSONL`,
+      { field: 'format' },
+    );
   if (doc.version !== EXPORT_VERSION) {
-    throw invalid(`unsupported export version ${JSON.stringify(doc.version)} in "version": this server reads version ${EXPORT_VERSION}`, {
-      field: 'version',
-      version: doc.version,
-      supported: [EXPORT_VERSION],
-    });
+    throw invalid(
+      `unsupported export version ${JSON.stringify(doc.version)} in "version": this server reads version ${EXPORT_VERSION}`,
+      {
+        field: 'version',
+        version: doc.version,
+        supported: [EXPORT_VERSION],
+      },
+    );
   }
   if (!Array.isArray(doc.entities)) throw invalid('"entities" must be an array', { field: 'entities' });
-  if (doc.relations !== undefined && !Array.isArray(doc.relations)) throw invalid('"relations" must be an array', { field: 'relations' });
+  if (doc.relations !== undefined && !Array.isArray(doc.relations))
+    throw invalid('"relations" must be an array', { field: 'relations' });
   const entities = doc.entities.map((raw, i): EntityWrite => {
     const f = `entities[${i}]`;
     if (!isObject(raw)) throw invalid(`"${f}" must be an object`, { field: f });
@@ -214,7 +245,11 @@ export interface PreparedImport {
 }
 
 /** Checks the whole input (format, version, every field, limits) without writing anything. */
-export function prepareImport(store: Pick<MemoryBackend, 'limits'>, input: string | MemoryExport, opts: Omit<ImportOptions, 'onProgress'> = {}): PreparedImport {
+export function prepareImport(
+  store: Pick<MemoryBackend, 'limits'>,
+  input: string | MemoryExport,
+  opts: Omit<ImportOptions, 'onProgress'> = {},
+): PreparedImport {
   let format: ImportFormat;
   let parsed: { entities: EntityWrite[]; relations: StoredRelation[] };
   if (typeof input !== 'string') {
@@ -233,7 +268,8 @@ export function prepareImport(store: Pick<MemoryBackend, 'limits'>, input: strin
       const doc: unknown = JSON.parse(input);
       parsed = parseJsonExport(doc, store, opts.scope);
     } else {
-      if (opts.scope === undefined) throw invalid('a JSONL import needs the scope to import into ("scope")', { field: 'scope' });
+      if (opts.scope === undefined)
+        throw invalid('a JSONL import needs the scope to import into ("scope")', { field: 'scope' });
       parsed = parseJsonl(input, opts.scope, store);
     }
   }
@@ -241,12 +277,20 @@ export function prepareImport(store: Pick<MemoryBackend, 'limits'>, input: strin
 }
 
 /** Embeds and writes a prepared import in one transaction; `onProgress` follows the embedding. */
-export async function runImport(store: MemoryBackend, prepared: PreparedImport, onProgress?: (done: number, total: number) => void): Promise<ImportResult> {
+export async function runImport(
+  store: MemoryBackend,
+  prepared: PreparedImport,
+  onProgress?: (done: number, total: number) => void,
+): Promise<ImportResult> {
   const r = await store.merge(prepared.entities, prepared.relations, onProgress);
   return { format: prepared.format, entities: prepared.entities.length, relations: prepared.relations.length, ...r };
 }
 
 /** Checks the whole input, then embeds and writes it in one transaction. */
-export async function importMemory(store: MemoryBackend, input: string | MemoryExport, opts: ImportOptions = {}): Promise<ImportResult> {
+export async function importMemory(
+  store: MemoryBackend,
+  input: string | MemoryExport,
+  opts: ImportOptions = {},
+): Promise<ImportResult> {
   return runImport(store, prepareImport(store, input, opts), opts.onProgress);
 }

@@ -106,7 +106,19 @@ export interface MemoryStats {
   observations: number;
   by_scope: Record<string, { entities: number; relations: number }>;
   /** `ann`: the HNSW graph's state (MemoryStore.annStatus). */
-  embedding: { model: string; dimensions: number; indexed: number; ann?: { state: string; source: string; reason?: string; file: string | null; saved_seq: number | null; seq: number } } | null;
+  embedding: {
+    model: string;
+    dimensions: number;
+    indexed: number;
+    ann?: {
+      state: string;
+      source: string;
+      reason?: string;
+      file: string | null;
+      saved_seq: number | null;
+      seq: number;
+    };
+  } | null;
   database_bytes?: number;
 }
 

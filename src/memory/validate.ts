@@ -41,7 +41,12 @@ function obj(v: unknown, field: string): Record<string, unknown> {
 
 export function checkArray(v: unknown, field: string, max: number): unknown[] {
   if (!Array.isArray(v)) throw bad(field, 'must be an array');
-  if (v.length > max) throw new CaxtonError('payload_too_large', `"${field}" has ${v.length} items, more than the ${max} one call may take`, { field, limit: max });
+  if (v.length > max)
+    throw new CaxtonError(
+      'payload_too_large',
+      `"${field}" has ${v.length} items, more than the ${max} one call may take`,
+      { field, limit: max },
+    );
   return v;
 }
 
@@ -49,7 +54,11 @@ export function checkName(v: unknown, field: string, limits: MemoryLimits): stri
   if (typeof v !== 'string') throw bad(field, 'must be a string');
   if (v.trim() === '') throw bad(field, 'must not be empty');
   if (v.length > limits.max_name_chars)
-    throw new CaxtonError('payload_too_large', `"${field}" has ${v.length} characters, more than the ${limits.max_name_chars} a name may have`, { field, limit: limits.max_name_chars });
+    throw new CaxtonError(
+      'payload_too_large',
+      `"${field}" has ${v.length} characters, more than the ${limits.max_name_chars} a name may have`,
+      { field, limit: limits.max_name_chars },
+    );
   return v;
 }
 
@@ -57,7 +66,11 @@ export function checkType(v: unknown, field: string, limits: MemoryLimits): stri
   if (typeof v !== 'string') throw bad(field, 'must be a string');
   if (v.trim() === '') throw bad(field, 'must not be empty');
   if (v.length > limits.max_type_chars)
-    throw new CaxtonError('payload_too_large', `"${field}" has ${v.length} characters, more than the ${limits.max_type_chars} a type may have`, { field, limit: limits.max_type_chars });
+    throw new CaxtonError(
+      'payload_too_large',
+      `"${field}" has ${v.length} characters, more than the ${limits.max_type_chars} a type may have`,
+      { field, limit: limits.max_type_chars },
+    );
   return v;
 }
 
@@ -81,7 +94,11 @@ export function checkObservation(v: unknown, field: string, limits: MemoryLimits
 export function checkObservations(v: unknown, field: string, limits: MemoryLimits): string[] {
   if (!Array.isArray(v)) throw bad(field, 'must be an array of strings');
   if (v.length > limits.max_observations)
-    throw new CaxtonError('payload_too_large', `"${field}" has ${v.length} observations, more than the ${limits.max_observations} an entity may hold`, { field, limit: limits.max_observations });
+    throw new CaxtonError(
+      'payload_too_large',
+      `"${field}" has ${v.length} observations, more than the ${limits.max_observations} an entity may hold`,
+      { field, limit: limits.max_observations },
+    );
   return v.map((o, i) => checkObservation(o, `${field}[${i}]`, limits));
 }
 
@@ -92,7 +109,11 @@ export function checkMetadata(v: unknown, field: string, limits: MemoryLimits): 
   assertValueDepth(m, field);
   const bytes = Buffer.byteLength(JSON.stringify(m));
   if (bytes > limits.max_metadata_bytes)
-    throw new CaxtonError('payload_too_large', `"${field}" is ${bytes} bytes of JSON, more than the ${limits.max_metadata_bytes} allowed`, { field, limit: limits.max_metadata_bytes });
+    throw new CaxtonError(
+      'payload_too_large',
+      `"${field}" is ${bytes} bytes of JSON, more than the ${limits.max_metadata_bytes} allowed`,
+      { field, limit: limits.max_metadata_bytes },
+    );
   return m;
 }
 
@@ -101,7 +122,8 @@ export function checkEntity(v: unknown, field: string, limits: MemoryLimits): En
   const e: EntityInput = {
     name: checkName(o.name, `${field}.name`, limits),
     entityType: checkType(o.entityType, `${field}.entityType`, limits),
-    observations: o.observations === undefined ? [] : checkObservations(o.observations, `${field}.observations`, limits),
+    observations:
+      o.observations === undefined ? [] : checkObservations(o.observations, `${field}.observations`, limits),
   };
   if (o.metadata !== undefined) e.metadata = checkMetadata(o.metadata, `${field}.metadata`, limits);
   return e;
@@ -113,7 +135,11 @@ export function checkEntities(v: unknown, limits: MemoryLimits, field = 'entitie
 
 export function checkRelation(v: unknown, field: string, limits: MemoryLimits): Relation {
   const o = obj(v, field);
-  return { from: checkName(o.from, `${field}.from`, limits), to: checkName(o.to, `${field}.to`, limits), relationType: checkType(o.relationType, `${field}.relationType`, limits) };
+  return {
+    from: checkName(o.from, `${field}.from`, limits),
+    to: checkName(o.to, `${field}.to`, limits),
+    relationType: checkType(o.relationType, `${field}.relationType`, limits),
+  };
 }
 
 export function checkRelations(v: unknown, limits: MemoryLimits, field = 'relations'): Relation[] {
@@ -123,7 +149,10 @@ export function checkRelations(v: unknown, limits: MemoryLimits, field = 'relati
 export function checkAdditions(v: unknown, limits: MemoryLimits, field = 'observations'): ObservationAddition[] {
   return checkArray(v, field, limits.max_items).map((a, i) => {
     const o = obj(a, `${field}[${i}]`);
-    return { entityName: checkName(o.entityName, `${field}[${i}].entityName`, limits), contents: checkObservations(o.contents, `${field}[${i}].contents`, limits) };
+    return {
+      entityName: checkName(o.entityName, `${field}[${i}].entityName`, limits),
+      contents: checkObservations(o.contents, `${field}[${i}].contents`, limits),
+    };
   });
 }
 
@@ -131,7 +160,8 @@ export function checkDeletions(v: unknown, limits: MemoryLimits, field = 'deleti
   return checkArray(v, field, limits.max_items).map((a, i) => {
     const o = obj(a, `${field}[${i}]`);
     const obs = o.observations;
-    if (!Array.isArray(obs) || !obs.every((x) => typeof x === 'string')) throw bad(`${field}[${i}].observations`, 'must be an array of strings');
+    if (!Array.isArray(obs) || !obs.every((x) => typeof x === 'string'))
+      throw bad(`${field}[${i}].observations`, 'must be an array of strings');
     return { entityName: checkName(o.entityName, `${field}[${i}].entityName`, limits), observations: obs as string[] };
   });
 }

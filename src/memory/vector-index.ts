@@ -39,7 +39,13 @@ const OVERFETCH = 4;
 const CANDIDATES_PER_VECTORS = 625;
 
 /** The graph's parameters (also recorded beside a saved graph: a file made with others is not adopted). */
-export const ANN_PARAMS = { metric: 'cos', quantization: 'f16', connectivity: 16, expansion_add: 64, expansion_search: 64 } as const;
+export const ANN_PARAMS = {
+  metric: 'cos',
+  quantization: 'f16',
+  connectivity: 16,
+  expansion_add: 64,
+  expansion_search: 64,
+} as const;
 
 export interface VectorIndexOptions {
   /** Threshold for the HNSW graph (default ANN_MIN_VECTORS; Infinity: exact only). */
@@ -129,7 +135,8 @@ export class VectorIndex {
     if (this.#ann) throw new Error('the index already has an HNSW graph');
     const ann = newAnn(this.dimensions);
     ann.load(path);
-    if (ann.dimensions() !== this.dimensions) throw new Error(`the saved graph has ${ann.dimensions()} dimensions, the index ${this.dimensions}`);
+    if (ann.dimensions() !== this.dimensions)
+      throw new Error(`the saved graph has ${ann.dimensions()} dimensions, the index ${this.dimensions}`);
     let added = 0;
     let updated = 0;
     let dropped = 0;
@@ -149,7 +156,8 @@ export class VectorIndex {
       } else if (had) dropped++;
     }
     // Every row's key in the graph and nothing else: equal counts and each key present.
-    if (ann.size() !== this.#ids.length) throw new Error(`the saved graph holds ${ann.size()} vectors after repair, the index ${this.#ids.length}`);
+    if (ann.size() !== this.#ids.length)
+      throw new Error(`the saved graph holds ${ann.size()} vectors after repair, the index ${this.#ids.length}`);
     if (this.#ids.length > 0) {
       const present = ann.contains(BigUint64Array.from(this.#ids, (id) => BigInt(id))) as boolean[];
       const missing = present.indexOf(false);
@@ -177,7 +185,8 @@ export class VectorIndex {
 
   /** Adds or replaces the vector of entity `id`. */
   set(id: number, scope: string, type: string, v: Float32Array): void {
-    if (v.length !== this.dimensions) throw new Error(`vector of ${v.length} dimensions in a ${this.dimensions}-dimension index`);
+    if (v.length !== this.dimensions)
+      throw new Error(`vector of ${v.length} dimensions in a ${this.dimensions}-dimension index`);
     let row = this.#rowOf.get(id);
     if (row === undefined) {
       row = this.#ids.length;
@@ -205,7 +214,8 @@ export class VectorIndex {
       const key = BigInt(id);
       if (this.#ann.contains(key)) this.#ann.remove(key);
       // Rows the background build has not reached yet are left to it (one batched add).
-      if (this.#annReady || row < this.#annBuilt) this.#ann.add(key, this.#vectors.subarray(row * this.dimensions, (row + 1) * this.dimensions), 1);
+      if (this.#annReady || row < this.#annBuilt)
+        this.#ann.add(key, this.#vectors.subarray(row * this.dimensions, (row + 1) * this.dimensions), 1);
     } else if (!this.#hold && this.#ids.length >= this.#annMin) this.#startBuild();
   }
 
@@ -301,7 +311,8 @@ export class VectorIndex {
 
   /** The `k` most similar entities in `scopes` (and of `type`, when given), best first. */
   search(query: Float32Array, k: number, scopes: ReadonlySet<string>, type?: string): IndexHit[] {
-    if (query.length !== this.dimensions) throw new Error(`query vector of ${query.length} dimensions in a ${this.dimensions}-dimension index`);
+    if (query.length !== this.dimensions)
+      throw new Error(`query vector of ${query.length} dimensions in a ${this.dimensions}-dimension index`);
     if (this.annReady && k > 0) {
       let inScopes = 0;
       for (const sc of scopes) inScopes += this.#perScope.get(sc) ?? 0;
@@ -315,10 +326,18 @@ export class VectorIndex {
   }
 
   /** The graph's candidates, filtered and re-scored exactly; undefined when fewer than `k` survive. */
-  #annSearch(query: Float32Array, k: number, scopes: ReadonlySet<string>, type: string | undefined): IndexHit[] | undefined {
+  #annSearch(
+    query: Float32Array,
+    k: number,
+    scopes: ReadonlySet<string>,
+    type: string | undefined,
+  ): IndexHit[] | undefined {
     // The graph's beam is max(expansion_search, want): widen it as the graph grows (recall@10 at
     // 1,000,000 was 0.65 with 40 candidates, 0.98 with 1,600; re-scoring them costs ~0.5 ms).
-    const want = Math.min(this.#ids.length, Math.max(k * OVERFETCH, k + 32, Math.ceil(this.#ids.length / CANDIDATES_PER_VECTORS)));
+    const want = Math.min(
+      this.#ids.length,
+      Math.max(k * OVERFETCH, k + 32, Math.ceil(this.#ids.length / CANDIDATES_PER_VECTORS)),
+    );
     const m = this.#ann!.search(query, want, 1);
     const d = this.dimensions;
     const hits: IndexHit[] = [];

@@ -36,7 +36,9 @@ export function executorHandler(
         chain: [...m.chain],
         ...(acting !== undefined && { principal: acting }),
         // The delivery's span when tracing records, else the message's own context passed through.
-        ...((traceparent ?? m.trace_context?.traceparent) !== undefined && { traceparent: traceparent ?? m.trace_context!.traceparent }),
+        ...((traceparent ?? m.trace_context?.traceparent) !== undefined && {
+          traceparent: traceparent ?? m.trace_context!.traceparent,
+        }),
       },
       { signal, ...(limit && { limit }) },
     );

@@ -7,7 +7,10 @@ import type { MessageReads } from './reads.js';
 import type { SendHints, SubmitOptions, SubmitResult } from './submission.js';
 
 /** What the routes, the CLI and the status pages read from a bus. */
-export type BusReads = Pick<MessageReads, 'getConversation' | 'listConversations' | 'getMessage' | 'listMessages' | 'deadLetters' | 'deadLetter'>;
+export type BusReads = Pick<
+  MessageReads,
+  'getConversation' | 'listConversations' | 'getMessage' | 'listMessages' | 'deadLetters' | 'deadLetter'
+>;
 
 /** The figures of GET /api/v1/messaging/stats and the status overview. */
 export interface BusStats {
@@ -36,7 +39,9 @@ export interface MessagingBus {
   replay(id: number): Promise<{ id: number; message_id: MessageId; receiver: string }>;
   stats(): BusStats;
   /** Starts delivering (what a previous run left is delivered again). */
-  start(): Promise<{ redelivering: number; open_conversations: number }> | { redelivering: number; open_conversations: number };
+  start():
+    | Promise<{ redelivering: number; open_conversations: number }>
+    | { redelivering: number; open_conversations: number };
   close(graceMs?: number): Promise<void>;
   setAgentHandler(handler: MessageHandler): void;
   registerHandler(agent: string, handler: InProcessHandler): void;

@@ -18,7 +18,14 @@ import type { SendHints, SubmitOptions, SubmitResult } from './submission.js';
 import { parseMessage } from './validate.js';
 
 /** Errors worth another delivery attempt: the agent could succeed next time. */
-export const RETRYABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['llm_error', 'isolation_failure', 'not_ready', 'rate_limited', 'internal', 'cancelled']);
+export const RETRYABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  'llm_error',
+  'isolation_failure',
+  'not_ready',
+  'rate_limited',
+  'internal',
+  'cancelled',
+]);
 /** Errors that make a message undeliverable until an operator acts: straight to the dead-letter queue. */
 export const UNDELIVERABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'agent_not_found',
@@ -41,32 +48,62 @@ const iso = (t = Date.now()) => new Date(t).toISOString();
  */
 export function retryDelay(cfg: MessagingConfig, d: { attempts: number }, e: unknown): number | undefined {
   const code: ErrorCode = isCaxtonError(e) ? e.code : 'internal';
-  const details = isCaxtonError(e) && typeof e.details === 'object' && e.details !== null ? (e.details as Record<string, unknown>) : {};
+  const details =
+    isCaxtonError(e) && typeof e.details === 'object' && e.details !== null
+      ? (e.details as Record<string, unknown>)
+      : {};
   const jitter = (ms: number) => Math.round(ms * (0.8 + Math.random() * 0.4));
   const asked = code === 'rate_limited' && typeof details.retry_after === 'number' ? details.retry_after * 1000 : 0;
-  if (code === 'rate_limited' && details.limit === 'concurrency') return jitter(Math.min(cfg.retry_max, Math.max(cfg.retry_base, asked)));
+  if (code === 'rate_limited' && details.limit === 'concurrency')
+    return jitter(Math.min(cfg.retry_max, Math.max(cfg.retry_base, asked)));
   d.attempts++;
   if (!RETRYABLE.has(code) || d.attempts >= cfg.max_attempts) return undefined;
-  return jitter(Math.min(cfg.retry_max, Math.max(backoffDelay(d.attempts - 1, { baseMs: cfg.retry_base, maxMs: cfg.retry_max }), asked)));
+  return jitter(
+    Math.min(
+      cfg.retry_max,
+      Math.max(backoffDelay(d.attempts - 1, { baseMs: cfg.retry_base, maxMs: cfg.retry_max }), asked),
+    ),
+  );
 }
 
 /** Validates an untrusted body into a message (throws 'invalid_message' or 'payload_too_large'). */
-export function parseBody(cfg: MessagingConfig, body: unknown, opts: { bodySize?: number; sender?: string } = {}): AclMessage {
-  return parseMessage(body, { maxMessageSize: cfg.max_message_size, defaultCfpDeadlineMs: cfg.cfp_deadline, ...(opts.sender !== undefined && { defaultSender: opts.sender }) }, opts.bodySize);
+export function parseBody(
+  cfg: MessagingConfig,
+  body: unknown,
+  opts: { bodySize?: number; sender?: string } = {},
+): AclMessage {
+  return parseMessage(
+    body,
+    {
+      maxMessageSize: cfg.max_message_size,
+      defaultCfpDeadlineMs: cfg.cfp_deadline,
+      ...(opts.sender !== undefined && { defaultSender: opts.sender }),
+    },
+    opts.bodySize,
+  );
 }
 
 /**
  * A REST body as a message and the hints for sending it: `traceparent` (the submitting request's)
  * is the message's trace context unless it has its own; ids the body left out were generated here.
  */
-export function submission(cfg: MessagingConfig, body: unknown, opts: SubmitOptions): { message: AclMessage; hints: SendHints } {
+export function submission(
+  cfg: MessagingConfig,
+  body: unknown,
+  opts: SubmitOptions,
+): { message: AclMessage; hints: SendHints } {
   let m = parseBody(cfg, body, opts);
-  if (m.trace_context === undefined && opts.traceparent !== undefined) m = { ...m, trace_context: { traceparent: opts.traceparent } };
+  if (m.trace_context === undefined && opts.traceparent !== undefined)
+    m = { ...m, trace_context: { traceparent: opts.traceparent } };
   if (opts.principal !== undefined) m = { ...m, on_behalf_of: opts.principal.id };
   const b = body as Record<string, unknown>;
   return {
     message: m,
-    hints: { newId: b.id === undefined, newConversation: b.conversation_id === undefined && b['conversation-id'] === undefined, ...(opts.principal !== undefined && { principal: opts.principal }) },
+    hints: {
+      newId: b.id === undefined,
+      newConversation: b.conversation_id === undefined && b['conversation-id'] === undefined,
+      ...(opts.principal !== undefined && { principal: opts.principal }),
+    },
   };
 }
 
@@ -77,7 +114,12 @@ export function submission(cfg: MessagingConfig, body: unknown, opts: SubmitOpti
  * router. Both buses call it for every message they accept, whoever sent it. Without
  * `principals` (a bus built without authentication: tests, benchmarks) nothing is checked.
  */
-export function sendScopeOf(m: AclMessage, hints: SendHints, principals: ActingPrincipals | undefined, admit = true): SendScope | undefined {
+export function sendScopeOf(
+  m: AclMessage,
+  hints: SendHints,
+  principals: ActingPrincipals | undefined,
+  admit = true,
+): SendScope | undefined {
   const id = m.on_behalf_of;
   if (id === undefined || principals === undefined) return undefined;
   const p = hints.principal?.id === id ? hints.principal : principals.resolve(id);
@@ -92,7 +134,11 @@ export function sendScopeOf(m: AclMessage, hints: SendHints, principals: ActingP
  * Net's award), as its acting principal may send it: a refusal (the principal's scope changed, or
  * it is no longer valid) is a route failure rather than an error, as nobody waits to be told.
  */
-export function routeForPrincipal(router: Router, m: AclMessage, principals: ActingPrincipals | undefined): RouteDecision {
+export function routeForPrincipal(
+  router: Router,
+  m: AclMessage,
+  principals: ActingPrincipals | undefined,
+): RouteDecision {
   try {
     // The message was admitted when it was sent: only where it may go is decided again.
     return router.route(m, sendScopeOf(m, {}, principals, false));
@@ -102,7 +148,12 @@ export function routeForPrincipal(router: Router, m: AclMessage, principals: Act
 }
 
 /** Validates a REST body and hands it to `send`; an invalid body rejects and nothing is sent. */
-export function submitBody(cfg: MessagingConfig, body: unknown, opts: SubmitOptions, send: (m: AclMessage, hints: SendHints) => Promise<SubmitResult>): Promise<SubmitResult> {
+export function submitBody(
+  cfg: MessagingConfig,
+  body: unknown,
+  opts: SubmitOptions,
+  send: (m: AclMessage, hints: SendHints) => Promise<SubmitResult>,
+): Promise<SubmitResult> {
   let sub: ReturnType<typeof submission>;
   try {
     sub = submission(cfg, body, opts);
@@ -119,12 +170,16 @@ export function checkReceiverLimits(m: AclMessage, decision: RouteDecision): voi
   for (const r of decision.receivers) {
     const limit = r.definition.limits.max_message_size;
     if (size > limit) {
-      throw new CaxtonError('payload_too_large', `the content is ${size} bytes; agent "${r.agent}" accepts at most ${limit} (its limits.max_message_size)`, {
-        size,
-        limit,
-        field: 'content',
-        agent: r.agent,
-      });
+      throw new CaxtonError(
+        'payload_too_large',
+        `the content is ${size} bytes; agent "${r.agent}" accepts at most ${limit} (its limits.max_message_size)`,
+        {
+          size,
+          limit,
+          field: 'content',
+          agent: r.agent,
+        },
+      );
     }
   }
 }
@@ -137,15 +192,23 @@ export function duplicateResult(s: StoredMessage, duplicate: boolean): SubmitRes
     conversation_id: m.conversation_id,
     performative: m.performative,
     routed_to: s.routed_to,
-    routing: s.routed_to.length === 0 ? 'none' : m.receivers.length > 0 ? 'named' : s.routed_to.length > 1 ? 'all' : 'one',
+    routing:
+      s.routed_to.length === 0 ? 'none' : m.receivers.length > 0 ? 'named' : s.routed_to.length > 1 ? 'all' : 'one',
     duplicate,
   };
 }
 
 /** A new conversation started by `m`: its turn budget is the tightest of its receivers' (not for endless protocols). */
-export function newConversation(m: AclMessage, now: string, decision: RouteDecision, cfg: MessagingConfig, endless: boolean): Conversation {
+export function newConversation(
+  m: AclMessage,
+  now: string,
+  decision: RouteDecision,
+  cfg: MessagingConfig,
+  endless: boolean,
+): Conversation {
   let maxTurns = cfg.max_conversation_turns;
-  if (decision.ok && !endless) for (const r of decision.receivers) maxTurns = Math.min(maxTurns, Math.max(2, r.definition.conversation.max_turns));
+  if (decision.ok && !endless)
+    for (const r of decision.receivers) maxTurns = Math.min(maxTurns, Math.max(2, r.definition.conversation.max_turns));
   return {
     id: m.conversation_id,
     protocol: m.protocol ?? null,
@@ -166,7 +229,14 @@ export function newConversation(m: AclMessage, now: string, decision: RouteDecis
  * Counts a message in its conversation: turns, participants, activity, and its expiry (the ttl, or
  * the reply_by of a message expecting a reply; none for an endless protocol).
  */
-export function touchConversation(conv: Conversation, m: AclMessage, receivers: readonly string[], now: string, ttl: number, endless: boolean): void {
+export function touchConversation(
+  conv: Conversation,
+  m: AclMessage,
+  receivers: readonly string[],
+  now: string,
+  ttl: number,
+  endless: boolean,
+): void {
   conv.turns++;
   conv.updated_at = now;
   if (!conv.participants.includes(m.sender)) conv.participants.push(m.sender);
@@ -177,12 +247,19 @@ export function touchConversation(conv: Conversation, m: AclMessage, receivers: 
     return;
   }
   let expires = Date.now() + ttl;
-  if (m.reply_by && m.performative !== 'cfp' && expectsReply(m.performative)) expires = Math.min(expires, Date.parse(m.reply_by));
+  if (m.reply_by && m.performative !== 'cfp' && expectsReply(m.performative))
+    expires = Math.min(expires, Date.parse(m.reply_by));
   conv.expires_at = iso(expires);
 }
 
 /** A reply to `to` from `sender`, in its conversation and trace. */
-export function replyTo(to: AclMessage, sender: string, performative: Performative, content: Content, extra: Partial<AclMessage> = {}): AclMessage {
+export function replyTo(
+  to: AclMessage,
+  sender: string,
+  performative: Performative,
+  content: Content,
+  extra: Partial<AclMessage> = {},
+): AclMessage {
   return {
     id: newMessageId(),
     performative,
@@ -205,5 +282,13 @@ export function replyTo(to: AclMessage, sender: string, performative: Performati
 
 /** The receiver an in-process handler gets for a name that is not a deployed agent. */
 export function undeployedReceiver(agent: string): InProcessReceiver {
-  return { agent, description: '', capabilities: [], protocols: [], ontologies: [], languages: [], max_concurrency: undefined };
+  return {
+    agent,
+    description: '',
+    capabilities: [],
+    protocols: [],
+    ontologies: [],
+    languages: [],
+    max_concurrency: undefined,
+  };
 }

@@ -21,7 +21,13 @@ import { SqliteSteps } from './sqlite-steps.js';
 import { MessageStore } from './store.js';
 import { createStrategy } from './strategy.js';
 
-export type { AgentAnswer, HandlerContext, InProcessHandler, InProcessReceiver, MessageHandler } from './engine/engine.js';
+export type {
+  AgentAnswer,
+  HandlerContext,
+  InProcessHandler,
+  InProcessReceiver,
+  MessageHandler,
+} from './engine/engine.js';
 
 export interface BusOptions {
   db: Db;
@@ -29,7 +35,11 @@ export interface BusOptions {
   config: MessagingConfig;
   /** Runs configuration agents; absent: only in-process handlers receive messages. */
   agentHandler?: MessageHandler;
-  log?: { warn(obj: object, msg: string): void; error(obj: object, msg: string): void; info?(obj: object, msg: string): void };
+  log?: {
+    warn(obj: object, msg: string): void;
+    error(obj: object, msg: string): void;
+    info?(obj: object, msg: string): void;
+  };
   /** Spans: `message.route` on acceptance, `message.deliver` around each delivery. */
   tracer?: Tracer;
   /** caxton_messages_processed_total, caxton_message_processing_duration_seconds, and the queue gauges. */
@@ -73,7 +83,8 @@ export class MessageBus extends EngineBus implements MessagingBus {
     this.store = new MessageStore(opts.db);
     this.directory = new Directory(opts.registry);
     this.#pruner = new Pruner(opts.db, {
-      onError: (e, rule) => this.#log.error({ rule, err: describeError(e) }, 'message retention failed; it is tried again at the next run'),
+      onError: (e, rule) =>
+        this.#log.error({ rule, err: describeError(e) }, 'message retention failed; it is tried again at the next run'),
       onPruned: (deleted, pages) => this.#log.info?.({ deleted, vacuumed_pages: pages }, 'message retention applied'),
     });
     for (const r of messagingRetentionRules(opts.db, this.#cfg)) this.#pruner.add(r);
@@ -97,7 +108,11 @@ export class MessageBus extends EngineBus implements MessagingBus {
       opts.metrics.sources.deadLetters = () => (this.#state === 'closed' ? 0 : this.store.deadCount());
       opts.metrics.sources.activeConversations = () => this.#steps.open.size;
     }
-    this.reads = new MessageReads({ settled: () => this.settled(), conversation: (id) => this.#steps.conversation(id), store: this.store });
+    this.reads = new MessageReads({
+      settled: () => this.settled(),
+      conversation: (id) => this.#steps.conversation(id),
+      store: this.store,
+    });
     this.router = new Router(this.directory, createStrategy(this.#cfg.routing), this.#queue, this.#cfg.max_hops);
     this.engine = new DeliveryEngine({
       config: this.#cfg,
@@ -120,7 +135,8 @@ export class MessageBus extends EngineBus implements MessagingBus {
     if (this.#state !== 'new') return { redelivering: 0, open_conversations: this.#steps.open.size };
     this.#state = 'running';
     // One damaged row (JSON that no longer parses) is skipped with a warning naming it; the start goes on.
-    const skipped = (table: string) => (row: string | number, reason: string) => this.#log.warn({ table, row, reason }, `skipped ${table} row ${row} at start: ${reason}`);
+    const skipped = (table: string) => (row: string | number, reason: string) =>
+      this.#log.warn({ table, row, reason }, `skipped ${table} row ${row} at start: ${reason}`);
     this.#steps.load(skipped('conversations'));
     const found = this.#recover(skipped('messages'));
     this.#sweep = setInterval(() => void this.engine.sweep(), 1000);
@@ -139,7 +155,8 @@ export class MessageBus extends EngineBus implements MessagingBus {
       if (!m) {
         try {
           m = this.store.getMessage(r.message_id)?.message;
-          if (m === null || typeof m !== 'object' || typeof m.conversation_id !== 'string') throw new Error('not an ACL message');
+          if (m === null || typeof m !== 'object' || typeof m.conversation_id !== 'string')
+            throw new Error('not an ACL message');
         } catch (e) {
           onSkipped(r.message_id, `its stored body is damaged (${describeError(e)}); delivery ${r.id} is not retried`);
           continue;
@@ -148,7 +165,10 @@ export class MessageBus extends EngineBus implements MessagingBus {
       }
       this.#steps.pending(m.conversation_id);
       const wait = r.next_at - Date.now();
-      this.#queue.dispatch({ id: r.id, message: m, receiver: r.receiver, attempts: r.attempts }, wait > 0 ? wait : undefined);
+      this.#queue.dispatch(
+        { id: r.id, message: m, receiver: r.receiver, attempts: r.attempts },
+        wait > 0 ? wait : undefined,
+      );
     }
     return rows.length;
   }

@@ -1,5 +1,11 @@
 import { EventEmitter } from 'node:events';
-import { agentKey, type AgentDefinition, type AgentRegistry, type DeployedAgent, type RegistryEvent } from '../agents/index.js';
+import {
+  agentKey,
+  type AgentDefinition,
+  type AgentRegistry,
+  type DeployedAgent,
+  type RegistryEvent,
+} from '../agents/index.js';
 import { agentVisible, type Principal } from '../auth/index.js';
 import type { Protocol } from './performatives.js';
 
@@ -25,7 +31,10 @@ export interface DirectoryQuery {
   language?: string;
 }
 
-export type DirectoryEvent = { type: 'registered'; entry: DirectoryEntry } | { type: 'updated'; entry: DirectoryEntry; previous: DirectoryEntry } | { type: 'deregistered'; entry: DirectoryEntry };
+export type DirectoryEvent =
+  | { type: 'registered'; entry: DirectoryEntry }
+  | { type: 'updated'; entry: DirectoryEntry; previous: DirectoryEntry }
+  | { type: 'deregistered'; entry: DirectoryEntry };
 
 function entryOf(a: DeployedAgent): DirectoryEntry {
   const d = a.definition;
@@ -42,7 +51,10 @@ function entryOf(a: DeployedAgent): DirectoryEntry {
 }
 
 /** Whether an entry accepts a message with these protocol, ontology and language parameters. */
-export function accepts(e: DirectoryEntry, q: { protocol?: string | undefined; ontology?: string | undefined; language?: string | undefined }): boolean {
+export function accepts(
+  e: DirectoryEntry,
+  q: { protocol?: string | undefined; ontology?: string | undefined; language?: string | undefined },
+): boolean {
   if (q.protocol !== undefined && e.protocols.length > 0 && !e.protocols.includes(q.protocol as Protocol)) return false;
   if (q.ontology !== undefined && e.ontologies.length > 0 && !e.ontologies.includes(q.ontology)) return false;
   if (q.language !== undefined && e.languages.length > 0 && !e.languages.includes(q.language)) return false;
@@ -104,7 +116,10 @@ export class Directory extends EventEmitter<{ change: [DirectoryEvent] }> {
 
   /** Entries matching `q`, sorted by name; with a `reader`, only the agents in its scope (src/auth/scope-read.ts). */
   find(q: DirectoryQuery = {}, reader?: Pick<Principal, 'scope'>): DirectoryEntry[] {
-    const pool = q.capability !== undefined ? this.providers(q.capability) : [...this.#entries.values()].sort((a, b) => (a.agent < b.agent ? -1 : 1));
+    const pool =
+      q.capability !== undefined
+        ? this.providers(q.capability)
+        : [...this.#entries.values()].sort((a, b) => (a.agent < b.agent ? -1 : 1));
     return pool.filter((e) => accepts(e, q) && agentVisible(reader, e.agent));
   }
 
@@ -121,7 +136,9 @@ export class Directory extends EventEmitter<{ change: [DirectoryEvent] }> {
   }
 
   capabilities(): { capability: string; agents: string[] }[] {
-    return [...this.#byCapability.entries()].map(([capability, es]) => ({ capability, agents: es.map((e) => e.agent) })).sort((a, b) => (a.capability < b.capability ? -1 : 1));
+    return [...this.#byCapability.entries()]
+      .map(([capability, es]) => ({ capability, agents: es.map((e) => e.agent) }))
+      .sort((a, b) => (a.capability < b.capability ? -1 : 1));
   }
 
   #add(e: DirectoryEntry): void {

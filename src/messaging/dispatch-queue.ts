@@ -62,7 +62,8 @@ export class DispatchQueue implements DeliveryQueue {
   }
 
   publish(out: readonly Outgoing[]): Promise<void> {
-    for (const o of out) this.#dispatcher.enqueue({ id: o.id, message: o.message, receiver: o.receiver, attempts: o.attempts ?? 0 });
+    for (const o of out)
+      this.#dispatcher.enqueue({ id: o.id, message: o.message, receiver: o.receiver, attempts: o.attempts ?? 0 });
     return Promise.resolve();
   }
 
@@ -86,13 +87,24 @@ export class DispatchQueue implements DeliveryQueue {
     const conv = d.message.conversation_id;
     if (!isDiskFull(e)) {
       if (attempt > 1) this.#o.events.settleUnstored(conv);
-      this.#o.log.error({ message_id: d.message.id, delivery: d.id, err: describeError(e) }, 'could not finish a delivery; it stays pending and is delivered again after a restart');
+      this.#o.log.error(
+        { message_id: d.message.id, delivery: d.id, err: describeError(e) },
+        'could not finish a delivery; it stays pending and is delivered again after a restart',
+      );
       return;
     }
     const delay = backoffDelay(attempt - 1, { baseMs: this.#o.retry.base, maxMs: this.#o.retry.max });
     if (attempt === 1 || attempt % 10 === 0) {
       this.#o.log.error(
-        { ...traceLogFields(d.message.trace_context?.traceparent), message_id: d.message.id, conversation_id: conv, receiver: d.receiver, delivery: d.id, attempt, retry_in_ms: delay },
+        {
+          ...traceLogFields(d.message.trace_context?.traceparent),
+          message_id: d.message.id,
+          conversation_id: conv,
+          receiver: d.receiver,
+          delivery: d.id,
+          attempt,
+          retry_in_ms: delay,
+        },
         `could not acknowledge the delivery of message ${d.message.id} to "${d.receiver}": the disk holding the data dir is full. The delivery stays pending (it is delivered again after a restart); storing its acknowledgement and reply is retried every ${Math.round(delay / 1000)} s or so. Free some space on the server`,
       );
     }
@@ -105,7 +117,13 @@ export class DispatchQueue implements DeliveryQueue {
         () => {
           this.#o.events.settleUnstored(conv);
           this.#o.log.warn(
-            { message_id: d.message.id, conversation_id: conv, receiver: d.receiver, delivery: d.id, attempts: attempt + 1 },
+            {
+              message_id: d.message.id,
+              conversation_id: conv,
+              receiver: d.receiver,
+              delivery: d.id,
+              attempts: attempt + 1,
+            },
             `acknowledged the delivery of message ${d.message.id} to "${d.receiver}" now that the disk has room again`,
           );
         },

@@ -143,7 +143,8 @@ export class Dispatcher implements LoadView {
     this.#stopped = true;
     for (const t of this.#timers) clearTimeout(t);
     this.#timers.clear();
-    if (graceMs > 0 && this.#running > 0) await Promise.race([this.whenIdle(), new Promise((r) => setTimeout(r, graceMs).unref())]);
+    if (graceMs > 0 && this.#running > 0)
+      await Promise.race([this.whenIdle(), new Promise((r) => setTimeout(r, graceMs).unref())]);
     this.#abort.abort(new Error('the message bus is stopping'));
     await Promise.race([this.whenIdle(), new Promise((r) => setTimeout(r, 1000).unref())]);
   }

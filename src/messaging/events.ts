@@ -3,7 +3,9 @@ import { isTerminal, type Conversation } from './conversation.js';
 import type { AclMessage, ConversationId } from './message.js';
 
 /** What the bus emits: a message it stored, or a conversation's new state. */
-export type BusEvent = { type: 'message'; conversation_id: ConversationId; message: AclMessage; routed_to: string[] } | { type: 'state'; conversation_id: ConversationId; conversation: Conversation };
+export type BusEvent =
+  | { type: 'message'; conversation_id: ConversationId; message: AclMessage; routed_to: string[] }
+  | { type: 'state'; conversation_id: ConversationId; conversation: Conversation };
 
 /** Who hears the events: the bus itself (an EventEmitter), seen through the two calls used here. */
 export interface EventSink {
@@ -35,7 +37,8 @@ export class ConversationEvents {
   emit(events: readonly BusEvent[]): void {
     for (const e of events) {
       if (this.#sink.listenerCount('event') > 0) this.#sink.emit('event', e);
-      if (e.type === 'state' && isTerminal(e.conversation.state)) this.#wakeAll(e.conversation_id, { ...e.conversation });
+      if (e.type === 'state' && isTerminal(e.conversation.state))
+        this.#wakeAll(e.conversation_id, { ...e.conversation });
     }
   }
 
@@ -44,7 +47,12 @@ export class ConversationEvents {
    * `timeoutMs` passes, the signal aborts or the bus closes. `now` is its state when the caller
    * looked; throws 507 when a reply of it could not be stored.
    */
-  async wait(now: Conversation, timeoutMs: number, current: () => Conversation | undefined, signal?: AbortSignal): Promise<Conversation> {
+  async wait(
+    now: Conversation,
+    timeoutMs: number,
+    current: () => Conversation | undefined,
+    signal?: AbortSignal,
+  ): Promise<Conversation> {
     const id = now.id;
     this.assertStored(id);
     if (isTerminal(now.state) || signal?.aborted) return { ...now };

@@ -34,7 +34,16 @@ export {
 export { ConversationEvents, type BusEvent } from './events.js';
 export { MessageReads, type ReadSources } from './reads.js';
 export { PLATFORM, type SendHints, type SubmitOptions, type SubmitResult } from './submission.js';
-export { MESSAGING_MIGRATIONS, type ConversationFilter, type DeadLetterFilter, type DeliveryRow, type MessageFilter, type StoredMessage, type Page, type SubscriptionRow } from './store.js';
+export {
+  MESSAGING_MIGRATIONS,
+  type ConversationFilter,
+  type DeadLetterFilter,
+  type DeliveryRow,
+  type MessageFilter,
+  type StoredMessage,
+  type Page,
+  type SubscriptionRow,
+} from './store.js';
 export { Directory, type DirectoryEntry, type DirectoryEvent, type DirectoryQuery } from './directory.js';
 export { eventVisibleTo, readsFor } from './scoped-reads.js';
 export { Router, type RouteDecision } from './router.js';
@@ -44,7 +53,39 @@ export { executorHandler } from './agent-handler.js';
 export { sendMessageTool } from './send-message-tool.js';
 export { parseMessage, type ParseMessageOptions } from './validate.js';
 export { renderMessagePrompt, parseAnswer } from './prompt.js';
-export { afterReply, atDeadline, chooseWinner, decide, endless, openCall, proposalValue, replyActs, selectionOf, type OpenCall, type StepEffects } from './protocols/index.js';
-export { PERFORMATIVES, PROTOCOLS, normalizePerformative, expectsReply, executes, fanOut, type Performative, type Protocol } from './performatives.js';
-export { newMessageId, newConversationId, contentText, contentSize, replyAddress, type AclMessage, type Content, type ConversationId, type MessageId, type TraceContext } from './message.js';
+export {
+  afterReply,
+  atDeadline,
+  chooseWinner,
+  decide,
+  endless,
+  openCall,
+  proposalValue,
+  replyActs,
+  selectionOf,
+  type OpenCall,
+  type StepEffects,
+} from './protocols/index.js';
+export {
+  PERFORMATIVES,
+  PROTOCOLS,
+  normalizePerformative,
+  expectsReply,
+  executes,
+  fanOut,
+  type Performative,
+  type Protocol,
+} from './performatives.js';
+export {
+  newMessageId,
+  newConversationId,
+  contentText,
+  contentSize,
+  replyAddress,
+  type AclMessage,
+  type Content,
+  type ConversationId,
+  type MessageId,
+  type TraceContext,
+} from './message.js';
 export { TERMINAL_STATES, isTerminal, type Conversation, type ConversationState } from './conversation.js';

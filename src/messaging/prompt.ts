@@ -4,16 +4,23 @@ import { contentText, type AclMessage, type Content } from './message.js';
 const INSTRUCTIONS: Partial<Record<Performative, string>> = {
   request:
     'Carry out the request and answer with the result. If you will not do it, start your answer with "REFUSE:" and the reason; if you tried and could not, start it with "FAILURE:" and the reason.',
-  'request-when': 'Carry out the request when its condition holds and answer with the result, or start your answer with "REFUSE:" and the reason.',
-  'request-whenever': 'Carry out the request each time its condition holds and answer with the result, or start your answer with "REFUSE:" and the reason.',
-  'query-if': 'Answer whether the proposition is true ("true" or "false", with a short justification). If you cannot tell, start your answer with "FAILURE:" and the reason.',
-  'query-ref': 'Answer with the object(s) the query refers to. If you cannot, start your answer with "FAILURE:" and the reason.',
+  'request-when':
+    'Carry out the request when its condition holds and answer with the result, or start your answer with "REFUSE:" and the reason.',
+  'request-whenever':
+    'Carry out the request each time its condition holds and answer with the result, or start your answer with "REFUSE:" and the reason.',
+  'query-if':
+    'Answer whether the proposition is true ("true" or "false", with a short justification). If you cannot tell, start your answer with "FAILURE:" and the reason.',
+  'query-ref':
+    'Answer with the object(s) the query refers to. If you cannot, start your answer with "FAILURE:" and the reason.',
   cfp: 'This is a call for proposals. If you can do the task, start your answer with "PROPOSE:" and give your terms, including "price: <number>" (your cost). If you will not bid, start your answer with "REFUSE:" and the reason.',
   propose: 'This is a proposal. Start your answer with "ACCEPT-PROPOSAL:" or "REJECT-PROPOSAL:" and your reasons.',
-  'accept-proposal': 'Your proposal was accepted: carry out the task now and answer with the result. If you could not, start your answer with "FAILURE:" and the reason.',
-  subscribe: 'This is a subscription request. Start your answer with "AGREE:" to accept it or "REFUSE:" and the reason.',
+  'accept-proposal':
+    'Your proposal was accepted: carry out the task now and answer with the result. If you could not, start your answer with "FAILURE:" and the reason.',
+  subscribe:
+    'This is a subscription request. Start your answer with "AGREE:" to accept it or "REFUSE:" and the reason.',
   inform: 'This is information for you: take note of it and act on it if your role calls for it. No reply is expected.',
-  proxy: 'Forward the content as asked and answer with the outcome, or start your answer with "REFUSE:" and the reason.',
+  proxy:
+    'Forward the content as asked and answer with the outcome, or start your answer with "REFUSE:" and the reason.',
 };
 
 /** Renders an incoming message as the prompt of a configuration agent's execution. */
@@ -29,7 +36,10 @@ export function renderMessagePrompt(m: AclMessage, receiver: string, history: re
   const earlier = history.filter((h) => h.id !== m.id);
   if (earlier.length > 0) {
     lines.push('', 'Conversation so far:');
-    for (const h of earlier) lines.push(`- [${h.performative}] ${h.sender} → ${h.receivers.length > 0 ? h.receivers.join(', ') : (h.capability ?? '?')}: ${oneLine(contentText(h.content), 500)}`);
+    for (const h of earlier)
+      lines.push(
+        `- [${h.performative}] ${h.sender} → ${h.receivers.length > 0 ? h.receivers.join(', ') : (h.capability ?? '?')}: ${oneLine(contentText(h.content), 500)}`,
+      );
   }
   lines.push('', 'Content:', contentText(m.content));
   const how = INSTRUCTIONS[m.performative];
@@ -50,7 +60,10 @@ const MARKER_RE = /^\s*(?:\*\*)?\s*([A-Za-z][A-Za-z_-]*)\s*(?:\*\*)?\s*:\s*/;
  * "performative" and "content") picks the act among those allowed for the incoming one; anything
  * else is the default reply (inform to a request, propose to a cfp...).
  */
-export function parseAnswer(answer: string, incoming: Performative): { performative: Performative; content: Content } | undefined {
+export function parseAnswer(
+  answer: string,
+  incoming: Performative,
+): { performative: Performative; content: Content } | undefined {
   const allowed = allowedReplies(incoming);
   if (allowed.length === 0) return undefined;
   const trimmed = answer.trim();

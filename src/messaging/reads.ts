@@ -1,7 +1,15 @@
 import { CaxtonError } from '../shared/errors.js';
 import type { Conversation } from './conversation.js';
 import type { AclMessage, ConversationId } from './message.js';
-import type { ConversationFilter, DeadLetterFilter, DeliveryRow, MessageFilter, MessageStore, Page, StoredMessage } from './store.js';
+import type {
+  ConversationFilter,
+  DeadLetterFilter,
+  DeliveryRow,
+  MessageFilter,
+  MessageStore,
+  Page,
+  StoredMessage,
+} from './store.js';
 
 /** What the reads need from the bus: its write barrier, its open conversations and its store. */
 export interface ReadSources {
@@ -24,14 +32,19 @@ export class MessageReads {
     this.#src = src;
   }
 
-  async getConversation(id: string, opts: { limit?: number; offset?: number } = {}): Promise<{ conversation: Conversation; messages: StoredMessage[] }> {
+  async getConversation(
+    id: string,
+    opts: { limit?: number; offset?: number } = {},
+  ): Promise<{ conversation: Conversation; messages: StoredMessage[] }> {
     await this.#src.settled();
     const c = this.#src.conversation(id as ConversationId);
     if (!c) throw new CaxtonError('conversation_not_found', `no conversation with id "${id}"`, { id });
     return { conversation: { ...c }, messages: this.#src.store.messagesOf(id, opts.limit ?? 1000, opts.offset ?? 0) };
   }
 
-  async listConversations(q: ConversationFilter & { limit?: number; offset?: number } = {}): Promise<Page<Conversation>> {
+  async listConversations(
+    q: ConversationFilter & { limit?: number; offset?: number } = {},
+  ): Promise<Page<Conversation>> {
     await this.#src.settled();
     return this.#src.store.listConversations({ ...q, limit: q.limit ?? 50, offset: q.offset ?? 0 });
   }
@@ -49,7 +62,9 @@ export class MessageReads {
     return this.#src.store.listMessages(filter, limit ?? 50, offset ?? 0);
   }
 
-  async deadLetters(q: DeadLetterFilter & { limit?: number; offset?: number } = {}): Promise<Page<DeliveryRow & { message: AclMessage }>> {
+  async deadLetters(
+    q: DeadLetterFilter & { limit?: number; offset?: number } = {},
+  ): Promise<Page<DeliveryRow & { message: AclMessage }>> {
     await this.#src.settled();
     const { limit, offset, ...filter } = q;
     const page = this.#src.store.deadLetters(limit ?? 50, offset ?? 0, filter);

@@ -16,7 +16,8 @@ export interface MessagingRetention {
 
 const FINISHED = "state IN ('completed', 'failed', 'expired')";
 /** Nothing of the conversation is still to deliver, nor waiting in the dead-letter queue. */
-const SETTLED = "NOT EXISTS (SELECT 1 FROM messages m JOIN deliveries d ON d.message_id = m.id WHERE m.conversation_id = c.id AND d.state <> 'done')";
+const SETTLED =
+  "NOT EXISTS (SELECT 1 FROM messages m JOIN deliveries d ON d.message_id = m.id WHERE m.conversation_id = c.id AND d.state <> 'done')";
 
 /**
  * Retention rules of the messaging tables, for the storage Pruner. The unit is the finished
@@ -26,11 +27,19 @@ const SETTLED = "NOT EXISTS (SELECT 1 FROM messages m JOIN deliveries d ON d.mes
  * conversation can go too. A message id is remembered for duplicate detection as long as it is kept.
  */
 export function messagingRetentionRules(db: Db, cfg: MessagingRetention): RetentionRule[] {
-  const byAge = db.prepare(`SELECT c.id FROM conversations c WHERE ${FINISHED} AND updated_at < ? AND ${SETTLED} ORDER BY updated_at LIMIT ?`).pluck();
-  const oldest = db.prepare(`SELECT c.id FROM conversations c WHERE ${FINISHED} AND ${SETTLED} ORDER BY rowid LIMIT ?`).pluck();
+  const byAge = db
+    .prepare(
+      `SELECT c.id FROM conversations c WHERE ${FINISHED} AND updated_at < ? AND ${SETTLED} ORDER BY updated_at LIMIT ?`,
+    )
+    .pluck();
+  const oldest = db
+    .prepare(`SELECT c.id FROM conversations c WHERE ${FINISHED} AND ${SETTLED} ORDER BY rowid LIMIT ?`)
+    .pluck();
   const finishedCount = db.prepare(`SELECT count(*) FROM conversations WHERE ${FINISHED}`).pluck();
   const messageCount = db.prepare('SELECT count(*) FROM messages').pluck();
-  const delDeliveries = db.prepare('DELETE FROM deliveries WHERE message_id IN (SELECT id FROM messages WHERE conversation_id = ?)');
+  const delDeliveries = db.prepare(
+    'DELETE FROM deliveries WHERE message_id IN (SELECT id FROM messages WHERE conversation_id = ?)',
+  );
   const delMessages = db.prepare('DELETE FROM messages WHERE conversation_id = ?');
   const delSubs = db.prepare('DELETE FROM subscriptions WHERE conversation_id = ?');
   const delConversation = db.prepare('DELETE FROM conversations WHERE id = ?');
@@ -91,9 +100,15 @@ export function messagingRetentionRules(db: Db, cfg: MessagingRetention): Retent
     },
   };
 
-  const deadByAge = db.prepare("DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries WHERE state = 'dead' AND updated_at < ? ORDER BY id LIMIT ?)");
-  const deadCut = db.prepare("SELECT id FROM deliveries WHERE state = 'dead' ORDER BY id DESC LIMIT 1 OFFSET ?").pluck();
-  const deadOver = db.prepare("DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries WHERE state = 'dead' AND id <= ? ORDER BY id LIMIT ?)");
+  const deadByAge = db.prepare(
+    "DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries WHERE state = 'dead' AND updated_at < ? ORDER BY id LIMIT ?)",
+  );
+  const deadCut = db
+    .prepare("SELECT id FROM deliveries WHERE state = 'dead' ORDER BY id DESC LIMIT 1 OFFSET ?")
+    .pluck();
+  const deadOver = db.prepare(
+    "DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries WHERE state = 'dead' AND id <= ? ORDER BY id LIMIT ?)",
+  );
   const deadLetters: RetentionRule = {
     name: 'dead_letters',
     prune(limit) {

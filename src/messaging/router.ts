@@ -4,10 +4,12 @@ import type { AclMessage } from './message.js';
 import { fanOut } from './performatives.js';
 import type { LoadView, RoutingStrategy } from './strategy.js';
 
-export type RouteFailure = 'unknown_capability' | 'unknown_agent' | 'no_acceptable_provider' | 'loop_detected' | 'out_of_scope';
+export type RouteFailure =
+  'unknown_capability' | 'unknown_agent' | 'no_acceptable_provider' | 'loop_detected' | 'out_of_scope';
 
 export type RouteDecision =
-  { readonly ok: true; readonly mode: 'named' | 'one' | 'all'; readonly receivers: readonly DirectoryEntry[] } | { readonly ok: false; readonly reason: RouteFailure; readonly message: string };
+  | { readonly ok: true; readonly mode: 'named' | 'one' | 'all'; readonly receivers: readonly DirectoryEntry[] }
+  | { readonly ok: false; readonly reason: RouteFailure; readonly message: string };
 
 const NO_LOAD: LoadView = { load: () => 0 };
 
@@ -39,7 +41,8 @@ export class Router {
     if (m.receivers.length > 0) return this.#named(m);
     const capability = m.capability!;
     let providers = this.directory.providers(capability);
-    if (providers.length === 0) return { ok: false, reason: 'unknown_capability', message: `no agent provides capability "${capability}"` };
+    if (providers.length === 0)
+      return { ok: false, reason: 'unknown_capability', message: `no agent provides capability "${capability}"` };
     if (scope) {
       providers = providers.filter((e) => scope.allows(e.agent));
       if (providers.length === 0) throw scope.refusal(capability);
@@ -50,7 +53,11 @@ export class Router {
       if (candidates.length === 0) {
         const looping = providers.filter((e) => m.chain.includes(e.agent));
         if (looping.length > 0 && looping.length === providers.filter((e) => accepts(e, m)).length) {
-          return { ok: false, reason: 'loop_detected', message: `message loop detected: ${[...m.chain, looping[0]!.agent].join(' → ')}; capability "${capability}" has no other provider` };
+          return {
+            ok: false,
+            reason: 'loop_detected',
+            message: `message loop detected: ${[...m.chain, looping[0]!.agent].join(' → ')}; capability "${capability}" has no other provider`,
+          };
         }
         return {
           ok: false,
@@ -60,7 +67,11 @@ export class Router {
       }
     }
     if (fanOut(m.performative) === 'all') return { ok: true, mode: 'all', receivers: candidates };
-    return { ok: true, mode: 'one', receivers: [candidates.length === 1 ? candidates[0]! : this.strategy.select(capability, candidates, this.load)] };
+    return {
+      ok: true,
+      mode: 'one',
+      receivers: [candidates.length === 1 ? candidates[0]! : this.strategy.select(capability, candidates, this.load)],
+    };
   }
 
   #named(m: AclMessage): RouteDecision {
@@ -75,8 +86,18 @@ export class Router {
             : `no agent named "${name}" is deployed`;
         return { ok: false, reason: 'unknown_agent', message };
       }
-      if (m.chain.includes(e.agent)) return { ok: false, reason: 'loop_detected', message: `message loop detected: ${[...m.chain, e.agent].join(' → ')}` };
-      if (!accepts(e, m)) return { ok: false, reason: 'no_acceptable_provider', message: `agent "${e.agent}" does not accept this message's protocol, ontology or language` };
+      if (m.chain.includes(e.agent))
+        return {
+          ok: false,
+          reason: 'loop_detected',
+          message: `message loop detected: ${[...m.chain, e.agent].join(' → ')}`,
+        };
+      if (!accepts(e, m))
+        return {
+          ok: false,
+          reason: 'no_acceptable_provider',
+          message: `agent "${e.agent}" does not accept this message's protocol, ontology or language`,
+        };
       out.push(e);
     }
     return { ok: true, mode: 'named', receivers: out };

@@ -19,7 +19,8 @@ export function readsFor<R extends Partial<BusReads>>(given: R, reader: Pick<Pri
   const scoped: BusReads = {
     async getConversation(id, opts) {
       const got = await reads.getConversation(id, opts);
-      if (!conversationVisible(reader, got.conversation)) throw new CaxtonError('conversation_not_found', `no conversation with id "${id}"`, { id });
+      if (!conversationVisible(reader, got.conversation))
+        throw new CaxtonError('conversation_not_found', `no conversation with id "${id}"`, { id });
       return { conversation: got.conversation, messages: got.messages.filter((m) => messageVisible(reader, m)) };
     },
     async listConversations(q = {}) {
@@ -36,16 +37,22 @@ export function readsFor<R extends Partial<BusReads>>(given: R, reader: Pick<Pri
     },
     async deadLetters(q = {}) {
       const page = await reads.deadLetters({ ...q, agents });
-      return { total: page.total, items: page.items.filter((d) => messageVisible(reader, { message: d.message, routed_to: [d.receiver] })) };
+      return {
+        total: page.total,
+        items: page.items.filter((d) => messageVisible(reader, { message: d.message, routed_to: [d.receiver] })),
+      };
     },
     async deadLetter(id) {
       const d = await reads.deadLetter(id);
       const routed = (await reads.getMessage(d.message_id))?.routed_to ?? [];
-      if (!messageVisible(reader, { message: d.message, routed_to: [d.receiver, ...routed] })) throw new CaxtonError('not_found', `no dead letter with id ${id}`, { id });
+      if (!messageVisible(reader, { message: d.message, routed_to: [d.receiver, ...routed] }))
+        throw new CaxtonError('not_found', `no dead letter with id ${id}`, { id });
       return d;
     },
   };
-  return Object.fromEntries(Object.entries(scoped).filter(([k]) => typeof (given as Record<string, unknown>)[k] === 'function')) as R;
+  return Object.fromEntries(
+    Object.entries(scoped).filter(([k]) => typeof (given as Record<string, unknown>)[k] === 'function'),
+  ) as R;
 }
 
 /**

@@ -36,10 +36,17 @@ export function sendMessageTool(bus: MessagingBus): Tool {
       properties: {
         capability: { type: 'string', description: 'Capability to address, e.g. "data-analysis"' },
         to: { type: 'string', description: 'Agent name to address instead of a capability' },
-        performative: { type: 'string', enum: [...PERFORMATIVES], description: 'The communicative act (default "request")' },
+        performative: {
+          type: 'string',
+          enum: [...PERFORMATIVES],
+          description: 'The communicative act (default "request")',
+        },
         content: { description: 'The message content: text or JSON' },
         wait: { type: 'boolean', description: 'Wait for the replies (default: true when the act expects a reply)' },
-        timeout_seconds: { type: 'number', description: 'How long to wait for replies (default: until the request deadline)' },
+        timeout_seconds: {
+          type: 'number',
+          description: 'How long to wait for replies (default: until the request deadline)',
+        },
         ontology: { type: 'string' },
         language: { type: 'string' },
       },
@@ -48,14 +55,24 @@ export function sendMessageTool(bus: MessagingBus): Tool {
     async invoke(raw: Record<string, unknown>, ctx: ToolContext): Promise<ToolResult> {
       const a = raw as Args;
       const performative = normalizePerformative(a.performative ?? 'request');
-      if (!performative) return { content: `unknown performative "${a.performative}"; use one of: ${PERFORMATIVES.join(', ')}`, is_error: true };
+      if (!performative)
+        return {
+          content: `unknown performative "${a.performative}"; use one of: ${PERFORMATIVES.join(', ')}`,
+          is_error: true,
+        };
       // An agent limited to named delegates (Claude Code's `Agent(worker, reviewer)`) addresses them by name only.
       if (ctx.send_to !== undefined) {
         const allowed = ctx.send_to;
         const list = allowed.join(', ');
-        if (a.to === undefined) return { content: `this agent may only message the agents ${list}: address one of them with "to" (capabilities are not allowed)`, is_error: true };
-        if (!allowed.some((n) => n.toLowerCase() === String(a.to).toLowerCase())) return { content: `this agent may not message "${a.to}"; it may message only: ${list}`, is_error: true };
-        if (a.capability !== undefined) return { content: `address the agent by "to" only; this agent may not address capabilities`, is_error: true };
+        if (a.to === undefined)
+          return {
+            content: `this agent may only message the agents ${list}: address one of them with "to" (capabilities are not allowed)`,
+            is_error: true,
+          };
+        if (!allowed.some((n) => n.toLowerCase() === String(a.to).toLowerCase()))
+          return { content: `this agent may not message "${a.to}"; it may message only: ${list}`, is_error: true };
+        if (a.capability !== undefined)
+          return { content: `address the agent by "to" only; this agent may not address capabilities`, is_error: true };
       }
       const chain = [...(ctx.chain ?? [])];
       // The chain names agents only: a party outside (an MCP client) is not one.
@@ -80,7 +97,10 @@ export function sendMessageTool(bus: MessagingBus): Tool {
         const sent = await bus.send(parsed, { newId: true, newConversation: true });
         if (sent.failure) return { content: `not delivered: ${sent.failure.message}`, is_error: true };
         const wait = a.wait ?? expectsReply(performative);
-        if (!wait) return { content: `sent ${performative} ${sent.id} to ${sent.routed_to.join(', ')} (conversation ${sent.conversation_id})` };
+        if (!wait)
+          return {
+            content: `sent ${performative} ${sent.id} to ${sent.routed_to.join(', ')} (conversation ${sent.conversation_id})`,
+          };
         const budget = ctx.deadline - Date.now() - 250;
         const timeout = Math.max(0, Math.min(budget, (a.timeout_seconds ?? Infinity) * 1000));
         const conv = await bus.wait(sent.conversation_id, timeout, ctx.signal);
@@ -88,7 +108,8 @@ export function sendMessageTool(bus: MessagingBus): Tool {
         const replies = messages.map((s) => s.message).filter((x) => x.sender !== parsed.sender && x.id !== sent.id);
         const lines = replies.map((r) => `[${r.performative}] from ${r.sender}: ${contentText(r.content)}`);
         const status = `conversation ${conv.id} is ${conv.state}${conv.reason ? ` (${conv.reason})` : ''}`;
-        const failed = conv.state === 'failed' || conv.state === 'expired' || (conv.state !== 'completed' && replies.length === 0);
+        const failed =
+          conv.state === 'failed' || conv.state === 'expired' || (conv.state !== 'completed' && replies.length === 0);
         return { content: [status, ...lines].join('\n'), ...(failed && { is_error: true }) };
       } catch (e) {
         if (ctx.signal.aborted) throw e;

@@ -92,15 +92,22 @@ export class SqliteSteps implements StepStore {
     return out;
   }
 
-  async expired(now: string, limit: number, fn: (s: ConversationStep & { readonly conversation: Conversation }) => Promise<void>): Promise<number> {
+  async expired(
+    now: string,
+    limit: number,
+    fn: (s: ConversationStep & { readonly conversation: Conversation }) => Promise<void>,
+  ): Promise<number> {
     const t = Date.parse(now);
-    const due = [...this.open.values()].filter((c) => c.expires_at !== null && Date.parse(c.expires_at) <= t && !endless(c.protocol)).slice(0, limit);
+    const due = [...this.open.values()]
+      .filter((c) => c.expires_at !== null && Date.parse(c.expires_at) <= t && !endless(c.protocol))
+      .slice(0, limit);
     let handled = 0;
     for (const c of due) {
       await this.inConversation(c.id, async (s) => {
         const conv = s.conversation;
         // Ended or moved meanwhile by a step that ran first.
-        if (!conv || isTerminal(conv.state) || conv.expires_at === null || Date.parse(conv.expires_at) > Date.now()) return;
+        if (!conv || isTerminal(conv.state) || conv.expires_at === null || Date.parse(conv.expires_at) > Date.now())
+          return;
         handled++;
         await fn(s as ConversationStep & { readonly conversation: Conversation });
       });
@@ -123,7 +130,10 @@ export class SqliteSteps implements StepStore {
 
   subscriptionsFor(capability: string | undefined, agent: string): SubscriptionRow[] {
     const name = agent.toLowerCase();
-    return this.#subscriptions.filter((s) => (s.capability !== null && s.capability === capability) || (s.agent !== null && s.agent.toLowerCase() === name));
+    return this.#subscriptions.filter(
+      (s) =>
+        (s.capability !== null && s.capability === capability) || (s.agent !== null && s.agent.toLowerCase() === name),
+    );
   }
 
   callerError(e: unknown): unknown {

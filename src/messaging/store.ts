@@ -158,13 +158,25 @@ export class MessageStore {
 
   constructor(readonly db: Db) {
     this.#s = {
-      insertMessage: db.prepare('INSERT INTO messages (id, conversation_id, performative, sender, created_at, body, routed_to) VALUES (?, ?, ?, ?, ?, ?, ?)'),
-      insertDelivery: db.prepare("INSERT INTO deliveries (id, message_id, receiver, state, updated_at) VALUES (?, ?, ?, 'pending', ?)"),
-      lastDelivery: db.prepare("SELECT max(coalesce((SELECT max(id) FROM deliveries), 0), coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'deliveries'), 0)) AS id"),
+      insertMessage: db.prepare(
+        'INSERT INTO messages (id, conversation_id, performative, sender, created_at, body, routed_to) VALUES (?, ?, ?, ?, ?, ?, ?)',
+      ),
+      insertDelivery: db.prepare(
+        "INSERT INTO deliveries (id, message_id, receiver, state, updated_at) VALUES (?, ?, ?, 'pending', ?)",
+      ),
+      lastDelivery: db.prepare(
+        "SELECT max(coalesce((SELECT max(id) FROM deliveries), 0), coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'deliveries'), 0)) AS id",
+      ),
       ack: db.prepare("UPDATE deliveries SET state = 'done', attempts = attempts + 1, updated_at = ? WHERE id = ?"),
-      retry: db.prepare("UPDATE deliveries SET state = 'pending', attempts = ?, next_at = ?, last_error = ?, updated_at = ? WHERE id = ?"),
-      dead: db.prepare("UPDATE deliveries SET state = 'dead', attempts = ?, last_error = ?, updated_at = ? WHERE id = ?"),
-      replay: db.prepare("UPDATE deliveries SET state = 'pending', attempts = 0, next_at = 0, updated_at = ? WHERE id = ? AND state = 'dead'"),
+      retry: db.prepare(
+        "UPDATE deliveries SET state = 'pending', attempts = ?, next_at = ?, last_error = ?, updated_at = ? WHERE id = ?",
+      ),
+      dead: db.prepare(
+        "UPDATE deliveries SET state = 'dead', attempts = ?, last_error = ?, updated_at = ? WHERE id = ?",
+      ),
+      replay: db.prepare(
+        "UPDATE deliveries SET state = 'pending', attempts = 0, next_at = 0, updated_at = ? WHERE id = ? AND state = 'dead'",
+      ),
       reroute: db.prepare('UPDATE deliveries SET receiver = ?, updated_at = ? WHERE id = ?'),
       upsertConversation: db.prepare(
         `INSERT INTO conversations (id, protocol, state, initiator, participants, capability, turns, max_turns, created_at, updated_at, expires_at, reason)
@@ -172,13 +184,21 @@ export class MessageStore {
          ON CONFLICT(id) DO UPDATE SET protocol = excluded.protocol, state = excluded.state, participants = excluded.participants,
            turns = excluded.turns, max_turns = excluded.max_turns, updated_at = excluded.updated_at, expires_at = excluded.expires_at, reason = excluded.reason`,
       ),
-      updateConversation: db.prepare('UPDATE conversations SET protocol = ?, state = ?, participants = ?, turns = ?, max_turns = ?, updated_at = ?, expires_at = ?, reason = ? WHERE id = ?'),
-      insertSubscription: db.prepare('INSERT OR IGNORE INTO subscriptions (id, conversation_id, subscriber, capability, agent, content, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)'),
+      updateConversation: db.prepare(
+        'UPDATE conversations SET protocol = ?, state = ?, participants = ?, turns = ?, max_turns = ?, updated_at = ?, expires_at = ?, reason = ? WHERE id = ?',
+      ),
+      insertSubscription: db.prepare(
+        'INSERT OR IGNORE INTO subscriptions (id, conversation_id, subscriber, capability, agent, content, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
+      ),
       deleteSubscription: db.prepare('DELETE FROM subscriptions WHERE conversation_id = ?'),
       hasMessage: db.prepare('SELECT 1 FROM messages WHERE id = ?').pluck(),
       getMessage: db.prepare('SELECT body, routed_to FROM messages WHERE id = ?'),
-      messagesOf: db.prepare('SELECT body, routed_to FROM messages WHERE conversation_id = ? ORDER BY seq LIMIT ? OFFSET ?'),
-      lastMessagesOf: db.prepare('SELECT body, routed_to FROM (SELECT seq, body, routed_to FROM messages WHERE conversation_id = ? ORDER BY seq DESC LIMIT ?) ORDER BY seq'),
+      messagesOf: db.prepare(
+        'SELECT body, routed_to FROM messages WHERE conversation_id = ? ORDER BY seq LIMIT ? OFFSET ?',
+      ),
+      lastMessagesOf: db.prepare(
+        'SELECT body, routed_to FROM (SELECT seq, body, routed_to FROM messages WHERE conversation_id = ? ORDER BY seq DESC LIMIT ?) ORDER BY seq',
+      ),
       getConversation: db.prepare('SELECT * FROM conversations WHERE id = ?'),
       openConversations: db.prepare("SELECT * FROM conversations WHERE state IN ('initiated', 'in_progress')"),
       openDeliveries: db.prepare("SELECT * FROM deliveries WHERE state = 'pending' ORDER BY id"),
@@ -195,7 +215,15 @@ export class MessageStore {
   // Rows are scrubbed of the configured secrets (ADR 0017): a last line of defence behind the
   // boundaries where outside text enters (a provider error quoted in a failure reply or dead letter).
   insertMessage(m: AclMessage, routedTo: readonly string[]): void {
-    this.#s.insertMessage.run(m.id, m.conversation_id, m.performative, m.sender, m.timestamp, scrubSecrets(JSON.stringify(m)), JSON.stringify(routedTo));
+    this.#s.insertMessage.run(
+      m.id,
+      m.conversation_id,
+      m.performative,
+      m.sender,
+      m.timestamp,
+      scrubSecrets(JSON.stringify(m)),
+      JSON.stringify(routedTo),
+    );
   }
 
   /** A pending delivery under an id the bus chose (it numbers deliveries itself: `lastDeliveryId`), so a step knows it before its commit. */
@@ -262,7 +290,15 @@ export class MessageStore {
   }
 
   insertSubscription(s: SubscriptionRow): void {
-    this.#s.insertSubscription.run(s.id, s.conversation_id, s.subscriber, s.capability, s.agent, scrubSecrets(s.content), s.created_at);
+    this.#s.insertSubscription.run(
+      s.id,
+      s.conversation_id,
+      s.subscriber,
+      s.capability,
+      s.agent,
+      scrubSecrets(s.content),
+      s.created_at,
+    );
   }
 
   deleteSubscription(conversationId: string): void {
@@ -281,15 +317,19 @@ export class MessageStore {
   }
 
   messagesOf(conversationId: string, limit = 1000, offset = 0): StoredMessage[] {
-    return (this.#s.messagesOf.all(conversationId, limit, offset) as { body: string; routed_to: string }[]).map((r) => ({
-      message: JSON.parse(r.body) as AclMessage,
-      routed_to: JSON.parse(r.routed_to) as string[],
-    }));
+    return (this.#s.messagesOf.all(conversationId, limit, offset) as { body: string; routed_to: string }[]).map(
+      (r) => ({
+        message: JSON.parse(r.body) as AclMessage,
+        routed_to: JSON.parse(r.routed_to) as string[],
+      }),
+    );
   }
 
   /** The last `limit` messages of a conversation, oldest first. */
   lastMessagesOf(conversationId: string, limit: number): AclMessage[] {
-    return (this.#s.lastMessagesOf.all(conversationId, limit) as { body: string }[]).map((r) => JSON.parse(r.body) as AclMessage);
+    return (this.#s.lastMessagesOf.all(conversationId, limit) as { body: string }[]).map(
+      (r) => JSON.parse(r.body) as AclMessage,
+    );
   }
 
   getConversation(id: string): Conversation | undefined {
@@ -317,7 +357,9 @@ export class MessageStore {
       .prepare(`SELECT count(*) FROM conversations ${w}`)
       .pluck()
       .get(...args) as number;
-    const rows = this.db.prepare(`SELECT * FROM conversations ${w} ORDER BY rowid DESC LIMIT ? OFFSET ?`).all(...args, q.limit, q.offset) as ConversationRow[];
+    const rows = this.db
+      .prepare(`SELECT * FROM conversations ${w} ORDER BY rowid DESC LIMIT ? OFFSET ?`)
+      .all(...args, q.limit, q.offset) as ConversationRow[];
     return { items: rows.map(conversationOf), total };
   }
 
@@ -353,7 +395,10 @@ export class MessageStore {
 
   deadLetters(limit: number, offset: number, filter: DeadLetterFilter = {}): Page<DeliveryRow> {
     if (filter.receiver === undefined && filter.error === undefined && filter.agents === undefined) {
-      return { items: this.#s.deadLetters.all(limit, offset) as DeliveryRow[], total: this.#s.deadCount.get() as number };
+      return {
+        items: this.#s.deadLetters.all(limit, offset) as DeliveryRow[],
+        total: this.#s.deadCount.get() as number,
+      };
     }
     const where = ["state = 'dead'"];
     const args: unknown[] = [];
@@ -374,7 +419,9 @@ export class MessageStore {
       .prepare(`SELECT count(*) FROM deliveries WHERE ${w}`)
       .pluck()
       .get(...args) as number;
-    const items = this.db.prepare(`SELECT * FROM deliveries WHERE ${w} ORDER BY id LIMIT ? OFFSET ?`).all(...args, limit, offset) as DeliveryRow[];
+    const items = this.db
+      .prepare(`SELECT * FROM deliveries WHERE ${w} ORDER BY id LIMIT ? OFFSET ?`)
+      .all(...args, limit, offset) as DeliveryRow[];
     return { items, total };
   }
 
@@ -399,14 +446,30 @@ export class MessageStore {
       where.push('id IN (SELECT message_id FROM deliveries WHERE receiver = ? COLLATE NOCASE)');
       args.push(filter.receiver);
     }
-    if (filter.agents) where.push(messageScopeSql('sqlite', { sender: 'sender', routed_to: 'routed_to', body: 'body' }, filter.agents, param(args)));
+    if (filter.agents)
+      where.push(
+        messageScopeSql(
+          'sqlite',
+          { sender: 'sender', routed_to: 'routed_to', body: 'body' },
+          filter.agents,
+          param(args),
+        ),
+      );
     const w = where.length > 0 ? `WHERE ${where.join(' AND ')}` : '';
     const total = this.db
       .prepare(`SELECT count(*) FROM messages ${w}`)
       .pluck()
       .get(...args) as number;
-    const rows = this.db.prepare(`SELECT body, routed_to FROM messages ${w} ORDER BY seq DESC LIMIT ? OFFSET ?`).all(...args, limit, offset) as { body: string; routed_to: string }[];
-    return { items: rows.map((r) => ({ message: JSON.parse(r.body) as AclMessage, routed_to: JSON.parse(r.routed_to) as string[] })), total };
+    const rows = this.db
+      .prepare(`SELECT body, routed_to FROM messages ${w} ORDER BY seq DESC LIMIT ? OFFSET ?`)
+      .all(...args, limit, offset) as { body: string; routed_to: string }[];
+    return {
+      items: rows.map((r) => ({
+        message: JSON.parse(r.body) as AclMessage,
+        routed_to: JSON.parse(r.routed_to) as string[],
+      })),
+      total,
+    };
   }
 
   deadCount(): number {

@@ -1,6 +1,15 @@
 import { EventEmitter } from 'node:events';
 import { trace } from '@opentelemetry/api';
-import { globSql, Pruner, tableRule, writeLane, type Db, type Migration, type SqlDialect, type WriteLane } from '../storage/index.js';
+import {
+  globSql,
+  Pruner,
+  tableRule,
+  writeLane,
+  type Db,
+  type Migration,
+  type SqlDialect,
+  type WriteLane,
+} from '../storage/index.js';
 import { relayedFrom } from '../shared/relayed.js';
 import { scrubSecrets } from '../shared/secrets.js';
 
@@ -191,7 +200,16 @@ export function eventOrder(q: EventQuery, param: (v: number) => string): string 
 }
 
 /** A stored row as an AgentEvent (both stores keep the same columns; PostgreSQL's bigints arrive as strings). */
-export function eventOfRow(r: { id: number | string; ts: number | string; type: string; category: string; agent: string; trace_id: string | null; span_id: string | null; data: string }): AgentEvent {
+export function eventOfRow(r: {
+  id: number | string;
+  ts: number | string;
+  type: string;
+  category: string;
+  agent: string;
+  trace_id: string | null;
+  span_id: string | null;
+  data: string;
+}): AgentEvent {
   return {
     id: Number(r.id),
     time: new Date(Number(r.ts)).toISOString(),
@@ -284,15 +302,34 @@ export class EventStore extends EventEmitter<{ event: [AgentEvent] }> implements
     this.setMaxListeners(0);
     this.#db = opts.db;
     this.#opts = opts;
-    const insert = this.#db.prepare('INSERT INTO agent_events (ts, type, category, agent, trace_id, span_id, data) VALUES (?, ?, ?, ?, ?, ?, ?)');
+    const insert = this.#db.prepare(
+      'INSERT INTO agent_events (ts, type, category, agent, trace_id, span_id, data) VALUES (?, ?, ?, ?, ?, ?, ?)',
+    );
     this.#lane = writeLane(this.#db, {
       write: (batch: AgentEventInput[]) => {
         const out: AgentEvent[] = [];
         for (const e of batch) {
           const ts = e.time ?? Date.now();
           const category = CATEGORY[e.type];
-          const r = insert.run(ts, e.type, category, e.agent, e.trace_id ?? null, e.span_id ?? null, scrubSecrets(JSON.stringify(e.data))); // ADR 0017
-          out.push({ id: Number(r.lastInsertRowid), time: new Date(ts).toISOString(), type: e.type, category, agent: e.agent, trace_id: e.trace_id ?? null, span_id: e.span_id ?? null, data: e.data });
+          const r = insert.run(
+            ts,
+            e.type,
+            category,
+            e.agent,
+            e.trace_id ?? null,
+            e.span_id ?? null,
+            scrubSecrets(JSON.stringify(e.data)),
+          ); // ADR 0017
+          out.push({
+            id: Number(r.lastInsertRowid),
+            time: new Date(ts).toISOString(),
+            type: e.type,
+            category,
+            agent: e.agent,
+            trace_id: e.trace_id ?? null,
+            span_id: e.span_id ?? null,
+            data: e.data,
+          });
         }
         return out;
       },
@@ -300,8 +337,18 @@ export class EventStore extends EventEmitter<{ event: [AgentEvent] }> implements
       ...(opts.onError && { onError: opts.onError }),
       ...(opts.onFull && { onFull: opts.onFull }),
     });
-    this.#pruner = new Pruner(this.#db, { intervalMs: opts.sweepIntervalMs ?? 60_000, ...(opts.onError && { onError: opts.onError }) }).add(
-      tableRule(this.#db, { name: 'agent_events', table: 'agent_events', timeColumn: 'ts', time: 'ms', retentionMs: opts.retentionMs, maxRows: opts.maxRows }),
+    this.#pruner = new Pruner(this.#db, {
+      intervalMs: opts.sweepIntervalMs ?? 60_000,
+      ...(opts.onError && { onError: opts.onError }),
+    }).add(
+      tableRule(this.#db, {
+        name: 'agent_events',
+        table: 'agent_events',
+        timeColumn: 'ts',
+        time: 'ms',
+        retentionMs: opts.retentionMs,
+        maxRows: opts.maxRows,
+      }),
     );
     this.sweep();
     this.#pruner.start();
@@ -399,7 +446,10 @@ interface AgentLike {
   origin: { kind: 'file' | 'api'; path?: string };
   revision: number;
 }
-type RegistryChange = { type: 'deployed'; agent: AgentLike } | { type: 'updated'; agent: AgentLike; previous: AgentLike } | { type: 'removed'; agent: AgentLike };
+type RegistryChange =
+  | { type: 'deployed'; agent: AgentLike }
+  | { type: 'updated'; agent: AgentLike; previous: AgentLike }
+  | { type: 'removed'; agent: AgentLike };
 interface MessageLike {
   id: string;
   conversation_id: string;
@@ -419,7 +469,15 @@ interface ExecutionLike {
   status: string;
   duration_ms: number;
   request: { conversation_id?: string };
-  response?: { execution_id: string; conversation_id?: string; usage: { input_tokens: number; output_tokens: number }; turns: number; tool_calls: readonly unknown[]; provider: string; model: string };
+  response?: {
+    execution_id: string;
+    conversation_id?: string;
+    usage: { input_tokens: number; output_tokens: number };
+    turns: number;
+    tool_calls: readonly unknown[];
+    provider: string;
+    model: string;
+  };
   traceparent?: string;
 }
 
@@ -431,7 +489,12 @@ export interface AgentEvents {
   /** Records `message.sent` for every message the bus accepts (and the platform's own replies). */
   observeBus(bus: BusLike): void;
   /** Wraps the bus's agent handler: one `message.received` per delivery attempt to an agent. */
-  receiving<M extends MessageLike, R extends { agent: string }, C extends { delivery: { attempts: number }; traceparent?: string }, A>(
+  receiving<
+    M extends MessageLike,
+    R extends { agent: string },
+    C extends { delivery: { attempts: number }; traceparent?: string },
+    A,
+  >(
     handler: (m: M, receiver: R, ctx: C) => A,
   ): (m: M, receiver: R, ctx: C) => A;
   /** For the agents_dir watcher: an agent file that does not parse or validate. */
@@ -455,7 +518,8 @@ export interface AgentEvents {
  */
 export function createAgentEvents(
   opts: { registry: RegistryLike; onError?: (e: unknown) => void; onFull?: () => void } & (
-    { db: Db; retentionMs: number; maxRows: number; migrate: (db: Db, m: readonly Migration[]) => void } | { store: EventLog; shared: boolean }
+    | { db: Db; retentionMs: number; maxRows: number; migrate: (db: Db, m: readonly Migration[]) => void }
+    | { store: EventLog; shared: boolean }
   ),
 ): AgentEvents {
   let store: EventLog;
@@ -465,20 +529,45 @@ export function createAgentEvents(
     shared = opts.shared;
   } else {
     opts.migrate(opts.db, EVENTS_MIGRATIONS);
-    store = new EventStore({ db: opts.db, retentionMs: opts.retentionMs, maxRows: opts.maxRows, ...(opts.onError && { onError: opts.onError }), ...(opts.onFull && { onFull: opts.onFull }) });
+    store = new EventStore({
+      db: opts.db,
+      retentionMs: opts.retentionMs,
+      maxRows: opts.maxRows,
+      ...(opts.onError && { onError: opts.onError }),
+      ...(opts.onFull && { onFull: opts.onFull }),
+    });
   }
   const state = (a: AgentLike) => `deployed (revision ${a.revision})`;
   const onChange = (e: RegistryChange): void => {
     if (shared && relayedFrom(e.agent) !== undefined) return;
     const ids = activeTraceIds();
     const a = e.agent;
-    const common = { origin: a.origin.kind, revision: a.revision, ...(a.origin.path !== undefined && { file: a.origin.path }) };
+    const common = {
+      origin: a.origin.kind,
+      revision: a.revision,
+      ...(a.origin.path !== undefined && { file: a.origin.path }),
+    };
     const data: LifecycleData =
       e.type === 'deployed'
-        ? { old_state: null, new_state: state(a), reason: a.origin.kind === 'file' ? 'agent file loaded' : 'deployed through the API', ...common }
+        ? {
+            old_state: null,
+            new_state: state(a),
+            reason: a.origin.kind === 'file' ? 'agent file loaded' : 'deployed through the API',
+            ...common,
+          }
         : e.type === 'updated'
-          ? { old_state: state(e.previous), new_state: state(a), reason: a.origin.kind === 'file' ? 'agent file changed' : 'updated through the API', ...common }
-          : { old_state: state(a), new_state: 'removed', reason: a.origin.kind === 'file' ? 'agent file removed' : 'removed through the API', ...common };
+          ? {
+              old_state: state(e.previous),
+              new_state: state(a),
+              reason: a.origin.kind === 'file' ? 'agent file changed' : 'updated through the API',
+              ...common,
+            }
+          : {
+              old_state: state(a),
+              new_state: 'removed',
+              reason: a.origin.kind === 'file' ? 'agent file removed' : 'removed through the API',
+              ...common,
+            };
     store.record({ type: `agent.${e.type}`, agent: a.definition.name, ...ids, data });
   };
   opts.registry.on('change', onChange);
@@ -557,7 +646,9 @@ export function createAgentEvents(
         data: {
           old_state: null,
           new_state: 'invalid',
-          reason: agent ? 'agent file is invalid; the last good version keeps running' : 'agent file is invalid; not loaded',
+          reason: agent
+            ? 'agent file is invalid; the last good version keeps running'
+            : 'agent file is invalid; not loaded',
           file,
           errors: errors.map((x) => x.message),
         },

@@ -12,7 +12,8 @@ export function exportFailureReason(err: unknown): ExportFailureReason {
   if (typeof code === 'number') return code >= 500 ? 'http_5xx' : code >= 400 ? 'http_4xx' : 'other';
   const text = `${typeof e?.name === 'string' ? e.name : ''} ${typeof e?.message === 'string' ? e.message : ''} ${typeof code === 'string' ? code : ''}`;
   if (/timeout|timed out/i.test(text)) return 'timeout';
-  if (/ECONNREFUSED|ECONNRESET|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|ENETUNREACH|socket hang up|fetch failed/i.test(text)) return 'connection';
+  if (/ECONNREFUSED|ECONNRESET|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|ENETUNREACH|socket hang up|fetch failed/i.test(text))
+    return 'connection';
   return 'other';
 }
 
@@ -43,7 +44,11 @@ export class ReportingExporter implements SpanExporter {
       // ExportResultCode.SUCCESS is 0 (@opentelemetry/core).
       if (result.code !== 0) {
         try {
-          this.#onFailure({ reason: exportFailureReason(result.error), message: result.error?.message ?? 'export failed', spans: spans.length });
+          this.#onFailure({
+            reason: exportFailureReason(result.error),
+            message: result.error?.message ?? 'export failed',
+            spans: spans.length,
+          });
         } catch {
           // reporting must never break the export pipeline
         }
@@ -76,7 +81,12 @@ export class ExportFailureLog {
   #pendingSpans = 0;
   #last: ExportFailure | undefined;
 
-  constructor(opts: { intervalMs: number; log: (fields: Record<string, unknown>, msg: string) => void; count: (reason: ExportFailureReason) => void; now?: () => number }) {
+  constructor(opts: {
+    intervalMs: number;
+    log: (fields: Record<string, unknown>, msg: string) => void;
+    count: (reason: ExportFailureReason) => void;
+    now?: () => number;
+  }) {
     this.#intervalMs = opts.intervalMs;
     this.#log = opts.log;
     this.#count = opts.count;
@@ -95,7 +105,13 @@ export class ExportFailureLog {
     if (this.#pending === 0 || !this.#last) return;
     const failures = this.#pending;
     this.#log(
-      { failures, spans_dropped: this.#pendingSpans, reason: this.#last.reason, err: this.#last.message, log_interval_s: Math.round(this.#intervalMs / 1000) },
+      {
+        failures,
+        spans_dropped: this.#pendingSpans,
+        reason: this.#last.reason,
+        err: this.#last.message,
+        log_interval_s: Math.round(this.#intervalMs / 1000),
+      },
       `OTLP trace export failed (${failures} time${failures === 1 ? '' : 's'} since the last such line; last error: ${this.#last.message}); spans are being dropped. Check OTEL_EXPORTER_OTLP_ENDPOINT / OTEL_EXPORTER_OTLP_TRACES_ENDPOINT and that the collector is up`,
     );
     this.#lastLine = this.#now();
@@ -110,5 +126,9 @@ export function exportFailureReporter(
   metrics: { otlpExportFailures: { inc(labels: { reason: string }): void } },
   intervalMs = 60_000,
 ): ExportFailureLog {
-  return new ExportFailureLog({ intervalMs, log: (fields, msg) => logger.warn(fields, msg), count: (reason) => metrics.otlpExportFailures.inc({ reason }) });
+  return new ExportFailureLog({
+    intervalMs,
+    log: (fields, msg) => logger.warn(fields, msg),
+    count: (reason) => metrics.otlpExportFailures.inc({ reason }),
+  });
 }

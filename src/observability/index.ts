@@ -17,6 +17,18 @@ export {
   type Tracer,
 } from './trace-context.js';
 export { setupTracing, type Tracing } from './tracing.js';
-export { ExportFailureLog, exportFailureReporter, ReportingExporter, type ExportFailure, type ExportFailureReason } from './export-failures.js';
-export { fullGc, startMemoryReducer, type MemoryReducer, type MemoryReducerOptions, type MemoryReducerStats } from './memory-reducer.js';
+export {
+  ExportFailureLog,
+  exportFailureReporter,
+  ReportingExporter,
+  type ExportFailure,
+  type ExportFailureReason,
+} from './export-failures.js';
+export {
+  fullGc,
+  startMemoryReducer,
+  type MemoryReducer,
+  type MemoryReducerOptions,
+  type MemoryReducerStats,
+} from './memory-reducer.js';
 export { PgEventStore, relayEvents, type PgEventStoreOptions, type RelayEventsOptions } from './pg-event-store.js';

@@ -106,7 +106,8 @@ function parse(slot: Slot): LogRecord | null {
       ...o,
       seq: slot.seq,
       level: String(o.level ?? 'info'),
-      time: typeof o.time === 'string' ? o.time : new Date(typeof o.time === 'number' ? o.time : Date.now()).toISOString(),
+      time:
+        typeof o.time === 'string' ? o.time : new Date(typeof o.time === 'number' ? o.time : Date.now()).toISOString(),
     } as LogRecord;
   } catch {
     slot.parsed = { seq: slot.seq, level: 'info', time: new Date().toISOString(), msg: slot.line.trimEnd() };

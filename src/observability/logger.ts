@@ -33,7 +33,8 @@ export const REDACT_PATHS = [
  * on pino's serialized bindings, cheap enough for every line.
  */
 function traceFields(obj: object, _level: number, logger: Logger): Record<string, string> {
-  if ((logger as unknown as Record<symbol, unknown>)[pino.symbols.chindingsSym]?.toString().includes('"trace_id":')) return {}; // a fresh object: pino's merge assigns into it
+  if ((logger as unknown as Record<symbol, unknown>)[pino.symbols.chindingsSym]?.toString().includes('"trace_id":'))
+    return {}; // a fresh object: pino's merge assigns into it
   const sc = trace.getActiveSpan()?.spanContext();
   return sc && trace.isSpanContextValid(sc) ? { trace_id: sc.traceId, span_id: sc.spanId } : {};
 }

@@ -70,11 +70,28 @@ export class Metrics {
       // prom-client also serves three gauges named "..._total", a suffix Prometheus reserves for
       // counters (`promtool check metrics` rejects them); the same figures are served per type
       // without the suffix (caxton_nodejs_active_handles{type}, ...), so drop the totals.
-      for (const name of ['handles', 'requests', 'resources']) this.registry.removeSingleMetric(`caxton_nodejs_active_${name}_total`);
+      for (const name of ['handles', 'requests', 'resources'])
+        this.registry.removeSingleMetric(`caxton_nodejs_active_${name}_total`);
     }
-    this.httpRequests = new Counter({ name: 'caxton_http_requests_total', help: 'HTTP requests served by the REST API', labelNames: ['method', 'route', 'status'], registers });
-    this.httpDuration = new Histogram({ name: 'caxton_http_request_duration_seconds', help: 'REST API request duration', labelNames: ['method', 'route'], buckets: FAST_BUCKETS, registers });
-    this.agentsDeployed = new Gauge({ name: 'caxton_agents_deployed', help: 'Agents currently deployed', labelNames: ['origin'], registers });
+    this.httpRequests = new Counter({
+      name: 'caxton_http_requests_total',
+      help: 'HTTP requests served by the REST API',
+      labelNames: ['method', 'route', 'status'],
+      registers,
+    });
+    this.httpDuration = new Histogram({
+      name: 'caxton_http_request_duration_seconds',
+      help: 'REST API request duration',
+      labelNames: ['method', 'route'],
+      buckets: FAST_BUCKETS,
+      registers,
+    });
+    this.agentsDeployed = new Gauge({
+      name: 'caxton_agents_deployed',
+      help: 'Agents currently deployed',
+      labelNames: ['origin'],
+      registers,
+    });
     this.clusterRecordsDropped = new Counter({
       name: 'caxton_cluster_records_dropped_total',
       help: "Records of the cluster's shared logs in PostgreSQL (store: events, tool_audit) dropped: the buffer bound while PostgreSQL was unreachable, or a batch it refused; store rollout_figures: canary figures and shadow comparisons another node's rollout never took (5 minutes unanswered)",
@@ -87,8 +104,18 @@ export class Metrics {
       labelNames: ['store'],
       registers,
     });
-    this.agentEvents = new Counter({ name: 'caxton_agent_events_total', help: 'Agent lifecycle events (deployed, updated, removed, invalid_file)', labelNames: ['event'], registers });
-    this.errors = new Counter({ name: 'caxton_errors_total', help: 'Errors, by error code', labelNames: ['code'], registers });
+    this.agentEvents = new Counter({
+      name: 'caxton_agent_events_total',
+      help: 'Agent lifecycle events (deployed, updated, removed, invalid_file)',
+      labelNames: ['event'],
+      registers,
+    });
+    this.errors = new Counter({
+      name: 'caxton_errors_total',
+      help: 'Errors, by error code',
+      labelNames: ['code'],
+      registers,
+    });
     this.messagesProcessed = new Counter({
       name: 'caxton_messages_processed_total',
       help: 'ACL message deliveries processed, by performative and outcome (delivered, failed, retried, dead_letter)',
@@ -102,8 +129,19 @@ export class Metrics {
       buckets: FAST_BUCKETS,
       registers,
     });
-    this.agentExecutions = new Counter({ name: 'caxton_agent_executions_total', help: 'Agent executions, by agent and outcome (ok or an error code)', labelNames: ['agent', 'status'], registers });
-    this.agentExecutionDuration = new Histogram({ name: 'caxton_agent_execution_duration_seconds', help: 'Agent execution duration', labelNames: ['agent'], buckets: SLOW_BUCKETS, registers });
+    this.agentExecutions = new Counter({
+      name: 'caxton_agent_executions_total',
+      help: 'Agent executions, by agent and outcome (ok or an error code)',
+      labelNames: ['agent', 'status'],
+      registers,
+    });
+    this.agentExecutionDuration = new Histogram({
+      name: 'caxton_agent_execution_duration_seconds',
+      help: 'Agent execution duration',
+      labelNames: ['agent'],
+      buckets: SLOW_BUCKETS,
+      registers,
+    });
     // Only while an agent has a rollout: its two versions (stable, candidate), so the labels stay bounded.
     this.rolloutExecutions = new Counter({
       name: 'caxton_rollout_executions_total',
@@ -124,7 +162,12 @@ export class Metrics {
       labelNames: ['provider', 'model', 'status'],
       registers,
     });
-    this.llmTokens = new Counter({ name: 'caxton_llm_tokens_total', help: 'LLM tokens, by provider, model and kind (input, output)', labelNames: ['provider', 'model', 'kind'], registers });
+    this.llmTokens = new Counter({
+      name: 'caxton_llm_tokens_total',
+      help: 'LLM tokens, by provider, model and kind (input, output)',
+      labelNames: ['provider', 'model', 'kind'],
+      registers,
+    });
     // `via` (agent, rest, mcp) says which path made the call: an agent's turn, POST
     // /api/v1/tools/{server}/{tool}/call (and the CLI), or a direct tools/call over /mcp.
     this.toolCalls = new Counter({
@@ -133,9 +176,26 @@ export class Metrics {
       labelNames: ['tool', 'status', 'via'],
       registers,
     });
-    this.toolCallDuration = new Histogram({ name: 'caxton_tool_call_duration_seconds', help: 'Tool call duration', labelNames: ['tool'], buckets: FAST_BUCKETS, registers });
-    this.memoryOperations = new Counter({ name: 'caxton_memory_operations_total', help: 'Memory operations, by operation and outcome', labelNames: ['operation', 'status'], registers });
-    this.memoryOperationDuration = new Histogram({ name: 'caxton_memory_operation_duration_seconds', help: 'Memory operation duration', labelNames: ['operation'], buckets: FAST_BUCKETS, registers });
+    this.toolCallDuration = new Histogram({
+      name: 'caxton_tool_call_duration_seconds',
+      help: 'Tool call duration',
+      labelNames: ['tool'],
+      buckets: FAST_BUCKETS,
+      registers,
+    });
+    this.memoryOperations = new Counter({
+      name: 'caxton_memory_operations_total',
+      help: 'Memory operations, by operation and outcome',
+      labelNames: ['operation', 'status'],
+      registers,
+    });
+    this.memoryOperationDuration = new Histogram({
+      name: 'caxton_memory_operation_duration_seconds',
+      help: 'Memory operation duration',
+      labelNames: ['operation'],
+      buckets: FAST_BUCKETS,
+      registers,
+    });
     this.anonymousRefusals = new Counter({
       name: 'caxton_auth_anonymous_refusals_total',
       help: 'Requests refused before any principal was known, by reason (missing_credentials, invalid_credentials, anonymous_rate, host_not_allowed...; others as "other")',
@@ -154,9 +214,21 @@ export class Metrics {
       labelNames: ['reason'],
       registers,
     });
-    this.idleCollections = new Counter({ name: 'caxton_idle_gc_total', help: 'Full garbage collections run when the server went idle after a burst ([server] idle_gc)', registers });
-    this.idleCollectionFreed = new Counter({ name: 'caxton_idle_gc_freed_bytes_total', help: 'Heap bytes freed by the idle-time collections', registers });
-    const gauge = (name: string, help: string, read: (s: MetricSources) => (() => number | Promise<number>) | undefined) =>
+    this.idleCollections = new Counter({
+      name: 'caxton_idle_gc_total',
+      help: 'Full garbage collections run when the server went idle after a burst ([server] idle_gc)',
+      registers,
+    });
+    this.idleCollectionFreed = new Counter({
+      name: 'caxton_idle_gc_freed_bytes_total',
+      help: 'Heap bytes freed by the idle-time collections',
+      registers,
+    });
+    const gauge = (
+      name: string,
+      help: string,
+      read: (s: MetricSources) => (() => number | Promise<number>) | undefined,
+    ) =>
       new Gauge({
         name,
         help,
@@ -171,14 +243,30 @@ export class Metrics {
         },
       });
     const sources = this.sources;
-    gauge('caxton_queue_depth', 'Messages accepted and not yet delivered (queued, running or waiting to retry)', (s) => s.queueDepth);
+    gauge(
+      'caxton_queue_depth',
+      'Messages accepted and not yet delivered (queued, running or waiting to retry)',
+      (s) => s.queueDepth,
+    );
     gauge('caxton_dead_letters', 'Deliveries in the dead-letter queue', (s) => s.deadLetters);
-    gauge('caxton_active_conversations', 'Conversations that are initiated or in progress', (s) => s.activeConversations);
+    gauge(
+      'caxton_active_conversations',
+      'Conversations that are initiated or in progress',
+      (s) => s.activeConversations,
+    );
     gauge('caxton_tool_servers', 'WebAssembly tool servers loaded', (s) => s.toolServers);
     gauge('caxton_memory_entities', 'Entities in the memory store', (s) => s.memoryEntities);
-    gauge('caxton_limit_tracked_states', 'Principals and agents whose limit state is held (dropped once idle)', (s) => s.limitStates);
+    gauge(
+      'caxton_limit_tracked_states',
+      'Principals and agents whose limit state is held (dropped once idle)',
+      (s) => s.limitStates,
+    );
     // Counters read from a source's running totals at scrape time (each scrape adds what it gained since).
-    const total = (name: string, help: string, read: (t: { transactions: number; steps: number; voided: number }) => number) => {
+    const total = (
+      name: string,
+      help: string,
+      read: (t: { transactions: number; steps: number; voided: number }) => number,
+    ) => {
       let last = 0;
       return new Counter({
         name,
@@ -193,9 +281,21 @@ export class Metrics {
         },
       });
     };
-    total('caxton_cluster_step_transactions_total', 'PostgreSQL transactions that ran conversation steps on this node (a group of steps shares one; see docs/adr/0046)', (t) => t.transactions);
-    total('caxton_cluster_steps_total', 'Conversation steps run on this node (steps per transaction: this over caxton_cluster_step_transactions_total)', (t) => t.steps);
-    total('caxton_cluster_step_groups_voided_total', 'Groups of conversation steps rolled back as a whole (a statement failed) whose steps then ran again alone', (t) => t.voided);
+    total(
+      'caxton_cluster_step_transactions_total',
+      'PostgreSQL transactions that ran conversation steps on this node (a group of steps shares one; see docs/adr/0046)',
+      (t) => t.transactions,
+    );
+    total(
+      'caxton_cluster_steps_total',
+      'Conversation steps run on this node (steps per transaction: this over caxton_cluster_step_transactions_total)',
+      (t) => t.steps,
+    );
+    total(
+      'caxton_cluster_step_groups_voided_total',
+      'Groups of conversation steps rolled back as a whole (a statement failed) whose steps then ran again alone',
+      (t) => t.voided,
+    );
   }
 
   // Hot-path recorders: the labelled children are looked up once per label set and kept, so a
@@ -229,7 +329,13 @@ export class Metrics {
   }
 
   /** One execution of a version under a rollout (`role`: stable, candidate, or shadow for a shadow copy). */
-  rolloutExecution(agent: string, version: number, role: 'stable' | 'candidate' | 'shadow', status: string, seconds: number): void {
+  rolloutExecution(
+    agent: string,
+    version: number,
+    role: 'stable' | 'candidate' | 'shadow',
+    status: string,
+    seconds: number,
+  ): void {
     const v = String(version);
     this.#counter(this.rolloutExecutions, { agent, version: v, role, status }).inc();
     this.#histogram(this.rolloutExecutionDuration, { agent, version: v, role }).observe(seconds);

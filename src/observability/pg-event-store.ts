@@ -24,8 +24,24 @@ import { EventEmitter } from 'node:events';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type pg from 'pg';
 import { scrubSecrets } from '../shared/secrets.js';
-import { migrateSchema, PgLogTable, quotedSchema, stateUnavailable, type PgBatchTuning, type PgMigration } from '../storage/pg/index.js';
-import { categoryOf, eventOfRow, eventOrder, eventWhere, type AgentEvent, type AgentEventInput, type EventLog, type EventQuery } from './events.js';
+import {
+  migrateSchema,
+  PgLogTable,
+  quotedSchema,
+  stateUnavailable,
+  type PgBatchTuning,
+  type PgMigration,
+} from '../storage/pg/index.js';
+import {
+  categoryOf,
+  eventOfRow,
+  eventOrder,
+  eventWhere,
+  type AgentEvent,
+  type AgentEventInput,
+  type EventLog,
+  type EventQuery,
+} from './events.js';
 
 const MIGRATIONS: readonly PgMigration[] = [
   {
@@ -82,7 +98,13 @@ export class PgEventStore extends EventEmitter<{ event: [AgentEvent] }> implemen
     this.setMaxListeners(0);
     this.#o = opts;
     this.#s = quotedSchema(opts.schema);
-    this.#log = new PgLogTable<AgentEventInput>({ ...opts, schema: this.#s, table: 'agent_events', timeColumn: 'ts', write: (batch) => this.#write(batch) });
+    this.#log = new PgLogTable<AgentEventInput>({
+      ...opts,
+      schema: this.#s,
+      table: 'agent_events',
+      timeColumn: 'ts',
+      write: (batch) => this.#write(batch),
+    });
   }
 
   /** Events dropped since start (the buffer bound, or a batch PostgreSQL refused). */
@@ -105,7 +127,15 @@ export class PgEventStore extends EventEmitter<{ event: [AgentEvent] }> implemen
   async #write(batch: AgentEventInput[]): Promise<void> {
     const cols: unknown[][] = [[], [], [], [], [], [], []];
     for (const e of batch) {
-      const row = [e.time ?? Date.now(), e.type, categoryOf(e.type), e.agent, e.trace_id ?? null, e.span_id ?? null, scrubSecrets(JSON.stringify(e.data))]; // ADR 0017
+      const row = [
+        e.time ?? Date.now(),
+        e.type,
+        categoryOf(e.type),
+        e.agent,
+        e.trace_id ?? null,
+        e.span_id ?? null,
+        scrubSecrets(JSON.stringify(e.data)),
+      ]; // ADR 0017
       for (let i = 0; i < row.length; i++) cols[i]!.push(row[i]);
     }
     // One statement for the batch; nextval runs in ORDINALITY order, so the ids, sorted, are the batch's in order.
@@ -159,12 +189,10 @@ export class PgEventStore extends EventEmitter<{ event: [AgentEvent] }> implemen
   /** Events `node` wrote with `after` < id ≤ `upTo`, oldest first, at most `limit`: what this node's followers missed of it. */
   async writtenBy(node: string, after: number, upTo: number, limit: number): Promise<AgentEvent[]> {
     try {
-      const r = await this.#o.pool.query(`SELECT id, ts, type, category, agent, trace_id, span_id, data FROM ${this.#s}.agent_events WHERE node = $1 AND id > $2 AND id <= $3 ORDER BY id LIMIT $4`, [
-        node,
-        after,
-        upTo,
-        limit,
-      ]);
+      const r = await this.#o.pool.query(
+        `SELECT id, ts, type, category, agent, trace_id, span_id, data FROM ${this.#s}.agent_events WHERE node = $1 AND id > $2 AND id <= $3 ORDER BY id LIMIT $4`,
+        [node, after, upTo, limit],
+      );
       return r.rows.map(eventOfRow);
     } catch (e) {
       throw stateUnavailable(e);
@@ -186,7 +214,9 @@ export class PgEventStore extends EventEmitter<{ event: [AgentEvent] }> implemen
   async size(): Promise<number> {
     await this.#log.flush();
     try {
-      return Number((await this.#o.pool.query<{ n: string }>(`SELECT count(*) AS n FROM ${this.#s}.agent_events`)).rows[0]!.n);
+      return Number(
+        (await this.#o.pool.query<{ n: string }>(`SELECT count(*) AS n FROM ${this.#s}.agent_events`)).rows[0]!.n,
+      );
     } catch (e) {
       throw stateUnavailable(e);
     }
@@ -316,7 +346,8 @@ export function relayEvents(o: RelayEventsOptions): () => void {
     h.silent = false;
     const expected = w.events.length > 0 ? h.seq + 1 : h.seq;
     if (w.seq < expected) return; // not newer than what was heard (a tick overtaken by its node's next chunk)
-    const gap = w.seq > expected ? { after: h.last, upTo: w.events.length > 0 ? w.events[0]!.id - 1 : (w.last ?? 0) } : undefined;
+    const gap =
+      w.seq > expected ? { after: h.last, upTo: w.events.length > 0 ? w.events[0]!.id - 1 : (w.last ?? 0) } : undefined;
     h.seq = w.seq;
     h.last = Math.max(h.last, lastId(w.events), w.last ?? 0);
     const events = w.events;
@@ -347,7 +378,8 @@ export function relayEvents(o: RelayEventsOptions): () => void {
       } catch {
         return; // not ours
       }
-      if (w.node === o.node || typeof w.epoch !== 'string' || typeof w.seq !== 'number' || !Array.isArray(w.events)) return;
+      if (w.node === o.node || typeof w.epoch !== 'string' || typeof w.seq !== 'number' || !Array.isArray(w.events))
+        return;
       try {
         hear(w);
       } catch {

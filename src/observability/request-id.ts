@@ -22,7 +22,8 @@ export function newRequestId(): string {
 export function clientRequestId(header: string | string[] | undefined): string | undefined {
   if (header === undefined) return undefined;
   const value = Array.isArray(header) ? header : [header];
-  if (value.length === 1 && value[0]!.length <= MAX_CLIENT_REQUEST_ID && CLIENT_REQUEST_ID_RE.test(value[0]!)) return value[0];
+  if (value.length === 1 && value[0]!.length <= MAX_CLIENT_REQUEST_ID && CLIENT_REQUEST_ID_RE.test(value[0]!))
+    return value[0];
   throw new CaxtonError(
     'invalid_request',
     `the X-Request-Id header must be one value of 1 to ${MAX_CLIENT_REQUEST_ID} characters: letters, digits, ".", "_", ":" and "-" (it is recorded as client_request_id); shorten it or leave it out`,

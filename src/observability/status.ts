@@ -71,7 +71,12 @@ export class StatusSampler {
   /** The counters now. */
   async sample(): Promise<CounterSample> {
     const m = this.#metrics;
-    const [ex, msg, err, http] = (await Promise.all([m.agentExecutions.get(), m.messagesProcessed.get(), m.errors.get(), m.httpRequests.get()])) as Values[];
+    const [ex, msg, err, http] = (await Promise.all([
+      m.agentExecutions.get(),
+      m.messagesProcessed.get(),
+      m.errors.get(),
+      m.httpRequests.get(),
+    ])) as Values[];
     return {
       t: Date.now(),
       executions: sum(ex!),

@@ -1,4 +1,15 @@
-import { context, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, TraceFlags, type Attributes, type Context, type Span, type Tracer } from '@opentelemetry/api';
+import {
+  context,
+  ROOT_CONTEXT,
+  SpanKind,
+  SpanStatusCode,
+  trace,
+  TraceFlags,
+  type Attributes,
+  type Context,
+  type Span,
+  type Tracer,
+} from '@opentelemetry/api';
 
 /** W3C traceparent: version 00, 32 hex trace id, 16 hex parent id, 2 hex flags. */
 const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
@@ -18,7 +29,12 @@ export function contextOf(traceparent: string | undefined): Context {
   if (last?.traceparent === traceparent) return last.context;
   const m = TRACEPARENT.exec(traceparent);
   if (!m || m[1] === ZERO_TRACE || m[2] === ZERO_SPAN) return context.active();
-  const ctx = trace.setSpanContext(ROOT_CONTEXT, { traceId: m[1]!, spanId: m[2]!, traceFlags: parseInt(m[3]!, 16) & TraceFlags.SAMPLED, isRemote: true });
+  const ctx = trace.setSpanContext(ROOT_CONTEXT, {
+    traceId: m[1]!,
+    spanId: m[2]!,
+    traceFlags: parseInt(m[3]!, 16) & TraceFlags.SAMPLED,
+    isRemote: true,
+  });
   last = { traceparent, context: ctx };
   return ctx;
 }
@@ -42,9 +58,16 @@ export function activeTraceparent(): string | undefined {
 export type SpanAttributes = Attributes | (() => Attributes);
 
 /** Starts a span continuing `traceparent` (or the active context). */
-export function startSpan(tracer: Tracer, name: string, traceparent: string | undefined, attributes?: SpanAttributes, kind: SpanKind = SpanKind.INTERNAL): Span {
+export function startSpan(
+  tracer: Tracer,
+  name: string,
+  traceparent: string | undefined,
+  attributes?: SpanAttributes,
+  kind: SpanKind = SpanKind.INTERNAL,
+): Span {
   const span = tracer.startSpan(name, { kind }, contextOf(traceparent));
-  if (attributes !== undefined && span.isRecording()) span.setAttributes(typeof attributes === 'function' ? attributes() : attributes);
+  if (attributes !== undefined && span.isRecording())
+    span.setAttributes(typeof attributes === 'function' ? attributes() : attributes);
   return span;
 }
 

@@ -1,4 +1,15 @@
-import { context, propagation, trace, TraceFlags, type Context, type Span, type SpanOptions, type Tracer, type TracerOptions, type TracerProvider } from '@opentelemetry/api';
+import {
+  context,
+  propagation,
+  trace,
+  TraceFlags,
+  type Context,
+  type Span,
+  type SpanOptions,
+  type Tracer,
+  type TracerOptions,
+  type TracerProvider,
+} from '@opentelemetry/api';
 import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { ReportingExporter, type ExportFailure } from './export-failures.js';
 
@@ -32,9 +43,20 @@ export async function setupTracing(opts: {
   const processors: SpanProcessor[] = [...(opts.processors ?? [])];
   const exporting = Boolean(env.OTEL_EXPORTER_OTLP_ENDPOINT || env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT);
   if (!exporting && processors.length === 0) {
-    return { tracer: trace.getTracer('caxton', opts.version), enabled: false, exporting: false, flush: async () => {}, shutdown: async () => {} };
+    return {
+      tracer: trace.getTracer('caxton', opts.version),
+      enabled: false,
+      exporting: false,
+      flush: async () => {},
+      shutdown: async () => {},
+    };
   }
-  const [{ resourceFromAttributes }, { BatchSpanProcessor }, { NodeTracerProvider }, { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION }] = await Promise.all([
+  const [
+    { resourceFromAttributes },
+    { BatchSpanProcessor },
+    { NodeTracerProvider },
+    { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION },
+  ] = await Promise.all([
     import('@opentelemetry/resources'),
     import('@opentelemetry/sdk-trace-base'),
     import('@opentelemetry/sdk-trace-node'),
@@ -43,10 +65,15 @@ export async function setupTracing(opts: {
   if (exporting) {
     const { OTLPTraceExporter } = await import('@opentelemetry/exporter-trace-otlp-http');
     const otlp = new OTLPTraceExporter();
-    processors.push(new BatchSpanProcessor(opts.onExportFailure ? new ReportingExporter(otlp, opts.onExportFailure) : otlp));
+    processors.push(
+      new BatchSpanProcessor(opts.onExportFailure ? new ReportingExporter(otlp, opts.onExportFailure) : otlp),
+    );
   }
   const provider = new NodeTracerProvider({
-    resource: resourceFromAttributes({ [ATTR_SERVICE_NAME]: env.OTEL_SERVICE_NAME ?? 'caxton', [ATTR_SERVICE_VERSION]: opts.version }),
+    resource: resourceFromAttributes({
+      [ATTR_SERVICE_NAME]: env.OTEL_SERVICE_NAME ?? 'caxton',
+      [ATTR_SERVICE_VERSION]: opts.version,
+    }),
     spanProcessors: processors,
   });
   provider.register();
@@ -101,7 +128,8 @@ function shortcut(inner: Tracer): Tracer {
   return {
     startSpan(name: string, options?: SpanOptions, ctx: Context = context.active()): Span {
       const parent = options?.root ? undefined : trace.getSpanContext(ctx);
-      if (parent !== undefined && (parent.traceFlags & TraceFlags.SAMPLED) === 0 && trace.isSpanContextValid(parent)) return trace.wrapSpanContext(parent);
+      if (parent !== undefined && (parent.traceFlags & TraceFlags.SAMPLED) === 0 && trace.isSpanContextValid(parent))
+        return trace.wrapSpanContext(parent);
       return inner.startSpan(name, options, ctx);
     },
     startActiveSpan: inner.startActiveSpan.bind(inner) as Tracer['startActiveSpan'],

@@ -38,7 +38,12 @@ export function configProblems(config: ServerConfig, env: NodeJS.ProcessEnv = pr
   const types = new Set(Object.values(config.llm.providers).map((p) => p.type as string));
   for (const [alias, mapped] of Object.entries(config.llm.model_aliases)) {
     const target = mapped as { provider?: string; model: string };
-    if (target.provider === undefined || Object.hasOwn(config.llm.providers, target.provider) || types.has(target.provider)) continue;
+    if (
+      target.provider === undefined ||
+      Object.hasOwn(config.llm.providers, target.provider) ||
+      types.has(target.provider)
+    )
+      continue;
     problems.push({
       name: `llm.model_aliases.${alias}`,
       problem: `model "${alias}" is mapped to provider "${target.provider}", which is not configured: agents asking for "${alias}" fall back to the default provider`,

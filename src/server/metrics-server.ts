@@ -1,5 +1,9 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { createServer as createHttpsServer, type Server as HttpsServer, type ServerOptions as HttpsServerOptions } from 'node:https';
+import {
+  createServer as createHttpsServer,
+  type Server as HttpsServer,
+  type ServerOptions as HttpsServerOptions,
+} from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 
@@ -20,7 +24,10 @@ export async function startMetricsServer(
       guard(req).then(
         (refused) => {
           if (!refused) return serve(req, res);
-          res.writeHead(refused.status, { 'content-type': 'text/plain', ...(refused.status === 401 && { 'www-authenticate': 'Bearer realm="caxton"' }) });
+          res.writeHead(refused.status, {
+            'content-type': 'text/plain',
+            ...(refused.status === 401 && { 'www-authenticate': 'Bearer realm="caxton"' }),
+          });
           res.end(`${refused.message}\n`);
         },
         () => {
@@ -55,5 +62,8 @@ export async function startMetricsServer(
     server.listen(port, host, () => resolve());
   });
   const addr = server.address() as AddressInfo;
-  return { server, url: `${https ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${addr.port}/metrics` };
+  return {
+    server,
+    url: `${https ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${addr.port}/metrics`,
+  };
 }

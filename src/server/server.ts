@@ -113,13 +113,30 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
   registerSecrets(secretValues(config));
   // Log lines also go to an in-memory ring (GET /api/v1/logs).
   const logBuffer = opts.logBuffer ?? (opts.logger ? undefined : new LogBuffer(config.logging.buffer_lines));
-  const logger = opts.logger ?? createLogger(config.logging.level, undefined, { ...(logBuffer && { buffer: logBuffer }), secrets: secretValues(config) });
+  const logger =
+    opts.logger ??
+    createLogger(config.logging.level, undefined, {
+      ...(logBuffer && { buffer: logBuffer }),
+      secrets: secretValues(config),
+    });
   const readiness = new Readiness({ log: logger });
-  const lifecycle: Lifecycle = { state: 'starting', startedAt: Date.now(), version: VERSION, readiness, problems: () => configProblems(config) };
+  const lifecycle: Lifecycle = {
+    state: 'starting',
+    startedAt: Date.now(),
+    version: VERSION,
+    readiness,
+    problems: () => configProblems(config),
+  };
   // TLS files are checked before anything is opened: a missing file or a key that does not match
   // its certificate stops the start with an error naming the file (src/server/tls.ts).
-  const apiTls = config.server.tls && { cfg: config.server.tls, material: readTlsMaterial(config.server.tls, 'server.tls') };
-  const metricsTls = config.metrics.enabled && config.metrics.tls ? { cfg: config.metrics.tls, material: readTlsMaterial(config.metrics.tls, 'metrics.tls') } : undefined;
+  const apiTls = config.server.tls && {
+    cfg: config.server.tls,
+    material: readTlsMaterial(config.server.tls, 'server.tls'),
+  };
+  const metricsTls =
+    config.metrics.enabled && config.metrics.tls
+      ? { cfg: config.metrics.tls, material: readTlsMaterial(config.metrics.tls, 'metrics.tls') }
+      : undefined;
   if (apiTls) warnIfExpiring(logger, 'server.tls', apiTls.material);
   if (metricsTls) warnIfExpiring(logger, 'metrics.tls', metricsTls.material);
   // Nobody reaches an unauthenticated API from another machine (docs/security.md).
@@ -143,7 +160,11 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
   if (config.cluster) clusterStateConfig(config.cluster);
 
   const metrics = new Metrics();
-  const stack = new ComponentStack({ metrics, readiness, onCloseError: (component, err) => logger.error({ err, component }, `closing ${component} failed`) });
+  const stack = new ComponentStack({
+    metrics,
+    readiness,
+    onCloseError: (component, err) => logger.error({ err, component }, `closing ${component} failed`),
+  });
   try {
     const observability = stack.add(
       await startObservability({
@@ -151,7 +172,9 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
         logger,
         metrics,
         ...(opts.spanProcessors && { spanProcessors: opts.spanProcessors }),
-        ...(opts.exportFailureLogIntervalMs !== undefined && { exportFailureLogIntervalMs: opts.exportFailureLogIntervalMs }),
+        ...(opts.exportFailureLogIntervalMs !== undefined && {
+          exportFailureLogIntervalMs: opts.exportFailureLogIntervalMs,
+        }),
       }),
     );
     const { db } = stack.add(openStorage({ dataDir: config.data_dir, logger }));
@@ -160,14 +183,23 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
     const clustering = config.cluster ? await clusterComponents() : undefined;
     const clusterState =
       config.cluster && clustering
-        ? stack.add(await clustering.openClusterState({ cluster: config.cluster, logger, keepVersions: config.agents.keep_versions, keepRemovedAgents: config.agents.keep_removed_agents }))
+        ? stack.add(
+            await clustering.openClusterState({
+              cluster: config.cluster,
+              logger,
+              keepVersions: config.agents.keep_versions,
+              keepRemovedAgents: config.agents.keep_removed_agents,
+            }),
+          )
         : undefined;
     const auth = stack.add(startAuth({ config, db, logger, metrics }));
     const agents = stack.add(startAgents({ config, db, logger, metrics, lifecycle, clusterState }));
     const { registry, service, events } = agents;
     // A cluster node's view of the shared agent versions (each API agent's newest, its rollouts' two), before any traffic.
     await service.versionsReady;
-    const files = stack.add(await watchAgentFiles({ agentsDir: config.agents_dir, registry, service, events, logger, metrics }));
+    const files = stack.add(
+      await watchAgentFiles({ agentsDir: config.agents_dir, registry, service, events, logger, metrics }),
+    );
     // A cluster node: NATS, the shared state in PostgreSQL, and API agents propagated to every node (docs/cluster.md).
     const cluster =
       config.cluster && clustering && clusterState
@@ -199,7 +231,10 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
     // Telemetry reaches the executor and the bus only when it is on: with [metrics] enabled = false
     // and no tracing configured, their hot paths skip it entirely.
     const { tracing } = observability;
-    const telemetry = { ...(tracing.enabled && { tracer: tracing.tracer }), ...(config.metrics.enabled && { metrics }) };
+    const telemetry = {
+      ...(tracing.enabled && { tracer: tracing.tracer }),
+      ...(config.metrics.enabled && { metrics }),
+    };
     const memory = await startMemory({ config, db, registry, logger, telemetry });
     if (memory) stack.add(memory);
     const execution = stack.add(
@@ -220,13 +255,50 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
     const { executor } = execution;
     // Host tools run in the server whatever the isolation mode: from here on every component's are registered on the executor.
     stack.useHostTools(executor.hostTools);
-    const { bus } = stack.add(startMessaging({ config, db, registry, executor, events, logger, telemetry, cluster, principals: auth.principals }));
+    const { bus } = stack.add(
+      startMessaging({
+        config,
+        db,
+        registry,
+        executor,
+        events,
+        logger,
+        telemetry,
+        cluster,
+        principals: auth.principals,
+      }),
+    );
     const toolAudit = stack.add(openToolAudit({ config, db, logger, metrics, clusterState }));
     // Claude Code's toolkit (workspace.*, web.*, todo.write), under the operator's [workspace] and [web] grants.
     stack.add(startToolkit({ config, audit: toolAudit.watch, logger }));
-    const mcp = stack.add(await startMcp({ config, db, executor, registry, bus, memory: memory?.graph.store, audit: toolAudit.watch, logger, metrics }));
+    const mcp = stack.add(
+      await startMcp({
+        config,
+        db,
+        executor,
+        registry,
+        bus,
+        memory: memory?.graph.store,
+        audit: toolAudit.watch,
+        logger,
+        metrics,
+      }),
+    );
     const tools = stack.add(
-      await startTools({ config, db, executor, registry, service, mcp: mcp.clients, audit: toolAudit.store, auditWatch: toolAudit.watch, logger, metrics, cluster, tracer: telemetry.tracer }),
+      await startTools({
+        config,
+        db,
+        executor,
+        registry,
+        service,
+        mcp: mcp.clients,
+        audit: toolAudit.store,
+        auditWatch: toolAudit.watch,
+        logger,
+        metrics,
+        cluster,
+        tracer: telemetry.tracer,
+      }),
     );
     const audit = stack.add(openAudit({ config, db, logger, metrics }));
     const { sampler } = observability;
@@ -234,17 +306,47 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
       const s = bus.stats();
       // The tool packages' propagation lag rides along, as the directory's does (GET /api/v1/cluster).
       const toolLag = tools.sync?.lag().p99_ms;
-      return { queued: s.queued, running: s.running, open_conversations: s.open_conversations, dead_letters: s.dead_letters, ...(toolLag != null && { tool_lag_p99_ms: toolLag }) };
+      return {
+        queued: s.queued,
+        running: s.running,
+        open_conversations: s.open_conversations,
+        dead_letters: s.dead_letters,
+        ...(toolLag != null && { tool_lag_p99_ms: toolLag }),
+      };
     });
     // Rollouts on a node that left the cluster stop holding their agents (pg-rollout-marks.ts).
-    if (view && clusterState) clusterState.marks.nodesUp = async () => new Map((await view.nodes()).map((n) => [n.node, n.url]));
-    stack.add(statusRoutes({ config, lifecycle, service, sampler, events, logs: logBuffer, bus, tools: tools.servers, catalogue: tools.catalogue, memory: memory?.graph, view }));
+    if (view && clusterState)
+      clusterState.marks.nodesUp = async () => new Map((await view.nodes()).map((n) => [n.node, n.url]));
+    stack.add(
+      statusRoutes({
+        config,
+        lifecycle,
+        service,
+        sampler,
+        events,
+        logs: logBuffer,
+        bus,
+        tools: tools.servers,
+        catalogue: tools.catalogue,
+        memory: memory?.graph,
+        view,
+      }),
+    );
     stack.add(serveConsole({ ...(opts.consoleDir !== undefined && { dir: opts.consoleDir }) }));
     stack.add(await startDelivery({ bus, logger }));
     const listen = opts.listen !== false;
     const metricsEndpoint =
       listen && config.metrics.enabled
-        ? stack.add(await startMetricsEndpoint({ config, metrics, authenticators: auth.authenticators, allowedHosts: auth.allowedHosts, tls: metricsTls, logger }))
+        ? stack.add(
+            await startMetricsEndpoint({
+              config,
+              metrics,
+              authenticators: auth.authenticators,
+              allowedHosts: auth.allowedHosts,
+              tls: metricsTls,
+              logger,
+            }),
+          )
         : undefined;
     const http = stack.add(
       await startHttp({
@@ -274,7 +376,8 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
       },
       'caxton ready',
     );
-    for (const p of lifecycle.problems!()) logger.warn({ field: p.name, fix: p.fix }, `degraded: ${p.problem}; fix: ${p.fix}`);
+    for (const p of lifecycle.problems!())
+      logger.warn({ field: p.name, fix: p.fix }, `degraded: ${p.problem}; fix: ${p.fix}`);
 
     let closing: Promise<void> | undefined;
     const close = () =>

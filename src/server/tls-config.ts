@@ -22,13 +22,16 @@ export const tlsConfigSchema = z
      * connection without a certificate principal. "require": a connection without a valid client
      * certificate is refused during the handshake (so /health needs one too).
      */
-    client_auth: z.enum(['none', 'optional', 'require'], { error: 'expected "none", "optional" or "require"' }).default('none'),
+    client_auth: z
+      .enum(['none', 'optional', 'require'], { error: 'expected "none", "optional" or "require"' })
+      .default('none'),
     min_version: z.enum(['TLSv1.2', 'TLSv1.3'], { error: 'expected "TLSv1.2" or "TLSv1.3"' }).default('TLSv1.2'),
   })
   // Without a CA of its own Node.js would check client certificates against the public web
   // roots: anyone with a certificate from a public CA would pass.
   .refine((t) => t.client_auth === 'none' || t.ca !== undefined, {
-    error: 'client_auth = "optional" or "require" needs ca = "PATH", the bundle of CAs that sign your client certificates',
+    error:
+      'client_auth = "optional" or "require" needs ca = "PATH", the bundle of CAs that sign your client certificates',
     path: ['ca'],
   });
 

@@ -54,9 +54,20 @@ class TlsFileProblem extends Error {
 }
 
 type Field = 'cert' | 'key' | 'ca';
-const WHAT: Record<Field, string> = { cert: 'TLS certificate file', key: 'TLS private key file', ca: 'TLS client CA file' };
+const WHAT: Record<Field, string> = {
+  cert: 'TLS certificate file',
+  key: 'TLS private key file',
+  ca: 'TLS client CA file',
+};
 
-function problem(section: string, field: Field, file: string, code: string, message: string, suggestion: string): TlsFileProblem {
+function problem(
+  section: string,
+  field: Field,
+  file: string,
+  code: string,
+  message: string,
+  suggestion: string,
+): TlsFileProblem {
   return new TlsFileProblem({ severity: 'error', code, file, field: `${section}.${field}`, message, suggestion });
 }
 
@@ -65,14 +76,45 @@ function readPem(section: string, field: Field, file: string): Buffer {
   let bytes: Buffer;
   try {
     const st = statSync(file);
-    if (st.isDirectory()) throw problem(section, field, file, 'tls_file_unreadable', `the ${what} is a directory`, `set ${field} to the path of a PEM file`);
-    if (st.size > MAX_PEM_BYTES) throw problem(section, field, file, 'tls_not_pem', `the ${what} is ${st.size} bytes: too large to be a PEM file`, `set ${field} to the PEM file`);
+    if (st.isDirectory())
+      throw problem(
+        section,
+        field,
+        file,
+        'tls_file_unreadable',
+        `the ${what} is a directory`,
+        `set ${field} to the path of a PEM file`,
+      );
+    if (st.size > MAX_PEM_BYTES)
+      throw problem(
+        section,
+        field,
+        file,
+        'tls_not_pem',
+        `the ${what} is ${st.size} bytes: too large to be a PEM file`,
+        `set ${field} to the PEM file`,
+      );
     bytes = readFileSync(file);
   } catch (e) {
     if (e instanceof TlsFileProblem) throw e;
     const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw problem(section, field, file, 'tls_file_missing', `the ${what} does not exist`, `check [${section}] ${field} (a relative path is relative to caxton.toml)`);
-    throw problem(section, field, file, 'tls_file_unreadable', `the ${what} cannot be read (${code ?? String(e)})`, 'give the user running caxton read access to it');
+    if (code === 'ENOENT')
+      throw problem(
+        section,
+        field,
+        file,
+        'tls_file_missing',
+        `the ${what} does not exist`,
+        `check [${section}] ${field} (a relative path is relative to caxton.toml)`,
+      );
+    throw problem(
+      section,
+      field,
+      file,
+      'tls_file_unreadable',
+      `the ${what} cannot be read (${code ?? String(e)})`,
+      'give the user running caxton read access to it',
+    );
   }
   const text = bytes.toString('latin1');
   if (!text.includes('-----BEGIN ')) {
@@ -148,7 +190,14 @@ function parseKey(section: string, file: string, bytes: Buffer): KeyObject {
   try {
     return createPrivateKey(bytes);
   } catch (e) {
-    throw problem(section, 'key', file, 'tls_not_pem', `the TLS private key file cannot be parsed (${e instanceof Error ? e.message : String(e)})`, 'replace it with a valid PEM private key');
+    throw problem(
+      section,
+      'key',
+      file,
+      'tls_not_pem',
+      `the TLS private key file cannot be parsed (${e instanceof Error ? e.message : String(e)})`,
+      'replace it with a valid PEM private key',
+    );
   }
 }
 
@@ -172,7 +221,12 @@ function loadMaterial(cfg: TlsConfig, section: string): TlsMaterial {
   }
   try {
     // What the TLS layer itself refuses (a key too weak for OpenSSL's security level, for one).
-    createSecureContext({ cert: certBytes, key: keyBytes, ...(caBytes && { ca: caBytes }), minVersion: cfg.min_version });
+    createSecureContext({
+      cert: certBytes,
+      key: keyBytes,
+      ...(caBytes && { ca: caBytes }),
+      minVersion: cfg.min_version,
+    });
   } catch (e) {
     throw problem(
       section,
@@ -183,7 +237,14 @@ function loadMaterial(cfg: TlsConfig, section: string): TlsMaterial {
       'issue a certificate with a stronger key (RSA 2048 bits or more, or ECDSA P-256)',
     );
   }
-  return { cert: certBytes, key: keyBytes, ...(caBytes && { ca: caBytes }), serial: leaf!.serialNumber, subject: leaf!.subject, validTo: new Date(leaf!.validTo) };
+  return {
+    cert: certBytes,
+    key: keyBytes,
+    ...(caBytes && { ca: caBytes }),
+    serial: leaf!.serialNumber,
+    subject: leaf!.subject,
+    validTo: new Date(leaf!.validTo),
+  };
 }
 
 /**
@@ -245,7 +306,12 @@ export class TlsReloader {
     const dirs = [...new Set(files.map((f) => dirname(f)))];
     const watcher = watch(dirs, { ignoreInitial: true, depth: 0 });
     watcher.on('all', () => this.#schedule());
-    watcher.on('error', (e) => this.#log.error({ err: e, section: this.#section }, 'TLS file watcher error: certificate changes may not be picked up until a restart'));
+    watcher.on('error', (e) =>
+      this.#log.error(
+        { err: e, section: this.#section },
+        'TLS file watcher error: certificate changes may not be picked up until a restart',
+      ),
+    );
     await new Promise<void>((resolve) => watcher.once('ready', () => resolve()));
     if (this.#closed) await watcher.close();
     else this.#watcher = watcher;
@@ -269,13 +335,23 @@ export class TlsReloader {
       const issue = e instanceof TlsFileProblem ? e.issue : undefined;
       this.#lastError = e instanceof Error ? e.message : String(e);
       this.#log.error(
-        { section: this.#section, file: issue?.file, field: issue?.field, code: issue?.code, serial: this.#current.serial },
+        {
+          section: this.#section,
+          file: issue?.file,
+          field: issue?.field,
+          code: issue?.code,
+          serial: this.#current.serial,
+        },
         `TLS files not reloaded: ${this.#lastError}; the running certificate (serial ${this.#current.serial}) is kept`,
       );
       return false;
     }
     const c = this.#current;
-    if (next.cert.equals(c.cert) && next.key.equals(c.key) && (next.ca?.equals(c.ca ?? Buffer.alloc(0)) ?? c.ca === undefined)) {
+    if (
+      next.cert.equals(c.cert) &&
+      next.key.equals(c.key) &&
+      (next.ca?.equals(c.ca ?? Buffer.alloc(0)) ?? c.ca === undefined)
+    ) {
       this.#lastError = undefined;
       return false;
     }
@@ -283,7 +359,10 @@ export class TlsReloader {
       this.#server.setSecureContext(httpsOptions(this.#cfg, next));
     } catch (e) {
       this.#lastError = `${this.#cfg.cert}: ${e instanceof Error ? e.message : String(e)}`;
-      this.#log.error({ section: this.#section, file: this.#cfg.cert, serial: c.serial }, `TLS files not reloaded: ${this.#lastError}; the running certificate is kept`);
+      this.#log.error(
+        { section: this.#section, file: this.#cfg.cert, serial: c.serial },
+        `TLS files not reloaded: ${this.#lastError}; the running certificate is kept`,
+      );
       return false;
     }
     this.#current = next;
@@ -291,7 +370,13 @@ export class TlsReloader {
     this.#reloads++;
     this.#lastError = undefined;
     this.#log.info(
-      { section: this.#section, serial: next.serial, previous_serial: c.serial, subject: next.subject, valid_to: next.validTo.toISOString() },
+      {
+        section: this.#section,
+        serial: next.serial,
+        previous_serial: c.serial,
+        subject: next.subject,
+        valid_to: next.validTo.toISOString(),
+      },
       'TLS certificate reloaded: new connections use it',
     );
     warnIfExpiring(this.#log, this.#section, next);
@@ -321,6 +406,14 @@ export class TlsReloader {
 /** A server certificate that has expired (or soon will) is served all the same, but said loudly. */
 export function warnIfExpiring(log: Logger, section: string, m: TlsMaterial, now = Date.now()): void {
   const left = m.validTo.getTime() - now;
-  if (left <= 0) log.error({ section, serial: m.serial, valid_to: m.validTo.toISOString() }, `the [${section}] certificate has expired: clients will refuse it until it is replaced`);
-  else if (left < 14 * 24 * 3_600_000) log.warn({ section, serial: m.serial, valid_to: m.validTo.toISOString() }, `the [${section}] certificate expires in ${Math.ceil(left / (24 * 3_600_000))} days`);
+  if (left <= 0)
+    log.error(
+      { section, serial: m.serial, valid_to: m.validTo.toISOString() },
+      `the [${section}] certificate has expired: clients will refuse it until it is replaced`,
+    );
+  else if (left < 14 * 24 * 3_600_000)
+    log.warn(
+      { section, serial: m.serial, valid_to: m.validTo.toISOString() },
+      `the [${section}] certificate expires in ${Math.ceil(left / (24 * 3_600_000))} days`,
+    );
 }

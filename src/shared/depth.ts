@@ -13,10 +13,14 @@ export const MAX_INPUT_DEPTH = 64;
 
 /** The error for input nested deeper than `max`: names where, the limit, and what to do. */
 export function tooDeepError(where: string, max: number, code: ErrorCode = 'input_too_deep'): CaxtonError {
-  return new CaxtonError(code, `${where} is nested more than ${max} levels deep; flatten it (the limit is ${max} levels of objects and arrays)`, {
-    limit: max,
-    issues: [{ field: where, message: `nested more than ${max} levels deep` }],
-  });
+  return new CaxtonError(
+    code,
+    `${where} is nested more than ${max} levels deep; flatten it (the limit is ${max} levels of objects and arrays)`,
+    {
+      limit: max,
+      issues: [{ field: where, message: `nested more than ${max} levels deep` }],
+    },
+  );
 }
 
 /**

@@ -7,8 +7,27 @@ export { scanTomlKeys, tomlLocator, tomlSyntaxMessage } from './toml-locator.js'
 export { decodeUtf8 } from './utf8.js';
 export { VERSION } from './version.js';
 export { MAX_INPUT_DEPTH, assertValueDepth, tooDeepError, valueDepth } from './depth.js';
-export { MIN_SECRET_LENGTH, SCRUBBED, SecretScrubber, registerSecrets, scrubError, scrubSecrets, scrubSecretsIn, secretScrubber, secretVariants } from './secrets.js';
+export {
+  MIN_SECRET_LENGTH,
+  SCRUBBED,
+  SecretScrubber,
+  registerSecrets,
+  scrubError,
+  scrubSecrets,
+  scrubSecretsIn,
+  secretScrubber,
+  secretVariants,
+} from './secrets.js';
 export { StreamScrubber } from './stream-scrub.js';
-export { jsonProblemError, lineColumn, parseJsonText, scanJsonText, type JsonProblemKind, type JsonScanOptions, type JsonTextProblem, type ParseJsonTextOptions } from './json-text.js';
+export {
+  jsonProblemError,
+  lineColumn,
+  parseJsonText,
+  scanJsonText,
+  type JsonProblemKind,
+  type JsonScanOptions,
+  type JsonTextProblem,
+  type ParseJsonTextOptions,
+} from './json-text.js';
 export { backoffDelay, type BackoffPolicy } from './backoff.js';
 export { TurnBatcher, type TurnBatcherOptions } from './turn-batcher.js';

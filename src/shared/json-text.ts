@@ -98,7 +98,9 @@ export function scanJsonText(text: string, opts: JsonScanOptions = {}): JsonText
   const found = (): string => {
     if (i >= n) return 'the end of the input';
     const cp = text.codePointAt(i)!;
-    return cp < 0x20 ? `a control character (U+${cp.toString(16).padStart(4, '0').toUpperCase()})` : `"${String.fromCodePoint(cp)}"`;
+    return cp < 0x20
+      ? `a control character (U+${cp.toString(16).padStart(4, '0').toUpperCase()})`
+      : `"${String.fromCodePoint(cp)}"`;
   };
   const stop = (expected: string): never => {
     throw new Stop(i, 'syntax', `expected ${expected} but found ${found()}`);
@@ -129,23 +131,39 @@ export function scanJsonText(text: string, opts: JsonScanOptions = {}): JsonText
         escaped = true;
         const e = text[i + 1];
         if (e === 'u') {
-          if (!HEX4_RE.test(text.slice(i + 2, i + 6))) throw new Stop(i, 'syntax', 'invalid \\u escape: expected 4 hex digits');
+          if (!HEX4_RE.test(text.slice(i + 2, i + 6)))
+            throw new Stop(i, 'syntax', 'invalid \\u escape: expected 4 hex digits');
           i += 6;
         } else if (e !== undefined && ESCAPES.has(e)) i += 2;
         else throw new Stop(i, 'syntax', `invalid escape "\\${e ?? ''}" in a string`);
         continue;
       }
-      throw new Stop(i, 'syntax', 'a control character (such as a raw line break) inside a string; escape it (e.g. \\n)');
+      throw new Stop(
+        i,
+        'syntax',
+        'a control character (such as a raw line break) inside a string; escape it (e.g. \\n)',
+      );
     }
   };
   const stack: Frame[] = [];
   const open = (object: boolean): void => {
     if (stack.length + 1 > maxDepth) {
       const top = stack[0];
-      throw new Stop(i, 'too_deep', `nested more than ${maxDepth} levels deep`, top?.object && stack.length > 1 ? (top.at as string) : undefined, pathOf(stack));
+      throw new Stop(
+        i,
+        'too_deep',
+        `nested more than ${maxDepth} levels deep`,
+        top?.object && stack.length > 1 ? (top.at as string) : undefined,
+        pathOf(stack),
+      );
     }
     const parent = stack[stack.length - 1];
-    stack.push({ object, keys: undefined, at: object ? '' : 0, parentKey: parent?.object ? (parent.at as string) : undefined });
+    stack.push({
+      object,
+      keys: undefined,
+      at: object ? '' : 0,
+      parentKey: parent?.object ? (parent.at as string) : undefined,
+    });
     i++;
   };
   const value = (): 'scalar' | 'open' => {
@@ -181,11 +199,24 @@ export function scanJsonText(text: string, opts: JsonScanOptions = {}): JsonText
     frame.at = k;
     if (checkProto && (k === '__proto__' || (k === 'prototype' && frame.parentKey === 'constructor'))) {
       const what = k === '__proto__' ? '"__proto__"' : '"constructor.prototype"';
-      throw new Stop(start, 'forbidden_key', `the key ${what} is refused: it could change object prototypes (prototype pollution); rename it`, k, pathOf(stack));
+      throw new Stop(
+        start,
+        'forbidden_key',
+        `the key ${what} is refused: it could change object prototypes (prototype pollution); rename it`,
+        k,
+        pathOf(stack),
+      );
     }
     if (checkDuplicates) {
       frame.keys ??= new Set();
-      if (frame.keys.has(k)) throw new Stop(start, 'duplicate_key', `the key ${JSON.stringify(k)} appears twice in the same object; keep one`, k, pathOf(stack));
+      if (frame.keys.has(k))
+        throw new Stop(
+          start,
+          'duplicate_key',
+          `the key ${JSON.stringify(k)} appears twice in the same object; keep one`,
+          k,
+          pathOf(stack),
+        );
       frame.keys.add(k);
     }
   };
@@ -264,7 +295,12 @@ export interface ParseJsonTextOptions extends JsonScanOptions {
 }
 
 /** The CaxtonError for a problem found by scanJsonText: names where, the line and column, the key or the limit. */
-export function jsonProblemError(p: JsonTextProblem, where: string, code: ErrorCode = 'invalid_request', maxDepth = MAX_INPUT_DEPTH): CaxtonError {
+export function jsonProblemError(
+  p: JsonTextProblem,
+  where: string,
+  code: ErrorCode = 'invalid_request',
+  maxDepth = MAX_INPUT_DEPTH,
+): CaxtonError {
   const at = { line: p.line, column: p.column };
   if (p.kind === 'too_deep') {
     const base = tooDeepError(where, maxDepth);

@@ -25,7 +25,9 @@ export class Matcher {
   constructor(patterns: Iterable<string>) {
     const list = [...patterns];
     let classes = 1;
-    for (const p of list) for (let i = 0; i < p.length; i++) if (this.#classOf[p.charCodeAt(i)] === 0) this.#classOf[p.charCodeAt(i)] = classes++;
+    for (const p of list)
+      for (let i = 0; i < p.length; i++)
+        if (this.#classOf[p.charCodeAt(i)] === 0) this.#classOf[p.charCodeAt(i)] = classes++;
     const width = (this.#width = classes);
     // The trie.
     const children: Map<number, number>[] = [new Map()];

@@ -146,7 +146,13 @@ export class SecretScrubber {
       try {
         e.message = this.scrub(e.message);
         if (typeof e.stack === 'string') e.stack = this.scrub(e.stack);
-        if (e.details !== undefined) Object.defineProperty(e, 'details', { value: this.scrubValue(e.details), writable: true, configurable: true, enumerable: true });
+        if (e.details !== undefined)
+          Object.defineProperty(e, 'details', {
+            value: this.scrubValue(e.details),
+            writable: true,
+            configurable: true,
+            enumerable: true,
+          });
       } catch {
         // A frozen or exotic error: its text is scrubbed again at the exits.
       }

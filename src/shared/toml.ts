@@ -47,13 +47,24 @@ export function parseTomlBounded(text: string, max = MAX_INPUT_DEPTH): TomlParse
         },
       };
     }
-    return { ok: false, issue: { severity: 'error', code: 'toml_syntax', message: `TOML syntax error: ${tomlSyntaxMessage(e, text)}`, line: e.line, column: e.column } };
+    return {
+      ok: false,
+      issue: {
+        severity: 'error',
+        code: 'toml_syntax',
+        message: `TOML syntax error: ${tomlSyntaxMessage(e, text)}`,
+        line: e.line,
+        column: e.column,
+      },
+    };
   }
   for (const [key, v] of Object.entries(doc)) {
     if (valueDepth(v, max) <= max) continue;
     // The field's own line, or (for `[key.a.b...]` headers) the first line below it.
     let pos = tomlLocator(text)([key]);
-    if (!pos) for (const [path, info] of scanTomlKeys(text)) if (path.startsWith(`${key}.`) && (!pos || info.line < pos.line)) pos = info;
+    if (!pos)
+      for (const [path, info] of scanTomlKeys(text))
+        if (path.startsWith(`${key}.`) && (!pos || info.line < pos.line)) pos = info;
     return {
       ok: false,
       issue: {
@@ -75,7 +86,10 @@ export function parseTomlBounded(text: string, max = MAX_INPUT_DEPTH): TomlParse
  * builds such keys correctly but slowly (about 10 µs a part), so 20,000 parts (40 KB) would hold
  * the event loop for 0.2 s before the depth check after parsing could refuse them.
  */
-export function longDottedKey(text: string, maxDots: number): { line: number; column: number; table?: string } | undefined {
+export function longDottedKey(
+  text: string,
+  maxDots: number,
+): { line: number; column: number; table?: string } | undefined {
   let dots = 0;
   let line = 1;
   let lineStart = 0;

@@ -48,7 +48,8 @@ export interface TurnBatcherOptions<T> {
   onFull?: () => void;
 }
 
-const isThenable = (v: unknown): v is Promise<void> => typeof (v as { then?: unknown } | undefined)?.then === 'function';
+const isThenable = (v: unknown): v is Promise<void> =>
+  typeof (v as { then?: unknown } | undefined)?.then === 'function';
 
 export class TurnBatcher<T> {
   readonly #o: TurnBatcherOptions<T>;
@@ -88,7 +89,8 @@ export class TurnBatcher<T> {
       this.full++;
       this.#o.onFull?.();
       if (!this.#writing && !this.#retrying) void this.flush();
-      if (this.#queue.length >= this.#maxQueue) this.#drop(this.#queue.splice(0, this.#queue.length - this.#maxQueue + 1).length);
+      if (this.#queue.length >= this.#maxQueue)
+        this.#drop(this.#queue.splice(0, this.#queue.length - this.#maxQueue + 1).length);
     }
     this.#queue.push(x);
     this.#schedule();

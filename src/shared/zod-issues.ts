@@ -60,8 +60,12 @@ const typeWords = (t: string) => TYPE_WORDS[t] ?? t;
 function bound(issue: { origin?: string; inclusive?: boolean }, n: number | bigint, kind: 'min' | 'max'): string {
   const origin = issue.origin ?? 'number';
   const num = Number(n);
-  if (origin === 'string') return kind === 'min' && num === 1 ? 'not empty' : `${kind === 'min' ? 'at least' : 'at most'} ${num} characters`;
-  if (origin === 'array' || origin === 'set') return kind === 'min' && num === 1 ? 'at least one entry' : `${kind === 'min' ? 'at least' : 'at most'} ${num} entries`;
+  if (origin === 'string')
+    return kind === 'min' && num === 1 ? 'not empty' : `${kind === 'min' ? 'at least' : 'at most'} ${num} characters`;
+  if (origin === 'array' || origin === 'set')
+    return kind === 'min' && num === 1
+      ? 'at least one entry'
+      : `${kind === 'min' ? 'at least' : 'at most'} ${num} entries`;
   if (issue.inclusive === false) return `${kind === 'min' ? 'greater than' : 'less than'} ${num}`;
   return `${kind === 'min' ? 'at least' : 'at most'} ${num}`;
 }
@@ -78,13 +82,34 @@ export function describeIssue(issue: Issue, value: unknown): IssueText {
   switch (issue.code) {
     case 'invalid_type': {
       const expected = typeWords(issue.expected);
-      if (value === undefined) return { message: `required field "${field}" is missing`, expected, suggestion: `add ${field} = ${expected === 'a string' ? '"..."' : `<${expected}>`}` };
-      return own ? { message: withGot(issue.message), expected } : { message: `${field} must be ${expected}, got ${got}`, expected, suggestion: `write ${field} as ${expected}` };
+      if (value === undefined)
+        return {
+          message: `required field "${field}" is missing`,
+          expected,
+          suggestion: `add ${field} = ${expected === 'a string' ? '"..."' : `<${expected}>`}`,
+        };
+      return own
+        ? { message: withGot(issue.message), expected }
+        : {
+            message: `${field} must be ${expected}, got ${got}`,
+            expected,
+            suggestion: `write ${field} as ${expected}`,
+          };
     }
     case 'too_small':
     case 'too_big': {
-      const expected = bound(issue, issue.code === 'too_small' ? issue.minimum : issue.maximum, issue.code === 'too_small' ? 'min' : 'max');
-      return own ? { message: withGot(issue.message), expected } : { message: `${field} must be ${expected}, got ${got}`, expected, suggestion: `set ${field} to a value ${expected}` };
+      const expected = bound(
+        issue,
+        issue.code === 'too_small' ? issue.minimum : issue.maximum,
+        issue.code === 'too_small' ? 'min' : 'max',
+      );
+      return own
+        ? { message: withGot(issue.message), expected }
+        : {
+            message: `${field} must be ${expected}, got ${got}`,
+            expected,
+            suggestion: `set ${field} to a value ${expected}`,
+          };
     }
     case 'invalid_value': {
       const options = issue.values.map((v) => JSON.stringify(v));
@@ -98,11 +123,21 @@ export function describeIssue(issue: Issue, value: unknown): IssueText {
     }
     case 'invalid_format': {
       if (own) return { message: withGot(issue.message) };
-      const expected = issue.format === 'url' ? 'a URL such as "http://127.0.0.1:8080"' : issue.format === 'regex' ? `text matching ${issue.pattern ?? 'the pattern'}` : `a valid ${issue.format}`;
+      const expected =
+        issue.format === 'url'
+          ? 'a URL such as "http://127.0.0.1:8080"'
+          : issue.format === 'regex'
+            ? `text matching ${issue.pattern ?? 'the pattern'}`
+            : `a valid ${issue.format}`;
       return { message: `${field} must be ${expected}, got ${got}`, expected };
     }
     case 'not_multiple_of':
-      return own ? { message: withGot(issue.message) } : { message: `${field} must be a multiple of ${Number(issue.divisor)}, got ${got}`, expected: `a multiple of ${Number(issue.divisor)}` };
+      return own
+        ? { message: withGot(issue.message) }
+        : {
+            message: `${field} must be a multiple of ${Number(issue.divisor)}, got ${got}`,
+            expected: `a multiple of ${Number(issue.divisor)}`,
+          };
     case 'invalid_union': {
       // A branch's own message (e.g. "expected a duration such as 30s") says more than "none matched".
       const inner = issue.errors.flat().find((i) => !isLibraryText(i));
@@ -115,13 +150,22 @@ export function describeIssue(issue: Issue, value: unknown): IssueText {
       if (own) return { message: withGot(issue.message) };
       const key = issue.path.length > 0 ? String(issue.path[issue.path.length - 1]) : '';
       const inner = issue.issues[0];
-      const expected = inner?.code === 'invalid_format' && inner.format === 'regex' ? `a name matching ${inner.pattern ?? 'the pattern'}` : 'a name this table accepts';
-      return { message: `${field}: the name "${key}" is not allowed here`, expected, suggestion: `rename it to ${expected}` };
+      const expected =
+        inner?.code === 'invalid_format' && inner.format === 'regex'
+          ? `a name matching ${inner.pattern ?? 'the pattern'}`
+          : 'a name this table accepts';
+      return {
+        message: `${field}: the name "${key}" is not allowed here`,
+        expected,
+        suggestion: `rename it to ${expected}`,
+      };
     }
     case 'invalid_element':
       return { message: own ? withGot(issue.message) : `${field} has an entry that is not allowed here` };
     case 'unrecognized_keys':
-      return { message: `unknown key${issue.keys.length === 1 ? '' : 's'} ${issue.keys.map((k) => `"${k}"`).join(', ')} in ${field}` };
+      return {
+        message: `unknown key${issue.keys.length === 1 ? '' : 's'} ${issue.keys.map((k) => `"${k}"`).join(', ')} in ${field}`,
+      };
     default:
       return { message: own ? withGot(issue.message) : `${field} is not valid here, got ${got}` };
   }
@@ -129,7 +173,16 @@ export function describeIssue(issue: Issue, value: unknown): IssueText {
 
 type SchemaNode = {
   _zod: {
-    def: { type: string; innerType?: SchemaNode; in?: SchemaNode; shape?: Record<string, SchemaNode>; catchall?: SchemaNode; valueType?: SchemaNode; element?: SchemaNode; options?: SchemaNode[] };
+    def: {
+      type: string;
+      innerType?: SchemaNode;
+      in?: SchemaNode;
+      shape?: Record<string, SchemaNode>;
+      catchall?: SchemaNode;
+      valueType?: SchemaNode;
+      element?: SchemaNode;
+      options?: SchemaNode[];
+    };
   };
 };
 

@@ -8,7 +8,8 @@ export interface UnitBounds {
   max?: number;
 }
 
-const shown = (v: string | number) => (typeof v === 'string' ? JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v) : String(v));
+const shown = (v: string | number) =>
+  typeof v === 'string' ? JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v) : String(v);
 
 /**
  * A duration field: seconds as a number, or "500ms", "30s", "2m", "1h"; parsed to milliseconds.
@@ -22,7 +23,10 @@ export function durationMs(bounds: UnitBounds = {}) {
   return z.union([z.number(), z.string()]).transform((v, ctx) => {
     const ms = parseDuration(v);
     if (ms === undefined) {
-      ctx.addIssue({ code: 'custom', message: `expected a duration: seconds as a number, or a string such as "500ms", "30s", "2m" (got ${shown(v)})` });
+      ctx.addIssue({
+        code: 'custom',
+        message: `expected a duration: seconds as a number, or a string such as "500ms", "30s", "2m" (got ${shown(v)})`,
+      });
       return z.NEVER;
     }
     if (ms < min || ms > max) {
@@ -41,7 +45,10 @@ export function sizeBytes(bounds: UnitBounds = {}) {
   return z.union([z.number(), z.string()]).transform((v, ctx) => {
     const bytes = parseSize(v);
     if (bytes === undefined) {
-      ctx.addIssue({ code: 'custom', message: `expected a size: bytes as a whole number, or a string such as "64KB", "1MB" (got ${shown(v)})` });
+      ctx.addIssue({
+        code: 'custom',
+        message: `expected a size: bytes as a whole number, or a string such as "64KB", "1MB" (got ${shown(v)})`,
+      });
       return z.NEVER;
     }
     if (bytes < min || bytes > max) {

@@ -54,11 +54,20 @@ export function openDatabase(dataDir: string, file = 'caxton.db', opts: OpenOpti
     accessSync(dir, constants.W_OK | constants.X_OK);
     if (size !== undefined) accessSync(path, constants.R_OK | constants.W_OK);
   } catch (e) {
-    throw fsError(e, size === undefined ? dir : path, size === undefined ? `cannot create the data file ${path}: the data dir ${dir} is not writable` : `cannot read and write the data file ${path}`);
+    throw fsError(
+      e,
+      size === undefined ? dir : path,
+      size === undefined
+        ? `cannot create the data file ${path}: the data dir ${dir} is not writable`
+        : `cannot read and write the data file ${path}`,
+    );
   }
   if (size !== undefined && size > 0) checkHeader(path, size);
   if (size === 0)
-    opts.log?.warn({ file: path }, `the data file ${path} is empty (0 bytes): starting a new, empty store. If it should hold agents and messages, stop the server and restore it from a backup`);
+    opts.log?.warn(
+      { file: path },
+      `the data file ${path} is empty (0 bytes): starting a new, empty store. If it should hold agents and messages, stop the server and restore it from a backup`,
+    );
 
   let db: Db;
   try {
@@ -70,9 +79,15 @@ export function openDatabase(dataDir: string, file = 'caxton.db', opts: OpenOpti
     throw storeStartError(e, path);
   }
   try {
-    const tables = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'").pluck().all() as string[];
+    const tables = db
+      .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+      .pluck()
+      .all() as string[];
     const appId = db.pragma('application_id', { simple: true }) as number;
-    if ((appId !== 0 && appId !== CAXTON_APPLICATION_ID) || (tables.length > 0 && !tables.includes('schema_migrations'))) {
+    if (
+      (appId !== 0 && appId !== CAXTON_APPLICATION_ID) ||
+      (tables.length > 0 && !tables.includes('schema_migrations'))
+    ) {
       throw new CaxtonError(
         'configuration_error',
         `the data file ${path} is another application's SQLite database (${appId !== 0 && appId !== CAXTON_APPLICATION_ID ? `application id ${appId}` : `tables ${tables.slice(0, 5).join(', ')}${tables.length > 5 ? '...' : ''}, no Caxton schema`}); Caxton did not change it. Point data_dir (or --data-dir) at another directory, or move the file aside`,
@@ -134,7 +149,8 @@ function checkHeader(path: string, size: number): void {
   } finally {
     closeSync(fd);
   }
-  const what = 'Caxton did not change it. Restore it from a backup, or move it aside (the server then starts with an empty store)';
+  const what =
+    'Caxton did not change it. Restore it from a backup, or move it aside (the server then starts with an empty store)';
   if (n < 100 || !head.subarray(0, 16).equals(HEADER)) {
     throw new CaxtonError(
       'configuration_error',
@@ -147,14 +163,26 @@ function checkHeader(path: string, size: number): void {
   const pages = head.readUInt32BE(28);
   // The page count in the header is valid when its "version valid for" matches the change counter.
   if (head.readUInt32BE(92) === head.readUInt32BE(24) && pages > 0 && pageSize >= 512 && size < pages * pageSize) {
-    throw new CaxtonError('configuration_error', `the data file ${path} is truncated (${size} bytes; its header says ${pages * pageSize}). ${what}`, { file: path, size, expected: pages * pageSize });
+    throw new CaxtonError(
+      'configuration_error',
+      `the data file ${path} is truncated (${size} bytes; its header says ${pages * pageSize}). ${what}`,
+      { file: path, size, expected: pages * pageSize },
+    );
   }
 }
 
 function fsError(e: unknown, path: string, what: string): CaxtonError {
   const code = (e as NodeJS.ErrnoException).code;
-  if (code === 'ENOSPC') return new CaxtonError('insufficient_storage', `${what}: the disk is full. Free some space and start again`, { file: path });
-  if (code === 'EROFS') return new CaxtonError('configuration_error', `${what}: it is on a read-only file system. Point data_dir (or --data-dir) at a writable directory`, { file: path });
+  if (code === 'ENOSPC')
+    return new CaxtonError('insufficient_storage', `${what}: the disk is full. Free some space and start again`, {
+      file: path,
+    });
+  if (code === 'EROFS')
+    return new CaxtonError(
+      'configuration_error',
+      `${what}: it is on a read-only file system. Point data_dir (or --data-dir) at a writable directory`,
+      { file: path },
+    );
   return new CaxtonError(
     'configuration_error',
     `${what} (${code ?? 'error'}): fix its permissions (the user running caxton needs read and write access) or point data_dir (or --data-dir) at a writable directory`,
@@ -168,9 +196,17 @@ export function storeStartError(e: unknown, path: string): CaxtonError {
   const code = String((e as { code?: unknown }).code ?? '');
   const msg = e instanceof Error ? e.message : String(e);
   if (code.startsWith('SQLITE_FULL'))
-    return new CaxtonError('insufficient_storage', `the disk holding the data file ${path} is full (${msg}). Free some space and start again; nothing was changed`, { file: path });
+    return new CaxtonError(
+      'insufficient_storage',
+      `the disk holding the data file ${path} is full (${msg}). Free some space and start again; nothing was changed`,
+      { file: path },
+    );
   if (code.startsWith('SQLITE_CORRUPT') || code.startsWith('SQLITE_NOTADB')) {
-    return new CaxtonError('configuration_error', `the data file ${path} is damaged (${msg}). Restore it from a backup, or move it aside (the server then starts with an empty store)`, { file: path });
+    return new CaxtonError(
+      'configuration_error',
+      `the data file ${path} is damaged (${msg}). Restore it from a backup, or move it aside (the server then starts with an empty store)`,
+      { file: path },
+    );
   }
   if (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED')) {
     return new CaxtonError(
@@ -179,14 +215,22 @@ export function storeStartError(e: unknown, path: string): CaxtonError {
       { file: path },
     );
   }
-  if (code.startsWith('SQLITE_READONLY') || code.startsWith('SQLITE_CANTOPEN') || code.startsWith('SQLITE_PERM') || code.startsWith('SQLITE_AUTH')) {
+  if (
+    code.startsWith('SQLITE_READONLY') ||
+    code.startsWith('SQLITE_CANTOPEN') ||
+    code.startsWith('SQLITE_PERM') ||
+    code.startsWith('SQLITE_AUTH')
+  ) {
     return new CaxtonError(
       'configuration_error',
       `cannot open the data file ${path} for writing (${msg}): fix the permissions of the file and its directory (the user running caxton needs read and write access), or point data_dir (or --data-dir) at a writable directory`,
       { file: path },
     );
   }
-  return new CaxtonError('configuration_error', `cannot open the data file ${path}: ${msg}`, { file: path, sqlite_code: code || undefined });
+  return new CaxtonError('configuration_error', `cannot open the data file ${path}: ${msg}`, {
+    file: path,
+    sqlite_code: code || undefined,
+  });
 }
 
 /** Is `e` SQLite's "database or disk is full"? */
@@ -196,5 +240,9 @@ export function isDiskFull(e: unknown): boolean {
 
 /** The error a request gets when a write failed because the disk (or the database's page limit) is full. */
 export function diskFullError(): CaxtonError {
-  return new CaxtonError('insufficient_storage', 'the disk holding the data dir is full: nothing was stored. Free some space on the server, then retry', { retry_after: 30 });
+  return new CaxtonError(
+    'insufficient_storage',
+    'the disk holding the data dir is full: nothing was stored. Free some space on the server, then retry',
+    { retry_after: 30 },
+  );
 }

@@ -20,9 +20,16 @@ function likePattern(pattern: string): string {
  * `expr` matches one of `patterns`; `param` returns the placeholder of each value. No patterns:
  * false (a scope of no agents reaches none).
  */
-export function globSql(dialect: SqlDialect, expr: string, patterns: readonly string[], param: (v: string) => string): string {
+export function globSql(
+  dialect: SqlDialect,
+  expr: string,
+  patterns: readonly string[],
+  param: (v: string) => string,
+): string {
   if (patterns.length === 0) return dialect === 'sqlite' ? '0' : 'FALSE';
   if (patterns.includes('*')) return dialect === 'sqlite' ? '1' : 'TRUE';
-  const parts = patterns.map((p) => (dialect === 'sqlite' ? `${expr} GLOB ${param(sqliteGlob(p))}` : `${expr} LIKE ${param(likePattern(p))} ESCAPE '\\'`));
+  const parts = patterns.map((p) =>
+    dialect === 'sqlite' ? `${expr} GLOB ${param(sqliteGlob(p))}` : `${expr} LIKE ${param(likePattern(p))} ESCAPE '\\'`,
+  );
   return `(${parts.join(' OR ')})`;
 }

@@ -1,4 +1,20 @@
-export { openDatabase, migrate, storeStartError, isDiskFull, diskFullError, CAXTON_APPLICATION_ID, type Db, type Migration, type OpenOptions } from './database.js';
+export {
+  openDatabase,
+  migrate,
+  storeStartError,
+  isDiskFull,
+  diskFullError,
+  CAXTON_APPLICATION_ID,
+  type Db,
+  type Migration,
+  type OpenOptions,
+} from './database.js';
 export { globSql, type SqlDialect } from './glob-sql.js';
 export { Pruner, tableRule, PRUNE_BATCH, type RetentionRule, type PrunerOptions } from './retention.js';
-export { writeLane, TURN_WRITER_MAX_QUEUE, TURN_WRITER_WINDOW_MS, type WriteLane, type WriteLaneOptions } from './turn-writer.js';
+export {
+  writeLane,
+  TURN_WRITER_MAX_QUEUE,
+  TURN_WRITER_WINDOW_MS,
+  type WriteLane,
+  type WriteLaneOptions,
+} from './turn-writer.js';

@@ -29,11 +29,18 @@ export const PRUNE_BATCH = 500;
  * `time` is the column's unit: ms since the epoch or ISO-8601 text (compared as text: every value
  * is written by `toISOString()`, so text order is time order).
  */
-export function tableRule(db: Db, opts: { name: string; table: string; timeColumn: string; time: 'ms' | 'iso'; retentionMs: number; maxRows: number }): RetentionRule {
+export function tableRule(
+  db: Db,
+  opts: { name: string; table: string; timeColumn: string; time: 'ms' | 'iso'; retentionMs: number; maxRows: number },
+): RetentionRule {
   const { table, timeColumn } = opts;
-  const old = db.prepare(`DELETE FROM ${table} WHERE id IN (SELECT id FROM ${table} WHERE ${timeColumn} < ? ORDER BY ${timeColumn} LIMIT ?)`);
+  const old = db.prepare(
+    `DELETE FROM ${table} WHERE id IN (SELECT id FROM ${table} WHERE ${timeColumn} < ? ORDER BY ${timeColumn} LIMIT ?)`,
+  );
   const cut = db.prepare(`SELECT id FROM ${table} ORDER BY id DESC LIMIT 1 OFFSET ?`).pluck();
-  const over = db.prepare(`DELETE FROM ${table} WHERE id IN (SELECT id FROM ${table} WHERE id <= ? ORDER BY id LIMIT ?)`);
+  const over = db.prepare(
+    `DELETE FROM ${table} WHERE id IN (SELECT id FROM ${table} WHERE id <= ? ORDER BY id LIMIT ?)`,
+  );
   return {
     name: opts.name,
     prune(limit) {

@@ -86,7 +86,11 @@ class SqliteTurnWriter {
 
   constructor(db: Db) {
     this.#db = db;
-    this.#batcher = new TurnBatcher<Item>({ maxQueue: TURN_WRITER_MAX_QUEUE, windowMs: TURN_WRITER_WINDOW_MS, write: (batch) => this.#write(batch) });
+    this.#batcher = new TurnBatcher<Item>({
+      maxQueue: TURN_WRITER_MAX_QUEUE,
+      windowMs: TURN_WRITER_WINDOW_MS,
+      write: (batch) => this.#write(batch),
+    });
   }
 
   lane<T, R>(o: WriteLaneOptions<T, R>): WriteLane<T> {

@@ -54,7 +54,11 @@ export function audited(group: string, tool: AuditedTool, sink: ToolAuditSink | 
         r = await tool.invoke(args, ctx);
       } catch (e) {
         const msg = e instanceof Error ? e.message : String(e);
-        record(ctx.signal.aborted ? 'timeout' : 'error', '', ctx.signal.aborted ? 'cancelled: the execution was cancelled or timed out' : msg);
+        record(
+          ctx.signal.aborted ? 'timeout' : 'error',
+          '',
+          ctx.signal.aborted ? 'cancelled: the execution was cancelled or timed out' : msg,
+        );
         throw e;
       }
       const outcome = r.outcome ?? (r.is_error === true ? 'error' : 'ok');

@@ -23,7 +23,13 @@ import type { Tool, ToolResult } from './types.js';
 // Types only: src/tools/index.ts exports this file, and the executor and the isolation workers
 // import that entry point without needing the WebAssembly machinery loaded.
 import type { ToolAuditRecord, ToolAuditSink } from './wasm/audit.js';
-import type { ToolCallOptions, ToolCallResult, ToolServerManager, ToolServerSummary, ToolServerView } from './wasm/manager.js';
+import type {
+  ToolCallOptions,
+  ToolCallResult,
+  ToolServerManager,
+  ToolServerSummary,
+  ToolServerView,
+} from './wasm/manager.js';
 
 /** Who a direct call is recorded as in the audit log: the same as ToolServerManager's API_CALLER. */
 const API_CALLER = 'api';
@@ -162,7 +168,17 @@ export class ToolCatalogue {
   #toolGroup(g: HostToolGroup): ToolSourceSummary | undefined {
     const tools = this.#o.host.list().filter((t) => t.name.startsWith(`${g.name}.`));
     if (tools.length === 0) return undefined;
-    return { name: g.name, kind: 'host', version: null, description: g.description, origin: 'host', state: 'loaded', error: null, tools: tools.map((t) => t.name), deployed_at: null };
+    return {
+      name: g.name,
+      kind: 'host',
+      version: null,
+      description: g.description,
+      origin: 'host',
+      state: 'loaded',
+      error: null,
+      tools: tools.map((t) => t.name),
+      deployed_at: null,
+    };
   }
 
   #group(kind: 'builtin' | 'host'): ToolSourceSummary | undefined {
@@ -172,7 +188,10 @@ export class ToolCatalogue {
       name: kind === 'builtin' ? BUILTIN_GROUP : HOST_GROUP,
       kind,
       version: null,
-      description: kind === 'builtin' ? 'Built-in tools of the server (calculator, current_time, llm.chat)' : 'Host tools of the server (send_message, the memory tools)',
+      description:
+        kind === 'builtin'
+          ? 'Built-in tools of the server (calculator, current_time, llm.chat)'
+          : 'Host tools of the server (send_message, the memory tools)',
       origin: kind === 'builtin' ? 'builtin' : 'host',
       state: 'loaded',
       error: null,
@@ -220,18 +239,38 @@ export class ToolCatalogue {
   }
 
   #specs(tools: (Tool | undefined)[]): ToolSourceView['tool_specs'] {
-    return tools.filter((t): t is Tool => t !== undefined).map((t) => ({ name: t.name, description: t.description, input_schema: t.input_schema as Record<string, unknown> }));
+    return tools
+      .filter((t): t is Tool => t !== undefined)
+      .map((t) => ({
+        name: t.name,
+        description: t.description,
+        input_schema: t.input_schema as Record<string, unknown>,
+      }));
   }
 
   view(name: string): ToolSourceView | undefined {
     const v = this.#o.servers.view(name);
     if (v) return v;
-    const none = { limits: null, permissions: null, warnings: [], digest: null, module_bytes: null, stats: null, path: null };
+    const none = {
+      limits: null,
+      permissions: null,
+      warnings: [],
+      digest: null,
+      module_bytes: null,
+      stats: null,
+      path: null,
+    };
     const s = this.#o.mcp?.status(name);
-    if (s) return { ...this.#mcpSummary(s), ...none, tool_specs: this.#specs(s.tool_names.map((t) => this.#o.host.get(t))) };
+    if (s)
+      return { ...this.#mcpSummary(s), ...none, tool_specs: this.#specs(s.tool_names.map((t) => this.#o.host.get(t))) };
     for (const kind of ['builtin', 'host'] as const) {
       const g = this.#group(kind);
-      if (g?.name === name) return { ...g, ...none, tool_specs: this.#specs(g.tools.map((t) => (kind === 'builtin' ? this.#o.builtin : this.#o.host).get(t))) };
+      if (g?.name === name)
+        return {
+          ...g,
+          ...none,
+          tool_specs: this.#specs(g.tools.map((t) => (kind === 'builtin' ? this.#o.builtin : this.#o.host).get(t))),
+        };
     }
     const group = this.#o.groups?.find((g) => g.name === name);
     const g = group && this.#toolGroup(group);
@@ -245,9 +284,13 @@ export class ToolCatalogue {
       this.list().map((s) => s.name),
     );
     // The message starts "no tool server named": clients may match it.
-    return new CaxtonError('tool_not_found', `no tool server named "${name}"${guess ? `; did you mean "${guess}"?` : ''} (nor an MCP server or a built-in tool; caxton tool list shows every source)`, {
-      name,
-    });
+    return new CaxtonError(
+      'tool_not_found',
+      `no tool server named "${name}"${guess ? `; did you mean "${guess}"?` : ''} (nor an MCP server or a built-in tool; caxton tool list shows every source)`,
+      {
+        name,
+      },
+    );
   }
 
   /**
@@ -263,7 +306,11 @@ export class ToolCatalogue {
     const tracer = this.#o.tracer;
     if (!tracer) return this.#call(server, tool, args, opts);
     const via = opts.via ?? 'rest';
-    const span = startSpan(tracer, `tool.call ${server}.${tool}`, opts.traceparent, () => ({ 'caxton.agent': opts.agent ?? API_CALLER, 'caxton.tool': `${server}.${tool}`, 'caxton.tool.via': via }));
+    const span = startSpan(tracer, `tool.call ${server}.${tool}`, opts.traceparent, () => ({
+      'caxton.agent': opts.agent ?? API_CALLER,
+      'caxton.tool': `${server}.${tool}`,
+      'caxton.tool.via': via,
+    }));
     let r: ToolCallResult & { kind: ToolSourceKind };
     try {
       r = await this.#call(server, tool, args, opts);
@@ -279,10 +326,16 @@ export class ToolCatalogue {
     return r;
   }
 
-  async #call(server: string, tool: string, args: Record<string, unknown>, opts: ToolCallOptions & { via?: ToolCallVia }): Promise<ToolCallResult & { kind: ToolSourceKind }> {
+  async #call(
+    server: string,
+    tool: string,
+    args: Record<string, unknown>,
+    opts: ToolCallOptions & { via?: ToolCallVia },
+  ): Promise<ToolCallResult & { kind: ToolSourceKind }> {
     const via = opts.via ?? 'rest';
     const t0 = performance.now();
-    const count = (name: string, r: ToolCallResult) => this.#o.metrics?.tool(name, r.is_error ? 'error' : 'ok', (performance.now() - t0) / 1000, via);
+    const count = (name: string, r: ToolCallResult) =>
+      this.#o.metrics?.tool(name, r.is_error ? 'error' : 'ok', (performance.now() - t0) / 1000, via);
 
     const wasm = this.#o.servers.list().find((s) => s.name === server);
     if (wasm) {
@@ -295,8 +348,15 @@ export class ToolCatalogue {
       const full = `${server}.${tool}`;
       if (!mcp.tool_names.includes(full)) {
         const guess = closest(full, mcp.tool_names);
-        const known = mcp.tool_names.length > 0 ? ` (tools: ${mcp.tool_names.join(', ')})` : ` (it lists no tools yet; state: ${mcp.state}${mcp.last_error ? `; last error: ${mcp.last_error}` : ''})`;
-        throw new CaxtonError('tool_not_found', `MCP server "${server}" has no tool "${tool}"${guess ? `; did you mean "${guess}"?` : ''}${known}`, { tool: full, tools: mcp.tool_names });
+        const known =
+          mcp.tool_names.length > 0
+            ? ` (tools: ${mcp.tool_names.join(', ')})`
+            : ` (it lists no tools yet; state: ${mcp.state}${mcp.last_error ? `; last error: ${mcp.last_error}` : ''})`;
+        throw new CaxtonError(
+          'tool_not_found',
+          `MCP server "${server}" has no tool "${tool}"${guess ? `; did you mean "${guess}"?` : ''}${known}`,
+          { tool: full, tools: mcp.tool_names },
+        );
       }
       // The MCP connection writes the audit record itself; watching it gives the outcome.
       const r = await this.#invoke(this.#o.host, full, args, opts, undefined);
@@ -320,9 +380,19 @@ export class ToolCatalogue {
       if (!groups) throw this.#notFound(server);
       const names = [...this.#o.builtin.list(), ...this.#hostOwn()].map((t) => t.name);
       const guess = closest(tool, names);
-      throw new CaxtonError('tool_not_found', `no built-in or host tool named "${tool}"${guess ? `; did you mean "${guess}"?` : ''} (tools: ${names.join(', ')})`, { tool, tools: names });
+      throw new CaxtonError(
+        'tool_not_found',
+        `no built-in or host tool named "${tool}"${guess ? `; did you mean "${guess}"?` : ''} (tools: ${names.join(', ')})`,
+        { tool, tools: names },
+      );
     }
-    const r = await this.#invoke(inBuiltin ? this.#o.builtin : this.#o.host, name, args, opts, inBuiltin ? BUILTIN_GROUP : HOST_GROUP);
+    const r = await this.#invoke(
+      inBuiltin ? this.#o.builtin : this.#o.host,
+      name,
+      args,
+      opts,
+      inBuiltin ? BUILTIN_GROUP : HOST_GROUP,
+    );
     count(name, r);
     return { ...r, kind: inBuiltin ? 'builtin' : 'host' };
   }
@@ -331,7 +401,13 @@ export class ToolCatalogue {
    * Runs one call through `registry`, as an agent would. `auditAs`: the tool does not audit itself,
    * so the record is written here under this server name (the group: `caxton tool audit --server builtin`).
    */
-  async #invoke(registry: ToolRegistry, name: string, args: Record<string, unknown>, opts: ToolCallOptions, auditAs: string | undefined): Promise<ToolCallResult> {
+  async #invoke(
+    registry: ToolRegistry,
+    name: string,
+    args: Record<string, unknown>,
+    opts: ToolCallOptions,
+    auditAs: string | undefined,
+  ): Promise<ToolCallResult> {
     const executionId = `api_${randomUUID()}`;
     const watch = this.#o.audit;
     watch?.watch(executionId);

@@ -34,8 +34,12 @@ export class ToolRegistry {
 
   register(tool: Tool): void {
     const holder = this.#reserved.get(tool.name);
-    if (holder !== undefined) throw new CaxtonError('conflict', `"${tool.name}" is the name of a ${holder} and cannot be registered here`, { name: tool.name });
-    if (this.#tools.has(tool.name)) throw new CaxtonError('conflict', `a tool named "${tool.name}" is already registered`);
+    if (holder !== undefined)
+      throw new CaxtonError('conflict', `"${tool.name}" is the name of a ${holder} and cannot be registered here`, {
+        name: tool.name,
+      });
+    if (this.#tools.has(tool.name))
+      throw new CaxtonError('conflict', `a tool named "${tool.name}" is already registered`);
     this.#tools.set(tool.name, tool);
   }
 
@@ -46,7 +50,12 @@ export class ToolRegistry {
   reserve(names: Iterable<string>, holder: string): void {
     const list = [...names];
     const taken = list.filter((n) => this.#tools.has(n));
-    if (taken.length > 0) throw new CaxtonError('conflict', `${taken.map((n) => `"${n}"`).join(', ')} cannot be registered here: reserved for a ${holder}`, { names: taken });
+    if (taken.length > 0)
+      throw new CaxtonError(
+        'conflict',
+        `${taken.map((n) => `"${n}"`).join(', ')} cannot be registered here: reserved for a ${holder}`,
+        { names: taken },
+      );
     for (const n of list) this.#reserved.set(n, holder);
   }
 
@@ -73,7 +82,12 @@ export class ToolRegistry {
    * Runs a tool for an agent. Refusals and failures come back as error results for the model,
    * so one bad call never ends the execution; only cancellation propagates.
    */
-  async invoke(allowed: readonly string[], name: string, args: Record<string, unknown>, ctx: ToolContext): Promise<ToolResult> {
+  async invoke(
+    allowed: readonly string[],
+    name: string,
+    args: Record<string, unknown>,
+    ctx: ToolContext,
+  ): Promise<ToolResult> {
     if (!allows(allowed, name)) {
       const content = `tool "${name}" is not allowed for agent "${ctx.agent}"; allowed tools: ${allowed.join(', ') || '(none)'}`;
       try {
@@ -86,10 +100,14 @@ export class ToolRegistry {
     const tool = this.#tools.get(name);
     if (!tool) return { content: `tool "${name}" is not available on this server`, is_error: true };
     const remaining = ctx.deadline - Date.now();
-    if (remaining <= 0) return { content: `tool "${name}" was not run: the request deadline has passed`, is_error: true };
+    if (remaining <= 0)
+      return { content: `tool "${name}" was not run: the request deadline has passed`, is_error: true };
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<ToolResult>((resolve) => {
-      timer = setTimeout(() => resolve({ content: `tool "${name}" timed out after ${remaining} ms`, is_error: true }), remaining);
+      timer = setTimeout(
+        () => resolve({ content: `tool "${name}" timed out after ${remaining} ms`, is_error: true }),
+        remaining,
+      );
     });
     try {
       // Tool output is outside text: scrubbed of the configured secrets before the model, the
@@ -99,7 +117,10 @@ export class ToolRegistry {
       return content === r.content ? r : { ...r, content };
     } catch (e) {
       if (ctx.signal.aborted) throw e;
-      return { content: scrubSecrets(`tool "${name}" failed: ${e instanceof Error ? e.message : String(e)}`), is_error: true };
+      return {
+        content: scrubSecrets(`tool "${name}" failed: ${e instanceof Error ? e.message : String(e)}`),
+        is_error: true,
+      };
     } finally {
       clearTimeout(timer);
     }

@@ -12,7 +12,14 @@ import type { AddressInfo } from 'node:net';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { canaryBucket, canaryPlanSchema, checkAnswer, judgeStage, parseAgent, VersionWindow } from '../../src/agents/index.js';
+import {
+  canaryBucket,
+  canaryPlanSchema,
+  checkAnswer,
+  judgeStage,
+  parseAgent,
+  VersionWindow,
+} from '../../src/agents/index.js';
 import { tomlAgent } from '../helpers/http.js';
 import { openaiCompletion, parseBody, refusalBody, refuseInvalid, sendJson, warmUp } from '../helpers/llm-standin.js';
 import { makeTempDir, removeTempDirs } from '../helpers/tmp.js';
@@ -24,18 +31,33 @@ let server: RolloutServer;
 let provider: Server;
 let providerCalls = 0;
 
-const api = <T = unknown>(method: string, path: string, body?: string, contentType?: string) => server.api<T>(method, path, body, contentType);
+const api = <T = unknown>(method: string, path: string, body?: string, contentType?: string) =>
+  server.api<T>(method, path, body, contentType);
 const cli = (...args: string[]) => server.cli(...args);
 
 /** The agent at version `label`; `flaky` candidates use the failing provider. */
 const agent = (name: string, label: string, flaky = false) =>
-  tomlAgent(name).replace(`You are ${name}.`, `You are ${name} ${label}.`) + (flaky ? '\n[llm]\nprovider = "flaky"\nmodel = "flaky-model"\n' : '');
+  tomlAgent(name).replace(`You are ${name}.`, `You are ${name} ${label}.`) +
+  (flaky ? '\n[llm]\nprovider = "flaky"\nmodel = "flaky-model"\n' : '');
 
 interface RolloutView {
   running: boolean;
   live_version: number;
-  rollout: { state: string; stage: number; reason: string | null; candidate_version: number; stable_version: number; plan: { stages: number[] } | null } | null;
-  canary: { stage: number; weight: number; candidate: { requests: number; errors: number }; stable: { requests: number }; waiting_for: string | null } | null;
+  rollout: {
+    state: string;
+    stage: number;
+    reason: string | null;
+    candidate_version: number;
+    stable_version: number;
+    plan: { stages: number[] } | null;
+  } | null;
+  canary: {
+    stage: number;
+    weight: number;
+    candidate: { requests: number; errors: number };
+    stable: { requests: number };
+    waiting_for: string | null;
+  } | null;
 }
 const rollout = async (name: string) => (await api<RolloutView>('GET', `/api/v1/agents/${name}/rollout`)).json;
 
@@ -44,15 +66,28 @@ const rollout = async (name: string) => (await api<RolloutView>('GET', `/api/v1/
  * so this gives up after `timeoutMs`, not after a number of requests (a fast machine sends hundreds
  * within a one-second hold).
  */
-async function drive(name: string, done: (r: RolloutView) => boolean, timeoutMs = 20_000): Promise<{ requests: number; answers: string[] }> {
+async function drive(
+  name: string,
+  done: (r: RolloutView) => boolean,
+  timeoutMs = 20_000,
+): Promise<{ requests: number; answers: string[] }> {
   const answers: string[] = [];
   const until = Date.now() + timeoutMs;
   for (let i = 0; Date.now() < until; i++) {
-    const r = await api<{ content: string }>('POST', `/api/v1/agents/${name}/invoke`, JSON.stringify({ request: `question ${i}` }), 'application/json');
-    answers.push(r.status === 200 ? (/You are \S+ (v\d+)/.exec(r.json.content)?.[1] ?? r.json.content) : `error ${r.status}`);
+    const r = await api<{ content: string }>(
+      'POST',
+      `/api/v1/agents/${name}/invoke`,
+      JSON.stringify({ request: `question ${i}` }),
+      'application/json',
+    );
+    answers.push(
+      r.status === 200 ? (/You are \S+ (v\d+)/.exec(r.json.content)?.[1] ?? r.json.content) : `error ${r.status}`,
+    );
     if (done(await rollout(name))) return { requests: i + 1, answers };
   }
-  throw new Error(`the rollout of ${name} did not finish within ${timeoutMs} ms: ${JSON.stringify(await rollout(name))}`);
+  throw new Error(
+    `the rollout of ${name} did not finish within ${timeoutMs} ms: ${JSON.stringify(await rollout(name))}`,
+  );
 }
 
 /** Beside the scripted provider: "flaky", an OpenAI-compatible one on the server started here. */
@@ -82,8 +117,18 @@ beforeAll(async () => {
         res.end(JSON.stringify(refusalBody('openai', 'scripted failure for the canary')));
         return;
       }
-      const system = (body as { messages: { role: string; content: string }[] }).messages.find((m) => m.role === 'system')?.content ?? '';
-      sendJson(res, openaiCompletion({ id: `chatcmpl-${n}`, model: 'flaky-model', content: system, usage: { input: 1, output: 1 } }));
+      const system =
+        (body as { messages: { role: string; content: string }[] }).messages.find((m) => m.role === 'system')
+          ?.content ?? '';
+      sendJson(
+        res,
+        openaiCompletion({
+          id: `chatcmpl-${n}`,
+          model: 'flaky-model',
+          content: system,
+          usage: { input: 1, output: 1 },
+        }),
+      );
     });
   });
   await new Promise<void>((r) => provider.listen(0, '127.0.0.1', r));
@@ -95,7 +140,8 @@ beforeAll(async () => {
   }))
     writeFileSync(join(dir, file), body);
   await start();
-  for (const name of ['flaky', 'good', 'slow', 'checked']) expect((await api('POST', '/api/v1/agents', agent(name, 'v1'))).status).toBe(201);
+  for (const name of ['flaky', 'good', 'slow', 'checked'])
+    expect((await api('POST', '/api/v1/agents', agent(name, 'v1'))).status).toBe(201);
 });
 
 afterAll(async () => {
@@ -121,26 +167,49 @@ describe('the canary plan and its judgement (no server)', () => {
   });
 
   it('fills defaults and reads stages and durations as written', () => {
-    expect(canaryPlanSchema.parse({})).toEqual({ stages: [5, 25, 50, 100], hold_ms: 60_000, min_requests: 20, max_error_rate_increase: 0.05, max_latency_ratio: 2 });
-    expect(canaryPlanSchema.parse({ stages: '10, 50%,100', hold: '2m', min_requests: '5' })).toMatchObject({ stages: [10, 50, 100], hold_ms: 120_000, min_requests: 5 });
+    expect(canaryPlanSchema.parse({})).toEqual({
+      stages: [5, 25, 50, 100],
+      hold_ms: 60_000,
+      min_requests: 20,
+      max_error_rate_increase: 0.05,
+      max_latency_ratio: 2,
+    });
+    expect(canaryPlanSchema.parse({ stages: '10, 50%,100', hold: '2m', min_requests: '5' })).toMatchObject({
+      stages: [10, 50, 100],
+      hold_ms: 120_000,
+      min_requests: 5,
+    });
   });
 
   it('judges on the thresholds only: waits for its minimum, rolls back on errors or latency, advances after its hold, promotes at the end', () => {
-    const plan = canaryPlanSchema.parse({ stages: '50,100', hold: '10s', min_requests: 4, max_error_rate_increase: 0.1, max_latency_ratio: 2 });
+    const plan = canaryPlanSchema.parse({
+      stages: '50,100',
+      hold: '10s',
+      min_requests: 4,
+      max_error_rate_increase: 0.1,
+      max_latency_ratio: 2,
+    });
     const w = (ok: boolean[], ms = 10) => {
       const v = new VersionWindow();
       for (const o of ok) v.add(o, ms);
       return v;
     };
     const stable = w([true, true, true, true, true, false, true, true, true, true]); // 10 % errors
-    expect(judgeStage(plan, 0, w([true, true, true]), stable, 60_000)).toEqual({ action: 'wait', why: '3 of 4 candidate executions in stage 1 of 2 (50 %)' });
+    expect(judgeStage(plan, 0, w([true, true, true]), stable, 60_000)).toEqual({
+      action: 'wait',
+      why: '3 of 4 candidate executions in stage 1 of 2 (50 %)',
+    });
     // 20 % against 10 %: exactly the allowed increase is still healthy...
-    expect(judgeStage(plan, 0, w([true, true, true, true, false]), stable, 0)).toEqual({ action: 'wait', why: 'stage 1 of 2 (50 %) holds for 10 s more' });
+    expect(judgeStage(plan, 0, w([true, true, true, true, false]), stable, 0)).toEqual({
+      action: 'wait',
+      why: 'stage 1 of 2 (50 %) holds for 10 s more',
+    });
     // ...one more failure is not.
     const bad = judgeStage(plan, 0, w([true, true, true, false, false]), stable, 0);
     expect(bad).toEqual({
       action: 'rollback',
-      reason: "canary error rate 40 % (2 of 5) against the stable version's 10 % (1 of 10) in stage 1 of 2 (50 %): more than the allowed increase of 10 %",
+      reason:
+        "canary error rate 40 % (2 of 5) against the stable version's 10 % (1 of 10) in stage 1 of 2 (50 %): more than the allowed increase of 10 %",
     });
     expect(judgeStage(plan, 0, w([true, true, true, true], 50), stable, 0)).toEqual({
       action: 'rollback',
@@ -153,12 +222,23 @@ describe('the canary plan and its judgement (no server)', () => {
 
 describe('[rollout] in the agent file, and its checks (no server)', () => {
   it('reads the table, and names the field of a bad value', () => {
-    const ok = parseAgent('name = "a"\nsystem_prompt = "p"\n[rollout]\nstrategy = "canary"\nstages = [10, 100]\nhold = "30s"\n[[rollout.checks]]\nrequest = "ping"\nexpect = "pong"\n', {
-      format: 'toml',
-      file: 'a.toml',
+    const ok = parseAgent(
+      'name = "a"\nsystem_prompt = "p"\n[rollout]\nstrategy = "canary"\nstages = [10, 100]\nhold = "30s"\n[[rollout.checks]]\nrequest = "ping"\nexpect = "pong"\n',
+      {
+        format: 'toml',
+        file: 'a.toml',
+      },
+    );
+    expect(ok.ok && ok.definition.rollout).toEqual({
+      strategy: 'canary',
+      stages: [10, 100],
+      hold_ms: 30_000,
+      checks: [{ request: 'ping', expect: 'pong' }],
     });
-    expect(ok.ok && ok.definition.rollout).toEqual({ strategy: 'canary', stages: [10, 100], hold_ms: 30_000, checks: [{ request: 'ping', expect: 'pong' }] });
-    const bad = parseAgent('name = "a"\nsystem_prompt = "p"\n[rollout]\nstrategy = "gradual"\n[[rollout.checks]]\nrequest = "x"\nexpect = "(["\n', { format: 'toml', file: 'a.toml' });
+    const bad = parseAgent(
+      'name = "a"\nsystem_prompt = "p"\n[rollout]\nstrategy = "gradual"\n[[rollout.checks]]\nrequest = "x"\nexpect = "(["\n',
+      { format: 'toml', file: 'a.toml' },
+    );
     expect(bad.ok).toBe(false);
     const fields = bad.ok ? [] : bad.errors.map((e) => [e.field, e.message]);
     expect(fields).toEqual(
@@ -171,10 +251,21 @@ describe('[rollout] in the agent file, and its checks (no server)', () => {
 
   it('checks an answer against a pattern or the fields its JSON must hold', () => {
     expect(checkAnswer({ request: 'ping', expect: '^pong' }, 'PONG!')).toBeUndefined();
-    expect(checkAnswer({ name: 'greets', request: 'ping', expect: 'hello' }, 'bye')).toBe('check greets: the answer does not match /hello/i (it begins "bye")');
-    expect(checkAnswer({ request: 'total?', expect_json: { total: 3, items: [{ id: 'a' }] } }, '{"total":3,"items":[{"id":"a","n":1}],"x":1}')).toBeUndefined();
-    expect(checkAnswer({ request: 'total?', expect_json: { total: 3 } }, '{"total":4}')).toBe('check "total?": the answer does not hold {"total":3}');
-    expect(checkAnswer({ request: 'total?', expect_json: { total: 3 } }, 'three')).toBe('check "total?": the answer is not JSON (it begins "three")');
+    expect(checkAnswer({ name: 'greets', request: 'ping', expect: 'hello' }, 'bye')).toBe(
+      'check greets: the answer does not match /hello/i (it begins "bye")',
+    );
+    expect(
+      checkAnswer(
+        { request: 'total?', expect_json: { total: 3, items: [{ id: 'a' }] } },
+        '{"total":3,"items":[{"id":"a","n":1}],"x":1}',
+      ),
+    ).toBeUndefined();
+    expect(checkAnswer({ request: 'total?', expect_json: { total: 3 } }, '{"total":4}')).toBe(
+      'check "total?": the answer does not hold {"total":3}',
+    );
+    expect(checkAnswer({ request: 'total?', expect_json: { total: 3 } }, 'three')).toBe(
+      'check "total?": the answer is not JSON (it begins "three")',
+    );
     // A pattern that backtracks is stopped, not left to hold the server's event loop.
     expect(checkAnswer({ name: 'slow', request: 'x', expect: '(a+)+$' }, `${'a'.repeat(40)}!`)).toBe(
       'check slow: the pattern /(a+)+$/i took longer than 100 ms on the answer (a pattern that backtracks): simplify it',
@@ -193,7 +284,11 @@ describe('canary rollouts on a server', () => {
       ['strategy=blue-green&stages=50,100', 'stages apply to strategy=canary only'],
     ];
     for (const [query, message] of cases) {
-      const r = await api<{ error: { code: string; message: string } }>('PUT', `/api/v1/agents/good?${query}`, agent('good', 'v9'));
+      const r = await api<{ error: { code: string; message: string } }>(
+        'PUT',
+        `/api/v1/agents/good?${query}`,
+        agent('good', 'v9'),
+      );
       expect(r.status, query).toBe(400);
       expect(r.json.error.message, query).toContain(message);
     }
@@ -205,7 +300,21 @@ describe('canary rollouts on a server', () => {
   });
 
   it('rolls a failing canary back at the first stage with enough executions, and says why with the figures', async () => {
-    const d = await cli('agent', 'deploy', 'flaky-v2.toml', '--strategy', 'canary', '--stages', '50,100', '--hold', '0s', '--min-requests', '4', '--max-error-rate-increase', '0.2');
+    const d = await cli(
+      'agent',
+      'deploy',
+      'flaky-v2.toml',
+      '--strategy',
+      'canary',
+      '--stages',
+      '50,100',
+      '--hold',
+      '0s',
+      '--min-requests',
+      '4',
+      '--max-error-rate-increase',
+      '0.2',
+    );
     expect(d.code, d.stderr).toBe(0);
     expect(d.stdout).toContain('deployed flaky version 2 as a canary from flaky-v2.toml');
     const started = await rollout('flaky');
@@ -214,18 +323,27 @@ describe('canary rollouts on a server', () => {
     const ended = await rollout('flaky');
     expect(ended.rollout).toMatchObject({ state: 'rolled_back', stage: 0 });
     // The candidate failed every other execution: 2 of 4 when it was judged, against none of the stable's.
-    expect(ended.rollout!.reason).toMatch(/^canary error rate 50 % \(2 of 4\) against the stable version's 0 % \(0 of \d+\) in stage 1 of 2 \(50 %\): more than the allowed increase of 20 %$/);
+    expect(ended.rollout!.reason).toMatch(
+      /^canary error rate 50 % \(2 of 4\) against the stable version's 0 % \(0 of \d+\) in stage 1 of 2 \(50 %\): more than the allowed increase of 20 %$/,
+    );
     expect(answers.filter((a) => a === 'error 502')).toHaveLength(2);
     expect(answers.filter((a) => a === 'v2')).toHaveLength(2);
     // Rolled back: every new conversation is on version 1 again.
     const after = await drive('flaky', () => true);
     expect(after.answers).toEqual(['v1']);
-    const events = await api<{ events: { type: string; data: { reason: string | null } }[] }>('GET', '/api/v1/events?agent=flaky');
+    const events = await api<{ events: { type: string; data: { reason: string | null } }[] }>(
+      'GET',
+      '/api/v1/events?agent=flaky',
+    );
     expect(events.json.events.find((e) => e.type === 'rollout.rolled_back')?.data.reason).toBe(ended.rollout!.reason);
   });
 
   it('advances a healthy canary stage by stage and promotes it at 100 %', async () => {
-    const r = await api('PUT', '/api/v1/agents/good?strategy=canary&stages=30,100&hold=0s&min_requests=3', agent('good', 'v2'));
+    const r = await api(
+      'PUT',
+      '/api/v1/agents/good?strategy=canary&stages=30,100&hold=0s&min_requests=3',
+      agent('good', 'v2'),
+    );
     expect(r.status, r.text).toBe(200);
     const seenStages = new Set<number>();
     const { answers } = await drive('good', (v) => {
@@ -267,18 +385,39 @@ describe('canary rollouts on a server', () => {
   });
 
   it('resumes at the saved stage after a restart, and shows its figures', async () => {
-    const r = await api('PUT', '/api/v1/agents/slow?strategy=canary&stages=20,60,100&hold=1s&min_requests=2', agent('slow', 'v2'));
+    const r = await api(
+      'PUT',
+      '/api/v1/agents/slow?strategy=canary&stages=20,60,100&hold=1s&min_requests=2',
+      agent('slow', 'v2'),
+    );
     expect(r.status, r.text).toBe(200);
     await drive('slow', (v) => (v.canary?.stage ?? 0) >= 1);
     await server.close();
     await start();
     const resumed = await rollout('slow');
-    expect(resumed).toMatchObject({ running: true, rollout: { state: 'running', stage: 1 }, canary: { stage: 1, weight: 60, candidate: { requests: 0 } } });
+    expect(resumed).toMatchObject({
+      running: true,
+      rollout: { state: 'running', stage: 1 },
+      canary: { stage: 1, weight: 60, candidate: { requests: 0 } },
+    });
     const shown = await cli('agent', 'rollout', 'status', 'slow');
     expect(shown.code, shown.stderr).toBe(0);
-    expect(shown.stdout).toContain('stage:     2 of 3: 60 % of new conversations to the candidate (stages 20, 60, 100 %)');
+    expect(shown.stdout).toContain(
+      'stage:     2 of 3: 60 % of new conversations to the candidate (stages 20, 60, 100 %)',
+    );
     expect(shown.stdout).toContain('waiting:   0 of 2 candidate executions in stage 2 of 3 (60 %)');
-    const watched = await cli('agent', 'rollout', 'status', 'slow', '--watch', '--interval', '200ms', '--count', '2', '--json');
+    const watched = await cli(
+      'agent',
+      'rollout',
+      'status',
+      'slow',
+      '--watch',
+      '--interval',
+      '200ms',
+      '--count',
+      '2',
+      '--json',
+    );
     expect(watched.code, watched.stderr).toBe(0);
     const frames = watched.stdout
       .trim()

@@ -32,13 +32,17 @@ function fixture(name: string) {
 describe('values strict YAML refuses but Claude Code reads as text', () => {
   it('a description starting with **BOLD**: loads with the exact text and a warning', () => {
     const r = fixture('bold-description.md');
-    expect(r.definition.description).toBe('**TECHNICAL DESIGN SPECIALIST**: Transforms requirements into designs. Use when: a spec is needed.');
+    expect(r.definition.description).toBe(
+      '**TECHNICAL DESIGN SPECIALIST**: Transforms requirements into designs. Use when: a spec is needed.',
+    );
     expect(r.definition.tools).toEqual(['workspace.read', 'workspace.grep']);
     expect(r.warnings.find((w) => w.code === 'yaml_unquoted_colon')).toMatchObject({ field: 'description', line: 3 });
   });
 
   it('a description starting with a backtick loads with the exact text', () => {
-    expect(fixture('backtick-description.md').definition.description).toBe('`/review` runs this agent: it reviews diffs');
+    expect(fixture('backtick-description.md').definition.description).toBe(
+      '`/review` runs this agent: it reviews diffs',
+    );
   });
 
   it.each(['*', '%', '@', '`'])('a value starting with %s (with and without ": ") is read as text', (c) => {
@@ -49,14 +53,18 @@ describe('values strict YAML refuses but Claude Code reads as text', () => {
   });
 
   it('a value starting with & or ! that YAML cannot read (with ": ") is read as text; a valid anchor or tag stays YAML', () => {
-    expect(load(md('name: x\ndescription: !important: read this')).definition.description).toBe('!important: read this');
+    expect(load(md('name: x\ndescription: !important: read this')).definition.description).toBe(
+      '!important: read this',
+    );
     expect(load(md('name: x\ndescription: & then: text')).definition.description).toBe('& then: text');
     expect(load(md('name: x\ndescription: *new')).definition.description).toBe('*new');
     expect(load(md('name: x\ndescription: &a anchored\nnote: *a')).definition.description).toBe('anchored');
   });
 
   it('a multi-line plain description with colons is folded as YAML folds it', () => {
-    expect(fixture('multiline-colon.md').definition.description).toBe('Use this agent when the user asks for help: it spans two lines, with a colon: here');
+    expect(fixture('multiline-colon.md').definition.description).toBe(
+      'Use this agent when the user asks for help: it spans two lines, with a colon: here',
+    );
   });
 
   it('"\\n" escapes and <example> blocks in an unquoted description stay as written', () => {
@@ -67,7 +75,9 @@ describe('values strict YAML refuses but Claude Code reads as text', () => {
   });
 
   it('text that merely starts with a quoted word is read as text', () => {
-    expect(load(md('name: x\ndescription: "Expert" in things: all of them')).definition.description).toBe('"Expert" in things: all of them');
+    expect(load(md('name: x\ndescription: "Expert" in things: all of them')).definition.description).toBe(
+      '"Expert" in things: all of them',
+    );
     expect(load(md("name: x\ndescription: 'Fast' reviewer")).definition.description).toBe("'Fast' reviewer");
   });
 
@@ -84,7 +94,12 @@ describe('values strict YAML refuses but Claude Code reads as text', () => {
   });
 
   it('CRLF line ends, a BOM, trailing spaces after ---, and tabs after colons all load', () => {
-    expect(fixture('crlf.md').definition).toMatchObject({ name: 'crlf-agent', description: 'Uses CRLF line ends', tools: ['workspace.read', 'workspace.bash'], system_prompt: 'Body with CRLF.' });
+    expect(fixture('crlf.md').definition).toMatchObject({
+      name: 'crlf-agent',
+      description: 'Uses CRLF line ends',
+      tools: ['workspace.read', 'workspace.bash'],
+      system_prompt: 'Body with CRLF.',
+    });
     expect(fixture('bom.md').definition.name).toBe('bom-agent');
     expect(fixture('fence-trailing-spaces.md').definition.description).toBe('The fences have trailing spaces and tabs');
     expect(fixture('tabs.md').definition).toMatchObject({ name: 'Tabbed', description: 'Tabs after the colons' });
@@ -140,7 +155,8 @@ describe('tools', () => {
     const messages = r.warnings.filter((w) => w.code === 'unknown_tool').map((w) => w.message);
     expect(messages.some((m) => m.includes('"Agent(worker, bad/name)"') && m.includes('"bad/name"'))).toBe(true);
     expect(messages.some((m) => m.includes('"Agent(unclosed, Grep"'))).toBe(true);
-    for (const w of r.warnings.filter((x) => x.code === 'unknown_tool')) expect(w).toMatchObject({ field: 'tools', line: 4 });
+    for (const w of r.warnings.filter((x) => x.code === 'unknown_tool'))
+      expect(w).toMatchObject({ field: 'tools', line: 4 });
   });
 
   it('Agent (the renamed Task) and SendMessage map to send_message; TaskCreate/TaskList/TaskGet/TaskUpdate are dropped and recorded', () => {
@@ -151,12 +167,23 @@ describe('tools', () => {
   });
 
   it('disallowedTools removes tools: Write and Edit denied still leaves Read; Bash denied removes workspace.bash', () => {
-    expect(load(md('name: x\ndescription: d\ntools: Read, Write, Edit, Bash\ndisallowedTools: Write, Edit, Bash')).definition.tools).toEqual(['workspace.read']);
-    expect(load(md('name: x\ndescription: d\ntools: Read, Bash\ndisallowedTools: [Read, Grep, Glob]')).definition.tools).toEqual(['workspace.bash']);
-    const d = load(md('name: x\ndescription: d\ntools: Read, mcp__github__create_issue, mcp__github__list, WebFetch\ndisallowedTools: mcp__github, web.fetch')).definition;
+    expect(
+      load(md('name: x\ndescription: d\ntools: Read, Write, Edit, Bash\ndisallowedTools: Write, Edit, Bash')).definition
+        .tools,
+    ).toEqual(['workspace.read']);
+    expect(
+      load(md('name: x\ndescription: d\ntools: Read, Bash\ndisallowedTools: [Read, Grep, Glob]')).definition.tools,
+    ).toEqual(['workspace.bash']);
+    const d = load(
+      md(
+        'name: x\ndescription: d\ntools: Read, mcp__github__create_issue, mcp__github__list, WebFetch\ndisallowedTools: mcp__github, web.fetch',
+      ),
+    ).definition;
     expect(d.tools).toEqual(['workspace.read']);
     expect(d.metadata.claude_disallowed_tools).toEqual(['mcp__github', 'web.fetch']);
-    expect(load(md('name: x\ndescription: d\ntools: Read, Agent(worker)\ndisallowedTools: Agent')).definition.tools).toEqual(['workspace.read']);
+    expect(
+      load(md('name: x\ndescription: d\ntools: Read, Agent(worker)\ndisallowedTools: Agent')).definition.tools,
+    ).toEqual(['workspace.read']);
   });
 });
 
@@ -217,14 +244,22 @@ describe('maxTurns, memory and the other Claude Code keys', () => {
 
   it('model aliases in any case and the [1m] long-context spelling become the alias; INHERIT is inherit', () => {
     expect(load(md('name: x\ndescription: d\nmodel: Sonnet')).definition.llm.model).toBe('sonnet');
-    expect(load(md('name: x\ndescription: d\nmodel: opus[1m]')).definition).toMatchObject({ llm: { model: 'opus' }, metadata: { claude_model: 'opus[1m]' } });
+    expect(load(md('name: x\ndescription: d\nmodel: opus[1m]')).definition).toMatchObject({
+      llm: { model: 'opus' },
+      metadata: { claude_model: 'opus[1m]' },
+    });
     expect(load(md('name: x\ndescription: d\nmodel: INHERIT')).definition.llm.model).toBeUndefined();
-    expect(load(md('name: x\ndescription: d\nmodel: Claude-Sonnet-4-5')).definition.llm.model).toBe('Claude-Sonnet-4-5');
+    expect(load(md('name: x\ndescription: d\nmodel: Claude-Sonnet-4-5')).definition.llm.model).toBe(
+      'Claude-Sonnet-4-5',
+    );
   });
 
   it('a full Claude model id and an alias are kept as llm.model with the original in metadata', () => {
     expect(fixture('new-tool-names.md').definition.llm.model).toBe('claude-opus-4-1-20250805');
-    expect(fixture('bold-description.md').definition).toMatchObject({ llm: { model: 'sonnet' }, metadata: { claude_model: 'sonnet' } });
+    expect(fixture('bold-description.md').definition).toMatchObject({
+      llm: { model: 'sonnet' },
+      metadata: { claude_model: 'sonnet' },
+    });
   });
 });
 
@@ -281,28 +316,42 @@ describe('clear messages for what does not load', () => {
 describe('hostile frontmatter (issue 13): the lenient retry is linear', () => {
   // Before: the retry's regex was quadratic in line length; this file took ~15 s. The test
   // timeout is the (generous) bound.
-  it('a 60,000-space line in a file with a YAML error is handled promptly (just under the 64 KiB frontmatter bound)', { timeout: 5_000 }, () => {
-    const text = md(`name: x\ndescription: Use when: needed\nk: a${' '.repeat(60_000)}b`);
-    const r = load(text);
-    expect(r.definition.description).toBe('Use when: needed');
-    const spaces = md(`name: x\ndescription: a${' '.repeat(60_000)}: b\nother: \`x`);
-    expect(parseAgent(spaces, { format: 'markdown' }).ok).toBe(true);
-  });
+  it(
+    'a 60,000-space line in a file with a YAML error is handled promptly (just under the 64 KiB frontmatter bound)',
+    { timeout: 5_000 },
+    () => {
+      const text = md(`name: x\ndescription: Use when: needed\nk: a${' '.repeat(60_000)}b`);
+      const r = load(text);
+      expect(r.definition.description).toBe('Use when: needed');
+      const spaces = md(`name: x\ndescription: a${' '.repeat(60_000)}: b\nother: \`x`);
+      expect(parseAgent(spaces, { format: 'markdown' }).ok).toBe(true);
+    },
+  );
 
-  it('a value of 40,000 quote characters (tens of thousands of YAML errors; 2.3 s of CPU before) is read promptly; a frontmatter over 64 KiB is refused', { timeout: 5_000 }, () => {
-    const quotes = parseAgent(md(`name: x\ndescription: "Reviews code${'"'.repeat(40_000)}`), { format: 'markdown' });
-    expect(quotes.ok || quotes.errors.length <= 20).toBe(true);
-    const big = parseAgent(md(`name: x\ndescription: ${'a'.repeat(70_000)}`), { format: 'markdown' });
-    expect(!big.ok && big.errors[0]).toMatchObject({ code: 'frontmatter_too_large' });
-  });
+  it(
+    'a value of 40,000 quote characters (tens of thousands of YAML errors; 2.3 s of CPU before) is read promptly; a frontmatter over 64 KiB is refused',
+    { timeout: 5_000 },
+    () => {
+      const quotes = parseAgent(md(`name: x\ndescription: "Reviews code${'"'.repeat(40_000)}`), { format: 'markdown' });
+      expect(quotes.ok || quotes.errors.length <= 20).toBe(true);
+      const big = parseAgent(md(`name: x\ndescription: ${'a'.repeat(70_000)}`), { format: 'markdown' });
+      expect(!big.ok && big.errors[0]).toMatchObject({ code: 'frontmatter_too_large' });
+    },
+  );
 
-  it('a frontmatter of 100,000 lines is refused with a clear error; 900 broken entries are read promptly', { timeout: 5_000 }, () => {
-    const list = parseAgent(md(`name: x\ndescription: a: b\ntools:\n${'  - Read\n'.repeat(100_000)}`), { format: 'markdown' });
-    expect(!list.ok && list.errors[0]).toMatchObject({ code: 'frontmatter_too_large', line: 2 });
-    const many = md(`name: x\ndescription: d\n${Array.from({ length: 900 }, (_, i) => `k${i}: *a: b`).join('\n')}`);
-    const r = load(many);
-    expect(r.warnings.filter((w) => w.code === 'yaml_unquoted_colon')).toHaveLength(900);
-  });
+  it(
+    'a frontmatter of 100,000 lines is refused with a clear error; 900 broken entries are read promptly',
+    { timeout: 5_000 },
+    () => {
+      const list = parseAgent(md(`name: x\ndescription: a: b\ntools:\n${'  - Read\n'.repeat(100_000)}`), {
+        format: 'markdown',
+      });
+      expect(!list.ok && list.errors[0]).toMatchObject({ code: 'frontmatter_too_large', line: 2 });
+      const many = md(`name: x\ndescription: d\n${Array.from({ length: 900 }, (_, i) => `k${i}: *a: b`).join('\n')}`);
+      const r = load(many);
+      expect(r.warnings.filter((w) => w.code === 'yaml_unquoted_colon')).toHaveLength(900);
+    },
+  );
 
   it('an alias bomb ("billion laughs") is an error, not an expansion', { timeout: 5_000 }, () => {
     const levels = ['a: &a [x, x, x, x, x, x, x, x, x, x]'];
@@ -313,7 +362,9 @@ describe('hostile frontmatter (issue 13): the lenient retry is linear', () => {
           .join(', ')}]`,
       );
     // Nested under one key (kept in metadata): refused.
-    const nested = parseAgent(md(`name: x\ndescription: d\nhooks:\n${levels.map((l) => `  ${l}`).join('\n')}`), { format: 'markdown' });
+    const nested = parseAgent(md(`name: x\ndescription: d\nhooks:\n${levels.map((l) => `  ${l}`).join('\n')}`), {
+      format: 'markdown',
+    });
     expect(!nested.ok && nested.errors[0]!.code).toBe('yaml_alias_limit');
     // As top-level keys, each entry is unreadable on its own, so the lenient reader keeps it as text: nothing expands.
     const flat = parseAgent(md(`name: x\ndescription: d\n${levels.join('\n')}`), { format: 'markdown' });
@@ -331,7 +382,20 @@ describe('hostile frontmatter (issue 13): the lenient retry is linear', () => {
 });
 
 describe('property: the Markdown reader never throws', () => {
-  const piece = fc.constantFrom(...'ab: *&!%@`,()[]{}"\'#|>-\t \\n'.split(''), 'name', 'description', 'tools', 'model', 'memory', 'maxTurns', 'disallowedTools', '\n', '\n  ', '\r\n', '---');
+  const piece = fc.constantFrom(
+    ...'ab: *&!%@`,()[]{}"\'#|>-\t \\n'.split(''),
+    'name',
+    'description',
+    'tools',
+    'model',
+    'memory',
+    'maxTurns',
+    'disallowedTools',
+    '\n',
+    '\n  ',
+    '\r\n',
+    '---',
+  );
   it('returns errors or a definition for any frontmatter text', () => {
     fc.assert(
       fc.property(fc.array(piece, { maxLength: 60 }), (parts) => {
@@ -353,7 +417,15 @@ describe('property: an unquoted one-line description is read as its text', () =>
     .array(chars, { minLength: 1, maxLength: 40 })
     .map((a) => a.join('').trim())
     .filter(
-      (s) => s.length > 0 && !/^["'[{|>#\-?]/.test(s) && !s.includes(' #') && !/:$/.test(s) && !/^[-+.0-9]/.test(s) && !/^(true|false|null|~)$/i.test(s) && !/^[!&*]\S*$/.test(s) && !/^(&|! )/.test(s),
+      (s) =>
+        s.length > 0 &&
+        !/^["'[{|>#\-?]/.test(s) &&
+        !s.includes(' #') &&
+        !/:$/.test(s) &&
+        !/^[-+.0-9]/.test(s) &&
+        !/^(true|false|null|~)$/i.test(s) &&
+        !/^[!&*]\S*$/.test(s) &&
+        !/^(&|! )/.test(s),
     );
 
   it('loads with description === the text (trimmed)', () => {

@@ -10,12 +10,22 @@ function tools(list: string) {
 describe('Claude Code tool mapping', () => {
   it('maps Read/Write/Edit to the workspace tools of the same contract', () => {
     const d = tools('Read, Write, Edit, MultiEdit, Glob, Grep, LS');
-    expect(d.tools).toEqual(['workspace.read', 'workspace.write', 'workspace.edit', 'workspace.multi_edit', 'workspace.glob', 'workspace.grep', 'workspace.ls']);
+    expect(d.tools).toEqual([
+      'workspace.read',
+      'workspace.write',
+      'workspace.edit',
+      'workspace.multi_edit',
+      'workspace.glob',
+      'workspace.grep',
+      'workspace.ls',
+    ]);
     expect(tools('Read, Write, Edit').metadata.claude_tools).toEqual(['Read', 'Write', 'Edit']);
   });
 
   it('refuses NotebookEdit and the background-shell tools by name, with a warning', () => {
-    const r = parseAgent(`---\nname: t\ndescription: d\ntools: Read, NotebookEdit, KillShell\n---\nPrompt\n`, { format: 'markdown' });
+    const r = parseAgent(`---\nname: t\ndescription: d\ntools: Read, NotebookEdit, KillShell\n---\nPrompt\n`, {
+      format: 'markdown',
+    });
     if (!r.ok) throw new Error(JSON.stringify(r.errors));
     expect(r.definition.tools).toEqual(['workspace.read']);
     const warned = r.warnings.filter((w) => w.code === 'unsupported_tool').map((w) => w.message);

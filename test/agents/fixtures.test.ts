@@ -19,7 +19,9 @@ describe('community Claude Code subagents', () => {
     for (const file of files) {
       const r = parseAgent(readFileSync(file), { file });
       if (!r.ok) {
-        failures.push(`${relative(claudeAgentsDir, file)}: ${r.errors.map((e) => `${e.line ?? '?'}:${e.column ?? '?'} ${e.code} ${e.message}`).join('; ')}`);
+        failures.push(
+          `${relative(claudeAgentsDir, file)}: ${r.errors.map((e) => `${e.line ?? '?'}:${e.column ?? '?'} ${e.code} ${e.message}`).join('; ')}`,
+        );
         continue;
       }
       parsed++;
@@ -58,11 +60,14 @@ describe('community Claude Code subagents', () => {
       const d = r.definition;
       const rel = relative(claudeAgentsDir, file);
       if (d.name !== value('name')) mismatches.push(`${rel}: name ${JSON.stringify(d.name)}`);
-      if (d.description !== value('description')) mismatches.push(`${rel}: description ${JSON.stringify(d.description.slice(0, 80))}`);
+      if (d.description !== value('description'))
+        mismatches.push(`${rel}: description ${JSON.stringify(d.description.slice(0, 80))}`);
       if (d.system_prompt !== body) mismatches.push(`${rel}: body differs`);
       const model = value('model');
-      if (model !== undefined && d.metadata.claude_model !== model) mismatches.push(`${rel}: model ${String(d.metadata.claude_model)}`);
-      if (model !== undefined && model !== 'inherit' && d.llm.model !== model) mismatches.push(`${rel}: llm.model ${String(d.llm.model)}`);
+      if (model !== undefined && d.metadata.claude_model !== model)
+        mismatches.push(`${rel}: model ${String(d.metadata.claude_model)}`);
+      if (model !== undefined && model !== 'inherit' && d.llm.model !== model)
+        mismatches.push(`${rel}: llm.model ${String(d.llm.model)}`);
       if (model === 'inherit' && d.llm.model !== undefined) mismatches.push(`${rel}: inherit became ${d.llm.model}`);
     }
     expect(mismatches, mismatches.join('\n')).toEqual([]);

@@ -57,7 +57,9 @@ describe('TOML locator: linear scanners instead of backtracking regexes', () => 
   // must agree exactly (the scanners additionally read `["x]y"]`).
   const OLD_HEADER_RE = /^\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$/;
   const OLD_KEY_RE = /^((?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*')(?:\s*\.\s*(?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*'))*)\s*=/;
-  const line = fc.array(fc.constantFrom('a', 'b', '_', '-', '.', ' ', '=', '#', '"', "'", '[', ']', '1', 'x'), { maxLength: 14 }).map((cs) => cs.join(''));
+  const line = fc
+    .array(fc.constantFrom('a', 'b', '_', '-', '.', ' ', '=', '#', '"', "'", '[', ']', '1', 'x'), { maxLength: 14 })
+    .map((cs) => cs.join(''));
 
   it('tomlKeyPrefix finds exactly the keys the old KEY_RE found (property)', () => {
     fc.assert(
@@ -80,7 +82,12 @@ describe('TOML locator: linear scanners instead of backtracking regexes', () => 
         const m = OLD_HEADER_RE.exec(t);
         const k = tomlHeaderKey(t);
         // The old regex also took `[a]]`, `[[a]`, `[[]` and `[ ]` (not TOML); the scanner does not.
-        if (m && k === undefined && (t.startsWith('[[') !== /\]\]\s*(#.*)?$/.test(t) || m[1]!.includes('[') || m[1]!.trim() === '')) return;
+        if (
+          m &&
+          k === undefined &&
+          (t.startsWith('[[') !== /\]\]\s*(#.*)?$/.test(t) || m[1]!.includes('[') || m[1]!.trim() === '')
+        )
+          return;
         expect(k).toBe(m?.[1]);
       }),
       { numRuns: 3000 },
@@ -90,38 +97,70 @@ describe('TOML locator: linear scanners instead of backtracking regexes', () => 
 
 describe('nesting depth: a field nested more than 64 levels is a clear error in every format', () => {
   it('JSON: parameters 100,000 deep (a stack overflow before) names the field, line and limit', () => {
-    const e = first(parseAgent(`{"name":"a","system_prompt":"x",\n"parameters":{"p":${nested(100_000)}}}`, { file: 'deep.json' }));
+    const e = first(
+      parseAgent(`{"name":"a","system_prompt":"x",\n"parameters":{"p":${nested(100_000)}}}`, { file: 'deep.json' }),
+    );
     expect(e).toMatchObject({ code: 'input_too_deep', field: 'parameters', file: 'deep.json', line: 2 });
     expect(e.message).toMatch(/"parameters" is nested more than 64 levels deep/);
   });
 
   it('JSON: metadata 2,000 deep; 63 levels of parameters are fine', () => {
-    expect(first(parseAgent(JSON.stringify({ name: 'a', system_prompt: 'x', metadata: { m: JSON.parse(nested(2000)) } }), { format: 'json' }))).toMatchObject({
+    expect(
+      first(
+        parseAgent(JSON.stringify({ name: 'a', system_prompt: 'x', metadata: { m: JSON.parse(nested(2000)) } }), {
+          format: 'json',
+        }),
+      ),
+    ).toMatchObject({
       code: 'input_too_deep',
       field: 'metadata',
     });
-    const ok = parseAgent(JSON.stringify({ name: 'a', system_prompt: 'x', parameters: { p: JSON.parse(nested(62)) } }), { format: 'json' });
+    const ok = parseAgent(
+      JSON.stringify({ name: 'a', system_prompt: 'x', parameters: { p: JSON.parse(nested(62)) } }),
+      { format: 'json' },
+    );
     expect(ok.ok).toBe(true);
   });
 
   it('TOML: deep inline arrays, deep dotted table headers and deep dotted keys', () => {
     const base = 'name = "a"\nsystem_prompt = "x"\n';
-    expect(first(parseAgent(`${base}[parameters]\np = ${nested(5000)}\n`))).toMatchObject({ code: 'input_too_deep', line: 4 });
+    expect(first(parseAgent(`${base}[parameters]\np = ${nested(5000)}\n`))).toMatchObject({
+      code: 'input_too_deep',
+      line: 4,
+    });
     const header = first(parseAgent(`${base}[parameters.${Array(20_000).fill('k').join('.')}]\nx = 1\n`));
     expect(header).toMatchObject({ code: 'input_too_deep', field: 'parameters', line: 3 });
-    expect(header.message).toBe('the table name [parameters.…] has more than 65 parts, so it nests more than 64 levels deep (the limit is 64)');
-    expect(first(parseAgent(`${base}[metadata]\n${Array(100).fill('k').join('.')} = 1\n`))).toMatchObject({ code: 'input_too_deep', line: 4 });
-    expect(first(parseAgent(`${base}parameters = { ${Array(100_000).fill('k').join('.')} = 1 }\n`))).toMatchObject({ code: 'input_too_deep', line: 3 });
+    expect(header.message).toBe(
+      'the table name [parameters.…] has more than 65 parts, so it nests more than 64 levels deep (the limit is 64)',
+    );
+    expect(first(parseAgent(`${base}[metadata]\n${Array(100).fill('k').join('.')} = 1\n`))).toMatchObject({
+      code: 'input_too_deep',
+      line: 4,
+    });
+    expect(first(parseAgent(`${base}parameters = { ${Array(100_000).fill('k').join('.')} = 1 }\n`))).toMatchObject({
+      code: 'input_too_deep',
+      line: 3,
+    });
     // Below the dotted-key bound but deeper than 64 in total: found after parsing, naming the field.
-    expect(first(parseAgent(`${base}[parameters.${Array(40).fill('k').join('.')}]\nx = ${nested(30)}\n`))).toMatchObject({ code: 'input_too_deep', field: 'parameters', line: 3, column: 1 });
+    expect(
+      first(parseAgent(`${base}[parameters.${Array(40).fill('k').join('.')}]\nx = ${nested(30)}\n`)),
+    ).toMatchObject({ code: 'input_too_deep', field: 'parameters', line: 3, column: 1 });
     // Dots inside strings, comments and numbers are not keys.
     const dots = '.'.repeat(500);
-    expect(parseAgent(`${base}description = "${dots}"\n# ${dots}\ndocumentation = '''\n${dots}\n'''\n[parameters]\nf = [${Array(100).fill('1.5').join(', ')}]\n`).ok).toBe(true);
+    expect(
+      parseAgent(
+        `${base}description = "${dots}"\n# ${dots}\ndocumentation = '''\n${dots}\n'''\n[parameters]\nf = [${Array(100).fill('1.5').join(', ')}]\n`,
+      ).ok,
+    ).toBe(true);
   });
 
   it('Markdown: deep frontmatter in flow, block and "- - -" form is refused before the YAML parser runs', () => {
     // (Sizes under the 64 KiB frontmatter bound, which would refuse them first.)
-    for (const fm of [`metadata: ${nested(20_000)}`, `metadata:\n  ${'- '.repeat(20_000)}x`, `metadata:\n${Array.from({ length: 300 }, (_, i) => `${' '.repeat(i + 1)}k:`).join('\n')} 1`]) {
+    for (const fm of [
+      `metadata: ${nested(20_000)}`,
+      `metadata:\n  ${'- '.repeat(20_000)}x`,
+      `metadata:\n${Array.from({ length: 300 }, (_, i) => `${' '.repeat(i + 1)}k:`).join('\n')} 1`,
+    ]) {
       const e = first(parseAgent(`---\nname: a\n${fm}\n---\nhello\n`, { file: 'deep.md' }));
       expect(e).toMatchObject({ code: 'input_too_deep', file: 'deep.md' });
       expect(e.line).toBeGreaterThanOrEqual(3);
@@ -130,7 +169,11 @@ describe('nesting depth: a field nested more than 64 levels is a clear error in 
   });
 
   it('Markdown: metadata 70 levels deep (below the structure bound) is refused by the field check', () => {
-    expect(first(parseAgent(`---\nname: a\nmetadata: ${nested(70)}\n---\nhello\n`))).toMatchObject({ code: 'input_too_deep', field: 'metadata', line: 3 });
+    expect(first(parseAgent(`---\nname: a\nmetadata: ${nested(70)}\n---\nhello\n`))).toMatchObject({
+      code: 'input_too_deep',
+      field: 'metadata',
+      line: 3,
+    });
   });
 
   it('comments between ever deeper lines do not hide the depth from the structure scan', () => {
@@ -147,7 +190,9 @@ describe('nesting depth: a field nested more than 64 levels is a clear error in 
 
 describe('the other TOML readers share the bound: tool manifests and caxton.toml', () => {
   it('a tool manifest with a 20,000-part table name or a deep inline array is a clear error', () => {
-    const deepHeader = parseToolManifest(`name = "t"\nversion = "1.0.0"\n[config.${Array(20_000).fill('k').join('.')}]\n`);
+    const deepHeader = parseToolManifest(
+      `name = "t"\nversion = "1.0.0"\n[config.${Array(20_000).fill('k').join('.')}]\n`,
+    );
     expect(!deepHeader.ok && deepHeader.errors[0]).toMatchObject({ code: 'input_too_deep', field: 'config', line: 3 });
     const deepInline = parseToolManifest(`name = "t"\nversion = "1.0.0"\nx = ${nested(5000)}\n`);
     expect(!deepInline.ok && deepInline.errors[0]).toMatchObject({ code: 'input_too_deep', line: 3 });
@@ -171,7 +216,10 @@ describe('the other TOML readers share the bound: tool manifests and caxton.toml
 
 describe('YAML aliases are bounded', () => {
   // Nine levels of nine aliases each: 9^9 (387 million) strings once expanded.
-  const laughs = ['l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]', ...Array.from({ length: 8 }, (_, i) => `l${i + 1}: &l${i + 1} [${Array(9).fill(`*l${i}`).join(', ')}]`)];
+  const laughs = [
+    'l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]',
+    ...Array.from({ length: 8 }, (_, i) => `l${i + 1}: &l${i + 1} [${Array(9).fill(`*l${i}`).join(', ')}]`),
+  ];
 
   it('a billion-laughs frontmatter is an error naming the file and the line of the first alias', () => {
     const md = `---\nname: bomb\nmetadata:\n${laughs.map((l) => `  ${l}`).join('\n')}\n---\nhello\n`;
@@ -181,8 +229,15 @@ describe('YAML aliases are bounded', () => {
   });
 
   it('merge keys cannot expand past the bound either (a frontmatter is YAML 1.2: "<<" is a plain key, its aliases count)', () => {
-    const merges = ['a0: &a0 {x: 1, y: 2}', ...Array.from({ length: 25 }, (_, i) => `a${i + 1}: &a${i + 1}\n    <<: [*a${i}]\n    k${i}: [*a${i}, *a${i}]`)];
-    expect(first(parseAgent(`---\nname: m\nmetadata:\n  ${merges.join('\n  ')}\n---\nhi\n`))).toMatchObject({ code: 'yaml_alias_limit', line: 6, column: 10 });
+    const merges = [
+      'a0: &a0 {x: 1, y: 2}',
+      ...Array.from({ length: 25 }, (_, i) => `a${i + 1}: &a${i + 1}\n    <<: [*a${i}]\n    k${i}: [*a${i}, *a${i}]`),
+    ];
+    expect(first(parseAgent(`---\nname: m\nmetadata:\n  ${merges.join('\n  ')}\n---\nhi\n`))).toMatchObject({
+      code: 'yaml_alias_limit',
+      line: 6,
+      column: 10,
+    });
   });
 
   it('few aliases of a wide list: refused once the expansion outgrows the text', () => {
@@ -201,9 +256,16 @@ describe('YAML aliases are bounded', () => {
   });
 
   it("a frontmatter of 16,000 keys is refused before the YAML parser runs (yaml's duplicate-key check compared every pair: 7.6 s); 900 keys load; a repeated key keeps the last value, as Claude Code does", () => {
-    const wide = first(parseAgent(`---\nname: a\nmetadata:\n${Array.from({ length: 16_000 }, (_, i) => `  k${i}: x`).join('\n')}\n---\nhi\n`, { file: 'wide.md' }));
+    const wide = first(
+      parseAgent(
+        `---\nname: a\nmetadata:\n${Array.from({ length: 16_000 }, (_, i) => `  k${i}: x`).join('\n')}\n---\nhi\n`,
+        { file: 'wide.md' },
+      ),
+    );
     expect(wide).toMatchObject({ code: 'frontmatter_too_large', file: 'wide.md' });
-    const ok = parseAgent(`---\nname: a\nmetadata:\n${Array.from({ length: 900 }, (_, i) => `  k${i}: x`).join('\n')}\n---\nhi\n`);
+    const ok = parseAgent(
+      `---\nname: a\nmetadata:\n${Array.from({ length: 900 }, (_, i) => `  k${i}: x`).join('\n')}\n---\nhi\n`,
+    );
     expect(ok.ok && Object.keys(ok.definition.metadata).length).toBe(900);
     const dup = parseAgent('---\nname: a\nmetadata:\n  a: 1\n  a: 2\n---\nhi\n', { file: 'dup.md' });
     expect(dup.ok && dup.definition.metadata).toEqual({ a: 2 });
@@ -217,21 +279,28 @@ describe('YAML aliases are bounded', () => {
 });
 
 describe('units: absurd and zero values are refused, naming the field, the value and the range', () => {
-  const agent = (limits: string) => parseAgent(`name = "a"\nsystem_prompt = "x"\n[limits]\n${limits}\n`, { file: 'u.toml' });
+  const agent = (limits: string) =>
+    parseAgent(`name = "a"\nsystem_prompt = "x"\n[limits]\n${limits}\n`, { file: 'u.toml' });
 
   it('timeout "99999999999999999999h" (Node used to clamp it to 1 ms)', () => {
     const e = first(agent('timeout = "99999999999999999999h"'));
     expect(e).toMatchObject({ field: 'limits.timeout', line: 4 });
-    expect(e.message).toBe('limits.timeout: duration "99999999999999999999h" is out of range: expected 1 ms to 24.9 days');
+    expect(e.message).toBe(
+      'limits.timeout: duration "99999999999999999999h" is out of range: expected 1 ms to 24.9 days',
+    );
   });
 
   it('timeout "0s" and timeout_ms past the timer limit', () => {
-    expect(first(agent('timeout = "0s"')).message).toMatch(/^limits\.timeout: duration "0s" is out of range: expected 1 ms to/);
+    expect(first(agent('timeout = "0s"')).message).toMatch(
+      /^limits\.timeout: duration "0s" is out of range: expected 1 ms to/,
+    );
     expect(first(agent('timeout_ms = 99999999999')).message).toMatch(/at most 2147483647 ms/);
   });
 
   it('max_message_size "999999999GB" and 0', () => {
-    expect(first(agent('max_message_size = "999999999GB"')).message).toBe('limits.max_message_size: size "999999999GB" is out of range: expected 1 B to 4 GiB');
+    expect(first(agent('max_message_size = "999999999GB"')).message).toBe(
+      'limits.max_message_size: size "999999999GB" is out of range: expected 1 B to 4 GiB',
+    );
     expect(first(agent('max_message_size = 0')).field).toBe('limits.max_message_size');
   });
 
@@ -249,7 +318,9 @@ describe('units: absurd and zero values are refused, naming the field, the value
   });
 
   it('tool manifests: a timeout past the timer limit is refused too', () => {
-    const r = parseToolManifest('name = "t"\nversion = "1.0.0"\nmodule = "m.wasm"\n[limits]\ntimeout = "999999h"\n[[tools]]\nname = "x"\ndescription = "x"\n');
+    const r = parseToolManifest(
+      'name = "t"\nversion = "1.0.0"\nmodule = "m.wasm"\n[limits]\ntimeout = "999999h"\n[[tools]]\nname = "x"\ndescription = "x"\n',
+    );
     expect(r.ok).toBe(false);
     expect(!r.ok && r.errors.map((x) => x.message).join('\n')).toMatch(/out of range/);
   });
@@ -259,14 +330,20 @@ describe('prompt rendering reaches only the parameters themselves', () => {
   const def = { name: 'a', description: 'd', parameters: { style: 'brief' } } as unknown as AgentDefinition;
 
   it('{{parameters.toString}} and other inherited names render as a missing parameter (empty)', () => {
-    const out = renderTemplate('[{{parameters.toString}}][{{parameters.constructor}}][{{parameters.__proto__}}][{{parameters.hasOwnProperty}}][{{parameters.nope}}][{{parameters.style}}]', def, {
-      request: 'r',
-    });
+    const out = renderTemplate(
+      '[{{parameters.toString}}][{{parameters.constructor}}][{{parameters.__proto__}}][{{parameters.hasOwnProperty}}][{{parameters.nope}}][{{parameters.style}}]',
+      def,
+      {
+        request: 'r',
+      },
+    );
     expect(out).toBe('[][][][][][brief]');
   });
 
   it('a request parameter literally named "toString" or "__proto__" is its own data and renders', () => {
     const params = JSON.parse('{"toString":"t","__proto__":"p"}') as Record<string, unknown>;
-    expect(renderTemplate('{{parameters.toString}}/{{parameters.__proto__}}', def, { request: 'r', parameters: params })).toBe('t/p');
+    expect(
+      renderTemplate('{{parameters.toString}}/{{parameters.__proto__}}', def, { request: 'r', parameters: params }),
+    ).toBe('t/p');
   });
 });

@@ -140,7 +140,11 @@ max_turns = 0
   });
 
   it('an unknown memory scope and isolation mode are errors', () => {
-    const errors = errorsOf(toml('name = "x"\ncapabilities = ["a"]\nsystem_prompt = "hi"\n[memory]\nscope = "team"\n[execution]\nisolation = "vm"\n'));
+    const errors = errorsOf(
+      toml(
+        'name = "x"\ncapabilities = ["a"]\nsystem_prompt = "hi"\n[memory]\nscope = "team"\n[execution]\nisolation = "vm"\n',
+      ),
+    );
     expect(errors.map((e) => [e.field, e.line])).toEqual([
       ['memory.scope', 5],
       ['execution.isolation', 7],
@@ -148,7 +152,11 @@ max_turns = 0
   });
 
   it('non-UTF-8 bytes are reported with their offset, line and column', () => {
-    const bytes = Buffer.concat([Buffer.from('name = "x"\nsystem_prompt = "caf'), Buffer.from([0xe9]), Buffer.from('"\n')]);
+    const bytes = Buffer.concat([
+      Buffer.from('name = "x"\nsystem_prompt = "caf'),
+      Buffer.from([0xe9]),
+      Buffer.from('"\n'),
+    ]);
     const e = onlyError(parseAgent(bytes, { file: 'latin1.toml' }));
     // 'name = "x"\n' is 11 bytes, 'system_prompt = "caf' 20 more: the 0xE9 byte is at offset 31, line 2, column 21
     expect(e).toMatchObject({ code: 'not_utf8', file: 'latin1.toml', line: 2, column: 21 });
@@ -178,7 +186,9 @@ describe('the system_prompt-after-a-table mistake', () => {
   });
 
   it('other errors are still reported alongside it', () => {
-    const errors = errorsOf(toml('name = "x"\nversion = "one"\ncapabilities = ["a"]\n[memory]\nsystem_prompt = "hi"\n'));
+    const errors = errorsOf(
+      toml('name = "x"\nversion = "one"\ncapabilities = ["a"]\n[memory]\nsystem_prompt = "hi"\n'),
+    );
     expect(errors.map((e) => e.code).sort()).toEqual(['invalid_value', 'misplaced_key']);
   });
 });
@@ -188,12 +198,25 @@ describe('unknown keys are warnings, not errors', () => {
     const r = toml('name = "x"\nsystem_prompt = "hi"\ncapabilites = ["data-analysis"]\n');
     expect(r.ok).toBe(true);
     const w = r.warnings.find((x) => x.code === 'unknown_key');
-    expect(w).toMatchObject({ severity: 'warning', field: 'capabilites', line: 3, column: 1, suggestion: 'did you mean "capabilities"?' });
+    expect(w).toMatchObject({
+      severity: 'warning',
+      field: 'capabilites',
+      line: 3,
+      column: 1,
+      suggestion: 'did you mean "capabilities"?',
+    });
   });
 
   it('inside a table too', () => {
     const r = toml('name = "x"\ncapabilities = ["a"]\nsystem_prompt = "hi"\n\n[memory]\nenabeld = true\n');
     expect(r.ok).toBe(true);
-    expect(r.warnings).toEqual([expect.objectContaining({ code: 'unknown_key', field: 'memory.enabeld', line: 6, suggestion: 'did you mean "enabled"?' })]);
+    expect(r.warnings).toEqual([
+      expect.objectContaining({
+        code: 'unknown_key',
+        field: 'memory.enabeld',
+        line: 6,
+        suggestion: 'did you mean "enabled"?',
+      }),
+    ]);
   });
 });

@@ -63,7 +63,15 @@ describe('AgentParser', () => {
     expect(p.stats().off_thread).toBe(1);
     expect(r.ok).toBe(false);
     const lines = BIG_INVALID.split('\n').length;
-    if (!r.ok) expect(r.errors).toEqual([expect.objectContaining({ code: 'invalid_value', file: 'agents/broken.toml', field: 'limits.timeout', line: lines - 1 })]);
+    if (!r.ok)
+      expect(r.errors).toEqual([
+        expect.objectContaining({
+          code: 'invalid_value',
+          file: 'agents/broken.toml',
+          field: 'limits.timeout',
+          line: lines - 1,
+        }),
+      ]);
     expect(r).toEqual(parseAgent(BIG_INVALID, { file: 'agents/broken.toml' }));
   });
 
@@ -72,7 +80,10 @@ describe('AgentParser', () => {
     const small = 'name = "small"\nsystem_prompt = "x"\n';
     expect((await p.parse(small, {})).ok).toBe(true);
     expect(p.stats()).toMatchObject({ in_thread: 1, off_thread: 0, workers_started: 0 });
-    const both = await Promise.all([p.parse(BIG_INVALID, {}), p.parse(`${small}# ${'x'.repeat(OFF_THREAD_PARSE_BYTES)}\n`, { format: 'toml' })]);
+    const both = await Promise.all([
+      p.parse(BIG_INVALID, {}),
+      p.parse(`${small}# ${'x'.repeat(OFF_THREAD_PARSE_BYTES)}\n`, { format: 'toml' }),
+    ]);
     expect(both.map((r) => r.ok)).toEqual([false, true]);
     expect(p.stats()).toMatchObject({ in_thread: 1, off_thread: 2, workers_started: 1 });
     await p.close();
@@ -100,27 +111,49 @@ describe('a large agent through the server', () => {
     expect(res.status, JSON.stringify(res.json)).toBe(201);
     expect(Object.keys(res.json.agent.definition.metadata).length).toBeGreaterThan(30_000);
 
-    const invalid = await http<Json>(t.url, 'POST', '/api/v1/agents/validate', { body: BIG_INVALID, contentType: 'application/toml' });
+    const invalid = await http<Json>(t.url, 'POST', '/api/v1/agents/validate', {
+      body: BIG_INVALID,
+      contentType: 'application/toml',
+    });
     expect(invalid.status).toBe(200);
     expect(invalid.json.valid).toBe(false);
     const inThread = parseAgent(BIG_INVALID, { file: '<request body>' });
     expect(inThread.ok).toBe(false);
     expect(invalid.json.errors).toEqual(!inThread.ok && inThread.errors);
 
-    const updated = await http<Json>(t.url, 'PUT', '/api/v1/agents/big', { body: BIG.replace('You hold a lot', 'You still hold a lot'), contentType: 'application/toml' });
+    const updated = await http<Json>(t.url, 'PUT', '/api/v1/agents/big', {
+      body: BIG.replace('You hold a lot', 'You still hold a lot'),
+      contentType: 'application/toml',
+    });
     expect(updated.status, JSON.stringify(updated.json)).toBe(200);
     expect(updated.json.agent.revision).toBe(2);
     // A deploy whose large body is invalid: 422 with the same error, nothing deployed.
-    const refused = await http<Json>(t.url, 'POST', '/api/v1/agents', { body: BIG_INVALID, contentType: 'application/toml' });
+    const refused = await http<Json>(t.url, 'POST', '/api/v1/agents', {
+      body: BIG_INVALID,
+      contentType: 'application/toml',
+    });
     expect(refused.status).toBe(422);
-    expect(refused.json.error.details.errors[0]).toMatchObject({ field: 'limits.timeout', line: BIG_INVALID.split('\n').length - 1 });
+    expect(refused.json.error.details.errors[0]).toMatchObject({
+      field: 'limits.timeout',
+      line: BIG_INVALID.split('\n').length - 1,
+    });
 
     const after = t.server.service.parseStats();
     expect(after.off_thread - before.off_thread).toBe(4);
     expect(after.last_thread).not.toBe(threadId);
     // A small body stays on the event loop's thread.
-    expect((await http<Json>(t.url, 'POST', '/api/v1/agents/validate', { body: 'name = "s"\nsystem_prompt = "x"\n', contentType: 'application/toml' })).json.valid).toBe(true);
-    expect(t.server.service.parseStats()).toMatchObject({ off_thread: after.off_thread, in_thread: after.in_thread + 1 });
+    expect(
+      (
+        await http<Json>(t.url, 'POST', '/api/v1/agents/validate', {
+          body: 'name = "s"\nsystem_prompt = "x"\n',
+          contentType: 'application/toml',
+        })
+      ).json.valid,
+    ).toBe(true);
+    expect(t.server.service.parseStats()).toMatchObject({
+      off_thread: after.off_thread,
+      in_thread: after.in_thread + 1,
+    });
   });
 
   it('a large file written to agents_dir after the start is parsed on the worker; an invalid one is reported with its line', async () => {
@@ -129,9 +162,18 @@ describe('a large agent through the server', () => {
     writeFileSync(join(t.agentsDir, 'large.toml'), bigToml('large', 700_000));
     writeFileSync(join(t.agentsDir, 'broken.toml'), BIG_INVALID);
     await waitUntil(() => t!.server.registry.get('large'), { timeoutMs: 20_000, what: 'the large file agent loaded' });
-    const { value: status } = await waitUntil(() => t!.server.service.files.fileStatuses().find((s) => s.path.endsWith('broken.toml')), { timeoutMs: 20_000, what: 'the invalid file reported' });
+    const { value: status } = await waitUntil(
+      () => t!.server.service.files.fileStatuses().find((s) => s.path.endsWith('broken.toml')),
+      { timeoutMs: 20_000, what: 'the invalid file reported' },
+    );
     expect(status.state).toBe('invalid');
-    expect(status.errors).toEqual([expect.objectContaining({ field: 'limits.timeout', line: BIG_INVALID.split('\n').length - 1, file: join(t.agentsDir, 'broken.toml') })]);
+    expect(status.errors).toEqual([
+      expect.objectContaining({
+        field: 'limits.timeout',
+        line: BIG_INVALID.split('\n').length - 1,
+        file: join(t.agentsDir, 'broken.toml'),
+      }),
+    ]);
     expect(t.server.service.parseStats().off_thread - before).toBe(2);
   });
 });

@@ -66,7 +66,15 @@ describe('TOML agents', () => {
     expect(d.user_prompt_template).toBe('Question: {{request}}');
     expect(d.documentation).toBe('See the wiki.');
     expect(d.tools).toEqual([]);
-    expect(d.llm).toEqual({ provider: 'local', model: 'gpt-4o-mini', temperature: 0.2, max_tokens: 1000, top_p: 0.9, stop: ['END'], fallbacks: ['backup'] });
+    expect(d.llm).toEqual({
+      provider: 'local',
+      model: 'gpt-4o-mini',
+      temperature: 0.2,
+      max_tokens: 1000,
+      top_p: 0.9,
+      stop: ['END'],
+      fallbacks: ['backup'],
+    });
     // `agent-only` is accepted as an alias of `agent`
     expect(d.memory).toEqual({ enabled: true, scope: 'agent', auto_store: true, search_limit: 7, min_similarity: 0.7 });
     expect(d.parameters).toEqual({ max_rows: 100, style: { tone: 'formal' } });
@@ -77,23 +85,41 @@ describe('TOML agents', () => {
   });
 
   it('fills defaults for a minimal agent', () => {
-    const d = ok(parseAgent('name = "mini"\ncapabilities = ["x"]\nsystem_prompt = "hi"\n', { format: 'toml' })).definition;
+    const d = ok(
+      parseAgent('name = "mini"\ncapabilities = ["x"]\nsystem_prompt = "hi"\n', { format: 'toml' }),
+    ).definition;
     expect(d.version).toBe('1.0.0');
     expect(d.user_prompt_template).toBe('{{request}}');
-    expect(d.memory).toEqual({ enabled: false, scope: 'agent', auto_store: false, search_limit: 5, min_similarity: 0.5 });
+    expect(d.memory).toEqual({
+      enabled: false,
+      scope: 'agent',
+      auto_store: false,
+      search_limit: 5,
+      min_similarity: 0.5,
+    });
     expect(d.limits).toEqual({ max_turns: 10, timeout_ms: 120_000, max_message_size: 256 * 1024 });
     expect(d.conversation).toEqual({ history_limit: 20, max_turns: 50, ttl_ms: 3_600_000 });
     expect(d.execution).toEqual({});
   });
 
   it('accepts the upstream `[tools] available = [...]` form, deduplicated', () => {
-    const r = ok(parseAgent('name = "t"\ncapabilities = ["x"]\nsystem_prompt = "hi"\n\n[tools]\navailable = ["http_client", "csv_parser", "http_client"]\n', { format: 'toml' }));
+    const r = ok(
+      parseAgent(
+        'name = "t"\ncapabilities = ["x"]\nsystem_prompt = "hi"\n\n[tools]\navailable = ["http_client", "csv_parser", "http_client"]\n',
+        { format: 'toml' },
+      ),
+    );
     expect(r.definition.tools).toEqual(['http_client', 'csv_parser']);
     expect(r.warnings).toEqual([]);
   });
 
   it('accepts the top-level tools array', () => {
-    const r = ok(parseAgent('name = "t"\ncapabilities = ["x"]\ntools = ["http_client", "github.create_issue", "slack.*"]\nsystem_prompt = "hi"\n', { format: 'toml' }));
+    const r = ok(
+      parseAgent(
+        'name = "t"\ncapabilities = ["x"]\ntools = ["http_client", "github.create_issue", "slack.*"]\nsystem_prompt = "hi"\n',
+        { format: 'toml' },
+      ),
+    );
     expect(r.definition.tools).toEqual(['http_client', 'github.create_issue', 'slack.*']);
   });
 
@@ -104,14 +130,26 @@ describe('TOML agents', () => {
   });
 
   it('accepts the limits in plain numbers (seconds, bytes) and timeout_ms', () => {
-    const a = ok(parseAgent('name = "n"\ncapabilities = ["x"]\nsystem_prompt = "hi"\n[limits]\ntimeout = 2.5\nmax_message_size = 1024\n', { format: 'toml' }));
+    const a = ok(
+      parseAgent(
+        'name = "n"\ncapabilities = ["x"]\nsystem_prompt = "hi"\n[limits]\ntimeout = 2.5\nmax_message_size = 1024\n',
+        { format: 'toml' },
+      ),
+    );
     expect(a.definition.limits).toEqual({ max_turns: 10, timeout_ms: 2500, max_message_size: 1024 });
-    const b = ok(parseAgent('name = "n"\ncapabilities = ["x"]\nsystem_prompt = "hi"\n[limits]\ntimeout_ms = 750\n', { format: 'toml' }));
+    const b = ok(
+      parseAgent('name = "n"\ncapabilities = ["x"]\nsystem_prompt = "hi"\n[limits]\ntimeout_ms = 750\n', {
+        format: 'toml',
+      }),
+    );
     expect(b.definition.limits.timeout_ms).toBe(750);
   });
 
   it('strips a UTF-8 byte order mark', () => {
-    const bytes = Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from('name = "bom"\ncapabilities = ["x"]\nsystem_prompt = "hi"\n')]);
+    const bytes = Buffer.concat([
+      Buffer.from([0xef, 0xbb, 0xbf]),
+      Buffer.from('name = "bom"\ncapabilities = ["x"]\nsystem_prompt = "hi"\n'),
+    ]);
     expect(ok(parseAgent(bytes, { file: 'bom.toml' })).definition.name).toBe('bom');
   });
 });
@@ -134,7 +172,15 @@ Focus on correctness.
     const d = r.definition;
     expect(d.name).toBe('code-reviewer');
     expect(d.description).toBe('Reviews code for quality and security');
-    expect(d.tools).toEqual(['workspace.read', 'workspace.write', 'workspace.edit', 'workspace.bash', 'workspace.glob', 'workspace.grep', 'web.fetch']);
+    expect(d.tools).toEqual([
+      'workspace.read',
+      'workspace.write',
+      'workspace.edit',
+      'workspace.bash',
+      'workspace.glob',
+      'workspace.grep',
+      'web.fetch',
+    ]);
     expect(d.llm.model).toBe('sonnet');
     expect(d.metadata.claude_model).toBe('sonnet');
     expect(d.metadata.claude_tools).toEqual(['Read', 'Write', 'Edit', 'Bash', 'Glob', 'Grep', 'WebFetch']);
@@ -159,7 +205,11 @@ Body prompt.
     expect(d.tools).toEqual(['workspace.read', 'github.create_issue', 'slack.*']);
     expect(d.llm.model).toBeUndefined();
     expect(d.llm).toEqual({});
-    expect(d.metadata).toMatchObject({ claude_model: 'inherit', color: 'blue', claude_tools: ['Read', 'mcp__github__create_issue', 'mcp__slack'] });
+    expect(d.metadata).toMatchObject({
+      claude_model: 'inherit',
+      color: 'blue',
+      claude_tools: ['Read', 'mcp__github__create_issue', 'mcp__slack'],
+    });
     expect(d.system_prompt).toBe('Body prompt.');
   });
 
@@ -220,9 +270,29 @@ describe('JSON agents', () => {
   });
 
   it('the three formats yield the same definition for the same agent', () => {
-    const toml = ok(parseAgent('name = "same"\ndescription = "d"\ncapabilities = ["c"]\ntools = ["http_client"]\nsystem_prompt = "P"\n', { format: 'toml' })).definition;
-    const md = ok(parseAgent('---\nname: same\ndescription: d\ncapabilities: [c]\ntools: [http_client]\n---\nP\n', { format: 'markdown' })).definition;
-    const json = ok(parseAgent(JSON.stringify({ name: 'same', description: 'd', capabilities: ['c'], tools: ['http_client'], system_prompt: 'P' }), { format: 'json' })).definition;
+    const toml = ok(
+      parseAgent(
+        'name = "same"\ndescription = "d"\ncapabilities = ["c"]\ntools = ["http_client"]\nsystem_prompt = "P"\n',
+        { format: 'toml' },
+      ),
+    ).definition;
+    const md = ok(
+      parseAgent('---\nname: same\ndescription: d\ncapabilities: [c]\ntools: [http_client]\n---\nP\n', {
+        format: 'markdown',
+      }),
+    ).definition;
+    const json = ok(
+      parseAgent(
+        JSON.stringify({
+          name: 'same',
+          description: 'd',
+          capabilities: ['c'],
+          tools: ['http_client'],
+          system_prompt: 'P',
+        }),
+        { format: 'json' },
+      ),
+    ).definition;
     const { metadata: mdMeta, ...mdRest } = md;
     expect(mdMeta).toEqual({ claude_tools: ['http_client'] });
     expect({ ...mdRest, metadata: {} }).toEqual(toml);

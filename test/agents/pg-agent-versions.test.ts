@@ -9,7 +9,16 @@
  */
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { AGENT_MIGRATIONS, AgentRegistry, AgentService, AgentStore, AgentVersionStore, PgAgentDirectory, PgAgentVersionStore, RolloutStore } from '../../src/agents/index.js';
+import {
+  AGENT_MIGRATIONS,
+  AgentRegistry,
+  AgentService,
+  AgentStore,
+  AgentVersionStore,
+  PgAgentDirectory,
+  PgAgentVersionStore,
+  RolloutStore,
+} from '../../src/agents/index.js';
 import { PgRolloutMarks } from '../../src/cluster/index.js';
 import { migrate, openDatabase } from '../../src/storage/index.js';
 import { tomlAgent } from '../helpers/http.js';
@@ -31,7 +40,11 @@ const newSchema = () => {
 };
 
 beforeAll(() => {
-  if (run) pools = [new pg.Pool({ connectionString: TEST_PG_URL, max: 4 }), new pg.Pool({ connectionString: TEST_PG_URL, max: 4 })];
+  if (run)
+    pools = [
+      new pg.Pool({ connectionString: TEST_PG_URL, max: 4 }),
+      new pg.Pool({ connectionString: TEST_PG_URL, max: 4 }),
+    ];
 });
 
 afterEach(async () => {
@@ -45,13 +58,22 @@ afterAll(async () => {
 
 describe.skipIf(!run)('PgAgentVersionStore', () => {
   versionStoreSuite('PostgreSQL', ({ keep, keepRemoved }) =>
-    PgAgentVersionStore.open({ pool: pools[0]!, schema: newSchema(), ...(keep !== undefined && { keep }), ...(keepRemoved !== undefined && { keepRemoved }) }),
+    PgAgentVersionStore.open({
+      pool: pools[0]!,
+      schema: newSchema(),
+      ...(keep !== undefined && { keep }),
+      ...(keepRemoved !== undefined && { keepRemoved }),
+    }),
   );
 
   it('two nodes appending the same agent at once get one numbering, and read each other’s versions', async () => {
     const schema = newSchema();
     const [a, b] = await Promise.all(pools.map((pool) => PgAgentVersionStore.open({ pool, schema })));
-    const out = await Promise.all(Array.from({ length: 8 }, (_, i) => (i % 2 === 0 ? a! : b!).append(newVersion('shared', `version = "1.0.${i}"\n`))));
+    const out = await Promise.all(
+      Array.from({ length: 8 }, (_, i) =>
+        (i % 2 === 0 ? a! : b!).append(newVersion('shared', `version = "1.0.${i}"\n`)),
+      ),
+    );
     expect(out.map((v) => v.version).sort((x, y) => x - y)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
     expect(await a!.list('shared', { limit: 100 })).toEqual(await b!.list('shared', { limit: 100 }));
     const fromB = (await b!.get('shared', out[0]!.version))!;
@@ -86,7 +108,9 @@ describe.skipIf(!run)('PgAgentVersionStore', () => {
       await service.deploy({ body: tomlAgent('Keeper', 'version = "2.0.0"\n') }, 'update', 'keeper');
       proxy.cut();
       const refused = { code: 'not_ready', details: { dependency: 'cluster-postgresql' } };
-      await expect(service.deploy({ body: tomlAgent('Keeper', 'version = "3.0.0"\n') }, 'update', 'keeper')).rejects.toMatchObject(refused);
+      await expect(
+        service.deploy({ body: tomlAgent('Keeper', 'version = "3.0.0"\n') }, 'update', 'keeper'),
+      ).rejects.toMatchObject(refused);
       await expect(service.rollback('keeper')).rejects.toMatchObject(refused);
       await expect(service.remove('keeper')).rejects.toMatchObject(refused);
       await expect(service.source('keeper')).rejects.toMatchObject(refused);
@@ -103,7 +127,9 @@ describe.skipIf(!run)('PgAgentVersionStore', () => {
       expect(registry.get('keeper')).toBeUndefined();
       expect((await directory.heads()).map((h) => [h.key, h.deleted, h.node])).toEqual([['keeper', true, 'node-a']]);
       // Its shared history joins the removed agents' ([agents] keep_removed_agents).
-      expect((await pool.query(`SELECT key FROM "${schema}".agent_version_removals`)).rows).toEqual([{ key: 'keeper' }]);
+      expect((await pool.query(`SELECT key FROM "${schema}".agent_version_removals`)).rows).toEqual([
+        { key: 'keeper' },
+      ]);
     } finally {
       await service.close();
       db.close();
@@ -130,7 +156,11 @@ describe.skipIf(!run)('PgAgentVersionStore', () => {
     const service = new AgentService(registry, new AgentStore(db), {
       versions: new AgentVersionStore(db),
       rollouts,
-      cluster: { versions: await PgAgentVersionStore.open({ pool: pools[0]!, schema, directory }), agents: directory, rolloutMarks: marks },
+      cluster: {
+        versions: await PgAgentVersionStore.open({ pool: pools[0]!, schema, directory }),
+        agents: directory,
+        rolloutMarks: marks,
+      },
       // The link goes down once the rollout's version has committed, before its mark is written.
       onRollout: (type) => {
         events.push(type);
@@ -140,18 +170,27 @@ describe.skipIf(!run)('PgAgentVersionStore', () => {
     try {
       await service.deploy({ body: tomlAgent('Pilot') }, 'create');
       cutAtStart = true;
-      await expect(service.deploy({ body: tomlAgent('Pilot', 'version = "2.0.0"\n'), strategy: 'blue-green' }, 'update', 'pilot')).rejects.toMatchObject({
+      await expect(
+        service.deploy({ body: tomlAgent('Pilot', 'version = "2.0.0"\n'), strategy: 'blue-green' }, 'update', 'pilot'),
+      ).rejects.toMatchObject({
         code: 'not_ready',
         details: { dependency: 'cluster-postgresql' },
       });
       expect(rollouts.running('pilot')).toBeUndefined();
       expect(events).toEqual(['rollout.started', 'rollout.rolled_back']);
-      expect(rollouts.latest('pilot')).toMatchObject({ state: 'rolled_back', reason: expect.stringContaining('could not record which node runs the rollout') });
+      expect(rollouts.latest('pilot')).toMatchObject({
+        state: 'rolled_back',
+        reason: expect.stringContaining('could not record which node runs the rollout'),
+      });
       expect(registry.get('pilot')?.definition.version).toBe('1.0.0');
       expect(await other.elsewhere('pilot', true)).toBeUndefined();
       cutAtStart = false;
       proxy.restore();
-      const started = await service.deploy({ body: tomlAgent('Pilot', 'version = "3.0.0"\n'), strategy: 'blue-green' }, 'update', 'pilot');
+      const started = await service.deploy(
+        { body: tomlAgent('Pilot', 'version = "3.0.0"\n'), strategy: 'blue-green' },
+        'update',
+        'pilot',
+      );
       expect(started.rollout).toMatchObject({ state: 'running', candidate_version: 3 });
       expect(await other.elsewhere('pilot', true)).toMatchObject({ node: 'node-a', candidate_version: 3 });
     } finally {

@@ -96,12 +96,17 @@ describe.runIf(run)('conversation pins shared by the nodes', () => {
       const conv = `first-${i}`;
       const drawn: string[] = [];
       // Their first turns at once, A drawing 1 and B 2.
-      await Promise.all([a.load(conv, 'Critic', () => (drawn.push('a'), 1)), b.load(conv, 'Critic', () => (drawn.push('b'), 2))]);
+      await Promise.all([
+        a.load(conv, 'Critic', () => (drawn.push('a'), 1)),
+        b.load(conv, 'Critic', () => (drawn.push('b'), 2)),
+      ]);
       // Before: each ran the turn on its own draw (the pins were written after it, in the background).
       const onA = a.pin(conv, 'Critic', 1);
       expect([conv, b.pin(conv, 'Critic', 2)]).toEqual([conv, onA]);
       expect(drawn.length).toBeGreaterThan(0);
-      const rows = await pool.query(`SELECT version FROM "${schema}".conversation_pins WHERE conversation_id = $1`, [conv]);
+      const rows = await pool.query(`SELECT version FROM "${schema}".conversation_pins WHERE conversation_id = $1`, [
+        conv,
+      ]);
       expect(rows.rows).toEqual([{ version: onA }]);
     }
     // A later turn on a third node finds it at once (no waiting for a background write); nothing drawn.
@@ -112,7 +117,9 @@ describe.runIf(run)('conversation pins shared by the nodes', () => {
     expect(c.pin('first-0', 'Critic', 9)).toBe(a.pin('first-0', 'Critic', 9));
     // No draw (the agent's conversations are not pinned): nothing is written; pin() then pins as before.
     await a.load('undrawn', 'Critic', () => undefined);
-    expect((await pool.query(`SELECT 1 FROM "${schema}".conversation_pins WHERE conversation_id = 'undrawn'`)).rowCount).toBe(0);
+    expect(
+      (await pool.query(`SELECT 1 FROM "${schema}".conversation_pins WHERE conversation_id = 'undrawn'`)).rowCount,
+    ).toBe(0);
   });
 
   it("pins a node kept in its SQLite move to the cluster's (a held pin wins), oldest first in batches, and are dropped there", async () => {
@@ -129,7 +136,10 @@ describe.runIf(run)('conversation pins shared by the nodes', () => {
     const b = await open();
     expect(b.hasHistory('scribe')).toBe(true);
     const batches: number[] = [];
-    const moved = await b.carryOver({ oldestPins: (n) => local.oldestPins(n), dropPins: (p) => (batches.push(p.length), local.dropPins(p)) }, 1000);
+    const moved = await b.carryOver(
+      { oldestPins: (n) => local.oldestPins(n), dropPins: (p) => (batches.push(p.length), local.dropPins(p)) },
+      1000,
+    );
     expect(moved).toBe(2500);
     expect(batches).toEqual([1000, 1000, 500]);
     expect(local.oldestPins(10)).toEqual([]);
@@ -144,7 +154,9 @@ describe.runIf(run)('conversation pins shared by the nodes', () => {
       expect([conv, c.pin(conv, 'Scribe', 9)]).toEqual([conv, version]);
     }
     // Their age is kept (pins older than 30 days are dropped by it).
-    const { rows } = await pool.query<{ age: number }>(`SELECT extract(epoch FROM now() - created_at) AS age FROM "${schema}".conversation_pins WHERE conversation_id = 'carry-0'`);
+    const { rows } = await pool.query<{ age: number }>(
+      `SELECT extract(epoch FROM now() - created_at) AS age FROM "${schema}".conversation_pins WHERE conversation_id = 'carry-0'`,
+    );
     expect(Number(rows[0]!.age)).toBeLessThan(60);
     db.close();
   });
@@ -155,7 +167,11 @@ describe.runIf(run)('conversation pins shared by the nodes', () => {
     const errors: string[] = [];
     const pins = await PgConversationPins.open({ pool: lost, schema, onError: (_e, what) => errors.push(what) });
     // Every agent with pins is known at open (both of the tests above), and only those.
-    expect([pins.hasHistory('Writer'), pins.hasHistory('Editor'), pins.hasHistory('Nobody')]).toEqual([true, true, false]);
+    expect([pins.hasHistory('Writer'), pins.hasHistory('Editor'), pins.hasHistory('Nobody')]).toEqual([
+      true,
+      true,
+      false,
+    ]);
     await lost.end();
     await expect(pins.load('conv-3', 'Writer')).resolves.toBeUndefined();
     expect(pins.pin('conv-3', 'Writer', 4)).toBe(4);

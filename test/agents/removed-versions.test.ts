@@ -15,11 +15,17 @@ import { waitUntil } from '../helpers/wait.js';
 let srv: TestServer;
 const rows = () => srv.server.db.prepare('SELECT COUNT(*) FROM agent_versions').pluck().get() as number;
 const deploy = (name: string, extra: string, create = true) =>
-  http<{ version: number }>(srv.url, create ? 'POST' : 'PUT', create ? '/api/v1/agents' : `/api/v1/agents/${name}`, { body: tomlAgent(name, extra), contentType: 'application/toml' });
+  http<{ version: number }>(srv.url, create ? 'POST' : 'PUT', create ? '/api/v1/agents' : `/api/v1/agents/${name}`, {
+    body: tomlAgent(name, extra),
+    contentType: 'application/toml',
+  });
 const remove = (name: string) => http(srv.url, 'DELETE', `/api/v1/agents/${name}`);
 
 beforeAll(async () => {
-  srv = await startTestServer({ toml: '[agents]\nkeep_versions = 3\nkeep_removed_agents = 2\n', agentFiles: { 'filed.toml': tomlAgent('filed') } });
+  srv = await startTestServer({
+    toml: '[agents]\nkeep_versions = 3\nkeep_removed_agents = 2\n',
+    agentFiles: { 'filed.toml': tomlAgent('filed') },
+  });
 });
 afterAll(async () => {
   await srv.close();
@@ -29,7 +35,8 @@ afterAll(async () => {
 describe('versions of removed agents', () => {
   it('deploy and remove cycles of new names keep the histories of the last keep_removed_agents removed only', async () => {
     for (let i = 0; i < 30; i++) {
-      for (let v = 0; v < 4; v++) expect((await deploy(`cycle-${i}`, `version = "1.0.${v}"\n`, v === 0)).status).toBeLessThan(300);
+      for (let v = 0; v < 4; v++)
+        expect((await deploy(`cycle-${i}`, `version = "1.0.${v}"\n`, v === 0)).status).toBeLessThan(300);
       expect((await remove(`cycle-${i}`)).status).toBe(204);
       // Two removed agents' 3 versions each, and the live file agent's one.
       expect(rows()).toBeLessThanOrEqual(2 * 3 + 1);
@@ -52,11 +59,15 @@ describe('versions of removed agents', () => {
   });
 
   it('a file agent whose file is deleted is a removed agent: its history joins theirs, pushing out the oldest', async () => {
-    const removedKeys = () => srv.server.db.prepare('SELECT key FROM agent_version_removals ORDER BY seq DESC').pluck().all() as string[];
+    const removedKeys = () =>
+      srv.server.db.prepare('SELECT key FROM agent_version_removals ORDER BY seq DESC').pluck().all() as string[];
     const before = removedKeys();
     expect((await http<{ total: number }>(srv.url, 'GET', '/api/v1/agents/filed/versions')).json.total).toBe(1);
     rmSync(join(srv.agentsDir, 'filed.toml'));
-    await waitUntil(() => removedKeys()[0] === 'filed', { timeoutMs: 10_000, what: 'the deleted file agent counted as removed' });
+    await waitUntil(() => removedKeys()[0] === 'filed', {
+      timeoutMs: 10_000,
+      what: 'the deleted file agent counted as removed',
+    });
     expect(removedKeys()).toEqual(['filed', before[0]]);
     expect((await http<{ total: number }>(srv.url, 'GET', '/api/v1/agents/filed/versions')).json.total).toBe(1);
     expect((await http(srv.url, 'GET', `/api/v1/agents/${before[1]}/versions`)).status).toBe(404);

@@ -38,8 +38,16 @@ export class RolloutServer {
   }
 
   /** A request as the admin; bodies default to TOML (an agent definition). */
-  api<T = unknown>(method: string, path: string, body?: string, contentType = 'application/toml'): Promise<HttpResult<T>> {
-    return http<T>(this.srv.url, method, path, { headers: { authorization: `Bearer ${this.#admin}` }, ...(body !== undefined && { body, contentType }) });
+  api<T = unknown>(
+    method: string,
+    path: string,
+    body?: string,
+    contentType = 'application/toml',
+  ): Promise<HttpResult<T>> {
+    return http<T>(this.srv.url, method, path, {
+      headers: { authorization: `Bearer ${this.#admin}` },
+      ...(body !== undefined && { body, contentType }),
+    });
   }
 
   /** The built CLI against this server, as the admin, in the test's folder. */

@@ -19,7 +19,8 @@ const v = (n: number) => tomlAgent('teller').replace('You are teller.', `You are
 
 let dir: string;
 let server: RolloutServer;
-const api = <T = unknown>(method: string, path: string, body?: string, contentType?: string) => server.api<T>(method, path, body, contentType);
+const api = <T = unknown>(method: string, path: string, body?: string, contentType?: string) =>
+  server.api<T>(method, path, body, contentType);
 const cli = (...args: string[]) => server.cli(...args);
 
 /** Which version answered: the scripted reply quotes the system prompt. */
@@ -70,25 +71,47 @@ describe('blue-green', () => {
     );
     expect(chat.status, chat.text).toBe(200);
     expect(chat.json.choices[0]!.message.content).toContain('You are teller v2.');
-    const status = await api<{ running: boolean; live_version: number; rollout: { stable_version: number; candidate_version: number; state: string; started_by: string } }>(
-      'GET',
-      '/api/v1/agents/teller/rollout',
-    );
-    expect(status.json).toMatchObject({ running: true, live_version: 1, rollout: { stable_version: 1, candidate_version: 2, state: 'running', started_by: 'key:admin' } });
+    const status = await api<{
+      running: boolean;
+      live_version: number;
+      rollout: { stable_version: number; candidate_version: number; state: string; started_by: string };
+    }>('GET', '/api/v1/agents/teller/rollout');
+    expect(status.json).toMatchObject({
+      running: true,
+      live_version: 1,
+      rollout: { stable_version: 1, candidate_version: 2, state: 'running', started_by: 'key:admin' },
+    });
     const shown = await cli('agent', 'rollout', 'status', 'teller');
     expect(shown.stdout).toContain('candidate: version 2 (reachable as teller@2)');
   });
 
   it('refuses what does not fit a running rollout, and changes nothing', async () => {
-    const second = await api<{ error: { code: string; message: string } }>('PUT', '/api/v1/agents/teller?strategy=blue-green', v(3));
+    const second = await api<{ error: { code: string; message: string } }>(
+      'PUT',
+      '/api/v1/agents/teller?strategy=blue-green',
+      v(3),
+    );
     expect(second.status).toBe(409);
     expect(second.json.error.code).toBe('rollout_in_progress');
     expect(second.json.error.message).toContain('caxton agent promote teller');
-    expect((await api<{ error: { code: string } }>('PUT', '/api/v1/agents/teller', v(3))).json.error.code).toBe('rollout_in_progress');
-    const notLive = await api<{ error: { code: string; message: string } }>('POST', '/api/v1/agents/teller@7/invoke', JSON.stringify({ request: 'x' }), 'application/json');
+    expect((await api<{ error: { code: string } }>('PUT', '/api/v1/agents/teller', v(3))).json.error.code).toBe(
+      'rollout_in_progress',
+    );
+    const notLive = await api<{ error: { code: string; message: string } }>(
+      'POST',
+      '/api/v1/agents/teller@7/invoke',
+      JSON.stringify({ request: 'x' }),
+      'application/json',
+    );
     expect(notLive.status).toBe(404);
-    expect(notLive.json.error.message).toContain("is not live: address the current version (1) or the rollout's candidate (2)");
-    const fresh = await api<{ error: { code: string } }>('PUT', '/api/v1/agents/nobody?strategy=blue-green', tomlAgent('nobody'));
+    expect(notLive.json.error.message).toContain(
+      "is not live: address the current version (1) or the rollout's candidate (2)",
+    );
+    const fresh = await api<{ error: { code: string } }>(
+      'PUT',
+      '/api/v1/agents/nobody?strategy=blue-green',
+      tomlAgent('nobody'),
+    );
     expect(fresh.status).toBe(404);
     const badStrategy = await api('PUT', '/api/v1/agents/teller?strategy=canary-ish', v(3));
     expect(badStrategy.status).toBe(400);
@@ -105,8 +128,17 @@ describe('blue-green', () => {
   });
 
   it('a FIPA-ACL message addressed to NAME@VERSION reaches that version; a version that is not addressable is refused clearly', async () => {
-    type Sent = { conversation: { state: string }; messages: { performative: string; sender: string; content: string }[] };
-    const send = (receiver: string) => api<Sent>('POST', '/api/v1/messages?wait=10', JSON.stringify({ performative: 'request', receiver, content: 'who?', sender: 'user' }), 'application/json');
+    type Sent = {
+      conversation: { state: string };
+      messages: { performative: string; sender: string; content: string }[];
+    };
+    const send = (receiver: string) =>
+      api<Sent>(
+        'POST',
+        '/api/v1/messages?wait=10',
+        JSON.stringify({ performative: 'request', receiver, content: 'who?', sender: 'user' }),
+        'application/json',
+      );
     const toCandidate = await send('teller@2');
     expect(toCandidate.status, toCandidate.text).toBe(200);
     const reply = toCandidate.json.messages.find((m) => m.performative === 'inform')!;
@@ -131,14 +163,19 @@ describe('blue-green', () => {
     expect(await ask('teller')).toBe('v2');
     expect(await ask('teller', 'conv-new')).toBe('v2');
     expect(await ask('teller', 'conv-open')).toBe('v1');
-    const h = await api<{ current: number; versions: { version: number; how: string; restored_from: number | null }[] }>('GET', '/api/v1/agents/teller/versions');
+    const h = await api<{
+      current: number;
+      versions: { version: number; how: string; restored_from: number | null }[];
+    }>('GET', '/api/v1/agents/teller/versions');
     expect(h.json.current).toBe(3);
     expect(h.json.versions[0]).toMatchObject({ version: 3, how: 'promotion', restored_from: 2 });
     const none = await api<{ error: { code: string } }>('POST', '/api/v1/agents/teller/promote');
     expect(none.status).toBe(409);
     expect(none.json.error.code).toBe('no_rollout');
     const events = await api<{ events: { type: string }[] }>('GET', '/api/v1/events?agent=teller');
-    expect(events.json.events.map((e) => e.type)).toEqual(expect.arrayContaining(['rollout.started', 'rollout.promoted']));
+    expect(events.json.events.map((e) => e.type)).toEqual(
+      expect.arrayContaining(['rollout.started', 'rollout.promoted']),
+    );
   });
 
   it('rollback during a blue-green rollout ends it: the candidate is no longer reachable, the live version stays', async () => {
@@ -146,12 +183,25 @@ describe('blue-green', () => {
     expect(await ask('teller@4')).toBe('v4');
     const r = await cli('agent', 'rollback', 'teller');
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout).toContain('rolled back the blue-green rollout of teller: version 4 is no longer reachable; version 3 stays live');
+    expect(r.stdout).toContain(
+      'rolled back the blue-green rollout of teller: version 4 is no longer reachable; version 3 stays live',
+    );
     expect(await ask('teller')).toBe('v2');
-    const gone = await api<{ error: { code: string } }>('POST', '/api/v1/agents/teller@4/invoke', JSON.stringify({ request: 'x' }), 'application/json');
+    const gone = await api<{ error: { code: string } }>(
+      'POST',
+      '/api/v1/agents/teller@4/invoke',
+      JSON.stringify({ request: 'x' }),
+      'application/json',
+    );
     expect(gone.status).toBe(404);
-    const status = await api<{ running: boolean; rollout: { state: string; reason: string } }>('GET', '/api/v1/agents/teller/rollout');
-    expect(status.json).toMatchObject({ running: false, rollout: { state: 'rolled_back', reason: 'rolled back by key:admin' } });
+    const status = await api<{ running: boolean; rollout: { state: string; reason: string } }>(
+      'GET',
+      '/api/v1/agents/teller/rollout',
+    );
+    expect(status.json).toMatchObject({
+      running: false,
+      rollout: { state: 'rolled_back', reason: 'rolled back by key:admin' },
+    });
     // And the instant switch back after a promotion is the plain rollback: version 1's content again.
     expect(await ask('teller', 'conv-after')).toBe('v2');
   });

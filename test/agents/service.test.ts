@@ -1,5 +1,13 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { AGENT_MIGRATIONS, AgentRegistry, AgentService, AgentStore, AgentVersionStore, RolloutStore, type RegistryEvent } from '../../src/agents/index.js';
+import {
+  AGENT_MIGRATIONS,
+  AgentRegistry,
+  AgentService,
+  AgentStore,
+  AgentVersionStore,
+  RolloutStore,
+  type RegistryEvent,
+} from '../../src/agents/index.js';
 import { CaxtonError } from '../../src/shared/index.js';
 import { migrate, openDatabase, type Db } from '../../src/storage/index.js';
 import { tomlAgent } from '../helpers/http.js';
@@ -43,7 +51,11 @@ describe('AgentService with a real SQLite store', () => {
     expect(registry.providersOf('testing').map((x) => x.definition.name)).toEqual(['Alpha']);
 
     // The URL may spell the name in any case; the body keeps the deployed spelling.
-    const b = await service.deploy({ body: 'name = "Alpha"\ncapabilities = ["reporting"]\nsystem_prompt = "v2"\n' }, 'update', 'ALPHA');
+    const b = await service.deploy(
+      { body: 'name = "Alpha"\ncapabilities = ["reporting"]\nsystem_prompt = "v2"\n' },
+      'update',
+      'ALPHA',
+    );
     expect(b.agent.revision).toBe(2);
     expect(b.agent.deployed_at).toBe(a.agent.deployed_at);
     // The capability index follows the update: the old capability is gone.
@@ -62,7 +74,9 @@ describe('AgentService with a real SQLite store', () => {
     const dir = makeTempDir();
     const { service, registry } = newService(dir);
     await service.deploy({ body: tomlAgent('Alpha') }, 'create');
-    const err = await thrown(() => service.deploy({ body: 'name = "alpha"\nsystem_prompt = "v2"\n' }, 'update', 'Alpha'));
+    const err = await thrown(() =>
+      service.deploy({ body: 'name = "alpha"\nsystem_prompt = "v2"\n' }, 'update', 'Alpha'),
+    );
     expect(err.code).toBe('invalid_request');
     expect(err.message).toContain('"alpha"');
     expect(err.message).toContain('"Alpha"');
@@ -96,8 +110,12 @@ describe('AgentService with a real SQLite store', () => {
     const first = newService(dir);
     await first.service.deploy({ body: tomlAgent('keeper') }, 'create');
     await first.service.deploy({ body: tomlAgent('shapeless') }, 'create');
-    const def = JSON.parse(first.db.prepare("SELECT definition FROM agents WHERE key = 'shapeless'").pluck().get() as string) as Record<string, unknown>;
-    first.db.prepare("UPDATE agents SET definition = ? WHERE key = 'shapeless'").run(JSON.stringify({ ...def, tools: [1], memory: null }));
+    const def = JSON.parse(
+      first.db.prepare("SELECT definition FROM agents WHERE key = 'shapeless'").pluck().get() as string,
+    ) as Record<string, unknown>;
+    first.db
+      .prepare("UPDATE agents SET definition = ? WHERE key = 'shapeless'")
+      .run(JSON.stringify({ ...def, tools: [1], memory: null }));
     first.db.prepare("UPDATE agents SET format = 'yaml' WHERE key = 'keeper'").run();
     await first.service.deploy({ body: tomlAgent('fine') }, 'create');
     first.db.close();
@@ -105,12 +123,18 @@ describe('AgentService with a real SQLite store', () => {
     const db = openDatabase(dir);
     open.push(db);
     const skipped: [string, string][] = [];
-    const service = new AgentService(new AgentRegistry(), new AgentStore(db, { onSkipped: (row, reason) => skipped.push([row, reason]) }));
+    const service = new AgentService(
+      new AgentRegistry(),
+      new AgentStore(db, { onSkipped: (row, reason) => skipped.push([row, reason]) }),
+    );
     expect(service.loadPersisted()).toBe(1);
     expect(service.registry.get('fine')).toBeDefined();
     expect(skipped).toEqual([
       ['keeper', 'its stored format "yaml" is not one of toml, markdown, json'],
-      ['shapeless', 'its stored definition has the wrong shape (tools.0: expected a string; memory: expected an object)'],
+      [
+        'shapeless',
+        'its stored definition has the wrong shape (tools.0: expected a string; memory: expected an object)',
+      ],
     ]);
   });
 
@@ -122,8 +146,12 @@ describe('AgentService with a real SQLite store', () => {
 
     expect((await thrown(() => service.deploy({ body: 'name = "two"\n' }, 'create'))).code).toBe('invalid_agent');
     expect((await thrown(() => service.deploy({ body: tomlAgent('ONE') }, 'create'))).code).toBe('agent_exists');
-    expect((await thrown(() => service.deploy({ body: tomlAgent('other') }, 'update', 'one'))).code).toBe('invalid_request');
-    expect((await thrown(() => service.deploy({ body: tomlAgent('missing') }, 'update', 'missing'))).code).toBe('agent_not_found');
+    expect((await thrown(() => service.deploy({ body: tomlAgent('other') }, 'update', 'one'))).code).toBe(
+      'invalid_request',
+    );
+    expect((await thrown(() => service.deploy({ body: tomlAgent('missing') }, 'update', 'missing'))).code).toBe(
+      'agent_not_found',
+    );
     expect((await thrown(() => service.remove('missing'))).code).toBe('agent_not_found');
 
     expect(registry.list().agents.map((a) => [a.definition.name, a.revision])).toEqual([['one', 1]]);
@@ -132,10 +160,21 @@ describe('AgentService with a real SQLite store', () => {
 
   it('two deploys of one agent at once take turns: one creates it, the other is told it exists; two updates both apply, one after the other', async () => {
     const { service, registry, db } = newService(makeTempDir());
-    const [one, two] = await Promise.allSettled([service.deploy({ body: tomlAgent('Twin') }, 'create'), service.deploy({ body: tomlAgent('twin') }, 'create')]);
+    const [one, two] = await Promise.allSettled([
+      service.deploy({ body: tomlAgent('Twin') }, 'create'),
+      service.deploy({ body: tomlAgent('twin') }, 'create'),
+    ]);
     expect(one).toMatchObject({ status: 'fulfilled', value: { created: true } });
     expect(two).toMatchObject({ status: 'rejected', reason: { code: 'agent_exists' } });
-    const updates = await Promise.all(['v2', 'v3'].map((p) => service.deploy({ body: `name = "Twin"\ncapabilities = ["testing"]\nsystem_prompt = "${p}"\n` }, 'update', 'twin')));
+    const updates = await Promise.all(
+      ['v2', 'v3'].map((p) =>
+        service.deploy(
+          { body: `name = "Twin"\ncapabilities = ["testing"]\nsystem_prompt = "${p}"\n` },
+          'update',
+          'twin',
+        ),
+      ),
+    );
     expect(updates.map((u) => u.agent.revision)).toEqual([2, 3]);
     expect(registry.get('twin')?.definition.system_prompt).toBe('v3');
     expect(db.prepare("SELECT revision FROM agents WHERE key = 'twin'").pluck().get()).toBe(3);
@@ -145,8 +184,12 @@ describe('AgentService with a real SQLite store', () => {
     const { service, registry } = newService(makeTempDir());
     const st = service.files.applyFile('/agents/f.toml', Buffer.from(tomlAgent('filed')));
     expect(st.state).toBe('loaded');
-    expect((await thrown(() => service.deploy({ body: tomlAgent('Filed') }, 'create'))).code).toBe('agent_managed_by_file');
-    expect((await thrown(() => service.deploy({ body: tomlAgent('filed') }, 'update', 'filed'))).code).toBe('agent_managed_by_file');
+    expect((await thrown(() => service.deploy({ body: tomlAgent('Filed') }, 'create'))).code).toBe(
+      'agent_managed_by_file',
+    );
+    expect((await thrown(() => service.deploy({ body: tomlAgent('filed') }, 'update', 'filed'))).code).toBe(
+      'agent_managed_by_file',
+    );
     expect((await thrown(() => service.remove('filed'))).code).toBe('agent_managed_by_file');
     expect(registry.get('filed')?.origin).toEqual({ kind: 'file', path: '/agents/f.toml' });
   });
@@ -162,20 +205,33 @@ describe('AgentService with a real SQLite store', () => {
     let live = 'You are Pilot.';
     for (const first of ['promote', 'rollback'] as const) {
       const prompt = `You are pilot ${first}.`;
-      await service.deploy({ body: tomlAgent('Pilot').replace('You are Pilot.', prompt), strategy: 'blue-green' }, 'update', 'pilot');
+      await service.deploy(
+        { body: tomlAgent('Pilot').replace('You are Pilot.', prompt), strategy: 'blue-green' },
+        'update',
+        'pilot',
+      );
       const before = versions.latest('pilot')!.version;
       // Both called in one tick: each checks the running rollout before either records its version.
       const promote = () => service.promote('pilot', 'key:p');
       const rollback = () => service.rollback('pilot', undefined, 'key:r');
-      const [won, lost] = await Promise.allSettled(first === 'promote' ? [promote(), rollback()] : [rollback(), promote()]);
+      const [won, lost] = await Promise.allSettled(
+        first === 'promote' ? [promote(), rollback()] : [rollback(), promote()],
+      );
       expect(won.status).toBe('fulfilled');
       // Before: both fulfilled, a rollback version (the stable content) recorded after the promotion while the candidate stayed live.
       expect(lost.status).toBe('rejected');
       const e = (lost as PromiseRejectedResult).reason as CaxtonError;
       expect(e).toBeInstanceOf(CaxtonError);
       expect(e.code).toBe('conflict');
-      expect(e.message).toMatch(first === 'promote' ? /blue-green rollout of version \d+ of agent "Pilot" was promoted by key:p meanwhile/ : /was rolled back by key:r meanwhile/);
-      expect(versions.latest('pilot')).toMatchObject({ version: before + 1, how: first === 'promote' ? 'promotion' : 'rollback' });
+      expect(e.message).toMatch(
+        first === 'promote'
+          ? /blue-green rollout of version \d+ of agent "Pilot" was promoted by key:p meanwhile/
+          : /was rolled back by key:r meanwhile/,
+      );
+      expect(versions.latest('pilot')).toMatchObject({
+        version: before + 1,
+        how: first === 'promote' ? 'promotion' : 'rollback',
+      });
       expect(rollouts.running('pilot')).toBeUndefined();
       if (first === 'promote') live = prompt;
       expect(service.registry.get('pilot')!.definition.system_prompt).toBe(live);

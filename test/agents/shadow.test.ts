@@ -37,11 +37,13 @@ content = "yes"
 content = "noted"
 `;
 
-const mirror = (label: string) => `name = "mirror"\ncapabilities = ["mirroring"]\ntools = ["send_message"]\nsystem_prompt = "You are mirror ${label}."\n`;
+const mirror = (label: string) =>
+  `name = "mirror"\ncapabilities = ["mirroring"]\ntools = ["send_message"]\nsystem_prompt = "You are mirror ${label}."\n`;
 
 let dir: string;
 let server: RolloutServer;
-const api = <T = unknown>(method: string, path: string, body?: string, contentType?: string) => server.api<T>(method, path, body, contentType);
+const api = <T = unknown>(method: string, path: string, body?: string, contentType?: string) =>
+  server.api<T>(method, path, body, contentType);
 const cli = (...args: string[]) => server.cli(...args);
 
 interface ShadowView {
@@ -60,10 +62,16 @@ interface ShadowView {
   } | null;
 }
 const view = async () => (await api<ShadowView>('GET', '/api/v1/agents/mirror/rollout')).json;
-const sinkConversations = async () => (await api<{ total: number }>('GET', '/api/v1/conversations?participant=sink')).json.total;
+const sinkConversations = async () =>
+  (await api<{ total: number }>('GET', '/api/v1/conversations?participant=sink')).json.total;
 
 async function invoke(request: string): Promise<string> {
-  const r = await api<{ content: string }>('POST', '/api/v1/agents/mirror/invoke', JSON.stringify({ request }), 'application/json');
+  const r = await api<{ content: string }>(
+    'POST',
+    '/api/v1/agents/mirror/invoke',
+    JSON.stringify({ request }),
+    'application/json',
+  );
   expect(r.status, r.text).toBe(200);
   return r.json.content;
 }
@@ -76,7 +84,15 @@ beforeAll(async () => {
   server = new RolloutServer(dir);
   await server.start();
   expect((await api('POST', '/api/v1/agents', mirror('v1'))).status).toBe(201);
-  expect((await api('POST', '/api/v1/agents', 'name = "sink"\ncapabilities = ["notes"]\nsystem_prompt = "You keep notes."\n')).status).toBe(201);
+  expect(
+    (
+      await api(
+        'POST',
+        '/api/v1/agents',
+        'name = "sink"\ncapabilities = ["notes"]\nsystem_prompt = "You keep notes."\n',
+      )
+    ).status,
+  ).toBe(201);
 });
 
 afterAll(async () => {
@@ -91,7 +107,14 @@ describe('shadow', () => {
     expect(d.stdout).toContain('deployed mirror version 2 as a shadow from mirror-v2.toml');
     const sinkBefore = await sinkConversations();
 
-    const answers = [await invoke('ask one'), await invoke('ask two'), await invoke('hello'), await invoke('ask three'), await invoke('hi there'), await invoke('describe yourself')];
+    const answers = [
+      await invoke('ask one'),
+      await invoke('ask two'),
+      await invoke('hello'),
+      await invoke('ask three'),
+      await invoke('hi there'),
+      await invoke('describe yourself'),
+    ];
     for (const a of answers.filter((x) => x !== 'noted' && !x.includes('optics'))) {
       expect(a).toContain('You are mirror v1.');
       expect(a).toMatch(/\| sent inform \S+ to sink/);
@@ -99,10 +122,21 @@ describe('shadow', () => {
     expect(answers.filter((x) => x === 'noted')).toHaveLength(2);
     expect(answers[5]).toContain('You are mirror v1. I answer questions about mirrors');
 
-    const report = (await waitUntil(async () => ((await view()).shadow?.compared === 6 ? (await view()).shadow : undefined), { timeoutMs: 20_000, what: 'six comparisons' })).value!;
+    const report = (
+      await waitUntil(async () => ((await view()).shadow?.compared === 6 ? (await view()).shadow : undefined), {
+        timeoutMs: 20_000,
+        what: 'six comparisons',
+      })
+    ).value!;
     // Two answers are the same text; "describe" differs only in the version in its prompt, which
     // the embedding model finds similar enough (≥ 0.9); the three tool answers differ.
-    expect(report).toMatchObject({ compared: 6, agreements: 3, agreement_rate: 0.5, candidate_errors: 0, comparison: 'similarity' });
+    expect(report).toMatchObject({
+      compared: 6,
+      agreements: 3,
+      agreement_rate: 0.5,
+      candidate_errors: 0,
+      comparison: 'similarity',
+    });
     expect(report.mean_similarity).toBeGreaterThan(0);
     expect(report.disagreements.map((d) => d.request).sort()).toEqual(['ask one', 'ask three', 'ask two']);
     expect(report.stable.tokens).toBeGreaterThan(0);
@@ -128,7 +162,12 @@ describe('shadow', () => {
 
   it('the candidate is addressable as NAME@VERSION; a rollback ends the shadow and stops the copies', async () => {
     expect(await invoke('hello')).toBe('noted');
-    const direct = await api<{ content: string }>('POST', '/api/v1/agents/mirror@2/invoke', JSON.stringify({ request: 'ask direct' }), 'application/json');
+    const direct = await api<{ content: string }>(
+      'POST',
+      '/api/v1/agents/mirror@2/invoke',
+      JSON.stringify({ request: 'ask direct' }),
+      'application/json',
+    );
     expect(direct.status, direct.text).toBe(200);
     // Addressed directly it is a normal run: its tool runs.
     expect(direct.json.content).toMatch(/You are mirror v2\. \| sent inform/);
@@ -142,13 +181,30 @@ describe('shadow', () => {
   });
 
   it("asks the judge agent named by the candidate's [rollout] whether two answers agree", async () => {
-    expect((await api('POST', '/api/v1/agents', 'name = "referee"\ncapabilities = ["judging"]\nsystem_prompt = "You compare answers."\n')).status).toBe(201);
+    expect(
+      (
+        await api(
+          'POST',
+          '/api/v1/agents',
+          'name = "referee"\ncapabilities = ["judging"]\nsystem_prompt = "You compare answers."\n',
+        )
+      ).status,
+    ).toBe(201);
     const v = `${mirror('v3')}\n[rollout]\nstrategy = "shadow"\njudge = "referee"\n`;
-    const r = await api<{ rollout: { strategy: string; candidate_version: number } }>('PUT', '/api/v1/agents/mirror', v);
+    const r = await api<{ rollout: { strategy: string; candidate_version: number } }>(
+      'PUT',
+      '/api/v1/agents/mirror',
+      v,
+    );
     expect(r.status, r.text).toBe(200);
     expect(r.json.rollout.strategy).toBe('shadow');
     await invoke('ask four');
-    const report = (await waitUntil(async () => ((await view()).shadow?.compared === 1 ? (await view()).shadow : undefined), { timeoutMs: 20_000, what: 'one comparison' })).value!;
+    const report = (
+      await waitUntil(async () => ((await view()).shadow?.compared === 1 ? (await view()).shadow : undefined), {
+        timeoutMs: 20_000,
+        what: 'one comparison',
+      })
+    ).value!;
     // The texts differ (v1 sent its message, v3's was refused), and the judge said yes.
     expect(report).toMatchObject({ compared: 1, agreements: 1, comparison: 'judge', disagreements: [] });
   });

@@ -7,7 +7,15 @@
  * record nothing, and `keepRemoved` bounding the histories of removed agents.
  */
 import { beforeEach, describe, expect, it } from 'vitest';
-import { definitionHash, parseAgent, type AgentDefinition, type AgentVersionDetail, type AgentVersionsPort, type NewVersion, type StoredVersionRow } from '../../src/agents/index.js';
+import {
+  definitionHash,
+  parseAgent,
+  type AgentDefinition,
+  type AgentVersionDetail,
+  type AgentVersionsPort,
+  type NewVersion,
+  type StoredVersionRow,
+} from '../../src/agents/index.js';
 import { tomlAgent } from '../helpers/http.js';
 
 export function definition(name: string, extra = ''): AgentDefinition {
@@ -17,7 +25,14 @@ export function definition(name: string, extra = ''): AgentDefinition {
 }
 
 export function newVersion(name: string, extra = '', more: Partial<NewVersion> = {}): NewVersion {
-  return { definition: definition(name, extra), format: 'toml', source: tomlAgent(name, extra), how: 'api', origin: 'api', ...more };
+  return {
+    definition: definition(name, extra),
+    format: 'toml',
+    source: tomlAgent(name, extra),
+    how: 'api',
+    origin: 'api',
+    ...more,
+  };
 }
 
 /** A version's detail as a store keeps its row (what `seed` takes). */
@@ -26,7 +41,10 @@ function storedRow(d: AgentVersionDetail): StoredVersionRow {
   return { ...rest, name: agent, definition: JSON.stringify(def) };
 }
 
-export function versionStoreSuite(label: string, open: (opts: { keep?: number; keepRemoved?: number }) => Promise<AgentVersionsPort>): void {
+export function versionStoreSuite(
+  label: string,
+  open: (opts: { keep?: number; keepRemoved?: number }) => Promise<AgentVersionsPort>,
+): void {
   describe(`AgentVersionsPort: ${label}`, () => {
     let store: AgentVersionsPort;
     beforeEach(async () => {
@@ -44,7 +62,16 @@ export function versionStoreSuite(label: string, open: (opts: { keep?: number; k
       const b1 = await store.append(newVersion('other'));
       const a2 = await store.append(newVersion('Writer', 'version = "1.1.0"\n', { how: 'rollback', restored_from: 1 }));
       expect([a1.version, b1.version, a2.version]).toEqual([1, 1, 2]);
-      expect(a1).toMatchObject({ agent: 'Writer', semver: '1.0.0', how: 'api', origin: 'api', path: null, deployed_by: 'alice', restored_from: null, format: 'toml' });
+      expect(a1).toMatchObject({
+        agent: 'Writer',
+        semver: '1.0.0',
+        how: 'api',
+        origin: 'api',
+        path: null,
+        deployed_by: 'alice',
+        restored_from: null,
+        format: 'toml',
+      });
       expect(a1.hash).toBe(definitionHash(definition('Writer', 'version = "1.0.0"\n')));
       expect(a2).toMatchObject({ version: 2, semver: '1.1.0', how: 'rollback', restored_from: 1, deployed_by: null });
       expect(Date.parse(a2.deployed_at)).toBeGreaterThan(0);
@@ -61,7 +88,13 @@ export function versionStoreSuite(label: string, open: (opts: { keep?: number; k
       expect(first.total).toBe(5);
       expect(first.items.map((v) => v.version)).toEqual([5, 4]);
       expect((await store.list('paged', { limit: 2, offset: 4 })).items.map((v) => v.version)).toEqual([1]);
-      expect((await store.list('PAGED')).items.map((v) => v.semver)).toEqual(['1.0.5', '1.0.4', '1.0.3', '1.0.2', '1.0.1']);
+      expect((await store.list('PAGED')).items.map((v) => v.semver)).toEqual([
+        '1.0.5',
+        '1.0.4',
+        '1.0.3',
+        '1.0.2',
+        '1.0.1',
+      ]);
     });
 
     it('keeps `keep` versions per agent, the oldest go first, and the numbering goes on', async () => {
@@ -129,7 +162,9 @@ export function versionStoreSuite(label: string, open: (opts: { keep?: number; k
     });
 
     it('concurrent appends of one agent take distinct, consecutive numbers', async () => {
-      const out = await Promise.all(Array.from({ length: 6 }, (_, i) => store.append(newVersion('busy', `version = "1.0.${i}"\n`))));
+      const out = await Promise.all(
+        Array.from({ length: 6 }, (_, i) => store.append(newVersion('busy', `version = "1.0.${i}"\n`))),
+      );
       expect(out.map((v) => v.version).sort((a, b) => a - b)).toEqual([1, 2, 3, 4, 5, 6]);
     });
   });

@@ -10,5 +10,10 @@ afterAll(removeTempDirs);
 versionStoreSuite('SQLite', ({ keep, keepRemoved }) => {
   const db = openDatabase(makeTempDir());
   migrate(db, AGENT_MIGRATIONS);
-  return Promise.resolve(new AgentVersionStore(db, { ...(keep !== undefined && { keep }), ...(keepRemoved !== undefined && { keepRemoved }) }).port());
+  return Promise.resolve(
+    new AgentVersionStore(db, {
+      ...(keep !== undefined && { keep }),
+      ...(keepRemoved !== undefined && { keepRemoved }),
+    }).port(),
+  );
 });

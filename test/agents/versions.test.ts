@@ -30,7 +30,8 @@ interface History {
 const api = <T = unknown>(method: string, path: string, body?: string, contentType = 'application/toml') =>
   http<T>(srv.url, method, path, { headers: as(admin), ...(body !== undefined && { body, contentType }) });
 const history = async (name: string) => (await api<History>('GET', `/api/v1/agents/${name}/versions`)).json;
-const cli = (...args: string[]) => runCli(['--server', srv.url, ...args], { cwd: srv.dir, env: { CAXTON_API_KEY: admin } });
+const cli = (...args: string[]) =>
+  runCli(['--server', srv.url, ...args], { cwd: srv.dir, env: { CAXTON_API_KEY: admin } });
 
 const v1 = tomlAgent('writer', 'version = "1.0.0"\n');
 const v2 = tomlAgent('writer', 'version = "1.1.0"\n').replace('You are writer.', 'You are writer. Be terse.');
@@ -54,7 +55,11 @@ describe('versions of an API-deployed agent', () => {
     const created = await api<{ version: number }>('POST', '/api/v1/agents', v1);
     expect(created.status, created.text).toBe(201);
     expect(created.json.version).toBe(1);
-    const same = await api<{ version: number; unchanged: boolean; message: string; agent: { revision: number } }>('PUT', '/api/v1/agents/writer', v1);
+    const same = await api<{ version: number; unchanged: boolean; message: string; agent: { revision: number } }>(
+      'PUT',
+      '/api/v1/agents/writer',
+      v1,
+    );
     expect(same.status).toBe(200);
     expect(same.json).toMatchObject({ version: 1, unchanged: true, agent: { revision: 1 } });
     expect(same.json.message).toContain('identical to version 1');
@@ -73,13 +78,21 @@ describe('versions of an API-deployed agent', () => {
     ]);
     expect(h.versions[0]!.hash).toMatch(/^[0-9a-f]{64}$/);
     expect(h.versions[0]!.hash).not.toBe(h.versions[1]!.hash);
-    const one = await api<{ source: string; definition: { system_prompt: string } }>('GET', '/api/v1/agents/writer/versions/1');
+    const one = await api<{ source: string; definition: { system_prompt: string } }>(
+      'GET',
+      '/api/v1/agents/writer/versions/1',
+    );
     expect(one.json.source).toBe(v1);
     expect(one.json.definition.system_prompt).toBe('You are writer.');
   });
 
   it('diffs two versions: the changed fields and a unified diff of the text', async () => {
-    const d = await api<{ from: number; to: number; changes: { field: string; from: unknown; to: unknown }[]; source_diff: string }>('GET', '/api/v1/agents/writer/diff');
+    const d = await api<{
+      from: number;
+      to: number;
+      changes: { field: string; from: unknown; to: unknown }[];
+      source_diff: string;
+    }>('GET', '/api/v1/agents/writer/diff');
     expect(d.status, d.text).toBe(200);
     expect(d.json).toMatchObject({ from: 1, to: 2 });
     expect(d.json.changes).toEqual([
@@ -98,11 +111,24 @@ describe('versions of an API-deployed agent', () => {
     const r = await cli('agent', 'rollback', 'writer');
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/^rolled back writer to version 1 \(deployed .*\); now version 3$/m);
-    expect((await api<{ definition: { system_prompt: string } }>('GET', '/api/v1/agents/writer')).json.definition.system_prompt).toBe('You are writer.');
+    expect(
+      (await api<{ definition: { system_prompt: string } }>('GET', '/api/v1/agents/writer')).json.definition
+        .system_prompt,
+    ).toBe('You are writer.');
     const h = await history('writer');
-    expect(h.versions[0]).toMatchObject({ version: 3, how: 'rollback', restored_from: 1, semver: '1.0.0', deployed_by: 'key:admin', hash: h.versions[2]!.hash });
+    expect(h.versions[0]).toMatchObject({
+      version: 3,
+      how: 'rollback',
+      restored_from: 1,
+      semver: '1.0.0',
+      deployed_by: 'key:admin',
+      hash: h.versions[2]!.hash,
+    });
     // Rolling back again switches back: the newest version whose content differs is 2.
-    const again = await api<{ restored: { version: number }; version: { version: number } }>('POST', '/api/v1/agents/writer/rollback');
+    const again = await api<{ restored: { version: number }; version: { version: number } }>(
+      'POST',
+      '/api/v1/agents/writer/rollback',
+    );
     expect(again.status, again.text).toBe(200);
     expect(again.json).toMatchObject({ restored: { version: 2 }, version: { version: 4 } });
     const listed = await cli('agent', 'history', 'writer');
@@ -114,13 +140,28 @@ describe('versions of an API-deployed agent', () => {
 
   it('refuses bad rollbacks clearly and changes nothing', async () => {
     const before = await history('writer');
-    const unknown = await api<{ error: { code: string; message: string } }>('POST', '/api/v1/agents/writer/rollback', '{"to": 99}', 'application/json');
+    const unknown = await api<{ error: { code: string; message: string } }>(
+      'POST',
+      '/api/v1/agents/writer/rollback',
+      '{"to": 99}',
+      'application/json',
+    );
     expect(unknown.status).toBe(404);
     expect(unknown.json.error).toMatchObject({ code: 'version_not_found' });
     expect(unknown.json.error.message).toContain('has no version 99');
-    const same = await api<{ error: { code: string } }>('POST', '/api/v1/agents/writer/rollback', '{"to": 2}', 'application/json');
+    const same = await api<{ error: { code: string } }>(
+      'POST',
+      '/api/v1/agents/writer/rollback',
+      '{"to": 2}',
+      'application/json',
+    );
     expect(same.status).toBe(409);
-    const bad = await api<{ error: { code: string; message: string } }>('POST', '/api/v1/agents/writer/rollback', '{"to": "one"}', 'application/json');
+    const bad = await api<{ error: { code: string; message: string } }>(
+      'POST',
+      '/api/v1/agents/writer/rollback',
+      '{"to": "one"}',
+      'application/json',
+    );
     expect(bad.status).toBe(400);
     expect(bad.json.error.message).toContain('to');
     const cliBad = await cli('agent', 'rollback', 'writer', '--to', 'latest');
@@ -138,7 +179,8 @@ describe('versions of an API-deployed agent', () => {
   });
 
   it('keeps at most [agents] keep_versions per agent, the oldest going first', async () => {
-    for (let i = 0; i < 4; i++) await api('PUT', '/api/v1/agents/writer', tomlAgent('writer', `version = "2.0.${i}"\n`));
+    for (let i = 0; i < 4; i++)
+      await api('PUT', '/api/v1/agents/writer', tomlAgent('writer', `version = "2.0.${i}"\n`));
     const h = await history('writer');
     expect(h.total).toBe(5);
     expect(h.versions.map((v) => v.version)).toEqual([8, 7, 6, 5, 4]);
@@ -158,17 +200,32 @@ describe('versions of a file agent', () => {
     expect((await history('filed')).versions.map((v) => [v.version, v.how, v.origin])).toEqual([[1, 'file', 'file']]);
     const file = join(srv.agentsDir, 'filed.toml');
     writeFileSync(file, tomlAgent('filed', 'version = "0.2.0"\n'));
-    await waitUntil(async () => (await history('filed')).total === 2, { timeoutMs: 10_000, what: 'the file change recorded as version 2' });
-    expect((await history('filed')).versions[0]).toMatchObject({ version: 2, how: 'file', semver: '0.2.0', deployed_by: null, path: file });
+    await waitUntil(async () => (await history('filed')).total === 2, {
+      timeoutMs: 10_000,
+      what: 'the file change recorded as version 2',
+    });
+    expect((await history('filed')).versions[0]).toMatchObject({
+      version: 2,
+      how: 'file',
+      semver: '0.2.0',
+      deployed_by: null,
+      path: file,
+    });
     // The same content again (a comment added): no version, and the agent is not reloaded. A real
     // change after it is the marker: once that applied, the touch before it had been seen too.
     const revision = (await api<{ revision: number }>('GET', '/api/v1/agents/filed')).json.revision;
     const before = new Date().toISOString();
     writeFileSync(file, `# touched\n${tomlAgent('filed', 'version = "0.2.0"\n')}`);
-    await waitUntil(() => srv.server.service.files.fileStatuses().some((f) => f.path === file && f.updated_at > before), { timeoutMs: 10_000, what: 'the touched file seen by the watcher' });
+    await waitUntil(
+      () => srv.server.service.files.fileStatuses().some((f) => f.path === file && f.updated_at > before),
+      { timeoutMs: 10_000, what: 'the touched file seen by the watcher' },
+    );
     expect((await history('filed')).total).toBe(2);
     writeFileSync(file, tomlAgent('filed', 'version = "0.3.0"\n'));
-    await waitUntil(async () => (await history('filed')).total === 3, { timeoutMs: 10_000, what: 'the next change recorded as version 3' });
+    await waitUntil(async () => (await history('filed')).total === 3, {
+      timeoutMs: 10_000,
+      what: 'the next change recorded as version 3',
+    });
     expect((await history('filed')).versions.map((v) => v.semver)).toEqual(['0.3.0', '0.2.0', '1.0.0']);
     expect((await api<{ revision: number }>('GET', '/api/v1/agents/filed')).json.revision).toBe(revision + 1);
   });

@@ -14,7 +14,11 @@ interface Summary {
   revision: number;
 }
 interface Detail extends Summary {
-  definition: Record<string, unknown> & { system_prompt: string; llm: Record<string, unknown>; metadata: Record<string, unknown> };
+  definition: Record<string, unknown> & {
+    system_prompt: string;
+    llm: Record<string, unknown>;
+    metadata: Record<string, unknown>;
+  };
 }
 interface List {
   agents: Summary[];
@@ -27,14 +31,18 @@ const FILE_AGENT = 'name = "file-agent"\ncapabilities = ["from-file"]\nsystem_pr
 
 let t: TestServer;
 beforeAll(async () => {
-  t = await startTestServer({ toml: '[server]\nmax_body_size = "64KB"\n', agentFiles: { 'file-agent.toml': FILE_AGENT } });
+  t = await startTestServer({
+    toml: '[server]\nmax_body_size = "64KB"\n',
+    agentFiles: { 'file-agent.toml': FILE_AGENT },
+  });
 });
 afterAll(async () => {
   await t.close();
   removeTempDirs();
 });
 
-const names = async (query = '') => (await getJson<List>(t.url, `/api/v1/agents${query}`)).json.agents.map((a) => a.name);
+const names = async (query = '') =>
+  (await getJson<List>(t.url, `/api/v1/agents${query}`)).json.agents.map((a) => a.name);
 
 describe('agent management API', () => {
   it('deploys TOML: 201, Location header, the normalized definition', async () => {
@@ -63,31 +71,58 @@ describe('agent management API', () => {
   });
 
   it('deploys Markdown (text/markdown) with Claude tool mapping', async () => {
-    const res = await postAgent<{ agent: Detail }>(t.url, '---\nname: md-reviewer\ndescription: Reviews\ntools: Read, Grep, TodoRead\nmodel: haiku\n---\nYou review code.\n', 'text/markdown');
+    const res = await postAgent<{ agent: Detail }>(
+      t.url,
+      '---\nname: md-reviewer\ndescription: Reviews\ntools: Read, Grep, TodoRead\nmodel: haiku\n---\nYou review code.\n',
+      'text/markdown',
+    );
     expect(res.status).toBe(201);
     expect(res.headers.get('location')).toBe('/api/v1/agents/md-reviewer');
-    expect(res.json.agent).toMatchObject({ name: 'md-reviewer', format: 'markdown', tools: ['workspace.read', 'workspace.grep'] });
+    expect(res.json.agent).toMatchObject({
+      name: 'md-reviewer',
+      format: 'markdown',
+      tools: ['workspace.read', 'workspace.grep'],
+    });
     expect(res.json.agent.definition.system_prompt).toBe('You review code.');
     expect(res.json.agent.definition.llm).toEqual({ model: 'haiku' });
     expect(res.json.agent.definition.metadata.claude_tools_dropped).toEqual(['TodoRead']);
   });
 
   it('deploys JSON', async () => {
-    const res = await postAgent<{ agent: Detail }>(t.url, JSON.stringify({ name: 'json-agent', capabilities: ['data-analysis'], system_prompt: 'JSON here.' }), 'application/json');
+    const res = await postAgent<{ agent: Detail }>(
+      t.url,
+      JSON.stringify({ name: 'json-agent', capabilities: ['data-analysis'], system_prompt: 'JSON here.' }),
+      'application/json',
+    );
     expect(res.status).toBe(201);
     expect(res.json.agent).toMatchObject({ name: 'json-agent', format: 'json', revision: 1 });
   });
 
   it('returns warnings (e.g. a misspelt key) with a successful deploy', async () => {
-    const res = await postAgent<{ agent: Detail; warnings: { code: string; field: string; suggestion?: string }[] }>(t.url, 'name = "typo"\ncapabilites = ["x"]\nsystem_prompt = "p"\n');
+    const res = await postAgent<{ agent: Detail; warnings: { code: string; field: string; suggestion?: string }[] }>(
+      t.url,
+      'name = "typo"\ncapabilites = ["x"]\nsystem_prompt = "p"\n',
+    );
     expect(res.status).toBe(201);
-    expect(res.json.warnings).toContainEqual(expect.objectContaining({ code: 'unknown_key', field: 'capabilites', suggestion: 'did you mean "capabilities"?' }));
+    expect(res.json.warnings).toContainEqual(
+      expect.objectContaining({
+        code: 'unknown_key',
+        field: 'capabilites',
+        suggestion: 'did you mean "capabilities"?',
+      }),
+    );
   });
 
   it('lists agents sorted by name, with the file agent, and filters by capability', async () => {
     const all = await getJson<List>(t.url, '/api/v1/agents');
     expect(all.status).toBe(200);
-    expect(all.json.agents.map((a) => a.name)).toEqual(['DataAnalyzer', 'file-agent', 'json-agent', 'md-reviewer', 'typo']);
+    expect(all.json.agents.map((a) => a.name)).toEqual([
+      'DataAnalyzer',
+      'file-agent',
+      'json-agent',
+      'md-reviewer',
+      'typo',
+    ]);
     expect(all.json.total).toBe(5);
     expect(all.json.agents.find((a) => a.name === 'file-agent')?.origin).toMatchObject({ kind: 'file' });
 
@@ -115,7 +150,11 @@ describe('agent management API', () => {
   });
 
   it('updates through PUT (revision 2), case-insensitive URL', async () => {
-    const res = await putAgent<{ agent: Detail }>(t.url, 'dataanalyzer', 'name = "DataAnalyzer"\nversion = "1.2.0"\ncapabilities = ["data-analysis"]\nsystem_prompt = "You analyze, v2."\n');
+    const res = await putAgent<{ agent: Detail }>(
+      t.url,
+      'dataanalyzer',
+      'name = "DataAnalyzer"\nversion = "1.2.0"\ncapabilities = ["data-analysis"]\nsystem_prompt = "You analyze, v2."\n',
+    );
     expect(res.status).toBe(200);
     expect(res.json.agent).toMatchObject({ name: 'DataAnalyzer', version: '1.2.0', revision: 2 });
     const got = await getJson<Detail>(t.url, '/api/v1/agents/DataAnalyzer');
@@ -132,15 +171,26 @@ describe('agent management API', () => {
   });
 
   it('PUT with a body naming another agent is rejected and the old revision still served', async () => {
-    const err = expectErrorEnvelope(await putAgent(t.url, 'json-agent', tomlAgent('someone-else')), 400, 'invalid_request');
+    const err = expectErrorEnvelope(
+      await putAgent(t.url, 'json-agent', tomlAgent('someone-else')),
+      400,
+      'invalid_request',
+    );
     expect(err.message).toContain('someone-else');
     expect(err.message).toContain('json-agent');
-    expect((await getJson<Detail>(t.url, '/api/v1/agents/json-agent')).json).toMatchObject({ revision: 1, format: 'json' });
+    expect((await getJson<Detail>(t.url, '/api/v1/agents/json-agent')).json).toMatchObject({
+      revision: 1,
+      format: 'json',
+    });
     expect((await getJson(t.url, '/api/v1/agents/someone-else')).status).toBe(404);
   });
 
   it('PUT and DELETE of a file-managed agent are 409 agent_managed_by_file; so is POST of its name', async () => {
-    const put = expectErrorEnvelope(await putAgent(t.url, 'file-agent', FILE_AGENT.replace('I live', 'I moved')), 409, 'agent_managed_by_file');
+    const put = expectErrorEnvelope(
+      await putAgent(t.url, 'file-agent', FILE_AGENT.replace('I live', 'I moved')),
+      409,
+      'agent_managed_by_file',
+    );
     expect(put.message).toContain('file-agent.toml');
     expectErrorEnvelope(await http(t.url, 'DELETE', '/api/v1/agents/FILE-AGENT'), 409, 'agent_managed_by_file');
     expectErrorEnvelope(await postAgent(t.url, FILE_AGENT), 409, 'agent_managed_by_file');
@@ -159,7 +209,10 @@ describe('agent management API', () => {
   });
 
   it('lists capabilities with the agents providing each', async () => {
-    const res = await getJson<{ capabilities: { capability: string; agents: string[] }[] }>(t.url, '/api/v1/capabilities');
+    const res = await getJson<{ capabilities: { capability: string; agents: string[] }[] }>(
+      t.url,
+      '/api/v1/capabilities',
+    );
     expect(res.status).toBe(200);
     expect(res.json.capabilities).toEqual([
       { capability: 'data-analysis', agents: ['DataAnalyzer', 'json-agent'] },
@@ -172,7 +225,11 @@ describe('agent management API', () => {
 describe('validate endpoint', () => {
   it('returns every error and deploys nothing', async () => {
     const before = await getJson<List>(t.url, '/api/v1/agents');
-    const res = await http<{ valid: boolean; format: string; errors: { code: string; field?: string; line?: number; column?: number }[] }>(t.url, 'POST', '/api/v1/agents/validate', {
+    const res = await http<{
+      valid: boolean;
+      format: string;
+      errors: { code: string; field?: string; line?: number; column?: number }[];
+    }>(t.url, 'POST', '/api/v1/agents/validate', {
       contentType: 'application/toml',
       body: 'name = "bad/name"\nversion = "one"\ncapabilities = "x"\nsystem_prompt = "p"\n[limits]\nmax_turns = 0\n',
     });
@@ -190,10 +247,15 @@ describe('validate endpoint', () => {
   });
 
   it('a valid document validates without being deployed', async () => {
-    const res = await http<{ valid: boolean; name: string; format: string; warnings: unknown[] }>(t.url, 'POST', '/api/v1/agents/validate', {
-      contentType: 'text/markdown',
-      body: '---\nname: not-deployed\ndescription: Use when: testing\n---\nPrompt\n',
-    });
+    const res = await http<{ valid: boolean; name: string; format: string; warnings: unknown[] }>(
+      t.url,
+      'POST',
+      '/api/v1/agents/validate',
+      {
+        contentType: 'text/markdown',
+        body: '---\nname: not-deployed\ndescription: Use when: testing\n---\nPrompt\n',
+      },
+    );
     expect(res.status).toBe(200);
     expect(res.json).toMatchObject({ valid: true, name: 'not-deployed', format: 'markdown' });
     expect(res.json.warnings).toContainEqual(expect.objectContaining({ code: 'yaml_unquoted_colon' }));
@@ -201,6 +263,10 @@ describe('validate endpoint', () => {
   });
 
   it('validate of an empty body is a 400 envelope', async () => {
-    expectErrorEnvelope(await http(t.url, 'POST', '/api/v1/agents/validate', { contentType: 'application/toml', body: '' }), 400, 'invalid_request');
+    expectErrorEnvelope(
+      await http(t.url, 'POST', '/api/v1/agents/validate', { contentType: 'application/toml', body: '' }),
+      400,
+      'invalid_request',
+    );
   });
 });

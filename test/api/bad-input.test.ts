@@ -1,5 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { expectErrorEnvelope, getJson, http, postAgent, putAgent, rawRequest, tomlAgent, type HttpResult } from '../helpers/http.js';
+import {
+  expectErrorEnvelope,
+  getJson,
+  http,
+  postAgent,
+  putAgent,
+  rawRequest,
+  tomlAgent,
+  type HttpResult,
+} from '../helpers/http.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { removeTempDirs } from '../helpers/tmp.js';
 
@@ -134,7 +143,8 @@ const cases: Case[] = [
     status: 422,
     code: 'invalid_agent',
     put: true,
-    check: (res) => expect(issues(res)[0]).toMatchObject({ code: 'misplaced_key', field: 'memory.system_prompt', line: 5 }),
+    check: (res) =>
+      expect(issues(res)[0]).toMatchObject({ code: 'misplaced_key', field: 'memory.system_prompt', line: 5 }),
   },
   {
     label: 'non-UTF-8 body',
@@ -152,12 +162,32 @@ const cases: Case[] = [
     status: 413,
     code: 'payload_too_large',
     put: true,
-    check: (res) => expect((res.json as { error: { details: { limit_bytes: number } } }).error.details.limit_bytes).toBe(65_536),
+    check: (res) =>
+      expect((res.json as { error: { details: { limit_bytes: number } } }).error.details.limit_bytes).toBe(65_536),
   },
   { label: 'empty body', body: '', contentType: 'application/toml', status: 400, code: 'invalid_request', put: true },
-  { label: 'unsupported content type', body: EXISTING_V2, contentType: 'image/png', status: 415, code: 'unsupported_media_type', put: true },
-  { label: 'duplicate name, same case', body: tomlAgent('existing'), contentType: 'application/toml', status: 409, code: 'agent_exists' },
-  { label: 'duplicate name, different case', body: tomlAgent('EXISTING'), contentType: 'application/toml', status: 409, code: 'agent_exists' },
+  {
+    label: 'unsupported content type',
+    body: EXISTING_V2,
+    contentType: 'image/png',
+    status: 415,
+    code: 'unsupported_media_type',
+    put: true,
+  },
+  {
+    label: 'duplicate name, same case',
+    body: tomlAgent('existing'),
+    contentType: 'application/toml',
+    status: 409,
+    code: 'agent_exists',
+  },
+  {
+    label: 'duplicate name, different case',
+    body: tomlAgent('EXISTING'),
+    contentType: 'application/toml',
+    status: 409,
+    code: 'agent_exists',
+  },
   {
     label: 'duplicate name in another format',
     body: '---\nname: Existing\n---\nPrompt\n',
@@ -253,9 +283,15 @@ describe('path separators and .. in the URL', () => {
 
   it('PUT /api/v1/agents/..%2Fetc is rejected and deploys nothing', async () => {
     const before = await snapshot();
-    const a = await rawRequest(t.url, 'PUT', '/api/v1/agents/..%2Fetc', { body: tomlAgent('etc'), headers: { 'content-type': 'application/toml' } });
+    const a = await rawRequest(t.url, 'PUT', '/api/v1/agents/..%2Fetc', {
+      body: tomlAgent('etc'),
+      headers: { 'content-type': 'application/toml' },
+    });
     expectErrorEnvelope(a, 400, 'invalid_request');
-    const b = await rawRequest(t.url, 'PUT', '/api/v1/agents/..%2Fetc', { body: JSON.stringify({ name: '../etc', system_prompt: 'p' }), headers: { 'content-type': 'application/json' } });
+    const b = await rawRequest(t.url, 'PUT', '/api/v1/agents/..%2Fetc', {
+      body: JSON.stringify({ name: '../etc', system_prompt: 'p' }),
+      headers: { 'content-type': 'application/json' },
+    });
     expectErrorEnvelope(b, 422, 'invalid_agent');
     await expectNothingChanged(before);
   });
@@ -265,8 +301,16 @@ describe('error envelope', () => {
   it('unknown routes are 404 route_not_found', async () => {
     const a = expectErrorEnvelope(await getJson(t.url, '/api/v1/nope'), 404, 'route_not_found');
     expect(a.message).toContain('/api/v1/nope');
-    expectErrorEnvelope(await http(t.url, 'PATCH', '/api/v1/agents/existing', { body: '{}', contentType: 'application/json' }), 404, 'route_not_found');
-    expectErrorEnvelope(await http(t.url, 'POST', '/nope', { body: 'x', contentType: 'image/png' }), 404, 'route_not_found');
+    expectErrorEnvelope(
+      await http(t.url, 'PATCH', '/api/v1/agents/existing', { body: '{}', contentType: 'application/json' }),
+      404,
+      'route_not_found',
+    );
+    expectErrorEnvelope(
+      await http(t.url, 'POST', '/nope', { body: 'x', contentType: 'image/png' }),
+      404,
+      'route_not_found',
+    );
   });
 
   it("keeps the server's request id whatever x-request-id the client sends; refuses a malformed one", async () => {
@@ -278,7 +322,8 @@ describe('error envelope', () => {
 
   it('each request gets its own id', async () => {
     const ids = new Set<string>();
-    for (let i = 0; i < 5; i++) ids.add(expectErrorEnvelope(await getJson(t.url, '/api/v1/agents/ghost'), 404, 'agent_not_found').request_id);
+    for (let i = 0; i < 5; i++)
+      ids.add(expectErrorEnvelope(await getJson(t.url, '/api/v1/agents/ghost'), 404, 'agent_not_found').request_id);
     expect(ids.size).toBe(5);
   });
 

@@ -22,8 +22,13 @@ describe('community Claude Code subagents through the API', () => {
     const failures: string[] = [];
     const deployed: string[] = [];
     for (const file of files) {
-      const res = await postAgent<{ agent: { name: string; format: string } }>(t.url, readFileSync(file), 'text/markdown');
-      if (res.status !== 201) failures.push(`${relative(claudeAgentsDir, file)}: ${res.status} ${res.text.slice(0, 300)}`);
+      const res = await postAgent<{ agent: { name: string; format: string } }>(
+        t.url,
+        readFileSync(file),
+        'text/markdown',
+      );
+      if (res.status !== 201)
+        failures.push(`${relative(claudeAgentsDir, file)}: ${res.status} ${res.text.slice(0, 300)}`);
       else {
         expect(res.json.agent.format).toBe('markdown');
         deployed.push(res.json.agent.name);
@@ -31,7 +36,10 @@ describe('community Claude Code subagents through the API', () => {
     }
     expect(failures, failures.join('\n')).toEqual([]);
 
-    const list = await getJson<{ agents: { name: string; origin: { kind: string } }[]; total: number }>(t.url, '/api/v1/agents');
+    const list = await getJson<{ agents: { name: string; origin: { kind: string } }[]; total: number }>(
+      t.url,
+      '/api/v1/agents',
+    );
     expect(list.json.total).toBe(EXPECTED_FIXTURE_COUNT);
     expect(list.json.agents.map((a) => a.name).sort()).toEqual([...deployed].sort());
     expect(list.json.agents.every((a) => a.origin.kind === 'api')).toBe(true);

@@ -27,11 +27,18 @@ afterAll(cleanup);
 
 const nested = (n: number) => '['.repeat(n) + '1' + ']'.repeat(n);
 const HEADER = `[${' '.repeat(3200)}"]"${' '.repeat(3200)}]`;
-const LAUGHS = ['l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]', ...Array.from({ length: 8 }, (_, i) => `l${i + 1}: &l${i + 1} [${Array(9).fill(`*l${i}`).join(', ')}]`)];
+const LAUGHS = [
+  'l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]',
+  ...Array.from({ length: 8 }, (_, i) => `l${i + 1}: &l${i + 1} [${Array(9).fill(`*l${i}`).join(', ')}]`),
+];
 const BOMB_MD = `---\nname: bomb\ndescription: alias bomb\nmetadata:\n${LAUGHS.map((l) => `  ${l}`).join('\n')}\n---\nhello\n`;
 
 /** Posts `body` and, 100 ms later, asks /health; both results, and how long /health took. */
-async function whilePosting(path: string, body: string, contentType: string): Promise<{ res: HttpResult; healthMs: number; health: number }> {
+async function whilePosting(
+  path: string,
+  body: string,
+  contentType: string,
+): Promise<{ res: HttpResult; healthMs: number; health: number }> {
   const posting = http(serve.url, 'POST', path, { body, contentType });
   await new Promise((r) => setTimeout(r, 100));
   const t0 = performance.now();
@@ -47,11 +54,18 @@ interface Invalid {
 
 describe('hostile agent bodies: a clear 4xx, nothing stored, /health answers meanwhile', () => {
   it('the 6.4 KB TOML header of the issue validates at once (it blocked the event loop for 42 s)', async () => {
-    const { res, healthMs, health } = await whilePosting('/api/v1/agents/validate', `name = "hdr"\nsystem_prompt = "p"\n${HEADER}\nx = 1\n`, 'application/toml');
+    const { res, healthMs, health } = await whilePosting(
+      '/api/v1/agents/validate',
+      `name = "hdr"\nsystem_prompt = "p"\n${HEADER}\nx = 1\n`,
+      'application/toml',
+    );
     expect(health).toBe(200);
     expect(healthMs).toBeLessThan(HEALTH_BOUND_MS);
     expect(res.status).toBe(200);
-    expect(res.json).toMatchObject({ valid: true, warnings: expect.arrayContaining([expect.objectContaining({ code: 'unknown_key', field: ']', line: 3 })]) });
+    expect(res.json).toMatchObject({
+      valid: true,
+      warnings: expect.arrayContaining([expect.objectContaining({ code: 'unknown_key', field: ']', line: 3 })]),
+    });
   });
 
   it('a YAML alias bomb: POST /agents is 422 naming the line, /validate says why, nothing is deployed', async () => {
@@ -67,10 +81,30 @@ describe('hostile agent bodies: a clear 4xx, nothing stored, /health answers mea
   });
 
   const deep: [string, string, string, string][] = [
-    ['JSON, parameters 100,000 deep', 'application/json', `{"name":"deep-json","system_prompt":"x","parameters":{"p":${nested(100_000)}}}`, 'parameters'],
-    ['JSON, metadata 2,000 deep', 'application/json', `{"name":"deep-json2","system_prompt":"x","metadata":{"m":${nested(2000)}}}`, 'metadata'],
-    ['TOML, parameters as 20,000 dotted tables', 'application/toml', `name = "deep-toml"\nsystem_prompt = "x"\n[parameters.${Array(20_000).fill('k').join('.')}]\nx = 1\n`, 'parameters'],
-    ['Markdown, metadata 70 deep', 'text/markdown', `---\nname: deep-md\nmetadata: ${nested(70)}\n---\nhi\n`, 'metadata'],
+    [
+      'JSON, parameters 100,000 deep',
+      'application/json',
+      `{"name":"deep-json","system_prompt":"x","parameters":{"p":${nested(100_000)}}}`,
+      'parameters',
+    ],
+    [
+      'JSON, metadata 2,000 deep',
+      'application/json',
+      `{"name":"deep-json2","system_prompt":"x","metadata":{"m":${nested(2000)}}}`,
+      'metadata',
+    ],
+    [
+      'TOML, parameters as 20,000 dotted tables',
+      'application/toml',
+      `name = "deep-toml"\nsystem_prompt = "x"\n[parameters.${Array(20_000).fill('k').join('.')}]\nx = 1\n`,
+      'parameters',
+    ],
+    [
+      'Markdown, metadata 70 deep',
+      'text/markdown',
+      `---\nname: deep-md\nmetadata: ${nested(70)}\n---\nhi\n`,
+      'metadata',
+    ],
   ];
   for (const [label, type, body, field] of deep) {
     it(`${label}: 422 invalid_agent (JSON bodies: 400 input_too_deep from the body scanner) naming the field and the limit (a 500 before)`, async () => {
@@ -91,12 +125,24 @@ describe('hostile agent bodies: a clear 4xx, nothing stored, /health answers mea
   }
 
   it('deep YAML structure is refused before the YAML parser runs: 100,000 "- " items (200 KB) by the frontmatter size bound, 20,000 by the depth scan', async () => {
-    const big = await whilePosting('/api/v1/agents', `---\nname: dash\nmetadata:\n  ${'- '.repeat(100_000)}x\n---\nhi\n`, 'text/markdown');
+    const big = await whilePosting(
+      '/api/v1/agents',
+      `---\nname: dash\nmetadata:\n  ${'- '.repeat(100_000)}x\n---\nhi\n`,
+      'text/markdown',
+    );
     expect(big.healthMs).toBeLessThan(HEALTH_BOUND_MS);
-    expect((expectErrorEnvelope(big.res, 422, 'invalid_agent') as unknown as Invalid['error']).details.errors[0]).toMatchObject({ code: 'frontmatter_too_large' });
-    const { res, healthMs } = await whilePosting('/api/v1/agents', `---\nname: dash\nmetadata:\n  ${'- '.repeat(20_000)}x\n---\nhi\n`, 'text/markdown');
+    expect(
+      (expectErrorEnvelope(big.res, 422, 'invalid_agent') as unknown as Invalid['error']).details.errors[0],
+    ).toMatchObject({ code: 'frontmatter_too_large' });
+    const { res, healthMs } = await whilePosting(
+      '/api/v1/agents',
+      `---\nname: dash\nmetadata:\n  ${'- '.repeat(20_000)}x\n---\nhi\n`,
+      'text/markdown',
+    );
     expect(healthMs).toBeLessThan(HEALTH_BOUND_MS);
-    expect((expectErrorEnvelope(res, 422, 'invalid_agent') as unknown as Invalid['error']).details.errors[0]).toMatchObject({ code: 'input_too_deep', line: 4 });
+    expect(
+      (expectErrorEnvelope(res, 422, 'invalid_agent') as unknown as Invalid['error']).details.errors[0],
+    ).toMatchObject({ code: 'input_too_deep', line: 4 });
   });
 
   it('absurd and zero units are 422 naming the field, the value and the range', async () => {
@@ -109,12 +155,18 @@ describe('hostile agent bodies: a clear 4xx, nothing stored, /health answers mea
       'limits.timeout: duration "99999999999999999999h" is out of range: expected 1 ms to 24.9 days',
       'limits.max_message_size: size "999999999GB" is out of range: expected 1 B to 4 GiB',
     ]);
-    const zero = await http(serve.url, 'POST', '/api/v1/agents/validate', { body: 'name = "units"\nsystem_prompt = "x"\n[limits]\ntimeout = "0s"\n', contentType: 'application/toml' });
+    const zero = await http(serve.url, 'POST', '/api/v1/agents/validate', {
+      body: 'name = "units"\nsystem_prompt = "x"\n[limits]\ntimeout = "0s"\n',
+      contentType: 'application/toml',
+    });
     expect(zero.json).toMatchObject({ valid: false, errors: [{ field: 'limits.timeout', line: 4 }] });
   });
 
   it('the server is still up and deploys a normal agent afterwards', async () => {
-    const r = await http(serve.url, 'POST', '/api/v1/agents', { body: 'name = "normal"\nsystem_prompt = "x"\n[limits]\ntimeout = "2m"\n', contentType: 'application/toml' });
+    const r = await http(serve.url, 'POST', '/api/v1/agents', {
+      body: 'name = "normal"\nsystem_prompt = "x"\n[limits]\ntimeout = "2m"\n',
+      contentType: 'application/toml',
+    });
     expect(r.status).toBe(201);
     expect(serve.child.exitCode).toBeNull();
   });

@@ -40,7 +40,8 @@ afterAll(async () => {
 });
 
 // X-Caxton-Request: text/plain bodies need it (or a credential) since issue 14's cross-site guard.
-const post = (path: string, body: string, contentType = 'application/json') => http<Json>(t.url, 'POST', path, { body, contentType, headers: { 'x-caxton-request': '1' } });
+const post = (path: string, body: string, contentType = 'application/json') =>
+  http<Json>(t.url, 'POST', path, { body, contentType, headers: { 'x-caxton-request': '1' } });
 
 async function expectHealthy(): Promise<void> {
   const h = await getJson(t.url, '/health');
@@ -64,10 +65,16 @@ describe('deep JSON bodies are a 400 input_too_deep, not a 500', () => {
   });
 
   it('memory metadata nested 5,000 levels; nothing stored; 60 levels is accepted and reads back', async () => {
-    const res = await post('/api/v1/memory/entities', `{"entities":[{"name":"deep","entityType":"t","observations":[],"metadata":${deepObject(5000)}}]}`);
+    const res = await post(
+      '/api/v1/memory/entities',
+      `{"entities":[{"name":"deep","entityType":"t","observations":[],"metadata":${deepObject(5000)}}]}`,
+    );
     expectTooDeep(res);
     expect((await getJson(t.url, '/api/v1/memory/entities/deep')).status).toBe(404);
-    const ok = await post('/api/v1/memory/entities', `{"entities":[{"name":"nested","entityType":"t","observations":[],"metadata":${deepObject(60)}}]}`);
+    const ok = await post(
+      '/api/v1/memory/entities',
+      `{"entities":[{"name":"nested","entityType":"t","observations":[],"metadata":${deepObject(60)}}]}`,
+    );
     expect(ok.status, ok.text).toBe(201);
     const back = await getJson<Json>(t.url, '/api/v1/memory/entities/nested');
     expect(back.status).toBe(200);
@@ -91,20 +98,34 @@ describe('deep JSON bodies are a 400 input_too_deep, not a 500', () => {
   });
 
   it('OpenAI-compatible chat completion with nested content parts', async () => {
-    const res = await post('/v1/chat/completions', `{"model":"echo","messages":[{"role":"user","content":${deepArray(10_000)}}]}`);
+    const res = await post(
+      '/v1/chat/completions',
+      `{"model":"echo","messages":[{"role":"user","content":${deepArray(10_000)}}]}`,
+    );
     expectTooDeep(res, 'openai');
     expect(res.json.error.type).toBe('invalid_request_error');
   });
 
   it("MCP JSON-RPC body at /mcp, and a tool call's args", async () => {
     const rpc = `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"calculator","arguments":${deepObject(20_000)}}}`;
-    expectTooDeep(await http<Json>(t.url, 'POST', '/mcp', { body: rpc, contentType: 'application/json', headers: { accept: 'application/json, text/event-stream' } }));
+    expectTooDeep(
+      await http<Json>(t.url, 'POST', '/mcp', {
+        body: rpc,
+        contentType: 'application/json',
+        headers: { accept: 'application/json, text/event-stream' },
+      }),
+    );
     expectTooDeep(await post('/api/v1/tools/calculator/evaluate/call', `{"args":${deepArray(20_000)}}`));
     await expectHealthy();
   });
 
   it('memory import: a deep JSON document, and a deep JSONL line named by its line number', async () => {
-    expectTooDeep(await post('/api/v1/memory/import', `{"format":"caxton-memory","version":1,"entities":[{"scope":"workspace","name":"x","entityType":"t","metadata":${deepObject(5000)}}]}`));
+    expectTooDeep(
+      await post(
+        '/api/v1/memory/import',
+        `{"format":"caxton-memory","version":1,"entities":[{"scope":"workspace","name":"x","entityType":"t","metadata":${deepObject(5000)}}]}`,
+      ),
+    );
     const jsonl = `{"type":"entity","name":"A","entityType":"t","observations":[]}\n{"type":"entity","name":${deepArray(50_000)}}\n`;
     const res = await post('/api/v1/memory/import?scope=workspace', jsonl, 'application/x-ndjson');
     const e = expectErrorEnvelope(res, 400, 'input_too_deep');
@@ -116,36 +137,61 @@ describe('deep JSON bodies are a 400 input_too_deep, not a 500', () => {
 
 describe('prototype keys and duplicate keys', () => {
   it('refuses "__proto__" naming the key and where, and pollutes nothing', async () => {
-    const res = await post('/api/v1/agents/echo/invoke', '{\n  "request": "hi",\n  "context": {"x": {"__proto__": {"polluted": true}}}\n}');
+    const res = await post(
+      '/api/v1/agents/echo/invoke',
+      '{\n  "request": "hi",\n  "context": {"x": {"__proto__": {"polluted": true}}}\n}',
+    );
     const e = expectErrorEnvelope(res, 400, 'invalid_request');
     expect(e.message).toMatch(/line 3, column \d+: the key "__proto__" is refused: it could change object prototypes/);
-    expect(e.details).toMatchObject({ key: '__proto__', path: 'context.x.__proto__', line: 3, reason: 'forbidden_key' });
+    expect(e.details).toMatchObject({
+      key: '__proto__',
+      path: 'context.x.__proto__',
+      line: 3,
+      reason: 'forbidden_key',
+    });
     expect(({} as Json).polluted).toBeUndefined();
     const msg = await post('/api/v1/messages', '{"__proto__":{"performative":"inform"}}');
     expect(expectErrorEnvelope(msg, 400, 'invalid_message').message).toContain('"__proto__" is refused');
   });
 
   it('refuses "constructor.prototype" but keeps "constructor" and "prototype" as plain keys elsewhere', async () => {
-    const bad = await post('/api/v1/memory/entities', '{"entities":[{"name":"c","entityType":"t","observations":[],"metadata":{"constructor":{"prototype":{"x":1}}}}]}');
+    const bad = await post(
+      '/api/v1/memory/entities',
+      '{"entities":[{"name":"c","entityType":"t","observations":[],"metadata":{"constructor":{"prototype":{"x":1}}}}]}',
+    );
     expect(expectErrorEnvelope(bad, 400, 'invalid_request').message).toContain('"constructor.prototype" is refused');
-    const ok = await post('/api/v1/memory/entities', '{"entities":[{"name":"ctor","entityType":"t","observations":[],"metadata":{"constructor":"Ada","prototype":"v2"}}]}');
+    const ok = await post(
+      '/api/v1/memory/entities',
+      '{"entities":[{"name":"ctor","entityType":"t","observations":[],"metadata":{"constructor":"Ada","prototype":"v2"}}]}',
+    );
     expect(ok.status, ok.text).toBe(201);
   });
 
   it('refuses a duplicate key naming it and its line', async () => {
-    const res = await post('/api/v1/agents/echo/invoke', '{\n  "request": "first",\n  "context": "c",\n  "request": "second"\n}');
+    const res = await post(
+      '/api/v1/agents/echo/invoke',
+      '{\n  "request": "first",\n  "context": "c",\n  "request": "second"\n}',
+    );
     const e = expectErrorEnvelope(res, 400, 'invalid_request');
-    expect(e.message).toBe('the request body: line 4, column 3: the key "request" appears twice in the same object; keep one');
+    expect(e.message).toBe(
+      'the request body: line 4, column 3: the key "request" appears twice in the same object; keep one',
+    );
     expect(e.details).toMatchObject({ key: 'request', line: 4, column: 3, reason: 'duplicate_key' });
     // the same key in two different objects is fine
     expect((await post('/api/v1/agents/echo/invoke', '{"request":"hi","context":{"request":1}}')).status).toBe(200);
-    const agent = await post('/api/v1/agents', '{"name":"dup","name":"dup2","system_prompt":"x","capabilities":["testing"]}');
+    const agent = await post(
+      '/api/v1/agents',
+      '{"name":"dup","name":"dup2","system_prompt":"x","capabilities":["testing"]}',
+    );
     expect(expectErrorEnvelope(agent, 400, 'invalid_request').details).toMatchObject({ key: 'name', line: 1 });
   });
 
   it('a 100,000-character unknown message parameter: named, shortened, not echoed whole', async () => {
     const key = 'x'.repeat(100_000);
-    const res = await post('/api/v1/messages', JSON.stringify({ performative: 'inform', receivers: ['echo'], content: 'c', [key]: 1 }));
+    const res = await post(
+      '/api/v1/messages',
+      JSON.stringify({ performative: 'inform', receivers: ['echo'], content: 'c', [key]: 1 }),
+    );
     const e = expectErrorEnvelope(res, 400, 'invalid_message');
     expect(e.message).toMatch(/^invalid message: x{100}… \(100000 characters\): unknown parameter/);
     expect(res.text.length).toBeLessThan(2000);
@@ -153,18 +199,30 @@ describe('prototype keys and duplicate keys', () => {
 
   it('still names the line and column of a syntax error', async () => {
     const res = await post('/api/v1/memory/entities', '{"entities": [\n  {"name": "x",}\n]}');
-    expect(expectErrorEnvelope(res, 400, 'invalid_request').message).toBe('the request body is not valid JSON: line 2, column 16: expected a property name in double quotes but found "}"');
+    expect(expectErrorEnvelope(res, 400, 'invalid_request').message).toBe(
+      'the request body is not valid JSON: line 2, column 16: expected a property name in double quotes but found "}"',
+    );
   });
 });
 
 describe('415 lists every accepted content type', () => {
   it('agents: text/plain included', async () => {
-    const e = expectErrorEnvelope(await post('/api/v1/agents', 'name = "x"', 'image/png'), 415, 'unsupported_media_type') as Json;
-    expect(e.details.supported).toEqual(expect.arrayContaining(['application/toml', 'text/markdown', 'application/json', 'text/plain']));
+    const e = expectErrorEnvelope(
+      await post('/api/v1/agents', 'name = "x"', 'image/png'),
+      415,
+      'unsupported_media_type',
+    ) as Json;
+    expect(e.details.supported).toEqual(
+      expect.arrayContaining(['application/toml', 'text/markdown', 'application/json', 'text/plain']),
+    );
     for (const type of e.details.supported as string[]) expect(e.message).toContain(type);
   });
   it('a JSON route: application/json and text/plain', async () => {
-    const e = expectErrorEnvelope(await post('/api/v1/agents/echo/invoke', '{"request":"hi"}', 'application/xml'), 415, 'unsupported_media_type') as Json;
+    const e = expectErrorEnvelope(
+      await post('/api/v1/agents/echo/invoke', '{"request":"hi"}', 'application/xml'),
+      415,
+      'unsupported_media_type',
+    ) as Json;
     expect(e.details.supported).toEqual(expect.arrayContaining(['application/json', 'text/plain']));
     expect(e.details.supported).not.toContain('application/toml');
     expect(e.message).toContain('send one of: application/json');
@@ -205,7 +263,8 @@ describe('directory event-stream followers', () => {
       for (const s of streams) s.ac.abort();
     }
     // The server notices each closed connection; wait (bounded) until every listener is gone.
-    for (let i = 0; i < 200 && directory.listenerCount('change') > baseline; i++) await new Promise((r) => setTimeout(r, 25));
+    for (let i = 0; i < 200 && directory.listenerCount('change') > baseline; i++)
+      await new Promise((r) => setTimeout(r, 25));
     expect(directory.listenerCount('change')).toBe(baseline);
     await new Promise((r) => setImmediate(r));
     process.off('warning', onWarning);

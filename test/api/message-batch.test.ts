@@ -5,7 +5,14 @@
  * accepted message delivered.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openaiProvider, removeTempDirs, setTestKeys, startCaxton, type Caxton, type HttpResult } from '../execution/helpers/caxton.js';
+import {
+  openaiProvider,
+  removeTempDirs,
+  setTestKeys,
+  startCaxton,
+  type Caxton,
+  type HttpResult,
+} from '../execution/helpers/caxton.js';
 import { startLlmStub, type LlmStub } from '../execution/helpers/llm-stub.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -21,7 +28,8 @@ async function get(base: string, path: string): Promise<HttpResult> {
   const text = await res.text();
   return { status: res.status, headers: res.headers, text, json: text === '' ? undefined : JSON.parse(text) };
 }
-const sendBatch = (base: string, msgs: unknown, query = ''): Promise<HttpResult> => post(base, `/api/v1/messages${query}`, JSON.stringify(msgs));
+const sendBatch = (base: string, msgs: unknown, query = ''): Promise<HttpResult> =>
+  post(base, `/api/v1/messages${query}`, JSON.stringify(msgs));
 
 let stub: LlmStub;
 let cx: Caxton;
@@ -47,7 +55,12 @@ afterAll(async () => {
 
 describe('POST /api/v1/messages with an array', () => {
   it('answers 202 with one result per message, in order, and delivers every one', async () => {
-    const msgs = Array.from({ length: 20 }, (_, i) => ({ id: `batch-ok-${i}`, performative: 'request', capability: 'answering', content: `question ${i}` }));
+    const msgs = Array.from({ length: 20 }, (_, i) => ({
+      id: `batch-ok-${i}`,
+      performative: 'request',
+      capability: 'answering',
+      content: `question ${i}`,
+    }));
     const res = await sendBatch(cx.url, msgs);
     expect(res.status, res.text).toBe(202);
     expect(res.json).toMatchObject({ accepted: 20, duplicates: 0, refused: 0 });
@@ -91,7 +104,11 @@ describe('POST /api/v1/messages with an array', () => {
   });
 
   it('takes a batch larger than [server] max_body_size, up to [messaging] max_batch_size', async () => {
-    const msgs = Array.from({ length: 40 }, (_, i) => ({ performative: 'inform', receiver: 'helper', content: `${i} ${'y'.repeat(1000)}` }));
+    const msgs = Array.from({ length: 40 }, (_, i) => ({
+      performative: 'inform',
+      receiver: 'helper',
+      content: `${i} ${'y'.repeat(1000)}`,
+    }));
     expect(JSON.stringify(msgs).length).toBeGreaterThan(16 * 1024);
     const res = await sendBatch(cx.url, msgs);
     expect(res.status, res.text).toBe(202);
@@ -106,7 +123,11 @@ describe('POST /api/v1/messages with an array', () => {
     const tooMany = await sendBatch(cx.url, many);
     expect(tooMany.status, tooMany.text).toBe(413);
     expect(tooMany.json.error.message).toContain('max_batch_messages');
-    const big = Array.from({ length: 30 }, () => ({ performative: 'inform', receiver: 'helper', content: 'x'.repeat(3000) }));
+    const big = Array.from({ length: 30 }, () => ({
+      performative: 'inform',
+      receiver: 'helper',
+      content: 'x'.repeat(3000),
+    }));
     const tooBig = await sendBatch(cx.url, big);
     expect(tooBig.status, tooBig.text).toBe(413);
     expect(tooBig.json.error.details.limit_bytes).toBe(64 * 1024);
@@ -119,7 +140,12 @@ describe('POST /api/v1/messages with an array', () => {
   });
 
   it('records one audit row per request, with the counts', async () => {
-    const msgs = Array.from({ length: 5 }, (_, i) => ({ id: `batch-audit-${i}`, performative: 'inform', receiver: 'helper', content: 'x' }));
+    const msgs = Array.from({ length: 5 }, (_, i) => ({
+      id: `batch-audit-${i}`,
+      performative: 'inform',
+      receiver: 'helper',
+      content: 'x',
+    }));
     const res = await sendBatch(cx.url, msgs);
     expect(res.status, res.text).toBe(202);
     const requestId = res.headers.get('x-request-id')!;

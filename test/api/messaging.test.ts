@@ -8,7 +8,18 @@
 import { createServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { expectEnvelope, openaiProvider, parseSse, removeTempDirs, setTestKeys, startCaxton, type AgentSpec, type Caxton, type HttpResult, type SseEvent } from '../execution/helpers/caxton.js';
+import {
+  expectEnvelope,
+  openaiProvider,
+  parseSse,
+  removeTempDirs,
+  setTestKeys,
+  startCaxton,
+  type AgentSpec,
+  type Caxton,
+  type HttpResult,
+  type SseEvent,
+} from '../execution/helpers/caxton.js';
 import { startLlmStub, type LlmStub, type RawHandler, type StubHit } from '../execution/helpers/llm-stub.js';
 import { openaiCompletion, sendJson } from '../helpers/llm-standin.js';
 
@@ -46,15 +57,26 @@ async function closedPort(): Promise<number> {
   return port;
 }
 
-async function request(base: string, method: string, path: string, body?: string | Uint8Array, headers: Record<string, string> = {}): Promise<HttpResult> {
-  const res = await fetch(base + path, { method, headers: { ...(body !== undefined && { 'content-type': 'application/json' }), ...headers }, ...(body !== undefined && { body }) });
+async function request(
+  base: string,
+  method: string,
+  path: string,
+  body?: string | Uint8Array,
+  headers: Record<string, string> = {},
+): Promise<HttpResult> {
+  const res = await fetch(base + path, {
+    method,
+    headers: { ...(body !== undefined && { 'content-type': 'application/json' }), ...headers },
+    ...(body !== undefined && { body }),
+  });
   const text = await res.text();
   let json: unknown;
   if ((res.headers.get('content-type') ?? '').includes('json') && text !== '') json = JSON.parse(text);
   return { status: res.status, headers: res.headers, text, json };
 }
 
-const send = (base: string, msg: unknown, query = ''): Promise<HttpResult> => request(base, 'POST', `/api/v1/messages${query}`, typeof msg === 'string' ? msg : JSON.stringify(msg));
+const send = (base: string, msg: unknown, query = ''): Promise<HttpResult> =>
+  request(base, 'POST', `/api/v1/messages${query}`, typeof msg === 'string' ? msg : JSON.stringify(msg));
 const get = (base: string, path: string): Promise<HttpResult> => request(base, 'GET', path);
 
 interface EventStream {
@@ -105,7 +127,10 @@ async function openEvents(url: string): Promise<EventStream> {
     close: () => ac.abort(),
     next(until) {
       return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => done(new Error(`no matching event within 15 s; got: ${events.map((e) => e.event).join(', ')}`)), 15_000);
+        const timer = setTimeout(
+          () => done(new Error(`no matching event within 15 s; got: ${events.map((e) => e.event).join(', ')}`)),
+          15_000,
+        );
         const check = (): void => {
           if (until(events)) done();
           else if (finished) done(new Error(`the stream ended; got: ${events.map((e) => e.event).join(', ')}`));
@@ -178,7 +203,12 @@ describe('POST /api/v1/messages and conversations', () => {
   it('a request to a capability is accepted (202), then the conversation shows request, agree, inform and is completed', async () => {
     const res = await send(cx.url, { performative: 'request', capability: 'answering', content: 'what is up?' });
     expect(res.status, res.text).toBe(202);
-    expect(res.json).toMatchObject({ performative: 'request', routed_to: ['helper'], routing: 'one', duplicate: false });
+    expect(res.json).toMatchObject({
+      performative: 'request',
+      routed_to: ['helper'],
+      routing: 'one',
+      duplicate: false,
+    });
     expect(res.json.id).toMatch(/^msg_/);
     expect(res.json.conversation_id).toMatch(/^conv_/);
     expect(res.headers.get('location')).toBe(`/api/v1/conversations/${res.json.conversation_id}`);
@@ -196,13 +226,25 @@ describe('POST /api/v1/messages and conversations', () => {
       capability: 'answering',
       turns: 3,
     });
-    expect(conv.json.messages.map((m: Json) => `${m.performative}:${m.sender}`)).toEqual(['request:user', 'agree:helper', 'inform:helper']);
+    expect(conv.json.messages.map((m: Json) => `${m.performative}:${m.sender}`)).toEqual([
+      'request:user',
+      'agree:helper',
+      'inform:helper',
+    ]);
     expect(conv.json.messages[0]).toMatchObject({ id: res.json.id, content: 'what is up?', routed_to: ['helper'] });
-    expect(conv.json.messages[2]).toMatchObject({ content: 'answer from helper', in_reply_to: res.json.id, receivers: ['user'] });
+    expect(conv.json.messages[2]).toMatchObject({
+      content: 'answer from helper',
+      in_reply_to: res.json.id,
+      receivers: ['user'],
+    });
 
     const msg = await get(cx.url, `/api/v1/messages/${res.json.id}`);
     expect(msg.status, msg.text).toBe(200);
-    expect(msg.json).toMatchObject({ id: res.json.id, routed_to: ['helper'], deliveries: [{ receiver: 'helper', state: 'done', attempts: 1 }] });
+    expect(msg.json).toMatchObject({
+      id: res.json.id,
+      routed_to: ['helper'],
+      deliveries: [{ receiver: 'helper', state: 'done', attempts: 1 }],
+    });
 
     const list = await get(cx.url, '/api/v1/conversations?participant=helper&state=completed');
     expect(list.status, list.text).toBe(200);
@@ -211,12 +253,20 @@ describe('POST /api/v1/messages and conversations', () => {
   });
 
   it('GET /messages lists messages newest first, narrowed by performative, sender, receiver and conversation; a bad filter names it', async () => {
-    const res = await send(cx.url, { performative: 'request', capability: 'answering', content: 'list me' }, '?wait=30');
+    const res = await send(
+      cx.url,
+      { performative: 'request', capability: 'answering', content: 'list me' },
+      '?wait=30',
+    );
     expect(res.status, res.text).toBe(200);
     const conv = res.json.conversation_id;
     const all = await get(cx.url, `/api/v1/messages?conversation_id=${conv}`);
     expect(all.status, all.text).toBe(200);
-    expect(all.json.messages.map((m: Json) => `${m.performative}:${m.sender}`)).toEqual(['inform:helper', 'agree:helper', 'request:user']);
+    expect(all.json.messages.map((m: Json) => `${m.performative}:${m.sender}`)).toEqual([
+      'inform:helper',
+      'agree:helper',
+      'request:user',
+    ]);
     expect(all.json).toMatchObject({ total: 3, limit: 50, offset: 0 });
     const informs = await get(cx.url, `/api/v1/messages?conversation_id=${conv}&performative=inform`);
     expect(informs.json.messages.map((m: Json) => m.sender)).toEqual(['helper']);
@@ -232,22 +282,40 @@ describe('POST /api/v1/messages and conversations', () => {
   });
 
   it('?wait returns 200 with the outcome: the conversation and its messages', async () => {
-    const res = await send(cx.url, { performative: 'query-ref', capability: 'answering', content: 'the capital of France' }, '?wait=30');
+    const res = await send(
+      cx.url,
+      { performative: 'query-ref', capability: 'answering', content: 'the capital of France' },
+      '?wait=30',
+    );
     expect(res.status, res.text).toBe(200);
-    expect(res.json).toMatchObject({ routed_to: ['helper'], duplicate: false, conversation: { state: 'completed', protocol: 'fipa-query' } });
+    expect(res.json).toMatchObject({
+      routed_to: ['helper'],
+      duplicate: false,
+      conversation: { state: 'completed', protocol: 'fipa-query' },
+    });
     expect(res.json.messages.map((m: Json) => m.performative)).toEqual(['query-ref', 'inform']);
     expect(res.json.messages[1].content).toBe('answer from helper');
   });
 
   it('the same message id posted twice is stored and delivered once: the second answer is a duplicate (200)', async () => {
     const before = stub.hits.filter((h) => agentOf(h) === 'counter').length;
-    const body = { id: 'client-chosen-id-1', performative: 'request', capability: 'counting', content: 'count me once' };
+    const body = {
+      id: 'client-chosen-id-1',
+      performative: 'request',
+      capability: 'counting',
+      content: 'count me once',
+    };
     const first = await send(cx.url, body);
     expect(first.status, first.text).toBe(202);
     expect(first.json.duplicate).toBe(false);
     const second = await send(cx.url, body);
     expect(second.status, second.text).toBe(200);
-    expect(second.json).toMatchObject({ id: 'client-chosen-id-1', conversation_id: first.json.conversation_id, duplicate: true, routed_to: ['counter'] });
+    expect(second.json).toMatchObject({
+      id: 'client-chosen-id-1',
+      conversation_id: first.json.conversation_id,
+      duplicate: true,
+      routed_to: ['counter'],
+    });
 
     await cx.server.bus.wait(first.json.conversation_id, 10_000);
     const msg = await get(cx.url, '/api/v1/messages/client-chosen-id-1');
@@ -263,21 +331,33 @@ describe('POST /api/v1/messages and conversations', () => {
   });
 
   it('an unknown capability is recorded with a failure reply and the conversation fails', async () => {
-    const res = await send(cx.url, { performative: 'request', capability: 'time-travel', content: 'yesterday, please' });
+    const res = await send(cx.url, {
+      performative: 'request',
+      capability: 'time-travel',
+      content: 'yesterday, please',
+    });
     expect(res.status, res.text).toBe(202);
     expect(res.json).toMatchObject({ routed_to: [], routing: 'none', failure: { reason: 'unknown_capability' } });
     expect(res.json.failure.message).toContain('time-travel');
     const conv = await get(cx.url, `/api/v1/conversations/${res.json.conversation_id}`);
     expect(conv.json.conversation).toMatchObject({ state: 'failed' });
     expect(conv.json.conversation.reason).toContain('no agent provides capability "time-travel"');
-    expect(conv.json.messages.map((m: Json) => `${m.performative}:${m.sender}`)).toEqual(['request:user', 'failure:caxton']);
+    expect(conv.json.messages.map((m: Json) => `${m.performative}:${m.sender}`)).toEqual([
+      'request:user',
+      'failure:caxton',
+    ]);
     expect(conv.json.messages[1].id).toBe(res.json.failure.reply_id);
   });
 
   it('a message to a finished conversation is refused (409 conversation_closed)', async () => {
     const done = await send(cx.url, { performative: 'request', capability: 'answering', content: 'one' }, '?wait=30');
     expect(done.json.conversation.state).toBe('completed');
-    const res = await send(cx.url, { performative: 'request', capability: 'answering', content: 'two', conversation_id: done.json.conversation_id });
+    const res = await send(cx.url, {
+      performative: 'request',
+      capability: 'answering',
+      content: 'two',
+      conversation_id: done.json.conversation_id,
+    });
     const err = expectEnvelope(res, 409, 'conversation_closed');
     expect(err.message).toContain(done.json.conversation_id);
   });
@@ -318,7 +398,10 @@ describe('GET /api/v1/conversations/{id}/events (server-sent events)', () => {
       expect(messages.map((e) => e.json.performative)).toEqual(['request', 'agree', 'inform']);
       expect(messages[2]!.json.content).toBe('streamed answer');
       expect(stream.events.at(-2)!.json).toMatchObject({ id: res.json.conversation_id, state: 'completed' });
-      expect(stream.events.at(-1)!.json).toMatchObject({ conversation_id: res.json.conversation_id, state: 'completed' });
+      expect(stream.events.at(-1)!.json).toMatchObject({
+        conversation_id: res.json.conversation_id,
+        state: 'completed',
+      });
     } finally {
       stream.close();
       gates.delete('gated');
@@ -386,7 +469,13 @@ describe('bad input: a clear error naming the field, and nothing stored', () => 
       field: 'content',
       says: /at most 4096 \(\[messaging\] max_message_size\)/,
     },
-    { label: 'a body over [server] max_body_size', body: JSON.stringify({ ...ok, content: 'x'.repeat(20 * 1024) }), status: 413, code: 'payload_too_large', says: /larger than the 16 KiB limit/ },
+    {
+      label: 'a body over [server] max_body_size',
+      body: JSON.stringify({ ...ok, content: 'x'.repeat(20 * 1024) }),
+      status: 413,
+      code: 'payload_too_large',
+      says: /larger than the 16 KiB limit/,
+    },
     {
       label: 'neither receiver nor capability',
       body: JSON.stringify({ performative: 'request', content: 'to whom?' }),
@@ -443,10 +532,30 @@ describe('bad input: a clear error naming the field, and nothing stored', () => 
       field: 'conversaton_id',
       says: /unknown parameter; did you mean "conversation_id"\?/,
     },
-    { label: 'an unknown protocol', body: JSON.stringify({ ...ok, protocol: 'fipa-gossip' }), status: 400, code: 'invalid_message', field: 'protocol', says: /unknown protocol "fipa-gossip"/ },
-    { label: 'a JSON number instead of an object', body: '12', status: 400, code: 'invalid_message', field: '(message)', says: /expected a JSON object/ },
+    {
+      label: 'an unknown protocol',
+      body: JSON.stringify({ ...ok, protocol: 'fipa-gossip' }),
+      status: 400,
+      code: 'invalid_message',
+      field: 'protocol',
+      says: /unknown protocol "fipa-gossip"/,
+    },
+    {
+      label: 'a JSON number instead of an object',
+      body: '12',
+      status: 400,
+      code: 'invalid_message',
+      field: '(message)',
+      says: /expected a JSON object/,
+    },
     { label: 'an empty body', body: '', status: 400, code: 'invalid_message', says: /body is empty/ },
-    { label: 'a body that is not UTF-8', body: Buffer.from([0x7b, 0x22, 0xff, 0x22, 0x7d]), status: 400, code: 'invalid_message', says: /not valid UTF-8 \(invalid byte at line 1, column 3\)/ },
+    {
+      label: 'a body that is not UTF-8',
+      body: Buffer.from([0x7b, 0x22, 0xff, 0x22, 0x7d]),
+      status: 400,
+      code: 'invalid_message',
+      says: /not valid UTF-8 \(invalid byte at line 1, column 3\)/,
+    },
   ];
 
   for (const c of cases) {
@@ -499,7 +608,12 @@ describe('dead letters', () => {
     const list = await get(cx.url, '/api/v1/dead-letters');
     expect(list.status, list.text).toBe(200);
     const dead = list.json.dead_letters.find((d: Json) => d.message_id === res.json.id);
-    expect(dead).toMatchObject({ receiver: 'fragile', state: 'dead', attempts: 1, message: { id: res.json.id, content: 'try me' } });
+    expect(dead).toMatchObject({
+      receiver: 'fragile',
+      state: 'dead',
+      attempts: 1,
+      message: { id: res.json.id, content: 'try me' },
+    });
     expect(dead.last_error).toContain('cannot reach');
     expect(list.json.total).toBeGreaterThanOrEqual(1);
     const one = await get(cx.url, `/api/v1/dead-letters/${dead.id}`);
@@ -510,22 +624,37 @@ describe('dead letters', () => {
     const byReceiver = await get(cx.url, '/api/v1/dead-letters?receiver=FRAG');
     expect(byReceiver.json.dead_letters.map((d: Json) => d.id)).toContain(dead.id);
     expect(byReceiver.json.dead_letters.every((d: Json) => d.receiver === 'fragile')).toBe(true);
-    expect((await get(cx.url, '/api/v1/dead-letters?error=CANNOT%20REACH')).json.dead_letters.map((d: Json) => d.id)).toContain(dead.id);
+    expect(
+      (await get(cx.url, '/api/v1/dead-letters?error=CANNOT%20REACH')).json.dead_letters.map((d: Json) => d.id),
+    ).toContain(dead.id);
     expect((await get(cx.url, '/api/v1/dead-letters?error=%25')).json).toMatchObject({ dead_letters: [], total: 0 });
-    expect((await get(cx.url, '/api/v1/dead-letters?receiver=nobody')).json).toMatchObject({ dead_letters: [], total: 0 });
+    expect((await get(cx.url, '/api/v1/dead-letters?receiver=nobody')).json).toMatchObject({
+      dead_letters: [],
+      total: 0,
+    });
 
     // Fix the agent (point it at a working provider), then replay.
     await cx.update({ name: 'fragile', capabilities: ['fragile'], llm: { provider: 'stub' } });
     const replay = await request(cx.url, 'POST', `/api/v1/dead-letters/${dead.id}/replay`);
     expect(replay.status, replay.text).toBe(202);
-    expect(replay.json).toEqual({ id: dead.id, message_id: res.json.id, receiver: 'fragile', conversation_id: res.json.conversation_id });
+    expect(replay.json).toEqual({
+      id: dead.id,
+      message_id: res.json.id,
+      receiver: 'fragile',
+      conversation_id: res.json.conversation_id,
+    });
 
     const stream = await openEvents(`${cx.url}/api/v1/conversations/${res.json.conversation_id}/events`);
     await stream.ended;
     expect(stream.events.at(-1)).toMatchObject({ event: 'end', json: { state: 'completed' } });
     const conv = await get(cx.url, `/api/v1/conversations/${res.json.conversation_id}`);
     expect(conv.json.conversation.state).toBe('completed');
-    expect(conv.json.messages.map((m: Json) => `${m.performative}:${m.sender}`)).toEqual(['request:user', 'failure:caxton', 'agree:fragile', 'inform:fragile']);
+    expect(conv.json.messages.map((m: Json) => `${m.performative}:${m.sender}`)).toEqual([
+      'request:user',
+      'failure:caxton',
+      'agree:fragile',
+      'inform:fragile',
+    ]);
     const msg = await get(cx.url, `/api/v1/messages/${res.json.id}`);
     expect(msg.json.deliveries).toMatchObject([{ receiver: 'fragile', state: 'done' }]);
 
@@ -541,12 +670,24 @@ describe('directory facilitator', () => {
     expect(all.json.entries.map((e: Json) => e.agent)).toEqual(expect.arrayContaining(agents.map((a) => a.name)));
     const one = await get(cx.url, '/api/v1/directory?capability=answering');
     expect(one.json).toEqual({
-      entries: [{ agent: 'helper', description: 'execution test agent helper', capabilities: ['answering'], protocols: [], ontologies: [], languages: [], max_concurrency: null }],
+      entries: [
+        {
+          agent: 'helper',
+          description: 'execution test agent helper',
+          capabilities: ['answering'],
+          protocols: [],
+          ontologies: [],
+          languages: [],
+          max_concurrency: null,
+        },
+      ],
       total: 1,
     });
     expect((await get(cx.url, '/api/v1/directory?capability=nothing-here')).json).toEqual({ entries: [], total: 0 });
     // Agents that name no protocols take part in every protocol.
-    expect((await get(cx.url, '/api/v1/directory?capability=answering&protocol=fipa-query&language=json')).json.total).toBe(1);
+    expect(
+      (await get(cx.url, '/api/v1/directory?capability=answering&protocol=fipa-query&language=json')).json.total,
+    ).toBe(1);
   });
 
   it('GET /directory/events streams a deploy, an update and a removal', async () => {
@@ -558,12 +699,23 @@ describe('directory facilitator', () => {
       const reg = stream.events.find((e) => e.event === 'registered')!;
       expect(reg.json).toEqual({
         type: 'registered',
-        entry: { agent: 'newcomer', description: 'execution test agent newcomer', capabilities: ['novelty'], protocols: [], ontologies: [], languages: [], max_concurrency: null },
+        entry: {
+          agent: 'newcomer',
+          description: 'execution test agent newcomer',
+          capabilities: ['novelty'],
+          protocols: [],
+          ontologies: [],
+          languages: [],
+          max_concurrency: null,
+        },
       });
       expect(reg.json.entry.definition).toBeUndefined();
       await cx.update({ name: 'newcomer', capabilities: ['novelty', 'more'] });
       await stream.next((es) => es.some((e) => e.event === 'updated'));
-      expect(stream.events.find((e) => e.event === 'updated')!.json).toMatchObject({ entry: { capabilities: ['novelty', 'more'] }, previous: { capabilities: ['novelty'] } });
+      expect(stream.events.find((e) => e.event === 'updated')!.json).toMatchObject({
+        entry: { capabilities: ['novelty', 'more'] },
+        previous: { capabilities: ['novelty'] },
+      });
       const del = await request(cx.url, 'DELETE', '/api/v1/agents/newcomer');
       expect(del.status).toBe(204);
       await stream.next((es) => es.some((e) => e.event === 'deregistered'));
@@ -578,7 +730,14 @@ describe('stats and OpenAPI', () => {
   it('GET /messaging/stats reports the queue', async () => {
     const res = await get(cx.url, '/api/v1/messaging/stats');
     expect(res.status).toBe(200);
-    expect(Object.keys(res.json).sort()).toEqual(['dead_letters', 'max_queue', 'open_conversations', 'queued', 'retrying', 'running']);
+    expect(Object.keys(res.json).sort()).toEqual([
+      'dead_letters',
+      'max_queue',
+      'open_conversations',
+      'queued',
+      'retrying',
+      'running',
+    ]);
     expect(res.json.max_queue).toBe(10_000);
   });
 
@@ -600,8 +759,12 @@ describe('stats and OpenAPI', () => {
       expect(doc.paths[p], p).toBeDefined();
     }
     const body = doc.paths['/api/v1/messages'].post.requestBody.content['application/json'].schema;
-    expect(Object.keys(body.properties)).toEqual(expect.arrayContaining(['performative', 'capability', 'receiver', 'content', 'reply_by', 'params']));
-    expect(doc.paths['/api/v1/conversations'].get.parameters.map((p: Json) => p.name)).toEqual(expect.arrayContaining(['state', 'participant', 'limit', 'offset']));
+    expect(Object.keys(body.properties)).toEqual(
+      expect.arrayContaining(['performative', 'capability', 'receiver', 'content', 'reply_by', 'params']),
+    );
+    expect(doc.paths['/api/v1/conversations'].get.parameters.map((p: Json) => p.name)).toEqual(
+      expect.arrayContaining(['state', 'participant', 'limit', 'offset']),
+    );
   });
 });
 
@@ -610,7 +773,10 @@ describe('back-pressure', () => {
     const g = gate('finally');
     const slowStub = await startLlmStub(() => g.handler);
     const small = await startCaxton({
-      config: { llm: { default_provider: 'stub', providers: { stub: openaiProvider(slowStub.url) } }, messaging: { max_queue: 1 } },
+      config: {
+        llm: { default_provider: 'stub', providers: { stub: openaiProvider(slowStub.url) } },
+        messaging: { max_queue: 1 },
+      },
       agents: [{ name: 'slow', capabilities: ['slow'] }],
     });
     try {
@@ -627,7 +793,11 @@ describe('back-pressure', () => {
       const conv = await small.server.bus.wait(first.json.conversation_id, 10_000);
       expect(conv.state).toBe('completed');
       // With room again, the next message is accepted.
-      const third = await send(small.url, { performative: 'request', capability: 'slow', content: 'third' }, '?wait=30');
+      const third = await send(
+        small.url,
+        { performative: 'request', capability: 'slow', content: 'third' },
+        '?wait=30',
+      );
       expect(third.status, third.text).toBe(200);
       expect(third.json.conversation.state).toBe('completed');
     } finally {

@@ -9,7 +9,11 @@ import { CaxtonError } from '../../src/shared/errors.js';
 import type { SuspendedExecution, SuspendedExecutionStore } from '../../src/execution/index.js';
 
 const tools = new Set(['get_weather']);
-const call = (id: string, city: string) => ({ id, type: 'function' as const, function: { name: 'get_weather', arguments: JSON.stringify({ city }) } });
+const call = (id: string, city: string) => ({
+  id,
+  type: 'function' as const,
+  function: { name: 'get_weather', arguments: JSON.stringify({ city }) },
+});
 
 const stored: SuspendedExecution = {
   id: 'resp_1',
@@ -17,7 +21,11 @@ const stored: SuspendedExecution = {
   transcript: [
     { role: 'system', content: 'You are Helper.' },
     { role: 'user', content: 'Task: weather?' },
-    { role: 'assistant', content: '', tool_calls: [{ id: 'call_a', name: 'get_weather', arguments: { city: 'Oslo' } }] },
+    {
+      role: 'assistant',
+      content: '',
+      tool_calls: [{ id: 'call_a', name: 'get_weather', arguments: { city: 'Oslo' } }],
+    },
   ],
   pending_call_ids: ['call_a'],
   expires_at: Date.now() + 60_000,
@@ -37,14 +45,22 @@ describe('chatMessagesToInvoke', () => {
       { role: 'assistant', content: null, tool_calls: [call('c1', 'Oslo')] },
       { role: 'tool', tool_call_id: 'c1', content: 'snow' },
     ];
-    const { invoke, resumed } = await chatMessagesToInvoke(messages, { agent: 'helper', userTemplate: '{{request}}', toolNames: tools });
+    const { invoke, resumed } = await chatMessagesToInvoke(messages, {
+      agent: 'helper',
+      userTemplate: '{{request}}',
+      toolNames: tools,
+    });
     expect(resumed).toBeUndefined();
     expect(invoke).toEqual({
       request: 'weather?',
       instructions: ['Be brief.'],
       history: [],
       continuation: [
-        { role: 'assistant', content: '', tool_calls: [{ id: 'c1', name: 'get_weather', arguments: { city: 'Oslo' } }] },
+        {
+          role: 'assistant',
+          content: '',
+          tool_calls: [{ id: 'c1', name: 'get_weather', arguments: { city: 'Oslo' } }],
+        },
         { role: 'tool', tool_call_id: 'c1', name: 'get_weather', content: 'snow' },
       ],
     });
@@ -70,7 +86,16 @@ describe('chatMessagesToInvoke', () => {
   });
 
   it('with resume, refuses missing results and new system messages', async () => {
-    expect(await param(chatMessagesToInvoke([{ role: 'user', content: 'hi' }], { agent: 'helper', userTemplate: '', toolNames: tools, resume: stored }))).toBe('messages');
+    expect(
+      await param(
+        chatMessagesToInvoke([{ role: 'user', content: 'hi' }], {
+          agent: 'helper',
+          userTemplate: '',
+          toolNames: tools,
+          resume: stored,
+        }),
+      ),
+    ).toBe('messages');
     expect(
       await param(
         chatMessagesToInvoke(
@@ -91,12 +116,20 @@ describe('chatMessagesToInvoke', () => {
       { role: 'assistant', content: null, tool_calls: [handoff] },
       { role: 'tool', tool_call_id: 'h1', content: '{"assistant":"Billing"}' },
     ];
-    const { invoke } = await chatMessagesToInvoke(messages, { agent: 'billing', userTemplate: '', toolNames: new Set() });
+    const { invoke } = await chatMessagesToInvoke(messages, {
+      agent: 'billing',
+      userTemplate: '',
+      toolNames: new Set(),
+    });
     expect(invoke.continuation).toEqual([
       { role: 'assistant', content: '', tool_calls: [{ id: 'h1', name: 'transfer_to_billing', arguments: {} }] },
       { role: 'tool', tool_call_id: 'h1', name: 'transfer_to_billing', content: '{"assistant":"Billing"}' },
     ]);
-    expect(await param(chatMessagesToInvoke(messages.slice(0, 2), { agent: 'billing', userTemplate: '', toolNames: new Set() }))).toBe('messages[1].tool_calls');
+    expect(
+      await param(
+        chatMessagesToInvoke(messages.slice(0, 2), { agent: 'billing', userTemplate: '', toolNames: new Set() }),
+      ),
+    ).toBe('messages[1].tool_calls');
   });
 
   it("reads an assistant message's refusal, or its audio transcript, when its content is empty", async () => {
@@ -112,30 +145,56 @@ describe('chatMessagesToInvoke', () => {
       ],
       { agent: 'helper', userTemplate: '', toolNames: tools },
     );
-    expect(invoke.history!.filter((m) => m.role === 'assistant').map((m) => m.content)).toEqual(['I cannot help with that.', 'Spoken answer.', 'Text wins.']);
+    expect(invoke.history!.filter((m) => m.role === 'assistant').map((m) => m.content)).toEqual([
+      'I cannot help with that.',
+      'Spoken answer.',
+      'Text wins.',
+    ]);
   });
 
   it('resumes a stored execution only for a request that still offers the tools of its pending calls', async () => {
-    const store = { findByCallId: (id: string) => Promise.resolve(id === 'call_a' ? stored : undefined) } as unknown as SuspendedExecutionStore;
+    const store = {
+      findByCallId: (id: string) => Promise.resolve(id === 'call_a' ? stored : undefined),
+    } as unknown as SuspendedExecutionStore;
     const messages: ChatMessageParam[] = [
       { role: 'user', content: 'weather?' },
       { role: 'assistant', content: null, tool_calls: [call('call_a', 'Oslo')] },
       { role: 'tool', tool_call_id: 'call_a', content: 'snow' },
     ];
-    const offering = await chatMessagesToInvoke(messages, { agent: 'helper', userTemplate: '', toolNames: tools, store });
+    const offering = await chatMessagesToInvoke(messages, {
+      agent: 'helper',
+      userTemplate: '',
+      toolNames: tools,
+      store,
+    });
     expect(offering.resumed).toBe(stored);
     // A handoff: the next request answers the call without offering its tool, under its own prompts.
-    const moved = await chatMessagesToInvoke([{ role: 'system', content: 'You handle refunds.' }, ...messages], { agent: 'helper', userTemplate: '', toolNames: new Set(), store });
+    const moved = await chatMessagesToInvoke([{ role: 'system', content: 'You handle refunds.' }, ...messages], {
+      agent: 'helper',
+      userTemplate: '',
+      toolNames: new Set(),
+      store,
+    });
     expect(moved.resumed).toBeUndefined();
-    expect(moved.invoke).toMatchObject({ instructions: ['You handle refunds.'], history: [], continuation: [{ role: 'assistant' }, { role: 'tool', content: 'snow' }] });
+    expect(moved.invoke).toMatchObject({
+      instructions: ['You handle refunds.'],
+      history: [],
+      continuation: [{ role: 'assistant' }, { role: 'tool', content: 'snow' }],
+    });
   });
 
   it('refuses arguments that are not a JSON object', async () => {
     const messages: ChatMessageParam[] = [
       { role: 'user', content: 'weather?' },
-      { role: 'assistant', content: null, tool_calls: [{ ...call('c1', 'x'), function: { name: 'get_weather', arguments: '[1' } }] },
+      {
+        role: 'assistant',
+        content: null,
+        tool_calls: [{ ...call('c1', 'x'), function: { name: 'get_weather', arguments: '[1' } }],
+      },
       { role: 'tool', tool_call_id: 'c1', content: 'snow' },
     ];
-    expect(await param(chatMessagesToInvoke(messages, { agent: 'helper', userTemplate: '', toolNames: tools }))).toBe('messages[1].tool_calls[0].function.arguments');
+    expect(await param(chatMessagesToInvoke(messages, { agent: 'helper', userTemplate: '', toolNames: tools }))).toBe(
+      'messages[1].tool_calls[0].function.arguments',
+    );
   });
 });

@@ -25,7 +25,14 @@ const lines = () =>
 
 beforeAll(async () => {
   const dir = makeTempDir('caxton-reqid-');
-  const config = localAuthUnlessConfigured(loadServerConfig({ env: {}, cwd: dir, flags: { port: 0, metricsPort: 0, dataDir: `${dir}/data`, agentsDir: `${dir}/agents` } }), '');
+  const config = localAuthUnlessConfigured(
+    loadServerConfig({
+      env: {},
+      cwd: dir,
+      flags: { port: 0, metricsPort: 0, dataDir: `${dir}/data`, agentsDir: `${dir}/agents` },
+    }),
+    '',
+  );
   const stream = new Writable({
     write(chunk, _enc, cb) {
       chunks.push(String(chunk));
@@ -41,7 +48,11 @@ afterAll(async () => {
 
 describe('request ids', () => {
   it("a client's X-Request-Id is kept as client_request_id; the request id stays the server's", async () => {
-    const res = await http(server.url, 'POST', '/api/v1/agents', { body: tomlAgent('ids'), contentType: 'application/toml', headers: { 'x-request-id': 'client-req-42' } });
+    const res = await http(server.url, 'POST', '/api/v1/agents', {
+      body: tomlAgent('ids'),
+      contentType: 'application/toml',
+      headers: { 'x-request-id': 'client-req-42' },
+    });
     expect(res.status).toBe(201);
     const id = res.headers.get('x-request-id')!;
     expect(id).toMatch(UUID);
@@ -49,7 +60,11 @@ describe('request ids', () => {
     expect(expectErrorEnvelope(err, 404, 'agent_not_found').request_id).toMatch(UUID);
 
     server.audit!.flush();
-    const audit = await http<{ records: { request_id: string; client_request_id: string | null; action: string }[] }>(server.url, 'GET', '/api/v1/audit?action=agent.deploy');
+    const audit = await http<{ records: { request_id: string; client_request_id: string | null; action: string }[] }>(
+      server.url,
+      'GET',
+      '/api/v1/audit?action=agent.deploy',
+    );
     const row = audit.json.records.find((r) => r.request_id === id);
     expect(row).toMatchObject({ request_id: id, client_request_id: 'client-req-42' });
 
@@ -60,11 +75,20 @@ describe('request ids', () => {
   });
 
   it('a request without X-Request-Id has no client_request_id', async () => {
-    const res = await http(server.url, 'POST', '/api/v1/agents', { body: tomlAgent('ids-2'), contentType: 'application/toml' });
+    const res = await http(server.url, 'POST', '/api/v1/agents', {
+      body: tomlAgent('ids-2'),
+      contentType: 'application/toml',
+    });
     expect(res.status).toBe(201);
     server.audit!.flush();
-    const audit = await http<{ records: { request_id: string; client_request_id: string | null }[] }>(server.url, 'GET', '/api/v1/audit?action=agent.deploy');
-    expect(audit.json.records.find((r) => r.request_id === res.headers.get('x-request-id'))?.client_request_id).toBeNull();
+    const audit = await http<{ records: { request_id: string; client_request_id: string | null }[] }>(
+      server.url,
+      'GET',
+      '/api/v1/audit?action=agent.deploy',
+    );
+    expect(
+      audit.json.records.find((r) => r.request_id === res.headers.get('x-request-id'))?.client_request_id,
+    ).toBeNull();
   });
 
   it('an X-Request-Id too long or with other characters is refused with 400, naming the header and the rule', async () => {
@@ -75,6 +99,8 @@ describe('request ids', () => {
       expect(e.message).toContain('128');
       expect(e.request_id).toMatch(UUID);
     }
-    expect((await http(server.url, 'GET', '/api/v1/agents', { headers: { 'x-request-id': 'x'.repeat(128) } })).status).toBe(200);
+    expect(
+      (await http(server.url, 'GET', '/api/v1/agents', { headers: { 'x-request-id': 'x'.repeat(128) } })).status,
+    ).toBe(200);
   });
 });

@@ -59,7 +59,10 @@ describe('SqliteResponseStore', () => {
 
   it('scrubs the configured secrets before storing', () => {
     store.save(rec('resp_s', 'key:alice', `my key is ${SECRET}`));
-    const raw = db.prepare('SELECT messages FROM openai_responses WHERE response_id = ?').pluck().get('resp_s') as string;
+    const raw = db
+      .prepare('SELECT messages FROM openai_responses WHERE response_id = ?')
+      .pluck()
+      .get('resp_s') as string;
     expect(raw).not.toContain(SECRET);
   });
 

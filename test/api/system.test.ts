@@ -6,7 +6,10 @@ import { removeTempDirs } from '../helpers/tmp.js';
 interface OpenApiDoc {
   openapi: string;
   info: { title: string; version: string };
-  paths: Record<string, Record<string, { requestBody?: { content: Record<string, unknown> }; responses?: Record<string, unknown> }>>;
+  paths: Record<
+    string,
+    Record<string, { requestBody?: { content: Record<string, unknown> }; responses?: Record<string, unknown> }>
+  >;
 }
 
 let t: TestServer;
@@ -39,7 +42,12 @@ describe('system endpoints', () => {
   });
 
   it('/api/v1/status reports agents and the config paths', async () => {
-    const res = await getJson<{ ready: boolean; version: string; agents: { total: number }; config: { agents_dir: string; data_dir: string } }>(t.url, '/api/v1/status');
+    const res = await getJson<{
+      ready: boolean;
+      version: string;
+      agents: { total: number };
+      config: { agents_dir: string; data_dir: string };
+    }>(t.url, '/api/v1/status');
     expect(res.status).toBe(200);
     expect(res.json.ready).toBe(true);
     expect(res.json.version).toMatch(/^\d+\.\d+\.\d+/);
@@ -47,10 +55,16 @@ describe('system endpoints', () => {
   });
 
   it('/api/v1/config shows the effective configuration with secrets redacted', async () => {
-    const res = await getJson<{ llm: { providers: Record<string, { api_key_env?: string; headers?: Record<string, string> }> }; server: { port: number } }>(t.url, '/api/v1/config');
+    const res = await getJson<{
+      llm: { providers: Record<string, { api_key_env?: string; headers?: Record<string, string> }> };
+      server: { port: number };
+    }>(t.url, '/api/v1/config');
     expect(res.status).toBe(200);
     expect(res.text).not.toContain('sk-secret-value');
-    expect(res.json.llm.providers.local).toMatchObject({ api_key_env: 'LOCAL_API_KEY', headers: { Authorization: '***' } });
+    expect(res.json.llm.providers.local).toMatchObject({
+      api_key_env: 'LOCAL_API_KEY',
+      headers: { Authorization: '***' },
+    });
   });
 
   it('serves a valid OpenAPI 3.x document listing the agent routes and deploy content types', async () => {
@@ -60,7 +74,16 @@ describe('system endpoints', () => {
     expect(doc.openapi).toMatch(/^3\.\d+\.\d+$/);
     expect(doc.info.title).toBeTruthy();
     expect(doc.info.version).toBeTruthy();
-    expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(['/api/v1/agents', '/api/v1/agents/{name}', '/api/v1/agents/validate', '/api/v1/capabilities', '/health', '/ready']));
+    expect(Object.keys(doc.paths)).toEqual(
+      expect.arrayContaining([
+        '/api/v1/agents',
+        '/api/v1/agents/{name}',
+        '/api/v1/agents/validate',
+        '/api/v1/capabilities',
+        '/health',
+        '/ready',
+      ]),
+    );
     expect(Object.keys(doc.paths['/api/v1/agents']!).sort()).toEqual(['get', 'post']);
     expect(Object.keys(doc.paths['/api/v1/agents/{name}']!).sort()).toEqual(['delete', 'get', 'put']);
     for (const [path, method] of [
@@ -73,10 +96,16 @@ describe('system endpoints', () => {
       expect(Object.keys(body!.content).sort()).toEqual(['application/json', 'application/toml', 'text/markdown']);
     }
     // The JSON body is described by the agent schema
-    const jsonSchema = doc.paths['/api/v1/agents']!.post!.requestBody!.content['application/json'] as { schema: { properties?: Record<string, unknown>; required?: string[] } };
-    expect(Object.keys(jsonSchema.schema.properties ?? {})).toEqual(expect.arrayContaining(['name', 'system_prompt', 'capabilities', 'tools']));
+    const jsonSchema = doc.paths['/api/v1/agents']!.post!.requestBody!.content['application/json'] as {
+      schema: { properties?: Record<string, unknown>; required?: string[] };
+    };
+    expect(Object.keys(jsonSchema.schema.properties ?? {})).toEqual(
+      expect.arrayContaining(['name', 'system_prompt', 'capabilities', 'tools']),
+    );
     expect(jsonSchema.schema.required).toEqual(expect.arrayContaining(['name', 'system_prompt']));
-    expect(Object.keys(doc.paths['/api/v1/agents']!.post!.responses ?? {})).toEqual(expect.arrayContaining(['201', '409', '413', '415', '422']));
+    expect(Object.keys(doc.paths['/api/v1/agents']!.post!.responses ?? {})).toEqual(
+      expect.arrayContaining(['201', '409', '413', '415', '422']),
+    );
     // Every operation's path is one the server actually answers (not 404 route_not_found)
     for (const [path, ops] of Object.entries(doc.paths)) {
       for (const method of Object.keys(ops)) {
@@ -90,7 +119,9 @@ describe('system endpoints', () => {
         }
         const probe = await http(t.url, method.toUpperCase(), path.replace('{name}', 'nobody'));
         expect(probe.status, `${method} ${path}`).not.toBe(500);
-        expect((probe.json as { error?: { code: string } } | undefined)?.error?.code, `${method} ${path}`).not.toBe('route_not_found');
+        expect((probe.json as { error?: { code: string } } | undefined)?.error?.code, `${method} ${path}`).not.toBe(
+          'route_not_found',
+        );
       }
     }
   });
@@ -104,7 +135,9 @@ describe('system endpoints', () => {
     const text = await res.text();
     expect(text).toContain('# TYPE caxton_http_requests_total counter');
     expect(text).toMatch(/caxton_http_requests_total\{method="POST",route="\/api\/v1\/agents",status="201"\} 1/);
-    expect(text).toMatch(/caxton_http_requests_total\{method="GET",route="\/api\/v1\/agents\/:name",status="404"\} \d+/);
+    expect(text).toMatch(
+      /caxton_http_requests_total\{method="GET",route="\/api\/v1\/agents\/:name",status="404"\} \d+/,
+    );
     expect(text).toMatch(/caxton_agents_deployed\{origin="api"\} 1/);
     expect(text).toMatch(/caxton_errors_total\{code="agent_not_found"\} \d+/);
     // the metrics port serves only /metrics
@@ -112,7 +145,10 @@ describe('system endpoints', () => {
   });
 
   it('caxton_agents_deployed follows deploys, updates and removals', async () => {
-    const gauge = async () => Number(/caxton_agents_deployed\{origin="api"\} (\d+)/.exec(await (await fetch(t.server.metricsUrl!)).text())?.[1]);
+    const gauge = async () =>
+      Number(
+        /caxton_agents_deployed\{origin="api"\} (\d+)/.exec(await (await fetch(t.server.metricsUrl!)).text())?.[1],
+      );
     const before = await gauge();
     expect((await postAgent(t.url, tomlAgent('gauged'))).status).toBe(201);
     expect(await gauge()).toBe(before + 1);

@@ -76,9 +76,12 @@ function violations(imports: readonly Import[], layers = LAYERS, exceptions = EX
     if (exceptions.some((e) => e.from === i.file && e.to === i.target)) continue;
     const lf = layerOf.get(from);
     const lt = layerOf.get(to);
-    if (lf === undefined || lt === undefined) bad.push(`${i.file} → ${i.target}: ${lf === undefined ? from : to} has no layer`);
-    else if (lt > lf) bad.push(`${i.file} → ${i.target}: ${from} (layer ${lf}) imports ${to} (layer ${lt}), a higher layer`);
-    else if (lt === lf) bad.push(`${i.file} → ${i.target}: ${from} and ${to} are peers (layer ${lf}) and import none of each other`);
+    if (lf === undefined || lt === undefined)
+      bad.push(`${i.file} → ${i.target}: ${lf === undefined ? from : to} has no layer`);
+    else if (lt > lf)
+      bad.push(`${i.file} → ${i.target}: ${from} (layer ${lf}) imports ${to} (layer ${lt}), a higher layer`);
+    else if (lt === lf)
+      bad.push(`${i.file} → ${i.target}: ${from} and ${to} are peers (layer ${lf}) and import none of each other`);
   }
   return bad;
 }
@@ -92,7 +95,9 @@ describe('layers (docs/architecture.md, "Layers")', () => {
   });
 
   it('every top-level folder of src/ has a layer, and the table names no folder that does not exist', () => {
-    const folders = readdirSync(SRC, { withFileTypes: true }).map((d) => (d.isDirectory() ? d.name : d.name.replace(/\.ts$/, '')));
+    const folders = readdirSync(SRC, { withFileTypes: true }).map((d) =>
+      d.isDirectory() ? d.name : d.name.replace(/\.ts$/, ''),
+    );
     expect([...LAYERS.flat()].sort()).toEqual(folders.sort());
   });
 

@@ -51,42 +51,71 @@ const AGENT = 'name = "anon-target"\nsystem_prompt = "x"\n';
 
 describe('anonymous refusals in the audit trail', () => {
   it("3,000 anonymous POSTs with max_rows = 1000 keep the administrator's key.create row; the aggregate row carries the count", async () => {
-    const { ts, admin } = await start('[audit]\nmax_rows = 1000\nanonymous_interval = "1s"\n\n[auth.limits.anonymous]\nrequests_per_minute = 1000000\n');
-    const created = await http(ts.url, 'POST', '/api/v1/keys', { body: JSON.stringify({ name: 'ci', role: 'developer' }), contentType: 'application/json', headers: bearer(admin) });
+    const { ts, admin } = await start(
+      '[audit]\nmax_rows = 1000\nanonymous_interval = "1s"\n\n[auth.limits.anonymous]\nrequests_per_minute = 1000000\n',
+    );
+    const created = await http(ts.url, 'POST', '/api/v1/keys', {
+      body: JSON.stringify({ name: 'ci', role: 'developer' }),
+      contentType: 'application/json',
+      headers: bearer(admin),
+    });
     expect(created.status, created.text).toBe(201);
 
     const N = 3000;
     for (let i = 0; i < N; i += 100) {
       const batch = await Promise.all(
         Array.from({ length: Math.min(100, N - i) }, (_, j) =>
-          http(ts.url, 'POST', '/api/v1/agents', { body: AGENT, contentType: 'application/toml', headers: j % 2 === 0 ? {} : { authorization: 'Bearer cxk_not_a_real_key_0000000000' } }),
+          http(ts.url, 'POST', '/api/v1/agents', {
+            body: AGENT,
+            contentType: 'application/toml',
+            headers: j % 2 === 0 ? {} : { authorization: 'Bearer cxk_not_a_real_key_0000000000' },
+          }),
         ),
       );
       for (const r of batch) expect(r.status).toBe(401);
     }
-    const counted = async () => (await audit(ts, admin, '?action=auth.anonymous_refusals&limit=1000')).reduce((n, r) => n + Number((r.details as { count: number }).count), 0);
-    await waitUntil(async () => (await counted()) === N, { timeoutMs: 15_000, what: 'the aggregate rows to count every refusal' });
+    const counted = async () =>
+      (await audit(ts, admin, '?action=auth.anonymous_refusals&limit=1000')).reduce(
+        (n, r) => n + Number((r.details as { count: number }).count),
+        0,
+      );
+    await waitUntil(async () => (await counted()) === N, {
+      timeoutMs: 15_000,
+      what: 'the aggregate rows to count every refusal',
+    });
     await ts.server.audit!.prune();
 
     const rows = await audit(ts, admin, '?limit=1000');
     expect(rows.length).toBeLessThan(100);
-    expect(rows.find((r) => r.action === 'key.create' && r.target === 'ci')).toMatchObject({ principal: 'key:admin', outcome: 'ok' });
+    expect(rows.find((r) => r.action === 'key.create' && r.target === 'ci')).toMatchObject({
+      principal: 'key:admin',
+      outcome: 'ok',
+    });
     const agg = rows.filter((r) => r.action === 'auth.anonymous_refusals');
     expect(agg.length).toBeGreaterThan(0);
     for (const r of agg) expect(r).toMatchObject({ principal: null, source: '127.0.0.1', outcome: 'denied' });
     const reasons: Record<string, number> = {};
-    for (const r of agg) for (const [k, v] of Object.entries((r.details as { reasons: Record<string, number> }).reasons)) reasons[k] = (reasons[k] ?? 0) + v;
+    for (const r of agg)
+      for (const [k, v] of Object.entries((r.details as { reasons: Record<string, number> }).reasons))
+        reasons[k] = (reasons[k] ?? 0) + v;
     expect(reasons).toEqual({ missing_credentials: N / 2, invalid_credentials: N / 2 });
     expect((agg[0]!.details as { routes: Record<string, number> }).routes).toHaveProperty(['POST /api/v1/agents']);
 
     const metrics = await (await fetch(ts.server.metricsUrl!)).text();
-    expect(metrics).toMatch(new RegExp(`caxton_auth_anonymous_refusals_total\\{reason="missing_credentials"\\} ${N / 2}`));
-    expect(metrics).toMatch(new RegExp(`caxton_auth_anonymous_refusals_total\\{reason="invalid_credentials"\\} ${N / 2}`));
+    expect(metrics).toMatch(
+      new RegExp(`caxton_auth_anonymous_refusals_total\\{reason="missing_credentials"\\} ${N / 2}`),
+    );
+    expect(metrics).toMatch(
+      new RegExp(`caxton_auth_anonymous_refusals_total\\{reason="invalid_credentials"\\} ${N / 2}`),
+    );
   }, 120_000);
 
   it('answers 429 with Retry-After per source address past the anonymous limit; a valid key from that address is served', async () => {
-    const { ts, admin } = await start('[security]\ntrust_proxy = true\n\n[audit]\nanonymous_interval = "1s"\n\n[auth.limits.anonymous]\nrequests_per_minute = 5\n');
-    const from = (ip: string, extra: Record<string, string> = {}) => http(ts.url, 'GET', '/api/v1/agents', { headers: { 'x-forwarded-for': ip, ...extra } });
+    const { ts, admin } = await start(
+      '[security]\ntrust_proxy = true\n\n[audit]\nanonymous_interval = "1s"\n\n[auth.limits.anonymous]\nrequests_per_minute = 5\n',
+    );
+    const from = (ip: string, extra: Record<string, string> = {}) =>
+      http(ts.url, 'GET', '/api/v1/agents', { headers: { 'x-forwarded-for': ip, ...extra } });
     for (let i = 0; i < 5; i++) expect((await from('203.0.113.7')).status).toBe(401);
     const limited = await from('203.0.113.7');
     expect(limited.status, limited.text).toBe(429);
@@ -99,12 +128,20 @@ describe('anonymous refusals in the audit trail', () => {
     expect((await from('203.0.113.8')).status).toBe(401);
     expect((await from('203.0.113.7', bearer(admin))).status).toBe(200);
     // A foreign Host is refused before anyone is known: counted the same way.
-    expect(await rawStatus(ts.url, '/api/v1/agents', { host: 'rebound.example', 'x-forwarded-for': '203.0.113.9' })).toBe(403);
+    expect(
+      await rawStatus(ts.url, '/api/v1/agents', { host: 'rebound.example', 'x-forwarded-for': '203.0.113.9' }),
+    ).toBe(403);
 
-    await waitUntil(async () => (await audit(ts, admin, '?action=auth.anonymous_refusals')).some((r) => r.source === '203.0.113.7'), { timeoutMs: 10_000, what: 'the aggregate row' });
+    await waitUntil(
+      async () => (await audit(ts, admin, '?action=auth.anonymous_refusals')).some((r) => r.source === '203.0.113.7'),
+      { timeoutMs: 10_000, what: 'the aggregate row' },
+    );
     const row = (await audit(ts, admin, '?action=auth.anonymous_refusals')).find((r) => r.source === '203.0.113.7')!;
     expect(row.details).toMatchObject({ count: 6, reasons: { missing_credentials: 5, anonymous_rate: 1 } });
-    await waitUntil(async () => (await audit(ts, admin, '?action=auth.anonymous_refusals')).some((r) => r.source === '203.0.113.9'), { what: 'the Host refusal row' });
+    await waitUntil(
+      async () => (await audit(ts, admin, '?action=auth.anonymous_refusals')).some((r) => r.source === '203.0.113.9'),
+      { what: 'the Host refusal row' },
+    );
     const host = (await audit(ts, admin, '?action=auth.anonymous_refusals')).find((r) => r.source === '203.0.113.9')!;
     expect(host.details).toMatchObject({ count: 1, reasons: { host_not_allowed: 1 } });
   }, 60_000);
@@ -122,7 +159,10 @@ describe('anonymous refusals in the audit trail', () => {
     expect((await http(ts.url, 'GET', '/v1/models/b-other', { headers: bearer(scoped) })).status).toBe(404);
     expect((await http(ts.url, 'GET', '/api/v1/logs/stream', { headers: bearer(scoped) })).status).toBe(403);
     const rows = await audit(ts, admin, '?principal=key:scoped&outcome=denied');
-    expect(rows.map((r) => `${r.method} ${r.route} ${String(r.details?.reason)}`).sort()).toEqual(['GET /api/v1/agents/:name agent_scope', 'GET /api/v1/logs/stream permission']);
+    expect(rows.map((r) => `${r.method} ${r.route} ${String(r.details?.reason)}`).sort()).toEqual([
+      'GET /api/v1/agents/:name agent_scope',
+      'GET /api/v1/logs/stream permission',
+    ]);
   });
 });
 

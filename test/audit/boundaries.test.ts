@@ -10,9 +10,12 @@ const SRC = resolve(import.meta.dirname, '../../src');
 
 function imports(folder: string): { file: string; spec: string }[] {
   const out: { file: string; spec: string }[] = [];
-  for (const f of readdirSync(join(SRC, folder), { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.ts'))) {
+  for (const f of readdirSync(join(SRC, folder), { recursive: true, encoding: 'utf8' }).filter((f) =>
+    f.endsWith('.ts'),
+  )) {
     const text = readFileSync(join(SRC, folder, f), 'utf8');
-    for (const m of text.matchAll(/(?:from|import)\s*\(?\s*'([^']+)'/g)) out.push({ file: `${folder}/${f}`, spec: m[1]! });
+    for (const m of text.matchAll(/(?:from|import)\s*\(?\s*'([^']+)'/g))
+      out.push({ file: `${folder}/${f}`, spec: m[1]! });
   }
   return out;
 }

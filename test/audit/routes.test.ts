@@ -35,7 +35,10 @@ describe('the audit route table', () => {
     const changing = routes.filter((r) => isStateChanging(r.method, r.path));
     expect(changing.length).toBeGreaterThan(20);
     const missing = changing.map((r) => `${r.method} ${r.path}`).filter((k) => !mapped.has(k));
-    expect(missing, `state-changing routes without an entry in AUDIT_ROUTES (src/audit/actions.ts): ${missing.join(', ')}`).toEqual([]);
+    expect(
+      missing,
+      `state-changing routes without an entry in AUDIT_ROUTES (src/audit/actions.ts): ${missing.join(', ')}`,
+    ).toEqual([]);
   });
 
   it('has no entry for a route that does not exist (a typo would silently record nothing)', () => {

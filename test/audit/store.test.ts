@@ -25,8 +25,10 @@ describe('retention', () => {
   it('deletes rows older than the retention, and the oldest beyond max_rows', async () => {
     const { db, audit } = store({ retentionMs: 90 * DAY, maxRows: 100 });
     const now = Date.now();
-    for (let i = 0; i < 30; i++) audit.record({ time: now - 100 * DAY + i, action: 'agent.deploy', target: `old-${i}`, outcome: 'ok' });
-    for (let i = 0; i < 150; i++) audit.record({ time: now - 1000 + i, action: 'agent.deploy', target: `new-${i}`, outcome: 'ok' });
+    for (let i = 0; i < 30; i++)
+      audit.record({ time: now - 100 * DAY + i, action: 'agent.deploy', target: `old-${i}`, outcome: 'ok' });
+    for (let i = 0; i < 150; i++)
+      audit.record({ time: now - 1000 + i, action: 'agent.deploy', target: `new-${i}`, outcome: 'ok' });
     // Writing 180 rows past max_rows / 10 already asks the pruner for a run; prune() waits for it and runs again.
     await audit.prune();
     const left = db.prepare('SELECT target FROM audit_log ORDER BY id').pluck().all() as string[];
@@ -69,7 +71,9 @@ describe('the JSON-lines file', () => {
     const db = openDatabase(dir);
     // root may write anywhere: a directory in the file's place fails for everyone.
     const path = process.getuid?.() === 0 ? join(dir, 'locked') : join(dir, 'locked', 'audit.jsonl');
-    expect(() => new AuditStore(db, { jsonl: path })).toThrow(/\[audit\] jsonl: cannot open ".*locked.*" for appending/);
+    expect(() => new AuditStore(db, { jsonl: path })).toThrow(
+      /\[audit\] jsonl: cannot open ".*locked.*" for appending/,
+    );
     db.close();
   });
 });
@@ -77,7 +81,13 @@ describe('the JSON-lines file', () => {
 describe('[audit] configuration', () => {
   it('has defaults: on, 90 days, 1,000,000 rows, no JSON lines', () => {
     const c = loadServerConfig({ env: {}, cwd: makeTempDir() });
-    expect(c.audit).toEqual({ enabled: true, retention: 90 * DAY, max_rows: 1_000_000, anonymous_interval: 60_000, anonymous_sources: 1000 });
+    expect(c.audit).toEqual({
+      enabled: true,
+      retention: 90 * DAY,
+      max_rows: 1_000_000,
+      anonymous_interval: 60_000,
+      anonymous_sources: 1000,
+    });
   });
 
   it('takes a retention up to 366 days and refuses unknown keys naming them', () => {
@@ -108,7 +118,9 @@ describe('[audit] configuration', () => {
       expect(res.status).toBe(404);
       const r = await fetch(`${ts.url}/api/v1/audit`);
       expect(r.status).toBe(404);
-      expect(((await r.json()) as { error: { details: { reason: string } } }).error.details.reason).toBe('audit_disabled');
+      expect(((await r.json()) as { error: { details: { reason: string } } }).error.details.reason).toBe(
+        'audit_disabled',
+      );
       expect(ts.server.db.prepare("SELECT name FROM sqlite_master WHERE name = 'audit_log'").all()).toEqual([]);
     } finally {
       await ts.close();

@@ -32,7 +32,11 @@ let jsonlPath: string;
 let admin: string;
 const keys: Record<string, string> = {};
 
-async function call(method: string, path: string, opts: { body?: unknown; type?: string; headers?: Record<string, string>; anon?: boolean } = {}): Promise<Http> {
+async function call(
+  method: string,
+  path: string,
+  opts: { body?: unknown; type?: string; headers?: Record<string, string>; anon?: boolean } = {},
+): Promise<Http> {
   const headers: Record<string, string> = { ...opts.headers };
   if (!opts.anon && headers.authorization === undefined) headers.authorization = `Bearer ${admin}`;
   let body: string | undefined;
@@ -51,7 +55,10 @@ async function call(method: string, path: string, opts: { body?: unknown; type?:
   return { status: res.status, text, json };
 }
 
-const as = (principal: string, requestId: string) => ({ authorization: `Bearer ${keys[principal.slice(4)]!}`, 'x-request-id': requestId });
+const as = (principal: string, requestId: string) => ({
+  authorization: `Bearer ${keys[principal.slice(4)]!}`,
+  'x-request-id': requestId,
+});
 
 async function audit(query = ''): Promise<AuditRecord[]> {
   const r = await call('GET', `/api/v1/audit${query}`);
@@ -90,7 +97,10 @@ beforeAll(async () => {
     ['tools', 'developer'],
     [SECRET, 'developer'],
   ] as const) {
-    const r = await call('POST', '/api/v1/keys', { body: { name, role }, headers: { 'x-request-id': `setup-${name === SECRET ? 'secret' : name}` } });
+    const r = await call('POST', '/api/v1/keys', {
+      body: { name, role },
+      headers: { 'x-request-id': `setup-${name === SECRET ? 'secret' : name}` },
+    });
     expect(r.status, r.text).toBe(201);
     keys[name] = r.json.secret as string;
   }
@@ -105,19 +115,40 @@ afterAll(async () => {
 
 describe('recording', () => {
   it('records agent deploys and removals, tool deploys, memory imports and dead-letter replays with principal, source, request id, target and outcome', async () => {
-    expect((await call('POST', '/api/v1/agents', { body: AGENT, type: 'application/toml', headers: as('key:ci', 'req-deploy') })).status).toBe(201);
+    expect(
+      (
+        await call('POST', '/api/v1/agents', {
+          body: AGENT,
+          type: 'application/toml',
+          headers: as('key:ci', 'req-deploy'),
+        })
+      ).status,
+    ).toBe(201);
 
     // A message the agent cannot answer: one attempt, then the dead-letter queue.
-    const sent = await call('POST', '/api/v1/messages?wait=30', { body: { performative: 'request', capability: 'auditing', content: 'fail me' }, headers: as('key:ci', 'req-send') });
+    const sent = await call('POST', '/api/v1/messages?wait=30', {
+      body: { performative: 'request', capability: 'auditing', content: 'fail me' },
+      headers: as('key:ci', 'req-send'),
+    });
     expect(sent.status, sent.text).toBe(200);
     expect(sent.json.conversation.state).toBe('failed');
-    const dead = (await call('GET', '/api/v1/dead-letters')).json.dead_letters.find((d: { message_id: string }) => d.message_id === sent.json.id);
+    const dead = (await call('GET', '/api/v1/dead-letters')).json.dead_letters.find(
+      (d: { message_id: string }) => d.message_id === sent.json.id,
+    );
     expect(dead).toBeDefined();
-    expect((await call('POST', `/api/v1/dead-letters/${dead.id}/replay`, { headers: as('key:ops', 'req-replay') })).status).toBe(202);
+    expect(
+      (await call('POST', `/api/v1/dead-letters/${dead.id}/replay`, { headers: as('key:ops', 'req-replay') })).status,
+    ).toBe(202);
 
-    const tool = await call('POST', '/api/v1/tools', { body: deployBody(EXAMPLE_DIR), headers: as('key:ops', 'req-tool') });
+    const tool = await call('POST', '/api/v1/tools', {
+      body: deployBody(EXAMPLE_DIR),
+      headers: as('key:ops', 'req-tool'),
+    });
     expect(tool.status, tool.text).toBe(201);
-    const imported = await call('POST', '/api/v1/memory/import?scope=workspace', { body: { format: 'caxton-memory', version: 1, entities: [] }, headers: as('key:ci', 'req-import') });
+    const imported = await call('POST', '/api/v1/memory/import?scope=workspace', {
+      body: { format: 'caxton-memory', version: 1, entities: [] },
+      headers: as('key:ci', 'req-import'),
+    });
     expect(imported.status, imported.text).toBe(200);
     expect((await call('DELETE', '/api/v1/agents/auditee', { headers: as('key:ci', 'req-remove') })).status).toBe(204);
     expect((await call('GET', '/api/v1/config', { headers: as('key:ops', 'req-config') })).status).toBe(200);
@@ -129,45 +160,135 @@ describe('recording', () => {
       return r[0]!;
     };
     const common = { principal_kind: 'key', source: '127.0.0.1', outcome: 'ok' };
-    expect(one('req-deploy')).toMatchObject({ ...common, principal: 'key:ci', action: 'agent.deploy', method: 'POST', route: '/api/v1/agents', target: 'auditee', status: 201 });
-    expect(one('req-send')).toMatchObject({ ...common, principal: 'key:ci', action: 'message.send', target: sent.json.conversation_id, status: 200 });
-    expect(one('req-replay')).toMatchObject({ ...common, principal: 'key:ops', action: 'dead_letter.replay', route: '/api/v1/dead-letters/:id/replay', target: String(dead.id), status: 202 });
-    expect(one('req-tool')).toMatchObject({ ...common, principal: 'key:ops', action: 'tool.deploy', target: 'text', status: 201 });
-    expect(one('req-import')).toMatchObject({ ...common, principal: 'key:ci', action: 'memory.import', target: 'workspace', status: 200 });
-    expect(one('req-remove')).toMatchObject({ ...common, principal: 'key:ci', action: 'agent.remove', method: 'DELETE', target: 'auditee', status: 204 });
-    expect(one('req-config')).toMatchObject({ ...common, principal: 'key:ops', action: 'config.read', method: 'GET', status: 200 });
+    expect(one('req-deploy')).toMatchObject({
+      ...common,
+      principal: 'key:ci',
+      action: 'agent.deploy',
+      method: 'POST',
+      route: '/api/v1/agents',
+      target: 'auditee',
+      status: 201,
+    });
+    expect(one('req-send')).toMatchObject({
+      ...common,
+      principal: 'key:ci',
+      action: 'message.send',
+      target: sent.json.conversation_id,
+      status: 200,
+    });
+    expect(one('req-replay')).toMatchObject({
+      ...common,
+      principal: 'key:ops',
+      action: 'dead_letter.replay',
+      route: '/api/v1/dead-letters/:id/replay',
+      target: String(dead.id),
+      status: 202,
+    });
+    expect(one('req-tool')).toMatchObject({
+      ...common,
+      principal: 'key:ops',
+      action: 'tool.deploy',
+      target: 'text',
+      status: 201,
+    });
+    expect(one('req-import')).toMatchObject({
+      ...common,
+      principal: 'key:ci',
+      action: 'memory.import',
+      target: 'workspace',
+      status: 200,
+    });
+    expect(one('req-remove')).toMatchObject({
+      ...common,
+      principal: 'key:ci',
+      action: 'agent.remove',
+      method: 'DELETE',
+      target: 'auditee',
+      status: 204,
+    });
+    expect(one('req-config')).toMatchObject({
+      ...common,
+      principal: 'key:ops',
+      action: 'config.read',
+      method: 'GET',
+      status: 200,
+    });
     expect(Date.parse(one('req-deploy').time)).toBeGreaterThan(Date.now() - 60_000);
     // Reads are not recorded (GET /api/v1/dead-letters above, and the audit queries themselves).
     expect(rows.filter((r) => r.method === 'GET' && r.action !== 'config.read')).toEqual([]);
   });
 
   it("counts a request without credentials (401) into its address's aggregate row, principal null, not a row of its own", async () => {
-    const r = await call('POST', '/api/v1/agents', { body: AGENT.replace('auditee', 'anonymous'), type: 'application/toml', headers: { 'x-request-id': 'req-anon' }, anon: true });
+    const r = await call('POST', '/api/v1/agents', {
+      body: AGENT.replace('auditee', 'anonymous'),
+      type: 'application/toml',
+      headers: { 'x-request-id': 'req-anon' },
+      anon: true,
+    });
     expect(r.status).toBe(401);
-    const { value: row } = await waitUntil(async () => (await audit('?action=auth.anonymous_refusals')).find((x) => x.source === '127.0.0.1'), { what: 'the aggregate row' });
-    expect(row).toMatchObject({ principal: null, principal_kind: null, outcome: 'denied', details: { reasons: { missing_credentials: 1 }, routes: { 'POST /api/v1/agents': 1 } } });
+    const { value: row } = await waitUntil(
+      async () => (await audit('?action=auth.anonymous_refusals')).find((x) => x.source === '127.0.0.1'),
+      { what: 'the aggregate row' },
+    );
+    expect(row).toMatchObject({
+      principal: null,
+      principal_kind: null,
+      outcome: 'denied',
+      details: { reasons: { missing_credentials: 1 }, routes: { 'POST /api/v1/agents': 1 } },
+    });
     expect(await byRequest('req-anon')).toEqual([]);
     // Deployed for real (by the admin) for the 401/403 test below.
-    expect((await call('POST', '/api/v1/agents', { body: AGENT.replace('auditee', 'anonymous'), type: 'application/toml' })).status).toBe(201);
+    expect(
+      (await call('POST', '/api/v1/agents', { body: AGENT.replace('auditee', 'anonymous'), type: 'application/toml' }))
+        .status,
+    ).toBe(201);
   });
 
   it('records a failing request (422) as error with its status and error code, never the body', async () => {
     const bad = 'name = "broken"\ncapabilities = "not a list"\nsystem_prompt = "hush"\n';
-    const r = await call('POST', '/api/v1/agents', { body: bad, type: 'application/toml', headers: as('key:ci', 'req-bad') });
+    const r = await call('POST', '/api/v1/agents', {
+      body: bad,
+      type: 'application/toml',
+      headers: as('key:ci', 'req-bad'),
+    });
     expect(r.status, r.text).toBe(422);
     const [row] = await byRequest('req-bad');
-    expect(row).toMatchObject({ principal: 'key:ci', action: 'agent.deploy', outcome: 'error', status: 422, target: null, details: { error_code: r.json.error.code } });
+    expect(row).toMatchObject({
+      principal: 'key:ci',
+      action: 'agent.deploy',
+      outcome: 'error',
+      status: 422,
+      target: null,
+      details: { error_code: r.json.error.code },
+    });
     expect(JSON.stringify(row)).not.toContain('hush');
     // A 404 on a removal is an error too, with the target from the path.
     expect((await call('DELETE', '/api/v1/agents/ghost', { headers: as('key:ci', 'req-ghost') })).status).toBe(404);
-    expect((await byRequest('req-ghost'))[0]).toMatchObject({ action: 'agent.remove', target: 'ghost', outcome: 'error', status: 404, details: { error_code: 'agent_not_found' } });
+    expect((await byRequest('req-ghost'))[0]).toMatchObject({
+      action: 'agent.remove',
+      target: 'ghost',
+      outcome: 'error',
+      status: 404,
+      details: { error_code: 'agent_not_found' },
+    });
   });
 
   it('records 403 answers as denied with the principal; a 401 is counted in the aggregate only', async () => {
-    expect((await call('DELETE', '/api/v1/agents/anonymous', { headers: { 'x-request-id': 'req-401' }, anon: true })).status).toBe(401);
-    expect((await call('POST', '/api/v1/tools', { body: deployBody(EXAMPLE_DIR), headers: as('key:viewer', 'req-403') })).status).toBe(403);
+    expect(
+      (await call('DELETE', '/api/v1/agents/anonymous', { headers: { 'x-request-id': 'req-401' }, anon: true })).status,
+    ).toBe(401);
+    expect(
+      (await call('POST', '/api/v1/tools', { body: deployBody(EXAMPLE_DIR), headers: as('key:viewer', 'req-403') }))
+        .status,
+    ).toBe(403);
     expect(await byRequest('req-401')).toEqual([]);
-    expect((await byRequest('req-403'))[0]).toMatchObject({ principal: 'key:viewer', action: 'tool.deploy', outcome: 'denied', status: 403, details: { error_code: 'forbidden' } });
+    expect((await byRequest('req-403'))[0]).toMatchObject({
+      principal: 'key:viewer',
+      action: 'tool.deploy',
+      outcome: 'denied',
+      status: 403,
+      details: { error_code: 'forbidden' },
+    });
     // Not deleted: the 401 stopped it.
     expect((await call('GET', '/api/v1/agents/anonymous')).status).toBe(200);
   });
@@ -175,19 +296,39 @@ describe('recording', () => {
   it('records MCP tools/call requests (one row per call), not initialize or tools/list', async () => {
     const headers = { ...as('key:mcp', 'req-mcp-call'), accept: 'application/json, text/event-stream' };
     const rpc = (id: number, method: string, params: unknown) => ({ jsonrpc: '2.0', id, method, params });
-    await call('POST', '/mcp', { body: rpc(1, 'tools/call', { name: 'calculator', arguments: { expression: '1+2' } }), headers });
-    await call('POST', '/mcp', { body: rpc(2, 'tools/list', {}), headers: { ...headers, 'x-request-id': 'req-mcp-list' } });
-    expect(await byRequest('req-mcp-call')).toMatchObject([{ principal: 'key:mcp', action: 'mcp.tool_call', route: '/mcp', target: 'calculator' }]);
+    await call('POST', '/mcp', {
+      body: rpc(1, 'tools/call', { name: 'calculator', arguments: { expression: '1+2' } }),
+      headers,
+    });
+    await call('POST', '/mcp', {
+      body: rpc(2, 'tools/list', {}),
+      headers: { ...headers, 'x-request-id': 'req-mcp-list' },
+    });
+    expect(await byRequest('req-mcp-call')).toMatchObject([
+      { principal: 'key:mcp', action: 'mcp.tool_call', route: '/mcp', target: 'calculator' },
+    ]);
     expect(await byRequest('req-mcp-list')).toEqual([]);
   });
 
   it('tool audit rows carry the principal of the request that called the tool', async () => {
-    const r = await call('POST', '/api/v1/tools/text/echo/call', { body: { args: { a: 1 } }, headers: as('key:tools', 'req-tool-call') });
+    const r = await call('POST', '/api/v1/tools/text/echo/call', {
+      body: { args: { a: 1 } },
+      headers: as('key:tools', 'req-tool-call'),
+    });
     expect(r.json).toMatchObject({ is_error: false });
-    expect((await byRequest('req-tool-call'))[0]).toMatchObject({ action: 'tool.call', target: 'text.echo', principal: 'key:tools' });
+    expect((await byRequest('req-tool-call'))[0]).toMatchObject({
+      action: 'tool.call',
+      target: 'text.echo',
+      principal: 'key:tools',
+    });
     const calls = await call('GET', '/api/v1/tools/audit?principal=key:tools');
     expect(calls.json.records).toHaveLength(1);
-    expect(calls.json.records[0]).toMatchObject({ tool: 'text.echo', agent: 'api', principal: 'key:tools', outcome: 'ok' });
+    expect(calls.json.records[0]).toMatchObject({
+      tool: 'text.echo',
+      agent: 'api',
+      principal: 'key:tools',
+      outcome: 'ok',
+    });
     // Another caller's call carries that caller.
     await call('POST', '/api/v1/tools/text/echo/call', { body: { args: { b: 2 } } });
     const all = (await call('GET', '/api/v1/tools/audit?tool=text.echo')).json.records as { principal?: string }[];
@@ -195,19 +336,39 @@ describe('recording', () => {
   });
 
   it('an execution started for a principal passes it to the tool calls the agent makes (InvokeRequest.principal)', async () => {
-    const toolbox = AGENT.replace('auditee', 'toolbox').replace('capabilities = ["auditing"]', 'capabilities = ["boxing"]\ntools = ["text.echo"]');
+    const toolbox = AGENT.replace('auditee', 'toolbox').replace(
+      'capabilities = ["auditing"]',
+      'capabilities = ["boxing"]\ntools = ["text.echo"]',
+    );
     expect((await call('POST', '/api/v1/agents', { body: toolbox, type: 'application/toml' })).status).toBe(201);
     const res = await ts.server.executor.invoke('toolbox', { request: 'echo please', principal: 'key:exec' });
     expect(res.content).toBe('done');
     expect(res.tool_calls.map((c) => c.name)).toEqual(['text.echo']);
     const rows = (await call('GET', '/api/v1/tools/audit?agent=toolbox')).json.records;
     expect(rows).toHaveLength(1);
-    expect(rows[0]).toMatchObject({ tool: 'text.echo', execution_id: res.execution_id, principal: 'key:exec', outcome: 'ok' });
+    expect(rows[0]).toMatchObject({
+      tool: 'text.echo',
+      execution_id: res.execution_id,
+      principal: 'key:exec',
+      outcome: 'ok',
+    });
   });
 
   it('non-HTTP events go through audit.record', async () => {
-    ts.server.audit!.record({ action: 'key.create', principal: { id: 'local:admin', kind: 'local' }, target: 'ci', outcome: 'ok', details: { role: 'operator' } });
-    expect((await audit('?action=key.create'))[0]).toMatchObject({ action: 'key.create', principal: 'local:admin', target: 'ci', method: null, details: { role: 'operator' } });
+    ts.server.audit!.record({
+      action: 'key.create',
+      principal: { id: 'local:admin', kind: 'local' },
+      target: 'ci',
+      outcome: 'ok',
+      details: { role: 'operator' },
+    });
+    expect((await audit('?action=key.create'))[0]).toMatchObject({
+      action: 'key.create',
+      principal: 'local:admin',
+      target: 'ci',
+      method: null,
+      details: { role: 'operator' },
+    });
   });
 });
 
@@ -220,7 +381,11 @@ describe('GET /api/v1/audit filters', () => {
     expect(errors.length).toBeGreaterThanOrEqual(2);
     expect(errors.every((r) => r.outcome === 'error')).toBe(true);
     expect((await audit('?target=auditee')).map((r) => r.action).sort()).toEqual(['agent.deploy', 'agent.remove']);
-    expect((await audit('?principal=key:ops')).map((r) => r.client_request_id).sort()).toEqual(['req-config', 'req-replay', 'req-tool']);
+    expect((await audit('?principal=key:ops')).map((r) => r.client_request_id).sort()).toEqual([
+      'req-config',
+      'req-replay',
+      'req-tool',
+    ]);
     const anonymous = await audit('?principal=-');
     expect(anonymous.length).toBeGreaterThan(0);
     expect(anonymous.every((r) => r.principal === null)).toBe(true);
@@ -247,7 +412,16 @@ describe('GET /api/v1/audit filters', () => {
   it('is in the OpenAPI document with its filters', async () => {
     const doc = (await call('GET', '/api/v1/openapi.json')).json;
     const op = doc.paths['/api/v1/audit'].get;
-    expect(op.parameters.map((p: { name: string }) => p.name).sort()).toEqual(['action', 'limit', 'offset', 'outcome', 'principal', 'since', 'target', 'until']);
+    expect(op.parameters.map((p: { name: string }) => p.name).sort()).toEqual([
+      'action',
+      'limit',
+      'offset',
+      'outcome',
+      'principal',
+      'since',
+      'target',
+      'until',
+    ]);
   });
 });
 
@@ -256,9 +430,21 @@ describe('secrets', () => {
     const enc = encodeURIComponent(SECRET);
     const bySecretKey = { authorization: `Bearer ${keys[SECRET]!}` };
     await call('DELETE', `/api/v1/agents/${enc}`, { headers: { 'x-request-id': SECRET, ...bySecretKey } });
-    await call('POST', `/api/v1/memory/import?scope=agent:${enc}`, { body: { format: 'caxton-memory', version: 1, entities: [] }, headers: { 'x-request-id': 'req-secret-2', ...bySecretKey } });
-    await call('POST', '/api/v1/agents', { body: AGENT.replace('You are audited.', SECRET), type: 'application/toml', headers: { 'x-request-id': 'req-secret-3', ...bySecretKey } });
-    ts.server.audit!.record({ action: 'key.create', target: SECRET, outcome: 'ok', details: { note: `token ${SECRET}` } });
+    await call('POST', `/api/v1/memory/import?scope=agent:${enc}`, {
+      body: { format: 'caxton-memory', version: 1, entities: [] },
+      headers: { 'x-request-id': 'req-secret-2', ...bySecretKey },
+    });
+    await call('POST', '/api/v1/agents', {
+      body: AGENT.replace('You are audited.', SECRET),
+      type: 'application/toml',
+      headers: { 'x-request-id': 'req-secret-3', ...bySecretKey },
+    });
+    ts.server.audit!.record({
+      action: 'key.create',
+      target: SECRET,
+      outcome: 'ok',
+      details: { note: `token ${SECRET}` },
+    });
     ts.server.audit!.flush();
     const rows = ts.server.db.prepare('SELECT * FROM audit_log').all();
     const text = JSON.stringify(rows);
@@ -269,7 +455,10 @@ describe('secrets', () => {
     expect(rows.some((r) => (r as { client_request_id: string | null }).client_request_id === '***')).toBe(true);
     expect(rows.some((r) => (r as { principal: string | null }).principal === 'key:***')).toBe(true);
     expect(rows.some((r) => (r as { target: string | null }).target === 'agent:***')).toBe(true);
-    await waitUntil(() => readFileSync(jsonlPath, 'utf8').includes('key:***'), { timeoutMs: 5000, what: 'the JSON lines' });
+    await waitUntil(() => readFileSync(jsonlPath, 'utf8').includes('key:***'), {
+      timeoutMs: 5000,
+      what: 'the JSON lines',
+    });
     expect(readFileSync(jsonlPath, 'utf8')).not.toContain(SECRET);
   });
 });
@@ -304,7 +493,9 @@ describe('caxton audit', () => {
     const text = await cli('audit', '--action', 'agent.*', '--principal', 'key:ci');
     expectExit(text, 0);
     const lines = text.stdout.trim().split('\n');
-    expect(lines[0]).toMatch(/^TIME\s+PRINCIPAL\s+SOURCE\s+ACTION\s+TARGET\s+OUTCOME\s+STATUS\s+REQUEST\s+CLIENT REQUEST\s+DETAILS$/);
+    expect(lines[0]).toMatch(
+      /^TIME\s+PRINCIPAL\s+SOURCE\s+ACTION\s+TARGET\s+OUTCOME\s+STATUS\s+REQUEST\s+CLIENT REQUEST\s+DETAILS$/,
+    );
     expect(lines[1]).toMatch(/key:ci\s+127\.0\.0\.1\s+agent\.deploy\s+auditee\s+ok\s+201\s+[0-9a-f-]{36}\s+req-deploy/);
     expect(text.stdout).toMatch(/agent\.remove\s+auditee\s+ok\s+204\s+[0-9a-f-]{36}\s+req-remove/);
     expect(text.stdout).toMatch(/agent\.deploy\s+-\s+error\s+422\s+[0-9a-f-]{36}\s+req-bad\s+error_code=invalid_agent/);
@@ -312,14 +503,22 @@ describe('caxton audit', () => {
     expectExit(json, 0);
     const res = parseJson<{ records: AuditRecord[] }>(json);
     // The two 401s are in their address's aggregate row, which carries no request id.
-    expect(res.records.filter((r) => r.action !== 'auth.anonymous_refusals').map((r) => r.client_request_id)).toEqual(['req-403']);
-    expect(res.records.filter((r) => r.action === 'auth.anonymous_refusals').reduce((n, r) => n + Number(r.details?.count), 0)).toBe(2);
+    expect(res.records.filter((r) => r.action !== 'auth.anonymous_refusals').map((r) => r.client_request_id)).toEqual([
+      'req-403',
+    ]);
+    expect(
+      res.records
+        .filter((r) => r.action === 'auth.anonymous_refusals')
+        .reduce((n, r) => n + Number(r.details?.count), 0),
+    ).toBe(2);
   });
 
   it('caxton tool audit --principal selects the tool calls made for that caller', async () => {
     const r = await cli('--json', 'tool', 'audit', '--principal', 'key:tools');
     expectExit(r, 0);
-    expect(parseJson<{ records: { tool: string; principal?: string }[] }>(r).records).toMatchObject([{ tool: 'text.echo', principal: 'key:tools' }]);
+    expect(parseJson<{ records: { tool: string; principal?: string }[] }>(r).records).toMatchObject([
+      { tool: 'text.echo', principal: 'key:tools' },
+    ]);
   });
 
   it('says when nothing matches, and refuses a bad flag as a usage error', async () => {

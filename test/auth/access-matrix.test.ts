@@ -14,7 +14,21 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminKeyOf, bearer, createKey } from '../helpers/keys.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { makeTempDir, removeTempDirs } from '../helpers/tmp.js';
-import { MCP, MESSAGE_PATHS, PENDING, RED_TEAM, ROUTES, SCOPED, type Call, type Entry, type Expect, type HttpCall, type McpCall, type Outcome, type Targets } from './access-matrix.js';
+import {
+  MCP,
+  MESSAGE_PATHS,
+  PENDING,
+  RED_TEAM,
+  ROUTES,
+  SCOPED,
+  type Call,
+  type Entry,
+  type Expect,
+  type HttpCall,
+  type McpCall,
+  type Outcome,
+  type Targets,
+} from './access-matrix.js';
 
 const relayRule = (kind: 'to' | 'capability', target: string) => `
 [[rules]]
@@ -26,7 +40,8 @@ match = "^relay-${kind}-${target}$"
 `;
 const REPLIES = `fallback = "ok"\n${relayRule('to', 'a-one')}${relayRule('to', 'b-one')}${relayRule('capability', 'alpha')}${relayRule('capability', 'beta')}`;
 const TOML = `[auth]\nenabled = true\n\n[workspace]\npath = "ws"\nwrite = true\n\n[llm]\ndefault_provider = "s"\n[llm.providers.s]\ntype = "scripted"\nscript = "replies.toml"\n`;
-const agent = (name: string, caps: string[], extra = '') => `name = "${name}"\nsystem_prompt = "You are ${name}."\ncapabilities = ${JSON.stringify(caps)}\n${extra}`;
+const agent = (name: string, caps: string[], extra = '') =>
+  `name = "${name}"\nsystem_prompt = "You are ${name}."\ncapabilities = ${JSON.stringify(caps)}\n${extra}`;
 const AGENTS = {
   'a-one.toml': agent('a-one', ['alpha']),
   'b-one.toml': agent('b-one', ['beta']),
@@ -38,15 +53,42 @@ let srv: TestServer;
 let admin: string;
 let scoped: string;
 const side: Record<'in' | 'out', Targets> = {
-  in: { agent: 'a-one', spare: 'a-spare', capability: 'alpha', memory: 'workspace', server: 'csv_parser', tool: 'parse', message: '', conversation: '', response: '' },
-  out: { agent: 'b-one', spare: 'b-spare', capability: 'beta', memory: 'global', server: 'json_query', tool: 'query', message: '', conversation: '', response: '' },
+  in: {
+    agent: 'a-one',
+    spare: 'a-spare',
+    capability: 'alpha',
+    memory: 'workspace',
+    server: 'csv_parser',
+    tool: 'parse',
+    message: '',
+    conversation: '',
+    response: '',
+  },
+  out: {
+    agent: 'b-one',
+    spare: 'b-spare',
+    capability: 'beta',
+    memory: 'global',
+    server: 'json_query',
+    tool: 'query',
+    message: '',
+    conversation: '',
+    response: '',
+  },
 };
 /** Placeholders in expectations' texts, for ids made at run time. */
 const placeholders: Record<string, string> = {};
 const clients = new Map<string, Client>();
 let counter = 0;
 
-async function api(key: string, method: string, path: string, body?: unknown, type = 'application/json', signal?: AbortSignal): Promise<Response> {
+async function api(
+  key: string,
+  method: string,
+  path: string,
+  body?: unknown,
+  type = 'application/json',
+  signal?: AbortSignal,
+): Promise<Response> {
   // A redirect is the route's own answer: the matrix judges it, not where it leads.
   return fetch(srv.url + path, {
     method,
@@ -57,7 +99,13 @@ async function api(key: string, method: string, path: string, body?: unknown, ty
   });
 }
 
-async function must(key: string, method: string, path: string, body?: unknown, type?: string): Promise<Record<string, unknown>> {
+async function must(
+  key: string,
+  method: string,
+  path: string,
+  body?: unknown,
+  type?: string,
+): Promise<Record<string, unknown>> {
   const r = await api(key, method, path, body, type);
   const text = await r.text();
   expect(r.status, `${method} ${path}: ${text}`).toBeLessThan(300);
@@ -68,7 +116,9 @@ async function mcpClient(key: string): Promise<Client> {
   let c = clients.get(key);
   if (!c) {
     c = new Client({ name: 'access-matrix', version: '1.0.0' });
-    await c.connect(new StreamableHTTPClientTransport(new URL(`${srv.url}/mcp`), { requestInit: { headers: bearer(key) } }));
+    await c.connect(
+      new StreamableHTTPClientTransport(new URL(`${srv.url}/mcp`), { requestInit: { headers: bearer(key) } }),
+    );
     clients.set(key, c);
   }
   return c;
@@ -94,7 +144,8 @@ async function callHttp(key: string, c: HttpCall): Promise<Answer> {
     const r = await api(key, c.method, c.path, c.body, c.type);
     const text = await r.text();
     let reason: string | undefined;
-    if (r.status === 403) reason = (JSON.parse(text) as { error?: { details?: { reason?: string } } }).error?.details?.reason;
+    if (r.status === 403)
+      reason = (JSON.parse(text) as { error?: { details?: { reason?: string } } }).error?.details?.reason;
     return { status: r.status, text, ...(reason !== undefined && { reason }) };
   }
   const abort = new AbortController();
@@ -108,7 +159,10 @@ async function callHttp(key: string, c: HttpCall): Promise<Answer> {
   const triggered = until === undefined ? Promise.resolve() : trigger();
   const decoder = new TextDecoder();
   while (Date.now() < deadline && (until === undefined || !text.includes(until))) {
-    const chunk = await Promise.race([reader.read(), new Promise<undefined>((res) => setTimeout(() => res(undefined), Math.max(1, deadline - Date.now())))]);
+    const chunk = await Promise.race([
+      reader.read(),
+      new Promise<undefined>((res) => setTimeout(() => res(undefined), Math.max(1, deadline - Date.now()))),
+    ]);
     if (chunk === undefined || chunk.done) break;
     text += decoder.decode(chunk.value, { stream: true });
   }
@@ -142,7 +196,12 @@ async function callMcp(key: string, c: McpCall): Promise<Answer> {
 }
 
 async function perform(key: string, c: Call): Promise<Answer> {
-  if ('relay' in c) return callHttp(key, { method: 'POST', path: '/api/v1/agents/a-relay/invoke', body: { request: `relay-${c.relay}-${c.target}` } });
+  if ('relay' in c)
+    return callHttp(key, {
+      method: 'POST',
+      path: '/api/v1/agents/a-relay/invoke',
+      body: { request: `relay-${c.relay}-${c.target}` },
+    });
   if ('mcp' in c) return callMcp(key, c);
   return callHttp(key, c);
 }
@@ -163,16 +222,28 @@ beforeAll(async () => {
   mkdirSync(join(dir, 'ws'));
   writeFileSync(join(dir, 'ws', 'seed.txt'), 'alpha beta gamma\n');
   // An empty console folder: the console's routes answer their 503 page whether or not the console was built.
-  srv = await startTestServer({ dir, toml: TOML, agentFiles: AGENTS, consoleDir: makeTempDir('caxton-matrix-console-') });
+  srv = await startTestServer({
+    dir,
+    toml: TOML,
+    agentFiles: AGENTS,
+    consoleDir: makeTempDir('caxton-matrix-console-'),
+  });
   admin = adminKeyOf(srv.dataDir);
   // Deployed through the API (not files), so they can be replaced, deleted and their source read.
-  for (const name of ['a-spare', 'b-spare']) await must(admin, 'POST', '/api/v1/agents', agent(name, []), 'application/toml');
+  for (const name of ['a-spare', 'b-spare'])
+    await must(admin, 'POST', '/api/v1/agents', agent(name, []), 'application/toml');
   scoped = await createKey(srv.url, admin, 'scoped', { role: 'admin', ...SCOPED });
   await createKey(srv.url, admin, 'spare', { role: 'viewer' });
   for (const scope of ['workspace', 'global', 'agent:a-one', 'agent:b-one'])
-    await must(admin, 'POST', `/api/v1/memory/entities?scope=${scope}`, { entities: [{ name: 'E', entityType: 't', observations: ['o'] }] });
+    await must(admin, 'POST', `/api/v1/memory/entities?scope=${scope}`, {
+      entities: [{ name: 'E', entityType: 't', observations: ['o'] }],
+    });
   for (const s of ['in', 'out'] as const) {
-    const sent = await must(admin, 'POST', '/api/v1/messages', { performative: 'inform', receiver: side[s].agent, content: s === 'in' ? 'MSG-IN' : 'MSG-OUT' });
+    const sent = await must(admin, 'POST', '/api/v1/messages', {
+      performative: 'inform',
+      receiver: side[s].agent,
+      content: s === 'in' ? 'MSG-IN' : 'MSG-OUT',
+    });
     side[s].message = String(sent.id);
     side[s].conversation = String(sent.conversation_id);
     placeholders[s === 'in' ? 'CONV-IN' : 'CONV-OUT'] = side[s].conversation;
@@ -183,7 +254,10 @@ beforeAll(async () => {
 
 afterAll(async () => {
   const pending = Object.entries(PENDING);
-  if (pending.length > 0) console.warn(`access matrix: ${pending.length} cases PENDING (run as expected failures):\n${pending.map(([k, why]) => `  ${k}: ${why}`).join('\n')}`);
+  if (pending.length > 0)
+    console.warn(
+      `access matrix: ${pending.length} cases PENDING (run as expected failures):\n${pending.map(([k, why]) => `  ${k}: ${why}`).join('\n')}`,
+    );
   for (const c of clients.values()) await c.close().catch(() => {});
   await srv?.close();
   removeTempDirs();
@@ -198,20 +272,33 @@ describe('the matrix covers every surface', () => {
   });
 
   it('every route of the route table has an entry, and every route entry a route', () => {
-    const live = new Set(srv.server.app.accessTable.filter((r) => r.method !== 'HEAD' && r.method !== 'OPTIONS').map((r) => `${r.method} ${r.url}`));
+    const live = new Set(
+      srv.server.app.accessTable
+        .filter((r) => r.method !== 'HEAD' && r.method !== 'OPTIONS')
+        .map((r) => `${r.method} ${r.url}`),
+    );
     const listed = new Set(ROUTES.map((e) => e.op));
-    expect([...live].filter((o) => !listed.has(o)).sort(), 'routes without an entry in test/auth/access-matrix.ts').toEqual([]);
+    expect(
+      [...live].filter((o) => !listed.has(o)).sort(),
+      'routes without an entry in test/auth/access-matrix.ts',
+    ).toEqual([]);
     expect([...listed].filter((o) => !live.has(o)).sort(), 'entries for routes that no longer exist').toEqual([]);
   });
 
   it('every MCP tool, resource template and prompt offered has an entry, and every MCP entry an offer', async () => {
     const c = await mcpClient(admin);
-    const agents = new Set(((await must(admin, 'GET', '/api/v1/agents')).agents as { name: string }[]).map((a) => a.name));
+    const agents = new Set(
+      ((await must(admin, 'GET', '/api/v1/agents')).agents as { name: string }[]).map((a) => a.name),
+    );
     const live = new Set<string>(['mcp list tools', 'mcp list resources', 'mcp list templates', 'mcp list prompts']);
-    for (const t of (await c.listTools()).tools) live.add(t.name.startsWith('ask_') && agents.has(t.name.slice(4)) ? 'mcp tool ask_{agent}' : `mcp tool ${t.name}`);
+    for (const t of (await c.listTools()).tools)
+      live.add(
+        t.name.startsWith('ask_') && agents.has(t.name.slice(4)) ? 'mcp tool ask_{agent}' : `mcp tool ${t.name}`,
+      );
     const templates = (await c.listResourceTemplates()).resourceTemplates.map((t) => t.uriTemplate);
     for (const t of templates) live.add(`mcp resource ${t}`);
-    for (const p of (await c.listPrompts()).prompts) live.add(agents.has(p.name) ? 'mcp prompt {agent}' : `mcp prompt ${p.name}`);
+    for (const p of (await c.listPrompts()).prompts)
+      live.add(agents.has(p.name) ? 'mcp prompt {agent}' : `mcp prompt ${p.name}`);
     // A listed resource is an instance of a template (so the template's entry covers it).
     const prefixes = templates.map((t) => t.slice(0, t.indexOf('{')));
     for (const r of (await c.listResources()).resources)
@@ -220,7 +307,10 @@ describe('the matrix covers every surface', () => {
         `resource ${r.uri} matches no template`,
       ).toBe(true);
     const listed = new Set(MCP.map((e) => e.op));
-    expect([...live].filter((o) => !listed.has(o)).sort(), 'MCP offers without an entry in test/auth/access-matrix.ts').toEqual([]);
+    expect(
+      [...live].filter((o) => !listed.has(o)).sort(),
+      'MCP offers without an entry in test/auth/access-matrix.ts',
+    ).toEqual([]);
     expect([...listed].filter((o) => !live.has(o)).sort(), 'entries for MCP offers that no longer exist').toEqual([]);
   });
 
@@ -255,7 +345,10 @@ for (const [title, entries] of [
         const name = `${e.op} [${e.dim}] ${who}${pending ? ` — PENDING: ${pending}` : ''}`;
         (pending ? it.fails : it)(name, async () => {
           const answer = await perform(key(), e.call(side[s], String(++counter)));
-          if (process.env.ACCESS_MATRIX_SHOW) console.log(`${e.op}|${who} → ${String(answer.status)} ${answer.reason ?? ''} ${answer.text.slice(0, 160).replace(/\s+/g, ' ')}`);
+          if (process.env.ACCESS_MATRIX_SHOW)
+            console.log(
+              `${e.op}|${who} → ${String(answer.status)} ${answer.reason ?? ''} ${answer.text.slice(0, 160).replace(/\s+/g, ' ')}`,
+            );
           check(answer, e[who], `${e.op} as ${who}`);
         });
       }

@@ -113,22 +113,45 @@ const refused: Expect = { status: 'refused' };
 const notFound: Expect = { status: 404 };
 
 const get = (path: string): HttpCall => ({ method: 'GET', path });
-const post = (path: string, body: unknown = {}, type?: string): HttpCall => ({ method: 'POST', path, body, ...(type !== undefined && { type }) });
-const agentToml = (name: string, caps: string[] = []) => `name = "${name}"\nsystem_prompt = "x"\ncapabilities = ${JSON.stringify(caps)}\n`;
+const post = (path: string, body: unknown = {}, type?: string): HttpCall => ({
+  method: 'POST',
+  path,
+  body,
+  ...(type !== undefined && { type }),
+});
+const agentToml = (name: string, caps: string[] = []) =>
+  `name = "${name}"\nsystem_prompt = "x"\ncapabilities = ${JSON.stringify(caps)}\n`;
 const entity = (n: string) => ({ entities: [{ name: `M-${n}`, entityType: 't', observations: ['o'] }] });
 
 /** A route decided by its role alone: both principals get `status`. */
-function role(op: string, call: (t: Targets, n: string) => Call, status: Outcome, more: Omit<Expect, 'status'> = {}): Entry {
+function role(
+  op: string,
+  call: (t: Targets, n: string) => Call,
+  status: Outcome,
+  more: Omit<Expect, 'status'> = {},
+): Entry {
   return { op, dim: 'role', call, scopedIn: ok(status, more), scopedOut: ok(status, more), unscoped: ok(status, more) };
 }
 
 /** A single item named by an agent: in scope it answers `status`; out of scope it is refused (or, for reads that must not reveal, 404). */
-function agentItem(op: string, call: (t: Targets, n: string) => Call, status: Outcome, out: Expect = forbidden('agent_scope'), unscoped: Outcome = status): Entry {
+function agentItem(
+  op: string,
+  call: (t: Targets, n: string) => Call,
+  status: Outcome,
+  out: Expect = forbidden('agent_scope'),
+  unscoped: Outcome = status,
+): Entry {
   return { op, dim: 'agents', call, scopedIn: ok(status), scopedOut: out, unscoped: ok(unscoped) };
 }
 
 /** A list filtered by the agents scope: the scoped principal sees a-one and not b-one; the unscoped one sees both. */
-function agentList(op: string, call: (t: Targets, n: string) => Call, status: Outcome = 200, inName = 'a-one', outName = 'b-one'): Entry {
+function agentList(
+  op: string,
+  call: (t: Targets, n: string) => Call,
+  status: Outcome = 200,
+  inName = 'a-one',
+  outName = 'b-one',
+): Entry {
   return {
     op,
     dim: 'agents',
@@ -155,7 +178,16 @@ export const ROUTES: Entry[] = [
   role('GET /ui', () => get('/ui'), 503),
   role('GET /ui/*', () => get('/ui/index.html'), 503),
   role('GET /api/v1/auth/sso', () => get('/api/v1/auth/sso'), 200, { has: ['"enabled":false'] }),
-  role('POST /api/v1/auth/sso/token', () => post('/api/v1/auth/sso/token', { code: 'x', code_verifier: 'y'.repeat(43), redirect_uri: 'http://127.0.0.1:1/ui' }), 404),
+  role(
+    'POST /api/v1/auth/sso/token',
+    () =>
+      post('/api/v1/auth/sso/token', {
+        code: 'x',
+        code_verifier: 'y'.repeat(43),
+        redirect_uri: 'http://127.0.0.1:1/ui',
+      }),
+    404,
+  ),
   role('GET /api/v1/openapi.json', () => get('/api/v1/openapi.json'), 200),
   role('GET /api/v1/whoami', () => get('/api/v1/whoami'), 200),
 
@@ -181,32 +213,71 @@ export const ROUTES: Entry[] = [
   agentItem('GET /api/v1/agents/:name/rollout', (t) => get(`/api/v1/agents/${t.agent}/rollout`), 200),
   agentItem('POST /api/v1/agents/:name/rollback', (t) => post(`/api/v1/agents/${t.agent}/rollback`, {}), 409),
   agentItem('POST /api/v1/agents/:name/promote', (t) => post(`/api/v1/agents/${t.agent}/promote`, {}), 409),
-  agentItem('PUT /api/v1/agents/:name', (t) => ({ method: 'PUT', path: `/api/v1/agents/${t.spare}`, body: agentToml(t.spare), type: 'application/toml' }), 200),
+  agentItem(
+    'PUT /api/v1/agents/:name',
+    (t) => ({ method: 'PUT', path: `/api/v1/agents/${t.spare}`, body: agentToml(t.spare), type: 'application/toml' }),
+    200,
+  ),
   agentItem('DELETE /api/v1/agents/:name', (t) => ({ method: 'DELETE', path: `/api/v1/agents/${t.spare}` }), 204),
   // R4: the deployed name in scope, each capability in scope and not provided outside the scope.
-  agentItem('POST /api/v1/agents', (t, n) => post('/api/v1/agents', agentToml(`${t.agent.slice(0, 2)}new-${n}`), 'application/toml'), 201),
-  role('POST /api/v1/agents/validate', (t) => post('/api/v1/agents/validate', agentToml(t.agent), 'application/toml'), 200),
+  agentItem(
+    'POST /api/v1/agents',
+    (t, n) => post('/api/v1/agents', agentToml(`${t.agent.slice(0, 2)}new-${n}`), 'application/toml'),
+    201,
+  ),
+  role(
+    'POST /api/v1/agents/validate',
+    (t) => post('/api/v1/agents/validate', agentToml(t.agent), 'application/toml'),
+    200,
+  ),
   agentList('GET /api/v1/capabilities', () => get('/api/v1/capabilities'), 200, 'alpha', 'beta'),
   agentList('GET /api/v1/directory', () => get('/api/v1/directory')),
-  agentList('GET /api/v1/directory/events', () => ({ ...get('/api/v1/directory/events'), sse: { until: 'a-evt' } }), 200, 'a-evt', 'b-evt'),
+  agentList(
+    'GET /api/v1/directory/events',
+    () => ({ ...get('/api/v1/directory/events'), sse: { until: 'a-evt' } }),
+    200,
+    'a-evt',
+    'b-evt',
+  ),
 
   // Execution.
-  agentItem('POST /api/v1/agents/:name/invoke', (t) => post(`/api/v1/agents/${t.agent}/invoke`, { request: 'hi' }), 200),
+  agentItem(
+    'POST /api/v1/agents/:name/invoke',
+    (t) => post(`/api/v1/agents/${t.agent}/invoke`, { request: 'hi' }),
+    200,
+  ),
   agentList('GET /v1/models', () => get('/v1/models')),
   // Out of scope reads as a model that does not exist, in OpenAI's error shape.
   agentItem('GET /v1/models/:model', (t) => get(`/v1/models/${t.agent}`), 200, notFound),
-  agentItem('POST /v1/chat/completions', (t) => post('/v1/chat/completions', { model: t.agent, messages: [{ role: 'user', content: 'hi' }] }), 200),
+  agentItem(
+    'POST /v1/chat/completions',
+    (t) => post('/v1/chat/completions', { model: t.agent, messages: [{ role: 'user', content: 'hi' }] }),
+    200,
+  ),
   agentItem('POST /v1/responses', (t) => post('/v1/responses', { model: t.agent, input: 'hi', store: false }), 200),
   // A stored response is found only by the principal that made it: the out-of-scope one is the unscoped caller's.
   agentItem('GET /v1/responses/:id', (t) => get(`/v1/responses/${t.response}`), 200, notFound),
-  agentItem('DELETE /v1/responses/:id', (t) => ({ method: 'DELETE', path: `/v1/responses/${t.response}` }), 200, notFound),
+  agentItem(
+    'DELETE /v1/responses/:id',
+    (t) => ({ method: 'DELETE', path: `/v1/responses/${t.response}` }),
+    200,
+    notFound,
+  ),
   // The MCP endpoint itself; what it offers has entries of its own below.
   role('POST /mcp', () => post('/mcp', { jsonrpc: '2.0', id: 1, method: 'ping' }), 406),
   role('GET /mcp', () => get('/mcp'), 405),
   role('DELETE /mcp', () => ({ method: 'DELETE', path: '/mcp' }), 405),
   role('GET /api/v1/mcp/servers', () => get('/api/v1/mcp/servers'), 200),
-  role('POST /api/v1/mcp/servers/:name/login', () => post('/api/v1/mcp/servers/none/login', { redirect_uri: 'http://127.0.0.1:1/callback' }), 404),
-  role('POST /api/v1/mcp/servers/:name/login/callback', () => post('/api/v1/mcp/servers/none/login/callback', { code: 'x', state: 'y' }), 404),
+  role(
+    'POST /api/v1/mcp/servers/:name/login',
+    () => post('/api/v1/mcp/servers/none/login', { redirect_uri: 'http://127.0.0.1:1/callback' }),
+    404,
+  ),
+  role(
+    'POST /api/v1/mcp/servers/:name/login/callback',
+    () => post('/api/v1/mcp/servers/none/login/callback', { code: 'x', state: 'y' }),
+    404,
+  ),
 
   // Messaging (R1 sends, R3 reads).
   {
@@ -221,7 +292,12 @@ export const ROUTES: Entry[] = [
   agentItem('GET /api/v1/messages/:id', (t) => get(`/api/v1/messages/${t.message}`), 200, notFound),
   agentList('GET /api/v1/conversations', () => get('/api/v1/conversations?limit=1000'), 200, 'CONV-IN', 'CONV-OUT'),
   agentItem('GET /api/v1/conversations/:id', (t) => get(`/api/v1/conversations/${t.conversation}`), 200, notFound),
-  agentItem('GET /api/v1/conversations/:id/events', (t) => ({ ...get(`/api/v1/conversations/${t.conversation}/events`), sse: {} }), 200, notFound),
+  agentItem(
+    'GET /api/v1/conversations/:id/events',
+    (t) => ({ ...get(`/api/v1/conversations/${t.conversation}/events`), sse: {} }),
+    200,
+    notFound,
+  ),
   // Dead letters: the rules give them no scope of their own, so the role decides (replay needs dead_letters:replay).
   role('GET /api/v1/dead-letters', () => get('/api/v1/dead-letters'), 200),
   role('GET /api/v1/dead-letters/:id', () => get('/api/v1/dead-letters/999999'), 404),
@@ -236,14 +312,24 @@ export const ROUTES: Entry[] = [
     scopedOut: ok(200, { has: ['csv_parser'] }),
     unscoped: ok(200, { has: ['csv_parser', 'json_query'] }),
   },
-  { op: 'GET /api/v1/tools/:name', dim: 'tools', call: (t) => get(`/api/v1/tools/${t.server}`), scopedIn: ok(200), scopedOut: ok(200), unscoped: ok(200) },
+  {
+    op: 'GET /api/v1/tools/:name',
+    dim: 'tools',
+    call: (t) => get(`/api/v1/tools/${t.server}`),
+    scopedIn: ok(200),
+    scopedOut: ok(200),
+    unscoped: ok(200),
+  },
   role('POST /api/v1/tools', () => post('/api/v1/tools', {}), 400),
   role('DELETE /api/v1/tools/:name', () => ({ method: 'DELETE', path: '/api/v1/tools/none' }), 404),
   role('GET /api/v1/tools/audit', () => get('/api/v1/tools/audit'), 200),
   {
     op: 'POST /api/v1/tools/:server/:tool/call',
     dim: 'tools',
-    call: (t) => post(`/api/v1/tools/${t.server}/${t.tool}/call`, { args: t.server === 'csv_parser' ? { text: 'a,b\n1,2' } : { json: '{"a":1}', query: 'a' } }),
+    call: (t) =>
+      post(`/api/v1/tools/${t.server}/${t.tool}/call`, {
+        args: t.server === 'csv_parser' ? { text: 'a,b\n1,2' } : { json: '{"a":1}', query: 'a' },
+      }),
     scopedIn: ok(200),
     scopedOut: forbidden('tool_scope'),
     unscoped: ok(200),
@@ -254,16 +340,40 @@ export const ROUTES: Entry[] = [
   memory('GET /api/v1/memory/entities', (t) => get(`/api/v1/memory/entities?${q(t)}`)),
   memory('GET /api/v1/memory/entities/:name', (t) => get(`/api/v1/memory/entities/E?${q(t)}`)),
   memory('POST /api/v1/memory/entities', (t, n) => post(`/api/v1/memory/entities?${q(t)}`, entity(n)), 201),
-  memory('DELETE /api/v1/memory/entities/:name', (t, n) => ({ method: 'DELETE', path: `/api/v1/memory/entities/M-${n}?${q(t)}` }), 404),
-  memory('POST /api/v1/memory/entities/:name/observations', (t) => post(`/api/v1/memory/entities/E/observations?${q(t)}`, { contents: ['more'] })),
-  memory('POST /api/v1/memory/observations/add', (t) => post(`/api/v1/memory/observations/add?${q(t)}`, { observations: [{ entityName: 'E', contents: ['more'] }] })),
-  memory('POST /api/v1/memory/observations/delete', (t) => post(`/api/v1/memory/observations/delete?${q(t)}`, { deletions: [{ entityName: 'E', observations: ['none'] }] })),
+  memory(
+    'DELETE /api/v1/memory/entities/:name',
+    (t, n) => ({ method: 'DELETE', path: `/api/v1/memory/entities/M-${n}?${q(t)}` }),
+    404,
+  ),
+  memory('POST /api/v1/memory/entities/:name/observations', (t) =>
+    post(`/api/v1/memory/entities/E/observations?${q(t)}`, { contents: ['more'] }),
+  ),
+  memory('POST /api/v1/memory/observations/add', (t) =>
+    post(`/api/v1/memory/observations/add?${q(t)}`, { observations: [{ entityName: 'E', contents: ['more'] }] }),
+  ),
+  memory('POST /api/v1/memory/observations/delete', (t) =>
+    post(`/api/v1/memory/observations/delete?${q(t)}`, { deletions: [{ entityName: 'E', observations: ['none'] }] }),
+  ),
   memory('GET /api/v1/memory/relations', (t) => get(`/api/v1/memory/relations?${q(t)}`)),
-  memory('POST /api/v1/memory/relations', (t) => post(`/api/v1/memory/relations?${q(t)}`, { relations: [{ from: 'E', to: 'E', relationType: 'self' }] }), 201),
-  memory('POST /api/v1/memory/relations/delete', (t) => post(`/api/v1/memory/relations/delete?${q(t)}`, { relations: [{ from: 'E', to: 'E', relationType: 'none' }] })),
-  memory('POST /api/v1/memory/entities/delete', (t, n) => post(`/api/v1/memory/entities/delete?${q(t)}`, { entityNames: [`none-${n}`] })),
+  memory(
+    'POST /api/v1/memory/relations',
+    (t) => post(`/api/v1/memory/relations?${q(t)}`, { relations: [{ from: 'E', to: 'E', relationType: 'self' }] }),
+    201,
+  ),
+  memory('POST /api/v1/memory/relations/delete', (t) =>
+    post(`/api/v1/memory/relations/delete?${q(t)}`, { relations: [{ from: 'E', to: 'E', relationType: 'none' }] }),
+  ),
+  memory('POST /api/v1/memory/entities/delete', (t, n) =>
+    post(`/api/v1/memory/entities/delete?${q(t)}`, { entityNames: [`none-${n}`] }),
+  ),
   memory('GET /api/v1/memory/export', (t) => get(`/api/v1/memory/export?${q(t)}`)),
-  memory('POST /api/v1/memory/import', (t, n) => post(`/api/v1/memory/import?${q(t)}`, `{"type":"entity","name":"I-${n}","entityType":"t","observations":[]}\n`, 'application/x-ndjson')),
+  memory('POST /api/v1/memory/import', (t, n) =>
+    post(
+      `/api/v1/memory/import?${q(t)}`,
+      `{"type":"entity","name":"I-${n}","entityType":"t","observations":[]}\n`,
+      'application/x-ndjson',
+    ),
+  ),
   memory('GET /api/v1/memory/stats', (t) => get(`/api/v1/memory/stats?${q(t)}`)),
   memory('GET /api/v1/memory/traverse', (t) => get(`/api/v1/memory/traverse?${q(t)}&from=E`)),
 
@@ -293,7 +403,10 @@ const OUT_OF_SCOPE_TOOLS: Record<string, { args: Record<string, unknown>; unscop
   'todo.write': { args: { todos: [{ content: 'x', status: 'pending', activeForm: 'doing x' }] } },
   'web.fetch': { args: { url: 'http://127.0.0.1:1/' }, unscoped: ok('tool_error', { has: ['reaches no host'] }) },
   'web.search': { args: { query: 'x' }, unscoped: ok('tool_error', { has: ['no search backend'] }) },
-  'workspace.bash': { args: { command: 'true' }, unscoped: ok('tool_error', { has: ['workspace.bash is not granted'] }) },
+  'workspace.bash': {
+    args: { command: 'true' },
+    unscoped: ok('tool_error', { has: ['workspace.bash is not granted'] }),
+  },
   'workspace.edit': { args: { file_path: 'seed.txt', old_string: 'alpha', new_string: 'ALPHA' } },
   'workspace.glob': { args: { pattern: '*' } },
   'workspace.grep': { args: { pattern: 'gamma' } },
@@ -325,7 +438,14 @@ export const MCP: Entry[] = [
     scopedOut: refused,
     unscoped: c.unscoped ?? ok('ok'),
   })),
-  { op: 'mcp tool calculator', dim: 'tools', call: () => ({ mcp: 'tool', name: 'calculator', args: { expression: '1+2' } }), scopedIn: ok('ok'), scopedOut: ok('ok'), unscoped: ok('ok') },
+  {
+    op: 'mcp tool calculator',
+    dim: 'tools',
+    call: () => ({ mcp: 'tool', name: 'calculator', args: { expression: '1+2' } }),
+    scopedIn: ok('ok'),
+    scopedOut: ok('ok'),
+    unscoped: ok('ok'),
+  },
   {
     op: 'mcp tool csv_parser.parse',
     dim: 'tools',
@@ -351,7 +471,14 @@ export const MCP: Entry[] = [
     scopedOut: ok('refused', { has: ['b-one'] }),
     unscoped: ok('ok'),
   },
-  { op: 'mcp tool ask_{agent}', dim: 'agents', call: (t) => ({ mcp: 'tool', name: `ask_${t.agent}`, args: { request: 'hi' } }), scopedIn: ok('ok'), scopedOut: refused, unscoped: ok('ok') },
+  {
+    op: 'mcp tool ask_{agent}',
+    dim: 'agents',
+    call: (t) => ({ mcp: 'tool', name: `ask_${t.agent}`, args: { request: 'hi' } }),
+    scopedIn: ok('ok'),
+    scopedOut: refused,
+    unscoped: ok('ok'),
+  },
   {
     op: 'mcp resource caxton://agents/{name}',
     dim: 'agents',
@@ -376,7 +503,14 @@ export const MCP: Entry[] = [
     scopedOut: ok('rpc -32002'),
     unscoped: ok('ok'),
   },
-  { op: 'mcp prompt {agent}', dim: 'agents', call: (t) => ({ mcp: 'prompt', name: t.agent, args: { request: 'hi' } }), scopedIn: ok('ok'), scopedOut: ok('rpc -32602'), unscoped: ok('ok') },
+  {
+    op: 'mcp prompt {agent}',
+    dim: 'agents',
+    call: (t) => ({ mcp: 'prompt', name: t.agent, args: { request: 'hi' } }),
+    scopedIn: ok('ok'),
+    scopedOut: ok('rpc -32602'),
+    unscoped: ok('ok'),
+  },
   {
     op: 'mcp list tools',
     dim: 'tools',
@@ -393,7 +527,9 @@ export const MCP: Entry[] = [
     scopedOut: ok('ok', { has: ['caxton://agents/a-one', 'CONV-IN'], lacks: ['caxton://agents/b-one', 'CONV-OUT'] }),
     unscoped: ok('ok', { has: ['caxton://agents/a-one', 'caxton://agents/b-one', 'CONV-IN', 'CONV-OUT'] }),
   },
-  role('mcp list templates', () => ({ mcp: 'list', what: 'templates' }), 'ok', { has: ['caxton://agents/{name}', 'caxton://conversations/{id}', 'caxton://memory/{scope}/{name}'] }),
+  role('mcp list templates', () => ({ mcp: 'list', what: 'templates' }), 'ok', {
+    has: ['caxton://agents/{name}', 'caxton://conversations/{id}', 'caxton://memory/{scope}/{name}'],
+  }),
   {
     op: 'mcp list prompts',
     dim: 'agents',
@@ -434,7 +570,12 @@ export const RED_TEAM: Entry[] = [
   {
     op: 'red-team send by capability to an out-of-scope provider',
     dim: 'capabilities',
-    call: (t) => post('/api/v1/messages', { performative: 'inform', capability: t.capability === 'alpha' ? 'alpha' : 'alpha-b', content: 'hi' }),
+    call: (t) =>
+      post('/api/v1/messages', {
+        performative: 'inform',
+        capability: t.capability === 'alpha' ? 'alpha' : 'alpha-b',
+        content: 'hi',
+      }),
     scopedIn: ok(202),
     scopedOut: forbidden('agent_scope'),
     unscoped: ok(202),
@@ -468,13 +609,22 @@ export const RED_TEAM: Entry[] = [
   {
     op: 'red-team deploy a capability provided outside the scope',
     dim: 'capabilities',
-    call: (t, n) => post('/api/v1/agents', agentToml(`a-cap-${n}`, [t.capability === 'alpha' ? 'alpha-new' : 'alpha-b']), 'application/toml'),
+    call: (t, n) =>
+      post(
+        '/api/v1/agents',
+        agentToml(`a-cap-${n}`, [t.capability === 'alpha' ? 'alpha-new' : 'alpha-b']),
+        'application/toml',
+      ),
     scopedIn: ok(201),
     scopedOut: forbidden('capability_taken'),
     unscoped: ok(201),
   },
   // A version suffix names the same agent: `b-one@1` is b-one.
-  agentItem('red-team versioned model name', (t) => post('/v1/chat/completions', { model: `${t.agent}@1`, messages: [{ role: 'user', content: 'hi' }] }), 200),
+  agentItem(
+    'red-team versioned model name',
+    (t) => post('/v1/chat/completions', { model: `${t.agent}@1`, messages: [{ role: 'user', content: 'hi' }] }),
+    200,
+  ),
 ];
 
 /**

@@ -17,8 +17,16 @@ const keys: Partial<Record<Role, string>> = {};
 
 const auth = (key: string | undefined): Record<string, string> => (key ? { authorization: `Bearer ${key}` } : {});
 
-async function call(method: string, path: string, key: string | undefined, body?: unknown, contentType = 'application/json') {
-  return http<{ error?: { code: string; message: string; details: Record<string, unknown> } } & Record<string, unknown>>(srv.url, method, path, {
+async function call(
+  method: string,
+  path: string,
+  key: string | undefined,
+  body?: unknown,
+  contentType = 'application/json',
+) {
+  return http<
+    { error?: { code: string; message: string; details: Record<string, unknown> } } & Record<string, unknown>
+  >(srv.url, method, path, {
     headers: auth(key),
     ...(body !== undefined && { body: typeof body === 'string' ? body : JSON.stringify(body), contentType }),
   });
@@ -122,27 +130,89 @@ describe('every route has a policy', () => {
 
 describe('roles', () => {
   // Per route class: no credentials → 401, a role without the permission → 403, one with it → success.
-  const cases: { name: string; method: string; path: string; body?: unknown; contentType?: string; ok: number; permission: string }[] = [
+  const cases: {
+    name: string;
+    method: string;
+    path: string;
+    body?: unknown;
+    contentType?: string;
+    ok: number;
+    permission: string;
+  }[] = [
     { name: 'list agents', method: 'GET', path: '/api/v1/agents', ok: 200, permission: 'agents:read' },
-    { name: 'deploy an agent', method: 'POST', path: '/api/v1/agents', body: 'name = "deployed-ROLE"\nsystem_prompt = "x"\n', contentType: 'application/toml', ok: 201, permission: 'agents:write' },
-    { name: 'invoke an agent', method: 'POST', path: '/api/v1/agents/helper/invoke', body: { request: 'hi' }, ok: 200, permission: 'agents:invoke' },
-    { name: 'send a message', method: 'POST', path: '/api/v1/messages', body: { performative: 'inform', receiver: 'helper', content: 'hi' }, ok: 202, permission: 'messages:send' },
+    {
+      name: 'deploy an agent',
+      method: 'POST',
+      path: '/api/v1/agents',
+      body: 'name = "deployed-ROLE"\nsystem_prompt = "x"\n',
+      contentType: 'application/toml',
+      ok: 201,
+      permission: 'agents:write',
+    },
+    {
+      name: 'invoke an agent',
+      method: 'POST',
+      path: '/api/v1/agents/helper/invoke',
+      body: { request: 'hi' },
+      ok: 200,
+      permission: 'agents:invoke',
+    },
+    {
+      name: 'send a message',
+      method: 'POST',
+      path: '/api/v1/messages',
+      body: { performative: 'inform', receiver: 'helper', content: 'hi' },
+      ok: 202,
+      permission: 'messages:send',
+    },
     { name: 'read conversations', method: 'GET', path: '/api/v1/conversations', ok: 200, permission: 'messages:read' },
     { name: 'search memory', method: 'GET', path: '/api/v1/memory/stats', ok: 200, permission: 'memory:read' },
-    { name: 'write memory', method: 'POST', path: '/api/v1/memory/entities', body: { entities: [{ name: 'e-ROLE', entityType: 't', observations: ['o'] }] }, ok: 201, permission: 'memory:write' },
+    {
+      name: 'write memory',
+      method: 'POST',
+      path: '/api/v1/memory/entities',
+      body: { entities: [{ name: 'e-ROLE', entityType: 't', observations: ['o'] }] },
+      ok: 201,
+      permission: 'memory:write',
+    },
     { name: 'list tools', method: 'GET', path: '/api/v1/tools', ok: 200, permission: 'tools:read' },
     { name: 'read the configuration', method: 'GET', path: '/api/v1/config', ok: 200, permission: 'config:read' },
     { name: 'read the status', method: 'GET', path: '/api/v1/status', ok: 200, permission: 'observe:read' },
     { name: 'list keys', method: 'GET', path: '/api/v1/keys', ok: 200, permission: 'keys:manage' },
     // Admin only: no MCP server is mounted here, so the admin's answer is 404 (past the access check).
-    { name: 'log in to a mounted MCP server', method: 'POST', path: '/api/v1/mcp/servers/none/login', body: { redirect_uri: 'http://127.0.0.1:1/callback' }, ok: 404, permission: 'mcp:authorize' },
-    { name: 'retrieve an agent as a model', method: 'GET', path: '/v1/models/helper', ok: 200, permission: 'agents:read' },
-    { name: 'chat completions', method: 'POST', path: '/v1/chat/completions', body: { model: 'helper', messages: [{ role: 'user', content: 'hi' }] }, ok: 200, permission: 'agents:invoke' },
+    {
+      name: 'log in to a mounted MCP server',
+      method: 'POST',
+      path: '/api/v1/mcp/servers/none/login',
+      body: { redirect_uri: 'http://127.0.0.1:1/callback' },
+      ok: 404,
+      permission: 'mcp:authorize',
+    },
+    {
+      name: 'retrieve an agent as a model',
+      method: 'GET',
+      path: '/v1/models/helper',
+      ok: 200,
+      permission: 'agents:read',
+    },
+    {
+      name: 'chat completions',
+      method: 'POST',
+      path: '/v1/chat/completions',
+      body: { model: 'helper', messages: [{ role: 'user', content: 'hi' }] },
+      ok: 200,
+      permission: 'agents:invoke',
+    },
   ];
 
   for (const c of cases) {
     it(`${c.name}: 401 without a key, 403 for roles without ${c.permission}, success for the others`, async () => {
-      const body = (role: string) => (typeof c.body === 'string' ? c.body.replace('ROLE', role) : c.body === undefined ? undefined : JSON.parse(JSON.stringify(c.body).replace('ROLE', role)));
+      const body = (role: string) =>
+        typeof c.body === 'string'
+          ? c.body.replace('ROLE', role)
+          : c.body === undefined
+            ? undefined
+            : JSON.parse(JSON.stringify(c.body).replace('ROLE', role));
       expect((await call(c.method, c.path, undefined, body('none'), c.contentType)).status).toBe(401);
       for (const role of ROLES) {
         const res = await call(c.method, c.path, keys[role], body(role), c.contentType);
@@ -157,21 +227,43 @@ describe('roles', () => {
   }
 
   it('a key scoped to some agents cannot use the others', async () => {
-    const created = await call('POST', '/api/v1/keys', admin, { name: 'scoped', role: 'developer', agents: ['support-*'] });
+    const created = await call('POST', '/api/v1/keys', admin, {
+      name: 'scoped',
+      role: 'developer',
+      agents: ['support-*'],
+    });
     const k = created.json.secret as string;
     expect((await call('GET', '/api/v1/agents/helper', k)).status).toBe(403);
     expect((await call('POST', '/api/v1/agents/helper/invoke', k, { request: 'x' })).status).toBe(403);
-    expect((await call('POST', '/v1/chat/completions', k, { model: 'helper', messages: [{ role: 'user', content: 'x' }] })).status).toBe(403);
-    expect((await call('POST', '/api/v1/messages', k, { performative: 'inform', receiver: 'helper', content: 'x' })).status).toBe(403);
-    const deployed = await call('POST', '/api/v1/agents', k, 'name = "support-a"\nsystem_prompt = "x"\n', 'application/toml');
+    expect(
+      (await call('POST', '/v1/chat/completions', k, { model: 'helper', messages: [{ role: 'user', content: 'x' }] }))
+        .status,
+    ).toBe(403);
+    expect(
+      (await call('POST', '/api/v1/messages', k, { performative: 'inform', receiver: 'helper', content: 'x' })).status,
+    ).toBe(403);
+    const deployed = await call(
+      'POST',
+      '/api/v1/agents',
+      k,
+      'name = "support-a"\nsystem_prompt = "x"\n',
+      'application/toml',
+    );
     expect(deployed.status, deployed.text).toBe(201);
-    expect((await call('PUT', '/api/v1/agents/helper', k, 'name = "helper"\nsystem_prompt = "y"\n', 'application/toml')).status).toBe(403);
+    expect(
+      (await call('PUT', '/api/v1/agents/helper', k, 'name = "helper"\nsystem_prompt = "y"\n', 'application/toml'))
+        .status,
+    ).toBe(403);
   });
 });
 
 describe('memory and tool scopes', () => {
   it('a key limited to some memory scopes must name one it may use', async () => {
-    const created = await call('POST', '/api/v1/keys', admin, { name: 'mem-scoped', role: 'developer', memory: ['agent:helper'] });
+    const created = await call('POST', '/api/v1/keys', admin, {
+      name: 'mem-scoped',
+      role: 'developer',
+      memory: ['agent:helper'],
+    });
     const k = created.json.secret as string;
     const entity = { entities: [{ name: 'scoped-e', entityType: 't', observations: ['o'] }] };
     const noScope = await call('POST', '/api/v1/memory/entities', k, entity);
@@ -184,7 +276,11 @@ describe('memory and tool scopes', () => {
   });
 
   it('a key limited to some tools cannot call the others directly', async () => {
-    const created = await call('POST', '/api/v1/keys', admin, { name: 'tool-scoped', role: 'developer', tools: ['csv_parser.*'] });
+    const created = await call('POST', '/api/v1/keys', admin, {
+      name: 'tool-scoped',
+      role: 'developer',
+      tools: ['csv_parser.*'],
+    });
     const k = created.json.secret as string;
     const denied = await call('POST', '/api/v1/tools/json_query/query/call', k, { args: {} });
     expect(denied.status).toBe(403);
@@ -223,14 +319,28 @@ describe('keys', () => {
 
 describe('messages from outside', () => {
   it('are sent as the authenticated principal; another sender needs impersonate', async () => {
-    const own = await call('POST', '/api/v1/messages', keys.invoker, { performative: 'inform', receiver: 'helper', content: 'hi' });
+    const own = await call('POST', '/api/v1/messages', keys.invoker, {
+      performative: 'inform',
+      receiver: 'helper',
+      content: 'hi',
+    });
     expect(own.status, own.text).toBe(202);
     const stored = await call('GET', `/api/v1/messages/${String(own.json.id)}`, admin);
     expect(stored.json.sender).toBe('key:k-invoker');
-    const spoof = await call('POST', '/api/v1/messages', keys.operator, { performative: 'inform', receiver: 'helper', content: 'hi', sender: 'secy' });
+    const spoof = await call('POST', '/api/v1/messages', keys.operator, {
+      performative: 'inform',
+      receiver: 'helper',
+      content: 'hi',
+      sender: 'secy',
+    });
     expect(spoof.status).toBe(403);
     expect(spoof.json.error!.details).toMatchObject({ reason: 'impersonate', field: 'sender' });
-    const asAdmin = await call('POST', '/api/v1/messages', admin, { performative: 'inform', receiver: 'helper', content: 'hi', sender: 'secy' });
+    const asAdmin = await call('POST', '/api/v1/messages', admin, {
+      performative: 'inform',
+      receiver: 'helper',
+      content: 'hi',
+      sender: 'secy',
+    });
     expect(asAdmin.status).toBe(202);
     const s2 = await call('GET', `/api/v1/messages/${String(asAdmin.json.id)}`, admin);
     expect(s2.json.sender).toBe('secy');
@@ -238,7 +348,12 @@ describe('messages from outside', () => {
 });
 
 describe('browser safety', () => {
-  function raw(method: string, path: string, headers: Record<string, string>, body?: string): Promise<{ status: number; text: string }> {
+  function raw(
+    method: string,
+    path: string,
+    headers: Record<string, string>,
+    body?: string,
+  ): Promise<{ status: number; text: string }> {
     const u = new URL(srv.url + path);
     return new Promise((resolve, reject) => {
       const req = request({ host: u.hostname, port: u.port, method, path: u.pathname, headers }, (res) => {
@@ -261,7 +376,12 @@ describe('browser safety', () => {
 
   it('refuses a cross-site text/plain POST with a foreign Origin', async () => {
     const host = new URL(srv.url).host;
-    const res = await raw('POST', '/api/v1/agents', { host, origin: 'https://evil.example', 'content-type': 'text/plain' }, 'name = "x"\nsystem_prompt = "y"\n');
+    const res = await raw(
+      'POST',
+      '/api/v1/agents',
+      { host, origin: 'https://evil.example', 'content-type': 'text/plain' },
+      'name = "x"\nsystem_prompt = "y"\n',
+    );
     expect(res.status).toBe(403);
     expect(JSON.parse(res.text).error.details.reason).toBe('origin_not_allowed');
     // Even with a key (a page cannot hold one, but the Origin alone decides).
@@ -273,16 +393,27 @@ describe('browser safety', () => {
     );
     expect(withKey.status).toBe(403);
     // A simple content type without a credential or X-Caxton-Request header, no Origin at all.
-    const simple = await raw('POST', '/api/v1/messages', { host, 'content-type': 'application/x-www-form-urlencoded' }, 'a=b');
+    const simple = await raw(
+      'POST',
+      '/api/v1/messages',
+      { host, 'content-type': 'application/x-www-form-urlencoded' },
+      'a=b',
+    );
     expect(simple.status).toBe(403);
     expect(JSON.parse(simple.text).error.details.reason).toBe('simple_content_type');
     // Same-origin pages (a console served by this host) are fine.
-    const same = await raw('GET', '/api/v1/agents', { host, origin: `http://${host}`, authorization: `Bearer ${admin}` });
+    const same = await raw('GET', '/api/v1/agents', {
+      host,
+      origin: `http://${host}`,
+      authorization: `Bearer ${admin}`,
+    });
     expect(same.status).toBe(200);
   });
 
   it('sends no CORS headers unless origins are configured', async () => {
-    const res = await fetch(`${srv.url}/api/v1/agents`, { headers: { origin: 'https://evil.example', authorization: `Bearer ${admin}` } });
+    const res = await fetch(`${srv.url}/api/v1/agents`, {
+      headers: { origin: 'https://evil.example', authorization: `Bearer ${admin}` },
+    });
     expect(res.headers.get('access-control-allow-origin')).toBeNull();
   });
 });

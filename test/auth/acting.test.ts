@@ -6,7 +6,13 @@
  * the default limits; a principal out of tokens is refused at submit with 429.
  */
 import { afterAll, describe, expect, it } from 'vitest';
-import { ApiKeyStore, LOCAL_PRINCIPAL, PrincipalDirectory, PrincipalLimiter, type Principal } from '../../src/auth/index.js';
+import {
+  ApiKeyStore,
+  LOCAL_PRINCIPAL,
+  PrincipalDirectory,
+  PrincipalLimiter,
+  type Principal,
+} from '../../src/auth/index.js';
 import { CaxtonError } from '../../src/shared/errors.js';
 import { openDatabase, type Db } from '../../src/storage/index.js';
 import { makeTempDir, removeTempDirs } from '../helpers/tmp.js';
@@ -23,7 +29,14 @@ function store(now?: () => number): ApiKeyStore {
   return new ApiKeyStore(db, now ? { now } : {});
 }
 
-const jwt = (sub: string, expiresAt?: number): Principal => ({ id: `oidc:${sub}`, kind: 'jwt', name: sub, role: 'invoker', scope: { agents: ['a-*'] }, ...(expiresAt !== undefined && { expiresAt }) });
+const jwt = (sub: string, expiresAt?: number): Principal => ({
+  id: `oidc:${sub}`,
+  kind: 'jwt',
+  name: sub,
+  role: 'invoker',
+  scope: { agents: ['a-*'] },
+  ...(expiresAt !== undefined && { expiresAt }),
+});
 
 describe('PrincipalDirectory', () => {
   it('resolves a key by name with its current scope, and nothing once it is revoked', () => {

@@ -1,7 +1,13 @@
 import { X509Certificate } from 'node:crypto';
 import type { PeerCertificate } from 'node:tls';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { clientCertMappingSchema, clientCertMappingsSchema, parseSubjectAltName, principalFromCertificate, principalFromSocket } from '../../src/auth/cert.js';
+import {
+  clientCertMappingSchema,
+  clientCertMappingsSchema,
+  parseSubjectAltName,
+  principalFromCertificate,
+  principalFromSocket,
+} from '../../src/auth/cert.js';
 import { createCa, type TestCa } from '../helpers/certs.js';
 
 const DAY = 24 * 3_600_000;
@@ -25,25 +31,50 @@ const mapping = clientCertMappingsSchema.parse([
 
 describe('principalFromCertificate', () => {
   it('maps the CN to a principal cert:<CN> with the role of the first matching entry', () => {
-    expect(principalFromCertificate(peer({ CN: 'admin-console' }), mapping)).toEqual({ id: 'cert:admin-console', kind: 'cert', name: 'admin-console', role: 'admin', scope: {} });
+    expect(principalFromCertificate(peer({ CN: 'admin-console' }), mapping)).toEqual({
+      id: 'cert:admin-console',
+      kind: 'cert',
+      name: 'admin-console',
+      role: 'admin',
+      scope: {},
+    });
   });
 
   it('needs both cn and san when an entry names both, and carries the agents scope', () => {
-    const both = principalFromCertificate(peer({ CN: 'ci-runner', san: 'DNS:ci.example, URI:spiffe://caxton/ci/main' }), mapping);
-    expect(both).toEqual({ id: 'cert:ci-runner', kind: 'cert', name: 'ci-runner', role: 'operator', scope: { agents: ['build-*'] } });
+    const both = principalFromCertificate(
+      peer({ CN: 'ci-runner', san: 'DNS:ci.example, URI:spiffe://caxton/ci/main' }),
+      mapping,
+    );
+    expect(both).toEqual({
+      id: 'cert:ci-runner',
+      kind: 'cert',
+      name: 'ci-runner',
+      role: 'operator',
+      scope: { agents: ['build-*'] },
+    });
     // Right CN, wrong SAN: falls through to the catch-all viewer entry.
-    expect(principalFromCertificate(peer({ CN: 'ci-runner', san: 'URI:spiffe://other/ci/main' }), mapping)?.role).toBe('viewer');
+    expect(principalFromCertificate(peer({ CN: 'ci-runner', san: 'URI:spiffe://other/ci/main' }), mapping)?.role).toBe(
+      'viewer',
+    );
   });
 
   it('matches a typed SAN pattern against that type only', () => {
     const p = principalFromCertificate(peer({ CN: 'svc', san: 'DNS:billing.invokers.example' }), mapping.slice(0, 3));
     expect(p).toMatchObject({ id: 'cert:svc', role: 'invoker', scope: { agents: ['support-*'], tools: ['search.*'] } });
-    expect(principalFromCertificate(peer({ CN: 'svc', san: 'URI:billing.invokers.example' }), mapping.slice(0, 3))).toBeUndefined();
+    expect(
+      principalFromCertificate(peer({ CN: 'svc', san: 'URI:billing.invokers.example' }), mapping.slice(0, 3)),
+    ).toBeUndefined();
   });
 
   it('an untyped SAN pattern matches any entry value; a certificate without a CN is named by its first SAN', () => {
     const m = clientCertMappingsSchema.parse([{ san: 'spiffe://caxton/*', role: 'developer' }]);
-    expect(principalFromCertificate(peer({ san: 'URI:spiffe://caxton/dev' }), m)).toEqual({ id: 'cert:spiffe://caxton/dev', kind: 'cert', name: 'spiffe://caxton/dev', role: 'developer', scope: {} });
+    expect(principalFromCertificate(peer({ san: 'URI:spiffe://caxton/dev' }), m)).toEqual({
+      id: 'cert:spiffe://caxton/dev',
+      kind: 'cert',
+      name: 'spiffe://caxton/dev',
+      role: 'developer',
+      scope: {},
+    });
   });
 
   it('gives nothing for no certificate, no match, several CNs or dates outside the validity period', () => {
@@ -51,8 +82,18 @@ describe('principalFromCertificate', () => {
     expect(principalFromCertificate(undefined, mapping)).toBeUndefined();
     expect(principalFromCertificate(peer({ CN: 'someone' }), mapping.slice(0, 3))).toBeUndefined();
     expect(principalFromCertificate(peer({ CN: ['admin-console', 'x'] }), mapping)).toBeUndefined();
-    expect(principalFromCertificate(peer({ CN: 'admin-console', from: Date.now() - 3 * DAY, to: Date.now() - DAY }), mapping)).toBeUndefined();
-    expect(principalFromCertificate(peer({ CN: 'admin-console', from: Date.now() + DAY, to: Date.now() + 3 * DAY }), mapping)).toBeUndefined();
+    expect(
+      principalFromCertificate(
+        peer({ CN: 'admin-console', from: Date.now() - 3 * DAY, to: Date.now() - DAY }),
+        mapping,
+      ),
+    ).toBeUndefined();
+    expect(
+      principalFromCertificate(
+        peer({ CN: 'admin-console', from: Date.now() + DAY, to: Date.now() + 3 * DAY }),
+        mapping,
+      ),
+    ).toBeUndefined();
     expect(principalFromCertificate(peer({ CN: 'admin-console' }), [])).toBeUndefined();
   });
 
@@ -75,7 +116,12 @@ describe('parseSubjectAltName on real certificates', () => {
   });
 
   it('reads what Node.js writes for DNS, IP, URI and quoted values', async () => {
-    const c = await ca.issue({ cn: 'x', dns: ['a.example', 'b, "c"'], ips: ['127.0.0.1'], uris: ['spiffe://caxton/x'] });
+    const c = await ca.issue({
+      cn: 'x',
+      dns: ['a.example', 'b, "c"'],
+      ips: ['127.0.0.1'],
+      uris: ['spiffe://caxton/x'],
+    });
     const text = new X509Certificate(c.cert).subjectAltName;
     expect(parseSubjectAltName(text)).toEqual([
       { type: 'DNS', value: 'a.example' },
@@ -88,14 +134,20 @@ describe('parseSubjectAltName on real certificates', () => {
 
 describe('clientCertMappingSchema', () => {
   it('needs cn or san, and a known role', () => {
-    expect(clientCertMappingSchema.safeParse({ role: 'admin' }).error?.issues[0]?.message).toMatch(/needs "cn", "san" or both/);
-    expect(clientCertMappingSchema.safeParse({ cn: 'x', role: 'root' }).error?.issues[0]?.message).toMatch(/expected a role: admin, operator/);
+    expect(clientCertMappingSchema.safeParse({ role: 'admin' }).error?.issues[0]?.message).toMatch(
+      /needs "cn", "san" or both/,
+    );
+    expect(clientCertMappingSchema.safeParse({ cn: 'x', role: 'root' }).error?.issues[0]?.message).toMatch(
+      /expected a role: admin, operator/,
+    );
     expect(clientCertMappingSchema.safeParse({ cn: 'x', role: 'viewer', extra: 1 }).success).toBe(false);
   });
 });
 
 describe('principalFromSocket', () => {
   it('gives nothing for a connection that is not TLS', () => {
-    expect(principalFromSocket({ authorized: true, getPeerCertificate: () => peer({ CN: 'admin-console' }) }, mapping)).toBeUndefined();
+    expect(
+      principalFromSocket({ authorized: true, getPeerCertificate: () => peer({ CN: 'admin-console' }) }, mapping),
+    ).toBeUndefined();
   });
 });

@@ -7,7 +7,17 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { exportJWK, exportPKCS8, exportSPKI, generateKeyPair, SignJWT, UnsecuredJWT, type CryptoKey, type JWK, type JWTPayload } from 'jose';
+import {
+  exportJWK,
+  exportPKCS8,
+  exportSPKI,
+  generateKeyPair,
+  SignJWT,
+  UnsecuredJWT,
+  type CryptoKey,
+  type JWK,
+  type JWTPayload,
+} from 'jose';
 import { createJwtAuthenticator, type JwtAuthenticator, type JwtAuthenticatorOptions } from '../../src/auth/jwt.js';
 import { claimAt, mapRole } from '../../src/auth/jwt-claims.js';
 import { jwtConfigSchema, type JwtConfigInput } from '../../src/auth/jwt-config.js';
@@ -42,7 +52,9 @@ beforeAll(async () => {
   server = createServer((req, res) => {
     if (req.url !== '/jwks.json') return void res.writeHead(404).end();
     jwks.fetches++;
-    res.writeHead(jwks.status, { 'content-type': 'application/json' }).end(jwks.status === 200 ? JSON.stringify({ keys: jwks.keys }) : '{"error":"down"}');
+    res
+      .writeHead(jwks.status, { 'content-type': 'application/json' })
+      .end(jwks.status === 200 ? JSON.stringify({ keys: jwks.keys }) : '{"error":"down"}');
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   jwksUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/jwks.json`;
@@ -56,10 +68,24 @@ afterAll(async () => {
 const nowS = () => Math.floor(Date.now() / 1000);
 
 /** A signed token: sensible defaults (issuer, audience, 1 h expiry, a mapped role) that `claims` overrides; `undefined` removes a claim. */
-async function mint(key: TestKey, claims: Record<string, unknown> = {}, header: Record<string, unknown> = {}): Promise<string> {
-  const payload: JWTPayload = { iss: ISSUER, aud: AUDIENCE, sub: 'user-1', iat: nowS(), exp: nowS() + 3600, realm_access: { roles: ['caxton-ops'] }, ...claims };
+async function mint(
+  key: TestKey,
+  claims: Record<string, unknown> = {},
+  header: Record<string, unknown> = {},
+): Promise<string> {
+  const payload: JWTPayload = {
+    iss: ISSUER,
+    aud: AUDIENCE,
+    sub: 'user-1',
+    iat: nowS(),
+    exp: nowS() + 3600,
+    realm_access: { roles: ['caxton-ops'] },
+    ...claims,
+  };
   for (const [k, v] of Object.entries(payload)) if (v === undefined) delete payload[k];
-  return new SignJWT(payload).setProtectedHeader({ alg: key.alg, kid: key.kid, typ: 'JWT', ...header }).sign(key.privateKey);
+  return new SignJWT(payload)
+    .setProtectedHeader({ alg: key.alg, kid: key.kid, typ: 'JWT', ...header })
+    .sign(key.privateKey);
 }
 
 function jwtAuth(over: Partial<JwtConfigInput> = {}, opts: JwtAuthenticatorOptions = {}): JwtAuthenticator {
@@ -94,7 +120,14 @@ describe('JWT authenticator: valid tokens', () => {
     const auth = jwtAuth();
     const p = await auth.authenticate(await mint(key, { preferred_username: 'ada' }));
     // expiresAt is the token's exp: the event streams it opens end then.
-    expect(p).toEqual({ id: 'oidc:user-1', kind: 'jwt', name: 'ada', role: 'operator', scope: {}, expiresAt: expect.any(Number) });
+    expect(p).toEqual({
+      id: 'oidc:user-1',
+      kind: 'jwt',
+      name: 'ada',
+      role: 'operator',
+      scope: {},
+      expiresAt: expect.any(Number),
+    });
     expect(p.expiresAt! % 1000).toBe(0);
     expect(p.expiresAt! - Date.now()).toBeGreaterThan(0);
     auth.close();
@@ -102,7 +135,12 @@ describe('JWT authenticator: valid tokens', () => {
 
   it('takes the strongest mapped role, and the subject as the name without preferred_username', async () => {
     const auth = jwtAuth();
-    const p = await auth.authenticate(await mint(ec, { sub: 'svc-7', realm_access: { roles: ['everyone', 'unmapped', 'caxton-devs', 'caxton-admins'] } }));
+    const p = await auth.authenticate(
+      await mint(ec, {
+        sub: 'svc-7',
+        realm_access: { roles: ['everyone', 'unmapped', 'caxton-devs', 'caxton-admins'] },
+      }),
+    );
     expect(p).toMatchObject({ id: 'oidc:svc-7', name: 'svc-7', role: 'admin' });
   });
 
@@ -117,11 +155,23 @@ describe('JWT authenticator: valid tokens', () => {
 
   it('reads namespaced claims whose names contain dots, and agent globs from agents_claim', async () => {
     const auth = jwtAuth({ role_claim: 'https://caxton.example/roles', agents_claim: 'https://caxton.example/agents' });
-    const p = await auth.authenticate(await mint(ed, { 'https://caxton.example/roles': ['caxton-ops'], 'https://caxton.example/agents': ['support-*', 'triage'] }));
+    const p = await auth.authenticate(
+      await mint(ed, {
+        'https://caxton.example/roles': ['caxton-ops'],
+        'https://caxton.example/agents': ['support-*', 'triage'],
+      }),
+    );
     expect(p.scope).toEqual({ agents: ['support-*', 'triage'] });
     // Fail closed: a token without the configured agents claim may use no agent.
-    expect((await auth.authenticate(await mint(ed, { 'https://caxton.example/roles': 'caxton-ops' }))).scope).toEqual({ agents: [] });
-    const bad = await refusal(auth.authenticate(await mint(ed, { 'https://caxton.example/roles': 'caxton-ops', 'https://caxton.example/agents': [1, 2] })), '');
+    expect((await auth.authenticate(await mint(ed, { 'https://caxton.example/roles': 'caxton-ops' }))).scope).toEqual({
+      agents: [],
+    });
+    const bad = await refusal(
+      auth.authenticate(
+        await mint(ed, { 'https://caxton.example/roles': 'caxton-ops', 'https://caxton.example/agents': [1, 2] }),
+      ),
+      '',
+    );
     expect(bad.code).toBe('forbidden');
     expect(bad.message).toContain('https://caxton.example/agents');
   });
@@ -139,7 +189,10 @@ describe('JWT authenticator: refused tokens', () => {
 
   it('refuses a wrong issuer', async () => {
     const t = await mint(ec, { iss: 'https://evil.test/' });
-    expect(await refusal(auth().authenticate(t), t)).toMatchObject({ code: 'unauthenticated', details: { reason: 'wrong_issuer' } });
+    expect(await refusal(auth().authenticate(t), t)).toMatchObject({
+      code: 'unauthenticated',
+      details: { reason: 'wrong_issuer' },
+    });
   });
 
   it('refuses an expired token (beyond the 30 s clock tolerance) but accepts one within it', async () => {
@@ -166,7 +219,10 @@ describe('JWT authenticator: refused tokens', () => {
     const stranger = await makeKey('ES256', 'ghost');
     const before = jwks.fetches;
     const t = await mint(stranger);
-    expect(await refusal(auth().authenticate(t), t)).toMatchObject({ code: 'unauthenticated', details: { reason: 'unknown_key' } });
+    expect(await refusal(auth().authenticate(t), t)).toMatchObject({
+      code: 'unauthenticated',
+      details: { reason: 'unknown_key' },
+    });
     expect(jwks.fetches).toBeGreaterThan(before);
     // Same kid as a real key, wrong key material: the signature check fails.
     const forged = await mint({ ...stranger, kid: 'ec-1' });
@@ -174,7 +230,11 @@ describe('JWT authenticator: refused tokens', () => {
   });
 
   it('refuses alg "none"', async () => {
-    const t = new UnsecuredJWT({ sub: 'root', realm_access: { roles: ['caxton-admins'] } }).setIssuer(ISSUER).setAudience(AUDIENCE).setExpirationTime('1h').encode();
+    const t = new UnsecuredJWT({ sub: 'root', realm_access: { roles: ['caxton-admins'] } })
+      .setIssuer(ISSUER)
+      .setAudience(AUDIENCE)
+      .setExpirationTime('1h')
+      .encode();
     const e = await refusal(auth().authenticate(t), t);
     expect(e).toMatchObject({ code: 'unauthenticated', details: { reason: 'algorithm_not_allowed' } });
     expect(e.message).toContain('"none"');
@@ -182,7 +242,13 @@ describe('JWT authenticator: refused tokens', () => {
 
   it('refuses HS256 signed with the public key as the secret (algorithm confusion)', async () => {
     const secret = new TextEncoder().encode(await exportSPKI(rsa.publicKey));
-    const payload = { iss: ISSUER, aud: AUDIENCE, sub: 'root', exp: nowS() + 3600, realm_access: { roles: ['caxton-admins'] } };
+    const payload = {
+      iss: ISSUER,
+      aud: AUDIENCE,
+      sub: 'root',
+      exp: nowS() + 3600,
+      realm_access: { roles: ['caxton-admins'] },
+    };
     const t = await new SignJWT(payload).setProtectedHeader({ alg: 'HS256', kid: 'rsa-1' }).sign(secret);
     const e = await refusal(auth().authenticate(t), t);
     expect(e).toMatchObject({ code: 'unauthenticated', details: { reason: 'algorithm_not_allowed' } });
@@ -197,13 +263,26 @@ describe('JWT authenticator: refused tokens', () => {
   it('refuses a tampered token: changed claims or signature', async () => {
     const t = await mint(rsa);
     const [h, , s] = t.split('.');
-    const elevated = Buffer.from(JSON.stringify({ iss: ISSUER, aud: AUDIENCE, sub: 'user-1', exp: nowS() + 3600, realm_access: { roles: ['caxton-admins'] } })).toString('base64url');
+    const elevated = Buffer.from(
+      JSON.stringify({
+        iss: ISSUER,
+        aud: AUDIENCE,
+        sub: 'user-1',
+        exp: nowS() + 3600,
+        realm_access: { roles: ['caxton-admins'] },
+      }),
+    ).toString('base64url');
     const tampered = `${h}.${elevated}.${s}`;
-    expect(await refusal(auth().authenticate(tampered), tampered)).toMatchObject({ code: 'unauthenticated', details: { reason: 'bad_signature' } });
+    expect(await refusal(auth().authenticate(tampered), tampered)).toMatchObject({
+      code: 'unauthenticated',
+      details: { reason: 'bad_signature' },
+    });
     const sig = Buffer.from(s!, 'base64url');
     sig[10] = sig[10]! ^ 0x01;
     const flipped = `${t.split('.').slice(0, 2).join('.')}.${sig.toString('base64url')}`;
-    expect(await refusal(auth().authenticate(flipped), flipped)).toMatchObject({ details: { reason: 'bad_signature' } });
+    expect(await refusal(auth().authenticate(flipped), flipped)).toMatchObject({
+      details: { reason: 'bad_signature' },
+    });
   });
 
   it('refuses a token with no mapped role as forbidden (403), naming the claim and the fix', async () => {
@@ -278,7 +357,9 @@ describe('JWT authenticator: keys', () => {
     expect(await pem.authenticate(await mint(ec))).toMatchObject({ role: 'operator', kind: 'jwt' });
     // The static key verifies only its own algorithm: an RS256 token is refused.
     const other = await mint(rsa);
-    expect(await refusal(pem.authenticate(other), other)).toMatchObject({ details: { reason: 'algorithm_not_allowed' } });
+    expect(await refusal(pem.authenticate(other), other)).toMatchObject({
+      details: { reason: 'algorithm_not_allowed' },
+    });
 
     const { kid: _kid, alg: _alg, use: _use, ...bare } = ed.jwk;
     const inline = jwtAuth({ jwks_url: undefined, jwk: JSON.stringify(bare) });
@@ -289,8 +370,12 @@ describe('JWT authenticator: keys', () => {
     const dir = makeTempDir();
     writeFileSync(join(dir, 'private.pem'), await exportPKCS8(rsa.privateKey));
     writeFileSync(join(dir, 'ec.pem'), await exportSPKI(ec.publicKey));
-    expect(() => jwtAuth({ jwks_url: undefined, public_key_file: 'private.pem' }, { baseDir: dir })).toThrow(/PRIVATE key/);
-    expect(() => jwtAuth({ jwks_url: undefined, public_key_file: 'ec.pem', algorithms: ['RS256'] }, { baseDir: dir })).toThrow(/add ES256 to \[auth\.jwt\] algorithms/);
+    expect(() => jwtAuth({ jwks_url: undefined, public_key_file: 'private.pem' }, { baseDir: dir })).toThrow(
+      /PRIVATE key/,
+    );
+    expect(() =>
+      jwtAuth({ jwks_url: undefined, public_key_file: 'ec.pem', algorithms: ['RS256'] }, { baseDir: dir }),
+    ).toThrow(/add ES256 to \[auth\.jwt\] algorithms/);
     try {
       jwtAuth({ jwks_url: undefined, public_key_file: 'nope.pem' }, { baseDir: dir });
       expect.unreachable();
@@ -320,7 +405,10 @@ describe('JWT authenticator: verified-token cache', () => {
     clock += 60_000;
     expect(await auth.authenticate(t)).toBe(first);
     clock += 120_000; // 60 s past exp: beyond the 30 s tolerance
-    expect(await refusal(auth.authenticate(t), t)).toMatchObject({ code: 'unauthenticated', details: { reason: 'expired' } });
+    expect(await refusal(auth.authenticate(t), t)).toMatchObject({
+      code: 'unauthenticated',
+      details: { reason: 'expired' },
+    });
 
     clock = Date.now();
     const short = jwtAuth({ cache_ttl: 5 }, { now: () => clock });
@@ -362,34 +450,54 @@ describe('[auth.jwt] schema', () => {
   });
 
   it('needs exactly one key source', () => {
-    expect(issues(base)).toEqual([{ path: 'jwks_url', message: expect.stringMatching(/exactly one of jwks_url .* public_key_file .* jwk/) }]);
-    expect(issues({ ...base, jwks_url: 'https://i.example/jwks', public_key_file: 'k.pem' })).toEqual([{ path: 'public_key_file', message: expect.stringContaining('only one key source') }]);
+    expect(issues(base)).toEqual([
+      { path: 'jwks_url', message: expect.stringMatching(/exactly one of jwks_url .* public_key_file .* jwk/) },
+    ]);
+    expect(issues({ ...base, jwks_url: 'https://i.example/jwks', public_key_file: 'k.pem' })).toEqual([
+      { path: 'public_key_file', message: expect.stringContaining('only one key source') },
+    ]);
   });
 
   it('refuses none, HS* and unknown algorithms with what to write instead', () => {
     const src = { ...base, jwks_url: 'https://i.example/jwks' };
-    expect(issues({ ...src, algorithms: ['none'] })).toEqual([{ path: 'algorithms.0', message: expect.stringContaining('unsigned') }]);
-    expect(issues({ ...src, algorithms: ['RS256', 'HS256'] })).toEqual([{ path: 'algorithms.1', message: expect.stringContaining('shared-secret') }]);
+    expect(issues({ ...src, algorithms: ['none'] })).toEqual([
+      { path: 'algorithms.0', message: expect.stringContaining('unsigned') },
+    ]);
+    expect(issues({ ...src, algorithms: ['RS256', 'HS256'] })).toEqual([
+      { path: 'algorithms.1', message: expect.stringContaining('shared-secret') },
+    ]);
     expect(issues({ ...src, algorithms: ['XY1'] })[0]!.message).toContain('RS256');
     expect(issues({ ...src, algorithms: [] })[0]!.message).toContain('at least one');
   });
 
   it('refuses plain-HTTP key sets beyond loopback, private and symmetric JWKs, bad roles and unknown keys', () => {
-    expect(issues({ ...base, jwks_url: 'http://issuer.example.com/jwks' })).toEqual([{ path: 'jwks_url', message: expect.stringContaining('https://') }]);
-    expect(issues({ ...base, jwk: { kty: 'EC', crv: 'P-256', x: 'a', y: 'b', d: 'c' } })[0]).toEqual({ path: 'jwk', message: expect.stringContaining('private key') });
+    expect(issues({ ...base, jwks_url: 'http://issuer.example.com/jwks' })).toEqual([
+      { path: 'jwks_url', message: expect.stringContaining('https://') },
+    ]);
+    expect(issues({ ...base, jwk: { kty: 'EC', crv: 'P-256', x: 'a', y: 'b', d: 'c' } })[0]).toEqual({
+      path: 'jwk',
+      message: expect.stringContaining('private key'),
+    });
     expect(issues({ ...base, jwk: { kty: 'oct', k: 'c2VjcmV0' } })[0]!.message).toContain('shared-secret');
     expect(issues({ ...base, jwks_url: 'https://i.example/jwks', roles: { admins: 'root' } })).toEqual([
       { path: 'roles.admins', message: expect.stringContaining('admin, operator, developer, invoker, viewer') },
     ]);
-    expect(issues({ ...base, jwks_url: 'https://i.example/jwks', role_claim: 'realm roles' })[0]!.path).toBe('role_claim');
+    expect(issues({ ...base, jwks_url: 'https://i.example/jwks', role_claim: 'realm roles' })[0]!.path).toBe(
+      'role_claim',
+    );
     expect(issues({ ...base, jwks_url: 'https://i.example/jwks', audiences: ['x'] })[0]!.message).toMatch(/audiences/);
-    expect(issues({ ...base, jwks_url: 'https://i.example/jwks', clock_tolerance: '1h' })[0]!.path).toBe('clock_tolerance');
+    expect(issues({ ...base, jwks_url: 'https://i.example/jwks', clock_tolerance: '1h' })[0]!.path).toBe(
+      'clock_tolerance',
+    );
   });
 });
 
 describe('claim helpers', () => {
   it('walks dotted paths through own properties only', () => {
-    const payload = JSON.parse('{"realm_access":{"roles":["a"]},"a.b":1,"__proto__":{"polluted":true}}') as Record<string, unknown>;
+    const payload = JSON.parse('{"realm_access":{"roles":["a"]},"a.b":1,"__proto__":{"polluted":true}}') as Record<
+      string,
+      unknown
+    >;
     expect(claimAt(payload, 'realm_access.roles')).toEqual(['a']);
     expect(claimAt(payload, 'a.b')).toBe(1);
     expect(claimAt(payload, 'realm_access.constructor')).toBeUndefined();

@@ -32,7 +32,13 @@ const record = (keys: ApiKeyStore, id: string) => keys.records().find((k) => k.i
 describe('ApiKeyStore across nodes', () => {
   it('tells its listener each create, revoke and rotate with the row as it now is, without last_used_at', () => {
     const { keys, heard } = store();
-    const { key, secret } = keys.create({ name: 'ci', role: 'operator', scope: { agents: ['support-*'] }, limits: { requests_per_minute: 60 }, createdBy: 'key:admin' });
+    const { key, secret } = keys.create({
+      name: 'ci',
+      role: 'operator',
+      scope: { agents: ['support-*'] },
+      limits: { requests_per_minute: 60 },
+      createdBy: 'key:admin',
+    });
     keys.verify(secret);
     const rotated = keys.rotate('ci');
     keys.revoke('ci');

@@ -15,8 +15,21 @@ import { stringify } from 'smol-toml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AgentRegistry, parseAgent } from '../../src/agents/index.js';
 import { retryAfterSeconds as envelopeRetryAfter, sendError, toEnvelope } from '../../src/api/envelope.js';
-import { agentLimitsLookup, authLimitsConfigSchema, limitSetSchema, principalLimits, type LimitSet } from '../../src/auth/limits-config.js';
-import { CONCURRENCY_RETRY_MS, limitedError, PrincipalLimiter, type ExecutionAdmission, type ExecutionSlot, type LimitDenied } from '../../src/auth/limits.js';
+import {
+  agentLimitsLookup,
+  authLimitsConfigSchema,
+  limitSetSchema,
+  principalLimits,
+  type LimitSet,
+} from '../../src/auth/limits-config.js';
+import {
+  CONCURRENCY_RETRY_MS,
+  limitedError,
+  PrincipalLimiter,
+  type ExecutionAdmission,
+  type ExecutionSlot,
+  type LimitDenied,
+} from '../../src/auth/limits.js';
 import { loadServerConfig } from '../../src/config/index.js';
 import { Executor } from '../../src/execution/index.js';
 import { Metrics } from '../../src/observability/metrics.js';
@@ -44,9 +57,15 @@ function denied(a: ExecutionAdmission | { ok: true }): LimitDenied {
 describe('[auth.limits] schema', () => {
   it('normalizes tokens_per_minute and tokens with a period; absent fields mean unlimited', () => {
     expect(limitSetSchema.parse({ tokens_per_minute: 1000 })).toEqual({ tokens: 1000, tokens_period_ms: MIN });
-    expect(limitSetSchema.parse({ tokens: 100_000, tokens_period: '1h' })).toEqual({ tokens: 100_000, tokens_period_ms: 3_600_000 });
+    expect(limitSetSchema.parse({ tokens: 100_000, tokens_period: '1h' })).toEqual({
+      tokens: 100_000,
+      tokens_period_ms: 3_600_000,
+    });
     expect(limitSetSchema.parse({ tokens: 5 })).toEqual({ tokens: 5, tokens_period_ms: MIN });
-    expect(limitSetSchema.parse({ requests_per_minute: 60, concurrent_executions: 2 })).toEqual({ requests_per_minute: 60, concurrent_executions: 2 });
+    expect(limitSetSchema.parse({ requests_per_minute: 60, concurrent_executions: 2 })).toEqual({
+      requests_per_minute: 60,
+      concurrent_executions: 2,
+    });
     expect(limitSetSchema.parse({})).toEqual({});
     const cfg = authLimitsConfigSchema.parse(undefined);
     expect(cfg).toEqual({ agents: {}, anonymous: { requests_per_minute: 600, max_addresses: 10_000 } });
@@ -58,26 +77,38 @@ describe('[auth.limits] schema', () => {
       expect(r.success).toBe(false);
       return r.error!.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('\n');
     };
-    expect(issues({ default: { tokens_per_minute: 10, tokens: 10 } })).toMatch(/default\.tokens_per_minute: give either tokens_per_minute or tokens/);
+    expect(issues({ default: { tokens_per_minute: 10, tokens: 10 } })).toMatch(
+      /default\.tokens_per_minute: give either tokens_per_minute or tokens/,
+    );
     expect(issues({ default: { tokens_period: '1h' } })).toMatch(/default\.tokens_period: tokens_period needs tokens/);
     expect(issues({ default: { concurrent_executions: 0 } })).toMatch(/default\.concurrent_executions/);
-    expect(issues({ agents: { support: { requests_per_minute: 1.5 } } })).toMatch(/agents\.support\.requests_per_minute/);
+    expect(issues({ agents: { support: { requests_per_minute: 1.5 } } })).toMatch(
+      /agents\.support\.requests_per_minute/,
+    );
     expect(issues({ default: { tokens_per_hour: 10 } })).toMatch(/tokens_per_hour/);
-    expect(issues({ default: { tokens: 10, tokens_period: '745h' } })).toMatch(/default\.tokens_period: duration "745h" is out of range/);
+    expect(issues({ default: { tokens: 10, tokens_period: '745h' } })).toMatch(
+      /default\.tokens_period: duration "745h" is out of range/,
+    );
     expect(issues({ default: { tokens: 10, tokens_period: 'soon' } })).toMatch(/expected a duration/);
   });
 
   it("resolves an agent by exact name first, then the first matching glob; a key's own limits replace the default", () => {
     const cfg = authLimitsConfigSchema.parse({
       default: { requests_per_minute: 10 },
-      agents: { 'support-*': { concurrent_executions: 4 }, '*': { concurrent_executions: 9 }, 'support-vip': { concurrent_executions: 1 } },
+      agents: {
+        'support-*': { concurrent_executions: 4 },
+        '*': { concurrent_executions: 9 },
+        'support-vip': { concurrent_executions: 1 },
+      },
     });
     const lookup = agentLimitsLookup(cfg);
     expect(lookup('support-vip')).toEqual({ concurrent_executions: 1 });
     expect(lookup('support-eu')).toEqual({ concurrent_executions: 4 });
     expect(lookup('billing')).toEqual({ concurrent_executions: 9 });
     // An agent named like an Object.prototype member is not confused with it.
-    expect(agentLimitsLookup(authLimitsConfigSchema.parse({ agents: { 'x-*': { tokens: 1 } } }))('constructor')).toBeUndefined();
+    expect(
+      agentLimitsLookup(authLimitsConfigSchema.parse({ agents: { 'x-*': { tokens: 1 } } }))('constructor'),
+    ).toBeUndefined();
     expect(agentLimitsLookup(authLimitsConfigSchema.parse({}))('anything')).toBeUndefined();
     expect(principalLimits(cfg)).toEqual({ requests_per_minute: 10 });
     expect(principalLimits(cfg, { tokens: 5, tokens_period_ms: MIN })).toEqual({ tokens: 5, tokens_period_ms: MIN });
@@ -91,7 +122,13 @@ describe('PrincipalLimiter: requests', () => {
     const limits: LimitSet = { requests_per_minute: 3 };
     for (let i = 0; i < 3; i++) expect(l.admitRequest('key:a', limits).ok).toBe(true);
     const d = denied(l.admitRequest('key:a', limits));
-    expect(d).toMatchObject({ limit: 'requests', scope: 'principal', subject: 'key:a', value: 3, retryAfterMs: 20_000 });
+    expect(d).toMatchObject({
+      limit: 'requests',
+      scope: 'principal',
+      subject: 'key:a',
+      value: 3,
+      retryAfterMs: 20_000,
+    });
     expect(l.admitRequest('key:b', limits).ok).toBe(true);
     clock.advance(19_999);
     expect(l.admitRequest('key:a', limits).ok).toBe(false);
@@ -144,7 +181,14 @@ describe('PrincipalLimiter: executions', () => {
     const l = new PrincipalLimiter({ now: fakeClock().now });
     const agentLimits: LimitSet = { concurrent_executions: 1 };
     const first = slot(l.beginExecution({ principalId: 'key:a', agent: 'support', agentLimits }));
-    const d = denied(l.beginExecution({ principalId: 'key:b', principalLimits: { concurrent_executions: 5 }, agent: 'support', agentLimits }));
+    const d = denied(
+      l.beginExecution({
+        principalId: 'key:b',
+        principalLimits: { concurrent_executions: 5 },
+        agent: 'support',
+        agentLimits,
+      }),
+    );
     expect(d).toMatchObject({ limit: 'concurrency', scope: 'agent', subject: 'support', value: 1 });
     expect(l.usage('key:b').executions.running).toBe(0);
     // Executions no outside caller started (messages between agents) count against the agent too.
@@ -161,7 +205,11 @@ describe('PrincipalLimiter: executions', () => {
     const agentLimits: LimitSet = { requests_per_minute: 2 };
     slot(l.beginExecution({ principalId: 'key:a', agent: 'costly', agentLimits })).release();
     slot(l.beginExecution({ principalId: 'key:b', agent: 'costly', agentLimits })).release();
-    expect(denied(l.beginExecution({ principalId: 'key:c', agent: 'costly', agentLimits }))).toMatchObject({ limit: 'requests', scope: 'agent', retryAfterMs: 30_000 });
+    expect(denied(l.beginExecution({ principalId: 'key:c', agent: 'costly', agentLimits }))).toMatchObject({
+      limit: 'requests',
+      scope: 'agent',
+      retryAfterMs: 30_000,
+    });
     clock.advance(30_000);
     expect(l.beginExecution({ principalId: 'key:c', agent: 'costly', agentLimits }).ok).toBe(true);
   });
@@ -175,10 +223,22 @@ describe('PrincipalLimiter: tokens', () => {
     slot(l.beginExecution({ principalId: 'key:a', principalLimits: limits, agent: 'x' })).release({ tokens: 900 });
     // Under budget (900 < 1000): admitted, and it may overshoot.
     slot(l.beginExecution({ principalId: 'key:a', principalLimits: limits, agent: 'x' })).release({ tokens: 300 });
-    expect(l.usage('key:a', limits).tokens).toEqual({ used: 1200, limit: 1000, period_ms: MIN, resets_at: '2030-01-01T12:01:00.000Z' });
+    expect(l.usage('key:a', limits).tokens).toEqual({
+      used: 1200,
+      limit: 1000,
+      period_ms: MIN,
+      resets_at: '2030-01-01T12:01:00.000Z',
+    });
     clock.advance(5_000); // 12:00:15
     const d = denied(l.beginExecution({ principalId: 'key:a', principalLimits: limits, agent: 'x' }));
-    expect(d).toMatchObject({ limit: 'tokens', scope: 'principal', value: 1000, used: 1200, periodMs: MIN, retryAfterMs: 45_000 });
+    expect(d).toMatchObject({
+      limit: 'tokens',
+      scope: 'principal',
+      value: 1000,
+      used: 1200,
+      periodMs: MIN,
+      retryAfterMs: 45_000,
+    });
     expect(l.beginExecution({ principalId: 'key:b', principalLimits: limits, agent: 'x' }).ok).toBe(true);
     clock.advance(44_999);
     expect(l.beginExecution({ principalId: 'key:a', principalLimits: limits, agent: 'x' }).ok).toBe(false);
@@ -222,7 +282,12 @@ describe('PrincipalLimiter: tokens', () => {
     const l = new PrincipalLimiter({ now: fakeClock().now });
     const agentLimits: LimitSet = { tokens: 50, tokens_period_ms: MIN };
     slot(l.beginExecution({ principalId: 'key:a', agent: 'support', agentLimits })).release({ tokens: 60 });
-    expect(denied(l.beginExecution({ principalId: 'key:b', agent: 'support', agentLimits }))).toMatchObject({ limit: 'tokens', scope: 'agent', subject: 'support', used: 60 });
+    expect(denied(l.beginExecution({ principalId: 'key:b', agent: 'support', agentLimits }))).toMatchObject({
+      limit: 'tokens',
+      scope: 'agent',
+      subject: 'support',
+      used: 60,
+    });
   });
 });
 
@@ -231,8 +296,12 @@ describe('PrincipalLimiter: memory', () => {
     const clock = fakeClock(Date.UTC(2030, 0, 1, 12, 0, 0));
     const l = new PrincipalLimiter({ now: clock.now, sweepIntervalMs: MIN });
     for (let i = 0; i < 500; i++) l.admitRequest(`key:${i}`, { requests_per_minute: 100 });
-    const running = slot(l.beginExecution({ principalId: 'key:running', agent: 'support', agentLimits: { concurrent_executions: 3 } }));
-    slot(l.beginExecution({ principalId: 'key:hourly', principalLimits: { tokens: 10, tokens_period_ms: 3_600_000 } })).release({ tokens: 5 });
+    const running = slot(
+      l.beginExecution({ principalId: 'key:running', agent: 'support', agentLimits: { concurrent_executions: 3 } }),
+    );
+    slot(
+      l.beginExecution({ principalId: 'key:hourly', principalLimits: { tokens: 10, tokens_period_ms: 3_600_000 } }),
+    ).release({ tokens: 5 });
     expect(l.size).toBe(503);
     clock.advance(MIN); // every bucket has refilled; the hourly window and the running execution remain
     l.admitRequest('key:0', { requests_per_minute: 100 }); // any call sweeps once the interval has passed
@@ -255,14 +324,39 @@ describe('limitedError and metrics', () => {
     expect(e).toBeInstanceOf(CaxtonError);
     expect(e.code).toBe('rate_limited');
     expect(e.status).toBe(429);
-    expect(e.message).toBe('"key:ci" has used 1500 of its 1000 LLM tokens per 1 min (tokens); the window resets in 50 s');
-    expect(e.details).toEqual({ limit: 'tokens', scope: 'principal', value: 1000, period_s: 60, used: 1500, retry_after: 50 });
+    expect(e.message).toBe(
+      '"key:ci" has used 1500 of its 1000 LLM tokens per 1 min (tokens); the window resets in 50 s',
+    );
+    expect(e.details).toEqual({
+      limit: 'tokens',
+      scope: 'principal',
+      value: 1000,
+      period_s: 60,
+      used: 1500,
+      retry_after: 50,
+    });
     expect(envelopeRetryAfter(e.details)).toBe(50);
 
-    const c = limitedError({ ok: false, limit: 'concurrency', scope: 'agent', subject: 'support', value: 4, retryAfterMs: 1 });
-    expect(c.message).toMatch(/^agent "support" already has 4 executions running, its limit \(concurrent_executions\); retry .* in 1 s/);
+    const c = limitedError({
+      ok: false,
+      limit: 'concurrency',
+      scope: 'agent',
+      subject: 'support',
+      value: 4,
+      retryAfterMs: 1,
+    });
+    expect(c.message).toMatch(
+      /^agent "support" already has 4 executions running, its limit \(concurrent_executions\); retry .* in 1 s/,
+    );
     expect(c.details).toMatchObject({ agent: 'support', retry_after: 1 });
-    const r = limitedError({ ok: false, limit: 'requests', scope: 'principal', subject: 'key:ci', value: 60, retryAfterMs: 1001 });
+    const r = limitedError({
+      ok: false,
+      limit: 'requests',
+      scope: 'principal',
+      subject: 'key:ci',
+      value: 60,
+      retryAfterMs: 1001,
+    });
     expect(r.message).toBe('"key:ci" is at its limit of 60 requests per minute (requests_per_minute); retry in 2 s');
   });
 
@@ -292,10 +386,26 @@ describe('Executor with a limiter (scripted provider)', () => {
   const thousandPerMinute = limitSetSchema.parse({ tokens_per_minute: 1000 });
 
   function deploy(name: string): void {
-    const parsed = parseAgent(stringify({ name, description: `limits test agent ${name}`, capabilities: ['testing'], tools: [], system_prompt: `You are ${name}.` }), { format: 'toml' });
+    const parsed = parseAgent(
+      stringify({
+        name,
+        description: `limits test agent ${name}`,
+        capabilities: ['testing'],
+        tools: [],
+        system_prompt: `You are ${name}.`,
+      }),
+      { format: 'toml' },
+    );
     if (!parsed.ok) throw new Error(`bad test agent: ${JSON.stringify(parsed.errors)}`);
     const now = new Date().toISOString();
-    registry.upsert({ definition: parsed.definition, format: 'toml', origin: { kind: 'api' }, revision: 1, deployed_at: now, updated_at: now });
+    registry.upsert({
+      definition: parsed.definition,
+      format: 'toml',
+      origin: { kind: 'api' },
+      revision: 1,
+      deployed_at: now,
+      updated_at: now,
+    });
   }
 
   beforeAll(async () => {
@@ -303,7 +413,16 @@ describe('Executor with a limiter (scripted provider)', () => {
     // `hold` replies after ten minutes (the test aborts such executions); `big` replies with about
     // 1,250 output tokens (scripted usage is characters / 4); anything else answers at once.
     const script = join(dir, 'replies.toml');
-    writeFileSync(script, stringify({ rules: [{ match: '^hold', latency_ms: 600_000, content: 'held' }, { match: '^big', content: 'x'.repeat(5_000) }, { content: 'ok: {{request}}' }] }));
+    writeFileSync(
+      script,
+      stringify({
+        rules: [
+          { match: '^hold', latency_ms: 600_000, content: 'held' },
+          { match: '^big', content: 'x'.repeat(5_000) },
+          { content: 'ok: {{request}}' },
+        ],
+      }),
+    );
     const file = join(dir, 'caxton.toml');
     writeFileSync(
       file,
@@ -332,7 +451,11 @@ describe('Executor with a limiter (scripted provider)', () => {
     });
     app.post<{ Params: { name: string }; Body: { request: string } }>('/invoke/:name', async (req) => {
       const principalId = String(req.headers['x-principal']);
-      return executor.invoke(req.params.name, { request: req.body.request }, { limit: { principalId, limits: limitsOf[principalId] } });
+      return executor.invoke(
+        req.params.name,
+        { request: req.body.request },
+        { limit: { principalId, limits: limitsOf[principalId] } },
+      );
     });
     url = await app.listen({ host: '127.0.0.1', port: 0 });
   });
@@ -345,7 +468,13 @@ describe('Executor with a limiter (scripted provider)', () => {
 
   it('a principal limited to 2 concurrent executions gets 429 on the 3rd while another principal is served; ended executions free their slots', async () => {
     const holders = [new AbortController(), new AbortController()];
-    const held = holders.map((ac) => executor.invoke('helper', { request: 'hold on' }, { signal: ac.signal, limit: { principalId: 'key:busy', limits: twoAtOnce } }));
+    const held = holders.map((ac) =>
+      executor.invoke(
+        'helper',
+        { request: 'hold on' },
+        { signal: ac.signal, limit: { principalId: 'key:busy', limits: twoAtOnce } },
+      ),
+    );
     const settled = held.map((p) =>
       p.then(
         () => 'resolved',
@@ -354,15 +483,25 @@ describe('Executor with a limiter (scripted provider)', () => {
     );
     expect(limiter.usage('key:busy', twoAtOnce).executions).toEqual({ running: 2, limit: 2 });
 
-    const third = await fetch(`${url}/invoke/helper`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-principal': 'key:busy' }, body: JSON.stringify({ request: 'hello' }) });
+    const third = await fetch(`${url}/invoke/helper`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-principal': 'key:busy' },
+      body: JSON.stringify({ request: 'hello' }),
+    });
     expect(third.status).toBe(429);
     expect(third.headers.get('retry-after')).toBe('1');
     const body = (await third.json()) as { error: { code: string; message: string; details: Record<string, unknown> } };
     expect(body.error.code).toBe('rate_limited');
-    expect(body.error.message).toMatch(/"key:busy" already has 2 executions running, its limit \(concurrent_executions\)/);
+    expect(body.error.message).toMatch(
+      /"key:busy" already has 2 executions running, its limit \(concurrent_executions\)/,
+    );
     expect(body.error.details).toMatchObject({ limit: 'concurrency', scope: 'principal', value: 2, retry_after: 1 });
 
-    const other = await fetch(`${url}/invoke/helper`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-principal': 'key:other' }, body: JSON.stringify({ request: 'hello' }) });
+    const other = await fetch(`${url}/invoke/helper`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-principal': 'key:other' },
+      body: JSON.stringify({ request: 'hello' }),
+    });
     expect(other.status).toBe(200);
     expect(((await other.json()) as { content: string }).content).toBe('ok: hello');
 
@@ -370,56 +509,97 @@ describe('Executor with a limiter (scripted provider)', () => {
     for (const ac of holders) ac.abort();
     expect(await Promise.all(settled)).toEqual(['cancelled', 'cancelled']);
     expect(limiter.usage('key:busy', twoAtOnce).executions.running).toBe(0);
-    const again = await executor.invoke('helper', { request: 'hello again' }, { limit: { principalId: 'key:busy', limits: twoAtOnce } });
+    const again = await executor.invoke(
+      'helper',
+      { request: 'hello again' },
+      { limit: { principalId: 'key:busy', limits: twoAtOnce } },
+    );
     expect(again.content).toBe('ok: hello again');
   });
 
   it('1,000 tokens per minute: the call that crosses the budget completes, the next gets 429 with Retry-After until the window resets', async () => {
     clock.set(Date.UTC(2030, 0, 1, 12, 5, 20)); // 40 s before the window ends
     const headers = { 'content-type': 'application/json', 'x-principal': 'key:spender' };
-    const first = await fetch(`${url}/invoke/helper`, { method: 'POST', headers, body: JSON.stringify({ request: 'big answer please' }) });
+    const first = await fetch(`${url}/invoke/helper`, {
+      method: 'POST',
+      headers,
+      body: JSON.stringify({ request: 'big answer please' }),
+    });
     expect(first.status).toBe(200);
     const usage = ((await first.json()) as { usage: { input_tokens: number; output_tokens: number } }).usage;
     expect(usage.output_tokens).toBe(1250);
     expect(limiter.usage('key:spender', thousandPerMinute).tokens.used).toBe(usage.input_tokens + usage.output_tokens);
 
-    const second = await fetch(`${url}/invoke/helper`, { method: 'POST', headers, body: JSON.stringify({ request: 'small' }) });
+    const second = await fetch(`${url}/invoke/helper`, {
+      method: 'POST',
+      headers,
+      body: JSON.stringify({ request: 'small' }),
+    });
     expect(second.status).toBe(429);
     expect(second.headers.get('retry-after')).toBe('40');
-    const body = (await second.json()) as { error: { code: string; message: string; details: Record<string, unknown> } };
-    expect(body.error.message).toMatch(/"key:spender" has used \d+ of its 1000 LLM tokens per 1 min \(tokens\); the window resets in 40 s/);
+    const body = (await second.json()) as {
+      error: { code: string; message: string; details: Record<string, unknown> };
+    };
+    expect(body.error.message).toMatch(
+      /"key:spender" has used \d+ of its 1000 LLM tokens per 1 min \(tokens\); the window resets in 40 s/,
+    );
     expect(body.error.details).toMatchObject({ limit: 'tokens', value: 1000, retry_after: 40 });
 
     // Another principal is served meanwhile.
-    const other = await fetch(`${url}/invoke/helper`, { method: 'POST', headers: { ...headers, 'x-principal': 'key:frugal' }, body: JSON.stringify({ request: 'small' }) });
+    const other = await fetch(`${url}/invoke/helper`, {
+      method: 'POST',
+      headers: { ...headers, 'x-principal': 'key:frugal' },
+      body: JSON.stringify({ request: 'small' }),
+    });
     expect(other.status).toBe(200);
 
     clock.advance(39_000);
-    expect((await fetch(`${url}/invoke/helper`, { method: 'POST', headers, body: JSON.stringify({ request: 'small' }) })).headers.get('retry-after')).toBe('1');
+    expect(
+      (
+        await fetch(`${url}/invoke/helper`, { method: 'POST', headers, body: JSON.stringify({ request: 'small' }) })
+      ).headers.get('retry-after'),
+    ).toBe('1');
     clock.advance(1_000); // the next window
-    const after = await fetch(`${url}/invoke/helper`, { method: 'POST', headers, body: JSON.stringify({ request: 'small' }) });
+    const after = await fetch(`${url}/invoke/helper`, {
+      method: 'POST',
+      headers,
+      body: JSON.stringify({ request: 'small' }),
+    });
     expect(after.status).toBe(200);
   });
 
   it('an agent budget applies to executions without a principal; admit() takes the slot before a stream opens', async () => {
     const ac = new AbortController();
-    const held = executor.invoke('shared-one', { request: 'hold' }, { signal: ac.signal }).catch((e: unknown) => (e as CaxtonError).code);
-    await expect(executor.invoke('shared-one', { request: 'hi' })).rejects.toMatchObject({ code: 'rate_limited', details: { scope: 'agent', agent: 'shared-one', limit: 'concurrency' } });
-    expect(() => executor.admit('shared-one', { principalId: 'key:s' })).toThrow(/agent "shared-one" already has 1 executions running/);
+    const held = executor
+      .invoke('shared-one', { request: 'hold' }, { signal: ac.signal })
+      .catch((e: unknown) => (e as CaxtonError).code);
+    await expect(executor.invoke('shared-one', { request: 'hi' })).rejects.toMatchObject({
+      code: 'rate_limited',
+      details: { scope: 'agent', agent: 'shared-one', limit: 'concurrency' },
+    });
+    expect(() => executor.admit('shared-one', { principalId: 'key:s' })).toThrow(
+      /agent "shared-one" already has 1 executions running/,
+    );
     ac.abort();
     expect(await held).toBe('cancelled');
 
     const admitted = executor.admit('shared-one', { principalId: 'key:s' });
     expect(admitted).toBeDefined();
     expect(() => executor.admit('shared-one')).toThrow(CaxtonError);
-    const res = await executor.invoke('shared-one', { request: 'streamed' }, { stream: true, admitted, limit: { principalId: 'key:s' } });
+    const res = await executor.invoke(
+      'shared-one',
+      { request: 'streamed' },
+      { stream: true, admitted, limit: { principalId: 'key:s' } },
+    );
     expect(res.content).toBe('ok: streamed');
     // invoke released the admitted slot and charged its tokens to the principal.
     expect(limiter.agentUsage('shared-one').executions.running).toBe(0);
     expect(limiter.usage('key:s').tokens.used).toBe(res.usage.input_tokens + res.usage.output_tokens);
     // A slot taken by admit() is given back when the request never gets to run.
     const unused = executor.admit('shared-one');
-    await expect(executor.invoke('shared-one', { request: '' }, { admitted: unused })).rejects.toMatchObject({ code: 'invalid_request' });
+    await expect(executor.invoke('shared-one', { request: '' }, { admitted: unused })).rejects.toMatchObject({
+      code: 'invalid_request',
+    });
     expect(limiter.agentUsage('shared-one').executions.running).toBe(0);
     // No limits anywhere: nothing to admit.
     expect(executor.admit('helper')).toBeUndefined();

@@ -11,7 +11,16 @@ import { exportJWK, generateKeyPair, SignJWT, type CryptoKey } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadServerConfig } from '../../src/config/index.js';
 import { startServer } from '../../src/server/index.js';
-import { assertBuilt, cleanup, expectExit, parseJson, runCli, startServe, tempDir, type ServeProcess } from '../cli/helpers/cli.js';
+import {
+  assertBuilt,
+  cleanup,
+  expectExit,
+  parseJson,
+  runCli,
+  startServe,
+  tempDir,
+  type ServeProcess,
+} from '../cli/helpers/cli.js';
 import { http } from '../helpers/http.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { makeTempDir } from '../helpers/tmp.js';
@@ -54,10 +63,16 @@ describe('JWT bearer tokens through HTTP', () => {
 
   it('a token whose claim maps to a role is that principal; the role decides', async () => {
     const dev = await sign({ sub: 'alice', groups: ['caxton-devs'], agents: ['*'] });
-    const who = await http<{ id: string; role: string }>(srv.url, 'GET', '/api/v1/whoami', { headers: { authorization: `Bearer ${dev}` } });
+    const who = await http<{ id: string; role: string }>(srv.url, 'GET', '/api/v1/whoami', {
+      headers: { authorization: `Bearer ${dev}` },
+    });
     expect(who.status, who.text).toBe(200);
     expect(who.json).toMatchObject({ id: 'oidc:alice', role: 'developer' });
-    const deploy = await http(srv.url, 'POST', '/api/v1/agents', { body: 'name = "jwt-made"\nsystem_prompt = "x"\n', contentType: 'application/toml', headers: { authorization: `Bearer ${dev}` } });
+    const deploy = await http(srv.url, 'POST', '/api/v1/agents', {
+      body: 'name = "jwt-made"\nsystem_prompt = "x"\n',
+      contentType: 'application/toml',
+      headers: { authorization: `Bearer ${dev}` },
+    });
     expect(deploy.status, deploy.text).toBe(201);
     const viewer = await sign({ sub: 'bob', groups: ['caxton-viewers'], agents: ['*'] });
     const refused = await http(srv.url, 'POST', '/api/v1/agents', {
@@ -66,7 +81,9 @@ describe('JWT bearer tokens through HTTP', () => {
       headers: { authorization: `Bearer ${viewer}` },
     });
     expect(refused.status).toBe(403);
-    expect((await http(srv.url, 'GET', '/api/v1/agents', { headers: { authorization: `Bearer ${viewer}` } })).status).toBe(200);
+    expect(
+      (await http(srv.url, 'GET', '/api/v1/agents', { headers: { authorization: `Bearer ${viewer}` } })).status,
+    ).toBe(200);
   });
 
   it('an expired token, a token for another audience and a token with no mapped role are refused', async () => {
@@ -81,21 +98,31 @@ describe('JWT bearer tokens through HTTP', () => {
       .setSubject('dave')
       .setExpirationTime('5m')
       .sign(key);
-    expect((await http(srv.url, 'GET', '/api/v1/agents', { headers: { authorization: `Bearer ${other}` } })).status).toBe(401);
+    expect(
+      (await http(srv.url, 'GET', '/api/v1/agents', { headers: { authorization: `Bearer ${other}` } })).status,
+    ).toBe(401);
     const nobody = await sign({ sub: 'erin', groups: ['strangers'] });
-    expect((await http(srv.url, 'GET', '/api/v1/agents', { headers: { authorization: `Bearer ${nobody}` } })).status).toBe(403);
+    expect(
+      (await http(srv.url, 'GET', '/api/v1/agents', { headers: { authorization: `Bearer ${nobody}` } })).status,
+    ).toBe(403);
   });
 
   it('the agents claim scopes the token', async () => {
     const scoped = await sign({ sub: 'frank', groups: ['caxton-devs'], agents: ['support-*'] });
-    expect((await http(srv.url, 'GET', '/api/v1/agents/jwt-made', { headers: { authorization: `Bearer ${scoped}` } })).status).toBe(403);
+    expect(
+      (await http(srv.url, 'GET', '/api/v1/agents/jwt-made', { headers: { authorization: `Bearer ${scoped}` } }))
+        .status,
+    ).toBe(403);
   });
 });
 
 describe('limits per key through HTTP', () => {
   let srv: TestServer;
   let admin: string;
-  const REPLIES = '[[rules]]\nname = "slow"\nmatch = "^slow"\nlatency_ms = 1500\ncontent = "done slowly"\n\n[[rules]]\nname = "long"\nmatch = "^long"\ncontent = "' + 'word '.repeat(1000) + '"\n';
+  const REPLIES =
+    '[[rules]]\nname = "slow"\nmatch = "^slow"\nlatency_ms = 1500\ncontent = "done slowly"\n\n[[rules]]\nname = "long"\nmatch = "^long"\ncontent = "' +
+    'word '.repeat(1000) +
+    '"\n';
 
   beforeAll(async () => {
     const dir = makeTempDir('caxton-limits-http-');
@@ -103,7 +130,10 @@ describe('limits per key through HTTP', () => {
     srv = await startTestServer({
       dir,
       toml: `[auth]\nenabled = true\n\n[llm]\ndefault_provider = "s"\n[llm.providers.s]\ntype = "scripted"\nscript = "replies.toml"\n`,
-      agentFiles: { 'worker.toml': 'name = "worker"\nsystem_prompt = "You work."\n', 'other.toml': 'name = "other"\nsystem_prompt = "You are other."\n' },
+      agentFiles: {
+        'worker.toml': 'name = "worker"\nsystem_prompt = "You work."\n',
+        'other.toml': 'name = "other"\nsystem_prompt = "You are other."\n',
+      },
     });
     admin = readFileSync(join(srv.dataDir, 'admin.key'), 'utf8').trim();
   });
@@ -132,7 +162,12 @@ describe('limits per key through HTTP', () => {
     // Both are running (the key's usage says so) before the third is sent.
     await waitUntil(
       async () => {
-        const k = await http<{ usage?: { executions: { running: number } } }>(srv.url, 'GET', '/api/v1/keys/two-at-once', { headers: { authorization: `Bearer ${admin}` } });
+        const k = await http<{ usage?: { executions: { running: number } } }>(
+          srv.url,
+          'GET',
+          '/api/v1/keys/two-at-once',
+          { headers: { authorization: `Bearer ${admin}` } },
+        );
         return k.json.usage?.executions.running === 2;
       },
       { timeoutMs: 10_000, what: 'two executions of the limited key running' },
@@ -159,7 +194,12 @@ describe('limits per key through HTTP', () => {
     expect(retry).toBeGreaterThanOrEqual(1);
     expect(retry).toBeLessThanOrEqual(60);
     expect((await invoke(other, 'long for the other key')).status).toBe(200);
-    const shown = await http<{ usage: { tokens: { used: number; limit: number } } }>(srv.url, 'GET', '/api/v1/keys/thousand', { headers: { authorization: `Bearer ${admin}` } });
+    const shown = await http<{ usage: { tokens: { used: number; limit: number } } }>(
+      srv.url,
+      'GET',
+      '/api/v1/keys/thousand',
+      { headers: { authorization: `Bearer ${admin}` } },
+    );
     expect(shown.json.usage.tokens.limit).toBe(1000);
     expect(shown.json.usage.tokens.used).toBeGreaterThan(1000);
   });
@@ -168,10 +208,19 @@ describe('limits per key through HTTP', () => {
     const { default: OpenAI, AuthenticationError } = await import('openai');
     const key = await keyFor('openai-client');
     const client = new OpenAI({ baseURL: `${srv.url}/v1`, apiKey: key, maxRetries: 0 });
-    const res = await client.chat.completions.create({ model: 'worker', messages: [{ role: 'user', content: 'slow hello' }] });
+    const res = await client.chat.completions.create({
+      model: 'worker',
+      messages: [{ role: 'user', content: 'slow hello' }],
+    });
     expect(res.choices[0]!.message.content).toBe('done slowly');
-    const wrong = new OpenAI({ baseURL: `${srv.url}/v1`, apiKey: 'cxk_AAAAAAAAAAAA_BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB', maxRetries: 0 });
-    await expect(wrong.chat.completions.create({ model: 'worker', messages: [{ role: 'user', content: 'x' }] })).rejects.toBeInstanceOf(AuthenticationError);
+    const wrong = new OpenAI({
+      baseURL: `${srv.url}/v1`,
+      apiKey: 'cxk_AAAAAAAAAAAA_BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB',
+      maxRetries: 0,
+    });
+    await expect(
+      wrong.chat.completions.create({ model: 'worker', messages: [{ role: 'user', content: 'x' }] }),
+    ).rejects.toBeInstanceOf(AuthenticationError);
   });
 
   it('the MCP SDK client sends its key as a header; an invoker sees only the agents, not the tools', async () => {
@@ -179,7 +228,11 @@ describe('limits per key through HTTP', () => {
     const { StreamableHTTPClientTransport } = await import('@modelcontextprotocol/sdk/client/streamableHttp.js');
     const key = await keyFor('mcp-invoker');
     const client = new Client({ name: 'auth-test', version: '1.0.0' });
-    await client.connect(new StreamableHTTPClientTransport(new URL(`${srv.url}/mcp`), { requestInit: { headers: { authorization: `Bearer ${key}` } } }));
+    await client.connect(
+      new StreamableHTTPClientTransport(new URL(`${srv.url}/mcp`), {
+        requestInit: { headers: { authorization: `Bearer ${key}` } },
+      }),
+    );
     try {
       const names = (await client.listTools()).tools.map((t) => t.name);
       expect(names).toContain('ask_worker');
@@ -192,7 +245,9 @@ describe('limits per key through HTTP', () => {
       await client.close();
     }
     const anonymous = new Client({ name: 'anon', version: '1.0.0' });
-    await expect(anonymous.connect(new StreamableHTTPClientTransport(new URL(`${srv.url}/mcp`)))).rejects.toThrow(/401|auth/i);
+    await expect(anonymous.connect(new StreamableHTTPClientTransport(new URL(`${srv.url}/mcp`)))).rejects.toThrow(
+      /401|auth/i,
+    );
   });
 
   it("MCP prompts and resources keep to the key's agent scope", async () => {
@@ -205,11 +260,17 @@ describe('limits per key through HTTP', () => {
     });
     expect(r.status, r.text).toBe(201);
     const client = new Client({ name: 'scope-test', version: '1.0.0' });
-    await client.connect(new StreamableHTTPClientTransport(new URL(`${srv.url}/mcp`), { requestInit: { headers: { authorization: `Bearer ${r.json.secret}` } } }));
+    await client.connect(
+      new StreamableHTTPClientTransport(new URL(`${srv.url}/mcp`), {
+        requestInit: { headers: { authorization: `Bearer ${r.json.secret}` } },
+      }),
+    );
     try {
       expect((await client.listPrompts()).prompts.map((p) => p.name)).toEqual(['other']);
       expect((await client.listResources()).resources.map((x) => x.uri)).toEqual(['caxton://agents/other']);
-      await expect(client.getPrompt({ name: 'worker', arguments: { request: 'x' } })).rejects.toMatchObject({ code: -32602 });
+      await expect(client.getPrompt({ name: 'worker', arguments: { request: 'x' } })).rejects.toMatchObject({
+        code: -32602,
+      });
       await expect(client.readResource({ uri: 'caxton://agents/worker' })).rejects.toMatchObject({ code: -32002 });
       expect((await client.readResource({ uri: 'caxton://agents/other' })).contents).toHaveLength(1);
     } finally {
@@ -220,7 +281,10 @@ describe('limits per key through HTTP', () => {
   it('a request rate limit answers 429 with Retry-After', async () => {
     const limited = await keyFor('slow-poke', { requests_per_minute: 2 });
     const statuses: number[] = [];
-    for (let i = 0; i < 3; i++) statuses.push((await http(srv.url, 'GET', '/api/v1/agents', { headers: { authorization: `Bearer ${limited}` } })).status);
+    for (let i = 0; i < 3; i++)
+      statuses.push(
+        (await http(srv.url, 'GET', '/api/v1/agents', { headers: { authorization: `Bearer ${limited}` } })).status,
+      );
     expect(statuses).toEqual([200, 200, 429]);
   });
 });
@@ -229,14 +293,21 @@ describe('no authentication beyond loopback', () => {
   it('refuses to start on 0.0.0.0 with [auth] enabled = false, naming the setting', async () => {
     const dir = makeTempDir('caxton-remote-');
     writeFileSync(join(dir, 'caxton.toml'), '[server]\nhost = "0.0.0.0"\n\n[auth]\nenabled = false\n');
-    const config = loadServerConfig({ file: join(dir, 'caxton.toml'), env: {}, cwd: dir, flags: { port: 0, metricsPort: 0, logLevel: 'silent' } });
+    const config = loadServerConfig({
+      file: join(dir, 'caxton.toml'),
+      env: {},
+      cwd: dir,
+      flags: { port: 0, metricsPort: 0, logLevel: 'silent' },
+    });
     await expect(startServer({ config })).rejects.toThrow(/refusing to start.*\[auth\] enabled = false/);
   });
 
   it('[security] rejects unknown keys, and the old allow_remote says what replaced it', () => {
     const dir = makeTempDir('caxton-sec-');
     writeFileSync(join(dir, 'caxton.toml'), '[security]\nallow_remote = true\n');
-    expect(() => loadServerConfig({ file: join(dir, 'caxton.toml'), env: {}, cwd: dir })).toThrow(/invalid configuration/);
+    expect(() => loadServerConfig({ file: join(dir, 'caxton.toml'), env: {}, cwd: dir })).toThrow(
+      /invalid configuration/,
+    );
     try {
       loadServerConfig({ file: join(dir, 'caxton.toml'), env: {}, cwd: dir });
     } catch (e) {
@@ -244,7 +315,9 @@ describe('no authentication beyond loopback', () => {
       expect(JSON.stringify((e as { issues: unknown }).issues)).toContain('[auth]');
     }
     writeFileSync(join(dir, 'caxton.toml'), '[security]\nallowed_hostz = ["a"]\n');
-    expect(() => loadServerConfig({ file: join(dir, 'caxton.toml'), env: {}, cwd: dir })).toThrow(/invalid configuration/);
+    expect(() => loadServerConfig({ file: join(dir, 'caxton.toml'), env: {}, cwd: dir })).toThrow(
+      /invalid configuration/,
+    );
   });
 });
 
@@ -260,7 +333,8 @@ describe('the CLI with a real `caxton serve`', () => {
     serve = await startServe({ cwd: dir, args: ['--config', join(dir, 'caxton.toml')], env: { CAXTON_HOME: home } });
   });
   afterAll(cleanup);
-  const cli = (args: string[], env: Record<string, string> = {}) => runCli(['--server', serve.url, ...args], { cwd: dir, env: { CAXTON_HOME: home, ...env } });
+  const cli = (args: string[], env: Record<string, string> = {}) =>
+    runCli(['--server', serve.url, ...args], { cwd: dir, env: { CAXTON_HOME: home, ...env } });
 
   it('finds the local admin key by itself, through a run record only this user can read', async () => {
     const r = await cli(['whoami', '--json']);
@@ -276,7 +350,19 @@ describe('the CLI with a real `caxton serve`', () => {
   });
 
   it('key create prints the secret once; list and show never do; the key works from $CAXTON_API_KEY', async () => {
-    const created = await cli(['key', 'create', '--name', 'ci', '--role', 'viewer', '--expires', '30d', '--agents', 'support-*', '--json']);
+    const created = await cli([
+      'key',
+      'create',
+      '--name',
+      'ci',
+      '--role',
+      'viewer',
+      '--expires',
+      '30d',
+      '--agents',
+      'support-*',
+      '--json',
+    ]);
     expectExit(created, 0);
     const { secret, key } = parseJson<{ secret: string; key: { id: string; expires_at: string } }>(created);
     expect(key.expires_at).not.toBeNull();
@@ -295,12 +381,17 @@ describe('the CLI with a real `caxton serve`', () => {
   });
 
   it('login stores a profile (0600) that --profile uses; logout removes it', async () => {
-    const created = parseJson<{ secret: string }>(await cli(['key', 'create', '--name', 'prof', '--role', 'developer', '--json']));
+    const created = parseJson<{ secret: string }>(
+      await cli(['key', 'create', '--name', 'prof', '--role', 'developer', '--json']),
+    );
     const loginHome = tempDir('caxton-login-home-');
     const { spawn } = await import('node:child_process');
     const { CLI, cleanEnv } = await import('../cli/helpers/cli.js');
     const code = await new Promise<number | null>((res) => {
-      const c = spawn(process.execPath, [CLI, 'login', '--server', serve.url, '--profile', 'work'], { env: cleanEnv({ CAXTON_HOME: loginHome }), stdio: ['pipe', 'ignore', 'ignore'] });
+      const c = spawn(process.execPath, [CLI, 'login', '--server', serve.url, '--profile', 'work'], {
+        env: cleanEnv({ CAXTON_HOME: loginHome }),
+        stdio: ['pipe', 'ignore', 'ignore'],
+      });
       c.stdin.end(created.secret);
       c.on('close', res);
     });
@@ -315,10 +406,13 @@ describe('the CLI with a real `caxton serve`', () => {
   it('the metrics port on loopback refuses a rebound Host', async () => {
     const get = (host: string) =>
       new Promise<number>((res, rej) => {
-        const req = request({ host: '127.0.0.1', port: serve.metricsPort, path: '/metrics', headers: { host } }, (r) => {
-          r.resume();
-          res(r.statusCode!);
-        });
+        const req = request(
+          { host: '127.0.0.1', port: serve.metricsPort, path: '/metrics', headers: { host } },
+          (r) => {
+            r.resume();
+            res(r.statusCode!);
+          },
+        );
         req.on('error', rej);
         req.end();
       });

@@ -22,10 +22,17 @@ let teamA: string;
 /** Agents `a-*`, capabilities `cap-a-*`. */
 let teamACaps: string;
 
-const agent = (name: string, capabilities: string[] = [], prompt = 'x') => `name = "${name}"\ncapabilities = ${JSON.stringify(capabilities)}\nsystem_prompt = "${prompt}"\n`;
+const agent = (name: string, capabilities: string[] = [], prompt = 'x') =>
+  `name = "${name}"\ncapabilities = ${JSON.stringify(capabilities)}\nsystem_prompt = "${prompt}"\n`;
 const bearer = (key: string) => ({ authorization: `Bearer ${key}` });
-const deploy = (key: string, body: string) => http(ts.url, 'POST', '/api/v1/agents', { body, contentType: 'application/toml', headers: bearer(key) });
-const update = (key: string, name: string, body: string, query = '') => http(ts.url, 'PUT', `/api/v1/agents/${name}${query}`, { body, contentType: 'application/toml', headers: bearer(key) });
+const deploy = (key: string, body: string) =>
+  http(ts.url, 'POST', '/api/v1/agents', { body, contentType: 'application/toml', headers: bearer(key) });
+const update = (key: string, name: string, body: string, query = '') =>
+  http(ts.url, 'PUT', `/api/v1/agents/${name}${query}`, {
+    body,
+    contentType: 'application/toml',
+    headers: bearer(key),
+  });
 
 interface ErrorJson {
   error: { code: string; message: string; details: { reason?: string; agent?: string; capability?: string } };
@@ -41,7 +48,11 @@ function expectRefused(r: HttpResult, reason: string, names: string): ErrorJson[
 }
 
 async function key(name: string, scope: Record<string, string[]>): Promise<string> {
-  const r = await http<{ secret: string }>(ts.url, 'POST', '/api/v1/keys', { body: JSON.stringify({ name, role: 'developer', ...scope }), contentType: 'application/json', headers: bearer(admin) });
+  const r = await http<{ secret: string }>(ts.url, 'POST', '/api/v1/keys', {
+    body: JSON.stringify({ name, role: 'developer', ...scope }),
+    contentType: 'application/json',
+    headers: bearer(admin),
+  });
   expect(r.status, r.text).toBe(201);
   return r.json.secret;
 }
@@ -69,13 +80,26 @@ describe('deploy scope', () => {
   });
 
   it("refuses a-hijack declaring b-secret's capability (capability_taken): b-secret keeps all of its traffic", async () => {
-    const e = expectRefused(await deploy(teamA, agent('a-hijack', ['cap-b-secret'])), 'capability_taken', '"cap-b-secret"');
+    const e = expectRefused(
+      await deploy(teamA, agent('a-hijack', ['cap-b-secret'])),
+      'capability_taken',
+      '"cap-b-secret"',
+    );
     expect(e.message).toContain('"b-secret"');
     expect(e.details.capability).toBe('cap-b-secret');
-    const caps = await http<{ capabilities: { capability: string; agents: string[] }[] }>(ts.url, 'GET', '/api/v1/capabilities', { headers: bearer(admin) });
+    const caps = await http<{ capabilities: { capability: string; agents: string[] }[] }>(
+      ts.url,
+      'GET',
+      '/api/v1/capabilities',
+      { headers: bearer(admin) },
+    );
     expect(caps.json.capabilities.find((c) => c.capability === 'cap-b-secret')?.agents).toEqual(['b-secret']);
     // Nor by updating an agent of its own to declare it.
-    expectRefused(await update(teamA, 'a-own', agent('a-own', ['cap-b-secret'], 'y')), 'capability_taken', '"cap-b-secret"');
+    expectRefused(
+      await update(teamA, 'a-own', agent('a-own', ['cap-b-secret'], 'y')),
+      'capability_taken',
+      '"cap-b-secret"',
+    );
     // A capability nobody outside its scope provides is its own to use.
     expect((await deploy(teamA, agent('a-worker', ['cap-a-work']))).status).toBe(201);
     expect((await deploy(teamA, agent('a-worker-2', ['cap-a-work']))).status).toBe(201);
@@ -93,10 +117,30 @@ describe('deploy scope', () => {
   });
 
   it('gives the same answer on update, removal, rollback and promotion of an agent outside the scope', async () => {
-    expectRefused(await update(teamA, 'b-secret', agent('b-secret', ['cap-b-secret'], 'mine now')), 'agent_scope', '"b-secret"');
-    expectRefused(await http(ts.url, 'DELETE', '/api/v1/agents/b-secret', { headers: bearer(teamA) }), 'agent_scope', '"b-secret"');
-    expectRefused(await http(ts.url, 'POST', '/api/v1/agents/b-secret/rollback', { body: '{}', contentType: 'application/json', headers: bearer(teamA) }), 'agent_scope', '"b-secret"');
-    expectRefused(await http(ts.url, 'POST', '/api/v1/agents/b-secret/promote', { headers: bearer(teamA) }), 'agent_scope', '"b-secret"');
+    expectRefused(
+      await update(teamA, 'b-secret', agent('b-secret', ['cap-b-secret'], 'mine now')),
+      'agent_scope',
+      '"b-secret"',
+    );
+    expectRefused(
+      await http(ts.url, 'DELETE', '/api/v1/agents/b-secret', { headers: bearer(teamA) }),
+      'agent_scope',
+      '"b-secret"',
+    );
+    expectRefused(
+      await http(ts.url, 'POST', '/api/v1/agents/b-secret/rollback', {
+        body: '{}',
+        contentType: 'application/json',
+        headers: bearer(teamA),
+      }),
+      'agent_scope',
+      '"b-secret"',
+    );
+    expectRefused(
+      await http(ts.url, 'POST', '/api/v1/agents/b-secret/promote', { headers: bearer(teamA) }),
+      'agent_scope',
+      '"b-secret"',
+    );
     // A body naming another agent than the URL is refused for the body's name, before anything is told about either.
     expectRefused(await update(teamA, 'a-own', agent('b-secret')), 'agent_scope', '"b-secret"');
   });
@@ -105,40 +149,83 @@ describe('deploy scope', () => {
     expect((await deploy(teamA, agent('a-roll', ['cap-shared']))).status).toBe(201);
     expect((await update(teamA, 'a-roll', agent('a-roll', [], 'v2'))).status).toBe(200);
     expect((await deploy(admin, agent('b-shared', ['cap-shared']))).status).toBe(201);
-    const r = await http(ts.url, 'POST', '/api/v1/agents/a-roll/rollback', { body: '{}', contentType: 'application/json', headers: bearer(teamA) });
+    const r = await http(ts.url, 'POST', '/api/v1/agents/a-roll/rollback', {
+      body: '{}',
+      contentType: 'application/json',
+      headers: bearer(teamA),
+    });
     expectRefused(r, 'capability_taken', '"cap-shared"');
     // The administrator is not scoped: the same rollback goes through.
-    expect((await http(ts.url, 'POST', '/api/v1/agents/a-roll/rollback', { body: '{}', contentType: 'application/json', headers: bearer(admin) })).status).toBe(200);
+    expect(
+      (
+        await http(ts.url, 'POST', '/api/v1/agents/a-roll/rollback', {
+          body: '{}',
+          contentType: 'application/json',
+          headers: bearer(admin),
+        })
+      ).status,
+    ).toBe(200);
   });
 
   it('refuses promoting a blue-green candidate that would take a capability provided outside the scope', async () => {
     expect((await deploy(admin, agent('a-blue', [], 'v1'))).status).toBe(201);
     const started = await update(admin, 'a-blue', agent('a-blue', ['cap-b-secret'], 'v2'), '?strategy=blue-green');
     expect(started.status, started.text).toBe(200);
-    expectRefused(await http(ts.url, 'POST', '/api/v1/agents/a-blue/promote', { headers: bearer(teamA) }), 'capability_taken', '"cap-b-secret"');
+    expectRefused(
+      await http(ts.url, 'POST', '/api/v1/agents/a-blue/promote', { headers: bearer(teamA) }),
+      'capability_taken',
+      '"cap-b-secret"',
+    );
     expect((await http(ts.url, 'POST', '/api/v1/agents/a-blue/promote', { headers: bearer(admin) })).status).toBe(200);
   });
 
   it('records each refused deploy in the audit trail as denied, with its reason', async () => {
-    const rows = (await http<{ records: AuditRecord[] }>(ts.url, 'GET', '/api/v1/audit?principal=key:team-a&outcome=denied&limit=100', { headers: bearer(admin) })).json.records;
+    const rows = (
+      await http<{ records: AuditRecord[] }>(
+        ts.url,
+        'GET',
+        '/api/v1/audit?principal=key:team-a&outcome=denied&limit=100',
+        { headers: bearer(admin) },
+      )
+    ).json.records;
     const deploys = rows.filter((r) => r.action === 'agent.deploy');
-    expect(deploys.map((r) => r.details?.reason).sort()).toEqual(['agent_scope', 'capability_taken', 'capability_taken']);
-    expect(rows.some((r) => r.action === 'agent.remove' && r.target === 'b-secret' && r.details?.reason === 'agent_scope')).toBe(true);
+    expect(deploys.map((r) => r.details?.reason).sort()).toEqual([
+      'agent_scope',
+      'capability_taken',
+      'capability_taken',
+    ]);
+    expect(
+      rows.some((r) => r.action === 'agent.remove' && r.target === 'b-secret' && r.details?.reason === 'agent_scope'),
+    ).toBe(true);
   });
 });
 
 describe('the rule itself', () => {
-  const p = (scope: Principal['scope']): Principal => ({ id: 'key:t', kind: 'key', name: 't', role: 'developer', scope });
+  const p = (scope: Principal['scope']): Principal => ({
+    id: 'key:t',
+    kind: 'key',
+    name: 't',
+    role: 'developer',
+    scope,
+  });
   const none = () => [];
 
   it('lets an unscoped principal deploy anything, and a capability scope alone not limit names', () => {
-    expect(() => assertDeployAllowed(p({}), { name: 'b-x', capabilities: ['anything'] }, () => ['z-other'])).not.toThrow();
-    expect(() => assertDeployAllowed(p({ capabilities: ['c-*'] }), { name: 'b-x', capabilities: ['c-1'] }, () => ['z-other'])).not.toThrow();
+    expect(() =>
+      assertDeployAllowed(p({}), { name: 'b-x', capabilities: ['anything'] }, () => ['z-other']),
+    ).not.toThrow();
+    expect(() =>
+      assertDeployAllowed(p({ capabilities: ['c-*'] }), { name: 'b-x', capabilities: ['c-1'] }, () => ['z-other']),
+    ).not.toThrow();
   });
 
   it('counts only providers outside the agents scope as taking a capability', () => {
-    expect(() => assertDeployAllowed(p({ agents: ['a-*'] }), { name: 'a-x', capabilities: ['c'] }, () => ['a-y'])).not.toThrow();
-    expect(() => assertDeployAllowed(p({ agents: ['a-*'] }), { name: 'a-x', capabilities: ['c'] }, () => ['a-y', 'b-z'])).toThrow(/"b-z"/);
+    expect(() =>
+      assertDeployAllowed(p({ agents: ['a-*'] }), { name: 'a-x', capabilities: ['c'] }, () => ['a-y']),
+    ).not.toThrow();
+    expect(() =>
+      assertDeployAllowed(p({ agents: ['a-*'] }), { name: 'a-x', capabilities: ['c'] }, () => ['a-y', 'b-z']),
+    ).toThrow(/"b-z"/);
     expect(() => assertDeployAllowed(p({ agents: ['a-*'] }), { name: 'a-x' }, none)).not.toThrow();
   });
 });

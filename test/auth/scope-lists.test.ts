@@ -21,11 +21,17 @@ let scoped: string;
 let open: string;
 
 const get = <T>(key: string, path: string) => http<T>(srv.url, 'GET', path, { headers: bearer(key) });
-const post = <T>(key: string, path: string, body: unknown) => http<T>(srv.url, 'POST', path, { body: JSON.stringify(body), contentType: 'application/json', headers: bearer(key) });
-const agentToml = (name: string, capability: string) => `name = "${name}"\nsystem_prompt = "You are ${name}."\ncapabilities = ["${capability}"]\n`;
+const post = <T>(key: string, path: string, body: unknown) =>
+  http<T>(srv.url, 'POST', path, { body: JSON.stringify(body), contentType: 'application/json', headers: bearer(key) });
+const agentToml = (name: string, capability: string) =>
+  `name = "${name}"\nsystem_prompt = "You are ${name}."\ncapabilities = ["${capability}"]\n`;
 
 async function deploy(name: string, capability: string): Promise<void> {
-  const r = await http(srv.url, 'POST', '/api/v1/agents', { body: agentToml(name, capability), contentType: 'application/toml', headers: bearer(admin) });
+  const r = await http(srv.url, 'POST', '/api/v1/agents', {
+    body: agentToml(name, capability),
+    contentType: 'application/toml',
+    headers: bearer(admin),
+  });
   expect(r.status, r.text).toBe(201);
 }
 
@@ -35,9 +41,14 @@ async function remove(name: string): Promise<void> {
 }
 
 /** Follows GET /directory/events with `key`, collecting its events. */
-async function follow(key: string): Promise<{ events: SseEvent[]; until(done: (es: SseEvent[]) => boolean): Promise<void>; close(): void }> {
+async function follow(
+  key: string,
+): Promise<{ events: SseEvent[]; until(done: (es: SseEvent[]) => boolean): Promise<void>; close(): void }> {
   const ac = new AbortController();
-  const res = await fetch(`${srv.url}/api/v1/directory/events`, { headers: { ...bearer(key), accept: 'text/event-stream' }, signal: ac.signal });
+  const res = await fetch(`${srv.url}/api/v1/directory/events`, {
+    headers: { ...bearer(key), accept: 'text/event-stream' },
+    signal: ac.signal,
+  });
   expect(res.status).toBe(200);
   const events: SseEvent[] = [];
   const reader = res.body!.getReader();
@@ -65,7 +76,10 @@ async function follow(key: string): Promise<{ events: SseEvent[]; until(done: (e
     events,
     until: (done) =>
       new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`no such directory event within 15 s; got: ${JSON.stringify(events)}`)), 15_000);
+        const timer = setTimeout(
+          () => reject(new Error(`no such directory event within 15 s; got: ${JSON.stringify(events)}`)),
+          15_000,
+        );
         wake = () => {
           if (!done(events)) return;
           clearTimeout(timer);
@@ -77,7 +91,8 @@ async function follow(key: string): Promise<{ events: SseEvent[]; until(done: (e
   };
 }
 
-const agentsOf = (events: SseEvent[]) => events.map((e) => `${e.event} ${(e.json as { entry: { agent: string } }).entry.agent}`);
+const agentsOf = (events: SseEvent[]) =>
+  events.map((e) => `${e.event} ${(e.json as { entry: { agent: string } }).entry.agent}`);
 
 beforeAll(async () => {
   const dir = makeTempDir('caxton-scope-lists-');
@@ -100,7 +115,8 @@ afterAll(async () => {
 
 describe('agent lists by agent scope', () => {
   it('GET /api/v1/agents lists only agents in scope, with a total and pages that count only those', async () => {
-    const names = async (key: string, query = '') => (await get<{ agents: { name: string }[]; total: number }>(key, `/api/v1/agents${query}`)).json;
+    const names = async (key: string, query = '') =>
+      (await get<{ agents: { name: string }[]; total: number }>(key, `/api/v1/agents${query}`)).json;
     expect(await names(scoped)).toMatchObject({ agents: [{ name: 'a-one' }], total: 1 });
     expect((await names(open)).agents.map((a) => a.name)).toEqual(['a-one', 'b-secret']);
     // b-secret sorts after a-one: a page past the visible ones is empty, not b-secret.
@@ -112,7 +128,10 @@ describe('agent lists by agent scope', () => {
   it('GET /api/v1/capabilities lists a capability only with its providers in scope, and not at all without one', async () => {
     await deploy('b-shared', 'cap-a');
     try {
-      const scopedCaps = await get<{ capabilities: { capability: string; agents: string[] }[] }>(scoped, '/api/v1/capabilities');
+      const scopedCaps = await get<{ capabilities: { capability: string; agents: string[] }[] }>(
+        scoped,
+        '/api/v1/capabilities',
+      );
       expect(scopedCaps.json.capabilities).toEqual([{ capability: 'cap-a', agents: ['a-one'] }]);
       const all = await get<{ capabilities: { capability: string; agents: string[] }[] }>(open, '/api/v1/capabilities');
       expect(all.json.capabilities).toEqual([
@@ -125,7 +144,8 @@ describe('agent lists by agent scope', () => {
   });
 
   it('GET /api/v1/directory lists only agents in scope', async () => {
-    const entries = async (key: string, query = '') => (await get<{ entries: { agent: string }[]; total: number }>(key, `/api/v1/directory${query}`)).json;
+    const entries = async (key: string, query = '') =>
+      (await get<{ entries: { agent: string }[]; total: number }>(key, `/api/v1/directory${query}`)).json;
     expect(await entries(scoped)).toMatchObject({ entries: [{ agent: 'a-one' }], total: 1 });
     expect((await entries(open)).entries.map((e) => e.agent)).toEqual(['a-one', 'b-secret']);
     expect(await entries(scoped, '?capability=cap-b-secret')).toEqual({ entries: [], total: 0 });
@@ -133,7 +153,8 @@ describe('agent lists by agent scope', () => {
   });
 
   it('GET /v1/models lists only agents in scope; one outside it is a missing model (404, OpenAI shape)', async () => {
-    const ids = async (key: string) => (await get<{ data: { id: string }[] }>(key, '/v1/models')).json.data.map((m) => m.id);
+    const ids = async (key: string) =>
+      (await get<{ data: { id: string }[] }>(key, '/v1/models')).json.data.map((m) => m.id);
     expect(await ids(scoped)).toEqual(['a-one']);
     expect(await ids(open)).toEqual(['a-one', 'b-secret']);
     expect((await get(scoped, '/v1/models/a-one')).status).toBe(200);
@@ -145,15 +166,24 @@ describe('agent lists by agent scope', () => {
     expect(missing.status).toBe(404);
     expect(hidden.json.error).toMatchObject({ type: 'invalid_request_error', code: 'agent_not_found', param: 'model' });
     // Nothing tells the two apart but the name.
-    const shape = (e: OpenAiError['error'], name: string) => JSON.stringify({ ...e, request_id: undefined }).replaceAll(name, 'NAME');
+    const shape = (e: OpenAiError['error'], name: string) =>
+      JSON.stringify({ ...e, request_id: undefined }).replaceAll(name, 'NAME');
     expect(shape(hidden.json.error, 'b-secret')).toBe(shape(missing.json.error, 'b-nobody'));
   });
 
   it('GET /api/v1/status and /status/overview count only agents and capabilities in scope', async () => {
     type Counts = { agents: { total: number; from_files: number; capabilities: number } };
     for (const path of ['/api/v1/status', '/api/v1/status/overview']) {
-      expect((await get<Counts>(scoped, path)).json.agents, path).toMatchObject({ total: 1, from_files: 1, capabilities: 1 });
-      expect((await get<Counts>(open, path)).json.agents, path).toMatchObject({ total: 2, from_files: 2, capabilities: 2 });
+      expect((await get<Counts>(scoped, path)).json.agents, path).toMatchObject({
+        total: 1,
+        from_files: 1,
+        capabilities: 1,
+      });
+      expect((await get<Counts>(open, path)).json.agents, path).toMatchObject({
+        total: 2,
+        from_files: 2,
+        capabilities: 2,
+      });
     }
   });
 
@@ -166,7 +196,12 @@ describe('agent lists by agent scope', () => {
       await deploy('a-x', 'cap-a');
       await remove('a-x');
       await openStream.until((es) => es.length >= 4);
-      expect(agentsOf(openStream.events)).toEqual(['registered b-x', 'deregistered b-x', 'registered a-x', 'deregistered a-x']);
+      expect(agentsOf(openStream.events)).toEqual([
+        'registered b-x',
+        'deregistered b-x',
+        'registered a-x',
+        'deregistered a-x',
+      ]);
       // a-x's changes come after b-x's on the same stream: once they are in, b-x's would be too.
       await scopedStream.until((es) => es.some((e) => e.event === 'deregistered'));
       expect(agentsOf(scopedStream.events)).toEqual(['registered a-x', 'deregistered a-x']);
@@ -183,7 +218,10 @@ describe('the audit trail by agent scope', () => {
       const r = await post(admin, `/api/v1/agents/${name}/invoke`, { request: 'hi' });
       expect(r.status, r.text).toBe(200);
     }
-    const r = await post(admin, '/v1/chat/completions', { model: 'b-secret', messages: [{ role: 'user', content: 'hi' }] });
+    const r = await post(admin, '/v1/chat/completions', {
+      model: 'b-secret',
+      messages: [{ role: 'user', content: 'hi' }],
+    });
     expect(r.status, r.text).toBe(200);
     type Rows = { records: { action: string; target: string | null }[] };
     const rows = async (key: string) => (await get<Rows>(key, '/api/v1/audit?limit=1000')).json.records;
@@ -230,7 +268,12 @@ describe('the audit trail by agent scope', () => {
     expect(seen({ scope: { agents: ['a-one'] } })).toEqual(seen({ scope: { agents: ['a-*'] } }));
     expect(seen({ scope: {} })).toHaveLength(rows.length);
     expect(seen()).toHaveLength(rows.length);
-    expect(seen({ scope: { agents: [] } })).toEqual(['agent.deploy -', 'mcp.tool_call memory_search', 'tool.call b-secret.x', 'memory.write workspace']);
+    expect(seen({ scope: { agents: [] } })).toEqual([
+      'agent.deploy -',
+      'mcp.tool_call memory_search',
+      'tool.call b-secret.x',
+      'memory.write workspace',
+    ]);
     await audit.close();
     db.close();
   });

@@ -4,15 +4,25 @@
  * memory needing NAME in the agents scope. test/auth/scope-reads.test.ts drives every surface.
  */
 import { describe, expect, it } from 'vitest';
-import { agentVisible, conversationVisible, isAgentParty, logLinesVisibleTo, messageVisible } from '../../src/auth/index.js';
+import {
+  agentVisible,
+  conversationVisible,
+  isAgentParty,
+  logLinesVisibleTo,
+  messageVisible,
+} from '../../src/auth/index.js';
 import { checkMemoryScope, permittedScopes } from '../../src/memory/index.js';
 
 const reader = (agents?: string[]) => ({ scope: agents === undefined ? {} : { agents } });
-const msg = (sender: string, receivers: string[], routed_to: string[] = receivers) => ({ message: { sender, receivers }, routed_to });
+const msg = (sender: string, receivers: string[], routed_to: string[] = receivers) => ({
+  message: { sender, receivers },
+  routed_to,
+});
 
 describe('the read rule', () => {
   it('principals, the platform, mcp and user are not agents; every name without ":" else is', () => {
-    for (const p of ['key:ci', 'oidc:alice', 'cert:svc', 'local:admin', 'caxton', 'mcp', 'user']) expect(isAgentParty(p), p).toBe(false);
+    for (const p of ['key:ci', 'oidc:alice', 'cert:svc', 'local:admin', 'caxton', 'mcp', 'user'])
+      expect(isAgentParty(p), p).toBe(false);
     for (const a of ['a-one', 'b-secret', 'Support Bot', 'users']) expect(isAgentParty(a), a).toBe(true);
   });
 
@@ -54,15 +64,23 @@ describe('agent memory and the agents scope', () => {
   const caller = (scope: { agents?: string[]; memory?: string[] }) => ({ id: 'key:t', scope });
 
   it('agent:NAME needs NAME in the agents scope, besides the memory scopes', () => {
-    expect(() => checkMemoryScope(caller({ agents: ['a-*'] }), 'agent:b-secret')).toThrow(expect.objectContaining({ code: 'forbidden', details: expect.objectContaining({ reason: 'agent_scope' }) }));
+    expect(() => checkMemoryScope(caller({ agents: ['a-*'] }), 'agent:b-secret')).toThrow(
+      expect.objectContaining({ code: 'forbidden', details: expect.objectContaining({ reason: 'agent_scope' }) }),
+    );
     expect(() => checkMemoryScope(caller({ agents: ['a-*'] }), 'agent:a-one')).not.toThrow();
     expect(() => checkMemoryScope(caller({ agents: ['a-*'] }), 'workspace')).not.toThrow();
     // Memory keys hold the name lower-cased, matched as the globs are written: folding case could
     // reach an agent the glob does not match, so a glob with capitals reaches no agent memory.
-    expect(() => checkMemoryScope(caller({ agents: ['A-*'] }), 'agent:a-one')).toThrow(expect.objectContaining({ code: 'forbidden' }));
+    expect(() => checkMemoryScope(caller({ agents: ['A-*'] }), 'agent:a-one')).toThrow(
+      expect.objectContaining({ code: 'forbidden' }),
+    );
     // Both lists apply.
-    expect(() => checkMemoryScope(caller({ agents: ['*'], memory: ['workspace'] }), 'agent:a-one')).toThrow(expect.objectContaining({ code: 'forbidden' }));
-    expect(() => checkMemoryScope(caller({ agents: ['a-*'], memory: ['agent:*'] }), 'agent:b-secret')).toThrow(expect.objectContaining({ code: 'forbidden' }));
+    expect(() => checkMemoryScope(caller({ agents: ['*'], memory: ['workspace'] }), 'agent:a-one')).toThrow(
+      expect.objectContaining({ code: 'forbidden' }),
+    );
+    expect(() => checkMemoryScope(caller({ agents: ['a-*'], memory: ['agent:*'] }), 'agent:b-secret')).toThrow(
+      expect.objectContaining({ code: 'forbidden' }),
+    );
     // Without a scope: every scope it may use (permittedScopes), not a refusal.
     expect(() => checkMemoryScope(caller({ agents: ['a-*'] }), undefined)).not.toThrow();
   });

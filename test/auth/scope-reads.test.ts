@@ -36,13 +36,18 @@ const convs: { a: string[]; b: string[] } = { a: [], b: [] };
 let bMessage: string;
 
 const get = <T>(key: string, path: string) => http<T>(srv.url, 'GET', path, { headers: bearer(key) });
-const post = <T>(key: string, path: string, body: unknown) => http<T>(srv.url, 'POST', path, { body: JSON.stringify(body), contentType: 'application/json', headers: bearer(key) });
+const post = <T>(key: string, path: string, body: unknown) =>
+  http<T>(srv.url, 'POST', path, { body: JSON.stringify(body), contentType: 'application/json', headers: bearer(key) });
 
 const namesB = (parties: readonly string[]) => parties.some((p) => p === 'b-secret');
 const msgNamesB = (m: Msg) => namesB([m.sender, ...m.receivers, ...m.routed_to]);
 
 async function send(receiver: string): Promise<string> {
-  const r = await post<{ conversation_id: string; conversation: { state: string } }>(admin, '/api/v1/messages?wait=20', { performative: 'request', receiver, content: `hello ${receiver}` });
+  const r = await post<{ conversation_id: string; conversation: { state: string } }>(
+    admin,
+    '/api/v1/messages?wait=20',
+    { performative: 'request', receiver, content: `hello ${receiver}` },
+  );
   expect(r.status, r.text).toBe(200);
   expect(r.json.conversation.state).toBe('completed');
   return r.json.conversation_id;
@@ -63,7 +68,8 @@ async function replayedEvents(key: string, path: string): Promise<{ agent: strin
       text += decoder.decode(value, { stream: true });
       const events = parseSse(text.slice(0, text.lastIndexOf('\n\n') + 2));
       const ready = events.find((e) => e.event === 'ready');
-      if (ready && events.length - 1 >= (ready.json as { replayed: number }).replayed) return events.filter((e) => e.event !== 'ready').map((e) => e.json as { agent: string });
+      if (ready && events.length - 1 >= (ready.json as { replayed: number }).replayed)
+        return events.filter((e) => e.event !== 'ready').map((e) => e.json as { agent: string });
     }
   } finally {
     ac.abort();
@@ -73,17 +79,25 @@ async function replayedEvents(key: string, path: string): Promise<{ agent: strin
 
 async function mcp(key: string): Promise<Client> {
   const client = new Client({ name: 'scope-reads', version: '1.0.0' });
-  await client.connect(new StreamableHTTPClientTransport(new URL(`${srv.url}/mcp`), { requestInit: { headers: bearer(key) } }));
+  await client.connect(
+    new StreamableHTTPClientTransport(new URL(`${srv.url}/mcp`), { requestInit: { headers: bearer(key) } }),
+  );
   return client;
 }
 
 beforeAll(async () => {
   const dir = makeTempDir('caxton-scope-reads-');
-  writeFileSync(join(dir, 'replies.toml'), 'fallback = "noted"\n\n[[rules]]\nmatch = "slow"\nlatency_ms = 1500\ncontent = "done slowly"\n');
+  writeFileSync(
+    join(dir, 'replies.toml'),
+    'fallback = "noted"\n\n[[rules]]\nmatch = "slow"\nlatency_ms = 1500\ncontent = "done slowly"\n',
+  );
   srv = await startTestServer({
     dir,
     toml: '[auth]\nenabled = true\n\n[llm]\ndefault_provider = "s"\n[llm.providers.s]\ntype = "scripted"\nscript = "replies.toml"\n',
-    agentFiles: { 'a-one.toml': 'name = "a-one"\nsystem_prompt = "You are a."\n', 'b-secret.toml': 'name = "b-secret"\nsystem_prompt = "You keep secrets."\n' },
+    agentFiles: {
+      'a-one.toml': 'name = "a-one"\nsystem_prompt = "You are a."\n',
+      'b-secret.toml': 'name = "b-secret"\nsystem_prompt = "You keep secrets."\n',
+    },
   });
   admin = adminKeyOf(srv.dataDir);
   scoped = await createKey(srv.url, admin, 'reader-a', { role: 'developer', agents: ['a-*'] });
@@ -96,7 +110,9 @@ beforeAll(async () => {
   const listed = await get<{ messages: Msg[] }>(admin, `/api/v1/messages?conversation_id=${convs.b[0]}`);
   bMessage = listed.json.messages[0]!.id;
   for (const scope of ['agent:b-secret', 'agent:a-one']) {
-    const r = await post(admin, `/api/v1/memory/entities?scope=${scope}`, { entities: [{ name: 'Plan', entityType: 'note', observations: [`kept in ${scope}`] }] });
+    const r = await post(admin, `/api/v1/memory/entities?scope=${scope}`, {
+      entities: [{ name: 'Plan', entityType: 'note', observations: [`kept in ${scope}`] }],
+    });
     expect(r.status, r.text).toBe(201);
   }
 }, 60_000);
@@ -169,12 +185,21 @@ describe('REST reads by agent scope', () => {
   });
 
   it('a conversation stream ends, unseen, once the conversation draws in an agent out of scope', async () => {
-    const started = await post<{ conversation_id: string }>(admin, '/api/v1/messages', { performative: 'request', receiver: 'a-one', content: 'slow work' });
+    const started = await post<{ conversation_id: string }>(admin, '/api/v1/messages', {
+      performative: 'request',
+      receiver: 'a-one',
+      content: 'slow work',
+    });
     expect(started.status, started.text).toBe(202);
     const id = started.json.conversation_id;
     const stream = get(scoped, `/api/v1/conversations/${id}/events`);
     await new Promise((r) => setTimeout(r, 300));
-    const joined = await post(admin, '/api/v1/messages', { performative: 'request', receiver: 'b-secret', content: 'slow secret', conversation_id: id });
+    const joined = await post(admin, '/api/v1/messages', {
+      performative: 'request',
+      receiver: 'b-secret',
+      content: 'slow secret',
+      conversation_id: id,
+    });
     expect(joined.status, joined.text).toBe(202);
     const seen = await stream;
     expect(seen.status).toBe(200);
@@ -192,7 +217,9 @@ describe('REST reads by agent scope', () => {
     const streamed = await replayedEvents(scoped, '/api/v1/events/stream?since=1h&limit=1000');
     expect(streamed.length).toBeGreaterThan(0);
     expect(streamed.filter((e) => e.agent !== 'a-one')).toEqual([]);
-    expect((await replayedEvents(open, '/api/v1/events/stream?since=1h&limit=1000')).some((e) => e.agent === 'b-secret')).toBe(true);
+    expect(
+      (await replayedEvents(open, '/api/v1/events/stream?since=1h&limit=1000')).some((e) => e.agent === 'b-secret'),
+    ).toBe(true);
     const all = await get<{ events: { agent: string }[] }>(open, '/api/v1/events?limit=1000');
     expect(all.json.events.some((e) => e.agent === 'b-secret')).toBe(true);
     // Asking for b-secret by name finds nothing.
@@ -224,7 +251,8 @@ describe('other reads naming agents', () => {
   });
 
   it('the log: lines naming an agent out of scope are left out; lines naming none stay', async () => {
-    const line = (fields: Record<string, unknown>) => srv.server.logs!.write(`${JSON.stringify({ level: 30, time: Date.now(), ...fields })}\n`);
+    const line = (fields: Record<string, unknown>) =>
+      srv.server.logs!.write(`${JSON.stringify({ level: 30, time: Date.now(), ...fields })}\n`);
     line({ agent: 'b-secret', msg: 'scope-test b-secret at work' });
     line({ sender: 'a-one', receiver: 'b-secret', msg: 'scope-test a-one to b-secret' });
     line({ agent: 'a-one', msg: 'scope-test a-one at work' });
@@ -233,7 +261,9 @@ describe('other reads naming agents', () => {
     expect(logs.status, logs.text).toBe(200);
     const msgs = logs.json.logs.map((l) => l.msg).filter((m) => m?.startsWith('scope-test'));
     expect(msgs).toEqual(['scope-test a-one at work', 'scope-test server line']);
-    const all = (await get<{ logs: { msg?: string }[] }>(open, '/api/v1/logs?limit=10000')).json.logs.map((l) => l.msg).filter((m) => m?.startsWith('scope-test'));
+    const all = (await get<{ logs: { msg?: string }[] }>(open, '/api/v1/logs?limit=10000')).json.logs
+      .map((l) => l.msg)
+      .filter((m) => m?.startsWith('scope-test'));
     expect(all).toHaveLength(4);
   });
 });
@@ -270,7 +300,9 @@ describe('MCP resources by agent scope', () => {
   it('the memory of b-secret is not found through MCP', async () => {
     const client = await mcp(scoped);
     try {
-      await expect(client.readResource({ uri: 'caxton://memory/agent%3Ab-secret/Plan' })).rejects.toMatchObject({ code: -32002 });
+      await expect(client.readResource({ uri: 'caxton://memory/agent%3Ab-secret/Plan' })).rejects.toMatchObject({
+        code: -32002,
+      });
       expect((await client.readResource({ uri: 'caxton://memory/agent%3Aa-one/Plan' })).contents).toHaveLength(1);
     } finally {
       await client.close();
@@ -280,12 +312,17 @@ describe('MCP resources by agent scope', () => {
 
 describe('memory by agent scope', () => {
   it('agent:b-secret needs b-secret in the agents scope: export, list and search refuse it or leave it out', async () => {
-    const exp = await get<{ error: { code: string; details: { reason: string } } }>(scoped, '/api/v1/memory/export?scope=agent:b-secret');
+    const exp = await get<{ error: { code: string; details: { reason: string } } }>(
+      scoped,
+      '/api/v1/memory/export?scope=agent:b-secret',
+    );
     expect(exp.status, exp.text).toBe(403);
     expect(exp.json.error.details.reason).toBe('agent_scope');
     expect(exp.text).not.toContain('kept in');
     expect((await get(scoped, '/api/v1/memory/entities?scope=agent:b-secret')).status).toBe(403);
-    expect((await post(scoped, '/api/v1/memory/search', { query: 'Plan', scope: 'agent:b-secret', mode: 'keyword' })).status).toBe(403);
+    expect(
+      (await post(scoped, '/api/v1/memory/search', { query: 'Plan', scope: 'agent:b-secret', mode: 'keyword' })).status,
+    ).toBe(403);
     // Without a scope: every scope the key may use, which leaves b-secret's out.
     const whole = await get(scoped, '/api/v1/memory/export');
     expect(whole.status, whole.text).toBe(200);
@@ -298,7 +335,11 @@ describe('memory by agent scope', () => {
     expect((await get(scoped, '/api/v1/memory/export?scope=agent:a-one')).status).toBe(200);
     const stats = await get<{ by_scope: Record<string, unknown> }>(scoped, '/api/v1/memory/stats');
     expect(Object.keys(stats.json.by_scope)).toEqual(['agent:a-one']);
-    expect(Object.keys((await get<{ by_scope: Record<string, unknown> }>(open, '/api/v1/memory/stats')).json.by_scope).sort()).toEqual(['agent:a-one', 'agent:b-secret']);
+    expect(
+      Object.keys(
+        (await get<{ by_scope: Record<string, unknown> }>(open, '/api/v1/memory/stats')).json.by_scope,
+      ).sort(),
+    ).toEqual(['agent:a-one', 'agent:b-secret']);
   });
 
   it('a key without an agents scope reads every agent memory', async () => {

@@ -30,7 +30,9 @@ async function setup(extra = ''): Promise<Setup> {
     req.on('data', (c: Buffer) => (body += c.toString()));
     req.on('end', () => {
       exchanges.push({ redirect_uri: new URLSearchParams(body).get('redirect_uri') });
-      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ access_token: 'issued-token', expires_in: 60 }));
+      res
+        .writeHead(200, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ access_token: 'issued-token', expires_in: 60 }));
     });
   });
   await new Promise<void>((r) => idp.listen(0, '127.0.0.1', r));
@@ -80,7 +82,13 @@ describe('single sign-on routes', () => {
   it('GET /api/v1/auth/sso returns the authorization endpoint as configured, never the client secret', async () => {
     const res = await http(s.srv.url, 'GET', '/api/v1/auth/sso');
     expect(res.status).toBe(200);
-    expect(res.json).toEqual({ enabled: true, authorization_endpoint: `${s.issuer}/authorize`, client_id: 'caxton-console', scope: 'openid profile', redirect_path: '/ui/auth/callback' });
+    expect(res.json).toEqual({
+      enabled: true,
+      authorization_endpoint: `${s.issuer}/authorize`,
+      client_id: 'caxton-console',
+      scope: 'openid profile',
+      redirect_path: '/ui/auth/callback',
+    });
     expect(res.text).not.toContain(SECRET);
   });
 

@@ -26,7 +26,10 @@ interface OpenStream {
 
 async function openStream(url: string, key: string): Promise<OpenStream> {
   const ac = new AbortController();
-  const res = await fetch(url, { headers: { authorization: `Bearer ${key}`, accept: 'text/event-stream' }, signal: ac.signal });
+  const res = await fetch(url, {
+    headers: { authorization: `Bearer ${key}`, accept: 'text/event-stream' },
+    signal: ac.signal,
+  });
   expect(res.status).toBe(200);
   expect(res.headers.get('content-type')).toContain('text/event-stream');
   const events: SseEvent[] = [];
@@ -54,7 +57,8 @@ async function openStream(url: string, key: string): Promise<OpenStream> {
 }
 
 /** Settles with 'ended' when `p` does within `ms`, 'open' otherwise. */
-const within = (p: Promise<void>, ms: number) => Promise.race([p.then(() => 'ended' as const), new Promise<'open'>((r) => setTimeout(() => r('open'), ms).unref())]);
+const within = (p: Promise<void>, ms: number) =>
+  Promise.race([p.then(() => 'ended' as const), new Promise<'open'>((r) => setTimeout(() => r('open'), ms).unref())]);
 
 describe('event streams end when their API key stops being valid', () => {
   let srv: TestServer;
@@ -89,14 +93,18 @@ describe('event streams end when their API key stops being valid', () => {
   const lastError = (s: OpenStream) => {
     const last = s.events.at(-1);
     expect(last?.event).toBe('error');
-    return JSON.parse(last!.data) as { error: { code: string; message: string; details: { reason: string }; request_id: string } };
+    return JSON.parse(last!.data) as {
+      error: { code: string; message: string; details: { reason: string }; request_id: string };
+    };
   };
 
   it('revoking the key ends its open stream with an error event', async () => {
     const key = await createKey('stream-revoked');
     const s = await follow(key);
     const other = await follow(admin);
-    const r = await http(srv.url, 'DELETE', '/api/v1/keys/stream-revoked', { headers: { authorization: `Bearer ${admin}` } });
+    const r = await http(srv.url, 'DELETE', '/api/v1/keys/stream-revoked', {
+      headers: { authorization: `Bearer ${admin}` },
+    });
     expect(r.status, r.text).toBeLessThan(300);
     expect(await within(s.ended, 2000)).toBe('ended');
     const e = lastError(s);
@@ -112,7 +120,9 @@ describe('event streams end when their API key stops being valid', () => {
   it('rotating the key ends the streams opened with the old secret', async () => {
     const key = await createKey('stream-rotated');
     const s = await follow(key);
-    const r = await http<{ secret: string }>(srv.url, 'POST', '/api/v1/keys/stream-rotated/rotate', { headers: { authorization: `Bearer ${admin}` } });
+    const r = await http<{ secret: string }>(srv.url, 'POST', '/api/v1/keys/stream-rotated/rotate', {
+      headers: { authorization: `Bearer ${admin}` },
+    });
     expect(r.status, r.text).toBeLessThan(300);
     expect(await within(s.ended, 2000)).toBe('ended');
     expect(lastError(s).error.details.reason).toBe('key_rotated');

@@ -54,12 +54,18 @@ describe('system components missing', () => {
     expect(r.out).not.toMatch(/\[caxton tests\] pgvector missing/); // implied by PostgreSQL's line
     expect(r.out).toMatch(/Tests\s+11 skipped/);
     expect(existsSync(log)).toBe(true);
-    expect(readFileSync(log, 'utf8')).toMatch(/^pgvector\tcannot connect to PostgreSQL at postgres:\/\/postgres@127\.0\.0\.1:1\/test/);
+    expect(readFileSync(log, 'utf8')).toMatch(
+      /^pgvector\tcannot connect to PostgreSQL at postgres:\/\/postgres@127\.0\.0\.1:1\/test/,
+    );
   }, 120_000);
 
   it('fails the run instead in CI (CI=true), naming the component', async () => {
     const log = join(dir, 'ci.log');
-    const r = await vitest('test/memory/pg-store.test.ts', { CAXTON_TEST_PG_URL: NO_PG, CI: 'true', CAXTON_TEST_SKIP_LOG: log });
+    const r = await vitest('test/memory/pg-store.test.ts', {
+      CAXTON_TEST_PG_URL: NO_PG,
+      CI: 'true',
+      CAXTON_TEST_SKIP_LOG: log,
+    });
     expect(r.code, r.out).toBe(1);
     expect(r.out).toContain('missing system components, required in CI');
     expect(r.out).toContain('PostgreSQL missing');
@@ -79,15 +85,51 @@ describe('system components missing', () => {
   });
 
   it('prints one line per missing component, pgvector implied by PostgreSQL', () => {
-    expect(missingLines({ postgresql: null, pgvector: null, promtool: null, 'nats-server': null, chromium: null, bwrap: null })).toEqual([]);
-    const both = missingLines({ postgresql: 'down', pgvector: 'down', promtool: 'not found', 'nats-server': null, chromium: null, bwrap: null });
+    expect(
+      missingLines({
+        postgresql: null,
+        pgvector: null,
+        promtool: null,
+        'nats-server': null,
+        chromium: null,
+        bwrap: null,
+      }),
+    ).toEqual([]);
+    const both = missingLines({
+      postgresql: 'down',
+      pgvector: 'down',
+      promtool: 'not found',
+      'nats-server': null,
+      chromium: null,
+      bwrap: null,
+    });
     expect(both).toHaveLength(2);
-    expect(both[0]).toMatch(/^\[caxton tests\] PostgreSQL missing \(down\): skipping the tests that need it; install it with: sudo apt-get install postgresql/);
+    expect(both[0]).toMatch(
+      /^\[caxton tests\] PostgreSQL missing \(down\): skipping the tests that need it; install it with: sudo apt-get install postgresql/,
+    );
     expect(both[1]).toMatch(/promtool missing \(not found\).*apt-get install --no-install-recommends prometheus$/);
-    expect(missingLines({ postgresql: null, pgvector: 'no extension', promtool: null, 'nats-server': null, chromium: null, bwrap: null })).toEqual([
+    expect(
+      missingLines({
+        postgresql: null,
+        pgvector: 'no extension',
+        promtool: null,
+        'nats-server': null,
+        chromium: null,
+        bwrap: null,
+      }),
+    ).toEqual([
       '[caxton tests] pgvector missing (no extension): skipping the tests that need it; install it with: sudo scripts/setup-pgvector.sh',
     ]);
-    expect(missingLines({ postgresql: null, pgvector: null, promtool: null, 'nats-server': 'nats-server not found on PATH (ENOENT)', chromium: null, bwrap: null })).toEqual([
+    expect(
+      missingLines({
+        postgresql: null,
+        pgvector: null,
+        promtool: null,
+        'nats-server': 'nats-server not found on PATH (ENOENT)',
+        chromium: null,
+        bwrap: null,
+      }),
+    ).toEqual([
       '[caxton tests] nats-server missing (nats-server not found on PATH (ENOENT)): skipping the tests that need it; install it with: sudo apt-get install nats-server (or set CAXTON_TEST_NATS_SERVER to its path)',
     ]);
   });

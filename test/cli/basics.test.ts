@@ -1,5 +1,15 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { assertBuilt, cleanup, expectExit, expectNoStackTrace, freePorts, PACKAGE_VERSION, parseJson, runCli, tempDir } from './helpers/cli.js';
+import {
+  assertBuilt,
+  cleanup,
+  expectExit,
+  expectNoStackTrace,
+  freePorts,
+  PACKAGE_VERSION,
+  parseJson,
+  runCli,
+  tempDir,
+} from './helpers/cli.js';
 
 let cwd: string;
 beforeAll(() => {
@@ -12,7 +22,8 @@ describe('caxton: help, version and usage errors', () => {
   it('--help exits 0 and lists every command and the exit codes', async () => {
     const r = await runCli(['--help'], { cwd });
     expectExit(r, 0);
-    for (const cmd of ['serve', 'agent', 'health', 'status', 'config', 'init']) expect(r.stdout).toMatch(new RegExp(`^\\s+${cmd}\\b`, 'm'));
+    for (const cmd of ['serve', 'agent', 'health', 'status', 'config', 'init'])
+      expect(r.stdout).toMatch(new RegExp(`^\\s+${cmd}\\b`, 'm'));
     expect(r.stdout).toContain('--server <url>');
     expect(r.stdout).toContain('--json');
     expect(r.stdout).toMatch(/Exit codes: 0 success, 1 failure, 2 usage error/);
@@ -21,7 +32,8 @@ describe('caxton: help, version and usage errors', () => {
   it('agent --help lists the agent subcommands', async () => {
     const r = await runCli(['agent', '--help'], { cwd });
     expectExit(r, 0);
-    for (const cmd of ['validate', 'deploy', 'list', 'show', 'remove']) expect(r.stdout).toMatch(new RegExp(`^\\s+${cmd}\\b`, 'm'));
+    for (const cmd of ['validate', 'deploy', 'list', 'show', 'remove'])
+      expect(r.stdout).toMatch(new RegExp(`^\\s+${cmd}\\b`, 'm'));
   });
 
   it('--version and -V print the package version', async () => {
@@ -46,7 +58,10 @@ describe('caxton: help, version and usage errors', () => {
   });
 
   it('an unknown option exits 2, globally and on a subcommand', async () => {
-    const [global, sub] = await Promise.all([runCli(['--frobnicate', 'status'], { cwd }), runCli(['agent', 'list', '--frobnicate'], { cwd })]);
+    const [global, sub] = await Promise.all([
+      runCli(['--frobnicate', 'status'], { cwd }),
+      runCli(['agent', 'list', '--frobnicate'], { cwd }),
+    ]);
     for (const r of [global, sub]) {
       expectExit(r, 2);
       expect(r.stderr).toMatch(/unknown option '--frobnicate'/);
@@ -55,7 +70,11 @@ describe('caxton: help, version and usage errors', () => {
   });
 
   it('a missing required argument exits 2 and names the argument', async () => {
-    const [validate, show, init] = await Promise.all([runCli(['agent', 'validate'], { cwd }), runCli(['agent', 'show'], { cwd }), runCli(['init'], { cwd })]);
+    const [validate, show, init] = await Promise.all([
+      runCli(['agent', 'validate'], { cwd }),
+      runCli(['agent', 'show'], { cwd }),
+      runCli(['init'], { cwd }),
+    ]);
     expectExit(validate, 2);
     expect(validate.stderr).toMatch(/missing required argument 'file'/);
     expectExit(show, 2);

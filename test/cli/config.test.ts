@@ -1,13 +1,25 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { assertBuilt, cleanup, expectExit, expectNoStackTrace, occupyPort, parseJson, runCli, tempDir } from './helpers/cli.js';
+import {
+  assertBuilt,
+  cleanup,
+  expectExit,
+  expectNoStackTrace,
+  occupyPort,
+  parseJson,
+  runCli,
+  tempDir,
+} from './helpers/cli.js';
 
 interface ConfigJson {
   data_dir: string;
   server: { port: number; host: string };
   metrics: { port: number };
-  llm: { default_provider?: string; providers: Record<string, { type: string; api_key_env?: string; headers?: Record<string, string> }> };
+  llm: {
+    default_provider?: string;
+    providers: Record<string, { type: string; api_key_env?: string; headers?: Record<string, string> }>;
+  };
   source: { file: string | null; env: string[]; flags: string[] };
 }
 
@@ -51,7 +63,10 @@ describe('caxton config show', () => {
     const [fileOnly, env, flag] = await Promise.all([
       runCli(['--json', 'config', 'show', '--config', file], { cwd: dir }),
       runCli(['--json', 'config', 'show', '--config', file], { cwd: dir, env: { CAXTON_PORT: '9999' } }),
-      runCli(['--json', 'config', 'show', '--config', file, '--port', '7777'], { cwd: dir, env: { CAXTON_PORT: '9999' } }),
+      runCli(['--json', 'config', 'show', '--config', file, '--port', '7777'], {
+        cwd: dir,
+        env: { CAXTON_PORT: '9999' },
+      }),
     ]);
     const f = parseJson<ConfigJson>(fileOnly);
     expect(f.server.port).toBe(8123);
@@ -62,7 +77,10 @@ describe('caxton config show', () => {
     expect(fl.server.port).toBe(7777);
     expect(fl.source.flags).toEqual(['port']);
 
-    const text = await runCli(['config', 'show', '--config', file, '--port', '7777'], { cwd: dir, env: { CAXTON_PORT: '9999' } });
+    const text = await runCli(['config', 'show', '--config', file, '--port', '7777'], {
+      cwd: dir,
+      env: { CAXTON_PORT: '9999' },
+    });
     expectExit(text, 0);
     expect(text.stdout).toMatch(/^port = 7777$/m);
     expect(text.stdout).toContain('env: CAXTON_PORT; flags: port');
@@ -77,7 +95,11 @@ describe('caxton config show', () => {
   it('without --config or $CAXTON_CONFIG it reads ./caxton.toml (a project made by caxton init)', async () => {
     const r = await runCli(['--json', 'config', 'show'], { cwd: dir });
     expectExit(r, 0);
-    expect(parseJson<ConfigJson>(r)).toMatchObject({ server: { port: 8123 }, data_dir: join(dir, 'state'), source: { file } });
+    expect(parseJson<ConfigJson>(r)).toMatchObject({
+      server: { port: 8123 },
+      data_dir: join(dir, 'state'),
+      source: { file },
+    });
     // $CAXTON_CONFIG still wins over ./caxton.toml.
     const other = join(tempDir('caxton-config-other-'), 'other.toml');
     writeFileSync(other, '[server]\nport = 8555\n');
@@ -109,7 +131,11 @@ describe('caxton config show', () => {
       expect(out).not.toContain('sk-from-env');
     }
     const c = parseJson<ConfigJson>(json);
-    expect(c.llm.providers.openai).toMatchObject({ type: 'openai', api_key_env: 'OPENAI_API_KEY', headers: { Authorization: '***' } });
+    expect(c.llm.providers.openai).toMatchObject({
+      type: 'openai',
+      api_key_env: 'OPENAI_API_KEY',
+      headers: { Authorization: '***' },
+    });
   });
 
   it('a config file with bad TOML exits 1 with file:line:column', async () => {
@@ -122,11 +148,18 @@ describe('caxton config show', () => {
   });
 
   it('an unknown key exits 1 with its position and field; --json gives the issues', async () => {
-    const [text, json] = await Promise.all([runCli(['config', 'show', '--config', 'typo.toml'], { cwd: dir }), runCli(['--json', 'config', 'show', '--config', 'typo.toml'], { cwd: dir })]);
+    const [text, json] = await Promise.all([
+      runCli(['config', 'show', '--config', 'typo.toml'], { cwd: dir }),
+      runCli(['--json', 'config', 'show', '--config', 'typo.toml'], { cwd: dir }),
+    ]);
     expectExit(text, 1);
-    expect(text.stderr).toMatch(/typo\.toml:2:1: error: unknown configuration key "prot" in \[server\] \[server\.prot\]\n\s+hint: did you mean "port"\?/);
+    expect(text.stderr).toMatch(
+      /typo\.toml:2:1: error: unknown configuration key "prot" in \[server\] \[server\.prot\]\n\s+hint: did you mean "port"\?/,
+    );
     expectExit(json, 1);
-    const body = parseJson<{ error: { code: string; details: { issues: { code: string; field: string; line: number }[] } } }>(json);
+    const body = parseJson<{
+      error: { code: string; details: { issues: { code: string; field: string; line: number }[] } };
+    }>(json);
     expect(body.error.code).toBe('invalid_config');
     expect(body.error.details.issues[0]).toMatchObject({ code: 'unknown_key', field: 'server.prot', line: 2 });
   });
@@ -146,7 +179,20 @@ describe('caxton serve: startup failures', () => {
     const metrics = await occupyPort();
     await metrics.close(); // a port that is (very likely) free for the metrics server
     try {
-      const r = await runCli(['serve', '--config', file, '--port', String(held.port), '--metrics-port', String(metrics.port), '--log-level', 'silent'], { cwd: dir });
+      const r = await runCli(
+        [
+          'serve',
+          '--config',
+          file,
+          '--port',
+          String(held.port),
+          '--metrics-port',
+          String(metrics.port),
+          '--log-level',
+          'silent',
+        ],
+        { cwd: dir },
+      );
       expectExit(r, 1);
       expect(r.stderr).toContain(`address already in use: 127.0.0.1:${held.port}`);
       expect(r.stderr).toMatch(/--port/);
@@ -161,7 +207,20 @@ describe('caxton serve: startup failures', () => {
     const api = await occupyPort();
     await api.close();
     try {
-      const r = await runCli(['serve', '--config', file, '--port', String(api.port), '--metrics-port', String(held.port), '--log-level', 'silent'], { cwd: dir });
+      const r = await runCli(
+        [
+          'serve',
+          '--config',
+          file,
+          '--port',
+          String(api.port),
+          '--metrics-port',
+          String(held.port),
+          '--log-level',
+          'silent',
+        ],
+        { cwd: dir },
+      );
       expectExit(r, 1);
       expect(r.stderr).toContain(`address already in use: 127.0.0.1:${held.port}`);
       expectNoStackTrace(r);

@@ -1,7 +1,19 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { assertBuilt, cleanup, expectExit, freePorts, parseJson, runCli, startServe, tempDir, tomlAgent, waitForOutput, type ServeProcess } from './helpers/cli.js';
+import {
+  assertBuilt,
+  cleanup,
+  expectExit,
+  freePorts,
+  parseJson,
+  runCli,
+  startServe,
+  tempDir,
+  tomlAgent,
+  waitForOutput,
+  type ServeProcess,
+} from './helpers/cli.js';
 
 // A server whose configuration will make runs fail says so at start, and `caxton health` and
 // `caxton status` report it as degraded with the fix, while /ready stays about serving.
@@ -33,9 +45,13 @@ afterAll(cleanup);
 describe('degraded configuration', () => {
   it('is said at start, each problem with its fix', async () => {
     const err = await waitForOutput(serve, 'stderr', /degraded: model "fast"/);
-    expect(err).toContain(`degraded: provider "openai" has no API key: the environment variable ${UNSET} is not set for the server process`);
+    expect(err).toContain(
+      `degraded: provider "openai" has no API key: the environment variable ${UNSET} is not set for the server process`,
+    );
     expect(err).toMatch(new RegExp(`fix: set ${UNSET} in the environment of the server .*then restart the server`));
-    expect(err).toContain(`degraded: provider "demo" is scripted, but its script ${join(dir, 'replies.toml')} does not exist`);
+    expect(err).toContain(
+      `degraded: provider "demo" is scripted, but its script ${join(dir, 'replies.toml')} does not exist`,
+    );
     expect(err).toContain('degraded: provider "bare" has no default model');
     expect(serve.stdout()).toMatch(/"level":"warn",.*"msg":"degraded: provider \\"openai\\" has no API key/);
   });
@@ -47,15 +63,25 @@ describe('degraded configuration', () => {
     expect(r.stdout).toContain(UNSET);
     expect(r.stdout).toContain('caxton serve');
     expect(r.stdout).toContain('restart the server');
-    const json = parseJson<{ ready: boolean; degraded: { name: string }[] }>(await runCli(['--json', 'health'], { cwd: dir }));
+    const json = parseJson<{ ready: boolean; degraded: { name: string }[] }>(
+      await runCli(['--json', 'health'], { cwd: dir }),
+    );
     expect(json.ready).toBe(true);
-    expect(json.degraded.map((d) => d.name)).toEqual(['llm.providers.openai', 'llm.providers.demo', 'llm.providers.bare', 'llm.model_aliases.fast']);
+    expect(json.degraded.map((d) => d.name)).toEqual([
+      'llm.providers.openai',
+      'llm.providers.demo',
+      'llm.providers.bare',
+      'llm.model_aliases.fast',
+    ]);
   });
 
   it('/ready stays 200 (the server serves); the public /health names the fields only', async () => {
     expect((await fetch(`${serve.url}/ready`)).status).toBe(200);
     const health = (await (await fetch(`${serve.url}/health`)).json()) as { status: string; degraded: string[] };
-    expect(health).toEqual({ status: 'ok', degraded: ['llm.providers.openai', 'llm.providers.demo', 'llm.providers.bare', 'llm.model_aliases.fast'] });
+    expect(health).toEqual({
+      status: 'ok',
+      degraded: ['llm.providers.openai', 'llm.providers.demo', 'llm.providers.bare', 'llm.model_aliases.fast'],
+    });
   });
 
   it('caxton status shows each problem with its fix, and names the invalid agent file', async () => {

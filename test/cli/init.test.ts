@@ -1,7 +1,18 @@
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { assertBuilt, cleanup, expectExit, expectNoStackTrace, parseJson, repoRoot, runCli, startServe, stopServe, tempDir } from './helpers/cli.js';
+import {
+  assertBuilt,
+  cleanup,
+  expectExit,
+  expectNoStackTrace,
+  parseJson,
+  repoRoot,
+  runCli,
+  startServe,
+  stopServe,
+  tempDir,
+} from './helpers/cli.js';
 
 let cwd: string;
 beforeAll(() => {
@@ -18,15 +29,21 @@ describe('caxton init', () => {
     expect(r.stdout).toContain('caxton serve --config proj/caxton.toml');
     const proj = join(cwd, 'proj');
     expect(statSync(join(proj, 'agents')).isDirectory()).toBe(true);
-    expect(readFileSync(join(proj, 'caxton.toml'), 'utf8')).toBe(readFileSync(join(repoRoot, 'templates/basic/caxton.toml'), 'utf8'));
-    expect(readdirSync(join(proj, 'agents')).sort()).toEqual(readdirSync(join(repoRoot, 'templates/basic/agents')).sort());
+    expect(readFileSync(join(proj, 'caxton.toml'), 'utf8')).toBe(
+      readFileSync(join(repoRoot, 'templates/basic/caxton.toml'), 'utf8'),
+    );
+    expect(readdirSync(join(proj, 'agents')).sort()).toEqual(
+      readdirSync(join(repoRoot, 'templates/basic/agents')).sort(),
+    );
   });
 
   it('--template minimal creates the minimal project', async () => {
     const r = await runCli(['init', 'mini', '--template', 'minimal'], { cwd });
     expectExit(r, 0);
     expect(r.stdout).toContain('from template "minimal"');
-    expect(readFileSync(join(cwd, 'mini', 'caxton.toml'), 'utf8')).toBe(readFileSync(join(repoRoot, 'templates/minimal/caxton.toml'), 'utf8'));
+    expect(readFileSync(join(cwd, 'mini', 'caxton.toml'), 'utf8')).toBe(
+      readFileSync(join(repoRoot, 'templates/minimal/caxton.toml'), 'utf8'),
+    );
     expect(readdirSync(join(cwd, 'mini', 'agents'))).toEqual(['hello.toml']);
   });
 
@@ -52,7 +69,9 @@ describe('caxton init', () => {
 
     const forced = await runCli(['init', dir, '-t', 'minimal', '--force'], { cwd });
     expectExit(forced, 0);
-    expect(readFileSync(join(dir, 'caxton.toml'), 'utf8')).toBe(readFileSync(join(repoRoot, 'templates/minimal/caxton.toml'), 'utf8'));
+    expect(readFileSync(join(dir, 'caxton.toml'), 'utf8')).toBe(
+      readFileSync(join(repoRoot, 'templates/minimal/caxton.toml'), 'utf8'),
+    );
   });
 
   it('--template tool-assemblyscript creates a tool package and its next steps name only paths that exist', async () => {
@@ -103,16 +122,23 @@ describe('caxton init', () => {
     const dir = join(cwd, 'review');
     expectExit(await runCli(['init', dir], { cwd }), 0);
     const serve = await startServe({ cwd: dir, args: [] });
-    const r = await runCli(['--server', serve.url, 'agent', 'run', 'code-reviewer', 'review agents/assistant.toml'], { cwd: dir });
+    const r = await runCli(['--server', serve.url, 'agent', 'run', 'code-reviewer', 'review agents/assistant.toml'], {
+      cwd: dir,
+    });
     expectExit(r, 0);
     expect(r.stdout).toContain('I read agents/assistant.toml.');
     expect(r.stdout).toMatch(/^\s+1\tname = "assistant"$/m);
     expect(r.stderr).toMatch(/\[tool workspace\.read /);
-    const secret = await runCli(['--server', serve.url, 'agent', 'run', 'code-reviewer', 'review data/caxton.db'], { cwd: dir });
+    const secret = await runCli(['--server', serve.url, 'agent', 'run', 'code-reviewer', 'review data/caxton.db'], {
+      cwd: dir,
+    });
     expectExit(secret, 0);
     expect(secret.stdout).not.toContain('SQLite');
     expect(secret.stderr).toContain("server's data directory");
-    const write = await runCli(['--server', serve.url, 'tool', 'call', 'workspace.write', '--args', '{"file_path": "x.txt", "content": "x"}'], { cwd: dir });
+    const write = await runCli(
+      ['--server', serve.url, 'tool', 'call', 'workspace.write', '--args', '{"file_path": "x.txt", "content": "x"}'],
+      { cwd: dir },
+    );
     expect(write.stdout + write.stderr).toContain('[workspace] write = true');
     expect(existsSync(join(dir, 'x.txt'))).toBe(false);
     expect((await stopServe(serve, 'SIGTERM')).code).toBe(0);

@@ -56,7 +56,10 @@ describe('lazy CLI commands', () => {
       join(dir, 'hooks.mjs'),
       `import { appendFileSync } from 'node:fs';\nexport async function load(url, context, next) { appendFileSync(${JSON.stringify(list)}, url + '\\n'); return next(url, context); }\n`,
     );
-    writeFileSync(join(dir, 'count.mjs'), `import { register } from 'node:module';\nregister('./hooks.mjs', import.meta.url);\n`);
+    writeFileSync(
+      join(dir, 'count.mjs'),
+      `import { register } from 'node:module';\nregister('./hooks.mjs', import.meta.url);\n`,
+    );
     writeFileSync(list, '');
     const r = spawnSync(process.execPath, ['--import', join(dir, 'count.mjs'), CLI, '--version'], { encoding: 'utf8' });
     expect(r.status).toBe(0);

@@ -5,7 +5,19 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { assertBuilt, cleanup, expectExit, expectNoStackTrace, parseJson, runCli, startServe, tempDir, tomlAgent, type CliResult, type ServeProcess } from './helpers/cli.js';
+import {
+  assertBuilt,
+  cleanup,
+  expectExit,
+  expectNoStackTrace,
+  parseJson,
+  runCli,
+  startServe,
+  tempDir,
+  tomlAgent,
+  type CliResult,
+  type ServeProcess,
+} from './helpers/cli.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Json = any;
@@ -35,7 +47,8 @@ max_attempts = 1
 describe('caxton message, conversation and dlq', () => {
   let dir: string;
   let serve: ServeProcess;
-  const cli = (...args: string[]): Promise<CliResult> => runCli(['--server', serve.url, ...args], { cwd: dir, timeoutMs: 30_000 });
+  const cli = (...args: string[]): Promise<CliResult> =>
+    runCli(['--server', serve.url, ...args], { cwd: dir, timeoutMs: 30_000 });
 
   beforeAll(async () => {
     assertBuilt();
@@ -44,7 +57,10 @@ describe('caxton message, conversation and dlq', () => {
     writeFileSync(join(dir, 'replies.toml'), 'fallback = "42"\n');
     mkdirSync(join(dir, 'agents'));
     writeFileSync(join(dir, 'agents', 'helper.toml'), tomlAgent('helper', { capabilities: ['answering'] }));
-    writeFileSync(join(dir, 'agents', 'fragile.toml'), tomlAgent('fragile', { capabilities: ['fragile'], extra: '\n[llm]\nprovider = "later"\n' }));
+    writeFileSync(
+      join(dir, 'agents', 'fragile.toml'),
+      tomlAgent('fragile', { capabilities: ['fragile'], extra: '\n[llm]\nprovider = "later"\n' }),
+    );
     serve = await startServe({ cwd: dir, args: ['--config', join(dir, 'caxton.toml')] });
   });
   afterAll(cleanup);
@@ -52,21 +68,66 @@ describe('caxton message, conversation and dlq', () => {
   let conversationId: string;
 
   it('message send --wait --json prints the outcome: the conversation and its messages (exit 0)', async () => {
-    const r = await cli('message', 'send', '--capability', 'answering', '--performative', 'request', '--content', 'what is 6 times 7?', '--wait', '30', '--json');
+    const r = await cli(
+      'message',
+      'send',
+      '--capability',
+      'answering',
+      '--performative',
+      'request',
+      '--content',
+      'what is 6 times 7?',
+      '--wait',
+      '30',
+      '--json',
+    );
     expectExit(r, 0);
     const out = parseJson<Json>(r);
-    expect(out).toMatchObject({ performative: 'request', routed_to: ['helper'], routing: 'one', duplicate: false, conversation: { state: 'completed', protocol: 'fipa-request' } });
-    expect(out.messages.map((m: Json) => `${m.performative}:${m.sender}`)).toEqual(['request:key:admin', 'agree:helper', 'inform:helper']);
+    expect(out).toMatchObject({
+      performative: 'request',
+      routed_to: ['helper'],
+      routing: 'one',
+      duplicate: false,
+      conversation: { state: 'completed', protocol: 'fipa-request' },
+    });
+    expect(out.messages.map((m: Json) => `${m.performative}:${m.sender}`)).toEqual([
+      'request:key:admin',
+      'agree:helper',
+      'inform:helper',
+    ]);
     expect(out.messages[2].content).toBe('42');
     conversationId = out.conversation_id;
   });
 
   it('message send prints where the message went and, with --wait, the replies', async () => {
-    const plain = await cli('message', 'send', '--capability', 'answering', '--performative', 'query-ref', '--content', 'the answer?');
+    const plain = await cli(
+      'message',
+      'send',
+      '--capability',
+      'answering',
+      '--performative',
+      'query-ref',
+      '--content',
+      'the answer?',
+    );
     expectExit(plain, 0);
-    expect(plain.stdout).toMatch(/^sent query-ref msg_\w+\nconversation conv_\w+\nrouted to helper \(one provider of the capability\)\n$/);
+    expect(plain.stdout).toMatch(
+      /^sent query-ref msg_\w+\nconversation conv_\w+\nrouted to helper \(one provider of the capability\)\n$/,
+    );
 
-    const waited = await cli('message', 'send', '--to', 'helper', '--performative', 'query-ref', '--content-json', '{"question": "the answer?"}', '--param', 'X-priority=high', '--wait');
+    const waited = await cli(
+      'message',
+      'send',
+      '--to',
+      'helper',
+      '--performative',
+      'query-ref',
+      '--content-json',
+      '{"question": "the answer?"}',
+      '--param',
+      'X-priority=high',
+      '--wait',
+    );
     expectExit(waited, 0);
     expect(waited.stdout).toContain('routed to helper');
     expect(waited.stdout).toMatch(/\[inform\] helper → key:admin: 42/);
@@ -80,7 +141,16 @@ describe('caxton message, conversation and dlq', () => {
     expect(l.total).toBeGreaterThanOrEqual(3);
     expect(l.conversations.map((c: Json) => c.id)).toContain(conversationId);
 
-    const filtered = await cli('conversation', 'list', '--state', 'completed', '--participant', 'helper', '--limit', '2');
+    const filtered = await cli(
+      'conversation',
+      'list',
+      '--state',
+      'completed',
+      '--participant',
+      'helper',
+      '--limit',
+      '2',
+    );
     expectExit(filtered, 0);
     expect(filtered.stdout).toMatch(/^ID\s+STATE\s+PROTOCOL/);
     expect(filtered.stdout).toContain('completed');
@@ -129,7 +199,17 @@ describe('caxton message, conversation and dlq', () => {
     expectExit(empty, 0);
     expect(empty.stdout.trim()).toBe('the dead-letter queue is empty');
 
-    const failed = await cli('message', 'send', '--capability', 'fragile', '--content', 'do it', '--wait', '30', '--json');
+    const failed = await cli(
+      'message',
+      'send',
+      '--capability',
+      'fragile',
+      '--content',
+      'do it',
+      '--wait',
+      '30',
+      '--json',
+    );
     expectExit(failed, 1); // the conversation failed
     const f = parseJson<Json>(failed);
     expect(f.conversation.state).toBe('failed');
@@ -139,10 +219,18 @@ describe('caxton message, conversation and dlq', () => {
     const l = parseJson<Json>(list);
     expect(l.total).toBe(1);
     const dead = l.dead_letters[0];
-    expect(dead).toMatchObject({ receiver: 'fragile', state: 'dead', attempts: 1, message_id: f.id, message: { content: 'do it' } });
+    expect(dead).toMatchObject({
+      receiver: 'fragile',
+      state: 'dead',
+      attempts: 1,
+      message_id: f.id,
+      message: { content: 'do it' },
+    });
     expect(dead.last_error).toContain('later.toml');
 
-    expect(parseJson<Json>(await cli('dlq', 'list', '--receiver', 'FRAG', '--error', 'later.toml', '--json')).total).toBe(1);
+    expect(
+      parseJson<Json>(await cli('dlq', 'list', '--receiver', 'FRAG', '--error', 'later.toml', '--json')).total,
+    ).toBe(1);
     expect(parseJson<Json>(await cli('dlq', 'list', '--receiver', 'nobody', '--json')).total).toBe(0);
     const table = await cli('dlq', 'list');
     expectExit(table, 0);
@@ -157,7 +245,12 @@ describe('caxton message, conversation and dlq', () => {
     writeFileSync(join(dir, 'later.toml'), 'fallback = "done at last"\n');
     const replay = await cli('dlq', 'replay', String(dead.id), '--json');
     expectExit(replay, 0);
-    expect(parseJson<Json>(replay)).toEqual({ id: dead.id, message_id: f.id, receiver: 'fragile', conversation_id: f.conversation_id });
+    expect(parseJson<Json>(replay)).toEqual({
+      id: dead.id,
+      message_id: f.id,
+      receiver: 'fragile',
+      conversation_id: f.conversation_id,
+    });
 
     const follow = await cli('conversation', 'show', f.conversation_id, '--follow');
     expectExit(follow, 0);
@@ -206,14 +299,29 @@ describe('caxton message, conversation and dlq', () => {
 
   it('usage errors exit 2 with a message and no stack trace', async () => {
     const cases: [string[], RegExp][] = [
-      [['message', 'send', '--capability', 'answering', '--to', 'helper', '--content', 'x'], /either --capability or --to, not both/],
+      [
+        ['message', 'send', '--capability', 'answering', '--to', 'helper', '--content', 'x'],
+        /either --capability or --to, not both/,
+      ],
       [['message', 'send', '--content', 'x'], /--capability NAME .* or --to AGENT/],
       [['message', 'send', '--capability', 'answering'], /needs content/],
-      [['message', 'send', '--capability', 'answering', '--content', 'x', '--content-json', '1'], /either --content or --content-json/],
+      [
+        ['message', 'send', '--capability', 'answering', '--content', 'x', '--content-json', '1'],
+        /either --content or --content-json/,
+      ],
       [['message', 'send', '--capability', 'answering', '--content-json', '{oops'], /--content-json is not valid JSON/],
-      [['message', 'send', '--capability', 'answering', '--content', 'x', '--param', 'priority'], /--param expects X-NAME=VALUE/],
-      [['message', 'send', '--capability', 'answering', '--content', 'x', '--wait', 'forever'], /--wait expects seconds/],
-      [['message', 'send', '--capability', 'answering', '--content', 'x', '--wait', '301'], /--wait expects seconds between 0 and 300/],
+      [
+        ['message', 'send', '--capability', 'answering', '--content', 'x', '--param', 'priority'],
+        /--param expects X-NAME=VALUE/,
+      ],
+      [
+        ['message', 'send', '--capability', 'answering', '--content', 'x', '--wait', 'forever'],
+        /--wait expects seconds/,
+      ],
+      [
+        ['message', 'send', '--capability', 'answering', '--content', 'x', '--wait', '301'],
+        /--wait expects seconds between 0 and 300/,
+      ],
       [['message', 'send', '--capability', 'answering', '--content', 'x', '--bogus'], /unknown option '--bogus'/],
       [['conversation', 'list', '--limit', '0'], /--limit expects a whole number/],
       [['conversation', 'show'], /missing required argument 'id'/],
@@ -232,12 +340,27 @@ describe('caxton message, conversation and dlq', () => {
   it('API errors exit 1 with the server message (and the error envelope with --json)', async () => {
     const r = await cli('message', 'send', '--capability', 'answering', '--performative', 'reqest', '--content', 'x');
     expectExit(r, 1);
-    expect(r.stderr).toContain('error: invalid message: performative: unknown performative "reqest"; did you mean "request"?');
+    expect(r.stderr).toContain(
+      'error: invalid message: performative: unknown performative "reqest"; did you mean "request"?',
+    );
     expectNoStackTrace(r);
 
-    const j = await cli('message', 'send', '--capability', 'answering', '--content', 'x', '--reply-by', 'tomorrow', '--json');
+    const j = await cli(
+      'message',
+      'send',
+      '--capability',
+      'answering',
+      '--content',
+      'x',
+      '--reply-by',
+      'tomorrow',
+      '--json',
+    );
     expectExit(j, 1);
-    expect(parseJson<Json>(j).error).toMatchObject({ code: 'invalid_message', details: { issues: [{ field: 'reply_by' }] } });
+    expect(parseJson<Json>(j).error).toMatchObject({
+      code: 'invalid_message',
+      details: { issues: [{ field: 'reply_by' }] },
+    });
 
     const state = await cli('conversation', 'list', '--state', 'complete');
     expectExit(state, 1);

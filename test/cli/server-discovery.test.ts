@@ -1,7 +1,19 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { assertBuilt, cleanup, expectExit, expectNoStackTrace, freePorts, parseJson, runCli, startServe, tempDir, tomlAgent, type ServeProcess } from './helpers/cli.js';
+import {
+  assertBuilt,
+  cleanup,
+  expectExit,
+  expectNoStackTrace,
+  freePorts,
+  parseJson,
+  runCli,
+  startServe,
+  tempDir,
+  tomlAgent,
+  type ServeProcess,
+} from './helpers/cli.js';
 
 // The CLI finds its server the way a newcomer expects: the port written in ./caxton.toml is the
 // port every command uses, with no --server.
@@ -13,7 +25,10 @@ beforeAll(async () => {
   mkdirSync(join(dir, 'agents'));
   writeFileSync(join(dir, 'agents', 'helper.toml'), tomlAgent('helper', { capabilities: ['helping'] }));
   const [port, metricsPort] = (await freePorts(2)) as [number, number];
-  writeFileSync(join(dir, 'caxton.toml'), `[server]\nport = ${port}\n\n[metrics]\nport = ${metricsPort}\n\n[logging]\nlevel = "warn"\n`);
+  writeFileSync(
+    join(dir, 'caxton.toml'),
+    `[server]\nport = ${port}\n\n[metrics]\nport = ${metricsPort}\n\n[logging]\nlevel = "warn"\n`,
+  );
   serve = await startServe({ cwd: dir, args: [], port, metricsPort });
 }, 60_000);
 afterAll(cleanup);
@@ -29,16 +44,26 @@ describe('caxton finds its server', () => {
     const text = await runCli(['whoami'], { cwd: dir });
     expectExit(text, 0);
     expect(text.stdout).toContain(`at ${serve.url} (from [server] in ${join(dir, 'caxton.toml')})`);
-    const json = parseJson<{ server: string; server_source: string; server_file: string }>(await runCli(['--json', 'whoami'], { cwd: dir }));
+    const json = parseJson<{ server: string; server_source: string; server_file: string }>(
+      await runCli(['--json', 'whoami'], { cwd: dir }),
+    );
     expect(json).toMatchObject({ server: serve.url, server_source: 'project', server_file: join(dir, 'caxton.toml') });
   });
 
   it('--server and $CAXTON_SERVER_URL come before the file, and whoami names them', async () => {
     const [dead] = (await freePorts(1)) as [number];
-    const env = await runCli(['--json', 'whoami'], { cwd: dir, env: { CAXTON_SERVER_URL: `http://127.0.0.1:${dead}` } });
+    const env = await runCli(['--json', 'whoami'], {
+      cwd: dir,
+      env: { CAXTON_SERVER_URL: `http://127.0.0.1:${dead}` },
+    });
     expectExit(env, 1);
     expect(env.stdout).toContain('server_unreachable');
-    const flag = parseJson<{ server_source: string }>(await runCli(['--json', '--server', serve.url, 'whoami'], { cwd: dir, env: { CAXTON_SERVER_URL: `http://127.0.0.1:${dead}` } }));
+    const flag = parseJson<{ server_source: string }>(
+      await runCli(['--json', '--server', serve.url, 'whoami'], {
+        cwd: dir,
+        env: { CAXTON_SERVER_URL: `http://127.0.0.1:${dead}` },
+      }),
+    );
     expect(flag.server_source).toBe('flag');
   });
 
@@ -72,7 +97,10 @@ describe('caxton finds its server', () => {
   it('a caxton.toml with [server.tls] is reached over https', async () => {
     const other = tempDir();
     const [dead] = (await freePorts(1)) as [number];
-    writeFileSync(join(other, 'caxton.toml'), `[server]\nport = ${dead}\n\n[server.tls]\ncert = "c.pem"\nkey = "k.pem"\n`);
+    writeFileSync(
+      join(other, 'caxton.toml'),
+      `[server]\nport = ${dead}\n\n[server.tls]\ncert = "c.pem"\nkey = "k.pem"\n`,
+    );
     const r = parseJson<{ error: { message: string } }>(await runCli(['--json', 'agent', 'list'], { cwd: other }));
     expect(r.error.message).toBe(`cannot reach https://127.0.0.1:${dead}`);
   });

@@ -46,13 +46,29 @@ headers = { Authorization = "Bearer sk-remote-secret" }
 function writeProject(dir: string): string {
   writeFileSync(join(dir, 'caxton.toml'), CONFIG);
   mkdirSync(join(dir, 'agents'));
-  writeFileSync(join(dir, 'agents', 'from-file.toml'), tomlAgent('from-file', { capabilities: ['filing'], description: 'loaded from agents_dir' }));
-  writeFileSync(join(dir, 'alpha.toml'), tomlAgent('alpha', { capabilities: ['alpha-cap', 'shared-cap'], description: 'first agent' }));
-  writeFileSync(join(dir, 'alpha-v2.toml'), tomlAgent('alpha', { capabilities: ['alpha-cap', 'shared-cap'], description: 'first agent, second revision', extra: 'version = "2.0.0"\n' }));
+  writeFileSync(
+    join(dir, 'agents', 'from-file.toml'),
+    tomlAgent('from-file', { capabilities: ['filing'], description: 'loaded from agents_dir' }),
+  );
+  writeFileSync(
+    join(dir, 'alpha.toml'),
+    tomlAgent('alpha', { capabilities: ['alpha-cap', 'shared-cap'], description: 'first agent' }),
+  );
+  writeFileSync(
+    join(dir, 'alpha-v2.toml'),
+    tomlAgent('alpha', {
+      capabilities: ['alpha-cap', 'shared-cap'],
+      description: 'first agent, second revision',
+      extra: 'version = "2.0.0"\n',
+    }),
+  );
   writeFileSync(join(dir, 'beta.md'), markdownAgent('beta', ['shared-cap']));
   writeFileSync(join(dir, 'gamma.toml'), tomlAgent('gamma', { capabilities: ['gamma-cap'] }));
   // Invalid: capabilities must be an array.
-  writeFileSync(join(dir, 'broken.toml'), 'name = "broken"\ndescription = "x"\ncapabilities = "nope"\nsystem_prompt = "hi"\n');
+  writeFileSync(
+    join(dir, 'broken.toml'),
+    'name = "broken"\ndescription = "x"\ncapabilities = "nope"\nsystem_prompt = "hi"\n',
+  );
   // Same name as the agent defined by the file in agents/.
   writeFileSync(join(dir, 'shadow.toml'), tomlAgent('from-file'));
   return join(dir, 'caxton.toml');
@@ -74,8 +90,12 @@ describe('caxton serve + the agent, status, health and config commands', () => {
 
   it('serve announces its URL on stderr and loads the agents_dir file', async () => {
     const stderr = await waitForOutput(serve, 'stderr', /caxton listening on .*\n/);
-    expect(stderr).toContain(`caxton listening on ${serve.url} (metrics http://127.0.0.1:${serve.metricsPort}/metrics); 1 agents loaded; web console ${serve.url}/ui.`);
-    expect(await waitForOutput(serve, 'stdout', /"msg":"caxton ready"/)).toMatch(/"agents":1,.*"files":1,"invalid_files":0/);
+    expect(stderr).toContain(
+      `caxton listening on ${serve.url} (metrics http://127.0.0.1:${serve.metricsPort}/metrics); 1 agents loaded; web console ${serve.url}/ui.`,
+    );
+    expect(await waitForOutput(serve, 'stdout', /"msg":"caxton ready"/)).toMatch(
+      /"agents":1,.*"files":1,"invalid_files":0/,
+    );
   });
 
   it('agent deploy creates an agent (exit 0, "deployed NAME"), deploying again updates it to revision 2', async () => {
@@ -89,7 +109,12 @@ describe('caxton serve + the agent, status, health and config commands', () => {
 
     const show = await cli('--json', 'agent', 'show', 'alpha');
     expectExit(show, 0);
-    expect(parseJson<AgentJson>(show)).toMatchObject({ name: 'alpha', version: '2.0.0', revision: 2, description: 'first agent, second revision' });
+    expect(parseJson<AgentJson>(show)).toMatchObject({
+      name: 'alpha',
+      version: '2.0.0',
+      revision: 2,
+      description: 'first agent, second revision',
+    });
   });
 
   it('agent deploy --no-update refuses to update an existing agent (exit 1)', async () => {
@@ -116,10 +141,20 @@ describe('caxton serve + the agent, status, health and config commands', () => {
   it('agent deploy --json reports per-file results', async () => {
     const r = await cli('--json', 'agent', 'deploy', 'gamma.toml', 'broken.toml');
     expectExit(r, 1);
-    const body = parseJson<{ deployed: number; failed: number; results: { file: string; ok: boolean; action?: string; revision?: number; error?: { code: string } }[] }>(r);
+    const body = parseJson<{
+      deployed: number;
+      failed: number;
+      results: { file: string; ok: boolean; action?: string; revision?: number; error?: { code: string } }[];
+    }>(r);
     expect(body).toMatchObject({ deployed: 1, failed: 1 });
     // gamma.toml was deployed as it is by an earlier test: identical content is a no-op (issue 18).
-    expect(body.results[0]).toMatchObject({ file: 'gamma.toml', ok: true, action: 'unchanged', revision: 1, version: 1 });
+    expect(body.results[0]).toMatchObject({
+      file: 'gamma.toml',
+      ok: true,
+      action: 'unchanged',
+      revision: 1,
+      version: 1,
+    });
     expect(body.results[1]).toMatchObject({ file: 'broken.toml', ok: false, error: { code: 'invalid_agent' } });
   });
 
@@ -173,18 +208,34 @@ describe('caxton serve + the agent, status, health and config commands', () => {
     expect(text.stdout).toMatch(/^system prompt:\n\s+You are beta, written in Markdown\./m);
     expectExit(json, 0);
     const a = parseJson<AgentJson>(json);
-    expect(a).toMatchObject({ name: 'beta', format: 'markdown', capabilities: ['shared-cap'], origin: { kind: 'api' }, revision: 1 });
+    expect(a).toMatchObject({
+      name: 'beta',
+      format: 'markdown',
+      capabilities: ['shared-cap'],
+      origin: { kind: 'api' },
+      revision: 1,
+    });
     expect(a.definition?.system_prompt).toContain('You are beta');
   });
 
   it('agent show marks the tools this server does not offer', async () => {
-    writeFileSync(join(dir, 'claudish.md'), '---\nname: claudish\ndescription: d\ntools: mcp__github, Agent\n---\nHi.\n');
+    writeFileSync(
+      join(dir, 'claudish.md'),
+      '---\nname: claudish\ndescription: d\ntools: mcp__github, Agent\n---\nHi.\n',
+    );
     expectExit(await cli('agent', 'deploy', 'claudish.md'), 0);
-    const [text, json] = await Promise.all([cli('agent', 'show', 'claudish'), cli('--json', 'agent', 'show', 'claudish')]);
+    const [text, json] = await Promise.all([
+      cli('agent', 'show', 'claudish'),
+      cli('--json', 'agent', 'show', 'claudish'),
+    ]);
     expectExit(text, 0);
     expect(text.stdout).toMatch(/^tools:\s+github\.\* \(unresolved\), send_message$/m);
-    expect(text.stdout).toMatch(/^\s+unresolved github\.\*: the tool "github\.\*" is not offered .*\[mcp_servers\.github\]/m);
-    expect(parseJson<{ unresolved_tools: { tool: string }[] }>(json).unresolved_tools.map((u) => u.tool)).toEqual(['github.*']);
+    expect(text.stdout).toMatch(
+      /^\s+unresolved github\.\*: the tool "github\.\*" is not offered .*\[mcp_servers\.github\]/m,
+    );
+    expect(parseJson<{ unresolved_tools: { tool: string }[] }>(json).unresolved_tools.map((u) => u.tool)).toEqual([
+      'github.*',
+    ]);
     expectExit(await cli('agent', 'remove', 'claudish'), 0);
   });
 
@@ -220,11 +271,21 @@ describe('caxton serve + the agent, status, health and config commands', () => {
   it('status prints a summary; status --json parses', async () => {
     const [text, json] = await Promise.all([cli('status'), cli('--json', 'status')]);
     expectExit(text, 0);
-    expect(text.stdout).toMatch(new RegExp(`^server\\s+${serve.url.replace(/[.]/g, '\\.')} \\(caxton ${PACKAGE_VERSION.replace(/[.]/g, '\\.')}, up \\d+s, ready\\)$`, 'm'));
+    expect(text.stdout).toMatch(
+      new RegExp(
+        `^server\\s+${serve.url.replace(/[.]/g, '\\.')} \\(caxton ${PACKAGE_VERSION.replace(/[.]/g, '\\.')}, up \\d+s, ready\\)$`,
+        'm',
+      ),
+    );
     expect(text.stdout).toMatch(/^agents\s+\d+ \(1 from files, \d+ via API\)/m);
     expect(text.stdout).toMatch(/^config\s+.*caxton\.toml$/m);
     expectExit(json, 0);
-    const s = parseJson<{ version: string; ready: boolean; agents: { total: number; from_files: number; from_api: number }; config: { file: string } }>(json);
+    const s = parseJson<{
+      version: string;
+      ready: boolean;
+      agents: { total: number; from_files: number; from_api: number };
+      config: { file: string };
+    }>(json);
     expect(s.version).toBe(PACKAGE_VERSION);
     expect(s.ready).toBe(true);
     expect(s.agents.from_files).toBe(1);
@@ -236,9 +297,15 @@ describe('caxton serve + the agent, status, health and config commands', () => {
     const [text, json] = await Promise.all([cli('status', '--cluster'), cli('--json', 'status', '--cluster')]);
     expectExit(text, 0);
     expect(text.stdout).toMatch(/^not clustered \(no \[cluster\] in caxton\.toml\): \S+ only$/m);
-    expect(text.stdout).toMatch(/^NODE\s+STATE\s+HEARTBEAT\s+QUEUED\s+RUNNING\s+CONVERSATIONS\s+DIRECTORY LAG\s+VERSION\s+URL$/m);
+    expect(text.stdout).toMatch(
+      /^NODE\s+STATE\s+HEARTBEAT\s+QUEUED\s+RUNNING\s+CONVERSATIONS\s+DIRECTORY LAG\s+VERSION\s+URL$/m,
+    );
     expectExit(json, 0);
-    const c = parseJson<{ clustered: boolean; node: string; nodes: { node: string; state: string; self: boolean; version: string; load: Record<string, number> }[] }>(json);
+    const c = parseJson<{
+      clustered: boolean;
+      node: string;
+      nodes: { node: string; state: string; self: boolean; version: string; load: Record<string, number> }[];
+    }>(json);
     expect(c.clustered).toBe(false);
     expect(c.nodes).toHaveLength(1);
     expect(c.nodes[0]).toMatchObject({ node: c.node, state: 'up', self: true, version: PACKAGE_VERSION });
@@ -255,20 +322,30 @@ describe('caxton serve + the agent, status, health and config commands', () => {
     const r = await cli('--json', 'config', 'show', '--remote');
     expectExit(r, 0);
     expect(r.stdout).not.toContain('sk-remote-secret');
-    const c = parseJson<{ server: { port: number }; metrics: { port: number }; llm: { providers: Record<string, { api_key_env?: string; headers?: Record<string, string> }> } }>(r);
+    const c = parseJson<{
+      server: { port: number };
+      metrics: { port: number };
+      llm: { providers: Record<string, { api_key_env?: string; headers?: Record<string, string> }> };
+    }>(r);
     expect(c.server.port).toBe(serve.port);
     expect(c.metrics.port).toBe(serve.metricsPort);
     expect(c.llm.providers.openai).toMatchObject({ api_key_env: 'OPENAI_API_KEY', headers: { Authorization: '***' } });
   });
 
   it('$CAXTON_SERVER_URL points the CLI at the server when --server is absent', async () => {
-    const r = await runCli(['--json', 'agent', 'list', '-c', 'filing'], { cwd: dir, env: { CAXTON_SERVER_URL: serve.url } });
+    const r = await runCli(['--json', 'agent', 'list', '-c', 'filing'], {
+      cwd: dir,
+      env: { CAXTON_SERVER_URL: serve.url },
+    });
     expectExit(r, 0);
     expect(parseJson<{ agents: AgentJson[] }>(r).agents.map((a) => a.name)).toEqual(['from-file']);
   });
 
   it('--server wins over $CAXTON_SERVER_URL', async () => {
-    const r = await runCli(['--server', serve.url, 'health'], { cwd: dir, env: { CAXTON_SERVER_URL: 'http://127.0.0.1:1' } });
+    const r = await runCli(['--server', serve.url, 'health'], {
+      cwd: dir,
+      env: { CAXTON_SERVER_URL: 'http://127.0.0.1:1' },
+    });
     expectExit(r, 0);
   });
 });
@@ -324,7 +401,8 @@ describe('caxton agent run, and a request in flight during shutdown', () => {
     expectExit(await runCli(['init', dir], { cwd: root }), 0);
     // A slow rule ahead of the template's rules: its reply takes 2.5 s, long enough to shut down during it.
     const replies = join(dir, 'replies.toml');
-    const slow = '[[rules]]\nname = "slow"\nmatch = "^slow"\nlatency_ms = 2500\ncontent = "Slow answer to: {{request}}"\n\n[[rules]]';
+    const slow =
+      '[[rules]]\nname = "slow"\nmatch = "^slow"\nlatency_ms = 2500\ncontent = "Slow answer to: {{request}}"\n\n[[rules]]';
     writeFileSync(replies, readFileSync(replies, 'utf8').replace('[[rules]]', slow));
     serve = await startServe({ cwd: root, args: ['--config', join(dir, 'caxton.toml')] });
   });
@@ -338,11 +416,16 @@ describe('caxton agent run, and a request in flight during shutdown', () => {
   });
 
   it('agent run --stream prints the answer as it streams, the tool call on stderr', async () => {
-    const r = await runCli(['--server', serve.url, 'agent', 'run', 'assistant', 'What is 6 * 7?', '--stream'], { cwd: dir });
+    const r = await runCli(['--server', serve.url, 'agent', 'run', 'assistant', 'What is 6 * 7?', '--stream'], {
+      cwd: dir,
+    });
     expectExit(r, 0);
     expect(r.stdout.trim()).toBe('The answer is 42.');
     expect(r.stderr).toMatch(/\[tool calculator /);
-    const json = await runCli(['--server', serve.url, 'agent', 'run', 'assistant', 'What is 6 * 7?', '--stream', '--json'], { cwd: dir });
+    const json = await runCli(
+      ['--server', serve.url, 'agent', 'run', 'assistant', 'What is 6 * 7?', '--stream', '--json'],
+      { cwd: dir },
+    );
     expectExit(json, 0);
     expect(JSON.parse(json.stdout)).toMatchObject({ content: 'The answer is 42.', finish_reason: 'stop' });
     const unknown = await runCli(['--server', serve.url, 'agent', 'run', 'nobody', 'hi', '--stream'], { cwd: dir });
@@ -365,7 +448,11 @@ describe('caxton agent run, and a request in flight during shutdown', () => {
       method: 'POST',
       headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
       body: JSON.stringify({ request: 'slow one' }),
-    }).then(async (res) => ({ status: res.status, body: (await res.json()) as { content: string }, ms: Date.now() - t0 }));
+    }).then(async (res) => ({
+      status: res.status,
+      body: (await res.json()) as { content: string },
+      ms: Date.now() - t0,
+    }));
     await new Promise((r) => setTimeout(r, 500));
     const stopped = await stopServe(serve, 'SIGTERM', 10_000);
     const res = await inFlight;

@@ -1,11 +1,28 @@
 import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { assertBuilt, cleanup, expectExit, expectNoStackTrace, markdownAgent, parseJson, repoRoot, runCli, tempDir, tomlAgent } from './helpers/cli.js';
+import {
+  assertBuilt,
+  cleanup,
+  expectExit,
+  expectNoStackTrace,
+  markdownAgent,
+  parseJson,
+  repoRoot,
+  runCli,
+  tempDir,
+  tomlAgent,
+} from './helpers/cli.js';
 
 interface ValidateJson {
   valid: boolean;
-  files: { file: string; valid: boolean; format: string; name?: string; errors: { code: string; field?: string; line?: number; column?: number; message: string; file?: string }[] }[];
+  files: {
+    file: string;
+    valid: boolean;
+    format: string;
+    name?: string;
+    errors: { code: string; field?: string; line?: number; column?: number; message: string; file?: string }[];
+  }[];
 }
 
 let dir: string;
@@ -15,11 +32,20 @@ beforeAll(() => {
   writeFileSync(join(dir, 'good.toml'), tomlAgent('good-toml'));
   writeFileSync(join(dir, 'good.md'), markdownAgent('good-md'));
   // capabilities is a string, not an array (line 3); version is a number (line 5).
-  writeFileSync(join(dir, 'bad.toml'), 'name = "bad"\ndescription = "broken"\ncapabilities = "testing"\nsystem_prompt = "hi"\nversion = 3\n');
+  writeFileSync(
+    join(dir, 'bad.toml'),
+    'name = "bad"\ndescription = "broken"\ncapabilities = "testing"\nsystem_prompt = "hi"\nversion = 3\n',
+  );
   // The classic mistake: system_prompt after the [llm] header lands inside [llm].
-  writeFileSync(join(dir, 'misplaced.toml'), 'name = "misplaced"\ndescription = "x"\ncapabilities = ["a"]\n\n[llm]\ntemperature = 0.2\nsystem_prompt = "You are lost."\n');
+  writeFileSync(
+    join(dir, 'misplaced.toml'),
+    'name = "misplaced"\ndescription = "x"\ncapabilities = ["a"]\n\n[llm]\ntemperature = 0.2\nsystem_prompt = "You are lost."\n',
+  );
   // 0xFF 0xFE is never valid UTF-8 (a Latin-1 or UTF-16 file saved by mistake).
-  writeFileSync(join(dir, 'latin1.toml'), Buffer.concat([Buffer.from('name = "caf'), Buffer.from([0xe9]), Buffer.from('"\ndescription = "x"\n')]));
+  writeFileSync(
+    join(dir, 'latin1.toml'),
+    Buffer.concat([Buffer.from('name = "caf'), Buffer.from([0xe9]), Buffer.from('"\ndescription = "x"\n')]),
+  );
 });
 afterAll(cleanup);
 
@@ -81,7 +107,9 @@ describe('caxton agent validate (offline, no server)', () => {
     const r = await runCli(['agent', 'validate', 'misplaced.toml'], { cwd: dir });
     expectExit(r, 1);
     expect(r.stderr).toMatch(/misplaced\.toml:7:1:/);
-    expect(r.stderr).toContain('"system_prompt" is inside the [llm] table because it comes after the [llm] header on line 5');
+    expect(r.stderr).toContain(
+      '"system_prompt" is inside the [llm] table because it comes after the [llm] header on line 5',
+    );
     expect(r.stderr).toMatch(/move system_prompt = \.\.\. above the first \[table\] header/);
   });
 
@@ -109,8 +137,17 @@ describe('caxton agent validate (offline, no server)', () => {
   it('a tool that resolves to nothing is an error with a did-you-mean; built-in tools and servers resolve, bare names too', async () => {
     const tools = join(dir, 'tools');
     mkdirSync(tools);
-    writeFileSync(join(tools, 'typo.toml'), tomlAgent('typo', { extra: 'tools = ["calculater", "csv_parser.parse", "csv_parser", "http_client.*", "send_message", "workspace.read"]\n' }));
-    writeFileSync(join(tools, 'mounted.toml'), tomlAgent('mounted', { extra: 'tools = ["github.*", "github.create_issue"]\n' }));
+    writeFileSync(
+      join(tools, 'typo.toml'),
+      tomlAgent('typo', {
+        extra:
+          'tools = ["calculater", "csv_parser.parse", "csv_parser", "http_client.*", "send_message", "workspace.read"]\n',
+      }),
+    );
+    writeFileSync(
+      join(tools, 'mounted.toml'),
+      tomlAgent('mounted', { extra: 'tools = ["github.*", "github.create_issue"]\n' }),
+    );
     writeFileSync(join(tools, 'claude.md'), '---\nname: claudish\ndescription: d\ntools: Read, calculater\n---\nHi.\n');
     const r = await runCli(['--json', 'agent', 'validate', 'typo.toml', 'mounted.toml', 'claude.md'], { cwd: tools });
     expectExit(r, 1);
@@ -118,23 +155,41 @@ describe('caxton agent validate (offline, no server)', () => {
     expect(body.config).toBeNull();
     const [typo, mounted, claude] = body.files;
     expect(typo!.valid).toBe(false);
-    expect(typo!.errors).toEqual([expect.objectContaining({ code: 'tool_unresolved', field: 'tools.0', message: expect.stringContaining('did you mean "calculator"?') })]);
+    expect(typo!.errors).toEqual([
+      expect.objectContaining({
+        code: 'tool_unresolved',
+        field: 'tools.0',
+        message: expect.stringContaining('did you mean "calculator"?'),
+      }),
+    ]);
     // No caxton.toml: no MCP server is mounted, and the error says how to mount one.
     expect(mounted!.valid).toBe(false);
     expect(mounted!.errors[0]!.message).toContain('"github.*"');
     expect((mounted!.errors[0] as { suggestion?: string }).suggestion).toContain('[mcp_servers.github]');
     // A Claude Code file loads as Claude Code loads it: the unknown tool ignored, with a warning.
     expect(claude!.valid).toBe(true);
-    expect((claude as unknown as { warnings: { code: string; message: string }[] }).warnings.filter((w) => w.code === 'tool_unresolved')).toEqual([
-      expect.objectContaining({ code: 'tool_unresolved', message: expect.stringContaining('did you mean "calculator"?') }),
+    expect(
+      (claude as unknown as { warnings: { code: string; message: string }[] }).warnings.filter(
+        (w) => w.code === 'tool_unresolved',
+      ),
+    ).toEqual([
+      expect.objectContaining({
+        code: 'tool_unresolved',
+        message: expect.stringContaining('did you mean "calculator"?'),
+      }),
     ]);
 
     // The caxton.toml beside (or above) the files names the servers they may use.
-    writeFileSync(join(dir, 'caxton.toml'), '[mcp_servers.github]\ncommand = "github-mcp"\n[llm.providers.main]\ntype = "scripted"\nscript = "replies.toml"\n');
+    writeFileSync(
+      join(dir, 'caxton.toml'),
+      '[mcp_servers.github]\ncommand = "github-mcp"\n[llm.providers.main]\ntype = "scripted"\nscript = "replies.toml"\n',
+    );
     const found = await runCli(['--json', 'agent', 'validate', 'mounted.toml'], { cwd: tools });
     expectExit(found, 0);
     expect(parseJson<{ config: string }>(found).config).toBe(join(dir, 'caxton.toml'));
-    const given = await runCli(['agent', 'validate', '--config', join(dir, 'caxton.toml'), 'mounted.toml'], { cwd: tools });
+    const given = await runCli(['agent', 'validate', '--config', join(dir, 'caxton.toml'), 'mounted.toml'], {
+      cwd: tools,
+    });
     expectExit(given, 0);
     rmSync(join(dir, 'caxton.toml'));
   });

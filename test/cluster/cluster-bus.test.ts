@@ -15,7 +15,13 @@ import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AgentRegistry } from '../../src/agents/index.js';
 import { ClusterBus, clusterConfigSchema, PgMessageReads, PgMessageStore } from '../../src/cluster/index.js';
-import type { AgentAnswer, AclMessage, Conversation, InProcessHandler, MessagingConfig } from '../../src/messaging/index.js';
+import type {
+  AgentAnswer,
+  AclMessage,
+  Conversation,
+  InProcessHandler,
+  MessagingConfig,
+} from '../../src/messaging/index.js';
 import { CaxtonError } from '../../src/shared/errors.js';
 import { agentDef, deploy, messagingConfig } from '../messaging/helpers.js';
 import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';
@@ -43,7 +49,12 @@ async function node(
   name: string,
   agents: [string, string[]][],
   over: Partial<MessagingConfig> = {},
-  links: { pgUrl?: string; natsUrl?: string; publishTimeoutS?: number; republish?: { everyMs: number; afterMs: number; staleMs?: number } } = {},
+  links: {
+    pgUrl?: string;
+    natsUrl?: string;
+    publishTimeoutS?: number;
+    republish?: { everyMs: number; afterMs: number; staleMs?: number };
+  } = {},
 ): Promise<Node> {
   const nc = await connect({ servers: links.natsUrl ?? nats.url });
   const pool = new pg.Pool({ connectionString: links.pgUrl ?? TEST_PG_URL, max: 4, connectionTimeoutMillis: 2000 });
@@ -54,7 +65,13 @@ async function node(
   for (const [agent, caps] of agents) deploy(registry, agentDef(agent, caps));
   const cluster = clusterConfigSchema.parse({
     node: name,
-    delivery: { stream: `S${schema}`, consumer: `c${schema}`, subject: `d${schema}`, ack_wait: ACK_WAIT_MS / 1000, ...(links.publishTimeoutS && { publish_timeout: links.publishTimeoutS }) },
+    delivery: {
+      stream: `S${schema}`,
+      consumer: `c${schema}`,
+      subject: `d${schema}`,
+      ack_wait: ACK_WAIT_MS / 1000,
+      ...(links.publishTimeoutS && { publish_timeout: links.publishTimeoutS }),
+    },
   });
   const bus = new ClusterBus({
     store,
@@ -115,7 +132,15 @@ describe.runIf(run)('ClusterBus: two nodes on PostgreSQL and JetStream', () => {
     b.bus.registerHandler('worker', worker('b'));
     await Promise.all([a.bus.start(), b.bus.start()]);
     const sent = await Promise.all(
-      Array.from({ length: 40 }, (_, i) => (i % 2 ? a : b).bus.submit({ performative: 'request', protocol: 'fipa-request', sender: 'client', capability: 'work', content: `job ${i}` })),
+      Array.from({ length: 40 }, (_, i) =>
+        (i % 2 ? a : b).bus.submit({
+          performative: 'request',
+          protocol: 'fipa-request',
+          sender: 'client',
+          capability: 'work',
+          content: `job ${i}`,
+        }),
+      ),
     );
     const convs = await Promise.all(sent.map((s, i) => (i % 3 ? a : b).bus.wait(s.conversation_id, 20_000)));
     expect(convs.map((c) => c.state)).toEqual(convs.map(() => 'completed'));
@@ -134,7 +159,8 @@ describe.runIf(run)('ClusterBus: two nodes on PostgreSQL and JetStream', () => {
       (nodeName: string): InProcessHandler =>
       (m, receiver): AgentAnswer => {
         if (m.performative === 'cfp') return { performative: 'propose', content: `price: ${prices[receiver.agent]}` };
-        if (m.performative === 'accept-proposal') return { performative: 'inform', content: `${receiver.agent} delivered on ${nodeName}` };
+        if (m.performative === 'accept-proposal')
+          return { performative: 'inform', content: `${receiver.agent} delivered on ${nodeName}` };
         return undefined;
       };
     const agents: [string, string[]][] = Object.keys(prices).map((p) => [p, ['quote']]);
@@ -146,7 +172,15 @@ describe.runIf(run)('ClusterBus: two nodes on PostgreSQL and JetStream', () => {
     }
     await Promise.all([a.bus.start(), b.bus.start()]);
     const calls = await Promise.all(
-      Array.from({ length: 8 }, (_, i) => (i % 2 ? a : b).bus.submit({ performative: 'cfp', protocol: 'fipa-contract-net', sender: 'buyer', capability: 'quote', content: `task ${i}` })),
+      Array.from({ length: 8 }, (_, i) =>
+        (i % 2 ? a : b).bus.submit({
+          performative: 'cfp',
+          protocol: 'fipa-contract-net',
+          sender: 'buyer',
+          capability: 'quote',
+          content: `task ${i}`,
+        }),
+      ),
     );
     for (const c of calls) {
       expect(c.routed_to).toHaveLength(3);
@@ -178,7 +212,12 @@ describe.runIf(run)('ClusterBus: two nodes on PostgreSQL and JetStream', () => {
       return stuck;
     });
     await a.bus.start();
-    const sent = await a.bus.submit({ performative: 'request', sender: 'client', receivers: ['worker'], content: 'once' });
+    const sent = await a.bus.submit({
+      performative: 'request',
+      sender: 'client',
+      receivers: ['worker'],
+      content: 'once',
+    });
     await waitUntil(() => ran.length === 1);
     // A's link to NATS goes (as when it dies): no more progress heartbeats, so JetStream gives the delivery to B after ack_wait.
     await open[0]!.nc.close();
@@ -244,7 +283,13 @@ describe.runIf(run)('ClusterBus: two nodes on PostgreSQL and JetStream', () => {
         return undefined;
       });
     await Promise.all([a.bus.start(), b.bus.start()]);
-    const body = { id: 'client-chosen-id-1', performative: 'inform', sender: 'client', receivers: ['worker'], content: 'once only' };
+    const body = {
+      id: 'client-chosen-id-1',
+      performative: 'inform',
+      sender: 'client',
+      receivers: ['worker'],
+      content: 'once only',
+    };
     const [x, y] = await Promise.all([a.bus.submit(body), b.bus.submit(body)]);
     expect([x.duplicate, y.duplicate].sort()).toEqual([false, true]);
     expect((await a.bus.wait(x.conversation_id, 10_000)).state).toBe('completed');
@@ -256,21 +301,39 @@ describe.runIf(run)('ClusterBus: two nodes on PostgreSQL and JetStream', () => {
 
   it('a subscription made through one node hears an inform sent through the other, until cancelled', async () => {
     fresh();
-    const provider: InProcessHandler = (m) => (m.performative === 'subscribe' ? { performative: 'agree', content: 'subscribed' } : undefined);
+    const provider: InProcessHandler = (m) =>
+      m.performative === 'subscribe' ? { performative: 'agree', content: 'subscribed' } : undefined;
     const a = await node('a', [['newsroom', ['news']]]);
     const b = await node('b', [['newsroom', ['news']]]);
     a.bus.registerHandler('newsroom', provider);
     b.bus.registerHandler('newsroom', provider);
     await Promise.all([a.bus.start(), b.bus.start()]);
-    const sub = await a.bus.submit({ performative: 'subscribe', protocol: 'fipa-subscribe', sender: 'reader', capability: 'news', content: 'headlines' });
-    await waitUntil(async () => (await a.bus.reads.getConversation(sub.conversation_id)).messages.some((s) => s.message.performative === 'agree'));
+    const sub = await a.bus.submit({
+      performative: 'subscribe',
+      protocol: 'fipa-subscribe',
+      sender: 'reader',
+      capability: 'news',
+      content: 'headlines',
+    });
+    await waitUntil(async () =>
+      (await a.bus.reads.getConversation(sub.conversation_id)).messages.some((s) => s.message.performative === 'agree'),
+    );
     await b.bus.submit({ performative: 'inform', sender: 'reporter', capability: 'news', content: 'rain tomorrow' });
     const { value: note } = await waitUntil(async () =>
-      (await b.bus.reads.getConversation(sub.conversation_id)).messages.map((s) => s.message).find((m: AclMessage) => m.performative === 'inform' && m.content === 'rain tomorrow'),
+      (await b.bus.reads.getConversation(sub.conversation_id)).messages
+        .map((s) => s.message)
+        .find((m: AclMessage) => m.performative === 'inform' && m.content === 'rain tomorrow'),
     );
     expect(note.params['X-notification-of']).toBeDefined();
     expect((await a.bus.reads.getConversation(sub.conversation_id)).conversation.expires_at).toBeNull();
-    await b.bus.submit({ performative: 'cancel', protocol: 'fipa-subscribe', sender: 'reader', receivers: ['newsroom'], conversation_id: sub.conversation_id, content: 'stop' });
+    await b.bus.submit({
+      performative: 'cancel',
+      protocol: 'fipa-subscribe',
+      sender: 'reader',
+      receivers: ['newsroom'],
+      conversation_id: sub.conversation_id,
+      content: 'stop',
+    });
     expect((await a.bus.wait(sub.conversation_id, 10_000)).state).toBe('completed');
     await b.bus.submit({ performative: 'inform', sender: 'reporter', capability: 'news', content: 'sun after' });
     await new Promise((r) => setTimeout(r, 300));
@@ -284,17 +347,32 @@ describe.runIf(run)('ClusterBus: two nodes on PostgreSQL and JetStream', () => {
       ['fast', ['quote']],
       ['silent', ['quote']],
     ]);
-    a.bus.registerHandler('fast', (m) => (m.performative === 'cfp' ? { performative: 'propose', content: 'price: 5' } : { performative: 'inform', content: 'done' }));
+    a.bus.registerHandler('fast', (m) =>
+      m.performative === 'cfp'
+        ? { performative: 'propose', content: 'price: 5' }
+        : { performative: 'inform', content: 'done' },
+    );
     a.bus.registerHandler('silent', () => new Promise<AgentAnswer>(() => {}));
     const b = await node('b', [
       ['fast', ['quote']],
       ['silent', ['quote']],
     ]);
-    b.bus.registerHandler('fast', (m) => (m.performative === 'cfp' ? { performative: 'propose', content: 'price: 5' } : { performative: 'inform', content: 'done' }));
+    b.bus.registerHandler('fast', (m) =>
+      m.performative === 'cfp'
+        ? { performative: 'propose', content: 'price: 5' }
+        : { performative: 'inform', content: 'done' },
+    );
     b.bus.registerHandler('silent', () => new Promise<AgentAnswer>(() => {}));
     await Promise.all([a.bus.start(), b.bus.start()]);
     const replyBy = new Date(Date.now() + 1500).toISOString();
-    const call = await a.bus.submit({ performative: 'cfp', protocol: 'fipa-contract-net', sender: 'buyer', capability: 'quote', content: 'task', reply_by: replyBy });
+    const call = await a.bus.submit({
+      performative: 'cfp',
+      protocol: 'fipa-contract-net',
+      sender: 'buyer',
+      capability: 'quote',
+      content: 'task',
+      reply_by: replyBy,
+    });
     const conv = await b.bus.wait(call.conversation_id, 15_000);
     expect(done(conv)).toBe(true);
     expect(conv.state).toBe('completed');
@@ -313,7 +391,11 @@ describe.runIf(run)('ClusterBus: two nodes on PostgreSQL and JetStream', () => {
       return undefined;
     });
     await Promise.all([a.bus.start(), b.bus.start()]);
-    const sent = await Promise.all(Array.from({ length: 12 }, (_, i) => b.bus.submit({ performative: 'inform', sender: 'client', receivers: ['local-only'], content: `n${i}` })));
+    const sent = await Promise.all(
+      Array.from({ length: 12 }, (_, i) =>
+        b.bus.submit({ performative: 'inform', sender: 'client', receivers: ['local-only'], content: `n${i}` }),
+      ),
+    );
     for (const x of sent) expect((await a.bus.wait(x.conversation_id, 15_000)).state).toBe('completed');
     expect(ran.sort()).toEqual(sent.map((x) => x.id).sort());
     expect((await a.bus.reads.deadLetters({})).total).toBe(0);
@@ -326,16 +408,25 @@ describe.runIf(run)('ClusterBus: two nodes on PostgreSQL and JetStream', () => {
       const a = await node('a', [['worker', ['work']]], {}, { pgUrl: url });
       a.bus.registerHandler('worker', () => undefined);
       await a.bus.start();
-      expect((await a.bus.submit({ performative: 'inform', sender: 'client', receivers: ['worker'], content: 'before' })).duplicate).toBe(false);
+      expect(
+        (await a.bus.submit({ performative: 'inform', sender: 'client', receivers: ['worker'], content: 'before' }))
+          .duplicate,
+      ).toBe(false);
       proxy.cut();
       const t0 = Date.now();
-      const err = await a.bus.submit({ performative: 'inform', sender: 'client', receivers: ['worker'], content: 'during' }).catch((e: unknown) => e);
+      const err = await a.bus
+        .submit({ performative: 'inform', sender: 'client', receivers: ['worker'], content: 'during' })
+        .catch((e: unknown) => e);
       expect(err).toMatchObject({ code: 'not_ready', details: { dependency: 'cluster-postgresql' } });
       expect(String((err as Error).message)).toMatch(/PostgreSQL is unreachable/);
       expect(Date.now() - t0).toBeLessThan(10_000);
       await expect(a.bus.reads.listConversations({})).rejects.toMatchObject({ code: 'not_ready' });
       proxy.restore();
-      const after = await waitUntil(async () => a.bus.submit({ performative: 'inform', sender: 'client', receivers: ['worker'], content: 'after' }).catch(() => undefined));
+      const after = await waitUntil(async () =>
+        a.bus
+          .submit({ performative: 'inform', sender: 'client', receivers: ['worker'], content: 'after' })
+          .catch(() => undefined),
+      );
       expect((await a.bus.wait(after.value.conversation_id, 10_000)).state).toBe('completed');
     } finally {
       await proxy.close();
@@ -351,14 +442,26 @@ describe.runIf(run)('ClusterBus: two nodes on PostgreSQL and JetStream', () => {
     const url = new URL(nats.url);
     const proxy = await startTcpProxy({ host: url.hostname, port: Number(url.port) });
     try {
-      const a = await node('a', [['worker', ['work']]], {}, { natsUrl: `nats://127.0.0.1:${proxy.port}`, publishTimeoutS: 0.5 });
+      const a = await node(
+        'a',
+        [['worker', ['work']]],
+        {},
+        { natsUrl: `nats://127.0.0.1:${proxy.port}`, publishTimeoutS: 0.5 },
+      );
       a.bus.registerHandler('worker', (m) => void ran.push(`a:${String(m.content)}`));
       await a.bus.start();
-      const ok = await a.bus.submit({ performative: 'inform', sender: 'client', receivers: ['worker'], content: 'first' });
+      const ok = await a.bus.submit({
+        performative: 'inform',
+        sender: 'client',
+        receivers: ['worker'],
+        content: 'first',
+      });
       await b.bus.wait(ok.conversation_id, 10_000);
       proxy.cut();
       // Stored, then the publish times out: the caller is told, and nobody sends it again.
-      const err = await a.bus.submit({ id: 'orphan-1', performative: 'inform', sender: 'client', receivers: ['worker'], content: 'orphan' }).catch((e: unknown) => e);
+      const err = await a.bus
+        .submit({ id: 'orphan-1', performative: 'inform', sender: 'client', receivers: ['worker'], content: 'orphan' })
+        .catch((e: unknown) => e);
       expect(err).toMatchObject({ code: 'not_ready' });
       expect(String((err as Error).message)).toMatch(/stored but NATS JetStream did not acknowledge/);
       const stored = await b.bus.reads.getMessage('orphan-1');
@@ -369,7 +472,9 @@ describe.runIf(run)('ClusterBus: two nodes on PostgreSQL and JetStream', () => {
       expect(conv.state).toBe('completed');
       await new Promise((r) => setTimeout(r, 1000)); // two more sweeps: nothing is published twice
       expect(ran.filter((x) => x.endsWith(':orphan'))).toEqual(['b:orphan']);
-      expect((await b.bus.reads.getMessage('orphan-1'))?.deliveries.map((d) => [d.state, d.attempts])).toEqual([['done', 1]]);
+      expect((await b.bus.reads.getMessage('orphan-1'))?.deliveries.map((d) => [d.state, d.attempts])).toEqual([
+        ['done', 1],
+      ]);
     } finally {
       await proxy.close();
     }
@@ -379,7 +484,15 @@ describe.runIf(run)('ClusterBus: two nodes on PostgreSQL and JetStream', () => {
     fresh();
     const a = await node('a', [['worker', ['work']]], { max_message_size: 4 * 1024 * 1024 });
     await a.bus.start();
-    const err = await a.bus.submit({ id: 'too-big-1', performative: 'inform', sender: 'client', receivers: ['worker'], content: 'x'.repeat(1024 * 1024) }).catch((e: unknown) => e);
+    const err = await a.bus
+      .submit({
+        id: 'too-big-1',
+        performative: 'inform',
+        sender: 'client',
+        receivers: ['worker'],
+        content: 'x'.repeat(1024 * 1024),
+      })
+      .catch((e: unknown) => e);
     expect(err).toMatchObject({ code: 'payload_too_large' });
     expect(String((err as Error).message)).toMatch(/max_payload/);
     expect(await a.bus.reads.getMessage('too-big-1')).toBeUndefined();
@@ -400,17 +513,36 @@ describe.runIf(run)('ClusterBus: two nodes on PostgreSQL and JetStream', () => {
       throw new CaxtonError('invalid_config', 'misconfigured');
     });
     await a.bus.start();
-    const done1 = await a.bus.submit({ performative: 'inform', sender: 'client', receivers: ['worker'], content: 'done' });
-    const dead = await a.bus.submit({ performative: 'inform', sender: 'client', receivers: ['broken'], content: 'dead' });
+    const done1 = await a.bus.submit({
+      performative: 'inform',
+      sender: 'client',
+      receivers: ['worker'],
+      content: 'done',
+    });
+    const dead = await a.bus.submit({
+      performative: 'inform',
+      sender: 'client',
+      receivers: ['broken'],
+      content: 'dead',
+    });
     expect((await a.bus.wait(done1.conversation_id, 10_000)).state).toBe('completed');
     expect((await a.bus.wait(dead.conversation_id, 10_000)).state).toBe('failed');
-    const still = await a.bus.submit({ performative: 'query-ref', sender: 'client', receivers: ['worker'], content: 'open?' });
+    const still = await a.bus.submit({
+      performative: 'query-ref',
+      sender: 'client',
+      receivers: ['worker'],
+      content: 'open?',
+    });
     await new Promise((r) => setTimeout(r, 120));
     const deleted = await a.bus.applyRetention();
     expect(deleted.dead_letters).toBe(1);
     expect(deleted.conversations).toBe(2);
-    await expect(a.bus.reads.getConversation(done1.conversation_id)).rejects.toMatchObject({ code: 'conversation_not_found' });
-    await expect(a.bus.reads.getConversation(dead.conversation_id)).rejects.toMatchObject({ code: 'conversation_not_found' });
+    await expect(a.bus.reads.getConversation(done1.conversation_id)).rejects.toMatchObject({
+      code: 'conversation_not_found',
+    });
+    await expect(a.bus.reads.getConversation(dead.conversation_id)).rejects.toMatchObject({
+      code: 'conversation_not_found',
+    });
     expect((await a.bus.reads.deadLetters({})).total).toBe(0);
     const kept = await a.bus.reads.getConversation(still.conversation_id);
     expect(['initiated', 'in_progress']).toContain(kept.conversation.state);
@@ -422,11 +554,25 @@ describe.runIf(run)('ClusterBus: two nodes on PostgreSQL and JetStream', () => {
     const b = await node('b', [['worker', ['work']]]);
     for (const n of [a, b]) n.bus.registerHandler('worker', () => undefined);
     await Promise.all([a.bus.start(), b.bus.start()]);
-    const first = await a.bus.submit({ performative: 'query-ref', sender: 'client', receivers: ['worker'], content: 'turn 1' });
+    const first = await a.bus.submit({
+      performative: 'query-ref',
+      sender: 'client',
+      receivers: ['worker'],
+      content: 'turn 1',
+    });
     const { conversation } = await a.bus.reads.getConversation(first.conversation_id);
-    const more = (n: number) => ({ performative: 'query-ref', sender: 'client', receivers: ['worker'], conversation_id: first.conversation_id, content: `turn ${n}` });
+    const more = (n: number) => ({
+      performative: 'query-ref',
+      sender: 'client',
+      receivers: ['worker'],
+      conversation_id: first.conversation_id,
+      content: `turn ${n}`,
+    });
     for (let n = 2; n <= conversation.max_turns; n++) await (n % 2 ? a : b).bus.submit(more(n));
-    await expect(b.bus.submit(more(conversation.max_turns + 1))).rejects.toMatchObject({ code: 'conversation_closed', details: { state: 'failed' } });
+    await expect(b.bus.submit(more(conversation.max_turns + 1))).rejects.toMatchObject({
+      code: 'conversation_closed',
+      details: { state: 'failed' },
+    });
     const after = await a.bus.reads.getConversation(first.conversation_id);
     expect(after.conversation.state).toBe('failed');
     expect(after.messages).toHaveLength(conversation.max_turns);
@@ -436,21 +582,38 @@ describe.runIf(run)('ClusterBus: two nodes on PostgreSQL and JetStream', () => {
     fresh();
     // Node a accepts the messages; its worker never answers, so nothing is done when it stops.
     const a = await node('a', [['worker', ['work']]]);
-    a.bus.registerHandler('worker', (_m, _e, ctx) => new Promise((resolve) => ctx.signal.addEventListener('abort', () => resolve(undefined))));
+    a.bus.registerHandler(
+      'worker',
+      (_m, _e, ctx) => new Promise((resolve) => ctx.signal.addEventListener('abort', () => resolve(undefined))),
+    );
     await a.bus.start();
     const sent = await Promise.all(
-      Array.from({ length: 10 }, (_, i) => a.bus.submit({ performative: 'request', protocol: 'fipa-request', sender: 'client', capability: 'work', content: `job ${i}` })),
+      Array.from({ length: 10 }, (_, i) =>
+        a.bus.submit({
+          performative: 'request',
+          protocol: 'fipa-request',
+          sender: 'client',
+          capability: 'work',
+          content: `job ${i}`,
+        }),
+      ),
     );
     await a.bus.close();
     // Every stored copy goes, newest first, as a NATS host that lost its unsynced writes would.
     const nc = await connect({ servers: nats.url });
     const jsm = await jetstreamManager(nc);
     const info = await jsm.streams.info(`S${schema}`);
-    for (let seq = info.state.last_seq; seq >= info.state.first_seq && seq > 0; seq--) await jsm.streams.deleteMessage(`S${schema}`, seq).catch(() => false);
+    for (let seq = info.state.last_seq; seq >= info.state.first_seq && seq > 0; seq--)
+      await jsm.streams.deleteMessage(`S${schema}`, seq).catch(() => false);
     expect((await jsm.streams.info(`S${schema}`)).state.messages).toBe(0);
     await nc.close();
     const ran: string[] = [];
-    const b = await node('b', [['worker', ['work']]], {}, { republish: { everyMs: 200, afterMs: 60_000, staleMs: 1_000 } });
+    const b = await node(
+      'b',
+      [['worker', ['work']]],
+      {},
+      { republish: { everyMs: 200, afterMs: 60_000, staleMs: 1_000 } },
+    );
     b.bus.registerHandler('worker', (m) => {
       ran.push(m.id);
       return { performative: 'inform', content: 'done late' };

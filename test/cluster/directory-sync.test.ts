@@ -118,9 +118,21 @@ async function node(
   };
 }
 
-function agent(name: string, revision = 1, origin: DeployedAgent['origin'] = { kind: 'api' }, extra = ''): DeployedAgent {
+function agent(
+  name: string,
+  revision = 1,
+  origin: DeployedAgent['origin'] = { kind: 'api' },
+  extra = '',
+): DeployedAgent {
   const now = new Date(Date.UTC(2026, 10, 24, 9, 0, revision)).toISOString();
-  return { definition: agentDef(name, ['desk'], extra), format: 'toml', origin, revision, deployed_at: now, updated_at: now };
+  return {
+    definition: agentDef(name, ['desk'], extra),
+    format: 'toml',
+    origin,
+    revision,
+    deployed_at: now,
+    updated_at: now,
+  };
 }
 
 describe.skipIf(!run)('directory propagation: API agents in PostgreSQL, notices on NATS', () => {
@@ -129,11 +141,17 @@ describe.skipIf(!run)('directory propagation: API agents in PostgreSQL, notices 
     const [a, b, c] = [await node('node-a', s), await node('node-b', s), await node('node-c', s)];
     await a.deploy(agent('Clerk.One'));
     for (const n of [b, c]) await waitUntil(() => n.registry.get('clerk.one'), { what: 'the deploy on every node' });
-    expect(c.registry.get('clerk.one')).toMatchObject({ definition: { name: 'Clerk.One', capabilities: ['desk'] }, origin: { kind: 'api' }, revision: 1, format: 'toml' });
+    expect(c.registry.get('clerk.one')).toMatchObject({
+      definition: { name: 'Clerk.One', capabilities: ['desk'] },
+      origin: { kind: 'api' },
+      revision: 1,
+      format: 'toml',
+    });
     expect(c.registry.providersOf('desk').map((x) => x.definition.name)).toEqual(['Clerk.One']);
 
     await a.deploy(agent('Clerk.One', 2, { kind: 'api' }, 'description = "second"'));
-    for (const n of [b, c]) await waitUntil(() => n.registry.get('clerk.one')?.revision === 2, { what: 'the update on every node' });
+    for (const n of [b, c])
+      await waitUntil(() => n.registry.get('clerk.one')?.revision === 2, { what: 'the update on every node' });
     expect(b.registry.get('clerk.one')?.definition.description).toBe('second');
 
     await a.remove('clerk.one');
@@ -149,7 +167,10 @@ describe.skipIf(!run)('directory propagation: API agents in PostgreSQL, notices 
 
   it('a quick series of updates never goes backwards on the node that made them, and ends the same on the others', async () => {
     const s = cluster();
-    const [a, b] = [await node('node-a', s, undefined, { reconcileMs: 50 }), await node('node-b', s, undefined, { reconcileMs: 50 })];
+    const [a, b] = [
+      await node('node-a', s, undefined, { reconcileMs: 50 }),
+      await node('node-b', s, undefined, { reconcileMs: 50 }),
+    ];
     const seen: number[] = [];
     a.registry.on('change', (e) => seen.push(e.agent.revision));
     // Reconciliations every 50 ms read rows while the updates are being written: none older may land on A.
@@ -186,7 +207,10 @@ describe.skipIf(!run)('directory propagation: API agents in PostgreSQL, notices 
     // node-a's update: the read of its seq is slow; node-b's, committed after it, is announced meanwhile.
     await a.deploy(agent('echoed', 2));
     await b.deploy(agent('echoed', 3));
-    await waitUntil(() => a.registry.get('echoed')?.revision === 3, { what: "node-b's later update on node-a", timeoutMs: 3000 });
+    await waitUntil(() => a.registry.get('echoed')?.revision === 3, {
+      what: "node-b's later update on node-a",
+      timeoutMs: 3000,
+    });
   });
 
   it('a node that starts later gets the current directory before start() resolves, drops what was removed meanwhile, and writes what only it had', async () => {
@@ -215,7 +239,10 @@ describe.skipIf(!run)('directory propagation: API agents in PostgreSQL, notices 
     const [a, b] = [await node('node-a', s), await node('node-b', s, undefined, { reconcileMs: 100 })];
     // The row written without the notice (node-a's NATS link down at that moment).
     await a.directory.put({ ...agent('quiet', 3), source: '' });
-    const { elapsedMs } = await waitUntil(() => b.registry.get('quiet'), { what: 'the reconciliation on node-b', timeoutMs: 3000 });
+    const { elapsedMs } = await waitUntil(() => b.registry.get('quiet'), {
+      what: 'the reconciliation on node-b',
+      timeoutMs: 3000,
+    });
     expect(b.registry.get('quiet')?.revision).toBe(3);
     expect(elapsedMs).toBeLessThan(3000);
     // Its lag is counted from the row's time, as a notice's is.
@@ -226,14 +253,22 @@ describe.skipIf(!run)('directory propagation: API agents in PostgreSQL, notices 
     const s = cluster();
     const [a, b, c] = [await node('node-a', s), await node('node-b', s), await node('node-c', s)];
     await a.deploy(agent('shared'));
-    await waitUntil(() => b.registry.get('shared') && c.registry.get('shared'), { what: 'the first deploy everywhere' });
+    await waitUntil(() => b.registry.get('shared') && c.registry.get('shared'), {
+      what: 'the first deploy everywhere',
+    });
     // Three writers, twelve rounds: each round every node must end on the row kept, well within the 15 s reconciliation.
     for (let i = 0; i < 12; i++) {
-      await Promise.all([a, b, c].map((x) => x.deploy(agent('shared', 10 + i, { kind: 'api' }, `description = "${x.name}-${i}"`))));
+      await Promise.all(
+        [a, b, c].map((x) => x.deploy(agent('shared', 10 + i, { kind: 'api' }, `description = "${x.name}-${i}"`))),
+      );
       const [kept] = await a.directory.rows(['shared']);
       const want = kept && !kept.deleted && 'agent' in kept ? kept.agent.definition.description : undefined;
       expect(want).toMatch(new RegExp(`^node-[abc]-${i}$`));
-      for (const n of [a, b, c]) await waitUntil(() => n.registry.get('shared')?.definition.description === want, { what: `${n.name} on the kept row (round ${i})`, timeoutMs: 3000 });
+      for (const n of [a, b, c])
+        await waitUntil(() => n.registry.get('shared')?.definition.description === want, {
+          what: `${n.name} on the kept row (round ${i})`,
+          timeoutMs: 3000,
+        });
     }
   });
 
@@ -246,7 +281,9 @@ describe.skipIf(!run)('directory propagation: API agents in PostgreSQL, notices 
     await a.deploy(agent('clerk', 5));
     await waitUntil(() => f.warnings.length > 0, { what: 'the warning' });
     await f.sync.reconcile();
-    expect(f.warnings).toEqual(['agent "clerk" deployed on node node-a is not applied here: this node has a file agent of that name (file agents stay per node)']);
+    expect(f.warnings).toEqual([
+      'agent "clerk" deployed on node node-a is not applied here: this node has a file agent of that name (file agents stay per node)',
+    ]);
     expect(f.registry.get('clerk')).toMatchObject({ origin: { kind: 'file' }, revision: 1 });
     // The file agent itself is never written for the cluster: node-a keeps its own.
     expect(a.registry.get('clerk')?.revision).toBe(5);
@@ -260,13 +297,22 @@ describe.skipIf(!run)('directory propagation: API agents in PostgreSQL, notices 
     await a.deploy(agent('fragile'));
     await waitUntil(() => b.registry.get('fragile'), { what: 'the deploy on node-b' });
     // Edited by hand: not JSON, then valid JSON naming another agent.
-    await admin.query(`UPDATE "${s}".agents SET definition = 'not json', revision = 2, seq = seq + 1000 WHERE key = 'fragile'`);
+    await admin.query(
+      `UPDATE "${s}".agents SET definition = 'not json', revision = 2, seq = seq + 1000 WHERE key = 'fragile'`,
+    );
     await b.sync.reconcile();
-    await admin.query(`UPDATE "${s}".agents SET definition = $1, revision = 3, seq = seq + 1000 WHERE key = 'fragile'`, [JSON.stringify(agentDef('other', ['desk']))]);
+    await admin.query(
+      `UPDATE "${s}".agents SET definition = $1, revision = 3, seq = seq + 1000 WHERE key = 'fragile'`,
+      [JSON.stringify(agentDef('other', ['desk']))],
+    );
     await b.sync.reconcile();
     expect(b.warnings).toHaveLength(2);
-    expect(b.warnings[0]).toMatch(/^skipped cluster agent "fragile" written by node node-a: its stored definition is not JSON \(.+\); redeploy it$/);
-    expect(b.warnings[1]).toBe('skipped cluster agent "fragile" written by node node-a: it holds agent "other"; redeploy it');
+    expect(b.warnings[0]).toMatch(
+      /^skipped cluster agent "fragile" written by node node-a: its stored definition is not JSON \(.+\); redeploy it$/,
+    );
+    expect(b.warnings[1]).toBe(
+      'skipped cluster agent "fragile" written by node node-a: it holds agent "other"; redeploy it',
+    );
     expect(b.registry.get('fragile')?.revision).toBe(1);
     await a.deploy(agent('fragile', 4));
     await waitUntil(() => b.registry.get('fragile')?.revision === 4, { what: 'the redeploy on node-b' });
@@ -282,6 +328,8 @@ describe.skipIf(!run)('directory propagation: API agents in PostgreSQL, notices 
     await nc.close();
     await waitUntil(() => a.warnings.length === 2, { what: 'two warnings' });
     expect(a.warnings[0]).toBe(`skipped a cluster directory notice on ${agentsSubject(s)}: it is not JSON`);
-    expect(a.warnings[1]).toBe(`skipped a cluster directory notice on ${agentsSubject(s)}: it names no agent and change`);
+    expect(a.warnings[1]).toBe(
+      `skipped a cluster directory notice on ${agentsSubject(s)}: it names no agent and change`,
+    );
   });
 });

@@ -59,7 +59,14 @@ async function node(name: string, bucket: string, keys = keyStore(), watchCheckM
   const nc = await connect({ servers: nats.url });
   connections.push(nc);
   const warnings: string[] = [];
-  const sync = await KeySync.start({ nc, bucket, node: name, keys, log: { warn: (_o, msg) => warnings.push(msg) }, ...(watchCheckMs !== undefined && { watchCheckMs }) });
+  const sync = await KeySync.start({
+    nc,
+    bucket,
+    node: name,
+    keys,
+    log: { warn: (_o, msg) => warnings.push(msg) },
+    ...(watchCheckMs !== undefined && { watchCheckMs }),
+  });
   syncs.push(sync);
   return { keys, sync, warnings, nc };
 }
@@ -89,10 +96,28 @@ describe.skipIf(!run)('API keys across nodes on a JetStream key-value bucket', (
   it('a key created on one node verifies on the two others, with its role, scope and limits; its last use reaches the node that never verified it', async () => {
     const b = bucket();
     const [a, n2, n3] = [await node('node-a', b), await node('node-b', b), await node('node-c', b)];
-    const { key, secret } = a.keys.create({ name: 'ci', role: 'operator', scope: { agents: ['support-*'] }, limits: { requests_per_minute: 60 }, createdBy: 'key:admin' });
-    for (const n of [n2, n3]) await waitUntil(() => verifies(n.keys, secret) === 'ci', { what: 'the key verifying on every node' });
-    expect(n3.keys.verify(secret)).toMatchObject({ id: 'key:ci', role: 'operator', scope: { agents: ['support-*'] }, keyId: key.id });
-    expect(n3.keys.get('ci')).toMatchObject({ id: key.id, created_at: key.created_at, created_by: 'key:admin', state: 'active', limits: { requests_per_minute: 60 } });
+    const { key, secret } = a.keys.create({
+      name: 'ci',
+      role: 'operator',
+      scope: { agents: ['support-*'] },
+      limits: { requests_per_minute: 60 },
+      createdBy: 'key:admin',
+    });
+    for (const n of [n2, n3])
+      await waitUntil(() => verifies(n.keys, secret) === 'ci', { what: 'the key verifying on every node' });
+    expect(n3.keys.verify(secret)).toMatchObject({
+      id: 'key:ci',
+      role: 'operator',
+      scope: { agents: ['support-*'] },
+      keyId: key.id,
+    });
+    expect(n3.keys.get('ci')).toMatchObject({
+      id: key.id,
+      created_at: key.created_at,
+      created_by: 'key:admin',
+      state: 'active',
+      limits: { requests_per_minute: 60 },
+    });
     expect(n3.keys.limitsOf(key.id)).toEqual({ requests_per_minute: 60 });
     // Used on node-b and node-c only (the waits above verified it there, milliseconds apart): node-a learns a use
     // between their first and their last (a node tells the others of a use at most once a minute per key).
@@ -121,7 +146,9 @@ describe.skipIf(!run)('API keys across nodes on a JetStream key-value bucket', (
     expect(verifies(a.keys, secret)).toBe('deployer');
     await waitUntil(() => n2.keys.get('deployer'), { what: 'the key on node-b' });
     n2.keys.revoke('deployer');
-    await waitUntil(() => verifies(a.keys, secret) === 'API key "deployer" was revoked', { what: 'the revocation on node-a' });
+    await waitUntil(() => verifies(a.keys, secret) === 'API key "deployer" was revoked', {
+      what: 'the revocation on node-a',
+    });
     expect(a.keys.get('deployer')).toBeUndefined(); // no active key of that name any more
     expect(a.keys.list({ all: true })).toMatchObject([{ name: 'deployer', state: 'revoked' }]);
     // The name is free again on every node: a new key of that name travels too.
@@ -137,10 +164,14 @@ describe.skipIf(!run)('API keys across nodes on a JetStream key-value bucket', (
     await waitUntil(() => n2.keys.get('ci'), { what: 'the key on node-b' });
     // node-a's watches stop receiving: the server lost their consumers (nats.js does not notice).
     const jsm = await jetstreamManager(a.nc);
-    for (const stream of [`KV_${b}`, `KV_${b}_used`]) for await (const c of jsm.consumers.list(stream)) await jsm.consumers.delete(stream, c.name);
+    for (const stream of [`KV_${b}`, `KV_${b}_used`])
+      for await (const c of jsm.consumers.list(stream)) await jsm.consumers.delete(stream, c.name);
     n2.keys.revoke('ci');
     // Before: the key went on verifying on node-a (nothing delivered for as long as the test waited).
-    await waitUntil(() => verifies(a.keys, secret) === 'API key "ci" was revoked', { timeoutMs: 5_000, what: 'the revocation on node-a' });
+    await waitUntil(() => verifies(a.keys, secret) === 'API key "ci" was revoked', {
+      timeoutMs: 5_000,
+      what: 'the revocation on node-a',
+    });
     expect(a.warnings).toContain('a watch of the cluster API keys was started again');
   });
 
@@ -164,7 +195,9 @@ describe.skipIf(!run)('API keys across nodes on a JetStream key-value bucket', (
     const turned = a.keys.create({ name: 'turned', role: 'invoker' });
     const newSecret = a.keys.rotate('turned').secret;
     // node-a's puts go out in order: once the rotation, its last change, is in the bucket, all are.
-    await waitUntil(async () => (await bucketEntries(a.nc, b)).get(turned.key.id)?.rotated_at != null, { what: "node-a's keys in the bucket" });
+    await waitUntil(async () => (await bucketEntries(a.nc, b)).get(turned.key.id)?.rotated_at != null, {
+      what: "node-a's keys in the bucket",
+    });
 
     const own = keyStore();
     const mine = own.create({ name: 'admin-node-late', role: 'admin', createdBy: 'bootstrap' });
@@ -179,7 +212,9 @@ describe.skipIf(!run)('API keys across nodes on a JetStream key-value bucket', (
         .map((k) => `${k.name}:${k.state}`)
         .sort(),
     ).toEqual(['admin-node-late:active', 'gone:revoked', 'kept:active', 'turned:active']);
-    await waitUntil(() => verifies(a.keys, mine.secret) === 'admin-node-late', { what: "the late node's own key on node-a" });
+    await waitUntil(() => verifies(a.keys, mine.secret) === 'admin-node-late', {
+      what: "the late node's own key on node-a",
+    });
     expect([a.warnings, late.warnings]).toEqual([[], []]);
   });
 
@@ -218,7 +253,10 @@ describe.skipIf(!run)('API keys across nodes on a JetStream key-value bucket', (
       },
       { what: 'the bucket quiet' },
     );
-    expect((await kv.get(key.id))?.json<Record<string, unknown>>()).toMatchObject({ revoked_at: expect.any(Number), rotated_at: Date.parse(rotated.key.rotated_at!) });
+    expect((await kv.get(key.id))?.json<Record<string, unknown>>()).toMatchObject({
+      revoked_at: expect.any(Number),
+      rotated_at: Date.parse(rotated.key.rotated_at!),
+    });
     expect(verifies(a.keys, rotated.secret)).toBe('API key "racy" was revoked');
     expect(verifies(n2.keys, rotated.secret)).toBe('API key "racy" was revoked');
     // A third node reading the bucket now agrees.
@@ -230,20 +268,38 @@ describe.skipIf(!run)('API keys across nodes on a JetStream key-value bucket', (
     const b = bucket();
     const a = await node('node-a', b);
     const kv = await new Kvm(a.nc).open(b);
-    const good = { node: 'node-x', published_at: Date.now(), id: 'AAAAAAAAAAAA', name: 'x', role: 'viewer', scope: {}, limits: {}, hash: Buffer.alloc(32, 1).toString('base64') };
+    const good = {
+      node: 'node-x',
+      published_at: Date.now(),
+      id: 'AAAAAAAAAAAA',
+      name: 'x',
+      role: 'viewer',
+      scope: {},
+      limits: {},
+      hash: Buffer.alloc(32, 1).toString('base64'),
+    };
     const row = { ...good, created_at: 1, created_by: null, expires_at: null, revoked_at: null, rotated_at: null };
     await kv.put('broken', 'not json');
     await kv.put('BBBBBBBBBBBB', JSON.stringify({ ...row, id: 'BBBBBBBBBBBB', role: 'root' }));
     await kv.put('CCCCCCCCCCCC', JSON.stringify({ ...row, id: 'CCCCCCCCCCCC', hash: 'c2hvcnQ=' }));
-    await kv.put('DDDDDDDDDDDD', JSON.stringify({ ...row, id: 'DDDDDDDDDDDD', scope: { agents: ['a'], everything_else: true } }));
+    await kv.put(
+      'DDDDDDDDDDDD',
+      JSON.stringify({ ...row, id: 'DDDDDDDDDDDD', scope: { agents: ['a'], everything_else: true } }),
+    );
     await kv.put('EEEEEEEEEEEE', JSON.stringify(row));
     await kv.put('FFFFFFFFFFFF', JSON.stringify({ ...good, id: 'FFFFFFFFFFFF' }));
     await waitUntil(() => a.warnings.length === 6, { what: 'six warnings' });
     expect(a.warnings[0]).toBe('skipped cluster key entry "broken": it is not JSON');
     expect(a.warnings[1]).toMatch(/^skipped cluster key entry "BBBBBBBBBBBB" from node node-x: role: /);
-    expect(a.warnings[2]).toBe('skipped cluster key entry "CCCCCCCCCCCC" from node node-x: hash: expected the base64 of a SHA-256 (32 bytes)');
-    expect(a.warnings[3]).toMatch(/^skipped cluster key entry "DDDDDDDDDDDD" from node node-x: scope: .*everything_else/);
-    expect(a.warnings[4]).toBe('skipped cluster key entry "EEEEEEEEEEEE" from node node-x: it holds key id "AAAAAAAAAAAA"');
+    expect(a.warnings[2]).toBe(
+      'skipped cluster key entry "CCCCCCCCCCCC" from node node-x: hash: expected the base64 of a SHA-256 (32 bytes)',
+    );
+    expect(a.warnings[3]).toMatch(
+      /^skipped cluster key entry "DDDDDDDDDDDD" from node node-x: scope: .*everything_else/,
+    );
+    expect(a.warnings[4]).toBe(
+      'skipped cluster key entry "EEEEEEEEEEEE" from node node-x: it holds key id "AAAAAAAAAAAA"',
+    );
     expect(a.warnings[5]).toMatch(/^skipped cluster key entry "FFFFFFFFFFFF" from node node-x: created_at: /);
     expect(a.keys.list({ all: true })).toEqual([]);
     // The watch goes on: a good entry after them is applied.
@@ -277,7 +333,9 @@ describe.skipIf(!run)('API keys across nodes on a JetStream key-value bucket', (
     // node-b revokes its own "ci": the name is free there, node-a's "ci" is applied at once; node-a gets the revocation.
     n2.keys.revoke(mine.key.id);
     expect(verifies(n2.keys, theirs.secret)).toBe('ci');
-    await waitUntil(() => verifies(a.keys, mine.secret) === 'API key "ci" was revoked', { what: "node-b's revocation on node-a" });
+    await waitUntil(() => verifies(a.keys, mine.secret) === 'API key "ci" was revoked', {
+      what: "node-b's revocation on node-a",
+    });
     expect(a.keys.get('ci')?.id).toBe(theirs.key.id);
     expect([a.warnings.length, n2.warnings.length]).toEqual([1, 1]);
   });
@@ -316,8 +374,14 @@ describe.skipIf(!run)('API keys across nodes on a JetStream key-value bucket', (
     const kv = await new Kvm(a.nc).open(`${b}_used`);
     await kv.put(key.id, JSON.stringify({ node: 'node-x', at: t0 + 30_000 }));
     await kv.put(other.key.id, JSON.stringify({ node: 'node-x', at: t0 + 30_000 }));
-    for (const n of [a, n2]) await waitUntil(() => lastUse(n, 'other') === new Date(t0 + 30_000).toISOString(), { what: 'the later put on every node' });
-    expect([lastUse(a), lastUse(n2)]).toEqual([new Date(t0 + 300_000).toISOString(), new Date(t0 + 300_000).toISOString()]);
+    for (const n of [a, n2])
+      await waitUntil(() => lastUse(n, 'other') === new Date(t0 + 30_000).toISOString(), {
+        what: 'the later put on every node',
+      });
+    expect([lastUse(a), lastUse(n2)]).toEqual([
+      new Date(t0 + 300_000).toISOString(),
+      new Date(t0 + 300_000).toISOString(),
+    ]);
 
     // A node that starts later: the last uses are there when start() resolves.
     const late = await node('node-c', b);
@@ -329,8 +393,12 @@ describe.skipIf(!run)('API keys across nodes on a JetStream key-value bucket', (
 
     // An entry that is not a use is skipped with a warning naming its key; the last use stays.
     await kv.put(key.id, JSON.stringify({ node: 'node-x', at: 'yesterday' }));
-    for (const n of [a, n2, late]) await waitUntil(() => n.warnings.length === 1, { what: 'the warning on every node' });
+    for (const n of [a, n2, late])
+      await waitUntil(() => n.warnings.length === 1, { what: 'the warning on every node' });
     expect(late.warnings[0]).toBe(`skipped cluster key use "${key.id}": expected {"node", "at"} under a key id`);
-    expect([lastUse(a), lastUse(n2)]).toEqual([new Date(t0 + 300_000).toISOString(), new Date(t0 + 300_000).toISOString()]);
+    expect([lastUse(a), lastUse(n2)]).toEqual([
+      new Date(t0 + 300_000).toISOString(),
+      new Date(t0 + 300_000).toISOString(),
+    ]);
   });
 });

@@ -12,7 +12,14 @@ import { serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { clusterRoutes } from '../../src/api/routes/cluster.js';
 import { clusterText, type ClusterStatus } from '../../src/cli/commands/system.js';
-import { clusterConfigSchema, connectNats, Membership, natsOptions, type ClusterConfig, type NodeInfo } from '../../src/cluster/index.js';
+import {
+  clusterConfigSchema,
+  connectNats,
+  Membership,
+  natsOptions,
+  type ClusterConfig,
+  type NodeInfo,
+} from '../../src/cluster/index.js';
 import { createKv } from '../../src/cluster/nats.js';
 import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';
 import { hasSystem } from '../helpers/system.js';
@@ -27,16 +34,32 @@ const connections: NatsConnection[] = [];
 const members: Membership[] = [];
 
 function config(node: string, extra: Record<string, unknown> = {}): ClusterConfig {
-  return clusterConfigSchema.parse({ node, heartbeat: HEARTBEAT_MS / 1000, nats: { urls: [nats.url] }, nodes_bucket: 'test_nodes', ...extra });
+  return clusterConfigSchema.parse({
+    node,
+    heartbeat: HEARTBEAT_MS / 1000,
+    nats: { urls: [nats.url] },
+    nodes_bucket: 'test_nodes',
+    ...extra,
+  });
 }
 
-async function member(node: string, load?: () => Record<string, number>): Promise<{ m: Membership; nc: NatsConnection; health: boolean[]; rewatched: string[] }> {
+async function member(
+  node: string,
+  load?: () => Record<string, number>,
+): Promise<{ m: Membership; nc: NatsConnection; health: boolean[]; rewatched: string[] }> {
   const cluster = config(node, { advertise_url: `http://${node}.example:8080` });
   const nc = await connectNats({ cluster });
   connections.push(nc);
   const health: boolean[] = [];
   const rewatched: string[] = [];
-  const m = await Membership.start({ nc, cluster, version: '0.1.0', ...(load && { load }), onHealth: (h) => health.push(h), onRewatch: (why) => rewatched.push(why) });
+  const m = await Membership.start({
+    nc,
+    cluster,
+    version: '0.1.0',
+    ...(load && { load }),
+    onHealth: (h) => health.push(h),
+    onRewatch: (why) => rewatched.push(why),
+  });
   members.push(m);
   return { m, nc, health, rewatched };
 }
@@ -71,7 +94,10 @@ describe.skipIf(!run)('membership on a JetStream key-value bucket', () => {
     const app = Fastify();
     app.setValidatorCompiler(validatorCompiler);
     app.setSerializerCompiler(serializerCompiler);
-    await app.register((i) => clusterRoutes(i, { view: { clustered: true, node: b.m.node, nodes: () => b.m.nodes() } }), { prefix: '/api/v1' });
+    await app.register(
+      (i) => clusterRoutes(i, { view: { clustered: true, node: b.m.node, nodes: () => b.m.nodes() } }),
+      { prefix: '/api/v1' },
+    );
     try {
       const res = await app.inject({ method: 'GET', url: '/api/v1/cluster' });
       expect(res.statusCode).toBe(200);
@@ -116,7 +142,11 @@ describe.skipIf(!run)('membership on a JetStream key-value bucket', () => {
     expect(a.health).toEqual([true]);
     await b.m.stop();
     // Gone with its deletion, not after the TTL (three heartbeats, 600 ms).
-    const gone = await waitUntil(async () => (await a.m.nodes()).every((n) => n.node !== 'node-b'), { timeoutMs: HEARTBEAT_MS * 2, intervalMs: 5, what: 'node-b gone from node-a' });
+    const gone = await waitUntil(async () => (await a.m.nodes()).every((n) => n.node !== 'node-b'), {
+      timeoutMs: HEARTBEAT_MS * 2,
+      intervalMs: 5,
+      what: 'node-b gone from node-a',
+    });
     expect((await a.m.nodes()).map((n) => n.node)).toEqual(['node-a']);
     expect(gone.elapsedMs).toBeLessThan(HEARTBEAT_MS * 2);
     // Its watch delivered its own heartbeats all along: never started again.
@@ -127,7 +157,10 @@ describe.skipIf(!run)('membership on a JetStream key-value bucket', () => {
     const members = await Promise.all(['list-1', 'list-2', 'list-3'].map((n) => member(n)));
     const [e] = members;
     const ours = (listed: NodeInfo[]) => listed.filter((n) => /^list-\d$/.test(n.node)).length;
-    await waitUntil(async () => ours(await e!.m.nodes()) === 3, { timeoutMs: 1_000, what: 'the three nodes seen by list-1' });
+    await waitUntil(async () => ours(await e!.m.nodes()) === 3, {
+      timeoutMs: 1_000,
+      what: 'the three nodes seen by list-1',
+    });
     // Heartbeats as fast as they go, each one replacing that node's entry.
     let beating = true;
     const beaters = members.map(async ({ m }) => {
@@ -136,7 +169,10 @@ describe.skipIf(!run)('membership on a JetStream key-value bucket', () => {
     try {
       // Before: a listing that started while an entry was replaced never ended (3 in 300 past 8 s).
       for (let i = 0; i < 300; i++) {
-        const listed = await Promise.race([e!.m.nodes(), new Promise<'hung'>((r) => setTimeout(() => r('hung'), 2_000))]);
+        const listed = await Promise.race([
+          e!.m.nodes(),
+          new Promise<'hung'>((r) => setTimeout(() => r('hung'), 2_000)),
+        ]);
         expect(listed === 'hung' ? `listing ${i} hung` : ours(listed)).toBe(3);
       }
     } finally {
@@ -151,9 +187,15 @@ describe.skipIf(!run)('membership on a JetStream key-value bucket', () => {
     const d = await member('node-d');
     // A crash: the connection ends without the goodbye (stop() would delete the key).
     await d.nc.close();
-    const stale = await waitUntil(async () => (await a.m.nodes()).find((n) => n.node === 'node-d' && n.state === 'stale'), { timeoutMs: 5_000, what: 'node-d stale' });
+    const stale = await waitUntil(
+      async () => (await a.m.nodes()).find((n) => n.node === 'node-d' && n.state === 'stale'),
+      { timeoutMs: 5_000, what: 'node-d stale' },
+    );
     expect(stale.value.age_ms).toBeGreaterThan(HEARTBEAT_MS * 2);
-    await waitUntil(async () => !(await a.m.nodes()).some((n) => n.node === 'node-d'), { timeoutMs: 5_000, what: 'node-d gone' });
+    await waitUntil(async () => !(await a.m.nodes()).some((n) => n.node === 'node-d'), {
+      timeoutMs: 5_000,
+      what: 'node-d gone',
+    });
     expect((await a.m.nodes()).some((n) => n.node === 'node-c')).toBe(true);
   });
 
@@ -161,7 +203,10 @@ describe.skipIf(!run)('membership on a JetStream key-value bucket', () => {
     const e = await member('node-e');
     expect(e.m.healthy()).toBe(true);
     await nats.stop();
-    await waitUntil(() => e.health.includes(false), { timeoutMs: 5_000, what: 'node-e reporting itself unhealthy while NATS is down' });
+    await waitUntil(() => e.health.includes(false), {
+      timeoutMs: 5_000,
+      what: 'node-e reporting itself unhealthy while NATS is down',
+    });
     expect(e.m.healthy()).toBe(false);
     expect(e.m.lastError).not.toBeNull();
     await nats.restart();
@@ -170,7 +215,10 @@ describe.skipIf(!run)('membership on a JetStream key-value bucket', () => {
     expect((await e.m.nodes()).some((n) => n.node === 'node-e' && n.state === 'up')).toBe(true);
     // It still follows the bucket: a node that starts after the restart is listed here.
     await member('node-h');
-    await waitUntil(async () => (await e.m.nodes()).some((n) => n.node === 'node-h'), { timeoutMs: 5_000, what: 'node-h seen by node-e after the restart' });
+    await waitUntil(async () => (await e.m.nodes()).some((n) => n.node === 'node-h'), {
+      timeoutMs: 5_000,
+      what: 'node-h seen by node-e after the restart',
+    });
   });
 });
 
@@ -182,10 +230,16 @@ describe.skipIf(!run)('membership follows the bucket', () => {
     for await (const c of jsm.consumers.list('KV_test_nodes')) await jsm.consumers.delete('KV_test_nodes', c.name);
     await member('watch-2');
     // Before: never (nothing within 20 s); now within a few heartbeats (the check runs with each).
-    const seen = await waitUntil(async () => (await w.m.nodes()).some((n) => n.node === 'watch-2'), { timeoutMs: 5_000, intervalMs: 20, what: 'watch-2 seen by watch-1' });
+    const seen = await waitUntil(async () => (await w.m.nodes()).some((n) => n.node === 'watch-2'), {
+      timeoutMs: 5_000,
+      intervalMs: 20,
+      what: 'watch-2 seen by watch-1',
+    });
     expect(seen.elapsedMs).toBeLessThan(HEARTBEAT_MS * 10);
     expect(w.rewatched.length).toBeGreaterThan(0);
-    expect(w.rewatched[0]).toMatch(/^the nodes \(test_nodes\) watch had not delivered sequence \d+ \(the stream's last 400 ms ago; delivered up to \d+\)$/);
+    expect(w.rewatched[0]).toMatch(
+      /^the nodes \(test_nodes\) watch had not delivered sequence \d+ \(the stream's last 400 ms ago; delivered up to \d+\)$/,
+    );
   });
 });
 
@@ -195,7 +249,9 @@ describe('[cluster] configuration', () => {
     expect(c.nats.urls).toEqual(['nats://127.0.0.1:4222']);
     expect(c.node).toMatch(/^[A-Za-z0-9][A-Za-z0-9_-]*$/);
     expect(c.heartbeat).toBe(2000);
-    expect(() => clusterConfigSchema.parse({ nats: { token_env: 'T', nkey_seed_env: 'S' } })).toThrow(/choose one way to authenticate/);
+    expect(() => clusterConfigSchema.parse({ nats: { token_env: 'T', nkey_seed_env: 'S' } })).toThrow(
+      /choose one way to authenticate/,
+    );
     expect(() => clusterConfigSchema.parse({ node: 'bad name' })).toThrow(/letters, digits/);
     expect(() => clusterConfigSchema.parse({ nats: { urls: ['http://x'] } })).toThrow(/NATS URL/);
     expect(() => clusterConfigSchema.parse({ nats: { user: 'u' } })).toThrow(/user and password_env go together/);
@@ -203,13 +259,20 @@ describe('[cluster] configuration', () => {
 
   it('reads credentials from the environment and says which variable is missing (never its value)', () => {
     const c = clusterConfigSchema.parse({ nats: { token_env: 'CAXTON_TEST_NATS_TOKEN' } });
-    expect(natsOptions({ cluster: c, env: { CAXTON_TEST_NATS_TOKEN: 's3cret-token' } })).toMatchObject({ token: 's3cret-token', noAsyncTraces: true });
-    expect(() => natsOptions({ cluster: c, env: {} })).toThrow(/token_env names the environment variable CAXTON_TEST_NATS_TOKEN, which is not set/);
+    expect(natsOptions({ cluster: c, env: { CAXTON_TEST_NATS_TOKEN: 's3cret-token' } })).toMatchObject({
+      token: 's3cret-token',
+      noAsyncTraces: true,
+    });
+    expect(() => natsOptions({ cluster: c, env: {} })).toThrow(
+      /token_env names the environment variable CAXTON_TEST_NATS_TOKEN, which is not set/,
+    );
   });
 
   it.skipIf(!run)('an unreachable NATS is a clear error naming the URL and what to check, not a hang', async () => {
     const c = clusterConfigSchema.parse({ nats: { urls: ['nats://127.0.0.1:1'], connect_timeout: 1 } });
-    await expect(connectNats({ cluster: c })).rejects.toThrow(/cannot connect to NATS at nats:\/\/127\.0\.0\.1:1: .*nats-server -js/);
+    await expect(connectNats({ cluster: c })).rejects.toThrow(
+      /cannot connect to NATS at nats:\/\/127\.0\.0\.1:1: .*nats-server -js/,
+    );
     // The test server itself is reachable (the failure above is the port's, not the machine's).
     const nc = await connect({ servers: nats.url });
     await nc.close();

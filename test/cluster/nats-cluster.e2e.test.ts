@@ -100,7 +100,13 @@ describe.runIf(run)('ClusterBus on a NATS cluster of three servers (replicas 3)'
     const send = async (i: number): Promise<void> => {
       const id = `m-${i}`;
       try {
-        const r = await buses[i % 2]!.submit({ id, performative: 'inform', sender: 'client', receivers: ['worker'], content: id });
+        const r = await buses[i % 2]!.submit({
+          id,
+          performative: 'inform',
+          sender: 'client',
+          receivers: ['worker'],
+          content: id,
+        });
         accepted.set(id, r.conversation_id);
         refused.delete(id);
       } catch (e) {

@@ -12,7 +12,17 @@ import { join } from 'node:path';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { AGENT_MIGRATIONS, AgentRegistry, AgentService, AgentStore, AgentVersionStore, canaryBucket, PgAgentDirectory, PgAgentVersionStore, RolloutStore } from '../../src/agents/index.js';
+import {
+  AGENT_MIGRATIONS,
+  AgentRegistry,
+  AgentService,
+  AgentStore,
+  AgentVersionStore,
+  canaryBucket,
+  PgAgentDirectory,
+  PgAgentVersionStore,
+  RolloutStore,
+} from '../../src/agents/index.js';
 import { agentsSubject, DirectorySync } from '../../src/cluster/index.js';
 import { migrate, openDatabase } from '../../src/storage/index.js';
 import { assertBuilt, expectExit, runCli } from '../cli/helpers/cli.js';
@@ -67,9 +77,20 @@ async function node(name: string, bucket: string): Promise<Node> {
   const registry = new AgentRegistry();
   const local = new AgentVersionStore(db);
   const store = new AgentStore(db);
-  const service = new AgentService(registry, store, { versions: local, rollouts: new RolloutStore(db), cluster: { versions: shared, agents: directory } });
+  const service = new AgentService(registry, store, {
+    versions: local,
+    rollouts: new RolloutStore(db),
+    cluster: { versions: shared, agents: directory },
+  });
   const nc: NatsConnection = await connect({ servers: nats.url });
-  const sync = await DirectorySync.start({ nc, subject: agentsSubject(schema), node: name, directory, registry, sourceOf: (n) => store.source(n) });
+  const sync = await DirectorySync.start({
+    nc,
+    subject: agentsSubject(schema),
+    node: name,
+    directory,
+    registry,
+    sourceOf: (n) => store.source(n),
+  });
   cleanups.push(async () => {
     await sync.stop();
     await service.close();
@@ -86,7 +107,13 @@ const clusterToml = (node: string, schema: string) => clusterTomlOf(node, nats.u
 const v1 = tomlAgent('Writer', 'version = "1.0.0"\n');
 const v2 = tomlAgent('Writer', 'version = "2.0.0"\n').replace('You are Writer.', 'You are Writer. Be terse.');
 const promptOf = (n: Node) => n.registry.get('writer')?.definition.system_prompt;
-const historyOf = async (n: Node) => (await n.service.history.portFor('writer')!.list('writer', { limit: 100 })).items.map((v) => [v.version, v.how, v.semver, v.restored_from]);
+const historyOf = async (n: Node) =>
+  (await n.service.history.portFor('writer')!.list('writer', { limit: 100 })).items.map((v) => [
+    v.version,
+    v.how,
+    v.semver,
+    v.restored_from,
+  ]);
 
 describe.skipIf(!run)('agent versions shared by two nodes', () => {
   it('a deploy on one node, an update on the other and a rollback: one numbering, one history, read the same on both', async () => {
@@ -178,23 +205,44 @@ describe.skipIf(!run)('two caxton serve nodes: the version routes answer the sam
     total: number;
     versions: { version: number; how: string; restored_from: number | null }[];
   }
-  const history = async (srv: TestServer) => (await http<History>(srv.url, 'GET', '/api/v1/agents/clerk/versions')).json;
+  const history = async (srv: TestServer) =>
+    (await http<History>(srv.url, 'GET', '/api/v1/agents/clerk/versions')).json;
 
   it('a deploy through A, an update through B and a rollback through A: versions 1, 2, 3 on both, current 3 on both', async () => {
-    const created = await http<{ version: number }>(a.url, 'POST', '/api/v1/agents', { body: tomlAgent('clerk'), contentType: 'application/toml' });
+    const created = await http<{ version: number }>(a.url, 'POST', '/api/v1/agents', {
+      body: tomlAgent('clerk'),
+      contentType: 'application/toml',
+    });
     expect(created.status, created.text).toBe(201);
     expect(created.json.version).toBe(1);
-    await waitUntil(async () => (await http(b.url, 'GET', '/api/v1/agents/clerk')).status === 200, { what: 'the agent on B' });
-    const updated = await http<{ version: number }>(b.url, 'PUT', '/api/v1/agents/clerk', { body: tomlAgent('clerk', 'version = "2.0.0"\n'), contentType: 'application/toml' });
+    await waitUntil(async () => (await http(b.url, 'GET', '/api/v1/agents/clerk')).status === 200, {
+      what: 'the agent on B',
+    });
+    const updated = await http<{ version: number }>(b.url, 'PUT', '/api/v1/agents/clerk', {
+      body: tomlAgent('clerk', 'version = "2.0.0"\n'),
+      contentType: 'application/toml',
+    });
     expect(updated.status, updated.text).toBe(200);
     expect(updated.json.version).toBe(2);
-    await waitUntil(async () => (await http<{ definition: { version?: string } }>(a.url, 'GET', '/api/v1/agents/clerk')).json.definition.version === '2.0.0', {
-      what: 'the update on A',
-    });
-    const back = await http<{ version: { version: number }; restored: { version: number } }>(a.url, 'POST', '/api/v1/agents/clerk/rollback');
+    await waitUntil(
+      async () =>
+        (await http<{ definition: { version?: string } }>(a.url, 'GET', '/api/v1/agents/clerk')).json.definition
+          .version === '2.0.0',
+      {
+        what: 'the update on A',
+      },
+    );
+    const back = await http<{ version: { version: number }; restored: { version: number } }>(
+      a.url,
+      'POST',
+      '/api/v1/agents/clerk/rollback',
+    );
     expect(back.status, back.text).toBe(200);
     expect([back.json.version.version, back.json.restored.version]).toEqual([3, 1]);
-    await waitUntil(async () => (await http<{ revision: number }>(b.url, 'GET', '/api/v1/agents/clerk')).json.revision === 3, { what: 'the rollback on B' });
+    await waitUntil(
+      async () => (await http<{ revision: number }>(b.url, 'GET', '/api/v1/agents/clerk')).json.revision === 3,
+      { what: 'the rollback on B' },
+    );
     const [ha, hb] = [await history(a), await history(b)];
     expect(ha).toEqual(hb);
     expect(ha).toMatchObject({ current: 3, total: 3 });
@@ -210,13 +258,17 @@ describe.skipIf(!run)('two caxton serve nodes: the version routes answer the sam
   it('the text an agent was deployed from reads the same through either node; a removal through B reaches A', async () => {
     const body = tomlAgent('scribe', '# deployed through A\n');
     expect((await http(a.url, 'POST', '/api/v1/agents', { body, contentType: 'application/toml' })).status).toBe(201);
-    await waitUntil(async () => (await http(b.url, 'GET', '/api/v1/agents/scribe')).status === 200, { what: 'the agent on B' });
+    await waitUntil(async () => (await http(b.url, 'GET', '/api/v1/agents/scribe')).status === 200, {
+      what: 'the agent on B',
+    });
     const src = await http(b.url, 'GET', '/api/v1/agents/scribe/source');
     expect(src.status, src.text).toBe(200);
     expect(src.text).toBe(body);
     const removed = await http(b.url, 'DELETE', '/api/v1/agents/scribe');
     expect(removed.status, removed.text).toBe(204);
-    await waitUntil(async () => (await http(a.url, 'GET', '/api/v1/agents/scribe')).status === 404, { what: 'the removal on A' });
+    await waitUntil(async () => (await http(a.url, 'GET', '/api/v1/agents/scribe')).status === 404, {
+      what: 'the removal on A',
+    });
     expect((await http(a.url, 'GET', '/api/v1/agents/scribe/source')).status).toBe(404);
   });
 });
@@ -236,7 +288,10 @@ describe.skipIf(!run)("a single node that joins a cluster brings its agents' ver
     return r.json;
   };
   const put = async (srv: TestServer, extra: string) => {
-    const r = await http(srv.url, 'PUT', '/api/v1/agents/keeper', { body: tomlAgent('keeper', extra), contentType: 'application/toml' });
+    const r = await http(srv.url, 'PUT', '/api/v1/agents/keeper', {
+      body: tomlAgent('keeper', extra),
+      contentType: 'application/toml',
+    });
     expect(r.status, r.text).toBe(200);
   };
 
@@ -244,7 +299,14 @@ describe.skipIf(!run)("a single node that joins a cluster brings its agents' ver
     schemas.push(schema);
     // A single node (SQLite only): a deploy, an update and a rollback.
     const single = await started({});
-    expect((await http(single.url, 'POST', '/api/v1/agents', { body: tomlAgent('keeper', 'version = "1.0.0"\n'), contentType: 'application/toml' })).status).toBe(201);
+    expect(
+      (
+        await http(single.url, 'POST', '/api/v1/agents', {
+          body: tomlAgent('keeper', 'version = "1.0.0"\n'),
+          contentType: 'application/toml',
+        })
+      ).status,
+    ).toBe(201);
     await put(single, 'version = "2.0.0"\n');
     expect((await http(single.url, 'POST', '/api/v1/agents/keeper/rollback')).status).toBe(200);
     const before = await versionsOf(single);
@@ -255,25 +317,42 @@ describe.skipIf(!run)("a single node that joins a cluster brings its agents' ver
     ]);
     // Another single node with a history of its own for the same agent.
     const other = await started({});
-    expect((await http(other.url, 'POST', '/api/v1/agents', { body: tomlAgent('keeper', 'version = "9.0.0"\n'), contentType: 'application/toml' })).status).toBe(201);
+    expect(
+      (
+        await http(other.url, 'POST', '/api/v1/agents', {
+          body: tomlAgent('keeper', 'version = "9.0.0"\n'),
+          contentType: 'application/toml',
+        })
+      ).status,
+    ).toBe(201);
     await single.close();
     await other.close();
 
     // The first restarts on its data with [cluster]: the shared history is its history.
     const joined = await started({ dir: single.dir, toml: clusterToml('node-c', schema) });
     expect(await versionsOf(joined)).toEqual(before);
-    const back = await http<{ version: { version: number; restored_from: number } }>(joined.url, 'POST', '/api/v1/agents/keeper/rollback', {
-      body: JSON.stringify({ to: 2 }),
-      contentType: 'application/json',
-    });
+    const back = await http<{ version: { version: number; restored_from: number } }>(
+      joined.url,
+      'POST',
+      '/api/v1/agents/keeper/rollback',
+      {
+        body: JSON.stringify({ to: 2 }),
+        contentType: 'application/json',
+      },
+    );
     expect(back.status, back.text).toBe(200);
     expect(back.json.version).toMatchObject({ version: 4, restored_from: 2 });
 
     // The second joins after: its own history is not copied over the cluster's, and it records nothing.
     const late = await started({ dir: other.dir, toml: clusterToml('node-d', schema) });
-    await waitUntil(async () => (await http<{ definition: { version?: string } }>(late.url, 'GET', '/api/v1/agents/keeper')).json.definition.version === '2.0.0', {
-      what: "the cluster's agent on the node that joined later",
-    });
+    await waitUntil(
+      async () =>
+        (await http<{ definition: { version?: string } }>(late.url, 'GET', '/api/v1/agents/keeper')).json.definition
+          .version === '2.0.0',
+      {
+        what: "the cluster's agent on the node that joined later",
+      },
+    );
     const shared = await versionsOf(late);
     expect(shared).toEqual(await versionsOf(joined));
     expect(shared).toMatchObject({ total: 4, current: 4 });
@@ -281,85 +360,138 @@ describe.skipIf(!run)("a single node that joins a cluster brings its agents' ver
   }, 60_000);
 });
 
-describe.skipIf(!run)('a rollout on one node: the other nodes refuse to change its agent, and say where it runs', () => {
-  const schema = `${base}_marks`;
-  const started = servers();
-  const start = (node: string, dir?: string) => started({ toml: clusterToml(node, schema), ...(dir !== undefined && { dir }) });
-  const toml = (extra: string) => ({ body: tomlAgent('pilot', extra), contentType: 'application/toml' });
-  interface RolloutView {
-    running: boolean;
-    live_version: number | null;
-    rollout: { id: number; state: string; reason: string | null } | null;
-    elsewhere: { node: string; strategy: string; candidate_version: number; down: boolean } | null;
-  }
-
-  it('changes refused on node B while node A runs it, its promotion through B carried out on A, changes allowed once it ends; a node that left holds nothing, and closes its rollout when it is back', async () => {
-    assertBuilt();
-    schemas.push(schema);
-    const a = await start('node-a');
-    const b = await start('node-b');
-    expect((await http(a.url, 'POST', '/api/v1/agents', toml('version = "1.0.0"\n'))).status).toBe(201);
-    await waitUntil(async () => (await http(b.url, 'GET', '/api/v1/agents/pilot')).status === 200, { what: 'the agent on B' });
-
-    const started = await http(a.url, 'PUT', '/api/v1/agents/pilot?strategy=blue-green', toml('version = "2.0.0"\n'));
-    expect(started.status, started.text).toBe(200);
-    // B: an update and a removal are refused, naming node A; B's status says where it runs.
-    for (const [method, path, opts] of [
-      ['PUT', '/api/v1/agents/pilot', toml('version = "3.0.0"\n')],
-      ['DELETE', '/api/v1/agents/pilot', {}],
-    ] as const) {
-      const r = await http<{ error: { code: string; message: string; details: { node: string } } }>(b.url, method, path, opts);
-      expect(r.status, `${method} ${path}: ${r.text}`).toBe(409);
-      expect(r.json.error).toMatchObject({ code: 'rollout_in_progress', details: { node: 'node-a' } });
-      expect(r.json.error.message).toContain('running on node node-a');
+describe.skipIf(!run)(
+  'a rollout on one node: the other nodes refuse to change its agent, and say where it runs',
+  () => {
+    const schema = `${base}_marks`;
+    const started = servers();
+    const start = (node: string, dir?: string) =>
+      started({ toml: clusterToml(node, schema), ...(dir !== undefined && { dir }) });
+    const toml = (extra: string) => ({ body: tomlAgent('pilot', extra), contentType: 'application/toml' });
+    interface RolloutView {
+      running: boolean;
+      live_version: number | null;
+      rollout: { id: number; state: string; reason: string | null } | null;
+      elsewhere: { node: string; strategy: string; candidate_version: number; down: boolean } | null;
     }
-    // The live content again changes nothing, so it is answered as before.
-    const same = await http<{ unchanged?: boolean }>(b.url, 'PUT', '/api/v1/agents/pilot', toml('version = "1.0.0"\n'));
-    expect([same.status, same.json.unchanged]).toEqual([200, true]);
-    // The real CLI through B: where it runs, and a promotion refused with the same words.
-    const status = await runCli(['--server', b.url, 'agent', 'rollout', 'status', 'pilot'], { cwd: b.dir });
-    expectExit(status, 0);
-    expect(status.stdout).toContain('pilot: blue-green rollout of version 2 running on node node-a, started');
-    const onB = (await http<RolloutView>(b.url, 'GET', '/api/v1/agents/pilot/rollout')).json;
-    expect(onB).toMatchObject({ running: false, elsewhere: { node: 'node-a', strategy: 'blue-green', candidate_version: 2, down: false } });
-    expect((await http<RolloutView>(a.url, 'GET', '/api/v1/agents/pilot/rollout')).json).toMatchObject({ running: true, elsewhere: null });
-    // A rollback to another version than the stable one, through B: node A refuses it, and B answers with A's words.
-    const further = await http<{ error: { code: string; message: string } }>(b.url, 'POST', '/api/v1/agents/pilot/rollback', { body: '{"to": 9}', contentType: 'application/json' });
-    expect([further.status, further.json.error.code]).toEqual([409, 'rollout_in_progress']);
-    expect(further.json.error.message).toContain('a rollback ends it and keeps version 1');
 
-    // Promoted through B (the real CLI): node A carries it out; B may change the agent again.
-    const promote = await runCli(['--server', b.url, 'agent', 'promote', 'pilot'], { cwd: b.dir });
-    expectExit(promote, 0);
-    expect(promote.stdout).toMatch(/^promoted pilot: version 2 is live \(recorded as version 3\)/m);
-    expect((await http<RolloutView>(a.url, 'GET', '/api/v1/agents/pilot/rollout')).json).toMatchObject({ running: false, rollout: { state: 'promoted' } });
-    expect((await http<RolloutView>(b.url, 'GET', '/api/v1/agents/pilot/rollout')).json.elsewhere).toBeNull();
-    const updated = await http(b.url, 'PUT', '/api/v1/agents/pilot', toml('version = "3.0.0"\n'));
-    expect(updated.status, updated.text).toBe(200);
+    it('changes refused on node B while node A runs it, its promotion through B carried out on A, changes allowed once it ends; a node that left holds nothing, and closes its rollout when it is back', async () => {
+      assertBuilt();
+      schemas.push(schema);
+      const a = await start('node-a');
+      const b = await start('node-b');
+      expect((await http(a.url, 'POST', '/api/v1/agents', toml('version = "1.0.0"\n'))).status).toBe(201);
+      await waitUntil(async () => (await http(b.url, 'GET', '/api/v1/agents/pilot')).status === 200, {
+        what: 'the agent on B',
+      });
 
-    // A starts another rollout and leaves the cluster: it holds nothing, B's change goes ahead.
-    await waitUntil(async () => (await http<{ definition: { version?: string } }>(a.url, 'GET', '/api/v1/agents/pilot')).json.definition.version === '3.0.0', {
-      what: "B's update on A",
-    });
-    const again = await http<{ rollout: { id: number } }>(a.url, 'PUT', '/api/v1/agents/pilot?strategy=blue-green', toml('version = "4.0.0"\n'));
-    expect(again.status, again.text).toBe(200);
-    expect((await http(b.url, 'PUT', '/api/v1/agents/pilot', toml('version = "5.0.0"\n'))).status).toBe(409);
-    await a.close();
-    const changed = await http(b.url, 'PUT', '/api/v1/agents/pilot', toml('version = "5.0.0"\n'));
-    expect(changed.status, changed.text).toBe(200);
-    // Back, A closes the rollout B's change ended, and serves B's version.
-    const back = await start('node-a', a.dir);
-    const view = (await http<RolloutView>(back.url, 'GET', '/api/v1/agents/pilot/rollout')).json;
-    expect(view).toMatchObject({ running: false, elsewhere: null, rollout: { id: again.json.rollout.id, state: 'rolled_back' } });
-    expect(view.rollout!.reason).toContain('node node-b changed the agent while this node was down');
-    await waitUntil(async () => (await http<{ definition: { version?: string } }>(back.url, 'GET', '/api/v1/agents/pilot')).json.definition.version === '5.0.0', {
-      what: "B's change on A",
-    });
-    // And B is free to start a rollout of its own.
-    expect((await http(b.url, 'PUT', '/api/v1/agents/pilot?strategy=blue-green', toml('version = "6.0.0"\n'))).status).toBe(200);
-    expect((await http(back.url, 'PUT', '/api/v1/agents/pilot', toml('version = "7.0.0"\n'))).json).toMatchObject({ error: { code: 'rollout_in_progress', details: { node: 'node-b' } } });
-  }, 90_000);
-});
+      const started = await http(a.url, 'PUT', '/api/v1/agents/pilot?strategy=blue-green', toml('version = "2.0.0"\n'));
+      expect(started.status, started.text).toBe(200);
+      // B: an update and a removal are refused, naming node A; B's status says where it runs.
+      for (const [method, path, opts] of [
+        ['PUT', '/api/v1/agents/pilot', toml('version = "3.0.0"\n')],
+        ['DELETE', '/api/v1/agents/pilot', {}],
+      ] as const) {
+        const r = await http<{ error: { code: string; message: string; details: { node: string } } }>(
+          b.url,
+          method,
+          path,
+          opts,
+        );
+        expect(r.status, `${method} ${path}: ${r.text}`).toBe(409);
+        expect(r.json.error).toMatchObject({ code: 'rollout_in_progress', details: { node: 'node-a' } });
+        expect(r.json.error.message).toContain('running on node node-a');
+      }
+      // The live content again changes nothing, so it is answered as before.
+      const same = await http<{ unchanged?: boolean }>(
+        b.url,
+        'PUT',
+        '/api/v1/agents/pilot',
+        toml('version = "1.0.0"\n'),
+      );
+      expect([same.status, same.json.unchanged]).toEqual([200, true]);
+      // The real CLI through B: where it runs, and a promotion refused with the same words.
+      const status = await runCli(['--server', b.url, 'agent', 'rollout', 'status', 'pilot'], { cwd: b.dir });
+      expectExit(status, 0);
+      expect(status.stdout).toContain('pilot: blue-green rollout of version 2 running on node node-a, started');
+      const onB = (await http<RolloutView>(b.url, 'GET', '/api/v1/agents/pilot/rollout')).json;
+      expect(onB).toMatchObject({
+        running: false,
+        elsewhere: { node: 'node-a', strategy: 'blue-green', candidate_version: 2, down: false },
+      });
+      expect((await http<RolloutView>(a.url, 'GET', '/api/v1/agents/pilot/rollout')).json).toMatchObject({
+        running: true,
+        elsewhere: null,
+      });
+      // A rollback to another version than the stable one, through B: node A refuses it, and B answers with A's words.
+      const further = await http<{ error: { code: string; message: string } }>(
+        b.url,
+        'POST',
+        '/api/v1/agents/pilot/rollback',
+        { body: '{"to": 9}', contentType: 'application/json' },
+      );
+      expect([further.status, further.json.error.code]).toEqual([409, 'rollout_in_progress']);
+      expect(further.json.error.message).toContain('a rollback ends it and keeps version 1');
+
+      // Promoted through B (the real CLI): node A carries it out; B may change the agent again.
+      const promote = await runCli(['--server', b.url, 'agent', 'promote', 'pilot'], { cwd: b.dir });
+      expectExit(promote, 0);
+      expect(promote.stdout).toMatch(/^promoted pilot: version 2 is live \(recorded as version 3\)/m);
+      expect((await http<RolloutView>(a.url, 'GET', '/api/v1/agents/pilot/rollout')).json).toMatchObject({
+        running: false,
+        rollout: { state: 'promoted' },
+      });
+      expect((await http<RolloutView>(b.url, 'GET', '/api/v1/agents/pilot/rollout')).json.elsewhere).toBeNull();
+      const updated = await http(b.url, 'PUT', '/api/v1/agents/pilot', toml('version = "3.0.0"\n'));
+      expect(updated.status, updated.text).toBe(200);
+
+      // A starts another rollout and leaves the cluster: it holds nothing, B's change goes ahead.
+      await waitUntil(
+        async () =>
+          (await http<{ definition: { version?: string } }>(a.url, 'GET', '/api/v1/agents/pilot')).json.definition
+            .version === '3.0.0',
+        {
+          what: "B's update on A",
+        },
+      );
+      const again = await http<{ rollout: { id: number } }>(
+        a.url,
+        'PUT',
+        '/api/v1/agents/pilot?strategy=blue-green',
+        toml('version = "4.0.0"\n'),
+      );
+      expect(again.status, again.text).toBe(200);
+      expect((await http(b.url, 'PUT', '/api/v1/agents/pilot', toml('version = "5.0.0"\n'))).status).toBe(409);
+      await a.close();
+      const changed = await http(b.url, 'PUT', '/api/v1/agents/pilot', toml('version = "5.0.0"\n'));
+      expect(changed.status, changed.text).toBe(200);
+      // Back, A closes the rollout B's change ended, and serves B's version.
+      const back = await start('node-a', a.dir);
+      const view = (await http<RolloutView>(back.url, 'GET', '/api/v1/agents/pilot/rollout')).json;
+      expect(view).toMatchObject({
+        running: false,
+        elsewhere: null,
+        rollout: { id: again.json.rollout.id, state: 'rolled_back' },
+      });
+      expect(view.rollout!.reason).toContain('node node-b changed the agent while this node was down');
+      await waitUntil(
+        async () =>
+          (await http<{ definition: { version?: string } }>(back.url, 'GET', '/api/v1/agents/pilot')).json.definition
+            .version === '5.0.0',
+        {
+          what: "B's change on A",
+        },
+      );
+      // And B is free to start a rollout of its own.
+      expect(
+        (await http(b.url, 'PUT', '/api/v1/agents/pilot?strategy=blue-green', toml('version = "6.0.0"\n'))).status,
+      ).toBe(200);
+      expect((await http(back.url, 'PUT', '/api/v1/agents/pilot', toml('version = "7.0.0"\n'))).json).toMatchObject({
+        error: { code: 'rollout_in_progress', details: { node: 'node-b' } },
+      });
+    }, 90_000);
+  },
+);
 
 describe.skipIf(!run)("a rollout's candidate answers as NAME@VERSION through every node, not only its own", () => {
   const schema = `${base}_candidate`;
@@ -370,14 +502,25 @@ describe.skipIf(!run)("a rollout's candidate answers as NAME@VERSION through eve
   const start = (node: string) => {
     const dir = makeTempDir('caxton-candidate-');
     writeFileSync(join(dir, 'replies.toml'), '[[rules]]\ncontent = "{{system}}"\n');
-    return started({ dir, toml: `${clusterToml(node, schema)}\n[llm]\ndefault_provider = "demo"\n[llm.providers.demo]\ntype = "scripted"\nscript = "replies.toml"\n` });
-  };
-  const pilot = (prompt: string) => ({ body: `name = "pilot"\ndescription = "test agent pilot"\ncapabilities = ["testing"]\nsystem_prompt = "${prompt}"\n`, contentType: 'application/toml' });
-  const invoke = (s: TestServer, name: string, conversation?: string) =>
-    http<{ content?: string; error?: { code: string; message: string } }>(s.url, 'POST', `/api/v1/agents/${name}/invoke`, {
-      body: JSON.stringify({ request: 'who?', ...(conversation !== undefined && { conversation_id: conversation }) }),
-      contentType: 'application/json',
+    return started({
+      dir,
+      toml: `${clusterToml(node, schema)}\n[llm]\ndefault_provider = "demo"\n[llm.providers.demo]\ntype = "scripted"\nscript = "replies.toml"\n`,
     });
+  };
+  const pilot = (prompt: string) => ({
+    body: `name = "pilot"\ndescription = "test agent pilot"\ncapabilities = ["testing"]\nsystem_prompt = "${prompt}"\n`,
+    contentType: 'application/toml',
+  });
+  const invoke = (s: TestServer, name: string, conversation?: string) =>
+    http<{ content?: string; error?: { code: string; message: string } }>(
+      s.url,
+      'POST',
+      `/api/v1/agents/${name}/invoke`,
+      {
+        body: JSON.stringify({ request: 'who?', ...(conversation !== undefined && { conversation_id: conversation }) }),
+        contentType: 'application/json',
+      },
+    );
   interface Figures {
     requests: number;
   }
@@ -385,20 +528,42 @@ describe.skipIf(!run)("a rollout's candidate answers as NAME@VERSION through eve
     running: boolean;
     rollout: { state: string; candidate_version: number } | null;
     canary: { stage: number; candidate: Figures; stable: Figures } | null;
-    shadow: { compared: number; skipped: number; agreements: number; disagreements: { stable_answer: string; candidate_answer: string | null }[] } | null;
-    elsewhere: { node: string; strategy: string; share: number | null; status: { canary: RolloutView['canary']; shadow: RolloutView['shadow'] } | null } | null;
+    shadow: {
+      compared: number;
+      skipped: number;
+      agreements: number;
+      disagreements: { stable_answer: string; candidate_answer: string | null }[];
+    } | null;
+    elsewhere: {
+      node: string;
+      strategy: string;
+      share: number | null;
+      status: { canary: RolloutView['canary']; shadow: RolloutView['shadow'] } | null;
+    } | null;
   }
-  const rolloutOn = async (s: TestServer) => (await http<RolloutView>(s.url, 'GET', '/api/v1/agents/pilot/rollout')).json;
+  const rolloutOn = async (s: TestServer) =>
+    (await http<RolloutView>(s.url, 'GET', '/api/v1/agents/pilot/rollout')).json;
   /** A canary of `prompt` started on node A (`query`: its plan), once node B applies its first share. */
   const canaryOnA = async (query: string, prompt: string, share: number) => {
-    const deploy = await http<{ rollout: { id: number } }>(nodes[0]!.url, 'PUT', `/api/v1/agents/pilot?strategy=canary&${query}`, pilot(prompt));
+    const deploy = await http<{ rollout: { id: number } }>(
+      nodes[0]!.url,
+      'PUT',
+      `/api/v1/agents/pilot?strategy=canary&${query}`,
+      pilot(prompt),
+    );
     expect(deploy.status, deploy.text).toBe(200);
-    await waitUntil(async () => (await rolloutOn(nodes[1]!)).elsewhere?.share === share, { timeoutMs: 10_000, what: "the canary's share on node B" });
+    await waitUntil(async () => (await rolloutOn(nodes[1]!)).elsewhere?.share === share, {
+      timeoutMs: 10_000,
+      what: "the canary's share on node B",
+    });
     return deploy.json.rollout;
   };
   type Sent = { messages: { performative: string; sender: string; content: string }[] };
   const send = (s: TestServer, receiver: string) =>
-    http<Sent>(s.url, 'POST', '/api/v1/messages?wait=10', { body: JSON.stringify({ performative: 'request', receiver, content: 'who?', sender: 'user' }), contentType: 'application/json' });
+    http<Sent>(s.url, 'POST', '/api/v1/messages?wait=10', {
+      body: JSON.stringify({ performative: 'request', receiver, content: 'who?', sender: 'user' }),
+      contentType: 'application/json',
+    });
 
   it('a blue-green candidate started on A is invoked and messaged through B; once A rolls it back, B refuses it as A does', async () => {
     schemas.push(schema);
@@ -406,12 +571,17 @@ describe.skipIf(!run)("a rollout's candidate answers as NAME@VERSION through eve
     const b = await start('node-b');
     nodes.push(a, b);
     expect((await http(a.url, 'POST', '/api/v1/agents', pilot('You are pilot v1.'))).status).toBe(201);
-    await waitUntil(async () => (await http(b.url, 'GET', '/api/v1/agents/pilot')).status === 200, { what: 'the agent on B' });
+    await waitUntil(async () => (await http(b.url, 'GET', '/api/v1/agents/pilot')).status === 200, {
+      what: 'the agent on B',
+    });
     const rollout = await http(a.url, 'PUT', '/api/v1/agents/pilot?strategy=blue-green', pilot('You are pilot v2.'));
     expect(rollout.status, rollout.text).toBe(200);
 
     // B hears of A's rollout (a notice, then the table) and serves its candidate when addressed.
-    await waitUntil(async () => (await invoke(b, 'pilot@2')).json.content === 'You are pilot v2.', { timeoutMs: 10_000, what: 'pilot@2 answering through node B' });
+    await waitUntil(async () => (await invoke(b, 'pilot@2')).json.content === 'You are pilot v2.', {
+      timeoutMs: 10_000,
+      what: 'pilot@2 answering through node B',
+    });
     // Unaddressed, B serves the stable version, as A does.
     expect((await invoke(b, 'pilot')).json.content).toBe('You are pilot v1.');
     expect((await invoke(a, 'pilot')).json.content).toBe('You are pilot v1.');
@@ -419,12 +589,18 @@ describe.skipIf(!run)("a rollout's candidate answers as NAME@VERSION through eve
     for (let i = 0; i < 4; i++) {
       const sent = await send(b, 'pilot@2');
       expect(sent.status, sent.text).toBe(200);
-      expect(sent.json.messages.find((m) => m.performative === 'inform')).toMatchObject({ sender: 'pilot@2', content: 'You are pilot v2.' });
+      expect(sent.json.messages.find((m) => m.performative === 'inform')).toMatchObject({
+        sender: 'pilot@2',
+        content: 'You are pilot v2.',
+      });
     }
 
     // Rolled back on A: the candidate is no longer addressable on B either, with the same error.
     expect((await http(a.url, 'POST', '/api/v1/agents/pilot/rollback')).status).toBe(200);
-    await waitUntil(async () => (await invoke(b, 'pilot@2')).json.error?.code === 'version_not_found', { timeoutMs: 10_000, what: 'pilot@2 refused through node B' });
+    await waitUntil(async () => (await invoke(b, 'pilot@2')).json.error?.code === 'version_not_found', {
+      timeoutMs: 10_000,
+      what: 'pilot@2 refused through node B',
+    });
     const onA = await invoke(a, 'pilot@2');
     const onB = await invoke(b, 'pilot@2');
     expect([onA.status, onA.json.error?.message]).toEqual([onB.status, onB.json.error?.message]);
@@ -438,10 +614,16 @@ describe.skipIf(!run)("a rollout's candidate answers as NAME@VERSION through eve
     assertBuilt();
     const status = await runCli(['--server', b!.url, 'agent', 'rollout', 'status', 'pilot'], { cwd: b!.dir });
     expectExit(status, 0);
-    expect(status.stdout).toMatch(/live here: version \d+; 50 % of new conversations get version \d+ on every node\n {2}candidate: reachable here as pilot@\d+/);
+    expect(status.stdout).toMatch(
+      /live here: version \d+; 50 % of new conversations get version \d+ on every node\n {2}candidate: reachable here as pilot@\d+/,
+    );
     // ...and what node A reports of it: its stage and figures.
-    expect(status.stdout).toContain('  stage:     1 of 2: 50 % of new conversations to the candidate (stages 50, 100 %)');
-    expect(status.stdout).toContain('  next:      caxton agent promote pilot, or caxton agent rollback pilot (through any node: node node-a carries it out)');
+    expect(status.stdout).toContain(
+      '  stage:     1 of 2: 50 % of new conversations to the candidate (stages 50, 100 %)',
+    );
+    expect(status.stdout).toContain(
+      '  next:      caxton agent promote pilot, or caxton agent rollback pilot (through any node: node node-a carries it out)',
+    );
 
     const conversations = Array.from({ length: 40 }, (_, i) => `split-${i}`);
     const onB = new Map<string, string | undefined>();
@@ -465,12 +647,20 @@ describe.skipIf(!run)("a rollout's candidate answers as NAME@VERSION through eve
     expect((await rolloutOn(b!)).elsewhere?.status?.canary).toEqual((await rolloutOn(a!)).canary);
 
     // Rolled back through B: node A ends its canary, and B sends no new conversation to the candidate any more.
-    const rolledBack = await http<{ rollout: { state: string; ended_by: string } }>(b!.url, 'POST', '/api/v1/agents/pilot/rollback');
+    const rolledBack = await http<{ rollout: { state: string; ended_by: string } }>(
+      b!.url,
+      'POST',
+      '/api/v1/agents/pilot/rollback',
+    );
     expect(rolledBack.status, rolledBack.text).toBe(200);
     expect(rolledBack.json.rollout.state).toBe('rolled_back');
     expect((await rolloutOn(a!)).rollout?.state).toBe('rolled_back');
-    await waitUntil(async () => (await rolloutOn(b!)).elsewhere === null, { timeoutMs: 10_000, what: 'the canary ended on node B' });
-    for (let i = 0; i < 10; i++) expect((await invoke(b!, 'pilot', `after-${i}`)).json.content).toBe('You are pilot v1.');
+    await waitUntil(async () => (await rolloutOn(b!)).elsewhere === null, {
+      timeoutMs: 10_000,
+      what: 'the canary ended on node B',
+    });
+    for (let i = 0; i < 10; i++)
+      expect((await invoke(b!, 'pilot', `after-${i}`)).json.content).toBe('You are pilot v1.');
     // A conversation keeps the version it started on, through either node, after the canary ended.
     for (const c of conversations.slice(0, 12)) {
       expect([c, (await invoke(b!, 'pilot', c)).json.content]).toEqual([c, onB.get(c)]);
@@ -490,7 +680,10 @@ describe.skipIf(!run)("a rollout's candidate answers as NAME@VERSION through eve
       },
       { timeoutMs: 20_000, intervalMs: 100, what: 'the canary promoted on node A' },
     );
-    await waitUntil(async () => (await invoke(b!, 'pilot', `late-${n}`)).json.content === 'You are pilot promoted.', { timeoutMs: 10_000, what: 'the promotion on node B' });
+    await waitUntil(async () => (await invoke(b!, 'pilot', `late-${n}`)).json.content === 'You are pilot promoted.', {
+      timeoutMs: 10_000,
+      what: 'the promotion on node B',
+    });
   }, 60_000);
 
   it("a conversation keeps its version when the canary's stage rises and its next turn reaches a node that never saw it, and after the canary ends", async () => {
@@ -509,7 +702,10 @@ describe.skipIf(!run)("a rollout's candidate answers as NAME@VERSION through eve
     // Their first turns through A, at 20 %: enough executions of both versions for the judge to raise the stage.
     for (const c of band) expect((await invoke(a!, 'pilot', c)).json.content).toBe('You are pilot promoted.');
     for (const c of low) expect((await invoke(a!, 'pilot', c)).json.content).toBe('You are pilot rising.');
-    await waitUntil(async () => (await rolloutOn(b!)).elsewhere?.share === 80, { timeoutMs: 10_000, what: 'the second stage (80 %) on node B' });
+    await waitUntil(async () => (await rolloutOn(b!)).elsewhere?.share === 80, {
+      timeoutMs: 10_000,
+      what: 'the second stage (80 %) on node B',
+    });
     // Their next turns through B, which never saw them: the version each started on (before: the band moved to the candidate).
     // The first one streamed (the streaming route reads the pin before it checks the request).
     const streamed = await fetch(`${b!.url}/api/v1/agents/pilot/invoke`, {
@@ -521,13 +717,18 @@ describe.skipIf(!run)("a rollout's candidate answers as NAME@VERSION through eve
     const text = await streamed.text();
     expect(text).toContain('You are pilot promoted.');
     expect(text).not.toContain('You are pilot rising.');
-    for (const c of band) expect([c, (await invoke(b!, 'pilot', c)).json.content]).toEqual([c, 'You are pilot promoted.']);
+    for (const c of band)
+      expect([c, (await invoke(b!, 'pilot', c)).json.content]).toEqual([c, 'You are pilot promoted.']);
     for (const c of low) expect([c, (await invoke(b!, 'pilot', c)).json.content]).toEqual([c, 'You are pilot rising.']);
     // Rolled back: each conversation still keeps its version, through B too (before: B put them all on the stable version).
     expect((await http(a!.url, 'POST', '/api/v1/agents/pilot/rollback')).status).toBe(200);
-    await waitUntil(async () => (await rolloutOn(b!)).elsewhere === null, { timeoutMs: 10_000, what: 'the canary ended on node B' });
+    await waitUntil(async () => (await rolloutOn(b!)).elsewhere === null, {
+      timeoutMs: 10_000,
+      what: 'the canary ended on node B',
+    });
     for (const c of low) expect([c, (await invoke(b!, 'pilot', c)).json.content]).toEqual([c, 'You are pilot rising.']);
-    for (const c of band.slice(0, 2)) expect([c, (await invoke(b!, 'pilot', c)).json.content]).toEqual([c, 'You are pilot promoted.']);
+    for (const c of band.slice(0, 2))
+      expect([c, (await invoke(b!, 'pilot', c)).json.content]).toEqual([c, 'You are pilot promoted.']);
     expect((await invoke(b!, 'pilot', 'rise-new')).json.content).toBe('You are pilot promoted.');
   }, 60_000);
 
@@ -535,9 +736,13 @@ describe.skipIf(!run)("a rollout's candidate answers as NAME@VERSION through eve
     const [a, b] = nodes;
     const deploy = await http(a!.url, 'PUT', '/api/v1/agents/pilot?strategy=shadow', pilot('You are pilot shadowed.'));
     expect(deploy.status, deploy.text).toBe(200);
-    await waitUntil(async () => (await rolloutOn(b!)).elsewhere?.strategy === 'shadow', { timeoutMs: 10_000, what: 'the shadow rollout followed by node B' });
+    await waitUntil(async () => (await rolloutOn(b!)).elsewhere?.strategy === 'shadow', {
+      timeoutMs: 10_000,
+      what: 'the shadow rollout followed by node B',
+    });
     // Live requests through B get the stable version, as on A.
-    for (let i = 0; i < 5; i++) expect((await invoke(b!, 'pilot', `shadowed-${i}`)).json.content).toBe('You are pilot promoted.');
+    for (let i = 0; i < 5; i++)
+      expect((await invoke(b!, 'pilot', `shadowed-${i}`)).json.content).toBe('You are pilot promoted.');
     // Each copied and compared on B, or skipped there (at most 4 copies run at once); A ran none.
     await waitUntil(
       async () => {
@@ -549,7 +754,10 @@ describe.skipIf(!run)("a rollout's candidate answers as NAME@VERSION through eve
     const report = (await rolloutOn(a!)).shadow!;
     expect(report.compared).toBeGreaterThan(0);
     expect(report.agreements).toBe(0);
-    expect(report.disagreements[0]).toMatchObject({ stable_answer: 'You are pilot promoted.', candidate_answer: 'You are pilot shadowed.' });
+    expect(report.disagreements[0]).toMatchObject({
+      stable_answer: 'You are pilot promoted.',
+      candidate_answer: 'You are pilot shadowed.',
+    });
     // B shows A's report.
     expect((await rolloutOn(b!)).elsewhere?.status?.shadow).toEqual(report);
     expect((await http(b!.url, 'POST', '/api/v1/agents/pilot/rollback')).status).toBe(200);

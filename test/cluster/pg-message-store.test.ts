@@ -38,7 +38,13 @@ function conversation(id: string, extra: Partial<Conversation> = {}): Conversati
   };
 }
 
-function message(conversationId: string, performative: AclMessage['performative'], sender: string, receivers: string[], extra: Partial<AclMessage> = {}): AclMessage {
+function message(
+  conversationId: string,
+  performative: AclMessage['performative'],
+  sender: string,
+  receivers: string[],
+  extra: Partial<AclMessage> = {},
+): AclMessage {
   return {
     id: `m-${process.pid}-${++seq}`,
     performative,
@@ -80,7 +86,10 @@ afterAll(async () => {
 
 describe.skipIf(!run)('PgMessageStore (two nodes on one PostgreSQL)', () => {
   it('refuses a schema name that is not a plain identifier, naming the field', async () => {
-    await expect(PgMessageStore.open({ pool: pools[0]!, schema: 'Bad-Name"; DROP' })).rejects.toMatchObject({ code: 'invalid_config', details: { field: 'schema' } });
+    await expect(PgMessageStore.open({ pool: pools[0]!, schema: 'Bad-Name"; DROP' })).rejects.toMatchObject({
+      code: 'invalid_config',
+      details: { field: 'schema' },
+    });
   });
 
   it('steps of one conversation from two nodes never interleave: 100 concurrent steps, 100 turns, 100 messages', async () => {
@@ -119,13 +128,23 @@ describe.skipIf(!run)('PgMessageStore (two nodes on one PostgreSQL)', () => {
       // Each proposal is one step: store it, and award when it was the last expected answer.
       const propose = (store: PgMessageStore, bidder: string, price: number) =>
         store.inConversation(id, async (s: ConversationStep) => {
-          await s.insertMessage(message(id, 'propose', bidder, ['buyer'], { in_reply_to: cfp.id, content: { price } }), ['buyer']);
+          await s.insertMessage(
+            message(id, 'propose', bidder, ['buyer'], { in_reply_to: cfp.id, content: { price } }),
+            ['buyer'],
+          );
           const all = (await s.messages()).map((x) => x.message);
           const answers = all.filter((x) => x.in_reply_to === cfp.id);
           if (answers.length < bidders.length || all.some((x) => x.performative === 'accept-proposal')) return;
-          const best = answers.reduce((w, x) => ((x.content as { price: number }).price < (w.content as { price: number }).price ? x : w));
-          await s.insertMessage(message(id, 'accept-proposal', 'buyer', [best.sender], { in_reply_to: best.id }), [best.sender]);
-          for (const x of answers.filter((p) => p !== best)) await s.insertMessage(message(id, 'reject-proposal', 'buyer', [x.sender], { in_reply_to: x.id }), [x.sender]);
+          const best = answers.reduce((w, x) =>
+            (x.content as { price: number }).price < (w.content as { price: number }).price ? x : w,
+          );
+          await s.insertMessage(message(id, 'accept-proposal', 'buyer', [best.sender], { in_reply_to: best.id }), [
+            best.sender,
+          ]);
+          for (const x of answers.filter((p) => p !== best))
+            await s.insertMessage(message(id, 'reject-proposal', 'buyer', [x.sender], { in_reply_to: x.id }), [
+              x.sender,
+            ]);
         });
       await Promise.all(bidders.map((bidder, i) => propose(i % 2 === 0 ? a : b, bidder, 10 + ((i * 7 + round) % 6))));
       const msgs = await a.inConversation(id, async (s) => (await s.messages()).map((x) => x.message));
@@ -137,15 +156,27 @@ describe.skipIf(!run)('PgMessageStore (two nodes on one PostgreSQL)', () => {
   it('two nodes sweeping expired conversations at once handle each exactly once', async () => {
     const prefix = `c-exp-${seq++}-`;
     const past = iso(Date.now() - 1000);
-    for (let i = 0; i < 20; i++) await a.inConversation(`${prefix}${i}`, (s) => s.saveConversation(conversation(`${prefix}${i}`, { expires_at: past })));
+    for (let i = 0; i < 20; i++)
+      await a.inConversation(`${prefix}${i}`, (s) =>
+        s.saveConversation(conversation(`${prefix}${i}`, { expires_at: past })),
+      );
     const expire = async (s: ConversationStep & { conversation: Conversation }) => {
       const c = s.conversation;
       await s.insertMessage(message(c.id, 'failure', 'caxton', [c.initiator]), [c.initiator]);
-      await s.saveConversation({ ...c, state: 'expired', reason: 'no activity within the conversation ttl', turns: c.turns + 1 });
+      await s.saveConversation({
+        ...c,
+        state: 'expired',
+        reason: 'no activity within the conversation ttl',
+        turns: c.turns + 1,
+      });
     };
     const now = iso();
     const [na, nb] = await Promise.all([a.expired(now, 1000, expire), b.expired(now, 1000, expire)]);
-    const mine = async (i: number) => b.inConversation(`${prefix}${i}`, async (s) => ({ state: s.conversation!.state, failures: (await s.messages()).length }));
+    const mine = async (i: number) =>
+      b.inConversation(`${prefix}${i}`, async (s) => ({
+        state: s.conversation!.state,
+        failures: (await s.messages()).length,
+      }));
     const states = await Promise.all(Array.from({ length: 20 }, (_, i) => mine(i)));
     // Other tests' conversations in this schema are not expired, so these counts are ours alone.
     expect(na + nb).toBe(20);
@@ -206,6 +237,10 @@ describe.skipIf(!run)('PgMessageStore (two nodes on one PostgreSQL)', () => {
     expect((await a.getDelivery(done))!.state).toBe('done');
     // A pending one is retried as before.
     expect(await a.retry(pending, 1, Date.now() + 1000, 'provider failed', iso())).toBe(true);
-    expect(await b.getDelivery(pending)).toMatchObject({ state: 'pending', attempts: 1, last_error: 'provider failed' });
+    expect(await b.getDelivery(pending)).toMatchObject({
+      state: 'pending',
+      attempts: 1,
+      last_error: 'provider failed',
+    });
   });
 });

@@ -55,7 +55,11 @@ describe.runIf(run)('a single node joining a cluster', () => {
     // The same data directory, now a node of a cluster.
     const node = await serve({ dir: alone.dir, toml: clusterToml('node-a', nats.url, schema) });
     const held = async () =>
-      (await pool.query<{ conversation_id: string; key: string; version: number }>(`SELECT conversation_id, key, version FROM "${schema}".conversation_pins ORDER BY conversation_id`)).rows;
+      (
+        await pool.query<{ conversation_id: string; key: string; version: number }>(
+          `SELECT conversation_id, key, version FROM "${schema}".conversation_pins ORDER BY conversation_id`,
+        )
+      ).rows;
     await waitUntil(async () => (await held()).length === 3);
     expect(await held()).toEqual([
       { conversation_id: 'conv-a', key: 'scribe', version: 2 },

@@ -12,7 +12,15 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { conversationVisible, messageVisible } from '../../src/auth/index.js';
 import { PgMessageReads, PgMessageStore } from '../../src/cluster/index.js';
-import { MESSAGING_MIGRATIONS, type AclMessage, type Conversation, type ConversationId, type DeadLetterFilter, type MessageFilter, type MessageId } from '../../src/messaging/index.js';
+import {
+  MESSAGING_MIGRATIONS,
+  type AclMessage,
+  type Conversation,
+  type ConversationId,
+  type DeadLetterFilter,
+  type MessageFilter,
+  type MessageId,
+} from '../../src/messaging/index.js';
 import { MessageStore } from '../../src/messaging/store.js';
 import { migrate, openDatabase, type Db } from '../../src/storage/index.js';
 import { hasSystem, TEST_PG_URL } from '../helpers/system.js';
@@ -55,7 +63,14 @@ interface Sent {
   deliveries: End[];
 }
 
-function sent(n: number, conv: number, performative: AclMessage['performative'], sender: string, routedTo: string[], deliveries: End[] = []): Sent {
+function sent(
+  n: number,
+  conv: number,
+  performative: AclMessage['performative'],
+  sender: string,
+  routedTo: string[],
+  deliveries: End[] = [],
+): Sent {
   const message = {
     id: `m${n}` as MessageId,
     performative,
@@ -95,7 +110,14 @@ const MESSAGES = [
   ),
   sent(4, 2, 'propose', 'seller', ['buyer'], [{ receiver: 'buyer', end: 'done' }]),
   sent(5, 2, 'propose', 'worker-a', ['buyer'], [{ receiver: 'buyer', end: 'pending' }]),
-  sent(6, 3, 'request', 'Émile', ['Worker-A'], [{ receiver: 'Worker-A', end: 'dead', error: 'quota at 100% (rate_limit)' }]),
+  sent(
+    6,
+    3,
+    'request',
+    'Émile',
+    ['Worker-A'],
+    [{ receiver: 'Worker-A', end: 'dead', error: 'quota at 100% (rate_limit)' }],
+  ),
   sent(
     7,
     4,
@@ -173,9 +195,16 @@ afterAll(async () => {
 describe.skipIf(!run)('PgMessageReads (MessageReads over PostgreSQL)', () => {
   it('the filter indexes are migration cluster-messaging-003, applied once however often the store opens', async () => {
     await PgMessageStore.open({ pool, schema });
-    const applied = (await pool.query<{ id: string }>(`SELECT id FROM "${schema}".migrations ORDER BY id`)).rows.map((r) => r.id);
+    const applied = (await pool.query<{ id: string }>(`SELECT id FROM "${schema}".migrations ORDER BY id`)).rows.map(
+      (r) => r.id,
+    );
     expect(applied.filter((id) => id === 'cluster-messaging-003')).toHaveLength(1);
-    expect(applied.filter((id) => id.startsWith('cluster-messaging-'))).toEqual(['cluster-messaging-001', 'cluster-messaging-002', 'cluster-messaging-003', 'cluster-messaging-004']);
+    expect(applied.filter((id) => id.startsWith('cluster-messaging-'))).toEqual([
+      'cluster-messaging-001',
+      'cluster-messaging-002',
+      'cluster-messaging-003',
+      'cluster-messaging-004',
+    ]);
   });
 
   describe('getConversation', () => {
@@ -233,8 +262,26 @@ describe.skipIf(!run)('PgMessageReads (MessageReads over PostgreSQL)', () => {
         message: MESSAGES[6]!.message,
         routed_to: ['Worker-A', 'helper'],
         deliveries: [
-          { id: dl('m7/Worker-A'), message_id: 'm7', receiver: 'Worker-A', state: 'dead', attempts: 3, next_at: 0, last_error: 'provider said 100 percent; ratexlimit', updated_at: at(206) },
-          { id: dl('m7/helper'), message_id: 'm7', receiver: 'helper', state: 'dead', attempts: 3, next_at: 0, last_error: 'timeout after 30s at C:\\tmp', updated_at: at(206) },
+          {
+            id: dl('m7/Worker-A'),
+            message_id: 'm7',
+            receiver: 'Worker-A',
+            state: 'dead',
+            attempts: 3,
+            next_at: 0,
+            last_error: 'provider said 100 percent; ratexlimit',
+            updated_at: at(206),
+          },
+          {
+            id: dl('m7/helper'),
+            message_id: 'm7',
+            receiver: 'helper',
+            state: 'dead',
+            attempts: 3,
+            next_at: 0,
+            last_error: 'timeout after 30s at C:\\tmp',
+            updated_at: at(206),
+          },
         ],
       });
       expect((await reads.getMessage('m3'))!.deliveries.map((d) => [d.receiver, d.state, d.next_at])).toEqual([
@@ -255,7 +302,9 @@ describe.skipIf(!run)('PgMessageReads (MessageReads over PostgreSQL)', () => {
     it('lists newest first, with the total of every match whatever the page', async () => {
       expect(await list({})).toEqual({ ids: ['m9', 'm8', 'm7', 'm6', 'm5', 'm4', 'm3', 'm2', 'm1'], total: 9 });
       expect(await list({ limit: 2, offset: 1 })).toEqual({ ids: ['m8', 'm7'], total: 9 });
-      expect((await reads.listMessages({ limit: 1, offset: 8 })).items).toEqual([{ message: MESSAGES[0]!.message, routed_to: ['Worker-A'] }]);
+      expect((await reads.listMessages({ limit: 1, offset: 8 })).items).toEqual([
+        { message: MESSAGES[0]!.message, routed_to: ['Worker-A'] },
+      ]);
     });
 
     it('narrows by conversation and by performative (exact)', async () => {
@@ -281,7 +330,10 @@ describe.skipIf(!run)('PgMessageReads (MessageReads over PostgreSQL)', () => {
     it('every filter given narrows together', async () => {
       expect(await list({ receiver: 'worker-a', conversation_id: 'conv-4' })).toEqual({ ids: ['m7'], total: 1 });
       expect(await list({ performative: 'request', receiver: 'helper' })).toEqual({ ids: ['m9', 'm7'], total: 2 });
-      expect(await list({ performative: 'request', sender: 'client', conversation_id: 'conv-1' })).toEqual({ ids: ['m1'], total: 1 });
+      expect(await list({ performative: 'request', sender: 'client', conversation_id: 'conv-1' })).toEqual({
+        ids: ['m1'],
+        total: 1,
+      });
       expect(await list({ performative: 'inform', sender: 'client' })).toEqual({ ids: [], total: 0 });
     });
   });
@@ -297,7 +349,13 @@ describe.skipIf(!run)('PgMessageReads (MessageReads over PostgreSQL)', () => {
       expect(await list({})).toEqual({ ids: all, total: 4 });
       expect(await list({ limit: 2, offset: 1 })).toEqual({ ids: all.slice(1, 3), total: 4 });
       const first = (await reads.deadLetters({ limit: 1 })).items[0]!;
-      expect(first).toMatchObject({ id: dl('m3/seller'), receiver: 'seller', state: 'dead', attempts: 3, last_error: 'Seller Unreachable' });
+      expect(first).toMatchObject({
+        id: dl('m3/seller'),
+        receiver: 'seller',
+        state: 'dead',
+        attempts: 3,
+        last_error: 'Seller Unreachable',
+      });
       expect(first.message).toEqual(MESSAGES[2]!.message);
       expect(await reads.deadCount()).toBe(4);
     });
@@ -328,13 +386,24 @@ describe.skipIf(!run)('PgMessageReads (MessageReads over PostgreSQL)', () => {
   describe('deadLetter', () => {
     it('returns a dead letter with its message', async () => {
       const d = await reads.deadLetter(dl('m6/Worker-A'));
-      expect(d).toMatchObject({ id: dl('m6/Worker-A'), message_id: 'm6', receiver: 'Worker-A', state: 'dead', last_error: 'quota at 100% (rate_limit)', next_at: 0 });
+      expect(d).toMatchObject({
+        id: dl('m6/Worker-A'),
+        message_id: 'm6',
+        receiver: 'Worker-A',
+        state: 'dead',
+        last_error: 'quota at 100% (rate_limit)',
+        next_at: 0,
+      });
       expect(d.message).toEqual(MESSAGES[5]!.message);
     });
 
     it('a row that is not dead, an unknown id, or no id at all is not_found, with the message MessageReads gives', async () => {
       for (const id of [dl('m3/worker-a'), dl('m1/Worker-A'), 99_999, Number.NaN, 1.5]) {
-        await expect(reads.deadLetter(id)).rejects.toMatchObject({ code: 'not_found', message: `no dead letter with id ${id}`, details: { id } });
+        await expect(reads.deadLetter(id)).rejects.toMatchObject({
+          code: 'not_found',
+          message: `no dead letter with id ${id}`,
+          details: { id },
+        });
       }
     });
   });
@@ -342,7 +411,10 @@ describe.skipIf(!run)('PgMessageReads (MessageReads over PostgreSQL)', () => {
   it('lastMessagesOf gives the last n messages of a conversation, oldest first', async () => {
     expect(ids(await reads.lastMessagesOf('conv-4', 2))).toEqual(['m8', 'm9']);
     expect(ids(await reads.lastMessagesOf('conv-4', 10))).toEqual(['m7', 'm8', 'm9']);
-    expect((await reads.lastMessagesOf('conv-2', 1))[0]).toEqual({ message: MESSAGES[4]!.message, routed_to: ['buyer'] });
+    expect((await reads.lastMessagesOf('conv-2', 1))[0]).toEqual({
+      message: MESSAGES[4]!.message,
+      routed_to: ['buyer'],
+    });
     expect(await reads.lastMessagesOf('conv-4', 0)).toEqual([]);
     expect(await reads.lastMessagesOf('conv-none', 5)).toEqual([]);
   });
@@ -367,25 +439,52 @@ describe.skipIf(!run)('PgMessageReads (MessageReads over PostgreSQL)', () => {
         expect(await reads.listMessages({ ...f, limit, offset }), JSON.stringify(f)).toEqual(want);
       }
     }
-    const words = ['worker', 'ORKER', 'a', '-', '%', '_', '100%', 'rate_limit', '\\', 'C:\\t', 'UNREACH', 'percent', 'x', ''];
-    const deadFilters: DeadLetterFilter[] = [{}, ...words.map((receiver) => ({ receiver })), ...words.map((error) => ({ error })), ...words.map((w) => ({ receiver: 'worker', error: w }))];
+    const words = [
+      'worker',
+      'ORKER',
+      'a',
+      '-',
+      '%',
+      '_',
+      '100%',
+      'rate_limit',
+      '\\',
+      'C:\\t',
+      'UNREACH',
+      'percent',
+      'x',
+      '',
+    ];
+    const deadFilters: DeadLetterFilter[] = [
+      {},
+      ...words.map((receiver) => ({ receiver })),
+      ...words.map((error) => ({ error })),
+      ...words.map((w) => ({ receiver: 'worker', error: w })),
+    ];
     for (const f of deadFilters) {
       const want = lite.deadLetters(50, 0, f);
       const got = await reads.deadLetters({ ...f, limit: 50 });
-      expect({ total: got.total, items: got.items.map(({ message: _, ...row }) => row) }, JSON.stringify(f)).toEqual(want);
+      expect({ total: got.total, items: got.items.map(({ message: _, ...row }) => row) }, JSON.stringify(f)).toEqual(
+        want,
+      );
       expect(got.items.map((d) => d.message)).toEqual(want.items.map((d) => lite.getMessage(d.message_id)!.message));
     }
     for (const state of [undefined, 'in_progress', 'completed', 'failed'] as const) {
       for (const participant of [undefined, '', 'Worker-A', 'worker-a', 'client', 'Émile', 'émile', 'Worker']) {
         const q = { ...(state && { state }), ...(participant !== undefined && { participant }) };
-        expect(await reads.listConversations({ ...q, limit: 50, offset: 0 }), JSON.stringify(q)).toEqual(lite.listConversations({ ...q, limit: 50, offset: 0 }));
+        expect(await reads.listConversations({ ...q, limit: 50, offset: 0 }), JSON.stringify(q)).toEqual(
+          lite.listConversations({ ...q, limit: 50, offset: 0 }),
+        );
       }
     }
     for (const c of CONVERSATIONS) {
-      expect((await reads.getConversation(c.id, { limit: 2, offset: 1 })).messages).toEqual(lite.messagesOf(c.id, 2, 1));
+      expect((await reads.getConversation(c.id, { limit: 2, offset: 1 })).messages).toEqual(
+        lite.messagesOf(c.id, 2, 1),
+      );
       expect((await reads.lastMessagesOf(c.id, 2)).map((s) => s.message)).toEqual(lite.lastMessagesOf(c.id, 2));
     }
-    for (const { message } of MESSAGES) expect((await reads.getMessage(message.id))!.deliveries).toEqual(lite.deliveriesOf(message.id));
+    for (const { message } of MESSAGES)
+      expect((await reads.getMessage(message.id))!.deliveries).toEqual(lite.deliveriesOf(message.id));
     expect(await reads.deadCount()).toBe(lite.deadCount());
   });
 
@@ -412,13 +511,26 @@ describe.skipIf(!run)('PgMessageReads (MessageReads over PostgreSQL)', () => {
         expect(lite.listMessages({ agents }, limit, offset), tag).toEqual(want);
         expect(await reads.listMessages({ agents, limit, offset }), tag).toEqual(want);
       }
-      const conversations = lite.listConversations({ limit: 1000, offset: 0 }).items.filter((c) => conversationVisible(reader, c));
-      expect(lite.listConversations({ agents, limit: 1, offset: 1 }), tag).toEqual({ items: conversations.slice(1, 2), total: conversations.length });
-      expect(await reads.listConversations({ agents, limit: 50, offset: 0 }), tag).toEqual({ items: conversations, total: conversations.length });
-      const dead = lite.deadLetters(1000, 0).items.filter((d) => messageVisible(reader, lite.getMessage(d.message_id)!));
+      const conversations = lite
+        .listConversations({ limit: 1000, offset: 0 })
+        .items.filter((c) => conversationVisible(reader, c));
+      expect(lite.listConversations({ agents, limit: 1, offset: 1 }), tag).toEqual({
+        items: conversations.slice(1, 2),
+        total: conversations.length,
+      });
+      expect(await reads.listConversations({ agents, limit: 50, offset: 0 }), tag).toEqual({
+        items: conversations,
+        total: conversations.length,
+      });
+      const dead = lite
+        .deadLetters(1000, 0)
+        .items.filter((d) => messageVisible(reader, lite.getMessage(d.message_id)!));
       expect(lite.deadLetters(50, 0, { agents }), tag).toEqual({ items: dead, total: dead.length });
       const got = await reads.deadLetters({ agents, limit: 50 });
-      expect({ total: got.total, items: got.items.map(({ message: _, ...row }) => row) }, tag).toEqual({ items: dead, total: dead.length });
+      expect({ total: got.total, items: got.items.map(({ message: _, ...row }) => row) }, tag).toEqual({
+        items: dead,
+        total: dead.length,
+      });
     }
     // Content holding NUL (JSON \u0000, which PostgreSQL will not read as JSON) and its escaped spelling.
     const nul = sent(10, 5, 'inform', 'helper', ['Worker-A']);
@@ -446,7 +558,9 @@ describe.skipIf(!run)('PgMessageReads (MessageReads over PostgreSQL)', () => {
         });
       },
     };
-    const spied = new PgMessageReads({ store: { pool: spy, quotedSchema: store.quotedSchema } as unknown as PgMessageStore });
+    const spied = new PgMessageReads({
+      store: { pool: spy, quotedSchema: store.quotedSchema } as unknown as PgMessageStore,
+    });
     const plan = async (read: () => Promise<unknown>): Promise<string> => {
       sent.length = 0;
       await read();
@@ -465,6 +579,8 @@ describe.skipIf(!run)('PgMessageReads (MessageReads over PostgreSQL)', () => {
     expect(await plan(() => spied.listMessages({ sender: 'CLIENT' }))).toContain('messages_sender_folded');
     expect(await plan(() => spied.listMessages({ performative: 'propose' }))).toContain('messages_performative');
     expect(await plan(() => spied.listMessages({ receiver: 'Worker-A' }))).toContain('deliveries_receiver_folded');
-    expect(await plan(() => spied.listConversations({ participant: 'Worker-A' }))).toContain('conversations_participants');
+    expect(await plan(() => spied.listConversations({ participant: 'Worker-A' }))).toContain(
+      'conversations_participants',
+    );
   });
 });

@@ -33,9 +33,13 @@ function canRun(): boolean {
   }
   const bin = postgresBinDir();
   if (!('missing' in bin)) return true;
-  if (systemRequired()) throw new Error(`${FILE} needs PostgreSQL's server binaries here (CI or CAXTON_TEST_REQUIRE_SYSTEM=1): ${bin.missing}`);
+  if (systemRequired())
+    throw new Error(
+      `${FILE} needs PostgreSQL's server binaries here (CI or CAXTON_TEST_REQUIRE_SYSTEM=1): ${bin.missing}`,
+    );
   console.log(`[caxton tests] ${FILE} skipped: ${bin.missing}`);
-  if (process.env.CAXTON_TEST_SKIP_LOG) appendFileSync(process.env.CAXTON_TEST_SKIP_LOG, `postgresql-server\t${bin.missing}\n`);
+  if (process.env.CAXTON_TEST_SKIP_LOG)
+    appendFileSync(process.env.CAXTON_TEST_SKIP_LOG, `postgresql-server\t${bin.missing}\n`);
   return false;
 }
 const run = canRun();
@@ -69,7 +73,11 @@ function failedRequests(): string {
 }
 
 /** Polls every node's GET /ready until it answers `want`; resolves with each node's ms and last answer. */
-async function allReady(want: 200 | 503, timeoutMs: number, what: string): Promise<{ node: string; ms: number; res: Res }[]> {
+async function allReady(
+  want: 200 | 503,
+  timeoutMs: number,
+  what: string,
+): Promise<{ node: string; ms: number; res: Res }[]> {
   const t0 = performance.now();
   return Promise.all(
     cluster.nodes.map(async (n: ClusterNode) => {
@@ -99,7 +107,9 @@ describe.skipIf(!run)('PostgreSQL of three caxton serve nodes stopped and starte
         await sleep(20);
       }
     }
-    console.log(`[pg-restart] PostgreSQL on ${pg.url} and three nodes up in ${Math.round(performance.now() - t0)} ms (schema ${cluster.schema})`);
+    console.log(
+      `[pg-restart] PostgreSQL on ${pg.url} and three nodes up in ${Math.round(performance.now() - t0)} ms (schema ${cluster.schema})`,
+    );
   }, 90_000);
 
   afterAll(async () => {
@@ -142,9 +152,13 @@ describe.skipIf(!run)('PostgreSQL of three caxton serve nodes stopped and starte
 
       // A submission and a read at each node while it is down: a clear 503, fast.
       const probes = await Promise.all(nodes.map((n) => submit(n, newIds(`pg${mode}probe`, 1)[0]!, 15_000)));
-      const reads = await Promise.all(nodes.map((n) => call(n, 'GET', '/api/v1/messages/anything', undefined, { timeoutMs: 15_000 })));
-      for (const p of probes) expect(p, JSON.stringify(p)).toMatchObject({ status: 503, code: 'not_ready', dependency: DEPENDENCY });
-      for (const p of probes) expect(p.ms, `503 within ${FAST_503_MS} ms: ${JSON.stringify(p)}`).toBeLessThan(FAST_503_MS);
+      const reads = await Promise.all(
+        nodes.map((n) => call(n, 'GET', '/api/v1/messages/anything', undefined, { timeoutMs: 15_000 })),
+      );
+      for (const p of probes)
+        expect(p, JSON.stringify(p)).toMatchObject({ status: 503, code: 'not_ready', dependency: DEPENDENCY });
+      for (const p of probes)
+        expect(p.ms, `503 within ${FAST_503_MS} ms: ${JSON.stringify(p)}`).toBeLessThan(FAST_503_MS);
       for (const r of reads) {
         expect(r.status, r.text).toBe(503);
         expect(r.json?.error?.details?.dependency, r.text).toBe(DEPENDENCY);
@@ -176,7 +190,10 @@ describe.skipIf(!run)('PostgreSQL of three caxton serve nodes stopped and starte
       }
       // Around the stop and the start too: accepted, or a 503 (never a 500, a hang or a dropped connection).
       const other = rs.filter((r) => r.status !== 202 && r.status !== 503);
-      if (other.length > 0) fail(`submissions neither accepted nor refused with 503: ${JSON.stringify(other.slice(0, 5))}; the nodes' failed requests:\n${failedRequests()}`);
+      if (other.length > 0)
+        fail(
+          `submissions neither accepted nor refused with 503: ${JSON.stringify(other.slice(0, 5))}; the nodes' failed requests:\n${failedRequests()}`,
+        );
       expect(other, 'every submission either accepted or refused with 503').toEqual([]);
       expect(
         rs.filter((r) => r.status === 503 && r.dependency !== DEPENDENCY),
@@ -192,13 +209,20 @@ describe.skipIf(!run)('PostgreSQL of three caxton serve nodes stopped and starte
       const ids = accepted(rs);
       const deliveredMs = await waitDelivered(() => nodes[1]!, ids, 60_000);
       const perNode = expectAnsweredOnce(await answersOf(nodes[2]!, ids), `PostgreSQL stopped -m ${mode}`);
-      console.log(`[pg-restart] -m ${mode}: ${ids.length} accepted messages all delivered ${Math.round(deliveredMs)} ms after the traffic stopped, answered once each by ${JSON.stringify(perNode)}`);
+      console.log(
+        `[pg-restart] -m ${mode}: ${ids.length} accepted messages all delivered ${Math.round(deliveredMs)} ms after the traffic stopped, answered once each by ${JSON.stringify(perNode)}`,
+      );
 
       // A refused message sent again with its id (what the 503 says to do) is delivered once.
       const again = await resendRefused([...rs, ...probes], 8);
       await waitDelivered(() => nodes[0]!, again, 30_000);
-      expectAnsweredOnce(await answersOf(nodes[1]!, again), `messages refused while PostgreSQL was stopped (-m ${mode}), sent again`);
-      console.log(`[pg-restart] -m ${mode}: ${ids.length + again.length} messages delivered once in all; the round took ${Math.round(performance.now() - t0)} ms`);
+      expectAnsweredOnce(
+        await answersOf(nodes[1]!, again),
+        `messages refused while PostgreSQL was stopped (-m ${mode}), sent again`,
+      );
+      console.log(
+        `[pg-restart] -m ${mode}: ${ids.length + again.length} messages delivered once in all; the round took ${Math.round(performance.now() - t0)} ms`,
+      );
     }, 120_000);
   }
 });

@@ -114,9 +114,27 @@ describe.runIf(run)('rollout marks', () => {
       expect(await a.claim(ra)).toBeUndefined();
       expect(await b.claim(rb, 25)).toBeUndefined();
       const ofB = (await a.others()).filter((m) => /lister$/i.test(m.agent));
-      expect(ofB).toMatchObject([{ agent: 'other-lister', node: 'node-b', rollout_id: rb.id, strategy: 'canary', candidate_version: 7, share: 25, down: false }]);
+      expect(ofB).toMatchObject([
+        {
+          agent: 'other-lister',
+          node: 'node-b',
+          rollout_id: rb.id,
+          strategy: 'canary',
+          candidate_version: 7,
+          share: 25,
+          down: false,
+        },
+      ]);
       expect((await b.others()).filter((m) => /lister$/i.test(m.agent))).toMatchObject([
-        { agent: 'Lister', node: 'node-a', rollout_id: ra.id, strategy: 'canary', candidate_version: 4, share: null, down: false },
+        {
+          agent: 'Lister',
+          node: 'node-a',
+          rollout_id: ra.id,
+          strategy: 'canary',
+          candidate_version: 4,
+          share: null,
+          down: false,
+        },
       ]);
       // A stage moves: the share changes, said once (the same share again says nothing).
       await a.reshare(ra, 50);

@@ -23,7 +23,11 @@ const { schema, pools, stores } = twoStores(run, 'caxton_pgrt', { max: 3, onQuer
 let n = 0;
 const now = () => new Date().toISOString();
 function message(conversation: string, receiver = 'worker'): AclMessage {
-  return { ...aclMessage({ sender: 'caller', receivers: [receiver], timestamp: now() }), id: `m-${process.pid}-${++n}` as MessageId, conversation_id: conversation as ConversationId };
+  return {
+    ...aclMessage({ sender: 'caller', receivers: [receiver], timestamp: now() }),
+    id: `m-${process.pid}-${++n}` as MessageId,
+    conversation_id: conversation as ConversationId,
+  };
 }
 const conversationOf = (s: ConversationStep, id: string): Conversation => s.conversation ?? freshConversation(id);
 
@@ -41,8 +45,12 @@ const accept = (i: number, conv: string, receivers = ['worker']) =>
 
 const pendingOf = async (conv: string) =>
   Number(
-    (await pools[0]!.query(`SELECT count(*) AS n FROM "${schema}".deliveries d JOIN "${schema}".messages m ON m.id = d.message_id WHERE m.conversation_id = $1 AND d.state = 'pending'`, [conv]))
-      .rows[0].n,
+    (
+      await pools[0]!.query(
+        `SELECT count(*) AS n FROM "${schema}".deliveries d JOIN "${schema}".messages m ON m.id = d.message_id WHERE m.conversation_id = $1 AND d.state = 'pending'`,
+        [conv],
+      )
+    ).rows[0].n,
   );
 
 /** Statements `fn` sent on pool `i`, once its reserved ids are in (the reservation is a query of its own, off the step). */
@@ -56,7 +64,10 @@ describe.runIf(run)('conversation steps: round trips and what they must keep', (
   it('accepting a message takes two round trips once ids are reserved; acknowledging its delivery two', async () => {
     // The first step reserves a block of ids (its own delivery row still asks the INSERT for one).
     await accept(0, 'rt-warm');
-    await waitUntil(async () => (await counted(0, () => accept(0, `rt-probe-${n}`))).statements === 2, { what: 'reserved ids in use', timeoutMs: 3000 });
+    await waitUntil(async () => (await counted(0, () => accept(0, `rt-probe-${n}`))).statements === 2, {
+      what: 'reserved ids in use',
+      timeoutMs: 3000,
+    });
     const a = await counted(0, () => accept(0, 'rt-1'));
     expect(a.statements).toBe(2);
     const [did] = a.value;
@@ -67,7 +78,11 @@ describe.runIf(run)('conversation steps: round trips and what they must keep', (
           const row = await s.delivery(did!);
           await s.setDelivery(did!, { state: 'done', attempts: row!.attempts + 1 }, now());
           const left = await s.outstanding();
-          await s.saveConversation({ ...s.conversation!, state: left === 0 ? 'completed' : 'in_progress', updated_at: now() });
+          await s.saveConversation({
+            ...s.conversation!,
+            state: left === 0 ? 'completed' : 'in_progress',
+            updated_at: now(),
+          });
           return left;
         },
         { delivery: did! },
@@ -84,10 +99,22 @@ describe.runIf(run)('conversation steps: round trips and what they must keep', (
     // Each case: what the step does to the locked row and others before asking, and the fresh count after it commits.
     const cases: { what: string; step: (s: ConversationStep, locked: number) => Promise<void> }[] = [
       { what: 'the locked row done', step: (s, d) => s.setDelivery(d, { state: 'done', attempts: 1 }, now()) },
-      { what: 'a new delivery in this conversation', step: async (s) => void (await s.insertDelivery((await insertHere(s, conv)).id, 'w5', now())) },
-      { what: 'another row of it dead (state unknown before: counted again)', step: (s) => s.setDelivery(ids[3]!, { state: 'dead', attempts: 3 }, now()) },
-      { what: 'a delivery of a message of another conversation', step: async (s) => void (await s.insertDelivery((await insertHere(s, 'rt-other')).id, 'w6', now())) },
-      { what: 'the locked row (done) back to pending', step: (s, d) => s.setDelivery(d, { state: 'pending', attempts: 0, publish_tag: 'r1' }, now()) },
+      {
+        what: 'a new delivery in this conversation',
+        step: async (s) => void (await s.insertDelivery((await insertHere(s, conv)).id, 'w5', now())),
+      },
+      {
+        what: 'another row of it dead (state unknown before: counted again)',
+        step: (s) => s.setDelivery(ids[3]!, { state: 'dead', attempts: 3 }, now()),
+      },
+      {
+        what: 'a delivery of a message of another conversation',
+        step: async (s) => void (await s.insertDelivery((await insertHere(s, 'rt-other')).id, 'w6', now())),
+      },
+      {
+        what: 'the locked row (done) back to pending',
+        step: (s, d) => s.setDelivery(d, { state: 'pending', attempts: 0, publish_tag: 'r1' }, now()),
+      },
     ];
     for (const c of cases) {
       const seen = await stores[1]!.inConversation(
@@ -114,7 +141,10 @@ describe.runIf(run)('conversation steps: round trips and what they must keep', (
       })
       .catch((e: unknown) => e);
     expect(err).toMatchObject({ message: 'the protocol refused it' });
-    expect((await pools[0]!.query(`SELECT count(*)::int AS n FROM "${schema}".messages WHERE conversation_id = 'rt-fail'`)).rows[0].n).toBe(0);
+    expect(
+      (await pools[0]!.query(`SELECT count(*)::int AS n FROM "${schema}".messages WHERE conversation_id = 'rt-fail'`))
+        .rows[0].n,
+    ).toBe(0);
   });
 });
 

@@ -30,7 +30,11 @@ const { schema, pools, stores } = twoStores(run, 'caxton_pgsg', {
 let n = 0;
 const now = () => new Date().toISOString();
 function message(conversation: string, id = `m-${process.pid}-${++n}`): AclMessage {
-  return { ...aclMessage({ sender: 'caller', receivers: ['worker'], timestamp: now() }), id: id as MessageId, conversation_id: conversation as ConversationId };
+  return {
+    ...aclMessage({ sender: 'caller', receivers: ['worker'], timestamp: now() }),
+    id: id as MessageId,
+    conversation_id: conversation as ConversationId,
+  };
 }
 /** One turn of `conv`: a message, its delivery, the conversation's turn count up by one. */
 async function turn(s: ConversationStep, conv: string, id?: string): Promise<number> {
@@ -42,15 +46,21 @@ async function turn(s: ConversationStep, conv: string, id?: string): Promise<num
   return d;
 }
 
-const q = async <T extends pg.QueryResultRow>(sql: string, values: unknown[] = []) => (await pools[0]!.query<T>(sql, values)).rows;
-const messagesOf = async (conv: string) => (await q<{ n: number }>(`SELECT count(*)::int AS n FROM "${schema}".messages WHERE conversation_id = $1`, [conv]))[0]!.n;
-const turnsOf = async (conv: string) => (await q<{ turns: number }>(`SELECT turns FROM "${schema}".conversations WHERE id = $1`, [conv]))[0]?.turns;
+const q = async <T extends pg.QueryResultRow>(sql: string, values: unknown[] = []) =>
+  (await pools[0]!.query<T>(sql, values)).rows;
+const messagesOf = async (conv: string) =>
+  (await q<{ n: number }>(`SELECT count(*)::int AS n FROM "${schema}".messages WHERE conversation_id = $1`, [conv]))[0]!
+    .n;
+const turnsOf = async (conv: string) =>
+  (await q<{ turns: number }>(`SELECT turns FROM "${schema}".conversations WHERE id = $1`, [conv]))[0]?.turns;
 
 describe.runIf(run)('conversation steps in groups', () => {
   it('60 steps of 60 conversations arriving at once commit in a few transactions, each as if alone', async () => {
     await stores[0]!.inConversation('g-warm', (s) => turn(s, 'g-warm'));
     const before = begun[0]!;
-    const ids = await Promise.all(Array.from({ length: 60 }, (_, i) => stores[0]!.inConversation(`g-many-${i}`, (s) => turn(s, `g-many-${i}`))));
+    const ids = await Promise.all(
+      Array.from({ length: 60 }, (_, i) => stores[0]!.inConversation(`g-many-${i}`, (s) => turn(s, `g-many-${i}`))),
+    );
     const transactions = begun[0]! - before;
     expect(new Set(ids).size).toBe(60);
     // The first alone (the queue was idle), the other 59 in the next group (at most 64 a group).
@@ -114,9 +124,11 @@ describe.runIf(run)('conversation steps in groups', () => {
       expect(runs.get(c)).toBe(2);
     }
     // The delivery ids the committed runs returned are the rows stored.
-    const stored = (await q<{ id: string }>(`SELECT id FROM "${schema}".deliveries WHERE message_id IN (SELECT id FROM "${schema}".messages WHERE conversation_id LIKE 'g-dup-%')`)).map((r) =>
-      Number(r.id),
-    );
+    const stored = (
+      await q<{ id: string }>(
+        `SELECT id FROM "${schema}".deliveries WHERE message_id IN (SELECT id FROM "${schema}".messages WHERE conversation_id LIKE 'g-dup-%')`,
+      )
+    ).map((r) => Number(r.id));
     expect(stored.sort()).toEqual(out.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : [])).sort());
   });
 
@@ -130,7 +142,10 @@ describe.runIf(run)('conversation steps in groups', () => {
     await held;
     const out = await settling;
     expect(out.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
-    expect((out[1] as PromiseRejectedResult).reason).toMatchObject({ code: 'invalid_request', message: expect.stringContaining('NUL') });
+    expect((out[1] as PromiseRejectedResult).reason).toMatchObject({
+      code: 'invalid_request',
+      message: expect.stringContaining('NUL'),
+    });
     expect([await turnsOf('g-nul-0'), await turnsOf('g-nul-2')]).toEqual([1, 1]);
   });
 
@@ -182,7 +197,10 @@ describe.runIf(run)('conversation steps in groups', () => {
 
   it('a transaction whose failed statement was caught is never reported committed: PostgreSQL answers its COMMIT with ROLLBACK, which is an error', async () => {
     const out = await inTransaction(pools[0]!, 'BEGIN', async (_c, _started, batch) => {
-      batch.later(`INSERT INTO "${schema}".subscriptions (id, conversation_id, subscriber, content, created_at) VALUES ($1, 'g-rb', 'x', '', $2)`, ['sub-rolled-back', now()]);
+      batch.later(
+        `INSERT INTO "${schema}".subscriptions (id, conversation_id, subscriber, content, created_at) VALUES ($1, 'g-rb', 'x', '', $2)`,
+        ['sub-rolled-back', now()],
+      );
       await batch.now('SELECT 1 / 0', []).catch(() => undefined);
       return 'committed?';
     }).catch((e: unknown) => e);
@@ -193,7 +211,11 @@ describe.runIf(run)('conversation steps in groups', () => {
   it('delivery steps in one group see their own locked row and their own conversation’s pending count', async () => {
     const convs = Array.from({ length: 8 }, (_, i) => `g-ack-${i}`);
     // Conversation i has i + 1 pending deliveries.
-    const ids = await Promise.all(convs.map((c, i) => stores[1]!.inConversation(c, async (s) => Promise.all(Array.from({ length: i + 1 }, () => turn(s, c))))));
+    const ids = await Promise.all(
+      convs.map((c, i) =>
+        stores[1]!.inConversation(c, async (s) => Promise.all(Array.from({ length: i + 1 }, () => turn(s, c)))),
+      ),
+    );
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));
     const held = stores[1]!.inConversation('g-gate-3', async () => gate);

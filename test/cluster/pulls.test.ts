@@ -43,9 +43,18 @@ const requestTimeout = (f: NatsFrame) => f.op === 'HMSG' && /^NATS\/1\.0 408/.te
 
 describe.runIf(run)('pulls of a delivery loop', () => {
   it('a pull whose end the server never sends does not hold the loop: the next pull goes out once it is overdue, and its room is kept until it ends', async () => {
-    const { js, consumer } = await openDeliveryStream(nc, { stream: 'PULLS', subject: 'pulls', consumer: 'pulls', ackWaitMs: 30_000 });
+    const { js, consumer } = await openDeliveryStream(nc, {
+      stream: 'PULLS',
+      subject: 'pulls',
+      consumer: 'pulls',
+      ackWaitMs: 30_000,
+    });
     const overdue: { asked: number; got: number }[] = [];
-    const pulls = new Pulls(consumer, { expiresMs: 1000, graceMs: 100, onOverdue: (asked, got) => overdue.push({ asked, got }) });
+    const pulls = new Pulls(consumer, {
+      expiresMs: 1000,
+      graceMs: 100,
+      onOverdue: (asked, got) => overdue.push({ asked, got }),
+    });
     const taken: { body: string; owed: number }[] = [];
     const take = (m: JsMsg) => {
       taken.push({ body: m.string(), owed: pulls.owed });
@@ -80,7 +89,12 @@ describe.runIf(run)('pulls of a delivery loop', () => {
   });
 
   it('a loop whose whole room is owed to an overdue fetch pulls again once that fetch ends (as on a link that went down)', async () => {
-    const { js, consumer } = await openDeliveryStream(nc, { stream: 'PULLS2', subject: 'pulls2', consumer: 'pulls2', ackWaitMs: 30_000 });
+    const { js, consumer } = await openDeliveryStream(nc, {
+      stream: 'PULLS2',
+      subject: 'pulls2',
+      consumer: 'pulls2',
+      ackWaitMs: 30_000,
+    });
     let wake: (() => void) | undefined;
     const released: number[] = [];
     const pulls = new Pulls(consumer, {

@@ -29,7 +29,13 @@ interface Stand {
   figures: CanaryFigure[];
   sendShadow: ((f: ShadowFigure) => void) | undefined;
   shadows: ShadowFigure[];
-  actions: { action: string; name: string; to?: number | undefined; by: string | undefined; opts: RolloutActionOptions }[];
+  actions: {
+    action: string;
+    name: string;
+    to?: number | undefined;
+    by: string | undefined;
+    opts: RolloutActionOptions;
+  }[];
   /** What the next action does. */
   next: () => unknown;
 }
@@ -39,7 +45,16 @@ const stands: Stand[] = [];
 
 async function stand(node: string): Promise<Stand> {
   const nc = await connect({ servers: nats.url });
-  const s = { nc, forwarder: undefined, sendFigure: undefined, figures: [], sendShadow: undefined, shadows: [], actions: [], next: () => ({ done: node }) } as unknown as Stand;
+  const s = {
+    nc,
+    forwarder: undefined,
+    sendFigure: undefined,
+    figures: [],
+    sendShadow: undefined,
+    shadows: [],
+    actions: [],
+    next: () => ({ done: node }),
+  } as unknown as Stand;
   s.sync = await RolloutSync.start({
     nc,
     subject: rolloutsSubject('rollout_sync_test'),
@@ -95,23 +110,44 @@ describe.runIf(run)('RolloutSync between two nodes', () => {
     expect(b.actions).toEqual([]);
     // Its status, as that node reports it.
     a.next = () => ({ running: true, rollout: null, canary: null, shadow: null });
-    expect(await b.forwarder!.status('node-a', 'pilot')).toEqual({ running: true, rollout: null, canary: null, shadow: null });
+    expect(await b.forwarder!.status('node-a', 'pilot')).toEqual({
+      running: true,
+      rollout: null,
+      canary: null,
+      shadow: null,
+    });
     expect(a.actions[1]).toMatchObject({ action: 'status', name: 'pilot' });
 
     a.next = () => {
-      throw new CaxtonError('rollout_in_progress', 'agent "pilot" has a canary rollout running: run it without --to', { name: 'pilot', rollout: { id: 3 } });
+      throw new CaxtonError('rollout_in_progress', 'agent "pilot" has a canary rollout running: run it without --to', {
+        name: 'pilot',
+        rollout: { id: 3 },
+      });
     };
     const refused = await b.forwarder!.rollback('node-a', 'pilot', 9, undefined).catch((e: unknown) => e);
     expect(refused).toBeInstanceOf(CaxtonError);
-    expect(refused).toMatchObject({ code: 'rollout_in_progress', message: 'agent "pilot" has a canary rollout running: run it without --to', details: { name: 'pilot', rollout: { id: 3 } } });
-    expect(a.actions[2]).toEqual({ action: 'rollback', name: 'pilot', to: 9, by: undefined, opts: { forwarded: true } });
+    expect(refused).toMatchObject({
+      code: 'rollout_in_progress',
+      message: 'agent "pilot" has a canary rollout running: run it without --to',
+      details: { name: 'pilot', rollout: { id: 3 } },
+    });
+    expect(a.actions[2]).toEqual({
+      action: 'rollback',
+      name: 'pilot',
+      to: 9,
+      by: undefined,
+      opts: { forwarded: true },
+    });
 
     // Anything else: `internal`, its text kept in that node's log, not sent.
     a.next = () => {
       throw new Error('secret detail of node-a');
     };
     const broken = (await b.forwarder!.promote('node-a', 'pilot', undefined).catch((e: unknown) => e)) as CaxtonError;
-    expect([broken.code, broken.message]).toEqual(['internal', 'node node-a could not carry out the rollout action; see its log']);
+    expect([broken.code, broken.message]).toEqual([
+      'internal',
+      'node node-a could not carry out the rollout action; see its log',
+    ]);
   });
 
   it('a node that does not listen answers 503 not_ready at once (not after the timeout), naming it', async () => {
@@ -125,11 +161,22 @@ describe.runIf(run)('RolloutSync between two nodes', () => {
   it("a canary figure reaches the node it names, and no other's judge", async () => {
     const [a, b] = stands as [Stand, Stand];
     const c = await stand('node-c');
-    const figure = (node: string, version: number): CanaryFigure => ({ node, agent: 'pilot', rollout_id: 4, share: 25, version, ok: true, ms: 12 });
+    const figure = (node: string, version: number): CanaryFigure => ({
+      node,
+      agent: 'pilot',
+      rollout_id: 4,
+      share: 25,
+      version,
+      ok: true,
+      ms: 12,
+    });
     b.sendFigure!(figure('node-a', 7));
     b.sendFigure!(figure('node-c', 8));
     c.sendFigure!(figure('node-a', 9));
-    await waitUntil(() => a.figures.length === 2 && c.figures.length === 1, { timeoutMs: 5_000, what: 'the figures on node-a and node-c' });
+    await waitUntil(() => a.figures.length === 2 && c.figures.length === 1, {
+      timeoutMs: 5_000,
+      what: 'the figures on node-a and node-c',
+    });
     expect(a.figures.map((f) => f.version).sort()).toEqual([7, 9]);
     expect(c.figures).toEqual([figure('node-c', 8)]);
     expect(b.figures).toEqual([]);
@@ -152,13 +199,25 @@ describe.runIf(run)('RolloutSync between two nodes', () => {
     b.sendShadow!({ node: 'node-a', agent: 'mirror', rollout_id: 5, result });
     b.sendShadow!({ node: 'node-a', agent: 'mirror', rollout_id: 5 });
     b.sendShadow!({ node: 'node-c', agent: 'mirror', rollout_id: 5 });
-    await waitUntil(() => a.shadows.length === 2, { timeoutMs: 5_000, what: 'the comparison and the skipped copy on node-a' });
+    await waitUntil(() => a.shadows.length === 2, {
+      timeoutMs: 5_000,
+      what: 'the comparison and the skipped copy on node-a',
+    });
     const got = a.shadows.find((f) => f.result)!;
-    expect(got.result).toMatchObject({ rollout_id: 5, stable_answer: 'stable', agree: false, method: 'exact', candidate_tokens: 4 });
+    expect(got.result).toMatchObject({
+      rollout_id: 5,
+      stable_answer: 'stable',
+      agree: false,
+      method: 'exact',
+      candidate_tokens: 4,
+    });
     expect([got.result!.request.length, got.result!.candidate_answer!.length]).toEqual([2000, 2000]);
     expect(a.shadows.find((f) => !f.result)).toEqual({ node: 'node-a', agent: 'mirror', rollout_id: 5 });
     // Something that is not a comparison is dropped.
-    await b.nc.request(`${rolloutsSubject('rollout_sync_test')}.figures.node-a`, JSON.stringify({ from: 'node-x', id: 'x-1', shadows: [{ node: 'node-a', agent: 'mirror', rollout_id: 'five' }] }));
+    await b.nc.request(
+      `${rolloutsSubject('rollout_sync_test')}.figures.node-a`,
+      JSON.stringify({ from: 'node-x', id: 'x-1', shadows: [{ node: 'node-a', agent: 'mirror', rollout_id: 'five' }] }),
+    );
     b.sendShadow!({ node: 'node-a', agent: 'mirror', rollout_id: 6 });
     await waitUntil(() => a.shadows.length === 3, { timeoutMs: 5_000, what: 'the next copy on node-a' });
     expect(a.shadows[2]).toEqual({ node: 'node-a', agent: 'mirror', rollout_id: 6 });
@@ -166,14 +225,25 @@ describe.runIf(run)('RolloutSync between two nodes', () => {
 
   it('figures for a node that is not listening reach it once it is (sent again until answered), and a batch sent twice counts once', async () => {
     const [a, b] = stands as [Stand, Stand];
-    const figure = (node: string, version: number): CanaryFigure => ({ node, agent: 'pilot', rollout_id: 8, share: 50, version, ok: true, ms: 5 });
+    const figure = (node: string, version: number): CanaryFigure => ({
+      node,
+      agent: 'pilot',
+      rollout_id: 8,
+      share: 50,
+      version,
+      ok: true,
+      ms: 5,
+    });
     // node-d has not started (restarting, or cut off from NATS): B keeps its figures and tries again.
     b.sendFigure!(figure('node-d', 1));
     b.sendShadow!({ node: 'node-d', agent: 'mirror', rollout_id: 8 });
     await sleep(400);
     const d = await stand('node-d');
     // Before: published once on core NATS while no one listened, and lost.
-    await waitUntil(() => d.figures.length === 1 && d.shadows.length === 1, { timeoutMs: 5_000, what: "node-d's figures after it started" });
+    await waitUntil(() => d.figures.length === 1 && d.shadows.length === 1, {
+      timeoutMs: 5_000,
+      what: "node-d's figures after it started",
+    });
     expect(d.figures).toEqual([figure('node-d', 1)]);
     await sleep(300);
     expect([d.figures.length, d.shadows.length]).toEqual([1, 1]);
@@ -181,17 +251,34 @@ describe.runIf(run)('RolloutSync between two nodes', () => {
     // A batch whose answer was lost is sent again with its id: counted once.
     const before = a.figures.length;
     const batch = JSON.stringify({ from: 'node-x', id: 'x-again', figures: [figure('node-a', 3)] });
-    for (let i = 0; i < 2; i++) expect((await b.nc.request(`${rolloutsSubject('rollout_sync_test')}.figures.node-a`, batch)).string()).toBe('ok');
+    for (let i = 0; i < 2; i++)
+      expect((await b.nc.request(`${rolloutsSubject('rollout_sync_test')}.figures.node-a`, batch)).string()).toBe('ok');
     expect(a.figures.length).toBe(before + 1);
   });
 
   it('figures their node never takes are dropped after keepMs and beyond 100 batches waiting, each drop counted (onDropped)', async () => {
-    const figure = (version: number): CanaryFigure => ({ node: 'node-q', agent: 'pilot', rollout_id: 9, share: 50, version, ok: true, ms: 5 });
+    const figure = (version: number): CanaryFigure => ({
+      node: 'node-q',
+      agent: 'pilot',
+      rollout_id: 9,
+      share: 50,
+      version,
+      ok: true,
+      ms: 5,
+    });
     const subject = rolloutsSubject('rollout_drop_test');
     const nc = await connect({ servers: nats.url });
     const nc2 = await connect({ servers: nats.url });
     const dropped: [string, number][] = [];
-    const sender = new RolloutFigures({ nc, subject, node: 'node-s', batchMs: 5, retryMs: 50, keepMs: 400, onDropped: (node, n) => dropped.push([node, n]) });
+    const sender = new RolloutFigures({
+      nc,
+      subject,
+      node: 'node-s',
+      batchMs: 5,
+      retryMs: 50,
+      keepMs: 400,
+      onDropped: (node, n) => dropped.push([node, n]),
+    });
     const got: number[] = [];
     const receiver = new RolloutFigures({ nc: nc2, subject, node: 'node-q' });
     try {
@@ -213,7 +300,15 @@ describe.runIf(run)('RolloutSync between two nodes', () => {
 
     // The bound: at most 100 batches wait for one node; beyond, the oldest go, counted.
     const bounded: [string, number][] = [];
-    const many = new RolloutFigures({ nc, subject, node: 'node-s', batchMs: 1, retryMs: 60_000, keepMs: 60_000, onDropped: (node, n) => bounded.push([node, n]) });
+    const many = new RolloutFigures({
+      nc,
+      subject,
+      node: 'node-s',
+      batchMs: 1,
+      retryMs: 60_000,
+      keepMs: 60_000,
+      onDropped: (node, n) => bounded.push([node, n]),
+    });
     try {
       for (let i = 0; i < 103; i++) {
         many.canary({ ...figure(i), node: 'node-r' });

@@ -11,7 +11,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AgentRegistry } from '../../src/agents/index.js';
 import { ApiKeyStore, PrincipalDirectory, type Principal } from '../../src/auth/index.js';
 import { ClusterBus, clusterConfigSchema, PgMessageReads, PgMessageStore } from '../../src/cluster/index.js';
-import { MESSAGING_MIGRATIONS, MessageBus, newConversationId, newMessageId, type AclMessage, type MessagingBus } from '../../src/messaging/index.js';
+import {
+  MESSAGING_MIGRATIONS,
+  MessageBus,
+  newConversationId,
+  newMessageId,
+  type AclMessage,
+  type MessagingBus,
+} from '../../src/messaging/index.js';
 import { CaxtonError } from '../../src/shared/errors.js';
 import { migrate, openDatabase, type Db } from '../../src/storage/index.js';
 import { aclMessage, agentDef, deploy, messagingConfig } from '../messaging/helpers.js';
@@ -75,7 +82,10 @@ async function clusterNode(): Promise<MessagingBus> {
     nc,
     registry: registry(),
     config: messagingConfig(),
-    cluster: clusterConfigSchema.parse({ node: 'n1', delivery: { stream: `S${schema}`, consumer: `c${schema}`, subject: `d${schema}` } }),
+    cluster: clusterConfigSchema.parse({
+      node: 'n1',
+      delivery: { stream: `S${schema}`, consumer: `c${schema}`, subject: `d${schema}` },
+    }),
     principals,
   });
   await bus.start();
@@ -90,7 +100,11 @@ async function clusterNode(): Promise<MessagingBus> {
 
 /** A message agent a-one sends while handling one that acts for `principal`. */
 const fromAgent = (principal: string, over: Partial<AclMessage>): AclMessage =>
-  ({ ...aclMessage({ sender: 'a-one', on_behalf_of: principal, chain: ['a-one'], ...over }), id: newMessageId(), conversation_id: newConversationId() }) as AclMessage;
+  ({
+    ...aclMessage({ sender: 'a-one', on_behalf_of: principal, chain: ['a-one'], ...over }),
+    id: newMessageId(),
+    conversation_id: newConversationId(),
+  }) as AclMessage;
 const fresh = { newId: true, newConversation: true };
 
 const forbidden = async (p: Promise<unknown>): Promise<Record<string, unknown>> => {
@@ -118,17 +132,27 @@ for (const [name, open, runs] of buses) {
     it('routes a capability only to providers in the acting principal’s agent scope', async () => {
       const chosen = new Set<string>();
       for (let i = 0; i < 16; i++) {
-        const r = await bus.submit({ performative: 'inform', capability: 'shared', content: `n${i}` }, { principal: scoped, sender: 'key:scoped' });
+        const r = await bus.submit(
+          { performative: 'inform', capability: 'shared', content: `n${i}` },
+          { principal: scoped, sender: 'key:scoped' },
+        );
         for (const a of r.routed_to) chosen.add(a);
       }
       expect([...chosen].sort()).toEqual(['a-one', 'a-two']);
-      const one = await bus.submit({ performative: 'request', capability: 'shared', content: 'x' }, { principal: scoped });
+      const one = await bus.submit(
+        { performative: 'request', capability: 'shared', content: 'x' },
+        { principal: scoped },
+      );
       expect(one.routed_to[0]).toMatch(/^a-/);
     });
 
     it('refuses a capability with providers none of which is in scope as a direct send is refused', async () => {
-      const direct = await forbidden(bus.submit({ performative: 'request', receiver: 'b-secret', content: 'x' }, { principal: scoped }));
-      const byCapability = await forbidden(bus.submit({ performative: 'request', capability: 'secret', content: 'x' }, { principal: scoped }));
+      const direct = await forbidden(
+        bus.submit({ performative: 'request', receiver: 'b-secret', content: 'x' }, { principal: scoped }),
+      );
+      const byCapability = await forbidden(
+        bus.submit({ performative: 'request', capability: 'secret', content: 'x' }, { principal: scoped }),
+      );
       expect(byCapability.reason).toBe(direct.reason);
       expect(byCapability.reason).toBe('agent_scope');
     });

@@ -28,10 +28,22 @@ import { hasSystem } from '../helpers/system.js';
 import { sleep, waitUntil } from '../helpers/wait.js';
 import { ensureToolsBuilt, EXAMPLE_DIR } from '../tools/servers/helpers.js';
 import { nodeOf, nodeScript, startCluster, type ClusterNode, type TestCluster } from './helpers/nodes.js';
-import { accepted, call, pool, statusCounts, trafficKit, workRequest, type Json, type Reply } from './helpers/traffic.js';
+import {
+  accepted,
+  call,
+  pool,
+  statusCounts,
+  trafficKit,
+  workRequest,
+  type Json,
+  type Reply,
+} from './helpers/traffic.js';
 
 const run = hasSystem('nats-server') && hasSystem('postgresql');
-if (!run) console.log('[caxton tests] test/cluster/three-nodes.e2e.test.ts skipped: it needs nats-server and PostgreSQL (see the lines above)');
+if (!run)
+  console.log(
+    '[caxton tests] test/cluster/three-nodes.e2e.test.ts skipped: it needs nats-server and PostgreSQL (see the lines above)',
+  );
 
 const MESSAGES = Number(process.env.CAXTON_TEST_CLUSTER_MESSAGES ?? 5000);
 /** [cluster.delivery] ack_wait of every node, in ms. */
@@ -51,7 +63,18 @@ let C: ClusterNode;
 
 // HTTP calls, submissions, traffic loops and the delivered-once checks: shared with the
 // PostgreSQL restart test (helpers/traffic.ts).
-const { fail, newIds, submit, readyIs, traffic, stopTraffic, waitDelivered, answersOf, expectAnsweredOnce, resendRefused } = trafficKit(() => cluster, 'three-nodes');
+const {
+  fail,
+  newIds,
+  submit,
+  readyIs,
+  traffic,
+  stopTraffic,
+  waitDelivered,
+  answersOf,
+  expectAnsweredOnce,
+  resendRefused,
+} = trafficKit(() => cluster, 'three-nodes');
 
 /** nats-server accepts connections on its port. */
 const natsUp = () =>
@@ -73,7 +96,9 @@ async function clusterWhole(timeoutMs = 15_000): Promise<void> {
       for (const n of cluster.nodes) {
         const r = await call(n, 'GET', '/api/v1/cluster', undefined, { timeoutMs: 3000 });
         if (r.status !== 200) return false;
-        const up = (r.json.nodes as { node: string; state: string }[]).filter((x) => x.state === 'up').map((x) => x.node);
+        const up = (r.json.nodes as { node: string; state: string }[])
+          .filter((x) => x.state === 'up')
+          .map((x) => x.node);
         if (!NODES.every((name) => up.includes(name))) return false;
       }
       return true;
@@ -108,11 +133,19 @@ async function deploy(node: ClusterNode, toml: string): Promise<string> {
 /** Resolves with the ms until `name` is in every node's registry. */
 async function everywhere(name: string, timeoutMs = 5000): Promise<number> {
   const t0 = performance.now();
-  await waitUntil(async () => (await Promise.all(cluster.nodes.map(async (n) => (await call(n, 'GET', `/api/v1/agents/${name}`)).status === 200))).every(Boolean), {
-    timeoutMs,
-    intervalMs: 10,
-    what: `agent ${name} on every node`,
-  });
+  await waitUntil(
+    async () =>
+      (
+        await Promise.all(
+          cluster.nodes.map(async (n) => (await call(n, 'GET', `/api/v1/agents/${name}`)).status === 200),
+        )
+      ).every(Boolean),
+    {
+      timeoutMs,
+      intervalMs: 10,
+      what: `agent ${name} on every node`,
+    },
+  );
   return performance.now() - t0;
 }
 
@@ -128,7 +161,9 @@ describe.skipIf(!run)('three caxton serve nodes on NATS JetStream and PostgreSQL
     });
     [A, B, C] = [cluster.node('node-a'), cluster.node('node-b'), cluster.node('node-c')];
     await clusterWhole();
-    console.log(`[three-nodes] cluster up in ${Math.round(performance.now() - t0)} ms (schema ${cluster.schema}, NATS ${cluster.nats.url})`);
+    console.log(
+      `[three-nodes] cluster up in ${Math.round(performance.now() - t0)} ms (schema ${cluster.schema}, NATS ${cluster.nats.url})`,
+    );
   }, 90_000);
 
   afterAll(async () => {
@@ -150,13 +185,18 @@ describe.skipIf(!run)('three caxton serve nodes on NATS JetStream and PostgreSQL
     expect(r.status).toBe(200);
     expect(r.json.clustered).toBe(true);
     expect(r.json.node).toBe('node-b');
-    const listed = Object.fromEntries((r.json.nodes as { node: string; url: string; self: boolean }[]).map((n) => [n.node, n]));
-    for (const n of cluster.nodes) expect(listed[n.name], JSON.stringify(r.json)).toMatchObject({ url: n.url, self: n.name === 'node-b' });
+    const listed = Object.fromEntries(
+      (r.json.nodes as { node: string; url: string; self: boolean }[]).map((n) => [n.node, n]),
+    );
+    for (const n of cluster.nodes)
+      expect(listed[n.name], JSON.stringify(r.json)).toMatchObject({ url: n.url, self: n.name === 'node-b' });
 
     const t0 = performance.now();
     expect(await deploy(A, WORKER)).toBe('worker');
     const lag = await everywhere('worker');
-    console.log(`[three-nodes] worker deployed on node-a: in every registry after ${Math.round(lag)} ms (deploy answered in ${Math.round(performance.now() - t0 - lag)} ms)`);
+    console.log(
+      `[three-nodes] worker deployed on node-a: in every registry after ${Math.round(lag)} ms (deploy answered in ${Math.round(performance.now() - t0 - lag)} ms)`,
+    );
     expect(lag, 'directory propagation (the issue expects ~100 ms)').toBeLessThan(2000);
 
     const inv = await call(C, 'POST', '/api/v1/agents/worker/invoke', { request: 'say who you are' });
@@ -178,7 +218,11 @@ describe.skipIf(!run)('three caxton serve nodes on NATS JetStream and PostgreSQL
     };
     const onEvery = async (want: string | number, what: string) => {
       const t0 = performance.now();
-      await waitUntil(async () => (await Promise.all(cluster.nodes.map(version))).every((v) => v === want), { timeoutMs: 10_000, intervalMs: 10, what });
+      await waitUntil(async () => (await Promise.all(cluster.nodes.map(version))).every((v) => v === want), {
+        timeoutMs: 10_000,
+        intervalMs: 10,
+        what,
+      });
       return performance.now() - t0;
     };
 
@@ -190,10 +234,15 @@ describe.skipIf(!run)('three caxton serve nodes on NATS JetStream and PostgreSQL
     if (called.status !== 200) fail('calling text.echo on node-c', called);
     expect(called.json).toMatchObject({ content: '{"via":"node-c"}', is_error: false, outcome: 'ok' });
 
-    const replaced = await call(C, 'POST', '/api/v1/tools', { manifest: manifest.replace(/^version = "[^"]*"/m, 'version = "7.7.7"'), wasm });
+    const replaced = await call(C, 'POST', '/api/v1/tools', {
+      manifest: manifest.replace(/^version = "[^"]*"/m, 'version = "7.7.7"'),
+      wasm,
+    });
     if (replaced.status !== 200) fail('replacing the text tool package on node-c', replaced);
     await onEvery('7.7.7', 'the replacement on every node');
-    expect((await call(A, 'POST', '/api/v1/tools/text/stats/call', { args: { text: 'a b' } })).json).toMatchObject({ is_error: false });
+    expect((await call(A, 'POST', '/api/v1/tools/text/stats/call', { args: { text: 'a b' } })).json).toMatchObject({
+      is_error: false,
+    });
 
     const removed = await call(B, 'DELETE', '/api/v1/tools/text');
     if (removed.status !== 200) fail('removing the text tool package on node-b', removed);
@@ -217,7 +266,10 @@ describe.skipIf(!run)('three caxton serve nodes on NATS JetStream and PostgreSQL
       Object.keys(perNode).every((n) => (NODES as readonly string[]).includes(n)),
       JSON.stringify(perNode),
     ).toBe(true);
-    expect(runs.filter((n) => n !== 'node-a').length, `requests run on a node other than node-a: ${JSON.stringify(perNode)}`).toBeGreaterThan(0);
+    expect(
+      runs.filter((n) => n !== 'node-a').length,
+      `requests run on a node other than node-a: ${JSON.stringify(perNode)}`,
+    ).toBeGreaterThan(0);
   });
 
   it('a Contract Net whose proposals come from different nodes awards exactly once', async () => {
@@ -233,7 +285,14 @@ describe.skipIf(!run)('three caxton serve nodes on NATS JetStream and PostgreSQL
             node,
             'POST',
             '/api/v1/messages?wait=30',
-            { performative: 'cfp', protocol: 'fipa-contract-net', sender: 'buyer', capability: 'bid', content: 'build a shed', reply_by: '15s' },
+            {
+              performative: 'cfp',
+              protocol: 'fipa-contract-net',
+              sender: 'buyer',
+              capability: 'bid',
+              content: 'build a shed',
+              reply_by: '15s',
+            },
             { timeoutMs: 40_000 },
           );
           if (r.status !== 200) fail(`cfp at ${node.name}`, r);
@@ -287,7 +346,11 @@ describe.skipIf(!run)('three caxton serve nodes on NATS JetStream and PostgreSQL
         let killed: { at: number; stats: Json } | undefined;
         // Kills node-b once a quarter of the messages are in and it reports work queued or running.
         const killer = (async () => {
-          await waitUntil(() => done >= MESSAGES / 4, { timeoutMs: 120_000, intervalMs: 20, what: 'a quarter of the messages accepted' });
+          await waitUntil(() => done >= MESSAGES / 4, {
+            timeoutMs: 120_000,
+            intervalMs: 20,
+            what: 'a quarter of the messages accepted',
+          });
           const busy = await waitUntil(
             async () => {
               const st = (await call(B, 'GET', '/api/v1/messaging/stats', undefined, { timeoutMs: 2000 })).json;
@@ -318,7 +381,9 @@ describe.skipIf(!run)('three caxton serve nodes on NATS JetStream and PostgreSQL
         expect(perNode['node-a'] ?? 0, JSON.stringify(perNode)).toBeGreaterThan(0);
         expect(perNode['node-c'] ?? 0, JSON.stringify(perNode)).toBeGreaterThan(0);
         const dead = await call(A, 'GET', '/api/v1/dead-letters?receiver=worker&limit=1000');
-        expect(dead.json.dead_letters.filter((d: { message_id: string }) => ids.includes(d.message_id))).toHaveLength(0);
+        expect(dead.json.dead_letters.filter((d: { message_id: string }) => ids.includes(d.message_id))).toHaveLength(
+          0,
+        );
       } finally {
         for (const n of cluster.nodes) cluster.setScript(n.name, nodeScript(n.name, 20));
       }
@@ -357,7 +422,10 @@ describe.skipIf(!run)('three caxton serve nodes on NATS JetStream and PostgreSQL
     }
     const other = rs.filter((r) => r.status !== 202 && r.status !== 503);
     expect(other, 'every submission either accepted or refused with 503').toHaveLength(0);
-    expect(rs.filter((r) => r.status === 202 && r.at > upAt).length, 'accepted again after the restart').toBeGreaterThan(0);
+    expect(
+      rs.filter((r) => r.status === 202 && r.at > upAt).length,
+      'accepted again after the restart',
+    ).toBeGreaterThan(0);
 
     const ids = accepted(rs);
     await waitDelivered(() => B, ids, 60_000);
@@ -375,7 +443,10 @@ describe.skipIf(!run)('three caxton serve nodes on NATS JetStream and PostgreSQL
     expect(JSON.stringify(notReady.json), 'the dependency named').toMatch(/postgres/i);
     const [id] = newIds('pgidle', 1);
     const r = await submit(A, id!);
-    expect(r, 'a submission at node-a while its PostgreSQL link is cut').toMatchObject({ status: 503, code: 'not_ready' });
+    expect(r, 'a submission at node-a while its PostgreSQL link is cut').toMatchObject({
+      status: 503,
+      code: 'not_ready',
+    });
     expect(r.message ?? '', JSON.stringify(r)).toMatch(/postgres/i);
     expect(r.ms).toBeLessThan(FAST_503_MS);
     A.pgProxy!.restore();
@@ -417,7 +488,10 @@ describe.skipIf(!run)('three caxton serve nodes on NATS JetStream and PostgreSQL
       atB.filter((r) => r.status !== 202),
       'node-b accepts while node-a is cut off from PostgreSQL',
     ).toHaveLength(0);
-    expect(rs.filter((r) => r.node === 'node-a' && r.status === 202 && r.at > restoredAt).length, 'node-a accepts again').toBeGreaterThan(0);
+    expect(
+      rs.filter((r) => r.node === 'node-a' && r.status === 202 && r.at > restoredAt).length,
+      'node-a accepts again',
+    ).toBeGreaterThan(0);
 
     const ids = accepted(rs);
     await waitDelivered(() => C, ids, 60_000);
@@ -425,20 +499,28 @@ describe.skipIf(!run)('three caxton serve nodes on NATS JetStream and PostgreSQL
 
     const again = await resendRefused(rs);
     await waitDelivered(() => A, again, 30_000);
-    expectAnsweredOnce(await answersOf(C, again), "messages refused while node-a's PostgreSQL link was cut, sent again");
+    expectAnsweredOnce(
+      await answersOf(C, again),
+      "messages refused while node-a's PostgreSQL link was cut, sent again",
+    );
   }, 120_000);
 
   it('node-c cut off from NATS: /ready 503, it takes no work while the others deliver, and is ready again once the link is back', async () => {
     C.natsProxy!.cut();
     const cutAt = Date.now();
     const notReady = await readyIs(C, 503, 10_000, 'node-c /ready 503 with its NATS link cut');
-    console.log(`[three-nodes] node-c /ready 503 ${Date.now() - cutAt} ms after its NATS link was cut: ${JSON.stringify(notReady.json)}`);
+    console.log(
+      `[three-nodes] node-c /ready 503 ${Date.now() - cutAt} ms after its NATS link was cut: ${JSON.stringify(notReady.json)}`,
+    );
     expect(JSON.stringify(notReady.json)).toMatch(/nats|jetstream/i);
     // The others see node-c leave (its heartbeats stop; JetStream drops its entry after three).
     await waitUntil(
       async () => {
         const r = await call(A, 'GET', '/api/v1/cluster');
-        return r.status === 200 && !(r.json.nodes as { node: string; state: string }[]).some((n) => n.node === 'node-c' && n.state === 'up');
+        return (
+          r.status === 200 &&
+          !(r.json.nodes as { node: string; state: string }[]).some((n) => n.node === 'node-c' && n.state === 'up')
+        );
       },
       { timeoutMs: 10_000, intervalMs: 200, what: 'node-a no longer listing node-c as up' },
     );

@@ -47,8 +47,14 @@ interface Node {
   logs: { level: number | string; msg: string; tool_server?: string }[];
 }
 
-const TEXT = () => ({ manifest: readFileSync(join(EXAMPLE_DIR, 'caxton-tool.toml'), 'utf8'), wasm: new Uint8Array(readFileSync(join(EXAMPLE_DIR, 'build/text.wasm'))) });
-const CSV = () => ({ manifest: readFileSync(join(CSV_DIR, 'caxton-tool.toml'), 'utf8'), wasm: new Uint8Array(readFileSync(join(CSV_DIR, 'build/csv_parser.wasm'))) });
+const TEXT = () => ({
+  manifest: readFileSync(join(EXAMPLE_DIR, 'caxton-tool.toml'), 'utf8'),
+  wasm: new Uint8Array(readFileSync(join(EXAMPLE_DIR, 'build/text.wasm'))),
+});
+const CSV = () => ({
+  manifest: readFileSync(join(CSV_DIR, 'caxton-tool.toml'), 'utf8'),
+  wasm: new Uint8Array(readFileSync(join(CSV_DIR, 'build/csv_parser.wasm'))),
+});
 const withVersion = (manifest: string, v: string) => manifest.replace(/^version = "[^"]*"/m, `version = "${v}"`);
 
 beforeAll(async () => {
@@ -89,7 +95,14 @@ async function node(name: string, opts: { nats?: boolean } = {}): Promise<Node> 
   if (opts.nats !== false) {
     nc = await connect({ servers: nats.url, reconnectTimeWait: 100, maxReconnectAttempts: -1 });
     // The periodic reconciliation is left out (an hour): what propagates here propagates by notice or reconnect.
-    sync = await ToolSync.start({ nc, subject: toolsSubject(schema), node: name, manager, log: logger, reconcileMs: 3_600_000 });
+    sync = await ToolSync.start({
+      nc,
+      subject: toolsSubject(schema),
+      node: name,
+      manager,
+      log: logger,
+      reconcileMs: 3_600_000,
+    });
   }
   const n: Node = { name, manager, tools, sync, nc, pool, logs };
   nodes.push(n);
@@ -102,7 +115,8 @@ const toolNames = (n: Node) =>
     .map((t) => t.name)
     .sort();
 const isWarn = (l: Node['logs'][number]) => l.level === 40 || l.level === 'warn';
-const warnedAbout = (n: Node, server: string) => n.logs.some((l) => isWarn(l) && l.tool_server === server && l.msg.includes(`"${server}"`));
+const warnedAbout = (n: Node, server: string) =>
+  n.logs.some((l) => isWarn(l) && l.tool_server === server && l.msg.includes(`"${server}"`));
 
 describe.skipIf(!run)('tool packages shared through PostgreSQL, changes told over NATS', () => {
   beforeAll(() => {
@@ -117,19 +131,40 @@ describe.skipIf(!run)('tool packages shared through PostgreSQL, changes told ove
     const deployed = await a.manager.deploy(text.manifest, text.wasm);
     expect(deployed.created).toBe(true);
     await waitUntil(() => b.manager.server('text'), { what: 'text loaded on B', timeoutMs: 5000 });
-    expect(b.manager.list()).toEqual([expect.objectContaining({ name: 'text', origin: 'api', state: 'loaded', tools: ['text.echo', 'text.stats', 'text.read_file'] })]);
-    expect(await b.manager.call('text.echo', { from: 'a' })).toMatchObject({ content: '{"from":"a"}', is_error: false, outcome: 'ok' });
-    expect(b.manager.view('text')).toMatchObject({ digest: deployed.server.digest, deployed_at: deployed.server.deployed_at, module_bytes: text.wasm.byteLength });
+    expect(b.manager.list()).toEqual([
+      expect.objectContaining({
+        name: 'text',
+        origin: 'api',
+        state: 'loaded',
+        tools: ['text.echo', 'text.stats', 'text.read_file'],
+      }),
+    ]);
+    expect(await b.manager.call('text.echo', { from: 'a' })).toMatchObject({
+      content: '{"from":"a"}',
+      is_error: false,
+      outcome: 'ok',
+    });
+    expect(b.manager.view('text')).toMatchObject({
+      digest: deployed.server.digest,
+      deployed_at: deployed.server.deployed_at,
+      module_bytes: text.wasm.byteLength,
+    });
 
     // The same bytes with another manifest: the digest is the same, the revision tells them apart.
     await a.manager.deploy(withVersion(text.manifest, '9.9.9'), text.wasm);
-    await waitUntil(() => b.manager.view('text')?.version === '9.9.9', { what: 'the new manifest on B', timeoutMs: 5000 });
+    await waitUntil(() => b.manager.view('text')?.version === '9.9.9', {
+      what: 'the new manifest on B',
+      timeoutMs: 5000,
+    });
     expect(await b.manager.call('text.echo', { v: 2 })).toMatchObject({ content: '{"v":2}', is_error: false });
 
     // Another module under the same name: B's old tools go, the new ones come.
     const csv = CSV();
     await a.manager.deploy(csv.manifest.replace('name = "csv_parser"', 'name = "text"'), csv.wasm);
-    await waitUntil(() => toolNames(b).includes('text.parse'), { what: 'the csv module as "text" on B', timeoutMs: 5000 });
+    await waitUntil(() => toolNames(b).includes('text.parse'), {
+      what: 'the csv module as "text" on B',
+      timeoutMs: 5000,
+    });
     expect(toolNames(b)).toEqual(['text.parse']);
     const parsed = await b.manager.call('text.parse', { text: 'a,b\n1,2\n' });
     expect(JSON.parse(parsed.content)).toMatchObject({ rows: [{ a: '1', b: '2' }], row_count: 1 });
@@ -156,9 +191,14 @@ describe.skipIf(!run)('tool packages shared through PostgreSQL, changes told ove
       ['text', 'loaded'],
     ]);
     expect(await c.manager.call('text.stats', { text: 'one two' })).toMatchObject({ is_error: false });
-    expect(JSON.parse((await c.manager.call('csv_parser.parse', { text: 'x\n1\n' })).content)).toMatchObject({ rows: [{ x: '1' }] });
+    expect(JSON.parse((await c.manager.call('csv_parser.parse', { text: 'x\n1\n' })).content)).toMatchObject({
+      rows: [{ x: '1' }],
+    });
     await c.manager.remove('csv_parser');
-    await waitUntil(() => !a.manager.server('csv_parser'), { what: 'the removal made on C reaching A', timeoutMs: 5000 });
+    await waitUntil(() => !a.manager.server('csv_parser'), {
+      what: 'the removal made on C reaching A',
+      timeoutMs: 5000,
+    });
     expect(toolNames(a)).toEqual(['text.echo', 'text.read_file', 'text.stats']);
   }, 60_000);
 
@@ -188,12 +228,21 @@ describe.skipIf(!run)('tool packages shared through PostgreSQL, changes told ove
     expect(await late.manager.call('text.echo', { ok: true })).toMatchObject({ is_error: false });
 
     // A running node hears of the rows (a notice for one, the reconciliation for the other).
-    late.nc!.publish(toolsSubject(schema), JSON.stringify({ node: 'node-late', name: 'broken', revision: 1, published_at: Date.now() }));
+    late.nc!.publish(
+      toolsSubject(schema),
+      JSON.stringify({ node: 'node-late', name: 'broken', revision: 1, published_at: Date.now() }),
+    );
     b.nc!.publish(toolsSubject(schema), 'not json');
     const other = await connect({ servers: nats.url });
-    other.publish(toolsSubject(schema), JSON.stringify({ node: 'elsewhere', name: 'broken', revision: 999, published_at: Date.now() }));
+    other.publish(
+      toolsSubject(schema),
+      JSON.stringify({ node: 'elsewhere', name: 'broken', revision: 999, published_at: Date.now() }),
+    );
     await other.close();
-    await waitUntil(() => b.manager.list().some((x) => x.name === 'broken'), { what: 'the broken row on B', timeoutMs: 5000 });
+    await waitUntil(() => b.manager.list().some((x) => x.name === 'broken'), {
+      what: 'the broken row on B',
+      timeoutMs: 5000,
+    });
     await b.sync!.reconcile();
     expect(b.manager.list().map((x) => [x.name, x.state])).toEqual([
       ['broken', 'failed'],
@@ -245,11 +294,21 @@ describe.skipIf(!run)('tool packages shared through PostgreSQL, changes told ove
     const [a, b] = [await node('node-a'), await node('node-b')];
     const text = TEXT();
     for (let i = 0; i < 5; i++) {
-      await Promise.all([a.manager.deploy(withVersion(text.manifest, `1.0.${i}`), text.wasm), b.manager.deploy(withVersion(text.manifest, `2.0.${i}`), text.wasm)]);
+      await Promise.all([
+        a.manager.deploy(withVersion(text.manifest, `1.0.${i}`), text.wasm),
+        b.manager.deploy(withVersion(text.manifest, `2.0.${i}`), text.wasm),
+      ]);
     }
-    const stored = (await admin.query<{ manifest: string; revision: string }>(`SELECT manifest, revision FROM "${schema}".tool_packages WHERE name = 'text'`)).rows[0]!;
+    const stored = (
+      await admin.query<{ manifest: string; revision: string }>(
+        `SELECT manifest, revision FROM "${schema}".tool_packages WHERE name = 'text'`,
+      )
+    ).rows[0]!;
     const version = /^version = "([^"]*)"/m.exec(stored.manifest)![1];
-    await waitUntil(() => a.manager.view('text')?.version === version && b.manager.view('text')?.version === version, { what: `both nodes on ${version}`, timeoutMs: 5000 });
+    await waitUntil(() => a.manager.view('text')?.version === version && b.manager.view('text')?.version === version, {
+      what: `both nodes on ${version}`,
+      timeoutMs: 5000,
+    });
   }, 60_000);
 
   it('measures the propagation lag: deploy on A until the tool is registered, and answers, on B', async () => {
@@ -265,7 +324,11 @@ describe.skipIf(!run)('tool packages shared through PostgreSQL, changes told ove
       const version = `3.0.${i}`;
       await a.manager.deploy(withVersion(text.manifest, version), text.wasm);
       const t0 = performance.now();
-      await waitUntil(() => b.manager.view('text')?.version === version, { intervalMs: 1, timeoutMs: 5000, what: `version ${version} loaded on B` });
+      await waitUntil(() => b.manager.view('text')?.version === version, {
+        intervalMs: 1,
+        timeoutMs: 5000,
+        what: `version ${version} loaded on B`,
+      });
       registered.push(performance.now() - t0);
       expect((await b.manager.call('text.echo', { i })).content).toBe(`{"i":${i}}`);
       answered.push(performance.now() - t0);
@@ -274,7 +337,8 @@ describe.skipIf(!run)('tool packages shared through PostgreSQL, changes told ove
       await a.manager.call('text.echo', { i });
       local.push(performance.now() - t1);
     }
-    const q = (xs: number[], p: number) => [...xs].sort((x, y) => x - y)[Math.min(xs.length - 1, Math.ceil(p * xs.length) - 1)]!.toFixed(1);
+    const q = (xs: number[], p: number) =>
+      [...xs].sort((x, y) => x - y)[Math.min(xs.length - 1, Math.ceil(p * xs.length) - 1)]!.toFixed(1);
     const line = (xs: number[]) => `p50 ${q(xs, 0.5)} ms, p99 ${q(xs, 0.99)} ms, max ${q(xs, 1)} ms`;
     console.log(
       `tool package propagation (text.wasm, ${text.wasm.byteLength} bytes, ${registered.length} replacements, from the deploy on A returning): ` +

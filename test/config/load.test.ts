@@ -1,7 +1,14 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { clusterStateConfig, ConfigError, loadServerConfig, redactSecrets, REDACTED, type LoadOptions } from '../../src/config/index.js';
+import {
+  clusterStateConfig,
+  ConfigError,
+  loadServerConfig,
+  redactSecrets,
+  REDACTED,
+  type LoadOptions,
+} from '../../src/config/index.js';
 import { makeTempDir, removeTempDirs } from '../helpers/tmp.js';
 
 afterEach(() => removeTempDirs());
@@ -28,7 +35,13 @@ describe('loadServerConfig', () => {
   it('uses defaults when there is no file', () => {
     const cwd = makeTempDir();
     const c = loadServerConfig({ env: {}, cwd });
-    expect(c.server).toEqual({ host: '127.0.0.1', port: 8080, max_body_size: 1024 * 1024, shutdown_timeout: 10_000, idle_gc: true });
+    expect(c.server).toEqual({
+      host: '127.0.0.1',
+      port: 8080,
+      max_body_size: 1024 * 1024,
+      shutdown_timeout: 10_000,
+      idle_gc: true,
+    });
     expect(c.metrics).toEqual({ enabled: true, host: '127.0.0.1', port: 9090 });
     expect(c.logging.level).toBe('info');
     expect(c.execution.isolation).toBe('context');
@@ -67,17 +80,32 @@ model = "llama3"
 timeout = "90s"
 `);
     const c = loadServerConfig({ file, env: {} });
-    expect(c.server).toEqual({ host: '127.0.0.1', port: 7000, max_body_size: 65_536, shutdown_timeout: 3000, idle_gc: true });
+    expect(c.server).toEqual({
+      host: '127.0.0.1',
+      port: 7000,
+      max_body_size: 65_536,
+      shutdown_timeout: 3000,
+      idle_gc: true,
+    });
     expect(c.metrics).toEqual({ enabled: false, host: '127.0.0.1', port: 7001 });
     expect(c.logging.level).toBe('warn');
     expect(c.execution).toMatchObject({ isolation: 'worker', pool_size: 4 });
     expect(c.llm.default_provider).toBe('local');
-    expect(c.llm.providers.local).toMatchObject({ type: 'openai', base_url: 'http://127.0.0.1:11434/v1', model: 'llama3', timeout: 90_000, max_retries: 2 });
+    expect(c.llm.providers.local).toMatchObject({
+      type: 'openai',
+      base_url: 'http://127.0.0.1:11434/v1',
+      model: 'llama3',
+      timeout: 90_000,
+      max_retries: 2,
+    });
     expect(c.source.file).toBe(file);
   });
 
   it('resolves relative paths in the file against the file directory, not the cwd', () => {
-    const file = writeConfig('data_dir = "state"\nagents_dir = "../shared-agents"\n[llm.providers.fake]\ntype = "scripted"\nscript = "replies.toml"\n', 'conf');
+    const file = writeConfig(
+      'data_dir = "state"\nagents_dir = "../shared-agents"\n[llm.providers.fake]\ntype = "scripted"\nscript = "replies.toml"\n',
+      'conf',
+    );
     const confDir = join(file, '..');
     const cwd = makeTempDir();
     const c = loadServerConfig({ file, env: {}, cwd });
@@ -119,7 +147,12 @@ timeout = "90s"
   it('flags override the environment (and the file)', () => {
     const cwd = makeTempDir();
     const file = writeConfig('[server]\nport = 7000\n[metrics]\nport = 7001\n');
-    const c = loadServerConfig({ file, env: { CAXTON_PORT: '7200', CAXTON_METRICS_PORT: '7201', CAXTON_DATA_DIR: 'env-data' }, flags: { port: 7400, dataDir: 'flag-data' }, cwd });
+    const c = loadServerConfig({
+      file,
+      env: { CAXTON_PORT: '7200', CAXTON_METRICS_PORT: '7201', CAXTON_DATA_DIR: 'env-data' },
+      flags: { port: 7400, dataDir: 'flag-data' },
+      cwd,
+    });
     expect(c.server.port).toBe(7400);
     expect(c.metrics.port).toBe(7201);
     expect(c.data_dir).toBe(join(cwd, 'flag-data'));
@@ -139,8 +172,10 @@ timeout = "90s"
   });
 
   it('[cluster.state] step_transactions: 2 by default, at most pool_size, and 0 refused naming its line', () => {
-    const base = '[cluster]\nnode = "node-a"\n[cluster.nats]\nurls = ["nats://127.0.0.1:4222"]\n[cluster.state]\nurl = "postgres://caxton@db/caxton"\n';
-    const state = (extra: string) => clusterStateConfig(loadServerConfig({ file: writeConfig(base + extra), env: {} }).cluster!);
+    const base =
+      '[cluster]\nnode = "node-a"\n[cluster.nats]\nurls = ["nats://127.0.0.1:4222"]\n[cluster.state]\nurl = "postgres://caxton@db/caxton"\n';
+    const state = (extra: string) =>
+      clusterStateConfig(loadServerConfig({ file: writeConfig(base + extra), env: {} }).cluster!);
     expect(state('')).toMatchObject({ pool_size: 10, step_transactions: 2 });
     expect(state('pool_size = 3\nstep_transactions = 8\n')).toMatchObject({ pool_size: 3, step_transactions: 3 });
     const e = configError({ file: writeConfig(base + 'step_transactions = 0\n'), env: {} });
@@ -156,7 +191,15 @@ timeout = "90s"
   it('an unknown section is an error with a "did you mean" suggestion and its position', () => {
     const file = writeConfig('[sever]\nport = 7000\n');
     const e = configError({ file, env: {} });
-    expect(e.issues).toEqual([expect.objectContaining({ code: 'unknown_key', field: 'sever', line: 1, column: 1, suggestion: 'did you mean "server"?' })]);
+    expect(e.issues).toEqual([
+      expect.objectContaining({
+        code: 'unknown_key',
+        field: 'sever',
+        line: 1,
+        column: 1,
+        suggestion: 'did you mean "server"?',
+      }),
+    ]);
   });
 
   it('wrong values are errors naming the field and its line', () => {
@@ -207,7 +250,13 @@ headers = { Authorization = "Bearer sk-live-123", "X-Api-Key" = "sk-ant-456", "X
   });
 
   it('redacts api_key / token / password values anywhere in a structure', () => {
-    const r = redactSecrets({ providers: [{ api_key: 'sk-1', apiKey: 'sk-2', api_key_env: 'KEY_VAR', token: 't', password: 'p', name: 'n' }] });
-    expect(r).toEqual({ providers: [{ api_key: REDACTED, apiKey: REDACTED, api_key_env: 'KEY_VAR', token: REDACTED, password: REDACTED, name: 'n' }] });
+    const r = redactSecrets({
+      providers: [{ api_key: 'sk-1', apiKey: 'sk-2', api_key_env: 'KEY_VAR', token: 't', password: 'p', name: 'n' }],
+    });
+    expect(r).toEqual({
+      providers: [
+        { api_key: REDACTED, apiKey: REDACTED, api_key_env: 'KEY_VAR', token: REDACTED, password: REDACTED, name: 'n' },
+      ],
+    });
   });
 });

@@ -10,11 +10,22 @@ describe('secretValues', () => {
     NOT_SECRET: 'plain value',
   };
   const config = {
-    llm: { providers: { a: { type: 'openai', api_key_env: 'OPENAI_KEY', headers: { 'X-Custom-Auth': 'hdr-secret-0123', Accept: 'application/json' } } } },
+    llm: {
+      providers: {
+        a: {
+          type: 'openai',
+          api_key_env: 'OPENAI_KEY',
+          headers: { 'X-Custom-Auth': 'hdr-secret-0123', Accept: 'application/json' },
+        },
+      },
+    },
     memory: { embedding: { api_key_env: 'EMBED_KEY' }, postgres: { url_env: 'PG_URL' } },
     mcp_servers: {
       gh: { command: 'x', env: { GITHUB_TOKEN: 'ghp_0123456789abcdef', LOG_LEVEL: 'debug' } },
-      remote: { url: 'https://mcp.example.com/mcp?api_key=query-key-0123&region=eu', headers: { Authorization: 'Bearer bearer-token-0123' } },
+      remote: {
+        url: 'https://mcp.example.com/mcp?api_key=query-key-0123&region=eu',
+        headers: { Authorization: 'Bearer bearer-token-0123' },
+      },
     },
     tools: { search: { config: { api_key: 'tool-config-key-0123', endpoint: 'https://search.example.com' } } },
     other: { database_url: 'postgres://u:inline-pass-0123@db/x' },
@@ -40,6 +51,7 @@ describe('secretValues', () => {
   });
 
   it('leaves ordinary values out', () => {
-    for (const v of ['plain value', 'debug', 'application/json', 'eu', 'https://search.example.com']) expect(values).not.toContain(v);
+    for (const v of ['plain value', 'debug', 'application/json', 'eu', 'https://search.example.com'])
+      expect(values).not.toContain(v);
   });
 });

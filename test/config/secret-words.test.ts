@@ -49,17 +49,27 @@ describe('secrets are values, never words', () => {
     const scrubber = new SecretScrubber(secretValues(config(), ENV));
     const text = 'read data.access_token (or id_token) from https://issuer.example.com/authorize';
     expect(scrubber.scrub(text)).toBe(text);
-    for (const secret of ['sk-live-0123456789abcdef', 'sso-client-secret-0123', 'tool-config-key-0123', 'hunter2hunter2'])
+    for (const secret of [
+      'sk-live-0123456789abcdef',
+      'sso-client-secret-0123',
+      'tool-config-key-0123',
+      'hunter2hunter2',
+    ])
       expect(scrubber.scrub(`the value is ${secret}.`)).toBe(`the value is ${REDACTED}.`);
   });
 
   it('a field name registered as a secret is still not a secret', () => {
     const scrubber = new SecretScrubber(['access_token', 'refresh_token', 'authorization', 'real-secret-0123']);
-    expect(scrubber.scrub('access_token refresh_token Authorization real-secret-0123')).toBe(`access_token refresh_token Authorization ${REDACTED}`);
+    expect(scrubber.scrub('access_token refresh_token Authorization real-secret-0123')).toBe(
+      `access_token refresh_token Authorization ${REDACTED}`,
+    );
   });
 
   it('the redacted configuration keeps choices and endpoints, hides secret values', () => {
-    const r = redactSecrets(config()) as unknown as { auth: { jwt: { sso: Record<string, unknown> } }; tools: { search: { config: Record<string, unknown> } } };
+    const r = redactSecrets(config()) as unknown as {
+      auth: { jwt: { sso: Record<string, unknown> } };
+      tools: { search: { config: Record<string, unknown> } };
+    };
     expect(r.auth.jwt.sso).toMatchObject({
       client_id: 'caxton-console',
       client_secret_env: 'SSO_SECRET',

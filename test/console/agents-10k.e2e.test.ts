@@ -18,7 +18,9 @@ describe.skipIf(!hasSystem('chromium'))('web console: 10,000 agents (chromium)',
   let browser: Browser;
   beforeAll(async () => {
     const files: Record<string, string> = {};
-    for (let i = 0; i < COUNT; i++) files[`${name(i)}.toml`] = `name = "${name(i)}"\ncapabilities = ["cap-${i % 97}"]\nsystem_prompt = "You are number ${i}."\n`;
+    for (let i = 0; i < COUNT; i++)
+      files[`${name(i)}.toml`] =
+        `name = "${name(i)}"\ncapabilities = ["cap-${i % 97}"]\nsystem_prompt = "You are number ${i}."\n`;
     [cs, browser] = await Promise.all([startConsoleServer({ agentFiles: files }), launchBrowser()]);
   }, 120_000);
   afterAll(async () => {
@@ -28,7 +30,9 @@ describe.skipIf(!hasSystem('chromium'))('web console: 10,000 agents (chromium)',
   });
 
   it('renders only the visible rows and scrolls to the last agent', async () => {
-    const listed = await http<{ total: number }>(cs.url, 'GET', '/api/v1/agents?limit=1', { headers: bearer(cs.admin) });
+    const listed = await http<{ total: number }>(cs.url, 'GET', '/api/v1/agents?limit=1', {
+      headers: bearer(cs.admin),
+    });
     expect(listed.json.total).toBe(COUNT);
     const { page, problems, close } = await openPage(browser);
     try {
@@ -51,12 +55,18 @@ describe.skipIf(!hasSystem('chromium'))('web console: 10,000 agents (chromium)',
       // The keyboard walks the rows, rendering the ones it reaches: up from the last, then Home.
       await last.focus();
       await page.keyboard.press('ArrowUp');
-      await expect.poll(() => page.evaluate('document.activeElement.getAttribute("href")')).toBe(`/ui/agents/${name(COUNT - 2)}`);
+      await expect
+        .poll(() => page.evaluate('document.activeElement.getAttribute("href")'))
+        .toBe(`/ui/agents/${name(COUNT - 2)}`);
       await page.keyboard.press('Home');
-      await expect.poll(() => page.evaluate('document.activeElement.getAttribute("href")')).toBe(`/ui/agents/${name(0)}`);
+      await expect
+        .poll(() => page.evaluate('document.activeElement.getAttribute("href")'))
+        .toBe(`/ui/agents/${name(0)}`);
       expect(await rows.count()).toBeLessThan(100);
       await page.keyboard.press('PageDown');
-      await expect.poll(() => page.evaluate('document.activeElement.closest("li")?.getAttribute("aria-posinset")')).not.toBe('1');
+      await expect
+        .poll(() => page.evaluate('document.activeElement.closest("li")?.getAttribute("aria-posinset")'))
+        .not.toBe('1');
       // A search narrows the 10,000 to the matching ones.
       await page.getByLabel('Search by name or capability').fill('cap-96');
       await page.getByTestId('agent-count').getByText(`103 of ${COUNT} agents`).waitFor();

@@ -10,7 +10,18 @@ import { http } from '../helpers/http.js';
 import { bearer } from '../helpers/keys.js';
 import { hasSystem } from '../helpers/system.js';
 import { removeTempDirs } from '../helpers/tmp.js';
-import { expectAccessible, expectNoSideScroll, keyId, launchBrowser, openPage, screenshot, signIn, startConsoleServer, WIDTHS, type ConsoleServer } from './harness.js';
+import {
+  expectAccessible,
+  expectNoSideScroll,
+  keyId,
+  launchBrowser,
+  openPage,
+  screenshot,
+  signIn,
+  startConsoleServer,
+  WIDTHS,
+  type ConsoleServer,
+} from './harness.js';
 
 const HELPER = `name = "helper"
 description = "Does arithmetic with the calculator tool."
@@ -19,7 +30,8 @@ tools = ["calculator"]
 system_prompt = "You help with sums."
 `;
 const OTHER = `name = "scribe"\ncapabilities = ["writing"]\nsystem_prompt = "You write."\n`;
-const support = (n: number) => `name = "support"\ncapabilities = ["support"]\nsystem_prompt = "You are support v${n}."\n`;
+const support = (n: number) =>
+  `name = "support"\ncapabilities = ["support"]\nsystem_prompt = "You are support v${n}."\n`;
 
 describe.skipIf(!hasSystem('chromium'))('web console: agents (chromium)', () => {
   let cs: ConsoleServer;
@@ -28,7 +40,10 @@ describe.skipIf(!hasSystem('chromium'))('web console: agents (chromium)', () => 
     http<T>(cs.url, method, path, { headers: bearer(cs.admin), ...(body !== undefined && { body, contentType }) });
 
   beforeAll(async () => {
-    [cs, browser] = await Promise.all([startConsoleServer({ agentFiles: { 'helper.toml': HELPER, 'scribe.toml': OTHER } }), launchBrowser()]);
+    [cs, browser] = await Promise.all([
+      startConsoleServer({ agentFiles: { 'helper.toml': HELPER, 'scribe.toml': OTHER } }),
+      launchBrowser(),
+    ]);
     const r = await api('POST', '/api/v1/agents', support(1));
     expect(r.status, r.text).toBe(201);
   });
@@ -73,7 +88,11 @@ describe.skipIf(!hasSystem('chromium'))('web console: agents (chromium)', () => 
       await page.getByText('Directory: connected').waitFor();
       const before = (await page.getByTestId('agent-count').textContent()) ?? '';
       const n = Number(/^(\d+) of/.exec(before)?.[1]);
-      const r = await api('POST', '/api/v1/agents', 'name = "newcomer"\ncapabilities = ["greeting"]\nsystem_prompt = "Hi."\n');
+      const r = await api(
+        'POST',
+        '/api/v1/agents',
+        'name = "newcomer"\ncapabilities = ["greeting"]\nsystem_prompt = "Hi."\n',
+      );
       expect(r.status, r.text).toBe(201);
       await page
         .getByTestId('virtual-list')
@@ -145,7 +164,10 @@ describe.skipIf(!hasSystem('chromium'))('web console: agents (chromium)', () => 
       await page.getByRole('button', { name: 'Promote version 2' }).click();
       await page.getByTestId('rollout-result').getByText('Promoted: version 2 is live').waitFor();
       await page.getByTestId('rollout-state').getByText('promoted', { exact: true }).waitFor();
-      const promoted = await api<{ live_version: number; rollout: { state: string } }>('GET', '/api/v1/agents/support/rollout');
+      const promoted = await api<{ live_version: number; rollout: { state: string } }>(
+        'GET',
+        '/api/v1/agents/support/rollout',
+      );
       expect(promoted.json.rollout.state).toBe('promoted');
 
       // A third version, blue-green again, rolled back: the promoted one stays live.
@@ -160,7 +182,11 @@ describe.skipIf(!hasSystem('chromium'))('web console: agents (chromium)', () => 
       await page.getByRole('button', { name: 'Roll back', exact: true }).click();
       await page.getByTestId('rollout-result').getByText('Rolled back: the rollout ended (rolled back)').waitFor();
       await page.getByTestId('rollout-state').getByText('rolled back', { exact: true }).waitFor();
-      const after = await api<{ live_version: number; running: boolean; rollout: { state: string; candidate_version: number } }>('GET', '/api/v1/agents/support/rollout');
+      const after = await api<{
+        live_version: number;
+        running: boolean;
+        rollout: { state: string; candidate_version: number };
+      }>('GET', '/api/v1/agents/support/rollout');
       expect(after.json).toMatchObject({ running: false, rollout: { state: 'rolled_back' } });
       expect(after.json.rollout.candidate_version).toBeGreaterThan(promoted.json.live_version);
       // What runs is still the promoted text, not the rolled-back candidate.

@@ -16,7 +16,10 @@ describe('the web console bundle', () => {
     const indexFile = join(DEFAULT_CONSOLE_DIR, 'index.html');
     expect(existsSync(indexFile), 'dist/console is missing: run npm run build (npm test does it first)').toBe(true);
     const html = readFileSync(indexFile, 'utf8');
-    const scripts = [...html.matchAll(/<script type="module" src="\/ui\/([^"]+)"><\/script>/g), ...html.matchAll(/<link rel="modulepreload" href="\/ui\/([^"]+)">/g)].map((m) => m[1]!);
+    const scripts = [
+      ...html.matchAll(/<script type="module" src="\/ui\/([^"]+)"><\/script>/g),
+      ...html.matchAll(/<link rel="modulepreload" href="\/ui\/([^"]+)">/g),
+    ].map((m) => m[1]!);
     expect(scripts.length).toBeGreaterThan(0);
     let total = 0;
     for (const s of scripts) total += gzipSync(readFileSync(join(DEFAULT_CONSOLE_DIR, s)), { level: 9 }).length;

@@ -14,11 +14,19 @@ import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';
 import { hasSystem, TEST_PG_URL } from '../helpers/system.js';
 import { removeTempDirs } from '../helpers/tmp.js';
 import { waitUntil } from '../helpers/wait.js';
-import { expectAccessible, launchBrowser, openPage, signIn, startConsoleServer, type ConsoleServer } from './harness.js';
+import {
+  expectAccessible,
+  launchBrowser,
+  openPage,
+  signIn,
+  startConsoleServer,
+  type ConsoleServer,
+} from './harness.js';
 
 const run = hasSystem('chromium') && hasSystem('nats-server') && hasSystem('postgresql');
 const schema = `caxton_console_cluster_${process.pid}_${Date.now()}`;
-const support = (n: number) => `name = "support"\ncapabilities = ["support"]\nsystem_prompt = "You are support v${n}."\n`;
+const support = (n: number) =>
+  `name = "support"\ncapabilities = ["support"]\nsystem_prompt = "You are support v${n}."\n`;
 
 describe.runIf(run)('web console of a cluster node: a rollout another node runs (chromium)', () => {
   let nats: NatsServer;
@@ -26,14 +34,23 @@ describe.runIf(run)('web console of a cluster node: a rollout another node runs 
   let b: ConsoleServer;
   let browser: Browser;
   const api = <T>(s: ConsoleServer, method: string, path: string, body?: string) =>
-    http<T>(s.url, method, path, { headers: bearer(s.admin), ...(body !== undefined && { body, contentType: 'application/toml' }) });
+    http<T>(s.url, method, path, {
+      headers: bearer(s.admin),
+      ...(body !== undefined && { body, contentType: 'application/toml' }),
+    });
 
   beforeAll(async () => {
     nats = await startNatsServer();
     a = await startConsoleServer({ toml: clusterToml('node-a', nats.url, schema) });
-    [b, browser] = await Promise.all([startConsoleServer({ toml: clusterToml('node-b', nats.url, schema) }), launchBrowser()]);
+    [b, browser] = await Promise.all([
+      startConsoleServer({ toml: clusterToml('node-b', nats.url, schema) }),
+      launchBrowser(),
+    ]);
     expect((await api(a, 'POST', '/api/v1/agents', support(1))).status).toBe(201);
-    await waitUntil(async () => (await api(b, 'GET', '/api/v1/agents/support')).status === 200, { timeoutMs: 10_000, what: 'the agent on node B' });
+    await waitUntil(async () => (await api(b, 'GET', '/api/v1/agents/support')).status === 200, {
+      timeoutMs: 10_000,
+      what: 'the agent on node B',
+    });
     const started = await api(a, 'PUT', '/api/v1/agents/support?strategy=blue-green', support(2));
     expect(started.status, started.text).toBe(200);
   });
@@ -57,7 +74,11 @@ describe.runIf(run)('web console of a cluster node: a rollout another node runs 
       await expectAccessible(page, "a cluster node's versions and rollout, the rollout on another node");
       await page.getByRole('button', { name: 'Promote version 2' }).click();
       await page.getByTestId('rollout-result').getByText('Promoted: version 2 is live').waitFor();
-      const onA = await api<{ running: boolean; rollout: { state: string } }>(a, 'GET', '/api/v1/agents/support/rollout');
+      const onA = await api<{ running: boolean; rollout: { state: string } }>(
+        a,
+        'GET',
+        '/api/v1/agents/support/rollout',
+      );
       expect(onA.json).toMatchObject({ running: false, rollout: { state: 'promoted' } });
       // Once the mark is gone, B's page no longer names a node.
       await page.reload();

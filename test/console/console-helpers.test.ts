@@ -45,7 +45,8 @@ describe('located JSON errors', () => {
 
   it('parses valid JSON and says nothing is wrong with it', () => {
     expect(parseJsonText('{"a": [1, -2.5e3, true, null, "x\\"y"]}')).toEqual({ a: [1, -2500, true, null, 'x"y'] });
-    for (const ok of ['0', '"s"', '[]', '{}', ' {"a": {"b": [{}]}} ', '-0.5']) expect(firstJsonError(ok), ok).toBeUndefined();
+    for (const ok of ['0', '"s"', '[]', '{}', ' {"a": {"b": [{}]}} ', '-0.5'])
+      expect(firstJsonError(ok), ok).toBeUndefined();
   });
 
   it('names the line and column of the first problem, and what was expected', () => {

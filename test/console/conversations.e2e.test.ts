@@ -11,8 +11,28 @@ import { removeTempDirs as removeExecutionDirs, setTestKeys } from '../execution
 import { startLlmStub, type LlmStub } from '../execution/helpers/llm-stub.js';
 import { hasSystem } from '../helpers/system.js';
 import { removeTempDirs } from '../helpers/tmp.js';
-import { expectAccessible, launchBrowser, openPage, screenshot, signIn, startConsoleServer, WIDTHS, type ConsoleServer } from './harness.js';
-import { agentFiles, agentOf, completion, gate, lastUser, sendMessage, stubToml, onFocused, tabTo, type Json } from './messaging-fixtures.js';
+import {
+  expectAccessible,
+  launchBrowser,
+  openPage,
+  screenshot,
+  signIn,
+  startConsoleServer,
+  WIDTHS,
+  type ConsoleServer,
+} from './harness.js';
+import {
+  agentFiles,
+  agentOf,
+  completion,
+  gate,
+  lastUser,
+  sendMessage,
+  stubToml,
+  onFocused,
+  tabTo,
+  type Json,
+} from './messaging-fixtures.js';
 
 const PRICES: Record<string, number> = { 'carrier-a': 30, 'carrier-b': 12, 'carrier-c': 21 };
 
@@ -31,13 +51,16 @@ describe.skipIf(!hasSystem('chromium'))('console: conversations (chromium)', () 
       const prompt = lastUser(hit);
       // Bids wait for the test to open the gate: the diagram is on screen before they arrive.
       if (prompt.includes('"cfp" message')) return bids.hold(`PROPOSE: price: ${PRICES[agent] ?? 99} EUR`);
-      if (prompt.includes('"accept-proposal" message')) return (res) => completion(res, `Delivered by ${agent} for ${PRICES[agent]} EUR`);
+      if (prompt.includes('"accept-proposal" message'))
+        return (res) => completion(res, `Delivered by ${agent} for ${PRICES[agent]} EUR`);
       return { content: `noted by ${agent}` };
     });
     [cs, browser] = await Promise.all([
       startConsoleServer({
         toml: stubToml(stub.url),
-        agentFiles: agentFiles(Object.keys(PRICES).map((name) => ({ name, capabilities: ['transport'], llm: { provider: 'stub' } }))),
+        agentFiles: agentFiles(
+          Object.keys(PRICES).map((name) => ({ name, capabilities: ['transport'], llm: { provider: 'stub' } })),
+        ),
       }),
       launchBrowser(),
     ]);
@@ -59,7 +82,12 @@ describe.skipIf(!hasSystem('chromium'))('console: conversations (chromium)', () 
       await page.getByText('Live updates (agent events): connected').waitFor();
       expect(await page.getByTestId('conversation-count').textContent()).toBe('No conversations match.');
 
-      const sent = (await sendMessage(cs.url, cs.admin, { performative: 'cfp', capability: 'transport', content: 'Ship 3 boxes to Paris', reply_by: '60s' })) as Json;
+      const sent = (await sendMessage(cs.url, cs.admin, {
+        performative: 'cfp',
+        capability: 'transport',
+        content: 'Ship 3 boxes to Paris',
+        reply_by: '60s',
+      })) as Json;
       cnp = sent.conversation_id as string;
       expect(sent.routed_to).toEqual(['carrier-a', 'carrier-b', 'carrier-c']);
       // The list shows it without a reload (the agent event stream).
@@ -74,7 +102,12 @@ describe.skipIf(!hasSystem('chromium'))('console: conversations (chromium)', () 
       await arrows.first().waitFor();
       // Only the CFP so far: the bidders are held.
       expect(await arrows.evaluateAll((els) => els.map((e) => e.getAttribute('data-performative')))).toEqual(['cfp']);
-      expect(await page.getByTestId('lifeline').allTextContents()).toEqual(['key:admin', 'carrier-a', 'carrier-b', 'carrier-c']);
+      expect(await page.getByTestId('lifeline').allTextContents()).toEqual([
+        'key:admin',
+        'carrier-a',
+        'carrier-b',
+        'carrier-c',
+      ]);
       await page.getByText('Following the conversation: connected').waitFor();
 
       bids.open();
@@ -87,7 +120,10 @@ describe.skipIf(!hasSystem('chromium'))('console: conversations (chromium)', () 
       expect(perfs.at(-1)).toBe('inform');
       expect(await page.getByTestId('cnp-proposals').textContent()).toContain('Proposals (3)');
       expect(await page.getByTestId('cnp-accepted').textContent()).toBe('Accepted: carrier-b');
-      expect((await page.getByTestId('cnp-rejected').textContent())?.split(': ')[1]?.split(', ').sort()).toEqual(['carrier-a', 'carrier-c']);
+      expect((await page.getByTestId('cnp-rejected').textContent())?.split(': ')[1]?.split(', ').sort()).toEqual([
+        'carrier-a',
+        'carrier-c',
+      ]);
       // Each arrow's label has its performative and its time from the first message.
       const labels = await page.locator('[data-testid="arrow-art"] text').allTextContents();
       expect(labels[0]).toBe('cfp +0.00 s');
@@ -97,7 +133,9 @@ describe.skipIf(!hasSystem('chromium'))('console: conversations (chromium)', () 
       await page.locator('[data-testid="arrow"][data-performative="accept-proposal"]').click();
       const detail = page.getByTestId('message-detail');
       await detail.waitFor();
-      const accept = (await (await fetch(`${cs.url}/api/v1/conversations/${cnp}`, { headers: { authorization: `Bearer ${cs.admin}` } })).json()) as Json;
+      const accept = (await (
+        await fetch(`${cs.url}/api/v1/conversations/${cnp}`, { headers: { authorization: `Bearer ${cs.admin}` } })
+      ).json()) as Json;
       const acceptMsg = accept.messages.find((m: Json) => m.performative === 'accept-proposal');
       const proposalOfB = accept.messages.find((m: Json) => m.performative === 'propose' && m.sender === 'carrier-b');
       expect(acceptMsg.in_reply_to).toBe(proposalOfB.id);
@@ -190,7 +228,11 @@ describe.skipIf(!hasSystem('chromium'))('console: conversations (chromium)', () 
       expect(await page.getByText(/Live updates/).count()).toBe(0);
       await page.getByText('Refreshed every 3 s').waitFor();
       const before = await page.getByTestId('conversation-row').count();
-      const sent = (await sendMessage(cs.url, invoker, { performative: 'inform', receiver: 'carrier-a', content: 'the depot closes at six' })) as Json;
+      const sent = (await sendMessage(cs.url, invoker, {
+        performative: 'inform',
+        receiver: 'carrier-a',
+        content: 'the depot closes at six',
+      })) as Json;
       await page.getByTestId('conversation-row').getByRole('link', { name: sent.conversation_id }).waitFor();
       expect(await page.getByTestId('conversation-row').count()).toBe(before + 1);
       expect(problems).toEqual([]);
@@ -211,7 +253,11 @@ describe.skipIf(!hasSystem('chromium'))('console: conversations (chromium)', () 
       await page.getByLabel('Performative').selectOption('propose');
       await page.getByText('3 shown of 3 messages').waitFor();
       expect(new URL(page.url()).searchParams.get('performative')).toBe('propose');
-      expect((await rows.locator('td:nth-child(3)').allTextContents()).sort()).toEqual(['carrier-a', 'carrier-b', 'carrier-c']);
+      expect((await rows.locator('td:nth-child(3)').allTextContents()).sort()).toEqual([
+        'carrier-a',
+        'carrier-b',
+        'carrier-c',
+      ]);
       await page.getByLabel('Sender').fill('carrier-b');
       await page.getByText('1 shown of 1 message').waitFor();
       await rows.getByRole('link', { name: 'propose' }).click();
@@ -238,7 +284,10 @@ describe.skipIf(!hasSystem('chromium'))('console: conversations (chromium)', () 
         await page.getByTestId('message-row').first().waitFor();
         await expectAccessible(page, `messages at ${width}`);
         await screenshot(page, 'messages');
-        expect(await page.evaluate('document.documentElement.scrollWidth'), 'the page is no wider than the screen').toBeLessThanOrEqual(width);
+        expect(
+          await page.evaluate('document.documentElement.scrollWidth'),
+          'the page is no wider than the screen',
+        ).toBeLessThanOrEqual(width);
         expect(problems).toEqual([]);
       } finally {
         await close();
@@ -255,14 +304,20 @@ describe.skipIf(!hasSystem('chromium'))('console: conversations (chromium)', () 
         await page.getByTestId('conversation-row').first().waitFor();
         await expectAccessible(page, `conversations at ${width}`);
         await screenshot(page, 'conversations');
-        expect(await page.evaluate('document.documentElement.scrollWidth'), 'the page is no wider than the screen').toBeLessThanOrEqual(width);
+        expect(
+          await page.evaluate('document.documentElement.scrollWidth'),
+          'the page is no wider than the screen',
+        ).toBeLessThanOrEqual(width);
         await page.goto(`${cs.url}/ui/conversations/${cnp}`);
         await page.getByRole('img', { name: /Sequence diagram of conversation/ }).waitFor();
         await page.locator('[data-testid="arrow"][data-performative="accept-proposal"]').click();
         await page.getByTestId('message-detail').waitFor();
         await expectAccessible(page, `a conversation at ${width}`);
         await screenshot(page, 'conversation');
-        expect(await page.evaluate('document.documentElement.scrollWidth'), 'the page is no wider than the screen').toBeLessThanOrEqual(width);
+        expect(
+          await page.evaluate('document.documentElement.scrollWidth'),
+          'the page is no wider than the screen',
+        ).toBeLessThanOrEqual(width);
         expect(problems).toEqual([]);
       } finally {
         await close();

@@ -14,7 +14,16 @@ import { http } from '../helpers/http.js';
 import { bearer } from '../helpers/keys.js';
 import { hasSystem } from '../helpers/system.js';
 import { removeTempDirs } from '../helpers/tmp.js';
-import { expectAccessible, launchBrowser, openPage, screenshot, signIn, startConsoleServer, WIDTHS, type ConsoleServer } from './harness.js';
+import {
+  expectAccessible,
+  launchBrowser,
+  openPage,
+  screenshot,
+  signIn,
+  startConsoleServer,
+  WIDTHS,
+  type ConsoleServer,
+} from './harness.js';
 import { agentFiles, agentOf, sendMessage, stubToml, onFocused, tabTo, type Json } from './messaging-fixtures.js';
 
 const FRAGILE = ['fragile', 'brittle', 'shaky'];
@@ -38,7 +47,8 @@ describe.skipIf(!hasSystem('chromium'))('console: dead letters and messages (chr
     setTestKeys();
     stub = await startLlmStub((hit) => {
       const agent = agentOf(hit);
-      if (down.has(agent)) return status(503, { error: { message: `${agent}'s model is overloaded`, type: 'overloaded' } });
+      if (down.has(agent))
+        return status(503, { error: { message: `${agent}'s model is overloaded`, type: 'overloaded' } });
       return { content: `done by ${agent}` };
     });
     [cs, browser] = await Promise.all([
@@ -49,10 +59,16 @@ describe.skipIf(!hasSystem('chromium'))('console: dead letters and messages (chr
       launchBrowser(),
     ]);
     for (const name of FRAGILE) {
-      const r = (await sendMessage(cs.url, cs.admin, { performative: 'request', receiver: name, content: `please, ${name}` }, '?wait=30')) as Json;
+      const r = (await sendMessage(
+        cs.url,
+        cs.admin,
+        { performative: 'request', receiver: name, content: `please, ${name}` },
+        '?wait=30',
+      )) as Json;
       expect(r.conversation.state, JSON.stringify(r.conversation)).toBe('failed');
     }
-    for (const d of await deadLetters()) dead.set(d.receiver, { id: d.id, message_id: d.message_id, conversation_id: d.message.conversation_id });
+    for (const d of await deadLetters())
+      dead.set(d.receiver, { id: d.id, message_id: d.message_id, conversation_id: d.message.conversation_id });
     expect([...dead.keys()].sort()).toEqual([...FRAGILE].sort());
   });
   afterAll(async () => {
@@ -71,7 +87,10 @@ describe.skipIf(!hasSystem('chromium'))('console: dead letters and messages (chr
         await page.getByTestId('dead-letter-row').first().waitFor();
         await expectAccessible(page, `dead letters at ${width}`);
         await screenshot(page, 'dead-letters');
-        expect(await page.evaluate('document.documentElement.scrollWidth'), 'the page is no wider than the screen').toBeLessThanOrEqual(width);
+        expect(
+          await page.evaluate('document.documentElement.scrollWidth'),
+          'the page is no wider than the screen',
+        ).toBeLessThanOrEqual(width);
         const shaky = dead.get('shaky')!;
         await page.getByRole('link', { name: `#${shaky.id}` }).click();
         await page.getByRole('heading', { name: `Dead letter #${shaky.id}` }).waitFor();
@@ -79,13 +98,19 @@ describe.skipIf(!hasSystem('chromium'))('console: dead letters and messages (chr
         await page.getByRole('button', { name: 'Yes, replay it' }).waitFor();
         await expectAccessible(page, `a dead letter at ${width}`);
         await screenshot(page, 'dead-letter');
-        expect(await page.evaluate('document.documentElement.scrollWidth'), 'the page is no wider than the screen').toBeLessThanOrEqual(width);
+        expect(
+          await page.evaluate('document.documentElement.scrollWidth'),
+          'the page is no wider than the screen',
+        ).toBeLessThanOrEqual(width);
         await page.getByRole('button', { name: 'Cancel' }).click();
         await page.getByRole('link', { name: shaky.message_id }).first().click();
         await page.getByTestId('delivery-row').first().waitFor();
         await expectAccessible(page, `a message at ${width}`);
         await screenshot(page, 'message');
-        expect(await page.evaluate('document.documentElement.scrollWidth'), 'the page is no wider than the screen').toBeLessThanOrEqual(width);
+        expect(
+          await page.evaluate('document.documentElement.scrollWidth'),
+          'the page is no wider than the screen',
+        ).toBeLessThanOrEqual(width);
         expect(problems).toEqual([]);
       } finally {
         await close();
@@ -154,7 +179,9 @@ describe.skipIf(!hasSystem('chromium'))('console: dead letters and messages (chr
 
       await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Dead letters' }).click();
       await page.getByText('2 shown of 2 dead letters').waitFor();
-      expect(await page.locator(`[data-testid="dead-letter-row"][data-message-id="${fragile.message_id}"]`).count()).toBe(0);
+      expect(
+        await page.locator(`[data-testid="dead-letter-row"][data-message-id="${fragile.message_id}"]`).count(),
+      ).toBe(0);
       // The conversation that failed was reopened and completed by the reply.
       await page.goto(`${cs.url}/ui/conversations/${fragile.conversation_id}`);
       await page.getByTestId('conversation-state').getByText('completed').waitFor();
@@ -178,7 +205,9 @@ describe.skipIf(!hasSystem('chromium'))('console: dead letters and messages (chr
       const err = page.locator('#replay-error');
       await err.waitFor();
       expect(await err.textContent()).toContain(`no dead letter`);
-      expect(await page.getByRole('button', { name: 'Yes, replay it' }).getAttribute('aria-describedby')).toBe('replay-error');
+      expect(await page.getByRole('button', { name: 'Yes, replay it' }).getAttribute('aria-describedby')).toBe(
+        'replay-error',
+      );
       await expectAccessible(page, 'a refused replay');
       expect(problems).toEqual([]);
     } finally {
@@ -193,9 +222,13 @@ describe.skipIf(!hasSystem('chromium'))('console: dead letters and messages (chr
     try {
       await signIn(page, cs.url, viewer, `/ui/dead-letters/${shaky.id}`);
       await page.getByRole('heading', { name: `Dead letter #${shaky.id}` }).waitFor();
-      expect(await page.getByTestId('replay-needs').textContent()).toBe('Replaying needs the permission dead_letters:replay (your role, viewer, does not have it).');
+      expect(await page.getByTestId('replay-needs').textContent()).toBe(
+        'Replaying needs the permission dead_letters:replay (your role, viewer, does not have it).',
+      );
       expect(await page.getByRole('button', { name: /Replay/ }).count()).toBe(0);
-      const r = await http<Json>(cs.url, 'POST', `/api/v1/dead-letters/${shaky.id}/replay`, { headers: bearer(viewer) });
+      const r = await http<Json>(cs.url, 'POST', `/api/v1/dead-letters/${shaky.id}/replay`, {
+        headers: bearer(viewer),
+      });
       expect(r.status).toBe(403);
       expect(r.json.error.details.permission).toBe('dead_letters:replay');
       expect(r.json.error.message).toContain('it needs the permission dead_letters:replay');

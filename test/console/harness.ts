@@ -50,19 +50,30 @@ export interface ConsoleServer {
   /** The admin key the server bootstrapped. */
   admin: string;
   /** A new key with this role (created by the admin). */
-  keyFor(role: 'admin' | 'operator' | 'developer' | 'invoker' | 'viewer', scope?: Record<string, unknown>): Promise<string>;
+  keyFor(
+    role: 'admin' | 'operator' | 'developer' | 'invoker' | 'viewer',
+    scope?: Record<string, unknown>,
+  ): Promise<string>;
   close(): Promise<void>;
 }
 
 /** A server for the console: authentication on, the scripted model, `agentFiles` in agents/. */
 export async function startConsoleServer(
-  opts: Pick<TestServerOptions, 'agentFiles'> & { toml?: string; /** Files beside caxton.toml (name → content), e.g. an issuer's public key. */ files?: Record<string, string> } = {},
+  opts: Pick<TestServerOptions, 'agentFiles'> & {
+    toml?: string;
+    /** Files beside caxton.toml (name → content), e.g. an issuer's public key. */ files?: Record<string, string>;
+  } = {},
 ): Promise<ConsoleServer> {
-  if (!existsSync(join(DEFAULT_CONSOLE_DIR, 'index.html'))) throw new Error('dist/console is missing: run npm run build (npm test does it first) or npm run build:console');
+  if (!existsSync(join(DEFAULT_CONSOLE_DIR, 'index.html')))
+    throw new Error('dist/console is missing: run npm run build (npm test does it first) or npm run build:console');
   const dir = makeTempDir('caxton-console-');
   writeFileSync(join(dir, 'replies.toml'), REPLIES);
   for (const [name, content] of Object.entries(opts.files ?? {})) writeFileSync(join(dir, name), content);
-  const srv = await startTestServer({ dir, toml: CONFIG + (opts.toml ?? ''), ...(opts.agentFiles && { agentFiles: opts.agentFiles }) });
+  const srv = await startTestServer({
+    dir,
+    toml: CONFIG + (opts.toml ?? ''),
+    ...(opts.agentFiles && { agentFiles: opts.agentFiles }),
+  });
   const admin = adminKeyOf(srv.dataDir);
   let n = 0;
   return {
@@ -104,13 +115,17 @@ export interface ConsolePage {
 
 /** A fresh context (its own sessionStorage) at this viewport width. */
 export async function openPage(browser: Browser, width: number = 1440): Promise<ConsolePage> {
-  const context = await browser.newContext({ viewport: { width, height: width < 600 ? 844 : 900 }, deviceScaleFactor: 1 });
+  const context = await browser.newContext({
+    viewport: { width, height: width < 600 ? 844 : 900 },
+    deviceScaleFactor: 1,
+  });
   const page = await context.newPage();
   page.setDefaultTimeout(10_000);
   const problems: string[] = [];
   page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
   page.on('console', (m) => {
-    if (m.type() === 'error' && /Content Security Policy|Refused to/.test(m.text())) problems.push(`console: ${m.text()}`);
+    if (m.type() === 'error' && /Content Security Policy|Refused to/.test(m.text()))
+      problems.push(`console: ${m.text()}`);
   });
   return { page, context, problems, close: () => context.close() };
 }
@@ -140,14 +155,19 @@ export async function expectAccessible(page: Page, label: string): Promise<void>
   const violations = (await page.evaluate(
     `axe.run(document, { resultTypes: ['violations'] }).then((r) => r.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map((n) => ({ target: n.target })) })))`,
   )) as AxeViolation[];
-  const bad = violations.filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => `${v.impact} ${v.id}: ${v.help} (${v.nodes.map((n) => n.target.join(' ')).join(', ')})`);
+  const bad = violations
+    .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+    .map((v) => `${v.impact} ${v.id}: ${v.help} (${v.nodes.map((n) => n.target.join(' ')).join(', ')})`);
   expect(bad, `axe-core on ${label}`).toEqual([]);
 }
 
 /** The page fits its viewport's width: nothing makes the whole page scroll sideways (wide tables scroll in their own box). */
 export async function expectNoSideScroll(page: Page): Promise<void> {
   const width = page.viewportSize()?.width ?? 0;
-  expect(await page.evaluate('document.documentElement.scrollWidth'), `page wider than ${width} px`).toBeLessThanOrEqual(width);
+  expect(
+    await page.evaluate('document.documentElement.scrollWidth'),
+    `page wider than ${width} px`,
+  ).toBeLessThanOrEqual(width);
 }
 
 export const SCREENSHOTS = process.env.CAXTON_SCREENSHOTS === '1';
@@ -158,5 +178,10 @@ export async function screenshot(page: Page, name: string): Promise<void> {
   if (!SCREENSHOTS) return;
   mkdirSync(SHOTS_DIR, { recursive: true });
   const width = page.viewportSize()?.width ?? 0;
-  await page.screenshot({ path: join(SHOTS_DIR, `${name}-${width}.png`), fullPage: true, animations: 'disabled', caret: 'hide' });
+  await page.screenshot({
+    path: join(SHOTS_DIR, `${name}-${width}.png`),
+    fullPage: true,
+    animations: 'disabled',
+    caret: 'hide',
+  });
 }

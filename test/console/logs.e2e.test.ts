@@ -30,7 +30,12 @@ describe.skipIf(!hasSystem('chromium'))('web console: logs and events (chromium)
     const dir = makeTempDir('caxton-console-logs-');
     writeFileSync(join(dir, 'replies.toml'), REPLIES);
     writeFileSync(join(dir, 'caxton.toml'), CONFIG);
-    const config = loadServerConfig({ file: join(dir, 'caxton.toml'), env: {}, cwd: dir, flags: { port: 0, metricsPort: 0 } });
+    const config = loadServerConfig({
+      file: join(dir, 'caxton.toml'),
+      env: {},
+      cwd: dir,
+      flags: { port: 0, metricsPort: 0 },
+    });
     const buffer = new LogBuffer(5000);
     const logger = createLogger('info', { write: () => {} }, { buffer });
     [server, browser] = await Promise.all([startServer({ config, logger, logBuffer: buffer }), launchBrowser()]);
@@ -103,11 +108,17 @@ describe.skipIf(!hasSystem('chromium'))('web console: logs and events (chromium)
     try {
       await signIn(page, url, admin, '/ui/events');
       await page.getByText('Live tail: connected').waitFor();
-      const dep = await http(url, 'POST', '/api/v1/agents', { body: tomlAgent('watched'), contentType: 'application/toml', headers: bearer(admin) });
+      const dep = await http(url, 'POST', '/api/v1/agents', {
+        body: tomlAgent('watched'),
+        contentType: 'application/toml',
+        headers: bearer(admin),
+      });
       expect(dep.status, dep.text).toBe(201);
       const deployed = page.locator('[data-type="agent.deployed"]').filter({ hasText: 'watched' });
       await deployed.waitFor();
-      await expect.poll(() => deployed.getByRole('link', { name: 'watched' }).getAttribute('href')).toBe('/ui/agents/watched');
+      await expect
+        .poll(() => deployed.getByRole('link', { name: 'watched' }).getAttribute('href'))
+        .toBe('/ui/agents/watched');
 
       const inv = await http(url, 'POST', '/api/v1/agents/watched/invoke', {
         body: JSON.stringify({ request: 'hello', conversation_id: 'conv-watched-1' }),
@@ -120,9 +131,12 @@ describe.skipIf(!hasSystem('chromium'))('web console: logs and events (chromium)
       const finished = page.locator('[data-type="execution.finished"]').filter({ hasText: 'watched' });
       await finished.waitFor();
       const stored = await adminGet('/api/v1/events?type=execution.finished&agent=watched');
-      const event = (stored.json as { events: { trace_id: string | null; data: { conversation_id: string | null } }[] }).events[0]!;
+      const event = (stored.json as { events: { trace_id: string | null; data: { conversation_id: string | null } }[] })
+        .events[0]!;
       expect(event.data.conversation_id).toBe(conversation);
-      expect(await finished.getByRole('link', { name: `conversation ${conversation}` }).getAttribute('href')).toBe(`/ui/conversations/${conversation}`);
+      expect(await finished.getByRole('link', { name: `conversation ${conversation}` }).getAttribute('href')).toBe(
+        `/ui/conversations/${conversation}`,
+      );
       expect(event.trace_id).toBe(TRACE_ID);
       expect(await finished.getByTestId('trace-id').textContent()).toBe(TRACE_ID);
       expect(await finished.getByRole('link', { name: TRACE_ID }).getAttribute('href')).toBe(`/ui/logs?q=${TRACE_ID}`);
@@ -157,7 +171,15 @@ describe.skipIf(!hasSystem('chromium'))('web console: logs and events (chromium)
   for (const width of WIDTHS) {
     it(`the logs and events pages at ${width} px`, async () => {
       // Something to show, whether or not the tests above ran.
-      expect((await http(url, 'POST', '/api/v1/agents', { body: tomlAgent(`shown-${width}`), contentType: 'application/toml', headers: bearer(admin) })).status).toBe(201);
+      expect(
+        (
+          await http(url, 'POST', '/api/v1/agents', {
+            body: tomlAgent(`shown-${width}`),
+            contentType: 'application/toml',
+            headers: bearer(admin),
+          })
+        ).status,
+      ).toBe(201);
       expect((await adminGet(`/api/v1/agents/missing-${width}`)).status).toBe(404);
       const { page, problems, close } = await openPage(browser, width);
       try {

@@ -10,20 +10,40 @@ import { http } from '../helpers/http.js';
 import { bearer } from '../helpers/keys.js';
 import { hasSystem } from '../helpers/system.js';
 import { removeTempDirs } from '../helpers/tmp.js';
-import { expectAccessible, launchBrowser, openPage, screenshot, signIn, startConsoleServer, WIDTHS, type ConsoleServer } from './harness.js';
+import {
+  expectAccessible,
+  launchBrowser,
+  openPage,
+  screenshot,
+  signIn,
+  startConsoleServer,
+  WIDTHS,
+  type ConsoleServer,
+} from './harness.js';
 
 describe.skipIf(!hasSystem('chromium'))('web console: memory (chromium)', () => {
   let cs: ConsoleServer;
   let browser: Browser;
   beforeAll(async () => {
-    [cs, browser] = await Promise.all([startConsoleServer({ agentFiles: { 'echo.toml': 'name = "echo"\nsystem_prompt = "You echo."\n' } }), launchBrowser()]);
+    [cs, browser] = await Promise.all([
+      startConsoleServer({ agentFiles: { 'echo.toml': 'name = "echo"\nsystem_prompt = "You echo."\n' } }),
+      launchBrowser(),
+    ]);
     const post = async (path: string, body: unknown) => {
-      const r = await http(cs.url, 'POST', path, { body: JSON.stringify(body), contentType: 'application/json', headers: bearer(cs.admin) });
+      const r = await http(cs.url, 'POST', path, {
+        body: JSON.stringify(body),
+        contentType: 'application/json',
+        headers: bearer(cs.admin),
+      });
       expect(r.status, r.text).toBe(201);
     };
     await post('/api/v1/memory/entities', {
       entities: [
-        { name: 'Ada Lovelace', entityType: 'person', observations: ['Wrote the first published computer program', 'Born in London in 1815'] },
+        {
+          name: 'Ada Lovelace',
+          entityType: 'person',
+          observations: ['Wrote the first published computer program', 'Born in London in 1815'],
+        },
         { name: 'Analytical Engine', entityType: 'machine', observations: ['A mechanical general-purpose computer'] },
         { name: 'Charles Babbage', entityType: 'person', observations: ['Mathematician who designed the engine'] },
         { name: 'Difference Engine', entityType: 'machine', observations: ['An earlier calculating machine'] },
@@ -43,7 +63,8 @@ describe.skipIf(!hasSystem('chromium'))('web console: memory (chromium)', () => 
     removeTempDirs();
   });
 
-  const nodeNames = (page: Page) => page.getByTestId('graph-node').evaluateAll((els) => els.map((e) => e.getAttribute('aria-label')));
+  const nodeNames = (page: Page) =>
+    page.getByTestId('graph-node').evaluateAll((els) => els.map((e) => e.getAttribute('aria-label')));
 
   it('searches, opens an entity with its observations and graph, and reaches a neighbour with the keyboard', async () => {
     const { page, problems, close } = await openPage(browser);
@@ -59,7 +80,10 @@ describe.skipIf(!hasSystem('chromium'))('web console: memory (chromium)', () => 
       await results.getByRole('link', { name: 'Ada Lovelace' }).click();
 
       await page.getByRole('heading', { name: 'Ada Lovelace', level: 1 }).waitFor();
-      expect(await page.getByTestId('observations').locator('li').allTextContents()).toEqual(['Wrote the first published computer program', 'Born in London in 1815']);
+      expect(await page.getByTestId('observations').locator('li').allTextContents()).toEqual([
+        'Wrote the first published computer program',
+        'Born in London in 1815',
+      ]);
       const graph = page.getByTestId('memory-graph');
       await graph.waitFor();
       // Depth 1: Ada and the engine she programmed.
@@ -84,7 +108,9 @@ describe.skipIf(!hasSystem('chromium'))('web console: memory (chromium)', () => 
       await page.getByRole('heading', { name: 'Analytical Engine', level: 1 }).waitFor();
       expect(new URL(page.url()).pathname).toBe('/ui/memory/entities/Analytical%20Engine');
       // The graph is now centred on the engine, with both people around it.
-      await expect.poll(() => nodeNames(page)).toEqual(['Analytical Engine (machine), the centre', 'Ada Lovelace (person)', 'Charles Babbage (person)']);
+      await expect
+        .poll(() => nodeNames(page))
+        .toEqual(['Analytical Engine (machine), the centre', 'Ada Lovelace (person)', 'Charles Babbage (person)']);
       expect(await page.getByTestId('observations').textContent()).toContain('A mechanical general-purpose computer');
 
       // A click re-centres too.
@@ -114,7 +140,11 @@ describe.skipIf(!hasSystem('chromium'))('web console: memory (chromium)', () => 
       expect(add.status, add.text).toBeLessThan(300);
       expect(await page.getByText('Rebuilt by the Science Museum in 1991').count()).toBe(0);
       // ... and shown once an agent's execution finishes (the event stream's execution.finished).
-      const run = await http(cs.url, 'POST', '/api/v1/agents/echo/invoke', { body: JSON.stringify({ request: 'hello' }), contentType: 'application/json', headers: bearer(cs.admin) });
+      const run = await http(cs.url, 'POST', '/api/v1/agents/echo/invoke', {
+        body: JSON.stringify({ request: 'hello' }),
+        contentType: 'application/json',
+        headers: bearer(cs.admin),
+      });
       expect(run.status, run.text).toBe(200);
       await page.getByText('Rebuilt by the Science Museum in 1991').waitFor();
       expect(problems).toEqual([]);

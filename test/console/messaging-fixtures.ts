@@ -58,13 +58,18 @@ export type Json = any;
 
 /** POST /api/v1/messages with a key. */
 export async function sendMessage(url: string, key: string, body: Record<string, unknown>, query = ''): Promise<Json> {
-  const r = await http<Json>(url, 'POST', `/api/v1/messages${query}`, { body: JSON.stringify(body), contentType: 'application/json', headers: bearer(key) });
+  const r = await http<Json>(url, 'POST', `/api/v1/messages${query}`, {
+    body: JSON.stringify(body),
+    contentType: 'application/json',
+    headers: bearer(key),
+  });
   if (r.status !== 202 && r.status !== 200) throw new Error(`POST /api/v1/messages: ${r.status} ${r.text}`);
   return r.json;
 }
 
 /** Evaluates `expr` on the focused element in the page (`el` names it; a string, as the tests have no DOM types). */
-export const onFocused = <T>(page: Page, expr: string): Promise<T> => page.evaluate(`(() => { const el = document.activeElement; return el ? ${expr} : undefined; })()`) as Promise<T>;
+export const onFocused = <T>(page: Page, expr: string): Promise<T> =>
+  page.evaluate(`(() => { const el = document.activeElement; return el ? ${expr} : undefined; })()`) as Promise<T>;
 
 /** Tabs until the focused element matches `selector` (at most `max` presses); fails naming where focus ended. */
 export async function tabTo(page: Page, selector: string, max = 60): Promise<void> {
@@ -72,5 +77,7 @@ export async function tabTo(page: Page, selector: string, max = 60): Promise<voi
     await page.keyboard.press('Tab');
     if (await onFocused<boolean>(page, `el.matches(${JSON.stringify(selector)})`)) return;
   }
-  throw new Error(`Tab never reached ${selector} (focus ends on ${await onFocused<string>(page, 'el.outerHTML.slice(0, 200)')})`);
+  throw new Error(
+    `Tab never reached ${selector} (focus ends on ${await onFocused<string>(page, 'el.outerHTML.slice(0, 200)')})`,
+  );
 }

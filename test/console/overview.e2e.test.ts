@@ -11,7 +11,17 @@ import { bearer } from '../helpers/keys.js';
 import { hasSystem, TEST_PG_URL } from '../helpers/system.js';
 import { startPgProxy } from '../helpers/tcp-proxy.js';
 import { removeTempDirs } from '../helpers/tmp.js';
-import { expectAccessible, expectNoSideScroll, launchBrowser, openPage, screenshot, signIn, startConsoleServer, WIDTHS, type ConsoleServer } from './harness.js';
+import {
+  expectAccessible,
+  expectNoSideScroll,
+  launchBrowser,
+  openPage,
+  screenshot,
+  signIn,
+  startConsoleServer,
+  WIDTHS,
+  type ConsoleServer,
+} from './harness.js';
 
 const HELPER = `name = "helper"\ncapabilities = ["arithmetic"]\ntools = ["calculator"]\nsystem_prompt = "You help."\n`;
 const BROKEN = `name = "broken"\nsystem_prompt = "x"\n\n[limits]\nmax_turns = "many"\n`;
@@ -22,10 +32,14 @@ const SCRIBE = `name = "scribe"\ncapabilities = ["writing"]\nsystem_prompt = "Yo
 /** POST .../invoke on a connection of its own (the pooled ones were just closed under the test). */
 function invokeOnNewConnection(cs: ConsoleServer, agent: string, text: string): Promise<number> {
   return new Promise((resolve, reject) => {
-    const req = request(`${cs.url}/api/v1/agents/${agent}/invoke`, { method: 'POST', agent: false, headers: { ...bearer(cs.admin), 'content-type': 'application/json' } }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode ?? 0));
-    });
+    const req = request(
+      `${cs.url}/api/v1/agents/${agent}/invoke`,
+      { method: 'POST', agent: false, headers: { ...bearer(cs.admin), 'content-type': 'application/json' } },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      },
+    );
     req.on('error', reject);
     req.end(JSON.stringify({ request: text }));
   });
@@ -35,7 +49,13 @@ describe.skipIf(!hasSystem('chromium'))('web console: overview (chromium)', () =
   let cs: ConsoleServer;
   let browser: Browser;
   beforeAll(async () => {
-    [cs, browser] = await Promise.all([startConsoleServer({ agentFiles: { 'helper.toml': HELPER, 'scribe.toml': SCRIBE, 'broken.toml': BROKEN }, toml: CLOUD }), launchBrowser()]);
+    [cs, browser] = await Promise.all([
+      startConsoleServer({
+        agentFiles: { 'helper.toml': HELPER, 'scribe.toml': SCRIBE, 'broken.toml': BROKEN },
+        toml: CLOUD,
+      }),
+      launchBrowser(),
+    ]);
   });
   afterAll(async () => {
     await browser?.close();
@@ -62,7 +82,11 @@ describe.skipIf(!hasSystem('chromium'))('web console: overview (chromium)', () =
       expect(await page.getByRole('heading', { name: 'Cluster nodes' }).count()).toBe(0);
       await page.getByText('Events: connected').waitFor();
 
-      const run = await http(cs.url, 'POST', '/api/v1/agents/helper/invoke', { headers: bearer(cs.admin), body: JSON.stringify({ request: '2 + 3' }), contentType: 'application/json' });
+      const run = await http(cs.url, 'POST', '/api/v1/agents/helper/invoke', {
+        headers: bearer(cs.admin),
+        body: JSON.stringify({ request: '2 + 3' }),
+        contentType: 'application/json',
+      });
       expect(run.status, run.text).toBe(200);
       const row = page.getByTestId('events').locator('tr', { hasText: 'execution.finished' });
       await row.first().waitFor();
@@ -83,7 +107,11 @@ describe.skipIf(!hasSystem('chromium'))('web console: overview (chromium)', () =
         .toBeGreaterThan(0);
       // The charts are fed by the polls: the executions chart describes a growing series.
       const chart = page.getByTestId('stat-executions').getByRole('img');
-      await expect.poll(async () => Number(/last (\d+) samples/.exec((await chart.getAttribute('aria-label')) ?? '')?.[1] ?? 0), { timeout: 15_000 }).toBeGreaterThanOrEqual(3);
+      await expect
+        .poll(async () => Number(/last (\d+) samples/.exec((await chart.getAttribute('aria-label')) ?? '')?.[1] ?? 0), {
+          timeout: 15_000,
+        })
+        .toBeGreaterThanOrEqual(3);
       expect(await chart.locator('polyline').getAttribute('points')).toMatch(/^[\d.]+,[\d.]+( [\d.]+,[\d.]+){2,}$/);
       await expectAccessible(page, 'overview');
 
@@ -117,32 +145,40 @@ describe.skipIf(!hasSystem('chromium'))('web console: overview (chromium)', () =
   }
 });
 
-describe.skipIf(!hasSystem('chromium') || !hasSystem('postgresql'))('web console: overview of a node whose database link drops (chromium)', () => {
-  it('shows each outside dependency, and the one that stops answering as unavailable with its reason', async () => {
-    const { proxy, url } = await startPgProxy();
-    const schema = `caxton_console_${process.pid}_${Date.now()}`;
-    const [cs, browser] = await Promise.all([startConsoleServer({ toml: `\n[memory]\nbackend = "postgres"\n[memory.postgres]\nurl = "${url}"\nschema = "${schema}"\n` }), launchBrowser()]);
-    const { page, problems, close } = await openPage(browser);
-    try {
-      await signIn(page, cs.url, cs.admin, '/ui');
-      const deps = page.getByTestId('dependencies');
-      await expect.poll(() => deps.textContent(), { timeout: 10_000 }).toContain('memory-postgresql: available');
-      proxy.cut();
-      await expect.poll(() => deps.textContent(), { timeout: 15_000 }).toContain('memory-postgresql: unavailable (');
-      expect(await page.getByText('not ready').count()).toBeGreaterThan(0);
-      proxy.restore();
-      await expect.poll(() => deps.textContent(), { timeout: 15_000 }).toContain('memory-postgresql: available');
-      expect(problems).toEqual([]);
-    } finally {
-      await close();
-      await browser.close();
-      await cs.close();
-      await proxy.close();
-      const pg = (await import('pg')).default;
-      const c = new pg.Client({ connectionString: TEST_PG_URL });
-      await c.connect();
-      await c.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-      await c.end();
-    }
-  });
-});
+describe.skipIf(!hasSystem('chromium') || !hasSystem('postgresql'))(
+  'web console: overview of a node whose database link drops (chromium)',
+  () => {
+    it('shows each outside dependency, and the one that stops answering as unavailable with its reason', async () => {
+      const { proxy, url } = await startPgProxy();
+      const schema = `caxton_console_${process.pid}_${Date.now()}`;
+      const [cs, browser] = await Promise.all([
+        startConsoleServer({
+          toml: `\n[memory]\nbackend = "postgres"\n[memory.postgres]\nurl = "${url}"\nschema = "${schema}"\n`,
+        }),
+        launchBrowser(),
+      ]);
+      const { page, problems, close } = await openPage(browser);
+      try {
+        await signIn(page, cs.url, cs.admin, '/ui');
+        const deps = page.getByTestId('dependencies');
+        await expect.poll(() => deps.textContent(), { timeout: 10_000 }).toContain('memory-postgresql: available');
+        proxy.cut();
+        await expect.poll(() => deps.textContent(), { timeout: 15_000 }).toContain('memory-postgresql: unavailable (');
+        expect(await page.getByText('not ready').count()).toBeGreaterThan(0);
+        proxy.restore();
+        await expect.poll(() => deps.textContent(), { timeout: 15_000 }).toContain('memory-postgresql: available');
+        expect(problems).toEqual([]);
+      } finally {
+        await close();
+        await browser.close();
+        await cs.close();
+        await proxy.close();
+        const pg = (await import('pg')).default;
+        const c = new pg.Client({ connectionString: TEST_PG_URL });
+        await c.connect();
+        await c.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+        await c.end();
+      }
+    });
+  },
+);

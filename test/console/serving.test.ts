@@ -18,7 +18,10 @@ import { makeTempDir, removeTempDirs } from '../helpers/tmp.js';
 const AUTH_ON = '[auth]\nenabled = true\n';
 
 /** A raw GET (no automatic decompression), so the encoding the server chose is visible. */
-function rawGet(url: string, headers: Record<string, string> = {}): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: Buffer }> {
+function rawGet(
+  url: string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: Buffer }> {
   return new Promise((resolve, reject) => {
     request(url, { headers }, (res) => {
       const chunks: Buffer[] = [];
@@ -34,7 +37,10 @@ function rawGet(url: string, headers: Record<string, string> = {}): Promise<{ st
 let srv: TestServer;
 let index: string;
 beforeAll(async () => {
-  expect(existsSync(join(DEFAULT_CONSOLE_DIR, 'index.html')), 'dist/console is missing: run npm run build (npm test does it first)').toBe(true);
+  expect(
+    existsSync(join(DEFAULT_CONSOLE_DIR, 'index.html')),
+    'dist/console is missing: run npm run build (npm test does it first)',
+  ).toBe(true);
   index = readFileSync(join(DEFAULT_CONSOLE_DIR, 'index.html'), 'utf8');
   srv = await startTestServer({ toml: AUTH_ON });
 });
@@ -112,7 +118,9 @@ describe('GET /ui', () => {
     const table = srv.server.app.accessTable.filter((r) => r.url.startsWith('/ui')).map((r) => `${r.method} ${r.url}`);
     expect(table.sort()).toEqual(['GET /ui', 'GET /ui/*', 'HEAD /ui', 'HEAD /ui/*']);
     expect((await http(srv.url, 'GET', '/api/v1/agents')).status).toBe(401);
-    expect((await http(srv.url, 'GET', '/api/v1/agents', { headers: bearer(adminKeyOf(srv.dataDir)) })).status).toBe(200);
+    expect((await http(srv.url, 'GET', '/api/v1/agents', { headers: bearer(adminKeyOf(srv.dataDir)) })).status).toBe(
+      200,
+    );
   });
 
   it('still checks the Host header (DNS rebinding)', async () => {
@@ -121,7 +129,9 @@ describe('GET /ui', () => {
   });
 
   it('whoami names the permissions of the role, which the console uses to hide what the key may not do', async () => {
-    const r = await http<{ role: string; permissions: string[] }>(srv.url, 'GET', '/api/v1/whoami', { headers: bearer(adminKeyOf(srv.dataDir)) });
+    const r = await http<{ role: string; permissions: string[] }>(srv.url, 'GET', '/api/v1/whoami', {
+      headers: bearer(adminKeyOf(srv.dataDir)),
+    });
     expect(r.json.role).toBe('admin');
     expect(r.json.permissions).toContain('keys:manage');
     expect(r.json.permissions).toContain('agents:write');

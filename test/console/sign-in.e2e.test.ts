@@ -11,7 +11,18 @@ import { startTestServer, type TestServer } from '../helpers/server.js';
 import { removeTempDirs } from '../helpers/tmp.js';
 import { http } from '../helpers/http.js';
 import { bearer } from '../helpers/keys.js';
-import { expectAccessible, expectNoSideScroll, keyId, launchBrowser, openPage, screenshot, signIn, startConsoleServer, WIDTHS, type ConsoleServer } from './harness.js';
+import {
+  expectAccessible,
+  expectNoSideScroll,
+  keyId,
+  launchBrowser,
+  openPage,
+  screenshot,
+  signIn,
+  startConsoleServer,
+  WIDTHS,
+  type ConsoleServer,
+} from './harness.js';
 
 describe.skipIf(!hasSystem('chromium'))('web console sign-in (chromium)', () => {
   let cs: ConsoleServer;
@@ -151,8 +162,12 @@ describe.skipIf(!hasSystem('chromium'))('web console with single sign-on tokens 
   beforeAll(async () => {
     const pair = await generateKeyPair('ES256', { extractable: true });
     privateKey = pair.privateKey;
-    const jwt = '\n[auth.jwt]\nissuer = "https://sso.example.test"\naudience = "caxton"\npublic_key_file = "issuer.pem"\n';
-    [cs, browser] = await Promise.all([startConsoleServer({ toml: jwt, files: { 'issuer.pem': await exportSPKI(pair.publicKey) } }), launchBrowser()]);
+    const jwt =
+      '\n[auth.jwt]\nissuer = "https://sso.example.test"\naudience = "caxton"\npublic_key_file = "issuer.pem"\n';
+    [cs, browser] = await Promise.all([
+      startConsoleServer({ toml: jwt, files: { 'issuer.pem': await exportSPKI(pair.publicKey) } }),
+      launchBrowser(),
+    ]);
   });
   afterAll(async () => {
     await browser?.close();

@@ -79,7 +79,11 @@ token = "id_token"
       ttl: { Interaction: 600, Session: 3600, Grant: 3600, AccessToken: 600, IdToken: 600, AuthorizationCode: 60 },
       findAccount: (_ctx: unknown, id: string) => ({
         accountId: id,
-        claims: () => ({ sub: id, preferred_username: id, caxton_role: id.startsWith('nobody') ? 'not-a-role' : 'operator' }),
+        claims: () => ({
+          sub: id,
+          preferred_username: id,
+          caxton_role: id.startsWith('nobody') ? 'not-a-role' : 'operator',
+        }),
       }),
     } as ConstructorParameters<typeof Provider>[1]);
     route.handler = provider.callback();
@@ -105,16 +109,29 @@ token = "id_token"
   }
 
   it('the server tells the console where to sign in; a server without [auth.jwt.sso] says it is off', async () => {
-    const r = await http<{ enabled: boolean; authorization_endpoint: string; client_id: string; scope: string }>(srv.url, 'GET', '/api/v1/auth/sso');
+    const r = await http<{ enabled: boolean; authorization_endpoint: string; client_id: string; scope: string }>(
+      srv.url,
+      'GET',
+      '/api/v1/auth/sso',
+    );
     expect(r.status).toBe(200);
-    expect(r.json).toMatchObject({ enabled: true, client_id: CLIENT_ID, scope: 'openid caxton', redirect_path: '/ui/auth/callback' });
+    expect(r.json).toMatchObject({
+      enabled: true,
+      client_id: CLIENT_ID,
+      scope: 'openid caxton',
+      redirect_path: '/ui/auth/callback',
+    });
     expect(r.json.authorization_endpoint.startsWith(`${issuer}/`)).toBe(true);
     expect(r.text).not.toContain(SECRET);
     const plain = await startTestServer({ toml: '[auth]\nenabled = true\n' });
     try {
       expect((await http(plain.url, 'GET', '/api/v1/auth/sso')).json).toEqual({ enabled: false });
       const token = await http<{ error: { code: string } }>(plain.url, 'POST', '/api/v1/auth/sso/token', {
-        body: JSON.stringify({ code: 'x', code_verifier: 'v'.repeat(43), redirect_uri: `${plain.url}/ui/auth/callback` }),
+        body: JSON.stringify({
+          code: 'x',
+          code_verifier: 'v'.repeat(43),
+          redirect_uri: `${plain.url}/ui/auth/callback`,
+        }),
         contentType: 'application/json',
       });
       expect(token.status).toBe(404);
@@ -136,7 +153,9 @@ token = "id_token"
       expect(url.pathname).toBe('/ui/agents');
       expect(url.search).toBe('');
       // The token is the bearer of every call: whoami answers for the provider's user, as an operator.
-      const who = (await page.evaluate(`fetch('/api/v1/whoami', { headers: { authorization: 'Bearer ' + sessionStorage.getItem('caxton.credential') } }).then((r) => r.json())`)) as {
+      const who = (await page.evaluate(
+        `fetch('/api/v1/whoami', { headers: { authorization: 'Bearer ' + sessionStorage.getItem('caxton.credential') } }).then((r) => r.json())`,
+      )) as {
         id: string;
         role: string;
       };
@@ -172,10 +191,19 @@ token = "id_token"
     } finally {
       await close();
     }
-    const r = await http<{ error: { code: string; message: string; details: { field: string } } }>(srv.url, 'POST', '/api/v1/auth/sso/token', {
-      body: JSON.stringify({ code: 'not-a-real-code', code_verifier: 'v'.repeat(43), redirect_uri: `${srv.url}/ui/auth/callback` }),
-      contentType: 'application/json',
-    });
+    const r = await http<{ error: { code: string; message: string; details: { field: string } } }>(
+      srv.url,
+      'POST',
+      '/api/v1/auth/sso/token',
+      {
+        body: JSON.stringify({
+          code: 'not-a-real-code',
+          code_verifier: 'v'.repeat(43),
+          redirect_uri: `${srv.url}/ui/auth/callback`,
+        }),
+        contentType: 'application/json',
+      },
+    );
     expect(r.status).toBe(400);
     expect(r.json.error).toMatchObject({ code: 'invalid_request', details: { field: 'code' } });
     expect(r.json.error.message).toContain('the identity provider refused the sign-in code (invalid_grant)');

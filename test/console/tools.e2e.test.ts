@@ -11,14 +11,26 @@ import { http } from '../helpers/http.js';
 import { bearer } from '../helpers/keys.js';
 import { hasSystem } from '../helpers/system.js';
 import { removeTempDirs } from '../helpers/tmp.js';
-import { expectAccessible, launchBrowser, openPage, screenshot, signIn, startConsoleServer, WIDTHS, type ConsoleServer } from './harness.js';
+import {
+  expectAccessible,
+  launchBrowser,
+  openPage,
+  screenshot,
+  signIn,
+  startConsoleServer,
+  WIDTHS,
+  type ConsoleServer,
+} from './harness.js';
 
 describe.skipIf(!hasSystem('chromium'))('web console: tools (chromium)', () => {
   let cs: ConsoleServer;
   let browser: Browser;
   beforeAll(async () => {
     // An MCP server that cannot be reached (nothing listens on port 9 of loopback): listed with its state and error.
-    [cs, browser] = await Promise.all([startConsoleServer({ toml: '\n[mcp_servers.unreachable]\nurl = "http://127.0.0.1:9/mcp"\ntimeout = "1s"\n' }), launchBrowser()]);
+    [cs, browser] = await Promise.all([
+      startConsoleServer({ toml: '\n[mcp_servers.unreachable]\nurl = "http://127.0.0.1:9/mcp"\ntimeout = "1s"\n' }),
+      launchBrowser(),
+    ]);
   });
   afterAll(async () => {
     await browser?.close();
@@ -28,7 +40,9 @@ describe.skipIf(!hasSystem('chromium'))('web console: tools (chromium)', () => {
 
   /** The audit records of json_query calls, through the API. */
   const audited = async (): Promise<{ outcome: string }[]> => {
-    const r = await http<{ records: { outcome: string }[] }>(cs.url, 'GET', '/api/v1/tools/audit?server=json_query', { headers: bearer(cs.admin) });
+    const r = await http<{ records: { outcome: string }[] }>(cs.url, 'GET', '/api/v1/tools/audit?server=json_query', {
+      headers: bearer(cs.admin),
+    });
     expect(r.status, r.text).toBe(200);
     return r.json.records;
   };
@@ -132,12 +146,19 @@ describe.skipIf(!hasSystem('chromium'))('web console: tools (chromium)', () => {
       // And text that is not JSON at all is located before anything is sent.
       await args.fill('{"query": "$.a",\n "document": {"a": 1}');
       await form.getByRole('button', { name: 'Call json_query.query' }).click();
-      await expect.poll(async () => form.getByTestId('field-error').textContent()).toMatch(/invalid JSON: line 2, column \d+/);
+      await expect
+        .poll(async () => form.getByTestId('field-error').textContent())
+        .toMatch(/invalid JSON: line 2, column \d+/);
       expect((await audited()).length).toBe(before);
       await expectAccessible(page, 'call form with a located error');
 
       // An array-typed field (chart_generator.render's labels) is a JSON text area too, checked the same way.
-      const charts = async () => (await http<{ records: unknown[] }>(cs.url, 'GET', '/api/v1/tools/audit?server=chart_generator', { headers: bearer(cs.admin) })).json.records.length;
+      const charts = async () =>
+        (
+          await http<{ records: unknown[] }>(cs.url, 'GET', '/api/v1/tools/audit?server=chart_generator', {
+            headers: bearer(cs.admin),
+          })
+        ).json.records.length;
       const chartsBefore = await charts();
       await page.goto(`${cs.url}/ui/tools/chart_generator`);
       await page.locator('summary', { hasText: 'Call chart_generator.render' }).click();
@@ -147,7 +168,9 @@ describe.skipIf(!hasSystem('chromium'))('web console: tools (chromium)', () => {
       expect(await labels.evaluate((e) => e.tagName)).toBe('TEXTAREA');
       await labels.fill('["a", "b",]');
       await chart.getByRole('button', { name: 'Call chart_generator.render' }).click();
-      await expect.poll(() => chart.getByTestId('field-error').textContent()).toBe('invalid JSON: line 1, column 11: expected a value, found "]"');
+      await expect
+        .poll(() => chart.getByTestId('field-error').textContent())
+        .toBe('invalid JSON: line 1, column 11: expected a value, found "]"');
       expect(await labels.getAttribute('aria-invalid')).toBe('true');
       expect(await chart.getByTestId('call-result').count()).toBe(0);
       expect(await charts()).toBe(chartsBefore);
@@ -198,7 +221,11 @@ describe.skipIf(!hasSystem('chromium'))('web console: tools (chromium)', () => {
       expect(await page.getByRole('button', { name: /^Call / }).count()).toBe(0);
       expect(await page.getByText('Call json_query.query').count()).toBe(0);
       // The API refuses it the same way.
-      const r = await http(cs.url, 'POST', '/api/v1/tools/json_query/query/call', { body: '{"args":{"query":"$"}}', contentType: 'application/json', headers: bearer(viewer) });
+      const r = await http(cs.url, 'POST', '/api/v1/tools/json_query/query/call', {
+        body: '{"args":{"query":"$"}}',
+        contentType: 'application/json',
+        headers: bearer(viewer),
+      });
       expect(r.status).toBe(403);
       expect(problems).toEqual([]);
     } finally {
@@ -211,7 +238,9 @@ describe.skipIf(!hasSystem('chromium'))('web console: tools (chromium)', () => {
       const alert = other.page.getByRole('alert');
       await alert.waitFor();
       expect(await alert.textContent()).toContain('Your key lacks the permission tools:read');
-      expect(await other.page.getByRole('navigation', { name: 'Main' }).getByRole('link').allTextContents()).not.toContain('Tools');
+      expect(
+        await other.page.getByRole('navigation', { name: 'Main' }).getByRole('link').allTextContents(),
+      ).not.toContain('Tools');
     } finally {
       await other.close();
     }

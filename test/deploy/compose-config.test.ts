@@ -39,27 +39,40 @@ describe('deploy/compose: each node configuration, through the loader', () => {
     }
   });
 
-  it.each(nodes.map(([name]) => [name]))('%s: validates with its environment, [cluster.state] naming the postgres service', (name) => {
-    const svc = compose.services[name]!;
-    const root = join(dir, name);
-    layOutNode(svc, root);
-    const env = nodeEnv(svc, root);
-    const cfg = loadServerConfig({ env, cwd: root });
-    expect(cfg.source.file).toBe(mapPaths('/etc/caxton/cluster.toml', root));
-    expect(cfg.source.env).toEqual(expect.arrayContaining(['CAXTON_CLUSTER__NODE', 'CAXTON_CLUSTER__ADVERTISE_URL']));
-    // Relative paths of the file resolve to the image's own files.
-    expect(cfg.agents_dir).toBe(mapPaths('/etc/caxton/agents', root));
-    expect(cfg.data_dir).toBe(mapPaths('/var/lib/caxton', root));
-    expect(cfg.llm.default_provider).toBe('demo');
+  it.each(nodes.map(([name]) => [name]))(
+    '%s: validates with its environment, [cluster.state] naming the postgres service',
+    (name) => {
+      const svc = compose.services[name]!;
+      const root = join(dir, name);
+      layOutNode(svc, root);
+      const env = nodeEnv(svc, root);
+      const cfg = loadServerConfig({ env, cwd: root });
+      expect(cfg.source.file).toBe(mapPaths('/etc/caxton/cluster.toml', root));
+      expect(cfg.source.env).toEqual(expect.arrayContaining(['CAXTON_CLUSTER__NODE', 'CAXTON_CLUSTER__ADVERTISE_URL']));
+      // Relative paths of the file resolve to the image's own files.
+      expect(cfg.agents_dir).toBe(mapPaths('/etc/caxton/agents', root));
+      expect(cfg.data_dir).toBe(mapPaths('/var/lib/caxton', root));
+      expect(cfg.llm.default_provider).toBe('demo');
 
-    const cluster = cfg.cluster!;
-    expect(cluster.node).toBe(name.replace(/^caxton-/, ''));
-    expect(cluster.advertise_url).toBe(`http://${name}:${cfg.server.port}`);
-    expect(cluster.nats.urls).toEqual(['nats://nats:4222']);
-    expect(cluster.state).toEqual({ url_env: 'CAXTON_CLUSTER_DATABASE_URL', schema: 'caxton_cluster', pool_size: 10, step_transactions: 2 });
-    // What `caxton serve` resolves before it connects: the URL read from the variable url_env names.
-    expect(clusterStateConfig(cluster, env)).toEqual({ url: PG_URL, schema: 'caxton_cluster', pool_size: 10, step_transactions: 2 });
-  });
+      const cluster = cfg.cluster!;
+      expect(cluster.node).toBe(name.replace(/^caxton-/, ''));
+      expect(cluster.advertise_url).toBe(`http://${name}:${cfg.server.port}`);
+      expect(cluster.nats.urls).toEqual(['nats://nats:4222']);
+      expect(cluster.state).toEqual({
+        url_env: 'CAXTON_CLUSTER_DATABASE_URL',
+        schema: 'caxton_cluster',
+        pool_size: 10,
+        step_transactions: 2,
+      });
+      // What `caxton serve` resolves before it connects: the URL read from the variable url_env names.
+      expect(clusterStateConfig(cluster, env)).toEqual({
+        url: PG_URL,
+        schema: 'caxton_cluster',
+        pool_size: 10,
+        step_transactions: 2,
+      });
+    },
+  );
 
   it('cluster.toml is the image’s caxton.toml plus [cluster], nothing else', () => {
     const image = toml(join(repoRoot, 'deploy/docker/caxton.toml'));

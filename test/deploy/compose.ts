@@ -20,7 +20,8 @@ type Obj = Record<string, unknown>;
 export function yamlDocs(file: string): Obj[] {
   const docs = parseAllDocuments(readFileSync(file, 'utf8'), { merge: true });
   if (!Array.isArray(docs)) throw new Error(`${file}: empty`);
-  for (const d of docs) if (d.errors.length > 0) throw new Error(`${file}: ${d.errors.map((e) => e.message).join('; ')}`);
+  for (const d of docs)
+    if (d.errors.length > 0) throw new Error(`${file}: ${d.errors.map((e) => e.message).join('; ')}`);
   return docs.map((d) => d.toJS() as Obj).filter((d) => d !== null);
 }
 
@@ -50,7 +51,10 @@ export function caxtonNodes(c: Compose): [string, ComposeService][] {
 
 /** Container paths of the image → `root` here (the image's layout, recreated). */
 export function mapPaths(v: string, root: string): string {
-  return v.replaceAll('/opt/caxton', repoRoot).replaceAll('/etc/caxton', join(root, 'etc')).replaceAll('/var/lib/caxton', join(root, 'data'));
+  return v
+    .replaceAll('/opt/caxton', repoRoot)
+    .replaceAll('/etc/caxton', join(root, 'etc'))
+    .replaceAll('/var/lib/caxton', join(root, 'data'));
 }
 
 const runtime = () => stages(parseDockerfile(readFileSync(DOCKERFILE, 'utf8'))).at(-1)!;
@@ -70,7 +74,9 @@ export function imageEnvAt(root: string): Record<string, string> {
   const env = runtime()
     .instructions.filter((i) => i.name === 'ENV')
     .map((i) => envPairs(i.args));
-  return Object.fromEntries(Object.entries(Object.assign({}, ...env) as Record<string, string>).map(([k, v]) => [k, mapPaths(v, root)]));
+  return Object.fromEntries(
+    Object.entries(Object.assign({}, ...env) as Record<string, string>).map(([k, v]) => [k, mapPaths(v, root)]),
+  );
 }
 
 /** A service's bind mounts (`./file:/container/path[:ro]`): the file here and its path in the container. */
@@ -103,5 +109,9 @@ export function nodeEnv(s: ComposeService, root: string): Record<string, string>
 /** `127.0.0.1:8081:8080` → host address, host port, container port. */
 export function portMapping(p: string): { host: string; hostPort: number; containerPort: number } {
   const parts = p.split(':');
-  return { host: parts.length === 3 ? parts[0]! : '0.0.0.0', hostPort: Number(parts.at(-2)), containerPort: Number(parts.at(-1)) };
+  return {
+    host: parts.length === 3 ? parts[0]! : '0.0.0.0',
+    hostPort: Number(parts.at(-2)),
+    containerPort: Number(parts.at(-1)),
+  };
 }

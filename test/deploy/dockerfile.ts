@@ -60,7 +60,8 @@ export function stages(instructions: Instruction[]): Stage[] {
 /** `ENV A=1 B="two"` (the key=value form) as a record. */
 export function envPairs(args: string): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const m of args.matchAll(/([A-Za-z_][A-Za-z0-9_]*)=("(?:[^"\\]|\\.)*"|\S+)/g)) out[m[1]!] = m[2]!.startsWith('"') ? (JSON.parse(m[2]!) as string) : m[2]!;
+  for (const m of args.matchAll(/([A-Za-z_][A-Za-z0-9_]*)=("(?:[^"\\]|\\.)*"|\S+)/g))
+    out[m[1]!] = m[2]!.startsWith('"') ? (JSON.parse(m[2]!) as string) : m[2]!;
   return out;
 }
 

@@ -17,7 +17,19 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { clusterStateConfig, loadServerConfig, type ServerConfig } from '../../src/config/index.js';
 import { freePorts } from '../cli/helpers/cli.js';
 import { repoRoot } from '../helpers/fixtures.js';
-import { caxtonNodes, COMPOSE, DOCKERFILE, imageEnvAt, layOutImage, layOutNode, mapPaths, nodeEnv, portMapping, readCompose, yamlDocs } from './compose.js';
+import {
+  caxtonNodes,
+  COMPOSE,
+  DOCKERFILE,
+  imageEnvAt,
+  layOutImage,
+  layOutNode,
+  mapPaths,
+  nodeEnv,
+  portMapping,
+  readCompose,
+  yamlDocs,
+} from './compose.js';
 import { execForm, parseDockerfile, stages, type Stage } from './dockerfile.js';
 
 const K8S = join(repoRoot, 'deploy/kubernetes/caxton.yaml');
@@ -57,7 +69,12 @@ interface Container {
 }
 const sts = ofKind<{
   spec: {
-    template: { spec: { containers: Container[]; volumes: { name: string; configMap?: { name: string; items: { key: string; path: string }[] } }[] } };
+    template: {
+      spec: {
+        containers: Container[];
+        volumes: { name: string; configMap?: { name: string; items: { key: string; path: string }[] } }[];
+      };
+    };
     volumeClaimTemplates: { metadata: { name: string } }[];
   };
 }>('StatefulSet')[0]!;
@@ -65,7 +82,15 @@ const container = sts.spec.template.spec.containers[0]!;
 const configMap = ofKind<{ metadata: { name: string }; data: Record<string, string> }>('ConfigMap')[0]!;
 const secret = ofKind<{ metadata: { name: string }; stringData: Record<string, string> }>('Secret')[0]!;
 const service = ofKind<{ spec: { ports: { name: string; port: number; targetPort: string }[] } }>('Service')[0]!;
-const monitor = ofKind<{ spec: { endpoints: { port: string; path: string; authorization?: { type: string; credentials: { name: string; key: string } } }[] } }>('ServiceMonitor')[0]!;
+const monitor = ofKind<{
+  spec: {
+    endpoints: {
+      port: string;
+      path: string;
+      authorization?: { type: string; credentials: { name: string; key: string } };
+    }[];
+  };
+}>('ServiceMonitor')[0]!;
 
 interface Live {
   url: string;
@@ -82,7 +107,13 @@ async function startLive(argv: string[], env: Record<string, string>): Promise<L
   // Ports are moved to free ones (8080/9090 may be taken here); the files' own ports are checked against the config separately.
   const child = spawn(process.execPath, args, {
     cwd: dir,
-    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir, ...env, CAXTON_PORT: String(port), CAXTON_METRICS_PORT: String(metricsPort) },
+    env: {
+      PATH: process.env.PATH ?? '/usr/bin:/bin',
+      HOME: dir,
+      ...env,
+      CAXTON_PORT: String(port),
+      CAXTON_METRICS_PORT: String(metricsPort),
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   children.add(child);
@@ -104,9 +135,12 @@ async function startLive(argv: string[], env: Record<string, string>): Promise<L
   return { url, metricsUrl: `http://127.0.0.1:${metricsPort}`, output: () => stderr };
 }
 
-const status = async (url: string, headers: Record<string, string> = {}) => (await fetch(url, { headers, signal: AbortSignal.timeout(5000) })).status;
+const status = async (url: string, headers: Record<string, string> = {}) =>
+  (await fetch(url, { headers, signal: AbortSignal.timeout(5000) })).status;
 /** The admin key the first start wrote into a data dir (issue 14), as a request header. */
-const adminAuth = (dataDir: string) => ({ authorization: `Bearer ${readFileSync(join(dataDir, 'admin.key'), 'utf8').trim()}` });
+const adminAuth = (dataDir: string) => ({
+  authorization: `Bearer ${readFileSync(join(dataDir, 'admin.key'), 'utf8').trim()}`,
+});
 
 /** The effective configuration for a set of env variables (files' paths mapped under `root`). */
 function configFor(env: Record<string, string>): ServerConfig {
@@ -121,7 +155,9 @@ function unreadCaxtonVars(env: Record<string, string>, cfg: ServerConfig): strin
     else if (v && typeof v === 'object') for (const [k, x] of Object.entries(v)) walk(x, k);
   };
   walk(cfg);
-  return Object.keys(env).filter((k) => k.startsWith('CAXTON_') && k !== 'CAXTON_CONFIG' && !cfg.source.env.includes(k) && !named.has(k));
+  return Object.keys(env).filter(
+    (k) => k.startsWith('CAXTON_') && k !== 'CAXTON_CONFIG' && !cfg.source.env.includes(k) && !named.has(k),
+  );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -134,7 +170,9 @@ let image: Live;
 beforeAll(async () => {
   // /etc/caxton as the Dockerfile's COPY lines lay it out.
   layOutImage(imageRoot);
-  const argv = [...execForm(one(runtime, 'ENTRYPOINT')), ...execForm(one(runtime, 'CMD'))].map((a) => mapPaths(a, imageRoot));
+  const argv = [...execForm(one(runtime, 'ENTRYPOINT')), ...execForm(one(runtime, 'CMD'))].map((a) =>
+    mapPaths(a, imageRoot),
+  );
   image = await startLive(argv, imageEnv());
 }, 60_000);
 
@@ -156,7 +194,9 @@ describe('deploy/docker/Dockerfile', () => {
     expect(user).not.toMatch(/^(root|0)(:|$)/);
     // The runtime stage takes only built output from the build stage, never the sources.
     const fromBuild = all(runtime, 'COPY').filter((i) => i.args.startsWith('--from=build'));
-    expect(fromBuild.map((i) => i.args.split(/\s+/)[1])).toEqual(expect.arrayContaining(['/src/node_modules', '/src/dist', '/src/tools/builtin', '/src/templates']));
+    expect(fromBuild.map((i) => i.args.split(/\s+/)[1])).toEqual(
+      expect.arrayContaining(['/src/node_modules', '/src/dist', '/src/tools/builtin', '/src/templates']),
+    );
     expect(fromBuild.some((i) => /\/src\/src\b/.test(i.args))).toBe(false);
   });
 
@@ -205,7 +245,9 @@ describe('deploy/docker/Dockerfile', () => {
     expect(cmd[0]).toBe('node');
     const port = new URL(image.url).port;
     const args = cmd.slice(1).map((a) => a.replace('127.0.0.1:8080', `127.0.0.1:${port}`));
-    const code = await new Promise<number | null>((res) => spawn(process.execPath, args, { stdio: 'ignore' }).on('close', res));
+    const code = await new Promise<number | null>((res) =>
+      spawn(process.execPath, args, { stdio: 'ignore' }).on('close', res),
+    );
     expect(code).toBe(0);
   });
 });
@@ -230,7 +272,10 @@ describe('deploy/compose/compose.yaml', () => {
     for (const [, svc] of nodes) {
       expect(svc.build).toEqual({ context: '../..', dockerfile: 'deploy/docker/Dockerfile' });
       expect(svc.image).toBe('caxton:latest');
-      expect(svc.depends_on).toEqual({ postgres: { condition: 'service_healthy' }, nats: { condition: 'service_started' } });
+      expect(svc.depends_on).toEqual({
+        postgres: { condition: 'service_healthy' },
+        nats: { condition: 'service_started' },
+      });
     }
     expect(postgres?.image).toMatch(/^pgvector\/pgvector:pg\d+$/);
     expect(nats?.image).toMatch(/^nats:/);
@@ -288,14 +333,23 @@ describe('deploy/compose/compose.yaml', () => {
     const clusters = nodes.map(([name]) => {
       const cfg = configOf(name);
       expect(cfg.cluster, `${name}: [cluster]`).toBeDefined();
-      return { name, cluster: cfg.cluster!, state: clusterStateConfig(cfg.cluster!, envOf(name)), port: cfg.server.port };
+      return {
+        name,
+        cluster: cfg.cluster!,
+        state: clusterStateConfig(cfg.cluster!, envOf(name)),
+        port: cfg.server.port,
+      };
     });
     expect(clusters.map((c) => c.cluster.node)).toEqual(['a', 'b', 'c']);
     for (const c of clusters) expect(c.cluster.advertise_url).toBe(`http://${c.name}:${c.port}`);
     for (const c of clusters) expect(c.cluster.nats.urls).toEqual(['nats://nats:4222']);
     expect(new Set(clusters.map((c) => c.state.schema))).toEqual(new Set(['caxton_cluster']));
-    for (const c of clusters) expect(c.state.url).toBe(`postgres://${pg.POSTGRES_USER}:${pg.POSTGRES_PASSWORD}@postgres:5432/${pg.POSTGRES_DB}`);
-    for (const key of ['nodes_bucket', 'keys_bucket'] as const) expect(new Set(clusters.map((c) => c.cluster[key])).size, key).toBe(1);
+    for (const c of clusters)
+      expect(c.state.url).toBe(
+        `postgres://${pg.POSTGRES_USER}:${pg.POSTGRES_PASSWORD}@postgres:5432/${pg.POSTGRES_DB}`,
+      );
+    for (const key of ['nodes_bucket', 'keys_bucket'] as const)
+      expect(new Set(clusters.map((c) => c.cluster[key])).size, key).toBe(1);
     expect(new Set(clusters.map((c) => JSON.stringify(c.cluster.delivery))).size).toBe(1);
   });
 });
@@ -322,7 +376,14 @@ describe('deploy/kubernetes/caxton.yaml', () => {
   });
 
   it('parses into a ConfigMap, Secret, Service, StatefulSet with a volume claim, and ServiceMonitor that refer to each other', () => {
-    expect(k8s.map((d) => d.kind).sort()).toEqual(['ConfigMap', 'Secret', 'Secret', 'Service', 'ServiceMonitor', 'StatefulSet']);
+    expect(k8s.map((d) => d.kind).sort()).toEqual([
+      'ConfigMap',
+      'Secret',
+      'Secret',
+      'Service',
+      'ServiceMonitor',
+      'StatefulSet',
+    ]);
     expect(sts.spec.volumeClaimTemplates.map((v) => v.metadata.name)).toContain('data');
     expect(container.volumeMounts.find((m) => m.name === 'data')?.mountPath).toBe('/var/lib/caxton');
     const cmVolume = sts.spec.template.spec.volumes.find((v) => v.configMap)!;
@@ -335,13 +396,17 @@ describe('deploy/kubernetes/caxton.yaml', () => {
     expect(service.spec.ports.map((p) => p.name)).toContain(monitor.spec.endpoints[0]!.port);
     // The ServiceMonitor's bearer key comes from the second Secret.
     const auth = monitor.spec.endpoints[0]!.authorization!;
-    const metricsSecret = ofKind<{ metadata: { name: string }; stringData: Record<string, string> }>('Secret').find((s) => s.metadata.name === auth.credentials.name)!;
+    const metricsSecret = ofKind<{ metadata: { name: string }; stringData: Record<string, string> }>('Secret').find(
+      (s) => s.metadata.name === auth.credentials.name,
+    )!;
     expect(Object.keys(metricsSecret.stringData)).toContain(auth.credentials.key);
   });
 
   it('every api_key_env of its caxton.toml names a key of the Secret, and every CAXTON_* variable is read', () => {
     const cfg = configFor(k8sEnv());
-    const keys = Object.values(cfg.llm.providers).flatMap((p) => ((p as { api_key_env?: string }).api_key_env ? [(p as { api_key_env: string }).api_key_env] : []));
+    const keys = Object.values(cfg.llm.providers).flatMap((p) =>
+      (p as { api_key_env?: string }).api_key_env ? [(p as { api_key_env: string }).api_key_env] : [],
+    );
     expect(keys.length).toBeGreaterThan(0);
     for (const k of keys) expect(Object.keys(secret.stringData)).toContain(k);
     expect(unreadCaxtonVars(k8sEnv(), cfg)).toEqual([]);
@@ -352,7 +417,9 @@ describe('deploy/kubernetes/caxton.yaml', () => {
     const named = new Map(container.ports.map((p) => [p.name, p.containerPort]));
     expect(named.get('http')).toBe(cfg.server.port);
     expect(named.get('metrics')).toBe(cfg.metrics.port);
-    const argv = [...execForm(one(runtime, 'ENTRYPOINT')), ...(container.args ?? execForm(one(runtime, 'CMD')))].map((a) => mapPaths(a, k8sRoot));
+    const argv = [...execForm(one(runtime, 'ENTRYPOINT')), ...(container.args ?? execForm(one(runtime, 'CMD')))].map(
+      (a) => mapPaths(a, k8sRoot),
+    );
     const live = await startLive(argv, k8sEnv());
     const base = (port: string) => (named.get(port) === cfg.metrics.port ? live.metricsUrl : live.url);
     for (const probe of [container.livenessProbe, container.readinessProbe, container.startupProbe]) {
@@ -366,7 +433,9 @@ describe('deploy/kubernetes/caxton.yaml', () => {
     expect(await status(`${base(svcPort.targetPort)}${ep.path}`)).toBe(401);
     const auth = adminAuth(join(k8sRoot, 'data'));
     expect(await status(`${base(svcPort.targetPort)}${ep.path}`, auth)).toBe(200);
-    const agents = (await (await fetch(`${live.url}/api/v1/agents`, { headers: auth })).json()) as { agents: { name: string }[] };
+    const agents = (await (await fetch(`${live.url}/api/v1/agents`, { headers: auth })).json()) as {
+      agents: { name: string }[];
+    };
     expect(agents.agents.map((a) => a.name)).toContain('assistant');
     expect(live.output()).not.toContain(secret.stringData.OPENAI_API_KEY!);
   }, 60_000);

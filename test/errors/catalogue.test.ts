@@ -30,7 +30,8 @@ function configIssues(toml: string): SourceIssue[] {
 function expectOwnWords(issues: SourceIssue[], input: string): void {
   expect(issues.length, input).toBeGreaterThan(0);
   for (const i of issues) {
-    for (const text of [i.message, i.expected ?? '', i.suggestion ?? '', formatIssue(i)]) expect(text, `${input}\n→ ${formatIssue(i)}`).not.toMatch(LIBRARY_PHRASES);
+    for (const text of [i.message, i.expected ?? '', i.suggestion ?? '', formatIssue(i)])
+      expect(text, `${input}\n→ ${formatIssue(i)}`).not.toMatch(LIBRARY_PHRASES);
   }
 }
 
@@ -80,14 +81,25 @@ describe('caxton.toml errors are in our words', () => {
     for (const i of issues) {
       expect(i.field, formatIssue(i)).toBeTruthy();
       // A wrong value says what it got, and what is expected or what to do.
-      if (i.code === 'invalid_value') expect(Boolean(i.expected || i.suggestion || /\(got |, got |expected /.test(i.message)), formatIssue(i)).toBe(true);
+      if (i.code === 'invalid_value')
+        expect(Boolean(i.expected || i.suggestion || /\(got |, got |expected /.test(i.message)), formatIssue(i)).toBe(
+          true,
+        );
     }
   });
 
   it('a misspelled key, at any depth, gets a did-you-mean', () => {
-    expect(configIssues('[server]\nprot = 1\n')[0]).toMatchObject({ field: 'server.prot', suggestion: 'did you mean "port"?' });
-    expect(configIssues('[llm.providers.a]\ntype = "openai"\nbase_ulr = "http://x"\n')[0]).toMatchObject({ field: 'llm.providers.a.base_ulr', suggestion: 'did you mean "base_url"?' });
-    expect(configIssues('[tools.http_client]\nallowed_host = ["x"]\n')[0]).toMatchObject({ suggestion: 'did you mean "allowed_hosts"?' });
+    expect(configIssues('[server]\nprot = 1\n')[0]).toMatchObject({
+      field: 'server.prot',
+      suggestion: 'did you mean "port"?',
+    });
+    expect(configIssues('[llm.providers.a]\ntype = "openai"\nbase_ulr = "http://x"\n')[0]).toMatchObject({
+      field: 'llm.providers.a.base_ulr',
+      suggestion: 'did you mean "base_url"?',
+    });
+    expect(configIssues('[tools.http_client]\nallowed_host = ["x"]\n')[0]).toMatchObject({
+      suggestion: 'did you mean "allowed_hosts"?',
+    });
     expect(configIssues('[memmory]\n')[0]).toMatchObject({ suggestion: 'did you mean "memory"?' });
   });
 
@@ -144,7 +156,21 @@ describe('describeIssue rewrites every zod default text', () => {
     b: z.boolean(),
   });
   const inputs: Record<string, unknown>[] = [
-    { n: 0, m: 3, s: 'a', e: 'alpah', l: 'y', u: 'no', r: 'b', a: [], o: 'x', rec: { x: 1 }, email: 'no', b: 'yes', extra: 1 },
+    {
+      n: 0,
+      m: 3,
+      s: 'a',
+      e: 'alpah',
+      l: 'y',
+      u: 'no',
+      r: 'b',
+      a: [],
+      o: 'x',
+      rec: { x: 1 },
+      email: 'no',
+      b: 'yes',
+      extra: 1,
+    },
     { n: 9, s: 'abcd', a: ['1', '2'], o: { k: 1 }, rec: { k: 'v' } },
     { n: 1.5, s: 3, e: 1, u: 3, a: 'x', o: [], rec: [], b: 0 },
   ];
@@ -155,7 +181,8 @@ describe('describeIssue rewrites every zod default text', () => {
       expect(isLibraryText(issue), issue.message).toBe(true);
       const value = issue.path.reduce<unknown>((o, k) => (o as Record<PropertyKey, unknown> | undefined)?.[k], input);
       const t = describeIssue(issue, value);
-      for (const text of [t.message, t.expected ?? '', t.suggestion ?? '']) expect(text, JSON.stringify(issue)).not.toMatch(LIBRARY_PHRASES);
+      for (const text of [t.message, t.expected ?? '', t.suggestion ?? ''])
+        expect(text, JSON.stringify(issue)).not.toMatch(LIBRARY_PHRASES);
     }
   });
 
@@ -180,7 +207,10 @@ describe('API request errors are in our words', () => {
   ];
   it.each(requests)('%s %s', async (method, path, body) => {
     t ??= await startTestServer();
-    const res = await fetch(t.url + path, { method, ...(body !== undefined && { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } }) });
+    const res = await fetch(t.url + path, {
+      method,
+      ...(body !== undefined && { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } }),
+    });
     const text = await res.text();
     expect(res.status, text).toBeGreaterThanOrEqual(400);
     expect(text).not.toMatch(LIBRARY_PHRASES);

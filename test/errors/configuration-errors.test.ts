@@ -45,7 +45,11 @@ function expectConfigurationError(status: number, body: Envelope): void {
 
 describe('an agent naming a provider that does not exist', () => {
   it('invoke → 500 configuration_error naming agent, field and fix', async () => {
-    const res = await fetch(`${t.url}/api/v1/agents/lost/invoke`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ request: 'hi' }) });
+    const res = await fetch(`${t.url}/api/v1/agents/lost/invoke`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ request: 'hi' }),
+    });
     expectConfigurationError(res.status, (await res.json()) as Envelope);
   });
 
@@ -66,7 +70,10 @@ describe('an agent naming a provider that does not exist', () => {
     const client = new Client({ name: 'config-errors-test', version: '1.0.0' });
     await client.connect(new StreamableHTTPClientTransport(new URL(`${t.url}/mcp`)));
     try {
-      const r = (await client.callTool({ name: 'ask_lost', arguments: { request: 'hi' } })) as { isError?: boolean; content: { type: string; text: string }[] };
+      const r = (await client.callTool({ name: 'ask_lost', arguments: { request: 'hi' } })) as {
+        isError?: boolean;
+        content: { type: string; text: string }[];
+      };
       expect(r.isError).toBe(true);
       const text = r.content.map((c) => c.text).join('\n');
       expect(text).toContain('configuration');
@@ -86,7 +93,9 @@ describe('an agent naming a provider that does not exist', () => {
     const sent = (await res.json()) as { id: string; conversation: { state: string; reason: string } };
     expect(res.status, JSON.stringify(sent)).toBe(200);
     expect(sent.conversation.state).toBe('failed');
-    const list = (await (await fetch(`${t.url}/api/v1/dead-letters`)).json()) as { dead_letters: { message_id: string; attempts: number; last_error: string }[] };
+    const list = (await (await fetch(`${t.url}/api/v1/dead-letters`)).json()) as {
+      dead_letters: { message_id: string; attempts: number; last_error: string }[];
+    };
     const dead = list.dead_letters.find((d) => d.message_id === sent.id);
     expect(dead).toBeDefined();
     expect(dead!.attempts).toBe(1);

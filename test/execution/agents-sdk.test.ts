@@ -16,12 +16,21 @@ let cx: Caxton;
 beforeAll(async () => {
   const script = writeScript(tempDir(), {
     rules: [
-      { name: 'weather', match: 'weather', turns: [{ tool_calls: [{ name: 'get_weather', arguments: { city: 'Paris' } }] }, { content: 'Weather report: {{last_tool_result}}' }] },
+      {
+        name: 'weather',
+        match: 'weather',
+        turns: [
+          { tool_calls: [{ name: 'get_weather', arguments: { city: 'Paris' } }] },
+          { content: 'Weather report: {{last_tool_result}}' },
+        ],
+      },
       { name: 'city', match: 'which city', content: '{"city":"Paris","population":2100000}' },
       { name: 'echo', content: 'Echo: {{request}}' },
     ],
   });
-  cx = await startCaxton({ config: { llm: { default_provider: 'demo', providers: { demo: { type: 'scripted', script } } } } });
+  cx = await startCaxton({
+    config: { llm: { default_provider: 'demo', providers: { demo: { type: 'scripted', script } } } },
+  });
   await cx.deploy({ name: 'helper', system_prompt: 'You are Helper.' });
   setTracingDisabled(true);
   setDefaultOpenAIClient(new OpenAI({ baseURL: `${cx.url}/v1`, apiKey: 'unused', maxRetries: 0, timeout: 10_000 }));
@@ -51,7 +60,12 @@ describe('the OpenAI Agents SDK on its default (Responses API) settings', () => 
         return `sunny in ${city}`;
       },
     });
-    const agent = new Agent({ name: 'Forecaster', model: 'helper', instructions: 'Use the tool.', tools: [getWeather] });
+    const agent = new Agent({
+      name: 'Forecaster',
+      model: 'helper',
+      instructions: 'Use the tool.',
+      tools: [getWeather],
+    });
     const result = await run(agent, 'what is the weather in Paris?');
     expect(seen).toEqual(['Paris']);
     expect(result.finalOutput).toBe('Weather report: sunny in Paris');
@@ -60,7 +74,12 @@ describe('the OpenAI Agents SDK on its default (Responses API) settings', () => 
   });
 
   it('a streamed run with the tool completes too', async () => {
-    const getWeather = tool({ name: 'get_weather', description: 'The weather in a city', parameters: z.object({ city: z.string() }), execute: async ({ city }) => `cloudy in ${city}` });
+    const getWeather = tool({
+      name: 'get_weather',
+      description: 'The weather in a city',
+      parameters: z.object({ city: z.string() }),
+      execute: async ({ city }) => `cloudy in ${city}`,
+    });
     const agent = new Agent({ name: 'Forecaster', model: 'helper', tools: [getWeather] });
     const result = await run(agent, 'weather please', { stream: true });
     let text = '';
@@ -71,7 +90,11 @@ describe('the OpenAI Agents SDK on its default (Responses API) settings', () => 
   });
 
   it('an outputType (zod) run returns the parsed object', async () => {
-    const agent = new Agent({ name: 'Geographer', model: 'helper', outputType: z.object({ city: z.string(), population: z.number() }) });
+    const agent = new Agent({
+      name: 'Geographer',
+      model: 'helper',
+      outputType: z.object({ city: z.string(), population: z.number() }),
+    });
     const result = await run(agent, 'which city is the capital of France?');
     expect(result.finalOutput).toEqual({ city: 'Paris', population: 2100000 });
   });

@@ -6,7 +6,14 @@
  * checked on the wire of real OpenAI-/Anthropic-compatible HTTP stubs.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { anthropicProvider, openaiProvider, removeTempDirs, setTestKeys, startCaxton, type Caxton } from './helpers/caxton.js';
+import {
+  anthropicProvider,
+  openaiProvider,
+  removeTempDirs,
+  setTestKeys,
+  startCaxton,
+  type Caxton,
+} from './helpers/caxton.js';
 import { startLlmStub, type LlmStub, type Reply, type StubHit } from './helpers/llm-stub.js';
 import { assistantTurns, offeredTools, systemPromptOf, toolResultsOf } from './helpers/wire.js';
 
@@ -18,7 +25,11 @@ interface Issue {
 }
 
 async function deployMarkdown(cx: Caxton, text: string): Promise<{ status: number; warnings: Issue[]; body: unknown }> {
-  const res = await fetch(`${cx.url}/api/v1/agents`, { method: 'POST', headers: { 'content-type': 'text/markdown' }, body: text });
+  const res = await fetch(`${cx.url}/api/v1/agents`, {
+    method: 'POST',
+    headers: { 'content-type': 'text/markdown' },
+    body: text,
+  });
   const body = (await res.json()) as { warnings?: Issue[] };
   return { status: res.status, warnings: body.warnings ?? [], body };
 }
@@ -53,7 +64,9 @@ beforeEach(() => {
 describe('a server with only an OpenAI-compatible provider and no [llm.model_aliases]', () => {
   let cx: Caxton;
   beforeAll(async () => {
-    cx = await startCaxton({ config: { llm: { default_provider: 'oai', providers: { oai: openaiProvider(oai.url) } } } });
+    cx = await startCaxton({
+      config: { llm: { default_provider: 'oai', providers: { oai: openaiProvider(oai.url) } } },
+    });
   });
   afterAll(async () => cx?.close());
 
@@ -74,7 +87,10 @@ describe('a server with only an OpenAI-compatible provider and no [llm.model_ali
   });
 
   it('a full Claude model id is not sent to the OpenAI-compatible provider: a warning at deploy, the default model at run time', async () => {
-    const d = await deployMarkdown(cx, '---\nname: full-id-agent\ndescription: d\nmodel: claude-opus-4-1-20250805\n---\nYou help.\n');
+    const d = await deployMarkdown(
+      cx,
+      '---\nname: full-id-agent\ndescription: d\nmodel: claude-opus-4-1-20250805\n---\nYou help.\n',
+    );
     expect(d.status).toBe(201);
     expect(d.warnings.find((x) => x.code === 'model_unresolved')?.message).toContain('Claude model id');
     expect((await invoke(cx, 'full-id-agent')).status).toBe(200);
@@ -112,7 +128,11 @@ describe('a server with only an OpenAI-compatible provider and no [llm.model_ali
   });
 
   it('maxTurns is the turn limit of an execution', async () => {
-    oai.setScript(() => ({ tool_calls: [{ id: `call_${Math.random().toString(36).slice(2)}`, name: 'calculator', arguments: { expression: '1+1' } }] }));
+    oai.setScript(() => ({
+      tool_calls: [
+        { id: `call_${Math.random().toString(36).slice(2)}`, name: 'calculator', arguments: { expression: '1+1' } },
+      ],
+    }));
     await deployMarkdown(cx, '---\nname: short-loop\ndescription: d\ntools: calculator\nmaxTurns: 2\n---\nYou loop.\n');
     const r = await invoke(cx, 'short-loop');
     expect(r.status, JSON.stringify(r.json)).toBe(200);
@@ -121,7 +141,10 @@ describe('a server with only an OpenAI-compatible provider and no [llm.model_ali
   });
 
   it('disallowedTools are not offered to the model', async () => {
-    await deployMarkdown(cx, '---\nname: no-clock\ndescription: d\ntools: calculator, current_time\ndisallowedTools: current_time\n---\nYou calculate.\n');
+    await deployMarkdown(
+      cx,
+      '---\nname: no-clock\ndescription: d\ntools: calculator, current_time\ndisallowedTools: current_time\n---\nYou calculate.\n',
+    );
     await invoke(cx, 'no-clock');
     expect(offeredTools(oai.hits[0]!)).toEqual(['calculator']);
   });
@@ -136,9 +159,16 @@ describe('a server with only an OpenAI-compatible provider and no [llm.model_ali
       if (sys.includes('WORKER')) return { content: 'pong from worker' };
       if (sys.includes('OTHER')) return { content: 'other should never run' };
       const turn = assistantTurns(hit);
-      if (turn === 0) return { tool_calls: [{ id: 'call_other', name: 'send_message', arguments: { to: 'other', content: 'hi' } }] };
-      if (turn === 1) return { tool_calls: [{ id: 'call_cap', name: 'send_message', arguments: { capability: 'work', content: 'hi' } }] };
-      if (turn === 2) return { tool_calls: [{ id: 'call_worker', name: 'send_message', arguments: { to: 'worker', content: 'ping' } }] };
+      if (turn === 0)
+        return { tool_calls: [{ id: 'call_other', name: 'send_message', arguments: { to: 'other', content: 'hi' } }] };
+      if (turn === 1)
+        return {
+          tool_calls: [{ id: 'call_cap', name: 'send_message', arguments: { capability: 'work', content: 'hi' } }],
+        };
+      if (turn === 2)
+        return {
+          tool_calls: [{ id: 'call_worker', name: 'send_message', arguments: { to: 'worker', content: 'ping' } }],
+        };
       return { content: 'done' };
     });
     const r = await invoke(cx, 'lead');
@@ -154,11 +184,15 @@ describe('a server with only an OpenAI-compatible provider and no [llm.model_ali
   });
 
   it('the restriction holds when the agent runs in a worker thread (the host enforces it, not the task)', async () => {
-    const d = await deployMarkdown(cx, '---\nname: lead-in-worker\ndescription: d\ntools: Agent(worker)\nexecution:\n  isolation: worker\n---\nLEAD2\n');
+    const d = await deployMarkdown(
+      cx,
+      '---\nname: lead-in-worker\ndescription: d\ntools: Agent(worker)\nexecution:\n  isolation: worker\n---\nLEAD2\n',
+    );
     expect(d.status).toBe(201);
     oai.setScript((hit: StubHit): Reply => {
       if ((systemPromptOf(hit) ?? '').includes('OTHER')) return { content: 'other should never run' };
-      if (assistantTurns(hit) === 0) return { tool_calls: [{ id: 'call_other', name: 'send_message', arguments: { to: 'other', content: 'hi' } }] };
+      if (assistantTurns(hit) === 0)
+        return { tool_calls: [{ id: 'call_other', name: 'send_message', arguments: { to: 'other', content: 'hi' } }] };
       return { content: 'done' };
     });
     const r = await invoke(cx, 'lead-in-worker');
@@ -174,7 +208,13 @@ describe('[llm.model_aliases] maps Claude aliases and ids onto the configured pr
   let cx: Caxton;
   beforeAll(async () => {
     cx = await startCaxton({
-      config: { llm: { default_provider: 'oai', providers: { oai: openaiProvider(oai.url) }, model_aliases: { sonnet: 'gpt-4o', opus: 'gpt-4.1' } } },
+      config: {
+        llm: {
+          default_provider: 'oai',
+          providers: { oai: openaiProvider(oai.url) },
+          model_aliases: { sonnet: 'gpt-4o', opus: 'gpt-4.1' },
+        },
+      },
     });
   });
   afterAll(async () => cx?.close());
@@ -182,7 +222,10 @@ describe('[llm.model_aliases] maps Claude aliases and ids onto the configured pr
   it('sonnet → gpt-4o without a warning; claude-opus-4-1-20250805 → the opus mapping (gpt-4.1)', async () => {
     const a = await deployMarkdown(cx, '---\nname: mapped-sonnet\ndescription: d\nmodel: sonnet\n---\nYou help.\n');
     expect(a.warnings.filter((x) => x.code === 'model_unresolved')).toEqual([]);
-    const b = await deployMarkdown(cx, '---\nname: mapped-opus-id\ndescription: d\nmodel: claude-opus-4-1-20250805\n---\nYou help.\n');
+    const b = await deployMarkdown(
+      cx,
+      '---\nname: mapped-opus-id\ndescription: d\nmodel: claude-opus-4-1-20250805\n---\nYou help.\n',
+    );
     expect(b.warnings.filter((x) => x.code === 'model_unresolved')).toEqual([]);
     await invoke(cx, 'mapped-sonnet');
     await invoke(cx, 'mapped-opus-id');
@@ -193,16 +236,29 @@ describe('[llm.model_aliases] maps Claude aliases and ids onto the configured pr
 describe('an Anthropic-compatible provider configured under another name', () => {
   let cx: Caxton;
   beforeAll(async () => {
-    cx = await startCaxton({ config: { llm: { default_provider: 'oai', providers: { oai: openaiProvider(oai.url), claude: anthropicProvider(ant.url) } } } });
+    cx = await startCaxton({
+      config: {
+        llm: {
+          default_provider: 'oai',
+          providers: { oai: openaiProvider(oai.url), claude: anthropicProvider(ant.url) },
+        },
+      },
+    });
   });
   afterAll(async () => cx?.close());
 
   it('serves the built-in aliases and full Claude ids, unchanged ids, without a warning', async () => {
     const a = await deployMarkdown(cx, '---\nname: ant-sonnet\ndescription: d\nmodel: sonnet\n---\nYou help.\n');
-    const b = await deployMarkdown(cx, '---\nname: ant-full-id\ndescription: d\nmodel: claude-opus-4-1-20250805\n---\nYou help.\n');
+    const b = await deployMarkdown(
+      cx,
+      '---\nname: ant-full-id\ndescription: d\nmodel: claude-opus-4-1-20250805\n---\nYou help.\n',
+    );
     expect([...a.warnings, ...b.warnings].filter((x) => x.code === 'model_unresolved')).toEqual([]);
     expect((await invoke(cx, 'ant-sonnet')).json).toMatchObject({ provider: 'claude', model: 'claude-sonnet-4-5' });
-    expect((await invoke(cx, 'ant-full-id')).json).toMatchObject({ provider: 'claude', model: 'claude-opus-4-1-20250805' });
+    expect((await invoke(cx, 'ant-full-id')).json).toMatchObject({
+      provider: 'claude',
+      model: 'claude-opus-4-1-20250805',
+    });
     expect(ant.hits.map((h) => h.body.model)).toEqual(['claude-sonnet-4-5', 'claude-opus-4-1-20250805']);
     expect(oai.hits).toHaveLength(0);
   });

@@ -83,7 +83,11 @@ beforeAll(async () => {
   web = createServer((req, res) => {
     if (req.url?.startsWith('/search')) {
       res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ results: [{ title: 'Caxton', url: 'https://caxton.example/docs', content: 'Agents as configuration.' }] }));
+      res.end(
+        JSON.stringify({
+          results: [{ title: 'Caxton', url: 'https://caxton.example/docs', content: 'Agents as configuration.' }],
+        }),
+      );
       return;
     }
     res.writeHead(200, { 'content-type': 'text/html' });
@@ -113,11 +117,25 @@ describe('the community Claude Code agents, run with their tools', () => {
     const files = claudeAgentFiles();
     expect(files).toHaveLength(EXPECTED_FIXTURE_COUNT);
     const refusals: string[] = [];
-    const outcome = { listing: 0, allWorking: 0, refusedNamed: 0, failed: [] as string[], toolCalls: 0, ignoredNonNames: 0 };
+    const outcome = {
+      listing: 0,
+      allWorking: 0,
+      refusedNamed: 0,
+      failed: [] as string[],
+      toolCalls: 0,
+      ignoredNonNames: 0,
+    };
     for (const file of files) {
       const text = readFileSync(file, 'utf8');
-      const res = await fetch(`${cx.url}/api/v1/agents`, { method: 'POST', headers: { 'content-type': 'text/markdown' }, body: text });
-      const body = (await res.json()) as { agent?: { name: string; tools: string[]; definition: { metadata: { claude_tools?: string[] } } }; warnings?: Issue[] };
+      const res = await fetch(`${cx.url}/api/v1/agents`, {
+        method: 'POST',
+        headers: { 'content-type': 'text/markdown' },
+        body: text,
+      });
+      const body = (await res.json()) as {
+        agent?: { name: string; tools: string[]; definition: { metadata: { claude_tools?: string[] } } };
+        warnings?: Issue[];
+      };
       expect(res.status, `${file}: ${JSON.stringify(body).slice(0, 400)}`).toBe(201);
       const agent = body.agent!;
       if ((agent.definition.metadata.claude_tools ?? []).length === 0) continue;
@@ -128,7 +146,9 @@ describe('the community Claude Code agents, run with their tools', () => {
       // `plugin:tool` names no tool any operator could grant: ignored, as Claude Code ignores it.
       const ungrantable = unresolved.filter((w) => (w.suggestion ?? '').startsWith('no server can be named'));
       outcome.ignoredNonNames += ungrantable.length;
-      const unnamed = unresolved.filter((w) => !ungrantable.includes(w) && !/\[mcp_servers\.[^\]]+\]/.test(w.suggestion ?? ''));
+      const unnamed = unresolved.filter(
+        (w) => !ungrantable.includes(w) && !/\[mcp_servers\.[^\]]+\]/.test(w.suggestion ?? ''),
+      );
       llm.reset();
       const run = await cx.invoke(agent.name, { request: 'Use each of your tools once.' });
       const calls = (run.json.tool_calls ?? []) as { name: string; is_error: boolean; result: string }[];
@@ -137,8 +157,16 @@ describe('the community Claude Code agents, run with their tools', () => {
       const broken = calls.filter((c) => c.is_error).map((c) => `${c.name}: ${c.result.slice(0, 160)}`);
       // Every tool it lists that this server offers was offered, called and worked.
       const resolvedCount = agent.tools.length - unresolved.length;
-      if (run.status !== 200 || broken.length > 0 || offered.length !== resolvedCount || calls.length !== resolvedCount || unnamed.length > 0) {
-        outcome.failed.push(`${basename(file)}: status ${run.status}; offered ${offered.length}/${resolvedCount}; ${[...broken, ...unnamed.map((w) => w.message)].join('; ')}`);
+      if (
+        run.status !== 200 ||
+        broken.length > 0 ||
+        offered.length !== resolvedCount ||
+        calls.length !== resolvedCount ||
+        unnamed.length > 0
+      ) {
+        outcome.failed.push(
+          `${basename(file)}: status ${run.status}; offered ${offered.length}/${resolvedCount}; ${[...broken, ...unnamed.map((w) => w.message)].join('; ')}`,
+        );
         continue;
       }
       if (unresolved.length > 0) {

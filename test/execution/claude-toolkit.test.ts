@@ -23,22 +23,45 @@ function wire(hit: StubHit, name: string): string {
   return offered;
 }
 
-const md = (name: string, tools: string, prompt: string) => `---\nname: ${name}\ndescription: "${name} for the tests"\ntools: ${tools}\nmodel: inherit\n---\n\n${prompt}\n`;
+const md = (name: string, tools: string, prompt: string) =>
+  `---\nname: ${name}\ndescription: "${name} for the tests"\ntools: ${tools}\nmodel: inherit\n---\n\n${prompt}\n`;
 
 async function deployMd(cx: Caxton, text: string): Promise<void> {
-  const res = await fetch(`${cx.url}/api/v1/agents`, { method: 'POST', headers: { 'content-type': 'text/markdown' }, body: text });
+  const res = await fetch(`${cx.url}/api/v1/agents`, {
+    method: 'POST',
+    headers: { 'content-type': 'text/markdown' },
+    body: text,
+  });
   expect(res.status, await res.clone().text()).toBe(201);
 }
 
 /** Glob for the sources, grep for the suspicious line, read around it, report file and line. */
 function reviewer(hit: StubHit, n: number): Reply {
   const results = toolResultsOf(hit);
-  if (n === 0) return { tool_calls: [{ id: 'g1', name: wire(hit, 'workspace.glob'), arguments: { pattern: 'src/**/*.ts' } }] };
-  if (n === 1) return { tool_calls: [{ id: 'g2', name: wire(hit, 'workspace.grep'), arguments: { pattern: 'return a - b', output_mode: 'content', '-n': true, glob: '*.ts' } }] };
+  if (n === 0)
+    return { tool_calls: [{ id: 'g1', name: wire(hit, 'workspace.glob'), arguments: { pattern: 'src/**/*.ts' } }] };
+  if (n === 1)
+    return {
+      tool_calls: [
+        {
+          id: 'g2',
+          name: wire(hit, 'workspace.grep'),
+          arguments: { pattern: 'return a - b', output_mode: 'content', '-n': true, glob: '*.ts' },
+        },
+      ],
+    };
   const hitLine = /^(.+?):(\d+):/.exec(results[1]?.content ?? '');
   if (n === 2) {
     if (!hitLine) return { content: `no suspicious line: ${results.map((r) => r.content).join(' | ')}` };
-    return { tool_calls: [{ id: 'r1', name: wire(hit, 'workspace.read'), arguments: { file_path: hitLine[1], offset: Number(hitLine[2]) - 1, limit: 3 } }] };
+    return {
+      tool_calls: [
+        {
+          id: 'r1',
+          name: wire(hit, 'workspace.read'),
+          arguments: { file_path: hitLine[1], offset: Number(hitLine[2]) - 1, limit: 3 },
+        },
+      ],
+    };
   }
   const read = results[2]?.content ?? '';
   const inAdd = /function add/.test(read);
@@ -59,19 +82,34 @@ beforeAll(async () => {
   llm = await startLlmStub();
   ws = tempDir('caxton-claude-ws-');
   mkdirSync(join(ws, 'src'), { recursive: true });
-  writeFileSync(join(ws, 'src/math.ts'), 'export function mul(a: number, b: number) {\n  return a * b;\n}\nexport function add(a: number, b: number) {\n  return a - b;\n}\n');
+  writeFileSync(
+    join(ws, 'src/math.ts'),
+    'export function mul(a: number, b: number) {\n  return a * b;\n}\nexport function add(a: number, b: number) {\n  return a - b;\n}\n',
+  );
   writeFileSync(join(ws, 'src/util.ts'), 'export const twice = (x: number) => x * 2;\n');
   writeFileSync(join(ws, 'README.md'), '# demo\n');
   web = createServer((req, res) => {
     res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
-    res.end('<html><head><title>Release notes</title></head><body><h1>Caxton 2.0</h1><p>The <b>wire names</b> release: tools reach every provider.</p><script>ignored()</script></body></html>');
+    res.end(
+      '<html><head><title>Release notes</title></head><body><h1>Caxton 2.0</h1><p>The <b>wire names</b> release: tools reach every provider.</p><script>ignored()</script></body></html>',
+    );
   });
   await new Promise<void>((r) => web.listen(0, '127.0.0.1', r));
   webUrl = `http://127.0.0.1:${(web.address() as AddressInfo).port}/notes.html`;
   const llmConfig = { default_provider: 'oai', providers: { oai: openaiProvider(llm.url) } };
-  cx = await startCaxton({ config: { llm: llmConfig, workspace: { path: ws, write: true }, tools: { http_client: { allowed_hosts: ['127.0.0.1'] } } } });
+  cx = await startCaxton({
+    config: {
+      llm: llmConfig,
+      workspace: { path: ws, write: true },
+      tools: { http_client: { allowed_hosts: ['127.0.0.1'] } },
+    },
+  });
   bare = await startCaxton({ config: { llm: llmConfig } });
-  const review = md('code-reviewer', 'Read, Grep, Glob', 'You are a senior code reviewer. Report bugs with file and line.');
+  const review = md(
+    'code-reviewer',
+    'Read, Grep, Glob',
+    'You are a senior code reviewer. Report bugs with file and line.',
+  );
   await deployMd(cx, review);
   await deployMd(bare, review);
   await deployMd(cx, md('refactorer', 'Read, Edit', 'You fix the bug you are told about, in place.'));
@@ -92,7 +130,9 @@ describe('Claude Code agents with a granted workspace', () => {
     llm.setScript(reviewer);
     const r = await cx.invoke('code-reviewer', { request: 'Review src/ for bugs.' });
     expect(r.status, r.text).toBe(200);
-    expect(r.json.content).toBe(`Bug: ${join(ws, 'src/math.ts')}:5 subtracts inside add(); return a + b instead. Files reviewed: 2.`);
+    expect(r.json.content).toBe(
+      `Bug: ${join(ws, 'src/math.ts')}:5 subtracts inside add(); return a + b instead. Files reviewed: 2.`,
+    );
     expect((r.json.tool_calls as { name: string; is_error: boolean }[]).map((c) => [c.name, c.is_error])).toEqual([
       ['workspace.glob', false],
       ['workspace.grep', false],
@@ -115,9 +155,24 @@ describe('Claude Code agents with a granted workspace', () => {
   it('a refactorer Edits the file, and the change is on disk', async () => {
     llm.reset();
     llm.setScript((hit, n) => {
-      if (n === 0) return { tool_calls: [{ id: 'r1', name: wire(hit, 'workspace.read'), arguments: { file_path: 'src/math.ts' } }] };
+      if (n === 0)
+        return {
+          tool_calls: [{ id: 'r1', name: wire(hit, 'workspace.read'), arguments: { file_path: 'src/math.ts' } }],
+        };
       if (n === 1)
-        return { tool_calls: [{ id: 'e1', name: wire(hit, 'workspace.edit'), arguments: { file_path: join(ws, 'src/math.ts'), old_string: 'return a - b;', new_string: 'return a + b;' } }] };
+        return {
+          tool_calls: [
+            {
+              id: 'e1',
+              name: wire(hit, 'workspace.edit'),
+              arguments: {
+                file_path: join(ws, 'src/math.ts'),
+                old_string: 'return a - b;',
+                new_string: 'return a + b;',
+              },
+            },
+          ],
+        };
       return { content: `Fixed: ${toolResultsOf(hit).at(-1)!.content}` };
     });
     const r = await cx.invoke('refactorer', { request: 'add() subtracts; fix it.' });
@@ -130,7 +185,16 @@ describe('Claude Code agents with a granted workspace', () => {
   it('a researcher WebFetches a page from a local server and answers from its text', async () => {
     llm.reset();
     llm.setScript((hit, n) => {
-      if (n === 0) return { tool_calls: [{ id: 'f1', name: wire(hit, 'web.fetch'), arguments: { url: webUrl, prompt: 'What is this release about?' } }] };
+      if (n === 0)
+        return {
+          tool_calls: [
+            {
+              id: 'f1',
+              name: wire(hit, 'web.fetch'),
+              arguments: { url: webUrl, prompt: 'What is this release about?' },
+            },
+          ],
+        };
       const page = toolResultsOf(hit)[0]!.content;
       const heading = /^# (.+)$/m.exec(page)?.[1];
       return { content: `${heading}: ${/\*\*(.+?)\*\*/.exec(page)?.[1] ?? '?'}` };

@@ -12,7 +12,14 @@ import OpenAI from 'openai';
 import { zodFunction, zodResponseFormat } from 'openai/helpers/zod';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { anthropicProvider, openaiProvider, removeTempDirs, setTestKeys, startCaxton, type Caxton } from './helpers/caxton.js';
+import {
+  anthropicProvider,
+  openaiProvider,
+  removeTempDirs,
+  setTestKeys,
+  startCaxton,
+  type Caxton,
+} from './helpers/caxton.js';
 import { startLlmStub, type LlmStub, type StubHit } from './helpers/llm-stub.js';
 import { messagesOf, offeredTools, systemPromptOf, toolResultsOf } from './helpers/wire.js';
 
@@ -26,7 +33,11 @@ beforeAll(async () => {
   setTracingDisabled(true);
   oai = await startLlmStub();
   ant = await startLlmStub();
-  cx = await startCaxton({ config: { llm: { default_provider: 'oai', providers: { oai: openaiProvider(oai.url), ant: anthropicProvider(ant.url) } } } });
+  cx = await startCaxton({
+    config: {
+      llm: { default_provider: 'oai', providers: { oai: openaiProvider(oai.url), ant: anthropicProvider(ant.url) } },
+    },
+  });
   await cx.deploy({ name: 'helper', system_prompt: 'You are Helper.' });
   await cx.deploy({ name: 'triage', system_prompt: 'You are Triage.' });
   await cx.deploy({ name: 'billing', system_prompt: 'You are Billing.' });
@@ -58,47 +69,85 @@ const lastText = (hit: StubHit): string => String(messagesOf(hit).at(-1)!.conten
 function script(): void {
   oai.setScript((hit) => {
     const tools = offeredTools(hit);
-    if (tools.length > 0 && toolResultsOf(hit).length === 0) return { tool_calls: [{ id: 'prov_1', name: tools[0]!, arguments: { city: 'Paris' } }] };
+    if (tools.length > 0 && toolResultsOf(hit).length === 0)
+      return { tool_calls: [{ id: 'prov_1', name: tools[0]!, arguments: { city: 'Paris' } }] };
     if (/recipe/.test(lastText(hit))) return { content: '{"name":"soup","minutes":20}' };
     const said = messagesOf(hit)
       .filter((m) => m.role === 'assistant' || m.role === 'tool')
-      .map((m) => (m.role === 'tool' ? `tool:${m.content}` : m.tool_calls ? `call:${m.tool_calls[0].function.name}` : `said:${m.content}`));
+      .map((m) =>
+        m.role === 'tool'
+          ? `tool:${m.content}`
+          : m.tool_calls
+            ? `call:${m.tool_calls[0].function.name}`
+            : `said:${m.content}`,
+      );
     return { content: `Read [${said.join(', ')}]` };
   });
 }
 
 const weather: OpenAI.Chat.ChatCompletionTool = {
   type: 'function',
-  function: { name: 'get_weather', description: 'The weather in a city', parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] } },
+  function: {
+    name: 'get_weather',
+    description: 'The weather in a city',
+    parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] },
+  },
 };
 
 describe("the openai SDK's own message objects, sent back as they are", () => {
   it('create(): the message, and one as OpenAI returns it (refusal, annotations, audio and function_call null)', async () => {
     script();
-    const first = await client.chat.completions.create({ model: 'helper', messages: [{ role: 'user', content: 'hello' }] });
-    const asOpenAi = { role: 'assistant', content: 'Earlier.', refusal: null, annotations: [], audio: null, function_call: null } as unknown as Msg;
+    const first = await client.chat.completions.create({
+      model: 'helper',
+      messages: [{ role: 'user', content: 'hello' }],
+    });
+    const asOpenAi = {
+      role: 'assistant',
+      content: 'Earlier.',
+      refusal: null,
+      annotations: [],
+      audio: null,
+      function_call: null,
+    } as unknown as Msg;
     const second = await client.chat.completions.create({
       model: 'helper',
-      messages: [{ role: 'user', content: 'before' }, asOpenAi, { role: 'user', content: 'hello' }, first.choices[0]!.message, { role: 'user', content: 'and now?' }],
+      messages: [
+        { role: 'user', content: 'before' },
+        asOpenAi,
+        { role: 'user', content: 'hello' },
+        first.choices[0]!.message,
+        { role: 'user', content: 'and now?' },
+      ],
     });
     expect(second.choices[0]!.message.content).toBe('Read [said:Earlier., said:Read []]');
   });
 
   it('a refusal is read back as what the model said', async () => {
     script();
-    const refused = { role: 'assistant', content: null, refusal: 'I cannot help with that.', annotations: [] } as unknown as Msg;
-    const c = await client.chat.completions.create({ model: 'helper', messages: [{ role: 'user', content: 'bad idea' }, refused, { role: 'user', content: 'fine' }] });
+    const refused = {
+      role: 'assistant',
+      content: null,
+      refusal: 'I cannot help with that.',
+      annotations: [],
+    } as unknown as Msg;
+    const c = await client.chat.completions.create({
+      model: 'helper',
+      messages: [{ role: 'user', content: 'bad idea' }, refused, { role: 'user', content: 'fine' }],
+    });
     expect(c.choices[0]!.message.content).toBe('Read [said:I cannot help with that.]');
   });
 
   it('finalChatCompletion(): the streamed tool call message, then its result (the function-calling guide)', async () => {
     script();
     const messages: Msg[] = [{ role: 'user', content: 'weather in Paris?' }];
-    const done = await client.chat.completions.stream({ model: 'helper', messages, tools: [weather] }).finalChatCompletion();
+    const done = await client.chat.completions
+      .stream({ model: 'helper', messages, tools: [weather] })
+      .finalChatCompletion();
     const message = done.choices[0]!.message;
     expect(message.parsed).toBeNull();
     messages.push(message);
-    for (const call of message.tool_calls ?? []) messages.push({ role: 'tool', tool_call_id: call.id, content: 'sunny' });
+    for (const call of message.tool_calls ?? [])
+      messages.push({ role: 'tool', tool_call_id: call.id, content: 'sunny' });
     const answer = await client.chat.completions.create({ model: 'helper', messages, tools: [weather] });
     expect(answer.choices[0]!.message.content).toBe('Read [call:get_weather, tool:sunny]');
   });
@@ -107,10 +156,17 @@ describe("the openai SDK's own message objects, sent back as they are", () => {
     script();
     const messages: Msg[] = [{ role: 'user', content: 'a recipe please' }];
     const recipe = z.object({ name: z.string(), minutes: z.number() });
-    const parsed = await client.chat.completions.parse({ model: 'helper', messages, response_format: zodResponseFormat(recipe, 'recipe') });
+    const parsed = await client.chat.completions.parse({
+      model: 'helper',
+      messages,
+      response_format: zodResponseFormat(recipe, 'recipe'),
+    });
     const message = parsed.choices[0]!.message;
     expect(message.parsed).toEqual({ name: 'soup', minutes: 20 });
-    const next = await client.chat.completions.create({ model: 'helper', messages: [...messages, message, { role: 'user', content: 'thanks' }] });
+    const next = await client.chat.completions.create({
+      model: 'helper',
+      messages: [...messages, message, { role: 'user', content: 'thanks' }],
+    });
     expect(next.choices[0]!.message.content).toBe('Read [said:{"name":"soup","minutes":20}]');
   });
 
@@ -132,15 +188,25 @@ describe('history with answered calls of tools this request does not offer', () 
   /** Triage hands off to Billing; Billing says which prompt it ran under and what it read. */
   function handoffScript(): void {
     oai.setScript((hit) => {
-      if (systemPromptOf(hit)!.startsWith('You are Triage.') && toolResultsOf(hit).length === 0) return { tool_calls: [{ id: 'prov_h', name: offeredTools(hit)[0]!, arguments: {} }] };
-      const calls = messagesOf(hit).flatMap((m) => (m.tool_calls ?? []).map((c: { function: { name: string } }) => c.function.name));
-      return { content: `${systemPromptOf(hit)!.split('\n')[0]} Read calls [${calls.join(', ')}], offered [${offeredTools(hit).join(', ')}]` };
+      if (systemPromptOf(hit)!.startsWith('You are Triage.') && toolResultsOf(hit).length === 0)
+        return { tool_calls: [{ id: 'prov_h', name: offeredTools(hit)[0]!, arguments: {} }] };
+      const calls = messagesOf(hit).flatMap((m) =>
+        (m.tool_calls ?? []).map((c: { function: { name: string } }) => c.function.name),
+      );
+      return {
+        content: `${systemPromptOf(hit)!.split('\n')[0]} Read calls [${calls.join(', ')}], offered [${offeredTools(hit).join(', ')}]`,
+      };
     });
   }
 
   const agents = (model: (name: string) => OpenAIResponsesModel | OpenAIChatCompletionsModel) => {
     const billing = new Agent({ name: 'Billing', model: model('billing'), instructions: 'Handle refunds.' });
-    return new Agent({ name: 'Triage', model: model('triage'), instructions: 'Route the customer.', handoffs: [billing] });
+    return new Agent({
+      name: 'Triage',
+      model: model('triage'),
+      instructions: 'Route the customer.',
+      handoffs: [billing],
+    });
   };
 
   it.each([
@@ -165,15 +231,26 @@ describe('history with answered calls of tools this request does not offer', () 
   /** The model calls the first tool offered while no result is in, then says under which client instructions it answers. */
   function instructionsScript(): void {
     oai.setScript((hit) => {
-      if (offeredTools(hit).length > 0 && toolResultsOf(hit).length === 0) return { tool_calls: [{ id: 'prov_h', name: offeredTools(hit)[0]!, arguments: {} }] };
+      if (offeredTools(hit).length > 0 && toolResultsOf(hit).length === 0)
+        return { tool_calls: [{ id: 'prov_h', name: offeredTools(hit)[0]!, arguments: {} }] };
       return { content: `Under [${instructions(hit)}], offered [${offeredTools(hit).join(', ')}]` };
     });
   }
 
   it('with previous_response_id, a request that no longer offers the called tool runs under its own instructions', async () => {
     instructionsScript();
-    const handoff = { type: 'function' as const, name: 'transfer_to_b', parameters: { type: 'object', properties: {} }, strict: false };
-    const first = await client.responses.create({ model: 'helper', instructions: 'Route the customer.', input: 'I want a refund', tools: [handoff] });
+    const handoff = {
+      type: 'function' as const,
+      name: 'transfer_to_b',
+      parameters: { type: 'object', properties: {} },
+      strict: false,
+    };
+    const first = await client.responses.create({
+      model: 'helper',
+      instructions: 'Route the customer.',
+      input: 'I want a refund',
+      tools: [handoff],
+    });
     const call = first.output.find((i) => i.type === 'function_call')!;
     const second = await client.responses.create({
       model: 'helper',
@@ -189,22 +266,34 @@ describe('history with answered calls of tools this request does not offer', () 
   it.each([
     ['Responses', (name: string) => new OpenAIResponsesModel(client, name)],
     ['Chat Completions', (name: string) => new OpenAIChatCompletionsModel(client, name)],
-  ] as const)('a handoff between two SDK agents on one Caxton agent runs under the next agent’s instructions (%s)', async (_api, model) => {
-    instructionsScript();
-    const result = await run(
-      agents(() => model('helper')),
-      'I want a refund',
-    );
-    expect(result.lastAgent?.name).toBe('Billing');
-    expect(instructions(oai.hits[0]!)).toContain('Route the customer.');
-    expect(result.finalOutput).toMatch(/^Under \[Handle refunds\.[^\]]*\], offered \[\]$/);
-  });
+  ] as const)(
+    'a handoff between two SDK agents on one Caxton agent runs under the next agent’s instructions (%s)',
+    async (_api, model) => {
+      instructionsScript();
+      const result = await run(
+        agents(() => model('helper')),
+        'I want a refund',
+      );
+      expect(result.lastAgent?.name).toBe('Billing');
+      expect(instructions(oai.hits[0]!)).toContain('Route the customer.');
+      expect(result.finalOutput).toMatch(/^Under \[Handle refunds\.[^\]]*\], offered \[\]$/);
+    },
+  );
 
   it('a handoff to an Anthropic-type agent without tools declares the tools its history names, with tool_choice none', async () => {
     handoffScript();
     ant.setScript([{ content: 'Billing (Claude) here' }]);
-    const billing = new Agent({ name: 'Billing', model: new OpenAIChatCompletionsModel(client, 'billing-ant'), instructions: 'Handle refunds.' });
-    const triage = new Agent({ name: 'Triage', model: new OpenAIChatCompletionsModel(client, 'triage'), instructions: 'Route the customer.', handoffs: [billing] });
+    const billing = new Agent({
+      name: 'Billing',
+      model: new OpenAIChatCompletionsModel(client, 'billing-ant'),
+      instructions: 'Handle refunds.',
+    });
+    const triage = new Agent({
+      name: 'Triage',
+      model: new OpenAIChatCompletionsModel(client, 'triage'),
+      instructions: 'Route the customer.',
+      handoffs: [billing],
+    });
     const result = await run(triage, 'I want a refund');
     expect(result.finalOutput).toBe('Billing (Claude) here');
     // The Messages API refuses tool blocks in a request that defines no tools.
@@ -231,9 +320,16 @@ describe('history with answered calls of tools this request does not offer', () 
 describe('LangChain', () => {
   it('withStructuredOutput with function calling returns the tool call arguments', async () => {
     script();
-    const model = new ChatOpenAI({ model: 'helper', apiKey: 'unused', configuration: { baseURL: `${cx.url}/v1` }, maxRetries: 0 });
+    const model = new ChatOpenAI({
+      model: 'helper',
+      apiKey: 'unused',
+      configuration: { baseURL: `${cx.url}/v1` },
+      maxRetries: 0,
+    });
     const schema = z.object({ city: z.string() });
-    const out = await model.withStructuredOutput(schema, { method: 'functionCalling', name: 'where' }).invoke('which city?');
+    const out = await model
+      .withStructuredOutput(schema, { method: 'functionCalling', name: 'where' })
+      .invoke('which city?');
     expect(out).toEqual({ city: 'Paris' });
     expect(oai.hits[0]!.body.tool_choice).toEqual({ type: 'function', function: { name: 'where' } });
   });

@@ -8,7 +8,15 @@
  * `timeout`, with a message naming limits.timeout.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { anthropicProvider, expectEnvelope, openaiProvider, removeTempDirs, setTestKeys, startCaxton, type Caxton } from './helpers/caxton.js';
+import {
+  anthropicProvider,
+  expectEnvelope,
+  openaiProvider,
+  removeTempDirs,
+  setTestKeys,
+  startCaxton,
+  type Caxton,
+} from './helpers/caxton.js';
 import { hang, malformedJson, startLlmStub, status, type LlmStub } from './helpers/llm-stub.js';
 
 const UNSET_KEY_ENV = 'CAXTON_EXEC_TEST_NEVER_SET_KEY';
@@ -20,19 +28,29 @@ let deadUrl: string;
 beforeAll(async () => {
   setTestKeys();
   delete process.env[UNSET_KEY_ENV];
-  for (const n of ['unauth', 'unauthAnt', 'limited', 'throttled', 'silent', 'garbage', 'nokey', 'slow', 'loop', 'ok']) stubs[n] = await startLlmStub();
+  for (const n of ['unauth', 'unauthAnt', 'limited', 'throttled', 'silent', 'garbage', 'nokey', 'slow', 'loop', 'ok'])
+    stubs[n] = await startLlmStub();
   const dead = await startLlmStub();
   deadUrl = dead.url;
   await dead.close();
 
-  stubs.unauth!.setScript([status(401, { error: { message: 'Incorrect API key provided', type: 'invalid_request_error' } })]);
-  stubs.unauthAnt!.setScript([status(401, { type: 'error', error: { type: 'authentication_error', message: 'invalid x-api-key' } })]);
-  stubs.limited!.setScript([status(429, { error: { message: 'slow down' } }, { 'retry-after': '0' }), { content: 'after the rate limit' }]);
+  stubs.unauth!.setScript([
+    status(401, { error: { message: 'Incorrect API key provided', type: 'invalid_request_error' } }),
+  ]);
+  stubs.unauthAnt!.setScript([
+    status(401, { type: 'error', error: { type: 'authentication_error', message: 'invalid x-api-key' } }),
+  ]);
+  stubs.limited!.setScript([
+    status(429, { error: { message: 'slow down' } }, { 'retry-after': '0' }),
+    { content: 'after the rate limit' },
+  ]);
   stubs.throttled!.setScript([status(429, { error: { message: 'come back in a minute' } }, { 'retry-after': '30' })]);
   stubs.silent!.setScript([hang]);
   stubs.garbage!.setScript([malformedJson]);
   stubs.slow!.setScript([{ content: 'too late', delayMs: 5_000 }]);
-  stubs.loop!.setScript([{ content: 'again', tool_calls: [{ id: 'loop_call', name: 'calculator', arguments: { expression: '1+1' } }] }]);
+  stubs.loop!.setScript([
+    { content: 'again', tool_calls: [{ id: 'loop_call', name: 'calculator', arguments: { expression: '1+1' } }] },
+  ]);
   stubs.ok!.setScript([{ content: 'fine' }]);
 
   cx = await startCaxton({
@@ -55,7 +73,8 @@ beforeAll(async () => {
       },
     },
   });
-  for (const p of ['unauth', 'unauthAnt', 'limited', 'silent', 'garbage', 'dead', 'nokey']) await cx.deploy({ name: `via-${p}`, llm: { provider: p } });
+  for (const p of ['unauth', 'unauthAnt', 'limited', 'silent', 'garbage', 'dead', 'nokey'])
+    await cx.deploy({ name: `via-${p}`, llm: { provider: p } });
   await cx.deploy({ name: 'busy-day', llm: { provider: 'throttled' }, limits: { timeout: '5s' } });
   await cx.deploy({ name: 'impatient', llm: { provider: 'slow' }, limits: { timeout: '500ms' } });
   await cx.deploy({ name: 'looper', tools: ['calculator'], llm: { provider: 'loop' }, limits: { max_turns: 2 } });
@@ -80,7 +99,12 @@ describe('provider failures through invoke', () => {
     expect(err.message).toContain('"gpt-test"');
     expect(err.message).toMatch(/unauthorized/i);
     expect(err.message).toContain('Incorrect API key provided');
-    expect(err.details).toMatchObject({ provider: 'unauth', model: 'gpt-test', kind: 'unauthorized', http_status: 401 });
+    expect(err.details).toMatchObject({
+      provider: 'unauth',
+      model: 'gpt-test',
+      kind: 'unauthorized',
+      http_status: 401,
+    });
     expect(stubs.unauth!.hits).toHaveLength(1);
   });
 
@@ -90,7 +114,12 @@ describe('provider failures through invoke', () => {
     expect(err.message).toContain('"unauthAnt"');
     expect(err.message).toContain('"claude-test"');
     expect(err.message).toMatch(/unauthorized/i);
-    expect(err.details).toMatchObject({ provider: 'unauthAnt', model: 'claude-test', kind: 'unauthorized', http_status: 401 });
+    expect(err.details).toMatchObject({
+      provider: 'unauthAnt',
+      model: 'claude-test',
+      kind: 'unauthorized',
+      http_status: 401,
+    });
     expect(stubs.unauthAnt!.hits).toHaveLength(1);
   });
 

@@ -34,13 +34,18 @@ beforeAll(async () => {
       {
         name: 'weather',
         match: 'weather',
-        turns: [{ tool_calls: [{ name: 'get_weather', arguments: { city: 'Paris' } }] }, { content: 'In Paris: {{tool_result.get_weather}}' }],
+        turns: [
+          { tool_calls: [{ name: 'get_weather', arguments: { city: 'Paris' } }] },
+          { content: 'In Paris: {{tool_result.get_weather}}' },
+        ],
       },
       { name: 'recipe', match: 'recipe', content: '{"name":"soup","minutes":20}' },
       { name: 'echo', content: 'Echo: {{request}}' },
     ],
   });
-  cx = await startCaxton({ config: { llm: { default_provider: 'demo', providers: { demo: { type: 'scripted', script } } } } });
+  cx = await startCaxton({
+    config: { llm: { default_provider: 'demo', providers: { demo: { type: 'scripted', script } } } },
+  });
   await cx.deploy({ name: 'helper', system_prompt: 'You are Helper.', tools: ['calculator'] });
 });
 
@@ -50,7 +55,13 @@ afterAll(async () => {
 });
 
 describe('Vercel AI SDK (ai 6, @ai-sdk/openai-compatible 2)', () => {
-  const provider = () => createOpenAICompatible({ name: 'caxton', baseURL: `${cx.url}/v1`, apiKey: 'unused', supportsStructuredOutputs: true });
+  const provider = () =>
+    createOpenAICompatible({
+      name: 'caxton',
+      baseURL: `${cx.url}/v1`,
+      apiKey: 'unused',
+      supportsStructuredOutputs: true,
+    });
   const getWeather = (seen: string[]) =>
     tool({
       description: 'The weather in a city',
@@ -63,7 +74,13 @@ describe('Vercel AI SDK (ai 6, @ai-sdk/openai-compatible 2)', () => {
 
   it('generateText completes a client tool loop (stopWhen)', async () => {
     const seen: string[] = [];
-    const r = await generateText({ model: provider()('helper'), prompt: 'what is the weather?', tools: { get_weather: getWeather(seen) }, stopWhen: stepCountIs(5), maxRetries: 0 });
+    const r = await generateText({
+      model: provider()('helper'),
+      prompt: 'what is the weather?',
+      tools: { get_weather: getWeather(seen) },
+      stopWhen: stepCountIs(5),
+      maxRetries: 0,
+    });
     expect(seen).toEqual(['Paris']);
     expect(r.steps).toHaveLength(2);
     expect(r.steps[0]!.finishReason).toBe('tool-calls');
@@ -73,7 +90,13 @@ describe('Vercel AI SDK (ai 6, @ai-sdk/openai-compatible 2)', () => {
 
   it('streamText completes a client tool loop from streamed tool-call deltas', async () => {
     const seen: string[] = [];
-    const r = streamText({ model: provider()('helper'), prompt: 'what is the weather?', tools: { get_weather: getWeather(seen) }, stopWhen: stepCountIs(5), maxRetries: 0 });
+    const r = streamText({
+      model: provider()('helper'),
+      prompt: 'what is the weather?',
+      tools: { get_weather: getWeather(seen) },
+      stopWhen: stepCountIs(5),
+      maxRetries: 0,
+    });
     expect(await r.text).toContain('sunny in Paris');
     expect(seen).toEqual(['Paris']);
     expect((await r.steps)[0]!.finishReason).toBe('tool-calls');
@@ -81,7 +104,13 @@ describe('Vercel AI SDK (ai 6, @ai-sdk/openai-compatible 2)', () => {
 
   it('generateText: a server-side tool of the same turn is visible to the model after the resume', async () => {
     const seen: string[] = [];
-    const r = await generateText({ model: provider()('helper'), prompt: 'sum and weather', tools: { get_weather: getWeather(seen) }, stopWhen: stepCountIs(5), maxRetries: 0 });
+    const r = await generateText({
+      model: provider()('helper'),
+      prompt: 'sum and weather',
+      tools: { get_weather: getWeather(seen) },
+      stopWhen: stepCountIs(5),
+      maxRetries: 0,
+    });
     expect(seen).toEqual(['Rome']);
     expect(r.text).toMatch(/^Sum 42, Rome: .*sunny in Rome/);
   });
@@ -90,16 +119,26 @@ describe('Vercel AI SDK (ai 6, @ai-sdk/openai-compatible 2)', () => {
     const schema = z.object({ name: z.string(), minutes: z.number() });
     const o = await generateObject({ model: provider()('helper'), prompt: 'a recipe please', schema, maxRetries: 0 });
     expect(o.object).toEqual({ name: 'soup', minutes: 20 });
-    const t = await generateText({ model: provider()('helper'), prompt: 'a recipe please', output: Output.object({ schema }), maxRetries: 0 });
+    const t = await generateText({
+      model: provider()('helper'),
+      prompt: 'a recipe please',
+      output: Output.object({ schema }),
+      maxRetries: 0,
+    });
     expect(t.output).toEqual({ name: 'soup', minutes: 20 });
   });
 });
 
 describe('LangChain (@langchain/openai 1.5)', () => {
-  const model = () => new ChatOpenAI({ model: 'helper', apiKey: 'unused', configuration: { baseURL: `${cx.url}/v1` }, maxRetries: 0 });
+  const model = () =>
+    new ChatOpenAI({ model: 'helper', apiKey: 'unused', configuration: { baseURL: `${cx.url}/v1` }, maxRetries: 0 });
   const weatherTool = {
     type: 'function' as const,
-    function: { name: 'get_weather', description: 'The weather in a city', parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] } },
+    function: {
+      name: 'get_weather',
+      description: 'The weather in a city',
+      parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] },
+    },
   };
 
   it('bindTools returns tool_calls, and a ToolMessage follow-up gets the final answer', async () => {
@@ -108,14 +147,19 @@ describe('LangChain (@langchain/openai 1.5)', () => {
     const ai = (await m.invoke([human])) as AIMessage;
     expect(ai.tool_calls).toHaveLength(1);
     expect(ai.tool_calls![0]).toMatchObject({ name: 'get_weather', args: { city: 'Paris' } });
-    const answer = await m.invoke([human, ai, new ToolMessage({ tool_call_id: ai.tool_calls![0]!.id!, content: 'cloudy, 14 C' })]);
+    const answer = await m.invoke([
+      human,
+      ai,
+      new ToolMessage({ tool_call_id: ai.tool_calls![0]!.id!, content: 'cloudy, 14 C' }),
+    ]);
     expect(answer.content).toBe('In Paris: cloudy, 14 C');
   });
 
   it('streams tool call chunks that concatenate into the tool call', async () => {
     const m = model().bindTools([weatherTool]);
     let full: AIMessageChunk | undefined;
-    for await (const chunk of await m.stream([new HumanMessage('what is the weather?')])) full = full ? full.concat(chunk) : chunk;
+    for await (const chunk of await m.stream([new HumanMessage('what is the weather?')]))
+      full = full ? full.concat(chunk) : chunk;
     expect(full?.tool_calls).toHaveLength(1);
     expect(full!.tool_calls![0]).toMatchObject({ name: 'get_weather', args: { city: 'Paris' } });
     expect(full!.response_metadata.finish_reason).toBe('tool_calls');
@@ -123,7 +167,9 @@ describe('LangChain (@langchain/openai 1.5)', () => {
 
   it('withStructuredOutput returns the parsed object', async () => {
     const schema = z.object({ name: z.string(), minutes: z.number() });
-    const out = await model().withStructuredOutput(schema, { method: 'jsonSchema', name: 'recipe' }).invoke('a recipe please');
+    const out = await model()
+      .withStructuredOutput(schema, { method: 'jsonSchema', name: 'recipe' })
+      .invoke('a recipe please');
     expect(out).toEqual({ name: 'soup', minutes: 20 });
   });
 });

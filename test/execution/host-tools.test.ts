@@ -39,11 +39,23 @@ const seen: Seen[] = [];
 
 function record(tool: string, args: Record<string, unknown>, ctx: ToolContext): void {
   const { signal, ...rest } = ctx;
-  seen.push({ tool, args, ctx: { ...rest, aborted: signal.aborted }, pid: process.pid, thread: threadId, mainThread: isMainThread });
+  seen.push({
+    tool,
+    args,
+    ctx: { ...rest, aborted: signal.aborted },
+    pid: process.pid,
+    thread: threadId,
+    mainThread: isMainThread,
+  });
 }
 
 function hostTool(name: string, invoke: Tool['invoke']): Tool {
-  return { name, description: `host tool ${name}`, input_schema: { type: 'object', properties: { text: { type: 'string' } } }, invoke };
+  return {
+    name,
+    description: `host tool ${name}`,
+    input_schema: { type: 'object', properties: { text: { type: 'string' } } },
+    invoke,
+  };
 }
 
 const echoHost = hostTool('echo_host', async (args, ctx) => {
@@ -81,7 +93,14 @@ function deploy(name: string, mode: Mode, tools: string[]): void {
   const parsed = parseAgent(toml, { format: 'toml' });
   if (!parsed.ok) throw new Error(`bad test agent: ${JSON.stringify(parsed.errors)}`);
   const now = new Date().toISOString();
-  registry.upsert({ definition: parsed.definition, format: 'toml', origin: { kind: 'api' }, revision: 1, deployed_at: now, updated_at: now });
+  registry.upsert({
+    definition: parsed.definition,
+    format: 'toml',
+    origin: { kind: 'api' },
+    revision: 1,
+    deployed_at: now,
+    updated_at: now,
+  });
 }
 
 beforeAll(async () => {
@@ -95,7 +114,18 @@ beforeAll(async () => {
       server: { port: 0 },
       metrics: { enabled: false },
       logging: { level: 'silent' },
-      llm: { default_provider: 'oai', providers: { oai: { type: 'openai', base_url: `${llm.url}/v1`, api_key_env: 'TEST_OPENAI_KEY', model: 'gpt-test', retry_base: '10ms' } } },
+      llm: {
+        default_provider: 'oai',
+        providers: {
+          oai: {
+            type: 'openai',
+            base_url: `${llm.url}/v1`,
+            api_key_env: 'TEST_OPENAI_KEY',
+            model: 'gpt-test',
+            retry_base: '10ms',
+          },
+        },
+      },
       execution: { pool_size: 1 },
     }),
   );
@@ -127,12 +157,19 @@ beforeEach(() => {
 describe('registering host tools', () => {
   it('exposes the registry it was given', () => {
     expect(executor.hostTools.get('echo_host')).toBe(echoHost);
-    expect(executor.hostTools.list().map((t) => t.name)).toEqual(['echo_host', 'fail_host', 'notes.add', 'secret_host']);
+    expect(executor.hostTools.list().map((t) => t.name)).toEqual([
+      'echo_host',
+      'fail_host',
+      'notes.add',
+      'secret_host',
+    ]);
   });
 
   it('reserves the built-in tool names', () => {
     for (const name of ['calculator', 'current_time', 'llm.chat']) {
-      expect(() => executor.hostTools.register(hostTool(name, async () => ({ content: 'impostor' })))).toThrow(CaxtonError);
+      expect(() => executor.hostTools.register(hostTool(name, async () => ({ content: 'impostor' })))).toThrow(
+        CaxtonError,
+      );
     }
     try {
       executor.hostTools.register(hostTool('calculator', async () => ({ content: 'impostor' })));
@@ -142,7 +179,9 @@ describe('registering host tools', () => {
     }
     const clash = new ToolRegistry();
     clash.register(calculatorTool);
-    expect(() => new Executor(loadServerConfig({ env: {}, cwd: dir }), new AgentRegistry(), { hostTools: clash })).toThrow(/reserved for a built-in tool/);
+    expect(
+      () => new Executor(loadServerConfig({ env: {}, cwd: dir }), new AgentRegistry(), { hostTools: clash }),
+    ).toThrow(/reserved for a built-in tool/);
     // Without a registry the executor makes an empty one.
     const own = new Executor(loadServerConfig({ env: {}, cwd: dir }), new AgentRegistry());
     expect(own.hostTools.list()).toEqual([]);
@@ -171,7 +210,12 @@ describe.each(MODES)('%s isolation', (mode) => {
     const before = Date.now();
     const res = await executor.invoke(
       `host-${mode}`,
-      { request: 'use the host', conversation_id: 'conv-1', chain: ['alpha', 'beta'], traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' },
+      {
+        request: 'use the host',
+        conversation_id: 'conv-1',
+        chain: ['alpha', 'beta'],
+        traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01',
+      },
       { onEvent: (e) => events.push(e) },
     );
     expect(res.isolation).toBe(mode);
@@ -200,7 +244,11 @@ describe.each(MODES)('%s isolation', (mode) => {
     }
     expect(seen[0]!.args).toEqual({ text: 'hello' });
     // Tool events stream from wherever the execution runs.
-    expect(events.filter((e) => e.type === 'tool_result').map((e) => (e as { name: string }).name)).toEqual(['echo_host', 'calculator', 'notes.add']);
+    expect(events.filter((e) => e.type === 'tool_result').map((e) => (e as { name: string }).name)).toEqual([
+      'echo_host',
+      'calculator',
+      'notes.add',
+    ]);
   });
 
   it('refuses a host tool outside the allowlist without running it', async () => {
@@ -244,7 +292,11 @@ describe.each(MODES)('%s isolation', (mode) => {
   });
 
   it('leaves chain and traceparent out of the ToolContext when the request has none', async () => {
-    llm.setScript((hit: StubHit): Reply => (assistantTurns(hit) === 0 ? { tool_calls: [{ id: 'e1', name: 'echo_host', arguments: { text: 'bare' } }] } : { content: 'ok' }));
+    llm.setScript((hit: StubHit): Reply =>
+      assistantTurns(hit) === 0
+        ? { tool_calls: [{ id: 'e1', name: 'echo_host', arguments: { text: 'bare' } }] }
+        : { content: 'ok' },
+    );
     await executor.invoke(`narrow-${mode}`, { request: 'plain' });
     expect(seen).toHaveLength(1);
     expect(seen[0]!.ctx).not.toHaveProperty('chain');
@@ -263,7 +315,11 @@ describe.each(MODES)('%s isolation', (mode) => {
     executor.hostTools.register(cancelling);
     try {
       deploy(`cancel-${mode}`, mode, [cancelling.name]);
-      llm.setScript((hit: StubHit): Reply => (assistantTurns(hit) === 0 ? { tool_calls: [{ id: 'x1', name: cancelling.name, arguments: {} }] } : { content: 'should not get here' }));
+      llm.setScript((hit: StubHit): Reply =>
+        assistantTurns(hit) === 0
+          ? { tool_calls: [{ id: 'x1', name: cancelling.name, arguments: {} }] }
+          : { content: 'should not get here' },
+      );
       let error: unknown;
       try {
         await executor.invoke(`cancel-${mode}`, { request: 'go' }, { signal: ac.signal });
@@ -281,8 +337,14 @@ describe.each(MODES)('%s isolation', (mode) => {
 
 describe('request checks', () => {
   it('rejects a malformed chain or traceparent', async () => {
-    await expect(executor.check('host-context', { request: 'x', chain: 'alpha' as unknown as string[] })).rejects.toThrow(/"chain" must be an array of agent names/);
-    await expect(executor.check('host-context', { request: 'x', chain: ['a', 3] as unknown as string[] })).rejects.toThrow(/"chain"/);
-    await expect(executor.check('host-context', { request: 'x', traceparent: 5 as unknown as string })).rejects.toThrow(/"traceparent" must be a string/);
+    await expect(
+      executor.check('host-context', { request: 'x', chain: 'alpha' as unknown as string[] }),
+    ).rejects.toThrow(/"chain" must be an array of agent names/);
+    await expect(
+      executor.check('host-context', { request: 'x', chain: ['a', 3] as unknown as string[] }),
+    ).rejects.toThrow(/"chain"/);
+    await expect(executor.check('host-context', { request: 'x', traceparent: 5 as unknown as string })).rejects.toThrow(
+      /"traceparent" must be a string/,
+    );
   });
 });

@@ -8,17 +8,45 @@
  * first (pretest); when running vitest directly, run `npm run build` before.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { childPids, expectEnvelope, isAlive, openaiProvider, removeTempDirs, setTestKeys, startCaxton, type Caxton } from './helpers/caxton.js';
+import {
+  childPids,
+  expectEnvelope,
+  isAlive,
+  openaiProvider,
+  removeTempDirs,
+  setTestKeys,
+  startCaxton,
+  type Caxton,
+} from './helpers/caxton.js';
 import { hang, startLlmStub, type LlmStub, type Reply, type StubHit } from './helpers/llm-stub.js';
 import { assistantTurns, toolResultsOf } from './helpers/wire.js';
 
 type Mode = 'context' | 'worker' | 'process';
-type ProcessStats = { mode: string; started: number; completed: number; failed: number; crashed: number; killed: number; recycled: number; ready: number; busy: number; starting: number };
+type ProcessStats = {
+  mode: string;
+  started: number;
+  completed: number;
+  failed: number;
+  crashed: number;
+  killed: number;
+  recycled: number;
+  ready: number;
+  busy: number;
+  starting: number;
+};
 
 /** A two-turn tool loop whose answer quotes the calculator result it received. */
 const toolLoop = (hit: StubHit): Reply => {
-  if (assistantTurns(hit) === 0) return { content: 'Working. ', tool_calls: [{ id: 'iso_calc', name: 'calculator', arguments: { expression: '6*7' } }], usage: { input: 7, output: 3 } };
-  return { content: `Result: ${toolResultsOf(hit)[0]?.content ?? '?'} (from the tool).`, usage: { input: 12, output: 6 } };
+  if (assistantTurns(hit) === 0)
+    return {
+      content: 'Working. ',
+      tool_calls: [{ id: 'iso_calc', name: 'calculator', arguments: { expression: '6*7' } }],
+      usage: { input: 7, output: 3 },
+    };
+  return {
+    content: `Result: ${toolResultsOf(hit)[0]?.content ?? '?'} (from the tool).`,
+    usage: { input: 12, output: 6 },
+  };
 };
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -64,15 +92,32 @@ describe('per-agent isolation on a context server', () => {
     never = await stub([hang]);
     cx = await startCaxton({
       config: {
-        llm: { default_provider: 'oai', providers: { oai: openaiProvider(llm.url), silent: openaiProvider(silent.url, { timeout: '300ms', max_retries: 0 }), never: openaiProvider(never.url) } },
+        llm: {
+          default_provider: 'oai',
+          providers: {
+            oai: openaiProvider(llm.url),
+            silent: openaiProvider(silent.url, { timeout: '300ms', max_retries: 0 }),
+            never: openaiProvider(never.url),
+          },
+        },
         execution: { pool_size: 1 },
       },
     });
     for (const mode of ['context', 'worker', 'process'] as const) {
-      await cx.deploy({ name: `iso-${mode}`, tools: ['calculator'], system_prompt: 'Same agent, any isolation.', ...(mode !== 'context' && { execution: { isolation: mode } }) });
+      await cx.deploy({
+        name: `iso-${mode}`,
+        tools: ['calculator'],
+        system_prompt: 'Same agent, any isolation.',
+        ...(mode !== 'context' && { execution: { isolation: mode } }),
+      });
     }
     await cx.deploy({ name: 'proc-silent', llm: { provider: 'silent' }, execution: { isolation: 'process' } });
-    await cx.deploy({ name: 'worker-impatient', llm: { provider: 'never' }, limits: { timeout: '1500ms' }, execution: { isolation: 'worker' } });
+    await cx.deploy({
+      name: 'worker-impatient',
+      llm: { provider: 'never' },
+      limits: { timeout: '1500ms' },
+      execution: { isolation: 'worker' },
+    });
   });
   afterAll(async () => {
     await cx?.close();
@@ -92,7 +137,11 @@ describe('per-agent isolation on a context server', () => {
     }
     expect(results.worker).toEqual(results.context);
     expect(results.process).toEqual(results.context);
-    expect(results.context).toMatchObject({ turns: 2, finish_reason: 'stop', usage: { input_tokens: 19, output_tokens: 9, total_tokens: 28 } });
+    expect(results.context).toMatchObject({
+      turns: 2,
+      finish_reason: 'stop',
+      usage: { input_tokens: 19, output_tokens: 9, total_tokens: 28 },
+    });
     // The provider saw the very same requests whatever the isolation.
     expect(bodies.worker).toEqual(bodies.context);
     expect(bodies.process).toEqual(bodies.context);
@@ -141,7 +190,12 @@ describe('server-wide worker isolation', () => {
   let cx: Caxton;
   beforeAll(async () => {
     const llm = await stub(toolLoop);
-    cx = await startCaxton({ config: { llm: { providers: { oai: openaiProvider(llm.url) } }, execution: { isolation: 'worker', pool_size: 1 } } });
+    cx = await startCaxton({
+      config: {
+        llm: { providers: { oai: openaiProvider(llm.url) } },
+        execution: { isolation: 'worker', pool_size: 1 },
+      },
+    });
     await cx.deploy({ name: 'plain', tools: ['calculator'] });
     await cx.deploy({ name: 'pinned', tools: ['calculator'], execution: { isolation: 'context' } });
   });
@@ -170,7 +224,10 @@ describe('server-wide process isolation', () => {
     llm = await stub(toolLoop);
     stuck = await stub([hang]);
     cx = await startCaxton({
-      config: { llm: { default_provider: 'oai', providers: { oai: openaiProvider(llm.url), stuck: openaiProvider(stuck.url) } }, execution: { isolation: 'process', pool_size: 1 } },
+      config: {
+        llm: { default_provider: 'oai', providers: { oai: openaiProvider(llm.url), stuck: openaiProvider(stuck.url) } },
+        execution: { isolation: 'process', pool_size: 1 },
+      },
     });
     await cx.deploy({ name: 'plain', tools: ['calculator'] });
     await cx.deploy({ name: 'victim', llm: { provider: 'stuck' } });
@@ -181,7 +238,9 @@ describe('server-wide process isolation', () => {
 
   /** Waits for the pool to be idle: its one process ready, nothing starting or busy. */
   async function settled(): Promise<ProcessStats> {
-    await expect.poll(() => poolStats(cx, 'process'), { timeout: 15_000 }).toMatchObject({ ready: 1, starting: 0, busy: 0 });
+    await expect
+      .poll(() => poolStats(cx, 'process'), { timeout: 15_000 })
+      .toMatchObject({ ready: 1, starting: 0, busy: 0 });
     return poolStats(cx, 'process')!;
   }
 
@@ -197,7 +256,13 @@ describe('server-wide process isolation', () => {
     }
     const s1 = await settled();
     expect(childPids('process-runner')).toEqual(warm);
-    expect(s1).toMatchObject({ started: s0.started, recycled: s0.recycled, crashed: s0.crashed, completed: s0.completed + 3, failed: s0.failed });
+    expect(s1).toMatchObject({
+      started: s0.started,
+      recycled: s0.recycled,
+      crashed: s0.crashed,
+      completed: s0.completed + 3,
+      failed: s0.failed,
+    });
   });
 
   it('kill -9 of the process running a request fails that request with 500 isolation_failure; the next request succeeds', async () => {

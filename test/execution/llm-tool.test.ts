@@ -8,10 +8,19 @@ beforeAll(async () => {
   const script = writeScript(tempDir(), {
     rules: [
       { name: 'inner', match: '^inner question$', content: 'inner answer' },
-      { name: 'delegate', match: 'delegate', turns: [{ tool_calls: [{ name: 'llm.chat', arguments: { prompt: 'inner question' } }] }, { content: 'Inner said: {{last_tool_result}}' }] },
+      {
+        name: 'delegate',
+        match: 'delegate',
+        turns: [
+          { tool_calls: [{ name: 'llm.chat', arguments: { prompt: 'inner question' } }] },
+          { content: 'Inner said: {{last_tool_result}}' },
+        ],
+      },
     ],
   });
-  cx = await startCaxton({ config: { llm: { default_provider: 'demo', providers: { demo: { type: 'scripted', script } } } } });
+  cx = await startCaxton({
+    config: { llm: { default_provider: 'demo', providers: { demo: { type: 'scripted', script } } } },
+  });
   await cx.deploy({ name: 'delegator', tools: ['llm.chat'] });
   await cx.deploy({ name: 'no-llm-tool', tools: [] });
 });

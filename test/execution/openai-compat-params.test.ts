@@ -27,7 +27,9 @@ beforeAll(async () => {
       { name: 'echo', content: 'Echo: {{request}}' },
     ],
   });
-  cx = await startCaxton({ config: { llm: { default_provider: 'demo', providers: { demo: { type: 'scripted', script } } } } });
+  cx = await startCaxton({
+    config: { llm: { default_provider: 'demo', providers: { demo: { type: 'scripted', script } } } },
+  });
   await cx.deploy({ name: 'plain', system_prompt: 'You are Plain.' });
   await cx.deploy({ name: 'ctx', system_prompt: 'You are Ctx.', user_prompt_template: '[{{context}}] {{request}}' });
   client = new OpenAI({ baseURL: `${cx.url}/v1`, apiKey: 'unused', maxRetries: 0, timeout: 10_000 });
@@ -42,7 +44,9 @@ type Params = OpenAI.Chat.ChatCompletionCreateParamsNonStreaming;
 const user = (content: string): OpenAI.Chat.ChatCompletionMessageParam[] => [{ role: 'user', content }];
 
 async function rejection(params: Record<string, unknown>): Promise<InstanceType<typeof OpenAI.APIError>> {
-  const e = await client.chat.completions.create({ model: 'plain', messages: user('hi'), ...params } as unknown as Params).catch((x: unknown) => x);
+  const e = await client.chat.completions
+    .create({ model: 'plain', messages: user('hi'), ...params } as unknown as Params)
+    .catch((x: unknown) => x);
   expect(e).toBeInstanceOf(OpenAI.APIError);
   return e as InstanceType<typeof OpenAI.APIError>;
 }
@@ -55,26 +59,69 @@ describe('unsupported parameters are refused by name', () => {
     { name: 'top_logprobs', params: { top_logprobs: 2 }, param: 'top_logprobs', code: 'unsupported_parameter' },
     { name: 'functions', params: { functions: [tool.function] }, param: 'functions', code: 'unsupported_parameter' },
     { name: 'function_call', params: { function_call: 'auto' }, param: 'function_call', code: 'unsupported_parameter' },
-    { name: 'audio', params: { audio: { voice: 'alloy', format: 'mp3' } }, param: 'audio', code: 'unsupported_parameter' },
-    { name: 'modalities with audio', params: { modalities: ['text', 'audio'] }, param: 'modalities', code: 'unsupported_value' },
-    { name: 'presence_penalty', params: { presence_penalty: 0.5 }, param: 'presence_penalty', code: 'unsupported_parameter' },
-    { name: 'logit_bias', params: { logit_bias: { '50256': -100 } }, param: 'logit_bias', code: 'unsupported_parameter' },
-    { name: 'reasoning_effort', params: { reasoning_effort: 'high' }, param: 'reasoning_effort', code: 'unsupported_parameter' },
+    {
+      name: 'audio',
+      params: { audio: { voice: 'alloy', format: 'mp3' } },
+      param: 'audio',
+      code: 'unsupported_parameter',
+    },
+    {
+      name: 'modalities with audio',
+      params: { modalities: ['text', 'audio'] },
+      param: 'modalities',
+      code: 'unsupported_value',
+    },
+    {
+      name: 'presence_penalty',
+      params: { presence_penalty: 0.5 },
+      param: 'presence_penalty',
+      code: 'unsupported_parameter',
+    },
+    {
+      name: 'logit_bias',
+      params: { logit_bias: { '50256': -100 } },
+      param: 'logit_bias',
+      code: 'unsupported_parameter',
+    },
+    {
+      name: 'reasoning_effort',
+      params: { reasoning_effort: 'high' },
+      param: 'reasoning_effort',
+      code: 'unsupported_parameter',
+    },
     { name: 'an unknown parameter', params: { frobnicate: true }, param: 'frobnicate', code: 'unsupported_parameter' },
     {
       name: 'a deprecated function_call in a message',
-      params: { messages: [...user('hi'), { role: 'assistant', content: null, function_call: { name: 'lookup', arguments: '{}' } }, ...user('again')] },
+      params: {
+        messages: [
+          ...user('hi'),
+          { role: 'assistant', content: null, function_call: { name: 'lookup', arguments: '{}' } },
+          ...user('again'),
+        ],
+      },
       param: 'messages[1].function_call',
       code: 'unsupported_parameter',
     },
     {
       name: 'an earlier audio reply known only by its id',
-      params: { messages: [...user('hi'), { role: 'assistant', content: null, audio: { id: 'audio_1' } }, ...user('again')] },
+      params: {
+        messages: [...user('hi'), { role: 'assistant', content: null, audio: { id: 'audio_1' } }, ...user('again')],
+      },
       param: 'messages[1].audio',
       code: 'unsupported_parameter',
     },
-    { name: 'an unknown message field', params: { messages: [{ role: 'user', content: 'hi', colour: 'red' }] }, param: 'messages[0].colour', code: 'unsupported_parameter' },
-    { name: "an assistant's field on a user message", params: { messages: [{ role: 'user', content: 'hi', parsed: {} }] }, param: 'messages[0].parsed', code: 'unsupported_parameter' },
+    {
+      name: 'an unknown message field',
+      params: { messages: [{ role: 'user', content: 'hi', colour: 'red' }] },
+      param: 'messages[0].colour',
+      code: 'unsupported_parameter',
+    },
+    {
+      name: "an assistant's field on a user message",
+      params: { messages: [{ role: 'user', content: 'hi', parsed: {} }] },
+      param: 'messages[0].parsed',
+      code: 'unsupported_parameter',
+    },
     {
       name: 'a refusal part in a user message',
       params: { messages: [{ role: 'user', content: [{ type: 'refusal', refusal: 'no' }] }] },
@@ -110,7 +157,9 @@ describe('unsupported parameters are refused by name', () => {
     },
     {
       name: 'an audio part',
-      params: { messages: [{ role: 'user', content: [{ type: 'input_audio', input_audio: { data: 'AAAA', format: 'wav' } }] }] },
+      params: {
+        messages: [{ role: 'user', content: [{ type: 'input_audio', input_audio: { data: 'AAAA', format: 'wav' } }] }],
+      },
       param: 'messages[0].content[0].type',
       code: 'unsupported_value',
     },
@@ -159,7 +208,9 @@ describe('unsupported parameters are refused by name', () => {
   });
 
   it('a streaming request is refused the same way, before the stream opens', async () => {
-    const e = await client.chat.completions.create({ model: 'plain', messages: user('hi'), stream: true, n: 3 }).catch((x: unknown) => x);
+    const e = await client.chat.completions
+      .create({ model: 'plain', messages: user('hi'), stream: true, n: 3 })
+      .catch((x: unknown) => x);
     expect(e).toBeInstanceOf(OpenAI.BadRequestError);
     expect((e as InstanceType<typeof OpenAI.APIError>).param).toBe('n');
   });
@@ -175,7 +226,9 @@ describe('client system messages', () => {
         { role: 'user', content: 'where do prompts go?' },
       ],
     });
-    expect(c.choices[0]!.message.content).toBe(`SYSTEM<You are Plain.\n---\n${CLIENT_INSTRUCTIONS_HEADER}\n\nBe terse.\n\nAnswer in French.> USER<where do prompts go?>`);
+    expect(c.choices[0]!.message.content).toBe(
+      `SYSTEM<You are Plain.\n---\n${CLIENT_INSTRUCTIONS_HEADER}\n\nBe terse.\n\nAnswer in French.> USER<where do prompts go?>`,
+    );
   });
 
   it('without client system messages only the agent prompt is sent', async () => {
@@ -205,19 +258,33 @@ describe('structured output', () => {
   const jsonSchema = { type: 'json_schema', json_schema: { name: 'city', schema, strict: true } } as const;
 
   it('a reply matching the schema passes', async () => {
-    const c = await client.chat.completions.create({ model: 'plain', messages: user('good json'), response_format: jsonSchema });
+    const c = await client.chat.completions.create({
+      model: 'plain',
+      messages: user('good json'),
+      response_format: jsonSchema,
+    });
     expect(JSON.parse(c.choices[0]!.message.content!)).toEqual({ city: 'Paris', population: 2100000 });
   });
 
   it('a fenced JSON reply is returned without the fence', async () => {
-    const c = await client.chat.completions.create({ model: 'plain', messages: user('fenced json'), response_format: jsonSchema });
+    const c = await client.chat.completions.create({
+      model: 'plain',
+      messages: user('fenced json'),
+      response_format: jsonSchema,
+    });
     expect(c.choices[0]!.message.content).toBe('{"city":"Paris","population":1}');
   });
 
   it('json_object accepts any object and refuses prose', async () => {
-    const ok = await client.chat.completions.create({ model: 'plain', messages: user('wrong shape'), response_format: { type: 'json_object' } });
+    const ok = await client.chat.completions.create({
+      model: 'plain',
+      messages: user('wrong shape'),
+      response_format: { type: 'json_object' },
+    });
     expect(JSON.parse(ok.choices[0]!.message.content!)).toEqual({ city: 42 });
-    const e = await client.chat.completions.create({ model: 'plain', messages: user('prose please'), response_format: { type: 'json_object' } }).catch((x: unknown) => x);
+    const e = await client.chat.completions
+      .create({ model: 'plain', messages: user('prose please'), response_format: { type: 'json_object' } })
+      .catch((x: unknown) => x);
     expect(e).toBeInstanceOf(OpenAI.InternalServerError);
     expect((e as InstanceType<typeof OpenAI.APIError>).status).toBe(502);
     expect((e as InstanceType<typeof OpenAI.APIError>).code).toBe('invalid_structured_output');
@@ -225,7 +292,9 @@ describe('structured output', () => {
   });
 
   it('a reply that does not match the schema is a 502 naming the violation', async () => {
-    const e = await client.chat.completions.create({ model: 'plain', messages: user('wrong shape'), response_format: jsonSchema }).catch((x: unknown) => x);
+    const e = await client.chat.completions
+      .create({ model: 'plain', messages: user('wrong shape'), response_format: jsonSchema })
+      .catch((x: unknown) => x);
     expect(e).toBeInstanceOf(OpenAI.APIError);
     const err = e as InstanceType<typeof OpenAI.APIError>;
     expect(err.status).toBe(502);
@@ -236,12 +305,22 @@ describe('structured output', () => {
   });
 
   it('streamed: valid output finishes normally, invalid output ends in an error event', async () => {
-    const good = await client.chat.completions.create({ model: 'plain', messages: user('good json'), response_format: jsonSchema, stream: true });
+    const good = await client.chat.completions.create({
+      model: 'plain',
+      messages: user('good json'),
+      response_format: jsonSchema,
+      stream: true,
+    });
     let text = '';
     for await (const chunk of good) text += chunk.choices[0]?.delta.content ?? '';
     expect(JSON.parse(text)).toEqual({ city: 'Paris', population: 2100000 });
 
-    const bad = await client.chat.completions.create({ model: 'plain', messages: user('wrong shape'), response_format: jsonSchema, stream: true });
+    const bad = await client.chat.completions.create({
+      model: 'plain',
+      messages: user('wrong shape'),
+      response_format: jsonSchema,
+      stream: true,
+    });
     const finishes: string[] = [];
     const failure = await (async () => {
       for await (const chunk of bad) if (chunk.choices[0]?.finish_reason) finishes.push(chunk.choices[0].finish_reason);
@@ -252,7 +331,9 @@ describe('structured output', () => {
   });
 
   it('a schema that does not compile is a 400 before the model is called', async () => {
-    const e = await rejection({ response_format: { type: 'json_schema', json_schema: { name: 'bad', schema: { type: 'no-such-type' } } } });
+    const e = await rejection({
+      response_format: { type: 'json_schema', json_schema: { name: 'bad', schema: { type: 'no-such-type' } } },
+    });
     expect(e).toBeInstanceOf(OpenAI.BadRequestError);
     expect(e.param).toBe('response_format.json_schema.schema');
   });
@@ -285,7 +366,10 @@ describe('authentication errors in OpenAI shape', () => {
     srv = await startTestServer({
       dir,
       toml: '[auth]\nenabled = true\n\n[llm]\ndefault_provider = "s"\n[llm.providers.s]\ntype = "scripted"\nscript = "replies.toml"\n',
-      agentFiles: { 'helper.toml': 'name = "helper"\nsystem_prompt = "You help."\n', 'other.toml': 'name = "other"\nsystem_prompt = "You help."\n' },
+      agentFiles: {
+        'helper.toml': 'name = "helper"\nsystem_prompt = "You help."\n',
+        'other.toml': 'name = "other"\nsystem_prompt = "You help."\n',
+      },
     });
     admin = readFileSync(join(srv.dataDir, 'admin.key'), 'utf8').trim();
   });
@@ -303,12 +387,18 @@ describe('authentication errors in OpenAI shape', () => {
       body: JSON.stringify({ name: 'only-helper', role: 'developer', agents: ['helper'] }),
     });
     expect(res.status).toBe(201);
-    const scoped = new OpenAI({ baseURL: `${srv.url}/v1`, apiKey: ((await res.json()) as { secret: string }).secret, maxRetries: 0 });
+    const scoped = new OpenAI({
+      baseURL: `${srv.url}/v1`,
+      apiKey: ((await res.json()) as { secret: string }).secret,
+      maxRetries: 0,
+    });
     expect((await scoped.models.retrieve('helper')).id).toBe('helper');
     // Out of scope, a model reads as one that does not exist; using it is refused.
     const hidden = await scoped.models.retrieve('other').catch((x: unknown) => x);
     expect(hidden).toBeInstanceOf(OpenAI.NotFoundError);
-    const denied = await scoped.chat.completions.create({ model: 'other', messages: user('hi') }).catch((x: unknown) => x);
+    const denied = await scoped.chat.completions
+      .create({ model: 'other', messages: user('hi') })
+      .catch((x: unknown) => x);
     expect(denied).toBeInstanceOf(OpenAI.PermissionDeniedError);
     expect((denied as InstanceType<typeof OpenAI.APIError>).type).toBe('permission_error');
   });

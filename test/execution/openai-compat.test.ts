@@ -12,15 +12,34 @@ let client: OpenAI;
 beforeAll(async () => {
   const script = writeScript(tempDir(), {
     rules: [
-      { name: 'france', match: 'capital of France', content: 'The capital of France is Paris, a city of many bridges.' },
-      { name: 'calc', match: 'multiply', turns: [{ tool_calls: [{ name: 'calculator', arguments: { expression: '6*7' } }] }, { content: 'The product is {{tool_result.calculator}}.' }] },
+      {
+        name: 'france',
+        match: 'capital of France',
+        content: 'The capital of France is Paris, a city of many bridges.',
+      },
+      {
+        name: 'calc',
+        match: 'multiply',
+        turns: [
+          { tool_calls: [{ name: 'calculator', arguments: { expression: '6*7' } }] },
+          { content: 'The product is {{tool_result.calculator}}.' },
+        ],
+      },
       { name: 'echo', content: 'Echo: {{request}}' },
     ],
   });
   // No catch-all rule and no fallback: anything but "only this" is a provider error.
   const strict = writeScript(tempDir(), { rules: [{ match: '^only this$', content: 'ok' }] }, 'strict.toml');
   cx = await startCaxton({
-    config: { llm: { default_provider: 'demo', providers: { demo: { type: 'scripted', script, model: 'scripted-model' }, strict: { type: 'scripted', script: strict } } } },
+    config: {
+      llm: {
+        default_provider: 'demo',
+        providers: {
+          demo: { type: 'scripted', script, model: 'scripted-model' },
+          strict: { type: 'scripted', script: strict },
+        },
+      },
+    },
   });
   await cx.deploy({ name: 'fussy', llm: { provider: 'strict' } });
   await cx.deploy({ name: 'geo', system_prompt: 'You know geography.' });
@@ -47,7 +66,10 @@ describe('OpenAI SDK against Caxton', () => {
   });
 
   it("chat.completions.create returns the agent's answer", async () => {
-    const c = await client.chat.completions.create({ model: 'geo', messages: [{ role: 'user', content: 'What is the capital of France?' }] });
+    const c = await client.chat.completions.create({
+      model: 'geo',
+      messages: [{ role: 'user', content: 'What is the capital of France?' }],
+    });
     expect(c.object).toBe('chat.completion');
     expect(c.model).toBe('geo');
     expect(c.id).toMatch(/^chatcmpl-/);
@@ -61,7 +83,10 @@ describe('OpenAI SDK against Caxton', () => {
   });
 
   it("runs the agent's tool loop behind one completion", async () => {
-    const c = await client.chat.completions.create({ model: 'mathy', messages: [{ role: 'user', content: 'please multiply 6 by 7' }] });
+    const c = await client.chat.completions.create({
+      model: 'mathy',
+      messages: [{ role: 'user', content: 'please multiply 6 by 7' }],
+    });
     expect(c.choices[0]!.message.content).toBe('The product is 42.');
   });
 
@@ -79,7 +104,12 @@ describe('OpenAI SDK against Caxton', () => {
   });
 
   it('streams deltas that concatenate to the answer, with usage at the end', async () => {
-    const stream = await client.chat.completions.create({ model: 'geo', messages: [{ role: 'user', content: 'capital of France?' }], stream: true, stream_options: { include_usage: true } });
+    const stream = await client.chat.completions.create({
+      model: 'geo',
+      messages: [{ role: 'user', content: 'capital of France?' }],
+      stream: true,
+      stream_options: { include_usage: true },
+    });
     const deltas: string[] = [];
     const finishes: string[] = [];
     let usage: OpenAI.CompletionUsage | null | undefined;
@@ -101,12 +131,18 @@ describe('OpenAI SDK against Caxton', () => {
   });
 
   it('an agent failure is an APIError: status 502 when plain, an error event mid-stream when streaming', async () => {
-    const plain = await client.chat.completions.create({ model: 'fussy', messages: [{ role: 'user', content: 'something else' }] }).catch((e: unknown) => e);
+    const plain = await client.chat.completions
+      .create({ model: 'fussy', messages: [{ role: 'user', content: 'something else' }] })
+      .catch((e: unknown) => e);
     expect(plain).toBeInstanceOf(OpenAI.APIError);
     expect((plain as InstanceType<typeof OpenAI.APIError>).status).toBe(502);
     expect((plain as InstanceType<typeof OpenAI.APIError>).message).toMatch(/no rule matches/);
 
-    const stream = await client.chat.completions.create({ model: 'fussy', messages: [{ role: 'user', content: 'something else' }], stream: true });
+    const stream = await client.chat.completions.create({
+      model: 'fussy',
+      messages: [{ role: 'user', content: 'something else' }],
+      stream: true,
+    });
     const seen: string[] = [];
     const failure = await (async () => {
       for await (const chunk of stream) seen.push(chunk.choices[0]?.delta.content ?? '');
@@ -115,17 +151,24 @@ describe('OpenAI SDK against Caxton', () => {
     expect((failure as Error).message).toMatch(/no rule matches/);
     expect(seen.join('')).toBe('');
 
-    const fine = await client.chat.completions.create({ model: 'fussy', messages: [{ role: 'user', content: 'only this' }] });
+    const fine = await client.chat.completions.create({
+      model: 'fussy',
+      messages: [{ role: 'user', content: 'only this' }],
+    });
     expect(fine.choices[0]!.message.content).toBe('ok');
   });
 
   it('an unknown model makes the SDK throw a 404 error (plain and streaming)', async () => {
-    const plain = await client.chat.completions.create({ model: 'no-such-agent', messages: [{ role: 'user', content: 'hi' }] }).catch((e: unknown) => e);
+    const plain = await client.chat.completions
+      .create({ model: 'no-such-agent', messages: [{ role: 'user', content: 'hi' }] })
+      .catch((e: unknown) => e);
     expect(plain).toBeInstanceOf(OpenAI.NotFoundError);
     expect((plain as InstanceType<typeof OpenAI.APIError>).status).toBe(404);
     expect((plain as InstanceType<typeof OpenAI.APIError>).message).toContain('no-such-agent');
 
-    const streamed = await client.chat.completions.create({ model: 'no-such-agent', messages: [{ role: 'user', content: 'hi' }], stream: true }).catch((e: unknown) => e);
+    const streamed = await client.chat.completions
+      .create({ model: 'no-such-agent', messages: [{ role: 'user', content: 'hi' }], stream: true })
+      .catch((e: unknown) => e);
     expect(streamed).toBeInstanceOf(OpenAI.NotFoundError);
     expect((streamed as InstanceType<typeof OpenAI.APIError>).status).toBe(404);
   });

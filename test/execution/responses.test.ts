@@ -9,7 +9,15 @@ import { join } from 'node:path';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLIENT_INSTRUCTIONS_HEADER } from '../../src/execution/run-agent.js';
-import { openaiProvider, removeTempDirs, setTestKeys, startCaxton, tempDir, writeScript, type Caxton } from './helpers/caxton.js';
+import {
+  openaiProvider,
+  removeTempDirs,
+  setTestKeys,
+  startCaxton,
+  tempDir,
+  writeScript,
+  type Caxton,
+} from './helpers/caxton.js';
 import { startLlmStub, streamThenError, type LlmStub } from './helpers/llm-stub.js';
 import { messagesOf } from './helpers/wire.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
@@ -24,7 +32,14 @@ beforeAll(async () => {
       { name: 'where', match: 'where do prompts go', content: 'SYSTEM<{{system}}> USER<{{request}}>' },
       { name: 'good-json', match: 'good json', content: '{"city":"Paris","population":2100000}' },
       { name: 'wrong-shape', match: 'wrong shape', content: '{"city":42}' },
-      { name: 'weather', match: 'weather', turns: [{ tool_calls: [{ name: 'get_weather', arguments: { city: 'Paris' } }] }, { content: 'Weather: {{last_tool_result}}' }] },
+      {
+        name: 'weather',
+        match: 'weather',
+        turns: [
+          { tool_calls: [{ name: 'get_weather', arguments: { city: 'Paris' } }] },
+          { content: 'Weather: {{last_tool_result}}' },
+        ],
+      },
       {
         name: 'mixed',
         match: 'mixed tools',
@@ -41,10 +56,17 @@ beforeAll(async () => {
       { name: 'echo', content: 'Echo: {{request}}' },
     ],
   });
-  cx = await startCaxton({ config: { llm: { default_provider: 'demo', providers: { demo: { type: 'scripted', script } } } } });
+  cx = await startCaxton({
+    config: { llm: { default_provider: 'demo', providers: { demo: { type: 'scripted', script } } } },
+  });
   await cx.deploy({ name: 'plain', system_prompt: 'You are Plain.' });
   await cx.deploy({ name: 'calc', system_prompt: 'You are Calc.', tools: ['calculator'] });
-  await cx.deploy({ name: 'calc-worker', system_prompt: 'You are Calc.', tools: ['calculator'], execution: { isolation: 'worker' } });
+  await cx.deploy({
+    name: 'calc-worker',
+    system_prompt: 'You are Calc.',
+    tools: ['calculator'],
+    execution: { isolation: 'worker' },
+  });
   client = new OpenAI({ baseURL: `${cx.url}/v1`, apiKey: 'unused', maxRetries: 0, timeout: 10_000 });
 });
 
@@ -56,7 +78,9 @@ afterAll(async () => {
 type APIError = InstanceType<typeof OpenAI.APIError>;
 
 async function rejection(params: Record<string, unknown>): Promise<APIError> {
-  const e = await client.responses.create({ model: 'plain', input: 'hi', ...params } as OpenAI.Responses.ResponseCreateParamsNonStreaming).catch((x: unknown) => x);
+  const e = await client.responses
+    .create({ model: 'plain', input: 'hi', ...params } as OpenAI.Responses.ResponseCreateParamsNonStreaming)
+    .catch((x: unknown) => x);
   expect(e).toBeInstanceOf(OpenAI.APIError);
   return e as APIError;
 }
@@ -71,7 +95,12 @@ describe('plain responses', () => {
     expect(r.output_text).toBe('Echo: hello there');
     expect(r.output).toHaveLength(1);
     const msg = r.output[0] as OpenAI.Responses.ResponseOutputMessage;
-    expect(msg).toMatchObject({ type: 'message', role: 'assistant', status: 'completed', content: [{ type: 'output_text', text: 'Echo: hello there', annotations: [] }] });
+    expect(msg).toMatchObject({
+      type: 'message',
+      role: 'assistant',
+      status: 'completed',
+      content: [{ type: 'output_text', text: 'Echo: hello there', annotations: [] }],
+    });
     expect(msg.id).toMatch(/^msg_/);
     expect(r.usage!.total_tokens).toBe(r.usage!.input_tokens + r.usage!.output_tokens);
     expect(r.usage!.output_tokens).toBeGreaterThan(0);
@@ -88,7 +117,9 @@ describe('plain responses', () => {
         { role: 'user', content: [{ type: 'input_text', text: 'where do prompts go?' }] },
       ],
     });
-    expect(r.output_text).toBe(`SYSTEM<You are Plain.\n---\n${CLIENT_INSTRUCTIONS_HEADER}\n\nBe terse.\n\nAnswer in French.> USER<where do prompts go?>`);
+    expect(r.output_text).toBe(
+      `SYSTEM<You are Plain.\n---\n${CLIENT_INSTRUCTIONS_HEADER}\n\nBe terse.\n\nAnswer in French.> USER<where do prompts go?>`,
+    );
     expect(r.instructions).toBe('Be terse.');
   });
 
@@ -148,7 +179,11 @@ describe('streamed responses', () => {
     const added = events[2] as OpenAI.Responses.ResponseOutputItemAddedEvent;
     const done = events.at(-2) as OpenAI.Responses.ResponseOutputItemDoneEvent;
     expect(done.item.id).toBe(added.item.id);
-    expect(done.item).toMatchObject({ type: 'message', status: 'completed', content: [{ type: 'output_text', text: 'Echo: one two three' }] });
+    expect(done.item).toMatchObject({
+      type: 'message',
+      status: 'completed',
+      content: [{ type: 'output_text', text: 'Echo: one two three' }],
+    });
     expect(completed.response.output).toEqual([done.item]);
   });
 
@@ -190,7 +225,12 @@ describe('text.format', () => {
   });
 
   it('streamed, a reply that does not match ends in response.failed', async () => {
-    const stream = await client.responses.create({ model: 'plain', input: 'wrong shape', text: { format }, stream: true });
+    const stream = await client.responses.create({
+      model: 'plain',
+      input: 'wrong shape',
+      text: { format },
+      stream: true,
+    });
     const types: string[] = [];
     let failed: OpenAI.Responses.ResponseFailedEvent | undefined;
     for await (const e of stream) {
@@ -207,7 +247,9 @@ describe('text.format', () => {
   it('json_object refuses prose; a schema that does not compile is a 400 naming text.format.schema', async () => {
     const e = await rejection({ input: 'plain prose', text: { format: { type: 'json_object' } } });
     expect(e.status).toBe(502);
-    const bad = await rejection({ text: { format: { type: 'json_schema', name: 'bad', schema: { type: 'no-such-type' } } } });
+    const bad = await rejection({
+      text: { format: { type: 'json_schema', name: 'bad', schema: { type: 'no-such-type' } } },
+    });
     expect(bad).toBeInstanceOf(OpenAI.BadRequestError);
     expect(bad.param).toBe('text.format.schema');
   });
@@ -217,13 +259,22 @@ const weatherTool = {
   type: 'function' as const,
   name: 'get_weather',
   description: 'The weather in a city',
-  parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'], additionalProperties: false },
+  parameters: {
+    type: 'object',
+    properties: { city: { type: 'string' } },
+    required: ['city'],
+    additionalProperties: false,
+  },
   strict: true,
 };
 
 describe('client function tools', () => {
   it('a call comes back as a function_call item; its output, via previous_response_id, gets the final answer', async () => {
-    const first = await client.responses.create({ model: 'plain', input: 'what is the weather?', tools: [weatherTool] });
+    const first = await client.responses.create({
+      model: 'plain',
+      input: 'what is the weather?',
+      tools: [weatherTool],
+    });
     expect(first.status).toBe('completed');
     expect(first.output).toHaveLength(1);
     const call = first.output[0] as OpenAI.Responses.ResponseFunctionToolCall;
@@ -240,19 +291,26 @@ describe('client function tools', () => {
     expect(second.output_text).toBe('Weather: sunny, 21 °C');
   });
 
-  it.each(['calc', 'calc-worker'])("a client resending the whole conversation resumes the suspended execution (the agent's own hidden tool result included; %s)", async (agent) => {
-    const first = await client.responses.create({ model: agent, input: 'mixed tools please', tools: [weatherTool] });
-    const calls = first.output.filter((o) => o.type === 'function_call');
-    expect(calls.map((c) => c.name)).toEqual(['get_weather']);
-    const call = calls[0]!;
-    const second = await client.responses.create({
-      model: agent,
-      tools: [weatherTool],
-      input: [{ role: 'user', content: 'mixed tools please' }, call, { type: 'function_call_output', call_id: call.call_id, output: 'rain' }],
-    });
-    // The calculator ran inside Caxton in the first request; its result is only in the suspended transcript.
-    expect(second.output_text).toBe('Results: 42\nrain');
-  });
+  it.each(['calc', 'calc-worker'])(
+    "a client resending the whole conversation resumes the suspended execution (the agent's own hidden tool result included; %s)",
+    async (agent) => {
+      const first = await client.responses.create({ model: agent, input: 'mixed tools please', tools: [weatherTool] });
+      const calls = first.output.filter((o) => o.type === 'function_call');
+      expect(calls.map((c) => c.name)).toEqual(['get_weather']);
+      const call = calls[0]!;
+      const second = await client.responses.create({
+        model: agent,
+        tools: [weatherTool],
+        input: [
+          { role: 'user', content: 'mixed tools please' },
+          call,
+          { type: 'function_call_output', call_id: call.call_id, output: 'rain' },
+        ],
+      });
+      // The calculator ran inside Caxton in the first request; its result is only in the suspended transcript.
+      expect(second.output_text).toBe('Results: 42\nrain');
+    },
+  );
 
   it('under previous_response_id, outputs followed by a new user turn continue the suspended execution exactly', async () => {
     const first = await client.responses.create({ model: 'calc', input: 'mixed tools please', tools: [weatherTool] });
@@ -279,7 +337,11 @@ describe('client function tools', () => {
   });
 
   it('a system item cannot be added to a continued execution', async () => {
-    const first = await client.responses.create({ model: 'plain', input: 'what is the weather?', tools: [weatherTool] });
+    const first = await client.responses.create({
+      model: 'plain',
+      input: 'what is the weather?',
+      tools: [weatherTool],
+    });
     const call = first.output.find((o) => o.type === 'function_call')!;
     const e = await rejection({
       previous_response_id: first.id,
@@ -307,7 +369,12 @@ describe('client function tools', () => {
   });
 
   it('streamed: the function_call item comes with its argument events', async () => {
-    const stream = await client.responses.create({ model: 'plain', input: 'weather, streamed', tools: [weatherTool], stream: true });
+    const stream = await client.responses.create({
+      model: 'plain',
+      input: 'weather, streamed',
+      tools: [weatherTool],
+      stream: true,
+    });
     const events: OpenAI.Responses.ResponseStreamEvent[] = [];
     for await (const e of stream) events.push(e);
     expect(events.map((e) => e.type)).toEqual([
@@ -332,12 +399,32 @@ describe('client function tools', () => {
     expect(e.param).toBe('tools[0].name');
   });
 
-  const call = (call_id: string, args = '{"city":"Rome"}') => ({ type: 'function_call', call_id, name: 'get_weather', arguments: args });
+  const call = (call_id: string, args = '{"city":"Rome"}') => ({
+    type: 'function_call',
+    call_id,
+    name: 'get_weather',
+    arguments: args,
+  });
   const output = (call_id: string) => ({ type: 'function_call_output', call_id, output: 'x' });
   const bad: { name: string; params: Record<string, unknown>; param: string; text: string }[] = [
-    { name: 'an output whose call is nowhere', params: { input: [{ role: 'user', content: 'hi' }, output('call_x')] }, param: 'input[1].call_id', text: 'call_x' },
-    { name: 'a call without its output', params: { input: [{ role: 'user', content: 'hi' }, call('call_a'), call('call_b'), output('call_a')] }, param: 'input[1]', text: 'call_b' },
-    { name: 'arguments that are not JSON', params: { input: [{ role: 'user', content: 'hi' }, call('call_a', '{nope'), output('call_a')] }, param: 'input[1].arguments', text: 'not JSON' },
+    {
+      name: 'an output whose call is nowhere',
+      params: { input: [{ role: 'user', content: 'hi' }, output('call_x')] },
+      param: 'input[1].call_id',
+      text: 'call_x',
+    },
+    {
+      name: 'a call without its output',
+      params: { input: [{ role: 'user', content: 'hi' }, call('call_a'), call('call_b'), output('call_a')] },
+      param: 'input[1]',
+      text: 'call_b',
+    },
+    {
+      name: 'arguments that are not JSON',
+      params: { input: [{ role: 'user', content: 'hi' }, call('call_a', '{nope'), output('call_a')] },
+      param: 'input[1].arguments',
+      text: 'not JSON',
+    },
     {
       name: 'a call of a tool not in tools, without its output',
       params: {
@@ -349,8 +436,18 @@ describe('client function tools', () => {
       param: 'input[1]',
       text: 'other_tool',
     },
-    { name: 'a tool defined twice', params: { tools: [weatherTool, weatherTool] }, param: 'tools[1].name', text: 'twice' },
-    { name: 'a tool_choice naming no tool', params: { tool_choice: { type: 'function', name: 'nope' } }, param: 'tool_choice.name', text: 'nope' },
+    {
+      name: 'a tool defined twice',
+      params: { tools: [weatherTool, weatherTool] },
+      param: 'tools[1].name',
+      text: 'twice',
+    },
+    {
+      name: 'a tool_choice naming no tool',
+      params: { tool_choice: { type: 'function', name: 'nope' } },
+      param: 'tool_choice.name',
+      text: 'nope',
+    },
   ];
   for (const c of bad) {
     it(`${c.name} is a 400 naming ${c.param}`, async () => {
@@ -370,16 +467,66 @@ describe('refusals by name', () => {
     { name: 'conversation', params: { conversation: 'conv_1' }, param: 'conversation', code: 'unsupported_parameter' },
     { name: 'background', params: { background: true }, param: 'background', code: 'unsupported_value' },
     { name: 'truncation auto', params: { truncation: 'auto' }, param: 'truncation', code: 'unsupported_value' },
-    { name: 'include', params: { include: ['message.output_text.logprobs'] }, param: 'include[0]', code: 'unsupported_value' },
-    { name: 'a function tool without a name', params: { tools: [{ type: 'function', parameters: {} }] }, param: 'tools[0].name', code: 'invalid_request' },
-    { name: 'tool_choice allowed_tools', params: { tools: [weatherTool], tool_choice: { type: 'allowed_tools', mode: 'auto', tools: [] } }, param: 'tool_choice.type', code: 'unsupported_value' },
-    { name: 'a web_search tool', params: { tools: [{ type: 'web_search' }] }, param: 'tools[0].type', code: 'unsupported_value' },
-    { name: 'a file_search tool', params: { tools: [{ type: 'file_search', vector_store_ids: ['vs_1'] }] }, param: 'tools[0].type', code: 'unsupported_value' },
-    { name: 'an image input part', params: { input: [{ role: 'user', content: [{ type: 'input_image', image_url: 'data:,' }] }] }, param: 'input[0].content[0].type', code: 'unsupported_value' },
-    { name: 'an item_reference', params: { input: [{ type: 'item_reference', id: 'msg_1' }] }, param: 'input[0].type', code: 'unsupported_value' },
-    { name: 'an unknown message field', params: { input: [{ role: 'user', content: 'hi', colour: 'red' }] }, param: 'input[0].colour', code: 'unsupported_parameter' },
-    { name: 'text.verbosity', params: { text: { verbosity: 'low' } }, param: 'text.verbosity', code: 'unsupported_parameter' },
-    { name: 'an unknown field of text.format', params: { text: { format: { type: 'json_object', colour: 'red' } } }, param: 'text.format', code: 'invalid_request' },
+    {
+      name: 'include',
+      params: { include: ['message.output_text.logprobs'] },
+      param: 'include[0]',
+      code: 'unsupported_value',
+    },
+    {
+      name: 'a function tool without a name',
+      params: { tools: [{ type: 'function', parameters: {} }] },
+      param: 'tools[0].name',
+      code: 'invalid_request',
+    },
+    {
+      name: 'tool_choice allowed_tools',
+      params: { tools: [weatherTool], tool_choice: { type: 'allowed_tools', mode: 'auto', tools: [] } },
+      param: 'tool_choice.type',
+      code: 'unsupported_value',
+    },
+    {
+      name: 'a web_search tool',
+      params: { tools: [{ type: 'web_search' }] },
+      param: 'tools[0].type',
+      code: 'unsupported_value',
+    },
+    {
+      name: 'a file_search tool',
+      params: { tools: [{ type: 'file_search', vector_store_ids: ['vs_1'] }] },
+      param: 'tools[0].type',
+      code: 'unsupported_value',
+    },
+    {
+      name: 'an image input part',
+      params: { input: [{ role: 'user', content: [{ type: 'input_image', image_url: 'data:,' }] }] },
+      param: 'input[0].content[0].type',
+      code: 'unsupported_value',
+    },
+    {
+      name: 'an item_reference',
+      params: { input: [{ type: 'item_reference', id: 'msg_1' }] },
+      param: 'input[0].type',
+      code: 'unsupported_value',
+    },
+    {
+      name: 'an unknown message field',
+      params: { input: [{ role: 'user', content: 'hi', colour: 'red' }] },
+      param: 'input[0].colour',
+      code: 'unsupported_parameter',
+    },
+    {
+      name: 'text.verbosity',
+      params: { text: { verbosity: 'low' } },
+      param: 'text.verbosity',
+      code: 'unsupported_parameter',
+    },
+    {
+      name: 'an unknown field of text.format',
+      params: { text: { format: { type: 'json_object', colour: 'red' } } },
+      param: 'text.format',
+      code: 'invalid_request',
+    },
   ];
   for (const c of cases) {
     it(`${c.name} → BadRequestError with param ${c.param}`, async () => {
@@ -393,7 +540,9 @@ describe('refusals by name', () => {
   }
 
   it('a streaming request is refused before the stream opens', async () => {
-    const e = await client.responses.create({ model: 'plain', input: 'hi', stream: true, background: true }).catch((x: unknown) => x);
+    const e = await client.responses
+      .create({ model: 'plain', input: 'hi', stream: true, background: true })
+      .catch((x: unknown) => x);
     expect(e).toBeInstanceOf(OpenAI.BadRequestError);
     expect((e as APIError).param).toBe('background');
   });
@@ -412,7 +561,9 @@ describe('stored responses and previous_response_id', () => {
   beforeAll(async () => {
     setTestKeys();
     stub = await startLlmStub([{ content: 'first answer' }, { content: 'second answer' }, { content: 'third answer' }]);
-    sx = await startCaxton({ config: { llm: { default_provider: 'stub', providers: { stub: openaiProvider(stub.url) } } } });
+    sx = await startCaxton({
+      config: { llm: { default_provider: 'stub', providers: { stub: openaiProvider(stub.url) } } },
+    });
     await sx.deploy({ name: 'chatty', system_prompt: 'You are Chatty.' });
     sc = new OpenAI({ baseURL: `${sx.url}/v1`, apiKey: 'unused', maxRetries: 0, timeout: 10_000 });
   });
@@ -423,9 +574,17 @@ describe('stored responses and previous_response_id', () => {
 
   it('a continuation sends the earlier turns to the model, without the earlier instructions', async () => {
     stub.reset();
-    const first = await sc.responses.create({ model: 'chatty', instructions: 'Only for the first.', input: 'my name is Ada' });
+    const first = await sc.responses.create({
+      model: 'chatty',
+      instructions: 'Only for the first.',
+      input: 'my name is Ada',
+    });
     expect(first.output_text).toBe('first answer');
-    const second = await sc.responses.create({ model: 'chatty', previous_response_id: first.id, input: 'what is my name?' });
+    const second = await sc.responses.create({
+      model: 'chatty',
+      previous_response_id: first.id,
+      input: 'what is my name?',
+    });
     expect(second.output_text).toBe('second answer');
     expect(second.previous_response_id).toBe(first.id);
     const sent = messagesOf(stub.hits[1]!).map((m: { role: string; content: string }) => [m.role, m.content]);
@@ -447,7 +606,12 @@ describe('stored responses and previous_response_id', () => {
       const events: OpenAI.Responses.ResponseStreamEvent[] = [];
       for await (const e of stream) events.push(e);
       const types = events.map((e) => e.type);
-      expect(types.slice(0, 4)).toEqual(['response.created', 'response.in_progress', 'response.output_item.added', 'response.content_part.added']);
+      expect(types.slice(0, 4)).toEqual([
+        'response.created',
+        'response.in_progress',
+        'response.output_item.added',
+        'response.content_part.added',
+      ]);
       expect(types).toContain('response.output_text.delta');
       expect(types).not.toContain('response.completed');
       const failed = events.at(-1) as OpenAI.Responses.ResponseFailedEvent;
@@ -476,11 +640,15 @@ describe('stored responses and previous_response_id', () => {
   it('store: false keeps nothing; an unknown previous_response_id is a 404 naming it', async () => {
     const r = await sc.responses.create({ model: 'chatty', input: 'forget this', store: false });
     expect((r as unknown as { store: boolean }).store).toBe(false);
-    const e = await sc.responses.create({ model: 'chatty', previous_response_id: r.id, input: 'more' }).catch((x: unknown) => x);
+    const e = await sc.responses
+      .create({ model: 'chatty', previous_response_id: r.id, input: 'more' })
+      .catch((x: unknown) => x);
     expect(e).toBeInstanceOf(OpenAI.NotFoundError);
     expect((e as APIError).code).toBe('response_not_found');
     expect((e as APIError).param).toBe('previous_response_id');
-    const unknown = await sc.responses.create({ model: 'chatty', previous_response_id: 'resp_nope', input: 'more' }).catch((x: unknown) => x);
+    const unknown = await sc.responses
+      .create({ model: 'chatty', previous_response_id: 'resp_nope', input: 'more' })
+      .catch((x: unknown) => x);
     expect((unknown as APIError).param).toBe('previous_response_id');
   });
 });
@@ -494,7 +662,10 @@ describe('stored responses belong to their caller', () => {
     srv = await startTestServer({
       dir,
       toml: '[auth]\nenabled = true\n\n[llm]\ndefault_provider = "s"\n[llm.providers.s]\ntype = "scripted"\nscript = "replies.toml"\n',
-      agentFiles: { 'helper.toml': 'name = "helper"\nsystem_prompt = "You help."\n', 'other.toml': 'name = "other"\nsystem_prompt = "You help."\n' },
+      agentFiles: {
+        'helper.toml': 'name = "helper"\nsystem_prompt = "You help."\n',
+        'other.toml': 'name = "other"\nsystem_prompt = "You help."\n',
+      },
     });
     const admin = readFileSync(join(srv.dataDir, 'admin.key'), 'utf8').trim();
     for (const [name, agents] of [
@@ -508,7 +679,11 @@ describe('stored responses belong to their caller', () => {
         body: JSON.stringify({ name, role: 'developer', ...(agents && { agents }) }),
       });
       expect(res.status).toBe(201);
-      keys[name] = new OpenAI({ baseURL: `${srv.url}/v1`, apiKey: ((await res.json()) as { secret: string }).secret, maxRetries: 0 });
+      keys[name] = new OpenAI({
+        baseURL: `${srv.url}/v1`,
+        apiKey: ((await res.json()) as { secret: string }).secret,
+        maxRetries: 0,
+      });
     }
   });
   afterAll(() => srv?.close());
@@ -530,10 +705,14 @@ describe('stored responses belong to their caller', () => {
   });
 
   it('a key scoped to other agents may not use this one; a wrong key is an AuthenticationError', async () => {
-    const denied = await keys['only-other']!.responses.create({ model: 'helper', input: 'hi' }).catch((x: unknown) => x);
+    const denied = await keys['only-other']!.responses.create({ model: 'helper', input: 'hi' }).catch(
+      (x: unknown) => x,
+    );
     expect(denied).toBeInstanceOf(OpenAI.PermissionDeniedError);
     expect((await keys['only-other']!.responses.create({ model: 'other', input: 'hi' })).output_text).toBe('ok');
     const bad = new OpenAI({ baseURL: `${srv.url}/v1`, apiKey: 'cxk_wrong', maxRetries: 0 });
-    expect(await bad.responses.create({ model: 'helper', input: 'hi' }).catch((x: unknown) => x)).toBeInstanceOf(OpenAI.AuthenticationError);
+    expect(await bad.responses.create({ model: 'helper', input: 'hi' }).catch((x: unknown) => x)).toBeInstanceOf(
+      OpenAI.AuthenticationError,
+    );
   });
 });

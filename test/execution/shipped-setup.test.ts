@@ -13,9 +13,19 @@ import { createProvider, type ProviderConfig } from '../../src/llm/index.js';
 const dir = mkdtempSync(path.join(os.tmpdir(), 'caxton-shipped-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-const scripted = (file: string): ProviderConfig => ({ type: 'scripted', script: file, timeout_ms: 1_000, max_retries: 0, retry_base_ms: 1 });
-const setupFor = (file: string): LlmSetup => ({ providers: { demo: scripted(file) }, defaults: { provider: 'demo', modelAliases: {} } });
-const ask = (config: ProviderConfig, request: string) => createProvider('demo', config).chat({ model: '', messages: [{ role: 'user', content: request }] });
+const scripted = (file: string): ProviderConfig => ({
+  type: 'scripted',
+  script: file,
+  timeout_ms: 1_000,
+  max_retries: 0,
+  retry_base_ms: 1,
+});
+const setupFor = (file: string): LlmSetup => ({
+  providers: { demo: scripted(file) },
+  defaults: { provider: 'demo', modelAliases: {} },
+});
+const ask = (config: ProviderConfig, request: string) =>
+  createProvider('demo', config).chat({ model: '', messages: [{ role: 'user', content: request }] });
 
 describe('setupShipper', () => {
   it('ships the checked script, the same object while the file is unchanged, a new one once it changed', async () => {
@@ -29,7 +39,9 @@ describe('setupShipper', () => {
     // The shipped config builds a provider that answers without the file.
     const shipped = structuredClone(a.providers.demo!);
     rmSync(file);
-    await expect(ask({ ...shipped, script: path.join(dir, 'gone.toml') }, 'hi')).resolves.toMatchObject({ content: 'first: hi' });
+    await expect(ask({ ...shipped, script: path.join(dir, 'gone.toml') }, 'hi')).resolves.toMatchObject({
+      content: 'first: hi',
+    });
 
     writeFileSync(file, '[[rules]]\ncontent = "second, longer: {{request}}"\n');
     const b = await ship();
@@ -44,7 +56,10 @@ describe('setupShipper', () => {
     const shipped = (await setupShipper(setup, buildDeps(setup).providers)()).providers.demo!;
     expect(shipped.script_checked).toBeUndefined();
     expect(shipped.script_error).toMatch(/script file ".*broken\.toml": .*unknown placeholder \{\{nope\}\}/);
-    await expect(ask(shipped, 'hi')).rejects.toMatchObject({ code: 'llm_error', message: expect.stringMatching(/unknown placeholder \{\{nope\}\}/) });
+    await expect(ask(shipped, 'hi')).rejects.toMatchObject({
+      code: 'llm_error',
+      message: expect.stringMatching(/unknown placeholder \{\{nope\}\}/),
+    });
   });
 
   it('passes a setup without script files through as it is', async () => {

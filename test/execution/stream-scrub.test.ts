@@ -44,10 +44,22 @@ beforeAll(async () => {
     const messages = (hit.body?.messages ?? []) as { role: string }[];
     if (messages.some((m) => m.role === 'tool')) return { content: 'Six times seven is 42.', chunkSize: PIECE };
     const topic = topicOf(hit);
-    if (topic === 'tool') return { content: `Let me compute ${KEY.slice(0, 12)}`, chunkSize: PIECE, tool_calls: [{ id: 'call_1', name: 'calculator', arguments: { expression: '6*7' } }] };
+    if (topic === 'tool')
+      return {
+        content: `Let me compute ${KEY.slice(0, 12)}`,
+        chunkSize: PIECE,
+        tool_calls: [{ id: 'call_1', name: 'calculator', arguments: { expression: '6*7' } }],
+      };
     return { content: SAYS[topic], chunkSize: PIECE };
   });
-  cx = await startCaxton({ config: { llm: { default_provider: 'stub', providers: { stub: openaiProvider(stub.url, { api_key_env: 'STREAM_SCRUB_KEY' }) } } } });
+  cx = await startCaxton({
+    config: {
+      llm: {
+        default_provider: 'stub',
+        providers: { stub: openaiProvider(stub.url, { api_key_env: 'STREAM_SCRUB_KEY' }) },
+      },
+    },
+  });
   await cx.deploy({ name: 'keeper' });
   await cx.deploy({ name: 'calc', tools: ['calculator'] });
   await cx.deploy({ name: 'keeper-worker', execution: { isolation: 'worker' } });
@@ -70,17 +82,29 @@ async function unstreamed(topic: Topic): Promise<string> {
 }
 
 /** The joined token events of a streamed invoke, the pieces, and the final response's content. */
-async function invokeSse(topic: Topic, agent = 'keeper'): Promise<{ text: string; pieces: string[]; content: string; raw: string }> {
+async function invokeSse(
+  topic: Topic,
+  agent = 'keeper',
+): Promise<{ text: string; pieces: string[]; content: string; raw: string }> {
   const { status, events } = await cx.invokeStream(agent, { request: `topic:${topic}` });
   expect(status).toBe(200);
   const pieces = events.filter((e) => e.event === 'token').map((e) => e.json.text as string);
   const response = events.find((e) => e.event === 'response');
   expect(response, JSON.stringify(events.at(-1))).toBeDefined();
-  return { text: pieces.join(''), pieces, content: response!.json.content as string, raw: events.map((e) => e.data).join('\n') };
+  return {
+    text: pieces.join(''),
+    pieces,
+    content: response!.json.content as string,
+    raw: events.map((e) => e.data).join('\n'),
+  };
 }
 
 async function chatStream(topic: Topic): Promise<{ text: string; pieces: string[] }> {
-  const stream = await client.chat.completions.create({ model: 'keeper', messages: [{ role: 'user', content: `topic:${topic}` }], stream: true });
+  const stream = await client.chat.completions.create({
+    model: 'keeper',
+    messages: [{ role: 'user', content: `topic:${topic}` }],
+    stream: true,
+  });
   const pieces: string[] = [];
   for await (const chunk of stream) {
     const c = chunk.choices[0]?.delta.content;
@@ -117,7 +141,8 @@ describe.each(Object.entries(SURFACES))('%s', (_name, read) => {
 
   it('the encoded forms of the key (URL, base64 in a Basic header, hex) are replaced alike', async () => {
     const { text } = await read('encoded');
-    for (const form of [KEY, encodeURIComponent(KEY), Buffer.from(KEY).toString('hex')]) expect(text).not.toContain(form);
+    for (const form of [KEY, encodeURIComponent(KEY), Buffer.from(KEY).toString('hex')])
+      expect(text).not.toContain(form);
     expect(text).toBe(await unstreamed('encoded'));
     expect(text.startsWith('In a URL: ?key=***&x=1, as a header: Basic ')).toBe(true);
     expect(text.endsWith(', in hex *** end.')).toBe(true);
@@ -135,13 +160,16 @@ describe.each(Object.entries(SURFACES))('%s', (_name, read) => {
   });
 });
 
-describe.each(['worker', 'process'])('in %s isolation, where the text arrives from another thread or process', (mode) => {
-  it('invoke SSE: the key is replaced in the joined stream', async () => {
-    const { text, content } = await invokeSse('key', `keeper-${mode}`);
-    expect(text).toBe('Your key is ***; keep it out of logs.');
-    expect(content).toBe(text);
-  });
-});
+describe.each(['worker', 'process'])(
+  'in %s isolation, where the text arrives from another thread or process',
+  (mode) => {
+    it('invoke SSE: the key is replaced in the joined stream', async () => {
+      const { text, content } = await invokeSse('key', `keeper-${mode}`);
+      expect(text).toBe('Your key is ***; keep it out of logs.');
+      expect(content).toBe(text);
+    });
+  },
+);
 
 describe('the other parts of a streamed answer', () => {
   it("invoke SSE: the final response's content and every event agree with the scrubbed stream", async () => {
@@ -158,7 +186,12 @@ describe('the other parts of a streamed answer', () => {
     expect(call).toBeGreaterThan(0);
     const before = events.slice(0, call).filter((e) => e.event === 'token');
     expect(before.map((e) => e.json.text as string).join('')).toBe(`Let me compute ${KEY.slice(0, 12)}`);
-    expect(kinds.slice(call)).toEqual(['tool_call', 'tool_result', ...kinds.slice(call + 2, -1).map(() => 'token'), 'response']);
+    expect(kinds.slice(call)).toEqual([
+      'tool_call',
+      'tool_result',
+      ...kinds.slice(call + 2, -1).map(() => 'token'),
+      'response',
+    ]);
     const after = events.slice(call + 2, -1).map((e) => e.json.text as string);
     expect(after.join('')).toBe('Six times seven is 42.');
   });

@@ -4,7 +4,17 @@
  * execution (and the provider call) without hurting the server.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { anthropicProvider, expectEnvelope, openaiProvider, parseSse, removeTempDirs, setTestKeys, startCaxton, type Caxton, type SseEvent } from './helpers/caxton.js';
+import {
+  anthropicProvider,
+  expectEnvelope,
+  openaiProvider,
+  parseSse,
+  removeTempDirs,
+  setTestKeys,
+  startCaxton,
+  type Caxton,
+  type SseEvent,
+} from './helpers/caxton.js';
 import { startLlmStub, status, streamThenError, type LlmStub, type Reply, type StubHit } from './helpers/llm-stub.js';
 import { assistantTurns, toolResultsOf } from './helpers/wire.js';
 
@@ -16,7 +26,14 @@ beforeAll(async () => {
   setTestKeys();
   oai = await startLlmStub();
   ant = await startLlmStub();
-  cx = await startCaxton({ config: { llm: { default_provider: 'oai', providers: { oai: openaiProvider(oai.url), ant: anthropicProvider(ant.url, { max_retries: 0 }) } } } });
+  cx = await startCaxton({
+    config: {
+      llm: {
+        default_provider: 'oai',
+        providers: { oai: openaiProvider(oai.url), ant: anthropicProvider(ant.url, { max_retries: 0 }) },
+      },
+    },
+  });
   await cx.deploy({ name: 'streamer-oai', tools: ['calculator'], llm: { provider: 'oai' } });
   await cx.deploy({ name: 'streamer-ant', tools: ['calculator'], llm: { provider: 'ant' } });
 });
@@ -36,9 +53,18 @@ beforeEach(() => {
 const toolLoop =
   (id: string) =>
   (hit: StubHit): Reply => {
-    if (assistantTurns(hit) === 0) return { content: 'Computing now, one moment. ', tool_calls: [{ id, name: 'calculator', arguments: { expression: '(2+4)*7' } }], usage: { input: 5, output: 7 } };
+    if (assistantTurns(hit) === 0)
+      return {
+        content: 'Computing now, one moment. ',
+        tool_calls: [{ id, name: 'calculator', arguments: { expression: '(2+4)*7' } }],
+        usage: { input: 5, output: 7 },
+      };
     const r = toolResultsOf(hit).find((x) => x.id === id);
-    return { content: `The answer is ${r?.content ?? '?'}, as computed.`, usage: { input: 9, output: 8 }, chunkSize: 3 };
+    return {
+      content: `The answer is ${r?.content ?? '?'}, as computed.`,
+      usage: { input: 9, output: 8 },
+      chunkSize: 3,
+    };
   };
 
 const names = (events: SseEvent[]) => events.map((e) => e.event);
@@ -68,12 +94,23 @@ describe.each([
 
     const tokens = events.filter((e) => e.event === 'token').map((e) => e.json.text as string);
     expect(tokens.join('')).toBe('Computing now, one moment. The answer is 42, as computed.');
-    expect(events[iCall]!.json).toEqual({ call: { id, name: 'calculator', arguments: { expression: '(2+4)*7' } }, turn: 1 });
+    expect(events[iCall]!.json).toEqual({
+      call: { id, name: 'calculator', arguments: { expression: '(2+4)*7' } },
+      turn: 1,
+    });
     expect(events[iResult]!.json).toMatchObject({ id, name: 'calculator', content: '42', is_error: false });
 
     const response = events.at(-1)!.json;
-    expect(response).toMatchObject({ agent, content: 'The answer is 42, as computed.', finish_reason: 'stop', turns: 2, usage: { input_tokens: 14, output_tokens: 15, total_tokens: 29 } });
-    expect(response.tool_calls).toEqual([expect.objectContaining({ id, name: 'calculator', result: '42', is_error: false })]);
+    expect(response).toMatchObject({
+      agent,
+      content: 'The answer is 42, as computed.',
+      finish_reason: 'stop',
+      turns: 2,
+      usage: { input_tokens: 14, output_tokens: 15, total_tokens: 29 },
+    });
+    expect(response.tool_calls).toEqual([
+      expect.objectContaining({ id, name: 'calculator', result: '42', is_error: false }),
+    ]);
 
     // The provider was asked to stream, both turns.
     expect(stub().hits).toHaveLength(2);

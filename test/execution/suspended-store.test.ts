@@ -33,7 +33,11 @@ function execution(id: string, expiresIn: number, calls: string[]): SuspendedExe
     transcript: [
       { role: 'system', content: 'You are Helper.' },
       { role: 'user', content: `my key is ${SECRET}` },
-      { role: 'assistant', content: '', tool_calls: calls.map((c) => ({ id: c, name: 'get_weather', arguments: { city: 'Paris' } })) },
+      {
+        role: 'assistant',
+        content: '',
+        tool_calls: calls.map((c) => ({ id: c, name: 'get_weather', arguments: { city: 'Paris' } })),
+      },
     ],
     pending_call_ids: calls,
     expires_at: Date.now() + expiresIn,
@@ -44,7 +48,12 @@ describe('SqliteSuspendedStore', () => {
   it('finds an execution by id and by each pending call id, scrubbed', async () => {
     await store.save(execution('susp_a', 60_000, ['call_a1', 'call_a2']));
     const byId = await store.get('susp_a');
-    expect(byId).toMatchObject({ id: 'susp_a', agent: 'helper', principal: 'key:alice', pending_call_ids: ['call_a1', 'call_a2'] });
+    expect(byId).toMatchObject({
+      id: 'susp_a',
+      agent: 'helper',
+      principal: 'key:alice',
+      pending_call_ids: ['call_a1', 'call_a2'],
+    });
     expect(JSON.stringify(byId)).not.toContain(SECRET);
     expect((await store.findByCallId('call_a2'))?.id).toBe('susp_a');
     expect(await store.findByCallId('call_none')).toBeUndefined();

@@ -4,9 +4,25 @@
  * shared between executions, and agent edits taking effect.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { anthropicProvider, ANTHROPIC_KEY, OPENAI_KEY, openaiProvider, removeTempDirs, setTestKeys, startCaxton, type Caxton } from './helpers/caxton.js';
+import {
+  anthropicProvider,
+  ANTHROPIC_KEY,
+  OPENAI_KEY,
+  openaiProvider,
+  removeTempDirs,
+  setTestKeys,
+  startCaxton,
+  type Caxton,
+} from './helpers/caxton.js';
 import { startLlmStub, type LlmStub, type Reply, type StubHit } from './helpers/llm-stub.js';
-import { assistantTurns, firstUserText, messagesOf, offeredTools, systemPromptOf, toolResultsOf } from './helpers/wire.js';
+import {
+  assistantTurns,
+  firstUserText,
+  messagesOf,
+  offeredTools,
+  systemPromptOf,
+  toolResultsOf,
+} from './helpers/wire.js';
 
 let oai: LlmStub;
 let ant: LlmStub;
@@ -36,7 +52,12 @@ beforeAll(async () => {
       parameters: { unit: 'apples', style: 'terse' },
       llm: { provider },
     });
-    await cx.deploy({ name: `calc-only-${suffix}`, tools: ['calculator'], system_prompt: 'You may only calculate.', llm: { provider } });
+    await cx.deploy({
+      name: `calc-only-${suffix}`,
+      tools: ['calculator'],
+      system_prompt: 'You may only calculate.',
+      llm: { provider },
+    });
   }
 });
 
@@ -53,8 +74,24 @@ beforeEach(() => {
 });
 
 const providers = [
-  { label: 'OpenAI-compatible', suffix: 'oai', stub: () => oai, provider: 'oai', model: 'gpt-test', calcId: 'call_calc_1', timeId: 'call_time_2' },
-  { label: 'Anthropic-compatible', suffix: 'ant', stub: () => ant, provider: 'ant', model: 'claude-test', calcId: 'toolu_calc_1', timeId: 'toolu_time_2' },
+  {
+    label: 'OpenAI-compatible',
+    suffix: 'oai',
+    stub: () => oai,
+    provider: 'oai',
+    model: 'gpt-test',
+    calcId: 'call_calc_1',
+    timeId: 'call_time_2',
+  },
+  {
+    label: 'Anthropic-compatible',
+    suffix: 'ant',
+    stub: () => ant,
+    provider: 'ant',
+    model: 'claude-test',
+    calcId: 'toolu_calc_1',
+    timeId: 'toolu_time_2',
+  },
 ] as const;
 
 describe.each(providers)('$label provider', ({ suffix, stub, provider, model, calcId, timeId }) => {
@@ -66,24 +103,47 @@ describe.each(providers)('$label provider', ({ suffix, stub, provider, model, ca
     ];
     stub().setScript((hit: StubHit): Reply => {
       const turn = assistantTurns(hit);
-      if (turn === 0) return { tool_calls: [{ id: calcId, name: 'calculator', arguments: { expression: '6*7' } }], usage: usages[0] };
-      if (turn === 1) return { content: 'Let me check the time.', tool_calls: [{ id: timeId, name: 'current_time', arguments: {} }], usage: usages[1] };
+      if (turn === 0)
+        return { tool_calls: [{ id: calcId, name: 'calculator', arguments: { expression: '6*7' } }], usage: usages[0] };
+      if (turn === 1)
+        return {
+          content: 'Let me check the time.',
+          tool_calls: [{ id: timeId, name: 'current_time', arguments: {} }],
+          usage: usages[1],
+        };
       // The answer quotes the calculator result exactly as the stub received it.
       const calc = toolResultsOf(hit).find((r) => r.id === calcId);
       return { content: `The answer is ${calc?.content ?? 'MISSING'} ${calcId}.`, usage: usages[2] };
     });
 
     const before = Date.now();
-    const res = await cx.invoke(`math-${suffix}`, { request: 'What is 6 times 7?', context: 'ctx-from-request', parameters: { style: 'verbose' } });
+    const res = await cx.invoke(`math-${suffix}`, {
+      request: 'What is 6 times 7?',
+      context: 'ctx-from-request',
+      parameters: { style: 'verbose' },
+    });
     expect(res.status, res.text).toBe(200);
     const body = res.json;
     expect(body.content).toBe(`The answer is 42 ${calcId}.`);
-    expect(body).toMatchObject({ agent: `math-${suffix}`, turns: 3, finish_reason: 'stop', provider, model, isolation: 'context' });
+    expect(body).toMatchObject({
+      agent: `math-${suffix}`,
+      turns: 3,
+      finish_reason: 'stop',
+      provider,
+      model,
+      isolation: 'context',
+    });
     expect(body.usage).toEqual({ input_tokens: 41, output_tokens: 13, total_tokens: 54 });
     expect(body.execution_id).toMatch(/^exec_/);
 
     expect(body.tool_calls).toHaveLength(2);
-    expect(body.tool_calls[0]).toMatchObject({ id: calcId, name: 'calculator', arguments: { expression: '6*7' }, result: '42', is_error: false });
+    expect(body.tool_calls[0]).toMatchObject({
+      id: calcId,
+      name: 'calculator',
+      arguments: { expression: '6*7' },
+      result: '42',
+      is_error: false,
+    });
     expect(body.tool_calls[1]).toMatchObject({ id: timeId, name: 'current_time', is_error: false });
     const time = JSON.parse(body.tool_calls[1].result as string) as { utc: string; timezone: string };
     expect(time.timezone).toBe('UTC');
@@ -97,7 +157,9 @@ describe.each(providers)('$label provider', ({ suffix, stub, provider, model, ca
       expect(h.body.model).toBe(model);
       expect(systemPromptOf(h)).toBe(SYSTEM);
       // Request parameters override the agent's [parameters]; the rest come from the agent.
-      expect(firstUserText(h)).toBe('Task: What is 6 times 7?\nContext: ctx-from-request\nUnit: apples\nStyle: verbose');
+      expect(firstUserText(h)).toBe(
+        'Task: What is 6 times 7?\nContext: ctx-from-request\nUnit: apples\nStyle: verbose',
+      );
       expect(offeredTools(h)).toEqual(['calculator', 'current_time']);
       if (suffix === 'oai') expect(h.headers.authorization).toBe(`Bearer ${OPENAI_KEY}`);
       else {
@@ -115,13 +177,26 @@ describe.each(providers)('$label provider', ({ suffix, stub, provider, model, ca
     const msgs = messagesOf(hits[2]!);
     if (suffix === 'oai') {
       expect(msgs.map((m) => m.role)).toEqual(['system', 'user', 'assistant', 'tool', 'assistant', 'tool']);
-      expect(msgs[2]).toEqual({ role: 'assistant', content: null, tool_calls: [{ id: calcId, type: 'function', function: { name: 'calculator', arguments: '{"expression":"6*7"}' } }] });
+      expect(msgs[2]).toEqual({
+        role: 'assistant',
+        content: null,
+        tool_calls: [
+          { id: calcId, type: 'function', function: { name: 'calculator', arguments: '{"expression":"6*7"}' } },
+        ],
+      });
       expect(msgs[3]).toEqual({ role: 'tool', tool_call_id: calcId, content: '42' });
-      expect(msgs[4]).toMatchObject({ role: 'assistant', content: 'Let me check the time.', tool_calls: [{ id: timeId, type: 'function', function: { name: 'current_time' } }] });
+      expect(msgs[4]).toMatchObject({
+        role: 'assistant',
+        content: 'Let me check the time.',
+        tool_calls: [{ id: timeId, type: 'function', function: { name: 'current_time' } }],
+      });
       expect(msgs[5]).toMatchObject({ role: 'tool', tool_call_id: timeId });
     } else {
       expect(msgs.map((m) => m.role)).toEqual(['user', 'assistant', 'user', 'assistant', 'user']);
-      expect(msgs[1]).toEqual({ role: 'assistant', content: [{ type: 'tool_use', id: calcId, name: 'calculator', input: { expression: '6*7' } }] });
+      expect(msgs[1]).toEqual({
+        role: 'assistant',
+        content: [{ type: 'tool_use', id: calcId, name: 'calculator', input: { expression: '6*7' } }],
+      });
       expect(msgs[2]).toEqual({ role: 'user', content: [{ type: 'tool_result', tool_use_id: calcId, content: '42' }] });
       expect(msgs[3]).toEqual({
         role: 'assistant',
@@ -137,7 +212,8 @@ describe.each(providers)('$label provider', ({ suffix, stub, provider, model, ca
 
   it('refuses a tool outside the allowlist without running it, tells the model, and still finishes', async () => {
     stub().setScript((hit: StubHit): Reply => {
-      if (assistantTurns(hit) === 0) return { tool_calls: [{ id: 'forbidden_1', name: 'current_time', arguments: {} }] };
+      if (assistantTurns(hit) === 0)
+        return { tool_calls: [{ id: 'forbidden_1', name: 'current_time', arguments: {} }] };
       const r = toolResultsOf(hit)[0];
       return { content: `Could not get the time (${r?.content.slice(0, 80) ?? 'no result'}).` };
     });
@@ -167,10 +243,18 @@ describe.each(providers)('$label provider', ({ suffix, stub, provider, model, ca
 describe('between executions', () => {
   it('carries nothing from one execution into the next', async () => {
     oai.setScript((hit: StubHit, n: number): Reply => {
-      if (assistantTurns(hit) === 0) return { content: 'computing', tool_calls: [{ id: `c_hit${n}`, name: 'calculator', arguments: { expression: '1+1' } }] };
+      if (assistantTurns(hit) === 0)
+        return {
+          content: 'computing',
+          tool_calls: [{ id: `c_hit${n}`, name: 'calculator', arguments: { expression: '1+1' } }],
+        };
       return { content: `done with ${firstUserText(hit).slice(6, 30)}` };
     });
-    const first = await cx.invoke('math-oai', { request: 'FIRST-SECRET-AAA please add', context: 'first-context-QQQ', parameters: { unit: 'first-unit-ZZZ' } });
+    const first = await cx.invoke('math-oai', {
+      request: 'FIRST-SECRET-AAA please add',
+      context: 'first-context-QQQ',
+      parameters: { unit: 'first-unit-ZZZ' },
+    });
     expect(first.status, first.text).toBe(200);
     expect(first.json.turns).toBe(2);
     const firstHits = oai.hits.length;
@@ -203,7 +287,12 @@ describe('between executions', () => {
     expect(systemPromptOf(oai.hits[0]!)).toBe('Prompt version ONE.');
     expect(offeredTools(oai.hits[0]!)).toEqual([]);
 
-    await cx.update({ name: 'editable', system_prompt: 'Prompt version TWO.', tools: ['calculator'], llm: { provider: 'ant' } });
+    await cx.update({
+      name: 'editable',
+      system_prompt: 'Prompt version TWO.',
+      tools: ['calculator'],
+      llm: { provider: 'ant' },
+    });
     ant.setScript([{ content: 'v2 answer' }]);
     const b = await cx.invoke('editable', { request: 'hello again' });
     expect(b.status, b.text).toBe(200);

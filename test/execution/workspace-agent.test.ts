@@ -25,7 +25,9 @@ beforeAll(async () => {
   mkdirSync(join(ws, 'src/deep'), { recursive: true });
   writeFileSync(join(ws, 'src/deep/config.ts'), `export const a = 1;\nexport const marker = '${PLANTED}';\n`);
   writeFileSync(join(ws, 'README.md'), 'nothing to see\n');
-  cx = await startCaxton({ config: { llm: { default_provider: 'oai', providers: { oai: openaiProvider(llm.url) } }, workspace: { path: ws } } });
+  cx = await startCaxton({
+    config: { llm: { default_provider: 'oai', providers: { oai: openaiProvider(llm.url) } }, workspace: { path: ws } },
+  });
 });
 
 afterAll(async () => {
@@ -47,12 +49,35 @@ describe('an agent with workspace.read, workspace.grep and workspace.glob', () =
     it(`greps a planted string in the granted workspace (${mode})`, async () => {
       llm.reset();
       llm.setScript((hit, n) => {
-        if (n === 0) return { tool_calls: [{ id: 'g1', name: wireName(hit, 'workspace.grep'), arguments: { pattern: 'PLANTED-\\w+', output_mode: 'content' } }] };
-        if (n === 1) return { tool_calls: [{ id: 'r1', name: wireName(hit, 'workspace.read'), arguments: { file_path: 'src/deep/config.ts', offset: 2, limit: 1 } }] };
+        if (n === 0)
+          return {
+            tool_calls: [
+              {
+                id: 'g1',
+                name: wireName(hit, 'workspace.grep'),
+                arguments: { pattern: 'PLANTED-\\w+', output_mode: 'content' },
+              },
+            ],
+          };
+        if (n === 1)
+          return {
+            tool_calls: [
+              {
+                id: 'r1',
+                name: wireName(hit, 'workspace.read'),
+                arguments: { file_path: 'src/deep/config.ts', offset: 2, limit: 1 },
+              },
+            ],
+          };
         return { content: 'found it' };
       });
       const name = `ws-${mode}`;
-      await cx.deploy({ name, tools: ['workspace.read', 'workspace.grep', 'workspace.glob'], llm: { provider: 'oai' }, ...(mode !== 'context' && { execution: { isolation: mode } }) });
+      await cx.deploy({
+        name,
+        tools: ['workspace.read', 'workspace.grep', 'workspace.glob'],
+        llm: { provider: 'oai' },
+        ...(mode !== 'context' && { execution: { isolation: mode } }),
+      });
       const r = await cx.invoke(name, { request: `find ${PLANTED.slice(0, 7)}` });
       expect(r.status, r.text).toBe(200);
       expect(offeredTools(llm.hits[0]!)).toHaveLength(3);
@@ -71,19 +96,28 @@ describe('an agent with workspace.read, workspace.grep and workspace.glob', () =
     expect(mine.filter((x) => x.tool === 'workspace.read' && x.outcome === 'ok')).toHaveLength(3);
     const list = (await (await fetch(`${cx.url}/api/v1/tools`)).json()) as unknown;
     const text = JSON.stringify(list);
-    for (const g of ['"workspace"', '"web"', '"todo"', 'workspace.bash', 'web.fetch', 'todo.write']) expect(text).toContain(g);
+    for (const g of ['"workspace"', '"web"', '"todo"', 'workspace.bash', 'web.fetch', 'todo.write'])
+      expect(text).toContain(g);
     // A direct call through the catalogue is audited once, by the tool.
-    const call = await fetch(`${cx.url}/api/v1/tools/workspace/glob/call`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ args: { pattern: '**/*.ts' } }) });
+    const call = await fetch(`${cx.url}/api/v1/tools/workspace/glob/call`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ args: { pattern: '**/*.ts' } }),
+    });
     const callText = await call.text();
     expect(call.status, callText).toBe(200);
     expect(callText).toContain('config.ts');
-    const after = (await (await fetch(`${cx.url}/api/v1/tools/audit?tool=workspace.glob`)).json()) as { records: { agent: string }[] };
+    const after = (await (await fetch(`${cx.url}/api/v1/tools/audit?tool=workspace.glob`)).json()) as {
+      records: { agent: string }[];
+    };
     expect(after.records.filter((x) => x.agent === 'api')).toHaveLength(1);
   });
 });
 
 describe('a [workspace] path that is not a directory', () => {
   it('stops the start with an error naming the setting', async () => {
-    await expect(startCaxton({ config: { workspace: { path: 'does-not-exist' } } })).rejects.toThrow('[workspace] path');
+    await expect(startCaxton({ config: { workspace: { path: 'does-not-exist' } } })).rejects.toThrow(
+      '[workspace] path',
+    );
   });
 });

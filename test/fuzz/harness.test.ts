@@ -17,7 +17,12 @@ describe('fuzz harness watchdog', () => {
     const corpusDir = makeTempDir('caxton-fuzz-corpus-');
     const script = fileURLToPath(new URL('./fixtures/spin.ts', import.meta.url));
     const res = spawnSync(process.execPath, ['--import', 'tsx', script], {
-      env: { ...process.env, CAXTON_FUZZ_CORPUS_DIR: corpusDir, CAXTON_FUZZ_WATCHDOG_MS: '1000', CAXTON_FUZZ_SEED: '4242' },
+      env: {
+        ...process.env,
+        CAXTON_FUZZ_CORPUS_DIR: corpusDir,
+        CAXTON_FUZZ_WATCHDOG_MS: '1000',
+        CAXTON_FUZZ_SEED: '4242',
+      },
       encoding: 'utf8',
       timeout: 60_000,
     });

@@ -16,7 +16,9 @@ export const FUZZ_SECONDS = Number(process.env.CAXTON_FUZZ_SECONDS ?? 8);
 /** Optional cap on runs per target (CI uses the time budget; a replay can use a run count). */
 export const FUZZ_RUNS = process.env.CAXTON_FUZZ_RUNS ? Number(process.env.CAXTON_FUZZ_RUNS) : undefined;
 /** The seed of this run: printed on every failure, reused with CAXTON_FUZZ_SEED=... */
-export const FUZZ_SEED = process.env.CAXTON_FUZZ_SEED ? Number(process.env.CAXTON_FUZZ_SEED) : (Date.now() ^ (Math.random() * 0x7fffffff)) | 0;
+export const FUZZ_SEED = process.env.CAXTON_FUZZ_SEED
+  ? Number(process.env.CAXTON_FUZZ_SEED)
+  : (Date.now() ^ (Math.random() * 0x7fffffff)) | 0;
 /** A parser call using more CPU time than this is a finding. */
 export const HANG_MS = Number(process.env.CAXTON_FUZZ_HANG_MS ?? 1000);
 /** The watchdog ends the process when one call has not returned after this long. */
@@ -120,7 +122,10 @@ export interface CallOutcome<T> {
 /** Runs `fn(input)` timed, with the watchdog armed (the input copied where it can save it). */
 export function guarded<T>(target: string, input: string, fn: (input: string) => T): CallOutcome<T> {
   const idx = targets.indexOf(target);
-  const { written } = encoder.encodeInto(input.length * 3 <= INPUT_BYTES ? input : input.slice(0, INPUT_BYTES / 3), inputBuf);
+  const { written } = encoder.encodeInto(
+    input.length * 3 <= INPUT_BYTES ? input : input.slice(0, INPUT_BYTES / 3),
+    inputBuf,
+  );
   Atomics.store(control, 1, written);
   Atomics.store(control, 2, idx);
   Atomics.store(control, 0, Math.max(1, Date.now() - epoch));
@@ -146,7 +151,12 @@ export function guarded<T>(target: string, input: string, fn: (input: string) =>
  * Checks a property for the budget; on failure saves the counterexample to the corpus and throws
  * with the seed and fast-check's report (which has the replay path).
  */
-export async function fuzz<T>(target: string, arb: fc.Arbitrary<T>, check: (input: T) => void | Promise<void>, toText: (input: T) => string): Promise<number> {
+export async function fuzz<T>(
+  target: string,
+  arb: fc.Arbitrary<T>,
+  check: (input: T) => void | Promise<void>,
+  toText: (input: T) => string,
+): Promise<number> {
   let runs = 0;
   const prop = fc.asyncProperty(arb, async (input) => {
     runs++;
@@ -177,14 +187,32 @@ export async function fuzz<T>(target: string, arb: fc.Arbitrary<T>, check: (inpu
 
 /** The start of a long text, with its length. */
 export function preview(text: string, max = 240): string {
-  return JSON.stringify(text.length > max ? `${text.slice(0, max)}…` : text) + (text.length > max ? ` (${text.length} chars)` : '');
+  return (
+    JSON.stringify(text.length > max ? `${text.slice(0, max)}…` : text) +
+    (text.length > max ? ` (${text.length} chars)` : '')
+  );
 }
 
 // --- structure-aware arbitraries -----------------------------------------------------------------
 
 /** Keys a hostile client would try: prototype keys, empty, unicode, very long. */
 export const hostileKey = fc.oneof(
-  fc.constantFrom('__proto__', 'constructor', 'prototype', 'toString', 'hasOwnProperty', '', ' ', 'a.b', '$ref', 'X-hostile', '\u0000', '\ud800', '名前', 'e\u0301'),
+  fc.constantFrom(
+    '__proto__',
+    'constructor',
+    'prototype',
+    'toString',
+    'hasOwnProperty',
+    '',
+    ' ',
+    'a.b',
+    '$ref',
+    'X-hostile',
+    '\u0000',
+    '\ud800',
+    '名前',
+    'e\u0301',
+  ),
   fc.string({ maxLength: 12 }),
   fc.string({ unit: 'grapheme', maxLength: 6 }),
 );
@@ -194,20 +222,71 @@ export const hostileString = fc.oneof(
   fc.string({ maxLength: 40 }),
   fc.string({ unit: 'grapheme', maxLength: 20 }),
   fc.string({ unit: 'binary', maxLength: 20 }),
-  fc.constantFrom('"', '\\', '\\"', '\\u0000', '\\ud800', '{', '[', ']]', '}}', '\n', '\r\n', '\t', '---', '"""', "'''", '*a', '&a', '<<', '#', '=', '\u2028', '\ufeff', '\uffff'),
+  fc.constantFrom(
+    '"',
+    '\\',
+    '\\"',
+    '\\u0000',
+    '\\ud800',
+    '{',
+    '[',
+    ']]',
+    '}}',
+    '\n',
+    '\r\n',
+    '\t',
+    '---',
+    '"""',
+    "'''",
+    '*a',
+    '&a',
+    '<<',
+    '#',
+    '=',
+    '\u2028',
+    '\ufeff',
+    '\uffff',
+  ),
 );
 
 /** A long run of one character (or short string): the classic quadratic / deep-recursion trigger. */
 export const hugeRepeat = fc
   .tuple(
-    fc.constantFrom(' ', '[', '{', '"', '\\', '{"a":', '[[', '- ', '  ', '\n', '#', '=', 'a', '*', '&a ', '! ', '{a: ', '[a, ', ':', '`', '\u00e9', '\ud83d\ude00'),
+    fc.constantFrom(
+      ' ',
+      '[',
+      '{',
+      '"',
+      '\\',
+      '{"a":',
+      '[[',
+      '- ',
+      '  ',
+      '\n',
+      '#',
+      '=',
+      'a',
+      '*',
+      '&a ',
+      '! ',
+      '{a: ',
+      '[a, ',
+      ':',
+      '`',
+      '\u00e9',
+      '\ud83d\ude00',
+    ),
     fc.integer({ min: 1, max: 100_000 }),
   )
   .map(([s, n]) => s.repeat(Math.ceil(n / s.length)));
 
 /** Text nested `depth` levels of a container, optionally closed. */
 export const deepNesting = fc
-  .tuple(fc.constantFrom(['[', ']'], ['{"a":', '}'], ['{"__proto__":', '}'], ['[{"k":', '}]']), fc.integer({ min: 1, max: 30_000 }), fc.boolean())
+  .tuple(
+    fc.constantFrom(['[', ']'], ['{"a":', '}'], ['{"__proto__":', '}'], ['[{"k":', '}]']),
+    fc.integer({ min: 1, max: 30_000 }),
+    fc.boolean(),
+  )
   .map(([[open, close], depth, closed]) => open.repeat(depth) + '1' + (closed ? close.repeat(depth) : ''));
 
 /** JSON values with hostile keys and strings (kept small; depth comes from deepNesting). */
@@ -230,11 +309,19 @@ type Mutation =
   | { kind: 'replace'; at: number; text: string };
 
 const mutation: fc.Arbitrary<Mutation> = fc.oneof(
-  fc.record({ kind: fc.constant('insert' as const), at: fc.nat(), text: fc.oneof(hostileString, deepNesting, hugeRepeat) }),
+  fc.record({
+    kind: fc.constant('insert' as const),
+    at: fc.nat(),
+    text: fc.oneof(hostileString, deepNesting, hugeRepeat),
+  }),
   fc.record({ kind: fc.constant('delete' as const), at: fc.nat(), len: fc.integer({ min: 1, max: 40 }) }),
   fc.record({ kind: fc.constant('duplicate' as const), at: fc.nat(), len: fc.integer({ min: 1, max: 80 }) }),
   fc.record({ kind: fc.constant('truncate' as const), at: fc.nat() }),
-  fc.record({ kind: fc.constant('replace' as const), at: fc.nat(), text: fc.oneof(hostileString, fc.constantFrom('"', '[', '{', '}', ']', '=', ':', '\n', '---', '&', '*')) }),
+  fc.record({
+    kind: fc.constant('replace' as const),
+    at: fc.nat(),
+    text: fc.oneof(hostileString, fc.constantFrom('"', '[', '{', '}', ']', '=', ':', '\n', '---', '&', '*')),
+  }),
 );
 
 function applyMutation(text: string, m: Mutation): string {
@@ -255,7 +342,9 @@ function applyMutation(text: string, m: Mutation): string {
 
 /** Valid documents, mutated 0–4 times: mostly near-valid input that gets deep into the parser. */
 export function nearValid(seeds: string[]): fc.Arbitrary<string> {
-  return fc.tuple(fc.constantFrom(...seeds), fc.array(mutation, { maxLength: 4 })).map(([doc, ms]) => ms.reduce(applyMutation, doc));
+  return fc
+    .tuple(fc.constantFrom(...seeds), fc.array(mutation, { maxLength: 4 }))
+    .map(([doc, ms]) => ms.reduce(applyMutation, doc));
 }
 
 /** The text targets' usual mix: near-valid documents, plus raw hostile text. */
@@ -272,6 +361,7 @@ export function documents(seeds: string[]): fc.Arbitrary<string> {
 /** A YAML alias bomb ("billion laughs"), `levels` deep with `fan` references per level. */
 export function yamlAliasBomb(levels: number, fan: number): string {
   const lines = ['a0: &a0 ["lol", "lol"]'];
-  for (let i = 1; i <= levels; i++) lines.push(`a${i}: &a${i} [${Array.from({ length: fan }, () => `*a${i - 1}`).join(', ')}]`);
+  for (let i = 1; i <= levels; i++)
+    lines.push(`a${i}: &a${i} [${Array.from({ length: fan }, () => `*a${i - 1}`).join(', ')}]`);
   return lines.join('\n');
 }

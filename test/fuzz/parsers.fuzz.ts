@@ -23,7 +23,21 @@ import { parseToolManifest } from '../../src/tools/wasm/index.js';
 import { htmlToMarkdown } from '../../src/tools/web/index.js';
 import { Glob, GlobError, parseCommandLine } from '../../src/tools/workspace/index.js';
 import { makeTempDir, removeTempDirs } from '../helpers/tmp.js';
-import { corpus, documents, preview, FUZZ_SEED, fuzz, guarded, HANG_MS, hostileJson, startWatchdog, stopWatchdog, testTimeout, yamlAliasBomb, type CallOutcome } from './harness.js';
+import {
+  corpus,
+  documents,
+  preview,
+  FUZZ_SEED,
+  fuzz,
+  guarded,
+  HANG_MS,
+  hostileJson,
+  startWatchdog,
+  stopWatchdog,
+  testTimeout,
+  yamlAliasBomb,
+  type CallOutcome,
+} from './harness.js';
 
 const root = new URL('../../', import.meta.url);
 const read = (rel: string): string => readFileSync(new URL(rel, root), 'utf8');
@@ -38,14 +52,48 @@ const AGENT_MD = [
   '---\nname: helper\ndescription: Helps.\ntools: Read, Grep\nmodel: sonnet\n---\nYou help.\n',
   `---\nname: bomb\ndescription: x\n${yamlAliasBomb(4, 4)}\n---\nbody\n`,
 ];
-const AGENT_JSON = [JSON.stringify({ name: 'j', description: 'd', capabilities: ['c'], system_prompt: 'p', parameters: { a: { b: [1, 2] } }, memory: { enabled: true } }, null, 2)];
+const AGENT_JSON = [
+  JSON.stringify(
+    {
+      name: 'j',
+      description: 'd',
+      capabilities: ['c'],
+      system_prompt: 'p',
+      parameters: { a: { b: [1, 2] } },
+      memory: { enabled: true },
+    },
+    null,
+    2,
+  ),
+];
 const MANIFESTS = readdirSync(new URL('tools/builtin/', root), { withFileTypes: true })
   .filter((d) => d.isDirectory() && d.name !== 'shared')
   .map((d) => read(`tools/builtin/${d.name}/caxton-tool.toml`));
 const MESSAGES = [
-  JSON.stringify({ performative: 'request', sender: 'client', receivers: ['echo'], content: 'hello', protocol: 'fipa-request', conversation_id: 'c1' }),
-  JSON.stringify({ performative: 'cfp', sender: 'client', capability: 'testing', content: { task: 'x', 'X-select': 'lowest' }, reply_by: '2030-01-01T00:00:00Z', ontology: 'o', language: 'json' }),
-  JSON.stringify({ performative: 'inform', receivers: ['a', 'b'], content: [1, { nested: { deep: true } }], 'X-priority': 3, 'in-reply-to': 'm1' }),
+  JSON.stringify({
+    performative: 'request',
+    sender: 'client',
+    receivers: ['echo'],
+    content: 'hello',
+    protocol: 'fipa-request',
+    conversation_id: 'c1',
+  }),
+  JSON.stringify({
+    performative: 'cfp',
+    sender: 'client',
+    capability: 'testing',
+    content: { task: 'x', 'X-select': 'lowest' },
+    reply_by: '2030-01-01T00:00:00Z',
+    ontology: 'o',
+    language: 'json',
+  }),
+  JSON.stringify({
+    performative: 'inform',
+    receivers: ['a', 'b'],
+    content: [1, { nested: { deep: true } }],
+    'X-priority': 3,
+    'in-reply-to': 'm1',
+  }),
 ];
 const MEMORY_JSON = [
   JSON.stringify({
@@ -55,7 +103,14 @@ const MEMORY_JSON = [
     embedding: null,
     scopes: ['workspace', 'agent:a'],
     entities: [
-      { scope: 'workspace', name: 'Ada', entityType: 'person', observations: ['wrote programs'], metadata: { tags: ['x'], n: 1 }, created_at: '2026-01-01T00:00:00Z' },
+      {
+        scope: 'workspace',
+        name: 'Ada',
+        entityType: 'person',
+        observations: ['wrote programs'],
+        metadata: { tags: ['x'], n: 1 },
+        created_at: '2026-01-01T00:00:00Z',
+      },
       { scope: 'agent:a', name: 'B', entityType: 't', observations: [] },
     ],
     relations: [{ scope: 'workspace', from: 'Ada', to: 'B', relationType: 'knows' }],
@@ -77,7 +132,12 @@ const HTML = [
   '<!doctype html><html><head><title>T &amp; t</title><script>x<y</script></head><body><h2>H</h2><p>a <b>b</b> <a href="/x">c</a></p><ul><li>1<ol><li>2</li></ol></li></ul><pre>p  re</pre><table><tr><td>1</td></tr></table><img src="i.png" alt="A"></body></html>',
   '<div><!-- c --><p>&#x263A; &lt;&nbsp;</p><br><hr><blockquote>q</blockquote><code>c</code></div>',
 ];
-const SHELL = [`ls -la | grep 'a b' && wc -l < x.txt; echo "done" > out 2>&1`, 'cat a\\ b || echo $(x)\n# c\nls', "echo 'un", 'a | | b'];
+const SHELL = [
+  `ls -la | grep 'a b' && wc -l < x.txt; echo "done" > out 2>&1`,
+  'cat a\\ b || echo $(x)\n# c\nls',
+  "echo 'un",
+  'a | | b',
+];
 const GLOBS = ['**/*.{ts,tsx}', 'src/[a-z]?*.js', '{a,{b,c}}/**/x', '*a*a*a*a*b', '[!x-z]\\*'];
 
 const TARGETS = [
@@ -97,12 +157,23 @@ const TARGETS = [
 type Target = (typeof TARGETS)[number];
 
 /** The documented failure of every target is a CaxtonError (ConfigError is one) with a message. */
-function expectOnlyDocumentedError(target: Target, input: string, o: CallOutcome<unknown>, codes?: readonly string[]): void {
+function expectOnlyDocumentedError(
+  target: Target,
+  input: string,
+  o: CallOutcome<unknown>,
+  codes?: readonly string[],
+): void {
   const brief = preview(input);
-  expect(o.ms, `${target}: one call took ${Math.round(o.ms)} ms of CPU (${Math.round(o.wallMs)} ms wall; limit ${HANG_MS}); input ${brief}`).toBeLessThan(HANG_MS);
+  expect(
+    o.ms,
+    `${target}: one call took ${Math.round(o.ms)} ms of CPU (${Math.round(o.wallMs)} ms wall; limit ${HANG_MS}); input ${brief}`,
+  ).toBeLessThan(HANG_MS);
   if (o.error !== undefined) {
     const e = o.error;
-    expect(e instanceof CaxtonError, `${target}: threw ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)} for input ${brief}`).toBe(true);
+    expect(
+      e instanceof CaxtonError,
+      `${target}: threw ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)} for input ${brief}`,
+    ).toBe(true);
     const ce = e as CaxtonError;
     expect(ce.message.length).toBeGreaterThan(0);
     if (codes) expect(codes, `${target}: error code ${ce.code} (${ce.message})`).toContain(ce.code);
@@ -129,8 +200,14 @@ const CHECKS: Record<Target, (input: string) => void> = {
     } catch {
       parses = false;
     }
-    const scanned = scanJsonText(input.charCodeAt(0) === 0xfeff ? input.slice(1) : input, { duplicateKeys: false, prototypeKeys: false });
-    if (input.length > 0 && !/[\ud800-\udfff]/.test(input)) expect(scanned === undefined, `scanner and JSON.parse disagree on ${preview(input)}: ${scanned?.problem}`).toBe(parses);
+    const scanned = scanJsonText(input.charCodeAt(0) === 0xfeff ? input.slice(1) : input, {
+      duplicateKeys: false,
+      prototypeKeys: false,
+    });
+    if (input.length > 0 && !/[\ud800-\udfff]/.test(input))
+      expect(scanned === undefined, `scanner and JSON.parse disagree on ${preview(input)}: ${scanned?.problem}`).toBe(
+        parses,
+      );
   },
   'agent-toml': (input) => agentCheck('agent-toml', input, 'toml'),
   'agent-markdown': (input) => agentCheck('agent-markdown', input, 'markdown'),
@@ -138,7 +215,11 @@ const CHECKS: Record<Target, (input: string) => void> = {
   'acl-message': (input) => {
     const o = guarded('acl-message', input, (t) => {
       const bytes = Buffer.from(t, 'utf8');
-      return parseMessage(parseJsonBody(bytes, 'invalid_message'), { maxMessageSize: 256 * 1024, defaultSender: 'api' }, bytes.length);
+      return parseMessage(
+        parseJsonBody(bytes, 'invalid_message'),
+        { maxMessageSize: 256 * 1024, defaultSender: 'api' },
+        bytes.length,
+      );
     });
     expectOnlyDocumentedError('acl-message', input, o, ['invalid_message', 'payload_too_large', 'input_too_deep']);
   },
@@ -152,7 +233,9 @@ const CHECKS: Record<Target, (input: string) => void> = {
     expectOnlyDocumentedError('memory-json', input, o, ['invalid_request', 'payload_too_large', 'input_too_deep']);
   },
   'memory-jsonl': (input) => {
-    const o = guarded('memory-jsonl', input, (t) => prepareImport({ limits: DEFAULT_LIMITS }, t, { scope: 'workspace' }));
+    const o = guarded('memory-jsonl', input, (t) =>
+      prepareImport({ limits: DEFAULT_LIMITS }, t, { scope: 'workspace' }),
+    );
     expectOnlyDocumentedError('memory-jsonl', input, o, ['invalid_request', 'payload_too_large', 'input_too_deep']);
   },
   'caxton-toml': (input) => {
@@ -186,8 +269,13 @@ const CHECKS: Record<Target, (input: string) => void> = {
 };
 
 function agentCheck(target: Target, input: string, format: 'toml' | 'markdown' | 'json'): void {
-  const o = guarded(target, input, (t) => parseAgent(t, { format, file: `agent.${format === 'markdown' ? 'md' : format}` }));
-  expect(o.error, `${target}: parseAgent threw ${o.error instanceof Error ? `${o.error.name}: ${o.error.message}` : String(o.error)}`).toBeUndefined();
+  const o = guarded(target, input, (t) =>
+    parseAgent(t, { format, file: `agent.${format === 'markdown' ? 'md' : format}` }),
+  );
+  expect(
+    o.error,
+    `${target}: parseAgent threw ${o.error instanceof Error ? `${o.error.name}: ${o.error.message}` : String(o.error)}`,
+  ).toBeUndefined();
   expectOnlyDocumentedError(target, input, o);
   const r = o.value as ReturnType<typeof parseAgent>;
   if (!r.ok) for (const e of r.errors) expect(typeof e.message).toBe('string');
@@ -202,13 +290,29 @@ const ARBITRARIES: Record<Target, fc.Arbitrary<string>> = {
   'agent-markdown': fc.oneof(
     { arbitrary: documents(AGENT_MD), weight: 8 },
     // Alias bombs of every size, and deep flow collections in the frontmatter.
-    { arbitrary: fc.tuple(fc.integer({ min: 1, max: 12 }), fc.integer({ min: 2, max: 12 })).map(([l, f]) => `---\nname: bomb\n${yamlAliasBomb(l, f)}\n---\nx\n`), weight: 1 },
-    { arbitrary: fc.integer({ min: 1, max: 50_000 }).map((n) => `---\nname: deep\nparameters: ${'['.repeat(n)}${']'.repeat(n)}\n---\nx\n`), weight: 1 },
+    {
+      arbitrary: fc
+        .tuple(fc.integer({ min: 1, max: 12 }), fc.integer({ min: 2, max: 12 }))
+        .map(([l, f]) => `---\nname: bomb\n${yamlAliasBomb(l, f)}\n---\nx\n`),
+      weight: 1,
+    },
+    {
+      arbitrary: fc
+        .integer({ min: 1, max: 50_000 })
+        .map((n) => `---\nname: deep\nparameters: ${'['.repeat(n)}${']'.repeat(n)}\n---\nx\n`),
+      weight: 1,
+    },
   ),
   'agent-json': documents(AGENT_JSON),
   'acl-message': fc.oneof(
     documents(MESSAGES),
-    fc.record({ performative: fc.constantFrom('inform', 'request', 'cfp', 'x'), receivers: fc.array(hostileJson, { maxLength: 3 }), content: hostileJson }).map((v) => JSON.stringify(v)),
+    fc
+      .record({
+        performative: fc.constantFrom('inform', 'request', 'cfp', 'x'),
+        receivers: fc.array(hostileJson, { maxLength: 3 }),
+        content: hostileJson,
+      })
+      .map((v) => JSON.stringify(v)),
   ),
   'tool-manifest': documents(MANIFESTS),
   'memory-json': documents(MEMORY_JSON),
@@ -220,15 +324,26 @@ const ARBITRARIES: Record<Target, fc.Arbitrary<string>> = {
   'html-markdown': fc.oneof(
     { arbitrary: documents(HTML), weight: 6 },
     { arbitrary: fc.integer({ min: 1, max: 100_000 }).map((n) => `${'<div><a href=x>'.repeat(n)}t`), weight: 1 },
-    { arbitrary: fc.integer({ min: 1, max: 100_000 }).map((n) => `<pre>${' \t'.repeat(n)}</pre>${'<!--'.repeat(n)}`), weight: 1 },
+    {
+      arbitrary: fc.integer({ min: 1, max: 100_000 }).map((n) => `<pre>${' \t'.repeat(n)}</pre>${'<!--'.repeat(n)}`),
+      weight: 1,
+    },
   ),
   'shell-line': fc.oneof(
     documents(SHELL),
-    fc.array(fc.constantFrom('ls', '|', '&&', "'", '"', '\\', '>', '2>&1', '<(', '$', ' ', '\n', '#', 'a'), { maxLength: 400 }).map((a) => a.join('')),
+    fc
+      .array(fc.constantFrom('ls', '|', '&&', "'", '"', '\\', '>', '2>&1', '<(', '$', ' ', '\n', '#', 'a'), {
+        maxLength: 400,
+      })
+      .map((a) => a.join('')),
   ),
   'glob-pattern': fc.oneof(
     documents(GLOBS),
-    fc.array(fc.constantFrom('*', '**', '/', '?', '[', ']', '!', '-', '{', '}', ',', '\\', 'a', 'b'), { maxLength: 300 }).map((a) => a.join('')),
+    fc
+      .array(fc.constantFrom('*', '**', '/', '?', '[', ']', '!', '-', '{', '}', ',', '\\', 'a', 'b'), {
+        maxLength: 300,
+      })
+      .map((a) => a.join('')),
     fc.integer({ min: 1, max: 200 }).map((n) => '{a,b}'.repeat(n)),
   ),
 };

@@ -103,7 +103,9 @@ export async function createCa(name = 'Caxton Test CA'): Promise<TestCa> {
         extensions: [
           new x509.BasicConstraintsExtension(false, undefined, true),
           new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-          new x509.ExtendedKeyUsageExtension([usage === 'server' ? x509.ExtendedKeyUsage.serverAuth : x509.ExtendedKeyUsage.clientAuth]),
+          new x509.ExtendedKeyUsageExtension([
+            usage === 'server' ? x509.ExtendedKeyUsage.serverAuth : x509.ExtendedKeyUsage.clientAuth,
+          ]),
           ...(names.length ? [new x509.SubjectAlternativeNameExtension(names)] : []),
           await x509.AuthorityKeyIdentifierExtension.create(caCert),
         ],

@@ -25,7 +25,9 @@ function walk(dir: string): string[] {
 export function claudeAgentFiles(): string[] {
   const dir = join(claudeAgentsDir, 'voltagent');
   if (!existsSync(dir)) {
-    throw new Error(`Claude agent fixtures not found at ${dir}; they are part of the repository (test/fixtures/claude-agents)`);
+    throw new Error(
+      `Claude agent fixtures not found at ${dir}; they are part of the repository (test/fixtures/claude-agents)`,
+    );
   }
   return walk(dir)
     .filter((p) => p.endsWith('.md') && !/(^|[\\/])README\.md$/i.test(p))

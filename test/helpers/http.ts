@@ -31,20 +31,36 @@ export async function http<T = unknown>(
 
 export const getJson = <T = unknown>(base: string, path: string): Promise<HttpResult<T>> => http<T>(base, 'GET', path);
 
-export const postAgent = <T = unknown>(base: string, body: string | Uint8Array, contentType = 'application/toml'): Promise<HttpResult<T>> =>
-  http<T>(base, 'POST', '/api/v1/agents', { body, contentType });
+export const postAgent = <T = unknown>(
+  base: string,
+  body: string | Uint8Array,
+  contentType = 'application/toml',
+): Promise<HttpResult<T>> => http<T>(base, 'POST', '/api/v1/agents', { body, contentType });
 
-export const putAgent = <T = unknown>(base: string, name: string, body: string | Uint8Array, contentType = 'application/toml'): Promise<HttpResult<T>> =>
-  http<T>(base, 'PUT', `/api/v1/agents/${encodeURIComponent(name)}`, { body, contentType });
+export const putAgent = <T = unknown>(
+  base: string,
+  name: string,
+  body: string | Uint8Array,
+  contentType = 'application/toml',
+): Promise<HttpResult<T>> => http<T>(base, 'PUT', `/api/v1/agents/${encodeURIComponent(name)}`, { body, contentType });
 
 /** Asserts the one error shape of the API, with the x-request-id header matching the body. Returns the error. */
 /** `openai`: a /v1/* route, whose envelope also carries OpenAI's `type` and `param`. */
-export function expectErrorEnvelope(res: HttpResult, status: number, code: string, shape: 'caxton' | 'openai' = 'caxton'): ErrorBody['error'] {
+export function expectErrorEnvelope(
+  res: HttpResult,
+  status: number,
+  code: string,
+  shape: 'caxton' | 'openai' = 'caxton',
+): ErrorBody['error'] {
   expect(res.status, `status for ${code}: ${res.text.slice(0, 300)}`).toBe(status);
   expect(res.headers.get('content-type') ?? '').toContain('application/json');
   const body = res.json as ErrorBody;
   expect(Object.keys(body)).toEqual(['error']);
-  expect(Object.keys(body.error).sort()).toEqual(shape === 'openai' ? ['code', 'details', 'message', 'param', 'request_id', 'type'] : ['code', 'details', 'message', 'request_id']);
+  expect(Object.keys(body.error).sort()).toEqual(
+    shape === 'openai'
+      ? ['code', 'details', 'message', 'param', 'request_id', 'type']
+      : ['code', 'details', 'message', 'request_id'],
+  );
   expect(body.error.code).toBe(code);
   expect(typeof body.error.message).toBe('string');
   expect(body.error.message.length).toBeGreaterThan(10);
@@ -62,22 +78,31 @@ export function tomlAgent(name: string, extra = ''): string {
  * A request with the path sent exactly as given (fetch would normalise `..` and `%2e%2e`), on its
  * own connection.
  */
-export function rawRequest(base: string, method: string, path: string, opts: { body?: string | Uint8Array; headers?: Record<string, string> } = {}): Promise<HttpResult> {
+export function rawRequest(
+  base: string,
+  method: string,
+  path: string,
+  opts: { body?: string | Uint8Array; headers?: Record<string, string> } = {},
+): Promise<HttpResult> {
   const u = new URL(base);
   return new Promise((resolve, reject) => {
-    const req = request({ host: u.hostname, port: u.port, method, path, agent: false, headers: opts.headers }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('error', reject);
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        const headers = new Headers();
-        for (const [k, v] of Object.entries(res.headers)) if (v !== undefined) headers.set(k, Array.isArray(v) ? v.join(', ') : v);
-        let json: unknown;
-        if ((headers.get('content-type') ?? '').includes('json') && text.length > 0) json = JSON.parse(text);
-        resolve({ status: res.statusCode ?? 0, headers, text, json });
-      });
-    });
+    const req = request(
+      { host: u.hostname, port: u.port, method, path, agent: false, headers: opts.headers },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('error', reject);
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          const headers = new Headers();
+          for (const [k, v] of Object.entries(res.headers))
+            if (v !== undefined) headers.set(k, Array.isArray(v) ? v.join(', ') : v);
+          let json: unknown;
+          if ((headers.get('content-type') ?? '').includes('json') && text.length > 0) json = JSON.parse(text);
+          resolve({ status: res.statusCode ?? 0, headers, text, json });
+        });
+      },
+    );
     req.on('error', reject);
     req.end(opts.body);
   });

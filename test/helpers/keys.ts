@@ -14,8 +14,17 @@ export const bearer = (key: string) => ({ authorization: `Bearer ${key}` });
 export const adminKeyOf = (dataDir: string): string => readFileSync(join(dataDir, 'admin.key'), 'utf8').trim();
 
 /** A new key (`body`: role, agents, tools, memory, limits...), created by `admin`; its secret. */
-export async function createKey(url: string, admin: string, name: string, body: Record<string, unknown>): Promise<string> {
-  const r = await http<{ secret: string }>(url, 'POST', '/api/v1/keys', { body: JSON.stringify({ name, ...body }), contentType: 'application/json', headers: bearer(admin) });
+export async function createKey(
+  url: string,
+  admin: string,
+  name: string,
+  body: Record<string, unknown>,
+): Promise<string> {
+  const r = await http<{ secret: string }>(url, 'POST', '/api/v1/keys', {
+    body: JSON.stringify({ name, ...body }),
+    contentType: 'application/json',
+    headers: bearer(admin),
+  });
   expect(r.status, r.text).toBe(201);
   return r.json.secret;
 }

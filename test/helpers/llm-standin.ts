@@ -13,7 +13,12 @@ export { apiOf, checkRequest, refusalBody, warmUp, type Provider, type Refusal }
  * For a POST to an LLM endpoint, refuses (answering 400 on `res`) what the real API would refuse.
  * Returns the refusal when it answered, undefined when the stand-in should answer as scripted.
  */
-export function refuseInvalid(method: string | undefined, path: string, body: unknown, res: ServerResponse): Refusal | undefined {
+export function refuseInvalid(
+  method: string | undefined,
+  path: string,
+  body: unknown,
+  res: ServerResponse,
+): Refusal | undefined {
   const provider = apiOf(path);
   if (provider === undefined || method !== 'POST') return undefined;
   const refusal = checkRequest(provider, body);
@@ -69,7 +74,13 @@ export function openaiCompletion(a: StandInAnswer): Record<string, unknown> {
           content: calls.length > 0 && content === '' ? null : content,
           refusal: null,
           annotations: [],
-          ...(calls.length > 0 && { tool_calls: calls.map((c) => ({ id: c.id, type: 'function', function: { name: c.name, arguments: args(c.arguments) } })) }),
+          ...(calls.length > 0 && {
+            tool_calls: calls.map((c) => ({
+              id: c.id,
+              type: 'function',
+              function: { name: c.name, arguments: args(c.arguments) },
+            })),
+          }),
         },
         logprobs: null,
         finish_reason: calls.length > 0 ? 'tool_calls' : 'stop',
@@ -89,7 +100,12 @@ function openaiUsage(u: { input: number; output: number }): Record<string, unkno
     completion_tokens: u.output,
     total_tokens: u.input + u.output,
     prompt_tokens_details: { cached_tokens: 0, audio_tokens: 0 },
-    completion_tokens_details: { reasoning_tokens: 0, audio_tokens: 0, accepted_prediction_tokens: 0, rejected_prediction_tokens: 0 },
+    completion_tokens_details: {
+      reasoning_tokens: 0,
+      audio_tokens: 0,
+      accepted_prediction_tokens: 0,
+      rejected_prediction_tokens: 0,
+    },
   };
 }
 
@@ -105,7 +121,12 @@ export function anthropicMessage(a: StandInAnswer): Record<string, unknown> {
     model: a.model,
     content: [
       ...(content !== '' ? [{ type: 'text', text: content }] : []),
-      ...calls.map((c) => ({ type: 'tool_use', id: c.id, name: c.name, input: typeof c.arguments === 'string' ? (JSON.parse(c.arguments) as unknown) : c.arguments })),
+      ...calls.map((c) => ({
+        type: 'tool_use',
+        id: c.id,
+        name: c.name,
+        input: typeof c.arguments === 'string' ? (JSON.parse(c.arguments) as unknown) : c.arguments,
+      })),
     ],
     stop_reason: calls.length > 0 ? 'tool_use' : 'end_turn',
     stop_sequence: null,
@@ -134,16 +155,36 @@ export const OPENAI_DONE = 'data: [DONE]\n\n';
 export function openaiStream(a: StandInAnswer & { includeUsage: boolean; pieces: string[] }): string[] {
   const calls = a.tool_calls ?? [];
   const usage = a.usage ?? { input: 10, output: 5 };
-  const base = { id: a.id ?? 'chatcmpl-standin', object: 'chat.completion.chunk', created: now(), model: a.model, service_tier: 'default', system_fingerprint: 'fp_standin' };
+  const base = {
+    id: a.id ?? 'chatcmpl-standin',
+    object: 'chat.completion.chunk',
+    created: now(),
+    model: a.model,
+    service_tier: 'default',
+    system_fingerprint: 'fp_standin',
+  };
   // With include_usage every chunk carries `usage: null` and a last chunk with no choices has it.
   const chunk = (delta: Record<string, unknown>, finish: string | null): string =>
-    streamFrame('openai', { ...base, choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }], ...(a.includeUsage && { usage: null }) });
+    streamFrame('openai', {
+      ...base,
+      choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }],
+      ...(a.includeUsage && { usage: null }),
+    });
   const frames = [chunk({ role: 'assistant', content: '', refusal: null }, null)];
   for (const p of a.pieces) frames.push(chunk({ content: p }, null));
   calls.forEach((c, index) => {
     const text = args(c.arguments);
     const half = Math.floor(text.length / 2);
-    frames.push(chunk({ tool_calls: [{ index, id: c.id, type: 'function', function: { name: c.name, arguments: text.slice(0, half) } }] }, null));
+    frames.push(
+      chunk(
+        {
+          tool_calls: [
+            { index, id: c.id, type: 'function', function: { name: c.name, arguments: text.slice(0, half) } },
+          ],
+        },
+        null,
+      ),
+    );
     frames.push(chunk({ tool_calls: [{ index, function: { arguments: text.slice(half) } }] }, null));
   });
   frames.push(chunk({}, calls.length > 0 ? 'tool_calls' : 'stop'));
@@ -182,20 +223,41 @@ export function anthropicStream(a: StandInAnswer & { pieces: string[] }): string
   let index = 0;
   if (a.pieces.length > 0) {
     frames.push(ev({ type: 'content_block_start', index, content_block: { type: 'text', text: '' } }));
-    for (const p of a.pieces) frames.push(ev({ type: 'content_block_delta', index, delta: { type: 'text_delta', text: p } }));
+    for (const p of a.pieces)
+      frames.push(ev({ type: 'content_block_delta', index, delta: { type: 'text_delta', text: p } }));
     frames.push(ev({ type: 'content_block_stop', index }));
     index++;
   }
   for (const c of calls) {
     const text = args(c.arguments);
     const half = Math.floor(text.length / 2);
-    frames.push(ev({ type: 'content_block_start', index, content_block: { type: 'tool_use', id: c.id, name: c.name, input: {} } }));
-    frames.push(ev({ type: 'content_block_delta', index, delta: { type: 'input_json_delta', partial_json: text.slice(0, half) } }));
-    frames.push(ev({ type: 'content_block_delta', index, delta: { type: 'input_json_delta', partial_json: text.slice(half) } }));
+    frames.push(
+      ev({
+        type: 'content_block_start',
+        index,
+        content_block: { type: 'tool_use', id: c.id, name: c.name, input: {} },
+      }),
+    );
+    frames.push(
+      ev({
+        type: 'content_block_delta',
+        index,
+        delta: { type: 'input_json_delta', partial_json: text.slice(0, half) },
+      }),
+    );
+    frames.push(
+      ev({ type: 'content_block_delta', index, delta: { type: 'input_json_delta', partial_json: text.slice(half) } }),
+    );
     frames.push(ev({ type: 'content_block_stop', index }));
     index++;
   }
-  frames.push(ev({ type: 'message_delta', delta: { stop_reason: stopReason, stop_sequence: null }, usage: { output_tokens: usage.output } }));
+  frames.push(
+    ev({
+      type: 'message_delta',
+      delta: { stop_reason: stopReason, stop_sequence: null },
+      usage: { output_tokens: usage.output },
+    }),
+  );
   frames.push(ev({ type: 'message_stop' }));
   return frames;
 }

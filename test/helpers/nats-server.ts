@@ -18,9 +18,17 @@ export interface NatsServer {
   restart(): Promise<void>;
 }
 
-function launch(port: number, storeDir: string, extra: readonly string[] = []): Promise<{ child: ChildProcess; port: number }> {
+function launch(
+  port: number,
+  storeDir: string,
+  extra: readonly string[] = [],
+): Promise<{ child: ChildProcess; port: number }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(NATS_SERVER, ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', storeDir, '--http_port', '0', ...extra], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(
+      NATS_SERVER,
+      ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', storeDir, '--http_port', '0', ...extra],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    );
     let log = '';
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
@@ -111,9 +119,22 @@ export async function startNatsCluster(size = 3): Promise<NatsCluster> {
   const name = `caxton_test_${process.pid}`;
   const servers = await Promise.all(
     clientPorts.map((cp, i) => {
-      const extra = ['--server_name', `n${i}`, '--cluster_name', name, '--cluster', `nats://127.0.0.1:${routePorts[i]}`, '--routes', routes];
+      const extra = [
+        '--server_name',
+        `n${i}`,
+        '--cluster_name',
+        name,
+        '--cluster',
+        `nats://127.0.0.1:${routePorts[i]}`,
+        '--routes',
+        routes,
+      ];
       return startOne(cp, makeTempDir('caxton-natsc-'), extra);
     }),
   );
-  return { urls: servers.map((x) => x.url), servers, stop: async () => void (await Promise.all(servers.map((x) => x.stop()))) };
+  return {
+    urls: servers.map((x) => x.url),
+    servers,
+    stop: async () => void (await Promise.all(servers.map((x) => x.stop()))),
+  };
 }

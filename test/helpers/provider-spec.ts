@@ -35,11 +35,18 @@ const requireHere = createRequire(import.meta.url);
 const SPEC_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'provider-specs');
 
 /** The schemas validated, per provider: requests first (their top-level names are collected too). */
-const ROOTS: Record<Provider, { file: string; request: string; answers: Record<AnswerKind | 'error', string>; more: string[] }> = {
+const ROOTS: Record<
+  Provider,
+  { file: string; request: string; answers: Record<AnswerKind | 'error', string>; more: string[] }
+> = {
   openai: {
     file: 'openai-openapi.yaml',
     request: 'CreateChatCompletionRequest',
-    answers: { response: 'CreateChatCompletionResponse', chunk: 'CreateChatCompletionStreamResponse', error: 'ErrorResponse' },
+    answers: {
+      response: 'CreateChatCompletionResponse',
+      chunk: 'CreateChatCompletionStreamResponse',
+      error: 'ErrorResponse',
+    },
     // The embeddings stand-in's request and answer (POST /embeddings).
     more: ['CreateEmbeddingRequest', 'CreateEmbeddingResponse'],
   },
@@ -74,7 +81,10 @@ function prune(node: unknown): unknown {
     if (k === '$recursiveAnchor') continue;
     // An empty `type:` in YAML (Anthropic's Model) is null, which means no constraint.
     if (k === 'type' && v === null) continue;
-    out[k] = k === 'properties' || k === 'patternProperties' ? Object.fromEntries(Object.entries(v as Json).map(([p, s]) => [p, prune(s)])) : prune(v);
+    out[k] =
+      k === 'properties' || k === 'patternProperties'
+        ? Object.fromEntries(Object.entries(v as Json).map(([p, s]) => [p, prune(s)]))
+        : prune(v);
   }
   if ((node as Json).nullable !== true) return out;
   if (typeof out.type === 'string') {
@@ -86,7 +96,9 @@ function prune(node: unknown): unknown {
 }
 
 function refName(ref: unknown): string | undefined {
-  return typeof ref === 'string' && ref.startsWith('#/components/schemas/') ? ref.slice('#/components/schemas/'.length) : undefined;
+  return typeof ref === 'string' && ref.startsWith('#/components/schemas/')
+    ? ref.slice('#/components/schemas/'.length)
+    : undefined;
 }
 
 function closure(all: Record<string, unknown>, roots: string[]): Record<string, unknown> {
@@ -133,7 +145,8 @@ function topLevelKeys(schemas: Record<string, unknown>, node: unknown, seen = ne
   const keys = Object.keys((n.properties as Json | undefined) ?? {});
   const r = refName(n.$ref);
   if (r !== undefined) keys.push(...topLevelKeys(schemas, schemas[r], seen));
-  for (const k of ['allOf', 'anyOf', 'oneOf']) if (Array.isArray(n[k])) for (const s of n[k] as unknown[]) keys.push(...topLevelKeys(schemas, s, seen));
+  for (const k of ['allOf', 'anyOf', 'oneOf'])
+    if (Array.isArray(n[k])) for (const s of n[k] as unknown[]) keys.push(...topLevelKeys(schemas, s, seen));
   return keys;
 }
 
@@ -144,7 +157,12 @@ function topLevelKeys(schemas: Record<string, unknown>, node: unknown, seen = ne
 function amendAnthropic(schemas: Record<string, unknown>): void {
   const choice = schemas.ToolChoice as { oneOf?: unknown[] } | undefined;
   if (!Array.isArray(choice?.oneOf)) throw new Error('provider spec: Anthropic ToolChoice is not a oneOf');
-  choice.oneOf.push({ type: 'object', additionalProperties: false, properties: { type: { const: 'none', type: 'string' } }, required: ['type'] });
+  choice.oneOf.push({
+    type: 'object',
+    additionalProperties: false,
+    properties: { type: { const: 'none', type: 'string' } },
+    required: ['type'],
+  });
 }
 
 function build(provider: Provider, yamlText: string): Pruned {
@@ -152,7 +170,9 @@ function build(provider: Provider, yamlText: string): Pruned {
   const spec = parse(yamlText) as { components: { schemas: Record<string, unknown> } };
   const { request, answers, more } = ROOTS[provider];
   const picked = closure(spec.components.schemas, [request, ...Object.values(answers), ...more]);
-  const schemas = Object.fromEntries(Object.entries(picked).map(([name, s]) => [name, prune(resolveRecursive(name, s))]));
+  const schemas = Object.fromEntries(
+    Object.entries(picked).map(([name, s]) => [name, prune(resolveRecursive(name, s))]),
+  );
   if (provider === 'anthropic') amendAnthropic(schemas);
   return { schemas, requestKeys: [...new Set(topLevelKeys(schemas, schemas[request]))].sort() };
 }
@@ -178,7 +198,10 @@ function generate(provider: Provider, yamlText: string): string {
   for (const name of names) ajv.addSchema({ $id: name, $ref: `${provider}.json#/components/schemas/${name}` });
   const code = generateCode(ajv, Object.fromEntries(names.map((n) => [n, n])));
   // The module lives in the temp directory: ajv's runtime helpers are required by absolute path.
-  const portable = code.replace(/require\("(ajv\/dist\/runtime\/[^"]+)"\)/g, (_, m: string) => `require(${JSON.stringify(requireHere.resolve(m))})`);
+  const portable = code.replace(
+    /require\("(ajv\/dist\/runtime\/[^"]+)"\)/g,
+    (_, m: string) => `require(${JSON.stringify(requireHere.resolve(m))})`,
+  );
   return `${portable}\nexports.requestKeys = ${JSON.stringify(pruned.requestKeys)};\n`;
 }
 
@@ -190,7 +213,11 @@ function compiled(provider: Provider): Compiled {
   let c = loaded.get(provider);
   if (c !== undefined) return c;
   const yamlText = readFileSync(join(SPEC_DIR, ROOTS[provider].file), 'utf8');
-  const hash = createHash('sha256').update(yamlText).update(`${PRUNE_VERSION} ajv ${AJV_VERSION}`).digest('hex').slice(0, 24);
+  const hash = createHash('sha256')
+    .update(yamlText)
+    .update(`${PRUNE_VERSION} ajv ${AJV_VERSION}`)
+    .digest('hex')
+    .slice(0, 24);
   const dir = join(tmpdir(), 'caxton-provider-specs');
   const file = join(dir, `${provider}-${hash}.cjs`);
   let mod: Record<string, unknown>;
@@ -217,21 +244,35 @@ function validator(provider: Provider, name: string): ValidateFunction {
 }
 
 /** The most specific of ajv's errors (anyOf reports each branch's error, then its own). */
-function mostSpecific(provider: Provider, errors: ErrorObject[] | null | undefined): { param: string; message: string } {
+function mostSpecific(
+  provider: Provider,
+  errors: ErrorObject[] | null | undefined,
+): { param: string; message: string } {
   const list = errors ?? [];
   // Deepest first; at one depth a constraint (maxItems, pattern…) says more than a branch's type.
   const vague = new Set(['type', 'anyOf', 'oneOf', 'const', 'enum', 'if']);
   const rank = (e: ErrorObject): number => e.instancePath.split('/').length * 2 + (vague.has(e.keyword) ? 0 : 1);
-  const best = list.reduce<ErrorObject | undefined>((a, e) => (a === undefined || rank(e) > rank(a) ? e : a), undefined);
+  const best = list.reduce<ErrorObject | undefined>(
+    (a, e) => (a === undefined || rank(e) > rank(a) ? e : a),
+    undefined,
+  );
   if (best === undefined) return { param: '', message: 'invalid request' };
   const parts = best.instancePath.split('/').slice(1);
-  const param = provider === 'openai' ? parts.map((p, i) => (/^\d+$/.test(p) ? `[${p}]` : i === 0 ? p : `.${p}`)).join('') : parts.join('.');
-  const extra = best.keyword === 'additionalProperties' ? ` (${String((best.params as { additionalProperty?: string }).additionalProperty)})` : '';
+  const param =
+    provider === 'openai'
+      ? parts.map((p, i) => (/^\d+$/.test(p) ? `[${p}]` : i === 0 ? p : `.${p}`)).join('')
+      : parts.join('.');
+  const extra =
+    best.keyword === 'additionalProperties'
+      ? ` (${String((best.params as { additionalProperty?: string }).additionalProperty)})`
+      : '';
   return { param, message: `${best.message ?? 'is invalid'}${extra}` };
 }
 
 export function refusalBody(provider: Provider, message: string, param: string | null = null): unknown {
-  return provider === 'openai' ? { error: { message, type: 'invalid_request_error', param, code: null } } : { type: 'error', error: { type: 'invalid_request_error', message } };
+  return provider === 'openai'
+    ? { error: { message, type: 'invalid_request_error', param, code: null } }
+    : { type: 'error', error: { type: 'invalid_request_error', message } };
 }
 
 function refuse(provider: Provider, message: string, param: string | null = null): Refusal {
@@ -262,10 +303,16 @@ function openaiRules(body: Json): Refusal | undefined {
     names.add(name);
   }
   const choice = body.tool_choice;
-  if (choice !== undefined && tools.length === 0) return refuse('openai', "Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' are specified.", 'tool_choice');
+  if (choice !== undefined && tools.length === 0)
+    return refuse(
+      'openai',
+      "Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' are specified.",
+      'tool_choice',
+    );
   if (choice !== null && typeof choice === 'object') {
     const named = ((choice as Json).function as Json | undefined)?.name;
-    if (typeof named === 'string' && !names.has(named)) return refuse('openai', `Tool choice 'function' '${named}' not found in 'tools' parameter.`, 'tool_choice');
+    if (typeof named === 'string' && !names.has(named))
+      return refuse('openai', `Tool choice 'function' '${named}' not found in 'tools' parameter.`, 'tool_choice');
   }
   const messages = Array.isArray(body.messages) ? (body.messages as Json[]) : [];
   const pending: string[] = [];
@@ -326,27 +373,39 @@ function anthropicRules(body: Json): Refusal | undefined {
   for (const [i, t] of tools.entries()) {
     const name = t.name;
     if (typeof name !== 'string') continue;
-    if (!ANTHROPIC_TOOL_NAME.test(name)) return refuse('anthropic', `tools.${i}.custom.name: String should match pattern '^[a-zA-Z0-9_-]{1,64}$'`);
+    if (!ANTHROPIC_TOOL_NAME.test(name))
+      return refuse('anthropic', `tools.${i}.custom.name: String should match pattern '^[a-zA-Z0-9_-]{1,64}$'`);
     if (names.has(name)) return refuse('anthropic', 'tools: Tool names must be unique.');
     names.add(name);
   }
   const choice = body.tool_choice as Json | undefined;
-  if (choice !== undefined && tools.length === 0 && choice.type !== 'none') return refuse('anthropic', 'tool_choice may only be specified while providing tools.');
-  if (choice?.type === 'tool' && !names.has(String(choice.name))) return refuse('anthropic', `tool_choice.name: Tool '${String(choice.name)}' not found in tools`);
+  if (choice !== undefined && tools.length === 0 && choice.type !== 'none')
+    return refuse('anthropic', 'tool_choice may only be specified while providing tools.');
+  if (choice?.type === 'tool' && !names.has(String(choice.name)))
+    return refuse('anthropic', `tool_choice.name: Tool '${String(choice.name)}' not found in tools`);
   const messages = Array.isArray(body.messages) ? (body.messages as Json[]) : [];
   const usesTools = messages.some((m) => blocks(m).some((b) => b.type === 'tool_use' || b.type === 'tool_result'));
-  if (usesTools && tools.length === 0) return refuse('anthropic', 'Requests which include `tool_use` or `tool_result` blocks must define tools.');
+  if (usesTools && tools.length === 0)
+    return refuse('anthropic', 'Requests which include `tool_use` or `tool_result` blocks must define tools.');
   for (const [i, m] of messages.entries()) {
     const empty = m.content === '' || (Array.isArray(m.content) && m.content.length === 0);
     if (empty && !(m.role === 'assistant' && i === messages.length - 1))
-      return refuse('anthropic', `messages.${i}: all messages must have non-empty content except for the optional final assistant message`);
+      return refuse(
+        'anthropic',
+        `messages.${i}: all messages must have non-empty content except for the optional final assistant message`,
+      );
     const results = blocks(m).filter((b) => b.type === 'tool_result');
     const firstOther = blocks(m).findIndex((b) => b.type !== 'tool_result');
     if (results.length > 0 && firstOther >= 0 && firstOther < blocks(m).findLastIndex((b) => b.type === 'tool_result'))
-      return refuse('anthropic', `messages.${i}.content.${firstOther}: \`tool_result\` blocks must come before any other content in a user message`);
+      return refuse(
+        'anthropic',
+        `messages.${i}.content.${firstOther}: \`tool_result\` blocks must come before any other content in a user message`,
+      );
     if (results.length > 0) {
       const prev = i > 0 ? messages[i - 1]! : undefined;
-      const asked = new Set(prev?.role === 'assistant' ? blocks(prev).flatMap((b) => (b.type === 'tool_use' ? [String(b.id)] : [])) : []);
+      const asked = new Set(
+        prev?.role === 'assistant' ? blocks(prev).flatMap((b) => (b.type === 'tool_use' ? [String(b.id)] : [])) : [],
+      );
       const stray = results.map((b) => String(b.tool_use_id)).filter((id) => !asked.has(id));
       if (stray.length > 0)
         return refuse(
@@ -358,7 +417,11 @@ function anthropicRules(body: Json): Refusal | undefined {
     const uses = blocks(m).flatMap((b) => (b.type === 'tool_use' ? [String(b.id)] : []));
     if (uses.length === 0) continue;
     const next = messages[i + 1];
-    const answered = new Set(next?.role === 'user' ? blocks(next).flatMap((b) => (b.type === 'tool_result' ? [String(b.tool_use_id)] : [])) : []);
+    const answered = new Set(
+      next?.role === 'user'
+        ? blocks(next).flatMap((b) => (b.type === 'tool_result' ? [String(b.tool_use_id)] : []))
+        : [],
+    );
     const open = uses.filter((id) => !answered.has(id));
     if (open.length > 0)
       return refuse(
@@ -372,16 +435,25 @@ function anthropicRules(body: Json): Refusal | undefined {
 /** Undefined when the real service would accept this request body; else its 400 answer. */
 export function checkRequest(provider: Provider, body: unknown): Refusal | undefined {
   if (body === null || typeof body !== 'object' || Array.isArray(body))
-    return refuse(provider, provider === 'openai' ? 'We could not parse the JSON body of your request.' : 'The request body is not valid JSON.');
+    return refuse(
+      provider,
+      provider === 'openai'
+        ? 'We could not parse the JSON body of your request.'
+        : 'The request body is not valid JSON.',
+    );
   const known = new Set(compiled(provider).requestKeys);
   for (const key of Object.keys(body)) {
     if (known.has(key)) continue;
-    return provider === 'openai' ? refuse(provider, `Unrecognized request argument supplied: ${key}`) : refuse(provider, `${key}: Extra inputs are not permitted`);
+    return provider === 'openai'
+      ? refuse(provider, `Unrecognized request argument supplied: ${key}`)
+      : refuse(provider, `${key}: Extra inputs are not permitted`);
   }
   const validate = validator(provider, ROOTS[provider].request);
   if (!validate(body)) {
     const { param, message } = mostSpecific(provider, validate.errors);
-    return provider === 'openai' ? refuse(provider, `Invalid '${param}': ${message}.`, param || null) : refuse(provider, `${param}: ${message}`);
+    return provider === 'openai'
+      ? refuse(provider, `Invalid '${param}': ${message}.`, param || null)
+      : refuse(provider, `${param}: ${message}`);
   }
   return provider === 'openai' ? openaiRules(body as Json) : anthropicRules(body as Json);
 }
@@ -391,10 +463,12 @@ export function checkRequest(provider: Provider, body: unknown): Refusal | undef
  * answer. Unknown top-level parameters are refused as for chat completions.
  */
 export function checkEmbeddingRequest(body: unknown): Refusal | undefined {
-  if (body === null || typeof body !== 'object' || Array.isArray(body)) return refuse('openai', 'We could not parse the JSON body of your request.');
+  if (body === null || typeof body !== 'object' || Array.isArray(body))
+    return refuse('openai', 'We could not parse the JSON body of your request.');
   const validate = validator('openai', 'CreateEmbeddingRequest');
   const known = new Set(['input', 'model', 'encoding_format', 'dimensions', 'user']);
-  for (const key of Object.keys(body)) if (!known.has(key)) return refuse('openai', `Unrecognized request argument supplied: ${key}`);
+  for (const key of Object.keys(body))
+    if (!known.has(key)) return refuse('openai', `Unrecognized request argument supplied: ${key}`);
   if (validate(body)) return undefined;
   const { param, message } = mostSpecific('openai', validate.errors);
   return refuse('openai', `Invalid '${param}': ${message}.`, param || null);
@@ -405,7 +479,9 @@ export function assertValidEmbeddingAnswer(value: unknown): void {
   const validate = validator('openai', 'CreateEmbeddingResponse');
   if (validate(value)) return;
   const { param, message } = mostSpecific('openai', validate.errors);
-  throw new Error(`stand-in embeddings answer is not a valid CreateEmbeddingResponse: ${param || '(root)'} ${message}: ${JSON.stringify(value).slice(0, 300)}`);
+  throw new Error(
+    `stand-in embeddings answer is not a valid CreateEmbeddingResponse: ${param || '(root)'} ${message}: ${JSON.stringify(value).slice(0, 300)}`,
+  );
 }
 
 export type AnswerKind = 'response' | 'chunk';
@@ -416,13 +492,18 @@ export function assertValidAnswer(provider: Provider, kind: AnswerKind, value: u
   // Anthropic's streams also carry `ping` and `error` events (its streaming guide), which the
   // schema's MessageStreamEvent leaves out; an error event's data is an ErrorResponse, as is
   // the error object OpenAI sends in place of a chunk when a stream fails.
-  if (provider === 'anthropic' && kind === 'chunk' && type === 'ping' && Object.keys(value as object).length === 1) return;
-  const streamError = kind === 'chunk' && (provider === 'anthropic' ? type === 'error' : (value as { error?: unknown } | null)?.error !== undefined);
+  if (provider === 'anthropic' && kind === 'chunk' && type === 'ping' && Object.keys(value as object).length === 1)
+    return;
+  const streamError =
+    kind === 'chunk' &&
+    (provider === 'anthropic' ? type === 'error' : (value as { error?: unknown } | null)?.error !== undefined);
   const name = ROOTS[provider].answers[streamError ? 'error' : kind];
   const validate = validator(provider, name);
   if (validate(value)) return;
   const { param, message } = mostSpecific(provider, validate.errors);
-  throw new Error(`stand-in ${provider} answer is not a valid ${name}: ${param || '(root)'} ${message}: ${JSON.stringify(value).slice(0, 500)}`);
+  throw new Error(
+    `stand-in ${provider} answer is not a valid ${name}: ${param || '(root)'} ${message}: ${JSON.stringify(value).slice(0, 500)}`,
+  );
 }
 
 /**

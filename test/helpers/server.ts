@@ -46,8 +46,20 @@ export async function startTestServer(opts: TestServerOptions = {}): Promise<Tes
     writeFileSync(p, content);
   }
   localAuthUnlessConfigured(config, opts.toml ?? '');
-  const server = await startServer({ config, ...(opts.plugins && { plugins: opts.plugins }), ...(opts.consoleDir !== undefined && { consoleDir: opts.consoleDir }) });
-  return { server, url: server.url, dir, configPath, agentsDir: config.agents_dir, dataDir: config.data_dir, close: () => server.close() };
+  const server = await startServer({
+    config,
+    ...(opts.plugins && { plugins: opts.plugins }),
+    ...(opts.consoleDir !== undefined && { consoleDir: opts.consoleDir }),
+  });
+  return {
+    server,
+    url: server.url,
+    dir,
+    configPath,
+    agentsDir: config.agents_dir,
+    dataDir: config.data_dir,
+    close: () => server.close(),
+  };
 }
 
 /**

@@ -9,11 +9,20 @@ export type SystemComponent = 'postgresql' | 'pgvector' | 'promtool' | 'nats-ser
 
 /** What each component is and the command that installs it (Debian; see README "Test"). */
 export const SYSTEM_COMPONENTS: Record<SystemComponent, { label: string; install: string }> = {
-  postgresql: { label: 'PostgreSQL', install: 'sudo apt-get install postgresql (local trust auth, database "test"), or set CAXTON_TEST_PG_URL' },
+  postgresql: {
+    label: 'PostgreSQL',
+    install: 'sudo apt-get install postgresql (local trust auth, database "test"), or set CAXTON_TEST_PG_URL',
+  },
   pgvector: { label: 'pgvector', install: 'sudo scripts/setup-pgvector.sh' },
   promtool: { label: 'promtool', install: 'sudo apt-get install --no-install-recommends prometheus' },
-  'nats-server': { label: 'nats-server', install: 'sudo apt-get install nats-server (or set CAXTON_TEST_NATS_SERVER to its path)' },
-  chromium: { label: 'Chromium', install: 'sudo apt-get install --no-install-recommends chromium (or set CAXTON_TEST_CHROMIUM to its path)' },
+  'nats-server': {
+    label: 'nats-server',
+    install: 'sudo apt-get install nats-server (or set CAXTON_TEST_NATS_SERVER to its path)',
+  },
+  chromium: {
+    label: 'Chromium',
+    install: 'sudo apt-get install --no-install-recommends chromium (or set CAXTON_TEST_CHROMIUM to its path)',
+  },
   bwrap: { label: 'bubblewrap', install: 'sudo apt-get install --no-install-recommends bubblewrap' },
 };
 
@@ -56,11 +65,19 @@ export async function probeSystem(): Promise<SystemStatus> {
     await client.end().catch(() => undefined);
   }
   const r = spawnSync('promtool', ['--version'], { encoding: 'utf8', timeout: 10_000 });
-  const promtool = r.error ? `promtool not found on PATH (${(r.error as NodeJS.ErrnoException).code ?? r.error.message})` : r.status !== 0 ? `promtool --version exited with ${r.status}` : null;
+  const promtool = r.error
+    ? `promtool not found on PATH (${(r.error as NodeJS.ErrnoException).code ?? r.error.message})`
+    : r.status !== 0
+      ? `promtool --version exited with ${r.status}`
+      : null;
   // The cluster tests start their own JetStream servers (test/helpers/nats-server.ts).
   const natsBin = process.env.CAXTON_TEST_NATS_SERVER ?? 'nats-server';
   const n = spawnSync(natsBin, ['--version'], { encoding: 'utf8', timeout: 10_000 });
-  const nats = n.error ? `${natsBin} not found on PATH (${(n.error as NodeJS.ErrnoException).code ?? n.error.message})` : n.status !== 0 ? `${natsBin} --version exited with ${n.status}` : null;
+  const nats = n.error
+    ? `${natsBin} not found on PATH (${(n.error as NodeJS.ErrnoException).code ?? n.error.message})`
+    : n.status !== 0
+      ? `${natsBin} --version exited with ${n.status}`
+      : null;
   // The web console's end-to-end tests drive Debian's chromium (test/console/).
   const c = spawnSync(TEST_CHROMIUM, ['--version'], { encoding: 'utf8', timeout: 20_000 });
   const chromium = c.error
@@ -69,8 +86,15 @@ export async function probeSystem(): Promise<SystemStatus> {
       ? `${TEST_CHROMIUM} --version exited with ${c.status}`
       : null;
   // workspace.bash runs commands in a bubblewrap sandbox (test/tools/workspace/bash.test.ts): it must be able to make its namespaces here.
-  const b = spawnSync('bwrap', ['--ro-bind', '/', '/', '--unshare-all', '--', '/bin/true'], { encoding: 'utf8', timeout: 10_000 });
-  const bwrap = b.error ? `bwrap not found on PATH (${(b.error as NodeJS.ErrnoException).code ?? b.error.message})` : b.status !== 0 ? `bwrap cannot create a sandbox here: ${b.stderr.trim()}` : null;
+  const b = spawnSync('bwrap', ['--ro-bind', '/', '/', '--unshare-all', '--', '/bin/true'], {
+    encoding: 'utf8',
+    timeout: 10_000,
+  });
+  const bwrap = b.error
+    ? `bwrap not found on PATH (${(b.error as NodeJS.ErrnoException).code ?? b.error.message})`
+    : b.status !== 0
+      ? `bwrap cannot create a sandbox here: ${b.stderr.trim()}`
+      : null;
   return { postgresql, pgvector, promtool, 'nats-server': nats, chromium, bwrap };
 }
 

@@ -15,7 +15,9 @@ export default async function setup(project: TestProject): Promise<void> {
   if (lines.length > 0 && required) {
     const log = process.env.CAXTON_TEST_SKIP_LOG;
     if (log) appendFileSync(log, lines.join('\n') + '\n');
-    throw new Error(`missing system components, required in CI (CI=true or CAXTON_TEST_REQUIRE_SYSTEM=1):\n${lines.join('\n')}`);
+    throw new Error(
+      `missing system components, required in CI (CI=true or CAXTON_TEST_REQUIRE_SYSTEM=1):\n${lines.join('\n')}`,
+    );
   }
   for (const line of lines) console.log(line);
   project.provide('caxtonSystem', status);

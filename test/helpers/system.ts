@@ -14,7 +14,14 @@ import { appendFileSync } from 'node:fs';
 import { inject } from 'vitest';
 import { SYSTEM_COMPONENTS, systemRequired, type SystemComponent } from './system-probe.js';
 
-export { SYSTEM_COMPONENTS, TEST_CHROMIUM, TEST_PG_URL, systemRequired, type SystemComponent, type SystemStatus } from './system-probe.js';
+export {
+  SYSTEM_COMPONENTS,
+  TEST_CHROMIUM,
+  TEST_PG_URL,
+  systemRequired,
+  type SystemComponent,
+  type SystemStatus,
+} from './system-probe.js';
 
 const recorded = new Set<SystemComponent>();
 
@@ -29,7 +36,10 @@ export function hasSystem(name: SystemComponent): boolean {
   const reason = status[name];
   if (reason === null) return true;
   const { label, install } = SYSTEM_COMPONENTS[name];
-  if (systemRequired()) throw new Error(`${label} is required here (CI or CAXTON_TEST_REQUIRE_SYSTEM=1) but missing: ${reason}; install it with: ${install}`);
+  if (systemRequired())
+    throw new Error(
+      `${label} is required here (CI or CAXTON_TEST_REQUIRE_SYSTEM=1) but missing: ${reason}; install it with: ${install}`,
+    );
   const log = process.env.CAXTON_TEST_SKIP_LOG;
   if (log && !recorded.has(name)) {
     recorded.add(name);

@@ -18,7 +18,10 @@ export interface TcpProxy {
 }
 
 /** `down`: a filter of each connection's service → client bytes (e.g. one that loses a frame: test/helpers/nats-frames.ts). */
-export async function startTcpProxy(target: { host: string; port: number }, opts: { down?: () => Transform } = {}): Promise<TcpProxy> {
+export async function startTcpProxy(
+  target: { host: string; port: number },
+  opts: { down?: () => Transform } = {},
+): Promise<TcpProxy> {
   const open = new Set<Socket>();
   let cut = false;
   let accepted = 0;

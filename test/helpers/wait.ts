@@ -20,7 +20,9 @@ export async function waitUntil<T>(
       last = e;
     }
     if (performance.now() - start > timeoutMs) {
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${opts.what ?? 'condition'} (last: ${last instanceof Error ? last.message : String(last)})`);
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${opts.what ?? 'condition'} (last: ${last instanceof Error ? last.message : String(last)})`,
+      );
     }
     await new Promise((r) => setTimeout(r, intervalMs));
   }

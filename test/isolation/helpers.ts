@@ -56,7 +56,11 @@ export async function ensureBuilt(): Promise<void> {
   try {
     if (!isStale()) return;
     try {
-      execFileSync(process.execPath, [path.join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json'], { cwd: root, stdio: 'pipe' });
+      execFileSync(
+        process.execPath,
+        [path.join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json'],
+        { cwd: root, stdio: 'pipe' },
+      );
     } catch {
       // Type errors elsewhere in src still emit; what matters is checked below.
     }

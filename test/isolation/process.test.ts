@@ -16,7 +16,15 @@ describe('process isolation', () => {
   afterAll(() => iso.close());
 
   it('pre-starts its processes before any job arrives', () => {
-    expect(iso.stats()).toMatchObject({ mode: 'process', size: 2, ready: 2, busy: 0, starting: 0, started: 2, completed: 0 });
+    expect(iso.stats()).toMatchObject({
+      mode: 'process',
+      size: 2,
+      ready: 2,
+      busy: 0,
+      starting: 0,
+      started: 2,
+      completed: 0,
+    });
   });
 
   it('reuses its warm processes from one job to the next', async () => {
@@ -42,11 +50,18 @@ describe('process isolation', () => {
         },
       },
     );
-    const e = await expectCaxtonError(job, 'isolation_failure', /^the isolated process exited with signal SIGKILL during the request$/);
+    const e = await expectCaxtonError(
+      job,
+      'isolation_failure',
+      /^the isolated process exited with signal SIGKILL during the request$/,
+    );
     expect(e.details).toMatchObject({ signal: 'SIGKILL', pid: childPid });
     const crashed = iso.stats().crashed;
     expect(crashed).toBeGreaterThanOrEqual(1);
-    await expect(iso.run({ op: 'echo', after: 'kill' }, { timeoutMs: OK_TIMEOUT })).resolves.toEqual({ op: 'echo', after: 'kill' });
+    await expect(iso.run({ op: 'echo', after: 'kill' }, { timeoutMs: OK_TIMEOUT })).resolves.toEqual({
+      op: 'echo',
+      after: 'kill',
+    });
     // The pool replaced the killed process.
     await iso.warm();
     expect(iso.stats()).toMatchObject({ ready: 2, busy: 0 });
@@ -54,7 +69,10 @@ describe('process isolation', () => {
 
   it('fails only the request whose process is killed while others run on the other process', async () => {
     let victim: number | undefined;
-    const killed = iso.run({ op: 'pid-then-wait' }, { timeoutMs: OK_TIMEOUT, onEvent: (e) => (victim = (e as { pid: number }).pid) });
+    const killed = iso.run(
+      { op: 'pid-then-wait' },
+      { timeoutMs: OK_TIMEOUT, onEvent: (e) => (victim = (e as { pid: number }).pid) },
+    );
     const outcome = expectCaxtonError(killed, 'isolation_failure', /exited with signal SIGKILL during the request/);
     await eventually(() => victim !== undefined);
     const neighbour = iso.run({ op: 'sleep', ms: 200 }, { timeoutMs: OK_TIMEOUT });
@@ -85,7 +103,10 @@ describe('process isolation', () => {
 
   it('kills the process of a timed-out job and replaces it', async () => {
     let childPid = 0;
-    const job = iso.run({ op: 'pid-then-wait' }, { timeoutMs: 1_500, onEvent: (e) => (childPid = (e as { pid: number }).pid) });
+    const job = iso.run(
+      { op: 'pid-then-wait' },
+      { timeoutMs: 1_500, onEvent: (e) => (childPid = (e as { pid: number }).pid) },
+    );
     await expectCaxtonError(job, 'timeout');
     await eventually(() => !isAlive(childPid));
     await iso.warm();
@@ -96,7 +117,10 @@ describe('process isolation', () => {
     const own = createIsolation('process', { taskModule: TASKS, poolSize: 1, output: 'ignore' });
     await own.warm();
     let childPid = 0;
-    const job = own.run({ op: 'pid-then-wait' }, { timeoutMs: OK_TIMEOUT, onEvent: (e) => (childPid = (e as { pid: number }).pid) });
+    const job = own.run(
+      { op: 'pid-then-wait' },
+      { timeoutMs: OK_TIMEOUT, onEvent: (e) => (childPid = (e as { pid: number }).pid) },
+    );
     await eventually(() => childPid !== 0);
     const outcome = expectCaxtonError(job, 'not_ready'); // handle the rejection before close() triggers it
     await own.close();
@@ -109,11 +133,17 @@ describe('process isolation: recycling', () => {
   beforeAll(() => ensureBuilt(), 120_000);
 
   it('replaces a process after maxRequestsPerProcess jobs', async () => {
-    const iso = createIsolation('process', { taskModule: TASKS, poolSize: 1, maxRequestsPerProcess: 3, output: 'ignore' });
+    const iso = createIsolation('process', {
+      taskModule: TASKS,
+      poolSize: 1,
+      maxRequestsPerProcess: 3,
+      output: 'ignore',
+    });
     try {
       await iso.warm();
       const pids: number[] = [];
-      for (let i = 0; i < 7; i++) pids.push(((await iso.run({ op: 'pid' }, { timeoutMs: OK_TIMEOUT })) as { pid: number }).pid);
+      for (let i = 0; i < 7; i++)
+        pids.push(((await iso.run({ op: 'pid' }, { timeoutMs: OK_TIMEOUT })) as { pid: number }).pid);
       expect(new Set(pids.slice(0, 3)).size).toBe(1);
       expect(new Set(pids.slice(3, 6)).size).toBe(1);
       expect(new Set([pids[0], pids[3], pids[6]]).size).toBe(3);
@@ -125,13 +155,20 @@ describe('process isolation: recycling', () => {
   });
 
   it('rejects a maxRequestsPerProcess that is not a positive integer', () => {
-    expect(() => createIsolation('process', { taskModule: TASKS, maxRequestsPerProcess: 0 })).toThrow(/maxRequestsPerProcess must be a positive integer, got 0/);
+    expect(() => createIsolation('process', { taskModule: TASKS, maxRequestsPerProcess: 0 })).toThrow(
+      /maxRequestsPerProcess must be a positive integer, got 0/,
+    );
   });
 
   describe('a job that touches process state retires its process: the next job never sees it', () => {
     let iso: Isolation;
     beforeAll(async () => {
-      iso = createIsolation('process', { taskModule: TASKS, poolSize: 1, maxOldGenerationSizeMb: 64, output: 'ignore' });
+      iso = createIsolation('process', {
+        taskModule: TASKS,
+        poolSize: 1,
+        maxOldGenerationSizeMb: 64,
+        output: 'ignore',
+      });
       await iso.warm();
     }, 120_000);
     afterAll(() => iso.close());
@@ -143,7 +180,8 @@ describe('process isolation: recycling', () => {
       polluted: unknown;
       cwd: string;
     }
-    const state = async (touch?: string): Promise<Seen> => (await iso.run({ op: 'state', touch }, { timeoutMs: OK_TIMEOUT })) as Seen;
+    const state = async (touch?: string): Promise<Seen> =>
+      (await iso.run({ op: 'state', touch }, { timeoutMs: OK_TIMEOUT })) as Seen;
 
     it('keeps the process after a job that touched nothing', async () => {
       const first = await state();
@@ -165,7 +203,11 @@ describe('process isolation: recycling', () => {
 
     it('retires the process after a failed job that leaked a global, and reports the failure', async () => {
       const before = await state();
-      await expectCaxtonError(iso.run({ op: 'throw-after-leak' }, { timeoutMs: OK_TIMEOUT }), 'internal', /^leaked, then threw$/);
+      await expectCaxtonError(
+        iso.run({ op: 'throw-after-leak' }, { timeoutMs: OK_TIMEOUT }),
+        'internal',
+        /^leaked, then threw$/,
+      );
       const next = await state();
       expect(next.pid).not.toBe(before.pid);
       expect(next.global).toBeUndefined();

@@ -1,5 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createIsolation, type Isolation, type IsolationMode, type IsolationOptions, type RunOptions } from '../../src/execution/isolation/index.js';
+import {
+  createIsolation,
+  type Isolation,
+  type IsolationMode,
+  type IsolationOptions,
+  type RunOptions,
+} from '../../src/execution/isolation/index.js';
 import { CaxtonError } from '../../src/shared/errors.js';
 import { ensureBuilt, eventually, expectCaxtonError, fixture, OK_TIMEOUT, TASKS } from './helpers.js';
 
@@ -32,31 +38,48 @@ export function commonSuite(mode: IsolationMode, options: Partial<IsolationOptio
 
     it('streams events in order before the result', async () => {
       const seen: unknown[] = [];
-      const result = await iso.run({ op: 'events', count: 200 }, { timeoutMs: OK_TIMEOUT, onEvent: (e) => seen.push(e) });
+      const result = await iso.run(
+        { op: 'events', count: 200 },
+        { timeoutMs: OK_TIMEOUT, onEvent: (e) => seen.push(e) },
+      );
       expect(result).toEqual({ done: 200 });
       expect(seen).toEqual(Array.from({ length: 200 }, (_, i) => ({ seq: i })));
     });
 
     it('reports a throwing task as a CaxtonError with its message, then runs the next job', async () => {
-      const e = await expectCaxtonError(iso.run({ op: 'throw', message: 'kaboom' }, { timeoutMs: OK_TIMEOUT }), 'internal', /^kaboom$/);
+      const e = await expectCaxtonError(
+        iso.run({ op: 'throw', message: 'kaboom' }, { timeoutMs: OK_TIMEOUT }),
+        'internal',
+        /^kaboom$/,
+      );
       expect((e.cause as Error).stack).toContain('kaboom');
       await expect(iso.run({ op: 'echo', v: 1 }, { timeoutMs: OK_TIMEOUT })).resolves.toEqual({ op: 'echo', v: 1 });
     });
 
     it('keeps a Caxton error code and details thrown by the task', async () => {
-      const e = await expectCaxtonError(iso.run({ op: 'throw-coded' }, { timeoutMs: OK_TIMEOUT }), 'llm_error', /upstream model failed/);
+      const e = await expectCaxtonError(
+        iso.run({ op: 'throw-coded' }, { timeoutMs: OK_TIMEOUT }),
+        'llm_error',
+        /upstream model failed/,
+      );
       expect(e.details).toEqual({ provider: 'test' });
     });
 
     it('cancels a running job through its AbortSignal, then runs the next job', async () => {
       const ac = new AbortController();
-      const job = iso.run({ op: 'wait-signal' }, { timeoutMs: OK_TIMEOUT, signal: ac.signal, onEvent: () => ac.abort() });
+      const job = iso.run(
+        { op: 'wait-signal' },
+        { timeoutMs: OK_TIMEOUT, signal: ac.signal, onEvent: () => ac.abort() },
+      );
       await expectCaxtonError(job, 'cancelled', /cancelled/);
       await expect(iso.run({ op: 'echo', v: 2 }, { timeoutMs: OK_TIMEOUT })).resolves.toEqual({ op: 'echo', v: 2 });
     });
 
     it('fails at once when the signal is already aborted', async () => {
-      await expectCaxtonError(iso.run({ op: 'echo' }, { timeoutMs: OK_TIMEOUT, signal: AbortSignal.abort() }), 'cancelled');
+      await expectCaxtonError(
+        iso.run({ op: 'echo' }, { timeoutMs: OK_TIMEOUT, signal: AbortSignal.abort() }),
+        'cancelled',
+      );
     });
 
     it('rejects a missing or invalid timeoutMs', async () => {
@@ -110,7 +133,9 @@ function hostCallSuite(mode: IsolationMode, options: Partial<IsolationOptions>):
         return { answer: 42, echoed: args, when: new Date(0) };
       };
       const args = { key: 'k1', list: [1, 2, 3], nested: { ok: true } };
-      await expect(iso.run({ op: 'call', method: 'lookup', args }, { timeoutMs: OK_TIMEOUT, onCall })).resolves.toEqual({ answer: 42, echoed: args, when: new Date(0) });
+      await expect(iso.run({ op: 'call', method: 'lookup', args }, { timeoutMs: OK_TIMEOUT, onCall })).resolves.toEqual(
+        { answer: 42, echoed: args, when: new Date(0) },
+      );
       expect(seen).toEqual([['lookup', args]]);
     });
 
@@ -118,16 +143,33 @@ function hostCallSuite(mode: IsolationMode, options: Partial<IsolationOptions>):
       const onCall = async (): Promise<unknown> => {
         throw new CaxtonError('tool_not_allowed', 'no such luck', { tool: 'x' });
       };
-      const { error } = (await iso.run({ op: 'call-catch', method: 'm', args: null }, { timeoutMs: OK_TIMEOUT, onCall })) as { error: SeenError };
-      expect(error).toEqual({ isError: true, name: 'CaxtonError', message: 'no such luck', code: 'tool_not_allowed', details: { tool: 'x' } });
+      const { error } = (await iso.run(
+        { op: 'call-catch', method: 'm', args: null },
+        { timeoutMs: OK_TIMEOUT, onCall },
+      )) as { error: SeenError };
+      expect(error).toEqual({
+        isError: true,
+        name: 'CaxtonError',
+        message: 'no such luck',
+        code: 'tool_not_allowed',
+        details: { tool: 'x' },
+      });
       // Rethrown by the task, it fails the job with the same code and details.
-      const e = await expectCaxtonError(iso.run({ op: 'call', method: 'm' }, { timeoutMs: OK_TIMEOUT, onCall }), 'tool_not_allowed', /^no such luck$/);
+      const e = await expectCaxtonError(
+        iso.run({ op: 'call', method: 'm' }, { timeoutMs: OK_TIMEOUT, onCall }),
+        'tool_not_allowed',
+        /^no such luck$/,
+      );
       expect(e.details).toEqual({ tool: 'x' });
       // A handler that throws synchronously instead of rejecting.
       const throwsSync = ((): never => {
         throw new Error('sync boom');
       }) as unknown as RunOptions['onCall'];
-      await expectCaxtonError(iso.run({ op: 'call', method: 'm' }, { timeoutMs: OK_TIMEOUT, onCall: throwsSync }), 'internal', /^sync boom$/);
+      await expectCaxtonError(
+        iso.run({ op: 'call', method: 'm' }, { timeoutMs: OK_TIMEOUT, onCall: throwsSync }),
+        'internal',
+        /^sync boom$/,
+      );
       await echoWorks('after errors');
     });
 
@@ -139,22 +181,37 @@ function hostCallSuite(mode: IsolationMode, options: Partial<IsolationOptions>):
       const onCall = (method: string, args: unknown): Promise<unknown> =>
         new Promise((resolve, reject) => {
           const i = args as number;
-          parked.push(() => (i % 3 === 2 ? reject(new CaxtonError('not_found', `no ${method} for ${i}`, { i })) : resolve(i * 2)));
+          parked.push(() =>
+            i % 3 === 2 ? reject(new CaxtonError('not_found', `no ${method} for ${i}`, { i })) : resolve(i * 2),
+          );
           if (parked.length === n) for (const answer of parked.reverse()) answer();
         });
-      const results = (await iso.run({ op: 'call-many', method: 'double', count: n }, { timeoutMs: OK_TIMEOUT, onCall })) as ({ value: number } | { error: SeenError })[];
+      const results = (await iso.run(
+        { op: 'call-many', method: 'double', count: n },
+        { timeoutMs: OK_TIMEOUT, onCall },
+      )) as ({ value: number } | { error: SeenError })[];
       expect(results).toHaveLength(n);
       results.forEach((r, i) => {
-        if (i % 3 === 2) expect(r).toEqual({ error: expect.objectContaining({ code: 'not_found', message: `no double for ${i}`, details: { i } }) });
+        if (i % 3 === 2)
+          expect(r).toEqual({
+            error: expect.objectContaining({ code: 'not_found', message: `no double for ${i}`, details: { i } }),
+          });
         else expect(r).toEqual({ value: i * 2 });
       });
     });
 
     it('rejects calls with not_supported when the job has no onCall', async () => {
-      const { error } = (await iso.run({ op: 'call-catch', method: 'anything', args: 1 }, { timeoutMs: OK_TIMEOUT })) as { error: SeenError };
+      const { error } = (await iso.run(
+        { op: 'call-catch', method: 'anything', args: 1 },
+        { timeoutMs: OK_TIMEOUT },
+      )) as { error: SeenError };
       expect(error).toMatchObject({ isError: true, code: 'not_supported', details: { method: 'anything' } });
       expect(error.message).toMatch(/host method "anything".*without a host call handler \(RunOptions\.onCall\)/);
-      await expectCaxtonError(iso.run({ op: 'call', method: 'anything' }, { timeoutMs: OK_TIMEOUT }), 'not_supported', /"anything"/);
+      await expectCaxtonError(
+        iso.run({ op: 'call', method: 'anything' }, { timeoutMs: OK_TIMEOUT }),
+        'not_supported',
+        /"anything"/,
+      );
     });
 
     it('drops the answer of a call in flight when its job is cancelled or times out, then runs the next job', async () => {
@@ -169,7 +226,10 @@ function hostCallSuite(mode: IsolationMode, options: Partial<IsolationOptions>):
           if (outcome === 'error') throw new CaxtonError('tool_error', 'late failure');
           return 'late value';
         };
-        await expectCaxtonError(iso.run({ op: 'call', method: 'slow' }, { timeoutMs: OK_TIMEOUT, signal: ac.signal, onCall }), 'cancelled');
+        await expectCaxtonError(
+          iso.run({ op: 'call', method: 'slow' }, { timeoutMs: OK_TIMEOUT, signal: ac.signal, onCall }),
+          'cancelled',
+        );
         await done;
         await sleep(20); // the late answer goes nowhere
         await echoWorks(`after cancelled call (${outcome})`);
@@ -195,12 +255,19 @@ function hostCallSuite(mode: IsolationMode, options: Partial<IsolationOptions>):
         finished = true;
         return 'for nobody';
       };
-      await expect(iso.run({ op: 'call-and-return', method: 'slow' }, { timeoutMs: OK_TIMEOUT, onCall })).resolves.toEqual({ returned: true });
+      await expect(
+        iso.run({ op: 'call-and-return', method: 'slow' }, { timeoutMs: OK_TIMEOUT, onCall }),
+      ).resolves.toEqual({ returned: true });
       await eventually(() => finished);
       await sleep(20);
       // The next jobs (on the same worker, in worker mode) get their own answers only.
       for (let i = 0; i < 3; i++) {
-        await expect(iso.run({ op: 'call', method: 'next', args: i }, { timeoutMs: OK_TIMEOUT, onCall: async (_m, a) => ({ got: a }) })).resolves.toEqual({ got: i });
+        await expect(
+          iso.run(
+            { op: 'call', method: 'next', args: i },
+            { timeoutMs: OK_TIMEOUT, onCall: async (_m, a) => ({ got: a }) },
+          ),
+        ).resolves.toEqual({ got: i });
       }
     });
 
@@ -260,35 +327,64 @@ export function pooledSuite(mode: 'worker' | 'process'): void {
     });
 
     it('fails a job whose task calls process.exit(1), then runs the next job', async () => {
-      await expectCaxtonError(iso.run({ op: 'exit', code: 1 }, { timeoutMs: OK_TIMEOUT }), 'isolation_failure', new RegExp(`${executor} exited with code 1 during the request`));
+      await expectCaxtonError(
+        iso.run({ op: 'exit', code: 1 }, { timeoutMs: OK_TIMEOUT }),
+        'isolation_failure',
+        new RegExp(`${executor} exited with code 1 during the request`),
+      );
       await echoWorks(2);
     });
 
     it('fails a job whose task throws an uncaught exception, then runs the next job', async () => {
-      await expectCaxtonError(iso.run({ op: 'uncaught' }, { timeoutMs: OK_TIMEOUT }), 'isolation_failure', new RegExp(`${executor} crashed during the request: .*uncaught in a timer`));
+      await expectCaxtonError(
+        iso.run({ op: 'uncaught' }, { timeoutMs: OK_TIMEOUT }),
+        'isolation_failure',
+        new RegExp(`${executor} crashed during the request: .*uncaught in a timer`),
+      );
       await echoWorks(3);
     });
 
     it('rejects a host call whose arguments cannot be cloned, in the task', async () => {
       let calls = 0;
       const result = await iso.run({ op: 'call-uncloneable' }, { timeoutMs: OK_TIMEOUT, onCall: async () => ++calls });
-      expect(result).toMatchObject({ error: { isError: true, code: 'invalid_request', message: expect.stringMatching(/arguments of host call "m" cannot be sent/) } });
+      expect(result).toMatchObject({
+        error: {
+          isError: true,
+          code: 'invalid_request',
+          message: expect.stringMatching(/arguments of host call "m" cannot be sent/),
+        },
+      });
       expect(calls).toBe(0);
     });
 
     it('turns a host answer that cannot be cloned into an error for the task', async () => {
-      const result = await iso.run({ op: 'call-catch', method: 'fn' }, { timeoutMs: OK_TIMEOUT, onCall: async () => () => 1 });
-      expect(result).toMatchObject({ error: { isError: true, code: 'internal', message: expect.stringMatching(new RegExp(`answer to host call "fn" cannot be sent to the ${executor}`)) } });
+      const result = await iso.run(
+        { op: 'call-catch', method: 'fn' },
+        { timeoutMs: OK_TIMEOUT, onCall: async () => () => 1 },
+      );
+      expect(result).toMatchObject({
+        error: {
+          isError: true,
+          code: 'internal',
+          message: expect.stringMatching(new RegExp(`answer to host call "fn" cannot be sent to the ${executor}`)),
+        },
+      });
       await echoWorks(6);
     });
 
     it('rejects a payload that cannot be cloned, then runs the next job', async () => {
-      await expectCaxtonError(iso.run({ op: 'echo', fn: () => 1 }, { timeoutMs: OK_TIMEOUT }), 'invalid_request', /payload cannot be sent/);
+      await expectCaxtonError(
+        iso.run({ op: 'echo', fn: () => 1 }, { timeoutMs: OK_TIMEOUT }),
+        'invalid_request',
+        /payload cannot be sent/,
+      );
       await echoWorks(4);
     });
 
     it('queues jobs when every executor is busy', async () => {
-      const jobs = Array.from({ length: 5 }, (_, i) => iso.run({ op: 'sleep', ms: 100 + i }, { timeoutMs: OK_TIMEOUT }));
+      const jobs = Array.from({ length: 5 }, (_, i) =>
+        iso.run({ op: 'sleep', ms: 100 + i }, { timeoutMs: OK_TIMEOUT }),
+      );
       await expect(Promise.all(jobs)).resolves.toEqual(Array.from({ length: 5 }, (_, i) => ({ slept: 100 + i })));
     });
 
@@ -298,7 +394,11 @@ export function pooledSuite(mode: 'worker' | 'process'): void {
         await small.warm();
         const long = small.run({ op: 'sleep', ms: 1_500 }, { timeoutMs: OK_TIMEOUT });
         const queued = small.run({ op: 'echo' }, { timeoutMs: 300 });
-        await expectCaxtonError(queued, 'timeout', new RegExp(`waiting for a free ${mode === 'worker' ? 'worker thread' : 'process'}`));
+        await expectCaxtonError(
+          queued,
+          'timeout',
+          new RegExp(`waiting for a free ${mode === 'worker' ? 'worker thread' : 'process'}`),
+        );
         await expect(long).resolves.toEqual({ slept: 1_500 });
       } finally {
         await small.close();
@@ -316,7 +416,11 @@ export function pooledSuite(mode: 'worker' | 'process'): void {
     afterAll(() => iso?.close());
 
     it('fails a memory bomb with a clear out-of-memory error, then runs the next job', async () => {
-      const e = await expectCaxtonError(iso.run({ op: 'oom' }, { timeoutMs: 25_000 }), 'isolation_failure', new RegExp(`${executor} ran out of memory \\(heap limit 64 MB\\)`));
+      const e = await expectCaxtonError(
+        iso.run({ op: 'oom' }, { timeoutMs: 25_000 }),
+        'isolation_failure',
+        new RegExp(`${executor} ran out of memory \\(heap limit 64 MB\\)`),
+      );
       expect(e.details).toMatchObject({ reason: 'out_of_memory', limitMb: 64 });
       expect(iso.stats().crashed).toBe(1);
       await expect(iso.run({ op: 'echo', v: 5 }, { timeoutMs: OK_TIMEOUT })).resolves.toEqual({ op: 'echo', v: 5 });
@@ -331,7 +435,11 @@ export function pooledSuite(mode: 'worker' | 'process'): void {
       try {
         await expectCaxtonError(iso.warm(), 'isolation_failure', /could not load the task module: .*broken on purpose/);
         const t0 = Date.now();
-        await expectCaxtonError(iso.run({ op: 'echo' }, { timeoutMs: OK_TIMEOUT }), 'isolation_failure', /broken on purpose/);
+        await expectCaxtonError(
+          iso.run({ op: 'echo' }, { timeoutMs: OK_TIMEOUT }),
+          'isolation_failure',
+          /broken on purpose/,
+        );
         expect(Date.now() - t0).toBeLessThan(OK_TIMEOUT / 2);
         await new Promise((r) => setTimeout(r, 1_500));
         // Without backoff this would be dozens of attempts; with it, a handful (100, 200, 400, 800 ms...).
@@ -351,7 +459,12 @@ export function pooledSuite(mode: 'worker' | 'process'): void {
     });
 
     it('gives up on a task module that does not load within startTimeoutMs', async () => {
-      const iso = createIsolation(mode, { taskModule: fixture('slow-module.mjs'), poolSize: 1, startTimeoutMs: 500, output: 'ignore' });
+      const iso = createIsolation(mode, {
+        taskModule: fixture('slow-module.mjs'),
+        poolSize: 1,
+        startTimeoutMs: 500,
+        output: 'ignore',
+      });
       try {
         await expectCaxtonError(iso.warm(), 'isolation_failure', /did not load the task module within 500 ms/);
       } finally {
@@ -364,7 +477,11 @@ export function pooledSuite(mode: 'worker' | 'process'): void {
       try {
         await iso.warm();
         // Crash the only executor through a job, then check the pool is whole again.
-        await expectCaxtonError(iso.run({ op: 'exit', code: 3 }, { timeoutMs: OK_TIMEOUT }), 'isolation_failure', /code 3/);
+        await expectCaxtonError(
+          iso.run({ op: 'exit', code: 3 }, { timeoutMs: OK_TIMEOUT }),
+          'isolation_failure',
+          /code 3/,
+        );
         await iso.warm();
         expect(iso.stats()).toMatchObject({ ready: 1, crashed: 1 });
         await expect(iso.run({ op: 'echo' }, { timeoutMs: OK_TIMEOUT })).resolves.toEqual({ op: 'echo' });

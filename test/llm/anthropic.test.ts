@@ -1,6 +1,15 @@
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AnthropicProvider, type ChatMessage, type StreamEvent, type ToolSpec } from '../../src/llm/index.js';
-import { frame, json, message, messageStart, providerConfig, sse, startServer, type TestServer } from './helpers/server.js';
+import {
+  frame,
+  json,
+  message,
+  messageStart,
+  providerConfig,
+  sse,
+  startServer,
+  type TestServer,
+} from './helpers/server.js';
 
 const KEY_ENV = 'CAXTON_TEST_ANTHROPIC_KEY';
 const servers: TestServer[] = [];
@@ -18,12 +27,23 @@ afterEach(async () => {
 });
 
 const tools: ToolSpec[] = [
-  { name: 'get_weather', description: 'Current weather for a city', input_schema: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] } },
-  { name: 'get_time', description: 'Local time in a time zone', input_schema: { type: 'object', properties: { tz: { type: 'string' } } } },
+  {
+    name: 'get_weather',
+    description: 'Current weather for a city',
+    input_schema: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] },
+  },
+  {
+    name: 'get_time',
+    description: 'Local time in a time zone',
+    input_schema: { type: 'object', properties: { tz: { type: 'string' } } },
+  },
 ];
 
 function provider(url: string): AnthropicProvider {
-  return new AnthropicProvider('claude', providerConfig({ type: 'anthropic', base_url: url, api_key_env: KEY_ENV, model: 'claude-test' }));
+  return new AnthropicProvider(
+    'claude',
+    providerConfig({ type: 'anthropic', base_url: url, api_key_env: KEY_ENV, model: 'claude-test' }),
+  );
 }
 
 async function collect(it: AsyncIterable<StreamEvent>): Promise<StreamEvent[]> {
@@ -84,7 +104,12 @@ describe('Anthropic Messages client', () => {
       { role: 'tool', tool_call_id: 'toolu_b', name: 'get_time', content: 'clock unavailable', is_error: true },
     );
     const second = await p.chat({ model: 'claude-test', messages, tools, max_tokens: 256, temperature: 0 });
-    expect(second).toMatchObject({ content: 'Sunny, 14:00.', finish_reason: 'stop', tool_calls: [], usage: { input_tokens: 120, output_tokens: 6, total_tokens: 126 } });
+    expect(second).toMatchObject({
+      content: 'Sunny, 14:00.',
+      finish_reason: 'stop',
+      tool_calls: [],
+      usage: { input_tokens: 120, output_tokens: 6, total_tokens: 126 },
+    });
 
     expect(s.hits).toHaveLength(2);
     const h = s.hits[0]!;
@@ -129,7 +154,16 @@ describe('Anthropic Messages client', () => {
   });
 
   it('merges a user message that follows tool results into the same user turn', async () => {
-    const s = await serve(json(200, message({ content: [{ type: 'text', text: 'ok' }], stop_reason: 'end_turn', usage: { input_tokens: 1, output_tokens: 1 } })));
+    const s = await serve(
+      json(
+        200,
+        message({
+          content: [{ type: 'text', text: 'ok' }],
+          stop_reason: 'end_turn',
+          usage: { input_tokens: 1, output_tokens: 1 },
+        }),
+      ),
+    );
     await provider(s.url).chat({
       model: 'claude-test',
       messages: [
@@ -155,20 +189,55 @@ describe('Anthropic Messages client', () => {
   });
 
   const streamFrames = [
-    frame(messageStart({ id: 'msg_s', model: 'claude-test-20250101', usage: { input_tokens: 25, output_tokens: 1 } }), 'message_start'),
+    frame(
+      messageStart({ id: 'msg_s', model: 'claude-test-20250101', usage: { input_tokens: 25, output_tokens: 1 } }),
+      'message_start',
+    ),
     frame({ type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } }, 'content_block_start'),
     frame({ type: 'ping' }, 'ping'),
-    frame({ type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: 'Let me ' } }, 'content_block_delta'),
-    frame({ type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: 'check… ' } }, 'content_block_delta'),
+    frame(
+      { type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: 'Let me ' } },
+      'content_block_delta',
+    ),
+    frame(
+      { type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: 'check… ' } },
+      'content_block_delta',
+    ),
     frame({ type: 'content_block_stop', index: 0 }, 'content_block_stop'),
-    frame({ type: 'content_block_start', index: 1, content_block: { type: 'tool_use', id: 'toolu_1', name: 'get_weather', input: {} } }, 'content_block_start'),
-    frame({ type: 'content_block_delta', index: 1, delta: { type: 'input_json_delta', partial_json: '' } }, 'content_block_delta'),
-    frame({ type: 'content_block_delta', index: 1, delta: { type: 'input_json_delta', partial_json: '{"city": "Pa' } }, 'content_block_delta'),
-    frame({ type: 'content_block_delta', index: 1, delta: { type: 'input_json_delta', partial_json: 'ris"}' } }, 'content_block_delta'),
+    frame(
+      {
+        type: 'content_block_start',
+        index: 1,
+        content_block: { type: 'tool_use', id: 'toolu_1', name: 'get_weather', input: {} },
+      },
+      'content_block_start',
+    ),
+    frame(
+      { type: 'content_block_delta', index: 1, delta: { type: 'input_json_delta', partial_json: '' } },
+      'content_block_delta',
+    ),
+    frame(
+      { type: 'content_block_delta', index: 1, delta: { type: 'input_json_delta', partial_json: '{"city": "Pa' } },
+      'content_block_delta',
+    ),
+    frame(
+      { type: 'content_block_delta', index: 1, delta: { type: 'input_json_delta', partial_json: 'ris"}' } },
+      'content_block_delta',
+    ),
     frame({ type: 'content_block_stop', index: 1 }, 'content_block_stop'),
-    frame({ type: 'content_block_start', index: 2, content_block: { type: 'tool_use', id: 'toolu_2', name: 'get_time', input: {} } }, 'content_block_start'),
+    frame(
+      {
+        type: 'content_block_start',
+        index: 2,
+        content_block: { type: 'tool_use', id: 'toolu_2', name: 'get_time', input: {} },
+      },
+      'content_block_start',
+    ),
     frame({ type: 'content_block_stop', index: 2 }, 'content_block_stop'),
-    frame({ type: 'message_delta', delta: { stop_reason: 'tool_use', stop_sequence: null }, usage: { output_tokens: 42 } }, 'message_delta'),
+    frame(
+      { type: 'message_delta', delta: { stop_reason: 'tool_use', stop_sequence: null }, usage: { output_tokens: 42 } },
+      'message_delta',
+    ),
     frame({ type: 'message_stop' }, 'message_stop'),
   ];
 
@@ -177,7 +246,9 @@ describe('Anthropic Messages client', () => {
     ['cut every 5 bytes', 5],
   ])('streams text deltas, tool calls at content_block_stop and a final done (%s)', async (_label, splitEvery) => {
     const s = await serve(sse(streamFrames, { splitEvery }));
-    const events = await collect(provider(s.url).stream({ model: 'claude-test', messages: [{ role: 'user', content: 'hi' }], tools }));
+    const events = await collect(
+      provider(s.url).stream({ model: 'claude-test', messages: [{ role: 'user', content: 'hi' }], tools }),
+    );
     const calls = [
       { id: 'toolu_1', name: 'get_weather', arguments: { city: 'Paris' } },
       { id: 'toolu_2', name: 'get_time', arguments: {} },
@@ -200,17 +271,43 @@ describe('Anthropic Messages client', () => {
 
   it('maps stop reasons: max_tokens → length, stop_sequence → stop', async () => {
     const s = await serve([
-      json(200, message({ content: [{ type: 'text', text: 'a' }], stop_reason: 'max_tokens', usage: { input_tokens: 1, output_tokens: 1 } })),
-      json(200, message({ content: [{ type: 'text', text: 'b' }], stop_reason: 'stop_sequence', stop_sequence: 'END', usage: { input_tokens: 1, output_tokens: 1 } })),
+      json(
+        200,
+        message({
+          content: [{ type: 'text', text: 'a' }],
+          stop_reason: 'max_tokens',
+          usage: { input_tokens: 1, output_tokens: 1 },
+        }),
+      ),
+      json(
+        200,
+        message({
+          content: [{ type: 'text', text: 'b' }],
+          stop_reason: 'stop_sequence',
+          stop_sequence: 'END',
+          usage: { input_tokens: 1, output_tokens: 1 },
+        }),
+      ),
     ]);
     const p = provider(s.url);
-    expect((await p.chat({ model: 'claude-test', messages: [{ role: 'user', content: 'x' }] })).finish_reason).toBe('length');
-    expect((await p.chat({ model: 'claude-test', messages: [{ role: 'user', content: 'x' }] })).finish_reason).toBe('stop');
+    expect((await p.chat({ model: 'claude-test', messages: [{ role: 'user', content: 'x' }] })).finish_reason).toBe(
+      'length',
+    );
+    expect((await p.chat({ model: 'claude-test', messages: [{ role: 'user', content: 'x' }] })).finish_reason).toBe(
+      'stop',
+    );
   });
 
   it('turns an error event mid-stream into an LlmError with the server text', async () => {
-    const s = await serve(sse([frame(messageStart(), 'message_start'), frame({ type: 'error', error: { type: 'overloaded_error', message: 'Overloaded' } }, 'error')]));
-    await expect(collect(provider(s.url).stream({ model: 'claude-test', messages: [{ role: 'user', content: 'x' }] }))).rejects.toMatchObject({
+    const s = await serve(
+      sse([
+        frame(messageStart(), 'message_start'),
+        frame({ type: 'error', error: { type: 'overloaded_error', message: 'Overloaded' } }, 'error'),
+      ]),
+    );
+    await expect(
+      collect(provider(s.url).stream({ model: 'claude-test', messages: [{ role: 'user', content: 'x' }] })),
+    ).rejects.toMatchObject({
       kind: 'server_error',
       message: expect.stringContaining('Overloaded'),
     });
@@ -219,11 +316,15 @@ describe('Anthropic Messages client', () => {
 
   it('treats a stream without message_stop as malformed_response', async () => {
     const s = await serve(sse([frame(messageStart(), 'message_start')]));
-    await expect(collect(provider(s.url).stream({ model: 'claude-test', messages: [{ role: 'user', content: 'x' }] }))).rejects.toMatchObject({ kind: 'malformed_response' });
+    await expect(
+      collect(provider(s.url).stream({ model: 'claude-test', messages: [{ role: 'user', content: 'x' }] })),
+    ).rejects.toMatchObject({ kind: 'malformed_response' });
   });
 
   it('maps a 404 not_found_error for the model to unknown_model, quoting the provider', async () => {
-    const s = await serve(json(404, { type: 'error', error: { type: 'not_found_error', message: 'model: claude-nope' } }));
+    const s = await serve(
+      json(404, { type: 'error', error: { type: 'not_found_error', message: 'model: claude-nope' } }),
+    );
     const err = await provider(s.url)
       .chat({ model: 'claude-nope', messages: [{ role: 'user', content: 'x' }] })
       .catch((e: unknown) => e);

@@ -1,7 +1,30 @@
 /** Failure handling, retries and timeouts, run against both HTTP clients. */
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { AnthropicProvider, LlmError, OpenAiProvider, type LlmProvider, type ProviderConfig, type StreamEvent } from '../../src/llm/index.js';
-import { chunk, completion, deadUrl, frame, hang, json, jsonAsIs, message, messageStart, providerConfig, sse, startServer, text, type Handler, type TestServer } from './helpers/server.js';
+import {
+  AnthropicProvider,
+  LlmError,
+  OpenAiProvider,
+  type LlmProvider,
+  type ProviderConfig,
+  type StreamEvent,
+} from '../../src/llm/index.js';
+import {
+  chunk,
+  completion,
+  deadUrl,
+  frame,
+  hang,
+  json,
+  jsonAsIs,
+  message,
+  messageStart,
+  providerConfig,
+  sse,
+  startServer,
+  text,
+  type Handler,
+  type TestServer,
+} from './helpers/server.js';
 
 const KEY_ENV = 'CAXTON_TEST_ERRORS_KEY';
 const servers: TestServer[] = [];
@@ -28,18 +51,39 @@ interface Flavour {
 const flavours: Flavour[] = [
   {
     name: 'openai',
-    make: (url, extra) => new OpenAiProvider('p', providerConfig({ type: 'openai', base_url: url, api_key_env: KEY_ENV, model: 'm', ...extra })),
-    ok: completion({ choices: [{ index: 0, message: { role: 'assistant', content: 'fine' }, finish_reason: 'stop' }], usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 } }),
+    make: (url, extra) =>
+      new OpenAiProvider(
+        'p',
+        providerConfig({ type: 'openai', base_url: url, api_key_env: KEY_ENV, model: 'm', ...extra }),
+      ),
+    ok: completion({
+      choices: [{ index: 0, message: { role: 'assistant', content: 'fine' }, finish_reason: 'stop' }],
+      usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 },
+    }),
     startFrames: [frame(chunk({ choices: [{ index: 0, delta: { content: 'partial' } }] }))],
   },
   {
     name: 'anthropic',
-    make: (url, extra) => new AnthropicProvider('p', providerConfig({ type: 'anthropic', base_url: url, api_key_env: KEY_ENV, model: 'm', ...extra })),
-    ok: message({ content: [{ type: 'text', text: 'fine' }], stop_reason: 'end_turn', usage: { input_tokens: 1, output_tokens: 1 } }),
+    make: (url, extra) =>
+      new AnthropicProvider(
+        'p',
+        providerConfig({ type: 'anthropic', base_url: url, api_key_env: KEY_ENV, model: 'm', ...extra }),
+      ),
+    ok: message({
+      content: [{ type: 'text', text: 'fine' }],
+      stop_reason: 'end_turn',
+      usage: { input_tokens: 1, output_tokens: 1 },
+    }),
     startFrames: [
       frame(messageStart({ model: 'm' }), 'message_start'),
-      frame({ type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } }, 'content_block_start'),
-      frame({ type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: 'partial' } }, 'content_block_delta'),
+      frame(
+        { type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } },
+        'content_block_start',
+      ),
+      frame(
+        { type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: 'partial' } },
+        'content_block_delta',
+      ),
     ],
   },
 ];
@@ -63,7 +107,9 @@ async function drain(it: AsyncIterable<StreamEvent>): Promise<StreamEvent[]> {
 
 describe.each(flavours)('$name client failures', (f) => {
   it('401 → unauthorized, not retried, naming the env var', async () => {
-    const s = await serve(json(401, { error: { message: 'Incorrect API key provided', type: 'invalid_request_error' } }));
+    const s = await serve(
+      json(401, { error: { message: 'Incorrect API key provided', type: 'invalid_request_error' } }),
+    );
     const e = await failure(f.make(s.url).chat(req));
     expect(e.kind).toBe('unauthorized');
     expect(e.message).toContain(KEY_ENV);
@@ -204,7 +250,8 @@ describe.each(flavours)('$name client failures', (f) => {
     const ac = new AbortController();
     const e = await failure(
       (async () => {
-        for await (const ev of f.make(s.url).stream({ ...req, signal: ac.signal })) if (ev.type === 'text_delta') ac.abort();
+        for await (const ev of f.make(s.url).stream({ ...req, signal: ac.signal }))
+          if (ev.type === 'text_delta') ac.abort();
       })(),
     );
     expect(e.kind).toBe('cancelled');
@@ -230,7 +277,14 @@ describe.each(flavours)('$name client failures', (f) => {
 
 describe('error body heuristics', () => {
   it('a 400 saying the model does not exist → unknown_model', async () => {
-    const s = await serve(json(400, { error: { message: 'The model `gpt-9` does not exist or you do not have access to it.', code: 'model_not_found' } }));
+    const s = await serve(
+      json(400, {
+        error: {
+          message: 'The model `gpt-9` does not exist or you do not have access to it.',
+          code: 'model_not_found',
+        },
+      }),
+    );
     const e = await failure(flavours[0]!.make(s.url).chat(req));
     expect(e.kind).toBe('unknown_model');
     expect(e.message).toContain('gpt-9');

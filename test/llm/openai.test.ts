@@ -1,6 +1,16 @@
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { OpenAiProvider, type ChatMessage, type StreamEvent, type ToolSpec } from '../../src/llm/index.js';
-import { chunk, completion, frame, json, jsonAsIs, providerConfig, sse, startServer, type TestServer } from './helpers/server.js';
+import {
+  chunk,
+  completion,
+  frame,
+  json,
+  jsonAsIs,
+  providerConfig,
+  sse,
+  startServer,
+  type TestServer,
+} from './helpers/server.js';
 
 const KEY_ENV = 'CAXTON_TEST_OPENAI_KEY';
 const servers: TestServer[] = [];
@@ -18,12 +28,23 @@ afterEach(async () => {
 });
 
 const tools: ToolSpec[] = [
-  { name: 'get_weather', description: 'Current weather for a city', input_schema: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] } },
-  { name: 'get_time', description: 'Local time in a time zone', input_schema: { type: 'object', properties: { tz: { type: 'string' } } } },
+  {
+    name: 'get_weather',
+    description: 'Current weather for a city',
+    input_schema: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] },
+  },
+  {
+    name: 'get_time',
+    description: 'Local time in a time zone',
+    input_schema: { type: 'object', properties: { tz: { type: 'string' } } },
+  },
 ];
 
 function provider(url: string, extra: Partial<Parameters<typeof providerConfig>[0]> = {}): OpenAiProvider {
-  return new OpenAiProvider('oai', providerConfig({ type: 'openai', base_url: `${url}/v1`, api_key_env: KEY_ENV, model: 'gpt-test', ...extra }));
+  return new OpenAiProvider(
+    'oai',
+    providerConfig({ type: 'openai', base_url: `${url}/v1`, api_key_env: KEY_ENV, model: 'gpt-test', ...extra }),
+  );
 }
 
 async function collect(it: AsyncIterable<StreamEvent>): Promise<StreamEvent[]> {
@@ -49,7 +70,11 @@ describe('OpenAI-compatible client', () => {
                 content: null,
                 tool_calls: [
                   { id: 'call_a', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Paris"}' } },
-                  { id: 'call_b', type: 'function', function: { name: 'get_time', arguments: '{"tz":"Europe/Paris"}' } },
+                  {
+                    id: 'call_b',
+                    type: 'function',
+                    function: { name: 'get_time', arguments: '{"tz":"Europe/Paris"}' },
+                  },
                 ],
               },
               finish_reason: 'tool_calls',
@@ -98,8 +123,18 @@ describe('OpenAI-compatible client', () => {
 
     expect(s.hits).toHaveLength(2);
     const wireTools = [
-      { type: 'function', function: { name: 'get_weather', description: 'Current weather for a city', parameters: tools[0]!.input_schema } },
-      { type: 'function', function: { name: 'get_time', description: 'Local time in a time zone', parameters: tools[1]!.input_schema } },
+      {
+        type: 'function',
+        function: {
+          name: 'get_weather',
+          description: 'Current weather for a city',
+          parameters: tools[0]!.input_schema,
+        },
+      },
+      {
+        type: 'function',
+        function: { name: 'get_time', description: 'Local time in a time zone', parameters: tools[1]!.input_schema },
+      },
     ];
     expect(s.hits[0]!.method).toBe('POST');
     expect(s.hits[0]!.path).toBe('/v1/chat/completions');
@@ -138,10 +173,32 @@ describe('OpenAI-compatible client', () => {
   const streamFrames = [
     c({ choices: [{ index: 0, delta: { role: 'assistant', content: 'Let me ' } }] }),
     c({ choices: [{ index: 0, delta: { content: 'check… ' } }] }),
-    c({ choices: [{ index: 0, delta: { tool_calls: [{ index: 0, id: 'call_1', type: 'function', function: { name: 'get_weather', arguments: '' } }] } }] }),
+    c({
+      choices: [
+        {
+          index: 0,
+          delta: {
+            tool_calls: [
+              { index: 0, id: 'call_1', type: 'function', function: { name: 'get_weather', arguments: '' } },
+            ],
+          },
+        },
+      ],
+    }),
     c({ choices: [{ index: 0, delta: { tool_calls: [{ index: 0, function: { arguments: '{"ci' } }] } }] }),
     c({ choices: [{ index: 0, delta: { tool_calls: [{ index: 0, function: { arguments: 'ty":"Paris"}' } }] } }] }),
-    c({ choices: [{ index: 0, delta: { tool_calls: [{ index: 1, id: 'call_2', type: 'function', function: { name: 'get_time', arguments: '{"tz":' } }] } }] }),
+    c({
+      choices: [
+        {
+          index: 0,
+          delta: {
+            tool_calls: [
+              { index: 1, id: 'call_2', type: 'function', function: { name: 'get_time', arguments: '{"tz":' } },
+            ],
+          },
+        },
+      ],
+    }),
     c({ choices: [{ index: 0, delta: { tool_calls: [{ index: 1, function: { arguments: '"UTC"}' } }] } }] }),
     c({ choices: [{ index: 0, delta: {}, finish_reason: 'tool_calls' }] }),
     c({ choices: [], usage: { prompt_tokens: 12, completion_tokens: 34, total_tokens: 46 } }),
@@ -153,7 +210,9 @@ describe('OpenAI-compatible client', () => {
     ['cut every 7 bytes', 7],
   ])('streams text deltas, assembled tool calls and a final done (%s)', async (_label, splitEvery) => {
     const s = await serve(sse(streamFrames, { splitEvery }));
-    const events = await collect(provider(s.url).stream({ model: 'gpt-test', messages: [{ role: 'user', content: 'hi' }], tools }));
+    const events = await collect(
+      provider(s.url).stream({ model: 'gpt-test', messages: [{ role: 'user', content: 'hi' }], tools }),
+    );
     const calls = [
       { id: 'call_1', name: 'get_weather', arguments: { city: 'Paris' } },
       { id: 'call_2', name: 'get_time', arguments: { tz: 'UTC' } },
@@ -173,29 +232,56 @@ describe('OpenAI-compatible client', () => {
       },
     });
     // Tool calls are emitted after the text, once complete.
-    expect(events.findIndex((e) => e.type === 'tool_call')).toBeGreaterThan(events.findLastIndex((e) => e.type === 'text_delta'));
+    expect(events.findIndex((e) => e.type === 'tool_call')).toBeGreaterThan(
+      events.findLastIndex((e) => e.type === 'text_delta'),
+    );
     expect(s.hits[0]!.body).toMatchObject({ stream: true, stream_options: { include_usage: true } });
     expect(s.hits[0]!.headers.accept).toBe('text/event-stream');
   });
 
   it('sends no Authorization header when no api_key_env is configured (Ollama, llama.cpp)', async () => {
     // The minimal answer some OpenAI-compatible servers give: no id, model or usage.
-    const s = await serve(jsonAsIs(200, { choices: [{ message: { role: 'assistant', content: 'hi' }, finish_reason: 'stop' }] }));
-    const p = new OpenAiProvider('local', providerConfig({ type: 'openai', base_url: `${s.url}/v1/`, model: 'llama3' }));
+    const s = await serve(
+      jsonAsIs(200, { choices: [{ message: { role: 'assistant', content: 'hi' }, finish_reason: 'stop' }] }),
+    );
+    const p = new OpenAiProvider(
+      'local',
+      providerConfig({ type: 'openai', base_url: `${s.url}/v1/`, model: 'llama3' }),
+    );
     const r = await p.chat({ model: '', messages: [{ role: 'user', content: 'hello' }] });
-    expect(r).toMatchObject({ content: 'hi', model: 'llama3', finish_reason: 'stop', usage: { input_tokens: 0, output_tokens: 0, total_tokens: 0 } });
+    expect(r).toMatchObject({
+      content: 'hi',
+      model: 'llama3',
+      finish_reason: 'stop',
+      usage: { input_tokens: 0, output_tokens: 0, total_tokens: 0 },
+    });
     expect(s.hits[0]!.headers.authorization).toBeUndefined();
     expect(s.hits[0]!.path).toBe('/v1/chat/completions');
     expect(s.hits[0]!.body).toMatchObject({ model: 'llama3' });
   });
 
   it('maps finish reasons and sends extra headers, stop and top_p', async () => {
-    const s = await serve(json(200, completion({ choices: [{ message: { role: 'assistant', content: 'trunc' }, finish_reason: 'length' }] })));
+    const s = await serve(
+      json(
+        200,
+        completion({ choices: [{ message: { role: 'assistant', content: 'trunc' }, finish_reason: 'length' }] }),
+      ),
+    );
     const p = provider(s.url, { headers: { 'x-org': 'acme' } });
-    const r = await p.chat({ model: 'gpt-test', messages: [{ role: 'user', content: 'x' }], stop: ['END'], top_p: 0.9 });
+    const r = await p.chat({
+      model: 'gpt-test',
+      messages: [{ role: 'user', content: 'x' }],
+      stop: ['END'],
+      top_p: 0.9,
+    });
     expect(r.finish_reason).toBe('length');
     expect(s.hits[0]!.headers['x-org']).toBe('acme');
-    expect(s.hits[0]!.body).toEqual({ model: 'gpt-test', messages: [{ role: 'user', content: 'x' }], top_p: 0.9, stop: ['END'] });
+    expect(s.hits[0]!.body).toEqual({
+      model: 'gpt-test',
+      messages: [{ role: 'user', content: 'x' }],
+      top_p: 0.9,
+      stop: ['END'],
+    });
   });
 
   it('rejects tool call arguments that are not JSON as malformed_response', async () => {
@@ -203,19 +289,37 @@ describe('OpenAI-compatible client', () => {
       json(
         200,
         completion({
-          choices: [{ message: { role: 'assistant', content: null, tool_calls: [{ id: 'x', type: 'function', function: { name: 'f', arguments: '{oops' } }] }, finish_reason: 'tool_calls' }],
+          choices: [
+            {
+              message: {
+                role: 'assistant',
+                content: null,
+                tool_calls: [{ id: 'x', type: 'function', function: { name: 'f', arguments: '{oops' } }],
+              },
+              finish_reason: 'tool_calls',
+            },
+          ],
         }),
       ),
     );
-    await expect(provider(s.url).chat({ model: 'gpt-test', messages: [{ role: 'user', content: 'x' }] })).rejects.toMatchObject({
+    await expect(
+      provider(s.url).chat({ model: 'gpt-test', messages: [{ role: 'user', content: 'x' }] }),
+    ).rejects.toMatchObject({
       kind: 'malformed_response',
       message: expect.stringContaining('"f"'),
     });
   });
 
   it('reports an error object in the stream as server_error', async () => {
-    const s = await serve(sse([c({ choices: [{ index: 0, delta: { content: 'a' } }] }), frame({ error: { message: 'model crashed', type: 'server_error', param: null, code: null } })]));
-    await expect(collect(provider(s.url).stream({ model: 'gpt-test', messages: [{ role: 'user', content: 'x' }] }))).rejects.toMatchObject({
+    const s = await serve(
+      sse([
+        c({ choices: [{ index: 0, delta: { content: 'a' } }] }),
+        frame({ error: { message: 'model crashed', type: 'server_error', param: null, code: null } }),
+      ]),
+    );
+    await expect(
+      collect(provider(s.url).stream({ model: 'gpt-test', messages: [{ role: 'user', content: 'x' }] })),
+    ).rejects.toMatchObject({
       kind: 'server_error',
       message: expect.stringContaining('model crashed'),
     });
@@ -223,6 +327,8 @@ describe('OpenAI-compatible client', () => {
 
   it('treats a stream that stops before finish_reason / [DONE] as malformed_response', async () => {
     const s = await serve(sse([c({ choices: [{ index: 0, delta: { content: 'a' } }] })]));
-    await expect(collect(provider(s.url).stream({ model: 'gpt-test', messages: [{ role: 'user', content: 'x' }] }))).rejects.toMatchObject({ kind: 'malformed_response' });
+    await expect(
+      collect(provider(s.url).stream({ model: 'gpt-test', messages: [{ role: 'user', content: 'x' }] })),
+    ).rejects.toMatchObject({ kind: 'malformed_response' });
   });
 });

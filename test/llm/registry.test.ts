@@ -1,8 +1,24 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { CaxtonError } from '../../src/shared/errors.js';
-import { AnthropicProvider, chatWithFallbacks, createProvider, LlmError, OpenAiProvider, ProviderRegistry, ScriptedProvider } from '../../src/llm/index.js';
+import {
+  AnthropicProvider,
+  chatWithFallbacks,
+  createProvider,
+  LlmError,
+  OpenAiProvider,
+  ProviderRegistry,
+  ScriptedProvider,
+} from '../../src/llm/index.js';
 import { createScriptedProvider } from '../../src/llm/scripted-file.js';
-import { completion, hang, json, providerConfig, startServer, type Handler, type TestServer } from './helpers/server.js';
+import {
+  completion,
+  hang,
+  json,
+  providerConfig,
+  startServer,
+  type Handler,
+  type TestServer,
+} from './helpers/server.js';
 
 const servers: TestServer[] = [];
 async function serve(handlers: Handler | Handler[]): Promise<TestServer> {
@@ -14,7 +30,10 @@ afterEach(async () => {
   await Promise.all(servers.splice(0).map((s) => s.close()));
 });
 
-const ok = completion({ model: 'model-b', choices: [{ index: 0, message: { role: 'assistant', content: 'from backup' }, finish_reason: 'stop' }] });
+const ok = completion({
+  model: 'model-b',
+  choices: [{ index: 0, message: { role: 'assistant', content: 'from backup' }, finish_reason: 'stop' }],
+});
 const aliases = {
   sonnet: { provider: 'anthropic', model: 'claude-sonnet-4-5' },
   haiku: { model: 'local-haiku' },
@@ -32,29 +51,45 @@ describe('createProvider', () => {
   it('builds the client for each type', () => {
     expect(createProvider('a', providerConfig({ type: 'openai' }))).toBeInstanceOf(OpenAiProvider);
     expect(createProvider('b', providerConfig({ type: 'anthropic' }))).toBeInstanceOf(AnthropicProvider);
-    expect(createScriptedProvider('c', providerConfig({ type: 'scripted' }), { fallback: 'hi' })).toBeInstanceOf(ScriptedProvider);
+    expect(createScriptedProvider('c', providerConfig({ type: 'scripted' }), { fallback: 'hi' })).toBeInstanceOf(
+      ScriptedProvider,
+    );
   });
 });
 
 describe('ProviderRegistry.resolve', () => {
   it('uses the agent provider and model, else the server default provider and its model', () => {
     const r = registry();
-    expect(r.resolve({}, { provider: 'openai', modelAliases: aliases })).toEqual([{ provider: 'openai', model: 'gpt-4o-mini' }]);
-    expect(r.resolve({ provider: 'anthropic' }, { provider: 'openai', modelAliases: aliases })).toEqual([{ provider: 'anthropic', model: 'claude-haiku-4-5' }]);
-    expect(r.resolve({ model: 'gpt-4.1' }, { provider: 'openai', modelAliases: aliases })).toEqual([{ provider: 'openai', model: 'gpt-4.1' }]);
+    expect(r.resolve({}, { provider: 'openai', modelAliases: aliases })).toEqual([
+      { provider: 'openai', model: 'gpt-4o-mini' },
+    ]);
+    expect(r.resolve({ provider: 'anthropic' }, { provider: 'openai', modelAliases: aliases })).toEqual([
+      { provider: 'anthropic', model: 'claude-haiku-4-5' },
+    ]);
+    expect(r.resolve({ model: 'gpt-4.1' }, { provider: 'openai', modelAliases: aliases })).toEqual([
+      { provider: 'openai', model: 'gpt-4.1' },
+    ]);
   });
 
   it('maps model aliases, which may switch provider', () => {
     const r = registry();
-    expect(r.resolve({ model: 'sonnet' }, { provider: 'openai', modelAliases: aliases })).toEqual([{ provider: 'anthropic', model: 'claude-sonnet-4-5' }]);
-    expect(r.resolve({ provider: 'local', model: 'haiku' }, { provider: 'openai', modelAliases: aliases })).toEqual([{ provider: 'local', model: 'local-haiku' }]);
+    expect(r.resolve({ model: 'sonnet' }, { provider: 'openai', modelAliases: aliases })).toEqual([
+      { provider: 'anthropic', model: 'claude-sonnet-4-5' },
+    ]);
+    expect(r.resolve({ provider: 'local', model: 'haiku' }, { provider: 'openai', modelAliases: aliases })).toEqual([
+      { provider: 'local', model: 'local-haiku' },
+    ]);
     // Not an alias: used verbatim.
-    expect(r.resolve({ model: 'opus' }, { provider: 'openai', modelAliases: aliases })).toEqual([{ provider: 'openai', model: 'opus' }]);
+    expect(r.resolve({ model: 'opus' }, { provider: 'openai', modelAliases: aliases })).toEqual([
+      { provider: 'openai', model: 'opus' },
+    ]);
   });
 
   it('appends only the listed fallbacks, each with its default model', () => {
     const r = registry();
-    expect(r.resolve({ model: 'sonnet', fallbacks: ['openai'] }, { provider: 'openai', modelAliases: aliases })).toEqual([
+    expect(
+      r.resolve({ model: 'sonnet', fallbacks: ['openai'] }, { provider: 'openai', modelAliases: aliases }),
+    ).toEqual([
       { provider: 'anthropic', model: 'claude-sonnet-4-5' },
       { provider: 'openai', model: 'gpt-4o-mini' },
     ]);
@@ -73,8 +108,12 @@ describe('ProviderRegistry.resolve', () => {
     expect((e as CaxtonError).code).toBe('configuration_error');
     expect((e as Error).message).toContain('did you mean "anthropic"');
     expect((e as Error).message).toContain('openai, anthropic, local');
-    expect(() => r.resolve({ fallbacks: ['nope'] }, { provider: 'openai', modelAliases: {} })).toThrow(/unknown LLM provider "nope"/);
-    expect(() => r.resolve({ provider: 'local' }, { provider: 'openai', modelAliases: {} })).toThrow(/"local" has no default model/);
+    expect(() => r.resolve({ fallbacks: ['nope'] }, { provider: 'openai', modelAliases: {} })).toThrow(
+      /unknown LLM provider "nope"/,
+    );
+    expect(() => r.resolve({ provider: 'local' }, { provider: 'openai', modelAliases: {} })).toThrow(
+      /"local" has no default model/,
+    );
   });
 });
 
@@ -84,21 +123,43 @@ describe('ProviderRegistry.resolve: Claude aliases and ids the providers cannot 
       openai: providerConfig({ type: 'openai', model: 'gpt-4o-mini', api_key_env: 'X' }),
       bare: providerConfig({ type: 'openai', base_url: 'http://127.0.0.1:11434/v1' }),
     });
-  const builtIn = { sonnet: { provider: 'anthropic', model: 'claude-sonnet-4-5' }, opus: { provider: 'anthropic', model: 'claude-opus-4-1' } };
+  const builtIn = {
+    sonnet: { provider: 'anthropic', model: 'claude-sonnet-4-5' },
+    opus: { provider: 'anthropic', model: 'claude-opus-4-1' },
+  };
 
   it('an alias whose provider is missing falls back to the default provider and its default model', () => {
-    expect(noAnthropic().resolve({ model: 'sonnet' }, { provider: 'openai', modelAliases: builtIn })).toEqual([{ provider: 'openai', model: 'gpt-4o-mini' }]);
+    expect(noAnthropic().resolve({ model: 'sonnet' }, { provider: 'openai', modelAliases: builtIn })).toEqual([
+      { provider: 'openai', model: 'gpt-4o-mini' },
+    ]);
   });
 
   it('[llm.model_aliases] without a provider maps the alias on the default provider', () => {
-    expect(noAnthropic().resolve({ model: 'sonnet' }, { provider: 'openai', modelAliases: { ...builtIn, sonnet: { model: 'gpt-4o' } } })).toEqual([{ provider: 'openai', model: 'gpt-4o' }]);
+    expect(
+      noAnthropic().resolve(
+        { model: 'sonnet' },
+        { provider: 'openai', modelAliases: { ...builtIn, sonnet: { model: 'gpt-4o' } } },
+      ),
+    ).toEqual([{ provider: 'openai', model: 'gpt-4o' }]);
   });
 
   it('a full Claude id goes through its family alias, never unchanged to a non-Anthropic provider; with a named provider it is sent as written', () => {
     const reg = noAnthropic();
-    expect(reg.resolve({ model: 'claude-opus-4-1-20250805' }, { provider: 'openai', modelAliases: builtIn })).toEqual([{ provider: 'openai', model: 'gpt-4o-mini' }]);
-    expect(reg.resolve({ model: 'claude-opus-4-1-20250805' }, { provider: 'openai', modelAliases: { ...builtIn, opus: { model: 'gpt-4.1' } } })).toEqual([{ provider: 'openai', model: 'gpt-4.1' }]);
-    expect(reg.resolve({ provider: 'openai', model: 'claude-opus-4-1-20250805' }, { provider: 'openai', modelAliases: builtIn })).toEqual([{ provider: 'openai', model: 'claude-opus-4-1-20250805' }]);
+    expect(reg.resolve({ model: 'claude-opus-4-1-20250805' }, { provider: 'openai', modelAliases: builtIn })).toEqual([
+      { provider: 'openai', model: 'gpt-4o-mini' },
+    ]);
+    expect(
+      reg.resolve(
+        { model: 'claude-opus-4-1-20250805' },
+        { provider: 'openai', modelAliases: { ...builtIn, opus: { model: 'gpt-4.1' } } },
+      ),
+    ).toEqual([{ provider: 'openai', model: 'gpt-4.1' }]);
+    expect(
+      reg.resolve(
+        { provider: 'openai', model: 'claude-opus-4-1-20250805' },
+        { provider: 'openai', modelAliases: builtIn },
+      ),
+    ).toEqual([{ provider: 'openai', model: 'claude-opus-4-1-20250805' }]);
   });
 
   it('a fallback onto a provider with no default model is a configuration error naming the alias and [llm.model_aliases]', () => {
@@ -191,14 +252,22 @@ describe('chatWithFallbacks', () => {
 
   it('works with scripted providers (no network)', async () => {
     const reg = new ProviderRegistry([
-      createScriptedProvider('broken', providerConfig({ type: 'scripted' }), { rules: [{ match: 'never', content: 'x' }] }),
-      createScriptedProvider('demo', providerConfig({ type: 'scripted', model: 'demo-1' }), { rules: [{ content: 'echo: {{request}}' }] }),
+      createScriptedProvider('broken', providerConfig({ type: 'scripted' }), {
+        rules: [{ match: 'never', content: 'x' }],
+      }),
+      createScriptedProvider('demo', providerConfig({ type: 'scripted', model: 'demo-1' }), {
+        rules: [{ content: 'echo: {{request}}' }],
+      }),
     ]);
     const attempts = reg.resolve({ provider: 'broken', fallbacks: ['demo'] }, { provider: 'demo', modelAliases: {} });
     expect(attempts).toEqual([
       { provider: 'broken', model: 'scripted' },
       { provider: 'demo', model: 'demo-1' },
     ]);
-    expect(await chatWithFallbacks(reg, attempts, req)).toMatchObject({ provider: 'demo', model: 'demo-1', content: 'echo: hi' });
+    expect(await chatWithFallbacks(reg, attempts, req)).toMatchObject({
+      provider: 'demo',
+      model: 'demo-1',
+      content: 'echo: hi',
+    });
   });
 });

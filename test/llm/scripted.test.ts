@@ -2,7 +2,14 @@ import { mkdtemp, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createProvider, LlmError, type ChatMessage, type LlmProvider, type Script, type StreamEvent } from '../../src/llm/index.js';
+import {
+  createProvider,
+  LlmError,
+  type ChatMessage,
+  type LlmProvider,
+  type Script,
+  type StreamEvent,
+} from '../../src/llm/index.js';
 import { createScriptedProvider } from '../../src/llm/scripted-file.js';
 import { providerConfig } from './helpers/server.js';
 
@@ -20,7 +27,10 @@ async function fileProvider(name: string, content: string): Promise<LlmProvider>
   return createProvider('demo', providerConfig({ type: 'scripted', script: path }));
 }
 
-async function scriptError(p: LlmProvider, messages: ChatMessage[] = [{ role: 'user', content: 'hi' }]): Promise<LlmError> {
+async function scriptError(
+  p: LlmProvider,
+  messages: ChatMessage[] = [{ role: 'user', content: 'hi' }],
+): Promise<LlmError> {
   const e = await p.chat({ model: '', messages }).then(
     () => undefined,
     (err: unknown) => err,
@@ -74,7 +84,10 @@ describe('scripted provider', () => {
       finish_reason: 'tool_calls',
       tool_calls: [{ id: 'call_0_0', name: 'http_client', arguments: { url: 'https://wttr.in/?q=Weather in Paris?' } }],
     });
-    messages.push({ role: 'assistant', content: '', tool_calls: t0.tool_calls }, { role: 'tool', tool_call_id: 'call_0_0', name: 'http_client', content: 'rain' });
+    messages.push(
+      { role: 'assistant', content: '', tool_calls: t0.tool_calls },
+      { role: 'tool', tool_call_id: 'call_0_0', name: 'http_client', content: 'rain' },
+    );
 
     const t1 = await p.chat({ model: 'my-model', messages });
     expect(t1.model).toBe('my-model');
@@ -103,22 +116,34 @@ describe('scripted provider', () => {
       rules: [
         {
           match: '^review\\s+(\\S+)(?:\\s+(\\S+))?',
-          turns: [{ tool_calls: [{ name: 'workspace.read', arguments: { file_path: '{{match.1}}' } }] }, { content: 'read {{match.1}}[{{match.2}}]: {{last_tool_result}}' }],
+          turns: [
+            { tool_calls: [{ name: 'workspace.read', arguments: { file_path: '{{match.1}}' } }] },
+            { content: 'read {{match.1}}[{{match.2}}]: {{last_tool_result}}' },
+          ],
         },
       ],
     });
     const messages: ChatMessage[] = [{ role: 'user', content: 'review src/app.ts please' }];
     const t0 = await p.chat({ model: '', messages });
     expect(t0.tool_calls[0]).toMatchObject({ name: 'workspace.read', arguments: { file_path: 'src/app.ts' } });
-    messages.push({ role: 'assistant', content: '', tool_calls: t0.tool_calls }, { role: 'tool', tool_call_id: t0.tool_calls[0]!.id, name: 'workspace.read', content: '1\tx' });
+    messages.push(
+      { role: 'assistant', content: '', tool_calls: t0.tool_calls },
+      { role: 'tool', tool_call_id: t0.tool_calls[0]!.id, name: 'workspace.read', content: '1\tx' },
+    );
     expect((await p.chat({ model: '', messages })).content).toBe('read src/app.ts[please]: 1\tx');
-    expect(() => createScriptedProvider('demo', providerConfig({ type: 'scripted' }), { rules: [{ content: '{{match.x}}' }] })).toThrow(/unknown placeholder \{\{match\.x\}\}/);
+    expect(() =>
+      createScriptedProvider('demo', providerConfig({ type: 'scripted' }), { rules: [{ content: '{{match.x}}' }] }),
+    ).toThrow(/unknown placeholder \{\{match\.x\}\}/);
   });
 
   it('uses the catch-all order, the fallback when nothing matches, and the fallback after tool-only turns', async () => {
     const p = await fileProvider('weather2.toml', WEATHER);
-    expect((await p.chat({ model: '', messages: [{ role: 'user', content: 'hello there' }] })).content).toBe('You said: hello there');
-    expect((await p.chat({ model: '', messages: [{ role: 'user', content: 'what?' }] })).content).toBe('No script for that.');
+    expect((await p.chat({ model: '', messages: [{ role: 'user', content: 'hello there' }] })).content).toBe(
+      'You said: hello there',
+    );
+    expect((await p.chat({ model: '', messages: [{ role: 'user', content: 'what?' }] })).content).toBe(
+      'No script for that.',
+    );
     const looped = await p.chat({
       model: '',
       messages: [
@@ -140,34 +165,51 @@ describe('scripted provider', () => {
     const p = await fileProvider('s.json', JSON.stringify({ rules: [{ turns: [{ content: 'twelve chars' }] }] }));
     const r = await p.chat({ model: '', messages: [{ role: 'user', content: 'x'.repeat(40) }] });
     expect(r.usage).toEqual({ input_tokens: 10, output_tokens: 3, total_tokens: 13 });
-    const tiny = await createScriptedProvider('t', providerConfig({ type: 'scripted' }), { rules: [{ content: '' }] }).chat({ model: '', messages: [] });
+    const tiny = await createScriptedProvider('t', providerConfig({ type: 'scripted' }), {
+      rules: [{ content: '' }],
+    }).chat({ model: '', messages: [] });
     expect(tiny.usage).toEqual({ input_tokens: 1, output_tokens: 1, total_tokens: 2 });
   });
 
   it('streams the content as word chunks, then tool calls, then done', async () => {
     const p = createScriptedProvider('mem', providerConfig({ type: 'scripted' }), {
-      rules: [{ turns: [{ content: 'Hello  big\nworld ', tool_calls: [{ name: 'save', arguments: { text: '{{request}}' } }] }] }],
+      rules: [
+        {
+          turns: [
+            { content: 'Hello  big\nworld ', tool_calls: [{ name: 'save', arguments: { text: '{{request}}' } }] },
+          ],
+        },
+      ],
     });
     const events: StreamEvent[] = [];
-    for await (const ev of p.stream({ model: 'm', messages: [{ role: 'user', content: 'note this' }] })) events.push(ev);
+    for await (const ev of p.stream({ model: 'm', messages: [{ role: 'user', content: 'note this' }] }))
+      events.push(ev);
     expect(events.slice(0, -1)).toEqual([
       { type: 'text_delta', text: 'Hello  ' },
       { type: 'text_delta', text: 'big\n' },
       { type: 'text_delta', text: 'world ' },
       { type: 'tool_call', call: { id: 'call_0_0', name: 'save', arguments: { text: 'note this' } } },
     ]);
-    expect(events.at(-1)).toMatchObject({ type: 'done', response: { content: 'Hello  big\nworld ', finish_reason: 'tool_calls', provider: 'mem', model: 'm' } });
+    expect(events.at(-1)).toMatchObject({
+      type: 'done',
+      response: { content: 'Hello  big\nworld ', finish_reason: 'tool_calls', provider: 'mem', model: 'm' },
+    });
   });
 
   it('honours latency_ms and cancels during it', async () => {
-    const p = createScriptedProvider('slow', providerConfig({ type: 'scripted' }), { latency_ms: 5_000, rules: [{ content: 'late' }] });
+    const p = createScriptedProvider('slow', providerConfig({ type: 'scripted' }), {
+      latency_ms: 5_000,
+      rules: [{ content: 'late' }],
+    });
     const ac = new AbortController();
     setTimeout(() => ac.abort(), 50);
     const started = Date.now();
     await expect(p.chat({ model: '', messages: [], signal: ac.signal })).rejects.toMatchObject({ kind: 'cancelled' });
     expect(Date.now() - started).toBeLessThan(2_000);
 
-    const quick = createScriptedProvider('quick', providerConfig({ type: 'scripted', latency_ms: 5_000 }), { rules: [{ content: 'fast', latency_ms: 30 }] });
+    const quick = createScriptedProvider('quick', providerConfig({ type: 'scripted', latency_ms: 5_000 }), {
+      rules: [{ content: 'fast', latency_ms: 30 }],
+    });
     const t = Date.now();
     expect((await quick.chat({ model: '', messages: [] })).content).toBe('fast');
     expect(Date.now() - t).toBeGreaterThanOrEqual(20);
@@ -208,9 +250,15 @@ describe('scripted provider: bad scripts', () => {
   });
 
   it('rejects unknown keys, unknown placeholders and bad regexes', async () => {
-    expect((await scriptError(await fileProvider('k.toml', '[[rules]]\ncontent = "a"\ncontnet = "b"\n'))).message).toContain('contnet');
-    expect((await scriptError(await fileProvider('ph.toml', '[[rules]]\ncontent = "{{requets}}"\n'))).message).toContain('{{requets}}');
-    expect((await scriptError(await fileProvider('re.toml', '[[rules]]\nmatch = "(unclosed"\ncontent = "a"\n'))).message).toContain('rules[0].match');
+    expect(
+      (await scriptError(await fileProvider('k.toml', '[[rules]]\ncontent = "a"\ncontnet = "b"\n'))).message,
+    ).toContain('contnet');
+    expect(
+      (await scriptError(await fileProvider('ph.toml', '[[rules]]\ncontent = "{{requets}}"\n'))).message,
+    ).toContain('{{requets}}');
+    expect(
+      (await scriptError(await fileProvider('re.toml', '[[rules]]\nmatch = "(unclosed"\ncontent = "a"\n'))).message,
+    ).toContain('rules[0].match');
   });
 
   it('rejects a missing file and an unsupported extension', async () => {
@@ -220,7 +268,9 @@ describe('scripted provider: bad scripts', () => {
   });
 
   it('rejects an invalid in-memory script at creation', () => {
-    expect(() => createScriptedProvider('x', providerConfig({ type: 'scripted' }), { rules: [{ turns: [] }] } as Script)).toThrow(/in-memory script.*rules\[0\]\.turns/);
+    expect(() =>
+      createScriptedProvider('x', providerConfig({ type: 'scripted' }), { rules: [{ turns: [] }] } as Script),
+    ).toThrow(/in-memory script.*rules\[0\]\.turns/);
     expect(() => createProvider('x', providerConfig({ type: 'scripted' }))).toThrow(/no script file/);
   });
 });

@@ -4,9 +4,24 @@
  * limit), a stream's error event, a non-JSON body, and a response that is not an event stream.
  */
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { AnthropicProvider, LlmError, OpenAiProvider, type LlmProvider, type StreamEvent } from '../../src/llm/index.js';
+import {
+  AnthropicProvider,
+  LlmError,
+  OpenAiProvider,
+  type LlmProvider,
+  type StreamEvent,
+} from '../../src/llm/index.js';
 import { registerSecrets } from '../../src/shared/secrets.js';
-import { frame, json, providerConfig, sse, startServer, text, type Handler, type TestServer } from './helpers/server.js';
+import {
+  frame,
+  json,
+  providerConfig,
+  sse,
+  startServer,
+  text,
+  type Handler,
+  type TestServer,
+} from './helpers/server.js';
 
 const KEY_ENV = 'CAXTON_TEST_SECRET_ERRORS_KEY';
 const KEY = 'sk-scrub-me-0123456789abcdefghij';
@@ -43,13 +58,35 @@ function expectNoKey(e: LlmError): void {
 const flavours: { name: string; make(url: string): LlmProvider; streamError: string[] }[] = [
   {
     name: 'openai',
-    make: (url) => new OpenAiProvider('p', providerConfig({ type: 'openai', base_url: url, api_key_env: KEY_ENV, model: 'm', max_retries: 0 })),
-    streamError: [frame({ error: { message: `upstream rejected Bearer ${KEY}`, type: 'invalid_request_error', param: null, code: 'invalid_api_key' } })],
+    make: (url) =>
+      new OpenAiProvider(
+        'p',
+        providerConfig({ type: 'openai', base_url: url, api_key_env: KEY_ENV, model: 'm', max_retries: 0 }),
+      ),
+    streamError: [
+      frame({
+        error: {
+          message: `upstream rejected Bearer ${KEY}`,
+          type: 'invalid_request_error',
+          param: null,
+          code: 'invalid_api_key',
+        },
+      }),
+    ],
   },
   {
     name: 'anthropic',
-    make: (url) => new AnthropicProvider('p', providerConfig({ type: 'anthropic', base_url: url, api_key_env: KEY_ENV, model: 'm', max_retries: 0 })),
-    streamError: [frame({ type: 'error', error: { type: 'authentication_error', message: `upstream rejected x-api-key ${KEY}` } }, 'error')],
+    make: (url) =>
+      new AnthropicProvider(
+        'p',
+        providerConfig({ type: 'anthropic', base_url: url, api_key_env: KEY_ENV, model: 'm', max_retries: 0 }),
+      ),
+    streamError: [
+      frame(
+        { type: 'error', error: { type: 'authentication_error', message: `upstream rejected x-api-key ${KEY}` } },
+        'error',
+      ),
+    ],
   },
 ];
 
@@ -57,7 +94,13 @@ describe.each(flavours)('$name', (f) => {
   const req = { model: 'm', messages: [{ role: 'user' as const, content: 'hi' }] };
 
   it('a 401 body echoing the key (raw, URL-encoded, inside Basic) is quoted without it', async () => {
-    const s = await serve(json(401, { error: { message: `bad key ${KEY} / ${encodeURIComponent(KEY)} / Basic ${Buffer.from(`u:${KEY}`).toString('base64')}` } }));
+    const s = await serve(
+      json(401, {
+        error: {
+          message: `bad key ${KEY} / ${encodeURIComponent(KEY)} / Basic ${Buffer.from(`u:${KEY}`).toString('base64')}`,
+        },
+      }),
+    );
     const e = await failure(f.make(s.url).chat(req));
     expect(e.kind).toBe('unauthorized');
     expect(e.message).toContain('bad key *** / *** / Basic');

@@ -5,9 +5,23 @@
  * (Anthropic's temperature range, OpenAI's four stop sequences) are refused before the call.
  */
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { AnthropicProvider, OpenAiProvider, type ChatMessage, type ChatRequest, type StreamEvent, type ToolSpec } from '../../src/llm/index.js';
+import {
+  AnthropicProvider,
+  OpenAiProvider,
+  type ChatMessage,
+  type ChatRequest,
+  type StreamEvent,
+  type ToolSpec,
+} from '../../src/llm/index.js';
 import { WireNames } from '../../src/llm/wire-names.js';
-import { anthropicMessage, anthropicStream, openaiCompletion, openaiStream, sendJson, wantsUsage } from '../helpers/llm-standin.js';
+import {
+  anthropicMessage,
+  anthropicStream,
+  openaiCompletion,
+  openaiStream,
+  sendJson,
+  wantsUsage,
+} from '../helpers/llm-standin.js';
 import { providerConfig, startServer, type Handler, type Hit, type TestServer } from './helpers/server.js';
 
 const API_NAME = /^[A-Za-z0-9_-]{1,64}$/;
@@ -19,7 +33,8 @@ describe('WireNames', () => {
     expect(names.toWire('get_weather')).toBe('get_weather');
     expect(names.toWire('csv_parser.parse')).toBe('csv_parser_parse');
     expect(names.toWire('everything.get-tiny-image')).toBe('everything_get-tiny-image');
-    for (const n of ['get_weather', 'csv_parser.parse', 'everything.get-tiny-image', 'mem.read_graph']) expect(names.fromWire(names.toWire(n))).toBe(n);
+    for (const n of ['get_weather', 'csv_parser.parse', 'everything.get-tiny-image', 'mem.read_graph'])
+      expect(names.fromWire(names.toWire(n))).toBe(n);
   });
 
   it('is free of collisions: a.b and a_b both present each get their own name', () => {
@@ -83,7 +98,13 @@ const history: ChatMessage[] = [
   { role: 'assistant', content: '', tool_calls: [{ id: 'call_0', name: 'csv_parser.parse', arguments: { n: 0 } }] },
   { role: 'tool', tool_call_id: 'call_0', name: 'csv_parser.parse', content: 'rows: 0' },
 ];
-const request = (extra: Partial<ChatRequest> = {}): ChatRequest => ({ model: 'm', messages: history, tools, tool_choice: { name: LONG }, ...extra });
+const request = (extra: Partial<ChatRequest> = {}): ChatRequest => ({
+  model: 'm',
+  messages: history,
+  tools,
+  tool_choice: { name: LONG },
+  ...extra,
+});
 
 /** The wire names a request offered, in order, after checking each is one the API accepts. */
 function offered(hit: Hit, api: 'openai' | 'anthropic'): string[] {
@@ -128,8 +149,24 @@ const expectedCalls = [
 ];
 
 describe.each([
-  ['openai', openaiModel, (url: string) => new OpenAiProvider('oai', providerConfig({ type: 'openai', base_url: `${url}/v1`, api_key_env: KEY_ENV, model: 'm' }))],
-  ['anthropic', anthropicModel, (url: string) => new AnthropicProvider('ant', providerConfig({ type: 'anthropic', base_url: url, api_key_env: KEY_ENV, model: 'm' }))],
+  [
+    'openai',
+    openaiModel,
+    (url: string) =>
+      new OpenAiProvider(
+        'oai',
+        providerConfig({ type: 'openai', base_url: `${url}/v1`, api_key_env: KEY_ENV, model: 'm' }),
+      ),
+  ],
+  [
+    'anthropic',
+    anthropicModel,
+    (url: string) =>
+      new AnthropicProvider(
+        'ant',
+        providerConfig({ type: 'anthropic', base_url: url, api_key_env: KEY_ENV, model: 'm' }),
+      ),
+  ],
 ] as const)('%s provider', (api, model, make) => {
   it('sends valid wire names for tools, history and tool_choice, and maps the calls back', async () => {
     const s = await startServer(model(false));
@@ -141,10 +178,14 @@ describe.each([
     expect(wire).not.toContain('"name":"csv_parser.parse"');
     if (api === 'openai') {
       expect((body.tool_choice as { function: { name: string } }).function.name).toMatch(API_NAME);
-      expect((body.messages as { tool_calls?: { function: { name: string } }[] }[])[1]!.tool_calls![0]!.function.name).toBe(offered(s.hits[0]!, 'openai')[0]);
+      expect(
+        (body.messages as { tool_calls?: { function: { name: string } }[] }[])[1]!.tool_calls![0]!.function.name,
+      ).toBe(offered(s.hits[0]!, 'openai')[0]);
     } else {
       expect((body.tool_choice as { name: string }).name).toMatch(API_NAME);
-      expect((body.messages as { content: { name?: string }[] }[])[1]!.content[0]!.name).toBe(offered(s.hits[0]!, 'anthropic')[0]);
+      expect((body.messages as { content: { name?: string }[] }[])[1]!.content[0]!.name).toBe(
+        offered(s.hits[0]!, 'anthropic')[0],
+      );
     }
   });
 
@@ -152,10 +193,14 @@ describe.each([
     const s = await startServer(model(true));
     servers.push(s);
     const events = await collect(make(s.url).stream(request()));
-    const calls = events.flatMap((e) => (e.type === 'tool_call' ? [{ name: e.call.name, arguments: e.call.arguments }] : []));
+    const calls = events.flatMap((e) =>
+      e.type === 'tool_call' ? [{ name: e.call.name, arguments: e.call.arguments }] : [],
+    );
     expect(calls).toEqual(expectedCalls);
     const done = events.at(-1);
-    expect(done?.type === 'done' && done.response.tool_calls.map((c) => c.name)).toEqual(expectedCalls.map((c) => c.name));
+    expect(done?.type === 'done' && done.response.tool_calls.map((c) => c.name)).toEqual(
+      expectedCalls.map((c) => c.name),
+    );
   });
 });
 
@@ -163,11 +208,23 @@ describe('values the APIs refuse are refused before the call, in Caxton’s word
   it('a temperature above 1 to an Anthropic-type provider, more than four stop sequences to an OpenAI-type one', async () => {
     const s = await startServer(() => undefined);
     servers.push(s);
-    const ant = new AnthropicProvider('ant', providerConfig({ type: 'anthropic', base_url: s.url, api_key_env: KEY_ENV, model: 'm' }));
-    const oai = new OpenAiProvider('oai', providerConfig({ type: 'openai', base_url: `${s.url}/v1`, api_key_env: KEY_ENV, model: 'm' }));
+    const ant = new AnthropicProvider(
+      'ant',
+      providerConfig({ type: 'anthropic', base_url: s.url, api_key_env: KEY_ENV, model: 'm' }),
+    );
+    const oai = new OpenAiProvider(
+      'oai',
+      providerConfig({ type: 'openai', base_url: `${s.url}/v1`, api_key_env: KEY_ENV, model: 'm' }),
+    );
     const hi: ChatMessage[] = [{ role: 'user', content: 'hi' }];
-    await expect(ant.chat({ model: 'm', messages: hi, temperature: 1.5 })).rejects.toMatchObject({ kind: 'bad_request', message: expect.stringContaining('at most 1 for an Anthropic-type provider') });
-    await expect(oai.chat({ model: 'm', messages: hi, stop: ['a', 'b', 'c', 'd', 'e'] })).rejects.toMatchObject({ kind: 'bad_request', message: expect.stringContaining('at most 4') });
+    await expect(ant.chat({ model: 'm', messages: hi, temperature: 1.5 })).rejects.toMatchObject({
+      kind: 'bad_request',
+      message: expect.stringContaining('at most 1 for an Anthropic-type provider'),
+    });
+    await expect(oai.chat({ model: 'm', messages: hi, stop: ['a', 'b', 'c', 'd', 'e'] })).rejects.toMatchObject({
+      kind: 'bad_request',
+      message: expect.stringContaining('at most 4'),
+    });
     expect(s.hits).toHaveLength(0);
   });
 });

@@ -10,7 +10,19 @@ import { McpClientManager, type McpServerStatus } from '../../src/mcp/index.js';
 import { ToolRegistry } from '../../src/tools/index.js';
 import { MemoryAuditSink } from '../../src/tools/wasm/audit.js';
 import { waitUntil } from '../helpers/wait.js';
-import { ctx, EVERYTHING, FILESYSTEM, freePort, httpServer, kill, killChildren, MEMORY, SLOW, startEverythingHttp, stdioServer } from './helpers.js';
+import {
+  ctx,
+  EVERYTHING,
+  FILESYSTEM,
+  freePort,
+  httpServer,
+  kill,
+  killChildren,
+  MEMORY,
+  SLOW,
+  startEverythingHttp,
+  stdioServer,
+} from './helpers.js';
 
 const dirs: string[] = [];
 const tmp = () => {
@@ -55,24 +67,38 @@ describe('stdio reference servers mounted as host tools', () => {
   it('lists every server ready with its tools registered as NAME.tool', () => {
     const byName = Object.fromEntries(mcp.statuses().map((s) => [s.name, s])) as Record<string, McpServerStatus>;
     expect(byName.everything).toMatchObject({ state: 'ready', transport: 'stdio', last_error: null, attempts: 0 });
-    expect(byName.everything!.tool_names).toEqual(expect.arrayContaining(['everything.echo', 'everything.get-sum', 'everything.trigger-long-running-operation']));
+    expect(byName.everything!.tool_names).toEqual(
+      expect.arrayContaining(['everything.echo', 'everything.get-sum', 'everything.trigger-long-running-operation']),
+    );
     expect(byName.everything!.tools).toBe(byName.everything!.tool_names.length);
     expect(byName.everything!.pid).toEqual(expect.any(Number));
     expect(byName.memory).toMatchObject({ state: 'ready' });
     expect(byName.memory!.tool_names).toEqual(expect.arrayContaining(['memory.create_entities', 'memory.read_graph']));
     expect(byName.fs!.tool_names).toEqual(expect.arrayContaining(['fs.read_text_file', 'fs.list_directory']));
     expect(byName.off).toMatchObject({ state: 'disabled', tools: 0 });
-    expect(tools.get('everything.echo')?.input_schema).toMatchObject({ type: 'object', properties: { message: { type: 'string' } } });
+    expect(tools.get('everything.echo')?.input_schema).toMatchObject({
+      type: 'object',
+      properties: { message: { type: 'string' } },
+    });
     expect(tools.list().some((t) => t.name.startsWith('off.'))).toBe(false);
   });
 
   it('calls echo and get-sum on server-everything', async () => {
-    expect(await tools.invoke(['everything.*'], 'everything.echo', { message: 'hi there' }, ctx())).toEqual({ content: 'Echo: hi there' });
-    expect(await tools.invoke(['everything.get-sum'], 'everything.get-sum', { a: 2, b: 40 }, ctx())).toEqual({ content: 'The sum of 2 and 40 is 42.' });
+    expect(await tools.invoke(['everything.*'], 'everything.echo', { message: 'hi there' }, ctx())).toEqual({
+      content: 'Echo: hi there',
+    });
+    expect(await tools.invoke(['everything.get-sum'], 'everything.get-sum', { a: 2, b: 40 }, ctx())).toEqual({
+      content: 'The sum of 2 and 40 is 42.',
+    });
   });
 
   it('creates entities and reads the graph back on server-memory', async () => {
-    const created = await tools.invoke(['memory.*'], 'memory.create_entities', { entities: [{ name: 'Caxton', entityType: 'project', observations: ['speaks MCP both ways'] }] }, ctx());
+    const created = await tools.invoke(
+      ['memory.*'],
+      'memory.create_entities',
+      { entities: [{ name: 'Caxton', entityType: 'project', observations: ['speaks MCP both ways'] }] },
+      ctx(),
+    );
     expect(created.is_error).toBeFalsy();
     const graph = await tools.invoke(['memory.*'], 'memory.read_graph', {}, ctx());
     expect(graph.is_error).toBeFalsy();
@@ -90,15 +116,31 @@ describe('stdio reference servers mounted as host tools', () => {
   it('obeys the allowlist: a tool not listed is refused, never run', async () => {
     const before = audit.records.length;
     const r = await tools.invoke(['memory.*', 'everything.get-sum'], 'everything.echo', { message: 'x' }, ctx());
-    expect(r).toEqual({ content: expect.stringContaining('tool "everything.echo" is not allowed for agent "tester"'), is_error: true });
+    expect(r).toEqual({
+      content: expect.stringContaining('tool "everything.echo" is not allowed for agent "tester"'),
+      is_error: true,
+    });
     expect(tools.specsFor(['everything.echo']).map((s) => s.name)).toEqual(['everything.echo']);
     expect(audit.records.length).toBe(before);
   });
 
   it('audits every call: server, tool, digest, outcome, sizes', async () => {
-    await tools.invoke(['everything.*'], 'everything.echo', { message: 'audited' }, { ...ctx(), conversation_id: 'conv_1' });
+    await tools.invoke(
+      ['everything.*'],
+      'everything.echo',
+      { message: 'audited' },
+      { ...ctx(), conversation_id: 'conv_1' },
+    );
     const rec = audit.records.at(-1)!;
-    expect(rec).toMatchObject({ agent: 'tester', execution_id: 'exec_test', conversation_id: 'conv_1', server: 'everything', tool: 'everything.echo', outcome: 'ok', fuel_used: 0 });
+    expect(rec).toMatchObject({
+      agent: 'tester',
+      execution_id: 'exec_test',
+      conversation_id: 'conv_1',
+      server: 'everything',
+      tool: 'everything.echo',
+      outcome: 'ok',
+      fuel_used: 0,
+    });
     expect(rec.args_digest).toMatch(/^[0-9a-f]{64}$/);
     expect(rec.input_bytes).toBe(Buffer.byteLength(JSON.stringify({ message: 'audited' })));
     expect(rec.output_bytes).toBe(Buffer.byteLength('Echo: audited'));
@@ -106,26 +148,51 @@ describe('stdio reference servers mounted as host tools', () => {
 
   it('times out a slow call at the deadline, cancels it, and the server keeps working', async () => {
     const t0 = Date.now();
-    const r = await tools.invoke(['everything.*'], 'everything.trigger-long-running-operation', { duration: 20, steps: 20 }, ctx(800));
+    const r = await tools.invoke(
+      ['everything.*'],
+      'everything.trigger-long-running-operation',
+      { duration: 20, steps: 20 },
+      ctx(800),
+    );
     const elapsed = Date.now() - t0;
     expect(r.is_error).toBe(true);
-    expect(r.content).toMatch(/MCP server "everything" did not answer tool "everything.trigger-long-running-operation" within \d+ ms; the call was cancelled|timed out/);
+    expect(r.content).toMatch(
+      /MCP server "everything" did not answer tool "everything.trigger-long-running-operation" within \d+ ms; the call was cancelled|timed out/,
+    );
     expect(elapsed).toBeLessThan(3000);
-    await waitUntil(() => audit.records.some((x) => x.tool === 'everything.trigger-long-running-operation' && x.outcome === 'timeout'), { timeoutMs: 5000, what: 'a timeout audit record' });
+    await waitUntil(
+      () =>
+        audit.records.some((x) => x.tool === 'everything.trigger-long-running-operation' && x.outcome === 'timeout'),
+      { timeoutMs: 5000, what: 'a timeout audit record' },
+    );
     expect(mcp.status('everything')!.state).toBe('ready');
-    expect(await tools.invoke(['everything.*'], 'everything.echo', { message: 'still here' }, ctx())).toEqual({ content: 'Echo: still here' });
+    expect(await tools.invoke(['everything.*'], 'everything.echo', { message: 'still here' }, ctx())).toEqual({
+      content: 'Echo: still here',
+    });
   });
 
   it('the server timeout applies when it is shorter than the deadline', async () => {
     const t = new ToolRegistry();
     // connect_timeout keeps the 500 ms call timeout off the child's start and handshake, which a
     // loaded machine can take seconds over (with one timeout for both, the connect kept failing).
-    const m = new McpClientManager({ tools: t, servers: { slow: stdioServer(EVERYTHING, ['stdio'], { timeout: 500, connect_timeout: 20_000 }) } });
+    const m = new McpClientManager({
+      tools: t,
+      servers: { slow: stdioServer(EVERYTHING, ['stdio'], { timeout: 500, connect_timeout: 20_000 }) },
+    });
     await m.start();
     try {
       expect(m.status('slow')!.state).toBe('ready');
-      const r = await t.invoke(['slow.*'], 'slow.trigger-long-running-operation', { duration: 10, steps: 10 }, ctx(20_000));
-      expect(r).toEqual({ content: 'MCP server "slow" did not answer tool "slow.trigger-long-running-operation" within 500 ms; the call was cancelled', is_error: true });
+      const r = await t.invoke(
+        ['slow.*'],
+        'slow.trigger-long-running-operation',
+        { duration: 10, steps: 10 },
+        ctx(20_000),
+      );
+      expect(r).toEqual({
+        content:
+          'MCP server "slow" did not answer tool "slow.trigger-long-running-operation" within 500 ms; the call was cancelled',
+        is_error: true,
+      });
     } finally {
       await m.close();
     }
@@ -134,10 +201,17 @@ describe('stdio reference servers mounted as host tools', () => {
 
   it('cancels the call when the execution is cancelled', async () => {
     const ac = new AbortController();
-    const p = tools.invoke(['everything.*'], 'everything.trigger-long-running-operation', { duration: 20, steps: 20 }, ctx(20_000, ac.signal));
+    const p = tools.invoke(
+      ['everything.*'],
+      'everything.trigger-long-running-operation',
+      { duration: 20, steps: 20 },
+      ctx(20_000, ac.signal),
+    );
     setTimeout(() => ac.abort(new Error('client went away')), 200);
     await expect(p).rejects.toThrow('client went away');
-    expect(await tools.invoke(['everything.*'], 'everything.echo', { message: 'after cancel' }, ctx())).toEqual({ content: 'Echo: after cancel' });
+    expect(await tools.invoke(['everything.*'], 'everything.echo', { message: 'after cancel' }, ctx())).toEqual({
+      content: 'Echo: after cancel',
+    });
   });
 
   it('child killed: status shows the failure, tools stay registered and fail clearly, then it reconnects', async () => {
@@ -159,7 +233,9 @@ describe('stdio reference servers mounted as host tools', () => {
     // Starting a new child and its handshake take longer than this call.
     const r = await tools.invoke(['everything.*'], 'everything.echo', { message: 'anyone?' }, ctx());
     expect(r.is_error).toBe(true);
-    expect(r.content).toMatch(/^MCP server "everything" is unavailable \(state: (failed|reconnecting); last error: connection lost: the server process exited/);
+    expect(r.content).toMatch(
+      /^MCP server "everything" is unavailable \(state: (failed|reconnecting); last error: connection lost: the server process exited/,
+    );
     expect(r.content).toContain('tool "everything.echo" cannot be called now');
     expect(audit.records.at(-1)).toMatchObject({ tool: 'everything.echo', outcome: 'io_error' });
 
@@ -175,17 +251,29 @@ describe('stdio reference servers mounted as host tools', () => {
     expect(up.reconnects).toBe(before.reconnects + 1);
     expect(up.pid).not.toBe(before.pid);
     expect(up.tools).toBe(count);
-    expect(await tools.invoke(['everything.*'], 'everything.echo', { message: 'back' }, ctx())).toEqual({ content: 'Echo: back' });
+    expect(await tools.invoke(['everything.*'], 'everything.echo', { message: 'back' }, ctx())).toEqual({
+      content: 'Echo: back',
+    });
   });
 
   it('a call in flight when the child dies fails with the server named', async () => {
     const pid = mcp.status('everything')!.pid!;
-    const p = tools.invoke(['everything.*'], 'everything.trigger-long-running-operation', { duration: 20, steps: 20 }, ctx());
+    const p = tools.invoke(
+      ['everything.*'],
+      'everything.trigger-long-running-operation',
+      { duration: 20, steps: 20 },
+      ctx(),
+    );
     setTimeout(() => process.kill(pid, 'SIGKILL'), 200);
     const r = await p;
     expect(r.is_error).toBe(true);
-    expect(r.content).toMatch(/^MCP server "everything" closed the connection during the call to "everything.trigger-long-running-operation": connection lost: the server process exited/);
-    await waitUntil(() => mcp.status('everything')!.state === 'ready', { timeoutMs: 10_000, what: 'everything to reconnect' });
+    expect(r.content).toMatch(
+      /^MCP server "everything" closed the connection during the call to "everything.trigger-long-running-operation": connection lost: the server process exited/,
+    );
+    await waitUntil(() => mcp.status('everything')!.state === 'ready', {
+      timeoutMs: 10_000,
+      what: 'everything to reconnect',
+    });
   });
 });
 
@@ -198,15 +286,24 @@ describe('deadlines and cancellation reach the MCP server', () => {
     // The server answers its handshake 1.5 s after it starts, the calls are cut at 300 ms.
     const mcp = new McpClientManager({
       tools,
-      servers: { short: stdioServer(SLOW, [], { env, timeout: 300 }), patient: stdioServer(SLOW, [], { env, timeout: 300, connect_timeout: 30_000 }) },
+      servers: {
+        short: stdioServer(SLOW, [], { env, timeout: 300 }),
+        patient: stdioServer(SLOW, [], { env, timeout: 300, connect_timeout: 30_000 }),
+      },
       backoff: { baseMs: 60_000, maxMs: 60_000 },
     });
     await mcp.start();
     try {
-      expect(mcp.status('short')).toMatchObject({ state: 'failed', last_error: expect.stringMatching(/^connecting failed: .*time/i) });
+      expect(mcp.status('short')).toMatchObject({
+        state: 'failed',
+        last_error: expect.stringMatching(/^connecting failed: .*time/i),
+      });
       expect(mcp.status('patient')!.state).toBe('ready');
       const r = await tools.invoke(['patient.*'], 'patient.wait', { ms: 20_000, tag: 'cut' }, ctx(20_000));
-      expect(r).toEqual({ content: 'MCP server "patient" did not answer tool "patient.wait" within 300 ms; the call was cancelled', is_error: true });
+      expect(r).toEqual({
+        content: 'MCP server "patient" did not answer tool "patient.wait" within 300 ms; the call was cancelled',
+        is_error: true,
+      });
     } finally {
       await mcp.close();
     }
@@ -216,21 +313,46 @@ describe('deadlines and cancellation reach the MCP server', () => {
     const events = join(tmp(), 'events.log');
     writeFileSync(events, '');
     const tools = new ToolRegistry();
-    const mcp = new McpClientManager({ tools, servers: { slow: stdioServer(SLOW, [], { env: { EVENTS_FILE: events } }) } });
+    const mcp = new McpClientManager({
+      tools,
+      servers: { slow: stdioServer(SLOW, [], { env: { EVENTS_FILE: events } }) },
+    });
     await mcp.start();
     const seen = () => readFileSync(events, 'utf8').trim().split('\n');
     try {
-      expect(await tools.invoke(['slow.*'], 'slow.wait', { ms: 10, tag: 'quick' }, ctx())).toEqual({ content: 'waited 10' });
+      expect(await tools.invoke(['slow.*'], 'slow.wait', { ms: 10, tag: 'quick' }, ctx())).toEqual({
+        content: 'waited 10',
+      });
 
       const r = await tools.invoke(['slow.*'], 'slow.wait', { tag: 'deadline' }, ctx(400));
-      expect(r).toEqual({ content: expect.stringMatching(/^MCP server "slow" did not answer tool "slow.wait" within \d+ ms; the call was cancelled$/), is_error: true });
-      await waitUntil(() => seen().includes('cancelled deadline'), { timeoutMs: 5000, what: 'the server to see the cancellation' });
+      expect(r).toEqual({
+        content: expect.stringMatching(
+          /^MCP server "slow" did not answer tool "slow.wait" within \d+ ms; the call was cancelled$/,
+        ),
+        is_error: true,
+      });
+      await waitUntil(() => seen().includes('cancelled deadline'), {
+        timeoutMs: 5000,
+        what: 'the server to see the cancellation',
+      });
 
       const ac = new AbortController();
       setTimeout(() => ac.abort(new Error('execution cancelled')), 200);
-      await expect(tools.invoke(['slow.*'], 'slow.wait', { tag: 'aborted' }, ctx(20_000, ac.signal))).rejects.toThrow('execution cancelled');
-      await waitUntil(() => seen().includes('cancelled aborted'), { timeoutMs: 5000, what: 'the server to see the cancellation' });
-      expect(seen()).toEqual(['started quick', 'finished quick', 'started deadline', 'cancelled deadline', 'started aborted', 'cancelled aborted']);
+      await expect(tools.invoke(['slow.*'], 'slow.wait', { tag: 'aborted' }, ctx(20_000, ac.signal))).rejects.toThrow(
+        'execution cancelled',
+      );
+      await waitUntil(() => seen().includes('cancelled aborted'), {
+        timeoutMs: 5000,
+        what: 'the server to see the cancellation',
+      });
+      expect(seen()).toEqual([
+        'started quick',
+        'finished quick',
+        'started deadline',
+        'cancelled deadline',
+        'started aborted',
+        'cancelled aborted',
+      ]);
     } finally {
       await mcp.close();
     }
@@ -248,8 +370,18 @@ describe('servers that cannot start', () => {
       tools,
       backoff: { baseMs: 50, maxMs: 200 },
       servers: {
-        missing: { command: '/nonexistent/mcp-server', args: [], env: {}, headers: {}, timeout: 2000, enabled: true, gateway: false },
-        crashing: stdioServer('-e', ['console.error("fatal: MCP_TOKEN is not set"); process.exit(3)'], { timeout: 2000 }),
+        missing: {
+          command: '/nonexistent/mcp-server',
+          args: [],
+          env: {},
+          headers: {},
+          timeout: 2000,
+          enabled: true,
+          gateway: false,
+        },
+        crashing: stdioServer('-e', ['console.error("fatal: MCP_TOKEN is not set"); process.exit(3)'], {
+          timeout: 2000,
+        }),
       },
     });
     await mcp.start();
@@ -280,13 +412,33 @@ describe('Streamable HTTP server mounted by url', () => {
     let child = await startEverythingHttp(port);
     const tools = new ToolRegistry();
     const audit = new MemoryAuditSink();
-    const mcp = new McpClientManager({ tools, audit, backoff: { baseMs: 100, maxMs: 500 }, pingIntervalMs: 200, servers: { web: httpServer(`http://127.0.0.1:${port}/mcp`) } });
+    const mcp = new McpClientManager({
+      tools,
+      audit,
+      backoff: { baseMs: 100, maxMs: 500 },
+      pingIntervalMs: 200,
+      servers: { web: httpServer(`http://127.0.0.1:${port}/mcp`) },
+    });
     await mcp.start();
     try {
-      expect(mcp.status('web')).toMatchObject({ state: 'ready', transport: 'http', target: `http://127.0.0.1:${port}/mcp`, pid: null });
-      expect(await tools.invoke(['web.*'], 'web.echo', { message: 'over http' }, ctx())).toEqual({ content: 'Echo: over http' });
-      expect(await tools.invoke(['web.*'], 'web.get-sum', { a: 1, b: 2 }, ctx())).toEqual({ content: 'The sum of 1 and 2 is 3.' });
-      const slow = await tools.invoke(['web.*'], 'web.trigger-long-running-operation', { duration: 20, steps: 20 }, ctx(600));
+      expect(mcp.status('web')).toMatchObject({
+        state: 'ready',
+        transport: 'http',
+        target: `http://127.0.0.1:${port}/mcp`,
+        pid: null,
+      });
+      expect(await tools.invoke(['web.*'], 'web.echo', { message: 'over http' }, ctx())).toEqual({
+        content: 'Echo: over http',
+      });
+      expect(await tools.invoke(['web.*'], 'web.get-sum', { a: 1, b: 2 }, ctx())).toEqual({
+        content: 'The sum of 1 and 2 is 3.',
+      });
+      const slow = await tools.invoke(
+        ['web.*'],
+        'web.trigger-long-running-operation',
+        { duration: 20, steps: 20 },
+        ctx(600),
+      );
       expect(slow.is_error).toBe(true);
 
       await kill(child);

@@ -18,7 +18,8 @@ function issues(toml: string): string[] {
   try {
     load(toml);
   } catch (e) {
-    if (e instanceof ConfigError) return e.issues.map((i) => `${i.field}: ${i.message}${i.line !== undefined ? ` @${i.line}` : ''}`);
+    if (e instanceof ConfigError)
+      return e.issues.map((i) => `${i.field}: ${i.message}${i.line !== undefined ? ` @${i.line}` : ''}`);
     throw e;
   }
   throw new Error('expected a ConfigError');
@@ -48,8 +49,20 @@ enabled = false
       enabled: true,
       gateway: false,
     });
-    expect(c.mcp_servers.remote).toMatchObject({ url: 'http://127.0.0.1:3001/mcp', timeout: 5000, connect_timeout: 120_000, enabled: false, args: [] });
-    expect(c.mcp).toEqual({ enabled: true, builtin_tools: ['calculator', 'current_time'], host_tools: ['*'], agents: ['*'], timeout: 120_000 });
+    expect(c.mcp_servers.remote).toMatchObject({
+      url: 'http://127.0.0.1:3001/mcp',
+      timeout: 5000,
+      connect_timeout: 120_000,
+      enabled: false,
+      args: [],
+    });
+    expect(c.mcp).toEqual({
+      enabled: true,
+      builtin_tools: ['calculator', 'current_time'],
+      host_tools: ['*'],
+      agents: ['*'],
+      timeout: 120_000,
+    });
   });
 
   it('no section: no servers', () => {
@@ -65,7 +78,9 @@ enabled = false
 
   it('refuses names with dots, unknown keys and bad URLs, with the line', () => {
     expect(issues('[mcp_servers."a.b"]\ncommand = "x"\n')[0]).toMatch(/no dots/);
-    expect(issues('[mcp_servers.x]\ncommand = "x"\ncomand = "y"\n')[0]).toMatch(/^mcp_servers\.x\.comand: unknown configuration key "comand" in \[mcp_servers\.x\] @3/);
+    expect(issues('[mcp_servers.x]\ncommand = "x"\ncomand = "y"\n')[0]).toMatch(
+      /^mcp_servers\.x\.comand: unknown configuration key "comand" in \[mcp_servers\.x\] @3/,
+    );
     expect(issues('[mcp_servers.x]\nurl = "not a url"\n')[0]).toMatch(/^mcp_servers\.x\.url: expected a URL/);
   });
 
@@ -103,9 +118,17 @@ client_secret_env = "BILLING_SECRET"
   });
 
   it('[mcp_servers.NAME.oauth]: refused on stdio, a secret without client, a registered code client without redirect_port, an unknown grant', () => {
-    expect(issues('[mcp_servers.x]\ncommand = "a"\n[mcp_servers.x.oauth]\n')[0]).toMatch(/^mcp_servers\.x\.oauth: .*needs "url"/);
-    expect(issues('[mcp_servers.x]\nurl = "https://a.example/mcp"\n[mcp_servers.x.oauth]\nclient_secret_env = "S"\n')[0]).toMatch(/client_secret_env needs client_id/);
-    expect(issues('[mcp_servers.x]\nurl = "https://a.example/mcp"\n[mcp_servers.x.oauth]\nclient_id = "c"\n')[0]).toMatch(/^mcp_servers\.x\.oauth\.redirect_port: a registered client/);
-    expect(issues('[mcp_servers.x]\nurl = "https://a.example/mcp"\n[mcp_servers.x.oauth]\ngrant = "password"\n')[0]).toMatch(/^mcp_servers\.x\.oauth\.grant/);
+    expect(issues('[mcp_servers.x]\ncommand = "a"\n[mcp_servers.x.oauth]\n')[0]).toMatch(
+      /^mcp_servers\.x\.oauth: .*needs "url"/,
+    );
+    expect(
+      issues('[mcp_servers.x]\nurl = "https://a.example/mcp"\n[mcp_servers.x.oauth]\nclient_secret_env = "S"\n')[0],
+    ).toMatch(/client_secret_env needs client_id/);
+    expect(
+      issues('[mcp_servers.x]\nurl = "https://a.example/mcp"\n[mcp_servers.x.oauth]\nclient_id = "c"\n')[0],
+    ).toMatch(/^mcp_servers\.x\.oauth\.redirect_port: a registered client/);
+    expect(
+      issues('[mcp_servers.x]\nurl = "https://a.example/mcp"\n[mcp_servers.x.oauth]\ngrant = "password"\n')[0],
+    ).toMatch(/^mcp_servers\.x\.oauth\.grant/);
   });
 });

@@ -17,7 +17,9 @@ import { repoRoot } from './helpers.js';
 const SHIM = join(repoRoot, 'scripts/node20-globsync.mjs');
 const SUITE = join(repoRoot, 'node_modules/@modelcontextprotocol/conformance/dist/index.js');
 const CLIENT = join(repoRoot, 'test/mcp/conformance/client.mjs');
-const EXPECTED = JSON.parse(readFileSync(join(repoRoot, 'test/mcp/conformance/expected-client-failures.json'), 'utf8')) as { not_offered: Record<string, { result: string; reason: string }> };
+const EXPECTED = JSON.parse(
+  readFileSync(join(repoRoot, 'test/mcp/conformance/expected-client-failures.json'), 'utf8'),
+) as { not_offered: Record<string, { result: string; reason: string }> };
 /** Per scenario (the suite's own client timeout is below it). */
 const SCENARIO_BUDGET_MS = 25_000;
 const CONCURRENCY = 3;
@@ -28,7 +30,11 @@ afterAll(() => rmSync(out, { recursive: true, force: true }));
 function run(args: string[], timeoutMs: number): Promise<{ code: number | null; text: string; ms: number }> {
   const t0 = Date.now();
   return new Promise((res) => {
-    const child = spawn(process.execPath, ['--import', SHIM, SUITE, ...args], { cwd: out, env: { PATH: process.env.PATH ?? '', HOME: out, NO_COLOR: '1' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['--import', SHIM, SUITE, ...args], {
+      cwd: out,
+      env: { PATH: process.env.PATH ?? '', HOME: out, NO_COLOR: '1' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let text = '';
     child.stdout.on('data', (d: Buffer) => (text += d.toString()));
     child.stderr.on('data', (d: Buffer) => (text += d.toString()));
@@ -55,11 +61,25 @@ describe('MCP conformance suite, client scenarios', () => {
     await Promise.all(
       Array.from({ length: CONCURRENCY }, async () => {
         for (let s = queue.shift(); s !== undefined; s = queue.shift()) {
-          const r = await run(['client', '--command', `${JSON.stringify(process.execPath)} ${JSON.stringify(CLIENT)}`, '--scenario', s, '--timeout', '15000', '-o', out], SCENARIO_BUDGET_MS);
+          const r = await run(
+            [
+              'client',
+              '--command',
+              `${JSON.stringify(process.execPath)} ${JSON.stringify(CLIENT)}`,
+              '--scenario',
+              s,
+              '--timeout',
+              '15000',
+              '-o',
+              out,
+            ],
+            SCENARIO_BUDGET_MS,
+          );
           const text = plain(r.text);
           const summary = /^Passed: .*$/m.exec(text)?.[0] ?? `no result (exit ${r.code})`;
           const m = /Passed: (\d+)\/(\d+), (\d+) failed, (\d+) warnings/.exec(summary);
-          const result = r.code === 0 && m && m[3] === '0' && m[4] === '0' ? 'pass' : m && m[3] === '0' ? 'warning' : 'fail';
+          const result =
+            r.code === 0 && m && m[3] === '0' && m[4] === '0' ? 'pass' : m && m[3] === '0' ? 'warning' : 'fail';
           results[s] = { result, summary, ms: r.ms };
         }
       }),

@@ -19,13 +19,17 @@ const SHIM = join(repoRoot, 'scripts/node20-globsync.mjs');
 /** The whole run takes about 2 s; this bounds a hung scenario. */
 const BUDGET_MS = 120_000;
 
-const conformance = (args: string[], timeoutMs = BUDGET_MS) => run(process.execPath, ['--import', SHIM, CONFORMANCE, ...args], { timeoutMs });
+const conformance = (args: string[], timeoutMs = BUDGET_MS) =>
+  run(process.execPath, ['--import', SHIM, CONFORMANCE, ...args], { timeoutMs });
 
 /** The scenario names of docs/mcp.md's "conformance-not-offered" table. */
 function notOffered(markdown: string): string[] {
   const start = markdown.indexOf('<!-- conformance-not-offered');
   const end = markdown.indexOf('<!-- end conformance-not-offered -->');
-  if (start < 0 || end < start) throw new Error('docs/mcp.md has no <!-- conformance-not-offered ... --> ... <!-- end conformance-not-offered --> block');
+  if (start < 0 || end < start)
+    throw new Error(
+      'docs/mcp.md has no <!-- conformance-not-offered ... --> ... <!-- end conformance-not-offered --> block',
+    );
   const names: string[] = [];
   for (const line of markdown.slice(start, end).split('\n')) {
     const m = /^\|\s*`([a-z0-9-]+)`\s*\|\s*\S/.exec(line);
@@ -77,7 +81,11 @@ beforeAll(async () => {
   const dir = makeTempDir('caxton-mcp-conformance-');
   writeFileSync(join(dir, 'replies.toml'), '[[rules]]\ncontent = "You said: {{request}}"\n');
   // An agent without a description too: prompts/list must still describe every prompt (the suite checks).
-  t = await startTestServer({ dir, toml, agentFiles: { 'assistant.toml': agent, 'terse.toml': 'name = "terse"\nsystem_prompt = "Be brief."\n' } });
+  t = await startTestServer({
+    dir,
+    toml,
+    agentFiles: { 'assistant.toml': agent, 'terse.toml': 'name = "terse"\nsystem_prompt = "Be brief."\n' },
+  });
   // A finished conversation, so resources/list carries one (the suite checks every listed resource).
   const sent = await fetch(`${t.url}/api/v1/messages?wait=20`, {
     method: 'POST',
@@ -118,7 +126,10 @@ describe('MCP conformance suite, server scenarios, against POST /mcp', () => {
       if (m && existsSync(file)) checks.set(m[1]!, JSON.parse(readFileSync(file, 'utf8')) as Check[]);
     }
     const ran = [...checks.keys()].sort();
-    expect(ran, `scenarios without results (exit ${res.code}):\n${res.stdout.slice(-3000)}\n${res.stderr.slice(-2000)}`).toEqual(all);
+    expect(
+      ran,
+      `scenarios without results (exit ${res.code}):\n${res.stdout.slice(-3000)}\n${res.stderr.slice(-2000)}`,
+    ).toEqual(all);
 
     const failing = ran.filter((s) => checks.get(s)!.some((c) => c.status === 'FAILURE')).sort();
     const passing = ran.filter((s) => !failing.includes(s));
@@ -139,7 +150,10 @@ describe('MCP conformance suite, server scenarios, against POST /mcp', () => {
     // New failures (a regression, or a scenario to add to the docs' table with its reason), and
     // scenarios that pass although the docs say Caxton fails them (remove their rows).
     expect(
-      { failingButNotListed: failing.filter((s) => !expected.includes(s)), listedButPassing: expected.filter((s) => !failing.includes(s)) },
+      {
+        failingButNotListed: failing.filter((s) => !expected.includes(s)),
+        listedButPassing: expected.filter((s) => !failing.includes(s)),
+      },
       `the failing scenarios differ from docs/mcp.md's conformance-not-offered table; failures:\n${why.join('\n')}`,
     ).toEqual({ failingButNotListed: [], listedButPassing: [] });
     expect(seconds).toBeLessThan(BUDGET_MS / 1000);

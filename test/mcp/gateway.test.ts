@@ -30,7 +30,9 @@ const keyFor = (name: string, body: Record<string, unknown>) => createKey(srv.ur
 
 async function withClient<T>(key: string, fn: (c: Client) => Promise<T>): Promise<T> {
   const client = new Client({ name: 'gateway-test', version: '1.0.0' });
-  await client.connect(new StreamableHTTPClientTransport(new URL(`${srv.url}/mcp`), { requestInit: { headers: as(key) } }));
+  await client.connect(
+    new StreamableHTTPClientTransport(new URL(`${srv.url}/mcp`), { requestInit: { headers: as(key) } }),
+  );
   try {
     return await fn(client);
   } finally {
@@ -46,7 +48,8 @@ const failure = (p: Promise<unknown>) =>
 
 async function metric(tool: string, via: string): Promise<number> {
   for (const line of (await srv.server.metrics.registry.metrics()).split('\n'))
-    if (line.startsWith('caxton_tool_calls_total{') && line.includes(`tool="${tool}"`) && line.includes(`via="${via}"`)) return Number(line.slice(line.lastIndexOf(' ') + 1));
+    if (line.startsWith('caxton_tool_calls_total{') && line.includes(`tool="${tool}"`) && line.includes(`via="${via}"`))
+      return Number(line.slice(line.lastIndexOf(' ') + 1));
   return 0;
 }
 
@@ -97,11 +100,21 @@ describe('the gateway: tools', () => {
 
   it('passes results through unchanged (image, embedded resource, isError) and forwards progress with the client’s token', async () => {
     await withClient(admin, async (c) => {
-      expect(await c.callTool({ name: 'test_image_content' })).toMatchObject({ content: [{ type: 'image', data: PNG, mimeType: 'image/png' }] });
-      expect(await c.callTool({ name: 'test_embedded_resource' })).toMatchObject({
-        content: [{ type: 'resource', resource: { uri: 'test://embedded-resource', text: 'This is an embedded resource content.' } }],
+      expect(await c.callTool({ name: 'test_image_content' })).toMatchObject({
+        content: [{ type: 'image', data: PNG, mimeType: 'image/png' }],
       });
-      expect(await c.callTool({ name: 'test_error_handling' })).toMatchObject({ isError: true, content: [{ text: 'This tool intentionally returns an error for testing' }] });
+      expect(await c.callTool({ name: 'test_embedded_resource' })).toMatchObject({
+        content: [
+          {
+            type: 'resource',
+            resource: { uri: 'test://embedded-resource', text: 'This is an embedded resource content.' },
+          },
+        ],
+      });
+      expect(await c.callTool({ name: 'test_error_handling' })).toMatchObject({
+        isError: true,
+        content: [{ text: 'This tool intentionally returns an error for testing' }],
+      });
       const seen: Progress[] = [];
       await c.callTool({ name: 'test_tool_with_progress' }, undefined, { onprogress: (p) => seen.push(p) });
       expect(seen).toEqual([
@@ -117,7 +130,12 @@ describe('the gateway: tools', () => {
     await withClient(admin, (c) => c.callTool({ name: 'test_simple_text' }));
     expect(await metric('everything.test_simple_text', 'mcp')).toBe(before + 1);
     // Agents and the REST catalogue still see the host tool everything.test_simple_text.
-    const listed = await http<{ servers: { name: string; tools: { name: string }[] }[] }>(srv.url, 'GET', '/api/v1/tools', { headers: as(admin) });
+    const listed = await http<{ servers: { name: string; tools: { name: string }[] }[] }>(
+      srv.url,
+      'GET',
+      '/api/v1/tools',
+      { headers: as(admin) },
+    );
     expect(JSON.stringify(listed.json)).toContain('everything.test_simple_text');
   });
 });
@@ -127,11 +145,20 @@ describe('the gateway: prompts, resources, completions', () => {
     await withClient(admin, async (c) => {
       const names = (await c.listPrompts()).prompts.map((p) => p.name);
       expect(names[0]).toBe('helper');
-      expect(names.slice(1)).toEqual(['test_simple_prompt', 'test_prompt_with_arguments', 'test_prompt_with_embedded_resource', 'test_prompt_with_image']);
+      expect(names.slice(1)).toEqual([
+        'test_simple_prompt',
+        'test_prompt_with_arguments',
+        'test_prompt_with_embedded_resource',
+        'test_prompt_with_image',
+      ]);
       const got = await c.getPrompt({ name: 'test_prompt_with_arguments', arguments: { arg1: 'a', arg2: 'b' } });
-      expect(got.messages).toEqual([{ role: 'user', content: { type: 'text', text: "Prompt with arguments: arg1='a', arg2='b'" } }]);
+      expect(got.messages).toEqual([
+        { role: 'user', content: { type: 'text', text: "Prompt with arguments: arg1='a', arg2='b'" } },
+      ]);
       // Caxton's own prompt is still Caxton's.
-      expect((await c.getPrompt({ name: 'helper', arguments: { request: 'hi' } })).messages[0]!.content).toMatchObject({ text: 'Help.' });
+      expect((await c.getPrompt({ name: 'helper', arguments: { request: 'hi' } })).messages[0]!.content).toMatchObject({
+        text: 'Help.',
+      });
       await expect(c.getPrompt({ name: 'no_such_prompt' })).rejects.toMatchObject({ code: -32602 });
     });
   });
@@ -143,24 +170,40 @@ describe('the gateway: prompts, resources, completions', () => {
       expect(uris).toEqual(expect.arrayContaining(['test://static-text', 'test://static-binary']));
       const templates = (await c.listResourceTemplates()).resourceTemplates.map((t) => t.uriTemplate);
       expect(templates).toEqual(expect.arrayContaining(['caxton://agents/{name}', 'test://template/{id}/data']));
-      expect(await c.readResource({ uri: 'test://static-binary' })).toEqual({ contents: [{ uri: 'test://static-binary', mimeType: 'image/png', blob: PNG }] });
+      expect(await c.readResource({ uri: 'test://static-binary' })).toEqual({
+        contents: [{ uri: 'test://static-binary', mimeType: 'image/png', blob: PNG }],
+      });
       const t = await c.readResource({ uri: 'test://template/123/data' });
-      expect(JSON.parse((t.contents[0] as { text: string }).text)).toEqual({ id: '123', templateTest: true, data: 'Data for ID: 123' });
+      expect(JSON.parse((t.contents[0] as { text: string }).text)).toEqual({
+        id: '123',
+        templateTest: true,
+        data: 'Data for ID: 123',
+      });
       // Neither listed nor matched by a template: not found, without asking the server.
       expect(await failure(c.readResource({ uri: 'test://nothing-here' }))).toMatchObject({ code: -32002 });
-      const done = await c.complete({ ref: { type: 'ref/prompt', name: 'test_prompt_with_arguments' }, argument: { name: 'arg1', value: 't' } });
+      const done = await c.complete({
+        ref: { type: 'ref/prompt', name: 'test_prompt_with_arguments' },
+        argument: { name: 'arg1', value: 't' },
+      });
       expect(done.completion.values).toEqual(['test-completion']);
       // Caxton's own prompts have nothing to complete.
-      expect((await c.complete({ ref: { type: 'ref/prompt', name: 'helper' }, argument: { name: 'request', value: 'x' } })).completion.values).toEqual([]);
+      expect(
+        (await c.complete({ ref: { type: 'ref/prompt', name: 'helper' }, argument: { name: 'request', value: 'x' } }))
+          .completion.values,
+      ).toEqual([]);
     });
   });
 
   it('scrubs the configured secrets from what it passes through (tool results, prompts, resources)', async () => {
     await withClient(admin, async (c) => {
-      const echoed = JSON.stringify(await c.callTool({ name: 'json_schema_2020_12_tool', arguments: { name: SECRET } }));
+      const echoed = JSON.stringify(
+        await c.callTool({ name: 'json_schema_2020_12_tool', arguments: { name: SECRET } }),
+      );
       expect(echoed).not.toContain(SECRET);
       expect(echoed).toContain('***');
-      const prompt = JSON.stringify(await c.getPrompt({ name: 'test_prompt_with_arguments', arguments: { arg1: SECRET, arg2: 'b' } }));
+      const prompt = JSON.stringify(
+        await c.getPrompt({ name: 'test_prompt_with_arguments', arguments: { arg1: SECRET, arg2: 'b' } }),
+      );
       expect(prompt).not.toContain(SECRET);
       expect(prompt).toContain("arg1='***'");
       const read = JSON.stringify(await c.readResource({ uri: `test://template/${SECRET}/data` }));
@@ -176,7 +219,9 @@ describe('the gateway under API keys', () => {
       expect((await c.listTools()).tools.map((t) => t.name)).not.toContain('test_simple_text');
       expect((await c.listPrompts()).prompts.map((p) => p.name)).not.toContain('test_simple_prompt');
       expect((await c.listResources()).resources.map((r) => r.uri)).not.toContain('test://static-text');
-      expect((await c.listResourceTemplates()).resourceTemplates.map((t) => t.uriTemplate)).not.toContain('test://template/{id}/data');
+      expect((await c.listResourceTemplates()).resourceTemplates.map((t) => t.uriTemplate)).not.toContain(
+        'test://template/{id}/data',
+      );
       expect(await failure(c.readResource({ uri: 'test://static-text' }))).toMatchObject({ code: -32002 });
       expect(await failure(c.getPrompt({ name: 'test_simple_prompt' }))).toMatchObject({ code: -32602 });
       const refused = await c.callTool({ name: 'test_simple_text' });
@@ -195,13 +240,17 @@ describe('the gateway under API keys', () => {
     const key = await keyFor('gw-one-tool', { role: 'developer', tools: ['everything.test_simple_text'] });
     await withClient(key, async (c) => {
       expect((await c.listTools()).tools.map((t) => t.name)).toContain('test_simple_text');
-      expect(await c.callTool({ name: 'test_simple_text' })).toMatchObject({ content: [{ type: 'text', text: 'This is a simple text response for testing.' }] });
+      expect(await c.callTool({ name: 'test_simple_text' })).toMatchObject({
+        content: [{ type: 'text', text: 'This is a simple text response for testing.' }],
+      });
       expect((await c.listPrompts()).prompts.map((p) => p.name)).not.toContain('test_simple_prompt');
     });
     const all = await keyFor('gw-whole-server', { role: 'developer', tools: ['everything.*'] });
     await withClient(all, async (c) => {
       expect((await c.listPrompts()).prompts.map((p) => p.name)).toContain('test_simple_prompt');
-      expect((await c.readResource({ uri: 'test://static-text' })).contents[0]).toMatchObject({ text: 'This is the content of the static text resource.' });
+      expect((await c.readResource({ uri: 'test://static-text' })).contents[0]).toMatchObject({
+        text: 'This is the content of the static text resource.',
+      });
     });
   });
 });

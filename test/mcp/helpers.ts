@@ -32,8 +32,21 @@ export const SLOW = join(repoRoot, 'test/mcp/fixtures/slow-server.mjs');
 export const INSPECTOR = join(repoRoot, 'node_modules/@modelcontextprotocol/inspector/cli/build/cli.js');
 
 /** A parsed `[mcp_servers.NAME]` entry for a stdio server run with this Node. */
-export function stdioServer(script: string, args: string[] = [], extra: Partial<McpServerConfig> = {}): McpServerConfig {
-  return { command: process.execPath, args: [script, ...args], env: {}, headers: {}, timeout: 10_000, enabled: true, gateway: false, ...extra };
+export function stdioServer(
+  script: string,
+  args: string[] = [],
+  extra: Partial<McpServerConfig> = {},
+): McpServerConfig {
+  return {
+    command: process.execPath,
+    args: [script, ...args],
+    env: {},
+    headers: {},
+    timeout: 10_000,
+    enabled: true,
+    gateway: false,
+    ...extra,
+  };
 }
 
 export function httpServer(url: string, extra: Partial<McpServerConfig> = {}): McpServerConfig {
@@ -61,7 +74,10 @@ const children = new Set<ChildProcess>();
 /** server-everything in its Streamable HTTP mode on `port` (endpoint /mcp); resolves once it listens. */
 export function startEverythingHttp(port: number): Promise<ChildProcess> {
   return new Promise((res, rej) => {
-    const child = spawn(process.execPath, [EVERYTHING, 'streamableHttp'], { env: { PATH: process.env.PATH ?? '', PORT: String(port) }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [EVERYTHING, 'streamableHttp'], {
+      env: { PATH: process.env.PATH ?? '', PORT: String(port) },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     children.add(child);
     let out = '';
     const timer = setTimeout(() => rej(new Error(`server-everything (streamableHttp) did not start: ${out}`)), 15_000);
@@ -96,9 +112,17 @@ export async function killChildren(): Promise<void> {
 }
 
 /** Runs a command to completion, collecting its output. */
-export function run(cmd: string, args: string[], opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export function run(
+  cmd: string,
+  args: string[],
+  opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv; cwd?: string } = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((res, rej) => {
-    const child = spawn(cmd, args, { env: opts.env ?? process.env, cwd: opts.cwd ?? repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(cmd, args, {
+      env: opts.env ?? process.env,
+      cwd: opts.cwd ?? repoRoot,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     children.add(child);
     let stdout = '';
     let stderr = '';

@@ -17,11 +17,14 @@ let key: string;
 
 async function connect(k: string): Promise<Client> {
   const client = new Client({ name: 'memory-scope', version: '1.0.0' });
-  await client.connect(new StreamableHTTPClientTransport(new URL(`${srv.url}/mcp`), { requestInit: { headers: bearer(k) } }));
+  await client.connect(
+    new StreamableHTTPClientTransport(new URL(`${srv.url}/mcp`), { requestInit: { headers: bearer(k) } }),
+  );
   return client;
 }
 
-const textOf = (r: Record<string, unknown>) => (r.content as { type: string; text: string }[]).map((c) => c.text).join('');
+const textOf = (r: Record<string, unknown>) =>
+  (r.content as { type: string; text: string }[]).map((c) => c.text).join('');
 
 async function globalEntities(): Promise<string[]> {
   const r = await http(srv.url, 'GET', '/api/v1/memory/entities?scope=global', { headers: bearer(admin) });
@@ -34,7 +37,10 @@ beforeAll(async () => {
   admin = adminKeyOf(srv.dataDir);
   for (const scope of ['workspace', 'global']) {
     const r = await http(srv.url, 'POST', '/api/v1/memory/entities', {
-      body: JSON.stringify({ scope, entities: [{ name: `Secret-${scope}`, entityType: 'note', observations: [`kept in ${scope}`] }] }),
+      body: JSON.stringify({
+        scope,
+        entities: [{ name: `Secret-${scope}`, entityType: 'note', observations: [`kept in ${scope}`] }],
+      }),
       contentType: 'application/json',
       headers: bearer(admin),
     });
@@ -56,8 +62,14 @@ describe('memory tools through MCP under a key limited to some memory scopes', (
         ['read_graph', { scope: 'global' }],
         ['search_nodes', { scope: 'global', query: 'kept' }],
         ['open_nodes', { scope: 'global', names: ['Secret-global'] }],
-        ['create_entities', { scope: 'global', entities: [{ name: 'Injected', entityType: 'note', observations: ['x'] }] }],
-        ['add_observations', { scope: 'global', observations: [{ entityName: 'Secret-global', contents: ['changed'] }] }],
+        [
+          'create_entities',
+          { scope: 'global', entities: [{ name: 'Injected', entityType: 'note', observations: ['x'] }] },
+        ],
+        [
+          'add_observations',
+          { scope: 'global', observations: [{ entityName: 'Secret-global', contents: ['changed'] }] },
+        ],
         ['delete_entities', { scope: 'global', entityNames: ['Secret-global'] }],
       ];
       for (const [name, args] of calls) {
@@ -70,7 +82,9 @@ describe('memory tools through MCP under a key limited to some memory scopes', (
       await client.close();
     }
     expect(await globalEntities()).toEqual(['Secret-global']);
-    const e = await http(srv.url, 'GET', '/api/v1/memory/entities/Secret-global?scope=global', { headers: bearer(admin) });
+    const e = await http(srv.url, 'GET', '/api/v1/memory/entities/Secret-global?scope=global', {
+      headers: bearer(admin),
+    });
     expect(JSON.parse(e.text).entities[0].observations).toEqual(['kept in global']);
   });
 
@@ -83,9 +97,15 @@ describe('memory tools through MCP under a key limited to some memory scopes', (
       const found = await client.callTool({ name: 'search_nodes', arguments: { scope: 'workspace', query: 'kept' } });
       expect(found.isError ?? false, textOf(found)).toBe(false);
       expect(textOf(found)).toContain('Secret-workspace');
-      const created = await client.callTool({ name: 'create_entities', arguments: { scope: 'workspace', entities: [{ name: 'Made', entityType: 'note', observations: ['y'] }] } });
+      const created = await client.callTool({
+        name: 'create_entities',
+        arguments: { scope: 'workspace', entities: [{ name: 'Made', entityType: 'note', observations: ['y'] }] },
+      });
       expect(created.isError ?? false, textOf(created)).toBe(false);
-      const deleted = await client.callTool({ name: 'delete_entities', arguments: { scope: 'workspace', entityNames: ['Made'] } });
+      const deleted = await client.callTool({
+        name: 'delete_entities',
+        arguments: { scope: 'workspace', entityNames: ['Made'] },
+      });
       expect(deleted.isError ?? false, textOf(deleted)).toBe(false);
     } finally {
       await client.close();
@@ -103,11 +123,19 @@ describe('memory tools through MCP under a key limited to some memory scopes', (
   });
 
   it('REST gives the same answers for the same key', async () => {
-    const post = (path: string, body: unknown) => http(srv.url, 'POST', path, { body: JSON.stringify(body), contentType: 'application/json', headers: bearer(key) });
+    const post = (path: string, body: unknown) =>
+      http(srv.url, 'POST', path, {
+        body: JSON.stringify(body),
+        contentType: 'application/json',
+        headers: bearer(key),
+      });
     const refused = [
       await http(srv.url, 'GET', '/api/v1/memory/entities?scope=global', { headers: bearer(key) }),
       await post('/api/v1/memory/search', { query: 'kept', scope: 'global' }),
-      await post('/api/v1/memory/entities', { scope: 'global', entities: [{ name: 'Injected', entityType: 'note', observations: ['x'] }] }),
+      await post('/api/v1/memory/entities', {
+        scope: 'global',
+        entities: [{ name: 'Injected', entityType: 'note', observations: ['x'] }],
+      }),
       await post('/api/v1/memory/entities/delete', { scope: 'global', entityNames: ['Secret-global'] }),
     ];
     for (const r of refused) {
@@ -115,7 +143,9 @@ describe('memory tools through MCP under a key limited to some memory scopes', (
       expect(JSON.parse(r.text)).toMatchObject({ error: { code: 'forbidden' } });
       expect(r.text).toContain('"global"');
     }
-    expect((await http(srv.url, 'GET', '/api/v1/memory/entities?scope=workspace', { headers: bearer(key) })).status).toBe(200);
+    expect(
+      (await http(srv.url, 'GET', '/api/v1/memory/entities?scope=workspace', { headers: bearer(key) })).status,
+    ).toBe(200);
     expect((await post('/api/v1/memory/search', { query: 'kept', scope: 'workspace' })).status).toBe(200);
     expect(await globalEntities()).toEqual(['Secret-global']);
   });
@@ -124,15 +154,18 @@ describe('memory tools through MCP under a key limited to some memory scopes', (
     const auditedKey = await createKey(srv.url, admin, 'dev-audited', { role: 'developer', memory: ['workspace'] });
     const client = await connect(auditedKey);
     try {
-      await client.callTool({ name: 'delete_entities', arguments: { scope: 'global', entityNames: ['Secret-global'] } });
+      await client.callTool({
+        name: 'delete_entities',
+        arguments: { scope: 'global', entityNames: ['Secret-global'] },
+      });
     } finally {
       await client.close();
     }
     const r = await http(srv.url, 'GET', '/api/v1/audit?action=mcp.tool_call', { headers: bearer(admin) });
     expect(r.status, r.text).toBe(200);
-    const rows = (JSON.parse(r.text) as { records: { target?: string; outcome: string; principal: string | { id: string } }[] }).records.filter(
-      (e) => e.target === 'delete_entities' && JSON.stringify(e.principal).includes('dev-audited'),
-    );
+    const rows = (
+      JSON.parse(r.text) as { records: { target?: string; outcome: string; principal: string | { id: string } }[] }
+    ).records.filter((e) => e.target === 'delete_entities' && JSON.stringify(e.principal).includes('dev-audited'));
     expect(rows.map((e) => e.outcome)).toEqual(['denied']);
   });
 });

@@ -22,7 +22,12 @@ import { startOAuthMcpServer, type OAuthMcpServer } from './fixtures/oauth-serve
 import { ctx, freePort, httpServer } from './helpers.js';
 
 const CC_SECRET = 'cc-secret-0123456789abcdef';
-const oauth = (o: Partial<NonNullable<McpServerConfig['oauth']>>): NonNullable<McpServerConfig['oauth']> => ({ grant: 'authorization_code', scopes: [], client_name: 'Caxton', ...o });
+const oauth = (o: Partial<NonNullable<McpServerConfig['oauth']>>): NonNullable<McpServerConfig['oauth']> => ({
+  grant: 'authorization_code',
+  scopes: [],
+  client_name: 'Caxton',
+  ...o,
+});
 
 let as: OAuthMcpServer;
 let db: Db;
@@ -32,7 +37,12 @@ let logText = '';
 
 beforeAll(async () => {
   as = await startOAuthMcpServer();
-  as.registerClient({ client_id: 'caxton-cc', client_secret: CC_SECRET, redirect_uris: [], grant_types: ['client_credentials'] });
+  as.registerClient({
+    client_id: 'caxton-cc',
+    client_secret: CC_SECRET,
+    redirect_uris: [],
+    grant_types: ['client_credentials'],
+  });
   db = openDatabase(makeTempDir('caxton-oauth-'), 'caxton.db');
   migrate(db, MCP_OAUTH_MIGRATIONS);
   tools = new ToolRegistry();
@@ -50,7 +60,9 @@ beforeAll(async () => {
     pingIntervalMs: 0,
     backoff: { baseMs: 100, maxMs: 500 },
     servers: {
-      cc: httpServer(as.mcpUrl, { oauth: oauth({ grant: 'client_credentials', client_id: 'caxton-cc', client_secret_env: 'CC_SECRET' }) }),
+      cc: httpServer(as.mcpUrl, {
+        oauth: oauth({ grant: 'client_credentials', client_id: 'caxton-cc', client_secret_env: 'CC_SECRET' }),
+      }),
       ac: httpServer(as.mcpUrl, { oauth: oauth({}) }),
     },
   });
@@ -69,7 +81,10 @@ const status = (name: string): McpServerStatus => mcp.status(name)!;
 describe('client_credentials', () => {
   it('connects unattended with a token from the token endpoint', async () => {
     expect(status('cc').last_error).toBeNull();
-    expect(status('cc')).toMatchObject({ state: 'ready', auth: { grant: 'client_credentials', state: 'authorized', client: 'registered', refreshable: false } });
+    expect(status('cc')).toMatchObject({
+      state: 'ready',
+      auth: { grant: 'client_credentials', state: 'authorized', client: 'registered', refreshable: false },
+    });
     expect(as.counts.client_credentials).toBeGreaterThanOrEqual(1);
     expect(await tools.invoke(['cc.*'], 'cc.secret_hello', {}, ctx())).toEqual({ content: 'hello, authorized caller' });
   });
@@ -90,7 +105,11 @@ describe('authorization_code', () => {
     expect(s.last_error).toContain('needs authorization');
     expect(s.last_error).toContain('caxton mcp login ac');
     expect(s.next_retry_at).toBeNull();
-    expect(s.auth).toMatchObject({ grant: 'authorization_code', state: 'needs_authorization', login_command: 'caxton mcp login ac' });
+    expect(s.auth).toMatchObject({
+      grant: 'authorization_code',
+      state: 'needs_authorization',
+      login_command: 'caxton mcp login ac',
+    });
   });
 
   it('registers no tools and registers no client until a login (nothing is sent to the registration endpoint)', () => {
@@ -108,21 +127,32 @@ describe('authorization_code', () => {
     expect(url.searchParams.get('redirect_uri')).toBe('http://127.0.0.1:45999/callback');
     expect(as.counts.register).toBe(1);
     // The PKCE verifier and state are kept in the row until the exchange.
-    const pending = db.prepare('SELECT code_verifier, login_state, tokens FROM mcp_oauth WHERE server = ?').get('ac') as Record<string, string | null>;
+    const pending = db
+      .prepare('SELECT code_verifier, login_state, tokens FROM mcp_oauth WHERE server = ?')
+      .get('ac') as Record<string, string | null>;
     expect(pending.code_verifier).toEqual(expect.any(String));
     expect(pending.login_state).toBe(url.searchParams.get('state'));
     // The person approves: the authorization server redirects to the loopback URI with the code.
     const res = await fetch(url, { redirect: 'manual' });
     const back = new URL(res.headers.get('location')!);
-    await expect(conn.completeLogin(back.searchParams.get('code')!, 'not-the-state')).rejects.toThrow(/state of the redirect does not match/);
+    await expect(conn.completeLogin(back.searchParams.get('code')!, 'not-the-state')).rejects.toThrow(
+      /state of the redirect does not match/,
+    );
     await conn.completeLogin(back.searchParams.get('code')!, back.searchParams.get('state')!);
     await waitUntil(() => status('ac').state === 'ready', { timeoutMs: 5000, what: 'ac ready' });
-    const row = db.prepare('SELECT code_verifier, login_state, tokens, dynamic_client FROM mcp_oauth WHERE server = ?').get('ac') as Record<string, string | number | null>;
+    const row = db
+      .prepare('SELECT code_verifier, login_state, tokens, dynamic_client FROM mcp_oauth WHERE server = ?')
+      .get('ac') as Record<string, string | number | null>;
     expect(row.code_verifier).toBeNull();
     expect(row.login_state).toBeNull();
     expect(row.dynamic_client).toBe(1);
     expect(JSON.parse(row.tokens as string)).toMatchObject({ token_type: 'Bearer', refresh_token: expect.any(String) });
-    expect(status('ac').auth).toMatchObject({ state: 'authorized', client: 'dynamic', refreshable: true, login_in_progress: false });
+    expect(status('ac').auth).toMatchObject({
+      state: 'authorized',
+      client: 'dynamic',
+      refreshable: true,
+      login_in_progress: false,
+    });
     expect(await tools.invoke(['ac.*'], 'ac.secret_hello', {}, ctx())).toEqual({ content: 'hello, authorized caller' });
   });
 
@@ -148,7 +178,10 @@ describe('authorization_code', () => {
     as.expireAccessTokens();
     const r = await tools.invoke(['ac.*'], 'ac.secret_hello', {}, ctx());
     expect(r.is_error).toBe(true);
-    await waitUntil(() => status('ac').state === 'failed' || status('ac').state === 'reconnecting', { timeoutMs: 5000, what: 'ac failed' });
+    await waitUntil(() => status('ac').state === 'failed' || status('ac').state === 'reconnecting', {
+      timeoutMs: 5000,
+      what: 'ac failed',
+    });
     expect(status('ac').last_error).toMatch(/refreshing the access token of MCP server "ac" failed/);
     expect(status('ac').auth?.refreshable).toBe(true);
     as.tokenEndpointDown = false;
@@ -164,7 +197,9 @@ describe('authorization_code', () => {
     expect(r.content).toContain('caxton mcp login ac');
     const s = status('ac');
     expect(s.state).toBe('needs_authorization');
-    expect(s.last_error).toMatch(/needs authorization \(the authorization server refused the refresh token\): run `caxton mcp login ac`/);
+    expect(s.last_error).toMatch(
+      /needs authorization \(the authorization server refused the refresh token\): run `caxton mcp login ac`/,
+    );
     // A later call says the same without reaching the server.
     const again = await tools.invoke(['ac.*'], 'ac.secret_hello', {}, ctx());
     expect(again.content).toMatch(/state: needs_authorization.*caxton mcp login ac/);
@@ -188,7 +223,9 @@ describe('caxton mcp login and caxton mcp servers against a running server', () 
   beforeAll(async () => {
     assertBuilt();
     web = await startOAuthMcpServer();
-    t = await startTestServer({ toml: `[mcp_servers.web]\nurl = "${web.mcpUrl}"\ntimeout = "5s"\n[mcp_servers.web.oauth]\nscopes = ["mcp"]\n` });
+    t = await startTestServer({
+      toml: `[mcp_servers.web]\nurl = "${web.mcpUrl}"\ntimeout = "5s"\n[mcp_servers.web.oauth]\nscopes = ["mcp"]\n`,
+    });
   });
   afterAll(async () => {
     await t?.close();
@@ -197,7 +234,10 @@ describe('caxton mcp login and caxton mcp servers against a running server', () 
 
   const cli = (args: string[]) =>
     new Promise<{ code: number | null; stdout: string; stderr: string }>((res) => {
-      const child = spawn(process.execPath, [CLI, '--server', t.url, ...args], { env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(process.execPath, [CLI, '--server', t.url, ...args], {
+        env: cleanEnv(),
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
       let stdout = '';
       let stderr = '';
       child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -224,7 +264,11 @@ describe('caxton mcp login and caxton mcp servers against a running server', () 
     const before = await cli(['--json', 'mcp', 'servers']);
     expect(before.code).toBe(0);
     const list = JSON.parse(before.stdout) as { servers: McpServerStatus[] };
-    expect(list.servers[0]).toMatchObject({ name: 'web', state: 'needs_authorization', auth: { state: 'needs_authorization', login_command: 'caxton mcp login web' } });
+    expect(list.servers[0]).toMatchObject({
+      name: 'web',
+      state: 'needs_authorization',
+      auth: { state: 'needs_authorization', login_command: 'caxton mcp login web' },
+    });
     const table = await cli(['mcp', 'servers']);
     expect(table.stdout).toMatch(/web\s+http\s+needs_authorization\s+0\s+0\s+authorization_code: needs_authorization/);
 
@@ -234,16 +278,30 @@ describe('caxton mcp login and caxton mcp servers against a running server', () 
     expect(login.stderr).toContain(`Waiting for the redirect to http://127.0.0.1:${port}/callback`);
     expect(login.code).toBe(0);
     expect(login.stdout).toMatch(/authorized web; tokens stored by the server/);
-    await waitUntil(async () => ((await (await fetch(`${t.url}/api/v1/mcp/servers`)).json()) as { servers: McpServerStatus[] }).servers[0]!.state === 'ready', { timeoutMs: 5000 });
+    await waitUntil(
+      async () =>
+        ((await (await fetch(`${t.url}/api/v1/mcp/servers`)).json()) as { servers: McpServerStatus[] }).servers[0]!
+          .state === 'ready',
+      { timeoutMs: 5000 },
+    );
 
-    const call = await fetch(`${t.url}/api/v1/tools/web/secret_hello/call`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ args: {} }) });
+    const call = await fetch(`${t.url}/api/v1/tools/web/secret_hello/call`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ args: {} }),
+    });
     expect(((await call.json()) as { content: string }).content).toBe('hello, authorized caller');
 
     const detail = await cli(['mcp', 'servers', 'web']);
     expect(detail.stdout).toMatch(/oauth:\s+authorization_code, authorized, client dynamic/);
     // No token in any API answer about the server.
-    const texts = await Promise.all(['/api/v1/mcp/servers', '/api/v1/tools', '/api/v1/tools/web', '/api/v1/config'].map(async (p) => (await fetch(`${t.url}${p}`)).text()));
-    for (const tok of web.issued) for (const text of [...texts, detail.stdout, login.stdout, login.stderr]) expect(text).not.toContain(tok);
+    const texts = await Promise.all(
+      ['/api/v1/mcp/servers', '/api/v1/tools', '/api/v1/tools/web', '/api/v1/config'].map(async (p) =>
+        (await fetch(`${t.url}${p}`)).text(),
+      ),
+    );
+    for (const tok of web.issued)
+      for (const text of [...texts, detail.stdout, login.stdout, login.stderr]) expect(text).not.toContain(tok);
   }, 60_000);
 
   it('a restart on the same data dir uses the stored tokens (table mcp_oauth of caxton.db)', async () => {
@@ -251,7 +309,8 @@ describe('caxton mcp login and caxton mcp servers against a running server', () 
     await t.close();
     const before = web.counts.authorization_code;
     t = await startTestServer({ dir: t.dir, toml });
-    const servers = ((await (await fetch(`${t.url}/api/v1/mcp/servers`)).json()) as { servers: McpServerStatus[] }).servers;
+    const servers = ((await (await fetch(`${t.url}/api/v1/mcp/servers`)).json()) as { servers: McpServerStatus[] })
+      .servers;
     expect(servers[0]).toMatchObject({ name: 'web', state: 'ready', auth: { state: 'authorized', client: 'dynamic' } });
     expect(web.counts.authorization_code).toBe(before);
   });

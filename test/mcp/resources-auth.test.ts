@@ -20,7 +20,9 @@ const keyFor = (name: string, body: Record<string, unknown>) => createKey(srv.ur
 
 async function connect(key: string): Promise<Client> {
   const client = new Client({ name: 'resources-auth', version: '1.0.0' });
-  await client.connect(new StreamableHTTPClientTransport(new URL(`${srv.url}/mcp`), { requestInit: { headers: as(key) } }));
+  await client.connect(
+    new StreamableHTTPClientTransport(new URL(`${srv.url}/mcp`), { requestInit: { headers: as(key) } }),
+  );
   return client;
 }
 
@@ -29,7 +31,10 @@ beforeAll(async () => {
   admin = adminKeyOf(srv.dataDir);
   for (const scope of ['workspace', 'agent:helper']) {
     const r = await http(srv.url, 'POST', '/api/v1/memory/entities', {
-      body: JSON.stringify({ scope, entities: [{ name: 'Plan', entityType: 'note', observations: [`kept in ${scope}`] }] }),
+      body: JSON.stringify({
+        scope,
+        entities: [{ name: 'Plan', entityType: 'note', observations: [`kept in ${scope}`] }],
+      }),
       contentType: 'application/json',
       headers: as(admin),
     });
@@ -46,13 +51,21 @@ describe('MCP resources with API keys', () => {
   it("a key limited to the workspace memory scope reads it, and another scope is not found (the REST route's rule)", async () => {
     const key = await keyFor('mcp-workspace-memory', { role: 'invoker', memory: ['workspace'] });
     // The REST route refuses the other scope for this key...
-    expect((await http(srv.url, 'GET', '/api/v1/memory/entities/Plan?scope=agent:helper', { headers: as(key) })).status).toBe(403);
+    expect(
+      (await http(srv.url, 'GET', '/api/v1/memory/entities/Plan?scope=agent:helper', { headers: as(key) })).status,
+    ).toBe(403);
     const client = await connect(key);
     try {
       const templates = (await client.listResourceTemplates()).resourceTemplates.map((t) => t.uriTemplate);
-      expect(templates).toEqual(['caxton://agents/{name}', 'caxton://conversations/{id}', 'caxton://memory/{scope}/{name}']);
+      expect(templates).toEqual([
+        'caxton://agents/{name}',
+        'caxton://conversations/{id}',
+        'caxton://memory/{scope}/{name}',
+      ]);
       const read = await client.readResource({ uri: 'caxton://memory/workspace/Plan' });
-      expect(JSON.parse((read.contents[0] as { text: string }).text)).toMatchObject({ entity: { scope: 'workspace', name: 'Plan', observations: ['kept in workspace'] } });
+      expect(JSON.parse((read.contents[0] as { text: string }).text)).toMatchObject({
+        entity: { scope: 'workspace', name: 'Plan', observations: ['kept in workspace'] },
+      });
       // ...and MCP does not even tell it exists.
       const refused = await client.readResource({ uri: 'caxton://memory/agent:helper/Plan' }).then(
         () => undefined,
@@ -69,8 +82,12 @@ describe('MCP resources with API keys', () => {
     const client = await connect(await keyFor('mcp-viewer', { role: 'invoker' }));
     try {
       const read = await client.readResource({ uri: 'caxton://memory/agent%3Ahelper/Plan' });
-      expect(JSON.parse((read.contents[0] as { text: string }).text)).toMatchObject({ entity: { scope: 'agent:helper' } });
-      await expect(client.readResource({ uri: 'caxton://conversations/conv_none' })).rejects.toMatchObject({ code: -32002 });
+      expect(JSON.parse((read.contents[0] as { text: string }).text)).toMatchObject({
+        entity: { scope: 'agent:helper' },
+      });
+      await expect(client.readResource({ uri: 'caxton://conversations/conv_none' })).rejects.toMatchObject({
+        code: -32002,
+      });
     } finally {
       await client.close();
     }

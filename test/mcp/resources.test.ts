@@ -32,9 +32,26 @@ function conversation(i: number): Conversation {
   };
 }
 
-function message(conv: string, n: number, performative: string, sender: string, receiver: string, content: string): StoredMessage {
+function message(
+  conv: string,
+  n: number,
+  performative: string,
+  sender: string,
+  receiver: string,
+  content: string,
+): StoredMessage {
   return {
-    message: { id: `msg_${n}`, performative, sender, receivers: [receiver], content, conversation_id: conv, params: {}, timestamp: `2026-01-01T00:00:0${n}.000Z`, chain: [] },
+    message: {
+      id: `msg_${n}`,
+      performative,
+      sender,
+      receivers: [receiver],
+      content,
+      conversation_id: conv,
+      params: {},
+      timestamp: `2026-01-01T00:00:0${n}.000Z`,
+      chain: [],
+    },
     routed_to: [receiver],
   } as unknown as StoredMessage;
 }
@@ -43,29 +60,71 @@ function message(conv: string, n: number, performative: string, sender: string, 
 function reader(n: number): ConversationReader {
   const all = Array.from({ length: n }, (_, i) => conversation(n - i));
   return {
-    listConversations: async (q = {}) => ({ items: all.slice(q.offset ?? 0, (q.offset ?? 0) + (q.limit ?? 50)), total: all.length }),
+    listConversations: async (q = {}) => ({
+      items: all.slice(q.offset ?? 0, (q.offset ?? 0) + (q.limit ?? 50)),
+      total: all.length,
+    }),
     getConversation: async (id: string) => {
       const c = all.find((x) => x.id === id);
       if (!c) throw new CaxtonError('conversation_not_found', `no conversation with id "${id}"`, { id });
-      return { conversation: c, messages: [message(id, 1, 'request', 'user', 'helper', 'hello'), message(id, 2, 'inform', 'helper', 'user', 'token sk-test-SECRET-123456 here')] };
+      return {
+        conversation: c,
+        messages: [
+          message(id, 1, 'request', 'user', 'helper', 'hello'),
+          message(id, 2, 'inform', 'helper', 'user', 'token sk-test-SECRET-123456 here'),
+        ],
+      };
     },
   } as ConversationReader;
 }
 
 const entities: StoredEntity[] = [
-  { scope: 'workspace', name: 'Ada', entityType: 'person', observations: ['wrote the first program'], metadata: {}, created_at: T0, updated_at: T0 },
-  { scope: 'workspace', name: 'a/b c', entityType: 'path', observations: [], metadata: {}, created_at: T0, updated_at: T0 },
-  { scope: 'agent:helper', name: 'Ada', entityType: 'note', observations: ['private to helper'], metadata: {}, created_at: T0, updated_at: T0 },
+  {
+    scope: 'workspace',
+    name: 'Ada',
+    entityType: 'person',
+    observations: ['wrote the first program'],
+    metadata: {},
+    created_at: T0,
+    updated_at: T0,
+  },
+  {
+    scope: 'workspace',
+    name: 'a/b c',
+    entityType: 'path',
+    observations: [],
+    metadata: {},
+    created_at: T0,
+    updated_at: T0,
+  },
+  {
+    scope: 'agent:helper',
+    name: 'Ada',
+    entityType: 'note',
+    observations: ['private to helper'],
+    metadata: {},
+    created_at: T0,
+    updated_at: T0,
+  },
 ];
-const relations: StoredRelation[] = [{ scope: 'workspace', from: 'Ada', to: 'Analytical Engine', relationType: 'programmed' }];
+const relations: StoredRelation[] = [
+  { scope: 'workspace', from: 'Ada', to: 'Analytical Engine', relationType: 'programmed' },
+];
 
 /** The two memory operations the resources use; the rest of the backend is never reached. */
 const memory = {
   getEntity: async (scope: string, name: string) => entities.find((e) => e.scope === scope && e.name === name),
-  relationsTouching: async (es: readonly { scope: string; name: string }[]) => relations.filter((r) => es.some((e) => e.scope === r.scope && (e.name === r.from || e.name === r.to))),
+  relationsTouching: async (es: readonly { scope: string; name: string }[]) =>
+    relations.filter((r) => es.some((e) => e.scope === r.scope && (e.name === r.from || e.name === r.to))),
 } as unknown as MemoryBackend;
 
-const principal = (memoryScope?: string[]): Principal => ({ id: 'key:test', kind: 'key', name: 'test', role: 'viewer', scope: { ...(memoryScope && { memory: memoryScope }) } });
+const principal = (memoryScope?: string[]): Principal => ({
+  id: 'key:test',
+  kind: 'key',
+  name: 'test',
+  role: 'viewer',
+  scope: { ...(memoryScope && { memory: memoryScope }) },
+});
 
 async function refused(p: Promise<unknown>): Promise<McpError> {
   const e = await p.then(
@@ -76,14 +135,22 @@ async function refused(p: Promise<unknown>): Promise<McpError> {
   return e as McpError;
 }
 
-const text = (r: { contents: unknown[] }) => JSON.parse((r.contents[0] as { text: string }).text) as Record<string, unknown>;
+const text = (r: { contents: unknown[] }) =>
+  JSON.parse((r.contents[0] as { text: string }).text) as Record<string, unknown>;
 
 describe('MCP resources: templates', () => {
   it('offer agents, conversations and memory entities; the memory template only when memory is configured', () => {
     const withMemory = new CaxtonMcpResources(new AgentRegistry(), ['*'], { memory, conversations: reader(0) });
-    expect(withMemory.templates({}).map((t) => t.uriTemplate)).toEqual(['caxton://agents/{name}', 'caxton://conversations/{id}', 'caxton://memory/{scope}/{name}']);
+    expect(withMemory.templates({}).map((t) => t.uriTemplate)).toEqual([
+      'caxton://agents/{name}',
+      'caxton://conversations/{id}',
+      'caxton://memory/{scope}/{name}',
+    ]);
     const without = new CaxtonMcpResources(new AgentRegistry(), ['*'], { conversations: reader(0) });
-    expect(without.templates({}).map((t) => t.uriTemplate)).toEqual(['caxton://agents/{name}', 'caxton://conversations/{id}']);
+    expect(without.templates({}).map((t) => t.uriTemplate)).toEqual([
+      'caxton://agents/{name}',
+      'caxton://conversations/{id}',
+    ]);
     expect(without.templates({}).every((t) => t.mimeType === 'application/json')).toBe(true);
   });
 });
@@ -129,7 +196,10 @@ describe('MCP resources: conversations', () => {
     expect(e.code).toBe(RESOURCE_NOT_FOUND);
     expect(e.message).toContain('no such conversation');
     // Without a conversation reader the URI is not one this server knows.
-    expect((await refused(new CaxtonMcpResources(new AgentRegistry(), ['*']).read('caxton://conversations/conv_0001', {}))).code).toBe(RESOURCE_NOT_FOUND);
+    expect(
+      (await refused(new CaxtonMcpResources(new AgentRegistry(), ['*']).read('caxton://conversations/conv_0001', {})))
+        .code,
+    ).toBe(RESOURCE_NOT_FOUND);
   });
 });
 
@@ -165,19 +235,28 @@ describe('MCP resources: memory entities', () => {
 
   it("keeps to the key's memory scopes, as the REST routes do: another scope is not found", async () => {
     const workspaceOnly = { principal: principal(['workspace']) };
-    expect(text(await r.read('caxton://memory/workspace/Ada', workspaceOnly)).entity).toMatchObject({ scope: 'workspace' });
+    expect(text(await r.read('caxton://memory/workspace/Ada', workspaceOnly)).entity).toMatchObject({
+      scope: 'workspace',
+    });
     const e = await refused(r.read('caxton://memory/agent:helper/Ada', workspaceOnly));
     expect(e.code).toBe(RESOURCE_NOT_FOUND);
     expect(e.message).not.toContain('private to helper');
     const agents = { principal: principal(['agent:*']) };
-    expect(text(await r.read('caxton://memory/agent:helper/Ada', agents)).entity).toMatchObject({ scope: 'agent:helper' });
+    expect(text(await r.read('caxton://memory/agent:helper/Ada', agents)).entity).toMatchObject({
+      scope: 'agent:helper',
+    });
     expect((await refused(r.read('caxton://memory/workspace/Ada', agents))).code).toBe(RESOURCE_NOT_FOUND);
     // No principal (stdio): the local user reads every scope.
     expect(text(await r.read('caxton://memory/agent:helper/Ada', {})).entity).toMatchObject({ scope: 'agent:helper' });
   });
 
   it('without memory configured, a memory URI is -32002 and names the templates offered', async () => {
-    const e = await refused(new CaxtonMcpResources(new AgentRegistry(), ['*'], { conversations: reader(0) }).read('caxton://memory/workspace/Ada', {}));
+    const e = await refused(
+      new CaxtonMcpResources(new AgentRegistry(), ['*'], { conversations: reader(0) }).read(
+        'caxton://memory/workspace/Ada',
+        {},
+      ),
+    );
     expect(e.code).toBe(RESOURCE_NOT_FOUND);
     expect(e.message).toContain('this server offers caxton://agents/{name}, caxton://conversations/{id}');
   });

@@ -56,7 +56,11 @@ afterAll(async () => {
 });
 
 async function invoke(name: string, request: string): Promise<{ status: number; body: { content: string } }> {
-  const res = await fetch(`${t.url}/api/v1/agents/${name}/invoke`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ request }) });
+  const res = await fetch(`${t.url}/api/v1/agents/${name}/invoke`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ request }),
+  });
   return { status: res.status, body: (await res.json()) as { content: string } };
 }
 
@@ -96,7 +100,9 @@ describe('mounted MCP servers in a running Caxton', () => {
   it('GET /api/v1/mcp/servers shows each server with state, tool count and last error', async () => {
     const res = await fetch(`${t.url}/api/v1/mcp/servers`);
     expect(res.status).toBe(200);
-    const { servers } = (await res.json()) as { servers: { name: string; state: string; tools: number; last_error: string | null }[] };
+    const { servers } = (await res.json()) as {
+      servers: { name: string; state: string; tools: number; last_error: string | null }[];
+    };
     expect(servers.map((s) => s.name)).toEqual(['broken', 'everything']);
     expect(servers[0]).toMatchObject({ name: 'broken', tools: 0 });
     expect(['failed', 'reconnecting']).toContain(servers[0]!.state);
@@ -121,7 +127,17 @@ describe('Caxton served over Streamable HTTP at /mcp', () => {
   it('lists the chosen built-ins, the host tools (mounted MCP tools included) and ask_<agent>', async () => {
     const { tools } = await client.listTools();
     const names = tools.map((x) => x.name);
-    expect(names).toEqual(expect.arrayContaining(['calculator', 'current_time', 'send_message', 'everything.echo', 'ask_helper', 'ask_locked', 'ask_isolated']));
+    expect(names).toEqual(
+      expect.arrayContaining([
+        'calculator',
+        'current_time',
+        'send_message',
+        'everything.echo',
+        'ask_helper',
+        'ask_locked',
+        'ask_isolated',
+      ]),
+    );
     expect(names).not.toContain('llm.chat');
     const ask = tools.find((x) => x.name === 'ask_helper')!;
     expect(ask.inputSchema).toMatchObject({ type: 'object', required: ['request'] });
@@ -130,21 +146,34 @@ describe('Caxton served over Streamable HTTP at /mcp', () => {
   });
 
   it('calls a built-in, a mounted MCP tool and an agent', async () => {
-    expect(await client.callTool({ name: 'calculator', arguments: { expression: '6 * 7' } })).toMatchObject({ content: [{ type: 'text', text: '42' }] });
-    expect(await client.callTool({ name: 'everything.echo', arguments: { message: 'relayed' } })).toMatchObject({ content: [{ type: 'text', text: 'Echo: relayed' }] });
+    expect(await client.callTool({ name: 'calculator', arguments: { expression: '6 * 7' } })).toMatchObject({
+      content: [{ type: 'text', text: '42' }],
+    });
+    expect(await client.callTool({ name: 'everything.echo', arguments: { message: 'relayed' } })).toMatchObject({
+      content: [{ type: 'text', text: 'Echo: relayed' }],
+    });
     const asked = await client.callTool({ name: 'ask_helper', arguments: { request: 'echo from MCP' } });
-    expect(asked).toMatchObject({ content: [{ type: 'text', text: 'The tool said: Echo: echo from MCP' }], structuredContent: { agent: 'helper', finish_reason: 'stop' } });
+    expect(asked).toMatchObject({
+      content: [{ type: 'text', text: 'The tool said: Echo: echo from MCP' }],
+      structuredContent: { agent: 'helper', finish_reason: 'stop' },
+    });
     expect(asked.isError).toBeFalsy();
   });
 
   it("continues a trace context given in the call's _meta", async () => {
     const traceparent = '00-5555555555555555555555555555aaaa-6666666666666666-01';
-    const asked = await client.callTool({ name: 'ask_helper', arguments: { request: 'echo traced' }, _meta: { traceparent } });
+    const asked = await client.callTool({
+      name: 'ask_helper',
+      arguments: { request: 'echo traced' },
+      _meta: { traceparent },
+    });
     expect(asked.isError).toBeFalsy();
     // The execution it started records the trace (agent event store, performance event).
     const { value: events } = await waitUntil(
       async () => {
-        const r = (await (await fetch(`${t.url}/api/v1/events?type=execution.finished&agent=helper`)).json()) as { events: { trace_id: string | null }[] };
+        const r = (await (await fetch(`${t.url}/api/v1/events?type=execution.finished&agent=helper`)).json()) as {
+          events: { trace_id: string | null }[];
+        };
         const hit = r.events.filter((e) => e.trace_id === '5555555555555555555555555555aaaa');
         return hit.length > 0 && hit;
       },
@@ -157,16 +186,33 @@ describe('Caxton served over Streamable HTTP at /mcp', () => {
     const unknown = await rpcError(client.callTool({ name: 'llm.chat', arguments: {} }));
     expect(unknown.code).toBe(ErrorCode.InvalidParams);
     expect(unknown.message).toContain('Unknown tool: "llm.chat" is not offered by this Caxton server');
-    expect((await rpcError(client.callTool({ name: 'ask_nobody', arguments: { request: 'x' } }))).code).toBe(ErrorCode.InvalidParams);
+    expect((await rpcError(client.callTool({ name: 'ask_nobody', arguments: { request: 'x' } }))).code).toBe(
+      ErrorCode.InvalidParams,
+    );
     // On the wire the message is plain, as the SDK's own errors are (no "MCP error -32602: " inside it: clients add that).
     const raw = await fetch(`${t.url}/mcp`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': '2025-06-18' },
-      body: JSON.stringify({ jsonrpc: '2.0', id: 7, method: 'tools/call', params: { name: 'llm.chat', arguments: {} } }),
+      headers: {
+        'content-type': 'application/json',
+        accept: 'application/json, text/event-stream',
+        'mcp-protocol-version': '2025-06-18',
+      },
+      body: JSON.stringify({
+        jsonrpc: '2.0',
+        id: 7,
+        method: 'tools/call',
+        params: { name: 'llm.chat', arguments: {} },
+      }),
     });
     const data = (await raw.text()).split('\n').find((l) => l.startsWith('data: '));
-    expect(JSON.parse(data!.slice('data: '.length))).toMatchObject({ id: 7, error: { code: -32602, message: expect.stringMatching(/^Unknown tool: "llm\.chat"/) } });
-    expect(await client.callTool({ name: 'ask_helper', arguments: {} })).toMatchObject({ isError: true, content: [{ text: '"request" must be a non-empty string' }] });
+    expect(JSON.parse(data!.slice('data: '.length))).toMatchObject({
+      id: 7,
+      error: { code: -32602, message: expect.stringMatching(/^Unknown tool: "llm\.chat"/) },
+    });
+    expect(await client.callTool({ name: 'ask_helper', arguments: {} })).toMatchObject({
+      isError: true,
+      content: [{ text: '"request" must be a non-empty string' }],
+    });
   });
 
   it('advertises prompts, resources and logging, but no listChanged over stateless HTTP', async () => {
@@ -191,9 +237,15 @@ describe('Caxton served over Streamable HTTP at /mcp', () => {
     expect(writer.arguments).toEqual([
       { name: 'request', description: 'What to ask the agent', required: true },
       { name: 'tone', description: 'Agent parameter {{parameters.tone}} (default: "plain")', required: false },
-      { name: 'audience', description: 'Agent parameter {{parameters.audience}} (default: "engineers")', required: false },
+      {
+        name: 'audience',
+        description: 'Agent parameter {{parameters.audience}} (default: "engineers")',
+        required: false,
+      },
     ]);
-    expect(prompts.find((p) => p.name === 'helper')!.arguments).toEqual([{ name: 'request', description: 'What to ask the agent', required: true }]);
+    expect(prompts.find((p) => p.name === 'helper')!.arguments).toEqual([
+      { name: 'request', description: 'What to ask the agent', required: true },
+    ]);
 
     const got = await client.getPrompt({ name: 'writer', arguments: { request: 'release notes', tone: 'cheerful' } });
     expect(got.messages).toEqual([
@@ -209,20 +261,34 @@ describe('Caxton served over Streamable HTTP at /mcp', () => {
     const missing = await rpcError(client.getPrompt({ name: 'writer', arguments: {} }));
     expect(missing.message).toContain('argument "request" is required');
     const extra = await rpcError(client.getPrompt({ name: 'writer', arguments: { request: 'x', colour: 'red' } }));
-    expect(extra.message).toContain('argument "colour" is not a parameter of the agent "writer" (it takes: request, tone, audience)');
+    expect(extra.message).toContain(
+      'argument "colour" is not a parameter of the agent "writer" (it takes: request, tone, audience)',
+    );
   });
 
   it('offers agent definitions as resources, with a template', async () => {
     const { resources } = await client.listResources();
-    expect(resources.map((r) => r.uri)).toEqual(['caxton://agents/helper', 'caxton://agents/isolated', 'caxton://agents/locked', 'caxton://agents/writer']);
+    expect(resources.map((r) => r.uri)).toEqual([
+      'caxton://agents/helper',
+      'caxton://agents/isolated',
+      'caxton://agents/locked',
+      'caxton://agents/writer',
+    ]);
     expect(resources[0]).toMatchObject({ mimeType: 'application/json', description: 'MCP test agent helper' });
     const { resourceTemplates } = await client.listResourceTemplates();
-    expect(resourceTemplates.map((x) => x.uriTemplate)).toEqual(['caxton://agents/{name}', 'caxton://conversations/{id}', 'caxton://memory/{scope}/{name}']);
+    expect(resourceTemplates.map((x) => x.uriTemplate)).toEqual([
+      'caxton://agents/{name}',
+      'caxton://conversations/{id}',
+      'caxton://memory/{scope}/{name}',
+    ]);
     expect(resourceTemplates.every((x) => x.mimeType === 'application/json')).toBe(true);
 
     const read = await client.readResource({ uri: 'caxton://agents/writer' });
     expect(read.contents).toHaveLength(1);
-    const body = JSON.parse((read.contents[0] as { text: string }).text) as { definition: { name: string; parameters: Record<string, unknown> }; revision: number };
+    const body = JSON.parse((read.contents[0] as { text: string }).text) as {
+      definition: { name: string; parameters: Record<string, unknown> };
+      revision: number;
+    };
     expect(body.definition).toMatchObject({ name: 'writer', parameters: { tone: 'plain', audience: 'engineers' } });
     expect(body.revision).toBeGreaterThanOrEqual(1);
 
@@ -243,7 +309,10 @@ describe('Caxton served over Streamable HTTP at /mcp', () => {
     const uri = `caxton://conversations/${encodeURIComponent(id)}`;
     const { resources } = await client.listResources();
     expect(resources.map((r) => r.uri)).toContain(uri);
-    expect(resources.find((r) => r.uri === uri)).toMatchObject({ mimeType: 'application/json', title: `Conversation ${id} (completed)` });
+    expect(resources.find((r) => r.uri === uri)).toMatchObject({
+      mimeType: 'application/json',
+      title: `Conversation ${id} (completed)`,
+    });
 
     const read = await client.readResource({ uri });
     const body = JSON.parse((read.contents[0] as { text: string }).text) as {
@@ -263,7 +332,12 @@ describe('Caxton served over Streamable HTTP at /mcp', () => {
   });
 
   it('offers memory entities through the template (entity, observations, relations); not listed', async () => {
-    const post = (path: string, body: unknown) => fetch(`${t.url}/api/v1/memory${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    const post = (path: string, body: unknown) =>
+      fetch(`${t.url}/api/v1/memory${path}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
     expect(
       (
         await post('/entities', {
@@ -275,23 +349,52 @@ describe('Caxton served over Streamable HTTP at /mcp', () => {
         })
       ).status,
     ).toBe(201);
-    expect((await post('/relations', { scope: 'workspace', relations: [{ from: 'Ada Lovelace', to: 'Analytical Engine', relationType: 'programmed' }] })).status).toBe(201);
+    expect(
+      (
+        await post('/relations', {
+          scope: 'workspace',
+          relations: [{ from: 'Ada Lovelace', to: 'Analytical Engine', relationType: 'programmed' }],
+        })
+      ).status,
+    ).toBe(201);
 
     const read = await client.readResource({ uri: 'caxton://memory/workspace/Ada%20Lovelace' });
-    expect(read.contents[0]).toMatchObject({ uri: 'caxton://memory/workspace/Ada%20Lovelace', mimeType: 'application/json' });
-    const body = JSON.parse((read.contents[0] as { text: string }).text) as { entity: Record<string, unknown>; relations: unknown[] };
-    expect(body.entity).toMatchObject({ scope: 'workspace', name: 'Ada Lovelace', entityType: 'person', observations: ['wrote the first program'] });
-    expect(body.relations).toEqual([{ scope: 'workspace', from: 'Ada Lovelace', to: 'Analytical Engine', relationType: 'programmed' }]);
+    expect(read.contents[0]).toMatchObject({
+      uri: 'caxton://memory/workspace/Ada%20Lovelace',
+      mimeType: 'application/json',
+    });
+    const body = JSON.parse((read.contents[0] as { text: string }).text) as {
+      entity: Record<string, unknown>;
+      relations: unknown[];
+    };
+    expect(body.entity).toMatchObject({
+      scope: 'workspace',
+      name: 'Ada Lovelace',
+      entityType: 'person',
+      observations: ['wrote the first program'],
+    });
+    expect(body.relations).toEqual([
+      { scope: 'workspace', from: 'Ada Lovelace', to: 'Analytical Engine', relationType: 'programmed' },
+    ]);
     expect((await client.listResources()).resources.some((r) => r.uri.startsWith('caxton://memory/'))).toBe(false);
     expect((await rpcError(client.readResource({ uri: 'caxton://memory/global/Ada%20Lovelace' }))).code).toBe(-32002);
-    expect((await rpcError(client.readResource({ uri: 'caxton://memory/nowhere/Ada' }))).code).toBe(ErrorCode.InvalidParams);
+    expect((await rpcError(client.readResource({ uri: 'caxton://memory/nowhere/Ada' }))).code).toBe(
+      ErrorCode.InvalidParams,
+    );
   });
 
   it('sends progress while ask_<agent> runs when the client gave a progress token', async () => {
     const seen: Progress[] = [];
-    const asked = await client.callTool({ name: 'ask_helper', arguments: { request: 'echo with progress' } }, undefined, { onprogress: (p) => seen.push(p) });
+    const asked = await client.callTool(
+      { name: 'ask_helper', arguments: { request: 'echo with progress' } },
+      undefined,
+      { onprogress: (p) => seen.push(p) },
+    );
     expect(asked).toMatchObject({ content: [{ text: 'The tool said: Echo: echo with progress' }] });
-    expect(seen.map((p) => p.message)).toEqual(['turn 1: calling everything.echo', expect.stringMatching(/^everything\.echo answered \(\d+ ms\)$/)]);
+    expect(seen.map((p) => p.message)).toEqual([
+      'turn 1: calling everything.echo',
+      expect.stringMatching(/^everything\.echo answered \(\d+ ms\)$/),
+    ]);
     expect(seen.map((p) => p.progress)).toEqual([1, 2]);
   });
 
@@ -300,7 +403,11 @@ describe('Caxton served over Streamable HTTP at /mcp', () => {
     expect((await fetch(`${t.url}/mcp`, { method: 'DELETE' })).status).toBe(405);
     const res = await fetch(`${t.url}/mcp`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', origin: 'http://evil.example' },
+      headers: {
+        'content-type': 'application/json',
+        accept: 'application/json, text/event-stream',
+        origin: 'http://evil.example',
+      },
       body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list', params: {} }),
     });
     expect(res.status).toBe(403);
@@ -309,17 +416,35 @@ describe('Caxton served over Streamable HTTP at /mcp', () => {
 
 describe('the MCP Inspector CLI against /mcp', () => {
   it('lists tools and calls one', async () => {
-    const list = await run(process.execPath, [INSPECTOR, '--cli', `${t.url}/mcp`, '--transport', 'http', '--method', 'tools/list'], { timeoutMs: 60_000 });
+    const list = await run(
+      process.execPath,
+      [INSPECTOR, '--cli', `${t.url}/mcp`, '--transport', 'http', '--method', 'tools/list'],
+      { timeoutMs: 60_000 },
+    );
     expect(list.code, list.stderr).toBe(0);
     const names = (JSON.parse(list.stdout) as { tools: { name: string }[] }).tools.map((x) => x.name);
     expect(names).toEqual(expect.arrayContaining(['calculator', 'everything.echo', 'ask_helper']));
 
     const call = await run(
       process.execPath,
-      [INSPECTOR, '--cli', `${t.url}/mcp`, '--transport', 'http', '--method', 'tools/call', '--tool-name', 'ask_helper', '--tool-arg', 'request=echo inspected'],
+      [
+        INSPECTOR,
+        '--cli',
+        `${t.url}/mcp`,
+        '--transport',
+        'http',
+        '--method',
+        'tools/call',
+        '--tool-name',
+        'ask_helper',
+        '--tool-arg',
+        'request=echo inspected',
+      ],
       { timeoutMs: 60_000 },
     );
     expect(call.code, call.stderr).toBe(0);
-    expect(JSON.parse(call.stdout)).toMatchObject({ content: [{ type: 'text', text: 'The tool said: Echo: echo inspected' }] });
+    expect(JSON.parse(call.stdout)).toMatchObject({
+      content: [{ type: 'text', text: 'The tool said: Echo: echo inspected' }],
+    });
   });
 });

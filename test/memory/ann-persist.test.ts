@@ -40,7 +40,11 @@ async function seeded(): Promise<string> {
   for (let i = 0; i < N; i += 500) {
     await store.createEntities(
       'workspace',
-      Array.from({ length: 500 }, (_, k) => ({ name: `old-${i + k}`, entityType: 'note', observations: [`a fact saved before, number ${i + k}`] })),
+      Array.from({ length: 500 }, (_, k) => ({
+        name: `old-${i + k}`,
+        entityType: 'note',
+        observations: [`a fact saved before, number ${i + k}`],
+      })),
     );
   }
   await graphReady(store);
@@ -56,7 +60,9 @@ function sidecar(dir: string): AnnSidecar {
 
 function writeAndKill(dir: string): Promise<string> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', CHILD, dir, String(ANN_MIN)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', CHILD, dir, String(ANN_MIN)], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     let err = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => {
@@ -65,13 +71,18 @@ function writeAndKill(dir: string): Promise<string> {
     });
     child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
     child.on('error', reject);
-    child.on('close', (code, signal) => (signal === 'SIGKILL' ? resolve(out) : reject(new Error(`child exited ${code}: ${err}`))));
+    child.on('close', (code, signal) =>
+      signal === 'SIGKILL' ? resolve(out) : reject(new Error(`child exited ${code}: ${err}`)),
+    );
   });
 }
 
 /** The id of entity `name`, and the hits of the index for a text (through the graph when it is ready). */
 function idOf(db: Db, name: string): number | undefined {
-  return (db.prepare("SELECT id FROM memory_entities WHERE scope = 'workspace' AND name = ?").get(name) as { id: number } | undefined)?.id;
+  return (
+    db.prepare("SELECT id FROM memory_entities WHERE scope = 'workspace' AND name = ?").get(name) as
+      { id: number } | undefined
+  )?.id;
 }
 
 describe('the saved HNSW graph across restarts and crashes', () => {
@@ -86,7 +97,12 @@ describe('the saved HNSW graph across restarts and crashes', () => {
     const { store, db, emb } = open(dir);
     await store.ready();
     const st = store.annStatus();
-    expect(st).toMatchObject({ state: 'ready', source: 'file', repaired: { added: 200, updated: 50, removed: 100 }, saved_seq: before.seq });
+    expect(st).toMatchObject({
+      state: 'ready',
+      source: 'file',
+      repaired: { added: 200, updated: 50, removed: 100 },
+      saved_seq: before.seq,
+    });
     expect(st.seq).toBeGreaterThan(before.seq);
     expect(emb.embedded).toBe(0); // vectors come from SQLite, nothing re-embedded
     const index = store.vectorIndex!;
@@ -95,7 +111,11 @@ describe('the saved HNSW graph across restarts and crashes', () => {
 
     // New entities: each one is its own best match through the graph.
     for (let i = 0; i < 200; i += 7) {
-      const text = entityText({ name: `new-${i}`, entityType: 'note', observations: [`a fact written after the save, number ${i}`] });
+      const text = entityText({
+        name: `new-${i}`,
+        entityType: 'note',
+        observations: [`a fact written after the save, number ${i}`],
+      });
       const hits = index.search(emb.vectorOf(text), 5, ALL);
       expect(hits[0]).toMatchObject({ id: idOf(db, `new-${i}`) });
       expect(hits[0]!.similarity).toBeCloseTo(1, 5);
@@ -104,14 +124,22 @@ describe('the saved HNSW graph across restarts and crashes', () => {
     }
     // Deleted entities: their old vectors find neighbours, never them.
     for (let i = 0; i < 100; i += 3) {
-      const text = entityText({ name: `old-${i}`, entityType: 'note', observations: [`a fact saved before, number ${i}`] });
+      const text = entityText({
+        name: `old-${i}`,
+        entityType: 'note',
+        observations: [`a fact saved before, number ${i}`],
+      });
       const res = await store.search({ query: text, scopes: ['workspace'], limit: 10, mode: 'semantic' });
       expect(res.map((h) => h.entity.name)).not.toContain(`old-${i}`);
       expect(res[0]!.similarity).toBeLessThan(0.9);
     }
     // Updated entities: found by their new text, not by the old one.
     for (let i = 200; i < 250; i += 5) {
-      const text = entityText({ name: `old-${i}`, entityType: 'note', observations: [`a fact saved before, number ${i}`, `an observation added after the save to ${i}`] });
+      const text = entityText({
+        name: `old-${i}`,
+        entityType: 'note',
+        observations: [`a fact saved before, number ${i}`, `an observation added after the save to ${i}`],
+      });
       const hits = index.search(emb.vectorOf(text), 1, ALL);
       expect(hits[0]).toMatchObject({ id: idOf(db, `old-${i}`) });
       expect(hits[0]!.similarity).toBeCloseTo(1, 5);
@@ -132,7 +160,11 @@ describe('the saved HNSW graph across restarts and crashes', () => {
     db.close();
     const again = open(dir);
     await again.store.ready();
-    expect(again.store.annStatus()).toMatchObject({ state: 'ready', source: 'file', repaired: { added: 0, updated: 0, removed: 0 } });
+    expect(again.store.annStatus()).toMatchObject({
+      state: 'ready',
+      source: 'file',
+      repaired: { added: 0, updated: 0, removed: 0 },
+    });
     await again.store.close();
     again.db.close();
   }, 120_000);
@@ -149,9 +181,13 @@ describe('the saved HNSW graph across restarts and crashes', () => {
       expect(st.reason).toMatch(expectReason);
       // Exact answers while the graph is rebuilt, then the rebuilt graph (saved again).
       const text = entityText({ name: 'old-7', entityType: 'note', observations: ['a fact saved before, number 7'] });
-      expect((await store.search({ query: text, scopes: ['workspace'], limit: 1, mode: 'semantic' }))[0]!.entity.name).toBe('old-7');
+      expect(
+        (await store.search({ query: text, scopes: ['workspace'], limit: 1, mode: 'semantic' }))[0]!.entity.name,
+      ).toBe('old-7');
       await graphReady(store);
-      expect((await store.search({ query: text, scopes: ['workspace'], limit: 1, mode: 'semantic' }))[0]!.entity.name).toBe('old-7');
+      expect(
+        (await store.search({ query: text, scopes: ['workspace'], limit: 1, mode: 'semantic' }))[0]!.entity.name,
+      ).toBe('old-7');
       await store.close();
       db.close();
       expect(existsSync(side)).toBe(true);

@@ -32,9 +32,20 @@ async function storedEntities(backend: string, schema: string): Promise<number |
   }
 }
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-async function call(method: string, path: string, body?: unknown, contentType = 'application/json'): Promise<{ status: number; json: any; text: string }> {
-  const res = await fetch(`${ts.url}/api/v1${path}`, { method, ...(body !== undefined && { body: typeof body === 'string' ? body : JSON.stringify(body), headers: { 'content-type': contentType } }) });
+async function call(
+  method: string,
+  path: string,
+  body?: unknown,
+  contentType = 'application/json',
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+): Promise<{ status: number; json: any; text: string }> {
+  const res = await fetch(`${ts.url}/api/v1${path}`, {
+    method,
+    ...(body !== undefined && {
+      body: typeof body === 'string' ? body : JSON.stringify(body),
+      headers: { 'content-type': contentType },
+    }),
+  });
   const text = await res.text();
   let json: unknown;
   try {
@@ -60,8 +71,16 @@ describe.each(BACKENDS.map((b) => b.name))('memory over HTTP (%s)', (backend) =>
       const c = await call('POST', '/memory/entities', {
         scope: 'workspace',
         entities: [
-          { name: 'Ada', entityType: 'person', observations: ['Wrote the first computer program', 'Worked with Charles Babbage'] },
-          { name: 'Analytical Engine', entityType: 'machine', observations: ['A mechanical general-purpose computer designed by Babbage'] },
+          {
+            name: 'Ada',
+            entityType: 'person',
+            observations: ['Wrote the first computer program', 'Worked with Charles Babbage'],
+          },
+          {
+            name: 'Analytical Engine',
+            entityType: 'machine',
+            observations: ['A mechanical general-purpose computer designed by Babbage'],
+          },
           { name: 'Babbage', entityType: 'person', observations: ['Mathematician and inventor'] },
         ],
       });
@@ -77,12 +96,20 @@ describe.each(BACKENDS.map((b) => b.name))('memory over HTTP (%s)', (backend) =>
           })
         ).status,
       ).toBe(201);
-      expect((await call('POST', '/memory/entities/Ada/observations', { contents: ['Born in 1815'] })).json).toEqual({ entityName: 'Ada', addedObservations: ['Born in 1815'] });
+      expect((await call('POST', '/memory/entities/Ada/observations', { contents: ['Born in 1815'] })).json).toEqual({
+        entityName: 'Ada',
+        addedObservations: ['Born in 1815'],
+      });
 
       const show = await call('GET', '/memory/entities/Ada');
       expect(show.status).toBe(200);
-      expect(show.json.entities[0]).toMatchObject({ scope: 'workspace', observations: ['Wrote the first computer program', 'Worked with Charles Babbage', 'Born in 1815'] });
-      expect(show.json.relations).toEqual([{ scope: 'workspace', from: 'Ada', to: 'Analytical Engine', relationType: 'programmed' }]);
+      expect(show.json.entities[0]).toMatchObject({
+        scope: 'workspace',
+        observations: ['Wrote the first computer program', 'Worked with Charles Babbage', 'Born in 1815'],
+      });
+      expect(show.json.relations).toEqual([
+        { scope: 'workspace', from: 'Ada', to: 'Analytical Engine', relationType: 'programmed' },
+      ]);
 
       const s = await call('POST', '/memory/search', { query: 'Who was the first programmer?', limit: 2 });
       expect(s.status).toBe(200);
@@ -110,7 +137,10 @@ describe.each(BACKENDS.map((b) => b.name))('memory over HTTP (%s)', (backend) =>
 
     it('answers bad input with 400/404/413 naming the field, changing nothing', async () => {
       const before = (await call('GET', '/memory/stats')).json;
-      const unknownScope = await call('POST', '/memory/entities', { scope: 'team', entities: [{ name: 'x', entityType: 't', observations: [] }] });
+      const unknownScope = await call('POST', '/memory/entities', {
+        scope: 'team',
+        entities: [{ name: 'x', entityType: 't', observations: [] }],
+      });
       expect(unknownScope.status).toBe(400);
       expect(unknownScope.json.error).toMatchObject({ code: 'invalid_request', details: { field: 'scope' } });
       expect(unknownScope.json.error.message).toMatch(/unknown scope "team"/);
@@ -124,7 +154,12 @@ describe.each(BACKENDS.map((b) => b.name))('memory over HTTP (%s)', (backend) =>
       expect(big.json.error.details.field).toBe('entities[1].observations[0]');
       const missing = await call('POST', '/memory/entities/Nobody/observations', { contents: ['x'] });
       expect(missing.status).toBe(404);
-      const badImport = await call('POST', '/memory/import?scope=workspace', '{"type":"entity","name":"A","entityType":"t","observations":[]}\nnot json\n', 'application/x-ndjson');
+      const badImport = await call(
+        'POST',
+        '/memory/import?scope=workspace',
+        '{"type":"entity","name":"A","entityType":"t","observations":[]}\nnot json\n',
+        'application/x-ndjson',
+      );
       expect(badImport.status).toBe(400);
       expect(badImport.json.error.message).toMatch(/^line 2: not valid JSON/);
       const version = await call('POST', '/memory/import', { format: 'caxton-memory', version: 9, entities: [] });
@@ -135,7 +170,14 @@ describe.each(BACKENDS.map((b) => b.name))('memory over HTTP (%s)', (backend) =>
     });
 
     it('streams an import: progress events while embedding, then the result; input errors before the stream', async () => {
-      const lines = Array.from({ length: 300 }, (_, i) => JSON.stringify({ type: 'entity', name: `bulk-${i}`, entityType: 'note', observations: [`bulk fact number ${i}`] }));
+      const lines = Array.from({ length: 300 }, (_, i) =>
+        JSON.stringify({
+          type: 'entity',
+          name: `bulk-${i}`,
+          entityType: 'note',
+          observations: [`bulk fact number ${i}`],
+        }),
+      );
       const res = await fetch(`${ts.url}/api/v1/memory/import?scope=agent:bulk`, {
         method: 'POST',
         headers: { 'content-type': 'application/x-ndjson', accept: 'text/event-stream' },
@@ -146,11 +188,17 @@ describe.each(BACKENDS.map((b) => b.name))('memory over HTTP (%s)', (backend) =>
       const events = (await res.text())
         .split('\n\n')
         .filter(Boolean)
-        .map((block) => ({ event: /^event: (.*)$/m.exec(block)?.[1], data: JSON.parse(/^data: (.*)$/m.exec(block)![1]!) as Record<string, unknown> }));
+        .map((block) => ({
+          event: /^event: (.*)$/m.exec(block)?.[1],
+          data: JSON.parse(/^data: (.*)$/m.exec(block)![1]!) as Record<string, unknown>,
+        }));
       const progress = events.filter((e) => e.event === 'progress').map((e) => e.data);
       expect(progress.length).toBeGreaterThanOrEqual(2); // 300 entities: two batches of at most 256
       expect(progress.at(-1)).toEqual({ done: 300, total: 300 });
-      expect(events.at(-1)).toEqual({ event: 'result', data: expect.objectContaining({ format: 'jsonl', entities_created: 300 }) });
+      expect(events.at(-1)).toEqual({
+        event: 'result',
+        data: expect.objectContaining({ format: 'jsonl', entities_created: 300 }),
+      });
       expect((await call('GET', '/memory/entities?scope=agent:bulk')).json.total).toBe(300);
 
       const bad = await fetch(`${ts.url}/api/v1/memory/import?scope=agent:bulk`, {
@@ -168,7 +216,12 @@ describe.each(BACKENDS.map((b) => b.name))('memory over HTTP (%s)', (backend) =>
       expect(json.json).toMatchObject({ format: 'caxton-memory', version: 1, scopes: ['workspace'] });
       const jsonl = await call('GET', '/memory/export?format=jsonl&scope=workspace');
       expect(jsonl.text.split('\n')[0]).toBe(
-        JSON.stringify({ type: 'entity', name: 'Ada', entityType: 'person', observations: ['Wrote the first computer program', 'Worked with Charles Babbage', 'Born in 1815'] }),
+        JSON.stringify({
+          type: 'entity',
+          name: 'Ada',
+          entityType: 'person',
+          observations: ['Wrote the first computer program', 'Worked with Charles Babbage', 'Born in 1815'],
+        }),
       );
       const imported = await call('POST', '/memory/import?scope=agent:archivist', jsonl.text, 'application/x-ndjson');
       expect(imported.json).toMatchObject({ format: 'jsonl', entities_created: 3, relations_created: 2 });
@@ -183,12 +236,50 @@ describe.each(BACKENDS.map((b) => b.name))('memory over HTTP (%s)', (backend) =>
     beforeAll(() => assertBuilt());
 
     it('add, relate, show, search, stats, export, import', async () => {
-      let r = await cli(['memory', 'add', 'Grace', '--type', 'person', '-o', 'Invented the first compiler', '-o', 'Rear admiral in the US Navy', '--scope', 'global']);
+      let r = await cli([
+        'memory',
+        'add',
+        'Grace',
+        '--type',
+        'person',
+        '-o',
+        'Invented the first compiler',
+        '-o',
+        'Rear admiral in the US Navy',
+        '--scope',
+        'global',
+      ]);
       expectExit(r, 0);
       expect(r.stdout).toMatch(/created Grace in global \(2 observations added\)/);
-      r = await cli(['memory', 'add', 'Grace', '--type', 'person', '-o', 'Popularized the term debugging', '--scope', 'global', '--json']);
-      expect(parseJson(r)).toEqual({ scope: 'global', name: 'Grace', created: false, added_observations: ['Popularized the term debugging'] });
-      await cli(['memory', 'add', 'COBOL', '--type', 'language', '-o', 'Business-oriented programming language', '--scope', 'global']);
+      r = await cli([
+        'memory',
+        'add',
+        'Grace',
+        '--type',
+        'person',
+        '-o',
+        'Popularized the term debugging',
+        '--scope',
+        'global',
+        '--json',
+      ]);
+      expect(parseJson(r)).toEqual({
+        scope: 'global',
+        name: 'Grace',
+        created: false,
+        added_observations: ['Popularized the term debugging'],
+      });
+      await cli([
+        'memory',
+        'add',
+        'COBOL',
+        '--type',
+        'language',
+        '-o',
+        'Business-oriented programming language',
+        '--scope',
+        'global',
+      ]);
       r = await cli(['memory', 'relate', 'Grace', 'influenced', 'COBOL', '--scope', 'global']);
       expect(r.stdout).toMatch(/Grace --influenced--> COBOL/);
 
@@ -220,7 +311,12 @@ describe.each(BACKENDS.map((b) => b.name))('memory over HTTP (%s)', (backend) =>
 
       // a bad file: exit 1 with the line named, no stack trace
       const bad = join(dir, 'bad.jsonl');
-      writeFileSync(bad, '{"type":"entity","name":"A","entityType":"t","observations":[]}\n{"type":"entity","name":"B","entityType":"t","observations":["' + 'q'.repeat(1001) + '"]}\n');
+      writeFileSync(
+        bad,
+        '{"type":"entity","name":"A","entityType":"t","observations":[]}\n{"type":"entity","name":"B","entityType":"t","observations":["' +
+          'q'.repeat(1001) +
+          '"]}\n',
+      );
       r = await cli(['memory', 'import', bad, '--scope', 'workspace']);
       expectExit(r, 1);
       expectNoStackTrace(r);

@@ -62,7 +62,11 @@ function label(key: string | undefined): string {
 }
 
 /** Instances over one set of data: the first opened with `first`, `reopen` closes the latest and opens another, `cleanup` closes all and runs `dispose`. */
-function instances(first: BackendOpenOptions, openOne: (o: BackendOpenOptions) => { store: MemoryBackend; close(): Promise<void> }, dispose: () => Promise<void>): OpenedBackend {
+function instances(
+  first: BackendOpenOptions,
+  openOne: (o: BackendOpenOptions) => { store: MemoryBackend; close(): Promise<void> },
+  dispose: () => Promise<void>,
+): OpenedBackend {
   const opened = [openOne(first)];
   let done = false;
   return {
@@ -116,7 +120,10 @@ async function checkPostgres(admin: pg.Pool): Promise<void> {
     );
   }
   const { rows } = await admin.query("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'");
-  if (rows.length === 0) throw new Error(`PostgreSQL at ${TEST_PG_URL} has no pgvector extension: run scripts/setup-pgvector.sh (as root) to install it`);
+  if (rows.length === 0)
+    throw new Error(
+      `PostgreSQL at ${TEST_PG_URL} has no pgvector extension: run scripts/setup-pgvector.sh (as root) to install it`,
+    );
 }
 
 /** A one-connection pool on the test server, once it is known to have pgvector (else ended, and the error says what to do). */
@@ -164,7 +171,8 @@ export const BACKENDS: BackendFactory[] = hasSystem('pgvector') ? [SQLITE_BACKEN
 /** `[memory]` of a test server on `backend` with `settings` (lines); PostgreSQL: the test server, in `schema`. */
 export function serverMemoryToml(backend: MemoryBackendKind, schema: string, settings = ''): string {
   const head = `[memory]\n${settings}`;
-  if (backend === 'postgres') return `${head}backend = "postgres"\n[memory.postgres]\nurl = "${TEST_PG_URL}"\nschema = "${schema}"\n`;
+  if (backend === 'postgres')
+    return `${head}backend = "postgres"\n[memory.postgres]\nurl = "${TEST_PG_URL}"\nschema = "${schema}"\n`;
   return settings ? head : '';
 }
 

@@ -14,7 +14,9 @@ const CHILD = fileURLToPath(new URL('./fixtures/import-child.ts', import.meta.ur
 
 function importAndKill(dir: string, n: number): Promise<{ killed: boolean; out: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', CHILD, dir, String(n)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', CHILD, dir, String(n)], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     let err = '';
     let killed = false;
@@ -39,7 +41,9 @@ describe('kill -9 during a bulk import', () => {
     // Something committed before, which must survive.
     {
       const { store, db } = openStore(dir, { embedder: new HashEmbedder() });
-      await store.createEntities('global', [{ name: 'before', entityType: 'note', observations: ['committed earlier'] }]);
+      await store.createEntities('global', [
+        { name: 'before', entityType: 'note', observations: ['committed earlier'] },
+      ]);
       await store.close();
       db.close();
     }
@@ -58,13 +62,19 @@ describe('kill -9 during a bulk import', () => {
     expect(entities).toBe(bulk + 1);
     expect(count('SELECT count(*) AS n FROM memory_embeddings')).toBe(entities);
     expect(count('SELECT count(*) AS n FROM memory_fts')).toBe(entities);
-    expect(count('SELECT count(*) AS n FROM memory_entities e LEFT JOIN memory_embeddings v ON v.entity_id = e.id WHERE v.entity_id IS NULL')).toBe(0);
+    expect(
+      count(
+        'SELECT count(*) AS n FROM memory_entities e LEFT JOIN memory_embeddings v ON v.entity_id = e.id WHERE v.entity_id IS NULL',
+      ),
+    ).toBe(0);
     const emb = new HashEmbedder();
     const reopened = openStore(dir, { embedder: emb });
     await reopened.store.ready();
     expect(emb.embedded).toBe(0); // nothing needed repair
     expect(await reopened.store.stats()).toMatchObject({ entities, embedding: { indexed: entities } });
-    expect((await reopened.store.search({ query: 'committed earlier', scopes: ['global'] }))[0]?.entity.name).toBe('before');
+    expect((await reopened.store.search({ query: 'committed earlier', scopes: ['global'] }))[0]?.entity.name).toBe(
+      'before',
+    );
     reopened.db.close();
     await store.close();
     db.close();

@@ -195,12 +195,20 @@ describe('local embedder model file', () => {
   });
 
   it('refuses bad options', async () => {
-    expect((await rejection(LocalEmbedder.create({ kind: 'local', max_batch: 0 }))).message).toMatch(/max_batch must be a positive integer/);
-    expect((await rejection(LocalEmbedder.create({ kind: 'local', graph: 'fp8' as 'int8' }))).code).toBe('invalid_config');
+    expect((await rejection(LocalEmbedder.create({ kind: 'local', max_batch: 0 }))).message).toMatch(
+      /max_batch must be a positive integer/,
+    );
+    expect((await rejection(LocalEmbedder.create({ kind: 'local', graph: 'fp8' as 'int8' }))).code).toBe(
+      'invalid_config',
+    );
   });
 
   it('gives the same vectors with the contrib-operator graph, and close ones with int8 weights', async () => {
-    const texts = ['A man is eating food.', 'A man is eating a piece of bread.', 'The weather is lovely today, let us go for a walk in the park.'];
+    const texts = [
+      'A man is eating food.',
+      'A man is eating a piece of bread.',
+      'The weather is lovely today, let us go for a walk in the park.',
+    ];
     const names: string[] = [];
     const run = async (graph: 'standard' | 'fused' | 'int8') => {
       const e = await LocalEmbedder.create({ kind: 'local', graph, threads: 1 });
@@ -225,13 +233,19 @@ interface Hit {
 }
 
 /** A scripted OpenAI-compatible server on 127.0.0.1:0; `reply` answers each request. */
-async function scriptedServer(reply: (res: ServerResponse, hit: Hit, n: number) => void): Promise<{ url: string; hits: Hit[]; server: Server }> {
+async function scriptedServer(
+  reply: (res: ServerResponse, hit: Hit, n: number) => void,
+): Promise<{ url: string; hits: Hit[]; server: Server }> {
   const hits: Hit[] = [];
   const server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
-      const hit: Hit = { path: req.url ?? '', headers: req.headers, body: JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}') as Hit['body'] };
+      const hit: Hit = {
+        path: req.url ?? '',
+        headers: req.headers,
+        body: JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}') as Hit['body'],
+      };
       // A stand-in for OpenAI's embeddings: it refuses what the real endpoint refuses.
       const refusal = checkEmbeddingRequest(hit.body);
       if (refusal !== undefined) {
@@ -279,7 +293,13 @@ describe('OpenAI-compatible embedder', () => {
       json(res, 200, answer);
     });
     process.env.CAXTON_TEST_EMBED_KEY = 'sk-test-123';
-    const emb: Embedder = await createEmbedder({ kind: 'openai', base_url: `${srv.url}/`, model: 'text-embedding-3-small', api_key_env: 'CAXTON_TEST_EMBED_KEY', dimensions: 4 });
+    const emb: Embedder = await createEmbedder({
+      kind: 'openai',
+      base_url: `${srv.url}/`,
+      model: 'text-embedding-3-small',
+      api_key_env: 'CAXTON_TEST_EMBED_KEY',
+      dimensions: 4,
+    });
     expect(emb.model).toBe('openai:text-embedding-3-small');
     expect(emb.dimensions).toBe(4);
     const texts = ['a', 'bbb', 'cc'];
@@ -300,7 +320,9 @@ describe('OpenAI-compatible embedder', () => {
   });
 
   it('splits large inputs into several requests', async () => {
-    const srv = await start((res, hit) => json(res, 200, { data: (hit.body.input ?? []).map((t, index) => ({ index, embedding: fakeVector(t) })) }));
+    const srv = await start((res, hit) =>
+      json(res, 200, { data: (hit.body.input ?? []).map((t, index) => ({ index, embedding: fakeVector(t) })) }),
+    );
     const emb = await createEmbedder({ kind: 'openai', base_url: srv.url, model: 'm', dimensions: 4, max_batch: 2 });
     const texts = ['1', '22', '333', '4444', '55555'];
     const vs = await emb.embed(texts);
@@ -331,24 +353,47 @@ describe('OpenAI-compatible embedder', () => {
   });
 
   it('retries a 503 and fails clearly when the key variable is unset or the server is down', async () => {
-    const srv = await start((res, hit, n) => (n === 0 ? json(res, 503, { error: { message: 'busy' } }) : json(res, 200, { data: [{ index: 0, embedding: fakeVector('x') }] })));
+    const srv = await start((res, hit, n) =>
+      n === 0
+        ? json(res, 503, { error: { message: 'busy' } })
+        : json(res, 200, { data: [{ index: 0, embedding: fakeVector('x') }] }),
+    );
     const emb = await createEmbedder({ kind: 'openai', base_url: srv.url, model: 'm', dimensions: 4, max_retries: 1 });
     expect(await emb.embed(['x'])).toHaveLength(1);
     expect(srv.hits).toHaveLength(2);
 
     delete process.env.CAXTON_TEST_MISSING_KEY;
-    const noKey = await createEmbedder({ kind: 'openai', base_url: srv.url, model: 'm', dimensions: 4, api_key_env: 'CAXTON_TEST_MISSING_KEY' });
+    const noKey = await createEmbedder({
+      kind: 'openai',
+      base_url: srv.url,
+      model: 'm',
+      dimensions: 4,
+      api_key_env: 'CAXTON_TEST_MISSING_KEY',
+    });
     expect((await rejection(noKey.embed(['x']))).message).toMatch(/CAXTON_TEST_MISSING_KEY is not set/);
 
     const closed = await scriptedServer((res) => json(res, 200, {}));
     await new Promise((r) => closed.server.close(r));
-    const down = await createEmbedder({ kind: 'openai', base_url: closed.url, model: 'm', dimensions: 4, max_retries: 0 });
+    const down = await createEmbedder({
+      kind: 'openai',
+      base_url: closed.url,
+      model: 'm',
+      dimensions: 4,
+      max_retries: 0,
+    });
     expect((await rejection(down.embed(['x']))).message).toMatch(/cannot reach .*connection refused/);
   });
 
   it('refuses a bad configuration', async () => {
-    expect((await rejection(createEmbedder({ kind: 'openai', base_url: 'localhost:1234', model: 'm', dimensions: 4 }))).code).toBe('invalid_config');
-    expect((await rejection(createEmbedder({ kind: 'openai', base_url: 'http://127.0.0.1:1', model: 'm', dimensions: 0 }))).message).toMatch(/dimensions/);
-    expect((await rejection(createEmbedder({ kind: 'nope' } as unknown as { kind: 'local' }))).message).toMatch(/unknown embedder kind "nope"/);
+    expect(
+      (await rejection(createEmbedder({ kind: 'openai', base_url: 'localhost:1234', model: 'm', dimensions: 4 }))).code,
+    ).toBe('invalid_config');
+    expect(
+      (await rejection(createEmbedder({ kind: 'openai', base_url: 'http://127.0.0.1:1', model: 'm', dimensions: 0 })))
+        .message,
+    ).toMatch(/dimensions/);
+    expect((await rejection(createEmbedder({ kind: 'nope' } as unknown as { kind: 'local' }))).message).toMatch(
+      /unknown embedder kind "nope"/,
+    );
   });
 });

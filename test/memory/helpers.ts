@@ -57,7 +57,8 @@ export class HashEmbedder implements Embedder {
     this.embedded += texts.length;
     return texts.map((t) => {
       const v = new Float32Array(this.dimensions);
-      for (const w of t.toLowerCase().match(/[a-z0-9]+/g) ?? []) v[createHash('md5').update(w).digest()[0]! % this.dimensions]! += 1;
+      for (const w of t.toLowerCase().match(/[a-z0-9]+/g) ?? [])
+        v[createHash('md5').update(w).digest()[0]! % this.dimensions]! += 1;
       let n = 0;
       for (const x of v) n += x * x;
       n = Math.sqrt(n) || 1;

@@ -78,10 +78,19 @@ async function script(store: MemoryBackend): Promise<unknown[]> {
   await r(
     'create',
     store.createEntities(s, [
-      { name: 'Alice', entityType: 'person', observations: ['works at Acme', 'likes tea', 'likes tea'], metadata: { z: 1, a: { b: [1, 2] } } },
+      {
+        name: 'Alice',
+        entityType: 'person',
+        observations: ['works at Acme', 'likes tea', 'likes tea'],
+        metadata: { z: 1, a: { b: [1, 2] } },
+      },
       { name: 'Acme', entityType: 'organization', observations: ['makes anvils', 'Ünïcödé façade in Zürich'] },
       { name: 'Alice', entityType: 'dup', observations: [] },
-      { name: 'Straße', entityType: 'place', observations: ['ΣΊΣΥΦΟΣ rolls a stone', 'Kelvin sign: K, dotted İstanbul'] },
+      {
+        name: 'Straße',
+        entityType: 'place',
+        observations: ['ΣΊΣΥΦΟΣ rolls a stone', 'Kelvin sign: K, dotted İstanbul'],
+      },
       // Only the Kelvin sign lower-cases to "k" here: SQLite's LIKE prefilter (ASCII folding) drops it for "k".
       { name: 'Ω', entityType: 'sign', observations: ['\u212A'] },
     ]),
@@ -93,7 +102,10 @@ async function script(store: MemoryBackend): Promise<unknown[]> {
       { name: 'Bob', entityType: 'person', observations: ['knows Alice'] },
     ]),
   );
-  await r('create-other-scope', store.createEntities('global', [{ name: 'Alice', entityType: 'person', observations: ['a global Alice'] }]));
+  await r(
+    'create-other-scope',
+    store.createEntities('global', [{ name: 'Alice', entityType: 'person', observations: ['a global Alice'] }]),
+  );
   await r(
     'relations',
     store.createRelations(s, [
@@ -126,7 +138,24 @@ async function script(store: MemoryBackend): Promise<unknown[]> {
     ]),
   );
   await r('graph', store.readGraph([s, 'global']));
-  for (const q of ['ANVIL', 'alice', '100%_"x', 'zürich', 'ZÜRICH', 'σίσυφος', 'k', 'K', '\u212A', 'ω', 'i̇stanbul', 'straße', '%', '_', 'e, "', 'tea"'])
+  for (const q of [
+    'ANVIL',
+    'alice',
+    '100%_"x',
+    'zürich',
+    'ZÜRICH',
+    'σίσυφος',
+    'k',
+    'K',
+    '\u212A',
+    'ω',
+    'i̇stanbul',
+    'straße',
+    '%',
+    '_',
+    'e, "',
+    'tea"',
+  ])
     await r(`nodes ${q}`, store.searchNodes([s, 'global'], q));
   await r('open', store.openNodes([s, 'global'], ['Bob', 'Nobody', 'Alice', 'Bob']));
   await r('touching', store.relationsTouching([{ scope: s, name: 'Alice' }]));
@@ -134,19 +163,39 @@ async function script(store: MemoryBackend): Promise<unknown[]> {
   await r('get-none', store.getEntity(s, 'Nobody'));
   for (const mode of ['hybrid', 'semantic', 'keyword'] as const) {
     await r(`search ${mode}`, store.search({ query: 'who speaks French and likes tea?', scopes: [s, 'global'], mode }));
-    await r(`search ${mode} typed`, store.search({ query: 'Alice', scopes: [s, 'global'], mode, entity_type: 'person', limit: 2 }));
+    await r(
+      `search ${mode} typed`,
+      store.search({ query: 'Alice', scopes: [s, 'global'], mode, entity_type: 'person', limit: 2 }),
+    );
     await r(`search ${mode} min`, store.search({ query: 'anvils façade', scopes: [s], mode, min_similarity: 0.2 }));
   }
   await r('search-empty', store.search({ query: '  ', scopes: [s] }));
   await r('search-no-scopes', store.search({ query: 'tea', scopes: [] }));
   await r('traverse', store.traverse({ scope: s, from: 'Bob', max_depth: 3 }));
-  await r('traverse-both', store.traverse({ scope: s, from: 'Acme', direction: 'both', relation_types: ['works_at', 'knows', 'employs'] }));
+  await r(
+    'traverse-both',
+    store.traverse({ scope: s, from: 'Acme', direction: 'both', relation_types: ['works_at', 'knows', 'employs'] }),
+  );
   await r('traverse-limit', store.traverse({ scope: s, from: 'Alice', direction: 'both', limit: 2 }));
   await r('traverse-missing', store.traverse({ scope: s, from: 'Nobody' }));
   const at = '2020-01-02T03:04:05.000Z';
   const writes: EntityWrite[] = [
-    { scope: s, name: 'Carol', entityType: 'person', observations: ['new from import', 'new from import'], metadata: { src: 'import' }, created_at: at, updated_at: at },
-    { scope: s, name: 'Alice', entityType: 'person', observations: ['likes tea', 'imported fact'], metadata: { a: 'replaced', n: 2 } },
+    {
+      scope: s,
+      name: 'Carol',
+      entityType: 'person',
+      observations: ['new from import', 'new from import'],
+      metadata: { src: 'import' },
+      created_at: at,
+      updated_at: at,
+    },
+    {
+      scope: s,
+      name: 'Alice',
+      entityType: 'person',
+      observations: ['likes tea', 'imported fact'],
+      metadata: { a: 'replaced', n: 2 },
+    },
     { scope: s, name: 'Bob', entityType: 'person', observations: ['knows Alice'], metadata: {} },
     { scope: s, name: 'Acme', entityType: 'company', observations: [], metadata: {} },
     { scope: 'global', name: 'Alice', entityType: 'person', observations: [], metadata: { only: 'metadata' } },
@@ -164,7 +213,21 @@ async function script(store: MemoryBackend): Promise<unknown[]> {
   );
   log.push(['merge-progress', progress]);
   await r('merge-again', store.merge(writes, rels));
-  await r('merge-too-many', store.merge([{ scope: s, name: 'Alice', entityType: 'person', observations: Array.from({ length: 1000 }, (_, i) => `o${i}`), metadata: {} }], []));
+  await r(
+    'merge-too-many',
+    store.merge(
+      [
+        {
+          scope: s,
+          name: 'Alice',
+          entityType: 'person',
+          observations: Array.from({ length: 1000 }, (_, i) => `o${i}`),
+          metadata: {},
+        },
+      ],
+      [],
+    ),
+  );
   await r('graph-after-merge', store.readGraph([s, 'global']));
   await r(
     'delete-obs',
@@ -206,9 +269,14 @@ describe.skipIf(!PG)('PostgreSQL memory backend: the same results as SQLite', ()
     }
     const [sqlite, postgres] = logs as [unknown[], unknown[]];
     expect(postgres.length).toBe(sqlite.length);
-    for (let i = 0; i < sqlite.length; i++) expect(postgres[i], `step ${JSON.stringify((sqlite[i] as unknown[])[0])}`).toEqual(sqlite[i]);
+    for (let i = 0; i < sqlite.length; i++)
+      expect(postgres[i], `step ${JSON.stringify((sqlite[i] as unknown[])[0])}`).toEqual(sqlite[i]);
     // The script did what it says (guards against both backends failing alike).
-    const step = (name: string) => (postgres.find((x) => (x as unknown[])[0] === name) as unknown[])[1] as { ok?: unknown; error?: { code: string } };
+    const step = (name: string) =>
+      (postgres.find((x) => (x as unknown[])[0] === name) as unknown[])[1] as {
+        ok?: unknown;
+        error?: { code: string };
+      };
     expect(step('add-missing').error?.code).toBe('not_found');
     expect(step('merge-too-many').error?.code).toBe('payload_too_large');
     expect(step('traverse-missing').error?.code).toBe('not_found');
@@ -265,7 +333,9 @@ describe.skipIf(!PG)('PostgreSQL memory backend: pgvector', () => {
         );
         expect(err).toBeInstanceOf(CaxtonError);
         expect(err).toMatchObject({ code: 'not_ready' });
-        expect((err as Error).message).toMatch(/superuser must run CREATE EXTENSION vector once in database caxton_test_db_/);
+        expect((err as Error).message).toMatch(
+          /superuser must run CREATE EXTENSION vector once in database caxton_test_db_/,
+        );
         expect((err as Error).message).toMatch(/scripts\/setup-pgvector\.sh/);
         // Reads fail the same way (they prepare the schema too), and nothing was created.
         await expect(store.readGraph(['global'])).rejects.toThrow(/CREATE EXTENSION vector/);
@@ -280,7 +350,9 @@ describe.skipIf(!PG)('PostgreSQL memory backend: pgvector', () => {
   });
 
   it('refuses a schema name that is not a plain identifier', () => {
-    expect(() => new PgMemoryStore({ url: TEST_PG_URL, schema: 'Bad-Name"; DROP', embedder: new HashEmbedder() })).toThrow(/lower-case identifier/);
+    expect(
+      () => new PgMemoryStore({ url: TEST_PG_URL, schema: 'Bad-Name"; DROP', embedder: new HashEmbedder() }),
+    ).toThrow(/lower-case identifier/);
   });
 
   it('builds the HNSW index and searches through it over thousands of rows', async () => {
@@ -301,7 +373,10 @@ describe.skipIf(!PG)('PostgreSQL memory backend: pgvector', () => {
       const admin = new pg.Client({ connectionString: TEST_PG_URL });
       await admin.connect();
       try {
-        const idx = await admin.query<{ def: string }>('SELECT indexdef AS def FROM pg_indexes WHERE schemaname = $1 AND indexname = $2', [pgStore.schema, HNSW_INDEX]);
+        const idx = await admin.query<{ def: string }>(
+          'SELECT indexdef AS def FROM pg_indexes WHERE schemaname = $1 AND indexname = $2',
+          [pgStore.schema, HNSW_INDEX],
+        );
         expect(idx.rows[0]?.def).toMatch(/USING hnsw \(embedding .*vector_cosine_ops\)/);
         await admin.query(`ANALYZE "${pgStore.schema}".entities`);
       } finally {
@@ -309,7 +384,11 @@ describe.skipIf(!PG)('PostgreSQL memory backend: pgvector', () => {
       }
       const plan = await pgStore.explainSearch({ query: 'fact w1234 v13', scopes: ['workspace'] });
       expect(plan).toContain(`Index Scan using ${HNSW_INDEX}`);
-      const filtered = await pgStore.explainSearch({ query: 'fact w1234 v13', scopes: ['workspace'], entity_type: 'even' });
+      const filtered = await pgStore.explainSearch({
+        query: 'fact w1234 v13',
+        scopes: ['workspace'],
+        entity_type: 'even',
+      });
       expect(filtered).toContain(`Index Scan using ${HNSW_INDEX}`);
       // An entity's own text finds it first (cosine 1) through the index.
       const target = (await store.getEntity('workspace', 'item-1234'))!;
@@ -317,10 +396,19 @@ describe.skipIf(!PG)('PostgreSQL memory backend: pgvector', () => {
       expect(hits[0]?.entity.name).toBe('item-1234');
       expect(hits[0]?.similarity).toBeCloseTo(1, 3);
       // Filtered by a scope holding a tenth of the rows and a type: the iterative scan still fills the page.
-      const few = await store.search({ query: 'fact v13', scopes: ['global'], entity_type: 'even', mode: 'semantic', limit: 30 });
+      const few = await store.search({
+        query: 'fact v13',
+        scopes: ['global'],
+        entity_type: 'even',
+        mode: 'semantic',
+        limit: 30,
+      });
       expect(few).toHaveLength(30);
       expect(few.every((h) => h.entity.scope === 'global' && h.entity.entityType === 'even')).toBe(true);
-      expect(await store.stats()).toMatchObject({ entities: n, embedding: { model: 'test:hash', dimensions: 32, indexed: n } });
+      expect(await store.stats()).toMatchObject({
+        entities: n,
+        embedding: { model: 'test:hash', dimensions: 32, indexed: n },
+      });
     } finally {
       await cleanup();
     }
@@ -329,10 +417,22 @@ describe.skipIf(!PG)('PostgreSQL memory backend: pgvector', () => {
 
 describe.skipIf(!PG)('PostgreSQL memory backend: keyword word counts (word_docs)', () => {
   /** word_docs (docs > 0) against the counts recomputed from the entities. */
-  async function counts(admin: pg.Pool, schema: string): Promise<{ kept: Record<string, number>; actual: Record<string, number> }> {
-    const kept = (await admin.query<{ word: string; docs: string }>(`SELECT word, docs FROM "${schema}".word_docs WHERE docs <> 0 ORDER BY word`)).rows;
-    const actual = (await admin.query<{ word: string; docs: string }>(`SELECT w AS word, count(*) AS docs FROM "${schema}".entities, unnest(words) AS w GROUP BY w ORDER BY w`)).rows;
-    const obj = (rows: { word: string; docs: string }[]) => Object.fromEntries(rows.map((r) => [r.word, Number(r.docs)]));
+  async function counts(
+    admin: pg.Pool,
+    schema: string,
+  ): Promise<{ kept: Record<string, number>; actual: Record<string, number> }> {
+    const kept = (
+      await admin.query<{ word: string; docs: string }>(
+        `SELECT word, docs FROM "${schema}".word_docs WHERE docs <> 0 ORDER BY word`,
+      )
+    ).rows;
+    const actual = (
+      await admin.query<{ word: string; docs: string }>(
+        `SELECT w AS word, count(*) AS docs FROM "${schema}".entities, unnest(words) AS w GROUP BY w ORDER BY w`,
+      )
+    ).rows;
+    const obj = (rows: { word: string; docs: string }[]) =>
+      Object.fromEntries(rows.map((r) => [r.word, Number(r.docs)]));
     return { kept: obj(kept), actual: obj(actual) };
   }
 
@@ -352,7 +452,13 @@ describe.skipIf(!PG)('PostgreSQL memory backend: keyword word counts (word_docs)
       await store.deleteObservations('workspace', [{ entityName: 'a', observations: ['red apple'] }]);
       await store.merge(
         [
-          { scope: 'workspace', name: 'b', entityType: 'fruit', observations: ['red cherry', 'yellow lemon'], metadata: {} },
+          {
+            scope: 'workspace',
+            name: 'b',
+            entityType: 'fruit',
+            observations: ['red cherry', 'yellow lemon'],
+            metadata: {},
+          },
           { scope: 'workspace', name: 'c', entityType: 'note', observations: ['red plum'], metadata: {} },
         ],
         [],
@@ -376,13 +482,19 @@ describe.skipIf(!PG)('PostgreSQL memory backend: keyword word counts (word_docs)
     const { admin, schema, drop } = await freshSchema();
     try {
       const first = new PgMemoryStore({ url: TEST_PG_URL, schema, embedder: new HashEmbedder() });
-      await first.createEntities('workspace', [{ name: 'old', entityType: 'note', observations: ['written before the counts existed'] }]);
+      await first.createEntities('workspace', [
+        { name: 'old', entityType: 'note', observations: ['written before the counts existed'] },
+      ]);
       await first.close();
       // Back to the schema as migration 001 left it.
-      await admin.query(`DROP TABLE "${schema}".word_docs; DROP FUNCTION "${schema}".word_docs_change() CASCADE; DELETE FROM "${schema}".migrations WHERE id = 'pg-memory-002-word-docs'`);
+      await admin.query(
+        `DROP TABLE "${schema}".word_docs; DROP FUNCTION "${schema}".word_docs_change() CASCADE; DELETE FROM "${schema}".migrations WHERE id = 'pg-memory-002-word-docs'`,
+      );
       const second = new PgMemoryStore({ url: TEST_PG_URL, schema, embedder: new HashEmbedder() });
       try {
-        expect((await second.search({ query: 'counts existed', scopes: ['workspace'], mode: 'keyword' }))[0]?.entity.name).toBe('old');
+        expect(
+          (await second.search({ query: 'counts existed', scopes: ['workspace'], mode: 'keyword' }))[0]?.entity.name,
+        ).toBe('old');
         const c = await counts(admin, schema);
         expect(c.kept).toEqual(c.actual);
         expect(c.kept.counts).toBe(1);
@@ -405,8 +517,15 @@ describe.skipIf(!PG)('PostgreSQL memory backend: several instances and failures'
       await Promise.all([a.ready(), b.ready()]);
       await a.createEntities('workspace', [{ name: 'shared', entityType: 'note', observations: ['start'] }]);
       // The same names created from both: each exactly once.
-      const names = Array.from({ length: 40 }, (_, i) => ({ name: `n${i}`, entityType: 'note', observations: [`fact ${i}`] }));
-      const created = await Promise.all([a.createEntities('workspace', names), b.createEntities('workspace', [...names].reverse())]);
+      const names = Array.from({ length: 40 }, (_, i) => ({
+        name: `n${i}`,
+        entityType: 'note',
+        observations: [`fact ${i}`],
+      }));
+      const created = await Promise.all([
+        a.createEntities('workspace', names),
+        b.createEntities('workspace', [...names].reverse()),
+      ]);
       expect(created[0].length + created[1].length).toBe(40);
       // Observations added to one entity from both, interleaved: none lost (no lost update).
       const adds: Promise<unknown>[] = [];
@@ -421,11 +540,23 @@ describe.skipIf(!PG)('PostgreSQL memory backend: several instances and failures'
       // Merges and deletes racing: the end state is the one of some order of them.
       await Promise.all([
         a.merge(
-          Array.from({ length: 300 }, (_, i) => ({ scope: 'workspace', name: `m${i}`, entityType: 'bulk', observations: [`a ${i}`], metadata: { by: 'a' } })),
+          Array.from({ length: 300 }, (_, i) => ({
+            scope: 'workspace',
+            name: `m${i}`,
+            entityType: 'bulk',
+            observations: [`a ${i}`],
+            metadata: { by: 'a' },
+          })),
           [],
         ),
         b.merge(
-          Array.from({ length: 300 }, (_, i) => ({ scope: 'workspace', name: `m${i}`, entityType: 'bulk', observations: [`b ${i}`], metadata: { by: 'b' } })),
+          Array.from({ length: 300 }, (_, i) => ({
+            scope: 'workspace',
+            name: `m${i}`,
+            entityType: 'bulk',
+            observations: [`b ${i}`],
+            metadata: { by: 'b' },
+          })),
           [],
         ),
         b.deleteEntities('workspace', ['n0', 'n1']),
@@ -437,11 +568,17 @@ describe.skipIf(!PG)('PostgreSQL memory backend: several instances and failures'
       expect(new Set(m.map((e) => e.observations.length))).toEqual(new Set([2]));
       expect(new Set(m.map((e) => JSON.stringify(e.metadata))).size).toBe(1);
       // Every row has the vector of its current text, of the current model (the last writer re-read the row under the lock).
-      const { rows } = await admin.query<{ name: string; entity_type: string; observations: string[]; model: string | null; v: string | null }>(
-        `SELECT name, entity_type, observations, model, embedding::text AS v FROM "${schema}".entities`,
-      );
+      const { rows } = await admin.query<{
+        name: string;
+        entity_type: string;
+        observations: string[];
+        model: string | null;
+        v: string | null;
+      }>(`SELECT name, entity_type, observations, model, embedding::text AS v FROM "${schema}".entities`);
       expect(rows).toHaveLength(graph.entities.length);
-      const expected = await new HashEmbedder().embed(rows.map((r) => entityText({ name: r.name, entityType: r.entity_type, observations: r.observations })));
+      const expected = await new HashEmbedder().embed(
+        rows.map((r) => entityText({ name: r.name, entityType: r.entity_type, observations: r.observations })),
+      );
       rows.forEach((r, i) => {
         expect(r.model).toBe('test:hash');
         const v = JSON.parse(r.v!) as number[];
@@ -462,15 +599,25 @@ describe.skipIf(!PG)('PostgreSQL memory backend: several instances and failures'
     await admin.connect();
     const column = async () =>
       (
-        await admin.query<{ type: string }>(`SELECT format_type(atttypid, atttypmod) AS type FROM pg_attribute WHERE attrelid = ('"' || $1 || '".entities')::regclass AND attname = 'embedding'`, [
-          pgStore.schema,
-        ])
+        await admin.query<{ type: string }>(
+          `SELECT format_type(atttypid, atttypmod) AS type FROM pg_attribute WHERE attrelid = ('"' || $1 || '".entities')::regclass AND attname = 'embedding'`,
+          [pgStore.schema],
+        )
       ).rows[0]?.type;
-    const models = async () => (await admin.query(`SELECT model, vector_dims(embedding) AS dims, count(*)::int AS n FROM "${pgStore.schema}".entities GROUP BY 1, 2 ORDER BY 1`)).rows;
+    const models = async () =>
+      (
+        await admin.query(
+          `SELECT model, vector_dims(embedding) AS dims, count(*)::int AS n FROM "${pgStore.schema}".entities GROUP BY 1, 2 ORDER BY 1`,
+        )
+      ).rows;
     try {
       await store.createEntities(
         'global',
-        Array.from({ length: 300 }, (_, i) => ({ name: `E${i}`, entityType: 't', observations: [i === 7 ? 'red apples' : `filler ${i}`] })),
+        Array.from({ length: 300 }, (_, i) => ({
+          name: `E${i}`,
+          entityType: 't',
+          observations: [i === 7 ? 'red apples' : `filler ${i}`],
+        })),
       );
       await store.createEntities('global', [{ name: 'B', entityType: 't', observations: ['blue sky'] }]);
       expect(await column()).toBe('vector(32)');
@@ -481,7 +628,10 @@ describe.skipIf(!PG)('PostgreSQL memory backend: several instances and failures'
       expect(same.embedded).toBe(0);
       // (An entity's own text finds it first: cosine 1.)
       const e7 = entityText({ name: 'E7', entityType: 't', observations: ['red apples'] });
-      expect((await s.search({ query: e7, scopes: ['global'], mode: 'semantic' }))[0]).toMatchObject({ entity: { name: 'E7' }, similarity: 1 });
+      expect((await s.search({ query: e7, scopes: ['global'], mode: 'semantic' }))[0]).toMatchObject({
+        entity: { name: 'E7' },
+        similarity: 1,
+      });
 
       // Same dimension, another model: vectors replaced in batches, never mixed.
       const renamed = new HashEmbedder('test:hash-c', 32);
@@ -505,13 +655,27 @@ describe.skipIf(!PG)('PostgreSQL memory backend: several instances and failures'
       expect(await models()).toEqual([{ model: 'test:hash-b', dims: 48, n: 301 }]);
       const meta = await admin.query(`SELECT model, dimensions FROM "${pgStore.schema}".meta`);
       expect(meta.rows).toEqual([{ model: 'test:hash-b', dimensions: 48 }]);
-      const idx = await admin.query('SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND indexname = $2', [pgStore.schema, HNSW_INDEX]);
+      const idx = await admin.query('SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND indexname = $2', [
+        pgStore.schema,
+        HNSW_INDEX,
+      ]);
       expect(idx.rows).toHaveLength(1);
-      expect((await s.search({ query: entityText({ name: 'B', entityType: 't', observations: ['blue sky'] }), scopes: ['global'], mode: 'semantic' }))[0]).toMatchObject({
+      expect(
+        (
+          await s.search({
+            query: entityText({ name: 'B', entityType: 't', observations: ['blue sky'] }),
+            scopes: ['global'],
+            mode: 'semantic',
+          })
+        )[0],
+      ).toMatchObject({
         entity: { name: 'B' },
         similarity: 1,
       });
-      expect((await s.search({ query: e7, scopes: ['global'], mode: 'semantic' }))[0]).toMatchObject({ entity: { name: 'E7' }, similarity: 1 });
+      expect((await s.search({ query: e7, scopes: ['global'], mode: 'semantic' }))[0]).toMatchObject({
+        entity: { name: 'E7' },
+        similarity: 1,
+      });
       expect(await s.stats()).toMatchObject({ embedding: { model: 'test:hash-b', dimensions: 48, indexed: 301 } });
     } finally {
       await admin.end();
@@ -523,18 +687,40 @@ describe.skipIf(!PG)('PostgreSQL memory backend: several instances and failures'
     const emb = new HashEmbedder();
     const { store, cleanup } = await pgBackend.open({ embedder: emb, key: 'fail' });
     try {
-      await store.createEntities('workspace', [{ name: 'keep', entityType: 'note', observations: ['was here before'] }]);
+      await store.createEntities('workspace', [
+        { name: 'keep', entityType: 'note', observations: ['was here before'] },
+      ]);
       const before = await store.readGraph(['workspace']);
       emb.failAfter = emb.embedded + 300; // the second batch of 256 fails
       const progress: [number, number][] = [];
-      const writes = Array.from({ length: 600 }, (_, i) => ({ scope: 'workspace', name: `E${i}`, entityType: 'bulk', observations: [`fact ${i}`], metadata: {} }));
-      writes.push({ scope: 'workspace', name: 'keep', entityType: 'note', observations: ['an update that must not land'], metadata: {} });
-      await expect(store.merge(writes, [{ scope: 'workspace', from: 'E1', to: 'keep', relationType: 'r' }], (d, t) => progress.push([d, t]))).rejects.toThrow(/embedder failed/);
+      const writes = Array.from({ length: 600 }, (_, i) => ({
+        scope: 'workspace',
+        name: `E${i}`,
+        entityType: 'bulk',
+        observations: [`fact ${i}`],
+        metadata: {},
+      }));
+      writes.push({
+        scope: 'workspace',
+        name: 'keep',
+        entityType: 'note',
+        observations: ['an update that must not land'],
+        metadata: {},
+      });
+      await expect(
+        store.merge(writes, [{ scope: 'workspace', from: 'E1', to: 'keep', relationType: 'r' }], (d, t) =>
+          progress.push([d, t]),
+        ),
+      ).rejects.toThrow(/embedder failed/);
       expect(progress).toEqual([[256, 601]]);
       expect(await store.readGraph(['workspace'])).toEqual(before);
       expect(await store.stats()).toMatchObject({ entities: 1, relations: 0, embedding: { indexed: 1 } });
       emb.failAfter = Infinity;
-      expect(await store.merge(writes.slice(0, 10), [])).toEqual({ entities_created: 10, entities_updated: 0, relations_created: 0 });
+      expect(await store.merge(writes.slice(0, 10), [])).toEqual({
+        entities_created: 10,
+        entities_updated: 0,
+        relations_created: 0,
+      });
       expect((await store.stats()).entities).toBe(11);
     } finally {
       await cleanup();
@@ -549,14 +735,18 @@ describe.skipIf(!PG)('PostgreSQL memory backend: kill -9 during a bulk merge', (
     const { schema, admin, drop } = await freshSchema();
     try {
       const first = new PgMemoryStore({ url: TEST_PG_URL, schema, embedder: new HashEmbedder() });
-      await first.createEntities('global', [{ name: 'before', entityType: 'note', observations: ['committed earlier'] }]);
+      await first.createEntities('global', [
+        { name: 'before', entityType: 'note', observations: ['committed earlier'] },
+      ]);
       await first.close();
 
       const n = 20_000;
       const app = `caxton-crash-${schema}`;
       let sawWriting = false;
       const r = await new Promise<{ killed: boolean; out: string }>((resolve, reject) => {
-        const child = spawn(process.execPath, ['--import', 'tsx', CHILD, TEST_PG_URL, schema, String(n), app], { stdio: ['ignore', 'pipe', 'pipe'] });
+        const child = spawn(process.execPath, ['--import', 'tsx', CHILD, TEST_PG_URL, schema, String(n), app], {
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
         let out = '';
         let err = '';
         let watching = false;
@@ -568,7 +758,10 @@ describe.skipIf(!PG)('PostgreSQL memory backend: kill -9 during a bulk merge', (
           // relations (it has a transaction id and its last statement inserts relations).
           const poll = async () => {
             while (child.exitCode === null && child.signalCode === null) {
-              const { rows } = await admin.query("SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND backend_xid IS NOT NULL AND query LIKE 'INSERT INTO %.relations %'", [app]);
+              const { rows } = await admin.query(
+                "SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND backend_xid IS NOT NULL AND query LIKE 'INSERT INTO %.relations %'",
+                [app],
+              );
               if (rows.length > 0) {
                 sawWriting = true;
                 child.kill('SIGKILL');
@@ -602,7 +795,9 @@ describe.skipIf(!PG)('PostgreSQL memory backend: kill -9 during a bulk merge', (
       expect(bulk).toBe(0); // killed while its transaction was open: nothing of it committed
       expect(await count(`SELECT count(*)::int AS n FROM "${schema}".relations WHERE scope = 'workspace'`)).toBe(0);
       expect(await count(`SELECT count(*)::int AS n FROM "${schema}".entities`)).toBe(1);
-      expect(await count(`SELECT count(*)::int AS n FROM "${schema}".entities WHERE embedding IS NULL OR model IS NULL`)).toBe(0);
+      expect(
+        await count(`SELECT count(*)::int AS n FROM "${schema}".entities WHERE embedding IS NULL OR model IS NULL`),
+      ).toBe(0);
 
       // A new instance needs no repair, can write (the advisory locks died with the child) and search.
       const emb = new HashEmbedder();
@@ -610,7 +805,9 @@ describe.skipIf(!PG)('PostgreSQL memory backend: kill -9 during a bulk merge', (
       try {
         await again.ready();
         expect(emb.embedded).toBe(0);
-        await again.createEntities('workspace', [{ name: 'after', entityType: 'note', observations: ['written after the crash'] }]);
+        await again.createEntities('workspace', [
+          { name: 'after', entityType: 'note', observations: ['written after the crash'] },
+        ]);
         expect(await again.stats()).toMatchObject({ entities: 2, relations: 0, embedding: { indexed: 2 } });
         expect((await again.search({ query: 'committed earlier', scopes: ['global'] }))[0]?.entity.name).toBe('before');
       } finally {

@@ -1,5 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { agentScope, checkMemoryScope, parseScope, permittedScopes, SCOPE_KINDS, toolScope, visibleScopes } from '../../src/memory/scope.js';
+import {
+  agentScope,
+  checkMemoryScope,
+  parseScope,
+  permittedScopes,
+  SCOPE_KINDS,
+  toolScope,
+  visibleScopes,
+} from '../../src/memory/scope.js';
 import { isCaxtonError } from '../../src/shared/errors.js';
 
 /** The error a call throws: its code, message and details. */
@@ -68,7 +76,9 @@ describe('memory scopes', () => {
       for (const v of ['Workspace', 'agents:x', 'team', ' global']) {
         const e = thrown(() => parseScope(v));
         expect(e.code).toBe('invalid_request');
-        expect(e.message).toBe(`unknown scope "${v}" in "scope": expected "agent", "workspace", "global" or "agent:NAME"`);
+        expect(e.message).toBe(
+          `unknown scope "${v}" in "scope": expected "agent", "workspace", "global" or "agent:NAME"`,
+        );
         expect(e.details).toEqual({ field: 'scope', value: v });
       }
     });
@@ -92,7 +102,9 @@ describe('memory scopes', () => {
       for (const v of ['agent:alice', 'Agent', 3, '']) {
         const e = thrown(() => toolScope(v, 'Bob', 'agent'));
         expect(e.code).toBe('invalid_request');
-        expect(e.message).toBe(`unknown scope ${JSON.stringify(v)}: use "agent" (your private memory), "workspace" or "global"`);
+        expect(e.message).toBe(
+          `unknown scope ${JSON.stringify(v)}: use "agent" (your private memory), "workspace" or "global"`,
+        );
         expect(e.details).toEqual({ field: 'scope' });
       }
     });
@@ -109,9 +121,15 @@ describe('memory scopes', () => {
     });
 
     it('refuses another scope, naming it, and a request for every scope', () => {
-      expect(thrown(() => checkMemoryScope(limited, 'global'))).toMatchObject({ code: 'forbidden', details: { reason: 'memory_scope', scope: 'global' } });
+      expect(thrown(() => checkMemoryScope(limited, 'global'))).toMatchObject({
+        code: 'forbidden',
+        details: { reason: 'memory_scope', scope: 'global' },
+      });
       expect(thrown(() => checkMemoryScope(limited, 'global')).message).toContain('"global"');
-      expect(thrown(() => checkMemoryScope(limited, undefined))).toMatchObject({ code: 'forbidden', details: { reason: 'memory_scope' } });
+      expect(thrown(() => checkMemoryScope(limited, undefined))).toMatchObject({
+        code: 'forbidden',
+        details: { reason: 'memory_scope' },
+      });
     });
 
     it('keeps the allowed ones of a list', () => {

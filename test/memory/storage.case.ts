@@ -19,7 +19,11 @@ import type { OpenedStorage } from './storages.js';
  * Defines the suite for the storage `name`: `openBackend` opens the graph over fresh data of that
  * storage (the MemoryBackend tests), `openStorage` the storage alone (its MemoryStorage contract).
  */
-export function storageSuite<Id>(name: MemoryBackendKind, openBackend: BackendFactory['open'], openStorage: () => Promise<OpenedStorage<Id>>): void {
+export function storageSuite<Id>(
+  name: MemoryBackendKind,
+  openBackend: BackendFactory['open'],
+  openStorage: () => Promise<OpenedStorage<Id>>,
+): void {
   afterAll(removeTempDirs);
   contractSuite(name, openStorage);
 
@@ -62,7 +66,11 @@ export function storageSuite<Id>(name: MemoryBackendKind, openBackend: BackendFa
 
       const added = await store.addObservations(s, [{ entityName: 'Alice', contents: ['likes tea', 'speaks French'] }]);
       expect(added).toEqual([{ entityName: 'Alice', addedObservations: ['speaks French'] }]);
-      expect((await store.getEntity(s, 'Alice'))?.observations).toEqual(['works at Acme', 'likes tea', 'speaks French']);
+      expect((await store.getEntity(s, 'Alice'))?.observations).toEqual([
+        'works at Acme',
+        'likes tea',
+        'speaks French',
+      ]);
 
       expect(await store.scopes()).toEqual(['workspace']);
       await store.createRelations('global', [{ from: 'X', to: 'Y', relationType: 'relates' }]); // a scope with a relation only
@@ -96,9 +104,16 @@ export function storageSuite<Id>(name: MemoryBackendKind, openBackend: BackendFa
       // deleting an entity deletes its relations
       expect(await store.deleteEntities(s, ['Acme', 'Nobody'])).toBe(1);
       expect((await store.readGraph([s])).relations).toEqual([]);
-      expect(await store.stats()).toMatchObject({ entities: 2, relations: 0, observations: 2, embedding: { model: 'test:hash', dimensions: 32, indexed: 2 } });
+      expect(await store.stats()).toMatchObject({
+        entities: 2,
+        relations: 0,
+        observations: 2,
+        embedding: { model: 'test:hash', dimensions: 32, indexed: 2 },
+      });
       // the keyword side agrees with the tables after the deletes
-      expect((await store.search({ query: 'Acme French', scopes: [s], mode: 'keyword' })).map((h) => h.entity.name)).toEqual(['Alice']);
+      expect(
+        (await store.search({ query: 'Acme French', scopes: [s], mode: 'keyword' })).map((h) => h.entity.name),
+      ).toEqual(['Alice']);
       await store.close();
     });
 
@@ -121,7 +136,9 @@ export function storageSuite<Id>(name: MemoryBackendKind, openBackend: BackendFa
       const { store } = await open({ embedder: emb });
       await store.createEntities('global', [{ name: 'A', entityType: 't', observations: ['one'] }]);
       emb.failAfter = emb.embedded;
-      await expect(store.createEntities('global', [{ name: 'B', entityType: 't', observations: ['two'] }])).rejects.toThrow(/embedder failed/);
+      await expect(
+        store.createEntities('global', [{ name: 'B', entityType: 't', observations: ['two'] }]),
+      ).rejects.toThrow(/embedder failed/);
       expect((await store.readGraph(['global'])).entities.map((e) => e.name)).toEqual(['A']);
       emb.failAfter = Infinity;
       // the store keeps working after a failed write
@@ -131,9 +148,15 @@ export function storageSuite<Id>(name: MemoryBackendKind, openBackend: BackendFa
 
     it('keeps scopes apart: the same name in two scopes is two entities', async () => {
       const { store } = await open({ embedder: new HashEmbedder() });
-      await store.createEntities(agentScope('Alpha'), [{ name: 'secret', entityType: 'note', observations: ['alpha only'] }]);
-      await store.createEntities(agentScope('beta'), [{ name: 'secret', entityType: 'note', observations: ['beta only'] }]);
-      expect((await store.readGraph([agentScope('alpha')])).entities.map((e) => e.observations)).toEqual([['alpha only']]);
+      await store.createEntities(agentScope('Alpha'), [
+        { name: 'secret', entityType: 'note', observations: ['alpha only'] },
+      ]);
+      await store.createEntities(agentScope('beta'), [
+        { name: 'secret', entityType: 'note', observations: ['beta only'] },
+      ]);
+      expect((await store.readGraph([agentScope('alpha')])).entities.map((e) => e.observations)).toEqual([
+        ['alpha only'],
+      ]);
       expect((await store.searchNodes([agentScope('beta'), 'workspace', 'global'], 'alpha')).entities).toEqual([]);
       expect(await store.search({ query: 'alpha only', scopes: [agentScope('beta')], min_similarity: 0 })).toEqual([
         expect.objectContaining({ entity: expect.objectContaining({ observations: ['beta only'] }) }),
@@ -187,18 +210,32 @@ export function storageSuite<Id>(name: MemoryBackendKind, openBackend: BackendFa
         observations: [i % 3 === 0 ? 'weekly status report' : 'status report'],
         metadata: {},
       }));
-      many.push({ scope: 'workspace', name: 'zebra', entityType: 'note', observations: ['status report about the zebra enclosure'], metadata: {} });
+      many.push({
+        scope: 'workspace',
+        name: 'zebra',
+        entityType: 'note',
+        observations: ['status report about the zebra enclosure'],
+        metadata: {},
+      });
       await store.merge(many, []);
       // a rare word among common ones: its entity is a candidate, ranked first by keyword share
-      const rare = await store.search({ query: 'zebra status report', scopes: ['workspace'], mode: 'keyword', limit: 3 });
+      const rare = await store.search({
+        query: 'zebra status report',
+        scopes: ['workspace'],
+        mode: 'keyword',
+        limit: 3,
+      });
       expect(rare[0]).toMatchObject({ entity: { name: 'zebra' }, keyword: 1 });
       // only common words: entities holding all of them come back, each with keyword score 1
       const common = await store.search({ query: 'weekly status', scopes: ['workspace'], mode: 'keyword', limit: 5 });
       expect(common).toHaveLength(5);
-      for (const h of common) expect(h).toMatchObject({ keyword: 1, entity: { observations: ['weekly status report'] } });
+      for (const h of common)
+        expect(h).toMatchObject({ keyword: 1, entity: { observations: ['weekly status report'] } });
       // a word no entity holds brings nothing; the entity type filter applies to keyword candidates
       expect(await store.search({ query: 'giraffe', scopes: ['workspace'], mode: 'keyword' })).toEqual([]);
-      expect(await store.search({ query: 'zebra', scopes: ['workspace'], mode: 'keyword', entity_type: 'person' })).toEqual([]);
+      expect(
+        await store.search({ query: 'zebra', scopes: ['workspace'], mode: 'keyword', entity_type: 'person' }),
+      ).toEqual([]);
       await store.close();
     });
   });
@@ -210,10 +247,22 @@ export function storageSuite<Id>(name: MemoryBackendKind, openBackend: BackendFa
       emb = await localEmbedder();
       ({ store } = await open({ embedder: emb }));
       await store.createEntities('workspace', [
-        { name: 'Mittens', entityType: 'pet', observations: ['A grey cat who sleeps on the warm windowsill every afternoon'] },
+        {
+          name: 'Mittens',
+          entityType: 'pet',
+          observations: ['A grey cat who sleeps on the warm windowsill every afternoon'],
+        },
         { name: 'Q3 report', entityType: 'document', observations: ['Quarterly revenue grew by twelve percent'] },
-        { name: 'Incident 42', entityType: 'incident', observations: ['The database migration failed because the disk was full'] },
-        { name: 'Clara', entityType: 'person', observations: ['She is learning to play the violin', 'Lives in Vienna'] },
+        {
+          name: 'Incident 42',
+          entityType: 'incident',
+          observations: ['The database migration failed because the disk was full'],
+        },
+        {
+          name: 'Clara',
+          entityType: 'person',
+          observations: ['She is learning to play the violin', 'Lives in Vienna'],
+        },
         { name: 'Weather note', entityType: 'note', observations: ['Heavy rain is expected in the city tomorrow'] },
         { name: 'Watchdog', entityType: 'service', observations: ['The server restarts automatically after a crash'] },
         { name: 'Dinner', entityType: 'event', observations: ['He cooked pasta with tomato sauce'] },
@@ -249,7 +298,13 @@ export function storageSuite<Id>(name: MemoryBackendKind, openBackend: BackendFa
     });
 
     it('filters by entity type, limit and min_similarity, and reports scores', async () => {
-      const hits = await store.search({ query: 'a trip by rail', scopes: ['workspace'], entity_type: 'event', limit: 5, mode: 'semantic' });
+      const hits = await store.search({
+        query: 'a trip by rail',
+        scopes: ['workspace'],
+        entity_type: 'event',
+        limit: 5,
+        mode: 'semantic',
+      });
       expect(hits.map((h) => h.entity.name)).toEqual(['Trip', 'Dinner']);
       expect(hits[0]!.similarity).toBeGreaterThan(0.3);
       expect(await store.search({ query: 'a trip by rail', scopes: ['workspace'], limit: 1 })).toHaveLength(1);
@@ -281,7 +336,9 @@ export function storageSuite<Id>(name: MemoryBackendKind, openBackend: BackendFa
       expect(one.entities.map((e) => e.name)).toEqual(['Clara', 'Trip']);
       const back = await store.traverse({ scope: 'workspace', from: 'Mittens', direction: 'in', max_depth: 5 });
       expect(back.entities.map((e) => e.name)).toEqual(['Mittens', 'Dinner', 'Clara']);
-      await expect(store.traverse({ scope: 'global', from: 'Clara' })).rejects.toThrow(/no entity named "Clara" in scope global/);
+      await expect(store.traverse({ scope: 'global', from: 'Clara' })).rejects.toThrow(
+        /no entity named "Clara" in scope global/,
+      );
     });
   });
 }

@@ -20,7 +20,9 @@ afterAll(async () => {
   for (const o of opened.splice(0)) await o.cleanup();
 });
 
-async function rejection(p: Promise<unknown>): Promise<{ code?: string; message: string; details?: Record<string, unknown> }> {
+async function rejection(
+  p: Promise<unknown>,
+): Promise<{ code?: string; message: string; details?: Record<string, unknown> }> {
   try {
     await p;
   } catch (e) {
@@ -43,15 +45,21 @@ async function seed(store: MemoryBackend): Promise<void> {
 /** Everything the store holds, without ids, timestamps or vectors, in a stable order; and how many vectors. */
 async function snapshot(store: MemoryBackend) {
   const g = await store.readGraph(await store.scopes());
-  const key = (x: { scope: string; name?: string; from?: string; to?: string; relationType?: string }) => JSON.stringify([x.scope, x.name ?? x.from, x.to, x.relationType]);
-  const ents = g.entities.map(({ scope, name, entityType, observations, metadata }) => ({ scope, name, entityType, observations, metadata })).sort((a, b) => key(a).localeCompare(key(b)));
+  const key = (x: { scope: string; name?: string; from?: string; to?: string; relationType?: string }) =>
+    JSON.stringify([x.scope, x.name ?? x.from, x.to, x.relationType]);
+  const ents = g.entities
+    .map(({ scope, name, entityType, observations, metadata }) => ({ scope, name, entityType, observations, metadata }))
+    .sort((a, b) => key(a).localeCompare(key(b)));
   const rels = [...g.relations].sort((a, b) => key(a).localeCompare(key(b)));
   const st = await store.stats();
   return { ents, rels, indexed: st.embedding?.indexed ?? null };
 }
 
 /** One store per test, on each backend: tests inside `describe.each(BACKENDS)` call `newStore(backend)`. */
-async function newStore(backend: { open(o: BackendOpenOptions): Promise<OpenedBackend> }, embedder: BackendOpenOptions['embedder'] = new HashEmbedder()): Promise<MemoryBackend> {
+async function newStore(
+  backend: { open(o: BackendOpenOptions): Promise<OpenedBackend> },
+  embedder: BackendOpenOptions['embedder'] = new HashEmbedder(),
+): Promise<MemoryBackend> {
   const o = await backend.open({ embedder });
   opened.push(o);
   return o.store;
@@ -62,16 +70,33 @@ describe.each(BACKENDS)('versioned JSON ($name)', (backend) => {
     const a = await newStore(backend);
     await seed(a);
     const doc = await exportJson(a);
-    expect(doc).toMatchObject({ format: 'caxton-memory', version: 1, embedding: { model: 'test:hash', dimensions: 32 }, scopes: ['agent:bot', 'global', 'workspace'] });
-    expect(doc.entities.find((e) => e.name === 'Alice')).toMatchObject({ scope: 'workspace', metadata: { source: 'hr' } });
+    expect(doc).toMatchObject({
+      format: 'caxton-memory',
+      version: 1,
+      embedding: { model: 'test:hash', dimensions: 32 },
+      scopes: ['agent:bot', 'global', 'workspace'],
+    });
+    expect(doc.entities.find((e) => e.name === 'Alice')).toMatchObject({
+      scope: 'workspace',
+      metadata: { source: 'hr' },
+    });
 
     const b = await newStore(backend, new HashEmbedder('test:hash', 32));
     const progress: number[][] = [];
     const r = await importMemory(b, JSON.stringify(doc), { onProgress: (d, t) => progress.push([d, t]) });
-    expect(r).toEqual({ format: 'json', entities: 4, relations: 2, entities_created: 4, entities_updated: 0, relations_created: 2 });
+    expect(r).toEqual({
+      format: 'json',
+      entities: 4,
+      relations: 2,
+      entities_created: 4,
+      entities_updated: 0,
+      relations_created: 2,
+    });
     expect(progress.at(-1)).toEqual([4, 4]);
     expect(await snapshot(b)).toEqual(await snapshot(a));
-    expect((await b.getEntity('workspace', 'Alice'))!.created_at).toBe((await a.getEntity('workspace', 'Alice'))!.created_at);
+    expect((await b.getEntity('workspace', 'Alice'))!.created_at).toBe(
+      (await a.getEntity('workspace', 'Alice'))!.created_at,
+    );
     // semantic search works on the imported graph
     expect((await b.search({ query: 'anvils', scopes: ['workspace'], mode: 'semantic' }))[0]?.entity.name).toBe('Acme');
 
@@ -94,7 +119,9 @@ describe.each(BACKENDS)('versioned JSON ($name)', (backend) => {
 
   it('merges into existing entities: observations added, metadata merged', async () => {
     const s = await newStore(backend);
-    await s.createEntities('workspace', [{ name: 'Alice', entityType: 'person', observations: ['likes tea'], metadata: { a: 1 } }]);
+    await s.createEntities('workspace', [
+      { name: 'Alice', entityType: 'person', observations: ['likes tea'], metadata: { a: 1 } },
+    ]);
     await importMemory(s, {
       format: 'caxton-memory',
       version: 1,
@@ -114,7 +141,10 @@ describe.each(BACKENDS)('versioned JSON ($name)', (backend) => {
       ],
       relations: [],
     });
-    expect(await s.getEntity('workspace', 'Alice')).toMatchObject({ observations: ['likes tea', 'plays chess'], metadata: { a: 1, b: 2 } });
+    expect(await s.getEntity('workspace', 'Alice')).toMatchObject({
+      observations: ['likes tea', 'plays chess'],
+      metadata: { a: 1, b: 2 },
+    });
   });
 });
 
@@ -126,12 +156,36 @@ describe.each(BACKENDS)('bad imports are refused with a clear error and change n
     embedding: null,
     scopes: ['workspace'],
     entities: [
-      { scope: 'workspace', name: 'New1', entityType: 't', observations: ['fine'], metadata: {}, created_at: '2026-01-01T00:00:00Z', updated_at: '2026-01-01T00:00:00Z' },
-      { scope: 'workspace', name: 'New2', entityType: 't', observations: ['fine'], metadata: {}, created_at: '2026-01-01T00:00:00Z', updated_at: '2026-01-01T00:00:00Z' },
+      {
+        scope: 'workspace',
+        name: 'New1',
+        entityType: 't',
+        observations: ['fine'],
+        metadata: {},
+        created_at: '2026-01-01T00:00:00Z',
+        updated_at: '2026-01-01T00:00:00Z',
+      },
+      {
+        scope: 'workspace',
+        name: 'New2',
+        entityType: 't',
+        observations: ['fine'],
+        metadata: {},
+        created_at: '2026-01-01T00:00:00Z',
+        updated_at: '2026-01-01T00:00:00Z',
+      },
     ],
     relations: [{ scope: 'workspace', from: 'New1', to: 'New2', relationType: 'r' }],
   });
-  const cases: { label: string; input: () => string; scope?: string; code: string; message: RegExp; field?: string; line?: number }[] = [
+  const cases: {
+    label: string;
+    input: () => string;
+    scope?: string;
+    code: string;
+    message: RegExp;
+    field?: string;
+    line?: number;
+  }[] = [
     {
       label: 'unknown scope',
       input: () => {
@@ -161,8 +215,19 @@ describe.each(BACKENDS)('bad imports are refused with a clear error and change n
       message: /unsupported export version 2 in "version": this server reads version 1/,
       field: 'version',
     },
-    { label: 'wrong format name', input: () => JSON.stringify({ ...base(), format: 'neo4j' }), code: 'invalid_request', message: /"format" must be "caxton-memory"/, field: 'format' },
-    { label: 'truncated JSON', input: () => JSON.stringify(base()).slice(0, 120), code: 'invalid_request', message: /not valid JSON/ },
+    {
+      label: 'wrong format name',
+      input: () => JSON.stringify({ ...base(), format: 'neo4j' }),
+      code: 'invalid_request',
+      message: /"format" must be "caxton-memory"/,
+      field: 'format',
+    },
+    {
+      label: 'truncated JSON',
+      input: () => JSON.stringify(base()).slice(0, 120),
+      code: 'invalid_request',
+      message: /not valid JSON/,
+    },
     {
       label: 'entity without a type',
       input: () => JSON.stringify({ ...base(), entities: [{ scope: 'global', name: 'x', observations: [] }] }),
@@ -180,7 +245,8 @@ describe.each(BACKENDS)('bad imports are refused with a clear error and change n
     },
     {
       label: 'JSONL: an unknown line type',
-      input: () => '{"type":"entity","name":"A","entityType":"t","observations":[]}\n\n{"type":"edge","from":"A","to":"B"}',
+      input: () =>
+        '{"type":"entity","name":"A","entityType":"t","observations":[]}\n\n{"type":"edge","from":"A","to":"B"}',
       scope: 'workspace',
       code: 'invalid_request',
       message: /^line 3: "type" must be "entity" or "relation"/,
@@ -188,13 +254,20 @@ describe.each(BACKENDS)('bad imports are refused with a clear error and change n
     },
     {
       label: 'JSONL: an oversized observation',
-      input: () => `{"type":"entity","name":"A","entityType":"t","observations":[]}\n{"type":"entity","name":"B","entityType":"t","observations":["${'y'.repeat(4097)}"]}`,
+      input: () =>
+        `{"type":"entity","name":"A","entityType":"t","observations":[]}\n{"type":"entity","name":"B","entityType":"t","observations":["${'y'.repeat(4097)}"]}`,
       scope: 'workspace',
       code: 'payload_too_large',
       message: /^line 2: "observations\[0\]" has 4097 characters/,
       line: 2,
     },
-    { label: 'JSONL without a scope', input: () => '{"type":"entity","name":"A","entityType":"t","observations":[]}', code: 'invalid_request', message: /needs the scope/, field: 'scope' },
+    {
+      label: 'JSONL without a scope',
+      input: () => '{"type":"entity","name":"A","entityType":"t","observations":[]}',
+      code: 'invalid_request',
+      message: /needs the scope/,
+      field: 'scope',
+    },
   ];
 
   for (const c of cases) {
@@ -237,7 +310,12 @@ describe.each(BACKENDS)("the MCP reference memory server's JSONL ($name)", (back
 
   /** Runs the reference server on `file`, calls `fn` with a connected client, and stops it. */
   async function withReference<T>(file: string, fn: (c: Client) => Promise<T>): Promise<T> {
-    const transport = new StdioClientTransport({ command: process.execPath, args: [serverScript], env: { ...(process.env as Record<string, string>), MEMORY_FILE_PATH: file }, stderr: 'ignore' });
+    const transport = new StdioClientTransport({
+      command: process.execPath,
+      args: [serverScript],
+      env: { ...(process.env as Record<string, string>), MEMORY_FILE_PATH: file },
+      stderr: 'ignore',
+    });
     const client = new Client({ name: 'caxton-test', version: '1.0.0' });
     await client.connect(transport);
     try {
@@ -261,8 +339,14 @@ describe.each(BACKENDS)("the MCP reference memory server's JSONL ($name)", (back
           ],
         },
       });
-      await c.callTool({ name: 'create_relations', arguments: { relations: [{ from: 'John_Smith', to: 'Anthropic', relationType: 'works_at' }] } });
-      await c.callTool({ name: 'add_observations', arguments: { observations: [{ entityName: 'John_Smith', contents: ['Prefers morning meetings'] }] } });
+      await c.callTool({
+        name: 'create_relations',
+        arguments: { relations: [{ from: 'John_Smith', to: 'Anthropic', relationType: 'works_at' }] },
+      });
+      await c.callTool({
+        name: 'add_observations',
+        arguments: { observations: [{ entityName: 'John_Smith', contents: ['Prefers morning meetings'] }] },
+      });
     });
     const written = readFileSync(file, 'utf8');
     expect(written.split('\n')).toHaveLength(3);
@@ -272,28 +356,50 @@ describe.each(BACKENDS)("the MCP reference memory server's JSONL ($name)", (back
     expect(r).toMatchObject({ format: 'jsonl', entities: 2, relations: 1, entities_created: 2, relations_created: 1 });
     const g = await store.readGraph(['workspace']);
     expect(g.entities.map(({ name, entityType, observations }) => ({ name, entityType, observations }))).toEqual([
-      { name: 'John_Smith', entityType: 'person', observations: ['Speaks fluent Spanish', 'Graduated in 2019', 'Prefers morning meetings'] },
+      {
+        name: 'John_Smith',
+        entityType: 'person',
+        observations: ['Speaks fluent Spanish', 'Graduated in 2019', 'Prefers morning meetings'],
+      },
       { name: 'Anthropic', entityType: 'organization', observations: ['AI safety company'] },
     ]);
     // imported entities are embedded: found by meaning
-    expect((await store.search({ query: 'Who can speak Spanish?', scopes: ['workspace'], mode: 'semantic' }))[0]?.entity.name).toBe('John_Smith');
+    expect(
+      (await store.search({ query: 'Who can speak Spanish?', scopes: ['workspace'], mode: 'semantic' }))[0]?.entity
+        .name,
+    ).toBe('John_Smith');
 
     // Caxton's JSONL export is byte-identical to what the reference server wrote for the same graph
     const exported = await exportJsonl(store, 'workspace');
     expect(exported).toBe(written);
 
     // and the reference server reads Caxton's export (with one more entity) as its own
-    await store.createEntities('workspace', [{ name: 'Paris', entityType: 'city', observations: ['capital of France'] }]);
+    await store.createEntities('workspace', [
+      { name: 'Paris', entityType: 'city', observations: ['capital of France'] },
+    ]);
     await store.createRelations('workspace', [{ from: 'John_Smith', to: 'Paris', relationType: 'lives_in' }]);
     const file2 = join(dir, 'from-caxton.jsonl');
     writeFileSync(file2, await exportJsonl(store, 'workspace'));
-    const graph = await withReference(file2, async (c) => JSON.parse(text(await c.callTool({ name: 'read_graph', arguments: {} }))) as { entities: unknown[]; relations: unknown[] });
+    const graph = await withReference(
+      file2,
+      async (c) =>
+        JSON.parse(text(await c.callTool({ name: 'read_graph', arguments: {} }))) as {
+          entities: unknown[];
+          relations: unknown[];
+        },
+    );
     expect(graph.entities).toHaveLength(3);
     expect(graph.relations).toEqual([
       { from: 'John_Smith', to: 'Anthropic', relationType: 'works_at' },
       { from: 'John_Smith', to: 'Paris', relationType: 'lives_in' },
     ]);
-    const found = await withReference(file2, async (c) => JSON.parse(text(await c.callTool({ name: 'search_nodes', arguments: { query: 'france' } }))) as { entities: { name: string }[] });
+    const found = await withReference(
+      file2,
+      async (c) =>
+        JSON.parse(text(await c.callTool({ name: 'search_nodes', arguments: { query: 'france' } }))) as {
+          entities: { name: string }[];
+        },
+    );
     expect(found.entities.map((e) => e.name)).toEqual(['Paris']);
   }, 60_000);
 });

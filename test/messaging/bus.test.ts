@@ -19,7 +19,10 @@ function start(opts: Parameters<typeof openBus>[0] = {}): TestBus {
 }
 
 /** A handler recording what each agent received and answering "done by NAME". */
-function recorder(answer: (m: AclMessage, agent: string) => AgentAnswer = (_m, a) => ({ content: `done by ${a}` })): { handler: MessageHandler; seen: { agent: string; m: AclMessage }[] } {
+function recorder(answer: (m: AclMessage, agent: string) => AgentAnswer = (_m, a) => ({ content: `done by ${a}` })): {
+  handler: MessageHandler;
+  seen: { agent: string; m: AclMessage }[];
+} {
   const seen: { agent: string; m: AclMessage }[] = [];
   return {
     seen,
@@ -45,13 +48,18 @@ describe('routing', () => {
     const t = start({ handler: rec.handler });
     for (const n of ['a1', 'a2', 'a3']) deploy(t.registry, agentDef(n, ['analysis']));
     const results = [];
-    for (let i = 0; i < 6; i++) results.push(await t.bus.submit({ performative: 'request', capability: 'analysis', content: `job ${i}` }));
+    for (let i = 0; i < 6; i++)
+      results.push(await t.bus.submit({ performative: 'request', capability: 'analysis', content: `job ${i}` }));
     expect(results.map((r) => r.routed_to[0])).toEqual(['a1', 'a2', 'a3', 'a1', 'a2', 'a3']);
     expect(results.every((r) => r.routing === 'one' && !r.duplicate)).toBe(true);
     const conv = await t.bus.wait(results[0]!.conversation_id, 5000);
     expect(conv.state).toBe('completed');
     const { messages } = await t.bus.reads.getConversation(conv.id);
-    expect(messages.map((s) => `${s.message.performative}:${s.message.sender}`)).toEqual(['request:user', 'agree:a1', 'inform:a1']);
+    expect(messages.map((s) => `${s.message.performative}:${s.message.sender}`)).toEqual([
+      'request:user',
+      'agree:a1',
+      'inform:a1',
+    ]);
     expect(messages[2]!.message.content).toBe('done by a1');
     expect(messages[2]!.message.in_reply_to).toBe(results[0]!.id);
   });
@@ -85,7 +93,8 @@ describe('routing', () => {
     // Keep "slow" busy with messages addressed to it by name.
     for (let i = 0; i < 3; i++) await t.bus.submit({ performative: 'request', receiver: 'slow', content: 'busy' });
     const picks = [];
-    for (let i = 0; i < 4; i++) picks.push((await t.bus.submit({ performative: 'request', capability: 'work', content: 'x' })).routed_to[0]);
+    for (let i = 0; i < 4; i++)
+      picks.push((await t.bus.submit({ performative: 'request', capability: 'work', content: 'x' })).routed_to[0]);
     expect(picks).toEqual(['fast', 'fast', 'fast', 'fast']);
     release();
   });
@@ -108,9 +117,19 @@ describe('routing', () => {
     const t = start({ handler: rec.handler });
     deploy(t.registry, agentDef('fin', ['quotes'], '[messaging]\nontologies = ["finance"]\n'));
     deploy(t.registry, agentDef('weather', ['quotes'], '[messaging]\nontologies = ["weather"]\n'));
-    const r = await t.bus.submit({ performative: 'query-ref', capability: 'quotes', ontology: 'weather', content: 'today?' });
+    const r = await t.bus.submit({
+      performative: 'query-ref',
+      capability: 'quotes',
+      ontology: 'weather',
+      content: 'today?',
+    });
     expect(r.routed_to).toEqual(['weather']);
-    const none = await t.bus.submit({ performative: 'query-ref', capability: 'quotes', ontology: 'sports', content: 'score?' });
+    const none = await t.bus.submit({
+      performative: 'query-ref',
+      capability: 'quotes',
+      ontology: 'sports',
+      content: 'score?',
+    });
     expect(none.failure?.reason).toBe('no_acceptable_provider');
   });
 
@@ -122,7 +141,10 @@ describe('routing', () => {
     const r = await t.bus.send({ ...m, chain: ['ping', 'pong'] });
     expect(r.failure?.reason).toBe('loop_detected');
     expect(r.failure?.message).toContain('ping → pong → ping');
-    const hops = await t.bus.send({ ...t.bus.parse({ performative: 'request', capability: 'pong', content: 'x' }), chain: ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'] });
+    const hops = await t.bus.send({
+      ...t.bus.parse({ performative: 'request', capability: 'pong', content: 'x' }),
+      chain: ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'],
+    });
     expect(hops.failure?.message).toMatch(/limit is 8/);
   });
 });
@@ -227,7 +249,8 @@ describe('delivery', () => {
     const first = start({ handler: () => new Promise(() => {}) }); // never answers
     deploy(first.registry, agentDef('later', ['later']));
     const ids = [];
-    for (let i = 0; i < 3; i++) ids.push((await first.bus.submit({ performative: 'request', capability: 'later', content: `m${i}` })).id);
+    for (let i = 0; i < 3; i++)
+      ids.push((await first.bus.submit({ performative: 'request', capability: 'later', content: `m${i}` })).id);
     await first.bus.close();
     first.db.close();
     open.splice(open.indexOf(first), 1);
@@ -246,10 +269,18 @@ describe('conversations', () => {
     const t = start({ handler: recorder().handler });
     deploy(t.registry, agentDef('solo', ['solo']));
     const events: string[] = [];
-    t.bus.on('event', (e) => events.push(e.type === 'message' ? `message:${e.message.performative}` : `state:${e.conversation.state}`));
+    t.bus.on('event', (e) =>
+      events.push(e.type === 'message' ? `message:${e.message.performative}` : `state:${e.conversation.state}`),
+    );
     const r = await t.bus.submit({ performative: 'request', capability: 'solo', content: 'go' });
     await t.bus.wait(r.conversation_id, 5000);
-    expect(events).toEqual(['message:request', 'state:in_progress', 'message:agree', 'message:inform', 'state:completed']);
+    expect(events).toEqual([
+      'message:request',
+      'state:in_progress',
+      'message:agree',
+      'message:inform',
+      'state:completed',
+    ]);
     // What the events announced is on disk.
     const row = t.db.prepare('SELECT state FROM conversations WHERE id = ?').pluck().get(r.conversation_id);
     expect(row).toBe('completed');
@@ -260,13 +291,29 @@ describe('conversations', () => {
     deploy(t.registry, agentDef('talker', ['talk']));
     const r = await t.bus.submit({ performative: 'request', capability: 'talk', content: 'one' });
     await t.bus.wait(r.conversation_id, 5000);
-    const e = await errorOf(t.bus.submit({ performative: 'request', capability: 'talk', content: 'again', conversation_id: r.conversation_id }));
+    const e = await errorOf(
+      t.bus.submit({
+        performative: 'request',
+        capability: 'talk',
+        content: 'again',
+        conversation_id: r.conversation_id,
+      }),
+    );
     expect(e.code).toBe('conversation_closed');
 
     const conv = 'conv-turns' as ConversationId;
-    await t.bus.submit({ performative: 'inform', receiver: 'talker', content: '1', conversation_id: conv, protocol: 'fipa-subscribe' });
-    for (let i = 2; i <= 4; i++) await t.bus.submit({ performative: 'inform', receiver: 'talker', content: `${i}`, conversation_id: conv });
-    const over = await errorOf(t.bus.submit({ performative: 'inform', receiver: 'talker', content: '5', conversation_id: conv }));
+    await t.bus.submit({
+      performative: 'inform',
+      receiver: 'talker',
+      content: '1',
+      conversation_id: conv,
+      protocol: 'fipa-subscribe',
+    });
+    for (let i = 2; i <= 4; i++)
+      await t.bus.submit({ performative: 'inform', receiver: 'talker', content: `${i}`, conversation_id: conv });
+    const over = await errorOf(
+      t.bus.submit({ performative: 'inform', receiver: 'talker', content: '5', conversation_id: conv }),
+    );
     expect(over.code).toBe('conversation_closed');
     expect(over.message).toMatch(/at most 4 messages/);
     expect((await t.bus.reads.getConversation(conv)).conversation.state).toBe('failed');
@@ -275,20 +322,46 @@ describe('conversations', () => {
   it('expires a conversation whose reply_by passes without a reply', async () => {
     const t = start({ handler: () => new Promise(() => {}) });
     deploy(t.registry, agentDef('mute', ['mute']));
-    const r = await t.bus.submit({ performative: 'query-ref', capability: 'mute', content: 'anyone?', reply_by: '200ms' });
+    const r = await t.bus.submit({
+      performative: 'query-ref',
+      capability: 'mute',
+      content: 'anyone?',
+      reply_by: '200ms',
+    });
     const conv = await t.bus.wait(r.conversation_id, 5000);
     expect(conv.state).toBe('expired');
   });
 
   it('subscribe/notify: informs to the capability reach the subscriber until it cancels', async () => {
-    const t = start({ handler: (m, r) => (m.performative === 'subscribe' ? { performative: 'agree', content: `${r.agent} will notify` } : undefined) });
+    const t = start({
+      handler: (m, r) =>
+        m.performative === 'subscribe' ? { performative: 'agree', content: `${r.agent} will notify` } : undefined,
+    });
     deploy(t.registry, agentDef('feed', ['prices']));
-    const sub = await t.bus.submit({ performative: 'subscribe', capability: 'prices', content: 'all price changes', sender: 'watcher' });
-    await waitUntil(async () => (await t.bus.reads.getConversation(sub.conversation_id)).conversation.state === 'in_progress');
+    const sub = await t.bus.submit({
+      performative: 'subscribe',
+      capability: 'prices',
+      content: 'all price changes',
+      sender: 'watcher',
+    });
+    await waitUntil(
+      async () => (await t.bus.reads.getConversation(sub.conversation_id)).conversation.state === 'in_progress',
+    );
     await t.bus.submit({ performative: 'inform', capability: 'prices', content: 'EUR 1.10', sender: 'market' });
     await t.bus.submit({ performative: 'inform', capability: 'prices', content: 'EUR 1.11', sender: 'market' });
-    await waitUntil(async () => (await t.bus.reads.getConversation(sub.conversation_id)).messages.filter((s) => s.message.performative === 'inform').length === 2);
-    await t.bus.submit({ performative: 'cancel', receiver: 'feed', conversation_id: sub.conversation_id, sender: 'watcher', content: '' });
+    await waitUntil(
+      async () =>
+        (await t.bus.reads.getConversation(sub.conversation_id)).messages.filter(
+          (s) => s.message.performative === 'inform',
+        ).length === 2,
+    );
+    await t.bus.submit({
+      performative: 'cancel',
+      receiver: 'feed',
+      conversation_id: sub.conversation_id,
+      sender: 'watcher',
+      content: '',
+    });
     const done = await t.bus.wait(sub.conversation_id, 5000);
     expect(done.state).toBe('completed');
     await t.bus.submit({ performative: 'inform', capability: 'prices', content: 'EUR 1.12', sender: 'market' });

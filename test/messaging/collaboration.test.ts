@@ -20,13 +20,33 @@ function script(hit: StubHit): Reply {
   switch (agent) {
     case 'asker':
     case 'asker-worker':
-      if (!tool) return { content: '', tool_calls: [{ id: 'c1', name: 'send_message', arguments: { capability: 'arithmetic', performative: 'query-ref', content: 'What is 6*7?' } }] };
+      if (!tool)
+        return {
+          content: '',
+          tool_calls: [
+            {
+              id: 'c1',
+              name: 'send_message',
+              arguments: { capability: 'arithmetic', performative: 'query-ref', content: 'What is 6*7?' },
+            },
+          ],
+        };
       return { content: `The expert says: ${tool.content}` };
     case 'expert':
       return { content: '42' };
     case 'ping':
     case 'pong':
-      if (!tool) return { content: '', tool_calls: [{ id: 'c1', name: 'send_message', arguments: { capability: agent === 'ping' ? 'pong' : 'ping', content: 'your turn' } }] };
+      if (!tool)
+        return {
+          content: '',
+          tool_calls: [
+            {
+              id: 'c1',
+              name: 'send_message',
+              arguments: { capability: agent === 'ping' ? 'pong' : 'ping', content: 'your turn' },
+            },
+          ],
+        };
       return { content: `${agent} got: ${tool.content}` };
     default:
       return { content: 'unexpected' };
@@ -43,7 +63,12 @@ beforeAll(async () => {
     config: { llm: { default_provider: 'stub', providers: { stub: openaiProvider(stub.url) } } },
     agents: [
       { name: 'asker', capabilities: ['asking'], tools: ['send_message'] },
-      { name: 'asker-worker', capabilities: ['asking-isolated'], tools: ['send_message'], execution: { isolation: 'worker' } },
+      {
+        name: 'asker-worker',
+        capabilities: ['asking-isolated'],
+        tools: ['send_message'],
+        execution: { isolation: 'worker' },
+      },
       { name: 'expert', capabilities: ['arithmetic'] },
       { name: 'ping', capabilities: ['ping'], tools: ['send_message'] },
       { name: 'pong', capabilities: ['pong'], tools: ['send_message'] },

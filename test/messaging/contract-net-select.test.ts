@@ -10,7 +10,16 @@ import { chooseWinner, proposalValue, selectionOf, type Selection } from '../../
 import type { AclMessage, Content } from '../../src/messaging/message.js';
 
 const proposal = (sender: string, content: Content): AclMessage =>
-  ({ id: `m-${sender}`, performative: 'propose', sender, receivers: ['client'], content, params: {}, timestamp: '2026-01-01T00:00:00Z', chain: [] }) as unknown as AclMessage;
+  ({
+    id: `m-${sender}`,
+    performative: 'propose',
+    sender,
+    receivers: ['client'],
+    content,
+    params: {},
+    timestamp: '2026-01-01T00:00:00Z',
+    chain: [],
+  }) as unknown as AclMessage;
 
 describe('proposalValue', () => {
   it('reads the field of a JSON object: a number, or the first number in a string', () => {
@@ -53,10 +62,19 @@ describe('selectionOf', () => {
   const defaults: Selection = { rule: 'lowest', field: 'price' };
   const cfp = (params: Record<string, string>) => ({ params }) as unknown as AclMessage;
   it('takes X-select (any case) and X-select-field, else the defaults', () => {
-    expect(selectionOf(cfp({ 'X-select': 'HIGHEST', 'X-select-field': 'days' }), defaults)).toEqual({ rule: 'highest', field: 'days' });
-    expect(selectionOf(cfp({ 'X-select': 'lowest' }), { rule: 'highest', field: 'cost' })).toEqual({ rule: 'lowest', field: 'cost' });
+    expect(selectionOf(cfp({ 'X-select': 'HIGHEST', 'X-select-field': 'days' }), defaults)).toEqual({
+      rule: 'highest',
+      field: 'days',
+    });
+    expect(selectionOf(cfp({ 'X-select': 'lowest' }), { rule: 'highest', field: 'cost' })).toEqual({
+      rule: 'lowest',
+      field: 'cost',
+    });
     expect(selectionOf(cfp({ 'X-select': 'first' }), defaults)).toEqual({ rule: 'first', field: 'price' });
-    expect(selectionOf(cfp({ 'X-select': 'cheapest' }), { rule: 'highest', field: 'price' })).toEqual({ rule: 'highest', field: 'price' });
+    expect(selectionOf(cfp({ 'X-select': 'cheapest' }), { rule: 'highest', field: 'price' })).toEqual({
+      rule: 'highest',
+      field: 'price',
+    });
     expect(selectionOf(cfp({}), defaults)).toEqual(defaults);
   });
 });

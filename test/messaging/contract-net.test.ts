@@ -28,18 +28,30 @@ function script(hit: StubHit): Reply {
   const msgs = hit.body.messages as { role: string; content: string }[];
   if (agent === 'planner') {
     const toolResult = msgs.find((m) => m.role === 'tool');
-    if (!toolResult) return { content: '', tool_calls: [{ id: 'call_1', name: 'send_message', arguments: { capability: 'transport', performative: 'cfp', content: 'Ship 3 boxes to Lyon' } }] };
+    if (!toolResult)
+      return {
+        content: '',
+        tool_calls: [
+          {
+            id: 'call_1',
+            name: 'send_message',
+            arguments: { capability: 'transport', performative: 'cfp', content: 'Ship 3 boxes to Lyon' },
+          },
+        ],
+      };
     return { content: `Booked. ${toolResult.content}` };
   }
   if (prompt.includes('"cfp" message')) {
     // Markers in the task steer one test's bidders: [refuse NAME|all], [slow NAME] (answers after
     // the cfp's 1 s reply_by), [fast NAME] (the others answer 400 ms later).
-    if (prompt.includes(`[refuse ${agent}]`) || prompt.includes('[refuse all]')) return { content: `REFUSE: ${agent} does not carry that` };
+    if (prompt.includes(`[refuse ${agent}]`) || prompt.includes('[refuse all]'))
+      return { content: `REFUSE: ${agent} does not carry that` };
     const fast = /\[fast ([\w-]+)\]/.exec(prompt)?.[1];
     const delayMs = prompt.includes(`[slow ${agent}]`) ? 2_500 : fast !== undefined && fast !== agent ? 400 : 0;
     return { content: `PROPOSE: price: ${PRICES[agent]} EUR, days: ${DAYS[agent]}`, delayMs };
   }
-  if (prompt.includes('"accept-proposal" message')) return { content: `Delivered by ${agent} for ${PRICES[agent]} EUR` };
+  if (prompt.includes('"accept-proposal" message'))
+    return { content: `Delivered by ${agent} for ${PRICES[agent]} EUR` };
   return { content: `unexpected prompt for ${agent}` };
 }
 
@@ -51,7 +63,10 @@ beforeAll(async () => {
   stub = await startLlmStub((hit) => script(hit));
   cx = await startCaxton({
     config: { llm: { default_provider: 'stub', providers: { stub: openaiProvider(stub.url) } } },
-    agents: [...Object.keys(PRICES).map((name) => ({ name, capabilities: ['transport'] })), { name: 'planner', capabilities: ['planning'], tools: ['send_message'] }],
+    agents: [
+      ...Object.keys(PRICES).map((name) => ({ name, capabilities: ['transport'] })),
+      { name: 'planner', capabilities: ['planning'], tools: ['send_message'] },
+    ],
   });
 });
 
@@ -67,7 +82,12 @@ async function conversation(id: ConversationId) {
 
 describe('Contract Net', () => {
   it('awards the lowest price: one accept-proposal, two reject-proposals, the winner informs, completed', async () => {
-    const r = await cx.server.bus.submit({ performative: 'cfp', capability: 'transport', content: 'Ship 3 boxes to Paris', reply_by: '20s' });
+    const r = await cx.server.bus.submit({
+      performative: 'cfp',
+      capability: 'transport',
+      content: 'Ship 3 boxes to Paris',
+      reply_by: '20s',
+    });
     expect(r.routing).toBe('all');
     expect(r.routed_to).toEqual(['carrier-a', 'carrier-b', 'carrier-c']);
     const done = await cx.server.bus.wait(r.conversation_id, 20_000);
@@ -95,22 +115,36 @@ describe('Contract Net', () => {
     // The accept-proposal answers carrier-b's proposal, and the reject-proposals were never run through the model.
     const proposalOfB = of('propose').find((m) => m.sender === 'carrier-b')!;
     expect(of('accept-proposal')[0]!.in_reply_to).toBe(proposalOfB.id);
-    const awarded = stub.hits.filter((h) => lastUser(h).includes(r.conversation_id) && lastUser(h).includes('"reject-proposal"'));
+    const awarded = stub.hits.filter(
+      (h) => lastUser(h).includes(r.conversation_id) && lastUser(h).includes('"reject-proposal"'),
+    );
     expect(awarded).toHaveLength(0);
   });
 
   it('the X-select parameter changes the rule: highest price wins', async () => {
-    const r = await cx.server.bus.submit({ performative: 'cfp', capability: 'transport', content: 'Premium shipping', 'X-select': 'highest' });
+    const r = await cx.server.bus.submit({
+      performative: 'cfp',
+      capability: 'transport',
+      content: 'Premium shipping',
+      'X-select': 'highest',
+    });
     const done = await cx.server.bus.wait(r.conversation_id, 20_000);
     expect(done.state).toBe('completed');
     const { messages } = await conversation(r.conversation_id);
-    expect(messages.find((s) => s.message.performative === 'accept-proposal')!.message.receivers).toEqual(['carrier-a']);
+    expect(messages.find((s) => s.message.performative === 'accept-proposal')!.message.receivers).toEqual([
+      'carrier-a',
+    ]);
   });
 
   const performatives = async (id: ConversationId) => (await conversation(id)).messages.map((s) => s.message);
 
   it('a refusing bidder is left out: the best of the others wins, and the refuser gets neither accept nor reject', async () => {
-    const r = await cx.server.bus.submit({ performative: 'cfp', capability: 'transport', content: 'Ship glass [refuse carrier-b]', reply_by: '20s' });
+    const r = await cx.server.bus.submit({
+      performative: 'cfp',
+      capability: 'transport',
+      content: 'Ship glass [refuse carrier-b]',
+      reply_by: '20s',
+    });
     const done = await cx.server.bus.wait(r.conversation_id, 20_000);
     expect(done.state, done.reason ?? '').toBe('completed');
     const msgs = await performatives(r.conversation_id);
@@ -121,7 +155,12 @@ describe('Contract Net', () => {
   });
 
   it('a bidder that misses reply_by is not waited for: the contract goes to the best proposal in time', async () => {
-    const r = await cx.server.bus.submit({ performative: 'cfp', capability: 'transport', content: 'Ship today [slow carrier-b]', reply_by: '1s' });
+    const r = await cx.server.bus.submit({
+      performative: 'cfp',
+      capability: 'transport',
+      content: 'Ship today [slow carrier-b]',
+      reply_by: '1s',
+    });
     const done = await cx.server.bus.wait(r.conversation_id, 20_000);
     expect(done.state, done.reason ?? '').toBe('completed');
     const msgs = await performatives(r.conversation_id);
@@ -129,11 +168,22 @@ describe('Contract Net', () => {
     const accepts = msgs.filter((m) => m.performative === 'accept-proposal');
     expect(accepts.map((m) => m.receivers)).toEqual([['carrier-c']]);
     expect(msgs.filter((m) => m.performative === 'reject-proposal').map((m) => m.receivers)).toEqual([['carrier-a']]);
-    expect(msgs.some((m) => m.receivers.includes('carrier-b') && (m.performative === 'accept-proposal' || m.performative === 'reject-proposal'))).toBe(false);
+    expect(
+      msgs.some(
+        (m) =>
+          m.receivers.includes('carrier-b') &&
+          (m.performative === 'accept-proposal' || m.performative === 'reject-proposal'),
+      ),
+    ).toBe(false);
   });
 
   it('no proposals: every bidder refuses, the conversation fails and says why', async () => {
-    const r = await cx.server.bus.submit({ performative: 'cfp', capability: 'transport', content: 'Ship a piano to the moon [refuse all]', reply_by: '20s' });
+    const r = await cx.server.bus.submit({
+      performative: 'cfp',
+      capability: 'transport',
+      content: 'Ship a piano to the moon [refuse all]',
+      reply_by: '20s',
+    });
     const done = await cx.server.bus.wait(r.conversation_id, 20_000);
     expect(done.state).toBe('failed');
     expect(done.reason).toBe('no proposals (3 refused, 0 did not answer by the deadline)');
@@ -143,7 +193,13 @@ describe('Contract Net', () => {
   });
 
   it('X-select: first awards the first proposal received, whatever its price', async () => {
-    const r = await cx.server.bus.submit({ performative: 'cfp', capability: 'transport', content: 'Ship now [fast carrier-c]', reply_by: '20s', 'X-select': 'first' });
+    const r = await cx.server.bus.submit({
+      performative: 'cfp',
+      capability: 'transport',
+      content: 'Ship now [fast carrier-c]',
+      reply_by: '20s',
+      'X-select': 'first',
+    });
     const done = await cx.server.bus.wait(r.conversation_id, 20_000);
     expect(done.state, done.reason ?? '').toBe('completed');
     const msgs = await performatives(r.conversation_id);
@@ -154,7 +210,14 @@ describe('Contract Net', () => {
   });
 
   it('X-select-field: the lowest value of the named field wins, not the lowest price', async () => {
-    const r = await cx.server.bus.submit({ performative: 'cfp', capability: 'transport', content: 'Ship fast', reply_by: '20s', 'X-select': 'lowest', 'X-select-field': 'days' });
+    const r = await cx.server.bus.submit({
+      performative: 'cfp',
+      capability: 'transport',
+      content: 'Ship fast',
+      reply_by: '20s',
+      'X-select': 'lowest',
+      'X-select-field': 'days',
+    });
     const done = await cx.server.bus.wait(r.conversation_id, 20_000);
     expect(done.state, done.reason ?? '').toBe('completed');
     const msgs = await performatives(r.conversation_id);

@@ -41,14 +41,24 @@ afterAll(async () => {
 });
 
 function writeAgent(dir: string, concurrency: number): void {
-  writeFileSync(join(dir, 'agents', 'worker.toml'), stringify({ name: 'worker', capabilities: ['work'], system_prompt: 'You are worker.', messaging: { max_concurrency: concurrency } }));
+  writeFileSync(
+    join(dir, 'agents', 'worker.toml'),
+    stringify({
+      name: 'worker',
+      capabilities: ['work'],
+      system_prompt: 'You are worker.',
+      messaging: { max_concurrency: concurrency },
+    }),
+  );
 }
 
 function pendingCount(dbFile: string): { pending: number; done: Set<string> } {
   const db = new Database(dbFile, { readonly: true });
   try {
     const pending = db.prepare("SELECT count(*) FROM deliveries WHERE state = 'pending'").pluck().get() as number;
-    const done = new Set(db.prepare("SELECT message_id FROM deliveries WHERE state = 'done'").pluck().all() as string[]);
+    const done = new Set(
+      db.prepare("SELECT message_id FROM deliveries WHERE state = 'done'").pluck().all() as string[],
+    );
     return { pending, done };
   } finally {
     db.close();
@@ -66,56 +76,71 @@ async function post(url: string, i: number): Promise<void> {
 }
 
 describe('durable delivery across kill -9', () => {
-  it('delivers every accepted message after a restart, none twice once acknowledged', { timeout: 180_000 }, async () => {
-    const dir = tempDir('caxton-crash-');
-    const { mkdirSync } = await import('node:fs');
-    mkdirSync(join(dir, 'agents'));
-    writeAgent(dir, 1);
-    writeFileSync(
-      join(dir, 'caxton.toml'),
-      stringify({
-        data_dir: './data',
-        agents_dir: './agents',
-        logging: { level: 'warn' },
-        // Authentication off: this test is about delivery (test/auth covers the keys).
-        auth: { enabled: false },
-        llm: { default_provider: 'stub', providers: { stub: { type: 'openai', base_url: `${stub.url}/v1`, api_key_env: 'STUB_KEY', model: 'm', retry_base: '10ms' } } },
-        messaging: { max_queue: 50_000 },
-      }),
-    );
-    const args = ['--config', join(dir, 'caxton.toml')];
-    let server: ServeProcess = await startServe({ cwd: dir, args, env: { STUB_KEY: 'k' } });
+  it(
+    'delivers every accepted message after a restart, none twice once acknowledged',
+    { timeout: 180_000 },
+    async () => {
+      const dir = tempDir('caxton-crash-');
+      const { mkdirSync } = await import('node:fs');
+      mkdirSync(join(dir, 'agents'));
+      writeAgent(dir, 1);
+      writeFileSync(
+        join(dir, 'caxton.toml'),
+        stringify({
+          data_dir: './data',
+          agents_dir: './agents',
+          logging: { level: 'warn' },
+          // Authentication off: this test is about delivery (test/auth covers the keys).
+          auth: { enabled: false },
+          llm: {
+            default_provider: 'stub',
+            providers: {
+              stub: {
+                type: 'openai',
+                base_url: `${stub.url}/v1`,
+                api_key_env: 'STUB_KEY',
+                model: 'm',
+                retry_base: '10ms',
+              },
+            },
+          },
+          messaging: { max_queue: 50_000 },
+        }),
+      );
+      const args = ['--config', join(dir, 'caxton.toml')];
+      let server: ServeProcess = await startServe({ cwd: dir, args, env: { STUB_KEY: 'k' } });
 
-    // Accept all messages (32 at a time); the agent handles one at a time, 100 ms each.
-    let next = 0;
-    await Promise.all(
-      Array.from({ length: 32 }, async () => {
-        while (next < TOTAL) await post(server.url, next++);
-      }),
-    );
-    server.child.kill('SIGKILL');
-    await server.exited;
+      // Accept all messages (32 at a time); the agent handles one at a time, 100 ms each.
+      let next = 0;
+      await Promise.all(
+        Array.from({ length: 32 }, async () => {
+          while (next < TOTAL) await post(server.url, next++);
+        }),
+      );
+      server.child.kill('SIGKILL');
+      await server.exited;
 
-    const dbFile = join(dir, 'data', 'caxton.db');
-    const before = pendingCount(dbFile);
-    expect(before.pending).toBeGreaterThanOrEqual(MUST_HOLD);
-    expect(before.pending + before.done.size).toBe(TOTAL);
-    const ackedBefore = [...before.done].map((id) => Number(id.slice(4)));
+      const dbFile = join(dir, 'data', 'caxton.db');
+      const before = pendingCount(dbFile);
+      expect(before.pending).toBeGreaterThanOrEqual(MUST_HOLD);
+      expect(before.pending + before.done.size).toBe(TOTAL);
+      const ackedBefore = [...before.done].map((id) => Number(id.slice(4)));
 
-    // Restart with more concurrency and a fast model.
-    slow = false;
-    writeAgent(dir, 16);
-    server = await startServe({ cwd: dir, args, env: { STUB_KEY: 'k' }, readyTimeoutMs: 60_000 });
-    await waitUntil(() => pendingCount(dbFile).pending === 0, { timeoutMs: 150_000, intervalMs: 250 });
-    server.child.kill('SIGTERM');
-    await server.exited;
+      // Restart with more concurrency and a fast model.
+      slow = false;
+      writeAgent(dir, 16);
+      server = await startServe({ cwd: dir, args, env: { STUB_KEY: 'k' }, readyTimeoutMs: 60_000 });
+      await waitUntil(() => pendingCount(dbFile).pending === 0, { timeoutMs: 150_000, intervalMs: 250 });
+      server.child.kill('SIGTERM');
+      await server.exited;
 
-    const after = pendingCount(dbFile);
-    expect(after.done.size).toBe(TOTAL);
-    const never = Array.from({ length: TOTAL }, (_, i) => i).filter((i) => !seen.has(i));
-    expect(never).toEqual([]);
-    const twiceAfterAck = ackedBefore.filter((i) => seen.get(i) !== 1);
-    expect(twiceAfterAck).toEqual([]);
-    expect(ackedBefore.length).toBeGreaterThan(0);
-  });
+      const after = pendingCount(dbFile);
+      expect(after.done.size).toBe(TOTAL);
+      const never = Array.from({ length: TOTAL }, (_, i) => i).filter((i) => !seen.has(i));
+      expect(never).toEqual([]);
+      const twiceAfterAck = ackedBefore.filter((i) => seen.get(i) !== 1);
+      expect(twiceAfterAck).toEqual([]);
+      expect(ackedBefore.length).toBeGreaterThan(0);
+    },
+  );
 });

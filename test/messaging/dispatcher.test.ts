@@ -26,7 +26,8 @@ function harness(limits: Record<string, number> = {}, fallback = 1) {
         started.push({ d, signal, finish: resolve, fail: () => reject(new Error('boom')) });
       }),
   });
-  const ids = (agent?: string) => started.filter((s) => agent === undefined || s.d.receiver === agent).map((s) => s.d.id);
+  const ids = (agent?: string) =>
+    started.filter((s) => agent === undefined || s.d.receiver === agent).map((s) => s.d.id);
   const finish = async (id: number) => {
     const s = started.find((x) => x.d.id === id);
     if (!s) throw new Error(`delivery ${id} has not started`);

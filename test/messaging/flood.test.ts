@@ -81,10 +81,18 @@ function rssKb(pid: number): number {
 
 function post(agent: Agent, url: URL, body: string): Promise<{ status: number; retryAfter: number }> {
   return new Promise((res, rej) => {
-    const req = request(url, { method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (r) => {
-      r.resume();
-      r.on('end', () => res({ status: r.statusCode ?? 0, retryAfter: Number(r.headers['retry-after'] ?? 0) }));
-    });
+    const req = request(
+      url,
+      {
+        method: 'POST',
+        agent,
+        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+      },
+      (r) => {
+        r.resume();
+        r.on('end', () => res({ status: r.statusCode ?? 0, retryAfter: Number(r.headers['retry-after'] ?? 0) }));
+      },
+    );
     req.on('error', rej);
     req.end(body);
   });
@@ -104,9 +112,16 @@ describe('a flood of 60,000 messages', () => {
     mkdirSync(join(dir, 'agents'));
     writeFileSync(join(dir, 'caxton.toml'), CONFIG);
     writeFileSync(join(dir, 'replies.toml'), 'fallback = "done"\n');
-    writeFileSync(join(dir, 'agents', 'worker.toml'), tomlAgent('worker', { capabilities: ['work'], extra: '\n[messaging]\nmax_concurrency = 16\n' }));
+    writeFileSync(
+      join(dir, 'agents', 'worker.toml'),
+      tomlAgent('worker', { capabilities: ['work'], extra: '\n[messaging]\nmax_concurrency = 16\n' }),
+    );
     // CAXTON_FLOOD_HEAPSNAPSHOT=1: SIGUSR2 writes a heap snapshot (after a full GC) once drained, to see what holds memory.
-    serve = await startServe({ cwd: dir, args: ['--config', join(dir, 'caxton.toml')], ...(process.env.CAXTON_FLOOD_HEAPSNAPSHOT && { env: { NODE_OPTIONS: '--heapsnapshot-signal=SIGUSR2' } }) });
+    serve = await startServe({
+      cwd: dir,
+      args: ['--config', join(dir, 'caxton.toml')],
+      ...(process.env.CAXTON_FLOOD_HEAPSNAPSHOT && { env: { NODE_OPTIONS: '--heapsnapshot-signal=SIGUSR2' } }),
+    });
   });
   afterAll(cleanup);
 
@@ -115,7 +130,13 @@ describe('a flood of 60,000 messages', () => {
     // Warm up (JIT, pools, prepared statements), then take the baseline.
     const agent = new Agent({ keepAlive: true, maxSockets: CONCURRENCY });
     const url = new URL(`${serve.url}/api/v1/messages`);
-    const body = JSON.stringify({ performative: 'request', protocol: 'fipa-request', sender: 'flooder', capability: 'work', content: 'do the thing' });
+    const body = JSON.stringify({
+      performative: 'request',
+      protocol: 'fipa-request',
+      sender: 'flooder',
+      capability: 'work',
+      content: 'do the thing',
+    });
     const send = async (n: number) => {
       let next = 0;
       let accepted = 0;
@@ -139,7 +160,9 @@ describe('a flood of 60,000 messages', () => {
     };
     const drained = async () => {
       for (;;) {
-        const s = await getJson<{ queued: number; running: number; retrying: number; open_conversations: number }>(`${serve.url}/api/v1/messaging/stats`);
+        const s = await getJson<{ queued: number; running: number; retrying: number; open_conversations: number }>(
+          `${serve.url}/api/v1/messaging/stats`,
+        );
         if (s.queued + s.running + s.retrying === 0 && s.open_conversations === 0) return;
         await new Promise((r) => setTimeout(r, 250));
       }
@@ -167,7 +190,10 @@ describe('a flood of 60,000 messages', () => {
       try {
         return {
           messages: db.prepare('SELECT count(*) FROM messages').pluck().get() as number,
-          conversations: db.prepare("SELECT count(*) FROM conversations WHERE state IN ('completed', 'failed', 'expired')").pluck().get() as number,
+          conversations: db
+            .prepare("SELECT count(*) FROM conversations WHERE state IN ('completed', 'failed', 'expired')")
+            .pluck()
+            .get() as number,
           deliveries: db.prepare('SELECT count(*) FROM deliveries').pluck().get() as number,
           pages: db.pragma('page_count', { simple: true }) as number,
           pageSize: db.pragma('page_size', { simple: true }) as number,

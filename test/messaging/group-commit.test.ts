@@ -73,7 +73,9 @@ describe('GroupCommit: batching', () => {
   it("each caller's promise settles only after its transaction committed (visible to another connection)", async () => {
     const gc = counting();
     const seen: { commitsAtResolve: number; rows: string[] }[] = [];
-    const ps = ['a', 'b'].map((k) => gc.run(insert(k)).then(() => seen.push({ commitsAtResolve: commits, rows: onDisk() })));
+    const ps = ['a', 'b'].map((k) =>
+      gc.run(insert(k)).then(() => seen.push({ commitsAtResolve: commits, rows: onDisk() })),
+    );
     // Not yet: nothing runs until the next turn.
     await Promise.resolve();
     expect(seen).toEqual([]);

@@ -4,7 +4,15 @@
  */
 import { AgentRegistry, parseAgent, type AgentDefinition } from '../../src/agents/index.js';
 import { loadServerConfig } from '../../src/config/index.js';
-import { MESSAGING_MIGRATIONS, MessageBus, type AclMessage, type ConversationId, type MessageHandler, type MessageId, type MessagingConfig } from '../../src/messaging/index.js';
+import {
+  MESSAGING_MIGRATIONS,
+  MessageBus,
+  type AclMessage,
+  type ConversationId,
+  type MessageHandler,
+  type MessageId,
+  type MessagingConfig,
+} from '../../src/messaging/index.js';
 import { migrate, openDatabase, type Db } from '../../src/storage/index.js';
 import { makeTempDir } from '../helpers/tmp.js';
 
@@ -33,7 +41,14 @@ export function agentDef(name: string, capabilities: string[], extra = ''): Agen
 
 export function deploy(registry: AgentRegistry, def: AgentDefinition): void {
   const now = new Date().toISOString();
-  registry.upsert({ definition: def, format: 'toml', origin: { kind: 'api' }, revision: 1, deployed_at: now, updated_at: now });
+  registry.upsert({
+    definition: def,
+    format: 'toml',
+    origin: { kind: 'api' },
+    revision: 1,
+    deployed_at: now,
+    updated_at: now,
+  });
 }
 
 export interface TestBus {
@@ -49,7 +64,9 @@ export function messagingConfig(over: Partial<MessagingConfig> = {}): MessagingC
   return { ...loadServerConfig({ env: {}, cwd: process.cwd() }).messaging, ...over };
 }
 
-export function openBus(opts: { dir?: string; config?: Partial<MessagingConfig>; handler?: MessageHandler; registry?: AgentRegistry } = {}): TestBus {
+export function openBus(
+  opts: { dir?: string; config?: Partial<MessagingConfig>; handler?: MessageHandler; registry?: AgentRegistry } = {},
+): TestBus {
   const dir = opts.dir ?? makeTempDir('caxton-msg-');
   const db = openDatabase(dir);
   migrate(db, MESSAGING_MIGRATIONS);

@@ -76,7 +76,8 @@ describe('parseMessage: the body', () => {
   });
 
   it('content may be any JSON value', () => {
-    for (const content of ['', 0, false, null, [1, 'a'], { a: { b: [true] } }]) expect(parse({ ...base, content }).content).toEqual(content);
+    for (const content of ['', 0, false, null, [1, 'a'], { a: { b: [true] } }])
+      expect(parse({ ...base, content }).content).toEqual(content);
   });
 
   it('field values of the wrong shape name their path', () => {
@@ -102,7 +103,9 @@ describe('parseMessage: the body', () => {
 describe('parseMessage: performative and protocol', () => {
   it('an unknown performative suggests the closest act and lists all 22', () => {
     const e = invalidField({ ...base, performative: 'requets' }, 'performative');
-    expect(issues(e)[0]!.message).toMatch(/^unknown performative "requets"; did you mean "request"\?; expected one of: accept-proposal, agree, .*, subscribe$/);
+    expect(issues(e)[0]!.message).toMatch(
+      /^unknown performative "requets"; did you mean "request"\?; expected one of: accept-proposal, agree, .*, subscribe$/,
+    );
     const far = invalidField({ ...base, performative: 'xyzzyplugh' }, 'performative');
     expect(issues(far)[0]!.message).not.toContain('did you mean');
   });
@@ -115,7 +118,9 @@ describe('parseMessage: performative and protocol', () => {
   it('the protocol is one of the four FIPA protocols, case-insensitive, stored lower case', () => {
     expect(parse({ ...base, protocol: 'FIPA-Query' }).protocol).toBe('fipa-query');
     const e = invalidField({ ...base, protocol: 'fipa-auction' }, 'protocol');
-    expect(issues(e)[0]!.message).toBe('unknown protocol "fipa-auction"; expected one of: fipa-request, fipa-query, fipa-contract-net, fipa-subscribe');
+    expect(issues(e)[0]!.message).toBe(
+      'unknown protocol "fipa-auction"; expected one of: fipa-request, fipa-query, fipa-contract-net, fipa-subscribe',
+    );
   });
 
   it("a first message without a protocol gets its act's default; a reply (in_reply_to) does not", () => {
@@ -127,14 +132,18 @@ describe('parseMessage: performative and protocol', () => {
     expect('protocol' in parse({ ...base, performative: 'request', in_reply_to: 'r1' })).toBe(false);
     // An explicit protocol wins over the default, reply or not.
     expect(parse({ ...base, performative: 'request', protocol: 'fipa-query' }).protocol).toBe('fipa-query');
-    expect(parse({ ...base, performative: 'inform', in_reply_to: 'r1', protocol: 'fipa-request' }).protocol).toBe('fipa-request');
+    expect(parse({ ...base, performative: 'inform', in_reply_to: 'r1', protocol: 'fipa-request' }).protocol).toBe(
+      'fipa-request',
+    );
   });
 });
 
 describe('parseMessage: unknown parameters and X- parameters', () => {
   it('an unknown parameter is rejected with a suggestion and the X- hint', () => {
     const e = invalidField({ ...base, recevier: 'bob' }, 'recevier');
-    expect(issues(e)[0]!.message).toBe('unknown parameter; did you mean "receiver"? (user-defined parameters start with "X-")');
+    expect(issues(e)[0]!.message).toBe(
+      'unknown parameter; did you mean "receiver"? (user-defined parameters start with "X-")',
+    );
     const far = invalidField({ ...base, zzzzzzzzzz: 1 }, 'zzzzzzzzzz');
     expect(issues(far)[0]!.message).toBe('unknown parameter (user-defined parameters start with "X-")');
   });
@@ -154,7 +163,13 @@ describe('parseMessage: unknown parameters and X- parameters', () => {
   });
 
   it("FIPA's hyphenated spellings are accepted", () => {
-    const m = parse({ ...base, 'conversation-id': 'c-1', 'reply-with': 'rw', 'in-reply-to': 'irt', 'reply-to': 'carol' });
+    const m = parse({
+      ...base,
+      'conversation-id': 'c-1',
+      'reply-with': 'rw',
+      'in-reply-to': 'irt',
+      'reply-to': 'carol',
+    });
     expect(m.conversation_id).toBe('c-1');
     expect(m.reply_with).toBe('rw');
     expect(m.in_reply_to).toBe('irt');
@@ -174,7 +189,9 @@ describe('parseMessage: unknown parameters and X- parameters', () => {
     expect(issues(bad)[0]!.message).toContain('start with "X-"');
     invalidField({ ...base, 'X-': 'v' }, 'params.X-');
     invalidField({ ...base, params: { [`X-${'a'.repeat(65)}`]: 'v' } }, `params.X-${'a'.repeat(65)}`);
-    expect(parse({ ...base, params: { [`X-${'a'.repeat(64)}`]: 'v' } }).params).toEqual({ [`X-${'a'.repeat(64)}`]: 'v' });
+    expect(parse({ ...base, params: { [`X-${'a'.repeat(64)}`]: 'v' } }).params).toEqual({
+      [`X-${'a'.repeat(64)}`]: 'v',
+    });
   });
 });
 
@@ -186,7 +203,9 @@ describe('parseMessage: size', () => {
     expect(e.code).toBe('payload_too_large');
     expect(e.status).toBe(413);
     expect(e.details).toEqual({ size, limit: size - 1, field: 'content' });
-    expect(e.message).toBe(`the message is ${size} bytes; the server accepts at most ${size - 1} ([messaging] max_message_size)`);
+    expect(e.message).toBe(
+      `the message is ${size} bytes; the server accepts at most ${size - 1} ([messaging] max_message_size)`,
+    );
   });
 
   it('a body of exactly max_message_size is accepted', () => {
@@ -230,13 +249,19 @@ describe('parseMessage: reply_by', () => {
   it('the range ends at ±8.64e15 ms: the limit itself is accepted, beyond it is out of range', () => {
     expect(parse({ ...base, reply_by: '100000000d' }, { now: 0 }).reply_by).toBe('+275760-09-13T00:00:00.000Z');
     const e = invalidField({ ...base, reply_by: '100000000d' }, 'reply_by', { now: 1 });
-    expect(issues(e)[0]!.message).toBe('"100000000d" is out of range: use a time before the year 275760 or a shorter duration');
+    expect(issues(e)[0]!.message).toBe(
+      '"100000000d" is out of range: use a time before the year 275760 or a shorter duration',
+    );
     invalidField({ ...base, reply_by: '99999999999d' }, 'reply_by');
   });
 
   it('a cfp without reply_by gets the default deadline; other acts and explicit reply_by do not', () => {
-    expect(parse({ ...base, performative: 'cfp' }, { defaultCfpDeadlineMs: 60_000 }).reply_by).toBe(new Date(NOW + 60_000).toISOString());
-    expect(parse({ ...base, performative: 'cfp', reply_by: '5s' }, { defaultCfpDeadlineMs: 60_000 }).reply_by).toBe(new Date(NOW + 5_000).toISOString());
+    expect(parse({ ...base, performative: 'cfp' }, { defaultCfpDeadlineMs: 60_000 }).reply_by).toBe(
+      new Date(NOW + 60_000).toISOString(),
+    );
+    expect(parse({ ...base, performative: 'cfp', reply_by: '5s' }, { defaultCfpDeadlineMs: 60_000 }).reply_by).toBe(
+      new Date(NOW + 5_000).toISOString(),
+    );
     expect('reply_by' in parse({ ...base, performative: 'request' }, { defaultCfpDeadlineMs: 60_000 })).toBe(false);
     expect('reply_by' in parse({ ...base, performative: 'cfp' })).toBe(false);
   });
@@ -257,7 +282,17 @@ describe('parseMessage: the normalised message', () => {
       chain: [],
     });
     // Absent optionals are absent keys, not undefined values.
-    expect(Object.keys(m).sort()).toEqual(['chain', 'content', 'conversation_id', 'id', 'params', 'performative', 'receivers', 'sender', 'timestamp']);
+    expect(Object.keys(m).sort()).toEqual([
+      'chain',
+      'content',
+      'conversation_id',
+      'id',
+      'params',
+      'performative',
+      'receivers',
+      'sender',
+      'timestamp',
+    ]);
   });
 
   it('generated ids are unique and sort in the order they were made', () => {
@@ -275,8 +310,15 @@ describe('parseMessage: the normalised message', () => {
   });
 
   it('receivers: the array first, then receiver, duplicates removed keeping the first', () => {
-    expect(parse({ ...base, receiver: 'alice', receivers: ['carol', 'alice', 'bob', 'carol'] }).receivers).toEqual(['carol', 'alice', 'bob']);
-    expect(parse({ performative: 'request', receivers: ['x'], receiver: 'y', content: 1 }).receivers).toEqual(['x', 'y']);
+    expect(parse({ ...base, receiver: 'alice', receivers: ['carol', 'alice', 'bob', 'carol'] }).receivers).toEqual([
+      'carol',
+      'alice',
+      'bob',
+    ]);
+    expect(parse({ performative: 'request', receivers: ['x'], receiver: 'y', content: 1 }).receivers).toEqual([
+      'x',
+      'y',
+    ]);
   });
 
   it('a capability-addressed message has no receivers and keeps the capability', () => {

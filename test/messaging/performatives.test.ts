@@ -59,17 +59,21 @@ describe('performatives', () => {
     }
     expect(normalizePerformative('  Query_If\t')).toBe('query-if');
     expect(normalizePerformative('Request_WhenEver')).toBe('request-whenever');
-    for (const s of ['', ' ', 'queryif', 'query if', 'query--if', 'informs', 'ask', 'query-if.']) expect(normalizePerformative(s)).toBeUndefined();
+    for (const s of ['', ' ', 'queryif', 'query if', 'query--if', 'informs', 'ask', 'query-if.'])
+      expect(normalizePerformative(s)).toBeUndefined();
   });
 
-  it.each(Object.entries(TABLE))('%s: fanOut, executes, expectsReply, defaultProtocol, allowedReplies', (act, [fan, runs, reply, protocol, replies]) => {
-    const p = act as Performative;
-    expect(fanOut(p)).toBe(fan);
-    expect(executes(p)).toBe(runs);
-    expect(expectsReply(p)).toBe(reply);
-    expect(defaultProtocol(p)).toBe(protocol);
-    expect(allowedReplies(p)).toEqual(replies);
-  });
+  it.each(Object.entries(TABLE))(
+    '%s: fanOut, executes, expectsReply, defaultProtocol, allowedReplies',
+    (act, [fan, runs, reply, protocol, replies]) => {
+      const p = act as Performative;
+      expect(fanOut(p)).toBe(fan);
+      expect(executes(p)).toBe(runs);
+      expect(expectsReply(p)).toBe(reply);
+      expect(defaultProtocol(p)).toBe(protocol);
+      expect(allowedReplies(p)).toEqual(replies);
+    },
+  );
 
   it('an act expects a reply exactly when it allows some replies', () => {
     for (const p of PERFORMATIVES) expect(allowedReplies(p).length > 0).toBe(expectsReply(p));

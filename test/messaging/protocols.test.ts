@@ -34,12 +34,24 @@ async function messagesOf(t: TestBus, id: ConversationId): Promise<AclMessage[]>
 
 describe('Contract Net across a restart', () => {
   it('rebuilds an open call from the stored proposals and awards it once the missing bidder answers', async () => {
-    const first = start({ handler: (m, r) => (r.agent === 'bid-a' ? { performative: 'propose', content: 'price: 20' } : new Promise(() => {})) });
+    const first = start({
+      handler: (m, r) =>
+        r.agent === 'bid-a' ? { performative: 'propose', content: 'price: 20' } : new Promise(() => {}),
+    });
     deploy(first.registry, agentDef('bid-a', ['haul']));
     deploy(first.registry, agentDef('bid-b', ['haul']));
-    const cfp = await first.bus.submit({ performative: 'cfp', capability: 'haul', content: 'move 3 crates', reply_by: '60s', sender: 'shipper' });
+    const cfp = await first.bus.submit({
+      performative: 'cfp',
+      capability: 'haul',
+      content: 'move 3 crates',
+      reply_by: '60s',
+      sender: 'shipper',
+    });
     expect(cfp.routed_to).toEqual(['bid-a', 'bid-b']);
-    await waitUntil(async () => (await messagesOf(first, cfp.conversation_id)).some((m) => m.performative === 'propose'), { what: "bid-a's proposal" });
+    await waitUntil(
+      async () => (await messagesOf(first, cfp.conversation_id)).some((m) => m.performative === 'propose'),
+      { what: "bid-a's proposal" },
+    );
     await stop(first);
 
     const seen: string[] = [];
@@ -60,37 +72,74 @@ describe('Contract Net across a restart', () => {
     expect(done.state, done.reason ?? '').toBe('completed');
     expect(done.reason).toBe('awarded to bid-b');
     expect(seen).toEqual(['bid-b:cfp', 'bid-b:accept-proposal']);
-    const decisions = (await messagesOf(second, cfp.conversation_id)).filter((m) => m.performative.endsWith('-proposal')).map((m) => `${m.performative}>${m.receivers.join()}`);
+    const decisions = (await messagesOf(second, cfp.conversation_id))
+      .filter((m) => m.performative.endsWith('-proposal'))
+      .map((m) => `${m.performative}>${m.receivers.join()}`);
     expect(decisions.sort()).toEqual(['accept-proposal>bid-b', 'reject-proposal>bid-a']);
   });
 });
 
 describe('Subscribe', () => {
   it('keeps forwarding to an outside subscriber after a restart (the subscription is reloaded)', async () => {
-    const agree: MessageHandler = (m) => (m.performative === 'subscribe' ? { performative: 'agree', content: 'ok' } : undefined);
+    const agree: MessageHandler = (m) =>
+      m.performative === 'subscribe' ? { performative: 'agree', content: 'ok' } : undefined;
     const first = start({ handler: agree });
     deploy(first.registry, agentDef('ticker', ['quotes']));
-    const sub = await first.bus.submit({ performative: 'subscribe', capability: 'quotes', content: 'all quotes', sender: 'dashboard' });
-    await waitUntil(async () => (await first.bus.reads.getConversation(sub.conversation_id)).conversation.state === 'in_progress', { what: 'the agree' });
+    const sub = await first.bus.submit({
+      performative: 'subscribe',
+      capability: 'quotes',
+      content: 'all quotes',
+      sender: 'dashboard',
+    });
+    await waitUntil(
+      async () => (await first.bus.reads.getConversation(sub.conversation_id)).conversation.state === 'in_progress',
+      { what: 'the agree' },
+    );
     await first.bus.settled();
     await stop(first);
 
     const second = openBus({ dir: first.dir, registry: first.registry, handler: agree });
     open.push(second);
     second.bus.start();
-    const inform = await second.bus.submit({ performative: 'inform', capability: 'quotes', content: 'ACME 41', sender: 'exchange' });
+    const inform = await second.bus.submit({
+      performative: 'inform',
+      capability: 'quotes',
+      content: 'ACME 41',
+      sender: 'exchange',
+    });
     await second.bus.settled();
     const note = (await messagesOf(second, sub.conversation_id)).find((m) => m.performative === 'inform');
-    expect(note).toMatchObject({ sender: 'exchange', content: 'ACME 41', receivers: [], protocol: 'fipa-subscribe', in_reply_to: sub.id, params: { 'X-notification-of': inform.id } });
+    expect(note).toMatchObject({
+      sender: 'exchange',
+      content: 'ACME 41',
+      receivers: [],
+      protocol: 'fipa-subscribe',
+      in_reply_to: sub.id,
+      params: { 'X-notification-of': inform.id },
+    });
   });
 
   it('never expires, while a conversation of another protocol with the same ttl does', async () => {
-    const handler: MessageHandler = (m) => (m.performative === 'subscribe' ? { performative: 'agree', content: 'ok' } : new Promise(() => {}));
+    const handler: MessageHandler = (m) =>
+      m.performative === 'subscribe' ? { performative: 'agree', content: 'ok' } : new Promise(() => {});
     const t = start({ config: { conversation_ttl: 300 }, handler });
     deploy(t.registry, agentDef('ticker', ['quotes']));
-    const sub = await t.bus.submit({ performative: 'subscribe', capability: 'quotes', content: 'all quotes', sender: 'dashboard' });
-    await waitUntil(async () => (await t.bus.reads.getConversation(sub.conversation_id)).conversation.state === 'in_progress', { what: 'the agree' });
-    const req = await t.bus.submit({ performative: 'request', capability: 'quotes', content: 'a quote, please', sender: 'dashboard' });
+    const sub = await t.bus.submit({
+      performative: 'subscribe',
+      capability: 'quotes',
+      content: 'all quotes',
+      sender: 'dashboard',
+    });
+    await waitUntil(
+      async () => (await t.bus.reads.getConversation(sub.conversation_id)).conversation.state === 'in_progress',
+      { what: 'the agree' },
+    );
+    const req = await t.bus.submit({
+      performative: 'request',
+      capability: 'quotes',
+      content: 'a quote, please',
+      sender: 'dashboard',
+    });
     const ended = await t.bus.wait(req.conversation_id, 5000);
     expect(ended.state).toBe('expired');
     expect((await t.bus.reads.getConversation(sub.conversation_id)).conversation.state).toBe('in_progress');
@@ -99,7 +148,12 @@ describe('Subscribe', () => {
 
 describe('FIPA-Request reply acts', () => {
   it("puts the platform's agree before an inform or failure, never before a refuse", async () => {
-    const t = start({ handler: (m) => ({ performative: m.content === 'no' ? 'refuse' : 'failure', content: `answer to ${m.content as string}` }) });
+    const t = start({
+      handler: (m) => ({
+        performative: m.content === 'no' ? 'refuse' : 'failure',
+        content: `answer to ${m.content as string}`,
+      }),
+    });
     deploy(t.registry, agentDef('clerk', ['clerk']));
     const failed = await t.bus.submit({ performative: 'request', capability: 'clerk', content: 'try' });
     const refused = await t.bus.submit({ performative: 'request', capability: 'clerk', content: 'no' });
@@ -107,7 +161,11 @@ describe('FIPA-Request reply acts', () => {
     const b = await t.bus.wait(refused.conversation_id, 5000);
     expect([a.state, a.reason]).toEqual(['failed', 'clerk answered failure']);
     expect([b.state, b.reason]).toEqual(['failed', 'clerk answered refuse']);
-    expect((await messagesOf(t, failed.conversation_id)).map((m) => `${m.performative}:${m.content as string}`)).toEqual(['request:try', 'agree:', 'failure:answer to try']);
-    expect((await messagesOf(t, refused.conversation_id)).map((m) => `${m.performative}:${m.content as string}`)).toEqual(['request:no', 'refuse:answer to no']);
+    expect(
+      (await messagesOf(t, failed.conversation_id)).map((m) => `${m.performative}:${m.content as string}`),
+    ).toEqual(['request:try', 'agree:', 'failure:answer to try']);
+    expect(
+      (await messagesOf(t, refused.conversation_id)).map((m) => `${m.performative}:${m.content as string}`),
+    ).toEqual(['request:no', 'refuse:answer to no']);
   });
 });

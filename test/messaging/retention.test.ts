@@ -38,10 +38,27 @@ describe('messaging retention', () => {
     };
     const t = start({ handler, config: { max_conversations: 50, max_messages: 1_000_000 } });
     deploy(t.registry, agentDef('worker', ['work']));
-    const held = await t.bus.submit({ performative: 'request', protocol: 'fipa-request', receiver: 'worker', content: 'hold' });
+    const held = await t.bus.submit({
+      performative: 'request',
+      protocol: 'fipa-request',
+      receiver: 'worker',
+      content: 'hold',
+    });
     const ids: string[] = [];
-    for (let i = 0; i < 200; i++) ids.push((await t.bus.submit({ performative: 'request', protocol: 'fipa-request', receiver: 'worker', content: `job ${i}` })).conversation_id);
-    await waitUntil(async () => (await t.bus.reads.getConversation(ids.at(-1)!)).conversation.state === 'completed', { timeoutMs: 10_000 });
+    for (let i = 0; i < 200; i++)
+      ids.push(
+        (
+          await t.bus.submit({
+            performative: 'request',
+            protocol: 'fipa-request',
+            receiver: 'worker',
+            content: `job ${i}`,
+          })
+        ).conversation_id,
+      );
+    await waitUntil(async () => (await t.bus.reads.getConversation(ids.at(-1)!)).conversation.state === 'completed', {
+      timeoutMs: 10_000,
+    });
     await t.bus.settled();
     await t.bus.applyRetention();
     expect(count(t, "SELECT count(*) FROM conversations WHERE state = 'completed'")).toBe(50);
@@ -55,21 +72,39 @@ describe('messaging retention', () => {
     expect((await t.bus.reads.getConversation(held.conversation_id)).conversation.state).not.toBe('completed');
     expect(count(t, "SELECT count(*) FROM deliveries WHERE state = 'pending'")).toBe(1);
     hold = false;
-    await waitUntil(async () => (await t.bus.reads.getConversation(held.conversation_id)).conversation.state === 'completed', { timeoutMs: 5000 });
+    await waitUntil(
+      async () => (await t.bus.reads.getConversation(held.conversation_id)).conversation.state === 'completed',
+      { timeoutMs: 5000 },
+    );
   });
 
   it('keeps at most max_messages messages, deleting the oldest finished conversations', async () => {
     const t = start({ handler: () => ({ content: 'ok' }), config: { max_conversations: 1_000_000, max_messages: 90 } });
     deploy(t.registry, agentDef('worker', ['work']));
     let last = '';
-    for (let i = 0; i < 100; i++) last = (await t.bus.submit({ performative: 'request', protocol: 'fipa-request', receiver: 'worker', content: `job ${i}` })).conversation_id;
-    await waitUntil(async () => (await t.bus.reads.getConversation(last)).conversation.state === 'completed', { timeoutMs: 10_000 });
+    for (let i = 0; i < 100; i++)
+      last = (
+        await t.bus.submit({
+          performative: 'request',
+          protocol: 'fipa-request',
+          receiver: 'worker',
+          content: `job ${i}`,
+        })
+      ).conversation_id;
+    await waitUntil(async () => (await t.bus.reads.getConversation(last)).conversation.state === 'completed', {
+      timeoutMs: 10_000,
+    });
     await t.bus.settled();
     await t.bus.applyRetention();
     const messages = count(t, 'SELECT count(*) FROM messages');
     expect(messages).toBeLessThanOrEqual(90);
     expect(messages).toBeGreaterThan(90 - 3 * 62); // at most one batch of conversations past the limit
-    expect(count(t, 'SELECT count(*) FROM messages m WHERE NOT EXISTS (SELECT 1 FROM conversations c WHERE c.id = m.conversation_id)')).toBe(0);
+    expect(
+      count(
+        t,
+        'SELECT count(*) FROM messages m WHERE NOT EXISTS (SELECT 1 FROM conversations c WHERE c.id = m.conversation_id)',
+      ),
+    ).toBe(0);
   });
 
   it('deletes finished conversations idle longer than the retention, and dead letters past theirs (then their conversation)', async () => {
@@ -81,9 +116,24 @@ describe('messaging retention', () => {
       config: { retention: 60_000, dead_letter_retention: 120_000, max_attempts: 1 },
     });
     deploy(t.registry, agentDef('worker', ['work']));
-    const done = await t.bus.submit({ performative: 'request', protocol: 'fipa-request', receiver: 'worker', content: 'ok' });
-    const dead = await t.bus.submit({ performative: 'request', protocol: 'fipa-request', receiver: 'worker', content: 'fail' });
-    await waitUntil(async () => (await t.bus.reads.deadLetters()).total === 1 && (await t.bus.reads.getConversation(done.conversation_id)).conversation.state === 'completed', { timeoutMs: 5000 });
+    const done = await t.bus.submit({
+      performative: 'request',
+      protocol: 'fipa-request',
+      receiver: 'worker',
+      content: 'ok',
+    });
+    const dead = await t.bus.submit({
+      performative: 'request',
+      protocol: 'fipa-request',
+      receiver: 'worker',
+      content: 'fail',
+    });
+    await waitUntil(
+      async () =>
+        (await t.bus.reads.deadLetters()).total === 1 &&
+        (await t.bus.reads.getConversation(done.conversation_id)).conversation.state === 'completed',
+      { timeoutMs: 5000 },
+    );
     await t.bus.settled();
     await t.bus.applyRetention();
     expect(count(t, 'SELECT count(*) FROM conversations')).toBe(2); // nothing is old yet
@@ -92,7 +142,9 @@ describe('messaging retention', () => {
     t.db.prepare('UPDATE conversations SET updated_at = ?').run(ago(90_000));
     t.db.prepare('UPDATE deliveries SET updated_at = ?').run(ago(90_000));
     await t.bus.applyRetention();
-    await expect(t.bus.reads.getConversation(done.conversation_id)).rejects.toMatchObject({ code: 'conversation_not_found' });
+    await expect(t.bus.reads.getConversation(done.conversation_id)).rejects.toMatchObject({
+      code: 'conversation_not_found',
+    });
     expect((await t.bus.reads.getConversation(dead.conversation_id)).conversation.state).toBe('failed');
     expect((await t.bus.reads.deadLetters()).total).toBe(1);
     // Past the dead letters' retention too: the dead letter goes, and with it its finished conversation.
@@ -111,7 +163,8 @@ describe('messaging retention', () => {
       config: { max_dead_letters: 5, max_attempts: 1 },
     });
     deploy(t.registry, agentDef('worker', ['work']));
-    for (let i = 0; i < 12; i++) await t.bus.submit({ performative: 'request', protocol: 'fipa-request', receiver: 'worker', content: `j${i}` });
+    for (let i = 0; i < 12; i++)
+      await t.bus.submit({ performative: 'request', protocol: 'fipa-request', receiver: 'worker', content: `j${i}` });
     await waitUntil(async () => (await t.bus.reads.deadLetters()).total === 12, { timeoutMs: 5000 });
     await t.bus.settled();
     await t.bus.applyRetention();
@@ -126,8 +179,11 @@ describe('messaging retention', () => {
     deploy(t.registry, agentDef('worker', ['work']));
     let last = '';
     const big = 'x'.repeat(20_000);
-    for (let i = 0; i < 300; i++) last = (await t.bus.submit({ performative: 'inform', receiver: 'worker', content: big })).conversation_id;
-    await waitUntil(async () => (await t.bus.reads.getConversation(last)).conversation.state === 'completed', { timeoutMs: 10_000 });
+    for (let i = 0; i < 300; i++)
+      last = (await t.bus.submit({ performative: 'inform', receiver: 'worker', content: big })).conversation_id;
+    await waitUntil(async () => (await t.bus.reads.getConversation(last)).conversation.state === 'completed', {
+      timeoutMs: 10_000,
+    });
     await t.bus.settled();
     t.db.pragma('wal_checkpoint(TRUNCATE)');
     const file = join(t.dir, 'caxton.db');

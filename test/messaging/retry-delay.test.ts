@@ -11,8 +11,24 @@ import { CaxtonError } from '../../src/shared/errors.js';
 import { messagingConfig } from './helpers.js';
 
 const cfg = messagingConfig({ retry_base: 100, retry_max: 5_000, max_attempts: 3 });
-const concurrency = limitedError({ ok: false, limit: 'concurrency', scope: 'principal', subject: 'key:ci', value: 1, retryAfterMs: 1_000 });
-const tokens = limitedError({ ok: false, limit: 'tokens', scope: 'principal', subject: 'key:ci', value: 30, retryAfterMs: 4_000, periodMs: 60_000, used: 31 });
+const concurrency = limitedError({
+  ok: false,
+  limit: 'concurrency',
+  scope: 'principal',
+  subject: 'key:ci',
+  value: 1,
+  retryAfterMs: 1_000,
+});
+const tokens = limitedError({
+  ok: false,
+  limit: 'tokens',
+  scope: 'principal',
+  subject: 'key:ci',
+  value: 30,
+  retryAfterMs: 4_000,
+  periodMs: 60_000,
+  used: 31,
+});
 
 describe('retryDelay', () => {
   it('retries a concurrency refusal about a second later, forever, without counting attempts', () => {

@@ -154,7 +154,15 @@ describe('Router: capability to one provider', () => {
 });
 
 describe('Router: broadcast acts', () => {
-  for (const performative of ['inform', 'cfp', 'propagate', 'confirm', 'disconfirm', 'inform-if', 'inform-ref'] as const) {
+  for (const performative of [
+    'inform',
+    'cfp',
+    'propagate',
+    'confirm',
+    'disconfirm',
+    'inform-if',
+    'inform-ref',
+  ] as const) {
     it(`${performative} to a capability goes to every provider, in name order`, () => {
       const d = new Router(directory, new RoundRobin()).route(msg({ performative, capability: 'calc' }));
       expect(d).toEqual({ ok: true, mode: 'all', receivers: directory.providers('calc') });
@@ -172,44 +180,102 @@ describe('Router: broadcast acts', () => {
 
   it('a broadcast still skips providers in the chain and those that do not accept the protocol', () => {
     deploy(registry, agentDef('picky', ['calc'], '[messaging]\nprotocols = ["fipa-query"]\n'));
-    const d = new Router(directory, new RoundRobin()).route(msg({ performative: 'cfp', capability: 'calc', protocol: 'fipa-contract-net', chain: ['bravo'] }));
+    const d = new Router(directory, new RoundRobin()).route(
+      msg({ performative: 'cfp', capability: 'calc', protocol: 'fipa-contract-net', chain: ['bravo'] }),
+    );
     expect(agentsOf(d)).toEqual(['alpha', 'charlie']);
   });
 });
 
 describe('Router: protocol, ontology and language filters', () => {
   beforeEach(() => {
-    deploy(registry, agentDef('q1', ['lookup'], '[messaging]\nprotocols = ["fipa-query"]\nontologies = ["geo"]\nlanguages = ["json"]\n'));
-    deploy(registry, agentDef('q2', ['lookup'], '[messaging]\nprotocols = ["fipa-request"]\nontologies = ["finance"]\nlanguages = ["text"]\n'));
+    deploy(
+      registry,
+      agentDef(
+        'q1',
+        ['lookup'],
+        '[messaging]\nprotocols = ["fipa-query"]\nontologies = ["geo"]\nlanguages = ["json"]\n',
+      ),
+    );
+    deploy(
+      registry,
+      agentDef(
+        'q2',
+        ['lookup'],
+        '[messaging]\nprotocols = ["fipa-request"]\nontologies = ["finance"]\nlanguages = ["text"]\n',
+      ),
+    );
     deploy(registry, agentDef('q3', ['lookup'], '[messaging]\nontologies = ["geo", "finance"]\n'));
   });
 
   const r = () => new Router(directory, new RoundRobin());
 
   it('keeps only providers accepting the protocol (an empty list accepts every protocol)', () => {
-    expect(agentsOf(r().route(msg({ performative: 'inform', capability: 'lookup', protocol: 'fipa-query' })))).toEqual(['q1', 'q3']);
-    expect(agentsOf(r().route(msg({ performative: 'inform', capability: 'lookup', protocol: 'fipa-request' })))).toEqual(['q2', 'q3']);
+    expect(agentsOf(r().route(msg({ performative: 'inform', capability: 'lookup', protocol: 'fipa-query' })))).toEqual([
+      'q1',
+      'q3',
+    ]);
+    expect(
+      agentsOf(r().route(msg({ performative: 'inform', capability: 'lookup', protocol: 'fipa-request' }))),
+    ).toEqual(['q2', 'q3']);
   });
 
   it('keeps only providers accepting the ontology', () => {
-    expect(agentsOf(r().route(msg({ performative: 'inform', capability: 'lookup', ontology: 'geo' })))).toEqual(['q1', 'q3']);
-    expect(agentsOf(r().route(msg({ performative: 'inform', capability: 'lookup', ontology: 'finance' })))).toEqual(['q2', 'q3']);
+    expect(agentsOf(r().route(msg({ performative: 'inform', capability: 'lookup', ontology: 'geo' })))).toEqual([
+      'q1',
+      'q3',
+    ]);
+    expect(agentsOf(r().route(msg({ performative: 'inform', capability: 'lookup', ontology: 'finance' })))).toEqual([
+      'q2',
+      'q3',
+    ]);
   });
 
   it('keeps only providers accepting the language', () => {
-    expect(agentsOf(r().route(msg({ performative: 'inform', capability: 'lookup', language: 'json' })))).toEqual(['q1', 'q3']);
+    expect(agentsOf(r().route(msg({ performative: 'inform', capability: 'lookup', language: 'json' })))).toEqual([
+      'q1',
+      'q3',
+    ]);
   });
 
   it('providers with no list accept every protocol, ontology and language', () => {
-    const d = new Router(directory, new RoundRobin()).route(msg({ performative: 'inform', capability: 'calc', protocol: 'fipa-subscribe', ontology: 'any', language: 'klingon' }));
+    const d = new Router(directory, new RoundRobin()).route(
+      msg({
+        performative: 'inform',
+        capability: 'calc',
+        protocol: 'fipa-subscribe',
+        ontology: 'any',
+        language: 'klingon',
+      }),
+    );
     expect(agentsOf(d)).toEqual(['alpha', 'bravo', 'charlie']);
   });
 
   it('all filters apply together', () => {
-    expect(agentsOf(r().route(msg({ performative: 'inform', capability: 'lookup', protocol: 'fipa-query', ontology: 'geo', language: 'json' })))).toEqual(['q1', 'q3']);
-    expect(agentsOf(r().route(msg({ performative: 'inform', capability: 'lookup', protocol: 'fipa-query', ontology: 'finance' })))).toEqual(['q3']);
+    expect(
+      agentsOf(
+        r().route(
+          msg({
+            performative: 'inform',
+            capability: 'lookup',
+            protocol: 'fipa-query',
+            ontology: 'geo',
+            language: 'json',
+          }),
+        ),
+      ),
+    ).toEqual(['q1', 'q3']);
+    expect(
+      agentsOf(
+        r().route(msg({ performative: 'inform', capability: 'lookup', protocol: 'fipa-query', ontology: 'finance' })),
+      ),
+    ).toEqual(['q3']);
     // One candidate left for a one-provider act: that one, strategy or not.
-    expect(r().route(msg({ capability: 'lookup', protocol: 'fipa-request', ontology: 'geo' }))).toEqual({ ok: true, mode: 'one', receivers: [directory.get('q3')] });
+    expect(r().route(msg({ capability: 'lookup', protocol: 'fipa-request', ontology: 'geo' }))).toEqual({
+      ok: true,
+      mode: 'one',
+      receivers: [directory.get('q3')],
+    });
   });
 
   it('no acceptable provider names every parameter given', () => {
@@ -218,10 +284,13 @@ describe('Router: protocol, ontology and language filters', () => {
       reason: 'no_acceptable_provider',
       message: 'no provider of capability "lookup" accepts ontology "weather"',
     });
-    expect(r().route(msg({ capability: 'lookup', protocol: 'fipa-subscribe', ontology: 'weather', language: 'xml' }))).toEqual({
+    expect(
+      r().route(msg({ capability: 'lookup', protocol: 'fipa-subscribe', ontology: 'weather', language: 'xml' })),
+    ).toEqual({
       ok: false,
       reason: 'no_acceptable_provider',
-      message: 'no provider of capability "lookup" accepts protocol "fipa-subscribe", ontology "weather", language "xml"',
+      message:
+        'no provider of capability "lookup" accepts protocol "fipa-subscribe", ontology "weather", language "xml"',
     });
   });
 });
@@ -232,7 +301,8 @@ describe('Router: loop detection', () => {
     expect(r.route(msg({ receivers: ['alpha'], chain: ['x', 'y', 'z'] }))).toEqual({
       ok: false,
       reason: 'loop_detected',
-      message: 'message chain is 3 agents long (x → y → z); the limit is 3 ([messaging] max_hops): stopped as a probable loop',
+      message:
+        'message chain is 3 agents long (x → y → z); the limit is 3 ([messaging] max_hops): stopped as a probable loop',
     });
     // One hop under the limit still routes.
     expect(agentsOf(r.route(msg({ receivers: ['alpha'], chain: ['x', 'y'] })))).toEqual(['alpha']);
@@ -268,7 +338,9 @@ describe('Router: loop detection', () => {
 
   it('when some providers refuse the protocol and the rest are in the chain it is still a loop', () => {
     deploy(registry, agentDef('picky', ['solo'], '[messaging]\nprotocols = ["fipa-query"]\n'));
-    const d = new Router(directory, new RoundRobin()).route(msg({ capability: 'solo', protocol: 'fipa-request', chain: ['alpha'] }));
+    const d = new Router(directory, new RoundRobin()).route(
+      msg({ capability: 'solo', protocol: 'fipa-request', chain: ['alpha'] }),
+    );
     expect(!d.ok && d.reason).toBe('loop_detected');
   });
 
@@ -283,6 +355,8 @@ describe('Router: loop detection', () => {
       message: 'no provider of capability "narrow" accepts protocol "fipa-request"',
     });
     // With an acceptable protocol, the one not in the chain is routed.
-    expect(agentsOf(r.route(msg({ capability: 'narrow', protocol: 'fipa-query', chain: ['narrow1'] })))).toEqual(['narrow2']);
+    expect(agentsOf(r.route(msg({ capability: 'narrow', protocol: 'fipa-query', chain: ['narrow1'] })))).toEqual([
+      'narrow2',
+    ]);
   });
 });

@@ -118,7 +118,11 @@ interface Answer {
 }
 
 const send = (key: string, body: Record<string, unknown>, query = ''): Promise<HttpResult<Answer>> =>
-  http(srv.url, 'POST', `/api/v1/messages${query}`, { body: JSON.stringify(body), contentType: 'application/json', headers: bearer(key) });
+  http(srv.url, 'POST', `/api/v1/messages${query}`, {
+    body: JSON.stringify(body),
+    contentType: 'application/json',
+    headers: bearer(key),
+  });
 
 const asAdmin = <T>(path: string): Promise<HttpResult<T>> => http<T>(srv.url, 'GET', path, { headers: bearer(admin) });
 
@@ -185,7 +189,12 @@ describe('the acting principal', () => {
 
   it('refuses a client-supplied on_behalf_of, naming the field', async () => {
     for (const field of ['on_behalf_of', 'on-behalf-of']) {
-      const r = await send(admin, { performative: 'request', receiver: 'a-one', content: 'x', [field]: 'key:someone-else' });
+      const r = await send(admin, {
+        performative: 'request',
+        receiver: 'a-one',
+        content: 'x',
+        [field]: 'key:someone-else',
+      });
       expect(r.status, r.text).toBe(400);
       expect(r.json.error.code).toBe('invalid_message');
       expect(r.json.error.message).toContain(field);
@@ -232,11 +241,14 @@ describe('the acting principal', () => {
 });
 
 describe('MCP send_message', () => {
-  const textOf = (r: Record<string, unknown>) => (r.content as { type: string; text: string }[]).map((c) => c.text).join('');
+  const textOf = (r: Record<string, unknown>) =>
+    (r.content as { type: string; text: string }[]).map((c) => c.text).join('');
 
   async function connect(k: string): Promise<Client> {
     const client = new Client({ name: 'scope-send', version: '1.0.0' });
-    await client.connect(new StreamableHTTPClientTransport(new URL(`${srv.url}/mcp`), { requestInit: { headers: bearer(k) } }));
+    await client.connect(
+      new StreamableHTTPClientTransport(new URL(`${srv.url}/mcp`), { requestInit: { headers: bearer(k) } }),
+    );
     return client;
   }
 
@@ -247,11 +259,17 @@ describe('MCP send_message', () => {
     const client = await connect(secret);
     try {
       for (const args of [{ to: 'b-secret' }, { capability: 'cap-b-secret' }]) {
-        const r = await client.callTool({ name: 'send_message', arguments: { ...args, content: 'tell me', wait: false } });
+        const r = await client.callTool({
+          name: 'send_message',
+          arguments: { ...args, content: 'tell me', wait: false },
+        });
         expect(r.isError, textOf(r)).toBe(true);
         expect(textOf(r)).toContain('key:dev-a2 may not use the agent');
       }
-      const ok = await client.callTool({ name: 'send_message', arguments: { to: 'a-one', content: 'hello', wait: false } });
+      const ok = await client.callTool({
+        name: 'send_message',
+        arguments: { to: 'a-one', content: 'hello', wait: false },
+      });
       expect(ok.isError ?? false, textOf(ok)).toBe(false);
     } finally {
       await client.close();
@@ -259,7 +277,12 @@ describe('MCP send_message', () => {
     expect(await deliveredTo('b-secret')).toBe(before);
     const sent = await asAdmin<{ messages: Msg[] }>('/api/v1/messages?sender=key:dev-a2&limit=5');
     expect(sent.json.messages, sent.text).toHaveLength(1);
-    expect(sent.json.messages[0]).toMatchObject({ sender: 'key:dev-a2', on_behalf_of: 'key:dev-a2', receivers: ['a-one'], chain: [] });
+    expect(sent.json.messages[0]).toMatchObject({
+      sender: 'key:dev-a2',
+      on_behalf_of: 'key:dev-a2',
+      receivers: ['a-one'],
+      chain: [],
+    });
     const asMcp = await asAdmin<{ total: number }>('/api/v1/messages?sender=mcp&limit=1');
     expect(asMcp.json.total).toBe(0);
   });
@@ -274,10 +297,18 @@ describe('per-key limits charged by message deliveries', () => {
   };
 
   it('holds the key’s concurrency while a delivery runs; the others wait and are all delivered', async () => {
-    const key = await createKey(srv.url, admin, 'one-at-a-time', { role: 'invoker', agents: ['a-*'], limits: { concurrent_executions: 1 } });
+    const key = await createKey(srv.url, admin, 'one-at-a-time', {
+      role: 'invoker',
+      agents: ['a-*'],
+      limits: { concurrent_executions: 1 },
+    });
     const convs: string[] = [];
     for (let i = 0; i < 4; i++) {
-      const r = await send(key, { performative: 'request', receiver: i % 2 === 0 ? 'a-one' : 'a-two', content: `SLOW ${i}` });
+      const r = await send(key, {
+        performative: 'request',
+        receiver: i % 2 === 0 ? 'a-one' : 'a-two',
+        content: `SLOW ${i}`,
+      });
       expect(r.status, r.text).toBe(202);
       convs.push(r.json.conversation_id);
     }
@@ -286,7 +317,13 @@ describe('per-key limits charged by message deliveries', () => {
       async () => {
         const u = await usageOf('one-at-a-time');
         most = Math.max(most, u.executions.running);
-        const states = await Promise.all(convs.map(async (c) => (await asAdmin<{ conversation: { state: string } }>(`/api/v1/conversations/${c}`)).json.conversation.state));
+        const states = await Promise.all(
+          convs.map(
+            async (c) =>
+              (await asAdmin<{ conversation: { state: string } }>(`/api/v1/conversations/${c}`)).json.conversation
+                .state,
+          ),
+        );
         return states.every((s) => s === 'completed');
       },
       { timeoutMs: 30_000, intervalMs: 50 },
@@ -300,7 +337,11 @@ describe('per-key limits charged by message deliveries', () => {
   });
 
   it('lets an agent acting for a key limited to one execution wait for the reply of the agent it asks', async () => {
-    const key = await createKey(srv.url, admin, 'single-chain', { role: 'invoker', agents: ['a-*'], limits: { concurrent_executions: 1 } });
+    const key = await createKey(srv.url, admin, 'single-chain', {
+      role: 'invoker',
+      agents: ['a-*'],
+      limits: { concurrent_executions: 1 },
+    });
     const t0 = Date.now();
     const r = await send(key, { performative: 'request', receiver: 'a-fwd', content: 'FORWARD-IN now' }, '?wait=20');
     expect(r.status, r.text).toBe(200);
@@ -312,7 +353,11 @@ describe('per-key limits charged by message deliveries', () => {
   });
 
   it('charges the tokens of deliveries to the key and refuses its messages once they are used up', async () => {
-    const key = await createKey(srv.url, admin, 'thirty-tokens', { role: 'invoker', agents: ['a-*'], limits: { concurrent_executions: 1, tokens_per_minute: 30 } });
+    const key = await createKey(srv.url, admin, 'thirty-tokens', {
+      role: 'invoker',
+      agents: ['a-*'],
+      limits: { concurrent_executions: 1, tokens_per_minute: 30 },
+    });
     const first = await send(key, { performative: 'request', receiver: 'a-one', content: 'count me' }, '?wait=20');
     expect(first.status, first.text).toBe(200);
     expect(first.json.conversation.state).toBe('completed');
@@ -333,7 +378,11 @@ describe('per-key limits charged by message deliveries', () => {
   });
 
   it('runs nothing more for a key revoked while its messages wait: they are dead-lettered, naming the key', async () => {
-    const key = await createKey(srv.url, admin, 'to-revoke', { role: 'invoker', agents: ['a-*'], limits: { concurrent_executions: 1 } });
+    const key = await createKey(srv.url, admin, 'to-revoke', {
+      role: 'invoker',
+      agents: ['a-*'],
+      limits: { concurrent_executions: 1 },
+    });
     for (let i = 0; i < 3; i++) {
       const r = await send(key, { performative: 'request', receiver: 'a-one', content: `SLOW revoke ${i}` });
       expect(r.status, r.text).toBe(202);

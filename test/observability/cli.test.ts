@@ -19,8 +19,18 @@ beforeAll(async () => {
   setTestKeys();
   cwd = tempDir();
   stub = await startLlmStub(() => ({ content: 'ok', usage: { input: 5, output: 3 } }));
-  cx = await startObserved({ config: { llm: { default_provider: 'stub', providers: { stub: openaiProvider(stub.url) } } }, agents: [{ name: 'cli-agent', capabilities: ['cli-cap'] }] });
-  for (let i = 0; i < 3; i++) expect((await cx.send('POST', '/api/v1/agents/cli-agent/invoke', JSON.stringify({ request: `q${i}` }), { 'content-type': 'application/json' })).status).toBe(200);
+  cx = await startObserved({
+    config: { llm: { default_provider: 'stub', providers: { stub: openaiProvider(stub.url) } } },
+    agents: [{ name: 'cli-agent', capabilities: ['cli-cap'] }],
+  });
+  for (let i = 0; i < 3; i++)
+    expect(
+      (
+        await cx.send('POST', '/api/v1/agents/cli-agent/invoke', JSON.stringify({ request: `q${i}` }), {
+          'content-type': 'application/json',
+        })
+      ).status,
+    ).toBe(200);
 });
 
 afterAll(async () => {
@@ -42,7 +52,12 @@ describe('caxton status', () => {
     expect(text.stdout).toMatch(/^dead letters\s+0$/m);
     expect(text.stdout).toMatch(/^tool servers\s+\d+ \(\d+ loaded, \d+ failed\)/m);
     expectExit(json, 0);
-    const s = parseJson<{ ready: boolean; agents: { total: number }; totals: { executions: number }; rates: { executions_per_second: number; window_seconds: number } }>(json);
+    const s = parseJson<{
+      ready: boolean;
+      agents: { total: number };
+      totals: { executions: number };
+      rates: { executions_per_second: number; window_seconds: number };
+    }>(json);
     expect(s.ready).toBe(true);
     expect(s.agents.total).toBe(1);
     expect(s.totals.executions).toBe(3);
@@ -85,7 +100,11 @@ describe('caxton logs', () => {
   });
 
   it('--follow prints new lines until interrupted', async () => {
-    const child = spawn(process.execPath, [CLI, '--server', cx.url, 'logs', '--follow', '--level', 'error', '--limit', '1'], { cwd, env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(
+      process.execPath,
+      [CLI, '--server', cx.url, 'logs', '--follow', '--level', 'error', '--limit', '1'],
+      { cwd, env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     let out = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
     const exited = new Promise<number | null>((r) => child.on('close', (code) => r(code)));
@@ -109,7 +128,10 @@ describe('caxton events', () => {
     expect(r.stdout).toMatch(/execution\.finished\s+cli-agent\s+ok in [\d.]+ ms, tokens 5 in \/ 3 out, 0 tool calls/);
     const j = await cli('--json', 'events', '--type', 'performance', '--limit', '2');
     expectExit(j, 0);
-    expect(parseJson<{ events: { type: string }[] }>(j).events.map((e) => e.type)).toEqual(['execution.finished', 'execution.finished']);
+    expect(parseJson<{ events: { type: string }[] }>(j).events.map((e) => e.type)).toEqual([
+      'execution.finished',
+      'execution.finished',
+    ]);
     const bad = await cli('events', '--type', 'agent.exploded');
     expectExit(bad, 2);
     expect(bad.stderr).toContain('unknown event type "agent.exploded"');

@@ -15,7 +15,23 @@ import { startObserved, type Observed } from './helpers/observed.js';
 const ALERTS = join(repoRoot, 'deploy/prometheus/alerts.yml');
 const DASHBOARD = join(repoRoot, 'deploy/grafana/caxton-dashboard.json');
 
-const KEYWORDS = new Set(['by', 'without', 'on', 'ignoring', 'group_left', 'group_right', 'and', 'or', 'unless', 'bool', 'offset', 'inf', 'nan', 'Inf', 'NaN']);
+const KEYWORDS = new Set([
+  'by',
+  'without',
+  'on',
+  'ignoring',
+  'group_left',
+  'group_right',
+  'and',
+  'or',
+  'unless',
+  'bool',
+  'offset',
+  'inf',
+  'nan',
+  'Inf',
+  'NaN',
+]);
 
 /** The metric names a PromQL expression selects (not functions, keywords, labels or Grafana variables). */
 export function metricNames(expr: string): string[] {
@@ -71,7 +87,8 @@ function alertExprs(yaml: string): string[] {
       continue;
     }
     const block: string[] = [];
-    while (i + 1 < lines.length && (lines[i + 1]!.trim() === '' || lines[i + 1]!.search(/\S/) > m[1]!.length)) block.push(lines[++i]!.trim());
+    while (i + 1 < lines.length && (lines[i + 1]!.trim() === '' || lines[i + 1]!.search(/\S/) > m[1]!.length))
+      block.push(lines[++i]!.trim());
     out.push(block.join(' '));
   }
   return out;
@@ -85,13 +102,21 @@ beforeAll(async () => {
   setTestKeys();
   stub = await startLlmStub((hit) => {
     const msgs = hit.body.messages as { role: string }[];
-    return msgs.some((m) => m.role === 'tool') ? { content: 'forty-two' } : { content: '', tool_calls: [{ id: 'c1', name: 'calculator', arguments: { expression: '6 * 7' } }] };
+    return msgs.some((m) => m.role === 'tool')
+      ? { content: 'forty-two' }
+      : { content: '', tool_calls: [{ id: 'c1', name: 'calculator', arguments: { expression: '6 * 7' } }] };
   });
   cx = await startObserved({
     config: { llm: { default_provider: 'stub', providers: { stub: openaiProvider(stub.url) } } },
     agents: [{ name: 'math', capabilities: ['arithmetic'], tools: ['calculator'] }],
   });
-  expect((await cx.send('POST', '/api/v1/agents/math/invoke', JSON.stringify({ request: 'q' }), { 'content-type': 'application/json' })).status).toBe(200);
+  expect(
+    (
+      await cx.send('POST', '/api/v1/agents/math/invoke', JSON.stringify({ request: 'q' }), {
+        'content-type': 'application/json',
+      })
+    ).status,
+  ).toBe(200);
   const text = await (await fetch(cx.server.metricsUrl!)).text();
   const types = new Map<string, string>();
   const samples = new Set<string>();
@@ -104,7 +129,9 @@ beforeAll(async () => {
     if (samples.has(name) || types.has(name)) return true;
     const base = name.replace(/_(bucket|sum|count)$/, '');
     const type = types.get(base);
-    return (type === 'histogram' && name !== base) || (type === 'summary' && !name.endsWith('_bucket') && name !== base);
+    return (
+      (type === 'histogram' && name !== base) || (type === 'summary' && !name.endsWith('_bucket') && name !== base)
+    );
   };
 });
 
@@ -127,7 +154,13 @@ describe('deploy/prometheus/alerts.yml', () => {
     const exprs = alertExprs(yaml);
     expect(exprs.length).toBeGreaterThanOrEqual(8);
     const names = new Set(exprs.flatMap(metricNames));
-    for (const needed of ['caxton_agent_executions_total', 'caxton_agent_execution_duration_seconds_bucket', 'caxton_dead_letters', 'caxton_queue_depth', 'caxton_messages_processed_total'])
+    for (const needed of [
+      'caxton_agent_executions_total',
+      'caxton_agent_execution_duration_seconds_bucket',
+      'caxton_dead_letters',
+      'caxton_queue_depth',
+      'caxton_messages_processed_total',
+    ])
       expect(names).toContain(needed);
     // `up` is Prometheus's own series for every scrape target.
     const unknown = [...names].filter((n) => n !== 'up' && !exported(n));
@@ -147,7 +180,8 @@ describe('deploy/grafana/caxton-dashboard.json', () => {
     expect(dashboard.uid).toBe('caxton-overview');
     const ids = dashboard.panels.map((p) => p.id);
     expect(new Set(ids).size).toBe(ids.length);
-    for (const p of dashboard.panels.filter((x) => x.type !== 'row')) expect(p.targets?.length, `panel ${p.id}`).toBeGreaterThan(0);
+    for (const p of dashboard.panels.filter((x) => x.type !== 'row'))
+      expect(p.targets?.length, `panel ${p.id}`).toBeGreaterThan(0);
   });
 
   it('queries only metrics a live server exports, and covers every caxton_ metric', () => {
@@ -157,7 +191,11 @@ describe('deploy/grafana/caxton-dashboard.json', () => {
     const unknown = [...names].filter((n) => !exported(n));
     expect(unknown, 'metrics the dashboard queries but the server does not export').toEqual([]);
     // Every metric defined in src/observability/metrics.ts has a panel.
-    const defined = [...readFileSync(join(repoRoot, 'src/observability/metrics.ts'), 'utf8').matchAll(/(?:name: |gauge\()'(caxton_[a-z_]+)'/g)].map((m) => m[1]!);
+    const defined = [
+      ...readFileSync(join(repoRoot, 'src/observability/metrics.ts'), 'utf8').matchAll(
+        /(?:name: |gauge\()'(caxton_[a-z_]+)'/g,
+      ),
+    ].map((m) => m[1]!);
     expect(defined.length).toBeGreaterThan(15);
     const covered = (n: string) => [...names].some((x) => x === n || x.replace(/_(bucket|sum|count)$/, '') === n);
     expect(
@@ -167,7 +205,15 @@ describe('deploy/grafana/caxton-dashboard.json', () => {
   });
 
   it('metricNames() finds selectors, not functions, labels, keywords or variables', () => {
-    expect(metricNames('histogram_quantile(0.95, sum by (le, tool) (rate(caxton_x_bucket{job=~"$job", a="b(c)"}[$__rate_interval])))')).toEqual(['caxton_x_bucket']);
-    expect(metricNames('a_total > 1e3 and on (instance) deriv(b[5m]) > 0 unless c offset 5m')).toEqual(['a_total', 'b', 'c']);
+    expect(
+      metricNames(
+        'histogram_quantile(0.95, sum by (le, tool) (rate(caxton_x_bucket{job=~"$job", a="b(c)"}[$__rate_interval])))',
+      ),
+    ).toEqual(['caxton_x_bucket']);
+    expect(metricNames('a_total > 1e3 and on (instance) deriv(b[5m]) > 0 unless c offset 5m')).toEqual([
+      'a_total',
+      'b',
+      'c',
+    ]);
   });
 });

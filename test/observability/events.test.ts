@@ -22,7 +22,10 @@ beforeAll(async () => {
   setTestKeys();
   stub = await startLlmStub(() => ({ content: 'done', usage: { input: 11, output: 7 } }));
   cx = await startObserved({
-    config: { llm: { default_provider: 'stub', providers: { stub: openaiProvider(stub.url) } }, messaging: { max_attempts: 1 } },
+    config: {
+      llm: { default_provider: 'stub', providers: { stub: openaiProvider(stub.url) } },
+      messaging: { max_attempts: 1 },
+    },
     spanProcessors: [new SimpleSpanProcessor(new InMemorySpanExporter())],
   });
 });
@@ -38,50 +41,104 @@ type Events = { events: AgentEvent[]; count: number };
 describe('agent event store', () => {
   it('records lifecycle events with the request trace id', async () => {
     await cx.deploy({ name: 'ev-alpha', capabilities: ['ev-cap'] }, { traceparent: `00-${TRACE}-00f067aa0ba902b7-01` });
-    await cx.send('PUT', '/api/v1/agents/ev-alpha', 'name = "ev-alpha"\nsystem_prompt = "v2"\ncapabilities = ["ev-cap"]\n', { 'content-type': 'application/toml' });
+    await cx.send(
+      'PUT',
+      '/api/v1/agents/ev-alpha',
+      'name = "ev-alpha"\nsystem_prompt = "v2"\ncapabilities = ["ev-cap"]\n',
+      { 'content-type': 'application/toml' },
+    );
     const r = await cx.get<Events>('/api/v1/events?agent=ev-alpha&type=lifecycle');
     expect(r.status).toBe(200);
     const types = r.json.events.map((e) => e.type);
     expect(types).toEqual(['agent.updated', 'agent.deployed']); // newest first
     const deployed = r.json.events[1]!;
-    expect(deployed).toMatchObject({ category: 'lifecycle', agent: 'ev-alpha', trace_id: TRACE, data: { old_state: null, new_state: 'deployed (revision 1)', origin: 'api' } });
+    expect(deployed).toMatchObject({
+      category: 'lifecycle',
+      agent: 'ev-alpha',
+      trace_id: TRACE,
+      data: { old_state: null, new_state: 'deployed (revision 1)', origin: 'api' },
+    });
     expect(deployed.span_id).toMatch(/^[0-9a-f]{16}$/);
-    expect(r.json.events[0]!.data).toMatchObject({ old_state: 'deployed (revision 1)', new_state: 'deployed (revision 2)' });
+    expect(r.json.events[0]!.data).toMatchObject({
+      old_state: 'deployed (revision 1)',
+      new_state: 'deployed (revision 2)',
+    });
   });
 
   it('records an invalid agent file', async () => {
     writeFileSync(join(cx.server.config.agents_dir, 'broken.toml'), 'name = "broken"\nsystem_prompt = 42\n');
-    const { value: e } = await waitUntil(async () => (await cx.get<Events>('/api/v1/events?type=agent.invalid_file')).json.events[0], { timeoutMs: 5000 });
+    const { value: e } = await waitUntil(
+      async () => (await cx.get<Events>('/api/v1/events?type=agent.invalid_file')).json.events[0],
+      { timeoutMs: 5000 },
+    );
     expect(e).toMatchObject({ type: 'agent.invalid_file', data: { new_state: 'invalid' } });
     expect((e.data as { file: string }).file).toContain('broken.toml');
   });
 
   it('records executions with duration, tokens and status', async () => {
-    const res = await cx.send('POST', '/api/v1/agents/ev-alpha/invoke', JSON.stringify({ request: 'hi' }), { 'content-type': 'application/json', traceparent: `00-${TRACE}-00f067aa0ba902b7-01` });
+    const res = await cx.send('POST', '/api/v1/agents/ev-alpha/invoke', JSON.stringify({ request: 'hi' }), {
+      'content-type': 'application/json',
+      traceparent: `00-${TRACE}-00f067aa0ba902b7-01`,
+    });
     expect(res.status).toBe(200);
     const r = await cx.get<Events>('/api/v1/events?agent=ev-alpha&type=execution.finished&limit=1');
     const e = r.json.events[0]!;
     expect(e.category).toBe('performance');
     expect(e.trace_id).toBe(TRACE);
-    expect(e.data).toMatchObject({ status: 'ok', input_tokens: 11, output_tokens: 7, turns: 1, tool_calls: 0, provider: 'stub', execution_id: (res.json as { execution_id: string }).execution_id });
+    expect(e.data).toMatchObject({
+      status: 'ok',
+      input_tokens: 11,
+      output_tokens: 7,
+      turns: 1,
+      tool_calls: 0,
+      provider: 'stub',
+      execution_id: (res.json as { execution_id: string }).execution_id,
+    });
     expect((e.data as { duration_ms: number }).duration_ms).toBeGreaterThan(0);
   });
 
   it('records messages sent and received, with the trace id they carry', async () => {
     const tp = `00-${'a'.repeat(32)}-${'b'.repeat(16)}-01`;
-    const sent = await cx.send('POST', '/api/v1/messages?wait=10', JSON.stringify({ performative: 'request', capability: 'ev-cap', content: 'do it', trace_context: { traceparent: tp } }), {
-      'content-type': 'application/json',
-    });
+    const sent = await cx.send(
+      'POST',
+      '/api/v1/messages?wait=10',
+      JSON.stringify({
+        performative: 'request',
+        capability: 'ev-cap',
+        content: 'do it',
+        trace_context: { traceparent: tp },
+      }),
+      {
+        'content-type': 'application/json',
+      },
+    );
     expect(sent.status).toBe(200);
     const { id, conversation_id } = sent.json as { id: string; conversation_id: string };
     const r = await cx.get<Events>('/api/v1/events?type=communication&limit=100');
-    const mine = r.json.events.filter((e) => (e.data as { conversation_id: string }).conversation_id === conversation_id).reverse();
+    const mine = r.json.events
+      .filter((e) => (e.data as { conversation_id: string }).conversation_id === conversation_id)
+      .reverse();
     const first = mine.find((e) => e.type === 'message.sent' && (e.data as { message_id: string }).message_id === id)!;
-    expect(first).toMatchObject({ agent: 'user', trace_id: 'a'.repeat(32), data: { performative: 'request', sender: 'user', receivers: ['ev-alpha'] } });
+    expect(first).toMatchObject({
+      agent: 'user',
+      trace_id: 'a'.repeat(32),
+      data: { performative: 'request', sender: 'user', receivers: ['ev-alpha'] },
+    });
     const received = mine.find((e) => e.type === 'message.received')!;
-    expect(received).toMatchObject({ agent: 'ev-alpha', trace_id: 'a'.repeat(32), data: { message_id: id, sender: 'user', attempt: 1 } });
+    expect(received).toMatchObject({
+      agent: 'ev-alpha',
+      trace_id: 'a'.repeat(32),
+      data: { message_id: id, sender: 'user', attempt: 1 },
+    });
     // The agent's reply is a message it sent.
-    expect(mine.some((e) => e.type === 'message.sent' && e.agent === 'ev-alpha' && (e.data as { performative: string }).performative === 'inform')).toBe(true);
+    expect(
+      mine.some(
+        (e) =>
+          e.type === 'message.sent' &&
+          e.agent === 'ev-alpha' &&
+          (e.data as { performative: string }).performative === 'inform',
+      ),
+    ).toBe(true);
     // The execution the delivery started is in the same conversation.
     const exec = (await cx.get<Events>('/api/v1/events?type=execution.finished&agent=ev-alpha')).json.events;
     expect(exec.some((e) => (e.data as { conversation_id: string }).conversation_id === conversation_id)).toBe(true);
@@ -90,7 +147,9 @@ describe('agent event store', () => {
   it('filters by several types, since and limit', async () => {
     const both = await cx.get<Events>('/api/v1/events?type=agent.deployed,execution.finished&agent=ev-alpha');
     expect(new Set(both.json.events.map((e) => e.type))).toEqual(new Set(['agent.deployed', 'execution.finished']));
-    const future = await cx.get<Events>(`/api/v1/events?since=${encodeURIComponent(new Date(Date.now() + 60_000).toISOString())}`);
+    const future = await cx.get<Events>(
+      `/api/v1/events?since=${encodeURIComponent(new Date(Date.now() + 60_000).toISOString())}`,
+    );
     expect(future.json.events).toEqual([]);
     const recent = await cx.get<Events>('/api/v1/events?since=5m&limit=2');
     expect(recent.json.count).toBe(2);
@@ -99,7 +158,9 @@ describe('agent event store', () => {
   });
 
   it('streams new events over SSE, filtered, after replaying `since`', async () => {
-    const got = cx.stream('/api/v1/events/stream?type=agent.deployed,agent.removed&agent=ev-beta', (evs) => evs.some((e) => e.event === 'agent.removed'));
+    const got = cx.stream('/api/v1/events/stream?type=agent.deployed,agent.removed&agent=ev-beta', (evs) =>
+      evs.some((e) => e.event === 'agent.removed'),
+    );
     // Wait until the stream is open (the ready event) before acting: poll the store's listeners.
     await waitUntil(() => (cx.server.events!.store as EventStore).listenerCount('event') > 0, { timeoutMs: 5000 });
     await cx.deploy({ name: 'ev-beta' });
@@ -109,23 +170,32 @@ describe('agent event store', () => {
     expect(events.slice(1).map((e) => e.event)).toEqual(['agent.deployed', 'agent.removed']);
     expect(events[1]!.json).toMatchObject({ agent: 'ev-beta', type: 'agent.deployed' });
     // ?follow with since replays the stored ones first, oldest first.
-    const replay = await cx.stream('/api/v1/events?follow&agent=ev-beta&since=1h', (evs) => evs.filter((e) => e.event !== 'ready').length >= 2);
+    const replay = await cx.stream(
+      '/api/v1/events?follow&agent=ev-beta&since=1h',
+      (evs) => evs.filter((e) => e.event !== 'ready').length >= 2,
+    );
     expect(replay.map((e) => e.event)).toEqual(['ready', 'agent.deployed', 'agent.removed']);
   });
 
   it('answers bad input with 400 naming the field', async () => {
-    const type = await cx.get<{ error: { code: string; message: string; details: { issues: { field: string }[] } } }>('/api/v1/events?type=agent.deploy');
+    const type = await cx.get<{ error: { code: string; message: string; details: { issues: { field: string }[] } } }>(
+      '/api/v1/events?type=agent.deploy',
+    );
     expect(type.status).toBe(400);
     expect(type.json.error.details.issues[0]!.field).toBe('type');
     expect(type.json.error.message).toContain('unknown event type "agent.deploy"; did you mean "agent.deployed"?');
-    const since = await cx.get<{ error: { message: string; details: { issues: { field: string }[] } } }>('/api/v1/events?since=yesterday');
+    const since = await cx.get<{ error: { message: string; details: { issues: { field: string }[] } } }>(
+      '/api/v1/events?since=yesterday',
+    );
     expect(since.status).toBe(400);
     expect(since.json.error.details.issues[0]!.field).toBe('since');
     expect(since.json.error.message).toContain('ISO 8601');
     const limit = await cx.get<{ error: { details: { issues: { field: string }[] } } }>('/api/v1/events?limit=0');
     expect(limit.status).toBe(400);
     expect(limit.json.error.details.issues[0]!.field).toBe('limit');
-    const streamBad = await cx.get<{ error: { details: { issues: { field: string }[] } } }>('/api/v1/events/stream?type=nope');
+    const streamBad = await cx.get<{ error: { details: { issues: { field: string }[] } } }>(
+      '/api/v1/events/stream?type=nope',
+    );
     expect(streamBad.status).toBe(400);
     expect(streamBad.json.error.details.issues[0]!.field).toBe('type');
   });

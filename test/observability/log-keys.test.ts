@@ -23,7 +23,10 @@ beforeAll(async () => {
   o = await startObserved({
     level: 'debug',
     config: {
-      llm: { default_provider: 'stub', providers: { stub: openaiProvider(stub.url), broken: openaiProvider(broken.url, { max_retries: 0 }) } },
+      llm: {
+        default_provider: 'stub',
+        providers: { stub: openaiProvider(stub.url), broken: openaiProvider(broken.url, { max_retries: 0 }) },
+      },
       messaging: { max_attempts: 2, retry_base: '10ms' },
     },
     agents: [
@@ -45,11 +48,24 @@ describe('log lines', () => {
   it('have each key once across a request, an execution and message deliveries', async () => {
     const traceparent = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
     expect((await o.get('/api/v1/agents', { traceparent })).status).toBe(200);
-    const inv = await o.send('POST', '/api/v1/agents/helper/invoke', JSON.stringify({ request: 'hi' }), { 'content-type': 'application/json', traceparent });
+    const inv = await o.send('POST', '/api/v1/agents/helper/invoke', JSON.stringify({ request: 'hi' }), {
+      'content-type': 'application/json',
+      traceparent,
+    });
     expect(inv.status, inv.text).toBe(200);
-    const ok = await o.send('POST', '/api/v1/messages?wait=30', JSON.stringify({ performative: 'request', receivers: ['helper'], content: 'hello' }), { 'content-type': 'application/json' });
+    const ok = await o.send(
+      'POST',
+      '/api/v1/messages?wait=30',
+      JSON.stringify({ performative: 'request', receivers: ['helper'], content: 'hello' }),
+      { 'content-type': 'application/json' },
+    );
     expect(ok.status, ok.text).toBe(200);
-    const bad = await o.send('POST', '/api/v1/messages?wait=30', JSON.stringify({ performative: 'request', receivers: ['fragile'], content: 'hello' }), { 'content-type': 'application/json' });
+    const bad = await o.send(
+      'POST',
+      '/api/v1/messages?wait=30',
+      JSON.stringify({ performative: 'request', receivers: ['fragile'], content: 'hello' }),
+      { 'content-type': 'application/json' },
+    );
     expect(bad.status, bad.text).toBe(200);
     expect((bad.json as { conversation: { state: string } }).conversation.state).toBe('failed');
 

@@ -19,22 +19,43 @@ const DIRECT_KEY = 'sk-direct-0123456789abcdef';
 let stub: LlmStub;
 let cx: Observed;
 
-type LogsBody = { logs: { seq: number; level: string; time: string; msg?: string; agent?: string }[]; count: number; buffered: number; capacity: number };
+type LogsBody = {
+  logs: { seq: number; level: string; time: string; msg?: string; agent?: string }[];
+  count: number;
+  buffered: number;
+  capacity: number;
+};
 
 beforeAll(async () => {
   setTestKeys();
   // The provider rejects the first call, quoting the key and header it was sent (as some do).
   stub = await startLlmStub((hit, n) =>
     n === 0
-      ? status(401, { error: { message: `invalid api key ${String(hit.headers.authorization)} (x-extra: ${String(hit.headers['x-extra'])})`, type: 'invalid_request_error' } })
+      ? status(401, {
+          error: {
+            message: `invalid api key ${String(hit.headers.authorization)} (x-extra: ${String(hit.headers['x-extra'])})`,
+            type: 'invalid_request_error',
+          },
+        })
       : { content: 'fine', usage: { input: 3, output: 2 } },
   );
   const [closedPort] = await freePorts(1);
   cx = await startObserved({
     level: 'trace',
     config: {
-      llm: { default_provider: 'stub', providers: { stub: openaiProvider(stub.url, { max_retries: 0, headers: { 'X-Extra': `Bearer ${PROVIDER_BEARER}` } }) } },
-      mcp_servers: { remote: { url: `http://127.0.0.1:${closedPort}/mcp`, headers: { Authorization: `Bearer ${MCP_BEARER}` }, timeout: '2s' } },
+      llm: {
+        default_provider: 'stub',
+        providers: {
+          stub: openaiProvider(stub.url, { max_retries: 0, headers: { 'X-Extra': `Bearer ${PROVIDER_BEARER}` } }),
+        },
+      },
+      mcp_servers: {
+        remote: {
+          url: `http://127.0.0.1:${closedPort}/mcp`,
+          headers: { Authorization: `Bearer ${MCP_BEARER}` },
+          timeout: '2s',
+        },
+      },
     },
   });
 });
@@ -49,13 +70,22 @@ describe('secrets are never logged', () => {
   it('keeps API keys and bearer tokens out of every log line, at trace level, through failures', async () => {
     const auth = { authorization: `Bearer ${CLIENT_BEARER}`, 'x-api-key': CLIENT_API_KEY };
     await cx.deploy({ name: 'keyed', capabilities: ['secrets'] }, auth);
-    const failed = await cx.send('POST', '/api/v1/agents/keyed/invoke', JSON.stringify({ request: 'hello' }), { 'content-type': 'application/json', ...auth });
+    const failed = await cx.send('POST', '/api/v1/agents/keyed/invoke', JSON.stringify({ request: 'hello' }), {
+      'content-type': 'application/json',
+      ...auth,
+    });
     expect(failed.status).toBeGreaterThanOrEqual(400);
-    const ok = await cx.send('POST', '/api/v1/agents/keyed/invoke', JSON.stringify({ request: 'hello again' }), { 'content-type': 'application/json', ...auth });
+    const ok = await cx.send('POST', '/api/v1/agents/keyed/invoke', JSON.stringify({ request: 'hello again' }), {
+      'content-type': 'application/json',
+      ...auth,
+    });
     expect(ok.status).toBe(200);
     expect((await cx.send('GET', '/api/v1/nope', undefined, auth)).status).toBe(404);
     // A careless log call with a key in an object and in a message.
-    cx.server.logger.info({ provider: { api_key: DIRECT_KEY }, headers: { authorization: `Bearer ${CLIENT_BEARER}` } }, 'configured');
+    cx.server.logger.info(
+      { provider: { api_key: DIRECT_KEY }, headers: { authorization: `Bearer ${CLIENT_BEARER}` } },
+      'configured',
+    );
     cx.server.logger.warn(`retrying with key ${OPENAI_KEY} and header Bearer ${PROVIDER_BEARER}`);
     cx.server.logger.flush();
     await new Promise((r) => setTimeout(r, 50));
@@ -69,7 +99,8 @@ describe('secrets are never logged', () => {
     // The buffer served by the API holds the same (scrubbed) lines.
     const served = await cx.get<LogsBody>('/api/v1/logs?limit=10000');
     const text = JSON.stringify(served.json);
-    for (const secret of [OPENAI_KEY, PROVIDER_BEARER, MCP_BEARER, CLIENT_BEARER, CLIENT_API_KEY, DIRECT_KEY]) expect(text).not.toContain(secret);
+    for (const secret of [OPENAI_KEY, PROVIDER_BEARER, MCP_BEARER, CLIENT_BEARER, CLIENT_API_KEY, DIRECT_KEY])
+      expect(text).not.toContain(secret);
   });
 });
 
@@ -95,7 +126,9 @@ describe('GET /api/v1/logs', () => {
   });
 
   it('follows new lines over SSE', async () => {
-    const got = cx.stream('/api/v1/logs/stream?level=error&limit=1', (evs) => evs.some((e) => (e.json as { msg?: string })?.msg === 'followed line'));
+    const got = cx.stream('/api/v1/logs/stream?level=error&limit=1', (evs) =>
+      evs.some((e) => (e.json as { msg?: string })?.msg === 'followed line'),
+    );
     // The stream follows the log once the server has attached its tail.
     await waitUntil(() => cx.buffer.followers > 0, { timeoutMs: 5_000, what: 'the live tail to attach' });
     cx.server.logger.info('not an error');
@@ -106,18 +139,23 @@ describe('GET /api/v1/logs', () => {
   });
 
   it('answers a bad level or since with 400 naming the field', async () => {
-    const level = await cx.get<{ error: { message: string; details: { issues: { field: string }[] } } }>('/api/v1/logs?level=loud');
+    const level = await cx.get<{ error: { message: string; details: { issues: { field: string }[] } } }>(
+      '/api/v1/logs?level=loud',
+    );
     expect(level.status).toBe(400);
     expect(level.json.error.details.issues[0]!.field).toBe('level');
     expect(level.json.error.message).toContain('unknown log level "loud"');
-    const since = await cx.get<{ error: { details: { issues: { field: string }[] } } }>('/api/v1/logs?since=2025-13-45');
+    const since = await cx.get<{ error: { details: { issues: { field: string }[] } } }>(
+      '/api/v1/logs?since=2025-13-45',
+    );
     expect(since.status).toBe(400);
     expect(since.json.error.details.issues[0]!.field).toBe('since');
   });
 
   it('LogBuffer keeps only the last N lines', () => {
     const b = new LogBuffer(3);
-    for (let i = 0; i < 5; i++) b.write(`${JSON.stringify({ level: 'info', time: new Date().toISOString(), msg: `m${i}` })}\n`);
+    for (let i = 0; i < 5; i++)
+      b.write(`${JSON.stringify({ level: 'info', time: new Date().toISOString(), msg: `m${i}` })}\n`);
     expect(b.size).toBe(3);
     expect(b.query().map((l) => l.msg)).toEqual(['m2', 'm3', 'm4']);
     expect(b.query({ limit: 2 }).map((l) => l.msg)).toEqual(['m3', 'm4']);
@@ -127,13 +165,25 @@ describe('GET /api/v1/logs', () => {
 
 describe('GET /api/v1/status/overview', () => {
   it('reports agents, rates from sampled counters, queue, dead letters and tool servers', async () => {
-    for (let i = 0; i < 4; i++) expect((await cx.send('POST', '/api/v1/agents/keyed/invoke', JSON.stringify({ request: `q${i}` }), { 'content-type': 'application/json' })).status).toBe(200);
+    for (let i = 0; i < 4; i++)
+      expect(
+        (
+          await cx.send('POST', '/api/v1/agents/keyed/invoke', JSON.stringify({ request: `q${i}` }), {
+            'content-type': 'application/json',
+          })
+        ).status,
+      ).toBe(200);
     const r = await cx.get<Record<string, never>>('/api/v1/status/overview?window=1m');
     expect(r.status).toBe(200);
     const s = r.json as unknown as {
       ready: boolean;
       agents: { total: number };
-      rates: { window_seconds: number; executions_per_second: number; execution_error_rate: number | null; errors_per_second: number };
+      rates: {
+        window_seconds: number;
+        executions_per_second: number;
+        execution_error_rate: number | null;
+        errors_per_second: number;
+      };
       totals: { executions: number; execution_errors: number };
       queue: { depth: number };
       dead_letters: number;
@@ -158,7 +208,9 @@ describe('GET /api/v1/status/overview', () => {
   });
 
   it('answers a bad window with 400 naming the field', async () => {
-    const r = await cx.get<{ error: { details: { issues: { field: string }[] } } }>('/api/v1/status/overview?window=forever');
+    const r = await cx.get<{ error: { details: { issues: { field: string }[] } } }>(
+      '/api/v1/status/overview?window=forever',
+    );
     expect(r.status).toBe(400);
     expect(r.json.error.details.issues[0]!.field).toBe('window');
   });

@@ -17,7 +17,8 @@ beforeAll(async () => {
   setTestKeys();
   stub = await startLlmStub((hit: StubHit) => {
     const msgs = hit.body.messages as { role: string; content: string }[];
-    if (!msgs.some((m) => m.role === 'tool')) return { content: '', tool_calls: [{ id: 'c1', name: 'calculator', arguments: { expression: '6 * 7' } }] };
+    if (!msgs.some((m) => m.role === 'tool'))
+      return { content: '', tool_calls: [{ id: 'c1', name: 'calculator', arguments: { expression: '6 * 7' } }] };
     return { content: 'forty-two' };
   });
   cx = await startCaxton({
@@ -29,7 +30,11 @@ beforeAll(async () => {
     agents: [{ name: 'math', capabilities: ['arithmetic'], tools: ['calculator'] }],
   });
   for (let i = 0; i < 3; i++) expect((await cx.invoke('math', { request: `question ${i}` })).status).toBe(200);
-  const ok = await cx.server.bus.submit({ performative: 'request', capability: 'arithmetic', content: 'what is 6 * 7?' });
+  const ok = await cx.server.bus.submit({
+    performative: 'request',
+    capability: 'arithmetic',
+    content: 'what is 6 * 7?',
+  });
   await cx.server.bus.wait(ok.conversation_id, 10_000);
   const fyi = await cx.server.bus.submit({ performative: 'inform', capability: 'arithmetic', content: 'fyi' });
   await cx.server.bus.wait(fyi.conversation_id, 10_000);
@@ -57,7 +62,8 @@ afterAll(async () => {
 const sample = (name: string, labels: Record<string, string> = {}): number | undefined => {
   for (const line of text.split('\n')) {
     if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
-    if (Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`))) return Number(line.slice(line.lastIndexOf(' ') + 1));
+    if (Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`)))
+      return Number(line.slice(line.lastIndexOf(' ') + 1));
   }
   return undefined;
 };

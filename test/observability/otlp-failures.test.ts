@@ -36,7 +36,9 @@ async function collector(status: number): Promise<{ url: string; hits: () => num
 async function exportTo(url: string, batches: number): Promise<{ lines: Record<string, unknown>[]; metric: string }> {
   process.env[ENV] = url;
   const lines: Record<string, unknown>[] = [];
-  const logger = createLogger('info', { write: (l: string) => void lines.push(JSON.parse(l) as Record<string, unknown>) });
+  const logger = createLogger('info', {
+    write: (l: string) => void lines.push(JSON.parse(l) as Record<string, unknown>),
+  });
   const metrics = new Metrics({ defaultMetrics: false });
   // An hour between lines: every failure after the first is only counted until the shutdown's line.
   const reporter = exportFailureReporter(logger, metrics, 3_600_000);

@@ -18,7 +18,14 @@ import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { connect } from '@nats-io/transport-node';
 import { PgEventStore, relayEvents } from '../../src/observability/index.js';
-import { createAgentEvents, EVENTS_MIGRATIONS, EventStore, type AgentEvent, type AgentEventInput, type EventLog } from '../../src/observability/events.js';
+import {
+  createAgentEvents,
+  EVENTS_MIGRATIONS,
+  EventStore,
+  type AgentEvent,
+  type AgentEventInput,
+  type EventLog,
+} from '../../src/observability/events.js';
 import { markRelayed, whileRelayed } from '../../src/shared/relayed.js';
 import { migrate, openDatabase, type Db } from '../../src/storage/index.js';
 import { PgToolAudit, ToolAuditStore, type ToolAuditLog, type ToolAuditRecord } from '../../src/tools/wasm/index.js';
@@ -115,8 +122,25 @@ const AUDIT_STORES: { name: string; open(limits: { retentionMs: number; maxRows:
 
 const T0 = 1_750_000_000_000;
 const life = { old_state: null, new_state: 'deployed', reason: null };
-const comm = (id: string) => ({ message_id: id, conversation_id: 'c1', performative: 'inform', sender: 'alice', receivers: ['bob'] });
-const perf = { execution_id: 'e1', conversation_id: null, status: 'ok', duration_ms: 12.5, input_tokens: 3, output_tokens: 4, turns: 1, tool_calls: 0, provider: 'p', model: 'm' };
+const comm = (id: string) => ({
+  message_id: id,
+  conversation_id: 'c1',
+  performative: 'inform',
+  sender: 'alice',
+  receivers: ['bob'],
+});
+const perf = {
+  execution_id: 'e1',
+  conversation_id: null,
+  status: 'ok',
+  duration_ms: 12.5,
+  input_tokens: 3,
+  output_tokens: 4,
+  turns: 1,
+  tool_calls: 0,
+  provider: 'p',
+  model: 'm',
+};
 
 /** Ten events: alice and bob, all three categories, one second apart from T0. */
 function fixture(): AgentEventInput[] {
@@ -160,13 +184,21 @@ describe.skipIf(!run).each(EVENT_STORES)('event store contract: $name', ({ open 
         .map((e) => new Date(e.time!).toISOString())
         .reverse(),
     );
-    expect(all[9]).toMatchObject({ type: 'agent.deployed', category: 'lifecycle', agent: 'alice', trace_id: 't0', span_id: 's0', data: life });
+    expect(all[9]).toMatchObject({
+      type: 'agent.deployed',
+      category: 'lifecycle',
+      agent: 'alice',
+      trace_id: 't0',
+      span_id: 's0',
+      data: life,
+    });
     expect(all.find((e) => e.type === 'execution.finished')!.data).toEqual(perf);
     expect(await store.size()).toBe(10);
     // Live followers heard each, with its stored id.
     await waitUntil(() => live.length === 10);
     expect(live.map((e) => e.id).sort((a, b) => a - b)).toEqual(all.map((e) => e.id).sort((a, b) => a - b));
-    const ids = (q: Parameters<EventLog['find']>[0]) => store.find(q).then((r) => r.map((e) => all.length - 1 - all.findIndex((x) => x.id === e.id)));
+    const ids = (q: Parameters<EventLog['find']>[0]) =>
+      store.find(q).then((r) => r.map((e) => all.length - 1 - all.findIndex((x) => x.id === e.id)));
     expect(await ids({ agent: 'bob' })).toEqual([9, 7, 5, 3, 1]);
     expect(await ids({ types: ['message.sent'] })).toEqual([7, 4, 1]);
     expect(await ids({ types: ['performance', 'agent.deployed'] })).toEqual([9, 8, 6, 5, 3, 2, 0]);
@@ -200,9 +232,37 @@ describe.skipIf(!run).each(EVENT_STORES)('event store contract: $name', ({ open 
 describe.skipIf(!run).each(AUDIT_STORES)('tool audit contract: $name', ({ open }) => {
   it('answers every filter newest first, with before_id pages', async () => {
     const { store } = await open({ retentionMs: 1e13, maxRows: 1000 });
-    store.record(rec({ agent: 'alice', tool: 'text.echo', server: 'text', conversation_id: 'c1', time: 1000, principal: 'key:ops' }));
-    store.record(rec({ agent: 'bob', tool: 'text.stats', server: 'text', outcome: 'fuel_exhausted', error: 'out of fuel', time: 2000 }));
-    store.record(rec({ agent: 'alice', tool: 'web.get', server: 'web', outcome: 'denied', time: 3000, execution_id: 'e9', fuel_used: 2 ** 40 }));
+    store.record(
+      rec({
+        agent: 'alice',
+        tool: 'text.echo',
+        server: 'text',
+        conversation_id: 'c1',
+        time: 1000,
+        principal: 'key:ops',
+      }),
+    );
+    store.record(
+      rec({
+        agent: 'bob',
+        tool: 'text.stats',
+        server: 'text',
+        outcome: 'fuel_exhausted',
+        error: 'out of fuel',
+        time: 2000,
+      }),
+    );
+    store.record(
+      rec({
+        agent: 'alice',
+        tool: 'web.get',
+        server: 'web',
+        outcome: 'denied',
+        time: 3000,
+        execution_id: 'e9',
+        fuel_used: 2 ** 40,
+      }),
+    );
     store.record(rec({ agent: 'carol', tool: 'te_t.x', server: 'te_t', time: 4000 }));
     const tools = async (q: Parameters<ToolAuditLog['find']>[0]) => (await store.find(q)).map((r) => r.tool);
     expect(await tools({})).toEqual(['te_t.x', 'web.get', 'text.stats', 'text.echo']);
@@ -210,9 +270,20 @@ describe.skipIf(!run).each(AUDIT_STORES)('tool audit contract: $name', ({ open }
     expect(await tools({ tool: 'text.*' })).toEqual(['text.stats', 'text.echo']);
     expect(await tools({ tool: 'te_t.*' })).toEqual(['te_t.x']); // _ is not a wildcard
     expect(await tools({ tool: 'text.echo' })).toEqual(['text.echo']);
-    expect((await store.find({ server: 'web' }))[0]).toMatchObject({ execution_id: 'e9', outcome: 'denied', fuel_used: 2 ** 40 });
+    expect((await store.find({ server: 'web' }))[0]).toMatchObject({
+      execution_id: 'e9',
+      outcome: 'denied',
+      fuel_used: 2 ** 40,
+    });
     expect((await store.find({ conversation_id: 'c1' }))[0]).toEqual({
-      ...rec({ agent: 'alice', tool: 'text.echo', server: 'text', conversation_id: 'c1', time: 1000, principal: 'key:ops' }),
+      ...rec({
+        agent: 'alice',
+        tool: 'text.echo',
+        server: 'text',
+        conversation_id: 'c1',
+        time: 1000,
+        principal: 'key:ops',
+      }),
       id: expect.any(Number),
     });
     expect(await tools({ principal: 'key:ops' })).toEqual(['text.echo']);
@@ -253,7 +324,10 @@ describe.skipIf(!run)('the cluster tables in PostgreSQL', () => {
     for (const table of ['agent_events', 'tool_audit']) {
       const lite = (db.prepare(`PRAGMA table_info(${table})`).all() as { name: string }[]).map((c) => c.name);
       const pgCols = (
-        await pool.query<{ column_name: string }>('SELECT column_name FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2 ORDER BY ordinal_position', [schema, table])
+        await pool.query<{ column_name: string }>(
+          'SELECT column_name FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2 ORDER BY ordinal_position',
+          [schema, table],
+        )
       ).rows.map((r) => r.column_name);
       expect(pgCols).toEqual([...lite, 'node']);
     }
@@ -290,30 +364,42 @@ describe.skipIf(!run)('the cluster tables in PostgreSQL', () => {
     whileRelayed(copy, 'a', () => B.registry.emit('change', { type: 'deployed', agent: copy }));
     // Node B runs the delivery; its own lifecycle event (a file agent) is its own.
     B.events.onExecuted({ agent: 'bob', status: 'ok', duration_ms: 5, request: {} });
-    B.registry.emit('change', { type: 'deployed', agent: { definition: { name: 'local' }, origin: { kind: 'file', path: 'local.md' }, revision: 1 } });
+    B.registry.emit('change', {
+      type: 'deployed',
+      agent: { definition: { name: 'local' }, origin: { kind: 'file', path: 'local.md' }, revision: 1 },
+    });
     // Many at once from both: one history, ids unique.
-    for (let i = 0; i < 300; i++) (i % 2 ? A : B).bus.emit('event', { type: 'message', message: message(`bulk${i}`), routed_to: ['x'] });
+    for (let i = 0; i < 300; i++)
+      (i % 2 ? A : B).bus.emit('event', { type: 'message', message: message(`bulk${i}`), routed_to: ['x'] });
     await Promise.all([A.store.flush(), B.store.flush()]);
     const fromA = await A.store.find({ limit: 1000 });
     const fromB = await B.store.find({ limit: 1000 });
     expect(fromB).toEqual(fromA);
     expect(fromA).toHaveLength(304);
     expect(new Set(fromA.map((e) => e.id)).size).toBe(304);
-    expect(fromA.filter((e) => e.type === 'message.sent' && (e.data as { message_id: string }).message_id === 'm1')).toHaveLength(1);
+    expect(
+      fromA.filter((e) => e.type === 'message.sent' && (e.data as { message_id: string }).message_id === 'm1'),
+    ).toHaveLength(1);
     expect(
       fromA
         .filter((e) => e.type === 'agent.deployed')
         .map((e) => e.agent)
         .sort(),
     ).toEqual(['helper', 'local']);
-    const nodeOf = async (agent: string) => (await pool.query(`SELECT node FROM "${schema}".agent_events WHERE agent = $1`, [agent])).rows.map((r) => r.node as string);
+    const nodeOf = async (agent: string) =>
+      (await pool.query(`SELECT node FROM "${schema}".agent_events WHERE agent = $1`, [agent])).rows.map(
+        (r) => r.node as string,
+      );
     expect(await nodeOf('helper')).toEqual(['a']);
     expect(await nodeOf('bob')).toEqual(['b']);
     expect(await nodeOf('local')).toEqual(['b']);
   });
 
   it('with PostgreSQL unreachable, record() neither blocks nor throws; the buffer is bounded and drops are counted; reads answer 503', async () => {
-    const dead = new pg.Pool({ connectionString: 'postgres://postgres@127.0.0.1:1/test', connectionTimeoutMillis: 500 });
+    const dead = new pg.Pool({
+      connectionString: 'postgres://postgres@127.0.0.1:1/test',
+      connectionTimeoutMillis: 500,
+    });
     cleanups.push(() => dead.end());
     const drops: number[] = [];
     const store = new PgEventStore({
@@ -328,7 +414,15 @@ describe.skipIf(!run)('the cluster tables in PostgreSQL', () => {
       sweepIntervalMs: 3_600_000,
       onDropped: (n) => drops.push(n),
     });
-    const audit = new PgToolAudit({ pool: dead, schema: 'caxton_nowhere', node: 'n', flushMs: 1, retryMs: 50, maxBuffered: 5, sweepIntervalMs: 3_600_000 });
+    const audit = new PgToolAudit({
+      pool: dead,
+      schema: 'caxton_nowhere',
+      node: 'n',
+      flushMs: 1,
+      retryMs: 50,
+      maxBuffered: 5,
+      sweepIntervalMs: 3_600_000,
+    });
     const t0 = performance.now();
     for (let i = 0; i < 100; i++) store.record({ type: 'agent.updated', agent: `x${i}`, data: life });
     for (let i = 0; i < 20; i++) audit.record(rec({}));
@@ -338,7 +432,10 @@ describe.skipIf(!run)('the cluster tables in PostgreSQL', () => {
     expect(store.dropped).toBe(60);
     expect(drops.reduce((a, b) => a + b, 0)).toBe(60);
     expect(audit.dropped).toBe(10);
-    await expect(store.find()).rejects.toMatchObject({ code: 'not_ready', details: { dependency: 'cluster-postgresql' } });
+    await expect(store.find()).rejects.toMatchObject({
+      code: 'not_ready',
+      details: { dependency: 'cluster-postgresql' },
+    });
     await expect(audit.find()).rejects.toMatchObject({ code: 'not_ready' });
     await store.close();
     await audit.close();
@@ -360,7 +457,13 @@ async function eventNodes(linkB?: (port: number) => Promise<number>) {
   const nats = await startNatsServer();
   cleanups.push(() => nats.stop());
   const ncA = await connect({ servers: nats.url });
-  const ncB = linkB ? await connect({ servers: `127.0.0.1:${await linkB(nats.port)}`, reconnectTimeWait: 100, maxReconnectAttempts: -1 }) : await connect({ servers: nats.url });
+  const ncB = linkB
+    ? await connect({
+        servers: `127.0.0.1:${await linkB(nats.port)}`,
+        reconnectTimeWait: 100,
+        maxReconnectAttempts: -1,
+      })
+    : await connect({ servers: nats.url });
   cleanups.push(
     () => ncA.close(),
     () => ncB.close(),
@@ -384,7 +487,12 @@ async function eventNodes(linkB?: (port: number) => Promise<number>) {
     followed,
     /** A records agent-FROM … agent-(TO-1), written once this resolves. */
     record: async (from: number, to: number) => {
-      for (let i = from; i < to; i++) A.record({ type: 'agent.deployed', agent: `agent-${i}`, data: { old_state: null, new_state: 'running', reason: null, revision: i } });
+      for (let i = from; i < to; i++)
+        A.record({
+          type: 'agent.deployed',
+          agent: `agent-${i}`,
+          data: { old_state: null, new_state: 'running', reason: null, revision: i },
+        });
       await A.flush();
     },
     agents: () => followed.map((e) => e.agent),
@@ -449,7 +557,9 @@ describe.skipIf(!runServe)('live events between nodes (relayEvents)', () => {
     await spy.flush();
     const stopA = relayEvents({ nc: ncA, subject, node: 'a', store: A, tickMs: 100 });
     const gaps: unknown[] = [];
-    cleanups.push(relayEvents({ nc: ncB, subject, node: 'b', store: B, tickMs: 100, silentMs: 500, onGap: (g) => gaps.push(g) }));
+    cleanups.push(
+      relayEvents({ nc: ncB, subject, node: 'b', store: B, tickMs: 100, silentMs: 500, onGap: (g) => gaps.push(g) }),
+    );
     await Promise.all([ncA.flush(), ncB.flush()]);
 
     await record(0, 5);
@@ -461,12 +571,17 @@ describe.skipIf(!runServe)('live events between nodes (relayEvents)', () => {
     stopA();
     await record(5, 10);
     // Before: B's follower never heard agent-5 to agent-9 (only GET /events had them).
-    await waitUntil(() => followed.length >= 10, { timeoutMs: 10_000, what: "the silent node's unpublished events read back" });
+    await waitUntil(() => followed.length >= 10, {
+      timeoutMs: 10_000,
+      what: "the silent node's unpublished events read back",
+    });
     expect(agents()).toEqual(upTo(10));
 
     // A was only slow: it publishes agent-5 to agent-10 late, in its next numbered chunk. B's follower hears agent-10 alone.
     await record(10, 11);
-    const late = (await A.find({ limit: 100 })).filter((e) => Number(e.agent?.slice(6)) >= 5).sort((x, y) => x.id - y.id);
+    const late = (await A.find({ limit: 100 }))
+      .filter((e) => Number(e.agent?.slice(6)) >= 5)
+      .sort((x, y) => x.id - y.id);
     expect(late.map((e) => e.agent)).toEqual(['agent-5', 'agent-6', 'agent-7', 'agent-8', 'agent-9', 'agent-10']);
     spy.publish(subject, JSON.stringify({ node: 'a', epoch: lastWire.epoch, seq: lastWire.seq + 1, events: late }));
     await waitUntil(() => followed.length >= 11, { timeoutMs: 5000, what: "the slow node's late chunk" });
@@ -521,9 +636,13 @@ describe.skipIf(!runServe)('two caxton serve nodes share the event store and the
     ac.abort();
     expect(live).toContain('"agent":"shared-helper"');
     // The directory brought the agent to B: B's registry changed, but only A recorded the event.
-    await waitUntil(async () => (await fetch(`${b.url}/api/v1/agents/shared-helper`)).status === 200, { timeoutMs: 5000 });
+    await waitUntil(async () => (await fetch(`${b.url}/api/v1/agents/shared-helper`)).status === 200, {
+      timeoutMs: 5000,
+    });
     for (const node of [a, b]) {
-      const r = (await (await fetch(`${node.url}/api/v1/events?agent=shared-helper`)).json()) as { events: AgentEvent[] };
+      const r = (await (await fetch(`${node.url}/api/v1/events?agent=shared-helper`)).json()) as {
+        events: AgentEvent[];
+      };
       expect(r.events.map((e) => e.type)).toEqual(['agent.deployed']);
     }
   });
@@ -531,10 +650,14 @@ describe.skipIf(!runServe)('two caxton serve nodes share the event store and the
   it('GET /api/v1/tools/audit on B answers the calls A recorded', async () => {
     a.server.toolAudit.record(rec({ agent: 'from-a', tool: 'text.echo', server: 'text', time: Date.now() }));
     await a.server.toolAudit.flush();
-    const r = (await (await fetch(`${b.url}/api/v1/tools/audit?agent=from-a`)).json()) as { records: ToolAuditRecord[] };
+    const r = (await (await fetch(`${b.url}/api/v1/tools/audit?agent=from-a`)).json()) as {
+      records: ToolAuditRecord[];
+    };
     expect(r.records).toHaveLength(1);
     expect(r.records[0]).toMatchObject({ agent: 'from-a', tool: 'text.echo', outcome: 'ok' });
-    const overview = (await (await fetch(`${b.url}/api/v1/status/overview`)).json()) as { events: { enabled: boolean; stored: number } };
+    const overview = (await (await fetch(`${b.url}/api/v1/status/overview`)).json()) as {
+      events: { enabled: boolean; stored: number };
+    };
     expect(overview.events.stored).toBeGreaterThanOrEqual(1);
   });
 });

@@ -31,7 +31,14 @@ function memoryLog(): { stream: Writable; lines: () => Record<string, unknown>[]
 }
 
 function config(dir: string) {
-  return localAuthUnlessConfigured(loadServerConfig({ env: {}, cwd: dir, flags: { port: 0, metricsPort: 0, dataDir: `${dir}/data`, agentsDir: `${dir}/agents` } }), '');
+  return localAuthUnlessConfigured(
+    loadServerConfig({
+      env: {},
+      cwd: dir,
+      flags: { port: 0, metricsPort: 0, dataDir: `${dir}/data`, agentsDir: `${dir}/agents` },
+    }),
+    '',
+  );
 }
 
 describe('logging', () => {
@@ -43,7 +50,11 @@ describe('logging', () => {
     try {
       const ok = await postAgent(server.url, tomlAgent('logged'), 'application/toml');
       expect(ok.status).toBe(201);
-      const bad = await fetch(`${server.url}/api/v1/agents`, { method: 'POST', headers: { 'content-type': 'application/toml', 'x-request-id': 'req-from-client-1' }, body: 'name = "x' });
+      const bad = await fetch(`${server.url}/api/v1/agents`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/toml', 'x-request-id': 'req-from-client-1' },
+        body: 'name = "x',
+      });
       expect(bad.status).toBe(422);
       serverId = bad.headers.get('x-request-id')!;
       expect(serverId).not.toBe('req-from-client-1');
@@ -58,7 +69,10 @@ describe('logging', () => {
     expect(rejected.map((l) => l.msg)).toContain('request rejected');
     for (const l of rejected) expect(l.client_request_id).toBe('req-from-client-1');
     // Every line about a request (completion, rejection, deploy) names its request.
-    for (const l of lines.filter((x) => ['request completed', 'request rejected', 'agent deployed'].includes(String(x.msg)))) expect(l.request_id).toBeTruthy();
+    for (const l of lines.filter((x) =>
+      ['request completed', 'request rejected', 'agent deployed'].includes(String(x.msg)),
+    ))
+      expect(l.request_id).toBeTruthy();
     expect(lines.every((l) => typeof l.level === 'string' && typeof l.time === 'string')).toBe(true);
   });
 });

@@ -24,15 +24,39 @@ function script(hit: StubHit): Reply {
   const prompt = [...msgs].reverse().find((m) => m.role === 'user')!.content;
   const toolResult = msgs.find((m) => m.role === 'tool');
   if (agent === 'archivist') {
-    if (!toolResult) return { content: '', tool_calls: [{ id: 'mem_1', name: 'create_entities', arguments: { entities: [{ name: 'Lyon', entityType: 'city', observations: ['a destination'] }] } }] };
+    if (!toolResult)
+      return {
+        content: '',
+        tool_calls: [
+          {
+            id: 'mem_1',
+            name: 'create_entities',
+            arguments: { entities: [{ name: 'Lyon', entityType: 'city', observations: ['a destination'] }] },
+          },
+        ],
+      };
     return { content: 'Noted.' };
   }
   if (agent === 'planner') {
-    if (!toolResult) return { content: '', tool_calls: [{ id: 'call_1', name: 'send_message', arguments: { capability: 'transport', performative: 'cfp', content: 'Ship 3 boxes to Lyon' } }] };
+    if (!toolResult)
+      return {
+        content: '',
+        tool_calls: [
+          {
+            id: 'call_1',
+            name: 'send_message',
+            arguments: { capability: 'transport', performative: 'cfp', content: 'Ship 3 boxes to Lyon' },
+          },
+        ],
+      };
     return { content: `Booked. ${toolResult.content}` };
   }
   if (prompt.includes('"cfp" message')) {
-    if (!toolResult) return { content: '', tool_calls: [{ id: 'calc_1', name: 'calculator', arguments: { expression: `${PRICES[agent]} * 1` } }] };
+    if (!toolResult)
+      return {
+        content: '',
+        tool_calls: [{ id: 'calc_1', name: 'calculator', arguments: { expression: `${PRICES[agent]} * 1` } }],
+      };
     return { content: `PROPOSE: price: ${PRICES[agent]} EUR` };
   }
   if (prompt.includes('"accept-proposal" message')) return { content: `Delivered by ${agent}` };
@@ -68,12 +92,19 @@ const parentOf = (s: ReadableSpan) => s.parentSpanContext?.spanId;
 describe('tracing across agents', () => {
   it('a Contract Net over three agents with tool calls exports one connected trace', async () => {
     exporter.reset();
-    const res = await cx.invoke('planner', { request: 'Get 3 boxes shipped to Lyon' }, { traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' });
+    const res = await cx.invoke(
+      'planner',
+      { request: 'Get 3 boxes shipped to Lyon' },
+      { traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' },
+    );
     expect(res.status, res.text).toBe(200);
     expect(res.json.content).toContain('is completed');
     // The winner's inform is recorded after the planner's answer may have been sent: wait for the
     // span of that delivery (the last one of the conversation) to finish.
-    await waitUntil(() => exporter.getFinishedSpans().some((s) => s.name === 'message.deliver accept-proposal'), { timeoutMs: 10_000, what: 'the accept-proposal delivery span' });
+    await waitUntil(() => exporter.getFinishedSpans().some((s) => s.name === 'message.deliver accept-proposal'), {
+      timeoutMs: 10_000,
+      what: 'the accept-proposal delivery span',
+    });
     const spans = exporter.getFinishedSpans();
     const traceIds = new Set(spans.map((s) => s.spanContext().traceId));
     expect([...traceIds]).toEqual(['0af7651916cd43dd8448eb211c80319c']);
@@ -102,7 +133,14 @@ describe('tracing across agents', () => {
     for (const carrier of Object.keys(PRICES)) {
       const exec = named(`agent.execute ${carrier}`);
       expect(exec.length).toBeGreaterThanOrEqual(1);
-      expect(ancestors(exec[0]!)).toEqual(expect.arrayContaining(['message.deliver cfp', 'message.route cfp', 'tool.call send_message', 'agent.execute planner']));
+      expect(ancestors(exec[0]!)).toEqual(
+        expect.arrayContaining([
+          'message.deliver cfp',
+          'message.route cfp',
+          'tool.call send_message',
+          'agent.execute planner',
+        ]),
+      );
     }
     const calc = named('tool.call calculator');
     expect(calc).toHaveLength(3);
@@ -110,7 +148,9 @@ describe('tracing across agents', () => {
     expect(named('llm.chat').length).toBeGreaterThanOrEqual(2 + 3 * 2 + 1);
     // Outgoing HTTP to the model provider carries the llm.chat span as its traceparent header.
     const llmIds = new Set(named('llm.chat').map((x) => x.spanContext().spanId));
-    const sent = stub.hits.filter((h) => String(h.headers.traceparent ?? '').includes('0af7651916cd43dd8448eb211c80319c'));
+    const sent = stub.hits.filter((h) =>
+      String(h.headers.traceparent ?? '').includes('0af7651916cd43dd8448eb211c80319c'),
+    );
     expect(sent.length).toBe(named('llm.chat').length);
     for (const h of sent) expect(llmIds.has(String(h.headers.traceparent).split('-')[2]!)).toBe(true);
     // The platform's decision and the winner's answer are in the same trace, below the cfp.
@@ -118,7 +158,9 @@ describe('tracing across agents', () => {
     expect(accept).toHaveLength(1);
     expect(ancestors(accept[0]!)).toContain('message.route cfp');
     expect(named('message.route reject-proposal')).toHaveLength(2);
-    const winner = named('agent.execute carrier-b').find((s) => ancestors(s).includes('message.deliver accept-proposal'));
+    const winner = named('agent.execute carrier-b').find((s) =>
+      ancestors(s).includes('message.deliver accept-proposal'),
+    );
     expect(winner).toBeDefined();
     // Replies carry the context of the delivery that produced them.
     const list = await cx.server.bus.reads.listConversations({ participant: 'planner' });
@@ -132,9 +174,15 @@ describe('tracing across agents', () => {
 
   it('a memory operation is a span below the tool call that made it', async () => {
     exporter.reset();
-    const res = await cx.invoke('archivist', { request: 'Remember Lyon' }, { traceparent: '00-33333333333333333333333333333333-4444444444444444-01' });
+    const res = await cx.invoke(
+      'archivist',
+      { request: 'Remember Lyon' },
+      { traceparent: '00-33333333333333333333333333333333-4444444444444444-01' },
+    );
     expect(res.status, res.text).toBe(200);
-    const spans = exporter.getFinishedSpans().filter((x) => x.spanContext().traceId === '33333333333333333333333333333333');
+    const spans = exporter
+      .getFinishedSpans()
+      .filter((x) => x.spanContext().traceId === '33333333333333333333333333333333');
     const byId = new Map(spans.map((x) => [x.spanContext().spanId, x]));
     const mem = spans.find((x) => x.name === 'memory.create_entities');
     expect(mem).toBeDefined();
@@ -145,12 +193,22 @@ describe('tracing across agents', () => {
 
   it('model calls name the provider by its OpenTelemetry GenAI value, and the configured name apart', async () => {
     exporter.reset();
-    const res = await cx.invoke('carrier-b', { request: 'hello' }, { traceparent: '00-55555555555555555555555555555555-6666666666666666-01' });
+    const res = await cx.invoke(
+      'carrier-b',
+      { request: 'hello' },
+      { traceparent: '00-55555555555555555555555555555555-6666666666666666-01' },
+    );
     expect(res.status, res.text).toBe(200);
-    const spans = exporter.getFinishedSpans().filter((x) => x.spanContext().traceId === '55555555555555555555555555555555');
+    const spans = exporter
+      .getFinishedSpans()
+      .filter((x) => x.spanContext().traceId === '55555555555555555555555555555555');
     for (const name of ['llm.chat', 'agent.execute carrier-b']) {
       const span = spans.find((x) => x.name === name);
-      expect(span?.attributes, name).toMatchObject({ 'gen_ai.system': 'openai', 'gen_ai.provider.name': 'openai', 'caxton.provider': 'stub' });
+      expect(span?.attributes, name).toMatchObject({
+        'gen_ai.system': 'openai',
+        'gen_ai.provider.name': 'openai',
+        'caxton.provider': 'stub',
+      });
     }
   });
 
@@ -158,31 +216,55 @@ describe('tracing across agents', () => {
     exporter.reset();
     const res = await fetch(`${cx.url}/api/v1/tools/builtin/calculator/call`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', traceparent: '00-77777777777777777777777777777777-8888888888888888-01' },
+      headers: {
+        'content-type': 'application/json',
+        traceparent: '00-77777777777777777777777777777777-8888888888888888-01',
+      },
       body: JSON.stringify({ args: { expression: '6 * 7' } }),
     });
     expect(res.status, await res.clone().text()).toBe(200);
-    await waitUntil(() => exporter.getFinishedSpans().some((x) => x.name.startsWith('tool.call')), { what: 'the tool.call span' });
-    const spans = exporter.getFinishedSpans().filter((x) => x.spanContext().traceId === '77777777777777777777777777777777');
+    await waitUntil(() => exporter.getFinishedSpans().some((x) => x.name.startsWith('tool.call')), {
+      what: 'the tool.call span',
+    });
+    const spans = exporter
+      .getFinishedSpans()
+      .filter((x) => x.spanContext().traceId === '77777777777777777777777777777777');
     const call = spans.find((x) => x.name === 'tool.call builtin.calculator');
-    expect(call?.attributes).toMatchObject({ 'caxton.tool': 'calculator', 'caxton.agent': 'api', 'caxton.tool.via': 'rest', 'caxton.tool.kind': 'builtin' });
+    expect(call?.attributes).toMatchObject({
+      'caxton.tool': 'calculator',
+      'caxton.agent': 'api',
+      'caxton.tool.via': 'rest',
+      'caxton.tool.kind': 'builtin',
+    });
     const http = spans.find((x) => x.spanContext().spanId === parentOf(call!));
     expect(http?.name).toMatch(/POST/);
   });
 
   it('a request its caller did not sample records no span, and hands the decision on to the model provider', async () => {
     exporter.reset();
-    const res = await cx.invoke('carrier-b', { request: 'hello' }, { traceparent: '00-99999999999999999999999999999999-aaaaaaaaaaaaaaaa-00' });
+    const res = await cx.invoke(
+      'carrier-b',
+      { request: 'hello' },
+      { traceparent: '00-99999999999999999999999999999999-aaaaaaaaaaaaaaaa-00' },
+    );
     expect(res.status, res.text).toBe(200);
-    expect(exporter.getFinishedSpans().filter((x) => x.spanContext().traceId === '99999999999999999999999999999999')).toEqual([]);
-    const sent = stub.hits.filter((h) => String(h.headers.traceparent ?? '').includes('99999999999999999999999999999999'));
+    expect(
+      exporter.getFinishedSpans().filter((x) => x.spanContext().traceId === '99999999999999999999999999999999'),
+    ).toEqual([]);
+    const sent = stub.hits.filter((h) =>
+      String(h.headers.traceparent ?? '').includes('99999999999999999999999999999999'),
+    );
     expect(sent.length).toBeGreaterThan(0);
     for (const h of sent) expect(h.headers.traceparent).toBe('00-99999999999999999999999999999999-aaaaaaaaaaaaaaaa-00');
   });
 
   it('log lines written inside a span carry its trace_id and span_id', async () => {
     // A rejected request is logged (level info) inside its HTTP span.
-    const res = await cx.invoke('planner', { request: '' }, { traceparent: '00-11111111111111111111111111111111-2222222222222222-01' });
+    const res = await cx.invoke(
+      'planner',
+      { request: '' },
+      { traceparent: '00-11111111111111111111111111111111-2222222222222222-01' },
+    );
     expect(res.status).toBe(400);
     const lines = cx.logs.filter((l) => (l as { trace_id?: string }).trace_id === '11111111111111111111111111111111');
     expect(lines.length).toBeGreaterThan(0);

@@ -36,7 +36,11 @@ export function killInstall(): void {
   for (const c of running) c.kill('SIGKILL');
 }
 
-export function run(cmd: string, args: string[], opts: { cwd: string; env: NodeJS.ProcessEnv; timeoutMs: number }): Promise<RunResult> {
+export function run(
+  cmd: string,
+  args: string[],
+  opts: { cwd: string; env: NodeJS.ProcessEnv; timeoutMs: number },
+): Promise<RunResult> {
   return new Promise((res, rej) => {
     const child = spawn(cmd, args, { cwd: opts.cwd, env: opts.env, stdio: ['ignore', 'pipe', 'pipe'] });
     running.add(child);
@@ -46,7 +50,11 @@ export function run(cmd: string, args: string[], opts: { cwd: string; env: NodeJ
     child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      rej(new Error(`${cmd} ${args.join(' ')} did not finish within ${opts.timeoutMs} ms\nstdout: ${stdout}\nstderr: ${stderr}`));
+      rej(
+        new Error(
+          `${cmd} ${args.join(' ')} did not finish within ${opts.timeoutMs} ms\nstdout: ${stdout}\nstderr: ${stderr}`,
+        ),
+      );
     }, opts.timeoutMs);
     child.on('error', (e) => {
       clearTimeout(timer);
@@ -71,7 +79,16 @@ export function userEnv(bin: string, home: string, extra: Record<string, string>
   const out: NodeJS.ProcessEnv = { PATH: userPath(bin), HOME: process.env.HOME ?? home, LANG: 'C.UTF-8', ...extra };
   // The machine's certificate settings too: a registry behind a TLS-inspecting proxy is reached
   // only with them (a user's shell has them as well).
-  for (const k of ['npm_config_cache', 'npm_config_userconfig', 'NPM_CONFIG_USERCONFIG', 'npm_config_registry', 'npm_config_cafile', 'NODE_EXTRA_CA_CERTS', 'SSL_CERT_FILE', 'SSL_CERT_DIR'])
+  for (const k of [
+    'npm_config_cache',
+    'npm_config_userconfig',
+    'NPM_CONFIG_USERCONFIG',
+    'npm_config_registry',
+    'npm_config_cafile',
+    'NODE_EXTRA_CA_CERTS',
+    'SSL_CERT_FILE',
+    'SSL_CERT_DIR',
+  ])
     if (process.env[k]) out[k] = process.env[k];
   // `npm install -g --prefix P` reads its global npmrc from P/etc/npmrc, so the machine's global
   // settings (such as cafile) are passed on explicitly.
@@ -97,7 +114,10 @@ function sqlitePrebuild(dir: string): Record<string, string> {
   const { version } = JSON.parse(readFileSync(join(pkgDir, 'package.json'), 'utf8')) as { version: string };
   const prebuilds = join(dir, 'prebuilds');
   mkdirSync(prebuilds, { recursive: true });
-  const file = join(prebuilds, `better-sqlite3-v${version}-node-v${process.versions.modules}-${process.platform}-${process.arch}.tar.gz`);
+  const file = join(
+    prebuilds,
+    `better-sqlite3-v${version}-node-v${process.versions.modules}-${process.platform}-${process.arch}.tar.gz`,
+  );
   const r = spawnSync('tar', ['-czf', file, '-C', pkgDir, 'build/Release/better_sqlite3.node'], { encoding: 'utf8' });
   return r.status === 0 ? { npm_config_better_sqlite3_local_prebuilds: prebuilds } : {};
 }
@@ -108,7 +128,8 @@ function sqlitePrebuild(dir: string): Record<string, string> {
  * says, from `dir` (not the repository).
  */
 export async function packAndInstall(dir: string): Promise<Installed> {
-  if (!existsSync(join(repoRoot, 'dist/cli/main.js')) || !existsSync(join(repoRoot, 'dist/index.js'))) throw new Error('dist/ is not built: run `npm run build` (npm test does it first)');
+  if (!existsSync(join(repoRoot, 'dist/cli/main.js')) || !existsSync(join(repoRoot, 'dist/index.js')))
+    throw new Error('dist/ is not built: run `npm run build` (npm test does it first)');
   const prefix = join(dir, 'prefix');
   const bin = join(prefix, 'bin');
   const packed = check(
@@ -129,7 +150,14 @@ export async function packAndInstall(dir: string): Promise<Installed> {
     }),
     'npm install -g',
   );
-  return { dir, prefix, bin, installed: join(prefix, 'lib', 'node_modules', 'caxton'), tarball, packedFiles: info.files.map((f) => f.path) };
+  return {
+    dir,
+    prefix,
+    bin,
+    installed: join(prefix, 'lib', 'node_modules', 'caxton'),
+    tarball,
+    packedFiles: info.files.map((f) => f.path),
+  };
 }
 
 const RESULT = 'install-result.json';
@@ -150,7 +178,8 @@ export function packAndInstallInBackground(dir: string): void {
 export async function waitForInstall(dir: string, timeoutMs = INSTALL_TIMEOUT_MS + 60_000): Promise<Installed> {
   const deadline = Date.now() + timeoutMs;
   while (!existsSync(join(dir, RESULT))) {
-    if (Date.now() > deadline) throw new Error(`the package install started by test/package/setup.ts did not finish within ${timeoutMs} ms`);
+    if (Date.now() > deadline)
+      throw new Error(`the package install started by test/package/setup.ts did not finish within ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 500));
   }
   const out = JSON.parse(readFileSync(join(dir, RESULT), 'utf8')) as { installed?: Installed; error?: string };

@@ -17,7 +17,17 @@ import { join } from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { INSTALL_TIMEOUT_MS, killInstall, packAndInstall, repoRoot, run as runCommand, userEnv, waitForInstall, type Installed, type RunResult } from './install.js';
+import {
+  INSTALL_TIMEOUT_MS,
+  killInstall,
+  packAndInstall,
+  repoRoot,
+  run as runCommand,
+  userEnv,
+  waitForInstall,
+  type Installed,
+  type RunResult,
+} from './install.js';
 
 let pkg: Installed;
 let ownDir: string | undefined;
@@ -26,7 +36,11 @@ const env = (extra: Record<string, string> = {}) => userEnv(pkg.bin, pkg.dir, ex
 type Run = RunResult;
 
 /** Runs a command (by name, through PATH) to completion, as the user's shell would; killed after timeoutMs. */
-const run = (cmd: string, args: string[], opts: { cwd: string; env?: NodeJS.ProcessEnv; timeoutMs?: number }): Promise<Run> =>
+const run = (
+  cmd: string,
+  args: string[],
+  opts: { cwd: string; env?: NodeJS.ProcessEnv; timeoutMs?: number },
+): Promise<Run> =>
   runCommand(cmd, args, { cwd: opts.cwd, env: opts.env ?? env(), timeoutMs: opts.timeoutMs ?? 30_000 });
 
 function ok(r: Run, what: string): Run {
@@ -81,7 +95,11 @@ describe('npm pack', () => {
       expect(pkg.packedFiles).toContain(`tools/builtin/${b}/build/${b}.wasm`);
     }
     const unwanted = pkg.packedFiles.filter(
-      (f) => /^(src|test|bench|scripts|deploy|docs)\//.test(f) || /\/assembly\/.*\.ts$/.test(f.replace(/^templates\/.*/, '')) || f.endsWith('.map') || f.includes('node_modules/'),
+      (f) =>
+        /^(src|test|bench|scripts|deploy|docs)\//.test(f) ||
+        /\/assembly\/.*\.ts$/.test(f.replace(/^templates\/.*/, '')) ||
+        f.endsWith('.map') ||
+        f.includes('node_modules/'),
     );
     expect(unwanted).toEqual([]);
   });
@@ -94,26 +112,39 @@ describe('installed globally (npm install -g of the tarball)', () => {
   it('puts caxton on the PATH', async () => {
     expect(existsSync(join(pkg.bin, 'caxton'))).toBe(true);
     const r = ok(await run('caxton', ['--version'], { cwd: pkg.dir }), 'caxton --version');
-    expect(r.stdout.trim()).toBe((JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { version: string }).version);
+    expect(r.stdout.trim()).toBe(
+      (JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { version: string }).version,
+    );
   });
 
   it('runs the quickstart: caxton init demo && cd demo && caxton serve, then caxton agent run assistant answers', async () => {
     ok(await run('caxton', ['init', 'demo'], { cwd: pkg.dir }), 'caxton init demo');
     expect(existsSync(join(demo, 'caxton.toml'))).toBe(true);
     // `caxton serve` with no --config reads ./caxton.toml; port 0 = any free port (printed on stderr).
-    serve = spawn('caxton', ['serve', '--port', '0', '--metrics-port', '0'], { cwd: demo, env: env(), stdio: ['ignore', 'pipe', 'pipe'] });
+    serve = spawn('caxton', ['serve', '--port', '0', '--metrics-port', '0'], {
+      cwd: demo,
+      env: env(),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     serve.stderr!.setEncoding('utf8').on('data', (d: string) => (serveErr += d));
     serve.stdout!.resume();
     const deadline = Date.now() + 60_000;
     while (!url) {
       const m = /caxton listening on (http:\/\/\S+) /.exec(serveErr);
       if (m) url = m[1]!;
-      else if (serve.exitCode !== null || Date.now() > deadline) throw new Error(`caxton serve did not start:\n${serveErr}`);
+      else if (serve.exitCode !== null || Date.now() > deadline)
+        throw new Error(`caxton serve did not start:\n${serveErr}`);
       else await new Promise((r) => setTimeout(r, 100));
     }
     expect((await fetch(`${url}/ready`)).status).toBe(200);
 
-    const r = ok(await run('caxton', ['agent', 'run', 'assistant', 'What is 6 * 7?'], { cwd: demo, env: env({ CAXTON_SERVER_URL: url }) }), 'caxton agent run');
+    const r = ok(
+      await run('caxton', ['agent', 'run', 'assistant', 'What is 6 * 7?'], {
+        cwd: demo,
+        env: env({ CAXTON_SERVER_URL: url }),
+      }),
+      'caxton agent run',
+    );
     expect(r.stdout).toContain('The answer is 42.');
   }, 90_000);
 
@@ -129,10 +160,19 @@ describe('installed globally (npm install -g of the tarball)', () => {
   });
 
   it('loads the built-in WebAssembly tools from the installed package', async () => {
-    const body = (await (await fetch(`${url}/api/v1/tools`, { headers: adminAuth() })).json()) as { servers: { name: string; origin: string; kind: string; state: string }[] };
+    const body = (await (await fetch(`${url}/api/v1/tools`, { headers: adminAuth() })).json()) as {
+      servers: { name: string; origin: string; kind: string; state: string }[];
+    };
     // The catalogue lists every tool source; the package's WebAssembly servers are the wasm ones.
     const builtin = body.servers.filter((s) => s.origin === 'builtin' && s.kind === 'wasm');
-    expect(builtin.map((s) => s.name).sort()).toEqual(['chart_generator', 'csv_parser', 'filesystem', 'http_client', 'json_query', 'sqlite_query']);
+    expect(builtin.map((s) => s.name).sort()).toEqual([
+      'chart_generator',
+      'csv_parser',
+      'filesystem',
+      'http_client',
+      'json_query',
+      'sqlite_query',
+    ]);
     expect(builtin.filter((s) => s.state !== 'loaded')).toEqual([]);
     const call = await fetch(`${url}/api/v1/tools/csv_parser/parse/call`, {
       method: 'POST',
@@ -145,16 +185,37 @@ describe('installed globally (npm install -g of the tarball)', () => {
 
   it('embeds with the local model from the installed package (memory search by meaning)', async () => {
     const post = (path: string, body: unknown) =>
-      fetch(`${url}/api/v1/memory/${path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...adminAuth() }, body: JSON.stringify(body) });
-    expect((await post('entities', { scope: 'global', entities: [{ name: 'Ada', entityType: 'person', observations: ['Wrote the first computer program'] }] })).status).toBeLessThan(300);
-    const found = (await (await post('search', { query: 'who was the first programmer?', scope: 'global', mode: 'semantic' })).json()) as { results: { entity: { name: string } }[] };
+      fetch(`${url}/api/v1/memory/${path}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...adminAuth() },
+        body: JSON.stringify(body),
+      });
+    expect(
+      (
+        await post('entities', {
+          scope: 'global',
+          entities: [{ name: 'Ada', entityType: 'person', observations: ['Wrote the first computer program'] }],
+        })
+      ).status,
+    ).toBeLessThan(300);
+    const found = (await (
+      await post('search', { query: 'who was the first programmer?', scope: 'global', mode: 'semantic' })
+    ).json()) as { results: { entity: { name: string } }[] };
     expect(found.results.map((x) => x.entity.name)).toContain('Ada');
-    const stats = (await (await fetch(`${url}/api/v1/memory/stats`, { headers: adminAuth() })).json()) as { embedding: { model: string } | null };
+    const stats = (await (await fetch(`${url}/api/v1/memory/stats`, { headers: adminAuth() })).json()) as {
+      embedding: { model: string } | null;
+    };
     expect(JSON.stringify(stats.embedding)).toMatch(/MiniLM/i);
   }, 60_000);
 
   it('lets an MCP client start `caxton mcp` by name', async () => {
-    const transport = new StdioClientTransport({ command: 'caxton', args: ['mcp', '--data-dir', join(pkg.dir, 'mcp-data')], cwd: demo, env: env() as Record<string, string>, stderr: 'ignore' });
+    const transport = new StdioClientTransport({
+      command: 'caxton',
+      args: ['mcp', '--data-dir', join(pkg.dir, 'mcp-data')],
+      cwd: demo,
+      env: env() as Record<string, string>,
+      stderr: 'ignore',
+    });
     const client = new Client({ name: 'pack-test', version: '1.0.0' });
     await client.connect(transport);
     try {
@@ -187,8 +248,11 @@ console.log(JSON.stringify({ ok: parsed.ok, health: health.status, err: new Caxt
     const out = JSON.parse(r.stdout.split('\n').find((l) => l.includes('"health"'))!) as Record<string, unknown>;
     expect(out).toMatchObject({ ok: true, health: 200, err: 'not_found', codes: 404 });
     const dts = readFileSync(join(pkg.installed, 'dist/index.d.ts'), 'utf8');
-    for (const name of ['startServer', 'loadConfig', 'parseAgent', 'AgentDefinition', 'CaxtonError', 'StartOptions']) expect(dts).toContain(name);
-    const manifest = JSON.parse(readFileSync(join(pkg.installed, 'package.json'), 'utf8')) as { exports: Record<string, { types: string; import: string }> };
+    for (const name of ['startServer', 'loadConfig', 'parseAgent', 'AgentDefinition', 'CaxtonError', 'StartOptions'])
+      expect(dts).toContain(name);
+    const manifest = JSON.parse(readFileSync(join(pkg.installed, 'package.json'), 'utf8')) as {
+      exports: Record<string, { types: string; import: string }>;
+    };
     expect(existsSync(join(pkg.installed, manifest.exports['.']!.import))).toBe(true);
     expect(existsSync(join(pkg.installed, manifest.exports['.']!.types))).toBe(true);
   }, 90_000);

@@ -16,7 +16,11 @@ let run: ReadmeRun;
 beforeAll(async () => {
   assertBuilt();
   dir = tempDir('caxton-readme-');
-  run = await runReadme(README, { cwd: join(dir, 'work'), binDir: writeLauncher(join(dir, 'bin'), CLI), home: join(dir, 'home') });
+  run = await runReadme(README, {
+    cwd: join(dir, 'work'),
+    binDir: writeLauncher(join(dir, 'bin'), CLI),
+    home: join(dir, 'home'),
+  });
 }, 240_000);
 
 afterAll(async () => {
@@ -36,7 +40,14 @@ describe('README.md', () => {
     const blocks = runnableBlocks(readFileSync(README, 'utf8'));
     expect(blocks.filter((b) => b.background).map((b) => b.code)).toEqual(['caxton serve']);
     const all = blocks.map((b) => b.code).join('\n');
-    for (const cmd of ['caxton init demo', 'caxton agent run assistant', 'caxton tool call', 'caxton agent run coordinator', '/ui']) expect(all).toContain(cmd);
+    for (const cmd of [
+      'caxton init demo',
+      'caxton agent run assistant',
+      'caxton tool call',
+      'caxton agent run coordinator',
+      '/ui',
+    ])
+      expect(all).toContain(cmd);
     expect(readFileSync(README, 'utf8').split('\n').length).toBeLessThanOrEqual(260);
   });
 
@@ -93,6 +104,8 @@ describe('the README runner', () => {
     );
     const blocks = runnableBlocks(readFileSync(readme, 'utf8'));
     expect(blocks.map((b) => b.line)).toEqual([4, 9, 15]);
-    await expect(runReadme(readme, { cwd: join(own, 'work'), binDir: join(own, 'bin'), home: join(own, 'home') })).rejects.toThrow(/README\.md block at line 9:[\s\S]*exited 3[\s\S]*went wrong/);
+    await expect(
+      runReadme(readme, { cwd: join(own, 'work'), binDir: join(own, 'bin'), home: join(own, 'home') }),
+    ).rejects.toThrow(/README\.md block at line 9:[\s\S]*exited 3[\s\S]*went wrong/);
   });
 });

@@ -70,7 +70,10 @@ async function ready(url: string): Promise<boolean> {
  * the next), with `binDir` first on the PATH. Throws at the first block that fails, naming its
  * line and showing its output.
  */
-export async function runReadme(readmePath: string, opts: { cwd: string; binDir: string; home: string; blockTimeoutMs?: number }): Promise<ReadmeRun> {
+export async function runReadme(
+  readmePath: string,
+  opts: { cwd: string; binDir: string; home: string; blockTimeoutMs?: number },
+): Promise<ReadmeRun> {
   const blocks = runnableBlocks(readFileSync(readmePath, 'utf8'));
   if (blocks.length === 0) throw new Error(`${readmePath} has no runnable blocks`);
   const [port, metricsPort] = (await freePorts(2)) as [number, number];
@@ -117,7 +120,12 @@ export async function runReadme(readmePath: string, opts: { cwd: string; binDir:
       const code = block.code.replaceAll('127.0.0.1:8080', `127.0.0.1:${port}`);
       const where = `README.md block at line ${block.line}:\n${block.code}`;
       if (block.background) {
-        const child = spawn('bash', ['-c', `set -euo pipefail\n${code}`], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+        const child = spawn('bash', ['-c', `set -euo pipefail\n${code}`], {
+          cwd,
+          env,
+          stdio: ['ignore', 'pipe', 'pipe'],
+          detached: true,
+        });
         servers.push(child);
         child.on('error', (e) => (out.stderr += String(e)));
         child.stdout.setEncoding('utf8').on('data', (d: string) => (out.stdout += d));
@@ -125,14 +133,20 @@ export async function runReadme(readmePath: string, opts: { cwd: string; binDir:
         const deadline = Date.now() + 60_000;
         while (!(await ready(url))) {
           if (child.exitCode !== null || Date.now() > deadline)
-            throw new Error(`${where}\ndid not start a server answering ${url}/ready\n--- stderr\n${out.stderr}\n--- stdout\n${out.stdout.slice(-4000)}`);
+            throw new Error(
+              `${where}\ndid not start a server answering ${url}/ready\n--- stderr\n${out.stderr}\n--- stdout\n${out.stdout.slice(-4000)}`,
+            );
           await new Promise((r) => setTimeout(r, 100));
         }
         runs.push({ block, code: null, stdout: '', stderr: '' });
         continue;
       }
       const r = await new Promise<BlockRun>((res) => {
-        const child = spawn('bash', ['-c', `set -euo pipefail\n${code}\npwd > '${cwdFile}'`], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+        const child = spawn('bash', ['-c', `set -euo pipefail\n${code}\npwd > '${cwdFile}'`], {
+          cwd,
+          env,
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
         let stdout = '';
         let stderr = '';
         child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));

@@ -27,7 +27,12 @@ afterAll(async () => {
 
 function step(cmd: string, args: string[], cwd: string): number {
   const t0 = performance.now();
-  const r = spawnSync(cmd, args, { cwd, encoding: 'utf8', env: { ...process.env, ONNXRUNTIME_NODE_INSTALL: 'skip' }, maxBuffer: 64 * 1024 * 1024 });
+  const r = spawnSync(cmd, args, {
+    cwd,
+    encoding: 'utf8',
+    env: { ...process.env, ONNXRUNTIME_NODE_INSTALL: 'skip' },
+    maxBuffer: 64 * 1024 * 1024,
+  });
   expect(r.status, `${cmd} ${args.join(' ')} in ${cwd}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`).toBe(0);
   return (performance.now() - t0) / 1000;
 }
@@ -43,7 +48,11 @@ describe("a stranger's path", () => {
     const buildS = step('npm', ['run', 'build', '--silent'], clone);
 
     const t1 = performance.now();
-    run = await runReadme(join(clone, 'README.md'), { cwd: join(dir, 'work'), binDir: writeLauncher(join(dir, 'bin'), join(clone, 'dist/cli/main.js')), home: join(dir, 'home') });
+    run = await runReadme(join(clone, 'README.md'), {
+      cwd: join(dir, 'work'),
+      binDir: writeLauncher(join(dir, 'bin'), join(clone, 'dist/cli/main.js')),
+      home: join(dir, 'home'),
+    });
     const page = await fetch(`${run.url}/ui`);
     expect(page.status).toBe(200);
     expect(await page.text()).toContain('<script type="module"');

@@ -2,7 +2,15 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getJson } from '../helpers/http.js';
-import { assertBuilt, cleanup, markdownAgent, startServe, tempDir, tomlAgent, type ServeProcess } from '../cli/helpers/cli.js';
+import {
+  assertBuilt,
+  cleanup,
+  markdownAgent,
+  startServe,
+  tempDir,
+  tomlAgent,
+  type ServeProcess,
+} from '../cli/helpers/cli.js';
 
 // A repository of agents often holds skills and slash commands in the same Markdown beside them.
 // Only the agents are loaded; the rest is skipped, counted and named once in the log.
@@ -12,7 +20,8 @@ interface Status {
 }
 
 const SKILL = '---\nname: pdf-tools\ndescription: Extract text from PDF files\n---\n\n# PDF tools\n\nUse pdftotext.\n';
-const COMMAND = '---\ndescription: Review the staged changes\nallowed-tools: Bash(git diff:*)\n---\n\nReview $ARGUMENTS\n';
+const COMMAND =
+  '---\ndescription: Review the staged changes\nallowed-tools: Bash(git diff:*)\n---\n\nReview $ARGUMENTS\n';
 
 let dir: string;
 let agentsDir: string;
@@ -56,7 +65,13 @@ describe('agents_dir skips skills and slash commands', () => {
     const line = JSON.parse(lines[0]!) as { msg: string; skills: number; commands: number; files: string[] };
     expect(line.msg).toMatch(/^agents_dir: skipped 3 skill files and 2 slash-command files/);
     expect({ skills: line.skills, commands: line.commands }).toEqual({ skills: 3, commands: 2 });
-    expect(line.files).toEqual(['commands/review.md', 'plugins/review/SKILL.md', 'plugins/review/commands/fix.md', 'skills/pdf/SKILL.md', 'skills/pdf/reference.md']);
+    expect(line.files).toEqual([
+      'commands/review.md',
+      'plugins/review/SKILL.md',
+      'plugins/review/commands/fix.md',
+      'skills/pdf/SKILL.md',
+      'skills/pdf/reference.md',
+    ]);
     expect(serve.stdout()).not.toContain('agent file is invalid');
   });
 

@@ -5,7 +5,14 @@ import { getJson, http, postAgent, putAgent, tomlAgent } from '../helpers/http.j
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { removeTempDirs } from '../helpers/tmp.js';
 import { waitUntil } from '../helpers/wait.js';
-import { assertBuilt, cleanup as cleanupChildren, startServe, stopServe, tempDir, type ServeProcess } from '../cli/helpers/cli.js';
+import {
+  assertBuilt,
+  cleanup as cleanupChildren,
+  startServe,
+  stopServe,
+  tempDir,
+  type ServeProcess,
+} from '../cli/helpers/cli.js';
 
 /**
  * The requirement is that a file change shows in the API within 1 s. The assertions allow 1500 ms
@@ -22,7 +29,15 @@ interface Detail {
 }
 interface Status {
   agents: { total: number; from_files: number; from_api: number };
-  agent_files: { loaded: number; invalid: { path: string; agent?: string; errors: { code: string; line?: number; column?: number; message: string }[] }[]; ignored: string[] };
+  agent_files: {
+    loaded: number;
+    invalid: {
+      path: string;
+      agent?: string;
+      errors: { code: string; line?: number; column?: number; message: string }[];
+    }[];
+    ignored: string[];
+  };
 }
 
 let t: TestServer;
@@ -35,7 +50,10 @@ const agent = (name: string) => getJson<Detail>(t.url, `/api/v1/agents/${name}`)
 const status = async () => (await getJson<Status>(t.url, '/api/v1/status')).json;
 
 /** Waits for `name` to be served with a system prompt satisfying `ok`; returns how long it took. */
-async function waitForAgent(name: string, ok: (d: Detail) => boolean = () => true): Promise<{ value: Detail; elapsedMs: number }> {
+async function waitForAgent(
+  name: string,
+  ok: (d: Detail) => boolean = () => true,
+): Promise<{ value: Detail; elapsedMs: number }> {
   return waitUntil(
     async () => {
       const r = await agent(name);
@@ -60,7 +78,8 @@ beforeAll(async () => {
       'broken.toml': 'name = "broken"\nsystem_prompt = "oops\n',
       // Claude Code reads neither of these: frontmatter must start on line 1, column 1.
       'indented.md': '  ---\n  name: indented-agent\n  description: d\n  ---\n  Prompt\n',
-      'claude/bold.md': '---\nname: bold-agent\ndescription: **BOLD SPECIALIST**: does things\ntools:\nmodel: sonnet\n---\nPrompt\n',
+      'claude/bold.md':
+        '---\nname: bold-agent\ndescription: **BOLD SPECIALIST**: does things\ntools:\nmodel: sonnet\n---\nPrompt\n',
     },
   });
 });
@@ -139,7 +158,10 @@ describe('agents_dir while running', () => {
 
   it('a changed file is updated within 1 s', async () => {
     write('live.toml', 'name = "live-agent"\ncapabilities = ["changed"]\nsystem_prompt = "Second version."\n');
-    const { value, elapsedMs } = await waitForAgent('live-agent', (d) => d.definition.system_prompt === 'Second version.');
+    const { value, elapsedMs } = await waitForAgent(
+      'live-agent',
+      (d) => d.definition.system_prompt === 'Second version.',
+    );
     expect(elapsedMs).toBeLessThan(WATCH_LIMIT_MS);
     expect(value.capabilities).toEqual(['changed']);
     expect(value.revision).toBe(2);
@@ -149,10 +171,13 @@ describe('agents_dir while running', () => {
 
   it('an invalid edit keeps the last good version serving and is listed in /api/v1/status; fixing it applies again', async () => {
     write('live.toml', 'name = "live-agent"\ncapabilities = ["changed"]\nsystem_prompt = "Third version\n');
-    const { value: inv } = await waitUntil(async () => (await status()).agent_files.invalid.find((f) => f.path === file('live.toml')), {
-      timeoutMs: WATCH_LIMIT_MS + 500,
-      what: 'live.toml reported invalid',
-    });
+    const { value: inv } = await waitUntil(
+      async () => (await status()).agent_files.invalid.find((f) => f.path === file('live.toml')),
+      {
+        timeoutMs: WATCH_LIMIT_MS + 500,
+        what: 'live.toml reported invalid',
+      },
+    );
     expect(inv.agent).toBe('live-agent');
     expect(inv.errors[0]).toMatchObject({ code: 'toml_syntax', line: 3 });
     expect(inv.errors[0]!.column).toBeGreaterThan(1);
@@ -164,14 +189,22 @@ describe('agents_dir while running', () => {
 
     // A schema error (not just syntax) is handled the same way
     write('live.toml', 'name = "live-agent"\ncapabilities = "changed"\nsystem_prompt = "Third version"\n');
-    await waitUntil(async () => (await status()).agent_files.invalid.find((f) => f.path === file('live.toml'))?.errors[0]?.code === 'invalid_type', {
-      timeoutMs: WATCH_LIMIT_MS + 500,
-      what: 'invalid_type reported',
-    });
+    await waitUntil(
+      async () =>
+        (await status()).agent_files.invalid.find((f) => f.path === file('live.toml'))?.errors[0]?.code ===
+        'invalid_type',
+      {
+        timeoutMs: WATCH_LIMIT_MS + 500,
+        what: 'invalid_type reported',
+      },
+    );
     expect((await agent('live-agent')).json.definition.system_prompt).toBe('Second version.');
 
     write('live.toml', 'name = "live-agent"\ncapabilities = ["changed"]\nsystem_prompt = "Third version, fixed."\n');
-    const { value, elapsedMs } = await waitForAgent('live-agent', (d) => d.definition.system_prompt === 'Third version, fixed.');
+    const { value, elapsedMs } = await waitForAgent(
+      'live-agent',
+      (d) => d.definition.system_prompt === 'Third version, fixed.',
+    );
     expect(elapsedMs).toBeLessThan(WATCH_LIMIT_MS);
     expect(value.revision).toBe(3);
     expect((await status()).agent_files.invalid.map((f) => f.path)).not.toContain(file('live.toml'));
@@ -179,7 +212,10 @@ describe('agents_dir while running', () => {
 
   it('deleting the file removes the agent within 1 s', async () => {
     unlinkSync(file('live.toml'));
-    const { elapsedMs } = await waitUntil(async () => (await agent('live-agent')).status === 404, { timeoutMs: WATCH_LIMIT_MS + 500, what: 'live-agent removed' });
+    const { elapsedMs } = await waitUntil(async () => (await agent('live-agent')).status === 404, {
+      timeoutMs: WATCH_LIMIT_MS + 500,
+      what: 'live-agent removed',
+    });
     expect(elapsedMs).toBeLessThan(WATCH_LIMIT_MS);
     const byCap = await getJson<{ total: number }>(t.url, '/api/v1/agents?capability=changed');
     expect(byCap.json.total).toBe(0);
@@ -187,10 +223,13 @@ describe('agents_dir while running', () => {
 
   it('a third file with a taken name is reported invalid while the holder keeps serving', async () => {
     write('dup-c.toml', tomlAgent('Dup', 'version = "3.0.0"\n'));
-    const { value: inv } = await waitUntil(async () => (await status()).agent_files.invalid.find((f) => f.path === file('dup-c.toml')), {
-      timeoutMs: WATCH_LIMIT_MS + 500,
-      what: 'dup-c.toml reported invalid',
-    });
+    const { value: inv } = await waitUntil(
+      async () => (await status()).agent_files.invalid.find((f) => f.path === file('dup-c.toml')),
+      {
+        timeoutMs: WATCH_LIMIT_MS + 500,
+        what: 'dup-c.toml reported invalid',
+      },
+    );
     expect(inv.errors[0]!.code).toBe('duplicate_name');
     const d = await agent('dup');
     expect(d.json.origin.path).toBe(file('dup-a.toml'));
@@ -213,10 +252,13 @@ describe('agents_dir while running', () => {
   it('a file using the name of an API-deployed agent is invalid; the API agent is untouched', async () => {
     expect((await postAgent(t.url, tomlAgent('api-owned'))).status).toBe(201);
     write('api-owned.toml', 'name = "api-owned"\ncapabilities = ["x"]\nsystem_prompt = "From a file"\n');
-    const { value: inv } = await waitUntil(async () => (await status()).agent_files.invalid.find((f) => f.path === file('api-owned.toml')), {
-      timeoutMs: WATCH_LIMIT_MS + 500,
-      what: 'api-owned.toml reported invalid',
-    });
+    const { value: inv } = await waitUntil(
+      async () => (await status()).agent_files.invalid.find((f) => f.path === file('api-owned.toml')),
+      {
+        timeoutMs: WATCH_LIMIT_MS + 500,
+        what: 'api-owned.toml reported invalid',
+      },
+    );
     expect(inv.errors[0]!.code).toBe('duplicate_name');
     const a = await agent('api-owned');
     expect(a.json.origin.kind).toBe('api');
@@ -239,8 +281,12 @@ describe('agents_dir while running', () => {
 // without naming the file) until someone removed it. Now any failure of one file makes that file
 // invalid — in /api/v1/status, the log and an `agent.invalid_file` event — and nothing else.
 
-const deepJson = (n: number) => `{"name":"deep","system_prompt":"x","parameters":{"p":${'['.repeat(n)}${']'.repeat(n)}}}`;
-const LAUGHS = ['l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]', ...Array.from({ length: 8 }, (_, i) => `l${i + 1}: &l${i + 1} [${Array(9).fill(`*l${i}`).join(', ')}]`)];
+const deepJson = (n: number) =>
+  `{"name":"deep","system_prompt":"x","parameters":{"p":${'['.repeat(n)}${']'.repeat(n)}}}`;
+const LAUGHS = [
+  'l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]',
+  ...Array.from({ length: 8 }, (_, i) => `l${i + 1}: &l${i + 1} [${Array(9).fill(`*l${i}`).join(', ')}]`),
+];
 const BOMB_MD = `---\nname: bomb\nmetadata:\n${LAUGHS.map((l) => `  ${l}`).join('\n')}\n---\nhello\n`;
 
 describe('agents_dir: hostile files (in-process watcher)', () => {
@@ -251,7 +297,9 @@ describe('agents_dir: hostile files (in-process watcher)', () => {
     const { value: inv } = await waitUntil(
       async () => {
         const s = await status();
-        const found = ['hostile/deep.json', 'hostile/bomb.md', 'hostile/big.toml'].map((rel) => s.agent_files.invalid.find((f) => f.path === file(rel)));
+        const found = ['hostile/deep.json', 'hostile/bomb.md', 'hostile/big.toml'].map((rel) =>
+          s.agent_files.invalid.find((f) => f.path === file(rel)),
+        );
         return found.every((f) => f !== undefined) ? found : undefined;
       },
       { timeoutMs: WATCH_LIMIT_MS + 1500, what: 'the three hostile files reported invalid' },
@@ -263,8 +311,13 @@ describe('agents_dir: hostile files (in-process watcher)', () => {
     // The watcher still applies the next good file.
     write('hostile/after.toml', tomlAgent('after-hostile'));
     await waitForAgent('after-hostile');
-    const ev = await getJson<{ events: { agent: string; data: { file: string; errors: string[] } }[] }>(t.url, '/api/v1/events?type=agent.invalid_file&limit=1000');
-    expect(ev.json.events.map((e) => e.data.file)).toEqual(expect.arrayContaining([file('hostile/deep.json'), file('hostile/bomb.md')]));
+    const ev = await getJson<{ events: { agent: string; data: { file: string; errors: string[] } }[] }>(
+      t.url,
+      '/api/v1/events?type=agent.invalid_file&limit=1000',
+    );
+    expect(ev.json.events.map((e) => e.data.file)).toEqual(
+      expect.arrayContaining([file('hostile/deep.json'), file('hostile/bomb.md')]),
+    );
   });
 });
 
@@ -295,10 +348,15 @@ describe('agents_dir: hostile files with a real `caxton serve` (the crash-and-re
     });
     expect((await getJson(serve.url, '/api/v1/agents/good-agent')).status).toBe(200);
     // The log names each file.
-    await waitUntil(() => serve.stdout().includes(`"file":"${join(agentsDir(), 'deep.json')}"`) && serve.stdout().includes(`"file":"${join(agentsDir(), 'bomb.md')}"`), {
-      timeoutMs: 3000,
-      what: 'log lines naming the files',
-    });
+    await waitUntil(
+      () =>
+        serve.stdout().includes(`"file":"${join(agentsDir(), 'deep.json')}"`) &&
+        serve.stdout().includes(`"file":"${join(agentsDir(), 'bomb.md')}"`),
+      {
+        timeoutMs: 3000,
+        what: 'log lines naming the files',
+      },
+    );
   }, 90_000);
 
   it('a hostile file written while it runs is reported; the process stays up, with no stack trace', async () => {

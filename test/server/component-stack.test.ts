@@ -14,7 +14,10 @@ function tool(name: string): Tool {
 function stackWithLog() {
   const failures: string[] = [];
   const metrics = new Metrics();
-  const stack = new ComponentStack({ metrics, onCloseError: (name, err) => failures.push(`${name}: ${(err as Error).message}`) });
+  const stack = new ComponentStack({
+    metrics,
+    onCloseError: (name, err) => failures.push(`${name}: ${(err as Error).message}`),
+  });
   return { stack, failures, metrics };
 }
 
@@ -22,7 +25,8 @@ describe('ComponentStack', () => {
   it('closes in reverse order of adding, each component once, even when close() is called again', async () => {
     const { stack } = stackWithLog();
     const closed: string[] = [];
-    for (const name of ['storage', 'agents', 'execution', 'http']) stack.add({ name, close: () => void closed.push(name) });
+    for (const name of ['storage', 'agents', 'execution', 'http'])
+      stack.add({ name, close: () => void closed.push(name) });
     stack.add({ name: 'no close' });
     const first = stack.close();
     expect(stack.close()).toBe(first);

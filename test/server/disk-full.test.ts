@@ -26,13 +26,22 @@ describe('a full disk', () => {
   it('answers 507 insufficient_storage on writes, stores nothing, and works again once space is freed', async () => {
     t = await startTestServer({ agentFiles: { 'filler.toml': AGENT } });
     const db = t.server.db;
-    const post = (path: string, body: unknown, type = 'application/json') => http<Json>(t!.url, 'POST', path, { body: typeof body === 'string' ? body : JSON.stringify(body), contentType: type });
+    const post = (path: string, body: unknown, type = 'application/json') =>
+      http<Json>(t!.url, 'POST', path, {
+        body: typeof body === 'string' ? body : JSON.stringify(body),
+        contentType: type,
+      });
     const big = 'x'.repeat(200_000);
     const before = db.prepare('SELECT count(*) FROM messages').pluck().get() as number;
     // The disk is "full": no page beyond those the file has now.
     db.pragma(`max_page_count = ${db.pragma('page_count', { simple: true }) as number}`);
 
-    const res = await post('/api/v1/messages', { performative: 'inform', sender: 'tester', receivers: ['filler'], content: big });
+    const res = await post('/api/v1/messages', {
+      performative: 'inform',
+      sender: 'tester',
+      receivers: ['filler'],
+      content: big,
+    });
     expect(res.status, JSON.stringify(res.json)).toBe(507);
     expect(res.json.error.code).toBe('insufficient_storage');
     expect(res.json.error.message).toMatch(/disk .*is full: nothing was stored/);
@@ -40,14 +49,23 @@ describe('a full disk', () => {
     expect(db.prepare('SELECT count(*) FROM messages').pluck().get()).toBe(before);
     expect((await getJson<Json>(t.url, '/api/v1/conversations')).json.total).toBe(0);
 
-    const deploy = await post('/api/v1/agents', `name = "other"\ncapabilities = ["x"]\nsystem_prompt = "${'y'.repeat(300_000)}"\n`, 'application/toml');
+    const deploy = await post(
+      '/api/v1/agents',
+      `name = "other"\ncapabilities = ["x"]\nsystem_prompt = "${'y'.repeat(300_000)}"\n`,
+      'application/toml',
+    );
     expect(deploy.status, JSON.stringify(deploy.json)).toBe(507);
     expect(deploy.json.error.code).toBe('insufficient_storage');
     expect((await getJson<Json>(t.url, '/api/v1/agents/other')).status).toBe(404);
 
     // Space freed: the same store accepts the same message.
     db.pragma('max_page_count = 1073741823');
-    const ok = await post('/api/v1/messages', { performative: 'inform', sender: 'tester', receivers: ['filler'], content: big });
+    const ok = await post('/api/v1/messages', {
+      performative: 'inform',
+      sender: 'tester',
+      receivers: ['filler'],
+      content: big,
+    });
     expect(ok.status, JSON.stringify(ok.json)).toBe(202);
     const stored = await getJson<Json>(t.url, `/api/v1/messages/${ok.json.id}`);
     expect(stored.status).toBe(200);
@@ -56,7 +74,11 @@ describe('a full disk', () => {
   });
 
   it('the disk fills while a delivery is acknowledged: no crash, nothing lost, the waiting caller gets 507, the delivery stays pending and is acknowledged once there is room', async () => {
-    t = await startTestServer({ agentFiles: { 'filler.toml': AGENT }, toml: '[messaging]\nretry_base = "200ms"\nretry_max = "1s"\n', flags: { logLevel: 'warn' } });
+    t = await startTestServer({
+      agentFiles: { 'filler.toml': AGENT },
+      toml: '[messaging]\nretry_base = "200ms"\nretry_max = "1s"\n',
+      flags: { logLevel: 'warn' },
+    });
     const db = t.server.db;
     const answer = 'z'.repeat(300_000);
     let calls = 0;
@@ -73,10 +95,16 @@ describe('a full disk', () => {
     });
     expect(res.status, JSON.stringify(res.json)).toBe(507);
     expect(res.json.error.code).toBe('insufficient_storage');
-    expect(res.json.error.message).toMatch(/disk holding the data dir is full.*reply could not be stored.*stays pending/);
+    expect(res.json.error.message).toMatch(
+      /disk holding the data dir is full.*reply could not be stored.*stays pending/,
+    );
     expect(res.headers.get('retry-after')).toBe('30');
     const conversation = String(res.json.error.details.conversation_id);
-    const deliveryState = () => db.prepare('SELECT d.state FROM deliveries d JOIN messages m ON m.id = d.message_id WHERE m.conversation_id = ?').pluck().get(conversation);
+    const deliveryState = () =>
+      db
+        .prepare('SELECT d.state FROM deliveries d JOIN messages m ON m.id = d.message_id WHERE m.conversation_id = ?')
+        .pluck()
+        .get(conversation);
     expect(deliveryState()).toBe('pending');
     // Still full a while later: still pending, still answering, the handler not run again.
     await new Promise((r) => setTimeout(r, 700));

@@ -32,7 +32,15 @@ describe('restart persistence', () => {
     const first = await start(dir);
     expect((await postAgent(first.url, tomlAgent('persisted'))).status).toBe(201);
     expect((await putAgent(first.url, 'persisted', tomlAgent('persisted', 'version = "1.1.0"\n'))).status).toBe(200);
-    expect((await postAgent(first.url, '---\nname: md-kept\ndescription: d\ntools: Read\n---\nMarkdown prompt\n', 'text/markdown')).status).toBe(201);
+    expect(
+      (
+        await postAgent(
+          first.url,
+          '---\nname: md-kept\ndescription: d\ntools: Read\n---\nMarkdown prompt\n',
+          'text/markdown',
+        )
+      ).status,
+    ).toBe(201);
     expect((await postAgent(first.url, tomlAgent('removed-before-restart'))).status).toBe(201);
     expect((await http(first.url, 'DELETE', '/api/v1/agents/removed-before-restart')).status).toBe(204);
     const before = (await getJson<Detail>(first.url, '/api/v1/agents/persisted')).json;
@@ -58,7 +66,11 @@ describe('restart persistence', () => {
     expect(list.json.total).toBe(2);
 
     // ...and it keeps counting revisions from where it was
-    const upd = await putAgent<{ agent: Detail }>(second.url, 'PERSISTED', tomlAgent('persisted', 'version = "1.2.0"\n'));
+    const upd = await putAgent<{ agent: Detail }>(
+      second.url,
+      'PERSISTED',
+      tomlAgent('persisted', 'version = "1.2.0"\n'),
+    );
     expect(upd.json.agent.revision).toBe(3);
     expect(upd.json.agent.deployed_at).toBe(before.deployed_at);
   });

@@ -22,7 +22,10 @@ describe('Readiness', () => {
   it('fails a check that does not answer within the timeout, and names it', async () => {
     const r = new Readiness({ timeoutMs: 50, cacheMs: 0 });
     let aborted = false;
-    r.add({ name: 'stuck', check: (signal) => new Promise(() => signal.addEventListener('abort', () => (aborted = true))) });
+    r.add({
+      name: 'stuck',
+      check: (signal) => new Promise(() => signal.addEventListener('abort', () => (aborted = true))),
+    });
     r.add({ name: 'fine', check: async () => {} });
     const states = await r.probe();
     expect(states.map((s) => [s.name, s.ok])).toEqual([
@@ -44,7 +47,10 @@ describe('Readiness', () => {
 
   it('logs a dependency going away and coming back once per change, with secrets scrubbed from the reason', async () => {
     const lines: string[] = [];
-    const r = new Readiness({ cacheMs: 0, log: { warn: (_o, m) => lines.push(`warn ${m}`), info: (_o, m) => lines.push(`info ${m}`) } });
+    const r = new Readiness({
+      cacheMs: 0,
+      log: { warn: (_o, m) => lines.push(`warn ${m}`), info: (_o, m) => lines.push(`info ${m}`) },
+    });
     let fail = true;
     r.add({
       name: 'db',
@@ -57,7 +63,10 @@ describe('Readiness', () => {
     fail = false;
     await r.probe();
     await r.probe();
-    expect(lines).toEqual(['warn db is unavailable: connection refused; /ready answers 503 until it is back', 'info db is available again']);
+    expect(lines).toEqual([
+      'warn db is unavailable: connection refused; /ready answers 503 until it is back',
+      'info db is available again',
+    ]);
   });
 });
 
@@ -96,10 +105,16 @@ describe.skipIf(!hasSystem('postgresql'))('GET /ready with memory on PostgreSQL'
       },
       { timeoutMs: 10_000, intervalMs: 100, what: '/ready to answer 503 after the database link is cut' },
     );
-    expect(down.value.json).toEqual({ status: 'unavailable', dependencies: [{ name: 'memory-postgresql', ok: false }] });
+    expect(down.value.json).toEqual({
+      status: 'unavailable',
+      dependencies: [{ name: 'memory-postgresql', ok: false }],
+    });
 
     // The authenticated status tells why, and counts the node as not ready.
-    const status = await getJson<{ ready: boolean; dependencies: { name: string; ok: boolean; reason?: string }[] }>(server.url, '/api/v1/status');
+    const status = await getJson<{ ready: boolean; dependencies: { name: string; ok: boolean; reason?: string }[] }>(
+      server.url,
+      '/api/v1/status',
+    );
     expect(status.json.ready).toBe(false);
     expect(status.json.dependencies[0]).toMatchObject({ name: 'memory-postgresql', ok: false });
     expect(status.json.dependencies[0]!.reason).toBeTruthy();
@@ -110,10 +125,17 @@ describe.skipIf(!hasSystem('postgresql'))('GET /ready with memory on PostgreSQL'
     expectExit(health, 1);
     expect(health.stdout).toContain('live but not ready (unavailable: memory-postgresql; see caxton status)');
     const healthJson = await runCli(['--json', 'health', '--server', server.url], { cwd: server.dir });
-    expect(parseJson<{ ready: boolean; dependencies: unknown[] }>(healthJson)).toMatchObject({ ready: false, dependencies: [{ name: 'memory-postgresql', ok: false }] });
+    expect(parseJson<{ ready: boolean; dependencies: unknown[] }>(healthJson)).toMatchObject({
+      ready: false,
+      dependencies: [{ name: 'memory-postgresql', ok: false }],
+    });
 
     proxy.restore();
-    await waitUntil(async () => (await getJson(server.url, '/ready')).status === 200, { timeoutMs: 10_000, intervalMs: 100, what: '/ready to answer 200 after the link is back' });
+    await waitUntil(async () => (await getJson(server.url, '/ready')).status === 200, {
+      timeoutMs: 10_000,
+      intervalMs: 100,
+      what: '/ready to answer 200 after the link is back',
+    });
     expectExit(await runCli(['health', '--server', server.url], { cwd: server.dir }), 0);
   });
 });

@@ -22,7 +22,16 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { assertBuilt, cleanEnv, cleanup, CLI, startServe, stopServe, tempDir, type ServeProcess } from '../cli/helpers/cli.js';
+import {
+  assertBuilt,
+  cleanEnv,
+  cleanup,
+  CLI,
+  startServe,
+  stopServe,
+  tempDir,
+  type ServeProcess,
+} from '../cli/helpers/cli.js';
 import { openaiCompletion, parseBody, refuseInvalid, sendJson, warmUp } from '../helpers/llm-standin.js';
 
 const FIXTURE = join(dirname(fileURLToPath(import.meta.url)), 'fixtures/leaky-mcp-server.mjs');
@@ -65,7 +74,8 @@ const FORBIDDEN = [...encodings(KEY), ...encodings(TOKEN)];
 /** Fails naming the place and the form when any encoding of a secret occurs in `text`. */
 function expectClean(where: string, text: string | Buffer): void {
   const hay = typeof text === 'string' ? Buffer.from(text) : text;
-  for (const form of FORBIDDEN) expect(hay.includes(Buffer.from(form)), `${where} contains a secret (as "${form}")`).toBe(false);
+  for (const form of FORBIDDEN)
+    expect(hay.includes(Buffer.from(form)), `${where} contains a secret (as "${form}")`).toBe(false);
 }
 
 /** An OpenAI-compatible provider behind a proxy that echoes the Authorization value in its 401 body. */
@@ -103,7 +113,10 @@ async function relayingModel(): Promise<{ server: Server; url: string; bodies: s
       bodies.push(raw);
       const body = parseBody(raw);
       if (refuseInvalid(req.method, req.url ?? '', body, res)) return;
-      const { messages, tools = [] } = body as { messages: { role: string; content?: string }[]; tools?: { function: { name: string } }[] };
+      const { messages, tools = [] } = body as {
+        messages: { role: string; content?: string }[];
+        tools?: { function: { name: string } }[];
+      };
       const toolResult = messages.findLast((m) => m.role === 'tool');
       // The tool as the request named it (Caxton's `leaky.show_token` under its wire name).
       const name = tools.map((t) => t.function.name).find((n) => n.endsWith('show_token')) ?? 'show_token';
@@ -111,8 +124,18 @@ async function relayingModel(): Promise<{ server: Server; url: string; bodies: s
         res,
         openaiCompletion(
           toolResult
-            ? { id: 'r', model: 'relay', content: `The tool said: ${toolResult.content ?? ''}`, usage: { input: 1, output: 1 } }
-            : { id: 'r', model: 'relay', tool_calls: [{ id: 'call_1', name, arguments: '{}' }], usage: { input: 1, output: 1 } },
+            ? {
+                id: 'r',
+                model: 'relay',
+                content: `The tool said: ${toolResult.content ?? ''}`,
+                usage: { input: 1, output: 1 },
+              }
+            : {
+                id: 'r',
+                model: 'relay',
+                tool_calls: [{ id: 'call_1', name, arguments: '{}' }],
+                usage: { input: 1, output: 1 },
+              },
         ),
       );
     });
@@ -174,7 +197,13 @@ env = { LEAKY_TOKEN = ${JSON.stringify(TOKEN)} }
   return config;
 }
 
-async function http(base: string, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; text: string }> {
+async function http(
+  base: string,
+  method: string,
+  path: string,
+  body?: unknown,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; text: string }> {
   const res = await fetch(base + path, {
     method,
     headers: { ...(body !== undefined && { 'content-type': 'application/json' }), ...headers },
@@ -234,7 +263,13 @@ describe('a provider and an MCP server that echo their secrets (caxton serve)', 
       expect(json.text).toContain('Incorrect API key provided: Bearer ***');
       expect(provider.hits()).toBeGreaterThan(before); // the key really went out, and came back
       seen.push([`invoke ${agent}`, json.text]);
-      const sse = await http(serve.url, 'POST', `/api/v1/agents/${agent}/invoke`, { request: 'hello' }, { accept: 'text/event-stream' });
+      const sse = await http(
+        serve.url,
+        'POST',
+        `/api/v1/agents/${agent}/invoke`,
+        { request: 'hello' },
+        { accept: 'text/event-stream' },
+      );
       expect(sse.text).toContain('event: error');
       expect(sse.text).toContain('HTTP 401 unauthorized');
       seen.push([`invoke ${agent} SSE`, sse.text]);
@@ -242,11 +277,18 @@ describe('a provider and an MCP server that echo their secrets (caxton serve)', 
   });
 
   it('/v1/chat/completions (plain and streamed) answers it without the key', async () => {
-    const plain = await http(serve.url, 'POST', '/v1/chat/completions', { model: 'leaky', messages: [{ role: 'user', content: 'hi' }] });
+    const plain = await http(serve.url, 'POST', '/v1/chat/completions', {
+      model: 'leaky',
+      messages: [{ role: 'user', content: 'hi' }],
+    });
     expect(plain.status).toBe(502);
     expect(plain.text).toContain('HTTP 401');
     seen.push(['chat completions', plain.text]);
-    const streamed = await http(serve.url, 'POST', '/v1/chat/completions', { model: 'leaky', stream: true, messages: [{ role: 'user', content: 'hi' }] });
+    const streamed = await http(serve.url, 'POST', '/v1/chat/completions', {
+      model: 'leaky',
+      stream: true,
+      messages: [{ role: 'user', content: 'hi' }],
+    });
     expect(streamed.text).toContain('HTTP 401');
     seen.push(['chat completions stream', streamed.text]);
   });
@@ -265,7 +307,8 @@ describe('a provider and an MCP server that echo their secrets (caxton serve)', 
       expect(JSON.stringify(failed)).toContain('rejected credentials token=***');
       const errorResult = await client.callTool({ name: 'leaky.error_result', arguments: {} });
       expect(errorResult.isError).toBe(true);
-      for (const [k, v] of Object.entries({ ask, shown, failed, errorResult })) seen.push([`MCP ${k}`, JSON.stringify(v)]);
+      for (const [k, v] of Object.entries({ ask, shown, failed, errorResult }))
+        seen.push([`MCP ${k}`, JSON.stringify(v)]);
     } finally {
       await client.close();
     }
@@ -285,7 +328,12 @@ describe('a provider and an MCP server that echo their secrets (caxton serve)', 
   });
 
   it('a message to a capability whose agent fails: conversation, failure reply and dead letter hold no key', async () => {
-    const sent = await http(serve.url, 'POST', '/api/v1/messages', { performative: 'request', sender: 'user', capability: 'leaking', content: 'please fail' });
+    const sent = await http(serve.url, 'POST', '/api/v1/messages', {
+      performative: 'request',
+      sender: 'user',
+      capability: 'leaking',
+      content: 'please fail',
+    });
     expect(sent.status).toBe(202);
     const conversationId = (JSON.parse(sent.text) as { conversation_id: string }).conversation_id;
     const conv = await waitFor('the conversation to fail', async () => {
@@ -307,7 +355,11 @@ describe('a provider and an MCP server that echo their secrets (caxton serve)', 
     // scrubs it on the way in, so only the server logger's own scrubbing keeps it out of stdout.
     const probe = await http(serve.url, 'GET', `/health?leak=${encodeURIComponent(KEY)}`);
     expect(probe.status).toBe(200);
-    await waitFor('the request log line for /health?leak=', async () => (/"url":"\/health\?leak=/.test(serve.stdout()) ? true : undefined), 5_000);
+    await waitFor(
+      'the request log line for /health?leak=',
+      async () => (/"url":"\/health\?leak=/.test(serve.stdout()) ? true : undefined),
+      5_000,
+    );
     seen.push(['events', (await http(serve.url, 'GET', '/api/v1/events?limit=1000')).text]);
     const logs = await http(serve.url, 'GET', '/api/v1/logs?limit=5000');
     expect(logs.text).toContain('HTTP 401'); // the failures were logged...
@@ -331,7 +383,9 @@ describe('a provider and an MCP server that echo their secrets (caxton serve)', 
     try {
       conn.pragma('wal_checkpoint(TRUNCATE)');
       // The rows really are there (a scrubbed copy, not nothing).
-      expect((conn.prepare("SELECT count(*) AS n FROM deliveries WHERE state = 'dead'").get() as { n: number }).n).toBeGreaterThan(0);
+      expect(
+        (conn.prepare("SELECT count(*) AS n FROM deliveries WHERE state = 'dead'").get() as { n: number }).n,
+      ).toBeGreaterThan(0);
     } finally {
       conn.close();
     }
@@ -366,7 +420,11 @@ describe('caxton mcp (stdio)', () => {
       await client.close();
     }
     // The mounted server's stderr is logged at debug level (the configured level).
-    await waitFor('the MCP server stderr in the log', async () => (stderr.includes('leaky: called') ? true : undefined), 5_000).catch(() => undefined);
+    await waitFor(
+      'the MCP server stderr in the log',
+      async () => (stderr.includes('leaky: called') ? true : undefined),
+      5_000,
+    ).catch(() => undefined);
     expect(stderr).toContain('leaky: called');
     expectClean('caxton mcp stderr', stderr);
   }, 30_000);

@@ -58,13 +58,22 @@ describe('graceful shutdown', () => {
 
   it('close() while a deploy body is still being uploaded completes it with 201, and the agent survives a restart', async () => {
     const t = await startTestServer();
-    const body = Buffer.from(`name = "last-one"\ncapabilities = ["x"]\nsystem_prompt = """${'p'.repeat(40 * 1024)}"""\n`);
+    const body = Buffer.from(
+      `name = "last-one"\ncapabilities = ["x"]\nsystem_prompt = """${'p'.repeat(40 * 1024)}"""\n`,
+    );
     const u = new URL(t.url);
     const received = new Promise<void>((r) => t.server.app.server.once('request', () => r()));
     let closing: Promise<void> | undefined;
     const response = new Promise<{ status: number; text: string }>((resolve, reject) => {
       const req = request(
-        { host: u.hostname, port: u.port, method: 'POST', path: '/api/v1/agents', agent: false, headers: { 'content-type': 'application/toml', 'content-length': body.length } },
+        {
+          host: u.hostname,
+          port: u.port,
+          method: 'POST',
+          path: '/api/v1/agents',
+          agent: false,
+          headers: { 'content-type': 'application/toml', 'content-length': body.length },
+        },
         (res) => {
           let text = '';
           res.on('data', (c: Buffer) => (text += c.toString()));
@@ -78,7 +87,10 @@ describe('graceful shutdown', () => {
       void received
         .then(() => {
           closing = t.close();
-          return waitUntil(async () => (await tryConnect(t.url)) === 'ECONNREFUSED', { timeoutMs: 5000, what: 'listener closed' });
+          return waitUntil(async () => (await tryConnect(t.url)) === 'ECONNREFUSED', {
+            timeoutMs: 5000,
+            what: 'listener closed',
+          });
         })
         .then(() => req.end(body.subarray(1000)), reject);
     });
@@ -89,7 +101,10 @@ describe('graceful shutdown', () => {
 
     const again = await startTestServer({ dir: t.dir });
     try {
-      const got = await getJson<{ name: string; revision: number; definition: { system_prompt: string } }>(again.url, '/api/v1/agents/last-one');
+      const got = await getJson<{ name: string; revision: number; definition: { system_prompt: string } }>(
+        again.url,
+        '/api/v1/agents/last-one',
+      );
       expect(got.status).toBe(200);
       expect(got.json.revision).toBe(1);
       expect(got.json.definition.system_prompt).toHaveLength(40 * 1024);

@@ -22,7 +22,12 @@ function configIn(toml: string, flags: ConfigFlags) {
   const dir = makeTempDir('caxton-start-failure-');
   const file = join(dir, 'caxton.toml');
   writeFileSync(file, toml);
-  const config = loadServerConfig({ file, env: {}, cwd: dir, flags: { logLevel: process.env.CAXTON_TEST_LOG ?? 'silent', ...flags } });
+  const config = loadServerConfig({
+    file,
+    env: {},
+    cwd: dir,
+    flags: { logLevel: process.env.CAXTON_TEST_LOG ?? 'silent', ...flags },
+  });
   localAuthUnlessConfigured(config, toml);
   mkdirSync(config.agents_dir, { recursive: true });
   writeFileSync(join(config.agents_dir, 'early.toml'), AGENT);
@@ -36,7 +41,8 @@ function configIn(toml: string, flags: ConfigFlags) {
  */
 function handles(): Record<string, number> {
   const out: Record<string, number> = {};
-  for (const kind of process.getActiveResourcesInfo()) if (kind !== 'Timeout' && kind !== 'Immediate') out[kind] = (out[kind] ?? 0) + 1;
+  for (const kind of process.getActiveResourcesInfo())
+    if (kind !== 'Timeout' && kind !== 'Immediate') out[kind] = (out[kind] ?? 0) + 1;
   return out;
 }
 
@@ -51,7 +57,10 @@ async function settledHandles(): Promise<Record<string, number>> {
 
 /** A closed handle leaves the list on a later turn of the event loop: wait for the list to be what it was. */
 async function expectHandlesBackTo(before: Record<string, number>): Promise<void> {
-  await waitUntil(() => JSON.stringify(handles()) === JSON.stringify(before), { timeoutMs: 5000, what: `the handles to be ${JSON.stringify(before)}` }).catch(() => {});
+  await waitUntil(() => JSON.stringify(handles()) === JSON.stringify(before), {
+    timeoutMs: 5000,
+    what: `the handles to be ${JSON.stringify(before)}`,
+  }).catch(() => {});
   expect(handles()).toEqual(before);
 }
 
@@ -80,22 +89,36 @@ describe('a start that fails part-way', () => {
     const config = configIn('[cluster]\nnode = "node-a"\n', { port: 0, metricsPort: 0 });
     const e = await startServer({ config }).catch((x: unknown) => x);
     expect(e).toMatchObject({ code: 'invalid_config', details: { field: 'cluster.state' } });
-    expect((e as Error).message).toMatch(/^refusing to start: \[cluster\] is set \(node "node-a"\) but \[cluster.state\] is not\..*this node's SQLite is its own/);
+    expect((e as Error).message).toMatch(
+      /^refusing to start: \[cluster\] is set \(node "node-a"\) but \[cluster.state\] is not\..*this node's SQLite is its own/,
+    );
     expect(existsSync(join(config.data_dir, 'caxton.db'))).toBe(false);
   });
 
   it('a [cluster.state] url_env naming an unset variable is refused, naming the key, before anything opens', async () => {
     delete process.env.CAXTON_TEST_NO_SUCH_VARIABLE;
-    const config = configIn('[cluster]\nnode = "node-a"\n[cluster.state]\nurl_env = "CAXTON_TEST_NO_SUCH_VARIABLE"\n', { port: 0, metricsPort: 0 });
-    await expect(startServer({ config })).rejects.toMatchObject({ code: 'invalid_config', details: { field: 'cluster.state.url_env' } });
+    const config = configIn('[cluster]\nnode = "node-a"\n[cluster.state]\nurl_env = "CAXTON_TEST_NO_SUCH_VARIABLE"\n', {
+      port: 0,
+      metricsPort: 0,
+    });
+    await expect(startServer({ config })).rejects.toMatchObject({
+      code: 'invalid_config',
+      details: { field: 'cluster.state.url_env' },
+    });
     expect(existsSync(join(config.data_dir, 'caxton.db'))).toBe(false);
   });
 
   it('a bad [memory.postgres] URL (memory starts after storage, auth, agents and the agents_dir watcher): all of them are closed, no handle is left', async () => {
-    const config = configIn('[memory]\nbackend = "postgres"\n[memory.postgres]\nurl_env = "CAXTON_TEST_NO_SUCH_VARIABLE"\n', { port: 0, metricsPort: 0 });
+    const config = configIn(
+      '[memory]\nbackend = "postgres"\n[memory.postgres]\nurl_env = "CAXTON_TEST_NO_SUCH_VARIABLE"\n',
+      { port: 0, metricsPort: 0 },
+    );
     delete process.env.CAXTON_TEST_NO_SUCH_VARIABLE;
     const before = await settledHandles();
-    await expect(startServer({ config })).rejects.toMatchObject({ code: 'invalid_config', details: { field: 'memory.postgres.url_env' } });
+    await expect(startServer({ config })).rejects.toMatchObject({
+      code: 'invalid_config',
+      details: { field: 'memory.postgres.url_env' },
+    });
     // The database had been opened and migrated, then closed again.
     expect(existsSync(join(config.data_dir, 'caxton.db'))).toBe(true);
     expect(existsSync(join(config.data_dir, 'caxton.db-wal'))).toBe(false);
@@ -117,7 +140,10 @@ describe('a start that fails part-way', () => {
     const taken = await listenOn();
     try {
       const metricsPort = await freePort();
-      const config = configIn('[execution]\nisolation = "worker"\n', { port: (taken.address() as { port: number }).port, metricsPort });
+      const config = configIn('[execution]\nisolation = "worker"\n', {
+        port: (taken.address() as { port: number }).port,
+        metricsPort,
+      });
       const before = await settledHandles();
       await expect(startServer({ config })).rejects.toMatchObject({ code: 'EADDRINUSE' });
       expect(existsSync(join(config.data_dir, 'caxton.db-wal'))).toBe(false);

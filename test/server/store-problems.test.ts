@@ -9,14 +9,33 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { assertBuilt, CLI, cleanEnv, cleanup, expectExit, expectNoStackTrace, runCli, startServe, stopServe, tempDir, tomlAgent, type CliResult } from '../cli/helpers/cli.js';
+import {
+  assertBuilt,
+  CLI,
+  cleanEnv,
+  cleanup,
+  expectExit,
+  expectNoStackTrace,
+  runCli,
+  startServe,
+  stopServe,
+  tempDir,
+  tomlAgent,
+  type CliResult,
+} from '../cli/helpers/cli.js';
 
 /** root may write anywhere: permission cases run the CLI as nobody when the tests run as root. */
 const AS_ROOT = process.getuid?.() === 0;
 
 function runAsNobody(args: string[], cwd: string): Promise<CliResult> {
   return new Promise((res, rej) => {
-    const child = spawn(process.execPath, [CLI, ...args], { cwd, env: cleanEnv(), uid: 65534, gid: 65534, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [CLI, ...args], {
+      cwd,
+      env: cleanEnv(),
+      uid: 65534,
+      gid: 65534,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
@@ -30,7 +49,19 @@ function runAsNobody(args: string[], cwd: string): Promise<CliResult> {
   });
 }
 
-const serveArgs = (dir: string) => ['serve', '--data-dir', join(dir, 'data'), '--agents-dir', join(dir, 'agents'), '--port', '0', '--metrics-port', '0', '--log-level', 'warn'];
+const serveArgs = (dir: string) => [
+  'serve',
+  '--data-dir',
+  join(dir, 'data'),
+  '--agents-dir',
+  join(dir, 'agents'),
+  '--port',
+  '0',
+  '--metrics-port',
+  '0',
+  '--log-level',
+  'warn',
+];
 
 /** A directory with agents/ and data/ (holding `db` as caxton.db when given). */
 function layout(db?: Buffer): { dir: string; file: string } {
@@ -51,10 +82,18 @@ describe('caxton serve with a bad data file', () => {
   beforeAll(async () => {
     assertBuilt();
     const { dir, file } = layout();
-    const serve = await startServe({ cwd: dir, args: ['--data-dir', join(dir, 'data'), '--agents-dir', join(dir, 'agents'), '--log-level', 'warn'], readyTimeoutMs: 60_000 });
+    const serve = await startServe({
+      cwd: dir,
+      args: ['--data-dir', join(dir, 'data'), '--agents-dir', join(dir, 'agents'), '--log-level', 'warn'],
+      readyTimeoutMs: 60_000,
+    });
     // The admin key the first start wrote (issue 14) authenticates the deploy.
     const key = (goodKey = readFileSync(join(dir, 'data', 'admin.key'), 'utf8').trim());
-    const res = await fetch(`${serve.url}/api/v1/agents`, { method: 'POST', headers: { 'content-type': 'application/toml', authorization: `Bearer ${key}` }, body: tomlAgent('keeper') });
+    const res = await fetch(`${serve.url}/api/v1/agents`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/toml', authorization: `Bearer ${key}` },
+      body: tomlAgent('keeper'),
+    });
     expect(res.status).toBe(201);
     expect((await stopServe(serve, 'SIGTERM')).code).toBe(0);
     good = readFileSync(file);
@@ -62,12 +101,20 @@ describe('caxton serve with a bad data file', () => {
   }, 120_000);
   afterAll(cleanup);
 
-  async function expectRefused(db: Buffer | undefined, re: RegExp, setup?: (dir: string, file: string) => void, asNobody = false) {
+  async function expectRefused(
+    db: Buffer | undefined,
+    re: RegExp,
+    setup?: (dir: string, file: string) => void,
+    asNobody = false,
+  ) {
     const { dir, file } = layout(db);
     setup?.(dir, file);
     const before = db && readFileSync(file);
     if (asNobody && AS_ROOT) chmodSync(dir, 0o755); // mkdtemp's 0700 would keep nobody out of its own test dir
-    const r = asNobody && AS_ROOT ? await runAsNobody(serveArgs(dir), dir) : await runCli(serveArgs(dir), { cwd: dir, timeoutMs: 60_000 });
+    const r =
+      asNobody && AS_ROOT
+        ? await runAsNobody(serveArgs(dir), dir)
+        : await runCli(serveArgs(dir), { cwd: dir, timeoutMs: 60_000 });
     expectExit(r, 1);
     expectNoStackTrace(r);
     expect(r.stderr).not.toContain('unexpected error');
@@ -78,11 +125,17 @@ describe('caxton serve with a bad data file', () => {
   }
 
   it('garbage: "not a SQLite database", restore from a backup or move it aside', async () => {
-    await expectRefused(Buffer.from('this is not a database at all\n'.repeat(500)), /not a SQLite database.*Restore it from a backup, or move it aside/);
+    await expectRefused(
+      Buffer.from('this is not a database at all\n'.repeat(500)),
+      /not a SQLite database.*Restore it from a backup, or move it aside/,
+    );
   });
 
   it('truncated: says so, with the size its header promised', async () => {
-    await expectRefused(good.subarray(0, 3 * 4096), /is truncated \(12288 bytes; its header says \d+\).*Restore it from a backup/);
+    await expectRefused(
+      good.subarray(0, 3 * 4096),
+      /is truncated \(12288 bytes; its header says \d+\).*Restore it from a backup/,
+    );
   });
 
   it('damaged pages after a valid header: "damaged", restore or move aside', async () => {
@@ -98,7 +151,10 @@ describe('caxton serve with a bad data file', () => {
     const o = new Database(foreign);
     o.exec('CREATE TABLE invoices (id INTEGER PRIMARY KEY, total REAL); INSERT INTO invoices (total) VALUES (12.5)');
     o.close();
-    const r = await expectRefused(readFileSync(foreign), /another application's SQLite database \(tables invoices, no Caxton schema\).*move the file aside/);
+    const r = await expectRefused(
+      readFileSync(foreign),
+      /another application's SQLite database \(tables invoices, no Caxton schema\).*move the file aside/,
+    );
     expect(r.stderr).toContain('data_dir');
   });
 
@@ -132,9 +188,17 @@ describe('caxton serve with a bad data file', () => {
 
   it('an empty (0-byte) file starts as a new store and says so', async () => {
     const { dir, file } = layout(Buffer.alloc(0));
-    const serve = await startServe({ cwd: dir, args: ['--data-dir', join(dir, 'data'), '--agents-dir', join(dir, 'agents'), '--log-level', 'warn'], readyTimeoutMs: 60_000 });
+    const serve = await startServe({
+      cwd: dir,
+      args: ['--data-dir', join(dir, 'data'), '--agents-dir', join(dir, 'agents'), '--log-level', 'warn'],
+      readyTimeoutMs: 60_000,
+    });
     await stopServe(serve, 'SIGTERM');
-    expect(serve.stdout()).toMatch(new RegExp(`the data file ${file.replace(/[.]/g, '\\.')} is empty \\(0 bytes\\): starting a new, empty store.*restore it from a backup`));
+    expect(serve.stdout()).toMatch(
+      new RegExp(
+        `the data file ${file.replace(/[.]/g, '\\.')} is empty \\(0 bytes\\): starting a new, empty store.*restore it from a backup`,
+      ),
+    );
     expect(statSync(file).size).toBeGreaterThan(0);
   }, 90_000);
 
@@ -145,16 +209,27 @@ describe('caxton serve with a bad data file', () => {
       "INSERT INTO agents (key, name, format, source, definition, revision, deployed_at, updated_at) VALUES ('broken', 'broken', 'toml', 'x', '{\"name\": \"bro', 1, '2026-01-01', '2026-01-01')",
     );
     // Valid JSON, wrong fields: it used to load, and listing or showing the agents answered 500.
-    const keeper = JSON.parse(db.prepare("SELECT definition FROM agents WHERE key = 'keeper'").pluck().get() as string) as Record<string, unknown>;
-    const shapeless = JSON.stringify({ ...keeper, name: 'shapeless', capabilities: 'not-a-list', limits: { max_turns: 'ten' } });
-    db.prepare("INSERT INTO agents (key, name, format, source, definition, revision, deployed_at, updated_at) VALUES ('shapeless', 'shapeless', 'toml', 'x', ?, 1, '2026-01-01', '2026-01-01')").run(
-      shapeless,
-    );
+    const keeper = JSON.parse(
+      db.prepare("SELECT definition FROM agents WHERE key = 'keeper'").pluck().get() as string,
+    ) as Record<string, unknown>;
+    const shapeless = JSON.stringify({
+      ...keeper,
+      name: 'shapeless',
+      capabilities: 'not-a-list',
+      limits: { max_turns: 'ten' },
+    });
+    db.prepare(
+      "INSERT INTO agents (key, name, format, source, definition, revision, deployed_at, updated_at) VALUES ('shapeless', 'shapeless', 'toml', 'x', ?, 1, '2026-01-01', '2026-01-01')",
+    ).run(shapeless);
     db.exec(
       "INSERT INTO conversations (id, protocol, state, initiator, participants, capability, turns, max_turns, created_at, updated_at, expires_at, reason) VALUES ('c-bad', NULL, 'in_progress', 'x', 'not json', NULL, 1, 10, '2026-01-01', '2026-01-01', NULL, NULL)",
     );
     db.close();
-    const serve = await startServe({ cwd: dir, args: ['--data-dir', join(dir, 'data'), '--agents-dir', join(dir, 'agents'), '--log-level', 'warn'], readyTimeoutMs: 60_000 });
+    const serve = await startServe({
+      cwd: dir,
+      args: ['--data-dir', join(dir, 'data'), '--agents-dir', join(dir, 'agents'), '--log-level', 'warn'],
+      readyTimeoutMs: 60_000,
+    });
     // The copied store has keys, so the key file that came with it authenticates (issue 14).
     const auth = { authorization: `Bearer ${goodKey}` };
     const list = await fetch(`${serve.url}/api/v1/agents`, { headers: auth });
@@ -165,7 +240,9 @@ describe('caxton serve with a bad data file', () => {
     expect(list.status).toBe(200);
     expect(listed.agents.map((a) => a.name)).toEqual(['keeper']);
     expect(one.status).toBe(404);
-    expect(serve.stdout()).toMatch(/"table":"agents","row":"broken".*skipped the stored agent \\"broken\\": its stored definition is damaged/);
+    expect(serve.stdout()).toMatch(
+      /"table":"agents","row":"broken".*skipped the stored agent \\"broken\\": its stored definition is damaged/,
+    );
     expect(serve.stdout()).toMatch(
       /"table":"agents","row":"shapeless".*skipped the stored agent \\"shapeless\\": its stored definition has the wrong shape \(capabilities: expected an array.*limits\.max_turns: expected a number.*\); redeploy it/,
     );

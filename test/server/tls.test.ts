@@ -54,7 +54,11 @@ const whoami = async (app: FastifyInstance) => {
   app.get('/test/whoami', { config: { access: { public: true } } }, async (req) => {
     const socket = req.raw.socket as TLSSocket;
     const cert = socket.getPeerCertificate();
-    return { authorized: socket.authorized, cn: cert.subject?.CN ?? null, principal: principalFromSocket(socket, mapping) ?? null };
+    return {
+      authorized: socket.authorized,
+      cn: cert.subject?.CN ?? null,
+      principal: principalFromSocket(socket, mapping) ?? null,
+    };
   });
 };
 
@@ -73,7 +77,12 @@ beforeAll(async () => {
   server1 = await ca.issue(serverNames);
   server2 = await ca.issue(serverNames);
   client = await ca.issue({ cn: 'ci-runner', uris: ['spiffe://caxton/ci'] });
-  expired = await ca.issue({ cn: 'ci-runner', uris: ['spiffe://caxton/ci'], notBefore: new Date(Date.now() - 400 * 86_400_000), notAfter: new Date(Date.now() - 30 * 86_400_000) });
+  expired = await ca.issue({
+    cn: 'ci-runner',
+    uris: ['spiffe://caxton/ci'],
+    notBefore: new Date(Date.now() - 400 * 86_400_000),
+    notAfter: new Date(Date.now() - 30 * 86_400_000),
+  });
   foreign = await otherCa.issue({ cn: 'ci-runner', uris: ['spiffe://caxton/ci'] });
 });
 
@@ -109,7 +118,9 @@ describe('[server.tls]', () => {
     expect(r.status).toBe(200);
     expect(r.serial).toBe(server1.serial);
     // Not trusted without the CA: the certificate is really checked by the client.
-    expect(await outcome(`${t.url}/health`, {})).toMatch(/^refused (UNABLE_TO_VERIFY_LEAF_SIGNATURE|SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_GET_ISSUER_CERT_LOCALLY)$/);
+    expect(await outcome(`${t.url}/health`, {})).toMatch(
+      /^refused (UNABLE_TO_VERIFY_LEAF_SIGNATURE|SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_GET_ISSUER_CERT_LOCALLY)$/,
+    );
     // Plain HTTP on the TLS port gets no API answer.
     const plain = await new Promise<string>((resolve) => {
       const req = request(t.url.replace('https:', 'http:') + '/health', (res) => resolve(`status ${res.statusCode}`));
@@ -123,13 +134,19 @@ describe('[server.tls]', () => {
     const t = await start(TLS);
     expect((await get(`${t.url}/health`, { ca: ca.cert })).serial).toBe(server1.serial);
     writeTls(t.dir, server2);
-    await waitUntil(async () => (await get(`${t.url}/health`, { ca: ca.cert })).serial === server2.serial, { timeoutMs: 10_000, what: 'the new certificate on a new connection' });
+    await waitUntil(async () => (await get(`${t.url}/health`, { ca: ca.cert })).serial === server2.serial, {
+      timeoutMs: 10_000,
+      what: 'the new certificate on a new connection',
+    });
     expect(t.server.tls.api?.status()).toMatchObject({ serial: server2.serial, reloads: 1 });
 
     // A certificate with somebody else's key: logged, and the last good pair stays in use.
     writeTls(t.dir, server1, server2.key);
     const keyFile = join(t.dir, 'tls', 'server.key');
-    const { value: error } = await waitUntil(() => t.server.tls.api?.status().last_error, { timeoutMs: 10_000, what: 'the reload error' });
+    const { value: error } = await waitUntil(() => t.server.tls.api?.status().last_error, {
+      timeoutMs: 10_000,
+      what: 'the reload error',
+    });
     expect(error).toContain(keyFile);
     expect(error).toMatch(/does not belong to the certificate/);
     const r = await get(`${t.url}/health`, { ca: ca.cert });
@@ -138,7 +155,10 @@ describe('[server.tls]', () => {
 
     // Fixed: picked up again.
     writeTls(t.dir, server1);
-    await waitUntil(async () => (await get(`${t.url}/health`, { ca: ca.cert })).serial === server1.serial, { timeoutMs: 10_000, what: 'the fixed certificate' });
+    await waitUntil(async () => (await get(`${t.url}/health`, { ca: ca.cert })).serial === server1.serial, {
+      timeoutMs: 10_000,
+      what: 'the fixed certificate',
+    });
     expect(t.server.tls.api?.status().last_error).toBeUndefined();
   });
 });
@@ -150,10 +170,24 @@ describe('client certificates (mTLS)', () => {
     expect((await get(`${t.url}/health`, good)).status).toBe(200);
     const me = await get(`${t.url}/api/v1/test/whoami`, good);
     expect(me.status).toBe(200);
-    expect(JSON.parse(me.body)).toEqual({ authorized: true, cn: 'ci-runner', principal: { id: 'cert:ci-runner', kind: 'cert', name: 'ci-runner', role: 'operator', scope: { agents: ['build-*'] } } });
+    expect(JSON.parse(me.body)).toEqual({
+      authorized: true,
+      cn: 'ci-runner',
+      principal: {
+        id: 'cert:ci-runner',
+        kind: 'cert',
+        name: 'ci-runner',
+        role: 'operator',
+        scope: { agents: ['build-*'] },
+      },
+    });
 
-    expect(await outcome(`${t.url}/health`, { ca: ca.cert, cert: expired.cert, key: expired.key })).toMatch(/^refused /);
-    expect(await outcome(`${t.url}/health`, { ca: ca.cert, cert: foreign.cert, key: foreign.key })).toMatch(/^refused /);
+    expect(await outcome(`${t.url}/health`, { ca: ca.cert, cert: expired.cert, key: expired.key })).toMatch(
+      /^refused /,
+    );
+    expect(await outcome(`${t.url}/health`, { ca: ca.cert, cert: foreign.cert, key: foreign.key })).toMatch(
+      /^refused /,
+    );
     expect(await outcome(`${t.url}/health`, { ca: ca.cert })).toMatch(/^refused /);
     // The same server still serves the good certificate after the refusals.
     expect(await outcome(`${t.url}/health`, good)).toBe('ok 200');
@@ -165,20 +199,32 @@ describe('client certificates (mTLS)', () => {
     );
     const me = await get(`${t.url}/api/v1/whoami`, { ca: ca.cert, cert: client.cert, key: client.key });
     expect(me.status, me.body).toBe(200);
-    expect(JSON.parse(me.body)).toMatchObject({ id: 'cert:ci-runner', kind: 'cert', role: 'operator', scope: { agents: ['build-*'] } });
+    expect(JSON.parse(me.body)).toMatchObject({
+      id: 'cert:ci-runner',
+      kind: 'cert',
+      role: 'operator',
+      scope: { agents: ['build-*'] },
+    });
     // The role decides: operator may read the configuration, not manage keys.
     expect((await get(`${t.url}/api/v1/config`, { ca: ca.cert, cert: client.cert, key: client.key })).status).toBe(200);
     expect((await get(`${t.url}/api/v1/keys`, { ca: ca.cert, cert: client.cert, key: client.key })).status).toBe(403);
     // An expired or foreign certificate is no principal: 401.
-    expect((await get(`${t.url}/api/v1/whoami`, { ca: ca.cert, cert: expired.cert, key: expired.key })).status).toBe(401);
-    expect((await get(`${t.url}/api/v1/whoami`, { ca: ca.cert, cert: foreign.cert, key: foreign.key })).status).toBe(401);
+    expect((await get(`${t.url}/api/v1/whoami`, { ca: ca.cert, cert: expired.cert, key: expired.key })).status).toBe(
+      401,
+    );
+    expect((await get(`${t.url}/api/v1/whoami`, { ca: ca.cert, cert: foreign.cert, key: foreign.key })).status).toBe(
+      401,
+    );
     expect((await get(`${t.url}/api/v1/whoami`, { ca: ca.cert })).status).toBe(401);
   });
 
   it('client_auth = "optional": without a valid certificate the request is served with no certificate principal', async () => {
     const t = await start(`${TLS}ca = "tls/ca.crt"\nclient_auth = "optional"\n`, [whoami]);
     const ask = async (tls: { cert?: string; key?: string }) =>
-      JSON.parse((await get(`${t.url}/api/v1/test/whoami`, { ca: ca.cert, ...tls })).body) as { authorized: boolean; principal: { id: string } | null };
+      JSON.parse((await get(`${t.url}/api/v1/test/whoami`, { ca: ca.cert, ...tls })).body) as {
+        authorized: boolean;
+        principal: { id: string } | null;
+      };
     expect((await ask({ cert: client.cert, key: client.key })).principal?.id).toBe('cert:ci-runner');
     expect(await ask({ cert: expired.cert, key: expired.key })).toMatchObject({ authorized: false, principal: null });
     expect(await ask({ cert: foreign.cert, key: foreign.key })).toMatchObject({ authorized: false, principal: null });
@@ -203,8 +249,15 @@ describe('[metrics.tls]', () => {
       writeFileSync(join(t.dir, 'tls', `.${name}.tmp`), text);
       renameSync(join(t.dir, 'tls', `.${name}.tmp`), join(t.dir, 'tls', name));
     }
-    await waitUntil(async () => (await get(t.server.metricsUrl!, { ca: ca.cert })).serial === server2.serial, { timeoutMs: 10_000, what: 'the new metrics certificate' });
-    expect(t.server.tls.metrics?.status()).toMatchObject({ section: 'metrics.tls', serial: server2.serial, reloads: 1 });
+    await waitUntil(async () => (await get(t.server.metricsUrl!, { ca: ca.cert })).serial === server2.serial, {
+      timeoutMs: 10_000,
+      what: 'the new metrics certificate',
+    });
+    expect(t.server.tls.metrics?.status()).toMatchObject({
+      section: 'metrics.tls',
+      serial: server2.serial,
+      reloads: 1,
+    });
   });
 });
 
@@ -257,8 +310,29 @@ describe('TLS configuration errors stop the start with a message naming the file
 
 describe('isLoopbackHost', () => {
   it('is true only for addresses reachable from this machine alone', () => {
-    for (const h of ['127.0.0.1', '127.1.2.3', 'localhost', 'LOCALHOST', '::1', '[::1]', '0:0:0:0:0:0:0:1', '::ffff:127.0.0.1']) expect([h, isLoopbackHost(h)]).toEqual([h, true]);
-    for (const h of ['0.0.0.0', '::', '10.0.0.1', '192.168.1.2', '::ffff:10.0.0.1', 'localhost.evil.example', 'example.com', '', '128.0.0.1', '::2'])
+    for (const h of [
+      '127.0.0.1',
+      '127.1.2.3',
+      'localhost',
+      'LOCALHOST',
+      '::1',
+      '[::1]',
+      '0:0:0:0:0:0:0:1',
+      '::ffff:127.0.0.1',
+    ])
+      expect([h, isLoopbackHost(h)]).toEqual([h, true]);
+    for (const h of [
+      '0.0.0.0',
+      '::',
+      '10.0.0.1',
+      '192.168.1.2',
+      '::ffff:10.0.0.1',
+      'localhost.evil.example',
+      'example.com',
+      '',
+      '128.0.0.1',
+      '::2',
+    ])
       expect([h, isLoopbackHost(h)]).toEqual([h, false]);
   });
 });

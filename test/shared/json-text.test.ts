@@ -22,12 +22,17 @@ function parses(text: string): boolean {
 describe('scanJsonText', () => {
   it('agrees with JSON.parse on generated JSON and on mutations of it', () => {
     fc.assert(
-      fc.property(fc.json(), fc.nat(), fc.constantFrom('', '"', ',', '}', ']', '{', '[', ':', '\\', ' ', '01', '-', 'tru', '\u0001', '1e', '"\\u12"'), (text, at, insert) => {
-        expect(scanJsonText(text, plain)).toBeUndefined();
-        const i = at % (text.length + 1);
-        const mutated = text.slice(0, i) + insert + text.slice(i);
-        expect(scanJsonText(mutated, plain) === undefined).toBe(parses(mutated));
-      }),
+      fc.property(
+        fc.json(),
+        fc.nat(),
+        fc.constantFrom('', '"', ',', '}', ']', '{', '[', ':', '\\', ' ', '01', '-', 'tru', '\u0001', '1e', '"\\u12"'),
+        (text, at, insert) => {
+          expect(scanJsonText(text, plain)).toBeUndefined();
+          const i = at % (text.length + 1);
+          const mutated = text.slice(0, i) + insert + text.slice(i);
+          expect(scanJsonText(mutated, plain) === undefined).toBe(parses(mutated));
+        },
+      ),
       { numRuns: 2000 },
     );
   });
@@ -41,15 +46,33 @@ describe('scanJsonText', () => {
   });
 
   it('finds duplicate keys (also when escaped differently), not the same key in different objects', () => {
-    expect(scanJsonText('{"a":1,\n "\\u0061":2}')).toMatchObject({ kind: 'duplicate_key', key: 'a', line: 2, column: 2, path: 'a' });
+    expect(scanJsonText('{"a":1,\n "\\u0061":2}')).toMatchObject({
+      kind: 'duplicate_key',
+      key: 'a',
+      line: 2,
+      column: 2,
+      path: 'a',
+    });
     expect(scanJsonText('{"a":{"a":1},"b":[{"a":1},{"a":2}]}')).toBeUndefined();
-    expect(scanJsonText('[{"k":1},{"x":[{"k":1,"k":2}]}]')).toMatchObject({ kind: 'duplicate_key', key: 'k', path: '[1].x[0].k' });
+    expect(scanJsonText('[{"k":1},{"x":[{"k":1,"k":2}]}]')).toMatchObject({
+      kind: 'duplicate_key',
+      key: 'k',
+      path: '[1].x[0].k',
+    });
   });
 
   it('finds __proto__ anywhere and prototype under constructor', () => {
-    expect(scanJsonText('{"x":[{"__proto__":{}}]}')).toMatchObject({ kind: 'forbidden_key', key: '__proto__', path: 'x[0].__proto__' });
+    expect(scanJsonText('{"x":[{"__proto__":{}}]}')).toMatchObject({
+      kind: 'forbidden_key',
+      key: '__proto__',
+      path: 'x[0].__proto__',
+    });
     expect(scanJsonText('{"\\u005f_proto__":1}')).toMatchObject({ kind: 'forbidden_key', key: '__proto__' });
-    expect(scanJsonText('{"constructor":{"prototype":{"polluted":true}}}')).toMatchObject({ kind: 'forbidden_key', key: 'prototype', path: 'constructor.prototype' });
+    expect(scanJsonText('{"constructor":{"prototype":{"polluted":true}}}')).toMatchObject({
+      kind: 'forbidden_key',
+      key: 'prototype',
+      path: 'constructor.prototype',
+    });
     expect(scanJsonText('{"constructor":"x","prototype":"y","a":{"prototype":1}}')).toBeUndefined();
     expect(scanJsonText('{"__proto__":1}', plain)).toBeUndefined();
   });
@@ -66,7 +89,9 @@ describe('parseJsonText', () => {
     }
     expect(err).toBeInstanceOf(CaxtonError);
     expect(err).toMatchObject({ code: 'input_too_deep', status: 400, details: { limit: 64, line: 2, column: 64 } });
-    expect((err as Error).message).toBe('the request body is nested more than 64 levels deep; flatten it (the limit is 64 levels of objects and arrays) (at line 2, column 64)');
+    expect((err as Error).message).toBe(
+      'the request body is nested more than 64 levels deep; flatten it (the limit is 64 levels of objects and arrays) (at line 2, column 64)',
+    );
   });
 
   it('parses what it accepts exactly like JSON.parse', () => {

@@ -5,7 +5,16 @@
 import fc from 'fast-check';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { CaxtonError } from '../../src/shared/errors.js';
-import { MIN_SECRET_LENGTH, registerSecrets, scrubError, SecretScrubber, scrubSecrets, scrubSecretsIn, secretScrubber, secretVariants } from '../../src/shared/secrets.js';
+import {
+  MIN_SECRET_LENGTH,
+  registerSecrets,
+  scrubError,
+  SecretScrubber,
+  scrubSecrets,
+  scrubSecretsIn,
+  secretScrubber,
+  secretVariants,
+} from '../../src/shared/secrets.js';
 
 const KEY = 'sk-test-0123456789abcdef/+=?&"\\ é';
 
@@ -92,39 +101,53 @@ describe('SecretScrubber', () => {
   });
 
   it('property: any secret, embedded in any text in any of its encodings, is gone and the rest is kept', () => {
-    const secretArb = fc.string({ minLength: MIN_SECRET_LENGTH, maxLength: 40, unit: 'grapheme' }).filter((x) => x.length >= MIN_SECRET_LENGTH);
+    const secretArb = fc
+      .string({ minLength: MIN_SECRET_LENGTH, maxLength: 40, unit: 'grapheme' })
+      .filter((x) => x.length >= MIN_SECRET_LENGTH);
     // Surrounding text from an alphabet no encoding of a secret uses, so a match can only be the secret.
     const around = fc.string({ maxLength: 30, unit: fc.constantFrom('.', ',', ';', ' ', '|', '#') });
     fc.assert(
-      fc.property(secretArb, around, around, fc.constantFrom('raw', 'json', 'uri', 'form', 'hex'), (secret, pre, post, enc) => {
-        const scrubber = new SecretScrubber([secret]);
-        const bytes = Buffer.from(secret, 'utf8');
-        const encoded =
-          enc === 'raw'
-            ? secret
-            : enc === 'json'
-              ? JSON.stringify(secret).slice(1, -1)
-              : enc === 'uri'
-                ? encodeURIComponent(secret)
-                : enc === 'form'
-                  ? new URLSearchParams({ k: secret }).toString().slice(2)
-                  : bytes.toString('hex');
-        expect(scrubber.scrub(`${pre}${encoded}${post}`)).toBe(`${pre}***${post}`);
-      }),
+      fc.property(
+        secretArb,
+        around,
+        around,
+        fc.constantFrom('raw', 'json', 'uri', 'form', 'hex'),
+        (secret, pre, post, enc) => {
+          const scrubber = new SecretScrubber([secret]);
+          const bytes = Buffer.from(secret, 'utf8');
+          const encoded =
+            enc === 'raw'
+              ? secret
+              : enc === 'json'
+                ? JSON.stringify(secret).slice(1, -1)
+                : enc === 'uri'
+                  ? encodeURIComponent(secret)
+                  : enc === 'form'
+                    ? new URLSearchParams({ k: secret }).toString().slice(2)
+                    : bytes.toString('hex');
+          expect(scrubber.scrub(`${pre}${encoded}${post}`)).toBe(`${pre}***${post}`);
+        },
+      ),
       { numRuns: 300 },
     );
   });
 
   it('property: inside any base64 or base64url string, the characters that encode only the secret are replaced', () => {
     fc.assert(
-      fc.property(fc.uint8Array({ maxLength: 20 }), fc.string({ minLength: MIN_SECRET_LENGTH, maxLength: 40 }), fc.uint8Array({ maxLength: 20 }), fc.boolean(), (pre, secret, post, url) => {
-        const bytes = Buffer.from(secret, 'utf8');
-        const encoded = Buffer.concat([pre, bytes, post]).toString(url ? 'base64url' : 'base64');
-        const [start, end] = b64Span(pre.length, bytes.length);
-        const out = new SecretScrubber([secret]).scrub(encoded);
-        expect(out).not.toContain(encoded.slice(start, end));
-        expect(out).toContain('***');
-      }),
+      fc.property(
+        fc.uint8Array({ maxLength: 20 }),
+        fc.string({ minLength: MIN_SECRET_LENGTH, maxLength: 40 }),
+        fc.uint8Array({ maxLength: 20 }),
+        fc.boolean(),
+        (pre, secret, post, url) => {
+          const bytes = Buffer.from(secret, 'utf8');
+          const encoded = Buffer.concat([pre, bytes, post]).toString(url ? 'base64url' : 'base64');
+          const [start, end] = b64Span(pre.length, bytes.length);
+          const out = new SecretScrubber([secret]).scrub(encoded);
+          expect(out).not.toContain(encoded.slice(start, end));
+          expect(out).toContain('***');
+        },
+      ),
       { numRuns: 300 },
     );
   });
@@ -208,7 +231,18 @@ describe('SecretScrubber.scrubValue and scrubError', () => {
     const holder = new Holder();
     const bare = Object.assign(Object.create(null) as Record<string, unknown>, { [SECRET]: `x${SECRET}` });
     const out = s.scrubValue({ n: 1, t: true, f: false, z: null, u: undefined, big: 10n, date, map, holder, bare });
-    expect(out).toEqual({ n: 1, t: true, f: false, z: null, u: undefined, big: 10n, date, map, holder, bare: { '***': 'x***' } });
+    expect(out).toEqual({
+      n: 1,
+      t: true,
+      f: false,
+      z: null,
+      u: undefined,
+      big: 10n,
+      date,
+      map,
+      holder,
+      bare: { '***': 'x***' },
+    });
     expect(out.date).toBe(date);
     expect(out.map).toBe(map);
     expect(out.holder).toBe(holder);
@@ -236,7 +270,11 @@ describe('SecretScrubber.scrubValue and scrubError', () => {
     expect(e.message).toBe('m ***');
     expect(e.stack).toBeUndefined();
     expect(e.details).toEqual(['***']);
-    expect(Object.getOwnPropertyDescriptor(e, 'details')).toMatchObject({ writable: true, enumerable: true, configurable: true });
+    expect(Object.getOwnPropertyDescriptor(e, 'details')).toMatchObject({
+      writable: true,
+      enumerable: true,
+      configurable: true,
+    });
     e.details = 'replaced';
     expect(e.details).toBe('replaced');
 
@@ -295,7 +333,9 @@ describe('CaxtonError', () => {
   it('is built with its message and details scrubbed of the registered secrets', async () => {
     const { registerSecrets } = await import('../../src/shared/secrets.js');
     registerSecrets(['registered-secret-value-42']);
-    const e = new CaxtonError('llm_error', 'provider said: bad key registered-secret-value-42', { body: encodeURIComponent('registered-secret-value-42') });
+    const e = new CaxtonError('llm_error', 'provider said: bad key registered-secret-value-42', {
+      body: encodeURIComponent('registered-secret-value-42'),
+    });
     expect(e.message).toBe('provider said: bad key ***');
     expect(e.details).toEqual({ body: '***' });
   });

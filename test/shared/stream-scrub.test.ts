@@ -36,7 +36,8 @@ describe('StreamScrubber', () => {
       const text = `before ${form} after`;
       const whole = s.scrub(text);
       expect(whole, form).not.toContain(form);
-      for (let i = 0; i <= text.length; i++) expect(stream(s, cutAt(text, [i])).joined, `${form} cut at ${i}`).toBe(whole);
+      for (let i = 0; i <= text.length; i++)
+        expect(stream(s, cutAt(text, [i])).joined, `${form} cut at ${i}`).toBe(whole);
     }
   });
 
@@ -58,14 +59,22 @@ describe('StreamScrubber', () => {
     const two = new SecretScrubber([a, b]);
     const text = 'x ABCDEFGHIJKLMNOP y';
     expect(two.scrub(text)).toBe('x *** y');
-    for (let i = 0; i <= text.length; i++) for (let j = i; j <= text.length; j++) expect(stream(two, cutAt(text, [i, j])).joined, `cut at ${i}, ${j}`).toBe('x *** y');
+    for (let i = 0; i <= text.length; i++)
+      for (let j = i; j <= text.length; j++)
+        expect(stream(two, cutAt(text, [i, j])).joined, `cut at ${i}, ${j}`).toBe('x *** y');
   });
 
   it('adjacent secrets, and a secret inside a longer one, read as in the whole text', () => {
     const two = new SecretScrubber(['secret-one', 'secret-one-and-more', 'secret-two']);
-    for (const text of ['secret-onesecret-two!', 'a secret-one-and-more b', 'secret-one-and-mo', 'xsecret-onsecret-one']) {
+    for (const text of [
+      'secret-onesecret-two!',
+      'a secret-one-and-more b',
+      'secret-one-and-mo',
+      'xsecret-onsecret-one',
+    ]) {
       const whole = two.scrub(text);
-      for (let i = 0; i <= text.length; i++) expect(stream(two, cutAt(text, [i])).joined, `${text} cut at ${i}`).toBe(whole);
+      for (let i = 0; i <= text.length; i++)
+        expect(stream(two, cutAt(text, [i])).joined, `${text} cut at ${i}`).toBe(whole);
       expect(stream(two, [...text]).joined, `${text} one character at a time`).toBe(whole);
     }
   });

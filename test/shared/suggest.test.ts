@@ -22,12 +22,31 @@ function naive(word: string, candidates: readonly string[]): string | undefined 
   return best !== undefined && bestDist <= Math.max(2, Math.floor(word.length / 3)) ? best : undefined;
 }
 
-const KEYS = ['performative', 'sender', 'receivers', 'reply_to', 'content', 'language', 'encoding', 'ontology', 'protocol', 'conversation_id', 'reply_with', 'in_reply_to', 'reply_by', 'capability'];
+const KEYS = [
+  'performative',
+  'sender',
+  'receivers',
+  'reply_to',
+  'content',
+  'language',
+  'encoding',
+  'ontology',
+  'protocol',
+  'conversation_id',
+  'reply_with',
+  'in_reply_to',
+  'reply_by',
+  'capability',
+];
 
 describe('closest', () => {
   it('gives the same suggestion as comparing with every candidate', () => {
     const word = fc.oneof(
-      fc.constantFrom(...KEYS).chain((k) => fc.tuple(fc.nat(k.length), fc.string({ maxLength: 3 })).map(([i, s]) => k.slice(0, i) + s + k.slice(i + 1))),
+      fc
+        .constantFrom(...KEYS)
+        .chain((k) =>
+          fc.tuple(fc.nat(k.length), fc.string({ maxLength: 3 })).map(([i, s]) => k.slice(0, i) + s + k.slice(i + 1)),
+        ),
       fc.string({ maxLength: 40 }),
     );
     fc.assert(

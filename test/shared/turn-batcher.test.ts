@@ -21,7 +21,11 @@ describe('TurnBatcher', () => {
   it("a full queue is written at once on the caller's turn, and counted", () => {
     const batches: number[][] = [];
     let full = 0;
-    const b = new TurnBatcher<number>({ maxQueue: 2, write: (batch) => void batches.push([...batch]), onFull: () => full++ });
+    const b = new TurnBatcher<number>({
+      maxQueue: 2,
+      write: (batch) => void batches.push([...batch]),
+      onFull: () => full++,
+    });
     b.push(1);
     b.push(2);
     b.push(3);

@@ -71,7 +71,11 @@ describe.each([0o022, 0o000])('with umask %o', (mask) => {
   it('the saved ANN graph and its sidecar are 0600', () => {
     process.umask(mask);
     // Stands for usearch, which writes its file with the process's default mode.
-    const index = { dimensions: 4, size: 1, saveAnn: (p: string) => writeFileSync(p, 'graph') } as unknown as VectorIndex;
+    const index = {
+      dimensions: 4,
+      size: 1,
+      saveAnn: (p: string) => writeFileSync(p, 'graph'),
+    } as unknown as VectorIndex;
     const path = join(root, 'memory.usearch');
     saveAnnFile(index, path, { db_uid: 'u', seq: 1, model: 'm' });
     expect(mode(path)).toBe(0o600);

@@ -26,7 +26,10 @@ describe('the turn writer of a SQLite database', () => {
       },
     });
     const committed: number[][] = [];
-    const b = writeLane(d, { write: (batch: number[]) => batch.map((v) => Number(insB.run(v).lastInsertRowid)), committed: (ids) => committed.push(ids) });
+    const b = writeLane(d, {
+      write: (batch: number[]) => batch.map((v) => Number(insB.run(v).lastInsertRowid)),
+      committed: (ids) => committed.push(ids),
+    });
     a.push(1);
     b.push(10);
     a.push(2);
@@ -43,7 +46,10 @@ describe('the turn writer of a SQLite database', () => {
     const insB = d.prepare('INSERT INTO b (v) VALUES (?)');
     const errors: unknown[] = [];
     const a = writeLane(d, { write: (batch: number[]) => void batch.forEach((v) => insA.run(v)) });
-    const b = writeLane(d, { write: (batch: number[]) => void batch.forEach((v) => insB.run(v)), onError: (e) => errors.push(e) });
+    const b = writeLane(d, {
+      write: (batch: number[]) => void batch.forEach((v) => insB.run(v)),
+      onError: (e) => errors.push(e),
+    });
     b.push(1);
     b.push(-1); // violates the CHECK: b's batch goes
     a.push(7);
@@ -58,7 +64,10 @@ describe('the turn writer of a SQLite database', () => {
     const d = db();
     const insA = d.prepare('INSERT INTO a (v) VALUES (?)');
     let full = 0;
-    const a = writeLane(d, { write: (batch: number[]) => void batch.forEach((v) => insA.run(v)), onFull: () => full++ });
+    const a = writeLane(d, {
+      write: (batch: number[]) => void batch.forEach((v) => insA.run(v)),
+      onFull: () => full++,
+    });
     for (let i = 0; i < TURN_WRITER_MAX_QUEUE + 1; i++) a.push(i);
     expect(count(d, 'a')).toBe(TURN_WRITER_MAX_QUEUE);
     expect(full).toBe(1);

@@ -45,8 +45,16 @@ async function get<T>(path: string): Promise<{ status: number; body: T }> {
   return { status: res.status, body: (await res.json()) as T };
 }
 
-async function call(server: string, tool: string, args: Record<string, unknown>): Promise<{ status: number; body: Record<string, unknown> }> {
-  const res = await fetch(`${t.url}/api/v1/tools/${server}/${tool}/call`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ args }) });
+async function call(
+  server: string,
+  tool: string,
+  args: Record<string, unknown>,
+): Promise<{ status: number; body: Record<string, unknown> }> {
+  const res = await fetch(`${t.url}/api/v1/tools/${server}/${tool}/call`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ args }),
+  });
   return { status: res.status, body: (await res.json()) as Record<string, unknown> };
 }
 
@@ -56,7 +64,8 @@ async function metricValue(labels: Record<string, string>): Promise<number> {
   const text = await t.server.metrics.registry.metrics();
   for (const line of text.split('\n')) {
     if (!line.startsWith('caxton_tool_calls_total{')) continue;
-    if (Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`))) return Number(line.slice(line.lastIndexOf(' ') + 1));
+    if (Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`)))
+      return Number(line.slice(line.lastIndexOf(' ') + 1));
   }
   return 0;
 }
@@ -82,10 +91,14 @@ describe('GET /api/v1/tools: every source with its kind and state', () => {
   });
 
   it('shows an MCP server: its tools, state, last error and reconnect attempts', async () => {
-    const ok = await get<Source & { tool_specs: { name: string; input_schema: unknown }[] }>('/api/v1/tools/everything');
+    const ok = await get<Source & { tool_specs: { name: string; input_schema: unknown }[] }>(
+      '/api/v1/tools/everything',
+    );
     expect(ok.status).toBe(200);
     expect(ok.body.mcp).toMatchObject({ state: 'ready', last_error: null, reconnects: 0, transport: 'stdio' });
-    expect(ok.body.tool_specs.find((s) => s.name === 'everything.echo')?.input_schema).toMatchObject({ type: 'object' });
+    expect(ok.body.tool_specs.find((s) => s.name === 'everything.echo')?.input_schema).toMatchObject({
+      type: 'object',
+    });
     const bad = await get<Source>('/api/v1/tools/broken');
     expect(bad.body.mcp!.state).toBe('failed');
     expect(bad.body.mcp!.attempts).toBeGreaterThanOrEqual(1);
@@ -101,7 +114,13 @@ describe('POST /api/v1/tools/{server}/{tool}/call for every kind', () => {
     const before = await metricValue({ tool: 'everything.echo', via: 'rest' });
     const r = await call('everything', 'echo', { message: 'catalogue' });
     expect(r.status).toBe(200);
-    expect(r.body).toMatchObject({ tool: 'everything.echo', kind: 'mcp', is_error: false, outcome: 'ok', content: 'Echo: catalogue' });
+    expect(r.body).toMatchObject({
+      tool: 'everything.echo',
+      kind: 'mcp',
+      is_error: false,
+      outcome: 'ok',
+      content: 'Echo: catalogue',
+    });
     const recs = await t.server.toolAudit.find({ tool: 'everything.echo', agent: 'api' });
     expect(recs.some((x) => x.execution_id === r.body.execution_id && x.outcome === 'ok')).toBe(true);
     expect(await metricValue({ tool: 'everything.echo', via: 'rest', status: 'ok' })).toBe(before + 1);
@@ -110,15 +129,27 @@ describe('POST /api/v1/tools/{server}/{tool}/call for every kind', () => {
   it('calls calculator through the builtin group, audited under server "builtin"', async () => {
     const r = await call('builtin', 'calculator', { expression: '(2 + 3) * 4' });
     expect(r.status).toBe(200);
-    expect(r.body).toMatchObject({ tool: 'calculator', kind: 'builtin', is_error: false, outcome: 'ok', content: '20' });
-    const { value } = await waitUntil(async () => (await t.server.toolAudit.find({ server: 'builtin' })).find((x) => x.execution_id === r.body.execution_id), { what: 'the audit record' });
+    expect(r.body).toMatchObject({
+      tool: 'calculator',
+      kind: 'builtin',
+      is_error: false,
+      outcome: 'ok',
+      content: '20',
+    });
+    const { value } = await waitUntil(
+      async () =>
+        (await t.server.toolAudit.find({ server: 'builtin' })).find((x) => x.execution_id === r.body.execution_id),
+      { what: 'the audit record' },
+    );
     expect(value).toMatchObject({ agent: 'api', tool: 'calculator', outcome: 'ok' });
   });
 
   it('answers unknown tools of an MCP server and unknown single names with 404 tool_not_found', async () => {
     const a = await call('everything', 'nope', {});
     expect(a.status).toBe(404);
-    expect((a.body.error as { code: string; message: string }).message).toMatch(/MCP server "everything" has no tool "nope"/);
+    expect((a.body.error as { code: string; message: string }).message).toMatch(
+      /MCP server "everything" has no tool "nope"/,
+    );
     const b = await call('builtin', 'calculater', {});
     expect(b.status).toBe(404);
     expect((b.body.error as { message: string }).message).toMatch(/did you mean "calculator"/);
@@ -166,7 +197,9 @@ describe('the CLI against the running server', () => {
   });
 
   it('caxton status counts tool sources by kind', async () => {
-    const json = parseJson<{ tool_sources: { total: number; by_kind: Record<string, number>; unavailable: { name: string }[] } }>(await cli(['--json', 'status']));
+    const json = parseJson<{
+      tool_sources: { total: number; by_kind: Record<string, number>; unavailable: { name: string }[] };
+    }>(await cli(['--json', 'status']));
     // host: the `host` group and the toolkit's groups workspace, web and todo.
     expect(json.tool_sources.by_kind).toMatchObject({ mcp: 2, builtin: 1, host: 4 });
     expect(json.tool_sources.total).toBe(Object.values(json.tool_sources.by_kind).reduce((a, b) => a + b, 0));

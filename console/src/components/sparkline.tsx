@@ -1,6 +1,14 @@
 /** A small time-series chart: inline SVG (no library), described for screen readers by its range. */
 
-export function Sparkline({ values, label, format = (v) => String(v) }: { values: readonly number[]; label: string; format?: (v: number) => string }) {
+export function Sparkline({
+  values,
+  label,
+  format = (v) => String(v),
+}: {
+  values: readonly number[];
+  label: string;
+  format?: (v: number) => string;
+}) {
   const w = 120;
   const h = 32;
   if (values.length < 2) {

@@ -18,7 +18,15 @@ export interface VirtualListProps<T> {
   scrollTo?: number;
 }
 
-export function VirtualList<T>({ items, rowHeight, overscan = 6, label, keyOf, render, scrollTo }: VirtualListProps<T>) {
+export function VirtualList<T>({
+  items,
+  rowHeight,
+  overscan = 6,
+  label,
+  keyOf,
+  render,
+  scrollTo,
+}: VirtualListProps<T>) {
   const box = useRef<HTMLDivElement>(null);
   const [top, setTop] = useState(0);
   const [height, setHeight] = useState(480);
@@ -35,7 +43,8 @@ export function VirtualList<T>({ items, rowHeight, overscan = 6, label, keyOf, r
     const el = box.current;
     if (!el || scrollTo === undefined || scrollTo < 0) return;
     const y = scrollTo * rowHeight;
-    if (y < el.scrollTop || y + rowHeight > el.scrollTop + el.clientHeight) el.scrollTop = Math.max(0, y - el.clientHeight / 2);
+    if (y < el.scrollTop || y + rowHeight > el.scrollTop + el.clientHeight)
+      el.scrollTop = Math.max(0, y - el.clientHeight / 2);
   }, [scrollTo]);
   // A shorter list (a new search) must not leave the view scrolled past its end.
   useEffect(() => {
@@ -52,7 +61,9 @@ export function VirtualList<T>({ items, rowHeight, overscan = 6, label, keyOf, r
       el.scrollTop = Math.max(0, y - el.clientHeight + rowHeight * 2);
       setTop(el.scrollTop);
     }
-    requestAnimationFrame(() => el.querySelector<HTMLElement>(`li[aria-posinset="${n + 1}"] a, li[aria-posinset="${n + 1}"] button`)?.focus());
+    requestAnimationFrame(() =>
+      el.querySelector<HTMLElement>(`li[aria-posinset="${n + 1}"] a, li[aria-posinset="${n + 1}"] button`)?.focus(),
+    );
   };
   const onKeyDown = (e: KeyboardEvent) => {
     const li = (e.target as HTMLElement).closest('li');
@@ -82,13 +93,27 @@ export function VirtualList<T>({ items, rowHeight, overscan = 6, label, keyOf, r
   for (let i = first; i < last; i++) {
     const item = items[i]!;
     rows.push(
-      <li key={keyOf(item)} style={{ top: `${i * rowHeight}px`, height: `${rowHeight}px` }} aria-setsize={items.length} aria-posinset={i + 1}>
+      <li
+        key={keyOf(item)}
+        style={{ top: `${i * rowHeight}px`, height: `${rowHeight}px` }}
+        aria-setsize={items.length}
+        aria-posinset={i + 1}
+      >
         {render(item, i)}
       </li>,
     );
   }
   return (
-    <div class="vlist" ref={box} onScroll={(e) => setTop((e.currentTarget as HTMLDivElement).scrollTop)} onKeyDown={onKeyDown} tabIndex={0} role="region" aria-label={label} data-testid="virtual-list">
+    <div
+      class="vlist"
+      ref={box}
+      onScroll={(e) => setTop((e.currentTarget as HTMLDivElement).scrollTop)}
+      onKeyDown={onKeyDown}
+      tabIndex={0}
+      role="region"
+      aria-label={label}
+      data-testid="virtual-list"
+    >
       <ul style={{ height: `${items.length * rowHeight}px` }} aria-label={label}>
         {rows}
       </ul>

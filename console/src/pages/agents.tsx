@@ -25,7 +25,11 @@ const ROW = 52;
 async function loadAll(signal: AbortSignal): Promise<AgentSummary[]> {
   const all: AgentSummary[] = [];
   for (let offset = 0; ; offset += PAGE) {
-    const page = await get<{ agents: AgentSummary[]; total: number }>('/api/v1/agents', { limit: PAGE, offset }, signal);
+    const page = await get<{ agents: AgentSummary[]; total: number }>(
+      '/api/v1/agents',
+      { limit: PAGE, offset },
+      signal,
+    );
     all.push(...page.agents);
     if (page.agents.length < PAGE || all.length >= page.total) return all;
   }
@@ -103,7 +107,14 @@ export default function Agents({ params, query }: PageProps) {
       <div class="agents-layout">
         <div>
           <label for="agent-search">Search by name or capability</label>
-          <input id="agent-search" type="search" value={text} onInput={(e) => setText((e.target as HTMLInputElement).value)} aria-describedby="agent-count" autoComplete="off" />
+          <input
+            id="agent-search"
+            type="search"
+            value={text}
+            onInput={(e) => setText((e.target as HTMLInputElement).value)}
+            aria-describedby="agent-count"
+            autoComplete="off"
+          />
           <p id="agent-count" class="muted small" role="status" data-testid="agent-count">
             {agents ? `${shown.length} of ${agents.length} agents` : 'Loading agents…'}
           </p>
@@ -116,7 +127,10 @@ export default function Agents({ params, query }: PageProps) {
               keyOf={(a) => a.name}
               scrollTo={selectedIndex}
               render={(a) => (
-                <Link to={`/agents/${encodeURIComponent(a.name)}${q ? `?q=${encodeURIComponent(q)}` : ''}`} {...(a.name === selected && { 'aria-current': 'page' })}>
+                <Link
+                  to={`/agents/${encodeURIComponent(a.name)}${q ? `?q=${encodeURIComponent(q)}` : ''}`}
+                  {...(a.name === selected && { 'aria-current': 'page' })}
+                >
                   {a.name}
                   <span class="caps">{a.capabilities.length > 0 ? a.capabilities.join(', ') : 'no capabilities'}</span>
                 </Link>
@@ -128,7 +142,12 @@ export default function Agents({ params, query }: PageProps) {
           {editingNew ? (
             <AgentEditor onDeployed={(name) => navigate(`/agents/${encodeURIComponent(name)}`)} />
           ) : selected !== undefined ? (
-            <AgentDetailView key={selected} name={selected} tab={params.tab ?? 'definition'} onChanged={() => setGeneration((g) => g + 1)} />
+            <AgentDetailView
+              key={selected}
+              name={selected}
+              tab={params.tab ?? 'definition'}
+              onChanged={() => setGeneration((g) => g + 1)}
+            />
           ) : agents ? (
             <p class="muted">Choose an agent to see its definition, versions and rollout, and to chat with it.</p>
           ) : (

@@ -12,7 +12,17 @@ import { useApi, useLive, useReloadOnEvent } from '../hooks';
 import type { PageProps } from '../pages';
 import { Link, setQuery } from '../router';
 import { can } from '../session';
-import { type AclMessage, type Conversation, isTerminal, MessageFields, offsetText, StateBadge, STATES, targetsOf, when } from './messaging-common';
+import {
+  type AclMessage,
+  type Conversation,
+  isTerminal,
+  MessageFields,
+  offsetText,
+  StateBadge,
+  STATES,
+  targetsOf,
+  when,
+} from './messaging-common';
 
 export default function Conversations({ params, query }: PageProps) {
   if (params.id !== undefined) return <ConversationView key={params.id} id={params.id} query={query} />;
@@ -33,7 +43,9 @@ const PAGE_SIZE = 50;
 /** The message of the server's validation issue about `field` (details.issues), if it named one. */
 export function issueAbout(error: unknown, field: string): string | undefined {
   if (!(error instanceof ApiError) || error.status !== 400) return undefined;
-  const issues = Array.isArray(error.details.issues) ? (error.details.issues as { field?: unknown; message?: unknown }[]) : [];
+  const issues = Array.isArray(error.details.issues)
+    ? (error.details.issues as { field?: unknown; message?: unknown }[])
+    : [];
   const hit = issues.find((i) => i.field === field);
   return hit && typeof hit.message === 'string' ? `${field}: ${hit.message}` : undefined;
 }
@@ -42,14 +54,23 @@ function ConversationList({ query }: { query: URLSearchParams }) {
   const state = query.get('state') ?? '';
   const participant = query.get('participant') ?? '';
   const offset = Math.max(0, Number(query.get('offset') ?? 0) || 0);
-  const list = useApi<ConversationPage>('/api/v1/conversations', { state: state || undefined, participant: participant || undefined, limit: PAGE_SIZE, offset });
+  const list = useApi<ConversationPage>('/api/v1/conversations', {
+    state: state || undefined,
+    participant: participant || undefined,
+    limit: PAGE_SIZE,
+    offset,
+  });
   const [participantDraft, setParticipantDraft] = useState(participant);
   useEffect(() => setParticipantDraft(participant), [participant]);
 
   // Live: every message sent reloads the page (at most four times a second); polled every 3 s
   // otherwise, including when the stream is refused (events disabled, a 403).
   const observe = can('observe:read');
-  const { live, streaming } = useReloadOnEvent('message.sent', list.reload, { throttleMs: 250, pollMs: 3_000, streamingPollMs: 15_000 });
+  const { live, streaming } = useReloadOnEvent('message.sent', list.reload, {
+    throttleMs: 250,
+    pollMs: 3_000,
+    streamingPollMs: 15_000,
+  });
 
   const stateError = issueAbout(list.error, 'state');
   const participantError = issueAbout(list.error, 'participant') ?? issueAbout(list.error, 'offset');
@@ -82,7 +103,9 @@ function ConversationList({ query }: { query: URLSearchParams }) {
                 {s.replace('_', ' ')}
               </option>
             ))}
-            {state && !(STATES as readonly string[]).includes(state) && <option value={state}>{state} (unknown)</option>}
+            {state && !(STATES as readonly string[]).includes(state) && (
+              <option value={state}>{state} (unknown)</option>
+            )}
           </select>
           {stateError && (
             <p class="field-error" id="conv-state-error" role="alert">
@@ -162,10 +185,20 @@ function ConversationList({ query }: { query: URLSearchParams }) {
           )}
           {page.total > PAGE_SIZE && (
             <nav class="pager" aria-label="Pages of conversations">
-              <button type="button" class="secondary" disabled={offset === 0} onClick={() => setQuery({ offset: String(Math.max(0, offset - PAGE_SIZE)) })}>
+              <button
+                type="button"
+                class="secondary"
+                disabled={offset === 0}
+                onClick={() => setQuery({ offset: String(Math.max(0, offset - PAGE_SIZE)) })}
+              >
                 Newer
               </button>
-              <button type="button" class="secondary" disabled={offset + PAGE_SIZE >= page.total} onClick={() => setQuery({ offset: String(offset + PAGE_SIZE) })}>
+              <button
+                type="button"
+                class="secondary"
+                disabled={offset + PAGE_SIZE >= page.total}
+                onClick={() => setQuery({ offset: String(offset + PAGE_SIZE) })}
+              >
                 Older
               </button>
             </nav>
@@ -215,7 +248,10 @@ function ConversationView({ id, query }: { id: string; query: URLSearchParams })
     [id, follow],
   );
 
-  const messages = useMemo(() => [...byId.values()].sort((a, b) => Date.parse(a.timestamp) - Date.parse(b.timestamp)), [byId]);
+  const messages = useMemo(
+    () => [...byId.values()].sort((a, b) => Date.parse(a.timestamp) - Date.parse(b.timestamp)),
+    [byId],
+  );
   const t0 = messages.length > 0 ? Date.parse(messages[0]!.timestamp) : 0;
   const selectedId = query.get('m') ?? undefined;
   const selected = messages.find((m) => m.id === selectedId);
@@ -276,7 +312,9 @@ function ConversationView({ id, query }: { id: string; query: URLSearchParams })
           The conversation ended ({conv.state}).
         </p>
       )}
-      {(conv.protocol === 'fipa-contract-net' || messages.some((m) => m.performative === 'cfp')) && <ContractNetSummary messages={messages} />}
+      {(conv.protocol === 'fipa-contract-net' || messages.some((m) => m.performative === 'cfp')) && (
+        <ContractNetSummary messages={messages} />
+      )}
       <h2>Messages</h2>
       {messages.length === 0 ? (
         <p class="muted">No messages yet.</p>
@@ -313,7 +351,12 @@ function ConversationView({ id, query }: { id: string; query: URLSearchParams })
                         <td>{targetsOf(m).join(', ')}</td>
                         <td>{m.in_reply_to ? replied >= 0 ? `#${replied + 1}` : <code>{m.in_reply_to}</code> : '—'}</td>
                         <td>
-                          <button type="button" class="secondary small" onClick={() => select(m.id)} aria-label={`Show message ${i + 1}: ${m.performative} from ${m.sender}`}>
+                          <button
+                            type="button"
+                            class="secondary small"
+                            onClick={() => select(m.id)}
+                            aria-label={`Show message ${i + 1}: ${m.performative} from ${m.sender}`}
+                          >
                             Show
                           </button>
                         </td>
@@ -353,7 +396,8 @@ function ContractNetSummary({ messages }: { messages: readonly AclMessage[] }) {
   const of = (p: string) => messages.filter((m) => m.performative === p);
   const cfp = of('cfp')[0];
   const bidders = cfp ? targetsOf(cfp) : [];
-  const names = (ms: AclMessage[], side: 'sender' | 'to') => (ms.length === 0 ? 'none' : ms.map((m) => (side === 'sender' ? m.sender : targetsOf(m).join(', '))).join(', '));
+  const names = (ms: AclMessage[], side: 'sender' | 'to') =>
+    ms.length === 0 ? 'none' : ms.map((m) => (side === 'sender' ? m.sender : targetsOf(m).join(', '))).join(', ');
   return (
     <section class="card cnp" aria-labelledby="cnp-title" data-testid="cnp-summary">
       <h2 id="cnp-title">Contract Net</h2>
@@ -398,7 +442,10 @@ const COLORS: Record<string, string> = {
 };
 
 /** Lifelines: the initiator first, then the conversation's participants, then anyone else in the order they appear. */
-export function lifelinesOf(conv: Pick<Conversation, 'initiator' | 'participants'>, messages: readonly AclMessage[]): string[] {
+export function lifelinesOf(
+  conv: Pick<Conversation, 'initiator' | 'participants'>,
+  messages: readonly AclMessage[],
+): string[] {
   const out: string[] = [];
   const add = (n: string) => {
     if (!out.includes(n)) out.push(n);
@@ -467,15 +514,44 @@ function SequenceDiagram({
   });
   const title = `Sequence diagram of conversation ${conversation.id}: ${messages.length} message${messages.length === 1 ? '' : 's'} between ${lines.join(', ')}`;
   return (
-    <div class="seq-scroll" role="region" aria-label="Sequence diagram (scrolls sideways on narrow screens)" tabIndex={0}>
+    <div
+      class="seq-scroll"
+      role="region"
+      aria-label="Sequence diagram (scrolls sideways on narrow screens)"
+      tabIndex={0}
+    >
       <div class="seq">
-        <svg role="img" aria-labelledby="seq-title" width={width} height={height} viewBox={`0 0 ${width} ${height}`} data-testid="sequence-diagram" class="seq-art">
+        <svg
+          role="img"
+          aria-labelledby="seq-title"
+          width={width}
+          height={height}
+          viewBox={`0 0 ${width} ${height}`}
+          data-testid="sequence-diagram"
+          class="seq-art"
+        >
           <title id="seq-title">{title}</title>
           {lines.map((n) => (
             <g key={n}>
               <line x1={x(n)} y1={HEAD} x2={x(n)} y2={height - 4} stroke="#8c959f" stroke-dasharray="4 4" />
-              <rect x={x(n) - COL / 2 + 8} y={4} width={COL - 16} height={HEAD - 4} rx={4} fill="#eaf2fb" stroke="#0b5cad" />
-              <text x={x(n)} y={4 + (HEAD - 4) / 2 + 5} text-anchor="middle" font-size="13" font-weight="600" fill="#1b1f24" data-testid="lifeline">
+              <rect
+                x={x(n) - COL / 2 + 8}
+                y={4}
+                width={COL - 16}
+                height={HEAD - 4}
+                rx={4}
+                fill="#eaf2fb"
+                stroke="#0b5cad"
+              />
+              <text
+                x={x(n)}
+                y={4 + (HEAD - 4) / 2 + 5}
+                text-anchor="middle"
+                font-size="13"
+                font-weight="600"
+                fill="#1b1f24"
+                data-testid="lifeline"
+              >
                 {short(n)}
               </text>
             </g>
@@ -483,22 +559,48 @@ function SequenceDiagram({
           {arrows.map((a) => {
             const color = COLORS[a.m.performative] ?? '#1b1f24';
             const on = a.m.id === selected;
-            const far = a.self ? a.sx + 40 : a.txs.reduce((f, t) => (Math.abs(t - a.sx) > Math.abs(f - a.sx) ? t : f), a.txs[0]!);
+            const far = a.self
+              ? a.sx + 40
+              : a.txs.reduce((f, t) => (Math.abs(t - a.sx) > Math.abs(f - a.sx) ? t : f), a.txs[0]!);
             return (
               <g key={a.m.id} data-testid="arrow-art" data-performative={a.m.performative}>
-                {on && <rect x={a.x0 - 8} y={a.y - 24} width={a.x1 - a.x0 + 16} height={ROW - 4} rx={4} fill="#fff4e0" />}
+                {on && (
+                  <rect x={a.x0 - 8} y={a.y - 24} width={a.x1 - a.x0 + 16} height={ROW - 4} rx={4} fill="#fff4e0" />
+                )}
                 {a.self ? (
-                  <path d={`M ${a.sx} ${a.y - 6} h 40 v 12 h -34`} fill="none" stroke={color} stroke-width={on ? 3 : 1.6} />
+                  <path
+                    d={`M ${a.sx} ${a.y - 6} h 40 v 12 h -34`}
+                    fill="none"
+                    stroke={color}
+                    stroke-width={on ? 3 : 1.6}
+                  />
                 ) : (
-                  <line x1={a.x0} y1={a.y} x2={a.x1} y2={a.y} stroke={color} stroke-width={on ? 3 : 1.6} {...(a.m.in_reply_to && { 'stroke-dasharray': '6 3' })} />
+                  <line
+                    x1={a.x0}
+                    y1={a.y}
+                    x2={a.x1}
+                    y2={a.y}
+                    stroke={color}
+                    stroke-width={on ? 3 : 1.6}
+                    {...(a.m.in_reply_to && { 'stroke-dasharray': '6 3' })}
+                  />
                 )}
                 {(a.self ? [a.sx + 6] : a.txs.filter((t) => t !== a.sx)).map((t, k) => {
                   const d = a.self ? -1 : t > a.sx ? 1 : -1;
                   const y = a.self ? a.y + 6 : a.y;
-                  return <polygon key={k} points={`${t},${y} ${t - 9 * d},${y - 5} ${t - 9 * d},${y + 5}`} fill={color} />;
+                  return (
+                    <polygon key={k} points={`${t},${y} ${t - 9 * d},${y - 5} ${t - 9 * d},${y + 5}`} fill={color} />
+                  );
                 })}
                 <circle cx={a.sx} cy={a.self ? a.y - 6 : a.y} r={3} fill={color} />
-                <text x={a.self ? a.sx + 46 : (a.sx + far) / 2} y={a.y - 7} text-anchor={a.self ? 'start' : 'middle'} font-size="12" fill={color} font-weight={on ? '700' : '400'}>
+                <text
+                  x={a.self ? a.sx + 46 : (a.sx + far) / 2}
+                  y={a.y - 7}
+                  text-anchor={a.self ? 'start' : 'middle'}
+                  font-size="12"
+                  fill={color}
+                  font-weight={on ? '700' : '400'}
+                >
                   {a.label}
                 </text>
               </g>
@@ -506,7 +608,14 @@ function SequenceDiagram({
           })}
         </svg>
         {/* The arrows' keyboard and pointer targets, over the picture (a role="img" may not hold controls). */}
-        <svg class="seq-hits" width={width} height={height} viewBox={`0 0 ${width} ${height}`} role="group" aria-label="Messages in the diagram: Enter shows one">
+        <svg
+          class="seq-hits"
+          width={width}
+          height={height}
+          viewBox={`0 0 ${width} ${height}`}
+          role="group"
+          aria-label="Messages in the diagram: Enter shows one"
+        >
           {arrows.map((a) => (
             <g
               key={a.m.id}

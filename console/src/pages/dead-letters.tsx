@@ -36,7 +36,12 @@ function DeadLetterList({ query }: { query: URLSearchParams }) {
   const r = receiver.trim();
   const t = errorText.trim();
   const filtered = r !== '' || t !== '';
-  const list = useApi<DeadLetterPage>('/api/v1/dead-letters', { limit: PAGE_SIZE, offset, ...(r && { receiver: r }), ...(t && { error: t }) });
+  const list = useApi<DeadLetterPage>('/api/v1/dead-letters', {
+    limit: PAGE_SIZE,
+    offset,
+    ...(r && { receiver: r }),
+    ...(t && { error: t }),
+  });
   // The count of all dead letters beside a filtered one.
   const all = useApi<DeadLetterPage>(filtered ? '/api/v1/dead-letters' : undefined, { limit: 1 });
   // No event stream for dead letters: refreshed every 5 s while the tab is visible.
@@ -55,15 +60,29 @@ function DeadLetterList({ query }: { query: URLSearchParams }) {
   return (
     <section class="msg-page" aria-labelledby="dead-letters-title">
       <h1 id="dead-letters-title">Dead letters</h1>
-      <p class="muted">Deliveries that failed for good, oldest first. {can('dead_letters:replay') ? 'Open one to replay it.' : ''}</p>
+      <p class="muted">
+        Deliveries that failed for good, oldest first. {can('dead_letters:replay') ? 'Open one to replay it.' : ''}
+      </p>
       <form class="filters" aria-label="Filter dead letters" onSubmit={(e) => e.preventDefault()}>
         <div>
           <label for="dl-receiver">Receiver</label>
-          <input id="dl-receiver" type="search" value={receiver} onInput={(e) => setQuery({ receiver: (e.target as HTMLInputElement).value || undefined })} aria-describedby="dl-filter-help" />
+          <input
+            id="dl-receiver"
+            type="search"
+            value={receiver}
+            onInput={(e) => setQuery({ receiver: (e.target as HTMLInputElement).value || undefined })}
+            aria-describedby="dl-filter-help"
+          />
         </div>
         <div>
           <label for="dl-error">Error contains</label>
-          <input id="dl-error" type="search" value={errorText} onInput={(e) => setQuery({ error: (e.target as HTMLInputElement).value || undefined })} aria-describedby="dl-filter-help" />
+          <input
+            id="dl-error"
+            type="search"
+            value={errorText}
+            onInput={(e) => setQuery({ error: (e.target as HTMLInputElement).value || undefined })}
+            aria-describedby="dl-filter-help"
+          />
         </div>
         <p id="dl-filter-help" class="muted small filters-help">
           Text anywhere in the receiver's name or the last error, any case.
@@ -115,10 +134,20 @@ function DeadLetterList({ query }: { query: URLSearchParams }) {
           )}
           {page.total > PAGE_SIZE && (
             <nav class="pager" aria-label="Pages of dead letters">
-              <button type="button" class="secondary" disabled={offset === 0} onClick={() => setQuery({ offset: String(Math.max(0, offset - PAGE_SIZE)) })}>
+              <button
+                type="button"
+                class="secondary"
+                disabled={offset === 0}
+                onClick={() => setQuery({ offset: String(Math.max(0, offset - PAGE_SIZE)) })}
+              >
                 Previous
               </button>
-              <button type="button" class="secondary" disabled={offset + PAGE_SIZE >= page.total} onClick={() => setQuery({ offset: String(offset + PAGE_SIZE) })}>
+              <button
+                type="button"
+                class="secondary"
+                disabled={offset + PAGE_SIZE >= page.total}
+                onClick={() => setQuery({ offset: String(offset + PAGE_SIZE) })}
+              >
                 Next
               </button>
             </nav>
@@ -174,10 +203,12 @@ function DeadLetterView({ id }: { id: string }) {
         <h1 id="dl-title">Dead letter #{id}</h1>
         <div class="notice ok" role="status" tabIndex={-1} ref={resultRef} data-testid="replay-result">
           <p>
-            Replayed: the message <code>{result.message_id}</code> is queued again for {result.receiver}, with fresh attempts.
+            Replayed: the message <code>{result.message_id}</code> is queued again for {result.receiver}, with fresh
+            attempts.
           </p>
           <p>
-            Follow its delivery on <Link to={`/messages/${encodeURIComponent(result.message_id)}`}>the message page</Link> or in{' '}
+            Follow its delivery on{' '}
+            <Link to={`/messages/${encodeURIComponent(result.message_id)}`}>the message page</Link> or in{' '}
             <Link to={`/conversations/${encodeURIComponent(result.conversation_id)}`}>its conversation</Link>.
           </p>
         </div>
@@ -225,9 +256,16 @@ function DeadLetterView({ id }: { id: string }) {
           confirming ? (
             <div class="confirm" role="group" aria-labelledby="replay-q">
               <p id="replay-q">
-                Deliver message <code>{d.message_id}</code> to {d.receiver} again? A conversation that failed because of it is reopened.
+                Deliver message <code>{d.message_id}</code> to {d.receiver} again? A conversation that failed because of
+                it is reopened.
               </p>
-              <button type="button" ref={confirmRef} onClick={() => void replay()} disabled={busy} aria-describedby={error ? 'replay-error' : undefined}>
+              <button
+                type="button"
+                ref={confirmRef}
+                onClick={() => void replay()}
+                disabled={busy}
+                aria-describedby={error ? 'replay-error' : undefined}
+              >
                 {busy ? 'Replaying…' : 'Yes, replay it'}
               </button>{' '}
               <button type="button" class="secondary" onClick={() => setConfirming(false)} disabled={busy}>
@@ -237,7 +275,11 @@ function DeadLetterView({ id }: { id: string }) {
             </div>
           ) : (
             <>
-              <button type="button" onClick={() => setConfirming(true)} aria-describedby={error ? 'replay-error' : undefined}>
+              <button
+                type="button"
+                onClick={() => setConfirming(true)}
+                aria-describedby={error ? 'replay-error' : undefined}
+              >
                 Replay…
               </button>
               <FieldError error={error} id="replay-error" />

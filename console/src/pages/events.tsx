@@ -57,10 +57,13 @@ export default function Events({ query }: PageProps) {
           const d = ev.data ?? {};
           const conversation = str(d.conversation_id);
           const execution = str(d.execution_id);
-          const summary = [str(d.status), str(d.new_state), str(d.performative), str(d.reason)].filter(Boolean).join(' · ');
+          const summary = [str(d.status), str(d.new_state), str(d.performative), str(d.reason)]
+            .filter(Boolean)
+            .join(' · ');
           return (
             <li key={key} class={`event-line cat-${ev.category}`} data-testid="event-line" data-type={ev.type}>
-              <time dateTime={ev.time}>{ev.time.slice(11, 23)}</time> <span class="etype">{ev.type}</span> <Link to={`/agents/${encodeURIComponent(ev.agent)}`}>{ev.agent}</Link>
+              <time dateTime={ev.time}>{ev.time.slice(11, 23)}</time> <span class="etype">{ev.type}</span>{' '}
+              <Link to={`/agents/${encodeURIComponent(ev.agent)}`}>{ev.agent}</Link>
               {summary && <span> {summary}</span>}
               {typeof d.duration_ms === 'number' && <span class="small muted"> {d.duration_ms} ms</span>}
               {conversation && (
@@ -103,7 +106,11 @@ function Filters({ type, agent, text }: { type: string; agent: string; text: str
     >
       <div class="filter">
         <label for="events-type">Type</label>
-        <select id="events-type" value={type} onChange={(e) => setQuery({ type: (e.target as HTMLSelectElement).value })}>
+        <select
+          id="events-type"
+          value={type}
+          onChange={(e) => setQuery({ type: (e.target as HTMLSelectElement).value })}
+        >
           <option value="">any</option>
           {TYPES.map((x) => (
             <option key={x} value={x}>
@@ -118,7 +125,13 @@ function Filters({ type, agent, text }: { type: string; agent: string; text: str
       </div>
       <div class="filter grow">
         <label for="events-text">Text</label>
-        <input id="events-text" type="search" value={t} onInput={(e) => setT((e.target as HTMLInputElement).value)} placeholder="shown events contain this" />
+        <input
+          id="events-text"
+          type="search"
+          value={t}
+          onInput={(e) => setT((e.target as HTMLInputElement).value)}
+          placeholder="shown events contain this"
+        />
       </div>
       <div class="filter">
         <button type="submit">Apply</button>

@@ -23,7 +23,11 @@ export function parseJsonText(text: string): unknown {
     const found = firstJsonError(text);
     const at = found?.at ?? text.length;
     const before = text.slice(0, at).split('\n');
-    throw new JsonTextError(before.length, before.at(-1)!.length + 1, found?.reason ?? (e instanceof Error ? e.message : 'invalid JSON'));
+    throw new JsonTextError(
+      before.length,
+      before.at(-1)!.length + 1,
+      found?.reason ?? (e instanceof Error ? e.message : 'invalid JSON'),
+    );
   }
 }
 

@@ -52,7 +52,8 @@ export default function Logs({ query }: PageProps) {
           const extra = Object.entries(l).filter(([k]) => !SHOWN.has(k));
           return (
             <li key={key} class={`log-line level-${l.level}`} data-testid="log-line">
-              <time dateTime={l.time}>{l.time.slice(11, 23)}</time> <span class="level">{l.level}</span> <span class="msg">{l.msg ?? ''}</span>
+              <time dateTime={l.time}>{l.time.slice(11, 23)}</time> <span class="level">{l.level}</span>{' '}
+              <span class="msg">{l.msg ?? ''}</span>
               {typeof l.agent === 'string' && (
                 <>
                   {' '}
@@ -60,7 +61,12 @@ export default function Logs({ query }: PageProps) {
                 </>
               )}
               {typeof l.trace_id === 'string' && <span class="small muted"> trace {l.trace_id}</span>}
-              {extra.length > 0 && <span class="small muted"> {extra.map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`).join(' ')}</span>}
+              {extra.length > 0 && (
+                <span class="small muted">
+                  {' '}
+                  {extra.map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`).join(' ')}
+                </span>
+              )}
             </li>
           );
         })}
@@ -83,7 +89,11 @@ function Filters({ level, agent, text }: { level: string; agent: string; text: s
     >
       <div class="filter">
         <label for="logs-level">Level (and above)</label>
-        <select id="logs-level" value={level} onChange={(e) => setQuery({ level: (e.target as HTMLSelectElement).value })}>
+        <select
+          id="logs-level"
+          value={level}
+          onChange={(e) => setQuery({ level: (e.target as HTMLSelectElement).value })}
+        >
           <option value="">any</option>
           {LEVELS.map((l) => (
             <option key={l} value={l}>
@@ -98,7 +108,13 @@ function Filters({ level, agent, text }: { level: string; agent: string; text: s
       </div>
       <div class="filter grow">
         <label for="logs-text">Text</label>
-        <input id="logs-text" type="search" value={t} onInput={(e) => setT((e.target as HTMLInputElement).value)} placeholder="shown lines contain this" />
+        <input
+          id="logs-text"
+          type="search"
+          value={t}
+          onInput={(e) => setT((e.target as HTMLInputElement).value)}
+          placeholder="shown lines contain this"
+        />
       </div>
       <div class="filter">
         <button type="submit">Apply</button>

@@ -38,7 +38,9 @@ export function layout(nodes: GraphNode[], edges: GraphEdge[], root: string): Pl
     const r = 90 * Math.max(1, x.depth);
     return { x: W / 2 + r * Math.cos(a), y: H / 2 + r * Math.sin(a) };
   });
-  const links = edges.map((e) => [index.get(e.from), index.get(e.to)]).filter((l): l is [number, number] => l[0] !== undefined && l[1] !== undefined);
+  const links = edges
+    .map((e) => [index.get(e.from), index.get(e.to)])
+    .filter((l): l is [number, number] => l[0] !== undefined && l[1] !== undefined);
   const ideal = 110;
   for (let step = 0; step < 300; step++) {
     const t = 1 - step / 300;
@@ -82,7 +84,17 @@ export function layout(nodes: GraphNode[], edges: GraphEdge[], root: string): Pl
 const short = (s: string, max = 18) => (s.length > max ? `${s.slice(0, max - 1)}…` : s);
 
 /** `suffix`: a query string the node links keep ("?scope=agent:x"). */
-export function MemoryGraph({ nodes, edges, root, suffix = '' }: { nodes: GraphNode[]; edges: GraphEdge[]; root: string; suffix?: string }) {
+export function MemoryGraph({
+  nodes,
+  edges,
+  root,
+  suffix = '',
+}: {
+  nodes: GraphNode[];
+  edges: GraphEdge[];
+  root: string;
+  suffix?: string;
+}) {
   const placed = useMemo(() => layout(nodes, edges, root), [nodes, edges, root]);
   const at = new Map(placed.map((p) => [p.name, p]));
   const open = (e: MouseEvent, name: string) => {
@@ -91,9 +103,23 @@ export function MemoryGraph({ nodes, edges, root, suffix = '' }: { nodes: GraphN
     navigate(`/memory/entities/${encodeURIComponent(name)}${suffix}`);
   };
   return (
-    <svg class="graph" viewBox={`0 0 ${W} ${H}`} role="group" aria-label={`Graph of the entities around ${root}`} data-testid="memory-graph">
+    <svg
+      class="graph"
+      viewBox={`0 0 ${W} ${H}`}
+      role="group"
+      aria-label={`Graph of the entities around ${root}`}
+      data-testid="memory-graph"
+    >
       <defs>
-        <marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse">
+        <marker
+          id="arrow"
+          viewBox="0 0 10 10"
+          refX="10"
+          refY="5"
+          markerWidth="7"
+          markerHeight="7"
+          orient="auto-start-reverse"
+        >
           <path d="M 0 0 L 10 5 L 0 10 z" class="graph-arrow" />
         </marker>
       </defs>

@@ -46,7 +46,12 @@ export function MessageList({ query }: { query: URLSearchParams }) {
       <form class="filters" aria-label="Filter messages" onSubmit={(e) => e.preventDefault()}>
         <div>
           <label for="msg-performative">Performative</label>
-          <select id="msg-performative" class="narrow" value={filters.performative ?? ''} onChange={(e) => set('performative', (e.target as HTMLSelectElement).value)}>
+          <select
+            id="msg-performative"
+            class="narrow"
+            value={filters.performative ?? ''}
+            onChange={(e) => set('performative', (e.target as HTMLSelectElement).value)}
+          >
             <option value="">any</option>
             {FIPA_ACTS.map((a) => (
               <option key={a} value={a}>
@@ -73,7 +78,9 @@ export function MessageList({ query }: { query: URLSearchParams }) {
       {page && (
         <>
           <p class="muted" role="status" data-testid="message-count">
-            {page.total === 0 ? 'No messages match.' : `${page.messages.length} shown of ${page.total} message${page.total === 1 ? '' : 's'}`}
+            {page.total === 0
+              ? 'No messages match.'
+              : `${page.messages.length} shown of ${page.total} message${page.total === 1 ? '' : 's'}`}
           </p>
           {page.messages.length > 0 && (
             <div class="table-wrap" tabIndex={0} role="region" aria-label="Messages">

@@ -34,7 +34,10 @@ function Message({ id }: { id: string }) {
         <Link to="/messages">Messages</Link> /{' '}
         {m && (
           <>
-            <Link to={`/conversations/${encodeURIComponent(m.conversation_id)}?m=${encodeURIComponent(m.id)}`}>conversation {m.conversation_id}</Link> /
+            <Link to={`/conversations/${encodeURIComponent(m.conversation_id)}?m=${encodeURIComponent(m.id)}`}>
+              conversation {m.conversation_id}
+            </Link>{' '}
+            /
           </>
         )}
       </p>

@@ -111,7 +111,9 @@ export function MessageFields({ m, offset }: { m: AclMessage | Omit<AclMessage, 
         <dt>To</dt>
         <dd>
           {m.receivers.length > 0 ? m.receivers.join(', ') : m.capability ? `capability ${m.capability}` : '—'}
-          {routed && routed.length > 0 && m.receivers.length === 0 && <span class="muted"> (routed to {routed.join(', ')})</span>}
+          {routed && routed.length > 0 && m.receivers.length === 0 && (
+            <span class="muted"> (routed to {routed.join(', ')})</span>
+          )}
         </dd>
         <dt>Message id</dt>
         <dd>

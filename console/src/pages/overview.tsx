@@ -32,11 +32,29 @@ interface OverviewData {
     http_requests_per_second: number;
   };
   totals: { executions: number; execution_errors: number; messages: number; message_failures: number; errors: number };
-  queue: { depth: number; queued: number; running: number; retrying: number; max_queue: number; open_conversations: number } | null;
+  queue: {
+    depth: number;
+    queued: number;
+    running: number;
+    retrying: number;
+    max_queue: number;
+    open_conversations: number;
+  } | null;
   dead_letters: number | null;
   memory?: { entities: number; relations: number; observations: number; database_bytes?: number };
-  tool_servers: { total: number; loaded: number; failed: number; tools: number; servers: { name: string; origin: string; state: string; tools: number }[] } | null;
-  tool_sources?: { total: number; tools: number; by_kind: Record<string, number>; unavailable: { name: string; kind: string; state: string; error: string | null }[] };
+  tool_servers: {
+    total: number;
+    loaded: number;
+    failed: number;
+    tools: number;
+    servers: { name: string; origin: string; state: string; tools: number }[];
+  } | null;
+  tool_sources?: {
+    total: number;
+    tools: number;
+    by_kind: Record<string, number>;
+    unavailable: { name: string; kind: string; state: string; error: string | null }[];
+  };
   /** Configuration that makes work fail although the server serves (a provider without its key), each with its fix. */
   degraded?: { name: string; problem: string; fix: string }[];
   /** The outside dependencies /ready checks (memory on PostgreSQL, NATS), with why one failed. */
@@ -47,11 +65,27 @@ interface OverviewData {
 interface ClusterData {
   clustered: boolean;
   node: string;
-  nodes: { node: string; url: string | null; version: string; state: string; age_ms: number; self: boolean; load: Record<string, number> }[];
+  nodes: {
+    node: string;
+    url: string | null;
+    version: string;
+    state: string;
+    age_ms: number;
+    self: boolean;
+    load: Record<string, number>;
+  }[];
 }
 
 interface Status {
-  agent_files: { loaded: number; invalid: { path: string; agent?: string; errors: { message: string; line?: number; column?: number; field?: string }[] }[]; ignored: string[] };
+  agent_files: {
+    loaded: number;
+    invalid: {
+      path: string;
+      agent?: string;
+      errors: { message: string; line?: number; column?: number; field?: string }[];
+    }[];
+    ignored: string[];
+  };
 }
 
 interface AgentEvent {
@@ -208,7 +242,8 @@ export default function Overview() {
             <Sparkline values={h.queue} label="Queue depth" />
             {d.queue && (
               <p class="muted small">
-                {d.queue.queued} queued · {d.queue.running} running · {d.queue.retrying} retrying · {d.queue.open_conversations} open conversations
+                {d.queue.queued} queued · {d.queue.running} running · {d.queue.retrying} retrying ·{' '}
+                {d.queue.open_conversations} open conversations
               </p>
             )}
           </dd>
@@ -225,7 +260,8 @@ export default function Overview() {
             <span class="value">{d.memory ? d.memory.entities : 'off'}</span>
             {d.memory && (
               <p class="muted small">
-                entities · {d.memory.relations} relations · {d.memory.observations} observations · {bytes(d.memory.database_bytes)}
+                entities · {d.memory.relations} relations · {d.memory.observations} observations ·{' '}
+                {bytes(d.memory.database_bytes)}
               </p>
             )}
           </dd>
@@ -336,7 +372,13 @@ export default function Overview() {
                 <tr key={e.id}>
                   <td>{time(e.time)}</td>
                   <td>{e.type}</td>
-                  <td>{can('agents:read') && e.type !== 'agent.invalid_file' ? <Link to={`/agents/${encodeURIComponent(e.agent)}`}>{e.agent}</Link> : e.agent}</td>
+                  <td>
+                    {can('agents:read') && e.type !== 'agent.invalid_file' ? (
+                      <Link to={`/agents/${encodeURIComponent(e.agent)}`}>{e.agent}</Link>
+                    ) : (
+                      e.agent
+                    )}
+                  </td>
                   <td class="small">{summary(e)}</td>
                 </tr>
               ))}

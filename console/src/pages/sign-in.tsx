@@ -13,7 +13,9 @@ export function SignIn({ reason }: { reason?: string }) {
   }, []);
   const single = () => {
     setError(undefined);
-    startSso(sso, `${location.pathname}${location.search}`).catch((x: unknown) => setError(x instanceof Error ? x.message : String(x)));
+    startSso(sso, `${location.pathname}${location.search}`).catch((x: unknown) =>
+      setError(x instanceof Error ? x.message : String(x)),
+    );
   };
   const submit = async (e: Event) => {
     e.preventDefault();
@@ -54,8 +56,9 @@ export function SignIn({ reason }: { reason?: string }) {
             required
           />
           <p id="credential-help" class="muted small">
-            The same credentials as the API: a key from <code>caxton key create</code> (the first start writes an admin key to <code>&lt;data_dir&gt;/admin.key</code>) or a token from your single
-            sign-on. It is kept for this tab only.
+            The same credentials as the API: a key from <code>caxton key create</code> (the first start writes an admin
+            key to <code>&lt;data_dir&gt;/admin.key</code>) or a token from your single sign-on. It is kept for this tab
+            only.
           </p>
           {error && (
             <p id="credential-error" class="field-error" role="alert">

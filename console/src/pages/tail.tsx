@@ -31,7 +31,15 @@ export interface Tail<T> {
   clear(): void;
 }
 
-export function useTail<T>(opts: { path: string; query: RequestOptions['query']; parse: (e: SseEvent) => T | undefined; textOf: (t: T) => string }, deps: unknown[]): Tail<T> {
+export function useTail<T>(
+  opts: {
+    path: string;
+    query: RequestOptions['query'];
+    parse: (e: SseEvent) => T | undefined;
+    textOf: (t: T) => string;
+  },
+  deps: unknown[],
+): Tail<T> {
   const [buf, setBuf] = useState<{ lines: TailLine<T>[]; dropped: number }>({ lines: [], dropped: 0 });
   const [paused, setPaused] = useState(false);
   // Lines that arrive while paused (bounded too; the ones it drops are counted on resume).
@@ -100,7 +108,8 @@ export function TailControls<T>({ tail, shown, label }: { tail: Tail<T>; shown: 
         Clear
       </button>
       <span class="small muted" data-testid="tail-count">
-        {shown} of {tail.lines.length} {label} shown (the last {MAX_LINES} are kept{tail.dropped > 0 && `; ${tail.dropped} older dropped`})
+        {shown} of {tail.lines.length} {label} shown (the last {MAX_LINES} are kept
+        {tail.dropped > 0 && `; ${tail.dropped} older dropped`})
       </span>
       <span class="spacer" />
       <LiveStatus state={tail.state} label={tail.paused ? 'Paused; the stream' : 'Live tail'} />
@@ -109,7 +118,15 @@ export function TailControls<T>({ tail, shown, label }: { tail: Tail<T>; shown: 
 }
 
 /** The lines, newest at the bottom; it follows new lines while scrolled to the bottom, and stays put when scrolled up to read. */
-export function TailList({ children, label, newest }: { children: ComponentChildren; label: string; /** The key of the newest line shown (a change scrolls). */ newest: number }) {
+export function TailList({
+  children,
+  label,
+  newest,
+}: {
+  children: ComponentChildren;
+  label: string;
+  /** The key of the newest line shown (a change scrolls). */ newest: number;
+}) {
   const ref = useRef<HTMLDivElement>(null);
   const follow = useRef(true);
   useLayoutEffect(() => {

@@ -43,7 +43,11 @@ export function fieldsOf(schema: Record<string, unknown>): Prop[] {
   const required = new Set(Array.isArray(schema.required) ? (schema.required as string[]) : []);
   return Object.entries(props).map(([name, s]) => {
     const t = s.type;
-    const kind: Prop['kind'] = Array.isArray(s.enum) ? 'enum' : t === 'string' || t === 'number' || t === 'integer' || t === 'boolean' ? t : 'json';
+    const kind: Prop['kind'] = Array.isArray(s.enum)
+      ? 'enum'
+      : t === 'string' || t === 'number' || t === 'integer' || t === 'boolean'
+        ? t
+        : 'json';
     return { name, schema: s, required: required.has(name), kind };
   });
 }
@@ -69,7 +73,13 @@ const idOf = (tool: string, field: string) => `f-${tool.replace(/[^\w-]/g, '_')}
 
 function initial(fields: Prop[]): Record<string, string> {
   const v: Record<string, string> = {};
-  for (const f of fields) v[f.name] = f.schema.default !== undefined ? (f.kind === 'json' ? JSON.stringify(f.schema.default, null, 2) : String(f.schema.default)) : '';
+  for (const f of fields)
+    v[f.name] =
+      f.schema.default !== undefined
+        ? f.kind === 'json'
+          ? JSON.stringify(f.schema.default, null, 2)
+          : String(f.schema.default)
+        : '';
   return v;
 }
 
@@ -99,7 +109,8 @@ export function ToolCallForm({ server, spec, onCalled }: { server: string; spec:
       else if (f.kind === 'boolean') args[f.name] = raw === 'true';
       else if (f.kind === 'number' || f.kind === 'integer') {
         const n = Number(raw);
-        if (!Number.isFinite(n) || (f.kind === 'integer' && !Number.isInteger(n))) errors[f.name] = `expected ${f.kind === 'integer' ? 'a whole number' : 'a number'}`;
+        if (!Number.isFinite(n) || (f.kind === 'integer' && !Number.isInteger(n)))
+          errors[f.name] = `expected ${f.kind === 'integer' ? 'a whole number' : 'a number'}`;
         else args[f.name] = n;
       } else {
         try {
@@ -146,7 +157,11 @@ export function ToolCallForm({ server, spec, onCalled }: { server: string; spec:
     setLocal({});
     setBusy(true);
     try {
-      const r = await api<CallResult>('POST', `/api/v1/tools/${encodeURIComponent(server)}/${encodeURIComponent(tool)}/call`, { json: { args } });
+      const r = await api<CallResult>(
+        'POST',
+        `/api/v1/tools/${encodeURIComponent(server)}/${encodeURIComponent(tool)}/call`,
+        { json: { args } },
+      );
       setResult(r);
     } catch (x) {
       setError(x);
@@ -171,8 +186,22 @@ export function ToolCallForm({ server, spec, onCalled }: { server: string; spec:
   return (
     <form class="tool-form" onSubmit={submit} noValidate aria-label={`Call ${spec.name}`}>
       {asJson ? (
-        <FieldShell id={`${base}args`} label="Arguments (JSON object)" error={fieldError('args')} hint="The whole argument object, as JSON.">
-          {(p) => <textarea {...p} class="code json" rows={8} spellcheck={false} value={jsonText} onInput={(e) => setJsonText((e.target as HTMLTextAreaElement).value)} />}
+        <FieldShell
+          id={`${base}args`}
+          label="Arguments (JSON object)"
+          error={fieldError('args')}
+          hint="The whole argument object, as JSON."
+        >
+          {(p) => (
+            <textarea
+              {...p}
+              class="code json"
+              rows={8}
+              spellcheck={false}
+              value={jsonText}
+              onInput={(e) => setJsonText((e.target as HTMLTextAreaElement).value)}
+            />
+          )}
         </FieldShell>
       ) : (
         fields.map((f) => (
@@ -181,9 +210,16 @@ export function ToolCallForm({ server, spec, onCalled }: { server: string; spec:
             id={idOf(spec.name, f.name)}
             label={`${f.name}${f.required ? ' (required)' : ''}`}
             error={fieldError(f.name)}
-            hint={[typeof f.schema.description === 'string' ? f.schema.description : '', f.kind === 'json' ? `JSON${typeHint(f.schema)}` : ''].filter(Boolean).join(' — ')}
+            hint={[
+              typeof f.schema.description === 'string' ? f.schema.description : '',
+              f.kind === 'json' ? `JSON${typeHint(f.schema)}` : '',
+            ]
+              .filter(Boolean)
+              .join(' — ')}
           >
-            {(p) => <Input f={f} p={p} value={values[f.name] ?? ''} set={(v) => setValues({ ...values, [f.name]: v })} />}
+            {(p) => (
+              <Input f={f} p={p} value={values[f.name] ?? ''} set={(v) => setValues({ ...values, [f.name]: v })} />
+            )}
           </FieldShell>
         ))
       )}
@@ -220,12 +256,28 @@ interface FieldProps {
   'aria-invalid'?: boolean;
 }
 
-function FieldShell({ id, label, hint, error, children }: { id: string; label: string; hint?: string; error: string | undefined; children: (p: FieldProps) => JSX.Element }) {
+function FieldShell({
+  id,
+  label,
+  hint,
+  error,
+  children,
+}: {
+  id: string;
+  label: string;
+  hint?: string;
+  error: string | undefined;
+  children: (p: FieldProps) => JSX.Element;
+}) {
   const describedBy = [hint ? `${id}-hint` : '', error ? `${id}-error` : ''].filter(Boolean).join(' ');
   return (
     <div class="field">
       <label for={id}>{label}</label>
-      {children({ id, ...(describedBy && { 'aria-describedby': describedBy }), ...(error && { 'aria-invalid': true }) })}
+      {children({
+        id,
+        ...(describedBy && { 'aria-describedby': describedBy }),
+        ...(error && { 'aria-invalid': true }),
+      })}
       {hint && (
         <p id={`${id}-hint`} class="muted small hint">
           {hint}
@@ -263,7 +315,10 @@ function Input({ f, p, value, set }: { f: Prop; p: FieldProps; value: string; se
       </select>
     );
   }
-  if (f.kind === 'number' || f.kind === 'integer') return <input {...p} type="text" inputMode={f.kind === 'integer' ? 'numeric' : 'decimal'} value={value} onInput={on} />;
+  if (f.kind === 'number' || f.kind === 'integer')
+    return (
+      <input {...p} type="text" inputMode={f.kind === 'integer' ? 'numeric' : 'decimal'} value={value} onInput={on} />
+    );
   if (f.kind === 'string') return <input {...p} type="text" value={value} onInput={on} />;
   return <textarea {...p} class="code json" rows={4} spellcheck={false} value={value} onInput={on} />;
 }
@@ -272,7 +327,8 @@ function ResultView({ r }: { r: CallResult }) {
   return (
     <section class={`call-result${r.is_error ? ' failed' : ''}`} aria-label="Result" data-testid="call-result">
       <p>
-        <strong>{r.is_error ? `Failed (${r.outcome})` : 'OK'}</strong> · {(r.duration_us / 1000).toFixed(1)} ms · execution <code>{r.execution_id}</code>
+        <strong>{r.is_error ? `Failed (${r.outcome})` : 'OK'}</strong> · {(r.duration_us / 1000).toFixed(1)} ms ·
+        execution <code>{r.execution_id}</code>
       </p>
       <pre class="source">{r.json !== undefined ? JSON.stringify(r.json, null, 2) : r.content}</pre>
     </section>

@@ -22,12 +22,27 @@ interface Source {
   error: string | null;
   tools: string[];
   deployed_at: string | null;
-  mcp?: { transport: string; target: string; state: string; last_error: string | null; reconnects: number; attempts: number; next_retry_at: string | null };
+  mcp?: {
+    transport: string;
+    target: string;
+    state: string;
+    last_error: string | null;
+    reconnects: number;
+    attempts: number;
+    next_retry_at: string | null;
+  };
 }
 
 interface SourceView extends Source {
   tool_specs: ToolSpec[];
-  limits: { memory: number; fuel: number; timeout_ms: number; max_input: number; max_output: number; max_state: number } | null;
+  limits: {
+    memory: number;
+    fuel: number;
+    timeout_ms: number;
+    max_input: number;
+    max_output: number;
+    max_state: number;
+  } | null;
   stats: { calls: number; failures: number; instantiations: number; memory_bytes: number } | null;
   digest: string | null;
   warnings: { message: string }[];
@@ -117,12 +132,15 @@ function ToolsList({ query }: { query: URLSearchParams }) {
       )}
       <h2>MCP servers</h2>
       {mcp.error !== undefined && <ErrorBox error={mcp.error} />}
-      {mcp.data && mcp.data.servers.length === 0 && <p class="muted">No MCP server is mounted ([mcp_servers.NAME] in caxton.toml).</p>}
+      {mcp.data && mcp.data.servers.length === 0 && (
+        <p class="muted">No MCP server is mounted ([mcp_servers.NAME] in caxton.toml).</p>
+      )}
       {mcp.data && mcp.data.servers.length > 0 && (
         <ul data-testid="mcp-servers">
           {mcp.data.servers.map((m) => (
             <li key={m.name}>
-              <Link to={`/tools/${encodeURIComponent(m.name)}`}>{m.name}</Link> ({m.transport} {m.target}) <StateBadge state={m.state} /> · {m.tool_names.length} tools · {m.reconnects} reconnects
+              <Link to={`/tools/${encodeURIComponent(m.name)}`}>{m.name}</Link> ({m.transport} {m.target}){' '}
+              <StateBadge state={m.state} /> · {m.tool_names.length} tools · {m.reconnects} reconnects
               {m.last_error && <div class="small error-text">last error: {m.last_error}</div>}
             </li>
           ))}
@@ -159,17 +177,20 @@ function SourcePage({ name, query }: { name: string; query: URLSearchParams }) {
           )}
           {v.data.mcp && (
             <p class="small">
-              MCP {v.data.mcp.transport} <code>{v.data.mcp.target}</code> · {v.data.mcp.state} · {v.data.mcp.reconnects} reconnects
+              MCP {v.data.mcp.transport} <code>{v.data.mcp.target}</code> · {v.data.mcp.state} · {v.data.mcp.reconnects}{' '}
+              reconnects
               {v.data.mcp.last_error && <> · last error: {v.data.mcp.last_error}</>}
             </p>
           )}
           {v.data.stats && (
             <p class="small muted">
-              {v.data.stats.calls} calls · {v.data.stats.failures} failures · {v.data.stats.instantiations} instantiations
+              {v.data.stats.calls} calls · {v.data.stats.failures} failures · {v.data.stats.instantiations}{' '}
+              instantiations
               {v.data.limits && (
                 <>
                   {' '}
-                  · limits: {v.data.limits.timeout_ms} ms, {Math.round(v.data.limits.memory / 1024 / 1024)} MiB, fuel {v.data.limits.fuel.toLocaleString()}
+                  · limits: {v.data.limits.timeout_ms} ms, {Math.round(v.data.limits.memory / 1024 / 1024)} MiB, fuel{' '}
+                  {v.data.limits.fuel.toLocaleString()}
                 </>
               )}
             </p>
@@ -209,7 +230,12 @@ function SourcePage({ name, query }: { name: string; query: URLSearchParams }) {
 function AuditLog({ query, server, refresh = 0 }: { query: URLSearchParams; server?: string; refresh?: number }) {
   const filters = Object.fromEntries(AUDIT_FILTERS.map((k) => [k, query.get(k) ?? '']));
   const before = query.get('before_id') ?? '';
-  const q: Record<string, string> = { ...filters, limit: '50', ...(before && { before_id: before }), ...(server !== undefined && { server }) };
+  const q: Record<string, string> = {
+    ...filters,
+    limit: '50',
+    ...(before && { before_id: before }),
+    ...(server !== undefined && { server }),
+  };
   const audit = useApi<{ records: AuditRecord[]; next_before_id: number | null }>('/api/v1/tools/audit', q);
   // After a call from this page, the log shows it; calls by agents appear as their executions finish.
   useRefresh(audit.reload, refresh);
@@ -222,7 +248,13 @@ function AuditLog({ query, server, refresh = 0 }: { query: URLSearchParams; serv
   const input = (k: (typeof AUDIT_FILTERS)[number], label: string, hint: string) => (
     <div class="filter">
       <label for={`audit-${k}`}>{label}</label>
-      <input id={`audit-${k}`} type="text" placeholder={hint} value={draft[k] ?? ''} onInput={(e) => setDraft({ ...draft, [k]: (e.target as HTMLInputElement).value })} />
+      <input
+        id={`audit-${k}`}
+        type="text"
+        placeholder={hint}
+        value={draft[k] ?? ''}
+        onInput={(e) => setDraft({ ...draft, [k]: (e.target as HTMLInputElement).value })}
+      />
     </div>
   );
   return (
@@ -233,7 +265,11 @@ function AuditLog({ query, server, refresh = 0 }: { query: URLSearchParams; serv
         {server === undefined && input('tool', 'Tool', 'SERVER.tool or SERVER.*')}
         <div class="filter">
           <label for="audit-outcome">Outcome</label>
-          <select id="audit-outcome" value={draft.outcome ?? ''} onChange={(e) => setDraft({ ...draft, outcome: (e.target as HTMLSelectElement).value })}>
+          <select
+            id="audit-outcome"
+            value={draft.outcome ?? ''}
+            onChange={(e) => setDraft({ ...draft, outcome: (e.target as HTMLSelectElement).value })}
+          >
             <option value="">any</option>
             {OUTCOMES.map((o) => (
               <option key={o} value={o}>
@@ -279,7 +315,11 @@ function AuditLog({ query, server, refresh = 0 }: { query: URLSearchParams; serv
                     {r.execution_id && <div class="muted small">execution {r.execution_id}</div>}
                   </td>
                   <td>
-                    {r.agent === 'api' || r.agent === 'mcp' ? r.agent : <Link to={`/agents/${encodeURIComponent(r.agent)}`}>{r.agent}</Link>}
+                    {r.agent === 'api' || r.agent === 'mcp' ? (
+                      r.agent
+                    ) : (
+                      <Link to={`/agents/${encodeURIComponent(r.agent)}`}>{r.agent}</Link>
+                    )}
                     {r.conversation_id && (
                       <div class="small">
                         <Link to={`/conversations/${encodeURIComponent(r.conversation_id)}`}>conversation</Link>
@@ -305,7 +345,11 @@ function AuditLog({ query, server, refresh = 0 }: { query: URLSearchParams; serv
           </button>
         )}
         {audit.data?.next_before_id != null && (
-          <button type="button" class="secondary" onClick={() => setQuery({ before_id: String(audit.data!.next_before_id) })}>
+          <button
+            type="button"
+            class="secondary"
+            onClick={() => setQuery({ before_id: String(audit.data!.next_before_id) })}
+          >
             Older
           </button>
         )}

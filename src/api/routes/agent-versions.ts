@@ -37,7 +37,10 @@ export const agentVersionSchema = z.object({
   restored_from: z.number().int().nullable(),
 });
 
-const versionDetailSchema = agentVersionSchema.extend({ definition: z.record(z.string(), z.unknown()), source: z.string() });
+const versionDetailSchema = agentVersionSchema.extend({
+  definition: z.record(z.string(), z.unknown()),
+  source: z.string(),
+});
 
 const versionDiffSchema = z.object({
   agent: z.string(),
@@ -57,7 +60,12 @@ const rolloutSchemaMatches: Same<z.infer<typeof rolloutSchema>, Rollout> = true;
 void rolloutSchemaMatches;
 void diffSchemaMatches;
 
-const windowFigures = z.object({ requests: z.number().int(), errors: z.number().int(), error_rate: z.number(), p99_ms: z.number().nullable() });
+const windowFigures = z.object({
+  requests: z.number().int(),
+  errors: z.number().int(),
+  error_rate: z.number(),
+  p99_ms: z.number().nullable(),
+});
 const canaryStatusSchema = z
   .object({
     stage: z.number().int(),
@@ -67,11 +75,17 @@ const canaryStatusSchema = z
     waiting_for: z.string().nullable(),
     hold_ends_at: z.string(),
   })
-  .describe("a running canary: its stage and weight, both versions' figures in the stage's window, and what the stage waits for");
+  .describe(
+    "a running canary: its stage and weight, both versions' figures in the stage's window, and what the stage waits for",
+  );
 const canaryStatusMatches: Same<z.infer<typeof canaryStatusSchema>, CanaryStatus> = true;
 void canaryStatusMatches;
 
-const sideFigures = z.object({ p50_ms: z.number().nullable(), p99_ms: z.number().nullable(), tokens: z.number().int() });
+const sideFigures = z.object({
+  p50_ms: z.number().nullable(),
+  p99_ms: z.number().nullable(),
+  tokens: z.number().int(),
+});
 const shadowReportSchema = z
   .object({
     compared: z.number().int(),
@@ -83,9 +97,18 @@ const shadowReportSchema = z
     skipped: z.number().int(),
     stable: sideFigures,
     candidate: sideFigures,
-    disagreements: z.array(z.object({ request: z.string(), stable_answer: z.string(), candidate_answer: z.string().nullable(), candidate_error: z.string().nullable() })),
+    disagreements: z.array(
+      z.object({
+        request: z.string(),
+        stable_answer: z.string(),
+        candidate_answer: z.string().nullable(),
+        candidate_error: z.string().nullable(),
+      }),
+    ),
   })
-  .describe('a shadow rollout: how many live requests were copied to the candidate, how often the answers agreed, latency and tokens side by side');
+  .describe(
+    'a shadow rollout: how many live requests were copied to the candidate, how often the answers agreed, latency and tokens side by side',
+  );
 const shadowReportMatches: Same<z.infer<typeof shadowReportSchema>, ShadowReport> = true;
 void shadowReportMatches;
 
@@ -98,13 +121,22 @@ const rolloutStatusSchema = z.object({
 });
 
 const versionParams = agentNameParams.extend({ version: z.coerce.number().int().min(1).max(Number.MAX_SAFE_INTEGER) });
-const historyQuery = z.object({ limit: z.coerce.number().int().min(1).max(1000).default(50), offset: z.coerce.number().int().min(0).default(0) });
-const diffQuery = z.object({ from: z.coerce.number().int().min(1).optional(), to: z.coerce.number().int().min(1).optional() });
+const historyQuery = z.object({
+  limit: z.coerce.number().int().min(1).max(1000).default(50),
+  offset: z.coerce.number().int().min(0).default(0),
+});
+const diffQuery = z.object({
+  from: z.coerce.number().int().min(1).optional(),
+  to: z.coerce.number().int().min(1).optional(),
+});
 const rollbackBody = z.strictObject({ to: z.number().int().min(1).optional() });
 
 const errors = { 400: errorEnvelopeSchema, 404: errorEnvelopeSchema, 409: errorEnvelopeSchema };
 
-export async function agentVersionRoutes(app: FastifyInstance, opts: { service: AgentService; detail: (a: DeployedAgent) => z.infer<typeof agentDetailSchema> }): Promise<void> {
+export async function agentVersionRoutes(
+  app: FastifyInstance,
+  opts: { service: AgentService; detail: (a: DeployedAgent) => z.infer<typeof agentDetailSchema> },
+): Promise<void> {
   const { service, detail } = opts;
   const r = app.withTypeProvider<ZodTypeProvider>();
   /** Where `name`'s versions are: this node's store, or on a cluster node the history the nodes share (API agents). */
@@ -118,18 +150,23 @@ export async function agentVersionRoutes(app: FastifyInstance, opts: { service: 
     const deployed = service.registry.get(name);
     if (deployed) return deployed.definition.name;
     const newest = (await store(name).list(name, { limit: 1 })).items[0];
-    if (!newest) throw new CaxtonError('agent_not_found', `no agent named "${name}" is deployed or has versions`, { name });
+    if (!newest)
+      throw new CaxtonError('agent_not_found', `no agent named "${name}" is deployed or has versions`, { name });
     return newest.agent;
   };
   const version = async (name: string, v: number): Promise<AgentVersionDetail> => {
     const found = await store(name).get(name, v);
     if (!found) {
       const newest = (await store(name).list(name, { limit: 1 })).items[0];
-      throw new CaxtonError('version_not_found', `agent "${name}" has no version ${v}${newest ? ` (the newest is ${newest.version})` : ''}`, {
-        name,
-        version: v,
-        hint: `caxton agent history ${name} lists the versions kept`,
-      });
+      throw new CaxtonError(
+        'version_not_found',
+        `agent "${name}" has no version ${v}${newest ? ` (the newest is ${newest.version})` : ''}`,
+        {
+          name,
+          version: v,
+          hint: `caxton agent history ${name} lists the versions kept`,
+        },
+      );
     }
     return found;
   };
@@ -143,7 +180,14 @@ export async function agentVersionRoutes(app: FastifyInstance, opts: { service: 
         params: agentNameParams,
         querystring: historyQuery,
         response: {
-          200: z.object({ agent: z.string(), current: z.number().int().nullable(), versions: z.array(agentVersionSchema), total: z.number().int(), limit: z.number().int(), offset: z.number().int() }),
+          200: z.object({
+            agent: z.string(),
+            current: z.number().int().nullable(),
+            versions: z.array(agentVersionSchema),
+            total: z.number().int(),
+            limit: z.number().int(),
+            offset: z.number().int(),
+          }),
           ...errors,
         },
       },
@@ -159,7 +203,14 @@ export async function agentVersionRoutes(app: FastifyInstance, opts: { service: 
 
   r.get(
     '/agents/:name/versions/:version',
-    { schema: { summary: 'One version of an agent: its definition and the text it was deployed from', tags: ['agents'], params: versionParams, response: { 200: versionDetailSchema, ...errors } } },
+    {
+      schema: {
+        summary: 'One version of an agent: its definition and the text it was deployed from',
+        tags: ['agents'],
+        params: versionParams,
+        response: { 200: versionDetailSchema, ...errors },
+      },
+    },
     async (req) => {
       const v = await version(await nameOf(req.params.name), req.params.version);
       return { ...v, definition: v.definition as unknown as Record<string, unknown> };
@@ -186,7 +237,11 @@ export async function agentVersionRoutes(app: FastifyInstance, opts: { service: 
       if (from === undefined) {
         // The newest kept version before `to`.
         const older = (await store(name).list(name, { limit: 1000 })).items.find((v) => v.version < to);
-        if (!older) throw new CaxtonError('no_earlier_version', `agent "${name}" has no version before ${to} to compare with`, { name, hint: 'pass from=N' });
+        if (!older)
+          throw new CaxtonError('no_earlier_version', `agent "${name}" has no version before ${to} to compare with`, {
+            name,
+            hint: 'pass from=N',
+          });
         from = older.version;
       }
       return diffVersions(await version(name, from), b);
@@ -214,9 +269,25 @@ export async function agentVersionRoutes(app: FastifyInstance, opts: { service: 
     },
     async (req) => {
       const body = rollbackBodyOf(req.body);
-      const out = await service.rollback(req.params.name, body.to, req.principal?.id, { actor: deployActor(req.principal) });
-      req.log.info({ agent: out.agent.definition.name, version: out.version.version, restored: out.restored.version, rollout: out.rollout?.id }, 'agent rolled back');
-      return { agent: detail(out.agent), version: out.version, restored: out.restored, warnings: out.warnings, ...(out.rollout && { rollout: out.rollout }) };
+      const out = await service.rollback(req.params.name, body.to, req.principal?.id, {
+        actor: deployActor(req.principal),
+      });
+      req.log.info(
+        {
+          agent: out.agent.definition.name,
+          version: out.version.version,
+          restored: out.restored.version,
+          rollout: out.rollout?.id,
+        },
+        'agent rolled back',
+      );
+      return {
+        agent: detail(out.agent),
+        version: out.version,
+        restored: out.restored,
+        warnings: out.warnings,
+        ...(out.rollout && { rollout: out.rollout }),
+      };
     },
   );
 
@@ -227,12 +298,18 @@ export async function agentVersionRoutes(app: FastifyInstance, opts: { service: 
         summary: "Make a running blue-green rollout's candidate the live version",
         tags: ['agents'],
         params: agentNameParams,
-        response: { 200: z.object({ agent: agentDetailSchema, rollout: rolloutSchema, version: agentVersionSchema }), ...errors },
+        response: {
+          200: z.object({ agent: agentDetailSchema, rollout: rolloutSchema, version: agentVersionSchema }),
+          ...errors,
+        },
       },
     },
     async (req) => {
       const out = await service.promote(req.params.name, req.principal?.id, { actor: deployActor(req.principal) });
-      req.log.info({ agent: out.agent.definition.name, version: out.version.version, promoted: out.rollout.candidate_version }, 'agent rollout promoted');
+      req.log.info(
+        { agent: out.agent.definition.name, version: out.version.version, promoted: out.rollout.candidate_version },
+        'agent rollout promoted',
+      );
       return { agent: detail(out.agent), rollout: out.rollout, version: out.version };
     },
   );
@@ -257,8 +334,18 @@ export async function agentVersionRoutes(app: FastifyInstance, opts: { service: 
                 started_at: z.string(),
                 down: z.boolean().describe('the node is not in the cluster now'),
                 url: z.string().nullable().describe('the API URL the node advertises ([cluster] advertise_url)'),
-                share: z.number().int().nullable().describe("a canary's share of new conversations on every node now, in percent (null: blue-green or shadow, or the canary's checks are running)"),
-                status: rolloutStatusSchema.nullable().describe('the rollout as its node reports it (stage, figures, shadow report); null when that node is down or did not answer'),
+                share: z
+                  .number()
+                  .int()
+                  .nullable()
+                  .describe(
+                    "a canary's share of new conversations on every node now, in percent (null: blue-green or shadow, or the canary's checks are running)",
+                  ),
+                status: rolloutStatusSchema
+                  .nullable()
+                  .describe(
+                    'the rollout as its node reports it (stage, figures, shadow report); null when that node is down or did not answer',
+                  ),
               })
               .nullable()
               .describe(
@@ -303,7 +390,11 @@ function rollbackBodyOf(raw: unknown): { to?: number | undefined } {
   const parsed = rollbackBody.safeParse(JSON.parse(text));
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
-    throw new CaxtonError('invalid_request', `the request body: ${issue.path.join('.') || 'body'}: ${issue.message}; send {} or {"to": VERSION}`, { field: issue.path.join('.') || 'body' });
+    throw new CaxtonError(
+      'invalid_request',
+      `the request body: ${issue.path.join('.') || 'body'}: ${issue.message}; send {} or {"to": VERSION}`,
+      { field: issue.path.join('.') || 'body' },
+    );
   }
   return parsed.data;
 }

@@ -2,13 +2,28 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { agentsVisibleTo, capabilitiesVisibleTo } from '../../auth/index.js';
-import { DEPLOY_CHECK_CODES, type AgentFormat, type AgentService, type DeployedAgent, type DeployOutcome } from '../../agents/index.js';
+import {
+  DEPLOY_CHECK_CODES,
+  type AgentFormat,
+  type AgentService,
+  type DeployedAgent,
+  type DeployOutcome,
+} from '../../agents/index.js';
 import { deployActor } from '../../auth/index.js';
 import { MAX_INPUT_DEPTH } from '../../shared/depth.js';
 import { CaxtonError } from '../../shared/errors.js';
 import { jsonProblemError, scanJsonText } from '../../shared/json-text.js';
 import { agentVersionRoutes } from './agent-versions.js';
-import { agentDetailSchema, agentListSchema, agentNameParams, capabilityListSchema, deployResponseSchema, errorEnvelopeSchema, listAgentsQuery, validateResponseSchema } from '../schemas.js';
+import {
+  agentDetailSchema,
+  agentListSchema,
+  agentNameParams,
+  capabilityListSchema,
+  deployResponseSchema,
+  errorEnvelopeSchema,
+  listAgentsQuery,
+  validateResponseSchema,
+} from '../schemas.js';
 
 const CONTENT_FORMATS: Record<string, AgentFormat | undefined> = {
   'application/toml': 'toml',
@@ -45,7 +60,10 @@ function bodyOf(req: FastifyRequest): { body: Buffer; format: AgentFormat | unde
   const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
   const body = req.body;
   if (!Buffer.isBuffer(body) || body.length === 0) {
-    throw new CaxtonError('invalid_request', 'the request body is empty; send an agent definition as TOML (application/toml), Markdown (text/markdown) or JSON (application/json)');
+    throw new CaxtonError(
+      'invalid_request',
+      'the request body is empty; send an agent definition as TOML (application/toml), Markdown (text/markdown) or JSON (application/json)',
+    );
   }
   const format = CONTENT_FORMATS[type];
   if (format === 'json' || (format === undefined && startsWithBrace(body))) checkJsonAgentBody(body);
@@ -71,7 +89,14 @@ function checkJsonAgentBody(body: Buffer): void {
   if (problem && problem.kind !== 'syntax') throw jsonProblemError(problem, 'the request body');
 }
 
-const errors = { 400: errorEnvelopeSchema, 404: errorEnvelopeSchema, 409: errorEnvelopeSchema, 413: errorEnvelopeSchema, 415: errorEnvelopeSchema, 422: errorEnvelopeSchema };
+const errors = {
+  400: errorEnvelopeSchema,
+  404: errorEnvelopeSchema,
+  409: errorEnvelopeSchema,
+  413: errorEnvelopeSchema,
+  415: errorEnvelopeSchema,
+  422: errorEnvelopeSchema,
+};
 
 /** Agent management: list, get, deploy, validate, update, remove; capabilities. */
 export async function agentRoutes(app: FastifyInstance, opts: { service: AgentService }): Promise<void> {
@@ -84,45 +109,106 @@ export async function agentRoutes(app: FastifyInstance, opts: { service: AgentSe
   app.removeAllContentTypeParsers();
   app.addContentTypeParser(Object.keys(CONTENT_FORMATS), { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
 
-  r.get('/agents', { schema: { summary: 'List agents', tags: ['agents'], querystring: listAgentsQuery, response: { 200: agentListSchema, 400: errorEnvelopeSchema } } }, async (req) => {
-    const { capability, limit, offset } = req.query;
-    const { agents, total } = agentsVisibleTo(req.principal, registry, { ...(capability !== undefined && { capability }), limit, offset });
-    return { agents: agents.map(summary), total, limit, offset };
-  });
+  r.get(
+    '/agents',
+    {
+      schema: {
+        summary: 'List agents',
+        tags: ['agents'],
+        querystring: listAgentsQuery,
+        response: { 200: agentListSchema, 400: errorEnvelopeSchema },
+      },
+    },
+    async (req) => {
+      const { capability, limit, offset } = req.query;
+      const { agents, total } = agentsVisibleTo(req.principal, registry, {
+        ...(capability !== undefined && { capability }),
+        limit,
+        offset,
+      });
+      return { agents: agents.map(summary), total, limit, offset };
+    },
+  );
 
-  r.get('/agents/:name', { schema: { summary: 'Get one agent', tags: ['agents'], params: agentNameParams, response: { 200: agentDetailSchema, 404: errorEnvelopeSchema } } }, async (req) => {
-    const a = registry.get(req.params.name);
-    if (!a) throw new CaxtonError('agent_not_found', `no agent named "${req.params.name}" is deployed`, { name: req.params.name });
-    const unresolved = service
-      .checkDeployed(a.definition)
-      .filter((i) => i.code === 'tool_unresolved')
-      .map((i) => ({ tool: a.definition.tools[Number(i.field.split('.')[1])] ?? i.field, message: i.message, ...(i.suggestion !== undefined && { suggestion: i.suggestion }) }));
-    return { ...detail(a), unresolved_tools: unresolved };
-  });
+  r.get(
+    '/agents/:name',
+    {
+      schema: {
+        summary: 'Get one agent',
+        tags: ['agents'],
+        params: agentNameParams,
+        response: { 200: agentDetailSchema, 404: errorEnvelopeSchema },
+      },
+    },
+    async (req) => {
+      const a = registry.get(req.params.name);
+      if (!a)
+        throw new CaxtonError('agent_not_found', `no agent named "${req.params.name}" is deployed`, {
+          name: req.params.name,
+        });
+      const unresolved = service
+        .checkDeployed(a.definition)
+        .filter((i) => i.code === 'tool_unresolved')
+        .map((i) => ({
+          tool: a.definition.tools[Number(i.field.split('.')[1])] ?? i.field,
+          message: i.message,
+          ...(i.suggestion !== undefined && { suggestion: i.suggestion }),
+        }));
+      return { ...detail(a), unresolved_tools: unresolved };
+    },
+  );
 
   r.get(
     '/agents/:name/source',
-    { schema: { summary: 'The text an API-deployed agent was deployed from', tags: ['agents'], params: agentNameParams, response: { 200: z.string(), 404: errorEnvelopeSchema } } },
+    {
+      schema: {
+        summary: 'The text an API-deployed agent was deployed from',
+        tags: ['agents'],
+        params: agentNameParams,
+        response: { 200: z.string(), 404: errorEnvelopeSchema },
+      },
+    },
     async (req, reply) => {
       const a = registry.get(req.params.name);
-      if (!a) throw new CaxtonError('agent_not_found', `no agent named "${req.params.name}" is deployed`, { name: req.params.name });
+      if (!a)
+        throw new CaxtonError('agent_not_found', `no agent named "${req.params.name}" is deployed`, {
+          name: req.params.name,
+        });
       const src = a.origin.kind === 'api' ? await service.source(a.definition.name) : undefined;
-      if (src === undefined) throw new CaxtonError('not_found', `agent "${a.definition.name}" comes from a file; read ${a.origin.kind === 'file' ? a.origin.path : 'it'} instead`);
-      const type = a.format === 'toml' ? 'application/toml' : a.format === 'markdown' ? 'text/markdown' : 'application/json';
+      if (src === undefined)
+        throw new CaxtonError(
+          'not_found',
+          `agent "${a.definition.name}" comes from a file; read ${a.origin.kind === 'file' ? a.origin.path : 'it'} instead`,
+        );
+      const type =
+        a.format === 'toml' ? 'application/toml' : a.format === 'markdown' ? 'text/markdown' : 'application/json';
       return reply.type(`${type}; charset=utf-8`).send(src);
     },
   );
 
-  r.post('/agents', { schema: { summary: 'Deploy an agent (TOML, Markdown or JSON body)', tags: ['agents'], response: { 201: deployResponseSchema, ...errors } } }, async (req, reply) => {
-    const { body, format } = bodyOf(req);
-    const out = await service.deploy({ body, ...(format && { format }), deployed_by: req.principal?.id, actor: deployActor(req.principal) }, 'create');
-    req.log.info({ agent: out.agent.definition.name, version: out.version?.version }, 'agent deployed');
-    logCheckWarnings(req, out);
-    return reply
-      .code(201)
-      .header('location', `/api/v1/agents/${encodeURIComponent(out.agent.definition.name)}`)
-      .send(deployed(out));
-  });
+  r.post(
+    '/agents',
+    {
+      schema: {
+        summary: 'Deploy an agent (TOML, Markdown or JSON body)',
+        tags: ['agents'],
+        response: { 201: deployResponseSchema, ...errors },
+      },
+    },
+    async (req, reply) => {
+      const { body, format } = bodyOf(req);
+      const out = await service.deploy(
+        { body, ...(format && { format }), deployed_by: req.principal?.id, actor: deployActor(req.principal) },
+        'create',
+      );
+      req.log.info({ agent: out.agent.definition.name, version: out.version?.version }, 'agent deployed');
+      logCheckWarnings(req, out);
+      return reply
+        .code(201)
+        .header('location', `/api/v1/agents/${encodeURIComponent(out.agent.definition.name)}`)
+        .send(deployed(out));
+    },
+  );
 
   r.post(
     '/agents/validate',
@@ -130,7 +216,12 @@ export async function agentRoutes(app: FastifyInstance, opts: { service: AgentSe
       schema: {
         summary: 'Validate an agent definition; deploys nothing',
         tags: ['agents'],
-        response: { 200: validateResponseSchema, 400: errorEnvelopeSchema, 413: errorEnvelopeSchema, 415: errorEnvelopeSchema },
+        response: {
+          200: validateResponseSchema,
+          400: errorEnvelopeSchema,
+          413: errorEnvelopeSchema,
+          415: errorEnvelopeSchema,
+        },
       },
     },
     async (req) => {
@@ -151,32 +242,74 @@ export async function agentRoutes(app: FastifyInstance, opts: { service: AgentSe
       .describe(
         "default: the file's [rollout] strategy, else direct. direct: live at once; blue-green: beside the live version, reachable as NAME@VERSION until promoted; canary: blue-green plus a rising share of new conversations, promoted or rolled back by its figures; shadow: blue-green plus a copy of every live request, answers compared and never returned",
       ),
-    stages: z.string().max(200).optional().describe('canary: the candidate’s share of new conversations per stage, e.g. "5,25,50,100"'),
+    stages: z
+      .string()
+      .max(200)
+      .optional()
+      .describe('canary: the candidate’s share of new conversations per stage, e.g. "5,25,50,100"'),
     hold: z.string().max(20).optional().describe('canary: how long each stage runs at least, e.g. "60s"'),
-    min_requests: z.string().max(12).optional().describe('canary: candidate executions per stage before it is judged (default 20)'),
-    max_error_rate_increase: z.string().max(12).optional().describe('canary: the error-rate increase over the stable version that rolls back (0..1, default 0.05)'),
-    max_latency_ratio: z.string().max(12).optional().describe('canary: the p99 latency ratio to the stable version that rolls back (default 2)'),
+    min_requests: z
+      .string()
+      .max(12)
+      .optional()
+      .describe('canary: candidate executions per stage before it is judged (default 20)'),
+    max_error_rate_increase: z
+      .string()
+      .max(12)
+      .optional()
+      .describe('canary: the error-rate increase over the stable version that rolls back (0..1, default 0.05)'),
+    max_latency_ratio: z
+      .string()
+      .max(12)
+      .optional()
+      .describe('canary: the p99 latency ratio to the stable version that rolls back (default 2)'),
   });
   const canaryOptionsOf = (q: z.infer<typeof strategyQuery>) => {
     const o: Record<string, string> = {};
-    for (const k of ['stages', 'hold', 'min_requests', 'max_error_rate_increase', 'max_latency_ratio'] as const) if (q[k] !== undefined) o[k] = q[k];
+    for (const k of ['stages', 'hold', 'min_requests', 'max_error_rate_increase', 'max_latency_ratio'] as const)
+      if (q[k] !== undefined) o[k] = q[k];
     if (q.strategy !== undefined && q.strategy !== 'canary' && Object.keys(o).length > 0)
-      throw new CaxtonError('invalid_request', `${Object.keys(o).join(', ')} apply to strategy=canary only`, { field: Object.keys(o)[0] });
+      throw new CaxtonError('invalid_request', `${Object.keys(o).join(', ')} apply to strategy=canary only`, {
+        field: Object.keys(o)[0],
+      });
     return o;
   };
   r.put(
     '/agents/:name',
-    { schema: { summary: 'Update an API-deployed agent', tags: ['agents'], params: agentNameParams, querystring: strategyQuery, response: { 200: deployResponseSchema, ...errors } } },
+    {
+      schema: {
+        summary: 'Update an API-deployed agent',
+        tags: ['agents'],
+        params: agentNameParams,
+        querystring: strategyQuery,
+        response: { 200: deployResponseSchema, ...errors },
+      },
+    },
     async (req) => {
       const { body, format } = bodyOf(req);
       const canary = canaryOptionsOf(req.query);
       const out = await service.deploy(
-        { body, ...(format && { format }), deployed_by: req.principal?.id, actor: deployActor(req.principal), strategy: req.query.strategy, canary },
+        {
+          body,
+          ...(format && { format }),
+          deployed_by: req.principal?.id,
+          actor: deployActor(req.principal),
+          strategy: req.query.strategy,
+          canary,
+        },
         'update',
         req.params.name,
       );
-      if (out.unchanged) req.log.info({ agent: out.agent.definition.name, version: out.version?.version }, 'agent unchanged: the body equals the deployed version');
-      else req.log.info({ agent: out.agent.definition.name, revision: out.agent.revision, version: out.version?.version }, 'agent updated');
+      if (out.unchanged)
+        req.log.info(
+          { agent: out.agent.definition.name, version: out.version?.version },
+          'agent unchanged: the body equals the deployed version',
+        );
+      else
+        req.log.info(
+          { agent: out.agent.definition.name, revision: out.agent.revision, version: out.version?.version },
+          'agent updated',
+        );
       logCheckWarnings(req, out);
       return deployed(out);
     },
@@ -184,7 +317,14 @@ export async function agentRoutes(app: FastifyInstance, opts: { service: AgentSe
 
   r.delete(
     '/agents/:name',
-    { schema: { summary: 'Remove an API-deployed agent', tags: ['agents'], params: agentNameParams, response: { 204: z.null(), 404: errorEnvelopeSchema, 409: errorEnvelopeSchema } } },
+    {
+      schema: {
+        summary: 'Remove an API-deployed agent',
+        tags: ['agents'],
+        params: agentNameParams,
+        response: { 204: z.null(), 404: errorEnvelopeSchema, 409: errorEnvelopeSchema },
+      },
+    },
     async (req, reply) => {
       const removed = await service.remove(req.params.name, deployActor(req.principal));
       req.log.info({ agent: removed.definition.name }, 'agent removed');
@@ -194,9 +334,19 @@ export async function agentRoutes(app: FastifyInstance, opts: { service: AgentSe
 
   await agentVersionRoutes(app, { service, detail });
 
-  r.get('/capabilities', { schema: { summary: 'Capabilities and the agents providing each', tags: ['agents'], response: { 200: capabilityListSchema } } }, async (req) => ({
-    capabilities: capabilitiesVisibleTo(req.principal, registry.capabilities()),
-  }));
+  r.get(
+    '/capabilities',
+    {
+      schema: {
+        summary: 'Capabilities and the agents providing each',
+        tags: ['agents'],
+        response: { 200: capabilityListSchema },
+      },
+    },
+    async (req) => ({
+      capabilities: capabilitiesVisibleTo(req.principal, registry.capabilities()),
+    }),
+  );
 }
 
 /** A deploy's answer: the agent, its warnings, the version recorded, and whether nothing changed. */
@@ -205,7 +355,10 @@ function deployed(out: DeployOutcome) {
     agent: detail(out.agent),
     warnings: out.warnings,
     ...(out.version && { version: out.version.version }),
-    ...(out.unchanged === true && { unchanged: true, message: `identical to version ${out.version?.version ?? out.agent.revision}: nothing changed` }),
+    ...(out.unchanged === true && {
+      unchanged: true,
+      message: `identical to version ${out.version?.version ?? out.agent.revision}: nothing changed`,
+    }),
     ...(out.rollout && {
       rollout: out.rollout,
       message: `version ${out.rollout.candidate_version} deployed beside version ${out.rollout.stable_version} (blue-green): address it as ${out.rollout.agent}@${out.rollout.candidate_version}; caxton agent promote ${out.rollout.agent} makes it live`,
@@ -215,5 +368,7 @@ function deployed(out: DeployOutcome) {
 
 /** What the server cannot resolve for a deployed agent (model, provider, tool) is worth a warn line, as for agents_dir files. */
 function logCheckWarnings(req: FastifyRequest, out: DeployOutcome): void {
-  for (const w of out.warnings) if (DEPLOY_CHECK_CODES.has(w.code)) req.log.warn({ agent: out.agent.definition.name, field: w.field, code: w.code }, w.message);
+  for (const w of out.warnings)
+    if (DEPLOY_CHECK_CODES.has(w.code))
+      req.log.warn({ agent: out.agent.definition.name, field: w.field, code: w.code }, w.message);
 }

@@ -29,7 +29,12 @@ function timeBound(field: string) {
 }
 
 const auditQuery = z.object({
-  principal: z.string().min(1).max(300).optional().describe('a principal id (key:ci, oidc:SUBJECT...); "-" for requests without one'),
+  principal: z
+    .string()
+    .min(1)
+    .max(300)
+    .optional()
+    .describe('a principal id (key:ci, oidc:SUBJECT...); "-" for requests without one'),
   action: z
     .string()
     .min(1)
@@ -40,8 +45,18 @@ const auditQuery = z.object({
   target: z.string().min(1).max(512).optional().describe('an agent, tool server, memory scope, dead-letter id...'),
   since: timeBound('since'),
   until: timeBound('until'),
-  limit: z.coerce.number({ error: 'expected a number' }).int({ error: 'expected a whole number' }).min(1, { error: 'at least 1' }).max(1000, { error: 'at most 1000' }).default(100),
-  offset: z.coerce.number({ error: 'expected a number' }).int({ error: 'expected a whole number' }).min(0, { error: 'at least 0' }).max(10_000_000).default(0),
+  limit: z.coerce
+    .number({ error: 'expected a number' })
+    .int({ error: 'expected a whole number' })
+    .min(1, { error: 'at least 1' })
+    .max(1000, { error: 'at most 1000' })
+    .default(100),
+  offset: z.coerce
+    .number({ error: 'expected a number' })
+    .int({ error: 'expected a whole number' })
+    .min(0, { error: 'at least 0' })
+    .max(10_000_000)
+    .default(0),
 });
 
 const auditRecordSchema = z.object({
@@ -51,7 +66,10 @@ const auditRecordSchema = z.object({
   principal_kind: z.string().nullable(),
   source: z.string().nullable().describe("the client's address"),
   request_id: z.string().nullable().describe("the server's id of the request"),
-  client_request_id: z.string().nullable().describe("the client's own id of the request (its X-Request-Id header), when it sent one"),
+  client_request_id: z
+    .string()
+    .nullable()
+    .describe("the client's own id of the request (its X-Request-Id header), when it sent one"),
   action: z.string(),
   method: z.string().nullable(),
   route: z.string().nullable(),
@@ -76,14 +94,22 @@ export async function auditRoutes(app: FastifyInstance, opts: { store?: AuditSto
         tags: ['system'],
         querystring: auditQuery,
         response: {
-          200: z.object({ records: z.array(auditRecordSchema), count: z.number().int(), limit: z.number().int(), offset: z.number().int() }),
+          200: z.object({
+            records: z.array(auditRecordSchema),
+            count: z.number().int(),
+            limit: z.number().int(),
+            offset: z.number().int(),
+          }),
           400: errorEnvelopeSchema,
           404: errorEnvelopeSchema,
         },
       },
     },
     async (req) => {
-      if (!opts.store) throw new CaxtonError('not_found', 'the audit trail is disabled ([audit] enabled = false in caxton.toml)', { reason: 'audit_disabled' });
+      if (!opts.store)
+        throw new CaxtonError('not_found', 'the audit trail is disabled ([audit] enabled = false in caxton.toml)', {
+          reason: 'audit_disabled',
+        });
       const q = req.query;
       const query: AuditQuery = { limit: q.limit, offset: q.offset };
       if (q.principal !== undefined) query.principal = q.principal;

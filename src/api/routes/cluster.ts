@@ -22,10 +22,14 @@ export const clusterNodeSchema = z.object({
   version: z.string(),
   started_at: z.string(),
   heartbeat_at: z.string(),
-  state: z.enum(['up', 'stale']).describe('up: heard from within two heartbeats; stale: within three (then it is gone)'),
+  state: z
+    .enum(['up', 'stale'])
+    .describe('up: heard from within two heartbeats; stale: within three (then it is gone)'),
   age_ms: z.number().describe('since its last heartbeat reached JetStream (0 for a node that is not clustered)'),
   self: z.boolean().describe('the node that answered'),
-  load: z.record(z.string(), z.number()).describe("the node's own figures: queued, running, open_conversations, dead_letters"),
+  load: z
+    .record(z.string(), z.number())
+    .describe("the node's own figures: queued, running, open_conversations, dead_letters"),
 });
 
 export const clusterSchema = z.object({
@@ -36,9 +40,19 @@ export const clusterSchema = z.object({
 
 export async function clusterRoutes(app: FastifyInstance, opts: { view: ClusterView }): Promise<void> {
   const r = app.withTypeProvider<ZodTypeProvider>();
-  r.get('/cluster', { schema: { summary: 'Cluster nodes: health, load and heartbeat age (a single node lists itself)', tags: ['system'], response: { 200: clusterSchema } } }, async () => ({
-    clustered: opts.view.clustered,
-    node: opts.view.node,
-    nodes: await opts.view.nodes(),
-  }));
+  r.get(
+    '/cluster',
+    {
+      schema: {
+        summary: 'Cluster nodes: health, load and heartbeat age (a single node lists itself)',
+        tags: ['system'],
+        response: { 200: clusterSchema },
+      },
+    },
+    async () => ({
+      clustered: opts.view.clustered,
+      node: opts.view.node,
+      nodes: await opts.view.nodes(),
+    }),
+  );
 }

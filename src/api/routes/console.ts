@@ -129,7 +129,11 @@ export async function consoleRoutes(app: FastifyInstance, opts: ConsoleRoutesOpt
   const serve = async (req: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => {
     if (!files) {
       reply.headers(SECURITY_HEADERS);
-      return reply.code(503).header('content-type', 'text/html; charset=utf-8').header('cache-control', 'no-store').send(NOT_BUILT);
+      return reply
+        .code(503)
+        .header('content-type', 'text/html; charset=utf-8')
+        .header('cache-control', 'no-store')
+        .send(NOT_BUILT);
     }
     const rest = (req.params as { '*'?: string })['*'] ?? '';
     const file = files.get(rest);
@@ -138,7 +142,10 @@ export async function consoleRoutes(app: FastifyInstance, opts: ConsoleRoutesOpt
     // chunk name must fail loudly rather than be parsed as HTML.
     if (/\.[A-Za-z0-9]+$/.test(rest)) {
       reply.headers(SECURITY_HEADERS);
-      return reply.code(404).header('content-type', 'text/plain; charset=utf-8').send(`no file ${CONSOLE_BASE}/${rest} in the web console`);
+      return reply
+        .code(404)
+        .header('content-type', 'text/plain; charset=utf-8')
+        .send(`no file ${CONSOLE_BASE}/${rest} in the web console`);
     }
     return send(req, reply, files.get('index.html')!);
   };

@@ -16,7 +16,10 @@ export const invokeBodySchema = z.strictObject({
     .union([z.string(), z.record(z.string(), z.unknown()), z.array(z.unknown())])
     .optional()
     .describe('rendered as {{context}}'),
-  parameters: z.record(z.string(), z.unknown()).optional().describe("override the agent's [parameters] ({{parameters.NAME}})"),
+  parameters: z
+    .record(z.string(), z.unknown())
+    .optional()
+    .describe("override the agent's [parameters] ({{parameters.NAME}})"),
   conversation_id: z.string().min(1).max(200).optional(),
   capability: z.string().min(1).max(200).optional().describe('fail unless the agent provides this capability'),
 });
@@ -28,7 +31,16 @@ export const agentResponseSchema = z.object({
   agent: z.string(),
   conversation_id: z.string().optional(),
   content: z.string(),
-  tool_calls: z.array(z.object({ id: z.string(), name: z.string(), arguments: z.record(z.string(), z.unknown()), result: z.string(), is_error: z.boolean(), duration_ms: z.number() })),
+  tool_calls: z.array(
+    z.object({
+      id: z.string(),
+      name: z.string(),
+      arguments: z.record(z.string(), z.unknown()),
+      result: z.string(),
+      is_error: z.boolean(),
+      duration_ms: z.number(),
+    }),
+  ),
   usage: usageSchema,
   execution_time_ms: z.number(),
   finish_reason: z.enum(['stop', 'length', 'content_filter', 'max_turns', 'tool_calls']),
@@ -39,21 +51,34 @@ export const agentResponseSchema = z.object({
 });
 
 /** The schema documents AgentResponse as this route returns it (without what only the OpenAI routes use); does not compile otherwise. */
-export type AgentResponseDocumented = Check<Documents<z.output<typeof agentResponseSchema>, Omit<AgentResponse, 'pending_tool_calls' | 'transcript'>>>;
+export type AgentResponseDocumented = Check<
+  Documents<z.output<typeof agentResponseSchema>, Omit<AgentResponse, 'pending_tool_calls' | 'transcript'>>
+>;
 
 /** POST /api/v1/agents/{name}/invoke: JSON, or server-sent events with Accept: text/event-stream. */
-export async function invokeRoutes(app: FastifyInstance, opts: { executor: Executor; bodyLimit: number }): Promise<void> {
+export async function invokeRoutes(
+  app: FastifyInstance,
+  opts: { executor: Executor; bodyLimit: number },
+): Promise<void> {
   const { executor } = opts;
   app.withTypeProvider<ZodTypeProvider>().post(
     '/agents/:name/invoke',
     {
       schema: {
         summary: 'Run an agent on a request',
-        description: 'With `Accept: text/event-stream` the answer streams as SSE events `token`, `tool_call`, `tool_result`, then `response` (the AgentResponse) or `error` (the error envelope).',
+        description:
+          'With `Accept: text/event-stream` the answer streams as SSE events `token`, `tool_call`, `tool_result`, then `response` (the AgentResponse) or `error` (the error envelope).',
         tags: ['execution'],
         params: agentNameParams,
         body: invokeBodySchema,
-        response: { 200: agentResponseSchema, 400: errorEnvelopeSchema, 404: errorEnvelopeSchema, 413: errorEnvelopeSchema, 502: errorEnvelopeSchema, 504: errorEnvelopeSchema },
+        response: {
+          200: agentResponseSchema,
+          400: errorEnvelopeSchema,
+          404: errorEnvelopeSchema,
+          413: errorEnvelopeSchema,
+          502: errorEnvelopeSchema,
+          504: errorEnvelopeSchema,
+        },
       },
     },
     async (req, reply) => {
@@ -88,7 +113,8 @@ export async function invokeRoutes(app: FastifyInstance, opts: { executor: Execu
         sse.send('response', response);
       } catch (e) {
         const { body: env } = toEnvelope(e, req, opts.bodyLimit);
-        if (!sse.signal.aborted) req.log.info({ code: env.error.code, message: env.error.message }, 'streamed execution failed');
+        if (!sse.signal.aborted)
+          req.log.info({ code: env.error.code, message: env.error.message }, 'streamed execution failed');
         sse.send('error', env);
       } finally {
         sse.end();

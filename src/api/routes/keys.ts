@@ -56,7 +56,12 @@ const createBody = z.strictObject({
 });
 
 const keyParams = z.object({ key: z.string().min(1).max(100) });
-const errors = { 400: errorEnvelopeSchema, 403: errorEnvelopeSchema, 404: errorEnvelopeSchema, 409: errorEnvelopeSchema };
+const errors = {
+  400: errorEnvelopeSchema,
+  403: errorEnvelopeSchema,
+  404: errorEnvelopeSchema,
+  409: errorEnvelopeSchema,
+};
 
 export interface KeyRoutesOptions {
   keys: ApiKeyStore;
@@ -69,11 +74,23 @@ export async function keyRoutes(app: FastifyInstance, opts: KeyRoutesOptions): P
   const { keys } = opts;
   const r = app.withTypeProvider<ZodTypeProvider>();
 
-  r.get('/whoami', { schema: { summary: 'The authenticated caller: principal, role and permissions', tags: ['auth'] } }, async (req) => {
-    const p = req.principal!;
-    // The permissions are the role's: the web console hides what the caller may not use.
-    return { id: p.id, kind: p.kind, name: p.name, role: p.role, permissions: [...ROLE_PERMISSIONS[p.role]], scope: p.scope, ...(opts.usage && { usage: opts.usage(p.id) }) };
-  });
+  r.get(
+    '/whoami',
+    { schema: { summary: 'The authenticated caller: principal, role and permissions', tags: ['auth'] } },
+    async (req) => {
+      const p = req.principal!;
+      // The permissions are the role's: the web console hides what the caller may not use.
+      return {
+        id: p.id,
+        kind: p.kind,
+        name: p.name,
+        role: p.role,
+        permissions: [...ROLE_PERMISSIONS[p.role]],
+        scope: p.scope,
+        ...(opts.usage && { usage: opts.usage(p.id) }),
+      };
+    },
+  );
 
   r.get(
     '/keys',
@@ -102,7 +119,12 @@ export async function keyRoutes(app: FastifyInstance, opts: KeyRoutesOptions): P
     },
     async (req, reply) => {
       const b = req.body;
-      const scope = { ...(b.agents && { agents: b.agents }), ...(b.capabilities && { capabilities: b.capabilities }), ...(b.memory && { memory: b.memory }), ...(b.tools && { tools: b.tools }) };
+      const scope = {
+        ...(b.agents && { agents: b.agents }),
+        ...(b.capabilities && { capabilities: b.capabilities }),
+        ...(b.memory && { memory: b.memory }),
+        ...(b.tools && { tools: b.tools }),
+      };
       const created = keys.create({
         name: b.name,
         role: b.role,
@@ -128,14 +150,22 @@ export async function keyRoutes(app: FastifyInstance, opts: KeyRoutesOptions): P
     },
     async (req) => {
       const key = keys.get(req.params.key);
-      if (!key) throw new CaxtonError('not_found', `no API key with id or name "${req.params.key}"; see \`caxton key list\``);
+      if (!key)
+        throw new CaxtonError('not_found', `no API key with id or name "${req.params.key}"; see \`caxton key list\``);
       return { key, ...(opts.usage && { usage: opts.usage(`key:${key.name}`) }) };
     },
   );
 
   r.delete(
     '/keys/:key',
-    { schema: { summary: 'Revoke an API key (it stops working at once)', tags: ['auth'], params: keyParams, response: { 200: z.object({ key: keySchema }), ...errors } } },
+    {
+      schema: {
+        summary: 'Revoke an API key (it stops working at once)',
+        tags: ['auth'],
+        params: keyParams,
+        response: { 200: z.object({ key: keySchema }), ...errors },
+      },
+    },
     async (req) => ({ key: keys.revoke(req.params.key) }),
   );
 

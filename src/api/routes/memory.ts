@@ -8,24 +8,51 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { Principal } from '../../auth/index.js';
-import { checkMemoryScope, exportJson, exportJsonl, parseScope, permittedScopes, prepareImport, runImport, type ImportFormat, type MemoryBackend } from '../../memory/index.js';
+import {
+  checkMemoryScope,
+  exportJson,
+  exportJsonl,
+  parseScope,
+  permittedScopes,
+  prepareImport,
+  runImport,
+  type ImportFormat,
+  type MemoryBackend,
+} from '../../memory/index.js';
 import { toEnvelope } from '../envelope.js';
 import { openSse, wantsEventStream } from '../sse.js';
-import { checkAdditions, checkDeletions, checkEntities, checkNames, checkObservations, checkRelations } from '../../memory/validate.js';
+import {
+  checkAdditions,
+  checkDeletions,
+  checkEntities,
+  checkNames,
+  checkObservations,
+  checkRelations,
+} from '../../memory/validate.js';
 import { CaxtonError } from '../../shared/errors.js';
 
 /** Largest import body (JSON or JSONL). */
 export const MAX_IMPORT_BYTES = 64 * 1024 * 1024;
 
-const scopeQuery = z.string().min(1).max(200).optional().describe('"workspace", "global" or "agent:NAME"; reads without it cover every scope');
+const scopeQuery = z
+  .string()
+  .min(1)
+  .max(200)
+  .optional()
+  .describe('"workspace", "global" or "agent:NAME"; reads without it cover every scope');
 
 /** The scopes a read covers: the one named (checked before), or every stored scope the caller may use. */
-async function scopesOf(store: MemoryBackend, scope: string | undefined, caller: Principal | undefined): Promise<string[]> {
+async function scopesOf(
+  store: MemoryBackend,
+  scope: string | undefined,
+  caller: Principal | undefined,
+): Promise<string[]> {
   return scope === undefined ? permittedScopes(caller, await store.scopes()) : [parseScope(scope)];
 }
 
 function bodyObject(body: unknown): Record<string, unknown> {
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new CaxtonError('invalid_request', 'the request body must be a JSON object', { field: '' });
+  if (typeof body !== 'object' || body === null || Array.isArray(body))
+    throw new CaxtonError('invalid_request', 'the request body must be a JSON object', { field: '' });
   return body as Record<string, unknown>;
 }
 
@@ -45,15 +72,21 @@ export async function memoryRoutes(app: FastifyInstance, opts: { store: MemoryBa
     const p = req.principal;
     if (!p || (p.scope.memory === undefined && p.scope.agents === undefined)) return;
     const q = (req.query as Record<string, unknown> | undefined)?.scope;
-    const b = typeof req.body === 'object' && req.body !== null && !Array.isArray(req.body) ? (req.body as Record<string, unknown>).scope : undefined;
+    const b =
+      typeof req.body === 'object' && req.body !== null && !Array.isArray(req.body)
+        ? (req.body as Record<string, unknown>).scope
+        : undefined;
     const given = typeof b === 'string' ? b : typeof q === 'string' ? q : undefined;
     const url = req.routeOptions.url ?? '';
-    const defaultsToWorkspace = req.method !== 'GET' && !url.endsWith('/memory/search') && !url.endsWith('/memory/import');
+    const defaultsToWorkspace =
+      req.method !== 'GET' && !url.endsWith('/memory/search') && !url.endsWith('/memory/import');
     checkMemoryScope(p, given ?? (defaultsToWorkspace ? 'workspace' : undefined));
   });
   // Imports take JSONL (and plain text) as well as JSON.
-  app.addContentTypeParser(['application/x-ndjson', 'application/jsonl', 'application/x-jsonlines', 'text/plain'], { parseAs: 'string', bodyLimit: MAX_IMPORT_BYTES }, (_req, body, done) =>
-    done(null, body),
+  app.addContentTypeParser(
+    ['application/x-ndjson', 'application/jsonl', 'application/x-jsonlines', 'text/plain'],
+    { parseAs: 'string', bodyLimit: MAX_IMPORT_BYTES },
+    (_req, body, done) => done(null, body),
   );
   const tags = ['memory'];
 
@@ -73,79 +106,186 @@ export async function memoryRoutes(app: FastifyInstance, opts: { store: MemoryBa
     },
     async (req) => {
       const scopes = await scopesOf(store, req.query.scope, req.principal);
-      const all = (await store.readGraph(scopes)).entities.filter((e) => req.query.type === undefined || e.entityType === req.query.type);
-      return { entities: all.slice(req.query.offset, req.query.offset + req.query.limit), total: all.length, limit: req.query.limit, offset: req.query.offset };
+      const all = (await store.readGraph(scopes)).entities.filter(
+        (e) => req.query.type === undefined || e.entityType === req.query.type,
+      );
+      return {
+        entities: all.slice(req.query.offset, req.query.offset + req.query.limit),
+        total: all.length,
+        limit: req.query.limit,
+        offset: req.query.offset,
+      };
     },
   );
 
-  r.post('/memory/entities', { schema: { summary: 'Create entities (create_entities); existing names are skipped', tags, querystring: z.object({ scope: scopeQuery }) } }, async (req, reply) => {
-    const body = bodyObject(req.body);
-    const scope = writeScope(body, req.query.scope);
-    const created = await store.createEntities(scope, checkEntities(body.entities, L));
-    return reply.code(201).send({ scope, created });
-  });
+  r.post(
+    '/memory/entities',
+    {
+      schema: {
+        summary: 'Create entities (create_entities); existing names are skipped',
+        tags,
+        querystring: z.object({ scope: scopeQuery }),
+      },
+    },
+    async (req, reply) => {
+      const body = bodyObject(req.body);
+      const scope = writeScope(body, req.query.scope);
+      const created = await store.createEntities(scope, checkEntities(body.entities, L));
+      return reply.code(201).send({ scope, created });
+    },
+  );
 
   r.get(
     '/memory/entities/:name',
-    { schema: { summary: 'One entity (in each scope that has it) and its relations (open_nodes)', tags, params: z.object({ name: z.string().min(1) }), querystring: z.object({ scope: scopeQuery }) } },
+    {
+      schema: {
+        summary: 'One entity (in each scope that has it) and its relations (open_nodes)',
+        tags,
+        params: z.object({ name: z.string().min(1) }),
+        querystring: z.object({ scope: scopeQuery }),
+      },
+    },
     async (req) => {
       const g = await store.openNodes(await scopesOf(store, req.query.scope, req.principal), [req.params.name]);
-      if (g.entities.length === 0) throw new CaxtonError('not_found', `no entity named "${req.params.name}"${req.query.scope ? ` in scope ${req.query.scope}` : ''}`, { name: req.params.name });
+      if (g.entities.length === 0)
+        throw new CaxtonError(
+          'not_found',
+          `no entity named "${req.params.name}"${req.query.scope ? ` in scope ${req.query.scope}` : ''}`,
+          { name: req.params.name },
+        );
       return g;
     },
   );
 
   r.delete(
     '/memory/entities/:name',
-    { schema: { summary: 'Delete an entity and its relations (delete_entities)', tags, params: z.object({ name: z.string().min(1) }), querystring: z.object({ scope: z.string().min(1).max(200) }) } },
+    {
+      schema: {
+        summary: 'Delete an entity and its relations (delete_entities)',
+        tags,
+        params: z.object({ name: z.string().min(1) }),
+        querystring: z.object({ scope: z.string().min(1).max(200) }),
+      },
+    },
     async (req) => {
       const deleted = await store.deleteEntities(parseScope(req.query.scope), [req.params.name]);
-      if (deleted === 0) throw new CaxtonError('not_found', `no entity named "${req.params.name}" in scope ${req.query.scope}`, { name: req.params.name });
+      if (deleted === 0)
+        throw new CaxtonError('not_found', `no entity named "${req.params.name}" in scope ${req.query.scope}`, {
+          name: req.params.name,
+        });
       return { deleted };
     },
   );
 
   r.post(
     '/memory/entities/:name/observations',
-    { schema: { summary: 'Add observations to an entity (add_observations)', tags, params: z.object({ name: z.string().min(1) }), querystring: z.object({ scope: scopeQuery }) } },
+    {
+      schema: {
+        summary: 'Add observations to an entity (add_observations)',
+        tags,
+        params: z.object({ name: z.string().min(1) }),
+        querystring: z.object({ scope: scopeQuery }),
+      },
+    },
     async (req) => {
       const body = bodyObject(req.body);
       const scope = writeScope(body, req.query.scope);
-      const [res] = await store.addObservations(scope, [{ entityName: req.params.name, contents: checkObservations(body.contents, 'contents', L) }]);
+      const [res] = await store.addObservations(scope, [
+        { entityName: req.params.name, contents: checkObservations(body.contents, 'contents', L) },
+      ]);
       return res;
     },
   );
 
-  r.post('/memory/observations/add', { schema: { summary: 'Add observations to several entities (add_observations)', tags, querystring: z.object({ scope: scopeQuery }) } }, async (req) => {
-    const body = bodyObject(req.body);
-    return { results: await store.addObservations(writeScope(body, req.query.scope), checkAdditions(body.observations, L)) };
-  });
+  r.post(
+    '/memory/observations/add',
+    {
+      schema: {
+        summary: 'Add observations to several entities (add_observations)',
+        tags,
+        querystring: z.object({ scope: scopeQuery }),
+      },
+    },
+    async (req) => {
+      const body = bodyObject(req.body);
+      return {
+        results: await store.addObservations(writeScope(body, req.query.scope), checkAdditions(body.observations, L)),
+      };
+    },
+  );
 
-  r.post('/memory/observations/delete', { schema: { summary: 'Delete observations (delete_observations)', tags, querystring: z.object({ scope: scopeQuery }) } }, async (req) => {
-    const body = bodyObject(req.body);
-    await store.deleteObservations(writeScope(body, req.query.scope), checkDeletions(body.deletions, L));
-    return { success: true };
-  });
+  r.post(
+    '/memory/observations/delete',
+    {
+      schema: {
+        summary: 'Delete observations (delete_observations)',
+        tags,
+        querystring: z.object({ scope: scopeQuery }),
+      },
+    },
+    async (req) => {
+      const body = bodyObject(req.body);
+      await store.deleteObservations(writeScope(body, req.query.scope), checkDeletions(body.deletions, L));
+      return { success: true };
+    },
+  );
 
-  r.get('/memory/relations', { schema: { summary: 'List relations', tags, querystring: z.object({ scope: scopeQuery }) } }, async (req) => ({
-    relations: (await store.readGraph(await scopesOf(store, req.query.scope, req.principal))).relations,
-  }));
+  r.get(
+    '/memory/relations',
+    { schema: { summary: 'List relations', tags, querystring: z.object({ scope: scopeQuery }) } },
+    async (req) => ({
+      relations: (await store.readGraph(await scopesOf(store, req.query.scope, req.principal))).relations,
+    }),
+  );
 
-  r.post('/memory/relations', { schema: { summary: 'Create relations (create_relations); existing ones are skipped', tags, querystring: z.object({ scope: scopeQuery }) } }, async (req, reply) => {
-    const body = bodyObject(req.body);
-    const scope = writeScope(body, req.query.scope);
-    return reply.code(201).send({ scope, created: await store.createRelations(scope, checkRelations(body.relations, L)) });
-  });
+  r.post(
+    '/memory/relations',
+    {
+      schema: {
+        summary: 'Create relations (create_relations); existing ones are skipped',
+        tags,
+        querystring: z.object({ scope: scopeQuery }),
+      },
+    },
+    async (req, reply) => {
+      const body = bodyObject(req.body);
+      const scope = writeScope(body, req.query.scope);
+      return reply
+        .code(201)
+        .send({ scope, created: await store.createRelations(scope, checkRelations(body.relations, L)) });
+    },
+  );
 
-  r.post('/memory/relations/delete', { schema: { summary: 'Delete relations (delete_relations)', tags, querystring: z.object({ scope: scopeQuery }) } }, async (req) => {
-    const body = bodyObject(req.body);
-    return { deleted: await store.deleteRelations(writeScope(body, req.query.scope), checkRelations(body.relations, L)) };
-  });
+  r.post(
+    '/memory/relations/delete',
+    { schema: { summary: 'Delete relations (delete_relations)', tags, querystring: z.object({ scope: scopeQuery }) } },
+    async (req) => {
+      const body = bodyObject(req.body);
+      return {
+        deleted: await store.deleteRelations(writeScope(body, req.query.scope), checkRelations(body.relations, L)),
+      };
+    },
+  );
 
-  r.post('/memory/entities/delete', { schema: { summary: 'Delete entities by name (delete_entities)', tags, querystring: z.object({ scope: scopeQuery }) } }, async (req) => {
-    const body = bodyObject(req.body);
-    return { deleted: await store.deleteEntities(writeScope(body, req.query.scope), checkNames(body.entityNames, L, 'entityNames')) };
-  });
+  r.post(
+    '/memory/entities/delete',
+    {
+      schema: {
+        summary: 'Delete entities by name (delete_entities)',
+        tags,
+        querystring: z.object({ scope: scopeQuery }),
+      },
+    },
+    async (req) => {
+      const body = bodyObject(req.body);
+      return {
+        deleted: await store.deleteEntities(
+          writeScope(body, req.query.scope),
+          checkNames(body.entityNames, L, 'entityNames'),
+        ),
+      };
+    },
+  );
 
   r.post(
     '/memory/search',
@@ -199,7 +339,14 @@ export async function memoryRoutes(app: FastifyInstance, opts: { store: MemoryBa
         ?.split(',')
         .map((s) => s.trim())
         .filter(Boolean);
-      return store.traverse({ scope: parseScope(q.scope), from: q.from, max_depth: q.max_depth, direction: q.direction, limit: q.limit, ...(types && { relation_types: types }) });
+      return store.traverse({
+        scope: parseScope(q.scope),
+        from: q.from,
+        max_depth: q.max_depth,
+        direction: q.direction,
+        limit: q.limit,
+        ...(types && { relation_types: types }),
+      });
     },
   );
 
@@ -214,7 +361,8 @@ export async function memoryRoutes(app: FastifyInstance, opts: { store: MemoryBa
     },
     async (req, reply) => {
       if (req.query.format === 'jsonl') {
-        if (req.query.scope === undefined) throw new CaxtonError('invalid_request', 'a JSONL export covers one scope: give "scope"', { field: 'scope' });
+        if (req.query.scope === undefined)
+          throw new CaxtonError('invalid_request', 'a JSONL export covers one scope: give "scope"', { field: 'scope' });
         return reply.type('application/x-ndjson').send(await exportJsonl(store, parseScope(req.query.scope)));
       }
       return exportJson(store, await scopesOf(store, req.query.scope, req.principal));
@@ -237,9 +385,19 @@ export async function memoryRoutes(app: FastifyInstance, opts: { store: MemoryBa
       const body = req.body;
       const format = req.query.format as ImportFormat | undefined;
       const scope = req.query.scope === undefined ? undefined : parseScope(req.query.scope);
-      const input = typeof body === 'string' ? body : body === undefined || body === null ? '' : format === 'jsonl' ? JSON.stringify(body) : (body as never);
+      const input =
+        typeof body === 'string'
+          ? body
+          : body === undefined || body === null
+            ? ''
+            : format === 'jsonl'
+              ? JSON.stringify(body)
+              : (body as never);
       if (input === '') throw new CaxtonError('invalid_request', 'the import body is empty', { field: '' });
-      const prepared = prepareImport(store, input, { ...(format !== undefined && { format }), ...(scope !== undefined && { scope }) });
+      const prepared = prepareImport(store, input, {
+        ...(format !== undefined && { format }),
+        ...(scope !== undefined && { scope }),
+      });
       if (!wantsEventStream(req)) {
         const result = await runImport(store, prepared);
         req.log.info(result, 'memory import');
@@ -262,10 +420,17 @@ export async function memoryRoutes(app: FastifyInstance, opts: { store: MemoryBa
     },
   );
 
-  r.get('/memory/stats', { schema: { summary: 'Entity, relation and observation counts per scope; embedding model; database size', tags } }, async (req) => {
-    const stats = await store.stats();
-    // The per-scope figures of the scopes this caller may use (the totals stay the store's).
-    const shown = new Set(permittedScopes(req.principal, Object.keys(stats.by_scope)));
-    return { ...stats, by_scope: Object.fromEntries(Object.entries(stats.by_scope).filter(([scope]) => shown.has(scope))) };
-  });
+  r.get(
+    '/memory/stats',
+    { schema: { summary: 'Entity, relation and observation counts per scope; embedding model; database size', tags } },
+    async (req) => {
+      const stats = await store.stats();
+      // The per-scope figures of the scopes this caller may use (the totals stay the store's).
+      const shown = new Set(permittedScopes(req.principal, Object.keys(stats.by_scope)));
+      return {
+        ...stats,
+        by_scope: Object.fromEntries(Object.entries(stats.by_scope).filter(([scope]) => shown.has(scope))),
+      };
+    },
+  );
 }

@@ -13,7 +13,9 @@ export interface BatchLimits {
 }
 
 /** One message of a batch: its result (accepted or a duplicate) or why it was refused. */
-export type BatchItem = ({ index: number; status: 200 | 202 } & SubmitResult) | { index: number; status: number; error: ErrorEnvelope['error'] };
+export type BatchItem =
+  | ({ index: number; status: 200 | 202 } & SubmitResult)
+  | { index: number; status: number; error: ErrorEnvelope['error'] };
 
 export interface BatchResult {
   results: BatchItem[];
@@ -24,8 +26,15 @@ export interface BatchResult {
 
 /** The answer to a batch, for the OpenAPI document. */
 export function batchResultSchema<T extends z.ZodRawShape>(submitResult: z.ZodObject<T>) {
-  const accepted = submitResult.extend({ index: z.number().int(), status: z.union([z.literal(200), z.literal(202)]).describe('202 accepted, 200 a message id seen before') });
-  const refused = z.object({ index: z.number().int(), status: z.number().int().describe('the status this message alone would have had'), error: errorEnvelopeSchema.shape.error });
+  const accepted = submitResult.extend({
+    index: z.number().int(),
+    status: z.union([z.literal(200), z.literal(202)]).describe('202 accepted, 200 a message id seen before'),
+  });
+  const refused = z.object({
+    index: z.number().int(),
+    status: z.number().int().describe('the status this message alone would have had'),
+    error: errorEnvelopeSchema.shape.error,
+  });
   return z
     .object({
       results: z.array(z.union([accepted, refused])).describe('one per message, in the order sent'),
@@ -38,15 +47,29 @@ export function batchResultSchema<T extends z.ZodRawShape>(submitResult: z.ZodOb
 
 /** Refuses a batch as a whole when it holds no message or more than `max_batch_messages`. */
 export function checkBatch(items: readonly unknown[], limits: BatchLimits, hasWait: boolean): void {
-  if (items.length === 0) throw new CaxtonError('invalid_message', 'the batch is empty; send a JSON object or an array of at least one message', { field: '(body)' });
+  if (items.length === 0)
+    throw new CaxtonError(
+      'invalid_message',
+      'the batch is empty; send a JSON object or an array of at least one message',
+      { field: '(body)' },
+    );
   if (items.length > limits.max_batch_messages) {
-    throw new CaxtonError('payload_too_large', `the batch holds ${items.length} messages; the server accepts at most ${limits.max_batch_messages} per request ([messaging] max_batch_messages)`, {
-      field: '(body)',
-      count: items.length,
-      limit: limits.max_batch_messages,
-    });
+    throw new CaxtonError(
+      'payload_too_large',
+      `the batch holds ${items.length} messages; the server accepts at most ${limits.max_batch_messages} per request ([messaging] max_batch_messages)`,
+      {
+        field: '(body)',
+        count: items.length,
+        limit: limits.max_batch_messages,
+      },
+    );
   }
-  if (hasWait) throw new CaxtonError('invalid_message', '?wait applies to one message: send a single JSON object to wait for its conversation, or drop ?wait for a batch', { field: 'wait' });
+  if (hasWait)
+    throw new CaxtonError(
+      'invalid_message',
+      '?wait applies to one message: send a single JSON object to wait for its conversation, or drop ?wait for a batch',
+      { field: 'wait' },
+    );
 }
 
 /**
@@ -55,9 +78,18 @@ export function checkBatch(items: readonly unknown[], limits: BatchLimits, hasWa
  * scope and limits, the queue): one refused does not hold back the others, and its error names its
  * index. `prepare` applies the route's per-message rules (the sender) and throws to refuse one.
  */
-export async function submitBatch(bus: MessagingBus, req: FastifyRequest, items: readonly unknown[], prepare: (body: unknown) => void, bodyLimit: number): Promise<BatchResult> {
+export async function submitBatch(
+  bus: MessagingBus,
+  req: FastifyRequest,
+  items: readonly unknown[],
+  prepare: (body: unknown) => void,
+  bodyLimit: number,
+): Promise<BatchResult> {
   const tp = requestTraceparent(req);
-  const opts = { ...(tp !== undefined && { traceparent: tp }), ...(req.principal !== undefined && { principal: req.principal }) };
+  const opts = {
+    ...(tp !== undefined && { traceparent: tp }),
+    ...(req.principal !== undefined && { principal: req.principal }),
+  };
   const settled = await Promise.allSettled(
     items.map((body) => {
       try {
@@ -78,8 +110,15 @@ export async function submitBatch(bus: MessagingBus, req: FastifyRequest, items:
     }
     out.refused++;
     const { status, body } = toEnvelope(s.reason, req, bodyLimit);
-    const details = body.error.details !== null && typeof body.error.details === 'object' ? { ...body.error.details, index } : { index };
-    out.results.push({ index, status, error: { ...body.error, message: `message [${index}]: ${body.error.message}`, details } });
+    const details =
+      body.error.details !== null && typeof body.error.details === 'object'
+        ? { ...body.error.details, index }
+        : { index };
+    out.results.push({
+      index,
+      status,
+      error: { ...body.error, message: `message [${index}]: ${body.error.message}`, details },
+    });
   });
   return out;
 }

@@ -59,7 +59,12 @@ const aclMessageSchema = z
     trace_context: z.object({ traceparent: z.string(), tracestate: z.string().optional() }).optional(),
     timestamp: z.string(),
     chain: z.array(z.string()).readonly().describe('agents whose executions led to this message'),
-    on_behalf_of: z.string().optional().describe('the principal the message acts for (set by the platform): its scope and limits apply to what the message causes'),
+    on_behalf_of: z
+      .string()
+      .optional()
+      .describe(
+        'the principal the message acts for (set by the platform): its scope and limits apply to what the message causes',
+      ),
     routed_to: z.array(z.string()).describe('agents the message was delivered to'),
   })
   .describe('A stored FIPA-ACL message');
@@ -89,7 +94,10 @@ const submitResultSchema = z.object({
   routed_to: z.array(z.string()),
   routing: z.enum(['named', 'one', 'all', 'none']),
   duplicate: z.boolean().describe('the message id was accepted before: nothing new was stored or delivered'),
-  failure: z.object({ reason: z.string(), message: z.string(), reply_id: z.string() }).optional().describe('why the message could not be routed (the conversation failed)'),
+  failure: z
+    .object({ reason: z.string(), message: z.string(), reply_id: z.string() })
+    .optional()
+    .describe('why the message could not be routed (the conversation failed)'),
 });
 
 const deliverySchema = z.object({
@@ -123,40 +131,66 @@ export const messageBodyDocSchema = z
     receiver: z.string().optional().describe('an agent name'),
     receivers: z.array(z.string()).optional(),
     content: z.unknown().describe('text or any JSON value (required except for cancel)'),
-    id: z.string().optional().describe('a client-chosen id makes retries safe: the same id is stored and delivered once'),
+    id: z
+      .string()
+      .optional()
+      .describe('a client-chosen id makes retries safe: the same id is stored and delivered once'),
     sender: z.string().optional().describe('default "user"'),
     reply_to: z.union([z.string(), z.array(z.string())]).optional(),
     language: z.string().optional(),
     encoding: z.string().optional(),
     ontology: z.string().optional(),
-    protocol: z.string().optional().describe('fipa-request, fipa-query, fipa-contract-net, fipa-subscribe; default from the performative'),
+    protocol: z
+      .string()
+      .optional()
+      .describe('fipa-request, fipa-query, fipa-contract-net, fipa-subscribe; default from the performative'),
     conversation_id: z.string().optional().describe('continue a conversation; absent: a new one'),
     reply_with: z.string().optional(),
     in_reply_to: z.string().optional(),
     reply_by: z.string().optional().describe('ISO 8601 time or a duration such as "30s"'),
-    params: z.record(z.string(), z.string()).optional().describe('user-defined parameters, names start with "X-" (also accepted at the top level)'),
+    params: z
+      .record(z.string(), z.string())
+      .optional()
+      .describe('user-defined parameters, names start with "X-" (also accepted at the top level)'),
     trace_context: z.object({ traceparent: z.string(), tracestate: z.string().optional() }).optional(),
   })
   .describe('A FIPA-ACL message; FIPA spellings such as "conversation-id" are accepted too');
 
 /** The query's fields that were given (exactOptionalPropertyTypes: an absent filter is no key, not undefined). */
 function definedOnly<T extends Record<string, unknown>>(o: T): { [K in keyof T]?: Exclude<T[K], undefined> } {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as { [K in keyof T]?: Exclude<T[K], undefined> };
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as {
+    [K in keyof T]?: Exclude<T[K], undefined>;
+  };
 }
 
 const pageQuery = {
-  limit: z.coerce.number({ error: 'expected a number' }).int({ error: 'expected a whole number' }).min(1, { error: 'at least 1' }).max(1000, { error: 'at most 1000' }).default(50),
-  offset: z.coerce.number({ error: 'expected a number' }).int({ error: 'expected a whole number' }).min(0, { error: 'at least 0' }).default(0),
+  limit: z.coerce
+    .number({ error: 'expected a number' })
+    .int({ error: 'expected a whole number' })
+    .min(1, { error: 'at least 1' })
+    .max(1000, { error: 'at most 1000' })
+    .default(50),
+  offset: z.coerce
+    .number({ error: 'expected a number' })
+    .int({ error: 'expected a whole number' })
+    .min(0, { error: 'at least 0' })
+    .default(0),
 };
 
 const waitSeconds = z
   .string()
-  .refine((s) => s === '' || (parseDuration(s) ?? Infinity) <= MAX_WAIT_MS, { message: `expected seconds to wait (e.g. 30) or a duration (e.g. "2m"), at most ${MAX_WAIT_MS / 1000} s` })
+  .refine((s) => s === '' || (parseDuration(s) ?? Infinity) <= MAX_WAIT_MS, {
+    message: `expected seconds to wait (e.g. 30) or a duration (e.g. "2m"), at most ${MAX_WAIT_MS / 1000} s`,
+  })
   .optional()
-  .describe(`wait up to this many seconds (at most ${MAX_WAIT_MS / 1000}) for the conversation to end; then 200 with the conversation and its messages. Without a value: ${DEFAULT_WAIT_MS / 1000} s`);
+  .describe(
+    `wait up to this many seconds (at most ${MAX_WAIT_MS / 1000}) for the conversation to end; then 200 with the conversation and its messages. Without a value: ${DEFAULT_WAIT_MS / 1000} s`,
+  );
 
 const idParams = z.object({ id: z.string().min(1).max(200) });
-const deadLetterParams = z.object({ id: z.string().regex(/^[1-9]\d{0,14}$/, { message: 'expected a dead-letter id (a positive integer)' }) });
+const deadLetterParams = z.object({
+  id: z.string().regex(/^[1-9]\d{0,14}$/, { message: 'expected a dead-letter id (a positive integer)' }),
+});
 
 const stateQuery = z
   .enum(STATES, {
@@ -181,10 +215,14 @@ function asPrincipal(body: unknown, p: Principal | undefined, log: FastifyBaseLo
     if (b.sender === undefined) b.sender = own;
     else if (b.sender !== own) {
       if (!can(p, 'impersonate'))
-        throw new CaxtonError('forbidden', `the sender of a message you send is you (${own}); sending as ${JSON.stringify(String(b.sender).slice(0, 100))} needs the impersonate permission`, {
-          reason: 'impersonate',
-          field: 'sender',
-        });
+        throw new CaxtonError(
+          'forbidden',
+          `the sender of a message you send is you (${own}); sending as ${JSON.stringify(String(b.sender).slice(0, 100))} needs the impersonate permission`,
+          {
+            reason: 'impersonate',
+            field: 'sender',
+          },
+        );
       log.warn({ principal: p.id, sender: b.sender }, 'message sent on behalf of another party');
       if (req) annotateAudit(req, { action: 'message.send_as', details: { as: String(b.sender).slice(0, 200) } });
     }
@@ -210,7 +248,9 @@ export function entryView(e: DirectoryEntry) {
 }
 
 function directoryEventView(e: DirectoryEvent) {
-  return e.type === 'updated' ? { type: e.type, entry: entryView(e.entry), previous: entryView(e.previous) } : { type: e.type, entry: entryView(e.entry) };
+  return e.type === 'updated'
+    ? { type: e.type, entry: entryView(e.entry), previous: entryView(e.previous) }
+    : { type: e.type, entry: entryView(e.entry) };
 }
 
 // ------------------------------------------------------------------------------ routes
@@ -219,7 +259,10 @@ function directoryEventView(e: DirectoryEvent) {
  * Messaging: send FIPA-ACL messages, follow conversations (JSON and server-sent events), the
  * dead-letter queue, the directory facilitator and queue statistics.
  */
-export async function messagingRoutes(app: FastifyInstance, opts: { bus: MessagingBus; batch: BatchLimits; bodyLimit: number }): Promise<void> {
+export async function messagingRoutes(
+  app: FastifyInstance,
+  opts: { bus: MessagingBus; batch: BatchLimits; bodyLimit: number },
+): Promise<void> {
   const { bus } = opts;
   // A batch may be larger than one request body elsewhere; each of its messages is still bounded by max_message_size.
   const bodyLimit = Math.max(opts.bodyLimit, opts.batch.max_batch_size);
@@ -256,7 +299,10 @@ export async function messagingRoutes(app: FastifyInstance, opts: { bus: Messagi
         tags: ['messaging'],
         querystring: z.object({ wait: waitSeconds }),
         response: {
-          200: submitResultSchema.extend({ conversation: conversationSchema.optional(), messages: z.array(aclMessageSchema).optional() }),
+          200: submitResultSchema.extend({
+            conversation: conversationSchema.optional(),
+            messages: z.array(aclMessageSchema).optional(),
+          }),
           202: z.union([submitResultSchema, batchResultSchema(submitResultSchema)]),
           400: errorEnvelopeSchema,
           403: errorEnvelopeSchema,
@@ -280,18 +326,30 @@ export async function messagingRoutes(app: FastifyInstance, opts: { bus: Messagi
       }
       if (raw!.length > opts.bodyLimit) throw bodyTooLarge(opts.bodyLimit, true);
       asPrincipal(body, req.principal, req.log, req);
-      const waitMs = req.query.wait === undefined ? undefined : req.query.wait === '' ? DEFAULT_WAIT_MS : parseDuration(req.query.wait)!;
+      const waitMs =
+        req.query.wait === undefined
+          ? undefined
+          : req.query.wait === ''
+            ? DEFAULT_WAIT_MS
+            : parseDuration(req.query.wait)!;
       // Listen for the client going away before any await: the body is already read.
       const gone = waitMs !== undefined ? disconnectSignal(req, reply) : undefined;
       const tp = requestTraceparent(req);
-      const result = await bus.submit(body, { bodySize: raw!.length, ...(tp !== undefined && { traceparent: tp }), ...(req.principal !== undefined && { principal: req.principal }) });
+      const result = await bus.submit(body, {
+        bodySize: raw!.length,
+        ...(tp !== undefined && { traceparent: tp }),
+        ...(req.principal !== undefined && { principal: req.principal }),
+      });
       if (result.duplicate) req.log.debug({ message_id: result.id }, 'duplicate message');
       reply.header('location', `/api/v1/conversations/${encodeURIComponent(result.conversation_id)}`);
       if (waitMs === undefined) return reply.code(result.duplicate ? 200 : 202).send(result);
       const signal = AbortSignal.any([gone!, closing.signal]);
       const conversation = await bus.wait(result.conversation_id, signal.aborted ? 0 : waitMs, signal);
       // What the caller may read of it: an agent may have drawn in others outside its scope.
-      const { items } = await readsFor(bus.reads, req.principal).listMessages({ conversation_id: result.conversation_id, limit: 100_000 });
+      const { items } = await readsFor(bus.reads, req.principal).listMessages({
+        conversation_id: result.conversation_id,
+        limit: 100_000,
+      });
       return reply.code(200).send({ ...result, conversation, messages: items.reverse().map(messageView) });
     },
   );
@@ -303,13 +361,28 @@ export async function messagingRoutes(app: FastifyInstance, opts: { bus: Messagi
         summary: 'List messages, newest first, narrowed by performative, sender, receiver or conversation',
         tags: ['messaging'],
         querystring: z.object({
-          performative: z.enum(PERFORMATIVES, { error: `expected one of the FIPA acts: ${PERFORMATIVES.join(', ')}` }).optional(),
+          performative: z
+            .enum(PERFORMATIVES, { error: `expected one of the FIPA acts: ${PERFORMATIVES.join(', ')}` })
+            .optional(),
           sender: z.string().min(1).max(200).optional().describe('exactly this sender (any case)'),
-          receiver: z.string().min(1).max(200).optional().describe('delivered, or being delivered, to this agent (any case)'),
+          receiver: z
+            .string()
+            .min(1)
+            .max(200)
+            .optional()
+            .describe('delivered, or being delivered, to this agent (any case)'),
           conversation_id: z.string().min(1).max(200).optional(),
           ...pageQuery,
         }),
-        response: { 200: z.object({ messages: z.array(aclMessageSchema), total: z.number().int(), limit: z.number().int(), offset: z.number().int() }), 400: errorEnvelopeSchema },
+        response: {
+          200: z.object({
+            messages: z.array(aclMessageSchema),
+            total: z.number().int(),
+            limit: z.number().int(),
+            offset: z.number().int(),
+          }),
+          400: errorEnvelopeSchema,
+        },
       },
     },
     async (req) => {
@@ -342,13 +415,35 @@ export async function messagingRoutes(app: FastifyInstance, opts: { bus: Messagi
       schema: {
         summary: 'List conversations, newest first',
         tags: ['messaging'],
-        querystring: z.object({ state: stateQuery, participant: z.string().min(1).max(200).optional().describe('only conversations this party sent or received a message in'), ...pageQuery }),
-        response: { 200: z.object({ conversations: z.array(conversationSchema), total: z.number().int(), limit: z.number().int(), offset: z.number().int() }), 400: errorEnvelopeSchema },
+        querystring: z.object({
+          state: stateQuery,
+          participant: z
+            .string()
+            .min(1)
+            .max(200)
+            .optional()
+            .describe('only conversations this party sent or received a message in'),
+          ...pageQuery,
+        }),
+        response: {
+          200: z.object({
+            conversations: z.array(conversationSchema),
+            total: z.number().int(),
+            limit: z.number().int(),
+            offset: z.number().int(),
+          }),
+          400: errorEnvelopeSchema,
+        },
       },
     },
     async (req) => {
       const { state, participant, limit, offset } = req.query;
-      const page = await readsFor(bus.reads, req.principal).listConversations({ ...(state !== undefined && { state }), ...(participant !== undefined && { participant }), limit, offset });
+      const page = await readsFor(bus.reads, req.principal).listConversations({
+        ...(state !== undefined && { state }),
+        ...(participant !== undefined && { participant }),
+        limit,
+        offset,
+      });
       return { conversations: page.items, total: page.total, limit, offset };
     },
   );
@@ -360,12 +455,21 @@ export async function messagingRoutes(app: FastifyInstance, opts: { bus: Messagi
         summary: 'One conversation and its messages, oldest first',
         tags: ['messaging'],
         params: idParams,
-        querystring: z.object({ limit: z.coerce.number({ error: 'expected a number' }).int().min(1).max(100_000).default(1000), offset: pageQuery.offset }),
-        response: { 200: z.object({ conversation: conversationSchema, messages: z.array(aclMessageSchema) }), ...errors },
+        querystring: z.object({
+          limit: z.coerce.number({ error: 'expected a number' }).int().min(1).max(100_000).default(1000),
+          offset: pageQuery.offset,
+        }),
+        response: {
+          200: z.object({ conversation: conversationSchema, messages: z.array(aclMessageSchema) }),
+          ...errors,
+        },
       },
     },
     async (req) => {
-      const { conversation, messages } = await readsFor(bus.reads, req.principal).getConversation(req.params.id, { limit: req.query.limit, offset: req.query.offset });
+      const { conversation, messages } = await readsFor(bus.reads, req.principal).getConversation(req.params.id, {
+        limit: req.query.limit,
+        offset: req.query.offset,
+      });
       return { conversation, messages: messages.map(messageView) };
     },
   );
@@ -393,11 +497,24 @@ export async function messagingRoutes(app: FastifyInstance, opts: { bus: Messagi
         summary: 'Deliveries that failed for good, oldest first, narrowed by receiver or error text',
         tags: ['messaging'],
         querystring: z.object({
-          receiver: z.string().min(1).max(200).optional().describe("this text anywhere in the receiver's name (any case)"),
+          receiver: z
+            .string()
+            .min(1)
+            .max(200)
+            .optional()
+            .describe("this text anywhere in the receiver's name (any case)"),
           error: z.string().min(1).max(200).optional().describe('this text anywhere in the last error (any case)'),
           ...pageQuery,
         }),
-        response: { 200: z.object({ dead_letters: z.array(deadLetterSchema), total: z.number().int(), limit: z.number().int(), offset: z.number().int() }), 400: errorEnvelopeSchema },
+        response: {
+          200: z.object({
+            dead_letters: z.array(deadLetterSchema),
+            total: z.number().int(),
+            limit: z.number().int(),
+            offset: z.number().int(),
+          }),
+          400: errorEnvelopeSchema,
+        },
       },
     },
     async (req) => {
@@ -407,8 +524,17 @@ export async function messagingRoutes(app: FastifyInstance, opts: { bus: Messagi
     },
   );
 
-  r.get('/dead-letters/:id', { schema: { summary: 'One dead letter', tags: ['messaging'], params: deadLetterParams, response: { 200: deadLetterSchema, ...errors } } }, async (req) =>
-    readsFor(bus.reads, req.principal).deadLetter(Number(req.params.id)),
+  r.get(
+    '/dead-letters/:id',
+    {
+      schema: {
+        summary: 'One dead letter',
+        tags: ['messaging'],
+        params: deadLetterParams,
+        response: { 200: deadLetterSchema, ...errors },
+      },
+    },
+    async (req) => readsFor(bus.reads, req.principal).deadLetter(Number(req.params.id)),
   );
 
   r.post(
@@ -416,10 +542,20 @@ export async function messagingRoutes(app: FastifyInstance, opts: { bus: Messagi
     {
       schema: {
         summary: 'Deliver a dead letter again',
-        description: 'Puts the delivery back on the queue with fresh attempts; a conversation that failed because of it is reopened, so the reply can complete it.',
+        description:
+          'Puts the delivery back on the queue with fresh attempts; a conversation that failed because of it is reopened, so the reply can complete it.',
         tags: ['messaging'],
         params: deadLetterParams,
-        response: { 202: z.object({ id: z.number().int(), message_id: z.string(), receiver: z.string(), conversation_id: z.string() }), ...errors, 409: errorEnvelopeSchema },
+        response: {
+          202: z.object({
+            id: z.number().int(),
+            message_id: z.string(),
+            receiver: z.string(),
+            conversation_id: z.string(),
+          }),
+          ...errors,
+          409: errorEnvelopeSchema,
+        },
       },
     },
     async (req, reply) => {
@@ -442,7 +578,10 @@ export async function messagingRoutes(app: FastifyInstance, opts: { bus: Messagi
           ontology: z.string().min(1).max(256).optional(),
           language: z.string().min(1).max(256).optional(),
         }),
-        response: { 200: z.object({ entries: z.array(directoryEntrySchema), total: z.number().int() }), 400: errorEnvelopeSchema },
+        response: {
+          200: z.object({ entries: z.array(directoryEntrySchema), total: z.number().int() }),
+          400: errorEnvelopeSchema,
+        },
       },
     },
     async (req) => {
@@ -467,7 +606,8 @@ export async function messagingRoutes(app: FastifyInstance, opts: { bus: Messagi
     {
       schema: {
         summary: 'Follow the directory (server-sent events)',
-        description: 'Streams `registered`, `updated` and `deregistered` events as agents are deployed, changed and removed. Comment lines are sent every 15 s while idle.',
+        description:
+          'Streams `registered`, `updated` and `deregistered` events as agents are deployed, changed and removed. Comment lines are sent every 15 s while idle.',
         tags: ['messaging'],
         response: { 200: z.string().describe('text/event-stream') },
       },
@@ -509,7 +649,13 @@ export async function messagingRoutes(app: FastifyInstance, opts: { bus: Messagi
  * what arrives meanwhile is held back and sent after them (skipping what the replay already had),
  * so no message is lost or sent twice.
  */
-async function followConversation(bus: MessagingBus, req: FastifyRequest, reply: FastifyReply, id: string, streams: Set<() => void>): Promise<FastifyReply> {
+async function followConversation(
+  bus: MessagingBus,
+  req: FastifyRequest,
+  reply: FastifyReply,
+  id: string,
+  streams: Set<() => void>,
+): Promise<FastifyReply> {
   const held: BusEvent[] = [];
   let live = false;
   const visible = eventVisibleTo(req.principal);
@@ -557,7 +703,8 @@ async function followConversation(bus: MessagingBus, req: FastifyRequest, reply:
       end();
     }
   };
-  for (const s of snapshot.messages) send({ type: 'message', conversation_id: snapshot.conversation.id, message: s.message, routed_to: s.routed_to });
+  for (const s of snapshot.messages)
+    send({ type: 'message', conversation_id: snapshot.conversation.id, message: s.message, routed_to: s.routed_to });
   send({ type: 'state', conversation_id: snapshot.conversation.id, conversation: snapshot.conversation });
   for (const e of held.splice(0)) send(e);
   live = true;

@@ -1,12 +1,27 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { agentVisible, agentsVisibleTo, capabilitiesVisibleTo, logLinesVisibleTo, readScopeOf, type Principal } from '../../auth/index.js';
+import {
+  agentVisible,
+  agentsVisibleTo,
+  capabilitiesVisibleTo,
+  logLinesVisibleTo,
+  readScopeOf,
+  type Principal,
+} from '../../auth/index.js';
 import type { AgentService } from '../../agents/index.js';
 import type { ServerConfig } from '../../config/index.js';
 import type { MessagingBus } from '../../messaging/index.js';
 import type { MemoryComponent } from '../../memory/index.js';
-import { EVENT_CATEGORIES, EVENT_TYPES, eventMatches, type AgentEvent, type AgentEventType, type EventCategory, type EventReads } from '../../observability/events.js';
+import {
+  EVENT_CATEGORIES,
+  EVENT_TYPES,
+  eventMatches,
+  type AgentEvent,
+  type AgentEventType,
+  type EventCategory,
+  type EventReads,
+} from '../../observability/events.js';
 import { LOG_LEVELS, LogBuffer, type LogLevel, type LogRecord } from '../../observability/log-buffer.js';
 import type { StatusSampler } from '../../observability/status.js';
 import { CaxtonError } from '../../shared/errors.js';
@@ -47,7 +62,10 @@ const sinceField = z
     if (ago !== undefined) return Date.now() - ago;
     const t = /^\d{4}-\d{2}-\d{2}/.test(v) ? Date.parse(v) : NaN;
     if (Number.isNaN(t)) {
-      ctx.addIssue({ code: 'custom', message: `expected an ISO 8601 time (e.g. "2025-01-31T12:00:00Z") or a duration ago (e.g. "30s", "5m", "2h"), got ${JSON.stringify(v)}` });
+      ctx.addIssue({
+        code: 'custom',
+        message: `expected an ISO 8601 time (e.g. "2025-01-31T12:00:00Z") or a duration ago (e.g. "30s", "5m", "2h"), got ${JSON.stringify(v)}`,
+      });
       return z.NEVER;
     }
     return t;
@@ -66,7 +84,10 @@ const typeField = z
       .filter((s) => s !== '')) {
       if (!FILTERS.includes(t)) {
         const guess = closest(t, FILTERS);
-        ctx.addIssue({ code: 'custom', message: `unknown event type ${JSON.stringify(t)}${guess ? `; did you mean "${guess}"?` : ''}; expected one of: ${FILTERS.join(', ')}` });
+        ctx.addIssue({
+          code: 'custom',
+          message: `unknown event type ${JSON.stringify(t)}${guess ? `; did you mean "${guess}"?` : ''}; expected one of: ${FILTERS.join(', ')}`,
+        });
         return z.NEVER;
       }
       out.push(t as AgentEventType | EventCategory);
@@ -83,7 +104,10 @@ const levelField = z
     const l = v.toLowerCase();
     if (!(LOG_LEVELS as readonly string[]).includes(l)) {
       const guess = closest(l, LOG_LEVELS);
-      ctx.addIssue({ code: 'custom', message: `unknown log level ${JSON.stringify(v)}${guess ? `; did you mean "${guess}"?` : ''}; expected one of: ${LOG_LEVELS.join(', ')}` });
+      ctx.addIssue({
+        code: 'custom',
+        message: `unknown log level ${JSON.stringify(v)}${guess ? `; did you mean "${guess}"?` : ''}; expected one of: ${LOG_LEVELS.join(', ')}`,
+      });
       return z.NEVER;
     }
     return l as LogLevel;
@@ -97,9 +121,16 @@ const limitField = (def: number, max: number) =>
     .min(1, { error: 'at least 1' })
     .max(max, { error: `at most ${max}` })
     .default(def);
-const cursorField = z.coerce.number({ error: 'expected a number' }).int({ error: 'expected a whole number' }).min(0, { error: 'at least 0' }).optional();
+const cursorField = z.coerce
+  .number({ error: 'expected a number' })
+  .int({ error: 'expected a whole number' })
+  .min(0, { error: 'at least 0' })
+  .optional();
 const agentField = z.string().min(1).max(200).optional();
-const followField = z.string().optional().describe('present (any value): stream as server-sent events instead (same as Accept: text/event-stream)');
+const followField = z
+  .string()
+  .optional()
+  .describe('present (any value): stream as server-sent events instead (same as Accept: text/event-stream)');
 
 const windowField = z
   .string()
@@ -108,7 +139,10 @@ const windowField = z
     if (v === undefined || v === '') return 10_000;
     const ms = parseDuration(v);
     if (ms === undefined || ms < 1000 || ms > 300_000) {
-      ctx.addIssue({ code: 'custom', message: `expected a duration between 1s and 5m (e.g. "10s", "1m"), got ${JSON.stringify(v)}` });
+      ctx.addIssue({
+        code: 'custom',
+        message: `expected a duration between 1s and 5m (e.g. "10s", "1m"), got ${JSON.stringify(v)}`,
+      });
       return z.NEVER;
     }
     return ms;
@@ -132,19 +166,28 @@ const eventSchema = z.object({
     ),
 });
 
-const logRecordSchema = z.object({ seq: z.number().int(), level: z.string(), time: z.string(), msg: z.string().optional() }).catchall(z.unknown());
+const logRecordSchema = z
+  .object({ seq: z.number().int(), level: z.string(), time: z.string(), msg: z.string().optional() })
+  .catchall(z.unknown());
 
 const overviewSchema = z.object({
   version: z.string(),
   uptime_seconds: z.number().int(),
   ready: z.boolean().describe('started, and every outside dependency answering'),
-  dependencies: z.array(dependencyStateSchema).optional().describe('the outside dependencies /ready checks (PostgreSQL, NATS), with why one failed'),
+  dependencies: z
+    .array(dependencyStateSchema)
+    .optional()
+    .describe('the outside dependencies /ready checks (PostgreSQL, NATS), with why one failed'),
   degraded: z
     .array(z.object({ name: z.string(), problem: z.string(), fix: z.string() }))
     .optional()
-    .describe('configuration that will make work fail although the server serves (a provider with no key, a missing script), each with its fix'),
+    .describe(
+      'configuration that will make work fail although the server serves (a provider with no key, a missing script), each with its fix',
+    ),
   time: z.string(),
-  metrics_enabled: z.boolean().describe('rates come from the metrics counters: with [metrics] enabled = false they stay 0'),
+  metrics_enabled: z
+    .boolean()
+    .describe('rates come from the metrics counters: with [metrics] enabled = false they stay 0'),
   agents: z.object({
     total: z.number().int(),
     from_files: z.number().int(),
@@ -162,13 +205,31 @@ const overviewSchema = z.object({
     message_error_rate: z.number().nullable(),
     http_requests_per_second: z.number(),
   }),
-  totals: z.object({ executions: z.number(), execution_errors: z.number(), messages: z.number(), message_failures: z.number(), errors: z.number() }),
+  totals: z.object({
+    executions: z.number(),
+    execution_errors: z.number(),
+    messages: z.number(),
+    message_failures: z.number(),
+    errors: z.number(),
+  }),
   queue: z
-    .object({ depth: z.number().int(), queued: z.number().int(), running: z.number().int(), retrying: z.number().int(), max_queue: z.number().int(), open_conversations: z.number().int() })
+    .object({
+      depth: z.number().int(),
+      queued: z.number().int(),
+      running: z.number().int(),
+      retrying: z.number().int(),
+      max_queue: z.number().int(),
+      open_conversations: z.number().int(),
+    })
     .nullable(),
   dead_letters: z.number().int().nullable(),
   memory: z
-    .object({ entities: z.number().int(), relations: z.number().int(), observations: z.number().int(), database_bytes: z.number().int().optional() })
+    .object({
+      entities: z.number().int(),
+      relations: z.number().int(),
+      observations: z.number().int(),
+      database_bytes: z.number().int().optional(),
+    })
     .optional()
     .describe('absent when memory is disabled'),
   tool_servers: z
@@ -183,9 +244,17 @@ const overviewSchema = z.object({
   tool_sources: z
     .object({
       total: z.number().int(),
-      by_kind: z.object({ wasm: z.number().int(), javascript: z.number().int(), mcp: z.number().int(), builtin: z.number().int(), host: z.number().int() }),
+      by_kind: z.object({
+        wasm: z.number().int(),
+        javascript: z.number().int(),
+        mcp: z.number().int(),
+        builtin: z.number().int(),
+        host: z.number().int(),
+      }),
       tools: z.number().int(),
-      unavailable: z.array(z.object({ name: z.string(), kind: z.string(), state: z.string(), error: z.string().nullable() })).describe('tool servers that failed to load and MCP servers not ready'),
+      unavailable: z
+        .array(z.object({ name: z.string(), kind: z.string(), state: z.string(), error: z.string().nullable() }))
+        .describe('tool servers that failed to load and MCP servers not ready'),
     })
     .optional()
     .describe('every tool source (tool servers, MCP servers, built-in and host tools), counted by kind'),
@@ -216,14 +285,27 @@ export async function observabilityRoutes(app: FastifyInstance, deps: Observabil
     follow: followField,
   });
   const requireEvents = (): EventReads => {
-    if (!deps.events) throw new CaxtonError('not_found', 'the agent event store is disabled ([events] enabled = false in caxton.toml)', { reason: 'events_disabled' });
+    if (!deps.events)
+      throw new CaxtonError(
+        'not_found',
+        'the agent event store is disabled ([events] enabled = false in caxton.toml)',
+        { reason: 'events_disabled' },
+      );
     return deps.events;
   };
 
-  const followEvents = async (req: FastifyRequest, reply: FastifyReply, q: z.output<typeof eventsQuery>): Promise<FastifyReply> => {
+  const followEvents = async (
+    req: FastifyRequest,
+    reply: FastifyReply,
+    q: z.output<typeof eventsQuery>,
+  ): Promise<FastifyReply> => {
     const store = requireEvents();
     const scope = readScopeOf(req.principal);
-    const filter = { ...(q.agent !== undefined && { agent: q.agent }), ...(q.type !== undefined && { types: q.type }), ...(scope !== undefined && { agents: scope }) };
+    const filter = {
+      ...(q.agent !== undefined && { agent: q.agent }),
+      ...(q.type !== undefined && { types: q.type }),
+      ...(scope !== undefined && { agents: scope }),
+    };
     const held: AgentEvent[] = [];
     let live = false;
     const onEvent = (e: AgentEvent) => {
@@ -235,7 +317,12 @@ export async function observabilityRoutes(app: FastifyInstance, deps: Observabil
     // Stored events first (only when asked for: since or after), oldest first, then live ones.
     let replay: AgentEvent[] = [];
     try {
-      const stored = { ...filter, ...(q.since !== undefined && { since: q.since }), ...(q.after !== undefined && { after: q.after }), limit: q.limit };
+      const stored = {
+        ...filter,
+        ...(q.since !== undefined && { since: q.since }),
+        ...(q.after !== undefined && { after: q.after }),
+        limit: q.limit,
+      };
       if (q.since !== undefined || q.after !== undefined) {
         replay = await store.find({ ...stored, order: 'asc' });
         // More matched than the limit: send the newest ones.
@@ -272,7 +359,11 @@ export async function observabilityRoutes(app: FastifyInstance, deps: Observabil
           '`since` is an ISO 8601 time or a duration ago ("5m"). With `?follow` (or Accept: text/event-stream) the answer is an event stream: the stored events matching `since`/`after` oldest first, then new ones as they happen (one SSE event per agent event, named by its type).',
         tags: ['observability'],
         querystring: eventsQuery,
-        response: { 200: z.object({ events: z.array(eventSchema), count: z.number().int(), limit: z.number().int() }), 400: errorEnvelopeSchema, 404: errorEnvelopeSchema },
+        response: {
+          200: z.object({ events: z.array(eventSchema), count: z.number().int(), limit: z.number().int() }),
+          400: errorEnvelopeSchema,
+          404: errorEnvelopeSchema,
+        },
       },
     },
     async (req, reply) => {
@@ -315,13 +406,21 @@ export async function observabilityRoutes(app: FastifyInstance, deps: Observabil
   });
   const requireLogs = (): LogBuffer => {
     if (!deps.logs || deps.logs.capacity === 0)
-      throw new CaxtonError('not_found', 'the server keeps no log lines in memory ([logging] buffer_lines = 0, or the server was started with its own logger)', { reason: 'logs_disabled' });
+      throw new CaxtonError(
+        'not_found',
+        'the server keeps no log lines in memory ([logging] buffer_lines = 0, or the server was started with its own logger)',
+        { reason: 'logs_disabled' },
+      );
     return deps.logs;
   };
   const followLogs = (req: FastifyRequest, reply: FastifyReply, q: z.output<typeof logsQuery>): FastifyReply => {
     const logs = requireLogs();
     const visible = logLinesVisibleTo(req.principal);
-    const filter = { ...(q.agent !== undefined && { agent: q.agent }), ...(q.level !== undefined && { level: q.level }), ...(visible !== undefined && { visible }) };
+    const filter = {
+      ...(q.agent !== undefined && { agent: q.agent }),
+      ...(q.level !== undefined && { level: q.level }),
+      ...(visible !== undefined && { visible }),
+    };
     const held: LogRecord[] = [];
     let live = false;
     let last = -1;
@@ -355,7 +454,12 @@ export async function observabilityRoutes(app: FastifyInstance, deps: Observabil
         tags: ['observability'],
         querystring: logsQuery,
         response: {
-          200: z.object({ logs: z.array(logRecordSchema), count: z.number().int(), buffered: z.number().int(), capacity: z.number().int() }),
+          200: z.object({
+            logs: z.array(logRecordSchema),
+            count: z.number().int(),
+            buffered: z.number().int(),
+            capacity: z.number().int(),
+          }),
           400: errorEnvelopeSchema,
           404: errorEnvelopeSchema,
         },
@@ -396,7 +500,8 @@ export async function observabilityRoutes(app: FastifyInstance, deps: Observabil
     {
       schema: {
         summary: 'Live overview: agents, rates, queue, dead letters, memory, tool servers',
-        description: 'Rates (per second) are computed from the metrics counters sampled every second over `window` (default 10s). `caxton status` shows this.',
+        description:
+          'Rates (per second) are computed from the metrics counters sampled every second over `window` (default 10s). `caxton status` shows this.',
         tags: ['system'],
         querystring: z.object({ window: windowField }),
         response: { 200: overviewSchema, 400: errorEnvelopeSchema },
@@ -407,7 +512,11 @@ export async function observabilityRoutes(app: FastifyInstance, deps: Observabil
 }
 
 /** The agents counted are those `reader` sees (src/auth/scope-read.ts); the other figures are the server's. */
-async function overview(deps: ObservabilityRouteDeps, windowMs: number, reader: Principal | undefined): Promise<z.input<typeof overviewSchema>> {
+async function overview(
+  deps: ObservabilityRouteDeps,
+  windowMs: number,
+  reader: Principal | undefined,
+): Promise<z.input<typeof overviewSchema>> {
   const { service, config, lifecycle, bus, tools, memory } = deps;
   const { now, rates } = await deps.sampler.rates(windowMs);
   const all = agentsVisibleTo(reader, service.registry).agents;
@@ -420,12 +529,18 @@ async function overview(deps: ObservabilityRouteDeps, windowMs: number, reader: 
   if (memory) {
     try {
       const s = await memory.store.stats();
-      memoryStats = { entities: s.entities, relations: s.relations, observations: s.observations, ...(s.database_bytes !== undefined && { database_bytes: s.database_bytes }) };
+      memoryStats = {
+        entities: s.entities,
+        relations: s.relations,
+        observations: s.observations,
+        ...(s.database_bytes !== undefined && { database_bytes: s.database_bytes }),
+      };
     } catch {
       memoryStats = undefined;
     }
   }
-  const dependencies = lifecycle.readiness && lifecycle.readiness.size > 0 ? await lifecycle.readiness.probe() : undefined;
+  const dependencies =
+    lifecycle.readiness && lifecycle.readiness.size > 0 ? await lifecycle.readiness.probe() : undefined;
   const degraded = lifecycle.problems?.() ?? [];
   const invalid = service.files.fileStatuses().filter((f) => f.state === 'invalid');
   return {
@@ -445,8 +560,23 @@ async function overview(deps: ObservabilityRouteDeps, windowMs: number, reader: 
       ...(invalid.length > 0 && { invalid_paths: invalid.map((f) => f.path) }),
     },
     rates,
-    totals: { executions: now.executions, execution_errors: now.execution_errors, messages: now.messages, message_failures: now.message_failures, errors: now.errors },
-    queue: q ? { depth: q.queued + q.running + q.retrying, queued: q.queued, running: q.running, retrying: q.retrying, max_queue: q.max_queue, open_conversations: q.open_conversations } : null,
+    totals: {
+      executions: now.executions,
+      execution_errors: now.execution_errors,
+      messages: now.messages,
+      message_failures: now.message_failures,
+      errors: now.errors,
+    },
+    queue: q
+      ? {
+          depth: q.queued + q.running + q.retrying,
+          queued: q.queued,
+          running: q.running,
+          retrying: q.retrying,
+          max_queue: q.max_queue,
+          open_conversations: q.open_conversations,
+        }
+      : null,
     dead_letters: q ? q.dead_letters : null,
     ...(memoryStats && { memory: memoryStats }),
     tool_servers: servers
@@ -467,14 +597,24 @@ async function overview(deps: ObservabilityRouteDeps, windowMs: number, reader: 
           mcp: 0,
           builtin: 0,
           host: 0,
-          ...Object.fromEntries(['wasm', 'javascript', 'mcp', 'builtin', 'host'].map((k) => [k, sources.filter((s) => s.kind === k).length])),
+          ...Object.fromEntries(
+            ['wasm', 'javascript', 'mcp', 'builtin', 'host'].map((k) => [
+              k,
+              sources.filter((s) => s.kind === k).length,
+            ]),
+          ),
         },
         tools: sources.reduce((n, s) => n + s.tools.length, 0),
-        unavailable: sources.filter((s) => s.state !== 'loaded' && s.state !== 'ready' && s.state !== 'disabled').map((s) => ({ name: s.name, kind: s.kind, state: s.state, error: s.error })),
+        unavailable: sources
+          .filter((s) => s.state !== 'loaded' && s.state !== 'ready' && s.state !== 'disabled')
+          .map((s) => ({ name: s.name, kind: s.kind, state: s.state, error: s.error })),
       },
     }),
     // null: the store did not answer (the cluster's PostgreSQL unreachable).
-    events: { enabled: deps.events !== undefined, stored: deps.events ? await deps.events.size().catch(() => null) : 0 },
+    events: {
+      enabled: deps.events !== undefined,
+      stored: deps.events ? await deps.events.size().catch(() => null) : 0,
+    },
     process: { rss_bytes: mem.rss, heap_used_bytes: mem.heapUsed },
     config: { file: config.source.file, agents_dir: config.agents_dir, data_dir: config.data_dir },
   };

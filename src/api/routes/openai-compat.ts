@@ -34,23 +34,44 @@ function finishReason(r: AgentResponse): 'stop' | 'length' | 'content_filter' | 
 
 /** The client tool calls of a response, as OpenAI's `message.tool_calls` (arguments as JSON text). */
 function wireToolCalls(r: AgentResponse) {
-  return (r.pending_tool_calls ?? []).map((c) => ({ id: c.id, type: 'function' as const, function: { name: c.name, arguments: JSON.stringify(c.arguments) } }));
+  return (r.pending_tool_calls ?? []).map((c) => ({
+    id: c.id,
+    type: 'function' as const,
+    function: { name: c.name, arguments: JSON.stringify(c.arguments) },
+  }));
 }
 
 function usage(r: AgentResponse) {
-  return { prompt_tokens: r.usage.input_tokens, completion_tokens: r.usage.output_tokens, total_tokens: r.usage.total_tokens };
+  return {
+    prompt_tokens: r.usage.input_tokens,
+    completion_tokens: r.usage.output_tokens,
+    total_tokens: r.usage.total_tokens,
+  };
 }
 
-export async function openAiRoutes(app: FastifyInstance, opts: { executor: Executor; registry: AgentRegistry; bodyLimit: number; suspended?: SuspendedExecutionStore }): Promise<void> {
+export async function openAiRoutes(
+  app: FastifyInstance,
+  opts: { executor: Executor; registry: AgentRegistry; bodyLimit: number; suspended?: SuspendedExecutionStore },
+): Promise<void> {
   const { executor, registry, suspended } = opts;
   const r = app.withTypeProvider<ZodTypeProvider>();
   // Every error of these routes — the handlers', validation's, and the auth hooks' 401/403/429 —
   // leaves in OpenAI's shape; the root error handler still logs and counts it.
-  app.addHook('onSend', (_req, reply, payload, done) => done(null, rewriteErrorPayload(reply.statusCode, payload) as typeof payload));
+  app.addHook('onSend', (_req, reply, payload, done) =>
+    done(null, rewriteErrorPayload(reply.statusCode, payload) as typeof payload),
+  );
 
-  const model = (a: { definition: { name: string }; deployed_at: string }) => ({ id: a.definition.name, object: 'model', created: Math.floor(Date.parse(a.deployed_at) / 1000), owned_by: 'caxton' });
+  const model = (a: { definition: { name: string }; deployed_at: string }) => ({
+    id: a.definition.name,
+    object: 'model',
+    created: Math.floor(Date.parse(a.deployed_at) / 1000),
+    owned_by: 'caxton',
+  });
 
-  r.get('/v1/models', { schema: { summary: 'Agents as OpenAI models', tags: ['openai'] } }, async (req) => ({ object: 'list', data: agentsVisibleTo(req.principal, registry).agents.map(model) }));
+  r.get('/v1/models', { schema: { summary: 'Agents as OpenAI models', tags: ['openai'] } }, async (req) => ({
+    object: 'list',
+    data: agentsVisibleTo(req.principal, registry).agents.map(model),
+  }));
 
   r.get(
     '/v1/models/:model',
@@ -67,7 +88,11 @@ export async function openAiRoutes(app: FastifyInstance, opts: { executor: Execu
       const found = registry.find(name); // NAME@VERSION too: a version under a blue-green rollout
       // An agent outside the caller's scope reads as a missing one, so its existence is not revealed.
       const agent = found && agentVisible(req.principal, found.definition.name as string) ? found : undefined;
-      if (!agent) throw new CaxtonError('agent_not_found', `no agent named "${name}" is deployed; GET /v1/models lists them`, { name, param: 'model' });
+      if (!agent)
+        throw new CaxtonError('agent_not_found', `no agent named "${name}" is deployed; GET /v1/models lists them`, {
+          name,
+          param: 'model',
+        });
       return model(agent);
     },
   );
@@ -79,7 +104,13 @@ export async function openAiRoutes(app: FastifyInstance, opts: { executor: Execu
         summary: 'OpenAI-compatible chat completion with an agent (model = agent name)',
         tags: ['openai'],
         body: chatCompletionBody,
-        response: { 200: z.record(z.string(), z.unknown()).describe('a chat.completion, or chat.completion.chunk events when streaming'), 400: errorEnvelopeSchema, 404: errorEnvelopeSchema },
+        response: {
+          200: z
+            .record(z.string(), z.unknown())
+            .describe('a chat.completion, or chat.completion.chunk events when streaming'),
+          400: errorEnvelopeSchema,
+          404: errorEnvelopeSchema,
+        },
       },
     },
     async (req, reply) => {
@@ -119,7 +150,10 @@ export async function openAiRoutes(app: FastifyInstance, opts: { executor: Execu
         if (resumed) await suspended.delete(resumed.id);
       };
       if (!body.stream && !wantsEventStream(req)) {
-        const res = await executor.invoke(body.model, invoke, { signal: disconnectSignal(req, reply), ...(limit && { limit }) });
+        const res = await executor.invoke(body.model, invoke, {
+          signal: disconnectSignal(req, reply),
+          ...(limit && { limit }),
+        });
         await settle(res);
         const calls = wireToolCalls(res);
         // A reply that calls tools is not the final answer: the format is checked on the final one.
@@ -129,14 +163,28 @@ export async function openAiRoutes(app: FastifyInstance, opts: { executor: Execu
           object: 'chat.completion',
           created,
           model: res.agent,
-          choices: [{ index: 0, message: { role: 'assistant', content, refusal: null, ...(calls.length > 0 && { tool_calls: calls }) }, finish_reason: finishReason(res), logprobs: null }],
+          choices: [
+            {
+              index: 0,
+              message: { role: 'assistant', content, refusal: null, ...(calls.length > 0 && { tool_calls: calls }) },
+              finish_reason: finishReason(res),
+              logprobs: null,
+            },
+          ],
           usage: usage(res),
         };
       }
       await executor.check(body.model, invoke); // fails before the stream opens (unknown agent, oversized request), keeping the HTTP status
       const { sse, admitted } = admitAndOpenSse(executor, body.model, req, reply);
       const chunk = (delta: Record<string, unknown>, finish: string | null, extra: Record<string, unknown> = {}) =>
-        sse.send(undefined, { id, object: 'chat.completion.chunk', created, model: body.model, choices: [{ index: 0, delta, finish_reason: finish, logprobs: null }], ...extra });
+        sse.send(undefined, {
+          id,
+          object: 'chat.completion.chunk',
+          created,
+          model: body.model,
+          choices: [{ index: 0, delta, finish_reason: finish, logprobs: null }],
+          ...extra,
+        });
       chunk({ role: 'assistant', content: '' }, null);
       try {
         const res = await executor.invoke(body.model, invoke, {
@@ -154,7 +202,15 @@ export async function openAiRoutes(app: FastifyInstance, opts: { executor: Execu
         if (calls.length > 0) chunk({ tool_calls: calls.map((c, index) => ({ index, ...c })) }, null);
         else check?.(res.agent, res.content);
         chunk({}, finishReason(res));
-        if (body.stream_options?.include_usage) sse.send(undefined, { id, object: 'chat.completion.chunk', created, model: body.model, choices: [], usage: usage(res) });
+        if (body.stream_options?.include_usage)
+          sse.send(undefined, {
+            id,
+            object: 'chat.completion.chunk',
+            created,
+            model: body.model,
+            choices: [],
+            usage: usage(res),
+          });
       } catch (e) {
         const { status, body: err } = toEnvelope(e, req, opts.bodyLimit);
         sse.send(undefined, toOpenAiError(status, err));

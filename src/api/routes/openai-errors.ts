@@ -46,6 +46,12 @@ export function rewriteErrorPayload(status: number, payload: unknown): unknown {
   } catch {
     return payload;
   }
-  if (body.error === null || typeof body.error !== 'object' || typeof body.error.code !== 'string' || 'type' in body.error) return payload;
+  if (
+    body.error === null ||
+    typeof body.error !== 'object' ||
+    typeof body.error.code !== 'string' ||
+    'type' in body.error
+  )
+    return payload;
   return JSON.stringify(toOpenAiError(status, body));
 }

@@ -1,4 +1,9 @@
-import type { HistoryMessage, InvokeRequest, SuspendedExecution, SuspendedExecutionStore } from '../../execution/index.js';
+import type {
+  HistoryMessage,
+  InvokeRequest,
+  SuspendedExecution,
+  SuspendedExecutionStore,
+} from '../../execution/index.js';
 import type { ToolCall } from '../../llm/index.js';
 import { CaxtonError } from '../../shared/errors.js';
 import { assistantText, textOf, type ChatMessageParam } from './openai-params.js';
@@ -61,25 +66,34 @@ function callsOf(m: ChatMessageParam, i: number): ToolCall[] {
     try {
       args = c.function.arguments.trim() === '' ? {} : JSON.parse(c.function.arguments);
     } catch (e) {
-      throw invalid(`${at}.function.arguments`, `not JSON (${(e as Error).message}); send the arguments string the model produced`);
+      throw invalid(
+        `${at}.function.arguments`,
+        `not JSON (${(e as Error).message}); send the arguments string the model produced`,
+      );
     }
-    if (args === null || typeof args !== 'object' || Array.isArray(args)) throw invalid(`${at}.function.arguments`, 'not a JSON object');
+    if (args === null || typeof args !== 'object' || Array.isArray(args))
+      throw invalid(`${at}.function.arguments`, 'not a JSON object');
     return { id: c.id, name: c.function.name, arguments: args as Record<string, unknown> };
   });
 }
 
 function missingError(param: string, missing: ToolCall[]): CaxtonError {
   const list = missing.map((c) => `${c.id} (${c.name})`).join(', ');
-  return invalid(param, `no tool message answers the tool call${missing.length > 1 ? 's' : ''} ${list}; send one {role: "tool", tool_call_id, content} per call`, {
-    missing_tool_call_ids: missing.map((c) => c.id),
-  });
+  return invalid(
+    param,
+    `no tool message answers the tool call${missing.length > 1 ? 's' : ''} ${list}; send one {role: "tool", tool_call_id, content} per call`,
+    {
+      missing_tool_call_ids: missing.map((c) => c.id),
+    },
+  );
 }
 
 /** The pending client calls of a stored execution, by id (from its last assistant messages). */
 function pendingCalls(s: SuspendedExecution): Map<string, ToolCall> {
   const pending = new Set(s.pending_call_ids);
   const out = new Map<string, ToolCall>();
-  for (const m of s.transcript) if (m.role === 'assistant') for (const c of m.tool_calls ?? []) if (pending.has(c.id)) out.set(c.id, c);
+  for (const m of s.transcript)
+    if (m.role === 'assistant') for (const c of m.tool_calls ?? []) if (pending.has(c.id)) out.set(c.id, c);
   return out;
 }
 
@@ -96,15 +110,29 @@ export function continues(s: SuspendedExecution, toolNames: ReadonlySet<string>)
 type KnownCalls = Map<string, { call: ToolCall; at: number; answered: boolean }>;
 
 /** Checks each tool message against the calls it may answer (the request's, a stored execution's) and converts it in place. */
-function convertToolMessages(messages: ChatMessageParam[], converted: (HistoryMessage | undefined)[], calls: KnownCalls, storedCalls: Map<string, ToolCall>): void {
+function convertToolMessages(
+  messages: ChatMessageParam[],
+  converted: (HistoryMessage | undefined)[],
+  calls: KnownCalls,
+  storedCalls: Map<string, ToolCall>,
+): void {
   messages.forEach((m, i) => {
     if (m.role !== 'tool') return;
     const id = m.tool_call_id!;
     const known = calls.get(id);
     const call = known?.call ?? storedCalls.get(id);
-    if (!call) throw invalid(`messages[${i}].tool_call_id`, `"${id}" answers no tool call: it is in no earlier assistant message's tool_calls and belongs to no open call`);
-    if (known && known.at > i) throw invalid(`messages[${i}].tool_call_id`, `"${id}" is answered before the assistant message that calls it (messages[${known.at}])`);
-    if (m.name !== undefined && m.name !== call.name) throw invalid(`messages[${i}].name`, `"${m.name}" is not the tool that call ${id} named ("${call.name}")`);
+    if (!call)
+      throw invalid(
+        `messages[${i}].tool_call_id`,
+        `"${id}" answers no tool call: it is in no earlier assistant message's tool_calls and belongs to no open call`,
+      );
+    if (known && known.at > i)
+      throw invalid(
+        `messages[${i}].tool_call_id`,
+        `"${id}" is answered before the assistant message that calls it (messages[${known.at}])`,
+      );
+    if (m.name !== undefined && m.name !== call.name)
+      throw invalid(`messages[${i}].name`, `"${m.name}" is not the tool that call ${id} named ("${call.name}")`);
     if (known) known.answered = true;
     converted[i] = { role: 'tool', tool_call_id: id, name: call.name, content: textOf(m.content) };
   });
@@ -127,16 +155,24 @@ function convertTurns(messages: ChatMessageParam[], calls: KnownCalls): (History
 function continueExecution(messages: ChatMessageParam[], stored: SuspendedExecution): ChatInvoke {
   messages.forEach((m, i) => {
     if (m.role === 'system' || m.role === 'developer')
-      throw invalid(`messages[${i}].role`, 'system and developer messages cannot be added to a continued execution: it keeps the instructions it started with');
+      throw invalid(
+        `messages[${i}].role`,
+        'system and developer messages cannot be added to a continued execution: it keeps the instructions it started with',
+      );
   });
   const calls: KnownCalls = new Map();
   const converted = convertTurns(messages, calls);
   const storedCalls = pendingCalls(stored);
   convertToolMessages(messages, converted, calls, storedCalls);
   const answered = new Set(messages.flatMap((m) => (m.role === 'tool' ? [m.tool_call_id!] : [])));
-  const missing = [...storedCalls.values(), ...[...calls.values()].map((c) => c.call)].filter((c) => !answered.has(c.id));
+  const missing = [...storedCalls.values(), ...[...calls.values()].map((c) => c.call)].filter(
+    (c) => !answered.has(c.id),
+  );
   if (missing.length > 0) throw missingError('messages', missing);
-  const users = [...stored.transcript.filter((m) => m.role === 'user').map((m) => m.content), ...messages.filter((m) => m.role === 'user').map((m) => textOf(m.content))];
+  const users = [
+    ...stored.transcript.filter((m) => m.role === 'user').map((m) => m.content),
+    ...messages.filter((m) => m.role === 'user').map((m) => textOf(m.content)),
+  ];
   const continuation = converted.filter((m): m is HistoryMessage => m !== undefined);
   // `request` names the latest user turn (for checks and memory); the model sees the transcript and continuation.
   return { invoke: { request: users.at(-1) ?? '', transcript: stored.transcript, continuation }, resumed: stored };
@@ -147,11 +183,15 @@ function continueExecution(messages: ChatMessageParam[], stored: SuspendedExecut
  * the suspended execution resumed, if any. Throws 400 `invalid_request` with `param` for tool
  * input that does not add up (results answering no call, calls without results).
  */
-export async function chatMessagesToInvoke(messages: ChatMessageParam[], opts: ChatToInvokeOptions): Promise<ChatInvoke> {
+export async function chatMessagesToInvoke(
+  messages: ChatMessageParam[],
+  opts: ChatToInvokeOptions,
+): Promise<ChatInvoke> {
   const system = messages.filter((m) => m.role === 'system' || m.role === 'developer').map((m) => textOf(m.content));
   if (opts.resume) return continueExecution(messages, opts.resume);
   const lastUser = messages.map((m) => m.role).lastIndexOf('user');
-  if (lastUser < 0) throw new CaxtonError('invalid_request', 'messages must contain a user message', { field: 'messages' });
+  if (lastUser < 0)
+    throw new CaxtonError('invalid_request', 'messages must contain a user message', { field: 'messages' });
 
   // Every call the request's assistant messages carry, with whether it is answered; system
   // messages were taken above, tool messages are converted below, once the calls are known.
@@ -175,7 +215,12 @@ export async function chatMessagesToInvoke(messages: ChatMessageParam[], opts: C
   const storedCalls = stored ? pendingCalls(stored) : new Map<string, ToolCall>();
   convertToolMessages(messages, converted, calls, storedCalls);
 
-  const placement = system.length > 0 ? (CONTEXT_RE.test(opts.userTemplate) ? { context: system.join('\n\n') } : { instructions: system }) : {};
+  const placement =
+    system.length > 0
+      ? CONTEXT_RE.test(opts.userTemplate)
+        ? { context: system.join('\n\n') }
+        : { instructions: system }
+      : {};
   const request = textOf(messages[lastUser]!.content);
 
   if (stored) {
@@ -185,7 +230,9 @@ export async function chatMessagesToInvoke(messages: ChatMessageParam[], opts: C
     const missing = [...storedCalls.values()].filter((c) => !answered.has(c.id));
     if (missing.length > 0) throw missingError('messages', missing);
     const pending = new Set(stored.pending_call_ids);
-    const cut = tail.findLastIndex((m) => m.role === 'assistant' && (m.tool_calls ?? []).some((c) => pending.has(c.id)));
+    const cut = tail.findLastIndex(
+      (m) => m.role === 'assistant' && (m.tool_calls ?? []).some((c) => pending.has(c.id)),
+    );
     const continuation = converted.slice(lastUser + 1 + cut + 1).filter((m): m is HistoryMessage => m !== undefined);
     return { invoke: { request, ...placement, transcript: stored.transcript, continuation }, resumed: stored };
   }
@@ -198,9 +245,12 @@ export async function chatMessagesToInvoke(messages: ChatMessageParam[], opts: C
       unanswered.filter((c) => c.at === at).map((c) => c.call),
     );
   }
-  const turns = (from: number, to: number) => converted.slice(from, to).filter((m): m is HistoryMessage => m !== undefined);
+  const turns = (from: number, to: number) =>
+    converted.slice(from, to).filter((m): m is HistoryMessage => m !== undefined);
   // After the last user message only a tool loop's turns count; a lone assistant message there
   // (a prefill) is not sent on, as before tools existed.
   const continuation = tail.some((m) => m.role === 'tool') ? turns(lastUser + 1, messages.length) : [];
-  return { invoke: { request, ...placement, history: turns(0, lastUser), ...(continuation.length > 0 && { continuation }) } };
+  return {
+    invoke: { request, ...placement, history: turns(0, lastUser), ...(continuation.length > 0 && { continuation }) },
+  };
 }

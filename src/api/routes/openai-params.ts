@@ -59,7 +59,9 @@ const functionToolSchema = z.object({
   type: z.literal('function'),
   function: z
     .object({
-      name: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, { error: 'a tool name is 1 to 64 letters, digits, underscores or dashes' }),
+      name: z
+        .string()
+        .regex(/^[A-Za-z0-9_-]{1,64}$/, { error: 'a tool name is 1 to 64 letters, digits, underscores or dashes' }),
       description: z
         .string()
         .max(16 * 1024)
@@ -70,7 +72,10 @@ const functionToolSchema = z.object({
     .loose(),
 });
 
-const toolChoiceSchema = z.union([z.enum(['auto', 'none', 'required']), z.object({ type: z.literal('function'), function: z.object({ name: z.string().min(1).max(64) }) })]);
+const toolChoiceSchema = z.union([
+  z.enum(['auto', 'none', 'required']),
+  z.object({ type: z.literal('function'), function: z.object({ name: z.string().min(1).max(64) }) }),
+]);
 
 export const chatCompletionBody = z
   .object({
@@ -124,7 +129,15 @@ const HANDLED = new Set([
  * Accepted and ignored: they label, store or route the request at OpenAI and change nothing in
  * the reply (`seed` is a best-effort hint there too; Caxton's providers are not asked for it).
  */
-export const IGNORED_PARAMETERS = ['user', 'metadata', 'store', 'service_tier', 'seed', 'prompt_cache_key', 'safety_identifier'] as const;
+export const IGNORED_PARAMETERS = [
+  'user',
+  'metadata',
+  'store',
+  'service_tier',
+  'seed',
+  'prompt_cache_key',
+  'safety_identifier',
+] as const;
 
 /** Refused whatever their value, with the reason given to the caller. */
 const REFUSED: Record<string, string> = {
@@ -148,7 +161,11 @@ const MESSAGE_KEYS = new Set(['role', 'content', 'name', 'refusal', 'tool_calls'
 const ASSISTANT_KEYS = new Set(['annotations', 'parsed', 'audio']);
 
 function unsupported(param: string, message: string): CaxtonError {
-  return new CaxtonError('unsupported_parameter', `${param} is not supported by Caxton's OpenAI-compatible endpoint: ${message}`, { param });
+  return new CaxtonError(
+    'unsupported_parameter',
+    `${param} is not supported by Caxton's OpenAI-compatible endpoint: ${message}`,
+    { param },
+  );
 }
 
 function invalid(param: string, message: string): CaxtonError {
@@ -169,12 +186,15 @@ export function assertSupported(body: Record<string, unknown>): void {
     throw unsupported(key, 'unknown parameter; see docs/openai.md for the parameters Caxton honours and ignores');
   }
   if (!absent(body.n) && body.n !== 1) throw unsupportedValue('n', 'only one choice per request is supported (n = 1)');
-  if (!absent(body.logprobs) && body.logprobs !== false) throw unsupported('logprobs', 'log probabilities are not returned');
+  if (!absent(body.logprobs) && body.logprobs !== false)
+    throw unsupported('logprobs', 'log probabilities are not returned');
   if (!absent(body.top_logprobs)) throw unsupported('top_logprobs', 'log probabilities are not returned');
   for (const k of ['frequency_penalty', 'presence_penalty'] as const) {
-    if (!absent(body[k]) && body[k] !== 0) throw unsupported(k, 'penalties are not passed to the model; omit it or send 0');
+    if (!absent(body[k]) && body[k] !== 0)
+      throw unsupported(k, 'penalties are not passed to the model; omit it or send 0');
   }
-  if (!absent(body.logit_bias) && Object.keys(body.logit_bias as object).length > 0) throw unsupported('logit_bias', 'logit bias is not passed to the model');
+  if (!absent(body.logit_bias) && Object.keys(body.logit_bias as object).length > 0)
+    throw unsupported('logit_bias', 'logit bias is not passed to the model');
   if (!absent(body.modalities) && !(Array.isArray(body.modalities) && body.modalities.every((m) => m === 'text'))) {
     throw unsupportedValue('modalities', 'only text output is supported (modalities = ["text"])');
   }
@@ -182,18 +202,36 @@ export function assertSupported(body: Record<string, unknown>): void {
   messages.forEach((m, i) => {
     const at = `messages[${i}]`;
     const assistant = m.role === 'assistant';
-    for (const key of Object.keys(m)) if (!MESSAGE_KEYS.has(key) && !(assistant && ASSISTANT_KEYS.has(key))) throw unsupported(`${at}.${key}`, 'unknown message field');
-    if (!absent(m.function_call)) throw unsupported(`${at}.function_call`, 'the deprecated function-calling fields are not supported; use tool_calls');
+    for (const key of Object.keys(m))
+      if (!MESSAGE_KEYS.has(key) && !(assistant && ASSISTANT_KEYS.has(key)))
+        throw unsupported(`${at}.${key}`, 'unknown message field');
+    if (!absent(m.function_call))
+      throw unsupported(
+        `${at}.function_call`,
+        'the deprecated function-calling fields are not supported; use tool_calls',
+      );
     const audio = m.audio as { transcript?: unknown } | null | undefined;
-    if (!absent(audio) && typeof audio!.transcript !== 'string' && textOf(m.content as ChatMessageParam['content']) === '') {
-      throw unsupported(`${at}.audio`, "an earlier audio reply reaches the model only as text: send its transcript as the message's content");
+    if (
+      !absent(audio) &&
+      typeof audio!.transcript !== 'string' &&
+      textOf(m.content as ChatMessageParam['content']) === ''
+    ) {
+      throw unsupported(
+        `${at}.audio`,
+        "an earlier audio reply reaches the model only as text: send its transcript as the message's content",
+      );
     }
-    if (m.role === 'tool' && absent(m.tool_call_id)) throw invalid(`${at}.tool_call_id`, 'a tool message needs the tool_call_id of the call it answers');
-    if (!absent(m.tool_calls) && m.role !== 'assistant') throw invalid(`${at}.tool_calls`, 'only assistant messages carry tool_calls');
+    if (m.role === 'tool' && absent(m.tool_call_id))
+      throw invalid(`${at}.tool_call_id`, 'a tool message needs the tool_call_id of the call it answers');
+    if (!absent(m.tool_calls) && m.role !== 'assistant')
+      throw invalid(`${at}.tool_calls`, 'only assistant messages carry tool_calls');
     if (Array.isArray(m.content)) {
       (m.content as { type: string }[]).forEach((p, j) => {
         if (p.type !== 'text' && !(assistant && p.type === 'refusal'))
-          throw unsupportedValue(`${at}.content[${j}].type`, `content parts of type "${p.type}" are not supported; only "text" parts are (and "refusal" parts in assistant messages)`);
+          throw unsupportedValue(
+            `${at}.content[${j}].type`,
+            `content parts of type "${p.type}" are not supported; only "text" parts are (and "refusal" parts in assistant messages)`,
+          );
       });
     }
   });
@@ -229,9 +267,16 @@ export function clientTools(body: ChatCompletionBody): ToolSpec[] {
     if (seen.has(f.name)) throw invalid(`${at}.name`, `"${f.name}" is defined twice; tool names must be unique`);
     seen.add(f.name);
     const params = f.parameters ?? { type: 'object', properties: {} };
-    if (valueDepth(params, MAX_INPUT_DEPTH) > MAX_INPUT_DEPTH) throw invalid(`${at}.parameters`, `nested more than ${MAX_INPUT_DEPTH} levels deep; flatten the schema`);
-    if (JSON.stringify(params).length > MAX_SCHEMA_CHARS) throw invalid(`${at}.parameters`, `larger than ${MAX_SCHEMA_CHARS / 1024} KiB; shorten the schema`);
-    return { name: f.name, description: f.description ?? '', input_schema: params, ...(typeof f.strict === 'boolean' && { strict: f.strict }) };
+    if (valueDepth(params, MAX_INPUT_DEPTH) > MAX_INPUT_DEPTH)
+      throw invalid(`${at}.parameters`, `nested more than ${MAX_INPUT_DEPTH} levels deep; flatten the schema`);
+    if (JSON.stringify(params).length > MAX_SCHEMA_CHARS)
+      throw invalid(`${at}.parameters`, `larger than ${MAX_SCHEMA_CHARS / 1024} KiB; shorten the schema`);
+    return {
+      name: f.name,
+      description: f.description ?? '',
+      input_schema: params,
+      ...(typeof f.strict === 'boolean' && { strict: f.strict }),
+    };
   });
 }
 
@@ -250,7 +295,11 @@ export function bodyToInvoke(body: ChatCompletionBody): Omit<InvokeRequest, 'req
   };
   const format = body.response_format;
   const tools = clientTools(body);
-  const choice: ToolChoice | undefined = absent(body.tool_choice) ? undefined : typeof body.tool_choice === 'string' ? body.tool_choice : { name: body.tool_choice!.function.name };
+  const choice: ToolChoice | undefined = absent(body.tool_choice)
+    ? undefined
+    : typeof body.tool_choice === 'string'
+      ? body.tool_choice
+      : { name: body.tool_choice!.function.name };
   return {
     ...(Object.keys(sampling).length > 0 && { sampling }),
     ...(format !== undefined && format.type !== 'text' && { response_format: format }),

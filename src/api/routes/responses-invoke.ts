@@ -22,7 +22,12 @@ export function formatOf(body: ResponsesBody): ResponseFormat | undefined {
   if (f.type === 'json_object') return f;
   return {
     type: 'json_schema',
-    json_schema: { name: f.name, schema: f.schema, ...(f.description !== undefined && { description: f.description }), ...(f.strict !== undefined && { strict: f.strict }) },
+    json_schema: {
+      name: f.name,
+      schema: f.schema,
+      ...(f.description !== undefined && { description: f.description }),
+      ...(f.strict !== undefined && { strict: f.strict }),
+    },
   };
 }
 
@@ -73,11 +78,19 @@ export async function responsesToInvoke(
   messages: TranscriptMessage[],
   sources: MessageSource[],
   body: ResponsesBody,
-  opts: { userTemplate: string; principal: string | null; store?: SuspendedExecutionStore | undefined; resume?: SuspendedExecution | undefined },
+  opts: {
+    userTemplate: string;
+    principal: string | null;
+    store?: SuspendedExecutionStore | undefined;
+    resume?: SuspendedExecution | undefined;
+  },
 ): Promise<ResponsesInvoke> {
   try {
     // The flat Responses tools in chat completions' shape, so that they are bounded and checked alike.
-    const chatTools = (body.tools ?? []).map((t) => ({ type: 'function' as const, function: { ...t, type: undefined } }));
+    const chatTools = (body.tools ?? []).map((t) => ({
+      type: 'function' as const,
+      function: { ...t, type: undefined },
+    }));
     const tools = clientTools({ tools: chatTools } as unknown as ChatCompletionBody);
     const { invoke, resumed } = await chatMessagesToInvoke(messages as ChatMessageParam[], {
       agent: body.model,
@@ -94,7 +107,8 @@ export async function responsesToInvoke(
     };
     const format = formatOf(body);
     const c = body.tool_choice;
-    const choice: ToolChoice | undefined = c === undefined || c === null ? undefined : typeof c === 'string' ? c : { name: c.name ?? '' };
+    const choice: ToolChoice | undefined =
+      c === undefined || c === null ? undefined : typeof c === 'string' ? c : { name: c.name ?? '' };
     return {
       invoke: {
         ...invoke,
@@ -102,7 +116,8 @@ export async function responsesToInvoke(
         ...(format !== undefined && { response_format: format }),
         ...(tools.length > 0 && { client_tools: tools }),
         ...(tools.length > 0 && choice !== undefined && { tool_choice: choice }),
-        ...(tools.length > 0 && typeof body.parallel_tool_calls === 'boolean' && { parallel_tool_calls: body.parallel_tool_calls }),
+        ...(tools.length > 0 &&
+          typeof body.parallel_tool_calls === 'boolean' && { parallel_tool_calls: body.parallel_tool_calls }),
       },
       ...(resumed && { resumed }),
     };

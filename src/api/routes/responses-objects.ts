@@ -106,7 +106,11 @@ export function itemsToMessages(items: InputItem[], sources: number[][] = []): T
   const out: TranscriptMessage[] = [];
   items.forEach((item, i) => {
     if (item.type === 'function_call') {
-      const call = { id: item.call_id, type: 'function' as const, function: { name: item.name, arguments: item.arguments } };
+      const call = {
+        id: item.call_id,
+        type: 'function' as const,
+        function: { name: item.name, arguments: item.arguments },
+      };
       const prev = out.at(-1);
       if (prev?.role === 'assistant') {
         prev.tool_calls = [...(prev.tool_calls ?? []), call];
@@ -119,7 +123,8 @@ export function itemsToMessages(items: InputItem[], sources: number[][] = []): T
       sources.push([i, i]);
       return;
     }
-    if (item.type === 'function_call_output') out.push({ role: 'tool', tool_call_id: item.call_id, content: textOf(item.output) });
+    if (item.type === 'function_call_output')
+      out.push({ role: 'tool', tool_call_id: item.call_id, content: textOf(item.output) });
     else out.push({ role: item.role, content: textOf(item.content) });
     sources.push([i]);
   });
@@ -130,7 +135,9 @@ export function itemsToMessages(items: InputItem[], sources: number[][] = []): T
 export function outputToMessages(output: OutputItem[]): TranscriptMessage[] {
   return itemsToMessages(
     output.map((o): InputItem =>
-      o.type === 'message' ? { role: 'assistant', content: o.content.map((c) => c.text).join('') } : { type: 'function_call', call_id: o.call_id, name: o.name, arguments: o.arguments },
+      o.type === 'message'
+        ? { role: 'assistant', content: o.content.map((c) => c.text).join('') }
+        : { type: 'function_call', call_id: o.call_id, name: o.name, arguments: o.arguments },
     ),
   );
 }
@@ -167,7 +174,13 @@ export class ResponseEvents {
     if (text === '') return;
     const m = this.openMessage();
     m.text += text;
-    this.emit('response.output_text.delta', { item_id: m.id, output_index: m.index, content_index: 0, delta: text, logprobs: [] });
+    this.emit('response.output_text.delta', {
+      item_id: m.id,
+      output_index: m.index,
+      content_index: 0,
+      delta: text,
+      logprobs: [],
+    });
   }
 
   private openMessage(): { id: string; index: number; text: string } {
@@ -175,8 +188,16 @@ export class ResponseEvents {
     const m = { id: newId('msg'), index: this.state.output.length, text: '' };
     this.message = m;
     this.state.output.push({ type: 'message', id: m.id, status: 'in_progress', role: 'assistant', content: [] });
-    this.emit('response.output_item.added', { output_index: m.index, item: { type: 'message', id: m.id, status: 'in_progress', role: 'assistant', content: [] } });
-    this.emit('response.content_part.added', { item_id: m.id, output_index: m.index, content_index: 0, part: outputText('') });
+    this.emit('response.output_item.added', {
+      output_index: m.index,
+      item: { type: 'message', id: m.id, status: 'in_progress', role: 'assistant', content: [] },
+    });
+    this.emit('response.content_part.added', {
+      item_id: m.id,
+      output_index: m.index,
+      content_index: 0,
+      part: outputText(''),
+    });
     return m;
   }
 
@@ -185,25 +206,65 @@ export class ResponseEvents {
    * structured reply loses its code fence), adds the function calls, and ends the stream with
    * response.completed (or response.incomplete).
    */
-  finish(text: string, calls: Omit<FunctionCallOutput, 'id' | 'status' | 'type'>[], end: Pick<ResponseState, 'usage' | 'incomplete'>): void {
+  finish(
+    text: string,
+    calls: Omit<FunctionCallOutput, 'id' | 'status' | 'type'>[],
+    end: Pick<ResponseState, 'usage' | 'incomplete'>,
+  ): void {
     const done: 'completed' | 'incomplete' = end.incomplete ? 'incomplete' : 'completed';
     // A message item already opened by deltas is closed even when the final text is empty (text
     // streamed in an earlier model turn, before the agent's own tool calls): every item added is done.
     if (text !== '' || this.message !== undefined || calls.length === 0) {
       const m = this.openMessage();
-      const item: MessageOutput = { type: 'message', id: m.id, status: done, role: 'assistant', content: [outputText(text)] };
+      const item: MessageOutput = {
+        type: 'message',
+        id: m.id,
+        status: done,
+        role: 'assistant',
+        content: [outputText(text)],
+      };
       this.state.output[m.index] = item;
-      this.emit('response.output_text.done', { item_id: m.id, output_index: m.index, content_index: 0, text, logprobs: [] });
-      this.emit('response.content_part.done', { item_id: m.id, output_index: m.index, content_index: 0, part: outputText(text) });
+      this.emit('response.output_text.done', {
+        item_id: m.id,
+        output_index: m.index,
+        content_index: 0,
+        text,
+        logprobs: [],
+      });
+      this.emit('response.content_part.done', {
+        item_id: m.id,
+        output_index: m.index,
+        content_index: 0,
+        part: outputText(text),
+      });
       this.emit('response.output_item.done', { output_index: m.index, item });
     }
     for (const c of calls) {
       const index = this.state.output.length;
-      const item: FunctionCallOutput = { type: 'function_call', id: newId('fc'), call_id: c.call_id, name: c.name, arguments: c.arguments, status: 'completed' };
+      const item: FunctionCallOutput = {
+        type: 'function_call',
+        id: newId('fc'),
+        call_id: c.call_id,
+        name: c.name,
+        arguments: c.arguments,
+        status: 'completed',
+      };
       this.state.output.push(item);
-      this.emit('response.output_item.added', { output_index: index, item: { ...item, arguments: '', status: 'in_progress' } });
-      this.emit('response.function_call_arguments.delta', { item_id: item.id, output_index: index, delta: c.arguments });
-      this.emit('response.function_call_arguments.done', { item_id: item.id, output_index: index, name: c.name, arguments: c.arguments });
+      this.emit('response.output_item.added', {
+        output_index: index,
+        item: { ...item, arguments: '', status: 'in_progress' },
+      });
+      this.emit('response.function_call_arguments.delta', {
+        item_id: item.id,
+        output_index: index,
+        delta: c.arguments,
+      });
+      this.emit('response.function_call_arguments.done', {
+        item_id: item.id,
+        output_index: index,
+        name: c.name,
+        arguments: c.arguments,
+      });
       this.emit('response.output_item.done', { output_index: index, item });
     }
     this.state.status = done;
@@ -216,7 +277,14 @@ export class ResponseEvents {
   fail(code: string, message: string): void {
     this.state.status = 'failed';
     this.state.error = { code, message };
-    if (this.message) this.state.output[this.message.index] = { type: 'message', id: this.message.id, status: 'incomplete', role: 'assistant', content: [outputText(this.message.text)] };
+    if (this.message)
+      this.state.output[this.message.index] = {
+        type: 'message',
+        id: this.message.id,
+        status: 'incomplete',
+        role: 'assistant',
+        content: [outputText(this.message.text)],
+      };
     this.emit('response.failed', { response: this.snapshot() });
   }
 

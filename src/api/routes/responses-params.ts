@@ -40,11 +40,17 @@ export const responsesBody = z
       .max(128)
       .optional(),
     tool_choice: z
-      .union([z.enum(['none', 'auto', 'required']), z.object({ type: z.string(), name: z.string().optional() }).loose()])
+      .union([
+        z.enum(['none', 'auto', 'required']),
+        z.object({ type: z.string(), name: z.string().optional() }).loose(),
+      ])
       .nullable()
       .optional(),
     parallel_tool_calls: z.boolean().nullable().optional(),
-    text: z.strictObject({ format: formatSchema.optional(), verbosity: z.string().nullable().optional() }).nullable().optional(),
+    text: z
+      .strictObject({ format: formatSchema.optional(), verbosity: z.string().nullable().optional() })
+      .nullable()
+      .optional(),
     temperature: z.number().min(0).max(2).nullable().optional(),
     top_p: z.number().min(0).max(1).nullable().optional(),
     max_output_tokens: z.number().int().min(1).nullable().optional(),
@@ -149,7 +155,11 @@ const REFUSED: Record<string, string> = {
 };
 
 function unsupported(param: string, message: string): CaxtonError {
-  return new CaxtonError('unsupported_parameter', `${param} is not supported by Caxton's Responses endpoint: ${message}`, { param });
+  return new CaxtonError(
+    'unsupported_parameter',
+    `${param} is not supported by Caxton's Responses endpoint: ${message}`,
+    { param },
+  );
 }
 
 function unsupportedValue(param: string, message: string): CaxtonError {
@@ -166,31 +176,50 @@ export function assertResponsesSupported(body: ResponsesBody): void {
     throw unsupported(key, 'unknown parameter; see docs/openai.md for the parameters Caxton honours and ignores');
   }
   const b = body as Record<string, unknown>;
-  if (b.background === true) throw unsupportedValue('background', 'background responses are not supported; use stream or wait for the reply');
-  if (!absent(b.top_logprobs) && b.top_logprobs !== 0) throw unsupported('top_logprobs', 'log probabilities are not returned');
-  if (body.truncation === 'auto') throw unsupportedValue('truncation', 'Caxton does not drop input items to fit the context window; send "disabled" or omit it');
+  if (b.background === true)
+    throw unsupportedValue('background', 'background responses are not supported; use stream or wait for the reply');
+  if (!absent(b.top_logprobs) && b.top_logprobs !== 0)
+    throw unsupported('top_logprobs', 'log probabilities are not returned');
+  if (body.truncation === 'auto')
+    throw unsupportedValue(
+      'truncation',
+      'Caxton does not drop input items to fit the context window; send "disabled" or omit it',
+    );
   (body.include ?? []).forEach((v, i) => {
-    throw unsupportedValue(`include[${i}]`, `"${v.slice(0, 100)}" is not available: Caxton's responses carry no logprobs, reasoning or built-in tool outputs`);
+    throw unsupportedValue(
+      `include[${i}]`,
+      `"${v.slice(0, 100)}" is not available: Caxton's responses carry no logprobs, reasoning or built-in tool outputs`,
+    );
   });
-  if (!absent(body.text?.verbosity)) throw unsupported('text.verbosity', "the agent's model settings are fixed by its definition");
+  if (!absent(body.text?.verbosity))
+    throw unsupported('text.verbosity', "the agent's model settings are fixed by its definition");
   for (const [i, tool] of (body.tools ?? []).entries()) {
     if (tool.type !== 'function')
-      throw unsupportedValue(`tools[${i}].type`, `tools of type "${tool.type.slice(0, 100)}" are not supported; only "function" tools are (the agent's own tools run inside Caxton)`);
+      throw unsupportedValue(
+        `tools[${i}].type`,
+        `tools of type "${tool.type.slice(0, 100)}" are not supported; only "function" tools are (the agent's own tools run inside Caxton)`,
+      );
     const parsed = functionToolSchema.safeParse(tool);
     if (!parsed.success) throw issueError(`tools[${i}]`, parsed.error);
   }
   const choice = body.tool_choice;
   if (!absent(choice) && choice !== 'auto' && choice !== 'none') {
-    if ((body.tools ?? []).length === 0) throw unsupportedValue('tool_choice', 'without client function tools only "auto" and "none" are accepted');
+    if ((body.tools ?? []).length === 0)
+      throw unsupportedValue('tool_choice', 'without client function tools only "auto" and "none" are accepted');
     if (typeof choice === 'object' && choice !== null && choice.type !== 'function')
-      throw unsupportedValue('tool_choice.type', `tool_choice of type "${choice.type.slice(0, 100)}" is not supported; use "auto", "none", "required" or a function`);
+      throw unsupportedValue(
+        'tool_choice.type',
+        `tool_choice of type "${choice.type.slice(0, 100)}" is not supported; use "auto", "none", "required" or a function`,
+      );
   }
 }
 
 /** A 400 naming the field of the first issue, under `at`. */
 function issueError(at: string, error: z.ZodError): CaxtonError {
   const issue = error.issues[0]!;
-  const param = [at, ...issue.path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`))].join('').replace(/\.\[/g, '[');
+  const param = [at, ...issue.path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`))]
+    .join('')
+    .replace(/\.\[/g, '[');
   if (issue.code === 'unrecognized_keys') {
     const key = issue.keys[0]!;
     return unsupported(`${param}.${key}`, 'unknown field of this input item');
@@ -203,9 +232,15 @@ export function inputItems(input: ResponsesBody['input']): InputItem[] {
   if (typeof input === 'string') return [{ role: 'user', content: input }];
   return input.map((raw, i) => {
     const type = raw.type ?? (typeof raw.role === 'string' ? 'message' : undefined);
-    if (typeof type !== 'string') throw new CaxtonError('invalid_request', `input[${i}] has neither a type nor a role`, { param: `input[${i}].type` });
+    if (typeof type !== 'string')
+      throw new CaxtonError('invalid_request', `input[${i}] has neither a type nor a role`, {
+        param: `input[${i}].type`,
+      });
     if (!Object.hasOwn(ITEM_SCHEMAS, type)) {
-      throw unsupportedValue(`input[${i}].type`, `input items of type "${type.slice(0, 100)}" are not supported; "message", "function_call" and "function_call_output" are`);
+      throw unsupportedValue(
+        `input[${i}].type`,
+        `input items of type "${type.slice(0, 100)}" are not supported; "message", "function_call" and "function_call_output" are`,
+      );
     }
     const parsed = ITEM_SCHEMAS[type as keyof typeof ITEM_SCHEMAS].safeParse(raw);
     if (!parsed.success) throw issueError(`input[${i}]`, parsed.error);
@@ -230,6 +265,8 @@ export function inputItems(input: ResponsesBody['input']): InputItem[] {
 const TEXT_PARTS = new Set(['input_text', 'output_text', 'text']);
 
 /** The text of a message's (or a tool output's) content. */
-export function textOf(content: string | { type: string; text?: string | undefined; refusal?: string | undefined }[]): string {
+export function textOf(
+  content: string | { type: string; text?: string | undefined; refusal?: string | undefined }[],
+): string {
   return typeof content === 'string' ? content : content.map((p) => p.text ?? p.refusal ?? '').join('');
 }

@@ -3,17 +3,38 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { AgentRegistry } from '../../agents/index.js';
 import { assertAgentAllowed } from '../../auth/index.js';
-import type { AgentResponse, Executor, InvokeRequest, SuspendedExecution, SuspendedExecutionStore } from '../../execution/index.js';
+import type {
+  AgentResponse,
+  Executor,
+  InvokeRequest,
+  SuspendedExecution,
+  SuspendedExecutionStore,
+} from '../../execution/index.js';
 import { CaxtonError } from '../../shared/errors.js';
 import { admitAndOpenSse, callerOf, limitOf } from '../caller.js';
 import { toEnvelope } from '../envelope.js';
 import { requestTraceparent } from '../request-trace.js';
-import { MemoryResponseStore, type ResponseStore, type StoredResponse, type TranscriptMessage } from '../response-store.js';
+import {
+  MemoryResponseStore,
+  type ResponseStore,
+  type StoredResponse,
+  type TranscriptMessage,
+} from '../response-store.js';
 import { errorEnvelopeSchema } from '../schemas.js';
 import { disconnectSignal, wantsEventStream } from '../sse.js';
 import { rewriteErrorPayload } from './openai-errors.js';
 import { continues } from './openai-messages.js';
-import { itemsToMessages, newId, outputText, outputToMessages, responseObject, ResponseEvents, type FunctionCallOutput, type OutputItem, type ResponseState } from './responses-objects.js';
+import {
+  itemsToMessages,
+  newId,
+  outputText,
+  outputToMessages,
+  responseObject,
+  ResponseEvents,
+  type FunctionCallOutput,
+  type OutputItem,
+  type ResponseState,
+} from './responses-objects.js';
 import { formatOf, responsesToInvoke, withResponsesParam, type MessageSource } from './responses-invoke.js';
 import { assertResponsesSupported, inputItems, responsesBody, type ResponsesBody } from './responses-params.js';
 import { replyCheckFor } from './structured-output.js';
@@ -31,10 +52,14 @@ import { replyCheckFor } from './structured-output.js';
 const principalOf = (req: FastifyRequest): string | null => req.principal?.id ?? null;
 
 function notFound(id: string, param: string): CaxtonError {
-  return new CaxtonError('response_not_found', `no stored response "${id.slice(0, 200)}": it does not exist, has expired, was created with store: false, or belongs to another caller`, {
-    param,
-    id: id.slice(0, 200),
-  });
+  return new CaxtonError(
+    'response_not_found',
+    `no stored response "${id.slice(0, 200)}": it does not exist, has expired, was created with store: false, or belongs to another caller`,
+    {
+      param,
+      id: id.slice(0, 200),
+    },
+  );
 }
 
 function incompleteOf(r: AgentResponse): ResponseState['incomplete'] {
@@ -46,21 +71,36 @@ function incompleteOf(r: AgentResponse): ResponseState['incomplete'] {
 
 /** The model's pending client tool calls as function_call items' fields (arguments as JSON text). */
 function callsOf(r: AgentResponse): Omit<FunctionCallOutput, 'id' | 'status' | 'type'>[] {
-  return (r.pending_tool_calls ?? []).map((c) => ({ call_id: c.id, name: c.name, arguments: JSON.stringify(c.arguments) }));
+  return (r.pending_tool_calls ?? []).map((c) => ({
+    call_id: c.id,
+    name: c.name,
+    arguments: JSON.stringify(c.arguments),
+  }));
 }
 
 export async function responsesRoutes(
   app: FastifyInstance,
-  opts: { executor: Executor; registry: AgentRegistry; bodyLimit: number; store?: ResponseStore; suspended?: SuspendedExecutionStore },
+  opts: {
+    executor: Executor;
+    registry: AgentRegistry;
+    bodyLimit: number;
+    store?: ResponseStore;
+    suspended?: SuspendedExecutionStore;
+  },
 ): Promise<void> {
   const { executor, registry, suspended } = opts;
   const store = opts.store ?? new MemoryResponseStore();
   const r = app.withTypeProvider<ZodTypeProvider>();
   // As for chat completions: every error of these routes leaves in OpenAI's shape.
-  app.addHook('onSend', (_req, reply, payload, done) => done(null, rewriteErrorPayload(reply.statusCode, payload) as typeof payload));
+  app.addHook('onSend', (_req, reply, payload, done) =>
+    done(null, rewriteErrorPayload(reply.statusCode, payload) as typeof payload),
+  );
 
   /** The transcript the request continues (stored if it is), the invoke request, and the execution it resumes. */
-  async function prepare(req: FastifyRequest, body: ResponsesBody): Promise<{ transcript: TranscriptMessage[]; invoke: InvokeRequest; resumed?: SuspendedExecution }> {
+  async function prepare(
+    req: FastifyRequest,
+    body: ResponsesBody,
+  ): Promise<{ transcript: TranscriptMessage[]; invoke: InvokeRequest; resumed?: SuspendedExecution }> {
     const itemSources: number[][] = [];
     const added = itemsToMessages(inputItems(body.input), itemSources);
     const principal = principalOf(req);
@@ -77,20 +117,55 @@ export async function responsesRoutes(
     // instructions it started with — unless the request no longer offers those calls' tools (continues).
     const waiting = body.previous_response_id && suspended ? await suspended.get(body.previous_response_id) : undefined;
     const offered = new Set((body.tools ?? []).map((t) => String(t.name)));
-    const own = waiting && waiting.agent === body.model && (waiting.principal ?? null) === principal && continues(waiting, offered) ? waiting : undefined;
+    const own =
+      waiting &&
+      waiting.agent === body.model &&
+      (waiting.principal ?? null) === principal &&
+      continues(waiting, offered)
+        ? waiting
+        : undefined;
     // Otherwise `instructions` go where a chat client's system messages go, and are not stored: a
     // response continuing this one does not inherit them (as at OpenAI).
-    const instructions: TranscriptMessage[] = !own && body.instructions ? [{ role: 'system', content: body.instructions }] : [];
-    const sources: MessageSource[] = own ? itemSources : [...instructions.map(() => 'instructions' as const), ...history.map(() => 'previous_response_id' as const), ...itemSources];
-    const { invoke, resumed } = await responsesToInvoke(own ? added : [...instructions, ...transcript], sources, body, { userTemplate, principal, store: suspended, resume: own });
+    const instructions: TranscriptMessage[] =
+      !own && body.instructions ? [{ role: 'system', content: body.instructions }] : [];
+    const sources: MessageSource[] = own
+      ? itemSources
+      : [
+          ...instructions.map(() => 'instructions' as const),
+          ...history.map(() => 'previous_response_id' as const),
+          ...itemSources,
+        ];
+    const { invoke, resumed } = await responsesToInvoke(own ? added : [...instructions, ...transcript], sources, body, {
+      userTemplate,
+      principal,
+      store: suspended,
+      resume: own,
+    });
     const tp = requestTraceparent(req);
-    return { transcript, invoke: { ...invoke, ...(tp !== undefined && { traceparent: tp }), ...callerOf(req) }, ...(resumed && { resumed }) };
+    return {
+      transcript,
+      invoke: { ...invoke, ...(tp !== undefined && { traceparent: tp }), ...callerOf(req) },
+      ...(resumed && { resumed }),
+    };
   }
 
   /** Keeps the response (store: true) and, when it ended in function calls, its suspended execution. */
-  async function save(req: FastifyRequest, body: ResponsesBody, transcript: TranscriptMessage[], res: AgentResponse, response: Record<string, unknown>, output: OutputItem[]): Promise<void> {
+  async function save(
+    req: FastifyRequest,
+    body: ResponsesBody,
+    transcript: TranscriptMessage[],
+    res: AgentResponse,
+    response: Record<string, unknown>,
+    output: OutputItem[],
+  ): Promise<void> {
     if (body.store === false) return;
-    const rec: StoredResponse = { id: response.id as string, agent: body.model, principal: principalOf(req), messages: [...transcript, ...outputToMessages(output)], response };
+    const rec: StoredResponse = {
+      id: response.id as string,
+      agent: body.model,
+      principal: principalOf(req),
+      messages: [...transcript, ...outputToMessages(output)],
+      response,
+    };
     store.save(rec);
     const pending = res.pending_tool_calls ?? [];
     if (suspended && res.finish_reason === 'tool_calls' && res.transcript && pending.length > 0) {
@@ -113,7 +188,11 @@ export async function responsesRoutes(
         summary: 'OpenAI Responses API with an agent (model = agent name)',
         tags: ['openai'],
         body: responsesBody,
-        response: { 200: z.record(z.string(), z.unknown()).describe('a response object, or its events when streaming'), 400: errorEnvelopeSchema, 404: errorEnvelopeSchema },
+        response: {
+          200: z.record(z.string(), z.unknown()).describe('a response object, or its events when streaming'),
+          400: errorEnvelopeSchema,
+          404: errorEnvelopeSchema,
+        },
       },
     },
     async (req, reply) => {
@@ -138,17 +217,36 @@ export async function responsesRoutes(
         previous_response_id: body.previous_response_id ?? undefined,
       };
       // A reply that only calls functions has no final answer yet: text.format applies to the final one.
-      const checked = (res: AgentResponse): string => (check && res.finish_reason !== 'tool_calls' ? check(res.agent, res.content) : res.content);
+      const checked = (res: AgentResponse): string =>
+        check && res.finish_reason !== 'tool_calls' ? check(res.agent, res.content) : res.content;
 
       if (!body.stream && !wantsEventStream(req)) {
-        const res = await executor.invoke(body.model, invoke, { signal: disconnectSignal(req, reply), ...(limit && { limit }) });
+        const res = await executor.invoke(body.model, invoke, {
+          signal: disconnectSignal(req, reply),
+          ...(limit && { limit }),
+        });
         const text = checked(res);
         const incomplete = incompleteOf(res);
         const calls = callsOf(res);
         state.status = incomplete ? 'incomplete' : 'completed';
         state.output = [
-          ...(text !== '' || calls.length === 0 ? [{ type: 'message' as const, id: newId('msg'), status: state.status, role: 'assistant' as const, content: [outputText(text)] }] : []),
-          ...calls.map((c): FunctionCallOutput => ({ type: 'function_call', id: newId('fc'), ...c, status: 'completed' })),
+          ...(text !== '' || calls.length === 0
+            ? [
+                {
+                  type: 'message' as const,
+                  id: newId('msg'),
+                  status: state.status,
+                  role: 'assistant' as const,
+                  content: [outputText(text)],
+                },
+              ]
+            : []),
+          ...calls.map((c): FunctionCallOutput => ({
+            type: 'function_call',
+            id: newId('fc'),
+            ...c,
+            status: 'completed',
+          })),
         ];
         state.usage = res.usage;
         if (incomplete) state.incomplete = incomplete;
@@ -215,7 +313,10 @@ export async function responsesRoutes(
         summary: 'Deletes a stored response (responses.delete)',
         tags: ['openai'],
         params: idParams,
-        response: { 200: z.object({ id: z.string(), object: z.literal('response.deleted'), deleted: z.boolean() }), 404: errorEnvelopeSchema },
+        response: {
+          200: z.object({ id: z.string(), object: z.literal('response.deleted'), deleted: z.boolean() }),
+          404: errorEnvelopeSchema,
+        },
       },
     },
     async (req) => {

@@ -25,7 +25,9 @@ const ssoInfoSchema = z.union([
 const exchangeBodySchema = z.strictObject({
   code: z.string().min(1).max(4096),
   // RFC 7636: 43 to 128 characters of [A-Za-z0-9-._~].
-  code_verifier: z.string().regex(/^[A-Za-z0-9._~-]{43,128}$/, { message: 'expected a PKCE code verifier: 43 to 128 characters of letters, digits, "-", ".", "_", "~"' }),
+  code_verifier: z.string().regex(/^[A-Za-z0-9._~-]{43,128}$/, {
+    message: 'expected a PKCE code verifier: 43 to 128 characters of letters, digits, "-", ".", "_", "~"',
+  }),
   redirect_uri: z.string().max(2048),
 });
 
@@ -37,12 +39,14 @@ export async function ssoRoutes(app: FastifyInstance, opts: { client: SsoClient 
     '/auth/sso',
     {
       schema: {
-        summary: "The console's single sign-on: the issuer's authorization endpoint and the client (enabled: false without [auth.jwt.sso])",
+        summary:
+          "The console's single sign-on: the issuer's authorization endpoint and the client (enabled: false without [auth.jwt.sso])",
         tags: ['auth'],
         response: { 200: ssoInfoSchema, 503: errorEnvelopeSchema },
       },
     },
-    async () => (client ? { enabled: true as const, ...(await client.consoleSettings()) } : { enabled: false as const }),
+    async () =>
+      client ? { enabled: true as const, ...(await client.consoleSettings()) } : { enabled: false as const },
   );
 
   r.post(
@@ -53,12 +57,26 @@ export async function ssoRoutes(app: FastifyInstance, opts: { client: SsoClient 
         summary: 'Exchanges the code the issuer sent back to the console for the bearer token the console then uses',
         tags: ['auth'],
         body: exchangeBodySchema,
-        response: { 200: z.object({ token: z.string(), expires_in: z.number().optional() }), 400: errorEnvelopeSchema, 404: errorEnvelopeSchema, 503: errorEnvelopeSchema },
+        response: {
+          200: z.object({ token: z.string(), expires_in: z.number().optional() }),
+          400: errorEnvelopeSchema,
+          404: errorEnvelopeSchema,
+          503: errorEnvelopeSchema,
+        },
       },
     },
     async (req, reply) => {
-      if (!client) throw new CaxtonError('not_found', 'single sign-on is not configured on this server ([auth.jwt.sso]); sign in with an API key');
-      const out = await client.exchange(req.body.code, req.body.code_verifier, req.body.redirect_uri, `${req.protocol}://${req.host}`);
+      if (!client)
+        throw new CaxtonError(
+          'not_found',
+          'single sign-on is not configured on this server ([auth.jwt.sso]); sign in with an API key',
+        );
+      const out = await client.exchange(
+        req.body.code,
+        req.body.code_verifier,
+        req.body.redirect_uri,
+        `${req.protocol}://${req.host}`,
+      );
       reply.header('cache-control', 'no-store');
       return out;
     },

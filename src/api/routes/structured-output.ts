@@ -23,12 +23,16 @@ export type ReplyCheck = (agent: string, content: string) => string;
  * undefined when no format was asked. A schema that does not compile is the caller's 400, naming
  * `param` (where the request carries the schema: chat completions' or the Responses API's).
  */
-export function replyCheckFor(format: ResponseFormat | { type: 'text' } | undefined, param = 'response_format.json_schema.schema'): ReplyCheck | undefined {
+export function replyCheckFor(
+  format: ResponseFormat | { type: 'text' } | undefined,
+  param = 'response_format.json_schema.schema',
+): ReplyCheck | undefined {
   if (format === undefined || format.type === 'text') return undefined;
   if (format.type === 'json_object') return (agent, content) => parseObject(agent, content, 'a JSON object');
   const given = format.json_schema.schema;
   if (given === undefined) return (agent, content) => parseObject(agent, content, 'a JSON object');
-  if (JSON.stringify(given).length > MAX_SCHEMA_CHARS) throw new CaxtonError('invalid_request', `${param} is larger than ${MAX_SCHEMA_CHARS / 1024} KiB`, { param });
+  if (JSON.stringify(given).length > MAX_SCHEMA_CHARS)
+    throw new CaxtonError('invalid_request', `${param} is larger than ${MAX_SCHEMA_CHARS / 1024} KiB`, { param });
   // `$schema` names a draft (often 2020-12 from schema generators) that this compiler's default
   // draft-07 would refuse to look up; the keywords used by structured outputs are the same.
   const { $schema: _draft, ...schema } = given;
@@ -36,7 +40,9 @@ export function replyCheckFor(format: ResponseFormat | { type: 'text' } | undefi
   try {
     validate = ajv.compile(schema);
   } catch (e) {
-    throw new CaxtonError('invalid_request', `${param} is not a usable JSON Schema: ${(e as Error).message}`, { param });
+    throw new CaxtonError('invalid_request', `${param} is not a usable JSON Schema: ${(e as Error).message}`, {
+      param,
+    });
   } finally {
     ajv.removeSchema(schema);
   }
@@ -44,12 +50,18 @@ export function replyCheckFor(format: ResponseFormat | { type: 'text' } | undefi
   return (agent, content) => {
     const text = parseObject(agent, content, `JSON matching the schema "${name}"`);
     if (!validate(JSON.parse(text))) {
-      const errors = (validate.errors ?? []).slice(0, 10).map((e) => ({ path: e.instancePath || '/', message: e.message ?? 'invalid' }));
-      throw new CaxtonError('invalid_structured_output', `the agent "${agent}" replied with JSON that does not match the schema "${name}": ${errors.map((e) => `${e.path} ${e.message}`).join('; ')}`, {
-        schema: name,
-        errors,
-        reply_excerpt: content.slice(0, 200),
-      });
+      const errors = (validate.errors ?? [])
+        .slice(0, 10)
+        .map((e) => ({ path: e.instancePath || '/', message: e.message ?? 'invalid' }));
+      throw new CaxtonError(
+        'invalid_structured_output',
+        `the agent "${agent}" replied with JSON that does not match the schema "${name}": ${errors.map((e) => `${e.path} ${e.message}`).join('; ')}`,
+        {
+          schema: name,
+          errors,
+          reply_excerpt: content.slice(0, 200),
+        },
+      );
     }
     return text;
   };
@@ -65,14 +77,22 @@ function parseObject(agent: string, content: string, wanted: string): string {
   try {
     value = JSON.parse(text);
   } catch (e) {
-    throw new CaxtonError('invalid_structured_output', `the agent "${agent}" was asked for ${wanted} but its reply is not JSON (${(e as Error).message})`, {
-      reply_excerpt: content.slice(0, 200),
-    });
+    throw new CaxtonError(
+      'invalid_structured_output',
+      `the agent "${agent}" was asked for ${wanted} but its reply is not JSON (${(e as Error).message})`,
+      {
+        reply_excerpt: content.slice(0, 200),
+      },
+    );
   }
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-    throw new CaxtonError('invalid_structured_output', `the agent "${agent}" was asked for ${wanted} but its reply is JSON ${Array.isArray(value) ? 'array' : typeof value}, not an object`, {
-      reply_excerpt: content.slice(0, 200),
-    });
+    throw new CaxtonError(
+      'invalid_structured_output',
+      `the agent "${agent}" was asked for ${wanted} but its reply is JSON ${Array.isArray(value) ? 'array' : typeof value}, not an object`,
+      {
+        reply_excerpt: content.slice(0, 200),
+      },
+    );
   }
   return text;
 }

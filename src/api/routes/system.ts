@@ -18,7 +18,10 @@ export interface Lifecycle {
 }
 
 /** Liveness, readiness, status and effective configuration. */
-export async function systemRoutes(app: FastifyInstance, opts: { service: AgentService; config: ServerConfig; lifecycle: Lifecycle }): Promise<void> {
+export async function systemRoutes(
+  app: FastifyInstance,
+  opts: { service: AgentService; config: ServerConfig; lifecycle: Lifecycle },
+): Promise<void> {
   const { service, config, lifecycle } = opts;
   const r = app.withTypeProvider<ZodTypeProvider>();
 
@@ -26,10 +29,20 @@ export async function systemRoutes(app: FastifyInstance, opts: { service: AgentS
   // status overview says what is wrong and how to fix it.
   r.get(
     '/health',
-    { schema: { summary: 'Liveness: the process is up and serving HTTP; `degraded` names configuration that will make work fail', tags: ['system'], response: { 200: healthSchema } } },
+    {
+      schema: {
+        summary:
+          'Liveness: the process is up and serving HTTP; `degraded` names configuration that will make work fail',
+        tags: ['system'],
+        response: { 200: healthSchema },
+      },
+    },
     async () => {
       const degraded = lifecycle.problems?.() ?? [];
-      return { status: lifecycle.state === 'ready' ? ('ok' as const) : lifecycle.state, ...(degraded.length > 0 && { degraded: [...new Set(degraded.map((d) => d.name))] }) };
+      return {
+        status: lifecycle.state === 'ready' ? ('ok' as const) : lifecycle.state,
+        ...(degraded.length > 0 && { degraded: [...new Set(degraded.map((d) => d.name))] }),
+      };
     },
   );
 
@@ -49,39 +62,60 @@ export async function systemRoutes(app: FastifyInstance, opts: { service: AgentS
       const deps = lifecycle.readiness && lifecycle.readiness.size > 0 ? await lifecycle.readiness.probe() : undefined;
       if (!deps) return { status: 'ok' as const };
       const dependencies = deps.map((d) => ({ name: d.name, ok: d.ok }));
-      return deps.every((d) => d.ok) ? { status: 'ok' as const, dependencies } : reply.code(503).send({ status: 'unavailable' as const, dependencies });
+      return deps.every((d) => d.ok)
+        ? { status: 'ok' as const, dependencies }
+        : reply.code(503).send({ status: 'unavailable' as const, dependencies });
     },
   );
 
-  r.get('/api/v1/status', { schema: { summary: 'Server status', tags: ['system'], response: { 200: statusSchema } } }, async (req) => {
-    const files = service.files.fileStatuses();
-    const all = agentsVisibleTo(req.principal, service.registry).agents;
-    const fromFiles = all.filter((a) => a.origin.kind === 'file').length;
-    const mem = process.memoryUsage();
-    return {
-      version: lifecycle.version,
-      uptime_seconds: Math.round((Date.now() - lifecycle.startedAt) / 1000),
-      ...(await readyWithDependencies(lifecycle)),
-      agents: { total: all.length, from_files: fromFiles, from_api: all.length - fromFiles, capabilities: capabilitiesVisibleTo(req.principal, service.registry.capabilities()).length },
-      agent_files: {
-        loaded: files.filter((f) => f.state === 'loaded').length,
-        invalid: files.filter((f) => f.state === 'invalid').map((f) => ({ path: f.path, ...(f.agent !== undefined && { agent: f.agent }), errors: f.errors ?? [] })),
-        ignored: files.filter((f) => f.state === 'ignored').map((f) => f.path),
-      },
-      memory: { rss_bytes: mem.rss, heap_used_bytes: mem.heapUsed },
-      config: { file: config.source.file, agents_dir: config.agents_dir, data_dir: config.data_dir },
-    };
-  });
+  r.get(
+    '/api/v1/status',
+    { schema: { summary: 'Server status', tags: ['system'], response: { 200: statusSchema } } },
+    async (req) => {
+      const files = service.files.fileStatuses();
+      const all = agentsVisibleTo(req.principal, service.registry).agents;
+      const fromFiles = all.filter((a) => a.origin.kind === 'file').length;
+      const mem = process.memoryUsage();
+      return {
+        version: lifecycle.version,
+        uptime_seconds: Math.round((Date.now() - lifecycle.startedAt) / 1000),
+        ...(await readyWithDependencies(lifecycle)),
+        agents: {
+          total: all.length,
+          from_files: fromFiles,
+          from_api: all.length - fromFiles,
+          capabilities: capabilitiesVisibleTo(req.principal, service.registry.capabilities()).length,
+        },
+        agent_files: {
+          loaded: files.filter((f) => f.state === 'loaded').length,
+          invalid: files
+            .filter((f) => f.state === 'invalid')
+            .map((f) => ({ path: f.path, ...(f.agent !== undefined && { agent: f.agent }), errors: f.errors ?? [] })),
+          ignored: files.filter((f) => f.state === 'ignored').map((f) => f.path),
+        },
+        memory: { rss_bytes: mem.rss, heap_used_bytes: mem.heapUsed },
+        config: { file: config.source.file, agents_dir: config.agents_dir, data_dir: config.data_dir },
+      };
+    },
+  );
 
   r.get(
     '/api/v1/config',
-    { schema: { summary: 'Effective server configuration, secrets redacted', tags: ['system'], response: { 200: z.record(z.string(), z.unknown()), 500: errorEnvelopeSchema } } },
+    {
+      schema: {
+        summary: 'Effective server configuration, secrets redacted',
+        tags: ['system'],
+        response: { 200: z.record(z.string(), z.unknown()), 500: errorEnvelopeSchema },
+      },
+    },
     async () => redactSecrets(config) as Record<string, unknown>,
   );
 }
 
 /** `ready` (started, and every dependency answering) with the dependencies' states when there are any. */
-async function readyWithDependencies(lifecycle: Lifecycle): Promise<{ ready: boolean; dependencies?: DependencyState[] }> {
+async function readyWithDependencies(
+  lifecycle: Lifecycle,
+): Promise<{ ready: boolean; dependencies?: DependencyState[] }> {
   const started = lifecycle.state === 'ready';
   if (!lifecycle.readiness || lifecycle.readiness.size === 0) return { ready: started };
   const dependencies = await lifecycle.readiness.probe();

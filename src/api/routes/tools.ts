@@ -5,7 +5,13 @@ import { readScopeOf } from '../../auth/index.js';
 import { CaxtonError } from '../../shared/errors.js';
 import { parseDuration } from '../../shared/units.js';
 import { BUILTIN_GROUP, HOST_GROUP, TOOL_SOURCE_KINDS, type ToolCatalogue } from '../../tools/index.js';
-import { CALL_OUTCOMES, type AuditQuery, type CallOutcome, type ToolAuditReads, type ToolServerManager } from '../../tools/wasm/index.js';
+import {
+  CALL_OUTCOMES,
+  type AuditQuery,
+  type CallOutcome,
+  type ToolAuditReads,
+  type ToolServerManager,
+} from '../../tools/wasm/index.js';
 import { requestTraceparent } from '../request-trace.js';
 import { errorEnvelopeSchema, issueSchema } from '../schemas.js';
 
@@ -33,7 +39,11 @@ const mcpStatusSchema = z
     reconnects: z.number().int().describe('successful connections after the first one'),
     server_info: z.object({ name: z.string(), version: z.string() }).nullable(),
     conflicts: z.array(z.string()).describe('tools not registered because another tool holds the name'),
-    elicitations_refused: z.number().int().optional().describe('elicitation/create requests refused (agents run unattended)'),
+    elicitations_refused: z
+      .number()
+      .int()
+      .optional()
+      .describe('elicitation/create requests refused (agents run unattended)'),
     auth: z
       .object({
         grant: z.string(),
@@ -53,10 +63,14 @@ const mcpStatusSchema = z
   .describe('MCP servers only: the connection (as GET /api/v1/mcp/servers shows it)');
 
 const summarySchema = z.object({
-  name: z.string().describe(`tool server or MCP server name; "${BUILTIN_GROUP}" and "${HOST_GROUP}" group the single-name tools`),
+  name: z
+    .string()
+    .describe(`tool server or MCP server name; "${BUILTIN_GROUP}" and "${HOST_GROUP}" group the single-name tools`),
   kind: z
     .enum(TOOL_SOURCE_KINDS as [string, ...string[]])
-    .describe('wasm | javascript: tool server packages; mcp: a mounted MCP server; builtin: calculator, current_time, llm.chat; host: send_message and the memory tools'),
+    .describe(
+      'wasm | javascript: tool server packages; mcp: a mounted MCP server; builtin: calculator, current_time, llm.chat; host: send_message and the memory tools',
+    ),
   version: z.string().nullable(),
   description: z.string().nullable(),
   origin: z
@@ -70,31 +84,56 @@ const summarySchema = z.object({
       'tool servers: loaded | failed (could not be loaded, see error; no tools registered); MCP servers: connecting | ready | failed | reconnecting | needs_authorization | disabled | closed; groups: loaded',
     ),
   error: z.string().nullable().describe('why a tool server failed to load, or the last error of an MCP server'),
-  tools: z.array(z.string()).describe('registered tool names (SERVER.tool; the single names for the builtin and host groups)'),
+  tools: z
+    .array(z.string())
+    .describe('registered tool names (SERVER.tool; the single names for the builtin and host groups)'),
   deployed_at: z.string().nullable(),
   mcp: mcpStatusSchema.optional(),
 });
 
 const viewSchema = summarySchema.extend({
-  tool_specs: z.array(z.object({ name: z.string(), description: z.string(), input_schema: z.record(z.string(), z.unknown()), output_schema: z.record(z.string(), z.unknown()).optional() })),
+  tool_specs: z.array(
+    z.object({
+      name: z.string(),
+      description: z.string(),
+      input_schema: z.record(z.string(), z.unknown()),
+      output_schema: z.record(z.string(), z.unknown()).optional(),
+    }),
+  ),
   limits: z
-    .object({ memory: z.number(), fuel: z.number(), timeout_ms: z.number(), max_input: z.number(), max_output: z.number(), max_state: z.number() })
+    .object({
+      memory: z.number(),
+      fuel: z.number(),
+      timeout_ms: z.number(),
+      max_input: z.number(),
+      max_output: z.number(),
+      max_state: z.number(),
+    })
     .nullable()
     .describe('effective limits: the smaller of the manifest and [tools.NAME.limits]'),
-  permissions: z.unknown().describe('requested by the manifest and granted by the operator; only the intersection is usable'),
+  permissions: z
+    .unknown()
+    .describe('requested by the manifest and granted by the operator; only the intersection is usable'),
   warnings: z.array(issueSchema),
   digest: z.string().nullable().describe('SHA-256 of the module'),
   module_bytes: z.number().int().nullable(),
-  stats: z.object({ calls: z.number(), failures: z.number(), instantiations: z.number(), memory_bytes: z.number() }).nullable(),
+  stats: z
+    .object({ calls: z.number(), failures: z.number(), instantiations: z.number(), memory_bytes: z.number() })
+    .nullable(),
   path: z.string().nullable(),
 });
 
 const deployBody = z
   .object({
-    manifest: z.string({ error: 'expected the text of caxton-tool.toml' }).min(1, { error: 'must not be empty' }).describe('the text of caxton-tool.toml'),
+    manifest: z
+      .string({ error: 'expected the text of caxton-tool.toml' })
+      .min(1, { error: 'must not be empty' })
+      .describe('the text of caxton-tool.toml'),
     wasm: z
       .string({ error: 'expected the module, base64-encoded' })
-      .describe('the module file, base64-encoded: the WebAssembly module, or the JavaScript source when the manifest\'s module ends in .js (runtime "quickjs")'),
+      .describe(
+        'the module file, base64-encoded: the WebAssembly module, or the JavaScript source when the manifest\'s module ends in .js (runtime "quickjs")',
+      ),
   })
   .describe('A tool server package: the manifest text and the module');
 
@@ -103,8 +142,17 @@ const callParams = z.object({ server: z.string().min(1).max(200), tool: z.string
 
 const callBody = z
   .object({
-    args: z.record(z.string(), z.unknown(), { error: 'expected a JSON object of arguments' }).default({}).describe('the tool arguments (checked against its input schema)'),
-    timeout_ms: z.number({ error: 'expected milliseconds' }).int().min(1).max(600_000).optional().describe('longest the call may take (default: the tool limit plus a second)'),
+    args: z
+      .record(z.string(), z.unknown(), { error: 'expected a JSON object of arguments' })
+      .default({})
+      .describe('the tool arguments (checked against its input schema)'),
+    timeout_ms: z
+      .number({ error: 'expected milliseconds' })
+      .int()
+      .min(1)
+      .max(600_000)
+      .optional()
+      .describe('longest the call may take (default: the tool limit plus a second)'),
   })
   .default({ args: {} });
 
@@ -134,7 +182,10 @@ function timeBound(field: string) {
       if (ago !== undefined) return Date.now() - ago;
       const t = Date.parse(s);
       if (Number.isNaN(t)) {
-        ctx.addIssue({ code: 'custom', message: `expected an ISO 8601 time, milliseconds since the epoch, or a duration ago such as "15m"` });
+        ctx.addIssue({
+          code: 'custom',
+          message: `expected an ISO 8601 time, milliseconds since the epoch, or a duration ago such as "15m"`,
+        });
         return z.NEVER;
       }
       return t;
@@ -144,19 +195,36 @@ function timeBound(field: string) {
 }
 
 const auditQuery = z.object({
-  agent: z.string().min(1).max(200).optional().describe('calls made for this agent ("api": calls through this API, "mcp": through /mcp)'),
+  agent: z
+    .string()
+    .min(1)
+    .max(200)
+    .optional()
+    .describe('calls made for this agent ("api": calls through this API, "mcp": through /mcp)'),
   tool: z.string().min(1).max(300).optional().describe('a tool (SERVER.tool) or every tool of a server (SERVER.*)'),
   server: z.string().min(1).max(200).optional(),
   conversation: z.string().min(1).max(200).optional(),
   principal: z.string().min(1).max(300).optional().describe('calls made for this authenticated caller (key:ci...)'),
   outcome: z
-    .enum(['failed', ...CALL_OUTCOMES] as [CallOutcome | 'failed', ...(CallOutcome | 'failed')[]], { error: `expected one of: ${[...CALL_OUTCOMES, 'failed'].join(', ')}` })
+    .enum(['failed', ...CALL_OUTCOMES] as [CallOutcome | 'failed', ...(CallOutcome | 'failed')[]], {
+      error: `expected one of: ${[...CALL_OUTCOMES, 'failed'].join(', ')}`,
+    })
     .optional()
     .describe('"failed": every outcome but ok'),
   since: timeBound('since'),
   until: timeBound('until'),
-  before_id: z.coerce.number({ error: 'expected a record id' }).int().min(1).optional().describe('records older than this id (paging)'),
-  limit: z.coerce.number({ error: 'expected a number' }).int({ error: 'expected a whole number' }).min(1, { error: 'at least 1' }).max(1000, { error: 'at most 1000' }).default(100),
+  before_id: z.coerce
+    .number({ error: 'expected a record id' })
+    .int()
+    .min(1)
+    .optional()
+    .describe('records older than this id (paging)'),
+  limit: z.coerce
+    .number({ error: 'expected a number' })
+    .int({ error: 'expected a whole number' })
+    .min(1, { error: 'at least 1' })
+    .max(1000, { error: 'at most 1000' })
+    .default(100),
 });
 
 const auditRecordSchema = z.object({
@@ -186,7 +254,10 @@ const errors = { 400: errorEnvelopeSchema, 404: errorEnvelopeSchema };
  * Tool servers (WebAssembly packages) and the audit log of tool calls: deploy, list, show, remove,
  * call, audit. A thin layer over ToolServerManager and ToolAuditStore.
  */
-export async function toolRoutes(app: FastifyInstance, opts: { tools: ToolServerManager; catalogue: ToolCatalogue; audit: ToolAuditReads; bodyLimit: number }): Promise<void> {
+export async function toolRoutes(
+  app: FastifyInstance,
+  opts: { tools: ToolServerManager; catalogue: ToolCatalogue; audit: ToolAuditReads; bodyLimit: number },
+): Promise<void> {
   const { tools, catalogue, audit } = opts;
   const r = app.withTypeProvider<ZodTypeProvider>();
 
@@ -202,13 +273,22 @@ export async function toolRoutes(app: FastifyInstance, opts: { tools: ToolServer
           'Errors: 400 invalid_request, 422 validation_failed (manifest errors name file, line, column and field in details.errors; invalid module), 409 conflict (a built-in server or another tool holds the name).',
         tags: ['tools'],
         body: deployBody,
-        response: { 200: viewSchema, 201: viewSchema, 400: errorEnvelopeSchema, 409: errorEnvelopeSchema, 413: errorEnvelopeSchema, 422: errorEnvelopeSchema },
+        response: {
+          200: viewSchema,
+          201: viewSchema,
+          400: errorEnvelopeSchema,
+          409: errorEnvelopeSchema,
+          413: errorEnvelopeSchema,
+          422: errorEnvelopeSchema,
+        },
       },
     },
     async (req, reply) => {
       const b64 = req.body.wasm.replace(/\s+/g, '');
       if (b64.length % 4 === 1 || !BASE64_RE.test(b64)) {
-        throw new CaxtonError('invalid_request', 'invalid body: wasm: expected the module encoded as base64', { issues: [{ field: 'wasm', message: 'is not base64' }] });
+        throw new CaxtonError('invalid_request', 'invalid body: wasm: expected the module encoded as base64', {
+          issues: [{ field: 'wasm', message: 'is not base64' }],
+        });
       }
       const wasm = new Uint8Array(Buffer.from(b64, 'base64'));
       const res = await tools.deploy(req.body.manifest, wasm);
@@ -239,7 +319,10 @@ export async function toolRoutes(app: FastifyInstance, opts: { tools: ToolServer
           'Every call of a WebAssembly, JavaScript or MCP tool, and of the workspace, web and todo tools: time, agent, conversation, tool, SHA-256 of the arguments, outcome, duration, fuel and memory. Page with before_id = next_before_id.',
         tags: ['tools'],
         querystring: auditQuery,
-        response: { 200: z.object({ records: z.array(auditRecordSchema), next_before_id: z.number().int().nullable() }), 400: errorEnvelopeSchema },
+        response: {
+          200: z.object({ records: z.array(auditRecordSchema), next_before_id: z.number().int().nullable() }),
+          400: errorEnvelopeSchema,
+        },
       },
     },
     async (req) => {
@@ -264,7 +347,8 @@ export async function toolRoutes(app: FastifyInstance, opts: { tools: ToolServer
     '/tools/:name',
     {
       schema: {
-        summary: 'One tool source: its tools; for a tool server its limits, permissions and stats; for an MCP server its connection (state, last error, reconnects)',
+        summary:
+          'One tool source: its tools; for a tool server its limits, permissions and stats; for an MCP server its connection (state, last error, reconnects)',
         tags: ['tools'],
         params: nameParams,
         response: { 200: viewSchema, ...errors },
@@ -272,14 +356,26 @@ export async function toolRoutes(app: FastifyInstance, opts: { tools: ToolServer
     },
     async (req) => {
       const v = catalogue.view(req.params.name);
-      if (!v) throw new CaxtonError('tool_not_found', `no tool server named "${req.params.name}" (nor an MCP server, "${BUILTIN_GROUP}" or "${HOST_GROUP}")`, { name: req.params.name });
+      if (!v)
+        throw new CaxtonError(
+          'tool_not_found',
+          `no tool server named "${req.params.name}" (nor an MCP server, "${BUILTIN_GROUP}" or "${HOST_GROUP}")`,
+          { name: req.params.name },
+        );
       return v;
     },
   );
 
   r.delete(
     '/tools/:name',
-    { schema: { summary: 'Remove a deployed tool server', tags: ['tools'], params: nameParams, response: { 200: z.object({ removed: z.string() }), ...errors, 409: errorEnvelopeSchema } } },
+    {
+      schema: {
+        summary: 'Remove a deployed tool server',
+        tags: ['tools'],
+        params: nameParams,
+        response: { 200: z.object({ removed: z.string() }), ...errors, 409: errorEnvelopeSchema },
+      },
+    },
     async (req) => {
       await tools.remove(req.params.name);
       return { removed: req.params.name };

@@ -4,7 +4,14 @@
  * and /rollback.
  */
 import type { Command } from 'commander';
-import type { AgentVersion, CanaryStatus, Rollout, RolloutMark, RolloutStatus, VersionDiff } from '../../agents/index.js';
+import type {
+  AgentVersion,
+  CanaryStatus,
+  Rollout,
+  RolloutMark,
+  RolloutStatus,
+  VersionDiff,
+} from '../../agents/index.js';
 import type { CliContext } from '../context.js';
 import { CliError } from '../errors.js';
 import { table } from '../output.js';
@@ -18,7 +25,10 @@ const path = (name: string, rest = '') => `/api/v1/agents/${encodeURIComponent(n
 
 function versionNumber(text: string, what: string): number {
   const n = Number(text.replace(/^v/i, ''));
-  if (!Number.isSafeInteger(n) || n < 1) throw new CliError(`${what} must be a version number such as 3 (caxton agent history NAME lists them), got "${text}"`);
+  if (!Number.isSafeInteger(n) || n < 1)
+    throw new CliError(
+      `${what} must be a version number such as 3 (caxton agent history NAME lists them), got "${text}"`,
+    );
   return n;
 }
 
@@ -42,8 +52,13 @@ export function registerAgentVersionCommands(agent: Command, ctx: CliContext): v
     .action(async (name: string, opts: { limit: string }) => {
       const out = ctx.output();
       const limit = Number(opts.limit);
-      if (!Number.isSafeInteger(limit) || limit < 1 || limit > 1000) throw new CliError(`--limit must be a whole number from 1 to 1000, got "${opts.limit}"`);
-      const res = await ctx.client().get<{ agent: string; current: number | null; versions: Version[]; total: number }>(path(name, `/versions?limit=${limit}`));
+      if (!Number.isSafeInteger(limit) || limit < 1 || limit > 1000)
+        throw new CliError(`--limit must be a whole number from 1 to 1000, got "${opts.limit}"`);
+      const res = await ctx
+        .client()
+        .get<{ agent: string; current: number | null; versions: Version[]; total: number }>(
+          path(name, `/versions?limit=${limit}`),
+        );
       if (out.json) return out.data(res);
       out.out(
         table(
@@ -51,14 +66,19 @@ export function registerAgentVersionCommands(agent: Command, ctx: CliContext): v
           res.versions.map((v) => [
             `${v.version}${v.version === res.current ? ' (current)' : ''}`,
             v.deployed_at.replace('T', ' ').replace(/\.\d+Z$/, 'Z'),
-            v.how === 'rollback' && v.restored_from !== null ? `rollback to ${v.restored_from}` : v.how === 'file' && v.path ? `file ${v.path}` : v.how,
+            v.how === 'rollback' && v.restored_from !== null
+              ? `rollback to ${v.restored_from}`
+              : v.how === 'file' && v.path
+                ? `file ${v.path}`
+                : v.how,
             v.deployed_by ?? '-',
             v.semver ?? '-',
             v.hash.slice(0, 12),
           ]),
         ),
       );
-      if (res.total > res.versions.length) out.out(`(${res.versions.length} of ${res.total} versions; --limit for more)`);
+      if (res.total > res.versions.length)
+        out.out(`(${res.versions.length} of ${res.total} versions; --limit for more)`);
       if (res.current === null) out.out(`${res.agent} is not deployed now`);
     });
 
@@ -75,7 +95,8 @@ export function registerAgentVersionCommands(agent: Command, ctx: CliContext): v
       if (to !== undefined) q.set('to', String(versionNumber(to, 'to')));
       const d = await ctx.client().get<Diff>(path(name, `/diff${q.size ? `?${q}` : ''}`));
       if (out.json) return out.data(d);
-      if (d.identical && d.source_diff === '') return out.out(`${d.agent}: versions ${d.from} and ${d.to} are identical`);
+      if (d.identical && d.source_diff === '')
+        return out.out(`${d.agent}: versions ${d.from} and ${d.to} are identical`);
       out.out(`${d.agent}: version ${d.from} → ${d.to}${d.identical ? ' (same definition, different text)' : ''}`);
       if (d.changes.length > 0) out.out(['fields:', ...d.changes.map(changeLine)].join('\n'));
       if (d.source_diff !== '') out.out(`\n${d.source_diff.trimEnd()}`);
@@ -90,19 +111,26 @@ export function registerAgentVersionCommands(agent: Command, ctx: CliContext): v
       const out = ctx.output();
       const body = opts.to !== undefined ? { to: versionNumber(opts.to, '--to') } : {};
       const res = (
-        await ctx
-          .client()
-          .request<{ agent: { name: string }; version: Version; restored: Version; warnings: { code: string; field: string; message: string }[]; rollout?: Rollout }>('POST', path(name, '/rollback'), {
-            body: JSON.stringify(body),
-            contentType: 'application/json',
-          })
+        await ctx.client().request<{
+          agent: { name: string };
+          version: Version;
+          restored: Version;
+          warnings: { code: string; field: string; message: string }[];
+          rollout?: Rollout;
+        }>('POST', path(name, '/rollback'), {
+          body: JSON.stringify(body),
+          contentType: 'application/json',
+        })
       ).data;
       if (out.json) return out.data(res);
       if (res.rollout)
         out.out(
           `rolled back the ${res.rollout.strategy} rollout of ${res.agent.name}: version ${res.rollout.candidate_version} is no longer reachable; version ${res.rollout.stable_version} stays live (now version ${res.version.version})`,
         );
-      else out.out(`rolled back ${res.agent.name} to version ${res.restored.version} (deployed ${res.restored.deployed_at}); now version ${res.version.version}`);
+      else
+        out.out(
+          `rolled back ${res.agent.name} to version ${res.restored.version} (deployed ${res.restored.deployed_at}); now version ${res.version.version}`,
+        );
       for (const w of res.warnings) out.err(`  warning ${w.code} (${w.field}): ${w.message}`);
     });
 
@@ -112,29 +140,41 @@ export function registerAgentVersionCommands(agent: Command, ctx: CliContext): v
     .argument('<name>', 'agent name')
     .action(async (name: string) => {
       const out = ctx.output();
-      const res = (await ctx.client().request<{ agent: { name: string }; rollout: Rollout; version: Version }>('POST', path(name, '/promote'), { body: '{}', contentType: 'application/json' })).data;
+      const res = (
+        await ctx
+          .client()
+          .request<{ agent: { name: string }; rollout: Rollout; version: Version }>('POST', path(name, '/promote'), {
+            body: '{}',
+            contentType: 'application/json',
+          })
+      ).data;
       if (out.json) return out.data(res);
-      out.out(`promoted ${res.agent.name}: version ${res.rollout.candidate_version} is live (recorded as version ${res.version.version}); version ${res.rollout.stable_version} is one rollback away`);
+      out.out(
+        `promoted ${res.agent.name}: version ${res.rollout.candidate_version} is live (recorded as version ${res.version.version}); version ${res.rollout.stable_version} is one rollback away`,
+      );
     });
 
   const rollout = agent.command('rollout').description("an agent's rollouts");
-  addWatchOptions(rollout.command('status').description("the agent's running rollout, or its last one (--watch: refresh until it ends or Ctrl-C)").argument('<name>', 'agent name')).action(
-    async (name: string, opts: WatchOptions) => {
-      const out = ctx.output();
-      await watchLoop(opts, process.stdout.isTTY === true && !out.json, async (clear) => {
-        const res = await ctx.client().get<RolloutResponse>(path(name, '/rollout'));
-        if (out.json) {
-          if (opts.watch) process.stdout.write(`${JSON.stringify(res)}\n`);
-          else out.data(res);
-          return res.running;
-        }
-        if (clear) process.stdout.write('\x1b[2J\x1b[H');
-        out.out(rolloutText(res));
-        // A watch ends with the rollout: its last state is what stays on the screen.
+  addWatchOptions(
+    rollout
+      .command('status')
+      .description("the agent's running rollout, or its last one (--watch: refresh until it ends or Ctrl-C)")
+      .argument('<name>', 'agent name'),
+  ).action(async (name: string, opts: WatchOptions) => {
+    const out = ctx.output();
+    await watchLoop(opts, process.stdout.isTTY === true && !out.json, async (clear) => {
+      const res = await ctx.client().get<RolloutResponse>(path(name, '/rollout'));
+      if (out.json) {
+        if (opts.watch) process.stdout.write(`${JSON.stringify(res)}\n`);
+        else out.data(res);
         return res.running;
-      });
-    },
-  );
+      }
+      if (clear) process.stdout.write('\x1b[2J\x1b[H');
+      out.out(rolloutText(res));
+      // A watch ends with the rollout: its last state is what stays on the screen.
+      return res.running;
+    });
+  });
 }
 
 /** GET /api/v1/agents/NAME/rollout. */
@@ -142,7 +182,11 @@ interface RolloutResponse extends RolloutStatus {
   agent: string;
   live_version: number | null;
   /** A cluster node: the rollout another node runs of this agent, and its status as that node reports it. */
-  elsewhere?: (Pick<RolloutMark, 'node' | 'strategy' | 'candidate_version' | 'started_at' | 'down' | 'url' | 'share'> & { status?: RolloutStatus | null }) | null;
+  elsewhere?:
+    | (Pick<RolloutMark, 'node' | 'strategy' | 'candidate_version' | 'started_at' | 'down' | 'url' | 'share'> & {
+        status?: RolloutStatus | null;
+      })
+    | null;
 }
 
 function rolloutText(res: RolloutResponse): string {
@@ -156,8 +200,13 @@ function rolloutText(res: RolloutResponse): string {
     // What its node reports (its stage, figures, shadow report), when it answered.
     const r = there.status?.rollout;
     if (r && there.status) lines.push(...detailLines(r, there.status));
-    else lines.push(`  figures:   on node ${there.node}, which did not answer (caxton --server ${there.url ?? '<its API URL>'} agent rollout status ${res.agent})`);
-    lines.push(`  next:      caxton agent promote ${res.agent}, or caxton agent rollback ${res.agent} (through any node: node ${there.node} carries it out)`);
+    else
+      lines.push(
+        `  figures:   on node ${there.node}, which did not answer (caxton --server ${there.url ?? '<its API URL>'} agent rollout status ${res.agent})`,
+      );
+    lines.push(
+      `  next:      caxton agent promote ${res.agent}, or caxton agent rollback ${res.agent} (through any node: node ${there.node} carries it out)`,
+    );
     return lines.join('\n');
   }
   const r = res.rollout;
@@ -170,8 +219,10 @@ function rolloutText(res: RolloutResponse): string {
     `  started:   ${r.started_at}${r.started_by ? ` by ${r.started_by}` : ''}`,
   ];
   lines.push(...detailLines(r, res));
-  if (r.ended_at) lines.push(`  ended:     ${r.ended_at}${r.ended_by ? ` by ${r.ended_by}` : ''}${r.reason ? ` (${r.reason})` : ''}`);
-  if (r.state === 'running') lines.push(`  next:      caxton agent promote ${res.agent}, or caxton agent rollback ${res.agent}`);
+  if (r.ended_at)
+    lines.push(`  ended:     ${r.ended_at}${r.ended_by ? ` by ${r.ended_by}` : ''}${r.reason ? ` (${r.reason})` : ''}`);
+  if (r.state === 'running')
+    lines.push(`  next:      caxton agent promote ${res.agent}, or caxton agent rollback ${res.agent}`);
   return lines.join('\n');
 }
 

@@ -22,11 +22,16 @@ interface AgentSummary {
   updated_at: string;
 }
 
-const CONTENT_TYPES: Record<string, string> = { toml: 'application/toml', markdown: 'text/markdown', json: 'application/json' };
+const CONTENT_TYPES: Record<string, string> = {
+  toml: 'application/toml',
+  markdown: 'text/markdown',
+  json: 'application/json',
+};
 
 function readAgentFile(file: string): Buffer {
   try {
-    if (statSync(file).isDirectory()) throw new CliError(`${file} is a directory; pass agent files (e.g. ${file}/*.toml)`);
+    if (statSync(file).isDirectory())
+      throw new CliError(`${file} is a directory; pass agent files (e.g. ${file}/*.toml)`);
     return readFileSync(file);
   } catch (e) {
     if (e instanceof CliError) throw e;
@@ -37,7 +42,11 @@ function readAgentFile(file: string): Buffer {
 
 function progress(total: number, out: Output): { tick(): void; stop(): void } {
   if (out.json || total < 5 || !process.stderr.isTTY) return { tick() {}, stop() {} };
-  const bar = new SingleBar({ format: 'deploying [{bar}] {value}/{total} agents', stream: process.stderr, hideCursor: true });
+  const bar = new SingleBar({
+    format: 'deploying [{bar}] {value}/{total} agents',
+    stream: process.stderr,
+    hideCursor: true,
+  });
   bar.start(total, 0);
   return { tick: () => bar.increment(), stop: () => bar.stop() };
 }
@@ -66,7 +75,14 @@ export function registerAgentCommands(program: Command, ctx: CliContext): void {
         const warnings = [...r.warnings, ...found.filter((i) => i.severity !== 'error')];
         return errors.length > 0
           ? { file, valid: false, format: r.format, name: r.definition.name as string, errors, warnings }
-          : { file, valid: true, format: r.format, name: r.definition.name as string, errors: [] as SourceIssue[], warnings };
+          : {
+              file,
+              valid: true,
+              format: r.format,
+              name: r.definition.name as string,
+              errors: [] as SourceIssue[],
+              warnings,
+            };
       });
       const invalid = results.filter((r) => !r.valid).length;
       if (out.json) out.data({ valid: invalid === 0, config: checker.configFile ?? null, files: results });
@@ -94,132 +110,194 @@ export function registerAgentCommands(program: Command, ctx: CliContext): void {
     .option('--stages <percents>', 'canary: share of new conversations per stage, rising to 100 (default 5,25,50,100)')
     .option('--hold <duration>', 'canary: how long each stage runs at least (default 60s)')
     .option('--min-requests <n>', 'canary: candidate executions per stage before it is judged (default 20)')
-    .option('--max-error-rate-increase <fraction>', 'canary: error-rate increase over the stable version that rolls back (default 0.05)')
-    .option('--max-latency-ratio <ratio>', 'canary: p99 latency ratio to the stable version that rolls back (default 2)')
-    .action(async (files: string[], opts: { update: boolean; strategy?: string; stages?: string; hold?: string; minRequests?: string; maxErrorRateIncrease?: string; maxLatencyRatio?: string }) => {
-      if (opts.strategy !== undefined && !['direct', 'blue-green', 'canary', 'shadow'].includes(opts.strategy))
-        throw new CliError(`--strategy must be "direct", "blue-green", "canary" or "shadow", got "${opts.strategy}"`);
-      const strategy = (opts.strategy ?? 'direct') as 'direct' | 'blue-green' | 'canary' | 'shadow';
-      const query = new URLSearchParams({ strategy });
-      for (const [k, v] of [
-        ['stages', opts.stages],
-        ['hold', opts.hold],
-        ['min_requests', opts.minRequests],
-        ['max_error_rate_increase', opts.maxErrorRateIncrease],
-        ['max_latency_ratio', opts.maxLatencyRatio],
-      ] as const) {
-        if (v === undefined) continue;
-        if (opts.strategy !== 'canary') throw new CliError(`--${k.replace(/_/g, '-')} applies to --strategy canary only`);
-        query.set(k, v);
-      }
-      const out = ctx.output();
-      const client = ctx.client();
-      const bar = progress(files.length, out);
-      const results: {
-        file: string;
-        ok: boolean;
-        name?: string;
-        action?: 'created' | 'updated' | 'unchanged' | 'blue-green' | 'canary' | 'shadow';
-        revision?: number;
-        version?: number;
-        error?: ApiError['body']['error'] | { code: string; message: string };
-        warnings?: SourceIssue[];
-      }[] = [];
-      /** A rollout its [[rollout.checks]] rolled back before it started: a failure, with the reason. */
-      const endedAtOnce = (file: string, res: { agent: { name: string }; version?: number; rollout?: { state: string; reason: string | null } }): boolean => {
-        if (res.rollout?.state !== 'rolled_back') return false;
-        results.push({
-          file,
-          ok: false,
-          name: res.agent.name,
-          error: { code: 'rollout_check_failed', message: `version ${res.version ?? '?'} of ${res.agent.name} was recorded, but its rollout was rolled back: ${res.rollout.reason ?? ''}` },
-        });
-        bar.tick();
-        return true;
-      };
-      for (const file of files) {
-        const body = readAgentFile(file);
-        const contentType = CONTENT_TYPES[detectFormat(file, body.subarray(0, 64).toString('utf8'))]!;
-        try {
-          let res: {
-            agent: { name: string; revision: number };
-            warnings: SourceIssue[];
-            version?: number;
-            unchanged?: boolean;
-            message?: string;
-            rollout?: { candidate_version: number; strategy: 'blue-green' | 'canary' | 'shadow'; state: string; reason: string | null };
-          };
-          let action: 'created' | 'updated' | 'unchanged' | 'blue-green' | 'canary' | 'shadow' = 'created';
-          if (strategy !== 'direct') {
-            // Beside a live version: the agent must exist, so it goes straight to PUT (the name from the file).
-            const parsed = parseAgent(body, { file });
-            if (!parsed.ok)
-              throw new ApiError(422, {
-                error: { code: 'invalid_agent', message: `agent definition is invalid: ${parsed.errors[0]?.message ?? ''}`, details: { errors: parsed.errors }, request_id: '' },
+    .option(
+      '--max-error-rate-increase <fraction>',
+      'canary: error-rate increase over the stable version that rolls back (default 0.05)',
+    )
+    .option(
+      '--max-latency-ratio <ratio>',
+      'canary: p99 latency ratio to the stable version that rolls back (default 2)',
+    )
+    .action(
+      async (
+        files: string[],
+        opts: {
+          update: boolean;
+          strategy?: string;
+          stages?: string;
+          hold?: string;
+          minRequests?: string;
+          maxErrorRateIncrease?: string;
+          maxLatencyRatio?: string;
+        },
+      ) => {
+        if (opts.strategy !== undefined && !['direct', 'blue-green', 'canary', 'shadow'].includes(opts.strategy))
+          throw new CliError(`--strategy must be "direct", "blue-green", "canary" or "shadow", got "${opts.strategy}"`);
+        const strategy = (opts.strategy ?? 'direct') as 'direct' | 'blue-green' | 'canary' | 'shadow';
+        const query = new URLSearchParams({ strategy });
+        for (const [k, v] of [
+          ['stages', opts.stages],
+          ['hold', opts.hold],
+          ['min_requests', opts.minRequests],
+          ['max_error_rate_increase', opts.maxErrorRateIncrease],
+          ['max_latency_ratio', opts.maxLatencyRatio],
+        ] as const) {
+          if (v === undefined) continue;
+          if (opts.strategy !== 'canary')
+            throw new CliError(`--${k.replace(/_/g, '-')} applies to --strategy canary only`);
+          query.set(k, v);
+        }
+        const out = ctx.output();
+        const client = ctx.client();
+        const bar = progress(files.length, out);
+        const results: {
+          file: string;
+          ok: boolean;
+          name?: string;
+          action?: 'created' | 'updated' | 'unchanged' | 'blue-green' | 'canary' | 'shadow';
+          revision?: number;
+          version?: number;
+          error?: ApiError['body']['error'] | { code: string; message: string };
+          warnings?: SourceIssue[];
+        }[] = [];
+        /** A rollout its [[rollout.checks]] rolled back before it started: a failure, with the reason. */
+        const endedAtOnce = (
+          file: string,
+          res: { agent: { name: string }; version?: number; rollout?: { state: string; reason: string | null } },
+        ): boolean => {
+          if (res.rollout?.state !== 'rolled_back') return false;
+          results.push({
+            file,
+            ok: false,
+            name: res.agent.name,
+            error: {
+              code: 'rollout_check_failed',
+              message: `version ${res.version ?? '?'} of ${res.agent.name} was recorded, but its rollout was rolled back: ${res.rollout.reason ?? ''}`,
+            },
+          });
+          bar.tick();
+          return true;
+        };
+        for (const file of files) {
+          const body = readAgentFile(file);
+          const contentType = CONTENT_TYPES[detectFormat(file, body.subarray(0, 64).toString('utf8'))]!;
+          try {
+            let res: {
+              agent: { name: string; revision: number };
+              warnings: SourceIssue[];
+              version?: number;
+              unchanged?: boolean;
+              message?: string;
+              rollout?: {
+                candidate_version: number;
+                strategy: 'blue-green' | 'canary' | 'shadow';
+                state: string;
+                reason: string | null;
+              };
+            };
+            let action: 'created' | 'updated' | 'unchanged' | 'blue-green' | 'canary' | 'shadow' = 'created';
+            if (strategy !== 'direct') {
+              // Beside a live version: the agent must exist, so it goes straight to PUT (the name from the file).
+              const parsed = parseAgent(body, { file });
+              if (!parsed.ok)
+                throw new ApiError(422, {
+                  error: {
+                    code: 'invalid_agent',
+                    message: `agent definition is invalid: ${parsed.errors[0]?.message ?? ''}`,
+                    details: { errors: parsed.errors },
+                    request_id: '',
+                  },
+                });
+              const name = encodeURIComponent(parsed.definition.name);
+              res = (
+                await client.request<typeof res>('PUT', `/api/v1/agents/${name}?${query.toString()}`, {
+                  body,
+                  contentType,
+                })
+              ).data;
+              if (endedAtOnce(file, res)) continue;
+              results.push({
+                file,
+                ok: true,
+                name: res.agent.name,
+                action: res.unchanged === true ? 'unchanged' : strategy,
+                revision: res.agent.revision,
+                ...(res.version !== undefined && { version: res.version }),
+                warnings: res.warnings,
               });
-            const name = encodeURIComponent(parsed.definition.name);
-            res = (await client.request<typeof res>('PUT', `/api/v1/agents/${name}?${query.toString()}`, { body, contentType })).data;
+              bar.tick();
+              continue;
+            }
+            try {
+              res = (await client.request<typeof res>('POST', '/api/v1/agents', { body, contentType })).data;
+            } catch (e) {
+              if (!(e instanceof ApiError) || e.body.error.code !== 'agent_exists' || !opts.update) throw e;
+              const name = (e.body.error.details as { name: string }).name;
+              // Without --strategy the server applies the file's [rollout] strategy, if it has one.
+              const q = opts.strategy === 'direct' ? '?strategy=direct' : '';
+              res = (
+                await client.request<typeof res>('PUT', `/api/v1/agents/${encodeURIComponent(name)}${q}`, {
+                  body,
+                  contentType,
+                })
+              ).data;
+              action = res.unchanged === true ? 'unchanged' : (res.rollout?.strategy ?? 'updated');
+            }
             if (endedAtOnce(file, res)) continue;
             results.push({
               file,
               ok: true,
               name: res.agent.name,
-              action: res.unchanged === true ? 'unchanged' : strategy,
+              action,
               revision: res.agent.revision,
               ...(res.version !== undefined && { version: res.version }),
               warnings: res.warnings,
             });
-            bar.tick();
-            continue;
-          }
-          try {
-            res = (await client.request<typeof res>('POST', '/api/v1/agents', { body, contentType })).data;
           } catch (e) {
-            if (!(e instanceof ApiError) || e.body.error.code !== 'agent_exists' || !opts.update) throw e;
-            const name = (e.body.error.details as { name: string }).name;
-            // Without --strategy the server applies the file's [rollout] strategy, if it has one.
-            const q = opts.strategy === 'direct' ? '?strategy=direct' : '';
-            res = (await client.request<typeof res>('PUT', `/api/v1/agents/${encodeURIComponent(name)}${q}`, { body, contentType })).data;
-            action = res.unchanged === true ? 'unchanged' : (res.rollout?.strategy ?? 'updated');
+            if (e instanceof ApiError) results.push({ file, ok: false, error: e.body.error });
+            else throw e;
           }
-          if (endedAtOnce(file, res)) continue;
-          results.push({ file, ok: true, name: res.agent.name, action, revision: res.agent.revision, ...(res.version !== undefined && { version: res.version }), warnings: res.warnings });
-        } catch (e) {
-          if (e instanceof ApiError) results.push({ file, ok: false, error: e.body.error });
-          else throw e;
+          bar.tick();
         }
-        bar.tick();
-      }
-      bar.stop();
-      const failed = results.filter((r) => !r.ok).length;
-      if (out.json) out.data({ deployed: results.length - failed, failed, results });
-      else {
-        for (const r of results) {
-          if (r.ok && r.action === 'unchanged') out.out(`unchanged ${r.name}: ${r.file} is identical to version ${r.version ?? r.revision}; nothing deployed`);
-          else if (r.ok && r.action === 'blue-green')
-            out.out(
-              `deployed ${r.name} version ${r.version} beside the live version (blue-green) from ${r.file}: try it as ${r.name}@${r.version}, then caxton agent promote ${r.name} (or caxton agent rollback ${r.name})`,
-            );
-          else if (r.ok && r.action === 'shadow')
-            out.out(
-              `deployed ${r.name} version ${r.version} as a shadow from ${r.file}: every live request is copied to it, its answers compared and never returned; see caxton agent rollout status ${r.name}`,
-            );
-          else if (r.ok && r.action === 'canary')
-            out.out(
-              `deployed ${r.name} version ${r.version} as a canary from ${r.file}: it takes its first stage's share of new conversations now; follow it with caxton agent rollout status ${r.name}`,
-            );
-          else if (r.ok) out.out(`${r.action === 'updated' ? 'updated ' : 'deployed'} ${r.name} (revision ${r.revision}${r.version !== undefined ? `, version ${r.version}` : ''}) from ${r.file}`);
-          else {
-            out.err(`failed   ${r.file}: ${r.error?.message}`);
-            const details = (r.error as { details?: { errors?: SourceIssue[] } }).details;
-            if (details?.errors) out.err(issuesText(details.errors.map((i) => ({ ...i, file: r.file }))).replace(/^/gm, '  '));
+        bar.stop();
+        const failed = results.filter((r) => !r.ok).length;
+        if (out.json) out.data({ deployed: results.length - failed, failed, results });
+        else {
+          for (const r of results) {
+            if (r.ok && r.action === 'unchanged')
+              out.out(
+                `unchanged ${r.name}: ${r.file} is identical to version ${r.version ?? r.revision}; nothing deployed`,
+              );
+            else if (r.ok && r.action === 'blue-green')
+              out.out(
+                `deployed ${r.name} version ${r.version} beside the live version (blue-green) from ${r.file}: try it as ${r.name}@${r.version}, then caxton agent promote ${r.name} (or caxton agent rollback ${r.name})`,
+              );
+            else if (r.ok && r.action === 'shadow')
+              out.out(
+                `deployed ${r.name} version ${r.version} as a shadow from ${r.file}: every live request is copied to it, its answers compared and never returned; see caxton agent rollout status ${r.name}`,
+              );
+            else if (r.ok && r.action === 'canary')
+              out.out(
+                `deployed ${r.name} version ${r.version} as a canary from ${r.file}: it takes its first stage's share of new conversations now; follow it with caxton agent rollout status ${r.name}`,
+              );
+            else if (r.ok)
+              out.out(
+                `${r.action === 'updated' ? 'updated ' : 'deployed'} ${r.name} (revision ${r.revision}${r.version !== undefined ? `, version ${r.version}` : ''}) from ${r.file}`,
+              );
+            else {
+              out.err(`failed   ${r.file}: ${r.error?.message}`);
+              const details = (r.error as { details?: { errors?: SourceIssue[] } }).details;
+              if (details?.errors)
+                out.err(issuesText(details.errors.map((i) => ({ ...i, file: r.file }))).replace(/^/gm, '  '));
+            }
+            if (r.warnings?.length)
+              out.err(issuesText(r.warnings.map((i) => ({ ...i, file: r.file }))).replace(/^/gm, '  '));
           }
-          if (r.warnings?.length) out.err(issuesText(r.warnings.map((i) => ({ ...i, file: r.file }))).replace(/^/gm, '  '));
+          if (files.length > 1) out.out(`${results.length - failed} deployed, ${failed} failed`);
         }
-        if (files.length > 1) out.out(`${results.length - failed} deployed, ${failed} failed`);
-      }
-      if (failed > 0) process.exitCode = 1;
-    });
+        if (failed > 0) process.exitCode = 1;
+      },
+    );
 
   agent
     .command('list')
@@ -231,11 +309,18 @@ export function registerAgentCommands(program: Command, ctx: CliContext): void {
       if (opts.capability) q.set('capability', opts.capability);
       const res = await ctx.client().get<{ agents: AgentSummary[]; total: number }>(`/api/v1/agents?${q}`);
       if (out.json) return out.data(res);
-      if (res.agents.length === 0) return out.out(opts.capability ? `no agent provides "${opts.capability}"` : 'no agents deployed');
+      if (res.agents.length === 0)
+        return out.out(opts.capability ? `no agent provides "${opts.capability}"` : 'no agents deployed');
       out.out(
         table(
           ['NAME', 'VERSION', 'CAPABILITIES', 'SOURCE', 'DESCRIPTION'],
-          res.agents.map((a) => [a.name, a.version, truncate(a.capabilities.join(','), 40), a.origin.kind === 'file' ? 'file' : 'api', truncate(a.description, 60)]),
+          res.agents.map((a) => [
+            a.name,
+            a.version,
+            truncate(a.capabilities.join(','), 40),
+            a.origin.kind === 'file' ? 'file' : 'api',
+            truncate(a.description, 60),
+          ]),
         ),
       );
     });
@@ -248,7 +333,12 @@ export function registerAgentCommands(program: Command, ctx: CliContext): void {
       const out = ctx.output();
       const a = await ctx.client().get<
         AgentSummary & {
-          definition: Record<string, unknown> & { system_prompt: string; llm: Record<string, unknown>; memory: Record<string, unknown>; limits: Record<string, unknown> };
+          definition: Record<string, unknown> & {
+            system_prompt: string;
+            llm: Record<string, unknown>;
+            memory: Record<string, unknown>;
+            limits: Record<string, unknown>;
+          };
           unresolved_tools?: { tool: string; message: string; suggestion?: string }[];
         }
       >(`/api/v1/agents/${encodeURIComponent(name)}`);
@@ -263,7 +353,9 @@ export function registerAgentCommands(program: Command, ctx: CliContext): void {
           `description:  ${a.description}`,
           `capabilities: ${a.capabilities.join(', ')}`,
           `tools:        ${tools.join(', ') || '(none)'}`,
-          ...[...unresolved.values()].map((u) => `  unresolved ${u.tool}: ${u.message}${u.suggestion ? ` (${u.suggestion})` : ''}`),
+          ...[...unresolved.values()].map(
+            (u) => `  unresolved ${u.tool}: ${u.message}${u.suggestion ? ` (${u.suggestion})` : ''}`,
+          ),
           `source:       ${a.origin.kind === 'file' ? `file ${a.origin.path}` : 'api'} (${a.format}, revision ${a.revision}, updated ${a.updated_at})`,
           `llm:          ${JSON.stringify(d.llm)}`,
           `memory:       ${JSON.stringify(d.memory)}`,

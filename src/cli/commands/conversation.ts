@@ -18,7 +18,10 @@ function header(c: ConversationJson): string[] {
 }
 
 export function registerConversationCommands(program: Command, ctx: CliContext): void {
-  const conversation = program.command('conversation').alias('conv').description('list and follow conversations between agents');
+  const conversation = program
+    .command('conversation')
+    .alias('conv')
+    .description('list and follow conversations between agents');
 
   conversation
     .command('list')
@@ -35,16 +38,35 @@ export function registerConversationCommands(program: Command, ctx: CliContext):
       if (opts.participant !== undefined) q.set('participant', opts.participant);
       if (opts.limit !== undefined) q.set('limit', String(opts.limit));
       if (opts.offset !== undefined) q.set('offset', String(opts.offset));
-      const res = await ctx.client().get<{ conversations: ConversationJson[]; total: number; limit: number; offset: number }>(`/api/v1/conversations${q.size > 0 ? `?${q}` : ''}`);
+      const res = await ctx
+        .client()
+        .get<{ conversations: ConversationJson[]; total: number; limit: number; offset: number }>(
+          `/api/v1/conversations${q.size > 0 ? `?${q}` : ''}`,
+        );
       if (out.json) return out.data(res);
-      if (res.conversations.length === 0) return out.out(res.total > 0 ? `no conversations past offset ${res.offset} (${res.total} in all)` : 'no conversations');
+      if (res.conversations.length === 0)
+        return out.out(
+          res.total > 0 ? `no conversations past offset ${res.offset} (${res.total} in all)` : 'no conversations',
+        );
       out.out(
         table(
           ['ID', 'STATE', 'PROTOCOL', 'INITIATOR', 'PARTICIPANTS', 'TURNS', 'UPDATED', 'REASON'],
-          res.conversations.map((c) => [c.id, c.state, c.protocol ?? '-', c.initiator, truncate(c.participants.join(','), 40), String(c.turns), c.updated_at, truncate(c.reason ?? '', 60)]),
+          res.conversations.map((c) => [
+            c.id,
+            c.state,
+            c.protocol ?? '-',
+            c.initiator,
+            truncate(c.participants.join(','), 40),
+            String(c.turns),
+            c.updated_at,
+            truncate(c.reason ?? '', 60),
+          ]),
         ),
       );
-      if (res.total > res.offset + res.conversations.length || res.offset > 0) out.out(`(${res.offset + 1}-${res.offset + res.conversations.length} of ${res.total}; see --limit and --offset)`);
+      if (res.total > res.offset + res.conversations.length || res.offset > 0)
+        out.out(
+          `(${res.offset + 1}-${res.offset + res.conversations.length} of ${res.total}; see --limit and --offset)`,
+        );
     });
 
   conversation
@@ -59,7 +81,13 @@ export function registerConversationCommands(program: Command, ctx: CliContext):
       if (!opts.follow) {
         const res = await client.get<{ conversation: ConversationJson; messages: MessageJson[] }>(path);
         if (out.json) return out.data(res);
-        out.out([...header(res.conversation), '', ...(res.messages.length > 0 ? res.messages.map(messageLine) : ['(no messages)'])].join('\n'));
+        out.out(
+          [
+            ...header(res.conversation),
+            '',
+            ...(res.messages.length > 0 ? res.messages.map(messageLine) : ['(no messages)']),
+          ].join('\n'),
+        );
         return;
       }
       // Following: the stream replays the stored messages and the state, then goes live.
@@ -100,7 +128,10 @@ export function registerConversationCommands(program: Command, ctx: CliContext):
         process.off('SIGINT', onSignal);
       }
       if (stop.signal.aborted) return;
-      if (!final) throw new CliError(`the server closed the stream before conversation ${id} ended${last ? ` (it is ${last.state})` : ''}`);
+      if (!final)
+        throw new CliError(
+          `the server closed the stream before conversation ${id} ended${last ? ` (it is ${last.state})` : ''}`,
+        );
       if (!out.json) out.out(conversationLine(final));
     });
 }

@@ -17,12 +17,15 @@ interface DeadLetterJson {
 }
 
 function deadLetterId(v: string): string {
-  if (!/^[1-9]\d{0,14}$/.test(v.trim())) throw usageError(`a dead-letter id is a positive whole number (see \`caxton dlq list\`), got "${v}"`);
+  if (!/^[1-9]\d{0,14}$/.test(v.trim()))
+    throw usageError(`a dead-letter id is a positive whole number (see \`caxton dlq list\`), got "${v}"`);
   return v.trim();
 }
 
 export function registerDlqCommands(program: Command, ctx: CliContext): void {
-  const dlq = program.command('dlq').description('the dead-letter queue: deliveries that failed for good; inspect and replay them');
+  const dlq = program
+    .command('dlq')
+    .description('the dead-letter queue: deliveries that failed for good; inspect and replay them');
 
   dlq
     .command('list')
@@ -39,16 +42,36 @@ export function registerDlqCommands(program: Command, ctx: CliContext): void {
       if (opts.error) q.set('error', opts.error);
       if (opts.limit !== undefined) q.set('limit', String(opts.limit));
       if (opts.offset !== undefined) q.set('offset', String(opts.offset));
-      const res = await ctx.client().get<{ dead_letters: DeadLetterJson[]; total: number; limit: number; offset: number }>(`/api/v1/dead-letters${q.size > 0 ? `?${q}` : ''}`);
+      const res = await ctx
+        .client()
+        .get<{ dead_letters: DeadLetterJson[]; total: number; limit: number; offset: number }>(
+          `/api/v1/dead-letters${q.size > 0 ? `?${q}` : ''}`,
+        );
       if (out.json) return out.data(res);
-      if (res.dead_letters.length === 0) return out.out(res.total > 0 ? `no dead letters past offset ${res.offset} (${res.total} in all)` : 'the dead-letter queue is empty');
+      if (res.dead_letters.length === 0)
+        return out.out(
+          res.total > 0
+            ? `no dead letters past offset ${res.offset} (${res.total} in all)`
+            : 'the dead-letter queue is empty',
+        );
       out.out(
         table(
           ['ID', 'RECEIVER', 'ACT', 'ATTEMPTS', 'CONVERSATION', 'AT', 'LAST ERROR'],
-          res.dead_letters.map((d) => [String(d.id), d.receiver, d.message.performative, String(d.attempts), d.message.conversation_id, d.updated_at, truncate(d.last_error ?? '', 80)]),
+          res.dead_letters.map((d) => [
+            String(d.id),
+            d.receiver,
+            d.message.performative,
+            String(d.attempts),
+            d.message.conversation_id,
+            d.updated_at,
+            truncate(d.last_error ?? '', 80),
+          ]),
         ),
       );
-      if (res.total > res.offset + res.dead_letters.length || res.offset > 0) out.out(`(${res.offset + 1}-${res.offset + res.dead_letters.length} of ${res.total}; see --limit and --offset)`);
+      if (res.total > res.offset + res.dead_letters.length || res.offset > 0)
+        out.out(
+          `(${res.offset + 1}-${res.offset + res.dead_letters.length} of ${res.total}; see --limit and --offset)`,
+        );
     });
 
   dlq
@@ -83,7 +106,11 @@ export function registerDlqCommands(program: Command, ctx: CliContext): void {
     .argument('<id>', 'dead-letter id (from `caxton dlq list`)')
     .action(async (raw: string) => {
       const out = ctx.output();
-      const { data } = await ctx.client().post<{ id: number; message_id: string; receiver: string; conversation_id: string }>(`/api/v1/dead-letters/${deadLetterId(raw)}/replay`);
+      const { data } = await ctx
+        .client()
+        .post<{ id: number; message_id: string; receiver: string; conversation_id: string }>(
+          `/api/v1/dead-letters/${deadLetterId(raw)}/replay`,
+        );
       if (out.json) return out.data(data);
       out.out(`replayed dead letter ${data.id}: message ${data.message_id} is on its way to ${data.receiver} again`);
       out.out(`follow it with: caxton conversation show ${data.conversation_id} --follow`);

@@ -22,7 +22,10 @@ export const COMMAND_MODULES: readonly CommandModule[] = [
   { names: ['mcp'], load: async () => (await import('./mcp.js')).registerMcpCommand },
   { names: ['agent'], load: async () => (await import('./agent.js')).registerAgentCommands },
   { names: ['message'], load: async () => (await import('./message.js')).registerMessageCommands },
-  { names: ['conversation', 'conv'], load: async () => (await import('./conversation.js')).registerConversationCommands },
+  {
+    names: ['conversation', 'conv'],
+    load: async () => (await import('./conversation.js')).registerConversationCommands,
+  },
   { names: ['dlq'], load: async () => (await import('./dlq.js')).registerDlqCommands },
   { names: ['tool'], load: async () => (await import('./tool.js')).registerToolCommands },
   { names: ['memory'], load: async () => (await import('./memory.js')).registerMemoryCommands },
@@ -42,7 +45,10 @@ const VERSION_FLAGS = new Set(['-V', '--version']);
  * named, none for a bare `--version`, all otherwise (help, no command, an unknown command or
  * option).
  */
-export function modulesFor(argv: readonly string[], modules: readonly CommandModule[] = COMMAND_MODULES): readonly CommandModule[] {
+export function modulesFor(
+  argv: readonly string[],
+  modules: readonly CommandModule[] = COMMAND_MODULES,
+): readonly CommandModule[] {
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === '--json' || VALUE_OPTIONS.has(a.split('=')[0]!)) {

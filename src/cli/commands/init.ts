@@ -35,13 +35,16 @@ export function registerInit(program: Command, ctx: CliContext): void {
     .action((dir: string, opts: { template: string; force?: boolean }) => {
       const out = ctx.output();
       const names = templateNames();
-      if (!names.includes(opts.template)) throw usageError(`unknown template "${opts.template}"; available: ${names.join(', ')}`);
+      if (!names.includes(opts.template))
+        throw usageError(`unknown template "${opts.template}"; available: ${names.join(', ')}`);
       const src = join(TEMPLATES_DIR, opts.template);
       const dest = resolve(dir);
       const files = listFiles(src).map((f) => relative(src, f));
       const clashes = files.filter((f) => existsSync(join(dest, f)));
       if (clashes.length > 0 && !opts.force) {
-        throw new CliError(`refusing to overwrite existing files in ${dest}: ${clashes.join(', ')}`, { lines: ['pass --force to overwrite them'] });
+        throw new CliError(`refusing to overwrite existing files in ${dest}: ${clashes.join(', ')}`, {
+          lines: ['pass --force to overwrite them'],
+        });
       }
       for (const f of files) {
         mkdirSync(dirname(join(dest, f)), { recursive: true });
@@ -62,7 +65,11 @@ const MANIFEST = 'caxton-tool.toml';
 function nextSteps(dir: string, files: string[]): string[] {
   if (files.includes(MANIFEST)) {
     const name = /^name\s*=\s*"([^"]+)"/m.exec(readFileSync(join(resolve(dir), MANIFEST), 'utf8'))?.[1] ?? 'NAME';
-    return [`  cd ${dir} && npm install && npm run build   # compiles assembly/index.ts to build/*.wasm`, `  caxton tool deploy ${dir}`, `  caxton tool show ${name}`];
+    return [
+      `  cd ${dir} && npm install && npm run build   # compiles assembly/index.ts to build/*.wasm`,
+      `  caxton tool deploy ${dir}`,
+      `  caxton tool show ${name}`,
+    ];
   }
   return [`  caxton agent validate ${join(dir, 'agents')}/*`, `  caxton serve --config ${join(dir, 'caxton.toml')}`];
 }

@@ -17,7 +17,8 @@ const list = (v: string, prev: string[] = []) => [
 ];
 
 function role(v: string): string {
-  if (!(ROLES as readonly string[]).includes(v)) throw usageError(`unknown role "${v}"; expected one of: ${ROLES.join(', ')}`);
+  if (!(ROLES as readonly string[]).includes(v))
+    throw usageError(`unknown role "${v}"; expected one of: ${ROLES.join(', ')}`);
   return v;
 }
 
@@ -38,7 +39,10 @@ const ROLE_HELP = `\nRoles:\n${ROLES.map((r) => `  ${r.padEnd(10)} ${ROLE_SUMMAR
 
 /** caxton key ..., login, logout, whoami. */
 export function registerKeyCommands(program: Command, ctx: CliContext): void {
-  const key = program.command('key').description('API keys: create, list, show, revoke, rotate (role admin)').addHelpText('after', ROLE_HELP);
+  const key = program
+    .command('key')
+    .description('API keys: create, list, show, revoke, rotate (role admin)')
+    .addHelpText('after', ROLE_HELP);
 
   key
     .command('create')
@@ -88,7 +92,9 @@ export function registerKeyCommands(program: Command, ctx: CliContext): void {
         };
         const { data } = await ctx.client().post<{ key: ApiKeyInfo; secret: string }>('/api/v1/keys', body);
         if (out.json) return out.data(data);
-        out.out(`created key "${data.key.name}" (id ${data.key.id}, role ${data.key.role}${data.key.expires_at ? `, expires ${data.key.expires_at}` : ''})`);
+        out.out(
+          `created key "${data.key.name}" (id ${data.key.id}, role ${data.key.role}${data.key.expires_at ? `, expires ${data.key.expires_at}` : ''})`,
+        );
         out.out('');
         out.out(`  ${data.secret}`);
         out.out('');
@@ -109,7 +115,15 @@ export function registerKeyCommands(program: Command, ctx: CliContext): void {
       out.out(
         table(
           ['NAME', 'ID', 'ROLE', 'STATE', 'SCOPE', 'EXPIRES', 'LAST USED'],
-          res.keys.map((k) => [k.name, k.id, k.role, k.state, scopeText(k), k.expires_at ?? 'never', k.last_used_at ?? 'never']),
+          res.keys.map((k) => [
+            k.name,
+            k.id,
+            k.role,
+            k.state,
+            scopeText(k),
+            k.expires_at ?? 'never',
+            k.last_used_at ?? 'never',
+          ]),
         ),
       );
     });
@@ -119,7 +133,9 @@ export function registerKeyCommands(program: Command, ctx: CliContext): void {
     .description('one key (by name or id) and its use against its limits')
     .action(async (name: string) => {
       const out = ctx.output();
-      const res = await ctx.client().get<{ key: ApiKeyInfo; usage?: Record<string, unknown> }>(`/api/v1/keys/${encodeURIComponent(name)}`);
+      const res = await ctx
+        .client()
+        .get<{ key: ApiKeyInfo; usage?: Record<string, unknown> }>(`/api/v1/keys/${encodeURIComponent(name)}`);
       if (out.json) return out.data(res);
       const k = res.key;
       const rows: [string, string][] = [
@@ -142,7 +158,9 @@ export function registerKeyCommands(program: Command, ctx: CliContext): void {
         ['last used', k.last_used_at ?? 'never'],
       ];
       if (k.revoked_at) rows.push(['revoked', k.revoked_at]);
-      if (res.usage) for (const [n, v] of Object.entries(res.usage)) rows.push([`use: ${n}`, typeof v === 'object' ? JSON.stringify(v) : String(v)]);
+      if (res.usage)
+        for (const [n, v] of Object.entries(res.usage))
+          rows.push([`use: ${n}`, typeof v === 'object' ? JSON.stringify(v) : String(v)]);
       out.out(rows.map(([a, b]) => `${a.padEnd(18)} ${b}`).join('\n'));
     });
 
@@ -161,9 +179,13 @@ export function registerKeyCommands(program: Command, ctx: CliContext): void {
     .description('a new secret for a key (same name, role, scope and limits); the old secret stops working at once')
     .action(async (name: string) => {
       const out = ctx.output();
-      const { data } = await ctx.client().post<{ key: ApiKeyInfo; secret: string }>(`/api/v1/keys/${encodeURIComponent(name)}/rotate`);
+      const { data } = await ctx
+        .client()
+        .post<{ key: ApiKeyInfo; secret: string }>(`/api/v1/keys/${encodeURIComponent(name)}/rotate`);
       if (out.json) return out.data(data);
-      out.out(`new secret for key "${data.key.name}" (id ${data.key.id}):\n\n  ${data.secret}\n\nThis is the only time it is shown.`);
+      out.out(
+        `new secret for key "${data.key.name}" (id ${data.key.id}):\n\n  ${data.secret}\n\nThis is the only time it is shown.`,
+      );
     });
 
   program
@@ -206,7 +228,14 @@ export function registerKeyCommands(program: Command, ctx: CliContext): void {
       const out = ctx.output();
       const c = ctx.credentials();
       const who = await ctx.client().get<Record<string, unknown>>('/api/v1/whoami');
-      if (out.json) return out.data({ server: c.server, server_source: c.serverSource, ...(c.serverFile !== undefined && { server_file: c.serverFile }), key_source: c.keySource, ...who });
+      if (out.json)
+        return out.data({
+          server: c.server,
+          server_source: c.serverSource,
+          ...(c.serverFile !== undefined && { server_file: c.serverFile }),
+          key_source: c.keySource,
+          ...who,
+        });
       out.out(
         `${String(who.id)} (role ${String(who.role)}) at ${c.server} (from ${describeServerSource(c)}); key from ${c.keySource === 'env' ? '$CAXTON_API_KEY' : c.keySource === 'profile' ? `profile "${c.profile}"` : c.keySource === 'local-server' ? "the local server's admin key" : 'nowhere (authentication is off)'}`,
       );

@@ -19,8 +19,13 @@ export function registerMcpCommand(program: Command, ctx?: CliContext): void {
   const mcp = addServerConfigOptions(
     program
       .command('mcp')
-      .description("serve Caxton's tools and agents (as ask_<agent>) over MCP on stdio; the HTTP endpoint of `caxton serve` is POST /mcp")
-      .addHelpText('after', '\nExample (an MCP client config):\n  { "command": "caxton", "args": ["mcp", "--config", "/path/to/caxton.toml"] }'),
+      .description(
+        "serve Caxton's tools and agents (as ask_<agent>) over MCP on stdio; the HTTP endpoint of `caxton serve` is POST /mcp",
+      )
+      .addHelpText(
+        'after',
+        '\nExample (an MCP client config):\n  { "command": "caxton", "args": ["mcp", "--config", "/path/to/caxton.toml"] }',
+      ),
   ).action(async (opts: Record<string, unknown>) => {
     const config = loadServerConfig(serverLoadOptions(opts));
     // Loaded on demand, as in `serve`. stdout carries the protocol: the log goes to stderr.
@@ -31,7 +36,9 @@ export function registerMcpCommand(program: Command, ctx?: CliContext): void {
       import('../../mcp/index.js'),
     ]);
     // The configured secrets are scrubbed from every log line (and, through startServer, from outside text).
-    const logger = createLogger(config.logging.level, pino.destination({ dest: 2, sync: false }), { secrets: secretValues(config) });
+    const logger = createLogger(config.logging.level, pino.destination({ dest: 2, sync: false }), {
+      secrets: secretValues(config),
+    });
     const server = await startServer({ config, logger, listen: false });
     const session = await serveMcpStdio({
       executor: server.executor,
@@ -67,14 +74,19 @@ const authText = (s: McpServerStatus): string => (s.auth ? `${s.auth.grant}: ${s
 function registerMcpClientCommands(mcp: Command, ctx: CliContext): void {
   mcp
     .command('servers')
-    .description('the mounted MCP servers ([mcp_servers.NAME]) of the running server: connection state, last error, reconnects, OAuth state')
+    .description(
+      'the mounted MCP servers ([mcp_servers.NAME]) of the running server: connection state, last error, reconnects, OAuth state',
+    )
     .argument('[name]', 'only this server, in detail')
     .action(async (name: string | undefined) => {
       const out = ctx.output();
       const { servers } = await ctx.client().get<{ servers: McpServerStatus[] }>('/api/v1/mcp/servers');
       if (name !== undefined) {
         const s = servers.find((x) => x.name === name);
-        if (!s) throw new CliError(`no MCP server "${name}" is mounted`, { lines: [`mounted: ${servers.map((x) => x.name).join(', ') || 'none'}`] });
+        if (!s)
+          throw new CliError(`no MCP server "${name}" is mounted`, {
+            lines: [`mounted: ${servers.map((x) => x.name).join(', ') || 'none'}`],
+          });
         if (out.json) return out.data(s);
         const lines = [
           `name:        ${s.name}`,
@@ -90,7 +102,8 @@ function registerMcpClientCommands(mcp: Command, ctx: CliContext): void {
           lines.push(
             `oauth:       ${s.auth.grant}, ${s.auth.state}, client ${s.auth.client}${s.auth.token_expires_at ? `, token expires ${s.auth.token_expires_at}` : ''}${s.auth.refreshable ? ', refreshable' : ''}`,
           );
-          if (s.auth.state !== 'authorized' && s.auth.login_command) lines.push(`             authorize with: ${s.auth.login_command}`);
+          if (s.auth.state !== 'authorized' && s.auth.login_command)
+            lines.push(`             authorize with: ${s.auth.login_command}`);
         }
         return out.out(lines.join('\n'));
       }
@@ -99,7 +112,15 @@ function registerMcpClientCommands(mcp: Command, ctx: CliContext): void {
       out.out(
         table(
           ['NAME', 'TRANSPORT', 'STATE', 'TOOLS', 'RECONNECTS', 'AUTH', 'LAST ERROR'],
-          servers.map((s) => [s.name, s.transport, s.state, String(s.tools), String(s.reconnects), authText(s), truncate(s.last_error ?? '-', 80)]),
+          servers.map((s) => [
+            s.name,
+            s.transport,
+            s.state,
+            String(s.tools),
+            String(s.reconnects),
+            authText(s),
+            truncate(s.last_error ?? '-', 80),
+          ]),
         ),
       );
     });
@@ -110,11 +131,15 @@ function registerMcpClientCommands(mcp: Command, ctx: CliContext): void {
       'authorize Caxton with an OAuth-protected MCP server ([mcp_servers.NAME.oauth]): prints the authorization URL to open, waits for the redirect on a loopback port, and hands the code to the running server, which stores the tokens',
     )
     .argument('<name>', 'the mounted MCP server')
-    .option('--redirect-port <port>', 'loopback port for the redirect (default: redirect_port of the server, else any free port)', (v) => {
-      const n = Number(v);
-      if (!Number.isInteger(n) || n < 0 || n > 65535) throw usageError(`--redirect-port expects 0-65535, got "${v}"`);
-      return n;
-    })
+    .option(
+      '--redirect-port <port>',
+      'loopback port for the redirect (default: redirect_port of the server, else any free port)',
+      (v) => {
+        const n = Number(v);
+        if (!Number.isInteger(n) || n < 0 || n > 65535) throw usageError(`--redirect-port expects 0-65535, got "${v}"`);
+        return n;
+      },
+    )
     .option('--timeout <seconds>', 'how long to wait for the redirect (default 300)', (v) => {
       const n = Number(v);
       if (!Number.isFinite(n) || n <= 0) throw usageError(`--timeout expects seconds, got "${v}"`);
@@ -129,22 +154,36 @@ function registerMcpClientCommands(mcp: Command, ctx: CliContext): void {
       const client = ctx.client();
       const { servers } = await client.get<{ servers: McpServerStatus[] }>('/api/v1/mcp/servers');
       const s = servers.find((x) => x.name === name);
-      if (!s) throw new CliError(`no MCP server "${name}" is mounted`, { lines: [`mounted: ${servers.map((x) => x.name).join(', ') || 'none'}`] });
-      if (!s.auth) throw new CliError(`MCP server "${name}" has no [mcp_servers.${name}.oauth]: there is nothing to log in to`);
+      if (!s)
+        throw new CliError(`no MCP server "${name}" is mounted`, {
+          lines: [`mounted: ${servers.map((x) => x.name).join(', ') || 'none'}`],
+        });
+      if (!s.auth)
+        throw new CliError(`MCP server "${name}" has no [mcp_servers.${name}.oauth]: there is nothing to log in to`);
       const port = opts.redirectPort ?? s.auth.redirect_port ?? 0;
       const waiter = await redirectListener(port);
       try {
         const redirectUri = `http://127.0.0.1:${waiter.port}/callback`;
-        const { data: started } = await client.post<{ authorized?: true; authorization_url?: string; status: McpServerStatus }>(`/api/v1/mcp/servers/${encodeURIComponent(name)}/login`, {
+        const { data: started } = await client.post<{
+          authorized?: true;
+          authorization_url?: string;
+          status: McpServerStatus;
+        }>(`/api/v1/mcp/servers/${encodeURIComponent(name)}/login`, {
           redirect_uri: redirectUri,
         });
         if (started.authorized) {
           if (out.json) return out.data({ server: name, authorized: true, status: started.status });
           return out.out(`authorized ${name} (${s.auth.grant}: no person needed); state: ${started.status.state}`);
         }
-        out.err(`Open this URL in a browser to authorize Caxton with MCP server "${name}":\n\n  ${started.authorization_url}\n\nWaiting for the redirect to ${redirectUri} ...`);
+        out.err(
+          `Open this URL in a browser to authorize Caxton with MCP server "${name}":\n\n  ${started.authorization_url}\n\nWaiting for the redirect to ${redirectUri} ...`,
+        );
         const { code, state } = await waiter.result((opts.timeout ?? 300) * 1000);
-        const { data } = await client.post<{ status: McpServerStatus }>(`/api/v1/mcp/servers/${encodeURIComponent(name)}/login/callback`, { code, state }, { timeoutMs: 60_000 });
+        const { data } = await client.post<{ status: McpServerStatus }>(
+          `/api/v1/mcp/servers/${encodeURIComponent(name)}/login/callback`,
+          { code, state },
+          { timeoutMs: 60_000 },
+        );
         if (out.json) return out.data({ server: name, authorized: true, status: data.status });
         out.out(`authorized ${name}; tokens stored by the server; state: ${data.status.state}`);
       } finally {
@@ -154,7 +193,11 @@ function registerMcpClientCommands(mcp: Command, ctx: CliContext): void {
 }
 
 /** A one-shot HTTP listener on 127.0.0.1 for the OAuth redirect (`/callback?code=...&state=...`). */
-async function redirectListener(port: number): Promise<{ port: number; result: (timeoutMs: number) => Promise<{ code: string; state: string }>; close: () => void }> {
+async function redirectListener(port: number): Promise<{
+  port: number;
+  result: (timeoutMs: number) => Promise<{ code: string; state: string }>;
+  close: () => void;
+}> {
   let settle: ((v: { code: string; state: string } | Error) => void) | undefined;
   const got = new Promise<{ code: string; state: string } | Error>((res) => (settle = res));
   const page = (res: ServerResponse, status: number, text: string) => {
@@ -169,7 +212,11 @@ async function redirectListener(port: number): Promise<{ port: number; result: (
     const state = u.searchParams.get('state');
     if (error) {
       page(res, 400, `Authorization refused: ${error}. You may close this window.`);
-      return settle?.(new CliError(`the authorization server refused: ${error}${u.searchParams.get('error_description') ? ` (${u.searchParams.get('error_description')})` : ''}`));
+      return settle?.(
+        new CliError(
+          `the authorization server refused: ${error}${u.searchParams.get('error_description') ? ` (${u.searchParams.get('error_description')})` : ''}`,
+        ),
+      );
     }
     if (!code || !state) return page(res, 400, 'missing code or state');
     page(res, 200, 'Caxton received the authorization. You may close this window.');
@@ -177,7 +224,11 @@ async function redirectListener(port: number): Promise<{ port: number; result: (
   });
   await new Promise<void>((res, rej) => {
     server.once('error', (e) =>
-      rej(new CliError(`cannot listen on 127.0.0.1:${port} for the redirect: ${e.message}`, { lines: ['choose another --redirect-port (a registered client needs its registered redirect_port)'] })),
+      rej(
+        new CliError(`cannot listen on 127.0.0.1:${port} for the redirect: ${e.message}`, {
+          lines: ['choose another --redirect-port (a registered client needs its registered redirect_port)'],
+        }),
+      ),
     );
     server.listen(port, '127.0.0.1', () => res());
   });
@@ -185,7 +236,14 @@ async function redirectListener(port: number): Promise<{ port: number; result: (
     port: (server.address() as AddressInfo).port,
     result: async (timeoutMs) => {
       let timer: NodeJS.Timeout | undefined;
-      const timeout = new Promise<Error>((res) => (timer = setTimeout(() => res(new CliError(`no redirect within ${Math.round(timeoutMs / 1000)} s: run \`caxton mcp login\` again`)), timeoutMs)));
+      const timeout = new Promise<Error>(
+        (res) =>
+          (timer = setTimeout(
+            () =>
+              res(new CliError(`no redirect within ${Math.round(timeoutMs / 1000)} s: run \`caxton mcp login\` again`)),
+            timeoutMs,
+          )),
+      );
       const r = await Promise.race([got, timeout]);
       clearTimeout(timer);
       if (r instanceof Error) throw r;

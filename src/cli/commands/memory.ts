@@ -48,7 +48,8 @@ const qs = (params: Record<string, string | number | undefined>) => {
 function number(v: string | undefined, flag: string, min: number, max: number): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
-  if (!Number.isFinite(n) || n < min || n > max) throw usageError(`${flag} expects a number between ${min} and ${max}, got "${v}"`);
+  if (!Number.isFinite(n) || n < min || n > max)
+    throw usageError(`${flag} expects a number between ${min} and ${max}, got "${v}"`);
   return n;
 }
 
@@ -67,7 +68,13 @@ interface ImportAnswer {
  * come back before the stream opens, as a plain error response.
  */
 async function streamImport(client: ApiClient, path: string, text: string): Promise<ImportAnswer> {
-  const bar = process.stderr.isTTY ? new SingleBar({ format: 'embedding [{bar}] {value}/{total} entities  {eta_formatted} left', stream: process.stderr, hideCursor: true }) : undefined;
+  const bar = process.stderr.isTTY
+    ? new SingleBar({
+        format: 'embedding [{bar}] {value}/{total} entities  {eta_formatted} left',
+        stream: process.stderr,
+        hideCursor: true,
+      })
+    : undefined;
   let started = false;
   let result: ImportAnswer | undefined;
   let failure: ApiErrorBody | undefined;
@@ -91,13 +98,18 @@ async function streamImport(client: ApiClient, path: string, text: string): Prom
     if (started) bar?.stop();
   }
   if (failure) throw new ApiError(500, failure);
-  if (!result) throw new CliError(`the server at ${client.base} ended the import stream without a result; check \`caxton memory stats\` (an import is all or nothing)`);
+  if (!result)
+    throw new CliError(
+      `the server at ${client.base} ended the import stream without a result; check \`caxton memory stats\` (an import is all or nothing)`,
+    );
   return result;
 }
 
 /** `caxton memory ...`: the knowledge graph through the REST API. */
 export function registerMemoryCommands(program: Command, ctx: CliContext): void {
-  const memory = program.command('memory').description('the memory knowledge graph: search, add entities and relations, show, export, import, stats');
+  const memory = program
+    .command('memory')
+    .description('the memory knowledge graph: search, add entities and relations, show, export, import, stats');
   const scopeHelp = 'scope: "workspace", "global" or "agent:NAME"';
 
   memory
@@ -109,27 +121,41 @@ export function registerMemoryCommands(program: Command, ctx: CliContext): void 
     .option('--limit <n>', 'most results (1-100)', '10')
     .option('--min-similarity <x>', 'least score (0-1)')
     .option('--mode <mode>', 'hybrid, semantic or keyword', 'hybrid')
-    .action(async (query: string, o: { scope?: string; type?: string; limit: string; minSimilarity?: string; mode: string }) => {
-      const out = ctx.output();
-      if (!['hybrid', 'semantic', 'keyword'].includes(o.mode)) throw usageError(`--mode expects hybrid, semantic or keyword, got "${o.mode}"`);
-      const body = {
-        query,
-        limit: number(o.limit, '--limit', 1, 100),
-        mode: o.mode,
-        ...(o.scope !== undefined && { scope: o.scope }),
-        ...(o.type !== undefined && { entity_type: o.type }),
-        ...(o.minSimilarity !== undefined && { min_similarity: number(o.minSimilarity, '--min-similarity', 0, 1) }),
-      };
-      const { data } = await ctx.client().post<{ results: HitJson[] }>('/api/v1/memory/search', body, { timeoutMs: 120_000 });
-      if (out.json) return out.data(data);
-      if (data.results.length === 0) return out.out('no matching memories');
-      out.out(
-        table(
-          ['SCORE', 'SCOPE', 'TYPE', 'NAME', 'OBSERVATIONS'],
-          data.results.map((h) => [h.score.toFixed(3), h.entity.scope, h.entity.entityType, h.entity.name, truncate(h.entity.observations.join('; '), 80)]),
-        ),
-      );
-    });
+    .action(
+      async (
+        query: string,
+        o: { scope?: string; type?: string; limit: string; minSimilarity?: string; mode: string },
+      ) => {
+        const out = ctx.output();
+        if (!['hybrid', 'semantic', 'keyword'].includes(o.mode))
+          throw usageError(`--mode expects hybrid, semantic or keyword, got "${o.mode}"`);
+        const body = {
+          query,
+          limit: number(o.limit, '--limit', 1, 100),
+          mode: o.mode,
+          ...(o.scope !== undefined && { scope: o.scope }),
+          ...(o.type !== undefined && { entity_type: o.type }),
+          ...(o.minSimilarity !== undefined && { min_similarity: number(o.minSimilarity, '--min-similarity', 0, 1) }),
+        };
+        const { data } = await ctx
+          .client()
+          .post<{ results: HitJson[] }>('/api/v1/memory/search', body, { timeoutMs: 120_000 });
+        if (out.json) return out.data(data);
+        if (data.results.length === 0) return out.out('no matching memories');
+        out.out(
+          table(
+            ['SCORE', 'SCOPE', 'TYPE', 'NAME', 'OBSERVATIONS'],
+            data.results.map((h) => [
+              h.score.toFixed(3),
+              h.entity.scope,
+              h.entity.entityType,
+              h.entity.name,
+              truncate(h.entity.observations.join('; '), 80),
+            ]),
+          ),
+        );
+      },
+    );
 
   memory
     .command('add')
@@ -156,8 +182,11 @@ export function registerMemoryCommands(program: Command, ctx: CliContext): void 
         );
         added = r.data.addedObservations;
       }
-      if (out.json) return out.data({ scope: o.scope, name, created: data.created.length > 0, added_observations: added });
-      out.out(`${data.created.length > 0 ? 'created' : 'updated'} ${name} in ${o.scope} (${added.length} observation${added.length === 1 ? '' : 's'} added)`);
+      if (out.json)
+        return out.data({ scope: o.scope, name, created: data.created.length > 0, added_observations: added });
+      out.out(
+        `${data.created.length > 0 ? 'created' : 'updated'} ${name} in ${o.scope} (${added.length} observation${added.length === 1 ? '' : 's'} added)`,
+      );
     });
 
   memory
@@ -169,9 +198,18 @@ export function registerMemoryCommands(program: Command, ctx: CliContext): void 
     .option('--scope <scope>', scopeHelp, 'workspace')
     .action(async (from: string, relationType: string, to: string, o: { scope: string }) => {
       const out = ctx.output();
-      const { data } = await ctx.client().post<{ created: unknown[] }>(`/api/v1/memory/relations${qs({ scope: o.scope })}`, { relations: [{ from, to, relationType }] });
-      if (out.json) return out.data({ scope: o.scope, created: data.created.length > 0, relation: { from, to, relationType } });
-      out.out(data.created.length > 0 ? `${from} --${relationType}--> ${to} (${o.scope})` : `already there: ${from} --${relationType}--> ${to}`);
+      const { data } = await ctx
+        .client()
+        .post<{ created: unknown[] }>(`/api/v1/memory/relations${qs({ scope: o.scope })}`, {
+          relations: [{ from, to, relationType }],
+        });
+      if (out.json)
+        return out.data({ scope: o.scope, created: data.created.length > 0, relation: { from, to, relationType } });
+      out.out(
+        data.created.length > 0
+          ? `${from} --${relationType}--> ${to} (${o.scope})`
+          : `already there: ${from} --${relationType}--> ${to}`,
+      );
     });
 
   memory
@@ -186,15 +224,24 @@ export function registerMemoryCommands(program: Command, ctx: CliContext): void 
       const out = ctx.output();
       const client = ctx.client();
       if (o.depth !== undefined) {
-        const data = await client.get<{ entities: (EntityJson & { depth: number })[]; relations: RelationJson[]; truncated: boolean }>(
+        const data = await client.get<{
+          entities: (EntityJson & { depth: number })[];
+          relations: RelationJson[];
+          truncated: boolean;
+        }>(
           `/api/v1/memory/traverse${qs({ from: name, scope: o.scope ?? 'workspace', max_depth: number(o.depth, '--depth', 0, 10), direction: o.direction, relation_types: o.relation?.join(',') })}`,
         );
         if (out.json) return out.data(data);
-        for (const e of data.entities) out.out(`${'  '.repeat(e.depth)}${e.name} (${e.entityType})${e.observations.length ? `: ${truncate(e.observations.join('; '), 100)}` : ''}`);
+        for (const e of data.entities)
+          out.out(
+            `${'  '.repeat(e.depth)}${e.name} (${e.entityType})${e.observations.length ? `: ${truncate(e.observations.join('; '), 100)}` : ''}`,
+          );
         for (const r of data.relations) out.out(`  ${r.from} --${r.relationType}--> ${r.to}`);
         return;
       }
-      const data = await client.get<{ entities: EntityJson[]; relations: RelationJson[] }>(`/api/v1/memory/entities/${encodeURIComponent(name)}${qs({ scope: o.scope })}`);
+      const data = await client.get<{ entities: EntityJson[]; relations: RelationJson[] }>(
+        `/api/v1/memory/entities/${encodeURIComponent(name)}${qs({ scope: o.scope })}`,
+      );
       if (out.json) return out.data(data);
       for (const e of data.entities) {
         out.out(`${e.name} (${e.entityType}) in ${e.scope}, updated ${e.updated_at}`);
@@ -213,15 +260,20 @@ export function registerMemoryCommands(program: Command, ctx: CliContext): void 
     .option('--out <file>', 'write to this file instead of stdout')
     .action(async (o: { scope?: string; format: string; out?: string }) => {
       const out = ctx.output();
-      if (o.format !== 'json' && o.format !== 'jsonl') throw usageError(`--format expects json or jsonl, got "${o.format}"`);
-      if (o.format === 'jsonl' && o.scope === undefined) throw usageError('a JSONL export covers one scope: give --scope');
+      if (o.format !== 'json' && o.format !== 'jsonl')
+        throw usageError(`--format expects json or jsonl, got "${o.format}"`);
+      if (o.format === 'jsonl' && o.scope === undefined)
+        throw usageError('a JSONL export covers one scope: give --scope');
       const path = `/api/v1/memory/export${qs({ scope: o.scope, format: o.format })}`;
       let text: string;
       if (o.format === 'json') text = `${JSON.stringify(await ctx.client().get<unknown>(path), null, 2)}\n`;
       else {
         // JSONL is not one JSON document: read it as text (errors still come as JSON envelopes).
         const client = ctx.client();
-        const res = await fetch(client.base + path, { headers: client.headers(), signal: AbortSignal.timeout(300_000) }).catch(() => undefined);
+        const res = await fetch(client.base + path, {
+          headers: client.headers(),
+          signal: AbortSignal.timeout(300_000),
+        }).catch(() => undefined);
         if (!res) return void (await client.get(path)); // reports the unreachable server the usual way
         text = await res.text();
         if (res.status >= 400) {
@@ -244,7 +296,8 @@ export function registerMemoryCommands(program: Command, ctx: CliContext): void 
     .option('--format <format>', 'json or jsonl (default: detected)')
     .action(async (file: string, o: { scope?: string; format?: string }) => {
       const out = ctx.output();
-      if (o.format !== undefined && o.format !== 'json' && o.format !== 'jsonl') throw usageError(`--format expects json or jsonl, got "${o.format}"`);
+      if (o.format !== undefined && o.format !== 'json' && o.format !== 'jsonl')
+        throw usageError(`--format expects json or jsonl, got "${o.format}"`);
       let text: string;
       try {
         text = readFileSync(file === '-' ? 0 : file, 'utf8');
@@ -253,13 +306,22 @@ export function registerMemoryCommands(program: Command, ctx: CliContext): void 
       }
       const path = `/api/v1/memory/import${qs({ scope: o.scope, format: o.format })}`;
       let data: ImportAnswer;
-      if (out.json) data = (await ctx.client().request<ImportAnswer>('POST', path, { body: text, contentType: 'application/x-ndjson', timeoutMs: 3_600_000 })).data;
+      if (out.json)
+        data = (
+          await ctx.client().request<ImportAnswer>('POST', path, {
+            body: text,
+            contentType: 'application/x-ndjson',
+            timeoutMs: 3_600_000,
+          })
+        ).data;
       else {
         out.err(`importing ${Buffer.byteLength(text)} bytes (every entity is embedded)...`);
         data = await streamImport(ctx.client(), path, text);
       }
       if (out.json) return out.data(data);
-      out.out(`imported ${data.format}: ${data.entities_created} entities created, ${data.entities_updated} updated, ${data.relations_created} relations created`);
+      out.out(
+        `imported ${data.format}: ${data.entities_created} entities created, ${data.entities_updated} updated, ${data.relations_created} relations created`,
+      );
     });
 
   memory
@@ -270,7 +332,9 @@ export function registerMemoryCommands(program: Command, ctx: CliContext): void 
       const s = await ctx.client().get<StatsJson>('/api/v1/memory/stats');
       if (out.json) return out.data(s);
       out.out(`${s.entities} entities, ${s.relations} relations, ${s.observations} observations`);
-      out.out(`embedding: ${s.embedding ? `${s.embedding.model} (${s.embedding.dimensions} dimensions, ${s.embedding.indexed} indexed)` : 'not loaded yet'}`);
+      out.out(
+        `embedding: ${s.embedding ? `${s.embedding.model} (${s.embedding.dimensions} dimensions, ${s.embedding.indexed} indexed)` : 'not loaded yet'}`,
+      );
       if (s.database_bytes !== undefined) out.out(`database: ${(s.database_bytes / 1024 / 1024).toFixed(1)} MiB`);
       const rows = Object.entries(s.by_scope).map(([scope, c]) => [scope, String(c.entities), String(c.relations)]);
       if (rows.length > 0) out.out(table(['SCOPE', 'ENTITIES', 'RELATIONS'], rows));

@@ -60,7 +60,11 @@ export async function sendMessageFile(ctx: CliContext, file: string, batchSize: 
   const totals = { accepted: 0, duplicates: 0, refused: 0 };
   for (let at = 0; at < messages.length; at += batchSize) {
     const chunk = messages.slice(at, at + batchSize);
-    const { data } = await ctx.client().request<BatchJson>('POST', '/api/v1/messages', { body: JSON.stringify(chunk.map((m) => m.body)), contentType: 'application/json', timeoutMs: 120_000 });
+    const { data } = await ctx.client().request<BatchJson>('POST', '/api/v1/messages', {
+      body: JSON.stringify(chunk.map((m) => m.body)),
+      contentType: 'application/json',
+      timeoutMs: 120_000,
+    });
     totals.accepted += data.accepted;
     totals.duplicates += data.duplicates;
     totals.refused += data.refused;

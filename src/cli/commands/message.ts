@@ -86,7 +86,12 @@ function indentRest(text: string): string {
 
 /** One message as a line (or a few): time, act, sender → receivers, content. */
 export function messageLine(m: MessageJson): string {
-  const to = m.receivers.length > 0 ? m.receivers.join(', ') : m.capability !== undefined ? `capability "${m.capability}"${m.routed_to.length > 0 ? ` (${m.routed_to.join(', ')})` : ''}` : '?';
+  const to =
+    m.receivers.length > 0
+      ? m.receivers.join(', ')
+      : m.capability !== undefined
+        ? `capability "${m.capability}"${m.routed_to.length > 0 ? ` (${m.routed_to.join(', ')})` : ''}`
+        : '?';
   const time = m.timestamp.slice(11, 23);
   const text = contentText(m.content);
   const head = `${time}  [${m.performative}] ${m.sender} → ${to}`;
@@ -140,8 +145,10 @@ interface SendOptions {
 function messageBody(opts: SendOptions): Record<string, unknown> {
   const o = { ...opts, to: opts.to ?? [], param: opts.param ?? [] };
   if (o.capability !== undefined && o.to.length > 0) throw usageError('give either --capability or --to, not both');
-  if (o.capability === undefined && o.to.length === 0) throw usageError('say where the message goes: --capability NAME (the platform picks a provider) or --to AGENT');
-  if (o.content !== undefined && o.contentJson !== undefined) throw usageError('give either --content or --content-json, not both');
+  if (o.capability === undefined && o.to.length === 0)
+    throw usageError('say where the message goes: --capability NAME (the platform picks a provider) or --to AGENT');
+  if (o.content !== undefined && o.contentJson !== undefined)
+    throw usageError('give either --content or --content-json, not both');
   let content: unknown = o.content;
   if (o.contentJson !== undefined) {
     try {
@@ -150,7 +157,8 @@ function messageBody(opts: SendOptions): Record<string, unknown> {
       throw usageError(`--content-json is not valid JSON: ${e instanceof Error ? e.message : String(e)}`);
     }
   }
-  if (content === undefined && o.performative.toLowerCase() !== 'cancel') throw usageError('the message needs content: --content TEXT or --content-json JSON');
+  if (content === undefined && o.performative.toLowerCase() !== 'cancel')
+    throw usageError('the message needs content: --content TEXT or --content-json JSON');
   const params: Record<string, string> = {};
   for (const p of o.param) {
     const eq = p.indexOf('=');
@@ -180,7 +188,8 @@ function waitSeconds(w: string | true | undefined): number | undefined {
   if (w === undefined) return undefined;
   if (w === true) return DEFAULT_WAIT_S;
   const n = Number(w);
-  if (!/^\d+(\.\d+)?$/.test(w.trim()) || !(n >= 0 && n <= MAX_WAIT_S)) throw usageError(`--wait expects seconds between 0 and ${MAX_WAIT_S}, got "${w}"`);
+  if (!/^\d+(\.\d+)?$/.test(w.trim()) || !(n >= 0 && n <= MAX_WAIT_S))
+    throw usageError(`--wait expects seconds between 0 and ${MAX_WAIT_S}, got "${w}"`);
   return n;
 }
 
@@ -192,18 +201,29 @@ function printSent(out: Output, r: SubmitJson): void {
 }
 
 export function registerMessageCommands(program: Command, ctx: CliContext): void {
-  const message = program.command('message').description('send FIPA-ACL messages to agents (by capability or by name) and look them up');
+  const message = program
+    .command('message')
+    .description('send FIPA-ACL messages to agents (by capability or by name) and look them up');
 
   message
     .command('send')
-    .description('send a message; the platform routes a capability to its provider(s) and runs the protocol (request: agree, then inform or failure)')
+    .description(
+      'send a message; the platform routes a capability to its provider(s) and runs the protocol (request: agree, then inform or failure)',
+    )
     .option('-c, --capability <capability>', 'address a capability (the platform picks the provider)')
     .option('--to <agent>', 'address an agent by name; repeatable', collect)
-    .option('--performative <act>', 'the FIPA act: request, query-ref, query-if, inform, cfp, subscribe, ...', 'request')
+    .option(
+      '--performative <act>',
+      'the FIPA act: request, query-ref, query-if, inform, cfp, subscribe, ...',
+      'request',
+    )
     .option('--content <text>', 'the content, as text')
     .option('--content-json <json>', 'the content, as a JSON value')
     .option('--conversation <id>', 'continue this conversation (default: start a new one)')
-    .option('--protocol <protocol>', 'fipa-request, fipa-query, fipa-contract-net or fipa-subscribe (default: from the act)')
+    .option(
+      '--protocol <protocol>',
+      'fipa-request, fipa-query, fipa-contract-net or fipa-subscribe (default: from the act)',
+    )
     .option('--ontology <ontology>', 'the ontology of the content')
     .option('--language <language>', 'the content language')
     .option('--reply-by <time>', 'when a reply is wanted: an ISO 8601 time or a duration such as 30s')
@@ -212,9 +232,19 @@ export function registerMessageCommands(program: Command, ctx: CliContext): void
     .option('--sender <name>', 'who the message is from (default "user")')
     .option('--id <id>', 'the message id: sending the same id again is safe (it is stored and delivered once)')
     .option('--param <X-name=value>', 'a user-defined parameter; repeatable', collect)
-    .option('--wait [seconds]', `wait for the conversation to end (default ${DEFAULT_WAIT_S} s, at most ${MAX_WAIT_S}) and print the replies`)
-    .option('--file <path>', 'send the messages of a JSON Lines file ("-" for stdin), one API message body per line, in batches')
-    .option('--batch-size <n>', `messages per request with --file (default ${DEFAULT_BATCH_SIZE}, at most the server's [messaging] max_batch_messages)`, positiveInt('--batch-size', 100_000))
+    .option(
+      '--wait [seconds]',
+      `wait for the conversation to end (default ${DEFAULT_WAIT_S} s, at most ${MAX_WAIT_S}) and print the replies`,
+    )
+    .option(
+      '--file <path>',
+      'send the messages of a JSON Lines file ("-" for stdin), one API message body per line, in batches',
+    )
+    .option(
+      '--batch-size <n>',
+      `messages per request with --file (default ${DEFAULT_BATCH_SIZE}, at most the server's [messaging] max_batch_messages)`,
+      positiveInt('--batch-size', 100_000),
+    )
     .addHelpText(
       'after',
       '\nExit codes: 0 sent (with --wait: the conversation completed), 1 an API error, an unroutable message or (with --wait) a failed, expired or still open conversation, 2 usage error.\n' +
@@ -223,8 +253,17 @@ export function registerMessageCommands(program: Command, ctx: CliContext): void
     )
     .action(async (opts: SendOptions) => {
       if (opts.file !== undefined) {
-        const others = Object.keys(opts).filter((k) => !['file', 'batchSize', 'performative', 'to', 'param'].includes(k) && opts[k as keyof SendOptions] !== undefined);
-        if (others.length > 0 || (opts.to?.length ?? 0) > 0 || (opts.param?.length ?? 0) > 0 || opts.performative !== 'request')
+        const others = Object.keys(opts).filter(
+          (k) =>
+            !['file', 'batchSize', 'performative', 'to', 'param'].includes(k) &&
+            opts[k as keyof SendOptions] !== undefined,
+        );
+        if (
+          others.length > 0 ||
+          (opts.to?.length ?? 0) > 0 ||
+          (opts.param?.length ?? 0) > 0 ||
+          opts.performative !== 'request'
+        )
           throw usageError('--file sends the messages as written in the file: give no other message option with it');
         return sendMessageFile(ctx, opts.file, opts.batchSize ?? DEFAULT_BATCH_SIZE);
       }
@@ -257,21 +296,42 @@ export function registerMessageCommands(program: Command, ctx: CliContext): void
     .option('--conversation <id>', 'only in this conversation')
     .option('--limit <n>', 'at most this many (default 50, at most 1000)', positiveInt('--limit', 1000))
     .option('--offset <n>', 'skip this many', nonNegativeInt('--offset'))
-    .addHelpText('after', '\nExamples:\n  caxton message list --performative propose --conversation conv_...\n  caxton message list --receiver helper --json')
-    .action(async (opts: { performative?: string; sender?: string; receiver?: string; conversation?: string; limit?: number; offset?: number }) => {
-      const out = ctx.output();
-      const q = new URLSearchParams();
-      if (opts.performative) q.set('performative', opts.performative);
-      if (opts.sender) q.set('sender', opts.sender);
-      if (opts.receiver) q.set('receiver', opts.receiver);
-      if (opts.conversation) q.set('conversation_id', opts.conversation);
-      if (opts.limit !== undefined) q.set('limit', String(opts.limit));
-      if (opts.offset !== undefined) q.set('offset', String(opts.offset));
-      const res = await ctx.client().get<{ messages: MessageJson[]; total: number; limit: number; offset: number }>(`/api/v1/messages${q.size > 0 ? `?${q}` : ''}`);
-      if (out.json) return out.data(res);
-      if (res.messages.length === 0) return out.out(res.total > 0 ? `no messages past offset ${res.offset} (${res.total} match)` : 'no messages match');
-      out.out([...res.messages.map(messageLine), `(${res.messages.length} of ${res.total}, newest first)`].join('\n'));
-    });
+    .addHelpText(
+      'after',
+      '\nExamples:\n  caxton message list --performative propose --conversation conv_...\n  caxton message list --receiver helper --json',
+    )
+    .action(
+      async (opts: {
+        performative?: string;
+        sender?: string;
+        receiver?: string;
+        conversation?: string;
+        limit?: number;
+        offset?: number;
+      }) => {
+        const out = ctx.output();
+        const q = new URLSearchParams();
+        if (opts.performative) q.set('performative', opts.performative);
+        if (opts.sender) q.set('sender', opts.sender);
+        if (opts.receiver) q.set('receiver', opts.receiver);
+        if (opts.conversation) q.set('conversation_id', opts.conversation);
+        if (opts.limit !== undefined) q.set('limit', String(opts.limit));
+        if (opts.offset !== undefined) q.set('offset', String(opts.offset));
+        const res = await ctx
+          .client()
+          .get<{ messages: MessageJson[]; total: number; limit: number; offset: number }>(
+            `/api/v1/messages${q.size > 0 ? `?${q}` : ''}`,
+          );
+        if (out.json) return out.data(res);
+        if (res.messages.length === 0)
+          return out.out(
+            res.total > 0 ? `no messages past offset ${res.offset} (${res.total} match)` : 'no messages match',
+          );
+        out.out(
+          [...res.messages.map(messageLine), `(${res.messages.length} of ${res.total}, newest first)`].join('\n'),
+        );
+      },
+    );
 
   message
     .command('show')
@@ -279,7 +339,9 @@ export function registerMessageCommands(program: Command, ctx: CliContext): void
     .argument('<id>', 'message id')
     .action(async (id: string) => {
       const out = ctx.output();
-      const m = await ctx.client().get<MessageJson & { deliveries: DeliveryJson[] }>(`/api/v1/messages/${encodeURIComponent(id)}`);
+      const m = await ctx
+        .client()
+        .get<MessageJson & { deliveries: DeliveryJson[] }>(`/api/v1/messages/${encodeURIComponent(id)}`);
       if (out.json) return out.data(m);
       out.out(
         [
@@ -302,7 +364,13 @@ export function registerMessageCommands(program: Command, ctx: CliContext): void
           'content:',
           contentText(m.content).replace(/^/gm, '  '),
           ...(m.deliveries.length > 0
-            ? ['deliveries:', ...m.deliveries.map((d) => `  #${d.id} ${d.receiver}: ${d.state}, ${d.attempts} attempt(s)${d.last_error ? `; last error: ${d.last_error}` : ''}`)]
+            ? [
+                'deliveries:',
+                ...m.deliveries.map(
+                  (d) =>
+                    `  #${d.id} ${d.receiver}: ${d.state}, ${d.attempts} attempt(s)${d.last_error ? `; last error: ${d.last_error}` : ''}`,
+                ),
+              ]
             : []),
         ].join('\n'),
       );

@@ -5,7 +5,18 @@ import type { Output } from '../output.js';
 import { positiveInt } from '../number-flags.js';
 
 const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'];
-const EVENT_FILTERS = ['agent.deployed', 'agent.updated', 'agent.removed', 'agent.invalid_file', 'message.sent', 'message.received', 'execution.finished', 'lifecycle', 'communication', 'performance'];
+const EVENT_FILTERS = [
+  'agent.deployed',
+  'agent.updated',
+  'agent.removed',
+  'agent.invalid_file',
+  'message.sent',
+  'message.received',
+  'execution.finished',
+  'lifecycle',
+  'communication',
+  'performance',
+];
 
 interface LogLine {
   seq: number;
@@ -53,7 +64,12 @@ export function eventText(e: AgentEventJson): string {
 }
 
 /** Follows an SSE path until Ctrl-C (or the server ends the stream). */
-async function follow(ctx: CliContext, out: Output, path: string, on: (event: string, data: unknown) => void): Promise<void> {
+async function follow(
+  ctx: CliContext,
+  out: Output,
+  path: string,
+  on: (event: string, data: unknown) => void,
+): Promise<void> {
   const stop = new AbortController();
   const onSignal = () => stop.abort();
   process.once('SIGINT', onSignal);
@@ -86,10 +102,14 @@ export function registerObservabilityCommands(program: Command, ctx: CliContext)
     .option('--since <when>', 'only lines since then: an ISO 8601 time or a duration ago ("5m", "1h")')
     .option('--limit <n>', 'the last this many lines (default 100, at most 10000)', positiveInt('--limit', 10_000))
     .option('-f, --follow', 'keep printing new lines until Ctrl-C')
-    .addHelpText('after', '\nExamples:\n  caxton logs --level warn\n  caxton logs --agent assistant --follow\n  caxton logs --since 10m --json')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  caxton logs --level warn\n  caxton logs --agent assistant --follow\n  caxton logs --since 10m --json',
+    )
     .action(async (opts: { agent?: string; level?: string; since?: string; limit?: number; follow?: boolean }) => {
       const out = ctx.output();
-      if (opts.level !== undefined && !LEVELS.includes(opts.level.toLowerCase())) throw usageError(`--level expects one of ${LEVELS.join(', ')}, got "${opts.level}"`);
+      if (opts.level !== undefined && !LEVELS.includes(opts.level.toLowerCase()))
+        throw usageError(`--level expects one of ${LEVELS.join(', ')}, got "${opts.level}"`);
       const q = new URLSearchParams();
       if (opts.agent !== undefined) q.set('agent', opts.agent);
       if (opts.level !== undefined) q.set('level', opts.level.toLowerCase());
@@ -100,28 +120,39 @@ export function registerObservabilityCommands(program: Command, ctx: CliContext)
           if (event === 'log') out.out(logLineText(d as LogLine));
         });
       }
-      const res = await ctx.client().get<{ logs: LogLine[]; count: number; buffered: number; capacity: number }>(`/api/v1/logs${q.size > 0 ? `?${q}` : ''}`);
+      const res = await ctx
+        .client()
+        .get<{ logs: LogLine[]; count: number; buffered: number; capacity: number }>(
+          `/api/v1/logs${q.size > 0 ? `?${q}` : ''}`,
+        );
       if (out.json) return out.data(res);
-      if (res.logs.length === 0) return out.err(`no log lines match (${res.buffered} buffered of at most ${res.capacity})`);
+      if (res.logs.length === 0)
+        return out.err(`no log lines match (${res.buffered} buffered of at most ${res.capacity})`);
       for (const l of res.logs) out.out(logLineText(l));
     });
 
   program
     .command('events')
-    .description('show agent events (lifecycle, messages, executions), newest last; --follow prints new ones as they happen')
+    .description(
+      'show agent events (lifecycle, messages, executions), newest last; --follow prints new ones as they happen',
+    )
     .option('--agent <name>', 'only events about this agent')
     .option('--type <types>', `event types or categories, comma-separated: ${EVENT_FILTERS.join(', ')}`)
     .option('--since <when>', 'only events since then: an ISO 8601 time or a duration ago ("5m", "1h")')
     .option('--limit <n>', 'at most this many (default 100, at most 10000)', positiveInt('--limit', 10_000))
     .option('-f, --follow', 'keep printing new events until Ctrl-C (with --since: the stored ones first)')
-    .addHelpText('after', '\nExamples:\n  caxton events --type lifecycle\n  caxton events --agent assistant --type execution.finished --since 1h\n  caxton events --follow --json')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  caxton events --type lifecycle\n  caxton events --agent assistant --type execution.finished --since 1h\n  caxton events --follow --json',
+    )
     .action(async (opts: { agent?: string; type?: string; since?: string; limit?: number; follow?: boolean }) => {
       const out = ctx.output();
       for (const t of (opts.type ?? '')
         .split(',')
         .map((s) => s.trim())
         .filter((s) => s !== '')) {
-        if (!EVENT_FILTERS.includes(t)) throw usageError(`--type: unknown event type "${t}"; expected one of ${EVENT_FILTERS.join(', ')}`);
+        if (!EVENT_FILTERS.includes(t))
+          throw usageError(`--type: unknown event type "${t}"; expected one of ${EVENT_FILTERS.join(', ')}`);
       }
       const q = new URLSearchParams();
       if (opts.agent !== undefined) q.set('agent', opts.agent);
@@ -133,7 +164,9 @@ export function registerObservabilityCommands(program: Command, ctx: CliContext)
           if (event !== 'ready') out.out(eventText(d as AgentEventJson));
         });
       }
-      const res = await ctx.client().get<{ events: AgentEventJson[]; count: number }>(`/api/v1/events${q.size > 0 ? `?${q}` : ''}`);
+      const res = await ctx
+        .client()
+        .get<{ events: AgentEventJson[]; count: number }>(`/api/v1/events${q.size > 0 ? `?${q}` : ''}`);
       if (out.json) return out.data(res);
       if (res.events.length === 0) return out.err('no events match');
       for (const e of [...res.events].reverse()) out.out(eventText(e));

@@ -38,8 +38,12 @@ async function streamRun(client: ApiClient, name: string, body: string, json: bo
     (event, data) => {
       const d = JSON.parse(data) as Record<string, unknown>;
       if (event === 'token' && !json) process.stdout.write(String(d.text));
-      else if (event === 'tool_call' && !json) process.stderr.write(`\n[tool ${String((d.call as { name: string }).name)} ${JSON.stringify((d.call as { arguments: unknown }).arguments)}]\n`);
-      else if (event === 'tool_result' && !json) process.stderr.write(`[${d.is_error ? 'tool error' : 'result'}: ${String(d.content).slice(0, 200)}]\n`);
+      else if (event === 'tool_call' && !json)
+        process.stderr.write(
+          `\n[tool ${String((d.call as { name: string }).name)} ${JSON.stringify((d.call as { arguments: unknown }).arguments)}]\n`,
+        );
+      else if (event === 'tool_result' && !json)
+        process.stderr.write(`[${d.is_error ? 'tool error' : 'result'}: ${String(d.content).slice(0, 200)}]\n`);
       else if (event === 'response') final = d as unknown as AgentResponse;
       else if (event === 'error') failure = d as unknown as ApiError['body'];
     },
@@ -59,26 +63,48 @@ export function registerRun(agent: Command, ctx: CliContext): void {
     .argument('<request>', 'what to ask the agent')
     .option('--stream', 'print the answer as it is generated')
     .option('--context <text>', 'extra context ({{context}} in the prompt)')
-    .option('--param <name=value>', 'set a prompt parameter ({{parameters.NAME}}); repeatable', (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option(
+      '--param <name=value>',
+      'set a prompt parameter ({{parameters.NAME}}); repeatable',
+      (v: string, acc: string[]) => [...acc, v],
+      [] as string[],
+    )
     .option('--conversation <id>', 'conversation id to attach the request to')
-    .action(async (name: string, request: string, opts: { stream?: boolean; context?: string; param: string[]; conversation?: string }) => {
-      const out = ctx.output();
-      const client = ctx.client();
-      const params = parseParams(opts.param);
-      const body = JSON.stringify({
-        request,
-        ...(opts.context && { context: opts.context }),
-        ...(opts.param.length > 0 && { parameters: params }),
-        ...(opts.conversation && { conversation_id: opts.conversation }),
-      });
-      const res = opts.stream
-        ? await streamRun(client, name, body, out.json)
-        : (await client.request<AgentResponse>('POST', `/api/v1/agents/${encodeURIComponent(name)}/invoke`, { body, contentType: 'application/json', timeoutMs: 15 * 60_000 })).data;
-      if (out.json) return out.data(res);
-      if (!opts.stream) {
-        for (const t of res.tool_calls) out.err(`[tool ${t.name} ${JSON.stringify(t.arguments)} -> ${t.is_error ? 'error: ' : ''}${t.result.slice(0, 200)}]`);
-        out.out(res.content);
-      }
-      out.err(`(${res.provider}/${res.model}, ${res.usage.total_tokens} tokens, ${Math.round(res.execution_time_ms)} ms, ${res.finish_reason})`);
-    });
+    .action(
+      async (
+        name: string,
+        request: string,
+        opts: { stream?: boolean; context?: string; param: string[]; conversation?: string },
+      ) => {
+        const out = ctx.output();
+        const client = ctx.client();
+        const params = parseParams(opts.param);
+        const body = JSON.stringify({
+          request,
+          ...(opts.context && { context: opts.context }),
+          ...(opts.param.length > 0 && { parameters: params }),
+          ...(opts.conversation && { conversation_id: opts.conversation }),
+        });
+        const res = opts.stream
+          ? await streamRun(client, name, body, out.json)
+          : (
+              await client.request<AgentResponse>('POST', `/api/v1/agents/${encodeURIComponent(name)}/invoke`, {
+                body,
+                contentType: 'application/json',
+                timeoutMs: 15 * 60_000,
+              })
+            ).data;
+        if (out.json) return out.data(res);
+        if (!opts.stream) {
+          for (const t of res.tool_calls)
+            out.err(
+              `[tool ${t.name} ${JSON.stringify(t.arguments)} -> ${t.is_error ? 'error: ' : ''}${t.result.slice(0, 200)}]`,
+            );
+          out.out(res.content);
+        }
+        out.err(
+          `(${res.provider}/${res.model}, ${res.usage.total_tokens} tokens, ${Math.round(res.execution_time_ms)} ms, ${res.finish_reason})`,
+        );
+      },
+    );
 }

@@ -6,7 +6,8 @@ import { loadServerConfig, type ConfigFlags, type LoadOptions } from '../../conf
 function toInt(name: string) {
   return (v: string) => {
     const n = Number(v);
-    if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError(`${name} must be a port number (0-65535), got "${v}"`);
+    if (!Number.isInteger(n) || n < 0 || n > 65535)
+      throw new InvalidArgumentError(`${name} must be a port number (0-65535), got "${v}"`);
     return n;
   };
 }
@@ -30,7 +31,11 @@ export const PROJECT_CONFIG = 'caxton.toml';
  * current directory has one (so `caxton init demo && cd demo && caxton serve` runs the project),
  * else the built-in defaults; plus the command-line flags.
  */
-export function serverLoadOptions(opts: Record<string, unknown>, env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): LoadOptions {
+export function serverLoadOptions(
+  opts: Record<string, unknown>,
+  env: NodeJS.ProcessEnv = process.env,
+  cwd = process.cwd(),
+): LoadOptions {
   const flags = configFlags(opts);
   if (opts.config !== undefined) return { file: String(opts.config), flags };
   if (!env.CAXTON_CONFIG && existsSync(resolve(cwd, PROJECT_CONFIG))) return { file: PROJECT_CONFIG, flags };
@@ -39,7 +44,10 @@ export function serverLoadOptions(opts: Record<string, unknown>, env: NodeJS.Pro
 
 export function addServerConfigOptions(cmd: Command): Command {
   return cmd
-    .option('--config <file>', 'caxton.toml to use (default: $CAXTON_CONFIG, else ./caxton.toml if present, else built-in defaults)')
+    .option(
+      '--config <file>',
+      'caxton.toml to use (default: $CAXTON_CONFIG, else ./caxton.toml if present, else built-in defaults)',
+    )
     .option('--host <host>', 'address to bind the API to (default 127.0.0.1)')
     .option('-p, --port <port>', 'API port (default 8080)', toInt('--port'))
     .option('--metrics-port <port>', 'Prometheus metrics port (default 9090)', toInt('--metrics-port'))
@@ -49,12 +57,16 @@ export function addServerConfigOptions(cmd: Command): Command {
 }
 
 export function registerServe(program: Command): void {
-  addServerConfigOptions(program.command('serve').description('start the Caxton server: REST API, agents_dir watcher and metrics')).action(async (opts: Record<string, unknown>) => {
+  addServerConfigOptions(
+    program.command('serve').description('start the Caxton server: REST API, agents_dir watcher and metrics'),
+  ).action(async (opts: Record<string, unknown>) => {
     const config = loadServerConfig(serverLoadOptions(opts));
     // Loaded on demand: the server's dependencies (fastify, OpenTelemetry, SQLite) would slow every other command.
     const { startServer } = await import('../../server/index.js');
     const server = await startServer({ config });
-    process.stderr.write(`caxton listening on ${server.url} (metrics ${server.metricsUrl ?? 'off'}); ${server.registry.size} agents loaded; web console ${server.url}/ui. Ctrl-C to stop.\n`);
+    process.stderr.write(
+      `caxton listening on ${server.url} (metrics ${server.metricsUrl ?? 'off'}); ${server.registry.size} agents loaded; web console ${server.url}/ui. Ctrl-C to stop.\n`,
+    );
     // Served, but runs will fail: said where the person who started it looks.
     for (const p of server.problems()) process.stderr.write(`degraded: ${p.problem}\n  fix: ${p.fix}\n`);
     let signals = 0;

@@ -23,7 +23,14 @@ export interface Overview {
   degraded?: Degraded[];
   time: string;
   metrics_enabled: boolean;
-  agents: { total: number; from_files: number; from_api: number; capabilities: number; invalid_files: number; invalid_paths?: string[] };
+  agents: {
+    total: number;
+    from_files: number;
+    from_api: number;
+    capabilities: number;
+    invalid_files: number;
+    invalid_paths?: string[];
+  };
   rates: {
     window_seconds: number;
     executions_per_second: number;
@@ -34,11 +41,29 @@ export interface Overview {
     http_requests_per_second: number;
   };
   totals: { executions: number; execution_errors: number; messages: number; message_failures: number; errors: number };
-  queue: { depth: number; queued: number; running: number; retrying: number; max_queue: number; open_conversations: number } | null;
+  queue: {
+    depth: number;
+    queued: number;
+    running: number;
+    retrying: number;
+    max_queue: number;
+    open_conversations: number;
+  } | null;
   dead_letters: number | null;
   memory?: { entities: number; relations: number; observations: number; database_bytes?: number };
-  tool_servers: { total: number; loaded: number; failed: number; tools: number; servers: { name: string; origin: string; state: string; tools: number }[] } | null;
-  tool_sources?: { total: number; by_kind: Record<string, number>; tools: number; unavailable: { name: string; kind: string; state: string; error: string | null }[] };
+  tool_servers: {
+    total: number;
+    loaded: number;
+    failed: number;
+    tools: number;
+    servers: { name: string; origin: string; state: string; tools: number }[];
+  } | null;
+  tool_sources?: {
+    total: number;
+    by_kind: Record<string, number>;
+    tools: number;
+    unavailable: { name: string; kind: string; state: string; error: string | null }[];
+  };
   events: { enabled: boolean; stored: number };
   process: { rss_bytes: number; heap_used_bytes: number };
   config: { file: string | null; agents_dir: string; data_dir: string };
@@ -60,15 +85,28 @@ export function overviewRows(base: string, s: Overview): string[][] {
   const rows = [
     ['server', `${base} (caxton ${s.version}, up ${s.uptime_seconds}s, ${s.ready ? 'ready' : 'not ready'})`],
     ...(s.dependencies && s.dependencies.length > 0
-      ? [['dependencies', s.dependencies.map((d) => (d.ok ? `${d.name} ok` : `${d.name} UNAVAILABLE (${d.reason ?? 'no reason given'})`)).join(', ')]]
+      ? [
+          [
+            'dependencies',
+            s.dependencies
+              .map((d) => (d.ok ? `${d.name} ok` : `${d.name} UNAVAILABLE (${d.reason ?? 'no reason given'})`))
+              .join(', '),
+          ],
+        ]
       : []),
     [
       'agents',
       `${s.agents.total} (${s.agents.from_files} from files, ${s.agents.from_api} via API), ${s.agents.capabilities} capabilities${s.agents.invalid_files > 0 ? `, ${invalidFiles(s.agents)}` : ''}`,
     ],
     ...(s.degraded ?? []).map((d) => ['degraded', `${d.problem}; fix: ${d.fix}`]),
-    ['executions', `${rate(s.rates.executions_per_second)}  (${s.totals.executions} total, ${s.totals.execution_errors} failed; error rate ${pct(s.rates.execution_error_rate)})`],
-    ['messages', `${rate(s.rates.messages_per_second)}  (${s.totals.messages} processed, ${s.totals.message_failures} failed; error rate ${pct(s.rates.message_error_rate)})`],
+    [
+      'executions',
+      `${rate(s.rates.executions_per_second)}  (${s.totals.executions} total, ${s.totals.execution_errors} failed; error rate ${pct(s.rates.execution_error_rate)})`,
+    ],
+    [
+      'messages',
+      `${rate(s.rates.messages_per_second)}  (${s.totals.messages} processed, ${s.totals.message_failures} failed; error rate ${pct(s.rates.message_error_rate)})`,
+    ],
     ['errors', `${rate(s.rates.errors_per_second)}  (${s.totals.errors} total)`],
     [
       'queue',
@@ -94,10 +132,20 @@ export function overviewRows(base: string, s: Overview): string[][] {
       .map(([k, n]) => `${k} ${n}`)
       .join(', ');
     const down = s.tool_sources.unavailable.map((u) => `${u.name} (${u.kind}, ${u.state})`).join(', ');
-    rows.push(['tool sources', `${s.tool_sources.total}${kinds ? ` (${kinds})` : ''}, ${s.tool_sources.tools} tools${down ? `; unavailable: ${down}` : ''}`]);
+    rows.push([
+      'tool sources',
+      `${s.tool_sources.total}${kinds ? ` (${kinds})` : ''}, ${s.tool_sources.tools} tools${down ? `; unavailable: ${down}` : ''}`,
+    ]);
   }
   rows.push(
-    ['events', !s.events.enabled ? 'disabled' : s.events.stored === null ? 'count unavailable (the store did not answer)' : `${s.events.stored} stored`],
+    [
+      'events',
+      !s.events.enabled
+        ? 'disabled'
+        : s.events.stored === null
+          ? 'count unavailable (the store did not answer)'
+          : `${s.events.stored} stored`,
+    ],
     ['process', `${mib(s.process.rss_bytes)} resident`],
     ['config', s.config.file ?? '(defaults)'],
     ['agents_dir', s.config.agents_dir],
@@ -110,7 +158,16 @@ export function overviewRows(base: string, s: Overview): string[][] {
 export interface ClusterStatus {
   clustered: boolean;
   node: string;
-  nodes: { node: string; url: string | null; version: string; started_at: string; state: string; age_ms: number; self: boolean; load: Record<string, number> }[];
+  nodes: {
+    node: string;
+    url: string | null;
+    version: string;
+    started_at: string;
+    state: string;
+    age_ms: number;
+    self: boolean;
+    load: Record<string, number>;
+  }[];
 }
 
 /** The nodes as a table, with a line saying whether this is a cluster. */
@@ -127,7 +184,9 @@ export function clusterText(c: ClusterStatus): string {
     n.version,
     n.url ?? '-',
   ]);
-  const head = c.clustered ? `cluster: ${c.nodes.length} node(s); * answered` : `not clustered (no [cluster] in caxton.toml): ${c.node} only`;
+  const head = c.clustered
+    ? `cluster: ${c.nodes.length} node(s); * answered`
+    : `not clustered (no [cluster] in caxton.toml): ${c.node} only`;
   return `${head}\n${table(['NODE', 'STATE', 'HEARTBEAT', 'QUEUED', 'RUNNING', 'CONVERSATIONS', 'DIRECTORY LAG', 'VERSION', 'URL'], rows)}`;
 }
 
@@ -139,7 +198,11 @@ async function degradedDetails(client: ApiClient, names: string[]): Promise<Degr
   } catch (e) {
     if (!(e instanceof ApiError)) throw e;
   }
-  return names.map((name) => ({ name, problem: `[${name}] in the server's configuration will make runs fail`, fix: '`caxton status` with an API key says why and how to fix it' }));
+  return names.map((name) => ({
+    name,
+    problem: `[${name}] in the server's configuration will make runs fail`,
+    fix: '`caxton status` with an API key says why and how to fix it',
+  }));
 }
 
 export function registerSystemCommands(program: Command, ctx: CliContext): void {
@@ -151,60 +214,101 @@ export function registerSystemCommands(program: Command, ctx: CliContext): void 
       const client = ctx.client();
       const live = await client.get<{ status: string; degraded?: string[] }>('/health');
       // 503 names the dependencies that do not answer (the reasons are in `caxton status`).
-      const r = await client.request<{ status: string; dependencies?: { name: string; ok: boolean }[] }>('GET', '/ready', { accept: [503] });
+      const r = await client.request<{ status: string; dependencies?: { name: string; ok: boolean }[] }>(
+        'GET',
+        '/ready',
+        { accept: [503] },
+      );
       const ready = r.status === 200;
       const down = (r.data.dependencies ?? []).filter((d) => !d.ok).map((d) => d.name);
       const degraded = live.degraded && live.degraded.length > 0 ? await degradedDetails(client, live.degraded) : [];
-      if (out.json) out.data({ server: client.base, live: live.status, ready, ...(r.data.dependencies && { dependencies: r.data.dependencies }), ...(degraded.length > 0 && { degraded }) });
+      if (out.json)
+        out.data({
+          server: client.base,
+          live: live.status,
+          ready,
+          ...(r.data.dependencies && { dependencies: r.data.dependencies }),
+          ...(degraded.length > 0 && { degraded }),
+        });
       else {
-        if (!ready) out.out(`${client.base}: live but not ready (${down.length > 0 ? `unavailable: ${down.join(', ')}; see caxton status` : r.data.status})`);
-        else if (degraded.length > 0) out.out(`${client.base}: live and ready, but degraded: runs will fail until this is fixed`);
+        if (!ready)
+          out.out(
+            `${client.base}: live but not ready (${down.length > 0 ? `unavailable: ${down.join(', ')}; see caxton status` : r.data.status})`,
+          );
+        else if (degraded.length > 0)
+          out.out(`${client.base}: live and ready, but degraded: runs will fail until this is fixed`);
         else out.out(`${client.base}: healthy (live and ready)`);
         for (const d of degraded) out.out(`  - ${d.problem}${d.fix ? `\n    fix: ${d.fix}` : ''}`);
       }
       if (!ready || degraded.length > 0) process.exitCode = 1;
     });
 
-  addWatchOptions(program.command('status').description('live overview: agents, executions and messages per second, error rates, queue depth, dead letters, memory, tool servers'))
-    .option('--window <duration>', 'rates are averaged over this long (default 10s, at most 5m)', durationFlag('--window', 1000, 300_000))
-    .option('--cluster', 'the cluster instead: every node with its state, heartbeat age and load (a node without [cluster] lists itself)')
-    .addHelpText('after', '\nExamples:\n  caxton status\n  caxton status --json\n  caxton status --watch --interval 5s\n  caxton status --cluster')
-    .action(async (opts: { watch?: boolean; interval?: number; window?: number; count?: number; cluster?: boolean }) => {
-      const out = ctx.output();
-      const client = ctx.client();
-      if (opts.cluster) {
-        await watchLoop(opts, process.stdout.isTTY === true && !out.json, async (clear) => {
-          const c = await client.get<ClusterStatus>('/api/v1/cluster');
-          if (out.json) {
-            if (opts.watch) process.stdout.write(`${JSON.stringify(c)}\n`);
-            else out.data(c);
-            return;
-          }
-          if (clear) process.stdout.write('\x1b[2J\x1b[H');
-          out.out(clusterText(c));
-        });
-        return;
-      }
-      const path = `/api/v1/status/overview${opts.window !== undefined ? `?window=${opts.window / 1000}s` : ''}`;
-      const show = async (clear: boolean) => {
-        const s = await client.get<Overview>(path);
-        if (out.json) {
-          if (opts.watch) process.stdout.write(`${JSON.stringify(s)}\n`);
-          else out.data(s);
+  addWatchOptions(
+    program
+      .command('status')
+      .description(
+        'live overview: agents, executions and messages per second, error rates, queue depth, dead letters, memory, tool servers',
+      ),
+  )
+    .option(
+      '--window <duration>',
+      'rates are averaged over this long (default 10s, at most 5m)',
+      durationFlag('--window', 1000, 300_000),
+    )
+    .option(
+      '--cluster',
+      'the cluster instead: every node with its state, heartbeat age and load (a node without [cluster] lists itself)',
+    )
+    .addHelpText(
+      'after',
+      '\nExamples:\n  caxton status\n  caxton status --json\n  caxton status --watch --interval 5s\n  caxton status --cluster',
+    )
+    .action(
+      async (opts: { watch?: boolean; interval?: number; window?: number; count?: number; cluster?: boolean }) => {
+        const out = ctx.output();
+        const client = ctx.client();
+        if (opts.cluster) {
+          await watchLoop(opts, process.stdout.isTTY === true && !out.json, async (clear) => {
+            const c = await client.get<ClusterStatus>('/api/v1/cluster');
+            if (out.json) {
+              if (opts.watch) process.stdout.write(`${JSON.stringify(c)}\n`);
+              else out.data(c);
+              return;
+            }
+            if (clear) process.stdout.write('\x1b[2J\x1b[H');
+            out.out(clusterText(c));
+          });
           return;
         }
-        const text = table(['', ''], overviewRows(client.base, s)).split('\n').slice(1).join('\n');
-        if (clear) process.stdout.write('\x1b[2J\x1b[H');
-        out.out(opts.watch ? `${text}\n(${s.time}; refreshing every ${(opts.interval ?? 2000) / 1000}s, Ctrl-C to stop)` : text);
-        if (!s.metrics_enabled) out.err('rates are 0: the server runs with [metrics] enabled = false');
-      };
-      await watchLoop(opts, process.stdout.isTTY === true && !out.json, show, () => {
-        if (!process.stdout.isTTY && !out.json) out.out('');
-      });
-    });
+        const path = `/api/v1/status/overview${opts.window !== undefined ? `?window=${opts.window / 1000}s` : ''}`;
+        const show = async (clear: boolean) => {
+          const s = await client.get<Overview>(path);
+          if (out.json) {
+            if (opts.watch) process.stdout.write(`${JSON.stringify(s)}\n`);
+            else out.data(s);
+            return;
+          }
+          const text = table(['', ''], overviewRows(client.base, s)).split('\n').slice(1).join('\n');
+          if (clear) process.stdout.write('\x1b[2J\x1b[H');
+          out.out(
+            opts.watch
+              ? `${text}\n(${s.time}; refreshing every ${(opts.interval ?? 2000) / 1000}s, Ctrl-C to stop)`
+              : text,
+          );
+          if (!s.metrics_enabled) out.err('rates are 0: the server runs with [metrics] enabled = false');
+        };
+        await watchLoop(opts, process.stdout.isTTY === true && !out.json, show, () => {
+          if (!process.stdout.isTTY && !out.json) out.out('');
+        });
+      },
+    );
 
   const config = program.command('config').description('inspect configuration');
-  addServerConfigOptions(config.command('show').description('print the effective configuration (flags > CAXTON_* env > file > defaults), secrets redacted'))
+  addServerConfigOptions(
+    config
+      .command('show')
+      .description('print the effective configuration (flags > CAXTON_* env > file > defaults), secrets redacted'),
+  )
     .option('--remote', "show the running server's configuration instead (via --server)")
     .action(async (opts: Record<string, unknown>) => {
       const out = ctx.output();
@@ -213,7 +317,10 @@ export function registerSystemCommands(program: Command, ctx: CliContext): void 
         : (redactSecrets(loadServerConfig(serverLoadOptions(opts))) as unknown as Record<string, unknown>);
       if (out.json) return out.data(effective);
       const { source, ...rest } = effective as { source?: { file: string | null; env: string[]; flags: string[] } };
-      if (source) out.out(`# file: ${source.file ?? '(none: defaults)'}; env: ${source.env.join(', ') || '(none)'}; flags: ${source.flags.join(', ') || '(none)'}`);
+      if (source)
+        out.out(
+          `# file: ${source.file ?? '(none: defaults)'}; env: ${source.env.join(', ') || '(none)'}; flags: ${source.flags.join(', ') || '(none)'}`,
+        );
       out.out(tomlStringify(rest));
     });
 }

@@ -38,7 +38,12 @@ interface ServerSummaryJson {
 }
 
 interface ServerViewJson extends ServerSummaryJson {
-  tool_specs: { name: string; description: string; input_schema: Record<string, unknown>; output_schema?: Record<string, unknown> }[];
+  tool_specs: {
+    name: string;
+    description: string;
+    input_schema: Record<string, unknown>;
+    output_schema?: Record<string, unknown>;
+  }[];
   limits: Record<string, number> | null;
   permissions: {
     allowed_hosts: { requested: string[]; granted: string[] };
@@ -80,27 +85,41 @@ interface AuditJson {
 }
 
 /** The manifest file and module bytes of a package given as its directory or its manifest. */
-export function readPackage(path: string): { manifestFile: string; manifest: string; moduleFile: string; wasm: Buffer } {
+export function readPackage(path: string): {
+  manifestFile: string;
+  manifest: string;
+  moduleFile: string;
+  wasm: Buffer;
+} {
   let file = resolve(path);
   let isDir: boolean;
   try {
     isDir = statSync(file).isDirectory();
   } catch {
-    throw new CliError(`${path} does not exist`, { lines: [`give a tool package directory (holding ${MANIFEST_FILE}) or its ${MANIFEST_FILE}`] });
+    throw new CliError(`${path} does not exist`, {
+      lines: [`give a tool package directory (holding ${MANIFEST_FILE}) or its ${MANIFEST_FILE}`],
+    });
   }
   if (isDir) file = join(file, MANIFEST_FILE);
   let manifest: string;
   try {
     manifest = readFileSync(file, 'utf8');
   } catch {
-    throw new CliError(`${file}: no tool manifest found`, { lines: [`a tool package directory holds ${MANIFEST_FILE} and its module (see templates/tool-assemblyscript/)`] });
+    throw new CliError(`${file}: no tool manifest found`, {
+      lines: [`a tool package directory holds ${MANIFEST_FILE} and its module (see templates/tool-assemblyscript/)`],
+    });
   }
   // Only `module` (and `name`) are needed here; the server validates the whole manifest.
   let module: string | undefined;
   try {
     const doc = parseToml(manifest) as { module?: unknown; name?: unknown; runtime?: unknown };
     // The module: a .wasm, or a .js source (runtime "quickjs"), sent base64-encoded either way.
-    module = typeof doc.module === 'string' ? doc.module : typeof doc.name === 'string' ? `${doc.name}.${doc.runtime === 'quickjs' ? 'js' : 'wasm'}` : undefined;
+    module =
+      typeof doc.module === 'string'
+        ? doc.module
+        : typeof doc.name === 'string'
+          ? `${doc.name}.${doc.runtime === 'quickjs' ? 'js' : 'wasm'}`
+          : undefined;
   } catch {
     module = undefined; // the server reports the syntax error with its line and column
   }
@@ -110,7 +129,9 @@ export function readPackage(path: string): { manifestFile: string; manifest: str
   try {
     wasm = readFileSync(moduleFile);
   } catch {
-    throw new CliError(`${file}: module file "${module}" not found (${moduleFile})`, { lines: ['build the package first (for the packages in this repository: npm run build:tools)'] });
+    throw new CliError(`${file}: module file "${module}" not found (${moduleFile})`, {
+      lines: ['build the package first (for the packages in this repository: npm run build:tools)'],
+    });
   }
   return { manifestFile: file, manifest, moduleFile, wasm };
 }
@@ -138,10 +159,17 @@ function describeServer(v: ServerViewJson): string {
   ];
   const m = v.mcp;
   if (m) {
-    lines.push(`connection:  ${m.transport} ${m.target}${m.server_info ? ` (${m.server_info.name} ${m.server_info.version})` : ''}`);
-    lines.push(`connected:   ${m.connected_at ?? 'never'}; reconnects ${m.reconnects}; failed attempts ${m.attempts}${m.next_retry_at ? `; next attempt ${m.next_retry_at}` : ''}`);
-    lines.push(`last error:  ${m.last_error ? `${m.last_error}${m.last_error_at ? ` (${m.last_error_at})` : ''}` : '-'}`);
-    if (m.conflicts.length > 0) lines.push(`conflicts:   ${m.conflicts.join(', ')} (names taken by other tools; not registered)`);
+    lines.push(
+      `connection:  ${m.transport} ${m.target}${m.server_info ? ` (${m.server_info.name} ${m.server_info.version})` : ''}`,
+    );
+    lines.push(
+      `connected:   ${m.connected_at ?? 'never'}; reconnects ${m.reconnects}; failed attempts ${m.attempts}${m.next_retry_at ? `; next attempt ${m.next_retry_at}` : ''}`,
+    );
+    lines.push(
+      `last error:  ${m.last_error ? `${m.last_error}${m.last_error_at ? ` (${m.last_error_at})` : ''}` : '-'}`,
+    );
+    if (m.conflicts.length > 0)
+      lines.push(`conflicts:   ${m.conflicts.join(', ')} (names taken by other tools; not registered)`);
   }
   if (v.digest) lines.push(`module:      ${v.module_bytes ?? 0} bytes, sha256 ${v.digest}`);
   if (v.tool_specs.length > 0) {
@@ -150,7 +178,9 @@ function describeServer(v: ServerViewJson): string {
   }
   if (v.limits) {
     const l = v.limits;
-    lines.push(`limits:      memory ${l.memory} B, fuel ${l.fuel}, timeout ${l.timeout_ms} ms, input ${l.max_input} B, output ${l.max_output} B, state ${l.max_state} B`);
+    lines.push(
+      `limits:      memory ${l.memory} B, fuel ${l.fuel}, timeout ${l.timeout_ms} ms, input ${l.max_input} B, output ${l.max_output} B, state ${l.max_state} B`,
+    );
   }
   const p = v.permissions;
   if (p) {
@@ -162,13 +192,24 @@ function describeServer(v: ServerViewJson): string {
       .map(([k, x]) => `${k} (${x})`)
       .join(', ');
     if (p.allowed_hosts.requested.length > 0 || p.allowed_hosts.granted.length > 0)
-      lines.push(`hosts:       requested ${p.allowed_hosts.requested.join(', ') || '(none)'}; granted ${p.allowed_hosts.granted.join(', ') || '(none)'}`);
-    if (reqPaths || Object.keys(p.paths.granted).length > 0) lines.push(`paths:       requested ${reqPaths || '(none)'}; granted ${pairs(p.paths.granted)}`);
+      lines.push(
+        `hosts:       requested ${p.allowed_hosts.requested.join(', ') || '(none)'}; granted ${p.allowed_hosts.granted.join(', ') || '(none)'}`,
+      );
+    if (reqPaths || Object.keys(p.paths.granted).length > 0)
+      lines.push(`paths:       requested ${reqPaths || '(none)'}; granted ${pairs(p.paths.granted)}`);
     if (p.databases.requested.length > 0 || Object.keys(p.databases.granted).length > 0)
-      lines.push(`databases:   requested ${p.databases.requested.join(', ') || '(none)'}; granted ${pairs(p.databases.granted)}`);
-    if (p.config.declared.length > 0) lines.push(`config:      declared ${p.config.declared.join(', ')}; granted ${p.config.granted.join(', ') || '(none)'}`);
+      lines.push(
+        `databases:   requested ${p.databases.requested.join(', ') || '(none)'}; granted ${pairs(p.databases.granted)}`,
+      );
+    if (p.config.declared.length > 0)
+      lines.push(
+        `config:      declared ${p.config.declared.join(', ')}; granted ${p.config.granted.join(', ') || '(none)'}`,
+      );
   }
-  if (v.stats) lines.push(`stats:       ${v.stats.calls} calls, ${v.stats.failures} failed, ${v.stats.instantiations} instantiations, ${v.stats.memory_bytes} B memory`);
+  if (v.stats)
+    lines.push(
+      `stats:       ${v.stats.calls} calls, ${v.stats.failures} failed, ${v.stats.instantiations} instantiations, ${v.stats.memory_bytes} B memory`,
+    );
   if (v.warnings.length > 0) lines.push('warnings:', issuesText(v.warnings).replace(/^/gm, '  '));
   return lines.join('\n');
 }
@@ -181,13 +222,15 @@ function parseArgs(text: string | undefined): Record<string, unknown> {
   } catch (e) {
     throw usageError(`--args is not valid JSON: ${e instanceof Error ? e.message : String(e)}`);
   }
-  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw usageError('--args must be a JSON object, e.g. --args \'{"text": "a,b\\n1,2"}\'');
+  if (v === null || typeof v !== 'object' || Array.isArray(v))
+    throw usageError('--args must be a JSON object, e.g. --args \'{"text": "a,b\\n1,2"}\'');
   return v as Record<string, unknown>;
 }
 
 const intOption = (name: string, min: number, max: number) => (v: string) => {
   const n = Number(v);
-  if (!/^\d+$/.test(v) || n < min || n > max) throw usageError(`${name} expects a whole number between ${min} and ${max}, got "${v}"`);
+  if (!/^\d+$/.test(v) || n < min || n > max)
+    throw usageError(`${name} expects a whole number between ${min} and ${max}, got "${v}"`);
   return n;
 };
 
@@ -200,26 +243,42 @@ export function registerToolCommands(program: Command, ctx: CliContext): void {
 
   tool
     .command('deploy')
-    .description(`deploy (or replace) a tool server package: its directory or its ${MANIFEST_FILE}, whose "module" names the built .wasm`)
+    .description(
+      `deploy (or replace) a tool server package: its directory or its ${MANIFEST_FILE}, whose "module" names the built .wasm`,
+    )
     .argument('<path>', `package directory or ${MANIFEST_FILE}`)
-    .addHelpText('after', '\nExit codes: 0 deployed, 1 refused (invalid manifest or module, name taken) or the server unreachable, 2 usage error.\nExample:\n  caxton tool deploy examples/tools/text')
+    .addHelpText(
+      'after',
+      '\nExit codes: 0 deployed, 1 refused (invalid manifest or module, name taken) or the server unreachable, 2 usage error.\nExample:\n  caxton tool deploy examples/tools/text',
+    )
     .action(async (path: string) => {
       const out = ctx.output();
       const pkg = readPackage(path);
-      const { status, data } = await ctx.client().post<ServerViewJson>('/api/v1/tools', { manifest: pkg.manifest, wasm: pkg.wasm.toString('base64') }, { timeoutMs: 60_000 });
+      const { status, data } = await ctx
+        .client()
+        .post<ServerViewJson>(
+          '/api/v1/tools',
+          { manifest: pkg.manifest, wasm: pkg.wasm.toString('base64') },
+          { timeoutMs: 60_000 },
+        );
       if (out.json) return out.data(data);
-      out.out(`${status === 201 ? 'deployed' : 'replaced'} ${data.name} ${data.version ?? ''} (${data.tools.length} tool${data.tools.length === 1 ? '' : 's'}: ${data.tools.join(', ')})`);
+      out.out(
+        `${status === 201 ? 'deployed' : 'replaced'} ${data.name} ${data.version ?? ''} (${data.tools.length} tool${data.tools.length === 1 ? '' : 's'}: ${data.tools.join(', ')})`,
+      );
       if (data.warnings.length > 0) out.err(issuesText(data.warnings));
     });
 
   tool
     .command('list')
-    .description('list every tool source (tool servers, MCP servers, the builtin and host groups) with its kind, state and tools')
+    .description(
+      'list every tool source (tool servers, MCP servers, the builtin and host groups) with its kind, state and tools',
+    )
     .option('--kind <kind>', 'only sources of this kind: wasm, javascript, mcp, builtin, host')
     .action(async (opts: { kind?: string }) => {
       const out = ctx.output();
       const KINDS = ['wasm', 'javascript', 'mcp', 'builtin', 'host'];
-      if (opts.kind !== undefined && !KINDS.includes(opts.kind)) throw usageError(`--kind expects one of ${KINDS.join(', ')}, got "${opts.kind}"`);
+      if (opts.kind !== undefined && !KINDS.includes(opts.kind))
+        throw usageError(`--kind expects one of ${KINDS.join(', ')}, got "${opts.kind}"`);
       let { servers } = await ctx.client().get<{ servers: ServerSummaryJson[] }>('/api/v1/tools');
       if (opts.kind !== undefined) servers = servers.filter((s) => (s.kind ?? 'wasm') === opts.kind);
       if (out.json) return out.data({ servers });
@@ -227,14 +286,24 @@ export function registerToolCommands(program: Command, ctx: CliContext): void {
       out.out(
         table(
           ['NAME', 'KIND', 'VERSION', 'ORIGIN', 'STATE', 'TOOLS', 'DESCRIPTION'],
-          servers.map((s) => [s.name, s.kind ?? 'wasm', s.version ?? '-', s.origin, s.state, s.tools.map((t) => shortName(s, t)).join(', ') || '-', truncate(s.error ?? s.description ?? '', 60)]),
+          servers.map((s) => [
+            s.name,
+            s.kind ?? 'wasm',
+            s.version ?? '-',
+            s.origin,
+            s.state,
+            s.tools.map((t) => shortName(s, t)).join(', ') || '-',
+            truncate(s.error ?? s.description ?? '', 60),
+          ]),
         ),
       );
     });
 
   tool
     .command('show')
-    .description("one tool source: its tools; a tool server's limits, permissions and stats; an MCP server's connection state, last error and reconnects")
+    .description(
+      "one tool source: its tools; a tool server's limits, permissions and stats; an MCP server's connection state, last error and reconnects",
+    )
     .argument('<name>', 'tool server or MCP server name, or builtin / host')
     .action(async (name: string) => {
       const out = ctx.output();
@@ -245,8 +314,13 @@ export function registerToolCommands(program: Command, ctx: CliContext): void {
 
   tool
     .command('call')
-    .description('call a tool directly, as agent "api" (audited like any call): a tool server\'s, an MCP server\'s, or a built-in or host tool')
-    .argument('<tool>', 'SERVER.tool (csv_parser.parse, think.sequentialthinking) or a single name (calculator, llm.chat, send_message)')
+    .description(
+      'call a tool directly, as agent "api" (audited like any call): a tool server\'s, an MCP server\'s, or a built-in or host tool',
+    )
+    .argument(
+      '<tool>',
+      'SERVER.tool (csv_parser.parse, think.sequentialthinking) or a single name (calculator, llm.chat, send_message)',
+    )
     .option('--args <json>', 'the arguments, a JSON object (default {})')
     .option('--timeout <ms>', 'longest the call may take, milliseconds', intOption('--timeout', 1, 600_000))
     .addHelpText(
@@ -256,12 +330,21 @@ export function registerToolCommands(program: Command, ctx: CliContext): void {
     .action(async (name: string, opts: { args?: string; timeout?: number }) => {
       const out = ctx.output();
       const dot = name.indexOf('.');
-      if (dot === 0 || dot === name.length - 1 || name === '') throw usageError(`"${name}" is not a tool name: expected SERVER.tool (csv_parser.parse) or a single name (calculator)`);
+      if (dot === 0 || dot === name.length - 1 || name === '')
+        throw usageError(
+          `"${name}" is not a tool name: expected SERVER.tool (csv_parser.parse) or a single name (calculator)`,
+        );
       const args = parseArgs(opts.args);
       // A single name is a built-in or host tool: the server reaches either through the "builtin" group.
       const [server, tname] = dot < 0 ? ['builtin', name] : [name.slice(0, dot), name.slice(dot + 1)];
       const path = `/api/v1/tools/${encodeURIComponent(server)}/${encodeURIComponent(tname)}/call`;
-      const { data } = await ctx.client().post<CallJson>(path, { args, ...(opts.timeout !== undefined && { timeout_ms: opts.timeout }) }, { timeoutMs: (opts.timeout ?? 120_000) + 10_000 });
+      const { data } = await ctx
+        .client()
+        .post<CallJson>(
+          path,
+          { args, ...(opts.timeout !== undefined && { timeout_ms: opts.timeout }) },
+          { timeoutMs: (opts.timeout ?? 120_000) + 10_000 },
+        );
       if (data.is_error) process.exitCode = 1;
       if (out.json) return out.data(data);
       if (data.is_error) {
@@ -294,28 +377,42 @@ export function registerToolCommands(program: Command, ctx: CliContext): void {
     .option('--since <time>', 'ISO time, epoch ms, or a duration ago such as 15m')
     .option('--limit <n>', 'at most this many records (1-1000, default 50)', intOption('--limit', 1, 1000), 50)
     .addHelpText('after', '\nExample:\n  caxton tool audit --agent analyst --tool csv_parser.* --since 1h')
-    .action(async (opts: { agent?: string; tool?: string; server?: string; conversation?: string; principal?: string; outcome?: string; since?: string; limit: number }) => {
-      const out = ctx.output();
-      const q = new URLSearchParams();
-      for (const k of ['agent', 'tool', 'server', 'conversation', 'principal', 'outcome', 'since'] as const) if (opts[k] !== undefined) q.set(k, opts[k]);
-      q.set('limit', String(opts.limit));
-      const data = await ctx.client().get<{ records: AuditJson[]; next_before_id: number | null }>(`/api/v1/tools/audit?${q.toString()}`);
-      if (out.json) return out.data(data);
-      if (data.records.length === 0) return out.out('no tool calls recorded');
-      out.out(
-        table(
-          ['TIME', 'AGENT', 'TOOL', 'OUTCOME', 'MS', 'FUEL', 'ARGS', 'ERROR'],
-          data.records.map((r) => [
-            new Date(r.time).toISOString().replace('T', ' ').slice(0, 23),
-            r.agent,
-            r.tool,
-            r.outcome,
-            (r.duration_us / 1000).toFixed(2),
-            String(r.fuel_used),
-            r.args_digest.slice(0, 12),
-            truncate(r.error ?? '', 60),
-          ]),
-        ),
-      );
-    });
+    .action(
+      async (opts: {
+        agent?: string;
+        tool?: string;
+        server?: string;
+        conversation?: string;
+        principal?: string;
+        outcome?: string;
+        since?: string;
+        limit: number;
+      }) => {
+        const out = ctx.output();
+        const q = new URLSearchParams();
+        for (const k of ['agent', 'tool', 'server', 'conversation', 'principal', 'outcome', 'since'] as const)
+          if (opts[k] !== undefined) q.set(k, opts[k]);
+        q.set('limit', String(opts.limit));
+        const data = await ctx
+          .client()
+          .get<{ records: AuditJson[]; next_before_id: number | null }>(`/api/v1/tools/audit?${q.toString()}`);
+        if (out.json) return out.data(data);
+        if (data.records.length === 0) return out.out('no tool calls recorded');
+        out.out(
+          table(
+            ['TIME', 'AGENT', 'TOOL', 'OUTCOME', 'MS', 'FUEL', 'ARGS', 'ERROR'],
+            data.records.map((r) => [
+              new Date(r.time).toISOString().replace('T', ' ').slice(0, 23),
+              r.agent,
+              r.tool,
+              r.outcome,
+              (r.duration_us / 1000).toFixed(2),
+              String(r.fuel_used),
+              r.args_digest.slice(0, 12),
+              truncate(r.error ?? '', 60),
+            ]),
+          ),
+        );
+      },
+    );
 }

@@ -30,7 +30,12 @@ export class ContextIsolation implements Isolation {
       },
       (e: unknown) => {
         this.#loading = undefined; // let a later call retry
-        throw new CaxtonError('isolation_failure', `could not load the task module ${this.moduleUrl}: ${describeError(e)}`, undefined, { cause: e });
+        throw new CaxtonError(
+          'isolation_failure',
+          `could not load the task module ${this.moduleUrl}: ${describeError(e)}`,
+          undefined,
+          { cause: e },
+        );
       },
     );
     return this.#loading;
@@ -56,15 +61,24 @@ export class ContextIsolation implements Isolation {
           try {
             opts.onEvent?.(event);
           } catch (e) {
-            control.fail(new CaxtonError('internal', `the onEvent callback threw: ${describeError(e)}`, undefined, { cause: e }));
+            control.fail(
+              new CaxtonError('internal', `the onEvent callback threw: ${describeError(e)}`, undefined, { cause: e }),
+            );
           }
         },
         call: (method: string, args: unknown): Promise<unknown> => {
           if (typeof method !== 'string' || method === '') {
-            return Promise.reject(new CaxtonError('invalid_request', `ctx.call: the method must be a non-empty string, got ${typeof method}`));
+            return Promise.reject(
+              new CaxtonError(
+                'invalid_request',
+                `ctx.call: the method must be a non-empty string, got ${typeof method}`,
+              ),
+            );
           }
           if (settled && !control.signal.aborted) {
-            return Promise.reject(new CaxtonError('invalid_request', `host call "${method}" was made after its job had ended`));
+            return Promise.reject(
+              new CaxtonError('invalid_request', `host call "${method}" was made after its job had ended`),
+            );
           }
           return hostCall(method, args);
         },

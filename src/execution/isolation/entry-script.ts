@@ -37,12 +37,18 @@ export function entryScript(name: EntryScriptName): URL {
       const distDir = path.join(dir.slice(0, at), 'dist', dir.slice(at + marker.length));
       found = path.join(distDir, `${name}.js`);
       if (existsSync(found) && isStale(dir, distDir)) {
-        process.emitWarning(`${found} is older than the sources in ${dir}; run "npm run build"`, 'CaxtonIsolationWarning');
+        process.emitWarning(
+          `${found} is older than the sources in ${dir}; run "npm run build"`,
+          'CaxtonIsolationWarning',
+        );
       }
     }
   }
   if (!existsSync(found)) {
-    throw new CaxtonError('isolation_failure', `cannot find the compiled ${name}.js (looked for ${found}); run "npm run build"`);
+    throw new CaxtonError(
+      'isolation_failure',
+      `cannot find the compiled ${name}.js (looked for ${found}); run "npm run build"`,
+    );
   }
   const url = pathToFileURL(found);
   cache.set(name, url);

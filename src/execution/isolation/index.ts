@@ -33,7 +33,16 @@ import type { Isolation, IsolationMode, IsolationOptions } from './types.js';
 import { WarmPool } from './warm-pool.js';
 import { WorkerMember } from './worker-member.js';
 
-export type { Isolation, IsolationMode, IsolationOptions, IsolationStats, PooledIsolationMode, RunOptions, TaskContext, TaskFunction } from './types.js';
+export type {
+  Isolation,
+  IsolationMode,
+  IsolationOptions,
+  IsolationStats,
+  PooledIsolationMode,
+  RunOptions,
+  TaskContext,
+  TaskFunction,
+} from './types.js';
 
 export const DEFAULT_MAX_OLD_GENERATION_SIZE_MB = 512;
 export const DEFAULT_START_TIMEOUT_MS = 30_000;
@@ -67,11 +76,18 @@ export function createIsolation(mode: IsolationMode, options: IsolationOptions):
   const url = moduleUrl(options.taskModule);
   if (mode === 'context') return new ContextIsolation(url);
   if (mode !== 'worker' && mode !== 'process') {
-    throw new CaxtonError('invalid_config', `unknown isolation mode "${String(mode)}" (expected context, worker or process)`);
+    throw new CaxtonError(
+      'invalid_config',
+      `unknown isolation mode "${String(mode)}" (expected context, worker or process)`,
+    );
   }
   const member = {
     moduleUrl: url,
-    maxOldGenerationSizeMb: positiveInt('maxOldGenerationSizeMb', options.maxOldGenerationSizeMb, DEFAULT_MAX_OLD_GENERATION_SIZE_MB),
+    maxOldGenerationSizeMb: positiveInt(
+      'maxOldGenerationSizeMb',
+      options.maxOldGenerationSizeMb,
+      DEFAULT_MAX_OLD_GENERATION_SIZE_MB,
+    ),
     execArgv: options.execArgv ?? [],
     env: options.env,
     output: options.output ?? 'inherit',
@@ -83,6 +99,11 @@ export function createIsolation(mode: IsolationMode, options: IsolationOptions):
     return new PooledIsolation('worker', pool, 'worker thread');
   }
   const maxRequests = positiveInt('maxRequestsPerProcess', options.maxRequestsPerProcess, DEFAULT_PROCESS_MAX_REQUESTS);
-  const pool = new WarmPool({ label: 'process', size, startTimeoutMs, create: () => new ProcessMember({ ...member, maxRequests }) });
+  const pool = new WarmPool({
+    label: 'process',
+    size,
+    startTimeoutMs,
+    create: () => new ProcessMember({ ...member, maxRequests }),
+  });
   return new PooledIsolation('process', pool, 'process');
 }

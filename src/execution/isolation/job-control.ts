@@ -20,7 +20,10 @@ export interface JobControl {
 export function startJobControl(opts: RunOptions, executor: string): JobControl {
   const { timeoutMs } = opts;
   if (typeof timeoutMs !== 'number' || !(timeoutMs > 0) || !Number.isFinite(timeoutMs)) {
-    throw new CaxtonError('invalid_request', `timeoutMs must be a positive number of milliseconds, got ${String(timeoutMs)}`);
+    throw new CaxtonError(
+      'invalid_request',
+      `timeoutMs must be a positive number of milliseconds, got ${String(timeoutMs)}`,
+    );
   }
   const controller = new AbortController();
   const control: JobControl = {
@@ -33,12 +36,18 @@ export function startJobControl(opts: RunOptions, executor: string): JobControl 
     },
   };
   const timer = setTimeout(() => {
-    const what = control.phase === 'waiting' ? `while waiting for a free ${executor}` : `; ${executor === 'context' ? 'its signal was aborted' : `the ${executor} running it was killed`}`;
+    const what =
+      control.phase === 'waiting'
+        ? `while waiting for a free ${executor}`
+        : `; ${executor === 'context' ? 'its signal was aborted' : `the ${executor} running it was killed`}`;
     controller.abort(new CaxtonError('timeout', `the job timed out after ${timeoutMs} ms${what}`, { timeoutMs }));
   }, timeoutMs);
   const onCancel = (): void => {
     const reason: unknown = opts.signal?.reason;
-    const why = reason === undefined || (reason instanceof Error && reason.name === 'AbortError') ? '' : `: ${describeError(reason)}`;
+    const why =
+      reason === undefined || (reason instanceof Error && reason.name === 'AbortError')
+        ? ''
+        : `: ${describeError(reason)}`;
     controller.abort(new CaxtonError('cancelled', `the job was cancelled${why}`, undefined, { cause: reason }));
   };
   if (opts.signal?.aborted) onCancel();
@@ -80,7 +89,13 @@ export function hostCaller(opts: RunOptions, signal: AbortSignal): (method: stri
   return (method, args) => {
     if (signal.aborted) return Promise.reject(signal.reason as Error);
     if (!onCall) {
-      return Promise.reject(new CaxtonError('not_supported', `the task called the host method "${method}", but its job was started without a host call handler (RunOptions.onCall)`, { method }));
+      return Promise.reject(
+        new CaxtonError(
+          'not_supported',
+          `the task called the host method "${method}", but its job was started without a host call handler (RunOptions.onCall)`,
+          { method },
+        ),
+      );
     }
     try {
       return Promise.resolve(onCall(method, args));
@@ -95,17 +110,30 @@ export function hostCaller(opts: RunOptions, signal: AbortSignal): (method: stri
  * with `send`, unless `current()` says by then that the job is over: then the answer is dropped
  * (the thread or process may be gone or running another job). Never throws, never rejects.
  */
-export function answerHostCall(call: Extract<ChildMessage, { type: 'call' }>, hooks: JobHooks, current: () => boolean, send: (message: ParentMessage) => void, where: string): void {
+export function answerHostCall(
+  call: Extract<ChildMessage, { type: 'call' }>,
+  hooks: JobHooks,
+  current: () => boolean,
+  send: (message: ParentMessage) => void,
+  where: string,
+): void {
   const { callId, method } = call;
   if (typeof callId !== 'number') return; // malformed: nothing to answer to
-  const work = typeof method === 'string' ? hooks.onCall(method, call.args) : Promise.reject(new CaxtonError('invalid_request', `a host call needs a method name, got ${typeof method}`));
+  const work =
+    typeof method === 'string'
+      ? hooks.onCall(method, call.args)
+      : Promise.reject(new CaxtonError('invalid_request', `a host call needs a method name, got ${typeof method}`));
   const reply = (message: ParentMessage): void => {
     if (!current()) return;
     try {
       send(message);
     } catch (e) {
       // The answer cannot be cloned: the task gets that error instead.
-      const error = new CaxtonError('internal', `the answer to host call "${String(method)}" cannot be sent to the ${where}: ${describeError(e)}`, { method });
+      const error = new CaxtonError(
+        'internal',
+        `the answer to host call "${String(method)}" cannot be sent to the ${where}: ${describeError(e)}`,
+        { method },
+      );
       try {
         send({ type: 'call-error', callId, error: toWireError(error) });
       } catch {

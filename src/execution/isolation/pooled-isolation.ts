@@ -28,16 +28,24 @@ export class PooledIsolation<M extends PoolMember> implements Isolation {
         try {
           onEvent(event);
         } catch (e) {
-          control.fail(new CaxtonError('internal', `the onEvent callback threw: ${describeError(e)}`, undefined, { cause: e }));
+          control.fail(
+            new CaxtonError('internal', `the onEvent callback threw: ${describeError(e)}`, undefined, { cause: e }),
+          );
         }
       };
-      const value = await member.execute(payload, { onEvent: forward, onCall: hostCaller(opts, control.signal) }, control.signal);
+      const value = await member.execute(
+        payload,
+        { onEvent: forward, onCall: hostCaller(opts, control.signal) },
+        control.signal,
+      );
       this.#completed++;
       return value;
     } catch (e) {
       this.#failed++;
       if (member && this.pool.closed && !control.signal.aborted) {
-        throw new CaxtonError('not_ready', 'the isolation pool was closed while the job was running', undefined, { cause: e });
+        throw new CaxtonError('not_ready', 'the isolation pool was closed while the job was running', undefined, {
+          cause: e,
+        });
       }
       throw e;
     } finally {

@@ -131,7 +131,16 @@ export class ProcessMember implements PoolMember {
       } catch (e) {
         this.#fate = 'killed';
         this.#child.kill('SIGKILL');
-        settle(() => reject(new CaxtonError('invalid_request', `the payload cannot be sent to the isolated process: ${describeError(e)}`, undefined, { cause: e })));
+        settle(() =>
+          reject(
+            new CaxtonError(
+              'invalid_request',
+              `the payload cannot be sent to the isolated process: ${describeError(e)}`,
+              undefined,
+              { cause: e },
+            ),
+          ),
+        );
       }
     });
   }
@@ -206,8 +215,14 @@ export class ProcessMember implements PoolMember {
     if (this.#finalized) return;
     this.#finalized = true;
     if (!this.#isReady) {
-      const why = this.#initError ? describeWire(this.#initError) : this.#spawnError ? describeError(this.#spawnError) : `${this.#exitDescription()}${this.#stderrHint()}`;
-      this.#readyReject(new CaxtonError('isolation_failure', `an isolated process could not load the task module: ${why}`));
+      const why = this.#initError
+        ? describeWire(this.#initError)
+        : this.#spawnError
+          ? describeError(this.#spawnError)
+          : `${this.#exitDescription()}${this.#stderrHint()}`;
+      this.#readyReject(
+        new CaxtonError('isolation_failure', `an isolated process could not load the task module: ${why}`),
+      );
     }
     if (this.#fate === 'alive') this.#fate = 'crashed';
     this.#job?.reject(this.#crashError());
@@ -229,18 +244,29 @@ export class ProcessMember implements PoolMember {
     const { signalCode, exitCode } = this.#child;
     const details = { signal: signalCode ?? undefined, exitCode: exitCode ?? undefined, pid: this.#child.pid };
     if (OOM_PATTERN.test(this.#stderrTail)) {
-      return new CaxtonError('isolation_failure', `the isolated process ran out of memory (heap limit ${this.#limitMb} MB) during the request`, {
-        ...details,
-        reason: 'out_of_memory',
-        limitMb: this.#limitMb,
-      });
+      return new CaxtonError(
+        'isolation_failure',
+        `the isolated process ran out of memory (heap limit ${this.#limitMb} MB) during the request`,
+        {
+          ...details,
+          reason: 'out_of_memory',
+          limitMb: this.#limitMb,
+        },
+      );
     }
     if (this.#fatal) {
-      return new CaxtonError('isolation_failure', `the isolated process crashed during the request: ${describeWire(this.#fatal)}`, {
-        ...details,
-        reason: 'crash',
-      });
+      return new CaxtonError(
+        'isolation_failure',
+        `the isolated process crashed during the request: ${describeWire(this.#fatal)}`,
+        {
+          ...details,
+          reason: 'crash',
+        },
+      );
     }
-    return new CaxtonError('isolation_failure', `the isolated process ${this.#exitDescription()} during the request`, { ...details, reason: 'exit' });
+    return new CaxtonError('isolation_failure', `the isolated process ${this.#exitDescription()} during the request`, {
+      ...details,
+      reason: 'exit',
+    });
   }
 }

@@ -30,7 +30,10 @@ function reply(message: Extract<ChildMessage, { type: 'result' | 'error' }>, exi
   } catch (e) {
     // Not serializable: report that instead (this one always is).
     const error = toWireError(new Error(`the task's result could not be sent back: ${(e as Error).message}`));
-    send({ type: 'error', id: message.id, error, ...(message.retire !== undefined && { retire: message.retire }) }, then);
+    send(
+      { type: 'error', id: message.id, error, ...(message.retire !== undefined && { retire: message.retire }) },
+      then,
+    );
   }
 }
 
@@ -49,12 +52,19 @@ process.on('unhandledRejection', fatal);
 const taskModule = process.argv[2] ?? '';
 const heapCapMb = Number(process.argv[3]) || 512;
 
-async function runJob(run: TaskFunction, calls: TaskCalls, watch: ProcessStateWatch, id: number, payload: unknown): Promise<void> {
+async function runJob(
+  run: TaskFunction,
+  calls: TaskCalls,
+  watch: ProcessStateWatch,
+  id: number,
+  payload: unknown,
+): Promise<void> {
   let done = false;
   const emit = (event: unknown): void => {
     if (!done) send({ type: 'event', id, event });
   };
-  const call = (method: string, args: unknown): Promise<unknown> => (done ? Promise.reject(jobEndedError(method)) : calls.call(id, method, args));
+  const call = (method: string, args: unknown): Promise<unknown> =>
+    done ? Promise.reject(jobEndedError(method)) : calls.call(id, method, args);
   // Never aborted: on timeout/cancellation the parent kills the process.
   const signal = new AbortController().signal;
   let outcome: { type: 'result'; value: unknown } | { type: 'error'; error: ReturnType<typeof toWireError> };

@@ -43,7 +43,13 @@ const WATCHED_GLOBALS = [
 ] as const;
 
 /** Prototypes a job could pollute (checked by their number of own keys). */
-const WATCHED_PROTOTYPES: readonly object[] = [Object.prototype, Array.prototype, Function.prototype, Promise.prototype, String.prototype];
+const WATCHED_PROTOTYPES: readonly object[] = [
+  Object.prototype,
+  Array.prototype,
+  Function.prototype,
+  Promise.prototype,
+  String.prototype,
+];
 
 type Descriptor = PropertyDescriptor | undefined;
 
@@ -144,7 +150,8 @@ export class ProcessStateWatch {
     const why = this.#compare(base, now);
     if (why !== undefined) return why;
     const used = getHeapStatistics().used_heap_size;
-    if (used > this.#heapLimitBytes) return `it left ${Math.round(used / 2 ** 20)} MB in use on the heap (retire above ${Math.round(this.#heapLimitBytes / 2 ** 20)} MB)`;
+    if (used > this.#heapLimitBytes)
+      return `it left ${Math.round(used / 2 ** 20)} MB in use on the heap (retire above ${Math.round(this.#heapLimitBytes / 2 ** 20)} MB)`;
     // Lazy globals Node materialized during the job are the new normal.
     this.#base = now;
     return undefined;

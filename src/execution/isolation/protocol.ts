@@ -85,7 +85,11 @@ export function fromWireError(w: WireError): Error & { code?: string; details?: 
 }
 
 /** An Error carrying a Caxton error `code`, for the task side of the channel (no CaxtonError there). */
-export function codedError(code: string, message: string, details?: unknown): Error & { code: string; details?: unknown } {
+export function codedError(
+  code: string,
+  message: string,
+  details?: unknown,
+): Error & { code: string; details?: unknown } {
   const e = new Error(message) as Error & { code: string; details?: unknown };
   e.code = code;
   if (details !== undefined) e.details = details;

@@ -22,14 +22,21 @@ export class TaskCalls {
   /** Sends job `jobId`'s call; rejects (never throws) when it cannot be sent. */
   call(jobId: number, method: unknown, args: unknown): Promise<unknown> {
     if (typeof method !== 'string' || method === '') {
-      return Promise.reject(codedError('invalid_request', `ctx.call: the method must be a non-empty string, got ${typeof method}`));
+      return Promise.reject(
+        codedError('invalid_request', `ctx.call: the method must be a non-empty string, got ${typeof method}`),
+      );
     }
     const callId = this.#next++;
     return new Promise<unknown>((resolve, reject) => {
       try {
         this.send({ type: 'call', id: jobId, callId, method, args });
       } catch (e) {
-        reject(codedError('invalid_request', `the arguments of host call "${method}" cannot be sent to the parent: ${e instanceof Error ? e.message : String(e)}`));
+        reject(
+          codedError(
+            'invalid_request',
+            `the arguments of host call "${method}" cannot be sent to the parent: ${e instanceof Error ? e.message : String(e)}`,
+          ),
+        );
         return;
       }
       this.#pending.set(callId, { jobId, resolve, reject });

@@ -59,7 +59,12 @@ export class WarmPool<M extends PoolMember> {
   }
 
   sizes(): { ready: number; busy: number; starting: number; queued: number } {
-    return { ready: this.#ready.length, busy: this.#busy.size, starting: this.#starting.size, queued: this.#waiters.size };
+    return {
+      ready: this.#ready.length,
+      busy: this.#busy.size,
+      starting: this.#starting.size,
+      queued: this.#waiters.size,
+    };
   }
 
   /** Takes a ready member, waiting (until `signal` aborts) when none is. */
@@ -164,7 +169,13 @@ export class WarmPool<M extends PoolMember> {
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, reject) => {
       const ms = this.#o.startTimeoutMs;
-      timer = setTimeout(() => reject(new CaxtonError('isolation_failure', `the ${this.#o.label} did not load the task module within ${ms} ms`)), ms);
+      timer = setTimeout(
+        () =>
+          reject(
+            new CaxtonError('isolation_failure', `the ${this.#o.label} did not load the task module within ${ms} ms`),
+          ),
+        ms,
+      );
       timer.unref();
     });
     Promise.race([member.ready, deadline]).then(
@@ -191,7 +202,9 @@ export class WarmPool<M extends PoolMember> {
 
   #startError(e: unknown): CaxtonError {
     if (isCaxtonError(e)) return e;
-    return new CaxtonError('isolation_failure', `could not start a ${this.#o.label}: ${describeError(e)}`, undefined, { cause: e });
+    return new CaxtonError('isolation_failure', `could not start a ${this.#o.label}: ${describeError(e)}`, undefined, {
+      cause: e,
+    });
   }
 
   #take(member: M): void {

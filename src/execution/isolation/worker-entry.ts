@@ -25,14 +25,19 @@ async function runJob(run: TaskFunction, id: number, payload: unknown): Promise<
   const emit = (event: unknown): void => {
     if (!done) post({ type: 'event', id, event });
   };
-  const call = (method: string, args: unknown): Promise<unknown> => (done ? Promise.reject(jobEndedError(method)) : calls.call(id, method, args));
+  const call = (method: string, args: unknown): Promise<unknown> =>
+    done ? Promise.reject(jobEndedError(method)) : calls.call(id, method, args);
   try {
     const value = await run(payload, { emit, signal, call });
     done = true;
     try {
       post({ type: 'result', id, value });
     } catch (e) {
-      post({ type: 'error', id, error: toWireError(new Error(`the task's result could not be sent back: ${(e as Error).message}`)) });
+      post({
+        type: 'error',
+        id,
+        error: toWireError(new Error(`the task's result could not be sent back: ${(e as Error).message}`)),
+      });
     }
   } catch (e) {
     done = true;

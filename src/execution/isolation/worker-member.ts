@@ -93,7 +93,16 @@ export class WorkerMember implements PoolMember {
       try {
         this.#worker.postMessage({ type: 'run', id, payload } satisfies ParentMessage);
       } catch (e) {
-        settle(() => reject(new CaxtonError('invalid_request', `the payload cannot be sent to a worker thread: ${describeError(e)}`, undefined, { cause: e })));
+        settle(() =>
+          reject(
+            new CaxtonError(
+              'invalid_request',
+              `the payload cannot be sent to a worker thread: ${describeError(e)}`,
+              undefined,
+              { cause: e },
+            ),
+          ),
+        );
       }
     });
   }
@@ -141,7 +150,11 @@ export class WorkerMember implements PoolMember {
 
   #onExit(code: number): void {
     if (!this.#isReady) {
-      const why = this.#initError ? describeWire(this.#initError) : this.#lastError ? describeError(this.#lastError) : `exited with code ${code}`;
+      const why = this.#initError
+        ? describeWire(this.#initError)
+        : this.#lastError
+          ? describeError(this.#lastError)
+          : `exited with code ${code}`;
       this.#readyReject(new CaxtonError('isolation_failure', `a worker thread could not load the task module: ${why}`));
     }
     if (this.#fate === 'alive') this.#fate = 'crashed';
@@ -151,17 +164,30 @@ export class WorkerMember implements PoolMember {
   #crashError(code?: number): CaxtonError {
     const e = this.#lastError as (Error & { code?: string }) | undefined;
     if (e?.code === 'ERR_WORKER_OUT_OF_MEMORY') {
-      return new CaxtonError('isolation_failure', `the worker thread ran out of memory (heap limit ${this.#limitMb} MB) during the request and was stopped`, {
-        reason: 'out_of_memory',
-        limitMb: this.#limitMb,
-      });
+      return new CaxtonError(
+        'isolation_failure',
+        `the worker thread ran out of memory (heap limit ${this.#limitMb} MB) during the request and was stopped`,
+        {
+          reason: 'out_of_memory',
+          limitMb: this.#limitMb,
+        },
+      );
     }
     if (e) {
-      return new CaxtonError('isolation_failure', `the worker thread crashed during the request: ${describeError(e)}`, { reason: 'crash' }, { cause: e });
+      return new CaxtonError(
+        'isolation_failure',
+        `the worker thread crashed during the request: ${describeError(e)}`,
+        { reason: 'crash' },
+        { cause: e },
+      );
     }
-    return new CaxtonError('isolation_failure', `the worker thread exited with code ${code ?? 'unknown'} during the request`, {
-      reason: 'exit',
-      exitCode: code,
-    });
+    return new CaxtonError(
+      'isolation_failure',
+      `the worker thread exited with code ${code ?? 'unknown'} during the request`,
+      {
+        reason: 'exit',
+        exitCode: code,
+      },
+    );
   }
 }

@@ -31,13 +31,17 @@ export async function createEmbedder(cfg: EmbedderConfig): Promise<Embedder> {
     case 'openai':
       return new OpenAiEmbedder(cfg);
     default:
-      throw new CaxtonError('invalid_config', `unknown embedder kind "${String((cfg as { kind: unknown }).kind)}" (expected local or openai)`);
+      throw new CaxtonError(
+        'invalid_config',
+        `unknown embedder kind "${String((cfg as { kind: unknown }).kind)}" (expected local or openai)`,
+      );
   }
 }
 
 /** Cosine similarity of two L2-normalized vectors (their dot product). */
 export function cosine(a: Float32Array, b: Float32Array): number {
-  if (a.length !== b.length) throw new CaxtonError('invalid_request', `cannot compare vectors of ${a.length} and ${b.length} dimensions`);
+  if (a.length !== b.length)
+    throw new CaxtonError('invalid_request', `cannot compare vectors of ${a.length} and ${b.length} dimensions`);
   let s = 0;
   for (let i = 0; i < a.length; i++) s += a[i]! * b[i]!;
   return s;

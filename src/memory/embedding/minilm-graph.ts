@@ -49,14 +49,21 @@ function transpose(a: Float32Array, rows: number, cols: number): Float32Array {
 /** Symmetric per-column int8 quantization of a [rows, cols] matrix: values and one scale per column. */
 function quantizeColumns(a: Float32Array, rows: number, cols: number): { q: Int8Array; scale: Float32Array } {
   const scale = new Float32Array(cols);
-  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) scale[c] = Math.max(scale[c]!, Math.abs(a[r * cols + c]!));
+  for (let r = 0; r < rows; r++)
+    for (let c = 0; c < cols; c++) scale[c] = Math.max(scale[c]!, Math.abs(a[r * cols + c]!));
   for (let c = 0; c < cols; c++) scale[c] = scale[c]! / 127 || 1;
   const q = new Int8Array(a.length);
-  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) q[r * cols + c] = Math.max(-127, Math.min(127, Math.round(a[r * cols + c]! / scale[c]!)));
+  for (let r = 0; r < rows; r++)
+    for (let c = 0; c < cols; c++)
+      q[r * cols + c] = Math.max(-127, Math.min(127, Math.round(a[r * cols + c]! / scale[c]!)));
   return { q, scale };
 }
 
-export function buildMiniLmOnnx(weightsFile: Uint8Array, config: BertConfig, variant: GraphVariant = 'fused'): Uint8Array {
+export function buildMiniLmOnnx(
+  weightsFile: Uint8Array,
+  config: BertConfig,
+  variant: GraphVariant = 'fused',
+): Uint8Array {
   const H = config.hidden_size;
   const heads = config.num_attention_heads;
   const headSize = H / heads;
@@ -118,7 +125,12 @@ export function buildMiniLmOnnx(weightsFile: Uint8Array, config: BertConfig, var
   const wordTable = get('embeddings.word_embeddings.weight');
   let wordEmb: string;
   if (wordTable.dtype === 'F16') {
-    inits.push({ name: 'word_embeddings_f16', dataType: DT.FLOAT16, dims: [config.vocab_size, H], raw: wordTable.bytes });
+    inits.push({
+      name: 'word_embeddings_f16',
+      dataType: DT.FLOAT16,
+      dims: [config.vocab_size, H],
+      raw: wordTable.bytes,
+    });
     wordEmb = 'word_embeddings_f16';
   } else wordEmb = init('word_embeddings', [config.vocab_size, H], toFloat32(wordTable));
   const pos = w('embeddings.position_embeddings.weight');
@@ -131,7 +143,13 @@ export function buildMiniLmOnnx(weightsFile: Uint8Array, config: BertConfig, var
   const positions = op('Slice', [posEmb, zero1, seqLen, zero1], undefined, undefined, 'positions');
   const lnW = init('emb_ln_w', [H], w('embeddings.LayerNorm.weight'));
   const lnB = init('emb_ln_b', [H], w('embeddings.LayerNorm.bias'));
-  let x = op('LayerNormalization', [op('Add', [words, positions]), lnW, lnB], { axis: -1, epsilon: { float: eps } }, undefined, 'emb');
+  let x = op(
+    'LayerNormalization',
+    [op('Add', [words, positions]), lnW, lnB],
+    { axis: -1, epsilon: { float: eps } },
+    undefined,
+    'emb',
+  );
 
   const maskF = op('Cast', ['attention_mask'], { to: DT.FLOAT }, undefined, 'mask_f');
   let maskBias = '';
@@ -191,12 +209,34 @@ export function buildMiniLmOnnx(weightsFile: Uint8Array, config: BertConfig, var
       const erf = op('Erf', [op('Div', [h, scalar('c_sqrt2', Math.SQRT2)])]);
       const g = op('Mul', [op('Mul', [h, op('Add', [erf, scalar('c_one', 1)])]), scalar('c_half', 0.5)]);
       const o = op('Add', [matmul(g, `l${l}_out_w`, o2W, I, H), o2B]);
-      x = op('LayerNormalization', [op('Add', [o, x1]), ln2W, ln2B], { axis: -1, epsilon: { float: eps } }, undefined, `l${l}_out`);
+      x = op(
+        'LayerNormalization',
+        [op('Add', [o, x1]), ln2W, ln2B],
+        { axis: -1, epsilon: { float: eps } },
+        undefined,
+        `l${l}_out`,
+      );
     } else {
-      const ctx = op('Attention', [x, init(`l${l}_qkv_w`, [H, 3 * H], qkvW), qkvBName, maskI32], { num_heads: heads }, ms);
-      const x1 = op('SkipLayerNormalization', [matmul(ctx, `l${l}_attn_out_w`, oW, H, H), x, ln1W, ln1B, oB], { epsilon: { float: eps } }, ms);
+      const ctx = op(
+        'Attention',
+        [x, init(`l${l}_qkv_w`, [H, 3 * H], qkvW), qkvBName, maskI32],
+        { num_heads: heads },
+        ms,
+      );
+      const x1 = op(
+        'SkipLayerNormalization',
+        [matmul(ctx, `l${l}_attn_out_w`, oW, H, H), x, ln1W, ln1B, oB],
+        { epsilon: { float: eps } },
+        ms,
+      );
       const g = op('BiasGelu', [matmul(x1, `l${l}_inter_w`, iW, H, I), iB], undefined, ms);
-      x = op('SkipLayerNormalization', [matmul(g, `l${l}_out_w`, o2W, I, H), x1, ln2W, ln2B, o2B], { epsilon: { float: eps } }, ms, `l${l}_out`);
+      x = op(
+        'SkipLayerNormalization',
+        [matmul(g, `l${l}_out_w`, o2W, I, H), x1, ln2W, ln2B, o2B],
+        { epsilon: { float: eps } },
+        ms,
+        `l${l}_out`,
+      );
     }
   }
 

@@ -38,9 +38,14 @@ export class OpenAiEmbedder implements Embedder {
   private readonly maxChars: number;
 
   constructor(private readonly opts: OpenAiEmbedderOptions) {
-    if (!opts.base_url || !/^https?:\/\//.test(opts.base_url)) throw new CaxtonError('invalid_config', `embedding base_url must be an http(s) URL, got "${opts.base_url}"`);
+    if (!opts.base_url || !/^https?:\/\//.test(opts.base_url))
+      throw new CaxtonError('invalid_config', `embedding base_url must be an http(s) URL, got "${opts.base_url}"`);
     if (!opts.model) throw new CaxtonError('invalid_config', 'embedding model is required for kind "openai"');
-    if (!Number.isInteger(opts.dimensions) || opts.dimensions <= 0) throw new CaxtonError('invalid_config', `embedding dimensions must be a positive integer, got ${opts.dimensions}`);
+    if (!Number.isInteger(opts.dimensions) || opts.dimensions <= 0)
+      throw new CaxtonError(
+        'invalid_config',
+        `embedding dimensions must be a positive integer, got ${opts.dimensions}`,
+      );
     this.model = `openai:${opts.model}`;
     this.dimensions = opts.dimensions;
     const config: ProviderConfig = {
@@ -66,7 +71,11 @@ export class OpenAiEmbedder implements Embedder {
     const out: Float32Array[] = [];
     for (let i = 0; i < texts.length; i += this.maxBatch) {
       const batch = texts.slice(i, i + this.maxBatch);
-      const body = await postJson(this.target, { url: this.url, headers, body: { model: this.opts.model, input: batch, encoding_format: 'float' } });
+      const body = await postJson(this.target, {
+        url: this.url,
+        headers,
+        body: { model: this.opts.model, input: batch, encoding_format: 'float' },
+      });
       out.push(...this.parse(body, batch.length));
     }
     return out;
@@ -75,17 +84,25 @@ export class OpenAiEmbedder implements Embedder {
   private parse(body: unknown, expected: number): Float32Array[] {
     const data = (body as { data?: unknown } | null)?.data;
     if (!Array.isArray(data)) throw malformed(this.target, 'the embeddings response has no "data" array');
-    if (data.length !== expected) throw malformed(this.target, `the embeddings response has ${data.length} vectors for ${expected} inputs`);
+    if (data.length !== expected)
+      throw malformed(this.target, `the embeddings response has ${data.length} vectors for ${expected} inputs`);
     const out = new Array<Float32Array>(expected);
     data.forEach((item: unknown, pos) => {
       const { index, embedding } = (item ?? {}) as { index?: unknown; embedding?: unknown };
       const i = typeof index === 'number' ? index : pos;
-      if (!Number.isInteger(i) || i < 0 || i >= expected || out[i]) throw malformed(this.target, `the embeddings response has a bad or repeated index ${String(index)}`);
+      if (!Number.isInteger(i) || i < 0 || i >= expected || out[i])
+        throw malformed(this.target, `the embeddings response has a bad or repeated index ${String(index)}`);
       if (!Array.isArray(embedding) || !embedding.every((v) => typeof v === 'number' && Number.isFinite(v))) {
-        throw malformed(this.target, `vector ${i} of the embeddings response is not an array of numbers (base64 encoding is not supported)`);
+        throw malformed(
+          this.target,
+          `vector ${i} of the embeddings response is not an array of numbers (base64 encoding is not supported)`,
+        );
       }
       if (embedding.length !== this.dimensions) {
-        throw malformed(this.target, `vector ${i} has ${embedding.length} dimensions, the configuration says ${this.dimensions}`);
+        throw malformed(
+          this.target,
+          `vector ${i} has ${embedding.length} dimensions, the configuration says ${this.dimensions}`,
+        );
       }
       out[i] = l2normalize(Float32Array.from(embedding as number[]));
     });

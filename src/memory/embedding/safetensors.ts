@@ -15,7 +15,10 @@ export function readSafetensors(file: Uint8Array): Map<string, SafeTensor> {
   const view = new DataView(file.buffer, file.byteOffset, file.byteLength);
   const headerLen = Number(view.getBigUint64(0, true));
   if (8 + headerLen > file.length) throw new Error('not a safetensors file: header length past the end');
-  const header = JSON.parse(new TextDecoder().decode(file.subarray(8, 8 + headerLen))) as Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>;
+  const header = JSON.parse(new TextDecoder().decode(file.subarray(8, 8 + headerLen))) as Record<
+    string,
+    { dtype: string; shape: number[]; data_offsets: [number, number] }
+  >;
   const base = 8 + headerLen;
   const out = new Map<string, SafeTensor>();
   for (const [name, t] of Object.entries(header)) {

@@ -7,8 +7,20 @@
  */
 
 interface TokenizerJson {
-  normalizer?: { type?: string; lowercase?: boolean; strip_accents?: boolean | null; clean_text?: boolean; handle_chinese_chars?: boolean };
-  model: { type: string; vocab: Record<string, number>; unk_token: string; continuing_subword_prefix: string; max_input_chars_per_word: number };
+  normalizer?: {
+    type?: string;
+    lowercase?: boolean;
+    strip_accents?: boolean | null;
+    clean_text?: boolean;
+    handle_chinese_chars?: boolean;
+  };
+  model: {
+    type: string;
+    vocab: Record<string, number>;
+    unk_token: string;
+    continuing_subword_prefix: string;
+    max_input_chars_per_word: number;
+  };
 }
 
 export interface Encoding {
@@ -22,8 +34,14 @@ const isControl = (cp: number, ch: string) => {
   if (ch === '\t' || ch === '\n' || ch === '\r') return false;
   return /^[\p{Cc}\p{Cf}\p{Co}\p{Cs}\p{Cn}]$/u.test(ch) || cp === 0xfffd;
 };
-const isWhitespace = (ch: string) => ch === ' ' || ch === '\t' || ch === '\n' || ch === '\r' || /^[\p{Zs}\u2028\u2029]$/u.test(ch);
-const isPunctuation = (cp: number, ch: string) => (cp >= 33 && cp <= 47) || (cp >= 58 && cp <= 64) || (cp >= 91 && cp <= 96) || (cp >= 123 && cp <= 126) || /^\p{P}$/u.test(ch);
+const isWhitespace = (ch: string) =>
+  ch === ' ' || ch === '\t' || ch === '\n' || ch === '\r' || /^[\p{Zs}\u2028\u2029]$/u.test(ch);
+const isPunctuation = (cp: number, ch: string) =>
+  (cp >= 33 && cp <= 47) ||
+  (cp >= 58 && cp <= 64) ||
+  (cp >= 91 && cp <= 96) ||
+  (cp >= 123 && cp <= 126) ||
+  /^\p{P}$/u.test(ch);
 const isCjk = (cp: number) =>
   (cp >= 0x4e00 && cp <= 0x9fff) ||
   (cp >= 0x3400 && cp <= 0x4dbf) ||
@@ -53,7 +71,8 @@ export class WordPieceTokenizer {
     readonly maxLength: number,
   ) {
     const t = JSON.parse(tokenizerJson) as TokenizerJson;
-    if (t.model?.type !== 'WordPiece') throw new Error(`tokenizer.json: expected a WordPiece model, got ${t.model?.type}`);
+    if (t.model?.type !== 'WordPiece')
+      throw new Error(`tokenizer.json: expected a WordPiece model, got ${t.model?.type}`);
     this.vocab = new Map(Object.entries(t.model.vocab));
     const id = (tok: string) => {
       const v = this.vocab.get(tok);

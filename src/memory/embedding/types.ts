@@ -21,14 +21,22 @@ export function validateTexts(texts: unknown, maxChars: number): asserts texts i
   if (!Array.isArray(texts)) throw new CaxtonError('invalid_request', 'embed() takes an array of strings');
   for (let i = 0; i < texts.length; i++) {
     const t: unknown = texts[i];
-    if (typeof t !== 'string') throw new CaxtonError('invalid_request', `text ${i} is not a string (got ${t === null ? 'null' : typeof t})`, { index: i });
-    if (t.trim() === '') throw new CaxtonError('invalid_request', `text ${i} is empty: there is nothing to embed`, { index: i });
-    if (t.length > maxChars) {
-      throw new CaxtonError('payload_too_large', `text ${i} has ${t.length} characters, more than the ${maxChars} an embedding input may have; split it into smaller entries`, {
+    if (typeof t !== 'string')
+      throw new CaxtonError('invalid_request', `text ${i} is not a string (got ${t === null ? 'null' : typeof t})`, {
         index: i,
-        length: t.length,
-        limit: maxChars,
       });
+    if (t.trim() === '')
+      throw new CaxtonError('invalid_request', `text ${i} is empty: there is nothing to embed`, { index: i });
+    if (t.length > maxChars) {
+      throw new CaxtonError(
+        'payload_too_large',
+        `text ${i} has ${t.length} characters, more than the ${maxChars} an embedding input may have; split it into smaller entries`,
+        {
+          index: i,
+          length: t.length,
+          limit: maxChars,
+        },
+      );
     }
   }
 }

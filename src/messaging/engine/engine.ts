@@ -1,6 +1,15 @@
 import type { ActingPrincipals, SendScope } from '../../auth/index.js';
 import type { Metrics } from '../../observability/metrics.js';
-import { childTraceparent, endWithError, SpanKind, SpanStatusCode, startSpan, traceLogFields, withSpan, type Tracer } from '../../observability/trace-context.js';
+import {
+  childTraceparent,
+  endWithError,
+  SpanKind,
+  SpanStatusCode,
+  startSpan,
+  traceLogFields,
+  withSpan,
+  type Tracer,
+} from '../../observability/trace-context.js';
 import { CaxtonError, describeError, isCaxtonError, type ErrorCode } from '../../shared/errors.js';
 import type { MessagingConfig } from '../config.js';
 import { isTerminal, type Conversation, type ConversationState } from '../conversation.js';
@@ -39,16 +48,26 @@ export interface HandlerContext {
 }
 
 /** Runs a message on one receiver. Configuration agents get the executor-backed handler. */
-export type MessageHandler = (m: AclMessage, receiver: DirectoryEntry, ctx: HandlerContext) => Promise<AgentAnswer> | AgentAnswer;
+export type MessageHandler = (
+  m: AclMessage,
+  receiver: DirectoryEntry,
+  ctx: HandlerContext,
+) => Promise<AgentAnswer> | AgentAnswer;
 
 /**
  * The receiver an in-process handler gets: its directory entry, or, for a name that is not a
  * deployed agent (a system agent, a benchmark sink), the same fields without a definition.
  */
-export type InProcessReceiver = Omit<DirectoryEntry, 'definition'> & { readonly definition?: DirectoryEntry['definition'] };
+export type InProcessReceiver = Omit<DirectoryEntry, 'definition'> & {
+  readonly definition?: DirectoryEntry['definition'];
+};
 
 /** Runs messages for an agent name inside the server (system agents, benchmarks): see `registerHandler`. */
-export type InProcessHandler = (m: AclMessage, receiver: InProcessReceiver, ctx: HandlerContext) => Promise<AgentAnswer> | AgentAnswer;
+export type InProcessHandler = (
+  m: AclMessage,
+  receiver: InProcessReceiver,
+  ctx: HandlerContext,
+) => Promise<AgentAnswer> | AgentAnswer;
 
 /** What became of one delivery attempt (the `status` label of caxton_messages_processed_total). */
 export type DeliveryOutcome = 'delivered' | 'failed' | 'retried' | 'dead_letter' | 'rerouted' | 'stopped';
@@ -87,7 +106,10 @@ class StepWork {
   readonly notify: AclMessage[] = [];
 }
 
-type Effects = StepEffects & { subscribe(original: AclMessage, provider: string): Promise<void>; pending: Promise<void>[] };
+type Effects = StepEffects & {
+  subscribe(original: AclMessage, provider: string): Promise<void>;
+  pending: Promise<void>[];
+};
 
 /**
  * The delivery engine behind both buses: accept → route → store → deliver → acknowledge, with
@@ -183,10 +205,14 @@ export class DeliveryEngine {
     }
     const backlog = this.#queue.backlog;
     if (backlog >= this.#cfg.max_queue) {
-      throw new CaxtonError('queue_full', `the message queue is full (${backlog} undelivered messages, [messaging] max_queue = ${this.#cfg.max_queue}); retry later`, {
-        retry_after: 1,
-        queued: backlog,
-      });
+      throw new CaxtonError(
+        'queue_full',
+        `the message queue is full (${backlog} undelivered messages, [messaging] max_queue = ${this.#cfg.max_queue}); retry later`,
+        {
+          retry_after: 1,
+          queued: backlog,
+        },
+      );
     }
     this.#queue.admit?.(m);
     if (this.#o.tracer) m = this.#traceRoute(m);
@@ -195,7 +221,9 @@ export class DeliveryEngine {
     let out: SubmitResult | CaxtonError;
     let work: StepWork;
     try {
-      ({ out, work } = await this.#inStep(m.conversation_id, (s, w) => this.#acceptStep(s, m, decision, hints.newConversation === true, w)));
+      ({ out, work } = await this.#inStep(m.conversation_id, (s, w) =>
+        this.#acceptStep(s, m, decision, hints.newConversation === true, w),
+      ));
     } catch (e) {
       // Two senders took the same client-chosen id at once: the other one stored it first.
       if (this.#store.isDuplicateId(e)) {
@@ -234,11 +262,21 @@ export class DeliveryEngine {
     const tp = childTraceparent(span, incoming);
     span.end();
     if (tp === undefined || tp === incoming) return m;
-    return { ...m, trace_context: { traceparent: tp, ...(m.trace_context?.tracestate !== undefined && { tracestate: m.trace_context.tracestate }) } };
+    return {
+      ...m,
+      trace_context: {
+        traceparent: tp,
+        ...(m.trace_context?.tracestate !== undefined && { tracestate: m.trace_context.tracestate }),
+      },
+    };
   }
 
   /** One step of a conversation with its effects collected afresh: only the run that committed counts. */
-  #inStep<T>(id: string, fn: (s: ConversationStep, work: StepWork) => Promise<T>, opts?: { delivery?: number }): Promise<{ out: T; work: StepWork }> {
+  #inStep<T>(
+    id: string,
+    fn: (s: ConversationStep, work: StepWork) => Promise<T>,
+    opts?: { delivery?: number },
+  ): Promise<{ out: T; work: StepWork }> {
     return this.#store.inConversation(
       id,
       async (s) => {
@@ -249,20 +287,33 @@ export class DeliveryEngine {
     );
   }
 
-  async #acceptStep(s: ConversationStep, m: AclMessage, decision: RouteDecision, fresh: boolean, work: StepWork): Promise<SubmitResult | CaxtonError> {
+  async #acceptStep(
+    s: ConversationStep,
+    m: AclMessage,
+    decision: RouteDecision,
+    fresh: boolean,
+    work: StepWork,
+  ): Promise<SubmitResult | CaxtonError> {
     const now = iso();
     let conv = fresh ? undefined : s.conversation;
     if (conv && isTerminal(conv.state)) {
-      throw new CaxtonError('conversation_closed', `conversation ${conv.id} is ${conv.state}${conv.reason ? ` (${conv.reason})` : ''}; start a new conversation by leaving out conversation_id`, {
-        conversation_id: conv.id,
-        state: conv.state,
-      });
+      throw new CaxtonError(
+        'conversation_closed',
+        `conversation ${conv.id} is ${conv.state}${conv.reason ? ` (${conv.reason})` : ''}; start a new conversation by leaving out conversation_id`,
+        {
+          conversation_id: conv.id,
+          state: conv.state,
+        },
+      );
     }
     if (conv && conv.turns + 1 > conv.max_turns) {
       const reason = `turn limit reached: at most ${conv.max_turns} messages per conversation`;
       this.#setState(conv, 'failed', reason, work);
       await s.saveConversation(conv);
-      return new CaxtonError('conversation_closed', `conversation ${conv.id} ${reason}; it is now failed`, { conversation_id: conv.id, state: 'failed' });
+      return new CaxtonError('conversation_closed', `conversation ${conv.id} ${reason}; it is now failed`, {
+        conversation_id: conv.id,
+        state: 'failed',
+      });
     }
     conv ??= newConversation(m, now, decision, this.#cfg, endless(m.protocol));
     const receivers = decision.ok ? decision.receivers.map((r) => r.agent) : [];
@@ -296,10 +347,18 @@ export class DeliveryEngine {
   }
 
   /** Stores `m` in `conv` with a pending delivery per receiver (handed out once the step commits). */
-  async #storeMessage(s: ConversationStep, conv: Conversation, m: AclMessage, receivers: readonly string[], now: string, work: StepWork): Promise<void> {
+  async #storeMessage(
+    s: ConversationStep,
+    conv: Conversation,
+    m: AclMessage,
+    receivers: readonly string[],
+    now: string,
+    work: StepWork,
+  ): Promise<void> {
     touchConversation(conv, m, receivers, now, this.#cfg.conversation_ttl, endless(conv.protocol));
     await s.insertMessage(m, receivers);
-    for (const r of receivers) work.outgoing.push({ id: await s.insertDelivery(m.id, r, now), receiver: r, message: m });
+    for (const r of receivers)
+      work.outgoing.push({ id: await s.insertDelivery(m.id, r, now), receiver: r, message: m });
     work.events.push({ type: 'message', conversation_id: m.conversation_id, message: m, routed_to: [...receivers] });
   }
 
@@ -315,7 +374,11 @@ export class DeliveryEngine {
     conv.updated_at = iso();
     if (reason !== null) conv.reason = reason;
     if (isTerminal(to)) conv.expires_at = null;
-    work.events.push({ type: 'state', conversation_id: conv.id, conversation: { ...conv, participants: [...conv.participants] } });
+    work.events.push({
+      type: 'state',
+      conversation_id: conv.id,
+      conversation: { ...conv, participants: [...conv.participants] },
+    });
   }
 
   /** What a protocol step may do, written in the step it runs in. */
@@ -352,7 +415,12 @@ export class DeliveryEngine {
   #publishAfter(out: readonly Outgoing[]): Promise<void> {
     return this.#queue
       .publish(out)
-      .catch((e: unknown) => this.#o.log.error({ deliveries: out.map((o) => o.id), err: describeError(e) }, 'could not hand out deliveries a conversation step made; they stay pending'));
+      .catch((e: unknown) =>
+        this.#o.log.error(
+          { deliveries: out.map((o) => o.id), err: describeError(e) },
+          'could not hand out deliveries a conversation step made; they stay pending',
+        ),
+      );
   }
 
   // ---------------------------------------------------------------- deliver
@@ -367,7 +435,11 @@ export class DeliveryEngine {
         this.#o.tracer,
         `message.deliver ${m.performative}`,
         m.trace_context?.traceparent,
-        () => ({ 'caxton.performative': m.performative, 'caxton.receiver': d.receiver, 'caxton.attempt': d.attempts + 1 }),
+        () => ({
+          'caxton.performative': m.performative,
+          'caxton.receiver': d.receiver,
+          'caxton.attempt': d.attempts + 1,
+        }),
         SpanKind.CONSUMER,
       );
     const tp = span ? childTraceparent(span, m.trace_context?.traceparent) : undefined;
@@ -376,13 +448,23 @@ export class DeliveryEngine {
       outcome = await (span ? withSpan(span, () => this.#attempt(d, signal, tp)) : this.#attempt(d, signal, tp));
     } catch (e) {
       if (span) endWithError(span, e);
-      this.#o.log.error({ ...traceLogFields(tp ?? m.trace_context?.traceparent), delivery: d.id, message_id: m.id, err: describeError(e) }, 'a delivery could not be finished');
+      this.#o.log.error(
+        {
+          ...traceLogFields(tp ?? m.trace_context?.traceparent),
+          delivery: d.id,
+          message_id: m.id,
+          err: describeError(e),
+        },
+        'a delivery could not be finished',
+      );
       return;
     }
-    if (this.#o.metrics && outcome !== 'stopped') this.#o.metrics.message(m.performative, outcome, (performance.now() - t0) / 1000);
+    if (this.#o.metrics && outcome !== 'stopped')
+      this.#o.metrics.message(m.performative, outcome, (performance.now() - t0) / 1000);
     if (span?.isRecording()) {
       span.setAttribute('caxton.outcome', outcome);
-      if (outcome === 'dead_letter' || outcome === 'failed') span.setStatus({ code: SpanStatusCode.ERROR, message: outcome });
+      if (outcome === 'dead_letter' || outcome === 'failed')
+        span.setStatus({ code: SpanStatusCode.ERROR, message: outcome });
       span.end();
     }
   }
@@ -442,7 +524,9 @@ export class DeliveryEngine {
         if (answer && expectsReply(m.performative)) {
           // The protocol may put acts before the answer (a request's `agree`): they carry no content.
           const acts = replyActs(m, answer.performative ?? 'inform');
-          acts.forEach((act, i) => replies.push(replyTo(m, d.receiver, act, i === acts.length - 1 ? answer.content : '', extra)));
+          acts.forEach((act, i) =>
+            replies.push(replyTo(m, d.receiver, act, i === acts.length - 1 ? answer.content : '', extra)),
+          );
         }
         await s.setDelivery(d.id, { state: 'done', attempts: row.attempts + 1 }, now);
         if (conv) {
@@ -462,7 +546,11 @@ export class DeliveryEngine {
     this.#o.emit(work.events);
     await this.#publishAfter(work.outgoing);
     this.#queue.done(d, 'ack');
-    if (!done) this.#o.log.info?.({ delivery: d.id, message_id: m.id }, 'a delivery was already acknowledged elsewhere; this answer is dropped');
+    if (!done)
+      this.#o.log.info?.(
+        { delivery: d.id, message_id: m.id },
+        'a delivery was already acknowledged elsewhere; this answer is dropped',
+      );
   }
 
   async #failed(d: Delivery, e: unknown, traceparent?: string): Promise<DeliveryOutcome> {
@@ -472,24 +560,40 @@ export class DeliveryEngine {
     if (jittered !== undefined) {
       if (!(await this.#store.retry(d.id, d.attempts, Date.now() + jittered, reason, iso()))) {
         // Finished meanwhile by another copy of it: its answer stands.
-        this.#o.log.info?.({ message_id: d.message.id, receiver: d.receiver, err: reason }, 'a delivery failed here after it was finished elsewhere; nothing to retry');
+        this.#o.log.info?.(
+          { message_id: d.message.id, receiver: d.receiver, err: reason },
+          'a delivery failed here after it was finished elsewhere; nothing to retry',
+        );
         this.#queue.done(d, 'ack');
         return 'failed';
       }
       this.#o.log.warn(
-        { ...traceLogFields(traceparent ?? d.message.trace_context?.traceparent), message_id: d.message.id, receiver: d.receiver, attempt: d.attempts, retry_in_ms: jittered, err: reason },
+        {
+          ...traceLogFields(traceparent ?? d.message.trace_context?.traceparent),
+          message_id: d.message.id,
+          receiver: d.receiver,
+          attempt: d.attempts,
+          retry_in_ms: jittered,
+          err: reason,
+        },
         'message delivery failed; will retry',
       );
       this.#queue.retry(d, jittered);
       return 'retried';
     }
     if (RETRYABLE.has(code) || UNDELIVERABLE.has(code)) {
-      const why = RETRYABLE.has(code) ? `delivery to "${d.receiver}" failed ${d.attempts} time${d.attempts === 1 ? '' : 's'}; last error: ${reason}` : `delivery to "${d.receiver}" failed: ${reason}`;
+      const why = RETRYABLE.has(code)
+        ? `delivery to "${d.receiver}" failed ${d.attempts} time${d.attempts === 1 ? '' : 's'}; last error: ${reason}`
+        : `delivery to "${d.receiver}" failed: ${reason}`;
       await this.#deadLetter(d, why);
       return 'dead_letter';
     }
     // The agent ran and failed (its deadline passed, a tool loop hit its limit...): a failure reply.
-    await this.#acknowledge(d, expectsReply(d.message.performative) ? { performative: 'failure', content: reason } : undefined, traceparent);
+    await this.#acknowledge(
+      d,
+      expectsReply(d.message.performative) ? { performative: 'failure', content: reason } : undefined,
+      traceparent,
+    );
     return 'failed';
   }
 
@@ -512,7 +616,16 @@ export class DeliveryEngine {
       },
       { delivery: d.id },
     );
-    this.#o.log.error({ ...traceLogFields(m.trace_context?.traceparent), message_id: m.id, receiver: d.receiver, dead_letter: d.id, reason: why }, 'message moved to the dead-letter queue');
+    this.#o.log.error(
+      {
+        ...traceLogFields(m.trace_context?.traceparent),
+        message_id: m.id,
+        receiver: d.receiver,
+        dead_letter: d.id,
+        reason: why,
+      },
+      'message moved to the dead-letter queue',
+    );
     this.#o.emit(work.events);
     this.#queue.done(d, 'dead');
   }
@@ -530,7 +643,11 @@ export class DeliveryEngine {
           async (s) => {
             // Finished or dead-lettered meanwhile by another copy of it: left as it is.
             if ((await s.delivery(d.id))?.state !== 'pending') return false;
-            await s.setDelivery(d.id, { state: 'pending', attempts: d.attempts, receiver: next, publish_tag: tag }, iso());
+            await s.setDelivery(
+              d.id,
+              { state: 'pending', attempts: d.attempts, receiver: next, publish_tag: tag },
+              iso(),
+            );
             return true;
           },
           { delivery: d.id },
@@ -574,7 +691,12 @@ export class DeliveryEngine {
             const conv = s.conversation;
             if (!conv || isTerminal(conv.state)) return;
             if (conv.turns + 1 > conv.max_turns) {
-              this.#setState(conv, 'completed', `turn limit reached: at most ${conv.max_turns} messages per conversation`, work);
+              this.#setState(
+                conv,
+                'completed',
+                `turn limit reached: at most ${conv.max_turns} messages per conversation`,
+                work,
+              );
               await s.deleteSubscription(conv.id);
             } else await this.#storeMessage(s, conv, note, isAgent ? [sub.subscriber] : [], iso(), work);
             await s.saveConversation(conv);
@@ -598,7 +720,8 @@ export class DeliveryEngine {
         const fx = this.#effects(s, conv, work);
         await atDeadline(conv, await s.outstanding(), () => s.messages(), this.#cfg, fx);
         await Promise.all(fx.pending);
-        if (!isTerminal(conv.state) && conv.expires_at !== null && Date.parse(conv.expires_at) <= Date.now()) conv.expires_at = iso(Date.now() + this.#cfg.conversation_ttl);
+        if (!isTerminal(conv.state) && conv.expires_at !== null && Date.parse(conv.expires_at) <= Date.now())
+          conv.expires_at = iso(Date.now() + this.#cfg.conversation_ttl);
         await s.saveConversation(conv);
         // Emitted and handed out after the commit: queued behind this step's end.
         setImmediate(() => {
@@ -615,7 +738,10 @@ export class DeliveryEngine {
    * Puts a dead letter back with fresh attempts. Its conversation is reopened when it failed
    * (or expired) because of it, so the reply can complete it.
    */
-  async replay(d: { message: AclMessage; message_id: MessageId; receiver: string }, id: number): Promise<{ id: number; message_id: MessageId; receiver: string }> {
+  async replay(
+    d: { message: AclMessage; message_id: MessageId; receiver: string },
+    id: number,
+  ): Promise<{ id: number; message_id: MessageId; receiver: string }> {
     const tag = `:replay:${Date.now()}`;
     const { out: ok, work } = await this.#inStep(
       d.message.conversation_id,
@@ -631,7 +757,11 @@ export class DeliveryEngine {
           conv.reason = null;
           conv.updated_at = now;
           conv.expires_at = iso(Date.now() + this.#cfg.conversation_ttl);
-          work.events.push({ type: 'state', conversation_id: conv.id, conversation: { ...conv, participants: [...conv.participants] } });
+          work.events.push({
+            type: 'state',
+            conversation_id: conv.id,
+            conversation: { ...conv, participants: [...conv.participants] },
+          });
           await s.saveConversation(conv);
         }
         return true;

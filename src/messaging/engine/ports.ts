@@ -24,7 +24,18 @@ export interface ConversationStep {
    * Changes a delivery row (its state, attempts, error, receiver). `publish_tag` names a fresh
    * hand-out of the same row (a replay, a reroute), for a queue that drops repeated hand-outs.
    */
-  setDelivery(id: number, to: { state: DeliveryRow['state']; attempts: number; last_error?: string | null; receiver?: string; next_at?: number; publish_tag?: string }, now: string): Promise<void>;
+  setDelivery(
+    id: number,
+    to: {
+      state: DeliveryRow['state'];
+      attempts: number;
+      last_error?: string | null;
+      receiver?: string;
+      next_at?: number;
+      publish_tag?: string;
+    },
+    now: string,
+  ): Promise<void>;
   /** This conversation's deliveries still pending. */
   outstanding(): Promise<number>;
   insertSubscription(row: SubscriptionRow): Promise<void>;
@@ -36,7 +47,11 @@ export interface StepStore {
   /** Runs `step` holding conversation `id`; resolves once what it wrote is committed. `delivery`: the row the step is about. */
   inConversation<T>(id: string, step: (s: ConversationStep) => Promise<T>, opts?: { delivery?: number }): Promise<T>;
   /** Runs `step` on up to `limit` open conversations whose deadline passed, each in its own step. */
-  expired(now: string, limit: number, step: (s: ConversationStep & { readonly conversation: Conversation }) => Promise<void>): Promise<number>;
+  expired(
+    now: string,
+    limit: number,
+    step: (s: ConversationStep & { readonly conversation: Conversation }) => Promise<void>,
+  ): Promise<number>;
   /** A failed attempt of a pending delivery runs again at `nextAt`; false when the row is not pending any more. */
   retry(id: number, attempts: number, nextAt: number, error: string, now: string): Promise<boolean>;
   getMessage(id: string): Promise<StoredMessage | undefined> | StoredMessage | undefined;

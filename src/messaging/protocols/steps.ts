@@ -25,8 +25,14 @@ export interface StepEffects {
 
 /** The acts that answer `original` when its receiver answered `performative` (a request gets `agree` first). */
 export function replyActs(original: AclMessage, performative: Performative): Performative[] {
-  const plain: Performative = performative === 'agree' && original.performative !== 'subscribe' ? 'inform' : performative;
-  if (original.protocol === 'fipa-request' && original.performative === 'request' && (plain === 'inform' || plain === 'failure')) return ['agree', plain];
+  const plain: Performative =
+    performative === 'agree' && original.performative !== 'subscribe' ? 'inform' : performative;
+  if (
+    original.protocol === 'fipa-request' &&
+    original.performative === 'request' &&
+    (plain === 'inform' || plain === 'failure')
+  )
+    return ['agree', plain];
   return [plain];
 }
 
@@ -51,10 +57,14 @@ export function openCall(messages: readonly StoredMessage[], cfg: MessagingConfi
   const cfp = messages.find((s) => s.message.performative === 'cfp');
   if (!cfp || messages.some((s) => s.message.performative === 'accept-proposal')) return undefined;
   const key = cfp.message.reply_with ?? cfp.message.id;
-  const answers = messages.map((s) => s.message).filter((m) => m.in_reply_to === key && m.sender !== cfp.message.sender);
+  const answers = messages
+    .map((s) => s.message)
+    .filter((m) => m.in_reply_to === key && m.sender !== cfp.message.sender);
   const waiting = new Set(cfp.routed_to.map((r) => r.toLowerCase()));
   for (const a of answers) waiting.delete(a.sender.toLowerCase());
-  const deadline = cfp.message.reply_by ? Date.parse(cfp.message.reply_by) : Date.parse(cfp.message.timestamp) + cfg.cfp_deadline;
+  const deadline = cfp.message.reply_by
+    ? Date.parse(cfp.message.reply_by)
+    : Date.parse(cfp.message.timestamp) + cfg.cfp_deadline;
   return {
     cfp,
     waiting,
@@ -73,7 +83,10 @@ export function decide(conv: Conversation, call: OpenCall, cfg: MessagingConfig,
   const sel = selectionOf(cfp, { rule: cfg.cfp_select, field: cfg.cfp_field });
   const winner = chooseWinner(call.proposals, sel);
   if (!winner) {
-    fx.setState('failed', `no proposals (${call.refusals.length} refused, ${call.waiting.size} did not answer by the deadline)`);
+    fx.setState(
+      'failed',
+      `no proposals (${call.refusals.length} refused, ${call.waiting.size} did not answer by the deadline)`,
+    );
     return;
   }
   const mk = (p: AclMessage, performative: Performative, content: Content): AclMessage => ({
@@ -93,10 +106,18 @@ export function decide(conv: Conversation, call: OpenCall, cfg: MessagingConfig,
     ...(cfp.on_behalf_of !== undefined && { on_behalf_of: cfp.on_behalf_of }),
   });
   const text = (c: Content) => (typeof c === 'string' ? c : JSON.stringify(c));
-  const rejects = call.proposals.filter((p) => p !== winner).map((p) => mk(p, 'reject-proposal', `Another proposal was selected (rule: ${sel.rule} ${sel.field}).`));
+  const rejects = call.proposals
+    .filter((p) => p !== winner)
+    .map((p) => mk(p, 'reject-proposal', `Another proposal was selected (rule: ${sel.rule} ${sel.field}).`));
   // Room for the decisions and the winner's answer even when the turn budget is tight.
   conv.max_turns = Math.max(conv.max_turns, conv.turns + rejects.length + 3);
-  fx.send(mk(winner, 'accept-proposal', `Your proposal was selected (rule: ${sel.rule} ${sel.field}). Task: ${text(cfp.content)}\nYour proposal: ${text(winner.content)}`));
+  fx.send(
+    mk(
+      winner,
+      'accept-proposal',
+      `Your proposal was selected (rule: ${sel.rule} ${sel.field}). Task: ${text(cfp.content)}\nYour proposal: ${text(winner.content)}`,
+    ),
+  );
   for (const r of rejects) fx.send(r);
 }
 
@@ -149,11 +170,22 @@ export async function afterReply(
 }
 
 /** A conversation's deadline passed (found by the sweep): a Contract Net still collecting is decided, anything else expires. */
-export async function atDeadline(conv: Conversation, left: number, messages: () => Promise<StoredMessage[]>, cfg: MessagingConfig, fx: StepEffects): Promise<void> {
+export async function atDeadline(
+  conv: Conversation,
+  left: number,
+  messages: () => Promise<StoredMessage[]>,
+  cfg: MessagingConfig,
+  fx: StepEffects,
+): Promise<void> {
   if (endless(conv.protocol)) return;
   if (conv.protocol === 'fipa-contract-net') {
     const call = openCall(await messages(), cfg);
     if (call) return decide(conv, call, cfg, fx);
   }
-  fx.setState('expired', conv.turns > 0 && left === 0 ? 'no reply by the reply_by deadline or within the conversation ttl' : 'no activity within the conversation ttl');
+  fx.setState(
+    'expired',
+    conv.turns > 0 && left === 0
+      ? 'no reply by the reply_by deadline or within the conversation ttl'
+      : 'no activity within the conversation ttl',
+  );
 }

@@ -1,5 +1,11 @@
 import { relative } from 'node:path';
-import { AgentDirectoryWatcher, DEPLOY_CHECK_CODES, type AgentRegistry, type AgentService, type FileStatus } from '../../agents/index.js';
+import {
+  AgentDirectoryWatcher,
+  DEPLOY_CHECK_CODES,
+  type AgentRegistry,
+  type AgentService,
+  type FileStatus,
+} from '../../agents/index.js';
 import type { Logger, Metrics } from '../../observability/index.js';
 import type { AgentEvents } from '../../observability/events.js';
 import type { Component } from './component.js';
@@ -24,19 +30,29 @@ export async function watchAgentFiles(opts: {
       if (s.state === 'invalid') {
         metrics.agentEvents.inc({ event: 'invalid_file' });
         events?.invalidFile(s.path, s.agent, s.errors ?? []);
-        logger.warn({ file: s.path, agent: s.agent, errors: s.errors }, s.agent ? 'agent file is invalid; the last good version keeps running' : 'agent file is invalid; not loaded');
+        logger.warn(
+          { file: s.path, agent: s.agent, errors: s.errors },
+          s.agent ? 'agent file is invalid; the last good version keeps running' : 'agent file is invalid; not loaded',
+        );
       } else if (s.state === 'loaded') {
         logger.info({ file: s.path, agent: s.agent }, 'agent file loaded');
         // A model the providers cannot serve as written is worth a line at warn level.
         // So is a provider or tool it names that the server cannot resolve.
-        for (const w of s.errors ?? []) if (DEPLOY_CHECK_CODES.has(w.code)) logger.warn({ file: s.path, agent: s.agent, field: w.field, code: w.code }, w.message);
+        for (const w of s.errors ?? [])
+          if (DEPLOY_CHECK_CODES.has(w.code))
+            logger.warn({ file: s.path, agent: s.agent, field: w.field, code: w.code }, w.message);
       }
     },
     onRemoved: (p) => logger.info({ file: p }, 'agent file removed'),
     onSkipped: (skipped) => {
       const skills = skipped.filter((f) => f.kind === 'skill').length;
       const commands = skipped.length - skills;
-      const what = [skills > 0 && `${skills} skill file${skills === 1 ? '' : 's'}`, commands > 0 && `${commands} slash-command file${commands === 1 ? '' : 's'}`].filter(Boolean).join(' and ');
+      const what = [
+        skills > 0 && `${skills} skill file${skills === 1 ? '' : 's'}`,
+        commands > 0 && `${commands} slash-command file${commands === 1 ? '' : 's'}`,
+      ]
+        .filter(Boolean)
+        .join(' and ');
       logger.info(
         { agents_dir: opts.agentsDir, skills, commands, files: skipped.map((f) => relative(opts.agentsDir, f.path)) },
         `agents_dir: skipped ${what} (SKILL.md, skills/ and commands/ hold skills and slash commands, not agents)`,

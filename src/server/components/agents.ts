@@ -1,5 +1,14 @@
 import { agentApi, type Lifecycle } from '../../api/index.js';
-import { AgentRegistry, AgentService, AgentStore, AgentVersionStore, RolloutStore, ShadowResultStore, type Rollout, type RolloutEventType } from '../../agents/index.js';
+import {
+  AgentRegistry,
+  AgentService,
+  AgentStore,
+  AgentVersionStore,
+  RolloutStore,
+  ShadowResultStore,
+  type Rollout,
+  type RolloutEventType,
+} from '../../agents/index.js';
 import type { ServerConfig } from '../../config/index.js';
 import { llmSetup, modelCheck, providerCheck } from '../../execution/index.js';
 import { PgEventStore, type Logger, type Metrics } from '../../observability/index.js';
@@ -23,13 +32,23 @@ export interface AgentsComponent extends Component {
 }
 
 /** The registry, the service with its deploy-time checks, the API-deployed agents from caxton.db, and the agent event store. */
-export function startAgents(opts: { config: ServerConfig; db: Db; logger: Logger; metrics: Metrics; lifecycle: Lifecycle; clusterState?: ClusterStateComponent | undefined }): AgentsComponent {
+export function startAgents(opts: {
+  config: ServerConfig;
+  db: Db;
+  logger: Logger;
+  metrics: Metrics;
+  lifecycle: Lifecycle;
+  clusterState?: ClusterStateComponent | undefined;
+}): AgentsComponent {
   const { config, db, logger, metrics } = opts;
   const registry = new AgentRegistry();
   const shadowResults = new ShadowResultStore(db);
   const rollouts = new RolloutStore(db);
   // Deploy-time warnings for model aliases the configured providers cannot serve.
-  const store = new AgentStore(db, { onSkipped: (row, reason) => logger.warn({ table: 'agents', row, reason }, `skipped the stored agent "${row}": ${reason}; redeploy it`) });
+  const store = new AgentStore(db, {
+    onSkipped: (row, reason) =>
+      logger.warn({ table: 'agents', row, reason }, `skipped the stored agent "${row}": ${reason}; redeploy it`),
+  });
   const service = new AgentService(
     registry,
     store,
@@ -43,7 +62,10 @@ export function startAgents(opts: { config: ServerConfig; db: Db; logger: Logger
         )(providerCheck(llmSetup(config))),
       ],
       // Every deploy, file change and rollback kept as a version.
-      versions: new AgentVersionStore(db, { keep: config.agents.keep_versions, keepRemoved: config.agents.keep_removed_agents }),
+      versions: new AgentVersionStore(db, {
+        keep: config.agents.keep_versions,
+        keepRemoved: config.agents.keep_removed_agents,
+      }),
       // A cluster node: API agents' versions in the cluster's PostgreSQL, one history for every node (file agents' stay here).
       ...(opts.clusterState && {
         cluster: {
@@ -51,7 +73,11 @@ export function startAgents(opts: { config: ServerConfig; db: Db; logger: Logger
           agents: opts.clusterState.agents,
           rolloutMarks: opts.clusterState.marks,
           pins: opts.clusterState.pins,
-          onError: (e: unknown) => logger.warn({ err: describeError(e) }, "agent versions could not be read from the cluster's PostgreSQL; this node's view of them is refreshed at the next change"),
+          onError: (e: unknown) =>
+            logger.warn(
+              { err: describeError(e) },
+              "agent versions could not be read from the cluster's PostgreSQL; this node's view of them is refreshed at the next change",
+            ),
         },
       }),
       // Blue-green rollouts: running ones resume after a restart; each step is an event.
@@ -68,7 +94,11 @@ export function startAgents(opts: { config: ServerConfig; db: Db; logger: Logger
       (moved) => {
         if (moved > 0) logger.info({ moved }, "conversation pins kept on this node moved to the cluster's PostgreSQL");
       },
-      (e: unknown) => logger.warn({ err: describeError(e) }, "conversation pins kept on this node could not all be moved to the cluster's PostgreSQL; the rest are tried again at the next start"),
+      (e: unknown) =>
+        logger.warn(
+          { err: describeError(e) },
+          "conversation pins kept on this node could not all be moved to the cluster's PostgreSQL; the rest are tried again at the next start",
+        ),
     );
   // --- Agent event store (src/observability/events.ts): lifecycle events from the registry,
   // message.sent from the bus, message.received around the agent handler, execution.finished from the executor. ---
@@ -88,20 +118,36 @@ export function startAgents(opts: { config: ServerConfig; db: Db; logger: Logger
             node: state.node,
             retentionMs: config.events.retention,
             maxRows: config.events.max_rows,
-            onError: (e) => logger.warn({ err: describeError(e) }, "agent events could not be written to the cluster's PostgreSQL; they wait (up to a bound) and are tried again"),
+            onError: (e) =>
+              logger.warn(
+                { err: describeError(e) },
+                "agent events could not be written to the cluster's PostgreSQL; they wait (up to a bound) and are tried again",
+              ),
             onFull,
             onDropped: (n, total) => {
               metrics.clusterRecordsDropped.inc({ store: 'events' }, n);
-              logger.warn({ dropped: n, total }, "agent events dropped: the cluster's PostgreSQL could not take them (caxton_cluster_records_dropped_total)");
+              logger.warn(
+                { dropped: n, total },
+                "agent events dropped: the cluster's PostgreSQL could not take them (caxton_cluster_records_dropped_total)",
+              );
             },
           }),
         })
-      : createAgentEvents({ db, registry, migrate, retentionMs: config.events.retention, maxRows: config.events.max_rows, onError, onFull });
+      : createAgentEvents({
+          db,
+          registry,
+          migrate,
+          retentionMs: config.events.retention,
+          maxRows: config.events.max_rows,
+          onError,
+          onFull,
+        });
   registry.on('change', (e) => metrics.agentEvents.inc({ event: e.type }));
   // The service names its steps as the event store's types.
   const recordRollout = (type: RolloutEventType, r: Rollout): void => {
     const live = (v: number) => `version ${v} live`;
-    const share = (stage: number) => `canary: version ${r.candidate_version} at ${r.plan?.stages[stage] ?? '?'} % beside version ${r.stable_version}`;
+    const share = (stage: number) =>
+      `canary: version ${r.candidate_version} at ${r.plan?.stages[stage] ?? '?'} % beside version ${r.stable_version}`;
     events?.store.record({
       type,
       agent: r.agent,
@@ -113,12 +159,27 @@ export function startAgents(opts: { config: ServerConfig; db: Db; logger: Logger
               reason: r.started_by ? `deployed by ${r.started_by}` : 'deployed',
             }
           : type === 'rollout.stage_advanced'
-            ? { old_state: share(r.stage - 1), new_state: share(r.stage), reason: `stage ${r.stage} of ${r.plan?.stages.length ?? '?'} was healthy for its hold time` }
+            ? {
+                old_state: share(r.stage - 1),
+                new_state: share(r.stage),
+                reason: `stage ${r.stage} of ${r.plan?.stages.length ?? '?'} was healthy for its hold time`,
+              }
             : type === 'rollout.promoted'
-              ? { old_state: live(r.stable_version), new_state: live(r.candidate_version), reason: r.ended_by ? `promoted by ${r.ended_by}` : 'promoted' }
-              : { old_state: `${r.strategy}: version ${r.candidate_version} beside version ${r.stable_version}`, new_state: live(r.stable_version), reason: r.reason },
+              ? {
+                  old_state: live(r.stable_version),
+                  new_state: live(r.candidate_version),
+                  reason: r.ended_by ? `promoted by ${r.ended_by}` : 'promoted',
+                }
+              : {
+                  old_state: `${r.strategy}: version ${r.candidate_version} beside version ${r.stable_version}`,
+                  new_state: live(r.stable_version),
+                  reason: r.reason,
+                },
     });
-    logger.info({ agent: r.agent, event: type, stable: r.stable_version, candidate: r.candidate_version }, `agent rollout: ${type}`);
+    logger.info(
+      { agent: r.agent, event: type, stable: r.stable_version, candidate: r.candidate_version },
+      `agent rollout: ${type}`,
+    );
   };
   return {
     name: 'agents',

@@ -17,7 +17,12 @@ export interface AuditComponent extends Component {
  * [audit] jsonl, a JSON-lines file (relative to caxton.toml); GET /api/v1/audit reads it.
  * Throws, naming the file, when [audit] jsonl cannot be opened.
  */
-export function openAudit(opts: { config: ServerConfig; db: Db; logger: Logger; metrics?: Pick<Metrics, 'writeQueueFull'> }): AuditComponent {
+export function openAudit(opts: {
+  config: ServerConfig;
+  db: Db;
+  logger: Logger;
+  metrics?: Pick<Metrics, 'writeQueueFull'>;
+}): AuditComponent {
   const { config } = opts;
   const baseDir = config.source.file ? dirname(config.source.file) : process.cwd();
   const store = config.audit.enabled
@@ -29,7 +34,12 @@ export function openAudit(opts: { config: ServerConfig; db: Db; logger: Logger; 
         ...(config.audit.jsonl !== undefined && { jsonl: resolve(baseDir, config.audit.jsonl) }),
       })
     : undefined;
-  const anonymous = store && new AnonymousRefusals(store, { intervalMs: config.audit.anonymous_interval, maxSources: config.audit.anonymous_sources });
+  const anonymous =
+    store &&
+    new AnonymousRefusals(store, {
+      intervalMs: config.audit.anonymous_interval,
+      maxSources: config.audit.anonymous_sources,
+    });
   // Closed after the HTTP listener (started later, so closed earlier): the last responses' rows are in.
   return {
     name: 'audit',

@@ -40,19 +40,49 @@ export function startAuth(opts: { config: ServerConfig; db: Db; logger: Logger; 
   const keys = new ApiKeyStore(opts.db);
   // On a cluster node the key is admin-<node>: keys travel between nodes (ADR 0044), and each node makes its own first key.
   const node = config.cluster?.node;
-  const adminKeyFile = config.auth.enabled && config.auth.bootstrap_admin_key ? bootstrapAdminKey(keys, config.data_dir, { ...(node !== undefined && { node }) }) : undefined;
-  if (adminKeyFile) logger.info({ file: adminKeyFile, key: bootstrapKeyName(node) }, 'created the first API key (role admin) for the local CLI; it is readable only by this user');
-  const jwt = config.auth.jwt ? createJwtAuthenticator(config.auth.jwt, { ...(config.source.file && { baseDir: dirname(config.source.file) }) }) : undefined;
+  const adminKeyFile =
+    config.auth.enabled && config.auth.bootstrap_admin_key
+      ? bootstrapAdminKey(keys, config.data_dir, { ...(node !== undefined && { node }) })
+      : undefined;
+  if (adminKeyFile)
+    logger.info(
+      { file: adminKeyFile, key: bootstrapKeyName(node) },
+      'created the first API key (role admin) for the local CLI; it is readable only by this user',
+    );
+  const jwt = config.auth.jwt
+    ? createJwtAuthenticator(config.auth.jwt, { ...(config.source.file && { baseDir: dirname(config.source.file) }) })
+    : undefined;
   // The console's single sign-on through the same issuer (a missing client secret stops the start).
-  const sso = config.auth.enabled && config.auth.jwt?.sso ? new SsoClient({ issuer: config.auth.jwt.issuer, sso: config.auth.jwt.sso }) : undefined;
+  const sso =
+    config.auth.enabled && config.auth.jwt?.sso
+      ? new SsoClient({ issuer: config.auth.jwt.issuer, sso: config.auth.jwt.sso })
+      : undefined;
   const clientCerts = config.auth.client_certs;
-  const authenticators: Authenticators = { keys, ...(jwt && { jwt }), ...(clientCerts.length > 0 && { certificate: (socket: TLSSocket) => principalFromSocket(socket, clientCerts) }) };
+  const authenticators: Authenticators = {
+    keys,
+    ...(jwt && { jwt }),
+    ...(clientCerts.length > 0 && { certificate: (socket: TLSSocket) => principalFromSocket(socket, clientCerts) }),
+  };
   // Limits per principal and per agent (ADR 0024): requests in the auth hook, executions and tokens in the executor.
   const limiter = new PrincipalLimiter(config.metrics.enabled ? { metrics } : {});
-  const limitsOf = (p: Principal) => principalLimits(config.auth.limits, p.keyId !== undefined ? keys.limitsOf(p.keyId) : undefined);
-  const principals = new PrincipalDirectory({ keys, limitsOf, defaultLimits: principalLimits(config.auth.limits), limiter });
-  const allowedHosts = [...config.security.allowed_hosts, ...(isLoopbackHost(config.server.host) || WILDCARD_HOSTS.has(config.server.host) ? [] : [config.server.host.toLowerCase()])];
-  const anonymous = new AnonymousLimiter({ requestsPerMinute: config.auth.limits.anonymous.requests_per_minute, maxAddresses: config.auth.limits.anonymous.max_addresses });
+  const limitsOf = (p: Principal) =>
+    principalLimits(config.auth.limits, p.keyId !== undefined ? keys.limitsOf(p.keyId) : undefined);
+  const principals = new PrincipalDirectory({
+    keys,
+    limitsOf,
+    defaultLimits: principalLimits(config.auth.limits),
+    limiter,
+  });
+  const allowedHosts = [
+    ...config.security.allowed_hosts,
+    ...(isLoopbackHost(config.server.host) || WILDCARD_HOSTS.has(config.server.host)
+      ? []
+      : [config.server.host.toLowerCase()]),
+  ];
+  const anonymous = new AnonymousLimiter({
+    requestsPerMinute: config.auth.limits.anonymous.requests_per_minute,
+    maxAddresses: config.auth.limits.anonymous.max_addresses,
+  });
   const plugin: AuthPluginOptions = {
     enabled: config.auth.enabled,
     authenticators,
@@ -62,11 +92,21 @@ export function startAuth(opts: { config: ServerConfig; db: Db; logger: Logger; 
     limitsOf,
     onAuthenticated: (p) => principals.remember(p),
     anonymous,
-    ...(config.metrics.enabled && { onDenied: (req, _code, reason) => (req.principal === undefined ? metrics.anonymousRefused(reason) : undefined) }),
+    ...(config.metrics.enabled && {
+      onDenied: (req, _code, reason) => (req.principal === undefined ? metrics.anonymousRefused(reason) : undefined),
+    }),
   };
-  const usage = (id: string) => limiter.usage(id, id.startsWith('key:') ? principalLimits(config.auth.limits, keyLimitsByName(keys, id.slice(4))) : config.auth.limits.default);
+  const usage = (id: string) =>
+    limiter.usage(
+      id,
+      id.startsWith('key:')
+        ? principalLimits(config.auth.limits, keyLimitsByName(keys, id.slice(4)))
+        : config.auth.limits.default,
+    );
   if (config.auth.enabled && !isLoopbackHost(config.server.host) && config.security.allowed_hosts.length === 0) {
-    logger.info('[security] allowed_hosts is empty: requests naming this server by IP address or a loopback name are accepted; list the DNS names clients use');
+    logger.info(
+      '[security] allowed_hosts is empty: requests naming this server by IP address or a loopback name are accepted; list the DNS names clients use',
+    );
   }
   return {
     name: 'auth',

@@ -52,11 +52,26 @@ export interface ClusterStateComponent extends Component {
  * Opened before the components whose stores live there (agents' event store, the tool audit);
  * closed after them, so their last batches are written.
  */
-export async function openClusterState(opts: { cluster: ClusterConfig; logger: Logger; keepVersions?: number; keepRemovedAgents?: number }): Promise<ClusterStateComponent> {
+export async function openClusterState(opts: {
+  cluster: ClusterConfig;
+  logger: Logger;
+  keepVersions?: number;
+  keepRemovedAgents?: number;
+}): Promise<ClusterStateComponent> {
   const { cluster, logger } = opts;
   const state = clusterStateConfig(cluster);
-  const pool = new pg.Pool({ connectionString: state.url, max: state.pool_size, application_name: `caxton-${cluster.node}`, connectionTimeoutMillis: 5000 });
-  pool.on('error', (err) => logger.warn({ err: describeError(err) }, 'cluster: an idle PostgreSQL connection failed; it is replaced on next use'));
+  const pool = new pg.Pool({
+    connectionString: state.url,
+    max: state.pool_size,
+    application_name: `caxton-${cluster.node}`,
+    connectionTimeoutMillis: 5000,
+  });
+  pool.on('error', (err) =>
+    logger.warn(
+      { err: describeError(err) },
+      'cluster: an idle PostgreSQL connection failed; it is replaced on next use',
+    ),
+  );
   // Why: pg-pool leaves a connection without an `error` listener for a moment, and a PostgreSQL
   // restart then ended the node's process (see guardConnections).
   guardConnections(pool);
@@ -93,11 +108,27 @@ export async function openClusterState(opts: { cluster: ClusterConfig; logger: L
     });
   } catch (e) {
     await pool.end().catch(() => {});
-    throw new CaxtonError('invalid_config', `refusing to start: the cluster's shared state ([cluster.state], schema "${state.schema}") could not be opened: ${describeError(e)}`, {
-      field: 'cluster.state',
-    });
+    throw new CaxtonError(
+      'invalid_config',
+      `refusing to start: the cluster's shared state ([cluster.state], schema "${state.schema}") could not be opened: ${describeError(e)}`,
+      {
+        field: 'cluster.state',
+      },
+    );
   }
-  return { name: 'cluster state', pool, schema: state.schema, node: cluster.node, store, packages, versions, agents, marks, pins, close: () => pool.end().catch(() => {}) };
+  return {
+    name: 'cluster state',
+    pool,
+    schema: state.schema,
+    node: cluster.node,
+    store,
+    packages,
+    versions,
+    agents,
+    marks,
+    pins,
+    close: () => pool.end().catch(() => {}),
+  };
 }
 
 export interface ClusterComponent extends Component {
@@ -145,9 +176,13 @@ export async function startCluster(opts: {
   try {
     nc = await connectNats({ cluster });
   } catch (e) {
-    throw new CaxtonError('invalid_config', `refusing to start: NATS at ${cluster.nats.urls.join(', ')} ([cluster.nats] urls) could not be reached: ${describeError(e)}`, {
-      field: 'cluster.nats.urls',
-    });
+    throw new CaxtonError(
+      'invalid_config',
+      `refusing to start: NATS at ${cluster.nats.urls.join(', ')} ([cluster.nats] urls) could not be reached: ${describeError(e)}`,
+      {
+        field: 'cluster.nats.urls',
+      },
+    );
   }
   let sync: DirectorySync | undefined;
   let keySync: KeySync | undefined;
@@ -179,7 +214,10 @@ export async function startCluster(opts: {
     await nc.drain().catch(() => nc.close());
   };
   if (cluster.agents_bucket !== undefined)
-    logger.warn({ field: 'cluster.agents_bucket' }, "[cluster] agents_bucket is no longer used (API agents live in the cluster's PostgreSQL, docs/cluster.md); remove it from caxton.toml");
+    logger.warn(
+      { field: 'cluster.agents_bucket' },
+      "[cluster] agents_bucket is no longer used (API agents live in the cluster's PostgreSQL, docs/cluster.md); remove it from caxton.toml",
+    );
   try {
     sync = await DirectorySync.start({
       nc,
@@ -197,9 +235,17 @@ export async function startCluster(opts: {
       marks: opts.state.marks,
       agents: opts.rollouts,
       log: logger,
-      onFiguresDropped: (_node, figures) => opts.metrics?.clusterRecordsDropped.inc({ store: 'rollout_figures' }, figures),
+      onFiguresDropped: (_node, figures) =>
+        opts.metrics?.clusterRecordsDropped.inc({ store: 'rollout_figures' }, figures),
     });
-    keySync = await KeySync.start({ nc, bucket: cluster.keys_bucket, node: cluster.node, replicas: cluster.replicas ?? 1, keys: opts.keys, log: logger });
+    keySync = await KeySync.start({
+      nc,
+      bucket: cluster.keys_bucket,
+      node: cluster.node,
+      replicas: cluster.replicas ?? 1,
+      keys: opts.keys,
+      log: logger,
+    });
   } catch (e) {
     await close();
     throw e;
@@ -239,9 +285,14 @@ export async function startCluster(opts: {
         onRewatch: (why, error) =>
           error === undefined
             ? logger.warn({ node: cluster.node, why }, 'the watch of the cluster membership bucket was started again')
-            : logger.warn({ node: cluster.node, why, err: describeError(error) }, 'the watch of the cluster membership bucket could not be started again; trying again after the next heartbeats'),
+            : logger.warn(
+                { node: cluster.node, why, err: describeError(error) },
+                'the watch of the cluster membership bucket could not be started again; trying again after the next heartbeats',
+              ),
         onHealth: (healthy, error) =>
-          healthy ? logger.info({ node: cluster.node }, 'cluster heartbeats reach JetStream again') : logger.warn({ node: cluster.node, err: error }, 'cluster heartbeats are failing'),
+          healthy
+            ? logger.info({ node: cluster.node }, 'cluster heartbeats reach JetStream again')
+            : logger.warn({ node: cluster.node, err: error }, 'cluster heartbeats are failing'),
       });
       const m = membership;
       return { clustered: true, node: cluster.node, nodes: () => m.nodes() };

@@ -1,5 +1,11 @@
 import { executionApi, SqliteResponseStore } from '../../api/index.js';
-import { checkAnswer, checkName, type AgentRegistry, type AgentService, type ShadowResultStore } from '../../agents/index.js';
+import {
+  checkAnswer,
+  checkName,
+  type AgentRegistry,
+  type AgentService,
+  type ShadowResultStore,
+} from '../../agents/index.js';
 import { agentLimitsLookup, type PrincipalLimiter } from '../../auth/index.js';
 import type { ServerConfig } from '../../config/index.js';
 import { Executor, ShadowRunner, SqliteSuspendedStore, type ExecutionMemory } from '../../execution/index.js';
@@ -49,7 +55,9 @@ export function startExecution(opts: {
       if (m) {
         // Executions labelled with their version while the agent has a canary or shadow rollout.
         const running = e.shadow ? opts.service.rollouts?.running(e.agent) : undefined;
-        const v = running ? { version: running.candidate_version, role: 'shadow' as const } : opts.service.rollout.rolloutVersionOf(e.definition);
+        const v = running
+          ? { version: running.candidate_version, role: 'shadow' as const }
+          : opts.service.rollout.rolloutVersionOf(e.definition);
         if (v) m.rolloutExecution(e.agent, v.version, v.role, e.status, e.duration_ms / 1000);
       }
     },
@@ -78,14 +86,26 @@ export function startExecution(opts: {
   const ready = executor.warm().catch((e: unknown) => logger.error({ err: e }, 'isolation pool failed to start'));
   executor.memory = opts.memory;
   // Executions stopped for client tool calls (OpenAI `tools`), until the client's results resume them (ADR 0029).
-  const suspended = new SqliteSuspendedStore(db, { ttlMs: config.execution.suspended_ttl, onError: (e) => logger.error({ err: e }, 'suspended executions could not be pruned') });
+  const suspended = new SqliteSuspendedStore(db, {
+    ttlMs: config.execution.suspended_ttl,
+    onError: (e) => logger.error({ err: e }, 'suspended executions could not be pruned'),
+  });
   // Stored responses of POST /v1/responses (`store`), what previous_response_id continues.
-  const responses = new SqliteResponseStore(db, { ttlMs: config.execution.responses_ttl, onError: (e) => logger.error({ err: e }, 'stored responses could not be pruned') });
+  const responses = new SqliteResponseStore(db, {
+    ttlMs: config.execution.responses_ttl,
+    onError: (e) => logger.error({ err: e }, 'stored responses could not be pruned'),
+  });
   return {
     name: 'execution',
     executor,
     ready,
-    routes: executionApi({ executor, service: opts.service, bodyLimit: config.server.max_body_size, suspended, responses }),
+    routes: executionApi({
+      executor,
+      service: opts.service,
+      bodyLimit: config.server.max_body_size,
+      suspended,
+      responses,
+    }),
     close: async () => {
       // Copies in flight finish first: they run on the executor.
       await shadow.close();

@@ -67,7 +67,8 @@ export async function startHttp(opts: {
       }
       // The local CLI finds this server's admin key through the run record (src/auth/local.ts).
       const keyFile = join(resolve(config.data_dir), ADMIN_KEY_FILE);
-      if (config.auth.enabled && isLoopbackHost(config.server.host) && readKeyFile(keyFile)) removeRunRecord = writeRunRecord(addr.port, url, keyFile);
+      if (config.auth.enabled && isLoopbackHost(config.server.host) && readKeyFile(keyFile))
+        removeRunRecord = writeRunRecord(addr.port, url, keyFile);
     } else await app.ready();
   } catch (e) {
     await tls?.close();

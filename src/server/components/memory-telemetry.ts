@@ -63,7 +63,8 @@ export function instrumentMemoryTools(tools: readonly Tool[], t: MemoryTelemetry
 export function instrumentExecutionMemory(m: ExecutionMemory, t: MemoryTelemetry): ExecutionMemory {
   if (!t.tracer && !t.metrics) return m;
   return {
-    recall: (def, req) => measured(t, 'recall', req.traceparent, { 'caxton.agent': def.name }, () => m.recall(def, req)),
+    recall: (def, req) =>
+      measured(t, 'recall', req.traceparent, { 'caxton.agent': def.name }, () => m.recall(def, req)),
     remember: (def, req, res) => {
       t.metrics?.memoryOperations.inc({ operation: 'remember', status: 'ok' });
       m.remember(def, req, res);

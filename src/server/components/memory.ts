@@ -21,9 +21,21 @@ export interface MemoryComponent extends Component {
  * entity count as a metric; /api/v1/memory. The embedder loads on first use. Undefined with
  * `[memory] enabled = false`; throws 'invalid_config' on a bad `[memory]`.
  */
-export async function startMemory(opts: { config: ServerConfig; db: Db; registry: AgentRegistry; logger: Logger; telemetry: MemoryTelemetry }): Promise<MemoryComponent | undefined> {
+export async function startMemory(opts: {
+  config: ServerConfig;
+  db: Db;
+  registry: AgentRegistry;
+  logger: Logger;
+  telemetry: MemoryTelemetry;
+}): Promise<MemoryComponent | undefined> {
   const { config, telemetry } = opts;
-  const graph = await createMemory({ config: config.memory, dataDir: config.data_dir, db: opts.db, registry: opts.registry, log: opts.logger });
+  const graph = await createMemory({
+    config: config.memory,
+    dataDir: config.data_dir,
+    db: opts.db,
+    registry: opts.registry,
+    log: opts.logger,
+  });
   if (!graph) return undefined;
   return {
     name: 'memory',

@@ -41,7 +41,14 @@ export function startMessaging(opts: {
         ...opts.telemetry,
         ...(principals && { principals }),
       })
-    : new MessageBus({ db: opts.db, registry: opts.registry, config: opts.config.messaging, log: opts.logger, ...opts.telemetry, ...(principals && { principals }) });
+    : new MessageBus({
+        db: opts.db,
+        registry: opts.registry,
+        config: opts.config.messaging,
+        log: opts.logger,
+        ...opts.telemetry,
+        ...(principals && { principals }),
+      });
   const agentHandler = executorHandler(opts.executor, (id, n) => bus.history(id, n), principals);
   bus.setAgentHandler(events ? events.receiving(agentHandler) : agentHandler);
   events?.observeBus(bus);

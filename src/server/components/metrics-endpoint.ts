@@ -31,9 +31,20 @@ export async function startMetricsEndpoint(opts: {
   const guard = metricsGuard({
     requireAuth: config.auth.enabled && !isLoopbackHost(config.metrics.host),
     authenticators: opts.authenticators,
-    allowedHosts: [...opts.allowedHosts, ...(isLoopbackHost(config.metrics.host) || WILDCARD_HOSTS.has(config.metrics.host) ? [] : [config.metrics.host.toLowerCase()])],
+    allowedHosts: [
+      ...opts.allowedHosts,
+      ...(isLoopbackHost(config.metrics.host) || WILDCARD_HOSTS.has(config.metrics.host)
+        ? []
+        : [config.metrics.host.toLowerCase()]),
+    ],
   });
-  const m = await startMetricsServer(opts.metrics.registry, config.metrics.host, config.metrics.port, metricsTls && httpsOptions(metricsTls.cfg, metricsTls.material), guard);
+  const m = await startMetricsServer(
+    opts.metrics.registry,
+    config.metrics.host,
+    config.metrics.port,
+    metricsTls && httpsOptions(metricsTls.cfg, metricsTls.material),
+    guard,
+  );
   const server: Server | HttpsServer = m.server;
   const closeServer = () => new Promise<void>((r) => server.close(() => r()));
   let tls: TlsReloader | undefined;

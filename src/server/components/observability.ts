@@ -1,6 +1,13 @@
 import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import type { ServerConfig } from '../../config/index.js';
-import { exportFailureReporter, setupTracing, startMemoryReducer, type Logger, type Metrics, type Tracing } from '../../observability/index.js';
+import {
+  exportFailureReporter,
+  setupTracing,
+  startMemoryReducer,
+  type Logger,
+  type Metrics,
+  type Tracing,
+} from '../../observability/index.js';
 import { StatusSampler } from '../../observability/status.js';
 import { VERSION } from '../../shared/version.js';
 import type { Component } from './component.js';
@@ -27,13 +34,20 @@ export async function startObservability(opts: {
         onCollect: (freed, ms) => {
           metrics.idleCollections.inc();
           metrics.idleCollectionFreed.inc(freed);
-          logger.debug({ freed_bytes: freed, duration_ms: Math.round(ms) }, 'idle: full garbage collection after a burst');
+          logger.debug(
+            { freed_bytes: freed, duration_ms: Math.round(ms) },
+            'idle: full garbage collection after a burst',
+          );
         },
       })
     : undefined;
   // OTLP export failures (collector down, wrong URL, 4xx): a rate-limited warn line and caxton_otlp_export_failures_total.
   const exportFailures = exportFailureReporter(logger, metrics, opts.exportFailureLogIntervalMs);
-  const tracing = await setupTracing({ version: VERSION, onExportFailure: (f) => exportFailures.record(f), ...(opts.spanProcessors && { processors: opts.spanProcessors }) });
+  const tracing = await setupTracing({
+    version: VERSION,
+    onExportFailure: (f) => exportFailures.record(f),
+    ...(opts.spanProcessors && { processors: opts.spanProcessors }),
+  });
   const sampler = new StatusSampler(metrics);
   sampler.start();
   return {

@@ -67,7 +67,12 @@ function standaloneView(lifecycle: Lifecycle, bus: MessagingBus): ClusterView {
           state: 'up',
           age_ms: 0,
           self: true,
-          load: { queued: s.queued, running: s.running, open_conversations: s.open_conversations, dead_letters: s.dead_letters },
+          load: {
+            queued: s.queued,
+            running: s.running,
+            open_conversations: s.open_conversations,
+            dead_letters: s.dead_letters,
+          },
         },
       ];
     },

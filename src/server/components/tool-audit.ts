@@ -15,7 +15,13 @@ export interface ToolAuditComponent extends Component {
 }
 
 /** The tool-call audit log shared by MCP and WebAssembly tool servers; on a cluster node, the cluster's (each call recorded by the node that ran it). */
-export function openToolAudit(opts: { config: ServerConfig; db: Db; logger: Logger; metrics: Metrics; clusterState?: ClusterStateComponent | undefined }): ToolAuditComponent {
+export function openToolAudit(opts: {
+  config: ServerConfig;
+  db: Db;
+  logger: Logger;
+  metrics: Metrics;
+  clusterState?: ClusterStateComponent | undefined;
+}): ToolAuditComponent {
   const { config, logger } = opts;
   const state = opts.clusterState;
   const store: ToolAuditLog = state
@@ -25,11 +31,18 @@ export function openToolAudit(opts: { config: ServerConfig; db: Db; logger: Logg
         node: state.node,
         retentionMs: config.tool_audit.retention,
         maxRows: config.tool_audit.max_rows,
-        onError: (e) => logger.warn({ err: describeError(e) }, "tool audit records could not be written to the cluster's PostgreSQL; they wait (up to a bound) and are tried again"),
+        onError: (e) =>
+          logger.warn(
+            { err: describeError(e) },
+            "tool audit records could not be written to the cluster's PostgreSQL; they wait (up to a bound) and are tried again",
+          ),
         onFull: () => opts.metrics.writeQueueFull.inc({ store: 'tool_audit' }),
         onDropped: (n, total) => {
           opts.metrics.clusterRecordsDropped.inc({ store: 'tool_audit' }, n);
-          logger.warn({ dropped: n, total }, "tool audit records dropped: the cluster's PostgreSQL could not take them (caxton_cluster_records_dropped_total)");
+          logger.warn(
+            { dropped: n, total },
+            "tool audit records dropped: the cluster's PostgreSQL could not take them (caxton_cluster_records_dropped_total)",
+          );
         },
       })
     : new ToolAuditStore(opts.db, {

@@ -11,8 +11,15 @@ import type { Component } from './component.js';
 
 /** The catalogue's sources for these tools (`caxton tool list`, GET /api/v1/tools). */
 export const TOOLKIT_GROUPS: readonly HostToolGroup[] = [
-  { name: 'workspace', description: 'Files and shell commands in the granted workspace ([workspace] in caxton.toml): read, write, edit, multi_edit, glob, grep, ls, bash' },
-  { name: 'web', description: 'Web pages and web search: fetch (hosts of [tools.http_client] allowed_hosts), search ([web.search])' },
+  {
+    name: 'workspace',
+    description:
+      'Files and shell commands in the granted workspace ([workspace] in caxton.toml): read, write, edit, multi_edit, glob, grep, ls, bash',
+  },
+  {
+    name: 'web',
+    description: 'Web pages and web search: fetch (hosts of [tools.http_client] allowed_hosts), search ([web.search])',
+  },
   { name: 'todo', description: 'The task list of an execution: write' },
 ];
 
@@ -34,17 +41,33 @@ export function startToolkit(opts: { config: ServerConfig; audit: ToolAuditSink;
     } catch {
       dir = false;
     }
-    if (!dir) throw new CaxtonError('invalid_config', `refusing to start: [workspace] path = "${ws.path}" in caxton.toml is not a directory (create it, or fix the path)`, { field: 'workspace.path' });
+    if (!dir)
+      throw new CaxtonError(
+        'invalid_config',
+        `refusing to start: [workspace] path = "${ws.path}" in caxton.toml is not a directory (create it, or fix the path)`,
+        { field: 'workspace.path' },
+      );
     if (ws.bash.enabled) {
       const sandbox = probeSandbox();
-      if (!sandbox.ok) logger.warn({ field: 'workspace.bash.enabled' }, `workspace.bash is enabled but cannot run: ${sandbox.problem}; its calls will be refused`);
+      if (!sandbox.ok)
+        logger.warn(
+          { field: 'workspace.bash.enabled' },
+          `workspace.bash is enabled but cannot run: ${sandbox.problem}; its calls will be refused`,
+        );
       else if (ws.bash.commands.length === 0)
-        logger.warn({ field: 'workspace.bash.commands' }, 'workspace.bash is enabled with no programs in [workspace.bash] commands: every command will be refused');
+        logger.warn(
+          { field: 'workspace.bash.commands' },
+          'workspace.bash is enabled with no programs in [workspace.bash] commands: every command will be refused',
+        );
     }
   }
   const allowedHosts = () => config.tools.http_client?.allowed_hosts ?? [];
   return {
     name: 'toolkit',
-    hostTools: [...workspaceTools(ws, audit, [config.data_dir]), ...webTools(config.web, allowedHosts, audit), ...todoTools(audit)],
+    hostTools: [
+      ...workspaceTools(ws, audit, [config.data_dir]),
+      ...webTools(config.web, allowedHosts, audit),
+      ...todoTools(audit),
+    ],
   };
 }

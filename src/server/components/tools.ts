@@ -62,7 +62,13 @@ export async function startTools(opts: {
     try {
       // Loaded here: a single node never loads NATS.
       const { ToolSync, toolsSubject } = await import('../../cluster/index.js');
-      sync = await ToolSync.start({ nc: cluster.nc, subject: toolsSubject(cluster.schema), node: cluster.cluster.node, manager: servers, log: logger });
+      sync = await ToolSync.start({
+        nc: cluster.nc,
+        subject: toolsSubject(cluster.schema),
+        node: cluster.cluster.node,
+        manager: servers,
+        log: logger,
+      });
     } catch (e) {
       servers.close();
       throw e;
@@ -72,14 +78,30 @@ export async function startTools(opts: {
   // refused (a Claude Code file is loaded with a warning instead: Claude Code ignores tools it does
   // not know). The files loaded before now are checked once: those refused are unloaded and marked
   // invalid; the stored API agents, already deployed, only warn. ---
-  const check = toolCheck({ builtins: executor.deps.tools, host: executor.hostTools, mcpServers: () => Object.keys(config.mcp_servers) });
+  const check = toolCheck({
+    builtins: executor.deps.tools,
+    host: executor.hostTools,
+    mcpServers: () => Object.keys(config.mcp_servers),
+  });
   opts.service.addCheck((def) => check(def.tools, def.metadata.claude_tools !== undefined ? 'warning' : 'error'));
   for (const status of opts.service.files.recheckFiles()) {
-    for (const e of status.errors ?? []) logger.error({ agent: status.agent, file: status.path, field: e.field, code: e.code }, `agent file not loaded: ${e.message}`);
+    for (const e of status.errors ?? [])
+      logger.error(
+        { agent: status.agent, file: status.path, field: e.field, code: e.code },
+        `agent file not loaded: ${e.message}`,
+      );
   }
   for (const a of registry.list().agents) {
     for (const w of check(a.definition.tools)) {
-      logger.warn({ agent: a.definition.name, ...(a.origin.kind === 'file' && { file: a.origin.path }), field: w.field, code: w.code }, w.message);
+      logger.warn(
+        {
+          agent: a.definition.name,
+          ...(a.origin.kind === 'file' && { file: a.origin.path }),
+          field: w.field,
+          code: w.code,
+        },
+        w.message,
+      );
     }
   }
   // --- tool catalogue (src/tools/catalogue.ts): every source (tool servers, MCP servers,

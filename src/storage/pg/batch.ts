@@ -37,19 +37,43 @@ export interface PgBatchTuning {
  */
 export function pruneLogTable(
   pool: pg.Pool,
-  o: { schema: string; table: string; timeColumn: string; retentionMs: number; maxRows: number; batch?: number; maxBatches?: number },
+  o: {
+    schema: string;
+    table: string;
+    timeColumn: string;
+    retentionMs: number;
+    maxRows: number;
+    batch?: number;
+    maxBatches?: number;
+  },
 ): Promise<{ deleted: number; skipped: boolean; more: boolean }> {
   const t = `${o.schema}.${o.table}`;
   const batch = o.batch ?? 5000;
   return inTransaction(pool, 'BEGIN', async (c) => {
-    const lock = await c.query<{ ok: boolean }>('SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0)) AS ok', [`caxton-retention:${t}`]);
+    const lock = await c.query<{ ok: boolean }>('SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0)) AS ok', [
+      `caxton-retention:${t}`,
+    ]);
     if (!lock.rows[0]!.ok) return { deleted: 0, skipped: true, more: false };
     let deleted = 0;
     for (let i = 0; i < (o.maxBatches ?? 20); i++) {
       const cutoff = Date.now() - o.retentionMs;
-      const old = (await c.query(`DELETE FROM ${t} WHERE id IN (SELECT id FROM ${t} WHERE ${o.timeColumn} < $1 ORDER BY ${o.timeColumn} LIMIT $2)`, [cutoff, batch])).rowCount ?? 0;
-      const cut = (await c.query<{ id: string }>(`SELECT id FROM ${t} ORDER BY id DESC LIMIT 1 OFFSET $1`, [o.maxRows])).rows[0];
-      const over = cut ? ((await c.query(`DELETE FROM ${t} WHERE id IN (SELECT id FROM ${t} WHERE id <= $1 ORDER BY id LIMIT $2)`, [cut.id, batch])).rowCount ?? 0) : 0;
+      const old =
+        (
+          await c.query(
+            `DELETE FROM ${t} WHERE id IN (SELECT id FROM ${t} WHERE ${o.timeColumn} < $1 ORDER BY ${o.timeColumn} LIMIT $2)`,
+            [cutoff, batch],
+          )
+        ).rowCount ?? 0;
+      const cut = (await c.query<{ id: string }>(`SELECT id FROM ${t} ORDER BY id DESC LIMIT 1 OFFSET $1`, [o.maxRows]))
+        .rows[0];
+      const over = cut
+        ? ((
+            await c.query(`DELETE FROM ${t} WHERE id IN (SELECT id FROM ${t} WHERE id <= $1 ORDER BY id LIMIT $2)`, [
+              cut.id,
+              batch,
+            ])
+          ).rowCount ?? 0)
+        : 0;
       deleted += old + over;
       if (old < batch && over < batch) return { deleted, skipped: false, more: false };
     }
@@ -140,7 +164,13 @@ export class PgLogTable<T> {
     let deleted = 0;
     for (;;) {
       const o = this.#o;
-      const r = await pruneLogTable(o.pool, { schema: o.schema, table: o.table, timeColumn: o.timeColumn, retentionMs: o.retentionMs, maxRows: o.maxRows });
+      const r = await pruneLogTable(o.pool, {
+        schema: o.schema,
+        table: o.table,
+        timeColumn: o.timeColumn,
+        retentionMs: o.retentionMs,
+        maxRows: o.maxRows,
+      });
       deleted += r.deleted;
       if (r.skipped || !r.more) return { deleted, skipped: r.skipped };
     }

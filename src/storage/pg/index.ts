@@ -4,7 +4,16 @@
  * migrations, batched log writers, and the mapping of connection failures to Caxton's errors.
  * The adapters themselves live beside the port each implements.
  */
-export { guardConnections, inTransaction, escapeLiteral, literal, mergeWrites, RolledBack, StatementBatch, type Literal } from './tx.js';
+export {
+  guardConnections,
+  inTransaction,
+  escapeLiteral,
+  literal,
+  mergeWrites,
+  RolledBack,
+  StatementBatch,
+  type Literal,
+} from './tx.js';
 export { isUnreachable, stateUnavailable, guardReads } from './errors.js';
 export { migrateSchema, quotedSchema, SCHEMA_NAME, type PgMigration } from './migrate.js';
 export { PgLogTable, pruneLogTable, type PgBatchTuning, type PgLogTableOptions } from './batch.js';

@@ -14,7 +14,11 @@ export interface PgMigration {
 /** `"schema"`, after checking it is a lower-case identifier (refused as invalid_config otherwise). */
 export function quotedSchema(schema: string): string {
   if (!SCHEMA_NAME.test(schema)) {
-    throw new CaxtonError('invalid_config', `cluster state schema "${schema}" must be a lower-case identifier (letters, digits, _; at most 63)`, { field: 'schema' });
+    throw new CaxtonError(
+      'invalid_config',
+      `cluster state schema "${schema}" must be a lower-case identifier (letters, digits, _; at most 63)`,
+      { field: 'schema' },
+    );
   }
   return `"${schema}"`;
 }
@@ -29,7 +33,9 @@ export async function migrateSchema(pool: pg.Pool, schema: string, migrations: r
   await inTransaction(pool, 'BEGIN', async (c) => {
     await c.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`caxton-cluster-migrate:${schema}`]);
     await c.query(`CREATE SCHEMA IF NOT EXISTS ${s}`);
-    await c.query(`CREATE TABLE IF NOT EXISTS ${s}.migrations (id text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`);
+    await c.query(
+      `CREATE TABLE IF NOT EXISTS ${s}.migrations (id text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`,
+    );
     const done = new Set((await c.query<{ id: string }>(`SELECT id FROM ${s}.migrations`)).rows.map((r) => r.id));
     for (const m of migrations) {
       if (done.has(m.id)) continue;

@@ -25,7 +25,11 @@ export function guardConnections(pool: pg.Pool): pg.Pool {
  * restart, a cut link) would otherwise emit an unhandled `error` and end the process. A connection
  * that failed, or whose ROLLBACK failed, is released as broken, so the pool replaces it.
  */
-export async function inTransaction<T>(pool: pg.Pool, begin: string, fn: (c: pg.PoolClient, started: pg.QueryResult | pg.QueryResult[], batch: StatementBatch) => Promise<T>): Promise<T> {
+export async function inTransaction<T>(
+  pool: pg.Pool,
+  begin: string,
+  fn: (c: pg.PoolClient, started: pg.QueryResult | pg.QueryResult[], batch: StatementBatch) => Promise<T>,
+): Promise<T> {
   const c = await pool.connect();
   let broken: Error | undefined;
   const onError = (e: Error) => (broken = e);
@@ -38,7 +42,8 @@ export async function inTransaction<T>(pool: pg.Pool, begin: string, fn: (c: pg.
     await batch.end('COMMIT');
     return out;
   } catch (e) {
-    if (!broken) await c.query('ROLLBACK').catch((err: unknown) => (broken = err instanceof Error ? err : new Error(String(err))));
+    if (!broken)
+      await c.query('ROLLBACK').catch((err: unknown) => (broken = err instanceof Error ? err : new Error(String(err))));
     throw e;
   } finally {
     c.off('error', onError);
@@ -88,7 +93,11 @@ export class StatementBatch {
   later(sql: string, values: readonly Literal[]): void {
     // Written into SQL now, so a value that cannot be (a NUL) fails the step that wrote it, here.
     const shape = rowInsert(sql);
-    this.#waiting.push(shape ? { sql, shape, row: `(${inline(shape.row, values)})`, owner: this } : { sql, text: inline(sql, values), owner: this });
+    this.#waiting.push(
+      shape
+        ? { sql, shape, row: `(${inline(shape.row, values)})`, owner: this }
+        : { sql, text: inline(sql, values), owner: this },
+    );
   }
 
   /** Takes over the writes `other` has waiting (a group's steps: all go with the group's COMMIT). */
@@ -121,14 +130,17 @@ export class StatementBatch {
    * transaction a failed statement aborted with ROLLBACK, not an error: that is thrown here.
    */
   async end(last: 'COMMIT'): Promise<void> {
-    const out = (await this.#c.query([...mergeWrites(this.#waiting.splice(0)), last].join(';\n'))) as pg.QueryResult | pg.QueryResult[];
+    const out = (await this.#c.query([...mergeWrites(this.#waiting.splice(0)), last].join(';\n'))) as
+      pg.QueryResult | pg.QueryResult[];
     const tail = Array.isArray(out) ? out[out.length - 1] : out;
     if (tail?.command === 'ROLLBACK') throw new RolledBack();
   }
 }
 
 /** A write waiting in a batch (its template, and its text or its one row as SQL), with the batch (a step) that made it. */
-type Write = { sql: string; owner: object } & ({ text: string; shape?: undefined; row?: undefined } | { shape: RowInsert; row: string; text?: undefined });
+type Write = { sql: string; owner: object } & (
+  { text: string; shape?: undefined; row?: undefined } | { shape: RowInsert; row: string; text?: undefined }
+);
 
 /** An INSERT whose one row is placeholders and plain literals: `head` + `(row)` + `tail`. */
 interface RowInsert {
@@ -137,7 +149,8 @@ interface RowInsert {
   tail: string;
 }
 
-const ROW_INSERT = /^(\s*INSERT INTO [^\s(]+\s*\([^()]*\)\s*VALUES\s*)\(([^()]*)\)(\s*(?:ON CONFLICT\s*\([^()]*\)\s*DO (?:NOTHING|UPDATE SET [^()]*))?\s*)$/;
+const ROW_INSERT =
+  /^(\s*INSERT INTO [^\s(]+\s*\([^()]*\)\s*VALUES\s*)\(([^()]*)\)(\s*(?:ON CONFLICT\s*\([^()]*\)\s*DO (?:NOTHING|UPDATE SET [^()]*))?\s*)$/;
 const shapes = new Map<string, RowInsert | null>();
 
 /** `sql` as a one-row INSERT that can take more rows, or null; remembered per template (a few fixed strings). */
@@ -220,7 +233,11 @@ export function literal(v: Literal): string {
  * A NUL, which no text column can hold, is refused.
  */
 export function escapeLiteral(text: string): string {
-  if (text.includes('\0')) throw new CaxtonError('invalid_request', 'text stored in the cluster state cannot contain a NUL character (U+0000): remove it');
+  if (text.includes('\0'))
+    throw new CaxtonError(
+      'invalid_request',
+      'text stored in the cluster state cannot contain a NUL character (U+0000): remove it',
+    );
   const quoted = text.replace(/'/g, "''");
   return text.includes('\\') ? ` E'${quoted.replace(/\\/g, '\\\\')}'` : `'${quoted}'`;
 }

@@ -78,7 +78,8 @@ export function evaluate(expression: string): number {
 
 export const calculatorTool: Tool = {
   name: 'calculator',
-  description: 'Evaluates an arithmetic expression: + - * / % ^, parentheses, sqrt, abs, round, floor, ceil, ln, log10, exp, sin, cos, tan, pi, e.',
+  description:
+    'Evaluates an arithmetic expression: + - * / % ^, parentheses, sqrt, abs, round, floor, ceil, ln, log10, exp, sin, cos, tan, pi, e.',
   input_schema: {
     type: 'object',
     properties: { expression: { type: 'string', description: 'e.g. "(2 + 3) * 4"' } },

@@ -12,7 +12,9 @@ export const currentTimeTool: Tool = {
     const now = new Date();
     const tz = typeof args.timezone === 'string' && args.timezone ? args.timezone : 'UTC';
     try {
-      const local = new Intl.DateTimeFormat('en-CA', { timeZone: tz, dateStyle: 'short', timeStyle: 'long' }).format(now);
+      const local = new Intl.DateTimeFormat('en-CA', { timeZone: tz, dateStyle: 'short', timeStyle: 'long' }).format(
+        now,
+      );
       return { content: JSON.stringify({ utc: now.toISOString(), timezone: tz, local }) };
     } catch {
       return { content: `current_time: unknown time zone "${tz}"`, is_error: true };

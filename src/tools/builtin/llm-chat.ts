@@ -30,7 +30,10 @@ export function llmChatTool(providers: ProviderRegistry, defaultProvider: string
       if (!model) return { content: `llm.chat: provider "${name}" has no default model; pass "model"`, is_error: true };
       const res = await provider.chat({
         model,
-        messages: [...(typeof args.system === 'string' ? [{ role: 'system' as const, content: args.system }] : []), { role: 'user', content: args.prompt }],
+        messages: [
+          ...(typeof args.system === 'string' ? [{ role: 'system' as const, content: args.system }] : []),
+          { role: 'user', content: args.prompt },
+        ],
         ...(typeof args.max_tokens === 'number' && { max_tokens: args.max_tokens }),
         signal: ctx.signal,
       });

@@ -51,9 +51,12 @@ function parseTodos(v: unknown): Todo[] | string {
   for (const [i, t] of v.entries()) {
     if (typeof t !== 'object' || t === null) return `todo ${i + 1} must be an object`;
     const { content, status, activeForm } = t as Record<string, unknown>;
-    if (typeof content !== 'string' || content === '' || content.length > MAX_TEXT) return `todo ${i + 1}: "content" must be a non-empty string of at most ${MAX_TEXT} characters`;
-    if (typeof status !== 'string' || !(STATUSES as readonly string[]).includes(status)) return `todo ${i + 1}: "status" must be one of ${STATUSES.join(', ')}`;
-    if (typeof activeForm !== 'string' || activeForm === '' || activeForm.length > MAX_TEXT) return `todo ${i + 1}: "activeForm" must be a non-empty string of at most ${MAX_TEXT} characters`;
+    if (typeof content !== 'string' || content === '' || content.length > MAX_TEXT)
+      return `todo ${i + 1}: "content" must be a non-empty string of at most ${MAX_TEXT} characters`;
+    if (typeof status !== 'string' || !(STATUSES as readonly string[]).includes(status))
+      return `todo ${i + 1}: "status" must be one of ${STATUSES.join(', ')}`;
+    if (typeof activeForm !== 'string' || activeForm === '' || activeForm.length > MAX_TEXT)
+      return `todo ${i + 1}: "activeForm" must be a non-empty string of at most ${MAX_TEXT} characters`;
     out.push({ content, status: status as Status, activeForm });
   }
   return out;
@@ -91,7 +94,10 @@ export function todoWriteTool(lists: TodoLists): AuditedTool {
       // The conversation when there is one (its turns are separate executions), else the execution.
       const key = ctx.conversation_id !== undefined ? `c:${ctx.conversation_id}` : `e:${ctx.execution_id}`;
       lists.set(key, todos);
-      const list = todos.length === 0 ? '(the list is empty)' : todos.map((t) => `${MARK[t.status]} ${t.status === 'in_progress' ? t.activeForm : t.content}`).join('\n');
+      const list =
+        todos.length === 0
+          ? '(the list is empty)'
+          : todos.map((t) => `${MARK[t.status]} ${t.status === 'in_progress' ? t.activeForm : t.content}`).join('\n');
       return Promise.resolve({
         content: `Todos have been modified successfully. Ensure that you continue to use the todo list to track your progress. Please proceed with the current tasks if applicable\n\n${list}`,
       });

@@ -8,7 +8,17 @@
  * max_rows) is applied by the storage Pruner, in small batches off the call path.
  */
 import { createHash } from 'node:crypto';
-import { globSql, migrate, Pruner, tableRule, writeLane, type Db, type Migration, type SqlDialect, type WriteLane } from '../../storage/index.js';
+import {
+  globSql,
+  migrate,
+  Pruner,
+  tableRule,
+  writeLane,
+  type Db,
+  type Migration,
+  type SqlDialect,
+  type WriteLane,
+} from '../../storage/index.js';
 import { scrubSecrets } from '../../shared/secrets.js';
 import type { CallOutcome } from './errors.js';
 
@@ -138,7 +148,8 @@ export function auditWhere(q: AuditQuery, param: (v: string | number) => string,
   eq('execution_id', q.execution_id);
   eq('principal', q.principal);
   if (q.tool !== undefined) {
-    if (q.tool.endsWith('.*')) where.push(`tool LIKE ${param(`${q.tool.slice(0, -1).replace(/[\\%_]/g, (c) => `\\${c}`)}%`)} ESCAPE '\\'`);
+    if (q.tool.endsWith('.*'))
+      where.push(`tool LIKE ${param(`${q.tool.slice(0, -1).replace(/[\\%_]/g, (c) => `\\${c}`)}%`)} ESCAPE '\\'`);
     else eq('tool', q.tool);
   }
   if (q.outcome === 'failed') where.push("outcome <> 'ok'");
@@ -232,17 +243,31 @@ export class ToolAuditStore implements ToolAuditLog {
   #sincePrune = 0;
 
   /** Records older than `retentionMs` (default 30 days) and beyond `maxRows` (default 1,000,000) are deleted. */
-  constructor(db: Db, opts: { onError?: (e: unknown) => void; retentionMs?: number; maxRows?: number; onFull?: () => void } = {}) {
+  constructor(
+    db: Db,
+    opts: { onError?: (e: unknown) => void; retentionMs?: number; maxRows?: number; onFull?: () => void } = {},
+  ) {
     this.#db = db;
     migrate(db, TOOLS_MIGRATIONS);
     this.#onError = opts.onError ?? (() => {});
     const maxRows = opts.maxRows ?? 1_000_000;
     this.#pruneEvery = Math.max(100, Math.floor(maxRows / 10));
     this.#pruner = new Pruner(db, { onError: (e) => this.#onError(e) })
-      .add(tableRule(db, { name: 'tool_audit', table: 'tool_audit', timeColumn: 'time', time: 'ms', retentionMs: opts.retentionMs ?? 30 * 24 * 3_600_000, maxRows }))
+      .add(
+        tableRule(db, {
+          name: 'tool_audit',
+          table: 'tool_audit',
+          timeColumn: 'time',
+          time: 'ms',
+          retentionMs: opts.retentionMs ?? 30 * 24 * 3_600_000,
+          maxRows,
+        }),
+      )
       .start();
     this.#pruner.poke();
-    const insert = db.prepare(`INSERT INTO tool_audit (${AUDIT_COLUMNS.join(', ')}) VALUES (${AUDIT_COLUMNS.map(() => '?').join(', ')})`);
+    const insert = db.prepare(
+      `INSERT INTO tool_audit (${AUDIT_COLUMNS.join(', ')}) VALUES (${AUDIT_COLUMNS.map(() => '?').join(', ')})`,
+    );
     this.#lane = writeLane(db, {
       write: (batch: ToolAuditRecord[]) => {
         // Positional parameters: about twice as fast to bind as named ones.

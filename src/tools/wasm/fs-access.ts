@@ -6,7 +6,17 @@
  * create symlinks (no host function does), so only links that already exist matter, and realpath
  * sees those.
  */
-import { closeSync, constants, fstatSync, openSync, readdirSync, readSync, realpathSync, statSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  fstatSync,
+  openSync,
+  readdirSync,
+  readSync,
+  realpathSync,
+  statSync,
+  writeSync,
+} from 'node:fs';
 import { basename, dirname, join, sep } from 'node:path';
 import { HostTrap } from './errors.js';
 
@@ -66,13 +76,16 @@ export class FileAccess {
         'file access is not granted to this tool server; grant a folder in caxton.toml with [tools.SERVER.paths] "/GUEST" = "host/folder" (SERVER: the tool name before the dot) and restart the server',
       );
     if (guestPath.includes('\0')) throw new HostTrap('denied', 'file path contains a NUL byte');
-    if (!guestPath.startsWith('/')) throw new HostTrap('denied', `file path "${guestPath}" must be absolute (under ${this.#rootList()})`);
+    if (!guestPath.startsWith('/'))
+      throw new HostTrap('denied', `file path "${guestPath}" must be absolute (under ${this.#rootList()})`);
     const segs = segments(guestPath);
-    if (segs.includes('..')) throw new HostTrap('denied', `file path "${guestPath}" contains "..": path traversal is not allowed`);
+    if (segs.includes('..'))
+      throw new HostTrap('denied', `file path "${guestPath}" contains "..": path traversal is not allowed`);
     for (const root of this.#roots) {
       const rs = segments(root.guest);
       if (rs.every((s, i) => segs[i] === s)) {
-        if (write && root.access !== 'write') throw new HostTrap('denied', `file path "${guestPath}" is under the read-only root ${root.guest}`);
+        if (write && root.access !== 'write')
+          throw new HostTrap('denied', `file path "${guestPath}" is under the read-only root ${root.guest}`);
         return { root, host: join(root.host, ...segs.slice(rs.length)) };
       }
     }
@@ -90,9 +103,18 @@ export class FileAccess {
       real = realpathSync(host);
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
-      throw new HostTrap('io_error', code === 'ENOENT' ? `file "${guestPath}" does not exist` : `file "${guestPath}" cannot be resolved (${code ?? 'error'})`);
+      throw new HostTrap(
+        'io_error',
+        code === 'ENOENT'
+          ? `file "${guestPath}" does not exist`
+          : `file "${guestPath}" cannot be resolved (${code ?? 'error'})`,
+      );
     }
-    if (!inside(real, root.host)) throw new HostTrap('denied', `file path "${guestPath}" resolves outside its root ${root.guest} (through a symlink): access denied`);
+    if (!inside(real, root.host))
+      throw new HostTrap(
+        'denied',
+        `file path "${guestPath}" resolves outside its root ${root.guest} (through a symlink): access denied`,
+      );
     return real;
   }
 
@@ -103,12 +125,19 @@ export class FileAccess {
     try {
       fd = openSync(real, constants.O_RDONLY | constants.O_NOFOLLOW);
     } catch (e) {
-      throw new HostTrap('io_error', `file "${guestPath}" cannot be opened (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
+      throw new HostTrap(
+        'io_error',
+        `file "${guestPath}" cannot be opened (${(e as NodeJS.ErrnoException).code ?? 'error'})`,
+      );
     }
     try {
       const st = fstatSync(fd);
       if (!st.isFile()) throw new HostTrap('io_error', `"${guestPath}" is not a regular file`);
-      if (st.size > maxBytes) throw new HostTrap('output_too_large', `file "${guestPath}" is ${st.size} bytes, above the limit of ${maxBytes}`);
+      if (st.size > maxBytes)
+        throw new HostTrap(
+          'output_too_large',
+          `file "${guestPath}" is ${st.size} bytes, above the limit of ${maxBytes}`,
+        );
       const buf = new Uint8Array(st.size);
       let off = 0;
       while (off < buf.length) {
@@ -140,7 +169,10 @@ export class FileAccess {
     try {
       fd = openSync(target, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW, 0o644);
     } catch (e) {
-      throw new HostTrap('io_error', `file "${guestPath}" cannot be written (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
+      throw new HostTrap(
+        'io_error',
+        `file "${guestPath}" cannot be written (${(e as NodeJS.ErrnoException).code ?? 'error'})`,
+      );
     }
     try {
       let off = 0;
@@ -156,7 +188,10 @@ export class FileAccess {
     try {
       return readdirSync(real).sort();
     } catch (e) {
-      throw new HostTrap('io_error', `directory "${guestPath}" cannot be listed (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
+      throw new HostTrap(
+        'io_error',
+        `directory "${guestPath}" cannot be listed (${(e as NodeJS.ErrnoException).code ?? 'error'})`,
+      );
     }
   }
 }

@@ -97,14 +97,23 @@ export class SyncHttpClient {
     const timeoutMs = Math.max(1, Math.floor(opts.timeoutMs));
     const sab = new SharedArrayBuffer(16 + HEADER_ROOM + opts.maxBytes);
     const ctrl = new Int32Array(sab, 0, 4);
-    this.#ensure().postMessage({ sab, url: req.url, method: req.method, headers: req.headers, body: req.body, timeoutMs });
+    this.#ensure().postMessage({
+      sab,
+      url: req.url,
+      method: req.method,
+      headers: req.headers,
+      body: req.body,
+      timeoutMs,
+    });
     const waited = Atomics.wait(ctrl, 0, 0, timeoutMs + 50);
     const state = Atomics.load(ctrl, 0);
-    if (waited === 'timed-out' && state === 0) throw new HostTrap('timeout', `HTTP ${req.method} ${req.url} timed out after ${timeoutMs} ms`);
+    if (waited === 'timed-out' && state === 0)
+      throw new HostTrap('timeout', `HTTP ${req.method} ${req.url} timed out after ${timeoutMs} ms`);
     const bytes = new Uint8Array(sab, 16);
     if (state === 2) {
       const msg = new TextDecoder().decode(bytes.slice(0, ctrl[2]));
-      if (msg === 'timeout') throw new HostTrap('timeout', `HTTP ${req.method} ${req.url} timed out after ${timeoutMs} ms`);
+      if (msg === 'timeout')
+        throw new HostTrap('timeout', `HTTP ${req.method} ${req.url} timed out after ${timeoutMs} ms`);
       throw new HostTrap('http_error', `HTTP ${req.method} ${req.url} failed: ${msg}`);
     }
     const headers = JSON.parse(new TextDecoder().decode(bytes.slice(0, ctrl[3]))) as Record<string, string>;
@@ -139,7 +148,12 @@ export interface CheckedHttpRequest {
  * `traceparent` is added unless the guest sets its own. Throws HostTrap ('http_error' for a
  * malformed request, 'denied' for a refused one).
  */
-export function checkHttpRequest(text: string, fn: string, grants: { httpGranted: boolean; hostAllowed(host: string): boolean }, traceparent?: string): CheckedHttpRequest {
+export function checkHttpRequest(
+  text: string,
+  fn: string,
+  grants: { httpGranted: boolean; hostAllowed(host: string): boolean },
+  traceparent?: string,
+): CheckedHttpRequest {
   let req: { url?: unknown; method?: unknown; headers?: unknown };
   try {
     req = JSON.parse(text) as typeof req;
@@ -153,7 +167,8 @@ export function checkHttpRequest(text: string, fn: string, grants: { httpGranted
   } catch {
     throw new HostTrap('http_error', `${fn}: "${req.url}" is not a valid URL`);
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new HostTrap('denied', `HTTP request to "${req.url}" refused: only http and https URLs are allowed`);
+  if (url.protocol !== 'http:' && url.protocol !== 'https:')
+    throw new HostTrap('denied', `HTTP request to "${req.url}" refused: only http and https URLs are allowed`);
   if (!grants.httpGranted)
     throw new HostTrap(
       'denied',
@@ -165,7 +180,9 @@ export function checkHttpRequest(text: string, fn: string, grants: { httpGranted
       `HTTP request to host "${url.hostname}" refused: the host is not in the allowlist; allow it with [tools.SERVER] allowed_hosts = ["${url.hostname}"] in caxton.toml (SERVER: the tool name before the dot; the tool manifest must list the host too) and restart the server`,
     );
   const headers: Record<string, string> = {};
-  if (typeof req.headers === 'object' && req.headers !== null) for (const [k, v] of Object.entries(req.headers)) headers[k] = String(v);
-  if (traceparent !== undefined && !Object.keys(headers).some((k) => k.toLowerCase() === 'traceparent')) headers.traceparent = traceparent;
+  if (typeof req.headers === 'object' && req.headers !== null)
+    for (const [k, v] of Object.entries(req.headers)) headers[k] = String(v);
+  if (traceparent !== undefined && !Object.keys(headers).some((k) => k.toLowerCase() === 'traceparent'))
+    headers.traceparent = traceparent;
   return { url: url.href, method: typeof req.method === 'string' ? req.method.toUpperCase() : 'GET', headers };
 }

@@ -49,9 +49,24 @@ export {
 } from './sandbox.js';
 export { HostTrap, CALL_OUTCOMES, type CallOutcome } from './errors.js';
 export { FileAccess, type PathRoot, type PathAccess } from './fs-access.js';
-export { SqliteAccess, resolveDatabaseRoot, SQLITE_MAX_ROWS, SQLITE_DEFAULT_ROWS, type DatabaseRoot, type SqliteQueryOptions } from './sqlite-access.js';
+export {
+  SqliteAccess,
+  resolveDatabaseRoot,
+  SQLITE_MAX_ROWS,
+  SQLITE_DEFAULT_ROWS,
+  type DatabaseRoot,
+  type SqliteQueryOptions,
+} from './sqlite-access.js';
 export { SyncHttpClient, sharedHttpClient, hostMatches, type HttpRequest, type HttpResponse } from './http.js';
-export { instrument, WasmFormatError, FUEL_EXPORT, START_EXPORT, MAX_FUEL, type InstrumentOptions, type InstrumentResult } from './instrument.js';
+export {
+  instrument,
+  WasmFormatError,
+  FUEL_EXPORT,
+  START_EXPORT,
+  MAX_FUEL,
+  type InstrumentOptions,
+  type InstrumentResult,
+} from './instrument.js';
 export {
   ToolServerManager,
   toServerGrants,
@@ -69,6 +84,14 @@ export {
   type RefreshOutcome,
 } from './manager.js';
 export { capLimits, formatLimit, DEFAULT_TOOL_CAPS, type ToolLimitCaps, type LimitViolation } from './limits.js';
-export { ToolPackageStore, TOOL_PACKAGE_MIGRATIONS, moduleDigest, type StoredToolPackage, type ToolPackageInput, type ToolPackageStorePort, type ToolPackageVersion } from './package-store.js';
+export {
+  ToolPackageStore,
+  TOOL_PACKAGE_MIGRATIONS,
+  moduleDigest,
+  type StoredToolPackage,
+  type ToolPackageInput,
+  type ToolPackageStorePort,
+  type ToolPackageVersion,
+} from './package-store.js';
 export { PgToolAudit, type PgToolAuditOptions } from './pg-tool-audit.js';
 export { PgToolPackageStore, type PgToolPackageStoreOptions } from './pg-tool-packages.js';

@@ -162,7 +162,9 @@ function readSections(b: Uint8Array): Section[] {
     throw new WasmFormatError('not a WebAssembly binary (the magic number \\0asm is missing)');
   }
   if (b[4] !== 1 || b[5] !== 0 || b[6] !== 0 || b[7] !== 0) {
-    throw new WasmFormatError('unsupported WebAssembly binary version (only version 1 modules are accepted; components are not)');
+    throw new WasmFormatError(
+      'unsupported WebAssembly binary version (only version 1 modules are accepted; components are not)',
+    );
   }
   const sections: Section[] = [];
   const r = new Reader(b, 8, b.length);
@@ -200,7 +202,24 @@ function concat(parts: readonly Uint8Array[]): Uint8Array {
 function fuelCheck(globalIndex: number): Uint8Array {
   const g = u32(globalIndex);
   // global.get g; i32.const 1; i32.sub; global.set g; global.get g; i32.const 0; i32.lt_s; if; unreachable; end
-  return Uint8Array.from([0x23, ...g, 0x41, 0x01, 0x6b, 0x24, ...g, 0x23, ...g, 0x41, 0x00, 0x48, 0x04, 0x40, 0x00, 0x0b]);
+  return Uint8Array.from([
+    0x23,
+    ...g,
+    0x41,
+    0x01,
+    0x6b,
+    0x24,
+    ...g,
+    0x23,
+    ...g,
+    0x41,
+    0x00,
+    0x48,
+    0x04,
+    0x40,
+    0x00,
+    0x0b,
+  ]);
 }
 
 /**
@@ -390,7 +409,10 @@ export function instrument(bytes: Uint8Array, opts: InstrumentOptions): Instrume
       else if (kind === 0x01) {
         r.valtype();
         r.limits();
-      } else if (kind === 0x02) throw new WasmFormatError(`the module imports its memory ("${mod}" "${field}"); a tool module must define and export its own memory`);
+      } else if (kind === 0x02)
+        throw new WasmFormatError(
+          `the module imports its memory ("${mod}" "${field}"); a tool module must define and export its own memory`,
+        );
       else if (kind === 0x03) {
         r.valtype();
         r.byte();
@@ -414,7 +436,9 @@ export function instrument(bytes: Uint8Array, opts: InstrumentOptions): Instrume
     for (let i = 0; i < n; i++) {
       const [flags, min, max] = r.limits();
       if (min > opts.maxMemoryPages) {
-        throw new WasmFormatError(`the module's memory starts at ${min} pages (${min * 64} KiB), above the limit of ${opts.maxMemoryPages} pages (${opts.maxMemoryPages * 64} KiB)`);
+        throw new WasmFormatError(
+          `the module's memory starts at ${min} pages (${min * 64} KiB), above the limit of ${opts.maxMemoryPages} pages (${opts.maxMemoryPages * 64} KiB)`,
+        );
       }
       initialPages.push(min);
       const cap = max === undefined ? opts.maxMemoryPages : Math.min(max, opts.maxMemoryPages);
@@ -452,7 +476,8 @@ export function instrument(bytes: Uint8Array, opts: InstrumentOptions): Instrume
     const restStart = r.p;
     for (let i = 0; i < exportCount; i++) {
       const n = r.name();
-      if (n === FUEL_EXPORT || n === START_EXPORT) throw new WasmFormatError(`the module already exports "${n}", a name the sandbox reserves`);
+      if (n === FUEL_EXPORT || n === START_EXPORT)
+        throw new WasmFormatError(`the module already exports "${n}", a name the sandbox reserves`);
       r.byte();
       r.u32();
     }

@@ -61,7 +61,14 @@ const QJS_SLACK_PAGES = 64;
  */
 export async function loadBoundedQuickJS(memoryBytes: number): Promise<QuickJSWASMModule> {
   const maximum = Math.min(65536, QJS_BASE_PAGES + Math.ceil(memoryBytes / PAGE) + QJS_SLACK_PAGES);
-  return newQuickJSWASMModuleFromVariant(newVariant(RELEASE_SYNC, { wasmMemory: new WA.Memory({ initial: QJS_BASE_PAGES, maximum }) as unknown as CustomizeVariantOptions['wasmMemory'] }));
+  return newQuickJSWASMModuleFromVariant(
+    newVariant(RELEASE_SYNC, {
+      wasmMemory: new WA.Memory({
+        initial: QJS_BASE_PAGES,
+        maximum,
+      }) as unknown as CustomizeVariantOptions['wasmMemory'],
+    }),
+  );
 }
 
 /** JsSandbox's hooks: `qjs`, a QuickJS module of its own (default: the process-wide one). */
@@ -222,17 +229,33 @@ export class JsSandbox {
       const listExports = own(ctx.getProp(helpers, 'exports'));
       const evaluated = ctx.evalCode(this.source, this.file, { type: 'module', strict: true });
       if (evaluated.error) {
-        return this.#abandon(rt, ctx, handles, this.#classify(ctx.dump(own(evaluated.error)), t0, 'the module failed to load: '));
+        return this.#abandon(
+          rt,
+          ctx,
+          handles,
+          this.#classify(ctx.dump(own(evaluated.error)), t0, 'the module failed to load: '),
+        );
       }
       let ns = own(evaluated.value);
       if (ctx.typeof(ns) === 'object' && this.#isPromise(ctx, ns)) {
         rt.executePendingJobs();
         const state = ctx.getPromiseState(ns);
         if (state.type === 'pending') {
-          return this.#abandon(rt, ctx, handles, { outcome: 'trap', error: 'the module failed to load: its top-level await did not settle', fuel_used: 0, memory_bytes: 0, duration_us: 0 });
+          return this.#abandon(rt, ctx, handles, {
+            outcome: 'trap',
+            error: 'the module failed to load: its top-level await did not settle',
+            fuel_used: 0,
+            memory_bytes: 0,
+            duration_us: 0,
+          });
         }
         if (state.type === 'rejected') {
-          return this.#abandon(rt, ctx, handles, this.#classify(ctx.dump(own(state.error)), t0, 'the module failed to load: '));
+          return this.#abandon(
+            rt,
+            ctx,
+            handles,
+            this.#classify(ctx.dump(own(state.error)), t0, 'the module failed to load: '),
+          );
         }
         ns = own(state.value);
       }
@@ -280,7 +303,13 @@ export class JsSandbox {
     const t0 = performance.now();
     if (input.byteLength > this.limits.maxInputBytes) {
       this.stats.failures++;
-      return { outcome: 'input_too_large', error: `the input is ${input.byteLength} bytes, above the limit of ${this.limits.maxInputBytes}`, fuel_used: 0, memory_bytes: 0, duration_us: 0 };
+      return {
+        outcome: 'input_too_large',
+        error: `the input is ${input.byteLength} bytes, above the limit of ${this.limits.maxInputBytes}`,
+        fuel_used: 0,
+        memory_bytes: 0,
+        duration_us: 0,
+      };
     }
     const failedStart = this.instantiate();
     if (failedStart) {
@@ -291,7 +320,13 @@ export class JsSandbox {
     const fn = live.exports.get(name);
     if (!fn) {
       this.stats.failures++;
-      return { outcome: 'trap', error: `the module exports no function "${name}"`, fuel_used: 0, memory_bytes: 0, duration_us: 0 };
+      return {
+        outcome: 'trap',
+        error: `the module exports no function "${name}"`,
+        fuel_used: 0,
+        memory_bytes: 0,
+        duration_us: 0,
+      };
     }
     const until = Math.min(t0 + this.limits.timeoutMs, deadline === Infinity ? Infinity : t0 + (deadline - Date.now()));
     this.#begin(until);
@@ -320,7 +355,10 @@ export class JsSandbox {
           state.error.dispose();
         } else {
           threw = true;
-          thrown = { name: 'Error', message: "the tool's promise did not settle (host functions are synchronous; nothing else can resolve it)" };
+          thrown = {
+            name: 'Error',
+            message: "the tool's promise did not settle (host functions are synchronous; nothing else can resolve it)",
+          };
         }
       } else value = r.value;
       if (threw) result = this.#classify(thrown, t0);
@@ -341,17 +379,33 @@ export class JsSandbox {
 
   #ok(live: Live, t0: number, s: string | undefined): CallResult {
     const elapsed = performance.now() - t0;
-    const base = { fuel_used: this.#polls * JS_FUEL_PER_POLL, memory_bytes: this.#memoryUsed(live), duration_us: Math.round(elapsed * 1000) };
+    const base = {
+      fuel_used: this.#polls * JS_FUEL_PER_POLL,
+      memory_bytes: this.#memoryUsed(live),
+      duration_us: Math.round(elapsed * 1000),
+    };
     if (this.#trap) return this.#failed({ ...base, outcome: this.#trap.kind, error: this.#trap.message });
     if (performance.now() > this.#deadline)
-      return this.#failed({ ...base, outcome: 'timeout', error: `the call exceeded its deadline (${Math.round(elapsed)} ms; limit ${this.limits.timeoutMs} ms)` });
+      return this.#failed({
+        ...base,
+        outcome: 'timeout',
+        error: `the call exceeded its deadline (${Math.round(elapsed)} ms; limit ${this.limits.timeoutMs} ms)`,
+      });
     if (s === undefined) return { ...base, outcome: 'ok' };
     // UTF-16 length ≤ UTF-8 length: a string this long is too large without encoding it.
     if (s.length > this.limits.maxOutputBytes)
-      return this.#failed({ ...base, outcome: 'output_too_large', error: `the output is at least ${s.length} bytes, above the limit of ${this.limits.maxOutputBytes}` });
+      return this.#failed({
+        ...base,
+        outcome: 'output_too_large',
+        error: `the output is at least ${s.length} bytes, above the limit of ${this.limits.maxOutputBytes}`,
+      });
     const output = enc.encode(s);
     if (output.byteLength > this.limits.maxOutputBytes)
-      return this.#failed({ ...base, outcome: 'output_too_large', error: `the output is ${output.byteLength} bytes, above the limit of ${this.limits.maxOutputBytes}` });
+      return this.#failed({
+        ...base,
+        outcome: 'output_too_large',
+        error: `the output is ${output.byteLength} bytes, above the limit of ${this.limits.maxOutputBytes}`,
+      });
     return { ...base, outcome: 'ok', output };
   }
 
@@ -364,7 +418,11 @@ export class JsSandbox {
   /** Turns what the guest threw (dumped) into an outcome; limits hit also drop the runtime. */
   #classify(thrown: unknown, t0: number, prefix = ''): CallResult {
     const live = this.#live;
-    const base = { fuel_used: Math.min(this.#polls * JS_FUEL_PER_POLL, this.limits.fuel), memory_bytes: live ? this.#memoryUsed(live) : 0, duration_us: Math.round((performance.now() - t0) * 1000) };
+    const base = {
+      fuel_used: Math.min(this.#polls * JS_FUEL_PER_POLL, this.limits.fuel),
+      memory_bytes: live ? this.#memoryUsed(live) : 0,
+      duration_us: Math.round((performance.now() - t0) * 1000),
+    };
     const err = errorText(thrown);
     let outcome: Exclude<CallOutcome, 'ok'>;
     let error: string;
@@ -381,7 +439,10 @@ export class JsSandbox {
       outcome = 'out_of_memory';
       base.memory_bytes = Math.max(base.memory_bytes, this.limits.memoryBytes);
       error = `the script ran out of memory (limit ${this.limits.memoryBytes} bytes)`;
-    } else if ((err.name === 'InternalError' || err.name === 'RangeError') && /stack overflow|call stack/i.test(err.message)) {
+    } else if (
+      (err.name === 'InternalError' || err.name === 'RangeError') &&
+      /stack overflow|call stack/i.test(err.message)
+    ) {
       outcome = 'stack_overflow';
       error = 'the call overflowed the stack (recursion too deep)';
     } else {
@@ -458,12 +519,14 @@ export class JsSandbox {
   }
 
   #checkDeadline(): void {
-    if (performance.now() > this.#deadline) this.#refuse(new HostTrap('timeout', `the call exceeded its deadline (limit ${this.limits.timeoutMs} ms)`));
+    if (performance.now() > this.#deadline)
+      this.#refuse(new HostTrap('timeout', `the call exceeded its deadline (limit ${this.limits.timeoutMs} ms)`));
   }
 
   #hostObject(ctx: QuickJSContext): QuickJSHandle {
     const obj = ctx.newObject();
-    const str = (h: QuickJSHandle | undefined): string | undefined => (h === undefined || ctx.typeof(h) === 'undefined' ? undefined : ctx.getString(h));
+    const str = (h: QuickJSHandle | undefined): string | undefined =>
+      h === undefined || ctx.typeof(h) === 'undefined' ? undefined : ctx.getString(h);
     const ret = (s: string | undefined): QuickJSHandle => (s === undefined ? ctx.undefined : ctx.newString(s));
     const def = (name: string, fn: (...args: (string | undefined)[]) => string | undefined) => {
       const f = ctx.newFunction(name, (...args: QuickJSHandle[]) => {
@@ -489,8 +552,15 @@ export class JsSandbox {
       this.#checkDeadline();
       const old = this.#vars.get(key);
       const size = (s: string) => Buffer.byteLength(s);
-      const bytes = this.#varBytes - (old !== undefined ? size(old) + key.length : 0) + (value !== undefined ? size(value) + key.length : 0);
-      if (bytes > this.limits.maxStateBytes) throw new HostTrap('out_of_memory', `vars.set("${key}") would take the state to ${bytes} bytes, above the limit of ${this.limits.maxStateBytes}`);
+      const bytes =
+        this.#varBytes -
+        (old !== undefined ? size(old) + key.length : 0) +
+        (value !== undefined ? size(value) + key.length : 0);
+      if (bytes > this.limits.maxStateBytes)
+        throw new HostTrap(
+          'out_of_memory',
+          `vars.set("${key}") would take the state to ${bytes} bytes, above the limit of ${this.limits.maxStateBytes}`,
+        );
       if (value !== undefined) this.#vars.set(key, value);
       else this.#vars.delete(key);
       this.#varBytes = bytes;
@@ -501,7 +571,9 @@ export class JsSandbox {
     if (this.#grants.files.roots.length > 0) {
       def('file_read', (p = '') => {
         this.#checkDeadline();
-        return dec.decode(this.#grants.files.read(p, Math.min(this.limits.memoryBytes, this.limits.maxOutputBytes * 4)));
+        return dec.decode(
+          this.#grants.files.read(p, Math.min(this.limits.memoryBytes, this.limits.maxOutputBytes * 4)),
+        );
       });
       def('file_write', (p = '', d = '') => {
         this.#checkDeadline();
@@ -521,9 +593,17 @@ export class JsSandbox {
         try {
           req = JSON.parse(r);
         } catch {
-          throw new HostTrap('denied', 'caxton.sqlite.query: the request is not valid JSON ({"database", "sql", "params", "max_rows"})');
+          throw new HostTrap(
+            'denied',
+            'caxton.sqlite.query: the request is not valid JSON ({"database", "sql", "params", "max_rows"})',
+          );
         }
-        return dec.decode(db.query(req, { maxBytes: Math.min(this.limits.memoryBytes, this.limits.maxOutputBytes), deadline: this.#deadline }));
+        return dec.decode(
+          db.query(req, {
+            maxBytes: Math.min(this.limits.memoryBytes, this.limits.maxOutputBytes),
+            deadline: this.#deadline,
+          }),
+        );
       });
     }
     return obj;

@@ -68,7 +68,12 @@ export interface LimitViolation {
  * The limits `manifest` runs with under `caps` and the operator's per-server `grant`. Throws
  * CaxtonError('validation_failed') listing every limit the manifest states above its cap.
  */
-export function capLimits(manifest: ToolManifest, caps: Readonly<ToolLimits> | undefined, grant: Partial<ToolLimits> | undefined, file: string): ToolLimits {
+export function capLimits(
+  manifest: ToolManifest,
+  caps: Readonly<ToolLimits> | undefined,
+  grant: Partial<ToolLimits> | undefined,
+  file: string,
+): ToolLimits {
   const out = { ...manifest.limits };
   const over: LimitViolation[] = [];
   const issues: SourceIssue[] = [];
@@ -97,7 +102,11 @@ export function capLimits(manifest: ToolManifest, caps: Readonly<ToolLimits> | u
   }
   if (issues.length > 0) {
     const lines = issues.map((i) => `${i.field}: ${i.message}; ${i.suggestion}`);
-    throw new CaxtonError('validation_failed', `${file}: the package asks for more than this server allows:\n${lines.join('\n')}`, { file, errors: issues, limits: over });
+    throw new CaxtonError(
+      'validation_failed',
+      `${file}: the package asks for more than this server allows:\n${lines.join('\n')}`,
+      { file, errors: issues, limits: over },
+    );
   }
   return out;
 }

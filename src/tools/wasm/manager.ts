@@ -77,7 +77,12 @@ export interface ToolServerSummary {
 }
 
 export interface ToolServerView extends ToolServerSummary {
-  tool_specs: { name: string; description: string; input_schema: Record<string, unknown>; output_schema?: Record<string, unknown> }[];
+  tool_specs: {
+    name: string;
+    description: string;
+    input_schema: Record<string, unknown>;
+    output_schema?: Record<string, unknown>;
+  }[];
   /** The effective limits: the smaller of the manifest's and the operator's. */
   limits: ToolLimits | null;
   /** What the manifest asks for and what the operator grants; only the intersection is usable. */
@@ -138,7 +143,8 @@ export interface DeployResult {
 }
 
 /** A change this node made to the stored packages (deploy or remove through its API). */
-export type ToolPackageChange = { type: 'deployed'; name: string; digest: string; revision: number } | { type: 'removed'; name: string };
+export type ToolPackageChange =
+  { type: 'deployed'; name: string; digest: string; revision: number } | { type: 'removed'; name: string };
 
 /** What `refresh` did to one name: loaded (new or replaced), failed to load, unloaded, or nothing. */
 export type RefreshOutcome = 'loaded' | 'failed' | 'removed' | 'unchanged';
@@ -170,7 +176,15 @@ export function toServerGrants(g: ToolGrantConfig | undefined, baseDir: string):
 export function toLimitCaps(c: ToolCapsConfig | ToolLimitCaps | undefined): ToolLimitCaps {
   if (!c) return { ...DEFAULT_TOOL_CAPS };
   if ('timeout_ms' in c) return { ...c };
-  return { memory: c.memory, fuel: c.fuel, timeout_ms: c.timeout, max_input: c.max_input, max_output: c.max_output, max_state: c.max_state, in_thread_fuel: c.in_thread_fuel };
+  return {
+    memory: c.memory,
+    fuel: c.fuel,
+    timeout_ms: c.timeout,
+    max_input: c.max_input,
+    max_output: c.max_output,
+    max_state: c.max_state,
+    in_thread_fuel: c.in_thread_fuel,
+  };
 }
 
 export class ToolServerManager {
@@ -235,7 +249,13 @@ export class ToolServerManager {
     return toServerGrants(this.#opts.grants?.[name], this.#baseDir);
   }
 
-  #build(manifest: ToolManifest, wasm: Uint8Array, file: string, wasmFile: string, warnings: SourceIssue[]): WasmToolServer {
+  #build(
+    manifest: ToolManifest,
+    wasm: Uint8Array,
+    file: string,
+    wasmFile: string,
+    warnings: SourceIssue[],
+  ): WasmToolServer {
     const log = this.#opts.logger;
     return new WasmToolServer(
       manifest,
@@ -273,7 +293,10 @@ export class ToolServerManager {
     for (const p of await this.#store.all()) this.#loadStored(p);
     const all = [...this.#entries.values()];
     const loaded = all.filter((e) => e.server).length;
-    log?.info({ loaded, failed: all.length - loaded, servers: all.filter((e) => e.server).map((e) => e.name) }, 'tool servers loaded');
+    log?.info(
+      { loaded, failed: all.length - loaded, servers: all.filter((e) => e.server).map((e) => e.name) },
+      'tool servers loaded',
+    );
     return { loaded, failed: all.length - loaded };
   }
 
@@ -286,17 +309,33 @@ export class ToolServerManager {
   #loadStored(p: StoredToolPackage): boolean {
     const log = this.#opts.logger;
     const registry = this.#opts.tools;
-    const entry: Entry = { name: p.name, origin: 'api', deployed_at: p.deployed_at, digest: p.digest, revision: p.revision, module_bytes: p.wasm.byteLength, path: null };
+    const entry: Entry = {
+      name: p.name,
+      origin: 'api',
+      deployed_at: p.deployed_at,
+      digest: p.digest,
+      revision: p.revision,
+      module_bytes: p.wasm.byteLength,
+      path: null,
+    };
     const old = this.#entries.get(p.name);
     if (old?.origin === 'builtin') {
-      log?.error({ tool_server: p.name }, `deployed tool server "${p.name}" is shadowed by the built-in of the same name and was not loaded`);
+      log?.error(
+        { tool_server: p.name },
+        `deployed tool server "${p.name}" is shadowed by the built-in of the same name and was not loaded`,
+      );
       return false;
     }
     let server: WasmToolServer | undefined;
     try {
-      if (this.#opts.grants?.[p.name]?.enabled === false) throw new CaxtonError('conflict', `tool server "${p.name}" is disabled by [tools.${p.name}] enabled = false in caxton.toml`);
+      if (this.#opts.grants?.[p.name]?.enabled === false)
+        throw new CaxtonError(
+          'conflict',
+          `tool server "${p.name}" is disabled by [tools.${p.name}] enabled = false in caxton.toml`,
+        );
       const { manifest, warnings } = parseToolManifestOrThrow(p.manifest, `${p.name}/${MANIFEST_FILE}`);
-      if (manifest.name !== p.name) throw new CaxtonError('validation_failed', `the stored manifest names "${manifest.name}", not "${p.name}"`);
+      if (manifest.name !== p.name)
+        throw new CaxtonError('validation_failed', `the stored manifest names "${manifest.name}", not "${p.name}"`);
       entry.manifest = manifest;
       server = this.#build(manifest, p.wasm, `${p.name}/${MANIFEST_FILE}`, manifest.module, warnings);
       old?.server?.unregister(registry);
@@ -305,7 +344,10 @@ export class ToolServerManager {
     } catch (e) {
       server?.close();
       entry.error = errText(e);
-      log?.warn({ tool_server: p.name, revision: p.revision, err: entry.error }, `deployed tool server "${p.name}" could not be loaded; it is listed as failed, without tools`);
+      log?.warn(
+        { tool_server: p.name, revision: p.revision, err: entry.error },
+        `deployed tool server "${p.name}" could not be loaded; it is listed as failed, without tools`,
+      );
     }
     // The old copy is gone either way: the stored package is the one every node should run.
     if (old?.server && entry.server !== old.server) {
@@ -354,7 +396,10 @@ export class ToolServerManager {
     return this.#serial(name, async () => {
       const e = this.#entries.get(name);
       if (e?.origin === 'builtin') {
-        this.#opts.logger?.warn({ tool_server: name }, `deployed tool server "${name}" (changed on another node) is shadowed here by the built-in of the same name and was not loaded`);
+        this.#opts.logger?.warn(
+          { tool_server: name },
+          `deployed tool server "${name}" (changed on another node) is shadowed here by the built-in of the same name and was not loaded`,
+        );
         return 'unchanged';
       }
       if (known && e?.revision === known.revision) return 'unchanged';
@@ -369,7 +414,11 @@ export class ToolServerManager {
       }
       if (e?.revision === p.revision) return 'unchanged';
       const ok = this.#loadStored(p);
-      if (ok) this.#opts.logger?.info({ tool_server: name, revision: p.revision, replaced: e !== undefined }, 'tool server loaded (deployed by another node)');
+      if (ok)
+        this.#opts.logger?.info(
+          { tool_server: name, revision: p.revision, replaced: e !== undefined },
+          'tool server loaded (deployed by another node)',
+        );
       return ok ? 'loaded' : 'failed';
     });
   }
@@ -404,11 +453,23 @@ export class ToolServerManager {
     }
     const name = manifest.name;
     if (this.#opts.grants?.[name]?.enabled === false) {
-      log?.info({ tool_server: name }, `built-in tool server "${name}" is disabled in caxton.toml ([tools.${name}] enabled = false)`);
+      log?.info(
+        { tool_server: name },
+        `built-in tool server "${name}" is disabled in caxton.toml ([tools.${name}] enabled = false)`,
+      );
       return;
     }
     const wasmFile = join(dirname(file), manifest.module);
-    const entry: Entry = { name, origin: 'builtin', deployed_at: null, digest: null, revision: null, module_bytes: null, path: dirname(file), manifest };
+    const entry: Entry = {
+      name,
+      origin: 'builtin',
+      deployed_at: null,
+      digest: null,
+      revision: null,
+      module_bytes: null,
+      path: dirname(file),
+      manifest,
+    };
     if (!existsSync(wasmFile)) {
       entry.error = `module ${manifest.module} is not built; run \`npm run build:tools\``;
       log?.warn({ tool_server: name, module: wasmFile }, `built-in tool server "${name}" skipped: ${entry.error}`);
@@ -441,9 +502,18 @@ export class ToolServerManager {
     const name = manifest.name;
     return this.#serial(name, async () => {
       const old = this.#entries.get(name);
-      if (old?.origin === 'builtin') throw new CaxtonError('conflict', `"${name}" is a built-in tool server and cannot be replaced; choose another name`, { name });
+      if (old?.origin === 'builtin')
+        throw new CaxtonError(
+          'conflict',
+          `"${name}" is a built-in tool server and cannot be replaced; choose another name`,
+          { name },
+        );
       if (this.#opts.grants?.[name]?.enabled === false)
-        throw new CaxtonError('conflict', `tool server "${name}" is disabled by the operator ([tools.${name}] enabled = false in caxton.toml)`, { name });
+        throw new CaxtonError(
+          'conflict',
+          `tool server "${name}" is disabled by the operator ([tools.${name}] enabled = false in caxton.toml)`,
+          { name },
+        );
       const server = this.#build(manifest, wasm, MANIFEST_FILE, manifest.module, warnings);
       const registry = this.#opts.tools;
       old?.server?.unregister(registry);
@@ -467,8 +537,26 @@ export class ToolServerManager {
         throw e;
       }
       old?.server?.close();
-      this.#entries.set(name, { name, origin: 'api', server, manifest, deployed_at: deployedAt, digest, revision, module_bytes: wasm.byteLength, path: null });
-      this.#opts.logger?.info({ tool_server: name, version: manifest.version, tools: server.tools.map((t) => t.name), replaced: old !== undefined }, 'tool server deployed');
+      this.#entries.set(name, {
+        name,
+        origin: 'api',
+        server,
+        manifest,
+        deployed_at: deployedAt,
+        digest,
+        revision,
+        module_bytes: wasm.byteLength,
+        path: null,
+      });
+      this.#opts.logger?.info(
+        {
+          tool_server: name,
+          version: manifest.version,
+          tools: server.tools.map((t) => t.name),
+          replaced: old !== undefined,
+        },
+        'tool server deployed',
+      );
       this.#emit({ type: 'deployed', name, digest, revision });
       return { created: old === undefined, server: this.view(name)! };
     });
@@ -480,7 +568,12 @@ export class ToolServerManager {
     this.#require(name);
     return this.#serial(name, async () => {
       const e = this.#require(name);
-      if (e.origin === 'builtin') throw new CaxtonError('conflict', `"${name}" is a built-in tool server; disable it in caxton.toml with [tools.${name}] enabled = false`, { name });
+      if (e.origin === 'builtin')
+        throw new CaxtonError(
+          'conflict',
+          `"${name}" is a built-in tool server; disable it in caxton.toml with [tools.${name}] enabled = false`,
+          { name },
+        );
       await this.#store.remove(name);
       e.server?.unregister(this.#opts.tools);
       e.server?.close();
@@ -494,7 +587,11 @@ export class ToolServerManager {
     const e = this.#entries.get(name);
     if (!e) {
       const guess = closest(name, [...this.#entries.keys()]);
-      throw new CaxtonError('tool_not_found', `no tool server named "${name}"${guess ? `; did you mean "${guess}"?` : ''}`, { name });
+      throw new CaxtonError(
+        'tool_not_found',
+        `no tool server named "${name}"${guess ? `; did you mean "${guess}"?` : ''}`,
+        { name },
+      );
     }
     return e;
   }
@@ -532,13 +629,21 @@ export class ToolServerManager {
     const g = this.#opts.grants?.[name];
     return {
       ...this.#summary(e),
-      tool_specs: (m?.tools ?? []).map((t) => ({ name: `${name}.${t.name}`, description: t.description, input_schema: t.input_schema, ...(t.output_schema && { output_schema: t.output_schema }) })),
+      tool_specs: (m?.tools ?? []).map((t) => ({
+        name: `${name}.${t.name}`,
+        description: t.description,
+        input_schema: t.input_schema,
+        ...(t.output_schema && { output_schema: t.output_schema }),
+      })),
       limits: e.server ? { ...e.server.limits } : null,
       permissions: m
         ? {
             allowed_hosts: { requested: [...m.permissions.allowed_hosts], granted: [...(g?.allowed_hosts ?? [])] },
             paths: { requested: { ...m.permissions.paths }, granted: { ...(this.#grants(name).paths ?? {}) } },
-            databases: { requested: [...m.permissions.databases], granted: { ...(this.#grants(name).databases ?? {}) } },
+            databases: {
+              requested: [...m.permissions.databases],
+              granted: { ...(this.#grants(name).databases ?? {}) },
+            },
             config: { declared: Object.keys(m.config), granted: Object.keys(g?.config ?? {}) },
           }
         : null,
@@ -556,18 +661,30 @@ export class ToolServerManager {
    */
   async call(fullName: string, args: Record<string, unknown>, opts: ToolCallOptions = {}): Promise<ToolCallResult> {
     const dot = fullName.indexOf('.');
-    if (dot <= 0) throw new CaxtonError('invalid_request', `"${fullName}" is not a tool name: expected SERVER.tool (e.g. csv_parser.parse)`, { tool: fullName });
+    if (dot <= 0)
+      throw new CaxtonError(
+        'invalid_request',
+        `"${fullName}" is not a tool name: expected SERVER.tool (e.g. csv_parser.parse)`,
+        { tool: fullName },
+      );
     const e = this.#require(fullName.slice(0, dot));
     const server = e.server;
-    if (!server) throw new CaxtonError('tool_not_found', `tool server "${e.name}" is not loaded: ${e.error ?? 'unknown reason'}`, { name: e.name });
+    if (!server)
+      throw new CaxtonError('tool_not_found', `tool server "${e.name}" is not loaded: ${e.error ?? 'unknown reason'}`, {
+        name: e.name,
+      });
     const tool = server.tools.find((t) => t.name === fullName);
     if (!tool) {
       const names = server.tools.map((t) => t.name);
       const guess = closest(fullName, names);
-      throw new CaxtonError('tool_not_found', `tool server "${e.name}" has no tool "${fullName.slice(dot + 1)}"${guess ? `; did you mean "${guess}"?` : ''} (tools: ${names.join(', ')})`, {
-        tool: fullName,
-        tools: names,
-      });
+      throw new CaxtonError(
+        'tool_not_found',
+        `tool server "${e.name}" has no tool "${fullName.slice(dot + 1)}"${guess ? `; did you mean "${guess}"?` : ''} (tools: ${names.join(', ')})`,
+        {
+          tool: fullName,
+          tools: names,
+        },
+      );
     }
     const executionId = `api_${randomUUID()}`;
     // A worker-run server may first have to start its worker (a thread, the QuickJS module).

@@ -84,9 +84,9 @@ const SEMVER_RE = /^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?
 const HOST_RE = /^(\*|(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*|\[[0-9a-f:.]+\])$/i;
 const EXPORT_RE = /^[A-Za-z_$][A-Za-z0-9_$.-]{0,127}$/;
 
-const name = z
-  .string({ error: 'expected a string' })
-  .regex(TOOL_SERVER_NAME_RE, { message: 'expected a lower-case name: a letter, then letters, digits, "-" or "_" (at most 64 characters, no dots)' });
+const name = z.string({ error: 'expected a string' }).regex(TOOL_SERVER_NAME_RE, {
+  message: 'expected a lower-case name: a letter, then letters, digits, "-" or "_" (at most 64 characters, no dots)',
+});
 const jsonSchema = z.record(z.string(), z.unknown(), { error: 'expected a JSON schema (a table / object)' });
 
 const toolSchema = z.strictObject({
@@ -115,26 +115,49 @@ const limitsSchema = z.strictObject({
   max_state: sizeBytes({ min: 0 }).optional(),
 });
 
-const configEntry = z.union([z.string(), z.strictObject({ description: z.string().optional(), default: z.string().optional(), required: z.boolean().optional() })], {
-  error: 'expected a default value (string) or a table with description, default, required',
-});
+const configEntry = z.union(
+  [
+    z.string(),
+    z.strictObject({
+      description: z.string().optional(),
+      default: z.string().optional(),
+      required: z.boolean().optional(),
+    }),
+  ],
+  {
+    error: 'expected a default value (string) or a table with description, default, required',
+  },
+);
 
 const manifestSchema = z.strictObject({
   name,
-  version: z.string({ error: 'expected a string' }).regex(SEMVER_RE, { message: 'expected a semantic version such as "1.0.0"' }),
+  version: z
+    .string({ error: 'expected a string' })
+    .regex(SEMVER_RE, { message: 'expected a semantic version such as "1.0.0"' }),
   description: z.string({ error: 'expected a string' }).min(1, { message: 'must not be empty' }),
   module: z.string().min(1).optional(),
   runtime: z.enum(['wasm', 'quickjs'], { error: 'expected "wasm" or "quickjs"' }).optional(),
-  tools: z.array(toolSchema, { error: 'expected [[tools]] tables' }).min(1, { message: 'a tool server must provide at least one tool' }),
+  tools: z
+    .array(toolSchema, { error: 'expected [[tools]] tables' })
+    .min(1, { message: 'a tool server must provide at least one tool' }),
   limits: limitsSchema.default({}),
   permissions: z
     .strictObject({
-      allowed_hosts: z.array(z.string().regex(HOST_RE, { message: 'expected a host name, "*.domain" or "*"' })).default([]),
+      allowed_hosts: z
+        .array(z.string().regex(HOST_RE, { message: 'expected a host name, "*.domain" or "*"' }))
+        .default([]),
       paths: z.record(z.string(), z.enum(['read', 'write'], { error: 'expected "read" or "write"' })).default({}),
       databases: z.array(z.string({ error: 'expected a guest path such as "/db" or "/db/sales.db"' })).default([]),
     })
     .default({ allowed_hosts: [], paths: {}, databases: [] }),
-  config: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_.-]*$/, { message: 'expected a config key of letters, digits, "_", "-", "."' }), configEntry).default({}),
+  config: z
+    .record(
+      z
+        .string()
+        .regex(/^[A-Za-z_][A-Za-z0-9_.-]*$/, { message: 'expected a config key of letters, digits, "_", "-", "."' }),
+      configEntry,
+    )
+    .default({}),
 });
 
 const KNOWN_KEYS: Record<string, readonly string[]> = {
@@ -144,7 +167,9 @@ const KNOWN_KEYS: Record<string, readonly string[]> = {
   permissions: ['allowed_hosts', 'paths', 'databases'],
 };
 
-export type ManifestResult = { ok: true; manifest: ToolManifest; warnings: SourceIssue[] } | { ok: false; errors: SourceIssue[]; warnings: SourceIssue[] };
+export type ManifestResult =
+  | { ok: true; manifest: ToolManifest; warnings: SourceIssue[] }
+  | { ok: false; errors: SourceIssue[]; warnings: SourceIssue[] };
 
 let ajv: Ajv | undefined;
 /** The shared JSON-schema compiler (lenient about unknown keywords, all errors reported). */
@@ -191,7 +216,15 @@ export function parseToolManifest(input: string | Uint8Array, file: string = MAN
       return {
         ok: false,
         warnings: [],
-        errors: [at({ severity: 'error', code: 'not_utf8', message: `the file is not valid UTF-8 (invalid byte at offset ${d.offset})`, line: d.line, column: d.column })],
+        errors: [
+          at({
+            severity: 'error',
+            code: 'not_utf8',
+            message: `the file is not valid UTF-8 (invalid byte at offset ${d.offset})`,
+            line: d.line,
+            column: d.column,
+          }),
+        ],
       };
     text = d.text;
   }
@@ -200,10 +233,17 @@ export function parseToolManifest(input: string | Uint8Array, file: string = MAN
   if (!parsed.ok) return { ok: false, warnings: [], errors: [at(parsed.issue)] };
   const doc = parsed.doc;
   const locate = tomlLocator(text);
-  const withPos = (path: readonly (string | number)[], i: Omit<SourceIssue, 'file' | 'line' | 'column' | 'field'>): SourceIssue => {
+  const withPos = (
+    path: readonly (string | number)[],
+    i: Omit<SourceIssue, 'file' | 'line' | 'column' | 'field'>,
+  ): SourceIssue => {
     // [[tools]] entries are located by their table header, not by index.
     const pos = locate(path.filter((p) => typeof p === 'string'));
-    return at({ ...i, ...(path.length > 0 && { field: fieldPath(path) }), ...(pos && { line: pos.line, column: pos.column }) });
+    return at({
+      ...i,
+      ...(path.length > 0 && { field: fieldPath(path) }),
+      ...(pos && { line: pos.line, column: pos.column }),
+    });
   };
   const warnings: SourceIssue[] = [];
   const errors: SourceIssue[] = [];
@@ -220,7 +260,12 @@ export function parseToolManifest(input: string | Uint8Array, file: string = MAN
         delete parent[key];
         const guess = closest(key, known);
         warnings.push(
-          withPos([...parentPath, key], { severity: 'warning', code: 'unknown_key', message: `unknown key "${key}" is ignored`, ...(guess && { suggestion: `did you mean "${guess}"?` }) }),
+          withPos([...parentPath, key], {
+            severity: 'warning',
+            code: 'unknown_key',
+            message: `unknown key "${key}" is ignored`,
+            ...(guess && { suggestion: `did you mean "${guess}"?` }),
+          }),
         );
       }
     }
@@ -244,21 +289,46 @@ export function parseToolManifest(input: string | Uint8Array, file: string = MAN
 
   const seen = new Set<string>();
   const tools: ToolDeclaration[] = d.tools.map((t, i) => {
-    if (seen.has(t.name)) errors.push(withPos(['tools', i, 'name'], { severity: 'error', code: 'duplicate_tool', message: `tool "${t.name}" is declared twice` }));
+    if (seen.has(t.name))
+      errors.push(
+        withPos(['tools', i, 'name'], {
+          severity: 'error',
+          code: 'duplicate_tool',
+          message: `tool "${t.name}" is declared twice`,
+        }),
+      );
     seen.add(t.name);
     for (const key of ['input_schema', 'output_schema'] as const) {
       const schema = t[key];
       if (schema === undefined) continue;
       if (key === 'input_schema' && schema.type !== undefined && schema.type !== 'object') {
-        errors.push(withPos(['tools', i, key], { severity: 'error', code: 'invalid_value', message: 'the input schema must describe an object (type = "object"): tool arguments are a JSON object' }));
+        errors.push(
+          withPos(['tools', i, key], {
+            severity: 'error',
+            code: 'invalid_value',
+            message: 'the input schema must describe an object (type = "object"): tool arguments are a JSON object',
+          }),
+        );
       }
       try {
         compileSchema(schema);
       } catch (e) {
-        errors.push(withPos(['tools', i, key], { severity: 'error', code: 'invalid_schema', message: `not a valid JSON schema: ${(e as Error).message}` }));
+        errors.push(
+          withPos(['tools', i, key], {
+            severity: 'error',
+            code: 'invalid_schema',
+            message: `not a valid JSON schema: ${(e as Error).message}`,
+          }),
+        );
       }
     }
-    return { name: t.name, description: t.description, export: t.export ?? t.name, input_schema: t.input_schema, ...(t.output_schema && { output_schema: t.output_schema }) };
+    return {
+      name: t.name,
+      description: t.description,
+      export: t.export ?? t.name,
+      input_schema: t.input_schema,
+      ...(t.output_schema && { output_schema: t.output_schema }),
+    };
   });
 
   const paths: Record<string, PathAccess> = {};
@@ -266,7 +336,11 @@ export function parseToolManifest(input: string | Uint8Array, file: string = MAN
     const norm = normalizeGuestRoot(guest);
     if (norm === undefined) {
       errors.push(
-        withPos(['permissions', 'paths', guest], { severity: 'error', code: 'invalid_value', message: `"${guest}" is not a valid guest path: expected an absolute path without ".." (e.g. "/data")` }),
+        withPos(['permissions', 'paths', guest], {
+          severity: 'error',
+          code: 'invalid_value',
+          message: `"${guest}" is not a valid guest path: expected an absolute path without ".." (e.g. "/data")`,
+        }),
       );
       continue;
     }
@@ -313,10 +387,22 @@ export function parseToolManifest(input: string | Uint8Array, file: string = MAN
   const runtime: ToolRuntime = d.runtime ?? (d.module !== undefined && /\.m?js$/i.test(d.module) ? 'quickjs' : 'wasm');
   const module = d.module ?? `${d.name}.${runtime === 'quickjs' ? 'js' : 'wasm'}`;
   if (runtime === 'wasm' && /\.m?js$/i.test(module)) {
-    errors.push(withPos(['runtime'], { severity: 'error', code: 'invalid_value', message: `module "${module}" is JavaScript but runtime is "wasm": remove runtime or set it to "quickjs"` }));
+    errors.push(
+      withPos(['runtime'], {
+        severity: 'error',
+        code: 'invalid_value',
+        message: `module "${module}" is JavaScript but runtime is "wasm": remove runtime or set it to "quickjs"`,
+      }),
+    );
   }
   if (module.startsWith('/') || module.split(/[\\/]/).includes('..')) {
-    errors.push(withPos(['module'], { severity: 'error', code: 'invalid_value', message: `module "${module}" must be a path inside the package directory (relative, without "..")` }));
+    errors.push(
+      withPos(['module'], {
+        severity: 'error',
+        code: 'invalid_value',
+        message: `module "${module}" must be a path inside the package directory (relative, without "..")`,
+      }),
+    );
   }
   if (errors.length > 0) return { ok: false, errors, warnings };
   return {
@@ -338,10 +424,17 @@ export function parseToolManifest(input: string | Uint8Array, file: string = MAN
 }
 
 /** Like parseToolManifest, but throws CaxtonError('validation_failed') listing every error (one per line). */
-export function parseToolManifestOrThrow(input: string | Uint8Array, file: string = MANIFEST_FILE): { manifest: ToolManifest; warnings: SourceIssue[] } {
+export function parseToolManifestOrThrow(
+  input: string | Uint8Array,
+  file: string = MANIFEST_FILE,
+): { manifest: ToolManifest; warnings: SourceIssue[] } {
   const r = parseToolManifest(input, file);
   if (!r.ok) {
-    throw new CaxtonError('validation_failed', `invalid tool manifest:\n${r.errors.map(formatIssue).join('\n')}`, { file, errors: r.errors, warnings: r.warnings });
+    throw new CaxtonError('validation_failed', `invalid tool manifest:\n${r.errors.map(formatIssue).join('\n')}`, {
+      file,
+      errors: r.errors,
+      warnings: r.warnings,
+    });
   }
   return { manifest: r.manifest, warnings: r.warnings };
 }

@@ -43,7 +43,14 @@ export interface OffThreadInit {
   vars?: [string, Uint8Array | string][];
 }
 
-export type WorkerRequest = { type: 'call'; id: number; name: string; input: Uint8Array; deadline: number; traceparent?: string };
+export type WorkerRequest = {
+  type: 'call';
+  id: number;
+  name: string;
+  input: Uint8Array;
+  deadline: number;
+  traceparent?: string;
+};
 export type WorkerReply =
   | { type: 'ready' }
   | { type: 'init-failed'; error: string }
@@ -72,7 +79,10 @@ function workerPath(): string {
   const here = fileURLToPath(import.meta.url);
   const js = here.replace(/off-thread\.(ts|js)$/, 'sandbox-worker.js');
   if (existsSync(js)) return js;
-  return js.replace(/([\\/])src([\\/])tools([\\/])wasm([\\/])sandbox-worker\.js$/, '$1dist$2tools$3wasm$4sandbox-worker.js');
+  return js.replace(
+    /([\\/])src([\\/])tools([\\/])wasm([\\/])sandbox-worker\.js$/,
+    '$1dist$2tools$3wasm$4sandbox-worker.js',
+  );
 }
 
 interface Pending {
@@ -116,7 +126,11 @@ export class OffThreadSandbox {
 
   get stats(): Counters {
     const c = this.#slot?.counters ?? { calls: 0, failures: 0, instantiations: 0 };
-    return { calls: this.#retired.calls + c.calls, failures: this.#retired.failures + c.failures, instantiations: this.#retired.instantiations + c.instantiations };
+    return {
+      calls: this.#retired.calls + c.calls,
+      failures: this.#retired.failures + c.failures,
+      instantiations: this.#retired.instantiations + c.instantiations,
+    };
   }
 
   /** Whether a worker is running now. */
@@ -137,7 +151,14 @@ export class OffThreadSandbox {
     w.unref();
     this.workersStarted++;
     let ready!: (why: string | undefined) => void;
-    const slot: Slot = { worker: w, ready: new Promise((r) => (ready = r)), pending: new Map(), counters: { calls: 0, failures: 0, instantiations: 0 }, retiring: false, ended: false };
+    const slot: Slot = {
+      worker: w,
+      ready: new Promise((r) => (ready = r)),
+      pending: new Map(),
+      counters: { calls: 0, failures: 0, instantiations: 0 },
+      retiring: false,
+      ended: false,
+    };
     w.on('message', (m: WorkerReply) => {
       switch (m.type) {
         case 'ready':
@@ -241,7 +262,9 @@ export class OffThreadSandbox {
     }
     if (slot.retiring) return this.call(name, input, deadline, traceparent);
     const id = this.#nextId++;
-    const due = Number.isFinite(deadline) ? deadline : Date.now() + Math.min(NO_DEADLINE_MS, this.#init.limits.timeoutMs);
+    const due = Number.isFinite(deadline)
+      ? deadline
+      : Date.now() + Math.min(NO_DEADLINE_MS, this.#init.limits.timeoutMs);
     // A WebAssembly guest computing is stopped only by fuel, not by the clock: the worker is ended
     // when the call outlives its own timeout (or the caller's deadline), plus slack.
     const stopAt = Math.min(due, Date.now() + this.#init.limits.timeoutMs);
@@ -256,7 +279,14 @@ export class OffThreadSandbox {
       );
       timer.unref();
       slot.pending.set(id, { resolve, timer });
-      slot.worker.postMessage({ type: 'call', id, name, input, deadline: due, ...(traceparent !== undefined && { traceparent }) } satisfies WorkerRequest);
+      slot.worker.postMessage({
+        type: 'call',
+        id,
+        name,
+        input,
+        deadline: due,
+        ...(traceparent !== undefined && { traceparent }),
+      } satisfies WorkerRequest);
     });
   }
 

@@ -120,7 +120,13 @@ export class ToolPackageStore implements ToolPackageStorePort {
   }
 
   put(p: ToolPackageInput): Promise<StoredToolPackage> {
-    const { revision } = this.#upsert.get(p.name, p.manifest, Buffer.from(p.wasm.buffer, p.wasm.byteOffset, p.wasm.byteLength), p.digest, p.deployed_at) as { revision: number };
+    const { revision } = this.#upsert.get(
+      p.name,
+      p.manifest,
+      Buffer.from(p.wasm.buffer, p.wasm.byteOffset, p.wasm.byteLength),
+      p.digest,
+      p.deployed_at,
+    ) as { revision: number };
     return Promise.resolve({ ...p, revision });
   }
 

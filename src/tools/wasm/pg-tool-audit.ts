@@ -9,8 +9,25 @@
  * applied by one node at a time.
  */
 import type pg from 'pg';
-import { migrateSchema, PgLogTable, quotedSchema, stateUnavailable, type PgBatchTuning, type PgMigration } from '../../storage/pg/index.js';
-import { AUDIT_COLUMNS, auditOfRow, auditOrder, auditValues, auditWhere, type AuditQuery, type StoredAuditRecord, type ToolAuditLog, type ToolAuditRecord } from './audit.js';
+import {
+  migrateSchema,
+  PgLogTable,
+  quotedSchema,
+  stateUnavailable,
+  type PgBatchTuning,
+  type PgMigration,
+} from '../../storage/pg/index.js';
+import {
+  AUDIT_COLUMNS,
+  auditOfRow,
+  auditOrder,
+  auditValues,
+  auditWhere,
+  type AuditQuery,
+  type StoredAuditRecord,
+  type ToolAuditLog,
+  type ToolAuditRecord,
+} from './audit.js';
 
 const MIGRATIONS: readonly PgMigration[] = [
   {

@@ -105,7 +105,9 @@ export class PgToolPackageStore implements ToolPackageStorePort {
   }
 
   async versions(): Promise<ToolPackageVersion[]> {
-    const r = await this.#pool.query<{ name: string; digest: string; revision: string }>(`SELECT name, digest, revision FROM ${this.#s}.tool_packages ORDER BY name COLLATE "C"`);
+    const r = await this.#pool.query<{ name: string; digest: string; revision: string }>(
+      `SELECT name, digest, revision FROM ${this.#s}.tool_packages ORDER BY name COLLATE "C"`,
+    );
     return r.rows.map((v) => ({ name: v.name, digest: v.digest, revision: Number(v.revision) }));
   }
 }

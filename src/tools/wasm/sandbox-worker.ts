@@ -28,7 +28,10 @@ try {
     ...(init.databases.length > 0 && { databases: new SqliteAccess(init.databases) }),
     config: new Map(init.config),
   };
-  const hooks = { log: (level: LogLevel, message: string) => send({ type: 'log', level, message }), http: sharedHttpClient() };
+  const hooks = {
+    log: (level: LogLevel, message: string) => send({ type: 'log', level, message }),
+    http: sharedHttpClient(),
+  };
   // QuickJS in a memory bounded by the limit (setMemoryLimit alone does not bound it).
   if (init.js) {
     const qjs = await loadBoundedQuickJS(init.limits.memoryBytes);
@@ -53,14 +56,22 @@ port.on('message', (m: WorkerRequest) => {
   // replaces this worker so that memory (a grown WebAssembly memory never shrinks) is given back.
   // Smaller ones are left to the garbage collector (a new worker costs a thread start, and for
   // servers granted HTTP a new helper thread too).
-  const dropped = !['ok', 'error', 'invalid_input', 'input_too_large'].includes(result.outcome) && !sandbox.instantiated && Math.max(result.memory_bytes, grown()) > RECYCLE_BYTES;
+  const dropped =
+    !['ok', 'error', 'invalid_input', 'input_too_large'].includes(result.outcome) &&
+    !sandbox.instantiated &&
+    Math.max(result.memory_bytes, grown()) > RECYCLE_BYTES;
   send({
     type: 'result',
     id: m.id,
     result,
     stats: { ...sandbox.stats },
     // QuickJS's memory usage is a query (an object built and read): the call's own figure serves.
-    memory_bytes: sandbox instanceof JsSandbox ? (sandbox.instantiated ? result.memory_bytes : 0) : sandbox.memoryBytes + sandbox.kernelBytes,
+    memory_bytes:
+      sandbox instanceof JsSandbox
+        ? sandbox.instantiated
+          ? result.memory_bytes
+          : 0
+        : sandbox.memoryBytes + sandbox.kernelBytes,
     dropped,
     ...(sandbox.varsVersion !== version && { vars: sandbox.exportVars() }),
   });

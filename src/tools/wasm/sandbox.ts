@@ -22,7 +22,15 @@ import type { FileAccess } from './fs-access.js';
 import { checkHttpRequest, type SyncHttpClient } from './http.js';
 import type { SqliteAccess } from './sqlite-access.js';
 import { instrument, START_EXPORT, WasmFormatError } from './instrument.js';
-import { PAGE, WA, type WasmGlobal, type WasmImportDescriptor, type WasmInstance, type WasmMemory, type WasmModule } from './webassembly.js';
+import {
+  PAGE,
+  WA,
+  type WasmGlobal,
+  type WasmImportDescriptor,
+  type WasmInstance,
+  type WasmMemory,
+  type WasmModule,
+} from './webassembly.js';
 
 export interface SandboxLimits {
   /** Cap of the module's linear memory, and separately of the host-side kernel memory. */
@@ -121,7 +129,11 @@ const prepared = new Map<string, PreparedModule>();
  * CaxtonError('validation_failed') naming the problem: invalid WebAssembly, a 64-bit or imported
  * memory, initial memory above the cap, or an import the sandbox does not provide.
  */
-export function prepareModule(bytes: Uint8Array, limits: Pick<SandboxLimits, 'fuel' | 'memoryBytes'>, file = 'module'): PreparedModule {
+export function prepareModule(
+  bytes: Uint8Array,
+  limits: Pick<SandboxLimits, 'fuel' | 'memoryBytes'>,
+  file = 'module',
+): PreparedModule {
   const digest = createHash('sha256').update(bytes).digest('hex');
   const maxPages = Math.max(1, Math.floor(limits.memoryBytes / PAGE));
   const key = `${digest}:${limits.fuel}:${maxPages}`;
@@ -165,7 +177,15 @@ export function prepareModule(bytes: Uint8Array, limits: Pick<SandboxLimits, 'fu
       .filter((e) => e.kind === 'function')
       .map((e) => e.name),
   );
-  const p: PreparedModule = { module, digest, exports, imports, fuelExport: result.fuelExport, initialPages: result.initialPages, bytes: bytes.length };
+  const p: PreparedModule = {
+    module,
+    digest,
+    exports,
+    imports,
+    fuelExport: result.fuelExport,
+    initialPages: result.initialPages,
+    bytes: bytes.length,
+  };
   prepared.set(key, p);
   return p;
 }
@@ -254,7 +274,8 @@ export class WasmSandbox {
       this.stats.instantiations++;
       this.#instance = instance;
       const mem = instance.exports.memory;
-      this.#memory = mem !== undefined && typeof (mem as WasmMemory).grow === 'function' ? (mem as WasmMemory) : undefined;
+      this.#memory =
+        mem !== undefined && typeof (mem as WasmMemory).grow === 'function' ? (mem as WasmMemory) : undefined;
       this.#fuel = instance.exports[this.prepared.fuelExport] as WasmGlobal;
       for (const name of [START_EXPORT, '_initialize']) {
         const init = instance.exports[name];
@@ -281,11 +302,23 @@ export class WasmSandbox {
     const t0 = performance.now();
     if (input.byteLength > this.limits.maxInputBytes) {
       this.stats.failures++;
-      return { outcome: 'input_too_large', error: `the input is ${input.byteLength} bytes, above the limit of ${this.limits.maxInputBytes}`, fuel_used: 0, memory_bytes: 0, duration_us: 0 };
+      return {
+        outcome: 'input_too_large',
+        error: `the input is ${input.byteLength} bytes, above the limit of ${this.limits.maxInputBytes}`,
+        fuel_used: 0,
+        memory_bytes: 0,
+        duration_us: 0,
+      };
     }
     if (!this.prepared.exports.has(name)) {
       this.stats.failures++;
-      return { outcome: 'trap', error: `the module exports no function "${name}"`, fuel_used: 0, memory_bytes: 0, duration_us: 0 };
+      return {
+        outcome: 'trap',
+        error: `the module exports no function "${name}"`,
+        fuel_used: 0,
+        memory_bytes: 0,
+        duration_us: 0,
+      };
     }
     const failedStart = this.instantiate();
     if (failedStart) {
@@ -315,7 +348,12 @@ export class WasmSandbox {
     if (performance.now() > this.#deadline) {
       this.stats.failures++;
       this.#drop();
-      return { ...result, output: undefined, outcome: 'timeout', error: `the call exceeded its deadline (${Math.round(elapsed)} ms; limit ${this.limits.timeoutMs} ms)` } as CallResult;
+      return {
+        ...result,
+        output: undefined,
+        outcome: 'timeout',
+        error: `the call exceeded its deadline (${Math.round(elapsed)} ms; limit ${this.limits.timeoutMs} ms)`,
+      } as CallResult;
     }
     const code = typeof rc === 'number' ? rc : typeof rc === 'bigint' ? Number(rc) : 0;
     if (code !== 0 || this.#error !== undefined) {
@@ -406,11 +444,18 @@ export class WasmSandbox {
       error = `the call failed: ${msg}`;
     }
     this.#drop();
-    return { outcome, error, fuel_used: fuelUsed, memory_bytes: memory, duration_us: Math.round((performance.now() - t0) * 1000) };
+    return {
+      outcome,
+      error,
+      fuel_used: fuelUsed,
+      memory_bytes: memory,
+      duration_us: Math.round((performance.now() - t0) * 1000),
+    };
   }
 
   #checkDeadline(): void {
-    if (performance.now() > this.#deadline) throw new HostTrap('timeout', `the call exceeded its deadline (limit ${this.limits.timeoutMs} ms)`);
+    if (performance.now() > this.#deadline)
+      throw new HostTrap('timeout', `the call exceeded its deadline (limit ${this.limits.timeoutMs} ms)`);
   }
 
   // ── kernel memory ──────────────────────────────────────────────────────────
@@ -419,7 +464,11 @@ export class WasmSandbox {
     const addr = (this.#top + 7) & ~7;
     // An empty block still takes a byte, so the next block cannot share its offset (and length).
     const end = addr + Math.max(n, 1);
-    if (end > this.limits.memoryBytes) throw new HostTrap('out_of_memory', `the module asked for ${n} bytes of host memory, beyond the limit of ${this.limits.memoryBytes} bytes`);
+    if (end > this.limits.memoryBytes)
+      throw new HostTrap(
+        'out_of_memory',
+        `the module asked for ${n} bytes of host memory, beyond the limit of ${this.limits.memoryBytes} bytes`,
+      );
     if (end > this.#arena.byteLength) {
       let size = Math.max(4096, this.#arena.byteLength * 2);
       while (size < end) size *= 2;
@@ -451,7 +500,8 @@ export class WasmSandbox {
   }
 
   #bounds(addr: number, n: number): void {
-    if (addr < ARENA_START || addr + n > this.#top) throw new HostTrap('trap', `kernel memory access out of bounds at offset ${addr}`);
+    if (addr < ARENA_START || addr + n > this.#top)
+      throw new HostTrap('trap', `kernel memory access out of bounds at offset ${addr}`);
   }
 
   /** An AssemblyScript string in linear memory (UTF-16, byte length at ptr - 4). */
@@ -523,7 +573,11 @@ export class WasmSandbox {
       output_set: (a: bigint, n: bigint): void => {
         const addr = Number(a);
         const len = Number(n);
-        if (len > this.limits.maxOutputBytes) throw new HostTrap('output_too_large', `the output is ${len} bytes, above the limit of ${this.limits.maxOutputBytes}`);
+        if (len > this.limits.maxOutputBytes)
+          throw new HostTrap(
+            'output_too_large',
+            `the output is ${len} bytes, above the limit of ${this.limits.maxOutputBytes}`,
+          );
         this.#bounds(addr, len);
         this.#output = this.#arena.slice(addr, addr + len);
       },
@@ -531,7 +585,8 @@ export class WasmSandbox {
         const addr = Number(a);
         this.#error = addr === 0 ? undefined : this.#string(addr).slice(0, LOG_MAX);
       },
-      error_get: (): bigint => (this.#error === undefined ? 0n : BigInt(this.#allocBytes(new TextEncoder().encode(this.#error)))),
+      error_get: (): bigint =>
+        this.#error === undefined ? 0n : BigInt(this.#allocBytes(new TextEncoder().encode(this.#error))),
       reset: (): void => {
         this.#top = ARENA_START;
         this.#blocks.clear();
@@ -549,8 +604,13 @@ export class WasmSandbox {
         const key = this.#string(Number(k));
         const old = this.#vars.get(key);
         const next = v === 0n ? undefined : this.#block(Number(v)).slice();
-        const bytes = this.#varBytes - (old ? old.byteLength + key.length : 0) + (next ? next.byteLength + key.length : 0);
-        if (bytes > this.limits.maxStateBytes) throw new HostTrap('out_of_memory', `var_set("${key}") would take the state to ${bytes} bytes, above the limit of ${this.limits.maxStateBytes}`);
+        const bytes =
+          this.#varBytes - (old ? old.byteLength + key.length : 0) + (next ? next.byteLength + key.length : 0);
+        if (bytes > this.limits.maxStateBytes)
+          throw new HostTrap(
+            'out_of_memory',
+            `var_set("${key}") would take the state to ${bytes} bytes, above the limit of ${this.limits.maxStateBytes}`,
+          );
         if (next) this.#vars.set(key, next);
         else this.#vars.delete(key);
         this.#varBytes = bytes;
@@ -558,7 +618,8 @@ export class WasmSandbox {
       },
       http_request: (r: bigint, b: bigint): bigint => this.#http(Number(r), Number(b)),
       http_status_code: (): number => this.#httpStatus,
-      http_headers: (): bigint => (this.#httpHeaders ? BigInt(this.#allocBytes(new TextEncoder().encode(JSON.stringify(this.#httpHeaders)))) : 0n),
+      http_headers: (): bigint =>
+        this.#httpHeaders ? BigInt(this.#allocBytes(new TextEncoder().encode(JSON.stringify(this.#httpHeaders)))) : 0n,
       log_trace: (a: bigint) => this.#log('trace', a),
       log_debug: (a: bigint) => this.#log('debug', a),
       log_info: (a: bigint) => this.#log('info', a),
@@ -589,7 +650,10 @@ export class WasmSandbox {
         try {
           req = JSON.parse(this.#string(Number(r)));
         } catch {
-          throw new HostTrap('denied', 'caxton_sqlite_query: the request is not valid JSON ({"database", "sql", "params", "max_rows"})');
+          throw new HostTrap(
+            'denied',
+            'caxton_sqlite_query: the request is not valid JSON ({"database", "sql", "params", "max_rows"})',
+          );
         }
         const room = Math.max(0, Math.min(this.limits.memoryBytes - this.#top - 8, this.limits.maxOutputBytes));
         return BigInt(this.#allocBytes(db.query(req, { maxBytes: room, deadline: this.#deadline })));
@@ -609,7 +673,10 @@ export class WasmSandbox {
     if (!http) throw new HostTrap('denied', 'HTTP is not available in this sandbox');
     const body = bodyAddr !== 0 ? this.#block(bodyAddr).slice() : undefined;
     const room = Math.min(HTTP_MAX_BYTES, Math.max(0, this.limits.memoryBytes - this.#top - 8));
-    const res = http.request({ ...req, ...(body && { body }) }, { timeoutMs: this.#deadline - performance.now(), maxBytes: room });
+    const res = http.request(
+      { ...req, ...(body && { body }) },
+      { timeoutMs: this.#deadline - performance.now(), maxBytes: room },
+    );
     this.#httpStatus = res.status;
     this.#httpHeaders = res.headers;
     return BigInt(this.#allocBytes(res.body));

@@ -18,11 +18,25 @@ import type { CallOutcome } from './errors.js';
 import { FileAccess, resolveHostRoot, type PathRoot } from './fs-access.js';
 import { hostMatches, sharedHttpClient, type SyncHttpClient } from './http.js';
 import { capLimits, type ToolLimitCaps } from './limits.js';
-import { compileSchema, MANIFEST_FILE, parseToolManifestOrThrow, type ToolDeclaration, type ToolLimits, type ToolManifest } from './manifest.js';
+import {
+  compileSchema,
+  MANIFEST_FILE,
+  parseToolManifestOrThrow,
+  type ToolDeclaration,
+  type ToolLimits,
+  type ToolManifest,
+} from './manifest.js';
 import { resolveDatabaseRoot, SqliteAccess, type DatabaseRoot } from './sqlite-access.js';
 import { decodeJsSource, JsSandbox } from './js-sandbox.js';
 import { OffThreadSandbox } from './off-thread.js';
-import { prepareModule, WasmSandbox, type CallResult, type LogLevel, type SandboxGrants, type SandboxLimits } from './sandbox.js';
+import {
+  prepareModule,
+  WasmSandbox,
+  type CallResult,
+  type LogLevel,
+  type SandboxGrants,
+  type SandboxLimits,
+} from './sandbox.js';
 
 /** What the operator grants a tool server (server configuration). Nothing is granted by default. */
 export interface ToolServerGrants {
@@ -72,8 +86,10 @@ function schemaErrors(errors: ErrorObject[] | null | undefined): string {
     .map((e) => {
       const p = e.params as { additionalProperty?: unknown; allowedValues?: unknown };
       let extra = '';
-      if (e.keyword === 'additionalProperties' && typeof p.additionalProperty === 'string') extra = `: "${p.additionalProperty}"`;
-      else if (e.keyword === 'enum' && Array.isArray(p.allowedValues)) extra = ` (${p.allowedValues.map((v) => JSON.stringify(v)).join(', ')})`;
+      if (e.keyword === 'additionalProperties' && typeof p.additionalProperty === 'string')
+        extra = `: "${p.additionalProperty}"`;
+      else if (e.keyword === 'enum' && Array.isArray(p.allowedValues))
+        extra = ` (${p.allowedValues.map((v) => JSON.stringify(v)).join(', ')})`;
       return `${e.instancePath || '(root)'} ${e.message ?? 'is invalid'}${extra}`;
     })
     .join('; ');
@@ -122,7 +138,11 @@ export class WasmToolServer {
     try {
       bytes = readFileSync(wasmFile);
     } catch {
-      throw new CaxtonError('not_found', `${file}: module file "${manifest.module}" not found (${wasmFile}); build the package first`, { file, field: 'module' });
+      throw new CaxtonError(
+        'not_found',
+        `${file}: module file "${manifest.module}" not found (${wasmFile}); build the package first`,
+        { file, field: 'module' },
+      );
     }
     return new WasmToolServer(manifest, bytes, opts, file, wasmFile, warnings);
   }
@@ -131,13 +151,22 @@ export class WasmToolServer {
    * A server from a parsed manifest and module bytes (tests, benchmarks, packages from elsewhere):
    * WebAssembly, or the JavaScript source as UTF-8 when the manifest's runtime is "quickjs".
    */
-  constructor(manifest: ToolManifest, wasm: Uint8Array, opts: WasmToolServerOptions = {}, file = MANIFEST_FILE, wasmFile = manifest.module, warnings: SourceIssue[] = []) {
+  constructor(
+    manifest: ToolManifest,
+    wasm: Uint8Array,
+    opts: WasmToolServerOptions = {},
+    file = MANIFEST_FILE,
+    wasmFile = manifest.module,
+    warnings: SourceIssue[] = [],
+  ) {
     this.manifest = manifest;
     this.warnings = [...warnings];
     this.#audit = opts.audit;
     const g = opts.grants ?? {};
-    const warn = (field: string, message: string) => this.warnings.push({ severity: 'warning', code: 'grant_ignored', message, file, field });
-    const fail = (message: string, details: Record<string, unknown> = {}) => new CaxtonError('validation_failed', `${file}: ${message}`, { file, ...details });
+    const warn = (field: string, message: string) =>
+      this.warnings.push({ severity: 'warning', code: 'grant_ignored', message, file, field });
+    const fail = (message: string, details: Record<string, unknown> = {}) =>
+      new CaxtonError('validation_failed', `${file}: ${message}`, { file, ...details });
 
     // The smaller of manifest and per-server grant; the operator's caps refuse what asks for more.
     this.limits = capLimits(manifest, opts.caps, g.limits, file);
@@ -146,24 +175,33 @@ export class WasmToolServer {
     const opHosts = g.allowed_hosts ?? [];
     const mHosts = manifest.permissions.allowed_hosts;
     if (mHosts.length > 0 && opHosts.length === 0)
-      warn('permissions.allowed_hosts', `the package asks for HTTP to ${mHosts.join(', ')}, which the operator has not granted: its HTTP requests will be refused`);
+      warn(
+        'permissions.allowed_hosts',
+        `the package asks for HTTP to ${mHosts.join(', ')}, which the operator has not granted: its HTTP requests will be refused`,
+      );
 
     // Paths: a manifest root is usable only when the operator maps it to a host directory.
     const roots: PathRoot[] = [];
     for (const [guest, access] of Object.entries(manifest.permissions.paths)) {
       const hostDir = g.paths?.[guest];
       if (hostDir === undefined) {
-        warn(`permissions.paths.${guest}`, `the package asks for ${guest} (${access}), which the operator has not mapped to a directory: access to it will be refused`);
+        warn(
+          `permissions.paths.${guest}`,
+          `the package asks for ${guest} (${access}), which the operator has not mapped to a directory: access to it will be refused`,
+        );
         continue;
       }
       try {
         roots.push({ guest, host: resolveHostRoot(hostDir), access });
       } catch (e) {
-        throw fail(`the directory granted for ${guest} is unusable: ${(e as Error).message}`, { field: `permissions.paths.${guest}` });
+        throw fail(`the directory granted for ${guest} is unusable: ${(e as Error).message}`, {
+          field: `permissions.paths.${guest}`,
+        });
       }
     }
     for (const guest of Object.keys(g.paths ?? {})) {
-      if (!(guest in manifest.permissions.paths)) warn(`permissions.paths`, `the operator maps ${guest}, which the package does not declare: ignored`);
+      if (!(guest in manifest.permissions.paths))
+        warn(`permissions.paths`, `the operator maps ${guest}, which the package does not declare: ignored`);
     }
 
     // Databases: like paths, declared by the manifest and mapped by the operator (file or directory).
@@ -171,17 +209,26 @@ export class WasmToolServer {
     for (const guest of manifest.permissions.databases) {
       const hostPath = g.databases?.[guest];
       if (hostPath === undefined) {
-        warn(`permissions.databases`, `the package asks for database ${guest}, which the operator has not mapped to a file or directory: queries on it will be refused`);
+        warn(
+          `permissions.databases`,
+          `the package asks for database ${guest}, which the operator has not mapped to a file or directory: queries on it will be refused`,
+        );
         continue;
       }
       try {
         dbRoots.push(resolveDatabaseRoot(guest, hostPath));
       } catch (e) {
-        throw fail(`the database path granted for ${guest} is unusable: ${(e as Error).message}`, { field: 'permissions.databases' });
+        throw fail(`the database path granted for ${guest} is unusable: ${(e as Error).message}`, {
+          field: 'permissions.databases',
+        });
       }
     }
     for (const guest of Object.keys(g.databases ?? {})) {
-      if (!manifest.permissions.databases.includes(guest)) warn('permissions.databases', `the operator maps database ${guest}, which the package does not declare: ignored`);
+      if (!manifest.permissions.databases.includes(guest))
+        warn(
+          'permissions.databases',
+          `the operator maps database ${guest}, which the package does not declare: ignored`,
+        );
     }
 
     // Config: declared keys only; operator values over manifest defaults.
@@ -189,12 +236,18 @@ export class WasmToolServer {
     for (const [key, decl] of Object.entries(manifest.config)) {
       const v = g.config?.[key] ?? decl.default;
       if (v === undefined) {
-        if (decl.required) throw fail(`configuration value "${key}" is required by the package and was not given${decl.description ? ` (${decl.description})` : ''}`, { field: `config.${key}` });
+        if (decl.required)
+          throw fail(
+            `configuration value "${key}" is required by the package and was not given${decl.description ? ` (${decl.description})` : ''}`,
+            { field: `config.${key}` },
+          );
         continue;
       }
       config.set(key, v);
     }
-    for (const key of Object.keys(g.config ?? {})) if (!(key in manifest.config)) warn('config', `configuration value "${key}" is not declared by the package: ignored`);
+    for (const key of Object.keys(g.config ?? {}))
+      if (!(key in manifest.config))
+        warn('config', `configuration value "${key}" is not declared by the package: ignored`);
 
     const sandboxLimits: SandboxLimits = {
       memoryBytes: this.limits.memory,
@@ -215,11 +268,17 @@ export class WasmToolServer {
     const name = manifest.name;
     const checkExports = (exports: ReadonlySet<string>) =>
       manifest.tools.forEach((t, i) => {
-        if (t.export.startsWith('__caxton')) throw fail(`tool "${t.name}" names export "${t.export}": names starting with "__caxton" are reserved`, { field: `tools.${i}.export` });
-        if (!exports.has(t.export)) {
-          throw fail(`tool "${t.name}" names export "${t.export}", which the module does not export (exports: ${[...exports].filter((e) => !e.startsWith('__')).join(', ') || 'none'})`, {
+        if (t.export.startsWith('__caxton'))
+          throw fail(`tool "${t.name}" names export "${t.export}": names starting with "__caxton" are reserved`, {
             field: `tools.${i}.export`,
           });
+        if (!exports.has(t.export)) {
+          throw fail(
+            `tool "${t.name}" names export "${t.export}", which the module does not export (exports: ${[...exports].filter((e) => !e.startsWith('__')).join(', ') || 'none'})`,
+            {
+              field: `tools.${i}.export`,
+            },
+          );
         }
       });
     const caps = opts.caps;
@@ -227,7 +286,14 @@ export class WasmToolServer {
       ...(log && { log: (level: LogLevel, message: string) => log(level, message, name) }),
       ...(http && { http: opts.http ?? sharedHttpClient() }),
     });
-    const offInit = { limits: sandboxLimits, manifestHosts: [...mHosts], operatorHosts: [...opHosts], roots, databases: dbRoots, config: [...config] };
+    const offInit = {
+      limits: sandboxLimits,
+      manifestHosts: [...mHosts],
+      operatorHosts: [...opHosts],
+      roots,
+      databases: dbRoots,
+      config: [...config],
+    };
     const workerLog = log && ((level: LogLevel, message: string) => log(level, message, name));
     if (manifest.runtime === 'quickjs') {
       // JavaScript in QuickJS-in-WebAssembly. HTTP blocks the thread the module runs on, and under
@@ -237,12 +303,19 @@ export class WasmToolServer {
       const worker = grants.httpGranted || caps !== undefined;
       // A worker-run module is proven to load here under a small budget (LOAD_CHECK_LIMITS).
       const checkLimits = worker
-        ? { ...sandboxLimits, timeoutMs: Math.min(sandboxLimits.timeoutMs, LOAD_CHECK_LIMITS.timeoutMs), memoryBytes: Math.min(sandboxLimits.memoryBytes, LOAD_CHECK_LIMITS.memoryBytes) }
+        ? {
+            ...sandboxLimits,
+            timeoutMs: Math.min(sandboxLimits.timeoutMs, LOAD_CHECK_LIMITS.timeoutMs),
+            memoryBytes: Math.min(sandboxLimits.memoryBytes, LOAD_CHECK_LIMITS.memoryBytes),
+          }
         : sandboxLimits;
       const js = new JsSandbox(source, wasmFile, checkLimits, grants, hooks(grants.httpGranted));
       this.sandbox = js;
       const failed = js.instantiate();
-      if (failed) throw fail(`${failed.error} (${failed.outcome})${worker && failed.outcome === 'timeout' ? ` (a module's top-level code must finish within ${LOAD_CHECK_LIMITS.timeoutMs} ms)` : ''}`);
+      if (failed)
+        throw fail(
+          `${failed.error} (${failed.outcome})${worker && failed.outcome === 'timeout' ? ` (a module's top-level code must finish within ${LOAD_CHECK_LIMITS.timeoutMs} ms)` : ''}`,
+        );
       try {
         checkExports(js.exports);
       } catch (e) {
@@ -258,14 +331,22 @@ export class WasmToolServer {
       checkExports(prepared.exports);
       const needsHttp = prepared.imports.some((i) => i.name === 'http_request');
       // Fuel bounds how long a WebAssembly call computes: above in_thread_fuel, it runs on a worker.
-      const worker = (needsHttp && grants.httpGranted) || (caps !== undefined && sandboxLimits.fuel > caps.in_thread_fuel);
+      const worker =
+        (needsHttp && grants.httpGranted) || (caps !== undefined && sandboxLimits.fuel > caps.in_thread_fuel);
       const checkLimits = worker
-        ? { ...sandboxLimits, fuel: Math.min(sandboxLimits.fuel, LOAD_CHECK_LIMITS.fuel), timeoutMs: Math.min(sandboxLimits.timeoutMs, LOAD_CHECK_LIMITS.timeoutMs) }
+        ? {
+            ...sandboxLimits,
+            fuel: Math.min(sandboxLimits.fuel, LOAD_CHECK_LIMITS.fuel),
+            timeoutMs: Math.min(sandboxLimits.timeoutMs, LOAD_CHECK_LIMITS.timeoutMs),
+          }
         : sandboxLimits;
       const sandbox = new WasmSandbox(prepared, checkLimits, grants, hooks(needsHttp && grants.httpGranted));
       this.sandbox = sandbox;
       const failed = sandbox.instantiate();
-      if (failed) throw fail(`${failed.error} (${failed.outcome})${worker && failed.outcome === 'fuel_exhausted' ? ` (a module's start code must finish within ${LOAD_CHECK_LIMITS.fuel} fuel)` : ''}`);
+      if (failed)
+        throw fail(
+          `${failed.error} (${failed.outcome})${worker && failed.outcome === 'fuel_exhausted' ? ` (a module's start code must finish within ${LOAD_CHECK_LIMITS.fuel} fuel)` : ''}`,
+        );
       if (worker) {
         this.#offThread = new OffThreadSandbox({ prepared, ...offInit }, workerLog);
         sandbox.reset(); // the in-thread instance only proved the module loads
@@ -326,12 +407,15 @@ export class WasmToolServer {
   #tool(decl: ToolDeclaration): Tool {
     const full = `${this.manifest.name}.${decl.name}`;
     const validateIn = compileSchema(decl.input_schema);
-    const validateOut: ValidateFunction | undefined = decl.output_schema ? compileSchema(decl.output_schema) : undefined;
+    const validateOut: ValidateFunction | undefined = decl.output_schema
+      ? compileSchema(decl.output_schema)
+      : undefined;
     return {
       name: full,
       description: decl.description,
       input_schema: decl.input_schema as Tool['input_schema'],
-      invoke: async (args: Record<string, unknown>, ctx: ToolContext): Promise<ToolResult> => this.#invoke(full, decl, validateIn, validateOut, args, ctx),
+      invoke: async (args: Record<string, unknown>, ctx: ToolContext): Promise<ToolResult> =>
+        this.#invoke(full, decl, validateIn, validateOut, args, ctx),
     };
   }
 
@@ -345,15 +429,52 @@ export class WasmToolServer {
   ): ToolResult | Promise<ToolResult> {
     const time = Date.now();
     const input = enc.encode(JSON.stringify(args));
-    if (ctx.signal.aborted) return this.#finish(full, ctx, time, input, undefined, 'timeout', 'the request was cancelled before the tool ran', '');
-    if (!validateIn(args)) return this.#finish(full, ctx, time, input, undefined, 'invalid_input', `the arguments do not match the input schema: ${schemaErrors(validateIn.errors)}`, '');
+    if (ctx.signal.aborted)
+      return this.#finish(
+        full,
+        ctx,
+        time,
+        input,
+        undefined,
+        'timeout',
+        'the request was cancelled before the tool ran',
+        '',
+      );
+    if (!validateIn(args))
+      return this.#finish(
+        full,
+        ctx,
+        time,
+        input,
+        undefined,
+        'invalid_input',
+        `the arguments do not match the input schema: ${schemaErrors(validateIn.errors)}`,
+        '',
+      );
     // Servers that make HTTP requests run off the main thread (see off-thread.ts).
-    if (this.#offThread) return this.#offThread.call(decl.export, input, ctx.deadline, ctx.traceparent).then((r) => this.#complete(full, ctx, time, input, r, validateOut));
-    return this.#complete(full, ctx, time, input, this.sandbox.call(decl.export, input, ctx.deadline, ctx.traceparent), validateOut);
+    if (this.#offThread)
+      return this.#offThread
+        .call(decl.export, input, ctx.deadline, ctx.traceparent)
+        .then((r) => this.#complete(full, ctx, time, input, r, validateOut));
+    return this.#complete(
+      full,
+      ctx,
+      time,
+      input,
+      this.sandbox.call(decl.export, input, ctx.deadline, ctx.traceparent),
+      validateOut,
+    );
   }
 
   /** Checks a finished call's output against the tool's output schema, then audits it. */
-  #complete(full: string, ctx: ToolContext, time: number, input: Uint8Array, r: CallResult, validateOut: ValidateFunction | undefined): ToolResult {
+  #complete(
+    full: string,
+    ctx: ToolContext,
+    time: number,
+    input: Uint8Array,
+    r: CallResult,
+    validateOut: ValidateFunction | undefined,
+  ): ToolResult {
     let outcome: CallOutcome = r.outcome;
     let error = r.error;
     const content = r.output ? dec.decode(r.output) : '';
@@ -373,7 +494,16 @@ export class WasmToolServer {
     return this.#finish(full, ctx, time, input, r, outcome, error, content);
   }
 
-  #finish(full: string, ctx: ToolContext, time: number, input: Uint8Array, r: CallResult | undefined, outcome: CallOutcome, rawError: string | undefined, rawContent: string): ToolResult {
+  #finish(
+    full: string,
+    ctx: ToolContext,
+    time: number,
+    input: Uint8Array,
+    r: CallResult | undefined,
+    outcome: CallOutcome,
+    rawError: string | undefined,
+    rawContent: string,
+  ): ToolResult {
     // The guest's output and error are outside text: scrubbed of the configured secrets (its
     // granted config included) before the audit, the caller or the model sees them (ADR 0017).
     const content = scrubSecrets(rawContent);

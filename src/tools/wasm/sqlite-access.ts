@@ -65,7 +65,8 @@ function bindable(v: unknown, where: string): Param {
 }
 
 function jsonValue(v: unknown): unknown {
-  if (typeof v === 'bigint') return v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v.toString();
+  if (typeof v === 'bigint')
+    return v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v.toString();
   if (typeof v === 'number') return Number.isFinite(v) ? v : null;
   if (v instanceof Uint8Array) return { base64: Buffer.from(v).toString('base64') };
   return v;
@@ -91,9 +92,11 @@ export class SqliteAccess {
   resolve(guestPath: string): string {
     if (this.#roots.length === 0) throw new HostTrap('denied', 'SQLite access is not granted to this tool server');
     if (guestPath.includes('\0')) throw new HostTrap('denied', 'database path contains a NUL byte');
-    if (!guestPath.startsWith('/')) throw new HostTrap('denied', `database path "${guestPath}" must be absolute (granted: ${this.#list()})`);
+    if (!guestPath.startsWith('/'))
+      throw new HostTrap('denied', `database path "${guestPath}" must be absolute (granted: ${this.#list()})`);
     const segs = segments(guestPath);
-    if (segs.includes('..')) throw new HostTrap('denied', `database path "${guestPath}" contains "..": path traversal is not allowed`);
+    if (segs.includes('..'))
+      throw new HostTrap('denied', `database path "${guestPath}" contains "..": path traversal is not allowed`);
     for (const root of this.#roots) {
       const rs = segments(root.guest);
       if (!rs.every((s, i) => segs[i] === s)) continue;
@@ -106,7 +109,10 @@ export class SqliteAccess {
         throw new HostTrap('io_error', `database "${guestPath}" does not exist`);
       }
       if (root.kind === 'file' ? real !== root.host : !inside(real, root.host)) {
-        throw new HostTrap('denied', `database path "${guestPath}" resolves outside its grant ${root.guest} (through a symlink): access denied`);
+        throw new HostTrap(
+          'denied',
+          `database path "${guestPath}" resolves outside its grant ${root.guest} (through a symlink): access denied`,
+        );
       }
       if (!statSync(real).isFile()) throw new HostTrap('io_error', `database "${guestPath}" is not a regular file`);
       return real;
@@ -125,11 +131,16 @@ export class SqliteAccess {
     if (typeof req.database !== 'string') throw new HostTrap('denied', 'sqlite: the request has no "database" path');
     if (typeof req.sql !== 'string') throw new HostTrap('denied', 'sqlite: the request has no "sql" text');
     const file = this.resolve(req.database);
-    const maxRows = typeof req.max_rows === 'number' && req.max_rows >= 0 ? Math.min(Math.floor(req.max_rows), SQLITE_MAX_ROWS) : SQLITE_DEFAULT_ROWS;
+    const maxRows =
+      typeof req.max_rows === 'number' && req.max_rows >= 0
+        ? Math.min(Math.floor(req.max_rows), SQLITE_MAX_ROWS)
+        : SQLITE_DEFAULT_ROWS;
     let params: Param[] | Record<string, Param> = [];
     if (Array.isArray(req.params)) params = req.params.map((v, i) => bindable(v, `${i + 1}`));
-    else if (typeof req.params === 'object' && req.params !== null) params = Object.fromEntries(Object.entries(req.params).map(([k, v]) => [k, bindable(v, `"${k}"`)]));
-    else if (req.params !== undefined && req.params !== null) throw new HostTrap('denied', 'sqlite: "params" must be an array (positional ?) or an object (named :name)');
+    else if (typeof req.params === 'object' && req.params !== null)
+      params = Object.fromEntries(Object.entries(req.params).map(([k, v]) => [k, bindable(v, `"${k}"`)]));
+    else if (req.params !== undefined && req.params !== null)
+      throw new HostTrap('denied', 'sqlite: "params" must be an array (positional ?) or an object (named :name)');
 
     const answer = (o: unknown) => new TextEncoder().encode(JSON.stringify(o));
     let db: Database.Database;
@@ -147,8 +158,16 @@ export class SqliteAccess {
       } catch (e) {
         return answer({ error: `SQL error: ${(e as Error).message}` });
       }
-      if (!stmt.readonly) throw new HostTrap('denied', 'sqlite: the statement would modify the database; only read-only statements are allowed');
-      if (!stmt.reader) throw new HostTrap('denied', 'sqlite: only statements that return rows are allowed (SELECT, WITH ... SELECT, read-only PRAGMA, EXPLAIN)');
+      if (!stmt.readonly)
+        throw new HostTrap(
+          'denied',
+          'sqlite: the statement would modify the database; only read-only statements are allowed',
+        );
+      if (!stmt.reader)
+        throw new HostTrap(
+          'denied',
+          'sqlite: only statements that return rows are allowed (SELECT, WITH ... SELECT, read-only PRAGMA, EXPLAIN)',
+        );
       const columns = stmt.columns().map((c) => c.name);
       stmt.raw(true).safeIntegers(true);
       const rows: string[] = [];
@@ -179,7 +198,8 @@ export class SqliteAccess {
         if (e instanceof HostTrap) throw e;
         return answer({ error: `SQL error: ${(e as Error).message}` });
       }
-      if (timedOut) throw new HostTrap('timeout', `sqlite: the query exceeded the call's deadline after ${rows.length} rows`);
+      if (timedOut)
+        throw new HostTrap('timeout', `sqlite: the query exceeded the call's deadline after ${rows.length} rows`);
       const out = `{"columns":${JSON.stringify(columns)},"rows":[${rows.join(',')}],"row_count":${rows.length},"truncated":${truncated}}`;
       return new TextEncoder().encode(out);
     } finally {

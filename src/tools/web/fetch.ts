@@ -47,16 +47,21 @@ export function fetchTool(cfg: WebConfig['fetch'], allowedHosts: () => readonly 
       properties: {
         url: { type: 'string', format: 'uri', description: 'The URL to fetch content from' },
         prompt: { type: 'string', description: 'The prompt to run on the fetched content' },
-        offset: { type: 'number', description: 'Character position in the page text to start reading from (the previous result says it)' },
+        offset: {
+          type: 'number',
+          description: 'Character position in the page text to start reading from (the previous result says it)',
+        },
       },
       required: ['url', 'prompt'],
     },
     async invoke(args, ctx): Promise<AuditedResult> {
       const { url: rawUrl, prompt, offset: rawOffset } = args;
       if (typeof rawUrl !== 'string' || rawUrl === '') return toolError('"url" must be a URL string', 'invalid_input');
-      if (prompt !== undefined && typeof prompt !== 'string') return toolError('"prompt" must be a string', 'invalid_input');
+      if (prompt !== undefined && typeof prompt !== 'string')
+        return toolError('"prompt" must be a string', 'invalid_input');
       const offset = rawOffset === undefined ? 0 : rawOffset;
-      if (typeof offset !== 'number' || !Number.isInteger(offset) || offset < 0) return toolError('"offset" must be a whole number ≥ 0', 'invalid_input');
+      if (typeof offset !== 'number' || !Number.isInteger(offset) || offset < 0)
+        return toolError('"offset" must be a whole number ≥ 0', 'invalid_input');
       let url: URL;
       try {
         url = new URL(rawUrl);
@@ -65,15 +70,29 @@ export function fetchTool(cfg: WebConfig['fetch'], allowedHosts: () => readonly 
       }
       const hosts = allowedHosts();
       if (hosts.length === 0) return toolError(FETCH_NOT_GRANTED, 'denied');
-      const signal = AbortSignal.any([ctx.signal, AbortSignal.timeout(Math.max(1, Math.min(cfg.timeout, ctx.deadline - Date.now() - 50)))]);
+      const signal = AbortSignal.any([
+        ctx.signal,
+        AbortSignal.timeout(Math.max(1, Math.min(cfg.timeout, ctx.deadline - Date.now() - 50))),
+      ]);
       let res: Response | undefined;
       try {
         for (let hop = 0; ; hop++) {
-          if (url.protocol !== 'http:' && url.protocol !== 'https:') return toolError(`${url.href} refused: only http and https URLs are fetched`, 'denied');
+          if (url.protocol !== 'http:' && url.protocol !== 'https:')
+            return toolError(`${url.href} refused: only http and https URLs are fetched`, 'denied');
           const host = url.hostname.replace(/^\[|\]$/g, '');
           if (!hostMatches(host, hosts) && !hostMatches(url.hostname, hosts))
-            return toolError(`${url.href} refused: host "${url.hostname}" is not in [tools.http_client] allowed_hosts in caxton.toml (allowed: ${hosts.join(', ')})`, 'denied');
-          res = await fetch(url, { redirect: 'manual', signal, headers: { accept: 'text/html, text/markdown;q=0.9, text/plain;q=0.8, */*;q=0.1', 'user-agent': 'Caxton web.fetch' } });
+            return toolError(
+              `${url.href} refused: host "${url.hostname}" is not in [tools.http_client] allowed_hosts in caxton.toml (allowed: ${hosts.join(', ')})`,
+              'denied',
+            );
+          res = await fetch(url, {
+            redirect: 'manual',
+            signal,
+            headers: {
+              accept: 'text/html, text/markdown;q=0.9, text/plain;q=0.8, */*;q=0.1',
+              'user-agent': 'Caxton web.fetch',
+            },
+          });
           const loc = res.headers.get('location');
           if (res.status >= 300 && res.status < 400 && loc) {
             await res.body?.cancel().catch(() => undefined);
@@ -86,7 +105,10 @@ export function fetchTool(cfg: WebConfig['fetch'], allowedHosts: () => readonly 
         const type = (res.headers.get('content-type') ?? '').toLowerCase().split(';')[0]!.trim();
         if (!isText(type)) {
           await res.body?.cancel().catch(() => undefined);
-          return toolError(`${url.href} returned ${type}, not text: web.fetch reads text and HTML pages`, 'invalid_input');
+          return toolError(
+            `${url.href} returned ${type}, not text: web.fetch reads text and HTML pages`,
+            'invalid_input',
+          );
         }
         const { bytes, cut } = await readCapped(res, cfg.max_bytes);
         const body = new TextDecoder('utf-8').decode(bytes);
@@ -95,10 +117,19 @@ export function fetchTool(cfg: WebConfig['fetch'], allowedHosts: () => readonly 
         const text = html ? htmlToMarkdown(body, url.href) : body;
         const part = text.slice(offset, offset + cfg.max_chars);
         const next = offset + part.length < text.length ? offset + part.length : undefined;
-        const head = [`URL: ${url.href}`, `Status: ${res.status}`, ...(title ? [`Title: ${title}`] : []), ...(prompt ? [`Prompt: ${prompt}`] : [])].join('\n');
+        const head = [
+          `URL: ${url.href}`,
+          `Status: ${res.status}`,
+          ...(title ? [`Title: ${title}`] : []),
+          ...(prompt ? [`Prompt: ${prompt}`] : []),
+        ].join('\n');
         const notes = [
           ...(cut ? [`(The response was cut at ${cfg.max_bytes} bytes.)`] : []),
-          ...(next !== undefined ? [`(The page has ${text.length} characters; this is ${offset}–${next}. Call again with offset=${next} to read on.)`] : []),
+          ...(next !== undefined
+            ? [
+                `(The page has ${text.length} characters; this is ${offset}–${next}. Call again with offset=${next} to read on.)`,
+              ]
+            : []),
         ];
         const content = `${head}\n\n${part}${notes.length > 0 ? `\n\n${notes.join('\n')}` : ''}`;
         if (res.status >= 400) return toolError(content, 'http_error');
@@ -106,7 +137,8 @@ export function fetchTool(cfg: WebConfig['fetch'], allowedHosts: () => readonly 
       } catch (e) {
         if (ctx.signal.aborted) throw e;
         const err = e as Error & { cause?: { message?: string } };
-        if (err.name === 'TimeoutError' || err.name === 'AbortError') return toolError(`${url.href}: no complete answer within ${cfg.timeout} ms`, 'timeout');
+        if (err.name === 'TimeoutError' || err.name === 'AbortError')
+          return toolError(`${url.href}: no complete answer within ${cfg.timeout} ms`, 'timeout');
         return toolError(`${url.href} could not be fetched: ${err.cause?.message ?? err.message}`, 'http_error');
       }
     },

@@ -5,7 +5,19 @@
  * become Markdown; scripts, styles and other invisible parts are dropped.
  */
 
-const SKIP = new Set(['script', 'style', 'noscript', 'template', 'svg', 'head', 'iframe', 'object', 'canvas', 'select', 'button']);
+const SKIP = new Set([
+  'script',
+  'style',
+  'noscript',
+  'template',
+  'svg',
+  'head',
+  'iframe',
+  'object',
+  'canvas',
+  'select',
+  'button',
+]);
 const BLOCK = new Set([
   'p',
   'div',
@@ -32,7 +44,21 @@ const BLOCK = new Set([
   'details',
   'summary',
 ]);
-const VOID = new Set(['br', 'hr', 'img', 'input', 'meta', 'link', 'area', 'base', 'col', 'embed', 'source', 'track', 'wbr']);
+const VOID = new Set([
+  'br',
+  'hr',
+  'img',
+  'input',
+  'meta',
+  'link',
+  'area',
+  'base',
+  'col',
+  'embed',
+  'source',
+  'track',
+  'wbr',
+]);
 const MAX_DEPTH = 200;
 
 const ENTITIES: Record<string, string> = {

@@ -16,6 +16,13 @@ export { SEARCH_NOT_CONFIGURED } from './search.js';
 export { htmlToMarkdown, htmlTitle } from './html.js';
 
 /** web.fetch (reaching the hosts `allowedHosts` lists: `[tools.http_client] allowed_hosts`) and web.search, audited into `audit`. */
-export function webTools(config: WebConfig, allowedHosts: () => readonly string[], audit: ToolAuditSink | undefined, env?: NodeJS.ProcessEnv): Tool[] {
-  return [fetchTool(config.fetch, allowedHosts), searchTool(config.search, env)].map((t) => audited(WEB_GROUP, t, audit));
+export function webTools(
+  config: WebConfig,
+  allowedHosts: () => readonly string[],
+  audit: ToolAuditSink | undefined,
+  env?: NodeJS.ProcessEnv,
+): Tool[] {
+  return [fetchTool(config.fetch, allowedHosts), searchTool(config.search, env)].map((t) =>
+    audited(WEB_GROUP, t, audit),
+  );
 }

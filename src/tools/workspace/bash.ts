@@ -14,7 +14,8 @@ import { toolError } from '../audited.js';
 import { guarded, int, str } from './files.js';
 import { WorkspaceError, type Workspace } from './grant.js';
 
-export const BASH_NOT_GRANTED = 'workspace.bash is not granted: set [workspace.bash] enabled = true and list the programs it may run in [workspace.bash] commands = ["ls", "cat", ...] in caxton.toml';
+export const BASH_NOT_GRANTED =
+  'workspace.bash is not granted: set [workspace.bash] enabled = true and list the programs it may run in [workspace.bash] commands = ["ls", "cat", ...] in caxton.toml';
 
 /** The words of each simple command of a command line, or a refusal saying what could not be checked. */
 export function parseCommandLine(line: string): { commands: string[][] } | { refused: string } {
@@ -51,7 +52,8 @@ export function parseCommandLine(line: string): { commands: string[][] } | { ref
       let j = i + 1;
       for (; j < line.length && line[j] !== '"'; j++) {
         const d = line[j]!;
-        if (d === '$' || d === '`') return { refused: `"${d}" inside double quotes (expansion cannot be checked; use single quotes)` };
+        if (d === '$' || d === '`')
+          return { refused: `"${d}" inside double quotes (expansion cannot be checked; use single quotes)` };
         if (d === '\\' && j + 1 < line.length) {
           word += line[++j];
           continue;
@@ -92,15 +94,18 @@ export function parseCommandLine(line: string): { commands: string[][] } | { ref
         inWord = false;
       } else endWord();
       if (line[i + 1] === c) i++;
-      if (c === '<' && line[i + 1] === '(') return { refused: 'process substitution "<(" (it runs a command that cannot be checked)' };
+      if (c === '<' && line[i + 1] === '(')
+        return { refused: 'process substitution "<(" (it runs a command that cannot be checked)' };
       if (line[i + 1] === '&') {
         i++;
         while (/[0-9-]/.test(line[i + 1] ?? '')) i++;
         continue;
       }
       expectTarget = true;
-    } else if (c === '$' || c === '`') return { refused: `"${c}" (command substitution and variables cannot be checked)` };
-    else if (c === '(' || c === ')' || c === '{' || c === '}') return { refused: `"${c}" (subshells, groups and functions cannot be checked)` };
+    } else if (c === '$' || c === '`')
+      return { refused: `"${c}" (command substitution and variables cannot be checked)` };
+    else if (c === '(' || c === ')' || c === '{' || c === '}')
+      return { refused: `"${c}" (subshells, groups and functions cannot be checked)` };
     else if (c === '#' && !inWord) {
       const nl = line.indexOf('\n', i);
       if (nl < 0) break;
@@ -124,7 +129,8 @@ export function checkAllowlist(line: string, allowed: readonly string[]): string
   if (parsed.commands.length === 0) return 'the command is empty';
   for (const words of parsed.commands) {
     const name = words[0]!;
-    if (/^[A-Za-z_][A-Za-z0-9_]*=/.test(name)) return `the command was refused: variable assignments ("${name}") are not supported`;
+    if (/^[A-Za-z_][A-Za-z0-9_]*=/.test(name))
+      return `the command was refused: variable assignments ("${name}") are not supported`;
     if (!allowed.includes(name)) {
       return `the command "${name}" is not allowed: the programs workspace.bash may run are ${allowed.length > 0 ? allowed.join(', ') : '(none)'}; the operator adds programs to [workspace.bash] commands in caxton.toml`;
     }
@@ -159,11 +165,24 @@ export function probeSandbox(paths: readonly string[] = BWRAP_PATHS): SandboxPro
 function probeAt(paths: readonly string[]): SandboxProbe {
   const bwrap = paths.find((p) => existsSync(p));
   if (!bwrap) {
-    return { ok: false, problem: `bubblewrap (bwrap) is not installed (looked for ${paths.join(', ')}): install it (Debian/Ubuntu: apt-get install bubblewrap)` };
+    return {
+      ok: false,
+      problem: `bubblewrap (bwrap) is not installed (looked for ${paths.join(', ')}): install it (Debian/Ubuntu: apt-get install bubblewrap)`,
+    };
   }
   const attempt = (disableUserns: boolean) => {
     const t0 = performance.now();
-    const args = [...systemBinds(false), '--unshare-all', '--unshare-user', ...(disableUserns ? ['--disable-userns'] : []), '--cap-drop', 'ALL', '--die-with-parent', '--', '/bin/true'];
+    const args = [
+      ...systemBinds(false),
+      '--unshare-all',
+      '--unshare-user',
+      ...(disableUserns ? ['--disable-userns'] : []),
+      '--cap-drop',
+      'ALL',
+      '--die-with-parent',
+      '--',
+      '/bin/true',
+    ];
     const r = spawnSync(bwrap, args, { timeout: 10_000, encoding: 'utf8', env: {} });
     return { r, ms: performance.now() - t0 };
   };
@@ -176,7 +195,11 @@ function probeAt(paths: readonly string[]): SandboxProbe {
   }
   return r.status === 0
     ? { ok: true, bwrap, start_ms: Math.round(ms * 10) / 10, disable_userns: disableUserns }
-    : { ok: false, bwrap, problem: `bubblewrap cannot create its sandbox here (user namespaces may be disabled): ${(r.stderr || r.error?.message || `exit ${r.status}`).trim()}` };
+    : {
+        ok: false,
+        bwrap,
+        problem: `bubblewrap cannot create its sandbox here (user namespaces may be disabled): ${(r.stderr || r.error?.message || `exit ${r.status}`).trim()}`,
+      };
 }
 
 /** Read-only binds of the system: /usr, the /bin and /lib links or directories, and the few /etc files programs need. */
@@ -219,14 +242,28 @@ export const SANDBOX_ENV: Readonly<Record<string, string>> = {
   TERM: 'dumb',
 };
 
-export function sandboxArgs(root: string, opts: { write: boolean; network: boolean; hidden?: readonly string[]; disableUserns?: boolean }): string[] {
+export function sandboxArgs(
+  root: string,
+  opts: { write: boolean; network: boolean; hidden?: readonly string[]; disableUserns?: boolean },
+): string[] {
   const args = [...systemBinds(opts.network), opts.write ? '--bind' : '--ro-bind', root, root];
   // The workspace's private directories (the server's data) are covered by an empty tmpfs.
   for (const h of opts.hidden ?? []) args.push('--tmpfs', h);
   args.push('--chdir', root, '--unshare-all');
   if (opts.network) args.push('--share-net');
   // Inside a user namespace as an unprivileged user, with no capabilities.
-  args.push('--unshare-user', '--uid', '65534', '--gid', '65534', '--cap-drop', 'ALL', '--die-with-parent', '--new-session', '--clearenv');
+  args.push(
+    '--unshare-user',
+    '--uid',
+    '65534',
+    '--gid',
+    '65534',
+    '--cap-drop',
+    'ALL',
+    '--die-with-parent',
+    '--new-session',
+    '--clearenv',
+  );
   // No user namespace of its own inside: no capabilities to regain there, less kernel to reach.
   if (opts.disableUserns) args.push('--disable-userns');
   for (const [k, v] of Object.entries(SANDBOX_ENV)) args.push('--setenv', k, v);
@@ -243,7 +280,10 @@ export function bashTool(ws: Workspace): AuditedTool {
       properties: {
         command: { type: 'string', description: 'The command to execute' },
         timeout: { type: 'number', description: "Optional timeout in milliseconds (at most the operator's limit)" },
-        description: { type: 'string', description: 'Clear, concise description of what this command does in 5-10 words' },
+        description: {
+          type: 'string',
+          description: 'Clear, concise description of what this command does in 5-10 words',
+        },
       },
       required: ['command'],
     },
@@ -261,7 +301,18 @@ export function bashTool(ws: Workspace): AuditedTool {
         const timeoutMs = Math.max(1, Math.min(asked ?? cfg.timeout, cfg.timeout, ctx.deadline - Date.now() - 100));
         return run(
           sandbox.bwrap!,
-          [...sandboxArgs(root, { write: ws.writable, network: cfg.network, hidden: ws.hidden(), disableUserns: sandbox.disable_userns === true }), '--', '/bin/sh', '-c', command],
+          [
+            ...sandboxArgs(root, {
+              write: ws.writable,
+              network: cfg.network,
+              hidden: ws.hidden(),
+              disableUserns: sandbox.disable_userns === true,
+            }),
+            '--',
+            '/bin/sh',
+            '-c',
+            command,
+          ],
           timeoutMs,
           cfg.max_output,
           ctx.signal,
@@ -270,7 +321,13 @@ export function bashTool(ws: Workspace): AuditedTool {
   };
 }
 
-function run(bwrap: string, args: string[], timeoutMs: number, maxOutput: number, signal: AbortSignal): Promise<AuditedResult> {
+function run(
+  bwrap: string,
+  args: string[],
+  timeoutMs: number,
+  maxOutput: number,
+  signal: AbortSignal,
+): Promise<AuditedResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(bwrap, args, { env: {}, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     const chunks: Buffer[] = [];
@@ -309,9 +366,19 @@ function run(bwrap: string, args: string[], timeoutMs: number, maxOutput: number
       clearTimeout(timer);
       signal.removeEventListener('abort', onAbort);
       const out = Buffer.concat(chunks).toString('utf8');
-      if (stopped === 'cancelled') return reject(new WorkspaceError('cancelled: the execution was cancelled or timed out', 'timeout'));
-      if (stopped === 'timeout') return resolve(toolError(`${out}${out.endsWith('\n') || out === '' ? '' : '\n'}Command timed out after ${timeoutMs} ms and was stopped`, 'timeout'));
-      if (stopped === 'output') return resolve(toolError(`${out}\n… Output exceeded ${maxOutput} bytes; the command was stopped`, 'output_too_large'));
+      if (stopped === 'cancelled')
+        return reject(new WorkspaceError('cancelled: the execution was cancelled or timed out', 'timeout'));
+      if (stopped === 'timeout')
+        return resolve(
+          toolError(
+            `${out}${out.endsWith('\n') || out === '' ? '' : '\n'}Command timed out after ${timeoutMs} ms and was stopped`,
+            'timeout',
+          ),
+        );
+      if (stopped === 'output')
+        return resolve(
+          toolError(`${out}\n… Output exceeded ${maxOutput} bytes; the command was stopped`, 'output_too_large'),
+        );
       const body = out === '' ? '(no output)' : out.replace(/\n$/, '');
       if (code === 0) return resolve({ content: body });
       resolve(toolError(`${body}\nExit code ${code ?? sig}`, 'error'));

@@ -3,7 +3,18 @@
  * MultiEdit, Glob and LS with the same argument names and the same kind of result, confined to
  * the granted workspace (grant.ts) and bounded in bytes, lines, entries and time.
  */
-import { closeSync, constants, existsSync, mkdirSync, openSync, readFileSync, readSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readSync,
+  renameSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { AuditedResult, AuditedTool } from '../audited.js';
 import { toolError } from '../audited.js';
@@ -37,14 +48,19 @@ export async function guarded(fn: () => AuditedResult | Promise<AuditedResult>):
   }
 }
 
-export function str(args: Record<string, unknown>, key: string, opts: { optional?: boolean; allowEmpty?: boolean } = {}): string | undefined {
+export function str(
+  args: Record<string, unknown>,
+  key: string,
+  opts: { optional?: boolean; allowEmpty?: boolean } = {},
+): string | undefined {
   const v = args[key];
   if (v === undefined || v === null) {
     if (opts.optional) return undefined;
     throw new WorkspaceError(`"${key}" is required`, 'invalid_input');
   }
   if (typeof v !== 'string') throw new WorkspaceError(`"${key}" must be a string`, 'invalid_input');
-  if (v === '' && !opts.allowEmpty && !opts.optional) throw new WorkspaceError(`"${key}" must not be empty`, 'invalid_input');
+  if (v === '' && !opts.allowEmpty && !opts.optional)
+    throw new WorkspaceError(`"${key}" must not be empty`, 'invalid_input');
   return v === '' && opts.optional ? undefined : v;
 }
 
@@ -52,14 +68,20 @@ export function int(args: Record<string, unknown>, key: string, min: number, max
   const v = args[key];
   if (v === undefined || v === null) return undefined;
   const n = typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : v;
-  if (typeof n !== 'number' || !Number.isInteger(n) || n < min || n > max) throw new WorkspaceError(`"${key}" must be a whole number from ${min} to ${max}`, 'invalid_input');
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < min || n > max)
+    throw new WorkspaceError(`"${key}" must be a whole number from ${min} to ${max}`, 'invalid_input');
   return n;
 }
 
 function readText(path: string): string {
   const st = statSync(path);
-  if (st.isDirectory()) throw new WorkspaceError(`${path} is a directory, not a file (use workspace.ls to list it)`, 'invalid_input');
-  if (st.size > MAX_FILE_BYTES) throw new WorkspaceError(`${path} is ${st.size} bytes, more than the ${MAX_FILE_BYTES} a call may edit`, 'input_too_large');
+  if (st.isDirectory())
+    throw new WorkspaceError(`${path} is a directory, not a file (use workspace.ls to list it)`, 'invalid_input');
+  if (st.size > MAX_FILE_BYTES)
+    throw new WorkspaceError(
+      `${path} is ${st.size} bytes, more than the ${MAX_FILE_BYTES} a call may edit`,
+      'input_too_large',
+    );
   const fd = openNoFollow(path);
   try {
     return readFileSync(fd, 'utf8');
@@ -88,7 +110,8 @@ function numbered(lines: readonly string[], first: number): string {
     let l = lines[i]!;
     if (l.length > MAX_LINE_CHARS) l = `${l.slice(0, MAX_LINE_CHARS)}… [line cut at ${MAX_LINE_CHARS} characters]`;
     const row = `${String(first + i).padStart(6)}\t${l}\n`;
-    if (out.length + row.length > MAX_RESULT_CHARS) return `${out}… [output cut at ${MAX_RESULT_CHARS} characters: read on with offset=${first + i}]\n`;
+    if (out.length + row.length > MAX_RESULT_CHARS)
+      return `${out}… [output cut at ${MAX_RESULT_CHARS} characters: read on with offset=${first + i}]\n`;
     out += row;
   }
   return out;
@@ -98,7 +121,11 @@ function numbered(lines: readonly string[], first: number): string {
  * Lines `offset`.. of a file, reading only as far as needed (a huge log can be paged through),
  * bounded at MAX_FILE_BYTES scanned per call.
  */
-function readLines(path: string, offset: number, limit: number): { lines: string[]; total: number | undefined; binary: boolean } {
+function readLines(
+  path: string,
+  offset: number,
+  limit: number,
+): { lines: string[]; total: number | undefined; binary: boolean } {
   const fd = openNoFollow(path);
   try {
     const buf = Buffer.alloc(64 * 1024);
@@ -109,7 +136,8 @@ function readLines(path: string, offset: number, limit: number): { lines: string
     const decoder = new TextDecoder('utf-8');
     for (;;) {
       const n = readSync(fd, buf, 0, buf.length, null);
-      if (scanned === 0 && n > 0 && buf.subarray(0, Math.min(n, 8000)).includes(0)) return { lines: [], total: undefined, binary: true };
+      if (scanned === 0 && n > 0 && buf.subarray(0, Math.min(n, 8000)).includes(0))
+        return { lines: [], total: undefined, binary: true };
       scanned += n;
       const text = carry + decoder.decode(buf.subarray(0, n), { stream: n > 0 });
       let parts: string[];
@@ -128,7 +156,10 @@ function readLines(path: string, offset: number, limit: number): { lines: string
       if (n === 0) return { lines, total: lineNo - 1, binary: false };
       if (lines.length >= limit) return { lines, total: undefined, binary: false };
       if (scanned > MAX_FILE_BYTES * 4)
-        throw new WorkspaceError(`${path}: more than ${MAX_FILE_BYTES * 4} bytes scanned for line ${offset}; read a nearer part or use workspace.grep`, 'invalid_input');
+        throw new WorkspaceError(
+          `${path}: more than ${MAX_FILE_BYTES * 4} bytes scanned for line ${offset}; read a nearer part or use workspace.grep`,
+          'invalid_input',
+        );
     }
   } finally {
     closeSync(fd);
@@ -143,8 +174,15 @@ export function readTool(ws: Workspace): AuditedTool {
       type: 'object',
       properties: {
         file_path: { type: 'string', description: 'The path of the file to read' },
-        offset: { type: 'number', description: 'The line number to start reading from (1-based). Only provide if the file is too large to read at once' },
-        limit: { type: 'number', description: 'The number of lines to read. Only provide if the file is too large to read at once' },
+        offset: {
+          type: 'number',
+          description:
+            'The line number to start reading from (1-based). Only provide if the file is too large to read at once',
+        },
+        limit: {
+          type: 'number',
+          description: 'The number of lines to read. Only provide if the file is too large to read at once',
+        },
       },
       required: ['file_path'],
     },
@@ -153,12 +191,22 @@ export function readTool(ws: Workspace): AuditedTool {
         const path = ws.resolve(str(args, 'file_path'));
         const offset = int(args, 'offset', 0, 1e9) ?? 1;
         const limit = int(args, 'limit', 1, 1e6) ?? DEFAULT_READ_LINES;
-        if (statSync(path).isDirectory()) return toolError(`${path} is a directory, not a file (use workspace.ls to list it)`, 'invalid_input');
+        if (statSync(path).isDirectory())
+          return toolError(`${path} is a directory, not a file (use workspace.ls to list it)`, 'invalid_input');
         const r = readLines(path, Math.max(1, offset), limit);
-        if (r.binary) return toolError(`${path} looks like a binary file (it contains NUL bytes); workspace.read reads text files`, 'invalid_input');
+        if (r.binary)
+          return toolError(
+            `${path} looks like a binary file (it contains NUL bytes); workspace.read reads text files`,
+            'invalid_input',
+          );
         if (r.lines.length === 0) {
-          if (r.total === 0) return { content: '<system-reminder>Warning: the file exists but the contents are empty.</system-reminder>' };
-          return { content: `<system-reminder>Warning: the file exists but is shorter than the provided offset (${offset}). The file has ${r.total ?? 'fewer'} lines.</system-reminder>` };
+          if (r.total === 0)
+            return {
+              content: '<system-reminder>Warning: the file exists but the contents are empty.</system-reminder>',
+            };
+          return {
+            content: `<system-reminder>Warning: the file exists but is shorter than the provided offset (${offset}). The file has ${r.total ?? 'fewer'} lines.</system-reminder>`,
+          };
         }
         return { content: numbered(r.lines, Math.max(1, offset)) };
       }),
@@ -183,11 +231,16 @@ export function writeTool(ws: Workspace): AuditedTool {
         ws.requireWrite();
         const path = ws.resolve(str(args, 'file_path'));
         const content = str(args, 'content', { allowEmpty: true })!;
-        if (Buffer.byteLength(content) > MAX_FILE_BYTES) return toolError(`the content is more than ${MAX_FILE_BYTES} bytes`, 'input_too_large');
+        if (Buffer.byteLength(content) > MAX_FILE_BYTES)
+          return toolError(`the content is more than ${MAX_FILE_BYTES} bytes`, 'input_too_large');
         const existed = existsSync(path);
         if (existed && statSync(path).isDirectory()) return toolError(`${path} is a directory`, 'invalid_input');
         writeAtomic(path, content);
-        return { content: existed ? `The file ${path} has been updated successfully.` : `File created successfully at: ${path}` };
+        return {
+          content: existed
+            ? `The file ${path} has been updated successfully.`
+            : `File created successfully at: ${path}`,
+        };
       }),
   };
 }
@@ -199,11 +252,15 @@ interface Edit {
 }
 
 function parseEdit(e: unknown, where: string): Edit {
-  if (typeof e !== 'object' || e === null) throw new WorkspaceError(`${where} must be an object with old_string and new_string`, 'invalid_input');
+  if (typeof e !== 'object' || e === null)
+    throw new WorkspaceError(`${where} must be an object with old_string and new_string`, 'invalid_input');
   const o = e as Record<string, unknown>;
-  if (typeof o.old_string !== 'string') throw new WorkspaceError(`${where}: "old_string" must be a string`, 'invalid_input');
-  if (typeof o.new_string !== 'string') throw new WorkspaceError(`${where}: "new_string" must be a string`, 'invalid_input');
-  if (o.replace_all !== undefined && typeof o.replace_all !== 'boolean') throw new WorkspaceError(`${where}: "replace_all" must be true or false`, 'invalid_input');
+  if (typeof o.old_string !== 'string')
+    throw new WorkspaceError(`${where}: "old_string" must be a string`, 'invalid_input');
+  if (typeof o.new_string !== 'string')
+    throw new WorkspaceError(`${where}: "new_string" must be a string`, 'invalid_input');
+  if (o.replace_all !== undefined && typeof o.replace_all !== 'boolean')
+    throw new WorkspaceError(`${where}: "replace_all" must be true or false`, 'invalid_input');
   return { old_string: o.old_string, new_string: o.new_string, replace_all: o.replace_all === true };
 }
 
@@ -215,10 +272,19 @@ function count(text: string, s: string): number {
 
 /** One exact-string replacement, with Claude Code's refusals (not found; several matches without replace_all; no change). */
 function applyEdit(text: string, e: Edit, where: string): string {
-  if (e.old_string === e.new_string) throw new WorkspaceError(`${where}No changes to make: old_string and new_string are exactly the same.`, 'invalid_input');
-  if (e.old_string === '') throw new WorkspaceError(`${where}old_string must not be empty for an existing file (to write a whole file use workspace.write)`, 'invalid_input');
+  if (e.old_string === e.new_string)
+    throw new WorkspaceError(
+      `${where}No changes to make: old_string and new_string are exactly the same.`,
+      'invalid_input',
+    );
+  if (e.old_string === '')
+    throw new WorkspaceError(
+      `${where}old_string must not be empty for an existing file (to write a whole file use workspace.write)`,
+      'invalid_input',
+    );
   const n = count(text, e.old_string);
-  if (n === 0) throw new WorkspaceError(`${where}String to replace not found in file.\nString: ${e.old_string}`, 'error');
+  if (n === 0)
+    throw new WorkspaceError(`${where}String to replace not found in file.\nString: ${e.old_string}`, 'error');
   if (n > 1 && !e.replace_all) {
     throw new WorkspaceError(
       `${where}Found ${n} matches of the string to replace, but replace_all is false. To replace all occurrences, set replace_all to true. To replace only one occurrence, please provide more context to uniquely identify the instance.\nString: ${e.old_string}`,
@@ -239,10 +305,15 @@ function editFile(ws: Workspace, args: Record<string, unknown>, edits: Edit[]): 
     text = edits[0].new_string;
     start = 1;
   } else text = readText(path);
-  for (let i = start; i < edits.length; i++) text = applyEdit(text, edits[i]!, edits.length > 1 ? `edit ${i + 1} of ${edits.length}: ` : '');
-  if (Buffer.byteLength(text) > MAX_FILE_BYTES) return toolError(`the edited file would be more than ${MAX_FILE_BYTES} bytes`, 'output_too_large');
+  for (let i = start; i < edits.length; i++)
+    text = applyEdit(text, edits[i]!, edits.length > 1 ? `edit ${i + 1} of ${edits.length}: ` : '');
+  if (Buffer.byteLength(text) > MAX_FILE_BYTES)
+    return toolError(`the edited file would be more than ${MAX_FILE_BYTES} bytes`, 'output_too_large');
   writeAtomic(path, text);
-  return { content: edits.length > 1 ? `Applied ${edits.length} edits to ${path}` : `The file ${path} has been updated successfully.` };
+  return {
+    content:
+      edits.length > 1 ? `Applied ${edits.length} edits to ${path}` : `The file ${path} has been updated successfully.`,
+  };
 }
 
 export function editTool(ws: Workspace): AuditedTool {
@@ -256,7 +327,11 @@ export function editTool(ws: Workspace): AuditedTool {
         file_path: { type: 'string', description: 'The path of the file to modify' },
         old_string: { type: 'string', description: 'The text to replace' },
         new_string: { type: 'string', description: 'The text to replace it with (must be different from old_string)' },
-        replace_all: { type: 'boolean', description: 'Replace all occurrences of old_string (default false)', default: false },
+        replace_all: {
+          type: 'boolean',
+          description: 'Replace all occurrences of old_string (default false)',
+          default: false,
+        },
       },
       required: ['file_path', 'old_string', 'new_string'],
     },
@@ -282,7 +357,11 @@ export function multiEditTool(ws: Workspace): AuditedTool {
             properties: {
               old_string: { type: 'string', description: 'The text to replace' },
               new_string: { type: 'string', description: 'The text to replace it with' },
-              replace_all: { type: 'boolean', description: 'Replace all occurrences of old_string (default false)', default: false },
+              replace_all: {
+                type: 'boolean',
+                description: 'Replace all occurrences of old_string (default false)',
+                default: false,
+              },
             },
             required: ['old_string', 'new_string'],
           },
@@ -293,7 +372,11 @@ export function multiEditTool(ws: Workspace): AuditedTool {
     invoke: (args) =>
       guarded(() => {
         const edits = args.edits;
-        if (!Array.isArray(edits) || edits.length === 0) return toolError('"edits" must be a non-empty array of {old_string, new_string, replace_all}', 'invalid_input');
+        if (!Array.isArray(edits) || edits.length === 0)
+          return toolError(
+            '"edits" must be a non-empty array of {old_string, new_string, replace_all}',
+            'invalid_input',
+          );
         if (edits.length > 1000) return toolError('"edits" has more than 1000 edits', 'invalid_input');
         return editFile(
           ws,
@@ -321,12 +404,24 @@ export function globTool(ws: Workspace): AuditedTool {
         const glob = new Glob(str(args, 'pattern')!);
         const dir = ws.resolve(str(args, 'path', { optional: true }), 'path');
         if (!statSync(dir).isDirectory()) return toolError(`${dir} is not a directory`, 'invalid_input');
-        const walk = walkFiles(dir, { maxEntries: WALK_ENTRIES, deadline: Date.now() + WALK_MS, hidden: true, skipDirs: DEFAULT_SKIP_DIRS, skipPaths: ws.hidden() });
-        const hits = walk.files.filter((f) => glob.matches(f.rel)).sort((a, b) => b.stats.mtimeMs - a.stats.mtimeMs || (a.rel < b.rel ? -1 : 1));
-        if (hits.length === 0) return { content: walk.truncated ? `No files found (the search stopped early: ${walk.truncated})` : 'No files found' };
+        const walk = walkFiles(dir, {
+          maxEntries: WALK_ENTRIES,
+          deadline: Date.now() + WALK_MS,
+          hidden: true,
+          skipDirs: DEFAULT_SKIP_DIRS,
+          skipPaths: ws.hidden(),
+        });
+        const hits = walk.files
+          .filter((f) => glob.matches(f.rel))
+          .sort((a, b) => b.stats.mtimeMs - a.stats.mtimeMs || (a.rel < b.rel ? -1 : 1));
+        if (hits.length === 0)
+          return {
+            content: walk.truncated ? `No files found (the search stopped early: ${walk.truncated})` : 'No files found',
+          };
         const shown = hits.slice(0, GLOB_RESULTS).map((f) => f.path);
         let out = shown.join('\n');
-        if (hits.length > GLOB_RESULTS) out += '\n(Results are truncated. Consider using a more specific path or pattern.)';
+        if (hits.length > GLOB_RESULTS)
+          out += '\n(Results are truncated. Consider using a more specific path or pattern.)';
         if (walk.truncated) out += `\n(The search stopped early: ${walk.truncated}. Consider a more specific path.)`;
         return { content: out };
       }),
@@ -356,12 +451,21 @@ export function lsTool(ws: Workspace): AuditedTool {
         const ignored = (rel: string) => ignore.some((g) => g.matches(rel));
         const entries: { rel: string; dir: boolean }[] = [];
         let full = false;
-        const walk = walkFiles(dir, { maxEntries: WALK_ENTRIES, deadline: Date.now() + WALK_MS, skipDirs: DEFAULT_SKIP_DIRS, skipPaths: ws.hidden() }, (e) => {
-          if (ignored(e.rel) || full) return false;
-          entries.push({ rel: e.rel, dir: true });
-          if (entries.length >= LS_ENTRIES) full = true;
-          return true;
-        });
+        const walk = walkFiles(
+          dir,
+          {
+            maxEntries: WALK_ENTRIES,
+            deadline: Date.now() + WALK_MS,
+            skipDirs: DEFAULT_SKIP_DIRS,
+            skipPaths: ws.hidden(),
+          },
+          (e) => {
+            if (ignored(e.rel) || full) return false;
+            entries.push({ rel: e.rel, dir: true });
+            if (entries.length >= LS_ENTRIES) full = true;
+            return true;
+          },
+        );
         for (const f of walk.files) if (!ignored(f.rel)) entries.push({ rel: f.rel, dir: false });
         entries.sort((a, b) => (a.rel < b.rel ? -1 : 1));
         const shown = entries.slice(0, LS_ENTRIES);
@@ -371,7 +475,8 @@ export function lsTool(ws: Workspace): AuditedTool {
           const name = e.rel.slice(e.rel.lastIndexOf('/') + 1);
           lines.push(`${'  '.repeat(depth)}- ${name}${e.dir ? '/' : ''}`);
         }
-        if (entries.length > LS_ENTRIES || full || walk.truncated) lines.push(`(There are more than ${LS_ENTRIES} entries; list a subdirectory or use workspace.glob.)`);
+        if (entries.length > LS_ENTRIES || full || walk.truncated)
+          lines.push(`(There are more than ${LS_ENTRIES} entries; list a subdirectory or use workspace.glob.)`);
         return { content: lines.join('\n') };
       }),
   };

@@ -46,7 +46,8 @@ export function expandBraces(pattern: string): string[] {
         for (const p of parts) {
           for (const e of expandBraces(pattern.slice(0, start) + p + pattern.slice(i + 1))) {
             out.push(e);
-            if (out.length > MAX_ALTERNATIVES) throw new GlobError(`the pattern expands to more than ${MAX_ALTERNATIVES} alternatives`);
+            if (out.length > MAX_ALTERNATIVES)
+              throw new GlobError(`the pattern expands to more than ${MAX_ALTERNATIVES} alternatives`);
           }
         }
         return out;

@@ -19,8 +19,10 @@ export class WorkspaceError extends Error {
   }
 }
 
-export const NOT_GRANTED = 'the workspace is not granted: set [workspace] path = "<directory>" in caxton.toml (relative to caxton.toml) to let agents use the workspace tools';
-export const WRITE_NOT_GRANTED = 'writing in the workspace is not granted: set [workspace] write = true in caxton.toml to let agents change files';
+export const NOT_GRANTED =
+  'the workspace is not granted: set [workspace] path = "<directory>" in caxton.toml (relative to caxton.toml) to let agents use the workspace tools';
+export const WRITE_NOT_GRANTED =
+  'writing in the workspace is not granted: set [workspace] write = true in caxton.toml to let agents change files';
 
 function inside(root: string, p: string): boolean {
   const r = relative(root, p);
@@ -79,7 +81,10 @@ export class Workspace {
       real = realpathSync(p);
       if (!statSync(real).isDirectory()) throw new Error('not a directory');
     } catch (e) {
-      throw new WorkspaceError(`the workspace directory ${p} ([workspace] path in caxton.toml) is not usable: ${e instanceof Error ? e.message : String(e)}`, 'io_error');
+      throw new WorkspaceError(
+        `the workspace directory ${p} ([workspace] path in caxton.toml) is not usable: ${e instanceof Error ? e.message : String(e)}`,
+        'io_error',
+      );
     }
     this.#root = real;
     return real;
@@ -106,7 +111,8 @@ export class Workspace {
     // An absolute path may name the workspace as configured or as its real path.
     let abs = isAbsolute(p) ? resolve(p) : resolve(root, p);
     if (isAbsolute(p) && !inside(root, abs) && inside(configured, abs)) abs = join(root, relative(configured, abs));
-    if (!inside(root, abs)) throw new WorkspaceError(`${p} is outside the workspace (${root}): the workspace tools work only inside it`);
+    if (!inside(root, abs))
+      throw new WorkspaceError(`${p} is outside the workspace (${root}): the workspace tools work only inside it`);
     // Follow symlinks: the real path of the nearest existing ancestor, plus what does not exist yet.
     let existing = abs;
     let rest = '';
@@ -114,13 +120,16 @@ export class Workspace {
       try {
         const real = realpathSync(existing);
         const full = rest === '' ? real : join(real, rest);
-        if (!inside(root, full)) throw new WorkspaceError(`${p} leads outside the workspace (${root}) through a symbolic link: refused`);
-        if (this.hidden().some((h) => inside(h, full))) throw new WorkspaceError(`${p} is in the server's data directory, which the workspace tools never reach`);
+        if (!inside(root, full))
+          throw new WorkspaceError(`${p} leads outside the workspace (${root}) through a symbolic link: refused`);
+        if (this.hidden().some((h) => inside(h, full)))
+          throw new WorkspaceError(`${p} is in the server's data directory, which the workspace tools never reach`);
         return full;
       } catch (e) {
         if (e instanceof WorkspaceError) throw e;
         const code = (e as NodeJS.ErrnoException).code;
-        if (code !== 'ENOENT' && code !== 'ENOTDIR') throw new WorkspaceError(`${p}: ${(e as Error).message}`, 'io_error');
+        if (code !== 'ENOENT' && code !== 'ENOTDIR')
+          throw new WorkspaceError(`${p}: ${(e as Error).message}`, 'io_error');
         const parent = dirname(existing);
         if (parent === existing) throw new WorkspaceError(`${p}: no such file or directory`, 'io_error');
         rest = rest === '' ? relative(parent, existing) : join(relative(parent, existing), rest);

@@ -142,7 +142,8 @@ function grepWorker(): void {
     if (input.mode === 'content') {
       const show = new Map<number, boolean>();
       for (const i of matched) {
-        for (let j = Math.max(0, i - input.before); j <= Math.min(lines.length - 1, i + input.after); j++) if (!show.has(j)) show.set(j, false);
+        for (let j = Math.max(0, i - input.before); j <= Math.min(lines.length - 1, i + input.after); j++)
+          if (!show.has(j)) show.set(j, false);
         show.set(i, true);
       }
       const order = [...show.keys()].sort((a, b) => a - b);
@@ -165,7 +166,11 @@ const WORKER_SOURCE = `(${grepWorker.toString()})()`;
 
 function runWorker(input: WorkerInput, timeoutMs: number): Promise<FileResult[]> {
   return new Promise((resolve, reject) => {
-    const w = new Worker(WORKER_SOURCE, { eval: true, workerData: input, resourceLimits: { maxOldGenerationSizeMb: WORKER_HEAP_MB } });
+    const w = new Worker(WORKER_SOURCE, {
+      eval: true,
+      workerData: input,
+      resourceLimits: { maxOldGenerationSizeMb: WORKER_HEAP_MB },
+    });
     const timer = setTimeout(() => {
       void w.terminate();
       reject(
@@ -182,7 +187,9 @@ function runWorker(input: WorkerInput, timeoutMs: number): Promise<FileResult[]>
     });
     w.once('error', (e) => {
       clearTimeout(timer);
-      reject(new WorkspaceError(`the search failed: ${e.message}`, e.message.includes('memory') ? 'out_of_memory' : 'error'));
+      reject(
+        new WorkspaceError(`the search failed: ${e.message}`, e.message.includes('memory') ? 'out_of_memory' : 'error'),
+      );
     });
     w.once('exit', (code) => {
       clearTimeout(timer);
@@ -207,7 +214,8 @@ function page<T>(items: T[], offset: number, limit: number): { shown: T[]; more:
 function capChars(lines: string[]): string {
   let out = '';
   for (const l of lines) {
-    if (out.length + l.length + 1 > MAX_RESULT_CHARS) return `${out}… [output cut at ${MAX_RESULT_CHARS} characters: narrow the search or use head_limit and offset]`;
+    if (out.length + l.length + 1 > MAX_RESULT_CHARS)
+      return `${out}… [output cut at ${MAX_RESULT_CHARS} characters: narrow the search or use head_limit and offset]`;
     out += (out === '' ? '' : '\n') + l;
   }
   return out;
@@ -225,25 +233,37 @@ export function grepTool(ws: Workspace): AuditedTool {
         path: { type: 'string', description: 'File or directory to search in. Defaults to the workspace root.' },
         glob: { type: 'string', description: 'Glob pattern to filter files (e.g. "*.js", "*.{ts,tsx}")' },
         type: { type: 'string', description: `File type to search: ${Object.keys(TYPES).join(', ')}` },
-        output_mode: { type: 'string', enum: ['content', 'files_with_matches', 'count'], description: 'Output mode (default "files_with_matches")' },
+        output_mode: {
+          type: 'string',
+          enum: ['content', 'files_with_matches', 'count'],
+          description: 'Output mode (default "files_with_matches")',
+        },
         '-i': { type: 'boolean', description: 'Case insensitive search' },
         '-n': { type: 'boolean', description: 'Show line numbers in output (content mode; default true)' },
         '-A': { type: 'number', description: 'Lines to show after each match (content mode)' },
         '-B': { type: 'number', description: 'Lines to show before each match (content mode)' },
         '-C': { type: 'number', description: 'Lines to show before and after each match (content mode)' },
         context: { type: 'number', description: 'Alias of -C' },
-        head_limit: { type: 'number', description: 'Limit output to the first N lines/entries (default 250; 0 for unlimited)' },
+        head_limit: {
+          type: 'number',
+          description: 'Limit output to the first N lines/entries (default 250; 0 for unlimited)',
+        },
         offset: { type: 'number', description: 'Skip the first N lines/entries before applying head_limit' },
-        multiline: { type: 'boolean', description: 'Enable multiline mode where . matches newlines and patterns can span lines' },
+        multiline: {
+          type: 'boolean',
+          description: 'Enable multiline mode where . matches newlines and patterns can span lines',
+        },
       },
       required: ['pattern'],
     },
     invoke: (args, ctx) =>
       guarded(async () => {
         const source = str(args, 'pattern')!;
-        if (source.length > MAX_PATTERN) return toolError(`the pattern is longer than ${MAX_PATTERN} characters`, 'invalid_input');
+        if (source.length > MAX_PATTERN)
+          return toolError(`the pattern is longer than ${MAX_PATTERN} characters`, 'invalid_input');
         const mode = (str(args, 'output_mode', { optional: true }) ?? 'files_with_matches') as Mode;
-        if (!['content', 'files_with_matches', 'count'].includes(mode)) return toolError('"output_mode" must be "content", "files_with_matches" or "count"', 'invalid_input');
+        if (!['content', 'files_with_matches', 'count'].includes(mode))
+          return toolError('"output_mode" must be "content", "files_with_matches" or "count"', 'invalid_input');
         const unicode = flag(args, '-i') ? 'iu' : 'u';
         const multiline = flag(args, 'multiline') ?? false;
         // Unicode mode first; without it some patterns ripgrep accepts (`\-`, `\/`) parse too.
@@ -271,7 +291,11 @@ export function grepTool(ws: Workspace): AuditedTool {
         if (globArg !== undefined) filters.push(new Glob(globArg, { basenameAnywhere: true }));
         if (typeArg !== undefined) {
           const t = TYPES[typeArg.toLowerCase()];
-          if (!t) return toolError(`unknown type "${typeArg}"; known types: ${Object.keys(TYPES).join(', ')}`, 'invalid_input');
+          if (!t)
+            return toolError(
+              `unknown type "${typeArg}"; known types: ${Object.keys(TYPES).join(', ')}`,
+              'invalid_input',
+            );
           filters.push(new Glob(`{${t.join(',')}}`, { basenameAnywhere: true }));
         }
 
@@ -282,7 +306,12 @@ export function grepTool(ws: Workspace): AuditedTool {
         const st = statSync(target);
         if (st.isFile()) entries = [{ path: target, rel: basename(target), stats: st }];
         else {
-          const walk = walkFiles(target, { maxEntries: MAX_FILES * 5, deadline, skipDirs: DEFAULT_SKIP_DIRS, skipPaths: ws.hidden() });
+          const walk = walkFiles(target, {
+            maxEntries: MAX_FILES * 5,
+            deadline,
+            skipDirs: DEFAULT_SKIP_DIRS,
+            skipPaths: ws.hidden(),
+          });
           entries = walk.files.filter((f) => filters.every((g) => g.matches(f.rel)));
           truncated = walk.truncated;
         }
@@ -300,7 +329,8 @@ export function grepTool(ws: Workspace): AuditedTool {
           return true;
         });
         // As Claude Code lists them: most recently modified first.
-        if (mode === 'files_with_matches') entries.sort((a, b) => b.stats.mtimeMs - a.stats.mtimeMs || (a.rel < b.rel ? -1 : 1));
+        if (mode === 'files_with_matches')
+          entries.sort((a, b) => b.stats.mtimeMs - a.stats.mtimeMs || (a.rel < b.rel ? -1 : 1));
         const results = await runWorker(
           {
             source,
@@ -318,14 +348,17 @@ export function grepTool(ws: Workspace): AuditedTool {
           Math.max(1, deadline - Date.now()),
         );
         const note = truncated ? `\n(The search was partial: ${truncated}. Narrow path, glob or type.)` : '';
-        if (results.length === 0) return { content: (mode === 'content' ? 'No matches found' : 'No files found') + note };
+        if (results.length === 0)
+          return { content: (mode === 'content' ? 'No matches found' : 'No files found') + note };
         if (mode === 'files_with_matches') {
           const { shown, more } = page(
             results.map((r) => r.display),
             offset,
             headLimit,
           );
-          return { content: `Found ${results.length} file${results.length === 1 ? '' : 's'}${more ? ` (showing ${shown.length})` : ''}\n${capChars(shown)}${note}` };
+          return {
+            content: `Found ${results.length} file${results.length === 1 ? '' : 's'}${more ? ` (showing ${shown.length})` : ''}\n${capChars(shown)}${note}`,
+          };
         }
         if (mode === 'count') {
           const { shown, more } = page(
@@ -343,7 +376,9 @@ export function grepTool(ws: Workspace): AuditedTool {
           offset,
           headLimit,
         );
-        return { content: `${capChars(shown)}${more ? `\n(results limited to ${headLimit} lines: use offset=${offset + headLimit} for more)` : ''}${note}` };
+        return {
+          content: `${capChars(shown)}${more ? `\n(results limited to ${headLimit} lines: use offset=${offset + headLimit} for more)` : ''}${note}`,
+        };
       }),
   };
 }

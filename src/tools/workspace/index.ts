@@ -15,12 +15,33 @@ import { grepTool } from './grep.js';
 export const WORKSPACE_GROUP = 'workspace';
 
 export { Workspace, WorkspaceError, NOT_GRANTED, WRITE_NOT_GRANTED } from './grant.js';
-export { BASH_NOT_GRANTED, checkAllowlist, parseCommandLine, probeSandbox, sandboxArgs, SANDBOX_ENV, type SandboxProbe } from './bash.js';
+export {
+  BASH_NOT_GRANTED,
+  checkAllowlist,
+  parseCommandLine,
+  probeSandbox,
+  sandboxArgs,
+  SANDBOX_ENV,
+  type SandboxProbe,
+} from './bash.js';
 export { Glob, GlobError, matchSegment } from './glob.js';
 export { DEFAULT_READ_LINES, MAX_LINE_CHARS } from './files.js';
 
 /** The eight workspace tools over `config`, audited into `audit`. They are always registered: without a grant each answers an error naming the setting. */
-export function workspaceTools(config: WorkspaceConfig, audit: ToolAuditSink | undefined, privateDirs: readonly string[] = []): Tool[] {
+export function workspaceTools(
+  config: WorkspaceConfig,
+  audit: ToolAuditSink | undefined,
+  privateDirs: readonly string[] = [],
+): Tool[] {
   const ws = new Workspace(config, privateDirs);
-  return [readTool(ws), writeTool(ws), editTool(ws), multiEditTool(ws), globTool(ws), grepTool(ws), lsTool(ws), bashTool(ws)].map((t) => audited(WORKSPACE_GROUP, t, audit));
+  return [
+    readTool(ws),
+    writeTool(ws),
+    editTool(ws),
+    multiEditTool(ws),
+    globTool(ws),
+    grepTool(ws),
+    lsTool(ws),
+    bashTool(ws),
+  ].map((t) => audited(WORKSPACE_GROUP, t, audit));
 }

@@ -38,7 +38,11 @@ export interface WalkResult {
 export const DEFAULT_SKIP_DIRS: ReadonlySet<string> = new Set(['.git', 'node_modules']);
 
 /** Files under `start` (a real directory inside the workspace), in directory order, depth first. */
-export function walkFiles(start: string, limits: WalkLimits, onDir?: (e: WalkEntry, depth: number) => boolean): WalkResult {
+export function walkFiles(
+  start: string,
+  limits: WalkLimits,
+  onDir?: (e: WalkEntry, depth: number) => boolean,
+): WalkResult {
   const files: WalkEntry[] = [];
   let seen = 0;
   const stack: { dir: string; rel: string; depth: number }[] = [{ dir: start, rel: '', depth: 0 }];

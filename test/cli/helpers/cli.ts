@@ -12,7 +12,8 @@ export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../../
 /** The compiled CLI: the tests run exactly what `npm install -g` would put on the PATH. */
 export const CLI = join(repoRoot, 'dist/cli/main.js');
 
-export const PACKAGE_VERSION = (JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { version: string }).version;
+export const PACKAGE_VERSION = (JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { version: string })
+  .version;
 
 /** Fails with a clear message when `npm run build` has not been run (`npm test` runs it first). */
 export function assertBuilt(): void {
@@ -79,7 +80,11 @@ export interface RunOptions {
 /** Spawns `node dist/cli/main.js ...args` and waits for it to exit; kills it (and fails) after timeoutMs. */
 export function runCli(args: string[], opts: RunOptions): Promise<CliResult> {
   return new Promise((res, rej) => {
-    const child = spawn(process.execPath, [CLI, ...args], { cwd: opts.cwd, env: cleanEnv(opts.env), stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [CLI, ...args], {
+      cwd: opts.cwd,
+      env: cleanEnv(opts.env),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     children.add(child);
     let stdout = '';
     let stderr = '';
@@ -88,7 +93,9 @@ export function runCli(args: string[], opts: RunOptions): Promise<CliResult> {
     const timeoutMs = opts.timeoutMs ?? 15_000;
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      rej(new Error(`caxton ${args.join(' ')} did not exit within ${timeoutMs} ms\nstdout: ${stdout}\nstderr: ${stderr}`));
+      rej(
+        new Error(`caxton ${args.join(' ')} did not exit within ${timeoutMs} ms\nstdout: ${stdout}\nstderr: ${stderr}`),
+      );
     }, timeoutMs);
     child.on('error', (e) => {
       clearTimeout(timer);
@@ -190,11 +197,15 @@ async function isReady(url: string): Promise<boolean> {
 }
 
 function spawnServeOnce(opts: ServeOptions, port: number, metricsPort: number): ServeProcess {
-  const child = spawn(process.execPath, [CLI, 'serve', ...(opts.args ?? []), '--port', String(port), '--metrics-port', String(metricsPort)], {
-    cwd: opts.cwd,
-    env: cleanEnv(opts.env),
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    [CLI, 'serve', ...(opts.args ?? []), '--port', String(port), '--metrics-port', String(metricsPort)],
+    {
+      cwd: opts.cwd,
+      env: cleanEnv(opts.env),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   children.add(child);
   let stdout = '';
   let stderr = '';
@@ -206,7 +217,15 @@ function spawnServeOnce(opts: ServeOptions, port: number, metricsPort: number): 
       res({ code, signal });
     });
   });
-  return { child, url: `http://127.0.0.1:${port}`, port, metricsPort, stdout: () => stdout, stderr: () => stderr, exited };
+  return {
+    child,
+    url: `http://127.0.0.1:${port}`,
+    port,
+    metricsPort,
+    stdout: () => stdout,
+    stderr: () => stderr,
+    exited,
+  };
 }
 
 /**
@@ -227,10 +246,14 @@ export async function startServe(opts: ServeOptions): Promise<ServeProcess> {
     }
     if (exit === undefined) {
       p.child.kill('SIGKILL');
-      throw new Error(`caxton serve did not become ready within the timeout\n--- stdout\n${p.stdout()}\n--- stderr\n${p.stderr()}`);
+      throw new Error(
+        `caxton serve did not become ready within the timeout\n--- stdout\n${p.stdout()}\n--- stderr\n${p.stderr()}`,
+      );
     }
     if (!fixed && attempt < 3 && /address already in use/.test(p.stderr())) continue;
-    throw new Error(`caxton serve exited early (code ${exit.code}, signal ${exit.signal})\n--- stdout\n${p.stdout()}\n--- stderr\n${p.stderr()}`);
+    throw new Error(
+      `caxton serve exited early (code ${exit.code}, signal ${exit.signal})\n--- stdout\n${p.stdout()}\n--- stderr\n${p.stderr()}`,
+    );
   }
 }
 
@@ -238,24 +261,40 @@ export async function startServe(opts: ServeOptions): Promise<ServeProcess> {
  * Waits until the server's stdout or stderr matches `re` (output arrives through a pipe, and the ready log line
  * may come a moment after GET /ready first answers 200). Returns the output; fails after timeoutMs.
  */
-export async function waitForOutput(p: ServeProcess, stream: 'stdout' | 'stderr', re: RegExp, timeoutMs = 5000): Promise<string> {
+export async function waitForOutput(
+  p: ServeProcess,
+  stream: 'stdout' | 'stderr',
+  re: RegExp,
+  timeoutMs = 5000,
+): Promise<string> {
   const deadline = Date.now() + timeoutMs;
   while (!re.test(p[stream]())) {
-    if (Date.now() > deadline) throw new Error(`caxton serve ${stream} did not match ${re} within ${timeoutMs} ms\n--- ${stream}\n${p[stream]()}`);
+    if (Date.now() > deadline)
+      throw new Error(
+        `caxton serve ${stream} did not match ${re} within ${timeoutMs} ms\n--- ${stream}\n${p[stream]()}`,
+      );
     await new Promise((r) => setTimeout(r, 25));
   }
   return p[stream]();
 }
 
 /** Sends `signal` and waits for the exit, failing after timeoutMs (the process is then killed). */
-export async function stopServe(p: ServeProcess, signal: NodeJS.Signals, timeoutMs = 5000): Promise<{ code: number | null; signal: NodeJS.Signals | null; ms: number }> {
+export async function stopServe(
+  p: ServeProcess,
+  signal: NodeJS.Signals,
+  timeoutMs = 5000,
+): Promise<{ code: number | null; signal: NodeJS.Signals | null; ms: number }> {
   const t0 = Date.now();
   p.child.kill(signal);
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, rej) => {
     timer = setTimeout(() => {
       p.child.kill('SIGKILL');
-      rej(new Error(`caxton serve did not exit within ${timeoutMs} ms of ${signal}\n--- stdout\n${p.stdout()}\n--- stderr\n${p.stderr()}`));
+      rej(
+        new Error(
+          `caxton serve did not exit within ${timeoutMs} ms of ${signal}\n--- stdout\n${p.stdout()}\n--- stderr\n${p.stderr()}`,
+        ),
+      );
     }, timeoutMs);
   });
   try {
@@ -269,7 +308,10 @@ export async function stopServe(p: ServeProcess, signal: NodeJS.Signals, timeout
 // ---------------------------------------------------------------------------------------------
 // Agent files
 
-export function tomlAgent(name: string, opts: { capabilities?: string[]; description?: string; extra?: string } = {}): string {
+export function tomlAgent(
+  name: string,
+  opts: { capabilities?: string[]; description?: string; extra?: string } = {},
+): string {
   const caps = (opts.capabilities ?? ['testing']).map((c) => JSON.stringify(c)).join(', ');
   return `name = "${name}"\ndescription = "${opts.description ?? `test agent ${name}`}"\ncapabilities = [${caps}]\nsystem_prompt = "You are ${name}."\n${opts.extra ?? ''}`;
 }

@@ -30,9 +30,17 @@ export function observedPool(max: number, onQuery: (query: unknown) => void): pg
 export function twoStores(
   run: boolean,
   prefix: string,
-  opts: { max: number; onQuery: (node: number, query: unknown) => void; groups?: [PgMessageStoreOptions['groups'], PgMessageStoreOptions['groups']] },
+  opts: {
+    max: number;
+    onQuery: (node: number, query: unknown) => void;
+    groups?: [PgMessageStoreOptions['groups'], PgMessageStoreOptions['groups']];
+  },
 ): { schema: string; pools: pg.Pool[]; stores: PgMessageStore[] } {
-  const out = { schema: `${prefix}_${process.pid}_${Date.now()}`, pools: [] as pg.Pool[], stores: [] as PgMessageStore[] };
+  const out = {
+    schema: `${prefix}_${process.pid}_${Date.now()}`,
+    pools: [] as pg.Pool[],
+    stores: [] as PgMessageStore[],
+  };
   beforeAll(async () => {
     if (!run) return;
     out.pools.push(...[0, 1].map((i) => observedPool(opts.max, (q) => opts.onQuery(i, q))));

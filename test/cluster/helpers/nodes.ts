@@ -12,7 +12,15 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
-import { assertBuilt, cleanup as cleanupCli, freePorts, startServe, stopServe, tempDir, type ServeProcess } from '../../cli/helpers/cli.js';
+import {
+  assertBuilt,
+  cleanup as cleanupCli,
+  freePorts,
+  startServe,
+  stopServe,
+  tempDir,
+  type ServeProcess,
+} from '../../cli/helpers/cli.js';
 import { startNatsServer, type NatsServer } from '../../helpers/nats-server.js';
 import { TEST_PG_URL } from '../../helpers/system.js';
 import { startTcpProxy, type TcpProxy } from '../../helpers/tcp-proxy.js';
@@ -240,7 +248,13 @@ export async function startCluster(opts: ClusterOptions): Promise<TestCluster> {
   const pgUrl = opts.pgUrl ?? TEST_PG_URL;
 
   const startNode = async (s: NodeState): Promise<void> => {
-    s.serve = await startServe({ cwd: s.dir, args: ['--config', s.configPath], port: s.port, metricsPort: s.metricsPort, readyTimeoutMs }).catch((e: unknown) => {
+    s.serve = await startServe({
+      cwd: s.dir,
+      args: ['--config', s.configPath],
+      port: s.port,
+      metricsPort: s.metricsPort,
+      readyTimeoutMs,
+    }).catch((e: unknown) => {
       throw new Error(`node ${s.name}: ${(e as Error).message}`);
     });
   };
@@ -374,7 +388,9 @@ export async function startCluster(opts: ClusterOptions): Promise<TestCluster> {
       writeFileSync(join(byName(name).dir, 'replies.toml'), script);
     },
     logs(chars = 3000) {
-      return states.map((s) => `--- node ${s.name} (${s.serve ? 'running' : 'stopped'})\n${view(s).output().slice(-chars)}`).join('\n');
+      return states
+        .map((s) => `--- node ${s.name} (${s.serve ? 'running' : 'stopped'})\n${view(s).output().slice(-chars)}`)
+        .join('\n');
     },
     close,
   };

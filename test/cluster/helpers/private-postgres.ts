@@ -53,7 +53,10 @@ function runAs(): { uid: number; gid: number } | undefined {
   if (process.getuid?.() !== 0) return undefined;
   const uid = spawnSync('id', ['-u', 'postgres'], { encoding: 'utf8' });
   const gid = spawnSync('id', ['-g', 'postgres'], { encoding: 'utf8' });
-  if (uid.status !== 0 || gid.status !== 0) throw new Error('running as root, and there is no `postgres` OS user to run initdb and postgres as (they refuse root)');
+  if (uid.status !== 0 || gid.status !== 0)
+    throw new Error(
+      'running as root, and there is no `postgres` OS user to run initdb and postgres as (they refuse root)',
+    );
   return { uid: Number(uid.stdout.trim()), gid: Number(gid.stdout.trim()) };
 }
 
@@ -94,12 +97,18 @@ export async function startPrivatePostgres(opts: { startTimeoutMs?: number } = {
 
   const run = (cmd: string, args: string[]) => {
     const r = spawnSync(join(bin.dir, cmd), args, { ...spawnOpts, encoding: 'utf8', timeout: 60_000 });
-    if (r.error || r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.error?.message ?? `exit ${r.status}`}):\n${r.stdout}${r.stderr}`);
+    if (r.error || r.status !== 0)
+      throw new Error(
+        `${cmd} ${args.join(' ')} failed (${r.error?.message ?? `exit ${r.status}`}):\n${r.stdout}${r.stderr}`,
+      );
     return r;
   };
 
   const accepting = async (): Promise<boolean> => {
-    const r = spawnSync(join(bin.dir, 'pg_isready'), ['-h', '127.0.0.1', '-p', String(port), '-t', '1'], { ...spawnOpts, encoding: 'utf8' });
+    const r = spawnSync(join(bin.dir, 'pg_isready'), ['-h', '127.0.0.1', '-p', String(port), '-t', '1'], {
+      ...spawnOpts,
+      encoding: 'utf8',
+    });
     return r.status === 0;
   };
 
@@ -109,7 +118,24 @@ export async function startPrivatePostgres(opts: { startTimeoutMs?: number } = {
     if (running()) return;
     const c = spawn(
       join(bin.dir, 'postgres'),
-      ['-D', data, '-p', String(port), '-k', dir, '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', '-c', 'full_page_writes=off', '-c', 'max_connections=100', '-c', 'shared_buffers=32MB'],
+      [
+        '-D',
+        data,
+        '-p',
+        String(port),
+        '-k',
+        dir,
+        '-c',
+        'listen_addresses=127.0.0.1',
+        '-c',
+        'fsync=off',
+        '-c',
+        'full_page_writes=off',
+        '-c',
+        'max_connections=100',
+        '-c',
+        'shared_buffers=32MB',
+      ],
       { ...spawnOpts, stdio: ['ignore', 'pipe', 'pipe'] },
     );
     child = c;
@@ -120,7 +146,8 @@ export async function startPrivatePostgres(opts: { startTimeoutMs?: number } = {
     for (;;) {
       if (!running()) throw new Error(`postgres exited before accepting connections:\n${log.slice(-3000)}`);
       if (/ready to accept connections/.test(log.slice(-4000)) && (await accepting())) return;
-      if (Date.now() - t0 > timeoutMs) throw new Error(`postgres did not accept connections within ${timeoutMs} ms:\n${log.slice(-3000)}`);
+      if (Date.now() - t0 > timeoutMs)
+        throw new Error(`postgres did not accept connections within ${timeoutMs} ms:\n${log.slice(-3000)}`);
       await new Promise((r) => setTimeout(r, 50));
     }
   };
@@ -145,7 +172,19 @@ export async function startPrivatePostgres(opts: { startTimeoutMs?: number } = {
   };
 
   try {
-    run('initdb', ['-D', data, '-U', 'postgres', '-A', 'trust', '-E', 'UTF8', '--locale=C', '--no-sync', '--no-instructions']);
+    run('initdb', [
+      '-D',
+      data,
+      '-U',
+      'postgres',
+      '-A',
+      'trust',
+      '-E',
+      'UTF8',
+      '--locale=C',
+      '--no-sync',
+      '--no-instructions',
+    ]);
     await start();
   } catch (e) {
     await kill().catch(() => undefined);

@@ -42,7 +42,13 @@ export interface Reply {
 }
 
 /** One request, bounded: no answer within timeoutMs is status -1, a refused connection status 0. */
-export async function call(node: ClusterNode, method: string, path: string, body?: unknown, opts: { timeoutMs?: number; contentType?: string } = {}): Promise<Res> {
+export async function call(
+  node: ClusterNode,
+  method: string,
+  path: string,
+  body?: unknown,
+  opts: { timeoutMs?: number; contentType?: string } = {},
+): Promise<Res> {
   const t0 = performance.now();
   const headers: Record<string, string> = {};
   let payload: string | undefined;
@@ -51,7 +57,12 @@ export async function call(node: ClusterNode, method: string, path: string, body
     headers['content-type'] = opts.contentType ?? 'application/json';
   }
   try {
-    const r = await fetch(node.url + path, { method, headers, ...(payload !== undefined && { body: payload }), signal: AbortSignal.timeout(opts.timeoutMs ?? 30_000) });
+    const r = await fetch(node.url + path, {
+      method,
+      headers,
+      ...(payload !== undefined && { body: payload }),
+      signal: AbortSignal.timeout(opts.timeoutMs ?? 30_000),
+    });
     const text = await r.text();
     let json: Json;
     try {
@@ -62,13 +73,28 @@ export async function call(node: ClusterNode, method: string, path: string, body
     return { status: r.status, json, text, ms: performance.now() - t0 };
   } catch (e) {
     const err = e as Error;
-    if (err.name === 'TimeoutError') return { status: -1, json: undefined, text: `no answer within ${opts.timeoutMs ?? 30_000} ms`, ms: performance.now() - t0 };
-    return { status: 0, json: undefined, text: `${err.message} (${(err.cause as Error | undefined)?.message ?? ''})`, ms: performance.now() - t0 };
+    if (err.name === 'TimeoutError')
+      return {
+        status: -1,
+        json: undefined,
+        text: `no answer within ${opts.timeoutMs ?? 30_000} ms`,
+        ms: performance.now() - t0,
+      };
+    return {
+      status: 0,
+      json: undefined,
+      text: `${err.message} (${(err.cause as Error | undefined)?.message ?? ''})`,
+      ms: performance.now() - t0,
+    };
   }
 }
 
 /** Runs `work` over `items` with at most `concurrency` at once. */
-export async function pool<T, R>(items: readonly T[], concurrency: number, work: (item: T, i: number) => Promise<R>): Promise<R[]> {
+export async function pool<T, R>(
+  items: readonly T[],
+  concurrency: number,
+  work: (item: T, i: number) => Promise<R>,
+): Promise<R[]> {
   const out: R[] = new Array(items.length);
   let next = 0;
   await Promise.all(
@@ -111,7 +137,9 @@ export function trafficKit(getCluster: () => TestCluster, label: string) {
   const running = new Set<{ stop(): Promise<Submitted[]> }>();
 
   function fail(what: string, res?: Res): never {
-    throw new Error(`${what}${res ? `: HTTP ${res.status} ${res.text.slice(0, 600)}` : ''}\n${getCluster().logs(2500)}`);
+    throw new Error(
+      `${what}${res ? `: HTTP ${res.status} ${res.text.slice(0, 600)}` : ''}\n${getCluster().logs(2500)}`,
+    );
   }
 
   const newIds = (prefix: string, n: number) => Array.from({ length: n }, () => `${prefix}-${tag}-${++seq}`);
@@ -139,13 +167,20 @@ export function trafficKit(getCluster: () => TestCluster, label: string) {
   }
 
   /** Polls GET /ready on `n` until it answers `want`; fails with the nodes' logs if `n` exits or time runs out. */
-  async function readyIs(n: ClusterNode, want: 200 | 503, timeoutMs: number, what: string, intervalMs = 100): Promise<Res> {
+  async function readyIs(
+    n: ClusterNode,
+    want: 200 | 503,
+    timeoutMs: number,
+    what: string,
+    intervalMs = 100,
+  ): Promise<Res> {
     const t0 = performance.now();
     for (;;) {
       if (!n.alive) fail(`${what}: ${n.name} exited (${JSON.stringify(await n.serve?.exited)})`);
       const r = await call(n, 'GET', '/ready', undefined, { timeoutMs: 5000 });
       if (r.status === want) return r;
-      if (performance.now() - t0 > timeoutMs) fail(`${what}: ${n.name} GET /ready did not answer ${want} within ${timeoutMs} ms`, r);
+      if (performance.now() - t0 > timeoutMs)
+        fail(`${what}: ${n.name} GET /ready did not answer ${want} within ${timeoutMs} ms`, r);
       await sleep(intervalMs);
     }
   }
@@ -193,14 +228,23 @@ export function trafficKit(getCluster: () => TestCluster, label: string) {
     const last = new Map<string, unknown>();
     for (;;) {
       await pool([...open], 8, async (id) => {
-        const r = await call(via(), 'GET', `/api/v1/messages/${encodeURIComponent(id)}`, undefined, { timeoutMs: 10_000 });
+        const r = await call(via(), 'GET', `/api/v1/messages/${encodeURIComponent(id)}`, undefined, {
+          timeoutMs: 10_000,
+        });
         last.set(id, r.status === 200 ? r.json.deliveries : `HTTP ${r.status} ${r.text.slice(0, 200)}`);
-        if (r.status === 200 && r.json.deliveries.length > 0 && r.json.deliveries.every((d: { state: string }) => d.state === 'done')) open.delete(id);
+        if (
+          r.status === 200 &&
+          r.json.deliveries.length > 0 &&
+          r.json.deliveries.every((d: { state: string }) => d.state === 'done')
+        )
+          open.delete(id);
       });
       if (open.size === 0) return performance.now() - t0;
       if (performance.now() - t0 > timeoutMs) {
         const sample = [...open].slice(0, 5).map((id) => `${id}: ${JSON.stringify(last.get(id))}`);
-        fail(`${open.size} of ${ids.length} accepted messages were not delivered within ${timeoutMs} ms, e.g.\n${sample.join('\n')}`);
+        fail(
+          `${open.size} of ${ids.length} accepted messages were not delivered within ${timeoutMs} ms, e.g.\n${sample.join('\n')}`,
+        );
       }
       await sleep(300);
     }
@@ -210,7 +254,11 @@ export function trafficKit(getCluster: () => TestCluster, label: string) {
   async function listMessages(via: ClusterNode, performative: string, sender: string): Promise<Reply[]> {
     const out: Reply[] = [];
     for (let offset = 0; ; offset += 1000) {
-      const r = await call(via, 'GET', `/api/v1/messages?performative=${performative}&sender=${encodeURIComponent(sender)}&limit=1000&offset=${offset}`);
+      const r = await call(
+        via,
+        'GET',
+        `/api/v1/messages?performative=${performative}&sender=${encodeURIComponent(sender)}&limit=1000&offset=${offset}`,
+      );
       if (r.status !== 200) fail('GET /api/v1/messages', r);
       out.push(...(r.json.messages as Reply[]));
       if (offset + 1000 >= r.json.total) return out;
@@ -222,7 +270,8 @@ export function trafficKit(getCluster: () => TestCluster, label: string) {
     const wanted = new Set(ids);
     const by = new Map<string, string[]>(ids.map((id) => [id, []]));
     for (const m of await listMessages(via, 'inform', 'worker')) {
-      if (m.in_reply_to !== undefined && wanted.has(m.in_reply_to)) by.get(m.in_reply_to)!.push(nodeOf(m.content) ?? `unrecognised: ${String(m.content).slice(0, 80)}`);
+      if (m.in_reply_to !== undefined && wanted.has(m.in_reply_to))
+        by.get(m.in_reply_to)!.push(nodeOf(m.content) ?? `unrecognised: ${String(m.content).slice(0, 80)}`);
     }
     return by;
   }
@@ -248,14 +297,35 @@ export function trafficKit(getCluster: () => TestCluster, label: string) {
   async function resendRefused(rs: readonly Submitted[], concurrency = 4): Promise<string[]> {
     const refused = rs.filter((r) => r.status !== 202);
     const again = await pool(refused, concurrency, async (r) => {
-      const res = await call(getCluster().node(r.node), 'POST', '/api/v1/messages', workRequest(r.id), { timeoutMs: 20_000 });
-      return { id: r.id, first: r.status, status: res.status, duplicate: res.json?.duplicate as boolean | undefined, text: res.text.slice(0, 300) };
+      const res = await call(getCluster().node(r.node), 'POST', '/api/v1/messages', workRequest(r.id), {
+        timeoutMs: 20_000,
+      });
+      return {
+        id: r.id,
+        first: r.status,
+        status: res.status,
+        duplicate: res.json?.duplicate as boolean | undefined,
+        text: res.text.slice(0, 300),
+      };
     });
     const bad = again.filter((a) => !(a.status === 202 || (a.status === 200 && a.duplicate === true)));
     expect(bad, 'a refused message sent again is accepted (202, or 200 duplicate when it was stored)').toEqual([]);
-    console.log(`[${label}] ${refused.length} refused messages sent again: ${again.filter((a) => a.status === 202).length} accepted, ${again.filter((a) => a.status === 200).length} duplicates`);
+    console.log(
+      `[${label}] ${refused.length} refused messages sent again: ${again.filter((a) => a.status === 202).length} accepted, ${again.filter((a) => a.status === 200).length} duplicates`,
+    );
     return again.map((a) => a.id);
   }
 
-  return { fail, newIds, submit, readyIs, traffic, stopTraffic, waitDelivered, answersOf, expectAnsweredOnce, resendRefused };
+  return {
+    fail,
+    newIds,
+    submit,
+    readyIs,
+    traffic,
+    stopTraffic,
+    waitDelivered,
+    answersOf,
+    expectAnsweredOnce,
+    resendRefused,
+  };
 }

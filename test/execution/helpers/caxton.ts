@@ -83,12 +83,26 @@ export function agentToml(a: AgentSpec): string {
 
 /** `[llm.providers.NAME]` for an OpenAI-compatible stub (base_url ends in /v1, as for OpenAI). */
 export function openaiProvider(stubUrl: string, extra: TomlTable = {}): TomlTable {
-  return { type: 'openai', base_url: `${stubUrl}/v1`, api_key_env: 'TEST_OPENAI_KEY', model: 'gpt-test', retry_base: '10ms', ...extra };
+  return {
+    type: 'openai',
+    base_url: `${stubUrl}/v1`,
+    api_key_env: 'TEST_OPENAI_KEY',
+    model: 'gpt-test',
+    retry_base: '10ms',
+    ...extra,
+  };
 }
 
 /** `[llm.providers.NAME]` for an Anthropic-compatible stub (the client appends /v1/messages). */
 export function anthropicProvider(stubUrl: string, extra: TomlTable = {}): TomlTable {
-  return { type: 'anthropic', base_url: stubUrl, api_key_env: 'TEST_ANTHROPIC_KEY', model: 'claude-test', retry_base: '10ms', ...extra };
+  return {
+    type: 'anthropic',
+    base_url: stubUrl,
+    api_key_env: 'TEST_ANTHROPIC_KEY',
+    model: 'claude-test',
+    retry_base: '10ms',
+    ...extra,
+  };
 }
 
 export const OPENAI_KEY = 'sk-test-openai-key';
@@ -131,8 +145,14 @@ export interface StartCaxtonOptions {
 export async function startCaxton(opts: StartCaxtonOptions): Promise<Caxton> {
   const dir = tempDir();
   const configPath = join(dir, 'caxton.toml');
-  writeFileSync(configPath, stringify({ server: { port: 0 }, metrics: { enabled: false }, logging: { level: 'silent' }, ...opts.config }));
-  const config = localAuthUnlessConfigured(loadServerConfig({ file: configPath, env: {}, cwd: dir }), readFileSync(configPath, 'utf8'));
+  writeFileSync(
+    configPath,
+    stringify({ server: { port: 0 }, metrics: { enabled: false }, logging: { level: 'silent' }, ...opts.config }),
+  );
+  const config = localAuthUnlessConfigured(
+    loadServerConfig({ file: configPath, env: {}, cwd: dir }),
+    readFileSync(configPath, 'utf8'),
+  );
   const logs: LogLine[] = [];
   const logger = createLogger('info', {
     write(line: string) {
@@ -143,7 +163,11 @@ export async function startCaxton(opts: StartCaxtonOptions): Promise<Caxton> {
       }
     },
   });
-  const server = await startServer({ config, logger, ...(opts.spanProcessors && { spanProcessors: opts.spanProcessors }) });
+  const server = await startServer({
+    config,
+    logger,
+    ...(opts.spanProcessors && { spanProcessors: opts.spanProcessors }),
+  });
   const url = server.url;
 
   const invoke = async (name: string, body: unknown, headers: Record<string, string> = {}): Promise<HttpResult> => {
@@ -164,12 +188,20 @@ export async function startCaxton(opts: StartCaxtonOptions): Promise<Caxton> {
     dir,
     logs,
     async deploy(agent) {
-      const res = await fetch(`${url}/api/v1/agents`, { method: 'POST', headers: { 'content-type': 'application/toml' }, body: agentToml(agent) });
+      const res = await fetch(`${url}/api/v1/agents`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/toml' },
+        body: agentToml(agent),
+      });
       expect(res.status, await res.clone().text()).toBe(201);
       await res.arrayBuffer();
     },
     async update(agent) {
-      const res = await fetch(`${url}/api/v1/agents/${encodeURIComponent(agent.name)}`, { method: 'PUT', headers: { 'content-type': 'application/toml' }, body: agentToml(agent) });
+      const res = await fetch(`${url}/api/v1/agents/${encodeURIComponent(agent.name)}`, {
+        method: 'PUT',
+        headers: { 'content-type': 'application/toml' },
+        body: agentToml(agent),
+      });
       expect(res.status, await res.clone().text()).toBe(200);
       await res.arrayBuffer();
     },
@@ -226,8 +258,12 @@ export function parseSse(text: string): SseEvent[] {
 }
 
 /** Asserts the API's error envelope and returns its `error` object. */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-export function expectEnvelope(res: HttpResult, status: number, code: string): { code: string; message: string; details: any; request_id: string } {
+export function expectEnvelope(
+  res: HttpResult,
+  status: number,
+  code: string,
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+): { code: string; message: string; details: any; request_id: string } {
   expect(res.status, `HTTP status (body: ${res.text.slice(0, 400)})`).toBe(status);
   expect(res.headers.get('content-type') ?? '').toContain('application/json');
   expect(Object.keys(res.json as object)).toEqual(['error']);

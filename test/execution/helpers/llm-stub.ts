@@ -14,7 +14,17 @@
  */
 import { createServer, type IncomingHttpHeaders, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { anthropicMessage, anthropicStream, openaiCompletion, openaiStream, parseBody, refuseInvalid, sendJson, wantsUsage, warmUp } from '../../helpers/llm-standin.js';
+import {
+  anthropicMessage,
+  anthropicStream,
+  openaiCompletion,
+  openaiStream,
+  parseBody,
+  refuseInvalid,
+  sendJson,
+  wantsUsage,
+  warmUp,
+} from '../../helpers/llm-standin.js';
 
 export interface StubHit {
   method: string;
@@ -155,7 +165,11 @@ export async function startLlmStub(script: Script | Action[] = [{ content: 'ok' 
     close: () =>
       new Promise<void>((resolve, reject) => {
         server.closeAllConnections();
-        server.close(() => (invalidAnswers.length > 0 ? reject(new Error(`the LLM stub rendered invalid answers:\n${invalidAnswers.join('\n')}`)) : resolve()));
+        server.close(() =>
+          invalidAnswers.length > 0
+            ? reject(new Error(`the LLM stub rendered invalid answers:\n${invalidAnswers.join('\n')}`))
+            : resolve(),
+        );
       }),
   };
 }
@@ -186,20 +200,44 @@ export function streamThenError(tokens: string[], message: string): RawHandler {
     if (hit.api === 'anthropic') {
       res.write(
         sse(
-          { type: 'message_start', message: { id: 'msg_err', type: 'message', role: 'assistant', model: 'claude-test', content: [], usage: { input_tokens: 1, output_tokens: 0 } } },
+          {
+            type: 'message_start',
+            message: {
+              id: 'msg_err',
+              type: 'message',
+              role: 'assistant',
+              model: 'claude-test',
+              content: [],
+              usage: { input_tokens: 1, output_tokens: 0 },
+            },
+          },
           'message_start',
         ),
       );
-      res.write(sse({ type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } }, 'content_block_start'));
+      res.write(
+        sse(
+          { type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } },
+          'content_block_start',
+        ),
+      );
       for (const t of tokens) {
-        res.write(sse({ type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: t } }, 'content_block_delta'));
+        res.write(
+          sse({ type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: t } }, 'content_block_delta'),
+        );
         await tick();
       }
       res.end(sse({ type: 'error', error: { type: 'overloaded_error', message } }, 'error'));
       return;
     }
     for (const t of tokens) {
-      res.write(sse({ id: 'chatcmpl-err', object: 'chat.completion.chunk', model: 'gpt-test', choices: [{ index: 0, delta: { content: t }, finish_reason: null }] }));
+      res.write(
+        sse({
+          id: 'chatcmpl-err',
+          object: 'chat.completion.chunk',
+          model: 'gpt-test',
+          choices: [{ index: 0, delta: { content: t }, finish_reason: null }],
+        }),
+      );
       await tick();
     }
     res.end(sse({ error: { message, type: 'server_error' } }));
@@ -241,7 +279,9 @@ function waitOrClose(res: ServerResponse, ms: number): Promise<boolean> {
 
 /** The names of the tools a request offered, as it sent them. */
 function offeredNames(hit: StubHit): string[] {
-  const tools = Array.isArray(hit.body?.tools) ? (hit.body.tools as { name?: unknown; function?: { name?: unknown } }[]) : [];
+  const tools = Array.isArray(hit.body?.tools)
+    ? (hit.body.tools as { name?: unknown; function?: { name?: unknown } }[])
+    : [];
   return tools.map((t) => t.function?.name ?? t.name).filter((n): n is string => typeof n === 'string');
 }
 
@@ -254,7 +294,9 @@ function offeredName(hit: StubHit, name: string): string {
   const offered = offeredNames(hit);
   if (offered.includes(name)) return name;
   const plain = name.replace(/[^A-Za-z0-9_-]/g, '_');
-  return offered.find((o) => o === plain || (o.length === 64 && plain.startsWith(o.slice(0, o.lastIndexOf('_'))))) ?? name;
+  return (
+    offered.find((o) => o === plain || (o.length === 64 && plain.startsWith(o.slice(0, o.lastIndexOf('_'))))) ?? name
+  );
 }
 
 async function reply(res: ServerResponse, hit: StubHit, r: Reply): Promise<void> {
@@ -266,13 +308,22 @@ async function reply(res: ServerResponse, hit: StubHit, r: Reply): Promise<void>
   }
   const model = r.model ?? (typeof hit.body?.model === 'string' ? (hit.body.model as string) : 'stub-model');
   const calls = r.tool_calls?.map((c) => ({ ...c, name: offeredName(hit, c.name) }));
-  const answer = { content: r.content, tool_calls: calls, usage: r.usage, model, id: hit.api === 'openai' ? 'chatcmpl-stub' : 'msg_stub' };
+  const answer = {
+    content: r.content,
+    tool_calls: calls,
+    usage: r.usage,
+    model,
+    id: hit.api === 'openai' ? 'chatcmpl-stub' : 'msg_stub',
+  };
   if (!hit.stream) {
     sendJson(res, hit.api === 'openai' ? openaiCompletion(answer) : anthropicMessage(answer));
     return;
   }
   const parts = pieces(r.content ?? '', r.chunkSize);
-  const frames = hit.api === 'openai' ? openaiStream({ ...answer, pieces: parts, includeUsage: wantsUsage(hit.body) }) : anthropicStream({ ...answer, pieces: parts });
+  const frames =
+    hit.api === 'openai'
+      ? openaiStream({ ...answer, pieces: parts, includeUsage: wantsUsage(hit.body) })
+      : anthropicStream({ ...answer, pieces: parts });
   res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
   // A pause after each frame, so clients see the pieces arrive separately.
   for (const f of frames.slice(0, -1)) {

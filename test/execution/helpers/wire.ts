@@ -49,7 +49,11 @@ export function toolResultsOf(hit: StubHit): WireToolResult[] {
     if (hit.api === 'anthropic' && m.role === 'user' && Array.isArray(m.content)) {
       for (const b of m.content as Json[]) {
         if (b.type === 'tool_result')
-          out.push({ id: b.tool_use_id, content: typeof b.content === 'string' ? b.content : JSON.stringify(b.content), ...(b.is_error !== undefined && { is_error: b.is_error as boolean }) });
+          out.push({
+            id: b.tool_use_id,
+            content: typeof b.content === 'string' ? b.content : JSON.stringify(b.content),
+            ...(b.is_error !== undefined && { is_error: b.is_error as boolean }),
+          });
       }
     }
   }

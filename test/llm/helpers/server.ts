@@ -70,7 +70,11 @@ export async function startServer(handlers: Handler | Handler[]): Promise<TestSe
     close: () =>
       new Promise<void>((resolve, reject) => {
         server.closeAllConnections();
-        server.close(() => (invalid.length > 0 ? reject(new Error(`the test server sent invalid answers:\n${invalid.join('\n')}`)) : resolve()));
+        server.close(() =>
+          invalid.length > 0
+            ? reject(new Error(`the test server sent invalid answers:\n${invalid.join('\n')}`))
+            : resolve(),
+        );
       }),
   };
 }
@@ -84,7 +88,9 @@ function checkAnswer(hit: Hit, kind: 'response' | 'chunk', value: unknown): void
   try {
     assertValidAnswer(provider, kind, value);
   } catch (err) {
-    throw new InvalidAnswer(`${(err as Error).message} (use jsonAsIs or sse(…, { asIs: true }) for an answer invalid on purpose)`);
+    throw new InvalidAnswer(
+      `${(err as Error).message} (use jsonAsIs or sse(…, { asIs: true }) for an answer invalid on purpose)`,
+    );
   }
 }
 
@@ -144,7 +150,8 @@ export function sse(frames: string[], opts: { splitEvery?: number; thenHang?: bo
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
     const payload = Buffer.from(frames.join(''), 'utf8');
     const pieces: Buffer[] = [];
-    if (opts.splitEvery) for (let i = 0; i < payload.length; i += opts.splitEvery) pieces.push(payload.subarray(i, i + opts.splitEvery));
+    if (opts.splitEvery)
+      for (let i = 0; i < payload.length; i += opts.splitEvery) pieces.push(payload.subarray(i, i + opts.splitEvery));
     else for (const f of frames) pieces.push(Buffer.from(f, 'utf8'));
     for (const p of pieces) {
       res.write(p);
@@ -171,13 +178,25 @@ export function completion(p: Fields & { choices: Fields[] }): Fields {
     created: 0,
     model: 'gpt-test',
     ...p,
-    choices: p.choices.map((c, index) => ({ index, logprobs: null, ...c, message: { refusal: null, ...(c.message as Fields) } })),
+    choices: p.choices.map((c, index) => ({
+      index,
+      logprobs: null,
+      ...c,
+      message: { refusal: null, ...(c.message as Fields) },
+    })),
   };
 }
 
 /** A Chat Completions stream chunk; each choice gets finish_reason null unless given. */
 export function chunk(p: Fields & { choices: Fields[] }): Fields {
-  return { id: 'chatcmpl-test', object: 'chat.completion.chunk', created: 0, model: 'gpt-test', ...p, choices: p.choices.map((c) => ({ finish_reason: null, ...c })) };
+  return {
+    id: 'chatcmpl-test',
+    object: 'chat.completion.chunk',
+    created: 0,
+    model: 'gpt-test',
+    ...p,
+    choices: p.choices.map((c) => ({ finish_reason: null, ...c })),
+  };
 }
 
 /** An Anthropic Message. */
@@ -187,5 +206,8 @@ export function message(p: Fields): Fields {
 
 /** The message_start event's data, its message as the API starts it. */
 export function messageStart(p: Fields = {}): Fields {
-  return { type: 'message_start', message: message({ content: [], stop_reason: null, usage: { input_tokens: 1, output_tokens: 0 }, ...p }) };
+  return {
+    type: 'message_start',
+    message: message({ content: [], stop_reason: null, usage: { input_tokens: 1, output_tokens: 0 }, ...p }),
+  };
 }

@@ -23,7 +23,11 @@ const log = (...a) => process.stderr.write(`[caxton-conformance] ${a.join(' ')}\
 const env = {};
 let oauth;
 if (scenario.startsWith('auth/')) {
-  oauth = { grant: scenario.startsWith('auth/client-credentials') ? 'client_credentials' : 'authorization_code', scopes: [], client_name: 'caxton-conformance' };
+  oauth = {
+    grant: scenario.startsWith('auth/client-credentials') ? 'client_credentials' : 'authorization_code',
+    scopes: [],
+    client_name: 'caxton-conformance',
+  };
   if (context.client_id) {
     oauth.client_id = context.client_id;
     oauth.redirect_port = REDIRECT_PORT;
@@ -37,7 +41,9 @@ if (scenario.startsWith('auth/')) {
 const tools = new ToolRegistry();
 const mcp = new McpClientManager({
   tools,
-  servers: { conformance: { url, args: [], env: {}, headers: {}, timeout: 10_000, enabled: true, ...(oauth && { oauth }) } },
+  servers: {
+    conformance: { url, args: [], env: {}, headers: {}, timeout: 10_000, enabled: true, ...(oauth && { oauth }) },
+  },
   oauthStore: new MemoryOAuthStore(),
   env,
   pingIntervalMs: 0,
@@ -70,7 +76,12 @@ async function login() {
   return settled();
 }
 
-const ctx = () => ({ agent: 'conformance', execution_id: 'exec_conformance', deadline: Date.now() + 10_000, signal: new AbortController().signal });
+const ctx = () => ({
+  agent: 'conformance',
+  execution_id: 'exec_conformance',
+  deadline: Date.now() + 10_000,
+  signal: new AbortController().signal,
+});
 const ARGS = { add_numbers: { a: 5, b: 3 } };
 
 let code = 0;

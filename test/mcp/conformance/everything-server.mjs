@@ -29,7 +29,11 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 const tools = [
   // Not a conformance fixture: Caxton's built-in of the same name must win it (test/mcp/gateway.test.ts).
-  { name: 'calculator', description: "The fixture's calculator (shadowed)", inputSchema: { type: 'object', properties: { expression: { type: 'string' } } } },
+  {
+    name: 'calculator',
+    description: "The fixture's calculator (shadowed)",
+    inputSchema: { type: 'object', properties: { expression: { type: 'string' } } },
+  },
   { name: 'test_simple_text', description: 'Returns simple text', inputSchema: NO_ARGS },
   { name: 'test_image_content', description: 'Returns an image', inputSchema: NO_ARGS },
   { name: 'test_audio_content', description: 'Returns audio', inputSchema: NO_ARGS },
@@ -38,9 +42,21 @@ const tools = [
   { name: 'test_tool_with_logging', description: 'Logs while it runs', inputSchema: NO_ARGS },
   { name: 'test_error_handling', description: 'Always fails', inputSchema: NO_ARGS },
   { name: 'test_tool_with_progress', description: 'Reports progress', inputSchema: NO_ARGS },
-  { name: 'test_sampling', description: "Asks the client's model", inputSchema: { type: 'object', properties: { prompt: { type: 'string' } }, required: ['prompt'] } },
-  { name: 'test_elicitation', description: "Asks the client's user", inputSchema: { type: 'object', properties: { message: { type: 'string' } }, required: ['message'] } },
-  { name: 'test_elicitation_sep1034_defaults', description: "Asks the client's user, with defaults", inputSchema: NO_ARGS },
+  {
+    name: 'test_sampling',
+    description: "Asks the client's model",
+    inputSchema: { type: 'object', properties: { prompt: { type: 'string' } }, required: ['prompt'] },
+  },
+  {
+    name: 'test_elicitation',
+    description: "Asks the client's user",
+    inputSchema: { type: 'object', properties: { message: { type: 'string' } }, required: ['message'] },
+  },
+  {
+    name: 'test_elicitation_sep1034_defaults',
+    description: "Asks the client's user, with defaults",
+    inputSchema: NO_ARGS,
+  },
   { name: 'test_elicitation_sep1330_enums', description: "Asks the client's user, with enums", inputSchema: NO_ARGS },
   {
     name: 'json_schema_2020_12_tool',
@@ -55,7 +71,10 @@ const tools = [
   },
 ];
 
-const server = new Server({ name: 'conformance-everything', version: '1.0.0' }, { capabilities: { tools: {}, prompts: {}, resources: {}, logging: {}, completions: {} } });
+const server = new Server(
+  { name: 'conformance-everything', version: '1.0.0' },
+  { capabilities: { tools: {}, prompts: {}, resources: {}, logging: {}, completions: {} } },
+);
 
 server.setRequestHandler(ListToolsRequestSchema, () => ({ tools }));
 server.setRequestHandler(CallToolRequestSchema, async (req, extra) => {
@@ -71,13 +90,31 @@ server.setRequestHandler(CallToolRequestSchema, async (req, extra) => {
     case 'test_audio_content':
       return { content: [{ type: 'audio', data: WAV, mimeType: 'audio/wav' }] };
     case 'test_embedded_resource':
-      return { content: [{ type: 'resource', resource: { uri: 'test://embedded-resource', mimeType: 'text/plain', text: 'This is an embedded resource content.' } }] };
+      return {
+        content: [
+          {
+            type: 'resource',
+            resource: {
+              uri: 'test://embedded-resource',
+              mimeType: 'text/plain',
+              text: 'This is an embedded resource content.',
+            },
+          },
+        ],
+      };
     case 'test_multiple_content_types':
       return {
         content: [
           text('Multiple content types test:'),
           { type: 'image', data: PNG, mimeType: 'image/png' },
-          { type: 'resource', resource: { uri: 'test://mixed-content-resource', mimeType: 'application/json', text: '{"test":"data","value":123}' } },
+          {
+            type: 'resource',
+            resource: {
+              uri: 'test://mixed-content-resource',
+              mimeType: 'application/json',
+              text: '{"test":"data","value":123}',
+            },
+          },
         ],
       };
     case 'test_tool_with_logging':
@@ -91,13 +128,20 @@ server.setRequestHandler(CallToolRequestSchema, async (req, extra) => {
     case 'test_tool_with_progress': {
       const token = req.params._meta?.progressToken;
       for (const progress of [0, 50, 100]) {
-        if (token !== undefined) await extra.sendNotification({ method: 'notifications/progress', params: { progressToken: token, progress, total: 100 } });
+        if (token !== undefined)
+          await extra.sendNotification({
+            method: 'notifications/progress',
+            params: { progressToken: token, progress, total: 100 },
+          });
         await sleep(50);
       }
       return { content: [text(String(token ?? 'no token'))] };
     }
     case 'test_sampling': {
-      const r = await server.createMessage({ messages: [{ role: 'user', content: text(String(args.prompt)) }], maxTokens: 100 });
+      const r = await server.createMessage({
+        messages: [{ role: 'user', content: text(String(args.prompt)) }],
+        maxTokens: 100,
+      });
       return { content: [text(`LLM response: ${r.content.type === 'text' ? r.content.text : r.content.type}`)] };
     }
     case 'test_elicitation':
@@ -126,7 +170,11 @@ const prompts = [
       { name: 'arg2', description: 'Second test argument', required: true },
     ],
   },
-  { name: 'test_prompt_with_embedded_resource', description: 'A prompt with a resource', arguments: [{ name: 'resourceUri', description: 'URI of the resource to embed', required: true }] },
+  {
+    name: 'test_prompt_with_embedded_resource',
+    description: 'A prompt with a resource',
+    arguments: [{ name: 'resourceUri', description: 'URI of the resource to embed', required: true }],
+  },
   { name: 'test_prompt_with_image', description: 'A prompt with an image' },
 ];
 server.setRequestHandler(ListPromptsRequestSchema, () => ({ prompts }));
@@ -141,12 +189,20 @@ server.setRequestHandler(GetPromptRequestSchema, (req) => {
     case 'test_prompt_with_embedded_resource':
       return {
         messages: [
-          user({ type: 'resource', resource: { uri: a.resourceUri, mimeType: 'text/plain', text: 'Embedded resource content for testing.' } }),
+          user({
+            type: 'resource',
+            resource: { uri: a.resourceUri, mimeType: 'text/plain', text: 'Embedded resource content for testing.' },
+          }),
           user({ type: 'text', text: 'Please process the embedded resource above.' }),
         ],
       };
     case 'test_prompt_with_image':
-      return { messages: [user({ type: 'image', data: PNG, mimeType: 'image/png' }), user({ type: 'text', text: 'Please analyze the image above.' })] };
+      return {
+        messages: [
+          user({ type: 'image', data: PNG, mimeType: 'image/png' }),
+          user({ type: 'text', text: 'Please analyze the image above.' }),
+        ],
+      };
     default:
       throw new McpError(ErrorCode.InvalidParams, `Unknown prompt: ${req.params.name}`);
   }
@@ -154,22 +210,52 @@ server.setRequestHandler(GetPromptRequestSchema, (req) => {
 
 const resources = [
   { uri: 'test://static-text', name: 'static-text', description: 'A static text resource', mimeType: 'text/plain' },
-  { uri: 'test://static-binary', name: 'static-binary', description: 'A static binary resource', mimeType: 'image/png' },
-  { uri: 'test://watched-resource', name: 'watched-resource', description: 'A resource that changes', mimeType: 'text/plain' },
+  {
+    uri: 'test://static-binary',
+    name: 'static-binary',
+    description: 'A static binary resource',
+    mimeType: 'image/png',
+  },
+  {
+    uri: 'test://watched-resource',
+    name: 'watched-resource',
+    description: 'A resource that changes',
+    mimeType: 'text/plain',
+  },
 ];
 server.setRequestHandler(ListResourcesRequestSchema, () => ({ resources }));
 server.setRequestHandler(ListResourceTemplatesRequestSchema, () => ({
-  resourceTemplates: [{ uriTemplate: 'test://template/{id}/data', name: 'template-data', description: 'Data for an id', mimeType: 'application/json' }],
+  resourceTemplates: [
+    {
+      uriTemplate: 'test://template/{id}/data',
+      name: 'template-data',
+      description: 'Data for an id',
+      mimeType: 'application/json',
+    },
+  ],
 }));
 server.setRequestHandler(ReadResourceRequestSchema, (req) => {
   const { uri } = req.params;
-  if (uri === 'test://static-text') return { contents: [{ uri, mimeType: 'text/plain', text: 'This is the content of the static text resource.' }] };
+  if (uri === 'test://static-text')
+    return { contents: [{ uri, mimeType: 'text/plain', text: 'This is the content of the static text resource.' }] };
   if (uri === 'test://static-binary') return { contents: [{ uri, mimeType: 'image/png', blob: PNG }] };
-  if (uri === 'test://watched-resource') return { contents: [{ uri, mimeType: 'text/plain', text: 'Watched resource content' }] };
+  if (uri === 'test://watched-resource')
+    return { contents: [{ uri, mimeType: 'text/plain', text: 'Watched resource content' }] };
   const m = /^test:\/\/template\/([^/]+)\/data$/.exec(uri);
-  if (m) return { contents: [{ uri, mimeType: 'application/json', text: JSON.stringify({ id: m[1], templateTest: true, data: `Data for ID: ${m[1]}` }) }] };
+  if (m)
+    return {
+      contents: [
+        {
+          uri,
+          mimeType: 'application/json',
+          text: JSON.stringify({ id: m[1], templateTest: true, data: `Data for ID: ${m[1]}` }),
+        },
+      ],
+    };
   throw new McpError(-32002, `Resource not found: ${uri}`, { uri });
 });
-server.setRequestHandler(CompleteRequestSchema, () => ({ completion: { values: ['test-completion'], total: 1, hasMore: false } }));
+server.setRequestHandler(CompleteRequestSchema, () => ({
+  completion: { values: ['test-completion'], total: 1, hasMore: false },
+}));
 
 await server.connect(new StdioServerTransport());

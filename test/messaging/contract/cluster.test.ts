@@ -30,7 +30,13 @@ afterAll(async () => {
 });
 
 /** A node on `schema` (and the stream named after it); closing it drops the schema unless it restarts. */
-async function node(setup: ContractSetup, schema: string, pool: pg.Pool, registry: AgentRegistry, handlers: Record<string, InProcessHandler>): Promise<ContractBus> {
+async function node(
+  setup: ContractSetup,
+  schema: string,
+  pool: pg.Pool,
+  registry: AgentRegistry,
+  handlers: Record<string, InProcessHandler>,
+): Promise<ContractBus> {
   const nc = await connect({ servers: nats!.url });
   const store = await PgMessageStore.open({ pool, schema });
   const options = {
@@ -39,7 +45,10 @@ async function node(setup: ContractSetup, schema: string, pool: pg.Pool, registr
     nc,
     registry,
     config: messagingConfig(setup.config),
-    cluster: clusterConfigSchema.parse({ node: 'n1', delivery: { stream: `S${schema}`, consumer: `c${schema}`, subject: `d${schema}` } }),
+    cluster: clusterConfigSchema.parse({
+      node: 'n1',
+      delivery: { stream: `S${schema}`, consumer: `c${schema}`, subject: `d${schema}` },
+    }),
     sweepMs: 200,
     ...(setup.tracer && { tracer: setup.tracer }),
     ...(setup.principals && { principals: setup.principals }),

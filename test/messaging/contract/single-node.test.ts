@@ -13,7 +13,12 @@ import { runBusContract, type ContractBus, type ContractSetup } from './bus-cont
 
 afterAll(() => removeTempDirs());
 
-function open(setup: ContractSetup, dir: string, registry: AgentRegistry, handlers: Record<string, InProcessHandler>): ContractBus {
+function open(
+  setup: ContractSetup,
+  dir: string,
+  registry: AgentRegistry,
+  handlers: Record<string, InProcessHandler>,
+): ContractBus {
   const db = openDatabase(dir);
   migrate(db, MESSAGING_MIGRATIONS);
   const bus = new MessageBus({

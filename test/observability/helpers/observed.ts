@@ -13,7 +13,14 @@ import { loadServerConfig, secretValues } from '../../../src/config/index.js';
 import { createLogger } from '../../../src/observability/index.js';
 import { LogBuffer } from '../../../src/observability/log-buffer.js';
 import { startServer, type CaxtonServer } from '../../../src/server/index.js';
-import { agentToml, parseSse, tempDir, type AgentSpec, type SseEvent, type TomlTable } from '../../execution/helpers/caxton.js';
+import {
+  agentToml,
+  parseSse,
+  tempDir,
+  type AgentSpec,
+  type SseEvent,
+  type TomlTable,
+} from '../../execution/helpers/caxton.js';
 
 export interface Observed {
   readonly server: CaxtonServer;
@@ -24,22 +31,53 @@ export interface Observed {
   /** The server's log ring (GET /api/v1/logs and its live tail read it). */
   readonly buffer: LogBuffer;
   get<T = unknown>(path: string, headers?: Record<string, string>): Promise<{ status: number; json: T; text: string }>;
-  send(method: string, path: string, body?: string, headers?: Record<string, string>): Promise<{ status: number; json: unknown; text: string }>;
+  send(
+    method: string,
+    path: string,
+    body?: string,
+    headers?: Record<string, string>,
+  ): Promise<{ status: number; json: unknown; text: string }>;
   deploy(agent: AgentSpec, headers?: Record<string, string>): Promise<void>;
   /** Reads an event stream until `until` says stop (or the timeout), then aborts it. */
   stream(path: string, until: (events: SseEvent[]) => boolean, timeoutMs?: number): Promise<SseEvent[]>;
   close(): Promise<void>;
 }
 
-export async function startObserved(opts: { config: TomlTable; level?: string; agents?: AgentSpec[]; env?: NodeJS.ProcessEnv; spanProcessors?: SpanProcessor[] }): Promise<Observed> {
+export async function startObserved(opts: {
+  config: TomlTable;
+  level?: string;
+  agents?: AgentSpec[];
+  env?: NodeJS.ProcessEnv;
+  spanProcessors?: SpanProcessor[];
+}): Promise<Observed> {
   const dir = tempDir('caxton-obs-');
   const configPath = join(dir, 'caxton.toml');
-  writeFileSync(configPath, stringify({ server: { port: 0 }, metrics: { enabled: true, port: 0 }, logging: { level: opts.level ?? 'info' }, ...opts.config }));
-  const config = localAuthUnlessConfigured(loadServerConfig({ file: configPath, env: {}, cwd: dir }), readFileSync(configPath, 'utf8'));
+  writeFileSync(
+    configPath,
+    stringify({
+      server: { port: 0 },
+      metrics: { enabled: true, port: 0 },
+      logging: { level: opts.level ?? 'info' },
+      ...opts.config,
+    }),
+  );
+  const config = localAuthUnlessConfigured(
+    loadServerConfig({ file: configPath, env: {}, cwd: dir }),
+    readFileSync(configPath, 'utf8'),
+  );
   const lines: string[] = [];
   const buffer = new LogBuffer(config.logging.buffer_lines);
-  const logger = createLogger(config.logging.level, { write: (l: string) => void lines.push(l) }, { buffer, secrets: secretValues(config, opts.env ?? process.env) });
-  const server = await startServer({ config, logger, logBuffer: buffer, ...(opts.spanProcessors && { spanProcessors: opts.spanProcessors }) });
+  const logger = createLogger(
+    config.logging.level,
+    { write: (l: string) => void lines.push(l) },
+    { buffer, secrets: secretValues(config, opts.env ?? process.env) },
+  );
+  const server = await startServer({
+    config,
+    logger,
+    logBuffer: buffer,
+    ...(opts.spanProcessors && { spanProcessors: opts.spanProcessors }),
+  });
   const url = server.url;
   const send = async (method: string, path: string, body?: string, headers: Record<string, string> = {}) => {
     const res = await fetch(url + path, { method, headers, ...(body !== undefined && { body }) });
@@ -61,7 +99,10 @@ export async function startObserved(opts: { config: TomlTable; level?: string; a
     get: (path, headers) => send('GET', path, undefined, headers) as never,
     send,
     async deploy(agent, headers = {}) {
-      const r = await send('POST', '/api/v1/agents', agentToml(agent), { 'content-type': 'application/toml', ...headers });
+      const r = await send('POST', '/api/v1/agents', agentToml(agent), {
+        'content-type': 'application/toml',
+        ...headers,
+      });
       if (r.status !== 201) throw new Error(`deploy ${agent.name}: ${r.status} ${r.text}`);
     },
     async stream(path, until, timeoutMs = 10_000) {

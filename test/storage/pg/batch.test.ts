@@ -16,7 +16,9 @@ let pool: pg.Pool;
 beforeAll(async () => {
   if (!run) return;
   pool = new pg.Pool({ connectionString: TEST_PG_URL, max: 2 });
-  await pool.query(`CREATE SCHEMA "${schema}"; CREATE TABLE "${schema}".t (id bigserial PRIMARY KEY, txt text UNIQUE, n bigint, f double precision, b boolean)`);
+  await pool.query(
+    `CREATE SCHEMA "${schema}"; CREATE TABLE "${schema}".t (id bigserial PRIMARY KEY, txt text UNIQUE, n bigint, f double precision, b boolean)`,
+  );
 });
 
 afterAll(async () => {
@@ -39,10 +41,21 @@ const HOSTILE = [
 describe.runIf(run)('StatementBatch: writes sent with the next read or the COMMIT', () => {
   it('hostile text, numbers, booleans and NULL written as literals read back unchanged', async () => {
     const read = await inTransaction(pool, 'BEGIN', async (_c, _s, batch) => {
-      for (const [i, txt] of HOSTILE.entries()) batch.later(`INSERT INTO "${schema}".t (txt, n, f, b) VALUES ($1, $2, $3, $4)`, [txt, 0 - i * 1e12, i / 3, i % 2 === 0]);
+      for (const [i, txt] of HOSTILE.entries())
+        batch.later(`INSERT INTO "${schema}".t (txt, n, f, b) VALUES ($1, $2, $3, $4)`, [
+          txt,
+          0 - i * 1e12,
+          i / 3,
+          i % 2 === 0,
+        ]);
       batch.later(`INSERT INTO "${schema}".t (txt, n, f, b) VALUES ($1, $2, $3, $4)`, ['nulls', null, undefined, null]);
       // Read in the same round trip as the writes before it: they are visible.
-      return (await batch.now<{ txt: string; n: string | null; f: number | null; b: boolean | null }>(`SELECT txt, n, f, b FROM "${schema}".t ORDER BY id`, [])).rows;
+      return (
+        await batch.now<{ txt: string; n: string | null; f: number | null; b: boolean | null }>(
+          `SELECT txt, n, f, b FROM "${schema}".t ORDER BY id`,
+          [],
+        )
+      ).rows;
     });
     expect(read.map((r) => r.txt)).toEqual([...HOSTILE, 'nulls']);
     expect(read.slice(0, HOSTILE.length).map((r) => Number(r.n))).toEqual(HOSTILE.map((_, i) => 0 - i * 1e12));

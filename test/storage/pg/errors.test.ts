@@ -8,7 +8,8 @@ import { describe, expect, it } from 'vitest';
 import { isUnreachable, stateUnavailable } from '../../../src/storage/pg/index.js';
 import { CaxtonError } from '../../../src/shared/errors.js';
 
-const pgError = (message: string, code?: string) => Object.assign(new Error(message), code === undefined ? {} : { code });
+const pgError = (message: string, code?: string) =>
+  Object.assign(new Error(message), code === undefined ? {} : { code });
 
 describe('isUnreachable', () => {
   it.each([
@@ -16,7 +17,10 @@ describe('isUnreachable', () => {
     ['session ended by pg_ctl stop -m fast', pgError('terminating connection due to administrator command', '57P01')],
     ['server starting up', pgError('the database system is starting up', '57P03')],
     ['socket closed by -m immediate', pgError('Connection terminated unexpectedly')],
-    ['next statement on a client whose connection failed', pgError('Client has encountered a connection error and is not queryable')],
+    [
+      'next statement on a client whose connection failed',
+      pgError('Client has encountered a connection error and is not queryable'),
+    ],
     ['statement on a closed client', pgError('Client was closed and is not queryable')],
   ])('%s: unreachable, a 503 naming cluster-postgresql', (_what, e) => {
     expect(isUnreachable(e)).toBe(true);

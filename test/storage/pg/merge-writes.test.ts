@@ -22,7 +22,9 @@ let pool: pg.Pool;
 beforeAll(async () => {
   if (!run) return;
   pool = new pg.Pool({ connectionString: TEST_PG_URL, max: 2 });
-  await pool.query(`CREATE SCHEMA ${s}; CREATE TABLE ${s}.a (id text PRIMARY KEY, v int NOT NULL); CREATE TABLE ${s}.b (id text PRIMARY KEY, a_id text NOT NULL REFERENCES ${s}.a (id))`);
+  await pool.query(
+    `CREATE SCHEMA ${s}; CREATE TABLE ${s}.a (id text PRIMARY KEY, v int NOT NULL); CREATE TABLE ${s}.b (id text PRIMARY KEY, a_id text NOT NULL REFERENCES ${s}.a (id))`,
+  );
 });
 
 afterAll(async () => {
@@ -68,7 +70,8 @@ async function group(steps: ((b: StatementBatch) => void)[]): Promise<string[]> 
   return sent.flatMap((t) => t.split(';\n')).filter((t) => t !== 'COMMIT' && t !== 'BEGIN');
 }
 
-const rows = async (table: string) => (await pool.query(`SELECT * FROM ${s}.${table} ORDER BY id`)).rows as Record<string, unknown>[];
+const rows = async (table: string) =>
+  (await pool.query(`SELECT * FROM ${s}.${table} ORDER BY id`)).rows as Record<string, unknown>[];
 
 describe.skipIf(!run)('a group commit merges its steps’ INSERTs', () => {
   it('one INSERT per template for the group, every row stored', async () => {

@@ -109,7 +109,9 @@ describe('guardConnections', () => {
   it('a session ended by the server while its connection passes to a waiting caller fails that caller, not the process', async () => {
     const server = await fakePostgres();
     cleanup.push(server.close);
-    const pool = guardConnections(new pg.Pool({ host: '127.0.0.1', port: server.port, user: 'postgres', database: 'postgres', max: 1 }));
+    const pool = guardConnections(
+      new pg.Pool({ host: '127.0.0.1', port: server.port, user: 'postgres', database: 'postgres', max: 1 }),
+    );
     const poolErrors: Error[] = [];
     pool.on('error', (e) => poolErrors.push(e));
     cleanup.push(() => pool.end().catch(() => undefined));

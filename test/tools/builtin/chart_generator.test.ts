@@ -49,7 +49,14 @@ describe('chart_generator', () => {
   });
 
   it('renders a bar chart: one bar per value, labels, title and escaped text', async () => {
-    const svg = await render({ type: 'bar', title: 'Sales <2026> & "more"', labels: ['Jan', 'Feb', 'Mar'], series: [{ name: 'sales', values: [10, 15.5, '7'] }], x_label: 'month', y_label: 'EUR' });
+    const svg = await render({
+      type: 'bar',
+      title: 'Sales <2026> & "more"',
+      labels: ['Jan', 'Feb', 'Mar'],
+      series: [{ name: 'sales', values: [10, 15.5, '7'] }],
+      x_label: 'month',
+      y_label: 'EUR',
+    });
     const tags = wellFormed(svg);
     expect(svg.match(/<rect class="bar"/g)).toHaveLength(3);
     expect(svg).toContain('data-label="Feb" data-value="15.5"');
@@ -75,7 +82,14 @@ describe('chart_generator', () => {
   });
 
   it('renders a pie chart with percentages', async () => {
-    const svg = await render({ type: 'pie', title: 'Share', labels: ['x', 'y', 'z'], series: [{ values: [1, 1, 2] }], width: 500, height: 300 });
+    const svg = await render({
+      type: 'pie',
+      title: 'Share',
+      labels: ['x', 'y', 'z'],
+      series: [{ values: [1, 1, 2] }],
+      width: 500,
+      height: 300,
+    });
     wellFormed(svg);
     expect(svg.match(/<path class="slice"/g)).toHaveLength(3);
     expect(svg).toContain('z (50%)');
@@ -83,7 +97,9 @@ describe('chart_generator', () => {
   });
 
   it('charts csv_parser output directly (rows + label_key; numeric strings accepted)', async () => {
-    const parsed = await csv.json<{ rows: Record<string, string>[] }>('parse', { text: 'month,sales,costs\nJan,10,4\nFeb,12.5,6\nMar,9,5\n' });
+    const parsed = await csv.json<{ rows: Record<string, string>[] }>('parse', {
+      text: 'month,sales,costs\nJan,10,4\nFeb,12.5,6\nMar,9,5\n',
+    });
     const svg = await render({ type: 'bar', rows: parsed.rows, label_key: 'month' });
     wellFormed(svg);
     expect(svg.match(/<rect class="bar"/g)).toHaveLength(6);
@@ -99,17 +115,41 @@ describe('chart_generator', () => {
       expect(r.is_error).toBe(true);
       return r.content;
     };
-    expect(await failure({ labels: ['a'], series: [{ values: [1] }] })).toMatch(/\(invalid_input\): .*must have required property 'type'/);
-    expect(await failure({ type: 'donut', labels: ['a'], series: [{ values: [1] }] })).toMatch(/\(invalid_input\): .*\/type must be equal to one of the allowed values \("bar", "line", "pie"\)/);
-    expect(await failure({ type: 'bar', labels: ['a'], series: [{ values: [true] }] })).toMatch(/\(invalid_input\): .*\/series\/0\/values\/0 must be number,string,null/);
-    expect(await failure({ type: 'bar', width: 10, labels: ['a'], series: [{ values: [1] }] })).toMatch(/\(invalid_input\): .*\/width must be >= 200/);
-    expect(await failure({ type: 'bar' })).toBe('tool "chart_generator.render" failed (error): pass "labels" and "series" (or "rows" with "label_key" and "value_keys")');
-    expect(await failure({ type: 'bar', labels: ['a', 'b'], series: [{ name: 's', values: [1] }] })).toMatch(/\(error\): series "s" has 1 values for 2 labels/);
-    expect(await failure({ type: 'bar', labels: ['a'], series: [{ name: 's', values: ['lots'] }] })).toMatch(/\(error\): series "s" value 0 is "lots", not a number/);
-    expect(await failure({ type: 'bar', rows: [{ m: 'a', v: 1 }] })).toMatch(/\(error\): "label_key" is required with "rows"/);
-    expect(await failure({ type: 'bar', rows: [{ m: 'a', v: 'x' }], label_key: 'm', value_keys: ['v'] })).toMatch(/\(error\): rows\[0\]\.v is "x", not a number/);
-    expect(await failure({ type: 'bar', rows: [{ v: 1 }], label_key: 'm', value_keys: ['v'] })).toMatch(/\(error\): rows\[0\] has no member "m" \(label_key\)/);
-    expect(await failure({ type: 'pie', labels: ['a', 'b'], series: [{ values: [1, -1] }] })).toMatch(/\(error\): a pie chart cannot show negative values/);
-    expect(await failure({ type: 'pie', labels: ['a'], series: [{ values: [1] }, { values: [2] }] })).toMatch(/\(error\): a pie chart takes exactly one series/);
+    expect(await failure({ labels: ['a'], series: [{ values: [1] }] })).toMatch(
+      /\(invalid_input\): .*must have required property 'type'/,
+    );
+    expect(await failure({ type: 'donut', labels: ['a'], series: [{ values: [1] }] })).toMatch(
+      /\(invalid_input\): .*\/type must be equal to one of the allowed values \("bar", "line", "pie"\)/,
+    );
+    expect(await failure({ type: 'bar', labels: ['a'], series: [{ values: [true] }] })).toMatch(
+      /\(invalid_input\): .*\/series\/0\/values\/0 must be number,string,null/,
+    );
+    expect(await failure({ type: 'bar', width: 10, labels: ['a'], series: [{ values: [1] }] })).toMatch(
+      /\(invalid_input\): .*\/width must be >= 200/,
+    );
+    expect(await failure({ type: 'bar' })).toBe(
+      'tool "chart_generator.render" failed (error): pass "labels" and "series" (or "rows" with "label_key" and "value_keys")',
+    );
+    expect(await failure({ type: 'bar', labels: ['a', 'b'], series: [{ name: 's', values: [1] }] })).toMatch(
+      /\(error\): series "s" has 1 values for 2 labels/,
+    );
+    expect(await failure({ type: 'bar', labels: ['a'], series: [{ name: 's', values: ['lots'] }] })).toMatch(
+      /\(error\): series "s" value 0 is "lots", not a number/,
+    );
+    expect(await failure({ type: 'bar', rows: [{ m: 'a', v: 1 }] })).toMatch(
+      /\(error\): "label_key" is required with "rows"/,
+    );
+    expect(await failure({ type: 'bar', rows: [{ m: 'a', v: 'x' }], label_key: 'm', value_keys: ['v'] })).toMatch(
+      /\(error\): rows\[0\]\.v is "x", not a number/,
+    );
+    expect(await failure({ type: 'bar', rows: [{ v: 1 }], label_key: 'm', value_keys: ['v'] })).toMatch(
+      /\(error\): rows\[0\] has no member "m" \(label_key\)/,
+    );
+    expect(await failure({ type: 'pie', labels: ['a', 'b'], series: [{ values: [1, -1] }] })).toMatch(
+      /\(error\): a pie chart cannot show negative values/,
+    );
+    expect(await failure({ type: 'pie', labels: ['a'], series: [{ values: [1] }, { values: [2] }] })).toMatch(
+      /\(error\): a pie chart takes exactly one series/,
+    );
   });
 });

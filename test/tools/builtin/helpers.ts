@@ -6,7 +6,12 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ToolResult } from '../../../src/tools/index.js';
-import { MemoryAuditSink, WasmToolServer, type ToolServerGrants, type WasmToolServerOptions } from '../../../src/tools/wasm/index.js';
+import {
+  MemoryAuditSink,
+  WasmToolServer,
+  type ToolServerGrants,
+  type WasmToolServerOptions,
+} from '../../../src/tools/wasm/index.js';
 import { repoRoot } from '../../helpers/fixtures.js';
 import { ctx } from '../wasm/helpers.js';
 
@@ -36,7 +41,11 @@ export interface Loaded {
   json<T = Record<string, unknown>>(tool: string, args: Record<string, unknown>): Promise<T>;
 }
 
-export function loadBuiltin(name: string, grants: ToolServerGrants = {}, opts: Omit<WasmToolServerOptions, 'grants' | 'audit'> = {}): Loaded {
+export function loadBuiltin(
+  name: string,
+  grants: ToolServerGrants = {},
+  opts: Omit<WasmToolServerOptions, 'grants' | 'audit'> = {},
+): Loaded {
   ensureBuiltinsBuilt();
   const audit = new MemoryAuditSink();
   const server = WasmToolServer.load(join(BUILTIN_DIR, name), { ...opts, grants, audit });

@@ -79,18 +79,40 @@ describe('http_client', () => {
   });
 
   it('POSTs text and JSON bodies, PUTs, DELETEs and HEADs', async () => {
-    const text = await http.json<Answer>('request', { url: `${base}/t`, method: 'POST', body: 'héllo', headers: { 'content-type': 'text/plain' } });
-    expect(JSON.parse(text.body) as Echo).toMatchObject({ method: 'POST', body: 'héllo', headers: { 'content-type': 'text/plain' } });
-    const json = await http.json<Answer>('request', { url: `${base}/j`, method: 'PUT', json: { a: [1, 'two', null], b: true } });
+    const text = await http.json<Answer>('request', {
+      url: `${base}/t`,
+      method: 'POST',
+      body: 'héllo',
+      headers: { 'content-type': 'text/plain' },
+    });
+    expect(JSON.parse(text.body) as Echo).toMatchObject({
+      method: 'POST',
+      body: 'héllo',
+      headers: { 'content-type': 'text/plain' },
+    });
+    const json = await http.json<Answer>('request', {
+      url: `${base}/j`,
+      method: 'PUT',
+      json: { a: [1, 'two', null], b: true },
+    });
     const echo = JSON.parse(json.body) as Echo;
     expect(echo).toMatchObject({ method: 'PUT', headers: { 'content-type': 'application/json' } });
     expect(JSON.parse(echo.body)).toEqual({ a: [1, 'two', null], b: true });
-    expect(JSON.parse((await http.json<Answer>('request', { url: `${base}/d`, method: 'DELETE' })).body)).toMatchObject({ method: 'DELETE' });
-    expect(await http.json<Answer>('request', { url: `${base}/h`, method: 'HEAD' })).toMatchObject({ status: 200, body: '' });
+    expect(JSON.parse((await http.json<Answer>('request', { url: `${base}/d`, method: 'DELETE' })).body)).toMatchObject(
+      { method: 'DELETE' },
+    );
+    expect(await http.json<Answer>('request', { url: `${base}/h`, method: 'HEAD' })).toMatchObject({
+      status: 200,
+      body: '',
+    });
   });
 
   it('returns non-2xx answers and redirects as results (ok false), without following', async () => {
-    expect(await http.json<Answer>('get', { url: `${base}/missing` })).toMatchObject({ status: 404, ok: false, body: 'no such thing' });
+    expect(await http.json<Answer>('get', { url: `${base}/missing` })).toMatchObject({
+      status: 404,
+      ok: false,
+      body: 'no such thing',
+    });
     const before = await hits();
     const r = await http.json<Answer>('get', { url: `${base}/redirect` });
     expect(r).toMatchObject({ status: 302, ok: false });
@@ -105,8 +127,14 @@ describe('http_client', () => {
     expect(r.content).toBe(
       'tool "http_client.get" failed (denied): HTTP request to host "evil.example.com" refused: the host is not in the allowlist; allow it with [tools.SERVER] allowed_hosts = ["evil.example.com"] in caxton.toml (SERVER: the tool name before the dot; the tool manifest must list the host too) and restart the server',
     );
-    const local = await http.call('request', { url: base.replace('127.0.0.1', 'localhost') + '/x', method: 'POST', body: 'x' });
-    expect(local.content).toMatch(/\(denied\): HTTP request to host "localhost" refused: the host is not in the allowlist/);
+    const local = await http.call('request', {
+      url: base.replace('127.0.0.1', 'localhost') + '/x',
+      method: 'POST',
+      body: 'x',
+    });
+    expect(local.content).toMatch(
+      /\(denied\): HTTP request to host "localhost" refused: the host is not in the allowlist/,
+    );
     expect(await hits()).toBe(before);
     expect(await http.json<Answer>('get', { url: `${base}/after` })).toMatchObject({ status: 200 });
     expect(http.audit.records.slice(-3).map((a) => a.outcome)).toEqual(['denied', 'denied', 'ok']);
@@ -114,8 +142,12 @@ describe('http_client', () => {
 
   it('without an operator grant every host is refused', async () => {
     const ungranted = loadBuiltin('http_client');
-    expect(ungranted.server.warnings.map((w) => w.message).join()).toMatch(/asks for HTTP to \*, which the operator has not granted/);
-    expect((await ungranted.call('get', { url: `${base}/x` })).content).toMatch(/\(denied\): HTTP request to host "127\.0\.0\.1" refused: HTTP is not granted to this tool server/);
+    expect(ungranted.server.warnings.map((w) => w.message).join()).toMatch(
+      /asks for HTTP to \*, which the operator has not granted/,
+    );
+    expect((await ungranted.call('get', { url: `${base}/x` })).content).toMatch(
+      /\(denied\): HTTP request to host "127\.0\.0\.1" refused: HTTP is not granted to this tool server/,
+    );
   });
 
   it('malformed arguments get a clear error naming the field', async () => {
@@ -129,26 +161,48 @@ describe('http_client', () => {
     expect(await err('request', { url: `${base}/`, method: 'FETCH' })).toMatch(
       /\(invalid_input\): .*\/method must be equal to one of the allowed values \("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"\)/,
     );
-    expect(await err('request', { url: `${base}/`, headers: { a: 1 } })).toMatch(/\(invalid_input\): .*\/headers\/a must be string/);
-    expect(await err('request', { url: `${base}/`, bogus: 1 })).toMatch(/\(invalid_input\): .*\(root\) must NOT have additional properties: "bogus"/);
-    expect(await err('get', { url: 'ftp://127.0.0.1/x' })).toBe('tool "http_client.get" failed (error): "url" must be an absolute http:// or https:// URL, not "ftp://127.0.0.1/x"');
-    expect(await err('get', { url: '127.0.0.1/x' })).toMatch(/\(error\): "url" must be an absolute http:\/\/ or https:\/\/ URL/);
+    expect(await err('request', { url: `${base}/`, headers: { a: 1 } })).toMatch(
+      /\(invalid_input\): .*\/headers\/a must be string/,
+    );
+    expect(await err('request', { url: `${base}/`, bogus: 1 })).toMatch(
+      /\(invalid_input\): .*\(root\) must NOT have additional properties: "bogus"/,
+    );
+    expect(await err('get', { url: 'ftp://127.0.0.1/x' })).toBe(
+      'tool "http_client.get" failed (error): "url" must be an absolute http:// or https:// URL, not "ftp://127.0.0.1/x"',
+    );
+    expect(await err('get', { url: '127.0.0.1/x' })).toMatch(
+      /\(error\): "url" must be an absolute http:\/\/ or https:\/\/ URL/,
+    );
     expect(await err('get', { url: 'http:///x' })).toMatch(/\(error\): "url" has no host name/);
     expect(await err('get', { url: `${base}/a b` })).toMatch(/\(error\): "url" contains a space/);
-    expect(await err('request', { url: `${base}/`, headers: { 'bad name': 'x' } })).toMatch(/\(error\): "headers": "bad name" is not a valid header name/);
-    expect(await err('request', { url: `${base}/`, headers: { 'x-a': 'a\r\nx-b: b' } })).toMatch(/\(error\): "headers\.x-a" must not contain line breaks/);
-    expect(await err('request', { url: `${base}/`, body: 'x' })).toMatch(/\(error\): "body" and "json" cannot be sent with GET/);
-    expect(await err('request', { url: `${base}/`, method: 'POST', body: 'x', json: {} })).toMatch(/\(error\): give either "body" \(text\) or "json"/);
+    expect(await err('request', { url: `${base}/`, headers: { 'bad name': 'x' } })).toMatch(
+      /\(error\): "headers": "bad name" is not a valid header name/,
+    );
+    expect(await err('request', { url: `${base}/`, headers: { 'x-a': 'a\r\nx-b: b' } })).toMatch(
+      /\(error\): "headers\.x-a" must not contain line breaks/,
+    );
+    expect(await err('request', { url: `${base}/`, body: 'x' })).toMatch(
+      /\(error\): "body" and "json" cannot be sent with GET/,
+    );
+    expect(await err('request', { url: `${base}/`, method: 'POST', body: 'x', json: {} })).toMatch(
+      /\(error\): give either "body" \(text\) or "json"/,
+    );
   });
 
   it('feeds csv_parser and chart_generator: fetched CSV becomes an SVG chart', async () => {
     const fetched = await http.json<Answer>('get', { url: `${base}/data.csv` });
-    const parsed = await loadBuiltin('csv_parser').json<{ rows: Record<string, string>[] }>('parse', { text: fetched.body });
+    const parsed = await loadBuiltin('csv_parser').json<{ rows: Record<string, string>[] }>('parse', {
+      text: fetched.body,
+    });
     expect(parsed.rows).toEqual([
       { month: 'Jan', sales: '10' },
       { month: 'Feb', sales: '1,5' },
     ]);
-    const chart = await loadBuiltin('chart_generator').call('render', { type: 'bar', rows: parsed.rows.slice(0, 1), label_key: 'month' });
+    const chart = await loadBuiltin('chart_generator').call('render', {
+      type: 'bar',
+      rows: parsed.rows.slice(0, 1),
+      label_key: 'month',
+    });
     expect(chart.is_error).toBeUndefined();
     expect(chart.content).toMatch(/^<svg [^>]*>.*data-label="Jan" data-value="10".*<\/svg>$/s);
   });
@@ -156,7 +210,9 @@ describe('http_client', () => {
   it('a request that outlives the deadline times out; the next one works', async () => {
     const short = loadBuiltin('http_client', { allowed_hosts: ['127.0.0.1'], limits: { timeout_ms: 300 } });
     const t0 = Date.now();
-    expect((await short.call('get', { url: `${base}/hang` })).content).toMatch(/\(timeout\): HTTP GET .*\/hang timed out/);
+    expect((await short.call('get', { url: `${base}/hang` })).content).toMatch(
+      /\(timeout\): HTTP GET .*\/hang timed out/,
+    );
     expect(Date.now() - t0).toBeLessThan(3_000);
     expect(await short.json<Answer>('get', { url: `${base}/ok` })).toMatchObject({ status: 200 });
   });

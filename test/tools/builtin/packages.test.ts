@@ -9,7 +9,10 @@ import { builtinPackages, loadBuiltin } from './helpers.js';
 const EXPECTED: Record<string, { tools: string[]; needs: string[] }> = {
   chart_generator: { tools: ['render'], needs: [] },
   csv_parser: { tools: ['parse'], needs: [] },
-  filesystem: { tools: ['read', 'write', 'list'], needs: ['caxton_file_read', 'caxton_file_write', 'caxton_file_list'] },
+  filesystem: {
+    tools: ['read', 'write', 'list'],
+    needs: ['caxton_file_read', 'caxton_file_write', 'caxton_file_list'],
+  },
   http_client: { tools: ['request', 'get'], needs: ['http_request'] },
   json_query: { tools: ['query'], needs: [] },
   sqlite_query: { tools: ['query', 'tables'], needs: ['caxton_sqlite_query'] },
@@ -33,7 +36,8 @@ describe('built-in packages', () => {
         expect(t.description.length).toBeGreaterThan(20);
         expect(t.input_schema).toMatchObject({ type: 'object', additionalProperties: false });
         const props = t.input_schema.properties as Record<string, { description?: string }>;
-        for (const req of (t.input_schema.required as string[] | undefined) ?? []) expect(props[req], `${name}.${t.name} requires "${req}"`).toBeDefined();
+        for (const req of (t.input_schema.required as string[] | undefined) ?? [])
+          expect(props[req], `${name}.${t.name} requires "${req}"`).toBeDefined();
         if (t.output_schema) expect(t.output_schema).toMatchObject({ type: 'object', additionalProperties: false });
       }
       expect(m.limits.timeout_ms).toBeLessThanOrEqual(10_000);

@@ -10,7 +10,13 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { toolGrantSchema } from '../../../src/config/index.js';
 import { openDatabase } from '../../../src/storage/index.js';
 import { ToolRegistry } from '../../../src/tools/index.js';
-import { JsSandbox, MemoryAuditSink, parseToolManifest, ToolServerManager, WasmToolServer } from '../../../src/tools/wasm/index.js';
+import {
+  JsSandbox,
+  MemoryAuditSink,
+  parseToolManifest,
+  ToolServerManager,
+  WasmToolServer,
+} from '../../../src/tools/wasm/index.js';
 import { makeTempDir, removeTempDirs } from '../../helpers/tmp.js';
 import { ctx, JS_EXAMPLE_DIR, jsExample, jsManifestText } from './helpers.js';
 
@@ -36,7 +42,11 @@ describe('JavaScript tool manifests', () => {
     expect(wasm.ok && [wasm.manifest.runtime, wasm.manifest.module]).toEqual(['wasm', 'c.wasm']);
     const mismatch = parseToolManifest(`name = "d"\nruntime = "wasm"\nmodule = "tool.js"\n${base}`);
     expect(mismatch.ok).toBe(false);
-    expect(!mismatch.ok && mismatch.errors[0]).toMatchObject({ field: 'runtime', line: 2, message: expect.stringMatching(/JavaScript but runtime is "wasm"/) });
+    expect(!mismatch.ok && mismatch.errors[0]).toMatchObject({
+      field: 'runtime',
+      line: 2,
+      message: expect.stringMatching(/JavaScript but runtime is "wasm"/),
+    });
     const bad = parseToolManifest(`name = "e"\nruntime = "python"\n${base}`);
     expect(!bad.ok && bad.errors[0]).toMatchObject({ field: 'runtime', message: 'expected "wasm" or "quickjs"' });
   });
@@ -56,7 +66,12 @@ describe('JavaScript tool servers in ToolServerManager', () => {
     const { manifest, source } = jsExample();
     const res = await m.deploy(manifest, source);
     expect(res.created).toBe(true);
-    expect(res.server).toMatchObject({ name: 'js-text', origin: 'api', state: 'loaded', tools: ['js-text.stats', 'js-text.slugify', 'js-text.read_file', 'js-text.calls'] });
+    expect(res.server).toMatchObject({
+      name: 'js-text',
+      origin: 'api',
+      state: 'loaded',
+      tools: ['js-text.stats', 'js-text.slugify', 'js-text.read_file', 'js-text.calls'],
+    });
     expect(res.server.limits).toMatchObject({ memory: 8 * 1024 * 1024, timeout_ms: 1000 });
     expect(m.server('js-text')!.sandbox).toBeInstanceOf(JsSandbox);
 
@@ -64,7 +79,9 @@ describe('JavaScript tool servers in ToolServerManager', () => {
     expect(stats).toMatchObject({ is_error: false, outcome: 'ok' });
     expect(JSON.parse(stats.content)).toEqual({ chars: 13, words: 3, lines: 2 });
     expect(stats.memory_bytes).toBeGreaterThan(0);
-    expect((await m.call('js-text.slugify', { title: 'Crème Brûlée: A Recipe!' })).content).toBe('creme-brulee-a-recipe');
+    expect((await m.call('js-text.slugify', { title: 'Crème Brûlée: A Recipe!' })).content).toBe(
+      'creme-brulee-a-recipe',
+    );
     expect((await m.call('js-text.slugify', { title: 'x' })).content).toBe('x');
     expect(JSON.parse((await m.call('js-text.calls', {})).content)).toEqual({ slugify: 2 });
     expect((await m.call('js-text.read_file', { path: '/data/note.txt' })).content).toBe('hello from /data\n');
@@ -72,8 +89,13 @@ describe('JavaScript tool servers in ToolServerManager', () => {
     expect(invalid).toMatchObject({ is_error: true, outcome: 'invalid_input' });
 
     // As an agent host tool: allowlists apply as for any other tool.
-    expect(await tools.invoke(['js-text.*'], 'js-text.slugify', { title: 'Agent Call' }, ctx({ agent: 'writer' }))).toEqual({ content: 'agent-call' });
-    expect(await tools.invoke(['js-text.stats'], 'js-text.slugify', { title: 'x' }, ctx())).toEqual({ content: expect.stringMatching(/is not allowed for agent "tester"/), is_error: true });
+    expect(
+      await tools.invoke(['js-text.*'], 'js-text.slugify', { title: 'Agent Call' }, ctx({ agent: 'writer' })),
+    ).toEqual({ content: 'agent-call' });
+    expect(await tools.invoke(['js-text.stats'], 'js-text.slugify', { title: 'x' }, ctx())).toEqual({
+      content: expect.stringMatching(/is not allowed for agent "tester"/),
+      is_error: true,
+    });
 
     expect(audit.records.map((r) => [r.tool, r.outcome])).toEqual([
       ['js-text.stats', 'ok'],
@@ -85,9 +107,16 @@ describe('JavaScript tool servers in ToolServerManager', () => {
       ['js-text.slugify', 'ok'],
       ['js-text.slugify', 'not_allowed'],
     ]);
-    expect(audit.records.at(-2)).toMatchObject({ agent: 'writer', server: 'js-text', args_digest: expect.stringMatching(/^[0-9a-f]{64}$/) });
+    expect(audit.records.at(-2)).toMatchObject({
+      agent: 'writer',
+      server: 'js-text',
+      args_digest: expect.stringMatching(/^[0-9a-f]{64}$/),
+    });
     expect(audit.records.at(-1)).toMatchObject({ agent: 'tester', server: 'js-text', outcome: 'not_allowed' });
-    expect(m.view('js-text')!.permissions!.paths).toEqual({ requested: { '/data': 'read' }, granted: { '/data': files } });
+    expect(m.view('js-text')!.permissions!.paths).toEqual({
+      requested: { '/data': 'read' },
+      granted: { '/data': files },
+    });
     m.close();
 
     // A new manager on the same database loads the stored JS package.
@@ -107,12 +136,21 @@ describe('JavaScript tool servers in ToolServerManager', () => {
     const tools = new ToolRegistry();
     const m = new ToolServerManager({ db, tools, builtinDir: false });
     await m.start();
-    const e = await thrown(() => m.deploy(jsManifestText('broken', ['f']), Buffer.from('export function f() {\n  return {;\n}\n')));
+    const e = await thrown(() =>
+      m.deploy(jsManifestText('broken', ['f']), Buffer.from('export function f() {\n  return {;\n}\n')),
+    );
     expect(e.code).toBe('validation_failed');
     expect(e.message).toMatch(/^caxton-tool\.toml: the module failed to load: SyntaxError: .* \(at tool\.js:2:\d+\)/);
-    const missing = await thrown(() => m.deploy(jsManifestText('partial', ['f', 'g']), Buffer.from('export function f() { return 1 }\n')));
+    const missing = await thrown(() =>
+      m.deploy(jsManifestText('partial', ['f', 'g']), Buffer.from('export function f() { return 1 }\n')),
+    );
     expect(missing.message).toMatch(/tool "g" names export "g", which the module does not export \(exports: f\)/);
-    const throws = await thrown(() => m.deploy(jsManifestText('thrower', ['f']), Buffer.from('throw new Error("no config");\nexport function f() {}\n')));
+    const throws = await thrown(() =>
+      m.deploy(
+        jsManifestText('thrower', ['f']),
+        Buffer.from('throw new Error("no config");\nexport function f() {}\n'),
+      ),
+    );
     expect(throws.message).toMatch(/the module failed to load: Error: no config/);
     const notUtf8 = await thrown(() => m.deploy(jsManifestText('binary', ['f']), Buffer.from([0xff, 0xfe, 0x00])));
     expect(notUtf8.message).toMatch(/not valid UTF-8/);
@@ -128,7 +166,9 @@ describe('JavaScript tool servers in ToolServerManager', () => {
     expect(s.manifest.runtime).toBe('quickjs');
     const registry = new ToolRegistry();
     s.register(registry);
-    expect(JSON.parse((await registry.invoke(['js-text.*'], 'js-text.stats', { text: 'a b' }, ctx())).content)).toEqual({ chars: 3, words: 2, lines: 1 });
+    expect(JSON.parse((await registry.invoke(['js-text.*'], 'js-text.stats', { text: 'a b' }, ctx())).content)).toEqual(
+      { chars: 3, words: 2, lines: 1 },
+    );
     s.close();
   });
 });

@@ -11,7 +11,12 @@ import { removeTempDirs } from '../../helpers/tmp.js';
 import { jsManifestText } from './helpers.js';
 
 const SECRET = 'tool-secret-5f2c9a7e41d03b86';
-const FORMS = [SECRET, encodeURIComponent(SECRET), Buffer.from(SECRET).toString('base64').slice(0, -4), Buffer.from(SECRET).toString('hex')];
+const FORMS = [
+  SECRET,
+  encodeURIComponent(SECRET),
+  Buffer.from(SECRET).toString('base64').slice(0, -4),
+  Buffer.from(SECRET).toString('hex'),
+];
 
 const SOURCE = `
 export function show() {
@@ -26,7 +31,11 @@ export function boom() {
 
 let t: TestServer;
 const post = async (path: string, body: unknown) => {
-  const res = await fetch(t.url + path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const res = await fetch(t.url + path, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
   return { status: res.status, text: await res.text() };
 };
 const expectClean = (where: string, text: string | Buffer) => {

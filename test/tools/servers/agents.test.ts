@@ -7,7 +7,13 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startLlmStub, type LlmStub, type Reply, type StubHit } from '../../execution/helpers/llm-stub.js';
-import { openaiProvider, removeTempDirs, setTestKeys, startCaxton, type Caxton } from '../../execution/helpers/caxton.js';
+import {
+  openaiProvider,
+  removeTempDirs,
+  setTestKeys,
+  startCaxton,
+  type Caxton,
+} from '../../execution/helpers/caxton.js';
 import { assistantTurns, offeredTools, toolResultsOf } from '../../execution/helpers/wire.js';
 import { ensureToolsBuilt, workerHttpServer, type WorkerHttpServer } from './helpers.js';
 
@@ -56,25 +62,50 @@ const audit = async (q: string): Promise<Json[]> => {
 const parseScript = (hit: StubHit): Reply =>
   assistantTurns(hit) === 0
     ? // The name it was offered, else (an agent not given the tool) the name Caxton knows it by.
-      { tool_calls: [{ id: 'p1', name: offeredTools(hit).includes('csv_parser_parse') ? 'csv_parser_parse' : 'csv_parser.parse', arguments: { text: 'a,b\n1,2\n', infer_types: true } }] }
+      {
+        tool_calls: [
+          {
+            id: 'p1',
+            name: offeredTools(hit).includes('csv_parser_parse') ? 'csv_parser_parse' : 'csv_parser.parse',
+            arguments: { text: 'a,b\n1,2\n', infer_types: true },
+          },
+        ],
+      }
     : { content: `tool said: ${toolResultsOf(hit).at(-1)!.content}` };
 
 describe('agents and WASM tools', () => {
-  it.each(['analyst', 'analyst-worker'])('%s: a tool in its list is offered, runs in the sandbox and is audited', async (agent) => {
-    llm.reset();
-    llm.setScript(parseScript);
-    const res = await cx.invoke(agent, { request: 'parse this', conversation_id: `conv-${agent}` });
-    expect(res.status, res.text).toBe(200);
-    expect(res.json.isolation).toBe(agent === 'analyst' ? 'context' : 'worker');
-    expect(offeredTools(llm.hits[0]!)).toEqual(['csv_parser_parse']);
-    expect(res.json.tool_calls.map((c: Json) => [c.name, c.is_error])).toEqual([['csv_parser.parse', false]]);
-    expect(JSON.parse(res.json.tool_calls[0].result)).toEqual({ columns: ['a', 'b'], rows: [{ a: 1, b: 2 }], row_count: 1, truncated: false });
-    expect(res.json.content).toBe('tool said: {"columns":["a","b"],"rows":[{"a":1,"b":2}],"row_count":1,"truncated":false}');
-    const recs = await audit(`agent=${agent}`);
-    expect(recs).toHaveLength(1);
-    expect(recs[0]).toMatchObject({ agent, tool: 'csv_parser.parse', server: 'csv_parser', outcome: 'ok', execution_id: res.json.execution_id, conversation_id: `conv-${agent}` });
-    expect(recs[0].fuel_used).toBeGreaterThan(0);
-  });
+  it.each(['analyst', 'analyst-worker'])(
+    '%s: a tool in its list is offered, runs in the sandbox and is audited',
+    async (agent) => {
+      llm.reset();
+      llm.setScript(parseScript);
+      const res = await cx.invoke(agent, { request: 'parse this', conversation_id: `conv-${agent}` });
+      expect(res.status, res.text).toBe(200);
+      expect(res.json.isolation).toBe(agent === 'analyst' ? 'context' : 'worker');
+      expect(offeredTools(llm.hits[0]!)).toEqual(['csv_parser_parse']);
+      expect(res.json.tool_calls.map((c: Json) => [c.name, c.is_error])).toEqual([['csv_parser.parse', false]]);
+      expect(JSON.parse(res.json.tool_calls[0].result)).toEqual({
+        columns: ['a', 'b'],
+        rows: [{ a: 1, b: 2 }],
+        row_count: 1,
+        truncated: false,
+      });
+      expect(res.json.content).toBe(
+        'tool said: {"columns":["a","b"],"rows":[{"a":1,"b":2}],"row_count":1,"truncated":false}',
+      );
+      const recs = await audit(`agent=${agent}`);
+      expect(recs).toHaveLength(1);
+      expect(recs[0]).toMatchObject({
+        agent,
+        tool: 'csv_parser.parse',
+        server: 'csv_parser',
+        outcome: 'ok',
+        execution_id: res.json.execution_id,
+        conversation_id: `conv-${agent}`,
+      });
+      expect(recs[0].fuel_used).toBeGreaterThan(0);
+    },
+  );
 
   it('a tool not in its list is neither offered nor run; the refusal is in the audit as not_allowed', async () => {
     llm.reset();
@@ -83,10 +114,18 @@ describe('agents and WASM tools', () => {
     expect(res.status, res.text).toBe(200);
     expect(offeredTools(llm.hits[0]!)).toEqual(['chart_generator_render']);
     expect(res.json.tool_calls.map((c: Json) => [c.name, c.is_error])).toEqual([['csv_parser.parse', true]]);
-    expect(res.json.tool_calls[0].result).toMatch(/tool "csv_parser\.parse" is not allowed for agent "outsider"; allowed tools: chart_generator\.render/);
+    expect(res.json.tool_calls[0].result).toMatch(
+      /tool "csv_parser\.parse" is not allowed for agent "outsider"; allowed tools: chart_generator\.render/,
+    );
     // Issue 13: refusals were missing from the tool audit.
     expect(await audit('agent=outsider')).toEqual([
-      expect.objectContaining({ tool: 'csv_parser.parse', server: 'csv_parser', outcome: 'not_allowed', fuel_used: 0, error: expect.stringMatching(/is not allowed for agent "outsider"/) }),
+      expect.objectContaining({
+        tool: 'csv_parser.parse',
+        server: 'csv_parser',
+        outcome: 'not_allowed',
+        fuel_used: 0,
+        error: expect.stringMatching(/is not allowed for agent "outsider"/),
+      }),
     ]);
     expect(await audit('outcome=not_allowed&agent=outsider')).toHaveLength(1);
   });
@@ -100,11 +139,27 @@ describe('agents and WASM tools', () => {
           return { tool_calls: [{ id: 't1', name: 'http_client_get', arguments: { url: `${web.url}/sales.csv` } }] };
         case 1: {
           const fetched = JSON.parse(last!.content) as { status: number; body: string };
-          return { tool_calls: [{ id: 't2', name: 'csv_parser_parse', arguments: { text: fetched.body, infer_types: true } }] };
+          return {
+            tool_calls: [{ id: 't2', name: 'csv_parser_parse', arguments: { text: fetched.body, infer_types: true } }],
+          };
         }
         case 2: {
           const parsed = JSON.parse(last!.content) as { rows: Record<string, unknown>[] };
-          return { tool_calls: [{ id: 't3', name: 'chart_generator_render', arguments: { type: 'bar', title: 'Sales per month', rows: parsed.rows, label_key: 'month', value_keys: ['sales'] } }] };
+          return {
+            tool_calls: [
+              {
+                id: 't3',
+                name: 'chart_generator_render',
+                arguments: {
+                  type: 'bar',
+                  title: 'Sales per month',
+                  rows: parsed.rows,
+                  label_key: 'month',
+                  value_keys: ['sales'],
+                },
+              },
+            ],
+          };
         }
         default:
           return { content: last!.content };
@@ -142,7 +197,15 @@ describe('agents and WASM tools', () => {
     llm.reset();
     llm.setScript((hit: StubHit): Reply =>
       assistantTurns(hit) === 0
-        ? { tool_calls: [{ id: 'x1', name: 'http_client_get', arguments: { url: `http://localhost:${new URL(web.url).port}/sales.csv` } }] }
+        ? {
+            tool_calls: [
+              {
+                id: 'x1',
+                name: 'http_client_get',
+                arguments: { url: `http://localhost:${new URL(web.url).port}/sales.csv` },
+              },
+            ],
+          }
         : { content: `failed: ${toolResultsOf(hit).at(-1)!.content}` },
     );
     const res = await cx.invoke('charts', { request: 'Chart it from localhost' });

@@ -5,7 +5,18 @@
 import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { assertBuilt, cleanup, expectExit, expectNoStackTrace, parseJson, runCli, startServe, tempDir, type CliResult, type ServeProcess } from '../../cli/helpers/cli.js';
+import {
+  assertBuilt,
+  cleanup,
+  expectExit,
+  expectNoStackTrace,
+  parseJson,
+  runCli,
+  startServe,
+  tempDir,
+  type CliResult,
+  type ServeProcess,
+} from '../../cli/helpers/cli.js';
 import { ensureToolsBuilt, EXAMPLE_DIR } from './helpers.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -14,7 +25,8 @@ type Json = any;
 describe('caxton tool', () => {
   let dir: string;
   let serve: ServeProcess;
-  const cli = (...args: string[]): Promise<CliResult> => runCli(['--server', serve.url, ...args], { cwd: dir, timeoutMs: 30_000 });
+  const cli = (...args: string[]): Promise<CliResult> =>
+    runCli(['--server', serve.url, ...args], { cwd: dir, timeoutMs: 30_000 });
 
   beforeAll(async () => {
     assertBuilt();
@@ -43,7 +55,9 @@ describe('caxton tool', () => {
     expect(r.stdout).toMatch(/^csv_parser\s+wasm\s+0\.1\.0\s+builtin\s+loaded\s+parse\s+/m);
     expect(r.stdout).toMatch(/^text\s+wasm\s+0\.1\.0\s+api\s+loaded\s+echo, stats, read_file\s+/m);
     const j = parseJson<Json>(await cli('--json', 'tool', 'list'));
-    expect(j.servers.map((s: Json) => s.name)).toEqual(expect.arrayContaining(['chart_generator', 'csv_parser', 'text']));
+    expect(j.servers.map((s: Json) => s.name)).toEqual(
+      expect.arrayContaining(['chart_generator', 'csv_parser', 'text']),
+    );
   });
 
   it('show prints tools, limits and permissions', async () => {
@@ -59,16 +73,29 @@ describe('caxton tool', () => {
   });
 
   it('call prints the result (exit 0); a failing call exits 1 with the reason', async () => {
-    const r = await cli('tool', 'call', 'csv_parser.parse', '--args', '{"text": "city,temp\\nOslo,4\\n", "infer_types": true}');
+    const r = await cli(
+      'tool',
+      'call',
+      'csv_parser.parse',
+      '--args',
+      '{"text": "city,temp\\nOslo,4\\n", "infer_types": true}',
+    );
     expectExit(r, 0);
-    expect(JSON.parse(r.stdout)).toEqual({ columns: ['city', 'temp'], rows: [{ city: 'Oslo', temp: 4 }], row_count: 1, truncated: false });
+    expect(JSON.parse(r.stdout)).toEqual({
+      columns: ['city', 'temp'],
+      rows: [{ city: 'Oslo', temp: 4 }],
+      row_count: 1,
+      truncated: false,
+    });
     const j = await cli('--json', 'tool', 'call', 'text.stats', '--args', '{"text": "a b"}');
     expectExit(j, 0);
     expect(parseJson<Json>(j)).toMatchObject({ tool: 'text.stats', outcome: 'ok', json: { words: 2 } });
 
     const bad = await cli('tool', 'call', 'text.stats', '--args', '{"text": 1}');
     expectExit(bad, 1);
-    expect(bad.stderr).toMatch(/^error: tool "text\.stats" failed \(invalid_input\): the arguments do not match the input schema/);
+    expect(bad.stderr).toMatch(
+      /^error: tool "text\.stats" failed \(invalid_input\): the arguments do not match the input schema/,
+    );
     const unknown = await cli('tool', 'call', 'text.nope');
     expectExit(unknown, 1);
     expect(unknown.stderr).toMatch(/tool server "text" has no tool "nope"/);
@@ -95,14 +122,19 @@ describe('caxton tool', () => {
 
   it('deploy refuses a bad package with the reason (exit 1)', async () => {
     const pkg = tempDir('caxton-tool-pkg-');
-    writeFileSync(join(pkg, 'caxton-tool.toml'), 'name = "broken"\nversion = "1.0"\ndescription = "x"\nmodule = "m.wasm"\n[[tools]]\nname = "t"\ndescription = "t"\n');
+    writeFileSync(
+      join(pkg, 'caxton-tool.toml'),
+      'name = "broken"\nversion = "1.0"\ndescription = "x"\nmodule = "m.wasm"\n[[tools]]\nname = "t"\ndescription = "t"\n',
+    );
     const noModule = await cli('tool', 'deploy', pkg);
     expectExit(noModule, 1);
     expect(noModule.stderr).toMatch(/module file "m\.wasm" not found/);
     copyFileSync(join(EXAMPLE_DIR, 'build/text.wasm'), join(pkg, 'm.wasm'));
     const badVersion = await cli('tool', 'deploy', pkg);
     expectExit(badVersion, 1);
-    expect(badVersion.stderr).toMatch(/caxton-tool\.toml:2:1: error: expected a semantic version such as "1\.0\.0" \[version\]/);
+    expect(badVersion.stderr).toMatch(
+      /caxton-tool\.toml:2:1: error: expected a semantic version such as "1\.0\.0" \[version\]/,
+    );
     const nothing = await cli('tool', 'deploy', join(pkg, 'missing'));
     expectExit(nothing, 1);
     expect(nothing.stderr).toMatch(/does not exist/);

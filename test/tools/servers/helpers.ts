@@ -12,7 +12,10 @@ export { EXAMPLE_DIR, ensureToolsBuilt, wat } from '../wasm/helpers.js';
 
 /** The REST deploy body of a package directory (manifest text + base64 module). */
 export function deployBody(dir: string, module = 'build/text.wasm'): { manifest: string; wasm: string } {
-  return { manifest: readFileSync(join(dir, 'caxton-tool.toml'), 'utf8'), wasm: readFileSync(join(dir, module)).toString('base64') };
+  return {
+    manifest: readFileSync(join(dir, 'caxton-tool.toml'), 'utf8'),
+    wasm: readFileSync(join(dir, module)).toString('base64'),
+  };
 }
 
 /** Sends its input (JSON {"url", "method"}) to http_request and outputs the body. */
@@ -52,7 +55,9 @@ export interface WorkerHttpServer {
 }
 
 /** An HTTP server in a worker thread answering fixed routes: path → {type, body}. */
-export async function workerHttpServer(routes: Record<string, { type: string; body: string }>): Promise<WorkerHttpServer> {
+export async function workerHttpServer(
+  routes: Record<string, { type: string; body: string }>,
+): Promise<WorkerHttpServer> {
   const worker = new Worker(SERVER_SOURCE, { eval: true, workerData: { routes } });
   const { port } = await new Promise<{ port: number }>((resolve) => worker.once('message', resolve));
   return {
@@ -76,7 +81,10 @@ export interface Http {
 export async function api(base: string, method: string, path: string, body?: unknown): Promise<Http> {
   const res = await fetch(base + path, {
     method,
-    ...(body !== undefined && { headers: { 'content-type': 'application/json' }, body: typeof body === 'string' ? body : JSON.stringify(body) }),
+    ...(body !== undefined && {
+      headers: { 'content-type': 'application/json' },
+      body: typeof body === 'string' ? body : JSON.stringify(body),
+    }),
   });
   const text = await res.text();
   let json: unknown;

@@ -60,10 +60,15 @@ describe('hostile tools against a real server (issue 13)', () => {
   let wasmB64: string;
 
   const post = async (path: string, body: unknown): Promise<{ status: number; json: Json }> => {
-    const res = await fetch(serve.url + path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    const res = await fetch(serve.url + path, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
     return { status: res.status, json: await res.json() };
   };
-  const deploy = (manifestText: string, module: string) => post('/api/v1/tools', { manifest: manifestText, wasm: module });
+  const deploy = (manifestText: string, module: string) =>
+    post('/api/v1/tools', { manifest: manifestText, wasm: module });
   const call = (tool: string) => post(`/api/v1/tools/${tool.replace('.', '/')}/call`, { args: {} });
 
   /** Polls /health while `work` runs: every answer's latency (ms). */
@@ -86,7 +91,10 @@ describe('hostile tools against a real server (issue 13)', () => {
     assertBuilt();
     const dir = tempDir('caxton-hostile-tools-');
     // Authentication off: this test is about tools (test/auth covers the keys).
-    writeFileSync(join(dir, 'caxton.toml'), 'data_dir = "data"\nagents_dir = "agents"\n\n[auth]\nenabled = false\n\n[logging]\nlevel = "warn"\n');
+    writeFileSync(
+      join(dir, 'caxton.toml'),
+      'data_dir = "data"\nagents_dir = "agents"\n\n[auth]\nenabled = false\n\n[logging]\nlevel = "warn"\n',
+    );
     mkdirSync(join(dir, 'agents'));
     serve = await startServe({ cwd: dir, args: ['--config', join(dir, 'caxton.toml')] });
     wasmB64 = Buffer.from(await wat(WASM_SOURCE)).toString('base64');
@@ -105,7 +113,11 @@ describe('hostile tools against a real server (issue 13)', () => {
       expect(res.json.error.message).toMatch(
         /limits\.memory: limits\.memory = 1GiB is above the operator's cap of 128MiB; ask for at most 128MiB, or have the operator raise \[tools\.limits\] memory/,
       );
-      expect(res.json.error.details.errors.map((e: Json) => e.field)).toEqual(['limits.memory', 'limits.fuel', 'limits.timeout']);
+      expect(res.json.error.details.errors.map((e: Json) => e.field)).toEqual([
+        'limits.memory',
+        'limits.fuel',
+        'limits.timeout',
+      ]);
       expect(res.json.error.details.limits).toEqual([
         { field: 'limits.memory', requested: 1024 * MiB, cap: 128 * MiB },
         { field: 'limits.fuel', requested: 2_000_000_000, cap: 1_000_000_000 },
@@ -117,9 +129,15 @@ describe('hostile tools against a real server (issue 13)', () => {
   });
 
   it('/health answers while a JavaScript tool spins until its timeout and a WebAssembly tool until its fuel runs out', async () => {
-    const js = await deploy(manifest('spin-js', 'tool.js', 'memory = "128MiB"\nfuel = 1_000_000_000\ntimeout = "3s"'), Buffer.from(JS_SOURCE).toString('base64'));
+    const js = await deploy(
+      manifest('spin-js', 'tool.js', 'memory = "128MiB"\nfuel = 1_000_000_000\ntimeout = "3s"'),
+      Buffer.from(JS_SOURCE).toString('base64'),
+    );
     expect(js.status, JSON.stringify(js.json)).toBe(201);
-    const wasm = await deploy(manifest('spin-wasm', 'tool.wasm', 'memory = "1MiB"\nfuel = 1_000_000_000\ntimeout = "3s"'), wasmB64);
+    const wasm = await deploy(
+      manifest('spin-wasm', 'tool.wasm', 'memory = "1MiB"\nfuel = 1_000_000_000\ntimeout = "3s"'),
+      wasmB64,
+    );
     expect(wasm.status, JSON.stringify(wasm.json)).toBe(201);
     for (const tool of ['spin-js.spin', 'spin-wasm.spin']) {
       const started = performance.now();
@@ -130,7 +148,9 @@ describe('hostile tools against a real server (issue 13)', () => {
       expect(r.status).toBe(200);
       expect(r.json).toMatchObject({ is_error: true });
       expect(['timeout', 'fuel_exhausted'], JSON.stringify(r.json)).toContain(r.json.outcome);
-      console.log(`${tool}: ${r.json.outcome} after ${Math.round(took)} ms; /health ×${lat.length}, max ${lat.reduce((a, b) => Math.max(a, b), 0).toFixed(1)} ms`);
+      console.log(
+        `${tool}: ${r.json.outcome} after ${Math.round(took)} ms; /health ×${lat.length}, max ${lat.reduce((a, b) => Math.max(a, b), 0).toFixed(1)} ms`,
+      );
       expect(lat.length).toBeGreaterThan(3);
       // Generous bound (shared CI machine); before the fix /health waited for the whole call.
       for (const ms of lat) expect(ms).toBeLessThan(2_000);
@@ -140,7 +160,10 @@ describe('hostile tools against a real server (issue 13)', () => {
   });
 
   it('memory a tool took is given back when its instance is dropped (RSS back near its start)', async () => {
-    const js = await deploy(manifest('bomb-js', 'tool.js', 'memory = "128MiB"\ntimeout = "10s"'), Buffer.from(JS_SOURCE).toString('base64'));
+    const js = await deploy(
+      manifest('bomb-js', 'tool.js', 'memory = "128MiB"\ntimeout = "10s"'),
+      Buffer.from(JS_SOURCE).toString('base64'),
+    );
     expect(js.status, JSON.stringify(js.json)).toBe(201);
     const wasm = await deploy(manifest('bomb-wasm', 'tool.wasm', 'memory = "128MiB"\nfuel = 100_000_000'), wasmB64);
     expect(wasm.status, JSON.stringify(wasm.json)).toBe(201);

@@ -21,7 +21,8 @@ const MiB = 1024 * 1024;
 const JS = new TextEncoder().encode("export function ok() { return 'ok'; }\n");
 const jsManifest = (name: string, limits = '') =>
   `name = "${name}"\nversion = "1.0.0"\ndescription = "d"\nmodule = "tool.js"\n[[tools]]\nname = "ok"\ndescription = "ok"\n${limits ? `[limits]\n${limits}\n` : ''}`;
-const wasmManifest = (name: string, limits = '') => `name = "${name}"\nversion = "1.0.0"\ndescription = "d"\n[[tools]]\nname = "ok"\ndescription = "ok"\n${limits ? `[limits]\n${limits}\n` : ''}`;
+const wasmManifest = (name: string, limits = '') =>
+  `name = "${name}"\nversion = "1.0.0"\ndescription = "d"\n[[tools]]\nname = "ok"\ndescription = "ok"\n${limits ? `[limits]\n${limits}\n` : ''}`;
 
 async function manager(opts: Partial<ConstructorParameters<typeof ToolServerManager>[0]> = {}) {
   const tools = new ToolRegistry();
@@ -43,7 +44,12 @@ async function deployError(fn: () => Promise<unknown>): Promise<CaxtonError> {
 describe('[tools.limits]: operator caps over manifests', () => {
   it('refuses a manifest stating more than a cap (validation_failed → 422), naming field, value, cap and how to raise it; nothing changes', async () => {
     const { m, tools } = await manager();
-    const e = await deployError(() => m.deploy(jsManifest('greedy', 'memory = "1GiB"\nfuel = 2_000_000_000\ntimeout = "30s"\nmax_output = "64MiB"'), JS));
+    const e = await deployError(() =>
+      m.deploy(
+        jsManifest('greedy', 'memory = "1GiB"\nfuel = 2_000_000_000\ntimeout = "30s"\nmax_output = "64MiB"'),
+        JS,
+      ),
+    );
     expect(e.code).toBe('validation_failed');
     expect(e.message).toBe(
       'caxton-tool.toml: the package asks for more than this server allows:\n' +
@@ -70,12 +76,26 @@ describe('[tools.limits]: operator caps over manifests', () => {
     await first.deploy(wasmManifest('roomy', 'memory = "64MiB"'), bytes);
     first.close();
     const e = await deployError(() =>
-      new ToolServerManager({ db, tools: new ToolRegistry(), builtinDir: false, caps: { ...DEFAULT_TOOL_CAPS, memory: 16 * MiB } }).deploy(wasmManifest('big', 'memory = "32MiB"'), bytes),
+      new ToolServerManager({
+        db,
+        tools: new ToolRegistry(),
+        builtinDir: false,
+        caps: { ...DEFAULT_TOOL_CAPS, memory: 16 * MiB },
+      }).deploy(wasmManifest('big', 'memory = "32MiB"'), bytes),
     );
     expect(e.message).toMatch(/limits\.memory = 32MiB is above the operator's cap of 16MiB/);
-    const lowered = new ToolServerManager({ db, tools: new ToolRegistry(), builtinDir: false, caps: { ...DEFAULT_TOOL_CAPS, memory: 16 * MiB } });
+    const lowered = new ToolServerManager({
+      db,
+      tools: new ToolRegistry(),
+      builtinDir: false,
+      caps: { ...DEFAULT_TOOL_CAPS, memory: 16 * MiB },
+    });
     expect(await lowered.start()).toEqual({ loaded: 0, failed: 1 });
-    expect(lowered.list()[0]).toMatchObject({ name: 'roomy', state: 'failed', error: expect.stringMatching(/limits\.memory = 64MiB is above the operator's cap of 16MiB/) });
+    expect(lowered.list()[0]).toMatchObject({
+      name: 'roomy',
+      state: 'failed',
+      error: expect.stringMatching(/limits\.memory = 64MiB is above the operator's cap of 16MiB/),
+    });
     lowered.close();
   });
 
@@ -103,7 +123,8 @@ describe('[tools.limits]: operator caps over manifests', () => {
       ['small', false],
       ['large', true],
     ]);
-    for (const n of ['js', 'small', 'large']) expect(await m.call(`${n}.ok`, {})).toMatchObject({ content: 'ok', is_error: false, outcome: 'ok' });
+    for (const n of ['js', 'small', 'large'])
+      expect(await m.call(`${n}.ok`, {})).toMatchObject({ content: 'ok', is_error: false, outcome: 'ok' });
     expect(audit.records.map((r) => [r.tool, r.outcome])).toEqual([
       ['js.ok', 'ok'],
       ['small.ok', 'ok'],
@@ -117,7 +138,10 @@ describe('[tools.limits]: operator caps over manifests', () => {
     const { m, tools } = await manager({ audit });
     await m.deploy(jsManifest('js'), JS);
     const r = await tools.invoke(['other.*'], 'js.ok', { x: 1 }, ctx({ agent: 'intruder', conversation_id: 'c-1' }));
-    expect(r).toEqual({ content: 'tool "js.ok" is not allowed for agent "intruder"; allowed tools: other.*', is_error: true });
+    expect(r).toEqual({
+      content: 'tool "js.ok" is not allowed for agent "intruder"; allowed tools: other.*',
+      is_error: true,
+    });
     expect(audit.records).toEqual([
       expect.objectContaining({
         agent: 'intruder',
@@ -139,9 +163,20 @@ describe('caxton.toml [tools.limits]', () => {
   it('has protective defaults, reads sizes and durations, and leaves [tools.NAME] grants as they were', () => {
     const dir = makeTempDir();
     const file = join(dir, 'caxton.toml');
-    writeFileSync(file, '[tools.limits]\nmemory = "256MiB"\ntimeout = "30s"\nin_thread_fuel = 0\n\n[tools.csv_parser]\nlimits = { memory = "8MiB" }\n');
+    writeFileSync(
+      file,
+      '[tools.limits]\nmemory = "256MiB"\ntimeout = "30s"\nin_thread_fuel = 0\n\n[tools.csv_parser]\nlimits = { memory = "8MiB" }\n',
+    );
     const c = loadServerConfig({ file, env: {} });
-    expect(c.tools.limits).toEqual({ memory: 256 * MiB, fuel: 1_000_000_000, timeout: 30_000, max_input: 8 * MiB, max_output: 16 * MiB, max_state: MiB, in_thread_fuel: 0 });
+    expect(c.tools.limits).toEqual({
+      memory: 256 * MiB,
+      fuel: 1_000_000_000,
+      timeout: 30_000,
+      max_input: 8 * MiB,
+      max_output: 16 * MiB,
+      max_state: MiB,
+      in_thread_fuel: 0,
+    });
     expect(c.tools.csv_parser!.limits.memory).toBe(8 * MiB);
     expect(loadServerConfig({ env: {}, cwd: dir }).tools.limits).toEqual({
       memory: 128 * MiB,
@@ -152,7 +187,9 @@ describe('caxton.toml [tools.limits]', () => {
       max_state: MiB,
       in_thread_fuel: 1_000_000,
     });
-    expect(loadServerConfig({ env: { CAXTON_TOOLS__LIMITS__TIMEOUT: '20s' }, cwd: dir }).tools.limits.timeout).toBe(20_000);
+    expect(loadServerConfig({ env: { CAXTON_TOOLS__LIMITS__TIMEOUT: '20s' }, cwd: dir }).tools.limits.timeout).toBe(
+      20_000,
+    );
   });
 
   it('names the field of a bad value', () => {

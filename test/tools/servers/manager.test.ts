@@ -18,7 +18,9 @@ afterAll(removeTempDirs);
 
 function logCapture() {
   const lines: { level: number | string; msg: string; [k: string]: unknown }[] = [];
-  const logger = createLogger('debug', { write: (l: string) => void lines.push(JSON.parse(l) as (typeof lines)[number]) });
+  const logger = createLogger('debug', {
+    write: (l: string) => void lines.push(JSON.parse(l) as (typeof lines)[number]),
+  });
   return { logger, lines };
 }
 
@@ -45,7 +47,13 @@ describe('ToolServerManager', () => {
       ['unbuilt', 'builtin', 'failed'],
     ]);
     expect(m.list()[1]!.error).toBe('module build/unbuilt.wasm is not built; run `npm run build:tools`');
-    expect(lines.some((l) => (l.level === 40 || l.level === 'warn') && /built-in tool server "unbuilt" skipped: module build\/unbuilt\.wasm is not built/.test(l.msg))).toBe(true);
+    expect(
+      lines.some(
+        (l) =>
+          (l.level === 40 || l.level === 'warn') &&
+          /built-in tool server "unbuilt" skipped: module build\/unbuilt\.wasm is not built/.test(l.msg),
+      ),
+    ).toBe(true);
     expect(tools.list().map((t) => t.name)).toEqual(['text.echo', 'text.read_file', 'text.stats']);
     m.close();
     expect(tools.list()).toEqual([]);
@@ -71,8 +79,16 @@ describe('ToolServerManager', () => {
     expect(await second.start()).toEqual({ loaded: 1, failed: 1 });
     const keyed = second.list().find((s) => s.name === 'keyed')!;
     expect(keyed).toMatchObject({ state: 'failed', origin: 'api', tools: [] });
-    expect(keyed.error).toMatch(/configuration value "api_key" is required by the package and was not given \(the key\)/);
-    expect(lines.some((l) => l.msg === 'deployed tool server "keyed" could not be loaded; it is listed as failed, without tools' && l.tool_server === 'keyed')).toBe(true);
+    expect(keyed.error).toMatch(
+      /configuration value "api_key" is required by the package and was not given \(the key\)/,
+    );
+    expect(
+      lines.some(
+        (l) =>
+          l.msg === 'deployed tool server "keyed" could not be loaded; it is listed as failed, without tools' &&
+          l.tool_server === 'keyed',
+      ),
+    ).toBe(true);
     await expect(second.call('keyed.echo', {})).rejects.toThrow(/tool server "keyed" is not loaded: .*api_key/);
     const r = await second.call('text.echo', { hi: 1 }, { agent: 'someone' });
     expect(r).toMatchObject({ content: '{"hi":1}', is_error: false, outcome: 'ok' });
@@ -85,10 +101,17 @@ describe('ToolServerManager', () => {
 
   it('refuses a package whose tool names are taken by another tool, keeping the old version running', async () => {
     const tools = new ToolRegistry();
-    tools.register({ name: 'text.echo', description: 'someone else', input_schema: {}, invoke: () => Promise.resolve({ content: 'x' }) });
+    tools.register({
+      name: 'text.echo',
+      description: 'someone else',
+      input_schema: {},
+      invoke: () => Promise.resolve({ content: 'x' }),
+    });
     const m = new ToolServerManager({ db: openDatabase(makeTempDir()), tools, builtinDir: false });
     await m.start();
-    await expect(m.deploy(readFileSync(join(EXAMPLE_DIR, 'caxton-tool.toml')), readFileSync(join(EXAMPLE_DIR, 'build/text.wasm')))).rejects.toThrow(/a tool named "text.echo" is already registered/);
+    await expect(
+      m.deploy(readFileSync(join(EXAMPLE_DIR, 'caxton-tool.toml')), readFileSync(join(EXAMPLE_DIR, 'build/text.wasm'))),
+    ).rejects.toThrow(/a tool named "text.echo" is already registered/);
     expect(m.list()).toEqual([]);
     expect(tools.get('text.echo')!.description).toBe('someone else');
     expect(tools.get('text.stats')).toBeUndefined();

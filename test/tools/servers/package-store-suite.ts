@@ -10,7 +10,12 @@ import { beforeEach, describe, expect, it } from 'vitest';
 import { moduleDigest, type ToolPackageInput, type ToolPackageStorePort } from '../../../src/tools/wasm/index.js';
 import { ensureToolsBuilt, EXAMPLE_DIR } from './helpers.js';
 
-export function pkg(name: string, wasm: Uint8Array, manifest = `name = "${name}"\nversion = "1.0.0"\n`, deployedAt = '2026-01-02T03:04:05.000Z'): ToolPackageInput {
+export function pkg(
+  name: string,
+  wasm: Uint8Array,
+  manifest = `name = "${name}"\nversion = "1.0.0"\n`,
+  deployedAt = '2026-01-02T03:04:05.000Z',
+): ToolPackageInput {
   return { name, manifest, wasm, digest: moduleDigest(wasm), deployed_at: deployedAt };
 }
 
@@ -29,10 +34,21 @@ export function packageStoreSuite(label: string, open: () => Promise<ToolPackage
       const wasm = new Uint8Array(readFileSync(join(EXAMPLE_DIR, 'build/text.wasm')));
       const manifest = readFileSync(join(EXAMPLE_DIR, 'caxton-tool.toml'), 'utf8');
       const put = await store.put(pkg('text', wasm, manifest));
-      expect(put).toMatchObject({ name: 'text', manifest, digest: moduleDigest(wasm), deployed_at: '2026-01-02T03:04:05.000Z' });
+      expect(put).toMatchObject({
+        name: 'text',
+        manifest,
+        digest: moduleDigest(wasm),
+        deployed_at: '2026-01-02T03:04:05.000Z',
+      });
       expect(Number.isInteger(put.revision) && put.revision > 0).toBe(true);
       const got = (await store.get('text'))!;
-      expect(got).toMatchObject({ name: 'text', manifest, digest: moduleDigest(wasm), deployed_at: '2026-01-02T03:04:05.000Z', revision: put.revision });
+      expect(got).toMatchObject({
+        name: 'text',
+        manifest,
+        digest: moduleDigest(wasm),
+        deployed_at: '2026-01-02T03:04:05.000Z',
+        revision: put.revision,
+      });
       expect(got.wasm).toBeInstanceOf(Uint8Array);
       expect(Buffer.from(got.wasm).equals(Buffer.from(wasm))).toBe(true);
       expect(moduleDigest(got.wasm)).toBe(put.digest);
@@ -52,14 +68,20 @@ export function packageStoreSuite(label: string, open: () => Promise<ToolPackage
 
     it('replacing a name keeps one row with the new content and a greater revision, even with the same module bytes', async () => {
       const first = await store.put(pkg('alpha', new Uint8Array([1, 2, 3])));
-      const second = await store.put(pkg('alpha', new Uint8Array([1, 2, 3]), 'name = "alpha"\nversion = "2.0.0"\n', '2026-01-03T00:00:00.000Z'));
+      const second = await store.put(
+        pkg('alpha', new Uint8Array([1, 2, 3]), 'name = "alpha"\nversion = "2.0.0"\n', '2026-01-03T00:00:00.000Z'),
+      );
       expect(second.revision).toBeGreaterThan(first.revision);
       expect(second.digest).toBe(first.digest);
       const third = await store.put(pkg('alpha', new Uint8Array([4, 5])));
       expect(third.revision).toBeGreaterThan(second.revision);
       const all = await store.all();
       expect(all).toHaveLength(1);
-      expect(all[0]).toMatchObject({ name: 'alpha', digest: moduleDigest(new Uint8Array([4, 5])), revision: third.revision });
+      expect(all[0]).toMatchObject({
+        name: 'alpha',
+        digest: moduleDigest(new Uint8Array([4, 5])),
+        revision: third.revision,
+      });
       expect([...all[0]!.wasm]).toEqual([4, 5]);
     });
 

@@ -17,9 +17,21 @@ describe('ToolPackageStore (SQLite)', () => {
     const db = openDatabase(makeTempDir());
     // What tools-002 alone created, with one row in it.
     migrate(db, TOOL_PACKAGE_MIGRATIONS.slice(0, 1));
-    db.prepare(`INSERT INTO tool_packages VALUES ('old', 'name = "old"', x'0102', 'd', '2026-01-01T00:00:00.000Z')`).run();
+    db.prepare(
+      `INSERT INTO tool_packages VALUES ('old', 'name = "old"', x'0102', 'd', '2026-01-01T00:00:00.000Z')`,
+    ).run();
     const store = new ToolPackageStore(db);
     expect(await store.versions()).toEqual([{ name: 'old', digest: 'd', revision: 1 }]);
-    expect((await store.put({ name: 'old', manifest: 'name = "old"', wasm: new Uint8Array([3]), digest: 'e', deployed_at: '2026-01-02T00:00:00.000Z' })).revision).toBe(2);
+    expect(
+      (
+        await store.put({
+          name: 'old',
+          manifest: 'name = "old"',
+          wasm: new Uint8Array([3]),
+          digest: 'e',
+          deployed_at: '2026-01-02T00:00:00.000Z',
+        })
+      ).revision,
+    ).toBe(2);
   });
 });

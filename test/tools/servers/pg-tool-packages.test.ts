@@ -28,7 +28,11 @@ const newSchema = () => {
 };
 
 beforeAll(() => {
-  if (run) pools = [new pg.Pool({ connectionString: TEST_PG_URL, max: 4 }), new pg.Pool({ connectionString: TEST_PG_URL, max: 4 })];
+  if (run)
+    pools = [
+      new pg.Pool({ connectionString: TEST_PG_URL, max: 4 }),
+      new pg.Pool({ connectionString: TEST_PG_URL, max: 4 }),
+    ];
 });
 
 afterEach(async () => {
@@ -65,18 +69,25 @@ describe.skipIf(!run)('PgToolPackageStore', () => {
 
   it('shares the schema and its migrations table with the message store; opening again changes nothing', async () => {
     const schema = newSchema();
-    await Promise.all([PgToolPackageStore.open({ pool: pools[0]!, schema }), PgMessageStore.open({ pool: pools[1]!, schema }), PgToolPackageStore.open({ pool: pools[1]!, schema })]);
+    await Promise.all([
+      PgToolPackageStore.open({ pool: pools[0]!, schema }),
+      PgMessageStore.open({ pool: pools[1]!, schema }),
+      PgToolPackageStore.open({ pool: pools[1]!, schema }),
+    ]);
     const store = await PgToolPackageStore.open({ pool: pools[0]!, schema });
     await store.put(pkg('kept', new Uint8Array([1])));
     await PgToolPackageStore.open({ pool: pools[1]!, schema });
     expect((await store.versions()).map((v) => v.name)).toEqual(['kept']);
-    const applied = (await pools[0]!.query<{ id: string }>(`SELECT id FROM "${schema}".migrations ORDER BY id`)).rows.map((r) => r.id);
+    const applied = (
+      await pools[0]!.query<{ id: string }>(`SELECT id FROM "${schema}".migrations ORDER BY id`)
+    ).rows.map((r) => r.id);
     expect(applied).toContain('cluster-tools-001');
     expect(applied).toContain('cluster-messaging-001');
     expect(applied.filter((id) => id === 'cluster-tools-001')).toHaveLength(1);
-    const col = await pools[0]!.query<{ data_type: string }>(`SELECT data_type FROM information_schema.columns WHERE table_schema = $1 AND table_name = 'tool_packages' AND column_name = 'wasm'`, [
-      schema,
-    ]);
+    const col = await pools[0]!.query<{ data_type: string }>(
+      `SELECT data_type FROM information_schema.columns WHERE table_schema = $1 AND table_name = 'tool_packages' AND column_name = 'wasm'`,
+      [schema],
+    );
     expect(col.rows[0]?.data_type).toBe('bytea');
   });
 
@@ -103,6 +114,9 @@ describe.skipIf(!run)('PgToolPackageStore', () => {
   });
 
   it('refuses a schema name that is not a lower-case identifier, naming the field', async () => {
-    await expect(PgToolPackageStore.open({ pool: pools[0]!, schema: 'Bad-Name' })).rejects.toMatchObject({ code: 'invalid_config', details: { field: 'schema' } });
+    await expect(PgToolPackageStore.open({ pool: pools[0]!, schema: 'Bad-Name' })).rejects.toMatchObject({
+      code: 'invalid_config',
+      details: { field: 'schema' },
+    });
   });
 });

@@ -15,11 +15,19 @@ describe('example tool server "text"', () => {
     const registry = new ToolRegistry();
     s.register(registry);
     expect(registry.list().map((t) => t.name)).toEqual(['text.echo', 'text.read_file', 'text.stats']);
-    expect(registry.specsFor(['text.*']).find((t) => t.name === 'text.stats')!.input_schema).toMatchObject({ required: ['text'] });
-    expect(await registry.invoke(['text.*'], 'text.echo', { a: [1, 'ü'] }, ctx())).toEqual({ content: '{"a":[1,"ü"]}' });
-    expect(await registry.invoke(['text.stats'], 'text.stats', { text: 'one two\nthree' }, ctx())).toEqual({ content: '{"chars":13,"words":3,"lines":2}' });
+    expect(registry.specsFor(['text.*']).find((t) => t.name === 'text.stats')!.input_schema).toMatchObject({
+      required: ['text'],
+    });
+    expect(await registry.invoke(['text.*'], 'text.echo', { a: [1, 'ü'] }, ctx())).toEqual({
+      content: '{"a":[1,"ü"]}',
+    });
+    expect(await registry.invoke(['text.stats'], 'text.stats', { text: 'one two\nthree' }, ctx())).toEqual({
+      content: '{"chars":13,"words":3,"lines":2}',
+    });
     expect((await registry.invoke(['text.echo'], 'text.stats', { text: '' }, ctx())).content).toMatch(/not allowed/);
-    expect((await registry.invoke(['text.*'], 'text.stats', { text: 3 }, ctx())).content).toMatch(/\(invalid_input\): .*\/text must be string/);
+    expect((await registry.invoke(['text.*'], 'text.stats', { text: 3 }, ctx())).content).toMatch(
+      /\(invalid_input\): .*\/text must be string/,
+    );
     s.unregister(registry);
     expect(registry.list()).toEqual([]);
   });
@@ -29,7 +37,9 @@ describe('example tool server "text"', () => {
     const r = s.callRaw('stats', new TextEncoder().encode('{"text": '));
     expect(r.outcome).toBe('trap');
     expect(r.error).toMatch(/^abort: JSON: unexpected end at .*caxton\.ts:\d+:\d+$/);
-    expect(new TextDecoder().decode(s.callRaw('stats', new TextEncoder().encode('{"text":"a b"}')).output)).toBe('{"chars":3,"words":2,"lines":1}');
+    expect(new TextDecoder().decode(s.callRaw('stats', new TextEncoder().encode('{"text":"a b"}')).output)).toBe(
+      '{"chars":3,"words":2,"lines":1}',
+    );
   });
 
   it('runs many calls on one instance without growing', () => {
@@ -47,9 +57,14 @@ describe('template "hello"', () => {
     const s = WasmToolServer.load(TEMPLATE_DIR, { grants: { config: { greeting: 'Ahoy' } }, audit });
     expect(s.tools.map((t) => t.name)).toEqual(['hello.greet']);
     expect(await s.tools[0]!.invoke({ name: 'Ada' }, ctx())).toEqual({ content: '{"greeting":"Ahoy, Ada!"}' });
-    expect(await s.tools[0]!.invoke({ name: '' }, ctx())).toEqual({ content: 'tool "hello.greet" failed (error): argument "name" must be a non-empty string', is_error: true });
+    expect(await s.tools[0]!.invoke({ name: '' }, ctx())).toEqual({
+      content: 'tool "hello.greet" failed (error): argument "name" must be a non-empty string',
+      is_error: true,
+    });
     const plain = WasmToolServer.load(TEMPLATE_DIR);
-    expect(await plain.tools[0]!.invoke({ name: 'Bo "B"' }, ctx())).toEqual({ content: '{"greeting":"Hello, Bo \\"B\\"!"}' });
+    expect(await plain.tools[0]!.invoke({ name: 'Bo "B"' }, ctx())).toEqual({
+      content: '{"greeting":"Hello, Bo \\"B\\"!"}',
+    });
     expect(audit.records.map((r) => r.outcome)).toEqual(['ok', 'error']);
   });
 

@@ -29,8 +29,19 @@ describe('ToolAuditStore', () => {
     const store = new ToolAuditStore(db);
     new ToolAuditStore(db); // migrating twice is harmless
     store.record(rec({ agent: 'alice', tool: 'text.echo', server: 'text', conversation_id: 'c1', time: 1000 }));
-    store.record(rec({ agent: 'bob', tool: 'text.stats', server: 'text', outcome: 'fuel_exhausted', error: 'out of fuel', time: 2000 }));
-    store.record(rec({ agent: 'alice', tool: 'web.get', server: 'web', outcome: 'denied', time: 3000, execution_id: 'e9' }));
+    store.record(
+      rec({
+        agent: 'bob',
+        tool: 'text.stats',
+        server: 'text',
+        outcome: 'fuel_exhausted',
+        error: 'out of fuel',
+        time: 2000,
+      }),
+    );
+    store.record(
+      rec({ agent: 'alice', tool: 'web.get', server: 'web', outcome: 'denied', time: 3000, execution_id: 'e9' }),
+    );
     expect((db.prepare('SELECT count(*) AS n FROM tool_audit').get() as { n: number }).n).toBe(0);
     await tick();
     expect((db.prepare('SELECT count(*) AS n FROM tool_audit').get() as { n: number }).n).toBe(3);
@@ -84,7 +95,12 @@ describe('ToolAuditStore', () => {
     expect(ok!.time).toBeGreaterThanOrEqual(before);
     expect(ok!.fuel_used).toBeGreaterThan(0);
     expect(ok!.memory_bytes).toBeGreaterThanOrEqual(65536);
-    expect(spin).toMatchObject({ tool: 'aud.spin', outcome: 'fuel_exhausted', fuel_used: 1000, error: expect.stringMatching(/ran out of fuel/) });
+    expect(spin).toMatchObject({
+      tool: 'aud.spin',
+      outcome: 'fuel_exhausted',
+      fuel_used: 1000,
+      error: expect.stringMatching(/ran out of fuel/),
+    });
     // The call's own duration: some time passed (a recorded 0 or a constant would fail), and no
     // more than the wall time around the call.
     expect(spin!.duration_us).toBeGreaterThan(0);

@@ -47,12 +47,16 @@ describe('read_file through the AssemblyScript example', () => {
   it('path traversal with ".." is refused', async () => {
     const r = await read('/data/../secret.txt');
     expect(r.is_error).toBe(true);
-    expect(r.content).toMatch(/\(denied\): file path "\/data\/\.\.\/secret\.txt" contains "\.\.": path traversal is not allowed/);
+    expect(r.content).toMatch(
+      /\(denied\): file path "\/data\/\.\.\/secret\.txt" contains "\.\.": path traversal is not allowed/,
+    );
     expect((await read('/data/sub/../../secret.txt')).content).toMatch(/path traversal is not allowed/);
   });
 
   it('absolute paths outside the roots and relative paths are refused', async () => {
-    expect((await read(join(base, 'secret.txt'))).content).toMatch(/\(denied\): file path ".*secret\.txt" is outside the granted roots \(\/data \(read\)\)/);
+    expect((await read(join(base, 'secret.txt'))).content).toMatch(
+      /\(denied\): file path ".*secret\.txt" is outside the granted roots \(\/data \(read\)\)/,
+    );
     expect((await read('/etc/passwd')).content).toMatch(/outside the granted roots/);
     expect((await read('notes.txt')).content).toMatch(/must be absolute/);
   });
@@ -60,7 +64,9 @@ describe('read_file through the AssemblyScript example', () => {
   it('a symlink leading out of the root is refused', async () => {
     const r = await read('/data/escape.txt');
     expect(r.is_error).toBe(true);
-    expect(r.content).toMatch(/\(denied\): file path "\/data\/escape\.txt" resolves outside its root \/data \(through a symlink\)/);
+    expect(r.content).toMatch(
+      /\(denied\): file path "\/data\/escape\.txt" resolves outside its root \/data \(through a symlink\)/,
+    );
     expect((await read('/data/escape-dir/secret.txt')).content).toMatch(/resolves outside its root/);
     expect(r.content).not.toContain('TOP SECRET');
   });
@@ -72,8 +78,12 @@ describe('read_file through the AssemblyScript example', () => {
 
   it('without the operator mapping the root, nothing is readable', async () => {
     const ungranted = WasmToolServer.load(EXAMPLE_DIR);
-    expect(ungranted.warnings.map((w) => w.message).join('\n')).toMatch(/asks for \/data \(read\), which the operator has not mapped/);
-    const r = await ungranted.tools.find((t) => t.name === 'text.read_file')!.invoke({ path: '/data/notes.txt' }, ctx());
+    expect(ungranted.warnings.map((w) => w.message).join('\n')).toMatch(
+      /asks for \/data \(read\), which the operator has not mapped/,
+    );
+    const r = await ungranted.tools
+      .find((t) => t.name === 'text.read_file')!
+      .invoke({ path: '/data/notes.txt' }, ctx());
     expect(r.content).toMatch(/\(denied\): file access is not granted to this tool server/);
   });
 });
@@ -106,10 +116,14 @@ describe('writes', () => {
     expect(readFileSync(join(out, 'new.txt'), 'utf8')).toBe('/out');
 
     const ro = await server('w2', ['write'], WRITE_WAT('/data/new.txt'), perms, { grants });
-    expect((await ro.tools[0]!.invoke({}, ctx())).content).toMatch(/\(denied\): file path "\/data\/new\.txt" is under the read-only root \/data/);
+    expect((await ro.tools[0]!.invoke({}, ctx())).content).toMatch(
+      /\(denied\): file path "\/data\/new\.txt" is under the read-only root \/data/,
+    );
 
     const link = await server('w3', ['write'], WRITE_WAT('/out/link.txt'), perms, { grants });
-    expect((await link.tools[0]!.invoke({}, ctx())).content).toMatch(/resolves outside its root \/out \(through a symlink\)/);
+    expect((await link.tools[0]!.invoke({}, ctx())).content).toMatch(
+      /resolves outside its root \/out \(through a symlink\)/,
+    );
     expect(readFileSync(join(base, 'secret.txt'), 'utf8')).toBe('TOP SECRET');
   });
 });

@@ -3,7 +3,12 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import wabtInit from 'wabt';
 import type { ToolContext } from '../../../src/tools/index.js';
-import { parseToolManifestOrThrow, WasmToolServer, type ToolManifest, type WasmToolServerOptions } from '../../../src/tools/wasm/index.js';
+import {
+  parseToolManifestOrThrow,
+  WasmToolServer,
+  type ToolManifest,
+  type WasmToolServerOptions,
+} from '../../../src/tools/wasm/index.js';
 import { repoRoot } from '../../helpers/fixtures.js';
 
 let wabt: Awaited<ReturnType<typeof wabtInit>> | undefined;
@@ -11,7 +16,13 @@ let wabt: Awaited<ReturnType<typeof wabtInit>> | undefined;
 /** Compiles WebAssembly text to a binary with wabt (the hostile fixtures are written in WAT). */
 export async function wat(source: string): Promise<Uint8Array> {
   wabt ??= await wabtInit();
-  const m = wabt.parseWat('fixture.wat', source, { bulk_memory: true, mutable_globals: true, sign_extension: true, sat_float_to_int: true, multi_value: true });
+  const m = wabt.parseWat('fixture.wat', source, {
+    bulk_memory: true,
+    mutable_globals: true,
+    sign_extension: true,
+    sat_float_to_int: true,
+    multi_value: true,
+  });
   try {
     return new Uint8Array(m.toBinary({}).buffer);
   } finally {
@@ -31,7 +42,9 @@ export const EXTISM_IMPORTS = `
 
 /** A WAT function body that writes `text` (ASCII) as the output. */
 export function outputText(text: string): string {
-  const stores = [...text].map((c, i) => `(call $store_u8 (i64.add (local.get $p) (i64.const ${i})) (i32.const ${c.charCodeAt(0)}))`).join('\n    ');
+  const stores = [...text]
+    .map((c, i) => `(call $store_u8 (i64.add (local.get $p) (i64.const ${i})) (i32.const ${c.charCodeAt(0)}))`)
+    .join('\n    ');
   return `(local.set $p (call $alloc (i64.const ${text.length})))
     ${stores}
     (call $output_set (local.get $p) (i64.const ${text.length}))`;
@@ -39,16 +52,31 @@ export function outputText(text: string): string {
 
 /** A manifest for `tools` (names = exports), with optional extra TOML (limits, permissions...). */
 export function manifest(name: string, tools: string[], extra = ''): ToolManifest {
-  const toml = `name = "${name}"\nversion = "1.0.0"\ndescription = "test server ${name}"\n` + tools.map((t) => `[[tools]]\nname = "${t}"\ndescription = "tool ${t}"\n`).join('') + extra;
+  const toml =
+    `name = "${name}"\nversion = "1.0.0"\ndescription = "test server ${name}"\n` +
+    tools.map((t) => `[[tools]]\nname = "${t}"\ndescription = "tool ${t}"\n`).join('') +
+    extra;
   return parseToolManifestOrThrow(toml, `${name}/caxton-tool.toml`).manifest;
 }
 
-export async function server(name: string, tools: string[], watSource: string, extra = '', opts: WasmToolServerOptions = {}): Promise<WasmToolServer> {
+export async function server(
+  name: string,
+  tools: string[],
+  watSource: string,
+  extra = '',
+  opts: WasmToolServerOptions = {},
+): Promise<WasmToolServer> {
   return new WasmToolServer(manifest(name, tools, extra), await wat(watSource), opts);
 }
 
 export function ctx(over: Partial<ToolContext> = {}): ToolContext {
-  return { agent: 'tester', execution_id: 'exec-1', deadline: Date.now() + 30_000, signal: new AbortController().signal, ...over };
+  return {
+    agent: 'tester',
+    execution_id: 'exec-1',
+    deadline: Date.now() + 30_000,
+    signal: new AbortController().signal,
+    ...over,
+  };
 }
 
 /** The example and template packages, built on demand (`npm run build:tools` builds them in CI). */

@@ -71,7 +71,9 @@ describe('hostile modules', () => {
     const t0 = Date.now();
     const r = await call('spin');
     expect(r.is_error).toBe(true);
-    expect(r.content).toMatch(/hostile\.spin" failed \(fuel_exhausted\): the call ran out of fuel \(limit 20000000 units/);
+    expect(r.content).toMatch(
+      /hostile\.spin" failed \(fuel_exhausted\): the call ran out of fuel \(limit 20000000 units/,
+    );
     expect(Date.now() - t0).toBeLessThan(5_000);
     expect(lastAudit()).toMatchObject({ tool: 'hostile.spin', outcome: 'fuel_exhausted', fuel_used: 20_000_000 });
     await stillHealthy();
@@ -88,7 +90,9 @@ describe('hostile modules', () => {
   it('memory bomb (host-side allocation): refused', async () => {
     const r = await call('host_bomb');
     expect(r.is_error).toBe(true);
-    expect(r.content).toMatch(/\(out_of_memory\): the module asked for 1099511627776 bytes of host memory, beyond the limit of 4194304 bytes/);
+    expect(r.content).toMatch(
+      /\(out_of_memory\): the module asked for 1099511627776 bytes of host memory, beyond the limit of 4194304 bytes/,
+    );
     await stillHealthy();
   });
 
@@ -121,7 +125,14 @@ describe('hostile modules', () => {
 
   it('every failure was audited, and the sandbox still serves calls', async () => {
     const outcomes = audit.records.filter((r) => r.server === 'hostile' && r.outcome !== 'ok').map((r) => r.outcome);
-    expect(outcomes).toEqual(['fuel_exhausted', 'out_of_memory', 'out_of_memory', expect.stringMatching(/stack_overflow|fuel_exhausted/), 'output_too_large', 'trap']);
+    expect(outcomes).toEqual([
+      'fuel_exhausted',
+      'out_of_memory',
+      'out_of_memory',
+      expect.stringMatching(/stack_overflow|fuel_exhausted/),
+      'output_too_large',
+      'trap',
+    ]);
     // After every kind of failure above, both servers still answer.
     expect(await registry.invoke(['bystander.*'], 'bystander.ok', {}, ctx())).toEqual({ content: 'ok' });
     expect(await call('ok')).toEqual({ content: 'ok' });
@@ -132,37 +143,55 @@ describe('invalid modules are refused at load with a clear error', () => {
   const m = manifest('bad', ['ok']);
 
   it('garbage bytes', () => {
-    expect(() => new WasmToolServer(m, new TextEncoder().encode('this is not wasm'), {}, 'bad/caxton-tool.toml', 'bad/bad.wasm')).toThrow(/bad\/bad\.wasm: not valid WebAssembly/);
+    expect(
+      () =>
+        new WasmToolServer(m, new TextEncoder().encode('this is not wasm'), {}, 'bad/caxton-tool.toml', 'bad/bad.wasm'),
+    ).toThrow(/bad\/bad\.wasm: not valid WebAssembly/);
   });
 
   it('a truncated module', async () => {
     const bytes = await wat(OK_WAT);
-    expect(() => new WasmToolServer(m, bytes.subarray(0, bytes.length - 5), {}, 'x', 'bad.wasm')).toThrow(/bad\.wasm: not valid WebAssembly: .+/);
+    expect(() => new WasmToolServer(m, bytes.subarray(0, bytes.length - 5), {}, 'x', 'bad.wasm')).toThrow(
+      /bad\.wasm: not valid WebAssembly: .+/,
+    );
   });
 
   it('a module with an import the sandbox does not provide (WASI)', async () => {
-    const bytes = await wat(`(module (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))
+    const bytes =
+      await wat(`(module (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))
       (memory (export "memory") 1) (func (export "ok") (result i32) (i32.const 0)))`);
-    expect(() => new WasmToolServer(m, bytes)).toThrow(/imports function "wasi_snapshot_preview1" "fd_write", which the sandbox does not provide/);
+    expect(() => new WasmToolServer(m, bytes)).toThrow(
+      /imports function "wasi_snapshot_preview1" "fd_write", which the sandbox does not provide/,
+    );
   });
 
   it('a module that imports its memory', async () => {
-    const bytes = await wat(`(module (import "env" "memory" (memory 1)) (func (export "ok") (result i32) (i32.const 0)))`);
+    const bytes = await wat(
+      `(module (import "env" "memory" (memory 1)) (func (export "ok") (result i32) (i32.const 0)))`,
+    );
     expect(() => new WasmToolServer(m, bytes)).toThrow(/imports its memory/);
   });
 
   it('initial memory above the cap', async () => {
     const bytes = await wat(`(module (memory (export "memory") 100) (func (export "ok") (result i32) (i32.const 0)))`);
-    expect(() => new WasmToolServer(manifest('big', ['ok'], '[limits]\nmemory = "1MiB"\n'), bytes)).toThrow(/memory starts at 100 pages \(6400 KiB\), above the limit of 16 pages/);
+    expect(() => new WasmToolServer(manifest('big', ['ok'], '[limits]\nmemory = "1MiB"\n'), bytes)).toThrow(
+      /memory starts at 100 pages \(6400 KiB\), above the limit of 16 pages/,
+    );
   });
 
   it('a tool whose export is missing', async () => {
     const bytes = await wat(OK_WAT);
-    expect(() => new WasmToolServer(manifest('miss', ['ok', 'nope']), bytes)).toThrow(/tool "nope" names export "nope", which the module does not export \(exports: ok\)/);
+    expect(() => new WasmToolServer(manifest('miss', ['ok', 'nope']), bytes)).toThrow(
+      /tool "nope" names export "nope", which the module does not export \(exports: ok\)/,
+    );
   });
 
   it('a start function that never ends fails the load, not the process', async () => {
-    const bytes = await wat(`(module (memory (export "memory") 1) (func $s (loop $l (br $l))) (start $s) (func (export "ok") (result i32) (i32.const 0)))`);
-    expect(() => new WasmToolServer(manifest('start', ['ok'], '[limits]\nfuel = 1000000\n'), bytes)).toThrow(/the module failed to start: the call ran out of fuel/);
+    const bytes = await wat(
+      `(module (memory (export "memory") 1) (func $s (loop $l (br $l))) (start $s) (func (export "ok") (result i32) (i32.const 0)))`,
+    );
+    expect(() => new WasmToolServer(manifest('start', ['ok'], '[limits]\nfuel = 1000000\n'), bytes)).toThrow(
+      /the module failed to start: the call ran out of fuel/,
+    );
   });
 });

@@ -57,9 +57,17 @@ const hits = async () => {
   return (await new Promise<{ hits: number }>((resolve) => worker.once('message', resolve))).hits;
 };
 
-async function fetcher(name: string, manifestHosts: string[], operatorHosts: string[] | undefined, extra = ''): Promise<WasmToolServer> {
+async function fetcher(
+  name: string,
+  manifestHosts: string[],
+  operatorHosts: string[] | undefined,
+  extra = '',
+): Promise<WasmToolServer> {
   const toml = `[permissions]\nallowed_hosts = [${manifestHosts.map((h) => `"${h}"`).join(', ')}]\n${extra}`;
-  return server(name, ['fetch', 'status'], FETCH_WAT, toml, { ...(operatorHosts && { grants: { allowed_hosts: operatorHosts } }), audit: new MemoryAuditSink() });
+  return server(name, ['fetch', 'status'], FETCH_WAT, toml, {
+    ...(operatorHosts && { grants: { allowed_hosts: operatorHosts } }),
+    audit: new MemoryAuditSink(),
+  });
 }
 
 const fetchTool = (s: WasmToolServer) => s.tools.find((t) => t.name.endsWith('.fetch'))!;
@@ -67,7 +75,9 @@ const fetchTool = (s: WasmToolServer) => s.tools.find((t) => t.name.endsWith('.f
 describe('HTTP', () => {
   it('reaches a host both the manifest and the operator allow', async () => {
     const s = await fetcher('h1', ['127.0.0.1'], ['127.0.0.1']);
-    expect(await fetchTool(s).invoke({ url: `${base}/ping`, method: 'post' }, ctx())).toEqual({ content: 'pong POST /ping' });
+    expect(await fetchTool(s).invoke({ url: `${base}/ping`, method: 'post' }, ctx())).toEqual({
+      content: 'pong POST /ping',
+    });
   });
 
   it('refuses a host outside the manifest allowlist, without any request', async () => {
@@ -75,8 +85,12 @@ describe('HTTP', () => {
     const before = await hits();
     const r = await fetchTool(s).invoke({ url: 'http://evil.example.com/steal' }, ctx());
     expect(r.is_error).toBe(true);
-    expect(r.content).toMatch(/\(denied\): HTTP request to host "evil\.example\.com" refused: the host is not in the allowlist/);
-    expect((await fetchTool(s).invoke({ url: `http://localhost:1/` }, ctx())).content).toMatch(/host "localhost" refused/);
+    expect(r.content).toMatch(
+      /\(denied\): HTTP request to host "evil\.example\.com" refused: the host is not in the allowlist/,
+    );
+    expect((await fetchTool(s).invoke({ url: `http://localhost:1/` }, ctx())).content).toMatch(
+      /host "localhost" refused/,
+    );
     expect(await hits()).toBe(before);
     // and the server keeps answering
     expect(await fetchTool(s).invoke({ url: `${base}/again` }, ctx())).toEqual({ content: 'pong GET /again' });
@@ -84,13 +98,19 @@ describe('HTTP', () => {
 
   it('refuses every host when the operator grants none', async () => {
     const s = await fetcher('h3', ['127.0.0.1'], undefined);
-    expect(s.warnings.map((w) => w.message).join()).toMatch(/asks for HTTP to 127\.0\.0\.1, which the operator has not granted/);
-    expect((await fetchTool(s).invoke({ url: `${base}/x` }, ctx())).content).toMatch(/\(denied\): .*HTTP is not granted to this tool server/);
+    expect(s.warnings.map((w) => w.message).join()).toMatch(
+      /asks for HTTP to 127\.0\.0\.1, which the operator has not granted/,
+    );
+    expect((await fetchTool(s).invoke({ url: `${base}/x` }, ctx())).content).toMatch(
+      /\(denied\): .*HTTP is not granted to this tool server/,
+    );
   });
 
   it('refuses non-HTTP schemes', async () => {
     const s = await fetcher('h4', ['*'], ['*']);
-    expect((await fetchTool(s).invoke({ url: 'file:///etc/passwd' }, ctx())).content).toMatch(/only http and https URLs are allowed/);
+    expect((await fetchTool(s).invoke({ url: 'file:///etc/passwd' }, ctx())).content).toMatch(
+      /only http and https URLs are allowed/,
+    );
   });
 
   it('stops waiting at the deadline; the server stays usable', async () => {
@@ -109,7 +129,10 @@ describe('HTTP', () => {
     const { createServer } = await import('node:http');
     let ticks = 0;
     const local = createServer((req, res) => {
-      setTimeout(() => res.end(`local ${req.url} after ${ticks} ticks; traceparent ${String(req.headers.traceparent)}`), 150);
+      setTimeout(
+        () => res.end(`local ${req.url} after ${ticks} ticks; traceparent ${String(req.headers.traceparent)}`),
+        150,
+      );
     });
     await new Promise<void>((r) => local.listen(0, '127.0.0.1', () => r()));
     const timer = setInterval(() => ticks++, 10);

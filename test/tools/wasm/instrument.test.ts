@@ -44,7 +44,9 @@ describe('instrument', () => {
 
   it('refuses what it cannot meter or cap', async () => {
     expect(() => instrument(new Uint8Array([1, 2, 3]), { fuel: 1, maxMemoryPages: 1 })).toThrow(WasmFormatError);
-    expect(() => instrument(Uint8Array.from([0, 0x61, 0x73, 0x6d, 0x0d, 0, 1, 0]), { fuel: 1, maxMemoryPages: 1 })).toThrow(/only version 1 modules/);
+    expect(() =>
+      instrument(Uint8Array.from([0, 0x61, 0x73, 0x6d, 0x0d, 0, 1, 0]), { fuel: 1, maxMemoryPages: 1 }),
+    ).toThrow(/only version 1 modules/);
     const big = await wat('(module (memory 8))');
     expect(() => instrument(big, { fuel: 1, maxMemoryPages: 4 })).toThrow(/starts at 8 pages/);
   });

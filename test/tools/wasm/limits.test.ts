@@ -6,7 +6,14 @@
  */
 import { describe, expect, it } from 'vitest';
 import { CaxtonError } from '../../../src/shared/errors.js';
-import { capLimits, DEFAULT_TOOL_CAPS, DEFAULT_TOOL_LIMITS, formatLimit, parseToolManifestOrThrow, type ToolLimits } from '../../../src/tools/wasm/index.js';
+import {
+  capLimits,
+  DEFAULT_TOOL_CAPS,
+  DEFAULT_TOOL_LIMITS,
+  formatLimit,
+  parseToolManifestOrThrow,
+  type ToolLimits,
+} from '../../../src/tools/wasm/index.js';
 import { limitField } from '../../../src/tools/wasm/limits.js';
 
 const KiB = 1024;
@@ -15,7 +22,10 @@ const GiB = 1024 * MiB;
 const FILE = 'pkg/caxton-tool.toml';
 
 const manifest = (limits = '') =>
-  parseToolManifestOrThrow(`name = "calc"\nversion = "1.0.0"\ndescription = "d"\n[[tools]]\nname = "ok"\ndescription = "ok"\n${limits ? `[limits]\n${limits}\n` : ''}`, FILE).manifest;
+  parseToolManifestOrThrow(
+    `name = "calc"\nversion = "1.0.0"\ndescription = "d"\n[[tools]]\nname = "ok"\ndescription = "ok"\n${limits ? `[limits]\n${limits}\n` : ''}`,
+    FILE,
+  ).manifest;
 
 function refusal(fn: () => unknown): CaxtonError {
   try {
@@ -30,7 +40,9 @@ function refusal(fn: () => unknown): CaxtonError {
 describe('limitField and formatLimit: a limit as the manifest and caxton.toml write it', () => {
   it('names timeout_ms "timeout" and every other limit by its key', () => {
     expect(limitField('timeout_ms')).toBe('timeout');
-    expect(['memory', 'fuel', 'max_input', 'max_output', 'max_state'].map((k) => limitField(k as keyof ToolLimits))).toEqual(['memory', 'fuel', 'max_input', 'max_output', 'max_state']);
+    expect(
+      ['memory', 'fuel', 'max_input', 'max_output', 'max_state'].map((k) => limitField(k as keyof ToolLimits)),
+    ).toEqual(['memory', 'fuel', 'max_input', 'max_output', 'max_state']);
   });
 
   it('writes fuel as a plain number, even when it is a multiple of 1024', () => {
@@ -75,17 +87,30 @@ describe('DEFAULT_TOOL_CAPS', () => {
 describe('capLimits', () => {
   it('without caps or grant, runs with the manifest limits as they are', () => {
     const m = manifest('memory = "1GiB"\nfuel = 2_000_000_000');
-    expect(capLimits(m, undefined, undefined, FILE)).toEqual({ ...DEFAULT_TOOL_LIMITS, memory: GiB, fuel: 2_000_000_000 });
+    expect(capLimits(m, undefined, undefined, FILE)).toEqual({
+      ...DEFAULT_TOOL_LIMITS,
+      memory: GiB,
+      fuel: 2_000_000_000,
+    });
   });
 
   it('accepts a stated limit at or below its cap and keeps it', () => {
     const m = manifest('memory = "128MiB"\ntimeout = "2s"\nmax_input = "64KiB"');
-    expect(capLimits(m, DEFAULT_TOOL_CAPS, undefined, FILE)).toEqual({ ...DEFAULT_TOOL_LIMITS, memory: 128 * MiB, timeout_ms: 2_000, max_input: 64 * KiB });
+    expect(capLimits(m, DEFAULT_TOOL_CAPS, undefined, FILE)).toEqual({
+      ...DEFAULT_TOOL_LIMITS,
+      memory: 128 * MiB,
+      timeout_ms: 2_000,
+      max_input: 64 * KiB,
+    });
   });
 
   it('lowers a limit the manifest leaves out to the cap when the cap is smaller, and keeps the default when it is not', () => {
     const caps = { ...DEFAULT_TOOL_CAPS, memory: 4 * MiB, max_input: 64 * KiB };
-    expect(capLimits(manifest(), caps, undefined, FILE)).toEqual({ ...DEFAULT_TOOL_LIMITS, memory: 4 * MiB, max_input: 64 * KiB });
+    expect(capLimits(manifest(), caps, undefined, FILE)).toEqual({
+      ...DEFAULT_TOOL_LIMITS,
+      memory: 4 * MiB,
+      max_input: 64 * KiB,
+    });
   });
 
   it("lets the operator's grant decide for its limits: the smaller of it and the manifest's, even above the cap", () => {

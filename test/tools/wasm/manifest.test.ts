@@ -47,18 +47,36 @@ describe('parseToolManifest', () => {
       ['now', 'now'],
     ]);
     expect(m.tools[1]!.input_schema).toEqual({ type: 'object' });
-    expect(m.limits).toEqual({ ...DEFAULT_TOOL_LIMITS, memory: 8 * 1024 * 1024, fuel: 5_000_000, timeout_ms: 1500, max_output: 256 * 1024 });
-    expect(m.permissions).toEqual({ allowed_hosts: ['api.weather.example', '*.cdn.example'], paths: { '/cache': 'write' }, databases: [] });
-    expect(m.config).toEqual({ api_key: { description: 'API key', required: true }, units: { default: 'metric', required: false } });
+    expect(m.limits).toEqual({
+      ...DEFAULT_TOOL_LIMITS,
+      memory: 8 * 1024 * 1024,
+      fuel: 5_000_000,
+      timeout_ms: 1500,
+      max_output: 256 * 1024,
+    });
+    expect(m.permissions).toEqual({
+      allowed_hosts: ['api.weather.example', '*.cdn.example'],
+      paths: { '/cache': 'write' },
+      databases: [],
+    });
+    expect(m.config).toEqual({
+      api_key: { description: 'API key', required: true },
+      units: { default: 'metric', required: false },
+    });
   });
 
   it('defaults the module to <name>.wasm', () => {
-    const r = parseToolManifestOrThrow('name = "x"\nversion = "0.1.0"\ndescription = "d"\n[[tools]]\nname = "t"\ndescription = "d"\n');
+    const r = parseToolManifestOrThrow(
+      'name = "x"\nversion = "0.1.0"\ndescription = "d"\n[[tools]]\nname = "t"\ndescription = "d"\n',
+    );
     expect(r.manifest.module).toBe('x.wasm');
   });
 
   it('names file, line, column and field for each error', () => {
-    const r = parseToolManifest(`name = "Bad.Name"\nversion = "one"\ndescription = "d"\n\n[limits]\nmemory = "lots"\nfuel = -1\n\n[[tools]]\nname = "t"\n`, FILE);
+    const r = parseToolManifest(
+      `name = "Bad.Name"\nversion = "one"\ndescription = "d"\n\n[limits]\nmemory = "lots"\nfuel = -1\n\n[[tools]]\nname = "t"\n`,
+      FILE,
+    );
     expect(r.ok).toBe(false);
     if (r.ok) return;
     const by = Object.fromEntries(r.errors.map((e) => [e.field, e]));
@@ -67,7 +85,10 @@ describe('parseToolManifest', () => {
     expect(by.version).toMatchObject({ line: 2, message: expect.stringMatching(/semantic version/) });
     expect(by['limits.memory']).toMatchObject({ line: 6, message: expect.stringMatching(/expected a size/) });
     expect(by['limits.fuel']).toMatchObject({ line: 7 });
-    expect(by['tools.0.description']).toMatchObject({ code: 'missing_field', message: 'required field "tools.0.description" is missing' });
+    expect(by['tools.0.description']).toMatchObject({
+      code: 'missing_field',
+      message: 'required field "tools.0.description" is missing',
+    });
     expect(formatIssue(by.version!)).toMatch(/^pkg\/caxton-tool\.toml:2:1: error: /);
   });
 
@@ -78,7 +99,10 @@ describe('parseToolManifest', () => {
   });
 
   it('warns about unknown keys with a suggestion', () => {
-    const r = parseToolManifest(GOOD.replace('max_output', 'max_outptu').replace('[permissions]\n', '[permissions]\nallowed_host = []\n'), FILE);
+    const r = parseToolManifest(
+      GOOD.replace('max_output', 'max_outptu').replace('[permissions]\n', '[permissions]\nallowed_host = []\n'),
+      FILE,
+    );
     expect(r.ok).toBe(true);
     expect(r.warnings.map((w) => [w.field, w.suggestion])).toEqual([
       ['limits.max_outptu', 'did you mean "max_output"?'],
@@ -117,6 +141,8 @@ describe('parseToolManifest', () => {
   });
 
   it('parseToolManifestOrThrow lists every error', () => {
-    expect(() => parseToolManifestOrThrow('name = 1\n', FILE)).toThrow(/invalid tool manifest:\npkg\/caxton-tool\.toml:1:1: error: .*\[name\]/);
+    expect(() => parseToolManifestOrThrow('name = 1\n', FILE)).toThrow(
+      /invalid tool manifest:\npkg\/caxton-tool\.toml:1:1: error: .*\[name\]/,
+    );
   });
 });

@@ -12,7 +12,13 @@ import { todoTools } from '../../../src/tools/todo/index.js';
 import type { ToolAuditRecord } from '../../../src/tools/wasm/index.js';
 import { htmlToMarkdown, webTools } from '../../../src/tools/web/index.js';
 
-const ctx = (o: Partial<ToolContext> = {}): ToolContext => ({ agent: 'tester', execution_id: 'exec-1', deadline: Date.now() + 20_000, signal: new AbortController().signal, ...o });
+const ctx = (o: Partial<ToolContext> = {}): ToolContext => ({
+  agent: 'tester',
+  execution_id: 'exec-1',
+  deadline: Date.now() + 20_000,
+  signal: new AbortController().signal,
+  ...o,
+});
 
 const PAGE = `<!doctype html><html><head><title>Caxton &amp; friends</title><style>body{color:red}</style><script>var secret = "script text";</script></head>
 <body><nav><a href="/home">Home</a></nav><h1>Release notes</h1><p>Version <strong>2.0</strong> adds <em>workspace</em> tools. See <a href="/docs/ws">the docs</a>.</p>
@@ -40,11 +46,17 @@ beforeAll(async () => {
         { title: 'Blog', url: 'https://blog.example.com/post', content: 'A post' },
         { title: 'Sub', url: 'https://a.docs.caxton.dev/x', content: 'Sub page' },
       ];
-      return res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ query: u.searchParams.get('q'), results }));
+      return res
+        .writeHead(200, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ query: u.searchParams.get('q'), results }));
     }
     if (u.pathname === '/brave') {
       if (req.headers['x-subscription-token'] !== 'brave-key') return res.writeHead(401).end('no key');
-      return res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ web: { results: [{ title: 'B', url: 'https://b.example/', description: 'from brave' }] } }));
+      return res
+        .writeHead(200, { 'content-type': 'application/json' })
+        .end(
+          JSON.stringify({ web: { results: [{ title: 'B', url: 'https://b.example/', description: 'from brave' }] } }),
+        );
     }
     res.writeHead(404).end();
   });
@@ -53,9 +65,19 @@ beforeAll(async () => {
 });
 afterAll(() => server.close());
 
-function web(webCfg: Record<string, unknown>, hosts: string[], records: ToolAuditRecord[] = [], env: NodeJS.ProcessEnv = {}) {
+function web(
+  webCfg: Record<string, unknown>,
+  hosts: string[],
+  records: ToolAuditRecord[] = [],
+  env: NodeJS.ProcessEnv = {},
+) {
   const config = serverConfigSchema.parse({ web: webCfg, tools: { http_client: { allowed_hosts: hosts } } });
-  const [fetchT, searchT] = webTools(config.web, () => config.tools.http_client?.allowed_hosts ?? [], { record: (r) => records.push(r) }, env);
+  const [fetchT, searchT] = webTools(
+    config.web,
+    () => config.tools.http_client?.allowed_hosts ?? [],
+    { record: (r) => records.push(r) },
+    env,
+  );
   return { fetch: fetchT!, search: searchT! };
 }
 
@@ -82,7 +104,9 @@ describe('web.fetch', () => {
     expect(r.content).toContain('[tools.http_client] allowed_hosts');
     const none = await web({}, []).fetch.invoke({ url: `${base}/page`, prompt: 'x' }, ctx());
     expect(none.content).toContain('[tools.http_client] allowed_hosts');
-    expect((await web({}, ['*']).fetch.invoke({ url: 'file:///etc/passwd', prompt: 'x' }, ctx())).content).toContain('only http and https');
+    expect((await web({}, ['*']).fetch.invoke({ url: 'file:///etc/passwd', prompt: 'x' }, ctx())).content).toContain(
+      'only http and https',
+    );
   });
 
   it('follows redirects only to allowed hosts', async () => {
@@ -109,7 +133,10 @@ describe('web.fetch', () => {
   it('gives up at [web.fetch] timeout on a server that never answers', async () => {
     const records: ToolAuditRecord[] = [];
     const t0 = Date.now();
-    const r = await web({ fetch: { timeout: '300ms' } }, ['127.0.0.1'], records).fetch.invoke({ url: `${base}/slow`, prompt: 'x' }, ctx());
+    const r = await web({ fetch: { timeout: '300ms' } }, ['127.0.0.1'], records).fetch.invoke(
+      { url: `${base}/slow`, prompt: 'x' },
+      ctx(),
+    );
     expect(r.is_error).toBe(true);
     expect(r.content).toContain('no complete answer within 300 ms');
     expect(Date.now() - t0).toBeLessThan(3000);
@@ -131,18 +158,27 @@ describe('web.search', () => {
       'Web search results for query: "caxton workspace"\n\n1. [Caxton docs](https://docs.caxton.dev/ws)\n   The workspace tools\n2. [Blog](https://blog.example.com/post)\n   A post\n3. [Sub](https://a.docs.caxton.dev/x)\n   Sub page',
     );
     expect(seen.at(-1)!.url).toBe('/search?q=caxton+workspace&format=json');
-    const only = await w.search.invoke({ query: 'caxton', allowed_domains: ['caxton.dev'], blocked_domains: ['a.docs.caxton.dev'] }, ctx());
+    const only = await w.search.invoke(
+      { query: 'caxton', allowed_domains: ['caxton.dev'], blocked_domains: ['a.docs.caxton.dev'] },
+      ctx(),
+    );
     expect(only.content).toContain('docs.caxton.dev/ws');
     expect(only.content).not.toContain('blog.example.com');
     expect(only.content).not.toContain('a.docs.caxton.dev');
   });
 
   it('queries a Brave-style endpoint with the key from api_key_env', async () => {
-    const w = web({ search: { kind: 'brave', url: `${base}/brave`, api_key_env: 'BRAVE_KEY' } }, [], [], { BRAVE_KEY: 'brave-key' });
-    expect((await w.search.invoke({ query: 'caxton' }, ctx())).content).toContain('[B](https://b.example/)\n   from brave');
+    const w = web({ search: { kind: 'brave', url: `${base}/brave`, api_key_env: 'BRAVE_KEY' } }, [], [], {
+      BRAVE_KEY: 'brave-key',
+    });
+    expect((await w.search.invoke({ query: 'caxton' }, ctx())).content).toContain(
+      '[B](https://b.example/)\n   from brave',
+    );
     const unset = web({ search: { kind: 'brave', url: `${base}/brave`, api_key_env: 'BRAVE_KEY' } }, [], [], {});
     expect((await unset.search.invoke({ query: 'caxton' }, ctx())).content).toContain('BRAVE_KEY');
-    expect(serverConfigSchema.safeParse({ web: { search: { kind: 'brave', url: `${base}/brave` } } }).error?.issues[0]?.path).toEqual(['web', 'search', 'api_key_env']);
+    expect(
+      serverConfigSchema.safeParse({ web: { search: { kind: 'brave', url: `${base}/brave` } } }).error?.issues[0]?.path,
+    ).toEqual(['web', 'search', 'api_key_env']);
   });
 });
 
@@ -186,7 +222,8 @@ describe('todo.write and the audit', () => {
 
 describe('htmlToMarkdown', () => {
   it('stays linear on hostile input', () => {
-    const hostile = '<!--'.repeat(50_000) + '<a href='.repeat(50_000) + ' \t'.repeat(100_000) + '<pre>' + ' '.repeat(200_000) + 'x';
+    const hostile =
+      '<!--'.repeat(50_000) + '<a href='.repeat(50_000) + ' \t'.repeat(100_000) + '<pre>' + ' '.repeat(200_000) + 'x';
     const t0 = Date.now();
     htmlToMarkdown(hostile);
     htmlToMarkdown('<div>'.repeat(100_000) + 'deep' + '</div>'.repeat(100_000));

@@ -37,7 +37,18 @@ describe('the command line check', () => {
   });
 
   it('refuses what it cannot check: substitution, variables, subshells, background jobs, assignments', () => {
-    for (const c of ['echo $(rm x)', 'echo `rm x`', 'echo $HOME', 'echo "$(id)"', '(rm x)', '{ rm x; }', 'ls & rm x', 'X=1 ls', 'cat <(rm x)', "echo 'unterminated"]) {
+    for (const c of [
+      'echo $(rm x)',
+      'echo `rm x`',
+      'echo $HOME',
+      'echo "$(id)"',
+      '(rm x)',
+      '{ rm x; }',
+      'ls & rm x',
+      'X=1 ls',
+      'cat <(rm x)',
+      "echo 'unterminated",
+    ]) {
       expect(checkAllowlist(c, allowed), c).toMatch(/refused/);
     }
     expect(checkAllowlist("echo '$(not run)'", allowed)).toBeUndefined();
@@ -77,9 +88,31 @@ describe.skipIf(!hasSystem('bwrap'))('workspace.bash in the sandbox', () => {
     web.close();
   });
   const bash = (bash: Record<string, unknown>, write = false) =>
-    tools({ path: root, write, bash: { enabled: true, commands: ['cat', 'ls', 'echo', 'env', 'sleep', 'yes', 'head', 'touch', 'wc', 'grep', 'sh', 'id', 'python3', 'bash', 'getent'], ...bash } })(
-      'bash',
-    );
+    tools({
+      path: root,
+      write,
+      bash: {
+        enabled: true,
+        commands: [
+          'cat',
+          'ls',
+          'echo',
+          'env',
+          'sleep',
+          'yes',
+          'head',
+          'touch',
+          'wc',
+          'grep',
+          'sh',
+          'id',
+          'python3',
+          'bash',
+          'getent',
+        ],
+        ...bash,
+      },
+    })('bash');
 
   it('is refused unless [workspace.bash] enabled, naming the setting', async () => {
     const r = await tools({ path: root })('bash').invoke({ command: 'ls' }, ctx());
@@ -114,14 +147,26 @@ describe.skipIf(!hasSystem('bwrap'))('workspace.bash in the sandbox', () => {
     const r = await bash({}).invoke({ command: 'env' }, ctx());
     expect(r.content).not.toContain(secret);
     expect(r.content).not.toContain('CAXTON_TEST_SECRET_TOKEN');
-    expect(r.content.split('\n').sort()).toEqual(['HOME=/tmp', 'LANG=C.UTF-8', 'PATH=/usr/local/bin:/usr/bin:/bin', 'PWD=' + root, 'TERM=dumb', 'TMPDIR=/tmp'].sort());
+    expect(r.content.split('\n').sort()).toEqual(
+      [
+        'HOME=/tmp',
+        'LANG=C.UTF-8',
+        'PATH=/usr/local/bin:/usr/bin:/bin',
+        'PWD=' + root,
+        'TERM=dumb',
+        'TMPDIR=/tmp',
+      ].sort(),
+    );
   });
 
   it("cannot read /root or the server's files, and cannot write outside the workspace", async () => {
     const ls = await bash({}).invoke({ command: 'ls /root' }, ctx());
     expect(ls.is_error).toBe(true);
     const outside = tempDir('caxton-outside-');
-    const w = await bash({}, true).invoke({ command: `touch ${outside}/escaped; touch /usr/escaped; echo ok > /tmp/scratch && cat /tmp/scratch` }, ctx());
+    const w = await bash({}, true).invoke(
+      { command: `touch ${outside}/escaped; touch /usr/escaped; echo ok > /tmp/scratch && cat /tmp/scratch` },
+      ctx(),
+    );
     expect(w.content).toContain('ok');
     expect(existsSync(join(outside, 'escaped'))).toBe(false);
     expect(existsSync('/usr/escaped')).toBe(false);

@@ -130,8 +130,12 @@ describe('workspace.read', () => {
 describe('workspace.write, .edit, .multi_edit', () => {
   it('write creates directories and replaces files', async () => {
     const t = tools({ path: root, write: true });
-    expect((await t('write').invoke({ file_path: 'a/b/c.txt', content: 'hello' }, ctx())).content).toBe(`File created successfully at: ${join(root, 'a/b/c.txt')}`);
-    expect((await t('write').invoke({ file_path: 'a/b/c.txt', content: 'again' }, ctx())).content).toContain('has been updated successfully');
+    expect((await t('write').invoke({ file_path: 'a/b/c.txt', content: 'hello' }, ctx())).content).toBe(
+      `File created successfully at: ${join(root, 'a/b/c.txt')}`,
+    );
+    expect((await t('write').invoke({ file_path: 'a/b/c.txt', content: 'again' }, ctx())).content).toContain(
+      'has been updated successfully',
+    );
     expect(readFileSync(join(root, 'a/b/c.txt'), 'utf8')).toBe('again');
   });
 
@@ -147,8 +151,14 @@ describe('workspace.write, .edit, .multi_edit', () => {
     const same = await edit.invoke({ file_path: 'f.ts', old_string: 'a', new_string: 'a' }, ctx());
     expect(same.content).toContain('No changes to make');
     expect(readFileSync(join(root, 'f.ts'), 'utf8')).toBe('let a = 1;\nlet b = 1;\nconst c = 2;\n');
-    expect((await edit.invoke({ file_path: 'f.ts', old_string: 'const c = 2;', new_string: 'const c = $&;' }, ctx())).is_error).toBeUndefined();
-    expect((await edit.invoke({ file_path: 'f.ts', old_string: ' = 1;', new_string: ' = 3;', replace_all: true }, ctx())).content).toContain('updated successfully');
+    expect(
+      (await edit.invoke({ file_path: 'f.ts', old_string: 'const c = 2;', new_string: 'const c = $&;' }, ctx()))
+        .is_error,
+    ).toBeUndefined();
+    expect(
+      (await edit.invoke({ file_path: 'f.ts', old_string: ' = 1;', new_string: ' = 3;', replace_all: true }, ctx()))
+        .content,
+    ).toContain('updated successfully');
     expect(readFileSync(join(root, 'f.ts'), 'utf8')).toBe('let a = 3;\nlet b = 3;\nconst c = $&;\n');
   });
 
@@ -195,7 +205,11 @@ describe('workspace.glob and workspace.ls', () => {
     utimesSync(join(root, 'top.ts'), new Date(3000), new Date(3000));
     utimesSync(join(root, 'src/deep/b.tsx'), new Date(2000), new Date(2000));
     const glob = tools({ path: root })('glob');
-    expect((await glob.invoke({ pattern: '**/*.{ts,tsx}' }, ctx())).content.split('\n')).toEqual([join(root, 'top.ts'), join(root, 'src/deep/b.tsx'), join(root, 'src/a.ts')]);
+    expect((await glob.invoke({ pattern: '**/*.{ts,tsx}' }, ctx())).content.split('\n')).toEqual([
+      join(root, 'top.ts'),
+      join(root, 'src/deep/b.tsx'),
+      join(root, 'src/a.ts'),
+    ]);
     expect((await glob.invoke({ pattern: '*.js', path: 'src' }, ctx())).content).toBe(join(root, 'src/c.js'));
     expect((await glob.invoke({ pattern: '*.py' }, ctx())).content).toBe('No files found');
     // A pathological pattern is matched without backtracking blow-up.
@@ -229,7 +243,13 @@ describe('audit', () => {
       ['workspace', 'workspace.read', 'denied'],
       ['workspace', 'workspace.write', 'denied'],
     ]);
-    expect(records[0]).toMatchObject({ agent: 'tester', execution_id: 'exec-1', conversation_id: 'conv-1', principal: 'key:abc', output_bytes: '     1\tx\n'.length });
+    expect(records[0]).toMatchObject({
+      agent: 'tester',
+      execution_id: 'exec-1',
+      conversation_id: 'conv-1',
+      principal: 'key:abc',
+      output_bytes: '     1\tx\n'.length,
+    });
     expect(records[0]!.args_digest).toMatch(/^[0-9a-f]{64}$/);
   });
 });

@@ -14,7 +14,10 @@ beforeAll(() => {
   root = tempDir();
   mkdirSync(join(root, 'src'));
   mkdirSync(join(root, 'node_modules/x'), { recursive: true });
-  writeFileSync(join(root, 'src/a.ts'), 'import x from "y";\n// TODO: first\nconst a = 1;\n// todo: second\nexport {};\n');
+  writeFileSync(
+    join(root, 'src/a.ts'),
+    'import x from "y";\n// TODO: first\nconst a = 1;\n// todo: second\nexport {};\n',
+  );
   writeFileSync(join(root, 'src/b.py'), 'def f():\n    # TODO: third\n    return 1\n');
   writeFileSync(join(root, 'notes.md'), 'nothing here\n');
   writeFileSync(join(root, 'node_modules/x/i.js'), '// TODO: vendored\n');
@@ -40,9 +43,17 @@ describe('workspace.grep', () => {
 
   it('context -B/-A/-C with "-" for context lines and "--" between groups; -n false', async () => {
     const f = join(root, 'src/a.ts');
-    const r = await grep.invoke({ pattern: 'TODO|todo', output_mode: 'content', path: 'src/a.ts', '-A': 0, '-B': 1 }, ctx());
-    expect(r.content).toBe(`${f}-1-import x from "y";\n${f}:2:// TODO: first\n${f}-3-const a = 1;\n${f}:4:// todo: second`);
-    const apart = await grep.invoke({ pattern: '^import|^export', output_mode: 'content', path: 'src/a.ts', '-A': 1 }, ctx());
+    const r = await grep.invoke(
+      { pattern: 'TODO|todo', output_mode: 'content', path: 'src/a.ts', '-A': 0, '-B': 1 },
+      ctx(),
+    );
+    expect(r.content).toBe(
+      `${f}-1-import x from "y";\n${f}:2:// TODO: first\n${f}-3-const a = 1;\n${f}:4:// todo: second`,
+    );
+    const apart = await grep.invoke(
+      { pattern: '^import|^export', output_mode: 'content', path: 'src/a.ts', '-A': 1 },
+      ctx(),
+    );
     expect(apart.content).toBe(`${f}:1:import x from "y";\n${f}-2-// TODO: first\n--\n${f}:5:export {};`);
     const noN = await grep.invoke({ pattern: 'first', output_mode: 'content', path: 'src', '-n': false }, ctx());
     expect(noN.content).toBe(`${f}:// TODO: first`);
@@ -55,19 +66,31 @@ describe('workspace.grep', () => {
     expect(r.content).toContain(`${join(root, 'src/a.ts')}:2`);
     expect(r.content).toContain(`${join(root, 'src/b.py')}:1`);
     expect(r.content).toContain('Found 3 total occurrences across 2 files.');
-    expect((await grep.invoke({ pattern: 'TODO', glob: '*.py' }, ctx())).content).toBe(`Found 1 file\n${join(root, 'src/b.py')}`);
-    expect((await grep.invoke({ pattern: 'TODO', type: 'ts' }, ctx())).content).toBe(`Found 1 file\n${join(root, 'src/a.ts')}`);
+    expect((await grep.invoke({ pattern: 'TODO', glob: '*.py' }, ctx())).content).toBe(
+      `Found 1 file\n${join(root, 'src/b.py')}`,
+    );
+    expect((await grep.invoke({ pattern: 'TODO', type: 'ts' }, ctx())).content).toBe(
+      `Found 1 file\n${join(root, 'src/a.ts')}`,
+    );
     expect((await grep.invoke({ pattern: 'TODO', type: 'nope' }, ctx())).is_error).toBe(true);
   });
 
   it('head_limit and offset page through the results', async () => {
-    const r = await grep.invoke({ pattern: '.', output_mode: 'content', path: 'src/a.ts', head_limit: 2, offset: 1 }, ctx());
+    const r = await grep.invoke(
+      { pattern: '.', output_mode: 'content', path: 'src/a.ts', head_limit: 2, offset: 1 },
+      ctx(),
+    );
     const f = join(root, 'src/a.ts');
-    expect(r.content).toBe(`${f}:2:// TODO: first\n${f}:3:const a = 1;\n(results limited to 2 lines: use offset=3 for more)`);
+    expect(r.content).toBe(
+      `${f}:2:// TODO: first\n${f}:3:const a = 1;\n(results limited to 2 lines: use offset=3 for more)`,
+    );
   });
 
   it('multiline lets a pattern span lines', async () => {
-    const r = await grep.invoke({ pattern: 'first.*const', multiline: true, output_mode: 'content', path: 'src/a.ts' }, ctx());
+    const r = await grep.invoke(
+      { pattern: 'first.*const', multiline: true, output_mode: 'content', path: 'src/a.ts' },
+      ctx(),
+    );
     const f = join(root, 'src/a.ts');
     expect(r.content).toBe(`${f}:2:// TODO: first\n${f}:3:const a = 1;`);
     expect((await grep.invoke({ pattern: 'first.*const', path: 'src/a.ts' }, ctx())).content).toBe('No files found');

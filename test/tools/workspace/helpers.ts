@@ -11,11 +11,21 @@ export function tempDir(prefix = 'caxton-ws-'): string {
 }
 
 export function ctx(overrides: Partial<ToolContext> = {}): ToolContext {
-  return { agent: 'tester', execution_id: 'exec-1', deadline: Date.now() + 30_000, signal: new AbortController().signal, ...overrides };
+  return {
+    agent: 'tester',
+    execution_id: 'exec-1',
+    deadline: Date.now() + 30_000,
+    signal: new AbortController().signal,
+    ...overrides,
+  };
 }
 
 /** The workspace tools over `[workspace]` as caxton.toml would give it (validated by the real schema), by short name. */
-export function tools(workspace: Record<string, unknown> | undefined, records: ToolAuditRecord[] = [], privateDirs: string[] = []) {
+export function tools(
+  workspace: Record<string, unknown> | undefined,
+  records: ToolAuditRecord[] = [],
+  privateDirs: string[] = [],
+) {
   const config = serverConfigSchema.parse(workspace === undefined ? {} : { workspace });
   const list = workspaceTools(config.workspace, { record: (r) => records.push(r) }, privateDirs);
   const by = new Map(list.map((t) => [t.name.replace(/^workspace\./, ''), t]));

@@ -18,7 +18,11 @@ beforeAll(() => {
   mkdirSync(join(root, 'data'));
   writeFileSync(join(root, 'data', 'caxton.db'), `${SECRET}\n`);
   writeFileSync(join(root, 'notes.md'), 'public notes\n');
-  tool = tools({ path: root, write: true, bash: { enabled: true, commands: ['ls', 'cat', 'grep'] } }, [], [join(root, 'data')]);
+  tool = tools(
+    { path: root, write: true, bash: { enabled: true, commands: ['ls', 'cat', 'grep'] } },
+    [],
+    [join(root, 'data')],
+  );
 });
 
 describe("the server's data directory inside the workspace", () => {

@@ -44,7 +44,11 @@ export function AgentChat({ name }: { name: string }) {
     if (!request || busy) return;
     setText('');
     setBusy(true);
-    setTurns((ts) => [...ts, { role: 'user', parts: [{ kind: 'text', text: request }], done: true }, { role: 'agent', parts: [], done: false }]);
+    setTurns((ts) => [
+      ...ts,
+      { role: 'user', parts: [{ kind: 'text', text: request }], done: true },
+      { role: 'agent', parts: [], done: false },
+    ]);
     const ac = new AbortController();
     abort.current = ac;
     try {
@@ -61,40 +65,72 @@ export function AgentChat({ name }: { name: string }) {
           if (ev.event === 'token') {
             update((t) => {
               const last = t.parts[t.parts.length - 1];
-              const parts: Part[] = last?.kind === 'text' ? [...t.parts.slice(0, -1), { kind: 'text', text: last.text + String(data.text) }] : [...t.parts, { kind: 'text', text: String(data.text) }];
+              const parts: Part[] =
+                last?.kind === 'text'
+                  ? [...t.parts.slice(0, -1), { kind: 'text', text: last.text + String(data.text) }]
+                  : [...t.parts, { kind: 'text', text: String(data.text) }];
               return { ...t, parts };
             });
           } else if (ev.event === 'tool_call') {
             const call = data.call as { id: string; name: string; arguments: Record<string, unknown> };
-            update((t) => ({ ...t, parts: [...t.parts, { kind: 'tool', tool: { id: call.id, name: call.name, arguments: call.arguments } }] }));
+            update((t) => ({
+              ...t,
+              parts: [...t.parts, { kind: 'tool', tool: { id: call.id, name: call.name, arguments: call.arguments } }],
+            }));
           } else if (ev.event === 'tool_result') {
             update((t) => ({
               ...t,
               parts: t.parts.map((p) =>
                 p.kind === 'tool' && p.tool.id === data.id
-                  ? { kind: 'tool', tool: { ...p.tool, result: String(data.content), is_error: data.is_error === true, duration_ms: Number(data.duration_ms) } }
+                  ? {
+                      kind: 'tool',
+                      tool: {
+                        ...p.tool,
+                        result: String(data.content),
+                        is_error: data.is_error === true,
+                        duration_ms: Number(data.duration_ms),
+                      },
+                    }
                   : p,
               ),
             }));
           } else if (ev.event === 'response') {
-            const r = data as { content: string; conversation_id?: string; usage: { total_tokens: number }; execution_time_ms: number; finish_reason: string; model: string };
+            const r = data as {
+              content: string;
+              conversation_id?: string;
+              usage: { total_tokens: number };
+              execution_time_ms: number;
+              finish_reason: string;
+              model: string;
+            };
             if (r.conversation_id) conversation.current = r.conversation_id;
             update((t) => {
               // A model that did not stream tokens: the final content is the answer.
               const hasText = t.parts.some((p) => p.kind === 'text' && p.text.length > 0);
               const parts: Part[] = hasText || !r.content ? t.parts : [...t.parts, { kind: 'text', text: r.content }];
-              return { ...t, parts, done: true, meta: `${r.model} · ${r.usage.total_tokens} tokens · ${Math.round(r.execution_time_ms)} ms · ${r.finish_reason}` };
+              return {
+                ...t,
+                parts,
+                done: true,
+                meta: `${r.model} · ${r.usage.total_tokens} tokens · ${Math.round(r.execution_time_ms)} ms · ${r.finish_reason}`,
+              };
             });
           } else if (ev.event === 'error') {
-            const env = (data as { error: { code: string; message: string; details?: unknown; request_id?: string } }).error;
-            update((t) => ({ ...t, done: true, error: new ApiError(0, env.code, env.message, env.details, env.request_id) }));
+            const env = (data as { error: { code: string; message: string; details?: unknown; request_id?: string } })
+              .error;
+            update((t) => ({
+              ...t,
+              done: true,
+              error: new ApiError(0, env.code, env.message, env.details, env.request_id),
+            }));
           }
         },
         ac.signal,
       );
       update((t) => ({ ...t, done: true }));
     } catch (err) {
-      if (!(err instanceof DOMException && err.name === 'AbortError')) update((t) => ({ ...t, done: true, error: err }));
+      if (!(err instanceof DOMException && err.name === 'AbortError'))
+        update((t) => ({ ...t, done: true, error: err }));
       else update((t) => ({ ...t, done: true, meta: 'stopped' }));
     } finally {
       setBusy(false);
@@ -108,7 +144,9 @@ export function AgentChat({ name }: { name: string }) {
         {turns.map((t, i) => (
           <li key={i} class={t.role}>
             <span class="who">{t.role === 'user' ? 'You' : name}</span>
-            {t.parts.map((p, j) => (p.kind === 'text' ? <p key={j}>{p.text}</p> : <ToolCallView key={j} tool={p.tool} />))}
+            {t.parts.map((p, j) =>
+              p.kind === 'text' ? <p key={j}>{p.text}</p> : <ToolCallView key={j} tool={p.tool} />,
+            )}
             {!t.done && <p class="muted small">working…</p>}
             {t.meta && <p class="muted small">{t.meta}</p>}
             <ErrorBox error={t.error} />

@@ -25,14 +25,20 @@ export function AgentDetailView({ name, tab, onChanged }: { name: string; tab: s
       <h2 id="agent-title">{name}</h2>
       <nav aria-label="Agent views" class="tabs">
         {tabs.map((t) => (
-          <Link key={t.id} to={t.id === 'definition' ? base : `${base}/${t.id}`} {...(t.id === current?.id && { 'aria-current': 'page' })}>
+          <Link
+            key={t.id}
+            to={t.id === 'definition' ? base : `${base}/${t.id}`}
+            {...(t.id === current?.id && { 'aria-current': 'page' })}
+          >
             {t.title}
           </Link>
         ))}
       </nav>
       {!current ? (
         <p role="alert" class="error">
-          {TABS.some((t) => t.id === tab) ? `Your key lacks the permission ${TABS.find((t) => t.id === tab)!.permission} needed for this view.` : `No view "${tab}".`}
+          {TABS.some((t) => t.id === tab)
+            ? `Your key lacks the permission ${TABS.find((t) => t.id === tab)!.permission} needed for this view.`
+            : `No view "${tab}".`}
         </p>
       ) : agent.error ? (
         <ErrorBox error={agent.error} />
@@ -68,7 +74,9 @@ function Definition({ agent }: { agent: AgentDetail }) {
   // The text it was deployed from: the current version's source (files and API deploys alike).
   const versions = useApi<Versions>(agentPath(agent.name, '/versions'), { limit: 1 });
   const current = versions.data?.current ?? undefined;
-  const source = useApi<{ source: string; format: string }>(current === undefined ? undefined : agentPath(agent.name, `/versions/${current}`));
+  const source = useApi<{ source: string; format: string }>(
+    current === undefined ? undefined : agentPath(agent.name, `/versions/${current}`),
+  );
   return (
     <div>
       {agent.description && <p>{agent.description}</p>}

@@ -50,7 +50,15 @@ export function AgentEditor({ existing, onDeployed }: { existing?: AgentDetail; 
     if (!existing) return;
     const ac = new AbortController();
     api<Versions>('GET', agentPath(existing.name, '/versions'), { query: { limit: 1 }, signal: ac.signal })
-      .then((v) => (v.current === null ? undefined : api<{ source: string; format: 'toml' | 'markdown' | 'json' }>('GET', agentPath(existing.name, `/versions/${v.current}`), { signal: ac.signal })))
+      .then((v) =>
+        v.current === null
+          ? undefined
+          : api<{ source: string; format: 'toml' | 'markdown' | 'json' }>(
+              'GET',
+              agentPath(existing.name, `/versions/${v.current}`),
+              { signal: ac.signal },
+            ),
+      )
       .then(
         (s) => {
           if (s) {
@@ -125,13 +133,18 @@ export function AgentEditor({ existing, onDeployed }: { existing?: AgentDetail; 
       <h3 id="editor-title">{existing ? `Edit ${existing.name}` : 'Deploy an agent'}</h3>
       {fileManaged && (
         <p class="notice">
-          This agent comes from the file {existing.origin.kind === 'file' ? existing.origin.path : ''}; the server refuses API changes to it. Edit the file instead (you can still validate here).
+          This agent comes from the file {existing.origin.kind === 'file' ? existing.origin.path : ''}; the server
+          refuses API changes to it. Edit the file instead (you can still validate here).
         </p>
       )}
       <div class="row">
         <div>
           <label for="agent-format">Format</label>
-          <select id="agent-format" value={format} onChange={(e) => setFormat((e.target as HTMLSelectElement).value as typeof format)}>
+          <select
+            id="agent-format"
+            value={format}
+            onChange={(e) => setFormat((e.target as HTMLSelectElement).value as typeof format)}
+          >
             {FORMATS.map((f) => (
               <option key={f.id} value={f.id}>
                 {f.label}
@@ -142,7 +155,11 @@ export function AgentEditor({ existing, onDeployed }: { existing?: AgentDetail; 
         {existing && (
           <div>
             <label for="agent-strategy">Strategy</label>
-            <select id="agent-strategy" value={strategy} onChange={(e) => setStrategy((e.target as HTMLSelectElement).value)}>
+            <select
+              id="agent-strategy"
+              value={strategy}
+              onChange={(e) => setStrategy((e.target as HTMLSelectElement).value)}
+            >
               <option value="direct">direct (live at once)</option>
               <option value="blue-green">blue-green (beside the live version until promoted)</option>
               <option value="canary">canary</option>
@@ -162,9 +179,14 @@ export function AgentEditor({ existing, onDeployed }: { existing?: AgentDetail; 
         aria-invalid={issues.length > 0 ? true : undefined}
       />
       <p id="agent-file-help" class="muted small">
-        The file as it would be in agents/: TOML, Markdown with YAML frontmatter, or JSON. Validate checks it without deploying; Deploy validates first.
+        The file as it would be in agents/: TOML, Markdown with YAML frontmatter, or JSON. Validate checks it without
+        deploying; Deploy validates first.
       </p>
-      <IssueList id="agent-file-errors" issues={issues} label={`The server found ${issues.length} problem${issues.length === 1 ? '' : 's'}; nothing was deployed:`} />
+      <IssueList
+        id="agent-file-errors"
+        issues={issues}
+        label={`The server found ${issues.length} problem${issues.length === 1 ? '' : 's'}; nothing was deployed:`}
+      />
       {warnings.length > 0 && (
         <ul class="issues small" aria-label="Warnings">
           {warnings.map((w, i) => (

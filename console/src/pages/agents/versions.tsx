@@ -21,14 +21,19 @@ export function AgentVersions({ name, onChanged }: { name: string; onChanged: ()
     setResult(undefined);
     try {
       if (what === 'promote') {
-        const r = await api<{ rollout: { candidate_version: number }; version: { version: number } }>('POST', agentPath(name, '/promote'));
-        setResult(`Promoted: version ${r.rollout.candidate_version} is live (recorded as version ${r.version.version}).`);
-      } else {
-        const r = await api<{ restored: { version: number }; version: { version: number }; rollout?: { state: string } }>(
+        const r = await api<{ rollout: { candidate_version: number }; version: { version: number } }>(
           'POST',
-          agentPath(name, '/rollback'),
-          to === undefined ? {} : { json: { to } },
+          agentPath(name, '/promote'),
         );
+        setResult(
+          `Promoted: version ${r.rollout.candidate_version} is live (recorded as version ${r.version.version}).`,
+        );
+      } else {
+        const r = await api<{
+          restored: { version: number };
+          version: { version: number };
+          rollout?: { state: string };
+        }>('POST', agentPath(name, '/rollback'), to === undefined ? {} : { json: { to } });
         setResult(
           r.rollout
             ? `Rolled back: the rollout ended (${r.rollout.state.replace('_', ' ')}); version ${r.restored.version} stays live.`
@@ -62,12 +67,14 @@ export function AgentVersions({ name, onChanged }: { name: string; onChanged: ()
           {there && (
             <p data-testid="rollout-node">
               Runs on node <strong>{there.node}</strong>
-              {there.status ? '' : ', which did not answer'}: its candidate, version {there.candidate_version}, answers here too.
+              {there.status ? '' : ', which did not answer'}: its candidate, version {there.candidate_version}, answers
+              here too.
             </p>
           )}
           {r ? (
             <p>
-              {running ? 'Running' : 'Last'} {r.strategy} rollout #{r.id}: version {r.candidate_version} beside version {r.stable_version} —{' '}
+              {running ? 'Running' : 'Last'} {r.strategy} rollout #{r.id}: version {r.candidate_version} beside version{' '}
+              {r.stable_version} —{' '}
               <span class={`badge ${r.state}`} data-testid="rollout-state">
                 {r.state.replace('_', ' ')}
               </span>
@@ -84,7 +91,10 @@ export function AgentVersions({ name, onChanged }: { name: string; onChanged: ()
               {r.reason && <span class="muted"> · {r.reason}</span>}
             </p>
           ) : (
-            <p class="muted">No rollout yet. Deploy a new version with the blue-green, canary or shadow strategy (Edit) to run it beside the live one.</p>
+            <p class="muted">
+              No rollout yet. Deploy a new version with the blue-green, canary or shadow strategy (Edit) to run it
+              beside the live one.
+            </p>
           )}
           {running && writer && (
             <div class="row">
@@ -96,7 +106,9 @@ export function AgentVersions({ name, onChanged }: { name: string; onChanged: ()
               </button>
             </div>
           )}
-          {running && !writer && <p class="muted small">Promoting or rolling back needs the permission agents:write.</p>}
+          {running && !writer && (
+            <p class="muted small">Promoting or rolling back needs the permission agents:write.</p>
+          )}
         </div>
       )}
       {result && (
@@ -144,7 +156,13 @@ export function AgentVersions({ name, onChanged }: { name: string; onChanged: ()
                   {writer && (
                     <td>
                       {v.version !== versions.data!.current && ro !== undefined && !running && v.origin === 'api' && (
-                        <button type="button" class="secondary" disabled={busy} onClick={() => void act('rollback', v.version)} aria-label={`Roll back to version ${v.version}`}>
+                        <button
+                          type="button"
+                          class="secondary"
+                          disabled={busy}
+                          onClick={() => void act('rollback', v.version)}
+                          aria-label={`Roll back to version ${v.version}`}
+                        >
                           Roll back to this
                         </button>
                       )}
