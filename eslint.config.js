@@ -23,7 +23,7 @@ export default tseslint.config(
     },
   },
   {
-    // The web console (console/, issue 19) runs in the browser.
+    // The web console (console/) runs in the browser.
     files: ['console/**/*.{ts,tsx}'],
     languageOptions: { globals: { ...globals.browser } },
   },

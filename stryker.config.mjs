@@ -1,4 +1,4 @@
-// Mutation testing (issue 16): `npm run mutate` mutates the modules where a silent break costs
+// Mutation testing: `npm run mutate` mutates the modules where a silent break costs
 // most and runs the vitest tests related to each mutant. Too slow for CI on 2 cores (see
 // docs/mutation.md for the time it takes and the surviving mutants); run it before changing
 // these modules. Narrow it with --mutate, e.g. `npm run mutate -- --mutate src/shared/secrets.ts`.

@@ -9,7 +9,7 @@ export default defineConfig({
     hookTimeout: 30_000,
     pool: 'forks',
     // Two test files at a time (vitest's default on 2 cores is one): the suite took 549 s with one
-    // worker and 424 s with two (docs/benchmarks.md, issue 12). The tests that failed under that load
+    // worker and 424 s with two (docs/benchmarks.md). The tests that failed under that load
     // (the MCP client's 500 ms call timeout bounding a slow connect, QuickJS bombs under a 300 ms
     // deadline) now separate the limit under test from the machine's speed. `--maxWorkers=1` on the
     // command line goes back to one at a time.

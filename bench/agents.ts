@@ -1,5 +1,5 @@
 /**
- * Issue 2 — the agent registry at scale: deploy 10,000 generated agents through the REST API,
+ * The agent registry at scale: deploy 10,000 generated agents through the REST API,
  * then query them by capability. Reports deploy time, query latency (target < 50 ms at 10,000
  * agents), idle memory per deployed agent (documents: < 100 KB; aim: 10 KB) and restart time,
  * each beside a fastify hello-world measured in the same run.

@@ -1,5 +1,5 @@
 /**
- * Issue 14 — what authentication and authorization cost per request (ADR 0025).
+ * What authentication and authorization cost per request (ADR 0025).
  *
  * One fastify app per variant, built the way createApi builds the real one (installAuth on the
  * root, a route with a permission policy), requests sent with `app.inject` (in process, no

@@ -1,5 +1,5 @@
 /**
- * Issue 17 — durable messages through one and through three `caxton serve` processes in a
+ * Durable messages through one and through three `caxton serve` processes in a
  * cluster: each node its own process (`node dist/cli/main.js serve`), all on one `nats-server -js`
  * this suite starts on its own port and store, and on the machine's PostgreSQL (a fresh schema per
  * node count, dropped afterwards).

@@ -1,5 +1,5 @@
 /**
- * Issue 17 — the cluster's engines, on a `nats-server -js` this suite starts on its own port and
+ * The cluster's engines, on a `nats-server -js` this suite starts on its own port and
  * store (Debian's binary):
  *
  *  1. Durable messages through a cluster node's bus (the delivery engine over PostgreSQL and

@@ -1,12 +1,12 @@
 /**
- * Issue 6 — the local embedding engine (all-MiniLM-L6-v2, 384 dimensions) for memory: sentences
+ * The local embedding engine (all-MiniLM-L6-v2, 384 dimensions) for memory: sentences
  * per second one at a time and batched, milliseconds per entity amortized, resident memory with
  * the model loaded and model load time. The baseline, measured in the same run, is the
  * candle→WASM engine of `@lat.md/embed` (the only other runtime for these weights on npm), used
  * as that package ships it: one engine inline for small calls, worker threads for batches.
  *
  * Memory and load time are measured in fresh child processes (one per runtime), so neither
- * runtime's memory shows in the other's figure. Target (issue 6): ≤ 3 ms per entity amortized,
+ * runtime's memory shows in the other's figure. Target: ≤ 3 ms per entity amortized,
  * i.e. ≥ 333 sentences/s batched, on this 2-core machine; cos("A man is eating food.", "A man
  * is eating a piece of bread.") ≈ 0.755.
  */

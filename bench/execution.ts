@@ -1,5 +1,5 @@
 /**
- * Issue 3 — agent execution overhead per isolation mode: with a zero-latency scripted provider,
+ * Agent execution overhead per isolation mode: with a zero-latency scripted provider,
  * POST /api/v1/agents/{name}/invoke in `context`, `worker` and `process` mode. Reports the latency
  * Caxton adds (p50/p99) over a fastify hello-world JSON POST and the requests per second, each
  * beside the hello-world measured in the same run. Targets: context ≤ 0.5 ms p50 added and

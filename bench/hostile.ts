@@ -1,5 +1,5 @@
 /**
- * Issue 13 — hostile agent input must not block the event loop: a real `caxton serve` child
+ * Hostile agent input must not block the event loop: a real `caxton serve` child
  * process (dist/cli/main.js), /health asked one request after another from this process, first
  * idle (the baseline), then while each hostile agent body is posted over and over on another
  * connection (one in flight). Reports /health latency during each, beside the idle baseline of
@@ -25,7 +25,7 @@ const LAUGHS = [
   ...Array.from({ length: 8 }, (_, i) => `l${i + 1}: &l${i + 1} [${Array(9).fill(`*l${i}`).join(', ')}]`),
 ];
 
-/** label, path, content type, body: the findings of issue 13 that reach the agent parser. */
+/** label, path, content type, body: the hostile inputs that reach the agent parser. */
 const HOSTILE: [string, string, string, string][] = [
   [
     'TOML header `[` + 3,200 spaces + `"]"` + 3,200 spaces + `]` (6.4 KB)',
@@ -218,6 +218,6 @@ async function run(): Promise<SuiteReport> {
 
 export const hostileSuite: Suite = {
   name: 'hostile',
-  description: '/health latency while hostile agent bodies are posted (issue 13)',
+  description: '/health latency while hostile agent bodies are posted',
   run,
 };

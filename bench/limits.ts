@@ -1,5 +1,5 @@
 /**
- * Issue 14 / ADR 0024 — what limits per principal cost on the request path.
+ * ADR 0024 — what limits per principal cost on the request path.
  *
  * `PrincipalLimiter.admitRequest` runs on every authenticated request, so it must stay far below
  * the authentication budget (≤ 20 µs p50 for an API key). Calls take tens of nanoseconds, below

@@ -1,5 +1,5 @@
 /**
- * Issue 6 — the memory store on PostgreSQL + pgvector (PgMemoryStore, ADR 0012), measured as the
+ * The memory store on PostgreSQL + pgvector (PgMemoryStore, ADR 0012), measured as the
  * embedded store is in memory.ts: insert with the real local embedding model, fill with given
  * vectors (rows, words, the vector and its HNSW entry in one transaction per batch), semantic
  * search through the store (HNSW with an iterative scan) against the exact scan of the same table

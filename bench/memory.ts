@@ -1,5 +1,5 @@
 /**
- * Issue 6 — the memory store: insert with embedding (the real local all-MiniLM-L6-v2, in one
+ * The memory store: insert with embedding (the real local all-MiniLM-L6-v2, in one
  * transaction per batch), search latency (the HNSW graph from ANN_MIN_VECTORS entities on, else
  * the exact scan of the in-process Float32Array index, which is also measured alone as the
  * same-run baseline; and the whole hybrid search including the query's embedding and the FTS5

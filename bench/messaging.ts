@@ -1,5 +1,5 @@
 /**
- * Issue 4 — messaging:
+ * Messaging:
  *  1. routing throughput and per-message latency to in-process handlers (router + dispatcher, no
  *     persistence), beside a bare Map lookup + function call measured in the same run;
  *  2. durable throughput: messages accepted (committed to SQLite), delivered to an in-process

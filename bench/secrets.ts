@@ -1,5 +1,5 @@
 /**
- * Issue 13 / ADR 0017 — what scrubbing secrets by value costs. Three configured secrets (an API
+ * ADR 0017 — what scrubbing secrets by value costs. Three configured secrets (an API
  * key, a GitHub token, a database password), every encoding of each in one Aho-Corasick automaton.
  *
  *  1. Throughput of `SecretScrubber.scrub` on a 1 KB log-like line and on 1 MB of near-misses (the

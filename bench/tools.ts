@@ -1,5 +1,5 @@
 /**
- * Issue 5 — WebAssembly tool servers: a trivial tool call through the full sandbox path (schema
+ * WebAssembly tool servers: a trivial tool call through the full sandbox path (schema
  * check, fuel-metered call over the Extism kernel ABI, audit record into SQLite), tool-server start
  * time, idle memory per loaded server and 1,000 servers loaded at once. Every figure stands beside
  * a raw WebAssembly call / instantiation measured in the same run. Targets: p99 ≤ 100 µs,
@@ -73,7 +73,7 @@ async function healthLatencies(url: string, until: () => boolean, n = Infinity):
 /**
  * A real server (port 0) with a deployed JavaScript tool that spins for its whole timeout: /health
  * idle, while the call runs on its worker, and while the same module runs in the server thread
- * (a server built without caps, as every JavaScript server was before issue 13).
+ * (a server built without caps).
  */
 async function healthDuringHostileCall(dir: string) {
   const file = join(dir, 'caxton-health.toml');
@@ -255,7 +255,7 @@ async function run(): Promise<SuiteReport> {
     jsServer.close();
     audit.flush();
 
-    // ── the thread hop (issue 13): the same calls on a worker thread ───────────
+    // ── the thread hop: the same calls on a worker thread ───────────
     note(`text.echo on a worker thread (in_thread_fuel = 0) ×${HOP_CALLS}`);
     const hopServer = WasmToolServer.load(EXAMPLE, { audit, caps: { ...DEFAULT_TOOL_CAPS, in_thread_fuel: 0 } });
     const hopEcho = hopServer.tools.find((t) => t.name === 'text.echo')!;
@@ -276,7 +276,7 @@ async function run(): Promise<SuiteReport> {
     jsHopServer.close();
     audit.flush();
 
-    // ── /health while a hostile tool burns its budget (issue 13) ──────────────
+    // ── /health while a hostile tool burns its budget ──────────────
     note('/health latency: idle, during a JavaScript spin on a worker, during the same spin in the server thread');
     const health = await healthDuringHostileCall(dir.path);
 
@@ -352,14 +352,14 @@ async function run(): Promise<SuiteReport> {
         baseline: `WebAssembly warm start measured below`,
       },
       {
-        metric: 'trivial tool call (text.echo) on a worker thread, full path (issue 13: servers above in_thread_fuel)',
+        metric: 'trivial tool call (text.echo) on a worker thread, full path (servers above in_thread_fuel)',
         value: `${us(hop.lat)}, ${fmt(hop.per_s, 0)}/s`,
         baseline: `same call in the server thread ${us(full.lat)}`,
         target: 'p50 ≤ 100 µs',
         verdict: verdict(hop.lat.p50 * 1000 <= 100),
       },
       {
-        metric: 'trivial JavaScript tool call on a worker thread, full path (issue 13: every JavaScript server)',
+        metric: 'trivial JavaScript tool call on a worker thread, full path (every JavaScript server)',
         value: `${us(jsHop.lat)}, ${fmt(jsHop.per_s, 0)}/s`,
         baseline: `in the server thread ${us(jsFull.lat)}`,
       },
@@ -371,7 +371,7 @@ async function run(): Promise<SuiteReport> {
         verdict: verdict(health.worker.max <= 50),
       },
       {
-        metric: 'GET /health latency while the same spin runs in the server thread (before issue 13)',
+        metric: 'GET /health latency while the same spin runs in the server thread',
         value: `max ${fmtMs(health.inThread.max)} (${health.inThread.n} requests)`,
         baseline: `idle max ${fmtMs(health.idle.max)}`,
       },
@@ -412,7 +412,7 @@ async function run(): Promise<SuiteReport> {
     return {
       rows,
       notes: [
-        'Servers built here without caps run in the bench thread (no worker hop); CPU is bounded by fuel injected into the module. Under the operator caps (issue 13) JavaScript servers and WebAssembly servers with more fuel than [tools.limits] in_thread_fuel run on a worker thread of their own: the "worker thread" rows measure that hop.',
+        'Servers built here without caps run in the bench thread (no worker hop); CPU is bounded by fuel injected into the module. Under the operator caps JavaScript servers and WebAssembly servers with more fuel than [tools.limits] in_thread_fuel run on a worker thread of their own: the "worker thread" rows measure that hop.',
         "/health rows: a real server on 127.0.0.1 port 0, sequential GET /health with fetch from the same process; the in-thread row blocks the bench's own event loop too, as it blocked the server before.",
         `Full path = Tool.invoke: JSON-schema check (ajv), JSON encode, fuel reset, guest call over Extism's kernel ABI (input_length/input_load_*, alloc, store_*, output_set), output decode, SHA-256 of the arguments, audit record (batched SQLite insert, one transaction per event-loop turn). ${audited} audit rows written for the latency run.`,
         'Latency samples are timed one by one with hrtime (≈0.1 µs overhead); calls/s is a separate back-to-back run.',

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * Builds the web console (console/, issue 19) into dist/console: one entry chunk for the shell,
+ * Builds the web console (console/) into dist/console: one entry chunk for the shell,
  * one chunk per page (loaded when the page is opened), one stylesheet; content-hashed names
  * under assets/, index.html naming them, and a .br and .gz copy of each text file for the
  * server to send (src/api/routes/console.ts). No source maps ship. docs/console.md.

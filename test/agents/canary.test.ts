@@ -1,5 +1,5 @@
 /**
- * Canary rollouts (issue 18, item 2) on a real server with authentication. The stable version
+ * Canary rollouts on a real server with authentication. The stable version
  * answers through the scripted provider; a candidate that should fail talks to an
  * OpenAI-compatible HTTP server started here, which fails a chosen fraction of the requests it
  * gets (every other one: 50 %). Only the configured thresholds decide: a failing canary rolls back

@@ -1,6 +1,6 @@
 /**
- * Issue 12 item 4: Claude Code agent files load as Claude Code loads them — one test per item of
- * the issue's list, plus the frontmatter variants found in public collections
+ * Claude Code agent files load as Claude Code loads them — one test per documented
+ * behaviour, plus the frontmatter variants found in public collections
  * (test/agents/fixtures/claude/, minimal files written for each variant).
  */
 import { readFileSync, readdirSync } from 'node:fs';
@@ -313,7 +313,7 @@ describe('clear messages for what does not load', () => {
   });
 });
 
-describe('hostile frontmatter (issue 13): the lenient retry is linear', () => {
+describe('hostile frontmatter: the lenient retry is linear', () => {
   // Before: the retry's regex was quadratic in line length; this file took ~15 s. The test
   // timeout is the (generous) bound.
   it(

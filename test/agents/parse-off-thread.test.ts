@@ -1,5 +1,5 @@
 /**
- * Issue 13: a large valid agent body (a 1.2 MB TOML of flat keys takes about a second to parse)
+ * A large valid agent body (a 1.2 MB TOML of flat keys takes about a second to parse)
  * is parsed on a worker thread, not on the event loop (src/agents/parse-pool.ts, ADR 0020). The
  * tests prove where the parse ran (the parser's counters and the worker's thread id), never by
  * timing; /health's latency meanwhile is measured in bench/hostile.ts. The result, errors

@@ -1,5 +1,5 @@
 /**
- * Blue-green rollouts (issue 18, item 2, first strategy) on a real server with authentication and
+ * Blue-green rollouts on a real server with authentication and
  * the scripted provider, whose answer quotes the system prompt so each answer says which version
  * ran: the new version answers only when addressed as NAME@VERSION (REST invoke, the OpenAI
  * model name, the real CLI); promote switches new conversations while an open one keeps its

@@ -1,5 +1,5 @@
 /**
- * Shadow rollouts (issue 18, item 2) on a real server with authentication and the scripted
+ * Shadow rollouts on a real server with authentication and the scripted
  * provider. The agent's script sends a message to another agent (a tool call with a side effect)
  * and then answers with its system prompt and the tool's result, so each answer says which version
  * ran and whether its tool ran. Live callers get only the stable version's answers; every live

@@ -1,5 +1,5 @@
 /**
- * Agent versions (issue 18, item 1) on a real server with authentication: every API deploy, file
+ * Agent versions on a real server with authentication: every API deploy, file
  * change and rollback is a version with its hash, semver, principal and how; identical content is
  * a no-op that says so; history, one version, diff and rollback over REST and the real CLI; the bad
  * inputs (unknown version, nothing earlier, a file agent, a bad body) change nothing; versions and

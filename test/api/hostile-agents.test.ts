@@ -5,7 +5,7 @@ import { assertBuilt, cleanup, startServe, tempDir, type ServeProcess } from '..
 import { expectErrorEnvelope, http, type HttpResult } from '../helpers/http.js';
 
 /**
- * Issue 13 through the API, against a real `caxton serve` child process, so that /health is
+ * Hostile agent input through the API, against a real `caxton serve` child process, so that /health is
  * answered by another event loop than the test's: each hostile agent body is posted, and
  * /health is asked 100 ms later, while the server is working on it. Before the fixes the
  * 6.4 KB header blocked the server for 42 s, and the deep or alias-bomb bodies answered 500.
@@ -53,7 +53,7 @@ interface Invalid {
 }
 
 describe('hostile agent bodies: a clear 4xx, nothing stored, /health answers meanwhile', () => {
-  it('the 6.4 KB TOML header of the issue validates at once (it blocked the event loop for 42 s)', async () => {
+  it('the 6.4 KB TOML header validates at once', async () => {
     const { res, healthMs, health } = await whilePosting(
       '/api/v1/agents/validate',
       `name = "hdr"\nsystem_prompt = "p"\n${HEADER}\nx = 1\n`,

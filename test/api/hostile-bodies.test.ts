@@ -1,6 +1,6 @@
 /**
  * Hostile JSON request bodies against a real server (127.0.0.1, port 0, scripted LLM provider,
- * SQLite memory): every deep case of issue 13 answers 400 input_too_deep naming the limit (never
+ * SQLite memory): every deep case answers 400 input_too_deep naming the limit (never
  * a 500), prototype keys and duplicate keys are refused naming the key and its line, the 415
  * lists every accepted content type, and 100 directory event-stream followers raise no
  * MaxListenersExceededWarning and are all removed when their streams close.
@@ -39,7 +39,7 @@ afterAll(async () => {
   removeTempDirs();
 });
 
-// X-Caxton-Request: text/plain bodies need it (or a credential) since issue 14's cross-site guard.
+// X-Caxton-Request: text/plain bodies need it (or a credential) because of the cross-site guard.
 const post = (path: string, body: string, contentType = 'application/json') =>
   http<Json>(t.url, 'POST', path, { body, contentType, headers: { 'x-caxton-request': '1' } });
 

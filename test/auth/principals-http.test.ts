@@ -1,5 +1,5 @@
 /**
- * Issue 14 through HTTP: JWTs from a local JWKS server, limits per key (429 + Retry-After while
+ * Principals through HTTP: JWTs from a local JWKS server, limits per key (429 + Retry-After while
  * another key is served), the refusal to start without authentication beyond loopback, the
  * metrics port, and the CLI's key handling (local admin key, key create/show, login profiles).
  */

@@ -147,7 +147,7 @@ describe('caxton serve + the agent, status, health and config commands', () => {
       results: { file: string; ok: boolean; action?: string; revision?: number; error?: { code: string } }[];
     }>(r);
     expect(body).toMatchObject({ deployed: 1, failed: 1 });
-    // gamma.toml was deployed as it is by an earlier test: identical content is a no-op (issue 18).
+    // gamma.toml was deployed as it is by an earlier test: identical content is a no-op.
     expect(body.results[0]).toMatchObject({
       file: 'gamma.toml',
       ok: true,

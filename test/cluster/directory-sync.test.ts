@@ -1,5 +1,5 @@
 /**
- * Directory propagation (issue 17, items 2 and 4; ADR 0045) on a real `nats-server -js` started by
+ * Directory propagation (ADR 0045) on a real `nats-server -js` started by
  * the test and the machine's PostgreSQL (a schema per test): three registries, each with its own
  * NATS connection and pool, as three nodes would have. A change is made as the service makes it:
  * the row written first, then the registry. A deploy, an update and a removal through one node

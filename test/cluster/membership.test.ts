@@ -1,5 +1,5 @@
 /**
- * Cluster membership on a real `nats-server -js` started by the test (issue 17, item 4): nodes see
+ * Cluster membership on a real `nats-server -js` started by the test: nodes see
  * each other through the heartbeat bucket, a node that stops is gone at once, a node that goes
  * silent (its connection closed, as a crash would leave it) turns stale and then disappears when
  * JetStream's TTL drops its entry, and a node that loses NATS reports itself unhealthy and is

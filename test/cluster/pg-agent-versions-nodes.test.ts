@@ -1,5 +1,5 @@
 /**
- * One version history of API agents for two nodes (issue 17; ADR 0043, item 5), in this process on
+ * One version history of API agents for two nodes (ADR 0043, item 5), in this process on
  * the machine's nats-server and PostgreSQL: per node its own SQLite (agents, file agents'
  * versions, rollouts), registry, service and pool, the agents propagated by DirectorySync, the
  * versions in one PgAgentVersionStore schema. A deploy on one node, an update on the other and a

@@ -1,5 +1,5 @@
 /**
- * A single node joining a cluster (issue 17 with ADR 0047): `caxton serve` first without
+ * A single node joining a cluster (ADR 0047): `caxton serve` first without
  * `[cluster]`, with conversation pins kept in its SQLite (a rollout's conversations), then
  * restarted on the same data directory with `[cluster]`. At start the node moves those pins to the
  * cluster's PostgreSQL (in the background) and drops them from its SQLite, so their conversations

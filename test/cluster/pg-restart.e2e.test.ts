@@ -1,5 +1,5 @@
 /**
- * Issue 17's "PostgreSQL restarted during traffic: no accepted message lost; clients get a clear
+ * "PostgreSQL restarted during traffic: no accepted message lost; clients get a clear
  * error (not a hang) while it is down", with a real restart: three `caxton serve` processes on one
  * `nats-server -js` and a PostgreSQL server of this test's own (helpers/private-postgres.ts; the
  * machine's shared one is never restarted), stopped with `pg_ctl stop -m fast` and, in a second

@@ -1,5 +1,5 @@
 /**
- * Issue 17, end to end: three `caxton serve` processes on one `nats-server -js` and one PostgreSQL
+ * End to end: three `caxton serve` processes on one `nats-server -js` and one PostgreSQL
  * schema act as one system. Each node answers through its own scripted provider whose replies name
  * the node, so a reply shows where its message ran (test/cluster/helpers/nodes.ts).
  *
@@ -16,7 +16,7 @@
  * - one node cut off from NATS: /ready 503, it takes no work (the others deliver), ready again
  *   once the link is back.
  *
- * CAXTON_TEST_CLUSTER_MESSAGES sets the size of the kill -9 run (default 5,000, the issue's figure:
+ * CAXTON_TEST_CLUSTER_MESSAGES sets the size of the kill -9 run (default 5,000:
  * about 30 s on a quiet 2-core machine). CAXTON_TEST_CLUSTER_LOG=info shows the nodes' logs in
  * failure messages. The tests of this file build on each other: run the file, not one test.
  */
@@ -197,7 +197,7 @@ describe.skipIf(!run)('three caxton serve nodes on NATS JetStream and PostgreSQL
     console.log(
       `[three-nodes] worker deployed on node-a: in every registry after ${Math.round(lag)} ms (deploy answered in ${Math.round(performance.now() - t0 - lag)} ms)`,
     );
-    expect(lag, 'directory propagation (the issue expects ~100 ms)').toBeLessThan(2000);
+    expect(lag, 'directory propagation (~100 ms expected)').toBeLessThan(2000);
 
     const inv = await call(C, 'POST', '/api/v1/agents/worker/invoke', { request: 'say who you are' });
     if (inv.status !== 200) fail('invoke on node-c', inv);

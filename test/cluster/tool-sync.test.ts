@@ -1,5 +1,5 @@
 /**
- * Tool package propagation (issue 17; src/cluster/tool-sync.ts) with a real `nats-server -js`
+ * Tool package propagation (src/cluster/tool-sync.ts) with a real `nats-server -js`
  * started by the test and the machine's PostgreSQL (a schema per test, dropped afterwards): each
  * "node" is a ToolServerManager with its own tool registry, its own pool and its own NATS
  * connection, over one PgToolPackageStore schema, as `caxton serve` nodes have. Real packages:

@@ -1,5 +1,5 @@
 /**
- * The console's budget (issue 19): the JavaScript the first page load needs — the entry script
+ * The console's budget: the JavaScript the first page load needs — the entry script
  * index.html names and the chunks it preloads — is under 250 KB gzip-compressed. Pages are
  * separate chunks loaded when opened, so they do not count.
  */

@@ -1,5 +1,5 @@
 /**
- * The web console's end-to-end harness (issue 19): a real server with authentication on and the
+ * The web console's end-to-end harness: a real server with authentication on and the
  * scripted model, Debian's chromium driven by playwright-core (never a downloaded browser), one
  * browser per test file. Helpers sign in, check a page with axe-core, and save screenshots to
  * docs/console/ when CAXTON_SCREENSHOTS=1 (so an ordinary run leaves the tree clean).

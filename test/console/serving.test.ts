@@ -1,5 +1,5 @@
 /**
- * The web console's files at /ui (issue 19): public (they hold no data), with a content security
+ * The web console's files at /ui: public (they hold no data), with a content security
  * policy that allows no inline script and no framing, the right content types and caching, the
  * build's compressed copies, index.html for client-side routes, and a 503 page without a build.
  * Everything else still needs credentials.

@@ -137,7 +137,7 @@ async function startLive(argv: string[], env: Record<string, string>): Promise<L
 
 const status = async (url: string, headers: Record<string, string> = {}) =>
   (await fetch(url, { headers, signal: AbortSignal.timeout(5000) })).status;
-/** The admin key the first start wrote into a data dir (issue 14), as a request header. */
+/** The admin key the first start wrote into a data dir, as a request header. */
 const adminAuth = (dataDir: string) => ({
   authorization: `Bearer ${readFileSync(join(dataDir, 'admin.key'), 'utf8').trim()}`,
 });

@@ -1,5 +1,5 @@
 /**
- * Issue 15, item 4: an agent whose `[llm] provider` is not configured is the operator's problem,
+ * An agent whose `[llm] provider` is not configured is the operator's problem,
  * not the caller's. Every way of running it answers `configuration_error` (500) naming the agent,
  * the field and the fix — invoke, /v1/chat/completions, MCP `ask_<agent>` — and a message to it
  * goes straight to the dead-letter queue with that reason (never retried), against a real server.

@@ -1,5 +1,5 @@
 /**
- * Issue 12 item 4, at run time: Claude Code agent files deployed through the real API run as
+ * Claude Code agent files deployed through the real API run as
  * Claude Code would run them — maxTurns is the turn limit, disallowedTools are not offered,
  * Agent(worker) restricts send_message to the worker — and Claude model aliases and ids resolve
  * against the configured providers (a deploy-time warning, a run-time fallback, [llm.model_aliases]),

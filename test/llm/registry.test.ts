@@ -117,7 +117,7 @@ describe('ProviderRegistry.resolve', () => {
   });
 });
 
-describe('ProviderRegistry.resolve: Claude aliases and ids the providers cannot serve (issue 12)', () => {
+describe('ProviderRegistry.resolve: Claude aliases and ids the providers cannot serve', () => {
   const noAnthropic = () =>
     ProviderRegistry.fromConfig({
       openai: providerConfig({ type: 'openai', model: 'gpt-4o-mini', api_key_env: 'X' }),

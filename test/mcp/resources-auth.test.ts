@@ -1,5 +1,5 @@
 /**
- * MCP resources under authentication (issue 14's principals): through POST /mcp, an API key
+ * MCP resources under authentication (principals): through POST /mcp, an API key
  * limited to some memory scopes reads entities of those scopes only (another scope answers
  * "not found", -32002, as the REST route answers 403), and reads conversations with messages:read.
  */

@@ -3,7 +3,7 @@
  * number in text, first number), the cfp's selection parameters, and the winner (lowest, highest,
  * first; ties to the earlier proposal; proposals without a value rank last). Written against the
  * mutants Stryker left alive in src/messaging/contract-net.ts (docs/mutation.md; the module is
- * src/messaging/protocols/selection.ts since issue 16, ADR 0032).
+ * src/messaging/protocols/selection.ts, ADR 0032).
  */
 import { describe, expect, it } from 'vitest';
 import { chooseWinner, proposalValue, selectionOf, type Selection } from '../../src/messaging/protocols/selection.js';

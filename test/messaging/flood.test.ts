@@ -1,5 +1,5 @@
 /**
- * Issue 13, "unbounded growth": a real `caxton serve` child with small retention settings gets a
+ * "unbounded growth": a real `caxton serve` child with small retention settings gets a
  * flood of request messages over HTTP (keep-alive, concurrent) for an agent answering through the
  * scripted provider. After the queue drains, the process's RSS (from /proc/PID/status) is back
  * within 1.5x of what it was at the start, and the database holds no more than its retention

@@ -1,5 +1,5 @@
 /**
- * Issue 13: retention by age and count for finished conversations (with their messages and
+ * Retention by age and count for finished conversations (with their messages and
  * deliveries), dead letters and the tool audit, over real SQLite files. Nothing undelivered,
  * dead-lettered (within its own retention) or open is ever deleted, and the file shrinks.
  */

@@ -1,5 +1,5 @@
 /**
- * Issue 15, item 4: every JSON log line has each key once. Pino writes a child logger's bindings
+ * Every JSON log line has each key once. Pino writes a child logger's bindings
  * and the line's own fields (mixin included) side by side, so `trace_id`/`span_id` bound on a
  * request's child logger and added again by the trace mixin appeared twice. The lines of a
  * request, an agent execution and message deliveries (delivered, retried, dead-lettered) are

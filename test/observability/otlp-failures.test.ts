@@ -1,5 +1,5 @@
 /**
- * Issue 15, item 4: OTLP trace export failures are never silent. The real OTLP/HTTP exporter sends
+ * OTLP trace export failures are never silent. The real OTLP/HTTP exporter sends
  * to a real local HTTP server answering 500 or 404, and to a closed port; each failure is counted
  * in caxton_otlp_export_failures_total{reason} and logged at most once per interval, with the
  * count of failures since the last line (the rest is written at shutdown).

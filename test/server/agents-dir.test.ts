@@ -124,7 +124,7 @@ describe('agents_dir at start', () => {
   });
 });
 
-describe('Claude Code files in agents_dir (issue 12)', () => {
+describe('Claude Code files in agents_dir', () => {
   it('a file whose frontmatter is indented is counted as invalid, with an error that says why (not ignored)', async () => {
     const s = await status();
     expect(s.agent_files.ignored).not.toContain(file('indented.md'));
@@ -276,7 +276,7 @@ describe('agents_dir while running', () => {
 });
 
 // -----------------------------------------------------------------------------------------------
-// Issue 13: a hostile file in agents_dir used to throw out of the watcher's timer (stack trace,
+// A hostile file in agents_dir used to throw out of the watcher's timer (stack trace,
 // process exit) and then stop every start ("unexpected error: Maximum call stack size exceeded",
 // without naming the file) until someone removed it. Now any failure of one file makes that file
 // invalid — in /api/v1/status, the log and an `agent.invalid_file` event — and nothing else.

@@ -1,5 +1,5 @@
 /**
- * Issue 13: a full disk on a request path is a 507 `insufficient_storage` saying the disk is full
+ * A full disk on a request path is a 507 `insufficient_storage` saying the disk is full
  * and nothing was stored, not a 500; once space is freed the same store works again. The disk is
  * filled for real as SQLite sees it: `PRAGMA max_page_count` caps the server's own database file
  * at its current size (SQLite then fails writes with SQLITE_FULL, exactly as on a full disk).

@@ -1,5 +1,5 @@
 /**
- * Issue 13, "a provider's error text leaks the API key" (ADR 0017), end to end through a real
+ * "a provider's error text leaks the API key" (ADR 0017), end to end through a real
  * `caxton serve` (dist/cli/main.js, its real stdout):
  *  - the LLM provider is a real HTTP server that answers 401 with a body echoing the Authorization
  *    value it received — raw, URL-encoded, base64 inside `Basic`, JSON-escaped — and the key

@@ -1,6 +1,6 @@
 /**
- * A start that fails part-way closes every component that had started, in reverse (issue 16,
- * item 3; src/server/components, ADR 0034): after the failure nothing the server opened is left
+ * A start that fails part-way closes every component that had started, in reverse
+ * (src/server/components, ADR 0034): after the failure nothing the server opened is left
  * open — the data dir database is closed (SQLite removes its WAL files on the last close), the
  * agents_dir watcher, the sampler and GC timers, the isolation pool and the ports are released.
  */

@@ -1,5 +1,5 @@
 /**
- * Issue 13, "store problems": a bad caxton.db or data dir stops `caxton serve` with exit code 1 and
+ * "store problems": a bad caxton.db or data dir stops `caxton serve` with exit code 1 and
  * a message naming the file and saying what to do (never "unexpected error", never a stack trace),
  * and the file is left as it was; an empty file starts as a new store and says so; one damaged row
  * is skipped with a warning naming its table and row while the start goes on.
@@ -87,7 +87,7 @@ describe('caxton serve with a bad data file', () => {
       args: ['--data-dir', join(dir, 'data'), '--agents-dir', join(dir, 'agents'), '--log-level', 'warn'],
       readyTimeoutMs: 60_000,
     });
-    // The admin key the first start wrote (issue 14) authenticates the deploy.
+    // The admin key the first start wrote authenticates the deploy.
     const key = (goodKey = readFileSync(join(dir, 'data', 'admin.key'), 'utf8').trim());
     const res = await fetch(`${serve.url}/api/v1/agents`, {
       method: 'POST',
@@ -230,7 +230,7 @@ describe('caxton serve with a bad data file', () => {
       args: ['--data-dir', join(dir, 'data'), '--agents-dir', join(dir, 'agents'), '--log-level', 'warn'],
       readyTimeoutMs: 60_000,
     });
-    // The copied store has keys, so the key file that came with it authenticates (issue 14).
+    // The copied store has keys, so the key file that came with it authenticates.
     const auth = { authorization: `Bearer ${goodKey}` };
     const list = await fetch(`${serve.url}/api/v1/agents`, { headers: auth });
     const listed = (await list.json()) as { agents: { name: string }[] };

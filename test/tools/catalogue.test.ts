@@ -1,5 +1,5 @@
 /**
- * Every tool source is one catalogue (issue 15, item 2), through a real server (startTestServer,
+ * Every tool source is one catalogue, through a real server (startTestServer,
  * HTTP on 127.0.0.1) with server-everything mounted as `everything` (a stdio child) and a broken
  * MCP server: REST lists and calls an MCP tool and `calculator`; the compiled CLI (`caxton tool
  * list|show|call`, `caxton status`) against the same server; caxton_tool_calls_total counts the

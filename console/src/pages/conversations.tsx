@@ -1,5 +1,5 @@
 /**
- * Conversations (issue 19): the list (GET /api/v1/conversations, state and participant filters in
+ * Conversations: the list (GET /api/v1/conversations, state and participant filters in
  * the URL), kept current from the agent event stream (GET /api/v1/events/stream, message.sent) for
  * a principal with observe:read and by polling otherwise; and one conversation as a sequence
  * diagram (GET /api/v1/conversations/:id, then live from its /events stream until it ends).

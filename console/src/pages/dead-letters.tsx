@@ -1,5 +1,5 @@
 /**
- * Dead letters (issue 19): deliveries that failed for good (GET /api/v1/dead-letters, polled, as
+ * Dead letters: deliveries that failed for good (GET /api/v1/dead-letters, polled, as
  * the API has no event stream for them), filtered by the server by receiver and error text, one
  * dead letter with its message, attempts and
  * last error, and replay (POST /api/v1/dead-letters/:id/replay) for a principal with

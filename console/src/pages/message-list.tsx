@@ -1,5 +1,5 @@
 /**
- * Messages (issue 19): every stored message, newest first (GET /api/v1/messages), filtered on the
+ * Messages: every stored message, newest first (GET /api/v1/messages), filtered on the
  * server by performative, sender, receiver and conversation, with the filters in the URL; refreshed
  * live when a message is sent (the event stream, for a principal with observe:read) or every 5 s.
  * A row opens the message (messages.tsx).

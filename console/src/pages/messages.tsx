@@ -1,5 +1,5 @@
 /**
- * One message (issue 19): GET /api/v1/messages/:id, its fields and content, links to its
+ * One message: GET /api/v1/messages/:id, its fields and content, links to its
  * conversation and the message it answers, and its deliveries (refreshed every 2 s while one is
  * pending, so a replayed dead letter is seen delivered).
  */

@@ -1,5 +1,5 @@
 /**
- * Several real `caxton serve` processes acting as one cluster (issue 17), for the system tests in
+ * Several real `caxton serve` processes acting as one cluster, for the system tests in
  * test/cluster/*.e2e.test.ts: one `nats-server -js` per test file (test/helpers/nats-server.ts),
  * one fresh PostgreSQL schema per test file (dropped by close(); on the shared test server, or on
  * a test's own given as `pgUrl`), and per node its own directory

@@ -1,5 +1,5 @@
 /**
- * A PostgreSQL server of a test's own, which the test may stop and start again (issue 17's "PostgreSQL
+ * A PostgreSQL server of a test's own, which the test may stop and start again (for "PostgreSQL
  * restarted during traffic"): the machine's PostgreSQL on 5432 is shared with every other test
  * file running in parallel, so it is never restarted.
  *

@@ -1,7 +1,7 @@
 /**
  * Agents calling WebAssembly tools through a real server, driven by a scripted OpenAI-compatible
  * LLM stub (a real HTTP server): an agent may call only the tools its `tools` list allows, in
- * every isolation mode, and every call is audited with the agent and execution. Then the issue's
+ * every isolation mode, and every call is audited with the agent and execution. Then the
  * demo: an agent fetches CSV with http_client from a local HTTP server, parses it with csv_parser
  * and answers with the SVG chart_generator renders.
  */
@@ -117,7 +117,7 @@ describe('agents and WASM tools', () => {
     expect(res.json.tool_calls[0].result).toMatch(
       /tool "csv_parser\.parse" is not allowed for agent "outsider"; allowed tools: chart_generator\.render/,
     );
-    // Issue 13: refusals were missing from the tool audit.
+    // Refusals were missing from the tool audit.
     expect(await audit('agent=outsider')).toEqual([
       expect.objectContaining({
         tool: 'csv_parser.parse',

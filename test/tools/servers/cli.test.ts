@@ -114,7 +114,7 @@ describe('caxton tool', () => {
       expectExit(r, 2);
       expectNoStackTrace(r);
     }
-    // A single name is a built-in or host tool (issue 15): an unknown one is not found (exit 1), not a usage error.
+    // A single name is a built-in or host tool: an unknown one is not found (exit 1), not a usage error.
     const single = await cli('tool', 'call', 'nodot');
     expectExit(single, 1);
     expect(single.stderr).toMatch(/no built-in or host tool named "nodot"/);

@@ -1,5 +1,5 @@
 /**
- * Issue 13 (hostile input) against a real `caxton serve` child process: deployed JavaScript and
+ * Hostile input against a real `caxton serve` child process: deployed JavaScript and
  * WebAssembly tools cannot starve or bloat the server.
  *  - A manifest asking for more than `[tools.limits]` allows (1 GiB, 2e9 fuel, 30 s) is refused
  *    with a 422 naming each field, the value and the cap; nothing is stored.
@@ -55,7 +55,7 @@ function rss(pid: number): { rss: number; peak: number } {
   return { rss: kb('VmRSS'), peak: kb('VmHWM') };
 }
 
-describe('hostile tools against a real server (issue 13)', () => {
+describe('hostile tools against a real server', () => {
   let serve: ServeProcess;
   let wasmB64: string;
 

@@ -1,5 +1,5 @@
 /**
- * Issue 13: the operator's caps over tool manifests (`[tools.limits]`) with ToolServerManager on a
+ * The operator's caps over tool manifests (`[tools.limits]`) with ToolServerManager on a
  * real SQLite file and real modules — refused at deploy naming field, value and cap; a per-server
  * grant may raise one server's; limits a manifest leaves out are lowered to the caps; the caps
  * also decide which servers run on a worker thread. And the config section itself.
