@@ -21,6 +21,11 @@ export class SqliteSteps implements StepStore {
   readonly open = new Map<ConversationId, Conversation>();
   /** Conversations changed since the last commit (saved in it: `saveDirty`). */
   readonly #dirty = new Set<Conversation>();
+  /**
+   * Conversations that ended since the last commit: until it lands the store still holds their
+   * previous row, and a step that runs next must see the ended state, not read that row back.
+   */
+  readonly #ended = new Map<ConversationId, Conversation>();
   /** Pending deliveries per conversation. */
   readonly #outstanding = new Map<string, number>();
   /** Messages of steps whose commit is in flight, per conversation (a protocol reading the conversation sees them). */
@@ -58,10 +63,13 @@ export class SqliteSteps implements StepStore {
   /** After a group commit. */
   committed(): void {
     this.#dirty.clear();
+    this.#ended.clear();
   }
 
   conversation(id: string): Conversation | undefined {
-    return this.open.get(id as ConversationId) ?? this.#store.getConversation(id);
+    return (
+      this.open.get(id as ConversationId) ?? this.#ended.get(id as ConversationId) ?? this.#store.getConversation(id)
+    );
   }
 
   async inConversation<T>(id: string, fn: (s: ConversationStep) => Promise<T>): Promise<T> {
@@ -179,13 +187,18 @@ export class SqliteSteps implements StepStore {
 
   save(c: Conversation): void {
     if (isTerminal(c.state)) {
+      this.#ended.set(c.id, c);
       if (this.open.delete(c.id)) this.#counted();
-    } else this.open.set(c.id, c);
+    } else {
+      this.#ended.delete(c.id);
+      this.open.set(c.id, c);
+    }
     this.#dirty.add(c);
   }
 
   forget(c: Conversation): void {
     this.open.delete(c.id);
+    this.#ended.delete(c.id);
     this.#dirty.delete(c);
   }
 
