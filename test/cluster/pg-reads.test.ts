@@ -204,6 +204,7 @@ describe.skipIf(!run)('PgMessageReads (MessageReads over PostgreSQL)', () => {
       'cluster-messaging-002',
       'cluster-messaging-003',
       'cluster-messaging-004',
+      'cluster-messaging-005',
     ]);
   });
 
