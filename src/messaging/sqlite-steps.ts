@@ -34,6 +34,13 @@ export class SqliteSteps implements StepStore {
   /** The step running per conversation, and the steps waiting behind it. */
   readonly #locks = new Map<string, Promise<void>>();
   #lastDelivery = 0;
+  /**
+   * The pending delivery rows this process wrote, as committed: a step about one of them (its
+   * acknowledgement, retry or dead letter) reads it here instead of from SQLite, as the process is
+   * the only writer. A row leaves when it stops being pending; rows a previous run left are read
+   * from the store.
+   */
+  readonly #pendingRows = new Map<number, DeliveryRow>();
   /** Told each message stored and conversation ended (retention runs every so many). */
   readonly #counted: () => void;
 
@@ -79,7 +86,7 @@ export class SqliteSteps implements StepStore {
     const chained = before ? before.then(() => mine) : mine;
     this.#locks.set(id, chained);
     if (before) await before;
-    const step = new SqliteStep(this, this.#store, id, this.conversation(id));
+    const step = new SqliteStep(this, this.#store, id);
     let out: T;
     try {
       out = await fn(step);
@@ -125,6 +132,8 @@ export class SqliteSteps implements StepStore {
 
   async retry(id: number, attempts: number, nextAt: number, error: string, now: string): Promise<boolean> {
     await this.#commit.run(() => this.#store.retry(id, attempts, nextAt, error, now));
+    const row = this.#pendingRows.get(id);
+    if (row) this.#pendingRows.set(id, { ...row, attempts, next_at: nextAt, last_error: error, updated_at: now });
     return true;
   }
 
@@ -157,6 +166,19 @@ export class SqliteSteps implements StepStore {
 
   nextDeliveryId(): number {
     return ++this.#lastDelivery;
+  }
+
+  /** A pending row this process wrote (undefined: not known here, read the store). */
+  pendingRow(id: number): DeliveryRow | undefined {
+    return this.#pendingRows.get(id);
+  }
+
+  /** A committed step wrote delivery rows: pending ones are remembered, the rest forgotten. */
+  rowsCommitted(rows: ReadonlyMap<number, DeliveryRow | undefined>): void {
+    for (const [id, row] of rows) {
+      if (row?.state === 'pending') this.#pendingRows.set(id, row);
+      else this.#pendingRows.delete(id);
+    }
   }
 
   outstanding(conversation: string): number {
@@ -220,24 +242,37 @@ class SqliteStep implements ConversationStep {
   readonly #steps: SqliteSteps;
   readonly #store: MessageStore;
   readonly #id: string;
-  readonly conversation: Conversation | undefined;
+  /** Whether the step has looked at its conversation (a step starting one never needs to read it). */
+  #loaded = false;
+  #conversation: Conversation | undefined;
   /** The conversation as it was, to put back when the step fails. */
-  readonly #before: Conversation | undefined;
-  readonly #wasOpen: boolean;
+  #before: Conversation | undefined;
+  #wasOpen = false;
   #created: Conversation | undefined;
   readonly #writes: (() => void)[] = [];
-  readonly #after: (() => void)[] = [];
-  readonly #messages = new Set<StoredMessage>();
+  #after: (() => void)[] | undefined;
+  #messages: Set<StoredMessage> | undefined;
   #outstanding = 0;
-  readonly #rows = new Map<number, DeliveryRow | undefined>();
+  /** Delivery rows as the step first read them. */
+  #rows: Map<number, DeliveryRow | undefined> | undefined;
+  /** Delivery rows as the step leaves them (undefined: not pending any more). */
+  #written: Map<number, DeliveryRow | undefined> | undefined;
 
-  constructor(steps: SqliteSteps, store: MessageStore, id: string, conversation: Conversation | undefined) {
+  constructor(steps: SqliteSteps, store: MessageStore, id: string) {
     this.#steps = steps;
     this.#store = store;
     this.#id = id;
-    this.conversation = conversation;
-    this.#before = conversation && { ...conversation, participants: [...conversation.participants] };
-    this.#wasOpen = conversation !== undefined && steps.open.get(conversation.id) === conversation;
+  }
+
+  get conversation(): Conversation | undefined {
+    if (!this.#loaded) {
+      this.#loaded = true;
+      const c = this.#steps.conversation(this.#id);
+      this.#conversation = c;
+      this.#before = c && { ...c, participants: [...c.participants] };
+      this.#wasOpen = c !== undefined && this.#steps.open.get(c.id) === c;
+    }
+    return this.#conversation;
   }
 
   messages(): Promise<StoredMessage[]> {
@@ -248,14 +283,16 @@ class SqliteStep implements ConversationStep {
   }
 
   saveConversation(c: Conversation): Promise<void> {
-    if (c !== this.conversation && this.#created === undefined) this.#created = c;
+    // A conversation the step never read is one it created, unless the process holds it open.
+    const existing = this.#loaded || this.#steps.open.get(c.id) === c ? this.conversation : undefined;
+    if (c !== existing && this.#created === undefined) this.#created = c;
     this.#steps.save(c);
     return Promise.resolve();
   }
 
   insertMessage(m: AclMessage, routedTo: readonly string[]): Promise<void> {
     const stored: StoredMessage = { message: m, routed_to: [...routedTo] };
-    this.#messages.add(stored);
+    (this.#messages ??= new Set()).add(stored);
     this.#steps.keepUnsaved(this.#id, stored);
     this.#steps.counted();
     this.#writes.push(() => this.#store.insertMessage(m, routedTo));
@@ -265,26 +302,54 @@ class SqliteStep implements ConversationStep {
   insertDelivery(messageId: string, receiver: string, now: string): Promise<number> {
     const id = this.#steps.nextDeliveryId();
     this.#writes.push(() => this.#store.insertDelivery(id, messageId as MessageId, receiver, now));
+    (this.#written ??= new Map()).set(id, {
+      id,
+      message_id: messageId as MessageId,
+      receiver,
+      state: 'pending',
+      attempts: 0,
+      next_at: 0,
+      last_error: null,
+      updated_at: now,
+    });
     this.#count(1);
     return Promise.resolve(id);
   }
 
   delivery(id: number): Promise<DeliveryRow | undefined> {
-    if (!this.#rows.has(id)) this.#rows.set(id, this.#store.getDelivery(id));
-    return Promise.resolve(this.#rows.get(id));
+    const rows = (this.#rows ??= new Map());
+    if (!rows.has(id)) rows.set(id, this.#steps.pendingRow(id) ?? this.#store.getDelivery(id));
+    return Promise.resolve(rows.get(id));
   }
 
   async setDelivery(id: number, to: Parameters<ConversationStep['setDelivery']>[1], now: string): Promise<void> {
-    const was = (await this.delivery(id))?.state;
+    const row = await this.delivery(id);
+    const was = row?.state;
     if (was === 'pending' && to.state !== 'pending') this.#count(-1);
     if (was !== 'pending' && to.state === 'pending') this.#count(1);
-    this.#writes.push(() => {
-      if (to.state === 'done') this.#store.ack(id, now);
-      else if (to.state === 'dead') this.#store.dead(id, to.attempts, to.last_error ?? '', now);
-      else if (to.receiver !== undefined) this.#store.reroute(id, to.receiver, now);
-      else if (was === 'dead') this.#store.replay(id, now);
-      else this.#store.retry(id, to.attempts, to.next_at ?? 0, to.last_error ?? '', now);
-    });
+    // The row as each write below leaves it, while it stays pending.
+    let next: DeliveryRow | undefined;
+    if (to.state === 'done') this.#writes.push(() => this.#store.ack(id, now));
+    else if (to.state === 'dead') this.#writes.push(() => this.#store.dead(id, to.attempts, to.last_error ?? '', now));
+    else if (to.receiver !== undefined) {
+      const receiver = to.receiver;
+      this.#writes.push(() => this.#store.reroute(id, receiver, now));
+      next = row && { ...row, receiver, updated_at: now };
+    } else if (was === 'dead') {
+      this.#writes.push(() => this.#store.replay(id, now));
+      next = row && { ...row, state: 'pending', attempts: 0, next_at: 0, updated_at: now };
+    } else {
+      this.#writes.push(() => this.#store.retry(id, to.attempts, to.next_at ?? 0, to.last_error ?? '', now));
+      next = row && {
+        ...row,
+        state: 'pending',
+        attempts: to.attempts,
+        next_at: to.next_at ?? 0,
+        last_error: to.last_error ?? '',
+        updated_at: now,
+      };
+    }
+    (this.#written ??= new Map()).set(id, next);
   }
 
   outstanding(): Promise<number> {
@@ -293,13 +358,13 @@ class SqliteStep implements ConversationStep {
 
   insertSubscription(row: SubscriptionRow): Promise<void> {
     this.#writes.push(() => this.#store.insertSubscription(row));
-    this.#after.push(() => this.#steps.subscribed(row));
+    (this.#after ??= []).push(() => this.#steps.subscribed(row));
     return Promise.resolve();
   }
 
   deleteSubscription(conversationId: string): Promise<void> {
     this.#writes.push(() => this.#store.deleteSubscription(conversationId));
-    this.#after.push(() => this.#steps.unsubscribed(conversationId));
+    (this.#after ??= []).push(() => this.#steps.unsubscribed(conversationId));
     return Promise.resolve();
   }
 
@@ -310,18 +375,20 @@ class SqliteStep implements ConversationStep {
 
   /** The step committed. */
   done(): void {
-    this.#steps.dropUnsaved(this.#id, this.#messages);
-    for (const a of this.#after) a();
+    if (this.#messages) this.#steps.dropUnsaved(this.#id, this.#messages);
+    if (this.#written) this.#steps.rowsCommitted(this.#written);
+    if (this.#after) for (const a of this.#after) a();
   }
 
   /** The step failed: its conversation is as before, its messages and deliveries never were. */
   undo(): void {
-    this.#steps.dropUnsaved(this.#id, this.#messages);
+    if (this.#messages) this.#steps.dropUnsaved(this.#id, this.#messages);
     this.#steps.addOutstanding(this.#id, -this.#outstanding);
     if (this.#created) this.#steps.forget(this.#created);
-    if (this.conversation && this.#before) {
-      Object.assign(this.conversation, this.#before);
-      if (this.#wasOpen) this.#steps.open.set(this.conversation.id, this.conversation);
+    const c = this.#conversation;
+    if (c && this.#before) {
+      Object.assign(c, this.#before);
+      if (this.#wasOpen) this.#steps.open.set(c.id, c);
     }
   }
 
