@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { agentKey, type AgentDefinition, type AgentFormat, type Capability } from './definition.js';
+import { shareDefaultTables, sharedOrigin } from './shared-defaults.js';
 
 export type AgentOrigin = { kind: 'file'; path: string } | { kind: 'api' };
 
@@ -130,7 +131,9 @@ export class AgentRegistry extends EventEmitter<{ change: [RegistryEvent] }> {
     return [...(this.#byCapability.get(capability as Capability)?.values() ?? [])];
   }
 
-  upsert(agent: DeployedAgent): void {
+  upsert(deployed: DeployedAgent): void {
+    shareDefaultTables(deployed.definition);
+    const agent = deployed.origin.kind === 'api' ? { ...deployed, origin: sharedOrigin(deployed.origin) } : deployed;
     const key = agentKey(agent.definition.name);
     const previous = this.#byKey.get(key);
     if (previous) this.#unindex(key, previous);
