@@ -1,0 +1,88 @@
+/**
+ * Heap per extra agent, from files or from the API: a server with WARM agents deployed (so the
+ * deploy path's code is compiled), heap after full GCs, then N more agents, heap again; the
+ * difference ÷ N. Files are written into agents_dir while the server runs (the watcher loads
+ * them); API agents are POSTed 8 at a time. The agents are bench/lib/generate.ts's, with two
+ * built-in tools.
+ *
+ *   node --expose-gc --import tsx bench/agent-heap.ts files|api [N] [snapshot-dir]
+ *
+ * With a snapshot directory, a heap snapshot is written before and after (compare them by
+ * constructor and property names to see which objects an agent adds).
+ */
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { writeHeapSnapshot } from 'node:v8';
+import { pino } from 'pino';
+import { loadServerConfig } from '../src/config/index.js';
+import { createLogger } from '../src/observability/index.js';
+import { startServer } from '../src/server/index.js';
+import { agentName, agentToml as generated, planAgents, type AgentPlan } from './lib/generate.js';
+import { snapshot } from './lib/memory.js';
+
+const [mode, nArg, snapDir] = process.argv.slice(2);
+if (mode !== 'files' && mode !== 'api') {
+  console.error('usage: node --expose-gc --import tsx bench/agent-heap.ts files|api [N] [snapshot-dir]');
+  process.exit(2);
+}
+const N = Number(nArg ?? 2000);
+const WARM = 500;
+const agentToml = (plan: AgentPlan, i: number): string =>
+  generated(plan, i).replace(/^tools = .*$/m, 'tools = ["calculator", "current_time"]');
+
+const dir = mkdtempSync(join(tmpdir(), 'caxton-agent-heap-'));
+mkdirSync(join(dir, 'agents'));
+const file = join(dir, 'caxton.toml');
+writeFileSync(
+  file,
+  'data_dir = "data"\nagents_dir = "agents"\n\n[server]\nhost = "127.0.0.1"\nport = 0\n\n[metrics]\nenabled = false\n\n[logging]\nlevel = "error"\n',
+);
+const config = loadServerConfig({ file, env: { CAXTON_AUTH__ENABLED: 'false' } });
+const server = await startServer({ config, logger: createLogger('error', pino.destination({ dest: 2, sync: true })) });
+const api = `${server.url}/api/v1`;
+const plan = planAgents(WARM + N);
+
+async function post(i: number): Promise<void> {
+  const r = await fetch(`${api}/agents`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/toml' },
+    body: agentToml(plan, i),
+  });
+  if (r.status !== 201) throw new Error(`deploy ${agentName(i)}: ${r.status} ${await r.text()}`);
+  await r.arrayBuffer();
+}
+
+async function add(from: number, to: number): Promise<void> {
+  if (mode === 'api') {
+    for (let i = from; i < to; i += 8)
+      await Promise.all(Array.from({ length: Math.min(8, to - i) }, (_, k) => post(i + k)));
+    return;
+  }
+  for (let i = from; i < to; i++) writeFileSync(join(dir, 'agents', `${agentName(i)}.toml`), agentToml(plan, i));
+  const t0 = Date.now();
+  while (server.registry.size < to) {
+    if (Date.now() - t0 > 300_000) throw new Error(`the watcher loaded ${server.registry.size} of ${to} agents`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+try {
+  await add(0, WARM);
+  const before = await snapshot();
+  if (snapDir) writeHeapSnapshot(join(snapDir, `${mode}-before.heapsnapshot`));
+  await add(WARM, WARM + N);
+  const after = await snapshot();
+  if (snapDir) writeHeapSnapshot(join(snapDir, `${mode}-after.heapsnapshot`));
+  console.log(
+    JSON.stringify({
+      mode,
+      agents: N,
+      heap_per_agent_bytes: Math.round((after.heapUsed - before.heapUsed) / N),
+      load: loadavg()[0],
+    }),
+  );
+} finally {
+  await server.close();
+  rmSync(dir, { recursive: true, force: true });
+}
