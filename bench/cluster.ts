@@ -480,7 +480,10 @@ export const clusterSuite: Suite = {
     if (!existsSync(CAXTON_MAIN)) throw new Error(`${CAXTON_MAIN} is missing: run npm run build first`);
     setPoolConnections(IN_FLIGHT + 8);
     const dir = tempDir('caxton-bench-cluster-');
-    const env = (await setup(dir.path)) as Env & { cleanup: (() => Promise<void>)[] };
+    const env = (await setup(dir.path).catch((e: unknown) => {
+      dir.remove();
+      throw e;
+    })) as Env & { cleanup: (() => Promise<void>)[] };
     const reps: Rep[] = [];
     try {
       // Warm-up: every workload once, short, not counted.
