@@ -28,22 +28,36 @@
  * flight: publish awaiting each PubAck, consume and ack from one shared durable pull consumer; for
  * the latency batch, the same clients open loop at the same rate.
  *
- * Needs `npm run build` (dist/cli/main.js), nats-server and PostgreSQL (CAXTON_TEST_PG_URL, or
- * CAXTON_BENCH_PG_URL). CPU time of every process involved is read from /proc for each batch.
+ * Needs `npm run build` (dist/cli/main.js), nats-server and PostgreSQL 15's binaries: the suite
+ * starts a PostgreSQL instance of its own (bench/lib/own-postgres.ts), so the CPU read from /proc
+ * for each batch is that of the processes involved and of no other session on the machine.
  */
-import { fork, spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { fork, type ChildProcess } from 'node:child_process';
+import { existsSync, rmSync } from 'node:fs';
 import { loadavg } from 'node:os';
-import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AckPolicy, jetstreamManager, RetentionPolicy, StorageType } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import pg from 'pg';
-import { Pool, type Dispatcher } from 'undici';
 import { startNatsServer, type NatsServer } from '../test/helpers/nats-server.js';
-import { TEST_PG_URL } from '../test/helpers/system-probe.js';
-import { cpuMeter, pidsNamed, pidWithArgs, type CpuReport } from './lib/proc-cpu.js';
+import {
+  api,
+  CAXTON_MAIN as MAIN,
+  clusterNames,
+  content,
+  deploySink,
+  logTail,
+  setPoolConnections,
+  sleep,
+  SINK,
+  startNode,
+  stopNode,
+  wallNow,
+  type ClusterNames,
+  type Node,
+} from './lib/caxton-nodes.js';
+import { startOwnPostgres, type OwnPostgres } from './lib/own-postgres.js';
+import { cpuMeter, pidWithArgs, type CpuReport } from './lib/proc-cpu.js';
 import { note, progress } from './lib/progress.js';
 import type { FromWorker, RawRoundResult, RawWorkerConfig, ToWorker } from './lib/raw-jetstream-worker.js';
 import type { Row, Suite, SuiteReport } from './lib/report.js';
@@ -67,197 +81,9 @@ const INFORMS = process.env.BENCH_CLUSTER_NODE_INFORMS !== '0';
 const POOL_SIZE = process.env.BENCH_CLUSTER_NODE_POOL_SIZE;
 /** `[cluster.state] step_transactions` of each node; unset: the default (2). */
 const STEP_TX = process.env.BENCH_CLUSTER_NODE_STEP_TRANSACTIONS;
-const PG_URL = process.env.CAXTON_BENCH_PG_URL ?? TEST_PG_URL;
-const MAIN = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
 const WORKER = fileURLToPath(new URL('./lib/raw-jetstream-worker.ts', import.meta.url));
-const SINK = 'bench-sink';
-/** Messages one agent takes at once on each node (its `[messaging] max_concurrency`): enough that the agent's lane is not the bottleneck. */
-const AGENT_CONCURRENCY = 64;
 /** A batch that makes no progress for this long is given up (and reported). */
 const STALL_MS = 30_000;
-
-const content = (i: number) => `payload ${i} `.padEnd(200, 'x');
-const wallNow = () => performance.timeOrigin + performance.now();
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-// ------------------------------------------------------------------------------ nodes
-
-/** The names one cluster's nodes agree on; fresh for each node count so runs do not see each other. */
-interface ClusterNames {
-  schema: string;
-  stream: string;
-  subject: string;
-  consumer: string;
-  nodes_bucket: string;
-}
-
-interface Node {
-  name: string;
-  url: string;
-  key: string;
-  child: ChildProcess;
-  pid: number;
-  log: string;
-  metricsUrl: string;
-}
-
-function logTail(file: string): string {
-  try {
-    return readFileSync(file, 'utf8').slice(-3000);
-  } catch {
-    return '(no log)';
-  }
-}
-
-async function startNode(root: string, name: string, nats: NatsServer, names: ClusterNames): Promise<Node> {
-  const dir = join(root, name);
-  mkdirSync(join(dir, 'agents'), { recursive: true });
-  const [port, metricsPort] = [await freePort(), await freePort()];
-  writeFileSync(join(dir, 'replies.toml'), '[[rules]]\ncontent = "noted"\n');
-  writeFileSync(
-    join(dir, 'caxton.toml'),
-    `data_dir = "data"
-agents_dir = "agents"
-
-[server]
-host = "127.0.0.1"
-
-[logging]
-level = "warn"
-
-[llm]
-default_provider = "bench"
-
-[llm.providers.bench]
-type = "scripted"
-script = "replies.toml"
-
-[cluster]
-node = "${name}"
-advertise_url = "http://127.0.0.1:${port}"
-heartbeat = "1s"
-nodes_bucket = "${names.nodes_bucket}"
-
-[cluster.state]
-url_env = "CAXTON_BENCH_STATE_URL"
-schema = "${names.schema}"
-${POOL_SIZE ? `pool_size = ${Number(POOL_SIZE)}\n` : ''}${STEP_TX ? `step_transactions = ${Number(STEP_TX)}\n` : ''}
-[cluster.nats]
-urls = ["${nats.url}"]
-
-[cluster.delivery]
-stream = "${names.stream}"
-subject = "${names.subject}"
-consumer = "${names.consumer}"
-`,
-  );
-  // The environment's own CAXTON_SECTION__KEY overrides must not leak into the nodes' configuration.
-  const env: NodeJS.ProcessEnv = Object.fromEntries(
-    Object.entries(process.env).filter(([k]) => !/^CAXTON_[A-Z0-9_]*__/.test(k)),
-  );
-  env.CAXTON_BENCH_STATE_URL = PG_URL;
-  const log = join(dir, 'serve.log');
-  const fd = openSync(log, 'a');
-  // BENCH_CLUSTER_NODE_PROFILE=DIR: each node writes a V8 CPU profile there when it stops (open in Chrome DevTools).
-  const profile = process.env.BENCH_CLUSTER_NODE_PROFILE
-    ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CLUSTER_NODE_PROFILE}`]
-    : [];
-  const child = spawn(
-    process.execPath,
-    [
-      ...profile,
-      MAIN,
-      'serve',
-      '--config',
-      join(dir, 'caxton.toml'),
-      '--port',
-      String(port),
-      '--metrics-port',
-      String(metricsPort),
-    ],
-    {
-      env,
-      stdio: ['ignore', fd, fd],
-    },
-  );
-  closeSync(fd);
-  const url = `http://127.0.0.1:${port}`;
-  const t0 = Date.now();
-  for (;;) {
-    if (child.exitCode !== null || child.signalCode !== null)
-      throw new Error(
-        `caxton serve (node ${name}) exited with ${child.exitCode ?? child.signalCode} before it was ready:\n${logTail(log)}`,
-      );
-    if (Date.now() - t0 > 60_000) {
-      child.kill('SIGKILL');
-      throw new Error(`caxton serve (node ${name}) was not ready within 60 s:\n${logTail(log)}`);
-    }
-    const ok = await fetch(`${url}/ready`).then(
-      (r) => r.status === 200,
-      () => false,
-    );
-    if (ok) break;
-    await sleep(100);
-  }
-  const key = readFileSync(join(dir, 'data', 'admin.key'), 'utf8').trim();
-  return { name, url, key, child, pid: child.pid!, log, metricsUrl: `http://127.0.0.1:${metricsPort}/metrics` };
-}
-
-async function stopNode(n: Node): Promise<void> {
-  if (n.child.exitCode !== null || n.child.signalCode !== null) return;
-  const exited = new Promise<void>((r) => n.child.once('exit', () => r()));
-  n.child.kill('SIGTERM');
-  const timer = setTimeout(() => n.child.kill('SIGKILL'), 15_000);
-  await exited;
-  clearTimeout(timer);
-}
-
-/**
- * One keep-alive pool per node. Why not fetch: this driver shares the machine's two cores with the
- * nodes, and undici's `request` costs it about a third of fetch's CPU per call, which the nodes
- * then have (bench/cluster-nodes.ts took 1.9 ms of CPU per submission with fetch).
- */
-const pools = new Map<string, Pool>();
-const poolOf = (origin: string) => {
-  let p = pools.get(origin);
-  if (!p) pools.set(origin, (p = new Pool(origin, { connections: IN_FLIGHT + 8, pipelining: 1 })));
-  return p;
-};
-
-async function api(
-  n: Node,
-  method: string,
-  path: string,
-  body?: string,
-  type = 'application/json',
-): Promise<{ status: number; json: unknown }> {
-  const res = await poolOf(n.url).request({
-    path,
-    method: method as Dispatcher.HttpMethod,
-    headers: { authorization: `Bearer ${n.key}`, ...(body !== undefined && { 'content-type': type }) },
-    ...(body !== undefined && { body }),
-  });
-  const text = await res.body.text();
-  const status = res.statusCode;
-  let json: unknown = text;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    // Not JSON: kept as text.
-  }
-  return { status, json };
-}
 
 /** The figures of a node's /metrics this suite reads: deliveries (count, seconds) and POST /api/v1/messages (count, seconds). */
 interface NodeCounters {
@@ -294,22 +120,6 @@ async function counters(n: Node): Promise<NodeCounters> {
 async function held(n: Node): Promise<number> {
   const r = await api(n, 'GET', '/api/v1/messaging/stats');
   return (r.json as { queued?: number }).queued ?? 0;
-}
-
-/** Deploys the receiver on the first node and waits until every node has it from the directory bucket. */
-async function deploySink(nodes: Node[]): Promise<void> {
-  const toml = `name = "${SINK}"\ncapabilities = ["bench-sink"]\nsystem_prompt = "You receive benchmark messages."\n\n[messaging]\nmax_concurrency = ${AGENT_CONCURRENCY}\n`;
-  const r = await api(nodes[0]!, 'POST', '/api/v1/agents', toml, 'application/toml');
-  if (r.status !== 201)
-    throw new Error(`deploying ${SINK} on node ${nodes[0]!.name} answered ${r.status}: ${JSON.stringify(r.json)}`);
-  for (const n of nodes) {
-    const t0 = Date.now();
-    while ((await api(n, 'GET', `/api/v1/agents/${SINK}`)).status !== 200) {
-      if (Date.now() - t0 > 10_000)
-        throw new Error(`node ${n.name} did not learn of ${SINK} from the directory within 10 s`);
-      await sleep(20);
-    }
-  }
 }
 
 // ------------------------------------------------------------------------------ one batch through the nodes
@@ -693,6 +503,7 @@ async function measureNodeCount(
   nats: NatsServer,
   natsPid: number | undefined,
   db: pg.Pool,
+  own: OwnPostgres,
 ): Promise<NodeCountResult> {
   const clients = await startRawClients(nats, k, natsPid);
   const nodesLabel = `${k} node${k === 1 ? '' : 's'}`;
@@ -705,13 +516,7 @@ async function measureNodeCount(
     throw e;
   }
   const stamp = `${Date.now()}_${k}`;
-  const names: ClusterNames = {
-    schema: `caxton_bench_nodes_${stamp}`,
-    stream: `BENCH_NODES_${stamp}`,
-    subject: `bench.nodes${stamp}`,
-    consumer: `deliverer_${stamp}`,
-    nodes_bucket: `bench_nodes_${stamp}`,
-  };
+  const names: ClusterNames = clusterNames(stamp);
   const dir = tempDir('caxton-bench-nodes-');
   const nodes: Node[] = [];
   try {
@@ -719,7 +524,15 @@ async function measureNodeCount(
     // One after the other: the first creates the schema, the stream and the consumer.
     for (let i = 0; i < k; i++) {
       const t0 = Date.now();
-      nodes.push(await startNode(dir.path, `node-${String.fromCharCode(97 + i)}`, nats, names));
+      nodes.push(
+        await startNode(dir.path, `node-${String.fromCharCode(97 + i)}`, names, {
+          natsUrl: nats.url,
+          pgUrl: own.url,
+          ...(POOL_SIZE && { poolSize: Number(POOL_SIZE) }),
+          ...(STEP_TX && { stepTransactions: Number(STEP_TX) }),
+          ...(process.env.BENCH_CLUSTER_NODE_PROFILE && { profileDir: process.env.BENCH_CLUSTER_NODE_PROFILE }),
+        }),
+      );
       startup_ms.push(Date.now() - t0);
     }
     await deploySink(nodes);
@@ -727,8 +540,8 @@ async function measureNodeCount(
       nodes.map((n) => [`caxton serve ${n.name}`, () => [n.pid]]),
     );
     if (natsPid !== undefined) groups['nats-server'] = () => [natsPid];
-    // The server's every process, other sessions' included (the machine's PostgreSQL is shared), and the nodes' own backends.
-    groups['PostgreSQL (all its processes)'] = () => pidsNamed('postgres');
+    // The suite's own PostgreSQL instance: its postmaster and every backend and helper process it started.
+    groups["PostgreSQL (this suite's instance)"] = () => own.pids();
     groups["of which the nodes' backends"] = async () =>
       (
         await db.query<{ pid: number }>(`SELECT pid FROM pg_stat_activity WHERE application_name LIKE 'caxton-node-%'`)
@@ -780,8 +593,6 @@ async function measureNodeCount(
     throw e;
   } finally {
     await clients.close();
-    await Promise.all(nodes.map((n) => pools.get(n.url)?.close()));
-    for (const n of nodes) pools.delete(n.url);
     await Promise.all(nodes.map(stopNode));
     dir.remove();
     await db.query(`DROP SCHEMA IF EXISTS "${names.schema}" CASCADE`).catch(() => {});
@@ -829,14 +640,19 @@ export interface NodesReport {
 /** Everything above for each node count (1 and 3 by default), on a nats-server of its own. */
 export async function measureNodes(): Promise<NodesReport> {
   if (!existsSync(MAIN)) throw new Error(`${MAIN} is missing: run npm run build first`);
+  setPoolConnections(IN_FLIGHT + 8);
   const nats = await startNatsServer();
   const natsPid = pidWithArgs('nats-server', nats.storeDir);
-  const db = new pg.Pool({ connectionString: PG_URL, max: 2 });
+  const own = await startOwnPostgres();
+  const db = new pg.Pool({ connectionString: own.url, max: 2 });
+  // An idle session ended by the server (its shutdown at the end) is not the benchmark's failure.
+  db.on('error', (e) => note(`PostgreSQL session of the driver: ${e.message}`));
   const results: NodeCountResult[] = [];
   try {
-    for (const k of NODE_COUNTS) results.push(await measureNodeCount(k, nats, natsPid, db));
+    for (const k of NODE_COUNTS) results.push(await measureNodeCount(k, nats, natsPid, db, own));
   } finally {
     await db.end();
+    await own.stop();
     await nats.stop();
     rmSync(nats.storeDir, { recursive: true, force: true });
   }
@@ -958,7 +774,6 @@ export async function measureNodes(): Promise<NodesReport> {
       messages: N,
       in_flight: IN_FLIGHT,
       warmup: WARMUP,
-      agent_concurrency: AGENT_CONCURRENCY,
       paced_share: PACED_SHARE,
       paced_seconds: PACED_SECONDS,
       results,

@@ -27,6 +27,7 @@ const SUITES: Record<string, () => Promise<Suite>> = {
   auth: async () => (await import('./auth.js')).authSuite,
   scope: async () => (await import('./scope.js')).scopeSuite,
   cluster: async () => (await import('./cluster.js')).clusterSuite,
+  'cluster-engines': async () => (await import('./cluster-engines.js')).clusterEnginesSuite,
   'cluster-nodes': async () => (await import('./cluster-nodes.js')).clusterNodesSuite,
   startup: async () => (await import('./startup.js')).startupSuite,
 };

@@ -45,6 +45,41 @@ export function pidsNamed(comm: string): number[] {
   return out;
 }
 
+/**
+ * `pid` and every live process descended from it (children, their children...), read from the
+ * parent pid of each /proc/PID/stat: the PostgreSQL postmaster and its backends, a node and any
+ * process it started.
+ */
+export function processTree(pid: number): number[] {
+  const children = new Map<number, number[]>();
+  let entries: string[];
+  try {
+    entries = readdirSync('/proc');
+  } catch {
+    return [pid];
+  }
+  for (const e of entries) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const stat = readFileSync(`/proc/${e}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      const list = children.get(ppid);
+      if (list) list.push(Number(e));
+      else children.set(ppid, [Number(e)]);
+    } catch {
+      // Exited meanwhile.
+    }
+  }
+  const out: number[] = [];
+  const todo = [pid];
+  while (todo.length > 0) {
+    const p = todo.pop()!;
+    out.push(p);
+    todo.push(...(children.get(p) ?? []));
+  }
+  return out;
+}
+
 /** The first running process whose command line contains every one of `parts`. */
 export function pidWithArgs(comm: string, ...parts: string[]): number | undefined {
   for (const pid of pidsNamed(comm)) {

@@ -1,0 +1,159 @@
+/**
+ * The component floor of bench/cluster.ts: the parts a durable message passes through, composed
+ * the way a message passes them and nothing else, in a process of its own (as a `caxton serve`
+ * node is): a fastify server over keep-alive HTTP takes POST /messages, the message joins a
+ * batch of at most 100 rows written with one INSERT (the next batch starts when the previous one
+ * committed), then it is published on JetStream awaiting the PubAck, and the answer (202, the
+ * message echoed with its id) goes back. A pull consumer in the same process takes each message
+ * and acks it. No validation, no routing, no conversation state: what any server on these parts
+ * would pay at least.
+ *
+ * IPC: the parent sends `config`; the worker answers `ready` with its URL. GET /stats?from=&to=
+ * (wall-clock ms) answers how many messages it published and consumed, and how many were
+ * consumed in that window.
+ */
+import { randomUUID } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
+import { AckPolicy, jetstream, jetstreamManager, RetentionPolicy, StorageType } from '@nats-io/jetstream';
+import { connect } from '@nats-io/transport-node';
+import Fastify from 'fastify';
+import pg from 'pg';
+
+export interface FloorConfig {
+  natsUrl: string;
+  pgUrl: string;
+  /** Stream, subject prefix and durable consumer of its own, created here. */
+  stream: string;
+  subject: string;
+  /** The table the rows go to, created here (public schema). */
+  table: string;
+}
+
+export type ToFloor = { type: 'config'; config: FloorConfig };
+export type FromFloor = { type: 'ready'; url: string } | { type: 'error'; message: string };
+
+export interface FloorStats {
+  published: number;
+  consumed: number;
+  consumed_in_window: number;
+}
+
+/** Rows per INSERT at most. */
+const BATCH_ROWS = 100;
+
+const wallNow = (): number => performance.timeOrigin + performance.now();
+
+async function main(cfg: FloorConfig): Promise<string> {
+  const pool = new pg.Pool({ connectionString: cfg.pgUrl, max: 4 });
+  await pool.query(
+    `CREATE TABLE IF NOT EXISTS "${cfg.table}" (id text PRIMARY KEY, body text NOT NULL, created_at text NOT NULL)`,
+  );
+  const nc = await connect({ servers: cfg.natsUrl });
+  const jsm = await jetstreamManager(nc);
+  await jsm.streams.add({
+    name: cfg.stream,
+    subjects: [`${cfg.subject}.>`],
+    retention: RetentionPolicy.Workqueue,
+    storage: StorageType.File,
+    duplicate_window: 120_000_000_000,
+  });
+  await jsm.consumers.add(cfg.stream, {
+    durable_name: 'floor',
+    ack_policy: AckPolicy.Explicit,
+    ack_wait: 30_000_000_000,
+    max_deliver: -1,
+    max_ack_pending: -1,
+  });
+  const js = jetstream(nc);
+
+  // Group commit: rows wait while a batch is being written, then go together (at most BATCH_ROWS).
+  const queue: { id: string; body: string; at: string; done: (e?: unknown) => void }[] = [];
+  let writing = false;
+  const write = async () => {
+    writing = true;
+    while (queue.length > 0) {
+      const batch = queue.splice(0, BATCH_ROWS);
+      try {
+        await pool.query(
+          `INSERT INTO "${cfg.table}" (id, body, created_at) SELECT * FROM unnest($1::text[], $2::text[], $3::text[])`,
+          [batch.map((r) => r.id), batch.map((r) => r.body), batch.map((r) => r.at)],
+        );
+        for (const r of batch) r.done();
+      } catch (e) {
+        for (const r of batch) r.done(e);
+      }
+    }
+    writing = false;
+  };
+  const insert = (id: string, body: string) =>
+    new Promise<void>((resolve, reject) => {
+      queue.push({ id, body, at: new Date().toISOString(), done: (e) => (e ? reject(e as Error) : resolve()) });
+      if (!writing) void write();
+    });
+
+  let published = 0;
+  const consumedAt: number[] = [];
+  const app = Fastify({ logger: false });
+  app.post('/messages', async (req, reply) => {
+    const message: Record<string, unknown> & { id: string } = {
+      id: `msg_${randomUUID()}`,
+      ...(req.body as Record<string, unknown>),
+    };
+    const body = JSON.stringify(message);
+    await insert(message.id, body);
+    await js.publish(`${cfg.subject}.${String(message.receiver ?? 'any')}`, `{"sent":${wallNow()},"message":${body}}`, {
+      msgID: message.id,
+    });
+    published++;
+    return reply.code(202).send(message);
+  });
+  app.get('/stats', async (req): Promise<FloorStats> => {
+    const q = req.query as { from?: string; to?: string };
+    const from = Number(q.from ?? 0);
+    const to = Number(q.to ?? Number.MAX_SAFE_INTEGER);
+    return {
+      published,
+      consumed: consumedAt.length,
+      consumed_in_window: consumedAt.filter((t) => t >= from && t <= to).length,
+    };
+  });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+
+  const consumer = await js.consumers.get(cfg.stream, 'floor');
+  const it = await consumer.consume({ max_messages: 256 });
+  void (async () => {
+    for await (const m of it) {
+      m.json();
+      m.ack();
+      consumedAt.push(wallNow());
+    }
+  })();
+
+  process.on('disconnect', () => {
+    void (async () => {
+      await it.close().catch(() => {});
+      await app.close();
+      await nc.close();
+      await pool.query(`DROP TABLE IF EXISTS "${cfg.table}"`).catch(() => {});
+      await pool.end();
+      process.exit(0);
+    })();
+  });
+  return `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+}
+
+if (process.send) {
+  process.once('message', (m: ToFloor) => {
+    if (m.type !== 'config') return;
+    main(m.config).then(
+      (url) => process.send!({ type: 'ready', url } satisfies FromFloor),
+      (e: unknown) => {
+        process.send!({
+          type: 'error',
+          message: e instanceof Error ? (e.stack ?? e.message) : String(e),
+        } satisfies FromFloor);
+        process.exit(1);
+      },
+    );
+  });
+}

@@ -1,0 +1,112 @@
+/**
+ * A PostgreSQL instance of the benchmark's own (initdb into a temporary directory, pg_ctl start on
+ * a free loopback port), so that the CPU of its postmaster and backends — and of nothing else — can
+ * be read from /proc: the machine's shared server also runs other people's sessions.
+ *
+ * The durability settings (fsync, synchronous_commit, wal_sync_method, full_page_writes) are copied
+ * from the machine's default server when it answers, so the figures stay comparable with runs
+ * against it; otherwise initdb's defaults, which are the same on a stock Debian install.
+ *
+ * initdb refuses to run as root: then every PostgreSQL command runs as the `postgres` user
+ * (`runuser -u postgres`, Debian's postgresql package creates it) and the directory is handed to it.
+ */
+import { execFile } from 'node:child_process';
+import { chownSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir, userInfo } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import pg from 'pg';
+import { freePort } from './caxton-nodes.js';
+import { processTree } from './proc-cpu.js';
+
+const run = promisify(execFile);
+
+export const PG_BIN = process.env.BENCH_PG_BIN ?? '/usr/lib/postgresql/15/bin';
+/** The server whose durability settings are copied (the machine's default one). */
+const REFERENCE_URL = process.env.BENCH_PG_REFERENCE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+const DURABILITY = ['fsync', 'synchronous_commit', 'wal_sync_method', 'full_page_writes'] as const;
+
+export interface OwnPostgres {
+  /** Connection URL (trust auth, user postgres, database postgres). */
+  url: string;
+  port: number;
+  /** The postmaster's pid. */
+  pid: number;
+  /** The postmaster and every process it started (backends, walwriter, checkpointer...), now. */
+  pids(): number[];
+  /** The durability settings it runs with. */
+  settings: Record<string, string>;
+  /** Whether they were copied from the machine's default server (false: initdb's defaults). */
+  copied: boolean;
+  stop(): Promise<void>;
+}
+
+async function referenceSettings(): Promise<Record<string, string> | undefined> {
+  const c = new pg.Client({ connectionString: REFERENCE_URL, connectionTimeoutMillis: 3000 });
+  try {
+    await c.connect();
+    const { rows } = await c.query<{ name: string; setting: string }>(
+      'SELECT name, setting FROM pg_settings WHERE name = ANY($1)',
+      [[...DURABILITY]],
+    );
+    return Object.fromEntries(rows.map((r) => [r.name, r.setting]));
+  } catch {
+    return undefined;
+  } finally {
+    await c.end().catch(() => {});
+  }
+}
+
+export async function startOwnPostgres(): Promise<OwnPostgres> {
+  for (const bin of ['initdb', 'pg_ctl'])
+    if (!existsSync(join(PG_BIN, bin)))
+      throw new Error(
+        `${join(PG_BIN, bin)} is missing: install postgresql-15, or set BENCH_PG_BIN to its bin directory`,
+      );
+  const root = userInfo().uid === 0;
+  const as = (cmd: string, args: string[]) =>
+    root ? run('runuser', ['-u', 'postgres', '--', join(PG_BIN, cmd), ...args]) : run(join(PG_BIN, cmd), args);
+  const dir = mkdtempSync(join(tmpdir(), 'caxton-bench-pg-'));
+  const data = join(dir, 'data');
+  if (root) {
+    const uid = Number((await run('id', ['-u', 'postgres'])).stdout.trim());
+    const gid = Number((await run('id', ['-g', 'postgres'])).stdout.trim());
+    chownSync(dir, uid, gid);
+  }
+  try {
+    await as('initdb', ['-D', data, '-U', 'postgres', '--auth=trust', '--no-sync', '-E', 'UTF8']);
+    const reference = await referenceSettings();
+    const settings: Record<string, string> = reference ?? {
+      fsync: 'on',
+      synchronous_commit: 'on',
+      wal_sync_method: 'fdatasync',
+      full_page_writes: 'on',
+    };
+    const port = await freePort();
+    const opts = [
+      `-p ${port}`,
+      `-c listen_addresses=127.0.0.1`,
+      `-k ${dir}`,
+      ...Object.entries(settings).map(([k, v]) => `-c ${k}=${v}`),
+    ].join(' ');
+    await as('pg_ctl', ['start', '-w', '-t', '60', '-D', data, '-l', join(dir, 'server.log'), '-o', opts]);
+    const pid = Number(readFileSync(join(data, 'postmaster.pid'), 'utf8').split('\n')[0]);
+    return {
+      url: `postgres://postgres@127.0.0.1:${port}/postgres`,
+      port,
+      pid,
+      pids: () => processTree(pid),
+      settings,
+      copied: reference !== undefined,
+      async stop() {
+        await as('pg_ctl', ['stop', '-m', 'fast', '-w', '-D', data]).catch(() => {});
+        rmSync(dir, { recursive: true, force: true });
+      },
+    };
+  } catch (e) {
+    const log = existsSync(join(dir, 'server.log')) ? readFileSync(join(dir, 'server.log'), 'utf8').slice(-2000) : '';
+    await as('pg_ctl', ['stop', '-m', 'immediate', '-D', data]).catch(() => {});
+    rmSync(dir, { recursive: true, force: true });
+    throw new Error(`the benchmark's own PostgreSQL did not start: ${(e as Error).message}${log && `\n${log}`}`);
+  }
+}
