@@ -225,6 +225,8 @@ describe.skipIf(!hasSystem('chromium'))('web console: agents (chromium)', () => 
       const text = (await issue.textContent()) ?? '';
       expect(text).toMatch(/line 6/);
       expect(text).toContain('limits.max_turns');
+      // In the console's words: no placeholder file name for the text in the editor.
+      expect(text).not.toContain('<request body>');
       // The textarea points at the problems (screen readers read them with it).
       expect(await page.getByLabel('Agent file').getAttribute('aria-invalid')).toBe('true');
       expect(await page.getByLabel('Agent file').getAttribute('aria-describedby')).toContain('agent-file-errors');
