@@ -190,4 +190,25 @@ describe.skipIf(!hasSystem('chromium'))('web console: live rollouts (chromium)',
       await close();
     }
   });
+
+  it("a deploy refused while a rollout runs is explained in the console's words", async () => {
+    const r = await api('PUT', '/api/v1/agents/restored?strategy=blue-green', agent('restored', 7));
+    expect(r.status, r.text).toBe(200);
+    const { page, problems, close } = await openPage(browser);
+    try {
+      await signIn(page, cs.url, cs.admin, '/ui/agents/restored/edit');
+      const editor = page.getByLabel('Agent file');
+      await expect.poll(() => editor.innerText(), { timeout: 10_000 }).toContain('restored v');
+      await editor.fill(agent('restored', 8));
+      await page.getByRole('button', { name: 'Review and deploy' }).click();
+      await page.getByTestId('deploy-review').getByRole('button', { name: 'Deploy now' }).click();
+      const alert = page.getByRole('alert').filter({ hasText: 'A rollout of restored is running' });
+      await alert.waitFor();
+      expect(await alert.textContent()).toContain('promote it or roll it back under Versions and rollout');
+      expect(await alert.textContent()).not.toContain('caxton agent');
+      expect(problems).toEqual([]);
+    } finally {
+      await close();
+    }
+  });
 });

@@ -80,6 +80,20 @@ You are a helpful agent.
 const located = (xs: Issue[]): Issue[] =>
   xs.map((i) => (i.file !== undefined && i.file.startsWith('<') ? (({ file: _f, ...rest }) => rest)(i) : i));
 
+/** A refused deploy in the console's words where the server's message names the command line's flags and commands. */
+function deployError(e: unknown, name: string): unknown {
+  if (!(e instanceof ApiError)) return e;
+  if (e.code === 'rollout_in_progress')
+    return new Error(
+      `A rollout of ${name} is running: promote it or roll it back under Versions and rollout before deploying another version. (${e.message.replace(/;? ?end it first.*$|: end it first.*$/, '')})`,
+    );
+  if (e.code === 'agent_not_found' && e.message.includes('--strategy'))
+    return new Error(
+      `${name} has no live version for a rollout to run beside: deploy it with the direct strategy first.`,
+    );
+  return e;
+}
+
 export function AgentEditor({ existing, onDeployed }: { existing?: AgentDetail; onDeployed: (name: string) => void }) {
   const [text, setText] = useState(existing ? '' : TEMPLATE);
   const [live, setLive] = useState<{ source: string; format: Format; version: number }>();
@@ -154,7 +168,7 @@ export function AgentEditor({ existing, onDeployed }: { existing?: AgentDetail; 
       else {
         const f = fieldErrors(err);
         if (f && Object.keys(f).every((k) => CANARY_OPTIONS.some((o) => o.id === k) || k === 'strategy')) setFields(f);
-        else setError(err);
+        else setError(deployError(err, existing?.name ?? 'This agent'));
       }
     } finally {
       setBusy(false);
