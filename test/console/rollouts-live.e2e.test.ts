@@ -151,6 +151,15 @@ describe.skipIf(!hasSystem('chromium'))('web console: live rollouts (chromium)',
       await page.getByRole('button', { name: 'Compare version 1 with the live version' }).click();
       await page.getByTestId('version-shown').getByTestId('diff').locator('.cm-content').waitFor();
       expect(await page.getByTestId('version-shown').innerText()).toContain('You are restored v1.');
+      // Any two versions: version 2 against version 1.
+      await page.getByRole('button', { name: 'View version 2' }).click();
+      expect(await page.getByTestId('version-text').textContent()).toBe(agent('restored', 2));
+      await page.getByLabel('Compare with').selectOption('1');
+      await page.getByTestId('version-shown').getByTestId('diff').locator('.cm-content').waitFor();
+      expect(await page.getByTestId('version-shown').getByRole('heading').textContent()).toBe(
+        'Version 2 against version 1',
+      );
+      await expectAccessible(page, 'agents: two versions compared');
 
       await page.getByRole('button', { name: 'Roll back to version 1' }).click();
       const ask = page.getByTestId('confirm');

@@ -24,7 +24,8 @@ export function AgentVersions({ name, onChanged }: { name: string; onChanged: ()
   };
   // A rollout event may change what is live: the agent's other views read it again too.
   const live = useRolloutLive(name, running, reload, onChanged);
-  const [shown, setShown] = useState<{ version: number; mode: 'view' | 'diff' }>();
+  /** The version shown, and the one it is compared with (none: its text alone). */
+  const [shown, setShown] = useState<{ version: number; base?: number | undefined }>();
   const [asking, setAsking] = useState<number>();
   const [busy, setBusy] = useState(false);
   const [result, setResult] = useState<string>();
@@ -115,7 +116,7 @@ export function AgentVersions({ name, onChanged }: { name: string; onChanged: ()
                     <button
                       type="button"
                       class="text-button"
-                      onClick={() => setShown({ version: v.version, mode: 'view' })}
+                      onClick={() => setShown({ version: v.version })}
                       aria-label={`View version ${v.version}`}
                     >
                       View
@@ -126,7 +127,7 @@ export function AgentVersions({ name, onChanged }: { name: string; onChanged: ()
                         <button
                           type="button"
                           class="text-button"
-                          onClick={() => setShown({ version: v.version, mode: 'diff' })}
+                          onClick={() => setShown({ version: v.version, base: current })}
                           aria-label={`Compare version ${v.version} with the live version`}
                         >
                           Diff with live
@@ -159,23 +160,44 @@ export function AgentVersions({ name, onChanged }: { name: string; onChanged: ()
           </table>
         </div>
       )}
-      {shown && (
+      {shown && versions.data && (
         <section class="card" aria-labelledby="version-shown-title" data-testid="version-shown">
           <div class="row">
             <h4 id="version-shown-title">
-              {shown.mode === 'view'
+              {shown.base === undefined
                 ? `Version ${shown.version}`
-                : `Version ${shown.version} against the live version ${current}`}
+                : `Version ${shown.version} against version ${shown.base}${shown.base === current ? ' (live)' : ''}`}
             </h4>
             <span class="spacer" />
+            <label for="compare-base" class="inline">
+              Compare with
+            </label>
+            <select
+              id="compare-base"
+              value={shown.base === undefined ? '' : String(shown.base)}
+              onChange={(e) => {
+                const v = (e.target as HTMLSelectElement).value;
+                setShown({ version: shown.version, base: v === '' ? undefined : Number(v) });
+              }}
+            >
+              <option value="">nothing: show its text</option>
+              {versions.data.versions
+                .filter((v) => v.version !== shown.version)
+                .map((v) => (
+                  <option key={v.version} value={String(v.version)}>
+                    version {v.version}
+                    {v.version === current ? ' (live)' : ''}
+                  </option>
+                ))}
+            </select>
             <button type="button" class="secondary" onClick={() => setShown(undefined)}>
               Close
             </button>
           </div>
-          {shown.mode === 'view' || current === null ? (
+          {shown.base === undefined ? (
             <VersionText name={name} version={shown.version} />
           ) : (
-            <VersionDiff name={name} from={current} to={shown.version} />
+            <VersionDiff name={name} from={shown.base} to={shown.version} />
           )}
         </section>
       )}
