@@ -82,4 +82,6 @@ export const PAGES: readonly PageDef[] = [
     permission: 'observe:read',
     load: () => import('./pages/events'),
   },
+  { id: 'audit', title: 'Audit', routes: ['/audit'], permission: 'audit:read', load: () => import('./pages/audit') },
+  { id: 'keys', title: 'API keys', routes: ['/keys'], permission: 'keys:manage', load: () => import('./pages/keys') },
 ];

@@ -143,10 +143,17 @@ describe.skipIf(!hasSystem('chromium'))('web console: agents (chromium)', () => 
     try {
       await signIn(page, cs.url, cs.admin, '/ui/agents/support/edit');
       const editor = page.getByLabel('Agent file');
-      await expect.poll(() => page.getByLabel('Agent file').inputValue(), { timeout: 10_000 }).toContain('support v1');
+      await expect.poll(() => page.getByLabel('Agent file').innerText(), { timeout: 10_000 }).toContain('support v1');
       await editor.fill(support(2));
       await page.getByLabel('Strategy').selectOption('blue-green');
-      await page.getByRole('button', { name: 'Deploy new version' }).click();
+      await page.getByRole('button', { name: 'Review and deploy' }).click();
+      // The diff against the live version comes first; nothing is deployed until it is confirmed.
+      const review = page.getByTestId('deploy-review');
+      await review.getByTestId('diff').locator('.cm-content').waitFor();
+      expect(await review.innerText()).toContain('You are support v2.');
+      expect((await api<{ total: number }>('GET', '/api/v1/agents/support/versions')).json.total).toBe(1);
+      await expectAccessible(page, 'agents: the diff before a deploy');
+      await review.getByRole('button', { name: 'Deploy now' }).click();
       await page.getByTestId('editor-status').getByText('Deployed version 2 as a blue-green rollout').waitFor();
       expect((await api<{ live_version: number }>('GET', '/api/v1/agents/support/rollout')).json.live_version).toBe(1);
 
@@ -162,6 +169,11 @@ describe.skipIf(!hasSystem('chromium'))('web console: agents (chromium)', () => 
       }
       await page.setViewportSize({ width: 1440, height: 900 });
       await page.getByRole('button', { name: 'Promote version 2' }).click();
+      // Promote asks first, showing what becomes live.
+      const ask = page.getByTestId('confirm');
+      await ask.getByTestId('diff').locator('.cm-content').waitFor();
+      await expectAccessible(page, 'agents: confirming a promotion');
+      await ask.getByRole('button', { name: 'Promote version 2' }).click();
       await page.getByTestId('rollout-result').getByText('Promoted: version 2 is live').waitFor();
       await page.getByTestId('rollout-state').getByText('promoted', { exact: true }).waitFor();
       const promoted = await api<{ live_version: number; rollout: { state: string } }>(
@@ -172,14 +184,16 @@ describe.skipIf(!hasSystem('chromium'))('web console: agents (chromium)', () => 
 
       // A third version, blue-green again, rolled back: the promoted one stays live.
       await page.getByRole('link', { name: 'Edit' }).click();
-      await expect.poll(() => page.getByLabel('Agent file').inputValue(), { timeout: 10_000 }).toContain('support v2');
+      await expect.poll(() => page.getByLabel('Agent file').innerText(), { timeout: 10_000 }).toContain('support v2');
       await editor.fill(support(3));
       await page.getByLabel('Strategy').selectOption('blue-green');
-      await page.getByRole('button', { name: 'Deploy new version' }).click();
+      await page.getByRole('button', { name: 'Review and deploy' }).click();
+      await page.getByTestId('deploy-review').getByRole('button', { name: 'Deploy now' }).click();
       await page.getByTestId('editor-status').getByText('as a blue-green rollout').waitFor();
       await page.getByRole('link', { name: 'Versions and rollout' }).click();
       await page.getByTestId('rollout-state').getByText('running', { exact: true }).waitFor();
       await page.getByRole('button', { name: 'Roll back', exact: true }).click();
+      await page.getByTestId('confirm').getByRole('button', { name: 'Roll back the rollout' }).click();
       await page.getByTestId('rollout-result').getByText('Rolled back: the rollout ended (rolled back)').waitFor();
       await page.getByTestId('rollout-state').getByText('rolled back', { exact: true }).waitFor();
       const after = await api<{
@@ -211,9 +225,16 @@ describe.skipIf(!hasSystem('chromium'))('web console: agents (chromium)', () => 
       const text = (await issue.textContent()) ?? '';
       expect(text).toMatch(/line 6/);
       expect(text).toContain('limits.max_turns');
+      // In the console's words: no placeholder file name for the text in the editor.
+      expect(text).not.toContain('<request body>');
       // The textarea points at the problems (screen readers read them with it).
       expect(await page.getByLabel('Agent file').getAttribute('aria-invalid')).toBe('true');
       expect(await page.getByLabel('Agent file').getAttribute('aria-describedby')).toContain('agent-file-errors');
+      // Choosing the problem puts the cursor on its line.
+      await issue.getByRole('button').click();
+      await expect.poll(() => page.locator('.cm-activeLineGutter').innerText()).toBe('6');
+      expect(await page.locator('.cm-activeLine').innerText()).toBe('max_turns = "many"');
+      expect(await page.evaluate("document.activeElement.getAttribute('aria-label')")).toBe('Agent file');
       await expectAccessible(page, 'agents: editor with errors');
       for (const width of WIDTHS) {
         await page.setViewportSize({ width, height: 900 });

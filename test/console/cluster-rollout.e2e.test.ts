@@ -73,6 +73,7 @@ describe.runIf(run)('web console of a cluster node: a rollout another node runs 
       await page.getByTestId('rollout-state').getByText('running').waitFor();
       await expectAccessible(page, "a cluster node's versions and rollout, the rollout on another node");
       await page.getByRole('button', { name: 'Promote version 2' }).click();
+      await page.getByTestId('confirm').getByRole('button', { name: 'Promote version 2' }).click();
       await page.getByTestId('rollout-result').getByText('Promoted: version 2 is live').waitFor();
       const onA = await api<{ running: boolean; rollout: { state: string } }>(
         a,

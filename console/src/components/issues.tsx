@@ -26,7 +26,18 @@ export function locationOf(i: Pick<Issue, 'file' | 'line' | 'column' | 'field'>)
   return parts.join(', ');
 }
 
-export function IssueList({ issues, id, label }: { issues: readonly Issue[]; id?: string; label: string }) {
+/** `onPick`: an issue with a line becomes a button that calls it (the editor moves its cursor there). */
+export function IssueList({
+  issues,
+  id,
+  label,
+  onPick,
+}: {
+  issues: readonly Issue[];
+  id?: string;
+  label: string;
+  onPick?: (i: Issue) => void;
+}) {
   if (issues.length === 0) return null;
   return (
     <div class="error" role="alert" {...(id !== undefined && { id })}>
@@ -34,8 +45,17 @@ export function IssueList({ issues, id, label }: { issues: readonly Issue[]; id?
       <ul class="issues">
         {issues.map((i, n) => (
           <li key={n} data-testid="issue">
-            {locationOf(i) && <strong>{locationOf(i)}: </strong>}
-            {i.message}
+            {onPick && i.line !== undefined ? (
+              <button type="button" class="text-button issue-link" onClick={() => onPick(i)}>
+                <strong>{locationOf(i)}: </strong>
+                {i.message}
+              </button>
+            ) : (
+              <>
+                {locationOf(i) && <strong>{locationOf(i)}: </strong>}
+                {i.message}
+              </>
+            )}
             {i.suggestion && <span class="muted"> — {i.suggestion}</span>}
           </li>
         ))}

@@ -51,21 +51,81 @@ export interface Rollout {
   ended_at: string | null;
   ended_by: string | null;
   reason: string | null;
+  /** Canary only: the stages (percent of new conversations), hold per stage and rollback thresholds. */
+  plan: {
+    stages: number[];
+    hold_ms: number;
+    min_requests: number;
+    max_error_rate_increase: number;
+    max_latency_ratio: number;
+  } | null;
+  /** Canary only: the stage reached (0-based index into plan.stages). */
+  stage: number;
+  stage_started_at: string;
+}
+
+export interface WindowFigures {
+  requests: number;
+  errors: number;
+  error_rate: number;
+  p99_ms: number | null;
+}
+
+/** A running canary: its stage and weight, both versions' figures in the stage's window, what the stage waits for. */
+export interface CanaryStatus {
+  stage: number;
+  weight: number;
+  candidate: WindowFigures;
+  stable: WindowFigures;
+  waiting_for: string | null;
+  hold_ends_at: string;
+}
+
+export interface ShadowSide {
+  p50_ms: number | null;
+  p99_ms: number | null;
+  tokens: number;
+}
+
+/** A shadow rollout: live requests copied to the candidate, how often the answers agreed, latency and tokens. */
+export interface ShadowReport {
+  compared: number;
+  agreements: number;
+  agreement_rate: number | null;
+  comparison: 'exact' | 'similarity' | 'judge';
+  mean_similarity: number | null;
+  candidate_errors: number;
+  skipped: number;
+  stable: ShadowSide;
+  candidate: ShadowSide;
+  disagreements: {
+    request: string;
+    stable_answer: string;
+    candidate_answer: string | null;
+    candidate_error: string | null;
+  }[];
 }
 
 /** A node's rollout of an agent: running, or its last. */
 export interface NodeRollout {
   running: boolean;
   rollout: Rollout | null;
-  canary: Record<string, unknown> | null;
-  shadow: Record<string, unknown> | null;
+  canary: CanaryStatus | null;
+  shadow: ShadowReport | null;
 }
 
 export interface RolloutStatus extends NodeRollout {
   agent: string;
   live_version: number | null;
   /** A cluster node: the rollout another node runs of this agent, and its status as that node reports it (null: it did not answer). */
-  elsewhere?: { node: string; candidate_version: number; status: NodeRollout | null } | null;
+  elsewhere?: {
+    node: string;
+    candidate_version: number;
+    strategy: Rollout['strategy'];
+    down: boolean;
+    share: number | null;
+    status: NodeRollout | null;
+  } | null;
 }
 
 export interface ValidateResult {
@@ -77,3 +137,9 @@ export interface ValidateResult {
 }
 
 export const agentPath = (name: string, rest = ''): string => `/api/v1/agents/${encodeURIComponent(name)}${rest}`;
+
+export interface VersionSource {
+  version: number;
+  source: string;
+  format: 'toml' | 'markdown' | 'json';
+}

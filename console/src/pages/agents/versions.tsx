@@ -1,125 +1,83 @@
-/** An agent's versions (newest first) and its rollout, with promote and roll back for a principal that may change agents. */
+/**
+ * An agent's rollout (followed live, rollout.tsx) and its versions, newest first: any version's
+ * text can be viewed or compared with the live one, and a principal that may change agents rolls
+ * back to one after confirming the diff that makes live.
+ */
 import { useState } from 'preact/hooks';
 import { api } from '../../api';
+import { ConfirmDialog } from '../../components/confirm';
 import { ErrorBox, Loading } from '../../components/feedback';
 import { time } from '../../format';
 import { useApi } from '../../hooks';
 import { can } from '../../session';
+import { actionError, RolloutCard, useRolloutLive, useVersionSources, VersionDiff } from './rollout';
 import { agentPath, type RolloutStatus, type Versions } from './types';
 
 export function AgentVersions({ name, onChanged }: { name: string; onChanged: () => void }) {
   const versions = useApi<Versions>(agentPath(name, '/versions'), { limit: 50 });
   const rollout = useApi<RolloutStatus>(agentPath(name, '/rollout'));
+  const ro = rollout.data;
+  const running = ro?.running === true || ro?.elsewhere != null;
+  const reload = () => {
+    rollout.reload();
+    versions.reload();
+  };
+  // A rollout event may change what is live: the agent's other views read it again too.
+  const live = useRolloutLive(name, running, reload, onChanged);
+  /** The version shown, and the one it is compared with (none: its text alone). */
+  const [shown, setShown] = useState<{ version: number; base?: number | undefined }>();
+  const [asking, setAsking] = useState<number>();
   const [busy, setBusy] = useState(false);
   const [result, setResult] = useState<string>();
   const [error, setError] = useState<unknown>();
   const writer = can('agents:write');
+  const current = versions.data?.current ?? null;
 
-  const act = async (what: 'promote' | 'rollback', to?: number) => {
+  const rollbackTo = async (to: number) => {
     setBusy(true);
     setError(undefined);
     setResult(undefined);
     try {
-      if (what === 'promote') {
-        const r = await api<{ rollout: { candidate_version: number }; version: { version: number } }>(
-          'POST',
-          agentPath(name, '/promote'),
-        );
-        setResult(
-          `Promoted: version ${r.rollout.candidate_version} is live (recorded as version ${r.version.version}).`,
-        );
-      } else {
-        const r = await api<{
-          restored: { version: number };
-          version: { version: number };
-          rollout?: { state: string };
-        }>('POST', agentPath(name, '/rollback'), to === undefined ? {} : { json: { to } });
-        setResult(
-          r.rollout
-            ? `Rolled back: the rollout ended (${r.rollout.state.replace('_', ' ')}); version ${r.restored.version} stays live.`
-            : `Rolled back to version ${r.restored.version} (recorded as version ${r.version.version}).`,
-        );
-      }
-      versions.reload();
-      rollout.reload();
-      onChanged();
+      const r = await api<{ restored: { version: number }; version: { version: number } }>(
+        'POST',
+        agentPath(name, '/rollback'),
+        { json: { to } },
+      );
+      setResult(`Rolled back to version ${r.restored.version} (recorded as version ${r.version.version}).`);
     } catch (e) {
-      setError(e);
+      setError(actionError(e, 'roll back'));
     } finally {
       setBusy(false);
+      setAsking(undefined);
+      reload();
+      onChanged();
     }
   };
 
-  const ro = rollout.data;
-  // A cluster node: a rollout another node runs is shown as that node reports it; promote and roll back work through this node.
-  const there = ro?.elsewhere ?? undefined;
-  const running = ro?.running === true || there != null;
-  const r = there ? (there.status?.rollout ?? undefined) : ro?.rollout;
   return (
     <div>
-      <h3 id="rollout-title">Rollout</h3>
       <ErrorBox error={rollout.error} />
-      {ro && (
-        <div class="card" aria-labelledby="rollout-title" data-testid="rollout">
-          <p>
-            Live version: <strong data-testid="live-version">{ro.live_version ?? 'none'}</strong>
-          </p>
-          {there && (
-            <p data-testid="rollout-node">
-              Runs on node <strong>{there.node}</strong>
-              {there.status ? '' : ', which did not answer'}: its candidate, version {there.candidate_version}, answers
-              here too.
-            </p>
-          )}
-          {r ? (
-            <p>
-              {running ? 'Running' : 'Last'} {r.strategy} rollout #{r.id}: version {r.candidate_version} beside version{' '}
-              {r.stable_version} —{' '}
-              <span class={`badge ${r.state}`} data-testid="rollout-state">
-                {r.state.replace('_', ' ')}
-              </span>
-              {r.state === 'running' && (
-                <>
-                  {' '}
-                  (reachable as{' '}
-                  <code>
-                    {name}@{r.candidate_version}
-                  </code>
-                  )
-                </>
-              )}
-              {r.reason && <span class="muted"> · {r.reason}</span>}
-            </p>
-          ) : (
-            <p class="muted">
-              No rollout yet. Deploy a new version with the blue-green, canary or shadow strategy (Edit) to run it
-              beside the live one.
-            </p>
-          )}
-          {running && writer && (
-            <div class="row">
-              <button type="button" disabled={busy} onClick={() => void act('promote')}>
-                Promote version {r?.candidate_version ?? there?.candidate_version}
-              </button>
-              <button type="button" class="danger" disabled={busy} onClick={() => void act('rollback')}>
-                Roll back
-              </button>
-            </div>
-          )}
-          {running && !writer && (
-            <p class="muted small">Promoting or rolling back needs the permission agents:write.</p>
-          )}
-        </div>
+      {ro ? (
+        <RolloutCard
+          name={name}
+          status={ro}
+          live={live}
+          onChanged={() => {
+            reload();
+            onChanged();
+          }}
+        />
+      ) : (
+        !rollout.error && <Loading what="the rollout" />
       )}
+
+      <h3 id="versions-title">Versions</h3>
       {result && (
-        <p class="notice" role="status" data-testid="rollout-result">
+        <p class="notice" role="status" data-testid="rollback-result">
           {result}
         </p>
       )}
-      <ErrorBox error={error} />
-
-      <h3 id="versions-title">Versions</h3>
-      <ErrorBox error={versions.error} />
+      <ErrorBox error={error ?? versions.error} />
       {!versions.data ? (
         !versions.error && <Loading what="versions" />
       ) : (
@@ -131,6 +89,7 @@ export function AgentVersions({ name, onChanged }: { name: string; onChanged: ()
                 <th scope="col">How</th>
                 <th scope="col">By</th>
                 <th scope="col">When</th>
+                <th scope="col">Text</th>
                 {writer && <th scope="col">Action</th>}
               </tr>
             </thead>
@@ -140,7 +99,7 @@ export function AgentVersions({ name, onChanged }: { name: string; onChanged: ()
                   <td>
                     {v.version}
                     {v.semver && <span class="muted"> ({v.semver})</span>}
-                    {v.version === versions.data!.current && (
+                    {v.version === current && (
                       <>
                         {' '}
                         <span class="badge promoted">live</span>
@@ -153,19 +112,46 @@ export function AgentVersions({ name, onChanged }: { name: string; onChanged: ()
                   </td>
                   <td>{v.deployed_by ?? '—'}</td>
                   <td>{time(v.deployed_at)}</td>
-                  {writer && (
-                    <td>
-                      {v.version !== versions.data!.current && ro !== undefined && !running && v.origin === 'api' && (
+                  <td class="actions">
+                    <button
+                      type="button"
+                      class="text-button"
+                      onClick={() => setShown({ version: v.version })}
+                      aria-label={`View version ${v.version}`}
+                    >
+                      View
+                    </button>
+                    {current !== null && v.version !== current && (
+                      <>
+                        {' · '}
                         <button
                           type="button"
-                          class="secondary"
-                          disabled={busy}
-                          onClick={() => void act('rollback', v.version)}
-                          aria-label={`Roll back to version ${v.version}`}
+                          class="text-button"
+                          onClick={() => setShown({ version: v.version, base: current })}
+                          aria-label={`Compare version ${v.version} with the live version`}
                         >
-                          Roll back to this
+                          Diff with live
                         </button>
-                      )}
+                      </>
+                    )}
+                  </td>
+                  {writer && (
+                    <td>
+                      {v.version !== current &&
+                        current !== null &&
+                        ro !== undefined &&
+                        !running &&
+                        v.origin === 'api' && (
+                          <button
+                            type="button"
+                            class="secondary"
+                            disabled={busy}
+                            onClick={() => setAsking(v.version)}
+                            aria-label={`Roll back to version ${v.version}`}
+                          >
+                            Roll back to this
+                          </button>
+                        )}
                     </td>
                   )}
                 </tr>
@@ -174,6 +160,74 @@ export function AgentVersions({ name, onChanged }: { name: string; onChanged: ()
           </table>
         </div>
       )}
+      {shown && versions.data && (
+        <section class="card" aria-labelledby="version-shown-title" data-testid="version-shown">
+          <div class="row">
+            <h4 id="version-shown-title">
+              {shown.base === undefined
+                ? `Version ${shown.version}`
+                : `Version ${shown.version} against version ${shown.base}${shown.base === current ? ' (live)' : ''}`}
+            </h4>
+            <span class="spacer" />
+            <label for="compare-base" class="inline">
+              Compare with
+            </label>
+            <select
+              id="compare-base"
+              value={shown.base === undefined ? '' : String(shown.base)}
+              onChange={(e) => {
+                const v = (e.target as HTMLSelectElement).value;
+                setShown({ version: shown.version, base: v === '' ? undefined : Number(v) });
+              }}
+            >
+              <option value="">nothing: show its text</option>
+              {versions.data.versions
+                .filter((v) => v.version !== shown.version)
+                .map((v) => (
+                  <option key={v.version} value={String(v.version)}>
+                    version {v.version}
+                    {v.version === current ? ' (live)' : ''}
+                  </option>
+                ))}
+            </select>
+            <button type="button" class="secondary" onClick={() => setShown(undefined)}>
+              Close
+            </button>
+          </div>
+          {shown.base === undefined ? (
+            <VersionText name={name} version={shown.version} />
+          ) : (
+            <VersionDiff name={name} from={shown.base} to={shown.version} />
+          )}
+        </section>
+      )}
+      {asking !== undefined && current !== null && (
+        <ConfirmDialog
+          title={`Roll ${name} back to version ${asking}?`}
+          confirmLabel={`Roll back to version ${asking}`}
+          danger
+          busy={busy}
+          onConfirm={() => void rollbackTo(asking)}
+          onCancel={() => setAsking(undefined)}
+        >
+          <p>
+            Version {asking}'s text becomes live again (recorded as a new version), replacing version {current}. What
+            changes:
+          </p>
+          <VersionDiff name={name} from={current} to={asking} />
+        </ConfirmDialog>
+      )}
     </div>
+  );
+}
+
+function VersionText({ name, version }: { name: string; version: number }) {
+  const { sources, error } = useVersionSources(name, [version]);
+  if (error) return <ErrorBox error={error} />;
+  if (!sources) return <Loading what={`version ${version}`} />;
+  return (
+    <pre class="source" tabIndex={0} aria-label={`The text of version ${version}`} data-testid="version-text">
+      {sources[0]!.source}
+    </pre>
   );
 }
