@@ -93,6 +93,8 @@ describe('system components missing', () => {
         'nats-server': null,
         chromium: null,
         bwrap: null,
+        'wasm-c': null,
+        'wasm-rust': null,
       }),
     ).toEqual([]);
     const both = missingLines({
@@ -102,6 +104,8 @@ describe('system components missing', () => {
       'nats-server': null,
       chromium: null,
       bwrap: null,
+      'wasm-c': null,
+      'wasm-rust': null,
     });
     expect(both).toHaveLength(2);
     expect(both[0]).toMatch(
@@ -116,6 +120,8 @@ describe('system components missing', () => {
         'nats-server': null,
         chromium: null,
         bwrap: null,
+        'wasm-c': null,
+        'wasm-rust': null,
       }),
     ).toEqual([
       '[caxton tests] pgvector missing (no extension): skipping the tests that need it; install it with: sudo scripts/setup-pgvector.sh',
@@ -128,6 +134,8 @@ describe('system components missing', () => {
         'nats-server': 'nats-server not found on PATH (ENOENT)',
         chromium: null,
         bwrap: null,
+        'wasm-c': null,
+        'wasm-rust': null,
       }),
     ).toEqual([
       '[caxton tests] nats-server missing (nats-server not found on PATH (ENOENT)): skipping the tests that need it; install it with: sudo apt-get install nats-server (or set CAXTON_TEST_NATS_SERVER to its path)',

@@ -3,9 +3,13 @@
  * vitest import here: vitest's global setup (system-setup.ts) runs it in the main process.
  */
 import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import pg from 'pg';
 
-export type SystemComponent = 'postgresql' | 'pgvector' | 'promtool' | 'nats-server' | 'chromium' | 'bwrap';
+export type SystemComponent =
+  'postgresql' | 'pgvector' | 'promtool' | 'nats-server' | 'chromium' | 'bwrap' | 'wasm-c' | 'wasm-rust';
 
 /** What each component is and the command that installs it (Debian; see README "Test"). */
 export const SYSTEM_COMPONENTS: Record<SystemComponent, { label: string; install: string }> = {
@@ -24,7 +28,55 @@ export const SYSTEM_COMPONENTS: Record<SystemComponent, { label: string; install
     install: 'sudo apt-get install --no-install-recommends chromium (or set CAXTON_TEST_CHROMIUM to its path)',
   },
   bwrap: { label: 'bubblewrap', install: 'sudo apt-get install --no-install-recommends bubblewrap' },
+  'wasm-c': {
+    label: 'the C to WebAssembly toolchain',
+    install: 'sudo apt-get install --no-install-recommends clang lld wasi-libc libclang-rt-dev-wasm32 make',
+  },
+  'wasm-rust': {
+    label: 'the Rust to WebAssembly toolchain',
+    install: 'sudo apt-get install --no-install-recommends rustc libstd-rust-dev-wasm32 make',
+  },
 };
+
+/** The first `rustc` (PATH, then Debian's) whose sysroot has the wasm32-unknown-unknown standard library. */
+export function wasmRustc(): string | null {
+  for (const rustc of ['rustc', '/usr/bin/rustc']) {
+    const r = spawnSync(rustc, ['--print', 'sysroot'], { encoding: 'utf8', timeout: 10_000 });
+    if (r.status === 0 && existsSync(join(r.stdout.trim(), 'lib/rustlib/wasm32-unknown-unknown'))) return rustc;
+  }
+  return null;
+}
+
+/** Whether clang can link a module for wasm32 against wasi-libc (what templates/tool-c's Makefile runs). */
+function probeWasmC(): string | null {
+  const dir = mkdtempSync(join(tmpdir(), 'caxton-probe-c-'));
+  try {
+    writeFileSync(
+      join(dir, 't.c'),
+      '#include <stdlib.h>\n__attribute__((export_name("t"))) int t(void) { return malloc(8) != 0; }\n',
+    );
+    const r = spawnSync(
+      'clang',
+      [
+        '--target=wasm32-wasi',
+        '--sysroot=/usr',
+        '-O2',
+        '-nostartfiles',
+        '-Wl,--no-entry',
+        '-o',
+        join(dir, 't.wasm'),
+        join(dir, 't.c'),
+      ],
+      { encoding: 'utf8', timeout: 60_000 },
+    );
+    if (r.error) return `clang not found on PATH (${(r.error as NodeJS.ErrnoException).code ?? r.error.message})`;
+    if (r.status !== 0) return `clang cannot build for wasm32 here: ${r.stderr.trim().split('\n')[0] ?? ''}`;
+    const make = spawnSync('make', ['--version'], { encoding: 'utf8', timeout: 10_000 });
+    return make.status === 0 ? null : 'make not found on PATH';
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
 
 /** The browser the web console's end-to-end tests drive (test/console/harness.ts); never downloaded. */
 export const TEST_CHROMIUM = process.env.CAXTON_TEST_CHROMIUM ?? '/usr/bin/chromium';
@@ -95,7 +147,20 @@ export async function probeSystem(): Promise<SystemStatus> {
     : b.status !== 0
       ? `bwrap cannot create a sandbox here: ${b.stderr.trim()}`
       : null;
-  return { postgresql, pgvector, promtool, 'nats-server': nats, chromium, bwrap };
+  // templates/tool-c and templates/tool-rust are built with Debian's toolchains (test/tools/wasm/sdk-templates.test.ts).
+  const wasmC = probeWasmC();
+  const wasmRust =
+    wasmRustc() === null ? 'no rustc with the wasm32-unknown-unknown target (rustc, /usr/bin/rustc)' : null;
+  return {
+    postgresql,
+    pgvector,
+    promtool,
+    'nats-server': nats,
+    chromium,
+    bwrap,
+    'wasm-c': wasmC,
+    'wasm-rust': wasmRust,
+  };
 }
 
 /** The one line printed for a missing component. */

@@ -82,6 +82,9 @@ describe('npm pack', () => {
       'dist/console/favicon.svg',
       'templates/basic/caxton.toml',
       'templates/basic/agents/assistant.toml',
+      'templates/tool-c/src/stats.c',
+      'sdk/c/caxton.h',
+      'sdk/rust/caxton/src/lib.rs',
       'package.json',
       'README.md',
     ])

@@ -5,8 +5,19 @@ import type { Command } from 'commander';
 import { CliError, usageError } from '../errors.js';
 import type { CliContext } from '../context.js';
 
-/** templates/ sits at the package root; src/cli/commands and dist/cli/commands are both three levels down. */
-export const TEMPLATES_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '../../../templates');
+/** templates/ and sdk/ sit at the package root; src/cli/commands and dist/cli/commands are both three levels down. */
+const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
+export const TEMPLATES_DIR = join(PACKAGE_ROOT, 'templates');
+const SDK_DIR = join(PACKAGE_ROOT, 'sdk');
+
+/**
+ * The SDK a tool template builds against, copied into the new package from sdk/ (one copy in the
+ * repository, so the header and the crate cannot drift from the templates): [from under sdk/, to].
+ */
+const TEMPLATE_SDKS: Readonly<Record<string, readonly (readonly [string, string])[]>> = {
+  'tool-c': [['c/caxton.h', 'include/caxton.h']],
+  'tool-rust': [['rust/caxton', 'caxton']],
+};
 
 function listFiles(dir: string): string[] {
   return readdirSync(dir).flatMap((f) => {
@@ -39,16 +50,22 @@ export function registerInit(program: Command, ctx: CliContext): void {
         throw usageError(`unknown template "${opts.template}"; available: ${names.join(', ')}`);
       const src = join(TEMPLATES_DIR, opts.template);
       const dest = resolve(dir);
-      const files = listFiles(src).map((f) => relative(src, f));
+      const copies: [string, string][] = listFiles(src).map((f) => [f, relative(src, f)]);
+      for (const [from, to] of TEMPLATE_SDKS[opts.template] ?? []) {
+        const sdk = join(SDK_DIR, from);
+        if (statSync(sdk).isDirectory()) for (const f of listFiles(sdk)) copies.push([f, join(to, relative(sdk, f))]);
+        else copies.push([sdk, to]);
+      }
+      const files = copies.map(([, to]) => to);
       const clashes = files.filter((f) => existsSync(join(dest, f)));
       if (clashes.length > 0 && !opts.force) {
         throw new CliError(`refusing to overwrite existing files in ${dest}: ${clashes.join(', ')}`, {
           lines: ['pass --force to overwrite them'],
         });
       }
-      for (const f of files) {
-        mkdirSync(dirname(join(dest, f)), { recursive: true });
-        copyFileSync(join(src, f), join(dest, f));
+      for (const [from, to] of copies) {
+        mkdirSync(dirname(join(dest, to)), { recursive: true });
+        copyFileSync(from, join(dest, to));
       }
       const toolPackage = files.includes(MANIFEST);
       if (!toolPackage) mkdirSync(join(dest, 'agents'), { recursive: true });
@@ -65,11 +82,10 @@ const MANIFEST = 'caxton-tool.toml';
 function nextSteps(dir: string, files: string[]): string[] {
   if (files.includes(MANIFEST)) {
     const name = /^name\s*=\s*"([^"]+)"/m.exec(readFileSync(join(resolve(dir), MANIFEST), 'utf8'))?.[1] ?? 'NAME';
-    return [
-      `  cd ${dir} && npm install && npm run build   # compiles assembly/index.ts to build/*.wasm`,
-      `  caxton tool deploy ${dir}`,
-      `  caxton tool show ${name}`,
-    ];
+    const build = files.includes('Makefile')
+      ? `  cd ${dir} && make   # compiles the module to build/*.wasm (toolchain: see README.md)`
+      : `  cd ${dir} && npm install && npm run build   # compiles assembly/index.ts to build/*.wasm`;
+    return [build, `  caxton tool deploy ${dir}`, `  caxton tool show ${name}`];
   }
   return [`  caxton agent validate ${join(dir, 'agents')}/*`, `  caxton serve --config ${join(dir, 'caxton.toml')}`];
 }
