@@ -58,7 +58,15 @@ export interface ConversationSettings {
 }
 
 /** The FIPA interaction protocols the platform runs (the messaging layer's `Protocol`). */
-export const INTERACTION_PROTOCOLS = ['fipa-request', 'fipa-query', 'fipa-contract-net', 'fipa-subscribe'] as const;
+export const INTERACTION_PROTOCOLS = [
+  'fipa-request',
+  'fipa-query',
+  'fipa-contract-net',
+  'fipa-subscribe',
+  'fipa-english-auction',
+  'fipa-dutch-auction',
+  'fipa-iterated-contract-net',
+] as const;
 export type InteractionProtocol = (typeof INTERACTION_PROTOCOLS)[number];
 
 /** What the directory facilitator advertises for the agent, and how many messages it handles at once. */

@@ -1,4 +1,4 @@
-import { normalizePerformative, allowedReplies, type Performative } from './performatives.js';
+import { normalizePerformative, allowedReplies, type Performative, type Protocol } from './performatives.js';
 import { contentText, type AclMessage, type Content } from './message.js';
 
 const INSTRUCTIONS: Partial<Record<Performative, string>> = {
@@ -23,6 +23,16 @@ const INSTRUCTIONS: Partial<Record<Performative, string>> = {
     'Forward the content as asked and answer with the outcome, or start your answer with "REFUSE:" and the reason.',
 };
 
+/** What a cfp asks in a protocol that runs in rounds (auctions price each round; the iterated call names the best offer). */
+const ROUND_CFP: Partial<Record<Protocol, string>> = {
+  'fipa-english-auction':
+    'This is a round of an English auction: the asking price rises each round. To bid the asking price, start your answer with "PROPOSE:" and "price: <the asking price>"; to drop out, start it with "REFUSE:" and the reason.',
+  'fipa-dutch-auction':
+    'This is a round of a Dutch auction: the asking price falls each round and the first bid wins. To buy at the asking price, start your answer with "PROPOSE:" and "price: <the asking price>"; to wait for a lower price, start it with "REFUSE:".',
+  'fipa-iterated-contract-net':
+    'This is a call for proposals that may be repeated: when "best_offer" is given, it is the best offer so far, and yours should improve on it. Start your answer with "PROPOSE:" and your terms, including "price: <number>", or with "REFUSE:" and the reason.',
+};
+
 /** Renders an incoming message as the prompt of a configuration agent's execution. */
 export function renderMessagePrompt(m: AclMessage, receiver: string, history: readonly AclMessage[]): string {
   const head = [
@@ -32,6 +42,10 @@ export function renderMessagePrompt(m: AclMessage, receiver: string, history: re
   if (m.ontology) head.push(`Ontology: ${m.ontology}`);
   if (m.language) head.push(`Content language: ${m.language}`);
   if (m.reply_by) head.push(`Reply by: ${m.reply_by}`);
+  const round = m.performative === 'cfp' && m.protocol !== undefined ? ROUND_CFP[m.protocol] : undefined;
+  const asking = m.params['X-price'] ?? m.params['X-start-price'];
+  if (round && m.protocol !== 'fipa-iterated-contract-net' && asking !== undefined)
+    head.push(`Asking price: ${asking}`);
   const lines = [...head];
   const earlier = history.filter((h) => h.id !== m.id);
   if (earlier.length > 0) {
@@ -42,7 +56,7 @@ export function renderMessagePrompt(m: AclMessage, receiver: string, history: re
       );
   }
   lines.push('', 'Content:', contentText(m.content));
-  const how = INSTRUCTIONS[m.performative];
+  const how = round ?? INSTRUCTIONS[m.performative];
   if (how) lines.push('', how);
   void receiver;
   return lines.join('\n');

@@ -12,6 +12,7 @@ import {
   type MessageId,
 } from './message.js';
 import { PERFORMATIVES, PROTOCOLS, defaultProtocol, normalizePerformative, type Protocol } from './performatives.js';
+import { roundTermIssues } from './protocols/index.js';
 
 /** Keys accepted in a message body; FIPA's hyphenated spellings (`conversation-id`) are accepted too. */
 const KEYS = [
@@ -238,6 +239,8 @@ export function parseMessage(body: unknown, opts: ParseMessageOptions, bodySize?
   }
   protocol ??= b.in_reply_to === undefined ? defaultProtocol(performative) : undefined;
   const allParams = { ...(b.params ?? {}), ...(params as Record<string, string>) };
+  const termIssues = roundTermIssues(protocol, performative, allParams, b.in_reply_to);
+  if (termIssues.length > 0) throw invalid(termIssues);
   return {
     id: (b.id ?? newMessageId()) as MessageId,
     performative,

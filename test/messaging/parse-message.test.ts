@@ -119,7 +119,7 @@ describe('parseMessage: performative and protocol', () => {
     expect(parse({ ...base, protocol: 'FIPA-Query' }).protocol).toBe('fipa-query');
     const e = invalidField({ ...base, protocol: 'fipa-auction' }, 'protocol');
     expect(issues(e)[0]!.message).toBe(
-      'unknown protocol "fipa-auction"; expected one of: fipa-request, fipa-query, fipa-contract-net, fipa-subscribe',
+      'unknown protocol "fipa-auction"; expected one of: fipa-request, fipa-query, fipa-contract-net, fipa-subscribe, fipa-english-auction, fipa-dutch-auction, fipa-iterated-contract-net',
     );
   });
 

@@ -80,7 +80,15 @@ describe('performatives', () => {
   });
 
   it('every default protocol is one the platform runs', () => {
-    expect([...PROTOCOLS]).toEqual(['fipa-request', 'fipa-query', 'fipa-contract-net', 'fipa-subscribe']);
+    expect([...PROTOCOLS]).toEqual([
+      'fipa-request',
+      'fipa-query',
+      'fipa-contract-net',
+      'fipa-subscribe',
+      'fipa-english-auction',
+      'fipa-dutch-auction',
+      'fipa-iterated-contract-net',
+    ]);
     for (const p of PERFORMATIVES) {
       const protocol = defaultProtocol(p);
       if (protocol !== undefined) expect(PROTOCOLS).toContain(protocol);

@@ -12,6 +12,7 @@ import { useApi, useLive, useReloadOnEvent } from '../hooks';
 import type { PageProps } from '../pages';
 import { Link, setQuery } from '../router';
 import { can } from '../session';
+import { isRoundProtocol, RoundsSummary } from './rounds-summary';
 import {
   type AclMessage,
   type Conversation,
@@ -312,8 +313,12 @@ function ConversationView({ id, query }: { id: string; query: URLSearchParams })
           The conversation ended ({conv.state}).
         </p>
       )}
-      {(conv.protocol === 'fipa-contract-net' || messages.some((m) => m.performative === 'cfp')) && (
-        <ContractNetSummary messages={messages} />
+      {isRoundProtocol(conv.protocol) ? (
+        <RoundsSummary protocol={conv.protocol!} messages={messages} />
+      ) : (
+        (conv.protocol === 'fipa-contract-net' || messages.some((m) => m.performative === 'cfp')) && (
+          <ContractNetSummary messages={messages} />
+        )
       )}
       <h2>Messages</h2>
       {messages.length === 0 ? (

@@ -143,7 +143,9 @@ export const messageBodyDocSchema = z
     protocol: z
       .string()
       .optional()
-      .describe('fipa-request, fipa-query, fipa-contract-net, fipa-subscribe; default from the performative'),
+      .describe(
+        'fipa-request, fipa-query, fipa-contract-net, fipa-subscribe, fipa-english-auction, fipa-dutch-auction, fipa-iterated-contract-net; default from the performative',
+      ),
     conversation_id: z.string().optional().describe('continue a conversation; absent: a new one'),
     reply_with: z.string().optional(),
     in_reply_to: z.string().optional(),

@@ -222,7 +222,7 @@ export function registerMessageCommands(program: Command, ctx: CliContext): void
     .option('--conversation <id>', 'continue this conversation (default: start a new one)')
     .option(
       '--protocol <protocol>',
-      'fipa-request, fipa-query, fipa-contract-net or fipa-subscribe (default: from the act)',
+      'fipa-request, fipa-query, fipa-contract-net, fipa-subscribe, fipa-english-auction, fipa-dutch-auction or fipa-iterated-contract-net (default: from the act)',
     )
     .option('--ontology <ontology>', 'the ontology of the content')
     .option('--language <language>', 'the content language')

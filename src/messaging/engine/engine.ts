@@ -18,7 +18,15 @@ import type { Delivery } from '../dispatcher.js';
 import type { BusEvent } from '../events.js';
 import { newMessageId, type AclMessage, type Content, type ConversationId, type MessageId } from '../message.js';
 import { executes, expectsReply, type Performative } from '../performatives.js';
-import { afterReply, atDeadline, endless, openCall, replyActs, type StepEffects } from '../protocols/index.js';
+import {
+  afterReply,
+  atDeadline,
+  callsForProposals,
+  endless,
+  openCall,
+  replyActs,
+  type StepEffects,
+} from '../protocols/index.js';
 import type { RouteDecision, Router } from '../router.js';
 import {
   checkReceiverLimits,
@@ -324,7 +332,7 @@ export class DeliveryEngine {
       await this.#storeMessage(s, conv, reply, [], now, work);
       this.#setState(conv, 'failed', decision.message, work);
       failure = { reason: decision.reason, message: decision.message, reply_id: reply.id };
-    } else if (m.performative === 'cfp' && conv.protocol === 'fipa-contract-net') {
+    } else if (m.performative === 'cfp' && callsForProposals(conv.protocol)) {
       // The call closes at its deadline (the sweep decides it then) unless every bidder answers first.
       const call = openCall([{ message: m, routed_to: receivers }], this.#cfg);
       if (call) conv.expires_at = iso(Math.min(call.deadline, Date.parse(conv.expires_at ?? iso(call.deadline))));
@@ -713,6 +721,9 @@ export class DeliveryEngine {
   /** Handles the conversations whose deadline passed: a Contract Net still collecting is decided, anything else expires. */
   async sweep(): Promise<void> {
     if (!this.#o.running()) return;
+    // Handed out once `expired` returns, when every step it ran has committed: a delivery published
+    // before its row is written would be read as missing and dropped.
+    const works: StepWork[] = [];
     try {
       await this.#store.expired(iso(), 100, async (s) => {
         const conv = s.conversation;
@@ -723,14 +734,15 @@ export class DeliveryEngine {
         if (!isTerminal(conv.state) && conv.expires_at !== null && Date.parse(conv.expires_at) <= Date.now())
           conv.expires_at = iso(Date.now() + this.#cfg.conversation_ttl);
         await s.saveConversation(conv);
-        // Emitted and handed out after the commit: queued behind this step's end.
-        setImmediate(() => {
-          this.#o.emit(work.events);
-          void this.#publishAfter(work.outgoing);
-        });
+        works.push(work);
       });
     } catch (e) {
       this.#o.log.warn({ err: describeError(e) }, 'the conversation deadline sweep failed; it runs again in a second');
+    } finally {
+      for (const work of works) {
+        this.#o.emit(work.events);
+        void this.#publishAfter(work.outgoing);
+      }
     }
   }
 

@@ -1,6 +1,7 @@
 export {
   afterReply,
   atDeadline,
+  callsForProposals,
   decide,
   endless,
   openCall,
@@ -9,3 +10,4 @@ export {
   type StepEffects,
 } from './steps.js';
 export { chooseWinner, proposalValue, selectionOf, type Selection, type SelectRule } from './selection.js';
+export { isRoundProtocol, ROUND_PROTOCOLS, roundTermIssues, type RoundProtocol } from './rounds.js';

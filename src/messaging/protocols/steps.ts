@@ -9,8 +9,9 @@
 import type { MessagingConfig } from '../config.js';
 import { isTerminal, type Conversation, type ConversationState } from '../conversation.js';
 import { newMessageId, type AclMessage, type Content } from '../message.js';
-import { expectsReply, type Performative } from '../performatives.js';
+import { expectsReply, type Performative, type Protocol } from '../performatives.js';
 import type { StoredMessage } from '../store.js';
+import { afterRoundReply, isRoundProtocol, roundAtDeadline } from './rounds.js';
 import { chooseWinner, selectionOf } from './selection.js';
 
 const iso = (t = Date.now()) => new Date(t).toISOString();
@@ -37,6 +38,10 @@ export function replyActs(original: AclMessage, performative: Performative): Per
 }
 
 const negative = (p: Performative) => p === 'failure' || p === 'refuse' || p === 'not-understood';
+
+/** Whether a cfp of `protocol` opens a call that closes at its deadline (Contract Net, auctions, iterated Contract Net). */
+export const callsForProposals = (protocol: Protocol | null | undefined): boolean =>
+  protocol === 'fipa-contract-net' || isRoundProtocol(protocol);
 
 /** Whether conversations of `protocol` never expire and take the server's turn budget (subscriptions). */
 export const endless = (protocol: string | null | undefined): boolean => protocol === 'fipa-subscribe';
@@ -156,6 +161,10 @@ export async function afterReply(
       }
       return;
     }
+    case 'fipa-english-auction':
+    case 'fipa-dutch-auction':
+    case 'fipa-iterated-contract-net':
+      return afterRoundReply(conv, original, last, messages, cfg, fx);
     case 'fipa-subscribe':
       if (original.performative !== 'subscribe' || !last) return;
       if (last.performative === 'agree') await fx.subscribe(original, last.sender);
@@ -169,7 +178,7 @@ export async function afterReply(
   }
 }
 
-/** A conversation's deadline passed (found by the sweep): a Contract Net still collecting is decided, anything else expires. */
+/** A conversation's deadline passed (found by the sweep): a call still collecting is decided or its round closed, anything else expires. */
 export async function atDeadline(
   conv: Conversation,
   left: number,
@@ -182,6 +191,7 @@ export async function atDeadline(
     const call = openCall(await messages(), cfg);
     if (call) return decide(conv, call, cfg, fx);
   }
+  if (await roundAtDeadline(conv, messages, cfg, fx)) return;
   fx.setState(
     'expired',
     conv.turns > 0 && left === 0

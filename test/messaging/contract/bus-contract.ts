@@ -33,6 +33,7 @@ import { migrate, openDatabase } from '../../../src/storage/index.js';
 import { makeTempDir } from '../../helpers/tmp.js';
 import { waitUntil } from '../../helpers/wait.js';
 import { agentDef, deploy } from '../helpers.js';
+import { runRoundContract } from './round-protocols.js';
 
 /** What a case asks of a configuration: agents deployed, handlers registered, and the options it varies. */
 export interface ContractSetup {
@@ -131,6 +132,7 @@ const held = (g: { wait: Promise<void> }, signal: AbortSignal) =>
   ]);
 
 export function runBusContract(name: string, factory: BusFactory, opts: ContractOptions = {}): void {
+  runRoundContract(name, factory, opts);
   const differs = opts.differs ?? {};
   const open: ContractBus[] = [];
   const gates: (() => void)[] = [];
