@@ -8,12 +8,14 @@
  *  - bad filters are 400 naming the field, an unknown id 404;
  *  - the execution links its trace, and GET /traces/{id} answers its spans from the node's own
  *    ring although no OTLP endpoint is set;
+ *  - `caxton execution list|show` (the built CLI, a child process) with --json and exit codes;
  *  - the store's retention and the bounds on stored text.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { entryOf, EXECUTIONS_MIGRATIONS, SqliteExecutionStore } from '../../src/execution/index.js';
 import { MAX_TOOL_TEXT } from '../../src/execution/records/model.js';
 import { migrate, openDatabase } from '../../src/storage/index.js';
+import { runCli } from '../cli/helpers/cli.js';
 import { removeTempDirs, startCaxton, tempDir, writeScript, type Caxton } from './helpers/caxton.js';
 
 const SECRET = 'sk-exec-record-secret-0123456789';
@@ -140,6 +142,34 @@ describe('execution records', () => {
     expect(names).toContain('tool.call calculator');
     expect(t.json.executions.map((e: { id: string }) => e.id)).toContain(id);
   });
+});
+
+describe('caxton execution list|show', () => {
+  const cli = (...args: string[]) => runCli(['--server', cx.url, ...args], { cwd: tempDir() });
+
+  it('lists and shows executions, as tables and as JSON; a bad flag or id fails with a clear message', async () => {
+    const list = await cli('execution', 'list', '--agent', 'adder', '--status', 'ok');
+    expect(list.code, list.stderr).toBe(0);
+    expect(list.stdout).toContain('adder');
+    expect(list.stdout).toMatch(/STATUS/);
+    const json = await cli('--json', 'execution', 'list', '--since', '1h');
+    expect(json.code, json.stderr).toBe(0);
+    const parsed = JSON.parse(json.stdout) as { executions: { id: string }[] };
+    expect(parsed.executions.length).toBeGreaterThanOrEqual(3);
+    const id = parsed.executions.at(-1)!.id;
+    const show = await cli('execution', 'show', id);
+    expect(show.code, show.stderr).toBe(0);
+    expect(show.stdout).toContain('tool calculator ok');
+    expect(show.stdout).toContain('turn 2:');
+    const shown = await cli('--json', 'exec', 'show', id);
+    expect(JSON.parse(shown.stdout)).toMatchObject({ id, agent: 'adder' });
+    const bad = await cli('execution', 'list', '--status', 'maybe');
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toContain('--status expects one of ok, error');
+    const missing = await cli('execution', 'show', 'exec_missing');
+    expect(missing.code).not.toBe(0);
+    expect(missing.stderr).toContain('no execution "exec_missing"');
+  }, 60_000);
 });
 
 describe('the SQLite store', () => {
