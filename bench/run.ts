@@ -11,6 +11,7 @@ import { machine, machineLine, markdownTable, writeResults, type Suite } from '.
 const SUITES: Record<string, () => Promise<Suite>> = {
   agents: async () => (await import('./agents.js')).agentsSuite,
   execution: async () => (await import('./execution.js')).executionSuite,
+  executions: async () => (await import('./executions.js')).executionsSuite,
   messaging: async () => (await import('./messaging.js')).messagingSuite,
   embedding: async () => (await import('./embedding.js')).embeddingSuite,
   tools: async () => (await import('./tools.js')).toolsSuite,

@@ -11,6 +11,7 @@ export {
   clusterApi,
   consoleApi,
   executionApi,
+  executionRecordApi,
   keyApi,
   memoryApi,
   messagingApi,

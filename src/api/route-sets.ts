@@ -20,6 +20,7 @@ import { auditRoutes } from './routes/audit.js';
 import { clusterRoutes, type ClusterView } from './routes/cluster.js';
 import { ssoRoutes } from './routes/sso.js';
 import { consoleRoutes } from './routes/console.js';
+import { executionRecordRoutes, type ExecutionRouteDeps } from './routes/executions.js';
 import { invokeRoutes } from './routes/invoke.js';
 import { keyRoutes } from './routes/keys.js';
 import { memoryRoutes } from './routes/memory.js';
@@ -57,6 +58,11 @@ export function keyApi(opts: {
   sso?: SsoClient;
 }): ApiRoutes[] {
   return [{ plugin: (a) => keyRoutes(a, opts) }, { plugin: (a) => ssoRoutes(a, { client: opts.sso }) }];
+}
+
+/** Execution records and traces (GET /executions, /executions/{id}, /traces/{id}). */
+export function executionRecordApi(deps: ExecutionRouteDeps): ApiRoutes[] {
+  return [{ plugin: (a) => executionRecordRoutes(a, deps) }];
 }
 
 /** Invoke, and the OpenAI-compatible chat completions and responses. */

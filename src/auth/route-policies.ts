@@ -37,6 +37,9 @@ export const ROUTE_POLICIES: Readonly<Record<string, Access>> = {
   'GET /api/v1/logs/stream': P('observe:read'),
   'GET /api/v1/events': P('observe:read'),
   'GET /api/v1/events/stream': P('observe:read'),
+  'GET /api/v1/executions': P('observe:read'),
+  'GET /api/v1/executions/:id': P('observe:read'),
+  'GET /api/v1/traces/:id': P('observe:read'),
 
   // Agents
   'GET /api/v1/agents': P('agents:read'),

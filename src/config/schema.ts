@@ -348,6 +348,29 @@ export const serverConfigSchema = z.strictObject({
       max_rows: z.number().int().min(100).max(100_000_000).default(1_000_000),
     })
     .prefault({}),
+  /**
+   * `[tracing]`: the node's own recent spans (ADR 0056), kept whether or not an OTLP endpoint is
+   * set (OTEL_EXPORTER_OTLP_ENDPOINT), for GET /api/v1/traces/{id}. Which traces are kept is the
+   * sampler's (OTEL_TRACES_SAMPLER; default parentbased_always_on: every trace).
+   */
+  tracing: z
+    .strictObject({
+      /** Most spans kept in memory (0: none kept, and without an OTLP endpoint nothing is traced). */
+      local_spans: z.number().int().min(0).max(1_000_000).default(10_000),
+      /** Most bytes of span data kept in memory. */
+      local_bytes: size(16 * 1024 * 1024),
+    })
+    .prefault({}),
+  /** `[executions]`: the record of every execution (src/execution/records, ADR 0056). */
+  executions: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      /** Records older than this are deleted (default 7 days). */
+      retention: duration(7 * 24 * 3_600_000, { max: MAX_PERIOD_MS }),
+      /** At most this many records are kept; the oldest go first. */
+      max_rows: z.number().int().min(100).max(100_000_000).default(100_000),
+    })
+    .prefault({}),
   llm: z
     .strictObject({
       default_provider: z.string().min(1).optional(),

@@ -5,6 +5,7 @@ import type { AgentDefinition, AgentRegistry, IsolationMode } from '../agents/in
 import { limitedError, type ExecutionSlot, type LimitSet, type PrincipalLimiter } from '../auth/limits.js';
 import type { ServerConfig } from '../config/index.js';
 import { providerAttributes } from '../llm/index.js';
+import { traceIdsOf } from '../observability/events.js';
 import type { Metrics } from '../observability/metrics.js';
 import {
   childTraceparent,
@@ -23,6 +24,7 @@ import { ToolRegistry, type Tool, type ToolResult } from '../tools/index.js';
 import { buildDeps, llmSetup, setupShipper, type LlmSetup } from './deps.js';
 import { executionTools, HOST_TOOL_METHOD, parseHostToolCall } from './host-tools.js';
 import { createIsolation, type Isolation, type PooledIsolationMode } from './isolation/index.js';
+import { entryOf, type ExecutionLog } from './records/model.js';
 import { runAgent, toolContext, type ExecutionDeps } from './run-agent.js';
 import type { TaskPayload } from './task.js';
 import type { AgentResponse, ExecutionEvent, ExecutionJob, ExecutionMemory, InvokeRequest } from './types.js';
@@ -63,6 +65,8 @@ export interface ExecutorOptions {
   limiter?: PrincipalLimiter;
   /** An agent's own limits (`[auth.limits.agents]`, see agentLimitsLookup), shared by all its callers. */
   agentLimits?: (agent: string) => LimitSet | undefined;
+  /** Where every finished execution is recorded (src/execution/records, ADR 0056): queued here, written in batches. */
+  records?: ExecutionLog;
 }
 
 /** One finished execution, for `ExecutorOptions.onExecuted`. */
@@ -150,6 +154,7 @@ export class Executor {
   readonly #onExecuted: ExecutorOptions['onExecuted'];
   readonly #limiter: PrincipalLimiter | undefined;
   readonly #agentLimits: ExecutorOptions['agentLimits'];
+  readonly #records: ExecutionLog | undefined;
 
   /** Throws 'conflict' when `opts.hostTools` already holds a tool with a built-in tool's name. */
   constructor(config: ServerConfig, registry: AgentRegistry, opts: ExecutorOptions = {}) {
@@ -164,6 +169,7 @@ export class Executor {
     this.#onExecuted = opts.onExecuted;
     this.#limiter = opts.limiter;
     this.#agentLimits = opts.agentLimits;
+    this.#records = opts.records;
     this.hostTools.reserve(
       this.#deps.tools.list().map((t) => t.name),
       'built-in tool',
@@ -339,7 +345,10 @@ export class Executor {
   }
 
   async #invoke(def: AgentDefinition, req: InvokeRequest, opts: InvokeOptions): Promise<AgentResponse> {
-    if (!this.#tracer && !this.#metrics && !this.#onExecuted) return this.#run(def, req, opts);
+    const id = `exec_${randomUUID()}`;
+    if (!this.#tracer && !this.#metrics && !this.#onExecuted && !this.#records)
+      return withoutTurns(await this.#run(id, def, req, opts));
+    const started = Date.now();
     const t0 = performance.now();
     const span =
       this.#tracer &&
@@ -350,20 +359,24 @@ export class Executor {
     const tp = span ? childTraceparent(span, req.traceparent) : undefined;
     const traced = tp !== undefined && tp !== req.traceparent ? { ...req, traceparent: tp } : req;
     try {
-      const res = await (span ? withSpan(span, () => this.#run(def, traced, opts)) : this.#run(def, traced, opts));
-      this.#record(def, res, undefined, t0, span, traced, opts.shadow === true);
-      return res;
+      const res = await (span
+        ? withSpan(span, () => this.#run(id, def, traced, opts))
+        : this.#run(id, def, traced, opts));
+      this.#record(id, def, res, undefined, started, t0, span, traced, opts.shadow === true);
+      return withoutTurns(res);
     } catch (e) {
-      this.#record(def, undefined, e, t0, span, traced, opts.shadow === true);
+      this.#record(id, def, undefined, e, started, t0, span, traced, opts.shadow === true);
       throw e;
     }
   }
 
   /** Metrics and span attributes of one execution (labels: agent, provider, model and tool names only). */
   #record(
+    id: string,
     def: AgentDefinition,
     res: AgentResponse | undefined,
     err: unknown,
+    started: number,
     t0: number,
     span: Span | undefined,
     req: InvokeRequest,
@@ -372,6 +385,23 @@ export class Executor {
     const agent = def.name;
     const m = this.#metrics;
     const status = res ? 'ok' : isCaxtonError(err) ? err.code : 'internal';
+    if (this.#records) {
+      this.#records.record(
+        entryOf({
+          id,
+          agent,
+          version: def.version,
+          shadow,
+          started,
+          duration_ms: performance.now() - t0,
+          request: req,
+          response: res,
+          // Scrubbed as the caller sees it (#run): the record holds nothing the caller could not.
+          error: err,
+          trace_id: traceIdsOf(req.traceparent)?.trace_id,
+        }),
+      );
+    }
     if (this.#onExecuted) {
       const traceparent = req.traceparent;
       this.#onExecuted({
@@ -422,11 +452,11 @@ export class Executor {
    * responses, messages, events and memory. In worker and process mode this is where that text
    * first reaches the server.
    */
-  async #run(def: AgentDefinition, req: InvokeRequest, opts: InvokeOptions): Promise<AgentResponse> {
+  async #run(id: string, def: AgentDefinition, req: InvokeRequest, opts: InvokeOptions): Promise<AgentResponse> {
     const events = opts.onEvent && scrubbedEvents(opts.onEvent);
     let res: AgentResponse;
     try {
-      res = scrubSecretsIn(await this.#execute(def, req, events ? { ...opts, onEvent: events.emit } : opts));
+      res = scrubSecretsIn(await this.#execute(id, def, req, events ? { ...opts, onEvent: events.emit } : opts));
       events?.end();
     } catch (e) {
       try {
@@ -439,7 +469,7 @@ export class Executor {
     return opts.shadow ? res : this.#remember(def, req, res);
   }
 
-  async #execute(def: AgentDefinition, req: InvokeRequest, opts: InvokeOptions): Promise<AgentResponse> {
+  async #execute(id: string, def: AgentDefinition, req: InvokeRequest, opts: InvokeOptions): Promise<AgentResponse> {
     // A shadow run stays in the server thread, where its tools can be swapped for refusals.
     const isolation = opts.shadow ? 'context' : (def.execution.isolation ?? this.#config.execution.isolation);
     const timeoutMs = def.limits.timeout_ms;
@@ -450,7 +480,7 @@ export class Executor {
     const memoryContext =
       def.memory.enabled && this.memory && req.transcript === undefined ? await this.memory.recall(def, req) : '';
     const job: ExecutionJob = {
-      execution_id: `exec_${randomUUID()}`,
+      execution_id: id,
       definition: def,
       request: req,
       deadline: Date.now() + timeoutMs,
@@ -549,6 +579,12 @@ export class Executor {
     await Promise.all([...this.#pools.values()].map((p) => p.close()));
     this.#pools.clear();
   }
+}
+
+/** The response as callers see it: the per-turn figures are the execution record's only. */
+function withoutTurns(res: AgentResponse): AgentResponse {
+  if (res.model_turns !== undefined) delete res.model_turns;
+  return res;
 }
 
 /** The same tools as the model would see, each answering with SHADOW_TOOL_REFUSAL instead of running. */

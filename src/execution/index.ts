@@ -29,3 +29,15 @@ export {
 } from './agent-checks.js';
 export { DEFAULT_SUSPENDED_TTL_MS, type SuspendedExecution, type SuspendedExecutionStore } from './suspended.js';
 export { SqliteSuspendedStore, SUSPENDED_MIGRATIONS } from './suspended-sqlite.js';
+export {
+  entryOf,
+  SqliteExecutionStore,
+  PgExecutionStore,
+  EXECUTIONS_MIGRATIONS,
+  type ExecutionLog,
+  type ExecutionPage,
+  type ExecutionQuery,
+  type ExecutionSummary,
+  type ExecutionView,
+} from './records/index.js';
+export type { ModelTurn } from './types.js';

@@ -16,7 +16,7 @@ import { CaxtonError } from '../shared/errors.js';
 import type { ToolContext, ToolRegistry } from '../tools/index.js';
 import { renderSystemPrompt, renderTemplate } from './prompt.js';
 import { assertToolChoiceHonoured } from './tool-choice.js';
-import type { AgentResponse, ExecutionEvent, ExecutionJob, ToolCallRecord } from './types.js';
+import type { AgentResponse, ExecutionEvent, ExecutionJob, ModelTurn, ToolCallRecord } from './types.js';
 
 /** Opens the system message that carries a caller's own system/developer messages. */
 export const CLIENT_INSTRUCTIONS_HEADER =
@@ -107,6 +107,7 @@ export async function runAgent(
 
   const toolChoice = toolSpecs.length > 0 ? req.tool_choice : undefined;
   const records: ToolCallRecord[] = [];
+  const modelTurns: ModelTurn[] = [];
   let usage: Usage = { input_tokens: 0, output_tokens: 0, total_tokens: 0 };
   let last: ChatResponse | undefined;
   let turns = 0;
@@ -126,6 +127,7 @@ export async function runAgent(
       () => ({ 'caxton.agent': def.name, 'caxton.turn': turns }),
       SpanKind.CLIENT,
     );
+    const callStarted = performance.now();
     try {
       // The model provider sees the call's trace context (its span when recording, else the request's).
       const tp = (llmSpan.isRecording() ? traceparentOf(llmSpan) : undefined) ?? job.request.traceparent;
@@ -159,6 +161,16 @@ export async function runAgent(
       });
       llmSpan.end();
     }
+    modelTurns.push({
+      turn: turns,
+      provider: last.provider,
+      model: last.model,
+      input_tokens: last.usage.input_tokens,
+      output_tokens: last.usage.output_tokens,
+      latency_ms: Math.round((performance.now() - callStarted) * 1000) / 1000,
+      finish_reason: last.finish_reason,
+      tool_calls: last.tool_calls.length,
+    });
     // Before any tool of the reply runs: a call of another tool is not the one forced.
     if (turns === 1) assertToolChoiceHonoured(def.name, toolChoice, last);
     usage = addUsage(usage, last.usage);
@@ -227,6 +239,7 @@ export async function runAgent(
     model: finished.model,
     turns,
     isolation: job.isolation,
+    model_turns: modelTurns,
     ...(suspended && { pending_tool_calls: pending, transcript: messages }),
   };
 }

@@ -52,6 +52,22 @@ export interface InvokeRequest {
   traceparent?: string;
   /** The id of the authenticated caller (Principal.id, from `req.principal`); copied into every ToolContext for the tool audit. */
   principal?: string;
+  /** The message this execution answers (a delivery to an agent), for the execution's record. */
+  message_id?: string;
+}
+
+/** One model call of an execution, for its record (src/execution/records). */
+export interface ModelTurn {
+  turn: number;
+  provider: string;
+  model: string;
+  input_tokens: number;
+  output_tokens: number;
+  /** Wall time of the call, ms. */
+  latency_ms: number;
+  finish_reason: string;
+  /** Tool calls the model asked for in this turn. */
+  tool_calls: number;
 }
 
 export interface ToolCallRecord extends ToolCall {
@@ -89,6 +105,11 @@ export interface AgentResponse {
    * OpenAI routes store it (src/execution/suspended.ts) and never return it to the client.
    */
   transcript?: ChatMessage[];
+  /**
+   * Each model call, for the execution's record: the executor takes it off the response before
+   * any caller sees it.
+   */
+  model_turns?: ModelTurn[];
 }
 
 /** Streamed while an execution runs (SSE, OpenAI chunks). */

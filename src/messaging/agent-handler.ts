@@ -35,6 +35,7 @@ export function executorHandler(
         ...(m.capability !== undefined && { capability: m.capability }),
         chain: [...m.chain],
         ...(acting !== undefined && { principal: acting }),
+        message_id: m.id,
         // The delivery's span when tracing records, else the message's own context passed through.
         ...((traceparent ?? m.trace_context?.traceparent) !== undefined && {
           traceparent: traceparent ?? m.trace_context!.traceparent,

@@ -32,3 +32,4 @@ export {
   type MemoryReducerStats,
 } from './memory-reducer.js';
 export { PgEventStore, relayEvents, type PgEventStoreOptions, type RelayEventsOptions } from './pg-event-store.js';
+export { SpanStore, type StoredSpan, type SpanStoreOptions } from './span-store.js';

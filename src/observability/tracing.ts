@@ -12,6 +12,7 @@ import {
 } from '@opentelemetry/api';
 import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { ReportingExporter, type ExportFailure } from './export-failures.js';
+import type { SpanStore } from './span-store.js';
 
 export interface Tracing {
   tracer: Tracer;
@@ -19,15 +20,18 @@ export interface Tracing {
   enabled: boolean;
   /** Whether spans leave the process (OTLP endpoint configured). */
   exporting: boolean;
+  /** The node's own recent spans (`[tracing] local_spans`), when kept. */
+  local?: SpanStore;
   /** Exports the spans ended so far now (tests; the batch processor otherwise exports every few seconds). */
   flush(): Promise<void>;
   shutdown(): Promise<void>;
 }
 
 /**
- * Sets up the OpenTelemetry tracer. Spans are recorded only when they have somewhere to go: when
- * OTEL_EXPORTER_OTLP_ENDPOINT (or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) is set they are exported
- * over OTLP/HTTP; extra processors (tests use an in-memory exporter) can be passed in. Otherwise
+ * Sets up the OpenTelemetry tracer. Spans are recorded only when they have somewhere to go: the
+ * node's own span store (`local`, ADR 0056), and when OTEL_EXPORTER_OTLP_ENDPOINT (or
+ * OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) is set, OTLP/HTTP as well; extra processors (tests use an
+ * in-memory exporter) can be passed in. With none of them
  * the tracer is the API's no-op one: trace context is still carried (an incoming `traceparent`
  * passes through messages and tool calls unchanged) but nothing is recorded, and the SDK and the
  * OTLP exporter are never imported.
@@ -36,11 +40,13 @@ export async function setupTracing(opts: {
   version: string;
   env?: NodeJS.ProcessEnv;
   processors?: SpanProcessor[];
+  /** The node's own recent spans: kept whether or not they are exported. */
+  local?: SpanStore;
   /** Called for every failed OTLP export (collector down, 4xx/5xx, wrong URL): see export-failures.ts. */
   onExportFailure?: (f: ExportFailure) => void;
 }): Promise<Tracing> {
   const env = opts.env ?? process.env;
-  const processors: SpanProcessor[] = [...(opts.processors ?? [])];
+  const processors: SpanProcessor[] = [...(opts.processors ?? []), ...(opts.local ? [opts.local] : [])];
   const exporting = Boolean(env.OTEL_EXPORTER_OTLP_ENDPOINT || env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT);
   if (!exporting && processors.length === 0) {
     return {
@@ -86,6 +92,7 @@ export async function setupTracing(opts: {
     tracer: trace.getTracer('caxton', opts.version),
     enabled: true,
     exporting,
+    ...(opts.local && { local: opts.local }),
     flush: () => provider.forceFlush(),
     shutdown: async () => {
       await provider.shutdown();

@@ -27,6 +27,7 @@ import {
   startAuth,
   startDelivery,
   startExecution,
+  openExecutionRecords,
   startHttp,
   startMcp,
   startMemory,
@@ -237,6 +238,16 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
     };
     const memory = await startMemory({ config, db, registry, logger, telemetry });
     if (memory) stack.add(memory);
+    const { records } = stack.add(
+      await openExecutionRecords({
+        config,
+        db,
+        logger,
+        metrics,
+        spans: tracing.local,
+        clusterState,
+      }),
+    );
     const execution = stack.add(
       startExecution({
         config,
@@ -247,6 +258,7 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
         telemetry,
         limiter: auth.limiter,
         events,
+        records,
         memory: memory?.execution,
         shadowResults: agents.shadowResults,
         similarity: memory && ((a: string, b: string) => memory.graph.store.similarity(a, b)),

@@ -63,6 +63,8 @@ const side: Record<'in' | 'out', Targets> = {
     message: '',
     conversation: '',
     response: '',
+    execution: '',
+    trace: '',
   },
   out: {
     agent: 'b-one',
@@ -74,6 +76,8 @@ const side: Record<'in' | 'out', Targets> = {
     message: '',
     conversation: '',
     response: '',
+    execution: '',
+    trace: '',
   },
 };
 /** Placeholders in expectations' texts, for ids made at run time. */
@@ -250,6 +254,11 @@ beforeAll(async () => {
   }
   side.in.response = String((await must(scoped, 'POST', '/v1/responses', { model: 'a-one', input: 'hi' })).id);
   side.out.response = String((await must(admin, 'POST', '/v1/responses', { model: 'b-one', input: 'hi' })).id);
+  for (const s of ['in', 'out'] as const) {
+    const ran = await must(admin, 'POST', `/api/v1/agents/${side[s].agent}/invoke`, { request: 'hi' });
+    side[s].execution = String(ran.execution_id);
+    side[s].trace = String((await must(admin, 'GET', `/api/v1/executions/${side[s].execution}`)).trace_id);
+  }
 }, 60_000);
 
 afterAll(async () => {

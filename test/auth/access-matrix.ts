@@ -55,6 +55,9 @@ export interface Targets {
   message: string;
   conversation: string;
   response: string;
+  /** An execution of `agent` (its record) and its trace. */
+  execution: string;
+  trace: string;
 }
 
 export interface HttpCall {
@@ -201,6 +204,9 @@ export const ROUTES: Entry[] = [
   role('GET /api/v1/messaging/stats', () => get('/api/v1/messaging/stats'), 200),
   role('GET /api/v1/audit', () => get('/api/v1/audit'), 200),
   agentList('GET /api/v1/events', () => get('/api/v1/events?limit=1000')),
+  agentList('GET /api/v1/executions', () => get('/api/v1/executions?limit=1000')),
+  agentItem('GET /api/v1/executions/:id', (t) => get(`/api/v1/executions/${t.execution}`), 200, notFound),
+  agentItem('GET /api/v1/traces/:id', (t) => get(`/api/v1/traces/${t.trace}`), 200, notFound),
   agentList('GET /api/v1/events/stream', () => ({ ...get('/api/v1/events/stream'), sse: { until: 'a-one' } })),
 
   // Agents.

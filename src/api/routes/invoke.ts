@@ -52,7 +52,10 @@ export const agentResponseSchema = z.object({
 
 /** The schema documents AgentResponse as this route returns it (without what only the OpenAI routes use); does not compile otherwise. */
 export type AgentResponseDocumented = Check<
-  Documents<z.output<typeof agentResponseSchema>, Omit<AgentResponse, 'pending_tool_calls' | 'transcript'>>
+  Documents<
+    z.output<typeof agentResponseSchema>,
+    Omit<AgentResponse, 'pending_tool_calls' | 'transcript' | 'model_turns'>
+  >
 >;
 
 /** POST /api/v1/agents/{name}/invoke: JSON, or server-sent events with Accept: text/event-stream. */

@@ -31,6 +31,7 @@ export const COMMAND_MODULES: readonly CommandModule[] = [
   { names: ['memory'], load: async () => (await import('./memory.js')).registerMemoryCommands },
   { names: ['health', 'status', 'config'], load: async () => (await import('./system.js')).registerSystemCommands },
   { names: ['logs', 'events'], load: async () => (await import('./observe.js')).registerObservabilityCommands },
+  { names: ['execution', 'exec'], load: async () => (await import('./execution.js')).registerExecutionCommands },
   { names: ['audit'], load: async () => (await import('./audit.js')).registerAuditCommand },
   { names: ['init'], load: async () => (await import('./init.js')).registerInit },
   { names: ['key', 'login', 'logout', 'whoami'], load: async () => (await import('./key.js')).registerKeyCommands },

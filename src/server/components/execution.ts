@@ -8,7 +8,13 @@ import {
 } from '../../agents/index.js';
 import { agentLimitsLookup, type PrincipalLimiter } from '../../auth/index.js';
 import type { ServerConfig } from '../../config/index.js';
-import { Executor, ShadowRunner, SqliteSuspendedStore, type ExecutionMemory } from '../../execution/index.js';
+import {
+  Executor,
+  ShadowRunner,
+  SqliteSuspendedStore,
+  type ExecutionLog,
+  type ExecutionMemory,
+} from '../../execution/index.js';
 import type { Logger, Metrics, Tracer } from '../../observability/index.js';
 import type { AgentEvents } from '../../observability/events.js';
 import { describeError } from '../../shared/errors.js';
@@ -34,6 +40,8 @@ export function startExecution(opts: {
   telemetry: { tracer?: Tracer; metrics?: Metrics };
   limiter: PrincipalLimiter;
   events: AgentEvents | undefined;
+  /** Where every execution is recorded (ADR 0056); undefined with `[executions] enabled = false`. */
+  records?: ExecutionLog | undefined;
   memory: ExecutionMemory | undefined;
   /** Where shadow rollouts' comparisons go (the agents component's store). */
   shadowResults: ShadowResultStore;
@@ -45,6 +53,7 @@ export function startExecution(opts: {
     ...opts.telemetry,
     limiter: opts.limiter,
     agentLimits: agentLimitsLookup(config.auth.limits),
+    ...(opts.records && { records: opts.records }),
     // Each execution reaches the event store and, while its agent has a rollout, the canary's
     // figures or the shadow runner (which copies a live execution to the candidate).
     onExecuted: (e) => {

@@ -11,6 +11,7 @@ export { startAgents, type AgentsComponent } from './agents.js';
 export { watchAgentFiles, type AgentFilesComponent } from './agent-files.js';
 export { startMemory, type MemoryComponent } from './memory.js';
 export { startExecution, type ExecutionComponent } from './execution.js';
+export { openExecutionRecords, type ExecutionRecordsComponent } from './executions.js';
 export type { ClusterComponent, ClusterStateComponent } from './cluster.js';
 /** The cluster's components (NATS, PostgreSQL), loaded only by a node with `[cluster]`. */
 export const clusterComponents = () => import('./cluster.js');

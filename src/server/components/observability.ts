@@ -3,6 +3,7 @@ import type { ServerConfig } from '../../config/index.js';
 import {
   exportFailureReporter,
   setupTracing,
+  SpanStore,
   startMemoryReducer,
   type Logger,
   type Metrics,
@@ -43,8 +44,14 @@ export async function startObservability(opts: {
     : undefined;
   // OTLP export failures (collector down, wrong URL, 4xx): a rate-limited warn line and caxton_otlp_export_failures_total.
   const exportFailures = exportFailureReporter(logger, metrics, opts.exportFailureLogIntervalMs);
+  // The node's own recent spans (GET /api/v1/traces/{id}), with or without an OTLP endpoint.
+  const local =
+    config.tracing.local_spans > 0
+      ? new SpanStore({ maxSpans: config.tracing.local_spans, maxBytes: config.tracing.local_bytes })
+      : undefined;
   const tracing = await setupTracing({
     version: VERSION,
+    ...(local && { local }),
     onExportFailure: (f) => exportFailures.record(f),
     ...(opts.spanProcessors && { processors: opts.spanProcessors }),
   });

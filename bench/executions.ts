@@ -1,0 +1,201 @@
+/**
+ * What recording every execution costs (ADR 0056): two Caxton servers in this process, one with
+ * `[executions]` on (the default), one with it off, otherwise alike (events and audit on, no
+ * local spans on either, so only the record differs), measured in alternated rounds (on, off,
+ * on, off...) so that the machine's load drifts over both alike. The path: a context-mode invoke
+ * of a zero-latency scripted agent whose reply calls one tool (two model turns, one tool call:
+ * a record with all its parts). Also the recorder alone: CPU per record built and written.
+ */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { loadServerConfig } from '../src/config/index.js';
+import { entryOf, EXECUTIONS_MIGRATIONS, SqliteExecutionStore } from '../src/execution/index.js';
+import type { AgentResponse } from '../src/execution/index.js';
+import { createLogger } from '../src/observability/index.js';
+import { startServer, type CaxtonServer } from '../src/server/index.js';
+import { migrate, openDatabase } from '../src/storage/index.js';
+import { load, type LoadResult } from './lib/load.js';
+import { note } from './lib/progress.js';
+import type { Row, Suite, SuiteReport } from './lib/report.js';
+import { fmt } from './lib/stats.js';
+import { tempDir } from './lib/tmp.js';
+
+const env = (name: string, def: number) => {
+  const v = process.env[name];
+  return v === undefined || v === '' ? def : Number(v);
+};
+const ROUNDS = env('BENCH_ROUNDS', 4);
+const SECONDS = env('BENCH_DURATION', 3);
+const CONNECTIONS = env('BENCH_CONNECTIONS', 10);
+/** Throughput with recording at least this share of without. */
+const TARGET_RATIO = 0.95;
+
+const SCRIPT = `[[rules]]\nname = "add"\n  [[rules.turns]]\n  tool_calls = [{ name = "calculator", arguments = { expression = "2+3" } }]\n  [[rules.turns]]\n  content = "sum: {{tool_result.calculator}}"\n`;
+const AGENT = `name = "adder"\nversion = "1.0.0"\ndescription = "bench"\nsystem_prompt = "Add."\ntools = ["calculator"]\n\n[execution]\nisolation = "context"\n`;
+const BODY = JSON.stringify({ request: 'add two and three' });
+const JSON_HEADERS = { 'content-type': 'application/json' };
+
+async function startCaxton(dir: string, on: boolean): Promise<CaxtonServer> {
+  const file = join(dir, 'caxton.toml');
+  writeFileSync(join(dir, 'script.toml'), SCRIPT);
+  writeFileSync(
+    file,
+    `data_dir = "data"\nagents_dir = "agents"\n[server]\nhost = "127.0.0.1"\nport = 0\n[metrics]\nenabled = false\n[logging]\nlevel = "warn"\n` +
+      `[llm]\ndefault_provider = "bench"\n[llm.providers.bench]\ntype = "scripted"\nscript = "script.toml"\n` +
+      `[tracing]\nlocal_spans = 0\n[executions]\nenabled = ${on}\n`,
+  );
+  const config = loadServerConfig({ file, env: { CAXTON_AUTH__ENABLED: 'false' } });
+  const server = await startServer({ config, logger: createLogger('warn') });
+  const r = await fetch(`${server.url}/api/v1/agents`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/toml' },
+    body: AGENT,
+  });
+  if (r.status !== 201) throw new Error(`deploy → ${r.status}: ${(await r.text()).slice(0, 300)}`);
+  const p = await fetch(`${server.url}/api/v1/agents/adder/invoke`, {
+    method: 'POST',
+    headers: JSON_HEADERS,
+    body: BODY,
+  });
+  if (p.status !== 200) throw new Error(`invoke → ${p.status}: ${(await p.text()).slice(0, 300)}`);
+  return server;
+}
+
+const RESPONSE: AgentResponse = {
+  id: 'resp',
+  execution_id: 'x',
+  agent: 'adder',
+  content: 'sum: 5',
+  tool_calls: [
+    { id: 'c', name: 'calculator', arguments: { expression: '2+3' }, result: '5', is_error: false, duration_ms: 0.1 },
+  ],
+  usage: { input_tokens: 20, output_tokens: 8, total_tokens: 28 },
+  execution_time_ms: 1,
+  finish_reason: 'stop',
+  provider: 'bench',
+  model: 'm',
+  turns: 2,
+  isolation: 'context',
+  model_turns: [1, 2].map((turn) => ({
+    turn,
+    provider: 'bench',
+    model: 'm',
+    input_tokens: 10,
+    output_tokens: 4,
+    latency_ms: 0.1,
+    finish_reason: 'stop',
+    tool_calls: turn === 1 ? 1 : 0,
+  })),
+};
+
+/** The recorder alone: CPU µs per record (built, queued, written in the turn's transaction), `per` per turn. */
+async function recorderCost(per: number, n = 8000): Promise<number> {
+  const dir = tempDir('caxton-bench-exec-store-');
+  const db = openDatabase(dir.path);
+  migrate(db, EXECUTIONS_MIGRATIONS);
+  const store = new SqliteExecutionStore({ db, retentionMs: 1e12, maxRows: 1e8 });
+  const turn = () => new Promise((r) => setImmediate(r));
+  const c0 = process.cpuUsage();
+  for (let i = 0; i < n; i += per) {
+    for (let j = 0; j < per; j++)
+      store.record(
+        entryOf({
+          id: `exec_${i + j}`,
+          agent: 'adder',
+          version: '1.0.0',
+          shadow: false,
+          started: Date.now(),
+          duration_ms: 1,
+          request: { request: 'add two and three' },
+          response: RESPONSE,
+        }),
+      );
+    await turn();
+  }
+  store.close();
+  const c = process.cpuUsage(c0);
+  db.close();
+  dir.remove();
+  return (c.user + c.system) / n;
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+export const executionsSuite: Suite = {
+  name: 'executions',
+  description: `execution records on vs off: a context invoke with one tool call, ${ROUNDS} alternated rounds of ${SECONDS}s × ${CONNECTIONS} connections`,
+  async run(): Promise<SuiteReport> {
+    const alone: Record<string, number[]> = { 1: [], 8: [] };
+    for (let r = 0; r < ROUNDS; r++) for (const per of [1, 8]) alone[per]!.push(await recorderCost(per));
+    const dirOn = tempDir('caxton-bench-exec-on-');
+    const dirOff = tempDir('caxton-bench-exec-off-');
+    const on = await startCaxton(dirOn.path, true);
+    const off = await startCaxton(dirOff.path, false);
+    const runs: Record<'on' | 'off', LoadResult[]> = { on: [], off: [] };
+    try {
+      const go = (s: CaxtonServer) =>
+        load({
+          url: `${s.url}/api/v1/agents/adder/invoke`,
+          method: 'POST',
+          headers: JSON_HEADERS,
+          body: BODY,
+          duration: SECONDS,
+          connections: CONNECTIONS,
+        });
+      await go(on); // warm-up, not counted
+      await go(off);
+      for (let r = 0; r < ROUNDS; r++) {
+        for (const [k, s] of [
+          ['on', on],
+          ['off', off],
+        ] as const) {
+          const res = await go(s);
+          if (res.non2xx + res.errors > 0) throw new Error(`${k}: ${res.non2xx} non-2xx, ${res.errors} errors`);
+          runs[k].push(res);
+          note(`round ${r + 1}/${ROUNDS} ${k}: ${fmt(res.req_per_s, 0)} req/s, p50 ${res.latency_ms.p50} ms`);
+        }
+      }
+      const stored = await (await fetch(`${on.url}/api/v1/executions?limit=1`)).json();
+      note(`stored on the recording server: ${JSON.stringify(stored).slice(0, 120)}…`);
+    } finally {
+      await on.close();
+      await off.close();
+      dirOn.remove();
+      dirOff.remove();
+    }
+    const rps = (k: 'on' | 'off') => median(runs[k].map((r) => r.req_per_s));
+    const ratios = runs.on.map((r, i) => r.req_per_s / runs.off[i]!.req_per_s);
+    const ratio = median(ratios);
+    const rows: Row[] = [
+      {
+        metric: 'invoke with one tool call, req/s (median of rounds)',
+        value: `${fmt(rps('on'), 0)} recorded`,
+        baseline: `${fmt(rps('off'), 0)} not recorded (same run)`,
+      },
+      {
+        metric: 'throughput recorded / not recorded (median of per-round ratios)',
+        value: fmt(ratio, 3),
+        baseline: '1.000',
+        target: `≥ ${TARGET_RATIO}`,
+        verdict: ratio >= TARGET_RATIO ? 'pass' : 'fail',
+      },
+      {
+        metric: 'p50 latency, ms (median of rounds)',
+        value: `${median(runs.on.map((r) => r.latency_ms.p50))} recorded`,
+        baseline: `${median(runs.off.map((r) => r.latency_ms.p50))} not recorded`,
+      },
+      ...[1, 8].map((per): Row => ({
+        metric: `recorder alone: CPU per record (built, queued, written), ${per} per turn`,
+        value: `${fmt(median(alone[per]!), 1)} µs (median of ${ROUNDS})`,
+        baseline: 'none (CPU time)',
+      })),
+    ];
+    return {
+      rows,
+      notes: [
+        'Two servers in one process, [tracing] local_spans = 0 on both (spans are not what is measured), events and audit on in both; rounds alternate on/off.',
+      ],
+      raw: { runs, ratios, alone },
+    };
+  },
+};

@@ -1,0 +1,232 @@
+import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { agentVisible, readScopeOf } from '../../auth/index.js';
+import type { ExecutionLog } from '../../execution/index.js';
+import type { SpanStore } from '../../observability/index.js';
+import { CaxtonError } from '../../shared/errors.js';
+import { parseDuration } from '../../shared/units.js';
+import { errorEnvelopeSchema } from '../schemas.js';
+
+export interface ExecutionRouteDeps {
+  /** The execution records; absent (`[executions] enabled = false`): 404 executions_disabled. */
+  records?: ExecutionLog | undefined;
+  /** This node's recent spans; absent (`[tracing] local_spans = 0`): a trace holds only its executions. */
+  spans?: SpanStore | undefined;
+}
+
+/** An ISO 8601 time, or a duration ago ("5m"), as epoch ms. */
+const timeField = (what: string) =>
+  z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined || v === '') return undefined;
+      const ago = /^\d/.test(v) && !/^\d{4}-/.test(v) ? parseDuration(v) : undefined;
+      if (ago !== undefined) return Date.now() - ago;
+      const t = /^\d{4}-\d{2}-\d{2}/.test(v) ? Date.parse(v) : NaN;
+      if (Number.isNaN(t)) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `expected an ISO 8601 time (e.g. "2025-01-31T12:00:00Z") or a duration ago (e.g. "30s", "5m", "2h"), got ${JSON.stringify(v)}`,
+        });
+        return z.NEVER;
+      }
+      return t;
+    })
+    .describe(`${what}: ISO 8601, or a duration ago such as "5m"`);
+
+const text = z.string().min(1).max(200).optional();
+
+const listQuery = z.object({
+  agent: text.describe('only executions of this agent'),
+  version: text.describe("only executions of this version (the agent definition's `version`)"),
+  principal: text.describe('only executions run for this principal (key:…, oidc:…)'),
+  conversation: text.describe('only executions in this conversation'),
+  status: z.enum(['ok', 'error'], { error: 'expected "ok" or "error"' }).optional(),
+  since: timeField('only executions started at or after this time'),
+  until: timeField('only executions started before this time'),
+  limit: z.coerce
+    .number({ error: 'expected a number' })
+    .int({ error: 'expected a whole number' })
+    .min(1, { error: 'at least 1' })
+    .max(1000, { error: 'at most 1000' })
+    .default(50),
+  cursor: z
+    .string()
+    .regex(/^\d{1,15}$/, { error: 'expected the next_cursor of a previous page' })
+    .optional()
+    .describe('the next_cursor of the previous page'),
+});
+
+const summaryShape = {
+  id: z.string(),
+  agent: z.string(),
+  version: z.string(),
+  principal: z.string().nullable(),
+  conversation_id: z.string().nullable(),
+  message_id: z.string().nullable(),
+  status: z.enum(['ok', 'error']),
+  error: z.object({ code: z.string(), message: z.string() }).nullable(),
+  started_at: z.string(),
+  finished_at: z.string(),
+  duration_ms: z.number(),
+  isolation: z.string().nullable(),
+  provider: z.string().nullable(),
+  model: z.string().nullable(),
+  finish_reason: z.string().nullable(),
+  usage: z.object({ input_tokens: z.number(), output_tokens: z.number() }),
+  turns: z.number().int(),
+  trace_id: z.string().nullable(),
+  shadow: z.boolean(),
+  node: z.string().nullable(),
+  steps_not_stored: z.number().int(),
+};
+const summarySchema = z.object({ ...summaryShape, tool_calls: z.number().int() });
+const viewSchema = z.object({
+  ...summaryShape,
+  request: z.string(),
+  answer: z.string().nullable(),
+  model_turns: z.array(
+    z.object({
+      turn: z.number().int(),
+      provider: z.string(),
+      model: z.string(),
+      input_tokens: z.number(),
+      output_tokens: z.number(),
+      latency_ms: z.number(),
+      finish_reason: z.string(),
+      tool_calls: z.number().int(),
+    }),
+  ),
+  tool_calls: z.array(
+    z.object({
+      id: z.string(),
+      name: z.string(),
+      arguments: z.string().describe('JSON text, cut at 4 KiB with a marker'),
+      result: z.string(),
+      outcome: z.enum(['ok', 'error']),
+      duration_ms: z.number(),
+    }),
+  ),
+  links: z.object({ trace: z.string().nullable() }),
+});
+const spanSchema = z.object({
+  trace_id: z.string(),
+  span_id: z.string(),
+  parent_span_id: z.string().nullable(),
+  name: z.string(),
+  kind: z.string(),
+  start: z.string(),
+  duration_ms: z.number(),
+  status: z.enum(['unset', 'ok', 'error']),
+  status_message: z.string().optional(),
+  attributes: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])),
+});
+
+/**
+ * Executions as records (GET /executions, GET /executions/{id}) and traces without a tracing
+ * backend (GET /traces/{id}): both read in the caller's agent scope (src/auth/scope-read.ts),
+ * applied in the query; an execution outside it is 404, as one that does not exist.
+ */
+export async function executionRecordRoutes(app: FastifyInstance, deps: ExecutionRouteDeps): Promise<void> {
+  const r = app.withTypeProvider<ZodTypeProvider>();
+  const records = (): ExecutionLog => {
+    if (!deps.records)
+      throw new CaxtonError(
+        'not_found',
+        'execution records are disabled ([executions] enabled = false in caxton.toml)',
+        { reason: 'executions_disabled' },
+      );
+    return deps.records;
+  };
+
+  r.get(
+    '/executions',
+    {
+      schema: {
+        summary: 'Finished executions, newest first',
+        description:
+          'Every execution of every surface (invoke, /v1, MCP, message deliveries), newest first, in pages: pass `next_cursor` as `cursor` for the next. `since`/`until` are ISO 8601 times or durations ago ("1h").',
+        tags: ['observability'],
+        querystring: listQuery,
+        response: {
+          200: z.object({ executions: z.array(summarySchema), next_cursor: z.string().optional() }),
+          400: errorEnvelopeSchema,
+          404: errorEnvelopeSchema,
+        },
+      },
+    },
+    async (req) => {
+      const q = req.query;
+      const scope = readScopeOf(req.principal);
+      return records().list({
+        ...(q.agent !== undefined && { agent: q.agent }),
+        ...(q.version !== undefined && { version: q.version }),
+        ...(q.principal !== undefined && { principal: q.principal }),
+        ...(q.conversation !== undefined && { conversation_id: q.conversation }),
+        ...(q.status !== undefined && { status: q.status }),
+        ...(q.since !== undefined && { since: q.since }),
+        ...(q.until !== undefined && { until: q.until }),
+        ...(q.cursor !== undefined && { before: Number(q.cursor) }),
+        ...(scope !== undefined && { agents: scope }),
+        limit: q.limit,
+      });
+    },
+  );
+
+  r.get(
+    '/executions/:id',
+    {
+      schema: {
+        summary: 'One execution: its model turns, tool calls, tokens, latency and error',
+        description:
+          'Arguments, results, the request and the answer are scrubbed of secrets and cut at a fixed size with a marker. `links.trace` reads its spans (GET /traces/{id}).',
+        tags: ['observability'],
+        params: z.object({ id: z.string().min(1).max(200) }),
+        response: { 200: viewSchema, 404: errorEnvelopeSchema },
+      },
+    },
+    async (req) => {
+      const v = await records().get(req.params.id, readScopeOf(req.principal));
+      if (!v) throw new CaxtonError('not_found', `no execution "${req.params.id}"`, { id: req.params.id });
+      return { ...v, links: { trace: v.trace_id === null ? null : `/api/v1/traces/${v.trace_id}` } };
+    },
+  );
+
+  r.get(
+    '/traces/:id',
+    {
+      schema: {
+        summary: "A trace's spans as this node kept them, and its executions",
+        description:
+          "Spans come from this node's own recent spans (`[tracing] local_spans`), bounded: old traces are gone, and on a cluster each node holds the spans of what it ran. Executions of the trace come from the execution records (every node's). Spans naming an agent outside the caller's scope are left out.",
+        tags: ['observability'],
+        params: z.object({
+          id: z.string().regex(/^[0-9a-f]{32}$/, { error: 'expected a trace id: 32 lowercase hex digits' }),
+        }),
+        response: {
+          200: z.object({ trace_id: z.string(), spans: z.array(spanSchema), executions: z.array(summarySchema) }),
+          400: errorEnvelopeSchema,
+          404: errorEnvelopeSchema,
+        },
+      },
+    },
+    async (req) => {
+      const id = req.params.id;
+      const p = req.principal;
+      const spans = (deps.spans?.trace(id) ?? []).filter((s) => {
+        const agent = s.attributes['caxton.agent'];
+        return typeof agent !== 'string' || agentVisible(p, agent);
+      });
+      const executions = deps.records ? await deps.records.byTrace(id, readScopeOf(p)) : [];
+      // A trace none of whose executions the caller sees, and none of whose spans name an agent it sees, is not revealed.
+      const seen =
+        readScopeOf(p) === undefined
+          ? spans.length > 0
+          : spans.some((s) => typeof s.attributes['caxton.agent'] === 'string');
+      if (executions.length === 0 && !seen) throw new CaxtonError('not_found', `no trace "${id}" on this node`, { id });
+      return { trace_id: id, spans, executions };
+    },
+  );
+}

@@ -1,0 +1,17 @@
+export {
+  bounded,
+  entryOf,
+  MAX_STEPS,
+  MAX_TEXT,
+  MAX_TOOL_TEXT,
+  type ExecutionEntry,
+  type ExecutionLog,
+  type ExecutionPage,
+  type ExecutionQuery,
+  type ExecutionSummary,
+  type ExecutionView,
+  type FinishedExecution,
+  type StoredToolCall,
+} from './model.js';
+export { SqliteExecutionStore, EXECUTIONS_MIGRATIONS, type SqliteExecutionStoreOptions } from './sqlite.js';
+export { PgExecutionStore, type PgExecutionStoreOptions } from './pg.js';

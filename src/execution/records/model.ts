@@ -1,0 +1,349 @@
+/**
+ * Executions as records (ADR 0056): what one execution did, kept for a while after it finished —
+ * its agent and version, who asked, in which conversation and for which message, each model
+ * turn, each tool call with its arguments, result, duration and outcome, tokens, latency, errors.
+ *
+ * One shape, one filter and one way to build a record, shared by both adapters of the port
+ * (`ExecutionLog`): SQLite on a single node, PostgreSQL on a cluster. Stored text is scrubbed of
+ * the configured secrets and bounded: each argument object, result, request and answer is cut at
+ * a fixed size with a marker saying how much was cut, so one chatty tool cannot grow a row
+ * without bound.
+ */
+import { agentScopeSql } from '../../auth/scope-read.js';
+import { isCaxtonError } from '../../shared/errors.js';
+import { scrubSecrets } from '../../shared/secrets.js';
+import type { SqlDialect } from '../../storage/index.js';
+import type { AgentResponse, InvokeRequest, ModelTurn } from '../types.js';
+
+/** Longest stored request, answer or error message, in UTF-16 units. */
+export const MAX_TEXT = 8 * 1024;
+/** Longest stored tool arguments (as JSON) or tool result. */
+export const MAX_TOOL_TEXT = 4 * 1024;
+/** Most tool calls and model turns stored per execution (the rest are counted, not stored). */
+export const MAX_STEPS = 200;
+
+/** Cuts `text` to `max` units, with a marker naming how much was cut (never inside a surrogate pair). */
+export function bounded(text: string, max: number): string {
+  if (text.length <= max) return text;
+  let end = max;
+  const c = text.charCodeAt(end - 1);
+  if (c >= 0xd800 && c <= 0xdbff) end--;
+  return `${text.slice(0, end)}…[truncated ${text.length - end} chars]`;
+}
+
+export interface StoredToolCall {
+  id: string;
+  name: string;
+  /** The arguments as JSON text (bounded). */
+  arguments: string;
+  result: string;
+  outcome: 'ok' | 'error';
+  duration_ms: number;
+}
+
+/** One execution as the API serves it (GET /api/v1/executions/{id}). */
+export interface ExecutionView {
+  id: string;
+  agent: string;
+  /** The definition's `version`. */
+  version: string;
+  principal: string | null;
+  conversation_id: string | null;
+  message_id: string | null;
+  /** 'ok' or 'error'. */
+  status: 'ok' | 'error';
+  error: { code: string; message: string } | null;
+  started_at: string;
+  finished_at: string;
+  duration_ms: number;
+  isolation: string | null;
+  provider: string | null;
+  model: string | null;
+  finish_reason: string | null;
+  usage: { input_tokens: number; output_tokens: number };
+  turns: number;
+  trace_id: string | null;
+  shadow: boolean;
+  /** The node that ran it (a cluster), else null. */
+  node: string | null;
+  request: string;
+  answer: string | null;
+  model_turns: ModelTurn[];
+  tool_calls: StoredToolCall[];
+  /** Steps beyond MAX_STEPS that were not stored. */
+  steps_not_stored: number;
+}
+
+/** A list entry: the view without the bulky parts. */
+export type ExecutionSummary = Omit<ExecutionView, 'request' | 'answer' | 'model_turns' | 'tool_calls'> & {
+  tool_calls: number;
+};
+
+/** What the adapters write: the columns, and the bulky parts as one JSON text. */
+export interface ExecutionEntry {
+  id: string;
+  ts: number;
+  ended: number;
+  agent: string;
+  version: string;
+  principal: string | null;
+  conversation_id: string | null;
+  message_id: string | null;
+  status: 'ok' | 'error';
+  error_code: string | null;
+  duration_ms: number;
+  input_tokens: number;
+  output_tokens: number;
+  trace_id: string | null;
+  /** JSON: everything else of ExecutionView (scrubbed when written). */
+  detail: string;
+}
+
+/** The columns every adapter stores, in this order (PostgreSQL's adds `node`). */
+export const ENTRY_COLUMNS = [
+  'execution_id',
+  'ts',
+  'ended',
+  'agent',
+  'version',
+  'principal',
+  'conversation_id',
+  'message_id',
+  'status',
+  'error_code',
+  'duration_ms',
+  'input_tokens',
+  'output_tokens',
+  'trace_id',
+  'detail',
+] as const;
+
+export function entryValues(e: ExecutionEntry): (string | number | null)[] {
+  return [
+    e.id,
+    e.ts,
+    e.ended,
+    e.agent,
+    e.version,
+    e.principal,
+    e.conversation_id,
+    e.message_id,
+    e.status,
+    e.error_code,
+    e.duration_ms,
+    e.input_tokens,
+    e.output_tokens,
+    e.trace_id,
+    scrubSecrets(e.detail), // ADR 0017
+  ];
+}
+
+/** What the executor hands over for one finished execution. */
+export interface FinishedExecution {
+  id: string;
+  agent: string;
+  version: string;
+  shadow: boolean;
+  /** Epoch ms when it started. */
+  started: number;
+  duration_ms: number;
+  request: InvokeRequest;
+  response?: AgentResponse | undefined;
+  error?: unknown;
+  /** Its `agent.execute` span's trace, when traced. */
+  trace_id?: string | undefined;
+}
+
+const round3 = (n: number) => Math.round(n * 1000) / 1000;
+
+/**
+ * The record of a finished execution. Cheap on purpose (it runs on the executor's path): the
+ * bulky parts are bounded here and serialized once; scrubbing happens when the batch is written.
+ */
+export function entryOf(f: FinishedExecution): ExecutionEntry {
+  const r = f.response;
+  const err = f.error;
+  const code = r ? null : isCaxtonError(err) ? err.code : 'internal';
+  const message = r ? null : err instanceof Error ? err.message : String(err);
+  const calls = r?.tool_calls ?? [];
+  const turns = r?.model_turns ?? [];
+  const detail = {
+    error: code === null ? null : { code, message: bounded(message ?? '', MAX_TEXT) },
+    isolation: r?.isolation ?? null,
+    provider: r?.provider ?? null,
+    model: r?.model ?? null,
+    finish_reason: r?.finish_reason ?? null,
+    turns: r?.turns ?? 0,
+    shadow: f.shadow,
+    request: bounded(f.request.request, MAX_TEXT),
+    answer: r ? bounded(r.content, MAX_TEXT) : null,
+    model_turns: turns.slice(0, MAX_STEPS),
+    tool_calls: calls.slice(0, MAX_STEPS).map((c): StoredToolCall => ({
+      id: c.id,
+      name: c.name,
+      arguments: bounded(JSON.stringify(c.arguments), MAX_TOOL_TEXT),
+      result: bounded(c.result, MAX_TOOL_TEXT),
+      outcome: c.is_error ? 'error' : 'ok',
+      duration_ms: c.duration_ms,
+    })),
+    steps_not_stored: Math.max(0, calls.length - MAX_STEPS) + Math.max(0, turns.length - MAX_STEPS),
+  };
+  return {
+    id: f.id,
+    ts: Math.round(f.started),
+    ended: Math.round(f.started + f.duration_ms),
+    agent: f.agent,
+    version: f.version,
+    principal: f.request.principal ?? null,
+    conversation_id: r?.conversation_id ?? f.request.conversation_id ?? null,
+    message_id: f.request.message_id ?? null,
+    status: r ? 'ok' : 'error',
+    error_code: code,
+    duration_ms: round3(f.duration_ms),
+    input_tokens: r?.usage.input_tokens ?? 0,
+    output_tokens: r?.usage.output_tokens ?? 0,
+    trace_id: f.trace_id ?? null,
+    detail: JSON.stringify(detail),
+  };
+}
+
+/** A stored row (PostgreSQL's bigints arrive as strings). */
+export interface ExecutionRow {
+  id: number | string;
+  execution_id: string;
+  ts: number | string;
+  ended: number | string;
+  agent: string;
+  version: string;
+  principal: string | null;
+  conversation_id: string | null;
+  message_id: string | null;
+  status: string;
+  error_code: string | null;
+  duration_ms: number | string;
+  input_tokens: number | string;
+  output_tokens: number | string;
+  trace_id: string | null;
+  detail: string;
+  node?: string | null;
+}
+
+type Detail = Pick<
+  ExecutionView,
+  | 'error'
+  | 'isolation'
+  | 'provider'
+  | 'model'
+  | 'finish_reason'
+  | 'turns'
+  | 'shadow'
+  | 'request'
+  | 'answer'
+  | 'model_turns'
+  | 'tool_calls'
+  | 'steps_not_stored'
+>;
+
+export function viewOfRow(row: ExecutionRow): ExecutionView {
+  const d = JSON.parse(row.detail) as Detail;
+  return {
+    id: row.execution_id,
+    agent: row.agent,
+    version: row.version,
+    principal: row.principal,
+    conversation_id: row.conversation_id,
+    message_id: row.message_id,
+    status: row.status === 'ok' ? 'ok' : 'error',
+    error: d.error,
+    started_at: new Date(Number(row.ts)).toISOString(),
+    finished_at: new Date(Number(row.ended)).toISOString(),
+    duration_ms: Number(row.duration_ms),
+    isolation: d.isolation,
+    provider: d.provider,
+    model: d.model,
+    finish_reason: d.finish_reason,
+    usage: { input_tokens: Number(row.input_tokens), output_tokens: Number(row.output_tokens) },
+    turns: d.turns,
+    trace_id: row.trace_id,
+    shadow: d.shadow,
+    node: row.node ?? null,
+    request: d.request,
+    answer: d.answer,
+    model_turns: d.model_turns,
+    tool_calls: d.tool_calls,
+    steps_not_stored: d.steps_not_stored,
+  };
+}
+
+export function summaryOf(v: ExecutionView): ExecutionSummary {
+  const { request: _r, answer: _a, model_turns: _m, tool_calls, ...rest } = v;
+  return { ...rest, tool_calls: tool_calls.length };
+}
+
+/** GET /api/v1/executions filters. */
+export interface ExecutionQuery {
+  agent?: string;
+  version?: string;
+  principal?: string;
+  conversation_id?: string;
+  status?: 'ok' | 'error';
+  /** Epoch ms, inclusive (start time). */
+  since?: number;
+  /** Epoch ms, exclusive (start time). */
+  until?: number;
+  /** Only rows older than this cursor (the previous page's `next_cursor`). */
+  before?: number;
+  /** Default 50. */
+  limit?: number;
+  /**
+   * Only executions of agents matching one of these globs: the reader's agent scope, applied in
+   * the query so a page is full (src/auth/scope-read.ts holds the rule).
+   */
+  agents?: readonly string[];
+}
+
+/** The WHERE, ORDER BY and LIMIT of an ExecutionQuery, for both dialects (`param` gives each value's placeholder). */
+export function executionSql(q: ExecutionQuery, param: (v: string | number) => string, dialect: SqlDialect): string {
+  const where: string[] = [];
+  if (q.agent !== undefined) where.push(`agent = ${param(q.agent)}`);
+  if (q.version !== undefined) where.push(`version = ${param(q.version)}`);
+  if (q.principal !== undefined) where.push(`principal = ${param(q.principal)}`);
+  if (q.conversation_id !== undefined) where.push(`conversation_id = ${param(q.conversation_id)}`);
+  if (q.status !== undefined) where.push(`status = ${param(q.status)}`);
+  if (q.since !== undefined) where.push(`ts >= ${param(q.since)}`);
+  if (q.until !== undefined) where.push(`ts < ${param(q.until)}`);
+  if (q.before !== undefined) where.push(`id < ${param(q.before)}`);
+  if (q.agents !== undefined) where.push(agentScopeSql(dialect, 'agent', q.agents, param));
+  const w = where.length > 0 ? ` WHERE ${where.join(' AND ')}` : '';
+  return `${w} ORDER BY id DESC LIMIT ${param(q.limit ?? 50)}`;
+}
+
+/** One page of a list, and the cursor of the next (absent on the last). */
+export interface ExecutionPage {
+  executions: ExecutionSummary[];
+  next_cursor?: string;
+}
+
+export function pageOf(rows: readonly ExecutionRow[], limit: number): ExecutionPage {
+  const executions = rows.map((r) => summaryOf(viewOfRow(r)));
+  const last = rows[rows.length - 1];
+  return { executions, ...(rows.length === limit && last && { next_cursor: String(last.id) }) };
+}
+
+/**
+ * The port both adapters implement. `record` never blocks nor throws: records are queued and
+ * written in batches off the execution's path (a TurnBatcher, bounded, back-pressure counted).
+ */
+export interface ExecutionLog {
+  record(e: ExecutionEntry): void;
+  /** A page of executions, newest first; what is queued is written first. */
+  list(q: ExecutionQuery): Promise<ExecutionPage>;
+  /** One execution, or undefined when none has that id or it is outside `agents` (the reader's scope). */
+  get(id: string, agents?: readonly string[]): Promise<ExecutionView | undefined>;
+  /** Executions of one trace (a trace read names its executions). */
+  byTrace(traceId: string, agents?: readonly string[]): Promise<ExecutionSummary[]>;
+  /** Records dropped since start (the queue bound, or a failed write). */
+  readonly dropped: number;
+  /** Writes what is queued and stops. */
+  close(): void | Promise<void>;
+}

@@ -1,0 +1,218 @@
+/**
+ * Executions as records and traces without a tracing backend (ADR 0056), on a real server
+ * (127.0.0.1, port 0, scripted provider, SQLite file) with no OTLP endpoint:
+ *  - an invoke with a tool call is recorded once: agent, version, principal, each model turn,
+ *    the tool call's arguments, result, duration and outcome, tokens; the configured secret in
+ *    the request is scrubbed in the record;
+ *  - a failed execution is recorded with its error; filters (status, agent, since) and cursor pages;
+ *  - bad filters are 400 naming the field, an unknown id 404;
+ *  - the execution links its trace, and GET /traces/{id} answers its spans from the node's own
+ *    ring although no OTLP endpoint is set;
+ *  - `caxton execution list|show` (the built CLI, a child process) with --json and exit codes;
+ *  - the store's retention and the bounds on stored text.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { entryOf, EXECUTIONS_MIGRATIONS, SqliteExecutionStore } from '../../src/execution/index.js';
+import { MAX_TOOL_TEXT } from '../../src/execution/records/model.js';
+import { migrate, openDatabase } from '../../src/storage/index.js';
+import { runCli } from '../cli/helpers/cli.js';
+import { removeTempDirs, startCaxton, tempDir, writeScript, type Caxton } from './helpers/caxton.js';
+
+const SECRET = 'sk-exec-record-secret-0123456789';
+let cx: Caxton;
+
+beforeAll(async () => {
+  process.env.EXEC_RECORD_KEY = SECRET;
+  const dir = tempDir();
+  const script = writeScript(dir, {
+    rules: [
+      {
+        match: 'add',
+        turns: [
+          { content: 'adding', tool_calls: [{ name: 'calculator', arguments: { expression: '2+3' } }] },
+          { content: 'the sum is {{tool_result.calculator}}' },
+        ],
+      },
+      { match: 'hello', content: 'hello back' },
+    ],
+  });
+  cx = await startCaxton({
+    config: {
+      llm: {
+        default_provider: 's',
+        providers: { s: { type: 'scripted', script, api_key_env: 'EXEC_RECORD_KEY' } },
+      },
+    },
+    agents: [{ name: 'adder', system_prompt: 'You add.', tools: ['calculator'] }],
+  });
+}, 60_000);
+
+afterAll(async () => {
+  await cx?.close();
+  delete process.env.EXEC_RECORD_KEY;
+  removeTempDirs();
+});
+
+const get = async (path: string) => {
+  const r = await fetch(`${cx.url}${path}`);
+  return { status: r.status, json: (await r.json()) as Record<string, any> }; // eslint-disable-line @typescript-eslint/no-explicit-any
+};
+
+describe('execution records', () => {
+  let id = '';
+
+  it('records an invoke with its model turns and tool call, the secret scrubbed', async () => {
+    const res = await cx.invoke('adder', { request: `add these, key ${SECRET}`, conversation_id: 'conv-rec-1' });
+    expect(res.status, res.text).toBe(200);
+    expect(res.json.content).toBe('the sum is 5');
+    expect(res.json.model_turns).toBeUndefined();
+    id = res.json.execution_id as string;
+    const one = await get(`/api/v1/executions/${id}`);
+    expect(one.status).toBe(200);
+    const v = one.json;
+    expect(v).toMatchObject({
+      id,
+      agent: 'adder',
+      status: 'ok',
+      error: null,
+      conversation_id: 'conv-rec-1',
+      turns: 2,
+      provider: 's',
+      finish_reason: 'stop',
+      answer: 'the sum is 5',
+    });
+    expect(v.model_turns).toHaveLength(2);
+    expect(v.model_turns[0]).toMatchObject({ turn: 1, provider: 's', tool_calls: 1 });
+    expect(v.tool_calls).toHaveLength(1);
+    expect(v.tool_calls[0]).toMatchObject({ name: 'calculator', result: '5', outcome: 'ok' });
+    expect(JSON.parse(v.tool_calls[0].arguments as string)).toEqual({ expression: '2+3' });
+    expect(typeof v.tool_calls[0].duration_ms).toBe('number');
+    expect(JSON.stringify(v)).not.toContain(SECRET);
+    expect(v.request).toContain('***');
+    expect(v.usage.input_tokens).toBeGreaterThan(0);
+  });
+
+  it('records a failed execution with its error; filters and cursor pages', async () => {
+    const bad = await cx.invoke('adder', { request: 'nothing scripted matches this' });
+    expect(bad.status).toBeGreaterThanOrEqual(400);
+    await cx.invoke('adder', { request: 'hello' });
+    const errors = await get('/api/v1/executions?status=error');
+    expect(errors.status).toBe(200);
+    expect(errors.json.executions).toHaveLength(1);
+    expect(errors.json.executions[0]).toMatchObject({ agent: 'adder', status: 'error' });
+    expect(errors.json.executions[0].error.code).toBeTruthy();
+    const all = await get('/api/v1/executions?agent=adder&since=1h');
+    expect(all.json.executions).toHaveLength(3);
+    // Newest first, one per page.
+    const seen: string[] = [];
+    let cursor: string | undefined;
+    for (let i = 0; i < 5; i++) {
+      const page = await get(`/api/v1/executions?limit=1${cursor ? `&cursor=${cursor}` : ''}`);
+      seen.push(...(page.json.executions as { id: string }[]).map((e) => e.id));
+      cursor = page.json.next_cursor as string | undefined;
+      if (!cursor) break;
+    }
+    expect(seen).toEqual((all.json.executions as { id: string }[]).map((e) => e.id));
+    expect(seen[2]).toBe(id);
+    expect((await get('/api/v1/executions?agent=nobody')).json.executions).toEqual([]);
+  });
+
+  it('bad filters are 400 naming the field; an unknown id is 404', async () => {
+    const s = await get('/api/v1/executions?status=maybe');
+    expect(s.status).toBe(400);
+    expect(JSON.stringify(s.json)).toContain('status');
+    const t = await get('/api/v1/executions?since=yesterday');
+    expect(t.status).toBe(400);
+    expect(JSON.stringify(t.json)).toContain('since');
+    expect((await get('/api/v1/executions?cursor=abc')).status).toBe(400);
+    expect((await get('/api/v1/executions/exec_nope')).status).toBe(404);
+    expect((await get('/api/v1/traces/not-a-trace')).status).toBe(400);
+    expect((await get(`/api/v1/traces/${'0'.repeat(31)}1`)).status).toBe(404);
+  });
+
+  it("links its trace, whose spans come from the node's own ring without an OTLP endpoint", async () => {
+    const v = (await get(`/api/v1/executions/${id}`)).json;
+    expect(v.trace_id).toMatch(/^[0-9a-f]{32}$/);
+    expect(v.links.trace).toBe(`/api/v1/traces/${v.trace_id}`);
+    const t = await get(v.links.trace as string);
+    expect(t.status).toBe(200);
+    const names = (t.json.spans as { name: string }[]).map((s) => s.name);
+    expect(names).toContain('agent.execute adder');
+    expect(names).toContain('llm.chat');
+    expect(names).toContain('tool.call calculator');
+    expect(t.json.executions.map((e: { id: string }) => e.id)).toContain(id);
+  });
+});
+
+describe('caxton execution list|show', () => {
+  const cli = (...args: string[]) => runCli(['--server', cx.url, ...args], { cwd: tempDir() });
+
+  it('lists and shows executions, as tables and as JSON; a bad flag or id fails with a clear message', async () => {
+    const list = await cli('execution', 'list', '--agent', 'adder', '--status', 'ok');
+    expect(list.code, list.stderr).toBe(0);
+    expect(list.stdout).toContain('adder');
+    expect(list.stdout).toMatch(/STATUS/);
+    const json = await cli('--json', 'execution', 'list', '--since', '1h');
+    expect(json.code, json.stderr).toBe(0);
+    const parsed = JSON.parse(json.stdout) as { executions: { id: string }[] };
+    expect(parsed.executions.length).toBeGreaterThanOrEqual(3);
+    const id = parsed.executions.at(-1)!.id;
+    const show = await cli('execution', 'show', id);
+    expect(show.code, show.stderr).toBe(0);
+    expect(show.stdout).toContain('tool calculator ok');
+    expect(show.stdout).toContain('turn 2:');
+    const shown = await cli('--json', 'exec', 'show', id);
+    expect(JSON.parse(shown.stdout)).toMatchObject({ id, agent: 'adder' });
+    const bad = await cli('execution', 'list', '--status', 'maybe');
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toContain('--status expects one of ok, error');
+    const missing = await cli('execution', 'show', 'exec_missing');
+    expect(missing.code).not.toBe(0);
+    expect(missing.stderr).toContain('no execution "exec_missing"');
+  }, 60_000);
+});
+
+describe('the SQLite store', () => {
+  it('applies retention by rows and bounds stored text with a marker', async () => {
+    const db = openDatabase(tempDir());
+    migrate(db, EXECUTIONS_MIGRATIONS);
+    const store = new SqliteExecutionStore({ db, retentionMs: 3_600_000, maxRows: 100 });
+    const big = 'x'.repeat(MAX_TOOL_TEXT * 3);
+    for (let i = 0; i < 150; i++)
+      store.record(
+        entryOf({
+          id: `exec_${i}`,
+          agent: 'a',
+          version: '1',
+          shadow: false,
+          started: Date.now(),
+          duration_ms: 1,
+          request: { request: 'r' },
+          response: {
+            id: 'r',
+            execution_id: `exec_${i}`,
+            agent: 'a',
+            content: 'c',
+            tool_calls: [{ id: 't', name: 'n', arguments: {}, result: big, is_error: false, duration_ms: 1 }],
+            usage: { input_tokens: 1, output_tokens: 1, total_tokens: 2 },
+            execution_time_ms: 1,
+            finish_reason: 'stop',
+            provider: 'p',
+            model: 'm',
+            turns: 1,
+            isolation: 'context',
+          },
+        }),
+      );
+    store.flush();
+    store.sweep();
+    const kept = await store.list({ limit: 1000 });
+    expect(kept.executions).toHaveLength(100);
+    expect(kept.executions[99]!.id).toBe('exec_50');
+    const v = await store.get('exec_149');
+    expect(v!.tool_calls[0]!.result).toMatch(/…\[truncated \d+ chars\]$/);
+    expect(v!.tool_calls[0]!.result.length).toBeLessThan(MAX_TOOL_TEXT + 40);
+    store.close();
+    db.close();
+  });
+});
