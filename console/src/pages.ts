@@ -54,6 +54,13 @@ export const PAGES: readonly PageDef[] = [
     load: () => import('./pages/messages'),
   },
   {
+    id: 'send',
+    title: 'Send',
+    routes: ['/send'],
+    permission: 'messages:send',
+    load: () => import('./pages/send'),
+  },
+  {
     id: 'dead-letters',
     title: 'Dead letters',
     routes: ['/dead-letters', '/dead-letters/:id'],

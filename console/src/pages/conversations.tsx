@@ -148,7 +148,7 @@ function ConversationList({ query }: { query: URLSearchParams }) {
           </p>
           {page.conversations.length > 0 && (
             <div class="table-wrap">
-              <table data-testid="conversations">
+              <table class="cards" data-testid="conversations">
                 <caption class="visually-hidden">Conversations, newest first</caption>
                 <thead>
                   <tr>
@@ -164,19 +164,19 @@ function ConversationList({ query }: { query: URLSearchParams }) {
                 <tbody>
                   {page.conversations.map((c) => (
                     <tr key={c.id} data-testid="conversation-row" data-state={c.state}>
-                      <td>
+                      <td data-label="Conversation">
                         <Link to={`/conversations/${encodeURIComponent(c.id)}`}>
                           <code>{c.id}</code>
                         </Link>
                       </td>
-                      <td>
+                      <td data-label="State">
                         <StateBadge state={c.state} />
                       </td>
-                      <td>{c.protocol ?? '—'}</td>
-                      <td>{c.initiator}</td>
-                      <td>{c.participants.join(', ')}</td>
-                      <td>{c.turns}</td>
-                      <td>{when(c.updated_at)}</td>
+                      <td data-label="Protocol">{c.protocol ?? '—'}</td>
+                      <td data-label="Initiator">{c.initiator}</td>
+                      <td data-label="Participants">{c.participants.join(', ')}</td>
+                      <td data-label="Turns">{c.turns}</td>
+                      <td data-label="Updated">{when(c.updated_at)}</td>
                     </tr>
                   ))}
                 </tbody>
