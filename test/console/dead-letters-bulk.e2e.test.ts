@@ -4,7 +4,8 @@
  * receiver. Filtered by that receiver, the console counts first, names the count in its
  * confirmation, and replays only that receiver's; the others stay. The API counts without
  * replaying (dry run), refuses a selection without a filter naming the field, takes only what a
- * scoped key may read, and refuses a viewer naming the permission.
+ * scoped key may read, and refuses a viewer naming the permission. The overview's card and a
+ * failed conversation lead to the dead letters.
  */
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -125,10 +126,22 @@ describe.skipIf(!hasSystem('chromium'))('console: bulk replay of dead letters (c
     down.delete('brittle'); // its provider recovers
     const { page, problems, close } = await openPage(browser);
     try {
-      await signIn(page, cs.url, operator, '/ui/dead-letters');
+      // The failure path: the overview's card leads to the dead letters, and a failed conversation to its own.
+      await signIn(page, cs.url, operator, '/ui');
+      await page.getByTestId('stat-dead-letters').getByRole('link', { name: 'Dead letters' }).click();
+      await page.waitForURL(`${cs.url}/ui/dead-letters`);
+      await page.getByTestId('dead-letter-row').first().waitFor();
+      const one = brittle[0];
+      await page.goto(`${cs.url}/ui/conversations/${one.message.conversation_id}`);
+      await page
+        .getByTestId('conversation-dead-letters')
+        .getByRole('link', { name: `dead letter #${one.id} to brittle` })
+        .click();
+      await page.getByRole('heading', { name: `Dead letter #${one.id}` }).waitFor();
+      await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Dead letters' }).click();
       await page.getByTestId('dead-letter-row').first().waitFor();
       await page.getByText('Replay many').click();
-      await page.getByLabel('Receiver (exact name)').fill('brittle');
+      await page.getByLabel('To (exact agent name)').fill('brittle');
       await page.getByRole('button', { name: 'Count them…' }).click();
       const question = page.getByTestId('bulk-question');
       await question.waitFor();

@@ -23,6 +23,7 @@ import {
   targetsOf,
   when,
 } from './messaging-common';
+import { ConversationDeadLetters } from './conversation-dead-letters';
 
 export default function Conversations({ params, query }: PageProps) {
   if (params.id !== undefined) return <ConversationView key={params.id} id={params.id} query={query} />;
@@ -306,6 +307,7 @@ function ConversationView({ id, query }: { id: string; query: URLSearchParams })
         <dt>Started</dt>
         <dd>{when(conv.created_at)}</dd>
       </dl>
+      {conv.state === 'failed' && <ConversationDeadLetters id={conv.id} participants={conv.participants} />}
       {follow && <LiveStatus state={live} label="Following the conversation" />}
       {ended && (
         <p class="muted small" role="status">

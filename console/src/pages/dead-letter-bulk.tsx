@@ -18,9 +18,9 @@ const FIELDS = ['receiver', 'sender', 'reason', 'since', 'until'] as const;
 type Field = (typeof FIELDS)[number];
 
 const LABELS: Record<Field, string> = {
-  receiver: 'Receiver (exact name)',
-  sender: 'Sender (exact name)',
-  reason: 'Error contains',
+  receiver: 'To (exact agent name)',
+  sender: 'From (exact name)',
+  reason: 'Reason (text in the error)',
   since: 'Failed after',
   until: 'Failed before',
 };
