@@ -61,6 +61,14 @@ export const PAGES: readonly PageDef[] = [
     load: () => import('./pages/send'),
   },
   {
+    id: 'run',
+    title: 'Run',
+    routes: ['/runs/:id'],
+    permission: 'observe:read',
+    nav: false,
+    load: () => import('./pages/run'),
+  },
+  {
     id: 'dead-letters',
     title: 'Dead letters',
     routes: ['/dead-letters', '/dead-letters/:id'],

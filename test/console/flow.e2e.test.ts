@@ -84,6 +84,10 @@ describe.skipIf(!hasSystem('chromium'))('console: chat versions, phone layout an
       // The thread with support@2 was kept: its first exchange is still there.
       expect(await log.getByText('heard: who are you?').count()).toBe(1);
       await expectAccessible(page, 'chat side by side');
+      // The run link opens the run's own page (its record comes from GET /api/v1/executions/ID).
+      const run = (await log.getByTestId('run-link').first().getAttribute('href'))!.slice('/ui/runs/'.length);
+      await log.getByTestId('run-link').first().click();
+      await page.getByRole('heading', { name: `Run ${run}`, level: 1 }).waitFor();
       expect(problems).toEqual([]);
     } finally {
       await close();
