@@ -6,6 +6,7 @@
 import type { ComponentType } from 'preact';
 import { useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
 import { ErrorBox, Loading } from './components/feedback';
+import { useScrollHint } from './components/scroll-hint';
 import { PAGES, type PageDef, type PageProps } from './pages';
 import { SignIn } from './pages/sign-in';
 import { Link, match, useRoute } from './router';
@@ -48,6 +49,7 @@ function Layout({ who, signedIn }: { who: WhoAmI; signedIn: boolean }) {
     if (!first.current) mainRef.current?.focus();
     first.current = false;
   }, [loc.path]);
+  const navList = useScrollHint<HTMLUListElement>();
   const visible = PAGES.filter((p) => p.nav !== false && (p.permission === undefined || can(p.permission)));
   return (
     <>
@@ -83,7 +85,7 @@ function Layout({ who, signedIn }: { who: WhoAmI; signedIn: boolean }) {
       </header>
       <div class="frame">
         <nav aria-label="Main" class="side">
-          <ul>
+          <ul ref={navList}>
             {visible.map((p) => {
               const active = found?.page.id === p.id;
               return (

@@ -24,7 +24,29 @@ export function duration(seconds: number): string {
   return `${Math.floor(seconds / 86400)} d ${Math.floor((seconds % 86400) / 3600)} h`;
 }
 
-export const time = (iso: string): string => {
+const pad = (n: number): string => String(n).padStart(2, '0');
+
+/** The zone's short name where the browser has one ("UTC", "CET"), else its offset ("UTC+05:30"). */
+function zoneOf(d: Date): string {
+  const name = new Intl.DateTimeFormat('en-GB', { timeZoneName: 'short' })
+    .formatToParts(d)
+    .find((p) => p.type === 'timeZoneName')?.value;
+  if (name && !/^GMT[+-]/.test(name)) return name === 'GMT' && d.getTimezoneOffset() === 0 ? 'UTC' : name;
+  const off = -d.getTimezoneOffset();
+  return `UTC${off < 0 ? '-' : '+'}${pad(Math.floor(Math.abs(off) / 60))}:${pad(Math.abs(off) % 60)}`;
+}
+
+/**
+ * The one time format of the console: "2026-01-31 14:05:09 UTC", local time with its zone, so a
+ * time copied from one page compares with any other.
+ */
+export function when(iso: string | number, opts: { ms?: boolean } = {}): string {
   const d = new Date(iso);
-  return Number.isNaN(d.getTime()) ? iso : d.toLocaleTimeString();
-};
+  if (Number.isNaN(d.getTime())) return String(iso);
+  const date = `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
+  const ms = opts.ms ? `.${String(d.getMilliseconds()).padStart(3, '0')}` : '';
+  return `${date} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}${ms} ${zoneOf(d)}`;
+}
+
+/** A time in the one format (when). */
+export const time = (iso: string): string => when(iso);

@@ -4,6 +4,7 @@ import { App } from './app';
 import { restoreSession } from './session';
 import { finishSso, isSsoCallback } from './sso';
 import './styles.css';
+import './flow.css';
 
 const root = document.getElementById('app');
 if (root) {

@@ -54,6 +54,21 @@ export const PAGES: readonly PageDef[] = [
     load: () => import('./pages/messages'),
   },
   {
+    id: 'send',
+    title: 'Send',
+    routes: ['/send'],
+    permission: 'messages:send',
+    load: () => import('./pages/send'),
+  },
+  {
+    id: 'run',
+    title: 'Run',
+    routes: ['/runs/:id'],
+    permission: 'observe:read',
+    nav: false,
+    load: () => import('./pages/run'),
+  },
+  {
     id: 'dead-letters',
     title: 'Dead letters',
     routes: ['/dead-letters', '/dead-letters/:id'],

@@ -116,6 +116,11 @@ export const AUDIT_ROUTES: Readonly<Record<string, AuditRoute | null>> = {
   // Messaging. The route marks a send as another party `message.send_as` (annotateAudit).
   'POST /api/v1/messages': { action: 'message.send', target: location },
   'POST /api/v1/dead-letters/:id/replay': { action: 'dead_letter.replay', target: param('id') },
+  // A dry run changes nothing but is recorded too: the same route, the same permission.
+  'POST /api/v1/dead-letters/replay': {
+    action: 'dead_letter.replay_bulk',
+    target: (req) => bodyField(req, 'receiver'),
+  },
   // Memory
   'POST /api/v1/memory/entities': { action: 'memory.write', target: memoryScope, details: { op: 'create_entities' } },
   'DELETE /api/v1/memory/entities/:name': {

@@ -46,6 +46,15 @@ export {
 } from './store.js';
 export { Directory, type DirectoryEntry, type DirectoryEvent, type DirectoryQuery } from './directory.js';
 export { eventVisibleTo, readsFor } from './scoped-reads.js';
+export {
+  MAX_BULK_DEAD_LETTERS,
+  replayDeadLetter,
+  replayDeadLetters,
+  selectDeadLetters,
+  type BulkReplayResult,
+  type DeadLetterSelection,
+  type ReplayedLetter,
+} from './dead-letter-actions.js';
 export { Router, type RouteDecision } from './router.js';
 export { RoundRobin, LeastLoaded, createStrategy, type RoutingStrategy, type LoadView } from './strategy.js';
 export { Dispatcher, type Delivery } from './dispatcher.js';

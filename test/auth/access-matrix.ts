@@ -308,6 +308,12 @@ export const ROUTES: Entry[] = [
   role('GET /api/v1/dead-letters', () => get('/api/v1/dead-letters'), 200),
   role('GET /api/v1/dead-letters/:id', () => get('/api/v1/dead-letters/999999'), 404),
   role('POST /api/v1/dead-letters/:id/replay', () => post('/api/v1/dead-letters/999999/replay'), 404),
+  // A bulk replay takes only the dead letters the caller may read (the same rule as one replay).
+  role(
+    'POST /api/v1/dead-letters/replay',
+    () => post('/api/v1/dead-letters/replay', { all: true, dry_run: true }),
+    200,
+  ),
 
   // Tools (R5).
   {

@@ -1,6 +1,6 @@
 /**
  * The Agents page in a real browser against a real server with the scripted model: find an agent
- * by capability, chat with it and see its tool call inline, promote and roll back a blue-green
+ * by capability, chat with it and see its tool call inline (one line until opened), promote and roll back a blue-green
  * rollout, a bad agent file showing the server's located error (and nothing stored), and a
  * signed-out or under-privileged user refused.
  */
@@ -115,6 +115,9 @@ describe.skipIf(!hasSystem('chromium'))('web console: agents (chromium)', () => 
       await page.getByLabel('Message to helper').fill('What is 6 * 7?');
       await page.getByRole('button', { name: 'Send' }).click();
       const call = page.getByTestId('tool-call');
+      // Folded to one line until opened.
+      await call.locator('summary').getByText(': 42').waitFor();
+      await call.locator('summary').click();
       await call.getByTestId('tool-result').waitFor();
       expect(await call.locator('strong').textContent()).toBe('Tool call calculator');
       expect(await call.locator('pre').first().textContent()).toBe('{"expression":"What is 6 * 7?"}');

@@ -104,8 +104,8 @@ export default function Agents({ params, query }: PageProps) {
           </button>
         )}
       </div>
-      <div class="agents-layout">
-        <div>
+      <div class={`agents-layout${selected !== undefined || editingNew ? ' chosen' : ''}`}>
+        <div class="agents-list">
           <label for="agent-search">Search by name or capability</label>
           <input
             id="agent-search"
@@ -139,6 +139,11 @@ export default function Agents({ params, query }: PageProps) {
           )}
         </div>
         <div>
+          {(selected !== undefined || editingNew) && (
+            <p class="back-to-list">
+              <Link to={`/agents${q ? `?q=${encodeURIComponent(q)}` : ''}`}>← All agents</Link>
+            </p>
+          )}
           {editingNew ? (
             <AgentEditor onDeployed={(name) => navigate(`/agents/${encodeURIComponent(name)}`)} />
           ) : selected !== undefined ? (

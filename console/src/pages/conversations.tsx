@@ -24,6 +24,7 @@ import {
   targetsOf,
   when,
 } from './messaging-common';
+import { ConversationDeadLetters } from './conversation-dead-letters';
 
 export default function Conversations({ params, query }: PageProps) {
   if (params.id !== undefined) return <ConversationView key={params.id} id={params.id} query={query} />;
@@ -149,7 +150,7 @@ function ConversationList({ query }: { query: URLSearchParams }) {
           </p>
           {page.conversations.length > 0 && (
             <div class="table-wrap">
-              <table data-testid="conversations">
+              <table class="cards" data-testid="conversations">
                 <caption class="visually-hidden">Conversations, newest first</caption>
                 <thead>
                   <tr>
@@ -165,19 +166,19 @@ function ConversationList({ query }: { query: URLSearchParams }) {
                 <tbody>
                   {page.conversations.map((c) => (
                     <tr key={c.id} data-testid="conversation-row" data-state={c.state}>
-                      <td>
+                      <td data-label="Conversation">
                         <Link to={`/conversations/${encodeURIComponent(c.id)}`}>
                           <code>{c.id}</code>
                         </Link>
                       </td>
-                      <td>
+                      <td data-label="State">
                         <StateBadge state={c.state} />
                       </td>
-                      <td>{c.protocol ?? '—'}</td>
-                      <td>{c.initiator}</td>
-                      <td>{c.participants.join(', ')}</td>
-                      <td>{c.turns}</td>
-                      <td>{when(c.updated_at)}</td>
+                      <td data-label="Protocol">{c.protocol ?? '—'}</td>
+                      <td data-label="Initiator">{c.initiator}</td>
+                      <td data-label="Participants">{c.participants.join(', ')}</td>
+                      <td data-label="Turns">{c.turns}</td>
+                      <td data-label="Updated">{when(c.updated_at)}</td>
                     </tr>
                   ))}
                 </tbody>
@@ -307,6 +308,7 @@ function ConversationView({ id, query }: { id: string; query: URLSearchParams })
         <dt>Started</dt>
         <dd>{when(conv.created_at)}</dd>
       </dl>
+      {conv.state === 'failed' && <ConversationDeadLetters id={conv.id} participants={conv.participants} />}
       {follow && <LiveStatus state={live} label="Following the conversation" />}
       {ended && (
         <p class="muted small" role="status">

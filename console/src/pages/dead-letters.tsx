@@ -13,6 +13,7 @@ import { usePoll, useApi } from '../hooks';
 import type { PageProps } from '../pages';
 import { Link, setQuery } from '../router';
 import { can, session } from '../session';
+import { BulkReplay } from './dead-letter-bulk';
 import { type DeadLetter, MessageFields, when } from './messaging-common';
 
 export default function DeadLetters({ params, query }: PageProps) {
@@ -88,6 +89,15 @@ function DeadLetterList({ query }: { query: URLSearchParams }) {
           Text anywhere in the receiver's name or the last error, any case.
         </p>
       </form>
+      {can('dead_letters:replay') && (
+        <BulkReplay
+          initialReceiver={r}
+          onDone={() => {
+            list.reload();
+            if (filtered) all.reload();
+          }}
+        />
+      )}
       <ErrorBox error={list.error} />
       {!page && !list.error && <Loading what="dead letters" />}
       {page && (
@@ -101,7 +111,7 @@ function DeadLetterList({ query }: { query: URLSearchParams }) {
           </p>
           {shown.length > 0 && (
             <div class="table-wrap">
-              <table data-testid="dead-letters">
+              <table class="cards" data-testid="dead-letters">
                 <caption class="visually-hidden">Dead letters</caption>
                 <thead>
                   <tr>
@@ -116,16 +126,18 @@ function DeadLetterList({ query }: { query: URLSearchParams }) {
                 <tbody>
                   {shown.map((d) => (
                     <tr key={d.id} data-testid="dead-letter-row" data-message-id={d.message_id}>
-                      <td>
+                      <td data-label="Dead letter">
                         <Link to={`/dead-letters/${d.id}`}>#{d.id}</Link>
                       </td>
-                      <td>{d.receiver}</td>
-                      <td>
+                      <td data-label="Receiver">{d.receiver}</td>
+                      <td data-label="Message">
                         {d.message.performative} from {d.message.sender}
                       </td>
-                      <td>{d.attempts}</td>
-                      <td class="error-text">{d.last_error ?? '—'}</td>
-                      <td>{when(d.updated_at)}</td>
+                      <td data-label="Attempts">{d.attempts}</td>
+                      <td data-label="Last error" class="error-text">
+                        {d.last_error ?? '—'}
+                      </td>
+                      <td data-label="Failed">{when(d.updated_at)}</td>
                     </tr>
                   ))}
                 </tbody>
@@ -239,7 +251,9 @@ function DeadLetterView({ id }: { id: string }) {
       <h1 id="dl-title">Dead letter #{d.id}</h1>
       <dl class="fields">
         <dt>Receiver</dt>
-        <dd>{d.receiver}</dd>
+        <dd>
+          <Link to={`/agents/${encodeURIComponent(d.receiver)}`}>{d.receiver}</Link>
+        </dd>
         <dt>Attempts</dt>
         <dd data-testid="attempts">{d.attempts}</dd>
         <dt>Failed</dt>

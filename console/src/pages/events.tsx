@@ -9,6 +9,7 @@ import type { PageProps } from '../pages';
 import { Link, setQuery } from '../router';
 import { TailControls, TailList, useTail } from './tail';
 import { EVENT_TYPES } from '../vocabulary';
+import { when } from '../format';
 
 interface AgentEvent {
   id: number;
@@ -62,7 +63,7 @@ export default function Events({ query }: PageProps) {
             .join(' · ');
           return (
             <li key={key} class={`event-line cat-${ev.category}`} data-testid="event-line" data-type={ev.type}>
-              <time dateTime={ev.time}>{ev.time.slice(11, 23)}</time> <span class="etype">{ev.type}</span>{' '}
+              <time dateTime={ev.time}>{when(ev.time, { ms: true })}</time> <span class="etype">{ev.type}</span>{' '}
               <Link to={`/agents/${encodeURIComponent(ev.agent)}`}>{ev.agent}</Link>
               {summary && <span> {summary}</span>}
               {typeof d.duration_ms === 'number' && <span class="small muted"> {d.duration_ms} ms</span>}

@@ -6,6 +6,7 @@ import { useState } from 'preact/hooks';
 import type { PageProps } from '../pages';
 import { Link, setQuery } from '../router';
 import { TailControls, TailList, useTail } from './tail';
+import { when } from '../format';
 
 interface LogLine {
   seq: number;
@@ -52,7 +53,7 @@ export default function Logs({ query }: PageProps) {
           const extra = Object.entries(l).filter(([k]) => !SHOWN.has(k));
           return (
             <li key={key} class={`log-line level-${l.level}`} data-testid="log-line">
-              <time dateTime={l.time}>{l.time.slice(11, 23)}</time> <span class="level">{l.level}</span>{' '}
+              <time dateTime={l.time}>{when(l.time, { ms: true })}</time> <span class="level">{l.level}</span>{' '}
               <span class="msg">{l.msg ?? ''}</span>
               {typeof l.agent === 'string' && (
                 <>

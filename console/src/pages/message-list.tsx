@@ -84,7 +84,7 @@ export function MessageList({ query }: { query: URLSearchParams }) {
           </p>
           {page.messages.length > 0 && (
             <div class="table-wrap" tabIndex={0} role="region" aria-label="Messages">
-              <table data-testid="messages">
+              <table class="cards" data-testid="messages">
                 <caption class="visually-hidden">Messages, newest first</caption>
                 <thead>
                   <tr>
@@ -98,13 +98,15 @@ export function MessageList({ query }: { query: URLSearchParams }) {
                 <tbody>
                   {page.messages.map((m) => (
                     <tr key={m.id} data-testid="message-row">
-                      <td>
+                      <td data-label="Message">
                         <Link to={`/messages/${encodeURIComponent(m.id)}`}>{m.performative}</Link>
                       </td>
-                      <td>{when(m.timestamp)}</td>
-                      <td>{m.sender}</td>
-                      <td>{targetsOf(m).join(', ') || '—'}</td>
-                      <td class="clip">{contentText(m.content).slice(0, 120)}</td>
+                      <td data-label="Sent">{when(m.timestamp)}</td>
+                      <td data-label="From">{m.sender}</td>
+                      <td data-label="To">{targetsOf(m).join(', ') || '—'}</td>
+                      <td data-label="Content" class="clip">
+                        {contentText(m.content).slice(0, 120)}
+                      </td>
                     </tr>
                   ))}
                 </tbody>

@@ -2,7 +2,10 @@
  * What the Conversations, Message and Dead-letter pages share: the API's shapes
  * (src/api/routes/messaging.ts) and small renderers for a message's fields and content.
  */
+import { when } from '../format';
 import { Link } from '../router';
+
+export { when };
 
 /** A stored FIPA-ACL message (aclMessageSchema). */
 export interface AclMessage {
@@ -76,12 +79,6 @@ export function offsetText(ms: number): string {
   if (ms < 60_000) return `+${(ms / 1000).toFixed(1)} s`;
   const s = Math.round(ms / 1000);
   return `+${Math.floor(s / 60)} min ${s % 60} s`;
-}
-
-/** A short local date and time for tables. */
-export function when(iso: string): string {
-  const d = new Date(iso);
-  return Number.isNaN(d.getTime()) ? iso : d.toLocaleString(undefined, { dateStyle: 'short', timeStyle: 'medium' });
 }
 
 /** Where a message went: its named receivers, else where it was routed, else the capability it addressed. */

@@ -198,7 +198,11 @@ export default function Overview() {
       <h2 id="now">Now</h2>
       <dl class="stats" aria-labelledby="now">
         <div class="stat" data-testid="stat-agents">
-          <dt>Agents</dt>
+          <dt>
+            <StatLink to="/agents" permission="agents:read">
+              Agents
+            </StatLink>
+          </dt>
           <dd>
             <span class="value">{d.agents.total}</span>
             <p class="muted small">
@@ -208,7 +212,11 @@ export default function Overview() {
           </dd>
         </div>
         <div class="stat" data-testid="stat-executions">
-          <dt>Executions per second</dt>
+          <dt>
+            <StatLink to="/logs" permission="observe:read">
+              Executions per second
+            </StatLink>
+          </dt>
           <dd>
             <span class="value">{rate(d.rates.executions_per_second)}</span>
             <Sparkline values={h.executions} label="Executions per second" format={rate} />
@@ -218,7 +226,11 @@ export default function Overview() {
           </dd>
         </div>
         <div class="stat" data-testid="stat-messages">
-          <dt>Messages per second</dt>
+          <dt>
+            <StatLink to="/messages" permission="messages:read">
+              Messages per second
+            </StatLink>
+          </dt>
           <dd>
             <span class="value">{rate(d.rates.messages_per_second)}</span>
             <Sparkline values={h.messages} label="Messages per second" format={rate} />
@@ -228,7 +240,11 @@ export default function Overview() {
           </dd>
         </div>
         <div class="stat" data-testid="stat-errors">
-          <dt>Errors per second</dt>
+          <dt>
+            <StatLink to="/logs" permission="observe:read">
+              Errors per second
+            </StatLink>
+          </dt>
           <dd>
             <span class="value">{rate(d.rates.errors_per_second)}</span>
             <Sparkline values={h.errors} label="Errors per second" format={rate} />
@@ -236,7 +252,11 @@ export default function Overview() {
           </dd>
         </div>
         <div class="stat" data-testid="stat-queue">
-          <dt>Queue depth</dt>
+          <dt>
+            <StatLink to="/conversations" permission="messages:read">
+              Queue depth
+            </StatLink>
+          </dt>
           <dd>
             <span class="value">{d.queue ? d.queue.depth : '—'}</span>
             <Sparkline values={h.queue} label="Queue depth" />
@@ -249,13 +269,21 @@ export default function Overview() {
           </dd>
         </div>
         <div class="stat" data-testid="stat-dead-letters">
-          <dt>Dead letters</dt>
+          <dt>
+            <StatLink to="/dead-letters" permission="messages:read">
+              Dead letters
+            </StatLink>
+          </dt>
           <dd>
             <span class="value">{d.dead_letters ?? '—'}</span>
           </dd>
         </div>
         <div class="stat" data-testid="stat-memory">
-          <dt>Memory</dt>
+          <dt>
+            <StatLink to="/memory" permission="memory:read">
+              Memory
+            </StatLink>
+          </dt>
           <dd>
             <span class="value">{d.memory ? d.memory.entities : 'off'}</span>
             {d.memory && (
@@ -267,7 +295,11 @@ export default function Overview() {
           </dd>
         </div>
         <div class="stat" data-testid="stat-tools">
-          <dt>Tool servers</dt>
+          <dt>
+            <StatLink to="/tools" permission="tools:read">
+              Tool servers
+            </StatLink>
+          </dt>
           <dd>
             <span class="value">{d.tool_servers ? d.tool_servers.total : '—'}</span>
             {d.tool_servers && (
@@ -399,4 +431,9 @@ function summary(e: AgentEvent): string {
   }
   if (e.trace_id) parts.push(`trace ${e.trace_id}`);
   return parts.join(' · ');
+}
+
+/** A card's title: a link to the page with its detail, for a principal who may open it. */
+function StatLink({ to, permission, children }: { to: string; permission: string; children: string }) {
+  return can(permission) ? <Link to={to}>{children}</Link> : <>{children}</>;
 }

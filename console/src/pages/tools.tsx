@@ -6,6 +6,7 @@
  */
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { ErrorBox, Loading } from '../components/feedback';
+import { when } from '../format';
 import { useApi, useReloadOnExecutions } from '../hooks';
 import type { PageProps } from '../pages';
 import { Link, setQuery } from '../router';
@@ -308,7 +309,7 @@ function AuditLog({ query, server, refresh = 0 }: { query: URLSearchParams; serv
               {audit.data.records.map((r) => (
                 <tr key={r.id} data-testid="audit-row">
                   <td>
-                    <time dateTime={new Date(r.time).toISOString()}>{new Date(r.time).toLocaleString()}</time>
+                    <time dateTime={new Date(r.time).toISOString()}>{when(r.time)}</time>
                   </td>
                   <td>
                     <code>{r.tool}</code>

@@ -9,6 +9,7 @@ import {
   isTerminal,
   PERFORMATIVES,
   readsFor,
+  replayDeadLetter,
   TERMINAL_STATES,
   type BusEvent,
   type ConversationState,
@@ -23,6 +24,7 @@ import { closest } from '../../shared/suggest.js';
 import { parseDuration } from '../../shared/units.js';
 import { parseJsonBody } from '../json-body.js';
 import { bodyTooLarge } from '../envelope.js';
+import { deadLetterBulkRoutes } from './dead-letter-bulk.js';
 import { batchResultSchema, batchRetryAfter, checkBatch, submitBatch, type BatchLimits } from './message-batch.js';
 import { errorEnvelopeSchema } from '../schemas.js';
 import { disconnectSignal, keepOpen, openSse } from '../sse.js';
@@ -561,12 +563,12 @@ export async function messagingRoutes(
       },
     },
     async (req, reply) => {
-      const d = await readsFor(bus.reads, req.principal).deadLetter(Number(req.params.id));
-      const out = await bus.replay(d.id);
+      const out = await replayDeadLetter(bus, req.principal, Number(req.params.id));
       req.log.info({ dead_letter: out.id, message_id: out.message_id, receiver: out.receiver }, 'dead letter replayed');
-      return reply.code(202).send({ ...out, conversation_id: d.message.conversation_id });
+      return reply.code(202).send(out);
     },
   );
+  deadLetterBulkRoutes(app, bus);
 
   r.get(
     '/directory',

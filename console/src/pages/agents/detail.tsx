@@ -1,7 +1,8 @@
 /** One agent: tabs for its definition, versions and rollout, a chat, and the editor. */
+import { useEffect } from 'preact/hooks';
 import { useApi } from '../../hooks';
 import { ErrorBox, Loading } from '../../components/feedback';
-import { Link } from '../../router';
+import { Link, navigate } from '../../router';
 import { can } from '../../session';
 import { AgentChat } from './chat';
 import { AgentEditor } from './editor';
@@ -16,7 +17,18 @@ const TABS = [
 ] as const;
 
 export function AgentDetailView({ name, tab, onChanged }: { name: string; tab: string; onChanged: () => void }) {
-  const agent = useApi<AgentDetail>(agentPath(name));
+  // NAME@VERSION is a version to chat with: the agent's chat, on that version.
+  const at = name.lastIndexOf('@');
+  useEffect(() => {
+    if (at > 0)
+      navigate(
+        `/agents/${encodeURIComponent(name.slice(0, at))}/chat?version=${encodeURIComponent(name.slice(at + 1))}`,
+        {
+          replace: true,
+        },
+      );
+  }, [name]);
+  const agent = useApi<AgentDetail>(at > 0 ? undefined : agentPath(name));
   const base = `/agents/${encodeURIComponent(name)}`;
   const tabs = TABS.filter((t) => can(t.permission));
   const current = tabs.find((t) => t.id === tab);
