@@ -97,6 +97,8 @@ export class RolloutController {
   readonly #ending = new Set<number>();
   readonly #refresh: NodeJS.Timeout | undefined;
   #following: Promise<void> | undefined;
+  #closed = false;
+  readonly #onChange = (): void => void this.follow();
 
   constructor(registry: AgentRegistry, store: AgentStore, history: VersionHistory, opts: RolloutControllerOptions) {
     this.#registry = registry;
@@ -133,6 +135,9 @@ export class RolloutController {
     if (rollouts?.shared) {
       this.#refresh = setInterval(() => void this.follow(), opts.refreshMs ?? 1000);
       this.#refresh.unref();
+      // An agent changed (here, or through another node by the directory): a promotion or rollback
+      // elsewhere changes it, so the rollouts are read again at once rather than at the next interval.
+      registry.on('change', this.#onChange);
     }
   }
 
@@ -142,8 +147,10 @@ export class RolloutController {
   }
 
   async close(): Promise<void> {
+    this.#closed = true;
     this.#canaries?.close();
     clearInterval(this.#refresh);
+    this.#registry.off('change', this.#onChange);
     await this.#following;
     await this.rollouts?.close?.();
   }
@@ -156,7 +163,7 @@ export class RolloutController {
    */
   follow(): Promise<void> {
     const rollouts = this.rollouts;
-    if (!rollouts?.refresh) return Promise.resolve();
+    if (!rollouts?.refresh || this.#closed) return Promise.resolve();
     this.#following ??= rollouts
       .refresh(this.#prepare)
       .catch((e: unknown) => this.#opts.onError?.(e))
@@ -175,6 +182,10 @@ export class RolloutController {
   };
 
   /** Reads the agent's rollout afresh on a cluster (another node may have started or ended one a moment ago). */
+  async reload(name: string): Promise<void> {
+    await this.#reload(name);
+  }
+
   async #reload(name: string): Promise<void> {
     await this.rollouts?.reload?.(name, this.#prepare);
   }
@@ -184,8 +195,16 @@ export class RolloutController {
     return this.rollouts?.running(name)?.stable_version ?? this.#history.latestSync(name)?.version;
   }
 
-  /** Refuses a change of `name` while it has a rollout, naming how to end it. */
+  /**
+   * Refuses a change of `name` while it has a rollout, naming how to end it. On a cluster this
+   * node's copy of the rows may be a moment old: the change is refused by `refuseShared`, on the
+   * row read afresh, instead.
+   */
   refuseRunning(existing: DeployedAgent): void {
+    if (!this.rollouts?.shared) this.#refuse(existing);
+  }
+
+  #refuse(existing: DeployedAgent): void {
     const name = existing.definition.name;
     const running = this.rollouts?.running(name);
     if (running)
@@ -200,7 +219,7 @@ export class RolloutController {
   async refuseShared(name: string): Promise<void> {
     await this.#reload(name);
     const existing = this.#registry.get(name);
-    if (existing) this.refuseRunning(existing);
+    if (existing) this.#refuse(existing);
   }
 
   /**
@@ -475,12 +494,11 @@ export class RolloutController {
 
   /** The rollout of `name` ends because the agent was removed. */
   async removed(name: string): Promise<Rollout | undefined> {
+    await this.#reload(name);
     const running = this.rollouts?.running(name);
-    if (running)
-      this.#opts.onRollout?.(
-        'rollout.rolled_back',
-        await this.rollouts!.end(running, 'rolled_back', undefined, 'the agent was removed'),
-      );
+    if (!running) return undefined;
+    const ended = await this.rollouts!.end(running, 'rolled_back', undefined, 'the agent was removed');
+    if (ended.state !== 'running') this.#opts.onRollout?.('rollout.rolled_back', ended);
     return running;
   }
 

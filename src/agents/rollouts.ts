@@ -238,6 +238,11 @@ export class RolloutStore implements ConversationPinsPort, RolloutStatePort {
     return version;
   }
 
+  /** The agent has a rollout now (kept elsewhere: a cluster's): its conversations get pinned from here on. */
+  remember(name: string): void {
+    this.#everRolled.add(agentKey(name));
+  }
+
   /** Whether the agent has ever had a rollout (only then do its conversations get pinned). */
   hasHistory(name: string): boolean {
     return this.#everRolled.has(agentKey(name));

@@ -159,6 +159,7 @@ export class AgentService {
 
   /** `currentVersion` as the API reports it: on a cluster node read from the shared history, not from this node's view of it. */
   async liveVersion(name: string): Promise<number | undefined> {
+    await this.rollout.reload(name);
     const running = this.rollout.rollouts?.running(name);
     if (running) return running.stable_version;
     const live = this.registry.get(name);
