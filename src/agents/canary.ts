@@ -12,6 +12,7 @@
 import { Script } from 'node:vm';
 import { z } from 'zod';
 import { durationMs } from '../shared/zod-units.js';
+import type { WindowFigures } from './rollout-state.js';
 
 const percent = z.number().int().min(1).max(100);
 
@@ -114,7 +115,7 @@ export function canaryBucket(rolloutId: number, conversation: string): number {
 }
 
 /** What one version did in a window: executions, failures and their latencies (ms). */
-export class VersionWindow {
+export class VersionWindow implements WindowFigures {
   n = 0;
   errors = 0;
   readonly #latencies: number[] = [];
@@ -160,8 +161,8 @@ const pct = (r: number) => `${Math.round(r * 1000) / 10} %`;
 export function judgeStage(
   plan: CanaryPlan,
   stage: number,
-  candidate: VersionWindow,
-  stable: VersionWindow,
+  candidate: WindowFigures,
+  stable: WindowFigures,
   heldMs: number,
 ): CanaryVerdict {
   const share = `stage ${stage + 1} of ${plan.stages.length} (${plan.stages[stage]} %)`;

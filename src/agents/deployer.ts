@@ -169,7 +169,7 @@ export class Deployer {
     // Identical content (the same definition, whatever the formatting): nothing to store or reload.
     if (existing && current && current.hash === definitionHash(def))
       return { agent: existing, warnings: result.warnings, created: false, unchanged: true, version: current };
-    if (existing) await this.#rollouts.refuseElsewhere(def.name);
+    if (existing) await this.#rollouts.refuseShared(def.name);
     const source = typeof input.body === 'string' ? input.body : Buffer.from(input.body).toString('utf8');
     // The deploy's strategy, else the file's [rollout] one (not for a first deploy: there is nothing to roll out beside).
     const strategy = input.strategy ?? (existing ? def.rollout?.strategy : undefined) ?? 'direct';
@@ -301,7 +301,7 @@ export class Deployer {
     }
     const versions = this.#history.portFor(agentName);
     if (!versions) throw new CaxtonError('invalid_request', 'this server keeps no agent versions');
-    const ended = await this.#rollouts.rollbackRunning(existing, to, deployedBy, opts);
+    const ended = await this.#rollouts.rollbackRunning(existing, to, deployedBy);
     if (ended) return ended;
     const current = await this.#history.liveVersion(existing, versions);
     let target = to !== undefined ? await versions.get(agentName, to) : undefined;
@@ -375,15 +375,13 @@ export class Deployer {
   async #remove(name: string): Promise<DeployedAgent> {
     const existing = this.#registry.get(name);
     const shared = this.#shared;
-    const running = existing && this.#rollouts.rollouts?.running(existing.definition.name);
     if (shared && existing?.origin.kind === 'api') {
-      if (!running) await this.#rollouts.refuseElsewhere(existing.definition.name);
       await shared.remove({ ...existing, source: this.#store.source(name) ?? '' });
       await this.#history.shared?.removed(existing.definition.name);
     }
-    const removed = this.#removeHere(name);
-    if (running) await this.#rollouts.release(running);
-    return removed;
+    // A rollout of the agent ends with it (on a cluster, for every node: the rows are shared).
+    if (existing) await this.#rollouts.removed(existing.definition.name);
+    return this.#removeHere(name);
   }
 
   #removeHere(name: string): DeployedAgent {
@@ -399,7 +397,6 @@ export class Deployer {
       );
     }
     this.#store.delete(name);
-    this.#rollouts.removed(existing.definition.name);
     // Its history joins the removed agents', of which [agents] keep_removed_agents are kept (a
     // cluster's shared history is told by `remove`, for every node).
     this.#history.removedHere(existing.definition.name);

@@ -21,27 +21,28 @@ export {
   type RolloutEventType,
   type RollbackOutcome,
   type RolloutActionOptions,
-  type RolloutForwarder,
   type RolloutOutcome,
   type RolloutStatus,
 } from './rollout-controller.js';
 export {
-  canaryFigureSchema,
-  shadowFigureSchema,
   RolloutStore,
   type StoredPin,
   PIN_MAX_AGE_MS,
   type Rollout,
-  type CanaryFigure,
-  type RolloutHeld,
-  type ShadowFigure,
   type ShadowTarget,
-  type RolloutMark,
-  type RolloutMarksPort,
   type ConversationPinsPort,
   type RolloutState,
   type RolloutStrategy,
 } from './rollouts.js';
+export {
+  BucketWindow,
+  latencyBucket,
+  type NewRollout,
+  type RolloutChanges,
+  type RolloutStatePort,
+  type StageFigures,
+  type WindowFigures,
+} from './rollout-state.js';
 export {
   ShadowResultStore,
   answersAgree,
@@ -49,6 +50,7 @@ export {
   type ShadowComparison,
   type ShadowReport,
   type ShadowResult,
+  type ShadowResultsPort,
 } from './shadow-results.js';
 export {
   canaryBucket,
@@ -84,3 +86,5 @@ export { CLAUDE_TOOL_MAP, CLAUDE_MODEL_ALIASES, mapClaudeTool } from './claude.j
 export { PgAgentDirectory, type AgentHead, type AgentRow, type PgAgentDirectoryOptions } from './pg-agents.js';
 export { PgAgentVersionStore, type PgAgentVersionStoreOptions } from './pg-agent-versions.js';
 export { PgConversationPins, type PgConversationPinsOptions } from './pg-pins.js';
+export { PgRolloutState, type PgRolloutStateOptions } from './pg-rollouts.js';
+export { PgShadowResults, type PgShadowResultsOptions } from './pg-shadow-results.js';

@@ -109,7 +109,11 @@ export class PgAgentVersionStore implements AgentVersionsPort {
     return guardReads(new PgAgentVersionStore(opts.pool, s, opts.keep ?? 100, opts.keepRemoved ?? 20, opts.directory));
   }
 
-  async append(v: NewVersion, alongside?: (written: AgentVersion) => void, live?: StoredAgent): Promise<AgentVersion> {
+  async append(
+    v: NewVersion,
+    alongside?: (written: AgentVersion, tx?: unknown) => void | Promise<void>,
+    live?: StoredAgent,
+  ): Promise<AgentVersion> {
     if (live && !this.#directory)
       throw new Error("this version store was opened without the cluster's agents: it cannot put an agent live");
     const r = versionValues(v);
@@ -143,8 +147,9 @@ export class PgAgentVersionStore implements AgentVersionsPort {
       await c.query(`DELETE FROM ${this.#s}.agent_version_removals WHERE key = $1`, [r.key]);
       // The agent is live for the cluster exactly when its version is recorded.
       if (live) await this.#directory!.writeLive(c, live);
-      // This node's own writes (SQLite) before the COMMIT: when they throw, the version is not recorded.
-      alongside?.(versionSummary(written));
+      // This node's own writes (SQLite) and the shared ones that go with the version (a rollout's
+      // row, on this transaction) before the COMMIT: when they throw, the version is not recorded.
+      await alongside?.(versionSummary(written), c);
       return written;
     });
     this.#forget(r.key);

@@ -10,8 +10,8 @@ import type { Db, Migration } from '../storage/index.js';
 import { CaxtonError } from '../shared/errors.js';
 import type { CanaryPlan } from './canary.js';
 import { agentKey } from './definition.js';
-import { z } from 'zod';
-import { shadowResultSchema } from './shadow-results.js';
+import { MemoryFigures } from './rollout-state-memory.js';
+import type { NewRollout, RolloutStatePort, StageFigures } from './rollout-state.js';
 
 export const AGENT_ROLLOUT_MIGRATION: Migration = {
   id: 'agents-003-rollouts',
@@ -77,98 +77,8 @@ export interface Rollout {
   stage_started_at: string;
 }
 
-/**
- * A rollout as the nodes of a cluster know it (src/cluster/pg-rollout-marks.ts): which node runs
- * it. A rollout runs on the node that started it (its row, pins and figures are there); the mark
- * is how every other node refuses to change that agent meanwhile, and says where to go.
- */
-export interface RolloutMark {
-  agent: string;
-  node: string;
-  rollout_id: number;
-  strategy: RolloutStrategy;
-  candidate_version: number;
-  started_at: string;
-  /** The node is not in the cluster now (no heartbeat within the membership bucket's TTL). */
-  down: boolean;
-  /** The API URL the node advertises (`[cluster] advertise_url`), when it does. */
-  url: string | null;
-  /** Another node changed the agent while this one was down: the rollout ended there, to be closed when the node is back. */
-  superseded_by: string | null;
-  /**
-   * A canary's share of new conversations now (its stage's percentage), which every node applies;
-   * null for blue-green and shadow, and while a canary's checks run.
-   */
-  share: number | null;
-}
-
-/**
- * Another node's running rollout as every node follows it (src/cluster/rollout-sync.ts): its
- * candidate answers as NAME@VERSION on this node too, and a canary's share of new conversations
- * goes to it here as there (while its node is up: `down` false).
- */
-export type RolloutHeld = Pick<
-  RolloutMark,
-  'agent' | 'node' | 'rollout_id' | 'strategy' | 'candidate_version' | 'share' | 'down'
->;
-
-/**
- * One execution of a version of another node's canary, on this node: sent to that node, whose
- * judge counts it with its own (src/cluster/rollout-sync.ts). `share` is the stage's share it ran
- * under (the judge drops figures of a stage it has left).
- */
-export const canaryFigureSchema = z.object({
-  /** The node that runs the canary, and its agent and rollout. */
-  node: z.string(),
-  agent: z.string(),
-  rollout_id: z.number().int(),
-  share: z.number().int(),
-  version: z.number().int(),
-  ok: z.boolean(),
-  ms: z.number(),
-});
-
-export type CanaryFigure = z.infer<typeof canaryFigureSchema>;
-
-/**
- * Where a shadow copy's comparison goes: this node's rollout (`node` undefined: its store), or
- * another node's (sent there, src/cluster/rollout-sync.ts).
- */
-export interface ShadowTarget {
-  id: number;
-  agent: string;
-  candidate_version: number;
-  node?: string | undefined;
-}
-
-/** A shadow comparison (`result`) or a copy skipped (none) on this node, for another node's shadow rollout. */
-export const shadowFigureSchema = z.object({
-  node: z.string(),
-  agent: z.string(),
-  rollout_id: z.number().int(),
-  result: shadowResultSchema.optional(),
-});
-
-export type ShadowFigure = z.infer<typeof shadowFigureSchema>;
-
-/** What the service needs of the marks (a cluster node; a single node has none). */
-export interface RolloutMarksPort {
-  /**
-   * Records that `r` runs on this node, with its canary share (`RolloutMark.share`); the mark that
-   * holds the agent instead, when another node's (or this node's, superseded) does.
-   */
-  claim(r: Rollout, share?: number | null): Promise<RolloutMark | undefined>;
-  /** `r`'s canary share changed (its checks passed, its stage advanced). */
-  reshare(r: Rollout, share: number | null): Promise<void>;
-  /** `r` ended on this node. */
-  release(r: Rollout): Promise<void>;
-  /**
-   * Another node's mark on `name`, if any. `changing`: the caller is about to change the agent, and
-   * a mark of a node that is down is superseded (the rollout ends when that node is back) and not
-   * returned.
-   */
-  elsewhere(name: string, changing: boolean): Promise<RolloutMark | undefined>;
-}
+/** Where a shadow copy's comparison goes: the running shadow rollout whose stable version answered. */
+export type ShadowTarget = Pick<Rollout, 'id' | 'agent' | 'candidate_version'>;
 
 interface Row {
   id: number;
@@ -239,7 +149,14 @@ export interface StoredPin {
   created_at: number;
 }
 
-export class RolloutStore implements ConversationPinsPort {
+/**
+ * A single node's rollouts (its SQLite), behind the port a cluster's PostgreSQL also serves
+ * (rollout-state.ts). The canary figures are in memory: after a restart a canary resumes at its
+ * saved stage with fresh figures (its hold time counts from the stage's saved start).
+ */
+export class RolloutStore implements ConversationPinsPort, RolloutStatePort {
+  readonly shared = false;
+  readonly #figures = new MemoryFigures();
   readonly #insert;
   readonly #running;
   readonly #latest;
@@ -321,19 +238,17 @@ export class RolloutStore implements ConversationPinsPort {
     return version;
   }
 
+  /** The agent has a rollout now (kept elsewhere: a cluster's): its conversations get pinned from here on. */
+  remember(name: string): void {
+    this.#everRolled.add(agentKey(name));
+  }
+
   /** Whether the agent has ever had a rollout (only then do its conversations get pinned). */
   hasHistory(name: string): boolean {
     return this.#everRolled.has(agentKey(name));
   }
 
-  start(
-    name: string,
-    strategy: RolloutStrategy,
-    stable: number,
-    candidate: number,
-    by?: string,
-    plan?: CanaryPlan,
-  ): Rollout {
+  start({ name, strategy, stable, candidate, by, plan }: NewRollout): Rollout {
     const now = new Date().toISOString();
     const r = rollout(
       this.#insert.get(
@@ -381,7 +296,22 @@ export class RolloutStore implements ConversationPinsPort {
   end(r: Rollout, state: Exclude<RolloutState, 'running'>, by: string | undefined, reason: string | null): Rollout {
     const ended = this.#end.get(state, new Date().toISOString(), by ?? null, reason, r.id) as Row | undefined;
     this.#cache.delete(agentKey(r.agent));
+    this.#figures.drop(r.id);
     return ended ? rollout(ended) : r;
+  }
+
+  count(r: Rollout, version: number, ok: boolean, ms: number): void {
+    this.#figures.count(r, version, ok, ms);
+  }
+
+  figures(r: Rollout): StageFigures {
+    return this.#figures.of(r);
+  }
+
+  /** A single node is always its own judge. */
+  async asJudge(fn: () => Promise<void>): Promise<boolean> {
+    await fn();
+    return true;
   }
 
   /**

@@ -13,8 +13,9 @@ import {
   type RolloutEventType,
   type RolloutOutcome,
 } from './rollout-controller.js';
-import type { ConversationPinsPort, Rollout, RolloutMarksPort, RolloutStore } from './rollouts.js';
-import type { ShadowResultStore } from './shadow-results.js';
+import type { RolloutStatePort } from './rollout-state.js';
+import type { ConversationPinsPort, Rollout, RolloutStore } from './rollouts.js';
+import type { ShadowResultsPort } from './shadow-results.js';
 import type { AgentStore } from './store.js';
 import { VersionHistory } from './version-history.js';
 import { VersionResolver } from './version-resolver.js';
@@ -26,11 +27,13 @@ export interface ClusterAgentsOptions {
   versions: AgentVersionsPort;
   /** The API agents shared by the nodes (src/cluster/pg-agents.ts): removals and the deployed text go through this. */
   agents: SharedAgentsPort;
-  /** Which node runs a rollout of each API agent (src/cluster/pg-rollout-marks.ts): a change of an agent another node rolls out is refused, naming that node. */
-  rolloutMarks?: RolloutMarksPort | undefined;
+  /** The cluster's rollouts (pg-rollouts.ts): every node reads and changes the same rows, and one judges the canaries. */
+  rollouts?: RolloutStatePort | undefined;
+  /** What the cluster's shadow rollouts compared (pg-shadow-results.ts): every node's comparisons in one report. */
+  shadowResults?: ShadowResultsPort | undefined;
   /** Conversation pins for every node (src/cluster/pg-pins.ts), so a conversation keeps one version whichever node handles its turns. */
   pins?: ConversationPinsPort | undefined;
-  /** The shared history or marks could not be read or told (this node's view stays as it was until the next change). */
+  /** The shared history or rollouts could not be read (this node's view stays as it was until the next read). */
   onError?: ((e: unknown) => void) | undefined;
 }
 
@@ -47,8 +50,8 @@ export interface AgentServiceOptions {
   rollouts?: RolloutStore;
   /** Runs a canary candidate's [[rollout.checks]] (the server wires the executor: `setCheckRunner`). */
   runChecks?: (agent: string, version: number, checks: RolloutCheck[]) => Promise<string | undefined>;
-  /** What shadow rollouts compared (the shadow runner's store). */
-  shadowResults?: Pick<ShadowResultStore, 'report' | 'record' | 'skipped'>;
+  /** What shadow rollouts compared (the shadow runner's store; a cluster node's is `cluster.shadowResults`). */
+  shadowResults?: Pick<ShadowResultsPort, 'report' | 'record' | 'skipped'>;
   /** Told of rollout events (the server records them in the event store). */
   onRollout?: (event: RolloutEventType, rollout: Rollout) => void;
   /** A canary step that failed (its promotion or rollback could not be stored); it is tried again at the next check. */
@@ -84,11 +87,10 @@ export class AgentService {
     this.checks = new AgentChecks(options);
     this.history = new VersionHistory(registry, options.versions, cluster?.versions, cluster?.onError);
     this.rollout = new RolloutController(registry, store, this.history, {
-      rollouts: options.rollouts,
-      marks: cluster?.rolloutMarks,
-      pins: cluster?.pins,
+      rollouts: cluster?.rollouts ?? options.rollouts,
+      pins: cluster?.pins ?? options.rollouts,
       runChecks: options.runChecks,
-      shadowResults: options.shadowResults,
+      shadowResults: cluster?.shadowResults ?? options.shadowResults,
       onRollout: options.onRollout,
       onCanaryError: options.onCanaryError,
       onError: cluster?.onError,
@@ -106,8 +108,8 @@ export class AgentService {
     });
   }
 
-  /** The rollouts kept here (absent: none). */
-  get rollouts(): RolloutStore | undefined {
+  /** Where rollouts are kept (absent: none). */
+  get rollouts(): RolloutStatePort | undefined {
     return this.rollout.rollouts;
   }
 
@@ -117,10 +119,10 @@ export class AgentService {
     if (this.history.shared) {
       const rollouts = this.rollout.rollouts;
       const also = (name: string): number[] => {
-        const r = rollouts?.running(name) ?? rollouts?.latest(name);
+        const r = rollouts?.running(name);
         return r ? [r.stable_version, r.candidate_version] : [];
       };
-      this.versionsReady = this.history.fill(loaded, this.#store, also).then(() => this.rollout.reclaim());
+      this.versionsReady = this.history.fill(loaded, this.#store, also);
     }
     return loaded.length;
   }
@@ -157,6 +159,7 @@ export class AgentService {
 
   /** `currentVersion` as the API reports it: on a cluster node read from the shared history, not from this node's view of it. */
   async liveVersion(name: string): Promise<number | undefined> {
+    await this.rollout.reload(name);
     const running = this.rollout.rollouts?.running(name);
     if (running) return running.stable_version;
     const live = this.registry.get(name);
@@ -179,9 +182,9 @@ export class AgentService {
     return this.checks.stats();
   }
 
-  /** Stops the canary judge and ends the parser's worker thread (with the server). */
-  close(): Promise<void> {
-    this.rollout.close();
-    return this.checks.close();
+  /** Stops the canary judge (writing the figures still waiting) and ends the parser's worker thread (with the server). */
+  async close(): Promise<void> {
+    await this.rollout.close();
+    await this.checks.close();
   }
 }

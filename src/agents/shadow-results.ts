@@ -1,8 +1,9 @@
 /**
  * What a shadow rollout recorded (ADR 0041): for each live request copied to the
  * candidate, both answers, whether they agree, and each side's latency and tokens. The rows are in
- * the data dir's SQLite, so the report survives a restart; at most `MAX_ROWS_PER_ROLLOUT` are kept
- * per rollout (the oldest go first).
+ * the data dir's SQLite (on a cluster, in its PostgreSQL beside the rollouts: pg-shadow-results.ts,
+ * every node's comparisons in one report), so the report survives a restart; at most
+ * `MAX_ROWS_PER_ROLLOUT` are kept per rollout (the oldest go first).
  */
 import { z } from 'zod';
 import type { Db, Migration } from '../storage/index.js';
@@ -34,7 +35,7 @@ export type ShadowComparison = ShadowResult['method'];
 /** Stored text is cut here: the report needs examples, not whole transcripts. */
 const TEXT_LIMIT = 2000;
 
-/** One comparison of a live answer with the candidate's (also as another node sends it: src/cluster/rollout-sync.ts). */
+/** One comparison of a live answer with the candidate's. */
 export const shadowResultSchema = z.object({
   rollout_id: z.number().int(),
   request: z.string(),
@@ -78,13 +79,71 @@ export interface ShadowReport {
   }[];
 }
 
-const cut = (s: string) => (s.length > TEXT_LIMIT ? `${s.slice(0, TEXT_LIMIT)}…` : s);
+export const cut = (s: string) => (s.length > TEXT_LIMIT ? `${s.slice(0, TEXT_LIMIT)}…` : s);
 
 function percentile(sorted: number[], q: number): number | null {
   return sorted.length === 0 ? null : sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]!;
 }
 
-export class ShadowResultStore {
+/** Where shadow comparisons are kept: this node's SQLite (`ShadowResultStore`) or a cluster's PostgreSQL. */
+export interface ShadowResultsPort {
+  /** How the shadow runner compares answers (it says so when it starts). */
+  comparison: ShadowComparison;
+  record(r: ShadowResult): void;
+  skipped(rolloutId: number): void;
+  report(rolloutId: number): ShadowReport | Promise<ShadowReport>;
+}
+
+/** A comparison as the report reads it. */
+export interface ShadowRow {
+  agree: boolean | number;
+  similarity: number | null;
+  method: ShadowComparison;
+  candidate_error: string | null;
+  stable_ms: number;
+  candidate_ms: number;
+  stable_tokens: number;
+  candidate_tokens: number;
+}
+
+/** The report of a rollout's comparisons (`rows`, oldest first), its newest disagreements and its skipped copies. */
+export function shadowReport(
+  rows: readonly ShadowRow[],
+  disagreements: ShadowReport['disagreements'],
+  skipped: number,
+  runnerComparison: ShadowComparison,
+): ShadowReport {
+  const agreements = rows.filter((r) => r.agree === 1 || r.agree === true).length;
+  const side = (ms: number[], tokens: number) => {
+    const s = [...ms].sort((a, b) => a - b);
+    return { p50_ms: percentile(s, 0.5), p99_ms: percentile(s, 0.99), tokens };
+  };
+  const ok = rows.filter((r) => r.candidate_error === null);
+  // What decided the newest comparison that needed more than the text (a judge, or the similarity), else the runner's way.
+  const decided = [...rows].reverse().find((r) => r.method !== 'exact')?.method;
+  const comparison = decided ?? runnerComparison;
+  const measured = rows.filter((r) => r.similarity !== null).map((r) => r.similarity!);
+  return {
+    compared: rows.length,
+    agreements,
+    agreement_rate: rows.length === 0 ? null : agreements / rows.length,
+    comparison,
+    mean_similarity: measured.length === 0 ? null : measured.reduce((a, b) => a + b, 0) / measured.length,
+    candidate_errors: rows.length - ok.length,
+    skipped,
+    stable: side(
+      rows.map((r) => r.stable_ms),
+      rows.reduce((n, r) => n + r.stable_tokens, 0),
+    ),
+    candidate: side(
+      ok.map((r) => r.candidate_ms),
+      rows.reduce((n, r) => n + r.candidate_tokens, 0),
+    ),
+    disagreements,
+  };
+}
+
+export class ShadowResultStore implements ShadowResultsPort {
   readonly #insert;
   readonly #prune;
   readonly #rows;
@@ -134,44 +193,12 @@ export class ShadowResultStore {
   }
 
   report(rolloutId: number): ShadowReport {
-    const rows = this.#rows.all(rolloutId) as {
-      agree: number;
-      similarity: number | null;
-      method: ShadowComparison;
-      candidate_error: string | null;
-      stable_ms: number;
-      candidate_ms: number;
-      stable_tokens: number;
-      candidate_tokens: number;
-    }[];
-    const agreements = rows.filter((r) => r.agree === 1).length;
-    const side = (ms: number[], tokens: number) => {
-      const s = [...ms].sort((a, b) => a - b);
-      return { p50_ms: percentile(s, 0.5), p99_ms: percentile(s, 0.99), tokens };
-    };
-    const ok = rows.filter((r) => r.candidate_error === null);
-    // What decided the newest comparison that needed more than the text (a judge, or the similarity), else the runner's way.
-    const decided = [...rows].reverse().find((r) => r.method !== 'exact')?.method;
-    const comparison = decided ?? this.comparison;
-    const measured = rows.filter((r) => r.similarity !== null).map((r) => r.similarity!);
-    return {
-      compared: rows.length,
-      agreements,
-      agreement_rate: rows.length === 0 ? null : agreements / rows.length,
-      comparison,
-      mean_similarity: measured.length === 0 ? null : measured.reduce((a, b) => a + b, 0) / measured.length,
-      candidate_errors: rows.length - ok.length,
-      skipped: this.#skipped.get(rolloutId) ?? 0,
-      stable: side(
-        rows.map((r) => r.stable_ms),
-        rows.reduce((n, r) => n + r.stable_tokens, 0),
-      ),
-      candidate: side(
-        ok.map((r) => r.candidate_ms),
-        rows.reduce((n, r) => n + r.candidate_tokens, 0),
-      ),
-      disagreements: this.#disagreements.all(rolloutId) as ShadowReport['disagreements'],
-    };
+    return shadowReport(
+      this.#rows.all(rolloutId) as ShadowRow[],
+      this.#disagreements.all(rolloutId) as ShadowReport['disagreements'],
+      this.#skipped.get(rolloutId) ?? 0,
+      this.comparison,
+    );
   }
 }
 

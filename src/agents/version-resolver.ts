@@ -37,8 +37,8 @@ export class VersionResolver {
     const live = this.#registry.get(name);
     if (!live || !this.#history.kept) return undefined;
     const agentName = live.definition.name;
-    // The candidate of this node's rollout, or of one another node of the cluster runs.
-    const running = this.#rollouts.runningAnywhere(live);
+    // The candidate of a running rollout (on a cluster, whichever node started it).
+    const running = live.origin.kind === 'api' ? this.#rollouts.rollouts?.running(agentName) : undefined;
     const current = this.#rollouts.currentVersion(agentName);
     if (version === current) return live;
     if (running && version === running.candidate_version) {
@@ -80,9 +80,8 @@ export class VersionResolver {
 
   /**
    * How a conversation of `live`'s agent without a pin is placed: the live version, or a canary's
-   * share drawn by the conversation's id (`choose`); undefined when its conversations are not
-   * pinned (an agent that never had a rollout, or another node's shadow, whose live requests stay
-   * on the live version and are copied to its candidate).
+   * share drawn by the conversation's id (`choose`, the same on every node); undefined when its
+   * conversations are not pinned (an agent that never had a rollout).
    */
   #placement(
     live: DeployedAgent,
@@ -103,25 +102,12 @@ export class VersionResolver {
     if (!rollouts || !pins || !this.#history.kept || live.origin.kind !== 'api') return undefined;
     const agentName = live.definition.name;
     const running = rollouts.running(agentName);
-    // Another node's canary (a cluster node): its share of new conversations is drawn here too;
-    // another node's shadow: the live requests here are copied to its candidate too.
-    const there = running ? undefined : control.actingHere(agentName);
-    const held = there?.strategy === 'canary' ? there : undefined;
-    const shadowThere = there?.strategy === 'shadow' ? there : undefined;
-    if (!running && !held && !shadowThere && !pins.hasHistory(agentName)) return undefined;
+    if (!running && !pins.hasHistory(agentName)) return undefined;
     const current = control.currentVersion(agentName);
     if (current === undefined) return undefined;
-    if (shadowThere) {
-      control.tag(live.definition, current);
-      return undefined;
-    }
-    const ownShare = running ? control.shareOf(running) : null;
+    const share = running ? control.shareOf(running) : null;
     const canary =
-      running && ownShare !== null
-        ? { id: running.id, candidate: running.candidate_version, share: ownShare }
-        : held
-          ? { id: held.rollout_id, candidate: held.candidate_version, share: held.share! }
-          : undefined;
+      running && share !== null ? { id: running.id, candidate: running.candidate_version, share } : undefined;
     // Shadow: every live request stays on the stable version; the server copies it to the candidate.
     if (running?.strategy === 'shadow' && current === running.stable_version) control.tag(live.definition, current);
     // A canary's share of new conversations, each placed by its id as on every node (canaryBucket); one without a conversation is drawn on its own.

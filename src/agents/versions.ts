@@ -95,9 +95,15 @@ export interface AgentVersionsPort {
    * records nothing. `live`: the API agent this version puts live (a deploy, promotion or
    * rollback). A store the nodes of a cluster share writes it to the cluster's agents in the same
    * transaction (pg-agent-versions.ts); this node's SQLite port leaves it to `alongside`, which
-   * saves the node's own copy.
+   * saves the node's own copy. `tx` is the shared store's transaction (its connection), for writes
+   * of the same store that go with the version (a rollout's row); this node's SQLite port runs
+   * `alongside` synchronously, without one.
    */
-  append(v: NewVersion, alongside?: (written: AgentVersion) => void, live?: StoredAgent): Promise<AgentVersion>;
+  append(
+    v: NewVersion,
+    alongside?: (written: AgentVersion, tx?: unknown) => void | Promise<void>,
+    live?: StoredAgent,
+  ): Promise<AgentVersion>;
   /** The newest version, without its definition and text. */
   latest(name: string): Promise<AgentVersion | undefined>;
   get(name: string, version: number): Promise<AgentVersionDetail | undefined>;
@@ -284,7 +290,9 @@ export class AgentVersionStore {
         Promise.resolve().then(() =>
           this.transaction(() => {
             const written = this.append(v);
-            alongside?.(written);
+            // Only synchronous writes join a SQLite transaction (this node's rollout store's are).
+            if (alongside?.(written) instanceof Promise)
+              throw new Error("this node's SQLite version store cannot wait for a write inside its transaction");
             return written;
           }),
         ),

@@ -9,5 +9,3 @@ export { ClusterBus, type ClusterBusOptions, type ClusterReads } from './cluster
 export { PgMessageReads, type PgMessageReadsOptions } from './pg-reads.js';
 export { ToolSync, toolsSubject, type ToolSyncOptions } from './tool-sync.js';
 export { DEFAULT_RECONCILE_MS, LagWindow, NoticeChannel, type NoticeChannelOptions } from './notice-channel.js';
-export { PgRolloutMarks, type PgRolloutMarksOptions } from './pg-rollout-marks.js';
-export { RolloutSync, rolloutsSubject, type RolloutSyncOptions } from './rollout-sync.js';

@@ -7,18 +7,17 @@
  * Copies never slow the live path: they start after the live answer is out, at most
  * `maxInFlight` at a time; a copy that finds them all busy is counted as skipped.
  *
- * On a cluster node, the live requests of another node's shadow rollout are copied here too (the
- * candidate answers here as NAME@VERSION), and each comparison goes to that node's report
- * (`AgentService.recordShadow`, src/cluster/rollout-sync.ts).
+ * On a cluster, every node copies its live requests of a shadow rollout (whichever node started
+ * it) and adds its comparisons to the one report in the cluster's PostgreSQL.
  */
-import { answersAgree, type AgentService, type ShadowComparison, type ShadowResultStore } from '../agents/index.js';
+import { answersAgree, type AgentService, type ShadowComparison, type ShadowResultsPort } from '../agents/index.js';
 import { describeError } from '../shared/errors.js';
 import type { ExecutionRecord, Executor } from './executor.js';
 
 export interface ShadowRunnerOptions {
   executor: Executor;
   service: AgentService;
-  results: ShadowResultStore;
+  results: ShadowResultsPort;
   maxInFlight?: number;
   onError?: (e: unknown) => void;
   /**

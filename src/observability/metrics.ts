@@ -94,7 +94,7 @@ export class Metrics {
     });
     this.clusterRecordsDropped = new Counter({
       name: 'caxton_cluster_records_dropped_total',
-      help: "Records of the cluster's shared logs in PostgreSQL (store: events, tool_audit) dropped: the buffer bound while PostgreSQL was unreachable, or a batch it refused; store rollout_figures: canary figures and shadow comparisons another node's rollout never took (5 minutes unanswered)",
+      help: "Records of the cluster's shared logs in PostgreSQL (store: events, tool_audit) dropped: the buffer bound while PostgreSQL was unreachable, or a batch it refused",
       labelNames: ['store'],
       registers,
     });

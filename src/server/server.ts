@@ -209,23 +209,11 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
               cluster: config.cluster,
               state: clusterState,
               registry,
-              rollouts: {
-                promote: (name, by, o) => service.promote(name, by, o),
-                rollback: (name, to, by, o) => service.rollback(name, to, by, o),
-                rolloutStatus: (name) => service.rollout.rolloutStatus(name),
-                observeElsewhere: (f) => service.rollout.observeElsewhere(f),
-                observeShadowElsewhere: (f) => service.rollout.observeShadowElsewhere(f),
-                followRollouts: (held) => service.rollout.followRollouts(held),
-                sendFigures: (to) => service.rollout.sendFigures(to),
-                sendShadows: (to) => service.rollout.sendShadows(to),
-                forwardRolloutsTo: (f) => service.rollout.forwardRolloutsTo(f),
-              },
               sourceOf: (name) => agents.store.source(name),
               keys: auth.keys,
               lifecycle,
               logger,
               events: events?.store,
-              metrics,
             }),
           )
         : undefined;
@@ -326,9 +314,6 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
         ...(toolLag != null && { tool_lag_p99_ms: toolLag }),
       };
     });
-    // Rollouts on a node that left the cluster stop holding their agents (pg-rollout-marks.ts).
-    if (view && clusterState)
-      clusterState.marks.nodesUp = async () => new Map((await view.nodes()).map((n) => [n.node, n.url]));
     stack.add(
       statusRoutes({
         config,

@@ -4,8 +4,10 @@
  * each test on a schema of its own, dropped afterwards; then what only this store promises: one
  * numbering per agent for two pools (two nodes) appending at once, and each reading the other's;
  * and PostgreSQL out of reach: a deploy, rollback, removal or read of the deployed text through the
- * service answers 503 naming it and changes nothing on the node (nor in the cluster's agents); a
- * rollout whose mark cannot be written (PostgreSQL lost after its version committed) does not run.
+ * service answers 503 naming it and changes nothing on the node (nor in the cluster's agents);
+ * rollouts as the cluster's rows (src/agents/pg-rollouts.ts): two services on one schema start,
+ * see, refuse and promote the same rollout, and a start that PostgreSQL does not take records
+ * neither the rollout nor its version.
  */
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -17,9 +19,9 @@ import {
   AgentVersionStore,
   PgAgentDirectory,
   PgAgentVersionStore,
+  PgRolloutState,
   RolloutStore,
 } from '../../src/agents/index.js';
-import { PgRolloutMarks } from '../../src/cluster/index.js';
 import { migrate, openDatabase } from '../../src/storage/index.js';
 import { tomlAgent } from '../helpers/http.js';
 import { hasSystem, TEST_PG_URL } from '../helpers/system.js';
@@ -138,65 +140,100 @@ describe.skipIf(!run)('PgAgentVersionStore', () => {
     }
   });
 
-  it('a rollout whose mark PostgreSQL cannot record does not run: 503 naming it, rolled back here, the live version unchanged; once back, it runs and is marked', async () => {
+  it('rollouts are the cluster’s rows: started through one node, seen, promoted and refused through another, one end recorded', async () => {
+    const schema = newSchema();
+    const node = async (pool: pg.Pool, name: string) => {
+      const db = openDatabase(makeTempDir('caxton-pgrollouts-'));
+      migrate(db, AGENT_MIGRATIONS);
+      const registry = new AgentRegistry();
+      const directory = await PgAgentDirectory.open({ pool, schema, node: name });
+      const state = await PgRolloutState.open({ pool, schema });
+      const events: string[] = [];
+      const service = new AgentService(registry, new AgentStore(db), {
+        versions: new AgentVersionStore(db),
+        rollouts: new RolloutStore(db),
+        cluster: {
+          versions: await PgAgentVersionStore.open({ pool, schema, directory }),
+          agents: directory,
+          rollouts: state,
+        },
+        onRollout: (type) => events.push(type),
+      });
+      return { db, registry, state, service, events };
+    };
+    const a = await node(pools[0]!, 'node-a');
+    const b = await node(pools[1]!, 'node-b');
+    try {
+      await a.service.deploy({ body: tomlAgent('Pilot') }, 'create');
+      // Node B has the agent as the directory brings it.
+      b.registry.upsert(a.registry.get('pilot')!);
+      const started = await a.service.deploy(
+        { body: tomlAgent('Pilot', 'version = "2.0.0"\n'), strategy: 'blue-green' },
+        'update',
+        'pilot',
+      );
+      expect(started.rollout).toMatchObject({ state: 'running', stable_version: 1, candidate_version: 2 });
+      // Node B reads the same row: its status shows it, and a second rollout through B is refused.
+      expect(await b.service.rollout.rolloutStatus('pilot')).toMatchObject({
+        running: true,
+        rollout: { id: started.rollout!.id, candidate_version: 2 },
+      });
+      await expect(
+        b.service.deploy({ body: tomlAgent('Pilot', 'version = "3.0.0"\n'), strategy: 'canary' }, 'update', 'pilot'),
+      ).rejects.toMatchObject({ code: 'rollout_in_progress' });
+      // Promoted through B (no forwarding); A's promotion of the same rollout finds it ended.
+      const promoted = await b.service.promote('pilot', 'bob');
+      expect(promoted.rollout).toMatchObject({ state: 'promoted', ended_by: 'bob' });
+      await expect(a.service.promote('pilot', 'alice')).rejects.toMatchObject({ code: 'no_rollout' });
+      expect(await a.service.rollout.rolloutStatus('pilot')).toMatchObject({
+        running: false,
+        rollout: { state: 'promoted', ended_by: 'bob' },
+      });
+      const rows = await pools[0]!.query(`SELECT state FROM "${schema}".rollouts`);
+      expect(rows.rows).toEqual([{ state: 'promoted' }]);
+      expect(b.events).toEqual(['rollout.promoted']);
+      expect(a.events).toEqual(['rollout.started']);
+    } finally {
+      for (const x of [a, b]) {
+        await x.service.close();
+        x.db.close();
+      }
+    }
+  });
+
+  it('a rollout is written in its version’s transaction: PostgreSQL lost answers 503 and records neither', async () => {
     const schema = newSchema();
     const { proxy, url: proxied } = await startPgProxy();
-    // The versions reach PostgreSQL directly; the marks through a link the test cuts.
-    const marksPool = new pg.Pool({ connectionString: proxied, max: 1, connectionTimeoutMillis: 1000 });
-    marksPool.on('error', () => {});
-    const db = openDatabase(makeTempDir('caxton-pgversions-'));
+    const pool = new pg.Pool({ connectionString: proxied, max: 2, connectionTimeoutMillis: 1000 });
+    pool.on('error', () => {});
+    const db = openDatabase(makeTempDir('caxton-pgrollouts-'));
     migrate(db, AGENT_MIGRATIONS);
-    const registry = new AgentRegistry();
-    const rollouts = new RolloutStore(db);
-    const directory = await PgAgentDirectory.open({ pool: pools[0]!, schema, node: 'node-a' });
-    const marks = await PgRolloutMarks.open({ pool: marksPool, schema, node: 'node-a' });
-    const other = await PgRolloutMarks.open({ pool: pools[1]!, schema, node: 'node-b' });
-    const events: string[] = [];
-    let cutAtStart = false;
-    const service = new AgentService(registry, new AgentStore(db), {
+    const directory = await PgAgentDirectory.open({ pool, schema, node: 'node-a' });
+    const service = new AgentService(new AgentRegistry(), new AgentStore(db), {
       versions: new AgentVersionStore(db),
-      rollouts,
+      rollouts: new RolloutStore(db),
       cluster: {
-        versions: await PgAgentVersionStore.open({ pool: pools[0]!, schema, directory }),
+        versions: await PgAgentVersionStore.open({ pool, schema, directory }),
         agents: directory,
-        rolloutMarks: marks,
-      },
-      // The link goes down once the rollout's version has committed, before its mark is written.
-      onRollout: (type) => {
-        events.push(type);
-        if (type === 'rollout.started' && cutAtStart) proxy.cut();
+        rollouts: await PgRolloutState.open({ pool, schema }),
       },
     });
     try {
       await service.deploy({ body: tomlAgent('Pilot') }, 'create');
-      cutAtStart = true;
+      proxy.cut();
       await expect(
         service.deploy({ body: tomlAgent('Pilot', 'version = "2.0.0"\n'), strategy: 'blue-green' }, 'update', 'pilot'),
-      ).rejects.toMatchObject({
-        code: 'not_ready',
-        details: { dependency: 'cluster-postgresql' },
-      });
-      expect(rollouts.running('pilot')).toBeUndefined();
-      expect(events).toEqual(['rollout.started', 'rollout.rolled_back']);
-      expect(rollouts.latest('pilot')).toMatchObject({
-        state: 'rolled_back',
-        reason: expect.stringContaining('could not record which node runs the rollout'),
-      });
-      expect(registry.get('pilot')?.definition.version).toBe('1.0.0');
-      expect(await other.elsewhere('pilot', true)).toBeUndefined();
-      cutAtStart = false;
+      ).rejects.toMatchObject({ code: 'not_ready', details: { dependency: 'cluster-postgresql' } });
       proxy.restore();
-      const started = await service.deploy(
-        { body: tomlAgent('Pilot', 'version = "3.0.0"\n'), strategy: 'blue-green' },
-        'update',
-        'pilot',
-      );
-      expect(started.rollout).toMatchObject({ state: 'running', candidate_version: 3 });
-      expect(await other.elsewhere('pilot', true)).toMatchObject({ node: 'node-a', candidate_version: 3 });
+      expect((await pools[0]!.query(`SELECT count(*)::int AS n FROM "${schema}".rollouts`)).rows[0]).toEqual({ n: 0 });
+      expect((await pools[0]!.query(`SELECT max(version) AS v FROM "${schema}".agent_versions`)).rows[0]).toEqual({
+        v: 1,
+      });
+      expect(service.rollouts?.running('pilot')).toBeUndefined();
     } finally {
       await service.close();
       db.close();
-      await marksPool.end();
+      await pool.end();
       await proxy.close();
     }
   });

@@ -5,7 +5,13 @@
  * versions in one PgAgentVersionStore schema. A deploy on one node, an update on the other and a
  * rollback record one version each, numbered once for the cluster; the change the other node
  * applies from the directory records none; both nodes list, read and roll back the same history.
- * Then two `caxton serve` nodes in this process: the version routes answer the same on both.
+ * Then two `caxton serve` nodes in this process: the version routes answer the same on both, and
+ * rollouts are the cluster's rows (src/agents/pg-rollouts.ts, ADR 0054): started through one node,
+ * shown, refused, promoted and rolled back through another; a canary's share splits every node's
+ * new conversations alike and every node's executions add up in its figures, which take it to its
+ * promotion whichever node judges; a conversation keeps its version on every node; a shadow's
+ * report counts every node's copies; and when the node that started a canary stops, the other's
+ * judge carries it to its end.
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -21,6 +27,7 @@ import {
   canaryBucket,
   PgAgentDirectory,
   PgAgentVersionStore,
+  PgRolloutState,
   RolloutStore,
 } from '../../src/agents/index.js';
 import { agentsSubject, DirectorySync } from '../../src/cluster/index.js';
@@ -80,7 +87,7 @@ async function node(name: string, bucket: string): Promise<Node> {
   const service = new AgentService(registry, store, {
     versions: local,
     rollouts: new RolloutStore(db),
-    cluster: { versions: shared, agents: directory },
+    cluster: { versions: shared, agents: directory, rollouts: await PgRolloutState.open({ pool, schema }) },
   });
   const nc: NatsConnection = await connect({ servers: nats.url });
   const sync = await DirectorySync.start({
@@ -177,8 +184,10 @@ describe.skipIf(!run)('agent versions shared by two nodes', () => {
     expect(started.rollout).toMatchObject({ stable_version: 1, candidate_version: 2, state: 'running' });
     expect(a.registry.resolve('writer@2')?.definition.system_prompt).toContain('Be terse');
     expect(a.registry.resolve('writer', 'conv-1')?.definition.system_prompt).toBe('You are Writer.');
-    // Node b still serves version 1 (rollouts stay per node) and says so, though version 2 is in the history.
+    // Node b serves version 1 too (the rollout's stable version), though version 2 is in the history, and reaches version 2 as writer@2.
     expect(await b.service.liveVersion('writer')).toBe(1);
+    await b.service.rollout.follow();
+    expect(b.registry.resolve('writer@2')?.definition.system_prompt).toContain('Be terse');
     const promoted = await a.service.promote('writer', 'alice');
     expect(promoted.version).toMatchObject({ version: 3, how: 'promotion', restored_from: 2 });
     await waitUntil(() => promptOf(b)?.includes('Be terse'), { what: 'the promotion on node b' });
@@ -360,138 +369,99 @@ describe.skipIf(!run)("a single node that joins a cluster brings its agents' ver
   }, 60_000);
 });
 
-describe.skipIf(!run)(
-  'a rollout on one node: the other nodes refuse to change its agent, and say where it runs',
-  () => {
-    const schema = `${base}_marks`;
-    const started = servers();
-    const start = (node: string, dir?: string) =>
-      started({ toml: clusterToml(node, schema), ...(dir !== undefined && { dir }) });
-    const toml = (extra: string) => ({ body: tomlAgent('pilot', extra), contentType: 'application/toml' });
-    interface RolloutView {
-      running: boolean;
-      live_version: number | null;
-      rollout: { id: number; state: string; reason: string | null } | null;
-      elsewhere: { node: string; strategy: string; candidate_version: number; down: boolean } | null;
-    }
+describe.skipIf(!run)("a rollout is the cluster's: any node changes it, and refuses other changes of its agent", () => {
+  const schema = `${base}_shared_rollout`;
+  const started = servers();
+  const start = (node: string) => started({ toml: clusterToml(node, schema) });
+  const toml = (extra: string) => ({ body: tomlAgent('pilot', extra), contentType: 'application/toml' });
+  interface RolloutView {
+    running: boolean;
+    live_version: number | null;
+    rollout: { id: number; state: string; ended_by: string | null; reason: string | null } | null;
+  }
+  const rolloutOn = async (s: TestServer) =>
+    (await http<RolloutView>(s.url, 'GET', '/api/v1/agents/pilot/rollout')).json;
 
-    it('changes refused on node B while node A runs it, its promotion through B carried out on A, changes allowed once it ends; a node that left holds nothing, and closes its rollout when it is back', async () => {
-      assertBuilt();
-      schemas.push(schema);
-      const a = await start('node-a');
-      const b = await start('node-b');
-      expect((await http(a.url, 'POST', '/api/v1/agents', toml('version = "1.0.0"\n'))).status).toBe(201);
-      await waitUntil(async () => (await http(b.url, 'GET', '/api/v1/agents/pilot')).status === 200, {
-        what: 'the agent on B',
-      });
-
-      const started = await http(a.url, 'PUT', '/api/v1/agents/pilot?strategy=blue-green', toml('version = "2.0.0"\n'));
-      expect(started.status, started.text).toBe(200);
-      // B: an update and a removal are refused, naming node A; B's status says where it runs.
-      for (const [method, path, opts] of [
-        ['PUT', '/api/v1/agents/pilot', toml('version = "3.0.0"\n')],
-        ['DELETE', '/api/v1/agents/pilot', {}],
-      ] as const) {
-        const r = await http<{ error: { code: string; message: string; details: { node: string } } }>(
-          b.url,
-          method,
-          path,
-          opts,
-        );
-        expect(r.status, `${method} ${path}: ${r.text}`).toBe(409);
-        expect(r.json.error).toMatchObject({ code: 'rollout_in_progress', details: { node: 'node-a' } });
-        expect(r.json.error.message).toContain('running on node node-a');
-      }
-      // The live content again changes nothing, so it is answered as before.
-      const same = await http<{ unchanged?: boolean }>(
-        b.url,
+  it('started through A: B shows it and refuses an update, B promotes it (no forwarding), and two nodes starting one at once get one', async () => {
+    assertBuilt();
+    schemas.push(schema);
+    const a = await start('node-a');
+    const b = await start('node-b');
+    expect((await http(a.url, 'POST', '/api/v1/agents', toml('version = "1.0.0"\n'))).status).toBe(201);
+    await waitUntil(async () => (await http(b.url, 'GET', '/api/v1/agents/pilot')).status === 200, {
+      what: 'the agent on B',
+    });
+    const begun = await http<{ rollout: { id: number } }>(
+      a.url,
+      'PUT',
+      '/api/v1/agents/pilot?strategy=blue-green',
+      toml('version = "2.0.0"\n'),
+    );
+    expect(begun.status, begun.text).toBe(200);
+    // B reads the same row: the same status, and an update through B refused with the same words as through A.
+    expect(await rolloutOn(b)).toEqual(await rolloutOn(a));
+    expect(await rolloutOn(b)).toMatchObject({ running: true, rollout: { id: begun.json.rollout.id } });
+    for (const s of [a, b]) {
+      const r = await http<{ error: { code: string; message: string } }>(
+        s.url,
         'PUT',
         '/api/v1/agents/pilot',
-        toml('version = "1.0.0"\n'),
+        toml('version = "3.0.0"\n'),
       );
-      expect([same.status, same.json.unchanged]).toEqual([200, true]);
-      // The real CLI through B: where it runs, and a promotion refused with the same words.
-      const status = await runCli(['--server', b.url, 'agent', 'rollout', 'status', 'pilot'], { cwd: b.dir });
-      expectExit(status, 0);
-      expect(status.stdout).toContain('pilot: blue-green rollout of version 2 running on node node-a, started');
-      const onB = (await http<RolloutView>(b.url, 'GET', '/api/v1/agents/pilot/rollout')).json;
-      expect(onB).toMatchObject({
-        running: false,
-        elsewhere: { node: 'node-a', strategy: 'blue-green', candidate_version: 2, down: false },
-      });
-      expect((await http<RolloutView>(a.url, 'GET', '/api/v1/agents/pilot/rollout')).json).toMatchObject({
-        running: true,
-        elsewhere: null,
-      });
-      // A rollback to another version than the stable one, through B: node A refuses it, and B answers with A's words.
-      const further = await http<{ error: { code: string; message: string } }>(
-        b.url,
-        'POST',
-        '/api/v1/agents/pilot/rollback',
-        { body: '{"to": 9}', contentType: 'application/json' },
-      );
-      expect([further.status, further.json.error.code]).toEqual([409, 'rollout_in_progress']);
-      expect(further.json.error.message).toContain('a rollback ends it and keeps version 1');
+      expect(r.status, r.text).toBe(409);
+      expect(r.json.error.code).toBe('rollout_in_progress');
+      expect(r.json.error.message).toContain('has a blue-green rollout of version 2 running');
+    }
+    const status = await runCli(['--server', b.url, 'agent', 'rollout', 'status', 'pilot'], { cwd: b.dir });
+    expectExit(status, 0);
+    expect(status.stdout).toContain('pilot: blue-green rollout running');
+    expect(status.stdout).toContain('  candidate: version 2 (reachable as pilot@2)');
+    // A rollback to another version than the stable one, through B: refused as on A.
+    const further = await http<{ error: { code: string; message: string } }>(
+      b.url,
+      'POST',
+      '/api/v1/agents/pilot/rollback',
+      { body: '{"to": 9}', contentType: 'application/json' },
+    );
+    expect([further.status, further.json.error.code]).toEqual([409, 'rollout_in_progress']);
+    expect(further.json.error.message).toContain('a rollback ends it and keeps version 1');
 
-      // Promoted through B (the real CLI): node A carries it out; B may change the agent again.
-      const promote = await runCli(['--server', b.url, 'agent', 'promote', 'pilot'], { cwd: b.dir });
-      expectExit(promote, 0);
-      expect(promote.stdout).toMatch(/^promoted pilot: version 2 is live \(recorded as version 3\)/m);
-      expect((await http<RolloutView>(a.url, 'GET', '/api/v1/agents/pilot/rollout')).json).toMatchObject({
-        running: false,
-        rollout: { state: 'promoted' },
-      });
-      expect((await http<RolloutView>(b.url, 'GET', '/api/v1/agents/pilot/rollout')).json.elsewhere).toBeNull();
-      const updated = await http(b.url, 'PUT', '/api/v1/agents/pilot', toml('version = "3.0.0"\n'));
-      expect(updated.status, updated.text).toBe(200);
+    // Promoted through B (the real CLI), which carries it out itself; A sees the same ended row.
+    const promote = await runCli(['--server', b.url, 'agent', 'promote', 'pilot'], { cwd: b.dir });
+    expectExit(promote, 0);
+    expect(promote.stdout).toMatch(/^promoted pilot: version 2 is live \(recorded as version 3\)/m);
+    expect(await rolloutOn(a)).toMatchObject({ running: false, live_version: 3, rollout: { state: 'promoted' } });
+    // A's promotion of the same rollout finds none running.
+    const twice = await http<{ error: { code: string } }>(a.url, 'POST', '/api/v1/agents/pilot/promote');
+    expect([twice.status, twice.json.error.code]).toEqual([409, 'no_rollout']);
+    await waitUntil(
+      async () =>
+        (await http<{ definition: { version?: string } }>(a.url, 'GET', '/api/v1/agents/pilot')).json.definition
+          .version === '2.0.0',
+      { what: 'the promotion on A' },
+    );
 
-      // A starts another rollout and leaves the cluster: it holds nothing, B's change goes ahead.
-      await waitUntil(
-        async () =>
-          (await http<{ definition: { version?: string } }>(a.url, 'GET', '/api/v1/agents/pilot')).json.definition
-            .version === '3.0.0',
-        {
-          what: "B's update on A",
-        },
-      );
-      const again = await http<{ rollout: { id: number } }>(
-        a.url,
-        'PUT',
-        '/api/v1/agents/pilot?strategy=blue-green',
-        toml('version = "4.0.0"\n'),
-      );
-      expect(again.status, again.text).toBe(200);
-      expect((await http(b.url, 'PUT', '/api/v1/agents/pilot', toml('version = "5.0.0"\n'))).status).toBe(409);
-      await a.close();
-      const changed = await http(b.url, 'PUT', '/api/v1/agents/pilot', toml('version = "5.0.0"\n'));
-      expect(changed.status, changed.text).toBe(200);
-      // Back, A closes the rollout B's change ended, and serves B's version.
-      const back = await start('node-a', a.dir);
-      const view = (await http<RolloutView>(back.url, 'GET', '/api/v1/agents/pilot/rollout')).json;
-      expect(view).toMatchObject({
-        running: false,
-        elsewhere: null,
-        rollout: { id: again.json.rollout.id, state: 'rolled_back' },
-      });
-      expect(view.rollout!.reason).toContain('node node-b changed the agent while this node was down');
-      await waitUntil(
-        async () =>
-          (await http<{ definition: { version?: string } }>(back.url, 'GET', '/api/v1/agents/pilot')).json.definition
-            .version === '5.0.0',
-        {
-          what: "B's change on A",
-        },
-      );
-      // And B is free to start a rollout of its own.
-      expect(
-        (await http(b.url, 'PUT', '/api/v1/agents/pilot?strategy=blue-green', toml('version = "6.0.0"\n'))).status,
-      ).toBe(200);
-      expect((await http(back.url, 'PUT', '/api/v1/agents/pilot', toml('version = "7.0.0"\n'))).json).toMatchObject({
-        error: { code: 'rollout_in_progress', details: { node: 'node-b' } },
-      });
-    }, 90_000);
-  },
-);
+    // A and B start a rollout of the agent at the same moment: one runs, the other is refused.
+    const both = await Promise.all(
+      [a, b].map((s, i) =>
+        http<{ error?: { code: string } }>(
+          s.url,
+          'PUT',
+          '/api/v1/agents/pilot?strategy=blue-green',
+          toml(`version = "4.${i}.0"\n`),
+        ),
+      ),
+    );
+    expect(both.map((r) => r.status).sort()).toEqual([200, 409]);
+    expect(both.find((r) => r.status === 409)!.json.error?.code).toBe('rollout_in_progress');
+    // Rolled back through the node that did not start it.
+    const other = both[0]!.status === 200 ? b : a;
+    const rolledBack = await http<{ rollout: { state: string } }>(other.url, 'POST', '/api/v1/agents/pilot/rollback');
+    expect([rolledBack.status, rolledBack.json.rollout.state]).toEqual([200, 'rolled_back']);
+    expect((await rolloutOn(a)).rollout?.state).toBe('rolled_back');
+    expect((await rolloutOn(b)).rollout?.state).toBe('rolled_back');
+  }, 90_000);
+});
 
 describe.skipIf(!run)("a rollout's candidate answers as NAME@VERSION through every node, not only its own", () => {
   const schema = `${base}_candidate`;
@@ -526,24 +496,18 @@ describe.skipIf(!run)("a rollout's candidate answers as NAME@VERSION through eve
   }
   interface RolloutView {
     running: boolean;
-    rollout: { state: string; candidate_version: number } | null;
-    canary: { stage: number; candidate: Figures; stable: Figures } | null;
+    rollout: { state: string; strategy: string; candidate_version: number } | null;
+    canary: { stage: number; weight: number; candidate: Figures; stable: Figures } | null;
     shadow: {
       compared: number;
       skipped: number;
       agreements: number;
       disagreements: { stable_answer: string; candidate_answer: string | null }[];
     } | null;
-    elsewhere: {
-      node: string;
-      strategy: string;
-      share: number | null;
-      status: { canary: RolloutView['canary']; shadow: RolloutView['shadow'] } | null;
-    } | null;
   }
   const rolloutOn = async (s: TestServer) =>
     (await http<RolloutView>(s.url, 'GET', '/api/v1/agents/pilot/rollout')).json;
-  /** A canary of `prompt` started on node A (`query`: its plan), once node B applies its first share. */
+  /** A canary of `prompt` started on node A (`query`: its plan), once node B reads it at its first share. */
   const canaryOnA = async (query: string, prompt: string, share: number) => {
     const deploy = await http<{ rollout: { id: number } }>(
       nodes[0]!.url,
@@ -552,7 +516,7 @@ describe.skipIf(!run)("a rollout's candidate answers as NAME@VERSION through eve
       pilot(prompt),
     );
     expect(deploy.status, deploy.text).toBe(200);
-    await waitUntil(async () => (await rolloutOn(nodes[1]!)).elsewhere?.share === share, {
+    await waitUntil(async () => (await rolloutOn(nodes[1]!)).canary?.weight === share, {
       timeoutMs: 10_000,
       what: "the canary's share on node B",
     });
@@ -577,7 +541,7 @@ describe.skipIf(!run)("a rollout's candidate answers as NAME@VERSION through eve
     const rollout = await http(a.url, 'PUT', '/api/v1/agents/pilot?strategy=blue-green', pilot('You are pilot v2.'));
     expect(rollout.status, rollout.text).toBe(200);
 
-    // B hears of A's rollout (a notice, then the table) and serves its candidate when addressed.
+    // B reads A's rollout (the shared row, read every second) and serves its candidate when addressed.
     await waitUntil(async () => (await invoke(b, 'pilot@2')).json.content === 'You are pilot v2.', {
       timeoutMs: 10_000,
       what: 'pilot@2 answering through node B',
@@ -607,23 +571,18 @@ describe.skipIf(!run)("a rollout's candidate answers as NAME@VERSION through eve
     expect(onB.json.error?.message).toContain('version 2 of agent "pilot" is not live');
   }, 60_000);
 
-  it("a canary started on A splits B's new conversations at its share, each conversation on one version on both nodes; B's executions count in A's figures", async () => {
+  it("a canary started on A splits B's new conversations at its share, each conversation on one version on both nodes; both nodes' executions add up in one set of figures", async () => {
     const [a, b] = nodes;
     await canaryOnA('stages=50,100&hold=1h&min_requests=1000', 'You are pilot canary.', 50);
     // The real CLI through B says so.
     assertBuilt();
     const status = await runCli(['--server', b!.url, 'agent', 'rollout', 'status', 'pilot'], { cwd: b!.dir });
     expectExit(status, 0);
-    expect(status.stdout).toMatch(
-      /live here: version \d+; 50 % of new conversations get version \d+ on every node\n {2}candidate: reachable here as pilot@\d+/,
-    );
-    // ...and what node A reports of it: its stage and figures.
+    expect(status.stdout).toContain('pilot: canary rollout running');
     expect(status.stdout).toContain(
       '  stage:     1 of 2: 50 % of new conversations to the candidate (stages 50, 100 %)',
     );
-    expect(status.stdout).toContain(
-      '  next:      caxton agent promote pilot, or caxton agent rollback pilot (through any node: node node-a carries it out)',
-    );
+    expect(status.stdout).toContain('  next:      caxton agent promote pilot, or caxton agent rollback pilot');
 
     const conversations = Array.from({ length: 40 }, (_, i) => `split-${i}`);
     const onB = new Map<string, string | undefined>();
@@ -635,18 +594,19 @@ describe.skipIf(!run)("a rollout's candidate answers as NAME@VERSION through eve
     expect(new Set(onB.values())).toEqual(new Set(['You are pilot canary.', 'You are pilot v1.']));
     // The same conversations through A, where the canary runs: each gets the version it got on B.
     for (const c of conversations) expect([c, (await invoke(a!, 'pilot', c)).json.content]).toEqual([c, onB.get(c)]);
-    // A's judge counts B's executions with its own: both nodes' 40 each.
-    await waitUntil(
-      async () => {
-        const c = (await rolloutOn(a!)).canary;
-        return c?.candidate.requests === 2 * canaryOnB && c.stable.requests === 2 * (40 - canaryOnB);
-      },
-      { timeoutMs: 10_000, what: "node B's executions in node A's canary figures" },
-    );
-    // B shows them as A reports them.
-    expect((await rolloutOn(b!)).elsewhere?.status?.canary).toEqual((await rolloutOn(a!)).canary);
+    // The figures are every node's: both nodes' 40 each, the same through A and B once each node's
+    // counts are written (every second).
+    for (const s of [a!, b!])
+      await waitUntil(
+        async () => {
+          const c = (await rolloutOn(s)).canary;
+          return c?.candidate.requests === 2 * canaryOnB && c.stable.requests === 2 * (40 - canaryOnB);
+        },
+        { timeoutMs: 10_000, what: "both nodes' executions in the canary's figures" },
+      );
+    expect((await rolloutOn(b!)).canary).toEqual((await rolloutOn(a!)).canary);
 
-    // Rolled back through B: node A ends its canary, and B sends no new conversation to the candidate any more.
+    // Rolled back through B: the canary ends for A too, and B sends no new conversation to the candidate any more.
     const rolledBack = await http<{ rollout: { state: string; ended_by: string } }>(
       b!.url,
       'POST',
@@ -655,10 +615,6 @@ describe.skipIf(!run)("a rollout's candidate answers as NAME@VERSION through eve
     expect(rolledBack.status, rolledBack.text).toBe(200);
     expect(rolledBack.json.rollout.state).toBe('rolled_back');
     expect((await rolloutOn(a!)).rollout?.state).toBe('rolled_back');
-    await waitUntil(async () => (await rolloutOn(b!)).elsewhere === null, {
-      timeoutMs: 10_000,
-      what: 'the canary ended on node B',
-    });
     for (let i = 0; i < 10; i++)
       expect((await invoke(b!, 'pilot', `after-${i}`)).json.content).toBe('You are pilot v1.');
     // A conversation keeps the version it started on, through either node, after the canary ended.
@@ -668,7 +624,7 @@ describe.skipIf(!run)("a rollout's candidate answers as NAME@VERSION through eve
     }
   }, 60_000);
 
-  it("B's executions alone take A's canary through its stages to its promotion, which reaches B", async () => {
+  it("B's executions alone take A's canary through its stages to its promotion (by whichever node judges), which reaches both", async () => {
     const [a, b] = nodes;
     await canaryOnA('stages=50,100&hold=0s&min_requests=3', 'You are pilot promoted.', 50);
     let n = 0;
@@ -702,7 +658,7 @@ describe.skipIf(!run)("a rollout's candidate answers as NAME@VERSION through eve
     // Their first turns through A, at 20 %: enough executions of both versions for the judge to raise the stage.
     for (const c of band) expect((await invoke(a!, 'pilot', c)).json.content).toBe('You are pilot promoted.');
     for (const c of low) expect((await invoke(a!, 'pilot', c)).json.content).toBe('You are pilot rising.');
-    await waitUntil(async () => (await rolloutOn(b!)).elsewhere?.share === 80, {
+    await waitUntil(async () => (await rolloutOn(b!)).canary?.weight === 80, {
       timeoutMs: 10_000,
       what: 'the second stage (80 %) on node B',
     });
@@ -722,23 +678,20 @@ describe.skipIf(!run)("a rollout's candidate answers as NAME@VERSION through eve
     for (const c of low) expect([c, (await invoke(b!, 'pilot', c)).json.content]).toEqual([c, 'You are pilot rising.']);
     // Rolled back: each conversation still keeps its version, through B too (before: B put them all on the stable version).
     expect((await http(a!.url, 'POST', '/api/v1/agents/pilot/rollback')).status).toBe(200);
-    await waitUntil(async () => (await rolloutOn(b!)).elsewhere === null, {
-      timeoutMs: 10_000,
-      what: 'the canary ended on node B',
-    });
+    expect((await rolloutOn(b!)).running).toBe(false);
     for (const c of low) expect([c, (await invoke(b!, 'pilot', c)).json.content]).toEqual([c, 'You are pilot rising.']);
     for (const c of band.slice(0, 2))
       expect([c, (await invoke(b!, 'pilot', c)).json.content]).toEqual([c, 'You are pilot promoted.']);
     expect((await invoke(b!, 'pilot', 'rise-new')).json.content).toBe('You are pilot promoted.');
   }, 60_000);
 
-  it("a shadow rollout started on A copies B's live requests to the candidate on B, and A's report counts them", async () => {
+  it("a shadow rollout started on A copies B's live requests to the candidate on B, and the one report counts them", async () => {
     const [a, b] = nodes;
     const deploy = await http(a!.url, 'PUT', '/api/v1/agents/pilot?strategy=shadow', pilot('You are pilot shadowed.'));
     expect(deploy.status, deploy.text).toBe(200);
-    await waitUntil(async () => (await rolloutOn(b!)).elsewhere?.strategy === 'shadow', {
+    await waitUntil(async () => (await rolloutOn(b!)).rollout?.strategy === 'shadow', {
       timeoutMs: 10_000,
-      what: 'the shadow rollout followed by node B',
+      what: 'the shadow rollout read by node B',
     });
     // Live requests through B get the stable version, as on A.
     for (let i = 0; i < 5; i++)
@@ -758,8 +711,23 @@ describe.skipIf(!run)("a rollout's candidate answers as NAME@VERSION through eve
       stable_answer: 'You are pilot promoted.',
       candidate_answer: 'You are pilot shadowed.',
     });
-    // B shows A's report.
-    expect((await rolloutOn(b!)).elsewhere?.status?.shadow).toEqual(report);
+    // B shows the same report.
+    expect((await rolloutOn(b!)).shadow).toEqual(report);
     expect((await http(b!.url, 'POST', '/api/v1/agents/pilot/rollback')).status).toBe(200);
+  }, 60_000);
+
+  it('the node that started a canary stops: the other node judges it and promotes it on its own traffic', async () => {
+    const [a, b] = nodes;
+    await canaryOnA('stages=50,100&hold=0s&min_requests=3', 'You are pilot carried on.', 50);
+    await a!.close();
+    let n = 0;
+    await waitUntil(
+      async () => {
+        for (let i = 0; i < 4; i++) await invoke(b!, 'pilot', `carried-${n++}`);
+        return (await rolloutOn(b!)).rollout?.state === 'promoted';
+      },
+      { timeoutMs: 20_000, intervalMs: 100, what: 'the canary promoted by node B alone' },
+    );
+    expect((await invoke(b!, 'pilot', 'after-carried')).json.content).toBe('You are pilot carried on.');
   }, 60_000);
 });

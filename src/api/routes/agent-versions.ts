@@ -112,7 +112,7 @@ const shadowReportSchema = z
 const shadowReportMatches: Same<z.infer<typeof shadowReportSchema>, ShadowReport> = true;
 void shadowReportMatches;
 
-/** A node's rollout of an agent (AgentService.rolloutStatus): this node's, or another's as it reports it. */
+/** An agent's rollout (RolloutController.rolloutStatus): on a cluster, the one every node reads. */
 const rolloutStatusSchema = z.object({
   running: z.boolean(),
   rollout: rolloutSchema.nullable(),
@@ -325,32 +325,6 @@ export async function agentVersionRoutes(
           200: rolloutStatusSchema.extend({
             agent: z.string(),
             live_version: z.number().int().nullable(),
-            elsewhere: z
-              .object({
-                node: z.string(),
-                rollout_id: z.number().int(),
-                strategy: rolloutSchema.shape.strategy,
-                candidate_version: z.number().int(),
-                started_at: z.string(),
-                down: z.boolean().describe('the node is not in the cluster now'),
-                url: z.string().nullable().describe('the API URL the node advertises ([cluster] advertise_url)'),
-                share: z
-                  .number()
-                  .int()
-                  .nullable()
-                  .describe(
-                    "a canary's share of new conversations on every node now, in percent (null: blue-green or shadow, or the canary's checks are running)",
-                  ),
-                status: rolloutStatusSchema
-                  .nullable()
-                  .describe(
-                    'the rollout as its node reports it (stage, figures, shadow report); null when that node is down or did not answer',
-                  ),
-              })
-              .nullable()
-              .describe(
-                'a cluster node: the rollout another node runs of this agent (its judge is on that node; its candidate answers here as NAME@VERSION; a promotion or rollback here is carried out there); other changes of the agent are refused here until it ends',
-              ),
           }),
           ...errors,
         },
@@ -358,24 +332,12 @@ export async function agentVersionRoutes(
     },
     async (req) => {
       const name = await nameOf(req.params.name);
-      const m = await service.rollout.rolloutElsewhere(name);
+      // On a cluster, the rollout as every node sees it (started, promoted or rolled back through any node).
+      const status = await service.rollout.rolloutStatus(name);
       return {
         agent: name,
         live_version: service.registry.get(name) ? ((await service.liveVersion(name)) ?? null) : null,
-        ...service.rollout.rolloutStatus(name),
-        elsewhere: m
-          ? {
-              node: m.node,
-              rollout_id: m.rollout_id,
-              strategy: m.strategy,
-              candidate_version: m.candidate_version,
-              started_at: m.started_at,
-              down: m.down,
-              url: m.url,
-              share: m.share,
-              status: await service.rollout.rolloutStatusAt(m),
-            }
-          : null,
+        ...status,
       };
     },
   );

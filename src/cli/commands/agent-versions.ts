@@ -4,14 +4,7 @@
  * and /rollback.
  */
 import type { Command } from 'commander';
-import type {
-  AgentVersion,
-  CanaryStatus,
-  Rollout,
-  RolloutMark,
-  RolloutStatus,
-  VersionDiff,
-} from '../../agents/index.js';
+import type { AgentVersion, CanaryStatus, Rollout, RolloutStatus, VersionDiff } from '../../agents/index.js';
 import type { CliContext } from '../context.js';
 import { CliError } from '../errors.js';
 import { table } from '../output.js';
@@ -181,34 +174,9 @@ export function registerAgentVersionCommands(agent: Command, ctx: CliContext): v
 interface RolloutResponse extends RolloutStatus {
   agent: string;
   live_version: number | null;
-  /** A cluster node: the rollout another node runs of this agent, and its status as that node reports it. */
-  elsewhere?:
-    | (Pick<RolloutMark, 'node' | 'strategy' | 'candidate_version' | 'started_at' | 'down' | 'url' | 'share'> & {
-        status?: RolloutStatus | null;
-      })
-    | null;
 }
 
 function rolloutText(res: RolloutResponse): string {
-  const there = res.elsewhere;
-  if (there) {
-    const lines = [
-      `${res.agent}: ${there.strategy} rollout of version ${there.candidate_version} running on node ${there.node}${there.down ? ' (not in the cluster now)' : ''}, started ${there.started_at}`,
-      `  live here: version ${res.live_version ?? '(none)'}${there.share != null ? `; ${there.share} % of new conversations get version ${there.candidate_version} on every node${there.down ? ' once its node is back' : ''}` : ''}`,
-      `  candidate: reachable here as ${res.agent}@${there.candidate_version}`,
-    ];
-    // What its node reports (its stage, figures, shadow report), when it answered.
-    const r = there.status?.rollout;
-    if (r && there.status) lines.push(...detailLines(r, there.status));
-    else
-      lines.push(
-        `  figures:   on node ${there.node}, which did not answer (caxton --server ${there.url ?? '<its API URL>'} agent rollout status ${res.agent})`,
-      );
-    lines.push(
-      `  next:      caxton agent promote ${res.agent}, or caxton agent rollback ${res.agent} (through any node: node ${there.node} carries it out)`,
-    );
-    return lines.join('\n');
-  }
   const r = res.rollout;
   if (!r) return `${res.agent}: no rollout yet; live version ${res.live_version ?? '(none)'}`;
   const lines = [
@@ -226,7 +194,7 @@ function rolloutText(res: RolloutResponse): string {
   return lines.join('\n');
 }
 
-/** A canary's stage and figures, a shadow's comparison: as the rollout's node reports them. */
+/** A canary's stage and figures, a shadow's comparison. */
 function detailLines(r: Rollout, status: Pick<RolloutStatus, 'canary' | 'shadow'>): string[] {
   const lines: string[] = [];
   const c = status.canary;

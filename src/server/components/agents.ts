@@ -6,6 +6,7 @@ import {
   AgentVersionStore,
   RolloutStore,
   ShadowResultStore,
+  type ShadowResultsPort,
   type Rollout,
   type RolloutEventType,
 } from '../../agents/index.js';
@@ -27,8 +28,8 @@ export interface AgentsComponent extends Component {
   readonly persisted: number;
   /** The agent event store (GET /api/v1/events); undefined with `[events] enabled = false`. */
   readonly events: AgentEvents | undefined;
-  /** What shadow rollouts recorded (the execution component's shadow runner writes it). */
-  readonly shadowResults: ShadowResultStore;
+  /** What shadow rollouts recorded (the execution component's shadow runner writes it; a cluster node's is the cluster's). */
+  readonly shadowResults: ShadowResultsPort;
 }
 
 /** The registry, the service with its deploy-time checks, the API-deployed agents from caxton.db, and the agent event store. */
@@ -71,7 +72,8 @@ export function startAgents(opts: {
         cluster: {
           versions: opts.clusterState.versions,
           agents: opts.clusterState.agents,
-          rolloutMarks: opts.clusterState.marks,
+          rollouts: opts.clusterState.rollouts,
+          shadowResults: opts.clusterState.shadowResults,
           pins: opts.clusterState.pins,
           onError: (e: unknown) =>
             logger.warn(
@@ -188,7 +190,7 @@ export function startAgents(opts: {
     store,
     persisted,
     events,
-    shadowResults,
+    shadowResults: opts.clusterState?.shadowResults ?? shadowResults,
     routes: agentApi({ service, config, lifecycle: opts.lifecycle }),
     close: async () => {
       // The agent parser's worker thread (large agent bodies, ADR 0020), once no request can use it.

@@ -1,6 +1,13 @@
 import pg from 'pg';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { PgAgentDirectory, PgAgentVersionStore, PgConversationPins, type AgentRegistry } from '../../agents/index.js';
+import {
+  PgAgentDirectory,
+  PgAgentVersionStore,
+  PgConversationPins,
+  PgRolloutState,
+  PgShadowResults,
+  type AgentRegistry,
+} from '../../agents/index.js';
 import type { ClusterView, Lifecycle } from '../../api/index.js';
 import type { ApiKeyStore } from '../../auth/index.js';
 import {
@@ -12,14 +19,10 @@ import {
   PgMessageReads,
   ClusterBus,
   PgMessageStore,
-  PgRolloutMarks,
   type ClusterBusOptions,
-  RolloutSync,
-  rolloutsSubject,
-  type RolloutSyncOptions,
 } from '../../cluster/index.js';
 import { clusterStateConfig, type ClusterConfig } from '../../config/index.js';
-import { PgEventStore, relayEvents, type Logger, type Metrics } from '../../observability/index.js';
+import { PgEventStore, relayEvents, type Logger } from '../../observability/index.js';
 import type { EventLog } from '../../observability/events.js';
 import { CaxtonError, describeError } from '../../shared/errors.js';
 import { guardConnections } from '../../storage/pg/index.js';
@@ -40,15 +43,17 @@ export interface ClusterStateComponent extends Component {
   readonly versions: PgAgentVersionStore;
   /** The agents deployed through the API of any node (the directory's store of record). */
   readonly agents: PgAgentDirectory;
-  /** Which node runs a rollout of each API agent (its `nodesUp` is set once this node has joined). */
-  readonly marks: PgRolloutMarks;
+  /** The rollouts and their canary figures, read and changed by every node (ADR 0054). */
+  readonly rollouts: PgRolloutState;
+  /** What shadow rollouts compared, every node's comparisons in one report. */
+  readonly shadowResults: PgShadowResults;
   /** Which version of an agent each conversation runs on, for every node (agents that have had a rollout). */
   readonly pins: PgConversationPins;
 }
 
 /**
  * A cluster node's PostgreSQL (`[cluster.state]`, required: a node never runs a cluster on its
- * own SQLite): the pool, and every shared table migrated (messages, tool packages, API agents, their versions, rollout marks and conversation pins, agent events, tool audit).
+ * own SQLite): the pool, and every shared table migrated (messages, tool packages, API agents, their versions, rollouts, shadow comparisons and conversation pins, agent events, tool audit).
  * Opened before the components whose stores live there (agents' event store, the tool audit);
  * closed after them, so their last batches are written.
  */
@@ -79,7 +84,8 @@ export async function openClusterState(opts: {
   let packages: PgToolPackageStore;
   let versions: PgAgentVersionStore;
   let agents: PgAgentDirectory;
-  let marks: PgRolloutMarks;
+  let rollouts: PgRolloutState;
+  let shadowResults: PgShadowResults;
   let pins: PgConversationPins;
   try {
     store = await PgMessageStore.open({ pool, schema: state.schema, groups: { concurrent: state.step_transactions } });
@@ -87,7 +93,24 @@ export async function openClusterState(opts: {
     await PgEventStore.migrate(pool, state.schema);
     await PgToolAudit.migrate(pool, state.schema);
     agents = await PgAgentDirectory.open({ pool, schema: state.schema, node: cluster.node });
-    marks = await PgRolloutMarks.open({ pool, schema: state.schema, node: cluster.node });
+    rollouts = await PgRolloutState.open({
+      pool,
+      schema: state.schema,
+      onError: (e) =>
+        logger.warn(
+          { err: describeError(e) },
+          "canary figures could not be added to the cluster's PostgreSQL; they are kept and tried again",
+        ),
+    });
+    shadowResults = await PgShadowResults.open({
+      pool,
+      schema: state.schema,
+      onError: (e) =>
+        logger.warn(
+          { err: describeError(e) },
+          "a shadow comparison could not be written to the cluster's PostgreSQL; the rollout's report misses it",
+        ),
+    });
     pins = await PgConversationPins.open({
       pool,
       schema: state.schema,
@@ -125,9 +148,15 @@ export async function openClusterState(opts: {
     packages,
     versions,
     agents,
-    marks,
+    rollouts,
+    shadowResults,
     pins,
-    close: () => pool.end().catch(() => {}),
+    close: async () => {
+      // The canary figures and shadow counts still waiting, before the pool goes.
+      await rollouts.close().catch(() => {});
+      await shadowResults.close().catch(() => {});
+      await pool.end().catch(() => {});
+    },
   };
 }
 
@@ -148,8 +177,7 @@ export interface ClusterComponent extends Component {
 
 /**
  * A node of a cluster (`[cluster]`): its NATS connection, the directory propagation of
- * API agents, the other nodes' rollouts followed (their candidates answer here as NAME@VERSION:
- * src/cluster/rollout-sync.ts), API keys shared with the other nodes (ADR 0044), the live agent
+ * API agents, API keys shared with the other nodes (ADR 0044), the live agent
  * events of the other nodes (relayEvents, when the event store is the shared one), the table of tool packages
  * (followed by the tools component, src/cluster/tool-sync.ts), and, once `join` runs, its
  * heartbeats. Its state is `state` (openClusterState). Contributes the readiness checks `nats` and
@@ -159,16 +187,12 @@ export async function startCluster(opts: {
   cluster: ClusterConfig;
   state: ClusterStateComponent;
   registry: AgentRegistry;
-  /** Follows the rollouts other nodes run (their candidates answer here as NAME@VERSION: src/cluster/rollout-sync.ts). */
-  rollouts: RolloutSyncOptions['agents'];
   /** The text of this node's copy of an API agent (written to PostgreSQL if the cluster has never seen it). */
   sourceOf?: (name: string) => string | undefined;
   keys: ApiKeyStore;
   lifecycle: Lifecycle;
   logger: Logger;
   events?: EventLog | undefined;
-  /** Counts canary figures and shadow comparisons dropped unsent (caxton_cluster_records_dropped_total{store="rollout_figures"}). */
-  metrics?: Pick<Metrics, 'clusterRecordsDropped'> | undefined;
 }): Promise<ClusterComponent> {
   const { cluster, logger } = opts;
   const { store, packages, schema } = opts.state;
@@ -186,7 +210,6 @@ export async function startCluster(opts: {
   }
   let sync: DirectorySync | undefined;
   let keySync: KeySync | undefined;
-  let rolloutSync: RolloutSync | undefined;
   let membership: Membership | undefined;
   // The shared event store's live events, to and from the other nodes (docs/cluster.md).
   const stopRelay =
@@ -208,7 +231,6 @@ export async function startCluster(opts: {
   const close = async () => {
     await membership?.stop().catch(() => {});
     await keySync?.stop().catch(() => {});
-    await rolloutSync?.stop().catch(() => {});
     await sync?.stop().catch(() => {});
     stopRelay?.();
     await nc.drain().catch(() => nc.close());
@@ -227,16 +249,6 @@ export async function startCluster(opts: {
       registry: opts.registry,
       ...(opts.sourceOf && { sourceOf: opts.sourceOf }),
       log: logger,
-    });
-    rolloutSync = await RolloutSync.start({
-      nc,
-      subject: rolloutsSubject(schema),
-      node: cluster.node,
-      marks: opts.state.marks,
-      agents: opts.rollouts,
-      log: logger,
-      onFiguresDropped: (_node, figures) =>
-        opts.metrics?.clusterRecordsDropped.inc({ store: 'rollout_figures' }, figures),
     });
     keySync = await KeySync.start({
       nc,

@@ -4,7 +4,7 @@ import {
   checkName,
   type AgentRegistry,
   type AgentService,
-  type ShadowResultStore,
+  type ShadowResultsPort,
 } from '../../agents/index.js';
 import { agentLimitsLookup, type PrincipalLimiter } from '../../auth/index.js';
 import type { ServerConfig } from '../../config/index.js';
@@ -44,7 +44,7 @@ export function startExecution(opts: {
   records?: ExecutionLog | undefined;
   memory: ExecutionMemory | undefined;
   /** Where shadow rollouts' comparisons go (the agents component's store). */
-  shadowResults: ShadowResultStore;
+  shadowResults: ShadowResultsPort;
   /** Embedding similarity of two texts (memory's model), for shadow comparisons; undefined without memory. */
   similarity?: ((a: string, b: string) => Promise<number>) | undefined;
 }): ExecutionComponent {
