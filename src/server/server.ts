@@ -366,6 +366,9 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
     );
     await execution.ready;
     lifecycle.state = 'ready';
+    // The tool servers load now, each when no request is in flight (ADR 0055); their tools were
+    // registered at start and a call loads its own server at once.
+    void tools.servers.loadInBackground(http.quiet);
     logger.info(
       {
         url: http.url,

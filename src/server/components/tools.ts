@@ -59,7 +59,8 @@ export async function startTools(opts: {
     baseDir: config.source.file ? dirname(config.source.file) : process.cwd(),
     ...(opts.builtinDir !== undefined && { builtinDir: opts.builtinDir }),
   });
-  // The servers load in the background: their tools are registered now, each call waiting for its own server.
+  // Their tools are registered now, each call waiting for its own server; the servers load once the
+  // HTTP server listens (server.ts, ADR 0055).
   await servers.begin();
   let sync: ToolSync | undefined;
   if (cluster) {

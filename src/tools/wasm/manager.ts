@@ -150,6 +150,8 @@ interface StartJob {
   name: string;
   load(): Promise<void>;
   done(): void;
+  /** Set once its load has begun (in the background, or sooner for a call that waits for it). */
+  running?: Promise<void>;
 }
 
 export interface DeployResult {
@@ -215,6 +217,9 @@ export class ToolServerManager {
   readonly #sink: ToolAuditSink;
   readonly #caps: ToolLimitCaps;
   #ready: Promise<{ loaded: number; failed: number }> = Promise.resolve({ loaded: 0, failed: 0 });
+  #settle: (r: { loaded: number; failed: number }) => void = () => {};
+  #jobs: StartJob[] = [];
+  #loader: Promise<{ loaded: number; failed: number }> | undefined;
   #closed = false;
 
   constructor(opts: ToolServerManagerOptions) {
@@ -296,15 +301,15 @@ export class ToolServerManager {
    */
   async start(): Promise<{ loaded: number; failed: number }> {
     await this.begin();
-    return this.ready;
+    return this.loadInBackground();
   }
 
   /**
-   * Starts the servers off the caller's path: reads every manifest (built-in and deployed) and
-   * registers each tool at once, waiting for its own server, then loads the servers (module
-   * compilation, instrumentation, schemas) one by one in the background, each in its own turn of
-   * the event loop. Resolves once the tools are registered; `ready` settles when all have loaded
-   * or failed. A call to a tool whose server is still loading waits for that server only.
+   * Starts the servers off the caller's path, part one: reads every manifest (built-in and
+   * deployed) and registers each tool at once, waiting for its own server. Resolves once the tools
+   * are registered; `loadInBackground` then loads the servers (module compilation,
+   * instrumentation, schemas). A call to a tool whose server has not loaded yet loads that server
+   * at once and waits for it only.
    */
   async begin(): Promise<void> {
     const jobs: StartJob[] = [];
@@ -324,7 +329,8 @@ export class ToolServerManager {
       const job = this.#announceStored(p);
       if (job) jobs.push(job);
     }
-    this.#ready = this.#loadInBackground(jobs);
+    this.#jobs = jobs;
+    this.#ready = new Promise((r) => (this.#settle = r));
   }
 
   /** Settles when every server `begin` announced has loaded or failed (with the counts of all servers). */
@@ -332,27 +338,47 @@ export class ToolServerManager {
     return this.#ready;
   }
 
-  async #loadInBackground(jobs: StartJob[]): Promise<{ loaded: number; failed: number }> {
-    for (const job of jobs) {
-      // One server per turn of the event loop: requests arriving meanwhile wait for one load at most.
-      await new Promise<void>((r) => setImmediate(r));
-      if (this.#closed) {
-        job.done();
-        continue;
+  /**
+   * Part two: loads the servers `begin` announced, one per turn of the event loop, each once
+   * `quiet` resolves (the HTTP server passes "no request in flight", so a request arriving at
+   * start is not kept waiting behind a module's compilation).
+   */
+  loadInBackground(quiet: () => Promise<void> = () => Promise.resolve()): Promise<{ loaded: number; failed: number }> {
+    this.#loader ??= (async () => {
+      for (const job of this.#jobs) {
+        await new Promise<void>((r) => setImmediate(r));
+        if (!job.running) await quiet();
+        if (this.#closed) job.done();
+        else await this.#run(job);
       }
-      await this.#serial(job.name, () => job.load()).catch((e: unknown) =>
+      this.#jobs = [];
+      const all = [...this.#entries.values()];
+      const loaded = all.filter((e) => e.server).length;
+      if (!this.#closed)
+        this.#opts.logger?.info(
+          { loaded, failed: all.length - loaded, servers: all.filter((e) => e.server).map((e) => e.name) },
+          'tool servers loaded',
+        );
+      const counts = { loaded, failed: all.length - loaded };
+      this.#settle(counts);
+      return counts;
+    })();
+    return this.#loader;
+  }
+
+  /** Runs a start job once, after the name's earlier changes; its waiting tools are released when it ends. */
+  #run(job: StartJob): Promise<void> {
+    job.running ??= this.#serial(job.name, () => job.load())
+      .catch((e: unknown) =>
         this.#opts.logger?.error({ tool_server: job.name, err: errText(e) }, 'tool server load failed'),
-      );
-      job.done();
-    }
-    const all = [...this.#entries.values()];
-    const loaded = all.filter((e) => e.server).length;
-    if (!this.#closed)
-      this.#opts.logger?.info(
-        { loaded, failed: all.length - loaded, servers: all.filter((e) => e.server).map((e) => e.name) },
-        'tool servers loaded',
-      );
-    return { loaded, failed: all.length - loaded };
+      )
+      .finally(() => job.done());
+    return job.running;
+  }
+
+  /** A call waits for server `name`: its start job runs now, ahead of the others. */
+  #loadNow(name: string): void {
+    for (const job of this.#jobs) if (job.name === name && !this.#closed) void this.#run(job);
   }
 
   /**
@@ -373,6 +399,7 @@ export class ToolServerManager {
         description: t.description,
         input_schema: t.input_schema as Tool['input_schema'],
         invoke: async (args: Record<string, unknown>, ctx: ToolContext): Promise<ToolResult> => {
+          this.#loadNow(name);
           if (!(await untilSettled(loading, ctx)))
             return {
               content: `tool "${full}" failed (timeout): its server "${name}" was still loading when the call's deadline passed or it was cancelled`,
@@ -846,6 +873,7 @@ export class ToolServerManager {
     let e = this.#require(fullName.slice(0, dot));
     // A server still loading at start: the call waits for it, and only for it.
     if (e.loading) {
+      this.#loadNow(e.name);
       await e.loading;
       e = this.#require(e.name);
     }
@@ -899,6 +927,9 @@ export class ToolServerManager {
   /** Unregisters every tool and drops the instances. */
   close(): void {
     this.#closed = true;
+    // Servers never loaded: their waiting calls end (the server is not loaded), `ready` settles.
+    for (const job of this.#jobs) if (!job.running) job.done();
+    if (!this.#loader) this.#settle({ loaded: 0, failed: this.#entries.size });
     for (const e of this.#entries.values()) {
       this.#unwait(e);
       e.server?.unregister(this.#opts.tools);
