@@ -63,13 +63,13 @@ export async function setupTracing(opts: {
     { NodeTracerProvider },
     { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION },
   ] = await Promise.all([
-    import('@opentelemetry/resources'),
-    import('@opentelemetry/sdk-trace-base'),
-    import('@opentelemetry/sdk-trace-node'),
-    import('@opentelemetry/semantic-conventions'),
+    import('@opentelemetry/resources').then(namedExports),
+    import('@opentelemetry/sdk-trace-base').then(namedExports),
+    import('@opentelemetry/sdk-trace-node').then(namedExports),
+    import('@opentelemetry/semantic-conventions').then(namedExports),
   ]);
   if (exporting) {
-    const { OTLPTraceExporter } = await import('@opentelemetry/exporter-trace-otlp-http');
+    const { OTLPTraceExporter } = namedExports(await import('@opentelemetry/exporter-trace-otlp-http'));
     const otlp = new OTLPTraceExporter();
     processors.push(
       new BatchSpanProcessor(opts.onExportFailure ? new ReportingExporter(otlp, opts.onExportFailure) : otlp),
@@ -141,4 +141,13 @@ function shortcut(inner: Tracer): Tracer {
     },
     startActiveSpan: inner.startActiveSpan.bind(inner) as Tracer['startActiveSpan'],
   };
+}
+
+/**
+ * The named exports of a dynamically imported package. Node's own import of a CommonJS package
+ * gives them beside `default` (its module.exports); the bundle's lazy chunk of one (ADR 0055)
+ * gives only `default`; an ES module package has them and no `default`.
+ */
+function namedExports<T extends object>(ns: T): T {
+  return (ns as { default?: T }).default ?? ns;
 }

@@ -61,6 +61,8 @@ export interface StartOptions {
   logBuffer?: LogBuffer;
   /** The web console's built files (default: dist/console of this package); a folder without index.html serves a 503 page. */
   consoleDir?: string;
+  /** Where the built-in tool servers are read from (default: tools/builtin of this package); false: none. */
+  builtinToolsDir?: string | false;
   /** At most one OTLP export failure line per this many ms (default 60 s; the count covers the rest). */
   exportFailureLogIntervalMs?: number;
 }
@@ -298,6 +300,7 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
         metrics,
         cluster,
         tracer: telemetry.tracer,
+        ...(opts.builtinToolsDir !== undefined && { builtinDir: opts.builtinToolsDir }),
       }),
     );
     const audit = stack.add(openAudit({ config, db, logger, metrics }));
@@ -360,6 +363,9 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
     );
     await execution.ready;
     lifecycle.state = 'ready';
+    // The tool servers load now, each when no request is in flight (ADR 0055); their tools were
+    // registered at start and a call loads its own server at once.
+    void tools.servers.loadInBackground(http.quiet);
     logger.info(
       {
         url: http.url,

@@ -51,6 +51,9 @@ export async function startTestServer(opts: TestServerOptions = {}): Promise<Tes
     ...(opts.plugins && { plugins: opts.plugins }),
     ...(opts.consoleDir !== undefined && { consoleDir: opts.consoleDir }),
   });
+  // Tool servers load in the background; tests here read their settled state (the loading state
+  // itself is tested in test/tools/servers/background-start.test.ts).
+  await server.tools.ready;
   return {
     server,
     url: server.url,

@@ -28,6 +28,7 @@ import {
   type Installed,
   type RunResult,
 } from './install.js';
+import { waitUntil } from '../helpers/wait.js';
 
 let pkg: Installed;
 let ownDir: string | undefined;
@@ -163,9 +164,15 @@ describe('installed globally (npm install -g of the tarball)', () => {
   });
 
   it('loads the built-in WebAssembly tools from the installed package', async () => {
-    const body = (await (await fetch(`${url}/api/v1/tools`, { headers: adminAuth() })).json()) as {
-      servers: { name: string; origin: string; kind: string; state: string }[];
-    };
+    type Listed = { servers: { name: string; origin: string; kind: string; state: string }[] };
+    // The servers load in the background after the server listens: read their settled states.
+    const { value: body } = await waitUntil(
+      async () => {
+        const b = (await (await fetch(`${url}/api/v1/tools`, { headers: adminAuth() })).json()) as Listed;
+        return !b.servers.some((s) => s.state === 'loading') && b;
+      },
+      { what: 'the built-in tool servers to finish loading' },
+    );
     // The catalogue lists every tool source; the package's WebAssembly servers are the wasm ones.
     const builtin = body.servers.filter((s) => s.origin === 'builtin' && s.kind === 'wasm');
     expect(builtin.map((s) => s.name).sort()).toEqual([

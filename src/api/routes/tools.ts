@@ -81,7 +81,7 @@ const summarySchema = z.object({
   state: z
     .string()
     .describe(
-      'tool servers: loaded | failed (could not be loaded, see error; no tools registered); MCP servers: connecting | ready | failed | reconnecting | needs_authorization | disabled | closed; groups: loaded',
+      'tool servers: loading (starting in the background; its tools are registered and a call waits for it) | loaded | failed (could not be loaded, see error; no tools registered); MCP servers: connecting | ready | failed | reconnecting | needs_authorization | disabled | closed; groups: loaded',
     ),
   error: z.string().nullable().describe('why a tool server failed to load, or the last error of an MCP server'),
   tools: z

@@ -29,7 +29,9 @@ export function registerMcpCommand(program: Command, ctx?: CliContext): void {
   ).action(async (opts: Record<string, unknown>) => {
     const config = loadServerConfig(serverLoadOptions(opts));
     // Loaded on demand, as in `serve`. stdout carries the protocol: the log goes to stderr.
-    const [{ pino }, { createLogger }, { startServer }, { serveMcpStdio }] = await Promise.all([
+    // `default` is pino's module.exports both unbundled and in the bundle (a named export of a
+    // CommonJS package bundled into a lazy chunk is not).
+    const [{ default: pino }, { createLogger }, { startServer }, { serveMcpStdio }] = await Promise.all([
       import('pino'),
       import('../../observability/index.js'),
       import('../../server/index.js'),

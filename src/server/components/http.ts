@@ -17,7 +17,17 @@ export interface HttpComponent extends Component {
   readonly url: string;
   /** The certificate reloader of [server.tls] (absent without TLS or when not listening). */
   readonly tls: TlsReloader | undefined;
+  /**
+   * Resolves once no request has been in flight for QUIET_MS, or after QUIET_MAX_WAIT_MS at most:
+   * work that can wait (the tool servers' loading) runs then.
+   */
+  quiet(): Promise<void>;
 }
+
+/** How long the API must have had no request in flight to count as quiet. */
+export const QUIET_MS = 100;
+/** The longest `quiet()` waits. */
+export const QUIET_MAX_WAIT_MS = 1_000;
 
 /** A certificate section read and checked before anything was opened (server.ts). */
 export interface CheckedTls {
@@ -53,6 +63,29 @@ export async function startHttp(opts: {
     routes: opts.routes,
     ...(apiTls && { https: httpsOptions(apiTls.cfg, apiTls.material) }),
   });
+  let inFlight = 0;
+  let lastActive = performance.now();
+  app.server.on('request', (_req, res: { once(e: 'close', f: () => void): void }) => {
+    inFlight++;
+    lastActive = performance.now();
+    res.once('close', () => {
+      inFlight--;
+      lastActive = performance.now();
+    });
+  });
+  // Quiet: no request in flight for QUIET_MS (a client's first request, sent as soon as the server
+  // listens, finds the event loop free), or QUIET_MAX_WAIT_MS at most (a long stream must not hold
+  // deferred work forever).
+  const quiet = () =>
+    new Promise<void>((resolve) => {
+      const until = performance.now() + QUIET_MAX_WAIT_MS;
+      const check = () => {
+        const now = performance.now();
+        if ((inFlight === 0 && now - lastActive >= QUIET_MS) || now >= until) resolve();
+        else setTimeout(check, inFlight === 0 ? QUIET_MS - (now - lastActive) : QUIET_MS).unref();
+      };
+      check();
+    });
   let url = '';
   let tls: TlsReloader | undefined;
   let removeRunRecord = () => {};
@@ -80,6 +113,7 @@ export async function startHttp(opts: {
     app,
     url,
     tls,
+    quiet,
     close: async () => {
       await tls?.close();
       // A keep-alive client whose request was in flight would hold close() open until the shutdown

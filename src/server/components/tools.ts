@@ -44,6 +44,8 @@ export async function startTools(opts: {
   tracer?: Tracer | undefined;
   /** A cluster node: deployed packages live in the cluster's PostgreSQL and propagate to every node. */
   cluster?: ClusterComponent | undefined;
+  /** Where the built-in packages are read from (default: tools/builtin of this package); false: none. */
+  builtinDir?: string | false;
 }): Promise<ToolsComponent> {
   const { config, executor, registry, logger, cluster } = opts;
   const { limits: toolCaps, ...toolGrants } = config.tools;
@@ -55,8 +57,11 @@ export async function startTools(opts: {
     audit: opts.audit,
     logger,
     baseDir: config.source.file ? dirname(config.source.file) : process.cwd(),
+    ...(opts.builtinDir !== undefined && { builtinDir: opts.builtinDir }),
   });
-  await servers.start();
+  // Their tools are registered now, each call waiting for its own server; the servers load once the
+  // HTTP server listens (server.ts, ADR 0055).
+  await servers.begin();
   let sync: ToolSync | undefined;
   if (cluster) {
     try {

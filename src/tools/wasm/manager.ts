@@ -11,6 +11,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ToolCapsConfig, ToolGrantConfig } from '../../config/index.js';
@@ -20,7 +21,7 @@ import type { SourceIssue } from '../../shared/issues.js';
 import { closest } from '../../shared/suggest.js';
 import type { Db } from '../../storage/index.js';
 import type { ToolRegistry } from '../registry.js';
-import type { ToolResult } from '../types.js';
+import type { Tool, ToolContext, ToolResult } from '../types.js';
 import { digestArgs, type ToolAuditRecord, type ToolAuditSink } from './audit.js';
 import type { SyncHttpClient } from './http.js';
 import { DEFAULT_TOOL_CAPS, type ToolLimitCaps } from './limits.js';
@@ -69,8 +70,11 @@ export interface ToolServerSummary {
   version: string | null;
   description: string | null;
   origin: ToolServerOrigin;
-  /** `loaded`: its tools are registered; `failed`: it could not be loaded (see `error`), no tools. */
-  state: 'loaded' | 'failed';
+  /**
+   * `loading`: its tools are registered and a call waits until the server has loaded; `loaded`:
+   * its tools run; `failed`: it could not be loaded (see `error`), no tools.
+   */
+  state: 'loading' | 'loaded' | 'failed';
   error: string | null;
   tools: string[];
   deployed_at: string | null;
@@ -135,6 +139,19 @@ interface Entry {
   module_bytes: number | null;
   path: string | null;
   manifest?: ToolManifest;
+  /** While the server loads: settles when it has loaded or failed (its tools wait for it). */
+  loading?: Promise<void>;
+  /** While the server loads: the tools registered in its place, each waiting for it. */
+  waiting?: Tool[];
+}
+
+/** A server still to be loaded at start: its manifest read, its tools registered as waiting. */
+interface StartJob {
+  name: string;
+  load(): Promise<void>;
+  done(): void;
+  /** Set once its load has begun (in the background, or sooner for a call that waits for it). */
+  running?: Promise<void>;
 }
 
 export interface DeployResult {
@@ -199,6 +216,11 @@ export class ToolServerManager {
   readonly #watch = new Map<string, ToolAuditRecord | undefined>();
   readonly #sink: ToolAuditSink;
   readonly #caps: ToolLimitCaps;
+  #ready: Promise<{ loaded: number; failed: number }> = Promise.resolve({ loaded: 0, failed: 0 });
+  #settle: (r: { loaded: number; failed: number }) => void = () => {};
+  #jobs: StartJob[] = [];
+  #loader: Promise<{ loaded: number; failed: number }> | undefined;
+  #closed = false;
 
   constructor(opts: ToolServerManagerOptions) {
     this.#opts = opts;
@@ -274,11 +296,23 @@ export class ToolServerManager {
   }
 
   /**
-   * Loads the built-in packages, then the deployed ones. A package that cannot be loaded is logged
-   * and listed as `failed`; it never stops the server.
+   * Loads the built-in packages, then the deployed ones, and resolves when every one has loaded or
+   * failed. A package that cannot be loaded is logged and listed as `failed`; it never stops the server.
    */
   async start(): Promise<{ loaded: number; failed: number }> {
-    const log = this.#opts.logger;
+    await this.begin();
+    return this.loadInBackground();
+  }
+
+  /**
+   * Starts the servers off the caller's path, part one: reads every manifest (built-in and
+   * deployed) and registers each tool at once, waiting for its own server. Resolves once the tools
+   * are registered; `loadInBackground` then loads the servers (module compilation,
+   * instrumentation, schemas). A call to a tool whose server has not loaded yet loads that server
+   * at once and waits for it only.
+   */
+  async begin(): Promise<void> {
+    const jobs: StartJob[] = [];
     const dir = this.#opts.builtinDir === undefined ? DEFAULT_BUILTIN_DIR : this.#opts.builtinDir;
     if (dir !== false && existsSync(dir)) {
       for (const sub of readdirSync(dir, { withFileTypes: true })
@@ -287,17 +321,205 @@ export class ToolServerManager {
         .sort()) {
         const file = join(dir, sub, MANIFEST_FILE);
         if (!existsSync(file)) continue;
-        this.#loadBuiltin(file);
+        const job = this.#announceBuiltin(file);
+        if (job) jobs.push(job);
       }
     }
-    for (const p of await this.#store.all()) this.#loadStored(p);
-    const all = [...this.#entries.values()];
-    const loaded = all.filter((e) => e.server).length;
-    log?.info(
-      { loaded, failed: all.length - loaded, servers: all.filter((e) => e.server).map((e) => e.name) },
-      'tool servers loaded',
-    );
-    return { loaded, failed: all.length - loaded };
+    for (const p of await this.#store.all()) {
+      const job = this.#announceStored(p);
+      if (job) jobs.push(job);
+    }
+    this.#jobs = jobs;
+    this.#ready = new Promise((r) => (this.#settle = r));
+  }
+
+  /** Settles when every server `begin` announced has loaded or failed (with the counts of all servers). */
+  get ready(): Promise<{ loaded: number; failed: number }> {
+    return this.#ready;
+  }
+
+  /**
+   * Part two: loads the servers `begin` announced, one per turn of the event loop, each once
+   * `quiet` resolves (the HTTP server passes "no request in flight", so a request arriving at
+   * start is not kept waiting behind a module's compilation).
+   */
+  loadInBackground(quiet: () => Promise<void> = () => Promise.resolve()): Promise<{ loaded: number; failed: number }> {
+    this.#loader ??= (async () => {
+      for (const job of this.#jobs) {
+        await new Promise<void>((r) => setImmediate(r));
+        if (!job.running) await quiet();
+        if (this.#closed) job.done();
+        else await this.#run(job);
+      }
+      this.#jobs = [];
+      const all = [...this.#entries.values()];
+      const loaded = all.filter((e) => e.server).length;
+      if (!this.#closed)
+        this.#opts.logger?.info(
+          { loaded, failed: all.length - loaded, servers: all.filter((e) => e.server).map((e) => e.name) },
+          'tool servers loaded',
+        );
+      const counts = { loaded, failed: all.length - loaded };
+      this.#settle(counts);
+      return counts;
+    })();
+    return this.#loader;
+  }
+
+  /** Runs a start job once, after the name's earlier changes; its waiting tools are released when it ends. */
+  #run(job: StartJob): Promise<void> {
+    job.running ??= this.#serial(job.name, () => job.load())
+      .catch((e: unknown) =>
+        this.#opts.logger?.error({ tool_server: job.name, err: errText(e) }, 'tool server load failed'),
+      )
+      .finally(() => job.done());
+    return job.running;
+  }
+
+  /** A call waits for server `name`: its start job runs now, ahead of the others. */
+  #loadNow(name: string): void {
+    for (const job of this.#jobs) if (job.name === name && !this.#closed) void this.#run(job);
+  }
+
+  /**
+   * Registers the tools of a server about to load, each waiting for it: a call made before the
+   * server has loaded runs once it has (or fails, naming why it could not be loaded), and gives up
+   * at its deadline or cancellation. Returns the function that ends the waiting.
+   */
+  #wait(entry: Entry, manifest: ToolManifest): () => void {
+    let done!: () => void;
+    const loading = new Promise<void>((r) => (done = r));
+    const name = entry.name;
+    const registry = this.#opts.tools;
+    entry.loading = loading;
+    entry.waiting = manifest.tools.map((t) => {
+      const full = `${name}.${t.name}`;
+      return {
+        name: full,
+        description: t.description,
+        input_schema: t.input_schema as Tool['input_schema'],
+        invoke: async (args: Record<string, unknown>, ctx: ToolContext): Promise<ToolResult> => {
+          this.#loadNow(name);
+          if (!(await untilSettled(loading, ctx)))
+            return {
+              content: `tool "${full}" failed (timeout): its server "${name}" was still loading when the call's deadline passed or it was cancelled`,
+              is_error: true,
+            };
+          const e = this.#entries.get(name);
+          const tool = e?.server?.tools.find((x) => x.name === full);
+          if (!tool)
+            return {
+              content: `tool "${full}" failed (error): tool server "${name}" is not loaded: ${e?.error ?? 'it was removed'}`,
+              is_error: true,
+            };
+          return tool.invoke(args, ctx);
+        },
+      };
+    });
+    try {
+      for (const t of entry.waiting) registry.register(t);
+    } catch (e) {
+      for (const t of entry.waiting) if (registry.get(t.name) === t) registry.unregister(t.name);
+      entry.waiting = undefined;
+      entry.loading = undefined;
+      done();
+      throw e;
+    }
+    return () => {
+      this.#unwait(entry);
+      done();
+    };
+  }
+
+  /** Takes the waiting tools of `entry` off the registry (before its server's own are registered). */
+  #unwait(entry: Entry): void {
+    const registry = this.#opts.tools;
+    for (const t of entry.waiting ?? []) if (registry.get(t.name) === t) registry.unregister(t.name);
+    entry.waiting = undefined;
+    entry.loading = undefined;
+  }
+
+  /** Reads a built-in package's manifest and registers its tools as waiting; undefined when it is skipped. */
+  #announceBuiltin(file: string): StartJob | undefined {
+    const log = this.#opts.logger;
+    let manifest: ToolManifest;
+    try {
+      ({ manifest } = parseToolManifestOrThrow(readFileSync(file), file, { compileSchemas: false }));
+    } catch (e) {
+      log?.warn({ file, err: errText(e) }, 'built-in tool server skipped: its manifest is invalid');
+      return undefined;
+    }
+    const name = manifest.name;
+    if (this.#opts.grants?.[name]?.enabled === false) {
+      log?.info(
+        { tool_server: name },
+        `built-in tool server "${name}" is disabled in caxton.toml ([tools.${name}] enabled = false)`,
+      );
+      return undefined;
+    }
+    const entry: Entry = {
+      name,
+      origin: 'builtin',
+      deployed_at: null,
+      digest: null,
+      revision: null,
+      module_bytes: null,
+      path: dirname(file),
+      manifest,
+    };
+    let done: () => void;
+    try {
+      done = this.#wait(entry, manifest);
+    } catch (e) {
+      entry.error = errText(e);
+      log?.warn({ tool_server: name, err: entry.error }, `built-in tool server "${name}" could not be loaded`);
+      this.#entries.set(name, entry);
+      return undefined;
+    }
+    this.#entries.set(name, entry);
+    return { name, load: () => this.#loadBuiltin(file, entry), done };
+  }
+
+  /** Reads a deployed package's manifest and registers its tools as waiting; undefined when it cannot be. */
+  #announceStored(p: StoredToolPackage): StartJob | undefined {
+    if (this.#entries.get(p.name)?.origin === 'builtin' || this.#opts.grants?.[p.name]?.enabled === false) {
+      // Refused by the full load, which says why.
+      return { name: p.name, load: async () => void this.#loadStored(p), done: () => {} };
+    }
+    let manifest: ToolManifest;
+    try {
+      ({ manifest } = parseToolManifestOrThrow(p.manifest, `${p.name}/${MANIFEST_FILE}`, { compileSchemas: false }));
+      if (manifest.name !== p.name) throw new Error('another name');
+    } catch {
+      return { name: p.name, load: async () => void this.#loadStored(p), done: () => {} };
+    }
+    const entry: Entry = {
+      name: p.name,
+      origin: 'api',
+      deployed_at: p.deployed_at,
+      digest: p.digest,
+      revision: p.revision,
+      module_bytes: p.wasm.byteLength,
+      path: null,
+      manifest,
+    };
+    let done: () => void;
+    try {
+      done = this.#wait(entry, manifest);
+    } catch {
+      return { name: p.name, load: async () => void this.#loadStored(p), done: () => {} };
+    }
+    this.#entries.set(p.name, entry);
+    return {
+      name: p.name,
+      load: async () => {
+        // Its own waiting entry is not an old copy to replace.
+        if (this.#entries.get(p.name) === entry) this.#entries.delete(p.name);
+        this.#unwait(entry);
+        this.#loadStored(p);
+      },
+      done,
+    };
   }
 
   /**
@@ -441,54 +663,35 @@ export class ToolServerManager {
     return out;
   }
 
-  #loadBuiltin(file: string): void {
+  /** Loads a built-in package announced by `#announceBuiltin`: its module, the full manifest check, its tools. */
+  async #loadBuiltin(file: string, entry: Entry): Promise<void> {
     const log = this.#opts.logger;
-    let manifest: ToolManifest;
-    let warnings: SourceIssue[];
+    const name = entry.name;
     try {
-      ({ manifest, warnings } = parseToolManifestOrThrow(readFileSync(file), file));
-    } catch (e) {
-      log?.warn({ file, err: errText(e) }, 'built-in tool server skipped: its manifest is invalid');
-      return;
-    }
-    const name = manifest.name;
-    if (this.#opts.grants?.[name]?.enabled === false) {
-      log?.info(
-        { tool_server: name },
-        `built-in tool server "${name}" is disabled in caxton.toml ([tools.${name}] enabled = false)`,
-      );
-      return;
-    }
-    const wasmFile = join(dirname(file), manifest.module);
-    const entry: Entry = {
-      name,
-      origin: 'builtin',
-      deployed_at: null,
-      digest: null,
-      revision: null,
-      module_bytes: null,
-      path: dirname(file),
-      manifest,
-    };
-    if (!existsSync(wasmFile)) {
-      entry.error = `module ${manifest.module} is not built; run \`npm run build:tools\``;
-      log?.warn({ tool_server: name, module: wasmFile }, `built-in tool server "${name}" skipped: ${entry.error}`);
-      this.#entries.set(name, entry);
-      return;
-    }
-    try {
-      const wasm = readFileSync(wasmFile);
+      const { manifest, warnings } = parseToolManifestOrThrow(readFileSync(file), file);
+      entry.manifest = manifest;
+      const wasmFile = join(dirname(file), manifest.module);
+      if (!existsSync(wasmFile)) {
+        entry.error = `module ${manifest.module} is not built; run \`npm run build:tools\``;
+        log?.warn({ tool_server: name, module: wasmFile }, `built-in tool server "${name}" skipped: ${entry.error}`);
+        return;
+      }
+      // Read without blocking the event loop: a large module on a slow disk delays this server only.
+      const wasm = await readFile(wasmFile);
+      if (this.#closed) return;
       entry.digest = moduleDigest(wasm);
       entry.module_bytes = wasm.byteLength;
       const server = this.#build(manifest, wasm, file, wasmFile, warnings);
+      this.#unwait(entry);
       server.register(this.#opts.tools);
       entry.server = server;
       for (const w of server.warnings) log?.debug({ tool_server: name, field: w.field }, w.message);
     } catch (e) {
       entry.error = errText(e);
       log?.warn({ tool_server: name, err: entry.error }, `built-in tool server "${name}" could not be loaded`);
+    } finally {
+      this.#unwait(entry);
     }
-    this.#entries.set(name, entry);
   }
 
   /**
@@ -611,9 +814,9 @@ export class ToolServerManager {
       version: e.manifest?.version ?? null,
       description: e.manifest?.description ?? null,
       origin: e.origin,
-      state: e.server ? 'loaded' : 'failed',
+      state: e.server ? 'loaded' : e.loading ? 'loading' : 'failed',
       error: e.error ?? null,
-      tools: e.server ? e.server.tools.map((t) => t.name) : [],
+      tools: e.server ? e.server.tools.map((t) => t.name) : (e.waiting?.map((t) => t.name) ?? []),
       deployed_at: e.deployed_at,
     };
   }
@@ -667,7 +870,13 @@ export class ToolServerManager {
         `"${fullName}" is not a tool name: expected SERVER.tool (e.g. csv_parser.parse)`,
         { tool: fullName },
       );
-    const e = this.#require(fullName.slice(0, dot));
+    let e = this.#require(fullName.slice(0, dot));
+    // A server still loading at start: the call waits for it, and only for it.
+    if (e.loading) {
+      this.#loadNow(e.name);
+      await e.loading;
+      e = this.#require(e.name);
+    }
     const server = e.server;
     if (!server)
       throw new CaxtonError('tool_not_found', `tool server "${e.name}" is not loaded: ${e.error ?? 'unknown reason'}`, {
@@ -717,10 +926,31 @@ export class ToolServerManager {
 
   /** Unregisters every tool and drops the instances. */
   close(): void {
+    this.#closed = true;
+    // Servers never loaded: their waiting calls end (the server is not loaded), `ready` settles.
+    for (const job of this.#jobs) if (!job.running) job.done();
+    if (!this.#loader) this.#settle({ loaded: 0, failed: this.#entries.size });
     for (const e of this.#entries.values()) {
+      this.#unwait(e);
       e.server?.unregister(this.#opts.tools);
       e.server?.close();
     }
     this.#entries.clear();
   }
+}
+
+/** Resolves true once `loading` settles, false if the call's deadline passes or it is cancelled first. */
+function untilSettled(loading: Promise<void>, ctx: ToolContext): Promise<boolean> {
+  if (ctx.signal.aborted) return Promise.resolve(false);
+  return new Promise<boolean>((resolve) => {
+    const finish = (ok: boolean) => {
+      clearTimeout(timer);
+      ctx.signal.removeEventListener('abort', abort);
+      resolve(ok);
+    };
+    const abort = () => finish(false);
+    const timer = setTimeout(abort, Math.max(0, ctx.deadline - Date.now()));
+    ctx.signal.addEventListener('abort', abort, { once: true });
+    void loading.then(() => finish(true));
+  });
 }

@@ -205,8 +205,20 @@ function valueAt(doc: unknown, path: readonly PropertyKey[]): unknown {
   return cur;
 }
 
+export interface ManifestParseOptions {
+  /**
+   * Compile the tools' JSON schemas to prove them valid (default true). A server's start reads its
+   * manifest first without it, to register the tools at once; the full check runs when it loads.
+   */
+  compileSchemas?: boolean;
+}
+
 /** Parses and validates a `caxton-tool.toml`, returning every error found. */
-export function parseToolManifest(input: string | Uint8Array, file: string = MANIFEST_FILE): ManifestResult {
+export function parseToolManifest(
+  input: string | Uint8Array,
+  file: string = MANIFEST_FILE,
+  opts: ManifestParseOptions = {},
+): ManifestResult {
   const at = (i: Omit<SourceIssue, 'file'>): SourceIssue => ({ ...i, file });
   let text: string;
   if (typeof input === 'string') text = input;
@@ -310,6 +322,7 @@ export function parseToolManifest(input: string | Uint8Array, file: string = MAN
           }),
         );
       }
+      if (opts.compileSchemas === false) continue;
       try {
         compileSchema(schema);
       } catch (e) {
@@ -427,8 +440,9 @@ export function parseToolManifest(input: string | Uint8Array, file: string = MAN
 export function parseToolManifestOrThrow(
   input: string | Uint8Array,
   file: string = MANIFEST_FILE,
+  opts: ManifestParseOptions = {},
 ): { manifest: ToolManifest; warnings: SourceIssue[] } {
-  const r = parseToolManifest(input, file);
+  const r = parseToolManifest(input, file, opts);
   if (!r.ok) {
     throw new CaxtonError('validation_failed', `invalid tool manifest:\n${r.errors.map(formatIssue).join('\n')}`, {
       file,

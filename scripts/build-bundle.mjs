@@ -1,0 +1,103 @@
+#!/usr/bin/env node
+/**
+ * Bundles the CLI (and with it the server `caxton serve` starts) into dist/cli/main.js with
+ * esbuild: one file and its lazily loaded chunks instead of ~1,000 modules resolved and read one
+ * by one at every start (ADR 0055). Runs after `tsc`, over its output of the same entry; the rest
+ * of dist/ (the library export, worker threads, the process-isolation child) stays as tsc wrote it.
+ *
+ * - ESM, platform node, target node20, source maps (dist/cli/*.js.map; not packed, like the rest of
+ *   dist/'s), whitespace and syntax minified, names kept.
+ * - Dynamic `import()`s stay lazy: each becomes a chunk (dist/cli/chunk-*.js), loaded when the
+ *   configuration or the command asks for it (cluster, OTLP, MCP, memory embeddings, each CLI command).
+ * - External: packages with native addons or WebAssembly and data files located next to their
+ *   own modules (EXTERNAL below), and optional peers that are not installed.
+ * - Every `import.meta.url` in Caxton's sources is rewritten to the URL of the module's own file
+ *   under dist/, so the paths found from it (package.json, templates/, tools/builtin/, dist/console,
+ *   worker and child entry scripts) are the ones the unbundled build finds.
+ */
+import { readFileSync, readdirSync, rmSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const src = join(root, 'src');
+const outdir = join(root, 'dist');
+
+/**
+ * Loaded from node_modules at run time, never bundled: native addons (better-sqlite3,
+ * onnxruntime-node, usearch), packages reading WebAssembly or model files beside their modules
+ * (quickjs-emscripten and its @jitl builds, the @lat.md model), and optional peers of bundled
+ * packages that Caxton does not install (a `require` of them is inside a try or never reached).
+ */
+export const EXTERNAL = [
+  'better-sqlite3',
+  'onnxruntime-node',
+  'usearch',
+  'quickjs-emscripten',
+  'quickjs-emscripten-core',
+  '@jitl/*',
+  '@lat.md/*',
+  'pg-native',
+  'pg-cloudflare',
+  'fsevents',
+  'bufferutil',
+  'utf-8-validate',
+  '*.wasm',
+  '*.node',
+];
+
+/** `import.meta.url` of a source file as the URL of its compiled file in dist/ (chunks and entry are in dist/cli/). */
+const metaUrlPlugin = {
+  name: 'caxton-import-meta-url',
+  setup(b) {
+    b.onLoad({ filter: /[\\/]src[\\/].*\.ts$/ }, (args) => {
+      const text = readFileSync(args.path, 'utf8');
+      if (!text.includes('import.meta.url')) return undefined;
+      const rel = relative(src, args.path).replace(/\.ts$/, '.js').split('\\').join('/');
+      const own = `new URL(${JSON.stringify(`../${rel}`)}, import.meta.url).href`;
+      return { contents: text.replaceAll('import.meta.url', own), loader: 'ts' };
+    });
+  },
+};
+
+// The previous build's chunks go first: their names change with their contents.
+for (const f of readdirSync(join(outdir, 'cli'))) {
+  if (/^chunk-[A-Z0-9]+\.js(\.map)?$/.test(f)) rmSync(join(outdir, 'cli', f));
+}
+
+const result = await build({
+  absWorkingDir: root,
+  entryPoints: { 'cli/main': 'src/cli/main.ts' },
+  outdir,
+  bundle: true,
+  splitting: true,
+  format: 'esm',
+  platform: 'node',
+  target: 'node20',
+  sourcemap: true,
+  sourcesContent: false,
+  // Whitespace and syntax only: the names stay, so a stack trace reads without the source map
+  // (the package ships no .map files).
+  minifyWhitespace: true,
+  minifySyntax: true,
+  keepNames: true,
+  chunkNames: 'cli/chunk-[hash]',
+  external: EXTERNAL,
+  plugins: [metaUrlPlugin],
+  // CommonJS packages bundled into ES modules still call require() (node built-ins, externals).
+  banner: {
+    js: "import { createRequire as __caxtonCreateRequire } from 'node:module';\nconst require = __caxtonCreateRequire(import.meta.url);",
+  },
+  metafile: true,
+  logLevel: 'warning',
+});
+
+const outputs = Object.entries(result.metafile.outputs).filter(([f]) => f.endsWith('.js'));
+const entry = outputs.find(([f]) => f.endsWith('cli/main.js'));
+const kib = (n) => `${(n / 1024).toFixed(0)} KiB`;
+console.log(
+  `bundle built: dist/cli/main.js ${kib(entry?.[1].bytes ?? 0)} + ${outputs.length - 1} lazy chunks (${kib(
+    outputs.reduce((s, [, o]) => s + o.bytes, 0),
+  )} in all)`,
+);
