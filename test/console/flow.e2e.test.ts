@@ -111,6 +111,18 @@ describe.skipIf(!hasSystem('chromium'))('console: chat versions, phone layout an
       expect(await call.getByTestId('tool-result').textContent()).toBe('42');
       expect(await answer.getByText('The answer is 42.').isVisible()).toBe(true);
 
+      // The answer's run: its timeline holds the model turns and the tool call with its arguments.
+      await page.getByTestId('chat-log').getByTestId('run-link').last().click();
+      await page.getByRole('heading', { name: /^Run exec_/, level: 1 }).waitFor();
+      const rows = page.getByTestId('waterfall-row');
+      await rows.first().waitFor();
+      const labels = await rows.allTextContents();
+      expect(labels.some((l) => l.startsWith('agent.execute support'))).toBe(true);
+      expect(labels.filter((l) => l.startsWith('llm.chat'))).toHaveLength(2);
+      expect(labels.find((l) => l.startsWith('tool.call calculator'))).toContain('{"expression":"What is 6 * 7?"}');
+      await expectAccessible(page, 'a run and its timeline');
+      await page.goBack();
+
       await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Overview' }).click();
       await page.getByRole('heading', { name: 'Overview', level: 1 }).waitFor();
       await page.goBack();

@@ -8,8 +8,9 @@ import { useApi } from '../hooks';
 import type { PageProps } from '../pages';
 import { Link } from '../router';
 import { ToolResult } from './agents/tool-result';
+import { Waterfall, type WaterfallRun } from './run-waterfall';
 
-interface Run {
+interface Run extends WaterfallRun {
   id: string;
   agent: string;
   version: string;
@@ -21,6 +22,7 @@ interface Run {
   conversation_id: string | null;
   usage: { input_tokens: number; output_tokens: number };
   turns: number;
+  trace_id: string | null;
   request?: string;
   answer?: string | null;
   tool_calls?: {
@@ -78,6 +80,7 @@ export default function RunPage({ params }: PageProps) {
               <pre class="source">{r.request}</pre>
             </>
           )}
+          <Waterfall run={r} />
           {(r.tool_calls ?? []).map((c) => (
             <details key={c.id} class={`tool-call${c.outcome === 'error' ? ' failed' : ''}`}>
               <summary>
