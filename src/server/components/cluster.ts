@@ -9,15 +9,12 @@ import {
   DirectorySync,
   KeySync,
   Membership,
-  PgMessageReads,
-  ClusterBus,
-  PgMessageStore,
   PgRolloutMarks,
-  type ClusterBusOptions,
   RolloutSync,
   rolloutsSubject,
   type RolloutSyncOptions,
 } from '../../cluster/index.js';
+import { ClusterBus, PgMessageReads, PgMessageStore, type ClusterBusOptions } from '../../messaging/cluster/index.js';
 import { clusterStateConfig, type ClusterConfig } from '../../config/index.js';
 import { PgEventStore, relayEvents, type Logger, type Metrics } from '../../observability/index.js';
 import type { EventLog } from '../../observability/events.js';

@@ -28,8 +28,8 @@ import {
   type JetStreamClient,
   type JsMsg,
 } from '@nats-io/jetstream';
-import { agentKey } from '../agents/index.js';
-import type { ClusterConfig } from '../config/index.js';
+import { agentKey } from '../../agents/index.js';
+import type { ClusterConfig } from '../../config/index.js';
 import {
   Dispatcher,
   type AclMessage,
@@ -39,8 +39,8 @@ import {
   type DeliveryRow,
   type Outgoing,
   type StoredMessage,
-} from '../messaging/index.js';
-import { CaxtonError, describeError } from '../shared/errors.js';
+} from '../index.js';
+import { CaxtonError, describeError } from '../../shared/errors.js';
 import type { PgMessageStore } from './pg-message-store.js';
 import { pullLapsed, Pulls } from './pulls.js';
 

@@ -15,8 +15,8 @@
  *    core NATS, so every node's listeners hear every node's conversations.
  */
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
-import type { AgentRegistry } from '../agents/index.js';
-import type { ClusterConfig } from '../config/index.js';
+import type { AgentRegistry } from '../../agents/index.js';
+import type { ClusterConfig } from '../../config/index.js';
 import {
   createStrategy,
   DeliveryEngine,
@@ -36,14 +36,14 @@ import {
   type MessagingConfig,
   type StepStore,
   type StoredMessage,
-} from '../messaging/index.js';
-import type { ActingPrincipals } from '../auth/index.js';
-import type { Metrics } from '../observability/metrics.js';
-import type { Tracer } from '../observability/trace-context.js';
-import { CaxtonError, describeError } from '../shared/errors.js';
-import { markRelayed } from '../shared/relayed.js';
+} from '../index.js';
+import type { ActingPrincipals } from '../../auth/index.js';
+import type { Metrics } from '../../observability/metrics.js';
+import type { Tracer } from '../../observability/trace-context.js';
+import { CaxtonError, describeError } from '../../shared/errors.js';
+import { markRelayed } from '../../shared/relayed.js';
 import { JetStreamQueue } from './jetstream-queue.js';
-import { guardReads, stateUnavailable } from '../storage/pg/index.js';
+import { guardReads, stateUnavailable } from '../../storage/pg/index.js';
 import type { PgMessageStore } from './pg-message-store.js';
 
 /** The read side over the same tables (pg-reads.ts), plus what the agent handler and gauges read. */

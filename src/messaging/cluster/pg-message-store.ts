@@ -27,8 +27,8 @@ import type {
   Page,
   StoredMessage,
   SubscriptionRow,
-} from '../messaging/index.js';
-import { scrubSecrets } from '../shared/secrets.js';
+} from '../index.js';
+import { scrubSecrets } from '../../shared/secrets.js';
 import {
   escapeLiteral,
   inTransaction,
@@ -38,7 +38,7 @@ import {
   quotedSchema,
   StatementBatch,
   type PgMigration,
-} from '../storage/pg/index.js';
+} from '../../storage/pg/index.js';
 import { StepGroups, type StepGroupsOptions } from './step-groups.js';
 
 const MIGRATIONS: readonly PgMigration[] = [
@@ -107,7 +107,7 @@ const MIGRATIONS: readonly PgMigration[] = [
   {
     // The read side's filters (pg-reads.ts), as SQLite's messaging-002: index lookups, not scans.
     // Names fold ASCII case only, like SQLite's NOCASE: the translate() is pg-reads.ts's `folded`,
-    // and a query must spell it the same to use these (test/cluster/pg-reads.test.ts checks).
+    // and a query must spell it the same to use these (test/messaging/cluster/pg-reads.test.ts checks).
     id: 'cluster-messaging-003',
     sql: (s) => `
       CREATE INDEX messages_sender_folded ON ${s}.messages (translate(sender, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz'), seq);
