@@ -20,7 +20,8 @@ import type {
   StoredMessage,
 } from '../index.js';
 import { CaxtonError } from '../../shared/errors.js';
-import { deliveryOf, type PgMessageStore } from './pg-message-store.js';
+import type { PgMessageStore } from './pg-message-store.js';
+import { deliveryOf } from './pg-message-tables.js';
 import { inTransaction } from '../../storage/pg/index.js';
 
 /** `expr` with ASCII letters lower-cased, as SQLite's NOCASE and LIKE compare (the indexes of cluster-messaging-003 are on it). */
