@@ -75,10 +75,10 @@ export interface ClusterBusOptions {
   republish?: { everyMs?: number; afterMs?: number; staleMs?: number };
 }
 
-/** A bus event as it travels between nodes. */
+/** Bus events as they travel between nodes: those of one turn of the sending node's event loop, in order. */
 interface EventWire {
   node: string;
-  event: BusEvent;
+  events: BusEvent[];
 }
 
 const isUniqueViolation = (e: unknown) => (e as { code?: string }).code === '23505';
@@ -99,6 +99,8 @@ export class ClusterBus extends EngineBus implements MessagingBus {
   #timers: NodeJS.Timeout[] = [];
   #state: 'new' | 'running' | 'closed' = 'new';
   readonly #eventSubject: string;
+  /** Events waiting for this turn's publish to the other nodes. */
+  #outbox: BusEvent[] = [];
 
   constructor(opts: ClusterBusOptions) {
     super();
@@ -243,19 +245,34 @@ export class ClusterBus extends EngineBus implements MessagingBus {
   // ---------------------------------------------------------------- events and waiting
 
   #emitAll(events: readonly BusEvent[]): void {
-    for (const e of events) {
-      this.#emitLocal(e);
-      if (this.#state === 'running') {
-        try {
-          this.#o.nc.publish(
-            this.#eventSubject,
-            JSON.stringify({ node: this.#o.cluster.node, event: e } satisfies EventWire),
-          );
-        } catch {
-          // Too large for NATS or the connection is closed: the other nodes read it from PostgreSQL.
-        }
+    for (const e of events) this.#emitLocal(e);
+    if (this.#state !== 'running' || events.length === 0) return;
+    // One NATS message for the events of every step that committed in this turn.
+    if (this.#outbox.length === 0) setImmediate(() => this.#publishEvents());
+    this.#outbox.push(...events);
+  }
+
+  #publishEvents(): void {
+    const events = this.#outbox;
+    this.#outbox = [];
+    if (this.#state !== 'running') return;
+    const node = this.#o.cluster.node;
+    const max = this.#o.nc.info?.max_payload ?? Infinity;
+    const send = (batch: BusEvent[]) => {
+      const wire = JSON.stringify({ node, events: batch } satisfies EventWire);
+      if (batch.length > 1 && Buffer.byteLength(wire) > max) {
+        const half = batch.length >> 1;
+        send(batch.slice(0, half));
+        send(batch.slice(half));
+        return;
       }
-    }
+      try {
+        this.#o.nc.publish(this.#eventSubject, wire);
+      } catch {
+        // Too large for NATS or the connection is closed: the other nodes read it from PostgreSQL.
+      }
+    };
+    send(events);
   }
 
   #emitLocal(e: BusEvent): void {
@@ -270,7 +287,7 @@ export class ClusterBus extends EngineBus implements MessagingBus {
     try {
       const w = JSON.parse(new TextDecoder().decode(data)) as EventWire;
       // Marked: the event store in PostgreSQL has it from the node where it happened (src/shared/relayed.ts).
-      if (w.node !== this.#o.cluster.node) this.#emitLocal(markRelayed(w.event, w.node));
+      if (w.node !== this.#o.cluster.node) for (const e of w.events) this.#emitLocal(markRelayed(e, w.node));
     } catch {
       // Not ours: ignored.
     }

@@ -333,6 +333,8 @@ export class PgMessageStore extends PgMessageSweeps {
     const lockedState = locked?.row?.state as DeliveryRow['state'] | undefined;
     /** The conversation of each message this step inserted (whether its deliveries count as this conversation's). */
     const inserted = new Map<string, string>();
+    /** Whether the conversation's row exists (read with BEGIN under its lock, or written by this step). */
+    let exists = conversation !== undefined;
     return {
       conversation,
       messages: async () =>
@@ -343,11 +345,20 @@ export class PgMessageStore extends PgMessageSweeps {
           )
         ).rows.map(storedOf),
       saveConversation: async (v) => {
+        // The step holds the conversation's lock and read its row with BEGIN: whether the row exists
+        // is known, so it is an INSERT or an UPDATE, never an upsert; a group's merge into one
+        // statement of each (the UPDATE from VALUES, like a done-marking).
+        const fresh = !exists;
+        exists = true;
         b.later(
-          `INSERT INTO ${s}.conversations (id, protocol, state, initiator, participants, capability, turns, max_turns, created_at, updated_at, expires_at, reason)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-           ON CONFLICT (id) DO UPDATE SET protocol = excluded.protocol, state = excluded.state, participants = excluded.participants,
-             turns = excluded.turns, max_turns = excluded.max_turns, updated_at = excluded.updated_at, expires_at = excluded.expires_at, reason = excluded.reason`,
+          fresh
+            ? `INSERT INTO ${s}.conversations (id, protocol, state, initiator, participants, capability, turns, max_turns, created_at, updated_at, expires_at, reason)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`
+            : `UPDATE ${s}.conversations AS c SET protocol = v.protocol, state = v.state, participants = v.participants, turns = v.turns,
+             max_turns = v.max_turns, updated_at = v.updated_at, expires_at = v.expires_at, reason = v.reason
+           FROM (VALUES ($1::text, $2::text, $3::text, $4::text, $5::text, $6::text, $7::integer, $8::integer, $9::text, $10::text, $11::text, $12::text))
+             AS v(id, protocol, state, initiator, participants, capability, turns, max_turns, created_at, updated_at, expires_at, reason)
+           WHERE c.id = v.id`,
           [
             v.id,
             v.protocol,
@@ -394,6 +405,21 @@ export class PgMessageStore extends PgMessageSweeps {
           else pending.valid = false;
         }
         if (locked?.id === did) locked = undefined;
+        if (
+          to.state === 'done' &&
+          to.last_error === undefined &&
+          to.receiver === undefined &&
+          to.next_at === undefined &&
+          to.publish_tag === undefined
+        ) {
+          // A done-marking: one UPDATE from VALUES, which a group's done-markings share.
+          b.later(
+            `UPDATE ${s}.deliveries AS d SET state = 'done', attempts = v.attempts, updated_at = v.at
+             FROM (VALUES ($1::bigint, $2::integer, $3::text)) AS v(id, attempts, at) WHERE d.id = v.id`,
+            [did, to.attempts, now],
+          );
+          return;
+        }
         const tag = to.publish_tag ?? null;
         b.later(
           `UPDATE ${s}.deliveries SET state = $1, attempts = $2, last_error = COALESCE($3, last_error), receiver = COALESCE($4, receiver), next_at = COALESCE($5, next_at), updated_at = $6,

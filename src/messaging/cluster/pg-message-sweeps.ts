@@ -33,7 +33,7 @@ export class PgMessageSweeps extends PgMessageRows {
       // #beginGroup): the two never wait for each other in a cycle.
       `UPDATE ${this.s}.deliveries d SET unpublished_since = NULL FROM (
          SELECT x.id FROM ${this.s}.deliveries x JOIN unnest($1::bigint[], $2::text[]) AS p(id, tag) ON x.id = p.id AND x.publish_tag = p.tag
-         WHERE x.unpublished_since IS NOT NULL ORDER BY x.id FOR UPDATE OF x) AS l WHERE d.id = l.id`,
+         WHERE x.unpublished_since IS NOT NULL AND x.state = 'pending' ORDER BY x.id FOR UPDATE OF x) AS l WHERE d.id = l.id`,
       [published.map((p) => p.id), published.map((p) => p.tag)],
     );
   }
