@@ -16,6 +16,7 @@ export type BusReads = Pick<
 export interface BusStats {
   queued: number;
   running: number;
+  /** Deliveries waiting for their retry: this node's on one node; a cluster's across its nodes (read every 2 s). */
   retrying: number;
   open_conversations: number;
   dead_letters: number;

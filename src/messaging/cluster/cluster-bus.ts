@@ -95,7 +95,8 @@ export class ClusterBus extends EngineBus implements MessagingBus {
   #events: Subscription | undefined;
   /** Callers waiting for a conversation to end; told its final state, or nothing (read it again) when the bus closes. */
   readonly #waiters = new Map<ConversationId, Set<(c?: Conversation) => void>>();
-  #counts = { open: 0, dead: 0 };
+  /** The shared state's gauges, read every 2 s (a retry or dead letter made here counts at once). */
+  #counts = { open: 0, dead: 0, retrying: 0 };
   #timers: NodeJS.Timeout[] = [];
   #state: 'new' | 'running' | 'closed' = 'new';
   readonly #eventSubject: string;
@@ -121,6 +122,7 @@ export class ClusterBus extends EngineBus implements MessagingBus {
       deliver: (d, signal) => this.engine.deliver(d, signal),
       serves: (receiver) => this.engine.serves(receiver),
       onDead: () => this.#counts.dead++,
+      onRetry: () => this.#counts.retrying++,
       log: this.#log,
       ...(opts.republish && { republish: opts.republish }),
     });
@@ -201,7 +203,7 @@ export class ClusterBus extends EngineBus implements MessagingBus {
     return {
       queued: this.#queue.size,
       running: this.#queue.running,
-      retrying: 0,
+      retrying: this.#counts.retrying,
       open_conversations: this.#counts.open,
       dead_letters: this.#counts.dead,
       max_queue: this.#cfg.max_queue,

@@ -173,6 +173,8 @@ export interface JetStreamQueueOptions {
   serves(receiver: string): boolean;
   /** A delivery was dead-lettered here (the node's gauge counts it before its next refresh). */
   onDead?(): void;
+  /** A delivery went back to the stream to wait for its retry (counted likewise). */
+  onRetry?(): void;
   log: {
     warn(obj: object, msg: string): void;
     error(obj: object, msg: string): void;
@@ -362,6 +364,7 @@ export class JetStreamQueue implements DeliveryQueue {
 
   /** The stream holds it until then: any node may run the retry. */
   retry(d: Delivery, delayMs: number): void {
+    this.#o.onRetry?.();
     this.#release(d.id)?.nak(delayMs);
   }
 

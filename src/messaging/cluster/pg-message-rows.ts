@@ -32,14 +32,16 @@ export class PgMessageRows {
     ).rows;
   }
 
-  /** Open conversations and dead letters, for the node's gauges (one round trip). */
-  async counts(): Promise<{ open: number; dead: number }> {
+  /** Open conversations, dead letters and deliveries waiting for a retry (their next attempt later than now), for the node's gauges (one round trip). */
+  async counts(): Promise<{ open: number; dead: number; retrying: number }> {
     const r = (
-      await this.pool.query<{ open: string; dead: string }>(
-        `SELECT (SELECT count(*) FROM ${this.s}.conversations WHERE state IN ('initiated', 'in_progress')) AS open, (SELECT count(*) FROM ${this.s}.deliveries WHERE state = 'dead') AS dead`,
+      await this.pool.query<{ open: string; dead: string; retrying: string }>(
+        `SELECT (SELECT count(*) FROM ${this.s}.conversations WHERE state IN ('initiated', 'in_progress')) AS open, (SELECT count(*) FROM ${this.s}.deliveries WHERE state = 'dead') AS dead,
+           (SELECT count(*) FROM ${this.s}.deliveries WHERE state = 'pending' AND next_at > $1) AS retrying`,
+        [Date.now()],
       )
     ).rows[0]!;
-    return { open: Number(r.open), dead: Number(r.dead) };
+    return { open: Number(r.open), dead: Number(r.dead), retrying: Number(r.retrying) };
   }
 
   /** The store answers (readiness: PostgreSQL reachable). */
