@@ -113,7 +113,7 @@ export const clusterConfigSchema = z
         error: 'set exactly one of url and url_env (the environment variable holding the URL)',
       })
       .optional(),
-    /** Delivery on JetStream (src/cluster/jetstream-queue.ts, ADR 0038). */
+    /** Delivery on JetStream (src/messaging/cluster/jetstream-queue.ts, ADR 0038). */
     delivery: z
       .strictObject({
         /** The work-queue stream holding the deliveries. */

@@ -16,6 +16,7 @@ export type BusReads = Pick<
 export interface BusStats {
   queued: number;
   running: number;
+  /** Deliveries waiting for their retry: this node's on one node; a cluster's across its nodes (read every 2 s). */
   retrying: number;
   open_conversations: number;
   dead_letters: number;
@@ -25,7 +26,7 @@ export interface BusStats {
 /**
  * The message bus as the rest of the server sees it: the one delivery engine (engine/engine.ts)
  * over SQLite and the in-process dispatcher on one node (`MessageBus`, bus.ts), or over PostgreSQL
- * and JetStream in a cluster (`ClusterBus`, src/cluster/cluster-bus.ts). Routes, host tools and
+ * and JetStream in a cluster (`ClusterBus`, src/messaging/cluster/cluster-bus.ts). Routes, host tools and
  * components depend on this, never on either.
  */
 export interface MessagingBus {

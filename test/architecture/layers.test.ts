@@ -38,6 +38,19 @@ const EXCEPTIONS: readonly { from: string; to: string; why: string }[] = [
   },
 ];
 
+/**
+ * Adapters kept beside their port inside a folder: the rest of the folder (its core) never imports
+ * them, they import the core only through its entry point, and other folders reach them only
+ * through their own entry point. Dependencies inside the folder then point one way too.
+ */
+const BESIDE: readonly { adapters: string; core: string; why: string }[] = [
+  {
+    adapters: 'messaging/cluster',
+    core: 'messaging/index.ts',
+    why: "the messaging ports' PostgreSQL and JetStream adapters (a cluster's bus)",
+  },
+];
+
 interface Import {
   /** File importing, relative to src/. */
   file: string;
@@ -86,6 +99,25 @@ function violations(imports: readonly Import[], layers = LAYERS, exceptions = EX
   return bad;
 }
 
+/** The imports that cross a BESIDE boundary the wrong way. */
+function besideViolations(imports: readonly Import[], beside = BESIDE): string[] {
+  const bad: string[] = [];
+  for (const { adapters, core } of beside) {
+    const inside = (path: string) => path.startsWith(`${adapters}/`);
+    const entry = `${adapters}/index.ts`;
+    const folder = folderOf(adapters);
+    for (const i of imports) {
+      if (inside(i.file) && !inside(i.target) && folderOf(i.target) === folder && i.target !== core)
+        bad.push(`${i.file} → ${i.target}: ${adapters} imports ${folder} only through ${core}`);
+      else if (!inside(i.file) && inside(i.target) && folderOf(i.file) === folder)
+        bad.push(`${i.file} → ${i.target}: ${folder} does not import its adapters (${adapters})`);
+      else if (!inside(i.file) && inside(i.target) && i.target !== entry)
+        bad.push(`${i.file} → ${i.target}: ${adapters} is reached through ${entry}`);
+    }
+  }
+  return bad;
+}
+
 describe('layers (docs/architecture.md, "Layers")', () => {
   const imports = allImports();
 
@@ -106,6 +138,30 @@ describe('layers (docs/architecture.md, "Layers")', () => {
       expect(imports.some((i) => i.file === e.from && i.target === e.to)).toBe(true);
       expect(importsOf(e.to)).toEqual([]);
     }
+  });
+
+  it('adapters beside their port: the core never imports them, they import the core through its entry point', () => {
+    for (const { adapters } of BESIDE) {
+      expect(imports.some((i) => i.file.startsWith(`${adapters}/`))).toBe(true);
+      expect(imports.some((i) => i.target === `${adapters}/index.ts` && !i.file.startsWith(`${adapters}/`))).toBe(true);
+    }
+    expect(besideViolations(imports)).toEqual([]);
+  });
+
+  it('catches an adapter reaching past the core entry, the core importing an adapter, and a caller skipping the entry', () => {
+    expect(
+      besideViolations([
+        { file: 'messaging/cluster/pg-message-store.ts', target: 'messaging/store.ts' },
+        { file: 'messaging/cluster/pg-message-store.ts', target: 'messaging/index.ts' },
+        { file: 'messaging/bus.ts', target: 'messaging/cluster/index.ts' },
+        { file: 'server/components/cluster.ts', target: 'messaging/cluster/cluster-bus.ts' },
+        { file: 'server/components/cluster.ts', target: 'messaging/cluster/index.ts' },
+      ]),
+    ).toEqual([
+      'messaging/cluster/pg-message-store.ts → messaging/store.ts: messaging/cluster imports messaging only through messaging/index.ts',
+      'messaging/bus.ts → messaging/cluster/index.ts: messaging does not import its adapters (messaging/cluster)',
+      'server/components/cluster.ts → messaging/cluster/cluster-bus.ts: messaging/cluster is reached through messaging/cluster/index.ts',
+    ]);
   });
 
   it('catches an upward import, a peer import and a folder without a layer', () => {

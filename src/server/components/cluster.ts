@@ -16,11 +16,8 @@ import {
   DirectorySync,
   KeySync,
   Membership,
-  PgMessageReads,
-  ClusterBus,
-  PgMessageStore,
-  type ClusterBusOptions,
 } from '../../cluster/index.js';
+import { ClusterBus, PgMessageReads, PgMessageStore, type ClusterBusOptions } from '../../messaging/cluster/index.js';
 import { clusterStateConfig, type ClusterConfig } from '../../config/index.js';
 import { PgEventStore, relayEvents, type Logger } from '../../observability/index.js';
 import type { EventLog } from '../../observability/events.js';

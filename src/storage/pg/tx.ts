@@ -151,13 +151,16 @@ interface RowInsert {
 
 const ROW_INSERT =
   /^(\s*INSERT INTO [^\s(]+\s*\([^()]*\)\s*VALUES\s*)\(([^()]*)\)(\s*(?:ON CONFLICT\s*\([^()]*\)\s*DO (?:NOTHING|UPDATE SET [^()]*))?\s*)$/;
+/** An UPDATE from one row of VALUES (`UPDATE t AS x SET … FROM (VALUES (row)) AS v(…) WHERE …`): more rows update more rows. */
+const ROW_UPDATE =
+  /^(\s*UPDATE [^\s(]+ AS \w+ SET [^()]*\s+FROM \(VALUES\s*)\(([^()]*)\)(\)\s*AS \w+\s*\([^()]*\)\s*WHERE [^()]*)$/;
 const shapes = new Map<string, RowInsert | null>();
 
-/** `sql` as a one-row INSERT that can take more rows, or null; remembered per template (a few fixed strings). */
+/** `sql` as a one-row INSERT (or UPDATE from VALUES) that can take more rows, or null; remembered per template (a few fixed strings). */
 function rowInsert(sql: string): RowInsert | null {
   let shape = shapes.get(sql);
   if (shape === undefined) {
-    const m = ROW_INSERT.exec(sql);
+    const m = ROW_INSERT.exec(sql) ?? ROW_UPDATE.exec(sql);
     shape = m && !/\bRETURNING\b/i.test(m[3]!) ? { head: m[1]!, row: m[2]!, tail: m[3]! } : null;
     if (shapes.size >= 256) shapes.clear();
     shapes.set(sql, shape);
@@ -167,7 +170,8 @@ function rowInsert(sql: string): RowInsert | null {
 
 /**
  * The statements of `writes`, in order, with INSERTs of one template merged into one multi-row
- * INSERT where no step's own order changes: a write joins the latest statement of its template
+ * INSERT (and UPDATEs from one row of VALUES into one UPDATE from all the rows) where no step's
+ * own order changes: a write joins the latest statement of its template
  * only if that statement comes after every statement its step already has (so each step's writes
  * run in the order it made them, and a statement holds at most one row of each step). Steps of a
  * group are of distinct conversations and write distinct rows, so moving one step's write before

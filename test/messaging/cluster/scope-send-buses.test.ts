@@ -8,9 +8,10 @@
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AgentRegistry } from '../../src/agents/index.js';
-import { ApiKeyStore, PrincipalDirectory, type Principal } from '../../src/auth/index.js';
-import { ClusterBus, clusterConfigSchema, PgMessageReads, PgMessageStore } from '../../src/cluster/index.js';
+import { AgentRegistry } from '../../../src/agents/index.js';
+import { ApiKeyStore, PrincipalDirectory, type Principal } from '../../../src/auth/index.js';
+import { clusterConfigSchema } from '../../../src/config/index.js';
+import { ClusterBus, PgMessageReads, PgMessageStore } from '../../../src/messaging/cluster/index.js';
 import {
   MESSAGING_MIGRATIONS,
   MessageBus,
@@ -18,13 +19,13 @@ import {
   newMessageId,
   type AclMessage,
   type MessagingBus,
-} from '../../src/messaging/index.js';
-import { CaxtonError } from '../../src/shared/errors.js';
-import { migrate, openDatabase, type Db } from '../../src/storage/index.js';
-import { aclMessage, agentDef, deploy, messagingConfig } from '../messaging/helpers.js';
-import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';
-import { hasSystem, TEST_PG_URL } from '../helpers/system.js';
-import { makeTempDir, removeTempDirs } from '../helpers/tmp.js';
+} from '../../../src/messaging/index.js';
+import { CaxtonError } from '../../../src/shared/errors.js';
+import { migrate, openDatabase, type Db } from '../../../src/storage/index.js';
+import { aclMessage, agentDef, deploy, messagingConfig } from '../helpers.js';
+import { startNatsServer, type NatsServer } from '../../helpers/nats-server.js';
+import { hasSystem, TEST_PG_URL } from '../../helpers/system.js';
+import { makeTempDir, removeTempDirs } from '../../helpers/tmp.js';
 
 const cluster = hasSystem('nats-server') && hasSystem('postgresql');
 

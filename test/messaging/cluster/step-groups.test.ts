@@ -1,11 +1,11 @@
 /**
- * StepGroups (src/cluster/step-groups.ts): how waiting conversation steps become groups. A group
+ * StepGroups (src/messaging/cluster/step-groups.ts): how waiting conversation steps become groups. A group
  * never holds two steps of one conversation, a conversation is never in two running groups, at
  * most `concurrent` groups run, steps keep their arrival order, and an idle queue starts a step at
  * once, alone.
  */
 import { describe, expect, it } from 'vitest';
-import { StepGroups } from '../../src/cluster/step-groups.js';
+import { StepGroups } from '../../../src/messaging/cluster/step-groups.js';
 
 interface Job {
   key: string;

@@ -1,5 +1,5 @@
 /**
- * The pulls of a delivery loop (src/cluster/pulls.ts) on a real `nats-server -js`, reached through
+ * The pulls of a delivery loop (src/messaging/cluster/pulls.ts) on a real `nats-server -js`, reached through
  * a relay that can lose one frame on its way to the client: the "408 Request Timeout" that ends a
  * fetch at its expiry, which nats-server before 2.9.15 sometimes never sends (a pull that expires
  * as a message arrives is dropped silently). The loop must pull again once that fetch is overdue,
@@ -9,14 +9,14 @@
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import type { JsMsg } from '@nats-io/jetstream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openDeliveryStream } from '../../src/cluster/jetstream-queue.js';
-import { Pulls } from '../../src/cluster/pulls.js';
-import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';
-import { natsFrameDropper, type NatsFrame } from '../helpers/nats-frames.js';
-import { hasSystem } from '../helpers/system.js';
-import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.js';
-import { removeTempDirs } from '../helpers/tmp.js';
-import { waitUntil } from '../helpers/wait.js';
+import { openDeliveryStream } from '../../../src/messaging/cluster/jetstream-queue.js';
+import { Pulls } from '../../../src/messaging/cluster/pulls.js';
+import { startNatsServer, type NatsServer } from '../../helpers/nats-server.js';
+import { natsFrameDropper, type NatsFrame } from '../../helpers/nats-frames.js';
+import { hasSystem } from '../../helpers/system.js';
+import { startTcpProxy, type TcpProxy } from '../../helpers/tcp-proxy.js';
+import { removeTempDirs } from '../../helpers/tmp.js';
+import { waitUntil } from '../../helpers/wait.js';
 
 const run = hasSystem('nats-server');
 let nats: NatsServer;

@@ -14,7 +14,7 @@
  * bring is kept out of the next pulls (`owed`), so the loop never asks for more than its room.
  */
 import type { Consumer, JsMsg } from '@nats-io/jetstream';
-import { describeError } from '../shared/errors.js';
+import { describeError } from '../../shared/errors.js';
 
 export interface PullsOptions {
   /** How long the server keeps each pull open (default 1 s, the least nats.js allows). */

@@ -1,5 +1,5 @@
 /**
- * The read side of the cluster's message state (src/cluster/pg-reads.ts) on the machine's
+ * The read side of the cluster's message state (src/messaging/cluster/pg-reads.ts) on the machine's
  * PostgreSQL: one fixture of conversations, messages and delivery rows, written through
  * PgMessageStore's steps, read back by every method and filter with the expected rows spelled
  * out (each filter narrows: ignoring one changes the answer), and the same fixture written to
@@ -10,8 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { conversationVisible, messageVisible } from '../../src/auth/index.js';
-import { PgMessageReads, PgMessageStore } from '../../src/cluster/index.js';
+import { conversationVisible, messageVisible } from '../../../src/auth/index.js';
+import { PgMessageReads, PgMessageStore } from '../../../src/messaging/cluster/index.js';
 import {
   MESSAGING_MIGRATIONS,
   type AclMessage,
@@ -20,10 +20,10 @@ import {
   type DeadLetterFilter,
   type MessageFilter,
   type MessageId,
-} from '../../src/messaging/index.js';
-import { MessageStore } from '../../src/messaging/store.js';
-import { migrate, openDatabase, type Db } from '../../src/storage/index.js';
-import { hasSystem, TEST_PG_URL } from '../helpers/system.js';
+} from '../../../src/messaging/index.js';
+import { MessageStore } from '../../../src/messaging/store.js';
+import { migrate, openDatabase, type Db } from '../../../src/storage/index.js';
+import { hasSystem, TEST_PG_URL } from '../../helpers/system.js';
 
 const run = hasSystem('postgresql');
 const schema = `caxton_pgreads_${process.pid}_${Date.now()}`;

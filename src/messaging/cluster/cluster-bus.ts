@@ -15,8 +15,8 @@
  *    core NATS, so every node's listeners hear every node's conversations.
  */
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
-import type { AgentRegistry } from '../agents/index.js';
-import type { ClusterConfig } from '../config/index.js';
+import type { AgentRegistry } from '../../agents/index.js';
+import type { ClusterConfig } from '../../config/index.js';
 import {
   createStrategy,
   DeliveryEngine,
@@ -36,14 +36,14 @@ import {
   type MessagingConfig,
   type StepStore,
   type StoredMessage,
-} from '../messaging/index.js';
-import type { ActingPrincipals } from '../auth/index.js';
-import type { Metrics } from '../observability/metrics.js';
-import type { Tracer } from '../observability/trace-context.js';
-import { CaxtonError, describeError } from '../shared/errors.js';
-import { markRelayed } from '../shared/relayed.js';
+} from '../index.js';
+import type { ActingPrincipals } from '../../auth/index.js';
+import type { Metrics } from '../../observability/metrics.js';
+import type { Tracer } from '../../observability/trace-context.js';
+import { CaxtonError, describeError } from '../../shared/errors.js';
+import { markRelayed } from '../../shared/relayed.js';
 import { JetStreamQueue } from './jetstream-queue.js';
-import { guardReads, stateUnavailable } from '../storage/pg/index.js';
+import { guardReads, stateUnavailable } from '../../storage/pg/index.js';
 import type { PgMessageStore } from './pg-message-store.js';
 
 /** The read side over the same tables (pg-reads.ts), plus what the agent handler and gauges read. */
@@ -75,10 +75,10 @@ export interface ClusterBusOptions {
   republish?: { everyMs?: number; afterMs?: number; staleMs?: number };
 }
 
-/** A bus event as it travels between nodes. */
+/** Bus events as they travel between nodes: those of one turn of the sending node's event loop, in order. */
 interface EventWire {
   node: string;
-  event: BusEvent;
+  events: BusEvent[];
 }
 
 const isUniqueViolation = (e: unknown) => (e as { code?: string }).code === '23505';
@@ -95,10 +95,13 @@ export class ClusterBus extends EngineBus implements MessagingBus {
   #events: Subscription | undefined;
   /** Callers waiting for a conversation to end; told its final state, or nothing (read it again) when the bus closes. */
   readonly #waiters = new Map<ConversationId, Set<(c?: Conversation) => void>>();
-  #counts = { open: 0, dead: 0 };
+  /** The shared state's gauges, read every 2 s (a retry or dead letter made here counts at once). */
+  #counts = { open: 0, dead: 0, retrying: 0 };
   #timers: NodeJS.Timeout[] = [];
   #state: 'new' | 'running' | 'closed' = 'new';
   readonly #eventSubject: string;
+  /** Events waiting for this turn's publish to the other nodes. */
+  #outbox: BusEvent[] = [];
 
   constructor(opts: ClusterBusOptions) {
     super();
@@ -119,6 +122,7 @@ export class ClusterBus extends EngineBus implements MessagingBus {
       deliver: (d, signal) => this.engine.deliver(d, signal),
       serves: (receiver) => this.engine.serves(receiver),
       onDead: () => this.#counts.dead++,
+      onRetry: () => this.#counts.retrying++,
       log: this.#log,
       ...(opts.republish && { republish: opts.republish }),
     });
@@ -199,7 +203,7 @@ export class ClusterBus extends EngineBus implements MessagingBus {
     return {
       queued: this.#queue.size,
       running: this.#queue.running,
-      retrying: 0,
+      retrying: this.#counts.retrying,
       open_conversations: this.#counts.open,
       dead_letters: this.#counts.dead,
       max_queue: this.#cfg.max_queue,
@@ -243,19 +247,34 @@ export class ClusterBus extends EngineBus implements MessagingBus {
   // ---------------------------------------------------------------- events and waiting
 
   #emitAll(events: readonly BusEvent[]): void {
-    for (const e of events) {
-      this.#emitLocal(e);
-      if (this.#state === 'running') {
-        try {
-          this.#o.nc.publish(
-            this.#eventSubject,
-            JSON.stringify({ node: this.#o.cluster.node, event: e } satisfies EventWire),
-          );
-        } catch {
-          // Too large for NATS or the connection is closed: the other nodes read it from PostgreSQL.
-        }
+    for (const e of events) this.#emitLocal(e);
+    if (this.#state !== 'running' || events.length === 0) return;
+    // One NATS message for the events of every step that committed in this turn.
+    if (this.#outbox.length === 0) setImmediate(() => this.#publishEvents());
+    this.#outbox.push(...events);
+  }
+
+  #publishEvents(): void {
+    const events = this.#outbox;
+    this.#outbox = [];
+    if (this.#state !== 'running') return;
+    const node = this.#o.cluster.node;
+    const max = this.#o.nc.info?.max_payload ?? Infinity;
+    const send = (batch: BusEvent[]) => {
+      const wire = JSON.stringify({ node, events: batch } satisfies EventWire);
+      if (batch.length > 1 && Buffer.byteLength(wire) > max) {
+        const half = batch.length >> 1;
+        send(batch.slice(0, half));
+        send(batch.slice(half));
+        return;
       }
-    }
+      try {
+        this.#o.nc.publish(this.#eventSubject, wire);
+      } catch {
+        // Too large for NATS or the connection is closed: the other nodes read it from PostgreSQL.
+      }
+    };
+    send(events);
   }
 
   #emitLocal(e: BusEvent): void {
@@ -270,7 +289,7 @@ export class ClusterBus extends EngineBus implements MessagingBus {
     try {
       const w = JSON.parse(new TextDecoder().decode(data)) as EventWire;
       // Marked: the event store in PostgreSQL has it from the node where it happened (src/shared/relayed.ts).
-      if (w.node !== this.#o.cluster.node) this.#emitLocal(markRelayed(w.event, w.node));
+      if (w.node !== this.#o.cluster.node) for (const e of w.events) this.#emitLocal(markRelayed(e, w.node));
     } catch {
       // Not ours: ignored.
     }

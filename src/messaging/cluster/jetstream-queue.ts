@@ -28,8 +28,8 @@ import {
   type JetStreamClient,
   type JsMsg,
 } from '@nats-io/jetstream';
-import { agentKey } from '../agents/index.js';
-import type { ClusterConfig } from '../config/index.js';
+import { agentKey } from '../../agents/index.js';
+import type { ClusterConfig } from '../../config/index.js';
 import {
   Dispatcher,
   type AclMessage,
@@ -39,8 +39,8 @@ import {
   type DeliveryRow,
   type Outgoing,
   type StoredMessage,
-} from '../messaging/index.js';
-import { CaxtonError, describeError } from '../shared/errors.js';
+} from '../index.js';
+import { CaxtonError, describeError } from '../../shared/errors.js';
 import type { PgMessageStore } from './pg-message-store.js';
 import { pullLapsed, Pulls } from './pulls.js';
 
@@ -154,6 +154,8 @@ interface Wire {
 
 /** The delivery's envelope around the message (row id, receiver, JSON keys), with room to spare. */
 const WIRE_OVERHEAD = 512;
+/** How long stopping waits for the PubAck marks still due to be written. */
+const STOP_MARKS_MS = 2000;
 /** Times a delivery to an agent this node lacks goes back to the stream before it is run here anyway. */
 const HAND_BACKS = 10;
 
@@ -171,6 +173,8 @@ export interface JetStreamQueueOptions {
   serves(receiver: string): boolean;
   /** A delivery was dead-lettered here (the node's gauge counts it before its next refresh). */
   onDead?(): void;
+  /** A delivery went back to the stream to wait for its retry (counted likewise). */
+  onRetry?(): void;
   log: {
     warn(obj: object, msg: string): void;
     error(obj: object, msg: string): void;
@@ -199,8 +203,8 @@ export class JetStreamQueue implements DeliveryQueue {
   #room: (() => void) | undefined;
   #running = false;
   #timers: NodeJS.Timeout[] = [];
-  /** PubAcks not yet recorded on their rows (see #confirm). */
-  #confirmed: { id: number; tag: string }[] = [];
+  /** PubAcks not yet recorded on their rows, by row id: the tag and when it came (see #confirm). */
+  readonly #confirmed = new Map<number, { tag: string; at: number }>();
   #confirming: Promise<void> | undefined;
   #republishing = false;
   /**
@@ -272,6 +276,7 @@ export class JetStreamQueue implements DeliveryQueue {
       setInterval(() => {
         for (const m of this.#held.values()) m.working();
       }, every),
+      setInterval(() => this.#flushConfirmed(this.#markAfter()), this.#markAfter()),
     ];
     for (const t of this.#timers) t.unref();
     this.#loop = this.#fetchLoop();
@@ -289,7 +294,14 @@ export class JetStreamQueue implements DeliveryQueue {
     await this.#loop;
     if (started) for (const m of this.#held.values()) m.nak();
     this.#held.clear();
+    // The PubAcks not recorded yet, for the deliveries left pending: the reconciliation sweep takes
+    // only rows marked published. Bounded: with PostgreSQL away they are the republish sweep's.
     await this.#confirming;
+    let bound: NodeJS.Timeout | undefined;
+    await Promise.race([
+      this.#flushConfirmed(0),
+      new Promise<void>((r) => (bound = setTimeout(r, STOP_MARKS_MS).unref())),
+    ]).finally(() => clearTimeout(bound));
   }
 
   admit(m: AclMessage): void {
@@ -341,6 +353,8 @@ export class JetStreamQueue implements DeliveryQueue {
   }
 
   done(d: Delivery, how: 'ack' | 'dead'): void {
+    // Finished: the row is no longer pending, so its publish mark is never read (see #confirm).
+    this.#confirmed.delete(d.id);
     const m = this.#release(d.id);
     if (how === 'dead') {
       m?.term('dead letter');
@@ -350,6 +364,7 @@ export class JetStreamQueue implements DeliveryQueue {
 
   /** The stream holds it until then: any node may run the retry. */
   retry(d: Delivery, delayMs: number): void {
+    this.#o.onRetry?.();
     this.#release(d.id)?.nak(delayMs);
   }
 
@@ -363,28 +378,48 @@ export class JetStreamQueue implements DeliveryQueue {
   }
 
   /**
-   * Records a PubAck on the row, batched: one UPDATE for what was confirmed meanwhile. A record
-   * lost (this node dies first, PostgreSQL is away) costs one publish again by the republish
-   * sweep, under the same Nats-Msg-Id: JetStream drops it within its duplicate window.
+   * Remembers a PubAck, to record on the row only if the delivery is still unfinished here after
+   * #markAfter: the mark is read by the republish sweep, which takes pending rows only, so a
+   * delivery finished by then (most are) needs no write for it. The marks still due go in one
+   * UPDATE per period. A mark lost (this node dies first, PostgreSQL is away) costs one publish
+   * again by the republish sweep, under the same Nats-Msg-Id: JetStream drops it within its
+   * duplicate window.
    */
   #confirm(o: Outgoing): void {
-    this.#confirmed.push({ id: o.id, tag: o.tag ?? '' });
-    this.#confirming ??= new Promise<void>((r) => setImmediate(r)).then(() => this.#flushConfirmed());
+    this.#confirmed.set(o.id, { tag: o.tag ?? '', at: Date.now() });
   }
 
-  async #flushConfirmed(): Promise<void> {
-    while (this.#confirmed.length > 0) {
-      const batch = this.#confirmed.splice(0, 1000);
-      try {
-        await this.#o.store.markPublished(batch);
-      } catch (e) {
-        this.#o.log.warn(
-          { deliveries: batch.length, err: describeError(e) },
-          'could not record that deliveries were published; the republish sweep sends them again (JetStream drops the copies)',
-        );
+  /** How long a PubAck waits before it is recorded: well before the republish sweep would take the row as unconfirmed. */
+  #markAfter(): number {
+    const after = this.#o.republish?.afterMs ?? Math.max(5000, 2 * this.#o.cluster.delivery.publish_timeout);
+    return Math.max(10, Math.min(1000, Math.floor(after / 2)));
+  }
+
+  /** Records the PubAcks older than `olderThanMs`, in one UPDATE per thousand. */
+  async #flushConfirmed(olderThanMs: number): Promise<void> {
+    if (this.#confirming) return this.#confirming;
+    const cutoff = Date.now() - olderThanMs;
+    const due: { id: number; tag: string }[] = [];
+    for (const [id, c] of this.#confirmed)
+      if (c.at <= cutoff) {
+        due.push({ id, tag: c.tag });
+        this.#confirmed.delete(id);
       }
-    }
-    this.#confirming = undefined;
+    if (due.length === 0) return;
+    this.#confirming = (async () => {
+      for (let i = 0; i < due.length; i += 1000) {
+        const batch = due.slice(i, i + 1000);
+        try {
+          await this.#o.store.markPublished(batch);
+        } catch (e) {
+          this.#o.log.warn(
+            { deliveries: batch.length, err: describeError(e) },
+            'could not record that deliveries were published; the republish sweep sends them again (JetStream drops the copies)',
+          );
+        }
+      }
+    })().finally(() => (this.#confirming = undefined));
+    return this.#confirming;
   }
 
   /**

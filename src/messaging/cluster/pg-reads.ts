@@ -8,7 +8,7 @@
  * snapshot, as they do from SQLite's single synchronous call.
  */
 import type pg from 'pg';
-import { conversationScopeSql, messageScopeSql } from '../auth/index.js';
+import { conversationScopeSql, messageScopeSql } from '../../auth/index.js';
 import type {
   AclMessage,
   Conversation,
@@ -18,10 +18,11 @@ import type {
   MessageFilter,
   Page,
   StoredMessage,
-} from '../messaging/index.js';
-import { CaxtonError } from '../shared/errors.js';
-import { deliveryOf, type PgMessageStore } from './pg-message-store.js';
-import { inTransaction } from '../storage/pg/index.js';
+} from '../index.js';
+import { CaxtonError } from '../../shared/errors.js';
+import type { PgMessageStore } from './pg-message-store.js';
+import { deliveryOf } from './pg-message-tables.js';
+import { inTransaction } from '../../storage/pg/index.js';
 
 /** `expr` with ASCII letters lower-cased, as SQLite's NOCASE and LIKE compare (the indexes of cluster-messaging-003 are on it). */
 const folded = (expr: string): string =>

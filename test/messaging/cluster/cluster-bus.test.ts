@@ -13,22 +13,23 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { AgentRegistry } from '../../src/agents/index.js';
-import { ClusterBus, clusterConfigSchema, PgMessageReads, PgMessageStore } from '../../src/cluster/index.js';
+import { AgentRegistry } from '../../../src/agents/index.js';
+import { clusterConfigSchema } from '../../../src/config/index.js';
+import { ClusterBus, PgMessageReads, PgMessageStore } from '../../../src/messaging/cluster/index.js';
 import type {
   AgentAnswer,
   AclMessage,
   Conversation,
   InProcessHandler,
   MessagingConfig,
-} from '../../src/messaging/index.js';
-import { CaxtonError } from '../../src/shared/errors.js';
-import { agentDef, deploy, messagingConfig } from '../messaging/helpers.js';
-import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';
-import { hasSystem, TEST_PG_URL } from '../helpers/system.js';
-import { startPgProxy, startTcpProxy } from '../helpers/tcp-proxy.js';
-import { removeTempDirs } from '../helpers/tmp.js';
-import { waitUntil } from '../helpers/wait.js';
+} from '../../../src/messaging/index.js';
+import { CaxtonError } from '../../../src/shared/errors.js';
+import { agentDef, deploy, messagingConfig } from '../helpers.js';
+import { startNatsServer, type NatsServer } from '../../helpers/nats-server.js';
+import { hasSystem, TEST_PG_URL } from '../../helpers/system.js';
+import { startPgProxy, startTcpProxy } from '../../helpers/tcp-proxy.js';
+import { removeTempDirs } from '../../helpers/tmp.js';
+import { waitUntil } from '../../helpers/wait.js';
 
 const run = hasSystem('nats-server') && hasSystem('postgresql');
 const ACK_WAIT_MS = 1_500;

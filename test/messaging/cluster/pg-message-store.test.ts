@@ -7,9 +7,9 @@
  */
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PgMessageStore, type ConversationStep } from '../../src/cluster/index.js';
-import type { AclMessage, Conversation, ConversationId } from '../../src/messaging/index.js';
-import { hasSystem, TEST_PG_URL } from '../helpers/system.js';
+import { PgMessageStore, type ConversationStep } from '../../../src/messaging/cluster/index.js';
+import type { AclMessage, Conversation, ConversationId } from '../../../src/messaging/index.js';
+import { hasSystem, TEST_PG_URL } from '../../helpers/system.js';
 
 const run = hasSystem('postgresql');
 const schema = `caxton_cluster_${process.pid}_${Date.now()}`;

@@ -1,0 +1,118 @@
+/**
+ * What the cluster's bus reads of its message state outside a conversation step: a message, a
+ * conversation, delivery rows, subscriptions and the gauges' counts, each one query on the pool.
+ * The read side the API serves (filters, pages, scopes) is pg-reads.ts.
+ */
+import type pg from 'pg';
+import type { Conversation, ConversationState, DeliveryRow, Page, StoredMessage, SubscriptionRow } from '../index.js';
+import { conversationOf, deliveryOf, storedOf, type ConversationRow } from './pg-message-tables.js';
+
+export class PgMessageRows {
+  protected readonly s: string;
+
+  protected constructor(
+    readonly pool: pg.Pool,
+    schema: string,
+  ) {
+    this.s = `"${schema}"`;
+  }
+
+  /** The schema, quoted, for the read side (pg-reads.ts) over the same tables. */
+  get quotedSchema(): string {
+    return this.s;
+  }
+
+  /** The active subscriptions to a capability or to an agent (by name, any case). */
+  async subscriptionsFor(capability: string | undefined, agent: string): Promise<SubscriptionRow[]> {
+    return (
+      await this.pool.query<SubscriptionRow>(
+        `SELECT * FROM ${this.s}.subscriptions WHERE (capability IS NOT NULL AND capability = $1) OR (agent IS NOT NULL AND lower(agent) = lower($2)) ORDER BY created_at, id`,
+        [capability ?? null, agent],
+      )
+    ).rows;
+  }
+
+  /** Open conversations, dead letters and deliveries waiting for a retry (their next attempt later than now), for the node's gauges (one round trip). */
+  async counts(): Promise<{ open: number; dead: number; retrying: number }> {
+    const r = (
+      await this.pool.query<{ open: string; dead: string; retrying: string }>(
+        `SELECT (SELECT count(*) FROM ${this.s}.conversations WHERE state IN ('initiated', 'in_progress')) AS open, (SELECT count(*) FROM ${this.s}.deliveries WHERE state = 'dead') AS dead,
+           (SELECT count(*) FROM ${this.s}.deliveries WHERE state = 'pending' AND next_at > $1) AS retrying`,
+        [Date.now()],
+      )
+    ).rows[0]!;
+    return { open: Number(r.open), dead: Number(r.dead), retrying: Number(r.retrying) };
+  }
+
+  /** The store answers (readiness: PostgreSQL reachable). */
+  async ping(): Promise<void> {
+    await this.pool.query('SELECT 1');
+  }
+
+  async getMessage(id: string): Promise<StoredMessage | undefined> {
+    const r = (
+      await this.pool.query<{ body: string; routed_to: string }>(
+        `SELECT body, routed_to FROM ${this.s}.messages WHERE id = $1`,
+        [id],
+      )
+    ).rows[0];
+    return r && storedOf(r);
+  }
+
+  async getConversation(id: string): Promise<Conversation | undefined> {
+    const r = (await this.pool.query<ConversationRow>(`SELECT * FROM ${this.s}.conversations WHERE id = $1`, [id]))
+      .rows[0];
+    return r && conversationOf(r);
+  }
+
+  async listConversations(q: {
+    state?: ConversationState;
+    limit: number;
+    offset: number;
+  }): Promise<Page<Conversation>> {
+    const where = q.state ? 'WHERE state = $1' : '';
+    const args: unknown[] = q.state ? [q.state] : [];
+    const total = Number(
+      (await this.pool.query<{ n: string }>(`SELECT count(*) AS n FROM ${this.s}.conversations ${where}`, args))
+        .rows[0]!.n,
+    );
+    const rows = (
+      await this.pool.query<ConversationRow>(
+        `SELECT * FROM ${this.s}.conversations ${where} ORDER BY created_at DESC, id LIMIT $${args.length + 1} OFFSET $${args.length + 2}`,
+        [...args, q.limit, q.offset],
+      )
+    ).rows;
+    return { items: rows.map(conversationOf), total };
+  }
+
+  /** Delivery rows by id, in one query (the rows a fetch from JetStream brought, read together). */
+  async getDeliveries(ids: readonly number[]): Promise<Map<number, DeliveryRow>> {
+    const rows = (await this.pool.query(`SELECT * FROM ${this.s}.deliveries WHERE id = ANY($1::bigint[])`, [ids]))
+      .rows as Record<string, unknown>[];
+    return new Map(rows.map((r) => [Number(r.id), deliveryOf(r)]));
+  }
+
+  async getDelivery(id: number): Promise<DeliveryRow | undefined> {
+    return (await this.getDeliveries([id])).get(id);
+  }
+
+  async deliveriesOf(messageId: string): Promise<DeliveryRow[]> {
+    return (
+      await this.pool.query(`SELECT * FROM ${this.s}.deliveries WHERE message_id = $1 ORDER BY id`, [messageId])
+    ).rows.map((r) => deliveryOf(r as Record<string, unknown>));
+  }
+
+  async deadLetters(limit: number, offset: number): Promise<Page<DeliveryRow>> {
+    const items = (
+      await this.pool.query(`SELECT * FROM ${this.s}.deliveries WHERE state = 'dead' ORDER BY id LIMIT $1 OFFSET $2`, [
+        limit,
+        offset,
+      ])
+    ).rows.map((r) => deliveryOf(r as Record<string, unknown>));
+    const total = Number(
+      (await this.pool.query<{ n: string }>(`SELECT count(*) AS n FROM ${this.s}.deliveries WHERE state = 'dead'`))
+        .rows[0]!.n,
+    );
+    return { items, total };
+  }
+}

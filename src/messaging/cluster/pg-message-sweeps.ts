@@ -1,0 +1,138 @@
+/**
+ * The sweeps over a cluster's message state, run by every node on a timer: the publish marks the
+ * republish sweep reads (deliveries stored but never confirmed published, or untouched too long),
+ * and retention. Each takes its rows so that nodes sweeping at once split them, or skip.
+ */
+import type { AclMessage } from '../index.js';
+import { inTransaction } from '../../storage/pg/index.js';
+import { PgMessageRows } from './pg-message-rows.js';
+
+/** The `[messaging]` retention keys the cluster applies (max_messages is the single node's only). */
+export interface MessagingRetentionLimits {
+  retention: number;
+  max_conversations: number;
+  dead_letter_retention: number;
+  max_dead_letters: number;
+}
+
+/** A stored delivery whose publish was not confirmed (see migration cluster-messaging-004). */
+export interface UnpublishedDelivery {
+  id: number;
+  receiver: string;
+  /** The Nats-Msg-Id suffix it was (or was to be) published with. */
+  tag: string;
+  message: AclMessage;
+}
+
+export class PgMessageSweeps extends PgMessageRows {
+  /** Records JetStream's PubAck of these deliveries (under the tag each was published with: a later replay's stays unpublished). */
+  async markPublished(published: readonly { id: number; tag: string }[]): Promise<void> {
+    if (published.length === 0) return;
+    await this.pool.query(
+      // The rows are locked in id order, as a group of steps locks its deliveries (pg-message-store
+      // #beginGroup): the two never wait for each other in a cycle.
+      `UPDATE ${this.s}.deliveries d SET unpublished_since = NULL FROM (
+         SELECT x.id FROM ${this.s}.deliveries x JOIN unnest($1::bigint[], $2::text[]) AS p(id, tag) ON x.id = p.id AND x.publish_tag = p.tag
+         WHERE x.unpublished_since IS NOT NULL AND x.state = 'pending' ORDER BY x.id FOR UPDATE OF x) AS l WHERE d.id = l.id`,
+      [published.map((p) => p.id), published.map((p) => p.tag)],
+    );
+  }
+
+  /** Pending deliveries stored before `before` (epoch ms) whose publish was never confirmed, oldest first. */
+  async unpublished(before: number, limit: number): Promise<UnpublishedDelivery[]> {
+    const rows = (
+      await this.pool.query<{ id: string; receiver: string; publish_tag: string; body: string }>(
+        `SELECT d.id, d.receiver, d.publish_tag, m.body FROM ${this.s}.deliveries d JOIN ${this.s}.messages m ON m.id = d.message_id
+         WHERE d.unpublished_since IS NOT NULL AND d.unpublished_since < $1 AND d.state = 'pending' ORDER BY d.unpublished_since LIMIT $2`,
+        [before, limit],
+      )
+    ).rows;
+    return rows.map((r) => ({
+      id: Number(r.id),
+      receiver: r.receiver,
+      tag: r.publish_tag,
+      message: JSON.parse(r.body) as AclMessage,
+    }));
+  }
+
+  /**
+   * Claims pending deliveries nothing touched since `before` (epoch ms: not stored, retried, or
+   * published again since), oldest first, for the reconciliation sweep: whatever their publish mark
+   * says, the stream may have lost them. A claimed row is not claimed again before `before` passes
+   * its claim, on this node or another.
+   */
+  async stale(before: number, limit: number): Promise<UnpublishedDelivery[]> {
+    const s = this.s;
+    const rows = (
+      await this.pool.query<{ id: string; receiver: string; publish_tag: string; body: string }>(
+        `WITH claimed AS (
+           UPDATE ${s}.deliveries d SET reconciled_at = $3 FROM (
+             SELECT id FROM ${s}.deliveries WHERE state = 'pending' AND unpublished_since IS NULL AND updated_at < $1 AND next_at < $2
+               AND (reconciled_at IS NULL OR reconciled_at < $2) ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED) AS x
+           WHERE d.id = x.id RETURNING d.id, d.receiver, d.publish_tag, d.message_id)
+         SELECT c.id, c.receiver, c.publish_tag, m.body FROM claimed c JOIN ${s}.messages m ON m.id = c.message_id ORDER BY c.id`,
+        [new Date(before).toISOString(), before, Date.now(), limit],
+      )
+    ).rows;
+    return rows.map((r) => ({
+      id: Number(r.id),
+      receiver: r.receiver,
+      tag: r.publish_tag,
+      message: JSON.parse(r.body) as AclMessage,
+    }));
+  }
+
+  /**
+   * One batch of retention, as the single-node rules (src/messaging/retention.ts): dead letters
+   * older than `dead_letter_retention` or beyond `max_dead_letters`, then finished conversations
+   * with nothing undelivered or dead, idle longer than `retention` or beyond `max_conversations`
+   * (oldest first), each with its messages, deliveries and subscriptions. One node at a time runs
+   * it (a transaction-scoped try-lock; the others skip). Returns the rows deleted per rule and
+   * whether a full batch was taken (more may be due).
+   */
+  prune(
+    cfg: MessagingRetentionLimits,
+    batch: number,
+  ): Promise<{ dead_letters: number; conversations: number; more: boolean; skipped: boolean }> {
+    const s = this.s;
+    return inTransaction(this.pool, 'BEGIN', async (c) => {
+      const lock = await c.query<{ ok: boolean }>('SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0)) AS ok', [
+        `caxton-retention:${s}`,
+      ]);
+      if (!lock.rows[0]!.ok) return { dead_letters: 0, conversations: 0, more: false, skipped: true };
+      const deadCutoff = new Date(Date.now() - cfg.dead_letter_retention).toISOString();
+      const dead = await c.query(
+        `DELETE FROM ${s}.deliveries WHERE id IN (
+           (SELECT id FROM ${s}.deliveries WHERE state = 'dead' AND updated_at < $1 ORDER BY id LIMIT $2)
+           UNION (SELECT id FROM ${s}.deliveries WHERE state = 'dead' ORDER BY id DESC OFFSET $3 LIMIT $2))`,
+        [deadCutoff, batch, cfg.max_dead_letters],
+      );
+      const cutoff = new Date(Date.now() - cfg.retention).toISOString();
+      const settled = `state IN ('completed', 'failed', 'expired') AND NOT EXISTS (SELECT 1 FROM ${s}.messages m JOIN ${s}.deliveries d ON d.message_id = m.id WHERE m.conversation_id = c.id AND d.state <> 'done')`;
+      const ids = (
+        await c.query<{ id: string }>(
+          `(SELECT id FROM ${s}.conversations c WHERE ${settled} AND updated_at < $1 ORDER BY updated_at LIMIT $2)
+           UNION (SELECT id FROM ${s}.conversations c WHERE ${settled} ORDER BY updated_at DESC OFFSET $3 LIMIT $2)`,
+          [cutoff, batch, cfg.max_conversations],
+        )
+      ).rows.map((r) => r.id);
+      let conversations = 0;
+      if (ids.length > 0) {
+        await c.query(
+          `DELETE FROM ${s}.deliveries WHERE message_id IN (SELECT id FROM ${s}.messages WHERE conversation_id = ANY($1))`,
+          [ids],
+        );
+        await c.query(`DELETE FROM ${s}.messages WHERE conversation_id = ANY($1)`, [ids]);
+        await c.query(`DELETE FROM ${s}.subscriptions WHERE conversation_id = ANY($1)`, [ids]);
+        conversations = (await c.query(`DELETE FROM ${s}.conversations WHERE id = ANY($1)`, [ids])).rowCount ?? 0;
+      }
+      const deadLetters = dead.rowCount ?? 0;
+      return {
+        dead_letters: deadLetters,
+        conversations,
+        more: deadLetters >= batch || ids.length >= batch,
+        skipped: false,
+      };
+    });
+  }
+}

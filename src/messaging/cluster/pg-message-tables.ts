@@ -1,0 +1,137 @@
+/**
+ * The tables of a cluster's message state in PostgreSQL (ADR 0043) and how their rows read: the
+ * messaging tables of the single-node store (src/messaging/store.ts) — messages, delivery rows,
+ * conversations, subscriptions — in PostgreSQL's own DDL (bigserial, ISO text timestamps kept as in
+ * SQLite so rows read the same), not shared with the SQLite migration: the two differ in every id
+ * column.
+ */
+import type { AclMessage, Conversation, DeliveryRow, StoredMessage } from '../index.js';
+import type { PgMigration } from '../../storage/pg/index.js';
+
+export const MESSAGE_MIGRATIONS: readonly PgMigration[] = [
+  {
+    id: 'cluster-messaging-001',
+    sql: (s) => `
+      CREATE TABLE ${s}.messages (
+        seq             bigserial PRIMARY KEY,
+        id              text NOT NULL UNIQUE,
+        conversation_id text NOT NULL,
+        performative    text NOT NULL,
+        sender          text NOT NULL,
+        created_at      text NOT NULL,
+        body            text NOT NULL,
+        routed_to       text NOT NULL
+      );
+      CREATE INDEX messages_conversation ON ${s}.messages (conversation_id, seq);
+      CREATE TABLE ${s}.deliveries (
+        id          bigserial PRIMARY KEY,
+        message_id  text NOT NULL,
+        receiver    text NOT NULL,
+        state       text NOT NULL CHECK (state IN ('pending', 'done', 'dead')),
+        attempts    integer NOT NULL DEFAULT 0,
+        next_at     bigint NOT NULL DEFAULT 0,
+        last_error  text,
+        updated_at  text NOT NULL
+      );
+      CREATE INDEX deliveries_message ON ${s}.deliveries (message_id);
+      CREATE INDEX deliveries_open ON ${s}.deliveries (state) WHERE state <> 'done';
+      CREATE TABLE ${s}.conversations (
+        id           text PRIMARY KEY,
+        protocol     text,
+        state        text NOT NULL,
+        initiator    text NOT NULL,
+        participants text NOT NULL,
+        capability   text,
+        turns        integer NOT NULL,
+        max_turns    integer NOT NULL,
+        created_at   text NOT NULL,
+        updated_at   text NOT NULL,
+        expires_at   text,
+        reason       text
+      );
+      CREATE INDEX conversations_state ON ${s}.conversations (state, updated_at);
+      CREATE INDEX conversations_expiry ON ${s}.conversations (expires_at) WHERE state IN ('initiated', 'in_progress');
+    `,
+  },
+  {
+    // FIPA-Subscribe's subscriptions, read when an inform is accepted on any node.
+    id: 'cluster-messaging-002',
+    sql: (s) => `
+      CREATE TABLE ${s}.subscriptions (
+        id              text PRIMARY KEY,
+        conversation_id text NOT NULL,
+        subscriber      text NOT NULL,
+        capability      text,
+        agent           text,
+        content         text NOT NULL,
+        created_at      text NOT NULL
+      );
+      CREATE INDEX subscriptions_capability ON ${s}.subscriptions (capability) WHERE capability IS NOT NULL;
+      CREATE INDEX subscriptions_agent ON ${s}.subscriptions (lower(agent)) WHERE agent IS NOT NULL;
+      CREATE INDEX subscriptions_conversation ON ${s}.subscriptions (conversation_id);
+    `,
+  },
+  {
+    // The read side's filters (pg-reads.ts), as SQLite's messaging-002: index lookups, not scans.
+    // Names fold ASCII case only, like SQLite's NOCASE: the translate() is pg-reads.ts's `folded`,
+    // and a query must spell it the same to use these (test/messaging/cluster/pg-reads.test.ts checks).
+    id: 'cluster-messaging-003',
+    sql: (s) => `
+      CREATE INDEX messages_sender_folded ON ${s}.messages (translate(sender, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz'), seq);
+      CREATE INDEX messages_performative ON ${s}.messages (performative, seq);
+      CREATE INDEX deliveries_receiver_folded ON ${s}.deliveries (translate(receiver, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz'), message_id);
+      CREATE INDEX conversations_participants ON ${s}.conversations USING gin ((participants::jsonb) jsonb_path_ops);
+      CREATE INDEX conversations_created ON ${s}.conversations (created_at DESC, id);
+    `,
+  },
+  {
+    // A delivery is stored before it is published (commit, then publish): until JetStream's PubAck
+    // is recorded, `unpublished_since` (epoch ms) is set, and the republish sweep sends it again
+    // with the same Nats-Msg-Id (`d<id><publish_tag>`), so a copy that did reach the stream is
+    // dropped by JetStream's duplicate window. Rows from before this migration count as published.
+    id: 'cluster-messaging-004',
+    sql: (s) => `
+      ALTER TABLE ${s}.deliveries ADD COLUMN unpublished_since bigint, ADD COLUMN publish_tag text NOT NULL DEFAULT '';
+      CREATE INDEX deliveries_unpublished ON ${s}.deliveries (unpublished_since) WHERE unpublished_since IS NOT NULL;
+    `,
+  },
+  {
+    // When the reconciliation sweep last published a pending delivery again (epoch ms): one node
+    // takes a row per period, so nodes sweeping together do not each add a copy.
+    id: 'cluster-messaging-005',
+    sql: (s) => `ALTER TABLE ${s}.deliveries ADD COLUMN reconciled_at bigint;`,
+  },
+];
+
+export interface ConversationRow extends Omit<Conversation, 'participants'> {
+  participants: string;
+}
+
+export const conversationOf = (r: ConversationRow): Conversation => ({
+  ...r,
+  participants: JSON.parse(r.participants) as string[],
+});
+export const storedOf = (r: { body: string; routed_to: string }): StoredMessage => ({
+  message: JSON.parse(r.body) as AclMessage,
+  routed_to: JSON.parse(r.routed_to) as string[],
+});
+// bigint columns arrive as strings; the publishing columns stay inside the cluster.
+export const deliveryOf = (r: Record<string, unknown>): DeliveryRow => ({
+  id: Number(r.id),
+  message_id: r.message_id as DeliveryRow['message_id'],
+  receiver: r.receiver as string,
+  state: r.state as DeliveryRow['state'],
+  attempts: r.attempts as number,
+  next_at: Number(r.next_at),
+  last_error: r.last_error as string | null,
+  updated_at: r.updated_at as string,
+});
+
+/** A stored delivery whose publish was not confirmed (see migration cluster-messaging-004). */
+export interface UnpublishedDelivery {
+  id: number;
+  receiver: string;
+  /** The Nats-Msg-Id suffix it was (or was to be) published with. */
+  tag: string;
+  message: AclMessage;
+}
