@@ -27,15 +27,8 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import pg from 'pg';
 import { AgentRegistry, parseAgent, type DeployedAgent } from '../src/agents/index.js';
 import { PgAgentDirectory } from '../src/agents/index.js';
-import {
-  agentsSubject,
-  ClusterBus,
-  clusterConfigSchema,
-  DirectorySync,
-  PgMessageReads,
-  PgMessageStore,
-  type ClusterConfig,
-} from '../src/cluster/index.js';
+import { agentsSubject, clusterConfigSchema, DirectorySync, type ClusterConfig } from '../src/cluster/index.js';
+import { ClusterBus, PgMessageReads, PgMessageStore } from '../src/messaging/cluster/index.js';
 import { loadServerConfig } from '../src/config/index.js';
 import {
   MESSAGING_MIGRATIONS,

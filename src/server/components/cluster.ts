@@ -10,13 +10,7 @@ import {
 } from '../../agents/index.js';
 import type { ClusterView, Lifecycle } from '../../api/index.js';
 import type { ApiKeyStore } from '../../auth/index.js';
-import {
-  agentsSubject,
-  connectNats,
-  DirectorySync,
-  KeySync,
-  Membership,
-} from '../../cluster/index.js';
+import { agentsSubject, connectNats, DirectorySync, KeySync, Membership } from '../../cluster/index.js';
 import { ClusterBus, PgMessageReads, PgMessageStore, type ClusterBusOptions } from '../../messaging/cluster/index.js';
 import { clusterStateConfig, type ClusterConfig } from '../../config/index.js';
 import { PgEventStore, relayEvents, type Logger } from '../../observability/index.js';
