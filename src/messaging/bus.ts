@@ -9,7 +9,7 @@ import type { MessagingConfig } from './config.js';
 import type { Conversation } from './conversation.js';
 import { Directory } from './directory.js';
 import { DispatchQueue } from './dispatch-queue.js';
-import { DeliveryEngine, type MessageHandler } from './engine/engine.js';
+import type { MessageHandler } from './engine/engine.js';
 import { EngineBus } from './engine/engine-bus.js';
 import { ConversationEvents } from './events.js';
 import { GroupCommit } from './group-commit.js';
@@ -114,20 +114,9 @@ export class MessageBus extends EngineBus implements MessagingBus {
       store: this.store,
     });
     this.router = new Router(this.directory, createStrategy(this.#cfg.routing), this.#queue, this.#cfg.max_hops);
-    this.engine = new DeliveryEngine({
-      config: this.#cfg,
-      store: this.#steps,
-      queue: this.#queue,
-      directory: this.directory,
-      router: this.router,
-      principals: opts.principals,
-      agentHandler: opts.agentHandler,
-      log: this.#log,
-      tracer: opts.tracer,
-      metrics: opts.metrics,
-      emit: (events) => this.#events.emit(events),
-      running: () => this.#state === 'running',
-    });
+    const running = () => this.#state === 'running';
+    const parts = { store: this.#steps, queue: this.#queue, directory: this.directory, router: this.router };
+    this.buildEngine({ ...parts, log: this.#log, emit: (events) => this.#events.emit(events), running }, opts);
   }
 
   /** Loads what a previous run left: open conversations, subscriptions, undelivered messages. */

@@ -35,6 +35,7 @@ export { ConversationEvents, type BusEvent } from './events.js';
 export { MessageReads, type ReadSources } from './reads.js';
 export { PLATFORM, type SendHints, type SubmitOptions, type SubmitResult } from './submission.js';
 export {
+  messageRow,
   MESSAGING_MIGRATIONS,
   type ConversationFilter,
   type DeadLetterFilter,

@@ -151,6 +151,27 @@ function conversationOf(r: ConversationRow): Conversation {
  * dead-letter queue), conversations and subscriptions. Every method is synchronous; writes are
  * meant to run inside the group commit (see group-commit.ts) so many messages share a transaction.
  */
+/**
+ * A message's row, in the column order both stores write (id, conversation_id, performative,
+ * sender, created_at, body, routed_to). The body is scrubbed of the configured secrets (ADR 0017):
+ * a last line of defence behind the boundaries where outside text enters (a provider error quoted
+ * in a failure reply or dead letter).
+ */
+export function messageRow(
+  m: AclMessage,
+  routedTo: readonly string[],
+): [string, string, string, string, string, string, string] {
+  return [
+    m.id,
+    m.conversation_id,
+    m.performative,
+    m.sender,
+    m.timestamp,
+    scrubSecrets(JSON.stringify(m)),
+    JSON.stringify(routedTo),
+  ];
+}
+
 export class MessageStore {
   readonly #s;
   /** Conversation objects whose row exists (written or read here). */
@@ -215,15 +236,7 @@ export class MessageStore {
   // Rows are scrubbed of the configured secrets (ADR 0017): a last line of defence behind the
   // boundaries where outside text enters (a provider error quoted in a failure reply or dead letter).
   insertMessage(m: AclMessage, routedTo: readonly string[]): void {
-    this.#s.insertMessage.run(
-      m.id,
-      m.conversation_id,
-      m.performative,
-      m.sender,
-      m.timestamp,
-      scrubSecrets(JSON.stringify(m)),
-      JSON.stringify(routedTo),
-    );
+    this.#s.insertMessage.run(...messageRow(m, routedTo));
   }
 
   /** A pending delivery under an id the bus chose (it numbers deliveries itself: `lastDeliveryId`), so a step knows it before its commit. */

@@ -19,7 +19,6 @@ import type { AgentRegistry } from '../../agents/index.js';
 import type { ClusterConfig } from '../../config/index.js';
 import {
   createStrategy,
-  DeliveryEngine,
   EngineBus,
   Directory,
   isTerminal,
@@ -138,20 +137,9 @@ export class ClusterBus extends EngineBus implements MessagingBus {
       callerError: stateUnavailable,
       isDuplicateId: isUniqueViolation,
     };
-    this.engine = new DeliveryEngine({
-      config: this.#cfg,
-      store: steps,
-      queue: this.#queue,
-      directory: this.directory,
-      router: this.router,
-      principals: opts.principals,
-      agentHandler: opts.agentHandler,
-      log: this.#log,
-      tracer: opts.tracer,
-      metrics: opts.metrics,
-      emit: (events) => this.#emitAll(events),
-      running: () => this.#state === 'running',
-    });
+    const running = () => this.#state === 'running';
+    const parts = { store: steps, queue: this.#queue, directory: this.directory, router: this.router };
+    this.buildEngine({ ...parts, log: this.#log, emit: (events) => this.#emitAll(events), running }, opts);
     if (opts.metrics) {
       opts.metrics.sources.queueDepth = () => this.#queue.size;
       opts.metrics.sources.deadLetters = () => this.#counts.dead;

@@ -18,7 +18,7 @@
  * retention sweeps pg-message-sweeps.ts.
  */
 import type pg from 'pg';
-import type { AclMessage, Conversation, ConversationStep, DeliveryRow } from '../index.js';
+import { messageRow, type AclMessage, type Conversation, type ConversationStep, type DeliveryRow } from '../index.js';
 import { scrubSecrets } from '../../shared/secrets.js';
 import {
   escapeLiteral,
@@ -379,15 +379,7 @@ export class PgMessageStore extends PgMessageSweeps {
         inserted.set(m.id, m.conversation_id);
         b.later(
           `INSERT INTO ${s}.messages (id, conversation_id, performative, sender, created_at, body, routed_to) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-          [
-            m.id,
-            m.conversation_id,
-            m.performative,
-            m.sender,
-            m.timestamp,
-            scrubSecrets(JSON.stringify(m)),
-            JSON.stringify(routedTo),
-          ],
+          messageRow(m, routedTo),
         );
       },
       delivery: async (did) => {

@@ -4,7 +4,12 @@ import type { MessagingConfig } from '../config.js';
 import type { BusEvent } from '../events.js';
 import type { AclMessage } from '../message.js';
 import type { SendHints, SubmitOptions, SubmitResult } from '../submission.js';
-import type { DeliveryEngine, InProcessHandler, MessageHandler } from './engine.js';
+import { DeliveryEngine, type EngineOptions, type InProcessHandler, type MessageHandler } from './engine.js';
+
+/** The adapters a bus gives its engine. */
+type EngineParts = Pick<EngineOptions, 'store' | 'queue' | 'directory' | 'router' | 'log' | 'emit' | 'running'>;
+/** What the bus's caller configures and the engine takes as it is. */
+type EngineSettings = Pick<EngineOptions, 'principals' | 'agentHandler' | 'tracer' | 'metrics'>;
 
 /** What both buses answer alike from their engine: handlers, parsing, submitting and sending. */
 export abstract class EngineBus extends EventEmitter<{ event: [BusEvent] }> {
@@ -15,6 +20,12 @@ export abstract class EngineBus extends EventEmitter<{ event: [BusEvent] }> {
   constructor() {
     super();
     this.setMaxListeners(0);
+  }
+
+  /** Builds the engine over this bus's adapters (`busConfig` set first). */
+  protected buildEngine(parts: EngineParts, settings: EngineSettings): void {
+    const { principals, agentHandler, tracer, metrics } = settings;
+    this.engine = new DeliveryEngine({ config: this.busConfig, ...parts, principals, agentHandler, tracer, metrics });
   }
 
   /** Sets the handler that runs configuration agents (the executor-backed one in the server). */
