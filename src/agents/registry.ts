@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { agentKey, type AgentDefinition, type AgentFormat, type Capability } from './definition.js';
+import { relayedFrom, whileRelayed } from '../shared/relayed.js';
 import { shareDefaultTables, sharedOrigin } from './shared-defaults.js';
 
 export type AgentOrigin = { kind: 'file'; path: string } | { kind: 'api' };
@@ -144,7 +145,13 @@ export class AgentRegistry extends EventEmitter<{ change: [RegistryEvent] }> {
       if (!m) this.#byCapability.set(c, (m = new Map()));
       m.set(key, agent);
     }
-    this.emit('change', previous ? { type: 'updated', agent, previous } : { type: 'deployed', agent });
+    const change = () =>
+      this.emit('change', previous ? { type: 'updated', agent, previous } : { type: 'deployed', agent });
+    // A change applied from another node keeps its relayed mark on the copy while it is told (a
+    // spread does not copy the symbol), or this node would record that node's event a second time.
+    const from = relayedFrom(deployed);
+    if (from !== undefined && agent !== deployed) whileRelayed(agent, from, change);
+    else change();
   }
 
   remove(name: string): DeployedAgent | undefined {
