@@ -12,120 +12,39 @@
 import { randomUUID } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { ToolCapsConfig, ToolGrantConfig } from '../../config/index.js';
-import type { Logger } from '../../observability/index.js';
 import { CaxtonError } from '../../shared/errors.js';
 import type { SourceIssue } from '../../shared/issues.js';
 import { closest } from '../../shared/suggest.js';
-import type { Db } from '../../storage/index.js';
-import type { ToolRegistry } from '../registry.js';
 import type { Tool, ToolContext, ToolResult } from '../types.js';
 import { digestArgs, type ToolAuditRecord, type ToolAuditSink } from './audit.js';
-import type { SyncHttpClient } from './http.js';
-import { DEFAULT_TOOL_CAPS, type ToolLimitCaps } from './limits.js';
-import { MANIFEST_FILE, parseToolManifestOrThrow, type ToolLimits, type ToolManifest } from './manifest.js';
+import type { ToolLimitCaps } from './limits.js';
+import { MANIFEST_FILE, parseToolManifestOrThrow, type ToolManifest } from './manifest.js';
 import { moduleDigest, ToolPackageStore, type StoredToolPackage, type ToolPackageStorePort } from './package-store.js';
-import { WasmToolServer, type ToolServerGrants, type ToolServerStats } from './server.js';
+import { WasmToolServer, type ToolServerGrants } from './server.js';
+import {
+  toLimitCaps,
+  toServerGrants,
+  untilSettled,
+  type DeployResult,
+  type RefreshOutcome,
+  type ToolCallOptions,
+  type ToolCallResult,
+  type ToolPackageChange,
+  type ToolServerManagerOptions,
+  type ToolServerOrigin,
+  type ToolServerSummary,
+  type ToolServerView,
+} from './manager-types.js';
+
+export * from './manager-types.js';
 
 /** `tools/builtin/` of this installation (src/tools/wasm and dist/tools/wasm are both three levels down). */
 export const DEFAULT_BUILTIN_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '../../../tools/builtin');
 
 /** Who a call made through the API (not by an agent) is recorded as in the audit log. */
 export const API_CALLER = 'api';
-
-export type ToolServerOrigin = 'builtin' | 'api';
-
-export interface ToolServerManagerOptions {
-  /** Where deployed packages are kept; default: a ToolPackageStore on `db`. */
-  store?: ToolPackageStorePort;
-  /** The data dir's database, for the default store (one of `store` and `db` is required). */
-  db?: Db;
-  /** Where tools are registered: the executor's host tools. */
-  tools: ToolRegistry;
-  /** `[tools.NAME]` of caxton.toml. */
-  grants?: Record<string, ToolGrantConfig>;
-  /** `[tools.limits]` of caxton.toml: caps over every manifest (default DEFAULT_TOOL_CAPS). */
-  caps?: ToolCapsConfig | ToolLimitCaps;
-  /** Receives one record per call. */
-  audit?: ToolAuditSink;
-  logger?: Logger;
-  /** Relative granted paths and databases are resolved against this (caxton.toml's folder; default: cwd). */
-  baseDir?: string;
-  /** Where built-in packages are looked for (default DEFAULT_BUILTIN_DIR); false: none. */
-  builtinDir?: string | false;
-  http?: SyncHttpClient;
-}
-
-export interface ToolSummary {
-  name: string;
-  description: string;
-}
-
-export interface ToolServerSummary {
-  name: string;
-  /** `javascript`: a QuickJS package (runtime "quickjs"); `wasm`: a WebAssembly module. */
-  kind: 'wasm' | 'javascript';
-  version: string | null;
-  description: string | null;
-  origin: ToolServerOrigin;
-  /**
-   * `loading`: its tools are registered and a call waits until the server has loaded; `loaded`:
-   * its tools run; `failed`: it could not be loaded (see `error`), no tools.
-   */
-  state: 'loading' | 'loaded' | 'failed';
-  error: string | null;
-  tools: string[];
-  deployed_at: string | null;
-}
-
-export interface ToolServerView extends ToolServerSummary {
-  tool_specs: {
-    name: string;
-    description: string;
-    input_schema: Record<string, unknown>;
-    output_schema?: Record<string, unknown>;
-  }[];
-  /** The effective limits: the smaller of the manifest's and the operator's. */
-  limits: ToolLimits | null;
-  /** What the manifest asks for and what the operator grants; only the intersection is usable. */
-  permissions: {
-    allowed_hosts: { requested: string[]; granted: string[] };
-    paths: { requested: Record<string, string>; granted: Record<string, string> };
-    databases: { requested: string[]; granted: Record<string, string> };
-    config: { declared: string[]; granted: string[] };
-  } | null;
-  warnings: SourceIssue[];
-  /** SHA-256 of the module bytes. */
-  digest: string | null;
-  module_bytes: number | null;
-  stats: ToolServerStats | null;
-  /** Where a built-in package was loaded from. */
-  path: string | null;
-}
-
-export interface ToolCallOptions {
-  agent?: string;
-  conversation_id?: string;
-  /** The authenticated caller (Principal.id): recorded in the tool audit. */
-  principal?: string;
-  /** Longest the call may take, ms (default: the server's timeout limit plus a second). */
-  timeoutMs?: number;
-  signal?: AbortSignal;
-}
-
-export interface ToolCallResult {
-  tool: string;
-  content: string;
-  is_error: boolean;
-  /** From the audit record of the call. */
-  outcome: string;
-  duration_us: number;
-  fuel_used: number;
-  memory_bytes: number;
-  execution_id: string;
-}
 
 interface Entry {
   name: string;
@@ -154,55 +73,8 @@ interface StartJob {
   running?: Promise<void>;
 }
 
-export interface DeployResult {
-  created: boolean;
-  server: ToolServerView;
-}
-
-/** A change this node made to the stored packages (deploy or remove through its API). */
-export type ToolPackageChange =
-  { type: 'deployed'; name: string; digest: string; revision: number } | { type: 'removed'; name: string };
-
-/** What `refresh` did to one name: loaded (new or replaced), failed to load, unloaded, or nothing. */
-export type RefreshOutcome = 'loaded' | 'failed' | 'removed' | 'unchanged';
-
 const enc = new TextEncoder();
 const errText = (e: unknown) => (e instanceof Error ? e.message : String(e));
-
-/** Operator grants in the form WasmToolServer takes, relative paths resolved against `baseDir`. */
-export function toServerGrants(g: ToolGrantConfig | undefined, baseDir: string): ToolServerGrants {
-  if (!g) return {};
-  const abs = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
-  const limits: Partial<ToolLimits> = {};
-  if (g.limits.memory !== undefined) limits.memory = g.limits.memory;
-  if (g.limits.fuel !== undefined) limits.fuel = g.limits.fuel;
-  if (g.limits.timeout !== undefined) limits.timeout_ms = g.limits.timeout;
-  if (g.limits.max_input !== undefined) limits.max_input = g.limits.max_input;
-  if (g.limits.max_output !== undefined) limits.max_output = g.limits.max_output;
-  if (g.limits.max_state !== undefined) limits.max_state = g.limits.max_state;
-  return {
-    allowed_hosts: [...g.allowed_hosts],
-    paths: Object.fromEntries(Object.entries(g.paths).map(([k, v]) => [k, abs(v)])),
-    databases: Object.fromEntries(Object.entries(g.databases).map(([k, v]) => [k, abs(v)])),
-    config: { ...g.config },
-    limits,
-  };
-}
-
-/** `[tools.limits]` as the sandbox takes it. */
-export function toLimitCaps(c: ToolCapsConfig | ToolLimitCaps | undefined): ToolLimitCaps {
-  if (!c) return { ...DEFAULT_TOOL_CAPS };
-  if ('timeout_ms' in c) return { ...c };
-  return {
-    memory: c.memory,
-    fuel: c.fuel,
-    timeout_ms: c.timeout,
-    max_input: c.max_input,
-    max_output: c.max_output,
-    max_state: c.max_state,
-    in_thread_fuel: c.in_thread_fuel,
-  };
-}
 
 export class ToolServerManager {
   readonly #opts: ToolServerManagerOptions;
@@ -937,20 +809,4 @@ export class ToolServerManager {
     }
     this.#entries.clear();
   }
-}
-
-/** Resolves true once `loading` settles, false if the call's deadline passes or it is cancelled first. */
-function untilSettled(loading: Promise<void>, ctx: ToolContext): Promise<boolean> {
-  if (ctx.signal.aborted) return Promise.resolve(false);
-  return new Promise<boolean>((resolve) => {
-    const finish = (ok: boolean) => {
-      clearTimeout(timer);
-      ctx.signal.removeEventListener('abort', abort);
-      resolve(ok);
-    };
-    const abort = () => finish(false);
-    const timer = setTimeout(abort, Math.max(0, ctx.deadline - Date.now()));
-    ctx.signal.addEventListener('abort', abort, { once: true });
-    void loading.then(() => finish(true));
-  });
 }
