@@ -140,8 +140,10 @@ describe.skipIf(!hasSystem('chromium'))('web console: logs and events (chromium)
       expect(event.trace_id).toBe(TRACE_ID);
       expect(await finished.getByTestId('trace-id').textContent()).toBe(TRACE_ID);
       expect(await finished.getByRole('link', { name: TRACE_ID }).getAttribute('href')).toBe(`/ui/logs?q=${TRACE_ID}`);
-      // The deployment, made without a trace context, shows none.
-      expect(await deployed.getByTestId('trace-id').count()).toBe(0);
+      // The deployment came without a trace context: it shows the trace its own request started
+      // (spans are kept locally by default), not the caller's.
+      expect(await deployed.getByTestId('trace-id').textContent()).toMatch(/^[0-9a-f]{32}$/);
+      expect(await deployed.getByTestId('trace-id').textContent()).not.toBe(TRACE_ID);
 
       // Lifecycle events only: the execution's line is hidden, the deployment stays.
       await page.getByLabel('Type').selectOption('lifecycle');

@@ -41,6 +41,10 @@ script = "replies.toml"
 [messaging]
 max_conversations = ${RETENTION.max_conversations}
 max_messages = ${RETENTION.max_messages}
+
+# Every delivery is an execution, and execution records have a bound of their own.
+[executions]
+max_rows = ${RETENTION.max_messages}
 `;
 
 function memKb(pid: number): { rss: number; anon: number; file: number } {
