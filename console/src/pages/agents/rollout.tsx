@@ -134,12 +134,11 @@ export function RolloutCard({
   const [result, setResult] = useState<string>();
   const [error, setError] = useState<unknown>();
   const writer = can('agents:write');
-  // A cluster node: a rollout another node runs is shown as that node reports it; promote and roll back work through this node.
-  const there = status.elsewhere ?? undefined;
-  const node: NodeRollout = there?.status ?? status;
-  const running = status.running || there != null;
+  // On a cluster every node reads the same rollout rows: what this node answers is the cluster's rollout.
+  const node: NodeRollout = status;
+  const running = status.running;
   const r = node.rollout ?? undefined;
-  const candidate = r?.candidate_version ?? there?.candidate_version;
+  const candidate = r?.candidate_version;
   const stable = r?.stable_version ?? status.live_version ?? undefined;
 
   const act = async (what: 'promote' | 'rollback') => {
@@ -186,13 +185,6 @@ export function RolloutCard({
       <p>
         Live version: <strong data-testid="live-version">{status.live_version ?? 'none'}</strong>
       </p>
-      {there && (
-        <p data-testid="rollout-node">
-          Runs on node <strong>{there.node}</strong>
-          {there.status ? '' : ', which did not answer'}: its candidate, version {there.candidate_version}, answers here
-          too.
-        </p>
-      )}
       {r ? (
         <p>
           {running ? 'Running' : 'Last'} {r.strategy} rollout #{r.id}: version {r.candidate_version} beside version{' '}
@@ -220,12 +212,10 @@ export function RolloutCard({
           {r.reason && <span class="muted"> · {r.reason}</span>}
         </p>
       ) : (
-        !there && (
-          <p class="muted">
-            No rollout yet. Deploy a new version with the blue-green, canary or shadow strategy (Edit) to run it beside
-            the live one.
-          </p>
-        )
+        <p class="muted">
+          No rollout yet. Deploy a new version with the blue-green, canary or shadow strategy (Edit) to run it beside
+          the live one.
+        </p>
       )}
       {r?.strategy === 'canary' && <CanaryView rollout={r} canary={node.canary} running={r.state === 'running'} />}
       {node.shadow && <ShadowView report={node.shadow} />}

@@ -117,15 +117,6 @@ export interface NodeRollout {
 export interface RolloutStatus extends NodeRollout {
   agent: string;
   live_version: number | null;
-  /** A cluster node: the rollout another node runs of this agent, and its status as that node reports it (null: it did not answer). */
-  elsewhere?: {
-    node: string;
-    candidate_version: number;
-    strategy: Rollout['strategy'];
-    down: boolean;
-    share: number | null;
-    status: NodeRollout | null;
-  } | null;
 }
 
 export interface ValidateResult {

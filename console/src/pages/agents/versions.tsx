@@ -17,7 +17,7 @@ export function AgentVersions({ name, onChanged }: { name: string; onChanged: ()
   const versions = useApi<Versions>(agentPath(name, '/versions'), { limit: 50 });
   const rollout = useApi<RolloutStatus>(agentPath(name, '/rollout'));
   const ro = rollout.data;
-  const running = ro?.running === true || ro?.elsewhere != null;
+  const running = ro?.running === true;
   const reload = () => {
     rollout.reload();
     versions.reload();
