@@ -140,6 +140,8 @@ describe.skipIf(!hasSystem('chromium'))('web console: logs and events (chromium)
       expect(event.trace_id).toBe(TRACE_ID);
       expect(await finished.getByTestId('trace-id').textContent()).toBe(TRACE_ID);
       expect(await finished.getByRole('link', { name: TRACE_ID }).getAttribute('href')).toBe(`/ui/logs?q=${TRACE_ID}`);
+      // The execution's line links to its run page.
+      expect(await finished.getByTestId('run-link').getAttribute('href')).toMatch(/^\/ui\/runs\/exec_[0-9a-f-]+$/);
       // The deployment came without a trace context: it shows the trace its own request started
       // (spans are kept locally by default), not the caller's.
       expect(await deployed.getByTestId('trace-id').textContent()).toMatch(/^[0-9a-f]{32}$/);

@@ -75,7 +75,14 @@ export default function Events({ query }: PageProps) {
                   </Link>
                 </>
               )}
-              {execution && <span class="small muted"> execution {execution}</span>}
+              {execution && (
+                <>
+                  {' '}
+                  <Link to={`/runs/${encodeURIComponent(execution)}`} class="small" data-testid="run-link">
+                    run {execution}
+                  </Link>
+                </>
+              )}
               {ev.trace_id && (
                 <span class="small">
                   {' '}

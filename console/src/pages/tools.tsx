@@ -313,7 +313,17 @@ function AuditLog({ query, server, refresh = 0 }: { query: URLSearchParams; serv
                   </td>
                   <td>
                     <code>{r.tool}</code>
-                    {r.execution_id && <div class="muted small">execution {r.execution_id}</div>}
+                    {/* Calls made for an agent belong to its run; a direct call (API, MCP) has no run record. */}
+                    {r.execution_id &&
+                      (r.agent === 'api' || r.agent === 'mcp' ? (
+                        <div class="muted small">call {r.execution_id}</div>
+                      ) : (
+                        <div class="small">
+                          <Link to={`/runs/${encodeURIComponent(r.execution_id)}`} data-testid="run-link">
+                            run {r.execution_id}
+                          </Link>
+                        </div>
+                      ))}
                   </td>
                   <td>
                     {r.agent === 'api' || r.agent === 'mcp' ? (
