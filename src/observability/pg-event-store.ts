@@ -25,6 +25,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type pg from 'pg';
 import { scrubSecrets } from '../shared/secrets.js';
 import {
+  columnsOf,
   migrateSchema,
   PgLogTable,
   quotedSchema,
@@ -125,19 +126,15 @@ export class PgEventStore extends EventEmitter<{ event: [AgentEvent] }> implemen
   }
 
   async #write(batch: AgentEventInput[]): Promise<void> {
-    const cols: unknown[][] = [[], [], [], [], [], [], []];
-    for (const e of batch) {
-      const row = [
-        e.time ?? Date.now(),
-        e.type,
-        categoryOf(e.type),
-        e.agent,
-        e.trace_id ?? null,
-        e.span_id ?? null,
-        scrubSecrets(JSON.stringify(e.data)),
-      ]; // ADR 0017
-      for (let i = 0; i < row.length; i++) cols[i]!.push(row[i]);
-    }
+    const cols = columnsOf(batch, 7, (e) => [
+      e.time ?? Date.now(),
+      e.type,
+      categoryOf(e.type),
+      e.agent,
+      e.trace_id ?? null,
+      e.span_id ?? null,
+      scrubSecrets(JSON.stringify(e.data)), // ADR 0017
+    ]);
     // One statement for the batch; nextval runs in ORDINALITY order, so the ids, sorted, are the batch's in order.
     const r = await this.#o.pool.query<{ id: string }>(
       `INSERT INTO ${this.#s}.agent_events (ts, type, category, agent, trace_id, span_id, data, node)

@@ -7,6 +7,7 @@
  */
 import type pg from 'pg';
 import {
+  columnsOf,
   migrateSchema,
   PgLogTable,
   quotedSchema,
@@ -129,11 +130,7 @@ export class PgExecutionStore implements ExecutionLog {
   }
 
   async #write(batch: ExecutionEntry[]): Promise<void> {
-    const cols: unknown[][] = ENTRY_COLUMNS.map(() => []);
-    for (const e of batch) {
-      const row = entryValues(e);
-      for (let i = 0; i < row.length; i++) cols[i]!.push(row[i]);
-    }
+    const cols = columnsOf(batch, ENTRY_COLUMNS.length, entryValues);
     const n = ENTRY_COLUMNS.length;
     await this.#o.pool.query(
       `INSERT INTO ${this.#s}.executions (${ENTRY_COLUMNS.join(', ')}, node)

@@ -193,3 +193,16 @@ export class PgLogTable<T> {
     await this.#pruning;
   }
 }
+
+/**
+ * A batch's rows as one array per column, for a single `INSERT … SELECT … FROM unnest($1::T[], …)`:
+ * one statement and one parameter per column whatever the batch's size.
+ */
+export function columnsOf<T>(batch: readonly T[], width: number, values: (row: T) => readonly unknown[]): unknown[][] {
+  const cols: unknown[][] = Array.from({ length: width }, () => []);
+  for (const row of batch) {
+    const v = values(row);
+    for (let i = 0; i < width; i++) cols[i]!.push(v[i]);
+  }
+  return cols;
+}

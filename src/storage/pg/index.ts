@@ -16,4 +16,4 @@ export {
 } from './tx.js';
 export { isUnreachable, stateUnavailable, guardReads } from './errors.js';
 export { migrateSchema, quotedSchema, SCHEMA_NAME, type PgMigration } from './migrate.js';
-export { PgLogTable, pruneLogTable, type PgBatchTuning, type PgLogTableOptions } from './batch.js';
+export { columnsOf, PgLogTable, pruneLogTable, type PgBatchTuning, type PgLogTableOptions } from './batch.js';

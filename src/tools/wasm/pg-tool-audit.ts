@@ -10,6 +10,7 @@
  */
 import type pg from 'pg';
 import {
+  columnsOf,
   migrateSchema,
   PgLogTable,
   quotedSchema,
@@ -137,11 +138,7 @@ export class PgToolAudit implements ToolAuditLog {
   }
 
   async #write(batch: ToolAuditRecord[]): Promise<void> {
-    const cols: unknown[][] = AUDIT_COLUMNS.map(() => []);
-    for (const r of batch) {
-      const v = auditValues(r);
-      for (let i = 0; i < v.length; i++) cols[i]!.push(v[i]);
-    }
+    const cols = columnsOf(batch, AUDIT_COLUMNS.length, auditValues);
     await this.#o.pool.query(this.#insert, [...cols, this.#o.node]);
   }
 
