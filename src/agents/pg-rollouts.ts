@@ -18,7 +18,6 @@
 import type pg from 'pg';
 import { CaxtonError } from '../shared/errors.js';
 import { guardReads, migrateSchema, quotedSchema, type PgMigration } from '../storage/pg/index.js';
-import type { CanaryPlan } from './canary.js';
 import { agentKey } from './definition.js';
 import {
   BucketWindow,
@@ -29,7 +28,7 @@ import {
   type RolloutStatePort,
   type StageFigures,
 } from './rollout-state.js';
-import type { Rollout, RolloutState, RolloutStrategy } from './rollouts.js';
+import { rolloutOfRow, type Rollout, type RolloutRow, type RolloutState } from './rollouts.js';
 
 const MIGRATIONS: readonly PgMigration[] = [
   {
@@ -72,43 +71,14 @@ const MIGRATIONS: readonly PgMigration[] = [
 /** Counts waiting to be written at most (beyond it, the oldest are dropped: PostgreSQL has been away long). */
 const MAX_PENDING = 10_000;
 
-interface Row {
-  id: number;
-  name: string;
-  strategy: string;
-  stable_version: number;
-  candidate_version: number;
-  state: string;
-  plan: string | null;
-  stage: number;
+/** The shared row has the checking flag and always a stage start. */
+interface Row extends RolloutRow {
   checking: boolean;
-  started_at: string;
-  started_by: string | null;
   stage_started_at: string;
-  ended_at: string | null;
-  ended_by: string | null;
-  reason: string | null;
 }
 
 const COLUMNS =
   'id, name, strategy, stable_version, candidate_version, state, plan, stage, checking, started_at, started_by, stage_started_at, ended_at, ended_by, reason';
-
-const rolloutOf = (r: Row): Rollout => ({
-  id: r.id,
-  agent: r.name,
-  strategy: r.strategy as RolloutStrategy,
-  stable_version: r.stable_version,
-  candidate_version: r.candidate_version,
-  state: r.state as RolloutState,
-  started_at: r.started_at,
-  started_by: r.started_by,
-  ended_at: r.ended_at,
-  ended_by: r.ended_by,
-  reason: r.reason,
-  plan: r.plan === null ? null : (JSON.parse(r.plan) as CanaryPlan),
-  stage: r.stage,
-  stage_started_at: r.stage_started_at,
-});
 
 export interface PgRolloutStateOptions {
   pool: pg.Pool;
@@ -175,7 +145,7 @@ export class PgRolloutState implements RolloutStatePort {
       `SELECT ${COLUMNS} FROM ${this.#s}.rollouts WHERE key = $1 ORDER BY id DESC LIMIT 1`,
       [agentKey(name)],
     );
-    return r.rows[0] && rolloutOf(r.rows[0]);
+    return r.rows[0] && rolloutOfRow(r.rows[0]);
   }
 
   async start(n: NewRollout, tx?: unknown): Promise<Rollout> {
@@ -206,7 +176,7 @@ export class PgRolloutState implements RolloutStatePort {
         );
       throw e;
     }
-    return this.#keep(rolloutOf(r.rows[0]!));
+    return this.#keep(rolloutOfRow(r.rows[0]!));
   }
 
   async checked(r: Rollout): Promise<void> {
@@ -227,7 +197,7 @@ export class PgRolloutState implements RolloutStatePort {
         [r.id, stage, now],
       )
     ).rows[0];
-    return row ? this.#keep(rolloutOf(row)) : r;
+    return row ? this.#keep(rolloutOfRow(row)) : r;
   }
 
   async end(
@@ -247,7 +217,7 @@ export class PgRolloutState implements RolloutStatePort {
     ).rows[0];
     this.#writes++;
     if (this.#cache.get(agentKey(r.agent))?.id === r.id) this.#cache.delete(agentKey(r.agent));
-    return row ? rolloutOf(row) : r;
+    return row ? rolloutOfRow(row) : r;
   }
 
   async endRunning(
@@ -268,7 +238,7 @@ export class PgRolloutState implements RolloutStatePort {
     throw new CaxtonError(
       'conflict',
       `the ${r.strategy} rollout of version ${r.candidate_version} of agent "${r.agent}" ${how} meanwhile; nothing more to do (caxton agent rollout status ${r.agent})`,
-      { name: r.agent, rollout: now ? rolloutOf(now) : r },
+      { name: r.agent, rollout: now ? rolloutOfRow(now) : r },
     );
   }
 
@@ -387,7 +357,7 @@ export class PgRolloutState implements RolloutStatePort {
     const next = new Map<string, Rollout>();
     const checking = new Set<number>();
     for (const row of rows) {
-      const r = rolloutOf(row);
+      const r = rolloutOfRow(row);
       next.set(agentKey(r.agent), r);
       if (row.checking) checking.add(r.id);
     }
@@ -409,7 +379,7 @@ export class PgRolloutState implements RolloutStatePort {
         key,
       ])
     ).rows[0];
-    const now = row && rolloutOf(row);
+    const now = row && rolloutOfRow(row);
     const was = this.#cache.get(key);
     if (prepare && now?.id !== was?.id) await prepare({ added: now ? [now] : [], ended: was ? [was] : [] });
     if (writes !== this.#writes) return;

@@ -80,7 +80,8 @@ export interface Rollout {
 /** Where a shadow copy's comparison goes: the running shadow rollout whose stable version answered. */
 export type ShadowTarget = Pick<Rollout, 'id' | 'agent' | 'candidate_version'>;
 
-interface Row {
+/** A rollout's row, as both stores (SQLite here, PostgreSQL in pg-rollouts.ts) hold it. */
+export interface RolloutRow {
   id: number;
   name: string;
   strategy: string;
@@ -100,7 +101,7 @@ interface Row {
 const COLUMNS =
   'id, name, strategy, stable_version, candidate_version, state, started_at, started_by, ended_at, ended_by, reason, plan, stage, stage_started_at';
 
-const rollout = (r: Row): Rollout => ({
+export const rolloutOfRow = (r: RolloutRow): Rollout => ({
   id: r.id,
   agent: r.name,
   strategy: r.strategy as RolloutStrategy,
@@ -187,7 +188,7 @@ export class RolloutStore implements ConversationPinsPort, RolloutStatePort {
     this.#end = db.prepare(
       `UPDATE agent_rollouts SET state = ?, ended_at = ?, ended_by = ?, reason = ? WHERE id = ? AND state = 'running' RETURNING ${COLUMNS}`,
     );
-    for (const r of this.#running.all() as (Row & { key: string })[]) this.#cache.set(r.key, rollout(r));
+    for (const r of this.#running.all() as (RolloutRow & { key: string })[]) this.#cache.set(r.key, rolloutOfRow(r));
     for (const k of db.prepare('SELECT DISTINCT key FROM agent_rollouts').pluck().all() as string[])
       this.#everRolled.add(k);
     this.#pin = db.prepare(
@@ -250,7 +251,7 @@ export class RolloutStore implements ConversationPinsPort, RolloutStatePort {
 
   start({ name, strategy, stable, candidate, by, plan }: NewRollout): Rollout {
     const now = new Date().toISOString();
-    const r = rollout(
+    const r = rolloutOfRow(
       this.#insert.get(
         agentKey(name),
         name,
@@ -261,7 +262,7 @@ export class RolloutStore implements ConversationPinsPort, RolloutStatePort {
         by ?? null,
         plan ? JSON.stringify(plan) : null,
         now,
-      ) as Row,
+      ) as RolloutRow,
     );
     this.#cache.set(agentKey(name), r);
     this.#everRolled.add(agentKey(name));
@@ -280,24 +281,24 @@ export class RolloutStore implements ConversationPinsPort, RolloutStatePort {
 
   /** The newest rollout of an agent, running or ended. */
   latest(name: string): Rollout | undefined {
-    const r = this.#latest.get(agentKey(name)) as Row | undefined;
-    return r && rollout(r);
+    const r = this.#latest.get(agentKey(name)) as RolloutRow | undefined;
+    return r && rolloutOfRow(r);
   }
 
   /** A canary moves to `stage` (saved: a restart resumes there). */
   advance(r: Rollout, stage: number): Rollout {
-    const row = this.#advance.get(stage, new Date().toISOString(), r.id) as Row | undefined;
+    const row = this.#advance.get(stage, new Date().toISOString(), r.id) as RolloutRow | undefined;
     if (!row) return r;
-    const next = rollout(row);
+    const next = rolloutOfRow(row);
     this.#cache.set(agentKey(r.agent), next);
     return next;
   }
 
   end(r: Rollout, state: Exclude<RolloutState, 'running'>, by: string | undefined, reason: string | null): Rollout {
-    const ended = this.#end.get(state, new Date().toISOString(), by ?? null, reason, r.id) as Row | undefined;
+    const ended = this.#end.get(state, new Date().toISOString(), by ?? null, reason, r.id) as RolloutRow | undefined;
     this.#cache.delete(agentKey(r.agent));
     this.#figures.drop(r.id);
-    return ended ? rollout(ended) : r;
+    return ended ? rolloutOfRow(ended) : r;
   }
 
   count(r: Rollout, version: number, ok: boolean, ms: number): void {
