@@ -1,7 +1,7 @@
 /**
  * The node's own recent spans (ADR 0056): a ring bounded by count and by bytes, fed by a
  * SpanProcessor, so a run's waterfall can be shown without a tracing backend. It is one more
- * processor beside the OTLP exporter (when an endpoint is set, spans still leave as before), and
+ * processor beside the OTLP exporter (when an endpoint is set, spans are exported as well), and
  * it only sees spans the sampler kept: ADR 0051's cheap path for unsampled traces is untouched.
  *
  * Spans stay on the node that recorded them: on a cluster, a trace read answers what this node's

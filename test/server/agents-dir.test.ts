@@ -276,10 +276,9 @@ describe('agents_dir while running', () => {
 });
 
 // -----------------------------------------------------------------------------------------------
-// A hostile file in agents_dir used to throw out of the watcher's timer (stack trace,
-// process exit) and then stop every start ("unexpected error: Maximum call stack size exceeded",
-// without naming the file) until someone removed it. Now any failure of one file makes that file
-// invalid — in /api/v1/status, the log and an `agent.invalid_file` event — and nothing else.
+// A hostile file in agents_dir must not throw out of the watcher's timer or stop a start without
+// naming itself: any failure of one file makes that file invalid — in /api/v1/status, the log and
+// an `agent.invalid_file` event — and nothing else.
 
 const deepJson = (n: number) =>
   `{"name":"deep","system_prompt":"x","parameters":{"p":${'['.repeat(n)}${']'.repeat(n)}}}`;

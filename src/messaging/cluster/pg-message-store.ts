@@ -75,7 +75,7 @@ export class PgMessageStore extends PgMessageSweeps {
   /**
    * Delivery ids taken from the sequence ahead of use, oldest first. A step's delivery row then
    * goes with its COMMIT like its other writes (its id known without a round trip of its own);
-   * ids are unique as before but no longer in commit order across nodes, and a node that stops
+   * ids are unique but not in commit order across nodes, and a node that stops
    * leaves a gap of the ones it did not use.
    */
   #ids: number[] = [];
