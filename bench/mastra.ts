@@ -1,0 +1,257 @@
+/**
+ * Caxton beside Mastra, the agent framework users compare it with: the same zero-latency model
+ * (Caxton's scripted provider; for Mastra a model object written to the AI SDK v2 interface), the
+ * same calculator tool, each server in its own process started the same way, alternated in equal
+ * rounds. Figures per server process only (/proc): cold start (spawn → first 200), sequential
+ * latency, throughput, CPU per request and RSS, for a text answer and for one with a tool call.
+ *
+ * Mastra is installed on first use into a private cache directory (CAXTON_BENCH_MASTRA_DIR, by
+ * default ~/.cache/caxton-bench/mastra-VERSION), never into the project's dependencies.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { load } from './lib/load.js';
+import { processCpuSeconds } from './lib/proc-cpu.js';
+import { note } from './lib/progress.js';
+import type { Row, Suite } from './lib/report.js';
+import { fmt, summarize } from './lib/stats.js';
+import { tempDir } from './lib/tmp.js';
+
+const ROOT = resolve(import.meta.dirname, '..');
+const CLI = join(ROOT, 'dist/cli/main.js');
+const MASTRA_SERVER = join(ROOT, 'bench/lib/mastra-server.mjs');
+/** The newest Mastra that runs on Node 20, and the zod it was measured with. */
+const MASTRA_VERSION = '0.24.9';
+const ZOD_VERSION = '3.25.76';
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const STARTS = Number(process.env.BENCH_STARTS ?? 5);
+const SEQUENTIAL = Number(process.env.BENCH_QUERIES ?? 1000);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
+
+const PROJECT: Record<string, string> = {
+  'caxton.toml':
+    'data_dir = "data"\nagents_dir = "agents"\n[server]\nhost = "127.0.0.1"\nport = 0\n[auth]\nenabled = false\n[llm]\ndefault_provider = "fake"\n[llm.providers.fake]\ntype = "scripted"\nscript = "replies.toml"\n',
+  'replies.toml':
+    'fallback = "The answer is 42."\n[[rules]]\nmatch = "calculate"\n[[rules.turns]]\ntool_calls = [{ name = "calculator", arguments = { expression = "6*7" } }]\n[[rules.turns]]\ncontent = "The answer is {{tool_result.calculator}}."\n',
+  'agents/echo.toml':
+    'name = "echo"\ndescription = "answers, with the calculator when asked to calculate"\ntools = ["calculator"]\nsystem_prompt = "Answer."\n',
+};
+
+type Kind = 'caxton' | 'mastra';
+const TEXT = JSON.stringify({ request: 'hi' });
+const TOOL = JSON.stringify({ request: 'calculate 6*7' });
+
+/** Installs Mastra into its cache directory unless it is there; returns the directory. */
+function ensureMastra(): string {
+  const dir = process.env.CAXTON_BENCH_MASTRA_DIR ?? join(homedir(), '.cache/caxton-bench', `mastra-${MASTRA_VERSION}`);
+  if (existsSync(join(dir, 'node_modules/@mastra/core/package.json'))) return dir;
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  writeFileSync(
+    join(dir, 'package.json'),
+    JSON.stringify({ private: true, dependencies: { '@mastra/core': MASTRA_VERSION, zod: ZOD_VERSION } }),
+  );
+  note(`installing @mastra/core@${MASTRA_VERSION} into ${dir} (once; about 240 MB)`);
+  const r = spawnSync('npm', ['install', '--no-audit', '--no-fund', '--ignore-scripts', '--loglevel=error'], {
+    cwd: dir,
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  if (r.status !== 0)
+    throw new Error(`npm install of @mastra/core@${MASTRA_VERSION} in ${dir} failed (exit ${r.status})`);
+  return dir;
+}
+
+interface Running {
+  url: string;
+  pid: number;
+  path: string;
+  stop(): Promise<void>;
+}
+
+/** Starts one server; resolves once it answered its first request (the cold-start figure). */
+async function start(kind: Kind, mastraDir: string, project: string): Promise<{ server: Running; coldMs: number }> {
+  const t0 = performance.now();
+  const args = kind === 'caxton' ? [CLI, 'serve'] : [MASTRA_SERVER];
+  const child = spawn(process.execPath, args, {
+    cwd: project,
+    env: { ...process.env, MASTRA_DIR: mastraDir },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  const url = await new Promise<string>((res, rej) => {
+    const read = (d: Buffer) => {
+      out += d.toString();
+      const m = /listening on (http:\/\/\S+?)[\s;,]/.exec(out);
+      if (m) res(m[1]!);
+    };
+    child.stdout.on('data', read);
+    child.stderr.on('data', read);
+    child.on('exit', (code) => rej(new Error(`${kind} exited ${code} before listening: ${out.slice(-2000)}`)));
+  });
+  const path = kind === 'caxton' ? '/api/v1/agents/echo/invoke' : '/';
+  const first = await ask(url + path, TEXT);
+  if (!first.includes('42')) throw new Error(`${kind}: the first answer was ${first.slice(0, 300)}`);
+  const coldMs = performance.now() - t0;
+  const stop = async () => {
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill('SIGTERM');
+    await exited;
+  };
+  return { server: { url, pid: child.pid!, path, stop }, coldMs };
+}
+
+async function ask(url: string, body: string): Promise<string> {
+  const r = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+  const text = await r.text();
+  if (r.status !== 200) throw new Error(`POST ${url} answered ${r.status}: ${text.slice(0, 300)}`);
+  return text;
+}
+
+function rssMiB(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : Number.NaN;
+}
+
+interface Figures {
+  cold_ms: number[];
+  text_p50: number[];
+  text_p99: number[];
+  tool_p50: number[];
+  tool_p99: number[];
+  text_rps: number[];
+  tool_rps: number[];
+  text_cpu_us: number[];
+  tool_cpu_us: number[];
+  rss_mib: number[];
+}
+
+const empty = (): Figures => ({
+  cold_ms: [],
+  text_p50: [],
+  text_p99: [],
+  tool_p50: [],
+  tool_p99: [],
+  text_rps: [],
+  tool_rps: [],
+  text_cpu_us: [],
+  tool_cpu_us: [],
+  rss_mib: [],
+});
+
+/** One round for one server: cold starts, then sequential latency, then load with CPU counted. */
+async function round(kind: Kind, mastraDir: string, template: string, scratch: string, f: Figures): Promise<void> {
+  for (let i = 0; i < STARTS; i++) {
+    const project = join(scratch, `${kind}-cold-${f.cold_ms.length}`);
+    cpSync(template, project, { recursive: true });
+    const { server, coldMs } = await start(kind, mastraDir, project);
+    f.cold_ms.push(coldMs);
+    await server.stop();
+  }
+  const project = join(scratch, `${kind}-load-${f.text_rps.length}`);
+  cpSync(template, project, { recursive: true });
+  const { server } = await start(kind, mastraDir, project);
+  try {
+    const url = server.url + server.path;
+    for (const [body, p50, p99, rps, cpu] of [
+      [TEXT, f.text_p50, f.text_p99, f.text_rps, f.text_cpu_us],
+      [TOOL, f.tool_p50, f.tool_p99, f.tool_rps, f.tool_cpu_us],
+    ] as const) {
+      for (let i = 0; i < 200; i++) await ask(url, body);
+      const lat: number[] = [];
+      for (let i = 0; i < SEQUENTIAL; i++) {
+        const t0 = performance.now();
+        await ask(url, body);
+        lat.push(performance.now() - t0);
+      }
+      const s = summarize(lat);
+      p50.push(s.p50);
+      p99.push(s.p99);
+      const cpu0 = processCpuSeconds(server.pid);
+      const r = await load({
+        url,
+        method: 'POST',
+        body,
+        headers: { 'content-type': 'application/json' },
+        duration: SECONDS,
+        connections: 10,
+      });
+      const cpu1 = processCpuSeconds(server.pid);
+      if (r.non2xx > 0 || r.errors > 0)
+        throw new Error(`${kind}: ${r.non2xx} non-2xx and ${r.errors} errors under load`);
+      rps.push(r.req_per_s);
+      cpu.push(((cpu1 - cpu0) * 1e6) / r.requests);
+    }
+    f.rss_mib.push(rssMiB(server.pid));
+  } finally {
+    await server.stop();
+  }
+}
+
+const med = (xs: number[]): number => summarize(xs).p50;
+
+export const mastraSuite: Suite = {
+  name: 'mastra',
+  description: `Caxton beside Mastra ${MASTRA_VERSION}: same zero-latency model and tool, alternated rounds, per-process figures`,
+  async run() {
+    if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run \`npm run build\` first`);
+    const mastraDir = ensureMastra();
+    const tmp = tempDir('caxton-bench-mastra-');
+    try {
+      const template = join(tmp.path, 'template');
+      for (const [file, text] of Object.entries(PROJECT)) {
+        mkdirSync(join(template, file, '..'), { recursive: true });
+        writeFileSync(join(template, file), text);
+      }
+      const figures: Record<Kind, Figures> = { caxton: empty(), mastra: empty() };
+      for (let r = 0; r < ROUNDS; r++) {
+        const order: Kind[] = r % 2 === 0 ? ['caxton', 'mastra'] : ['mastra', 'caxton'];
+        for (const kind of order) {
+          note(`round ${r + 1}/${ROUNDS}: ${kind}`);
+          await round(kind, mastraDir, template, tmp.path, figures[kind]);
+        }
+      }
+      const c = figures.caxton;
+      const m = figures.mastra;
+      const ratio = (a: number[], b: number[]) => med(a) / med(b);
+      const row = (metric: string, a: number[], b: number[], unit: string, target?: string, pass?: boolean): Row => ({
+        metric,
+        value: `${fmt(med(a))} ${unit} (${fmt(ratio(a, b))} ×)`,
+        baseline: `Mastra ${fmt(med(b))} ${unit}`,
+        ...(target !== undefined && { target, verdict: pass ? 'pass' : 'fail' }),
+      });
+      const rows: Row[] = [
+        row('cold start, spawn → first 200', c.cold_ms, m.cold_ms, 'ms'),
+        row('text answer, sequential p50', c.text_p50, m.text_p50, 'ms'),
+        row('text answer, sequential p99', c.text_p99, m.text_p99, 'ms'),
+        row('one tool call, sequential p50', c.tool_p50, m.tool_p50, 'ms'),
+        row(
+          'text answer, throughput (10 connections)',
+          c.text_rps,
+          m.text_rps,
+          'req/s',
+          '≥ 5 × Mastra',
+          ratio(c.text_rps, m.text_rps) >= 5,
+        ),
+        row('one tool call, throughput (10 connections)', c.tool_rps, m.tool_rps, 'req/s'),
+        row(
+          'text answer, server CPU per request',
+          c.text_cpu_us,
+          m.text_cpu_us,
+          'µs',
+          '≤ 0.2 × Mastra',
+          ratio(c.text_cpu_us, m.text_cpu_us) <= 0.2,
+        ),
+        row('one tool call, server CPU per request', c.tool_cpu_us, m.tool_cpu_us, 'µs'),
+        row('RSS after the load', c.rss_mib, m.rss_mib, 'MiB'),
+      ];
+      const notes = [
+        `Medians of ${ROUNDS} alternated rounds; each round: ${STARTS} cold starts, ${SEQUENTIAL} sequential requests and ${SECONDS} s × 10 connections per workload.`,
+        'Caxton runs with its defaults (audit, events, execution records and local spans on); Mastra keeps nothing (no storage configured).',
+      ];
+      return { rows, notes, raw: { rounds: ROUNDS, caxton: c, mastra: m, mastra_version: MASTRA_VERSION } };
+    } finally {
+      tmp.remove();
+    }
+  },
+};
