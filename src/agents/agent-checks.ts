@@ -8,6 +8,20 @@ export type AgentCheck = (
   def: AgentDefinition,
 ) => { severity?: 'error' | 'warning'; code: string; field: string; message: string; suggestion?: string }[];
 
+/** Where a definition comes from: an agents_dir file, or a body deployed through the API. */
+export type AgentSource = 'file' | 'api';
+
+/**
+ * Resolves what a definition names outside its text — a `[wasm]` module — and records it in the
+ * definition (its path and digest), so the version holds the module's content. Its issues are
+ * errors unless they say otherwise.
+ */
+export type AgentResolver = (
+  def: AgentDefinition,
+  file: string,
+  origin: AgentSource,
+) => { severity?: 'error' | 'warning'; code: string; field: string; message: string; suggestion?: string }[];
+
 /** The warning codes of the server-side checks (logged at warn level when a file loads). */
 export const DEPLOY_CHECK_CODES: ReadonlySet<string> = new Set([
   'model_unresolved',
@@ -22,6 +36,8 @@ export interface AgentChecksOptions {
   checks?: AgentCheck[] | undefined;
   /** Bodies and files at least this large are parsed on a worker thread (parse-pool.ts; default 64 KiB). */
   offThreadParseBytes?: number | undefined;
+  /** Resolves a `[wasm]` module (src/execution/wasm-agent.ts); absent: such agents are refused. */
+  resolveModule?: AgentResolver | undefined;
 }
 
 /**
@@ -32,9 +48,11 @@ export class AgentChecks {
   readonly #checkModel: AgentChecksOptions['checkModel'];
   readonly #checks: AgentCheck[];
   readonly #parser: AgentParser;
+  readonly #resolveModule: AgentResolver | undefined;
 
   constructor(opts: AgentChecksOptions = {}) {
     this.#checkModel = opts.checkModel;
+    this.#resolveModule = opts.resolveModule;
     this.#checks = [...(opts.checks ?? [])];
     this.#parser = new AgentParser(
       opts.offThreadParseBytes !== undefined ? { offThreadBytes: opts.offThreadParseBytes } : {},
@@ -42,15 +60,33 @@ export class AgentChecks {
   }
 
   /** Parses and checks a body; a large one on the worker thread, so the event loop stays free. */
-  async validateAsync(body: string | Uint8Array, file: string, format?: AgentFormat): Promise<ParseResult> {
-    return this.checked(await this.#parser.parse(body, { file, ...(format && { format }) }), file);
+  async validateAsync(
+    body: string | Uint8Array,
+    file: string,
+    format?: AgentFormat,
+    origin: AgentSource = 'api',
+  ): Promise<ParseResult> {
+    return this.checked(await this.#parser.parse(body, { file, ...(format && { format }) }), file, origin);
   }
 
   /** Adds the deploy-time warnings the parser cannot know (they need the server's configuration). */
-  checked(result: ParseResult, file: string): ParseResult {
+  checked(result: ParseResult, file: string, origin: AgentSource = 'api'): ParseResult {
     if (!result.ok) return result;
     const def = result.definition;
     const added: SourceIssue[] = [];
+    if (def.wasm !== undefined) {
+      const issues = this.#resolveModule
+        ? this.#resolveModule(def, file, origin)
+        : [
+            {
+              code: 'wasm_not_supported',
+              field: 'wasm.module',
+              message: 'this server does not run WebAssembly agents',
+              suggestion: 'remove [wasm] and give the agent a system_prompt',
+            },
+          ];
+      for (const i of issues) added.push({ ...i, severity: i.severity ?? 'error', file });
+    }
     const message = this.#checkModel?.(def.llm);
     if (message !== undefined) {
       const field = result.format === 'markdown' && def.metadata.claude_model !== undefined ? 'model' : 'llm.model';

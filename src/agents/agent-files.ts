@@ -76,7 +76,7 @@ export class AgentFiles {
 
   #applyParsed(path: string, parsed: ParseResult, bytes: Uint8Array): FileStatus {
     const now = new Date().toISOString();
-    const result = this.#checks.checked(parsed, path);
+    const result = this.#checks.checked(parsed, path, 'file');
     if (!result.ok) {
       if (result.format === 'markdown' && result.errors.every((e) => e.code === 'missing_frontmatter')) {
         // A README or notes file among the agents: not an agent, not an error.

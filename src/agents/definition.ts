@@ -119,6 +119,37 @@ export interface RolloutSettings {
   similarity?: number;
 }
 
+/** Limits of one call of a WebAssembly agent's module: the tool sandbox's names, units and defaults. */
+export interface WasmLimits {
+  /** Cap of the module's linear memory (and, separately, of the host-side buffers), bytes. */
+  memory: number;
+  /** Fuel per call: one unit per function entry and loop iteration. */
+  fuel: number;
+  /** Wall clock per call, ms. */
+  timeout_ms: number;
+  max_input: number;
+  max_output: number;
+  /** Key-value state (`cx_var_set`) kept between calls on one node, bytes. */
+  max_state: number;
+}
+
+/**
+ * `[wasm]`: the agent's logic is a WebAssembly module, run in the tool sandbox instead of asking a
+ * model (docs/agent-format.md, ADR 0058). `path` and `digest` are filled when the definition is
+ * checked (deploy or file load): the module's bytes are part of the version through the digest.
+ */
+export interface WasmSettings {
+  /** The module as written: relative to the agent file (API agents: to agents_dir). */
+  module: string;
+  /** The exported function called for each request or message (default "handle"). */
+  entry: string;
+  limits: WasmLimits;
+  /** The module's absolute path, resolved at the check. */
+  path?: string;
+  /** SHA-256 of the module's bytes at the check, hex. */
+  digest?: string;
+}
+
 /** The one typed form both agent file formats (and JSON) are parsed into. */
 export interface AgentDefinition {
   name: AgentName;
@@ -140,6 +171,8 @@ export interface AgentDefinition {
   metadata: Record<string, unknown>;
   /** `[rollout]`: the default strategy and options for new versions, and the checks before a canary. */
   rollout?: RolloutSettings;
+  /** `[wasm]`: a WebAssembly module answers instead of a model. */
+  wasm?: WasmSettings;
 }
 
 export const DEFAULT_USER_PROMPT_TEMPLATE = '{{request}}';

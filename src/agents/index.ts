@@ -1,6 +1,6 @@
 export * from './definition.js';
 export { parseAgent, detectFormat, type ParseOptions, type ParseResult } from './parse.js';
-export { agentDocumentSchema, agentNameSchema } from './schema.js';
+export { agentDocumentSchema, agentNameSchema, WASM_AGENT_DEFAULT_LIMITS } from './schema.js';
 export { checkStoredDefinition } from './stored-shape.js';
 export {
   AgentRegistry,
@@ -11,7 +11,13 @@ export {
 } from './registry.js';
 export { AgentStore, AGENT_MIGRATIONS, type StoredAgent } from './store.js';
 export { AgentService, type AgentServiceOptions, type ClusterAgentsOptions } from './service.js';
-export { AgentChecks, DEPLOY_CHECK_CODES, type AgentCheck } from './agent-checks.js';
+export {
+  AgentChecks,
+  DEPLOY_CHECK_CODES,
+  type AgentCheck,
+  type AgentSource,
+  type AgentResolver,
+} from './agent-checks.js';
 export { AgentFiles, type FileStatus } from './agent-files.js';
 export { Deployer, type DeployInput, type DeployOutcome, type SharedAgentsPort } from './deployer.js';
 export type { DeployActor } from './deploy-actor.js';

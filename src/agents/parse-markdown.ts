@@ -143,7 +143,9 @@ export function readMarkdown(
   const { doc, metadata } = applyClaudeFields(fm, issues, at, pos);
   if (doc.system_prompt === undefined) {
     doc.system_prompt = body.trim();
-    if (doc.system_prompt === '') {
+    // A WebAssembly agent needs no prompt: its module answers.
+    if (doc.system_prompt === '' && fm.wasm !== undefined) delete doc.system_prompt;
+    else if (doc.system_prompt === '') {
       issues.push(
         at({
           severity: 'error',

@@ -142,7 +142,9 @@ function validateDocument(raw: Raw, format: AgentFormat, at: (i: Omit<AgentIssue
       const path = issue.path as (string | number)[];
       const top = String(path[0] ?? '');
       if (reported.has(top)) continue;
-      const missing = issue.code === 'invalid_type' && pathValue(doc, path) === undefined;
+      const missing =
+        (issue.code === 'invalid_type' || (issue.code === 'custom' && issue.params?.missing === true)) &&
+        pathValue(doc, path) === undefined;
       const suggestion = suggestionFor(top, missing, format);
       const text = describeIssue(issue, pathValue(doc, path));
       const err = withPos(path, {
@@ -210,7 +212,7 @@ function suggestionFor(top: string, missing: boolean, format: AgentFormat): stri
   if (top === 'system_prompt' && missing)
     return format === 'markdown'
       ? 'write the system prompt as the Markdown body after the closing ---'
-      : "add system_prompt = '''...''' before the first [table] header";
+      : "add system_prompt = '''...''' before the first [table] header, or name a WebAssembly module: [wasm] module = \"agent.wasm\"";
   if (top === 'name') return 'use letters, digits, "-", "_" or ".", starting with a letter, e.g. "data-analyzer"';
   if (top === 'version') return 'use semantic versioning, e.g. version = "1.0.0"';
   if (top === 'capabilities') return 'e.g. capabilities = ["data-analysis", "report-generation"]';

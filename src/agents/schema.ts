@@ -178,6 +178,62 @@ const rolloutSchema = z
   })
   .transform(({ hold, ...r }) => ({ ...r, ...(hold !== undefined && { hold_ms: hold }) }));
 
+/**
+ * The tool sandbox's limit defaults (src/tools/wasm/manifest.ts DEFAULT_TOOL_LIMITS; the agents layer
+ * sits below tools, so they are repeated here and a test keeps the two equal).
+ */
+export const WASM_AGENT_DEFAULT_LIMITS = {
+  memory: 16 * 1024 * 1024,
+  fuel: 100_000_000,
+  timeout_ms: 5_000,
+  max_input: 1024 * 1024,
+  max_output: 1024 * 1024,
+  max_state: 1024 * 1024,
+} as const;
+/** The instrumenter's fuel counter is an i32 (src/tools/wasm/instrument.ts MAX_FUEL). */
+const WASM_MAX_FUEL = 0x7fffffff;
+
+/** `[wasm]`: the module, its entry point and the sandbox limits of one call. */
+const wasmSchema = z
+  .strictObject(
+    {
+      module: z
+        .string({ error: 'expected the path of a .wasm file, e.g. module = "pricer.wasm"' })
+        .min(1, { message: 'must not be empty' })
+        .max(4096),
+      entry: z
+        .string({ error: 'expected the name of an exported function' })
+        .regex(/^[A-Za-z_][A-Za-z0-9_.$-]{0,127}$/, { message: 'expected the name of an exported function' })
+        .default('handle'),
+      memory: sizeBytes()
+        .refine((v) => v >= 65536 && v <= 4 * 1024 ** 3, { message: 'expected between 64KiB and 4GiB' })
+        .optional(),
+      fuel: z
+        .number({ error: 'expected a number' })
+        .int()
+        .min(1)
+        .max(WASM_MAX_FUEL, { message: `expected at most ${WASM_MAX_FUEL}` })
+        .optional(),
+      timeout: durationMs().optional(),
+      max_input: sizeBytes().optional(),
+      max_output: sizeBytes().optional(),
+      max_state: sizeBytes({ min: 0 }).optional(),
+    },
+    { error: 'expected a table such as [wasm] module = "pricer.wasm"' },
+  )
+  .transform((w) => ({
+    module: w.module,
+    entry: w.entry,
+    limits: {
+      memory: w.memory ?? WASM_AGENT_DEFAULT_LIMITS.memory,
+      fuel: w.fuel ?? WASM_AGENT_DEFAULT_LIMITS.fuel,
+      timeout_ms: w.timeout ?? WASM_AGENT_DEFAULT_LIMITS.timeout_ms,
+      max_input: w.max_input ?? WASM_AGENT_DEFAULT_LIMITS.max_input,
+      max_output: w.max_output ?? WASM_AGENT_DEFAULT_LIMITS.max_output,
+      max_state: w.max_state ?? WASM_AGENT_DEFAULT_LIMITS.max_state,
+    },
+  }));
+
 /** Upstream's `[tools] available = [...]` form. */
 const toolsTableSchema = z.strictObject({ available: z.array(toolSchema) }).transform((t) => t.available);
 
@@ -195,7 +251,8 @@ export const agentDocumentSchema = z
         error: 'expected an array of tool names, e.g. tools = ["http_client"]',
       })
       .default([]),
-    system_prompt: z.string({ error: 'expected a string' }).min(1, { message: 'must not be empty' }),
+    // Required unless [wasm] names a module (checked below, as a missing field).
+    system_prompt: z.string({ error: 'expected a string' }).min(1, { message: 'must not be empty' }).optional(),
     user_prompt_template: z.string({ error: 'expected a string' }).default(DEFAULT_USER_PROMPT_TEMPLATE),
     documentation: z.string({ error: 'expected a string' }).optional(),
     llm: llmSchema.default({}),
@@ -213,7 +270,21 @@ export const agentDocumentSchema = z
     messaging: messagingSchema.default({ protocols: [], ontologies: [], languages: [] }),
     metadata: z.record(z.string(), z.unknown()).default({}),
     rollout: rolloutSchema.optional(),
+    wasm: wasmSchema.optional(),
   })
+  // Run even when other fields are wrong, so a missing prompt is reported with them.
+  .refine(
+    (d) => {
+      const doc = d as { system_prompt?: unknown; wasm?: unknown } | null;
+      return typeof doc !== 'object' || doc === null || doc.system_prompt !== undefined || doc.wasm !== undefined;
+    },
+    {
+      path: ['system_prompt'],
+      message: 'required field "system_prompt" is missing',
+      params: { missing: true },
+      when: () => true,
+    },
+  )
   .transform((d): AgentDefinition => {
     const def: AgentDefinition = {
       name: d.name,
@@ -221,7 +292,7 @@ export const agentDocumentSchema = z
       description: d.description,
       capabilities: d.capabilities ?? [],
       tools: [...new Set(d.tools)],
-      system_prompt: d.system_prompt,
+      system_prompt: d.system_prompt ?? '',
       user_prompt_template: d.user_prompt_template,
       llm: d.llm,
       memory: d.memory as AgentDefinition['memory'],
@@ -234,6 +305,7 @@ export const agentDocumentSchema = z
     };
     if (d.documentation !== undefined) def.documentation = d.documentation;
     if (d.rollout !== undefined) def.rollout = stripUndefined(d.rollout);
+    if (d.wasm !== undefined) def.wasm = d.wasm;
     return def;
   });
 
@@ -256,6 +328,7 @@ export const TOP_LEVEL_KEYS = [
   'messaging',
   'metadata',
   'rollout',
+  'wasm',
 ] as const;
 
 /** Top-level keys that are plain values (not tables), which a TOML table header can swallow. */
@@ -279,6 +352,7 @@ export const TABLE_KEYS: Record<string, readonly string[]> = {
   execution: ['isolation'],
   messaging: ['protocols', 'ontologies', 'languages', 'max_concurrency', 'send_to'],
   tools: ['available'],
+  wasm: ['module', 'entry', 'memory', 'fuel', 'timeout', 'max_input', 'max_output', 'max_state'],
   rollout: [
     'strategy',
     'stages',

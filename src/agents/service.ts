@@ -1,5 +1,5 @@
 import type { AgentDefinition, RolloutCheck } from './definition.js';
-import { AgentChecks, type AgentCheck } from './agent-checks.js';
+import { AgentChecks, type AgentCheck, type AgentResolver } from './agent-checks.js';
 import { AgentFiles } from './agent-files.js';
 import { Deployer, type DeployInput, type DeployOutcome, type SharedAgentsPort } from './deployer.js';
 import type { DeployActor } from './deploy-actor.js';
@@ -44,6 +44,8 @@ export interface AgentServiceOptions {
   checks?: AgentCheck[];
   /** Bodies and files at least this large are parsed on a worker thread (parse-pool.ts; default 64 KiB). */
   offThreadParseBytes?: number;
+  /** Resolves `[wasm]` modules at deploy and file load (src/execution/wasm-agent.ts); absent: such agents are refused. */
+  resolveModule?: AgentResolver;
   /** Every deploy recorded as a version (versions.ts); absent: no history (tests of the parser alone). */
   versions?: AgentVersionStore;
   /** Blue-green, canary and shadow rollouts (rollouts.ts); needs `versions`. */

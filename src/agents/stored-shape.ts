@@ -60,6 +60,22 @@ export const storedDefinitionSchema = z.looseObject({
       checks: z.array(record),
     })
     .optional(),
+  wasm: z
+    .looseObject({
+      module: str,
+      entry: str,
+      limits: z.looseObject({
+        memory: num,
+        fuel: num,
+        timeout_ms: num,
+        max_input: num,
+        max_output: num,
+        max_state: num,
+      }),
+      path: str.optional(),
+      digest: str.optional(),
+    })
+    .optional(),
 });
 
 /** The definition, or what is wrong with it: at most three fields, each with what was expected. */

@@ -28,6 +28,7 @@ import { entryOf, type ExecutionLog } from './records/model.js';
 import { runAgent, toolContext, type ExecutionDeps } from './run-agent.js';
 import type { TaskPayload } from './task.js';
 import type { AgentResponse, ExecutionEvent, ExecutionJob, ExecutionMemory, InvokeRequest } from './types.js';
+import { WasmAgents } from './wasm-agent.js';
 
 export interface InvokeOptions {
   /** Aborted when the client goes away. */
@@ -155,6 +156,8 @@ export class Executor {
   readonly #limiter: PrincipalLimiter | undefined;
   readonly #agentLimits: ExecutorOptions['agentLimits'];
   readonly #records: ExecutionLog | undefined;
+  /** WebAssembly agents' sandboxes (`[wasm]`): they run in the server process whatever the isolation mode. */
+  readonly #wasm: WasmAgents;
 
   /** Throws 'conflict' when `opts.hostTools` already holds a tool with a built-in tool's name. */
   constructor(config: ServerConfig, registry: AgentRegistry, opts: ExecutorOptions = {}) {
@@ -170,6 +173,7 @@ export class Executor {
     this.#limiter = opts.limiter;
     this.#agentLimits = opts.agentLimits;
     this.#records = opts.records;
+    this.#wasm = new WasmAgents({ inThreadFuel: config.tools.limits.in_thread_fuel });
     this.hostTools.reserve(
       this.#deps.tools.list().map((t) => t.name),
       'built-in tool',
@@ -257,7 +261,7 @@ export class Executor {
       throw new CaxtonError('invalid_request', '"principal" must be a string', { field: 'principal' });
     }
     if (req.client_tools !== undefined || req.tool_choice !== undefined) this.#checkClientTools(def, req);
-    if (!def.llm.provider && !this.#setup.defaults.provider) {
+    if (def.wasm === undefined && !def.llm.provider && !this.#setup.defaults.provider) {
       throw new CaxtonError(
         'invalid_config',
         `agent "${def.name}" names no LLM provider and the server has no default: set [llm] default_provider in caxton.toml or llm.provider in the agent`,
@@ -470,8 +474,10 @@ export class Executor {
   }
 
   async #execute(id: string, def: AgentDefinition, req: InvokeRequest, opts: InvokeOptions): Promise<AgentResponse> {
-    // A shadow run stays in the server thread, where its tools can be swapped for refusals.
-    const isolation = opts.shadow ? 'context' : (def.execution.isolation ?? this.#config.execution.isolation);
+    // A shadow run stays in the server thread, where its tools can be swapped for refusals; a
+    // WebAssembly agent's module runs in its own sandbox, called from the server thread.
+    const isolation =
+      opts.shadow || def.wasm !== undefined ? 'context' : (def.execution.isolation ?? this.#config.execution.isolation);
     const timeoutMs = def.limits.timeout_ms;
     // The host tools the agent may call, fixed for this execution.
     const hostSpecs = this.hostTools.specsFor(def.tools as string[]);
@@ -513,6 +519,12 @@ export class Executor {
             );
         const deps = tools === this.#deps.tools ? this.#deps : { ...this.#deps, tools };
         try {
+          if (def.wasm !== undefined)
+            return await this.#wasm.run(job, deps.tools, {
+              signal,
+              ...(opts.onEvent && { emit: opts.onEvent }),
+              message: req.message,
+            });
           return await runAgent(job, deps, { signal, ...(opts.onEvent && { emit: opts.onEvent }) });
         } catch (e) {
           if (deadline.timedOut()) throw timeoutError();
@@ -576,6 +588,7 @@ export class Executor {
   }
 
   async close(): Promise<void> {
+    this.#wasm.close();
     await Promise.all([...this.#pools.values()].map((p) => p.close()));
     this.#pools.clear();
   }

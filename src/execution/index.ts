@@ -17,6 +17,7 @@ export type {
   ExecutionMemory,
   HistoryMessage,
   InvokeRequest,
+  InvokeMessage,
   ToolCallRecord,
   ExecutionFinish,
 } from './types.js';
@@ -41,3 +42,4 @@ export {
   type ExecutionView,
 } from './records/index.js';
 export type { ModelTurn } from './types.js';
+export { WasmAgents, wasmModuleResolver, WASM_PROVIDER } from './wasm-agent.js';

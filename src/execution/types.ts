@@ -54,6 +54,23 @@ export interface InvokeRequest {
   principal?: string;
   /** The message this execution answers (a delivery to an agent), for the execution's record. */
   message_id?: string;
+  /** That message itself, for a WebAssembly agent's module (src/execution/wasm-agent.ts); models get the rendered prompt. */
+  message?: InvokeMessage;
+}
+
+/** What a WebAssembly agent's module is given about the FIPA-ACL message it answers. */
+export interface InvokeMessage {
+  id: string;
+  performative: string;
+  sender: string;
+  content: unknown;
+  conversation_id: string;
+  protocol?: string;
+  params: Record<string, string>;
+  ontology?: string;
+  language?: string;
+  reply_by?: string;
+  in_reply_to?: string;
 }
 
 /** One model call of an execution, for its record (src/execution/records). */

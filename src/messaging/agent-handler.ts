@@ -1,7 +1,8 @@
 import type { ActingPrincipals, LimitSet } from '../auth/index.js';
 import type { Executor } from '../execution/index.js';
 import type { AgentAnswer, MessageHandler } from './bus.js';
-import type { AclMessage } from './message.js';
+import { contentText, type AclMessage } from './message.js';
+import type { InvokeMessage } from '../execution/index.js';
 
 import { parseAnswer, renderMessagePrompt } from './prompt.js';
 
@@ -25,12 +26,16 @@ export function executorHandler(
     // Before anything runs: a key revoked since the message was sent stops its queued work here.
     const charged = acting !== undefined && principals !== undefined && !acting.startsWith('local:');
     const limit = charged ? { principalId: acting, limits: nested(m, principals.executionLimits(acting)) } : undefined;
+    // A WebAssembly agent reads the message itself (wasmMessage); a model reads it rendered as a prompt.
+    const wasm = receiver.definition.wasm !== undefined;
     const historyLimit = receiver.definition.conversation.history_limit;
-    const earlier = historyLimit > 0 ? await history(m.conversation_id, historyLimit + 1) : [];
+    const earlier = historyLimit > 0 && !wasm ? await history(m.conversation_id, historyLimit + 1) : [];
+    const text = wasm ? contentText(m.content) : '';
     const res = await executor.invoke(
       receiver.agent,
       {
-        request: renderMessagePrompt(m, receiver.agent, earlier),
+        request: wasm ? (text === '' ? m.performative : text) : renderMessagePrompt(m, receiver.agent, earlier),
+        ...(wasm && { message: wasmMessage(m) }),
         conversation_id: m.conversation_id,
         ...(m.capability !== undefined && { capability: m.capability }),
         chain: [...m.chain],
@@ -57,4 +62,21 @@ function nested(m: AclMessage, limits: LimitSet | undefined): LimitSet | undefin
   if (limits?.concurrent_executions === undefined || m.chain.length === 0) return limits;
   const { concurrent_executions: _, ...rest } = limits;
   return rest;
+}
+
+/** The message as a WebAssembly agent's module receives it: its acts and parameters, as plain data. */
+function wasmMessage(m: AclMessage): InvokeMessage {
+  return {
+    id: m.id,
+    performative: m.performative,
+    sender: m.sender,
+    content: m.content,
+    conversation_id: m.conversation_id,
+    ...(m.protocol !== undefined && { protocol: m.protocol }),
+    params: { ...m.params },
+    ...(m.ontology !== undefined && { ontology: m.ontology }),
+    ...(m.language !== undefined && { language: m.language }),
+    ...(m.reply_by !== undefined && { reply_by: m.reply_by }),
+    ...(m.in_reply_to !== undefined && { in_reply_to: m.in_reply_to }),
+  };
 }

@@ -11,7 +11,7 @@ import {
   type RolloutEventType,
 } from '../../agents/index.js';
 import type { ServerConfig } from '../../config/index.js';
-import { llmSetup, modelCheck, providerCheck } from '../../execution/index.js';
+import { llmSetup, modelCheck, providerCheck, wasmModuleResolver } from '../../execution/index.js';
 import { PgEventStore, type Logger, type Metrics } from '../../observability/index.js';
 import { createAgentEvents, type AgentEvents } from '../../observability/events.js';
 import { migrate, type Db } from '../../storage/index.js';
@@ -56,6 +56,8 @@ export function startAgents(opts: {
     // Providers too; the tool check joins once tool servers and MCP servers are up (components/tools.ts).
     {
       checkModel: modelCheck(llmSetup(config)),
+      // `[wasm]` modules: found, proven and hashed into the definition at deploy and file load.
+      resolveModule: wasmModuleResolver({ agentsDir: config.agents_dir, caps: config.tools.limits }),
       checks: [
         (
           (check) => (def) =>

@@ -48,6 +48,7 @@ export {
   type PreparedModule,
 } from './sandbox.js';
 export { HostTrap, CALL_OUTCOMES, type CallOutcome } from './errors.js';
+export { OffThreadSandbox } from './off-thread.js';
 export { FileAccess, type PathRoot, type PathAccess } from './fs-access.js';
 export {
   SqliteAccess,

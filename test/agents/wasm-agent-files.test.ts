@@ -1,0 +1,83 @@
+/**
+ * `[wasm]` in agent files: a TOML file and a Markdown frontmatter name a module relative to the
+ * agent file; the check resolves it, proves it and hashes it into the definition; the limits keep
+ * the tool sandbox's names and defaults.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AgentChecks, parseAgent, WASM_AGENT_DEFAULT_LIMITS } from '../../src/agents/index.js';
+import { wasmModuleResolver } from '../../src/execution/index.js';
+import { DEFAULT_TOOL_LIMITS } from '../../src/tools/wasm/index.js';
+
+const repoRoot = resolve(import.meta.dirname, '../..');
+let dir: string;
+let checks: AgentChecks;
+
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'caxton-wasm-files-'));
+  mkdirSync(join(dir, 'agents', 'bin'), { recursive: true });
+  execFileSync(
+    'clang',
+    [
+      '--target=wasm32-wasi',
+      '--sysroot=/usr',
+      '-O2',
+      `-I${join(repoRoot, 'sdk/c')}`,
+      '-nostartfiles',
+      '-Wl,--no-entry',
+      '-o',
+      join(dir, 'agents', 'bin', 'pricer.wasm'),
+      join(repoRoot, 'test/fixtures/wasm-c/pricer.c'),
+    ],
+    { stdio: 'pipe', timeout: 120_000 },
+  );
+  checks = new AgentChecks({ resolveModule: wasmModuleResolver({ agentsDir: join(dir, 'agents') }) });
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('[wasm] in agent files', () => {
+  it('keeps the tool sandbox limit defaults', () => {
+    const { memory, fuel, timeout_ms, max_input, max_output, max_state } = DEFAULT_TOOL_LIMITS;
+    expect(WASM_AGENT_DEFAULT_LIMITS).toEqual({ memory, fuel, timeout_ms, max_input, max_output, max_state });
+  });
+
+  it('a TOML file names its module relative to itself; the digest goes into the definition', () => {
+    const file = join(dir, 'agents', 'pricer.toml');
+    const text = 'name = "pricer"\n[wasm]\nmodule = "bin/pricer.wasm"\nfuel = 1_000_000\ntimeout = "1s"\n';
+    writeFileSync(file, text);
+    const r = checks.checked(parseAgent(text, { file }), file, 'file');
+    expect(r.ok, JSON.stringify(r)).toBe(true);
+    if (!r.ok) return;
+    const w = r.definition.wasm!;
+    expect(w).toMatchObject({
+      module: 'bin/pricer.wasm',
+      entry: 'handle',
+      path: join(dir, 'agents', 'bin', 'pricer.wasm'),
+    });
+    expect(w.digest).toMatch(/^[0-9a-f]{64}$/);
+    expect(w.limits).toMatchObject({ fuel: 1_000_000, timeout_ms: 1000, memory: DEFAULT_TOOL_LIMITS.memory });
+    expect(r.definition.system_prompt).toBe('');
+  });
+
+  it('a Markdown file may have an empty body when its frontmatter names a module', () => {
+    const file = join(dir, 'agents', 'pricer.md');
+    const text = '---\nname: pricer-md\ndescription: prices\nwasm:\n  module: bin/pricer.wasm\n---\n';
+    const r = checks.checked(parseAgent(text, { file }), file, 'file');
+    expect(r.ok, JSON.stringify(r)).toBe(true);
+  });
+
+  it('errors name the file and the field', () => {
+    const file = join(dir, 'agents', 'bad.toml');
+    const text = 'name = "bad"\n[wasm]\nmodule = "bin/missing.wasm"\n';
+    const r = checks.checked(parseAgent(text, { file }), file, 'file');
+    expect(r.ok).toBe(false);
+    if (r.ok) return;
+    expect(r.errors[0]).toMatchObject({ file, field: 'wasm.module', code: 'module_not_found' });
+    const typo = parseAgent('name = "t"\n[wasm]\nmodul = "x.wasm"\n', { file });
+    expect(typo.ok).toBe(false);
+    expect(JSON.stringify(typo)).toContain('did you mean \\"module\\"');
+  });
+});

@@ -1,0 +1,259 @@
+/**
+ * WebAssembly agents on a real server: a C pricer (test/fixtures/wasm-c/pricer.c, built with
+ * Debian's clang for wasm32 against sdk/c/caxton.h) deployed through the API beside configuration
+ * agents whose model is the strict OpenAI-spec stub. It bids in a contract net and in an English
+ * auction, is invoked directly (and calls a granted tool), and its deploy is refused with the
+ * field named when the module is missing, outside agents_dir, not WebAssembly or lacks its entry.
+ */
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { AclMessage, ConversationId } from '../../src/messaging/index.js';
+import { openaiProvider, removeTempDirs, setTestKeys, startCaxton, tempDir, type Caxton } from './helpers/caxton.js';
+import { startLlmStub, type LlmStub, type Reply, type StubHit } from './helpers/llm-stub.js';
+
+const repoRoot = resolve(import.meta.dirname, '../..');
+
+function build(out: string, opt = '-O2'): void {
+  execFileSync(
+    'clang',
+    [
+      '--target=wasm32-wasi',
+      '--sysroot=/usr',
+      opt,
+      `-I${join(repoRoot, 'sdk/c')}`,
+      '-nostartfiles',
+      '-Wl,--no-entry',
+      '-o',
+      out,
+      join(repoRoot, 'test/fixtures/wasm-c/pricer.c'),
+    ],
+    { stdio: 'pipe', timeout: 120_000 },
+  );
+}
+
+/** The LLM bidders: their price in a contract net, their limit in an auction. */
+const SUPPLIERS: Record<string, number> = { 'supplier-a': 40, 'supplier-b': 55 };
+const COLLECTORS: Record<string, number> = { 'collector-a': 150, 'collector-b': 120 };
+
+const msgs = (hit: StubHit) => hit.body.messages as { role: string; content: string }[];
+const lastUser = (hit: StubHit) => [...msgs(hit)].reverse().find((m) => m.role === 'user')!.content;
+const agentOf = (hit: StubHit) => /You are ([\w-]+)\./.exec(msgs(hit)[0]!.content)![1]!;
+
+function script(hit: StubHit): Reply {
+  const agent = agentOf(hit);
+  const prompt = lastUser(hit);
+  if (prompt.includes('"cfp" message')) {
+    if (agent in SUPPLIERS) return { content: `PROPOSE: price: ${SUPPLIERS[agent]}` };
+    const asking = Number(/Asking price: (\d+(?:\.\d+)?)/.exec(prompt)?.[1]);
+    return asking <= COLLECTORS[agent]! ? { content: `PROPOSE: price: ${asking}` } : { content: 'REFUSE: too dear' };
+  }
+  return { content: `${agent} did it` };
+}
+
+const PRICER = (extra = '') => `name = "pricer"
+description = "Prices orders with a fixed formula"
+capabilities = ["supplying", "collecting", "quoting"]
+tools = ["calculator"]
+
+[wasm]
+module = "pricer.wasm"
+fuel = 1_000_000
+memory = "2MiB"
+timeout = "2s"
+
+[parameters]
+base = 5
+per_unit = 2
+max_price = 170
+${extra}`;
+
+let stub: LlmStub;
+let cx: Caxton;
+let agentsDir: string;
+let build2: string;
+
+async function deployToml(body: string, method = 'POST', name = ''): Promise<{ status: number; json: unknown }> {
+  const res = await fetch(`${cx.url}/api/v1/agents${name ? `/${name}` : ''}`, {
+    method,
+    headers: { 'content-type': 'application/toml' },
+    body,
+  });
+  return { status: res.status, json: await res.json() };
+}
+
+async function send(body: Record<string, unknown>): Promise<ConversationId> {
+  const res = await fetch(`${cx.url}/api/v1/messages`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  const json = (await res.json()) as Record<string, unknown>;
+  expect(res.status, JSON.stringify(json)).toBe(202);
+  return json.conversation_id as ConversationId;
+}
+
+const messagesOf = async (id: ConversationId) =>
+  (await cx.server.bus.reads.getConversation(id)).messages.map((s) => s.message);
+const of = (ms: AclMessage[], p: string) => ms.filter((m) => m.performative === p);
+
+beforeAll(async () => {
+  setTestKeys();
+  const out = tempDir('caxton-wasm-agent-');
+  build(join(out, 'pricer.wasm'));
+  build2 = join(out, 'pricer-o1.wasm');
+  build(build2, '-O1');
+  stub = await startLlmStub((hit) => script(hit));
+  cx = await startCaxton({
+    config: { llm: { default_provider: 'stub', providers: { stub: openaiProvider(stub.url) } } },
+    agents: [
+      ...Object.keys(SUPPLIERS).map((name) => ({ name, capabilities: ['supplying'] })),
+      ...Object.keys(COLLECTORS).map((name) => ({ name, capabilities: ['collecting'] })),
+    ],
+  });
+  agentsDir = cx.server.config.agents_dir;
+  mkdirSync(agentsDir, { recursive: true });
+  copyFileSync(join(out, 'pricer.wasm'), join(agentsDir, 'pricer.wasm'));
+  writeFileSync(join(out, 'outside.wasm'), 'not in agents_dir');
+  const r = await deployToml(PRICER());
+  expect(r.status, JSON.stringify(r.json)).toBe(201);
+}, 180_000);
+
+afterAll(async () => {
+  await cx?.close();
+  await stub?.close();
+  removeTempDirs();
+});
+
+describe('WebAssembly agents', () => {
+  it('a contract net whose winning bid comes from a WebAssembly agent', async () => {
+    const hitsBefore = stub.hits.length;
+    const id = await send({
+      performative: 'cfp',
+      protocol: 'fipa-contract-net',
+      capability: 'supplying',
+      content: { item: 'widgets', quantity: 10 },
+      params: { 'X-select': 'lowest', 'X-select-field': 'price' },
+      reply_by: '20s',
+    });
+    const done = await cx.server.bus.wait(id, 30_000);
+    expect(done.state, done.reason ?? '').toBe('completed');
+    const ms = await messagesOf(id);
+    // Three bids: two from the models (40, 55), one from the module (5 + 2 × 10 = 25).
+    const bids = of(ms, 'propose').map((m) => [m.sender, m.content]);
+    expect(bids).toHaveLength(3);
+    expect(bids).toContainEqual(['pricer', { price: 25, by: 'pricer' }]);
+    expect(bids).toContainEqual(['supplier-a', 'price: 40']);
+    expect(of(ms, 'accept-proposal').map((m) => m.receivers)).toEqual([['pricer']]);
+    expect(
+      of(ms, 'reject-proposal')
+        .map((m) => m.receivers[0])
+        .sort(),
+    ).toEqual(['supplier-a', 'supplier-b']);
+    const inform = of(ms, 'inform');
+    expect(inform.map((m) => [m.sender, m.content])).toEqual([['pricer', { status: 'done', price: 25 }]]);
+    // The models were asked (the strict stub saw two cfp prompts); the module was not a model call.
+    expect(stub.hits.slice(hitsBefore).filter((h) => lastUser(h).includes(id))).toHaveLength(2);
+  });
+
+  it('an English auction where the WebAssembly pricer outbids the LLM collectors', async () => {
+    const id = await send({
+      performative: 'cfp',
+      protocol: 'fipa-english-auction',
+      capability: 'collecting',
+      content: 'Lot 3: a barometer',
+      params: { 'X-start-price': '60', 'X-increment': '20' },
+      reply_by: '20s',
+    });
+    const done = await cx.server.bus.wait(id, 60_000);
+    expect(done.state, done.reason ?? '').toBe('completed');
+    expect(done.reason).toBe('awarded to pricer');
+    const ms = await messagesOf(id);
+    // 60, 80, 100, 120 (all three), 140 (collector-a and the pricer), 160 (the pricer alone: max 170).
+    expect(of(ms, 'cfp').map((m) => Number(m.params['X-price'] ?? m.params['X-start-price']))).toEqual([
+      60, 80, 100, 120, 140, 160,
+    ]);
+    expect(of(ms, 'accept-proposal').map((m) => [m.receivers[0], (m.content as { price: number }).price])).toEqual([
+      ['pricer', 160],
+    ]);
+    expect(of(ms, 'inform').map((m) => m.content)).toEqual([{ status: 'done', price: 160 }]);
+  });
+
+  it('answers a direct invoke, calls a granted tool, and is recorded like any execution', async () => {
+    const quote = await cx.invoke('pricer', { request: 'quote', context: { quantity: 3 } });
+    expect(quote.status, quote.text).toBe(200);
+    const body = quote.json as { content: string; provider: string; usage: { total_tokens: number } };
+    expect(body.content).toBe('{"price":11}');
+    expect(body.provider).toBe('wasm');
+    expect(body.usage.total_tokens).toBe(0);
+
+    const calc = await cx.invoke('pricer', { request: 'use calculator please' });
+    expect(calc.status, calc.text).toBe(200);
+    const c = calc.json as { content: string; turns: number; tool_calls: { name: string; is_error: boolean }[] };
+    expect(c.content).toBe('the calculator says 42');
+    expect(c.tool_calls.map((t: { name: string; is_error: boolean }) => [t.name, t.is_error])).toEqual([
+      ['calculator', false],
+    ]);
+    expect(c.turns).toBe(2);
+
+    // Execution records are written in batches: wait for this one.
+    await expect
+      .poll(
+        async () => {
+          const list = await fetch(`${cx.url}/api/v1/executions?agent=pricer`);
+          return ((await list.json()) as { executions: { provider?: string }[] }).executions.length;
+        },
+        { timeout: 10_000 },
+      )
+      .toBeGreaterThanOrEqual(2);
+  });
+
+  it('refuses a module that is missing, outside agents_dir, not WebAssembly or without its entry, naming the field', async () => {
+    const missing = await deployToml(PRICER().replace('"pricer.wasm"', '"nope.wasm"').replace('"pricer"', '"p2"'));
+    expect(missing.status).toBe(422);
+    expect(JSON.stringify(missing.json)).toContain('wasm.module');
+    expect(JSON.stringify(missing.json)).toContain('nope.wasm');
+
+    const outside = await deployToml(
+      PRICER().replace('"pricer.wasm"', '"../outside.wasm"').replace('"pricer"', '"p2"'),
+    );
+    expect(outside.status).toBe(422);
+    expect(JSON.stringify(outside.json)).toMatch(/wasm\.module/);
+
+    writeFileSync(join(agentsDir, 'text.wasm'), 'hello');
+    const invalid = await deployToml(PRICER().replace('"pricer.wasm"', '"text.wasm"').replace('"pricer"', '"p2"'));
+    expect(invalid.status).toBe(422);
+    expect(JSON.stringify(invalid.json)).toContain('not valid WebAssembly');
+
+    const entry = await deployToml(
+      PRICER().replace('timeout = "2s"', 'timeout = "2s"\nentry = "bid"').replace('"pricer"', '"p2"'),
+    );
+    expect(entry.status).toBe(422);
+    expect(JSON.stringify(entry.json)).toContain('wasm.entry');
+
+    const noPrompt = await deployToml('name = "p3"\ncapabilities = ["x"]\n');
+    expect(noPrompt.status).toBe(422);
+    expect(JSON.stringify(noPrompt.json)).toContain('system_prompt');
+  });
+
+  it('runs out of fuel with a clear error, and a new module is a new version', async () => {
+    const spin = await deployToml(PRICER('spin = true').replace('"pricer"', '"spinner"'));
+    expect(spin.status, JSON.stringify(spin.json)).toBe(201);
+    const r = await cx.invoke('spinner', { request: 'quote' });
+    expect(r.status).toBe(500);
+    expect(r.text).toContain('fuel_exhausted');
+
+    const before = (await (await fetch(`${cx.url}/api/v1/agents/spinner/versions`)).json()) as {
+      versions: { version: number }[];
+    };
+    // Same text, other module bytes: the digest makes it a new version.
+    copyFileSync(build2, join(agentsDir, 'pricer.wasm'));
+    const again = await deployToml(PRICER('spin = true').replace('"pricer"', '"spinner"'), 'PUT', 'spinner');
+    expect(again.status, JSON.stringify(again.json)).toBe(200);
+    const after = (await (await fetch(`${cx.url}/api/v1/agents/spinner/versions`)).json()) as {
+      versions: { version: number }[];
+    };
+    expect(after.versions.length).toBe(before.versions.length + 1);
+  });
+});
