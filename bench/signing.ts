@@ -9,7 +9,7 @@
  *     delivery also reads its message back from SQLite to verify the stored copy.
  */
 import { join } from 'node:path';
-import { AgentRegistry } from '../src/agents/index.js';
+import { AgentRegistry, parseAgent } from '../src/agents/index.js';
 import { SigningKeyStore } from '../src/auth/index.js';
 import { loadServerConfig } from '../src/config/index.js';
 import {
@@ -54,6 +54,28 @@ function message(i: number): AclMessage {
   };
 }
 
+/** Agents deployed in the registry (so named receivers route); in-process handlers run their deliveries. */
+function registry(): AgentRegistry {
+  const reg = new AgentRegistry();
+  const now = new Date().toISOString();
+  for (let i = 0; i < AGENTS; i++) {
+    const r = parseAgent(`name = "agent-${i}"\ncapabilities = ["cap"]\nsystem_prompt = "x"\n`, {
+      format: 'toml',
+      file: `agent-${i}.toml`,
+    });
+    if (!r.ok) throw new Error(JSON.stringify(r.errors));
+    reg.upsert({
+      definition: r.definition,
+      format: 'toml',
+      origin: { kind: 'api' },
+      revision: 1,
+      deployed_at: now,
+      updated_at: now,
+    });
+  }
+  return reg;
+}
+
 function micro(signer: MessageSigner): { sign_us: number; verify_us: number } {
   const msgs = Array.from({ length: MICRO }, (_, i) => message(i));
   for (let i = 0; i < 1000; i++) signer.verify(signer.sign(msgs[i]!, false));
@@ -81,7 +103,7 @@ async function durable(signing: boolean): Promise<{ per_s: number; cpu_us_per_ms
     const signer = signing
       ? new MessageSigner(new SigningKeyStore(db, { dir: join(dir.path, 'signing'), node: 'bench' }))
       : undefined;
-    const bus = new MessageBus({ db, registry: new AgentRegistry(), config, ...(signer && { signer }) });
+    const bus = new MessageBus({ db, registry: registry(), config, ...(signer && { signer }) });
     let delivered = 0;
     let target = 0;
     let allDone!: () => void;
