@@ -32,6 +32,7 @@ const SUITES: Record<string, () => Promise<Suite>> = {
   'cluster-nodes': async () => (await import('./cluster-nodes.js')).clusterNodesSuite,
   startup: async () => (await import('./startup.js')).startupSuite,
   mastra: async () => (await import('./mastra.js')).mastraSuite,
+  signing: async () => (await import('./signing.js')).signingSuite,
 };
 
 async function main(argv: string[]): Promise<number> {

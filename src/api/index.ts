@@ -13,6 +13,7 @@ export {
   executionApi,
   executionRecordApi,
   keyApi,
+  signingKeyApi,
   memoryApi,
   messagingApi,
   observabilityApi,

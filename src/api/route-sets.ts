@@ -6,11 +6,11 @@
 import type { FastifyInstance } from 'fastify';
 import type { AgentService } from '../agents/index.js';
 import type { AnonymousRefusals, AuditStore } from '../audit/index.js';
-import type { ApiKeyStore, SsoClient } from '../auth/index.js';
+import type { ApiKeyStore, SigningKeyStore, SsoClient } from '../auth/index.js';
 import type { ServerConfig } from '../config/index.js';
 import type { Executor, SuspendedExecutionStore } from '../execution/index.js';
 import type { MemoryBackend } from '../memory/index.js';
-import type { MessagingBus } from '../messaging/index.js';
+import type { MessageSigner, MessagingBus } from '../messaging/index.js';
 import type { ToolAuditReads, ToolServerManager } from '../tools/wasm/index.js';
 import type { ToolCatalogue } from '../tools/index.js';
 import { auditRecorder } from '../audit/index.js';
@@ -29,6 +29,7 @@ import type { BatchLimits } from './routes/message-batch.js';
 import { observabilityRoutes, type ObservabilityRouteDeps } from './routes/observability.js';
 import { openAiRoutes } from './routes/openai-compat.js';
 import { responsesRoutes } from './routes/responses.js';
+import { signingKeyRoutes } from './routes/signing-keys.js';
 import { systemRoutes, type Lifecycle } from './routes/system.js';
 import { toolRoutes } from './routes/tools.js';
 
@@ -58,6 +59,11 @@ export function keyApi(opts: {
   sso?: SsoClient;
 }): ApiRoutes[] {
   return [{ plugin: (a) => keyRoutes(a, opts) }, { plugin: (a) => ssoRoutes(a, { client: opts.sso }) }];
+}
+
+/** Message signing keys (`caxton key signing`, `caxton key rotate --signing`). */
+export function signingKeyApi(opts: { keys: SigningKeyStore }): ApiRoutes[] {
+  return [{ plugin: (a) => signingKeyRoutes(a, opts) }];
 }
 
 /** Execution records and traces (GET /executions, /executions/{id}, /traces/{id}). */
@@ -93,7 +99,12 @@ export function executionApi(opts: {
 }
 
 /** Messages, conversations, dead letters, directory. */
-export function messagingApi(opts: { bus: MessagingBus; batch: BatchLimits; bodyLimit: number }): ApiRoutes[] {
+export function messagingApi(opts: {
+  bus: MessagingBus;
+  batch: BatchLimits;
+  bodyLimit: number;
+  signer?: MessageSigner;
+}): ApiRoutes[] {
   return [{ plugin: (a) => messagingRoutes(a, opts) }];
 }
 

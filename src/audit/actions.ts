@@ -175,6 +175,7 @@ export const AUDIT_ROUTES: Readonly<Record<string, AuditRoute | null>> = {
   'POST /api/v1/keys': { action: 'key.create', target: (req) => bodyField(req, 'name') },
   'DELETE /api/v1/keys/:key': { action: 'key.revoke', target: param('key') },
   'POST /api/v1/keys/:key/rotate': { action: 'key.rotate', target: param('key') },
+  'POST /api/v1/signing-keys/:owner/rotate': { action: 'signing_key.rotate', target: param('owner') },
 };
 
 /** The known action names (for `caxton audit --action` help and the docs). */

@@ -102,3 +102,14 @@ export { checkSend, unknownPrincipal, type SendScope } from './scope-send.js';
 export { PrincipalDirectory, REMEMBERED_PRINCIPALS, type ActingPrincipals } from './acting.js';
 export { AnonymousLimiter, anonymousLimitedError, type AnonymousLimitOptions } from './anonymous-limit.js';
 export { assertDeployAllowed, deployActor, type DeployTarget } from './scope-deploy.js';
+export {
+  agentOwner,
+  NODE_OWNER,
+  SIGNING_KEY_MIGRATIONS,
+  SigningKeyStore,
+  signingKeyInfo,
+  type ActiveSigningKey,
+  type SigningKeyInfo,
+  type SigningKeyRecord,
+  type VerifyingKey,
+} from './signing-keys.js';

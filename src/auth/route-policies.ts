@@ -123,6 +123,9 @@ export const ROUTE_POLICIES: Readonly<Record<string, Access>> = {
   'GET /api/v1/keys/:key': P('keys:manage'),
   'DELETE /api/v1/keys/:key': P('keys:manage'),
   'POST /api/v1/keys/:key/rotate': P('keys:manage'),
+  // Message signing keys: public halves, and rotation on this node (ADR 0059)
+  'GET /api/v1/signing-keys': P('keys:manage'),
+  'POST /api/v1/signing-keys/:owner/rotate': P('keys:manage'),
 };
 
 /** The policy of a route: its own `config.access`, else the table's (HEAD as GET). */

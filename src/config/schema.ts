@@ -434,6 +434,11 @@ export const serverConfigSchema = z.strictObject({
         .enum(['lowest', 'highest', 'first'], { error: 'expected "lowest", "highest" or "first"' })
         .default('lowest'),
       cfp_field: z.string().min(1).default('price'),
+      /**
+       * Ed25519 signatures on every stored message, verified before each delivery (ADR 0059). Keys
+       * are made on first use under `<data_dir>/signing/` (0600) and rotated with `caxton key rotate --signing`.
+       */
+      signing: z.boolean().default(false),
       // Retention (src/messaging/retention.ts): finished conversations go with their messages and
       // deliveries; nothing undelivered, dead-lettered or still open is ever deleted.
       /** Finished conversations idle longer than this are deleted, with their messages (default 7 days). */

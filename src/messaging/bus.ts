@@ -1,4 +1,5 @@
 import type { AgentRegistry } from '../agents/index.js';
+import type { AuditSink } from '../audit/index.js';
 import type { ActingPrincipals } from '../auth/index.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { Tracer } from '../observability/trace-context.js';
@@ -17,6 +18,7 @@ import type { AclMessage, ConversationId, MessageId } from './message.js';
 import { MessageReads } from './reads.js';
 import { messagingRetentionRules } from './retention.js';
 import { Router } from './router.js';
+import type { MessageSigner } from './signature.js';
 import { SqliteSteps } from './sqlite-steps.js';
 import { MessageStore } from './store.js';
 import { createStrategy } from './strategy.js';
@@ -46,6 +48,10 @@ export interface BusOptions {
   metrics?: Metrics;
   /** Turns a message's `on_behalf_of` back into its principal, whose scope decides where it may go (src/auth/acting.ts). */
   principals?: ActingPrincipals;
+  /** `[messaging] signing` (ADR 0059): signs what is stored, verifies what is delivered. */
+  signer?: MessageSigner;
+  /** Where a refused signature is recorded (the audit trail). */
+  audit?: AuditSink;
 }
 
 /**

@@ -54,6 +54,11 @@ export interface AclMessage {
    * message of the platform's own, or stored before messages carried it (unrestricted).
    */
   readonly on_behalf_of?: string;
+  /**
+   * With `[messaging] signing` (ADR 0059): the Ed25519 signature of the message's canonical form
+   * (signature.ts) and the id of the key that made it, set by the platform when it stores the message.
+   */
+  readonly signature?: { readonly key: string; readonly value: string };
 }
 
 let lastMs = 0;

@@ -2,7 +2,7 @@ import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import type { FastifyInstance } from 'fastify';
 import type { AgentRegistry, AgentService } from '../agents/index.js';
 import { Readiness, underApi, type Lifecycle, type RoutePlugin } from '../api/index.js';
-import type { AuditStore } from '../audit/index.js';
+import type { AuditEntry, AuditStore } from '../audit/index.js';
 import { clusterStateConfig, secretValues, type ServerConfig } from '../config/index.js';
 import type { Executor } from '../execution/index.js';
 import type { McpClientManager } from '../mcp/index.js';
@@ -257,8 +257,11 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
     const { executor } = execution;
     // Host tools run in the server whatever the isolation mode: from here on every component's are registered on the executor.
     stack.useHostTools(executor.hostTools);
+    // The audit trail opens after the bus; a signature refused before then goes unrecorded (deliveries start later still).
+    const late: { audit?: AuditStore | undefined } = {};
     const { bus } = stack.add(
       startMessaging({
+        audit: { record: (e: AuditEntry) => late.audit?.record(e) },
         config,
         db,
         registry,
@@ -304,6 +307,7 @@ export async function startServer(opts: StartOptions): Promise<CaxtonServer> {
       }),
     );
     const audit = stack.add(openAudit({ config, db, logger, metrics }));
+    late.audit = audit.store;
     const { sampler } = observability;
     const view = await cluster?.join(() => {
       const s = bus.stats();

@@ -18,7 +18,7 @@ import {
   type MessagingBus,
   type StoredMessage,
 } from '../../messaging/index.js';
-import type { AclMessage } from '../../messaging/index.js';
+import type { AclMessage, MessageSigner } from '../../messaging/index.js';
 import { CaxtonError } from '../../shared/errors.js';
 import { closest } from '../../shared/suggest.js';
 import { parseDuration } from '../../shared/units.js';
@@ -67,9 +67,24 @@ const aclMessageSchema = z
       .describe(
         'the principal the message acts for (set by the platform): its scope and limits apply to what the message causes',
       ),
+    signature: z
+      .object({ key: z.string(), value: z.string() })
+      .readonly()
+      .optional()
+      .describe('with [messaging] signing: the Ed25519 signature of the canonical form and its key id (ADR 0059)'),
     routed_to: z.array(z.string()).describe('agents the message was delivered to'),
   })
   .describe('A stored FIPA-ACL message');
+
+const signerSchema = z
+  .object({
+    key: z.string(),
+    owner: z.string().describe('"node", or "agent:NAME"'),
+    node: z.string(),
+    valid: z.boolean().describe('whether the signature verifies against the message as stored'),
+    problem: z.string().optional(),
+  })
+  .describe('who signed the message (absent: not signed)');
 
 /** The schema documents AclMessage (plus where it was routed); does not compile otherwise. */
 export type AclMessageDocumented = Check<Documents<Omit<z.output<typeof aclMessageSchema>, 'routed_to'>, AclMessage>>;
@@ -265,7 +280,7 @@ function directoryEventView(e: DirectoryEvent) {
  */
 export async function messagingRoutes(
   app: FastifyInstance,
-  opts: { bus: MessagingBus; batch: BatchLimits; bodyLimit: number },
+  opts: { bus: MessagingBus; batch: BatchLimits; bodyLimit: number; signer?: MessageSigner | undefined },
 ): Promise<void> {
   const { bus } = opts;
   // A batch may be larger than one request body elsewhere; each of its messages is still bounded by max_message_size.
@@ -403,13 +418,17 @@ export async function messagingRoutes(
         summary: 'One stored message, where it was routed and its deliveries',
         tags: ['messaging'],
         params: idParams,
-        response: { 200: aclMessageSchema.extend({ deliveries: z.array(deliverySchema) }), ...errors },
+        response: {
+          200: aclMessageSchema.extend({ deliveries: z.array(deliverySchema), signer: signerSchema.optional() }),
+          ...errors,
+        },
       },
     },
     async (req) => {
       const m = await readsFor(bus.reads, req.principal).getMessage(req.params.id);
       if (!m) throw new CaxtonError('not_found', `no message with id "${req.params.id}"`, { id: req.params.id });
-      return { ...messageView(m), deliveries: m.deliveries };
+      const signer = opts.signer?.signer(m.message);
+      return { ...messageView(m), deliveries: m.deliveries, ...(signer && { signer }) };
     },
   );
 

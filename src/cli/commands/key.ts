@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { ROLE_SUMMARY, ROLES, type ApiKeyInfo } from '../../auth/index.js';
+import { ROLE_SUMMARY, ROLES, type ApiKeyInfo, type SigningKeyInfo } from '../../auth/index.js';
 import { ApiClient } from '../client.js';
 import type { CliContext } from '../context.js';
 import { credentialsFile, removeProfile, writeProfile } from '../credentials.js';
@@ -41,7 +41,7 @@ const ROLE_HELP = `\nRoles:\n${ROLES.map((r) => `  ${r.padEnd(10)} ${ROLE_SUMMAR
 export function registerKeyCommands(program: Command, ctx: CliContext): void {
   const key = program
     .command('key')
-    .description('API keys: create, list, show, revoke, rotate (role admin)')
+    .description('API keys: create, list, show, revoke, rotate; message signing keys (role admin)')
     .addHelpText('after', ROLE_HELP);
 
   key
@@ -177,14 +177,46 @@ export function registerKeyCommands(program: Command, ctx: CliContext): void {
   key
     .command('rotate <key>')
     .description('a new secret for a key (same name, role, scope and limits); the old secret stops working at once')
-    .action(async (name: string) => {
+    .option('--signing', 'rotate a message signing key instead: <key> is "node" or an agent name (ADR 0059)')
+    .addHelpText(
+      'after',
+      `\nExamples:\n  caxton key rotate ci\n  caxton key rotate --signing node\n  caxton key rotate --signing coordinator\n\nA rotated signing key signs nothing more, and still verifies the messages it signed.`,
+    )
+    .action(async (name: string, o: { signing?: boolean }) => {
       const out = ctx.output();
+      if (o.signing) {
+        const { data } = await ctx.client().post<{
+          key: SigningKeyInfo;
+          retired: SigningKeyInfo | null;
+        }>(`/api/v1/signing-keys/${encodeURIComponent(name)}/rotate`);
+        if (out.json) return out.data(data);
+        return out.out(
+          `new signing key ${data.key.id} for ${data.key.owner} on node ${data.key.node}${data.retired ? `; ${data.retired.id} is retired (it still verifies what it signed)` : ''}`,
+        );
+      }
       const { data } = await ctx
         .client()
         .post<{ key: ApiKeyInfo; secret: string }>(`/api/v1/keys/${encodeURIComponent(name)}/rotate`);
       if (out.json) return out.data(data);
       out.out(
         `new secret for key "${data.key.name}" (id ${data.key.id}):\n\n  ${data.secret}\n\nThis is the only time it is shown.`,
+      );
+    });
+
+  key
+    .command('signing')
+    .description("list message signing keys (public halves): the node's and each agent's, active and retired")
+    .action(async () => {
+      const out = ctx.output();
+      const res = await ctx.client().get<{ node: string; keys: SigningKeyInfo[] }>('/api/v1/signing-keys');
+      if (out.json) return out.data(res);
+      if (res.keys.length === 0)
+        return out.out('no signing keys (they are made when [messaging] signing = true signs a first message)');
+      out.out(
+        table(
+          ['ID', 'OWNER', 'NODE', 'STATE', 'CREATED', 'RETIRED'],
+          res.keys.map((k) => [k.id, k.owner, k.node, k.state, k.created_at, k.retired_at ?? '']),
+        ),
       );
     });
 

@@ -6,6 +6,15 @@ import type { Output } from '../output.js';
 import { DEFAULT_BATCH_SIZE, sendMessageFile } from './message-batch.js';
 
 /** A stored message as the API serves it. */
+/** Who signed a message, as GET /api/v1/messages/{id} says (with [messaging] signing). */
+interface Signer {
+  key: string;
+  owner: string;
+  node: string;
+  valid: boolean;
+  problem?: string;
+}
+
 export interface MessageJson {
   id: string;
   performative: string;
@@ -341,7 +350,9 @@ export function registerMessageCommands(program: Command, ctx: CliContext): void
       const out = ctx.output();
       const m = await ctx
         .client()
-        .get<MessageJson & { deliveries: DeliveryJson[] }>(`/api/v1/messages/${encodeURIComponent(id)}`);
+        .get<MessageJson & { deliveries: DeliveryJson[]; signer?: Signer }>(
+          `/api/v1/messages/${encodeURIComponent(id)}`,
+        );
       if (out.json) return out.data(m);
       out.out(
         [
@@ -361,6 +372,11 @@ export function registerMessageCommands(program: Command, ctx: CliContext): void
               ]
             : []),
           `sent at:      ${m.timestamp}`,
+          ...(m.signer
+            ? [
+                `signed by:    ${m.signer.owner} on node ${m.signer.node} (key ${m.signer.key}): ${m.signer.valid ? 'valid' : `INVALID, ${m.signer.problem ?? 'does not verify'}`}`,
+              ]
+            : []),
           'content:',
           contentText(m.content).replace(/^/gm, '  '),
           ...(m.deliveries.length > 0

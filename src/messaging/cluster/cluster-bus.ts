@@ -31,11 +31,13 @@ import {
   type ConversationId,
   type MessageHandler,
   type MessageId,
+  type MessageSigner,
   type MessagingBus,
   type MessagingConfig,
   type StepStore,
   type StoredMessage,
 } from '../index.js';
+import type { AuditSink } from '../../audit/index.js';
 import type { ActingPrincipals } from '../../auth/index.js';
 import type { Metrics } from '../../observability/metrics.js';
 import type { Tracer } from '../../observability/trace-context.js';
@@ -68,6 +70,10 @@ export interface ClusterBusOptions {
   /** Spans: `message.route` on acceptance, `message.deliver` around each delivery. */
   tracer?: Tracer;
   metrics?: Metrics;
+  /** `[messaging] signing` (ADR 0059): signs what is stored, verifies what is delivered. */
+  signer?: MessageSigner;
+  /** Where a refused signature is recorded (the audit trail). */
+  audit?: AuditSink;
   /** How often this node sweeps expired conversations (default 1 s). */
   sweepMs?: number;
   /** See JetStreamQueueOptions.republish. */

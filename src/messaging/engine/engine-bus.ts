@@ -9,7 +9,7 @@ import { DeliveryEngine, type EngineOptions, type InProcessHandler, type Message
 /** The adapters a bus gives its engine. */
 type EngineParts = Pick<EngineOptions, 'store' | 'queue' | 'directory' | 'router' | 'log' | 'emit' | 'running'>;
 /** What the bus's caller configures and the engine takes as it is. */
-type EngineSettings = Pick<EngineOptions, 'principals' | 'agentHandler' | 'tracer' | 'metrics'>;
+type EngineSettings = Pick<EngineOptions, 'principals' | 'agentHandler' | 'tracer' | 'metrics' | 'signer' | 'audit'>;
 
 /** What both buses answer alike from their engine: handlers, parsing, submitting and sending. */
 export abstract class EngineBus extends EventEmitter<{ event: [BusEvent] }> {
@@ -24,8 +24,17 @@ export abstract class EngineBus extends EventEmitter<{ event: [BusEvent] }> {
 
   /** Builds the engine over this bus's adapters (`busConfig` set first). */
   protected buildEngine(parts: EngineParts, settings: EngineSettings): void {
-    const { principals, agentHandler, tracer, metrics } = settings;
-    this.engine = new DeliveryEngine({ config: this.busConfig, ...parts, principals, agentHandler, tracer, metrics });
+    const { principals, agentHandler, tracer, metrics, signer, audit } = settings;
+    this.engine = new DeliveryEngine({
+      config: this.busConfig,
+      ...parts,
+      principals,
+      agentHandler,
+      tracer,
+      metrics,
+      signer,
+      audit,
+    });
   }
 
   /** Sets the handler that runs configuration agents (the executor-backed one in the server). */

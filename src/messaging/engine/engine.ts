@@ -1,3 +1,4 @@
+import type { AuditSink } from '../../audit/index.js';
 import type { ActingPrincipals, SendScope } from '../../auth/index.js';
 import type { Metrics } from '../../observability/metrics.js';
 import {
@@ -41,6 +42,7 @@ import {
   UNDELIVERABLE,
   undeployedReceiver,
 } from '../bus-rules.js';
+import { SIGNATURE_INVALID, type MessageSigner } from '../signature.js';
 import type { StoredMessage } from '../store.js';
 import { PLATFORM, type SendHints, type SubmitResult } from '../submission.js';
 import type { ConversationStep, DeliveryQueue, Outgoing, StepStore } from './ports.js';
@@ -99,6 +101,10 @@ export interface EngineOptions {
   tracer?: Tracer | undefined;
   /** caxton_messages_processed_total and caxton_message_processing_duration_seconds. */
   metrics?: Metrics | undefined;
+  /** `[messaging] signing` (ADR 0059): signs what is stored, verifies what is delivered. */
+  signer?: MessageSigner | undefined;
+  /** Where a refused signature is recorded (the audit trail). */
+  audit?: AuditSink | undefined;
   /** Tells listeners what a committed step did, in order. */
   emit(events: readonly BusEvent[]): void;
   /** Whether the bus is running (accepting messages and finishing deliveries). */
@@ -363,11 +369,17 @@ export class DeliveryEngine {
     now: string,
     work: StepWork,
   ): Promise<void> {
+    m = this.#signed(m);
     touchConversation(conv, m, receivers, now, this.#cfg.conversation_ttl, endless(conv.protocol));
     await s.insertMessage(m, receivers);
     for (const r of receivers)
       work.outgoing.push({ id: await s.insertDelivery(m.id, r, now), receiver: r, message: m });
     work.events.push({ type: 'message', conversation_id: m.conversation_id, message: m, routed_to: [...receivers] });
+  }
+
+  /** With `[messaging] signing`: `m` signed by its sender's key (an agent's own, else the node's). */
+  #signed(m: AclMessage): AclMessage {
+    return this.#o.signer ? this.#o.signer.sign(m, this.#o.directory.get(m.sender) !== undefined) : m;
   }
 
   /** The message was accepted before: the queue gets its pending deliveries again where it may have lost them. */
@@ -479,6 +491,11 @@ export class DeliveryEngine {
 
   /** One delivery attempt: runs the handler, then acknowledges, retries or dead-letters. */
   async #attempt(d: Delivery, signal: AbortSignal, traceparent: string | undefined): Promise<DeliveryOutcome> {
+    if (this.#o.signer) {
+      const verified = await this.#verified(d);
+      if (!verified) return 'dead_letter';
+      d = verified;
+    }
     const m = d.message;
     const entry = this.#o.directory.get(d.receiver);
     const inProcess = this.#handlers.get(d.receiver.toLowerCase());
@@ -500,6 +517,28 @@ export class DeliveryEngine {
       await this.#acknowledge(d, answer, traceparent);
       return 'delivered';
     });
+  }
+
+  /**
+   * With `[messaging] signing`: the delivery carrying the message as stored, when its signature
+   * verifies. Otherwise it is refused before the receiver sees it: audited and dead-lettered with
+   * reason signature_invalid (undefined).
+   */
+  async #verified(d: Delivery): Promise<Delivery | undefined> {
+    const stored = (await this.#store.getMessage(d.message.id))?.message ?? d.message;
+    const check = this.#o.signer!.verify(stored);
+    if (check.ok) return stored === d.message ? d : { ...d, message: stored };
+    this.#o.audit?.record({
+      action: 'message.signature_invalid',
+      target: d.message.id,
+      outcome: 'denied',
+      details: { receiver: d.receiver, delivery: d.id, key: check.key ?? null, problem: check.problem },
+    });
+    await this.#finishing(d, async () => {
+      await this.#deadLetter(d, `${SIGNATURE_INVALID}: ${check.problem}`, SIGNATURE_INVALID);
+      return 'dead_letter';
+    });
+    return undefined;
   }
 
   /** Writes a delivery's outcome; a write the store failed goes to the queue, which tries it again or runs the delivery again. */
@@ -545,7 +584,7 @@ export class DeliveryEngine {
           await Promise.all(fx.pending);
           await s.saveConversation(conv);
         } else {
-          for (const r of replies) await s.insertMessage(r, []);
+          for (const r of replies) await s.insertMessage(this.#signed(r), []);
         }
         return true;
       },
@@ -605,7 +644,7 @@ export class DeliveryEngine {
     return 'failed';
   }
 
-  async #deadLetter(d: Delivery, why: string): Promise<void> {
+  async #deadLetter(d: Delivery, why: string, reason = 'undeliverable'): Promise<void> {
     const m = d.message;
     const { work } = await this.#inStep(
       m.conversation_id,
@@ -614,13 +653,13 @@ export class DeliveryEngine {
         if (!row || row.state !== 'pending') return;
         const now = iso();
         await s.setDelivery(d.id, { state: 'dead', attempts: d.attempts, last_error: why }, now);
-        const reply = replyTo(m, PLATFORM, 'failure', { reason: 'undeliverable', message: why, dead_letter: d.id });
+        const reply = replyTo(m, PLATFORM, 'failure', { reason, message: why, dead_letter: d.id });
         const conv = s.conversation;
         if (conv) {
           await this.#storeMessage(s, conv, reply, [], now, work);
           this.#setState(conv, 'failed', why, work);
           await s.saveConversation(conv);
-        } else await s.insertMessage(reply, []);
+        } else await s.insertMessage(this.#signed(reply), []);
       },
       { delivery: d.id },
     );

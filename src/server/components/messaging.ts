@@ -1,9 +1,17 @@
+import { join } from 'node:path';
 import type { AgentRegistry } from '../../agents/index.js';
-import type { ActingPrincipals } from '../../auth/index.js';
-import { messagingApi } from '../../api/index.js';
+import type { AuditSink } from '../../audit/index.js';
+import { SigningKeyStore, type ActingPrincipals } from '../../auth/index.js';
+import { messagingApi, signingKeyApi } from '../../api/index.js';
 import type { ServerConfig } from '../../config/index.js';
 import type { Executor } from '../../execution/index.js';
-import { executorHandler, MessageBus, sendMessageTool, type MessagingBus } from '../../messaging/index.js';
+import {
+  executorHandler,
+  MessageBus,
+  MessageSigner,
+  sendMessageTool,
+  type MessagingBus,
+} from '../../messaging/index.js';
 import type { Logger, Metrics, Tracer } from '../../observability/index.js';
 import type { AgentEvents } from '../../observability/events.js';
 import type { Db } from '../../storage/index.js';
@@ -31,8 +39,17 @@ export function startMessaging(opts: {
   cluster?: ClusterComponent | undefined;
   /** The principals messages act for: their scope decides where messages go, their limits are charged for deliveries. */
   principals?: ActingPrincipals;
+  /** Where a refused signature is recorded (the audit trail, opened later: a sink that forwards once it is). */
+  audit?: AuditSink;
 }): MessagingComponent {
   const { events, cluster, principals } = opts;
+  // Message signing keys (ADR 0059): made on first use, so the store costs nothing while signing is off.
+  const keys = new SigningKeyStore(opts.db, {
+    dir: join(opts.config.data_dir, 'signing'),
+    node: opts.config.cluster?.node ?? 'local',
+  });
+  const signer = opts.config.messaging.signing ? new MessageSigner(keys) : undefined;
+  const signing = { ...(signer && { signer }), ...(opts.audit && { audit: opts.audit }) };
   const bus: MessagingBus = cluster
     ? cluster.bus({
         registry: opts.registry,
@@ -40,6 +57,7 @@ export function startMessaging(opts: {
         log: opts.logger,
         ...opts.telemetry,
         ...(principals && { principals }),
+        ...signing,
       })
     : new MessageBus({
         db: opts.db,
@@ -48,6 +66,7 @@ export function startMessaging(opts: {
         log: opts.logger,
         ...opts.telemetry,
         ...(principals && { principals }),
+        ...signing,
       });
   const agentHandler = executorHandler(opts.executor, (id, n) => bus.history(id, n), principals);
   bus.setAgentHandler(events ? events.receiving(agentHandler) : agentHandler);
@@ -56,7 +75,15 @@ export function startMessaging(opts: {
     name: 'messaging',
     bus,
     hostTools: [sendMessageTool(bus)],
-    routes: messagingApi({ bus, batch: opts.config.messaging, bodyLimit: opts.config.server.max_body_size }),
+    routes: [
+      ...messagingApi({
+        bus,
+        batch: opts.config.messaging,
+        bodyLimit: opts.config.server.max_body_size,
+        ...(signer && { signer }),
+      }),
+      ...signingKeyApi({ keys }),
+    ],
     // Idempotent: a no-op when delivery (which closes the bus first) has run.
     close: () => bus.close(),
   };

@@ -1,0 +1,228 @@
+/**
+ * Signed messages on one node (ADR 0059): a real SQLite file, a real key directory, a real bus.
+ * The tampering is what an attacker with the data dir would do: an UPDATE of the stored row.
+ */
+import { statSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { AgentRegistry } from '../../src/agents/index.js';
+import { MemoryAuditSink } from '../../src/audit/index.js';
+import { SigningKeyStore } from '../../src/auth/index.js';
+import {
+  canonicalForm,
+  MESSAGING_MIGRATIONS,
+  MessageBus,
+  MessageSigner,
+  type AclMessage,
+  type MessageHandler,
+} from '../../src/messaging/index.js';
+import { CaxtonError } from '../../src/shared/errors.js';
+import { migrate, openDatabase, type Db } from '../../src/storage/index.js';
+import { makeTempDir } from '../helpers/tmp.js';
+import { aclMessage, agentDef, deploy, messagingConfig } from './helpers.js';
+
+interface Signed {
+  bus: MessageBus;
+  db: Db;
+  keys: SigningKeyStore;
+  signer: MessageSigner;
+  audit: MemoryAuditSink;
+  registry: AgentRegistry;
+  dir: string;
+  close(): Promise<void>;
+}
+
+const open: Signed[] = [];
+
+function openSigned(handler: MessageHandler, o: { dir?: string; registry?: AgentRegistry } = {}): Signed {
+  const dir = o.dir ?? makeTempDir('caxton-sign-');
+  const db = openDatabase(dir);
+  migrate(db, MESSAGING_MIGRATIONS);
+  const keys = new SigningKeyStore(db, { dir: join(dir, 'signing'), node: 'local' });
+  const signer = new MessageSigner(keys);
+  const audit = new MemoryAuditSink();
+  const registry = o.registry ?? new AgentRegistry();
+  const bus = new MessageBus({
+    db,
+    registry,
+    config: messagingConfig({ signing: true, max_attempts: 1, retry_base: 10, retry_max: 20 }),
+    signer,
+    audit,
+  });
+  bus.setAgentHandler(handler);
+  bus.start();
+  const s: Signed = {
+    bus,
+    db,
+    keys,
+    signer,
+    audit,
+    registry,
+    dir,
+    async close() {
+      await bus.close();
+      db.close();
+    },
+  };
+  open.push(s);
+  return s;
+}
+
+afterEach(async () => {
+  for (const s of open.splice(0)) await s.close();
+});
+
+/** Changes one byte of a stored message's content, in the row itself. */
+function tamper(db: Db, id: string, from: string, to: string): void {
+  const r = db.prepare('UPDATE messages SET body = replace(body, ?, ?) WHERE id = ?').run(from, to, id);
+  expect(r.changes).toBe(1);
+}
+
+describe('signed messages', () => {
+  it('signs every stored message: a caller’s with the node key, an agent’s reply with its own', async () => {
+    const s = openSigned(() => ({ content: 'pong' }));
+    deploy(s.registry, agentDef('echo', ['echo']));
+    const r = await s.bus.submit({ performative: 'request', capability: 'echo', content: 'ping' });
+    await s.bus.wait(r.conversation_id, 5000);
+    const { messages } = await s.bus.reads.getConversation(r.conversation_id);
+    const [req, ...replies] = messages.map((x) => x.message);
+    expect(s.signer.signer(req!)).toMatchObject({ owner: 'node', node: 'local', valid: true });
+    const answer = replies.find((m) => m.sender === 'echo')!;
+    expect(s.signer.signer(answer)).toMatchObject({ owner: 'agent:echo', valid: true });
+    expect(answer.signature!.key).not.toBe(req!.signature!.key);
+    // Private halves are files of their own, 0600 in a 0700 directory; the table holds public halves only.
+    expect(statSync(join(s.dir, 'signing')).mode & 0o777).toBe(0o700);
+    expect(statSync(join(s.dir, 'signing', `${answer.signature!.key}.pem`)).mode & 0o777).toBe(0o600);
+    expect(JSON.stringify(s.db.prepare('SELECT * FROM signing_keys').all())).not.toMatch(/PRIVATE/);
+  });
+
+  it('refuses a message whose stored content changed while the receiver was busy: signature_invalid, audited, dead-lettered', async () => {
+    let release!: () => void;
+    const busy = new Promise<void>((r) => (release = r));
+    const seen: string[] = [];
+    const s = openSigned(async (m) => {
+      seen.push(String(m.content));
+      if (m.content === 'first') await busy;
+      return { content: 'done' };
+    });
+    deploy(s.registry, agentDef('slow', ['slow'], '[messaging]\nmax_concurrency = 1'));
+    const first = await s.bus.submit({ performative: 'request', receivers: ['slow'], content: 'first' });
+    const second = await s.bus.submit({ performative: 'request', receivers: ['slow'], content: 'pay 100' });
+    await s.bus.settled();
+    tamper(s.db, second.id, 'pay 100', 'pay 900');
+    release();
+    await s.bus.wait(first.conversation_id, 5000);
+    const conv = await s.bus.wait(second.conversation_id, 5000);
+    expect(conv.state).toBe('failed');
+    expect(seen).toEqual(['first']);
+    const dl = await s.bus.reads.deadLetters();
+    expect(dl.items).toHaveLength(1);
+    expect(dl.items[0]!.message_id).toBe(second.id);
+    expect(dl.items[0]!.last_error).toMatch(/^signature_invalid: the signature does not match the message/);
+    const { messages } = await s.bus.reads.getConversation(second.conversation_id);
+    expect(messages.at(-1)!.message.content).toMatchObject({ reason: 'signature_invalid' });
+    expect(s.audit.entries).toEqual([
+      expect.objectContaining({
+        action: 'message.signature_invalid',
+        target: second.id,
+        outcome: 'denied',
+        details: expect.objectContaining({ receiver: 'slow', key: expect.stringMatching(/^sk_/) }),
+      }),
+    ]);
+    const view = await s.bus.reads.getMessage(second.id);
+    expect(s.signer.signer(view!.message)).toMatchObject({ owner: 'node', valid: false });
+  });
+
+  it('verifies a dead letter again when it is replayed: one changed in the store is refused', async () => {
+    let calls = 0;
+    const s = openSigned(() => {
+      calls++;
+      throw new CaxtonError('llm_error', 'provider down');
+    });
+    deploy(s.registry, agentDef('flaky', ['flaky']));
+    const r = await s.bus.submit({ performative: 'request', receivers: ['flaky'], content: 'try 1' });
+    await s.bus.wait(r.conversation_id, 5000);
+    expect(calls).toBe(1);
+    const [dead] = (await s.bus.reads.deadLetters()).items;
+    expect(dead!.last_error).toMatch(/provider down/);
+    tamper(s.db, r.id, 'try 1', 'try 2');
+    await s.bus.replay(dead!.id);
+    await s.bus.wait(r.conversation_id, 5000);
+    await s.bus.settled();
+    expect(calls).toBe(1);
+    const again = await s.bus.reads.deadLetters();
+    expect(again.items[0]!.last_error).toMatch(/^signature_invalid/);
+  });
+
+  it('refuses after a restart a pending message changed or stripped of its signature while the node was down', async () => {
+    const dir = makeTempDir('caxton-sign-');
+    const registry = new AgentRegistry();
+    deploy(registry, agentDef('later', ['later']));
+    const seen: unknown[] = [];
+    const a = openSigned(() => new Promise(() => undefined), { dir, registry });
+    const changed = await a.bus.submit({ performative: 'inform', receivers: ['later'], content: 'abc' });
+    const stripped = await a.bus.submit({ performative: 'inform', receivers: ['later'], content: 'xyz' });
+    const intact = await a.bus.submit({ performative: 'inform', receivers: ['later'], content: 'kept' });
+    await a.bus.settled();
+    await a.close();
+    open.splice(open.indexOf(a), 1);
+    const db = openDatabase(dir);
+    tamper(db, changed.id, 'abc', 'abd');
+    db.prepare("UPDATE messages SET body = json_remove(body, '$.signature') WHERE id = ?").run(stripped.id);
+    db.close();
+    const b = openSigned(
+      (m) => {
+        seen.push(m.content);
+        return undefined;
+      },
+      { dir, registry },
+    );
+    await b.bus.wait(intact.conversation_id, 5000);
+    await b.bus.wait(changed.conversation_id, 5000);
+    await b.bus.settled();
+    expect(seen).toEqual(['kept']);
+    const errors = (await b.bus.reads.deadLetters()).items.map((d) => [d.message_id, d.last_error]);
+    expect(errors).toEqual(
+      expect.arrayContaining([
+        [changed.id, expect.stringMatching(/^signature_invalid: the signature does not match/)],
+        [stripped.id, 'signature_invalid: the message carries no signature'],
+      ]),
+    );
+  });
+
+  it('keeps verifying what an old key signed after a rotation; new messages carry the new key', () => {
+    const dir = makeTempDir('caxton-sign-');
+    const db = openDatabase(dir);
+    const keys = new SigningKeyStore(db, { dir: join(dir, 'signing'), node: 'local' });
+    const signer = new MessageSigner(keys);
+    const before = signer.sign(aclMessage({ content: 'before' }), false);
+    const { key, retired } = keys.rotate('node');
+    expect(retired).toMatchObject({ id: before.signature!.key, state: 'retired' });
+    expect(key.state).toBe('active');
+    const after = signer.sign(aclMessage({ content: 'after' }), false);
+    expect(after.signature!.key).toBe(key.id);
+    expect(signer.verify(before)).toMatchObject({ ok: true, key: retired!.id });
+    expect(signer.verify(after)).toMatchObject({ ok: true, key: key.id });
+    // The retired key's private half is gone: it can sign nothing more.
+    expect(() => statSync(join(dir, 'signing', `${retired!.id}.pem`))).toThrow();
+    expect(() => keys.rotate('agents:x')).toThrow(/not a signing key owner/);
+    db.close();
+  });
+
+  it('covers what the message says, not its trace context; an agent key signs only for its agent', () => {
+    const dir = makeTempDir('caxton-sign-');
+    const db = openDatabase(dir);
+    const signer = new MessageSigner(new SigningKeyStore(db, { dir: join(dir, 'signing'), node: 'local' }));
+    const m = signer.sign(aclMessage({ sender: 'alpha', content: { b: 1, a: [true, null] } }), true);
+    const traced: AclMessage = { ...m, trace_context: { traceparent: '00-'.padEnd(55, '1') } };
+    expect(signer.verify(traced).ok).toBe(true);
+    // Key order of JSON content does not matter; its values do.
+    expect(signer.verify({ ...m, content: { a: [true, null], b: 1 } }).ok).toBe(true);
+    expect(signer.verify({ ...m, content: { a: [true, null], b: 2 } }).ok).toBe(false);
+    for (const change of [{ sender: 'beta' }, { on_behalf_of: 'key:admin' }, { receivers: ['x'] }, { chain: ['y'] }])
+      expect(signer.verify({ ...m, ...change } as AclMessage)).toMatchObject({ ok: false });
+    expect(signer.verify({ ...m, sender: 'beta' })).toMatchObject({ problem: /key of agent:alpha, not of its sender/ });
+    expect(canonicalForm(m).startsWith('["caxton-acl-v1",')).toBe(true);
+    db.close();
+  });
+});
