@@ -22,7 +22,8 @@ export interface Signer {
 }
 
 export type SignatureCheck =
-  { ok: true; key: string; owner: string; node: string } | { ok: false; key: string | undefined; problem: string };
+  | { ok: true; key: string; owner: string; node: string }
+  | { ok: false; key: string | undefined; problem: string; unknownKey?: true };
 
 /** Content with every object's keys sorted, so two equal values have one text. */
 function sorted(c: Content): Content {
@@ -73,9 +74,25 @@ export function canonicalForm(m: AclMessage): string {
 /** Signs messages with this node's keys and verifies them with every public key the node knows. */
 export class MessageSigner {
   readonly #keys: SigningKeyStore;
+  #lookup: ((keyId: string) => Promise<boolean>) | undefined;
 
   constructor(keys: SigningKeyStore) {
     this.#keys = keys;
+  }
+
+  /**
+   * Where a key this node does not know yet is looked for before a delivery is refused (a cluster
+   * node reads the other nodes' keys; a key made a moment ago elsewhere may not have arrived).
+   */
+  setKeyLookup(lookup: ((keyId: string) => Promise<boolean>) | undefined): void {
+    this.#lookup = lookup;
+  }
+
+  /** `verify`, after asking the key lookup for a key not known here. */
+  async verifyDelivery(m: AclMessage): Promise<SignatureCheck> {
+    const c = this.verify(m);
+    if (c.ok || !c.unknownKey || !this.#lookup || c.key === undefined) return c;
+    return (await this.#lookup(c.key)) ? this.verify(m) : c;
   }
 
   /** `m` with its signature: by the sender's own key when the sender is an agent, else the node's. */
@@ -91,7 +108,8 @@ export class MessageSigner {
     if (!sig || typeof sig.key !== 'string' || typeof sig.value !== 'string')
       return { ok: false, key: undefined, problem: 'the message carries no signature' };
     const k = this.#keys.verifyingKey(sig.key);
-    if (!k) return { ok: false, key: sig.key, problem: `signing key ${sig.key} is not known on this node` };
+    if (!k)
+      return { ok: false, key: sig.key, problem: `signing key ${sig.key} is not known on this node`, unknownKey: true };
     const { owner, node } = k.record;
     if (owner !== NODE_OWNER && owner !== agentOwner(m.sender))
       return { ok: false, key: sig.key, problem: `signed with the key of ${owner}, not of its sender "${m.sender}"` };

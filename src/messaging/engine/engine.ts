@@ -526,7 +526,7 @@ export class DeliveryEngine {
    */
   async #verified(d: Delivery): Promise<Delivery | undefined> {
     const stored = (await this.#store.getMessage(d.message.id))?.message ?? d.message;
-    const check = this.#o.signer!.verify(stored);
+    const check = await this.#o.signer!.verifyDelivery(stored);
     if (check.ok) return stored === d.message ? d : { ...d, message: stored };
     this.#o.audit?.record({
       action: 'message.signature_invalid',

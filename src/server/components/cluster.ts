@@ -9,8 +9,8 @@ import {
   type AgentRegistry,
 } from '../../agents/index.js';
 import type { ClusterView, Lifecycle } from '../../api/index.js';
-import type { ApiKeyStore } from '../../auth/index.js';
-import { agentsSubject, connectNats, DirectorySync, KeySync, Membership } from '../../cluster/index.js';
+import type { ApiKeyStore, SigningKeyStore } from '../../auth/index.js';
+import { agentsSubject, connectNats, DirectorySync, KeySync, Membership, SigningKeySync } from '../../cluster/index.js';
 import { ClusterBus, PgMessageReads, PgMessageStore, type ClusterBusOptions } from '../../messaging/cluster/index.js';
 import { clusterStateConfig, type ClusterConfig } from '../../config/index.js';
 import { PgEventStore, relayEvents, type Logger } from '../../observability/index.js';
@@ -164,6 +164,12 @@ export interface ClusterComponent extends Component {
   bus(opts: Omit<ClusterBusOptions, 'store' | 'reads' | 'nc' | 'cluster'>): ClusterBus;
   /** Starts the heartbeats once the bus can report its load (membership needs it). */
   join(load: () => Record<string, number>): Promise<ClusterView>;
+  /**
+   * Shares this node's public message signing keys with the other nodes and theirs with it
+   * (`[messaging] signing`, ADR 0059), started in the background; `lookup` reads one key another
+   * node made, for a delivery that arrived before it.
+   */
+  shareSigningKeys(keys: SigningKeyStore): { lookup(id: string): Promise<boolean>; stop(): Promise<void> };
 }
 
 /**
@@ -263,6 +269,26 @@ export async function startCluster(opts: {
     schema,
     packages,
     bus: (o) => new ClusterBus({ ...o, store, reads, nc, cluster }),
+    shareSigningKeys: (keys) => {
+      const started = SigningKeySync.start({
+        nc,
+        bucket: `${cluster.keys_bucket}_signing`,
+        node: cluster.node,
+        replicas: cluster.replicas ?? 1,
+        keys,
+        log: logger,
+      }).catch((e: unknown) => {
+        logger.warn(
+          { err: describeError(e) },
+          'could not share message signing keys with the other nodes: what they sign is refused here (signature_invalid) until this node restarts with NATS reachable',
+        );
+        return undefined;
+      });
+      return {
+        lookup: async (id) => (await started)?.lookup(id) ?? false,
+        stop: async () => (await started)?.stop(),
+      };
+    },
     readiness: [
       {
         name: 'nats',

@@ -49,6 +49,9 @@ export function startMessaging(opts: {
     node: opts.config.cluster?.node ?? 'local',
   });
   const signer = opts.config.messaging.signing ? new MessageSigner(keys) : undefined;
+  // On a cluster the public keys travel between nodes, as API keys do.
+  const shared = signer && cluster ? cluster.shareSigningKeys(keys) : undefined;
+  if (shared) signer?.setKeyLookup((id) => shared.lookup(id));
   const signing = { ...(signer && { signer }), ...(opts.audit && { audit: opts.audit }) };
   const bus: MessagingBus = cluster
     ? cluster.bus({
@@ -85,6 +88,9 @@ export function startMessaging(opts: {
       ...signingKeyApi({ keys }),
     ],
     // Idempotent: a no-op when delivery (which closes the bus first) has run.
-    close: () => bus.close(),
+    close: async () => {
+      await bus.close();
+      await shared?.stop();
+    },
   };
 }

@@ -1,0 +1,151 @@
+/**
+ * Signed messages on a cluster (ADR 0059): two `caxton serve` nodes in this process on one
+ * nats-server and one PostgreSQL schema, `[messaging] signing = true` on both, the same `worker`
+ * agent file on each. Requests are sent to node A until node B's worker answers one: node B then
+ * verified what node A signed, with a public key that travelled between the nodes, and node A shows
+ * node B's reply as validly signed. A message changed in the shared store is refused on replay.
+ */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startNatsServer, type NatsServer } from '../helpers/nats-server.js';
+import { hasSystem, TEST_PG_URL } from '../helpers/system.js';
+import type { TestServer } from '../helpers/server.js';
+import { makeTempDir, removeTempDirs } from '../helpers/tmp.js';
+import { waitUntil } from '../helpers/wait.js';
+import { clusterToml, servers } from './helpers/serve-nodes.js';
+
+const run = hasSystem('nats-server') && hasSystem('postgresql');
+const schema = `caxton_signing_${process.pid}_${Date.now()}`;
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Json = any;
+
+let nats: NatsServer;
+let pool: pg.Pool;
+
+beforeAll(async () => {
+  if (!run) return;
+  nats = await startNatsServer();
+  pool = new pg.Pool({ connectionString: TEST_PG_URL, max: 2 });
+}, 30_000);
+
+afterAll(async () => {
+  if (!run) return;
+  await nats?.stop();
+  await pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+  await pool.end();
+  removeTempDirs();
+});
+
+async function call(
+  node: TestServer,
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<{ status: number; json: Json }> {
+  const res = await fetch(node.url + path, {
+    method,
+    ...(body !== undefined && { headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }),
+  });
+  return { status: res.status, json: await res.json() };
+}
+
+describe.skipIf(!run)('signed messages across two nodes', () => {
+  const start = servers();
+  let a: TestServer;
+  let b: TestServer;
+
+  beforeAll(async () => {
+    const toml = (node: string) => `${clusterToml(node, nats.url, schema)}
+[messaging]
+signing = true
+max_attempts = 1
+[llm]
+default_provider = "s"
+[llm.providers.s]
+type = "scripted"
+script = "replies.toml"
+`;
+    const node = async (name: string) => {
+      const dir = makeTempDir('caxton-sign-node-');
+      // No fallback: a request the rule does not match fails, so its delivery is dead-lettered.
+      writeFileSync(
+        join(dir, 'replies.toml'),
+        `[[rules]]\nmatch = "sign this"\ncontent = "signed work done on ${name}"\n`,
+      );
+      return start({
+        dir,
+        toml: toml(name),
+        agentFiles: { 'worker.toml': 'name = "worker"\nsystem_prompt = "You work."\n' },
+      });
+    };
+    a = await node('node-a');
+    b = await node('node-b');
+  }, 90_000);
+
+  it("verifies on node B what node A signed, with node A's public key", async () => {
+    // Deliveries go to whichever node pulls them: 20 tries all on node A would be 1 in a million.
+    let reply: Json;
+    let request: Json;
+    for (let i = 0; i < 20 && reply?.content !== 'signed work done on node-b'; i++) {
+      const sent = await call(a, 'POST', '/api/v1/messages?wait=30', {
+        performative: 'request',
+        protocol: 'fipa-request',
+        receivers: ['worker'],
+        content: `sign this (${i})`,
+      });
+      expect(sent.status, JSON.stringify(sent.json)).toBe(200);
+      reply = (sent.json.messages as Json[]).find((m) => m.sender === 'worker' && m.performative === 'inform');
+      request = (sent.json.messages as Json[]).find((m) => m.sender !== 'worker');
+      expect(String(reply?.content), JSON.stringify(sent.json.messages)).toMatch(/^signed work done on node-[ab]$/);
+    }
+    expect(reply.content).toBe('signed work done on node-b');
+    const onB = await call(b, 'GET', `/api/v1/messages/${request.id}`);
+    expect(onB.json.signer).toMatchObject({ owner: 'node', node: 'node-a', valid: true });
+    const replyOnA = await call(a, 'GET', `/api/v1/messages/${reply.id}`);
+    expect(replyOnA.json.signer).toMatchObject({ owner: 'agent:worker', node: 'node-b', valid: true });
+    const keysOnB = await call(b, 'GET', '/api/v1/signing-keys');
+    expect([...new Set((keysOnB.json.keys as Json[]).map((k) => k.node))].sort()).toEqual(['node-a', 'node-b']);
+  });
+
+  it('refuses on replay a message changed in the shared store, with signature_invalid', async () => {
+    const sent = await call(a, 'POST', '/api/v1/messages?wait=30', {
+      performative: 'request',
+      protocol: 'fipa-request',
+      receivers: ['worker'],
+      content: 'please fail',
+    });
+    expect(sent.status, JSON.stringify(sent.json)).toBe(200);
+    const request = (sent.json.messages as Json[]).find((m) => m.sender !== 'worker');
+    let dead: Json;
+    await waitUntil(
+      async () => {
+        const list = await call(b, 'GET', `/api/v1/dead-letters?receiver=worker`);
+        dead = (list.json.dead_letters as Json[]).find((d) => d.message_id === request.id);
+        return dead !== undefined;
+      },
+      { timeoutMs: 20_000 },
+    );
+    // One byte of content changed, as someone with write access to PostgreSQL would.
+    const changed = await pool.query(
+      `UPDATE "${schema}".messages SET body = replace(body, 'please fail', 'please sign') WHERE id = $1`,
+      [request.id],
+    );
+    expect(changed.rowCount).toBe(1);
+    const replayed = await call(a, 'POST', `/api/v1/dead-letters/${dead.id}/replay`);
+    expect(replayed.status, JSON.stringify(replayed.json)).toBeLessThan(300);
+    await waitUntil(
+      async () => {
+        const list = await call(a, 'GET', `/api/v1/dead-letters?receiver=worker`);
+        return (list.json.dead_letters as Json[]).some(
+          (d) => d.message_id === request.id && String(d.last_error).startsWith('signature_invalid'),
+        );
+      },
+      { timeoutMs: 20_000 },
+    );
+    const view = await call(b, 'GET', `/api/v1/messages/${request.id}`);
+    expect(view.json.signer).toMatchObject({ node: 'node-a', valid: false, problem: /changed after it was signed/ });
+  });
+});
