@@ -1,9 +1,10 @@
 /**
  * What tracing and metrics cost: the same workloads on a server with telemetry off ([metrics]
- * enabled = false, no span processor), metrics only, and metrics with tracing three ways: every
- * span recorded, traces sampled at 10 %, and no trace sampled (parentbased_always_off). Spans go
- * through a BatchSpanProcessor whose exporter discards the batches: span creation and processing
- * are measured, not a collector's network. Modes alternate, a fresh server each, in one run; each
+ * enabled = false, no span processor, [tracing] local_spans = 0), metrics only (local_spans = 0),
+ * and metrics with tracing three ways: every span recorded, traces sampled at 10 %, and no trace
+ * sampled (parentbased_always_off). Recorded spans go to the node's own span store (its default
+ * size) and through a BatchSpanProcessor whose exporter discards the batches: span creation and
+ * processing are measured, not a collector's network. Modes alternate, a fresh server each, in one run; each
  * figure is a throughput and the process CPU time per operation (steadier on a shared machine).
  *
  *  1. Messages: `bus.send()` of one-way informs to an in-process handler, accepted, delivered and
@@ -77,11 +78,14 @@ async function start(dir: string, mode: Mode, exporter: DiscardExporter): Promis
   else if (mode === 'unsampled') Object.assign(process.env, { OTEL_TRACES_SAMPLER: 'parentbased_always_off' });
   else for (const k of ['OTEL_TRACES_SAMPLER', 'OTEL_TRACES_SAMPLER_ARG']) delete process.env[k];
   writeFileSync(join(dir, 'script.toml'), SCRIPT);
+  // Without tracing nothing records, not even the node's own span store (on by default): with
+  // tracing, spans go both to that store and to the exporter, as on a server with an OTLP endpoint.
+  const localSpans = tracing ? '' : '[tracing]\nlocal_spans = 0\n';
   const file = join(dir, 'caxton.toml');
   writeFileSync(
     file,
     `data_dir = "data-${mode}-${Date.now()}"\nagents_dir = "agents"\n[server]\nport = 0\n[metrics]\nenabled = ${on}\nport = 0\n[logging]\nlevel = "warn"\n` +
-      `[messaging]\nmax_queue = 10000000\n[llm]\ndefault_provider = "bench"\n[llm.providers.bench]\ntype = "scripted"\nscript = "script.toml"\n`,
+      `[messaging]\nmax_queue = 10000000\n[llm]\ndefault_provider = "bench"\n[llm.providers.bench]\ntype = "scripted"\nscript = "script.toml"\n${localSpans}`,
   );
   const config = loadServerConfig({
     file,
@@ -234,7 +238,7 @@ async function run(): Promise<SuiteReport> {
   return {
     rows,
     notes: [
-      `Telemetry off: [metrics] enabled = false and no span processor (the tracer is the no-op one; trace context still passes through). Tracing rows are measured against metrics only, so they show what tracing adds; every tracing mode has metrics on. All spans recorded: ${spans.toLocaleString('en')} spans reached the discarding exporter in all rounds.`,
+      `Telemetry off: [metrics] enabled = false, no span processor and [tracing] local_spans = 0 (the tracer is the no-op one; trace context still passes through); metrics only has local_spans = 0 too, the tracing modes the default span store plus the exporter. Tracing rows are measured against metrics only, so they show what tracing adds; every tracing mode has metrics on. All spans recorded: ${spans.toLocaleString('en')} spans reached the discarding exporter in all rounds.`,
       `Rounds alternate the modes with a fresh server each; per round ${MESSAGES.toLocaleString('en')} one-way informs to an in-process handler (each its own conversation) and ${EXECUTIONS.toLocaleString('en')} sequential executor.invoke() calls with the zero-latency scripted provider.`,
     ],
     raw: results,

@@ -19,6 +19,8 @@ export interface DeployInput {
   file?: string;
   /** The authenticated principal deploying it, recorded with the version. */
   deployed_by?: string | undefined;
+  /** The W3C trace context of the request deploying it: its lifecycle event names that trace. */
+  traceparent?: string | undefined;
   /**
    * `direct` (default): live at once. `blue-green`: recorded beside the live version, reachable as
    * NAME@VERSION until promoted. `canary`: as blue-green, and given a rising share of new
@@ -216,7 +218,7 @@ export class Deployer {
         source,
       );
     } else this.#store.save(stored);
-    this.#registry.upsert(agent);
+    this.#registry.upsert(agent, input.traceparent);
     return { agent, warnings: result.warnings, created: !existing, version };
   }
 

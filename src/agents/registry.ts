@@ -15,9 +15,10 @@ export interface DeployedAgent {
   readonly updated_at: string;
 }
 
+/** A change; `traceparent` is the W3C trace context of the request that made it, when one did. */
 export type RegistryEvent =
-  | { type: 'deployed'; agent: DeployedAgent }
-  | { type: 'updated'; agent: DeployedAgent; previous: DeployedAgent }
+  | { type: 'deployed'; agent: DeployedAgent; traceparent?: string }
+  | { type: 'updated'; agent: DeployedAgent; previous: DeployedAgent; traceparent?: string }
   | { type: 'removed'; agent: DeployedAgent };
 
 export interface ListOptions {
@@ -132,7 +133,7 @@ export class AgentRegistry extends EventEmitter<{ change: [RegistryEvent] }> {
     return [...(this.#byCapability.get(capability as Capability)?.values() ?? [])];
   }
 
-  upsert(deployed: DeployedAgent): void {
+  upsert(deployed: DeployedAgent, traceparent?: string): void {
     shareDefaultTables(deployed.definition);
     const agent = deployed.origin.kind === 'api' ? { ...deployed, origin: sharedOrigin(deployed.origin) } : deployed;
     const key = agentKey(agent.definition.name);
@@ -145,8 +146,9 @@ export class AgentRegistry extends EventEmitter<{ change: [RegistryEvent] }> {
       if (!m) this.#byCapability.set(c, (m = new Map()));
       m.set(key, agent);
     }
+    const tp = traceparent !== undefined ? { traceparent } : {};
     const change = () =>
-      this.emit('change', previous ? { type: 'updated', agent, previous } : { type: 'deployed', agent });
+      this.emit('change', previous ? { type: 'updated', agent, previous, ...tp } : { type: 'deployed', agent, ...tp });
     // A change applied from another node keeps its relayed mark on the copy while it is told (a
     // spread does not copy the symbol), or this node would record that node's event a second time.
     const from = relayedFrom(deployed);

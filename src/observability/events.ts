@@ -447,8 +447,8 @@ interface AgentLike {
   revision: number;
 }
 type RegistryChange =
-  | { type: 'deployed'; agent: AgentLike }
-  | { type: 'updated'; agent: AgentLike; previous: AgentLike }
+  | { type: 'deployed'; agent: AgentLike; traceparent?: string }
+  | { type: 'updated'; agent: AgentLike; previous: AgentLike; traceparent?: string }
   | { type: 'removed'; agent: AgentLike };
 interface MessageLike {
   id: string;
@@ -540,7 +540,7 @@ export function createAgentEvents(
   const state = (a: AgentLike) => `deployed (revision ${a.revision})`;
   const onChange = (e: RegistryChange): void => {
     if (shared && relayedFrom(e.agent) !== undefined) return;
-    const ids = activeTraceIds();
+    const ids = (e.type !== 'removed' && traceIdsOf(e.traceparent)) || activeTraceIds();
     const a = e.agent;
     const common = {
       origin: a.origin.kind,

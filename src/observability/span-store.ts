@@ -39,8 +39,34 @@ export interface SpanStoreOptions {
 }
 
 interface Entry {
-  span: StoredSpan;
+  span: ReadableSpan;
   bytes: number;
+}
+
+function stored(s: ReadableSpan): StoredSpan {
+  const sc = s.spanContext();
+  const attributes: Record<string, string | number | boolean> = {};
+  for (const [k, v] of Object.entries(s.attributes)) {
+    if (v === undefined || v === null) continue;
+    let value: string | number | boolean =
+      typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean' ? v : JSON.stringify(v);
+    if (typeof value === 'string' && value.length > MAX_VALUE) value = `${value.slice(0, MAX_VALUE)}…`;
+    attributes[k] = value;
+  }
+  const startMs = s.startTime[0] * 1000 + s.startTime[1] / 1e6;
+  const durationMs = s.duration[0] * 1000 + s.duration[1] / 1e6;
+  return {
+    trace_id: sc.traceId,
+    span_id: sc.spanId,
+    parent_span_id: s.parentSpanContext?.spanId ?? null,
+    name: s.name,
+    kind: KINDS[s.kind] ?? 'internal',
+    start: new Date(startMs).toISOString(),
+    duration_ms: Math.round(durationMs * 1000) / 1000,
+    status: STATUS[s.status.code] ?? 'unset',
+    ...(s.status.message !== undefined && { status_message: s.status.message.slice(0, MAX_VALUE) }),
+    attributes,
+  };
 }
 
 export class SpanStore implements SpanProcessor {
@@ -69,33 +95,15 @@ export class SpanStore implements SpanProcessor {
   onStart(_span: Span, _ctx: Context): void {}
 
   onEnd(s: ReadableSpan): void {
-    const sc = s.spanContext();
-    const attributes: Record<string, string | number | boolean> = {};
+    // The span itself is kept (the recorder's spans are small and done with): it becomes a
+    // StoredSpan only when its trace is read, which most spans never are.
     let bytes = 200 + s.name.length;
-    for (const [k, v] of Object.entries(s.attributes)) {
-      if (v === undefined || v === null) continue;
-      let value: string | number | boolean =
-        typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean' ? v : JSON.stringify(v);
-      if (typeof value === 'string' && value.length > MAX_VALUE) value = `${value.slice(0, MAX_VALUE)}…`;
-      attributes[k] = value;
-      bytes += k.length + (typeof value === 'string' ? value.length : 8);
+    const attrs = s.attributes;
+    for (const k in attrs) {
+      const v = attrs[k];
+      bytes += k.length + (typeof v === 'string' ? Math.min(v.length, MAX_VALUE) : 8);
     }
-    const startMs = s.startTime[0] * 1000 + s.startTime[1] / 1e6;
-    const durationMs = s.duration[0] * 1000 + s.duration[1] / 1e6;
-    const parent = s.parentSpanContext?.spanId;
-    const span: StoredSpan = {
-      trace_id: sc.traceId,
-      span_id: sc.spanId,
-      parent_span_id: parent ?? null,
-      name: s.name,
-      kind: KINDS[s.kind] ?? 'internal',
-      start: new Date(startMs).toISOString(),
-      duration_ms: Math.round(durationMs * 1000) / 1000,
-      status: STATUS[s.status.code] ?? 'unset',
-      ...(s.status.message !== undefined && { status_message: s.status.message.slice(0, MAX_VALUE) }),
-      attributes,
-    };
-    this.#push({ span, bytes });
+    this.#push({ span: s, bytes });
   }
 
   #push(e: Entry): void {
@@ -121,7 +129,7 @@ export class SpanStore implements SpanProcessor {
     const cap = this.#ring.length;
     for (let i = 0; i < this.#size; i++) {
       const e = this.#ring[(this.#head + i) % cap]!;
-      if (e.span.trace_id === traceId) out.push(e.span);
+      if (e.span.spanContext().traceId === traceId) out.push(stored(e.span));
     }
     return out.sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
   }

@@ -10,6 +10,7 @@ import {
   type Span,
   type Tracer,
 } from '@opentelemetry/api';
+import { parentOfContext, RecordedSpan, SpanRecorder, type ParentContext } from './span-recorder.js';
 
 /** W3C traceparent: version 00, 32 hex trace id, 16 hex parent id, 2 hex flags. */
 const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
@@ -39,8 +40,38 @@ export function contextOf(traceparent: string | undefined): Context {
   return ctx;
 }
 
+/**
+ * The parent a W3C `traceparent` names, for Caxton's recorder: parsed once per distinct value (an
+ * execution's model and tool spans share theirs), with no `Context` in between.
+ */
+let lastParent: { traceparent: string; parent: ParentContext | undefined } | undefined;
+
+function parentOf(traceparent: string): ParentContext | undefined {
+  if (lastParent?.traceparent === traceparent) return lastParent.parent;
+  const m = TRACEPARENT.exec(traceparent);
+  let parent: ParentContext | undefined;
+  if (m && m[1] !== ZERO_TRACE && m[2] !== ZERO_SPAN) {
+    const spanContext = {
+      traceId: m[1]!,
+      spanId: m[2]!,
+      traceFlags: parseInt(m[3]!, 16) & TraceFlags.SAMPLED,
+      isRemote: true,
+    };
+    parent = {
+      traceId: spanContext.traceId,
+      spanId: spanContext.spanId,
+      sampled: spanContext.traceFlags !== 0,
+      span: trace.wrapSpanContext(spanContext),
+      spanContext,
+    };
+  }
+  lastParent = { traceparent, parent };
+  return parent;
+}
+
 /** The W3C `traceparent` of a span (undefined for a span without a valid context). */
 export function traceparentOf(span: Span | undefined): string | undefined {
+  if (span instanceof RecordedSpan) return span.traceparent;
   const sc = span?.spanContext();
   if (!sc || !trace.isSpanContextValid(sc)) return undefined;
   return `00-${sc.traceId}-${sc.spanId}-0${(sc.traceFlags & TraceFlags.SAMPLED).toString(16)}`;
@@ -65,6 +96,10 @@ export function startSpan(
   attributes?: SpanAttributes,
   kind: SpanKind = SpanKind.INTERNAL,
 ): Span {
+  if (tracer instanceof SpanRecorder) {
+    const parent = traceparent === undefined ? undefined : parentOf(traceparent);
+    return tracer.start(name, kind, parent ?? parentOfContext(context.active()), attributes);
+  }
   const span = tracer.startSpan(name, { kind }, contextOf(traceparent));
   if (attributes !== undefined && span.isRecording())
     span.setAttributes(typeof attributes === 'function' ? attributes() : attributes);
@@ -90,10 +125,11 @@ export function endWithError(span: Span, e: unknown): void {
 }
 
 /**
- * Runs `fn` with `span` as the active span (children and log lines pick it up). A span that is
- * not recorded is not made active: the active context lives in an AsyncLocalStorage whose first
- * use installs promise hooks on every promise of the process, a cost only kept spans should pay.
- * Work below an unrecorded span gets its context explicitly (childTraceparent).
+ * Runs `fn` with `span` as the active span. With Caxton's recorder the active context holds for
+ * the synchronous part of `fn` only (sync-context.ts: no async hooks, ADR 0065), so what runs
+ * after an await gets its trace context explicitly (childTraceparent, a request's logger). A span
+ * that is not recorded is not made active at all: an SDK tracer's context manager may be an
+ * AsyncLocalStorage, whose first use puts promise hooks on every promise of the process.
  */
 export function withSpan<T>(span: Span, fn: () => T): T {
   if (!span.isRecording()) return fn();

@@ -1,18 +1,9 @@
-import {
-  context,
-  propagation,
-  trace,
-  TraceFlags,
-  type Context,
-  type Span,
-  type SpanOptions,
-  type Tracer,
-  type TracerOptions,
-  type TracerProvider,
-} from '@opentelemetry/api';
+import { context, ProxyTracerProvider, trace, type Tracer, type TracerProvider } from '@opentelemetry/api';
 import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { ReportingExporter, type ExportFailure } from './export-failures.js';
+import { samplerOf, SpanRecorder } from './span-recorder.js';
 import type { SpanStore } from './span-store.js';
+import { SyncContextManager } from './sync-context.js';
 
 export interface Tracing {
   tracer: Tracer;
@@ -28,13 +19,16 @@ export interface Tracing {
 }
 
 /**
- * Sets up the OpenTelemetry tracer. Spans are recorded only when they have somewhere to go: the
- * node's own span store (`local`, ADR 0056), and when OTEL_EXPORTER_OTLP_ENDPOINT (or
- * OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) is set, OTLP/HTTP as well; extra processors (tests use an
- * in-memory exporter) can be passed in. With none of them
- * the tracer is the API's no-op one: trace context is still carried (an incoming `traceparent`
- * passes through messages and tool calls unchanged) but nothing is recorded, and the SDK and the
- * OTLP exporter are never imported.
+ * Sets up tracing: Caxton's own span recorder (ADR 0065) behind the OpenTelemetry `Tracer`
+ * interface. Spans are recorded only when they have somewhere to go: the node's own span store
+ * (`local`, ADR 0056), and when OTEL_EXPORTER_OTLP_ENDPOINT (or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)
+ * is set, the OpenTelemetry OTLP/HTTP exporter behind its batch processor as well; extra SDK span
+ * processors (tests use an in-memory exporter) can be passed in and receive the same spans. With
+ * none of them the tracer is the API's no-op one: trace context is still carried (an incoming
+ * `traceparent` passes through messages and tool calls unchanged) but nothing is recorded, and the
+ * OpenTelemetry SDK packages are never imported. The sampler is the one the standard
+ * OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG variables name, read from the process
+ * environment as the SDK reads them.
  */
 export async function setupTracing(opts: {
   version: string;
@@ -57,90 +51,69 @@ export async function setupTracing(opts: {
       shutdown: async () => {},
     };
   }
-  const [
-    { resourceFromAttributes },
-    { BatchSpanProcessor },
-    { NodeTracerProvider },
-    { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION },
-  ] = await Promise.all([
-    import('@opentelemetry/resources').then(namedExports),
-    import('@opentelemetry/sdk-trace-base').then(namedExports),
-    import('@opentelemetry/sdk-trace-node').then(namedExports),
-    import('@opentelemetry/semantic-conventions').then(namedExports),
-  ]);
+  const { resourceFromAttributes } = namedExports(await import('@opentelemetry/resources'));
   if (exporting) {
-    const { OTLPTraceExporter } = namedExports(await import('@opentelemetry/exporter-trace-otlp-http'));
+    const [{ BatchSpanProcessor }, { OTLPTraceExporter }] = await Promise.all([
+      import('@opentelemetry/sdk-trace-base').then(namedExports),
+      import('@opentelemetry/exporter-trace-otlp-http').then(namedExports),
+    ]);
     const otlp = new OTLPTraceExporter();
     processors.push(
       new BatchSpanProcessor(opts.onExportFailure ? new ReportingExporter(otlp, opts.onExportFailure) : otlp),
     );
   }
-  const provider = new NodeTracerProvider({
-    resource: resourceFromAttributes({
-      [ATTR_SERVICE_NAME]: env.OTEL_SERVICE_NAME ?? 'caxton',
-      [ATTR_SERVICE_VERSION]: opts.version,
-    }),
-    spanProcessors: processors,
-  });
-  provider.register();
-  if (parentBased(process.env.OTEL_TRACES_SAMPLER)) {
-    // register() installed the provider itself: the shortcut goes in front of it.
-    trace.disable();
-    trace.setGlobalTracerProvider(new UnsampledParentShortcut(provider));
-  }
+  const tracer = new SpanRecorder(
+    {
+      processors,
+      resource: resourceFromAttributes({
+        'service.name': env.OTEL_SERVICE_NAME ?? 'caxton',
+        'service.version': opts.version,
+      }),
+      instrumentationScope: { name: 'caxton', version: opts.version },
+    },
+    samplerOf(process.env),
+  );
+  useSyncContext();
+  // Code that does not get the tracer handed (the execution loop, shared with worker and child
+  // processes where nothing records) takes the global one: this server's, the latest started.
+  const provider: TracerProvider = { getTracer: () => tracer };
+  trace.disable();
+  trace.setGlobalTracerProvider(provider);
+  let closed = false;
   return {
-    tracer: trace.getTracer('caxton', opts.version),
+    tracer,
     enabled: true,
     exporting,
     ...(opts.local && { local: opts.local }),
-    flush: () => provider.forceFlush(),
+    flush: async () => {
+      await Promise.all(processors.map((p) => p.forceFlush()));
+    },
     shutdown: async () => {
-      await provider.shutdown();
-      // Unregister everything register() installed, the async context manager included (its
-      // promise hooks would otherwise keep costing after this server is gone).
-      trace.disable();
-      context.disable();
-      propagation.disable();
+      if (closed) return;
+      closed = true;
+      try {
+        await Promise.all(processors.map((p) => p.shutdown()));
+      } finally {
+        const global = trace.getTracerProvider();
+        if (global instanceof ProxyTracerProvider && global.getDelegate() === provider) trace.disable();
+        releaseSyncContext();
+      }
     },
   };
 }
 
 /**
- * Whether the sampler the SDK builds from OTEL_TRACES_SAMPLER follows its parent's decision: the
- * default (parentbased_always_on) and every parentbased_* one do; always_on and traceidratio may
- * record below a parent that was not sampled. An unknown value falls back to the default.
+ * Servers in one process (tests, benchmarks) share the API's one global context manager: the
+ * first to start registers it, the last to stop takes it away.
  */
-function parentBased(sampler: string | undefined): boolean {
-  return !['always_on', 'traceidratio'].includes((sampler ?? '').trim().toLowerCase());
+let syncContextUsers = 0;
+
+function useSyncContext(): void {
+  if (syncContextUsers++ === 0) context.setGlobalContextManager(new SyncContextManager());
 }
 
-/**
- * Below a parent that was not sampled, a parent-based sampler drops every span: the shortcut
- * hands back the parent's own context as a non-recording span instead of asking the SDK, which
- * would make up a span id, run the sampler and count the span only to drop it.
- */
-class UnsampledParentShortcut implements TracerProvider {
-  readonly #tracers = new Map<string, Tracer>();
-  constructor(private readonly provider: TracerProvider) {}
-
-  getTracer(name: string, version?: string, options?: TracerOptions): Tracer {
-    const key = `${name}@${version ?? ''}:${options?.schemaUrl ?? ''}`;
-    let tracer = this.#tracers.get(key);
-    if (!tracer) this.#tracers.set(key, (tracer = shortcut(this.provider.getTracer(name, version, options))));
-    return tracer;
-  }
-}
-
-function shortcut(inner: Tracer): Tracer {
-  return {
-    startSpan(name: string, options?: SpanOptions, ctx: Context = context.active()): Span {
-      const parent = options?.root ? undefined : trace.getSpanContext(ctx);
-      if (parent !== undefined && (parent.traceFlags & TraceFlags.SAMPLED) === 0 && trace.isSpanContextValid(parent))
-        return trace.wrapSpanContext(parent);
-      return inner.startSpan(name, options, ctx);
-    },
-    startActiveSpan: inner.startActiveSpan.bind(inner) as Tracer['startActiveSpan'],
-  };
+function releaseSyncContext(): void {
+  if (--syncContextUsers === 0) context.disable();
 }
 
 /**

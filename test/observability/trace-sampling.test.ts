@@ -14,6 +14,7 @@ const UNSAMPLED = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00';
 
 let tracing: Tracing | undefined;
 const saved = process.env.OTEL_TRACES_SAMPLER;
+const savedArg = process.env.OTEL_TRACES_SAMPLER_ARG;
 
 async function setup(sampler: string | undefined): Promise<{ tracing: Tracing; exporter: InMemorySpanExporter }> {
   if (sampler === undefined) delete process.env.OTEL_TRACES_SAMPLER;
@@ -28,6 +29,8 @@ afterEach(async () => {
   tracing = undefined;
   if (saved === undefined) delete process.env.OTEL_TRACES_SAMPLER;
   else process.env.OTEL_TRACES_SAMPLER = saved;
+  if (savedArg === undefined) delete process.env.OTEL_TRACES_SAMPLER_ARG;
+  else process.env.OTEL_TRACES_SAMPLER_ARG = savedArg;
 });
 
 describe('spans that are not recorded', () => {
@@ -44,7 +47,8 @@ describe('spans that are not recorded', () => {
   });
 
   it('a trace sampled out at its root stays out below it, through the traceparent alone', async () => {
-    const { tracing, exporter } = await setup('parentbased_always_off');
+    process.env.OTEL_TRACES_SAMPLER_ARG = '0';
+    const { tracing, exporter } = await setup('parentbased_traceidratio');
     const root = startSpan(tracing.tracer, 'message.route inform', undefined);
     expect(root.isRecording()).toBe(false);
     const tp = childTraceparent(root, undefined);
@@ -54,6 +58,24 @@ describe('spans that are not recorded', () => {
     expect(child.isRecording()).toBe(false);
     expect(traceparentOf(child)).toBe(tp);
     expect(exporter.getFinishedSpans()).toHaveLength(0);
+  });
+
+  it('a root that keeps nothing is one shared no-op span and hands nothing on; a caller’s context passes through', async () => {
+    const { tracing, exporter } = await setup('parentbased_always_off');
+    const a = startSpan(tracing.tracer, 'message.route inform', undefined, () => {
+      throw new Error('attributes are not built when nothing records');
+    });
+    const b = startSpan(tracing.tracer, 'agent.execute x', undefined);
+    expect(a).toBe(b);
+    expect(a.isRecording()).toBe(false);
+    expect(childTraceparent(a, undefined)).toBeUndefined();
+    // Below a caller's sampled context the caller decides (parent-based): recorded.
+    const sampled = startSpan(tracing.tracer, 'x', SAMPLED);
+    expect(childTraceparent(sampled, SAMPLED)).not.toBe(SAMPLED);
+    const below = startSpan(tracing.tracer, 'x', UNSAMPLED);
+    expect(childTraceparent(below, UNSAMPLED)).toBe(UNSAMPLED);
+    for (const s of [a, sampled, below]) s.end();
+    expect(exporter.getFinishedSpans()).toHaveLength(1);
   });
 
   it('a sampler that ignores its parent still records below an unsampled one', async () => {

@@ -10,6 +10,7 @@ import {
   type DeployOutcome,
 } from '../../agents/index.js';
 import { deployActor } from '../../auth/index.js';
+import { requestTraceparent } from '../request-trace.js';
 import { MAX_INPUT_DEPTH } from '../../shared/depth.js';
 import { CaxtonError } from '../../shared/errors.js';
 import { jsonProblemError, scanJsonText } from '../../shared/json-text.js';
@@ -198,7 +199,13 @@ export async function agentRoutes(app: FastifyInstance, opts: { service: AgentSe
     async (req, reply) => {
       const { body, format } = bodyOf(req);
       const out = await service.deploy(
-        { body, ...(format && { format }), deployed_by: req.principal?.id, actor: deployActor(req.principal) },
+        {
+          body,
+          ...(format && { format }),
+          deployed_by: req.principal?.id,
+          actor: deployActor(req.principal),
+          traceparent: requestTraceparent(req),
+        },
         'create',
       );
       req.log.info({ agent: out.agent.definition.name, version: out.version?.version }, 'agent deployed');
@@ -294,6 +301,7 @@ export async function agentRoutes(app: FastifyInstance, opts: { service: AgentSe
           ...(format && { format }),
           deployed_by: req.principal?.id,
           actor: deployActor(req.principal),
+          traceparent: requestTraceparent(req),
           strategy: req.query.strategy,
           canary,
         },

@@ -1,0 +1,400 @@
+/**
+ * Caxton's own span recorder (ADR 0065): a tracer behind the OpenTelemetry API's `Tracer`
+ * interface whose recorded spans are small objects that are also the SDK's `ReadableSpan`, so the
+ * SDK's span processors and the OTLP/HTTP exporter take them unchanged (the wire format is the
+ * exporter's own). What it leaves out of the SDK is what a span cost there: the sampler object
+ * chain, span limits and attribute sanitising, the SDK's own span metrics, `HrTime` arithmetic at
+ * start and end, and ids drawn from `Math.random` two words at a time.
+ */
+import { randomFillSync } from 'node:crypto';
+import {
+  context,
+  INVALID_SPAN_CONTEXT,
+  SpanKind,
+  SpanStatusCode,
+  trace,
+  TraceFlags,
+  type Attributes,
+  type AttributeValue,
+  type Context,
+  type Exception,
+  type HrTime,
+  type Link,
+  type Span,
+  type SpanContext,
+  type SpanOptions,
+  type SpanStatus,
+  type TimeInput,
+  type Tracer,
+} from '@opentelemetry/api';
+import type { ReadableSpan, SpanProcessor, TimedEvent } from '@opentelemetry/sdk-trace-base';
+
+/** What `ReadableSpan.resource` is to the exporters: the process's service attributes. */
+export type SpanResource = ReadableSpan['resource'];
+
+/** How a span is decided: the standard OTEL_TRACES_SAMPLER values, parsed once (samplerOf). */
+export interface SamplerConfig {
+  /** Follow a parent's sampled flag (every `parentbased_*` value, and the default). */
+  parentBased: boolean;
+  /** The decision where there is no parent (or for every span when not parent-based). */
+  root: 'on' | 'off' | 'ratio';
+  /** Share of traces kept for 'ratio', 0 to 1. */
+  ratio: number;
+}
+
+/**
+ * The sampler OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG name, read as the SDK reads them:
+ * an unknown sampler is the default (parentbased_always_on); a ratio that is missing or not a
+ * number from 0 to 1 is 1.
+ */
+export function samplerOf(env: NodeJS.ProcessEnv): SamplerConfig {
+  const name = (env.OTEL_TRACES_SAMPLER ?? '').trim().toLowerCase();
+  const arg = Number((env.OTEL_TRACES_SAMPLER_ARG ?? '').trim());
+  const ratio = env.OTEL_TRACES_SAMPLER_ARG !== undefined && arg >= 0 && arg <= 1 ? arg : 1;
+  switch (name) {
+    case 'always_on':
+      return { parentBased: false, root: 'on', ratio };
+    case 'always_off':
+      return { parentBased: false, root: 'off', ratio };
+    case 'traceidratio':
+      return { parentBased: false, root: 'ratio', ratio };
+    case 'parentbased_always_off':
+      return { parentBased: true, root: 'off', ratio };
+    case 'parentbased_traceidratio':
+      return { parentBased: true, root: 'ratio', ratio };
+    default:
+      return { parentBased: true, root: 'on', ratio };
+  }
+}
+
+/**
+ * Whether a trace id falls in the kept share: the SDK's TraceIdRatioBased rule (the four 32-bit
+ * words of the id XORed, below ratio × 2³²), so a trace this node and an SDK-traced service
+ * sample at the same ratio gets the same decision.
+ */
+export function ratioKeeps(traceId: string, ratio: number): boolean {
+  const bound = ratio >= 1 ? 0x100000000 : Math.floor(ratio * 0xffffffff);
+  let acc = 0;
+  for (let i = 0; i < 32; i += 8) acc = (acc ^ parseInt(traceId.slice(i, i + 8), 16)) >>> 0;
+  return acc < bound;
+}
+
+/** Random bytes drawn a page at a time: one `randomFillSync` per 170 spans instead of per id. */
+const POOL = Buffer.allocUnsafe(4096);
+let poolAt = POOL.length;
+
+/** A random id of `bytes` bytes as lower-case hex, never all zeros (an invalid W3C id). */
+export function randomId(bytes: 8 | 16): string {
+  for (;;) {
+    if (poolAt + bytes > POOL.length) {
+      randomFillSync(POOL);
+      poolAt = 0;
+    }
+    const start = poolAt;
+    poolAt += bytes;
+    for (let i = start; i < poolAt; i++) if (POOL[i] !== 0) return POOL.toString('hex', start, poolAt);
+  }
+}
+
+/** A parent as the recorder needs it: ids and the sampled flag (parsed traceparent or active span). */
+export interface ParentContext {
+  traceId: string;
+  spanId: string;
+  sampled: boolean;
+  /** The parent as a span that records nothing, handed back for work below an unsampled parent. */
+  span: Span;
+  /** The parent's context for `ReadableSpan.parentSpanContext`. */
+  spanContext: SpanContext;
+}
+
+/** The one span every trace sampled out at a root that keeps nothing gets: no ids, nothing handed on. */
+export const NOOP_SPAN: Span = trace.wrapSpanContext(INVALID_SPAN_CONTEXT);
+
+/** The parent a context holds (the active span or a span set on it), if valid. */
+export function parentOfContext(ctx: Context): ParentContext | undefined {
+  const span = trace.getSpan(ctx);
+  if (span === undefined) return undefined;
+  if (span instanceof RecordedSpan) return span.asParent();
+  const sc = span.spanContext();
+  if (!trace.isSpanContextValid(sc)) return undefined;
+  return {
+    traceId: sc.traceId,
+    spanId: sc.spanId,
+    sampled: (sc.traceFlags & TraceFlags.SAMPLED) !== 0,
+    span,
+    spanContext: sc,
+  };
+}
+
+const EMPTY_LINKS: Link[] = [];
+const EMPTY_EVENTS: TimedEvent[] = [];
+const UNSET: SpanStatus = { code: SpanStatusCode.UNSET };
+
+/** Epoch milliseconds (fractional) now, the clock spans are stamped with. */
+const now = (): number => performance.timeOrigin + performance.now();
+
+function hrTime(ms: number): HrTime {
+  const s = Math.trunc(ms / 1000);
+  return [s, Math.round((ms - s * 1000) * 1e6)];
+}
+
+function millisOf(t: TimeInput): number {
+  if (typeof t === 'number') return t < performance.timeOrigin ? performance.timeOrigin + t : t;
+  if (t instanceof Date) return t.getTime();
+  return t[0] * 1000 + t[1] / 1e6;
+}
+
+/** What every span of one recorder shares. */
+export interface RecorderScope {
+  processors: readonly SpanProcessor[];
+  resource: SpanResource;
+  instrumentationScope: ReadableSpan['instrumentationScope'];
+}
+
+/**
+ * A recorded span: ids, times in epoch milliseconds, attributes in one plain object. It is its own
+ * `ReadableSpan` for the processors (times converted only when an exporter reads them).
+ */
+export class RecordedSpan implements Span, ReadableSpan {
+  name: string;
+  readonly kind: SpanKind;
+  readonly attributes: Attributes;
+  readonly droppedAttributesCount = 0;
+  readonly droppedEventsCount = 0;
+  readonly droppedLinksCount = 0;
+  status: SpanStatus = UNSET;
+  ended = false;
+  links: Link[] = EMPTY_LINKS;
+  events: TimedEvent[] = EMPTY_EVENTS;
+  readonly traceId: string;
+  readonly spanId: string;
+  readonly #parent: ParentContext | undefined;
+  readonly #scope: RecorderScope;
+  startMs: number;
+  endMs = 0;
+  #context: SpanContext | undefined;
+  #traceparent: string | undefined;
+  #asParent: ParentContext | undefined;
+
+  constructor(
+    scope: RecorderScope,
+    name: string,
+    kind: SpanKind,
+    traceId: string,
+    parent: ParentContext | undefined,
+    attributes: Attributes | undefined,
+    startMs: number,
+  ) {
+    this.#scope = scope;
+    this.name = name;
+    this.kind = kind;
+    this.traceId = traceId;
+    this.spanId = randomId(8);
+    this.#parent = parent;
+    this.attributes = attributes ?? {};
+    this.startMs = startMs;
+  }
+
+  spanContext(): SpanContext {
+    return (this.#context ??= { traceId: this.traceId, spanId: this.spanId, traceFlags: TraceFlags.SAMPLED });
+  }
+
+  /** Its W3C `traceparent` (made once). */
+  get traceparent(): string {
+    return (this.#traceparent ??= `00-${this.traceId}-${this.spanId}-01`);
+  }
+
+  asParent(): ParentContext {
+    return (this.#asParent ??= {
+      traceId: this.traceId,
+      spanId: this.spanId,
+      sampled: true,
+      span: this,
+      spanContext: this.spanContext(),
+    });
+  }
+
+  get parentSpanContext(): SpanContext | undefined {
+    return this.#parent?.spanContext;
+  }
+
+  get parentSpanId(): string | undefined {
+    return this.#parent?.spanId;
+  }
+
+  get resource(): SpanResource {
+    return this.#scope.resource;
+  }
+
+  get instrumentationScope(): ReadableSpan['instrumentationScope'] {
+    return this.#scope.instrumentationScope;
+  }
+
+  get startTime(): HrTime {
+    return hrTime(this.startMs);
+  }
+
+  get endTime(): HrTime {
+    return hrTime(this.endMs);
+  }
+
+  get duration(): HrTime {
+    const d = this.endMs - this.startMs;
+    const s = Math.trunc(d / 1000);
+    return [s, Math.round((d - s * 1000) * 1e6)];
+  }
+
+  setAttribute(key: string, value: AttributeValue): this {
+    if (!this.ended && value !== undefined && value !== null) this.attributes[key] = value;
+    return this;
+  }
+
+  setAttributes(attributes: Attributes): this {
+    if (this.ended) return this;
+    for (const key in attributes) {
+      const v = attributes[key];
+      if (v !== undefined && v !== null) this.attributes[key] = v;
+    }
+    return this;
+  }
+
+  addEvent(name: string, attributesOrTime?: Attributes | TimeInput, time?: TimeInput): this {
+    if (this.ended) return this;
+    const isTime =
+      typeof attributesOrTime === 'number' || attributesOrTime instanceof Date || Array.isArray(attributesOrTime);
+    const at = isTime ? attributesOrTime : time;
+    const event: TimedEvent = {
+      name,
+      time: hrTime(at === undefined ? now() : millisOf(at)),
+      ...(!isTime && attributesOrTime !== undefined && { attributes: attributesOrTime as Attributes }),
+      droppedAttributesCount: 0,
+    };
+    if (this.events === EMPTY_EVENTS) this.events = [];
+    this.events.push(event);
+    return this;
+  }
+
+  addLink(link: Link): this {
+    if (this.ended) return this;
+    if (this.links === EMPTY_LINKS) this.links = [];
+    this.links.push(link);
+    return this;
+  }
+
+  addLinks(links: Link[]): this {
+    for (const l of links) this.addLink(l);
+    return this;
+  }
+
+  setStatus(status: SpanStatus): this {
+    if (!this.ended) this.status = status;
+    return this;
+  }
+
+  updateName(name: string): this {
+    if (!this.ended) this.name = name;
+    return this;
+  }
+
+  end(endTime?: TimeInput): void {
+    if (this.ended) return;
+    this.endMs = endTime === undefined ? now() : millisOf(endTime);
+    if (this.endMs < this.startMs) this.endMs = this.startMs;
+    this.ended = true;
+    const ps = this.#scope.processors;
+    for (let i = 0; i < ps.length; i++) ps[i]!.onEnd(this);
+  }
+
+  isRecording(): boolean {
+    return !this.ended;
+  }
+
+  recordException(exception: Exception, time?: TimeInput): void {
+    const e = typeof exception === 'string' ? { message: exception } : exception;
+    this.addEvent(
+      'exception',
+      {
+        ...(e.name !== undefined && { 'exception.type': e.name }),
+        ...(e.message !== undefined && { 'exception.message': e.message }),
+        ...(e.stack !== undefined && { 'exception.stacktrace': e.stack }),
+      },
+      time,
+    );
+  }
+}
+
+/**
+ * The recorder's tracer. `start` is the path Caxton's own spans take (startSpan in
+ * trace-context.ts): the parent as a parsed traceparent, no `Context` or options object; the
+ * `Tracer` methods serve everything else that holds an OpenTelemetry tracer.
+ */
+export class SpanRecorder implements Tracer {
+  readonly #scope: RecorderScope;
+  readonly #sampler: SamplerConfig;
+
+  constructor(scope: RecorderScope, sampler: SamplerConfig) {
+    this.#scope = scope;
+    this.#sampler = sampler;
+  }
+
+  /**
+   * A span below `parent` (none: a new trace). A parent that was not sampled is answered with
+   * itself as a span that records nothing (a parent-based sampler drops everything below it); a
+   * trace not kept at its root gets an unsampled context of its own to hand on, so nothing below
+   * re-decides, except where the root keeps nothing at all: then every span is the shared no-op
+   * one and nothing is handed on, since anything below would decide the same.
+   */
+  start(
+    name: string,
+    kind: SpanKind,
+    parent: ParentContext | undefined,
+    attributes: Attributes | (() => Attributes) | undefined,
+  ): Span {
+    const s = this.#sampler;
+    let traceId: string;
+    if (parent !== undefined) {
+      traceId = parent.traceId;
+      const keep = s.parentBased
+        ? parent.sampled
+        : s.root === 'on' || (s.root === 'ratio' && ratioKeeps(traceId, s.ratio));
+      if (!keep) return parent.span;
+    } else {
+      if (s.root === 'off') return NOOP_SPAN;
+      traceId = randomId(16);
+      if (s.root === 'ratio' && !ratioKeeps(traceId, s.ratio))
+        return trace.wrapSpanContext({ traceId, spanId: randomId(8), traceFlags: TraceFlags.NONE });
+    }
+    // A function's attributes are a fresh object the span can own; an object given is the caller's.
+    const attrs = typeof attributes === 'function' ? attributes() : attributes && { ...attributes };
+    return new RecordedSpan(this.#scope, name, kind, traceId, parent, attrs, now());
+  }
+
+  startSpan(name: string, options?: SpanOptions, ctx: Context = context.active()): Span {
+    const parent = options?.root ? undefined : parentOfContext(ctx);
+    const span = this.start(name, options?.kind ?? SpanKind.INTERNAL, parent, options?.attributes);
+    if (options?.startTime !== undefined && span instanceof RecordedSpan) span.startMs = millisOf(options.startTime);
+    if (options?.links !== undefined) span.addLinks(options.links);
+    return span;
+  }
+
+  startActiveSpan<F extends (span: Span) => unknown>(name: string, fn: F): ReturnType<F>;
+  startActiveSpan<F extends (span: Span) => unknown>(name: string, options: SpanOptions, fn: F): ReturnType<F>;
+  startActiveSpan<F extends (span: Span) => unknown>(
+    name: string,
+    options: SpanOptions,
+    ctx: Context,
+    fn: F,
+  ): ReturnType<F>;
+  startActiveSpan<F extends (span: Span) => unknown>(
+    name: string,
+    a: SpanOptions | F,
+    b?: Context | F,
+    c?: F,
+  ): ReturnType<F> {
+    const fn = (c ?? b ?? a) as F;
+    const options = typeof a === 'function' ? undefined : a;
+    const ctx = b !== undefined && typeof b !== 'function' ? b : context.active();
+    const span = this.startSpan(name, options, ctx);
+    return context.with(trace.setSpan(ctx, span), () => fn(span)) as ReturnType<F>;
+  }
+}
