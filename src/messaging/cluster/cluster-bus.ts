@@ -52,6 +52,12 @@ export interface ClusterBusOptions {
   store: PgMessageStore;
   reads: ClusterReads;
   nc: NatsConnection;
+  /**
+   * Where bus events go to and come from the other nodes: a connection opened with `noEcho`, so
+   * this node never receives (and decodes) its own. Without it, `nc`, and the node drops its own
+   * by name.
+   */
+  events?: NatsConnection;
   registry: AgentRegistry;
   config: MessagingConfig;
   /** `[cluster]`: the node's name and `[cluster.delivery]`. */
@@ -154,7 +160,7 @@ export class ClusterBus extends EngineBus implements MessagingBus {
   async start(): Promise<{ redelivering: number; open_conversations: number }> {
     if (this.#state !== 'new') return { redelivering: 0, open_conversations: this.#counts.open };
     await this.#queue.start();
-    this.#events = this.#o.nc.subscribe(this.#eventSubject, {
+    this.#events = this.#eventsNc.subscribe(this.#eventSubject, {
       callback: (err, msg) => {
         if (!err) this.#remoteEvent(msg.data);
       },
@@ -247,7 +253,8 @@ export class ClusterBus extends EngineBus implements MessagingBus {
     this.#outbox = [];
     if (this.#state !== 'running') return;
     const node = this.#o.cluster.node;
-    const max = this.#o.nc.info?.max_payload ?? Infinity;
+    const nc = this.#eventsNc;
+    const max = nc.info?.max_payload ?? Infinity;
     const send = (batch: BusEvent[]) => {
       const wire = JSON.stringify({ node, events: batch } satisfies EventWire);
       if (batch.length > 1 && Buffer.byteLength(wire) > max) {
@@ -257,12 +264,16 @@ export class ClusterBus extends EngineBus implements MessagingBus {
         return;
       }
       try {
-        this.#o.nc.publish(this.#eventSubject, wire);
+        nc.publish(this.#eventSubject, wire);
       } catch {
         // Too large for NATS or the connection is closed: the other nodes read it from PostgreSQL.
       }
     };
     send(events);
+  }
+
+  get #eventsNc(): NatsConnection {
+    return this.#o.events ?? this.#o.nc;
   }
 
   #emitLocal(e: BusEvent): void {

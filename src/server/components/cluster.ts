@@ -161,7 +161,7 @@ export interface ClusterComponent extends Component {
   /** Tool packages deployed through any node (the tools component loads and follows them). */
   readonly packages: PgToolPackageStore;
   /** The node's bus (PostgreSQL + JetStream), made here so that a single node never loads NATS or pg. */
-  bus(opts: Omit<ClusterBusOptions, 'store' | 'reads' | 'nc' | 'cluster'>): ClusterBus;
+  bus(opts: Omit<ClusterBusOptions, 'store' | 'reads' | 'nc' | 'events' | 'cluster'>): ClusterBus;
   /** Starts the heartbeats once the bus can report its load (membership needs it). */
   join(load: () => Record<string, number>): Promise<ClusterView>;
 }
@@ -188,8 +188,14 @@ export async function startCluster(opts: {
   const { cluster, logger } = opts;
   const { store, packages, schema } = opts.state;
   let nc: NatsConnection;
+  /** Bus and live events to and from the other nodes: a connection of its own that hears only theirs. */
+  let events: NatsConnection;
   try {
     nc = await connectNats({ cluster });
+    events = await connectNats({ cluster, noEcho: true }).catch(async (e: unknown) => {
+      await nc.close();
+      throw e;
+    });
   } catch (e) {
     throw new CaxtonError(
       'invalid_config',
@@ -206,7 +212,7 @@ export async function startCluster(opts: {
   const stopRelay =
     opts.events instanceof PgEventStore
       ? relayEvents({
-          nc,
+          nc: events,
           subject: `${cluster.delivery.subject}_agent_events`,
           node: cluster.node,
           store: opts.events,
@@ -224,6 +230,7 @@ export async function startCluster(opts: {
     await keySync?.stop().catch(() => {});
     await sync?.stop().catch(() => {});
     stopRelay?.();
+    await events.drain().catch(() => events.close());
     await nc.drain().catch(() => nc.close());
   };
   if (cluster.agents_bucket !== undefined)
@@ -262,7 +269,7 @@ export async function startCluster(opts: {
     reads,
     schema,
     packages,
-    bus: (o) => new ClusterBus({ ...o, store, reads, nc, cluster }),
+    bus: (o) => new ClusterBus({ ...o, store, reads, nc, events, cluster }),
     readiness: [
       {
         name: 'nats',
