@@ -67,6 +67,7 @@ const BATCH_IN_FLIGHT = Number(process.env.BENCH_CLUSTER_BATCH_IN_FLIGHT ?? 4);
 const PACED_RATE = Number(process.env.BENCH_CLUSTER_PACED_RATE ?? 100);
 /** What was accepted in a repetition must be delivered within this long after its window. */
 const DRAIN_MS = 60_000;
+const PROFILE = process.env.BENCH_CLUSTER_NODE_PROFILE;
 const FLOOR_WORKER = fileURLToPath(new URL('./lib/floor-server.ts', import.meta.url));
 
 const WORKLOADS = ['raw', 'floor', 'node1', 'node1-batch', 'nodes3', 'paced3'] as const;
@@ -188,7 +189,14 @@ async function startCluster(root: string, size: number, natsUrl: string, pgUrl: 
   const nodes: Node[] = [];
   // One after the other: the first creates the schema, the stream and the consumer.
   for (let i = 0; i < size; i++)
-    nodes.push(await startNode(root, `c${size}-node-${String.fromCharCode(97 + i)}`, names, { natsUrl, pgUrl }));
+    nodes.push(
+      await startNode(root, `c${size}-node-${String.fromCharCode(97 + i)}`, names, {
+        natsUrl,
+        pgUrl,
+        // A CPU profile of the single node (it takes every 1-node workload), for where its time goes.
+        ...(size === 1 && PROFILE !== undefined && { profileDir: PROFILE }),
+      }),
+    );
   await deploySink(nodes);
   return { nodes, schema: names.schema };
 }
