@@ -14,6 +14,7 @@
  *  - **Events** (SSE, the event store, waiters) are emitted where they happen and published on
  *    core NATS, so every node's listeners hear every node's conversations.
  */
+import DataLoader from 'dataloader';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { AgentRegistry } from '../../agents/index.js';
 import type { ClusterConfig } from '../../config/index.js';
@@ -35,6 +36,7 @@ import {
   type MessagingConfig,
   type StepStore,
   type StoredMessage,
+  type SubscriptionRow,
 } from '../index.js';
 import type { ActingPrincipals } from '../../auth/index.js';
 import type { Metrics } from '../../observability/metrics.js';
@@ -133,13 +135,26 @@ export class ClusterBus extends EngineBus implements MessagingBus {
     });
     this.router = new Router(this.directory, createStrategy(this.#cfg.routing), this.#queue, this.#cfg.max_hops);
     const store = opts.store;
+    // What the engine reads per accepted message outside a step (a client-chosen id's duplicate
+    // check, an inform's subscribers): the reads of one turn go as one query.
+    const messages = new DataLoader<string, StoredMessage | undefined>(
+      async (ids) => {
+        const found = await store.getMessages(ids);
+        return ids.map((id) => found.get(id));
+      },
+      { cache: false, maxBatchSize: 500 },
+    );
+    const subscriptions = new DataLoader<{ capability: string | undefined; agent: string }, SubscriptionRow[]>(
+      (keys) => store.subscriptionsForMany(keys),
+      { cache: false, maxBatchSize: 500 },
+    );
     const steps: StepStore = {
       inConversation: (id, step, o) => store.inConversation(id, step, o),
       expired: (now, limit, step) => store.expired(now, limit, step),
       retry: (id, attempts, nextAt, error, now) => store.retry(id, attempts, nextAt, error, now),
-      getMessage: (id) => store.getMessage(id),
+      getMessage: (id) => messages.load(id),
       getConversation: (id) => store.getConversation(id),
-      subscriptionsFor: (capability, agent) => store.subscriptionsFor(capability, agent),
+      subscriptionsFor: (capability, agent) => subscriptions.load({ capability, agent }),
       callerError: stateUnavailable,
       isDuplicateId: isUniqueViolation,
     };
