@@ -61,6 +61,10 @@ export async function openClusterState(opts: {
     max: state.pool_size,
     application_name: `caxton-${cluster.node}`,
     connectionTimeoutMillis: 5000,
+    // A session closed when idle for pg's default 10 s is forked again at the next burst, and a new
+    // backend parses and plans cold: in the cluster bench that exited-session time was a large share
+    // of PostgreSQL's CPU per message. Sessions stay for 5 minutes of quiet instead.
+    idleTimeoutMillis: 300_000,
   });
   pool.on('error', (err) =>
     logger.warn(
