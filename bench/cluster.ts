@@ -51,7 +51,7 @@ import {
   type Node,
 } from './lib/caxton-nodes.js';
 import type { FloorStats, FromFloor, ToFloor } from './lib/floor-server.js';
-import { startOwnPostgres, type OwnPostgres } from './lib/own-postgres.js';
+import { PG_PROCESS_KINDS, startOwnPostgres, type OwnPostgres } from './lib/own-postgres.js';
 import { cpuMeter, pidWithArgs, processTree, type CpuReport } from './lib/proc-cpu.js';
 import { note } from './lib/progress.js';
 import type { Row, Suite, SuiteReport } from './lib/report.js';
@@ -67,6 +67,7 @@ const BATCH_IN_FLIGHT = Number(process.env.BENCH_CLUSTER_BATCH_IN_FLIGHT ?? 4);
 const PACED_RATE = Number(process.env.BENCH_CLUSTER_PACED_RATE ?? 100);
 /** What was accepted in a repetition must be delivered within this long after its window. */
 const DRAIN_MS = 60_000;
+const PROFILE = process.env.BENCH_CLUSTER_NODE_PROFILE;
 const FLOOR_WORKER = fileURLToPath(new URL('./lib/floor-server.ts', import.meta.url));
 
 const WORKLOADS = ['raw', 'floor', 'node1', 'node1-batch', 'nodes3', 'paced3'] as const;
@@ -93,9 +94,46 @@ interface Rep {
   e2e_ms?: number[];
   after_accept_ms?: number[];
   cpu: CpuReport;
+  /** What the suite's PostgreSQL did in the window (pg_stat_* differences). */
+  pg: PgActivity;
   load_1m: number;
   failures: string[];
 }
+
+/** Counters of the suite's PostgreSQL: transactions committed, autovacuum and autoanalyze runs, checkpoints, WAL bytes. */
+interface PgActivity {
+  xacts: number;
+  autovacuums: number;
+  autoanalyzes: number;
+  checkpoints: number;
+  wal_bytes: number;
+}
+
+async function pgActivity(db: pg.Pool): Promise<PgActivity> {
+  const { rows } = await db.query<Record<keyof PgActivity, string>>(
+    `SELECT (SELECT sum(xact_commit) FROM pg_stat_database) AS xacts,
+       (SELECT coalesce(sum(autovacuum_count), 0) FROM pg_stat_all_tables) AS autovacuums,
+       (SELECT coalesce(sum(autoanalyze_count), 0) FROM pg_stat_all_tables) AS autoanalyzes,
+       (SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter) AS checkpoints,
+       (SELECT pg_current_wal_lsn() - '0/0'::pg_lsn) AS wal_bytes`,
+  );
+  const r = rows[0]!;
+  return {
+    xacts: Number(r.xacts),
+    autovacuums: Number(r.autovacuums),
+    autoanalyzes: Number(r.autoanalyzes),
+    checkpoints: Number(r.checkpoints),
+    wal_bytes: Number(r.wal_bytes),
+  };
+}
+
+const pgDelta = (a: PgActivity, b: PgActivity): PgActivity => ({
+  xacts: b.xacts - a.xacts,
+  autovacuums: b.autovacuums - a.autovacuums,
+  autoanalyzes: b.autoanalyzes - a.autoanalyzes,
+  checkpoints: b.checkpoints - a.checkpoints,
+  wal_bytes: b.wal_bytes - a.wal_bytes,
+});
 
 interface Env {
   own: OwnPostgres;
@@ -188,7 +226,14 @@ async function startCluster(root: string, size: number, natsUrl: string, pgUrl: 
   const nodes: Node[] = [];
   // One after the other: the first creates the schema, the stream and the consumer.
   for (let i = 0; i < size; i++)
-    nodes.push(await startNode(root, `c${size}-node-${String.fromCharCode(97 + i)}`, names, { natsUrl, pgUrl }));
+    nodes.push(
+      await startNode(root, `c${size}-node-${String.fromCharCode(97 + i)}`, names, {
+        natsUrl,
+        pgUrl,
+        // A CPU profile of the single node (it takes every 1-node workload), for where its time goes.
+        ...(size === 1 && PROFILE !== undefined && { profileDir: PROFILE }),
+      }),
+    );
   await deploySink(nodes);
   return { nodes, schema: names.schema };
 }
@@ -269,14 +314,17 @@ async function rep(env: Env, workload: Workload, round: number, seconds: number)
   const floor0 = workload === 'floor' ? await floorStats(env, 0, 0) : undefined;
   const raw0 = env.raw.published;
 
+  const pg0 = await pgActivity(env.db);
   const meter = await cpuMeter(env.groups);
   const t0 = wallNow();
   const t1 = t0 + seconds * 1000;
   let cpu: CpuReport | undefined;
+  let pgIn: PgActivity | undefined;
   // The window closes on time whatever is still in flight: CPU and deliveries are counted inside it.
   const closing = (async () => {
     await sleep(t1 - wallNow());
     cpu = await meter.stop();
+    pgIn = pgDelta(pg0, await pgActivity(env.db));
   })();
   const sends: Record<Workload, () => Promise<void>> = {
     raw: () => drive(t1, IN_FLIGHT, (i) => env.raw.publish(raw0 + i)),
@@ -303,6 +351,7 @@ async function rep(env: Env, workload: Workload, round: number, seconds: number)
       refused,
       delivered: env.raw.consumedAt.filter(inWindow).length,
       cpu: cpu!,
+      pg: pgIn!,
       load_1m,
       failures,
     };
@@ -321,6 +370,7 @@ async function rep(env: Env, workload: Workload, round: number, seconds: number)
       refused,
       delivered: s.consumed_in_window,
       cpu: cpu!,
+      pg: pgIn!,
       load_1m,
       failures,
     };
@@ -357,6 +407,7 @@ async function rep(env: Env, workload: Workload, round: number, seconds: number)
     e2e_ms: e2e,
     after_accept_ms: afterAccept,
     cpu: cpu!,
+    pg: pgIn!,
     load_1m,
     failures,
   };
@@ -386,7 +437,18 @@ interface Totals {
   after_accept_ms?: Summary;
   load_1m: number[];
   failures: string[];
+  /** pg_stat_* differences summed over the repetitions. */
+  pg: PgActivity;
 }
+
+const zeroPg = (): PgActivity => ({ xacts: 0, autovacuums: 0, autoanalyzes: 0, checkpoints: 0, wal_bytes: 0 });
+const sumPg = (a: PgActivity, b: PgActivity): PgActivity => ({
+  xacts: a.xacts + b.xacts,
+  autovacuums: a.autovacuums + b.autovacuums,
+  autoanalyzes: a.autoanalyzes + b.autoanalyzes,
+  checkpoints: a.checkpoints + b.checkpoints,
+  wal_bytes: a.wal_bytes + b.wal_bytes,
+});
 
 function totals(reps: Rep[], workload: Workload): Totals {
   const mine = reps.filter((r) => r.workload === workload);
@@ -411,6 +473,7 @@ function totals(reps: Rep[], workload: Workload): Totals {
     ...(e2e.length > 0 && { e2e_ms: summarize(e2e), after_accept_ms: summarize(after) }),
     load_1m: mine.map((r) => r.load_1m),
     failures: mine.flatMap((r) => r.failures),
+    pg: mine.reduce((a, r) => sumPg(a, r.pg), zeroPg()),
   };
 }
 
@@ -455,7 +518,7 @@ async function setup(root: string): Promise<Env> {
       ),
       'floor server': () => processTree(floor.child.pid!),
       'nats-server': () => (natsPid === undefined ? [] : [natsPid]),
-      'PostgreSQL (this instance)': () => own.pids(),
+      ...Object.fromEntries(PG_PROCESS_KINDS.map((k) => [`PostgreSQL: ${k}`, () => own.pidsOf(k)])),
     };
     const env: Env = { own, db, natsUrl: nats.url, nc, raw, floor, one, three, groups };
     return Object.assign(env, { cleanup });
@@ -582,6 +645,10 @@ function report(reps: Rep[], own: OwnPostgres): SuiteReport {
   ];
   for (const w of WORKLOADS) {
     const x = t[w];
+    const per = Math.max(1, x.delivered);
+    notes.push(
+      `${LABEL[w]}, the suite's PostgreSQL in the windows: ${fmt(x.pg.xacts / x.window_s, 0)} transactions/s, ${fmt(x.pg.xacts / per, 2)} per delivered message, ${fmt(x.pg.wal_bytes / per / 1024, 1)} KiB WAL per message; ${x.pg.autovacuums} autovacuum and ${x.pg.autoanalyzes} autoanalyze runs, ${x.pg.checkpoints} checkpoints.`,
+    );
     if (x.refused > 0 || x.failures.length > 0)
       notes.push(`${LABEL[w]}: ${x.refused} refused; ${x.failures.slice(0, 3).join('; ')}`);
     if (x.e2e_ms && w !== 'paced3')

@@ -24,6 +24,23 @@ const run = promisify(execFile);
 export const PG_BIN = process.env.BENCH_PG_BIN ?? '/usr/lib/postgresql/15/bin';
 /** The server whose durability settings are copied (the machine's default one). */
 const REFERENCE_URL = process.env.BENCH_PG_REFERENCE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+export const PG_PROCESS_KINDS = ['sessions', 'autovacuum', 'writers', 'postmaster'] as const;
+export type PgProcessKind = (typeof PG_PROCESS_KINDS)[number];
+
+/** What a process of the instance does, from the title PostgreSQL gives it (`postgres: checkpointer`...). */
+function kindOf(pid: number, postmaster: number): PgProcessKind {
+  if (pid === postmaster) return 'postmaster';
+  let title = '';
+  try {
+    title = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ');
+  } catch {
+    return 'sessions';
+  }
+  if (/autovacuum/.test(title)) return 'autovacuum';
+  if (/checkpointer|background writer|walwriter|logical replication|archiver|stats/.test(title)) return 'writers';
+  return 'sessions';
+}
+
 const DURABILITY = ['fsync', 'synchronous_commit', 'wal_sync_method', 'full_page_writes'] as const;
 
 export interface OwnPostgres {
@@ -34,6 +51,12 @@ export interface OwnPostgres {
   pid: number;
   /** The postmaster and every process it started (backends, walwriter, checkpointer...), now. */
   pids(): number[];
+  /**
+   * The same processes by what they do: client sessions, autovacuum, the writers (checkpointer,
+   * background writer, WAL writer), and the postmaster, whose time includes the processes that
+   * exited (an autovacuum worker's run, a session closed), as their parent waited for them.
+   */
+  pidsOf(kind: PgProcessKind): number[];
   /** The durability settings it runs with. */
   settings: Record<string, string>;
   /** Whether they were copied from the machine's default server (false: initdb's defaults). */
@@ -96,6 +119,7 @@ export async function startOwnPostgres(): Promise<OwnPostgres> {
       port,
       pid,
       pids: () => processTree(pid),
+      pidsOf: (kind) => processTree(pid).filter((p) => kindOf(p, pid) === kind),
       settings,
       copied: reference !== undefined,
       async stop() {

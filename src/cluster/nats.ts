@@ -22,6 +22,11 @@ export interface NatsOptionsInput {
   /** caxton.toml's folder: relative file paths are resolved against it. */
   baseDir?: string | undefined;
   env?: NodeJS.ProcessEnv;
+  /**
+   * A connection that never receives what it publishes itself (NATS `no_echo`): the node's bus and
+   * live events go out and come in on it, so a node does not decode its own events to drop them.
+   */
+  noEcho?: boolean;
 }
 
 function fromEnv(env: NodeJS.ProcessEnv, variable: string, field: string): string {
@@ -40,12 +45,14 @@ export function natsOptions({
   cluster,
   baseDir = process.cwd(),
   env = process.env,
+  noEcho = false,
 }: NatsOptionsInput): ConnectionOptions {
   const n = cluster.nats;
   const file = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
   const opts: ConnectionOptions = {
     servers: n.urls,
-    name: `caxton:${cluster.node}`,
+    name: noEcho ? `caxton:${cluster.node}:events` : `caxton:${cluster.node}`,
+    ...(noEcho && { noEcho: true }),
     timeout: n.connect_timeout,
     // Keep trying: the node reports not-ready meanwhile (membership.ts) and resumes when NATS is back.
     maxReconnectAttempts: -1,

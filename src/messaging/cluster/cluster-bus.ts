@@ -14,6 +14,7 @@
  *  - **Events** (SSE, the event store, waiters) are emitted where they happen and published on
  *    core NATS, so every node's listeners hear every node's conversations.
  */
+import DataLoader from 'dataloader';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { AgentRegistry } from '../../agents/index.js';
 import type { ClusterConfig } from '../../config/index.js';
@@ -36,6 +37,7 @@ import {
   type MessagingConfig,
   type StepStore,
   type StoredMessage,
+  type SubscriptionRow,
 } from '../index.js';
 import type { AuditSink } from '../../audit/index.js';
 import type { ActingPrincipals } from '../../auth/index.js';
@@ -54,6 +56,12 @@ export interface ClusterBusOptions {
   store: PgMessageStore;
   reads: ClusterReads;
   nc: NatsConnection;
+  /**
+   * Where bus events go to and come from the other nodes: a connection opened with `noEcho`, so
+   * this node never receives (and decodes) its own. Without it, `nc`, and the node drops its own
+   * by name.
+   */
+  events?: NatsConnection;
   registry: AgentRegistry;
   config: MessagingConfig;
   /** `[cluster]`: the node's name and `[cluster.delivery]`. */
@@ -133,13 +141,26 @@ export class ClusterBus extends EngineBus implements MessagingBus {
     });
     this.router = new Router(this.directory, createStrategy(this.#cfg.routing), this.#queue, this.#cfg.max_hops);
     const store = opts.store;
+    // What the engine reads per accepted message outside a step (a client-chosen id's duplicate
+    // check, an inform's subscribers): the reads of one turn go as one query.
+    const messages = new DataLoader<string, StoredMessage | undefined>(
+      async (ids) => {
+        const found = await store.getMessages(ids);
+        return ids.map((id) => found.get(id));
+      },
+      { cache: false, maxBatchSize: 500 },
+    );
+    const subscriptions = new DataLoader<{ capability: string | undefined; agent: string }, SubscriptionRow[]>(
+      (keys) => store.subscriptionsForMany(keys),
+      { cache: false, maxBatchSize: 500 },
+    );
     const steps: StepStore = {
       inConversation: (id, step, o) => store.inConversation(id, step, o),
       expired: (now, limit, step) => store.expired(now, limit, step),
       retry: (id, attempts, nextAt, error, now) => store.retry(id, attempts, nextAt, error, now),
-      getMessage: (id) => store.getMessage(id),
+      getMessage: (id) => messages.load(id),
       getConversation: (id) => store.getConversation(id),
-      subscriptionsFor: (capability, agent) => store.subscriptionsFor(capability, agent),
+      subscriptionsFor: (capability, agent) => subscriptions.load({ capability, agent }),
       callerError: stateUnavailable,
       isDuplicateId: isUniqueViolation,
     };
@@ -160,7 +181,7 @@ export class ClusterBus extends EngineBus implements MessagingBus {
   async start(): Promise<{ redelivering: number; open_conversations: number }> {
     if (this.#state !== 'new') return { redelivering: 0, open_conversations: this.#counts.open };
     await this.#queue.start();
-    this.#events = this.#o.nc.subscribe(this.#eventSubject, {
+    this.#events = this.#eventsNc.subscribe(this.#eventSubject, {
       callback: (err, msg) => {
         if (!err) this.#remoteEvent(msg.data);
       },
@@ -253,7 +274,8 @@ export class ClusterBus extends EngineBus implements MessagingBus {
     this.#outbox = [];
     if (this.#state !== 'running') return;
     const node = this.#o.cluster.node;
-    const max = this.#o.nc.info?.max_payload ?? Infinity;
+    const nc = this.#eventsNc;
+    const max = nc.info?.max_payload ?? Infinity;
     const send = (batch: BusEvent[]) => {
       const wire = JSON.stringify({ node, events: batch } satisfies EventWire);
       if (batch.length > 1 && Buffer.byteLength(wire) > max) {
@@ -263,12 +285,16 @@ export class ClusterBus extends EngineBus implements MessagingBus {
         return;
       }
       try {
-        this.#o.nc.publish(this.#eventSubject, wire);
+        nc.publish(this.#eventSubject, wire);
       } catch {
         // Too large for NATS or the connection is closed: the other nodes read it from PostgreSQL.
       }
     };
     send(events);
+  }
+
+  get #eventsNc(): NatsConnection {
+    return this.#o.events ?? this.#o.nc;
   }
 
   #emitLocal(e: BusEvent): void {

@@ -32,6 +32,41 @@ export class PgMessageRows {
     ).rows;
   }
 
+  /**
+   * The subscriptions of several (capability, agent) pairs in one query, each pair's as
+   * `subscriptionsFor` returns them (the informs accepted in one turn ask together).
+   */
+  async subscriptionsForMany(
+    keys: readonly { capability: string | undefined; agent: string }[],
+  ): Promise<SubscriptionRow[][]> {
+    const capabilities = [...new Set(keys.flatMap((k) => (k.capability === undefined ? [] : [k.capability])))];
+    const agents = [...new Set(keys.map((k) => k.agent))];
+    const rows = (
+      await this.pool.query<SubscriptionRow & { agent_folded: string | null }>(
+        `SELECT *, lower(agent) AS agent_folded FROM ${this.s}.subscriptions WHERE (capability IS NOT NULL AND capability = ANY($1)) OR (agent IS NOT NULL AND lower(agent) = ANY(SELECT lower(a) FROM unnest($2::text[]) AS a)) ORDER BY created_at, id`,
+        [capabilities, agents],
+      )
+    ).rows;
+    if (rows.length === 0) return keys.map(() => []);
+    // lower() folds as PostgreSQL does: each pair's agent is folded the same way, in the same query's terms.
+    const folded = new Map(
+      (
+        await this.pool.query<{ a: string; f: string }>('SELECT a, lower(a) AS f FROM unnest($1::text[]) AS a', [
+          agents,
+        ])
+      ).rows.map((r) => [r.a, r.f]),
+    );
+    return keys.map((k) =>
+      rows
+        .filter(
+          (r) =>
+            (r.capability !== null && k.capability !== undefined && r.capability === k.capability) ||
+            (r.agent_folded !== null && r.agent_folded === folded.get(k.agent)),
+        )
+        .map(({ agent_folded: _, ...r }) => r),
+    );
+  }
+
   /** Open conversations, dead letters and deliveries waiting for a retry (their next attempt later than now), for the node's gauges (one round trip). */
   async counts(): Promise<{ open: number; dead: number; retrying: number }> {
     const r = (
@@ -47,6 +82,17 @@ export class PgMessageRows {
   /** The store answers (readiness: PostgreSQL reachable). */
   async ping(): Promise<void> {
     await this.pool.query('SELECT 1');
+  }
+
+  /** Messages by id, in one query (the submissions of one turn checked for duplicates together). */
+  async getMessages(ids: readonly string[]): Promise<Map<string, StoredMessage>> {
+    const rows = (
+      await this.pool.query<{ id: string; body: string; routed_to: string }>(
+        `SELECT id, body, routed_to FROM ${this.s}.messages WHERE id = ANY($1::text[])`,
+        [ids],
+      )
+    ).rows;
+    return new Map(rows.map((r) => [r.id, storedOf(r)]));
   }
 
   async getMessage(id: string): Promise<StoredMessage | undefined> {

@@ -20,6 +20,7 @@
 import type pg from 'pg';
 import { messageRow, type AclMessage, type Conversation, type ConversationStep, type DeliveryRow } from '../index.js';
 import { scrubSecrets } from '../../shared/secrets.js';
+import type { StatementBatch } from '../../storage/pg/index.js';
 import {
   escapeLiteral,
   inTransaction,
@@ -27,7 +28,6 @@ import {
   literal,
   migrateSchema,
   quotedSchema,
-  StatementBatch,
 } from '../../storage/pg/index.js';
 import { conversationOf, deliveryOf, MESSAGE_MIGRATIONS, storedOf, type ConversationRow } from './pg-message-tables.js';
 import { PgMessageSweeps } from './pg-message-sweeps.js';
@@ -48,6 +48,8 @@ export type { ConversationStep };
 interface QueuedStep {
   key: string;
   delivery: number | undefined;
+  /** The conversation is new, its id made for this step: no row to read, no lock to take. */
+  fresh: boolean;
   step: (s: ConversationStep) => Promise<unknown>;
   resolve(v: unknown): void;
   reject(e: unknown): void;
@@ -110,10 +112,18 @@ export class PgMessageStore extends PgMessageSweeps {
   inConversation<T>(
     id: string,
     step: (s: ConversationStep) => Promise<T>,
-    opts: { delivery?: number } = {},
+    opts: { delivery?: number; fresh?: boolean } = {},
   ): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      this.#groups.push({ key: id, delivery: opts.delivery, step, resolve: resolve as (v: unknown) => void, reject });
+      this.#groups.push({
+        key: id,
+        delivery: opts.delivery,
+        // Only a step about no delivery can be a conversation's first.
+        fresh: opts.fresh === true && opts.delivery === undefined,
+        step,
+        resolve: resolve as (v: unknown) => void,
+        reject,
+      });
     });
   }
 
@@ -153,6 +163,10 @@ export class PgMessageStore extends PgMessageSweeps {
   #groupTx(group: QueuedStep[]): Promise<PromiseSettledResult<unknown>[]> {
     if (group.length === 1) {
       const q = group[0]!;
+      if (q.fresh)
+        return inTransaction(this.pool, null, async (_c, _started, batch) => [
+          { status: 'fulfilled', value: await q.step(this.#stepOf(q, batch, undefined, undefined)) },
+        ]);
       return inTransaction(this.pool, this.#beginOne(q.key, q.delivery), async (_c, started, batch) => {
         // The row lock too (when the row exists): a sweeping node skips a conversation a step holds.
         const results = started as unknown as pg.QueryResult[];
@@ -168,9 +182,15 @@ export class PgMessageStore extends PgMessageSweeps {
       });
     }
     const withDelivery = group.filter((q) => q.delivery !== undefined);
-    return inTransaction(this.pool, this.#beginGroup(group, withDelivery), async (c, started, batch) => {
+    // New conversations (ids made here, for their first step): nothing to lock or read. A group of
+    // them only is BEGIN, its writes and COMMIT in one round trip.
+    const held = group.filter((q) => !q.fresh);
+    const begin = held.length === 0 ? null : this.#beginGroup(held, withDelivery);
+    return inTransaction(this.pool, begin, async (_c, started, batch) => {
       const results = started as unknown as pg.QueryResult[];
-      const conversations = new Map((results[2]!.rows as ConversationRow[]).map((r) => [r.id as string, r]));
+      const conversations = new Map(
+        held.length === 0 ? [] : (results[2]!.rows as ConversationRow[]).map((r) => [r.id as string, r]),
+      );
       const deliveries = new Map(
         withDelivery.length === 0 ? [] : (results[3]!.rows as Record<string, unknown>[]).map((r) => [Number(r.id), r]),
       );
@@ -179,8 +199,7 @@ export class PgMessageStore extends PgMessageSweeps {
           ? []
           : (results[4]!.rows as { id: string; n: string }[]).map((r) => [r.id, Number(r.n)]),
       );
-      const line = { tail: Promise.resolve() as Promise<unknown> };
-      const batches = group.map(() => new StatementBatch(c, line));
+      const batches = group.map(() => batch.fork());
       const settled = await Promise.allSettled(
         group.map((q, i) =>
           q.step(

@@ -235,8 +235,11 @@ export class DeliveryEngine {
     let out: SubmitResult | CaxtonError;
     let work: StepWork;
     try {
-      ({ out, work } = await this.#inStep(m.conversation_id, (s, w) =>
-        this.#acceptStep(s, m, decision, hints.newConversation === true, w),
+      const fresh = hints.newConversation === true;
+      ({ out, work } = await this.#inStep(
+        m.conversation_id,
+        (s, w) => this.#acceptStep(s, m, decision, fresh, w),
+        fresh ? { fresh } : undefined,
       ));
     } catch (e) {
       // Two senders took the same client-chosen id at once: the other one stored it first.
@@ -289,7 +292,7 @@ export class DeliveryEngine {
   #inStep<T>(
     id: string,
     fn: (s: ConversationStep, work: StepWork) => Promise<T>,
-    opts?: { delivery?: number },
+    opts?: { delivery?: number; fresh?: boolean },
   ): Promise<{ out: T; work: StepWork }> {
     return this.#store.inConversation(
       id,

@@ -44,8 +44,16 @@ export interface ConversationStep {
 
 /** Where the engine keeps conversations, messages and delivery rows (SQLite on one node, PostgreSQL in a cluster). */
 export interface StepStore {
-  /** Runs `step` holding conversation `id`; resolves once what it wrote is committed. `delivery`: the row the step is about. */
-  inConversation<T>(id: string, step: (s: ConversationStep) => Promise<T>, opts?: { delivery?: number }): Promise<T>;
+  /**
+   * Runs `step` holding conversation `id`; resolves once what it wrote is committed. `delivery`:
+   * the row the step is about. `fresh`: the id was made in this process for this step (a new
+   * conversation nothing else can name yet), so a store may skip reading and locking it.
+   */
+  inConversation<T>(
+    id: string,
+    step: (s: ConversationStep) => Promise<T>,
+    opts?: { delivery?: number; fresh?: boolean },
+  ): Promise<T>;
   /** Runs `step` on up to `limit` open conversations whose deadline passed, each in its own step. */
   expired(
     now: string,

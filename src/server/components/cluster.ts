@@ -61,6 +61,10 @@ export async function openClusterState(opts: {
     max: state.pool_size,
     application_name: `caxton-${cluster.node}`,
     connectionTimeoutMillis: 5000,
+    // A session closed when idle for pg's default 10 s is forked again at the next burst, and a new
+    // backend parses and plans cold: in the cluster bench that exited-session time was a large share
+    // of PostgreSQL's CPU per message. Sessions stay for 5 minutes of quiet instead.
+    idleTimeoutMillis: 300_000,
   });
   pool.on('error', (err) =>
     logger.warn(
@@ -161,7 +165,7 @@ export interface ClusterComponent extends Component {
   /** Tool packages deployed through any node (the tools component loads and follows them). */
   readonly packages: PgToolPackageStore;
   /** The node's bus (PostgreSQL + JetStream), made here so that a single node never loads NATS or pg. */
-  bus(opts: Omit<ClusterBusOptions, 'store' | 'reads' | 'nc' | 'cluster'>): ClusterBus;
+  bus(opts: Omit<ClusterBusOptions, 'store' | 'reads' | 'nc' | 'events' | 'cluster'>): ClusterBus;
   /** Starts the heartbeats once the bus can report its load (membership needs it). */
   join(load: () => Record<string, number>): Promise<ClusterView>;
   /**
@@ -194,8 +198,14 @@ export async function startCluster(opts: {
   const { cluster, logger } = opts;
   const { store, packages, schema } = opts.state;
   let nc: NatsConnection;
+  /** Bus and live events to and from the other nodes: a connection of its own that hears only theirs. */
+  let events: NatsConnection;
   try {
     nc = await connectNats({ cluster });
+    events = await connectNats({ cluster, noEcho: true }).catch(async (e: unknown) => {
+      await nc.close();
+      throw e;
+    });
   } catch (e) {
     throw new CaxtonError(
       'invalid_config',
@@ -212,7 +222,7 @@ export async function startCluster(opts: {
   const stopRelay =
     opts.events instanceof PgEventStore
       ? relayEvents({
-          nc,
+          nc: events,
           subject: `${cluster.delivery.subject}_agent_events`,
           node: cluster.node,
           store: opts.events,
@@ -230,6 +240,7 @@ export async function startCluster(opts: {
     await keySync?.stop().catch(() => {});
     await sync?.stop().catch(() => {});
     stopRelay?.();
+    await events.drain().catch(() => events.close());
     await nc.drain().catch(() => nc.close());
   };
   if (cluster.agents_bucket !== undefined)
@@ -268,7 +279,7 @@ export async function startCluster(opts: {
     reads,
     schema,
     packages,
-    bus: (o) => new ClusterBus({ ...o, store, reads, nc, cluster }),
+    bus: (o) => new ClusterBus({ ...o, store, reads, nc, events, cluster }),
     shareSigningKeys: (keys) => {
       const started = SigningKeySync.start({
         nc,

@@ -19,7 +19,8 @@ export function guardConnections(pool: pg.Pool): pg.Pool {
 }
 
 /**
- * Runs `fn` in one transaction on a connection of `pool` (`begin`: the BEGIN statement to send).
+ * Runs `fn` in one transaction on a connection of `pool` (`begin`: the BEGIN statement to send
+ * first, or null to send a plain BEGIN with the first statement of the batch).
  * While the connection is held it has an `error` listener of its own: pg-pool removes the pool's
  * from a checked-out connection, and a connection that dies between two statements (a database
  * restart, a cut link) would otherwise emit an unhandled `error` and end the process. A connection
@@ -27,7 +28,7 @@ export function guardConnections(pool: pg.Pool): pg.Pool {
  */
 export async function inTransaction<T>(
   pool: pg.Pool,
-  begin: string,
+  begin: string | null,
   fn: (c: pg.PoolClient, started: pg.QueryResult | pg.QueryResult[], batch: StatementBatch) => Promise<T>,
 ): Promise<T> {
   const c = await pool.connect();
@@ -35,8 +36,9 @@ export async function inTransaction<T>(
   const onError = (e: Error) => (broken = e);
   c.on('error', onError);
   try {
-    const started = (await c.query(begin)) as pg.QueryResult | pg.QueryResult[];
-    const batch = new StatementBatch(c);
+    // null: nothing to read first, so BEGIN goes with the batch's first statement (no round trip of its own).
+    const started = begin === null ? [] : ((await c.query(begin)) as pg.QueryResult | pg.QueryResult[]);
+    const batch = new StatementBatch(c, { tail: Promise.resolve(), ...(begin === null && { head: 'BEGIN' }) });
     const out = await fn(c, started, batch);
     // The writes still waiting go with the COMMIT, in one round trip.
     await batch.end('COMMIT');
@@ -71,12 +73,21 @@ export class StatementBatch {
   #waiting: Write[] = [];
   #wrote = false;
   #failed = false;
-  /** The statements sent on this connection, in order: the batches of a group's steps share it (pg wants one query at a time). */
-  readonly #line: { tail: Promise<unknown> };
+  /**
+   * The statements sent on this connection, in order: the batches of a group's steps share it (pg
+   * wants one query at a time). `head`: a statement not sent yet (a deferred BEGIN) that goes in
+   * front of whatever is sent first on the line.
+   */
+  readonly #line: Line;
 
-  constructor(c: pg.PoolClient, line: { tail: Promise<unknown> } = { tail: Promise.resolve() }) {
+  constructor(c: pg.PoolClient, line: Line = { tail: Promise.resolve() }) {
     this.#c = c;
     this.#line = line;
+  }
+
+  /** Another batch on the same connection and line (a step of a group), its writes its own until adopted. */
+  fork(): StatementBatch {
+    return new StatementBatch(this.#c, this.#line);
   }
 
   /** Whether some of its writes were sent (they are in the transaction, whatever this batch does next). */
@@ -108,20 +119,29 @@ export class StatementBatch {
   /** A statement whose result is read: sent now, after the writes waiting (alone and with parameters when none wait). */
   async now<R extends pg.QueryResultRow>(sql: string, values: readonly Literal[]): Promise<pg.QueryResult<R>> {
     try {
-      if (this.#waiting.length === 0) return await this.#send(() => this.#c.query<R>(sql, values as unknown[]));
-      this.#wrote = true;
-      const text = [...mergeWrites(this.#waiting.splice(0)), inline(sql, values)].join(';\n');
-      const results = (await this.#send(() => this.#c.query(text))) as unknown as pg.QueryResult<R>[];
-      return results[results.length - 1]!;
+      const waiting = this.#waiting.splice(0);
+      if (waiting.length > 0) this.#wrote = true;
+      return await this.#send(async (head) => {
+        if (head === undefined && waiting.length === 0) return this.#c.query<R>(sql, values as unknown[]);
+        const text = [...(head === undefined ? [] : [head]), ...mergeWrites(waiting), inline(sql, values)].join(';\n');
+        const results = (await this.#c.query(text)) as unknown as pg.QueryResult<R>[];
+        return results[results.length - 1]!;
+      });
     } catch (e) {
       this.#failed = true;
       throw e;
     }
   }
 
-  #send<T>(query: () => Promise<T>): Promise<T> {
-    const out = this.#line.tail.then(query, query);
-    this.#line.tail = out.catch(() => {});
+  #send<T>(query: (head: string | undefined) => Promise<T>): Promise<T> {
+    const line = this.#line;
+    const run = () => {
+      const head = line.head;
+      line.head = undefined;
+      return query(head);
+    };
+    const out = line.tail.then(run, run);
+    line.tail = out.catch(() => {});
     return out;
   }
 
@@ -130,11 +150,19 @@ export class StatementBatch {
    * transaction a failed statement aborted with ROLLBACK, not an error: that is thrown here.
    */
   async end(last: 'COMMIT'): Promise<void> {
-    const out = (await this.#c.query([...mergeWrites(this.#waiting.splice(0)), last].join(';\n'))) as
-      pg.QueryResult | pg.QueryResult[];
+    const head = this.#line.head;
+    this.#line.head = undefined;
+    const text = [...(head === undefined ? [] : [head]), ...mergeWrites(this.#waiting.splice(0)), last].join(';\n');
+    const out = (await this.#c.query(text)) as pg.QueryResult | pg.QueryResult[];
     const tail = Array.isArray(out) ? out[out.length - 1] : out;
     if (tail?.command === 'ROLLBACK') throw new RolledBack();
   }
+}
+
+/** The order of the statements sent on one connection, and a statement to send in front of the next (see StatementBatch). */
+interface Line {
+  tail: Promise<unknown>;
+  head?: string | undefined;
 }
 
 /** A write waiting in a batch (its template, and its text or its one row as SQL), with the batch (a step) that made it. */

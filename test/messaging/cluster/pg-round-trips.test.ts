@@ -3,7 +3,8 @@
  * the machine's PostgreSQL, counted on the pool's connections: accepting a message to one receiver
  * takes two (BEGIN with the locks; the message, its delivery row with a reserved id and the
  * conversation with the COMMIT), acknowledging a delivery two (BEGIN with the locks, the rows and
- * the pending count; the writes with the COMMIT). And what the shortcuts must not change: the
+ * the pending count; the writes with the COMMIT), and the first step of a conversation whose id was
+ * made for it one (BEGIN, the writes and the COMMIT: nothing to lock or read). And what the shortcuts must not change: the
  * outstanding count a step sees equals a fresh count in every order of writes, reserved ids are
  * unique across two nodes, and a step that fails leaves no row.
  */
@@ -90,6 +91,37 @@ describe.runIf(run)('conversation steps: round trips and what they must keep', (
     );
     expect(ack).toEqual({ value: 0, statements: 2 });
     expect(await pendingOf('rt-1')).toBe(0);
+  });
+
+  it('a new conversation (its id made for this step) takes one round trip, alone or grouped, and is stored whole', async () => {
+    await waitUntil(async () => (await counted(0, () => accept(0, `rt-probe-${n}`))).statements === 2, {
+      what: 'reserved ids in use',
+      timeoutMs: 3000,
+    });
+    const acceptFresh = (conv: string) =>
+      stores[0]!.inConversation(
+        conv,
+        async (s) => {
+          expect(s.conversation).toBeUndefined();
+          const m = message(conv);
+          await s.insertMessage(m, ['worker']);
+          const id = await s.insertDelivery(m.id, 'worker', now());
+          await s.saveConversation({ ...freshConversation(conv), turns: 1 });
+          return id;
+        },
+        { fresh: true },
+      );
+    const alone = await counted(0, () => acceptFresh('rt-fresh-1'));
+    expect(alone.statements).toBe(1);
+    expect(await pendingOf('rt-fresh-1')).toBe(1);
+    // Arriving together: the first runs alone, the rest form groups; each group one round trip.
+    const convs = Array.from({ length: 40 }, (_, i) => `rt-fresh-g${i}`);
+    const grouped = await counted(0, () => Promise.all(convs.map(acceptFresh)));
+    expect(grouped.statements).toBeLessThan(convs.length / 4);
+    for (const c of convs) expect(await pendingOf(c)).toBe(1);
+    // The conversation's later steps find it, and lock it as any other.
+    const later = await stores[1]!.inConversation('rt-fresh-1', async (s) => s.conversation?.turns);
+    expect(later).toBe(1);
   });
 
   it('the outstanding count a delivery step sees equals a fresh count, whatever the step wrote before asking', async () => {

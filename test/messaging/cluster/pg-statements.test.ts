@@ -28,8 +28,11 @@ let nats: NatsServer;
 /** Each statement sent, by its first words (a multi-statement simple query counts each of its statements). */
 const kinds = new Map<string, number>();
 let counting = false;
+/** Queries sent (a multi-statement simple query is one): the round trips. */
+let roundTrips = 0;
 function count(q: unknown): void {
   if (!counting) return;
+  roundTrips++;
   const text = typeof q === 'string' ? q : ((q as { text?: string }).text ?? '');
   for (const st of text.split(/;\s*\n|;\s+(?=[A-Z])/)) {
     const words = st.trim().split(/\s+/);
@@ -140,6 +143,83 @@ describe.runIf(run)('statements per delivered message', () => {
       await pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
       await pool.end();
       await check.end();
+    }
+  });
+  it('a REST submission without ids (new conversations): its accept steps take no lock, only the acknowledgements do', async () => {
+    const pool = observedPool(4, count);
+    const nc: NatsConnection = await connect({ servers: nats.url });
+    const schema2 = `${schema}_rest`;
+    const store = await PgMessageStore.open({ pool, schema: schema2 });
+    const registry = new AgentRegistry();
+    deploy(registry, agentDef('sink', ['sink']));
+    const bus = new ClusterBus({
+      store,
+      reads: new PgMessageReads({ store }),
+      nc,
+      registry,
+      config: messagingConfig({ agent_concurrency: 32 }),
+      cluster: clusterConfigSchema.parse({
+        node: 'n1',
+        delivery: { stream: `S${schema2}`, consumer: `c${schema2}`, subject: `d${schema2}` },
+      }),
+      sweepMs: 3_600_000,
+      republish: { everyMs: 3_600_000 },
+    });
+    let delivered = 0;
+    bus.registerHandler('sink', () => {
+      delivered++;
+      return undefined;
+    });
+    /** Round trips and statements per delivered message for `MESSAGES` one-way `agree` acts submitted at once. */
+    const measure = async (named: boolean) => {
+      const before = delivered;
+      kinds.clear();
+      roundTrips = 0;
+      counting = true;
+      await Promise.all(
+        Array.from({ length: MESSAGES }, (_, i) =>
+          bus.submit({
+            performative: 'agree',
+            receiver: 'sink',
+            content: `m${i}`,
+            ...(named && { conversation_id: newConversationId() }),
+          }),
+        ),
+      );
+      await waitUntil(() => delivered >= before + MESSAGES, {
+        what: `every delivery (${delivered})`,
+        timeoutMs: 20_000,
+      });
+      await bus.settled();
+      await new Promise((r) => setTimeout(r, 300));
+      counting = false;
+      const statements = [...kinds.values()].reduce((a, b) => a + b, 0);
+      return {
+        roundTrips: roundTrips / MESSAGES,
+        statements: statements / MESSAGES,
+        locks: kinds.get('SELECT') ?? 0,
+        doneMarks: kinds.get('UPDATE deliveries') ?? 0,
+      };
+    };
+    try {
+      await bus.start();
+      await bus.submit({ performative: 'agree', receiver: 'sink', content: 'warm' });
+      await waitUntil(() => delivered === 1, { what: 'the warm-up delivery' });
+      const named = await measure(true);
+      const fresh = await measure(false);
+      console.log(
+        `per delivered one-way act, named conversations: ${named.roundTrips.toFixed(2)} round trips, ${named.statements.toFixed(2)} statements; new conversations (no ids): ${fresh.roundTrips.toFixed(2)} round trips, ${fresh.statements.toFixed(2)} statements`,
+      );
+      // A new conversation's first step locks and reads nothing: a lock statement belongs to a group
+      // that acknowledges (the group sizes, and so the figures above, vary with timing).
+      expect(fresh.doneMarks).toBeGreaterThan(0);
+      expect(fresh.locks).toBeLessThanOrEqual(fresh.doneMarks);
+      expect(named.locks).toBeGreaterThan(0);
+    } finally {
+      await bus.close();
+      await nc.close();
+      await pool.query(`DROP SCHEMA IF EXISTS "${schema2}" CASCADE`);
+      await pool.end();
     }
   });
 });
