@@ -105,7 +105,16 @@ export interface EngineOptions {
   running(): boolean;
 }
 
-const iso = (t = Date.now()) => new Date(t).toISOString();
+let isoAt = NaN;
+let isoText = '';
+/** An ISO timestamp; the same millisecond's string is shared, as a step asks for "now" several times. */
+const iso = (t = Date.now()): string => {
+  if (t !== isoAt) {
+    isoAt = t;
+    isoText = new Date(t).toISOString();
+  }
+  return isoText;
+};
 
 /** A step's effects: messages to hand out and events to emit once it commits, informs to forward to subscribers. */
 class StepWork {
@@ -142,7 +151,12 @@ export class DeliveryEngine {
   /** Sends of a client-chosen id in flight: a second one waits for the first. */
   readonly #inflight = new Map<string, Promise<SubmitResult>>();
   /** Work in flight that a reader waits for (`idle`): outcomes being written, notifications to subscribers. */
-  readonly #background = new Set<Promise<void>>();
+  #background = 0;
+  /** Who waits for `#background` to reach 0. */
+  #idle: (() => void)[] = [];
+  readonly #untrack = (): void => {
+    if (--this.#background === 0 && this.#idle.length > 0) for (const r of this.#idle.splice(0)) r();
+  };
 
   constructor(opts: EngineOptions) {
     this.#o = opts;
@@ -165,13 +179,15 @@ export class DeliveryEngine {
   }
 
   /** Resolves once the outcomes being written and the notifications to subscribers in flight are done. */
-  async idle(): Promise<void> {
-    while (this.#background.size > 0) await Promise.all(this.#background);
+  idle(): Promise<void> {
+    if (this.#background === 0) return Promise.resolve();
+    return new Promise((r) => this.#idle.push(r));
   }
 
-  #track(p: Promise<void>): void {
-    this.#background.add(p);
-    void p.finally(() => this.#background.delete(p));
+  /** Counts `p` in `idle` until it settles (it never rejects: each caller catches its own). */
+  #track(p: Promise<unknown>): void {
+    this.#background++;
+    p.then(this.#untrack, this.#untrack);
   }
 
   /** Whether this node can run deliveries to `receiver` (a deployed agent or an in-process handler). */
@@ -244,7 +260,7 @@ export class DeliveryEngine {
     // The turn limit was reached: the conversation's end is committed, the message refused.
     if (out instanceof CaxtonError) throw out;
     await this.#queue.publish(work.outgoing);
-    if (work.notify.length > 0) this.#track(this.#forward(work.notify));
+    if (work.notify.length > 0 && this.#anySubscriber(work.notify)) this.#track(this.#forward(work.notify));
     return out;
   }
 
@@ -511,7 +527,7 @@ export class DeliveryEngine {
       return 'stopped';
     });
     // Counted by `idle`: a reader waits until the outcome is written and the queue told.
-    this.#track(p.then(() => undefined));
+    this.#track(p);
     return p;
   }
 
@@ -542,7 +558,7 @@ export class DeliveryEngine {
           for (const r of replies) await this.#storeMessage(s, conv, r, [], now, work);
           const fx = this.#effects(s, conv, work);
           await afterReply(conv, m, replies, await s.outstanding(), () => s.messages(), this.#cfg, fx);
-          await Promise.all(fx.pending);
+          if (fx.pending.length > 0) await Promise.all(fx.pending);
           await s.saveConversation(conv);
         } else {
           for (const r of replies) await s.insertMessage(r, []);
@@ -670,6 +686,18 @@ export class DeliveryEngine {
   }
 
   // ---------------------------------------------------------------- subscriptions, deadlines, replay
+
+  /**
+   * Whether an inform may have subscribers to forward it to: false only when the store answers at
+   * once that none of them has any (then no notification work is started at all).
+   */
+  #anySubscriber(informs: readonly AclMessage[]): boolean {
+    for (const m of informs) {
+      const subs = this.#store.subscriptionsFor(m.capability, m.sender);
+      if (!Array.isArray(subs) || subs.length > 0) return true;
+    }
+    return false;
+  }
 
   /** Forwards accepted informs to their subscribers, each notification a step of the subscription's conversation. */
   async #forward(informs: readonly AclMessage[]): Promise<void> {
