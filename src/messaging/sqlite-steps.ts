@@ -336,13 +336,17 @@ class SqliteStep implements ConversationStep, JoinedWrite {
   }
 
   delivery(id: number): Promise<DeliveryRow | undefined> {
-    const rows = (this.#rows ??= new Map());
-    if (!rows.has(id)) rows.set(id, this.#steps.pendingRow(id) ?? this.#store.getDelivery(id));
-    return Promise.resolve(rows.get(id));
+    return Promise.resolve(this.#row(id));
   }
 
-  async setDelivery(id: number, to: Parameters<ConversationStep['setDelivery']>[1], now: string): Promise<void> {
-    const row = await this.delivery(id);
+  #row(id: number): DeliveryRow | undefined {
+    const rows = (this.#rows ??= new Map());
+    if (!rows.has(id)) rows.set(id, this.#steps.pendingRow(id) ?? this.#store.getDelivery(id));
+    return rows.get(id);
+  }
+
+  setDelivery(id: number, to: Parameters<ConversationStep['setDelivery']>[1], now: string): Promise<void> {
+    const row = this.#row(id);
     const was = row?.state;
     if (was === 'pending' && to.state !== 'pending') this.#count(-1);
     if (was !== 'pending' && to.state === 'pending') this.#count(1);
@@ -369,6 +373,7 @@ class SqliteStep implements ConversationStep, JoinedWrite {
       };
     }
     (this.#written ??= new Map()).set(id, next);
+    return Promise.resolve();
   }
 
   outstanding(): Promise<number> {

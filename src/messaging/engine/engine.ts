@@ -409,7 +409,7 @@ export class DeliveryEngine {
   #effects(s: ConversationStep, conv: Conversation, work: StepWork): Effects {
     const pending: Promise<void>[] = [];
     // One after another: a step's writes share one connection, where a database wants one query at a time.
-    let last: Promise<void> = Promise.resolve();
+    let last: Promise<void> | undefined;
     return {
       pending,
       setState: (to, reason) => this.#setState(conv, to, reason, work),
@@ -418,7 +418,7 @@ export class DeliveryEngine {
         // The platform's own sends (a Contract Net's award) act for the conversation's principal too.
         const decision = routeForPrincipal(this.#o.router, m, this.#o.principals);
         const receivers = decision.ok ? decision.receivers.map((r) => r.agent) : [];
-        last = last.then(() => this.#storeMessage(s, conv, m, receivers, iso(), work));
+        last = (last ?? Promise.resolve()).then(() => this.#storeMessage(s, conv, m, receivers, iso(), work));
         pending.push(last);
       },
       subscribe: async (sub, provider) => {
@@ -499,7 +499,8 @@ export class DeliveryEngine {
     const entry = this.#o.directory.get(d.receiver);
     const inProcess = this.#handlers.get(d.receiver.toLowerCase());
     if (!entry && !inProcess) return this.#finishing(d, () => this.#reroute(d));
-    const ctx: HandlerContext = { signal, delivery: d, ...(traceparent !== undefined && { traceparent }) };
+    const ctx: HandlerContext =
+      traceparent !== undefined ? { signal, delivery: d, traceparent } : { signal, delivery: d };
     let answer: AgentAnswer;
     try {
       // Configuration agents run only for the acts that execute; an in-process handler gets every one.
