@@ -1,10 +1,12 @@
 import { diskFullError, isDiskFull } from '../storage/index.js';
 import { isTerminal, type Conversation } from './conversation.js';
 import type { ConversationStep, StepStore } from './engine/ports.js';
-import type { GroupCommit } from './group-commit.js';
+import type { GroupCommit, JoinedWrite } from './group-commit.js';
 import type { AclMessage, ConversationId, MessageId } from './message.js';
 import { endless } from './protocols/index.js';
 import type { DeliveryRow, MessageStore, StoredMessage, SubscriptionRow } from './store.js';
+
+const NO_SUBSCRIPTIONS: SubscriptionRow[] = Object.freeze([]) as unknown as SubscriptionRow[];
 
 /**
  * The engine's step store on one node: the data dir's SQLite behind the group commit. Open
@@ -31,8 +33,11 @@ export class SqliteSteps implements StepStore {
   /** Messages of steps whose commit is in flight, per conversation (a protocol reading the conversation sees them). */
   readonly #unsaved = new Map<string, StoredMessage[]>();
   #subscriptions: SubscriptionRow[] = [];
-  /** The step running per conversation, and the steps waiting behind it. */
-  readonly #locks = new Map<string, Promise<void>>();
+  /**
+   * Conversations with a step running, each with the steps waiting behind it (null: none yet, so
+   * an uncontended step allocates nothing for its turn).
+   */
+  readonly #locks = new Map<string, (() => void)[] | null>();
   #lastDelivery = 0;
   /**
    * The pending delivery rows this process wrote, as committed: a step about one of them (its
@@ -80,12 +85,12 @@ export class SqliteSteps implements StepStore {
   }
 
   async inConversation<T>(id: string, fn: (s: ConversationStep) => Promise<T>): Promise<T> {
-    const before = this.#locks.get(id);
-    let release!: () => void;
-    const mine = new Promise<void>((r) => (release = r));
-    const chained = before ? before.then(() => mine) : mine;
-    this.#locks.set(id, chained);
-    if (before) await before;
+    if (this.#locks.has(id)) {
+      let waiting = this.#locks.get(id);
+      if (!waiting) this.#locks.set(id, (waiting = []));
+      // Handed the turn by the step before it (`#release`), in the order they asked.
+      await new Promise<void>((r) => waiting.push(r));
+    } else this.#locks.set(id, null);
     const step = new SqliteStep(this, this.#store, id);
     let out: T;
     try {
@@ -94,17 +99,29 @@ export class SqliteSteps implements StepStore {
       step.undo();
       throw e;
     } finally {
-      release();
-      if (this.#locks.get(id) === chained) this.#locks.delete(id);
+      this.#release(id);
     }
+    // The batch's one promise: what failed in it (a full disk) is named per step.
+    let failed;
     try {
-      await this.#commit.run(() => step.write());
+      failed = await this.#commit.join(step);
     } catch (e) {
       step.undo();
       throw e;
     }
+    if (failed?.has(step)) {
+      step.undo();
+      throw failed.get(step);
+    }
     step.done();
     return out;
+  }
+
+  /** The conversation's next waiting step runs, or nothing holds it any more. */
+  #release(id: string): void {
+    const next = this.#locks.get(id)?.shift();
+    if (next) next();
+    else this.#locks.delete(id);
   }
 
   async expired(
@@ -146,6 +163,8 @@ export class SqliteSteps implements StepStore {
   }
 
   subscriptionsFor(capability: string | undefined, agent: string): SubscriptionRow[] {
+    // Asked for every inform accepted: with no subscription at all, nothing is allocated.
+    if (this.#subscriptions.length === 0) return NO_SUBSCRIPTIONS;
     const name = agent.toLowerCase();
     return this.#subscriptions.filter(
       (s) =>
@@ -238,7 +257,7 @@ export class SqliteSteps implements StepStore {
 }
 
 /** One step: reads answer from memory and the store, writes wait for the step's commit. */
-class SqliteStep implements ConversationStep {
+class SqliteStep implements ConversationStep, JoinedWrite {
   readonly #steps: SqliteSteps;
   readonly #store: MessageStore;
   readonly #id: string;
@@ -317,13 +336,17 @@ class SqliteStep implements ConversationStep {
   }
 
   delivery(id: number): Promise<DeliveryRow | undefined> {
-    const rows = (this.#rows ??= new Map());
-    if (!rows.has(id)) rows.set(id, this.#steps.pendingRow(id) ?? this.#store.getDelivery(id));
-    return Promise.resolve(rows.get(id));
+    return Promise.resolve(this.#row(id));
   }
 
-  async setDelivery(id: number, to: Parameters<ConversationStep['setDelivery']>[1], now: string): Promise<void> {
-    const row = await this.delivery(id);
+  #row(id: number): DeliveryRow | undefined {
+    const rows = (this.#rows ??= new Map());
+    if (!rows.has(id)) rows.set(id, this.#steps.pendingRow(id) ?? this.#store.getDelivery(id));
+    return rows.get(id);
+  }
+
+  setDelivery(id: number, to: Parameters<ConversationStep['setDelivery']>[1], now: string): Promise<void> {
+    const row = this.#row(id);
     const was = row?.state;
     if (was === 'pending' && to.state !== 'pending') this.#count(-1);
     if (was !== 'pending' && to.state === 'pending') this.#count(1);
@@ -350,6 +373,7 @@ class SqliteStep implements ConversationStep {
       };
     }
     (this.#written ??= new Map()).set(id, next);
+    return Promise.resolve();
   }
 
   outstanding(): Promise<number> {
@@ -369,7 +393,7 @@ class SqliteStep implements ConversationStep {
   }
 
   /** Runs the step's row writes (inside the group commit's transaction). */
-  write(): void {
+  run(): void {
     for (const w of this.#writes) w();
   }
 

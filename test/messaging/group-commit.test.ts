@@ -169,6 +169,53 @@ describe('GroupCommit: failures', () => {
   });
 });
 
+describe('GroupCommit: joined writes (one promise per batch)', () => {
+  const joined = (k: string) => ({ run: () => void db.prepare('INSERT INTO t (k, v) VALUES (?, 1)').run(k) });
+
+  it('joined writes of one turn share one transaction and one promise, in order with run() writes', async () => {
+    const gc = counting();
+    const a = joined('a');
+    const c = joined('c');
+    const pa = gc.join(a);
+    const pb = gc.run(insert('b'));
+    const pc = gc.join(c);
+    expect(pa).toBe(pc);
+    expect(gc.pending).toBe(3);
+    expect(await pa).toBeUndefined();
+    expect(await pb).toBe(1);
+    expect(commits).toBe(1);
+    expect(onDisk()).toEqual(['a', 'b', 'c']);
+    // The next turn's writes wait on a promise of their own batch.
+    const pd = gc.join(joined('d'));
+    expect(pd).not.toBe(pa);
+    expect(await pd).toBeUndefined();
+    expect(commits).toBe(2);
+  });
+
+  it('a failing joined write is named with its error; the others of the batch still commit', async () => {
+    const gc = counting();
+    await gc.run(insert('dup'));
+    commits = 0;
+    const ok = joined('x');
+    const bad = joined('dup');
+    const p = gc.join(ok);
+    gc.join(bad);
+    const other = gc.run(insert('y'));
+    const failed = await p;
+    expect([...failed!.keys()]).toEqual([bad]);
+    expect(failed!.get(bad)).toMatchObject({ code: 'SQLITE_CONSTRAINT_PRIMARYKEY' });
+    expect(await other).toBe(1);
+    expect(onDisk()).toEqual(['dup', 'x', 'y']);
+    expect(commits).toBe(2);
+  });
+
+  it('a closed group commit refuses joined writes', async () => {
+    const gc = counting();
+    gc.close();
+    await expect(gc.join(joined('late'))).rejects.toThrow('closed');
+  });
+});
+
 describe('GroupCommit: touch, settled, close', () => {
   it('touch commits an empty transaction (running beforeCommit) on the next turn', async () => {
     const gc = counting(() => db.prepare("INSERT OR REPLACE INTO t (k, v) VALUES ('touched', 0)").run());

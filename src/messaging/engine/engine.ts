@@ -111,7 +111,16 @@ export interface EngineOptions {
   running(): boolean;
 }
 
-const iso = (t = Date.now()) => new Date(t).toISOString();
+let isoAt = NaN;
+let isoText = '';
+/** An ISO timestamp; the same millisecond's string is shared, as a step asks for "now" several times. */
+const iso = (t = Date.now()): string => {
+  if (t !== isoAt) {
+    isoAt = t;
+    isoText = new Date(t).toISOString();
+  }
+  return isoText;
+};
 
 /** A step's effects: messages to hand out and events to emit once it commits, informs to forward to subscribers. */
 class StepWork {
@@ -148,7 +157,12 @@ export class DeliveryEngine {
   /** Sends of a client-chosen id in flight: a second one waits for the first. */
   readonly #inflight = new Map<string, Promise<SubmitResult>>();
   /** Work in flight that a reader waits for (`idle`): outcomes being written, notifications to subscribers. */
-  readonly #background = new Set<Promise<void>>();
+  #background = 0;
+  /** Who waits for `#background` to reach 0. */
+  #idle: (() => void)[] = [];
+  readonly #untrack = (): void => {
+    if (--this.#background === 0 && this.#idle.length > 0) for (const r of this.#idle.splice(0)) r();
+  };
 
   constructor(opts: EngineOptions) {
     this.#o = opts;
@@ -171,13 +185,15 @@ export class DeliveryEngine {
   }
 
   /** Resolves once the outcomes being written and the notifications to subscribers in flight are done. */
-  async idle(): Promise<void> {
-    while (this.#background.size > 0) await Promise.all(this.#background);
+  idle(): Promise<void> {
+    if (this.#background === 0) return Promise.resolve();
+    return new Promise((r) => this.#idle.push(r));
   }
 
-  #track(p: Promise<void>): void {
-    this.#background.add(p);
-    void p.finally(() => this.#background.delete(p));
+  /** Counts `p` in `idle` until it settles (it never rejects: each caller catches its own). */
+  #track(p: Promise<unknown>): void {
+    this.#background++;
+    p.then(this.#untrack, this.#untrack);
   }
 
   /** Whether this node can run deliveries to `receiver` (a deployed agent or an in-process handler). */
@@ -253,7 +269,7 @@ export class DeliveryEngine {
     // The turn limit was reached: the conversation's end is committed, the message refused.
     if (out instanceof CaxtonError) throw out;
     await this.#queue.publish(work.outgoing);
-    if (work.notify.length > 0) this.#track(this.#forward(work.notify));
+    if (work.notify.length > 0 && this.#anySubscriber(work.notify)) this.#track(this.#forward(work.notify));
     return out;
   }
 
@@ -408,7 +424,7 @@ export class DeliveryEngine {
   #effects(s: ConversationStep, conv: Conversation, work: StepWork): Effects {
     const pending: Promise<void>[] = [];
     // One after another: a step's writes share one connection, where a database wants one query at a time.
-    let last: Promise<void> = Promise.resolve();
+    let last: Promise<void> | undefined;
     return {
       pending,
       setState: (to, reason) => this.#setState(conv, to, reason, work),
@@ -417,7 +433,7 @@ export class DeliveryEngine {
         // The platform's own sends (a Contract Net's award) act for the conversation's principal too.
         const decision = routeForPrincipal(this.#o.router, m, this.#o.principals);
         const receivers = decision.ok ? decision.receivers.map((r) => r.agent) : [];
-        last = last.then(() => this.#storeMessage(s, conv, m, receivers, iso(), work));
+        last = (last ?? Promise.resolve()).then(() => this.#storeMessage(s, conv, m, receivers, iso(), work));
         pending.push(last);
       },
       subscribe: async (sub, provider) => {
@@ -503,7 +519,8 @@ export class DeliveryEngine {
     const entry = this.#o.directory.get(d.receiver);
     const inProcess = this.#handlers.get(d.receiver.toLowerCase());
     if (!entry && !inProcess) return this.#finishing(d, () => this.#reroute(d));
-    const ctx: HandlerContext = { signal, delivery: d, ...(traceparent !== undefined && { traceparent }) };
+    const ctx: HandlerContext =
+      traceparent !== undefined ? { signal, delivery: d, traceparent } : { signal, delivery: d };
     let answer: AgentAnswer;
     try {
       // Configuration agents run only for the acts that execute; an in-process handler gets every one.
@@ -553,7 +570,7 @@ export class DeliveryEngine {
       return 'stopped';
     });
     // Counted by `idle`: a reader waits until the outcome is written and the queue told.
-    this.#track(p.then(() => undefined));
+    this.#track(p);
     return p;
   }
 
@@ -584,7 +601,7 @@ export class DeliveryEngine {
           for (const r of replies) await this.#storeMessage(s, conv, r, [], now, work);
           const fx = this.#effects(s, conv, work);
           await afterReply(conv, m, replies, await s.outstanding(), () => s.messages(), this.#cfg, fx);
-          await Promise.all(fx.pending);
+          if (fx.pending.length > 0) await Promise.all(fx.pending);
           await s.saveConversation(conv);
         } else {
           for (const r of replies) await s.insertMessage(this.#signed(r), []);
@@ -712,6 +729,18 @@ export class DeliveryEngine {
   }
 
   // ---------------------------------------------------------------- subscriptions, deadlines, replay
+
+  /**
+   * Whether an inform may have subscribers to forward it to: false only when the store answers at
+   * once that none of them has any (then no notification work is started at all).
+   */
+  #anySubscriber(informs: readonly AclMessage[]): boolean {
+    for (const m of informs) {
+      const subs = this.#store.subscriptionsFor(m.capability, m.sender);
+      if (!Array.isArray(subs) || subs.length > 0) return true;
+    }
+    return false;
+  }
 
   /** Forwards accepted informs to their subscribers, each notification a step of the subscription's conversation. */
   async #forward(informs: readonly AclMessage[]): Promise<void> {
