@@ -44,10 +44,14 @@ export class AgentNamePool {
     const caps = def.capabilities;
     for (let i = 0; i < caps.length; i++) caps[i] = this.#names.take(caps[i]!, caps[i]!) as (typeof caps)[number];
     const tools = def.tools;
+    if (Object.isFrozen(tools)) {
+      // Shared already (the same definition deployed again): its names are counted, not replaced.
+      for (const t of tools) this.#names.take(t, t);
+      this.#toolLists.take(listKey(tools), tools);
+      return;
+    }
     for (let i = 0; i < tools.length; i++) tools[i] = this.#names.take(tools[i]!, tools[i]!) as (typeof tools)[number];
-    if (!Object.isFrozen(tools))
-      def.tools = this.#toolLists.take(listKey(tools), Object.freeze(tools)) as typeof def.tools;
-    else this.#toolLists.take(listKey(tools), tools);
+    def.tools = this.#toolLists.take(listKey(tools), Object.freeze(tools)) as typeof def.tools;
   }
 
   release(def: AgentDefinition): void {
@@ -56,7 +60,7 @@ export class AgentNamePool {
     this.#toolLists.drop(listKey(def.tools));
   }
 
-  /** Distinct names held (for tests and the heap bench). */
+  /** Distinct names held. */
   get size(): number {
     return this.#names.size;
   }
