@@ -14,6 +14,12 @@
  * - Every `import.meta.url` in Caxton's sources is rewritten to the URL of the module's own file
  *   under dist/, so the paths found from it (package.json, templates/, tools/builtin/, dist/console,
  *   worker and child entry scripts) are the ones the unbundled build finds.
+ *
+ * The task module of `worker` and `process` isolation (dist/execution/task.js) and the entries that
+ * load it in a child process and a worker thread are bundled too, each over tsc's file: a child
+ * that starts reads and compiles a few files instead of resolving its ~40 modules one by one. The
+ * task shares no module instance with the entry that loads it (it imports only types from
+ * src/execution/isolation), so separate bundles behave as the separate files did.
  */
 import { readFileSync, readdirSync, rmSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -62,8 +68,10 @@ const metaUrlPlugin = {
 };
 
 // The previous build's chunks go first: their names change with their contents.
-for (const f of readdirSync(join(outdir, 'cli'))) {
-  if (/^chunk-[A-Z0-9]+\.js(\.map)?$/.test(f)) rmSync(join(outdir, 'cli', f));
+for (const d of ['cli', 'execution']) {
+  for (const f of readdirSync(join(outdir, d))) {
+    if (/^chunk-[A-Z0-9]+\.js(\.map)?$/.test(f)) rmSync(join(outdir, d, f));
+  }
 }
 
 const result = await build({
@@ -93,11 +101,42 @@ const result = await build({
   logLevel: 'warning',
 });
 
+// One level below dist/ like cli/main.js, so the `import.meta.url` rewrite gives the same paths.
+const task = await build({
+  absWorkingDir: root,
+  entryPoints: {
+    'execution/task': 'src/execution/task.ts',
+    'execution/isolation/process-runner': 'src/execution/isolation/process-runner.ts',
+    'execution/isolation/worker-entry': 'src/execution/isolation/worker-entry.ts',
+  },
+  outdir,
+  bundle: true,
+  // What the task imports only when asked (a script file's reader: zod, TOML) stays a lazy chunk.
+  splitting: true,
+  chunkNames: 'execution/chunk-[hash]',
+  format: 'esm',
+  platform: 'node',
+  target: 'node20',
+  sourcemap: true,
+  sourcesContent: false,
+  minifyWhitespace: true,
+  minifySyntax: true,
+  keepNames: true,
+  external: EXTERNAL,
+  plugins: [metaUrlPlugin],
+  banner: {
+    js: "import { createRequire as __caxtonCreateRequire } from 'node:module';\nconst require = __caxtonCreateRequire(import.meta.url);",
+  },
+  metafile: true,
+  logLevel: 'warning',
+});
+const taskInputs = Object.keys(task.metafile.inputs).length;
+
 const outputs = Object.entries(result.metafile.outputs).filter(([f]) => f.endsWith('.js'));
 const entry = outputs.find(([f]) => f.endsWith('cli/main.js'));
 const kib = (n) => `${(n / 1024).toFixed(0)} KiB`;
 console.log(
   `bundle built: dist/cli/main.js ${kib(entry?.[1].bytes ?? 0)} + ${outputs.length - 1} lazy chunks (${kib(
     outputs.reduce((s, [, o]) => s + o.bytes, 0),
-  )} in all)`,
+  )} in all); dist/execution/task.js ${kib(Object.values(task.metafile.outputs).find((o) => o.entryPoint)?.bytes ?? 0)} (${taskInputs} modules with the child entries and lazy chunks)`,
 );

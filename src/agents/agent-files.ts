@@ -185,6 +185,11 @@ export class AgentFiles {
     if (!opts.keepStatus) this.#files.delete(path);
   }
 
+  /** Whether `path` has a status: loaded, or reported invalid. */
+  hasFile(path: string): boolean {
+    return this.#files.has(path);
+  }
+
   fileStatuses(): FileStatus[] {
     return [...this.#files.values()].sort((a, b) => (a.path < b.path ? -1 : 1));
   }

@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { agentKey, type AgentDefinition, type AgentFormat, type Capability } from './definition.js';
 import { relayedFrom, whileRelayed } from '../shared/relayed.js';
+import { AgentNamePool } from './name-pool.js';
 import { shareDefaultTables, sharedOrigin } from './shared-defaults.js';
 
 export type AgentOrigin = { kind: 'file'; path: string } | { kind: 'api' };
@@ -42,6 +43,8 @@ export class AgentRegistry extends EventEmitter<{ change: [RegistryEvent] }> {
   readonly #byCapability = new Map<Capability, Map<string, DeployedAgent>>();
   /** Every agent, kept sorted by name on each change so `list()` never sorts the whole registry. */
   readonly #sorted: DeployedAgent[] = [];
+  /** One copy of each capability and tool name (and tool list) across the agents held. */
+  readonly #names = new AgentNamePool();
 
   get size(): number {
     return this.#byKey.size;
@@ -139,6 +142,7 @@ export class AgentRegistry extends EventEmitter<{ change: [RegistryEvent] }> {
     const key = agentKey(agent.definition.name);
     const previous = this.#byKey.get(key);
     if (previous) this.#unindex(key, previous);
+    this.#names.share(agent.definition);
     this.#byKey.set(key, agent);
     this.#sorted.splice(this.#position(agent.definition.name), 0, agent);
     for (const c of agent.definition.capabilities) {
@@ -190,5 +194,6 @@ export class AgentRegistry extends EventEmitter<{ change: [RegistryEvent] }> {
       m?.delete(key);
       if (m?.size === 0) this.#byCapability.delete(c);
     }
+    this.#names.release(agent.definition);
   }
 }

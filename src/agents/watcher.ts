@@ -1,9 +1,9 @@
 import { closeSync, existsSync, fstatSync, openSync, readdirSync, readSync } from 'node:fs';
-import { join, relative } from 'node:path';
-import { watch, type FSWatcher } from 'chokidar';
+import { join, relative, sep } from 'node:path';
 import { makePrivateDir } from '../shared/private-fs.js';
 import { MAX_AGENT_FILE_BYTES } from './bounds.js';
 import type { FileStatus } from './agent-files.js';
+import { FolderTree } from './folder-watch.js';
 import type { AgentService } from './service.js';
 
 const AGENT_FILE_RE = /\.(toml|md|markdown|json)$/i;
@@ -32,8 +32,15 @@ export function notAnAgent(rel: string): SkippedFile['kind'] | undefined {
   return undefined;
 }
 
-/** Agent files under `root`, sorted, and the skipped skills and commands; a folder that cannot be read is skipped, not fatal. */
-function walk(root: string, onError: (dir: string, e: unknown) => void): { files: string[]; skipped: SkippedFile[] } {
+/**
+ * Agent files under `from` (default: `root`), sorted, and the skipped skills and commands; a
+ * folder that cannot be read is skipped, not fatal.
+ */
+function walk(
+  root: string,
+  onError: (dir: string, e: unknown) => void,
+  from = root,
+): { files: string[]; skipped: SkippedFile[] } {
   const files: string[] = [];
   const skipped: SkippedFile[] = [];
   const visit = (dir: string) => {
@@ -55,7 +62,7 @@ function walk(root: string, onError: (dir: string, e: unknown) => void): { files
       }
     }
   };
-  visit(root);
+  visit(from);
   return { files: files.sort(), skipped: skipped.sort((a, b) => (a.path < b.path ? -1 : 1)) };
 }
 
@@ -104,7 +111,7 @@ export class AgentDirectoryWatcher {
   /** Per file, a count of the events applied: a parse that finishes after a newer event is dropped. */
   readonly #generation = new Map<string, number>();
   #closed = false;
-  #watcher: FSWatcher | undefined;
+  #tree: FolderTree | undefined;
 
   constructor(dir: string, service: AgentService, hooks: WatcherHooks = {}) {
     this.#dir = dir;
@@ -124,27 +131,37 @@ export class AgentDirectoryWatcher {
   }
 
   async start(): Promise<void> {
-    const watcher = watch(this.#dir, {
-      ignoreInitial: true,
-      ignored: (p, stats) =>
-        /(^|[\\/])\.[^\\/]/.test(p.slice(this.#dir.length)) ||
-        (stats?.isFile() === true && (!isAgentFile(p) || notAnAgent(relative(this.#dir, p)) !== undefined)),
-      awaitWriteFinish: { stabilityThreshold: 60, pollInterval: 20 },
+    const tree = new FolderTree(this.#dir, {
+      file: (p) => {
+        if (!this.#wanted(p)) return;
+        if (existsSync(p)) this.#schedule(p);
+        else if (this.#service.files.hasFile(p)) this.#schedule(p, true);
+      },
+      folder: (p) => {
+        const { files } = walk(
+          this.#dir,
+          (dir, e) => this.#report(e, { path: dir, what: 'agents_dir folder could not be read' }),
+          p,
+        );
+        for (const f of files) this.#schedule(f);
+      },
+      folderGone: (p) => this.#rescanRemoved(p),
+      error: (e, p) => this.#report(e, { path: p, what: 'agents_dir watcher error' }),
     });
-    watcher.on('add', (p) => this.#schedule(p));
-    watcher.on('change', (p) => this.#schedule(p));
-    watcher.on('unlink', (p) => this.#schedule(p, true));
-    watcher.on('unlinkDir', () => this.#rescanRemoved());
-    watcher.on('error', (e) => this.#report(e, { what: 'agents_dir watcher error' }));
-    await new Promise<void>((resolve) => watcher.once('ready', () => resolve()));
-    this.#watcher = watcher;
+    tree.start();
+    this.#tree = tree;
   }
 
   async close(): Promise<void> {
     this.#closed = true;
     for (const t of this.#timers.values()) clearTimeout(t);
     this.#timers.clear();
-    await this.#watcher?.close();
+    this.#tree?.close();
+  }
+
+  /** An agent file the watcher loads: not hidden, not a skill or a slash command. */
+  #wanted(path: string): boolean {
+    return isAgentFile(path) && notAnAgent(relative(this.#dir, path)) === undefined;
   }
 
   #schedule(path: string, removed = false): void {
@@ -200,8 +217,11 @@ export class AgentDirectoryWatcher {
     }
   }
 
-  #rescanRemoved(): void {
-    for (const s of this.#service.files.fileStatuses()) if (!existsSync(s.path)) this.#schedule(s.path, true);
+  /** The files known under a folder that is gone (deleted, or moved away) are removed. */
+  #rescanRemoved(dir: string): void {
+    const prefix = dir + sep;
+    for (const s of this.#service.files.fileStatuses())
+      if (s.path.startsWith(prefix) && !existsSync(s.path)) this.#schedule(s.path, true);
   }
 
   /** The initial load: parsed on this thread (the server is not serving requests yet). */

@@ -3,7 +3,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { ServerOptions as HttpsServerOptions } from 'node:https';
 import { createSecureContext, type Server as TlsServer } from 'node:tls';
-import { watch, type FSWatcher } from 'chokidar';
+import type { FSWatcher } from 'chokidar';
 import { ConfigError } from '../config/index.js';
 import type { Logger } from '../observability/index.js';
 import type { SourceIssue } from '../shared/issues.js';
@@ -304,6 +304,8 @@ export class TlsReloader {
   async start(): Promise<void> {
     const files = [this.#cfg.cert, this.#cfg.key, ...(this.#cfg.ca !== undefined ? [this.#cfg.ca] : [])];
     const dirs = [...new Set(files.map((f) => dirname(f)))];
+    // Loaded here, not at import: a server without TLS never needs the watcher.
+    const { watch } = await import('chokidar');
     const watcher = watch(dirs, { ignoreInitial: true, depth: 0 });
     watcher.on('all', () => this.#schedule());
     watcher.on('error', (e) =>

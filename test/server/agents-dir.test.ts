@@ -1,4 +1,4 @@
-import { mkdirSync, unlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getJson, http, postAgent, putAgent, tomlAgent } from '../helpers/http.js';
@@ -272,6 +272,43 @@ describe('agents_dir while running', () => {
     expect((put.json as { error: { code: string } }).error.code).toBe('agent_managed_by_file');
     expect((await http(t.url, 'DELETE', '/api/v1/agents/top-agent')).status).toBe(409);
     expect((await agent('top-agent')).json).toEqual(before.json);
+  });
+
+  it('a file renamed is the agent at its new path; an editor saving through a renamed temporary file updates it', async () => {
+    write('moving/one.toml', tomlAgent('moving-agent'));
+    await waitForAgent('moving-agent', (d) => d.origin.path === file('moving/one.toml'));
+    renameSync(file('moving/one.toml'), file('moving/two.toml'));
+    await waitForAgent('moving-agent', (d) => d.origin.path === file('moving/two.toml'));
+    expect((await status()).agent_files.invalid.map((f) => f.path)).not.toContain(file('moving/one.toml'));
+    // vim, VS Code and friends write a hidden sibling, then rename it over the file.
+    writeFileSync(file('moving/.two.toml.swp'), 'name = "moving-agent"\nsystem_prompt = "Saved."\n');
+    renameSync(file('moving/.two.toml.swp'), file('moving/two.toml'));
+    const { value } = await waitForAgent('moving-agent', (d) => d.definition.system_prompt === 'Saved.');
+    expect(value.origin.path).toBe(file('moving/two.toml'));
+  });
+
+  it('a folder moved out of agents_dir takes its agents away; moved back in, they load again', async () => {
+    write('travel/deep/a.toml', tomlAgent('travel-a'));
+    write('travel/b.md', '---\nname: travel-b\n---\nB prompt\n');
+    await waitForAgent('travel-a');
+    await waitForAgent('travel-b');
+    const away = join(dirname(t.agentsDir), `travel-away-${Date.now()}`);
+    renameSync(file('travel'), away);
+    await waitUntil(async () => (await agent('travel-a')).status === 404 && (await agent('travel-b')).status === 404, {
+      timeoutMs: WATCH_LIMIT_MS + 500,
+      what: 'the moved-out agents removed',
+    });
+    renameSync(away, file('travel-back'));
+    await waitForAgent('travel-a', (d) => d.origin.path === file('travel-back/deep/a.toml'));
+    await waitForAgent('travel-b', (d) => d.origin.path === file('travel-back/b.md'));
+    // A file written into the moved-in folder afterwards is seen: the folder is watched.
+    write('travel-back/deep/c.toml', tomlAgent('travel-c'));
+    await waitForAgent('travel-c');
+    rmSync(file('travel-back'), { recursive: true });
+    await waitUntil(async () => (await agent('travel-c')).status === 404, {
+      timeoutMs: WATCH_LIMIT_MS + 500,
+      what: 'the deleted folder’s agents removed',
+    });
   });
 });
 
