@@ -31,6 +31,7 @@ const SUITES: Record<string, () => Promise<Suite>> = {
   'cluster-engines': async () => (await import('./cluster-engines.js')).clusterEnginesSuite,
   'cluster-nodes': async () => (await import('./cluster-nodes.js')).clusterNodesSuite,
   startup: async () => (await import('./startup.js')).startupSuite,
+  'stats-history': async () => (await import('./stats-history.js')).statsHistorySuite,
 };
 
 async function main(argv: string[]): Promise<number> {

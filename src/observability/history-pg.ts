@@ -10,7 +10,9 @@ import {
   type DeliveryBucketRow,
   type ExecutionBucketRow,
   type History,
+  type BucketRows,
   type HistoryRange,
+  type HistoryWindow,
   type StatsHistory,
 } from './history.js';
 
@@ -22,7 +24,7 @@ const MIGRATIONS: readonly PgMigration[] = [
   },
 ];
 
-export class PgStatsHistory implements StatsHistory {
+export class PgStatsHistory implements StatsHistory, BucketRows {
   readonly #pool: pg.Pool;
   readonly #s: string;
   readonly #flush: () => Promise<void>;
@@ -39,9 +41,15 @@ export class PgStatsHistory implements StatsHistory {
     this.#flush = flush;
   }
 
+  /** Every bucket of the range, read in full (IncrementalHistory reads only the newest). */
   async history(range: HistoryRange, now = Date.now()): Promise<History> {
-    await this.#flush();
     const w = windowOf(range, now);
+    const r = await this.rows(w);
+    return assemble(w, r.executions, r.deliveries);
+  }
+
+  async rows(w: HistoryWindow): Promise<{ executions?: ExecutionBucketRow[]; deliveries?: DeliveryBucketRow[] }> {
+    await this.#flush();
     const s = this.#s;
     try {
       const tables = await this.#pool.query<{ e: string | null; d: string | null }>(
@@ -72,7 +80,7 @@ export class PgStatsHistory implements StatsHistory {
             )
           ).rows
         : undefined;
-      return assemble(w, executions, deliveries);
+      return { ...(executions && { executions }), ...(deliveries && { deliveries }) };
     } catch (e) {
       throw stateUnavailable(e);
     }

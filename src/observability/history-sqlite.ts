@@ -10,7 +10,9 @@ import {
   type DeliveryBucketRow,
   type ExecutionBucketRow,
   type History,
+  type BucketRows,
   type HistoryRange,
+  type HistoryWindow,
   type StatsHistory,
 } from './history.js';
 
@@ -49,7 +51,7 @@ const DELIVERIES = `
   WHERE state <> 'pending' AND updated_at >= @since AND updated_at < @until
   GROUP BY k`;
 
-export class SqliteStatsHistory implements StatsHistory {
+export class SqliteStatsHistory implements StatsHistory, BucketRows {
   readonly #db: Db;
   readonly #flush: () => void;
 
@@ -63,10 +65,16 @@ export class SqliteStatsHistory implements StatsHistory {
     return this.#db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?`).get(table) !== undefined;
   }
 
-  history(range: HistoryRange, now = Date.now()): Promise<History> {
+  /** Every bucket of the range, read in full (IncrementalHistory reads only the newest). */
+  async history(range: HistoryRange, now = Date.now()): Promise<History> {
+    const w = windowOf(range, now);
+    const r = await this.rows(w);
+    return assemble(w, r.executions, r.deliveries);
+  }
+
+  rows(w: HistoryWindow): Promise<{ executions?: ExecutionBucketRow[]; deliveries?: DeliveryBucketRow[] }> {
     try {
       this.#flush();
-      const w = windowOf(range, now);
       const executions = this.#has('executions')
         ? (this.#db.prepare(EXECUTIONS).all({ from: w.from, bucket: w.bucket, to: w.to }) as ExecutionBucketRow[])
         : undefined;
@@ -78,7 +86,10 @@ export class SqliteStatsHistory implements StatsHistory {
             until: new Date(w.to).toISOString(),
           }) as DeliveryBucketRow[])
         : undefined;
-      return Promise.resolve(assemble(w, executions, deliveries));
+      return Promise.resolve({
+        ...(executions && { executions }),
+        ...(deliveries && { deliveries }),
+      });
     } catch (e) {
       return Promise.reject(e as Error);
     }

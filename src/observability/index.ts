@@ -35,6 +35,7 @@ export { PgEventStore, relayEvents, type PgEventStoreOptions, type RelayEventsOp
 export { SpanStore, type StoredSpan, type SpanStoreOptions } from './span-store.js';
 export {
   HISTORY_RANGES,
+  IncrementalHistory,
   windowOf,
   type History,
   type HistoryBucket,

@@ -12,6 +12,7 @@ import { MESSAGE_MIGRATIONS } from '../../src/messaging/cluster/pg-message-table
 import { MESSAGING_MIGRATIONS } from '../../src/messaging/index.js';
 import {
   HISTORY_MIGRATIONS,
+  IncrementalHistory,
   PgStatsHistory,
   SqliteStatsHistory,
   windowOf,
@@ -111,6 +112,32 @@ describe('stats history', () => {
       store.close();
       db.close();
     });
+  });
+
+  it('incremental: a later poll reads only the newest buckets and keeps the older ones', async () => {
+    const db = openDatabase(makeTempDir('caxton-history-'));
+    migrate(db, MESSAGING_MIGRATIONS);
+    migrate(db, EXECUTIONS_MIGRATIONS);
+    const store = new SqliteExecutionStore({ db, retentionMs: 1e12, maxRows: 1000 });
+    for (const e of ENTRIES) store.record(e);
+    const inc = new IncrementalHistory(new SqliteStatsHistory(db, () => store.flush()));
+    const first = await inc.history('15m', NOW);
+    expect(first.buckets.reduce((n, b) => n + b.executions, 0)).toBe(11);
+    // A bucket later: one new execution in the newest bucket, one written late into an old one.
+    store.record(entry(20, at(30, 5), 9));
+    store.record(entry(21, at(10, 5), 9));
+    const next = await inc.history('15m', NOW + 30_000);
+    expect(next.buckets).toHaveLength(30);
+    expect(next.from).toBe(w.from + 30_000);
+    // Bucket 2 of the first poll is bucket 1 now, kept as it was.
+    expect(next.buckets[1]).toEqual(first.buckets[2]);
+    expect(next.buckets[29]).toMatchObject({ executions: 1, latency_p50_ms: 9 });
+    // The late row in an old bucket is not read again (documented in IncrementalHistory).
+    expect(next.buckets.reduce((n, b) => n + b.executions, 0)).toBe(12);
+    const full = await new SqliteStatsHistory(db).history('15m', NOW + 30_000);
+    expect(full.buckets.reduce((n, b) => n + b.executions, 0)).toBe(13);
+    store.close();
+    db.close();
   });
 
   it('SQLite without execution records: the messages still, executions marked absent', async () => {

@@ -1,6 +1,11 @@
 import { statsHistoryApi } from '../../api/index.js';
 import type { ExecutionLog } from '../../execution/index.js';
-import { HISTORY_MIGRATIONS, PgStatsHistory, SqliteStatsHistory } from '../../observability/index.js';
+import {
+  HISTORY_MIGRATIONS,
+  IncrementalHistory,
+  PgStatsHistory,
+  SqliteStatsHistory,
+} from '../../observability/index.js';
 import { migrate, type Db } from '../../storage/index.js';
 import type { ClusterStateComponent } from './cluster.js';
 import type { Component } from './component.js';
@@ -27,5 +32,5 @@ export async function openStatsHistory(opts: {
     migrate(opts.db, HISTORY_MIGRATIONS);
     history = new SqliteStatsHistory(opts.db, () => void records?.flush());
   }
-  return { name: 'stats-history', routes: statsHistoryApi({ history }) };
+  return { name: 'stats-history', routes: statsHistoryApi({ history: new IncrementalHistory(history) }) };
 }
